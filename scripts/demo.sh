@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# radmfa demo: a throwaway OpenLDAP directory with demo users, a TOTP token enrolled for
+# alice, radmfa listening on 127.0.0.1:18120, and a full login through the challenge with
+# radclient and a code from oathtool. Leaves everything running until Ctrl-C
+# (or exits after the walk-through with --no-wait).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+WAIT=1; [ "${1:-}" = "--no-wait" ] && WAIT=0
+
+scripts/install-deps.sh
+export PATH="$PATH:/usr/sbin"
+echo "==> building radmfa (release)"
+cargo build --release --quiet
+RADMFA="$ROOT/target/release/radmfa"
+CONF="$ROOT/conf/demo.toml"
+DATA="$ROOT/demo-data"
+SECRET=demo-shared-secret
+LDAP_PORT=3890
+RAD_PORT=18120
+
+rm -rf "$DATA"; mkdir -p "$DATA/slapd/db"
+cleanup() {
+  [ -f "$DATA/radmfa.pid" ] && kill "$(cat "$DATA/radmfa.pid")" 2>/dev/null || true
+  [ -f "$DATA/slapd/slapd.pid" ] && kill "$(cat "$DATA/slapd/slapd.pid")" 2>/dev/null || true
+}
+trap cleanup EXIT
+
+echo "==> starting a throwaway OpenLDAP directory on 127.0.0.1:$LDAP_PORT"
+cat > "$DATA/slapd/slapd.conf" <<CONF
+include /etc/ldap/schema/core.schema
+include /etc/ldap/schema/cosine.schema
+include /etc/ldap/schema/inetorgperson.schema
+include /etc/ldap/schema/nis.schema
+pidfile $DATA/slapd/slapd.pid
+modulepath /usr/lib/ldap
+moduleload back_mdb
+database mdb
+maxsize 104857600
+suffix "dc=example,dc=org"
+rootdn "cn=admin,dc=example,dc=org"
+rootpw $(slappasswd -s adminpw)
+directory $DATA/slapd/db
+index objectClass,uid eq
+access to attrs=userPassword by self write by anonymous auth by * none
+access to * by * read
+CONF
+user() { # uid given sn password mobile
+  cat <<LDIF
+dn: uid=$1,ou=people,dc=example,dc=org
+objectClass: inetOrgPerson
+uid: $1
+cn: $2 $3
+givenName: $2
+sn: $3
+displayName: $2 $3
+mail: $1@example.org
+mobile: $5
+userPassword: $(slappasswd -s "$4")
+
+LDIF
+}
+{
+  printf 'dn: dc=example,dc=org\nobjectClass: dcObject\nobjectClass: organization\no: Example\ndc: example\n\n'
+  printf 'dn: ou=people,dc=example,dc=org\nobjectClass: organizationalUnit\nou: people\n\n'
+  user alice Alice Example alice-password "+15550100001"
+  user bob Bob Example bob-password "+15550100002"
+} > "$DATA/slapd/users.ldif"
+slapadd -q -f "$DATA/slapd/slapd.conf" -l "$DATA/slapd/users.ldif"
+slapd -f "$DATA/slapd/slapd.conf" -h "ldap://127.0.0.1:$LDAP_PORT/"
+for _ in $(seq 50); do
+  ldapwhoami -x -H "ldap://127.0.0.1:$LDAP_PORT/" -D uid=alice,ou=people,dc=example,dc=org \
+    -w alice-password >/dev/null 2>&1 && break
+  sleep 0.1
+done
+echo "    users: alice / alice-password (TOTP enrolled below), bob / bob-password (no token)"
+
+echo "==> enrolling a TOTP token for alice"
+"$RADMFA" --config "$CONF" user enroll-totp alice | tee "$DATA/enroll.txt"
+# The demo plays the phone's part with oathtool, so it keeps the seed printed above.
+SEED=$(sed -nE 's/^Secret: ([A-Z2-7]+)$/\1/p' "$DATA/enroll.txt")
+
+echo "==> starting radmfa on 127.0.0.1:$RAD_PORT"
+"$RADMFA" --config "$CONF" serve > "$DATA/radmfa.log" 2>&1 &
+echo $! > "$DATA/radmfa.pid"
+for _ in $(seq 50); do grep -q "listening" "$DATA/radmfa.log" && break; sleep 0.1; done
+
+say() { printf '\n\033[1m%s\033[0m\n' "$*"; }
+say "1. Password (round 1): radmfa checks it against LDAP and answers Access-Challenge"
+echo "   \$ echo 'User-Name = alice, User-Password = alice-password, Message-Authenticator = 0x00' | radclient -x 127.0.0.1:$RAD_PORT auth $SECRET"
+OUT=$(echo 'User-Name = "alice", User-Password = "alice-password", Message-Authenticator = 0x00' \
+  | radclient -x -r 1 -t 3 "127.0.0.1:$RAD_PORT" auth "$SECRET" 2>&1 || true)
+echo "$OUT" | sed 's/^/   /'
+STATE=$(echo "$OUT" | sed -nE 's/.*State = (0x[0-9a-f]+).*/\1/p' | head -1)
+[ -n "$STATE" ] || { echo "no Access-Challenge; see $DATA/radmfa.log" >&2; exit 1; }
+
+CODE=$(oathtool --totp -b "$SEED")
+say "2. Code (round 2): the code from the app (here oathtool --totp -b $SEED → $CODE) with the State"
+echo "   \$ echo 'User-Name = alice, User-Password = $CODE, State = $STATE, Message-Authenticator = 0x00' | radclient -x 127.0.0.1:$RAD_PORT auth $SECRET"
+OUT=$(echo "User-Name = \"alice\", User-Password = \"$CODE\", State = $STATE, Message-Authenticator = 0x00" \
+  | radclient -x -r 1 -t 3 "127.0.0.1:$RAD_PORT" auth "$SECRET" 2>&1 || true)
+echo "$OUT" | sed 's/^/   /'
+echo "$OUT" | grep -q "Access-Accept" || { echo "login failed; see $DATA/radmfa.log" >&2; exit 1; }
+
+say "3. The audit log"
+"$RADMFA" --config "$CONF" audit --limit 5
+
+say "Demo is up."
+cat <<TXT
+  radmfa:  127.0.0.1:$RAD_PORT (shared secret "$SECRET"), log in $DATA/radmfa.log
+  LDAP:    ldap://127.0.0.1:$LDAP_PORT (alice / alice-password, bob / bob-password)
+  Config:  conf/demo.toml
+
+  Try it yourself: scan alice's QR code above with an authenticator app (or use
+  oathtool --totp -b $SEED), then repeat steps 1 and 2. Inline mode (password,code in one
+  field) is configured for requests from 127.0.0.2:
+    echo "User-Name = alice, User-Password = \"alice-password,\$(oathtool --totp -b $SEED)\", Message-Authenticator = 0x00" | radclient -x 127.0.0.2:$RAD_PORT auth $SECRET
+  (run it after the current 30-second step: a code is accepted only once.)
+  Admin: $RADMFA --config $CONF user list | user show alice | audit
+TXT
+if [ "$WAIT" = 1 ]; then
+  say "Press Ctrl-C to stop radmfa and slapd."
+  wait "$(cat "$DATA/radmfa.pid")"
+fi

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs what radmfa's tests and demo need on Debian 12: the peers nobody on this project
+# wrote (OpenLDAP slapd, FreeRADIUS's radclient, oathtool, pam_radius_auth + pamtester) and a
+# Python venv with pyrad and python-pskc. Safe to run again; installs only what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+pkgs=(slapd ldap-utils freeradius-utils oathtool libpam-radius-auth pamtester
+      python3-venv ca-certificates openssl)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "==> installing Debian packages: ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -q
+  # slapd's debconf would ask for a domain; the tests run their own slapd from a temp dir.
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+# The packaged slapd service is not used; stop it so it does not hold port 389 or CPU.
+if command -v systemctl >/dev/null && systemctl is-active --quiet slapd 2>/dev/null; then
+  systemctl stop slapd || true
+fi
+
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import pyrad, pskc' 2>/dev/null; then
+  echo "==> creating .venv with pyrad and python-pskc"
+  python3 -m venv .venv
+  .venv/bin/pip install -q --upgrade pip
+  # Note: the PSKC library is "python-pskc" (imported as pskc); "pskc" on PyPI is unrelated.
+  .venv/bin/pip install -q 'pyrad>=2.4' 'python-pskc>=1.2'
+fi
+for c in slapd slapadd slappasswd ldapwhoami radclient oathtool pamtester; do
+  command -v "$c" >/dev/null || [ -x "/usr/sbin/$c" ] || { echo "missing after install: $c" >&2; exit 1; }
+done
+echo "==> dependencies ready"

@@ -1,0 +1,56 @@
+//! `radmfa serve`: build the backends, bind, serve until SIGTERM or Ctrl-C.
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+
+use crate::app::AppState;
+use crate::config::Config;
+
+pub async fn serve(cfg: Config) -> anyhow::Result<()> {
+    let sockets = crate::server::bind(&cfg.server.listen).context("binding listen addresses")?;
+    let app = AppState::build(cfg).await?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(purge_expired_challenges(app.clone(), shutdown.clone()));
+    let signal = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        signal.cancel();
+    });
+    crate::server::run(app, sockets, shutdown).await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Expired challenges are refused on lookup anyway; this only keeps the table small.
+async fn purge_expired_challenges(app: std::sync::Arc<AppState>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {
+                if let Err(e) = app.store.purge_expired_challenges(app.clock.now()).await {
+                    tracing::warn!(error = %e, "purging expired challenges");
+                }
+            }
+        }
+    }
+}

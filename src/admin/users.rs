@@ -1,0 +1,261 @@
+//! `radmfa user …`: enroll, list, show, unlock, reset, delete. Each state change is audited.
+
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use rand::RngCore;
+
+use crate::app::open_store;
+use crate::cli::{EnrollArgs, UserCommand};
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::mfa::enroll;
+use crate::store::{user_key, AuditRecord, NewToken, OtpAlgorithm, Store, TokenKind};
+
+pub async fn run(cfg: &Config, mut cmd: UserCommand) -> anyhow::Result<ExitCode> {
+    fold_user_name(&mut cmd);
+    let store = open_store(&cfg.store).await?;
+    let store = store.as_ref();
+    match cmd {
+        UserCommand::EnrollTotp(args) => enroll_totp(cfg, store, args).await,
+        UserCommand::List(flag) => list(store, flag.json).await,
+        UserCommand::Show(a) => show(store, &a.user, a.json).await,
+        UserCommand::Unlock(a) => {
+            let was = store.unlock_user(&a.user, SystemClock.now()).await?;
+            admin_audit(cfg, store, &a.user, "unlock", None).await?;
+            println!(
+                "{}: {}",
+                a.user,
+                if was { "unlocked" } else { "was not locked" }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        UserCommand::Reset(a) => {
+            let n = store.delete_user_tokens(&a.user).await?;
+            store.unlock_user(&a.user, SystemClock.now()).await?;
+            admin_audit(
+                cfg,
+                store,
+                &a.user,
+                "reset",
+                Some(format!("{n} token(s) removed")),
+            )
+            .await?;
+            println!(
+                "{}: {n} token(s) removed; the user must enroll again",
+                a.user
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        UserCommand::Delete(a) => {
+            let existed = store.delete_user(&a.user).await?;
+            admin_audit(cfg, store, &a.user, "delete", None).await?;
+            if existed {
+                println!("{}: deleted", a.user);
+                Ok(ExitCode::SUCCESS)
+            } else {
+                println!("{}: no such user", a.user);
+                Ok(ExitCode::from(1))
+            }
+        }
+    }
+}
+
+/// Admins type names as the directory shows them; the store keys them folded.
+fn fold_user_name(cmd: &mut UserCommand) {
+    let name = match cmd {
+        UserCommand::EnrollTotp(a) => &mut a.user,
+        UserCommand::Show(a) => &mut a.user,
+        UserCommand::Unlock(a) | UserCommand::Reset(a) | UserCommand::Delete(a) => &mut a.user,
+        UserCommand::List(_) => return,
+    };
+    *name = user_key(name);
+}
+
+async fn admin_audit(
+    cfg: &Config,
+    store: &dyn Store,
+    user: &str,
+    result: &str,
+    reason: Option<String>,
+) -> anyhow::Result<()> {
+    let rec = AuditRecord {
+        time: SystemClock.now(),
+        user: user.to_string(),
+        mode: "admin".into(),
+        result: result.into(),
+        reason,
+        server_name: cfg.server.name.clone(),
+        ..Default::default()
+    };
+    store
+        .append_audit(&rec)
+        .await
+        .context("writing audit record")?;
+    Ok(())
+}
+
+fn valid_user_name(user: &str) -> bool {
+    !user.is_empty() && user.len() <= 253 && !user.chars().any(|c| c.is_control())
+}
+
+async fn enroll_totp(
+    cfg: &Config,
+    store: &dyn Store,
+    args: EnrollArgs,
+) -> anyhow::Result<ExitCode> {
+    if !valid_user_name(&args.user) {
+        bail!(
+            "user name {:?} is empty, too long or has control characters",
+            args.user
+        );
+    }
+    let algorithm = match &args.algorithm {
+        Some(a) => OtpAlgorithm::parse(a)
+            .with_context(|| format!("--algorithm {a:?}: use SHA1, SHA256 or SHA512"))?,
+        None => cfg.totp.algorithm,
+    };
+    let digits = args.digits.unwrap_or(cfg.totp.digits);
+    if !(6..=8).contains(&digits) {
+        bail!("--digits {digits}: use 6 or 8");
+    }
+    let period = args.period.unwrap_or(cfg.totp.period);
+    if !(10..=300).contains(&period) {
+        bail!("--period {period}: use 10 to 300 seconds");
+    }
+    let existing = store.tokens_for_user(&args.user).await?;
+    if !existing.is_empty() && !args.force {
+        bail!(
+            "{} already has {} token(s); use --force to add another, or `radmfa user reset {}` first",
+            args.user,
+            existing.len(),
+            args.user
+        );
+    }
+    let seed = enroll::new_seed(algorithm);
+    let mut tag = [0u8; 4];
+    rand::rngs::OsRng.fill_bytes(&mut tag);
+    let serial = format!("TOTP-{}", hex::encode_upper(tag));
+    store
+        .add_token(NewToken {
+            serial: serial.clone(),
+            user: Some(args.user.clone()),
+            kind: TokenKind::Totp,
+            algorithm,
+            digits,
+            period,
+            counter: 0,
+            secret: seed.clone(),
+        })
+        .await?;
+    let uri = enroll::otpauth_uri(
+        &cfg.totp.issuer,
+        &args.user,
+        &seed,
+        algorithm,
+        digits,
+        period,
+    );
+    admin_audit(
+        cfg,
+        store,
+        &args.user,
+        "enroll",
+        Some(format!("token {serial}")),
+    )
+    .await?;
+    if args.uri_only {
+        println!("{uri}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("Enrolled TOTP token {serial} for {}.", args.user);
+    println!("Scan this with Google Authenticator, Microsoft Authenticator or any TOTP app,");
+    println!("or type the secret in by hand. It is shown only now.\n");
+    if !args.no_qr {
+        match enroll::qr_text(&uri) {
+            Ok(qr) => println!("{qr}"),
+            Err(e) => eprintln!("(cannot draw QR code: {e})"),
+        }
+    }
+    println!("URI:    {uri}");
+    println!("Secret: {}", enroll::base32(&seed));
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn list(store: &dyn Store, json: bool) -> anyhow::Result<ExitCode> {
+    let users = store.list_users().await?;
+    let now = SystemClock.now();
+    if json {
+        let rows: Vec<_> = users
+            .iter()
+            .map(|u| {
+                serde_json::json!({
+                    "user": u.user, "tokens": u.token_count, "failures": u.failures,
+                    "locked_until": u.locked_until.filter(|t| *t > now),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        println!("{:<32} {:>6} {:>8}  LOCKED", "USER", "TOKENS", "FAILURES");
+        for u in users {
+            let locked = match u.locked_until {
+                Some(t) if t > now => format!("until {}", super::audit::fmt_time(t)),
+                _ => "-".into(),
+            };
+            println!(
+                "{:<32} {:>6} {:>8}  {locked}",
+                u.user, u.token_count, u.failures
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn show(store: &dyn Store, user: &str, json: bool) -> anyhow::Result<ExitCode> {
+    let status = store.user_status(user).await?;
+    let tokens = store.tokens_for_user(user).await?;
+    if tokens.is_empty() && status.failures == 0 && status.locked_until.is_none() {
+        eprintln!("{user}: no tokens and no second-factor state");
+        return Ok(ExitCode::from(1));
+    }
+    let now = SystemClock.now();
+    let locked = status.locked_until.filter(|t| *t > now);
+    if json {
+        let toks: Vec<_> = tokens
+            .iter()
+            .map(|t| {
+                serde_json::json!({
+                    "serial": t.serial, "type": t.kind, "algorithm": t.algorithm,
+                    "digits": t.digits, "period": t.period, "enabled": t.enabled,
+                    "created_at": t.created_at, "last_used_step": t.last_step,
+                })
+            })
+            .collect();
+        let v = serde_json::json!({
+            "user": user, "failures": status.failures, "locked_until": locked, "tokens": toks,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!("user:     {user}");
+        println!("failures: {}", status.failures);
+        match locked {
+            Some(t) => println!("locked:   until {}", super::audit::fmt_time(t)),
+            None => println!("locked:   no"),
+        }
+        println!("tokens:");
+        for t in tokens {
+            println!(
+                "  {:<16} {:?} {} {} digits, {} s, {}, enrolled {}",
+                t.serial,
+                t.kind,
+                t.algorithm.as_str(),
+                t.digits,
+                t.period,
+                if t.enabled { "enabled" } else { "disabled" },
+                super::audit::fmt_time(t.created_at)
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,75 @@
+//! `Config` → `AppState`: the backends built once at start-up and shared by every request.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use crate::auth::{LdapAuth, PrimaryAuth};
+use crate::clock::{Clock, SystemClock};
+use crate::config::{Config, StoreConfig};
+use crate::server::clients::ClientTable;
+use crate::server::dedup::DuplicateCache;
+use crate::server::metrics::Metrics;
+use crate::store::{KeyFile, SqliteStore, Store};
+
+pub struct AppState {
+    pub config: Config,
+    pub clients: ClientTable,
+    pub primary: Arc<dyn PrimaryAuth>,
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+    pub metrics: Metrics,
+    pub dedup: DuplicateCache,
+}
+
+impl AppState {
+    /// Builds the production backends (LDAP, the configured store, the system clock).
+    pub async fn build(config: Config) -> anyhow::Result<Arc<AppState>> {
+        let store = open_store(&config.store).await?;
+        let primary: Arc<dyn PrimaryAuth> =
+            Arc::new(LdapAuth::new(config.ldap.clone()).context("setting up LDAP")?);
+        Ok(Self::from_parts(
+            config,
+            primary,
+            store,
+            Arc::new(SystemClock),
+        ))
+    }
+
+    pub fn from_parts(
+        config: Config,
+        primary: Arc<dyn PrimaryAuth>,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+    ) -> Arc<AppState> {
+        Arc::new(AppState {
+            clients: ClientTable::new(&config.clients),
+            dedup: DuplicateCache::new(config.server.duplicate_window),
+            metrics: Metrics::default(),
+            config,
+            primary,
+            store,
+            clock,
+        })
+    }
+}
+
+/// Opens (creating and migrating if needed) the configured store.
+pub async fn open_store(cfg: &StoreConfig) -> anyhow::Result<Arc<dyn Store>> {
+    match cfg {
+        StoreConfig::Sqlite { path, key_file } => {
+            for p in [path, key_file] {
+                if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir)
+                        .with_context(|| format!("creating directory {}", dir.display()))?;
+                }
+            }
+            let sealer = KeyFile::load_or_create(key_file)
+                .with_context(|| format!("key file {}", key_file.display()))?;
+            let store = SqliteStore::open(path, sealer)
+                .await
+                .with_context(|| format!("opening database {}", path.display()))?;
+            Ok(Arc::new(store))
+        }
+    }
+}

@@ -1,0 +1,965 @@
+//! Password check against LDAP / Active Directory.
+//!
+//! # How a check runs
+//!
+//! 1. An empty password is refused at once, before any network traffic: an empty simple bind
+//!    is an *anonymous* bind, which directories accept. Refusing before the search means an
+//!    empty password says nothing about whether the user exists.
+//! 2. The user is searched with a **service-account connection** taken from a small pool
+//!    (`pool_size` connections kept open, bound as `bind_dn`; dead or long-idle connections
+//!    are dropped and re-created on demand, so the pool recovers by itself after a directory
+//!    restart). The user name is escaped with [`ldap3::ldap_escape`] before it replaces every
+//!    `{user}` in `user_filter`, so `*` or `a)(uid=*` match nothing. No entry →
+//!    [`Denial::UnknownUser`]; more than one → [`Denial::AmbiguousUser`].
+//! 3. The password is checked by a simple bind as the found DN on a **fresh connection** that
+//!    is closed right after: a bind changes a connection's identity, so pooled search
+//!    connections are never used for it. A semaphore bounds concurrent user binds
+//!    (`user_bind_concurrency`).
+//!
+//! # Bind results
+//!
+//! * rc 0 → [`PrimaryOutcome::Accepted`] with the attributes read during the search.
+//! * rc 49 (invalidCredentials) → [`Denial::BadPassword`], unless the diagnostic text carries an
+//!   Active Directory sub-code ([`super::ad_codes`]): `52e` is [`Denial::BadPassword`], `525`
+//!   (account vanished between search and bind) is [`Denial::UnknownUser`], every other code is
+//!   [`Denial::Directory`] (disabled, locked out, expired, must change password, ...).
+//! * Any other result code is an [`AuthError::Ldap`]: the policy stage rejects, and the
+//!   operator sees the directory's message.
+//! * A password that is not valid UTF-8 cannot be sent through `ldap3`'s simple bind and is
+//!   refused as [`Denial::BadPassword`] without a bind.
+//!
+//! # Timing
+//!
+//! An unknown (or ambiguous) user costs a search but no bind. To keep "unknown user" and
+//! "wrong password" from being told apart by response time, the unknown-user path sleeps for
+//! roughly as long as recent user binds took (a moving average of connect + bind, ±25 %
+//! jitter, capped at `connect_timeout + op_timeout`). We chose this over a real bind to a
+//! dummy DN: it costs the directory nothing and writes no failed-logon events there.
+//!
+//! # Timeouts and failover
+//!
+//! Every connect (TCP, TLS handshake, StartTLS) is bounded by `connect_timeout`, every
+//! operation (service bind, search, user bind) and every wait for a pool or bind slot by
+//! `op_timeout`. URLs are tried in order, starting with the last one that worked. A URL
+//! that just failed is held off for [`FAILED_URL_HOLDOFF`]: it is tried only after
+//! every other URL has failed too. All URLs unreachable → [`AuthError::Unavailable`] (or
+//! [`AuthError::Tls`] when every failure was a TLS failure); an operation that outlives
+//! `op_timeout` → [`AuthError::Timeout`]. A timed-out user bind is not retried on another
+//! server, since the first attempt may already have counted against the account's lockout.
+//! A server that accepts TCP but does not answer the service bind in time counts as down
+//! (next URL); a service bind the directory *refuses* (rc 48/49/50/53) is
+//! [`AuthError::ServiceBind`] at once, since every server of the directory would refuse it.
+//! An empty `bind_dn` means anonymous searches.
+//!
+//! # TLS
+//!
+//! `ldaps://` URLs and `starttls = true` (for `ldap://` URLs) go through rustls (ring). With
+//! `ca_file` set, only the CA certificates in that PEM file are trusted; without it, the
+//! system store is used (ldap3's default). `tls_insecure_skip_verify` disables certificate
+//! checks and exists for tests only.
+//!
+//! Passwords (`Secret`) never reach a log line; user names and DNs do.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use ldap3::{
+    Ldap, LdapConnAsync, LdapConnSettings, LdapError, LdapResult, Scope, SearchEntry, SearchOptions,
+};
+use rand::Rng;
+use tokio::sync::Semaphore;
+use tokio::time::timeout;
+
+use super::{ad_codes, AuthError, Denial, PrimaryAuth, PrimaryOutcome, UserInfo};
+use crate::secret::Secret;
+
+/// How long a URL that just failed is put behind the others.
+pub const FAILED_URL_HOLDOFF: Duration = Duration::from_secs(10);
+
+/// Pooled search connections idle longer than this are closed instead of reused, so a
+/// connection silently dropped by a firewall or the server's idle timeout is not trusted.
+pub const POOL_MAX_IDLE: Duration = Duration::from_secs(120);
+
+/// Names of the LDAP attributes copied into [`UserInfo`]. An empty name means "don't read".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttributeNames {
+    pub display_name: String,
+    pub given_name: String,
+    pub surname: String,
+    pub mail: String,
+    pub mobile: String,
+    pub telephone: String,
+}
+
+impl Default for AttributeNames {
+    fn default() -> Self {
+        AttributeNames {
+            display_name: "displayName".into(),
+            given_name: "givenName".into(),
+            surname: "sn".into(),
+            mail: "mail".into(),
+            mobile: "mobile".into(),
+            telephone: "telephoneNumber".into(),
+        }
+    }
+}
+
+/// Runtime settings of the LDAP backend (the config module maps `[ldap]` onto this).
+#[derive(Debug, Clone)]
+pub struct LdapSettings {
+    /// `ldap://` or `ldaps://` URLs, tried in order with failover.
+    pub urls: Vec<String>,
+    /// Upgrade `ldap://` connections with StartTLS.
+    pub starttls: bool,
+    /// PEM file with the CA certificate(s) to trust; `None` = system store.
+    pub ca_file: Option<PathBuf>,
+    /// Accept any server certificate. Tests only.
+    pub tls_insecure_skip_verify: bool,
+    /// Service account used for searches; empty = anonymous search.
+    pub bind_dn: String,
+    pub bind_password: Secret,
+    pub base_dn: String,
+    /// Search filter; every `{user}` is replaced by the escaped user name, e.g.
+    /// `(uid={user})` or `(&(objectClass=user)(sAMAccountName={user}))`.
+    pub user_filter: String,
+    pub attributes: AttributeNames,
+    pub connect_timeout: Duration,
+    pub op_timeout: Duration,
+    /// Service-account search connections kept open (at least 1).
+    pub pool_size: usize,
+    /// User binds in flight at once (at least 1).
+    pub user_bind_concurrency: usize,
+}
+
+impl Default for LdapSettings {
+    fn default() -> Self {
+        LdapSettings {
+            urls: Vec::new(),
+            starttls: false,
+            ca_file: None,
+            tls_insecure_skip_verify: false,
+            bind_dn: String::new(),
+            bind_password: Secret::default(),
+            base_dn: String::new(),
+            user_filter: "(uid={user})".into(),
+            attributes: AttributeNames::default(),
+            connect_timeout: Duration::from_secs(5),
+            op_timeout: Duration::from_secs(5),
+            pool_size: 4,
+            user_bind_concurrency: 16,
+        }
+    }
+}
+
+/// The LDAP / Active Directory primary-factor backend. Cheap to share behind an `Arc`.
+pub struct LdapAuth {
+    settings: LdapSettings,
+    conn_settings: LdapConnSettings,
+    /// Attribute list sent with the search.
+    search_attrs: Vec<String>,
+    /// Idle, service-bound search connections.
+    idle: Mutex<Vec<PooledConn>>,
+    /// One permit per search connection that may exist at once.
+    pool_slots: Semaphore,
+    user_bind_slots: Semaphore,
+    bind_count: AtomicU64,
+    /// Index of the URL that last worked.
+    preferred: AtomicUsize,
+    /// Per URL: when its hold-off after a failure ends.
+    held_off_until: Mutex<Vec<Option<Instant>>>,
+    /// Moving average of user-bind latency (connect + bind), in microseconds; 0 = no sample.
+    bind_latency_us: AtomicU64,
+}
+
+struct PooledConn {
+    ldap: Ldap,
+    url_idx: usize,
+    idle_since: Instant,
+}
+
+enum SearchOutcome {
+    Found(UserInfo),
+    NotFound,
+    Ambiguous,
+}
+
+/// Why one connection attempt failed.
+enum ConnectFailure {
+    Timeout,
+    Tls(String),
+    Other(String),
+}
+
+impl fmt::Display for ConnectFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConnectFailure::Timeout => f.write_str("connect timed out"),
+            ConnectFailure::Tls(e) => write!(f, "TLS: {e}"),
+            ConnectFailure::Other(e) => f.write_str(e),
+        }
+    }
+}
+
+impl fmt::Debug for LdapAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LdapAuth")
+            .field("urls", &self.settings.urls)
+            .field("base_dn", &self.settings.base_dn)
+            .field("user_filter", &self.settings.user_filter)
+            .finish_non_exhaustive()
+    }
+}
+
+fn config_error(msg: impl fmt::Display) -> AuthError {
+    AuthError::Ldap(format!("invalid LDAP settings: {msg}"))
+}
+
+impl LdapAuth {
+    /// Check the settings and prepare TLS. Opens no connection.
+    pub fn new(mut settings: LdapSettings) -> Result<Self, AuthError> {
+        if settings.urls.is_empty() {
+            return Err(config_error("no URL"));
+        }
+        for url in &settings.urls {
+            let lower = url.to_ascii_lowercase();
+            if !(lower.starts_with("ldap://") || lower.starts_with("ldaps://")) {
+                return Err(config_error(format_args!(
+                    "URL {url:?} must start with ldap:// or ldaps://"
+                )));
+            }
+        }
+        if !settings.user_filter.contains("{user}") {
+            return Err(config_error("user_filter has no {user} placeholder"));
+        }
+        if ldap3::parse_filter(settings.user_filter.replace("{user}", "x")).is_err() {
+            return Err(config_error(format_args!(
+                "user_filter {:?} is not a valid LDAP filter",
+                settings.user_filter
+            )));
+        }
+        if settings.connect_timeout.is_zero() || settings.op_timeout.is_zero() {
+            return Err(config_error("timeouts must be greater than zero"));
+        }
+        settings.pool_size = settings.pool_size.max(1);
+        settings.user_bind_concurrency = settings.user_bind_concurrency.max(1);
+
+        let mut conn_settings = LdapConnSettings::new()
+            .set_conn_timeout(settings.connect_timeout)
+            .set_starttls(settings.starttls)
+            .set_no_tls_verify(settings.tls_insecure_skip_verify);
+        if let Some(config) = tls_config(&settings)? {
+            conn_settings = conn_settings.set_config(config);
+        }
+
+        let a = &settings.attributes;
+        let mut search_attrs: Vec<String> = [
+            &a.display_name,
+            &a.given_name,
+            &a.surname,
+            &a.mail,
+            &a.mobile,
+            &a.telephone,
+        ]
+        .into_iter()
+        .filter(|n| !n.is_empty())
+        .cloned()
+        .collect();
+        search_attrs.dedup();
+        if search_attrs.is_empty() {
+            // RFC 4511: "1.1" asks for no attributes.
+            search_attrs.push("1.1".into());
+        }
+
+        let n = settings.urls.len();
+        Ok(LdapAuth {
+            pool_slots: Semaphore::new(settings.pool_size),
+            user_bind_slots: Semaphore::new(settings.user_bind_concurrency),
+            conn_settings,
+            search_attrs,
+            idle: Mutex::new(Vec::new()),
+            bind_count: AtomicU64::new(0),
+            preferred: AtomicUsize::new(0),
+            held_off_until: Mutex::new(vec![None; n]),
+            bind_latency_us: AtomicU64::new(0),
+            settings,
+        })
+    }
+
+    /// User binds attempted so far (for tests and metrics).
+    pub fn bind_count(&self) -> u64 {
+        self.bind_count.load(Ordering::Relaxed)
+    }
+
+    fn op_timeout_err(&self) -> AuthError {
+        AuthError::Timeout(self.settings.op_timeout.as_millis() as u64)
+    }
+
+    // ---- failover bookkeeping -------------------------------------------------------
+
+    /// URL indexes in the order to try: the last good one, then the others in configured
+    /// order; URLs in hold-off go last.
+    fn url_order(&self) -> Vec<usize> {
+        let n = self.settings.urls.len();
+        let preferred = self.preferred.load(Ordering::Relaxed).min(n - 1);
+        let mut order = Vec::with_capacity(n);
+        order.push(preferred);
+        order.extend((0..n).filter(|&i| i != preferred));
+        let now = Instant::now();
+        let held = self.held_off_until.lock().expect("held_off_until lock");
+        let (fresh, held_off): (Vec<usize>, Vec<usize>) = order
+            .into_iter()
+            .partition(|&i| held[i].is_none_or(|until| until <= now));
+        fresh.into_iter().chain(held_off).collect()
+    }
+
+    fn mark_good(&self, idx: usize) {
+        self.preferred.store(idx, Ordering::Relaxed);
+        self.held_off_until.lock().expect("held_off_until lock")[idx] = None;
+    }
+
+    fn mark_failed(&self, idx: usize) {
+        self.held_off_until.lock().expect("held_off_until lock")[idx] =
+            Some(Instant::now() + FAILED_URL_HOLDOFF);
+    }
+
+    // ---- connections ------------------------------------------------------------------
+
+    async fn connect_one(&self, idx: usize) -> Result<Ldap, ConnectFailure> {
+        let url = &self.settings.urls[idx];
+        let fut = LdapConnAsync::with_settings(self.conn_settings.clone(), url);
+        match timeout(self.settings.connect_timeout, fut).await {
+            Err(_) => Err(ConnectFailure::Timeout),
+            Ok(Err(e)) => Err(classify_connect_error(e)),
+            Ok(Ok((conn, ldap))) => {
+                let url = url.clone();
+                // What `ldap3::drive!` does, logging through tracing.
+                tokio::spawn(async move {
+                    if let Err(e) = conn.drive().await {
+                        tracing::debug!(%url, error = %e, "LDAP connection ended");
+                    }
+                });
+                Ok(ldap)
+            }
+        }
+    }
+
+    /// Open a connection to the first URL that answers; with `service_bind`, also bind it as
+    /// the service account (a server that accepts TCP but does not answer the bind counts as
+    /// down, and the next URL is tried).
+    async fn connect_any(&self, service_bind: bool) -> Result<(Ldap, usize), AuthError> {
+        let mut failures: Vec<String> = Vec::new();
+        let mut all_tls = true;
+        let mut all_op_timeouts = true;
+        for idx in self.url_order() {
+            let url = &self.settings.urls[idx];
+            let mut ldap = match self.connect_one(idx).await {
+                Ok(ldap) => ldap,
+                Err(failure) => {
+                    tracing::warn!(%url, error = %failure, "LDAP server unreachable");
+                    all_tls &= matches!(failure, ConnectFailure::Tls(_));
+                    all_op_timeouts = false;
+                    failures.push(format!("{url}: {failure}"));
+                    self.mark_failed(idx);
+                    continue;
+                }
+            };
+            if service_bind && !self.settings.bind_dn.is_empty() {
+                let password =
+                    self.settings.bind_password.expose_str().ok_or_else(|| {
+                        AuthError::ServiceBind("bind password is not UTF-8".into())
+                    })?;
+                let bind = ldap.simple_bind(&self.settings.bind_dn, password);
+                match timeout(self.settings.op_timeout, bind).await {
+                    Err(_) => {
+                        tracing::warn!(%url, "LDAP service bind timed out");
+                        all_tls = false;
+                        failures.push(format!("{url}: service bind timed out"));
+                        self.mark_failed(idx);
+                        continue;
+                    }
+                    Ok(Err(e)) => {
+                        tracing::warn!(%url, error = %e, "LDAP service bind failed");
+                        all_tls = false;
+                        all_op_timeouts = false;
+                        failures.push(format!("{url}: service bind: {e}"));
+                        self.mark_failed(idx);
+                        continue;
+                    }
+                    // 48 inappropriateAuthentication, 49 invalidCredentials,
+                    // 50 insufficientAccessRights, 53 unwillingToPerform: the directory
+                    // refuses this account; another server of it would say the same.
+                    Ok(Ok(res)) if matches!(res.rc, 48..=50 | 53) => {
+                        tracing::error!(%url, bind_dn = %self.settings.bind_dn, result = %res,
+                            "LDAP service account bind refused");
+                        self.mark_good(idx);
+                        return Err(AuthError::ServiceBind(format!(
+                            "{}: {res}",
+                            self.settings.bind_dn
+                        )));
+                    }
+                    Ok(Ok(res)) if res.rc != 0 => {
+                        // busy, unavailable, ...: this server's trouble, try the next.
+                        tracing::warn!(%url, result = %res, "LDAP service bind failed");
+                        all_tls = false;
+                        all_op_timeouts = false;
+                        failures.push(format!("{url}: service bind: {res}"));
+                        self.mark_failed(idx);
+                        continue;
+                    }
+                    Ok(Ok(_)) => {}
+                }
+            }
+            tracing::debug!(%url, service_bind, "LDAP connection open");
+            self.mark_good(idx);
+            return Ok((ldap, idx));
+        }
+        let msg = failures.join("; ");
+        if all_tls && !failures.is_empty() {
+            Err(AuthError::Tls(msg))
+        } else if all_op_timeouts && !failures.is_empty() {
+            // Every server accepted the connection but none answered the bind.
+            Err(self.op_timeout_err())
+        } else {
+            Err(AuthError::Unavailable(msg))
+        }
+    }
+
+    fn take_idle(&self) -> Option<PooledConn> {
+        let mut idle = self.idle.lock().expect("pool lock");
+        while let Some(mut conn) = idle.pop() {
+            if conn.ldap.is_closed() || conn.idle_since.elapsed() > POOL_MAX_IDLE {
+                continue; // dropped: closes the connection
+            }
+            return Some(conn);
+        }
+        None
+    }
+
+    fn put_idle(&self, mut conn: PooledConn) {
+        conn.idle_since = Instant::now();
+        self.idle.lock().expect("pool lock").push(conn);
+    }
+
+    /// Drop every idle connection to `url_idx` (after one of them turned out dead).
+    fn drop_idle_to(&self, url_idx: usize) {
+        self.idle
+            .lock()
+            .expect("pool lock")
+            .retain(|c| c.url_idx != url_idx);
+    }
+
+    // ---- search ------------------------------------------------------------------------
+
+    async fn search_user(&self, user: &str) -> Result<SearchOutcome, AuthError> {
+        let _slot = timeout(self.settings.op_timeout, self.pool_slots.acquire())
+            .await
+            .map_err(|_| self.op_timeout_err())?
+            .expect("pool semaphore never closed");
+        let escaped = ldap3::ldap_escape(user);
+        let filter = self.settings.user_filter.replace("{user}", &escaped);
+
+        let mut retried = false;
+        loop {
+            let (mut conn, reused) = match self.take_idle() {
+                Some(conn) => (conn, true),
+                None => {
+                    let (ldap, url_idx) = self.connect_any(true).await?;
+                    let conn = PooledConn {
+                        ldap,
+                        url_idx,
+                        idle_since: Instant::now(),
+                    };
+                    (conn, false)
+                }
+            };
+            let op_timeout = self.settings.op_timeout;
+            let search = conn
+                .ldap
+                .with_search_options(SearchOptions::new().sizelimit(2))
+                .with_timeout(op_timeout)
+                .search(
+                    &self.settings.base_dn,
+                    Scope::Subtree,
+                    &filter,
+                    &self.search_attrs,
+                );
+            let result = match timeout(op_timeout, search).await {
+                Err(_) | Ok(Err(LdapError::Timeout { .. })) => {
+                    let url = &self.settings.urls[conn.url_idx];
+                    tracing::warn!(%url, %user, "LDAP search timed out");
+                    self.mark_failed(conn.url_idx);
+                    return Err(self.op_timeout_err());
+                }
+                Ok(Err(e)) => {
+                    let url = &self.settings.urls[conn.url_idx];
+                    if reused && !retried {
+                        // A pooled connection died (server restart, idle cut): drop its
+                        // siblings and try once more on a fresh connection.
+                        tracing::debug!(%url, error = %e, "pooled LDAP connection dead, reconnecting");
+                        self.drop_idle_to(conn.url_idx);
+                        retried = true;
+                        continue;
+                    }
+                    tracing::warn!(%url, error = %e, "LDAP search failed");
+                    self.mark_failed(conn.url_idx);
+                    return Err(AuthError::Unavailable(format!("{url}: search: {e}")));
+                }
+                Ok(Ok(result)) => result,
+            };
+            let ldap3::SearchResult(entries, res) = result;
+            // rc 4 = sizeLimitExceeded: more than our limit of 2 entries matched.
+            let size_limit_hit = res.rc == 4 && !entries.is_empty();
+            if res.rc != 0 && !size_limit_hit {
+                let url = &self.settings.urls[conn.url_idx];
+                tracing::warn!(%url, %user, result = %res, "LDAP search refused");
+                self.put_idle(conn);
+                return Err(AuthError::Ldap(format!("search: {res}")));
+            }
+            self.put_idle(conn);
+            return Ok(match entries.len() {
+                0 => SearchOutcome::NotFound,
+                1 => {
+                    let entry = SearchEntry::construct(entries.into_iter().next().expect("one"));
+                    SearchOutcome::Found(self.user_info(entry))
+                }
+                n => {
+                    tracing::warn!(%user, matches = n, filter = %filter,
+                        "LDAP user filter matched several entries");
+                    SearchOutcome::Ambiguous
+                }
+            });
+        }
+    }
+
+    fn user_info(&self, entry: SearchEntry) -> UserInfo {
+        let a = &self.settings.attributes;
+        let get = |name: &str| first_value(&entry.attrs, name);
+        UserInfo {
+            display_name: get(&a.display_name),
+            given_name: get(&a.given_name),
+            surname: get(&a.surname),
+            mail: get(&a.mail),
+            mobile: get(&a.mobile),
+            telephone: get(&a.telephone),
+            dn: entry.dn,
+        }
+    }
+
+    // ---- user bind ---------------------------------------------------------------------
+
+    async fn bind_user(
+        &self,
+        user: &str,
+        info: UserInfo,
+        password: &Secret,
+    ) -> Result<PrimaryOutcome, AuthError> {
+        let Some(password) = password.expose_str() else {
+            tracing::info!(%user, "password is not valid UTF-8, refused without a bind");
+            return Ok(PrimaryOutcome::Denied(Denial::BadPassword));
+        };
+        let _slot = timeout(self.settings.op_timeout, self.user_bind_slots.acquire())
+            .await
+            .map_err(|_| self.op_timeout_err())?
+            .expect("bind semaphore never closed");
+
+        let started = Instant::now();
+        let (mut ldap, idx) = self.connect_any(false).await?;
+        let url = &self.settings.urls[idx];
+        self.bind_count.fetch_add(1, Ordering::Relaxed);
+        let res = match timeout(
+            self.settings.op_timeout,
+            ldap.simple_bind(&info.dn, password),
+        )
+        .await
+        {
+            Err(_) => {
+                tracing::warn!(%url, %user, dn = %info.dn, "LDAP user bind timed out");
+                self.mark_failed(idx);
+                return Err(self.op_timeout_err());
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(%url, %user, dn = %info.dn, error = %e, "LDAP user bind failed");
+                self.mark_failed(idx);
+                return Err(AuthError::Unavailable(format!("{url}: user bind: {e}")));
+            }
+            Ok(Ok(res)) => res,
+        };
+        self.record_bind_latency(started.elapsed());
+        // Close politely; don't make the caller wait for it.
+        tokio::spawn(async move {
+            let _ = timeout(Duration::from_secs(1), ldap.unbind()).await;
+        });
+
+        let outcome = bind_outcome(&res);
+        match &outcome {
+            Ok(PrimaryOutcome::Accepted(_)) => {
+                tracing::debug!(%user, dn = %info.dn, "LDAP password accepted")
+            }
+            Ok(PrimaryOutcome::Denied(d)) => {
+                tracing::info!(%user, dn = %info.dn, reason = %d.reason(), "LDAP password refused")
+            }
+            Err(_) => {
+                tracing::warn!(%user, dn = %info.dn, result = %res, "LDAP user bind error")
+            }
+        }
+        outcome.map(|o| match o {
+            PrimaryOutcome::Accepted(_) => PrimaryOutcome::Accepted(info),
+            denied => denied,
+        })
+    }
+
+    fn record_bind_latency(&self, sample: Duration) {
+        let sample = sample.as_micros().min(u64::MAX as u128) as u64;
+        let old = self.bind_latency_us.load(Ordering::Relaxed);
+        let new = if old == 0 {
+            sample.max(1)
+        } else {
+            (old - old / 8 + sample / 8).max(1)
+        };
+        self.bind_latency_us.store(new, Ordering::Relaxed);
+    }
+
+    /// Make an unknown user take about as long as a bind would have.
+    async fn pad_like_a_bind(&self) {
+        let avg = self.bind_latency_us.load(Ordering::Relaxed);
+        if avg == 0 {
+            return;
+        }
+        let jittered = rand::thread_rng().gen_range(avg * 3 / 4..=avg + avg / 4);
+        let cap = self.settings.connect_timeout + self.settings.op_timeout;
+        tokio::time::sleep(Duration::from_micros(jittered).min(cap)).await;
+    }
+}
+
+/// Map a user bind's result to an outcome (the `UserInfo` is filled in by the caller).
+fn bind_outcome(res: &LdapResult) -> Result<PrimaryOutcome, AuthError> {
+    if res.rc == 0 {
+        return Ok(PrimaryOutcome::Accepted(UserInfo::default()));
+    }
+    if let Some(reason) = ad_codes::parse(&res.text) {
+        return Ok(PrimaryOutcome::Denied(match reason {
+            ad_codes::AdReason::BadPassword => Denial::BadPassword,
+            ad_codes::AdReason::UserNotFound => Denial::UnknownUser,
+            other => Denial::Directory(other),
+        }));
+    }
+    if res.rc == 49 {
+        return Ok(PrimaryOutcome::Denied(Denial::BadPassword));
+    }
+    Err(AuthError::Ldap(format!("user bind: {res}")))
+}
+
+fn first_value(attrs: &HashMap<String, Vec<String>>, name: &str) -> Option<String> {
+    if name.is_empty() {
+        return None;
+    }
+    attrs
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .and_then(|(_, v)| v.iter().find(|s| !s.is_empty()).cloned())
+}
+
+fn classify_connect_error(e: LdapError) -> ConnectFailure {
+    match e {
+        LdapError::Timeout { .. } => ConnectFailure::Timeout,
+        LdapError::Rustls { source } => ConnectFailure::Tls(source.to_string()),
+        LdapError::DNSName { source } => ConnectFailure::Tls(source.to_string()),
+        // During connect, an LDAP result can only come from a refused StartTLS.
+        LdapError::LdapResult { result } => {
+            ConnectFailure::Tls(format!("StartTLS refused: {result}"))
+        }
+        LdapError::Io { source } => {
+            let tls = source
+                .get_ref()
+                .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some());
+            if tls {
+                ConnectFailure::Tls(source.to_string())
+            } else {
+                ConnectFailure::Other(source.to_string())
+            }
+        }
+        other => ConnectFailure::Other(other.to_string()),
+    }
+}
+
+fn tls_error(msg: impl fmt::Display) -> AuthError {
+    AuthError::Tls(msg.to_string())
+}
+
+/// The rustls client configuration, or `None` to let ldap3 use the system trust store.
+fn tls_config(settings: &LdapSettings) -> Result<Option<Arc<rustls::ClientConfig>>, AuthError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(tls_error)?;
+    if settings.tls_insecure_skip_verify {
+        let config = builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(danger::NoServerVerification(provider)))
+            .with_no_client_auth();
+        return Ok(Some(Arc::new(config)));
+    }
+    let Some(path) = &settings.ca_file else {
+        return Ok(None);
+    };
+    let pem = std::fs::read(path)
+        .map_err(|e| tls_error(format_args!("reading CA file {}: {e}", path.display())))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+        let cert = cert.map_err(|e| tls_error(format_args!("CA file {}: {e}", path.display())))?;
+        roots
+            .add(cert)
+            .map_err(|e| tls_error(format_args!("CA file {}: {e}", path.display())))?;
+    }
+    if roots.is_empty() {
+        return Err(tls_error(format_args!(
+            "CA file {} holds no PEM certificate",
+            path.display()
+        )));
+    }
+    Ok(Some(Arc::new(
+        builder.with_root_certificates(roots).with_no_client_auth(),
+    )))
+}
+
+mod danger {
+    use std::sync::Arc;
+
+    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+    use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+    use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+    use rustls::{DigitallySignedStruct, SignatureScheme};
+
+    /// `tls_insecure_skip_verify`: any certificate is accepted (the handshake signatures are
+    /// still checked, so the peer holds the key of the certificate it sent).
+    #[derive(Debug)]
+    pub(super) struct NoServerVerification(pub(super) Arc<CryptoProvider>);
+
+    impl ServerCertVerifier for NoServerVerification {
+        fn verify_server_cert(
+            &self,
+            _end_entity: &CertificateDer<'_>,
+            _intermediates: &[CertificateDer<'_>],
+            _server_name: &ServerName<'_>,
+            _ocsp_response: &[u8],
+            _now: UnixTime,
+        ) -> Result<ServerCertVerified, rustls::Error> {
+            Ok(ServerCertVerified::assertion())
+        }
+
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            verify_tls12_signature(
+                message,
+                cert,
+                dss,
+                &self.0.signature_verification_algorithms,
+            )
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            verify_tls13_signature(
+                message,
+                cert,
+                dss,
+                &self.0.signature_verification_algorithms,
+            )
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            self.0.signature_verification_algorithms.supported_schemes()
+        }
+    }
+}
+
+#[async_trait]
+impl PrimaryAuth for LdapAuth {
+    async fn authenticate(
+        &self,
+        user: &str,
+        password: &Secret,
+    ) -> Result<PrimaryOutcome, AuthError> {
+        // Before the search: an empty simple bind is an anonymous bind that "succeeds", and
+        // answering before the search says nothing about whether the user exists.
+        if password.is_empty() {
+            tracing::info!(%user, "empty password refused");
+            return Ok(PrimaryOutcome::Denied(Denial::EmptyPassword));
+        }
+        if user.is_empty() {
+            self.pad_like_a_bind().await;
+            return Ok(PrimaryOutcome::Denied(Denial::UnknownUser));
+        }
+        match self.search_user(user).await? {
+            SearchOutcome::NotFound => {
+                tracing::info!(%user, "LDAP user not found");
+                self.pad_like_a_bind().await;
+                Ok(PrimaryOutcome::Denied(Denial::UnknownUser))
+            }
+            SearchOutcome::Ambiguous => {
+                self.pad_like_a_bind().await;
+                Ok(PrimaryOutcome::Denied(Denial::AmbiguousUser))
+            }
+            SearchOutcome::Found(info) => self.bind_user(user, info, password).await,
+        }
+    }
+
+    /// `Ok(None)` for an unknown user, and also for an ambiguous one (logged as a warning):
+    /// a name that matches several entries identifies nobody.
+    async fn lookup(&self, user: &str) -> Result<Option<UserInfo>, AuthError> {
+        if user.is_empty() {
+            return Ok(None);
+        }
+        Ok(match self.search_user(user).await? {
+            SearchOutcome::Found(info) => Some(info),
+            SearchOutcome::NotFound | SearchOutcome::Ambiguous => None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> LdapSettings {
+        LdapSettings {
+            urls: vec!["ldap://127.0.0.1:1".into()],
+            base_dn: "dc=example,dc=org".into(),
+            ..LdapSettings::default()
+        }
+    }
+
+    fn result(rc: u32, text: &str) -> LdapResult {
+        LdapResult {
+            rc,
+            matched: String::new(),
+            text: text.into(),
+            refs: vec![],
+            ctrls: vec![],
+        }
+    }
+
+    #[test]
+    fn new_validates() {
+        assert!(LdapAuth::new(settings()).is_ok());
+        let mut s = settings();
+        s.urls.clear();
+        assert!(LdapAuth::new(s).is_err());
+        let mut s = settings();
+        s.urls = vec!["http://x".into()];
+        assert!(LdapAuth::new(s).is_err());
+        let mut s = settings();
+        s.user_filter = "(uid=alice)".into();
+        assert!(LdapAuth::new(s).is_err());
+        let mut s = settings();
+        s.user_filter = "(uid={user}".into();
+        assert!(LdapAuth::new(s).is_err());
+        let mut s = settings();
+        s.ca_file = Some("/nonexistent/ca.pem".into());
+        assert!(matches!(LdapAuth::new(s), Err(AuthError::Tls(_))));
+        let mut s = settings();
+        s.tls_insecure_skip_verify = true;
+        assert!(LdapAuth::new(s).is_ok());
+    }
+
+    #[test]
+    fn bind_results() {
+        assert!(matches!(
+            bind_outcome(&result(0, "")),
+            Ok(PrimaryOutcome::Accepted(_))
+        ));
+        assert!(matches!(
+            bind_outcome(&result(49, "")),
+            Ok(PrimaryOutcome::Denied(Denial::BadPassword))
+        ));
+        let ad = |code: &str| {
+            result(
+                49,
+                &format!("80090308: LdapErr: DSID-0C09044E, comment: AcceptSecurityContext error, data {code}, v4563\0"),
+            )
+        };
+        assert!(matches!(
+            bind_outcome(&ad("52e")),
+            Ok(PrimaryOutcome::Denied(Denial::BadPassword))
+        ));
+        assert!(matches!(
+            bind_outcome(&ad("525")),
+            Ok(PrimaryOutcome::Denied(Denial::UnknownUser))
+        ));
+        assert!(matches!(
+            bind_outcome(&ad("775")),
+            Ok(PrimaryOutcome::Denied(Denial::Directory(
+                ad_codes::AdReason::AccountLockedOut
+            )))
+        ));
+        assert!(matches!(
+            bind_outcome(&result(53, "unwilling")),
+            Err(AuthError::Ldap(_))
+        ));
+    }
+
+    #[test]
+    fn attribute_lookup_ignores_case() {
+        let mut attrs = HashMap::new();
+        attrs.insert("mail".to_string(), vec!["a@example.org".to_string()]);
+        attrs.insert(
+            "telephoneNumber".to_string(),
+            vec![String::new(), "+1".to_string()],
+        );
+        assert_eq!(
+            first_value(&attrs, "Mail").as_deref(),
+            Some("a@example.org")
+        );
+        assert_eq!(
+            first_value(&attrs, "telephonenumber").as_deref(),
+            Some("+1")
+        );
+        assert_eq!(first_value(&attrs, "mobile"), None);
+        assert_eq!(first_value(&attrs, ""), None);
+    }
+
+    #[test]
+    fn url_order_prefers_last_good_and_holds_off_failed() {
+        let mut s = settings();
+        s.urls = vec!["ldap://a".into(), "ldap://b".into(), "ldap://c".into()];
+        let auth = LdapAuth::new(s).unwrap();
+        assert_eq!(auth.url_order(), vec![0, 1, 2]);
+        auth.mark_failed(0);
+        assert_eq!(auth.url_order(), vec![1, 2, 0]);
+        auth.mark_good(2);
+        assert_eq!(auth.url_order(), vec![2, 1, 0]);
+        auth.mark_good(0);
+        assert_eq!(auth.url_order(), vec![0, 1, 2]);
+    }
+
+    #[tokio::test]
+    async fn empty_password_needs_no_network() {
+        let auth = LdapAuth::new(settings()).unwrap();
+        let out = auth.authenticate("alice", &Secret::from("")).await.unwrap();
+        assert_eq!(out, PrimaryOutcome::Denied(Denial::EmptyPassword));
+        assert_eq!(auth.bind_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn unreachable_is_unavailable() {
+        let auth = LdapAuth::new(settings()).unwrap();
+        let err = auth
+            .authenticate("alice", &Secret::from("pw"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, AuthError::Unavailable(_)), "{err:?}");
+    }
+}

@@ -1,0 +1,83 @@
+//! The primary factor: is this the user's password? `LdapAuth` answers it against
+//! LDAP/Active Directory; an upstream-RADIUS backend can implement the same trait later.
+
+pub mod ad_codes;
+pub mod ldap;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::secret::Secret;
+
+pub use ldap::LdapAuth;
+
+/// What the directory told us about a user, read during the search. Names of the LDAP
+/// attributes are configurable (`[ldap.attributes]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserInfo {
+    pub dn: String,
+    pub display_name: Option<String>,
+    pub given_name: Option<String>,
+    pub surname: Option<String>,
+    pub mail: Option<String>,
+    pub mobile: Option<String>,
+    pub telephone: Option<String>,
+}
+
+/// Why a password check said no. A decision, not a fault.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Denial {
+    UnknownUser,
+    EmptyPassword,
+    BadPassword,
+    /// The search matched more than one entry: refuse rather than guess.
+    AmbiguousUser,
+    /// Active Directory said why (sub-code from the bind error text).
+    Directory(ad_codes::AdReason),
+}
+
+impl Denial {
+    /// Short reason for the audit record.
+    pub fn reason(&self) -> String {
+        match self {
+            Denial::UnknownUser => "unknown user".into(),
+            Denial::EmptyPassword => "empty password".into(),
+            Denial::BadPassword => "bad password".into(),
+            Denial::AmbiguousUser => "user filter matched several entries".into(),
+            Denial::Directory(r) => r.to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PrimaryOutcome {
+    Accepted(UserInfo),
+    Denied(Denial),
+}
+
+/// The backend failed; the policy stage turns this into a reject, never an accept.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("no LDAP server reachable: {0}")]
+    Unavailable(String),
+    #[error("LDAP operation timed out after {0} ms")]
+    Timeout(u64),
+    #[error("service account bind failed: {0}")]
+    ServiceBind(String),
+    #[error("LDAP error: {0}")]
+    Ldap(String),
+    #[error("TLS setup: {0}")]
+    Tls(String),
+}
+
+#[async_trait]
+pub trait PrimaryAuth: Send + Sync + 'static {
+    /// Search the user, then bind as them with `password`.
+    async fn authenticate(
+        &self,
+        user: &str,
+        password: &Secret,
+    ) -> Result<PrimaryOutcome, AuthError>;
+    /// Search only: does the user exist (used by second-factor-only clients).
+    async fn lookup(&self, user: &str) -> Result<Option<UserInfo>, AuthError>;
+}

@@ -1,0 +1,157 @@
+//! Command line: `radmfa [--config FILE] <command>`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+use crate::admin;
+use crate::config::Config;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "radmfa",
+    version,
+    about = "RADIUS proxy adding MFA (LDAP password + TOTP)"
+)]
+pub struct Cli {
+    /// Configuration file.
+    #[arg(
+        short,
+        long,
+        global = true,
+        env = "RADMFA_CONFIG",
+        default_value = "/etc/radmfa/radmfa.toml"
+    )]
+    pub config: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the RADIUS server.
+    Serve,
+    /// Configuration commands.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Manage users' second factors.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Show recent audit records.
+    Audit(AuditArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate the configuration file and exit (0 = valid).
+    Check,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a TOTP secret for USER; prints the otpauth:// URI and a QR code.
+    EnrollTotp(EnrollArgs),
+    /// List users with second-factor state.
+    List(JsonFlag),
+    /// Show one user's tokens and lockout state.
+    Show(UserJson),
+    /// Lift the second-factor lockout.
+    Unlock(UserArg),
+    /// Remove all of the user's factors, so they must enroll again.
+    Reset(UserArg),
+    /// Delete everything radmfa stores about the user (the audit trail stays).
+    Delete(UserArg),
+}
+
+#[derive(Debug, Args)]
+pub struct UserArg {
+    pub user: String,
+}
+
+#[derive(Debug, Args)]
+pub struct UserJson {
+    pub user: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct JsonFlag {
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct EnrollArgs {
+    pub user: String,
+    /// SHA1 (what every authenticator app supports), SHA256 or SHA512. Default: [totp] algorithm.
+    #[arg(long)]
+    pub algorithm: Option<String>,
+    /// 6 or 8. Default: [totp] digits.
+    #[arg(long)]
+    pub digits: Option<u32>,
+    /// Time step in seconds. Default: [totp] period.
+    #[arg(long)]
+    pub period: Option<u32>,
+    /// Add a token even if the user already has one.
+    #[arg(long)]
+    pub force: bool,
+    /// Do not draw the QR code.
+    #[arg(long)]
+    pub no_qr: bool,
+    /// Print only the otpauth:// URI (for scripts).
+    #[arg(long)]
+    pub uri_only: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    #[arg(long)]
+    pub user: Option<String>,
+    /// accept, reject, challenge, lock, unlock, reset, delete
+    #[arg(long)]
+    pub result: Option<String>,
+    /// RFC 3339 time, Unix seconds, or an age such as 15m, 2h, 7d.
+    #[arg(long)]
+    pub since: Option<String>,
+    #[arg(long)]
+    pub until: Option<String>,
+    #[arg(long, default_value_t = 50)]
+    pub limit: u32,
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let load =
+        || Config::load(&cli.config).with_context(|| format!("config {}", cli.config.display()));
+    match cli.command {
+        Command::Config(ConfigCommand::Check) => {
+            let cfg = load()?;
+            println!(
+                "{}: ok ({} client(s), {} LDAP URL(s), store {:?})",
+                cli.config.display(),
+                cfg.clients.len(),
+                cfg.ldap.urls.len(),
+                cfg.store
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Serve => {
+            let cfg = load()?;
+            crate::telemetry::init(cfg.server.log_format, &cfg.server.log_level);
+            admin::serve::serve(cfg).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::User(cmd) => {
+            let cfg = load()?;
+            admin::users::run(&cfg, cmd).await
+        }
+        Command::Audit(args) => {
+            let cfg = load()?;
+            admin::audit::run(&cfg, args).await
+        }
+    }
+}

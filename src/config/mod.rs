@@ -1,0 +1,159 @@
+//! Configuration: `raw.rs` is the TOML as written (serde, unknown keys refused), `validate.rs`
+//! builds the checked `Config` the rest of the program uses. Every error names the key.
+
+pub mod raw;
+pub mod validate;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+use crate::auth::ldap::LdapSettings;
+use crate::secret::Secret;
+use crate::store::OtpAlgorithm;
+
+/// A configuration problem, always naming the key (`client[1].secret`) and what is wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("{key}: {problem}")]
+    Invalid { key: String, problem: String },
+}
+
+impl ConfigError {
+    pub fn invalid(key: impl Into<String>, problem: impl Into<String>) -> Self {
+        ConfigError::Invalid {
+            key: key.into(),
+            problem: problem.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub store: StoreConfig,
+    pub ldap: LdapSettings,
+    pub totp: TotpConfig,
+    pub challenge: ChallengeConfig,
+    pub lockout: LockoutConfig,
+    pub audit: AuditConfig,
+    pub clients: Vec<ClientConfig>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub name: String,
+    pub listen: Vec<SocketAddr>,
+    pub max_in_flight: usize,
+    pub request_deadline: Duration,
+    pub duplicate_window: Duration,
+    pub shutdown_grace: Duration,
+    pub log_format: LogFormat,
+    pub log_level: String,
+}
+
+#[derive(Debug, Clone)]
+pub enum StoreConfig {
+    Sqlite { path: PathBuf, key_file: PathBuf },
+}
+
+#[derive(Debug, Clone)]
+pub struct TotpConfig {
+    pub issuer: String,
+    pub window: u32,
+    pub algorithm: OtpAlgorithm,
+    pub digits: u32,
+    pub period: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct ChallengeConfig {
+    pub timeout: Duration,
+    pub max_attempts: u32,
+    pub prompt: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct LockoutConfig {
+    pub threshold: u32,
+    pub duration: Duration,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct AuditConfig {
+    pub include_name: bool,
+    pub include_email: bool,
+}
+
+/// How a client collects the second factor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OtpMode {
+    /// Access-Challenge after the password, the code in the follow-up request.
+    Challenge,
+    /// Password and code in one User-Password: `password<delim>code`, or the trailing digits
+    /// when the delimiter is empty.
+    Inline { delimiter: String },
+}
+
+/// What to do with a user who has no enrolled factor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoFactorPolicy {
+    Reject,
+    Allow,
+}
+
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    pub name: String,
+    pub networks: Vec<IpNet>,
+    pub secret: Secret,
+    pub require_message_authenticator: bool,
+    pub otp_mode: OtpMode,
+    pub no_factor: NoFactorPolicy,
+}
+
+impl Config {
+    /// Reads, parses and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses TOML text; `origin` names the file in messages and anchors relative paths.
+    pub fn parse(text: &str, origin: &Path) -> Result<Config, ConfigError> {
+        // serde_path_to_error names the full key (`server.max_in_flight`) in type errors;
+        // toml's own message adds the line and column.
+        let de = toml::Deserializer::new(text);
+        let raw: raw::RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            let inner = e.into_inner().to_string();
+            ConfigError::Parse {
+                path: origin.display().to_string(),
+                message: if key.is_empty() || key == "." {
+                    inner
+                } else {
+                    format!("{key}: {inner}")
+                },
+            }
+        })?;
+        validate::validate(raw, origin)
+    }
+}

@@ -1,0 +1,254 @@
+//! The TOML file exactly as written: serde shapes with every default named and unknown keys
+//! refused. `validate.rs` turns this into `Config`, which runtime code uses.
+
+use serde::Deserialize;
+use std::path::PathBuf;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub server: RawServer,
+    #[serde(default)]
+    pub store: RawStore,
+    pub ldap: RawLdap,
+    #[serde(default)]
+    pub totp: RawTotp,
+    #[serde(default)]
+    pub challenge: RawChallenge,
+    #[serde(default)]
+    pub lockout: RawLockout,
+    #[serde(default)]
+    pub audit: RawAudit,
+    #[serde(default, rename = "client")]
+    pub clients: Vec<RawClient>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawServer {
+    pub name: Option<String>,
+    pub listen: Vec<String>,
+    pub max_in_flight: usize,
+    pub request_deadline_ms: u64,
+    pub duplicate_window_secs: u64,
+    pub shutdown_grace_ms: u64,
+    pub log_format: String,
+    pub log_level: String,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        RawServer {
+            name: None,
+            listen: vec!["0.0.0.0:1812".into(), "[::]:1812".into()],
+            max_in_flight: 512,
+            request_deadline_ms: 4000,
+            duplicate_window_secs: 30,
+            shutdown_grace_ms: 5000,
+            log_format: "text".into(),
+            log_level: "info".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawStore {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub path: PathBuf,
+    pub key_file: PathBuf,
+}
+
+impl Default for RawStore {
+    fn default() -> Self {
+        RawStore {
+            kind: "sqlite".into(),
+            path: "/var/lib/radmfa/radmfa.db".into(),
+            key_file: "/var/lib/radmfa/radmfa.key".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLdap {
+    pub urls: Vec<String>,
+    #[serde(default)]
+    pub starttls: bool,
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    #[serde(default)]
+    pub tls_insecure_skip_verify: bool,
+    pub bind_dn: String,
+    #[serde(default)]
+    pub bind_password: Option<String>,
+    #[serde(default)]
+    pub bind_password_file: Option<PathBuf>,
+    pub base_dn: String,
+    #[serde(default = "default_user_filter")]
+    pub user_filter: String,
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_ms: u64,
+    #[serde(default = "default_ldap_timeout")]
+    pub timeout_ms: u64,
+    #[serde(default = "default_pool_size")]
+    pub pool_size: usize,
+    #[serde(default = "default_bind_concurrency")]
+    pub max_concurrent_binds: usize,
+    #[serde(default)]
+    pub attributes: RawLdapAttributes,
+}
+
+fn default_user_filter() -> String {
+    "(uid={user})".into()
+}
+fn default_connect_timeout() -> u64 {
+    1500
+}
+fn default_ldap_timeout() -> u64 {
+    2000
+}
+fn default_pool_size() -> usize {
+    4
+}
+fn default_bind_concurrency() -> usize {
+    32
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLdapAttributes {
+    pub display_name: String,
+    pub given_name: String,
+    pub surname: String,
+    pub mail: String,
+    pub mobile: String,
+    pub telephone: String,
+}
+
+impl Default for RawLdapAttributes {
+    fn default() -> Self {
+        RawLdapAttributes {
+            display_name: "displayName".into(),
+            given_name: "givenName".into(),
+            surname: "sn".into(),
+            mail: "mail".into(),
+            mobile: "mobile".into(),
+            telephone: "telephoneNumber".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawTotp {
+    pub issuer: String,
+    pub window: u32,
+    pub algorithm: String,
+    pub digits: u32,
+    pub period: u32,
+}
+
+impl Default for RawTotp {
+    fn default() -> Self {
+        RawTotp {
+            issuer: "radmfa".into(),
+            window: 1,
+            algorithm: "SHA1".into(),
+            digits: 6,
+            period: 30,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawChallenge {
+    pub timeout_secs: u64,
+    pub max_attempts: u32,
+    pub prompt: String,
+}
+
+impl Default for RawChallenge {
+    fn default() -> Self {
+        RawChallenge {
+            timeout_secs: 120,
+            max_attempts: 1,
+            prompt: "Enter the code from your authenticator app".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLockout {
+    pub threshold: u32,
+    pub duration_secs: u64,
+}
+
+impl Default for RawLockout {
+    fn default() -> Self {
+        RawLockout {
+            threshold: 5,
+            duration_secs: 900,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAudit {
+    pub include_name: bool,
+    pub include_email: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClient {
+    pub name: String,
+    /// One address or CIDR, or a list of them.
+    pub address: OneOrMany,
+    #[serde(default)]
+    pub secret: Option<String>,
+    #[serde(default)]
+    pub secret_file: Option<PathBuf>,
+    #[serde(default = "yes")]
+    pub require_message_authenticator: bool,
+    #[serde(default = "default_otp_mode")]
+    pub otp_mode: String,
+    #[serde(default = "default_delimiter")]
+    pub inline_delimiter: String,
+    #[serde(default = "default_no_factor")]
+    pub no_factor: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub fn items(&self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s.clone()],
+            OneOrMany::Many(v) => v.clone(),
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_otp_mode() -> String {
+    "challenge".into()
+}
+fn default_delimiter() -> String {
+    ",".into()
+}
+fn default_no_factor() -> String {
+    "reject".into()
+}

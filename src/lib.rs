@@ -1,0 +1,28 @@
+//! radmfa: a RADIUS server that adds a second factor (TOTP) to an LDAP/Active Directory
+//! password check, for VPN concentrators, RD Gateway and network appliances.
+//!
+//! Module map, in the order a request meets them:
+//!
+//! - [`server`]: UDP sockets, client table, RFC 5080 duplicate cache, permits, shutdown.
+//! - [`radius`]: wire format (no I/O): decode + verify, Message-Authenticator, replies.
+//! - [`pipeline`]: one request start to finish; the single audit exit.
+//! - [`auth`]: the primary factor (`PrimaryAuth`, `LdapAuth`).
+//! - [`mfa`]: TOTP verification, enrollment, challenge State.
+//! - [`store`]: the `Store` trait and `SqliteStore`; seeds sealed with a separate key file.
+//! - [`config`]: TOML → validated `Config`, errors that name the key.
+//! - [`admin`]: the CLI's user and audit commands.
+//! - [`app`], [`cli`], [`telemetry`], [`clock`], [`secret`]: wiring and small shared types.
+
+pub mod admin;
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod mfa;
+pub mod pipeline;
+pub mod radius;
+pub mod secret;
+pub mod server;
+pub mod store;
+pub mod telemetry;

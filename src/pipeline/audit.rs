@@ -1,0 +1,73 @@
+//! The single exit: one audit row and one structured log line per verified Access-Request.
+//! Neither ever holds a password, code, State or secret.
+
+use super::{RequestContext, Verdict};
+use crate::app::AppState;
+use crate::radius::{ReplyCode, Request};
+use crate::store::AuditRecord;
+
+pub async fn record(
+    app: &AppState,
+    ctx: &RequestContext,
+    req: &Request,
+    user: &str,
+    v: &Verdict,
+) -> bool {
+    let audit_cfg = app.config.audit;
+    let info = v.info.as_ref();
+    let first_name = info
+        .and_then(|i| i.given_name.clone().or_else(|| i.display_name.clone()))
+        .filter(|_| audit_cfg.include_name);
+    let last_name = info
+        .and_then(|i| i.surname.clone())
+        .filter(|_| audit_cfg.include_name);
+    let email = info
+        .and_then(|i| i.mail.clone())
+        .filter(|_| audit_cfg.include_email);
+    let client_ip = req
+        .calling_station_id()
+        .or_else(|| v.client_ip.clone())
+        .or_else(|| Some(ctx.src.ip().to_string()));
+    let result = match v.reply.code {
+        ReplyCode::Accept => "accept",
+        ReplyCode::Reject => "reject",
+        ReplyCode::Challenge => "challenge",
+    };
+    let rec = AuditRecord {
+        id: 0,
+        time: app.clock.now(),
+        user: user.to_string(),
+        first_name,
+        last_name,
+        email,
+        phone: None,
+        token_serial: v.token_serial.clone(),
+        mode: v.mode.to_string(),
+        result: result.to_string(),
+        reason: v.reason.clone(),
+        server_name: app.config.server.name.clone(),
+        server_ip: ctx.local.map(|a| a.ip().to_string()),
+        client_ip,
+        nas_name: Some(ctx.client.name.clone()),
+        latency_ms: ctx.received.elapsed().as_millis() as i64,
+    };
+    tracing::info!(
+        target: "radmfa::audit",
+        user = %rec.user,
+        result = %rec.result,
+        mode = %rec.mode,
+        reason = rec.reason.as_deref().unwrap_or(""),
+        token = rec.token_serial.as_deref().unwrap_or(""),
+        client_ip = rec.client_ip.as_deref().unwrap_or(""),
+        nas = %ctx.client.name,
+        latency_ms = rec.latency_ms,
+        "auth"
+    );
+    match app.store.append_audit(&rec).await {
+        Ok(_) => true,
+        Err(e) => {
+            tracing::error!(error = %e, "audit record could not be written");
+            false
+        }
+    }
+}

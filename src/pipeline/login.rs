@@ -1,0 +1,235 @@
+//! A fresh login (no State): the password against the directory, then the second factor —
+//! inline in the same field, or by issuing an Access-Challenge.
+
+use super::second_factor::{check_code, is_locked, CodeCheck};
+use super::{Fault, RequestContext, Verdict};
+use crate::app::AppState;
+use crate::auth::{PrimaryOutcome, UserInfo};
+use crate::config::{NoFactorPolicy, OtpMode};
+use crate::mfa::challenge::{new_state, state_hash, ChallengeContext};
+use crate::radius::{Reply, Request};
+use crate::secret::Secret;
+use crate::store::{PendingChallenge, Token};
+
+pub const LOCKED_MESSAGE: &str = "Too many wrong codes. Try again later.";
+
+pub async fn start(
+    app: &AppState,
+    ctx: &RequestContext,
+    req: &Request,
+    user: &str,
+) -> Result<Verdict, Fault> {
+    let Some(field) = req.user_password(ctx.client.secret.expose()) else {
+        let why = if req.has_eap_message() || req.has_chap_password() {
+            "no User-Password: only PAP can carry a code (CHAP/EAP/MS-CHAP are not supported)"
+        } else {
+            "no User-Password"
+        };
+        return Ok(Verdict::reject(why));
+    };
+    let tokens: Vec<Token> = app
+        .store
+        .tokens_for_user(user)
+        .await?
+        .into_iter()
+        .filter(|t| t.enabled)
+        .collect();
+
+    let (password, code) = match &ctx.client.otp_mode {
+        OtpMode::Challenge => (field, None),
+        OtpMode::Inline { delimiter } => match split_inline(&field, delimiter, &tokens) {
+            Some((p, c)) => (p, Some(c)),
+            None if tokens.is_empty() => (field, None),
+            None => return Ok(Verdict::reject("no code found in the password field")),
+        },
+    };
+
+    let info = match app.primary.authenticate(user, &password).await? {
+        PrimaryOutcome::Accepted(info) => info,
+        PrimaryOutcome::Denied(d) => return Ok(Verdict::reject(d.reason())),
+    };
+
+    if tokens.is_empty() {
+        return Ok(match ctx.client.no_factor {
+            NoFactorPolicy::Allow => Verdict {
+                reply: Reply::accept(),
+                mode: "primary-only",
+                reason: Some(
+                    "no second factor enrolled; client policy allows password only".into(),
+                ),
+                token_serial: None,
+                info: Some(info),
+                client_ip: None,
+            },
+            NoFactorPolicy::Reject => Verdict::reject("no second factor enrolled")
+                .with_info(Some(info))
+                .with_reply(Reply::reject().with_message(
+                    "No second factor is enrolled for your account. Contact your administrator.",
+                )),
+        });
+    }
+    if is_locked(app, user).await? {
+        return Ok(Verdict::reject("second factor locked")
+            .with_info(Some(info))
+            .with_reply(Reply::reject().with_message(LOCKED_MESSAGE)));
+    }
+
+    match code {
+        Some(code) => inline(app, user, &tokens, &code, info).await,
+        None => challenge(app, ctx, req, user, info).await,
+    }
+}
+
+async fn inline(
+    app: &AppState,
+    user: &str,
+    tokens: &[Token],
+    code: &Secret,
+    info: UserInfo,
+) -> Result<Verdict, Fault> {
+    let code = code.expose_str().unwrap_or("");
+    Ok(match check_code(app, user, tokens, code).await? {
+        CodeCheck::Valid { serial, mode } => Verdict {
+            reply: Reply::accept(),
+            mode,
+            reason: None,
+            token_serial: Some(serial),
+            info: Some(info),
+            client_ip: None,
+        },
+        CodeCheck::Invalid { reason, locked } => {
+            let reply = if locked {
+                Reply::reject().with_message(LOCKED_MESSAGE)
+            } else {
+                Reply::reject()
+            };
+            Verdict::reject(reason)
+                .with_info(Some(info))
+                .with_reply(reply)
+        }
+    })
+}
+
+async fn challenge(
+    app: &AppState,
+    ctx: &RequestContext,
+    req: &Request,
+    user: &str,
+    info: UserInfo,
+) -> Result<Verdict, Fault> {
+    let now = app.clock.now();
+    let cfg = &app.config.challenge;
+    let state = new_state();
+    let context = ChallengeContext {
+        client_ip: req.calling_station_id(),
+        first_name: info.given_name.clone(),
+        last_name: info.surname.clone(),
+        email: info.mail.clone(),
+    };
+    app.store
+        .put_challenge(&PendingChallenge {
+            state_hash: state_hash(&state),
+            user: user.to_string(),
+            nas: ctx.client.name.clone(),
+            created_at: now,
+            expires_at: now + cfg.timeout.as_secs() as i64,
+            attempts: 0,
+            context: serde_json::to_string(&context).unwrap_or_default(),
+        })
+        .await?;
+    let mut reply = Reply::challenge(state, cfg.prompt.clone());
+    reply.session_timeout = Some(cfg.timeout.as_secs() as u32);
+    Ok(Verdict {
+        reply,
+        mode: "totp",
+        reason: Some("password ok; waiting for code".into()),
+        token_serial: None,
+        info: Some(info),
+        client_ip: None,
+    })
+}
+
+/// Splits `password<delim>code`, or with an empty delimiter the trailing digits whose count
+/// matches one of the user's tokens. The password may itself contain the delimiter, so the
+/// split is at the last one.
+fn split_inline(field: &Secret, delimiter: &str, tokens: &[Token]) -> Option<(Secret, Secret)> {
+    let text = field.expose_str()?;
+    if delimiter.is_empty() {
+        let mut lengths: Vec<usize> = tokens.iter().map(|t| t.digits as usize).collect();
+        lengths.sort_unstable();
+        lengths.dedup();
+        // Longest first: an 8-digit token's code ends with 6 digits too.
+        for n in lengths.into_iter().rev() {
+            if text.len() > n && text.is_char_boundary(text.len() - n) {
+                let (p, c) = text.split_at(text.len() - n);
+                if c.bytes().all(|b| b.is_ascii_digit()) {
+                    return Some((Secret::from(p), Secret::from(c)));
+                }
+            }
+        }
+        None
+    } else {
+        let (p, c) = text.rsplit_once(delimiter)?;
+        if p.is_empty() || c.is_empty() {
+            return None;
+        }
+        Some((Secret::from(p), Secret::from(c)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{OtpAlgorithm, TokenKind};
+
+    fn tok(digits: u32) -> Token {
+        Token {
+            id: 1,
+            serial: "s".into(),
+            user: None,
+            kind: TokenKind::Totp,
+            algorithm: OtpAlgorithm::Sha1,
+            digits,
+            period: 30,
+            counter: 0,
+            last_step: None,
+            enabled: true,
+            created_at: 0,
+            secret: Secret::default(),
+        }
+    }
+
+    fn split(field: &str, delim: &str, digits: &[u32]) -> Option<(String, String)> {
+        let tokens: Vec<Token> = digits.iter().map(|d| tok(*d)).collect();
+        split_inline(&Secret::from(field), delim, &tokens).map(|(p, c)| {
+            (
+                p.expose_str().unwrap().to_string(),
+                c.expose_str().unwrap().to_string(),
+            )
+        })
+    }
+
+    #[test]
+    fn delimiter_split_is_at_the_last_delimiter() {
+        assert_eq!(
+            split("pa,ss,123456", ",", &[6]),
+            Some(("pa,ss".into(), "123456".into()))
+        );
+        assert_eq!(split("password", ",", &[6]), None);
+        assert_eq!(split(",123456", ",", &[6]), None);
+    }
+
+    #[test]
+    fn trailing_digits_use_token_lengths() {
+        assert_eq!(
+            split("secret123456", "", &[6]),
+            Some(("secret".into(), "123456".into()))
+        );
+        assert_eq!(
+            split("secret12345678", "", &[6, 8]),
+            Some(("secret".into(), "12345678".into()))
+        );
+        assert_eq!(split("secret", "", &[6]), None);
+        assert_eq!(split("123456", "", &[6]), None, "no password left");
+    }
+}

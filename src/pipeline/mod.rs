@@ -1,0 +1,132 @@
+//! One Access-Request, start to finish. `handle` reads like the request path:
+//!
+//! ```text
+//! Status-Server            -> Accept (health check, not audited)
+//! State present            -> followup: the code for a pending challenge
+//! otherwise                -> login: password (LDAP), then the second factor inline or by challenge
+//! any backend fault        -> Reject (fail closed), reason in the audit
+//! deadline passed          -> Reject, reason in the audit
+//! ```
+//! Every verified Access-Request leaves exactly one audit record, written here at the single
+//! exit.
+
+mod audit;
+mod followup;
+mod login;
+mod second_factor;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::app::AppState;
+use crate::auth::{AuthError, UserInfo};
+use crate::config::ClientConfig;
+use crate::radius::{Reply, ReplyCode, Request, RequestKind};
+use crate::server::metrics::Metrics;
+use crate::store::StoreError;
+
+/// Where a request came from and when.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    pub client: Arc<ClientConfig>,
+    pub src: SocketAddr,
+    pub local: Option<SocketAddr>,
+    pub received: Instant,
+}
+
+/// The decision for one request plus what the audit record needs to say about it.
+#[derive(Debug, Clone)]
+pub struct Verdict {
+    pub reply: Reply,
+    /// totp, hotp, primary-only, none
+    pub mode: &'static str,
+    pub reason: Option<String>,
+    pub token_serial: Option<String>,
+    pub info: Option<UserInfo>,
+    /// Calling-Station-Id carried over from the first round of a challenge.
+    pub client_ip: Option<String>,
+}
+
+impl Verdict {
+    pub fn reject(reason: impl Into<String>) -> Self {
+        Verdict {
+            reply: Reply::reject(),
+            mode: "none",
+            reason: Some(reason.into()),
+            token_serial: None,
+            info: None,
+            client_ip: None,
+        }
+    }
+
+    pub fn with_reply(mut self, reply: Reply) -> Self {
+        self.reply = reply;
+        self
+    }
+
+    pub fn with_info(mut self, info: Option<UserInfo>) -> Self {
+        self.info = info;
+        self
+    }
+}
+
+/// A backend failed. The policy here is fail closed: the login is rejected, never accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum Fault {
+    #[error("directory: {0}")]
+    Auth(#[from] AuthError),
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+}
+
+pub async fn handle(app: &AppState, ctx: &RequestContext, req: &Request) -> Reply {
+    if req.kind == RequestKind::StatusServer {
+        // RFC 5997 §3: answer Status-Server sent to the authentication port with
+        // Access-Accept.
+        Metrics::inc(&app.metrics.status_server);
+        return Reply::accept();
+    }
+    // Everything below uses the folded key; the directory sees the same name either way.
+    let user = crate::store::user_key(&req.user_name().unwrap_or_default());
+    let span = tracing::Span::current();
+    span.record("user", user.as_str());
+    let deadline = app.config.server.request_deadline;
+    let verdict = match tokio::time::timeout(deadline, decide(app, ctx, req, &user)).await {
+        Ok(Ok(v)) => v,
+        Ok(Err(fault)) => Verdict::reject(fault.to_string()),
+        Err(_) => {
+            Metrics::inc(&app.metrics.deadline_exceeded);
+            Verdict::reject(format!(
+                "request deadline of {} ms exceeded",
+                deadline.as_millis()
+            ))
+        }
+    };
+    match verdict.reply.code {
+        ReplyCode::Accept => Metrics::inc(&app.metrics.accepts),
+        ReplyCode::Reject => Metrics::inc(&app.metrics.rejects),
+        ReplyCode::Challenge => Metrics::inc(&app.metrics.challenges),
+    }
+    let recorded = audit::record(app, ctx, req, &user, &verdict).await;
+    if !recorded && verdict.reply.code == ReplyCode::Accept {
+        // A login that cannot be recorded is not granted: the store is failing, fail closed.
+        return Reply::reject();
+    }
+    verdict.reply
+}
+
+async fn decide(
+    app: &AppState,
+    ctx: &RequestContext,
+    req: &Request,
+    user: &str,
+) -> Result<Verdict, Fault> {
+    if user.is_empty() {
+        return Ok(Verdict::reject("no User-Name"));
+    }
+    match req.state() {
+        Some(state) => followup::answer(app, ctx, req, user, &state).await,
+        None => login::start(app, ctx, req, user).await,
+    }
+}

@@ -1,0 +1,200 @@
+//! RFC 5080 §2.2.2 duplicate detection, hand-written because no crate does it.
+//!
+//! A request is identified by (source address and port, Identifier, Request Authenticator).
+//! While it is being processed, retransmits attach to it and are answered with its reply when
+//! it completes; for `window` after that, retransmits get the cached reply bytes unchanged.
+//! The pipeline (LDAP bind, code check, challenge creation) therefore runs once per request.
+//! A packet with the same key but different bytes is not a retransmit; it is dropped.
+
+use std::collections::hash_map::{Entry as MapEntry, HashMap, RandomState};
+use std::collections::VecDeque;
+use std::hash::BuildHasher;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RequestKey {
+    pub src: SocketAddr,
+    pub id: u8,
+    pub authenticator: [u8; 16],
+}
+
+impl RequestKey {
+    /// None for datagrams too short to carry a header; they are malformed anyway.
+    pub fn of(src: SocketAddr, raw: &[u8]) -> Option<Self> {
+        if raw.len() < 20 {
+            return None;
+        }
+        let mut authenticator = [0u8; 16];
+        authenticator.copy_from_slice(&raw[4..20]);
+        Some(RequestKey {
+            src,
+            id: raw[1],
+            authenticator,
+        })
+    }
+}
+
+#[derive(Debug)]
+enum Entry {
+    InFlight {
+        digest: u64,
+        attached: u32,
+    },
+    Done {
+        digest: u64,
+        reply: Option<Arc<[u8]>>,
+    },
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Seen {
+    /// First time: process it, then call `finish` or `abandon`.
+    New,
+    /// Already answered: send these bytes again.
+    Replay(Arc<[u8]>),
+    /// Answered with silence (e.g. the deadline passed): stay silent.
+    Silent,
+    /// Still being processed: it will be answered when the original completes.
+    Attached,
+    /// Same key, different content: not a retransmit.
+    Mismatch,
+}
+
+pub struct DuplicateCache {
+    window: Duration,
+    hasher: RandomState,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    map: HashMap<RequestKey, Entry>,
+    /// Completion times in order, for cheap expiry from the front.
+    expiry: VecDeque<(Instant, RequestKey)>,
+}
+
+impl DuplicateCache {
+    pub fn new(window: Duration) -> Self {
+        DuplicateCache {
+            window,
+            hasher: RandomState::new(),
+            inner: Mutex::new(Inner::default()),
+        }
+    }
+
+    fn digest(&self, raw: &[u8]) -> u64 {
+        self.hasher.hash_one(raw)
+    }
+
+    pub fn begin(&self, key: RequestKey, raw: &[u8]) -> Seen {
+        let digest = self.digest(raw);
+        let now = Instant::now();
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        inner.expire(now, self.window);
+        match inner.map.entry(key) {
+            MapEntry::Vacant(v) => {
+                v.insert(Entry::InFlight {
+                    digest,
+                    attached: 0,
+                });
+                Seen::New
+            }
+            MapEntry::Occupied(mut o) => match o.get_mut() {
+                Entry::InFlight { digest: d, .. } if *d != digest => Seen::Mismatch,
+                Entry::Done { digest: d, .. } if *d != digest => Seen::Mismatch,
+                Entry::InFlight { attached, .. } => {
+                    *attached += 1;
+                    Seen::Attached
+                }
+                Entry::Done { reply: Some(r), .. } => Seen::Replay(r.clone()),
+                Entry::Done { reply: None, .. } => Seen::Silent,
+            },
+        }
+    }
+
+    /// Records the reply; returns how many retransmits attached meanwhile (each is owed a copy).
+    pub fn finish(&self, key: RequestKey, reply: Option<Arc<[u8]>>) -> u32 {
+        let now = Instant::now();
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let (digest, attached) = match inner.map.get(&key) {
+            Some(Entry::InFlight { digest, attached }) => (*digest, *attached),
+            _ => return 0,
+        };
+        inner.map.insert(key, Entry::Done { digest, reply });
+        inner.expiry.push_back((now, key));
+        attached
+    }
+
+    /// Forget a request that failed verification, so nothing about it is cached.
+    pub fn abandon(&self, key: RequestKey) {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if matches!(inner.map.get(&key), Some(Entry::InFlight { .. })) {
+            inner.map.remove(&key);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.inner.lock().map(|i| i.map.len()).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Inner {
+    fn expire(&mut self, now: Instant, window: Duration) {
+        while let Some((at, key)) = self.expiry.front().copied() {
+            if now.duration_since(at) < window {
+                break;
+            }
+            self.expiry.pop_front();
+            if matches!(self.map.get(&key), Some(Entry::Done { .. })) {
+                self.map.remove(&key);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(id: u8) -> RequestKey {
+        RequestKey {
+            src: "127.0.0.1:5000".parse().unwrap(),
+            id,
+            authenticator: [7; 16],
+        }
+    }
+
+    #[test]
+    fn retransmit_lifecycle() {
+        let c = DuplicateCache::new(Duration::from_secs(30));
+        assert_eq!(c.begin(key(1), b"abc"), Seen::New);
+        assert_eq!(c.begin(key(1), b"abc"), Seen::Attached);
+        assert_eq!(c.begin(key(1), b"abd"), Seen::Mismatch);
+        let reply: Arc<[u8]> = Arc::from(&b"reply"[..]);
+        assert_eq!(c.finish(key(1), Some(reply.clone())), 1);
+        assert_eq!(c.begin(key(1), b"abc"), Seen::Replay(reply));
+        assert_eq!(
+            c.begin(key(2), b"abc"),
+            Seen::New,
+            "other identifier is new"
+        );
+    }
+
+    #[test]
+    fn abandoned_and_expired_entries_are_forgotten() {
+        let c = DuplicateCache::new(Duration::from_millis(20));
+        assert_eq!(c.begin(key(1), b"x"), Seen::New);
+        c.abandon(key(1));
+        assert_eq!(c.begin(key(1), b"x"), Seen::New);
+        c.finish(key(1), None);
+        assert_eq!(c.begin(key(1), b"x"), Seen::Silent);
+        std::thread::sleep(Duration::from_millis(30));
+        assert_eq!(c.begin(key(1), b"x"), Seen::New);
+    }
+}

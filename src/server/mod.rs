@@ -1,0 +1,211 @@
+//! The UDP front end: receive, find the client, drop retransmits, verify, run the pipeline
+//! under a permit and a deadline, send the reply. One bad packet never stops the server.
+
+pub mod clients;
+pub mod dedup;
+pub mod metrics;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::net::UdpSocket;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn, Instrument};
+
+use crate::app::AppState;
+use crate::pipeline::{self, RequestContext};
+use crate::radius::{self, DecodeError, MAX_PACKET};
+use dedup::{RequestKey, Seen};
+use metrics::Metrics;
+
+/// Binds every listen address. IPv6 sockets are IPv6-only so `0.0.0.0:1812` and `[::]:1812`
+/// can be bound side by side.
+pub fn bind(addrs: &[SocketAddr]) -> std::io::Result<Vec<UdpSocket>> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    addrs
+        .iter()
+        .map(|addr| {
+            let domain = if addr.is_ipv6() {
+                Domain::IPV6
+            } else {
+                Domain::IPV4
+            };
+            let sock = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
+            if addr.is_ipv6() {
+                sock.set_only_v6(true)?;
+            }
+            // Bursts of NAS traffic must not be lost in a small kernel buffer.
+            let _ = sock.set_recv_buffer_size(4 << 20);
+            sock.set_nonblocking(true)?;
+            sock.bind(&(*addr).into())
+                .map_err(|e| std::io::Error::new(e.kind(), format!("binding udp {addr}: {e}")))?;
+            UdpSocket::from_std(sock.into())
+        })
+        .collect()
+}
+
+/// Serves until `shutdown` is cancelled, then lets in-flight requests finish within the
+/// configured grace period.
+pub async fn run(app: Arc<AppState>, sockets: Vec<UdpSocket>, shutdown: CancellationToken) {
+    let tracker = TaskTracker::new();
+    let permits = Arc::new(Semaphore::new(app.config.server.max_in_flight));
+    for sock in sockets {
+        let sock = Arc::new(sock);
+        if let Ok(addr) = sock.local_addr() {
+            info!(%addr, "radmfa listening on udp {addr}");
+        }
+        tracker.spawn(recv_loop(
+            app.clone(),
+            sock,
+            permits.clone(),
+            tracker.clone(),
+            shutdown.clone(),
+        ));
+    }
+    shutdown.cancelled().await;
+    tracker.close();
+    info!("shutting down: waiting for requests in flight");
+    if tokio::time::timeout(app.config.server.shutdown_grace, tracker.wait())
+        .await
+        .is_err()
+    {
+        warn!("shutdown grace period over; abandoning requests still in flight");
+    }
+    let counters: Vec<String> = app
+        .metrics
+        .snapshot()
+        .into_iter()
+        .filter(|(_, v)| *v > 0)
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    info!(counters = %counters.join(" "), "stopped");
+}
+
+async fn recv_loop(
+    app: Arc<AppState>,
+    sock: Arc<UdpSocket>,
+    permits: Arc<Semaphore>,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+) {
+    let local = sock.local_addr().ok();
+    // One byte more than the maximum, so an over-long datagram is seen as such.
+    let mut buf = vec![0u8; MAX_PACKET + 1];
+    loop {
+        let (len, src) = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = sock.recv_from(&mut buf) => match r {
+                Ok(v) => v,
+                Err(e) => {
+                    // ICMP errors surface here on some systems; never stop serving for them.
+                    debug!(error = %e, "recv_from");
+                    continue;
+                }
+            },
+        };
+        Metrics::inc(&app.metrics.received);
+        let raw = &buf[..len];
+        // RFC 2865 §3: a request from a client without a shared secret MUST be silently
+        // discarded.
+        let Some(client) = app.clients.lookup(src.ip()).cloned() else {
+            Metrics::inc(&app.metrics.unknown_client);
+            debug!(%src, "dropped: unknown client");
+            continue;
+        };
+        let Some(key) = RequestKey::of(src, raw) else {
+            Metrics::inc(&app.metrics.malformed);
+            continue;
+        };
+        match app.dedup.begin(key, raw) {
+            Seen::New => {}
+            Seen::Replay(bytes) => {
+                Metrics::inc(&app.metrics.duplicate_replayed);
+                let _ = sock.send_to(&bytes, src).await;
+                continue;
+            }
+            Seen::Attached => {
+                Metrics::inc(&app.metrics.duplicate_in_flight);
+                continue;
+            }
+            Seen::Silent => continue,
+            Seen::Mismatch => {
+                Metrics::inc(&app.metrics.duplicate_mismatch);
+                continue;
+            }
+        }
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            // Full: drop rather than queue without bound; the NAS retransmits.
+            Metrics::inc(&app.metrics.overloaded);
+            app.dedup.abandon(key);
+            continue;
+        };
+        let raw = raw.to_vec();
+        let ctx = RequestContext {
+            client,
+            src,
+            local,
+            received: Instant::now(),
+        };
+        let app = app.clone();
+        let sock = sock.clone();
+        let span = tracing::info_span!(
+            "request",
+            nas = %ctx.client.name,
+            %src,
+            id = key.id,
+            user = tracing::field::Empty
+        );
+        tracker.spawn(
+            async move {
+                let _permit = permit;
+                serve_one(&app, &sock, ctx, key, &raw).await;
+            }
+            .instrument(span),
+        );
+    }
+}
+
+async fn serve_one(
+    app: &AppState,
+    sock: &UdpSocket,
+    ctx: RequestContext,
+    key: RequestKey,
+    raw: &[u8],
+) {
+    let secret = ctx.client.secret.expose();
+    let req = match radius::decode_request(raw, secret, ctx.client.require_message_authenticator) {
+        Ok(r) => r,
+        Err(e) => {
+            count_drop(&app.metrics, &e);
+            debug!(reason = e.label(), "dropped: failed verification");
+            app.dedup.abandon(key);
+            return;
+        }
+    };
+    let reply = pipeline::handle(app, &ctx, &req).await;
+    let bytes: Arc<[u8]> = Arc::from(radius::encode_reply(&req, &reply, secret));
+    let copies = 1 + app.dedup.finish(key, Some(bytes.clone()));
+    for _ in 0..copies {
+        if let Err(e) = sock.send_to(&bytes, ctx.src).await {
+            warn!(error = %e, "sending reply");
+        }
+    }
+}
+
+fn count_drop(m: &Metrics, e: &DecodeError) {
+    let c = match e {
+        DecodeError::NotARequest(_) => &m.not_a_request,
+        DecodeError::MissingMessageAuthenticator => &m.missing_message_authenticator,
+        DecodeError::BadMessageAuthenticator | DecodeError::DuplicateMessageAuthenticator => {
+            &m.bad_message_authenticator
+        }
+        DecodeError::ProxyStateWithoutMessageAuthenticator => {
+            &m.proxy_state_without_message_authenticator
+        }
+        _ => &m.malformed,
+    };
+    Metrics::inc(c);
+}

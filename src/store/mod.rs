@@ -1,0 +1,261 @@
+//! Persistent state behind one trait: tokens (encrypted seeds), per-user lockout counters,
+//! pending challenges and the audit log.
+//!
+//! `SqliteStore` is the embedded default; a PostgreSQL store (several nodes sharing state) will
+//! implement the same trait. Every check-and-update that guards security (a TOTP step consumed
+//! once, a State consumed once, the failure counter) is a single atomic statement in the
+//! database, never a read-then-write in a node's memory, so it stays correct across nodes.
+
+pub mod seal;
+pub mod sqlite;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::secret::Secret;
+
+pub use seal::{KeyFile, Sealer};
+pub use sqlite::SqliteStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("cannot decrypt a stored secret (wrong key file?): {0}")]
+    Decrypt(String),
+    #[error("key file {path}: {reason}")]
+    KeyFile { path: String, reason: String },
+    #[error("{0} already exists")]
+    Conflict(String),
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+}
+
+/// The key a user is stored under. Directories compare user names case-insensitively and
+/// ignore surrounding spaces (`Alice ` finds the same LDAP entry as `alice`), so the store
+/// must too: otherwise `Alice` would find no token and skip the second factor.
+pub fn user_key(name: &str) -> String {
+    name.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenKind {
+    Totp,
+    Hotp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum OtpAlgorithm {
+    Sha1,
+    Sha256,
+    Sha512,
+}
+
+impl OtpAlgorithm {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OtpAlgorithm::Sha1 => "SHA1",
+            OtpAlgorithm::Sha256 => "SHA256",
+            OtpAlgorithm::Sha512 => "SHA512",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.to_ascii_uppercase().replace('-', "").as_str() {
+            "SHA1" => Some(OtpAlgorithm::Sha1),
+            "SHA256" => Some(OtpAlgorithm::Sha256),
+            "SHA512" => Some(OtpAlgorithm::Sha512),
+            _ => None,
+        }
+    }
+}
+
+/// A token to create. The store seals `secret` before it touches the database.
+#[derive(Debug, Clone)]
+pub struct NewToken {
+    pub serial: String,
+    pub user: Option<String>,
+    pub kind: TokenKind,
+    pub algorithm: OtpAlgorithm,
+    pub digits: u32,
+    /// TOTP time step in seconds (ignored for HOTP).
+    pub period: u32,
+    /// HOTP: next expected counter value.
+    pub counter: u64,
+    pub secret: Secret,
+}
+
+/// A stored token with its seed decrypted.
+#[derive(Debug, Clone)]
+pub struct Token {
+    pub id: i64,
+    pub serial: String,
+    pub user: Option<String>,
+    pub kind: TokenKind,
+    pub algorithm: OtpAlgorithm,
+    pub digits: u32,
+    pub period: u32,
+    pub counter: u64,
+    /// TOTP: the last time step accepted, so that step (and earlier ones) is refused afterwards.
+    pub last_step: Option<i64>,
+    pub enabled: bool,
+    pub created_at: i64,
+    pub secret: Secret,
+}
+
+/// Per-user second-factor state.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserStatus {
+    pub user: String,
+    /// Consecutive wrong codes since the last success.
+    pub failures: u32,
+    /// Second factor locked until this instant (Unix seconds), if locked.
+    pub locked_until: Option<i64>,
+    pub token_count: u32,
+}
+
+/// A challenge waiting for the user's code. Keyed by a hash of the State we sent, so the
+/// database alone cannot be used to answer someone's pending challenge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingChallenge {
+    /// SHA-256 of the State attribute value.
+    pub state_hash: Vec<u8>,
+    pub user: String,
+    /// Name of the NAS (client table entry) the challenge was issued to.
+    pub nas: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    /// Wrong codes entered against this challenge so far.
+    pub attempts: u32,
+    /// What the first request told us that the follow-up may lack (Calling-Station-Id, the
+    /// directory attributes for the audit record), as JSON.
+    pub context: String,
+}
+
+/// Outcome of a wrong code against a pending challenge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChallengeAttempt {
+    /// The challenge is still open; this many wrong codes have been entered.
+    StillOpen(u32),
+    /// The challenge is gone (attempts exhausted, or consumed/expired meanwhile).
+    Closed,
+}
+
+/// One audit record: exactly one per request that passed verification, plus admin events
+/// (lock, unlock, reset). Never holds a password, code or seed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    pub id: i64,
+    /// Unix seconds.
+    pub time: i64,
+    pub user: String,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    /// Serial of the token that verified (or was tried).
+    pub token_serial: Option<String>,
+    /// totp, hotp, sms, voice, app-password, primary-only, admin, none
+    pub mode: String,
+    /// accept, reject, challenge, drop, lock, unlock, reset, status
+    pub result: String,
+    pub reason: Option<String>,
+    pub server_name: String,
+    pub server_ip: Option<String>,
+    /// Calling-Station-Id, or the NAS address when there is none.
+    pub client_ip: Option<String>,
+    pub nas_name: Option<String>,
+    pub latency_ms: i64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub user: Option<String>,
+    pub result: Option<String>,
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+    pub limit: u32,
+}
+
+/// All user-name arguments are keys made by [`user_key`].
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    // --- tokens ---
+    /// Creates a token; `Conflict` if the serial exists.
+    async fn add_token(&self, token: NewToken) -> Result<i64, StoreError>;
+    /// Enabled and disabled tokens owned by `user`, seeds decrypted.
+    async fn tokens_for_user(&self, user: &str) -> Result<Vec<Token>, StoreError>;
+    async fn token_by_serial(&self, serial: &str) -> Result<Option<Token>, StoreError>;
+    /// Atomically records `step` as used if it is later than the token's last used step.
+    /// Returns false if that step (or a later one) was already used: a replay.
+    async fn consume_totp_step(&self, token_id: i64, step: i64) -> Result<bool, StoreError>;
+    /// Atomically moves an HOTP counter from `expected` to `new_counter` (compare-and-set).
+    async fn advance_hotp_counter(
+        &self,
+        token_id: i64,
+        expected: u64,
+        new_counter: u64,
+    ) -> Result<bool, StoreError>;
+    /// Deletes every token of `user`; returns how many.
+    async fn delete_user_tokens(&self, user: &str) -> Result<u64, StoreError>;
+
+    // --- users: lockout ---
+    /// Known users: everyone who holds a token or has second-factor state.
+    async fn list_users(&self) -> Result<Vec<UserStatus>, StoreError>;
+    async fn user_status(&self, user: &str) -> Result<UserStatus, StoreError>;
+    /// Atomically adds one consecutive failure; if that reaches `threshold`, locks the user
+    /// until `now + lock_secs` and resets the count. Returns (failures, newly_locked_until).
+    async fn record_failure(
+        &self,
+        user: &str,
+        threshold: u32,
+        now: i64,
+        lock_secs: i64,
+    ) -> Result<(u32, Option<i64>), StoreError>;
+    /// A good code: zero the consecutive-failure count.
+    async fn clear_failures(&self, user: &str) -> Result<(), StoreError>;
+    /// Lifts a lock; returns whether the user was locked.
+    async fn unlock_user(&self, user: &str, now: i64) -> Result<bool, StoreError>;
+    /// Removes all second-factor state of a user (tokens, counters, challenges).
+    async fn delete_user(&self, user: &str) -> Result<bool, StoreError>;
+
+    // --- pending challenges ---
+    async fn put_challenge(&self, challenge: &PendingChallenge) -> Result<(), StoreError>;
+    /// The challenge for this State hash if it exists and has not expired at `now`.
+    async fn challenge(
+        &self,
+        state_hash: &[u8],
+        now: i64,
+    ) -> Result<Option<PendingChallenge>, StoreError>;
+    /// Deletes the challenge; true only for the one caller that actually removed it, so a
+    /// State is consumed exactly once even when two nodes race.
+    async fn consume_challenge(&self, state_hash: &[u8]) -> Result<bool, StoreError>;
+    /// Counts a wrong code; closes (deletes) the challenge when `max_attempts` is reached.
+    async fn fail_challenge(
+        &self,
+        state_hash: &[u8],
+        max_attempts: u32,
+    ) -> Result<ChallengeAttempt, StoreError>;
+    /// Deletes expired challenges; returns how many.
+    async fn purge_expired_challenges(&self, now: i64) -> Result<u64, StoreError>;
+
+    // --- audit ---
+    async fn append_audit(&self, record: &AuditRecord) -> Result<i64, StoreError>;
+    /// Newest first.
+    async fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn user_keys_fold_case_and_spaces() {
+        assert_eq!(super::user_key("  Alice "), "alice");
+        assert_eq!(super::user_key("ALICE  Smith"), "alice smith");
+    }
+}

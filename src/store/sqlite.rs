@@ -1,0 +1,740 @@
+//! The embedded store: one SQLite file (WAL, `synchronous=FULL`).
+//!
+//! Every security check-and-update is a single SQL statement whose `rows_affected` (or
+//! `RETURNING` row) is the answer, so concurrent requests (and several processes sharing the
+//! file) cannot both win a TOTP step, an HOTP counter value or a challenge State.
+//!
+//! Token seeds are sealed with the [`Sealer`] (AAD = the token serial) before they are bound
+//! into an `INSERT`; the database never sees a plaintext seed.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{QueryBuilder, Row, Sqlite};
+
+use super::{
+    AuditFilter, AuditRecord, ChallengeAttempt, NewToken, OtpAlgorithm, PendingChallenge, Sealer,
+    Store, StoreError, Token, TokenKind, UserStatus,
+};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+const MAX_CONNECTIONS: u32 = 8;
+const DEFAULT_AUDIT_LIMIT: u32 = 100;
+
+const TOKEN_COLUMNS: &str = "id, serial, user, kind, algorithm, digits, period, counter, \
+                             last_step, enabled, created_at, secret";
+const CHALLENGE_COLUMNS: &str = "state_hash, user, nas, created_at, expires_at, attempts, context";
+const AUDIT_COLUMNS: &str = "id, time, user, first_name, last_name, email, phone, token_serial, \
+                             mode, result, reason, server_name, server_ip, client_ip, nas_name, \
+                             latency_ms";
+
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+    sealer: Sealer,
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing, mode 0600) the database at `path` and brings its schema up
+    /// to date. The key file stays elsewhere: `sealer` comes from [`super::KeyFile`].
+    pub async fn open(path: &Path, sealer: Sealer) -> Result<Self, StoreError> {
+        precreate_private(path)?;
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // An acknowledged enrollment or audit record must survive a power cut.
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .connect_with(options)
+            .await?;
+        Self::with_pool(pool, sealer).await
+    }
+
+    /// A private in-memory database (tests). Uses a single connection, which holds the data.
+    pub async fn open_in_memory(sealer: Sealer) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str("sqlite::memory:")?
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .min_connections(1)
+            .max_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options)
+            .await?;
+        Self::with_pool(pool, sealer).await
+    }
+
+    async fn with_pool(pool: SqlitePool, sealer: Sealer) -> Result<Self, StoreError> {
+        MIGRATOR.run(&pool).await?;
+        Ok(SqliteStore { pool, sealer })
+    }
+
+    /// Closes all connections (checkpointing the WAL). Call on shutdown.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    fn token_from_row(&self, row: &SqliteRow) -> Result<Token, StoreError> {
+        let serial: String = row.try_get("serial")?;
+        let kind: String = row.try_get("kind")?;
+        let kind = match kind.as_str() {
+            "totp" => TokenKind::Totp,
+            "hotp" => TokenKind::Hotp,
+            other => {
+                return Err(StoreError::Corrupt(format!(
+                    "token {serial}: unknown kind {other:?}"
+                )))
+            }
+        };
+        let algorithm: String = row.try_get("algorithm")?;
+        let algorithm = OtpAlgorithm::parse(&algorithm).ok_or_else(|| {
+            StoreError::Corrupt(format!("token {serial}: unknown algorithm {algorithm:?}"))
+        })?;
+        let sealed: Vec<u8> = row.try_get("secret")?;
+        let secret = self
+            .sealer
+            .open(&sealed, serial.as_bytes())
+            .map_err(|e| match e {
+                StoreError::Decrypt(reason) => {
+                    StoreError::Decrypt(format!("token {serial}: {reason}"))
+                }
+                other => other,
+            })?;
+        Ok(Token {
+            id: row.try_get("id")?,
+            user: row.try_get("user")?,
+            kind,
+            algorithm,
+            digits: to_u32(row.try_get("digits")?, "tokens.digits")?,
+            period: to_u32(row.try_get("period")?, "tokens.period")?,
+            counter: to_u64(row.try_get("counter")?, "tokens.counter")?,
+            last_step: row.try_get("last_step")?,
+            enabled: row.try_get("enabled")?,
+            created_at: row.try_get("created_at")?,
+            secret,
+            serial,
+        })
+    }
+}
+
+/// Creates the database file with mode 0600 if it does not exist yet. SQLite gives the -wal
+/// and -shm files the database file's permissions, so none of them is world-readable.
+#[cfg(unix)]
+fn precreate_private(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StoreError::Db(sqlx::Error::Io(std::io::Error::new(
+            e.kind(),
+            format!("cannot create database {}: {e}", path.display()),
+        )))),
+    }
+}
+
+#[cfg(not(unix))]
+fn precreate_private(_path: &Path) -> Result<(), StoreError> {
+    Ok(())
+}
+
+fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn to_u32(v: i64, what: &str) -> Result<u32, StoreError> {
+    u32::try_from(v).map_err(|_| StoreError::Corrupt(format!("{what} out of range: {v}")))
+}
+
+fn to_u64(v: i64, what: &str) -> Result<u64, StoreError> {
+    u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("{what} out of range: {v}")))
+}
+
+/// HOTP counters are u64 in the API but INTEGER (i64) in SQL; values beyond i64::MAX are
+/// refused rather than wrapped.
+fn counter_to_sql(v: u64) -> Result<i64, StoreError> {
+    i64::try_from(v).map_err(|_| StoreError::Corrupt(format!("HOTP counter out of range: {v}")))
+}
+
+fn kind_str(kind: TokenKind) -> &'static str {
+    match kind {
+        TokenKind::Totp => "totp",
+        TokenKind::Hotp => "hotp",
+    }
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+fn challenge_from_row(row: &SqliteRow) -> Result<PendingChallenge, StoreError> {
+    Ok(PendingChallenge {
+        state_hash: row.try_get("state_hash")?,
+        user: row.try_get("user")?,
+        nas: row.try_get("nas")?,
+        created_at: row.try_get("created_at")?,
+        expires_at: row.try_get("expires_at")?,
+        attempts: to_u32(row.try_get("attempts")?, "challenges.attempts")?,
+        context: row.try_get("context")?,
+    })
+}
+
+fn audit_from_row(row: &SqliteRow) -> Result<AuditRecord, StoreError> {
+    Ok(AuditRecord {
+        id: row.try_get("id")?,
+        time: row.try_get("time")?,
+        user: row.try_get("user")?,
+        first_name: row.try_get("first_name")?,
+        last_name: row.try_get("last_name")?,
+        email: row.try_get("email")?,
+        phone: row.try_get("phone")?,
+        token_serial: row.try_get("token_serial")?,
+        mode: row.try_get("mode")?,
+        result: row.try_get("result")?,
+        reason: row.try_get("reason")?,
+        server_name: row.try_get("server_name")?,
+        server_ip: row.try_get("server_ip")?,
+        client_ip: row.try_get("client_ip")?,
+        nas_name: row.try_get("nas_name")?,
+        latency_ms: row.try_get("latency_ms")?,
+    })
+}
+
+fn user_status_from_row(row: &SqliteRow) -> Result<UserStatus, StoreError> {
+    Ok(UserStatus {
+        user: row.try_get("user")?,
+        failures: to_u32(row.try_get("failures")?, "user_state.failures")?,
+        locked_until: row.try_get("locked_until")?,
+        token_count: to_u32(row.try_get("token_count")?, "token count")?,
+    })
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    // --- tokens ---
+
+    async fn add_token(&self, token: NewToken) -> Result<i64, StoreError> {
+        let counter = counter_to_sql(token.counter)?;
+        let sealed = self
+            .sealer
+            .seal(token.secret.expose(), token.serial.as_bytes());
+        let result = sqlx::query_scalar::<_, i64>(
+            "INSERT INTO tokens (serial, user, kind, algorithm, digits, period, counter, \
+             last_step, enabled, created_at, secret) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL, 1, ?8, ?9) RETURNING id",
+        )
+        .bind(&token.serial)
+        .bind(&token.user)
+        .bind(kind_str(token.kind))
+        .bind(token.algorithm.as_str())
+        .bind(i64::from(token.digits))
+        .bind(i64::from(token.period))
+        .bind(counter)
+        .bind(now_unix())
+        .bind(sealed)
+        .fetch_one(&self.pool)
+        .await;
+        match result {
+            Ok(id) => Ok(id),
+            Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!(
+                "token serial {}",
+                token.serial
+            ))),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn tokens_for_user(&self, user: &str) -> Result<Vec<Token>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {TOKEN_COLUMNS} FROM tokens WHERE user = ?1 ORDER BY id"
+        ))
+        .bind(user)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| self.token_from_row(r)).collect()
+    }
+
+    async fn token_by_serial(&self, serial: &str) -> Result<Option<Token>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {TOKEN_COLUMNS} FROM tokens WHERE serial = ?1"
+        ))
+        .bind(serial)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(|r| self.token_from_row(r)).transpose()
+    }
+
+    async fn consume_totp_step(&self, token_id: i64, step: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE tokens SET last_step = ?1 \
+             WHERE id = ?2 AND (last_step IS NULL OR last_step < ?1)",
+        )
+        .bind(step)
+        .bind(token_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn advance_hotp_counter(
+        &self,
+        token_id: i64,
+        expected: u64,
+        new_counter: u64,
+    ) -> Result<bool, StoreError> {
+        // A counter only moves forward: going back would make used codes valid again.
+        if new_counter <= expected {
+            return Ok(false);
+        }
+        let expected = counter_to_sql(expected)?;
+        let new_counter = counter_to_sql(new_counter)?;
+        let done = sqlx::query("UPDATE tokens SET counter = ?1 WHERE id = ?2 AND counter = ?3")
+            .bind(new_counter)
+            .bind(token_id)
+            .bind(expected)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn delete_user_tokens(&self, user: &str) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM tokens WHERE user = ?1")
+            .bind(user)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    // --- users: lockout ---
+
+    async fn list_users(&self) -> Result<Vec<UserStatus>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT u.user AS user, \
+                    COALESCE(s.failures, 0) AS failures, \
+                    s.locked_until AS locked_until, \
+                    (SELECT COUNT(*) FROM tokens t WHERE t.user = u.user) AS token_count \
+             FROM (SELECT user FROM tokens WHERE user IS NOT NULL \
+                   UNION SELECT user FROM user_state) AS u \
+             LEFT JOIN user_state s ON s.user = u.user \
+             ORDER BY u.user",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(user_status_from_row).collect()
+    }
+
+    async fn user_status(&self, user: &str) -> Result<UserStatus, StoreError> {
+        let row = sqlx::query(
+            "SELECT ?1 AS user, \
+                    COALESCE((SELECT failures FROM user_state WHERE user = ?1), 0) AS failures, \
+                    (SELECT locked_until FROM user_state WHERE user = ?1) AS locked_until, \
+                    (SELECT COUNT(*) FROM tokens WHERE user = ?1) AS token_count",
+        )
+        .bind(user)
+        .fetch_one(&self.pool)
+        .await?;
+        user_status_from_row(&row)
+    }
+
+    async fn record_failure(
+        &self,
+        user: &str,
+        threshold: u32,
+        now: i64,
+        lock_secs: i64,
+    ) -> Result<(u32, Option<i64>), StoreError> {
+        // One statement: count the failure and, if that reaches the threshold, lock and reset
+        // the count. In an upsert's SET every expression sees the old row, so both CASEs test
+        // the same `failures + 1`. A threshold of 0 never locks.
+        let until = now.saturating_add(lock_secs);
+        let row = sqlx::query(
+            "INSERT INTO user_state (user, failures, locked_until) \
+             VALUES (?1, \
+                     CASE WHEN ?2 > 0 AND 1 >= ?2 THEN 0 ELSE 1 END, \
+                     CASE WHEN ?2 > 0 AND 1 >= ?2 THEN ?3 ELSE NULL END) \
+             ON CONFLICT (user) DO UPDATE SET \
+                 failures = CASE WHEN ?2 > 0 AND user_state.failures + 1 >= ?2 \
+                                 THEN 0 ELSE user_state.failures + 1 END, \
+                 locked_until = CASE WHEN ?2 > 0 AND user_state.failures + 1 >= ?2 \
+                                     THEN ?3 ELSE user_state.locked_until END \
+             RETURNING failures, locked_until",
+        )
+        .bind(user)
+        .bind(i64::from(threshold))
+        .bind(until)
+        .fetch_one(&self.pool)
+        .await?;
+        let failures = to_u32(row.try_get("failures")?, "user_state.failures")?;
+        // After this statement `failures` is at least 1 unless this very statement locked.
+        if failures == 0 {
+            let locked_until: Option<i64> = row.try_get("locked_until")?;
+            Ok((threshold, Some(locked_until.unwrap_or(until))))
+        } else {
+            Ok((failures, None))
+        }
+    }
+
+    async fn clear_failures(&self, user: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE user_state SET failures = 0 WHERE user = ?1 AND failures <> 0")
+            .bind(user)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn unlock_user(&self, user: &str, now: i64) -> Result<bool, StoreError> {
+        let lifted = sqlx::query(
+            "UPDATE user_state SET locked_until = NULL, failures = 0 \
+             WHERE user = ?1 AND locked_until IS NOT NULL AND locked_until > ?2",
+        )
+        .bind(user)
+        .bind(now)
+        .execute(&self.pool)
+        .await?
+        .rows_affected()
+            == 1;
+        if !lifted {
+            // Not locked (or the lock already ran out): still give a clean slate.
+            sqlx::query(
+                "UPDATE user_state SET locked_until = NULL, failures = 0 \
+                 WHERE user = ?1 AND (locked_until IS NOT NULL OR failures <> 0)",
+            )
+            .bind(user)
+            .execute(&self.pool)
+            .await?;
+        }
+        Ok(lifted)
+    }
+
+    async fn delete_user(&self, user: &str) -> Result<bool, StoreError> {
+        // IMMEDIATE: take the write lock up front (a deferred transaction upgrading from read
+        // to write can fail with SQLITE_BUSY without waiting).
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut removed = 0;
+        for sql in [
+            "DELETE FROM tokens WHERE user = ?1",
+            "DELETE FROM user_state WHERE user = ?1",
+            "DELETE FROM challenges WHERE user = ?1",
+        ] {
+            removed += sqlx::query(sql)
+                .bind(user)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(removed > 0)
+    }
+
+    // --- pending challenges ---
+
+    async fn put_challenge(&self, challenge: &PendingChallenge) -> Result<(), StoreError> {
+        let result = sqlx::query(&format!(
+            "INSERT INTO challenges ({CHALLENGE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+        ))
+        .bind(&challenge.state_hash)
+        .bind(&challenge.user)
+        .bind(&challenge.nas)
+        .bind(challenge.created_at)
+        .bind(challenge.expires_at)
+        .bind(i64::from(challenge.attempts))
+        .bind(&challenge.context)
+        .execute(&self.pool)
+        .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if is_unique_violation(&e) => {
+                Err(StoreError::Conflict("challenge state".into()))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn challenge(
+        &self,
+        state_hash: &[u8],
+        now: i64,
+    ) -> Result<Option<PendingChallenge>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {CHALLENGE_COLUMNS} FROM challenges WHERE state_hash = ?1 AND expires_at > ?2"
+        ))
+        .bind(state_hash)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(challenge_from_row).transpose()
+    }
+
+    async fn consume_challenge(&self, state_hash: &[u8]) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM challenges WHERE state_hash = ?1")
+            .bind(state_hash)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn fail_challenge(
+        &self,
+        state_hash: &[u8],
+        max_attempts: u32,
+    ) -> Result<ChallengeAttempt, StoreError> {
+        // Each caller gets a distinct `attempts` value back from the atomic increment; whoever
+        // sees the maximum (or more) deletes the row. No transaction needed.
+        let attempts: Option<i64> = sqlx::query_scalar(
+            "UPDATE challenges SET attempts = attempts + 1 WHERE state_hash = ?1 \
+             RETURNING attempts",
+        )
+        .bind(state_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(attempts) = attempts else {
+            return Ok(ChallengeAttempt::Closed);
+        };
+        let attempts = to_u32(attempts, "challenges.attempts")?;
+        if attempts >= max_attempts {
+            sqlx::query("DELETE FROM challenges WHERE state_hash = ?1")
+                .bind(state_hash)
+                .execute(&self.pool)
+                .await?;
+            return Ok(ChallengeAttempt::Closed);
+        }
+        Ok(ChallengeAttempt::StillOpen(attempts))
+    }
+
+    async fn purge_expired_challenges(&self, now: i64) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM challenges WHERE expires_at <= ?1")
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    // --- audit ---
+
+    async fn append_audit(&self, r: &AuditRecord) -> Result<i64, StoreError> {
+        let id = sqlx::query_scalar::<_, i64>(
+            "INSERT INTO audit (time, user, first_name, last_name, email, phone, token_serial, \
+             mode, result, reason, server_name, server_ip, client_ip, nas_name, latency_ms) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) \
+             RETURNING id",
+        )
+        .bind(r.time)
+        .bind(&r.user)
+        .bind(&r.first_name)
+        .bind(&r.last_name)
+        .bind(&r.email)
+        .bind(&r.phone)
+        .bind(&r.token_serial)
+        .bind(&r.mode)
+        .bind(&r.result)
+        .bind(&r.reason)
+        .bind(&r.server_name)
+        .bind(&r.server_ip)
+        .bind(&r.client_ip)
+        .bind(&r.nas_name)
+        .bind(r.latency_ms)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(id)
+    }
+
+    async fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {
+        let mut q: QueryBuilder<Sqlite> =
+            QueryBuilder::new(format!("SELECT {AUDIT_COLUMNS} FROM audit WHERE 1 = 1"));
+        if let Some(user) = &filter.user {
+            q.push(" AND user = ").push_bind(user.clone());
+        }
+        if let Some(result) = &filter.result {
+            q.push(" AND result = ").push_bind(result.clone());
+        }
+        if let Some(since) = filter.since {
+            q.push(" AND time >= ").push_bind(since);
+        }
+        if let Some(until) = filter.until {
+            q.push(" AND time <= ").push_bind(until);
+        }
+        let limit = if filter.limit == 0 {
+            DEFAULT_AUDIT_LIMIT
+        } else {
+            filter.limit
+        };
+        q.push(" ORDER BY time DESC, id DESC LIMIT ")
+            .push_bind(i64::from(limit));
+        let rows = q.build().fetch_all(&self.pool).await?;
+        rows.iter().map(audit_from_row).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::Secret;
+
+    fn sealer() -> Sealer {
+        Sealer::from_key([42; 32])
+    }
+
+    fn totp(serial: &str, user: &str) -> NewToken {
+        NewToken {
+            serial: serial.into(),
+            user: Some(user.into()),
+            kind: TokenKind::Totp,
+            algorithm: OtpAlgorithm::Sha1,
+            digits: 6,
+            period: 30,
+            counter: 0,
+            secret: Secret::new(b"12345678901234567890".to_vec()),
+        }
+    }
+
+    #[tokio::test]
+    async fn file_database_uses_wal_full_sync_and_foreign_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("radmfa.db");
+        let store = SqliteStore::open(&path, sealer()).await.unwrap();
+        let mut conn = store.pool.acquire().await.unwrap();
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+        assert_eq!(mode.to_lowercase(), "wal");
+        let sync: i64 = sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+        assert_eq!(sync, 2, "synchronous must be FULL");
+        let fk: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+        assert_eq!(fk, 1);
+        let busy: i64 = sqlx::query_scalar("PRAGMA busy_timeout")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+        assert!(busy >= 1000, "busy_timeout {busy}");
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn new_database_file_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("radmfa.db");
+        let store = SqliteStore::open(&path, sealer()).await.unwrap();
+        store.add_token(totp("T1", "alice")).await.unwrap();
+        for p in [path.clone(), dir.path().join("radmfa.db-wal")] {
+            let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode & 0o077, 0, "{} has mode {mode:o}", p.display());
+        }
+    }
+
+    #[tokio::test]
+    async fn reopen_keeps_data_and_migrations_are_idempotent() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("radmfa.db");
+        let store = SqliteStore::open(&path, sealer()).await.unwrap();
+        store.add_token(totp("T1", "alice")).await.unwrap();
+        store.close().await;
+        drop(store);
+        let store = SqliteStore::open(&path, sealer()).await.unwrap();
+        let t = store.token_by_serial("T1").await.unwrap().unwrap();
+        assert_eq!(t.secret.expose(), b"12345678901234567890");
+    }
+
+    #[tokio::test]
+    async fn wrong_key_is_a_decrypt_error_naming_the_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("radmfa.db");
+        let store = SqliteStore::open(&path, sealer()).await.unwrap();
+        store.add_token(totp("T1", "alice")).await.unwrap();
+        store.close().await;
+        let other = SqliteStore::open(&path, Sealer::from_key([7; 32]))
+            .await
+            .unwrap();
+        let err = other.token_by_serial("T1").await.unwrap_err();
+        assert!(
+            matches!(err, StoreError::Decrypt(ref m) if m.contains("T1")),
+            "{err}"
+        );
+        assert!(other.tokens_for_user("alice").await.is_err());
+    }
+
+    #[tokio::test]
+    async fn swapped_ciphertexts_fail_to_open() {
+        let store = SqliteStore::open_in_memory(sealer()).await.unwrap();
+        store.add_token(totp("T1", "alice")).await.unwrap();
+        store.add_token(totp("T2", "bob")).await.unwrap();
+        // Someone with write access to the database moves alice's sealed seed onto bob's row.
+        sqlx::query("UPDATE tokens SET secret = (SELECT secret FROM tokens WHERE serial = 'T1') WHERE serial = 'T2'")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        assert!(store.token_by_serial("T1").await.is_ok());
+        assert!(matches!(
+            store.token_by_serial("T2").await,
+            Err(StoreError::Decrypt(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn seed_column_holds_only_sealed_bytes() {
+        let store = SqliteStore::open_in_memory(sealer()).await.unwrap();
+        store.add_token(totp("T1", "alice")).await.unwrap();
+        let blob: Vec<u8> = sqlx::query_scalar("SELECT secret FROM tokens WHERE serial = 'T1'")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(blob[0], 1, "version byte");
+        assert_eq!(blob.len(), 1 + 24 + 20 + 16);
+        assert!(!blob.windows(20).any(|w| w == b"12345678901234567890"));
+    }
+
+    #[tokio::test]
+    async fn hotp_counter_never_moves_backwards() {
+        let store = SqliteStore::open_in_memory(sealer()).await.unwrap();
+        let mut t = totp("H1", "alice");
+        t.kind = TokenKind::Hotp;
+        t.counter = 5;
+        let id = store.add_token(t).await.unwrap();
+        assert!(!store.advance_hotp_counter(id, 5, 5).await.unwrap());
+        assert!(!store.advance_hotp_counter(id, 5, 4).await.unwrap());
+        assert!(store.advance_hotp_counter(id, 5, 6).await.unwrap());
+        // Beyond i64 is refused, never wrapped.
+        assert!(store.advance_hotp_counter(id, 6, u64::MAX).await.is_err());
+        let mut big = totp("H2", "alice");
+        big.counter = u64::MAX;
+        assert!(store.add_token(big).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn record_failure_threshold_zero_never_locks() {
+        let store = SqliteStore::open_in_memory(sealer()).await.unwrap();
+        for i in 1..=5 {
+            assert_eq!(
+                store.record_failure("alice", 0, 1000, 60).await.unwrap(),
+                (i, None)
+            );
+        }
+    }
+}

@@ -1,0 +1,265 @@
+//! Runs the real `radmfa` binary as a subprocess with a generated config, the way an admin
+//! would, and talks to it over loopback UDP.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::{SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const SECRET: &str = "test-shared-secret-0123";
+
+/// One `[[client]]` entry of the generated config.
+#[derive(Clone, Debug)]
+pub struct Nas {
+    pub name: &'static str,
+    pub address: &'static str,
+    pub otp_mode: &'static str,
+    pub require_ma: bool,
+    pub no_factor: &'static str,
+    pub delimiter: &'static str,
+}
+
+impl Nas {
+    pub fn challenge(name: &'static str, address: &'static str) -> Self {
+        Nas {
+            name,
+            address,
+            otp_mode: "challenge",
+            require_ma: true,
+            no_factor: "reject",
+            delimiter: ",",
+        }
+    }
+}
+
+pub struct Options {
+    pub ldap_urls: Vec<String>,
+    pub clients: Vec<Nas>,
+    /// Extra TOML appended (e.g. a [challenge] section).
+    pub extra: String,
+    pub log_level: &'static str,
+    pub ldap_timeout_ms: u64,
+}
+
+impl Options {
+    pub fn new(ldap_url: &str) -> Self {
+        Options {
+            ldap_urls: vec![ldap_url.to_string()],
+            clients: vec![Nas::challenge("local", "127.0.0.1")],
+            extra: String::new(),
+            log_level: "info",
+            ldap_timeout_ms: 1000,
+        }
+    }
+}
+
+pub struct Server {
+    child: Option<Child>,
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub addr: SocketAddr,
+    log: Arc<Mutex<String>>,
+}
+
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_radmfa"))
+}
+
+pub fn write_config(dir: &Path, o: &Options) -> PathBuf {
+    let urls: Vec<String> = o.ldap_urls.iter().map(|u| format!("{u:?}")).collect();
+    let mut toml = format!(
+        r#"
+[server]
+name = "test-node"
+listen = ["127.0.0.1:0"]
+log_level = "{level}"
+request_deadline_ms = 4000
+shutdown_grace_ms = 2000
+
+[store]
+path = "radmfa.db"
+key_file = "radmfa.key"
+
+[ldap]
+urls = [{urls}]
+bind_dn = "cn=admin,dc=example,dc=org"
+bind_password = "adminpw"
+base_dn = "ou=people,dc=example,dc=org"
+user_filter = "(uid={{user}})"
+connect_timeout_ms = {ct}
+timeout_ms = {ct}
+
+[audit]
+include_name = true
+include_email = true
+"#,
+        level = o.log_level,
+        urls = urls.join(", "),
+        ct = o.ldap_timeout_ms,
+    );
+    toml.push_str(&o.extra);
+    for c in &o.clients {
+        toml.push_str(&format!(
+            r#"
+[[client]]
+name = "{}"
+address = "{}"
+secret = "{SECRET}"
+otp_mode = "{}"
+require_message_authenticator = {}
+no_factor = "{}"
+inline_delimiter = "{}"
+"#,
+            c.name, c.address, c.otp_mode, c.require_ma, c.no_factor, c.delimiter
+        ));
+    }
+    let path = dir.join("radmfa.toml");
+    std::fs::write(&path, toml).unwrap();
+    path
+}
+
+impl Server {
+    pub fn start(o: &Options) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let config = write_config(dir.path(), o);
+        Self::start_with(dir, config)
+    }
+
+    pub fn start_with(dir: tempfile::TempDir, config: PathBuf) -> Server {
+        let mut child = Command::new(bin())
+            .arg("--config")
+            .arg(&config)
+            .arg("serve")
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawning radmfa");
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            let mut r = BufReader::new(stderr);
+            let mut line = String::new();
+            let mut sent = false;
+            while r.read_line(&mut line).unwrap_or(0) > 0 {
+                if !sent {
+                    if let Some(i) = line.find("listening on udp ") {
+                        let addr = line[i + 17..].split_whitespace().next().unwrap_or("");
+                        if let Ok(a) = addr.parse::<SocketAddr>() {
+                            let _ = tx.send(a);
+                            sent = true;
+                        }
+                    }
+                }
+                sink.lock().unwrap().push_str(&line);
+                line.clear();
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(a) => a,
+            Err(_) => {
+                let _ = child.kill();
+                let mut rest = String::new();
+                let _ = child.stderr.take().map(|mut e| e.read_to_string(&mut rest));
+                panic!(
+                    "radmfa did not start listening; log:\n{}",
+                    log.lock().unwrap()
+                );
+            }
+        };
+        Server {
+            child: Some(child),
+            dir,
+            config,
+            addr,
+            log,
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// Runs `radmfa --config <this config> ARGS`.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(bin())
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .output()
+            .expect("running radmfa cli")
+    }
+
+    /// Enrolls a TOTP token and returns its Base32 seed.
+    pub fn enroll(&self, user: &str, extra: &[&str]) -> String {
+        let mut args = vec!["user", "enroll-totp", user, "--uri-only", "--force"];
+        args.extend_from_slice(extra);
+        let out = self.cli(&args);
+        assert!(out.status.success(), "enroll failed: {out:?}");
+        let uri = String::from_utf8(out.stdout).unwrap();
+        uri.split("secret=")
+            .nth(1)
+            .and_then(|s| s.split('&').next())
+            .expect("secret in otpauth URI")
+            .to_string()
+    }
+
+    pub fn audit_json(&self, user: &str) -> Vec<serde_json::Value> {
+        let out = self.cli(&["audit", "--user", user, "--json", "--limit", "1000"]);
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("already stopped");
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                // Let the reader thread drain the pipe.
+                std::thread::sleep(Duration::from_millis(100));
+                return st;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("radmfa did not stop on SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// A UDP socket connected to the server, for raw-byte tests.
+    pub fn udp(&self) -> UdpSocket {
+        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.connect(self.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(1500)))
+            .unwrap();
+        s
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}

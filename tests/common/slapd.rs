@@ -1,0 +1,589 @@
+//! A throwaway OpenLDAP `slapd` for integration tests.
+//!
+//! Each [`Slapd`] lives in its own temporary directory (config, mdb database, log, TLS
+//! material) and listens on a free port of 127.0.0.1. It is killed and its directory removed
+//! on drop. The data survives [`Slapd::stop`] / [`Slapd::restart`], which keep the port.
+//!
+//! Needs the `slapd` package (slapd, slapadd and the schema files); TLS also needs the
+//! `openssl` command. A missing program is a panic, never a skipped test.
+#![allow(dead_code)]
+
+use std::fmt::Write as _;
+use std::fs;
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sha1::{Digest, Sha1};
+
+pub const BASE_DN: &str = "dc=example,dc=org";
+pub const PEOPLE_DN: &str = "ou=people,dc=example,dc=org";
+pub const ADMIN_DN: &str = "cn=admin,dc=example,dc=org";
+/// The rootdn password; tests/common/radmfa.rs and conf/demo.toml assume "adminpw".
+pub const ADMIN_PASSWORD: &str = "adminpw";
+/// A non-root service account for searches (ACLs apply to it, unlike the rootdn).
+pub const SERVICE_DN: &str = "cn=radmfa,ou=services,dc=example,dc=org";
+pub const SERVICE_PASSWORD: &str = "service-secret";
+
+const INSTALL_HINT: &str =
+    "install the OpenLDAP server: `apt-get install -y slapd ldap-utils` (Debian/Ubuntu)";
+
+/// A user entry (`inetOrgPerson` under `ou=people`). Empty optional fields are left out.
+#[derive(Debug, Clone)]
+pub struct LdapUser {
+    pub uid: String,
+    pub password: String,
+    pub cn: String,
+    pub given_name: String,
+    pub sn: String,
+    pub mail: String,
+    pub mobile: String,
+}
+
+impl LdapUser {
+    /// `uid` with the given password and names/mail/mobile derived from the uid.
+    pub fn new(uid: &str, password: &str) -> Self {
+        let given = capitalize(uid);
+        LdapUser {
+            uid: uid.into(),
+            password: password.into(),
+            cn: format!("{given} Example"),
+            given_name: given,
+            sn: "Example".into(),
+            mail: format!("{uid}@example.org"),
+            mobile: "+15550100".into(),
+        }
+    }
+
+    pub fn dn(&self) -> String {
+        format!("uid={},{PEOPLE_DN}", self.uid)
+    }
+
+    /// `n` users `user00000`, `user00001`, ... with password `pw-user00000`, ...
+    /// (SSHA is computed in-process, so thousands are quick).
+    pub fn generate(n: usize) -> Vec<LdapUser> {
+        (0..n)
+            .map(|i| {
+                let uid = format!("user{i:05}");
+                let mut u = LdapUser::new(&uid, &format!("pw-{uid}"));
+                u.mobile = format!("+1555{i:07}");
+                u
+            })
+            .collect()
+    }
+}
+
+fn capitalize(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().chain(c).collect(),
+        None => String::new(),
+    }
+}
+
+/// Options for [`Slapd::start_with`].
+#[derive(Debug, Clone, Default)]
+pub struct SlapdOptions {
+    /// Also listen on `ldaps://` and accept StartTLS, with a fresh self-signed CA.
+    pub tls: bool,
+    /// Extra LDIF appended after the generated entries.
+    pub extra_ldif: String,
+}
+
+/// Files of the test CA and server certificate.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// PEM of the CA that signed the server certificate (SAN: IP 127.0.0.1, DNS localhost).
+    pub ca_file: PathBuf,
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+pub struct Slapd {
+    /// `ldap://127.0.0.1:<port>`
+    pub url: String,
+    pub port: u16,
+    /// `ldaps://127.0.0.1:<ldaps_port>` when started with TLS.
+    pub ldaps_url: Option<String>,
+    pub ldaps_port: Option<u16>,
+    pub tls: Option<TlsFiles>,
+    pub base_dn: String,
+    pub people_dn: String,
+    pub admin_dn: String,
+    pub admin_password: String,
+    pub service_dn: String,
+    pub service_password: String,
+    dir: tempfile::TempDir,
+    slapd_bin: PathBuf,
+    child: Option<Child>,
+}
+
+impl Slapd {
+    /// Start a server holding `users` (plain LDAP only).
+    pub fn start(users: &[LdapUser]) -> Slapd {
+        Slapd::start_with(users, SlapdOptions::default())
+    }
+
+    pub fn start_with(users: &[LdapUser], opts: SlapdOptions) -> Slapd {
+        let slapd_bin = find_program(
+            "slapd",
+            &[
+                "/usr/sbin",
+                "/usr/local/sbin",
+                "/usr/libexec",
+                "/usr/local/libexec",
+            ],
+        )
+        .unwrap_or_else(|| panic!("`slapd` not found; {INSTALL_HINT}"));
+        let slapadd_bin = find_program("slapadd", &["/usr/sbin", "/usr/local/sbin"])
+            .unwrap_or_else(|| panic!("`slapadd` not found; {INSTALL_HINT}"));
+        let schema_dir = [
+            "/etc/ldap/schema",
+            "/etc/openldap/schema",
+            "/usr/local/etc/openldap/schema",
+        ]
+        .iter()
+        .map(PathBuf::from)
+        .find(|d| d.join("core.schema").exists())
+        .unwrap_or_else(|| panic!("OpenLDAP schema files (core.schema) not found; {INSTALL_HINT}"));
+
+        let dir = tempfile::Builder::new()
+            .prefix("radmfa-slapd-")
+            .tempdir()
+            .expect("create temp dir for slapd");
+        let data_dir = dir.path().join("data");
+        fs::create_dir(&data_dir).expect("create slapd data dir");
+
+        let tls = opts.tls.then(|| make_tls_files(dir.path()));
+        let conf = slapd_conf(dir.path(), &schema_dir, &data_dir, tls.as_ref());
+        let conf_path = dir.path().join("slapd.conf");
+        fs::write(&conf_path, conf).expect("write slapd.conf");
+
+        let mut ldif = base_ldif();
+        for u in users {
+            user_ldif(&mut ldif, u);
+        }
+        ldif.push_str(&opts.extra_ldif);
+        let ldif_path = dir.path().join("data.ldif");
+        fs::write(&ldif_path, ldif).expect("write LDIF");
+        let out = Command::new(&slapadd_bin)
+            .arg("-q")
+            .arg("-f")
+            .arg(&conf_path)
+            .arg("-l")
+            .arg(&ldif_path)
+            .output()
+            .unwrap_or_else(|e| panic!("running {}: {e}", slapadd_bin.display()));
+        assert!(
+            out.status.success(),
+            "slapadd failed ({}):\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+
+        let port = free_port();
+        let ldaps_port = tls.as_ref().map(|_| free_port());
+        let mut slapd = Slapd {
+            url: format!("ldap://127.0.0.1:{port}"),
+            port,
+            ldaps_url: ldaps_port.map(|p| format!("ldaps://127.0.0.1:{p}")),
+            ldaps_port,
+            tls,
+            base_dn: BASE_DN.into(),
+            people_dn: PEOPLE_DN.into(),
+            admin_dn: ADMIN_DN.into(),
+            admin_password: ADMIN_PASSWORD.into(),
+            service_dn: SERVICE_DN.into(),
+            service_password: SERVICE_PASSWORD.into(),
+            dir,
+            slapd_bin,
+            child: None,
+        };
+        slapd.spawn();
+        slapd
+    }
+
+    /// The temporary directory (config, data, `slapd.log`).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// Kill the server (SIGKILL: clients see their connections drop). Data stays.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        // Belt and braces: a pid in the pidfile that is not our child (should not happen).
+        let pidfile = self.dir.path().join("slapd.pid");
+        if let Ok(pid) = fs::read_to_string(&pidfile) {
+            let pid = pid.trim();
+            if !pid.is_empty() && Path::new(&format!("/proc/{pid}")).exists() {
+                let _ = Command::new("kill").arg("-9").arg(pid).status();
+            }
+            let _ = fs::remove_file(&pidfile);
+        }
+    }
+
+    /// Start again on the same port(s) with the same data.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    fn spawn(&mut self) {
+        assert!(self.child.is_none(), "slapd already running");
+        let mut listeners = format!("ldap://127.0.0.1:{}/", self.port);
+        if let Some(p) = self.ldaps_port {
+            write!(listeners, " ldaps://127.0.0.1:{p}/").unwrap();
+        }
+        let log_path = self.dir.path().join("slapd.log");
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .expect("open slapd.log");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        // The port may still be held for a moment right after a stop; retry the bind.
+        loop {
+            let child = Command::new(&self.slapd_bin)
+                .arg("-f")
+                .arg(self.dir.path().join("slapd.conf"))
+                .arg("-h")
+                .arg(&listeners)
+                // A debug level keeps slapd in the foreground, so we own the process;
+                // "stats" (256) logs every operation, which `bind_count` reads.
+                .arg("-d")
+                .arg("256")
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().expect("dup log fd"))
+                .stderr(log.try_clone().expect("dup log fd"))
+                .spawn()
+                .unwrap_or_else(|e| {
+                    panic!("starting {}: {e}; {INSTALL_HINT}", self.slapd_bin.display())
+                });
+            self.child = Some(child);
+            match self.wait_ready(deadline) {
+                Ok(()) => return,
+                Err(true) if Instant::now() < deadline && port_was_busy(&log_path) => {
+                    self.child = None;
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Err(_) => {
+                    self.stop();
+                    panic!(
+                        "slapd did not come up on {listeners}; log:\n{}",
+                        read_tail(&log_path)
+                    );
+                }
+            }
+        }
+    }
+
+    /// `Err(true)`: slapd exited; `Err(false)`: still not listening at the deadline.
+    fn wait_ready(&mut self, deadline: Instant) -> Result<(), bool> {
+        let mut ports = vec![self.port];
+        ports.extend(self.ldaps_port);
+        loop {
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(_status)) = child.try_wait() {
+                    return Err(true);
+                }
+            }
+            let all_up = ports.iter().all(|&p| {
+                let addr: SocketAddr = ([127, 0, 0, 1], p).into();
+                TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+            });
+            if all_up {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(false);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Run `ldapwhoami` as the admin (requires ldap-utils); handy when debugging a test.
+    pub fn whoami(&self) -> String {
+        let out = Command::new("ldapwhoami")
+            .args([
+                "-x",
+                "-H",
+                &self.url,
+                "-D",
+                &self.admin_dn,
+                "-w",
+                &self.admin_password,
+            ])
+            .output()
+            .expect("ldapwhoami (package ldap-utils)");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// Simple binds slapd has received for `dn` (successful or not) since it was first
+    /// started, read from its stats log. Give slapd a moment after the client is done: the
+    /// log line is written when the request is processed.
+    pub fn bind_count(&self, dn: &str) -> u64 {
+        let log = fs::read_to_string(self.dir.path().join("slapd.log")).unwrap_or_default();
+        let needle = format!(" bind dn=\"{}\" method=", dn.to_ascii_lowercase());
+        log.lines()
+            .filter(|l| l.to_ascii_lowercase().contains(&needle))
+            .count() as u64
+    }
+
+    /// The tail of slapd's log, for assertion messages.
+    pub fn log_tail(&self) -> String {
+        read_tail(&self.dir.path().join("slapd.log"))
+    }
+}
+
+impl Drop for Slapd {
+    fn drop(&mut self) {
+        self.stop();
+        // `dir` (TempDir) removes the directory after this.
+    }
+}
+
+/// slapd gave up because a listener port was still taken (right after a stop).
+fn port_was_busy(log_path: &Path) -> bool {
+    let tail = read_tail(log_path);
+    let last = tail.lines().rev().take(10).collect::<Vec<_>>().join("\n");
+    last.contains("Address already in use") || last.contains("errno=98")
+}
+
+fn read_tail(path: &Path) -> String {
+    let mut s = String::new();
+    if let Ok(mut f) = fs::File::open(path) {
+        let _ = f.read_to_string(&mut s);
+    }
+    let start = s.len().saturating_sub(4000);
+    let start = (start..s.len())
+        .find(|&i| s.is_char_boundary(i))
+        .unwrap_or(s.len());
+    s[start..].to_string()
+}
+
+fn find_program(name: &str, extra_dirs: &[&str]) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(extra_dirs.iter().map(PathBuf::from))
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind 127.0.0.1:0")
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `{SSHA}` hash as slappasswd makes it: base64(sha1(password ‖ salt) ‖ salt).
+pub fn ssha(password: &str) -> String {
+    let salt: [u8; 8] = rand::random();
+    let mut h = Sha1::new();
+    h.update(password.as_bytes());
+    h.update(salt);
+    let mut raw = h.finalize().to_vec();
+    raw.extend_from_slice(&salt);
+    format!("{{SSHA}}{}", data_encoding::BASE64.encode(&raw))
+}
+
+fn slapd_conf(dir: &Path, schema_dir: &Path, data_dir: &Path, tls: Option<&TlsFiles>) -> String {
+    let mut c = String::new();
+    for schema in ["core", "cosine", "inetorgperson", "nis"] {
+        writeln!(c, "include {}/{schema}.schema", schema_dir.display()).unwrap();
+    }
+    writeln!(c, "pidfile {}/slapd.pid", dir.display()).unwrap();
+    writeln!(c, "argsfile {}/slapd.args", dir.display()).unwrap();
+    // back_mdb is a loadable module on Debian; built in elsewhere.
+    if let Some(module_dir) = [
+        "/usr/lib/ldap",
+        "/usr/lib64/openldap",
+        "/usr/lib/openldap",
+        "/usr/local/libexec/openldap",
+    ]
+    .iter()
+    .find(|d| {
+        Path::new(d).join("back_mdb.so").exists() || Path::new(d).join("back_mdb.la").exists()
+    }) {
+        writeln!(c, "modulepath {module_dir}").unwrap();
+        writeln!(c, "moduleload back_mdb").unwrap();
+    }
+    if let Some(t) = tls {
+        writeln!(c, "TLSCACertificateFile {}", t.ca_file.display()).unwrap();
+        writeln!(c, "TLSCertificateFile {}", t.cert_file.display()).unwrap();
+        writeln!(c, "TLSCertificateKeyFile {}", t.key_file.display()).unwrap();
+    }
+    writeln!(c, "database mdb").unwrap();
+    writeln!(c, "maxsize 268435456").unwrap();
+    writeln!(c, "suffix \"{BASE_DN}\"").unwrap();
+    writeln!(c, "rootdn \"{ADMIN_DN}\"").unwrap();
+    writeln!(c, "rootpw {}", ssha(ADMIN_PASSWORD)).unwrap();
+    writeln!(c, "directory {}", data_dir.display()).unwrap();
+    writeln!(c, "index objectClass eq").unwrap();
+    writeln!(c, "index uid,mail eq").unwrap();
+    writeln!(
+        c,
+        "access to attrs=userPassword by self write by anonymous auth by * none"
+    )
+    .unwrap();
+    writeln!(c, "access to * by * read").unwrap();
+    c
+}
+
+/// One LDIF attribute line, base64-encoded when the value is not plain SAFE-STRING.
+fn ldif_attr(out: &mut String, attr: &str, value: &str) {
+    let safe = !value.is_empty()
+        && value.bytes().all(|b| (0x20..0x7f).contains(&b))
+        && !value.starts_with([' ', ':', '<'])
+        && !value.ends_with(' ');
+    if safe {
+        writeln!(out, "{attr}: {value}").unwrap();
+    } else {
+        writeln!(
+            out,
+            "{attr}:: {}",
+            data_encoding::BASE64.encode(value.as_bytes())
+        )
+        .unwrap();
+    }
+}
+
+fn base_ldif() -> String {
+    let mut l = String::new();
+    writeln!(
+        l,
+        "dn: {BASE_DN}\nobjectClass: top\nobjectClass: dcObject\nobjectClass: organization\no: Example\ndc: example\n"
+    )
+    .unwrap();
+    writeln!(
+        l,
+        "dn: {PEOPLE_DN}\nobjectClass: organizationalUnit\nou: people\n"
+    )
+    .unwrap();
+    writeln!(
+        l,
+        "dn: ou=services,{BASE_DN}\nobjectClass: organizationalUnit\nou: services\n"
+    )
+    .unwrap();
+    writeln!(
+        l,
+        "dn: {SERVICE_DN}\nobjectClass: organizationalRole\nobjectClass: simpleSecurityObject\ncn: radmfa\nuserPassword: {}\n",
+        ssha(SERVICE_PASSWORD)
+    )
+    .unwrap();
+    l
+}
+
+fn user_ldif(l: &mut String, u: &LdapUser) {
+    ldif_attr(l, "dn", &u.dn());
+    l.push_str("objectClass: top\nobjectClass: person\nobjectClass: organizationalPerson\nobjectClass: inetOrgPerson\n");
+    ldif_attr(l, "uid", &u.uid);
+    ldif_attr(l, "cn", &u.cn);
+    ldif_attr(l, "sn", &u.sn);
+    ldif_attr(l, "displayName", &u.cn);
+    for (attr, v) in [
+        ("givenName", &u.given_name),
+        ("mail", &u.mail),
+        ("mobile", &u.mobile),
+    ] {
+        if !v.is_empty() {
+            ldif_attr(l, attr, v);
+        }
+    }
+    if !u.password.is_empty() {
+        ldif_attr(l, "userPassword", &ssha(&u.password));
+    }
+    l.push('\n');
+}
+
+/// A CA and a server certificate for 127.0.0.1/localhost, made with the `openssl` CLI.
+fn make_tls_files(dir: &Path) -> TlsFiles {
+    let openssl = find_program("openssl", &["/usr/bin", "/usr/local/bin"])
+        .unwrap_or_else(|| panic!("`openssl` not found; install the openssl package"));
+    let run = |args: &[&str]| {
+        let out = Command::new(&openssl)
+            .current_dir(dir)
+            .args(args)
+            .output()
+            .expect("run openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut ca_args = vec!["req", "-x509"];
+    ca_args.extend(ec);
+    ca_args.extend([
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=radmfa test CA",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    ]);
+    run(&ca_args);
+    let mut csr_args = vec!["req"];
+    csr_args.extend(ec);
+    csr_args.extend([
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=localhost",
+    ]);
+    run(&csr_args);
+    fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )
+    .expect("write server.ext");
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+    ]);
+    TlsFiles {
+        ca_file: dir.join("ca.pem"),
+        cert_file: dir.join("server.pem"),
+        key_file: dir.join("server.key"),
+    }
+}

@@ -1,0 +1,90 @@
+//! Every sample config parses; every file in conf/invalid fails naming the key its first line
+//! (`# expect: KEY`) announces.
+
+use std::path::{Path, PathBuf};
+
+use radmfa::config::Config;
+
+fn files(dir: &str) -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+    let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn every_sample_config_is_valid() {
+    let samples = files("conf");
+    assert!(
+        samples.len() >= 2,
+        "expected sample configs in conf/, found {samples:?}"
+    );
+    for f in samples {
+        let cfg = Config::load(&f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+        assert!(!cfg.clients.is_empty(), "{}", f.display());
+    }
+}
+
+#[test]
+fn every_invalid_config_names_its_key() {
+    let bad = files("conf/invalid");
+    assert!(
+        bad.len() >= 15,
+        "expected invalid configs, found {}",
+        bad.len()
+    );
+    for f in bad {
+        let text = std::fs::read_to_string(&f).unwrap();
+        let expect = text
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("# expect: "))
+            .unwrap_or_else(|| panic!("{} lacks a '# expect: KEY' first line", f.display()))
+            .trim()
+            .to_string();
+        match Config::load(&f) {
+            Ok(_) => panic!("{} was accepted", f.display()),
+            Err(e) => {
+                let msg = e.to_string();
+                assert!(
+                    msg.contains(&expect),
+                    "{}: error {msg:?} does not name {expect:?}",
+                    f.display()
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn defaults_are_secure() {
+    let text = r#"
+[ldap]
+urls = ["ldap://127.0.0.1"]
+bind_dn = "cn=admin"
+bind_password = "pw"
+base_dn = "dc=example,dc=org"
+[[client]]
+name = "nas"
+address = "127.0.0.1"
+secret = "0123456789abcdef"
+"#;
+    let cfg = Config::parse(text, Path::new("inline.toml")).unwrap();
+    let c = &cfg.clients[0];
+    assert!(c.require_message_authenticator);
+    assert_eq!(c.otp_mode, radmfa::config::OtpMode::Challenge);
+    assert_eq!(c.no_factor, radmfa::config::NoFactorPolicy::Reject);
+    assert_eq!(cfg.lockout.threshold, 5);
+    assert_eq!(cfg.totp.window, 1);
+    assert_eq!(cfg.challenge.max_attempts, 1);
+    assert_eq!(cfg.server.listen.len(), 2);
+    assert_eq!(cfg.server.listen[0].port(), 1812);
+    // The shared secret is masked wherever the config is printed.
+    let dump = format!("{cfg:?}");
+    assert!(!dump.contains("0123456789abcdef"), "{dump}");
+    assert!(!dump.contains("\"pw\""), "{dump}");
+}

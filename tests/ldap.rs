@@ -1,0 +1,592 @@
+//! `LdapAuth` against a real, throwaway OpenLDAP slapd (see tests/common/slapd.rs).
+//! Requires the `slapd` package; the TLS tests also need the `openssl` command.
+
+mod common;
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::slapd::{free_port, LdapUser, Slapd, SlapdOptions};
+use radmfa::auth::ldap::{AttributeNames, LdapSettings};
+use radmfa::auth::{AuthError, Denial, LdapAuth, PrimaryAuth, PrimaryOutcome};
+use radmfa::secret::Secret;
+
+fn users() -> Vec<LdapUser> {
+    vec![
+        LdapUser::new("alice", "alice-pw"),
+        LdapUser::new("bob", "bob-pw"),
+    ]
+}
+
+fn settings(slapd: &Slapd, urls: Vec<String>) -> LdapSettings {
+    LdapSettings {
+        urls,
+        starttls: false,
+        ca_file: None,
+        tls_insecure_skip_verify: false,
+        bind_dn: slapd.service_dn.clone(),
+        bind_password: Secret::from(slapd.service_password.as_str()),
+        base_dn: slapd.base_dn.clone(),
+        user_filter: "(&(objectClass=inetOrgPerson)(uid={user}))".into(),
+        attributes: AttributeNames::default(),
+        connect_timeout: Duration::from_secs(1),
+        op_timeout: Duration::from_secs(1),
+        pool_size: 2,
+        user_bind_concurrency: 4,
+    }
+}
+
+fn auth_for(slapd: &Slapd) -> LdapAuth {
+    LdapAuth::new(settings(slapd, vec![slapd.url.clone()])).expect("LdapAuth::new")
+}
+
+fn denied(d: Denial) -> PrimaryOutcome {
+    PrimaryOutcome::Denied(d)
+}
+
+/// A URL on which nothing listens.
+fn dead_url() -> String {
+    format!("ldap://127.0.0.1:{}", free_port())
+}
+
+/// A server that accepts TCP connections and never answers. Lives as long as the listener.
+fn hung_server() -> (TcpListener, String) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("ldap://{}", listener.local_addr().unwrap());
+    // The kernel completes handshakes into the backlog; nobody ever reads.
+    (listener, url)
+}
+
+#[tokio::test]
+async fn correct_password_is_accepted_with_attributes() {
+    let slapd = Slapd::start(&users());
+    let auth = auth_for(&slapd);
+    let out = auth
+        .authenticate("alice", &Secret::from("alice-pw"))
+        .await
+        .unwrap();
+    let PrimaryOutcome::Accepted(info) = out else {
+        panic!("expected Accepted, got {out:?}\n{}", slapd.log_tail());
+    };
+    assert_eq!(info.dn, "uid=alice,ou=people,dc=example,dc=org");
+    assert_eq!(info.display_name.as_deref(), Some("Alice Example"));
+    assert_eq!(info.given_name.as_deref(), Some("Alice"));
+    assert_eq!(info.surname.as_deref(), Some("Example"));
+    assert_eq!(info.mail.as_deref(), Some("alice@example.org"));
+    assert_eq!(info.mobile.as_deref(), Some("+15550100"));
+    assert_eq!(info.telephone, None);
+    assert_eq!(auth.bind_count(), 1);
+
+    // Again, on the pooled search connection.
+    let out = auth
+        .authenticate("bob", &Secret::from("bob-pw"))
+        .await
+        .unwrap();
+    assert!(
+        matches!(out, PrimaryOutcome::Accepted(ref i) if i.mail.as_deref() == Some("bob@example.org"))
+    );
+    assert_eq!(auth.bind_count(), 2);
+}
+
+#[tokio::test]
+async fn wrong_password_is_bad_password() {
+    let slapd = Slapd::start(&users());
+    let auth = auth_for(&slapd);
+    let out = auth
+        .authenticate("alice", &Secret::from("bob-pw"))
+        .await
+        .unwrap();
+    assert_eq!(out, denied(Denial::BadPassword));
+    assert_eq!(auth.bind_count(), 1);
+    // The right one still works afterwards.
+    let out = auth
+        .authenticate("alice", &Secret::from("alice-pw"))
+        .await
+        .unwrap();
+    assert!(matches!(out, PrimaryOutcome::Accepted(_)));
+}
+
+#[tokio::test]
+async fn unknown_user_is_unknown_without_bind() {
+    let slapd = Slapd::start(&users());
+    let auth = auth_for(&slapd);
+    let out = auth
+        .authenticate("mallory", &Secret::from("x"))
+        .await
+        .unwrap();
+    assert_eq!(out, denied(Denial::UnknownUser));
+    assert_eq!(auth.bind_count(), 0);
+    let out = auth.authenticate("", &Secret::from("x")).await.unwrap();
+    assert_eq!(out, denied(Denial::UnknownUser));
+}
+
+#[tokio::test]
+async fn empty_password_is_refused_before_any_bind() {
+    let slapd = Slapd::start(&users());
+    let auth = auth_for(&slapd);
+    for user in ["alice", "mallory", ""] {
+        let out = auth.authenticate(user, &Secret::from("")).await.unwrap();
+        assert_eq!(out, denied(Denial::EmptyPassword), "user {user:?}");
+    }
+    assert_eq!(auth.bind_count(), 0);
+}
+
+#[tokio::test]
+async fn filter_injection_matches_nothing() {
+    let slapd = Slapd::start(&users());
+    let auth = auth_for(&slapd);
+    for user in [
+        "*",
+        "a*",
+        "alice)(uid=*",
+        "*)(|(uid=*",
+        "alice)(|(objectClass=*)",
+        "alice\\",
+        "alice\0",
+    ] {
+        let out = auth
+            .authenticate(user, &Secret::from("alice-pw"))
+            .await
+            .unwrap();
+        assert_eq!(out, denied(Denial::UnknownUser), "user {user:?}");
+        assert_eq!(auth.lookup(user).await.unwrap(), None, "lookup {user:?}");
+    }
+    assert_eq!(auth.bind_count(), 0);
+}
+
+#[tokio::test]
+async fn non_utf8_password_is_bad_password_without_bind() {
+    let slapd = Slapd::start(&users());
+    let auth = auth_for(&slapd);
+    let out = auth
+        .authenticate("alice", &Secret::new(vec![0xff, 0xfe, b'a']))
+        .await
+        .unwrap();
+    assert_eq!(out, denied(Denial::BadPassword));
+    assert_eq!(auth.bind_count(), 0);
+}
+
+#[tokio::test]
+async fn lookup_finds_users() {
+    let slapd = Slapd::start(&users());
+    let auth = auth_for(&slapd);
+    let info = auth.lookup("bob").await.unwrap().expect("bob exists");
+    assert_eq!(info.dn, "uid=bob,ou=people,dc=example,dc=org");
+    assert_eq!(info.given_name.as_deref(), Some("Bob"));
+    assert_eq!(info.mobile.as_deref(), Some("+15550100"));
+    assert_eq!(auth.lookup("nobody").await.unwrap(), None);
+    assert_eq!(auth.lookup("").await.unwrap(), None);
+    assert_eq!(auth.bind_count(), 0);
+}
+
+#[tokio::test]
+async fn configured_attribute_names_are_used() {
+    let slapd = Slapd::start(&users());
+    let mut s = settings(&slapd, vec![slapd.url.clone()]);
+    s.attributes = AttributeNames {
+        display_name: "cn".into(),
+        given_name: String::new(),
+        surname: "SN".into(), // case differs from the schema's name
+        mail: "uid".into(),
+        mobile: "mobile".into(),
+        telephone: "mail".into(),
+    };
+    let auth = LdapAuth::new(s).unwrap();
+    let info = auth.lookup("alice").await.unwrap().unwrap();
+    assert_eq!(info.display_name.as_deref(), Some("Alice Example"));
+    assert_eq!(info.given_name, None);
+    assert_eq!(info.surname.as_deref(), Some("Example"));
+    assert_eq!(info.mail.as_deref(), Some("alice"));
+    assert_eq!(info.telephone.as_deref(), Some("alice@example.org"));
+}
+
+#[tokio::test]
+async fn ambiguous_user_is_refused() {
+    let mut u = users();
+    u[0].mail = "shared@example.org".into();
+    u[1].mail = "shared@example.org".into();
+    let slapd = Slapd::start(&u);
+    let mut s = settings(&slapd, vec![slapd.url.clone()]);
+    s.user_filter = "(|(uid={user})(mail={user}))".into();
+    let auth = LdapAuth::new(s).unwrap();
+    let out = auth
+        .authenticate("shared@example.org", &Secret::from("alice-pw"))
+        .await
+        .unwrap();
+    assert_eq!(out, denied(Denial::AmbiguousUser));
+    assert_eq!(auth.lookup("shared@example.org").await.unwrap(), None);
+    assert_eq!(auth.bind_count(), 0);
+    // Unambiguous names still work with the same filter.
+    let out = auth
+        .authenticate("alice", &Secret::from("alice-pw"))
+        .await
+        .unwrap();
+    assert!(matches!(out, PrimaryOutcome::Accepted(_)));
+}
+
+#[tokio::test]
+async fn wrong_service_password_is_service_bind_error() {
+    let slapd = Slapd::start(&users());
+    let mut s = settings(&slapd, vec![slapd.url.clone()]);
+    s.bind_password = Secret::from("not-the-service-password");
+    let auth = LdapAuth::new(s).unwrap();
+    let err = auth
+        .authenticate("alice", &Secret::from("alice-pw"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AuthError::ServiceBind(_)), "{err:?}");
+    assert_eq!(auth.bind_count(), 0);
+}
+
+#[tokio::test]
+async fn anonymous_search_when_no_bind_dn() {
+    let slapd = Slapd::start(&users());
+    let mut s = settings(&slapd, vec![slapd.url.clone()]);
+    s.bind_dn = String::new();
+    s.bind_password = Secret::default();
+    let auth = LdapAuth::new(s).unwrap();
+    let out = auth
+        .authenticate("alice", &Secret::from("alice-pw"))
+        .await
+        .unwrap();
+    assert!(matches!(out, PrimaryOutcome::Accepted(_)), "{out:?}");
+}
+
+#[tokio::test]
+async fn failover_from_dead_url() {
+    let slapd = Slapd::start(&users());
+    let auth = LdapAuth::new(settings(&slapd, vec![dead_url(), slapd.url.clone()])).unwrap();
+    let out = auth
+        .authenticate("alice", &Secret::from("alice-pw"))
+        .await
+        .unwrap();
+    assert!(matches!(out, PrimaryOutcome::Accepted(_)), "{out:?}");
+    // The good URL is now preferred: later calls don't wait on the dead one.
+    let t = Instant::now();
+    for _ in 0..5 {
+        let out = auth
+            .authenticate("bob", &Secret::from("bob-pw"))
+            .await
+            .unwrap();
+        assert!(matches!(out, PrimaryOutcome::Accepted(_)));
+    }
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+}
+
+#[tokio::test]
+async fn failover_from_hung_server() {
+    let slapd = Slapd::start(&users());
+    let (_listener, hung) = hung_server();
+    let auth = LdapAuth::new(settings(&slapd, vec![hung, slapd.url.clone()])).unwrap();
+    let t = Instant::now();
+    let out = auth
+        .authenticate("alice", &Secret::from("alice-pw"))
+        .await
+        .unwrap();
+    assert!(matches!(out, PrimaryOutcome::Accepted(_)), "{out:?}");
+    // One op_timeout spent on the hung server's service bind, then the real one.
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+}
+
+#[tokio::test]
+async fn hung_server_times_out() {
+    let slapd = Slapd::start(&users());
+    let (_listener, hung) = hung_server();
+    let auth = LdapAuth::new(settings(&slapd, vec![hung])).unwrap();
+    let t = Instant::now();
+    let err = auth
+        .authenticate("alice", &Secret::from("alice-pw"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AuthError::Timeout(1000)), "{err:?}");
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+}
+
+#[tokio::test]
+async fn server_down_fails_fast_then_recovers() {
+    let mut slapd = Slapd::start(&users());
+    let auth = auth_for(&slapd);
+    let out = auth
+        .authenticate("alice", &Secret::from("alice-pw"))
+        .await
+        .unwrap();
+    assert!(matches!(out, PrimaryOutcome::Accepted(_)));
+
+    slapd.stop();
+    let t = Instant::now();
+    let err = auth
+        .authenticate("alice", &Secret::from("alice-pw"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, AuthError::Unavailable(_) | AuthError::Timeout(_)),
+        "{err:?}"
+    );
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    let t = Instant::now();
+    let err = auth.lookup("alice").await.unwrap_err();
+    assert!(
+        matches!(err, AuthError::Unavailable(_) | AuthError::Timeout(_)),
+        "{err:?}"
+    );
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+
+    slapd.restart();
+    let out = auth
+        .authenticate("alice", &Secret::from("alice-pw"))
+        .await
+        .unwrap();
+    assert!(matches!(out, PrimaryOutcome::Accepted(_)), "{out:?}");
+    let out = auth
+        .authenticate("bob", &Secret::from("nope"))
+        .await
+        .unwrap();
+    assert_eq!(out, denied(Denial::BadPassword));
+}
+
+#[tokio::test]
+async fn pooled_connection_survives_restart_between_calls() {
+    // The server restarts while the pool holds a connection: the next call must notice the
+    // dead connection and reconnect rather than fail.
+    let mut slapd = Slapd::start(&users());
+    let auth = auth_for(&slapd);
+    assert!(auth.lookup("alice").await.unwrap().is_some());
+    slapd.restart();
+    assert!(auth.lookup("alice").await.unwrap().is_some());
+    let out = auth
+        .authenticate("alice", &Secret::from("alice-pw"))
+        .await
+        .unwrap();
+    assert!(matches!(out, PrimaryOutcome::Accepted(_)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn many_concurrent_users() {
+    let users = LdapUser::generate(300);
+    let slapd = Slapd::start(&users);
+    let mut s = settings(&slapd, vec![slapd.url.clone()]);
+    s.op_timeout = Duration::from_secs(5);
+    let auth = Arc::new(LdapAuth::new(s).unwrap());
+    let mut tasks = Vec::new();
+    for (i, u) in users.iter().enumerate().step_by(3) {
+        let auth = auth.clone();
+        let uid = u.uid.clone();
+        let pw = if i % 2 == 0 {
+            u.password.clone()
+        } else {
+            "wrong".into()
+        };
+        tasks.push(tokio::spawn(async move {
+            (i, auth.authenticate(&uid, &Secret::from(pw)).await)
+        }));
+    }
+    let n = tasks.len();
+    for t in tasks {
+        let (i, res) = t.await.unwrap();
+        let out = res.unwrap_or_else(|e| panic!("user {i}: {e}"));
+        if i % 2 == 0 {
+            let PrimaryOutcome::Accepted(info) = out else {
+                panic!("user {i}: {out:?}")
+            };
+            assert_eq!(info.mobile, Some(format!("+1555{i:07}")));
+        } else {
+            assert_eq!(out, denied(Denial::BadPassword), "user {i}");
+        }
+    }
+    assert_eq!(auth.bind_count(), n as u64);
+}
+
+// ---- TLS ------------------------------------------------------------------------------
+
+fn tls_slapd() -> Slapd {
+    Slapd::start_with(
+        &users(),
+        SlapdOptions {
+            tls: true,
+            ..Default::default()
+        },
+    )
+}
+
+#[tokio::test]
+async fn ldaps_with_ca_file() {
+    let slapd = tls_slapd();
+    let mut s = settings(&slapd, vec![slapd.ldaps_url.clone().unwrap()]);
+    s.ca_file = Some(slapd.tls.as_ref().unwrap().ca_file.clone());
+    let auth = LdapAuth::new(s).unwrap();
+    let out = auth
+        .authenticate("alice", &Secret::from("alice-pw"))
+        .await
+        .unwrap();
+    assert!(
+        matches!(out, PrimaryOutcome::Accepted(_)),
+        "{out:?}\n{}",
+        slapd.log_tail()
+    );
+    let out = auth
+        .authenticate("alice", &Secret::from("x"))
+        .await
+        .unwrap();
+    assert_eq!(out, denied(Denial::BadPassword));
+}
+
+#[tokio::test]
+async fn starttls_with_ca_file() {
+    let slapd = tls_slapd();
+    let mut s = settings(&slapd, vec![slapd.url.clone()]);
+    s.starttls = true;
+    s.ca_file = Some(slapd.tls.as_ref().unwrap().ca_file.clone());
+    let auth = LdapAuth::new(s).unwrap();
+    let out = auth
+        .authenticate("alice", &Secret::from("alice-pw"))
+        .await
+        .unwrap();
+    assert!(
+        matches!(out, PrimaryOutcome::Accepted(_)),
+        "{out:?}\n{}",
+        slapd.log_tail()
+    );
+}
+
+#[tokio::test]
+async fn ldaps_with_wrong_ca_is_tls_error() {
+    let slapd = tls_slapd();
+    let other = tls_slapd(); // a different, unrelated CA
+    let mut s = settings(&slapd, vec![slapd.ldaps_url.clone().unwrap()]);
+    s.ca_file = Some(other.tls.as_ref().unwrap().ca_file.clone());
+    let auth = LdapAuth::new(s).unwrap();
+    let err = auth
+        .authenticate("alice", &Secret::from("alice-pw"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AuthError::Tls(_)), "{err:?}");
+    assert_eq!(auth.bind_count(), 0);
+}
+
+#[tokio::test]
+async fn starttls_against_plain_server_is_tls_error() {
+    let slapd = Slapd::start(&users()); // no TLS configured
+    let mut s = settings(&slapd, vec![slapd.url.clone()]);
+    s.starttls = true;
+    s.tls_insecure_skip_verify = true;
+    let auth = LdapAuth::new(s).unwrap();
+    let err = auth
+        .authenticate("alice", &Secret::from("alice-pw"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AuthError::Tls(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn ldaps_insecure_skip_verify() {
+    let slapd = tls_slapd();
+    let mut s = settings(&slapd, vec![slapd.ldaps_url.clone().unwrap()]);
+    s.tls_insecure_skip_verify = true;
+    let auth = LdapAuth::new(s).unwrap();
+    let out = auth
+        .authenticate("bob", &Secret::from("bob-pw"))
+        .await
+        .unwrap();
+    assert!(matches!(out, PrimaryOutcome::Accepted(_)), "{out:?}");
+}
+
+// ---- logging --------------------------------------------------------------------------
+
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn logs_never_contain_passwords() {
+    let captured = Captured::default();
+    let sink = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(move || sink.clone())
+        .finish();
+    // Thread-local default: this current-thread runtime runs every task on this thread.
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let mut slapd = Slapd::start(&users());
+    let auth = LdapAuth::new(settings(&slapd, vec![dead_url(), slapd.url.clone()])).unwrap();
+    let attempts = [
+        ("alice", "alice-pw"),
+        ("alice", "Wrong-Password-123"),
+        ("mallory", "Mallory-Password-456"),
+        ("alice", ""),
+    ];
+    for (user, pw) in attempts {
+        auth.authenticate(user, &Secret::from(pw)).await.unwrap();
+    }
+    let mut s = settings(&slapd, vec![slapd.url.clone()]);
+    s.bind_password = Secret::from("Bad-Service-Password-789");
+    let bad_service = LdapAuth::new(s).unwrap();
+    bad_service
+        .authenticate("alice", &Secret::from("alice-pw"))
+        .await
+        .unwrap_err();
+    slapd.stop();
+    auth.authenticate("alice", &Secret::from("alice-pw"))
+        .await
+        .unwrap_err();
+
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(logs.contains("LDAP"), "nothing was logged:\n{logs}");
+    assert!(logs.contains("mallory"), "user names are logged:\n{logs}");
+    for secret in [
+        "alice-pw",
+        "Wrong-Password-123",
+        "Mallory-Password-456",
+        "Bad-Service-Password-789",
+        slapd.service_password.as_str(),
+    ] {
+        assert!(
+            !logs.contains(secret),
+            "{secret:?} leaked into logs:\n{logs}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn harness_counts_binds_server_side() {
+    let slapd = Slapd::start(&users());
+    let alice = LdapUser::new("alice", "").dn();
+    let auth = auth_for(&slapd);
+    assert_eq!(slapd.bind_count(&alice), 0);
+    for pw in ["alice-pw", "wrong", ""] {
+        auth.authenticate("alice", &Secret::from(pw)).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The empty password never reached the directory.
+    assert_eq!(slapd.bind_count(&alice), 2, "{}", slapd.log_tail());
+    assert_eq!(auth.bind_count(), 2);
+    assert!(slapd.bind_count(&slapd.service_dn) >= 1);
+}
+
+#[tokio::test]
+async fn rootdn_as_service_account_with_people_base() {
+    // The shape tests/common/radmfa.rs and conf/demo.toml use.
+    let slapd = Slapd::start(&users());
+    let mut s = settings(&slapd, vec![slapd.url.clone()]);
+    s.bind_dn = slapd.admin_dn.clone();
+    s.bind_password = Secret::from(slapd.admin_password.as_str());
+    s.base_dn = slapd.people_dn.clone();
+    s.user_filter = "(uid={user})".into();
+    let auth = LdapAuth::new(s).unwrap();
+    let out = auth
+        .authenticate("bob", &Secret::from("bob-pw"))
+        .await
+        .unwrap();
+    assert!(matches!(out, PrimaryOutcome::Accepted(_)), "{out:?}");
+}

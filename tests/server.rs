@@ -1,0 +1,603 @@
+//! End to end: the real `radmfa` binary against a real slapd, spoken to by real RADIUS
+//! clients (pyrad with enforce_ma, FreeRADIUS's radclient) with codes from oathtool, plus raw
+//! UDP for byte-level checks.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::peers::{now, pyrad, radclient, totp};
+use common::radmfa::{Nas, Options, Server, SECRET};
+use common::slapd::{LdapUser, Slapd};
+use radmfa::radius::client::{parse_reply, AccessRequestBuilder};
+use radmfa::radius::crypto::verify_reply;
+
+const ALICE_PW: &str = "alice-Secret-pw";
+
+fn directory() -> Slapd {
+    Slapd::start(&[
+        LdapUser::new("alice", ALICE_PW),
+        LdapUser::new("bob", "bob-Secret-pw"),
+        LdapUser::new("carol", "carol-Secret-pw"),
+    ])
+}
+
+fn start(slapd: &Slapd, f: impl FnOnce(&mut Options)) -> Server {
+    let mut o = Options::new(&slapd.url);
+    f(&mut o);
+    Server::start(&o)
+}
+
+/// pyrad round 1 with the password; returns the reply.
+fn py_password(srv: &Server, user: &str, pw: &str) -> serde_json::Value {
+    pyrad(srv.port(), SECRET, &["--user", user, "--password", pw])
+}
+
+fn py_code(srv: &Server, user: &str, code: &str, state: &str) -> serde_json::Value {
+    pyrad(
+        srv.port(),
+        SECRET,
+        &["--user", user, "--password", code, "--state", state],
+    )
+}
+
+fn code_of(v: &serde_json::Value) -> &str {
+    v["code"].as_str().unwrap()
+}
+
+#[test]
+fn challenge_flow_with_pyrad() {
+    let slapd = directory();
+    let srv = start(&slapd, |_| {});
+    let seed = srv.enroll("alice", &[]);
+
+    // Right password → Access-Challenge with a State and a prompt; MA is the first attribute.
+    let r1 = py_password(&srv, "alice", ALICE_PW);
+    assert_eq!(code_of(&r1), "Access-Challenge", "{r1}");
+    assert_eq!(r1["first_attribute"], 80, "Message-Authenticator first");
+    let state = r1["state"].as_str().expect("State").to_string();
+    assert!(state.len() >= 32, "State of at least 16 bytes: {state}");
+    assert!(!r1["messages"].as_array().unwrap().is_empty());
+
+    // Right code → Accept.
+    let code = totp(&seed, now(), &[]);
+    let r2 = py_code(&srv, "alice", &code, &state);
+    assert_eq!(code_of(&r2), "Access-Accept", "{r2}");
+    assert_eq!(r2["first_attribute"], 80);
+
+    // The State is single-use.
+    let r3 = py_code(&srv, "alice", &code, &state);
+    assert_eq!(code_of(&r3), "Access-Reject", "reused State: {r3}");
+
+    // The same code in a new login → Reject (replay).
+    let r4 = py_password(&srv, "alice", ALICE_PW);
+    let s4 = r4["state"].as_str().unwrap().to_string();
+    let r5 = py_code(&srv, "alice", &code, &s4);
+    assert_eq!(code_of(&r5), "Access-Reject", "replayed code: {r5}");
+
+    // Wrong password → Reject, no challenge.
+    let r6 = py_password(&srv, "alice", "wrong-password");
+    assert_eq!(code_of(&r6), "Access-Reject", "{r6}");
+    assert!(r6["state"].is_null());
+
+    // Right password + wrong code → Reject.
+    let r7 = py_password(&srv, "alice", ALICE_PW);
+    let s7 = r7["state"].as_str().unwrap().to_string();
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let r8 = py_code(&srv, "alice", wrong, &s7);
+    assert_eq!(code_of(&r8), "Access-Reject", "{r8}");
+
+    // A State issued to alice does not work for bob.
+    let r9 = py_password(&srv, "alice", ALICE_PW);
+    let s9 = r9["state"].as_str().unwrap().to_string();
+    let r10 = py_code(&srv, "bob", &totp(&seed, now() + 30, &[]), &s9);
+    assert_eq!(code_of(&r10), "Access-Reject");
+
+    // The audit has one record per request, with the token serial on the accept.
+    let audit = srv.audit_json("alice");
+    let accepts: Vec<_> = audit.iter().filter(|r| r["result"] == "accept").collect();
+    assert_eq!(accepts.len(), 1, "{audit:#?}");
+    assert_eq!(accepts[0]["mode"], "totp");
+    assert!(accepts[0]["token_serial"]
+        .as_str()
+        .unwrap()
+        .starts_with("TOTP-"));
+    assert_eq!(accepts[0]["email"], "alice@example.org");
+    assert_eq!(accepts[0]["server_name"], "test-node");
+    assert_eq!(accepts[0]["nas_name"], "local");
+}
+
+#[test]
+fn challenge_flow_with_radclient() {
+    let slapd = directory();
+    let srv = start(&slapd, |_| {});
+    let seed = srv.enroll("alice", &[]);
+    let host = srv.addr.to_string();
+    let ask = |attrs: String| radclient(&host, SECRET, &attrs);
+
+    let r1 = ask(format!(
+        "User-Name = \"alice\", User-Password = \"{ALICE_PW}\", Message-Authenticator = 0x00"
+    ));
+    assert_eq!(r1.code, "Access-Challenge", "{}", r1.output);
+    let state = r1.state.clone().expect("State in radclient output");
+    let code = totp(&seed, now(), &[]);
+    let r2 = ask(format!(
+        "User-Name = \"alice\", User-Password = \"{code}\", State = {state}, Message-Authenticator = 0x00"
+    ));
+    assert_eq!(r2.code, "Access-Accept", "{}", r2.output);
+
+    let r3 = ask(format!(
+        "User-Name = \"alice\", User-Password = \"{code}\", State = {state}, Message-Authenticator = 0x00"
+    ));
+    assert_eq!(r3.code, "Access-Reject", "reused State: {}", r3.output);
+
+    let r4 =
+        ask("User-Name = \"alice\", User-Password = \"nope\", Message-Authenticator = 0x00".into());
+    assert_eq!(r4.code, "Access-Reject", "{}", r4.output);
+    assert!(r4.state.is_none());
+
+    let r5 = ask(format!(
+        "User-Name = \"alice\", User-Password = \"{ALICE_PW}\", Message-Authenticator = 0x00"
+    ));
+    let s5 = r5.state.unwrap();
+    let r6 = ask(format!(
+        "User-Name = \"alice\", User-Password = \"{code}\", State = {s5}, Message-Authenticator = 0x00"
+    ));
+    assert_eq!(r6.code, "Access-Reject", "replayed code: {}", r6.output);
+}
+
+#[test]
+fn expired_state_is_rejected() {
+    let slapd = directory();
+    let srv = start(&slapd, |o| {
+        o.extra = "\n[challenge]\ntimeout_secs = 2\n".into();
+    });
+    let seed = srv.enroll("alice", &[]);
+    let r1 = py_password(&srv, "alice", ALICE_PW);
+    let state = r1["state"].as_str().unwrap().to_string();
+    std::thread::sleep(Duration::from_millis(3100));
+    let r2 = py_code(&srv, "alice", &totp(&seed, now(), &[]), &state);
+    assert_eq!(code_of(&r2), "Access-Reject", "{r2}");
+    let audit = srv.audit_json("alice");
+    assert!(
+        audit
+            .iter()
+            .any(|r| r["reason"].as_str().is_some_and(|s| s.contains("expired"))),
+        "{audit:#?}"
+    );
+}
+
+#[test]
+fn inline_flow_with_radclient() {
+    let slapd = directory();
+    let srv = start(&slapd, |o| {
+        o.clients = vec![Nas {
+            otp_mode: "inline",
+            ..Nas::challenge("inline-nas", "127.0.0.1")
+        }];
+    });
+    let seed = srv.enroll("alice", &[]);
+    let host = srv.addr.to_string();
+    let login = |pw: &str| {
+        radclient(
+            &host,
+            SECRET,
+            &format!(
+                "User-Name = \"alice\", User-Password = \"{pw}\", Message-Authenticator = 0x00"
+            ),
+        )
+    };
+    let t = now();
+    let code = totp(&seed, t, &[]);
+    let next = totp(&seed, t + 30, &[]);
+    let wrong = if code == "123456" { "654321" } else { "123456" };
+    assert_eq!(login(&format!("wrong-pw,{code}")).code, "Access-Reject");
+    assert_eq!(login(&format!("{ALICE_PW},{wrong}")).code, "Access-Reject");
+    assert_eq!(
+        login(ALICE_PW).code,
+        "Access-Reject",
+        "password without code"
+    );
+    let ok = login(&format!("{ALICE_PW},{code}"));
+    assert_eq!(ok.code, "Access-Accept", "{}", ok.output);
+    assert_eq!(
+        login(&format!("{ALICE_PW},{code}")).code,
+        "Access-Reject",
+        "replay"
+    );
+    assert_eq!(login(&format!("{ALICE_PW},{next}")).code, "Access-Accept");
+}
+
+#[test]
+fn unverifiable_requests_get_no_reply() {
+    let slapd = directory();
+    let srv = start(&slapd, |_| {});
+    srv.enroll("alice", &[]);
+    let sock = srv.udp();
+    let mut buf = [0u8; 4096];
+
+    // No Message-Authenticator, client requires it.
+    let (pkt, _) = AccessRequestBuilder::new(1, "alice")
+        .password(ALICE_PW.as_bytes())
+        .message_authenticator(false)
+        .build(SECRET.as_bytes());
+    sock.send(&pkt).unwrap();
+    assert!(
+        sock.recv(&mut buf).is_err(),
+        "reply to a request without MA"
+    );
+
+    // Bad Message-Authenticator: built with another secret.
+    let (pkt, _) = AccessRequestBuilder::new(2, "alice")
+        .password(ALICE_PW.as_bytes())
+        .build(b"not-the-secret");
+    sock.send(&pkt).unwrap();
+    assert!(sock.recv(&mut buf).is_err(), "reply to a bad MA");
+
+    // One flipped bit in an otherwise valid request.
+    let (mut pkt, _) = AccessRequestBuilder::new(3, "alice")
+        .password(ALICE_PW.as_bytes())
+        .build(SECRET.as_bytes());
+    let last = pkt.len() - 1;
+    pkt[last] ^= 1;
+    sock.send(&pkt).unwrap();
+    assert!(sock.recv(&mut buf).is_err(), "reply to a tampered request");
+
+    // Unknown source address (the client table lists 127.0.0.1 only).
+    let other = std::net::UdpSocket::bind("127.0.0.3:0").unwrap();
+    other
+        .set_read_timeout(Some(Duration::from_millis(1500)))
+        .unwrap();
+    let (pkt, _) = AccessRequestBuilder::new(4, "alice")
+        .password(ALICE_PW.as_bytes())
+        .build(SECRET.as_bytes());
+    other.send_to(&pkt, srv.addr).unwrap();
+    assert!(other.recv(&mut buf).is_err(), "reply to an unknown client");
+
+    // A valid request right after is answered, with a verifiable reply, MA first.
+    let (pkt, auth) = AccessRequestBuilder::new(5, "alice")
+        .password(ALICE_PW.as_bytes())
+        .build(SECRET.as_bytes());
+    sock.send(&pkt).unwrap();
+    let n = sock.recv(&mut buf).expect("reply to a valid request");
+    verify_reply(&buf[..n], &auth, SECRET.as_bytes()).expect("our own reply check");
+    let reply = parse_reply(&buf[..n]).unwrap();
+    assert_eq!(reply.code, 11, "Access-Challenge");
+    assert_eq!(reply.attributes[0].0, 80, "Message-Authenticator first");
+
+    // A reject is also signed with MA first.
+    let (pkt, auth) = AccessRequestBuilder::new(6, "alice")
+        .password(b"wrong")
+        .build(SECRET.as_bytes());
+    sock.send(&pkt).unwrap();
+    let n = sock.recv(&mut buf).expect("reply");
+    verify_reply(&buf[..n], &auth, SECRET.as_bytes()).expect("reject verifies");
+    assert_eq!(parse_reply(&buf[..n]).unwrap().code, 3);
+
+    let mut srv = srv;
+    srv.stop();
+    let log = srv.log();
+    for counter in [
+        "unknown_client=1",
+        "missing_message_authenticator=1",
+        "bad_message_authenticator=2",
+    ] {
+        assert!(log.contains(counter), "{counter} not counted:\n{log}");
+    }
+}
+
+#[test]
+fn proxy_state_is_echoed_in_order_and_status_server_answered() {
+    let slapd = directory();
+    let srv = start(&slapd, |_| {});
+    let r = pyrad(
+        srv.port(),
+        SECRET,
+        &[
+            "--user",
+            "alice",
+            "--password",
+            "wrong",
+            "--proxy-state",
+            "0102",
+            "--proxy-state",
+            "aabbcc",
+        ],
+    );
+    assert_eq!(code_of(&r), "Access-Reject");
+    assert_eq!(r["proxy_states"], serde_json::json!(["0102", "aabbcc"]));
+    let s = pyrad(srv.port(), SECRET, &["--status"]);
+    assert_eq!(code_of(&s), "Access-Accept", "{s}");
+    assert_eq!(s["first_attribute"], 80);
+}
+
+#[test]
+fn legacy_client_without_message_authenticator() {
+    let slapd = directory();
+    let srv = start(&slapd, |o| {
+        o.clients = vec![Nas {
+            require_ma: false,
+            ..Nas::challenge("legacy", "127.0.0.1")
+        }];
+    });
+    srv.enroll("alice", &[]);
+    let sock = srv.udp();
+    let mut buf = [0u8; 4096];
+    let (pkt, auth) = AccessRequestBuilder::new(1, "alice")
+        .password(ALICE_PW.as_bytes())
+        .message_authenticator(false)
+        .build(SECRET.as_bytes());
+    sock.send(&pkt).unwrap();
+    let n = sock.recv(&mut buf).expect("legacy client is answered");
+    verify_reply(&buf[..n], &auth, SECRET.as_bytes()).unwrap();
+    assert_eq!(parse_reply(&buf[..n]).unwrap().code, 11);
+    // BlastRADIUS: even here, Proxy-State without Message-Authenticator is dropped.
+    let (pkt, _) = AccessRequestBuilder::new(2, "alice")
+        .password(ALICE_PW.as_bytes())
+        .proxy_state(b"x")
+        .message_authenticator(false)
+        .build(SECRET.as_bytes());
+    sock.send(&pkt).unwrap();
+    assert!(sock.recv(&mut buf).is_err());
+}
+
+#[test]
+fn retransmit_gets_identical_bytes_and_one_ldap_bind() {
+    let slapd = directory();
+    let srv = start(&slapd, |_| {});
+    srv.enroll("alice", &[]);
+    let sock = srv.udp();
+    let binds_before = slapd.bind_count(&LdapUser::new("alice", "").dn());
+    let (pkt, _) = AccessRequestBuilder::new(42, "alice")
+        .password(ALICE_PW.as_bytes())
+        .build(SECRET.as_bytes());
+    let mut replies = Vec::new();
+    for _ in 0..3 {
+        sock.send(&pkt).unwrap();
+        let mut buf = [0u8; 4096];
+        let n = sock.recv(&mut buf).expect("reply");
+        replies.push(buf[..n].to_vec());
+    }
+    assert_eq!(replies[0], replies[1]);
+    assert_eq!(replies[1], replies[2]);
+    // Three copies sent back to back while the first is in flight: still one bind.
+    let (pkt, _) = AccessRequestBuilder::new(43, "alice")
+        .password(ALICE_PW.as_bytes())
+        .build(SECRET.as_bytes());
+    for _ in 0..3 {
+        sock.send(&pkt).unwrap();
+    }
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = sock.recv(&mut buf) {
+        got.push(buf[..n].to_vec());
+    }
+    assert!(!got.is_empty());
+    assert!(got.windows(2).all(|w| w[0] == w[1]));
+    std::thread::sleep(Duration::from_millis(300));
+    let binds = slapd.bind_count(&LdapUser::new("alice", "").dn()) - binds_before;
+    assert_eq!(binds, 2, "one LDAP bind per distinct request");
+    let challenges = srv
+        .audit_json("alice")
+        .iter()
+        .filter(|r| r["result"] == "challenge")
+        .count();
+    assert_eq!(challenges, 2, "one audit record per distinct request");
+}
+
+#[test]
+fn ldap_down_rejects_quickly_and_recovers() {
+    let mut slapd = directory();
+    let srv = start(&slapd, |o| o.ldap_timeout_ms = 1000);
+    srv.enroll("alice", &[]);
+    assert_eq!(
+        code_of(&py_password(&srv, "alice", ALICE_PW)),
+        "Access-Challenge"
+    );
+    slapd.stop();
+    let t = Instant::now();
+    let r = py_password(&srv, "alice", ALICE_PW);
+    let took = t.elapsed();
+    assert_eq!(code_of(&r), "Access-Reject", "{r}");
+    assert!(took < Duration::from_secs(4), "took {took:?}");
+    let audit = srv.audit_json("alice");
+    let last = &audit[0];
+    assert_eq!(last["result"], "reject");
+    assert!(
+        last["reason"].as_str().unwrap().contains("directory"),
+        "{last}"
+    );
+    slapd.restart();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = py_password(&srv, "alice", ALICE_PW);
+        if code_of(&r) == "Access-Challenge" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no recovery: {r}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+#[test]
+fn lockout_after_wrong_codes_and_unlock() {
+    let slapd = directory();
+    let srv = start(&slapd, |o| {
+        o.extra = "\n[lockout]\nthreshold = 3\nduration_secs = 600\n".into();
+    });
+    let seed = srv.enroll("alice", &[]);
+    for _ in 0..3 {
+        let r = py_password(&srv, "alice", ALICE_PW);
+        let s = r["state"].as_str().unwrap().to_string();
+        let good = totp(&seed, now(), &[]);
+        let wrong = if good == "999999" { "888888" } else { "999999" };
+        assert_eq!(code_of(&py_code(&srv, "alice", wrong, &s)), "Access-Reject");
+    }
+    // Locked: even the right password gets no challenge, and says why.
+    let r = py_password(&srv, "alice", ALICE_PW);
+    assert_eq!(code_of(&r), "Access-Reject", "{r}");
+    assert!(r["messages"][0].as_str().unwrap().contains("Too many"));
+    let out = srv.cli(&["user", "unlock", "alice"]);
+    assert!(out.status.success());
+    let r = py_password(&srv, "alice", ALICE_PW);
+    assert_eq!(code_of(&r), "Access-Challenge");
+    let s = r["state"].as_str().unwrap().to_string();
+    assert_eq!(
+        code_of(&py_code(&srv, "alice", &totp(&seed, now(), &[]), &s)),
+        "Access-Accept"
+    );
+    let audit = srv.audit_json("alice");
+    assert!(audit.iter().any(|r| r["result"] == "lock"));
+    assert!(audit.iter().any(|r| r["result"] == "unlock"));
+}
+
+#[test]
+fn user_without_factor_follows_client_policy() {
+    let slapd = directory();
+    let srv = start(&slapd, |_| {});
+    let r = py_password(&srv, "bob", "bob-Secret-pw");
+    assert_eq!(code_of(&r), "Access-Reject");
+    drop(srv);
+    let srv = start(&slapd, |o| {
+        o.clients = vec![Nas {
+            no_factor: "allow",
+            ..Nas::challenge("allow", "127.0.0.1")
+        }];
+    });
+    let r = py_password(&srv, "bob", "bob-Secret-pw");
+    assert_eq!(code_of(&r), "Access-Accept");
+    let audit = srv.audit_json("bob");
+    assert_eq!(audit[0]["mode"], "primary-only");
+    // Still needs the right password.
+    assert_eq!(code_of(&py_password(&srv, "bob", "wrong")), "Access-Reject");
+}
+
+#[test]
+fn unknown_user_and_wrong_password_get_the_same_reply() {
+    let slapd = directory();
+    let srv = start(&slapd, |_| {});
+    srv.enroll("alice", &[]);
+    let sock = srv.udp();
+    let mut shape = Vec::new();
+    for (id, user) in [(1u8, "alice"), (2u8, "nobody-here")] {
+        let (pkt, _) = AccessRequestBuilder::new(id, user)
+            .password(b"wrong-password")
+            .build(SECRET.as_bytes());
+        sock.send(&pkt).unwrap();
+        let mut buf = [0u8; 4096];
+        let n = sock.recv(&mut buf).unwrap();
+        let r = parse_reply(&buf[..n]).unwrap();
+        let types: Vec<u8> = r.attributes.iter().map(|a| a.0).collect();
+        shape.push((r.code, types, n));
+    }
+    assert_eq!(shape[0], shape[1]);
+}
+
+#[test]
+fn database_copy_reveals_no_seed() {
+    let slapd = directory();
+    let mut srv = start(&slapd, |_| {});
+    let seed = srv.enroll("alice", &[]);
+    srv.stop();
+    let raw = data_encoding::BASE32_NOPAD.decode(seed.as_bytes()).unwrap();
+    for f in ["radmfa.db", "radmfa.db-wal"] {
+        let p = srv.dir.path().join(f);
+        let Ok(bytes) = std::fs::read(&p) else {
+            continue;
+        };
+        let hay = String::from_utf8_lossy(&bytes).to_string();
+        assert!(!hay.contains(&seed), "base32 seed in {f}");
+        assert!(
+            !hay.to_lowercase().contains(&hex::encode(&raw)),
+            "hex seed in {f}"
+        );
+        assert!(
+            !bytes.windows(raw.len()).any(|w| w == raw.as_slice()),
+            "raw seed in {f}"
+        );
+    }
+    // The key file is separate and private.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(srv.dir.path().join("radmfa.key"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+}
+
+#[test]
+fn no_secret_in_logs_at_debug_level() {
+    let slapd = directory();
+    let mut srv = start(&slapd, |o| o.log_level = "debug");
+    let seed = srv.enroll("alice", &[]);
+    let r = py_password(&srv, "alice", ALICE_PW);
+    let state = r["state"].as_str().unwrap().to_string();
+    let code = totp(&seed, now(), &[]);
+    assert_eq!(
+        code_of(&py_code(&srv, "alice", &code, &state)),
+        "Access-Accept"
+    );
+    // A wrong code and a wrong password too.
+    let r = py_password(&srv, "alice", ALICE_PW);
+    let s2 = r["state"].as_str().unwrap().to_string();
+    py_code(&srv, "alice", "314159", &s2);
+    py_password(&srv, "alice", "Wr0ng-Pa55word");
+    srv.stop();
+    let mut log = srv.log();
+    log.push_str(&String::from_utf8_lossy(
+        &srv.cli(&["audit", "--json", "--limit", "100"]).stdout,
+    ));
+    assert!(log.contains("DEBUG"), "debug logging was on");
+    for (what, s) in [
+        ("password", ALICE_PW),
+        ("wrong password", "Wr0ng-Pa55word"),
+        ("code", code.as_str()),
+        ("wrong code", "314159"),
+        ("shared secret", SECRET),
+        ("seed", seed.as_str()),
+        ("LDAP bind password", "adminpw"),
+        ("State", state.as_str()),
+    ] {
+        assert!(!log.contains(s), "{what} appears in the log/audit output");
+    }
+}
+
+#[test]
+fn malformed_datagrams_never_stop_the_server() {
+    let slapd = directory();
+    let srv = start(&slapd, |_| {});
+    let sock = srv.udp();
+    let (good, _) = AccessRequestBuilder::new(9, "alice")
+        .password(ALICE_PW.as_bytes())
+        .build(SECRET.as_bytes());
+    let mut junk: Vec<Vec<u8>> = vec![
+        vec![],
+        vec![1],
+        good[..19].to_vec(),
+        good[..good.len() - 3].to_vec(),
+        vec![0u8; 4096],
+        vec![0xffu8; 4096],
+    ];
+    let mut over = good.clone();
+    over[2] = 0x10;
+    over[3] = 0x01; // header length 4097
+    junk.push(over);
+    let mut bad_attr = good.clone();
+    bad_attr[21] = 1; // attribute length 1
+    junk.push(bad_attr);
+    let mut x: u32 = 12345;
+    for i in 0..300 {
+        let mut p = good.clone();
+        for _ in 0..(1 + i % 5) {
+            x = x.wrapping_mul(1103515245).wrapping_add(12345);
+            let idx = (x as usize >> 8) % p.len();
+            p[idx] ^= (x >> 16) as u8 | 1;
+        }
+        junk.push(p);
+    }
+    for j in &junk {
+        let _ = sock.send(j);
+    }
+    let r = py_password(&srv, "alice", ALICE_PW);
+    assert_ne!(code_of(&r), "timeout", "server stopped answering");
+}

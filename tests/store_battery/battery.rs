@@ -1,0 +1,959 @@
+//! Behaviour battery for any `Store` implementation.
+//!
+//! Every check takes a fresh, empty store: plain checks take `&dyn Store`, racing checks take
+//! `Arc<dyn Store>` (their tasks are spawned). A new backend (PostgreSQL) runs the same
+//! battery by calling these functions, or `run_all` with a factory of fresh stores.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::sync::Arc;
+
+use radmfa::secret::Secret;
+use radmfa::store::{
+    AuditFilter, AuditRecord, ChallengeAttempt, NewToken, OtpAlgorithm, PendingChallenge, Store,
+    StoreError, TokenKind, UserStatus,
+};
+use tokio::sync::Barrier;
+
+/// A fixed "now" for the time-dependent checks.
+pub const T: i64 = 1_700_000_000;
+/// How many tasks each race starts.
+pub const RACERS: usize = 20;
+
+/// Runs every check, each on a store freshly made by `make`.
+pub async fn run_all<F, Fut>(make: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Arc<dyn Store>>,
+{
+    tokens_add_list_by_serial(&*make().await).await;
+    duplicate_serial_is_conflict(&*make().await).await;
+    seed_round_trips(&*make().await).await;
+    delete_user_tokens_counts(&*make().await).await;
+    totp_step_consumed_once(&*make().await).await;
+    race_totp_step(make().await).await;
+    hotp_compare_and_set(&*make().await).await;
+    race_hotp_counter(make().await).await;
+    user_status_and_list_users(&*make().await).await;
+    lockout_threshold_lock_time_and_unlock(&*make().await).await;
+    expired_lock_unlock_reports_false(&*make().await).await;
+    clear_failures_resets_count(&*make().await).await;
+    race_record_failure(make().await).await;
+    challenge_put_get_and_expiry(&*make().await).await;
+    challenge_consumed_once(&*make().await).await;
+    race_consume_challenge(make().await).await;
+    fail_challenge_closes_at_max(&*make().await).await;
+    race_fail_challenge(make().await).await;
+    purge_expired_challenges(&*make().await).await;
+    audit_append_and_round_trip(&*make().await).await;
+    audit_filters_order_and_limit(&*make().await).await;
+    audit_default_limit_is_100(&*make().await).await;
+    delete_user_removes_everything_of_that_user(&*make().await).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// helpers
+
+pub fn totp(serial: &str, user: Option<&str>, seed: &[u8]) -> NewToken {
+    NewToken {
+        serial: serial.into(),
+        user: user.map(Into::into),
+        kind: TokenKind::Totp,
+        algorithm: OtpAlgorithm::Sha1,
+        digits: 6,
+        period: 30,
+        counter: 0,
+        secret: Secret::new(seed.to_vec()),
+    }
+}
+
+pub fn hotp(serial: &str, user: Option<&str>, seed: &[u8], counter: u64) -> NewToken {
+    NewToken {
+        serial: serial.into(),
+        user: user.map(Into::into),
+        kind: TokenKind::Hotp,
+        algorithm: OtpAlgorithm::Sha256,
+        digits: 8,
+        period: 0,
+        counter,
+        secret: Secret::new(seed.to_vec()),
+    }
+}
+
+pub fn challenge(state: &[u8], user: &str, expires_at: i64) -> PendingChallenge {
+    PendingChallenge {
+        state_hash: state.to_vec(),
+        user: user.into(),
+        nas: "vpn-1".into(),
+        created_at: expires_at - 60,
+        expires_at,
+        attempts: 0,
+        context: r#"{"calling_station_id":"203.0.113.7"}"#.into(),
+    }
+}
+
+pub fn audit_record(time: i64, user: &str, result: &str) -> AuditRecord {
+    AuditRecord {
+        id: 0,
+        time,
+        user: user.into(),
+        first_name: None,
+        last_name: None,
+        email: None,
+        phone: None,
+        token_serial: None,
+        mode: "totp".into(),
+        result: result.into(),
+        reason: None,
+        server_name: "node-a".into(),
+        server_ip: None,
+        client_ip: None,
+        nas_name: None,
+        latency_ms: 1,
+    }
+}
+
+/// Starts `RACERS` tasks that all call `f` at once; returns their results.
+async fn race<R, F, Fut>(store: Arc<dyn Store>, f: F) -> Vec<R>
+where
+    R: Send + 'static,
+    F: Fn(Arc<dyn Store>, usize) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = R> + Send + 'static,
+{
+    let barrier = Arc::new(Barrier::new(RACERS));
+    let f = Arc::new(f);
+    let mut handles = Vec::with_capacity(RACERS);
+    for i in 0..RACERS {
+        let store = store.clone();
+        let barrier = barrier.clone();
+        let f = f.clone();
+        handles.push(tokio::spawn(async move {
+            barrier.wait().await;
+            f(store, i).await
+        }));
+    }
+    let mut out = Vec::with_capacity(RACERS);
+    for h in handles {
+        out.push(h.await.expect("racing task panicked"));
+    }
+    out
+}
+
+fn serials(tokens: &[radmfa::store::Token]) -> BTreeSet<String> {
+    tokens.iter().map(|t| t.serial.clone()).collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// tokens
+
+pub async fn tokens_add_list_by_serial(store: &dyn Store) {
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let t1 = store
+        .add_token(totp("T1", Some("alice"), b"seed-t1"))
+        .await
+        .unwrap();
+    let h1 = store
+        .add_token(hotp("H1", Some("alice"), b"seed-h1", 42))
+        .await
+        .unwrap();
+    let t2 = store
+        .add_token(totp("T2", Some("bob"), b"seed-t2"))
+        .await
+        .unwrap();
+    let u1 = store.add_token(totp("U1", None, b"seed-u1")).await.unwrap();
+    let ids: BTreeSet<i64> = [t1, h1, t2, u1].into_iter().collect();
+    assert_eq!(ids.len(), 4, "ids are distinct");
+
+    let alice = store.tokens_for_user("alice").await.unwrap();
+    assert_eq!(
+        serials(&alice),
+        ["H1", "T1"].iter().map(|s| s.to_string()).collect()
+    );
+    let t = alice.iter().find(|t| t.serial == "T1").unwrap();
+    assert_eq!(t.id, t1);
+    assert_eq!(t.user.as_deref(), Some("alice"));
+    assert_eq!(t.kind, TokenKind::Totp);
+    assert_eq!(t.algorithm, OtpAlgorithm::Sha1);
+    assert_eq!((t.digits, t.period, t.counter), (6, 30, 0));
+    assert_eq!(t.last_step, None);
+    assert!(t.enabled, "new tokens are enabled");
+    assert!(t.created_at >= before - 5 && t.created_at <= before + 60);
+    assert_eq!(t.secret.expose(), b"seed-t1");
+
+    let h = store
+        .token_by_serial("H1")
+        .await
+        .unwrap()
+        .expect("H1 exists");
+    assert_eq!(h.id, h1);
+    assert_eq!(h.kind, TokenKind::Hotp);
+    assert_eq!(h.algorithm, OtpAlgorithm::Sha256);
+    assert_eq!((h.digits, h.counter), (8, 42));
+    assert_eq!(h.secret.expose(), b"seed-h1");
+    // Debug output never shows the seed.
+    assert!(!format!("{h:?}").contains("seed-h1"));
+
+    let u = store.token_by_serial("U1").await.unwrap().unwrap();
+    assert_eq!(u.user, None);
+
+    assert_eq!(
+        serials(&store.tokens_for_user("bob").await.unwrap()).len(),
+        1
+    );
+    assert!(store.tokens_for_user("carol").await.unwrap().is_empty());
+    assert!(store.token_by_serial("nope").await.unwrap().is_none());
+    // Lookups are exact.
+    assert!(store.token_by_serial("t1").await.unwrap().is_none());
+}
+
+pub async fn duplicate_serial_is_conflict(store: &dyn Store) {
+    store
+        .add_token(totp("T1", Some("alice"), b"first"))
+        .await
+        .unwrap();
+    let err = store
+        .add_token(totp("T1", Some("mallory"), b"second"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "got {err:?}");
+    // The original is untouched.
+    let t = store.token_by_serial("T1").await.unwrap().unwrap();
+    assert_eq!(t.user.as_deref(), Some("alice"));
+    assert_eq!(t.secret.expose(), b"first");
+    assert!(store.tokens_for_user("mallory").await.unwrap().is_empty());
+}
+
+pub async fn seed_round_trips(store: &dyn Store) {
+    let seeds: Vec<Vec<u8>> = vec![
+        b"12345678901234567890".to_vec(),
+        (0u8..=255).collect(),
+        vec![0u8; 20],
+        vec![0xff; 64],
+        vec![7],
+    ];
+    for (i, seed) in seeds.iter().enumerate() {
+        store
+            .add_token(totp(&format!("S{i}"), Some("alice"), seed))
+            .await
+            .unwrap();
+    }
+    for (i, seed) in seeds.iter().enumerate() {
+        let t = store
+            .token_by_serial(&format!("S{i}"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(t.secret.expose(), &seed[..], "seed {i} by serial");
+    }
+    let all = store.tokens_for_user("alice").await.unwrap();
+    assert_eq!(all.len(), seeds.len());
+    for t in all {
+        let i: usize = t.serial[1..].parse().unwrap();
+        assert_eq!(t.secret.expose(), &seeds[i][..], "seed {i} by user");
+    }
+}
+
+pub async fn delete_user_tokens_counts(store: &dyn Store) {
+    store
+        .add_token(totp("A1", Some("alice"), b"a"))
+        .await
+        .unwrap();
+    store
+        .add_token(totp("A2", Some("alice"), b"b"))
+        .await
+        .unwrap();
+    store
+        .add_token(totp("B1", Some("bob"), b"c"))
+        .await
+        .unwrap();
+    assert_eq!(store.delete_user_tokens("alice").await.unwrap(), 2);
+    assert_eq!(store.delete_user_tokens("alice").await.unwrap(), 0);
+    assert!(store.tokens_for_user("alice").await.unwrap().is_empty());
+    assert!(store.token_by_serial("A1").await.unwrap().is_none());
+    assert_eq!(store.tokens_for_user("bob").await.unwrap().len(), 1);
+    // The serial is free again.
+    store
+        .add_token(totp("A1", Some("alice"), b"new"))
+        .await
+        .unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// replay protection
+
+pub async fn totp_step_consumed_once(store: &dyn Store) {
+    let id = store
+        .add_token(totp("T1", Some("alice"), b"s"))
+        .await
+        .unwrap();
+    let other = store
+        .add_token(totp("T2", Some("alice"), b"s"))
+        .await
+        .unwrap();
+    let step = T / 30;
+
+    assert!(store.consume_totp_step(id, step).await.unwrap());
+    assert!(!store.consume_totp_step(id, step).await.unwrap(), "replay");
+    assert!(
+        !store.consume_totp_step(id, step - 1).await.unwrap(),
+        "earlier step"
+    );
+    let t = store.token_by_serial("T1").await.unwrap().unwrap();
+    assert_eq!(t.last_step, Some(step));
+
+    // Tokens are independent.
+    assert!(store.consume_totp_step(other, step).await.unwrap());
+
+    assert!(store.consume_totp_step(id, step + 1).await.unwrap());
+    assert!(!store.consume_totp_step(id, step).await.unwrap());
+    assert!(!store.consume_totp_step(id, step + 1).await.unwrap());
+    assert_eq!(
+        store
+            .token_by_serial("T1")
+            .await
+            .unwrap()
+            .unwrap()
+            .last_step,
+        Some(step + 1)
+    );
+
+    // Unknown token: nothing consumed.
+    assert!(!store
+        .consume_totp_step(id + other + 1000, step)
+        .await
+        .unwrap());
+}
+
+pub async fn race_totp_step(store: Arc<dyn Store>) {
+    let id = store
+        .add_token(totp("T1", Some("alice"), b"s"))
+        .await
+        .unwrap();
+    let step = T / 30;
+    let results = race(store.clone(), move |s, _| async move {
+        s.consume_totp_step(id, step).await.unwrap()
+    })
+    .await;
+    assert_eq!(
+        results.iter().filter(|&&won| won).count(),
+        1,
+        "exactly one of {RACERS} concurrent uses of a step wins: {results:?}"
+    );
+    assert_eq!(
+        store
+            .token_by_serial("T1")
+            .await
+            .unwrap()
+            .unwrap()
+            .last_step,
+        Some(step)
+    );
+}
+
+pub async fn hotp_compare_and_set(store: &dyn Store) {
+    let id = store
+        .add_token(hotp("H1", Some("alice"), b"s", 5))
+        .await
+        .unwrap();
+    assert!(store.advance_hotp_counter(id, 5, 6).await.unwrap());
+    assert!(
+        !store.advance_hotp_counter(id, 5, 6).await.unwrap(),
+        "stale expected"
+    );
+    assert!(
+        !store.advance_hotp_counter(id, 5, 9).await.unwrap(),
+        "stale expected"
+    );
+    assert_eq!(
+        store.token_by_serial("H1").await.unwrap().unwrap().counter,
+        6
+    );
+    // Look-ahead resynchronisation: jump several values at once.
+    assert!(store.advance_hotp_counter(id, 6, 10).await.unwrap());
+    assert_eq!(
+        store.token_by_serial("H1").await.unwrap().unwrap().counter,
+        10
+    );
+    assert!(!store.advance_hotp_counter(id + 1000, 10, 11).await.unwrap());
+}
+
+pub async fn race_hotp_counter(store: Arc<dyn Store>) {
+    let id = store
+        .add_token(hotp("H1", Some("alice"), b"s", 0))
+        .await
+        .unwrap();
+    let results = race(store.clone(), move |s, _| async move {
+        s.advance_hotp_counter(id, 0, 1).await.unwrap()
+    })
+    .await;
+    assert_eq!(results.iter().filter(|&&won| won).count(), 1, "{results:?}");
+    assert_eq!(
+        store.token_by_serial("H1").await.unwrap().unwrap().counter,
+        1
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// users and lockout
+
+pub async fn user_status_and_list_users(store: &dyn Store) {
+    assert!(store.list_users().await.unwrap().is_empty());
+    assert_eq!(
+        store.user_status("nobody").await.unwrap(),
+        UserStatus {
+            user: "nobody".into(),
+            failures: 0,
+            locked_until: None,
+            token_count: 0,
+        }
+    );
+
+    store
+        .add_token(totp("A1", Some("alice"), b"a"))
+        .await
+        .unwrap();
+    store
+        .add_token(totp("A2", Some("alice"), b"b"))
+        .await
+        .unwrap();
+    store
+        .add_token(totp("B1", Some("bob"), b"c"))
+        .await
+        .unwrap();
+    store.add_token(totp("U1", None, b"d")).await.unwrap();
+    // carol has no token, only failures.
+    store.record_failure("carol", 5, T, 300).await.unwrap();
+    store.record_failure("alice", 5, T, 300).await.unwrap();
+
+    let mut users = store.list_users().await.unwrap();
+    users.sort_by(|a, b| a.user.cmp(&b.user));
+    assert_eq!(
+        users,
+        vec![
+            UserStatus {
+                user: "alice".into(),
+                failures: 1,
+                locked_until: None,
+                token_count: 2
+            },
+            UserStatus {
+                user: "bob".into(),
+                failures: 0,
+                locked_until: None,
+                token_count: 1
+            },
+            UserStatus {
+                user: "carol".into(),
+                failures: 1,
+                locked_until: None,
+                token_count: 0
+            },
+        ]
+    );
+    assert_eq!(store.user_status("alice").await.unwrap(), users[0]);
+    assert_eq!(store.user_status("bob").await.unwrap(), users[1]);
+    assert_eq!(store.user_status("carol").await.unwrap(), users[2]);
+}
+
+pub async fn lockout_threshold_lock_time_and_unlock(store: &dyn Store) {
+    assert_eq!(
+        store.record_failure("alice", 3, T, 300).await.unwrap(),
+        (1, None)
+    );
+    assert_eq!(
+        store.record_failure("alice", 3, T + 1, 300).await.unwrap(),
+        (2, None)
+    );
+    let st = store.user_status("alice").await.unwrap();
+    assert_eq!((st.failures, st.locked_until), (2, None));
+
+    // The third consecutive failure locks until now + lock_secs and resets the count.
+    assert_eq!(
+        store.record_failure("alice", 3, T + 2, 300).await.unwrap(),
+        (3, Some(T + 2 + 300))
+    );
+    let st = store.user_status("alice").await.unwrap();
+    assert_eq!((st.failures, st.locked_until), (0, Some(T + 302)));
+
+    // Other users are unaffected.
+    assert_eq!(store.user_status("bob").await.unwrap().locked_until, None);
+
+    assert!(
+        store.unlock_user("alice", T + 10).await.unwrap(),
+        "was locked"
+    );
+    let st = store.user_status("alice").await.unwrap();
+    assert_eq!((st.failures, st.locked_until), (0, None));
+    assert!(
+        !store.unlock_user("alice", T + 11).await.unwrap(),
+        "no longer locked"
+    );
+    assert!(!store.unlock_user("nobody", T).await.unwrap());
+
+    // The count starts over after an unlock.
+    assert_eq!(
+        store.record_failure("alice", 3, T + 20, 300).await.unwrap(),
+        (1, None)
+    );
+
+    // Threshold 1 locks on the first failure.
+    assert_eq!(
+        store.record_failure("bob", 1, T, 60).await.unwrap(),
+        (1, Some(T + 60))
+    );
+}
+
+pub async fn expired_lock_unlock_reports_false(store: &dyn Store) {
+    let (_, until) = {
+        store.record_failure("alice", 2, T, 100).await.unwrap();
+        store.record_failure("alice", 2, T, 100).await.unwrap()
+    };
+    assert_eq!(until, Some(T + 100));
+    // At or after locked_until the user is no longer locked.
+    assert!(!store.unlock_user("alice", T + 100).await.unwrap());
+    assert_eq!(store.user_status("alice").await.unwrap().locked_until, None);
+}
+
+pub async fn clear_failures_resets_count(store: &dyn Store) {
+    store.record_failure("alice", 5, T, 300).await.unwrap();
+    store.record_failure("alice", 5, T, 300).await.unwrap();
+    store.record_failure("bob", 5, T, 300).await.unwrap();
+    store.clear_failures("alice").await.unwrap();
+    assert_eq!(store.user_status("alice").await.unwrap().failures, 0);
+    assert_eq!(store.user_status("bob").await.unwrap().failures, 1);
+    assert_eq!(
+        store.record_failure("alice", 5, T, 300).await.unwrap(),
+        (1, None)
+    );
+    // Clearing an unknown user is fine.
+    store.clear_failures("nobody").await.unwrap();
+    assert_eq!(store.user_status("nobody").await.unwrap().failures, 0);
+
+    // Clearing failures does not lift a lock.
+    store.record_failure("carol", 1, T, 300).await.unwrap();
+    store.clear_failures("carol").await.unwrap();
+    assert_eq!(
+        store.user_status("carol").await.unwrap().locked_until,
+        Some(T + 300)
+    );
+}
+
+pub async fn race_record_failure(store: Arc<dyn Store>) {
+    // 20 simultaneous failures with threshold 5: every count 1..=4 is seen exactly
+    // RACERS/5 times and exactly RACERS/5 calls lock. No failure is lost.
+    let results = race(store.clone(), |s, _| async move {
+        s.record_failure("alice", 5, T, 300).await.unwrap()
+    })
+    .await;
+    let locks = results.iter().filter(|(_, l)| l.is_some()).count();
+    assert_eq!(locks, RACERS / 5, "{results:?}");
+    for n in 1..=4u32 {
+        assert_eq!(
+            results.iter().filter(|r| **r == (n, None)).count(),
+            RACERS / 5,
+            "count {n} in {results:?}"
+        );
+    }
+    let st = store.user_status("alice").await.unwrap();
+    assert_eq!((st.failures, st.locked_until), (0, Some(T + 300)));
+}
+
+// ---------------------------------------------------------------------------------------------
+// challenges
+
+pub async fn challenge_put_get_and_expiry(store: &dyn Store) {
+    let c = challenge(b"state-hash-1", "alice", T + 60);
+    store.put_challenge(&c).await.unwrap();
+    assert_eq!(
+        store.challenge(b"state-hash-1", T).await.unwrap(),
+        Some(c.clone())
+    );
+    assert_eq!(
+        store.challenge(b"state-hash-1", T + 59).await.unwrap(),
+        Some(c.clone())
+    );
+    assert_eq!(
+        store.challenge(b"state-hash-1", T + 60).await.unwrap(),
+        None,
+        "expired"
+    );
+    assert_eq!(
+        store.challenge(b"state-hash-1", T + 61).await.unwrap(),
+        None,
+        "expired"
+    );
+    assert_eq!(store.challenge(b"state-hash-2", T).await.unwrap(), None);
+    // Binary hashes with zero bytes are exact keys.
+    let bin = challenge(&[0, 1, 2, 0, 255], "bob", T + 60);
+    store.put_challenge(&bin).await.unwrap();
+    assert_eq!(
+        store.challenge(&[0, 1, 2, 0, 255], T).await.unwrap(),
+        Some(bin)
+    );
+    assert_eq!(store.challenge(&[0, 1, 2, 0], T).await.unwrap(), None);
+    // Same State twice is refused.
+    assert!(store.put_challenge(&c).await.is_err());
+}
+
+pub async fn challenge_consumed_once(store: &dyn Store) {
+    store
+        .put_challenge(&challenge(b"s1", "alice", T + 60))
+        .await
+        .unwrap();
+    assert!(store.consume_challenge(b"s1").await.unwrap());
+    assert!(!store.consume_challenge(b"s1").await.unwrap());
+    assert_eq!(store.challenge(b"s1", T).await.unwrap(), None);
+    assert!(!store.consume_challenge(b"never-issued").await.unwrap());
+}
+
+pub async fn race_consume_challenge(store: Arc<dyn Store>) {
+    store
+        .put_challenge(&challenge(b"s1", "alice", T + 60))
+        .await
+        .unwrap();
+    let results = race(store.clone(), |s, _| async move {
+        s.consume_challenge(b"s1").await.unwrap()
+    })
+    .await;
+    assert_eq!(results.iter().filter(|&&won| won).count(), 1, "{results:?}");
+    assert_eq!(store.challenge(b"s1", T).await.unwrap(), None);
+}
+
+pub async fn fail_challenge_closes_at_max(store: &dyn Store) {
+    store
+        .put_challenge(&challenge(b"s1", "alice", T + 60))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.fail_challenge(b"s1", 3).await.unwrap(),
+        ChallengeAttempt::StillOpen(1)
+    );
+    assert_eq!(
+        store.challenge(b"s1", T).await.unwrap().unwrap().attempts,
+        1
+    );
+    assert_eq!(
+        store.fail_challenge(b"s1", 3).await.unwrap(),
+        ChallengeAttempt::StillOpen(2)
+    );
+    assert_eq!(
+        store.fail_challenge(b"s1", 3).await.unwrap(),
+        ChallengeAttempt::Closed
+    );
+    assert_eq!(
+        store.challenge(b"s1", T).await.unwrap(),
+        None,
+        "closed = deleted"
+    );
+    assert!(!store.consume_challenge(b"s1").await.unwrap());
+    assert_eq!(
+        store.fail_challenge(b"s1", 3).await.unwrap(),
+        ChallengeAttempt::Closed
+    );
+    assert_eq!(
+        store.fail_challenge(b"unknown", 3).await.unwrap(),
+        ChallengeAttempt::Closed
+    );
+
+    // max_attempts 1: the first wrong code closes it.
+    store
+        .put_challenge(&challenge(b"s2", "alice", T + 60))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.fail_challenge(b"s2", 1).await.unwrap(),
+        ChallengeAttempt::Closed
+    );
+    assert_eq!(store.challenge(b"s2", T).await.unwrap(), None);
+}
+
+pub async fn race_fail_challenge(store: Arc<dyn Store>) {
+    store
+        .put_challenge(&challenge(b"s1", "alice", T + 60))
+        .await
+        .unwrap();
+    let results = race(store.clone(), |s, _| async move {
+        s.fail_challenge(b"s1", 5).await.unwrap()
+    })
+    .await;
+    for n in 1..5 {
+        assert_eq!(
+            results
+                .iter()
+                .filter(|r| **r == ChallengeAttempt::StillOpen(n))
+                .count(),
+            1,
+            "StillOpen({n}) exactly once: {results:?}"
+        );
+    }
+    assert_eq!(
+        results
+            .iter()
+            .filter(|r| **r == ChallengeAttempt::Closed)
+            .count(),
+        RACERS - 4
+    );
+    assert_eq!(store.challenge(b"s1", T).await.unwrap(), None);
+}
+
+pub async fn purge_expired_challenges(store: &dyn Store) {
+    for (state, exp) in [
+        (&b"old1"[..], T - 100),
+        (b"old2", T),
+        (b"live1", T + 1),
+        (b"live2", T + 600),
+    ] {
+        store
+            .put_challenge(&challenge(state, "alice", exp))
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.purge_expired_challenges(T).await.unwrap(), 2);
+    assert_eq!(store.purge_expired_challenges(T).await.unwrap(), 0);
+    assert!(!store.consume_challenge(b"old1").await.unwrap());
+    assert!(!store.consume_challenge(b"old2").await.unwrap());
+    assert!(store.challenge(b"live1", T).await.unwrap().is_some());
+    assert!(store.challenge(b"live2", T).await.unwrap().is_some());
+    assert_eq!(store.purge_expired_challenges(T + 1000).await.unwrap(), 2);
+    assert!(store.challenge(b"live2", T).await.unwrap().is_none());
+}
+
+// ---------------------------------------------------------------------------------------------
+// audit
+
+pub async fn audit_append_and_round_trip(store: &dyn Store) {
+    let full = AuditRecord {
+        id: 0,
+        time: T,
+        user: "alice".into(),
+        first_name: Some("Alice".into()),
+        last_name: Some("Liddell".into()),
+        email: Some("alice@example.org".into()),
+        phone: Some("+15550100".into()),
+        token_serial: Some("T1".into()),
+        mode: "totp".into(),
+        result: "accept".into(),
+        reason: Some("ok".into()),
+        server_name: "node-a".into(),
+        server_ip: Some("192.0.2.1".into()),
+        client_ip: Some("203.0.113.7".into()),
+        nas_name: Some("vpn-1".into()),
+        latency_ms: 123,
+    };
+    let id1 = store.append_audit(&full).await.unwrap();
+    let id2 = store
+        .append_audit(&audit_record(T, "bob", "reject"))
+        .await
+        .unwrap();
+    assert_ne!(id1, id2);
+    let got = store.audit(&AuditFilter::default()).await.unwrap();
+    assert_eq!(got.len(), 2);
+    // Same time: the later record first.
+    assert_eq!(got[0].id, id2);
+    assert_eq!(got[1], AuditRecord { id: id1, ..full });
+}
+
+pub async fn audit_filters_order_and_limit(store: &dyn Store) {
+    let rows = [
+        (T, "alice", "accept"),
+        (T + 10, "bob", "reject"),
+        (T + 20, "alice", "reject"),
+        (T + 30, "alice", "challenge"),
+        (T + 40, "bob", "accept"),
+    ];
+    for (time, user, result) in rows {
+        store
+            .append_audit(&audit_record(time, user, result))
+            .await
+            .unwrap();
+    }
+    let times = |v: Vec<AuditRecord>| v.into_iter().map(|r| r.time - T).collect::<Vec<_>>();
+
+    let all = store.audit(&AuditFilter::default()).await.unwrap();
+    assert_eq!(times(all), vec![40, 30, 20, 10, 0], "newest first");
+
+    let f = |user: Option<&str>, result: Option<&str>, since, until, limit| AuditFilter {
+        user: user.map(Into::into),
+        result: result.map(Into::into),
+        since,
+        until,
+        limit,
+    };
+    assert_eq!(
+        times(
+            store
+                .audit(&f(Some("alice"), None, None, None, 0))
+                .await
+                .unwrap()
+        ),
+        vec![30, 20, 0]
+    );
+    assert_eq!(
+        times(
+            store
+                .audit(&f(None, Some("reject"), None, None, 0))
+                .await
+                .unwrap()
+        ),
+        vec![20, 10]
+    );
+    assert_eq!(
+        times(
+            store
+                .audit(&f(Some("bob"), Some("accept"), None, None, 0))
+                .await
+                .unwrap()
+        ),
+        vec![40]
+    );
+    // since and until are inclusive.
+    assert_eq!(
+        times(
+            store
+                .audit(&f(None, None, Some(T + 10), Some(T + 30), 0))
+                .await
+                .unwrap()
+        ),
+        vec![30, 20, 10]
+    );
+    assert_eq!(
+        times(
+            store
+                .audit(&f(None, None, Some(T + 31), None, 0))
+                .await
+                .unwrap()
+        ),
+        vec![40]
+    );
+    assert_eq!(
+        times(
+            store
+                .audit(&f(None, None, None, Some(T + 9), 0))
+                .await
+                .unwrap()
+        ),
+        vec![0]
+    );
+    assert_eq!(
+        times(store.audit(&f(None, None, None, None, 2)).await.unwrap()),
+        vec![40, 30],
+        "limit keeps the newest"
+    );
+    assert_eq!(
+        times(
+            store
+                .audit(&f(Some("alice"), None, Some(T + 1), None, 1))
+                .await
+                .unwrap()
+        ),
+        vec![30]
+    );
+    assert!(store
+        .audit(&f(Some("carol"), None, None, None, 0))
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+pub async fn audit_default_limit_is_100(store: &dyn Store) {
+    for i in 0..120 {
+        store
+            .append_audit(&audit_record(T + i, "alice", "accept"))
+            .await
+            .unwrap();
+    }
+    let got = store.audit(&AuditFilter::default()).await.unwrap();
+    assert_eq!(got.len(), 100);
+    assert_eq!(got[0].time, T + 119);
+    assert_eq!(got[99].time, T + 20);
+    let more = store
+        .audit(&AuditFilter {
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(more.len(), 120);
+}
+
+// ---------------------------------------------------------------------------------------------
+// delete_user
+
+pub async fn delete_user_removes_everything_of_that_user(store: &dyn Store) {
+    store
+        .add_token(totp("A1", Some("alice"), b"a"))
+        .await
+        .unwrap();
+    store
+        .add_token(hotp("A2", Some("alice"), b"b", 0))
+        .await
+        .unwrap();
+    store
+        .add_token(totp("B1", Some("bob"), b"c"))
+        .await
+        .unwrap();
+    store.record_failure("alice", 1, T, 300).await.unwrap();
+    store.record_failure("bob", 5, T, 300).await.unwrap();
+    store
+        .put_challenge(&challenge(b"sa", "alice", T + 60))
+        .await
+        .unwrap();
+    store
+        .put_challenge(&challenge(b"sb", "bob", T + 60))
+        .await
+        .unwrap();
+    store
+        .append_audit(&audit_record(T, "alice", "lock"))
+        .await
+        .unwrap();
+
+    assert!(store.delete_user("alice").await.unwrap());
+
+    assert!(store.tokens_for_user("alice").await.unwrap().is_empty());
+    assert!(store.token_by_serial("A1").await.unwrap().is_none());
+    assert!(store.token_by_serial("A2").await.unwrap().is_none());
+    assert_eq!(
+        store.user_status("alice").await.unwrap(),
+        UserStatus {
+            user: "alice".into(),
+            ..Default::default()
+        }
+    );
+    assert_eq!(store.challenge(b"sa", T).await.unwrap(), None);
+    assert!(store
+        .list_users()
+        .await
+        .unwrap()
+        .iter()
+        .all(|u| u.user != "alice"));
+
+    // bob is untouched.
+    let bob = store.user_status("bob").await.unwrap();
+    assert_eq!((bob.failures, bob.token_count), (1, 1));
+    assert!(store.challenge(b"sb", T).await.unwrap().is_some());
+    // The audit trail is kept.
+    assert_eq!(
+        store
+            .audit(&AuditFilter {
+                user: Some("alice".into()),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    assert!(!store.delete_user("alice").await.unwrap(), "nothing left");
+    assert!(!store.delete_user("nobody").await.unwrap());
+
+    // A user with only lockout state (no tokens) can be deleted too.
+    store.record_failure("carol", 5, T, 300).await.unwrap();
+    assert!(store.delete_user("carol").await.unwrap());
+    assert_eq!(store.user_status("carol").await.unwrap().failures, 0);
+}
