@@ -65,8 +65,9 @@ fn challenge_flow_with_pyrad() {
     assert_eq!(code_of(&r2), "Access-Accept", "{r2}");
     assert_eq!(r2["first_attribute"], 80);
 
-    // The State is single-use.
-    let r3 = py_code(&srv, "alice", &code, &state);
+    // The State is single-use, even with a fresh valid code (the next step's).
+    let next = totp(&seed, now() + 30, &[]);
+    let r3 = py_code(&srv, "alice", &next, &state);
     assert_eq!(code_of(&r3), "Access-Reject", "reused State: {r3}");
 
     // The same code in a new login → Reject (replay).
@@ -466,6 +467,11 @@ fn user_without_factor_follows_client_policy() {
     });
     let r = py_password(&srv, "bob", "bob-Secret-pw");
     assert_eq!(code_of(&r), "Access-Accept");
+    // The directory matches names case-insensitively; so must the token lookup, or
+    // "ALICE" would find no token and pass on the password alone.
+    srv.enroll("alice", &[]);
+    let r = py_password(&srv, "ALICE ", ALICE_PW);
+    assert_eq!(code_of(&r), "Access-Challenge", "{r}");
     let audit = srv.audit_json("bob");
     assert_eq!(audit[0]["mode"], "primary-only");
     // Still needs the right password.
@@ -600,4 +606,25 @@ fn malformed_datagrams_never_stop_the_server() {
     }
     let r = py_password(&srv, "alice", ALICE_PW);
     assert_ne!(code_of(&r), "timeout", "server stopped answering");
+}
+
+#[test]
+fn ipv6_listener_serves_logins() {
+    let slapd = directory();
+    let srv = start(&slapd, |o| {
+        o.listen = "[::1]:0";
+        o.clients = vec![Nas::challenge("v6", "::1/128")];
+    });
+    srv.enroll("alice", &[]);
+    assert!(srv.addr.is_ipv6());
+    let sock = std::net::UdpSocket::bind("[::1]:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let (pkt, auth) = AccessRequestBuilder::new(7, "alice")
+        .password(ALICE_PW.as_bytes())
+        .build(SECRET.as_bytes());
+    sock.send_to(&pkt, srv.addr).unwrap();
+    let mut buf = [0u8; 4096];
+    let n = sock.recv(&mut buf).expect("reply over IPv6");
+    verify_reply(&buf[..n], &auth, SECRET.as_bytes()).unwrap();
+    assert_eq!(parse_reply(&buf[..n]).unwrap().code, 11);
 }

@@ -43,6 +43,7 @@ pub struct Options {
     pub extra: String,
     pub log_level: &'static str,
     pub ldap_timeout_ms: u64,
+    pub listen: &'static str,
 }
 
 impl Options {
@@ -53,6 +54,7 @@ impl Options {
             extra: String::new(),
             log_level: "info",
             ldap_timeout_ms: 1000,
+            listen: "127.0.0.1:0",
         }
     }
 }
@@ -75,7 +77,7 @@ pub fn write_config(dir: &Path, o: &Options) -> PathBuf {
         r#"
 [server]
 name = "test-node"
-listen = ["127.0.0.1:0"]
+listen = ["{listen}"]
 log_level = "{level}"
 request_deadline_ms = 4000
 shutdown_grace_ms = 2000
@@ -98,6 +100,7 @@ include_name = true
 include_email = true
 "#,
         level = o.log_level,
+        listen = o.listen,
         urls = urls.join(", "),
         ct = o.ldap_timeout_ms,
     );

@@ -1,0 +1,142 @@
+//! The admin CLI as an admin uses it: enroll, list, show, reset, delete, unlock, audit,
+//! config check — against a real store file, no server needed.
+
+mod common;
+
+use common::radmfa::{bin, write_config, Options};
+use std::process::Command;
+
+fn setup() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &Options::new("ldap://127.0.0.1:1"));
+    (dir, cfg)
+}
+
+fn run(cfg: &std::path::Path, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(bin())
+        .arg("--config")
+        .arg(cfg)
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+#[test]
+fn enroll_prints_uri_qr_and_secret_once() {
+    let (_d, cfg) = setup();
+    let (ok, out, err) = run(&cfg, &["user", "enroll-totp", "Alice"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("otpauth://totp/radmfa:alice?secret="), "{out}");
+    assert!(out.contains("issuer=radmfa&algorithm=SHA1&digits=6&period=30"));
+    assert!(out.contains('█') || out.contains('▀'), "QR code drawn");
+    assert!(out.contains("Secret: "));
+    // A second enrollment needs --force.
+    let (ok, _, err) = run(&cfg, &["user", "enroll-totp", "alice"]);
+    assert!(!ok);
+    assert!(err.contains("--force"), "{err}");
+    let (ok, out, _) = run(
+        &cfg,
+        &[
+            "user",
+            "enroll-totp",
+            "alice",
+            "--force",
+            "--uri-only",
+            "--algorithm",
+            "sha256",
+            "--digits",
+            "8",
+            "--period",
+            "60",
+        ],
+    );
+    assert!(ok);
+    assert!(
+        out.trim().ends_with("algorithm=SHA256&digits=8&period=60"),
+        "{out}"
+    );
+    let (ok, _, err) = run(&cfg, &["user", "enroll-totp", "bob", "--digits", "5"]);
+    assert!(!ok && err.contains("--digits"), "{err}");
+}
+
+#[test]
+fn list_show_reset_delete_and_audit() {
+    let (_d, cfg) = setup();
+    assert!(run(&cfg, &["user", "enroll-totp", "alice", "--uri-only"]).0);
+    assert!(run(&cfg, &["user", "enroll-totp", "bob", "--uri-only"]).0);
+
+    let (ok, out, _) = run(&cfg, &["user", "list", "--json"]);
+    assert!(ok);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let names: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["user"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["alice", "bob"]);
+
+    let (ok, out, _) = run(&cfg, &["user", "show", "ALICE", "--json"]);
+    assert!(ok);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["tokens"].as_array().unwrap().len(), 1);
+    assert_eq!(v["tokens"][0]["type"], "totp");
+    assert!(!out.contains("secret"), "show never prints the seed");
+
+    let (ok, out, _) = run(&cfg, &["user", "reset", "alice"]);
+    assert!(ok && out.contains("1 token(s) removed"), "{out}");
+    let (ok, _, _) = run(&cfg, &["user", "show", "alice"]);
+    assert!(!ok, "no tokens left after reset");
+    // After a reset the user can enroll again without --force.
+    assert!(run(&cfg, &["user", "enroll-totp", "alice", "--uri-only"]).0);
+
+    let (ok, _, _) = run(&cfg, &["user", "delete", "bob"]);
+    assert!(ok);
+    let (ok, _, _) = run(&cfg, &["user", "delete", "bob"]);
+    assert!(!ok, "deleting a missing user fails");
+
+    let (ok, out, _) = run(&cfg, &["user", "unlock", "alice"]);
+    assert!(ok && out.contains("was not locked"), "{out}");
+
+    let (ok, out, _) = run(&cfg, &["audit", "--user", "alice", "--json"]);
+    assert!(ok);
+    let results: Vec<String> = out
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["result"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        results,
+        ["unlock", "enroll", "reset", "enroll"],
+        "newest first"
+    );
+    let (_, out, _) = run(&cfg, &["audit", "--result", "reset", "--json"]);
+    assert_eq!(out.lines().count(), 1);
+    let (_, out, _) = run(&cfg, &["audit", "--since", "1h", "--until", "0", "--json"]);
+    assert_eq!(out.lines().count(), 0, "until the epoch: nothing");
+    let (ok, out, _) = run(&cfg, &["audit", "--since", "1h"]);
+    assert!(ok && out.starts_with("TIME"), "{out}");
+    let (ok, _, err) = run(&cfg, &["audit", "--since", "yesterday"]);
+    assert!(!ok && err.contains("--since"), "{err}");
+}
+
+#[test]
+fn config_check_reports_valid_and_invalid_files() {
+    let (d, cfg) = setup();
+    let (ok, out, _) = run(&cfg, &["config", "check"]);
+    assert!(ok && out.contains(": ok"), "{out}");
+    let bad = d.path().join("bad.toml");
+    std::fs::write(&bad, "[server]\nlisten = [\"nowhere\"]\n").unwrap();
+    let (ok, _, err) = run(&bad, &["config", "check"]);
+    assert!(!ok);
+    assert!(err.contains("ldap"), "missing [ldap] named: {err}");
+}
