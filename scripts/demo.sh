@@ -102,7 +102,17 @@ OUT=$(echo "User-Name = \"alice\", User-Password = \"$CODE\", State = $STATE, Me
 echo "$OUT" | sed 's/^/   /'
 echo "$OUT" | grep -q "Access-Accept" || { echo "login failed; see $DATA/radmfa.log" >&2; exit 1; }
 
-say "3. The audit log"
+NEXT=$(oathtool --totp -b "$SEED" -N "@$(( $(date +%s) + 30 ))")
+say "3. Inline (one round): password,code in one field, for NAS boxes that cannot prompt"
+echo "   (the demo config treats requests over IPv6 loopback as such a NAS; the code is the"
+echo "   next step's, $NEXT, because the code from step 2 has been used)"
+echo "   \$ echo 'User-Name = alice, User-Password = \"alice-password,$NEXT\", Message-Authenticator = 0x00' | radclient -x [::1]:$RAD_PORT auth $SECRET"
+OUT=$(echo "User-Name = \"alice\", User-Password = \"alice-password,$NEXT\", Message-Authenticator = 0x00" \
+  | radclient -x -r 1 -t 3 "[::1]:$RAD_PORT" auth "$SECRET" 2>&1 || true)
+echo "$OUT" | grep -E "Received|Reply-Message" | sed 's/^/   /'
+echo "$OUT" | grep -q "Access-Accept" || { echo "inline login failed; see $DATA/radmfa.log" >&2; exit 1; }
+
+say "4. The audit log"
 "$RADMFA" --config "$CONF" audit --limit 5
 
 say "Demo is up."
@@ -113,9 +123,9 @@ cat <<TXT
 
   Try it yourself: scan alice's QR code above with an authenticator app (or use
   oathtool --totp -b $SEED), then repeat steps 1 and 2. Inline mode (password,code in one
-  field) is configured for requests from 127.0.0.2:
-    echo "User-Name = alice, User-Password = \"alice-password,\$(oathtool --totp -b $SEED)\", Message-Authenticator = 0x00" | radclient -x 127.0.0.2:$RAD_PORT auth $SECRET
-  (run it after the current 30-second step: a code is accepted only once.)
+  field) is configured for requests over IPv6 loopback:
+    echo "User-Name = alice, User-Password = \"alice-password,\$(oathtool --totp -b $SEED)\", Message-Authenticator = 0x00" | radclient -x [::1]:$RAD_PORT auth $SECRET
+  (each code is accepted once: wait for the next 30-second step between logins.)
   Admin: $RADMFA --config $CONF user list | user show alice | audit
 TXT
 if [ "$WAIT" = 1 ]; then
