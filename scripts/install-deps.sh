@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 pkgs=(slapd ldap-utils freeradius-utils oathtool libpam-radius-auth pamtester
-      python3-venv ca-certificates openssl)
+      zbar-tools python3-venv ca-certificates openssl postgresql)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -30,6 +30,9 @@ if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import pyrad, pskc' 2>/de
   # Note: the PSKC library is "python-pskc" (imported as pskc); "pskc" on PyPI is unrelated.
   .venv/bin/pip install -q 'pyrad>=2.4' 'python-pskc>=1.2'
 fi
+# PostgreSQL's packaged service is not needed: the tests initdb a private cluster on a free
+# port in a temp dir (tests/common/postgres.rs), so it may stay stopped or run, either way.
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { echo "missing after install: initdb" >&2; exit 1; }
 for c in slapd slapadd slappasswd ldapwhoami radclient oathtool pamtester; do
   command -v "$c" >/dev/null || [ -x "/usr/sbin/$c" ] || { echo "missing after install: $c" >&2; exit 1; }
 done

@@ -140,3 +140,40 @@ fn config_check_reports_valid_and_invalid_files() {
     assert!(!ok);
     assert!(err.contains("ldap"), "missing [ldap] named: {err}");
 }
+
+/// The QR code drawn in the terminal must be what a phone's scanner reads: decode it with
+/// zbarimg (an independent decoder) and compare with the URI.
+#[test]
+fn terminal_qr_code_decodes_to_the_uri() {
+    let (d, cfg) = setup();
+    let (ok, out, err) = run(&cfg, &["user", "enroll-totp", "alice"]);
+    assert!(ok, "{err}");
+    let uri = out
+        .lines()
+        .find_map(|l| l.strip_prefix("URI:"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let txt = d.path().join("enroll.txt");
+    let pgm = d.path().join("qr.pgm");
+    std::fs::write(&txt, &out).unwrap();
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/qr_text_to_pgm.py");
+    let st = Command::new("python3")
+        .arg(script)
+        .arg(&txt)
+        .arg(&pgm)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert!(
+        std::path::Path::new("/usr/bin/zbarimg").exists(),
+        "zbarimg missing: run scripts/install-deps.sh (Debian package zbar-tools)"
+    );
+    let dec = Command::new("zbarimg")
+        .args(["-q", "--raw"])
+        .arg(&pgm)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&dec.stdout).trim(), uri);
+}

@@ -1,0 +1,126 @@
+//! pam_radius_auth (Debian's libpam-radius-auth) through pamtester: a real legacy client that
+//! sends no Message-Authenticator and answers an Access-Challenge by showing Reply-Message as
+//! a prompt. It works only on a client entry with `require_message_authenticator = false`.
+//!
+//! PAM reads services from /etc/pam.d only, so the test writes a uniquely named service file
+//! there (CI runs as root) and removes it when done.
+
+mod common;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use common::peers::{now, totp};
+use common::radmfa::{Nas, Options, Server, SECRET};
+use common::slapd::{LdapUser, Slapd};
+
+struct PamService {
+    name: String,
+    path: PathBuf,
+}
+
+impl PamService {
+    fn new(conf: &std::path::Path) -> Self {
+        let name = format!("radmfa-test-{}", std::process::id());
+        let path = PathBuf::from("/etc/pam.d").join(&name);
+        std::fs::write(
+            &path,
+            format!(
+                "auth required pam_radius_auth.so conf={}\naccount required pam_permit.so\n",
+                conf.display()
+            ),
+        )
+        .unwrap_or_else(|e| panic!("writing {} (tests run as root): {e}", path.display()));
+        PamService { name, path }
+    }
+}
+
+impl Drop for PamService {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+fn pamtester(service: &str, user: &str, answers: &str) -> (bool, String) {
+    let bin = ["/usr/bin/pamtester", "/usr/sbin/pamtester"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .expect("pamtester missing: run scripts/install-deps.sh (package pamtester)");
+    assert!(
+        std::path::Path::new("/lib/x86_64-linux-gnu/security/pam_radius_auth.so").exists()
+            || std::path::Path::new("/usr/lib/x86_64-linux-gnu/security/pam_radius_auth.so")
+                .exists(),
+        "pam_radius_auth.so missing: run scripts/install-deps.sh (package libpam-radius-auth)"
+    );
+    let mut child = Command::new(bin)
+        .args([service, user, "authenticate"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(answers.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[test]
+fn pam_radius_auth_answers_the_challenge() {
+    let slapd = Slapd::start(&[LdapUser::new("alice", "alice-Secret-pw")]);
+    let mut o = Options::new(&slapd.url);
+    o.clients = vec![Nas {
+        require_ma: false,
+        ..Nas::challenge("pam", "127.0.0.1")
+    }];
+    let srv = Server::start(&o);
+    let seed = srv.enroll("alice", &[]);
+    let conf = srv.dir.path().join("pam_radius_auth.conf");
+    std::fs::write(&conf, format!("127.0.0.1:{} {SECRET} 3\n", srv.port())).unwrap();
+    let svc = PamService::new(&conf);
+
+    let code = totp(&seed, now(), &[]);
+    let (ok, out) = pamtester(&svc.name, "alice", &format!("alice-Secret-pw\n{code}\n"));
+    assert!(ok, "pam login failed:\n{out}");
+    assert!(
+        out.contains("Enter the code"),
+        "challenge prompt shown: {out}"
+    );
+
+    let (ok, out) = pamtester(&svc.name, "alice", "alice-Secret-pw\n000000\n");
+    assert!(!ok, "wrong code accepted:\n{out}");
+    let (ok, out) = pamtester(&svc.name, "alice", "wrong\n");
+    assert!(!ok, "wrong password accepted:\n{out}");
+}
+
+#[test]
+fn pam_radius_auth_is_dropped_where_message_authenticator_is_required() {
+    let slapd = Slapd::start(&[LdapUser::new("alice", "alice-Secret-pw")]);
+    let srv = Server::start(&Options::new(&slapd.url));
+    srv.enroll("alice", &[]);
+    let conf = srv.dir.path().join("pam_radius_auth.conf");
+    std::fs::write(&conf, format!("127.0.0.1:{} {SECRET} 1\n", srv.port())).unwrap();
+    let svc = PamService::new(&conf);
+    let (ok, _) = pamtester(&svc.name, "alice", "alice-Secret-pw\n");
+    assert!(!ok);
+    assert_eq!(
+        srv.audit_json("alice")
+            .iter()
+            .filter(|r| r["result"] != "enroll")
+            .count(),
+        0,
+        "a request without Message-Authenticator must not even be audited"
+    );
+}
