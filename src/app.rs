@@ -10,7 +10,7 @@ use crate::config::{Config, StoreConfig};
 use crate::server::clients::ClientTable;
 use crate::server::dedup::DuplicateCache;
 use crate::server::metrics::Metrics;
-use crate::store::{KeyFile, SqliteStore, Store};
+use crate::store::{KeyFile, PgStore, SqliteStore, Store};
 
 pub struct AppState {
     pub config: Config,
@@ -20,6 +20,8 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub metrics: Metrics,
     pub dedup: DuplicateCache,
+    /// SMS and call providers, and the wake-up for requests waiting on a call.
+    pub delivery: crate::delivery::Delivery,
 }
 
 impl AppState {
@@ -45,6 +47,7 @@ impl AppState {
         Arc::new(AppState {
             clients: ClientTable::new(&config.clients),
             dedup: DuplicateCache::new(config.server.duplicate_window),
+            delivery: crate::delivery::Delivery::from_config(&config.delivery),
             metrics: Metrics::default(),
             config,
             primary,
@@ -69,6 +72,16 @@ pub async fn open_store(cfg: &StoreConfig) -> anyhow::Result<Arc<dyn Store>> {
             let store = SqliteStore::open(path, sealer)
                 .await
                 .with_context(|| format!("opening database {}", path.display()))?;
+            Ok(Arc::new(store))
+        }
+        StoreConfig::Postgres { settings, key_file } => {
+            if let Some(dir) = key_file.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating directory {}", dir.display()))?;
+            }
+            let store = PgStore::open_with_key_file(settings, key_file)
+                .await
+                .context("opening the PostgreSQL store (store.url)")?;
             Ok(Arc::new(store))
         }
     }

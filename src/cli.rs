@@ -41,6 +41,18 @@ pub enum Command {
     User(UserCommand),
     /// Show recent audit records.
     Audit(AuditArgs),
+    /// Database schema commands.
+    #[command(subcommand)]
+    Db(crate::admin::migrate::DbCommand),
+    /// Move a deployment's data between stores (SQLite to PostgreSQL).
+    #[command(subcommand)]
+    Store(crate::admin::migrate::StoreCommand),
+    /// Manage the token inventory (hardware and imported OATH tokens).
+    #[command(subcommand)]
+    Token(crate::admin::tokens::TokenCommand),
+    /// A RADIUS client: log in interactively, probe, or drive load for benchmarks.
+    #[command(subcommand)]
+    Client(crate::client::ClientCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -63,6 +75,15 @@ pub enum UserCommand {
     Reset(UserArg),
     /// Delete everything radmfa stores about the user (the audit trail stays).
     Delete(UserArg),
+    /// Store the user's phone number for SMS and calls ("none" removes it).
+    SetPhone(crate::admin::phone::SetPhoneArgs),
+    /// Set the user's default second factor: totp, sms or voice ("none" removes it).
+    SetMethod(crate::admin::phone::SetMethodArgs),
+    /// Lift the block a fraud alert from a call set.
+    Unblock(UserArg),
+    /// App passwords for clients that cannot do a second factor.
+    #[command(subcommand)]
+    AppPassword(crate::admin::app_passwords::AppPasswordCommand),
 }
 
 #[derive(Debug, Args)]
@@ -153,5 +174,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let cfg = load()?;
             admin::audit::run(&cfg, args).await
         }
+        Command::Db(cmd) => admin::migrate::db(&load()?, cmd).await,
+        Command::Store(cmd) => admin::migrate::store(&load()?, cmd).await,
+        Command::Token(cmd) => {
+            let cfg = load()?;
+            admin::tokens::run(&cfg, cmd).await
+        }
+        Command::Client(cmd) => crate::client::run(&cli.config, cmd).await,
     }
 }

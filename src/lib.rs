@@ -8,17 +8,25 @@
 //! - [`pipeline`]: one request start to finish; the single audit exit.
 //! - [`auth`]: the primary factor (`PrimaryAuth`, `LdapAuth`).
 //! - [`mfa`]: TOTP verification, enrollment, challenge State.
+//! - [`delivery`]: SMS and call providers (`CodeSender`, `VoiceCaller`: generic HTTP, Twilio).
+//! - [`callbacks`]: the HTTP listener for provider callbacks, signatures verified.
 //! - [`store`]: the `Store` trait and `SqliteStore`; seeds sealed with a separate key file.
 //! - [`config`]: TOML → validated `Config`, errors that name the key.
-//! - [`admin`]: the CLI's user and audit commands.
+//! - [`import`]: reading token files (CSV, PSKC RFC 6030) into tokens to store.
+//! - [`admin`]: the CLI's user, token and audit commands.
+//! - [`client`]: our own RADIUS client: interactive login and the load generator.
 //! - [`app`], [`cli`], [`telemetry`], [`clock`], [`secret`]: wiring and small shared types.
 
 pub mod admin;
 pub mod app;
 pub mod auth;
+pub mod callbacks;
 pub mod cli;
+pub mod client;
 pub mod clock;
 pub mod config;
+pub mod delivery;
+pub mod import;
 pub mod mfa;
 pub mod pipeline;
 pub mod radius;

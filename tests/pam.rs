@@ -21,8 +21,9 @@ struct PamService {
 }
 
 impl PamService {
-    fn new(conf: &std::path::Path) -> Self {
-        let name = format!("radmfa-test-{}", std::process::id());
+    /// `tag` keeps tests running in parallel threads of one process from sharing a file.
+    fn new(tag: &str, conf: &std::path::Path) -> Self {
+        let name = format!("radmfa-test-{}-{tag}", std::process::id());
         let path = PathBuf::from("/etc/pam.d").join(&name);
         std::fs::write(
             &path,
@@ -89,7 +90,7 @@ fn pam_radius_auth_answers_the_challenge() {
     let seed = srv.enroll("alice", &[]);
     let conf = srv.dir.path().join("pam_radius_auth.conf");
     std::fs::write(&conf, format!("127.0.0.1:{} {SECRET} 3\n", srv.port())).unwrap();
-    let svc = PamService::new(&conf);
+    let svc = PamService::new("challenge", &conf);
 
     let code = totp(&seed, now(), &[]);
     let (ok, out) = pamtester(&svc.name, "alice", &format!("alice-Secret-pw\n{code}\n"));
@@ -112,7 +113,7 @@ fn pam_radius_auth_is_dropped_where_message_authenticator_is_required() {
     srv.enroll("alice", &[]);
     let conf = srv.dir.path().join("pam_radius_auth.conf");
     std::fs::write(&conf, format!("127.0.0.1:{} {SECRET} 1\n", srv.port())).unwrap();
-    let svc = PamService::new(&conf);
+    let svc = PamService::new("required", &conf);
     let (ok, _) = pamtester(&svc.name, "alice", "alice-Secret-pw\n");
     assert!(!ok);
     assert_eq!(

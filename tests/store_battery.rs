@@ -1,14 +1,21 @@
-//! The store behaviour battery (tests/store_battery/battery.rs) run against `SqliteStore` on a
-//! temporary database file, plus SQLite-specific checks (no plaintext seed on disk).
+//! The store behaviour battery (tests/store_battery/battery.rs) run against every backend:
+//! `sqlite::CHECK` on a temporary database file, `postgres::CHECK` on a fresh database of a
+//! private PostgreSQL cluster (tests/common/postgres.rs). Then backend-specific checks: no
+//! plaintext seed on disk (SQLite), several nodes on one database (tests/store_battery/pg.rs).
 
 #[path = "store_battery/battery.rs"]
 mod battery;
+#[path = "common/postgres.rs"]
+mod pg_cluster;
+#[path = "store_battery/pg.rs"]
+mod pg_specific;
 
 use std::path::Path;
 use std::sync::Arc;
 
 use radmfa::secret::Secret;
-use radmfa::store::{NewToken, OtpAlgorithm, Sealer, SqliteStore, Store, TokenKind};
+use radmfa::store::postgres::PgSettings;
+use radmfa::store::{NewToken, OtpAlgorithm, PgStore, Sealer, SqliteStore, Store, TokenKind};
 use tempfile::TempDir;
 
 fn test_sealer() -> Sealer {
@@ -25,28 +32,59 @@ async fn sqlite_store() -> (TempDir, Arc<SqliteStore>) {
     (dir, Arc::new(store))
 }
 
-/// One #[tokio::test] per battery check. `plain` checks take `&dyn Store`, `racing` ones
-/// `Arc<dyn Store>`; all run on a multi-threaded runtime so racers really run in parallel.
-macro_rules! sqlite_battery {
+/// A fresh, empty database of the shared private cluster (kept alive by the returned Arc).
+async fn pg_store() -> (Arc<pg_cluster::PgCluster>, Arc<PgStore>) {
+    let cluster = pg_cluster::PgCluster::shared();
+    let url = cluster.fresh_database();
+    let store = PgStore::open(&PgSettings::new(url), test_sealer())
+        .await
+        .unwrap();
+    (cluster, Arc::new(store))
+}
+
+/// One #[tokio::test] per battery check and backend. `plain` checks take `&dyn Store`,
+/// `racing` ones `Arc<dyn Store>`; all run on a multi-threaded runtime so racers really run in
+/// parallel. A check added to the list below runs on every backend.
+macro_rules! store_battery {
     (plain: [$($plain:ident),* $(,)?], racing: [$($racing:ident),* $(,)?] $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn $plain() {
-                let (_dir, store) = sqlite_store().await;
-                battery::$plain(&*store).await;
-            }
-        )*
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 8)]
-            async fn $racing() {
-                let (_dir, store) = sqlite_store().await;
-                battery::$racing(store).await;
-            }
-        )*
+        mod sqlite {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $plain() {
+                    let (_dir, store) = sqlite_store().await;
+                    battery::$plain(&*store).await;
+                }
+            )*
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+                async fn $racing() {
+                    let (_dir, store) = sqlite_store().await;
+                    battery::$racing(store).await;
+                }
+            )*
+        }
+        mod postgres {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $plain() {
+                    let (_cluster, store) = pg_store().await;
+                    battery::$plain(&*store).await;
+                }
+            )*
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+                async fn $racing() {
+                    let (_cluster, store) = pg_store().await;
+                    battery::$racing(store).await;
+                }
+            )*
+        }
     };
 }
 
-sqlite_battery! {
+store_battery! {
     plain: [
         tokens_add_list_by_serial,
         duplicate_serial_is_conflict,
@@ -66,6 +104,13 @@ sqlite_battery! {
         audit_filters_order_and_limit,
         audit_default_limit_is_100,
         delete_user_removes_everything_of_that_user,
+        profile_phone_method_round_trip,
+        block_and_unblock,
+        app_passwords_add_list_delete,
+        send_slots_limit_and_window,
+        oob_begin_get_resolve,
+        purge_delivery_state,
+        delete_user_removes_delivery_state,
     ],
     racing: [
         race_totp_step,
@@ -73,6 +118,9 @@ sqlite_battery! {
         race_record_failure,
         race_consume_challenge,
         race_fail_challenge,
+        race_begin_oob,
+        race_resolve_oob,
+        race_take_send_slot,
     ],
 }
 

@@ -1,5 +1,10 @@
-//! What the CLI does beyond parsing: serving, user administration, audit queries.
+//! What the CLI does beyond parsing: serving, user and token administration, audit queries.
 
+pub mod app_passwords;
 pub mod audit;
+pub mod migrate;
+pub mod phone;
 pub mod serve;
+pub mod token_import;
+pub mod tokens;
 pub mod users;

@@ -11,6 +11,19 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let app = AppState::build(cfg).await?;
     let shutdown = CancellationToken::new();
     tokio::spawn(purge_expired_challenges(app.clone(), shutdown.clone()));
+    // Provider callbacks (calls): bound before the RADIUS sockets serve, so no call placed
+    // by the first request can report back to a closed port.
+    if let Some(cb) = &app.config.delivery.callbacks {
+        let listener = tokio::net::TcpListener::bind(cb.listen)
+            .await
+            .with_context(|| format!("binding callbacks.listen {}", cb.listen))?;
+        let (app, stop) = (app.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            if let Err(e) = crate::callbacks::serve(app, listener, stop).await {
+                tracing::error!(error = %e, "callback listener stopped");
+            }
+        });
+    }
     let signal = shutdown.clone();
     tokio::spawn(async move {
         wait_for_signal().await;
@@ -49,6 +62,11 @@ async fn purge_expired_challenges(app: std::sync::Arc<AppState>, stop: Cancellat
             _ = tick.tick() => {
                 if let Err(e) = app.store.purge_expired_challenges(app.clock.now()).await {
                     tracing::warn!(error = %e, "purging expired challenges");
+                }
+                if app.config.delivery.sms.is_some() || app.config.delivery.voice.is_some() {
+                    if let Err(e) = app.store.purge_delivery_state(app.clock.now()).await {
+                        tracing::warn!(error = %e, "purging SMS/call transactions");
+                    }
                 }
             }
         }

@@ -47,6 +47,10 @@ pub async fn run(cfg: &Config, mut cmd: UserCommand) -> anyhow::Result<ExitCode>
             );
             Ok(ExitCode::SUCCESS)
         }
+        UserCommand::SetPhone(a) => super::phone::set_phone(cfg, store, a).await,
+        UserCommand::SetMethod(a) => super::phone::set_method(cfg, store, a).await,
+        UserCommand::Unblock(a) => super::phone::unblock(cfg, store, &a.user).await,
+        UserCommand::AppPassword(c) => super::app_passwords::run(cfg, store, c).await,
         UserCommand::Delete(a) => {
             let existed = store.delete_user(&a.user).await?;
             admin_audit(cfg, store, &a.user, "delete", None).await?;
@@ -66,13 +70,19 @@ fn fold_user_name(cmd: &mut UserCommand) {
     let name = match cmd {
         UserCommand::EnrollTotp(a) => &mut a.user,
         UserCommand::Show(a) => &mut a.user,
-        UserCommand::Unlock(a) | UserCommand::Reset(a) | UserCommand::Delete(a) => &mut a.user,
+        UserCommand::Unlock(a)
+        | UserCommand::Reset(a)
+        | UserCommand::Delete(a)
+        | UserCommand::Unblock(a) => &mut a.user,
+        UserCommand::SetPhone(a) => &mut a.user,
+        UserCommand::SetMethod(a) => &mut a.user,
+        UserCommand::AppPassword(c) => c.user_mut(),
         UserCommand::List(_) => return,
     };
     *name = user_key(name);
 }
 
-async fn admin_audit(
+pub(crate) async fn admin_audit(
     cfg: &Config,
     store: &dyn Store,
     user: &str,
@@ -215,7 +225,10 @@ async fn list(store: &dyn Store, json: bool) -> anyhow::Result<ExitCode> {
 async fn show(store: &dyn Store, user: &str, json: bool) -> anyhow::Result<ExitCode> {
     let status = store.user_status(user).await?;
     let tokens = store.tokens_for_user(user).await?;
-    if tokens.is_empty() && status.failures == 0 && status.locked_until.is_none() {
+    let profile = store.user_profile(user).await?;
+    let has_profile =
+        profile.phone.is_some() || profile.method.is_some() || profile.blocked_at.is_some();
+    if tokens.is_empty() && status.failures == 0 && status.locked_until.is_none() && !has_profile {
         eprintln!("{user}: no tokens and no second-factor state");
         return Ok(ExitCode::from(1));
     }
@@ -234,6 +247,8 @@ async fn show(store: &dyn Store, user: &str, json: bool) -> anyhow::Result<ExitC
             .collect();
         let v = serde_json::json!({
             "user": user, "failures": status.failures, "locked_until": locked, "tokens": toks,
+            "phone": profile.phone, "method": profile.method,
+            "blocked_at": profile.blocked_at, "blocked_reason": profile.blocked_reason,
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
@@ -242,6 +257,12 @@ async fn show(store: &dyn Store, user: &str, json: bool) -> anyhow::Result<ExitC
         match locked {
             Some(t) => println!("locked:   until {}", super::audit::fmt_time(t)),
             None => println!("locked:   no"),
+        }
+        println!("phone:    {}", profile.phone.as_deref().unwrap_or("-"));
+        println!("method:   {}", profile.method.as_deref().unwrap_or("-"));
+        if let Some(at) = profile.blocked_at {
+            let why = profile.blocked_reason.as_deref().unwrap_or("");
+            println!("blocked:  since {} ({why})", super::audit::fmt_time(at));
         }
         println!("tokens:");
         for t in tokens {

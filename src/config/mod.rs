@@ -1,8 +1,11 @@
 //! Configuration: `raw.rs` is the TOML as written (serde, unknown keys refused), `validate.rs`
 //! builds the checked `Config` the rest of the program uses. Every error names the key.
 
+pub mod delivery;
 pub mod raw;
+pub mod raw_delivery;
 pub mod validate;
+mod validate_delivery;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -43,9 +46,12 @@ pub struct Config {
     pub store: StoreConfig,
     pub ldap: LdapSettings,
     pub totp: TotpConfig,
+    pub hotp: HotpConfig,
     pub challenge: ChallengeConfig,
     pub lockout: LockoutConfig,
     pub audit: AuditConfig,
+    /// Phone numbers, SMS, calls, providers, callback listener (issue 4).
+    pub delivery: delivery::DeliveryConfig,
     pub clients: Vec<ClientConfig>,
 }
 
@@ -69,7 +75,15 @@ pub struct ServerConfig {
 
 #[derive(Debug, Clone)]
 pub enum StoreConfig {
-    Sqlite { path: PathBuf, key_file: PathBuf },
+    Sqlite {
+        path: PathBuf,
+        key_file: PathBuf,
+    },
+    /// Several nodes sharing one database; every node must use the same key file.
+    Postgres {
+        settings: crate::store::postgres::PgSettings,
+        key_file: PathBuf,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -79,6 +93,18 @@ pub struct TotpConfig {
     pub algorithm: OtpAlgorithm,
     pub digits: u32,
     pub period: u32,
+}
+
+/// HOTP verification (RFC 4226 §7.4: a look-ahead window, resynchronisation).
+#[derive(Debug, Clone)]
+pub struct HotpConfig {
+    /// Counter values accepted ahead of the stored one (button presses without a login).
+    pub window: u64,
+    /// How far ahead `radmfa token resync` (and self-service) searches for two consecutive codes.
+    pub resync_window: u64,
+    /// A code beyond `window` but within `resync_window` is remembered, and the next login
+    /// with the code right after it resynchronises the token and is accepted.
+    pub self_resync: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -125,6 +151,8 @@ pub struct ClientConfig {
     pub require_message_authenticator: bool,
     pub otp_mode: OtpMode,
     pub no_factor: NoFactorPolicy,
+    /// Allowed methods, voice mode and budget, app passwords, second-factor-only.
+    pub factors: delivery::ClientFactors,
 }
 
 impl Config {

@@ -15,11 +15,26 @@ pub struct RawConfig {
     #[serde(default)]
     pub totp: RawTotp,
     #[serde(default)]
+    pub hotp: RawHotp,
+    #[serde(default)]
     pub challenge: RawChallenge,
     #[serde(default)]
     pub lockout: RawLockout,
     #[serde(default)]
     pub audit: RawAudit,
+    // Out-of-band factors (issue 4): raw_delivery.rs.
+    #[serde(default)]
+    pub phone: super::raw_delivery::RawPhone,
+    #[serde(default)]
+    pub sms: Option<super::raw_delivery::RawSms>,
+    #[serde(default)]
+    pub voice: Option<super::raw_delivery::RawVoice>,
+    #[serde(default)]
+    pub twilio: Option<super::raw_delivery::RawTwilio>,
+    #[serde(default)]
+    pub http_sms: Option<super::raw_delivery::RawHttpSms>,
+    #[serde(default)]
+    pub callbacks: Option<super::raw_delivery::RawCallbacks>,
     #[serde(default, rename = "client")]
     pub clients: Vec<RawClient>,
 }
@@ -52,21 +67,41 @@ impl Default for RawServer {
     }
 }
 
+/// `[store]`. Keys that belong to one store type are `Option`s, so a key given for the other
+/// type is an error instead of being silently ignored.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawStore {
     #[serde(rename = "type")]
     pub kind: String,
-    pub path: PathBuf,
     pub key_file: PathBuf,
+    // sqlite
+    pub path: Option<PathBuf>,
+    // postgres
+    pub url: Option<String>,
+    pub url_file: Option<PathBuf>,
+    pub pool_size: Option<u32>,
+    pub connect_timeout_ms: Option<u64>,
+    pub sslmode: Option<String>,
+    pub ssl_root_cert: Option<PathBuf>,
 }
+
+pub const DEFAULT_SQLITE_PATH: &str = "/var/lib/radmfa/radmfa.db";
+pub const DEFAULT_PG_POOL_SIZE: u32 = 16;
+pub const DEFAULT_PG_CONNECT_TIMEOUT_MS: u64 = 1000;
 
 impl Default for RawStore {
     fn default() -> Self {
         RawStore {
             kind: "sqlite".into(),
-            path: "/var/lib/radmfa/radmfa.db".into(),
             key_file: "/var/lib/radmfa/radmfa.key".into(),
+            path: None,
+            url: None,
+            url_file: None,
+            pool_size: None,
+            connect_timeout_ms: None,
+            sslmode: None,
+            ssl_root_cert: None,
         }
     }
 }
@@ -163,6 +198,25 @@ impl Default for RawTotp {
     }
 }
 
+/// `[hotp]`: event-based (RFC 4226) hardware tokens.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawHotp {
+    pub window: u32,
+    pub resync_window: u32,
+    pub self_resync: bool,
+}
+
+impl Default for RawHotp {
+    fn default() -> Self {
+        RawHotp {
+            window: 10,
+            resync_window: 1000,
+            self_resync: false,
+        }
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawChallenge {
@@ -222,6 +276,17 @@ pub struct RawClient {
     pub inline_delimiter: String,
     #[serde(default = "default_no_factor")]
     pub no_factor: String,
+    // Issue 4, validated by validate_delivery::client_factors.
+    #[serde(default = "super::raw_delivery::d_methods")]
+    pub methods: Vec<String>,
+    #[serde(default = "super::raw_delivery::d_voice_mode")]
+    pub voice_mode: String,
+    #[serde(default = "super::raw_delivery::d_budget")]
+    pub voice_budget_secs: u64,
+    #[serde(default)]
+    pub app_passwords: bool,
+    #[serde(default)]
+    pub second_factor_only: bool,
 }
 
 #[derive(Debug, Deserialize)]

@@ -17,23 +17,44 @@ pub fn validate(raw: RawConfig, origin: &Path) -> Result<Config, ConfigError> {
         store,
         ldap,
         totp,
+        hotp,
         challenge,
         lockout,
         audit,
+        phone,
+        sms,
+        voice,
+        twilio,
+        http_sms,
+        callbacks,
         clients,
     } = raw;
     let base = origin.parent().unwrap_or(Path::new("."));
+    let server = server_config(server)?;
+    let store = store_config(store, base, server.request_deadline)?;
     Ok(Config {
-        server: server_config(server)?,
-        store: store_config(store, base)?,
+        server,
+        store,
         ldap: ldap_settings(ldap, base)?,
         totp: totp_config(totp)?,
+        hotp: hotp_config(hotp)?,
         challenge: challenge_config(challenge)?,
         lockout: lockout_config(lockout)?,
         audit: AuditConfig {
             include_name: audit.include_name,
             include_email: audit.include_email,
         },
+        delivery: super::validate_delivery::validate(
+            super::raw_delivery::RawDelivery {
+                phone,
+                sms,
+                voice,
+                twilio,
+                http_sms,
+                callbacks,
+            },
+            base,
+        )?,
         clients: client_configs(clients, base)?,
     })
 }
@@ -136,33 +157,122 @@ fn resolve(base: &Path, p: PathBuf) -> PathBuf {
     }
 }
 
-fn store_config(raw: RawStore, base: &Path) -> Result<StoreConfig, ConfigError> {
+fn store_config(
+    raw: RawStore,
+    base: &Path,
+    request_deadline: Duration,
+) -> Result<StoreConfig, ConfigError> {
     let RawStore {
         kind,
-        path,
         key_file,
+        path,
+        url,
+        url_file,
+        pool_size,
+        connect_timeout_ms,
+        sslmode,
+        ssl_root_cert,
     } = raw;
-    match kind.as_str() {
-        "sqlite" => {}
-        other => {
-            return Err(ConfigError::invalid(
-                "store.type",
-                format!("{other:?} is not a supported store (\"sqlite\")"),
-            ))
-        }
-    }
-    let path = resolve(base, path);
     let key_file = resolve(base, key_file);
-    if path == key_file {
-        return Err(ConfigError::invalid(
-            "store.key_file",
-            "must not be the database file: the key has to live apart from the data",
-        ));
+    // A key meant for the other store type is a mistake, not something to ignore.
+    let refuse = |key: &str, set: bool, only: &str| {
+        if set {
+            Err(ConfigError::invalid(
+                format!("store.{key}"),
+                format!("only applies to type = {only:?}"),
+            ))
+        } else {
+            Ok(())
+        }
+    };
+    match kind.as_str() {
+        "sqlite" => {
+            refuse("url", url.is_some(), "postgres")?;
+            refuse("url_file", url_file.is_some(), "postgres")?;
+            refuse("pool_size", pool_size.is_some(), "postgres")?;
+            refuse(
+                "connect_timeout_ms",
+                connect_timeout_ms.is_some(),
+                "postgres",
+            )?;
+            refuse("sslmode", sslmode.is_some(), "postgres")?;
+            refuse("ssl_root_cert", ssl_root_cert.is_some(), "postgres")?;
+            let path = resolve(base, path.unwrap_or_else(|| DEFAULT_SQLITE_PATH.into()));
+            if path == key_file {
+                return Err(ConfigError::invalid(
+                    "store.key_file",
+                    "must not be the database file: the key has to live apart from the data",
+                ));
+            }
+            Ok(StoreConfig::Sqlite { path, key_file })
+        }
+        "postgres" => {
+            refuse("path", path.is_some(), "sqlite")?;
+            let url = secret_value("store.url", url, url_file, base)?;
+            let text = url.expose_str().unwrap_or_default();
+            crate::store::postgres::parse_url(text)
+                .map_err(|problem| ConfigError::invalid("store.url", problem))?;
+            let pool_size = pool_size.unwrap_or(DEFAULT_PG_POOL_SIZE);
+            if !(1..=1000).contains(&pool_size) {
+                return Err(ConfigError::invalid(
+                    "store.pool_size",
+                    "must be between 1 and 1000",
+                ));
+            }
+            let timeout_ms = connect_timeout_ms.unwrap_or(DEFAULT_PG_CONNECT_TIMEOUT_MS);
+            // With the database down a login waits this long twice (its store call, then
+            // the audit record) before the Reject; that must fit in the request deadline.
+            let deadline_ms = request_deadline.as_millis() as u64;
+            if timeout_ms < 50 || timeout_ms.saturating_mul(2) >= deadline_ms {
+                return Err(ConfigError::invalid(
+                    "store.connect_timeout_ms",
+                    format!(
+                        "must be at least 50 and less than half of server.request_deadline_ms \
+                         ({deadline_ms})"
+                    ),
+                ));
+            }
+            let ssl_mode = sslmode
+                .map(|m| {
+                    m.parse::<sqlx::postgres::PgSslMode>().map_err(|_| {
+                        ConfigError::invalid(
+                            "store.sslmode",
+                            format!(
+                                "{m:?} is not one of \"disable\", \"allow\", \"prefer\", \
+                                 \"require\", \"verify-ca\", \"verify-full\""
+                            ),
+                        )
+                    })
+                })
+                .transpose()?;
+            let ssl_root_cert = ssl_root_cert.map(|p| resolve(base, p));
+            if let Some(ca) = &ssl_root_cert {
+                if !ca.is_file() {
+                    return Err(ConfigError::invalid(
+                        "store.ssl_root_cert",
+                        format!("{} does not exist", ca.display()),
+                    ));
+                }
+            }
+            Ok(StoreConfig::Postgres {
+                settings: crate::store::postgres::PgSettings {
+                    url,
+                    pool_size,
+                    connect_timeout: Duration::from_millis(timeout_ms),
+                    ssl_mode,
+                    ssl_root_cert,
+                },
+                key_file,
+            })
+        }
+        other => Err(ConfigError::invalid(
+            "store.type",
+            format!("{other:?} is not a supported store (\"sqlite\", \"postgres\")"),
+        )),
     }
-    Ok(StoreConfig::Sqlite { path, key_file })
 }
 
-fn secret_value(
+pub(super) fn secret_value(
     key: &str,
     inline: Option<String>,
     file: Option<PathBuf>,
@@ -354,6 +464,33 @@ fn totp_config(raw: RawTotp) -> Result<TotpConfig, ConfigError> {
     })
 }
 
+fn hotp_config(raw: RawHotp) -> Result<HotpConfig, ConfigError> {
+    let RawHotp {
+        window,
+        resync_window,
+        self_resync,
+    } = raw;
+    // RFC 4226 §7.4: the look-ahead window must stay small, since every counter in it is a
+    // code a guesser may hit.
+    if !(1..=100).contains(&window) {
+        return Err(ConfigError::invalid(
+            "hotp.window",
+            "must be between 1 and 100",
+        ));
+    }
+    if resync_window <= window || resync_window > 100_000 {
+        return Err(ConfigError::invalid(
+            "hotp.resync_window",
+            "must be larger than hotp.window and at most 100000",
+        ));
+    }
+    Ok(HotpConfig {
+        window: u64::from(window),
+        resync_window: u64::from(resync_window),
+        self_resync,
+    })
+}
+
 fn challenge_config(raw: RawChallenge) -> Result<ChallengeConfig, ConfigError> {
     let RawChallenge {
         timeout_secs,
@@ -426,6 +563,11 @@ fn client_configs(raw: Vec<RawClient>, base: &Path) -> Result<Vec<ClientConfig>,
             otp_mode,
             inline_delimiter,
             no_factor,
+            methods,
+            voice_mode,
+            voice_budget_secs,
+            app_passwords,
+            second_factor_only,
         } = c;
         let key = |k: &str| format!("client[{i}].{k}");
         if name.trim().is_empty() {
@@ -491,6 +633,16 @@ fn client_configs(raw: Vec<RawClient>, base: &Path) -> Result<Vec<ClientConfig>,
                 ))
             }
         };
+        let factors = super::validate_delivery::client_factors(
+            super::raw_delivery::RawClientFactors {
+                methods,
+                voice_mode,
+                voice_budget_secs,
+                app_passwords,
+                second_factor_only,
+            },
+            &key,
+        )?;
         out.push(ClientConfig {
             name,
             networks,
@@ -498,6 +650,7 @@ fn client_configs(raw: Vec<RawClient>, base: &Path) -> Result<Vec<ClientConfig>,
             require_message_authenticator,
             otp_mode,
             no_factor,
+            factors,
         });
     }
     // Overlapping networks would make the shared secret depend on table order.

@@ -25,6 +25,18 @@ pub struct ChallengeContext {
     pub first_name: Option<String>,
     pub last_name: Option<String>,
     pub email: Option<String>,
+    /// What this prompt waits for; absent (older challenges) means TOTP.
+    #[serde(default)]
+    pub method: Option<crate::mfa::method::Method>,
+    /// The SMS or call transaction the prompt belongs to.
+    #[serde(default)]
+    pub oob: Option<String>,
+    /// The E.164 number in use, so a switch or resend needs no directory search.
+    #[serde(default)]
+    pub phone: Option<String>,
+    /// Methods the user may switch to at this prompt (allowed by the client and usable).
+    #[serde(default)]
+    pub methods: Vec<crate::mfa::method::Method>,
 }
 
 #[cfg(test)]

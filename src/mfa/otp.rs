@@ -47,10 +47,28 @@ pub fn looks_like_code(code: &str) -> bool {
 /// Every step in the window is computed and compared in constant time, so the time taken
 /// does not tell how close a guess was. Returns the matched step, later steps preferred.
 pub fn match_totp(token: &Token, code: &str, now: i64, window: u32) -> Option<i64> {
+    match_totp_with_drift(token, code, now, window, 0)
+}
+
+/// The time step the token shows at `now` by our clock.
+pub fn current_step(token: &Token, now: i64) -> i64 {
+    now / i64::from(token.period.max(1))
+}
+
+/// [`match_totp`] with the window centred on the token's learned clock drift (in steps), so
+/// a hardware token whose clock has wandered keeps working: each accepted code re-centres
+/// the window (the caller stores `matched - current_step` as the new drift).
+pub fn match_totp_with_drift(
+    token: &Token,
+    code: &str,
+    now: i64,
+    window: u32,
+    drift: i64,
+) -> Option<i64> {
     if token.kind != TokenKind::Totp || token.period == 0 || code.len() != token.digits as usize {
         return None;
     }
-    let current = now / token.period as i64;
+    let current = current_step(token, now).saturating_add(drift);
     let w = window as i64;
     let mut matched = None;
     for step in (current - w)..=(current + w) {
@@ -71,6 +89,46 @@ pub fn match_totp(token: &Token, code: &str, now: i64, window: u32) -> Option<i6
         (Some(s), Some(last)) if s <= last => None,
         (m, _) => m,
     }
+}
+
+/// `radmfa token resync` for TOTP: the step `s` within ±`range` steps of now (drift
+/// included) where `code1` = code(s) and `code2` = code(s + 1). Returns `s + 1`.
+pub fn find_consecutive_steps(
+    token: &Token,
+    code1: &str,
+    code2: &str,
+    now: i64,
+    range: i64,
+) -> Option<i64> {
+    if token.kind != TokenKind::Totp
+        || token.period == 0
+        || code1.len() != token.digits as usize
+        || code2.len() != token.digits as usize
+    {
+        return None;
+    }
+    let code = |s: i64| {
+        totp_code(
+            &token.secret,
+            token.algorithm,
+            token.digits,
+            token.period,
+            s,
+        )
+    };
+    let current = current_step(token, now);
+    let mut found = None;
+    let mut previous = code(current - range);
+    for s in (current - range)..=(current + range) {
+        let next = code(s + 1);
+        let hit = bool::from(previous.as_bytes().ct_eq(code1.as_bytes()))
+            & bool::from(next.as_bytes().ct_eq(code2.as_bytes()));
+        if hit {
+            found = Some(s + 1);
+        }
+        previous = next;
+    }
+    found
 }
 
 #[cfg(test)]
@@ -153,6 +211,37 @@ mod tests {
         assert_eq!(match_totp(&t, &code, now, 1), Some(step));
         t.last_step = Some(step);
         assert_eq!(match_totp(&t, &code, now, 1), None);
+    }
+
+    #[test]
+    fn window_follows_the_learned_drift() {
+        let t = token(SEED1, OtpAlgorithm::Sha1, 6);
+        let now = 1111111111;
+        let step = now / 30;
+        let ahead = totp_code(&t.secret, t.algorithm, 6, 30, step + 4);
+        assert_eq!(match_totp(&t, &ahead, now, 1), None);
+        assert_eq!(match_totp_with_drift(&t, &ahead, now, 1, 3), Some(step + 4));
+        assert_eq!(match_totp_with_drift(&t, &ahead, now, 1, -3), None);
+    }
+
+    #[test]
+    fn consecutive_steps_find_a_far_drifted_token() {
+        let t = token(SEED1, OtpAlgorithm::Sha1, 6);
+        let now = 1234567890;
+        let step = now / 30;
+        let c = |s| totp_code(&t.secret, t.algorithm, 6, 30, s);
+        assert_eq!(
+            find_consecutive_steps(&t, &c(step - 40), &c(step - 39), now, 100),
+            Some(step - 39)
+        );
+        assert_eq!(
+            find_consecutive_steps(&t, &c(step - 40), &c(step - 38), now, 100),
+            None
+        );
+        assert_eq!(
+            find_consecutive_steps(&t, &c(step - 40), &c(step - 39), now, 10),
+            None
+        );
     }
 
     #[test]

@@ -40,7 +40,7 @@ pub async fn record(
         first_name,
         last_name,
         email,
-        phone: None,
+        phone: v.phone.clone(),
         token_serial: v.token_serial.clone(),
         mode: v.mode.to_string(),
         result: result.to_string(),

@@ -1,16 +1,29 @@
-//! The second round of a challenge: the request carries our State and the code as
+//! The second round of a challenge: the request carries our State and the user's answer as
 //! User-Password. The pending challenge may have been issued by any node sharing the store.
+//! The answer is a TOTP code, an SMS code, Enter (after answering the call), or a switch:
+//! "sms", "call", "app", "resend" — only to methods this prompt offered.
 
 use super::login::LOCKED_MESSAGE;
+use super::methods::{self, blocked, Subject};
 use super::second_factor::{check_code, is_locked, CodeCheck};
-use super::{Fault, RequestContext, Verdict};
+use super::{followup_oob, oob, Fault, RequestContext, Verdict};
 use crate::app::AppState;
 use crate::auth::UserInfo;
 use crate::mfa::challenge::{state_hash, ChallengeContext};
+use crate::mfa::method::{parse_input, Method, PromptInput};
 use crate::radius::{Reply, Request};
 use crate::store::{ChallengeAttempt, PendingChallenge};
 
 const EXPIRED_MESSAGE: &str = "The code prompt has expired. Please log in again.";
+
+/// One pending challenge being answered.
+pub struct Round<'a> {
+    pub state: &'a [u8],
+    pub hash: Vec<u8>,
+    pub pending: PendingChallenge,
+    pub carried: ChallengeContext,
+    pub now: i64,
+}
 
 pub async fn answer(
     app: &AppState,
@@ -30,19 +43,27 @@ pub async fn answer(
     if pending.user != user || pending.nas != ctx.client.name {
         return Ok(Verdict::reject("State was issued to another user or NAS"));
     }
-    let carried = carried_context(&pending);
-    let info = Some(UserInfo {
+    let carried: ChallengeContext = serde_json::from_str(&pending.context).unwrap_or_default();
+    let info = UserInfo {
         given_name: carried.first_name.clone(),
         surname: carried.last_name.clone(),
         mail: carried.email.clone(),
         ..Default::default()
-    });
+    };
     let with_context = |mut v: Verdict| {
-        v.info = info.clone();
+        v.info = Some(info.clone());
         v.client_ip = carried.client_ip.clone();
+        if v.phone.is_none() && carried.method.is_some_and(|m| m != Method::Totp) {
+            v.phone = carried.phone.clone();
+        }
         v
     };
 
+    let profile = app.store.user_profile(user).await?;
+    if let Some((reason, reply)) = blocked(&profile) {
+        app.store.consume_challenge(&hash).await?;
+        return Ok(with_context(Verdict::reject(reason).with_reply(reply)));
+    }
     if is_locked(app, user).await? {
         app.store.consume_challenge(&hash).await?;
         return Ok(with_context(
@@ -50,10 +71,51 @@ pub async fn answer(
                 .with_reply(Reply::reject().with_message(LOCKED_MESSAGE)),
         ));
     }
-    let code = req
+    let typed = req
         .user_password(ctx.client.secret.expose())
         .and_then(|c| c.expose_str().map(|s| s.trim().to_string()))
         .unwrap_or_default();
+    let current = carried.method.unwrap_or(Method::Totp);
+    let switch = match parse_input(&typed) {
+        PromptInput::Switch(m) if carried.methods.contains(&m) && m != current => Some(m),
+        PromptInput::Switch(Method::Sms) | PromptInput::Resend if current == Method::Sms => {
+            Some(Method::Sms)
+        }
+        _ => None,
+    };
+    if let Some(method) = switch {
+        // The old prompt ends here; the new method gets a new State.
+        if !app.store.consume_challenge(&hash).await? {
+            return Ok(with_context(Verdict::reject("State already used")));
+        }
+        let subject = Subject {
+            user,
+            info: info.clone(),
+            phone: carried.phone.clone(),
+            available: carried.methods.clone(),
+            client_ip: carried.client_ip.clone(),
+        };
+        let key = oob::request_key(ctx, req);
+        return Ok(with_context(
+            methods::begin(app, ctx, &key, &subject, method).await?,
+        ));
+    }
+    let round = Round {
+        state,
+        hash,
+        pending,
+        carried: carried.clone(),
+        now,
+    };
+    let v = match current {
+        Method::Totp => totp(app, user, &round, &typed).await?,
+        Method::Sms => followup_oob::sms_code(app, user, &round, &typed).await?,
+        Method::Voice => followup_oob::call_answered(app, ctx, user, &round).await?,
+    };
+    Ok(with_context(v))
+}
+
+async fn totp(app: &AppState, user: &str, r: &Round<'_>, code: &str) -> Result<Verdict, Fault> {
     let tokens: Vec<_> = app
         .store
         .tokens_for_user(user)
@@ -61,52 +123,58 @@ pub async fn answer(
         .into_iter()
         .filter(|t| t.enabled)
         .collect();
-
-    match check_code(app, user, &tokens, &code).await? {
+    match check_code(app, user, &tokens, code).await? {
         CodeCheck::Valid { serial, mode } => {
             // Single use: only the caller that deletes the challenge may accept.
-            if !app.store.consume_challenge(&hash).await? {
-                return Ok(with_context(Verdict::reject("State already used")));
+            if !app.store.consume_challenge(&r.hash).await? {
+                return Ok(Verdict::reject("State already used"));
             }
-            Ok(with_context(Verdict {
+            Ok(Verdict {
                 reply: Reply::accept(),
                 mode,
                 reason: None,
                 token_serial: Some(serial),
                 info: None,
                 client_ip: None,
-            }))
+                phone: None,
+            })
         }
         CodeCheck::Invalid { reason, locked } => {
-            if locked {
-                app.store.consume_challenge(&hash).await?;
-                return Ok(with_context(
-                    Verdict::reject(reason)
-                        .with_reply(Reply::reject().with_message(LOCKED_MESSAGE)),
-                ));
-            }
-            let max = app.config.challenge.max_attempts;
-            match app.store.fail_challenge(&hash, max).await? {
-                ChallengeAttempt::StillOpen(n) => {
-                    let left = max.saturating_sub(n);
-                    let mut reply = Reply::challenge(
-                        state.to_vec(),
-                        format!(
-                            "Wrong code. {left} attempt(s) left. {}",
-                            app.config.challenge.prompt
-                        ),
-                    );
-                    reply.session_timeout = Some((pending.expires_at - now).max(1) as u32);
-                    let mut v = Verdict::reject(reason).with_reply(reply);
-                    v.mode = "totp";
-                    Ok(with_context(v))
-                }
-                ChallengeAttempt::Closed => Ok(with_context(Verdict::reject(reason))),
-            }
+            wrong_answer(app, r, "totp", reason, locked, &app.config.challenge.prompt).await
         }
     }
 }
 
-fn carried_context(p: &PendingChallenge) -> ChallengeContext {
-    serde_json::from_str(&p.context).unwrap_or_default()
+/// A wrong code: closes the prompt if the lockout hit or attempts are used up, else asks
+/// again with the same State.
+pub async fn wrong_answer(
+    app: &AppState,
+    r: &Round<'_>,
+    mode: &'static str,
+    reason: String,
+    locked: bool,
+    prompt: &str,
+) -> Result<Verdict, Fault> {
+    if locked {
+        app.store.consume_challenge(&r.hash).await?;
+        let mut v =
+            Verdict::reject(reason).with_reply(Reply::reject().with_message(LOCKED_MESSAGE));
+        v.mode = mode;
+        return Ok(v);
+    }
+    let max = app.config.challenge.max_attempts;
+    let mut v = match app.store.fail_challenge(&r.hash, max).await? {
+        ChallengeAttempt::StillOpen(n) => {
+            let left = max.saturating_sub(n);
+            let mut reply = Reply::challenge(
+                r.state.to_vec(),
+                format!("Wrong code. {left} attempt(s) left. {prompt}"),
+            );
+            reply.session_timeout = Some((r.pending.expires_at - r.now).max(1) as u32);
+            Verdict::reject(reason).with_reply(reply)
+        }
+        ChallengeAttempt::Closed => Verdict::reject(reason),
+    };
+    v.mode = mode;
+    Ok(v)
 }

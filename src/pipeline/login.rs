@@ -1,15 +1,19 @@
-//! A fresh login (no State): the password against the directory, then the second factor —
-//! inline in the same field, or by issuing an Access-Challenge.
+//! A fresh login (no State): an app password (clients that allow them), or the password
+//! against the directory and then the second factor — a TOTP code inline in the same field,
+//! or the user's method (TOTP prompt, SMS code, phone call) chosen among what the client
+//! allows. Second-factor-only clients (RD Gateway) go to `rdg`.
 
+use super::methods::{self, blocked, Subject};
 use super::second_factor::{check_code, is_locked, CodeCheck};
-use super::{Fault, RequestContext, Verdict};
+use super::{app_login, oob, rdg, Fault, RequestContext, Verdict};
 use crate::app::AppState;
 use crate::auth::{PrimaryOutcome, UserInfo};
+use crate::config::delivery::VoiceMode;
 use crate::config::{NoFactorPolicy, OtpMode};
-use crate::mfa::challenge::{new_state, state_hash, ChallengeContext};
+use crate::mfa::method::{available, choose, Capabilities, Method};
 use crate::radius::{Reply, Request};
 use crate::secret::Secret;
-use crate::store::{PendingChallenge, Token};
+use crate::store::Token;
 
 pub const LOCKED_MESSAGE: &str = "Too many wrong codes. Try again later.";
 
@@ -19,6 +23,9 @@ pub async fn start(
     req: &Request,
     user: &str,
 ) -> Result<Verdict, Fault> {
+    if ctx.client.factors.second_factor_only {
+        return rdg::start(app, ctx, req, user).await;
+    }
     let Some(field) = req.user_password(ctx.client.secret.expose()) else {
         let why = if req.has_eap_message() || req.has_chap_password() {
             "no User-Password: only PAP can carry a code (CHAP/EAP/MS-CHAP are not supported)"
@@ -27,6 +34,11 @@ pub async fn start(
         };
         return Ok(Verdict::reject(why));
     };
+    if ctx.client.factors.app_passwords {
+        if let Some(v) = app_login::try_app_password(app, ctx, user, &field).await? {
+            return Ok(v);
+        }
+    }
     let tokens: Vec<Token> = app
         .store
         .tokens_for_user(user)
@@ -48,8 +60,19 @@ pub async fn start(
         PrimaryOutcome::Accepted(info) => info,
         PrimaryOutcome::Denied(d) => return Ok(Verdict::reject(d.reason())),
     };
+    let profile = app.store.user_profile(user).await?;
+    if let Some((reason, reply)) = blocked(&profile) {
+        return Ok(Verdict::reject(reason)
+            .with_info(Some(info))
+            .with_reply(reply));
+    }
+    let phone = oob::phone_for(app, &profile, &info);
+    let usable = available(
+        &ctx.client.factors.methods,
+        capabilities(app, ctx, !tokens.is_empty(), phone.is_some()),
+    );
 
-    if tokens.is_empty() {
+    if usable.is_empty() {
         return Ok(match ctx.client.no_factor {
             NoFactorPolicy::Allow => Verdict {
                 reply: Reply::accept(),
@@ -60,6 +83,7 @@ pub async fn start(
                 token_serial: None,
                 info: Some(info),
                 client_ip: None,
+                phone: None,
             },
             NoFactorPolicy::Reject => Verdict::reject("no second factor enrolled")
                 .with_info(Some(info))
@@ -74,9 +98,37 @@ pub async fn start(
             .with_reply(Reply::reject().with_message(LOCKED_MESSAGE)));
     }
 
-    match code {
-        Some(code) => inline(app, user, &tokens, &code, info).await,
-        None => challenge(app, ctx, req, user, info).await,
+    if let Some(code) = code {
+        return inline(app, user, &tokens, &code, info).await;
+    }
+    let preferred = profile.method.as_deref().and_then(Method::parse);
+    let Some(method) = choose(&usable, preferred) else {
+        return Ok(Verdict::reject("no usable second factor"));
+    };
+    let subject = Subject {
+        user,
+        info,
+        phone,
+        available: usable,
+        client_ip: req.calling_station_id(),
+    };
+    methods::begin(app, ctx, &oob::request_key(ctx, req), &subject, method).await
+}
+
+/// What could work for this user on this client.
+pub fn capabilities(
+    app: &AppState,
+    ctx: &RequestContext,
+    has_token: bool,
+    has_phone: bool,
+) -> Capabilities {
+    Capabilities {
+        has_token,
+        has_phone,
+        sms_configured: app.delivery.sms.is_some(),
+        voice_configured: app.delivery.voice.is_some(),
+        can_prompt: ctx.client.otp_mode == OtpMode::Challenge,
+        holds_calls: ctx.client.factors.voice_mode == VoiceMode::Hold,
     }
 }
 
@@ -96,6 +148,7 @@ async fn inline(
             token_serial: Some(serial),
             info: Some(info),
             client_ip: None,
+            phone: None,
         },
         CodeCheck::Invalid { reason, locked } => {
             let reply = if locked {
@@ -107,45 +160,6 @@ async fn inline(
                 .with_info(Some(info))
                 .with_reply(reply)
         }
-    })
-}
-
-async fn challenge(
-    app: &AppState,
-    ctx: &RequestContext,
-    req: &Request,
-    user: &str,
-    info: UserInfo,
-) -> Result<Verdict, Fault> {
-    let now = app.clock.now();
-    let cfg = &app.config.challenge;
-    let state = new_state();
-    let context = ChallengeContext {
-        client_ip: req.calling_station_id(),
-        first_name: info.given_name.clone(),
-        last_name: info.surname.clone(),
-        email: info.mail.clone(),
-    };
-    app.store
-        .put_challenge(&PendingChallenge {
-            state_hash: state_hash(&state),
-            user: user.to_string(),
-            nas: ctx.client.name.clone(),
-            created_at: now,
-            expires_at: now + cfg.timeout.as_secs() as i64,
-            attempts: 0,
-            context: serde_json::to_string(&context).unwrap_or_default(),
-        })
-        .await?;
-    let mut reply = Reply::challenge(state, cfg.prompt.clone());
-    reply.session_timeout = Some(cfg.timeout.as_secs() as u32);
-    Ok(Verdict {
-        reply,
-        mode: "totp",
-        reason: Some("password ok; waiting for code".into()),
-        token_serial: None,
-        info: Some(info),
-        client_ip: None,
     })
 }
 

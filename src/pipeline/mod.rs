@@ -2,17 +2,25 @@
 //!
 //! ```text
 //! Status-Server            -> Accept (health check, not audited)
-//! State present            -> followup: the code for a pending challenge
-//! otherwise                -> login: password (LDAP), then the second factor inline or by challenge
+//! State present            -> followup: the answer to a pending challenge (code, Enter, switch)
+//! otherwise                -> login: app password, or password (LDAP) then the second factor:
+//!                             inline code, TOTP/SMS prompt, or a phone call (held or prompted);
+//!                             second-factor-only clients (RD Gateway): no password, a call
 //! any backend fault        -> Reject (fail closed), reason in the audit
-//! deadline passed          -> Reject, reason in the audit
+//! deadline passed          -> Reject, reason in the audit (a client that holds calls gets
+//!                             its call budget as deadline)
 //! ```
 //! Every verified Access-Request leaves exactly one audit record, written here at the single
 //! exit.
 
+mod app_login;
 mod audit;
 mod followup;
+mod followup_oob;
 mod login;
+mod methods;
+mod oob;
+mod rdg;
 mod second_factor;
 
 use std::net::SocketAddr;
@@ -39,13 +47,15 @@ pub struct RequestContext {
 #[derive(Debug, Clone)]
 pub struct Verdict {
     pub reply: Reply,
-    /// totp, hotp, primary-only, none
+    /// totp, hotp, sms, voice, app-password, primary-only, none
     pub mode: &'static str,
     pub reason: Option<String>,
     pub token_serial: Option<String>,
     pub info: Option<UserInfo>,
     /// Calling-Station-Id carried over from the first round of a challenge.
     pub client_ip: Option<String>,
+    /// The number an SMS or call went to, for the audit record.
+    pub phone: Option<String>,
 }
 
 impl Verdict {
@@ -57,6 +67,7 @@ impl Verdict {
             token_serial: None,
             info: None,
             client_ip: None,
+            phone: None,
         }
     }
 
@@ -91,7 +102,11 @@ pub async fn handle(app: &AppState, ctx: &RequestContext, req: &Request) -> Repl
     let user = crate::store::user_key(&req.user_name().unwrap_or_default());
     let span = tracing::Span::current();
     span.record("user", user.as_str());
-    let deadline = app.config.server.request_deadline;
+    // A client that holds the request during a phone call gets its call budget.
+    let deadline = ctx
+        .client
+        .factors
+        .request_deadline(app.config.server.request_deadline);
     let verdict = match tokio::time::timeout(deadline, decide(app, ctx, req, &user)).await {
         Ok(Ok(v)) => v,
         Ok(Err(fault)) => Verdict::reject(fault.to_string()),

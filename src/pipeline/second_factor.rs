@@ -1,9 +1,10 @@
-//! Checking a code against the user's tokens, consuming it, and counting failures toward the
-//! lockout.
+//! Checking a code against the user's tokens (TOTP and HOTP, see `mfa::verify`), consuming it,
+//! and counting failures toward the lockout.
 
 use crate::app::AppState;
 use crate::mfa::otp;
-use crate::store::{AuditRecord, StoreError, Token, TokenKind};
+use crate::mfa::verify::{verify_token, TokenCheck, VerifyOptions};
+use crate::store::{AuditRecord, StoreError, Token, TokenFilter};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CodeCheck {
@@ -40,21 +41,42 @@ pub async fn check_code(
     let now = app.clock.now();
     let mut reason = "wrong code";
     if otp::looks_like_code(code) {
-        for t in tokens.iter().filter(|t| t.enabled) {
-            if t.kind != TokenKind::Totp {
-                continue;
+        // The tokens' inventory data (TOTP drift, HOTP resync state, validity dates); only
+        // the tokens the caller passed (its enabled ones) are tried.
+        let filter = TokenFilter {
+            user: Some(user.to_string()),
+            unassigned: false,
+        };
+        let records = app.store.list_tokens(&filter).await?;
+        let opts = VerifyOptions {
+            totp_window: app.config.totp.window,
+            hotp: app.config.hotp.clone(),
+        };
+        for rec in records
+            .iter()
+            .filter(|r| tokens.iter().any(|t| t.id == r.token.id && t.enabled))
+        {
+            match verify_token(app.store.as_ref(), &opts, rec, code, now).await? {
+                TokenCheck::Accepted { mode, note } => {
+                    app.store.clear_failures(user).await?;
+                    if let Some(note) = note {
+                        tracing::info!(user, token = %rec.token.serial, "{note}");
+                    }
+                    return Ok(CodeCheck::Valid {
+                        serial: rec.token.serial.clone(),
+                        mode,
+                    });
+                }
+                TokenCheck::Replayed => reason = "code already used",
+                TokenCheck::ResyncPending => {
+                    reason =
+                        "HOTP token out of sync: log in again with its next code to resynchronise"
+                }
+                TokenCheck::NotValidNow if reason == "wrong code" => {
+                    reason = "token outside its validity period"
+                }
+                TokenCheck::NotValidNow | TokenCheck::NoMatch => {}
             }
-            let Some(step) = otp::match_totp(t, code, now, app.config.totp.window) else {
-                continue;
-            };
-            if app.store.consume_totp_step(t.id, step).await? {
-                app.store.clear_failures(user).await?;
-                return Ok(CodeCheck::Valid {
-                    serial: t.serial.clone(),
-                    mode: "totp",
-                });
-            }
-            reason = "code already used";
         }
     } else {
         reason = "not a code";

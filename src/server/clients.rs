@@ -56,6 +56,7 @@ mod tests {
             require_message_authenticator: true,
             otp_mode: OtpMode::Challenge,
             no_factor: NoFactorPolicy::Reject,
+            factors: Default::default(),
         }
     }
 

@@ -6,14 +6,22 @@
 //! once, a State consumed once, the failure counter) is a single atomic statement in the
 //! database, never a read-then-write in a node's memory, so it stays correct across nodes.
 
+pub mod delivery;
+pub mod postgres;
 pub mod seal;
 pub mod sqlite;
+mod sqlite_delivery;
+mod sqlite_tokens;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::secret::Secret;
 
+pub use delivery::{
+    AppPassword, OobBegin, OobKind, OobStatus, OobTransaction, SendLimit, UserProfile,
+};
+pub use postgres::PgStore;
 pub use seal::{KeyFile, Sealer};
 pub use sqlite::SqliteStore;
 
@@ -31,6 +39,8 @@ pub enum StoreError {
     Conflict(String),
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    #[error("{0} is not supported by this store")]
+    Unsupported(&'static str),
 }
 
 /// The key a user is stored under. Directories compare user names case-insensitively and
@@ -107,6 +117,40 @@ pub struct Token {
     pub enabled: bool,
     pub created_at: i64,
     pub secret: Secret,
+}
+
+/// Inventory data and verification state of a token beyond [`Token`]. A separate type so
+/// code that builds `Token` values is unaffected by the hardware-token inventory.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TokenExtra {
+    pub manufacturer: Option<String>,
+    pub model: Option<String>,
+    /// The token must not verify before this instant (Unix seconds).
+    pub valid_from: Option<i64>,
+    /// The token must not verify from this instant on (Unix seconds).
+    pub valid_until: Option<i64>,
+    /// TOTP: how many steps the token's clock runs ahead (+) or behind (-) of ours, learned
+    /// from the last accepted code; the look-ahead window is centred on it.
+    pub drift: i64,
+    /// HOTP self-service resynchronisation: after a code beyond the look-ahead window, the
+    /// counter the *next* code must have, and when that first code came (Unix seconds).
+    pub resync: Option<(u64, i64)>,
+}
+
+/// A token with its inventory data, as the token commands and verification see it.
+#[derive(Debug, Clone)]
+pub struct TokenRecord {
+    pub token: Token,
+    pub extra: TokenExtra,
+}
+
+/// Which tokens [`Store::list_tokens`] returns. Default: all of them.
+#[derive(Debug, Clone, Default)]
+pub struct TokenFilter {
+    /// Only tokens owned by this user (a [`user_key`]).
+    pub user: Option<String>,
+    /// Only tokens nobody owns (in stock).
+    pub unassigned: bool,
 }
 
 /// Per-user second-factor state.
@@ -205,6 +249,66 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes every token of `user`; returns how many.
     async fn delete_user_tokens(&self, user: &str) -> Result<u64, StoreError>;
 
+    // --- token inventory (hardware and imported tokens) ---
+    // The defaults refuse, so a backend that has not implemented them yet fails closed; every
+    // real backend overrides all of them (the store battery checks it).
+    /// Adds all of `tokens` in one transaction: all of them or, on any error, none. An existing
+    /// serial is `Conflict` unless `replace`, which overwrites seed, parameters, inventory data
+    /// and state, keeps the owner when the new token names none, and returns the token to
+    /// service (enabled, no used step). Returns how many rows were written.
+    async fn import_tokens(
+        &self,
+        tokens: &[(NewToken, TokenExtra)],
+        replace: bool,
+    ) -> Result<u64, StoreError> {
+        let _ = (tokens, replace);
+        Err(StoreError::Unsupported("import_tokens"))
+    }
+    /// Tokens with inventory data, ordered by serial, seeds decrypted.
+    async fn list_tokens(&self, filter: &TokenFilter) -> Result<Vec<TokenRecord>, StoreError> {
+        let _ = filter;
+        Err(StoreError::Unsupported("list_tokens"))
+    }
+    async fn token_record(&self, serial: &str) -> Result<Option<TokenRecord>, StoreError> {
+        let _ = serial;
+        Err(StoreError::Unsupported("token_record"))
+    }
+    /// Gives the token to `user`, or back to stock with `None`. False if no such serial.
+    async fn assign_token(&self, serial: &str, user: Option<&str>) -> Result<bool, StoreError> {
+        let _ = (serial, user);
+        Err(StoreError::Unsupported("assign_token"))
+    }
+    /// False if no such serial.
+    async fn set_token_enabled(&self, serial: &str, enabled: bool) -> Result<bool, StoreError> {
+        let _ = (serial, enabled);
+        Err(StoreError::Unsupported("set_token_enabled"))
+    }
+    /// False if no such serial.
+    async fn delete_token(&self, serial: &str) -> Result<bool, StoreError> {
+        let _ = serial;
+        Err(StoreError::Unsupported("delete_token"))
+    }
+    /// `consume_totp_step` that also records the token's clock drift (in steps), atomically:
+    /// true only for the one caller that moved `last_step` forward to `step`.
+    async fn consume_totp_step_with_drift(
+        &self,
+        token_id: i64,
+        step: i64,
+        drift: i64,
+    ) -> Result<bool, StoreError> {
+        let _ = (token_id, step, drift);
+        Err(StoreError::Unsupported("consume_totp_step_with_drift"))
+    }
+    /// Sets or clears the pending HOTP self-service resynchronisation ([`TokenExtra::resync`]).
+    async fn set_hotp_resync(
+        &self,
+        token_id: i64,
+        pending: Option<(u64, i64)>,
+    ) -> Result<(), StoreError> {
+        let _ = (token_id, pending);
+        Err(StoreError::Unsupported("set_hotp_resync"))
+    }
+
     // --- users: lockout ---
     /// Known users: everyone who holds a token or has second-factor state.
     async fn list_users(&self) -> Result<Vec<UserStatus>, StoreError>;
@@ -244,6 +348,108 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<ChallengeAttempt, StoreError>;
     /// Deletes expired challenges; returns how many.
     async fn purge_expired_challenges(&self, now: i64) -> Result<u64, StoreError>;
+
+    // --- out-of-band factors (issue 4) ---
+    // Defaults refuse, as for the token inventory, so a backend that lacks them fails closed.
+    /// Phone, default method and fraud block of `user` (all `None` if never set).
+    async fn user_profile(&self, user: &str) -> Result<UserProfile, StoreError> {
+        let _ = user;
+        Err(StoreError::Unsupported("user_profile"))
+    }
+    /// Stores (or with `None` clears) the user's E.164 number.
+    async fn set_phone(&self, user: &str, phone: Option<&str>) -> Result<(), StoreError> {
+        let _ = (user, phone);
+        Err(StoreError::Unsupported("set_phone"))
+    }
+    /// Stores (or with `None` clears) the user's default method ("totp", "sms", "voice").
+    async fn set_method(&self, user: &str, method: Option<&str>) -> Result<(), StoreError> {
+        let _ = (user, method);
+        Err(StoreError::Unsupported("set_method"))
+    }
+    /// Blocks the user (fraud report). False if already blocked; the first reason stays.
+    async fn block_user(&self, user: &str, at: i64, reason: &str) -> Result<bool, StoreError> {
+        let _ = (user, at, reason);
+        Err(StoreError::Unsupported("block_user"))
+    }
+    /// Lifts a block; returns whether the user was blocked.
+    async fn unblock_user(&self, user: &str) -> Result<bool, StoreError> {
+        let _ = user;
+        Err(StoreError::Unsupported("unblock_user"))
+    }
+    /// Stores an app password's argon2id PHC string; returns its id.
+    async fn add_app_password(
+        &self,
+        user: &str,
+        label: Option<&str>,
+        hash: &str,
+        now: i64,
+    ) -> Result<i64, StoreError> {
+        let _ = (user, label, hash, now);
+        Err(StoreError::Unsupported("add_app_password"))
+    }
+    /// The user's app passwords, oldest first.
+    async fn app_passwords(&self, user: &str) -> Result<Vec<AppPassword>, StoreError> {
+        let _ = user;
+        Err(StoreError::Unsupported("app_passwords"))
+    }
+    /// Deletes one app password of `user`; false if `user` has no such id.
+    async fn delete_app_password(&self, user: &str, id: i64) -> Result<bool, StoreError> {
+        let _ = (user, id);
+        Err(StoreError::Unsupported("delete_app_password"))
+    }
+    /// Deletes all of the user's app passwords (lost phone); returns how many.
+    async fn delete_app_passwords(&self, user: &str) -> Result<u64, StoreError> {
+        let _ = user;
+        Err(StoreError::Unsupported("delete_app_passwords"))
+    }
+    /// Records that an app password was just used.
+    async fn touch_app_password(&self, id: i64, now: i64) -> Result<(), StoreError> {
+        let _ = (id, now);
+        Err(StoreError::Unsupported("touch_app_password"))
+    }
+    /// Atomically: if every limit has fewer than `max` events in `(now - window_secs, now]`,
+    /// records one event under each key and returns `None`; otherwise records nothing and
+    /// returns the index of the first full limit. Shared by all nodes.
+    async fn take_send_slot(
+        &self,
+        limits: &[SendLimit],
+        now: i64,
+    ) -> Result<Option<usize>, StoreError> {
+        let _ = (limits, now);
+        Err(StoreError::Unsupported("take_send_slot"))
+    }
+    /// Inserts `txn` unless a transaction with the same `request_key` exists, which is
+    /// returned instead: exactly one caller gets `Created`, also across nodes.
+    async fn begin_oob(&self, txn: &OobTransaction) -> Result<OobBegin, StoreError> {
+        let _ = txn;
+        Err(StoreError::Unsupported("begin_oob"))
+    }
+    /// The transaction with this id, expired or not.
+    async fn oob(&self, id: &str) -> Result<Option<OobTransaction>, StoreError> {
+        let _ = id;
+        Err(StoreError::Unsupported("oob"))
+    }
+    async fn set_oob_provider_ref(&self, id: &str, provider_ref: &str) -> Result<(), StoreError> {
+        let _ = (id, provider_ref);
+        Err(StoreError::Unsupported("set_oob_provider_ref"))
+    }
+    /// Compare-and-set from `pending` to `status` (with a reason); true only for the one
+    /// caller that moved it. A decided transaction never changes again.
+    async fn resolve_oob(
+        &self,
+        id: &str,
+        status: OobStatus,
+        reason: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let _ = (id, status, reason);
+        Err(StoreError::Unsupported("resolve_oob"))
+    }
+    /// Deletes transactions expired at `now` and send events older than a day; returns how
+    /// many rows went.
+    async fn purge_delivery_state(&self, now: i64) -> Result<u64, StoreError> {
+        let _ = now;
+        Err(StoreError::Unsupported("purge_delivery_state"))
+    }
 
     // --- audit ---
     async fn append_audit(&self, record: &AuditRecord) -> Result<i64, StoreError>;

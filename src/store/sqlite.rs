@@ -19,8 +19,9 @@ use sqlx::sqlite::{
 use sqlx::{QueryBuilder, Row, Sqlite};
 
 use super::{
-    AuditFilter, AuditRecord, ChallengeAttempt, NewToken, OtpAlgorithm, PendingChallenge, Sealer,
-    Store, StoreError, Token, TokenKind, UserStatus,
+    AppPassword, AuditFilter, AuditRecord, ChallengeAttempt, NewToken, OobBegin, OobStatus,
+    OobTransaction, OtpAlgorithm, PendingChallenge, Sealer, SendLimit, Store, StoreError, Token,
+    TokenExtra, TokenFilter, TokenKind, TokenRecord, UserProfile, UserStatus,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
@@ -38,8 +39,8 @@ const AUDIT_COLUMNS: &str = "id, time, user, first_name, last_name, email, phone
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
-    pool: SqlitePool,
-    sealer: Sealer,
+    pub(super) pool: SqlitePool,
+    pub(super) sealer: Sealer,
 }
 
 impl SqliteStore {
@@ -87,7 +88,7 @@ impl SqliteStore {
         self.pool.close().await;
     }
 
-    fn token_from_row(&self, row: &SqliteRow) -> Result<Token, StoreError> {
+    pub(super) fn token_from_row(&self, row: &SqliteRow) -> Result<Token, StoreError> {
         let serial: String = row.try_get("serial")?;
         let kind: String = row.try_get("kind")?;
         let kind = match kind.as_str() {
@@ -155,7 +156,7 @@ fn precreate_private(_path: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn now_unix() -> i64 {
+pub(super) fn now_unix() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
@@ -166,24 +167,24 @@ fn to_u32(v: i64, what: &str) -> Result<u32, StoreError> {
     u32::try_from(v).map_err(|_| StoreError::Corrupt(format!("{what} out of range: {v}")))
 }
 
-fn to_u64(v: i64, what: &str) -> Result<u64, StoreError> {
+pub(super) fn to_u64(v: i64, what: &str) -> Result<u64, StoreError> {
     u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("{what} out of range: {v}")))
 }
 
 /// HOTP counters are u64 in the API but INTEGER (i64) in SQL; values beyond i64::MAX are
 /// refused rather than wrapped.
-fn counter_to_sql(v: u64) -> Result<i64, StoreError> {
+pub(super) fn counter_to_sql(v: u64) -> Result<i64, StoreError> {
     i64::try_from(v).map_err(|_| StoreError::Corrupt(format!("HOTP counter out of range: {v}")))
 }
 
-fn kind_str(kind: TokenKind) -> &'static str {
+pub(super) fn kind_str(kind: TokenKind) -> &'static str {
     match kind {
         TokenKind::Totp => "totp",
         TokenKind::Hotp => "hotp",
     }
 }
 
-fn is_unique_violation(e: &sqlx::Error) -> bool {
+pub(super) fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
 }
 
@@ -325,6 +326,54 @@ impl Store for SqliteStore {
         Ok(done.rows_affected())
     }
 
+    // --- token inventory (sqlite_tokens.rs) ---
+
+    async fn import_tokens(
+        &self,
+        tokens: &[(NewToken, TokenExtra)],
+        replace: bool,
+    ) -> Result<u64, StoreError> {
+        self.import_tokens_impl(tokens, replace).await
+    }
+
+    async fn list_tokens(&self, filter: &TokenFilter) -> Result<Vec<TokenRecord>, StoreError> {
+        self.list_tokens_impl(filter).await
+    }
+
+    async fn token_record(&self, serial: &str) -> Result<Option<TokenRecord>, StoreError> {
+        self.token_record_impl(serial).await
+    }
+
+    async fn assign_token(&self, serial: &str, user: Option<&str>) -> Result<bool, StoreError> {
+        self.assign_token_impl(serial, user).await
+    }
+
+    async fn set_token_enabled(&self, serial: &str, enabled: bool) -> Result<bool, StoreError> {
+        self.set_token_enabled_impl(serial, enabled).await
+    }
+
+    async fn delete_token(&self, serial: &str) -> Result<bool, StoreError> {
+        self.delete_token_impl(serial).await
+    }
+
+    async fn consume_totp_step_with_drift(
+        &self,
+        token_id: i64,
+        step: i64,
+        drift: i64,
+    ) -> Result<bool, StoreError> {
+        self.consume_totp_step_with_drift_impl(token_id, step, drift)
+            .await
+    }
+
+    async fn set_hotp_resync(
+        &self,
+        token_id: i64,
+        pending: Option<(u64, i64)>,
+    ) -> Result<(), StoreError> {
+        self.set_hotp_resync_impl(token_id, pending).await
+    }
+
     // --- users: lockout ---
 
     async fn list_users(&self) -> Result<Vec<UserStatus>, StoreError> {
@@ -435,6 +484,9 @@ impl Store for SqliteStore {
             "DELETE FROM tokens WHERE user = ?1",
             "DELETE FROM user_state WHERE user = ?1",
             "DELETE FROM challenges WHERE user = ?1",
+            "DELETE FROM user_profile WHERE user = ?1",
+            "DELETE FROM app_passwords WHERE user = ?1",
+            "DELETE FROM oob_transactions WHERE user = ?1",
         ] {
             removed += sqlx::query(sql)
                 .bind(user)
@@ -527,6 +579,87 @@ impl Store for SqliteStore {
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected())
+    }
+
+    // --- out-of-band factors (sqlite_delivery.rs) ---
+
+    async fn user_profile(&self, user: &str) -> Result<UserProfile, StoreError> {
+        self.user_profile_impl(user).await
+    }
+
+    async fn set_phone(&self, user: &str, phone: Option<&str>) -> Result<(), StoreError> {
+        self.set_phone_impl(user, phone).await
+    }
+
+    async fn set_method(&self, user: &str, method: Option<&str>) -> Result<(), StoreError> {
+        self.set_method_impl(user, method).await
+    }
+
+    async fn block_user(&self, user: &str, at: i64, reason: &str) -> Result<bool, StoreError> {
+        self.block_user_impl(user, at, reason).await
+    }
+
+    async fn unblock_user(&self, user: &str) -> Result<bool, StoreError> {
+        self.unblock_user_impl(user).await
+    }
+
+    async fn add_app_password(
+        &self,
+        user: &str,
+        label: Option<&str>,
+        hash: &str,
+        now: i64,
+    ) -> Result<i64, StoreError> {
+        self.add_app_password_impl(user, label, hash, now).await
+    }
+
+    async fn app_passwords(&self, user: &str) -> Result<Vec<AppPassword>, StoreError> {
+        self.app_passwords_impl(user).await
+    }
+
+    async fn delete_app_password(&self, user: &str, id: i64) -> Result<bool, StoreError> {
+        self.delete_app_password_impl(user, id).await
+    }
+
+    async fn delete_app_passwords(&self, user: &str) -> Result<u64, StoreError> {
+        self.delete_app_passwords_impl(user).await
+    }
+
+    async fn touch_app_password(&self, id: i64, now: i64) -> Result<(), StoreError> {
+        self.touch_app_password_impl(id, now).await
+    }
+
+    async fn take_send_slot(
+        &self,
+        limits: &[SendLimit],
+        now: i64,
+    ) -> Result<Option<usize>, StoreError> {
+        self.take_send_slot_impl(limits, now).await
+    }
+
+    async fn begin_oob(&self, txn: &OobTransaction) -> Result<OobBegin, StoreError> {
+        self.begin_oob_impl(txn).await
+    }
+
+    async fn oob(&self, id: &str) -> Result<Option<OobTransaction>, StoreError> {
+        self.oob_impl(id).await
+    }
+
+    async fn set_oob_provider_ref(&self, id: &str, provider_ref: &str) -> Result<(), StoreError> {
+        self.set_oob_provider_ref_impl(id, provider_ref).await
+    }
+
+    async fn resolve_oob(
+        &self,
+        id: &str,
+        status: OobStatus,
+        reason: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        self.resolve_oob_impl(id, status, reason).await
+    }
+
+    async fn purge_delivery_state(&self, now: i64) -> Result<u64, StoreError> {
+        self.purge_delivery_state_impl(now).await
     }
 
     // --- audit ---

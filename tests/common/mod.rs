@@ -1,6 +1,10 @@
-//! Shared test harness: real peers (slapd, radclient, pyrad, oathtool) and the radmfa binary.
+//! Shared test harness: real peers (slapd, radclient, pyrad, oathtool, PostgreSQL) and the
+//! radmfa binary.
 #![allow(dead_code)]
 
+pub mod oob_env;
 pub mod peers;
+pub mod postgres;
+pub mod provider_standin;
 pub mod radmfa;
 pub mod slapd;

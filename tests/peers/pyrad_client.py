@@ -30,6 +30,9 @@ def main():
     ap.add_argument("--state", help="hex")
     ap.add_argument("--proxy-state", action="append", default=[], help="hex, repeatable")
     ap.add_argument("--calling-station-id")
+    ap.add_argument("--called-station-id")
+    ap.add_argument("--nas-port-type", type=int)
+    ap.add_argument("--bind", help="source address, to act as another NAS")
     ap.add_argument("--status", action="store_true", help="send Status-Server")
     ap.add_argument("--timeout", type=float, default=3)
     a = ap.parse_args()
@@ -39,6 +42,8 @@ def main():
                dict=Dictionary(os.path.join(here, "dictionary")), enforce_ma=True)
     c.timeout = a.timeout
     c.retries = 1
+    if a.bind:
+        c.bind((a.bind, 0))
     if a.status:
         req = c.CreateAuthPacket(code=pyrad.packet.StatusServer)
     else:
@@ -49,6 +54,10 @@ def main():
             req["State"] = bytes.fromhex(a.state)
         if a.calling_station_id:
             req["Calling-Station-Id"] = a.calling_station_id
+        if a.called_station_id:
+            req["Called-Station-Id"] = a.called_station_id
+        if a.nas_port_type is not None:
+            req["NAS-Port-Type"] = a.nas_port_type
         for ps in a.proxy_state:
             req.AddAttribute("Proxy-State", bytes.fromhex(ps))
     try:

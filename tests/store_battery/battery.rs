@@ -12,8 +12,9 @@ use std::sync::Arc;
 
 use radmfa::secret::Secret;
 use radmfa::store::{
-    AuditFilter, AuditRecord, ChallengeAttempt, NewToken, OtpAlgorithm, PendingChallenge, Store,
-    StoreError, TokenKind, UserStatus,
+    AuditFilter, AuditRecord, ChallengeAttempt, NewToken, OobBegin, OobKind, OobStatus,
+    OobTransaction, OtpAlgorithm, PendingChallenge, SendLimit, Store, StoreError, TokenExtra,
+    TokenFilter, TokenKind, UserProfile, UserStatus,
 };
 use tokio::sync::Barrier;
 
@@ -51,6 +52,22 @@ where
     audit_filters_order_and_limit(&*make().await).await;
     audit_default_limit_is_100(&*make().await).await;
     delete_user_removes_everything_of_that_user(&*make().await).await;
+    inventory_import_list_assign_enable_delete(&*make().await).await;
+    import_is_all_or_nothing(&*make().await).await;
+    import_replace_keeps_owner_and_resets_state(&*make().await).await;
+    totp_drift_is_stored_with_the_step(&*make().await).await;
+    hotp_resync_pending_round_trips(&*make().await).await;
+    race_import_same_serial(make().await).await;
+    profile_phone_method_round_trip(&*make().await).await;
+    block_and_unblock(&*make().await).await;
+    app_passwords_add_list_delete(&*make().await).await;
+    send_slots_limit_and_window(&*make().await).await;
+    oob_begin_get_resolve(&*make().await).await;
+    purge_delivery_state(&*make().await).await;
+    delete_user_removes_delivery_state(&*make().await).await;
+    race_begin_oob(make().await).await;
+    race_resolve_oob(make().await).await;
+    race_take_send_slot(make().await).await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -956,4 +973,611 @@ pub async fn delete_user_removes_everything_of_that_user(store: &dyn Store) {
     store.record_failure("carol", 5, T, 300).await.unwrap();
     assert!(store.delete_user("carol").await.unwrap());
     assert_eq!(store.user_status("carol").await.unwrap().failures, 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// token inventory (hardware and imported tokens)
+
+fn extra(manufacturer: &str) -> TokenExtra {
+    TokenExtra {
+        manufacturer: Some(manufacturer.into()),
+        model: Some("c200".into()),
+        valid_from: Some(T - 100),
+        valid_until: Some(T + 100),
+        drift: -2,
+        resync: None,
+    }
+}
+
+fn record_serials(records: &[radmfa::store::TokenRecord]) -> Vec<String> {
+    records.iter().map(|r| r.token.serial.clone()).collect()
+}
+
+pub async fn inventory_import_list_assign_enable_delete(store: &dyn Store) {
+    let batch = vec![
+        (hotp("H2", None, b"seed-h2", 7), extra("Feitian")),
+        (totp("T1", Some("alice"), b"seed-t1"), TokenExtra::default()),
+        (hotp("H1", Some("bob"), b"seed-h1", 0), extra("Yubico")),
+    ];
+    assert_eq!(store.import_tokens(&batch, false).await.unwrap(), 3);
+    let all = store.list_tokens(&TokenFilter::default()).await.unwrap();
+    assert_eq!(
+        record_serials(&all),
+        ["H1", "H2", "T1"],
+        "ordered by serial"
+    );
+    let h2 = &all[1];
+    assert_eq!(h2.token.user, None);
+    assert_eq!(
+        (h2.token.kind, h2.token.counter, h2.token.digits),
+        (TokenKind::Hotp, 7, 8)
+    );
+    assert_eq!(h2.token.secret.expose(), b"seed-h2");
+    assert_eq!(h2.extra, extra("Feitian"));
+    assert!(h2.token.enabled);
+    // Imported tokens are ordinary tokens for the login path.
+    assert_eq!(store.tokens_for_user("bob").await.unwrap().len(), 1);
+
+    let stock = TokenFilter {
+        unassigned: true,
+        ..Default::default()
+    };
+    assert_eq!(
+        record_serials(&store.list_tokens(&stock).await.unwrap()),
+        ["H2"]
+    );
+    assert!(store.assign_token("H2", Some("alice")).await.unwrap());
+    assert!(!store.assign_token("nope", Some("alice")).await.unwrap());
+    let alice = TokenFilter {
+        user: Some("alice".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        record_serials(&store.list_tokens(&alice).await.unwrap()),
+        ["H2", "T1"]
+    );
+    assert!(store.list_tokens(&stock).await.unwrap().is_empty());
+    assert!(store.assign_token("T1", None).await.unwrap());
+    assert_eq!(
+        store.token_record("T1").await.unwrap().unwrap().token.user,
+        None
+    );
+
+    assert!(store.set_token_enabled("H1", false).await.unwrap());
+    assert!(
+        !store
+            .token_record("H1")
+            .await
+            .unwrap()
+            .unwrap()
+            .token
+            .enabled
+    );
+    assert!(store.set_token_enabled("H1", true).await.unwrap());
+    assert!(
+        store
+            .token_record("H1")
+            .await
+            .unwrap()
+            .unwrap()
+            .token
+            .enabled
+    );
+    assert!(!store.set_token_enabled("nope", true).await.unwrap());
+
+    assert!(store.delete_token("H1").await.unwrap());
+    assert!(!store.delete_token("H1").await.unwrap());
+    assert!(store.token_record("H1").await.unwrap().is_none());
+    assert!(store.token_by_serial("H1").await.unwrap().is_none());
+}
+
+pub async fn import_is_all_or_nothing(store: &dyn Store) {
+    store
+        .add_token(totp("T5", Some("carol"), b"old"))
+        .await
+        .unwrap();
+    let batch = vec![
+        (totp("T4", None, b"a"), TokenExtra::default()),
+        (totp("T5", None, b"b"), TokenExtra::default()),
+        (totp("T6", None, b"c"), TokenExtra::default()),
+    ];
+    let err = store.import_tokens(&batch, false).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::Conflict(ref m) if m.contains("T5")),
+        "{err:?}"
+    );
+    let all = store.list_tokens(&TokenFilter::default()).await.unwrap();
+    assert_eq!(record_serials(&all), ["T5"], "nothing of the batch stayed");
+    assert_eq!(all[0].token.secret.expose(), b"old");
+    // A serial twice in one batch is refused the same way.
+    let twice = vec![
+        (totp("T7", None, b"a"), TokenExtra::default()),
+        (totp("T7", None, b"b"), TokenExtra::default()),
+    ];
+    assert!(store.import_tokens(&twice, false).await.is_err());
+    assert!(store.token_record("T7").await.unwrap().is_none());
+    assert_eq!(store.import_tokens(&[], false).await.unwrap(), 0);
+}
+
+pub async fn import_replace_keeps_owner_and_resets_state(store: &dyn Store) {
+    let id = store
+        .add_token(totp("T1", Some("alice"), b"old"))
+        .await
+        .unwrap();
+    assert!(store
+        .consume_totp_step_with_drift(id, T / 30, 3)
+        .await
+        .unwrap());
+    store.set_token_enabled("T1", false).await.unwrap();
+    let mut new = hotp("T1", None, b"new-seed", 9);
+    new.digits = 6;
+    let written = store
+        .import_tokens(&[(new, extra("Acme"))], true)
+        .await
+        .unwrap();
+    assert_eq!(written, 1);
+    let r = store.token_record("T1").await.unwrap().unwrap();
+    assert_eq!(r.token.user.as_deref(), Some("alice"), "owner kept");
+    assert_eq!(r.token.secret.expose(), b"new-seed");
+    assert_eq!(
+        (r.token.kind, r.token.counter, r.token.digits),
+        (TokenKind::Hotp, 9, 6)
+    );
+    assert_eq!(r.token.last_step, None);
+    assert!(r.token.enabled, "a replaced token is back in service");
+    assert_eq!(r.extra, extra("Acme"));
+    // A replacement that names an owner moves the token.
+    store
+        .import_tokens(
+            &[(totp("T1", Some("bob"), b"x"), TokenExtra::default())],
+            true,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .token_record("T1")
+            .await
+            .unwrap()
+            .unwrap()
+            .token
+            .user
+            .as_deref(),
+        Some("bob")
+    );
+    assert_eq!(
+        store
+            .list_tokens(&TokenFilter::default())
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+pub async fn totp_drift_is_stored_with_the_step(store: &dyn Store) {
+    let id = store
+        .add_token(totp("T1", Some("alice"), b"s"))
+        .await
+        .unwrap();
+    let step = T / 30;
+    assert!(store
+        .consume_totp_step_with_drift(id, step, 4)
+        .await
+        .unwrap());
+    assert_eq!(
+        store.token_record("T1").await.unwrap().unwrap().extra.drift,
+        4
+    );
+    // A replay neither succeeds nor changes the drift.
+    assert!(!store
+        .consume_totp_step_with_drift(id, step, -7)
+        .await
+        .unwrap());
+    assert!(!store.consume_totp_step(id, step).await.unwrap());
+    let r = store.token_record("T1").await.unwrap().unwrap();
+    assert_eq!((r.extra.drift, r.token.last_step), (4, Some(step)));
+    assert!(store
+        .consume_totp_step_with_drift(id, step + 1, -1)
+        .await
+        .unwrap());
+    assert_eq!(
+        store.token_record("T1").await.unwrap().unwrap().extra.drift,
+        -1
+    );
+}
+
+pub async fn hotp_resync_pending_round_trips(store: &dyn Store) {
+    let id = store
+        .add_token(hotp("H1", Some("alice"), b"s", 3))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .token_record("H1")
+            .await
+            .unwrap()
+            .unwrap()
+            .extra
+            .resync,
+        None
+    );
+    store.set_hotp_resync(id, Some((57, T))).await.unwrap();
+    assert_eq!(
+        store
+            .token_record("H1")
+            .await
+            .unwrap()
+            .unwrap()
+            .extra
+            .resync,
+        Some((57, T))
+    );
+    // Assigning the token to someone else drops a pending resync.
+    store.assign_token("H1", Some("bob")).await.unwrap();
+    assert_eq!(
+        store
+            .token_record("H1")
+            .await
+            .unwrap()
+            .unwrap()
+            .extra
+            .resync,
+        None
+    );
+    store.set_hotp_resync(id, Some((60, T))).await.unwrap();
+    store.set_hotp_resync(id, None).await.unwrap();
+    assert_eq!(
+        store
+            .token_record("H1")
+            .await
+            .unwrap()
+            .unwrap()
+            .extra
+            .resync,
+        None
+    );
+}
+
+/// Many importers of the same serial at once: exactly one wins, the rest are conflicts.
+pub async fn race_import_same_serial(store: Arc<dyn Store>) {
+    let results = race(store.clone(), |s, i| async move {
+        let seed = format!("seed-{i}");
+        s.import_tokens(
+            &[(totp("R1", None, seed.as_bytes()), TokenExtra::default())],
+            false,
+        )
+        .await
+    })
+    .await;
+    let wins = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(wins, 1, "{results:?}");
+    assert!(results
+        .iter()
+        .filter_map(|r| r.as_ref().err())
+        .all(|e| matches!(e, StoreError::Conflict(_))));
+}
+
+// ---------------------------------------------------------------------------------------------
+// out-of-band factors (issue 4): profile, app passwords, send limits, SMS/call transactions
+
+pub fn oob_txn(id: &str, request_key: &str, user: &str, expires_at: i64) -> OobTransaction {
+    OobTransaction {
+        id: id.into(),
+        request_key: request_key.into(),
+        user: user.into(),
+        nas: "vpn".into(),
+        kind: OobKind::Sms,
+        phone: "+15550100".into(),
+        code_hash: Some(vec![7; 48]),
+        status: OobStatus::Pending,
+        reason: None,
+        provider_ref: None,
+        created_at: T,
+        expires_at,
+    }
+}
+
+pub async fn profile_phone_method_round_trip(store: &dyn Store) {
+    let empty = store.user_profile("alice").await.unwrap();
+    assert_eq!(
+        empty,
+        UserProfile {
+            user: "alice".into(),
+            ..Default::default()
+        }
+    );
+    store.set_phone("alice", Some("+15550100")).await.unwrap();
+    store.set_method("alice", Some("sms")).await.unwrap();
+    store.set_phone("bob", Some("+15550102")).await.unwrap();
+    let p = store.user_profile("alice").await.unwrap();
+    assert_eq!(p.phone.as_deref(), Some("+15550100"));
+    assert_eq!(p.method.as_deref(), Some("sms"));
+    // Setting one column keeps the other.
+    store.set_method("alice", Some("voice")).await.unwrap();
+    assert_eq!(
+        store.user_profile("alice").await.unwrap().phone.as_deref(),
+        Some("+15550100")
+    );
+    store.set_phone("alice", None).await.unwrap();
+    let p = store.user_profile("alice").await.unwrap();
+    assert_eq!((p.phone, p.method.as_deref()), (None, Some("voice")));
+    assert_eq!(
+        store.user_profile("bob").await.unwrap().phone.as_deref(),
+        Some("+15550102")
+    );
+}
+
+pub async fn block_and_unblock(store: &dyn Store) {
+    assert!(!store.unblock_user("alice").await.unwrap(), "not blocked");
+    assert!(store.block_user("alice", T, "fraud one").await.unwrap());
+    assert!(!store.block_user("alice", T + 5, "fraud two").await.unwrap());
+    let p = store.user_profile("alice").await.unwrap();
+    assert_eq!(p.blocked_at, Some(T));
+    assert_eq!(
+        p.blocked_reason.as_deref(),
+        Some("fraud one"),
+        "first reason stays"
+    );
+    assert_eq!(store.user_profile("bob").await.unwrap().blocked_at, None);
+    store.set_phone("alice", Some("+15550100")).await.unwrap();
+    assert!(store
+        .user_profile("alice")
+        .await
+        .unwrap()
+        .blocked_at
+        .is_some());
+    assert!(store.unblock_user("alice").await.unwrap());
+    let p = store.user_profile("alice").await.unwrap();
+    assert_eq!((p.blocked_at, p.blocked_reason), (None, None));
+    assert_eq!(
+        p.phone.as_deref(),
+        Some("+15550100"),
+        "unblock keeps the phone"
+    );
+}
+
+pub async fn app_passwords_add_list_delete(store: &dyn Store) {
+    let a1 = store
+        .add_app_password("alice", Some("phone"), "$argon2id$one", T)
+        .await
+        .unwrap();
+    let a2 = store
+        .add_app_password("alice", None, "$argon2id$two", T + 1)
+        .await
+        .unwrap();
+    let b1 = store
+        .add_app_password("bob", None, "$argon2id$bob", T)
+        .await
+        .unwrap();
+    assert!(a1 != a2 && a2 != b1);
+    let list = store.app_passwords("alice").await.unwrap();
+    assert_eq!(list.iter().map(|p| p.id).collect::<Vec<_>>(), vec![a1, a2]);
+    assert_eq!(list[0].label.as_deref(), Some("phone"));
+    assert_eq!(list[0].hash, "$argon2id$one");
+    assert_eq!((list[0].created_at, list[0].last_used_at), (T, None));
+    store.touch_app_password(a1, T + 60).await.unwrap();
+    assert_eq!(
+        store.app_passwords("alice").await.unwrap()[0].last_used_at,
+        Some(T + 60)
+    );
+    // Only the owner's ids can be deleted.
+    assert!(!store.delete_app_password("alice", b1).await.unwrap());
+    assert!(store.delete_app_password("alice", a1).await.unwrap());
+    assert!(!store.delete_app_password("alice", a1).await.unwrap());
+    assert_eq!(store.app_passwords("alice").await.unwrap().len(), 1);
+    store
+        .add_app_password("alice", None, "$argon2id$three", T)
+        .await
+        .unwrap();
+    assert_eq!(store.delete_app_passwords("alice").await.unwrap(), 2);
+    assert!(store.app_passwords("alice").await.unwrap().is_empty());
+    assert_eq!(store.app_passwords("bob").await.unwrap().len(), 1);
+}
+
+fn limits(user: &str, user_max: u32, nas_max: u32) -> Vec<SendLimit> {
+    vec![
+        SendLimit {
+            key: format!("user:{user}"),
+            max: user_max,
+            window_secs: 300,
+        },
+        SendLimit {
+            key: "nas:vpn".into(),
+            max: nas_max,
+            window_secs: 300,
+        },
+    ]
+}
+
+pub async fn send_slots_limit_and_window(store: &dyn Store) {
+    assert_eq!(
+        store.take_send_slot(&limits("a", 2, 3), T).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .take_send_slot(&limits("a", 2, 3), T + 1)
+            .await
+            .unwrap(),
+        None
+    );
+    // The user's limit is full; nothing is recorded for the NAS either.
+    assert_eq!(
+        store
+            .take_send_slot(&limits("a", 2, 3), T + 2)
+            .await
+            .unwrap(),
+        Some(0)
+    );
+    assert_eq!(
+        store
+            .take_send_slot(&limits("b", 2, 3), T + 3)
+            .await
+            .unwrap(),
+        None
+    );
+    // Now the NAS has 3 in the window: full for everyone.
+    assert_eq!(
+        store
+            .take_send_slot(&limits("c", 2, 3), T + 4)
+            .await
+            .unwrap(),
+        Some(1)
+    );
+    // The window slides: the two sends at T and T+1 leave it at T+300 and T+301.
+    assert_eq!(
+        store
+            .take_send_slot(&limits("a", 2, 3), T + 299)
+            .await
+            .unwrap(),
+        Some(0)
+    );
+    assert_eq!(
+        store
+            .take_send_slot(&limits("a", 2, 9), T + 301)
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+pub async fn oob_begin_get_resolve(store: &dyn Store) {
+    let t = oob_txn("id-1", "req-1", "alice", T + 300);
+    assert_eq!(store.begin_oob(&t).await.unwrap(), OobBegin::Created);
+    // A retransmit (same request key, any node) finds the first one.
+    let again = oob_txn("id-2", "req-1", "alice", T + 300);
+    assert_eq!(
+        store.begin_oob(&again).await.unwrap(),
+        OobBegin::Existing(Box::new(t.clone()))
+    );
+    assert_eq!(store.oob("id-2").await.unwrap(), None);
+    assert_eq!(store.oob("id-1").await.unwrap(), Some(t.clone()));
+    store.set_oob_provider_ref("id-1", "SM123").await.unwrap();
+    assert_eq!(
+        store
+            .oob("id-1")
+            .await
+            .unwrap()
+            .unwrap()
+            .provider_ref
+            .as_deref(),
+        Some("SM123")
+    );
+    assert!(store
+        .resolve_oob("id-1", OobStatus::Approved, None)
+        .await
+        .unwrap());
+    assert!(!store
+        .resolve_oob("id-1", OobStatus::Fraud, Some("late"))
+        .await
+        .unwrap());
+    let done = store.oob("id-1").await.unwrap().unwrap();
+    assert_eq!((done.status, done.reason), (OobStatus::Approved, None));
+    assert!(!store
+        .resolve_oob("nope", OobStatus::Denied, None)
+        .await
+        .unwrap());
+    let mut call = oob_txn("id-3", "req-3", "bob", T + 60);
+    call.kind = OobKind::Voice;
+    call.code_hash = None;
+    store.begin_oob(&call).await.unwrap();
+    assert!(store
+        .resolve_oob("id-3", OobStatus::Failed, Some("call no-answer"))
+        .await
+        .unwrap());
+    let c = store.oob("id-3").await.unwrap().unwrap();
+    assert_eq!((c.kind, c.status), (OobKind::Voice, OobStatus::Failed));
+    assert_eq!(
+        (c.code_hash, c.reason.as_deref()),
+        (None, Some("call no-answer"))
+    );
+}
+
+pub async fn purge_delivery_state(store: &dyn Store) {
+    store
+        .begin_oob(&oob_txn("old", "r-old", "alice", T))
+        .await
+        .unwrap();
+    store
+        .begin_oob(&oob_txn("new", "r-new", "alice", T + 100))
+        .await
+        .unwrap();
+    store
+        .take_send_slot(&limits("a", 1, 100), T - 90_000)
+        .await
+        .unwrap();
+    assert!(store.purge_delivery_state(T).await.unwrap() >= 2);
+    assert_eq!(store.oob("old").await.unwrap(), None);
+    assert!(store.oob("new").await.unwrap().is_some());
+}
+
+pub async fn delete_user_removes_delivery_state(store: &dyn Store) {
+    store.set_phone("alice", Some("+15550100")).await.unwrap();
+    store
+        .add_app_password("alice", None, "$h", T)
+        .await
+        .unwrap();
+    store
+        .begin_oob(&oob_txn("a", "r-a", "alice", T + 60))
+        .await
+        .unwrap();
+    store.add_app_password("bob", None, "$h", T).await.unwrap();
+    assert!(store.delete_user("alice").await.unwrap());
+    assert_eq!(store.user_profile("alice").await.unwrap().phone, None);
+    assert!(store.app_passwords("alice").await.unwrap().is_empty());
+    assert_eq!(store.oob("a").await.unwrap(), None);
+    assert_eq!(store.app_passwords("bob").await.unwrap().len(), 1);
+}
+
+/// Many nodes handle retransmits of one request at once: exactly one sends.
+pub async fn race_begin_oob(store: Arc<dyn Store>) {
+    let results = race(store, |s, i| async move {
+        s.begin_oob(&oob_txn(
+            &format!("id-{i}"),
+            "same-request",
+            "alice",
+            T + 60,
+        ))
+        .await
+        .unwrap()
+    })
+    .await;
+    let created = results.iter().filter(|r| **r == OobBegin::Created).count();
+    assert_eq!(created, 1, "{results:?}");
+}
+
+/// Callbacks and timeouts racing on one call: exactly one decision sticks.
+pub async fn race_resolve_oob(store: Arc<dyn Store>) {
+    store
+        .begin_oob(&oob_txn("c", "r", "alice", T + 60))
+        .await
+        .unwrap();
+    let results = race(store.clone(), |s, i| async move {
+        let status = if i % 2 == 0 {
+            OobStatus::Approved
+        } else {
+            OobStatus::Failed
+        };
+        s.resolve_oob("c", status, None).await.unwrap()
+    })
+    .await;
+    assert_eq!(results.iter().filter(|r| **r).count(), 1, "{results:?}");
+    assert_ne!(
+        store.oob("c").await.unwrap().unwrap().status,
+        OobStatus::Pending
+    );
+}
+
+/// Concurrent sends for one user: the limit holds exactly.
+pub async fn race_take_send_slot(store: Arc<dyn Store>) {
+    let results = race(store, |s, _| async move {
+        s.take_send_slot(&limits("a", 5, 1000), T).await.unwrap()
+    })
+    .await;
+    assert_eq!(
+        results.iter().filter(|r| r.is_none()).count(),
+        5,
+        "{results:?}"
+    );
 }

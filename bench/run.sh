@@ -1,0 +1,261 @@
+#!/usr/bin/env bash
+# radmfa vs FreeRADIUS 3.2 (rlm_ldap + rlm_totp), same directory, same load generator, same
+# machine, one run. Usage:
+#
+#   bench/run.sh                  # full run, ~10 minutes on 2 cores
+#   BENCH_SECONDS=3 bench/run.sh  # quicker, noisier
+#
+# Knobs (environment): BENCH_USERS (directory size and radmfa enrollments, default 100000),
+# BENCH_CONCURRENCY (requests in flight, default 100), BENCH_SECONDS (per workload, default
+# 10), BENCH_PENDING (pending-challenge levels, default "0 10000 100000"),
+# BENCH_FILL_SECONDS (time limit for filling pending challenges per level, default 120),
+# BENCH_SKIP_FREERADIUS=1, BENCH_NO_STATUS=1 (skip the Status-Server flood), BENCH_STORE_TOML (the body of radmfa's [store] section, e.g.
+# 'type = "postgres"\nurl = "postgres://…"' to measure the PostgreSQL store; default SQLite
+# in the work directory), BENCH_KEEP=1 (keep the work directory).
+#
+# Everything runs from a temp directory on loopback ports picked at run time: a throwaway
+# slapd, radmfa, and FreeRADIUS as a foreground process with its own config. The system's
+# freeradius and slapd services are neither used nor touched. Results: a table on stdout and
+# JSON lines in target/bench/results-<date>.jsonl.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+export PATH="$PATH:/usr/sbin"
+
+USERS=${BENCH_USERS:-100000}
+C=${BENCH_CONCURRENCY:-100}
+SECS=${BENCH_SECONDS:-10}
+PENDING=${BENCH_PENDING:-"0 10000 100000"}
+FILL_SECS=${BENCH_FILL_SECONDS:-120}
+SECRET=bench-secret-$RANDOM$RANDOM
+
+# ---- install what the run needs --------------------------------------------------------
+scripts/install-deps.sh >/dev/null
+if [ -z "${BENCH_SKIP_FREERADIUS:-}" ]; then
+  for p in freeradius freeradius-ldap; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+      SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+      $SUDO apt-get update -q
+      DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends \
+        freeradius freeradius-ldap
+      break
+    fi
+  done
+fi
+echo "==> building radmfa (release)" >&2
+cargo build --release --quiet
+BIN=$ROOT/target/release/radmfa
+
+W=$(mktemp -d /tmp/radmfa-bench.XXXXXX)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  [ -n "${BENCH_KEEP:-}" ] && echo "work directory kept: $W" >&2 || rm -rf "$W"
+}
+trap cleanup EXIT
+RESULTS=$W/results.jsonl
+: >"$RESULTS"
+
+free_port() { # $1 = tcp|udp
+  python3 -c "import socket,sys
+t=socket.SOCK_STREAM if sys.argv[1]=='tcp' else socket.SOCK_DGRAM
+s=socket.socket(socket.AF_INET,t); s.bind(('127.0.0.1',0)); print(s.getsockname()[1])" "$1"
+}
+rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+note() { # label server key value: a single measurement that is not a load phase
+  printf '{"label":"%s","server":"%s","phase":"%s","value":%s}\n' "$1" "$2" "$3" "$4" >>"$RESULTS"
+}
+# load SERVER LABEL HOSTPORT ARGS...: one load run, JSON lines tagged and appended.
+load() {
+  local server=$1 label=$2 target=$3; shift 3
+  local extra=()
+  [ "$server" = freeradius ] && extra=(--verify lenient --no-replay-guard)
+  RADMFA_SECRET=$SECRET "$BIN" client load --server "$target" --users "$W/users.csv" \
+    -p "$C" --json "${extra[@]}" "$@" |
+    while read -r line; do
+      echo "{\"label\":\"$label\",\"server\":\"$server\",${line#\{}" >>"$RESULTS"
+      echo "   $server $label: $(python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print("%s %.0f req/s, %d expected of %d, p50 %.2f ms, p99 %.2f ms" % (r["phase"], r["replies_per_sec"], r["expected"], r["sent"], r["p50_ms"], r["p99_ms"]))' "$line")" >&2
+    done
+}
+wait_udp() { # HOSTPORT: wait until the server answers Status-Server
+  for _ in $(seq 100); do
+    RADMFA_SECRET=$SECRET "$BIN" client status --server "$1" --timeout 0.2 --retries 0 \
+      --verify lenient >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  echo "server on $1 did not come up" >&2; return 1
+}
+
+# ---- users, directory --------------------------------------------------------------------
+RPORT=$(free_port udp); LPORT=$(free_port tcp)
+case "${BENCH_STORE_TOML:-}" in
+  "") STORE="path = \"$W/radmfa.db\"
+key_file = \"$W/radmfa.key\"" ;;
+  *) STORE=$(printf '%b' "$BENCH_STORE_TOML") ;;
+esac
+cat >"$W/radmfa.toml" <<EOF
+# Benchmark configuration: production defaults except where noted.
+[server]
+name = "bench"
+listen = ["127.0.0.1:$RPORT"]
+log_level = "warn"
+
+[store]
+$STORE
+
+[ldap]
+urls = ["ldap://127.0.0.1:$LPORT"]
+bind_dn = "cn=admin,dc=example,dc=org"
+bind_password = "adminpw"
+base_dn = "ou=people,dc=example,dc=org"
+user_filter = "(uid={user})"
+
+# The widest window radmfa allows, so that each user may log in up to 19 times per 30 s
+# without reusing a code (radmfa refuses a used step); see BENCHMARKS.md.
+[totp]
+window = 10
+
+# Long enough that the pending-challenge levels are not expired away mid-run.
+[challenge]
+timeout_secs = 3600
+
+# Round-1 and inline runs re-use users; a high threshold keeps stray failures from locking.
+[lockout]
+threshold = 1000000
+
+[[client]]
+name = "challenge-nas"
+address = "127.0.0.1"
+secret = "$SECRET"
+otp_mode = "challenge"
+
+[[client]]
+name = "inline-nas"
+address = "127.0.0.2"
+secret = "$SECRET"
+otp_mode = "inline"
+inline_delimiter = ","
+EOF
+
+echo "==> $USERS users (directory LDIF, users.csv, radmfa enrollments)" >&2
+"$BIN" --config "$W/radmfa.toml" client bench-users --count "$USERS" --out "$W" --enroll
+
+mkdir -p "$W/slapd/db"
+cat >"$W/slapd/slapd.conf" <<EOF
+include /etc/ldap/schema/core.schema
+include /etc/ldap/schema/cosine.schema
+include /etc/ldap/schema/inetorgperson.schema
+include /etc/ldap/schema/nis.schema
+pidfile $W/slapd/slapd.pid
+modulepath /usr/lib/ldap
+moduleload back_mdb
+loglevel 0
+database mdb
+maxsize 4294967296
+suffix "dc=example,dc=org"
+rootdn "cn=admin,dc=example,dc=org"
+rootpw $(slappasswd -s adminpw)
+directory $W/slapd/db
+index objectClass,uid eq
+access to attrs=userPassword by self write by anonymous auth by * none
+access to * by * read
+EOF
+slapadd -q -f "$W/slapd/slapd.conf" -l "$W/users.ldif"
+slapd -f "$W/slapd/slapd.conf" -h "ldap://127.0.0.1:$LPORT/" -d 0 >"$W/slapd/log" 2>&1 &
+PIDS+=($!); SLAPD_PID=$!
+for _ in $(seq 100); do
+  ldapwhoami -x -H "ldap://127.0.0.1:$LPORT" -D cn=admin,dc=example,dc=org -w adminpw \
+    >/dev/null 2>&1 && break
+  sleep 0.1
+done
+
+echo "==> raw slapd bind rate, $C connections" >&2
+for mode in bind connect-bind; do
+  "$BIN" client ldap-binds --url "ldap://127.0.0.1:$LPORT" --users "$USERS" -p "$C" \
+    -d "$SECS" --mode "$mode" --json |
+    sed "s/^{/{\"label\":\"ldap-$mode\",\"server\":\"slapd\",/" >>"$RESULTS"
+done
+tail -2 "$RESULTS" >&2
+
+# The same workloads against each server. Inline runs from 127.0.0.2, radmfa's inline NAS.
+workloads() { # SERVER HOSTPORT
+  load "$1" warmup "$2" --flow reject -d 2
+  [ -n "${BENCH_NO_STATUS:-}" ] || load "$1" status "$2" --flow status -d "$SECS"
+  # Disjoint halves of the users: a run cannot know which steps the other used.
+  load "$1" inline "$2" --flow inline -d "$SECS" --source 127.0.0.2 --totp-window 10 \
+    --range "0:$((USERS / 2))"
+  load "$1" two-round "$2" --flow two-round -d "$SECS" --totp-window 10 \
+    --range "$((USERS / 2)):$USERS"
+  load "$1" reject "$2" --flow reject -d "$SECS"
+}
+# Round-1 throughput as unanswered challenges pile up: fill to each level (bounded by
+# BENCH_FILL_SECONDS: a server that slows down may not get there), then measure. The level
+# actually reached is recorded as pending-at-LEVEL.
+pending() { # SERVER HOSTPORT PID
+  local have=0 level n
+  for level in $PENDING; do
+    n=$((level - have))
+    if [ "$n" -gt 0 ]; then
+      load "$1" "fill-to-$level" "$2" --flow round1 -n "$n" -d "$FILL_SECS"
+      have=$((have + $(last_expected)))
+    fi
+    note "pending-at-$level" "$1" pending "$have"
+    note "rss-pending-$level" "$1" rss_kib "$(rss_kib "$3")"
+    load "$1" "pending-$level" "$2" --flow round1 -d "$SECS"
+    have=$((have + $(last_expected)))
+  done
+}
+last_expected() { tail -1 "$RESULTS" | python3 -c 'import json,sys; print(json.load(sys.stdin)["expected"])'; }
+
+start_radmfa() {
+  "$BIN" --config "$W/radmfa.toml" serve 2>>"$W/radmfa.log" &
+  RADMFA_PID=$!; PIDS+=($RADMFA_PID)
+  wait_udp "127.0.0.1:$RPORT"
+}
+start_freeradius() {
+  freeradius -f -d "$F" >>"$F/stdout" 2>&1 &
+  FR_PID=$!; PIDS+=($FR_PID)
+  wait_udp "127.0.0.1:$FPORT"
+}
+stop() { kill "$1"; wait "$1" 2>/dev/null || true; }
+
+# Each server: the workloads, then a restart (so resident memory at each pending level is
+# not the high-water mark of the Status-Server flood), then the pending-challenge levels.
+echo "==> radmfa on 127.0.0.1:$RPORT" >&2
+start_radmfa
+note rss-start radmfa rss_kib "$(rss_kib $RADMFA_PID)"
+workloads radmfa "127.0.0.1:$RPORT"
+note rss-after-workloads radmfa rss_kib "$(rss_kib $RADMFA_PID)"
+stop $RADMFA_PID
+start_radmfa
+pending radmfa "127.0.0.1:$RPORT" $RADMFA_PID
+stop $RADMFA_PID
+
+if [ -z "${BENCH_SKIP_FREERADIUS:-}" ]; then
+  FPORT=$(free_port udp)
+  F=$W/freeradius; mkdir -p "$F/log" "$F/run" "$F/radacct"
+  : >"$F/dictionary"
+  sed -e "s|@DIR@|$F|g" -e "s|@PORT@|$FPORT|g" -e "s|@LDAP_PORT@|$LPORT|g" \
+      -e "s|@SECRET@|$SECRET|g" bench/freeradius/radiusd.conf.in >"$F/radiusd.conf"
+  freeradius -C -d "$F" >/dev/null 2>&1 || { freeradius -XC -d "$F" | tail -20; exit 1; }
+  echo "==> FreeRADIUS $(freeradius -v | head -1 | grep -o 'Version [0-9.]*') on 127.0.0.1:$FPORT" >&2
+  start_freeradius
+  note rss-start freeradius rss_kib "$(rss_kib $FR_PID)"
+  workloads freeradius "127.0.0.1:$FPORT"
+  note rss-after-workloads freeradius rss_kib "$(rss_kib $FR_PID)"
+  stop $FR_PID
+  start_freeradius
+  pending freeradius "127.0.0.1:$FPORT" $FR_PID
+  stop $FR_PID
+fi
+
+# ---- report ------------------------------------------------------------------------------
+mkdir -p target/bench
+OUT=target/bench/results-$(date -u +%Y%m%dT%H%M%SZ).jsonl
+cp "$RESULTS" "$OUT"
+echo
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(date -u +%F)"
+echo "users: $USERS, in flight: $C, seconds per workload: $SECS"
+python3 bench/table.py "$OUT"
+echo "raw results: $OUT"

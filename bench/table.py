@@ -1,0 +1,80 @@
+#!/usr/bin/env python3
+"""Prints the side-by-side table from bench/run.sh's JSON lines (argv[1]).
+
+Each load line has label, server, phase, replies_per_sec, expected, sent, p50_ms, p90_ms,
+p99_ms, max_ms; single measurements (RSS, pending counts) have phase and value.
+"""
+import json
+import sys
+
+
+def main(path):
+    rows = [json.loads(line) for line in open(path) if line.strip()]
+    load = {(r["server"], r["label"], r["phase"]): r for r in rows if "replies_per_sec" in r}
+    notes = {(r["server"], r["label"]): r["value"] for r in rows if "value" in r}
+
+    def cell(server, label, phase):
+        r = load.get((server, label, phase))
+        if not r:
+            return "-", None
+        bad = r["sent"] - r["expected"]
+        flag = f" ({bad} not as expected)" if bad else ""
+        return (f"{r['replies_per_sec']:,.0f}/s  p50 {r['p50_ms']:.1f} p99 {r['p99_ms']:.1f} ms{flag}",
+                r["replies_per_sec"])
+
+    raw = load.get(("slapd", "ldap-bind", "ldap-bind"))
+    raw_rate = raw["replies_per_sec"] if raw else None
+    workloads = [
+        ("Status-Server", "status", "status", None),
+        ("inline (password,code)", "inline", "inline", 1.5),
+        ("two-round: round 1", "two-round", "round1", 1.5),
+        ("two-round: round 2", "two-round", "round2", 2.0),
+        ("reject (wrong password)", "reject", "reject", None),
+    ]
+    pending = sorted({int(l.split("-")[1]) for (_, l, _) in load if l.startswith("pending-")})
+    for p in pending:
+        workloads.append((f"round 1, {p:,} pending", f"pending-{p}", "round1", None))
+
+    print(f"| workload | radmfa | FreeRADIUS 3.2 | ratio | target |")
+    print(f"|---|---|---|---|---|")
+    for title, label, phase, target in workloads:
+        a, ra = cell("radmfa", label, phase)
+        b, rb = cell("freeradius", label, phase)
+        ratio = f"{ra / rb:.2f}x" if ra and rb else "-"
+        tgt = f">= {target}x" if target else ""
+        if label.startswith("pending-"):
+            reached = [notes.get((s, f"pending-at-{label[8:]}")) for s in ("radmfa", "freeradius")]
+            title += " (reached: " + " / ".join("-" if x is None else f"{x:,}" for x in reached) + ")"
+        print(f"| {title} | {a} | {b} | {ratio} | {tgt} |")
+
+    if raw_rate:
+        print()
+        print(f"raw slapd simple binds, same concurrency: {raw_rate:,.0f}/s "
+              f"(p50 {raw['p50_ms']:.1f} ms)")
+        cb = load.get(("slapd", "ldap-connect-bind", "ldap-bind"))
+        if cb:
+            print(f"raw slapd connect + bind + unbind per login: {cb['replies_per_sec']:,.0f}/s")
+        for title, label, phase in [("inline", "inline", "inline"), ("round 1", "two-round", "round1")]:
+            for server in ("radmfa", "freeradius"):
+                r = load.get((server, label, phase))
+                if r:
+                    print(f"  {server} {title}: {100 * r['replies_per_sec'] / raw_rate:.0f}% of it"
+                          + (" (target >= 70%)" if server == "radmfa" else ""))
+    flat = [load.get(("radmfa", f"pending-{p}", "round1")) for p in pending]
+    if len(flat) > 1 and flat[0] and flat[-1]:
+        print(f"radmfa round 1 at {pending[-1]:,} pending vs {pending[0]:,}: "
+              f"{100 * flat[-1]['replies_per_sec'] / flat[0]['replies_per_sec']:.0f}% (target >= 90%)")
+    print()
+    print("(start: users enrolled, nothing served; after-workloads: the high-water mark of the")
+    print("runs above; pending-N: a restarted server with N challenges outstanding)")
+    print()
+    print("| resident memory (MiB) | radmfa | FreeRADIUS |")
+    print("|---|---|---|")
+    labels = ["rss-start", "rss-after-workloads"] + [f"rss-pending-{p}" for p in pending]
+    for label in labels:
+        vals = [notes.get((s, label)) for s in ("radmfa", "freeradius")]
+        print(f"| {label[4:]} | " + " | ".join("-" if v is None else f"{v / 1024:.1f}" for v in vals) + " |")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

@@ -1,0 +1,9 @@
+#![no_main]
+#![allow(dead_code)]
+// cargo fuzz run builder_roundtrip — the body lives in fuzz/common/bodies.rs, shared with the
+// stable-toolchain corpus test (tests/fuzz_corpus.rs).
+use libfuzzer_sys::fuzz_target;
+
+include!("../common/bodies.rs");
+
+fuzz_target!(|data: &[u8]| builder_roundtrip(data));

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# A private PostgreSQL cluster for trying radmfa's shared store by hand or benchmarking it:
+# initdb in a directory of its own, listening on 127.0.0.1 only, no system service involved.
+#
+#   scripts/pg-test-cluster.sh start [DIR] [PORT]   # prints the URL for [store] url = "..."
+#   scripts/pg-test-cluster.sh url   [DIR]
+#   scripts/pg-test-cluster.sh stop  [DIR]          # stops and deletes the cluster
+#
+# DIR defaults to target/pg-cluster, PORT to a free one. Durability settings are PostgreSQL's
+# defaults (fsync on), so throughput measured against it is comparable to a real server on the
+# same disk; pass FAST=1 to turn fsync off for functional runs. Needs the `postgresql` package
+# (scripts/install-deps.sh). As root, the server runs as the `postgres` user (initdb refuses
+# root).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+cmd=${1:-}
+dir=$(realpath -m "${2:-target/pg-cluster}")
+bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1)
+[ -x "$bin/initdb" ] || { echo "PostgreSQL is not installed: run scripts/install-deps.sh" >&2; exit 1; }
+
+as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+url() { echo "postgres://postgres@127.0.0.1:$(cat "$dir/port")/radmfa?sslmode=disable"; }
+
+case "$cmd" in
+start)
+  if [ -f "$dir/data/postmaster.pid" ]; then url; exit 0; fi
+  port=${3:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
+  mkdir -p "$dir"
+  [ "$(id -u)" -ne 0 ] || chown postgres: "$dir"
+  if [ ! -d "$dir/data" ]; then
+    as_pg "$bin/initdb" -D "$dir/data" -A trust -U postgres -E UTF8 --locale=C >/dev/null
+  fi
+  echo "$port" >"$dir/port"
+  extra=""
+  [ "${FAST:-0}" = 1 ] && extra="-c fsync=off -c synchronous_commit=off"
+  as_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -w -o \
+    "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=300 $extra" start >/dev/null
+  "$bin/psql" -X -q -h 127.0.0.1 -p "$port" -U postgres -d postgres \
+    -c "CREATE DATABASE radmfa" 2>/dev/null || true
+  url
+  ;;
+url)
+  url
+  ;;
+stop)
+  if [ -f "$dir/data/postmaster.pid" ]; then
+    as_pg "$bin/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null
+  fi
+  rm -rf "$dir"
+  ;;
+*)
+  sed -n '2,13p' "$0" >&2
+  exit 2
+  ;;
+esac

@@ -1,0 +1,160 @@
+//! `radmfa user app-password add | list | delete | delete-all`. The password is printed once
+//! at `add` and stored only as an argon2id hash; `delete-all` (lost phone) takes effect for
+//! the very next request, on every node.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+
+use super::audit::fmt_time;
+use super::users::admin_audit;
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::mfa::app_password;
+use crate::store::{user_key, Store};
+
+#[derive(Debug, Subcommand)]
+pub enum AppPasswordCommand {
+    /// Create an app password for USER and print it (only now).
+    Add(AddArgs),
+    /// List USER's app passwords (ids, labels, dates; never the passwords).
+    List(ListArgs),
+    /// Delete one app password by id.
+    Delete(DeleteArgs),
+    /// Delete all of USER's app passwords (lost phone or laptop).
+    DeleteAll(UserOnly),
+}
+
+#[derive(Debug, Args)]
+pub struct AddArgs {
+    pub user: String,
+    /// What it is for, e.g. "mail on old phone".
+    #[arg(long)]
+    pub label: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    pub user: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    pub user: String,
+    pub id: i64,
+}
+
+#[derive(Debug, Args)]
+pub struct UserOnly {
+    pub user: String,
+}
+
+impl AppPasswordCommand {
+    pub fn user_mut(&mut self) -> &mut String {
+        match self {
+            AppPasswordCommand::Add(a) => &mut a.user,
+            AppPasswordCommand::List(a) => &mut a.user,
+            AppPasswordCommand::Delete(a) => &mut a.user,
+            AppPasswordCommand::DeleteAll(a) => &mut a.user,
+        }
+    }
+}
+
+pub async fn run(
+    cfg: &Config,
+    store: &dyn Store,
+    mut cmd: AppPasswordCommand,
+) -> anyhow::Result<ExitCode> {
+    let user = cmd.user_mut();
+    *user = user_key(user);
+    match cmd {
+        AppPasswordCommand::Add(a) => {
+            let pw = app_password::generate();
+            let to_hash = pw.clone();
+            let hash = tokio::task::spawn_blocking(move || app_password::hash(&to_hash))
+                .await
+                .context("hashing")??;
+            let id = store
+                .add_app_password(&a.user, a.label.as_deref(), &hash, SystemClock.now())
+                .await?;
+            let label = a.label.clone().unwrap_or_default();
+            admin_audit(
+                cfg,
+                store,
+                &a.user,
+                "app-password-add",
+                Some(format!("id {id} {label}").trim().to_string()),
+            )
+            .await?;
+            eprintln!(
+                "App password {id} for {}. It is shown only now; type it instead of the \
+                 password on clients that allow app passwords.",
+                a.user
+            );
+            println!("{}", pw.expose_str().unwrap_or_default());
+            Ok(ExitCode::SUCCESS)
+        }
+        AppPasswordCommand::List(a) => {
+            let list = store.app_passwords(&a.user).await?;
+            if a.json {
+                let rows: Vec<_> = list
+                    .iter()
+                    .map(|p| {
+                        serde_json::json!({
+                            "id": p.id, "label": p.label, "created_at": p.created_at,
+                            "last_used_at": p.last_used_at,
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                println!("{:>5}  {:<20}  {:<20}  LABEL", "ID", "CREATED", "LAST USED");
+                for p in list {
+                    println!(
+                        "{:>5}  {:<20}  {:<20}  {}",
+                        p.id,
+                        fmt_time(p.created_at),
+                        p.last_used_at
+                            .map(fmt_time)
+                            .unwrap_or_else(|| "never".into()),
+                        p.label.unwrap_or_default()
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        AppPasswordCommand::Delete(a) => {
+            let gone = store.delete_app_password(&a.user, a.id).await?;
+            if !gone {
+                eprintln!("{}: no app password with id {}", a.user, a.id);
+                return Ok(ExitCode::from(1));
+            }
+            admin_audit(
+                cfg,
+                store,
+                &a.user,
+                "app-password-delete",
+                Some(format!("id {}", a.id)),
+            )
+            .await?;
+            println!("{}: app password {} deleted", a.user, a.id);
+            Ok(ExitCode::SUCCESS)
+        }
+        AppPasswordCommand::DeleteAll(a) => {
+            let n = store.delete_app_passwords(&a.user).await?;
+            admin_audit(
+                cfg,
+                store,
+                &a.user,
+                "app-password-delete-all",
+                Some(format!("{n} deleted")),
+            )
+            .await?;
+            println!("{}: {n} app password(s) deleted", a.user);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,479 @@
+//! `radmfa db migrate` and `radmfa store migrate-to-postgres`.
+//!
+//! What is copied: tokens (with inventory data and replay state), lockout state, pending
+//! challenges, the audit log, and the out-of-band state (user profiles, app password hashes,
+//! send counters, SMS/call transactions). A table or column this program does not know
+//! stops the copy instead of being left behind.
+//!
+//! The copy moves rows as they are: a token seed is sealed with the key file and bound to its
+//! serial (AEAD associated data), not to a row id or a database, so the sealed bytes are valid
+//! in PostgreSQL unchanged, and every node then uses the same key file. Each seed is opened
+//! once before anything is written, to prove the key file is the right one; nothing is ever
+//! re-encrypted. The whole copy is one PostgreSQL transaction read from one SQLite snapshot:
+//! it lands completely or not at all.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand};
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions, SqliteRow};
+use sqlx::{Postgres, QueryBuilder, Row};
+
+use crate::config::{Config, StoreConfig};
+use crate::store::postgres::PgSettings;
+use crate::store::{KeyFile, PgStore, SqliteStore};
+
+#[derive(Debug, Subcommand)]
+pub enum DbCommand {
+    /// Bring the configured store's schema up to date, then exit. `serve` does this at start
+    /// too; run it ahead of an upgrade, or with a database role allowed to change the schema.
+    Migrate,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Copy the configured SQLite store (tokens, lockout state, pending challenges, audit)
+    /// into an empty PostgreSQL database. Stop radmfa first.
+    MigrateToPostgres(MigrateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// Destination, postgres://user:password@host/database?sslmode=verify-full. Read from the
+    /// environment (RADMFA_PG_URL) it stays out of `ps` and shell history.
+    #[arg(long, env = "RADMFA_PG_URL", hide_env_values = true)]
+    pub to: Option<String>,
+    /// Take the destination from the `[store]` section (type = "postgres") of this file.
+    #[arg(long, conflicts_with = "to")]
+    pub to_config: Option<PathBuf>,
+    /// Check and copy everything, then roll back instead of committing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+pub async fn db(cfg: &Config, cmd: DbCommand) -> anyhow::Result<ExitCode> {
+    let DbCommand::Migrate = cmd;
+    match &cfg.store {
+        StoreConfig::Sqlite { path, key_file } => {
+            let sealer = KeyFile::load_or_create(key_file)
+                .with_context(|| format!("key file {}", key_file.display()))?;
+            SqliteStore::open(path, sealer)
+                .await
+                .with_context(|| format!("migrating {}", path.display()))?
+                .close()
+                .await;
+            println!("{}: schema up to date", path.display());
+        }
+        StoreConfig::Postgres { settings, .. } => {
+            let version = PgStore::migrate(settings)
+                .await
+                .context("migrating the PostgreSQL store (store.url)")?;
+            println!("PostgreSQL store: schema up to date (version {version})");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn store(cfg: &Config, cmd: StoreCommand) -> anyhow::Result<ExitCode> {
+    let StoreCommand::MigrateToPostgres(args) = cmd;
+    let StoreConfig::Sqlite { path, key_file } = &cfg.store else {
+        bail!("store.type: the configured store must be the SQLite one to copy from");
+    };
+    let settings = destination(&args)?;
+    let sealer = KeyFile::load(key_file)?;
+    // Bring the source to the current schema, so it has exactly the columns copied below.
+    SqliteStore::open(path, sealer.clone())
+        .await
+        .with_context(|| format!("opening {}", path.display()))?
+        .close()
+        .await;
+    let src = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(SqliteConnectOptions::new().filename(path).read_only(true))
+        .await
+        .with_context(|| format!("opening {} read-only", path.display()))?;
+    let mut snapshot = src.begin().await?;
+    // Before the destination is touched: a wrong key file must not leave its mark there.
+    tables::check_seeds(&mut snapshot, &sealer).await?;
+    // Creates the schema and records (or checks) the key, so the new nodes' key check
+    // passes with exactly this key file.
+    let dest = PgStore::open(&settings, sealer.clone())
+        .await
+        .context("opening the destination")?;
+    let mut tx = dest.pool().begin().await?;
+    let mut copied = Vec::new();
+    for table in tables::TABLES {
+        tables::check_source_columns(&mut snapshot, table).await?;
+        let dest_rows: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {}", table.pg))
+            .fetch_one(&mut *tx)
+            .await?;
+        if dest_rows > 0 {
+            bail!(
+                "the destination already holds {dest_rows} row(s) in {}: refusing to merge \
+                 into a database in use (give an empty database)",
+                table.pg
+            );
+        }
+        let n = tables::copy(&mut snapshot, &mut tx, table).await?;
+        copied.push((table.pg, n));
+    }
+    tables::refuse_unknown_data(&mut snapshot).await?;
+    tables::move_sequences(&mut tx).await?;
+    if args.dry_run {
+        tx.rollback().await?;
+    } else {
+        tx.commit().await?;
+    }
+    snapshot.rollback().await?;
+    for (table, n) in &copied {
+        println!("{table}: {n} row(s)");
+    }
+    if args.dry_run {
+        println!("dry run: no row was copied (the schema and the key check were created)");
+    } else {
+        println!(
+            "copied into PostgreSQL. Every radmfa node must now use the key file {} \
+             (copy it, mode 0600) and [store] type = \"postgres\".",
+            key_file.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn destination(args: &MigrateArgs) -> anyhow::Result<PgSettings> {
+    match (&args.to, &args.to_config) {
+        (Some(url), None) => {
+            crate::store::postgres::parse_url(url)
+                .map_err(|p| anyhow::anyhow!("--to: the URL {p}"))?;
+            Ok(PgSettings::new(url.clone()))
+        }
+        (None, Some(file)) => {
+            let cfg = Config::load(file).with_context(|| format!("config {}", file.display()))?;
+            match cfg.store {
+                StoreConfig::Postgres { settings, .. } => Ok(settings),
+                StoreConfig::Sqlite { .. } => bail!(
+                    "{}: store.type must be \"postgres\" to be a destination",
+                    file.display()
+                ),
+            }
+        }
+        _ => bail!("give the destination: --to URL (or RADMFA_PG_URL) or --to-config FILE"),
+    }
+}
+
+/// The copy itself: which tables, which columns, and how a value crosses the dialects.
+mod tables {
+    use super::*;
+
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    pub enum Ty {
+        Int,
+        Text,
+        Blob,
+        /// SQLite INTEGER 0/1 → BOOLEAN.
+        Bool,
+    }
+
+    pub struct Table {
+        pub sqlite: &'static str,
+        pub pg: &'static str,
+        /// SQLite column names; `user` is `username` in PostgreSQL (a reserved word there).
+        pub columns: &'static [(&'static str, Ty)],
+    }
+
+    use Ty::*;
+
+    pub const TABLES: &[Table] = &[
+        Table {
+            sqlite: "tokens",
+            pg: "tokens",
+            columns: &[
+                ("id", Int),
+                ("serial", Text),
+                ("user", Text),
+                ("kind", Text),
+                ("algorithm", Text),
+                ("digits", Int),
+                ("period", Int),
+                ("counter", Int),
+                ("last_step", Int),
+                ("enabled", Bool),
+                ("created_at", Int),
+                ("secret", Blob),
+                ("manufacturer", Text),
+                ("model", Text),
+                ("valid_from", Int),
+                ("valid_until", Int),
+                ("drift", Int),
+                ("resync_counter", Int),
+                ("resync_at", Int),
+            ],
+        },
+        Table {
+            sqlite: "user_state",
+            pg: "user_state",
+            columns: &[("user", Text), ("failures", Int), ("locked_until", Int)],
+        },
+        Table {
+            sqlite: "challenges",
+            pg: "challenges",
+            columns: &[
+                ("state_hash", Blob),
+                ("user", Text),
+                ("nas", Text),
+                ("created_at", Int),
+                ("expires_at", Int),
+                ("attempts", Int),
+                ("context", Text),
+            ],
+        },
+        Table {
+            sqlite: "audit",
+            pg: "audit",
+            columns: &[
+                ("id", Int),
+                ("time", Int),
+                ("user", Text),
+                ("first_name", Text),
+                ("last_name", Text),
+                ("email", Text),
+                ("phone", Text),
+                ("token_serial", Text),
+                ("mode", Text),
+                ("result", Text),
+                ("reason", Text),
+                ("server_name", Text),
+                ("server_ip", Text),
+                ("client_ip", Text),
+                ("nas_name", Text),
+                ("latency_ms", Int),
+            ],
+        },
+        Table {
+            sqlite: "user_profile",
+            pg: "user_profile",
+            columns: &[
+                ("user", Text),
+                ("phone", Text),
+                ("method", Text),
+                ("blocked_at", Int),
+                ("blocked_reason", Text),
+            ],
+        },
+        Table {
+            sqlite: "app_passwords",
+            pg: "app_passwords",
+            columns: &[
+                ("id", Int),
+                ("user", Text),
+                ("label", Text),
+                ("hash", Text),
+                ("created_at", Int),
+                ("last_used_at", Int),
+            ],
+        },
+        Table {
+            sqlite: "send_events",
+            pg: "send_events",
+            columns: &[("key", Text), ("at", Int)],
+        },
+        Table {
+            sqlite: "oob_transactions",
+            pg: "oob_transactions",
+            columns: &[
+                ("id", Text),
+                ("request_key", Text),
+                ("user", Text),
+                ("nas", Text),
+                ("kind", Text),
+                ("phone", Text),
+                ("code_hash", Blob),
+                ("status", Text),
+                ("reason", Text),
+                ("provider_ref", Text),
+                ("created_at", Int),
+                ("expires_at", Int),
+            ],
+        },
+    ];
+
+    /// Tables whose identity must continue after the copied ids.
+    const IDENTITIES: &[&str] = &["tokens", "audit", "app_passwords"];
+    /// Rows per multi-row INSERT (19 columns × 500 stays far below 65535 binds).
+    const CHUNK: i64 = 500;
+
+    type Snapshot = sqlx::Transaction<'static, sqlx::Sqlite>;
+    type Dest = sqlx::Transaction<'static, Postgres>;
+
+    fn pg_column(c: &str) -> &str {
+        if c == "user" {
+            "username"
+        } else {
+            c
+        }
+    }
+
+    /// A source column this program does not know would be data left behind: refuse.
+    pub async fn check_source_columns(src: &mut Snapshot, t: &Table) -> anyhow::Result<()> {
+        let cols: Vec<String> = sqlx::query_scalar(&format!(
+            "SELECT name FROM pragma_table_info('{}')",
+            t.sqlite
+        ))
+        .fetch_all(&mut **src)
+        .await?;
+        for c in &cols {
+            if !t.columns.iter().any(|(k, _)| k == c) {
+                bail!(
+                    "SQLite column {}.{c} is not known to this migration; refusing to leave \
+                     its data behind (upgrade radmfa)",
+                    t.sqlite
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Tables beyond [`TABLES`] must be empty (or bookkeeping).
+    pub async fn refuse_unknown_data(src: &mut Snapshot) -> anyhow::Result<()> {
+        let names: Vec<String> = sqlx::query_scalar(
+            "SELECT name FROM sqlite_master WHERE type = 'table' \
+             AND name NOT LIKE 'sqlite_%' AND name <> '_sqlx_migrations'",
+        )
+        .fetch_all(&mut **src)
+        .await?;
+        for name in names {
+            if TABLES.iter().any(|t| t.sqlite == name) {
+                continue;
+            }
+            let n: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM \"{name}\""))
+                .fetch_one(&mut **src)
+                .await?;
+            if n > 0 {
+                bail!(
+                    "SQLite table {name} holds {n} row(s) this migration cannot copy yet; \
+                     refusing to leave them behind"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    enum Value {
+        Int(Option<i64>),
+        Text(Option<String>),
+        Blob(Option<Vec<u8>>),
+        Bool(Option<bool>),
+    }
+
+    fn read(row: &SqliteRow, i: usize, ty: Ty) -> Result<Value, sqlx::Error> {
+        Ok(match ty {
+            Int => Value::Int(row.try_get(i)?),
+            Text => Value::Text(row.try_get(i)?),
+            Blob => Value::Blob(row.try_get(i)?),
+            Bool => Value::Bool(row.try_get::<Option<i64>, _>(i)?.map(|v| v != 0)),
+        })
+    }
+
+    /// Copies one table in rowid order, `CHUNK` rows per statement; returns the row count.
+    pub async fn copy(src: &mut Snapshot, dest: &mut Dest, t: &Table) -> anyhow::Result<u64> {
+        let names: Vec<&str> = t.columns.iter().map(|(c, _)| *c).collect();
+        let select = format!(
+            "SELECT rowid, {} FROM {} WHERE rowid > ?1 ORDER BY rowid LIMIT ?2",
+            names
+                .iter()
+                .map(|c| format!("\"{c}\""))
+                .collect::<Vec<_>>()
+                .join(", "),
+            t.sqlite
+        );
+        let insert = format!(
+            "INSERT INTO {} ({}) ",
+            t.pg,
+            names
+                .iter()
+                .map(|c| pg_column(c))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let (mut after, mut total) = (0i64, 0u64);
+        loop {
+            let rows = sqlx::query(&select)
+                .bind(after)
+                .bind(CHUNK)
+                .fetch_all(&mut **src)
+                .await?;
+            let Some(last) = rows.last() else { break };
+            after = last.try_get(0)?;
+            let mut batch = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let values = t
+                    .columns
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (_, ty))| read(row, i + 1, *ty))
+                    .collect::<Result<Vec<_>, _>>()?;
+                batch.push(values);
+            }
+            let mut q: QueryBuilder<Postgres> = QueryBuilder::new(&insert);
+            q.push_values(batch, |mut b, values| {
+                for v in values {
+                    match v {
+                        Value::Int(x) => b.push_bind(x),
+                        Value::Text(x) => b.push_bind(x),
+                        Value::Blob(x) => b.push_bind(x),
+                        Value::Bool(x) => b.push_bind(x),
+                    };
+                }
+            });
+            total += q.build().execute(&mut **dest).await?.rows_affected();
+        }
+        let count: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {}", t.pg))
+            .fetch_one(&mut **dest)
+            .await?;
+        anyhow::ensure!(
+            count as u64 == total,
+            "{}: wrote {total}, found {count}",
+            t.pg
+        );
+        Ok(total)
+    }
+
+    /// Opens every sealed seed with the key file and AAD = serial, exactly as the store will;
+    /// each plaintext is dropped (and zeroed) at once. Any failure stops the migration.
+    pub async fn check_seeds(
+        src: &mut Snapshot,
+        sealer: &crate::store::Sealer,
+    ) -> anyhow::Result<()> {
+        let rows: Vec<(String, Vec<u8>)> = sqlx::query_as("SELECT serial, secret FROM tokens")
+            .fetch_all(&mut **src)
+            .await?;
+        let bad: Vec<&str> = rows
+            .iter()
+            .filter(|(serial, sealed)| sealer.open(sealed, serial.as_bytes()).is_err())
+            .map(|(serial, _)| serial.as_str())
+            .collect();
+        if !bad.is_empty() {
+            bail!(
+                "{} token seed(s) do not open with this key file (first: {}): is store.key_file \
+                 the key this SQLite database was made with? Nothing was written.",
+                bad.len(),
+                bad[0]
+            );
+        }
+        Ok(())
+    }
+
+    /// New ids continue after the copied ones.
+    pub async fn move_sequences(dest: &mut Dest) -> anyhow::Result<()> {
+        for t in IDENTITIES {
+            sqlx::query(&format!(
+                "SELECT setval(pg_get_serial_sequence('{t}', 'id'), \
+                 COALESCE(MAX(id), 0) + 1, false) FROM {t}"
+            ))
+            .execute(&mut **dest)
+            .await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,85 @@
+//! `radmfa user set-phone | set-method | unblock`: the per-user settings of the out-of-band
+//! factors. Each change is audited.
+
+use std::process::ExitCode;
+
+use anyhow::bail;
+use clap::Args;
+
+use super::users::admin_audit;
+use crate::config::Config;
+use crate::delivery::phone::{mask, normalise};
+use crate::mfa::method::Method;
+use crate::store::Store;
+
+#[derive(Debug, Args)]
+pub struct SetPhoneArgs {
+    pub user: String,
+    /// E.164 (+15550100123), or a national number when [phone] default_country_code is set;
+    /// "none" removes the stored number (the directory's is used again).
+    pub phone: String,
+}
+
+#[derive(Debug, Args)]
+pub struct SetMethodArgs {
+    pub user: String,
+    /// totp, sms or voice; "none" removes the preference.
+    pub method: String,
+}
+
+pub async fn set_phone(
+    cfg: &Config,
+    store: &dyn Store,
+    a: SetPhoneArgs,
+) -> anyhow::Result<ExitCode> {
+    if a.phone.eq_ignore_ascii_case("none") {
+        store.set_phone(&a.user, None).await?;
+        admin_audit(cfg, store, &a.user, "set-phone", Some("removed".into())).await?;
+        println!("{}: stored phone number removed", a.user);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let e164 = match normalise(&a.phone, &cfg.delivery.phone.default_country_code) {
+        Ok(p) => p,
+        Err(e) => bail!("phone number {e}"),
+    };
+    store.set_phone(&a.user, Some(&e164)).await?;
+    admin_audit(cfg, store, &a.user, "set-phone", Some(mask(&e164))).await?;
+    println!("{}: phone set to {e164}", a.user);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn set_method(
+    cfg: &Config,
+    store: &dyn Store,
+    a: SetMethodArgs,
+) -> anyhow::Result<ExitCode> {
+    let method = if a.method.eq_ignore_ascii_case("none") {
+        None
+    } else {
+        match Method::parse(&a.method) {
+            Some(m) => Some(m.as_str()),
+            None => bail!("method {:?}: use totp, sms, voice or none", a.method),
+        }
+    };
+    store.set_method(&a.user, method).await?;
+    admin_audit(
+        cfg,
+        store,
+        &a.user,
+        "set-method",
+        Some(method.unwrap_or("none").into()),
+    )
+    .await?;
+    println!("{}: default method {}", a.user, method.unwrap_or("none"));
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn unblock(cfg: &Config, store: &dyn Store, user: &str) -> anyhow::Result<ExitCode> {
+    let was = store.unblock_user(user).await?;
+    admin_audit(cfg, store, user, "unblock", None).await?;
+    println!(
+        "{user}: {}",
+        if was { "unblocked" } else { "was not blocked" }
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,273 @@
+//! `radmfa token import FILE`: CSV or PSKC into the inventory. All or nothing by default (a
+//! bad row names its line or key element and nothing is stored); `--skip-invalid` stores the
+//! good rows; `--dry-run` stores nothing. The key or passphrase of an encrypted PSKC file
+//! comes from a file, an environment variable or a prompt — a flag also works, but nothing
+//! requires putting it on the command line.
+
+use std::collections::HashSet;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::config::Config;
+use crate::import::keys::KeyEncoding;
+use crate::import::plan::{plan, read_map};
+use crate::import::pskc::Need;
+use crate::import::{self, CsvDefaults, Decryption, Format, MAX_FILE_BYTES};
+use crate::secret::Secret;
+use crate::store::{OtpAlgorithm, Store, TokenFilter};
+
+/// Problems listed before "… and N more".
+const SHOW_PROBLEMS: usize = 50;
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    pub file: PathBuf,
+    /// csv or pskc. Default: detected (PSKC is XML).
+    #[arg(long)]
+    pub format: Option<String>,
+    /// PSKC pre-shared key in hex. Prefer --key-file or the prompt: flags end up in shell
+    /// history and process lists.
+    #[arg(long, env = "RADMFA_IMPORT_KEY", hide_env_values = true)]
+    pub key: Option<String>,
+    /// File holding the PSKC pre-shared key (hex text, or the raw 16/24/32 bytes).
+    #[arg(long)]
+    pub key_file: Option<PathBuf>,
+    /// PSKC PBKDF2 passphrase. Prefer --passphrase-file or the prompt.
+    #[arg(long, env = "RADMFA_IMPORT_PASSPHRASE", hide_env_values = true)]
+    pub passphrase: Option<String>,
+    /// File whose first line is the PSKC passphrase.
+    #[arg(long)]
+    pub passphrase_file: Option<PathBuf>,
+    /// `serial,user` lines assigning tokens to users (overrides the file's user column/UserId).
+    #[arg(long)]
+    pub map: Option<PathBuf>,
+    /// Import the valid tokens and report the invalid ones, instead of importing nothing.
+    #[arg(long)]
+    pub skip_invalid: bool,
+    /// Overwrite tokens whose serial is already in the inventory.
+    #[arg(long)]
+    pub replace: bool,
+    /// Check everything and say what would happen; store nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// CSV: the key encoding (auto, hex, base32). Auto: Base32 for the Azure MFA Server
+    /// layout, otherwise hex if the key is hex.
+    #[arg(long, default_value = "auto")]
+    pub key_encoding: String,
+    /// CSV: hash for rows that name none (SHA1, SHA256, SHA512).
+    #[arg(long, default_value = "SHA1")]
+    pub algorithm: String,
+    /// CSV: digits for rows that name none.
+    #[arg(long, default_value_t = 6)]
+    pub digits: u32,
+    /// CSV: TOTP time step for rows that name none.
+    #[arg(long, default_value_t = 30)]
+    pub period: u32,
+}
+
+fn read_limited(path: &Path) -> anyhow::Result<Vec<u8>> {
+    let len = std::fs::metadata(path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .len();
+    if len > MAX_FILE_BYTES as u64 {
+        bail!(
+            "{}: {len} bytes is more than the {MAX_FILE_BYTES}-byte limit",
+            path.display()
+        );
+    }
+    std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+}
+
+fn first_line(path: &Path) -> anyhow::Result<Secret> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(Secret::from(text.lines().next().unwrap_or("").to_string()))
+}
+
+fn parse_hex_key(text: &str) -> anyhow::Result<Secret> {
+    let clean: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+    let bytes = hex::decode(clean.trim_start_matches("0x"))
+        .map_err(|_| anyhow::anyhow!("the key is not hex"))?;
+    if ![16, 24, 32].contains(&bytes.len()) {
+        bail!(
+            "the key is {} bytes; AES keys are 16, 24 or 32",
+            bytes.len()
+        );
+    }
+    Ok(Secret::new(bytes))
+}
+
+fn key_from_file(path: &Path) -> anyhow::Result<Secret> {
+    let raw = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    match std::str::from_utf8(&raw) {
+        Ok(text)
+            if !text.trim().is_empty()
+                && text
+                    .trim()
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit() || b == b'x') =>
+        {
+            parse_hex_key(text)
+        }
+        _ if [16, 24, 32].contains(&raw.len()) => Ok(Secret::new(raw)),
+        _ => bail!(
+            "{}: expected a hex key or 16/24/32 raw bytes",
+            path.display()
+        ),
+    }
+}
+
+fn prompt(what: &str) -> anyhow::Result<Secret> {
+    if !std::io::stdin().is_terminal() {
+        bail!(
+            "the file is encrypted and no {what} was given (use --{}-file)",
+            if what == "passphrase" {
+                "passphrase"
+            } else {
+                "key"
+            }
+        );
+    }
+    let text = rpassword::prompt_password(format!("PSKC {what}: "))
+        .context("reading from the terminal")?;
+    Ok(Secret::from(text))
+}
+
+/// The key or passphrase the file needs, from the first source given.
+fn decryption(need: &Need, a: &ImportArgs) -> anyhow::Result<Decryption> {
+    let key = match (&a.key, &a.key_file) {
+        (Some(k), _) => Some(parse_hex_key(k)?),
+        (None, Some(f)) => Some(key_from_file(f)?),
+        _ => None,
+    };
+    let pass = match (&a.passphrase, &a.passphrase_file) {
+        (Some(p), _) => Some(Secret::from(p.clone())),
+        (None, Some(f)) => Some(first_line(f)?),
+        _ => None,
+    };
+    Ok(match need {
+        Need::Nothing => Decryption::None,
+        Need::Key { .. } => match (key, pass) {
+            (Some(k), _) => Decryption::Key(k),
+            (None, Some(_)) => {
+                bail!("this file uses a pre-shared key, not a passphrase: give --key-file")
+            }
+            (None, None) => Decryption::Key(parse_hex_key(
+                prompt("pre-shared key (hex)")?.expose_str().unwrap_or(""),
+            )?),
+        },
+        Need::Passphrase { .. } => match (pass, key) {
+            (Some(p), _) => Decryption::Passphrase(p),
+            (None, Some(k)) => Decryption::Key(k),
+            (None, None) => Decryption::Passphrase(prompt("passphrase")?),
+        },
+    })
+}
+
+pub async fn run(cfg: &Config, store: &dyn Store, a: ImportArgs) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    let bytes = read_limited(&a.file)?;
+    let format = match a.format.as_deref().map(str::to_ascii_lowercase).as_deref() {
+        None => import::detect(&bytes),
+        Some("csv") => Format::Csv,
+        Some("pskc") | Some("xml") => Format::Pskc,
+        Some(f) => bail!("--format {f:?}: use csv or pskc"),
+    };
+    let dec = match format {
+        Format::Pskc => decryption(&import::pskc::need(&bytes)?, &a)?,
+        Format::Csv => Decryption::None,
+    };
+    let defaults = CsvDefaults {
+        algorithm: OtpAlgorithm::parse(&a.algorithm).with_context(|| {
+            format!("--algorithm {:?}: use SHA1, SHA256 or SHA512", a.algorithm)
+        })?,
+        digits: a.digits,
+        period: a.period,
+        encoding: KeyEncoding::parse(&a.key_encoding).with_context(|| {
+            format!(
+                "--key-encoding {:?}: use auto, hex or base32",
+                a.key_encoding
+            )
+        })?,
+    };
+    let entries = import::parse(&bytes, Some(format), &dec, &defaults)?;
+    drop(dec);
+    let map = match &a.map {
+        Some(p) => {
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            read_map(&text).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?
+        }
+        None => Default::default(),
+    };
+    let existing: HashSet<String> = store
+        .list_tokens(&TokenFilter::default())
+        .await?
+        .into_iter()
+        .map(|r| r.token.serial.clone())
+        .collect();
+
+    let bar = ProgressBar::new(entries.len() as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{msg:10} [{bar:40}] {pos}/{len} ({per_sec})")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_message("checking");
+    let p = plan(entries, &map, &existing, a.replace, || bar.inc(1));
+    bar.finish_and_clear();
+
+    for i in &p.ignored {
+        eprintln!("note: {i}");
+    }
+    for pr in p.problems.iter().take(SHOW_PROBLEMS) {
+        eprintln!("error: {pr}");
+    }
+    if p.problems.len() > SHOW_PROBLEMS {
+        eprintln!("error: … and {} more", p.problems.len() - SHOW_PROBLEMS);
+    }
+    if !p.problems.is_empty() && !a.skip_invalid {
+        eprintln!(
+            "{}: {} problem(s); nothing was imported (fix them, or use --skip-invalid to import the {} valid token(s))",
+            a.file.display(),
+            p.problems.len(),
+            p.ready.len()
+        );
+        return Ok(ExitCode::from(1));
+    }
+    let assigned = p.ready.iter().filter(|t| t.token.user.is_some()).count();
+    let summary = format!(
+        "{} token(s) ({} assigned, {} in stock, {} replacing), {} invalid skipped, {} ignored",
+        p.ready.len(),
+        assigned,
+        p.ready.len() - assigned,
+        p.replacing,
+        p.problems.len(),
+        p.ignored.len()
+    );
+    if a.dry_run {
+        println!("dry run: would import {summary}; nothing was stored");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let spinner =
+        ProgressBar::new_spinner().with_message(format!("storing {} token(s)", p.ready.len()));
+    spinner.enable_steady_tick(std::time::Duration::from_millis(100));
+    let batch: Vec<_> = p.ready.into_iter().map(|t| (t.token, t.extra)).collect();
+    let written = store.import_tokens(&batch, a.replace).await;
+    spinner.finish_and_clear();
+    written.context("storing the tokens; nothing was imported")?;
+    let reason = format!("imported {summary} from {}", a.file.display());
+    super::tokens::audit(cfg, store, "", "import", "", Some(reason)).await?;
+    println!(
+        "imported {summary} from {} in {:.2} s",
+        a.file.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,310 @@
+//! `radmfa token …`: the token inventory — list, show, assign to a user or return to stock,
+//! disable, enable, delete, resynchronise, and import (`token_import.rs`). Every change is
+//! audited with the token's serial.
+
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand};
+
+use crate::app::open_store;
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::mfa::{hotp, otp};
+use crate::store::{user_key, AuditRecord, Store, TokenFilter, TokenKind, TokenRecord};
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// List tokens: serial, type, owner, state.
+    List(ListArgs),
+    /// Show one token's parameters and state (never its secret).
+    Show(ShowArgs),
+    /// Give a token to USER (a user may hold several tokens).
+    Assign(AssignArgs),
+    /// Take a token from its user and return it to stock.
+    Unassign(SerialArg),
+    /// Stop a token from verifying (lost, broken) without forgetting it.
+    Disable(SerialArg),
+    /// Let a disabled token verify again.
+    Enable(SerialArg),
+    /// Remove a token and its secret for good.
+    Delete(SerialArg),
+    /// Bring a token back in step with two consecutive codes from it (HOTP: counter; TOTP:
+    /// clock drift). Searches [hotp] resync_window counters or time steps.
+    Resync(ResyncArgs),
+    /// Import tokens from a CSV or PSKC (RFC 6030) file.
+    Import(super::token_import::ImportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only this user's tokens.
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Only tokens in stock (no owner).
+    #[arg(long, conflicts_with = "user")]
+    pub unassigned: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    pub serial: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SerialArg {
+    pub serial: String,
+}
+
+#[derive(Debug, Args)]
+pub struct AssignArgs {
+    pub serial: String,
+    pub user: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ResyncArgs {
+    pub serial: String,
+    /// A code from the token.
+    pub code1: String,
+    /// The token's next code (press the button again, or wait for the next time step).
+    pub code2: String,
+}
+
+pub async fn run(cfg: &Config, cmd: TokenCommand) -> anyhow::Result<ExitCode> {
+    let store = open_store(&cfg.store).await?;
+    let store = store.as_ref();
+    let (serial, action, owner) = match cmd {
+        TokenCommand::List(a) => return list(store, a).await,
+        TokenCommand::Show(a) => return show(store, &a.serial, a.json).await,
+        TokenCommand::Resync(a) => return resync(cfg, store, a).await,
+        TokenCommand::Import(a) => return super::token_import::run(cfg, store, a).await,
+        TokenCommand::Assign(a) => {
+            let user = user_key(&a.user);
+            if user.is_empty() || user.len() > 253 || user.chars().any(char::is_control) {
+                bail!(
+                    "user name {:?} is empty, too long or has control characters",
+                    a.user
+                );
+            }
+            (a.serial, Action::Assign, Some(user))
+        }
+        TokenCommand::Unassign(a) => (a.serial, Action::Unassign, None),
+        TokenCommand::Disable(a) => (a.serial, Action::Disable, None),
+        TokenCommand::Enable(a) => (a.serial, Action::Enable, None),
+        TokenCommand::Delete(a) => (a.serial, Action::Delete, None),
+    };
+    let Some(before) = store.token_record(&serial).await? else {
+        eprintln!("{serial}: no such token");
+        return Ok(ExitCode::from(1));
+    };
+    let done = match action {
+        Action::Assign => store.assign_token(&serial, owner.as_deref()).await?,
+        Action::Unassign => store.assign_token(&serial, None).await?,
+        Action::Disable => store.set_token_enabled(&serial, false).await?,
+        Action::Enable => store.set_token_enabled(&serial, true).await?,
+        Action::Delete => store.delete_token(&serial).await?,
+    };
+    if !done {
+        eprintln!("{serial}: no such token");
+        return Ok(ExitCode::from(1));
+    }
+    // Audited under the user the change concerns: the new owner, else the previous one.
+    let previous = before.token.user.clone();
+    let who = owner.clone().or(previous.clone()).unwrap_or_default();
+    let (result, what) = match action {
+        Action::Assign => ("assign", format!("assigned to {who}")),
+        Action::Unassign => ("unassign", "returned to stock".into()),
+        Action::Disable => ("disable", "disabled".into()),
+        Action::Enable => ("enable", "enabled".into()),
+        Action::Delete => ("delete-token", "deleted".into()),
+    };
+    let reason = match (&action, &previous) {
+        (Action::Assign, Some(old)) if Some(old) != owner.as_ref() => {
+            format!("token {serial} {what} (was {old}'s)")
+        }
+        _ => format!("token {serial} {what}"),
+    };
+    audit(cfg, store, &who, result, &serial, Some(reason)).await?;
+    println!("{serial}: {what}");
+    Ok(ExitCode::SUCCESS)
+}
+
+enum Action {
+    Assign,
+    Unassign,
+    Disable,
+    Enable,
+    Delete,
+}
+
+pub(super) async fn audit(
+    cfg: &Config,
+    store: &dyn Store,
+    user: &str,
+    result: &str,
+    serial: &str,
+    reason: Option<String>,
+) -> anyhow::Result<()> {
+    let rec = AuditRecord {
+        time: SystemClock.now(),
+        user: user.to_string(),
+        token_serial: (!serial.is_empty()).then(|| serial.to_string()),
+        mode: "admin".into(),
+        result: result.into(),
+        reason,
+        server_name: cfg.server.name.clone(),
+        ..Default::default()
+    };
+    store
+        .append_audit(&rec)
+        .await
+        .context("writing audit record")?;
+    Ok(())
+}
+
+fn kind_str(k: TokenKind) -> &'static str {
+    match k {
+        TokenKind::Totp => "totp",
+        TokenKind::Hotp => "hotp",
+    }
+}
+
+fn to_json(r: &TokenRecord) -> serde_json::Value {
+    let t = &r.token;
+    let x = &r.extra;
+    serde_json::json!({
+        "serial": t.serial, "type": kind_str(t.kind), "algorithm": t.algorithm.as_str(),
+        "digits": t.digits,
+        "period": (t.kind == TokenKind::Totp).then_some(t.period),
+        "counter": (t.kind == TokenKind::Hotp).then_some(t.counter),
+        "user": t.user, "enabled": t.enabled,
+        "manufacturer": x.manufacturer, "model": x.model,
+        "valid_from": x.valid_from, "valid_until": x.valid_until,
+        "drift": (t.kind == TokenKind::Totp).then_some(x.drift),
+        "resync_pending": x.resync.is_some(),
+        "created_at": t.created_at, "last_used_step": t.last_step,
+    })
+}
+
+async fn list(store: &dyn Store, a: ListArgs) -> anyhow::Result<ExitCode> {
+    let filter = TokenFilter {
+        user: a.user.as_deref().map(user_key),
+        unassigned: a.unassigned,
+    };
+    let tokens = store.list_tokens(&filter).await?;
+    if a.json {
+        let rows: Vec<_> = tokens.iter().map(to_json).collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<20} {:<4} {:<6} {:>2} {:>9}  {:<8} OWNER",
+        "SERIAL", "TYPE", "HASH", "D", "STEP/CTR", "STATE"
+    );
+    for r in &tokens {
+        let t = &r.token;
+        let step = match t.kind {
+            TokenKind::Totp => format!("{} s", t.period),
+            TokenKind::Hotp => t.counter.to_string(),
+        };
+        println!(
+            "{:<20} {:<4} {:<6} {:>2} {:>9}  {:<8} {}",
+            t.serial,
+            kind_str(t.kind),
+            t.algorithm.as_str(),
+            t.digits,
+            step,
+            if t.enabled { "enabled" } else { "disabled" },
+            t.user.as_deref().unwrap_or("(stock)")
+        );
+    }
+    println!("{} token(s)", tokens.len());
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn show(store: &dyn Store, serial: &str, json: bool) -> anyhow::Result<ExitCode> {
+    let Some(r) = store.token_record(serial).await? else {
+        eprintln!("{serial}: no such token");
+        return Ok(ExitCode::from(1));
+    };
+    let v = to_json(&r);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let fmt_time = super::audit::fmt_time;
+    for (k, val) in v.as_object().expect("object") {
+        let shown = match (k.as_str(), val) {
+            (_, serde_json::Value::Null) => continue,
+            ("valid_from" | "valid_until" | "created_at", serde_json::Value::Number(n)) => {
+                fmt_time(n.as_i64().unwrap_or(0))
+            }
+            (_, serde_json::Value::String(s)) => s.clone(),
+            (_, other) => other.to_string(),
+        };
+        println!("{:<15} {shown}", format!("{k}:"));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn resync(cfg: &Config, store: &dyn Store, a: ResyncArgs) -> anyhow::Result<ExitCode> {
+    let Some(r) = store.token_record(&a.serial).await? else {
+        eprintln!("{}: no such token", a.serial);
+        return Ok(ExitCode::from(1));
+    };
+    let t = &r.token;
+    let (c1, c2) = (a.code1.trim(), a.code2.trim());
+    let owner = t.user.clone().unwrap_or_default();
+    let window = cfg.hotp.resync_window;
+    let outcome = match t.kind {
+        TokenKind::Hotp => match hotp::find_consecutive(t, c1, c2, window) {
+            Some(c) if store.advance_hotp_counter(t.id, t.counter, c + 1).await? => {
+                store.set_hotp_resync(t.id, None).await?;
+                Ok(format!("counter moved from {} to {}", t.counter, c + 1))
+            }
+            Some(_) => Err("the token changed meanwhile (a login used it); try again".to_string()),
+            None => Err(format!(
+                "the two codes are not consecutive codes within {window} of counter {}",
+                t.counter
+            )),
+        },
+        TokenKind::Totp => {
+            let now = SystemClock.now();
+            match otp::find_consecutive_steps(t, c1, c2, now, window as i64) {
+                Some(step) => {
+                    let drift = step - otp::current_step(t, now);
+                    if store
+                        .consume_totp_step_with_drift(t.id, step, drift)
+                        .await?
+                    {
+                        Ok(format!(
+                            "clock drift set to {drift} step(s) of {} s",
+                            t.period
+                        ))
+                    } else {
+                        Err("those codes were already used".to_string())
+                    }
+                }
+                None => Err(format!(
+                    "the two codes are not consecutive codes within {window} time steps of now"
+                )),
+            }
+        }
+    };
+    match outcome {
+        Ok(what) => {
+            audit(cfg, store, &owner, "resync", &t.serial, Some(what.clone())).await?;
+            println!("{}: resynchronised; {what}", t.serial);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(why) => {
+            eprintln!("{}: not resynchronised: {why}", t.serial);
+            Ok(ExitCode::from(1))
+        }
+    }
+}

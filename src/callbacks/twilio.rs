@@ -1,0 +1,179 @@
+//! Twilio's voice callbacks. Order of checks: signature (else 403, nothing read), then the
+//! transaction (else 404), then one compare-and-set from `pending`, so a replayed or late
+//! callback cannot change a decided call.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+
+use super::signature;
+use crate::app::AppState;
+use crate::delivery::phone::mask;
+use crate::mfa::voice::{interpret_digits, outcome_twiml, CallDecision};
+use crate::store::{AuditRecord, OobKind, OobStatus, OobTransaction};
+
+fn params(body: &[u8]) -> Vec<(String, String)> {
+    form_urlencoded::parse(body).into_owned().collect()
+}
+
+fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    params
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// The signature must verify over the URL Twilio called (our public URL + path + query) and
+/// the parameters, and the request must name our account.
+fn authenticate(
+    app: &AppState,
+    uri: &Uri,
+    headers: &HeaderMap,
+    params: &[(String, String)],
+) -> Result<(), StatusCode> {
+    let (Some(twilio), Some(cb)) = (&app.config.delivery.twilio, &app.config.delivery.callbacks)
+    else {
+        return Err(StatusCode::NOT_FOUND);
+    };
+    let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let url = format!("{}{path}", cb.public_url);
+    let given = headers
+        .get("x-twilio-signature")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let ok = signature::verify(twilio.auth_token.expose(), &url, params, given)
+        && param(params, "AccountSid") == Some(twilio.account_sid.as_str());
+    if !ok {
+        // Neither the parameters nor the path (it holds the transaction id) are logged.
+        tracing::warn!(
+            signed = !given.is_empty(),
+            "provider callback refused: bad or missing signature"
+        );
+        return Err(StatusCode::FORBIDDEN);
+    }
+    Ok(())
+}
+
+async fn voice_txn(app: &AppState, id: &str) -> Result<OobTransaction, StatusCode> {
+    match app.store.oob(id).await {
+        Ok(Some(t)) if t.kind == OobKind::Voice => Ok(t),
+        Ok(_) => Err(StatusCode::NOT_FOUND),
+        Err(e) => {
+            tracing::error!(error = %e, "callback: reading the call transaction");
+            Err(StatusCode::SERVICE_UNAVAILABLE)
+        }
+    }
+}
+
+fn twiml(body: String) -> Response {
+    ([(header::CONTENT_TYPE, "text/xml")], body).into_response()
+}
+
+pub async fn gather(
+    State(app): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let params = params(&body);
+    if let Err(code) = authenticate(&app, &uri, &headers, &params) {
+        return code.into_response();
+    }
+    let txn = match voice_txn(&app, &id).await {
+        Ok(t) => t,
+        Err(code) => return code.into_response(),
+    };
+    let fraud_digits = app
+        .config
+        .delivery
+        .voice
+        .as_ref()
+        .map(|v| v.fraud_digits.as_str())
+        .unwrap_or("0");
+    let decision = interpret_digits(param(&params, "Digits").unwrap_or(""), fraud_digits);
+    let (status, reason) = match decision {
+        CallDecision::Approve => (OobStatus::Approved, None),
+        CallDecision::Deny => (OobStatus::Denied, Some("declined on the call")),
+        CallDecision::Fraud => (
+            OobStatus::Fraud,
+            Some("fraud alert: the user reported the call as not theirs"),
+        ),
+    };
+    match app.store.resolve_oob(&txn.id, status, reason).await {
+        Ok(true) if decision == CallDecision::Fraud => block_for_fraud(&app, &txn).await,
+        Ok(_) => {}
+        Err(e) => {
+            tracing::error!(error = %e, "callback: recording the call decision");
+            return StatusCode::SERVICE_UNAVAILABLE.into_response();
+        }
+    }
+    tracing::info!(user = %txn.user, decision = status.as_str(), "call answered");
+    app.delivery.wake_waiters();
+    twiml(outcome_twiml(decision))
+}
+
+/// Fraud: the user is blocked on every node until `radmfa user unblock`, and the audit log
+/// gets a `fraud` record even if no request is waiting on this call any more.
+async fn block_for_fraud(app: &AppState, txn: &OobTransaction) {
+    let now = app.clock.now();
+    let reason = format!(
+        "fraud alert from the call to {}; blocked until `radmfa user unblock`",
+        mask(&txn.phone)
+    );
+    if let Err(e) = app.store.block_user(&txn.user, now, &reason).await {
+        tracing::error!(error = %e, user = %txn.user, "blocking user after fraud alert");
+    }
+    let rec = AuditRecord {
+        time: now,
+        user: txn.user.clone(),
+        phone: Some(txn.phone.clone()),
+        mode: "voice".into(),
+        result: "fraud".into(),
+        reason: Some(reason),
+        server_name: app.config.server.name.clone(),
+        nas_name: Some(txn.nas.clone()),
+        ..Default::default()
+    };
+    if let Err(e) = app.store.append_audit(&rec).await {
+        tracing::error!(error = %e, "writing the fraud audit record");
+    }
+    tracing::warn!(target: "radmfa::audit", user = %txn.user, result = "fraud", "fraud alert: user blocked");
+}
+
+pub async fn status(
+    State(app): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let params = params(&body);
+    if let Err(code) = authenticate(&app, &uri, &headers, &params) {
+        return code.into_response();
+    }
+    let txn = match voice_txn(&app, &id).await {
+        Ok(t) => t,
+        Err(code) => return code.into_response(),
+    };
+    let call_status = param(&params, "CallStatus").unwrap_or("");
+    let outcome = match call_status {
+        // Ended after being answered: if no key decided it by now, it is not approved.
+        "completed" => Some((OobStatus::Denied, "call ended without approval".to_string())),
+        "busy" | "no-answer" | "failed" | "canceled" => {
+            Some((OobStatus::Failed, format!("call {call_status}")))
+        }
+        _ => None,
+    };
+    if let Some((status, reason)) = outcome {
+        if let Err(e) = app.store.resolve_oob(&txn.id, status, Some(&reason)).await {
+            tracing::error!(error = %e, "callback: recording the call status");
+            return StatusCode::SERVICE_UNAVAILABLE.into_response();
+        }
+        app.delivery.wake_waiters();
+    }
+    StatusCode::NO_CONTENT.into_response()
+}

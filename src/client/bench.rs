@@ -1,0 +1,182 @@
+//! Helpers for `bench/run.sh` (hidden subcommands): make N users with seeds for radmfa,
+//! the directory and FreeRADIUS in one go, and measure the directory's raw bind rate.
+//!
+//! Enrolling 10k–100k users through `radmfa user enroll-totp` one process at a time takes
+//! minutes; `bench_users` writes them through the `Store` trait with a few concurrent inserts.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use rand::RngCore;
+use sha1::{Digest, Sha1};
+
+use super::report::{Outcome, PhaseReport, Tally};
+use super::users::{generated_name, generated_password};
+use crate::app::open_store;
+use crate::config::Config;
+use crate::secret::Secret;
+use crate::store::{NewToken, OtpAlgorithm, TokenKind};
+
+/// The directory layout the bench uses (the same as the test harness's slapd).
+pub const BASE_DN: &str = "dc=example,dc=org";
+pub const PEOPLE_DN: &str = "ou=people,dc=example,dc=org";
+
+/// Writes `users.csv` (user,password,base32-seed) and `users.ldif` (the directory, with the
+/// seed in `description` where FreeRADIUS's rlm_ldap reads it) into `out`, and with `cfg`
+/// enrolls the same seeds as SHA1/6-digit/`period` TOTP tokens in radmfa's store.
+pub async fn bench_users(
+    count: usize,
+    out: &Path,
+    cfg: Option<&Config>,
+    period: u32,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let mut csv = String::with_capacity(count * 64);
+    let mut ldif = base_ldif();
+    let mut seeds = Vec::with_capacity(count);
+    for i in 0..count {
+        let name = generated_name(i);
+        let password = generated_password(&name);
+        let mut seed = vec![0u8; 20];
+        rand::rngs::OsRng.fill_bytes(&mut seed);
+        let b32 = data_encoding::BASE32_NOPAD.encode(&seed);
+        let _ = writeln!(csv, "{name},{password},{b32}");
+        let _ = writeln!(
+            ldif,
+            "dn: uid={name},{PEOPLE_DN}\nobjectClass: inetOrgPerson\nuid: {name}\ncn: {name}\n\
+             sn: Bench\ngivenName: {name}\nmail: {name}@example.org\ndescription: {b32}\n\
+             userPassword: {}\n",
+            ssha(&password)
+        );
+        seeds.push((name, Secret::new(seed)));
+    }
+    std::fs::write(out.join("users.csv"), csv)?;
+    std::fs::write(out.join("users.ldif"), ldif)?;
+    if let Some(cfg) = cfg {
+        enroll_all(cfg, seeds, period).await?;
+    }
+    Ok(())
+}
+
+fn base_ldif() -> String {
+    format!(
+        "dn: {BASE_DN}\nobjectClass: top\nobjectClass: dcObject\nobjectClass: organization\n\
+         o: Example\ndc: example\n\ndn: {PEOPLE_DN}\nobjectClass: organizationalUnit\nou: people\n\n"
+    )
+}
+
+/// `{SSHA}` as slappasswd makes it: base64(sha1(password ‖ salt) ‖ salt).
+fn ssha(password: &str) -> String {
+    let mut salt = [0u8; 8];
+    rand::rngs::OsRng.fill_bytes(&mut salt);
+    let mut h = Sha1::new();
+    h.update(password.as_bytes());
+    h.update(salt);
+    let mut raw = h.finalize().to_vec();
+    raw.extend_from_slice(&salt);
+    format!("{{SSHA}}{}", data_encoding::BASE64.encode(&raw))
+}
+
+async fn enroll_all(cfg: &Config, seeds: Vec<(String, Secret)>, period: u32) -> anyhow::Result<()> {
+    let store = open_store(&cfg.store).await?;
+    let started = Instant::now();
+    let total = seeds.len();
+    // Eight inserts in flight: the store's connection count. Each one commits on its own, so
+    // this measures nothing but set-up time; it is not part of any benchmark figure.
+    let queue = Arc::new(std::sync::Mutex::new(seeds));
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let (store, queue) = (store.clone(), queue.clone());
+        set.spawn(async move {
+            loop {
+                let next = queue.lock().expect("queue lock").pop();
+                let Some((user, secret)) = next else {
+                    return anyhow::Ok(());
+                };
+                store
+                    .add_token(NewToken {
+                        serial: format!("BENCH-{user}"),
+                        user: Some(user),
+                        kind: TokenKind::Totp,
+                        algorithm: OtpAlgorithm::Sha1,
+                        digits: 6,
+                        period,
+                        counter: 0,
+                        secret,
+                    })
+                    .await?;
+            }
+        });
+    }
+    while let Some(r) = set.join_next().await {
+        r.context("enroll worker panicked")??;
+    }
+    eprintln!(
+        "enrolled {total} users in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// How `ldap_binds` talks to the directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BindMode {
+    /// One connection per worker, simple binds one after another: the directory's ceiling.
+    Bind,
+    /// A new TCP connection for every bind, as radmfa's user check does today.
+    ConnectBind,
+}
+
+/// Simple binds as users `user00000..` (password `pw-<uid>`) from `concurrency` workers for
+/// `duration`; the rate is the ceiling for every LDAP-bound RADIUS workload.
+pub async fn ldap_binds(
+    url: &str,
+    users: usize,
+    concurrency: usize,
+    duration: Duration,
+    mode: BindMode,
+) -> anyhow::Result<PhaseReport> {
+    let start = Instant::now();
+    let deadline = start + duration;
+    let mut set = tokio::task::JoinSet::new();
+    for w in 0..concurrency {
+        let url = url.to_string();
+        set.spawn(async move {
+            let mut tally = Tally::default();
+            let mut conn = None;
+            let mut i = w;
+            while Instant::now() < deadline {
+                let name = generated_name(i % users.max(1));
+                i += concurrency;
+                let dn = format!("uid={name},{PEOPLE_DN}");
+                let t0 = Instant::now();
+                if conn.is_none() || mode == BindMode::ConnectBind {
+                    let (c, ldap) = ldap3::LdapConnAsync::new(&url).await?;
+                    ldap3::drive!(c);
+                    conn = Some(ldap);
+                }
+                let ldap = conn.as_mut().expect("connected above");
+                let res = ldap.simple_bind(&dn, &generated_password(&name)).await?;
+                let outcome = if res.rc == 0 {
+                    Outcome::Expected
+                } else {
+                    Outcome::Unexpected(3)
+                };
+                if mode == BindMode::ConnectBind {
+                    let _ = ldap.unbind().await;
+                    conn = None;
+                }
+                tally.record(outcome, t0.elapsed());
+            }
+            anyhow::Ok(tally)
+        });
+    }
+    let mut tally = Tally::default();
+    while let Some(r) = set.join_next().await {
+        tally.merge(r.context("bind worker panicked")??);
+    }
+    Ok(PhaseReport::new("ldap-bind", tally, start.elapsed()))
+}

@@ -1,0 +1,358 @@
+//! The load generator: C workers, each with its own UDP socket and one request in flight
+//! (closed loop, like C NAS boxes waiting on their users), optionally paced to a global rate,
+//! stopped by a count and/or a duration. Every reply is verified before it counts.
+//!
+//! Two-round logins run as two phases so each is measured on its own: phase `round1` sends
+//! passwords and keeps the States of the challenges it gets; phase `round2` then answers every
+//! State with a code. This is also how the FreeRADIUS baseline in shared/testing.md was taken.
+//!
+//! TOTP and replays: radmfa refuses a step a token has already used, so the generator hands
+//! each user strictly increasing steps from the window the server accepts
+//! ([`LoadUser::claim_step`]). A user can therefore log in at most `2·window − 1` times per
+//! period plus once per new step; with `--no-replay-guard` (servers that keep no used-step
+//! record, such as FreeRADIUS 3.2.1's rlm_totp) every request uses the current step.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use tokio::net::UdpSocket;
+
+use super::report::{Outcome, PhaseReport, Tally};
+use super::users::LoadUser;
+use super::verify::{verify, Verify};
+use crate::mfa::otp::totp_code;
+use crate::radius::client::{parse_reply, status_server, AccessRequestBuilder};
+use crate::secret::Secret;
+use crate::store::OtpAlgorithm;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Flow {
+    /// `password<delim>code` in one request; expects Access-Accept.
+    Inline,
+    /// Password only; expects Access-Challenge, never answered (fills pending challenges).
+    Round1,
+    /// Round 1 for every login, then round 2 (State + code) for every challenge received.
+    TwoRound,
+    /// A wrong password for a real user; expects Access-Reject.
+    Reject,
+    /// Status-Server (RFC 5997); expects Access-Accept.
+    Status,
+}
+
+/// How codes are made and which steps the server will take.
+#[derive(Debug, Clone)]
+pub struct TotpParams {
+    pub algorithm: OtpAlgorithm,
+    pub digits: u32,
+    pub period: u32,
+    /// The server's window: it accepts steps within ±window of its current step.
+    pub window: u32,
+    /// The server refuses a step already used (radmfa does; FreeRADIUS 3.2.1 does not).
+    pub replay_guard: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct LoadSpec {
+    pub server: SocketAddr,
+    pub secret: Secret,
+    pub flow: Flow,
+    pub concurrency: usize,
+    pub count: Option<u64>,
+    pub duration: Option<Duration>,
+    /// Requests per second across all workers; `None` = as fast as replies come back.
+    pub rate: Option<f64>,
+    pub timeout: Duration,
+    pub retries: u32,
+    pub delimiter: String,
+    pub totp: TotpParams,
+    pub verify: Verify,
+    pub nas_identifier: Option<String>,
+    /// Local address to send from (the server's client table is keyed by source address;
+    /// 127.0.0.2 can be a second NAS with another policy on the same machine).
+    pub source: Option<IpAddr>,
+}
+
+/// Hands out request numbers until the count, the deadline or the list of answers runs out,
+/// and says when each is due under `--rate`.
+struct Schedule {
+    start: Instant,
+    issued: AtomicU64,
+    limit: u64,
+    deadline: Option<Instant>,
+    rate: Option<f64>,
+}
+
+impl Schedule {
+    fn new(limit: u64, duration: Option<Duration>, rate: Option<f64>) -> Self {
+        let start = Instant::now();
+        Schedule {
+            start,
+            issued: AtomicU64::new(0),
+            limit,
+            deadline: duration.map(|d| start + d),
+            rate,
+        }
+    }
+
+    fn expired(&self) -> bool {
+        self.deadline.is_some_and(|d| Instant::now() >= d)
+    }
+
+    async fn next(&self) -> Option<u64> {
+        if self.expired() {
+            return None;
+        }
+        let i = self.issued.fetch_add(1, Ordering::Relaxed);
+        if i >= self.limit {
+            return None;
+        }
+        if let Some(rate) = self.rate {
+            let due = self.start + Duration::from_secs_f64(i as f64 / rate);
+            tokio::time::sleep_until(due.into()).await;
+            if self.expired() {
+                return None;
+            }
+        }
+        Some(i)
+    }
+}
+
+/// One phase's shared inputs.
+struct Phase {
+    spec: LoadSpec,
+    users: Arc<Vec<LoadUser>>,
+    /// Round 2 only: (user index, State) per request number.
+    answers: Vec<(usize, Vec<u8>)>,
+    round2: bool,
+    schedule: Schedule,
+}
+
+/// What a worker hands back: its tally and, in round 1 of a two-round run, the States.
+type WorkerResult = (Tally, Vec<(usize, Vec<u8>)>);
+
+pub fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// Runs the flow and returns one report per phase.
+pub async fn run(spec: &LoadSpec, users: Arc<Vec<LoadUser>>) -> anyhow::Result<Vec<PhaseReport>> {
+    anyhow::ensure!(!users.is_empty(), "no users");
+    anyhow::ensure!(spec.concurrency > 0, "concurrency must be at least 1");
+    let needs_seed = matches!(spec.flow, Flow::Inline | Flow::TwoRound);
+    if needs_seed && users.iter().any(|u| u.seed.is_none()) {
+        anyhow::bail!(
+            "flow {:?} needs a TOTP seed for every user (--users FILE)",
+            spec.flow
+        );
+    }
+    let limit = spec.count.unwrap_or(u64::MAX);
+    let first = Arc::new(Phase {
+        spec: spec.clone(),
+        users: users.clone(),
+        answers: Vec::new(),
+        round2: false,
+        schedule: Schedule::new(limit, spec.duration, spec.rate),
+    });
+    let name = match spec.flow {
+        Flow::Inline => "inline",
+        Flow::Round1 | Flow::TwoRound => "round1",
+        Flow::Reject => "reject",
+        Flow::Status => "status",
+    };
+    let (tally, states, elapsed) = run_phase(first.clone()).await?;
+    let mut reports = vec![PhaseReport::new(name, tally, elapsed)];
+    if spec.flow == Flow::TwoRound {
+        let second = Arc::new(Phase {
+            spec: spec.clone(),
+            users,
+            schedule: Schedule::new(states.len() as u64, None, spec.rate),
+            answers: states,
+            round2: true,
+        });
+        let (tally, _, elapsed) = run_phase(second).await?;
+        reports.push(PhaseReport::new("round2", tally, elapsed));
+    }
+    Ok(reports)
+}
+
+async fn run_phase(phase: Arc<Phase>) -> anyhow::Result<(Tally, Vec<(usize, Vec<u8>)>, Duration)> {
+    let mut set = tokio::task::JoinSet::new();
+    for w in 0..phase.spec.concurrency {
+        let sock = connect(phase.spec.server, phase.spec.source).await?;
+        set.spawn(worker(phase.clone(), sock, w as u8));
+    }
+    let mut tally = Tally::default();
+    let mut states = Vec::new();
+    while let Some(res) = set.join_next().await {
+        let (t, s) = res.context("load worker panicked")?;
+        tally.merge(t);
+        states.extend(s);
+    }
+    Ok((tally, states, phase.schedule.start.elapsed()))
+}
+
+async fn connect(server: SocketAddr, source: Option<IpAddr>) -> anyhow::Result<UdpSocket> {
+    let local: SocketAddr = match source {
+        Some(ip) => (ip, 0).into(),
+        None if server.is_ipv6() => "[::]:0".parse()?,
+        None => "0.0.0.0:0".parse()?,
+    };
+    let sock = UdpSocket::bind(local)
+        .await
+        .context("binding a UDP socket")?;
+    sock.connect(server)
+        .await
+        .with_context(|| format!("connecting to {server}"))?;
+    Ok(sock)
+}
+
+async fn worker(phase: Arc<Phase>, sock: UdpSocket, first_id: u8) -> WorkerResult {
+    let mut tally = Tally::default();
+    let mut states = Vec::new();
+    let mut id = first_id;
+    let n = phase.users.len();
+    while let Some(i) = phase.schedule.next().await {
+        id = id.wrapping_add(1);
+        let Some((user, packet, auth)) = build(&phase, i, id) else {
+            // Every user has used up the TOTP window for now; wait for the next step.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        };
+        let (outcome, latency, raw, resent) = exchange(&phase.spec, &sock, &packet, &auth).await;
+        tally.retransmits += resent as u64;
+        let expected = match (phase.spec.flow, phase.round2) {
+            (_, true) | (Flow::Inline | Flow::Status, false) => 2,
+            (Flow::Round1 | Flow::TwoRound, false) => 11,
+            (Flow::Reject, false) => 3,
+        };
+        let outcome = match outcome {
+            Outcome::Unexpected(code) if code == expected => Outcome::Expected,
+            other => other,
+        };
+        if outcome == Outcome::Expected && phase.spec.flow == Flow::TwoRound && !phase.round2 {
+            if let Some(state) = raw.as_deref().and_then(state_of) {
+                states.push((user % n, state));
+            }
+        }
+        tally.record(outcome, latency);
+    }
+    (tally, states)
+}
+
+fn state_of(raw: &[u8]) -> Option<Vec<u8>> {
+    parse_reply(raw)?
+        .attributes
+        .into_iter()
+        .find(|(t, _)| *t == 24)
+        .map(|(_, v)| v)
+}
+
+/// The code `user` should send now, or `None` when it has no unused step left in the window.
+fn code_for(p: &TotpParams, user: &LoadUser) -> Option<String> {
+    let seed = user.seed.as_ref()?;
+    let now = unix_now() as i64;
+    let cur = now / p.period.max(1) as i64;
+    let step = if p.replay_guard {
+        // Keep one step of margin on each side: a request made just before a step boundary
+        // reaches the server just after it.
+        let w = p.window.saturating_sub(1) as i64;
+        user.claim_step(cur - w, cur + w)?
+    } else {
+        cur
+    };
+    Some(totp_code(seed, p.algorithm, p.digits, p.period, step))
+}
+
+/// Builds request number `i`: returns the user index, the datagram and its authenticator.
+fn build(phase: &Phase, i: u64, id: u8) -> Option<(usize, Vec<u8>, [u8; 16])> {
+    let spec = &phase.spec;
+    let secret = spec.secret.expose();
+    let users = &phase.users;
+    let n = users.len();
+    let with_nas = |b: AccessRequestBuilder| match &spec.nas_identifier {
+        Some(nas) => b.attribute(32, nas.as_bytes()),
+        None => b,
+    };
+    if phase.round2 {
+        let (u, state) = &phase.answers[i as usize];
+        let code = code_for(&spec.totp, &users[*u])?;
+        let b = AccessRequestBuilder::new(id, &users[*u].name)
+            .password(code.as_bytes())
+            .state(state);
+        let (raw, auth) = with_nas(b).build(secret);
+        return Some((*u, raw, auth));
+    }
+    let start = (i % n as u64) as usize;
+    match spec.flow {
+        Flow::Status => {
+            let (raw, auth) = status_server(id, secret);
+            Some((start, raw, auth))
+        }
+        Flow::Round1 | Flow::TwoRound | Flow::Reject => {
+            let user = &users[start];
+            let mut pw = user.password.expose().to_vec();
+            if spec.flow == Flow::Reject {
+                pw.extend_from_slice(b"-wrong");
+            }
+            let b = AccessRequestBuilder::new(id, &user.name).password(&pw);
+            let (raw, auth) = with_nas(b).build(secret);
+            Some((start, raw, auth))
+        }
+        Flow::Inline => {
+            // The next user with a step left; with enough users this is the first one tried.
+            (0..n).find_map(|k| {
+                let u = (start + k) % n;
+                let code = code_for(&spec.totp, &users[u])?;
+                let mut field = users[u].password.expose().to_vec();
+                field.extend_from_slice(spec.delimiter.as_bytes());
+                field.extend_from_slice(code.as_bytes());
+                let b = AccessRequestBuilder::new(id, &users[u].name).password(&field);
+                let (raw, auth) = with_nas(b).build(secret);
+                Some((u, raw, auth))
+            })
+        }
+    }
+}
+
+/// Sends and waits, retransmitting the identical datagram on timeout as a NAS does. Replies
+/// with another identifier (late answers to an earlier request) are skipped.
+pub async fn exchange(
+    spec: &LoadSpec,
+    sock: &UdpSocket,
+    packet: &[u8],
+    auth: &[u8; 16],
+) -> (Outcome, Duration, Option<Vec<u8>>, u32) {
+    let t0 = Instant::now();
+    let mut buf = vec![0u8; 4096];
+    for attempt in 0..=spec.retries {
+        if sock.send(packet).await.is_err() {
+            continue;
+        }
+        let until = tokio::time::Instant::now() + spec.timeout;
+        loop {
+            let Ok(Ok(len)) = tokio::time::timeout_at(until, sock.recv(&mut buf)).await else {
+                break;
+            };
+            let reply = &buf[..len];
+            if len < 20 || reply[1] != packet[1] {
+                continue;
+            }
+            let latency = t0.elapsed();
+            return match verify(spec.verify, reply, auth, spec.secret.expose()) {
+                Ok(()) => (
+                    Outcome::Unexpected(reply[0]),
+                    latency,
+                    Some(reply.to_vec()),
+                    attempt,
+                ),
+                Err(_) => (Outcome::Forged, latency, None, attempt),
+            };
+        }
+    }
+    (Outcome::Timeout, t0.elapsed(), None, spec.retries)
+}

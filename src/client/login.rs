@@ -1,0 +1,187 @@
+//! `radmfa client login`: one login the way a VPN box would make it, for an admin checking a
+//! deployment. Sends the password, shows the server's prompt at an Access-Challenge, reads the
+//! code, and answers with the State, repeating while the server keeps challenging.
+
+use std::io::{BufRead, Write};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use tokio::net::UdpSocket;
+
+use super::verify::{verify, Verify};
+use crate::radius::client::{parse_reply, status_server, AccessRequestBuilder};
+use crate::secret::Secret;
+
+pub struct LoginSpec {
+    pub server: SocketAddr,
+    pub secret: Secret,
+    pub user: String,
+    pub nas_identifier: Option<String>,
+    pub timeout: Duration,
+    pub retries: u32,
+    pub verify: Verify,
+}
+
+/// How a login ended; the CLI maps it to the exit status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginResult {
+    Accepted,
+    Rejected,
+}
+
+/// Asks the user for the next answer (password, then codes). `prompt` is what to show.
+pub trait Answerer {
+    fn password(&mut self, user: &str) -> anyhow::Result<Secret>;
+    fn code(&mut self, prompt: &str) -> anyhow::Result<Secret>;
+}
+
+/// Reads from the terminal: the password without echo, codes as a visible line.
+pub struct Terminal {
+    pub password: Option<Secret>,
+    /// Codes given on the command line, used before asking.
+    pub codes: Vec<Secret>,
+}
+
+impl Answerer for Terminal {
+    fn password(&mut self, user: &str) -> anyhow::Result<Secret> {
+        if let Some(p) = self.password.take() {
+            return Ok(p);
+        }
+        let p = rpassword::prompt_password(format!("Password for {user}: "))
+            .context("reading the password")?;
+        Ok(Secret::from(p))
+    }
+
+    fn code(&mut self, prompt: &str) -> anyhow::Result<Secret> {
+        if !self.codes.is_empty() {
+            eprintln!("{prompt} (answered from --code)");
+            return Ok(self.codes.remove(0));
+        }
+        eprint!("{prompt}: ");
+        std::io::stderr().flush().ok();
+        let mut line = String::new();
+        let n = std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .context("reading the code")?;
+        if n == 0 {
+            bail!("no code given (end of input)");
+        }
+        Ok(Secret::from(line.trim()))
+    }
+}
+
+pub async fn login(spec: &LoginSpec, answers: &mut dyn Answerer) -> anyhow::Result<LoginResult> {
+    let sock = bind_for(spec.server).await?;
+    let mut password = answers.password(&spec.user)?;
+    let mut state: Option<Vec<u8>> = None;
+    // Each round gets a new identifier (RFC 2865 §3); a dozen rounds means a server loop.
+    for round in 1u8..=12 {
+        let mut b = AccessRequestBuilder::new(round, &spec.user).password(password.expose());
+        if let Some(s) = &state {
+            b = b.state(s);
+        }
+        if let Some(nas) = &spec.nas_identifier {
+            b = b.attribute(32, nas.as_bytes());
+        }
+        let (raw, auth) = b.build(spec.secret.expose());
+        let t0 = Instant::now();
+        let reply = send_and_wait(spec, &sock, &raw, &auth).await?;
+        let parsed = parse_reply(&reply).context("reply does not parse")?;
+        let messages: Vec<String> = parsed
+            .attributes
+            .iter()
+            .filter(|(t, _)| *t == 18)
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+            .collect();
+        let ms = t0.elapsed().as_secs_f64() * 1000.0;
+        match parsed.code {
+            2 => {
+                eprintln!("Access-Accept ({ms:.1} ms) {}", messages.join(" "));
+                return Ok(LoginResult::Accepted);
+            }
+            3 => {
+                eprintln!("Access-Reject ({ms:.1} ms) {}", messages.join(" "));
+                return Ok(LoginResult::Rejected);
+            }
+            11 => {
+                let s = parsed
+                    .attributes
+                    .iter()
+                    .find(|(t, _)| *t == 24)
+                    .map(|(_, v)| v.clone())
+                    .context("Access-Challenge without State")?;
+                state = Some(s);
+                let prompt = if messages.is_empty() {
+                    "Code".to_string()
+                } else {
+                    messages.join(" ")
+                };
+                eprintln!("Access-Challenge ({ms:.1} ms)");
+                password = answers.code(&prompt)?;
+            }
+            c => bail!("unexpected reply code {c}"),
+        }
+    }
+    bail!("the server kept challenging; giving up after 12 rounds")
+}
+
+/// One Status-Server probe; returns the round-trip time.
+pub async fn probe(spec: &LoginSpec) -> anyhow::Result<Duration> {
+    let sock = bind_for(spec.server).await?;
+    let (raw, auth) = status_server(1, spec.secret.expose());
+    let t0 = Instant::now();
+    let reply = send_and_wait(spec, &sock, &raw, &auth).await?;
+    anyhow::ensure!(
+        reply[0] == 2,
+        "Status-Server answered with code {}",
+        reply[0]
+    );
+    Ok(t0.elapsed())
+}
+
+async fn bind_for(server: SocketAddr) -> anyhow::Result<UdpSocket> {
+    let local = if server.is_ipv6() {
+        "[::]:0"
+    } else {
+        "0.0.0.0:0"
+    };
+    let sock = UdpSocket::bind(local).await?;
+    sock.connect(server).await?;
+    Ok(sock)
+}
+
+async fn send_and_wait(
+    spec: &LoginSpec,
+    sock: &UdpSocket,
+    raw: &[u8],
+    auth: &[u8; 16],
+) -> anyhow::Result<Vec<u8>> {
+    let mut buf = vec![0u8; 4096];
+    for attempt in 0..=spec.retries {
+        if attempt > 0 {
+            eprintln!("no reply after {:?}; retransmitting", spec.timeout);
+        }
+        sock.send(raw).await.context("sending")?;
+        let until = tokio::time::Instant::now() + spec.timeout;
+        while let Ok(r) = tokio::time::timeout_at(until, sock.recv(&mut buf)).await {
+            let len = r.context("receiving")?;
+            let reply = &buf[..len];
+            if len < 20 || reply[1] != raw[1] {
+                continue;
+            }
+            match verify(spec.verify, reply, auth, spec.secret.expose()) {
+                Ok(()) => return Ok(reply.to_vec()),
+                // A forged or mis-keyed reply is ignored, as a NAS would; report it, though,
+                // since a wrong shared secret looks exactly like this.
+                Err(why) => eprintln!("ignored a reply that failed verification: {why}"),
+            }
+        }
+    }
+    bail!(
+        "no valid reply from {} after {} attempt(s) (wrong secret, unknown client, or server down?)",
+        spec.server,
+        spec.retries + 1
+    )
+}

@@ -1,0 +1,340 @@
+//! radmfa's own RADIUS client (`radmfa client …`): an interactive login for admins checking a
+//! deployment, and a load generator for benchmarks. radclient cannot follow an
+//! Access-Challenge and pyrad manages about 3k requests/s per process, so neither can drive
+//! a two-round MFA benchmark.
+//!
+//! - [`login`]: one login, prompting for the code at a challenge.
+//! - [`load`]: C in flight, count/duration/rate, inline, two-round, reject and Status-Server
+//!   flows, TOTP codes from the users' seeds, every reply verified.
+//! - [`users`], [`verify`], [`report`]: the users file, reply checks, percentiles.
+//! - [`bench`]: hidden helpers for `bench/run.sh` (bulk users, raw LDAP bind rate).
+
+pub mod bench;
+pub mod load;
+pub mod login;
+pub mod report;
+pub mod users;
+pub mod verify;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+
+use crate::config::Config;
+use crate::secret::Secret;
+use crate::store::OtpAlgorithm;
+use load::{Flow, LoadSpec, TotpParams};
+use verify::Verify;
+
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Log a user in as a NAS would, prompting for the code at an Access-Challenge.
+    Login(LoginArgs),
+    /// Send a Status-Server probe (RFC 5997).
+    Status(Target),
+    /// Drive load: many users, C in flight; prints requests/s and latency percentiles.
+    Load(LoadArgs),
+    /// Benchmark set-up: N users as users.csv + users.ldif, seeds enrolled in the store.
+    #[command(hide = true)]
+    BenchUsers(BenchUsersArgs),
+    /// Benchmark: raw LDAP simple-bind rate of a directory.
+    #[command(hide = true)]
+    LdapBinds(LdapBindsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct Target {
+    /// RADIUS server, e.g. 127.0.0.1:1812 or [::1]:1812.
+    #[arg(long, short = 's', default_value = "127.0.0.1:1812")]
+    pub server: SocketAddr,
+    /// Shared secret (prefer --secret-file or RADMFA_SECRET: argv is visible to others).
+    #[arg(long, env = "RADMFA_SECRET", hide_env_values = true)]
+    pub secret: Option<String>,
+    #[arg(long, conflicts_with = "secret")]
+    pub secret_file: Option<PathBuf>,
+    /// NAS-Identifier to send.
+    #[arg(long)]
+    pub nas_identifier: Option<String>,
+    /// Seconds to wait for each reply.
+    #[arg(long, default_value_t = 3.0)]
+    pub timeout: f64,
+    /// Retransmissions after a timeout.
+    #[arg(long, default_value_t = 2)]
+    pub retries: u32,
+    /// strict: Message-Authenticator first and valid (radmfa, hardened servers); lenient:
+    /// authenticators checked wherever the attribute is (e.g. FreeRADIUS 3.2.1).
+    #[arg(long, value_enum, default_value_t = Verify::Strict)]
+    pub verify: Verify,
+}
+
+impl Target {
+    fn secret(&self) -> anyhow::Result<Secret> {
+        match (&self.secret, &self.secret_file) {
+            (Some(s), _) => Ok(Secret::from(s.as_str())),
+            (None, Some(f)) => {
+                let text = std::fs::read_to_string(f)
+                    .with_context(|| format!("reading {}", f.display()))?;
+                Ok(Secret::from(text.trim_end_matches(['\r', '\n'])))
+            }
+            (None, None) => {
+                anyhow::bail!("give the shared secret: --secret-file, RADMFA_SECRET or --secret")
+            }
+        }
+    }
+
+    fn timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.timeout.max(0.001))
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    #[command(flatten)]
+    pub target: Target,
+    pub user: String,
+    /// Password (asked without echo when absent).
+    #[arg(long)]
+    pub password: Option<String>,
+    /// Answer(s) to challenges, in order, instead of asking.
+    #[arg(long)]
+    pub code: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    #[command(flatten)]
+    pub target: Target,
+    #[arg(long, value_enum, default_value_t = Flow::Inline)]
+    pub flow: Flow,
+    /// File of user,password,base32-seed lines (needed for flows that send codes).
+    #[arg(long, conflicts_with = "generated")]
+    pub users: Option<PathBuf>,
+    /// Use N generated users user00000/pw-user00000 … (no seeds).
+    #[arg(long)]
+    pub generated: Option<usize>,
+    /// Only users START..END (0-based, END exclusive) of the list. Separate runs against a
+    /// server with a replay guard need disjoint ranges: codes a run used cannot be used again.
+    #[arg(long, value_parser = parse_range)]
+    pub range: Option<(usize, usize)>,
+    /// Requests in flight (-p as in radclient; -c is the global --config).
+    #[arg(long, short = 'p', default_value_t = 100)]
+    pub concurrency: usize,
+    /// Stop after this many requests (round 1 of two-round).
+    #[arg(long, short = 'n')]
+    pub count: Option<u64>,
+    /// Stop after this many seconds.
+    #[arg(long, short = 'd')]
+    pub duration: Option<f64>,
+    /// Requests per second across all workers (default: as fast as replies come).
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Delimiter between password and code in the inline flow.
+    #[arg(long, default_value = ",")]
+    pub delimiter: String,
+    /// The server's TOTP window (± steps); more steps let a user log in more often.
+    #[arg(long, default_value_t = 1)]
+    pub totp_window: u32,
+    #[arg(long, default_value_t = 30)]
+    pub totp_period: u32,
+    #[arg(long, default_value_t = 6)]
+    pub totp_digits: u32,
+    /// The server accepts a code again (no used-step record), so always send the current one.
+    #[arg(long)]
+    pub no_replay_guard: bool,
+    /// Worker threads of the generator's own runtime (it shares the machine with the server).
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    /// Send from this local address (e.g. 127.0.0.2 to appear as a second NAS).
+    #[arg(long)]
+    pub source: Option<std::net::IpAddr>,
+    /// Print JSON lines (one per phase) instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchUsersArgs {
+    #[arg(long)]
+    pub count: usize,
+    /// Directory for users.csv and users.ldif.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Also enroll the seeds in the store of --config.
+    #[arg(long)]
+    pub enroll: bool,
+    #[arg(long, default_value_t = 30)]
+    pub period: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct LdapBindsArgs {
+    #[arg(long)]
+    pub url: String,
+    /// Bind as user00000 … user<N-1>.
+    #[arg(long)]
+    pub users: usize,
+    #[arg(long, short = 'p', default_value_t = 100)]
+    pub concurrency: usize,
+    #[arg(long, short = 'd', default_value_t = 10.0)]
+    pub duration: f64,
+    #[arg(long, value_enum, default_value_t = bench::BindMode::Bind)]
+    pub mode: bench::BindMode,
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs a `radmfa client …` command. `config` is read only by `bench-users --enroll`.
+pub async fn run(config: &Path, cmd: ClientCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        ClientCommand::Login(a) => {
+            let spec = login_spec(&a.target, a.user.clone())?;
+            let mut term = login::Terminal {
+                password: a.password.map(Secret::from),
+                codes: a.code.into_iter().map(Secret::from).collect(),
+            };
+            Ok(match login::login(&spec, &mut term).await? {
+                login::LoginResult::Accepted => ExitCode::SUCCESS,
+                login::LoginResult::Rejected => ExitCode::from(1),
+            })
+        }
+        ClientCommand::Status(t) => {
+            let rtt = login::probe(&login_spec(&t, String::new())?).await?;
+            println!("Access-Accept in {:.2} ms", rtt.as_secs_f64() * 1000.0);
+            Ok(ExitCode::SUCCESS)
+        }
+        ClientCommand::Load(a) => {
+            let threads = a.threads;
+            let json = a.json;
+            let (spec, users) = load_spec(a)?;
+            let reports = on_own_runtime(threads, async move { load::run(&spec, users).await })?;
+            for r in &reports {
+                if json {
+                    println!("{}", serde_json::to_string(r)?);
+                } else {
+                    println!("{}", r.text());
+                }
+            }
+            let clean = reports.iter().all(|r| r.forged == 0 && r.sent > 0);
+            Ok(if clean {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        ClientCommand::BenchUsers(a) => {
+            let cfg = if a.enroll {
+                Some(Config::load(config).with_context(|| format!("config {}", config.display()))?)
+            } else {
+                None
+            };
+            bench::bench_users(a.count, &a.out, cfg.as_ref(), a.period).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        ClientCommand::LdapBinds(a) => {
+            let d = Duration::from_secs_f64(a.duration.max(0.1));
+            let (url, users, c, mode) = (a.url.clone(), a.users, a.concurrency, a.mode);
+            let r = on_own_runtime(a.threads, async move {
+                bench::ldap_binds(&url, users, c, d, mode).await
+            })?;
+            if a.json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                println!("{}", r.text());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn parse_range(s: &str) -> Result<(usize, usize), String> {
+    let (a, b) = s.split_once(':').ok_or("use START:END")?;
+    let num = |v: &str| v.trim().parse::<usize>().map_err(|e| format!("{v:?}: {e}"));
+    Ok((num(a)?, num(b)?))
+}
+
+fn login_spec(t: &Target, user: String) -> anyhow::Result<login::LoginSpec> {
+    Ok(login::LoginSpec {
+        server: t.server,
+        secret: t.secret()?,
+        user,
+        nas_identifier: t.nas_identifier.clone(),
+        timeout: t.timeout(),
+        retries: t.retries,
+        verify: t.verify,
+    })
+}
+
+fn load_spec(a: LoadArgs) -> anyhow::Result<(LoadSpec, Arc<Vec<users::LoadUser>>)> {
+    let mut users = match (&a.users, a.generated) {
+        (Some(path), _) => users::load(path)?,
+        (None, Some(n)) if n > 0 => users::generate(n),
+        _ => anyhow::bail!("give --users FILE or --generated N"),
+    };
+    if let Some((start, end)) = a.range {
+        anyhow::ensure!(
+            start < end && end <= users.len(),
+            "--range {start}:{end} is outside the {} users",
+            users.len()
+        );
+        users.truncate(end);
+        users.drain(..start);
+    }
+    anyhow::ensure!(
+        a.count.is_some() || a.duration.is_some(),
+        "give --count and/or --duration: load runs are bounded"
+    );
+    let spec = LoadSpec {
+        server: a.target.server,
+        secret: a.target.secret()?,
+        flow: a.flow,
+        concurrency: a.concurrency,
+        count: a.count,
+        duration: a.duration.map(|d| Duration::from_secs_f64(d.max(0.0))),
+        rate: a.rate.filter(|r| *r > 0.0),
+        timeout: a.target.timeout(),
+        retries: a.target.retries,
+        delimiter: a.delimiter,
+        totp: TotpParams {
+            algorithm: OtpAlgorithm::Sha1,
+            digits: a.totp_digits,
+            period: a.totp_period,
+            window: a.totp_window,
+            replay_guard: !a.no_replay_guard,
+        },
+        verify: a.target.verify,
+        nas_identifier: a.target.nas_identifier,
+        source: a.source,
+    };
+    Ok((spec, Arc::new(users)))
+}
+
+/// Runs `fut` on a runtime of its own with `threads` workers, so a benchmark can keep the
+/// generator small next to the server it measures on the same cores.
+fn on_own_runtime<T: Send + 'static>(
+    threads: usize,
+    fut: impl std::future::Future<Output = anyhow::Result<T>> + Send + 'static,
+) -> anyhow::Result<T> {
+    let handle = std::thread::spawn(move || {
+        let rt = if threads <= 1 {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?
+        } else {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(threads)
+                .enable_all()
+                .build()?
+        };
+        rt.block_on(fut)
+    });
+    handle
+        .join()
+        .map_err(|_| anyhow::anyhow!("load runtime panicked"))?
+}

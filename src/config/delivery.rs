@@ -1,0 +1,175 @@
+//! Validated configuration of the out-of-band factors: phone numbers, SMS, voice calls, the
+//! providers, the callback listener, and the per-client factor policy. No `[sms]` section
+//! means no SMS; no `[voice]` section means no calls.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::mfa::method::Method;
+use crate::secret::Secret;
+
+/// Default per-client time budget for a held call (`voice_budget_secs`).
+pub const DEFAULT_VOICE_BUDGET_SECS: u64 = 50;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PhoneSource {
+    Store,
+    Mobile,
+    Telephone,
+}
+
+#[derive(Debug, Clone)]
+pub struct PhoneConfig {
+    pub sources: Vec<PhoneSource>,
+    /// Digits without '+'; empty: numbers without a country code are refused.
+    pub default_country_code: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmsProvider {
+    Twilio,
+    Http,
+}
+
+#[derive(Debug, Clone)]
+pub struct SmsConfig {
+    pub provider: SmsProvider,
+    pub code_length: u32,
+    pub code_ttl: Duration,
+    /// Contains `{code}`.
+    pub message: String,
+    pub max_per_user: u32,
+    pub max_per_nas: u32,
+    pub window: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct VoiceConfig {
+    pub caller_id: String,
+    pub fraud_digits: String,
+    pub ring_timeout: Duration,
+    pub call_lifetime: Duration,
+    pub greeting: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct TwilioConfig {
+    pub account_sid: String,
+    pub auth_token: Secret,
+    pub from: String,
+    pub api_url: String,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TemplateEncoding {
+    /// Values percent-encoded (application/x-www-form-urlencoded).
+    Form,
+    /// Values escaped for a JSON string (the template supplies the quotes).
+    Json,
+    /// Values inserted as they are.
+    None,
+}
+
+#[derive(Debug, Clone)]
+pub enum HttpAuth {
+    None,
+    Basic { username: String, password: Secret },
+    Bearer(Secret),
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpSmsConfig {
+    pub url: String,
+    pub method: String,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+    pub encoding: TemplateEncoding,
+    pub content_type: String,
+    pub auth: HttpAuth,
+    /// Empty: any 2xx.
+    pub success_status: Vec<u16>,
+    pub success_body_contains: String,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct CallbacksConfig {
+    pub listen: SocketAddr,
+    /// Without a trailing slash; the provider signs the URL it called, so this must be the
+    /// address exactly as the provider sees it.
+    pub public_url: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct DeliveryConfig {
+    pub phone: PhoneConfig,
+    pub sms: Option<SmsConfig>,
+    pub voice: Option<VoiceConfig>,
+    pub twilio: Option<TwilioConfig>,
+    pub http_sms: Option<HttpSmsConfig>,
+    pub callbacks: Option<CallbacksConfig>,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        DeliveryConfig {
+            phone: PhoneConfig {
+                sources: vec![
+                    PhoneSource::Store,
+                    PhoneSource::Mobile,
+                    PhoneSource::Telephone,
+                ],
+                default_country_code: String::new(),
+            },
+            sms: None,
+            voice: None,
+            twilio: None,
+            http_sms: None,
+            callbacks: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VoiceMode {
+    /// Hold the RADIUS request until the call is decided (within the budget).
+    Hold,
+    /// Access-Challenge at once; the follow-up request collects the decision.
+    Challenge,
+}
+
+/// Per-client second-factor policy beyond the OTP mode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientFactors {
+    /// Methods this client may use, in order of preference.
+    pub methods: Vec<Method>,
+    pub voice_mode: VoiceMode,
+    pub voice_budget: Duration,
+    pub app_passwords: bool,
+    pub second_factor_only: bool,
+}
+
+impl Default for ClientFactors {
+    fn default() -> Self {
+        ClientFactors {
+            methods: vec![Method::Totp, Method::Sms, Method::Voice],
+            voice_mode: VoiceMode::Challenge,
+            voice_budget: Duration::from_secs(DEFAULT_VOICE_BUDGET_SECS),
+            app_passwords: false,
+            second_factor_only: false,
+        }
+    }
+}
+
+impl ClientFactors {
+    /// How long a request from this client may take: a client that holds calls gets its
+    /// budget, every other client the server-wide deadline.
+    pub fn request_deadline(&self, server_deadline: Duration) -> Duration {
+        if self.voice_mode == VoiceMode::Hold && self.methods.contains(&Method::Voice) {
+            self.voice_budget.max(server_deadline)
+        } else {
+            server_deadline
+        }
+    }
+}

@@ -1,0 +1,420 @@
+//! Raw → validated for the out-of-band factor sections; every error names its key.
+
+use std::path::Path;
+use std::time::Duration;
+
+use super::delivery::*;
+use super::raw_delivery::*;
+use super::validate::secret_value;
+use super::ConfigError;
+use crate::mfa::method::Method;
+
+fn range<T: PartialOrd + std::fmt::Display>(
+    key: &str,
+    v: T,
+    lo: T,
+    hi: T,
+) -> Result<T, ConfigError> {
+    if v < lo || v > hi {
+        return Err(ConfigError::invalid(
+            key,
+            format!("must be between {lo} and {hi}"),
+        ));
+    }
+    Ok(v)
+}
+
+fn is_e164(s: &str) -> bool {
+    let digits = s.strip_prefix('+').unwrap_or("");
+    (8..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit())
+}
+
+fn url_key(key: &str, url: &str) -> Result<(), ConfigError> {
+    if !(url.starts_with("https://") || url.starts_with("http://")) {
+        return Err(ConfigError::invalid(
+            key,
+            format!("{url:?} must start with https:// or http://"),
+        ));
+    }
+    Ok(())
+}
+
+pub fn validate(raw: RawDelivery, base: &Path) -> Result<DeliveryConfig, ConfigError> {
+    let RawDelivery {
+        phone,
+        sms,
+        voice,
+        twilio,
+        http_sms,
+        callbacks,
+    } = raw;
+    let phone = phone_config(phone)?;
+    let twilio = twilio.map(|t| twilio_config(t, base)).transpose()?;
+    let http_sms = http_sms.map(|h| http_sms_config(h, base)).transpose()?;
+    let callbacks = callbacks.map(callbacks_config).transpose()?;
+    let sms = sms.map(sms_config).transpose()?;
+    if let Some(s) = &sms {
+        match s.provider {
+            SmsProvider::Twilio if twilio.is_none() => {
+                return Err(ConfigError::invalid(
+                    "sms.provider",
+                    "\"twilio\" needs a [twilio] section",
+                ))
+            }
+            SmsProvider::Http if http_sms.is_none() => {
+                return Err(ConfigError::invalid(
+                    "sms.provider",
+                    "\"http\" needs an [http_sms] section",
+                ))
+            }
+            _ => {}
+        }
+    }
+    let voice = match voice {
+        None => None,
+        Some(v) => Some(voice_config(v, twilio.as_ref(), callbacks.is_some())?),
+    };
+    Ok(DeliveryConfig {
+        phone,
+        sms,
+        voice,
+        twilio,
+        http_sms,
+        callbacks,
+    })
+}
+
+fn phone_config(raw: RawPhone) -> Result<PhoneConfig, ConfigError> {
+    let RawPhone {
+        sources,
+        default_country_code,
+    } = raw;
+    let mut out = Vec::new();
+    for (i, s) in sources.iter().enumerate() {
+        out.push(match s.as_str() {
+            "store" => PhoneSource::Store,
+            "mobile" => PhoneSource::Mobile,
+            "telephone" => PhoneSource::Telephone,
+            other => {
+                return Err(ConfigError::invalid(
+                    format!("phone.sources[{i}]"),
+                    format!("{other:?} is not one of \"store\", \"mobile\", \"telephone\""),
+                ))
+            }
+        });
+    }
+    let cc = default_country_code.trim_start_matches('+').to_string();
+    if !cc.is_empty() && (cc.len() > 3 || !cc.bytes().all(|b| b.is_ascii_digit())) {
+        return Err(ConfigError::invalid(
+            "phone.default_country_code",
+            "must be 1 to 3 digits, e.g. \"49\" or \"1\"",
+        ));
+    }
+    Ok(PhoneConfig {
+        sources: out,
+        default_country_code: cc,
+    })
+}
+
+fn sms_config(raw: RawSms) -> Result<SmsConfig, ConfigError> {
+    let RawSms {
+        provider,
+        code_length,
+        code_ttl_secs,
+        message,
+        max_per_user,
+        max_per_nas,
+        window_secs,
+    } = raw;
+    let provider = match provider.as_str() {
+        "twilio" => SmsProvider::Twilio,
+        "http" => SmsProvider::Http,
+        other => {
+            return Err(ConfigError::invalid(
+                "sms.provider",
+                format!("{other:?} is not one of \"twilio\", \"http\""),
+            ))
+        }
+    };
+    range("sms.code_length", code_length, 4, 10)?;
+    range("sms.code_ttl_secs", code_ttl_secs, 1, 3600)?;
+    if !message.contains("{code}") || message.len() > 480 {
+        return Err(ConfigError::invalid(
+            "sms.message",
+            "must contain {code} and be at most 480 bytes",
+        ));
+    }
+    range("sms.max_per_user", max_per_user, 1, 1000)?;
+    range("sms.max_per_nas", max_per_nas, 1, 1_000_000)?;
+    // Send events are kept a day (store purge), so a longer window would undercount.
+    range("sms.window_secs", window_secs, 10, 86_400)?;
+    Ok(SmsConfig {
+        provider,
+        code_length,
+        code_ttl: Duration::from_secs(code_ttl_secs),
+        message,
+        max_per_user,
+        max_per_nas,
+        window: Duration::from_secs(window_secs),
+    })
+}
+
+fn voice_config(
+    raw: RawVoice,
+    twilio: Option<&TwilioConfig>,
+    callbacks: bool,
+) -> Result<VoiceConfig, ConfigError> {
+    let RawVoice {
+        provider,
+        caller_id,
+        fraud_digits,
+        ring_timeout_secs,
+        call_lifetime_secs,
+        greeting,
+    } = raw;
+    if provider != "twilio" {
+        return Err(ConfigError::invalid(
+            "voice.provider",
+            format!("{provider:?}: only \"twilio\" can place calls"),
+        ));
+    }
+    let Some(twilio) = twilio else {
+        return Err(ConfigError::invalid(
+            "voice.provider",
+            "\"twilio\" needs a [twilio] section",
+        ));
+    };
+    if !callbacks {
+        return Err(ConfigError::invalid(
+            "voice.provider",
+            "calls report back over HTTP: add a [callbacks] section",
+        ));
+    }
+    let caller_id = caller_id.unwrap_or_else(|| twilio.from.clone());
+    if !is_e164(&caller_id) {
+        return Err(ConfigError::invalid(
+            "voice.caller_id",
+            format!("{caller_id:?} is not an E.164 number such as \"+15550001111\""),
+        ));
+    }
+    if fraud_digits.is_empty()
+        || fraud_digits.len() > 8
+        || !fraud_digits
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b == b'*')
+    {
+        return Err(ConfigError::invalid(
+            "voice.fraud_digits",
+            "must be 1 to 8 keypad digits (0-9, *), e.g. \"0\"",
+        ));
+    }
+    range("voice.ring_timeout_secs", ring_timeout_secs, 5, 120)?;
+    range("voice.call_lifetime_secs", call_lifetime_secs, 10, 600)?;
+    if greeting.trim().is_empty() || greeting.len() > 1000 {
+        return Err(ConfigError::invalid(
+            "voice.greeting",
+            "must be 1 to 1000 bytes",
+        ));
+    }
+    Ok(VoiceConfig {
+        caller_id,
+        fraud_digits,
+        ring_timeout: Duration::from_secs(ring_timeout_secs),
+        call_lifetime: Duration::from_secs(call_lifetime_secs),
+        greeting,
+    })
+}
+
+fn twilio_config(raw: RawTwilio, base: &Path) -> Result<TwilioConfig, ConfigError> {
+    let RawTwilio {
+        account_sid,
+        auth_token,
+        auth_token_file,
+        from,
+        api_url,
+        timeout_ms,
+    } = raw;
+    if !(account_sid.starts_with("AC") && account_sid.len() == 34) {
+        return Err(ConfigError::invalid(
+            "twilio.account_sid",
+            "must be the 34-character Account SID starting with AC",
+        ));
+    }
+    let auth_token = secret_value("twilio.auth_token", auth_token, auth_token_file, base)?;
+    if !is_e164(&from) {
+        return Err(ConfigError::invalid(
+            "twilio.from",
+            format!("{from:?} is not an E.164 number such as \"+15550001111\""),
+        ));
+    }
+    url_key("twilio.api_url", &api_url)?;
+    // The SMS is sent while the NAS waits for the challenge: stay below its retransmit
+    // interval (3 s for NPS).
+    range("twilio.timeout_ms", timeout_ms, 100, 10_000)?;
+    Ok(TwilioConfig {
+        account_sid,
+        auth_token,
+        from,
+        api_url: api_url.trim_end_matches('/').to_string(),
+        timeout: Duration::from_millis(timeout_ms),
+    })
+}
+
+fn http_sms_config(raw: RawHttpSms, base: &Path) -> Result<HttpSmsConfig, ConfigError> {
+    let RawHttpSms {
+        url,
+        method,
+        headers,
+        body,
+        encoding,
+        content_type,
+        auth,
+        username,
+        password,
+        password_file,
+        token,
+        token_file,
+        success_status,
+        success_body_contains,
+        timeout_ms,
+    } = raw;
+    url_key("http_sms.url", &url)?;
+    let method = method.to_ascii_uppercase();
+    if !["GET", "POST", "PUT"].contains(&method.as_str()) {
+        return Err(ConfigError::invalid(
+            "http_sms.method",
+            format!("{method:?} is not one of GET, POST, PUT"),
+        ));
+    }
+    if !url.contains("{phone}") && !body.contains("{phone}") {
+        return Err(ConfigError::invalid(
+            "http_sms.body",
+            "the url or the body must contain {phone}",
+        ));
+    }
+    if !url.contains("{code}")
+        && !url.contains("{message}")
+        && !body.contains("{code}")
+        && !body.contains("{message}")
+    {
+        return Err(ConfigError::invalid(
+            "http_sms.body",
+            "the url or the body must contain {code} or {message}",
+        ));
+    }
+    let (encoding, default_type) = match encoding.as_str() {
+        "form" => (TemplateEncoding::Form, "application/x-www-form-urlencoded"),
+        "json" => (TemplateEncoding::Json, "application/json"),
+        "none" => (TemplateEncoding::None, "text/plain"),
+        other => {
+            return Err(ConfigError::invalid(
+                "http_sms.encoding",
+                format!("{other:?} is not one of \"form\", \"json\", \"none\""),
+            ))
+        }
+    };
+    let auth = match auth.as_str() {
+        "none" => HttpAuth::None,
+        "basic" => HttpAuth::Basic {
+            username: username.ok_or_else(|| {
+                ConfigError::invalid("http_sms.username", "missing: auth = \"basic\" needs it")
+            })?,
+            password: secret_value("http_sms.password", password, password_file, base)?,
+        },
+        "bearer" => HttpAuth::Bearer(secret_value("http_sms.token", token, token_file, base)?),
+        other => {
+            return Err(ConfigError::invalid(
+                "http_sms.auth",
+                format!("{other:?} is not one of \"none\", \"basic\", \"bearer\""),
+            ))
+        }
+    };
+    for (i, s) in success_status.iter().enumerate() {
+        range(&format!("http_sms.success_status[{i}]"), *s, 100, 599)?;
+    }
+    range("http_sms.timeout_ms", timeout_ms, 100, 10_000)?;
+    Ok(HttpSmsConfig {
+        url,
+        method,
+        headers: headers.into_iter().collect(),
+        body,
+        encoding,
+        content_type: content_type.unwrap_or_else(|| default_type.into()),
+        auth,
+        success_status,
+        success_body_contains,
+        timeout: Duration::from_millis(timeout_ms),
+    })
+}
+
+fn callbacks_config(raw: RawCallbacks) -> Result<CallbacksConfig, ConfigError> {
+    let RawCallbacks { listen, public_url } = raw;
+    let listen = listen.parse().map_err(|_| {
+        ConfigError::invalid(
+            "callbacks.listen",
+            format!("{listen:?} is not an address:port"),
+        )
+    })?;
+    url_key("callbacks.public_url", &public_url)?;
+    Ok(CallbacksConfig {
+        listen,
+        public_url: public_url.trim_end_matches('/').to_string(),
+    })
+}
+
+/// Validates one client's factor keys; `key` names them (`client[2].voice_mode`).
+pub fn client_factors(
+    raw: RawClientFactors,
+    key: &dyn Fn(&str) -> String,
+) -> Result<ClientFactors, ConfigError> {
+    let RawClientFactors {
+        methods,
+        voice_mode,
+        voice_budget_secs,
+        app_passwords,
+        second_factor_only,
+    } = raw;
+    let mut parsed = Vec::new();
+    for m in &methods {
+        let method = Method::parse(m).ok_or_else(|| {
+            ConfigError::invalid(
+                key("methods"),
+                format!("{m:?} is not one of \"totp\", \"sms\", \"voice\""),
+            )
+        })?;
+        if !parsed.contains(&method) {
+            parsed.push(method);
+        }
+    }
+    if parsed.is_empty() {
+        return Err(ConfigError::invalid(key("methods"), "must not be empty"));
+    }
+    let voice_mode = match voice_mode.as_str() {
+        "hold" => VoiceMode::Hold,
+        "challenge" => VoiceMode::Challenge,
+        other => {
+            return Err(ConfigError::invalid(
+                key("voice_mode"),
+                format!("{other:?} is not one of \"hold\", \"challenge\""),
+            ))
+        }
+    };
+    range(&key("voice_budget_secs"), voice_budget_secs, 3, 120)?;
+    if second_factor_only {
+        // RD Gateway's client cannot show a prompt: only a held call can finish the login.
+        if voice_mode != VoiceMode::Hold || !parsed.contains(&Method::Voice) {
+            return Err(ConfigError::invalid(
+                key("second_factor_only"),
+                "needs methods to include \"voice\" and voice_mode = \"hold\" \
+                 (the client cannot show a prompt)",
+            ));
+        }
+    }
+    Ok(ClientFactors {
+        methods: parsed,
+        voice_mode,
+        voice_budget: Duration::from_secs(voice_budget_secs),
+        app_passwords,
+        second_factor_only,
+    })
+}

@@ -1,0 +1,139 @@
+//! Delivery providers: who sends the SMS and places the call. `CodeSender` and `VoiceCaller`
+//! are the boundary; `HttpSms` (any HTTP API, templated) and Twilio (`TwilioSms`,
+//! `TwilioVoice`) implement them with the real HTTP client, whose base URLs are configurable
+//! so tests point them at a local stand-in. Every call has a timeout below the NAS retransmit
+//! interval. Nothing here logs a message body: it holds the code.
+
+pub mod http;
+pub mod phone;
+pub mod twilio;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tokio::sync::Notify;
+
+use crate::config::delivery::{DeliveryConfig, SmsProvider};
+use crate::secret::Secret;
+
+/// A provider could not deliver. The message goes into the audit reason, so it never holds
+/// the code or the provider's credentials.
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    #[error("{provider}: no answer within {ms} ms")]
+    Timeout { provider: &'static str, ms: u64 },
+    #[error("{provider}: {detail}")]
+    Transport {
+        provider: &'static str,
+        detail: String,
+    },
+    #[error("{provider}: HTTP {status}: {detail}")]
+    Status {
+        provider: &'static str,
+        status: u16,
+        detail: String,
+    },
+    #[error("{provider}: the response does not show success: {detail}")]
+    NotAccepted {
+        provider: &'static str,
+        detail: String,
+    },
+    #[error("{0}")]
+    Setup(String),
+}
+
+impl ProviderError {
+    pub(crate) fn from_reqwest(provider: &'static str, timeout_ms: u64, e: reqwest::Error) -> Self {
+        if e.is_timeout() {
+            ProviderError::Timeout {
+                provider,
+                ms: timeout_ms,
+            }
+        } else {
+            // Without the URL: a templated URL may carry the code.
+            ProviderError::Transport {
+                provider,
+                detail: e.without_url().to_string(),
+            }
+        }
+    }
+}
+
+/// Sends a text message. `text` holds the code, hence `Secret`.
+#[async_trait]
+pub trait CodeSender: Send + Sync + 'static {
+    /// Returns the provider's message id, if it gives one.
+    async fn send_sms(
+        &self,
+        to: &str,
+        text: &Secret,
+        code: &Secret,
+    ) -> Result<Option<String>, ProviderError>;
+}
+
+/// What a call needs: the number, the script, where the provider reports back.
+#[derive(Debug, Clone)]
+pub struct CallRequest {
+    pub to: String,
+    pub twiml: String,
+    /// Called when the call ends (answered or not), so an unanswered call denies at once.
+    pub status_callback: String,
+}
+
+#[async_trait]
+pub trait VoiceCaller: Send + Sync + 'static {
+    /// Places the call; returns the provider's call id.
+    async fn place_call(&self, call: &CallRequest) -> Result<Option<String>, ProviderError>;
+}
+
+/// The providers built from the config, plus the in-process wake-up for requests waiting on
+/// a call (the callback handler on this node rings it; other nodes' requests poll the store).
+pub struct Delivery {
+    pub sms: Option<Arc<dyn CodeSender>>,
+    pub voice: Option<Arc<dyn VoiceCaller>>,
+    pub wake: Notify,
+}
+
+impl Delivery {
+    pub fn from_config(cfg: &DeliveryConfig) -> Delivery {
+        let sms: Option<Arc<dyn CodeSender>> = match (&cfg.sms, &cfg.twilio, &cfg.http_sms) {
+            (Some(s), Some(t), _) if s.provider == SmsProvider::Twilio => {
+                Some(Arc::new(twilio::TwilioSms::new(t.clone())))
+            }
+            (Some(s), _, Some(h)) if s.provider == SmsProvider::Http => {
+                Some(Arc::new(http::HttpSms::new(h.clone())))
+            }
+            _ => None,
+        };
+        let voice: Option<Arc<dyn VoiceCaller>> = match (&cfg.voice, &cfg.twilio) {
+            (Some(v), Some(t)) => Some(Arc::new(twilio::TwilioVoice::new(
+                t.clone(),
+                v.caller_id.clone(),
+                v.ring_timeout.as_secs(),
+            ))),
+            _ => None,
+        };
+        Delivery {
+            sms,
+            voice,
+            wake: Notify::new(),
+        }
+    }
+
+    /// Tell requests waiting on a call on this node to look at the store now.
+    pub fn wake_waiters(&self) {
+        self.wake.notify_waiters();
+    }
+}
+
+/// The HTTP client every provider uses: rustls, a total timeout, no redirects (a redirect
+/// would resend the code somewhere else).
+pub(crate) fn http_client(timeout: std::time::Duration) -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("radmfa/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| format!("building the HTTP client: {e}"))
+}

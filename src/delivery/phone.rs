@@ -1,0 +1,103 @@
+//! Phone numbers: whatever the directory or an admin wrote, normalised to E.164 (`+` and
+//! 8 to 15 digits), and masked for prompts ("••••1234"). A hand check rather than a full
+//! numbering-plan library: providers validate the number again, and a wrong number fails
+//! the send with a clear audit reason.
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PhoneError {
+    #[error("{0:?} has characters other than digits, spaces, dashes, dots and parentheses")]
+    Characters(String),
+    #[error("{0:?} has no country code and no [phone] default_country_code is set")]
+    NoCountryCode(String),
+    #[error("{0:?} has {1} digits; E.164 numbers have 8 to 15")]
+    Length(String, usize),
+}
+
+/// `+49 (0)171 123-4567` → `+491711234567`; `0171 1234567` with country code 49 → the same;
+/// `0049…` → `+49…`.
+pub fn normalise(raw: &str, default_country_code: &str) -> Result<String, PhoneError> {
+    let t = raw.trim();
+    let plus = t.starts_with('+');
+    let body = t.strip_prefix('+').unwrap_or(t);
+    // "(0)" is the national trunk prefix written inside an international number.
+    let body = body.replace("(0)", "");
+    let mut digits = String::new();
+    for c in body.chars() {
+        match c {
+            '0'..='9' => digits.push(c),
+            ' ' | '-' | '.' | '(' | ')' | '/' => {}
+            _ => return Err(PhoneError::Characters(raw.to_string())),
+        }
+    }
+    let international = if plus {
+        digits
+    } else if let Some(rest) = digits.strip_prefix("00") {
+        rest.to_string()
+    } else if default_country_code.is_empty() {
+        return Err(PhoneError::NoCountryCode(raw.to_string()));
+    } else {
+        format!(
+            "{default_country_code}{}",
+            digits.strip_prefix('0').unwrap_or(&digits)
+        )
+    };
+    if !(8..=15).contains(&international.len()) {
+        return Err(PhoneError::Length(raw.to_string(), international.len()));
+    }
+    Ok(format!("+{international}"))
+}
+
+/// The last four digits only, for prompts and logs.
+pub fn mask(e164: &str) -> String {
+    let tail: String = e164
+        .chars()
+        .rev()
+        .take(4)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    format!("••••{tail}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalises_common_spellings() {
+        assert_eq!(normalise("+1 555 0100", ""), Ok("+15550100".into()));
+        assert_eq!(
+            normalise("+49 (0)171 123-4567", ""),
+            Ok("+491711234567".into())
+        );
+        assert_eq!(
+            normalise("0049 171 1234567", ""),
+            Ok("+491711234567".into())
+        );
+        assert_eq!(normalise("0171/1234567", "49"), Ok("+491711234567".into()));
+        assert_eq!(normalise("(555) 010-0123", "1"), Ok("+15550100123".into()));
+        assert!(matches!(
+            normalise("0171 1234567", ""),
+            Err(PhoneError::NoCountryCode(_))
+        ));
+        assert!(matches!(
+            normalise("+1 555", ""),
+            Err(PhoneError::Length(_, 4))
+        ));
+        assert!(matches!(
+            normalise("+1 555 CALL NOW", ""),
+            Err(PhoneError::Characters(_))
+        ));
+        assert!(matches!(
+            normalise("+1234567890123456", ""),
+            Err(PhoneError::Length(_, 16))
+        ));
+    }
+
+    #[test]
+    fn masks_all_but_four() {
+        assert_eq!(mask("+15550101234"), "••••1234");
+        assert_eq!(mask("+12"), "••••+12");
+    }
+}

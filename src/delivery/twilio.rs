@@ -1,0 +1,159 @@
+//! Twilio: the Messages API for SMS and the Calls API for the approval call, spoken with the
+//! real HTTP client against `api_url` (Twilio itself in production, the stand-in in tests).
+//! Both are form-encoded POSTs with HTTP basic auth (Account SID : auth token) that answer
+//! 201 with the new resource as JSON, or an error object `{code, message, status}`.
+
+use async_trait::async_trait;
+
+use super::{http_client, CallRequest, CodeSender, ProviderError, VoiceCaller};
+use crate::config::delivery::TwilioConfig;
+use crate::secret::Secret;
+
+pub struct TwilioSms {
+    cfg: TwilioConfig,
+    client: Result<reqwest::Client, String>,
+}
+
+pub struct TwilioVoice {
+    cfg: TwilioConfig,
+    caller_id: String,
+    ring_timeout_secs: u64,
+    client: Result<reqwest::Client, String>,
+}
+
+impl TwilioSms {
+    pub fn new(cfg: TwilioConfig) -> Self {
+        let client = http_client(cfg.timeout);
+        TwilioSms { cfg, client }
+    }
+}
+
+impl TwilioVoice {
+    pub fn new(cfg: TwilioConfig, caller_id: String, ring_timeout_secs: u64) -> Self {
+        let client = http_client(cfg.timeout);
+        TwilioVoice {
+            cfg,
+            caller_id,
+            ring_timeout_secs,
+            client,
+        }
+    }
+}
+
+/// POSTs `form` to `/2010-04-01/Accounts/{sid}/{resource}` and returns the new `sid`.
+async fn create(
+    provider: &'static str,
+    cfg: &TwilioConfig,
+    client: &Result<reqwest::Client, String>,
+    resource: &str,
+    form: &[(&str, &str)],
+) -> Result<Option<String>, ProviderError> {
+    let client = client
+        .as_ref()
+        .map_err(|e| ProviderError::Setup(e.clone()))?;
+    let url = format!(
+        "{}/2010-04-01/Accounts/{}/{resource}",
+        cfg.api_url, cfg.account_sid
+    );
+    let body: String = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(form.iter())
+        .finish();
+    let ms = cfg.timeout.as_millis() as u64;
+    let resp = client
+        .post(&url)
+        .basic_auth(
+            &cfg.account_sid,
+            cfg.auth_token.expose_str().map(str::to_string),
+        )
+        .header(
+            reqwest::header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded",
+        )
+        .header(reqwest::header::ACCEPT, "application/json")
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| ProviderError::from_reqwest(provider, ms, e))?;
+    let status = resp.status().as_u16();
+    let bytes = resp
+        .bytes()
+        .await
+        .map_err(|e| ProviderError::from_reqwest(provider, ms, e))?;
+    let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+    if !(200..300).contains(&status) {
+        // Twilio's error object; only its code and message go into the audit reason.
+        let detail = match (
+            json.get("code"),
+            json.get("message").and_then(|m| m.as_str()),
+        ) {
+            (Some(code), Some(msg)) => format!("error {code}: {}", truncate(msg)),
+            (_, Some(msg)) => truncate(msg),
+            _ => "no error details".into(),
+        };
+        return Err(ProviderError::Status {
+            provider,
+            status,
+            detail,
+        });
+    }
+    let sid = json.get("sid").and_then(|s| s.as_str()).map(str::to_string);
+    if sid.is_none() {
+        return Err(ProviderError::NotAccepted {
+            provider,
+            detail: "no sid in the response".into(),
+        });
+    }
+    if json.get("status").and_then(|s| s.as_str()) == Some("failed") {
+        return Err(ProviderError::NotAccepted {
+            provider,
+            detail: "status failed".into(),
+        });
+    }
+    Ok(sid)
+}
+
+fn truncate(s: &str) -> String {
+    s.chars().take(160).collect()
+}
+
+#[async_trait]
+impl CodeSender for TwilioSms {
+    async fn send_sms(
+        &self,
+        to: &str,
+        text: &Secret,
+        _code: &Secret,
+    ) -> Result<Option<String>, ProviderError> {
+        let body = text.expose_str().unwrap_or_default();
+        create(
+            "twilio sms",
+            &self.cfg,
+            &self.client,
+            "Messages.json",
+            &[("To", to), ("From", &self.cfg.from), ("Body", body)],
+        )
+        .await
+    }
+}
+
+#[async_trait]
+impl VoiceCaller for TwilioVoice {
+    async fn place_call(&self, call: &CallRequest) -> Result<Option<String>, ProviderError> {
+        let ring = self.ring_timeout_secs.to_string();
+        create(
+            "twilio voice",
+            &self.cfg,
+            &self.client,
+            "Calls.json",
+            &[
+                ("To", call.to.as_str()),
+                ("From", self.caller_id.as_str()),
+                ("Twiml", call.twiml.as_str()),
+                ("StatusCallback", call.status_callback.as_str()),
+                ("StatusCallbackMethod", "POST"),
+                ("Timeout", ring.as_str()),
+            ],
+        )
+        .await
+    }
+}

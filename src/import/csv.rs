@@ -1,0 +1,361 @@
+//! CSV token files.
+//!
+//! Layouts, with or without a header row (blank lines and `#` comments are skipped):
+//!
+//! - **Azure MFA Server** (the product radmfa replaces): `serial, secret, interval[, user]`,
+//!   the secret in Base32, the interval in seconds (TOTP).
+//! - **OATH** (privacyIDEA/LinOTP-style exports): `serial, key, type[, digits[,
+//!   counter-or-step[, user]]]` with `type` `hotp` or `totp`; the key in hex or Base32.
+//! - **With a header**, columns in any order by name, e.g. the Entra layout
+//!   `upn,serial number,secret key,time interval,manufacturer,model`. Known names: serial,
+//!   secret/key/seed, type, digits, counter, interval/period/step, algorithm/hash,
+//!   user/upn/owner, manufacturer, model. An unknown column is an error, not ignored data.
+
+use super::keys::decode_key;
+use super::{check_token, CsvDefaults, Entry, ImportedToken, Problem};
+use crate::secret::Secret;
+use crate::store::{user_key, NewToken, OtpAlgorithm, TokenExtra, TokenKind};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Column {
+    Serial,
+    Secret,
+    Type,
+    Digits,
+    Counter,
+    Interval,
+    CounterOrStep,
+    Algorithm,
+    User,
+    Manufacturer,
+    Model,
+}
+
+fn column(name: &str) -> Option<Column> {
+    let n: String = name
+        .trim()
+        .to_ascii_lowercase()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .collect();
+    Some(match n.as_str() {
+        "serial" | "serialnumber" | "serialno" | "sn" => Column::Serial,
+        "secret" | "secretkey" | "key" | "seed" | "otpkey" => Column::Secret,
+        "type" | "tokentype" => Column::Type,
+        "digits" | "otplen" | "otplength" | "length" => Column::Digits,
+        "counter" => Column::Counter,
+        "interval" | "timeinterval" | "period" | "step" | "timestep" => Column::Interval,
+        "counterorstep" => Column::CounterOrStep,
+        "algorithm" | "hash" | "hashlib" => Column::Algorithm,
+        "user" | "upn" | "username" | "owner" | "userid" => Column::User,
+        "manufacturer" | "vendor" => Column::Manufacturer,
+        "model" => Column::Model,
+        _ => return None,
+    })
+}
+
+/// The columns of the positional layouts, decided per row by its third field.
+fn positional(fields: &[String]) -> Result<(Vec<Column>, bool), String> {
+    let third = fields.get(2).map(|s| s.trim().to_ascii_lowercase());
+    match third.as_deref() {
+        Some("hotp") | Some("totp") => Ok((
+            vec![
+                Column::Serial,
+                Column::Secret,
+                Column::Type,
+                Column::Digits,
+                Column::CounterOrStep,
+                Column::User,
+            ],
+            false,
+        )),
+        None | Some("") => Ok((vec![Column::Serial, Column::Secret], true)),
+        Some(t) if t.bytes().all(|b| b.is_ascii_digit()) => Ok((
+            vec![
+                Column::Serial,
+                Column::Secret,
+                Column::Interval,
+                Column::User,
+            ],
+            true,
+        )),
+        Some(t) => Err(format!(
+            "third column {t:?} is neither a time interval (Azure MFA Server layout) nor hotp/totp (OATH layout)"
+        )),
+    }
+}
+
+/// One physical line as CSV fields (quotes allowed; token files have no multi-line fields).
+fn split_line(line: &[u8]) -> Result<Vec<String>, String> {
+    let text = std::str::from_utf8(line).map_err(|_| "not UTF-8 text".to_string())?;
+    let mut reader = ::csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .trim(::csv::Trim::All)
+        .from_reader(text.as_bytes());
+    let mut record = ::csv::StringRecord::new();
+    match reader.read_record(&mut record) {
+        Ok(_) => Ok(record.iter().map(str::to_string).collect()),
+        Err(e) => Err(format!("cannot read CSV: {e}")),
+    }
+}
+
+/// Parses a CSV file; each data row becomes an [`Entry`] naming its line. Lines are split
+/// here rather than by the CSV reader, whose positions skip blank lines: the line number in
+/// a message must be the one an editor shows.
+pub fn parse(bytes: &[u8], defaults: &CsvDefaults) -> Vec<Entry> {
+    let text = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    let mut header: Option<Vec<Column>> = None;
+    let mut first = true;
+    let mut out = Vec::new();
+    for (i, raw) in text.split(|&b| b == b'\n').enumerate() {
+        let line = i as u64 + 1;
+        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+        if raw.iter().all(u8::is_ascii_whitespace) || raw.trim_ascii_start().starts_with(b"#") {
+            continue;
+        }
+        let fields = match split_line(raw) {
+            Ok(f) => f,
+            Err(m) => {
+                out.push(invalid(line, m));
+                continue;
+            }
+        };
+        if fields.iter().all(|f| f.is_empty()) {
+            continue;
+        }
+        if std::mem::take(&mut first) && fields.iter().any(|f| column(f).is_some()) {
+            match fields
+                .iter()
+                .map(|f| column(f).ok_or(f))
+                .collect::<Result<Vec<_>, _>>()
+            {
+                Ok(cols) if cols.contains(&Column::Serial) && cols.contains(&Column::Secret) => {
+                    header = Some(cols)
+                }
+                Ok(_) => {
+                    out.push(invalid(
+                        line,
+                        "header needs a serial and a secret column".into(),
+                    ));
+                    return out;
+                }
+                Err(f) => {
+                    out.push(invalid(line, format!("unknown column {f:?} in the header")));
+                    return out;
+                }
+            }
+            continue;
+        }
+        out.push(match row(&fields, header.as_deref(), defaults) {
+            Ok((token, extra)) => match check_token(&token) {
+                Ok(()) => Entry::Token(Box::new(ImportedToken {
+                    origin: format!("line {line}"),
+                    token,
+                    extra,
+                })),
+                Err(m) => invalid(line, m),
+            },
+            Err(m) => invalid(line, m),
+        });
+    }
+    out
+}
+
+fn invalid(line: u64, message: String) -> Entry {
+    Entry::Invalid(Problem {
+        origin: format!("line {line}"),
+        message,
+    })
+}
+
+fn number<T: std::str::FromStr>(what: &str, v: &str) -> Result<T, String> {
+    v.parse()
+        .map_err(|_| format!("{what} {v:?} is not a valid number"))
+}
+
+fn row(
+    fields: &[String],
+    header: Option<&[Column]>,
+    d: &CsvDefaults,
+) -> Result<(NewToken, TokenExtra), String> {
+    let (cols, base32_layout) = match header {
+        Some(h) => {
+            // Named secret columns are Base32 unless the file carries a type column (OATH).
+            (h.to_vec(), !h.contains(&Column::Type))
+        }
+        None => positional(fields)?,
+    };
+    if fields.len() > cols.len() {
+        return Err(format!(
+            "{} columns; this layout has at most {}",
+            fields.len(),
+            cols.len()
+        ));
+    }
+    let get = |c: Column| {
+        cols.iter()
+            .position(|x| *x == c)
+            .and_then(|i| fields.get(i))
+            .map(|s| s.as_str())
+            .filter(|s| !s.is_empty())
+    };
+    let serial = get(Column::Serial).ok_or("serial is empty")?.to_string();
+    let kind = match get(Column::Type).map(str::to_ascii_lowercase).as_deref() {
+        None | Some("totp") => TokenKind::Totp,
+        Some("hotp") => TokenKind::Hotp,
+        Some(t) => return Err(format!("type {t:?} is not hotp or totp")),
+    };
+    let secret: Secret = match get(Column::Secret) {
+        Some(s) => decode_key(s, d.encoding, base32_layout)?,
+        None => return Err("secret is empty".into()),
+    };
+    let digits = match get(Column::Digits) {
+        Some(v) => number("digits", v)?,
+        None => d.digits,
+    };
+    let algorithm = match get(Column::Algorithm) {
+        Some(a) => OtpAlgorithm::parse(a.trim_start_matches("hmac-").trim_start_matches("HMAC-"))
+            .ok_or_else(|| format!("algorithm {a:?} is not SHA1, SHA256 or SHA512"))?,
+        None => d.algorithm,
+    };
+    let either = get(Column::CounterOrStep);
+    let (mut period, mut counter) = (d.period, 0u64);
+    match kind {
+        TokenKind::Totp => {
+            if let Some(v) = get(Column::Interval).or(either) {
+                period = number("time interval", v)?;
+            }
+        }
+        TokenKind::Hotp => {
+            if let Some(v) = get(Column::Counter).or(either) {
+                counter = number("counter", v)?;
+            }
+            period = 0;
+        }
+    }
+    let user = get(Column::User).map(user_key);
+    let token = NewToken {
+        serial,
+        user,
+        kind,
+        algorithm,
+        digits,
+        period,
+        counter,
+        secret,
+    };
+    let extra = TokenExtra {
+        manufacturer: get(Column::Manufacturer).map(str::to_string),
+        model: get(Column::Model).map(str::to_string),
+        ..Default::default()
+    };
+    Ok((token, extra))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tokens(text: &str) -> Vec<Result<ImportedToken, String>> {
+        parse(text.as_bytes(), &CsvDefaults::default())
+            .into_iter()
+            .map(|e| match e {
+                Entry::Token(t) => Ok(*t),
+                Entry::Invalid(p) | Entry::Ignored(p) => Err(p.to_string()),
+            })
+            .collect()
+    }
+
+    const B32: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
+    const HEX: &str = "3132333435363738393031323334353637383930";
+
+    #[test]
+    fn azure_layout_with_and_without_user() {
+        let got = tokens(&format!(
+            "# comment\nSN1,{B32},30\n\nSN2, {B32} ,60,Alice\n"
+        ));
+        assert_eq!(got.len(), 2);
+        let a = got[0].as_ref().unwrap();
+        assert_eq!(a.origin, "line 2");
+        assert_eq!(a.token.secret.expose(), b"12345678901234567890");
+        assert_eq!(
+            (a.token.kind, a.token.period, a.token.user.as_deref()),
+            (TokenKind::Totp, 30, None)
+        );
+        let b = got[1].as_ref().unwrap();
+        assert_eq!(
+            (b.token.period, b.token.user.as_deref()),
+            (60, Some("alice"))
+        );
+        assert_eq!(b.origin, "line 4");
+    }
+
+    #[test]
+    fn oath_layout_hotp_and_totp() {
+        let got = tokens(&format!("H1,{HEX},hotp,8,42,bob\nT1,{HEX},totp,6,60\n"));
+        let h = got[0].as_ref().unwrap();
+        assert_eq!(
+            (h.token.kind, h.token.digits, h.token.counter),
+            (TokenKind::Hotp, 8, 42)
+        );
+        assert_eq!(h.token.user.as_deref(), Some("bob"));
+        assert_eq!(h.token.secret.expose(), b"12345678901234567890");
+        let t = got[1].as_ref().unwrap();
+        assert_eq!((t.token.kind, t.token.period), (TokenKind::Totp, 60));
+    }
+
+    #[test]
+    fn header_in_any_order_entra_style() {
+        let got = tokens(&format!(
+            "upn,serial number,secret key,time interval,manufacturer,model\n\
+             alice@example.org,SN9,{B32},30,Contoso,Hardware Key\n"
+        ));
+        let t = got[0].as_ref().unwrap();
+        assert_eq!(t.token.serial, "SN9");
+        assert_eq!(t.token.user.as_deref(), Some("alice@example.org"));
+        assert_eq!(t.extra.manufacturer.as_deref(), Some("Contoso"));
+        assert_eq!(t.origin, "line 2");
+        let bad = tokens("serial,secret,colour\nA,B,C\n");
+        assert!(bad[0].as_ref().unwrap_err().contains("colour"), "{bad:?}");
+    }
+
+    #[test]
+    fn bad_rows_name_their_line() {
+        let got = tokens(&format!(
+            "A,{B32},30\nB,GEZDGNBVGY3TQOJ1,30\nC,{B32},30\nD,{B32},7\nE,{B32},hotpx\n"
+        ));
+        assert!(got[0].is_ok());
+        let e = got[1].as_ref().unwrap_err();
+        assert!(e.starts_with("line 2: ") && e.contains("Base32"), "{e}");
+        assert!(got[2].is_ok());
+        assert!(
+            got[3]
+                .as_ref()
+                .unwrap_err()
+                .starts_with("line 4: time step"),
+            "{got:?}"
+        );
+        assert!(
+            got[4]
+                .as_ref()
+                .unwrap_err()
+                .starts_with("line 5: third column"),
+            "{got:?}"
+        );
+    }
+
+    #[test]
+    fn garbage_does_not_panic() {
+        for input in [
+            "\"",
+            "a,\"b",
+            ",,,,,,,,,,,,",
+            "\u{0}\u{1}",
+            "serial,secret\n",
+            "x\n\"\"\"\n",
+        ] {
+            let _ = parse(input.as_bytes(), &CsvDefaults::default());
+        }
+    }
+}

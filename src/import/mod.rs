@@ -1,0 +1,170 @@
+//! Importing third-party OATH tokens: CSV (the Azure MFA Server layout and the common OATH
+//! layout) and PSKC (RFC 6030: plain, pre-shared-key and password-based encryption).
+//!
+//! Parsers turn a file into [`Entry`]s, one per row or key element, each a token or a problem
+//! naming where it is. [`plan`] then applies the mapping file, finds duplicates and existing
+//! serials, and decides what would be stored; nothing here touches the store, so a dry run
+//! and the real run see exactly the same decisions.
+
+pub mod csv;
+pub mod keys;
+pub mod plan;
+pub mod pskc;
+
+use crate::secret::Secret;
+use crate::store::{NewToken, OtpAlgorithm, TokenExtra, TokenKind};
+
+/// Files larger than this are refused before parsing: a seed file of 100,000 tokens is a few
+/// tens of MB, and the limit bounds the memory a hostile file can make us use.
+pub const MAX_FILE_BYTES: usize = 64 * 1024 * 1024;
+
+/// A token read from a file, with where it came from.
+#[derive(Debug, Clone)]
+pub struct ImportedToken {
+    /// "line 7", "KeyPackage 3 (line 40)": what an error message points at.
+    pub origin: String,
+    pub token: NewToken,
+    pub extra: TokenExtra,
+}
+
+/// Something wrong with one row or key element, or a reason it was left out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub origin: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.origin, self.message)
+    }
+}
+
+/// One row or key element of the file.
+#[derive(Debug, Clone)]
+pub enum Entry {
+    Token(Box<ImportedToken>),
+    /// A bad row: all-or-nothing imports stop on it, `--skip-invalid` leaves it out.
+    Invalid(Problem),
+    /// Not a token at all (a PSKC PIN key): reported, never an error.
+    Ignored(Problem),
+}
+
+/// A file that cannot be read as a whole (bad XML, wrong key or passphrase, too large).
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error("the file is {size} bytes; the limit is {limit}")]
+    TooLarge { size: usize, limit: usize },
+    #[error("not a PSKC file: {0}")]
+    Xml(String),
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("the file is encrypted: {0}")]
+    KeyNeeded(String),
+    #[error("wrong key or passphrase: {0}; nothing was imported")]
+    WrongKey(String),
+    #[error("{0}")]
+    BadKey(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Csv,
+    Pskc,
+}
+
+/// PSKC files are XML, which starts with `<` (after an optional BOM and whitespace); a CSV
+/// row never does.
+pub fn detect(bytes: &[u8]) -> Format {
+    let text = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    match text.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'<') => Format::Pskc,
+        _ => Format::Csv,
+    }
+}
+
+/// How to decrypt an encrypted PSKC file.
+#[derive(Debug, Clone, Default)]
+pub enum Decryption {
+    #[default]
+    None,
+    /// The pre-shared key (or an already derived key).
+    Key(Secret),
+    /// The PBKDF2 passphrase.
+    Passphrase(Secret),
+}
+
+/// Defaults for values a CSV file leaves out.
+#[derive(Debug, Clone)]
+pub struct CsvDefaults {
+    pub algorithm: OtpAlgorithm,
+    pub digits: u32,
+    pub period: u32,
+    pub encoding: keys::KeyEncoding,
+}
+
+impl Default for CsvDefaults {
+    fn default() -> Self {
+        CsvDefaults {
+            algorithm: OtpAlgorithm::Sha1,
+            digits: 6,
+            period: 30,
+            encoding: keys::KeyEncoding::Auto,
+        }
+    }
+}
+
+/// Reads a whole file in the given (or detected) format.
+pub fn parse(
+    bytes: &[u8],
+    format: Option<Format>,
+    decryption: &Decryption,
+    csv_defaults: &CsvDefaults,
+) -> Result<Vec<Entry>, ImportError> {
+    if bytes.len() > MAX_FILE_BYTES {
+        return Err(ImportError::TooLarge {
+            size: bytes.len(),
+            limit: MAX_FILE_BYTES,
+        });
+    }
+    match format.unwrap_or_else(|| detect(bytes)) {
+        Format::Csv => Ok(csv::parse(bytes, csv_defaults)),
+        Format::Pskc => pskc::parse(bytes, decryption),
+    }
+}
+
+/// Checks shared by every format, so a token from any file meets the same rules.
+pub fn check_token(t: &NewToken) -> Result<(), String> {
+    if t.serial.is_empty() || t.serial.len() > 128 || t.serial.chars().any(char::is_control) {
+        return Err(format!(
+            "serial {:?} is empty, longer than 128 characters or has control characters",
+            t.serial
+        ));
+    }
+    if t.secret.is_empty() || t.secret.len() > 256 {
+        return Err(format!(
+            "secret is {} bytes; it must be 1 to 256",
+            t.secret.len()
+        ));
+    }
+    if !(6..=8).contains(&t.digits) {
+        return Err(format!("{} digits: tokens show 6, 7 or 8", t.digits));
+    }
+    if t.kind == TokenKind::Totp && !(10..=300).contains(&t.period) {
+        return Err(format!(
+            "time step of {} s: it must be 10 to 300 seconds",
+            t.period
+        ));
+    }
+    if t.counter > i64::MAX as u64 {
+        return Err(format!("counter {} is out of range", t.counter));
+    }
+    if let Some(u) = &t.user {
+        if u.is_empty() || u.len() > 253 || u.chars().any(char::is_control) {
+            return Err(format!(
+                "user {u:?} is empty, too long or has control characters"
+            ));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,104 @@
+//! From parsed entries to what gets stored: apply the `serial,user` mapping file, refuse
+//! duplicate serials (in the file, and in the store unless replacing), and collect every
+//! problem with where it is.
+
+use std::collections::{HashMap, HashSet};
+
+use super::{Entry, ImportedToken, Problem};
+use crate::store::user_key;
+
+#[derive(Debug, Default)]
+pub struct Plan {
+    pub ready: Vec<ImportedToken>,
+    /// Rows that are wrong: with all-or-nothing (the default) any of them stops the import.
+    pub problems: Vec<Problem>,
+    /// Not tokens (PSKC PIN keys): reported only.
+    pub ignored: Vec<Problem>,
+    /// Of `ready`, how many replace a stored token.
+    pub replacing: usize,
+}
+
+/// Reads a mapping file: `serial,user` per line; blank lines and `#` comments skipped.
+pub fn read_map(text: &str) -> Result<HashMap<String, (String, usize)>, Problem> {
+    let mut map = HashMap::new();
+    for (i, raw) in text.lines().enumerate() {
+        let l = raw.trim();
+        if l.is_empty() || l.starts_with('#') {
+            continue;
+        }
+        let problem = |message: String| Problem {
+            origin: format!("map line {}", i + 1),
+            message,
+        };
+        let (serial, user) = l
+            .split_once(',')
+            .ok_or_else(|| problem("expected serial,user".into()))?;
+        let (serial, user) = (serial.trim(), user_key(user));
+        if serial.is_empty() || user.is_empty() {
+            return Err(problem("expected serial,user".into()));
+        }
+        if map.insert(serial.to_string(), (user, i + 1)).is_some() {
+            return Err(problem(format!("serial {serial} is mapped twice")));
+        }
+    }
+    Ok(map)
+}
+
+pub fn plan(
+    entries: Vec<Entry>,
+    map: &HashMap<String, (String, usize)>,
+    existing: &HashSet<String>,
+    replace: bool,
+    mut tick: impl FnMut(),
+) -> Plan {
+    let mut out = Plan::default();
+    let mut seen: HashMap<String, String> = HashMap::new();
+    for entry in entries {
+        tick();
+        let mut t = match entry {
+            Entry::Token(t) => *t,
+            Entry::Invalid(p) => {
+                out.problems.push(p);
+                continue;
+            }
+            Entry::Ignored(p) => {
+                out.ignored.push(p);
+                continue;
+            }
+        };
+        if let Some(first) = seen.get(&t.token.serial) {
+            out.problems.push(Problem {
+                origin: t.origin,
+                message: format!("serial {} appears again (first at {first})", t.token.serial),
+            });
+            continue;
+        }
+        seen.insert(t.token.serial.clone(), t.origin.clone());
+        if existing.contains(&t.token.serial) {
+            if !replace {
+                out.problems.push(Problem {
+                    origin: t.origin,
+                    message: format!(
+                        "serial {} is already in the inventory (use --replace to overwrite it)",
+                        t.token.serial
+                    ),
+                });
+                continue;
+            }
+            out.replacing += 1;
+        }
+        if let Some((user, _)) = map.get(&t.token.serial) {
+            t.token.user = Some(user.clone());
+        }
+        out.ready.push(t);
+    }
+    for (serial, (_, line)) in map {
+        if !seen.contains_key(serial) {
+            out.problems.push(Problem {
+                origin: format!("map line {line}"),
+                message: format!("serial {serial} is not in the import file"),
+            });
+        }
+    }
+    out
+}

@@ -1,0 +1,257 @@
+//! PSKC (RFC 6030) key containers: one token per OATH `Key` (HOTP or TOTP); other keys (PINs,
+//! OCRA) are reported and left out. Values may be plain or encrypted (see `envelope`).
+
+mod crypto;
+mod envelope;
+mod xml;
+
+pub use envelope::Need;
+
+use roxmltree::{Document, Node};
+
+use self::envelope::{b64, Envelope, Value, ValueError};
+use self::xml::{child, children, line, text};
+use crate::import::{check_token, Decryption, Entry, ImportError, ImportedToken, Problem};
+use crate::secret::Secret;
+use crate::store::{user_key, NewToken, OtpAlgorithm, TokenExtra, TokenKind};
+
+fn document(bytes: &[u8]) -> Result<Document<'_>, ImportError> {
+    let text =
+        std::str::from_utf8(bytes).map_err(|e| ImportError::Xml(format!("not UTF-8: {e}")))?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let doc = xml::parse(text)?;
+    if doc.root_element().tag_name().name() != "KeyContainer" {
+        return Err(ImportError::Xml(format!(
+            "the root element is <{}>, not <KeyContainer>",
+            doc.root_element().tag_name().name()
+        )));
+    }
+    Ok(doc)
+}
+
+/// What the file needs (nothing, a key, or a passphrase), so the CLI can ask before parsing.
+pub fn need(bytes: &[u8]) -> Result<Need, ImportError> {
+    let doc = document(bytes)?;
+    envelope::need(doc.root_element())
+}
+
+pub fn parse(bytes: &[u8], decryption: &Decryption) -> Result<Vec<Entry>, ImportError> {
+    let doc = document(bytes)?;
+    let root = doc.root_element();
+    let env = Envelope::open(root, decryption)?;
+    let mut out = Vec::new();
+    // A wrong key makes every encrypted value fail: that is one clear error, not a list.
+    let (mut crypto_failed, mut crypto_ok) = (None::<String>, 0usize);
+    for (i, pkg) in children(root, "KeyPackage").enumerate() {
+        let keys: Vec<_> = children(pkg, "Key").collect();
+        for (j, key) in keys.iter().enumerate() {
+            let mut origin = format!("KeyPackage {} (line {})", i + 1, line(&doc, pkg));
+            if keys.len() > 1 {
+                origin = format!("{origin} Key {}", j + 1);
+            }
+            match read_key(&env, pkg, *key) {
+                Ok(Some((token, extra, encrypted))) => {
+                    crypto_ok += usize::from(encrypted);
+                    out.push(match check_token(&token) {
+                        Ok(()) => Entry::Token(Box::new(ImportedToken {
+                            origin,
+                            token,
+                            extra,
+                        })),
+                        Err(message) => Entry::Invalid(Problem { origin, message }),
+                    })
+                }
+                Ok(None) => out.push(Entry::Ignored(Problem {
+                    origin,
+                    message: format!(
+                        "algorithm {:?} is not HOTP or TOTP; left out",
+                        key.attribute("Algorithm").unwrap_or("")
+                    ),
+                })),
+                Err(e) => {
+                    let crypto = matches!(e, ValueError::Crypto(_));
+                    let message = e.message();
+                    if crypto && crypto_failed.is_none() {
+                        crypto_failed = Some(message.clone());
+                    }
+                    out.push(Entry::Invalid(Problem { origin, message }));
+                }
+            }
+        }
+    }
+    if let (Some(m), 0) = (crypto_failed, crypto_ok) {
+        return Err(ImportError::WrongKey(m));
+    }
+    Ok(out)
+}
+
+/// The algorithm URI's last segment: `urn:…:pskc:hotp`, `…#totp`, `…/hotp`.
+fn oath_kind(uri: &str) -> Option<TokenKind> {
+    let last = uri
+        .rsplit([':', '#', '/'])
+        .next()
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    match last.as_str() {
+        "hotp" => Some(TokenKind::Hotp),
+        "totp" => Some(TokenKind::Totp),
+        _ => None,
+    }
+}
+
+/// `Suite` names the hash: "HMAC-SHA256", "SHA256", absent for SHA1.
+fn suite_algorithm(suite: Option<String>) -> Result<OtpAlgorithm, ValueError> {
+    let Some(s) = suite else {
+        return Ok(OtpAlgorithm::Sha1);
+    };
+    let up = s.to_ascii_uppercase().replace(['-', '_'], "");
+    for (name, alg) in [
+        ("SHA512", OtpAlgorithm::Sha512),
+        ("SHA256", OtpAlgorithm::Sha256),
+        ("SHA1", OtpAlgorithm::Sha1),
+    ] {
+        if up.contains(name) {
+            return Ok(alg);
+        }
+    }
+    Err(ValueError::Other(format!(
+        "Suite {s:?} names no SHA1/SHA256/SHA512 hash"
+    )))
+}
+
+/// A `UserId` may be a directory DN (RFC 6030 Figure 3: `UID=jsmith,DC=…`): the uid or cn
+/// in front is the user name radmfa knows; any other DN names no user.
+fn user_from_userid(id: &str) -> Option<String> {
+    if !id.contains('=') {
+        return Some(user_key(id));
+    }
+    let first = id.split(',').next()?;
+    let (attr, value) = first.split_once('=')?;
+    matches!(
+        attr.trim().to_ascii_lowercase().as_str(),
+        "uid" | "cn" | "samaccountname"
+    )
+    .then(|| user_key(value))
+}
+
+fn date(s: Option<String>, what: &str) -> Result<Option<i64>, ValueError> {
+    let Some(s) = s else { return Ok(None) };
+    let fmt = &time::format_description::well_known::Rfc3339;
+    time::OffsetDateTime::parse(&s, fmt)
+        // Files often leave out the zone (python-pskc does); RFC 6030 times are UTC.
+        .or_else(|_| time::OffsetDateTime::parse(&format!("{s}Z"), fmt))
+        .map(|t| Some(t.unix_timestamp()))
+        .map_err(|_| ValueError::Other(format!("{what} {s:?} is not an xs:dateTime")))
+}
+
+fn data_int<T: TryFrom<i128>>(
+    env: &Envelope,
+    key: Node<'_, '_>,
+    name: &str,
+) -> Result<Option<T>, ValueError> {
+    let Some(elem) = xml::path(key, &["Data", name]) else {
+        return Ok(None);
+    };
+    let n: i128 = match env.value(elem)? {
+        Value::Plain(s) => s
+            .parse()
+            .map_err(|_| ValueError::Other(format!("{name} {s:?} is not a whole number")))?,
+        // Encrypted integers are big-endian bytes (RFC 6030 §4.3.5 xs:long).
+        Value::Decrypted(b) if b.len() <= 8 => b
+            .expose()
+            .iter()
+            .fold(0i128, |acc, x| (acc << 8) | i128::from(*x)),
+        Value::Decrypted(_) => return Err(ValueError::Other(format!("{name} is too long"))),
+    };
+    T::try_from(n)
+        .map(Some)
+        .map_err(|_| ValueError::Other(format!("{name} {n} is out of range")))
+}
+
+type KeyRead = (NewToken, TokenExtra, bool);
+
+fn read_key(
+    env: &Envelope,
+    pkg: Node<'_, '_>,
+    key: Node<'_, '_>,
+) -> Result<Option<KeyRead>, ValueError> {
+    let Some(kind) = oath_kind(key.attribute("Algorithm").unwrap_or("")) else {
+        return Ok(None);
+    };
+    let other = |m: &str| ValueError::Other(m.to_string());
+    let device = child(pkg, "DeviceInfo");
+    let dev_text = |n: &str| device.and_then(|d| text(d, &[n]));
+    let serial = dev_text("SerialNo")
+        .or_else(|| key.attribute("Id").map(str::to_string))
+        .ok_or_else(|| other("no DeviceInfo/SerialNo and no Key Id to use as the serial"))?;
+    let params = child(key, "AlgorithmParameters");
+    let format = params.and_then(|p| child(p, "ResponseFormat"));
+    if let Some(enc) = format.and_then(|f| f.attribute("Encoding")) {
+        if !enc.eq_ignore_ascii_case("DECIMAL") {
+            return Err(other(&format!(
+                "ResponseFormat Encoding {enc:?}: only DECIMAL codes are supported"
+            )));
+        }
+    }
+    let digits = match format.and_then(|f| f.attribute("Length")) {
+        Some(l) => l
+            .trim()
+            .parse()
+            .map_err(|_| other(&format!("ResponseFormat Length {l:?}")))?,
+        None => 6,
+    };
+    let algorithm = suite_algorithm(params.and_then(|p| text(p, &["Suite"])))?;
+    let secret_elem = xml::path(key, &["Data", "Secret"]).ok_or_else(|| {
+        other("no Data/Secret (keys derived from a master key, RFC 6030 Figure 4, cannot be imported)")
+    })?;
+    let (secret, encrypted) = match env.value(secret_elem)? {
+        Value::Plain(s) => (
+            Secret::new(b64(&s).map_err(|e| other(&format!("Secret {e}")))?),
+            false,
+        ),
+        Value::Decrypted(s) => (s, true),
+    };
+    if data_int::<i64>(env, key, "Time")?.unwrap_or(0) != 0 {
+        return Err(other("Time (T0) other than 0 is not supported"));
+    }
+    let (period, counter) = match kind {
+        TokenKind::Totp => (data_int(env, key, "TimeInterval")?.unwrap_or(30), 0),
+        TokenKind::Hotp => (0, data_int(env, key, "Counter")?.unwrap_or(0)),
+    };
+    let user = text(key, &["UserId"])
+        .or_else(|| dev_text("UserId"))
+        .and_then(|u| user_from_userid(&u));
+    let policy = child(key, "Policy");
+    let pol_text = |n: &str| policy.and_then(|p| text(p, &[n]));
+    let extra = TokenExtra {
+        manufacturer: dev_text("Manufacturer"),
+        model: dev_text("Model"),
+        valid_from: date(
+            pol_text("StartDate").or_else(|| dev_text("StartDate")),
+            "StartDate",
+        )?,
+        valid_until: date(
+            pol_text("ExpiryDate").or_else(|| dev_text("ExpiryDate")),
+            "ExpiryDate",
+        )?,
+        drift: match kind {
+            TokenKind::Totp => data_int(env, key, "TimeDrift")?.unwrap_or(0),
+            TokenKind::Hotp => 0,
+        },
+        resync: None,
+    };
+    let token = NewToken {
+        serial,
+        user,
+        kind,
+        algorithm,
+        digits,
+        period,
+        counter,
+        secret,
+    };
+    Ok(Some((token, extra, encrypted)))
+}
+
+#[cfg(test)]
+mod tests;

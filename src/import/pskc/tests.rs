@@ -1,0 +1,161 @@
+//! RFC 6030's own examples, read with the secrets the RFC gives, and the ways a file must be
+//! refused.
+
+use super::*;
+
+macro_rules! figure {
+    ($n:literal) => {
+        include_bytes!(concat!(
+            "../../../tests/fixtures/rfc6030/figure",
+            $n,
+            ".pskcxml"
+        ))
+    };
+}
+
+const RFC_SECRET: &[u8] = b"12345678901234567890";
+
+fn key(hex_key: &str) -> Decryption {
+    Decryption::Key(Secret::new(hex::decode(hex_key).unwrap()))
+}
+
+fn tokens(entries: &[Entry]) -> Vec<&ImportedToken> {
+    entries
+        .iter()
+        .filter_map(|e| match e {
+            Entry::Token(t) => Some(&**t),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn figure2_basic_plain_secret() {
+    let e = parse(figure!("2"), &Decryption::None).unwrap();
+    let t = tokens(&e);
+    assert_eq!(t.len(), 1);
+    // No DeviceInfo: the Key Id is the serial.
+    assert_eq!(t[0].token.serial, "12345678");
+    assert_eq!(t[0].token.secret.expose(), b"1234");
+    assert_eq!(t[0].token.kind, TokenKind::Hotp);
+}
+
+#[test]
+fn figure3_supplementary_data_and_user_dn() {
+    let e = parse(figure!("3"), &Decryption::None).unwrap();
+    let t = tokens(&e)[0];
+    assert_eq!(t.token.serial, "987654321");
+    assert_eq!(t.token.secret.expose(), RFC_SECRET);
+    assert_eq!((t.token.digits, t.token.counter), (8, 0));
+    assert_eq!(t.token.user.as_deref(), Some("jsmith"));
+    assert_eq!(t.extra.manufacturer.as_deref(), Some("Manufacturer"));
+}
+
+#[test]
+fn figure4_derived_key_is_a_named_problem() {
+    let e = parse(figure!("4"), &Decryption::None).unwrap();
+    match &e[0] {
+        Entry::Invalid(p) => assert!(p.message.contains("Figure 4"), "{p}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn figure5_pin_key_is_left_out() {
+    let e = parse(figure!("5"), &Decryption::None).unwrap();
+    assert_eq!(tokens(&e).len(), 1);
+    assert_eq!(tokens(&e)[0].token.secret.expose(), RFC_SECRET);
+    assert!(matches!(&e[1], Entry::Ignored(p) if p.message.contains("pin")));
+}
+
+#[test]
+fn figure6_pre_shared_aes128_cbc_with_hmac_sha1() {
+    assert_eq!(
+        need(figure!("6")).unwrap(),
+        Need::Key {
+            name: Some("Pre-shared-key".into())
+        }
+    );
+    let e = parse(figure!("6"), &key("12345678901234567890123456789012")).unwrap();
+    let t = tokens(&e)[0];
+    assert_eq!(t.token.secret.expose(), RFC_SECRET);
+    assert_eq!((t.token.serial.as_str(), t.token.digits), ("987654321", 8));
+    // Wrong key: the MAC key does not decrypt, or every ValueMAC fails. Nothing comes back.
+    let err = parse(figure!("6"), &key("12345678901234567890123456789013")).unwrap_err();
+    assert!(matches!(err, ImportError::WrongKey(_)), "{err}");
+    // No key at all: asked for.
+    assert!(matches!(
+        parse(figure!("6"), &Decryption::None),
+        Err(ImportError::KeyNeeded(_))
+    ));
+}
+
+#[test]
+fn figure6_altered_ciphertext_fails_the_mac_before_decryption() {
+    let text = std::str::from_utf8(figure!("6")).unwrap();
+    // Flip one character of the secret's CipherValue (after the IV).
+    let altered = text.replace("AAECAwQFBgcICQoLDA0OD+cI", "AAECAwQFBgcICQoLDA0OD+cJ");
+    assert_ne!(altered, text);
+    let err = parse(altered.as_bytes(), &key("12345678901234567890123456789012")).unwrap_err();
+    assert!(err.to_string().contains("ValueMAC"), "{err}");
+}
+
+#[test]
+fn figure7_pbkdf2_passphrase() {
+    assert_eq!(
+        need(figure!("7")).unwrap(),
+        Need::Passphrase {
+            name: Some("My Password 1".into())
+        }
+    );
+    let e = parse(
+        figure!("7"),
+        &Decryption::Passphrase(Secret::from("qwerty")),
+    )
+    .unwrap();
+    let t = tokens(&e)[0];
+    assert_eq!(t.token.secret.expose(), RFC_SECRET);
+    assert_eq!(t.extra.manufacturer.as_deref(), Some("TokenVendorAcme"));
+    // The derived key given directly works too (RFC: 651e63cd57008476af1ff6422cd02e41).
+    let e = parse(figure!("7"), &key("651e63cd57008476af1ff6422cd02e41")).unwrap();
+    assert_eq!(tokens(&e)[0].token.secret.expose(), RFC_SECRET);
+    let err = parse(
+        figure!("7"),
+        &Decryption::Passphrase(Secret::from("qwertz")),
+    )
+    .unwrap_err();
+    assert!(matches!(err, ImportError::WrongKey(_)), "{err}");
+}
+
+#[test]
+fn figure8_asymmetric_is_refused_clearly() {
+    let err = parse(figure!("8"), &Decryption::None).unwrap_err();
+    assert!(err.to_string().contains("certificate"), "{err}");
+}
+
+#[test]
+fn figure9_signed_file_reads() {
+    let e = parse(figure!("9"), &Decryption::None).unwrap();
+    let t = tokens(&e)[0];
+    assert_eq!((t.token.serial.as_str(), t.token.digits), ("0755225266", 6));
+    assert_eq!(t.token.secret.expose(), RFC_SECRET);
+}
+
+#[test]
+fn figure10_bulk_with_validity_dates() {
+    let e = parse(figure!("10"), &Decryption::None).unwrap();
+    let t = tokens(&e);
+    let serials: Vec<_> = t.iter().map(|t| t.token.serial.as_str()).collect();
+    assert_eq!(serials, ["654321", "123456", "9999999", "9999999"]);
+    assert!(t.iter().all(|t| t.token.secret.expose() == RFC_SECRET));
+    // 2006-05-01T00:00:00Z .. 2006-05-31T00:00:00Z
+    assert_eq!(t[0].extra.valid_from, Some(1_146_441_600));
+    assert_eq!(t[0].extra.valid_until, Some(1_149_033_600));
+}
+
+#[test]
+fn not_pskc_is_refused() {
+    assert!(parse(b"<html/>", &Decryption::None).is_err());
+    assert!(parse(b"<KeyContainer", &Decryption::None).is_err());
+    assert!(parse(&[0xff, 0xfe, 0x3c], &Decryption::None).is_err());
+}

@@ -1,0 +1,226 @@
+//! HOTP (RFC 4226): event-based codes, a look-ahead window, and resynchronisation with two
+//! consecutive codes.
+//!
+//! Hand-written on `hmac` + `sha1`/`sha2` rather than a crate: the OATH crates either hide
+//! which counter matched (we must store it to make each code single-use), compare codes with
+//! `==`, or force a minimum seed length that real hardware seeds do not meet. The algorithm
+//! itself is a dozen lines.
+
+use hmac::{Hmac, Mac};
+use subtle::ConstantTimeEq;
+
+use crate::secret::Secret;
+use crate::store::{OtpAlgorithm, Token, TokenKind};
+
+/// HMAC over the 8-byte big-endian counter with the token's hash.
+fn hmac_digest(secret: &[u8], algorithm: OtpAlgorithm, counter: u64) -> Vec<u8> {
+    let msg = counter.to_be_bytes();
+    // HMAC accepts keys of any length, so `new_from_slice` cannot fail.
+    match algorithm {
+        OtpAlgorithm::Sha1 => {
+            let mut m = Hmac::<sha1::Sha1>::new_from_slice(secret).expect("any key length");
+            m.update(&msg);
+            m.finalize().into_bytes().to_vec()
+        }
+        OtpAlgorithm::Sha256 => {
+            let mut m = Hmac::<sha2::Sha256>::new_from_slice(secret).expect("any key length");
+            m.update(&msg);
+            m.finalize().into_bytes().to_vec()
+        }
+        OtpAlgorithm::Sha512 => {
+            let mut m = Hmac::<sha2::Sha512>::new_from_slice(secret).expect("any key length");
+            m.update(&msg);
+            m.finalize().into_bytes().to_vec()
+        }
+    }
+}
+
+/// The code for `counter`: RFC 4226 §5.3 dynamic truncation, then `digits` decimal digits.
+pub fn hotp_code(secret: &Secret, algorithm: OtpAlgorithm, digits: u32, counter: u64) -> String {
+    let hs = hmac_digest(secret.expose(), algorithm, counter);
+    // "Let OffsetBits be the low-order 4 bits of String[19]" — the last byte, for any hash.
+    let offset = (hs[hs.len() - 1] & 0x0f) as usize;
+    let bin = u32::from_be_bytes([hs[offset], hs[offset + 1], hs[offset + 2], hs[offset + 3]])
+        & 0x7fff_ffff;
+    let modulus = 10u64.pow(digits.min(9));
+    format!(
+        "{:0width$}",
+        u64::from(bin) % modulus,
+        width = digits as usize
+    )
+}
+
+fn code_eq(a: &str, b: &str) -> bool {
+    bool::from(a.as_bytes().ct_eq(b.as_bytes()))
+}
+
+/// Counters `from ..= from + span`, without overflowing at the top of the range.
+fn counters(from: u64, span: u64) -> impl Iterator<Item = u64> {
+    (0..=span).map_while(move |i| from.checked_add(i))
+}
+
+/// Finds the first counter in `[token.counter, token.counter + window]` whose code is `code`.
+///
+/// Every counter in the window is computed and compared in constant time, so the time taken
+/// does not tell how far ahead a guess landed. On success the caller moves the stored counter
+/// to `matched + 1` (compare-and-set), which makes this and every earlier code unusable.
+pub fn match_hotp(token: &Token, code: &str, window: u64) -> Option<u64> {
+    if token.kind != TokenKind::Hotp || code.len() != token.digits as usize {
+        return None;
+    }
+    let mut matched = None;
+    for c in counters(token.counter, window) {
+        let ok = code_eq(
+            &hotp_code(&token.secret, token.algorithm, token.digits, c),
+            code,
+        );
+        if ok && matched.is_none() {
+            matched = Some(c);
+        }
+    }
+    matched
+}
+
+/// Finds `c` in `[token.counter, token.counter + window]` with `code1` = code(c) and
+/// `code2` = code(c + 1); returns `c + 1`, the counter of the second code. Two consecutive
+/// codes make a false match over a wide window unlikely (about window / 10^(2·digits)),
+/// where one code alone would match by chance once in 10^digits / window tries.
+pub fn find_consecutive(token: &Token, code1: &str, code2: &str, window: u64) -> Option<u64> {
+    if token.kind != TokenKind::Hotp
+        || code1.len() != token.digits as usize
+        || code2.len() != token.digits as usize
+    {
+        return None;
+    }
+    let code = |c: u64| hotp_code(&token.secret, token.algorithm, token.digits, c);
+    let mut previous = code(token.counter);
+    for c in counters(token.counter, window) {
+        let next = code(c.checked_add(1)?);
+        if code_eq(&previous, code1) && code_eq(&next, code2) {
+            return Some(c + 1);
+        }
+        previous = next;
+    }
+    None
+}
+
+/// Self-service resynchronisation's first half: the counter of `code` in the resync range
+/// beyond the normal window, `(counter + window, counter + resync_window]`. The caller only
+/// remembers it; the next code must be exactly the one after it.
+pub fn match_beyond_window(
+    token: &Token,
+    code: &str,
+    window: u64,
+    resync_window: u64,
+) -> Option<u64> {
+    if token.kind != TokenKind::Hotp || code.len() != token.digits as usize {
+        return None;
+    }
+    let start = token.counter.checked_add(window)?.checked_add(1)?;
+    let span = resync_window.saturating_sub(window + 1);
+    let mut matched = None;
+    for c in counters(start, span) {
+        let ok = code_eq(
+            &hotp_code(&token.secret, token.algorithm, token.digits, c),
+            code,
+        );
+        if ok && matched.is_none() {
+            matched = Some(c);
+        }
+    }
+    matched
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEED: &[u8] = b"12345678901234567890";
+
+    fn token(counter: u64, digits: u32) -> Token {
+        Token {
+            id: 1,
+            serial: "h".into(),
+            user: None,
+            kind: TokenKind::Hotp,
+            algorithm: OtpAlgorithm::Sha1,
+            digits,
+            period: 0,
+            counter,
+            last_step: None,
+            enabled: true,
+            created_at: 0,
+            secret: Secret::new(SEED.to_vec()),
+        }
+    }
+
+    /// RFC 4226 Appendix D.
+    const RFC4226: [&str; 10] = [
+        "755224", "287082", "359152", "969429", "338314", "254676", "287922", "162583", "399871",
+        "520489",
+    ];
+
+    #[test]
+    fn rfc4226_appendix_d_vectors() {
+        let s = Secret::new(SEED.to_vec());
+        for (c, want) in RFC4226.iter().enumerate() {
+            assert_eq!(
+                hotp_code(&s, OtpAlgorithm::Sha1, 6, c as u64),
+                *want,
+                "count {c}"
+            );
+        }
+    }
+
+    #[test]
+    fn sha2_and_eight_digits_match_rfc6238_at_counter_1() {
+        // RFC 6238 Appendix B, T = 59 s: TOTP is HOTP with counter floor(59 / 30) = 1.
+        let s256 = Secret::new(b"12345678901234567890123456789012".to_vec());
+        let s512 = Secret::new(
+            b"1234567890123456789012345678901234567890123456789012345678901234".to_vec(),
+        );
+        let s1 = Secret::new(SEED.to_vec());
+        assert_eq!(hotp_code(&s1, OtpAlgorithm::Sha1, 8, 1), "94287082");
+        assert_eq!(hotp_code(&s256, OtpAlgorithm::Sha256, 8, 1), "46119246");
+        assert_eq!(hotp_code(&s512, OtpAlgorithm::Sha512, 8, 1), "90693936");
+    }
+
+    #[test]
+    fn window_finds_the_first_match_ahead_only() {
+        let t = token(3, 6);
+        assert_eq!(match_hotp(&t, RFC4226[3], 10), Some(3));
+        assert_eq!(match_hotp(&t, RFC4226[8], 10), Some(8));
+        assert_eq!(match_hotp(&t, RFC4226[8], 4), None, "beyond the window");
+        assert_eq!(match_hotp(&t, RFC4226[2], 10), None, "behind the counter");
+        assert_eq!(match_hotp(&t, "75522", 10), None, "wrong length");
+    }
+
+    #[test]
+    fn resync_needs_two_consecutive_codes() {
+        let t = token(0, 6);
+        assert_eq!(find_consecutive(&t, RFC4226[6], RFC4226[7], 1000), Some(7));
+        assert_eq!(find_consecutive(&t, RFC4226[7], RFC4226[6], 1000), None);
+        assert_eq!(find_consecutive(&t, RFC4226[5], RFC4226[7], 1000), None);
+        assert_eq!(find_consecutive(&t, RFC4226[6], RFC4226[7], 5), None);
+    }
+
+    #[test]
+    fn beyond_window_range_excludes_the_normal_window() {
+        let t = token(0, 6);
+        assert_eq!(match_beyond_window(&t, RFC4226[2], 3, 1000), None);
+        assert_eq!(match_beyond_window(&t, RFC4226[3], 3, 1000), None);
+        assert_eq!(match_beyond_window(&t, RFC4226[4], 3, 1000), Some(4));
+        assert_eq!(match_beyond_window(&t, RFC4226[9], 3, 8), None);
+    }
+
+    #[test]
+    fn counter_at_the_top_does_not_overflow() {
+        let t = token(u64::MAX - 1, 6);
+        assert_eq!(
+            match_hotp(&t, "000000", 10).is_some(),
+            match_hotp(&t, "000000", 10).is_some()
+        );
+        assert_eq!(find_consecutive(&t, "000000", "111111", 10), None);
+        assert_eq!(match_beyond_window(&t, "000000", 10, 100), None);
+    }
+}

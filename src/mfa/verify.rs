@@ -1,0 +1,277 @@
+//! One code against one token, with the state long-lived tokens need: TOTP drift, the HOTP
+//! look-ahead window, self-service HOTP resynchronisation, and validity dates. Every
+//! acceptance is consumed atomically in the store, so a code works once, on any node.
+
+use crate::config::HotpConfig;
+use crate::mfa::{hotp, otp};
+use crate::store::{Store, StoreError, TokenKind, TokenRecord};
+
+/// How long a remembered out-of-window HOTP code waits for its successor.
+pub const RESYNC_PENDING_SECS: i64 = 600;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenCheck {
+    /// The code verified and has been consumed.
+    Accepted {
+        mode: &'static str,
+        /// Set when this code finished a self-service resynchronisation.
+        note: Option<String>,
+    },
+    /// The code matched but was used already (or a racing request consumed it first).
+    Replayed,
+    /// HOTP self-service: the code lies beyond the window; remembered, waiting for the next.
+    ResyncPending,
+    /// The token is outside its validity period.
+    NotValidNow,
+    /// Not this token's code.
+    NoMatch,
+}
+
+/// Settings that shape verification, taken from the config.
+#[derive(Debug, Clone)]
+pub struct VerifyOptions {
+    pub totp_window: u32,
+    pub hotp: HotpConfig,
+}
+
+/// Is the token usable at `now` by its validity dates?
+pub fn valid_at(rec: &TokenRecord, now: i64) -> bool {
+    rec.extra.valid_from.is_none_or(|f| now >= f) && rec.extra.valid_until.is_none_or(|u| now < u)
+}
+
+pub async fn verify_token(
+    store: &dyn Store,
+    opts: &VerifyOptions,
+    rec: &TokenRecord,
+    code: &str,
+    now: i64,
+) -> Result<TokenCheck, StoreError> {
+    let t = &rec.token;
+    if !t.enabled {
+        return Ok(TokenCheck::NoMatch);
+    }
+    if !valid_at(rec, now) {
+        return Ok(TokenCheck::NotValidNow);
+    }
+    match t.kind {
+        TokenKind::Totp => {
+            let drift = rec.extra.drift;
+            let Some(step) = otp::match_totp_with_drift(t, code, now, opts.totp_window, drift)
+            else {
+                return Ok(TokenCheck::NoMatch);
+            };
+            let new_drift = step - otp::current_step(t, now);
+            Ok(
+                if store
+                    .consume_totp_step_with_drift(t.id, step, new_drift)
+                    .await?
+                {
+                    TokenCheck::Accepted {
+                        mode: "totp",
+                        note: None,
+                    }
+                } else {
+                    TokenCheck::Replayed
+                },
+            )
+        }
+        TokenKind::Hotp => verify_hotp(store, &opts.hotp, rec, code, now).await,
+    }
+}
+
+async fn verify_hotp(
+    store: &dyn Store,
+    cfg: &HotpConfig,
+    rec: &TokenRecord,
+    code: &str,
+    now: i64,
+) -> Result<TokenCheck, StoreError> {
+    let t = &rec.token;
+    if let Some(c) = hotp::match_hotp(t, code, cfg.window) {
+        // Compare-and-set: a racing request with the same code, on any node, loses here.
+        return Ok(
+            if store.advance_hotp_counter(t.id, t.counter, c + 1).await? {
+                if rec.extra.resync.is_some() {
+                    store.set_hotp_resync(t.id, None).await?;
+                }
+                TokenCheck::Accepted {
+                    mode: "hotp",
+                    note: None,
+                }
+            } else {
+                TokenCheck::Replayed
+            },
+        );
+    }
+    if !cfg.self_resync {
+        return Ok(TokenCheck::NoMatch);
+    }
+    // The second half of a self-service resync: exactly the counter after the remembered one.
+    if let Some((expected, at)) = rec.extra.resync {
+        let fresh = now.saturating_sub(at) <= RESYNC_PENDING_SECS;
+        let as_token = crate::store::Token {
+            counter: expected,
+            ..t.clone()
+        };
+        if fresh && hotp::match_hotp(&as_token, code, 0) == Some(expected) {
+            if store
+                .advance_hotp_counter(t.id, t.counter, expected + 1)
+                .await?
+            {
+                store.set_hotp_resync(t.id, None).await?;
+                return Ok(TokenCheck::Accepted {
+                    mode: "hotp",
+                    note: Some(format!("token resynchronised at counter {expected}")),
+                });
+            }
+            return Ok(TokenCheck::Replayed);
+        }
+    }
+    if let Some(c) = hotp::match_beyond_window(t, code, cfg.window, cfg.resync_window) {
+        store.set_hotp_resync(t.id, Some((c + 1, now))).await?;
+        return Ok(TokenCheck::ResyncPending);
+    }
+    Ok(TokenCheck::NoMatch)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::Secret;
+    use crate::store::{NewToken, OtpAlgorithm, Sealer, SqliteStore, TokenExtra, TokenFilter};
+
+    const SEED: &[u8] = b"12345678901234567890";
+
+    async fn store_with(kind: TokenKind, extra: TokenExtra) -> SqliteStore {
+        let store = SqliteStore::open_in_memory(Sealer::from_key([1; 32]))
+            .await
+            .unwrap();
+        let t = NewToken {
+            serial: "T".into(),
+            user: Some("alice".into()),
+            kind,
+            algorithm: OtpAlgorithm::Sha1,
+            digits: 6,
+            period: 30,
+            counter: 0,
+            secret: Secret::new(SEED.to_vec()),
+        };
+        store.import_tokens(&[(t, extra)], false).await.unwrap();
+        store
+    }
+
+    async fn record(store: &SqliteStore) -> TokenRecord {
+        store
+            .list_tokens(&TokenFilter::default())
+            .await
+            .unwrap()
+            .remove(0)
+    }
+
+    fn opts(self_resync: bool) -> VerifyOptions {
+        VerifyOptions {
+            totp_window: 1,
+            hotp: HotpConfig {
+                window: 10,
+                resync_window: 1000,
+                self_resync,
+            },
+        }
+    }
+
+    fn code(c: u64) -> String {
+        hotp::hotp_code(&Secret::new(SEED.to_vec()), OtpAlgorithm::Sha1, 6, c)
+    }
+
+    async fn check(store: &SqliteStore, o: &VerifyOptions, c: &str, now: i64) -> TokenCheck {
+        let rec = record(store).await;
+        verify_token(store, o, &rec, c, now).await.unwrap()
+    }
+
+    fn accepted(c: &TokenCheck) -> bool {
+        matches!(c, TokenCheck::Accepted { mode: "hotp", .. })
+    }
+
+    #[tokio::test]
+    async fn hotp_code_once_ahead_then_earlier_fail() {
+        let s = store_with(TokenKind::Hotp, TokenExtra::default()).await;
+        let o = opts(false);
+        assert!(accepted(&check(&s, &o, &code(0), 0).await));
+        assert_eq!(check(&s, &o, &code(0), 0).await, TokenCheck::NoMatch);
+        assert!(accepted(&check(&s, &o, &code(6), 0).await), "5 ahead");
+        for c in 1..=6 {
+            assert_eq!(check(&s, &o, &code(c), 0).await, TokenCheck::NoMatch, "{c}");
+        }
+        assert_eq!(record(&s).await.token.counter, 7);
+    }
+
+    #[tokio::test]
+    async fn hotp_self_resync_needs_the_very_next_code_in_time() {
+        let s = store_with(TokenKind::Hotp, TokenExtra::default()).await;
+        // Off: far codes are just wrong.
+        assert_eq!(
+            check(&s, &opts(false), &code(50), 0).await,
+            TokenCheck::NoMatch
+        );
+        let o = opts(true);
+        assert_eq!(check(&s, &o, &code(50), 0).await, TokenCheck::ResyncPending);
+        // Not the next one: refused (and it becomes the new pending one).
+        assert_eq!(
+            check(&s, &o, &code(53), 10).await,
+            TokenCheck::ResyncPending
+        );
+        let got = check(&s, &o, &code(54), 20).await;
+        assert!(accepted(&got), "{got:?}");
+        assert_eq!(record(&s).await.token.counter, 55);
+        assert_eq!(record(&s).await.extra.resync, None);
+        // Too late: the pending code expires.
+        assert_eq!(
+            check(&s, &o, &code(200), 100).await,
+            TokenCheck::ResyncPending
+        );
+        let late = 100 + RESYNC_PENDING_SECS + 1;
+        assert_eq!(
+            check(&s, &o, &code(201), late).await,
+            TokenCheck::ResyncPending
+        );
+        assert!(accepted(&check(&s, &o, &code(202), late + 1).await));
+    }
+
+    #[tokio::test]
+    async fn totp_drift_is_learned_and_window_follows() {
+        let s = store_with(TokenKind::Totp, TokenExtra::default()).await;
+        let o = opts(false);
+        let now = 1_700_000_000;
+        let step = now / 30;
+        let t = record(&s).await.token;
+        let c = |st| otp::totp_code(&t.secret, t.algorithm, 6, 30, st);
+        // One step ahead: accepted, drift +1 learned.
+        assert!(matches!(
+            check(&s, &o, &c(step + 1), now).await,
+            TokenCheck::Accepted { .. }
+        ));
+        assert_eq!(record(&s).await.extra.drift, 1);
+        // Two ahead: now within the drift-centred window.
+        assert!(matches!(
+            check(&s, &o, &c(step + 2), now).await,
+            TokenCheck::Accepted { .. }
+        ));
+        assert_eq!(record(&s).await.extra.drift, 2);
+        // A used step never verifies again.
+        assert_eq!(check(&s, &o, &c(step + 2), now).await, TokenCheck::NoMatch);
+    }
+
+    #[tokio::test]
+    async fn validity_dates_bound_the_token() {
+        let extra = TokenExtra {
+            valid_from: Some(100),
+            valid_until: Some(200),
+            ..Default::default()
+        };
+        let s = store_with(TokenKind::Hotp, extra).await;
+        let o = opts(false);
+        assert_eq!(check(&s, &o, &code(0), 99).await, TokenCheck::NotValidNow);
+        assert_eq!(check(&s, &o, &code(0), 200).await, TokenCheck::NotValidNow);
+        assert!(accepted(&check(&s, &o, &code(0), 150).await));
+    }
+}

@@ -1,0 +1,64 @@
+//! App passwords on clients that allow them (`app_passwords = true`): legacy clients that
+//! cannot do a second factor send an app password in place of the directory password. It
+//! replaces password and second factor together, so it is accepted only on those clients,
+//! only for users that still exist in the directory, and never for a blocked user.
+
+use super::methods::blocked;
+use super::{Fault, RequestContext, Verdict};
+use crate::app::AppState;
+use crate::mfa::app_password;
+use crate::radius::Reply;
+use crate::secret::Secret;
+
+/// `Some` when `field` is one of the user's app passwords (Accept, or Reject if the user is
+/// blocked or gone from the directory); `None` to go on with the directory password.
+pub async fn try_app_password(
+    app: &AppState,
+    ctx: &RequestContext,
+    user: &str,
+    field: &Secret,
+) -> Result<Option<Verdict>, Fault> {
+    let stored = app.store.app_passwords(user).await?;
+    if stored.is_empty() {
+        return Ok(None);
+    }
+    let typed = field.expose_str().unwrap_or_default().to_string();
+    let hashes: Vec<(i64, String)> = stored.into_iter().map(|p| (p.id, p.hash)).collect();
+    // argon2 is deliberately slow: off the async workers.
+    let matched = tokio::task::spawn_blocking(move || {
+        hashes
+            .into_iter()
+            .find(|(_, h)| app_password::verify(&typed, h))
+            .map(|(id, _)| id)
+    })
+    .await
+    .unwrap_or(None);
+    let Some(id) = matched else {
+        return Ok(None);
+    };
+    let serial = Some(format!("app-password-{id}"));
+    let profile = app.store.user_profile(user).await?;
+    if let Some((reason, reply)) = blocked(&profile) {
+        let mut v = Verdict::reject(reason).with_reply(reply);
+        v.mode = "app-password";
+        v.token_serial = serial;
+        return Ok(Some(v));
+    }
+    // The directory stays the authority on whether the account exists.
+    let Some(info) = app.primary.lookup(user).await? else {
+        let mut v = Verdict::reject("app password for a user not in the directory");
+        v.mode = "app-password";
+        return Ok(Some(v));
+    };
+    app.store.touch_app_password(id, app.clock.now()).await?;
+    tracing::debug!(user, nas = %ctx.client.name, "app password accepted");
+    Ok(Some(Verdict {
+        reply: Reply::accept(),
+        mode: "app-password",
+        reason: None,
+        token_serial: serial,
+        info: Some(info),
+        client_ip: None,
+        phone: None,
+    }))
+}

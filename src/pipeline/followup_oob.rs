@@ -1,0 +1,123 @@
+//! Answers to out-of-band prompts: the SMS code (checked against the transaction, valid until
+//! its expiry, used once), and Enter after the call (whatever was typed; the call decides).
+
+use std::time::{Duration, Instant};
+
+use super::followup::{wrong_answer, Round};
+use super::methods::{call_verdict, Subject};
+use super::{oob, Fault, RequestContext, Verdict};
+use crate::app::AppState;
+use crate::delivery::phone::mask;
+use crate::mfa::sms::verify_code;
+use crate::radius::Reply;
+use crate::store::{OobKind, OobStatus};
+
+const SMS_EXPIRED: &str = "The code has expired. Please log in again.";
+/// After Enter, how long to wait for a call still being decided before prompting again:
+/// short, because NAS boxes in challenge mode have short timeouts (NPS: 3 s).
+const ENTER_WAIT: Duration = Duration::from_millis(1500);
+
+pub async fn sms_code(
+    app: &AppState,
+    user: &str,
+    r: &Round<'_>,
+    typed: &str,
+) -> Result<Verdict, Fault> {
+    let txn = match &r.carried.oob {
+        Some(id) => app.store.oob(id).await?,
+        None => None,
+    };
+    let Some(txn) = txn.filter(|t| t.kind == OobKind::Sms && t.user == user) else {
+        app.store.consume_challenge(&r.hash).await?;
+        return Ok(sms_reject("SMS code expired", SMS_EXPIRED));
+    };
+    if r.now >= txn.expires_at {
+        app.store.consume_challenge(&r.hash).await?;
+        let age = r.now - txn.created_at;
+        return Ok(sms_reject(
+            format!("SMS code expired ({age} s after sending)"),
+            SMS_EXPIRED,
+        ));
+    }
+    if txn.status != OobStatus::Pending {
+        app.store.consume_challenge(&r.hash).await?;
+        return Ok(sms_reject("SMS code already used", SMS_EXPIRED));
+    }
+    let good = txn
+        .code_hash
+        .as_deref()
+        .is_some_and(|h| verify_code(h, typed));
+    if !good {
+        let locked = oob::count_failure(app, user).await?;
+        let prompt = format!(
+            "Enter the code sent to {}",
+            mask(r.carried.phone.as_deref().unwrap_or_default())
+        );
+        return wrong_answer(app, r, "sms", "wrong SMS code".into(), locked, &prompt).await;
+    }
+    // Single use, twice over: the State and the code's transaction each move exactly once.
+    if !app.store.consume_challenge(&r.hash).await?
+        || !app
+            .store
+            .resolve_oob(&txn.id, OobStatus::Approved, None)
+            .await?
+    {
+        return Ok(sms_reject("SMS code already used", SMS_EXPIRED));
+    }
+    app.store.clear_failures(user).await?;
+    let mut v = Verdict::reject("").with_reply(Reply::accept());
+    v.reason = None;
+    v.mode = "sms";
+    v.phone = Some(txn.phone);
+    Ok(v)
+}
+
+fn sms_reject(reason: impl Into<String>, message: &str) -> Verdict {
+    let mut v = Verdict::reject(reason).with_reply(Reply::reject().with_message(message));
+    v.mode = "sms";
+    v
+}
+
+/// "Answer the call, then press Enter": whatever the user typed, the call decides. If it is
+/// still ringing, wait within this request's deadline, then ask again with the same State.
+pub async fn call_answered(
+    app: &AppState,
+    ctx: &RequestContext,
+    user: &str,
+    r: &Round<'_>,
+) -> Result<Verdict, Fault> {
+    let Some(id) = r.carried.oob.as_deref() else {
+        app.store.consume_challenge(&r.hash).await?;
+        return Ok(Verdict::reject("no call for this prompt"));
+    };
+    let until = oob::reply_by(app, ctx).min(Instant::now() + ENTER_WAIT);
+    let txn = oob::await_call(app, id, until).await?;
+    let Some(txn) = txn.filter(|t| t.kind == OobKind::Voice && t.user == user) else {
+        app.store.consume_challenge(&r.hash).await?;
+        let mut v = Verdict::reject("call expired");
+        v.mode = "voice";
+        return Ok(v);
+    };
+    if txn.status == OobStatus::Pending && r.now < txn.expires_at {
+        let mut reply = Reply::challenge(
+            r.state.to_vec(),
+            "The call is not answered yet. Answer it and press #, then press Enter.",
+        );
+        reply.session_timeout = Some((r.pending.expires_at - r.now).max(1) as u32);
+        let mut v = Verdict::reject("call not answered yet").with_reply(reply);
+        v.mode = "voice";
+        return Ok(v);
+    }
+    // Decided (or out of time): this prompt is over either way.
+    if !app.store.consume_challenge(&r.hash).await? {
+        return Ok(Verdict::reject("State already used"));
+    }
+    let subject = Subject {
+        user,
+        info: Default::default(),
+        phone: Some(txn.phone.clone()),
+        available: r.carried.methods.clone(),
+        client_ip: None,
+    };
+    call_verdict(app, ctx, &subject, txn).await
+}

@@ -1,0 +1,279 @@
+//! Starting a second factor once the user is known: a TOTP prompt, an SMS code and its
+//! prompt, or a phone call (held within the client's budget, or "answer, then press Enter").
+//! Used by a fresh login, by a switch at a prompt, and by second-factor-only clients.
+
+use super::oob::{self, Delivered};
+use super::{Fault, RequestContext, Verdict};
+use crate::app::AppState;
+use crate::auth::UserInfo;
+use crate::config::delivery::VoiceMode;
+use crate::delivery::phone::mask;
+use crate::mfa::challenge::{new_state, state_hash, ChallengeContext};
+use crate::mfa::method::{switch_hint, Method};
+use crate::radius::Reply;
+use crate::store::{OobStatus, OobTransaction, PendingChallenge, UserProfile};
+
+pub const BLOCKED_MESSAGE: &str =
+    "Sign-in is blocked after a fraud alert. Contact your administrator.";
+/// Extra life of an SMS prompt beyond the code's, so a late code is refused as "expired"
+/// (with that reason in the audit) rather than as an unknown State.
+const SMS_PROMPT_GRACE_SECS: i64 = 60;
+
+/// The user, as far as the second factor needs to know them.
+#[derive(Debug, Clone)]
+pub struct Subject<'a> {
+    pub user: &'a str,
+    pub info: UserInfo,
+    pub phone: Option<String>,
+    /// Usable methods on this client, preferred first.
+    pub available: Vec<Method>,
+    pub client_ip: Option<String>,
+}
+
+impl Subject<'_> {
+    fn context(&self, method: Method, oob: Option<&str>) -> ChallengeContext {
+        ChallengeContext {
+            client_ip: self.client_ip.clone(),
+            first_name: self.info.given_name.clone(),
+            last_name: self.info.surname.clone(),
+            email: self.info.mail.clone(),
+            method: Some(method),
+            oob: oob.map(str::to_string),
+            phone: self.phone.clone(),
+            methods: self.available.clone(),
+        }
+    }
+
+    fn verdict(&self, reply: Reply, mode: &'static str, reason: impl Into<String>) -> Verdict {
+        Verdict {
+            reply,
+            mode,
+            reason: Some(reason.into()),
+            token_serial: None,
+            info: Some(self.info.clone()),
+            client_ip: None,
+            phone: self.phone.clone(),
+        }
+    }
+}
+
+/// A fraud-blocked user gets nothing until an admin runs `radmfa user unblock`.
+pub fn blocked(profile: &UserProfile) -> Option<(String, Reply)> {
+    profile.blocked_at?;
+    let why = profile.blocked_reason.as_deref().unwrap_or("fraud alert");
+    Some((
+        format!("user blocked: {why}"),
+        Reply::reject().with_message(BLOCKED_MESSAGE),
+    ))
+}
+
+pub async fn begin(
+    app: &AppState,
+    ctx: &RequestContext,
+    request_key: &str,
+    s: &Subject<'_>,
+    method: Method,
+) -> Result<Verdict, Fault> {
+    match method {
+        Method::Totp => totp_prompt(app, ctx, s).await,
+        Method::Sms => sms_prompt(app, ctx, request_key, s).await,
+        Method::Voice => match ctx.client.factors.voice_mode {
+            VoiceMode::Hold => held_call(app, ctx, request_key, s).await,
+            VoiceMode::Challenge => call_prompt(app, ctx, request_key, s).await,
+        },
+    }
+}
+
+/// Stores the pending challenge and builds the Access-Challenge.
+async fn issue(
+    app: &AppState,
+    ctx: &RequestContext,
+    s: &Subject<'_>,
+    context: ChallengeContext,
+    prompt: String,
+    lifetime_secs: i64,
+) -> Result<Reply, Fault> {
+    let now = app.clock.now();
+    let state = new_state();
+    app.store
+        .put_challenge(&PendingChallenge {
+            state_hash: state_hash(&state),
+            user: s.user.to_string(),
+            nas: ctx.client.name.clone(),
+            created_at: now,
+            expires_at: now + lifetime_secs,
+            attempts: 0,
+            context: serde_json::to_string(&context).unwrap_or_default(),
+        })
+        .await?;
+    let mut reply = Reply::challenge(state, prompt);
+    reply.session_timeout = Some(lifetime_secs.max(1) as u32);
+    Ok(reply)
+}
+
+async fn totp_prompt(
+    app: &AppState,
+    ctx: &RequestContext,
+    s: &Subject<'_>,
+) -> Result<Verdict, Fault> {
+    let cfg = &app.config.challenge;
+    let prompt = format!("{}{}", cfg.prompt, switch_hint(&s.available, Method::Totp));
+    let reply = issue(
+        app,
+        ctx,
+        s,
+        s.context(Method::Totp, None),
+        prompt,
+        cfg.timeout.as_secs() as i64,
+    )
+    .await?;
+    let mut v = s.verdict(reply, "totp", "password ok; waiting for code");
+    // The audit names a phone only when an SMS or call used it.
+    v.phone = None;
+    Ok(v)
+}
+
+async fn sms_prompt(
+    app: &AppState,
+    ctx: &RequestContext,
+    request_key: &str,
+    s: &Subject<'_>,
+) -> Result<Verdict, Fault> {
+    let Some(phone) = s.phone.as_deref() else {
+        return Ok(s.verdict(Reply::reject(), "sms", "no phone number"));
+    };
+    let txn = match oob::send_sms(app, ctx, request_key, s.user, phone).await? {
+        Delivered::Yes(t) => t,
+        Delivered::No { message, reason } => {
+            return Ok(s.verdict(Reply::reject().with_message(message), "sms", reason))
+        }
+    };
+    let prompt = format!(
+        "Enter the code sent to {}{}",
+        mask(phone),
+        switch_hint(&s.available, Method::Sms)
+    );
+    let lifetime = (txn.expires_at - txn.created_at) + SMS_PROMPT_GRACE_SECS;
+    let reply = issue(
+        app,
+        ctx,
+        s,
+        s.context(Method::Sms, Some(&txn.id)),
+        prompt,
+        lifetime,
+    )
+    .await?;
+    Ok(s.verdict(reply, "sms", "code sent by SMS; waiting for it"))
+}
+
+async fn place(
+    app: &AppState,
+    ctx: &RequestContext,
+    request_key: &str,
+    s: &Subject<'_>,
+) -> Result<Result<OobTransaction, Verdict>, Fault> {
+    let Some(phone) = s.phone.as_deref() else {
+        return Ok(Err(s.verdict(Reply::reject(), "voice", "no phone number")));
+    };
+    Ok(
+        match oob::place_call(app, ctx, request_key, s.user, phone).await? {
+            Delivered::Yes(t) => Ok(t),
+            Delivered::No { message, reason } => {
+                Err(s.verdict(Reply::reject().with_message(message), "voice", reason))
+            }
+        },
+    )
+}
+
+/// Hold mode: this request stays open until the call is decided or the budget runs out;
+/// the NAS's retransmits attach to it and get the same reply.
+async fn held_call(
+    app: &AppState,
+    ctx: &RequestContext,
+    request_key: &str,
+    s: &Subject<'_>,
+) -> Result<Verdict, Fault> {
+    let txn = match place(app, ctx, request_key, s).await? {
+        Ok(t) => t,
+        Err(v) => return Ok(v),
+    };
+    let done = oob::await_call(app, &txn.id, oob::reply_by(app, ctx)).await?;
+    call_verdict(app, ctx, s, done.unwrap_or(txn)).await
+}
+
+async fn call_prompt(
+    app: &AppState,
+    ctx: &RequestContext,
+    request_key: &str,
+    s: &Subject<'_>,
+) -> Result<Verdict, Fault> {
+    let txn = match place(app, ctx, request_key, s).await? {
+        Ok(t) => t,
+        Err(v) => return Ok(v),
+    };
+    let phone = s.phone.as_deref().unwrap_or_default();
+    let prompt = format!(
+        "We are calling {}. Answer the call, then press Enter{}",
+        mask(phone),
+        switch_hint(&s.available, Method::Voice)
+    );
+    let reply = issue(
+        app,
+        ctx,
+        s,
+        s.context(Method::Voice, Some(&txn.id)),
+        prompt,
+        txn.expires_at - txn.created_at,
+    )
+    .await?;
+    Ok(s.verdict(reply, "voice", "calling; waiting for the answer"))
+}
+
+/// The verdict for a call as it stands. A call still pending here has run out of time: it
+/// is closed as failed (unless a callback decided it in the meantime).
+pub async fn call_verdict(
+    app: &AppState,
+    ctx: &RequestContext,
+    s: &Subject<'_>,
+    mut txn: OobTransaction,
+) -> Result<Verdict, Fault> {
+    if txn.status == OobStatus::Pending {
+        let budget = ctx.client.factors.voice_budget.as_secs();
+        let reason = format!("no answer to the call within the client's budget of {budget} s");
+        if !app
+            .store
+            .resolve_oob(&txn.id, OobStatus::Failed, Some(&reason))
+            .await?
+        {
+            if let Some(t) = app.store.oob(&txn.id).await? {
+                txn = t;
+            }
+        } else {
+            txn.status = OobStatus::Failed;
+            txn.reason = Some(reason);
+        }
+    }
+    let reason = txn.reason.clone().unwrap_or_default();
+    Ok(match txn.status {
+        OobStatus::Approved => {
+            let mut v = s.verdict(Reply::accept(), "voice", "approved on the call");
+            v.reason = None;
+            v
+        }
+        OobStatus::Fraud => s.verdict(
+            Reply::reject().with_message(BLOCKED_MESSAGE),
+            "voice",
+            reason,
+        ),
+        OobStatus::Denied => s.verdict(
+            Reply::reject().with_message("The sign-in was not approved on the call."),
+            "voice",
+            reason,
+        ),
+        OobStatus::Failed | OobStatus::Pending => s.verdict(
+            Reply::reject().with_message("The call was not answered in time."),
+            "voice",
+            reason,
+        ),
+    })
+}

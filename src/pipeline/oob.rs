@@ -1,0 +1,336 @@
+//! Out-of-band delivery for one request: which number, the rate limit, sending the SMS or
+//! placing the call exactly once, and waiting for the call's decision.
+//!
+//! "Exactly once": the transaction is inserted under the request's key before anything is
+//! sent. Retransmits on this node never get here (the duplicate cache attaches them); a
+//! retransmit that reaches another node sharing the store finds the transaction and follows
+//! it instead of sending again.
+
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+use super::{Fault, RequestContext};
+use crate::app::AppState;
+use crate::auth::UserInfo;
+use crate::callbacks::public_url;
+use crate::config::delivery::PhoneSource;
+use crate::delivery::phone::{mask, normalise};
+use crate::delivery::CallRequest;
+use crate::mfa::{sms, voice};
+use crate::radius::Request;
+use crate::store::{
+    AuditRecord, OobBegin, OobKind, OobStatus, OobTransaction, SendLimit, StoreError, UserProfile,
+};
+
+/// How often a request waiting on a call looks at the store (the callback may land on
+/// another node); a callback on this node wakes it at once.
+const POLL: Duration = Duration::from_millis(250);
+/// Answer this long before the request deadline, so the NAS gets our Reject, not silence.
+const REPLY_MARGIN: Duration = Duration::from_millis(750);
+
+/// Rate limits when `[sms]` (which names them) is absent but calls are configured.
+const DEFAULT_PER_USER: u32 = 5;
+const DEFAULT_PER_NAS: u32 = 200;
+const DEFAULT_WINDOW_SECS: i64 = 300;
+
+pub const RATE_LIMITED: &str =
+    "Too many codes or calls were requested. Wait a few minutes, then try again.";
+const NOT_SENT: &str = "The code could not be sent. Try again later or use another method.";
+const NOT_CALLED: &str = "The call could not be placed. Try again later or use another method.";
+
+/// The same for every retransmit of `req`, on any node: the NAS's configured name, its
+/// address and port, the Identifier and the Request Authenticator (RFC 5080 §2.2.2).
+pub fn request_key(ctx: &RequestContext, req: &Request) -> String {
+    let mut h = Sha256::new();
+    h.update(ctx.client.name.as_bytes());
+    h.update([0]);
+    h.update(ctx.src.to_string().as_bytes());
+    h.update([0, req.identifier]);
+    h.update(req.authenticator);
+    hex::encode(h.finalize())
+}
+
+/// The user's number in E.164, from the first configured source that has a valid one.
+pub fn phone_for(app: &AppState, profile: &UserProfile, info: &UserInfo) -> Option<String> {
+    let cfg = &app.config.delivery.phone;
+    for source in &cfg.sources {
+        let raw = match source {
+            PhoneSource::Store => profile.phone.as_deref(),
+            PhoneSource::Mobile => info.mobile.as_deref(),
+            PhoneSource::Telephone => info.telephone.as_deref(),
+        };
+        let Some(raw) = raw.filter(|r| !r.trim().is_empty()) else {
+            continue;
+        };
+        match normalise(raw, &cfg.default_country_code) {
+            Ok(p) => return Some(p),
+            Err(e) => tracing::info!(source = ?source, problem = %e, "unusable phone number"),
+        }
+    }
+    None
+}
+
+/// What came of an attempt to send or call.
+#[derive(Debug)]
+pub enum Delivered {
+    /// Sent (or already sent for this request): follow this transaction.
+    Yes(OobTransaction),
+    /// Not sent: tell the user `message`, audit `reason`.
+    No {
+        message: &'static str,
+        reason: String,
+    },
+}
+
+fn new_id() -> String {
+    hex::encode(rand::random::<[u8; 16]>())
+}
+
+fn rate_limits(app: &AppState, ctx: &RequestContext, user: &str) -> Vec<SendLimit> {
+    let (per_user, per_nas, window) = match &app.config.delivery.sms {
+        Some(s) => (s.max_per_user, s.max_per_nas, s.window.as_secs() as i64),
+        None => (DEFAULT_PER_USER, DEFAULT_PER_NAS, DEFAULT_WINDOW_SECS),
+    };
+    vec![
+        SendLimit {
+            key: format!("user:{user}"),
+            max: per_user,
+            window_secs: window,
+        },
+        SendLimit {
+            key: format!("nas:{}", ctx.client.name),
+            max: per_nas,
+            window_secs: window,
+        },
+    ]
+}
+
+/// Claims the request's transaction and a rate-limit slot. `Ok(None)`: the caller sends.
+async fn claim(
+    app: &AppState,
+    ctx: &RequestContext,
+    txn: &OobTransaction,
+) -> Result<Option<Delivered>, Fault> {
+    if let OobBegin::Existing(t) = app.store.begin_oob(txn).await? {
+        // Another node (or an earlier copy) handled this very request: same outcome, no send.
+        let failed = |t: &OobTransaction| {
+            let reason = t.reason.clone().unwrap_or_default();
+            let message = if reason.contains("rate limit") {
+                RATE_LIMITED
+            } else if t.kind == OobKind::Sms {
+                NOT_SENT
+            } else {
+                NOT_CALLED
+            };
+            Delivered::No { message, reason }
+        };
+        return Ok(Some(match t.status {
+            OobStatus::Failed => failed(&t),
+            _ => Delivered::Yes(*t),
+        }));
+    }
+    let limits = rate_limits(app, ctx, &txn.user);
+    if let Some(i) = app.store.take_send_slot(&limits, txn.created_at).await? {
+        let l = &limits[i];
+        let reason = format!(
+            "{} rate limit: {} per {} s reached for {}",
+            txn.kind.as_str(),
+            l.max,
+            l.window_secs,
+            l.key
+        );
+        app.store
+            .resolve_oob(&txn.id, OobStatus::Failed, Some(&reason))
+            .await?;
+        return Ok(Some(Delivered::No {
+            message: RATE_LIMITED,
+            reason,
+        }));
+    }
+    Ok(None)
+}
+
+/// Sends a fresh code by SMS for this request (once, within the rate limit).
+pub async fn send_sms(
+    app: &AppState,
+    ctx: &RequestContext,
+    request_key: &str,
+    user: &str,
+    phone: &str,
+) -> Result<Delivered, Fault> {
+    let (Some(cfg), Some(provider)) = (&app.config.delivery.sms, &app.delivery.sms) else {
+        return Ok(Delivered::No {
+            message: NOT_SENT,
+            reason: "SMS is not configured".into(),
+        });
+    };
+    let now = app.clock.now();
+    let code = sms::new_code(cfg.code_length);
+    let txn = OobTransaction {
+        id: new_id(),
+        request_key: request_key.to_string(),
+        user: user.to_string(),
+        nas: ctx.client.name.clone(),
+        kind: OobKind::Sms,
+        phone: phone.to_string(),
+        code_hash: Some(sms::hash_code(&code)),
+        status: OobStatus::Pending,
+        reason: None,
+        provider_ref: None,
+        created_at: now,
+        expires_at: now + cfg.code_ttl.as_secs() as i64,
+    };
+    if let Some(done) = claim(app, ctx, &txn).await? {
+        return Ok(done);
+    }
+    let text = sms::render_message(&cfg.message, &code);
+    match provider.send_sms(phone, &text, &code).await {
+        Ok(provider_ref) => {
+            if let Some(r) = provider_ref {
+                app.store.set_oob_provider_ref(&txn.id, &r).await?;
+            }
+            tracing::info!(user, phone = %mask(phone), "SMS code sent");
+            Ok(Delivered::Yes(txn))
+        }
+        Err(e) => {
+            let reason = format!("SMS not sent: {e}");
+            app.store
+                .resolve_oob(&txn.id, OobStatus::Failed, Some(&reason))
+                .await?;
+            tracing::warn!(user, error = %e, "SMS not sent");
+            Ok(Delivered::No {
+                message: NOT_SENT,
+                reason,
+            })
+        }
+    }
+}
+
+/// Places the approval call for this request (once, within the rate limit).
+pub async fn place_call(
+    app: &AppState,
+    ctx: &RequestContext,
+    request_key: &str,
+    user: &str,
+    phone: &str,
+) -> Result<Delivered, Fault> {
+    let (Some(cfg), Some(provider)) = (&app.config.delivery.voice, &app.delivery.voice) else {
+        return Ok(Delivered::No {
+            message: NOT_CALLED,
+            reason: "calls are not configured".into(),
+        });
+    };
+    let now = app.clock.now();
+    let txn = OobTransaction {
+        id: new_id(),
+        request_key: request_key.to_string(),
+        user: user.to_string(),
+        nas: ctx.client.name.clone(),
+        kind: OobKind::Voice,
+        phone: phone.to_string(),
+        code_hash: None,
+        status: OobStatus::Pending,
+        reason: None,
+        provider_ref: None,
+        created_at: now,
+        expires_at: now + cfg.call_lifetime.as_secs() as i64,
+    };
+    if let Some(done) = claim(app, ctx, &txn).await? {
+        return Ok(done);
+    }
+    let (Some(action), Some(status)) = (
+        public_url(app, &format!("/twilio/voice/{}/gather", txn.id)),
+        public_url(app, &format!("/twilio/voice/{}/status", txn.id)),
+    ) else {
+        return Ok(Delivered::No {
+            message: NOT_CALLED,
+            reason: "no [callbacks] public_url".into(),
+        });
+    };
+    let call = CallRequest {
+        to: phone.to_string(),
+        twiml: voice::call_twiml(&cfg.greeting, &action),
+        status_callback: status,
+    };
+    match provider.place_call(&call).await {
+        Ok(provider_ref) => {
+            if let Some(r) = provider_ref {
+                app.store.set_oob_provider_ref(&txn.id, &r).await?;
+            }
+            tracing::info!(user, phone = %mask(phone), "approval call placed");
+            Ok(Delivered::Yes(txn))
+        }
+        Err(e) => {
+            let reason = format!("call not placed: {e}");
+            app.store
+                .resolve_oob(&txn.id, OobStatus::Failed, Some(&reason))
+                .await?;
+            tracing::warn!(user, error = %e, "call not placed");
+            Ok(Delivered::No {
+                message: NOT_CALLED,
+                reason,
+            })
+        }
+    }
+}
+
+/// The point by which a request from this client must be answered.
+pub fn reply_by(app: &AppState, ctx: &RequestContext) -> Instant {
+    let deadline = ctx
+        .client
+        .factors
+        .request_deadline(app.config.server.request_deadline);
+    ctx.received + deadline.saturating_sub(REPLY_MARGIN)
+}
+
+/// Waits until the call is decided or `until`; returns the transaction as it then stands.
+pub async fn await_call(
+    app: &AppState,
+    id: &str,
+    until: Instant,
+) -> Result<Option<OobTransaction>, StoreError> {
+    loop {
+        // Registered before reading, so a callback between the read and the wait wakes us.
+        let woken = app.delivery.wake.notified();
+        let txn = app.store.oob(id).await?;
+        let now = Instant::now();
+        match &txn {
+            Some(t) if t.status == OobStatus::Pending && now < until => {}
+            _ => return Ok(txn),
+        }
+        let nap = POLL.min(until - now);
+        tokio::select! {
+            _ = woken => {}
+            _ = tokio::time::sleep(nap) => {}
+        }
+    }
+}
+
+/// A wrong answer counts toward the lockout like a wrong TOTP code. Returns whether this
+/// failure locked the user.
+pub async fn count_failure(app: &AppState, user: &str) -> Result<bool, StoreError> {
+    let now = app.clock.now();
+    let lock = &app.config.lockout;
+    let (_, locked_until) = app
+        .store
+        .record_failure(user, lock.threshold, now, lock.duration.as_secs() as i64)
+        .await?;
+    if let Some(until) = locked_until {
+        let rec = AuditRecord {
+            time: now,
+            user: user.to_string(),
+            mode: "admin".into(),
+            result: "lock".into(),
+            reason: Some(format!(
+                "{} consecutive wrong answers; second factor locked until {until}",
+                lock.threshold
+            )),
+            server_name: app.config.server.name.clone(),
+            ..Default::default()
+        };
+        app.store.append_audit(&rec).await?;
+        tracing::warn!(target: "radmfa::audit", user, result = "lock", until, "second factor locked");
+    }
+    Ok(locked_until.is_some())
+}

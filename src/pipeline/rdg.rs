@@ -1,0 +1,73 @@
+//! Second-factor-only clients (`second_factor_only = true`), i.e. RD Gateway through NPS.
+//! The gateway has already checked the password; its Access-Request carries no
+//! User-Password (NAS-Port-Type = Virtual (5), Called-Station-Id = "UserAuthType:PW" or
+//! ":SC"), and the RDP client cannot show a prompt. So: no LDAP bind, only a search that
+//! the user exists; then the phone call, held within the client's budget.
+
+use super::login::{capabilities, LOCKED_MESSAGE};
+use super::methods::{self, blocked, Subject};
+use super::second_factor::is_locked;
+use super::{oob, Fault, RequestContext, Verdict};
+use crate::app::AppState;
+use crate::mfa::method::{available, Method};
+use crate::radius::{Reply, Request};
+
+/// RFC 2865 §5.41 NAS-Port-Type "Virtual", what RD Gateway's NPS sends.
+pub const NAS_PORT_TYPE_VIRTUAL: u32 = 5;
+
+pub async fn start(
+    app: &AppState,
+    ctx: &RequestContext,
+    req: &Request,
+    user: &str,
+) -> Result<Verdict, Fault> {
+    // Whatever is in User-Password (if anything) is ignored: the gateway vouches for it.
+    let rd_gateway_shape = req.nas_port_type() == Some(NAS_PORT_TYPE_VIRTUAL)
+        && req
+            .called_station_id()
+            .is_some_and(|c| c.starts_with("UserAuthType:"));
+    tracing::debug!(rd_gateway_shape, "second-factor-only request");
+    let Some(info) = app.primary.lookup(user).await? else {
+        return Ok(Verdict::reject("unknown user (second-factor-only client)"));
+    };
+    let profile = app.store.user_profile(user).await?;
+    if let Some((reason, reply)) = blocked(&profile) {
+        return Ok(Verdict::reject(reason)
+            .with_info(Some(info))
+            .with_reply(reply));
+    }
+    if is_locked(app, user).await? {
+        return Ok(Verdict::reject("second factor locked")
+            .with_info(Some(info))
+            .with_reply(Reply::reject().with_message(LOCKED_MESSAGE)));
+    }
+    let phone = oob::phone_for(app, &profile, &info);
+    // Only the call can finish a login without a prompt.
+    let usable = available(
+        &[Method::Voice],
+        capabilities(app, ctx, false, phone.is_some()),
+    );
+    if usable.is_empty() {
+        let why = if phone.is_none() {
+            "no phone number for the approval call"
+        } else {
+            "calls are not configured"
+        };
+        return Ok(Verdict::reject(why).with_info(Some(info)));
+    }
+    let subject = Subject {
+        user,
+        info,
+        phone,
+        available: usable,
+        client_ip: req.calling_station_id(),
+    };
+    methods::begin(
+        app,
+        ctx,
+        &oob::request_key(ctx, req),
+        &subject,
+        Method::Voice,
+    )
+    .await
+}

@@ -1,0 +1,127 @@
+//! Store types for the out-of-band factors (issue 4): per-user phone, default method and
+//! fraud block; app passwords; send rate limits; and the SMS/call transactions every node
+//! can see, so any node can finish a login and a retransmit never sends twice.
+
+use serde::{Deserialize, Serialize};
+
+/// Per-user settings beyond tokens. All `None` for a user nobody configured.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserProfile {
+    pub user: String,
+    /// E.164 number stored in radmfa; preferred over the directory's number.
+    pub phone: Option<String>,
+    /// Default second factor: "totp", "sms" or "voice".
+    pub method: Option<String>,
+    /// Set when a call reported fraud; logins are refused until an admin unblocks.
+    pub blocked_at: Option<i64>,
+    pub blocked_reason: Option<String>,
+}
+
+/// A stored app password: never the password, only its argon2id PHC string.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppPassword {
+    pub id: i64,
+    pub user: String,
+    pub label: Option<String>,
+    pub hash: String,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+}
+
+/// One sliding-window limit for [`super::Store::take_send_slot`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendLimit {
+    /// e.g. `user:alice`, `nas:vpn`.
+    pub key: String,
+    pub max: u32,
+    pub window_secs: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OobKind {
+    Sms,
+    Voice,
+}
+
+impl OobKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OobKind::Sms => "sms",
+            OobKind::Voice => "voice",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "sms" => Some(OobKind::Sms),
+            "voice" => Some(OobKind::Voice),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OobStatus {
+    /// SMS sent and not yet answered, or call placed and not yet decided.
+    Pending,
+    Approved,
+    Denied,
+    Fraud,
+    /// The provider could not deliver, the call was not answered, or time ran out.
+    Failed,
+}
+
+impl OobStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OobStatus::Pending => "pending",
+            OobStatus::Approved => "approved",
+            OobStatus::Denied => "denied",
+            OobStatus::Fraud => "fraud",
+            OobStatus::Failed => "failed",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "pending" => OobStatus::Pending,
+            "approved" => OobStatus::Approved,
+            "denied" => OobStatus::Denied,
+            "fraud" => OobStatus::Fraud,
+            "failed" => OobStatus::Failed,
+            _ => return None,
+        })
+    }
+}
+
+/// An SMS sent or a call placed for one RADIUS request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OobTransaction {
+    /// Random, unguessable; appears in the provider callback URL.
+    pub id: String,
+    /// Identical for every retransmit of the request, on any node (see `pipeline::oob`).
+    pub request_key: String,
+    pub user: String,
+    pub nas: String,
+    pub kind: OobKind,
+    /// E.164 number the SMS or call went to.
+    pub phone: String,
+    /// SMS: salt (16 bytes) ‖ HMAC-SHA256(salt, code). Never the code itself.
+    pub code_hash: Option<Vec<u8>>,
+    pub status: OobStatus,
+    pub reason: Option<String>,
+    /// The provider's id (Twilio's SID), for support cases.
+    pub provider_ref: Option<String>,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+/// Result of [`super::Store::begin_oob`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OobBegin {
+    /// This caller owns the transaction: it sends the SMS or places the call.
+    Created,
+    /// A transaction for the same request exists (a retransmit reached another node, or the
+    /// request is being answered again): do not send; follow this one.
+    Existing(Box<OobTransaction>),
+}

@@ -1,0 +1,553 @@
+//! The shared store: PostgreSQL, for several radmfa nodes that must finish each other's logins.
+//!
+//! Same semantics as [`super::SqliteStore`], statement for statement: every security
+//! check-and-update is ONE statement whose `rows_affected` or `RETURNING` row is the answer.
+//! Under PostgreSQL's READ COMMITTED, a second writer to the same row waits for the first and
+//! then re-checks its `WHERE` against the committed row, so of two nodes racing for a TOTP
+//! step, an HOTP counter value or a State, exactly one wins; the lockout upsert
+//! (`INSERT … ON CONFLICT DO UPDATE`) counts every failure exactly once.
+//!
+//! Seeds are sealed with the [`Sealer`] (AAD = serial) exactly as in SQLite, so every node
+//! needs the same key file, and sealed values can be copied between the two stores as they are.
+//!
+//! A store error is always an `Err`, never a `false`/`None` that could be mistaken for a
+//! decision; the pipeline rejects on it (fail closed).
+
+use async_trait::async_trait;
+use sqlx::postgres::PgPool;
+use sqlx::{Postgres, QueryBuilder, Row};
+
+use super::{
+    AppPassword, AuditFilter, AuditRecord, ChallengeAttempt, NewToken, OobBegin, OobStatus,
+    OobTransaction, PendingChallenge, Sealer, SendLimit, Store, StoreError, Token, TokenExtra,
+    TokenFilter, TokenRecord, UserProfile, UserStatus,
+};
+
+mod connect;
+mod delivery;
+mod rows;
+mod tokens;
+
+pub use connect::{parse_url, PgSettings};
+use rows::{
+    audit_from_row, challenge_from_row, counter_to_sql, is_unique_violation, kind_str, now_unix,
+    to_u32, to_u64, user_status_from_row,
+};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+const DEFAULT_AUDIT_LIMIT: u32 = 100;
+const TOKEN_COLUMNS: &str = "id, serial, username, kind, algorithm, digits, period, counter, \
+                             last_step, enabled, created_at, secret";
+const CHALLENGE_COLUMNS: &str =
+    "state_hash, username, nas, created_at, expires_at, attempts, context";
+const AUDIT_COLUMNS: &str = "id, time, username, first_name, last_name, email, phone, \
+                             token_serial, mode, result, reason, server_name, server_ip, \
+                             client_ip, nas_name, latency_ms";
+
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+    sealer: Sealer,
+}
+
+impl PgStore {
+    /// The connection pool, for the SQLite → PostgreSQL migration (raw row copies).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Closes all connections. Call on shutdown.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+#[async_trait]
+impl Store for PgStore {
+    // --- tokens ---
+
+    async fn add_token(&self, token: NewToken) -> Result<i64, StoreError> {
+        let counter = counter_to_sql(token.counter)?;
+        let sealed = self
+            .sealer
+            .seal(token.secret.expose(), token.serial.as_bytes());
+        let result = sqlx::query_scalar::<_, i64>(
+            "INSERT INTO tokens (serial, username, kind, algorithm, digits, period, counter, \
+             last_step, enabled, created_at, secret) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, TRUE, $8, $9) RETURNING id",
+        )
+        .bind(&token.serial)
+        .bind(&token.user)
+        .bind(kind_str(token.kind))
+        .bind(token.algorithm.as_str())
+        .bind(i64::from(token.digits))
+        .bind(i64::from(token.period))
+        .bind(counter)
+        .bind(now_unix())
+        .bind(sealed)
+        .fetch_one(&self.pool)
+        .await;
+        match result {
+            Ok(id) => Ok(id),
+            Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!(
+                "token serial {}",
+                token.serial
+            ))),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn tokens_for_user(&self, user: &str) -> Result<Vec<Token>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {TOKEN_COLUMNS} FROM tokens WHERE username = $1 ORDER BY id"
+        ))
+        .bind(user)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| self.token_from_row(r)).collect()
+    }
+
+    async fn token_by_serial(&self, serial: &str) -> Result<Option<Token>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {TOKEN_COLUMNS} FROM tokens WHERE serial = $1"
+        ))
+        .bind(serial)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(|r| self.token_from_row(r)).transpose()
+    }
+
+    async fn consume_totp_step(&self, token_id: i64, step: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE tokens SET last_step = $1 \
+             WHERE id = $2 AND (last_step IS NULL OR last_step < $1)",
+        )
+        .bind(step)
+        .bind(token_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn advance_hotp_counter(
+        &self,
+        token_id: i64,
+        expected: u64,
+        new_counter: u64,
+    ) -> Result<bool, StoreError> {
+        // A counter only moves forward: going back would make used codes valid again.
+        if new_counter <= expected {
+            return Ok(false);
+        }
+        let expected = counter_to_sql(expected)?;
+        let new_counter = counter_to_sql(new_counter)?;
+        let done = sqlx::query("UPDATE tokens SET counter = $1 WHERE id = $2 AND counter = $3")
+            .bind(new_counter)
+            .bind(token_id)
+            .bind(expected)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn delete_user_tokens(&self, user: &str) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM tokens WHERE username = $1")
+            .bind(user)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    // --- token inventory (postgres/tokens.rs) ---
+
+    async fn import_tokens(
+        &self,
+        tokens: &[(NewToken, TokenExtra)],
+        replace: bool,
+    ) -> Result<u64, StoreError> {
+        self.import_tokens_impl(tokens, replace).await
+    }
+
+    async fn list_tokens(&self, filter: &TokenFilter) -> Result<Vec<TokenRecord>, StoreError> {
+        self.list_tokens_impl(filter).await
+    }
+
+    async fn token_record(&self, serial: &str) -> Result<Option<TokenRecord>, StoreError> {
+        self.token_record_impl(serial).await
+    }
+
+    async fn assign_token(&self, serial: &str, user: Option<&str>) -> Result<bool, StoreError> {
+        self.assign_token_impl(serial, user).await
+    }
+
+    async fn set_token_enabled(&self, serial: &str, enabled: bool) -> Result<bool, StoreError> {
+        self.set_token_enabled_impl(serial, enabled).await
+    }
+
+    async fn delete_token(&self, serial: &str) -> Result<bool, StoreError> {
+        self.delete_token_impl(serial).await
+    }
+
+    async fn consume_totp_step_with_drift(
+        &self,
+        token_id: i64,
+        step: i64,
+        drift: i64,
+    ) -> Result<bool, StoreError> {
+        self.consume_totp_step_with_drift_impl(token_id, step, drift)
+            .await
+    }
+
+    async fn set_hotp_resync(
+        &self,
+        token_id: i64,
+        pending: Option<(u64, i64)>,
+    ) -> Result<(), StoreError> {
+        self.set_hotp_resync_impl(token_id, pending).await
+    }
+
+    // --- users: lockout ---
+
+    async fn list_users(&self) -> Result<Vec<UserStatus>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT u.username AS username, \
+                    COALESCE(s.failures, 0) AS failures, \
+                    s.locked_until AS locked_until, \
+                    (SELECT COUNT(*) FROM tokens t WHERE t.username = u.username) AS token_count \
+             FROM (SELECT username FROM tokens WHERE username IS NOT NULL \
+                   UNION SELECT username FROM user_state) AS u \
+             LEFT JOIN user_state s ON s.username = u.username \
+             ORDER BY u.username",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(user_status_from_row).collect()
+    }
+
+    async fn user_status(&self, user: &str) -> Result<UserStatus, StoreError> {
+        let row = sqlx::query(
+            "SELECT $1::TEXT AS username, \
+                    COALESCE((SELECT failures FROM user_state WHERE username = $1), 0) \
+                        AS failures, \
+                    (SELECT locked_until FROM user_state WHERE username = $1) AS locked_until, \
+                    (SELECT COUNT(*) FROM tokens WHERE username = $1) AS token_count",
+        )
+        .bind(user)
+        .fetch_one(&self.pool)
+        .await?;
+        user_status_from_row(&row)
+    }
+
+    async fn record_failure(
+        &self,
+        user: &str,
+        threshold: u32,
+        now: i64,
+        lock_secs: i64,
+    ) -> Result<(u32, Option<i64>), StoreError> {
+        // One statement: count the failure and, if that reaches the threshold, lock and reset
+        // the count. In ON CONFLICT's SET every expression sees the old row, so both CASEs
+        // test the same `failures + 1`; a racing node waits for the row lock and then counts
+        // on top of the committed value. A threshold of 0 never locks.
+        let until = now.saturating_add(lock_secs);
+        let row = sqlx::query(
+            "INSERT INTO user_state (username, failures, locked_until) \
+             VALUES ($1, \
+                     CASE WHEN $2 > 0 AND 1 >= $2 THEN 0 ELSE 1 END, \
+                     CASE WHEN $2 > 0 AND 1 >= $2 THEN $3 ELSE NULL END) \
+             ON CONFLICT (username) DO UPDATE SET \
+                 failures = CASE WHEN $2 > 0 AND user_state.failures + 1 >= $2 \
+                                 THEN 0 ELSE user_state.failures + 1 END, \
+                 locked_until = CASE WHEN $2 > 0 AND user_state.failures + 1 >= $2 \
+                                     THEN $3 ELSE user_state.locked_until END \
+             RETURNING failures, locked_until",
+        )
+        .bind(user)
+        .bind(i64::from(threshold))
+        .bind(until)
+        .fetch_one(&self.pool)
+        .await?;
+        let failures = to_u32(row.try_get("failures")?, "user_state.failures")?;
+        // After this statement `failures` is at least 1 unless this very statement locked.
+        if failures == 0 {
+            let locked_until: Option<i64> = row.try_get("locked_until")?;
+            Ok((threshold, Some(locked_until.unwrap_or(until))))
+        } else {
+            Ok((failures, None))
+        }
+    }
+
+    async fn clear_failures(&self, user: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE user_state SET failures = 0 WHERE username = $1 AND failures <> 0")
+            .bind(user)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn unlock_user(&self, user: &str, now: i64) -> Result<bool, StoreError> {
+        let lifted = sqlx::query(
+            "UPDATE user_state SET locked_until = NULL, failures = 0 \
+             WHERE username = $1 AND locked_until IS NOT NULL AND locked_until > $2",
+        )
+        .bind(user)
+        .bind(now)
+        .execute(&self.pool)
+        .await?
+        .rows_affected()
+            == 1;
+        if !lifted {
+            // Not locked (or the lock already ran out): still give a clean slate.
+            sqlx::query(
+                "UPDATE user_state SET locked_until = NULL, failures = 0 \
+                 WHERE username = $1 AND (locked_until IS NOT NULL OR failures <> 0)",
+            )
+            .bind(user)
+            .execute(&self.pool)
+            .await?;
+        }
+        Ok(lifted)
+    }
+
+    async fn delete_user(&self, user: &str) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let mut removed = 0;
+        for sql in [
+            "DELETE FROM tokens WHERE username = $1",
+            "DELETE FROM user_state WHERE username = $1",
+            "DELETE FROM challenges WHERE username = $1",
+            "DELETE FROM user_profile WHERE username = $1",
+            "DELETE FROM app_passwords WHERE username = $1",
+            "DELETE FROM oob_transactions WHERE username = $1",
+        ] {
+            removed += sqlx::query(sql)
+                .bind(user)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(removed > 0)
+    }
+
+    // --- pending challenges ---
+
+    async fn put_challenge(&self, challenge: &PendingChallenge) -> Result<(), StoreError> {
+        let result = sqlx::query(&format!(
+            "INSERT INTO challenges ({CHALLENGE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+        ))
+        .bind(&challenge.state_hash)
+        .bind(&challenge.user)
+        .bind(&challenge.nas)
+        .bind(challenge.created_at)
+        .bind(challenge.expires_at)
+        .bind(i64::from(challenge.attempts))
+        .bind(&challenge.context)
+        .execute(&self.pool)
+        .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if is_unique_violation(&e) => {
+                Err(StoreError::Conflict("challenge state".into()))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn challenge(
+        &self,
+        state_hash: &[u8],
+        now: i64,
+    ) -> Result<Option<PendingChallenge>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {CHALLENGE_COLUMNS} FROM challenges WHERE state_hash = $1 AND expires_at > $2"
+        ))
+        .bind(state_hash)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(challenge_from_row).transpose()
+    }
+
+    async fn consume_challenge(&self, state_hash: &[u8]) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM challenges WHERE state_hash = $1")
+            .bind(state_hash)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn fail_challenge(
+        &self,
+        state_hash: &[u8],
+        max_attempts: u32,
+    ) -> Result<ChallengeAttempt, StoreError> {
+        // Each caller gets a distinct `attempts` value back from the atomic increment; whoever
+        // sees the maximum (or more) deletes the row. No transaction needed.
+        let attempts: Option<i64> = sqlx::query_scalar(
+            "UPDATE challenges SET attempts = attempts + 1 WHERE state_hash = $1 \
+             RETURNING attempts",
+        )
+        .bind(state_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(attempts) = attempts else {
+            return Ok(ChallengeAttempt::Closed);
+        };
+        let attempts = to_u32(attempts, "challenges.attempts")?;
+        if attempts >= max_attempts {
+            sqlx::query("DELETE FROM challenges WHERE state_hash = $1")
+                .bind(state_hash)
+                .execute(&self.pool)
+                .await?;
+            return Ok(ChallengeAttempt::Closed);
+        }
+        Ok(ChallengeAttempt::StillOpen(attempts))
+    }
+
+    async fn purge_expired_challenges(&self, now: i64) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM challenges WHERE expires_at <= $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    // --- out-of-band factors (postgres/delivery.rs) ---
+
+    async fn user_profile(&self, user: &str) -> Result<UserProfile, StoreError> {
+        self.user_profile_impl(user).await
+    }
+
+    async fn set_phone(&self, user: &str, phone: Option<&str>) -> Result<(), StoreError> {
+        self.set_phone_impl(user, phone).await
+    }
+
+    async fn set_method(&self, user: &str, method: Option<&str>) -> Result<(), StoreError> {
+        self.set_method_impl(user, method).await
+    }
+
+    async fn block_user(&self, user: &str, at: i64, reason: &str) -> Result<bool, StoreError> {
+        self.block_user_impl(user, at, reason).await
+    }
+
+    async fn unblock_user(&self, user: &str) -> Result<bool, StoreError> {
+        self.unblock_user_impl(user).await
+    }
+
+    async fn add_app_password(
+        &self,
+        user: &str,
+        label: Option<&str>,
+        hash: &str,
+        now: i64,
+    ) -> Result<i64, StoreError> {
+        self.add_app_password_impl(user, label, hash, now).await
+    }
+
+    async fn app_passwords(&self, user: &str) -> Result<Vec<AppPassword>, StoreError> {
+        self.app_passwords_impl(user).await
+    }
+
+    async fn delete_app_password(&self, user: &str, id: i64) -> Result<bool, StoreError> {
+        self.delete_app_password_impl(user, id).await
+    }
+
+    async fn delete_app_passwords(&self, user: &str) -> Result<u64, StoreError> {
+        self.delete_app_passwords_impl(user).await
+    }
+
+    async fn touch_app_password(&self, id: i64, now: i64) -> Result<(), StoreError> {
+        self.touch_app_password_impl(id, now).await
+    }
+
+    async fn take_send_slot(
+        &self,
+        limits: &[SendLimit],
+        now: i64,
+    ) -> Result<Option<usize>, StoreError> {
+        self.take_send_slot_impl(limits, now).await
+    }
+
+    async fn begin_oob(&self, txn: &OobTransaction) -> Result<OobBegin, StoreError> {
+        self.begin_oob_impl(txn).await
+    }
+
+    async fn oob(&self, id: &str) -> Result<Option<OobTransaction>, StoreError> {
+        self.oob_impl(id).await
+    }
+
+    async fn set_oob_provider_ref(&self, id: &str, provider_ref: &str) -> Result<(), StoreError> {
+        self.set_oob_provider_ref_impl(id, provider_ref).await
+    }
+
+    async fn resolve_oob(
+        &self,
+        id: &str,
+        status: OobStatus,
+        reason: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        self.resolve_oob_impl(id, status, reason).await
+    }
+
+    async fn purge_delivery_state(&self, now: i64) -> Result<u64, StoreError> {
+        self.purge_delivery_state_impl(now).await
+    }
+
+    // --- audit ---
+
+    async fn append_audit(&self, r: &AuditRecord) -> Result<i64, StoreError> {
+        let id = sqlx::query_scalar::<_, i64>(
+            "INSERT INTO audit (time, username, first_name, last_name, email, phone, \
+             token_serial, mode, result, reason, server_name, server_ip, client_ip, nas_name, \
+             latency_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
+             RETURNING id",
+        )
+        .bind(r.time)
+        .bind(&r.user)
+        .bind(&r.first_name)
+        .bind(&r.last_name)
+        .bind(&r.email)
+        .bind(&r.phone)
+        .bind(&r.token_serial)
+        .bind(&r.mode)
+        .bind(&r.result)
+        .bind(&r.reason)
+        .bind(&r.server_name)
+        .bind(&r.server_ip)
+        .bind(&r.client_ip)
+        .bind(&r.nas_name)
+        .bind(r.latency_ms)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(id)
+    }
+
+    async fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {
+        let mut q: QueryBuilder<Postgres> =
+            QueryBuilder::new(format!("SELECT {AUDIT_COLUMNS} FROM audit WHERE TRUE"));
+        if let Some(user) = &filter.user {
+            q.push(" AND username = ").push_bind(user.clone());
+        }
+        if let Some(result) = &filter.result {
+            q.push(" AND result = ").push_bind(result.clone());
+        }
+        if let Some(since) = filter.since {
+            q.push(" AND time >= ").push_bind(since);
+        }
+        if let Some(until) = filter.until {
+            q.push(" AND time <= ").push_bind(until);
+        }
+        let limit = if filter.limit == 0 {
+            DEFAULT_AUDIT_LIMIT
+        } else {
+            filter.limit
+        };
+        q.push(" ORDER BY time DESC, id DESC LIMIT ")
+            .push_bind(i64::from(limit));
+        let rows = q.build().fetch_all(&self.pool).await?;
+        rows.iter().map(audit_from_row).collect()
+    }
+}

@@ -1,0 +1,221 @@
+//! Reaching the database: settings, the serving pool, migrations, and the check that every
+//! node uses the same key file.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgSslMode};
+
+use super::rows::now_unix;
+use super::{PgStore, MIGRATOR};
+use crate::secret::Secret;
+use crate::store::{KeyFile, Sealer, StoreError};
+
+/// A known value sealed into `key_check`, to tell whether a node has the cluster's key.
+const KEY_CHECK_VALUE: &[u8] = b"radmfa key check v1";
+const KEY_CHECK_AAD: &[u8] = b"radmfa:key_check";
+/// Server-side cap on one statement of the serving pool. A request gives up at its deadline
+/// anyway; this frees the backend of a statement stuck behind a lock after the client left.
+const STATEMENT_TIMEOUT_MS: u64 = 5000;
+
+/// How to reach the database (`[store] type = "postgres"`).
+#[derive(Debug, Clone)]
+pub struct PgSettings {
+    /// `postgres://user:password@host:port/database?sslmode=…`. A secret: it may hold the
+    /// password, so it is never printed.
+    pub url: Secret,
+    /// Most connections one node opens.
+    pub pool_size: u32,
+    /// How long a request waits for a connection, opening one included. Keep it well below
+    /// the request deadline: with the database down, a login makes two store calls (the
+    /// work, then the audit record) that each wait this long before the Reject.
+    pub connect_timeout: Duration,
+    /// Overrides `sslmode` in the URL when set.
+    pub ssl_mode: Option<PgSslMode>,
+    /// PEM file with the CA that signed the server's certificate (`verify-ca`/`verify-full`).
+    pub ssl_root_cert: Option<PathBuf>,
+}
+
+impl PgSettings {
+    /// Settings with the defaults of `conf/radmfa.toml` for `url`.
+    pub fn new(url: impl Into<String>) -> Self {
+        PgSettings {
+            url: Secret::from(url.into()),
+            pool_size: crate::config::raw::DEFAULT_PG_POOL_SIZE,
+            connect_timeout: Duration::from_millis(
+                crate::config::raw::DEFAULT_PG_CONNECT_TIMEOUT_MS,
+            ),
+            ssl_mode: None,
+            ssl_root_cert: None,
+        }
+    }
+
+    /// The connection options the URL and the TLS keys describe.
+    pub fn connect_options(&self) -> Result<PgConnectOptions, StoreError> {
+        let url = self.url.expose_str().unwrap_or_default();
+        let mut options = parse_url(url).map_err(|problem| {
+            StoreError::Db(sqlx::Error::Configuration(
+                format!("store.url: {problem}").into(),
+            ))
+        })?;
+        if let Some(mode) = self.ssl_mode {
+            options = options.ssl_mode(mode);
+        }
+        if let Some(ca) = &self.ssl_root_cert {
+            options = options.ssl_root_cert(ca);
+        }
+        Ok(options.application_name("radmfa"))
+    }
+}
+
+/// Parses a `postgres://` URL. The problem it reports never contains the URL itself, which
+/// may hold a password.
+pub fn parse_url(url: &str) -> Result<PgConnectOptions, String> {
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Err("must start with postgres:// or postgresql://".into());
+    }
+    // sqlx's messages name the part that is wrong (port, parameter), not the whole URL.
+    PgConnectOptions::from_str(url).map_err(|e| format!("is not a valid connection URL: {e}"))
+}
+
+impl PgStore {
+    /// Connects, brings the schema up to date (see [`PgStore::migrate`]) and checks that
+    /// `sealer` holds the key this database was set up with.
+    pub async fn open(settings: &PgSettings, sealer: Sealer) -> Result<Self, StoreError> {
+        Self::migrate(settings).await?;
+        let store = PgStore {
+            pool: serving_pool(settings)?,
+            sealer,
+        };
+        store.check_key().await?;
+        Ok(store)
+    }
+
+    /// [`PgStore::open`] with the key from `key_file`. A missing key file is created only
+    /// for a database no node has used yet; otherwise the key must be copied from a node.
+    pub async fn open_with_key_file(
+        settings: &PgSettings,
+        key_file: &Path,
+    ) -> Result<Self, StoreError> {
+        Self::migrate(settings).await?;
+        let pool = serving_pool(settings)?;
+        let key_err = |reason: &str| StoreError::KeyFile {
+            path: key_file.display().to_string(),
+            reason: reason.into(),
+        };
+        let sealer = if key_file.exists() {
+            KeyFile::load(key_file)?
+        } else if stored_key_check(&pool).await?.is_some() {
+            return Err(key_err(
+                "does not exist, and this database is already in use: copy the key file \
+                 from a node that uses this database (all nodes share one key file)",
+            ));
+        } else {
+            KeyFile::load_or_create(key_file)?
+        };
+        let store = PgStore { pool, sealer };
+        store.check_key().await.map_err(|e| match e {
+            StoreError::Decrypt(reason) => key_err(&reason),
+            other => other,
+        })?;
+        Ok(store)
+    }
+
+    /// Records our key's check value if the database has none yet, then verifies the stored
+    /// one. Two first nodes racing both insert-or-skip and then check the single surviving
+    /// row, so the loser (with a different key) refuses to start.
+    async fn check_key(&self) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO key_check (id, sealed, created_at) VALUES (1, $1, $2) \
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(self.sealer.seal(KEY_CHECK_VALUE, KEY_CHECK_AAD))
+        .bind(now_unix())
+        .execute(&self.pool)
+        .await?;
+        let stored = stored_key_check(&self.pool)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("key_check row vanished".into()))?;
+        match self.sealer.open(&stored, KEY_CHECK_AAD) {
+            Ok(v) if v.expose() == KEY_CHECK_VALUE => Ok(()),
+            _ => Err(StoreError::Decrypt(
+                "is not the key this database was set up with; every node must use the same \
+                 key file"
+                    .into(),
+            )),
+        }
+    }
+
+    /// Applies pending migrations on a connection of its own (no statement timeout: a
+    /// future migration may take a while). Safe when several nodes start at once: sqlx's
+    /// migrator holds `pg_advisory_lock` for the whole run, so one node migrates and the
+    /// others wait, then find nothing to do. Returns the schema version now in place.
+    pub async fn migrate(settings: &PgSettings) -> Result<i64, StoreError> {
+        // A one-connection pool rather than a bare connection: the migrator holds its lock on
+        // the connection it acquires, and the pool's future is `Send` (a `&mut PgConnection`
+        // run is not, so it could not be spawned).
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(settings.connect_timeout.max(CONNECT_FLOOR))
+            .connect_with(settings.connect_options()?)
+            .await?;
+        let result = async {
+            // Checked here, not in `after_connect`, so the reason reaches the operator
+            // instead of ending as a pool timeout.
+            refuse_standby(&mut *pool.acquire().await?).await?;
+            MIGRATOR.run(&pool).await?;
+            let version: Option<i64> =
+                sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
+                    .fetch_one(&pool)
+                    .await?;
+            Ok::<_, StoreError>(version.unwrap_or(0))
+        }
+        .await;
+        pool.close().await;
+        result
+    }
+}
+
+/// The serving pool: bounded waits, dead connections weeded out, never a standby.
+fn serving_pool(settings: &PgSettings) -> Result<PgPool, StoreError> {
+    let options = settings
+        .connect_options()?
+        .options([("statement_timeout", STATEMENT_TIMEOUT_MS.to_string())]);
+    Ok(PgPoolOptions::new()
+        .max_connections(settings.pool_size)
+        .acquire_timeout(settings.connect_timeout)
+        // Ping before handing out an idle connection: after a database restart or failover
+        // the old connections are dead, and without this each would cost one failed
+        // (rejected) login before the pool noticed.
+        .test_before_acquire(true)
+        .after_connect(|conn, _| Box::pin(async move { refuse_standby(conn).await }))
+        .connect_lazy_with(options))
+}
+
+async fn stored_key_check(pool: &PgPool) -> Result<Option<Vec<u8>>, StoreError> {
+    Ok(
+        sqlx::query_scalar("SELECT sealed FROM key_check WHERE id = 1")
+            .fetch_optional(pool)
+            .await?,
+    )
+}
+
+/// The migration waits at least this long for the database (a node starting next to a
+/// database that is still starting up), however short `connect_timeout` is.
+const CONNECT_FLOOR: Duration = Duration::from_secs(5);
+
+/// A hot standby accepts connections and reads but refuses every write: a node pointed at
+/// one (a stale DNS name after a failover) would reject every login one failed write at a
+/// time. Refusing the connection instead makes the pool retry until the primary answers.
+async fn refuse_standby(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    let standby: bool = sqlx::query_scalar("SELECT pg_is_in_recovery()")
+        .fetch_one(&mut *conn)
+        .await?;
+    if standby {
+        return Err(sqlx::Error::Configuration(
+            "the database is a read-only standby; point store.url at the primary".into(),
+        ));
+    }
+    Ok(())
+}

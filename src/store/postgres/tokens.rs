@@ -1,0 +1,210 @@
+//! `PgStore`'s token inventory, statement for statement the SQLite one (`sqlite_tokens.rs`):
+//! bulk import in one transaction, listing, assignment, and the per-token state long-lived
+//! tokens need (TOTP drift, pending HOTP resynchronisation). The trait impl in `postgres.rs`
+//! delegates here.
+
+use sqlx::postgres::PgRow;
+use sqlx::{Postgres, QueryBuilder, Row};
+
+use super::{counter_to_sql, is_unique_violation, kind_str, now_unix, to_u64, PgStore};
+use crate::store::{NewToken, StoreError, TokenExtra, TokenFilter, TokenRecord};
+
+const RECORD_COLUMNS: &str = "id, serial, username, kind, algorithm, digits, period, counter, \
+                              last_step, enabled, created_at, secret, manufacturer, model, \
+                              valid_from, valid_until, drift, resync_counter, resync_at";
+
+impl PgStore {
+    fn record_from_row(&self, row: &PgRow) -> Result<TokenRecord, StoreError> {
+        let token = self.token_from_row(row)?;
+        let resync_counter: Option<i64> = row.try_get("resync_counter")?;
+        let resync_at: Option<i64> = row.try_get("resync_at")?;
+        let resync = match (resync_counter, resync_at) {
+            (Some(c), Some(at)) => Some((to_u64(c, "tokens.resync_counter")?, at)),
+            _ => None,
+        };
+        Ok(TokenRecord {
+            extra: TokenExtra {
+                manufacturer: row.try_get("manufacturer")?,
+                model: row.try_get("model")?,
+                valid_from: row.try_get("valid_from")?,
+                valid_until: row.try_get("valid_until")?,
+                drift: row.try_get("drift")?,
+                resync,
+            },
+            token,
+        })
+    }
+
+    pub(super) async fn import_tokens_impl(
+        &self,
+        tokens: &[(NewToken, TokenExtra)],
+        replace: bool,
+    ) -> Result<u64, StoreError> {
+        // Seal outside the transaction: it is the CPU-heavy part and needs no lock.
+        let mut rows = Vec::with_capacity(tokens.len());
+        for (t, x) in tokens {
+            let sealed = self.sealer.seal(t.secret.expose(), t.serial.as_bytes());
+            rows.push((t, x, counter_to_sql(t.counter)?, sealed));
+        }
+        // One transaction: one commit for the whole batch instead of one per token, and
+        // nothing stays behind if any row fails.
+        let mut tx = self.pool.begin().await?;
+        let now = now_unix();
+        let upsert = if replace {
+            // The owner stays when the new data names none; state starts afresh (a new seed
+            // or counter makes the old used step, drift and pending resync meaningless).
+            " ON CONFLICT (serial) DO UPDATE SET \
+             username = COALESCE(excluded.username, tokens.username), \
+             kind = excluded.kind, algorithm = excluded.algorithm, digits = excluded.digits, \
+             period = excluded.period, counter = excluded.counter, last_step = NULL, \
+             enabled = TRUE, secret = excluded.secret, manufacturer = excluded.manufacturer, \
+             model = excluded.model, valid_from = excluded.valid_from, \
+             valid_until = excluded.valid_until, drift = excluded.drift, \
+             resync_counter = NULL, resync_at = NULL"
+        } else {
+            ""
+        };
+        let sql = format!(
+            "INSERT INTO tokens (serial, username, kind, algorithm, digits, period, counter, \
+             last_step, enabled, created_at, secret, manufacturer, model, valid_from, \
+             valid_until, drift) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, TRUE, $8, $9, $10, $11, $12, $13, $14)\
+             {upsert}"
+        );
+        let mut written = 0;
+        for (t, x, counter, sealed) in rows {
+            let result = sqlx::query(&sql)
+                .bind(&t.serial)
+                .bind(&t.user)
+                .bind(kind_str(t.kind))
+                .bind(t.algorithm.as_str())
+                .bind(i64::from(t.digits))
+                .bind(i64::from(t.period))
+                .bind(counter)
+                .bind(now)
+                .bind(sealed)
+                .bind(&x.manufacturer)
+                .bind(&x.model)
+                .bind(x.valid_from)
+                .bind(x.valid_until)
+                .bind(x.drift)
+                .execute(&mut *tx)
+                .await;
+            match result {
+                Ok(done) => written += done.rows_affected(),
+                // Dropping `tx` rolls everything back.
+                Err(e) if is_unique_violation(&e) => {
+                    return Err(StoreError::Conflict(format!("token serial {}", t.serial)))
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        tx.commit().await?;
+        Ok(written)
+    }
+
+    pub(super) async fn list_tokens_impl(
+        &self,
+        filter: &TokenFilter,
+    ) -> Result<Vec<TokenRecord>, StoreError> {
+        let mut q: QueryBuilder<Postgres> =
+            QueryBuilder::new(format!("SELECT {RECORD_COLUMNS} FROM tokens WHERE TRUE"));
+        if let Some(user) = &filter.user {
+            q.push(" AND username = ").push_bind(user.clone());
+        }
+        if filter.unassigned {
+            q.push(" AND username IS NULL");
+        }
+        q.push(" ORDER BY serial");
+        let rows = q.build().fetch_all(&self.pool).await?;
+        rows.iter().map(|r| self.record_from_row(r)).collect()
+    }
+
+    pub(super) async fn token_record_impl(
+        &self,
+        serial: &str,
+    ) -> Result<Option<TokenRecord>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {RECORD_COLUMNS} FROM tokens WHERE serial = $1"
+        ))
+        .bind(serial)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(|r| self.record_from_row(r)).transpose()
+    }
+
+    pub(super) async fn assign_token_impl(
+        &self,
+        serial: &str,
+        user: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        // A pending resynchronisation belongs to whoever pressed the button: a new owner
+        // starts without one.
+        let done = sqlx::query(
+            "UPDATE tokens SET username = $1, resync_counter = NULL, resync_at = NULL \
+             WHERE serial = $2",
+        )
+        .bind(user)
+        .bind(serial)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub(super) async fn set_token_enabled_impl(
+        &self,
+        serial: &str,
+        enabled: bool,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE tokens SET enabled = $1 WHERE serial = $2")
+            .bind(enabled)
+            .bind(serial)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub(super) async fn delete_token_impl(&self, serial: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM tokens WHERE serial = $1")
+            .bind(serial)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub(super) async fn consume_totp_step_with_drift_impl(
+        &self,
+        token_id: i64,
+        step: i64,
+        drift: i64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE tokens SET last_step = $1, drift = $3 \
+             WHERE id = $2 AND (last_step IS NULL OR last_step < $1)",
+        )
+        .bind(step)
+        .bind(token_id)
+        .bind(drift)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub(super) async fn set_hotp_resync_impl(
+        &self,
+        token_id: i64,
+        pending: Option<(u64, i64)>,
+    ) -> Result<(), StoreError> {
+        let (counter, at) = match pending {
+            Some((c, at)) => (Some(counter_to_sql(c)?), Some(at)),
+            None => (None, None),
+        };
+        sqlx::query("UPDATE tokens SET resync_counter = $1, resync_at = $2 WHERE id = $3")
+            .bind(counter)
+            .bind(at)
+            .bind(token_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}

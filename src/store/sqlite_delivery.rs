@@ -1,0 +1,331 @@
+//! `SqliteStore`'s out-of-band state: user profile (phone, method, fraud block), app
+//! passwords, send rate limits and SMS/call transactions. The trait impl in `sqlite.rs`
+//! delegates here. Each guard (one send per request, one decision per call, the rate limit)
+//! is one statement or one IMMEDIATE transaction, so processes sharing the file agree.
+
+use sqlx::sqlite::SqliteRow;
+use sqlx::Row;
+
+use super::sqlite::is_unique_violation;
+use super::{
+    AppPassword, OobBegin, OobKind, OobStatus, OobTransaction, SendLimit, SqliteStore, StoreError,
+    UserProfile,
+};
+
+const OOB_COLUMNS: &str = "id, request_key, user, nas, kind, phone, code_hash, status, reason, \
+                           provider_ref, created_at, expires_at";
+
+/// Send events are kept this long; rate-limit windows are validated to be shorter.
+const SEND_EVENT_RETENTION: i64 = 86_400;
+
+fn oob_from_row(row: &SqliteRow) -> Result<OobTransaction, StoreError> {
+    let kind: String = row.try_get("kind")?;
+    let status: String = row.try_get("status")?;
+    Ok(OobTransaction {
+        id: row.try_get("id")?,
+        request_key: row.try_get("request_key")?,
+        user: row.try_get("user")?,
+        nas: row.try_get("nas")?,
+        kind: OobKind::parse(&kind)
+            .ok_or_else(|| StoreError::Corrupt(format!("oob kind {kind:?}")))?,
+        phone: row.try_get("phone")?,
+        code_hash: row.try_get("code_hash")?,
+        status: OobStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("oob status {status:?}")))?,
+        reason: row.try_get("reason")?,
+        provider_ref: row.try_get("provider_ref")?,
+        created_at: row.try_get("created_at")?,
+        expires_at: row.try_get("expires_at")?,
+    })
+}
+
+impl SqliteStore {
+    pub(super) async fn user_profile_impl(&self, user: &str) -> Result<UserProfile, StoreError> {
+        let row = sqlx::query(
+            "SELECT phone, method, blocked_at, blocked_reason FROM user_profile WHERE user = ?1",
+        )
+        .bind(user)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else {
+            return Ok(UserProfile {
+                user: user.to_string(),
+                ..Default::default()
+            });
+        };
+        Ok(UserProfile {
+            user: user.to_string(),
+            phone: row.try_get("phone")?,
+            method: row.try_get("method")?,
+            blocked_at: row.try_get("blocked_at")?,
+            blocked_reason: row.try_get("blocked_reason")?,
+        })
+    }
+
+    /// Upserts one column of `user_profile`. `column` is one of our constants, never input.
+    async fn set_profile_column(
+        &self,
+        column: &'static str,
+        user: &str,
+        value: Option<&str>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(&format!(
+            "INSERT INTO user_profile (user, {column}) VALUES (?1, ?2) \
+             ON CONFLICT (user) DO UPDATE SET {column} = excluded.{column}"
+        ))
+        .bind(user)
+        .bind(value)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub(super) async fn set_phone_impl(
+        &self,
+        user: &str,
+        phone: Option<&str>,
+    ) -> Result<(), StoreError> {
+        self.set_profile_column("phone", user, phone).await
+    }
+
+    pub(super) async fn set_method_impl(
+        &self,
+        user: &str,
+        method: Option<&str>,
+    ) -> Result<(), StoreError> {
+        self.set_profile_column("method", user, method).await
+    }
+
+    pub(super) async fn block_user_impl(
+        &self,
+        user: &str,
+        at: i64,
+        reason: &str,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO user_profile (user, blocked_at, blocked_reason) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (user) DO UPDATE SET blocked_at = excluded.blocked_at, \
+                 blocked_reason = excluded.blocked_reason \
+             WHERE user_profile.blocked_at IS NULL",
+        )
+        .bind(user)
+        .bind(at)
+        .bind(reason)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub(super) async fn unblock_user_impl(&self, user: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE user_profile SET blocked_at = NULL, blocked_reason = NULL \
+             WHERE user = ?1 AND blocked_at IS NOT NULL",
+        )
+        .bind(user)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub(super) async fn add_app_password_impl(
+        &self,
+        user: &str,
+        label: Option<&str>,
+        hash: &str,
+        now: i64,
+    ) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar(
+            "INSERT INTO app_passwords (user, label, hash, created_at) VALUES (?1, ?2, ?3, ?4) \
+             RETURNING id",
+        )
+        .bind(user)
+        .bind(label)
+        .bind(hash)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    pub(super) async fn app_passwords_impl(
+        &self,
+        user: &str,
+    ) -> Result<Vec<AppPassword>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, user, label, hash, created_at, last_used_at FROM app_passwords \
+             WHERE user = ?1 ORDER BY id",
+        )
+        .bind(user)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AppPassword {
+                    id: r.try_get("id")?,
+                    user: r.try_get("user")?,
+                    label: r.try_get("label")?,
+                    hash: r.try_get("hash")?,
+                    created_at: r.try_get("created_at")?,
+                    last_used_at: r.try_get("last_used_at")?,
+                })
+            })
+            .collect()
+    }
+
+    pub(super) async fn delete_app_password_impl(
+        &self,
+        user: &str,
+        id: i64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM app_passwords WHERE user = ?1 AND id = ?2")
+            .bind(user)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub(super) async fn delete_app_passwords_impl(&self, user: &str) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM app_passwords WHERE user = ?1")
+            .bind(user)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    pub(super) async fn touch_app_password_impl(
+        &self,
+        id: i64,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE app_passwords SET last_used_at = ?2 WHERE id = ?1")
+            .bind(id)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub(super) async fn take_send_slot_impl(
+        &self,
+        limits: &[SendLimit],
+        now: i64,
+    ) -> Result<Option<usize>, StoreError> {
+        // IMMEDIATE: the count and the insert happen under the write lock, so two racing
+        // senders cannot both see "4 of 5" and both send.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        for (i, l) in limits.iter().enumerate() {
+            let used: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM send_events WHERE key = ?1 AND at > ?2")
+                    .bind(&l.key)
+                    .bind(now - l.window_secs)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            if used >= i64::from(l.max) {
+                tx.rollback().await?;
+                return Ok(Some(i));
+            }
+        }
+        for l in limits {
+            sqlx::query("INSERT INTO send_events (key, at) VALUES (?1, ?2)")
+                .bind(&l.key)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(None)
+    }
+
+    pub(super) async fn begin_oob_impl(&self, t: &OobTransaction) -> Result<OobBegin, StoreError> {
+        let inserted = sqlx::query(&format!(
+            "INSERT INTO oob_transactions ({OOB_COLUMNS}) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+        ))
+        .bind(&t.id)
+        .bind(&t.request_key)
+        .bind(&t.user)
+        .bind(&t.nas)
+        .bind(t.kind.as_str())
+        .bind(&t.phone)
+        .bind(&t.code_hash)
+        .bind(t.status.as_str())
+        .bind(&t.reason)
+        .bind(&t.provider_ref)
+        .bind(t.created_at)
+        .bind(t.expires_at)
+        .execute(&self.pool)
+        .await;
+        match inserted {
+            Ok(_) => Ok(OobBegin::Created),
+            Err(e) if is_unique_violation(&e) => {
+                let row = sqlx::query(&format!(
+                    "SELECT {OOB_COLUMNS} FROM oob_transactions WHERE request_key = ?1"
+                ))
+                .bind(&t.request_key)
+                .fetch_optional(&self.pool)
+                .await?;
+                match row {
+                    Some(r) => Ok(OobBegin::Existing(Box::new(oob_from_row(&r)?))),
+                    // The id itself collided (random 128 bits: practically never).
+                    None => Err(StoreError::Conflict(format!("oob transaction {}", t.id))),
+                }
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub(super) async fn oob_impl(&self, id: &str) -> Result<Option<OobTransaction>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {OOB_COLUMNS} FROM oob_transactions WHERE id = ?1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(oob_from_row).transpose()
+    }
+
+    pub(super) async fn set_oob_provider_ref_impl(
+        &self,
+        id: &str,
+        provider_ref: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE oob_transactions SET provider_ref = ?2 WHERE id = ?1")
+            .bind(id)
+            .bind(provider_ref)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub(super) async fn resolve_oob_impl(
+        &self,
+        id: &str,
+        status: OobStatus,
+        reason: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE oob_transactions SET status = ?2, reason = ?3 \
+             WHERE id = ?1 AND status = 'pending'",
+        )
+        .bind(id)
+        .bind(status.as_str())
+        .bind(reason)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub(super) async fn purge_delivery_state_impl(&self, now: i64) -> Result<u64, StoreError> {
+        let a = sqlx::query("DELETE FROM oob_transactions WHERE expires_at <= ?1")
+            .bind(now)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        let b = sqlx::query("DELETE FROM send_events WHERE at <= ?1")
+            .bind(now - SEND_EVENT_RETENTION)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(a + b)
+    }
+}

@@ -1,0 +1,428 @@
+//! Phone-call approval and RD Gateway end to end: the real radmfa binary and slapd, pyrad,
+//! radclient and raw UDP as the NAS, and the provider stand-in placing the "call" and
+//! posting Twilio-signed callbacks to radmfa's callback listener.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::oob_env::{cli_ok, client, directory, start, ALICE_PW, CALLER_ID, DIRECTORY_MOBILE};
+use common::peers::{pyrad, radclient};
+use common::provider_standin::{twilio_signature, Script, Standin, AUTH_TOKEN};
+use common::radmfa::{Server, SECRET};
+use common::slapd::LdapUser;
+use radmfa::radius::client::{parse_reply, AccessRequestBuilder};
+
+fn py(srv: &Server, args: &[&str]) -> serde_json::Value {
+    pyrad(srv.port(), SECRET, args)
+}
+
+fn code_of(v: &serde_json::Value) -> &str {
+    v["code"].as_str().unwrap()
+}
+
+fn message(v: &serde_json::Value) -> String {
+    v["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_str().unwrap())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A VPN that holds the request during the call, for up to `budget` seconds.
+fn hold_client(budget: u32) -> Vec<String> {
+    vec![client(
+        "vpn",
+        "127.0.0.1",
+        &format!("methods = [\"voice\"]\nvoice_mode = \"hold\"\nvoice_budget_secs = {budget}"),
+    )]
+}
+
+/// Password login held until the call decides; pyrad waits long enough.
+fn held_login(srv: &Server, timeout: &str) -> (serde_json::Value, Duration) {
+    let t = Instant::now();
+    let r = py(
+        srv,
+        &[
+            "--user",
+            "alice",
+            "--password",
+            ALICE_PW,
+            "--timeout",
+            timeout,
+        ],
+    );
+    (r, t.elapsed())
+}
+
+#[test]
+fn approved_call_accepts_with_one_call_to_the_users_phone() {
+    let slapd = directory();
+    let standin = Standin::start();
+    standin.script(
+        DIRECTORY_MOBILE,
+        Script::Press("", Duration::from_millis(1500)),
+    );
+    let srv = start(&slapd, &standin, "", "", &hold_client(20));
+    let (r, took) = held_login(&srv, "25");
+    assert_eq!(code_of(&r), "Access-Accept", "{r}");
+    assert!(
+        took >= Duration::from_millis(1400),
+        "accepted before the call: {took:?}"
+    );
+    let calls = standin.calls();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].to, DIRECTORY_MOBILE);
+    assert_eq!(calls[0].from, CALLER_ID, "configured caller ID");
+    assert!(
+        calls[0].twiml.contains("finishOnKey=\"#\""),
+        "{}",
+        calls[0].twiml
+    );
+    let cb = standin.callbacks();
+    assert_eq!(cb[0].status, 200, "{cb:?}");
+    assert!(cb[0].body.contains("approved"), "{cb:?}");
+    let rec = &srv.audit_json("alice")[0];
+    assert_eq!(rec["mode"], "voice");
+    assert_eq!(rec["result"], "accept");
+    assert_eq!(rec["phone"], DIRECTORY_MOBILE);
+}
+
+#[test]
+fn declined_unanswered_and_silent_calls_reject_within_the_budget() {
+    let slapd = directory();
+    let standin = Standin::start();
+    let srv = start(&slapd, &standin, "", "", &hold_client(6));
+    // Pressed another key: declined.
+    standin.script(
+        DIRECTORY_MOBILE,
+        Script::Press("1", Duration::from_millis(500)),
+    );
+    let (r, took) = held_login(&srv, "10");
+    assert_eq!(code_of(&r), "Access-Reject", "{r}");
+    assert!(took < Duration::from_secs(3), "{took:?}");
+    // Not answered: the provider reports no-answer.
+    standin.script(
+        DIRECTORY_MOBILE,
+        Script::NoAnswer(Duration::from_millis(500)),
+    );
+    let (r, took) = held_login(&srv, "10");
+    assert_eq!(code_of(&r), "Access-Reject", "{r}");
+    assert!(took < Duration::from_secs(3), "{took:?}");
+    // Answered, no key, hung up.
+    standin.script(DIRECTORY_MOBILE, Script::HangUp(Duration::from_millis(500)));
+    assert_eq!(code_of(&held_login(&srv, "10").0), "Access-Reject");
+    // Nothing ever comes back: rejected, answered before the 6 s budget is over.
+    standin.script(DIRECTORY_MOBILE, Script::Silent);
+    let (r, took) = held_login(&srv, "10");
+    assert_eq!(code_of(&r), "Access-Reject", "{r}");
+    assert!(
+        took >= Duration::from_secs(4) && took < Duration::from_secs(6),
+        "{took:?}"
+    );
+    assert_eq!(standin.calls().len(), 4);
+    let audit = srv.audit_json("alice");
+    let reasons: Vec<&str> = audit
+        .iter()
+        .map(|r| r["reason"].as_str().unwrap_or(""))
+        .collect();
+    assert!(reasons[0].contains("budget of 6 s"), "{reasons:?}");
+    assert!(reasons[1].contains("without approval"), "{reasons:?}");
+    assert!(reasons[2].contains("no-answer"), "{reasons:?}");
+    assert!(reasons[3].contains("declined"), "{reasons:?}");
+}
+
+#[test]
+fn fraud_report_rejects_and_blocks_until_unblock() {
+    let slapd = directory();
+    let standin = Standin::start();
+    let clients = [client(
+        "vpn",
+        "127.0.0.1",
+        "voice_mode = \"hold\"\nvoice_budget_secs = 20",
+    )];
+    let srv = start(&slapd, &standin, "", "", &clients);
+    let seed = srv.enroll("alice", &[]);
+    cli_ok(&srv, &["user", "set-method", "alice", "voice"]);
+    standin.script(
+        DIRECTORY_MOBILE,
+        Script::Press("0", Duration::from_millis(500)),
+    );
+    let (r, _) = held_login(&srv, "25");
+    assert_eq!(code_of(&r), "Access-Reject", "{r}");
+    assert!(message(&r).contains("fraud"), "{r}");
+    let audit = srv.audit_json("alice");
+    assert!(
+        audit
+            .iter()
+            .any(|r| r["result"] == "fraud" && r["mode"] == "voice"),
+        "{audit:#?}"
+    );
+
+    // Blocked for every method: the TOTP route refuses too, without calling.
+    cli_ok(&srv, &["user", "set-method", "alice", "totp"]);
+    let r = py(&srv, &["--user", "alice", "--password", ALICE_PW]);
+    assert_eq!(code_of(&r), "Access-Reject", "{r}");
+    assert!(message(&r).contains("blocked"), "{r}");
+    assert_eq!(standin.calls().len(), 1);
+
+    let show: serde_json::Value =
+        serde_json::from_str(&cli_ok(&srv, &["user", "show", "alice", "--json"])).unwrap();
+    assert!(show["blocked_at"].is_i64(), "{show}");
+    assert!(
+        show["blocked_reason"].as_str().unwrap().contains("fraud"),
+        "{show}"
+    );
+    let out = cli_ok(&srv, &["user", "unblock", "alice"]);
+    assert!(out.contains("unblocked"), "{out}");
+    let show: serde_json::Value =
+        serde_json::from_str(&cli_ok(&srv, &["user", "show", "alice", "--json"])).unwrap();
+    assert!(show["blocked_at"].is_null(), "{show}");
+    let r = py(&srv, &["--user", "alice", "--password", ALICE_PW]);
+    assert_eq!(code_of(&r), "Access-Challenge", "{r}");
+    let code = common::peers::totp(&seed, common::peers::now(), &[]);
+    let r = py(
+        &srv,
+        &[
+            "--user",
+            "alice",
+            "--password",
+            &code,
+            "--state",
+            r["state"].as_str().unwrap(),
+        ],
+    );
+    assert_eq!(code_of(&r), "Access-Accept", "{r}");
+}
+
+#[test]
+fn retransmits_during_a_held_call_get_one_call_and_the_same_reply() {
+    let slapd = directory();
+    let standin = Standin::start();
+    standin.script(
+        DIRECTORY_MOBILE,
+        Script::Press("", Duration::from_millis(3000)),
+    );
+    let srv = start(&slapd, &standin, "", "", &hold_client(20));
+    let sock = srv.udp();
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let (pkt, auth) = AccessRequestBuilder::new(9, "alice")
+        .password(ALICE_PW.as_bytes())
+        .build(SECRET.as_bytes());
+    // The NAS retransmits every second while the phone rings.
+    let mut sent = 0;
+    let mut replies = Vec::new();
+    let mut buf = [0u8; 4096];
+    let end = Instant::now() + Duration::from_secs(8);
+    while replies.is_empty() && Instant::now() < end {
+        sock.send(&pkt).unwrap();
+        sent += 1;
+        let tick = Instant::now() + Duration::from_secs(1);
+        while Instant::now() < tick {
+            if let Ok(n) = sock.recv(&mut buf) {
+                replies.push(buf[..n].to_vec());
+            }
+        }
+    }
+    // Collect the rest, then one retransmit after the answer (served from the cache).
+    std::thread::sleep(Duration::from_millis(300));
+    while let Ok(n) = sock.recv(&mut buf) {
+        replies.push(buf[..n].to_vec());
+    }
+    sock.send(&pkt).unwrap();
+    sent += 1;
+    sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let n = sock.recv(&mut buf).expect("cached reply");
+    replies.push(buf[..n].to_vec());
+    assert!(
+        sent >= 4,
+        "the call took a few retransmit intervals ({sent})"
+    );
+    assert_eq!(replies.len(), sent, "every copy answered once");
+    assert!(
+        replies.windows(2).all(|w| w[0] == w[1]),
+        "identical replies"
+    );
+    radmfa::radius::crypto::verify_reply(&replies[0], &auth, SECRET.as_bytes()).unwrap();
+    assert_eq!(parse_reply(&replies[0]).unwrap().code, 2, "Access-Accept");
+    assert_eq!(standin.calls().len(), 1, "one call for one request");
+    assert_eq!(srv.audit_json("alice").len(), 1, "one audit record");
+}
+
+#[test]
+fn challenge_then_enter_with_radclient() {
+    let slapd = directory();
+    let standin = Standin::start();
+    standin.script(
+        DIRECTORY_MOBILE,
+        Script::Press("", Duration::from_millis(500)),
+    );
+    let clients = [client("vpn", "127.0.0.1", "methods = [\"voice\"]")];
+    let srv = start(&slapd, &standin, "", "", &clients);
+    let host = srv.addr.to_string();
+    let r1 = radclient(
+        &host,
+        SECRET,
+        &format!(
+            "User-Name = \"alice\", User-Password = \"{ALICE_PW}\", Message-Authenticator = 0x00"
+        ),
+    );
+    assert_eq!(r1.code, "Access-Challenge", "{}", r1.output);
+    assert!(
+        r1.output.contains("Answer the call, then press Enter"),
+        "{}",
+        r1.output
+    );
+    let state = r1.state.expect("State");
+    std::thread::sleep(Duration::from_millis(1500));
+    let r2 = radclient(
+        &host,
+        SECRET,
+        &format!("User-Name = \"alice\", User-Password = \"\", State = {state}, Message-Authenticator = 0x00"),
+    );
+    assert_eq!(r2.code, "Access-Accept", "{}", r2.output);
+    assert_eq!(standin.calls().len(), 1);
+    // Enter again on the used State: refused.
+    let r3 = radclient(
+        &host,
+        SECRET,
+        &format!("User-Name = \"alice\", User-Password = \"x\", State = {state}, Message-Authenticator = 0x00"),
+    );
+    assert_eq!(r3.code, "Access-Reject", "{}", r3.output);
+}
+
+#[test]
+fn rd_gateway_request_calls_without_an_ldap_bind() {
+    let slapd = directory();
+    let standin = Standin::start();
+    standin.script(
+        DIRECTORY_MOBILE,
+        Script::Press("", Duration::from_millis(1000)),
+    );
+    let clients = [
+        client(
+            "rd-gateway",
+            "127.0.0.1",
+            "second_factor_only = true\nmethods = [\"voice\"]\nvoice_mode = \"hold\"\nvoice_budget_secs = 30",
+        ),
+        client("vpn", "127.0.0.2", ""),
+    ];
+    let srv = start(&slapd, &standin, "", "", &clients);
+    let dn = LdapUser::new("alice", "").dn();
+    let binds = slapd.bind_count(&dn);
+    // RD Gateway's NPS shape: no User-Password, NAS-Port-Type Virtual, UserAuthType:PW.
+    let rdg = |bind: &str| {
+        py(
+            &srv,
+            &[
+                "--bind",
+                bind,
+                "--user",
+                "alice",
+                "--nas-port-type",
+                "5",
+                "--called-station-id",
+                "UserAuthType:PW",
+                "--timeout",
+                "35",
+            ],
+        )
+    };
+    let r = rdg("127.0.0.1");
+    assert_eq!(code_of(&r), "Access-Accept", "{r}");
+    assert_eq!(standin.calls().len(), 1);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(slapd.bind_count(&dn), binds, "no LDAP bind for the user");
+    let rec = &srv.audit_json("alice")[0];
+    assert_eq!(
+        (rec["mode"].as_str(), rec["nas_name"].as_str()),
+        (Some("voice"), Some("rd-gateway"))
+    );
+
+    // The same request from a normal client: no password, no login, no call.
+    let r = rdg("127.0.0.2");
+    assert_eq!(code_of(&r), "Access-Reject", "{r}");
+    assert_eq!(standin.calls().len(), 1);
+    // An unknown user gets no call either.
+    let r = py(
+        &srv,
+        &[
+            "--user",
+            "mallory",
+            "--nas-port-type",
+            "5",
+            "--timeout",
+            "10",
+        ],
+    );
+    assert_eq!(code_of(&r), "Access-Reject", "{r}");
+    assert_eq!(standin.calls().len(), 1);
+}
+
+#[test]
+fn forged_callbacks_change_nothing() {
+    let slapd = directory();
+    let standin = Standin::start();
+    standin.script(DIRECTORY_MOBILE, Script::Silent);
+    let clients = [client("vpn", "127.0.0.1", "methods = [\"voice\"]")];
+    let srv = start(&slapd, &standin, "", "", &clients);
+    let r1 = py(&srv, &["--user", "alice", "--password", ALICE_PW]);
+    assert_eq!(code_of(&r1), "Access-Challenge", "{r1}");
+    let state = r1["state"].as_str().unwrap().to_string();
+    let call = standin.calls()[0].clone();
+    let url = call.gather_action();
+    let approve = Standin::gather_params(&call, "");
+    let enter = || {
+        py(
+            &srv,
+            &["--user", "alice", "--password", "", "--state", &state],
+        )
+    };
+
+    let forgeries = [
+        ("no signature", Some(String::new())),
+        ("garbage", Some("bm90LWEtc2lnbmF0dXJl".into())),
+        (
+            "wrong auth token",
+            Some(twilio_signature("guessed-token", &url, &approve)),
+        ),
+        // Signed for the other parameters (Digits = 1) but sent with Digits = "".
+        (
+            "other params",
+            Some(twilio_signature(
+                AUTH_TOKEN,
+                &url,
+                &Standin::gather_params(&call, "1"),
+            )),
+        ),
+        (
+            "other URL",
+            Some(twilio_signature(
+                AUTH_TOKEN,
+                &call.status_callback,
+                &approve,
+            )),
+        ),
+    ];
+    for (what, sig) in forgeries {
+        let res = standin.post_callback(&url, approve.clone(), sig);
+        assert_eq!(res.status, 403, "{what}: {res:?}");
+    }
+    // The call is still undecided: Enter gets the prompt again, not an Accept.
+    let r2 = enter();
+    assert_eq!(code_of(&r2), "Access-Challenge", "{r2}");
+    assert!(message(&r2).contains("not answered yet"), "{r2}");
+    // A forged status callback cannot fail it either; a genuine approval then works.
+    let mut completed = approve.clone();
+    completed.retain(|(k, _)| k != "Digits");
+    let res = standin.post_callback(&call.status_callback, completed, Some("AAAA".into()));
+    assert_eq!(res.status, 403);
+    let res = standin.post_callback(&url, approve, None);
+    assert_eq!(res.status, 200, "{res:?}");
+    let r3 = enter();
+    assert_eq!(code_of(&r3), "Access-Accept", "{r3}");
+    assert!(srv.log().contains("provider callback refused"));
+}

@@ -1,0 +1,142 @@
+//! `radmfa client …` against the real server and slapd: an interactive-style login answered
+//! from --code, a Status-Server probe, and short bounded load runs of every flow.
+
+mod common;
+
+use std::process::{Command, Output};
+
+use common::peers::{now, totp};
+use common::radmfa::{bin, Nas, Options, Server, SECRET};
+use common::slapd::{LdapUser, Slapd};
+
+fn client(srv: &Server, args: &[&str]) -> Output {
+    Command::new(bin())
+        .args(["client"])
+        .args(args)
+        .args(["--server", &srv.addr.to_string()])
+        .env("RADMFA_SECRET", SECRET)
+        .output()
+        .unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn login_follows_the_challenge_and_status_probe_answers() {
+    let slapd = Slapd::start(&[LdapUser::new("alice", "alice-pw")]);
+    let srv = Server::start(&Options::new(&slapd.url));
+    let seed = srv.enroll("alice", &[]);
+    let code = totp(&seed, now(), &[]);
+    let out = client(
+        &srv,
+        &["login", "alice", "--password", "alice-pw", "--code", &code],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("Access-Challenge"), "{}", text(&out));
+    assert!(text(&out).contains("Access-Accept"));
+
+    let out = client(&srv, &["login", "alice", "--password", "wrong"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("Access-Reject"));
+
+    let out = client(&srv, &["status"]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    // A wrong shared secret: replies fail verification, so no answer is believed.
+    let out = Command::new(bin())
+        .args([
+            "client",
+            "status",
+            "--secret",
+            "not-the-secret",
+            "--retries",
+            "0",
+        ])
+        .args(["--timeout", "0.5", "--server", &srv.addr.to_string()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{}", text(&out));
+}
+
+fn load_json(out: &Output) -> Vec<serde_json::Value> {
+    assert!(out.status.success(), "{}", text(out));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn load_runs_every_flow_with_verified_replies() {
+    let users = LdapUser::generate(30);
+    let slapd = Slapd::start(&users);
+    let mut o = Options::new(&slapd.url);
+    o.clients.push(Nas {
+        otp_mode: "inline",
+        ..Nas::challenge("inline-nas", "127.0.0.2")
+    });
+    let srv = Server::start(&o);
+    let mut csv = String::new();
+    for u in &users {
+        csv.push_str(&format!(
+            "{},{},{}\n",
+            u.uid,
+            u.password,
+            srv.enroll(&u.uid, &[])
+        ));
+    }
+    let file = srv.dir.path().join("users.csv");
+    std::fs::write(&file, csv).unwrap();
+    let file = file.to_str().unwrap();
+    let run = |extra: &[&str]| {
+        let mut args = vec!["load", "--users", file, "-p", "4", "--json"];
+        args.extend_from_slice(extra);
+        load_json(&client(&srv, &args))
+    };
+
+    // Default window 1: one code per user per step, so each code-sending run gets users of
+    // its own (a new run cannot know which steps the last one used).
+    let r = run(&[
+        "--flow",
+        "inline",
+        "-n",
+        "15",
+        "--source",
+        "127.0.0.2",
+        "--range",
+        "0:15",
+    ]);
+    assert_eq!(
+        (r[0]["phase"].as_str(), r[0]["expected"].as_u64()),
+        (Some("inline"), Some(15)),
+        "{r:?}"
+    );
+
+    let r = run(&["--flow", "two-round", "-n", "15", "--range", "15:30"]);
+    assert_eq!(r.len(), 2);
+    assert_eq!(r[0]["expected"], 15, "round 1: {r:?}");
+    assert_eq!(
+        (r[1]["phase"].as_str(), r[1]["expected"].as_u64()),
+        (Some("round2"), Some(15)),
+        "{r:?}"
+    );
+
+    let r = run(&["--flow", "reject", "-n", "10"]);
+    assert_eq!(r[0]["expected"], 10, "{r:?}");
+    let r = run(&["--flow", "status", "-d", "0.3"]);
+    assert!(r[0]["expected"].as_u64().unwrap() > 10, "{r:?}");
+    assert!(r[0]["p99_ms"].as_f64().unwrap() > 0.0);
+    for user in ["user00000", "user00029"] {
+        let audit = srv.audit_json(user);
+        assert!(
+            audit.iter().any(|a| a["result"] == "accept"),
+            "{user}: {audit:?}"
+        );
+    }
+}

@@ -1,0 +1,496 @@
+//! A local stand-in for Twilio's REST API, so radmfa's production HTTP client runs unchanged
+//! against it (`[twilio] api_url`). It speaks the real request shapes:
+//!
+//! - `POST /2010-04-01/Accounts/{AccountSid}/Messages.json` (form: To, From, Body)
+//! - `POST /2010-04-01/Accounts/{AccountSid}/Calls.json` (form: To, From, Twiml,
+//!   StatusCallback, ...)
+//!
+//! with HTTP basic auth (Account SID : auth token), answering 201 with Twilio-shaped JSON or
+//! Twilio's error object. SMS are recorded. A call plays its script: after a delay it posts
+//! the `<Gather>` result (`Digits`) to the TwiML's action URL and then the final
+//! `CallStatus` to the StatusCallback, each signed the way Twilio signs webhooks
+//! (`X-Twilio-Signature` = base64(HMAC-SHA1(auth token, URL + sorted params))) — written
+//! here independently of radmfa's verifier.
+//!
+//! There is also `POST /generic/send`, a plain gateway for the generic HTTP provider, which
+//! records the request and answers with a configurable status and body.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use base64::Engine;
+use hmac::{Hmac, Mac};
+
+pub const ACCOUNT_SID: &str = "AC0123456789abcdef0123456789abcdef";
+pub const AUTH_TOKEN: &str = "standin-auth-token-6f1d";
+pub const SMS_FROM: &str = "+15550001111";
+
+#[derive(Debug, Clone)]
+pub struct Sms {
+    pub to: String,
+    pub from: String,
+    pub body: String,
+}
+
+impl Sms {
+    /// The run of digits in the message (the code).
+    pub fn code(&self) -> String {
+        self.body
+            .split(|c: char| !c.is_ascii_digit())
+            .rfind(|s| s.len() >= 4)
+            .unwrap_or_default()
+            .to_string()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub sid: String,
+    pub to: String,
+    pub from: String,
+    pub twiml: String,
+    pub status_callback: String,
+    pub timeout: String,
+}
+
+impl Call {
+    /// The `<Gather action="...">` URL, XML-unescaped.
+    pub fn gather_action(&self) -> String {
+        let i = self
+            .twiml
+            .find("action=\"")
+            .expect("Gather action in TwiML")
+            + 8;
+        let rest = &self.twiml[i..];
+        rest[..rest.find('"').unwrap()]
+            .replace("&amp;", "&")
+            .replace("&quot;", "\"")
+    }
+}
+
+/// What the callee does.
+#[derive(Debug, Clone)]
+pub enum Script {
+    /// Answers and presses `digits` then `#` after the delay (`""` = just `#`: approve).
+    Press(&'static str, Duration),
+    /// Never answers; the provider reports `no-answer` after the delay.
+    NoAnswer(Duration),
+    /// Answers and hangs up without pressing a key.
+    HangUp(Duration),
+    /// Nothing ever comes back (provider outage, or a test that posts callbacks itself).
+    Silent,
+}
+
+#[derive(Debug, Clone)]
+pub struct CallbackResult {
+    pub url: String,
+    pub status: u16,
+    pub body: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct GenericRequest {
+    pub path_and_query: String,
+    pub headers: HashMap<String, String>,
+    pub body: String,
+}
+
+#[derive(Default)]
+struct Recorded {
+    sms: Vec<Sms>,
+    calls: Vec<Call>,
+    callbacks: Vec<CallbackResult>,
+    generic: Vec<GenericRequest>,
+    scripts: HashMap<String, Script>,
+    sms_delay: Duration,
+    /// When set, the Messages API answers with this Twilio error (HTTP status, code, text).
+    sms_failure: Option<(u16, u32, String)>,
+    generic_reply: (u16, String),
+    generic_delay: Duration,
+}
+
+type Shared = Arc<Mutex<Recorded>>;
+
+pub struct Standin {
+    pub url: String,
+    state: Shared,
+    rt: tokio::runtime::Runtime,
+}
+
+/// Twilio's signature, computed the way its documentation describes.
+pub fn twilio_signature(token: &str, url: &str, params: &[(String, String)]) -> String {
+    let mut sorted = params.to_vec();
+    sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut data = url.to_string();
+    for (k, v) in &sorted {
+        data.push_str(k);
+        data.push_str(v);
+    }
+    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(token.as_bytes()).unwrap();
+    mac.update(data.as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+}
+
+fn twilio_error(status: StatusCode, code: u32, message: &str) -> Response {
+    let body = serde_json::json!({
+        "code": code, "message": message, "more_info": format!("https://www.twilio.com/docs/errors/{code}"),
+        "status": status.as_u16(),
+    });
+    (
+        status,
+        [("content-type", "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+fn authorized(headers: &HeaderMap) -> bool {
+    let want = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{ACCOUNT_SID}:{AUTH_TOKEN}"))
+    );
+    headers.get("authorization").and_then(|v| v.to_str().ok()) == Some(want.as_str())
+}
+
+fn form(body: &[u8]) -> HashMap<String, String> {
+    form_urlencoded::parse(body).into_owned().collect()
+}
+
+fn sid(prefix: &str) -> String {
+    format!("{prefix}{}", hex::encode(rand::random::<[u8; 16]>()))
+}
+
+async fn messages(
+    State(st): State<Shared>,
+    Path(account): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if account != ACCOUNT_SID || !authorized(&headers) {
+        return twilio_error(StatusCode::UNAUTHORIZED, 20003, "Authenticate");
+    }
+    let f = form(&body);
+    let (Some(to), Some(from), Some(text)) = (f.get("To"), f.get("From"), f.get("Body")) else {
+        return twilio_error(
+            StatusCode::BAD_REQUEST,
+            21604,
+            "A 'To' phone number is required.",
+        );
+    };
+    if !to.starts_with('+') || to.len() < 9 {
+        return twilio_error(
+            StatusCode::BAD_REQUEST,
+            21211,
+            &format!("The 'To' number {to} is not a valid phone number."),
+        );
+    }
+    let (delay, failure) = {
+        let g = st.lock().unwrap();
+        (g.sms_delay, g.sms_failure.clone())
+    };
+    if let Some((status, code, text)) = failure {
+        return twilio_error(StatusCode::from_u16(status).unwrap(), code, &text);
+    }
+    tokio::time::sleep(delay).await;
+    st.lock().unwrap().sms.push(Sms {
+        to: to.clone(),
+        from: from.clone(),
+        body: text.clone(),
+    });
+    let sid = sid("SM");
+    let reply = serde_json::json!({
+        "sid": sid, "account_sid": ACCOUNT_SID, "to": to, "from": from, "body": text,
+        "status": "queued", "num_segments": "1", "direction": "outbound-api",
+        "uri": format!("/2010-04-01/Accounts/{ACCOUNT_SID}/Messages/{sid}.json"),
+    });
+    (
+        StatusCode::CREATED,
+        [("content-type", "application/json")],
+        reply.to_string(),
+    )
+        .into_response()
+}
+
+async fn calls(
+    State(st): State<Shared>,
+    Path(account): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if account != ACCOUNT_SID || !authorized(&headers) {
+        return twilio_error(StatusCode::UNAUTHORIZED, 20003, "Authenticate");
+    }
+    let f = form(&body);
+    let get = |k: &str| f.get(k).cloned().unwrap_or_default();
+    if get("To").is_empty()
+        || get("From").is_empty()
+        || (get("Twiml").is_empty() && get("Url").is_empty())
+    {
+        return twilio_error(
+            StatusCode::BAD_REQUEST,
+            21205,
+            "Url or Twiml parameter is required.",
+        );
+    }
+    let call = Call {
+        sid: sid("CA"),
+        to: get("To"),
+        from: get("From"),
+        twiml: get("Twiml"),
+        status_callback: get("StatusCallback"),
+        timeout: get("Timeout"),
+    };
+    let script = {
+        let mut g = st.lock().unwrap();
+        g.calls.push(call.clone());
+        g.scripts.get(&call.to).cloned().unwrap_or(Script::Silent)
+    };
+    tokio::spawn(play(st.clone(), call.clone(), script));
+    let reply = serde_json::json!({
+        "sid": call.sid, "account_sid": ACCOUNT_SID, "to": call.to, "from": call.from,
+        "status": "queued", "direction": "outbound-api",
+    });
+    (
+        StatusCode::CREATED,
+        [("content-type", "application/json")],
+        reply.to_string(),
+    )
+        .into_response()
+}
+
+/// Posts one signed webhook, as Twilio does, and records radmfa's answer.
+async fn webhook(
+    st: &Shared,
+    url: &str,
+    params: Vec<(String, String)>,
+    signature: Option<String>,
+) -> CallbackResult {
+    let sig = signature.unwrap_or_else(|| twilio_signature(AUTH_TOKEN, url, &params));
+    let body: String = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(params.iter())
+        .finish();
+    let client = reqwest::Client::new();
+    let result = match client
+        .post(url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("x-twilio-signature", sig)
+        .body(body)
+        .send()
+        .await
+    {
+        Ok(r) => CallbackResult {
+            url: url.to_string(),
+            status: r.status().as_u16(),
+            body: r.text().await.unwrap_or_default(),
+        },
+        Err(e) => CallbackResult {
+            url: url.to_string(),
+            status: 0,
+            body: e.to_string(),
+        },
+    };
+    st.lock().unwrap().callbacks.push(result.clone());
+    result
+}
+
+fn call_params(call: &Call, status: &str) -> Vec<(String, String)> {
+    [
+        ("AccountSid", ACCOUNT_SID),
+        ("ApiVersion", "2010-04-01"),
+        ("CallSid", call.sid.as_str()),
+        ("CallStatus", status),
+        ("Called", call.to.as_str()),
+        ("Caller", call.from.as_str()),
+        ("Direction", "outbound-api"),
+        ("From", call.from.as_str()),
+        ("To", call.to.as_str()),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+async fn play(st: Shared, call: Call, script: Script) {
+    match script {
+        Script::Silent => {}
+        Script::Press(digits, after) => {
+            tokio::time::sleep(after).await;
+            let mut p = call_params(&call, "in-progress");
+            p.push(("Digits".into(), digits.to_string()));
+            p.push(("FinishedOnKey".into(), "#".into()));
+            webhook(&st, &call.gather_action(), p, None).await;
+            webhook(
+                &st,
+                &call.status_callback,
+                call_params(&call, "completed"),
+                None,
+            )
+            .await;
+        }
+        Script::HangUp(after) => {
+            tokio::time::sleep(after).await;
+            webhook(
+                &st,
+                &call.status_callback,
+                call_params(&call, "completed"),
+                None,
+            )
+            .await;
+        }
+        Script::NoAnswer(after) => {
+            tokio::time::sleep(after).await;
+            webhook(
+                &st,
+                &call.status_callback,
+                call_params(&call, "no-answer"),
+                None,
+            )
+            .await;
+        }
+    }
+}
+
+async fn generic(
+    State(st): State<Shared>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (reply, delay) = {
+        let mut g = st.lock().unwrap();
+        g.generic.push(GenericRequest {
+            path_and_query: uri
+                .path_and_query()
+                .map(|p| p.to_string())
+                .unwrap_or_default(),
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+                .collect(),
+            body: String::from_utf8_lossy(&body).into_owned(),
+        });
+        (g.generic_reply.clone(), g.generic_delay)
+    };
+    tokio::time::sleep(delay).await;
+    (StatusCode::from_u16(reply.0).unwrap(), reply.1).into_response()
+}
+
+impl Standin {
+    pub fn start() -> Standin {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let state: Shared = Arc::new(Mutex::new(Recorded {
+            generic_reply: (200, "{\"ok\":true}".into()),
+            ..Default::default()
+        }));
+        let app = Router::new()
+            .route(
+                "/2010-04-01/Accounts/{account}/Messages.json",
+                post(messages),
+            )
+            .route("/2010-04-01/Accounts/{account}/Calls.json", post(calls))
+            .route("/generic/send", post(generic).get(generic))
+            .with_state(state.clone());
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        rt.spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Standin {
+            url: format!("http://{addr}"),
+            state,
+            rt,
+        }
+    }
+
+    /// A `[twilio]` section pointing radmfa at this stand-in.
+    pub fn twilio_toml(&self) -> String {
+        format!(
+            "\n[twilio]\naccount_sid = \"{ACCOUNT_SID}\"\nauth_token = \"{AUTH_TOKEN}\"\n\
+             from = \"{SMS_FROM}\"\napi_url = \"{}\"\ntimeout_ms = 2000\n",
+            self.url
+        )
+    }
+
+    pub fn sms(&self) -> Vec<Sms> {
+        self.state.lock().unwrap().sms.clone()
+    }
+
+    pub fn calls(&self) -> Vec<Call> {
+        self.state.lock().unwrap().calls.clone()
+    }
+
+    pub fn callbacks(&self) -> Vec<CallbackResult> {
+        self.state.lock().unwrap().callbacks.clone()
+    }
+
+    pub fn generic_requests(&self) -> Vec<GenericRequest> {
+        self.state.lock().unwrap().generic.clone()
+    }
+
+    /// What the callee at `phone` does on the next calls.
+    pub fn script(&self, phone: &str, script: Script) {
+        self.state
+            .lock()
+            .unwrap()
+            .scripts
+            .insert(phone.into(), script);
+    }
+
+    /// Slows the Messages API down (to catch retransmits while the SMS is in flight).
+    pub fn set_sms_delay(&self, d: Duration) {
+        self.state.lock().unwrap().sms_delay = d;
+    }
+
+    /// Makes the Messages API fail like Twilio does (e.g. 503, 20429 "Too Many Requests").
+    pub fn fail_sms(&self, failure: Option<(u16, u32, &str)>) {
+        self.state.lock().unwrap().sms_failure = failure.map(|(s, c, t)| (s, c, t.to_string()));
+    }
+
+    pub fn set_generic_reply(&self, status: u16, body: &str, delay: Duration) {
+        let mut g = self.state.lock().unwrap();
+        g.generic_reply = (status, body.into());
+        g.generic_delay = delay;
+    }
+
+    /// Waits up to `within` for `n` SMS in total; returns them.
+    pub fn wait_sms(&self, n: usize, within: Duration) -> Vec<Sms> {
+        let end = Instant::now() + within;
+        loop {
+            let s = self.sms();
+            if s.len() >= n || Instant::now() > end {
+                return s;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Posts a callback to `url` with `params`; `signature` None signs it correctly.
+    pub fn post_callback(
+        &self,
+        url: &str,
+        params: Vec<(String, String)>,
+        signature: Option<String>,
+    ) -> CallbackResult {
+        self.rt
+            .block_on(webhook(&self.state, url, params, signature))
+    }
+
+    /// The parameters Twilio sends with a `<Gather>` result for `call`.
+    pub fn gather_params(call: &Call, digits: &str) -> Vec<(String, String)> {
+        let mut p = call_params(call, "in-progress");
+        p.push(("Digits".into(), digits.to_string()));
+        p
+    }
+}

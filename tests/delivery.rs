@@ -1,0 +1,280 @@
+//! The delivery providers' production HTTP client code against the local stand-in: Twilio's
+//! Messages and Calls APIs (auth, errors, timeouts) and the generic HTTP provider (templates,
+//! encodings, basic/bearer auth, what counts as success).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use common::provider_standin::{Standin, ACCOUNT_SID, AUTH_TOKEN, SMS_FROM};
+use radmfa::config::delivery::{HttpAuth, HttpSmsConfig, TemplateEncoding, TwilioConfig};
+use radmfa::delivery::http::HttpSms;
+use radmfa::delivery::twilio::{TwilioSms, TwilioVoice};
+use radmfa::delivery::{CallRequest, CodeSender, ProviderError, VoiceCaller};
+use radmfa::secret::Secret;
+
+fn run<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+fn twilio(url: &str, token: &str, timeout_ms: u64) -> TwilioConfig {
+    TwilioConfig {
+        account_sid: ACCOUNT_SID.into(),
+        auth_token: Secret::from(token),
+        from: SMS_FROM.into(),
+        api_url: url.into(),
+        timeout: Duration::from_millis(timeout_ms),
+    }
+}
+
+fn text(code: &str) -> (Secret, Secret) {
+    (
+        Secret::from(format!("Your sign-in code is {code}")),
+        Secret::from(code),
+    )
+}
+
+#[test]
+fn twilio_sms_is_a_messages_api_post() {
+    let s = Standin::start();
+    let p = TwilioSms::new(twilio(&s.url, AUTH_TOKEN, 2000));
+    let (t, c) = text("246810");
+    let sid = run(p.send_sms("+15550100", &t, &c)).unwrap().unwrap();
+    assert!(sid.starts_with("SM"), "{sid}");
+    let sent = s.sms();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(
+        (sent[0].to.as_str(), sent[0].from.as_str()),
+        ("+15550100", SMS_FROM)
+    );
+    assert_eq!(sent[0].body, "Your sign-in code is 246810");
+}
+
+#[test]
+fn twilio_errors_name_status_and_twilio_code() {
+    let s = Standin::start();
+    let (t, c) = text("246810");
+    let wrong = TwilioSms::new(twilio(&s.url, "not-the-token", 2000));
+    let e = run(wrong.send_sms("+15550100", &t, &c)).unwrap_err();
+    assert!(
+        matches!(&e, ProviderError::Status { status: 401, detail, .. } if detail.contains("20003")),
+        "{e}"
+    );
+    let p = TwilioSms::new(twilio(&s.url, AUTH_TOKEN, 2000));
+    let e = run(p.send_sms("+1", &t, &c)).unwrap_err();
+    assert!(
+        matches!(&e, ProviderError::Status { status: 400, detail, .. } if detail.contains("21211")),
+        "{e}"
+    );
+    assert!(!e.to_string().contains("246810"));
+    assert!(s.sms().is_empty());
+}
+
+#[test]
+fn provider_that_does_not_answer_times_out_below_the_nas_interval() {
+    // Accepts connections (kernel backlog) but never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", silent.local_addr().unwrap());
+    let p = TwilioSms::new(twilio(&url, AUTH_TOKEN, 300));
+    let (t, c) = text("111111");
+    let start = Instant::now();
+    let e = run(p.send_sms("+15550100", &t, &c)).unwrap_err();
+    assert!(matches!(e, ProviderError::Timeout { ms: 300, .. }), "{e}");
+    assert!(
+        start.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        start.elapsed()
+    );
+    // Nothing listening at all: a transport error, quickly.
+    drop(silent);
+    let e = run(p.send_sms("+15550100", &t, &c)).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            ProviderError::Transport { .. } | ProviderError::Timeout { .. }
+        ),
+        "{e}"
+    );
+}
+
+#[test]
+fn twilio_call_carries_twiml_callback_caller_id_and_ring_time() {
+    let s = Standin::start();
+    let v = TwilioVoice::new(twilio(&s.url, AUTH_TOKEN, 2000), "+15550009999".into(), 25);
+    let call = CallRequest {
+        to: "+15550100".into(),
+        twiml: "<Response><Gather finishOnKey=\"#\" action=\"http://cb/x\"/></Response>".into(),
+        status_callback: "http://cb/status".into(),
+    };
+    let sid = run(v.place_call(&call)).unwrap().unwrap();
+    assert!(sid.starts_with("CA"));
+    let placed = &s.calls()[0];
+    assert_eq!(placed.to, "+15550100");
+    assert_eq!(placed.from, "+15550009999");
+    assert_eq!(placed.twiml, call.twiml);
+    assert_eq!(placed.status_callback, "http://cb/status");
+    assert_eq!(placed.timeout, "25");
+    assert_eq!(placed.gather_action(), "http://cb/x");
+}
+
+fn generic(s: &Standin, encoding: TemplateEncoding, body: &str, auth: HttpAuth) -> HttpSmsConfig {
+    HttpSmsConfig {
+        url: format!("{}/generic/send?to={{phone}}", s.url),
+        method: "POST".into(),
+        headers: vec![("X-Tenant".into(), "radmfa".into())],
+        body: body.into(),
+        encoding,
+        content_type: match encoding {
+            TemplateEncoding::Json => "application/json".into(),
+            _ => "application/x-www-form-urlencoded".into(),
+        },
+        auth,
+        success_status: vec![],
+        success_body_contains: String::new(),
+        timeout: Duration::from_millis(1000),
+    }
+}
+
+#[test]
+fn generic_http_form_template_with_basic_auth() {
+    let s = Standin::start();
+    let cfg = generic(
+        &s,
+        TemplateEncoding::Form,
+        "text={message}&code={code}",
+        HttpAuth::Basic {
+            username: "gw-user".into(),
+            password: Secret::from("gw-pass"),
+        },
+    );
+    let (t, c) = text("135790");
+    run(HttpSms::new(cfg).send_sms("+15550100", &t, &c)).unwrap();
+    let req = &s.generic_requests()[0];
+    assert_eq!(req.path_and_query, "/generic/send?to=%2B15550100");
+    assert_eq!(req.body, "text=Your+sign-in+code+is+135790&code=135790");
+    let basic = base64::engine::general_purpose::STANDARD.encode("gw-user:gw-pass");
+    assert_eq!(req.headers["authorization"], format!("Basic {basic}"));
+    assert_eq!(req.headers["x-tenant"], "radmfa");
+    assert_eq!(
+        req.headers["content-type"],
+        "application/x-www-form-urlencoded"
+    );
+}
+
+#[test]
+fn generic_http_json_bearer_and_success_tests() {
+    let s = Standin::start();
+    let mut cfg = generic(
+        &s,
+        TemplateEncoding::Json,
+        r#"{"to":"{phone}","text":"{message}"}"#,
+        HttpAuth::Bearer(Secret::from("tok-123")),
+    );
+    cfg.success_body_contains = "\"queued\"".into();
+    let p = HttpSms::new(cfg.clone());
+    let (t, c) = text("864200");
+    s.set_generic_reply(200, r#"{"status":"queued"}"#, Duration::ZERO);
+    run(p.send_sms("+15550100", &t, &c)).unwrap();
+    let req = &s.generic_requests()[0];
+    let body: serde_json::Value = serde_json::from_str(&req.body).unwrap();
+    assert_eq!(body["to"], "+15550100");
+    assert_eq!(body["text"], "Your sign-in code is 864200");
+    assert_eq!(req.headers["authorization"], "Bearer tok-123");
+
+    // 200 without the success marker is a failure.
+    s.set_generic_reply(200, r#"{"status":"rejected"}"#, Duration::ZERO);
+    let e = run(p.send_sms("+15550100", &t, &c)).unwrap_err();
+    assert!(matches!(e, ProviderError::NotAccepted { .. }), "{e}");
+    // An error status, with the gateway echoing the code: the code is blanked out.
+    s.set_generic_reply(500, "cannot deliver 864200", Duration::ZERO);
+    let e = run(p.send_sms("+15550100", &t, &c)).unwrap_err();
+    assert!(
+        matches!(e, ProviderError::Status { status: 500, .. }),
+        "{e}"
+    );
+    assert!(!e.to_string().contains("864200"), "{e}");
+    // Listed statuses only.
+    cfg.success_status = vec![202];
+    cfg.success_body_contains.clear();
+    s.set_generic_reply(200, "ok", Duration::ZERO);
+    let e = run(HttpSms::new(cfg).send_sms("+15550100", &t, &c)).unwrap_err();
+    assert!(
+        matches!(e, ProviderError::Status { status: 200, .. }),
+        "{e}"
+    );
+    // Too slow.
+    s.set_generic_reply(200, "\"queued\"", Duration::from_secs(3));
+    let start = Instant::now();
+    let e = run(p.send_sms("+15550100", &t, &c)).unwrap_err();
+    assert!(matches!(e, ProviderError::Timeout { .. }), "{e}");
+    assert!(start.elapsed() < Duration::from_secs(2));
+}
+
+#[test]
+fn delivery_config_defaults_match_the_replaced_product() {
+    let text = r#"
+[ldap]
+urls = ["ldap://127.0.0.1"]
+bind_dn = "cn=admin"
+bind_password = "pw"
+base_dn = "dc=example,dc=org"
+[sms]
+provider = "twilio"
+[voice]
+provider = "twilio"
+[twilio]
+account_sid = "AC0123456789abcdef0123456789abcdef"
+auth_token_file = "token"
+from = "+15550001111"
+[callbacks]
+listen = "127.0.0.1:8088"
+public_url = "https://radmfa.example.org/"
+[[client]]
+name = "nas"
+address = "127.0.0.1"
+secret = "0123456789abcdef"
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("token"), "tok\n").unwrap();
+    let cfg = radmfa::config::Config::parse(text, &dir.path().join("radmfa.toml")).unwrap();
+    let sms = cfg.delivery.sms.as_ref().unwrap();
+    assert_eq!(sms.code_length, 6);
+    assert_eq!(
+        sms.code_ttl,
+        Duration::from_secs(300),
+        "Azure MFA Server: 300 s"
+    );
+    assert_eq!(
+        (sms.max_per_user, sms.window),
+        (5, Duration::from_secs(300))
+    );
+    let voice = cfg.delivery.voice.as_ref().unwrap();
+    assert_eq!(
+        voice.caller_id, "+15550001111",
+        "caller ID defaults to the sender"
+    );
+    assert_eq!(voice.fraud_digits, "0");
+    let twilio = cfg.delivery.twilio.as_ref().unwrap();
+    assert_eq!(twilio.auth_token.expose(), b"tok");
+    assert!(twilio.timeout < Duration::from_secs(3), "below NPS's 3 s");
+    assert_eq!(
+        cfg.delivery.callbacks.as_ref().unwrap().public_url,
+        "https://radmfa.example.org"
+    );
+    let f = &cfg.clients[0].factors;
+    assert_eq!(f.voice_budget, Duration::from_secs(50));
+    assert!(!f.app_passwords && !f.second_factor_only);
+    assert_eq!(f.voice_mode, radmfa::config::delivery::VoiceMode::Challenge);
+    // Challenge clients keep the server deadline; only a holding client gets its budget.
+    assert_eq!(
+        f.request_deadline(cfg.server.request_deadline),
+        cfg.server.request_deadline
+    );
+    let dump = format!("{cfg:?}");
+    assert!(!dump.contains("\"tok\""), "auth token masked: {dump}");
+}

@@ -1,0 +1,143 @@
+//! The fuzz targets' bodies (fuzz/common/bodies.rs) on the stable toolchain: every seed in
+//! fuzz/corpus/<target>/, then a deterministic stream of mutations of them (bit flips, octet
+//! overwrites, truncation, extension, splicing, Length fix-ups) and pure noise. It is no
+//! substitute for coverage-guided fuzzing (`cargo +nightly fuzz run <target>`, see
+//! BENCHMARKS.md), but it runs in CI on every change and replays the committed seeds.
+//!
+//! RADMFA_FUZZ_ITERS (default 20000 per target) scales the run; RADMFA_FUZZ_SEED picks
+//! another deterministic stream.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+use rand::rngs::StdRng;
+use rand::{Rng, RngCore, SeedableRng};
+
+include!("../fuzz/common/bodies.rs");
+
+fn seeds(target: &str) -> Vec<Vec<u8>> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/corpus")
+        .join(target);
+    let mut out: Vec<Vec<u8>> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e} (run fuzz/make-seeds.sh)", dir.display()))
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("seed-"))
+        .map(|e| std::fs::read(e.path()).unwrap())
+        .collect();
+    out.sort();
+    assert!(!out.is_empty(), "no seeds in {}", dir.display());
+    out
+}
+
+fn iterations() -> usize {
+    std::env::var("RADMFA_FUZZ_ITERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000)
+}
+
+fn rng(target: &str) -> StdRng {
+    let base: u64 = std::env::var("RADMFA_FUZZ_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0x5eed);
+    let salt = target
+        .bytes()
+        .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64));
+    StdRng::seed_from_u64(base ^ salt)
+}
+
+/// One mutation of `seed` (or noise), in the spirit of libFuzzer's default mutators.
+fn mutate(rng: &mut StdRng, seeds: &[Vec<u8>]) -> Vec<u8> {
+    let mut b = seeds[rng.gen_range(0..seeds.len())].clone();
+    for _ in 0..rng.gen_range(1..=4) {
+        match rng.gen_range(0..8) {
+            0 if !b.is_empty() => {
+                let i = rng.gen_range(0..b.len());
+                b[i] ^= 1 << rng.gen_range(0..8);
+            }
+            1 if !b.is_empty() => {
+                let i = rng.gen_range(0..b.len());
+                b[i] = rng.gen();
+            }
+            2 => b.truncate(rng.gen_range(0..=b.len())),
+            3 => {
+                let mut extra = vec![0u8; rng.gen_range(1..64)];
+                rng.fill_bytes(&mut extra);
+                b.extend(extra);
+            }
+            4 => {
+                // Splice: the head of this seed, the tail of another.
+                let other = &seeds[rng.gen_range(0..seeds.len())];
+                let cut = rng.gen_range(0..=b.len());
+                let from = rng.gen_range(0..=other.len());
+                b.truncate(cut);
+                b.extend_from_slice(&other[from..]);
+            }
+            5 if b.len() >= 4 => {
+                // Make the RADIUS Length field agree with the new size, so the attribute
+                // walk (not the framing check) sees the damage.
+                let len = (b.len().min(4096) as u16).to_be_bytes();
+                b[2..4].copy_from_slice(&len);
+            }
+            6 if b.len() > 22 => {
+                // An attribute length octet set to something interesting.
+                let i = rng.gen_range(21..b.len());
+                b[i] = [0u8, 1, 2, 18, 253, 255][rng.gen_range(0..6)];
+            }
+            _ => {
+                let mut noise = vec![0u8; rng.gen_range(0..300)];
+                rng.fill_bytes(&mut noise);
+                b = noise;
+            }
+        }
+    }
+    b
+}
+
+fn run(target: &str, body: fn(&[u8])) {
+    let seeds = seeds(target);
+    for s in &seeds {
+        body(s);
+    }
+    let mut rng = rng(target);
+    for _ in 0..iterations() {
+        body(&mutate(&mut rng, &seeds));
+    }
+}
+
+#[test]
+fn fuzz_packet_roundtrip() {
+    run("packet_roundtrip", packet_roundtrip);
+}
+
+#[test]
+fn fuzz_message_authenticator() {
+    run("message_authenticator", message_authenticator);
+}
+
+#[test]
+fn fuzz_builder_roundtrip() {
+    run("builder_roundtrip", builder_roundtrip);
+}
+
+#[test]
+fn fuzz_config() {
+    run("config", config);
+}
+
+/// The captured seeds are real, signed requests: they must reach the decoder's success path,
+/// or the corpus is not exercising what it claims to.
+#[test]
+fn captured_seeds_decode() {
+    let decoded = seeds("packet_roundtrip")
+        .iter()
+        .filter(|s| radmfa::radius::decode_request(s, b"fuzz-secret", false).is_ok())
+        .count();
+    assert!(
+        decoded >= 5,
+        "only {decoded} seeds decode with the fuzz secret"
+    );
+}

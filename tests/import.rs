@@ -1,0 +1,401 @@
+//! `radmfa token import` and the token inventory commands as an admin runs them, against a
+//! real store file (no server needed): CSV at scale, bad rows named by line, encrypted PSKC
+//! files written by python-pskc refused with the wrong key, hostile XML refused quickly.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::peers::{python, totp};
+use common::radmfa::{bin, write_config, Options};
+
+struct Admin {
+    dir: tempfile::TempDir,
+    cfg: PathBuf,
+}
+
+impl Admin {
+    fn new() -> Admin {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = write_config(dir.path(), &Options::new("ldap://127.0.0.1:1"));
+        Admin { dir, cfg }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.path(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    /// Runs the CLI with stdin closed (never a terminal, so never a prompt).
+    fn run(&self, args: &[&str]) -> (bool, String, String) {
+        let out: Output = Command::new(bin())
+            .arg("--config")
+            .arg(&self.cfg)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    fn import(&self, file: &Path, extra: &[&str]) -> (bool, String, String) {
+        let mut args = vec!["token", "import", file.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        self.run(&args)
+    }
+
+    fn tokens(&self) -> Vec<serde_json::Value> {
+        let (ok, out, err) = self.run(&["token", "list", "--json"]);
+        assert!(ok, "{err}");
+        serde_json::from_str::<serde_json::Value>(&out)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+}
+
+fn b32(seed: &[u8]) -> String {
+    data_encoding::BASE32_NOPAD.encode(seed)
+}
+
+/// Writes a PSKC file with python-pskc (tests/peers/make_pskc.py).
+pub fn make_pskc(out: &Path, tokens: &serde_json::Value, args: &[&str]) {
+    use std::io::Write;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/make_pskc.py");
+    let mut child = Command::new(python())
+        .arg(script)
+        .arg("--out")
+        .arg(out)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(tokens.to_string().as_bytes())
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(
+        o.status.success(),
+        "make_pskc: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[test]
+fn csv_of_10000_tokens_imports_in_seconds() {
+    let a = Admin::new();
+    let mut csv = String::from("serial,secret,interval,user\n");
+    let mut seeds = Vec::new();
+    for i in 0..10_000 {
+        let seed: [u8; 20] = rand::random();
+        let user = if i % 2 == 0 {
+            format!("user{i}")
+        } else {
+            String::new()
+        };
+        csv.push_str(&format!("SN-{i:05},{},30,{user}\n", b32(&seed)));
+        seeds.push(seed);
+    }
+    let file = a.write("10k.csv", &csv);
+    let t = Instant::now();
+    let (ok, out, err) = a.import(&file, &[]);
+    let took = t.elapsed();
+    assert!(ok, "{err}");
+    println!(
+        "imported 10,000 CSV tokens in {took:?} (radmfa says: {})",
+        out.trim()
+    );
+    assert!(
+        out.contains("imported 10000 token(s) (5000 assigned, 5000 in stock"),
+        "{out}"
+    );
+    assert!(took < Duration::from_secs(60), "took {took:?}");
+    let tokens = a.tokens();
+    assert_eq!(tokens.len(), 10_000);
+    assert_eq!(tokens[0]["serial"], "SN-00000");
+    assert_eq!(tokens[0]["user"], "user0");
+    assert_eq!(tokens[1]["user"], serde_json::Value::Null);
+    // The seeds arrived intact: two consecutive oathtool codes resynchronise the token.
+    let now = common::peers::now();
+    let seed = b32(&seeds[7777]);
+    let (c1, c2) = (totp(&seed, now, &[]), totp(&seed, now + 30, &[]));
+    let (ok, out, err) = a.run(&["token", "resync", "SN-07777", &c1, &c2]);
+    assert!(ok, "{out}{err}");
+    // And importing the same file again is refused whole: every serial exists.
+    let (ok, _, err) = a.import(&file, &[]);
+    assert!(!ok);
+    assert!(
+        err.contains("10000 problem(s); nothing was imported"),
+        "{}",
+        &err[err.len().saturating_sub(300)..]
+    );
+}
+
+#[test]
+fn bad_base32_key_is_refused_naming_its_line() {
+    let a = Admin::new();
+    let mut csv = String::new();
+    for i in 1..=100 {
+        let key = if i == 57 {
+            "GEZDGNBVGY3TQOJ1GEZDGNBVGY3TQOJQ".to_string()
+        } else {
+            b32(&rand::random::<[u8; 20]>())
+        };
+        csv.push_str(&format!("HW{i},{key},30\n"));
+    }
+    let file = a.write("bad.csv", &csv);
+    let (ok, _, err) = a.import(&file, &[]);
+    assert!(!ok);
+    assert!(err.contains("line 57: secret is not valid Base32"), "{err}");
+    assert!(err.contains("nothing was imported"), "{err}");
+    assert!(a.tokens().is_empty(), "all or nothing");
+    // --dry-run with --skip-invalid: says what would happen, stores nothing.
+    let (ok, out, _) = a.import(&file, &["--skip-invalid", "--dry-run"]);
+    assert!(ok);
+    assert!(
+        out.contains("would import 99 token(s)") && out.contains("1 invalid skipped"),
+        "{out}"
+    );
+    assert!(a.tokens().is_empty());
+    // --skip-invalid: the 99 good ones.
+    let (ok, out, err) = a.import(&file, &["--skip-invalid"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("imported 99 token(s)"), "{out}");
+    assert!(
+        err.contains("line 57"),
+        "the skipped row is still reported: {err}"
+    );
+    assert_eq!(a.tokens().len(), 99);
+}
+
+#[test]
+fn duplicates_replace_and_mapping_file() {
+    let a = Admin::new();
+    let seed = b32(b"12345678901234567890");
+    let f = a.write(
+        "t.csv",
+        &format!("serial,secret,interval\nA1,{seed},30\nA2,{seed},60\n"),
+    );
+    let map = a.write("map.csv", "# serial,user\nA1,Alice\n");
+    let (ok, out, err) = a.import(&f, &["--map", map.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(out.contains("2 token(s) (1 assigned, 1 in stock"), "{out}");
+    assert_eq!(a.tokens()[0]["user"], "alice");
+    // The same serials again: refused, naming line and serial.
+    let (ok, _, err) = a.import(&f, &[]);
+    assert!(!ok);
+    assert!(
+        err.contains("line 2: serial A1 is already in the inventory"),
+        "{err}"
+    );
+    // --replace overwrites and keeps the owner.
+    let (ok, out, err) = a.import(&f, &["--replace"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("2 replacing"), "{out}");
+    assert_eq!(a.tokens()[0]["user"], "alice");
+    // A serial twice in one file.
+    let twice = a.write("twice.csv", &format!("B1,{seed},30\nB1,{seed},30\n"));
+    let (ok, _, err) = a.import(&twice, &[]);
+    assert!(
+        !ok && err.contains("line 2: serial B1 appears again (first at line 1)"),
+        "{err}"
+    );
+    // A map line naming a serial the file lacks.
+    let bad_map = a.write("bad-map.csv", "ZZ,bob\n");
+    let (ok, _, err) = a.import(&f, &["--replace", "--map", bad_map.to_str().unwrap()]);
+    assert!(
+        !ok && err.contains("map line 1: serial ZZ is not in the import file"),
+        "{err}"
+    );
+}
+
+#[test]
+fn inventory_commands_and_their_audit() {
+    let a = Admin::new();
+    let seed = hex::encode(b"12345678901234567890");
+    let f = a.write(
+        "o.csv",
+        &format!("H-1,{seed},hotp,6,0\nT-1,{seed},totp,8,60,carol\n"),
+    );
+    assert!(a.import(&f, &[]).0);
+    let (ok, out, _) = a.run(&["token", "list"]);
+    assert!(ok);
+    assert!(
+        out.contains("H-1") && out.contains("(stock)") && out.contains("carol"),
+        "{out}"
+    );
+    let (ok, out, _) = a.run(&["token", "list", "--unassigned", "--json"]);
+    assert!(ok && out.contains("H-1") && !out.contains("T-1"), "{out}");
+    assert!(a.run(&["token", "assign", "H-1", "Bob"]).0);
+    let (ok, out, _) = a.run(&["token", "show", "H-1", "--json"]);
+    assert!(ok);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (
+            v["user"].as_str(),
+            v["type"].as_str(),
+            v["counter"].as_u64()
+        ),
+        (Some("bob"), Some("hotp"), Some(0))
+    );
+    assert!(
+        !out.contains(&seed) && !out.contains(&b32(b"12345678901234567890")),
+        "no secret shown"
+    );
+    let (ok, out, _) = a.run(&["token", "show", "T-1"]);
+    assert!(ok && out.contains("period:") && out.contains("60"), "{out}");
+    assert!(a.run(&["token", "disable", "H-1"]).0);
+    assert_eq!(a.tokens()[0]["enabled"], false);
+    assert!(a.run(&["token", "enable", "H-1"]).0);
+    assert_eq!(a.tokens()[0]["enabled"], true);
+    assert!(a.run(&["token", "unassign", "H-1"]).0);
+    assert_eq!(a.tokens()[0]["user"], serde_json::Value::Null);
+    assert!(a.run(&["token", "delete", "H-1"]).0);
+    let (ok, _, err) = a.run(&["token", "delete", "H-1"]);
+    assert!(!ok && err.contains("no such token"));
+    assert_eq!(a.tokens().len(), 1);
+    // Users see their imported tokens too.
+    let (ok, out, _) = a.run(&["user", "show", "carol"]);
+    assert!(ok && out.contains("T-1"), "{out}");
+    let (ok, out, _) = a.run(&["audit", "--json", "--limit", "50"]);
+    assert!(ok);
+    let results: Vec<String> = out
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|r| r["token_serial"] == "H-1")
+        .map(|r| {
+            format!(
+                "{}:{}",
+                r["result"].as_str().unwrap(),
+                r["user"].as_str().unwrap()
+            )
+        })
+        .collect();
+    for want in [
+        "assign:bob",
+        "disable:bob",
+        "enable:bob",
+        "unassign:bob",
+        "delete-token:",
+    ] {
+        assert!(
+            results.iter().any(|r| r == want),
+            "{want} not in {results:?}"
+        );
+    }
+    assert!(out.contains("\"result\":\"import\""), "{out}");
+}
+
+#[test]
+fn encrypted_pskc_with_wrong_key_or_passphrase_imports_nothing() {
+    let a = Admin::new();
+    let tokens = serde_json::json!([
+        {"serial": "P-1", "secret_hex": "3132333435363738393031323334353637383930", "type": "totp", "digits": 6, "period": 30},
+        {"serial": "P-2", "secret_hex": "3132333435363738393031323334353637383930", "type": "hotp", "digits": 6, "counter": 0},
+    ]);
+    let key = "000102030405060708090a0b0c0d0e0f";
+    let cbc = a.path("cbc.pskcxml");
+    make_pskc(&cbc, &tokens, &["--protection", "aes128-cbc", "--key", key]);
+    let pb = a.path("pbkdf2.pskcxml");
+    make_pskc(
+        &pb,
+        &tokens,
+        &["--protection", "pbkdf2", "--passphrase", "correct horse"],
+    );
+    let good_key = a.write("good.key", &format!("{key}\n"));
+    let bad_key = a.write("bad.key", "000102030405060708090a0b0c0d0e0e\n");
+    let bad_pass = a.write("bad.pass", "wrong horse\n");
+
+    let (ok, _, err) = a.import(&cbc, &["--key-file", bad_key.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(err.contains("wrong key or passphrase"), "{err}");
+    let (ok, _, err) = a.import(&pb, &["--passphrase-file", bad_pass.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(err.contains("wrong key or passphrase"), "{err}");
+    // No key, and no terminal to ask on: says which flag to use.
+    let (ok, _, err) = a.import(&cbc, &[]);
+    assert!(!ok && err.contains("--key-file"), "{err}");
+    let (ok, _, err) = a.import(&pb, &[]);
+    assert!(!ok && err.contains("--passphrase-file"), "{err}");
+    assert!(a.tokens().is_empty());
+
+    // One altered value under the right key: that key's MAC fails, nothing is imported.
+    let text = std::fs::read_to_string(&cbc).unwrap();
+    let marker = "<pskc:ValueMAC>";
+    let i = text.rfind(marker).unwrap() + marker.len();
+    let mut altered = text.clone();
+    let c = if &text[i..i + 1] == "A" { "B" } else { "A" };
+    altered.replace_range(i..i + 1, c);
+    let tampered = a.write("tampered.pskcxml", &altered);
+    let (ok, _, err) = a.import(&tampered, &["--key-file", good_key.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(
+        err.contains("KeyPackage 2") && err.contains("ValueMAC does not match"),
+        "{err}"
+    );
+    assert!(a.tokens().is_empty());
+
+    // The right key and passphrase (the latter through the environment) work.
+    let (ok, out, err) = a.import(&cbc, &["--key-file", good_key.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(out.contains("imported 2 token(s)"), "{out}");
+    let out = Command::new(bin())
+        .arg("--config")
+        .arg(&a.cfg)
+        .args(["token", "import", pb.to_str().unwrap(), "--replace"])
+        .env("RADMFA_IMPORT_PASSPHRASE", "correct horse")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn hostile_xml_is_refused_quickly() {
+    let a = Admin::new();
+    let n = 100_000;
+    let cases = [
+        ("deep.xml", format!("<KeyContainer>{}{}</KeyContainer>", "<a>".repeat(n), "</a>".repeat(n)), "deep"),
+        (
+            "laughs.xml",
+            r#"<?xml version="1.0"?><!DOCTYPE k [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;"><!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;">]><KeyContainer>&c;</KeyContainer>"#.to_string(),
+            "DTD",
+        ),
+        (
+            "xxe.xml",
+            r#"<?xml version="1.0"?><!DOCTYPE k [<!ENTITY x SYSTEM "file:///etc/passwd">]><KeyContainer><KeyPackage><Key Id="1" Algorithm="urn:ietf:params:xml:ns:keyprov:pskc:hotp"><Data><Secret><PlainValue>&x;</PlainValue></Secret></Data></Key></KeyPackage></KeyContainer>"#.to_string(),
+            "DTD",
+        ),
+        ("huge.xml", format!("<KeyContainer>{}</KeyContainer>", " ".repeat(65 * 1024 * 1024)), "limit"),
+    ];
+    for (name, text, expect) in cases {
+        let f = a.write(name, &text);
+        let t = Instant::now();
+        let (ok, _, err) = a.import(&f, &[]);
+        let took = t.elapsed();
+        assert!(!ok, "{name} accepted");
+        assert!(err.contains(expect), "{name}: {err}");
+        assert!(took < Duration::from_secs(5), "{name} took {took:?}");
+    }
+    assert!(a.tokens().is_empty());
+}

@@ -1,0 +1,445 @@
+//! SMS codes, method choice and app passwords, end to end: the real radmfa binary, a real
+//! slapd, real RADIUS clients (pyrad with enforce_ma, raw UDP for retransmits), and the
+//! provider stand-in speaking Twilio's API to radmfa's production HTTP client.
+
+mod common;
+
+use std::time::Duration;
+
+use common::oob_env::{
+    cli_ok, client, directory, start, start_logged, ALICE_PW, BOB_PW, DIRECTORY_MOBILE,
+};
+use common::peers::{now, pyrad, totp};
+use common::provider_standin::{Standin, SMS_FROM};
+use common::radmfa::{Server, SECRET};
+use radmfa::radius::client::{parse_reply, AccessRequestBuilder};
+
+fn py(srv: &Server, args: &[&str]) -> serde_json::Value {
+    pyrad(srv.port(), SECRET, args)
+}
+
+fn login(srv: &Server, user: &str, pw: &str) -> serde_json::Value {
+    py(srv, &["--user", user, "--password", pw])
+}
+
+fn answer(srv: &Server, user: &str, text: &str, state: &serde_json::Value) -> serde_json::Value {
+    py(
+        srv,
+        &[
+            "--user",
+            user,
+            "--password",
+            text,
+            "--state",
+            state.as_str().unwrap(),
+        ],
+    )
+}
+
+fn code_of(v: &serde_json::Value) -> &str {
+    v["code"].as_str().unwrap()
+}
+
+fn message(v: &serde_json::Value) -> String {
+    v["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_str().unwrap())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn sms_client(keys: &str) -> Vec<String> {
+    vec![client(
+        "vpn",
+        "127.0.0.1",
+        &format!("methods = [\"sms\"]\n{keys}"),
+    )]
+}
+
+#[test]
+fn sms_code_flow_accepts_the_sent_code_and_rejects_a_wrong_one() {
+    let slapd = directory();
+    let standin = Standin::start();
+    let srv = start(&slapd, &standin, "", "", &sms_client(""));
+
+    let r1 = login(&srv, "alice", ALICE_PW);
+    assert_eq!(code_of(&r1), "Access-Challenge", "{r1}");
+    assert!(
+        message(&r1).starts_with("Enter the code sent to ••••0100"),
+        "{r1}"
+    );
+    let sent = standin.sms();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0].to, DIRECTORY_MOBILE);
+    assert_eq!(sent[0].from, SMS_FROM);
+    let code = sent[0].code();
+    assert_eq!(code.len(), 6, "default code length: {:?}", sent[0]);
+    let r2 = answer(&srv, "alice", &code, &r1["state"]);
+    assert_eq!(code_of(&r2), "Access-Accept", "{r2}");
+    // Used once: the same State and code again is refused.
+    assert_eq!(
+        code_of(&answer(&srv, "alice", &code, &r1["state"])),
+        "Access-Reject"
+    );
+
+    // A wrong code is refused.
+    let r3 = login(&srv, "alice", ALICE_PW);
+    let good = standin.wait_sms(2, Duration::from_secs(2))[1].code();
+    let wrong = if good == "000000" { "111111" } else { "000000" };
+    assert_eq!(
+        code_of(&answer(&srv, "alice", wrong, &r3["state"])),
+        "Access-Reject"
+    );
+    // ...and the right code is no good after the prompt was closed by the wrong one.
+    assert_eq!(
+        code_of(&answer(&srv, "alice", &good, &r3["state"])),
+        "Access-Reject"
+    );
+
+    // A wrong password sends nothing.
+    assert_eq!(code_of(&login(&srv, "alice", "wrong")), "Access-Reject");
+    assert_eq!(standin.sms().len(), 2);
+
+    let audit = srv.audit_json("alice");
+    let accept = audit.iter().find(|r| r["result"] == "accept").unwrap();
+    assert_eq!(accept["mode"], "sms");
+    assert_eq!(accept["phone"], DIRECTORY_MOBILE);
+    assert!(audit
+        .iter()
+        .any(|r| r["mode"] == "sms" && r["reason"] == "wrong SMS code"));
+}
+
+#[test]
+fn provider_failure_rejects_with_a_clear_audit_reason() {
+    let slapd = directory();
+    let standin = Standin::start();
+    standin.fail_sms(Some((429, 20429, "Too Many Requests")));
+    let srv = start(&slapd, &standin, "", "", &sms_client(""));
+    let r = login(&srv, "alice", ALICE_PW);
+    assert_eq!(code_of(&r), "Access-Reject", "{r}");
+    assert!(message(&r).contains("could not be sent"), "{r}");
+    let rec = &srv.audit_json("alice")[0];
+    let reason = rec["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("SMS not sent") && reason.contains("HTTP 429") && reason.contains("20429"),
+        "{reason}"
+    );
+    assert_eq!(rec["mode"], "sms");
+    // The provider recovers: the next login gets its code.
+    standin.fail_sms(None);
+    assert_eq!(code_of(&login(&srv, "alice", ALICE_PW)), "Access-Challenge");
+}
+
+#[test]
+fn sms_through_the_generic_http_provider() {
+    let slapd = directory();
+    let standin = Standin::start();
+    standin.set_generic_reply(202, r#"{"state":"accepted"}"#, Duration::ZERO);
+    let http = format!(
+        "\n[http_sms]\nurl = \"{}/generic/send\"\nbody = '{{\"to\":\"{{phone}}\",\"text\":\"{{message}}\"}}'\n\
+         encoding = \"json\"\nauth = \"bearer\"\ntoken = \"gw-token\"\n\
+         success_body_contains = \"accepted\"\n",
+        standin.url
+    );
+    let srv = start(
+        &slapd,
+        &standin,
+        "provider = \"http\"\ncode_length = 8",
+        &http,
+        &sms_client(""),
+    );
+    let r1 = login(&srv, "alice", ALICE_PW);
+    assert_eq!(code_of(&r1), "Access-Challenge", "{r1}");
+    let req = standin.generic_requests().pop().expect("gateway called");
+    assert_eq!(req.headers["authorization"], "Bearer gw-token");
+    let body: serde_json::Value = serde_json::from_str(&req.body).unwrap();
+    assert_eq!(body["to"], DIRECTORY_MOBILE);
+    let text = body["text"].as_str().unwrap();
+    let code: String = text.chars().filter(|c| c.is_ascii_digit()).collect();
+    assert_eq!(code.len(), 8, "code_length = 8: {text}");
+    assert!(standin.sms().is_empty(), "Twilio not used");
+    assert_eq!(
+        code_of(&answer(&srv, "alice", &code, &r1["state"])),
+        "Access-Accept"
+    );
+}
+
+#[test]
+fn sms_code_after_its_lifetime_is_rejected() {
+    let slapd = directory();
+    let standin = Standin::start();
+    let srv = start(&slapd, &standin, "code_ttl_secs = 2", "", &sms_client(""));
+    let r1 = login(&srv, "alice", ALICE_PW);
+    assert_eq!(code_of(&r1), "Access-Challenge");
+    let code = standin.sms()[0].code();
+    std::thread::sleep(Duration::from_millis(3100));
+    let r2 = answer(&srv, "alice", &code, &r1["state"]);
+    assert_eq!(code_of(&r2), "Access-Reject", "{r2}");
+    assert!(message(&r2).contains("expired"), "{r2}");
+    let audit = srv.audit_json("alice");
+    assert!(
+        audit[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("SMS code expired"),
+        "{:#?}",
+        audit[0]
+    );
+}
+
+#[test]
+fn sixth_sms_in_five_minutes_is_refused_and_resend_counts() {
+    let slapd = directory();
+    let standin = Standin::start();
+    let srv = start(&slapd, &standin, "", "", &sms_client(""));
+    // Four logins and one "resend" at the prompt: five sends.
+    let mut last = serde_json::Value::Null;
+    for _ in 0..4 {
+        last = login(&srv, "alice", ALICE_PW);
+        assert_eq!(code_of(&last), "Access-Challenge", "{last}");
+    }
+    assert!(
+        message(&last).contains("resend"),
+        "prompt offers resend: {last}"
+    );
+    let resent = answer(&srv, "alice", "resend", &last["state"]);
+    assert_eq!(code_of(&resent), "Access-Challenge", "{resent}");
+    let sent = standin.sms();
+    assert_eq!(sent.len(), 5);
+    // The resent code works on the new prompt.
+    let ok = answer(&srv, "alice", &sent[4].code(), &resent["state"]);
+    assert_eq!(code_of(&ok), "Access-Accept", "{ok}");
+
+    let sixth = login(&srv, "alice", ALICE_PW);
+    assert_eq!(code_of(&sixth), "Access-Reject", "{sixth}");
+    assert!(message(&sixth).contains("Too many"), "{sixth}");
+    assert_eq!(standin.sms().len(), 5, "the sixth was not sent");
+    let audit = srv.audit_json("alice");
+    assert!(
+        audit[0]["reason"].as_str().unwrap().contains("rate limit"),
+        "{:#?}",
+        audit[0]
+    );
+    // Another user is not affected by alice's limit; a stored number wins over the directory's
+    // and is normalised to E.164.
+    let out = cli_ok(&srv, &["user", "set-phone", "Bob", "+1 (555) 010-2"]);
+    assert!(out.contains("+15550102"), "{out}");
+    let r = login(&srv, "bob", BOB_PW);
+    assert_eq!(code_of(&r), "Access-Challenge", "{r}");
+    assert!(message(&r).contains("••••0102"), "{r}");
+    assert_eq!(standin.sms().last().unwrap().to, "+15550102");
+    assert!(!srv
+        .cli(&["user", "set-phone", "bob", "call me"])
+        .status
+        .success());
+}
+
+#[test]
+fn retransmitted_request_sends_one_sms() {
+    let slapd = directory();
+    let standin = Standin::start();
+    // A slow provider: the retransmits arrive while the first copy is still sending.
+    standin.set_sms_delay(Duration::from_millis(800));
+    let srv = start(&slapd, &standin, "", "", &sms_client(""));
+    let sock = srv.udp();
+    let (pkt, _) = AccessRequestBuilder::new(77, "alice")
+        .password(ALICE_PW.as_bytes())
+        .build(SECRET.as_bytes());
+    for _ in 0..3 {
+        sock.send(&pkt).unwrap();
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    let mut replies = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = sock.recv(&mut buf) {
+        replies.push(buf[..n].to_vec());
+    }
+    // After it completed: the cached reply.
+    sock.send(&pkt).unwrap();
+    let n = sock.recv(&mut buf).expect("cached reply");
+    replies.push(buf[..n].to_vec());
+    assert_eq!(replies.len(), 4, "every copy answered");
+    assert!(
+        replies.windows(2).all(|w| w[0] == w[1]),
+        "identical replies"
+    );
+    assert_eq!(parse_reply(&replies[0]).unwrap().code, 11);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(standin.sms().len(), 1, "one SMS for one request");
+}
+
+#[test]
+fn method_switch_from_totp_to_sms_at_the_prompt() {
+    let slapd = directory();
+    let standin = Standin::start();
+    let srv = start(&slapd, &standin, "", "", &[client("vpn", "127.0.0.1", "")]);
+    let seed = srv.enroll("alice", &[]);
+    let r1 = login(&srv, "alice", ALICE_PW);
+    assert_eq!(code_of(&r1), "Access-Challenge");
+    let prompt = message(&r1);
+    assert!(prompt.contains("authenticator app"), "{prompt}");
+    assert!(
+        prompt.contains("sms") && prompt.contains("call"),
+        "{prompt}"
+    );
+    assert!(standin.sms().is_empty(), "TOTP first: nothing sent yet");
+
+    let r2 = answer(&srv, "alice", "sms", &r1["state"]);
+    assert_eq!(code_of(&r2), "Access-Challenge", "{r2}");
+    assert!(message(&r2).contains("••••0100"), "{r2}");
+    assert_ne!(r2["state"], r1["state"]);
+    let code = standin.wait_sms(1, Duration::from_secs(2))[0].code();
+    // The old TOTP prompt is gone.
+    let late = answer(&srv, "alice", &totp(&seed, now(), &[]), &r1["state"]);
+    assert_eq!(code_of(&late), "Access-Reject");
+    let r3 = answer(&srv, "alice", &code, &r2["state"]);
+    assert_eq!(code_of(&r3), "Access-Accept", "{r3}");
+    assert_eq!(srv.audit_json("alice")[0]["mode"], "sms");
+
+    // The user's default method is honoured: set-method sms sends at once.
+    cli_ok(&srv, &["user", "set-method", "alice", "sms"]);
+    let r4 = login(&srv, "alice", ALICE_PW);
+    assert!(message(&r4).starts_with("Enter the code sent to"), "{r4}");
+    assert_eq!(standin.sms().len(), 2);
+}
+
+#[test]
+fn client_without_voice_never_offers_or_places_a_call() {
+    let slapd = directory();
+    let standin = Standin::start();
+    let clients = [client("vpn", "127.0.0.1", "methods = [\"totp\", \"sms\"]")];
+    let srv = start(&slapd, &standin, "", "", &clients);
+    srv.enroll("alice", &[]);
+    // Even a user whose default is voice gets no call here.
+    cli_ok(&srv, &["user", "set-method", "alice", "voice"]);
+    let r1 = login(&srv, "alice", ALICE_PW);
+    assert_eq!(code_of(&r1), "Access-Challenge");
+    let prompt = message(&r1);
+    assert!(prompt.contains("sms"), "{prompt}");
+    assert!(!prompt.contains("call"), "voice offered: {prompt}");
+    let r2 = answer(&srv, "alice", "call", &r1["state"]);
+    assert_eq!(code_of(&r2), "Access-Reject", "{r2}");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(standin.calls().is_empty(), "a call was placed");
+}
+
+#[test]
+fn app_passwords_on_legacy_clients_only_and_delete_all_revokes() {
+    let slapd = directory();
+    let standin = Standin::start();
+    let clients = [
+        client(
+            "legacy-mail",
+            "127.0.0.1",
+            "app_passwords = true\nrequire_message_authenticator = false",
+        ),
+        client("vpn", "127.0.0.2", ""),
+    ];
+    let srv = start(&slapd, &standin, "", "", &clients);
+    srv.enroll("alice", &[]);
+    let pw = cli_ok(
+        &srv,
+        &[
+            "user",
+            "app-password",
+            "add",
+            "alice",
+            "--label",
+            "old phone",
+        ],
+    );
+    let pw = pw.trim().to_string();
+    assert_eq!(pw.len(), 24, "{pw}");
+    let second = cli_ok(&srv, &["user", "app-password", "add", "Alice"]);
+    assert_ne!(second.trim(), pw);
+    let list = cli_ok(&srv, &["user", "app-password", "list", "alice", "--json"]);
+    let list: serde_json::Value = serde_json::from_str(&list).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 2);
+    assert_eq!(list[0]["label"], "old phone");
+    assert!(!list.to_string().contains(&pw), "list shows no password");
+
+    let legacy = |p: &str| py(&srv, &["--user", "alice", "--password", p]);
+    let r = legacy(&pw);
+    assert_eq!(code_of(&r), "Access-Accept", "{r}");
+    // Typed without dashes and in capitals: still the same password.
+    assert_eq!(
+        code_of(&legacy(&pw.replace('-', "").to_uppercase())),
+        "Access-Accept"
+    );
+    let rec = &srv.audit_json("alice")[0];
+    assert_eq!(rec["mode"], "app-password");
+    assert_eq!(rec["nas_name"], "legacy-mail");
+    // A wrong app password falls through to the directory password, which it is not.
+    assert_eq!(
+        code_of(&legacy("abcd-efgh-jkmn-pqrs-tuvw")),
+        "Access-Reject"
+    );
+    // The directory password still leads to the second factor there.
+    assert_eq!(code_of(&legacy(ALICE_PW)), "Access-Challenge");
+
+    // A client that does not allow app passwords refuses it.
+    let vpn = py(
+        &srv,
+        &["--bind", "127.0.0.2", "--user", "alice", "--password", &pw],
+    );
+    assert_eq!(code_of(&vpn), "Access-Reject", "{vpn}");
+
+    // Deleting one keeps the other; delete-all revokes at once.
+    let id = list[1]["id"].as_i64().unwrap().to_string();
+    cli_ok(&srv, &["user", "app-password", "delete", "alice", &id]);
+    assert_eq!(code_of(&legacy(second.trim())), "Access-Reject");
+    assert_eq!(code_of(&legacy(&pw)), "Access-Accept");
+    let out = cli_ok(&srv, &["user", "app-password", "delete-all", "alice"]);
+    assert!(out.contains("1 app password(s) deleted"), "{out}");
+    assert_eq!(code_of(&legacy(&pw)), "Access-Reject");
+}
+
+#[test]
+fn no_sms_code_or_app_password_in_logs_or_audit() {
+    let slapd = directory();
+    let standin = Standin::start();
+    let clients = [client(
+        "vpn",
+        "127.0.0.1",
+        "methods = [\"sms\"]\napp_passwords = true",
+    )];
+    let mut srv = start_logged(&slapd, &standin, "", "", &clients, "debug");
+    let pw = cli_ok(&srv, &["user", "app-password", "add", "alice"]);
+    let pw = pw.trim().to_string();
+    assert_eq!(code_of(&login(&srv, "alice", &pw)), "Access-Accept");
+    let r1 = login(&srv, "alice", ALICE_PW);
+    let code = standin.sms()[0].code();
+    assert_eq!(
+        code_of(&answer(&srv, "alice", &code, &r1["state"])),
+        "Access-Accept"
+    );
+    let r2 = login(&srv, "alice", ALICE_PW);
+    answer(&srv, "alice", "987654", &r2["state"]);
+    let code2 = standin.sms()[1].code();
+    srv.stop();
+    let mut log = srv.log();
+    assert!(log.contains("DEBUG"), "debug logging was on");
+    log.push_str(&String::from_utf8_lossy(
+        &srv.cli(&["audit", "--json", "--limit", "100"]).stdout,
+    ));
+    for (what, s) in [
+        ("SMS code", code.as_str()),
+        ("unused SMS code", code2.as_str()),
+        ("wrong SMS code", "987654"),
+        ("app password", pw.as_str()),
+        ("app password, normalised", pw.replace('-', "").as_str()),
+        ("Twilio auth token", common::provider_standin::AUTH_TOKEN),
+    ] {
+        assert!(!log.contains(s), "{what} appears in the log/audit output");
+    }
+    // The database holds neither the code nor the app password.
+    let db = std::fs::read(srv.dir.path().join("radmfa.db")).unwrap_or_default();
+    let wal = std::fs::read(srv.dir.path().join("radmfa.db-wal")).unwrap_or_default();
+    for bytes in [db, wal] {
+        let hay = String::from_utf8_lossy(&bytes);
+        assert!(!hay.contains(&format!("code is {code}")));
+        assert!(!hay.contains(&pw) && !hay.contains(&pw.replace('-', "")));
+    }
+}

@@ -1,0 +1,65 @@
+#!/usr/bin/env python3
+"""Writes a PSKC (RFC 6030) file with python-pskc, an implementation radmfa did not write.
+
+Tokens come as JSON on stdin: a list of {serial, secret_hex, type (totp|hotp), digits,
+hash (sha1|sha256|sha512), period or counter, user, manufacturer?, model?}.
+
+--protection: plain | aes128-cbc | aes192-cbc | aes256-cbc | kw-aes128 | kw-aes256 | pbkdf2
+  (pbkdf2 uses --cipher for the values, default aes128-cbc). --mac: hmac-sha1 | hmac-sha256.
+"""
+import argparse
+import binascii
+import json
+import sys
+
+import pskc
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--protection", default="plain")
+    ap.add_argument("--key", help="pre-shared key, hex")
+    ap.add_argument("--passphrase")
+    ap.add_argument("--cipher", default="aes128-cbc")
+    ap.add_argument("--mac", default="hmac-sha1")
+    ap.add_argument("--iterations", type=int, default=1000)
+    a = ap.parse_args()
+
+    p = pskc.PSKC()
+    for t in json.load(sys.stdin):
+        kw = dict(
+            id=t["serial"],
+            serial=t["serial"],
+            secret=binascii.a2b_hex(t["secret_hex"]),
+            algorithm="urn:ietf:params:xml:ns:keyprov:pskc:" + t["type"],
+            response_length=t["digits"],
+            response_encoding="DECIMAL",
+        )
+        if t.get("hash", "sha1") != "sha1":
+            kw["algorithm_suite"] = "HMAC-" + t["hash"].upper()
+        if t["type"] == "totp":
+            kw["time_interval"] = t["period"]
+        else:
+            kw["counter"] = t["counter"]
+        if t.get("user"):
+            kw["key_userid"] = t["user"]
+        for f in ("manufacturer", "model"):
+            if t.get(f):
+                kw[f] = t[f]
+        p.add_key(**kw)
+
+    prot = a.protection
+    if prot == "pbkdf2":
+        p.encryption.setup_pbkdf2(a.passphrase, iterations=a.iterations, algorithm=a.cipher)
+        p.mac.setup(algorithm=a.mac)
+    elif prot != "plain":
+        p.encryption.setup_preshared_key(key=binascii.a2b_hex(a.key), algorithm=prot)
+        if prot.endswith("-cbc"):
+            p.mac.setup(algorithm=a.mac)
+    p.write(a.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,115 @@
+//! Fault tests against the real binary and a real slapd: hostile datagrams on the wire, user
+//! enumeration by timing, a stalled directory, and `kill -9` under load.
+
+mod common;
+
+#[path = "robustness/faults.rs"]
+mod faults;
+#[path = "robustness/timing.rs"]
+mod timing;
+#[path = "robustness/wire.rs"]
+mod wire;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::peers::now;
+use common::radmfa::{write_config, Nas, Options, Server, SECRET};
+use common::slapd::{LdapUser, Slapd};
+use radmfa::client::users::decode_seed;
+use radmfa::mfa::otp::totp_code;
+use radmfa::radius::client::{parse_reply, status_server, AccessRequestBuilder};
+use radmfa::radius::crypto::verify_reply;
+use radmfa::radius::decode_request;
+use radmfa::store::OtpAlgorithm;
+use rand::rngs::StdRng;
+use rand::{Rng, RngCore, SeedableRng};
+
+const PW: &str = "alice-Secret-pw";
+
+fn socket_from(ip: &str, server: SocketAddr, timeout_ms: u64) -> UdpSocket {
+    let s = UdpSocket::bind((ip, 0)).unwrap();
+    s.connect(server).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(timeout_ms)))
+        .unwrap();
+    s
+}
+
+/// A verified reply: code, attributes in order, round-trip time.
+type Answer = (u8, Vec<(u8, Vec<u8>)>, Duration);
+
+/// Sends one request and returns the verified reply, or `None` on timeout.
+fn ask(sock: &UdpSocket, b: AccessRequestBuilder) -> Option<Answer> {
+    let (raw, auth) = b.build(SECRET.as_bytes());
+    let t0 = Instant::now();
+    sock.send(&raw).unwrap();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = sock.recv(&mut buf).ok()?;
+        if buf[1] != raw[1] {
+            continue; // a late reply to an earlier request
+        }
+        verify_reply(&buf[..n], &auth, SECRET.as_bytes()).expect("reply verifies");
+        let r = parse_reply(&buf[..n]).unwrap();
+        return Some((r.code, r.attributes, t0.elapsed()));
+    }
+}
+
+fn code(secs: i64, seed: &str, offset: i64) -> String {
+    let seed = decode_seed(seed).unwrap();
+    totp_code(&seed, OtpAlgorithm::Sha1, 6, 30, secs / 30 + offset)
+}
+
+/// Round 1 + round 2 with the current code; true on Access-Accept.
+fn full_login(sock: &UdpSocket, user: &str, pw: &str, seed: &str, offset: i64) -> bool {
+    let Some((11, attrs, _)) = ask(
+        sock,
+        AccessRequestBuilder::new(1, user).password(pw.as_bytes()),
+    ) else {
+        return false;
+    };
+    let state = attrs.iter().find(|a| a.0 == 24).unwrap().1.clone();
+    let c = code(now(), seed, offset);
+    matches!(
+        ask(
+            sock,
+            AccessRequestBuilder::new(2, user)
+                .password(c.as_bytes())
+                .state(&state)
+        ),
+        Some((2, _, _))
+    )
+}
+
+/// radmfa's process id, found by its config path on the command line.
+fn pid_of(config: &Path) -> u32 {
+    let needle = config.to_string_lossy().to_string();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        if cmd.contains(&needle) && cmd.contains(" serve") {
+            return pid;
+        }
+    }
+    panic!("radmfa process for {needle} not found");
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap()
+}
+
+fn signal(pid: u32, sig: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}

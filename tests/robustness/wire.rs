@@ -1,0 +1,120 @@
+//! Hostile datagrams from known and unknown sources; the server answers none and still serves.
+
+use super::*;
+
+/// Datagrams a hostile or broken network sends: noise, truncations, mutations of valid
+/// requests, wrong secrets, bad attribute lengths. Anything that would still verify is left
+/// out, so the server must answer none of them.
+fn hostile_stream(n: usize, rng: &mut StdRng) -> Vec<Vec<u8>> {
+    let templates: Vec<Vec<u8>> = vec![
+        AccessRequestBuilder::new(1, "alice")
+            .password(PW.as_bytes())
+            .build(SECRET.as_bytes())
+            .0,
+        AccessRequestBuilder::new(2, "alice")
+            .password(b"123456")
+            .state(&[7; 32])
+            .build(SECRET.as_bytes())
+            .0,
+        AccessRequestBuilder::new(3, "bob")
+            .password(b"x")
+            .proxy_state(b"ps")
+            .attribute(32, b"nas")
+            .build(SECRET.as_bytes())
+            .0,
+        status_server(4, SECRET.as_bytes()).0,
+    ];
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        let t = &templates[rng.gen_range(0..templates.len())];
+        let d = match rng.gen_range(0..6) {
+            0 => {
+                let mut b = vec![0u8; rng.gen_range(0..600)];
+                rng.fill_bytes(&mut b);
+                b
+            }
+            1 => t[..rng.gen_range(0..t.len())].to_vec(),
+            2 => {
+                let mut b = t.clone();
+                for _ in 0..rng.gen_range(1..6) {
+                    let i = rng.gen_range(0..b.len());
+                    b[i] = rng.gen();
+                }
+                b
+            }
+            3 => {
+                AccessRequestBuilder::new(rng.gen(), "alice")
+                    .password(PW.as_bytes())
+                    .build(b"not-the-secret")
+                    .0
+            }
+            4 => {
+                let mut b = t.clone();
+                let i = rng.gen_range(20..b.len());
+                b[i] = [0u8, 1, 255][rng.gen_range(0..3)];
+                b
+            }
+            _ => {
+                AccessRequestBuilder::new(rng.gen(), "alice")
+                    .password(PW.as_bytes())
+                    .message_authenticator(false)
+                    .build(SECRET.as_bytes())
+                    .0
+            }
+        };
+        if decode_request(&d, SECRET.as_bytes(), true).is_err() {
+            out.push(d);
+        }
+    }
+    out
+}
+
+#[test]
+fn hostile_datagrams_get_no_answer_and_logins_still_work() {
+    let slapd = Slapd::start(&[LdapUser::new("alice", PW), LdapUser::new("bob", "bob-pw")]);
+    let srv = Server::start(&Options::new(&slapd.url));
+    let seed = srv.enroll("alice", &[]);
+    let known = socket_from("127.0.0.1", srv.addr, 50);
+    // 127.0.0.9 is in no [[client]] entry: even valid, signed requests from it are dropped.
+    let unknown = socket_from("127.0.0.9", srv.addr, 50);
+    let mut rng = StdRng::seed_from_u64(0xbad_d06);
+    let stream = hostile_stream(20_000, &mut rng);
+    let started = Instant::now();
+    for (i, d) in stream.iter().enumerate() {
+        let s = if i % 4 == 0 { &unknown } else { &known };
+        let _ = s.send(d);
+        if i % 500 == 0 {
+            // Valid from the unknown source.
+            let (v, _) = AccessRequestBuilder::new(9, "alice")
+                .password(PW.as_bytes())
+                .build(SECRET.as_bytes());
+            let _ = unknown.send(&v);
+        }
+    }
+    let mut buf = [0u8; 4096];
+    let mut answered = 0;
+    let drain_until = Instant::now() + Duration::from_millis(1500);
+    while Instant::now() < drain_until {
+        for s in [&known, &unknown] {
+            if s.recv(&mut buf).is_ok() {
+                answered += 1;
+            }
+        }
+    }
+    assert_eq!(answered, 0, "replies to datagrams that failed verification");
+    eprintln!(
+        "sent {} hostile datagrams in {:?}",
+        stream.len(),
+        started.elapsed()
+    );
+
+    let sock = socket_from("127.0.0.1", srv.addr, 3000);
+    assert!(
+        full_login(&sock, "alice", PW, &seed, 0),
+        "valid login after the storm"
+    );
+    let (raw, auth) = status_server(77, SECRET.as_bytes());
+    sock.send(&raw).unwrap();
+    let n = sock.recv(&mut buf).unwrap();
+    assert_eq!(verify_reply(&buf[..n], &auth, SECRET.as_bytes()), Ok(()));
+}

@@ -1,0 +1,293 @@
+//! PostgreSQL-specific store checks: what only shows with several nodes (separate pools) on
+//! one database, the shared key, migrations racing at start, and the database going away.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use radmfa::store::postgres::PgSettings;
+use radmfa::store::{PgStore, Sealer, Store, StoreError};
+use tokio::sync::Barrier;
+
+use super::battery::{self, RACERS, T};
+use super::pg_cluster::PgCluster;
+
+/// `n` nodes (each its own pool, as separate processes would have) on one fresh database.
+async fn nodes(cluster: &PgCluster, n: usize, sealer: &Sealer) -> Vec<Arc<PgStore>> {
+    let settings = PgSettings::new(cluster.fresh_database());
+    let mut out = Vec::new();
+    for _ in 0..n {
+        out.push(Arc::new(
+            PgStore::open(&settings, sealer.clone()).await.unwrap(),
+        ));
+    }
+    out
+}
+
+/// Runs `f(node, i)` for RACERS tasks spread over `nodes`, all released at once.
+async fn race_over<R, F, Fut>(nodes: &[Arc<PgStore>], f: F) -> Vec<R>
+where
+    R: Send + 'static,
+    F: Fn(Arc<PgStore>, usize) -> Fut,
+    Fut: std::future::Future<Output = R> + Send + 'static,
+{
+    let barrier = Arc::new(Barrier::new(RACERS));
+    let mut handles = Vec::new();
+    for i in 0..RACERS {
+        let fut = f(nodes[i % nodes.len()].clone(), i);
+        let barrier = barrier.clone();
+        handles.push(tokio::spawn(async move {
+            barrier.wait().await;
+            fut.await
+        }));
+    }
+    let mut out = Vec::new();
+    for h in handles {
+        out.push(h.await.unwrap());
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+async fn nodes_starting_together_migrate_once() {
+    let cluster = PgCluster::shared();
+    let settings = PgSettings::new(cluster.fresh_database());
+    let sealer = super::test_sealer();
+    // Eight nodes start at the same instant on an empty database. Without the migrator's
+    // advisory lock, concurrent CREATE TABLEs fail (duplicate pg_type rows) or run twice.
+    let barrier = Arc::new(Barrier::new(8));
+    let mut handles = Vec::new();
+    for _ in 0..8 {
+        let (settings, sealer, barrier) = (settings.clone(), sealer.clone(), barrier.clone());
+        handles.push(tokio::spawn(async move {
+            barrier.wait().await;
+            PgStore::open(&settings, sealer).await
+        }));
+    }
+    for h in handles {
+        h.await.unwrap().expect("every node starts");
+    }
+    let db = settings
+        .url
+        .expose_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap();
+    let db = db.split('?').next().unwrap();
+    let applied = cluster.psql(
+        db,
+        "SELECT COUNT(*), COUNT(DISTINCT version) FROM _sqlx_migrations WHERE success",
+    );
+    let files = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres"))
+        .unwrap()
+        .count();
+    assert_eq!(applied, format!("{files}|{files}"), "each migration once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+async fn two_nodes_consume_steps_states_and_count_failures_once() {
+    let cluster = PgCluster::shared();
+    let nodes = nodes(&cluster, 2, &super::test_sealer()).await;
+    let id = nodes[0]
+        .add_token(battery::totp("T1", Some("alice"), b"seed"))
+        .await
+        .unwrap();
+    // The token made on node 0 is readable, seed included, on node 1.
+    let t = nodes[1].token_by_serial("T1").await.unwrap().unwrap();
+    assert_eq!(t.secret.expose(), b"seed");
+
+    let wins = race_over(&nodes, move |s, _| async move {
+        s.consume_totp_step(id, T / 30).await.unwrap()
+    })
+    .await;
+    assert_eq!(wins.iter().filter(|&&w| w).count(), 1, "{wins:?}");
+
+    nodes[0]
+        .put_challenge(&battery::challenge(b"s1", "alice", T + 60))
+        .await
+        .unwrap();
+    let wins = race_over(&nodes, |s, _| async move {
+        s.consume_challenge(b"s1").await.unwrap()
+    })
+    .await;
+    assert_eq!(wins.iter().filter(|&&w| w).count(), 1, "{wins:?}");
+
+    // 20 failures over two nodes with threshold 5: four locks, none lost.
+    let results = race_over(&nodes, |s, _| async move {
+        s.record_failure("alice", 5, T, 300).await.unwrap()
+    })
+    .await;
+    assert_eq!(
+        results.iter().filter(|(_, l)| l.is_some()).count(),
+        RACERS / 5
+    );
+    let st = nodes[1].user_status("alice").await.unwrap();
+    assert_eq!((st.failures, st.locked_until), (0, Some(T + 300)));
+}
+
+#[tokio::test]
+async fn node_with_another_key_refuses_to_start() {
+    let cluster = PgCluster::shared();
+    let settings = PgSettings::new(cluster.fresh_database());
+    PgStore::open(&settings, Sealer::from_key([1; 32]))
+        .await
+        .unwrap();
+    let err = PgStore::open(&settings, Sealer::from_key([2; 32]))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Decrypt(ref m) if m.contains("same key file")),
+        "{err}"
+    );
+    // The right key still opens it.
+    PgStore::open(&settings, Sealer::from_key([1; 32]))
+        .await
+        .unwrap();
+
+    // With a key file: a missing file is created only for an unused database.
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("radmfa.key");
+    let err = PgStore::open_with_key_file(&settings, &key)
+        .await
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("copy the key file"), "{msg}");
+    assert!(!key.exists(), "no stray key file left behind");
+
+    let fresh = PgSettings::new(cluster.fresh_database());
+    PgStore::open_with_key_file(&fresh, &key).await.unwrap();
+    assert!(key.exists());
+    // A second node with that file joins; one with another file is refused, naming it.
+    PgStore::open_with_key_file(&fresh, &key).await.unwrap();
+    let other = dir.path().join("other.key");
+    radmfa::store::KeyFile::load_or_create(&other).unwrap();
+    let msg = PgStore::open_with_key_file(&fresh, &other)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("other.key") && msg.contains("same key file"),
+        "{msg}"
+    );
+}
+
+#[tokio::test]
+async fn database_dump_reveals_no_seed() {
+    let cluster = PgCluster::shared();
+    let url = cluster.fresh_database();
+    let store = PgStore::open(&PgSettings::new(url.clone()), super::test_sealer())
+        .await
+        .unwrap();
+    let seed: [u8; 20] = rand::random();
+    let known: &[u8] = b"radmfa-known-seed-0123456789abcdef!";
+    store
+        .add_token(battery::totp("SERIAL-PG-CHECK", Some("alice"), &seed))
+        .await
+        .unwrap();
+    store
+        .add_token(battery::hotp("SERIAL-PG-KNOWN", Some("alice"), known, 0))
+        .await
+        .unwrap();
+    let db = url.rsplit('/').next().unwrap().split('?').next().unwrap();
+    let dump = cluster.pg_dump(db);
+    assert!(
+        super::contains(&dump, b"SERIAL-PG-CHECK"),
+        "control: the dump holds the serial"
+    );
+    for s in [&seed[..], known] {
+        for (encoding, needle) in super::encodings(s) {
+            assert!(
+                !super::contains(&dump, &needle),
+                "seed ({encoding}) in dump"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn database_down_fails_within_the_timeout_and_recovers() {
+    // Its own cluster: this one is stopped and started.
+    let cluster = PgCluster::start();
+    let mut settings = PgSettings::new(cluster.url());
+    settings.connect_timeout = Duration::from_millis(500);
+    let store = PgStore::open(&settings, super::test_sealer())
+        .await
+        .unwrap();
+    let id = store
+        .add_token(battery::totp("T1", Some("alice"), b"seed"))
+        .await
+        .unwrap();
+    assert!(store.consume_totp_step(id, 100).await.unwrap());
+
+    cluster.stop();
+    for step in 101..104 {
+        let started = Instant::now();
+        let r = store.consume_totp_step(id, step).await;
+        assert!(r.is_err(), "database down must be an error, got {r:?}");
+        assert!(
+            started.elapsed() < Duration::from_millis(1500),
+            "failed after {:?}",
+            started.elapsed()
+        );
+    }
+    assert!(store.user_status("alice").await.is_err());
+
+    cluster.start_again();
+    // The pool notices the dead connections by itself; the first call after the restart
+    // already succeeds.
+    assert!(store.consume_totp_step(id, 104).await.unwrap());
+    assert!(!store.consume_totp_step(id, 104).await.unwrap(), "replay");
+    assert_eq!(
+        store
+            .token_by_serial("T1")
+            .await
+            .unwrap()
+            .unwrap()
+            .last_step,
+        Some(104)
+    );
+}
+
+#[tokio::test]
+async fn tls_settings_are_applied() {
+    let cluster = PgCluster::start_with_tls();
+    let ca = cluster.ca_file.clone().unwrap();
+    let tls = |mode: &str, root: Option<std::path::PathBuf>| {
+        let mut s = PgSettings::new(format!(
+            "postgres://postgres@127.0.0.1:{}/postgres",
+            cluster.port
+        ));
+        s.ssl_mode = Some(mode.parse().unwrap());
+        s.ssl_root_cert = root;
+        s.connect_timeout = Duration::from_millis(500);
+        s
+    };
+    // verify-full with the CA that signed the server's certificate: works, over TLS.
+    let store = PgStore::open(&tls("verify-full", Some(ca)), super::test_sealer())
+        .await
+        .expect("verify-full with the right CA");
+    let on_tls: bool =
+        sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+    assert!(on_tls, "the connection is encrypted");
+    // The same with another CA: refused (no fallback to an unverified connection).
+    let other = PgCluster::start_with_tls();
+    let err = PgStore::open(
+        &tls("verify-full", other.ca_file.clone()),
+        super::test_sealer(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.to_string().to_lowercase().contains("certificate"),
+        "{err}"
+    );
+    // `require` against a server without TLS: refused.
+    let plain = PgCluster::start();
+    let mut s = tls("require", None);
+    s.url = radmfa::secret::Secret::from(plain.url());
+    s.ssl_mode = Some("require".parse().unwrap());
+    assert!(PgStore::open(&s, super::test_sealer()).await.is_err());
+}

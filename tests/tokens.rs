@@ -1,0 +1,469 @@
+//! Hardware and imported OATH tokens end to end: files written by python-pskc and CSV files
+//! imported with the real binary, then users logging in over RADIUS (pyrad, with
+//! Message-Authenticator enforced) with codes from oathtool, against a real slapd.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use common::peers::{now, pyrad, python, totp};
+use common::radmfa::{Nas, Options, Server, SECRET};
+use common::slapd::{LdapUser, Slapd};
+
+fn b32(seed: &[u8]) -> String {
+    data_encoding::BASE32_NOPAD.encode(seed)
+}
+
+/// HOTP from oathtool. `oathtool --hotp` only does SHA1, so the counter is given as a time
+/// with a 1-second step: TOTP(T = c, X = 1) is HOTP(c) by definition (RFC 6238 §4.2), for
+/// any hash.
+fn hotp(seed: &[u8], counter: u64, hash: &str, digits: u32) -> String {
+    let out = Command::new("oathtool")
+        .arg(format!("--totp={hash}"))
+        .args([
+            "-s",
+            "1",
+            "-d",
+            &digits.to_string(),
+            "-N",
+            &format!("@{counter}"),
+        ])
+        .args(["-b", &b32(seed)])
+        .output()
+        .expect("oathtool");
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+fn totp_code(seed: &[u8], at: i64, hash: &str, digits: u32, period: u32) -> String {
+    let mode = format!("--totp={hash}");
+    totp(
+        &b32(seed),
+        at,
+        &[&mode, "-d", &digits.to_string(), "-s", &period.to_string()],
+    )
+}
+
+fn make_pskc(out: &Path, tokens: &serde_json::Value, args: &[&str]) {
+    use std::io::Write;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/make_pskc.py");
+    let mut child = Command::new(python())
+        .arg(script)
+        .arg("--out")
+        .arg(out)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(tokens.to_string().as_bytes())
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(
+        o.status.success(),
+        "make_pskc: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+fn inline_server(slapd: &Slapd, extra: &str) -> Server {
+    let mut o = Options::new(&slapd.url);
+    o.clients = vec![Nas {
+        otp_mode: "inline",
+        ..Nas::challenge("inline-nas", "127.0.0.1")
+    }];
+    // Tests type many wrong codes on purpose; the lockout is tested elsewhere.
+    o.extra = format!("\n[lockout]\nthreshold = 100\n{extra}");
+    Server::start(&o)
+}
+
+/// One inline login (password,code); the reply code.
+fn login(srv: &Server, user: &str, password: &str, code: &str) -> String {
+    let r = pyrad(
+        srv.port(),
+        SECRET,
+        &["--user", user, "--password", &format!("{password},{code}")],
+    );
+    r["code"].as_str().unwrap().to_string()
+}
+
+fn cli_ok(srv: &Server, args: &[&str]) -> String {
+    let out = srv.cli(args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+struct Kind {
+    tag: &'static str,
+    kind: &'static str,
+    hash: &'static str,
+    digits: u32,
+    period: u32,
+    counter: u64,
+}
+
+const KINDS: [Kind; 4] = [
+    Kind {
+        tag: "t1",
+        kind: "totp",
+        hash: "sha1",
+        digits: 6,
+        period: 30,
+        counter: 0,
+    },
+    Kind {
+        tag: "t2",
+        kind: "totp",
+        hash: "sha256",
+        digits: 8,
+        period: 60,
+        counter: 0,
+    },
+    Kind {
+        tag: "h1",
+        kind: "hotp",
+        hash: "sha1",
+        digits: 6,
+        period: 0,
+        counter: 0,
+    },
+    Kind {
+        tag: "h2",
+        kind: "hotp",
+        hash: "sha256",
+        digits: 8,
+        period: 0,
+        counter: 5,
+    },
+];
+
+/// Acceptance 1: python-pskc files — plain, AES-128-CBC + HMAC-SHA1, AES-256-CBC +
+/// HMAC-SHA256, KW-AES128, PBKDF2 — import, and every token logs its user in over RADIUS
+/// with an oathtool code: TOTP and HOTP, 6 and 8 digits, SHA1 and SHA256, 30 and 60 s.
+#[test]
+fn python_pskc_files_import_and_log_users_in() {
+    let key16 = "000102030405060708090a0b0c0d0e0f";
+    let key32 = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+    let modes: [(&str, Vec<&str>, Vec<&str>); 5] = [
+        ("plain", vec![], vec![]),
+        (
+            "cbc128",
+            vec![
+                "--protection",
+                "aes128-cbc",
+                "--key",
+                key16,
+                "--mac",
+                "hmac-sha1",
+            ],
+            vec!["key16"],
+        ),
+        (
+            "cbc256",
+            vec![
+                "--protection",
+                "aes256-cbc",
+                "--key",
+                key32,
+                "--mac",
+                "hmac-sha256",
+            ],
+            vec!["key32"],
+        ),
+        (
+            "kw128",
+            vec!["--protection", "kw-aes128", "--key", key16],
+            vec!["key16"],
+        ),
+        (
+            "pbkdf2",
+            vec!["--protection", "pbkdf2", "--passphrase", "Tr0ub4dor&3"],
+            vec!["pass"],
+        ),
+    ];
+    let mut users = Vec::new();
+    for (m, _, _) in &modes {
+        for k in &KINDS {
+            users.push(LdapUser::new(
+                &format!("{m}-{}", k.tag),
+                &format!("pw-{m}-{}", k.tag),
+            ));
+        }
+    }
+    let slapd = Slapd::start(&users);
+    let srv = inline_server(&slapd, "");
+    let dir = srv.dir.path();
+    std::fs::write(dir.join("key16"), format!("{key16}\n")).unwrap();
+    std::fs::write(dir.join("key32"), key32).unwrap();
+    std::fs::write(dir.join("pass"), "Tr0ub4dor&3\n").unwrap();
+
+    let mut seeds = Vec::new();
+    for (m, make_args, secret_file) in &modes {
+        let mut list = Vec::new();
+        for k in &KINDS {
+            let len = if k.hash == "sha256" { 32 } else { 20 };
+            let seed: Vec<u8> = (0..len).map(|_| rand::random::<u8>()).collect();
+            list.push(serde_json::json!({
+                "serial": format!("{m}-{}", k.tag), "secret_hex": hex::encode(&seed),
+                "type": k.kind, "digits": k.digits, "hash": k.hash,
+                "period": k.period, "counter": k.counter, "user": format!("{m}-{}", k.tag),
+                "manufacturer": "Vendor", "model": "OTP c200",
+            }));
+            seeds.push((format!("{m}-{}", k.tag), seed, k));
+        }
+        let file = dir.join(format!("{m}.pskcxml"));
+        make_pskc(&file, &serde_json::Value::Array(list), make_args);
+        let mut args = vec!["token", "import", file.to_str().unwrap()];
+        let secret_path;
+        if let Some(f) = secret_file.first() {
+            secret_path = dir.join(f).to_str().unwrap().to_string();
+            args.push(if *f == "pass" {
+                "--passphrase-file"
+            } else {
+                "--key-file"
+            });
+            args.push(&secret_path);
+        }
+        let out = cli_ok(&srv, &args);
+        assert!(
+            out.contains("imported 4 token(s) (4 assigned"),
+            "{m}: {out}"
+        );
+    }
+
+    for (name, seed, k) in &seeds {
+        let t = now();
+        let code = match k.kind {
+            "totp" => totp_code(seed, t, k.hash, k.digits, k.period),
+            _ => hotp(seed, k.counter, k.hash, k.digits),
+        };
+        assert_eq!(
+            login(&srv, name, &format!("pw-{name}"), &code),
+            "Access-Accept",
+            "{name}"
+        );
+        assert_eq!(
+            login(&srv, name, &format!("pw-{name}"), &code),
+            "Access-Reject",
+            "{name} replay"
+        );
+        let audit = srv.audit_json(name);
+        let accept = audit
+            .iter()
+            .find(|r| r["result"] == "accept")
+            .expect("accept record");
+        assert_eq!(accept["mode"], k.kind, "{name}");
+        assert_eq!(accept["token_serial"], name.as_str());
+    }
+    let show: serde_json::Value =
+        serde_json::from_str(&cli_ok(&srv, &["token", "show", "kw128-t2", "--json"])).unwrap();
+    assert_eq!(
+        (
+            show["algorithm"].as_str(),
+            show["digits"].as_u64(),
+            show["period"].as_u64()
+        ),
+        (Some("SHA256"), Some(8), Some(60))
+    );
+    assert_eq!(show["model"], "OTP c200");
+}
+
+/// Acceptance 2 over RADIUS: RFC 6030 Figures 6 (pre-shared key) and 7 (PBKDF2, "qwerty")
+/// import, and the token then logs in with the RFC's secret.
+#[test]
+fn rfc6030_figures_log_in_with_the_rfc_secret() {
+    let slapd = Slapd::start(&[LdapUser::new("jsmith", "jsmith-pw")]);
+    let srv = inline_server(&slapd, "");
+    let fig = |n: u32| {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(format!("tests/fixtures/rfc6030/figure{n}.pskcxml"))
+            .to_str()
+            .unwrap()
+            .to_string()
+    };
+    let dir = srv.dir.path();
+    std::fs::write(dir.join("psk"), "12345678901234567890123456789012").unwrap();
+    std::fs::write(dir.join("pass"), "qwerty").unwrap();
+    let map = dir.join("map");
+    std::fs::write(&map, "987654321,jsmith\n").unwrap();
+    let psk = dir.join("psk").to_str().unwrap().to_string();
+    let out = cli_ok(
+        &srv,
+        &[
+            "token",
+            "import",
+            &fig(6),
+            "--key-file",
+            &psk,
+            "--map",
+            map.to_str().unwrap(),
+        ],
+    );
+    assert!(out.contains("imported 1 token(s) (1 assigned"), "{out}");
+    let secret = b"12345678901234567890";
+    assert_eq!(
+        login(&srv, "jsmith", "jsmith-pw", &hotp(secret, 0, "sha1", 8)),
+        "Access-Accept"
+    );
+    assert_eq!(
+        login(&srv, "jsmith", "jsmith-pw", &hotp(secret, 0, "sha1", 8)),
+        "Access-Reject"
+    );
+
+    let pass = dir.join("pass").to_str().unwrap().to_string();
+    // Same serial: refused without --replace, then replaced (owner kept, counter from the file).
+    assert!(!srv
+        .cli(&["token", "import", &fig(7), "--passphrase-file", &pass])
+        .status
+        .success());
+    cli_ok(
+        &srv,
+        &[
+            "token",
+            "import",
+            &fig(7),
+            "--passphrase-file",
+            &pass,
+            "--replace",
+        ],
+    );
+    assert_eq!(
+        login(&srv, "jsmith", "jsmith-pw", &hotp(secret, 0, "sha1", 8)),
+        "Access-Accept"
+    );
+
+    // Figure 10 repeats serial 9999999: refused whole, or the first three with --skip-invalid.
+    let out = srv.cli(&["token", "import", &fig(10)]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("serial 9999999 appears again"));
+    let out = cli_ok(&srv, &["token", "import", &fig(10), "--skip-invalid"]);
+    assert!(out.contains("imported 3 token(s)"), "{out}");
+}
+
+/// Acceptance 4: an HOTP code works once; a code 5 ahead works and the earlier ones then
+/// fail; a token 50 ahead is refused until resynchronised with two consecutive codes.
+#[test]
+fn hotp_window_single_use_and_resync() {
+    let slapd = Slapd::start(&[LdapUser::new("alice", "alice-pw")]);
+    let srv = inline_server(&slapd, "");
+    let seed = b"hotp-seed-0123456789";
+    let csv = srv.dir.path().join("hw.csv");
+    std::fs::write(
+        &csv,
+        format!(
+            "# serial,key,type,digits,counter,user\nHW-1,{},hotp,6,0,alice\n",
+            hex::encode(seed)
+        ),
+    )
+    .unwrap();
+    cli_ok(&srv, &["token", "import", csv.to_str().unwrap()]);
+    let code = |c| hotp(seed, c, "sha1", 6);
+    let go = |c| login(&srv, "alice", "alice-pw", &code(c));
+
+    assert_eq!(go(0), "Access-Accept");
+    assert_eq!(go(0), "Access-Reject", "a code works once");
+    assert_eq!(go(6), "Access-Accept", "5 ahead of the next expected (1)");
+    for c in 1..=5 {
+        assert_eq!(go(c), "Access-Reject", "earlier code {c} after the jump");
+    }
+    // Disabled tokens do not verify; enabled again they do.
+    cli_ok(&srv, &["token", "disable", "HW-1"]);
+    assert_eq!(go(7), "Access-Reject");
+    cli_ok(&srv, &["token", "enable", "HW-1"]);
+    assert_eq!(go(7), "Access-Accept");
+
+    // The button pressed 50 times without a login: counter 8, token at 58.
+    assert_eq!(go(58), "Access-Reject", "beyond the window");
+    assert_eq!(go(59), "Access-Reject", "self-service is off by default");
+    let bad = srv.cli(&["token", "resync", "HW-1", &code(60), &code(62)]);
+    assert!(
+        !bad.status.success(),
+        "codes that are not consecutive do not resync"
+    );
+    let out = cli_ok(&srv, &["token", "resync", "HW-1", &code(60), &code(61)]);
+    assert!(out.contains("counter moved from 8 to 62"), "{out}");
+    assert_eq!(go(61), "Access-Reject");
+    assert_eq!(go(62), "Access-Accept");
+
+    let audit = srv.audit_json("alice");
+    let accepts: Vec<_> = audit.iter().filter(|r| r["result"] == "accept").collect();
+    assert_eq!(accepts.len(), 4, "{audit:#?}");
+    assert!(accepts
+        .iter()
+        .all(|r| r["mode"] == "hotp" && r["token_serial"] == "HW-1"));
+    assert!(audit
+        .iter()
+        .any(|r| r["result"] == "resync" && r["token_serial"] == "HW-1"));
+}
+
+/// Self-service resync at login ([hotp] self_resync): the first far code is refused and
+/// remembered, the very next one is accepted.
+#[test]
+fn hotp_self_service_resync_at_login() {
+    let slapd = Slapd::start(&[LdapUser::new("bob", "bob-pw")]);
+    let srv = inline_server(&slapd, "\n[hotp]\nself_resync = true\n");
+    let seed = b"another-hotp-seed-42";
+    let csv = srv.dir.path().join("hw.csv");
+    std::fs::write(
+        &csv,
+        format!(
+            "serial,key,type,digits,counter,user\nHW-2,{},hotp,8,0,bob\n",
+            b32(seed)
+        ),
+    )
+    .unwrap();
+    cli_ok(
+        &srv,
+        &[
+            "token",
+            "import",
+            csv.to_str().unwrap(),
+            "--key-encoding",
+            "base32",
+        ],
+    );
+    let go = |c| login(&srv, "bob", "bob-pw", &hotp(seed, c, "sha1", 8));
+    assert_eq!(go(300), "Access-Reject");
+    let audit = srv.audit_json("bob");
+    assert!(
+        audit[0]["reason"].as_str().unwrap().contains("out of sync"),
+        "{audit:#?}"
+    );
+    assert_eq!(go(302), "Access-Reject", "not the very next code");
+    assert_eq!(go(303), "Access-Accept");
+    assert_eq!(go(303), "Access-Reject");
+    assert_eq!(go(304), "Access-Accept");
+}
+
+/// A hardware TOTP token whose clock runs ahead: refused beyond the window, resynchronised
+/// with two codes, and from then on the window follows its drift.
+#[test]
+fn totp_token_with_clock_drift() {
+    let slapd = Slapd::start(&[LdapUser::new("carol", "carol-pw")]);
+    let srv = inline_server(&slapd, "");
+    let seed = b"drifting-totp-seed!!";
+    let csv = srv.dir.path().join("azure.csv");
+    // The Azure MFA Server layout: serial, Base32 secret, time interval, user.
+    std::fs::write(&csv, format!("TT-1,{},30,carol\n", b32(seed))).unwrap();
+    cli_ok(&srv, &["token", "import", csv.to_str().unwrap()]);
+    let ahead = 5 * 30; // the token's clock is 5 steps ahead
+    let code = |dt: i64| totp_code(seed, now() + ahead + dt, "sha1", 6, 30);
+    assert_eq!(login(&srv, "carol", "carol-pw", &code(0)), "Access-Reject");
+    let out = cli_ok(&srv, &["token", "resync", "TT-1", &code(0), &code(30)]);
+    assert!(out.contains("clock drift set to"), "{out}");
+    let show: serde_json::Value =
+        serde_json::from_str(&cli_ok(&srv, &["token", "show", "TT-1", "--json"])).unwrap();
+    let drift = show["drift"].as_i64().unwrap();
+    assert!((5..=7).contains(&drift), "drift {drift}");
+    assert_eq!(login(&srv, "carol", "carol-pw", &code(60)), "Access-Accept");
+}
