@@ -1,5 +1,5 @@
-//! radmfa: a RADIUS server that adds a second factor (TOTP) to an LDAP/Active Directory
-//! password check, for VPN concentrators, RD Gateway and network appliances.
+//! radmfa: a RADIUS server that adds a second factor (TOTP/HOTP codes, SMS, a phone call) to
+//! an LDAP/Active Directory password check, for VPN concentrators, RD Gateway and network appliances.
 //!
 //! Module map, in the order a request meets them:
 //!
@@ -7,10 +7,11 @@
 //! - [`radius`]: wire format (no I/O): decode + verify, Message-Authenticator, replies.
 //! - [`pipeline`]: one request start to finish; the single audit exit.
 //! - [`auth`]: the primary factor (`PrimaryAuth`, `LdapAuth`).
-//! - [`mfa`]: TOTP verification, enrollment, challenge State.
+//! - [`mfa`]: TOTP/HOTP verification, enrollment, SMS codes, calls, app passwords, State.
 //! - [`delivery`]: SMS and call providers (`CodeSender`, `VoiceCaller`: generic HTTP, Twilio).
 //! - [`callbacks`]: the HTTP listener for provider callbacks, signatures verified.
-//! - [`store`]: the `Store` trait and `SqliteStore`; seeds sealed with a separate key file.
+//! - [`store`]: the `Store` trait, `SqliteStore` (embedded) and `PgStore` (several nodes);
+//!   seeds sealed with a separate key file.
 //! - [`config`]: TOML → validated `Config`, errors that name the key.
 //! - [`import`]: reading token files (CSV, PSKC RFC 6030) into tokens to store.
 //! - [`admin`]: the CLI's user, token and audit commands.

@@ -111,6 +111,11 @@ store_battery! {
         oob_begin_get_resolve,
         purge_delivery_state,
         delete_user_removes_delivery_state,
+        inventory_import_list_assign_enable_delete,
+        import_is_all_or_nothing,
+        import_replace_keeps_owner_and_resets_state,
+        totp_drift_is_stored_with_the_step,
+        hotp_resync_pending_round_trips,
     ],
     racing: [
         race_totp_step,
@@ -121,6 +126,7 @@ store_battery! {
         race_begin_oob,
         race_resolve_oob,
         race_take_send_slot,
+        race_import_same_serial,
     ],
 }
 

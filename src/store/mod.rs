@@ -1,8 +1,8 @@
 //! Persistent state behind one trait: tokens (encrypted seeds), per-user lockout counters,
-//! pending challenges and the audit log.
+//! pending challenges, out-of-band transactions, app passwords, send limits and the audit log.
 //!
-//! `SqliteStore` is the embedded default; a PostgreSQL store (several nodes sharing state) will
-//! implement the same trait. Every check-and-update that guards security (a TOTP step consumed
+//! `SqliteStore` is the embedded default; `PgStore` implements the same trait for several
+//! nodes sharing state, and one behaviour battery (tests/store_battery) runs on both. Every check-and-update that guards security (a TOTP step consumed
 //! once, a State consumed once, the failure counter) is a single atomic statement in the
 //! database, never a read-then-write in a node's memory, so it stays correct across nodes.
 
