@@ -1,0 +1,118 @@
+//! Out-of-band logins across two radmfa nodes on one real PostgreSQL (issue: any node
+//! finishes any login): an SMS code sent by node A is accepted on node B, and a phone call
+//! started on A is not started again when the NAS retransmits the request to B.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::oob_env::{client, delivery, directory, ALICE_PW, DIRECTORY_MOBILE};
+use common::peers::pyrad;
+use common::postgres::PgCluster;
+use common::provider_standin::{Script, Standin};
+use common::radmfa::{write_config, Options, Server, SECRET};
+use common::slapd::Slapd;
+use radmfa::radius::client::{parse_reply, AccessRequestBuilder};
+
+/// A node on `url`, sharing `key_file` with the other nodes, with its own callback port.
+fn pg_node(slapd: &Slapd, standin: &Standin, url: &str, key_file: &Path, clients: &str) -> Server {
+    let mut o = Options::new(&slapd.url);
+    o.clients = Vec::new();
+    o.extra = format!("{}{clients}", delivery(standin, ""));
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), &o);
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        "[store]\npath = \"radmfa.db\"\nkey_file = \"radmfa.key\"\n",
+        &format!("[store]\ntype = \"postgres\"\nurl = \"{url}\"\nkey_file = {key_file:?}\n"),
+    );
+    assert!(
+        text.contains("type = \"postgres\""),
+        "store section rewritten"
+    );
+    std::fs::write(&path, text).unwrap();
+    Server::start_with(dir, path)
+}
+
+fn two_nodes(
+    slapd: &Slapd,
+    standin: &Standin,
+    clients: &str,
+) -> (PgCluster, tempfile::TempDir, Server, Server) {
+    let pg = PgCluster::start();
+    let url = pg.fresh_database();
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("radmfa.key");
+    let a = pg_node(slapd, standin, &url, &key, clients);
+    let b = pg_node(slapd, standin, &url, &key, clients);
+    (pg, keys, a, b)
+}
+
+#[test]
+fn sms_code_sent_by_node_a_is_accepted_on_node_b() {
+    let slapd = directory();
+    let standin = Standin::start();
+    let clients = client("vpn", "127.0.0.1", "methods = [\"sms\"]");
+    let (_pg, _keys, a, b) = two_nodes(&slapd, &standin, &clients);
+
+    let r1 = pyrad(
+        a.port(),
+        SECRET,
+        &["--user", "alice", "--password", ALICE_PW],
+    );
+    assert_eq!(r1["code"], "Access-Challenge", "{r1}");
+    let sent = standin.sms();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0].to, DIRECTORY_MOBILE);
+    let state = r1["state"].as_str().unwrap();
+    let code = sent[0].code();
+    let r2 = pyrad(
+        b.port(),
+        SECRET,
+        &["--user", "alice", "--password", &code, "--state", state],
+    );
+    assert_eq!(
+        r2["code"], "Access-Accept",
+        "node B checks node A's code: {r2}"
+    );
+    // The code and the State are spent on every node.
+    let r3 = pyrad(
+        a.port(),
+        SECRET,
+        &["--user", "alice", "--password", &code, "--state", state],
+    );
+    assert_eq!(r3["code"], "Access-Reject", "{r3}");
+    assert_eq!(standin.sms().len(), 1, "no second SMS");
+}
+
+#[test]
+fn call_started_on_node_a_is_not_started_again_by_a_retransmit_to_node_b() {
+    let slapd = directory();
+    let standin = Standin::start();
+    standin.script(
+        DIRECTORY_MOBILE,
+        Script::Press("", Duration::from_millis(2500)),
+    );
+    let clients = client(
+        "vpn",
+        "127.0.0.1",
+        "methods = [\"voice\"]\nvoice_mode = \"hold\"\nvoice_budget_secs = 20",
+    );
+    let (_pg, _keys, a, b) = two_nodes(&slapd, &standin, &clients);
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let (pkt, _) = AccessRequestBuilder::new(77, "alice")
+        .password(ALICE_PW.as_bytes())
+        .build(SECRET.as_bytes());
+    sock.send_to(&pkt, a.addr).unwrap();
+    // The NAS times out on A and retransmits the same request to B.
+    std::thread::sleep(Duration::from_millis(1000));
+    sock.send_to(&pkt, b.addr).unwrap();
+    let mut buf = [0u8; 4096];
+    for _ in 0..2 {
+        let (n, src) = sock.recv_from(&mut buf).expect("both nodes answer");
+        assert_eq!(parse_reply(&buf[..n]).unwrap().code, 2, "Accept from {src}");
+    }
+    assert_eq!(standin.calls().len(), 1, "one call across both nodes");
+}
