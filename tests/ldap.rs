@@ -29,6 +29,7 @@ fn settings(slapd: &Slapd, urls: Vec<String>) -> LdapSettings {
         bind_password: Secret::from(slapd.service_password.as_str()),
         base_dn: slapd.base_dn.clone(),
         user_filter: "(&(objectClass=inetOrgPerson)(uid={user}))".into(),
+        enabled_filter: None,
         attributes: AttributeNames::default(),
         connect_timeout: Duration::from_secs(1),
         op_timeout: Duration::from_secs(1),
@@ -589,4 +590,55 @@ async fn rootdn_as_service_account_with_people_base() {
         .await
         .unwrap();
     assert!(matches!(out, PrimaryOutcome::Accepted(_)), "{out:?}");
+}
+
+#[tokio::test]
+async fn enabled_filter_hides_disabled_accounts() {
+    let mut dave = String::new();
+    for line in [
+        "dn: uid=dave,ou=people,dc=example,dc=org",
+        "objectClass: inetOrgPerson",
+        "uid: dave",
+        "cn: Dave Example",
+        "sn: Example",
+        "employeeType: disabled",
+        &format!("userPassword: {}", common::slapd::ssha("dave-pw")),
+    ] {
+        dave.push_str(line);
+        dave.push('\n');
+    }
+    dave.push('\n');
+    let slapd = Slapd::start_with(
+        &users(),
+        SlapdOptions {
+            extra_ldif: dave,
+            ..Default::default()
+        },
+    );
+    // Without the filter dave is an ordinary user.
+    let plain = auth_for(&slapd);
+    assert!(plain.lookup("dave").await.unwrap().is_some());
+    let mut s = settings(&slapd, vec![slapd.url.clone()]);
+    s.enabled_filter = Some("(!(employeeType=disabled))".into());
+    let auth = LdapAuth::new(s).unwrap();
+    assert!(
+        auth.lookup("dave").await.unwrap().is_none(),
+        "disabled: not found"
+    );
+    assert_eq!(
+        auth.authenticate("dave", &Secret::from("dave-pw"))
+            .await
+            .unwrap(),
+        denied(Denial::UnknownUser)
+    );
+    assert!(
+        auth.lookup("alice").await.unwrap().is_some(),
+        "others unaffected"
+    );
+    assert!(matches!(
+        auth.authenticate("alice", &Secret::from("alice-pw"))
+            .await
+            .unwrap(),
+        PrimaryOutcome::Accepted(_)
+    ));
 }

@@ -127,6 +127,10 @@ pub struct LdapSettings {
     /// Search filter; every `{user}` is replaced by the escaped user name, e.g.
     /// `(uid={user})` or `(&(objectClass=user)(sAMAccountName={user}))`.
     pub user_filter: String,
+    /// ANDed to `user_filter` on every search, so a disabled account is not found — which
+    /// matters where no password bind happens (second-factor-only clients such as RD
+    /// Gateway). Active Directory: `(!(userAccountControl:1.2.840.113556.1.4.803:=2))`.
+    pub enabled_filter: Option<String>,
     pub attributes: AttributeNames,
     pub connect_timeout: Duration,
     pub op_timeout: Duration,
@@ -147,6 +151,7 @@ impl Default for LdapSettings {
             bind_password: Secret::default(),
             base_dn: String::new(),
             user_filter: "(uid={user})".into(),
+            enabled_filter: None,
             attributes: AttributeNames::default(),
             connect_timeout: Duration::from_secs(5),
             op_timeout: Duration::from_secs(5),
@@ -241,6 +246,13 @@ impl LdapAuth {
                 "user_filter {:?} is not a valid LDAP filter",
                 settings.user_filter
             )));
+        }
+        if let Some(f) = &settings.enabled_filter {
+            if ldap3::parse_filter(f).is_err() {
+                return Err(config_error(format_args!(
+                    "enabled_filter {f:?} is not a valid LDAP filter"
+                )));
+            }
         }
         if settings.connect_timeout.is_zero() || settings.op_timeout.is_zero() {
             return Err(config_error("timeouts must be greater than zero"));
@@ -461,7 +473,10 @@ impl LdapAuth {
             .map_err(|_| self.op_timeout_err())?
             .expect("pool semaphore never closed");
         let escaped = ldap3::ldap_escape(user);
-        let filter = self.settings.user_filter.replace("{user}", &escaped);
+        let mut filter = self.settings.user_filter.replace("{user}", &escaped);
+        if let Some(enabled) = &self.settings.enabled_filter {
+            filter = format!("(&{filter}{enabled})");
+        }
 
         let mut retried = false;
         loop {

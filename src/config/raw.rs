@@ -124,6 +124,8 @@ pub struct RawLdap {
     pub base_dn: String,
     #[serde(default = "default_user_filter")]
     pub user_filter: String,
+    #[serde(default)]
+    pub enabled_filter: Option<String>,
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout_ms: u64,
     #[serde(default = "default_ldap_timeout")]

@@ -311,6 +311,7 @@ fn ldap_settings(raw: RawLdap, base: &Path) -> Result<LdapSettings, ConfigError>
         bind_password_file,
         base_dn,
         user_filter,
+        enabled_filter,
         connect_timeout_ms,
         timeout_ms,
         pool_size,
@@ -348,6 +349,14 @@ fn ldap_settings(raw: RawLdap, base: &Path) -> Result<LdapSettings, ConfigError>
             "ldap.user_filter",
             "must contain the {user} placeholder, e.g. \"(uid={user})\"",
         ));
+    }
+    if let Some(f) = &enabled_filter {
+        if !(f.starts_with('(') && f.ends_with(')')) || ldap3::parse_filter(f).is_err() {
+            return Err(ConfigError::invalid(
+                "ldap.enabled_filter",
+                format!("{f:?} is not an LDAP filter in parentheses"),
+            ));
+        }
     }
     if !(user_filter.starts_with('(') && user_filter.ends_with(')')) {
         return Err(ConfigError::invalid(
@@ -405,6 +414,7 @@ fn ldap_settings(raw: RawLdap, base: &Path) -> Result<LdapSettings, ConfigError>
         bind_password,
         base_dn,
         user_filter,
+        enabled_filter,
         attributes: AttributeNames {
             display_name,
             given_name,
