@@ -62,8 +62,15 @@ pub enum Seen {
     Mismatch,
 }
 
+/// Answered requests kept at most. A flood of valid requests (a busy NAS, Status-Server
+/// probes) would otherwise hold every reply for the whole window: about 3 million entries
+/// at 90k requests/s. Past the cap the oldest answers are forgotten first; a retransmit of
+/// one of those is processed again, which the replay guards downstream make harmless.
+pub const MAX_ANSWERED: usize = 100_000;
+
 pub struct DuplicateCache {
     window: Duration,
+    max_answered: usize,
     hasher: RandomState,
     inner: Mutex<Inner>,
 }
@@ -77,8 +84,13 @@ struct Inner {
 
 impl DuplicateCache {
     pub fn new(window: Duration) -> Self {
+        Self::with_capacity(window, MAX_ANSWERED)
+    }
+
+    pub fn with_capacity(window: Duration, max_answered: usize) -> Self {
         DuplicateCache {
             window,
+            max_answered: max_answered.max(1),
             hasher: RandomState::new(),
             inner: Mutex::new(Inner::default()),
         }
@@ -93,6 +105,7 @@ impl DuplicateCache {
         let now = Instant::now();
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         inner.expire(now, self.window);
+        inner.cap(self.max_answered);
         match inner.map.entry(key) {
             MapEntry::Vacant(v) => {
                 v.insert(Entry::InFlight {
@@ -145,6 +158,19 @@ impl DuplicateCache {
 }
 
 impl Inner {
+    /// Drops the oldest answered entries beyond `max` (in-flight ones are bounded by the
+    /// server's permits and never dropped here).
+    fn cap(&mut self, max: usize) {
+        while self.expiry.len() > max {
+            let Some((_, key)) = self.expiry.pop_front() else {
+                break;
+            };
+            if matches!(self.map.get(&key), Some(Entry::Done { .. })) {
+                self.map.remove(&key);
+            }
+        }
+    }
+
     fn expire(&mut self, now: Instant, window: Duration) {
         while let Some((at, key)) = self.expiry.front().copied() {
             if now.duration_since(at) < window {
@@ -184,6 +210,18 @@ mod tests {
             Seen::New,
             "other identifier is new"
         );
+    }
+
+    #[test]
+    fn answered_entries_are_capped_oldest_first() {
+        let c = DuplicateCache::with_capacity(Duration::from_secs(30), 3);
+        for id in 0..10u8 {
+            assert_eq!(c.begin(key(id), b"x"), Seen::New);
+            c.finish(key(id), None);
+        }
+        assert!(c.len() <= 4, "{} entries kept", c.len());
+        assert_eq!(c.begin(key(9), b"x"), Seen::Silent, "newest kept");
+        assert_eq!(c.begin(key(0), b"x"), Seen::New, "oldest forgotten");
     }
 
     #[test]
