@@ -2,16 +2,20 @@
 # radmfa vs FreeRADIUS 3.2 (rlm_ldap + rlm_totp), same directory, same load generator, same
 # machine, one run. Usage:
 #
-#   bench/run.sh                  # full run, ~10 minutes on 2 cores
+#   bench/run.sh                  # full run, ~15 minutes on 2 cores
 #   BENCH_SECONDS=3 bench/run.sh  # quicker, noisier
 #
-# Knobs (environment): BENCH_USERS (directory size and radmfa enrollments, default 100000),
-# BENCH_CONCURRENCY (requests in flight, default 100), BENCH_SECONDS (per workload, default
-# 10), BENCH_PENDING (pending-challenge levels, default "0 10000 100000"),
-# BENCH_FILL_SECONDS (time limit for filling pending challenges per level, default 120),
-# BENCH_SKIP_FREERADIUS=1, BENCH_NO_STATUS=1 (skip the Status-Server flood), BENCH_STORE_TOML (the body of radmfa's [store] section, e.g.
-# 'type = "postgres"\nurl = "postgres://…"' to measure the PostgreSQL store; default SQLite
-# in the work directory), BENCH_KEEP=1 (keep the work directory).
+# Knobs (environment):
+#   BENCH_USERS         directory size and radmfa enrollments (default 100000)
+#   BENCH_CONCURRENCY   requests in flight (default 100)
+#   BENCH_SECONDS       per workload (default 10)
+#   BENCH_PENDING       pending-challenge levels (default "0 10000 100000")
+#   BENCH_FILL_SECONDS  time limit for filling each pending level (default 120)
+#   BENCH_SKIP_FREERADIUS=1, BENCH_NO_STATUS=1 (skip the Status-Server flood)
+#   BENCH_STORE=postgres  radmfa on a private PostgreSQL cluster (scripts/pg-test-cluster.sh)
+#   BENCH_STORE_TOML    the body of radmfa's [store] section, verbatim (\n for new lines);
+#                       default SQLite in the work directory
+#   BENCH_KEEP=1        keep the work directory
 #
 # Everything runs from a temp directory on loopback ports picked at run time: a throwaway
 # slapd, radmfa, and FreeRADIUS as a foreground process with its own config. The system's
@@ -48,9 +52,11 @@ BIN=$ROOT/target/release/radmfa
 
 W=$(mktemp -d /tmp/radmfa-bench.XXXXXX)
 PIDS=()
+PG_STOP=""
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  [ -z "$PG_STOP" ] || { $PG_STOP >/dev/null 2>&1 || true; rm -rf "$PGD"; }
   [ -n "${BENCH_KEEP:-}" ] && echo "work directory kept: $W" >&2 || rm -rf "$W"
 }
 trap cleanup EXIT
@@ -89,6 +95,14 @@ wait_udp() { # HOSTPORT: wait until the server answers Status-Server
 
 # ---- users, directory --------------------------------------------------------------------
 RPORT=$(free_port udp); LPORT=$(free_port tcp)
+if [ "${BENCH_STORE:-sqlite}" = postgres ]; then
+  # A private cluster (scripts/pg-test-cluster.sh, fsync on) in a directory of its own that
+  # the postgres user can reach; the work directory stays private to us.
+  PGD=$(mktemp -d /tmp/radmfa-bench-pg.XXXXXX); chmod 755 "$PGD"
+  PG_URL=$(scripts/pg-test-cluster.sh start "$PGD/cluster" | tail -1)
+  PG_STOP="scripts/pg-test-cluster.sh stop $PGD/cluster"
+  BENCH_STORE_TOML="type = \"postgres\"\nurl = \"$PG_URL\"\nkey_file = \"$W/radmfa.key\""
+fi
 case "${BENCH_STORE_TOML:-}" in
   "") STORE="path = \"$W/radmfa.db\"
 key_file = \"$W/radmfa.key\"" ;;

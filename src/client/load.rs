@@ -9,8 +9,10 @@
 //! TOTP and replays: radmfa refuses a step a token has already used, so the generator hands
 //! each user strictly increasing steps from the window the server accepts
 //! ([`LoadUser::claim_step`]). A user can therefore log in at most `2·window − 1` times per
-//! period plus once per new step; with `--no-replay-guard` (servers that keep no used-step
-//! record, such as FreeRADIUS 3.2.1's rlm_totp) every request uses the current step.
+//! period plus once per new step. Give the run many more users than requests in flight: two
+//! requests of one user in flight at once may arrive out of order, and the server then
+//! refuses the earlier step as a replay. With `--no-replay-guard` (servers that keep no
+//! used-step record, such as FreeRADIUS 3.2.1's rlm_totp) every request uses the current step.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -320,7 +322,9 @@ fn build(phase: &Phase, i: u64, id: u8) -> Option<(usize, Vec<u8>, [u8; 16])> {
 }
 
 /// Sends and waits, retransmitting the identical datagram on timeout as a NAS does. Replies
-/// with another identifier (late answers to an earlier request) are skipped.
+/// with another identifier (late answers to an earlier request) are skipped. A verified reply
+/// comes back as `Unexpected(code)`; the caller, which knows the flow, turns the code it
+/// wanted into `Expected`. Also returns the latency, the reply bytes and the retransmits.
 pub async fn exchange(
     spec: &LoadSpec,
     sock: &UdpSocket,

@@ -4,8 +4,9 @@
 //! - `Strict` is `crypto::verify_reply`: Message-Authenticator present and first, both
 //!   authenticators valid. What radmfa sends and what a hardened NAS insists on.
 //! - `Lenient` checks the Response Authenticator always and the Message-Authenticator wherever
-//!   it is, if present. FreeRADIUS 3.2.1 (Debian 12) signs replies but does not put the
-//!   attribute first; holding it to the strict rule would count every reply as forged.
+//!   it is, if present. FreeRADIUS 3.2.1 (Debian 12) predates the rule that replies carry
+//!   Message-Authenticator first (it came with the BlastRADIUS fixes in 3.2.5); holding it to
+//!   the strict rule would count every one of its replies as forged.
 
 use crate::radius::crypto::{
     self, attribute_spans, framed, message_authenticator, response_authenticator, HEADER_LEN,

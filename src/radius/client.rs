@@ -398,3 +398,24 @@ mod decode_tests {
         fuzz_roundtrip(&builder().build(b"fuzz-secret").0);
     }
 }
+
+#[cfg(test)]
+mod empty_state_tests {
+    use super::*;
+    use crate::radius::{decode_request, DecodeError};
+
+    /// Found by libFuzzer: an empty State decoded, and the reply path then disagreed with the
+    /// request about it. RFC 2865 §5.24 requires at least one octet.
+    #[test]
+    fn empty_state_is_malformed() {
+        let (pkt, _) = AccessRequestBuilder::new(1, "u")
+            .password(b"p")
+            .state(b"")
+            .build(b"fuzz-secret");
+        assert_eq!(
+            decode_request(&pkt, b"fuzz-secret", true).unwrap_err(),
+            DecodeError::Malformed("empty State".into())
+        );
+        crate::radius::request::fuzz_roundtrip(&pkt);
+    }
+}

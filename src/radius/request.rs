@@ -248,6 +248,15 @@ pub fn decode_request(
         None => {}
     }
 
+    // RFC 2865 §5.24: State "Length >= 3", i.e. at least one octet. An empty State would be
+    // looked up as a (never-issued) challenge; refuse the packet as malformed instead.
+    if spans
+        .iter()
+        .any(|s| s.typ == rfc2865::STATE_TYPE && s.value.is_empty())
+    {
+        return Err(DecodeError::Malformed("empty State".into()));
+    }
+
     let mut authenticator = [0u8; 16];
     authenticator.copy_from_slice(&pkt[4..HEADER_LEN]);
     Ok(Request {
