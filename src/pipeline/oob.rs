@@ -16,7 +16,7 @@ use crate::auth::UserInfo;
 use crate::callbacks::public_url;
 use crate::config::delivery::PhoneSource;
 use crate::delivery::phone::{mask, normalise};
-use crate::delivery::CallRequest;
+use crate::delivery::{CallRequest, ProviderError};
 use crate::mfa::{sms, voice};
 use crate::radius::Request;
 use crate::store::{
@@ -185,24 +185,36 @@ pub async fn send_sms(
         return Ok(done);
     }
     let text = sms::render_message(&cfg.message, &code);
-    match provider.send_sms(phone, &text, &code).await {
+    let sent = provider.send_sms(phone, &text, &code).await;
+    settle(app, txn, sent, ("SMS code sent", "SMS not sent", NOT_SENT)).await
+}
+
+/// Records the provider's answer on the transaction: its reference when the SMS or call went
+/// out, otherwise the transaction fails with the reason the audit shows. `words` are the log
+/// message for success, the reason prefix for failure, and what the user is told.
+async fn settle(
+    app: &AppState,
+    txn: OobTransaction,
+    sent: Result<Option<String>, ProviderError>,
+    words: (&str, &str, &'static str),
+) -> Result<Delivered, Fault> {
+    let (done, failed, message) = words;
+    let (user, phone) = (txn.user.as_str(), txn.phone.as_str());
+    match sent {
         Ok(provider_ref) => {
             if let Some(r) = provider_ref {
                 app.store.set_oob_provider_ref(&txn.id, &r).await?;
             }
-            tracing::info!(user, phone = %mask(phone), "SMS code sent");
+            tracing::info!(user, phone = %mask(phone), "{done}");
             Ok(Delivered::Yes(txn))
         }
         Err(e) => {
-            let reason = format!("SMS not sent: {e}");
+            let reason = format!("{failed}: {e}");
             app.store
                 .resolve_oob(&txn.id, OobStatus::Failed, Some(&reason))
                 .await?;
-            tracing::warn!(user, error = %e, "SMS not sent");
-            Ok(Delivered::No {
-                message: NOT_SENT,
-                reason,
-            })
+            tracing::warn!(user, error = %e, "{failed}");
+            Ok(Delivered::No { message, reason })
         }
     }
 }
@@ -253,26 +265,14 @@ pub async fn place_call(
         twiml: voice::call_twiml(&cfg.greeting, &action),
         status_callback: status,
     };
-    match provider.place_call(&call).await {
-        Ok(provider_ref) => {
-            if let Some(r) = provider_ref {
-                app.store.set_oob_provider_ref(&txn.id, &r).await?;
-            }
-            tracing::info!(user, phone = %mask(phone), "approval call placed");
-            Ok(Delivered::Yes(txn))
-        }
-        Err(e) => {
-            let reason = format!("call not placed: {e}");
-            app.store
-                .resolve_oob(&txn.id, OobStatus::Failed, Some(&reason))
-                .await?;
-            tracing::warn!(user, error = %e, "call not placed");
-            Ok(Delivered::No {
-                message: NOT_CALLED,
-                reason,
-            })
-        }
-    }
+    let placed = provider.place_call(&call).await;
+    settle(
+        app,
+        txn,
+        placed,
+        ("approval call placed", "call not placed", NOT_CALLED),
+    )
+    .await
 }
 
 /// The point by which a request from this client must be answered.
