@@ -1,40 +1,22 @@
 //! Row conversion and the small helpers every `PgStore` file shares.
 
+pub(super) use crate::store::columns::{counter_to_sql, kind_str, to_u32, to_u64};
+use crate::store::columns::{open_seed, token_algorithm, token_kind};
 use sqlx::postgres::PgRow;
 use sqlx::Row;
 
 use super::PgStore;
-use crate::store::{
-    AuditRecord, OtpAlgorithm, PendingChallenge, StoreError, Token, TokenKind, UserStatus,
-};
+use crate::store::{AuditRecord, PendingChallenge, StoreError, Token, UserStatus};
 
 impl PgStore {
     pub(super) fn token_from_row(&self, row: &PgRow) -> Result<Token, StoreError> {
         let serial: String = row.try_get("serial")?;
         let kind: String = row.try_get("kind")?;
-        let kind = match kind.as_str() {
-            "totp" => TokenKind::Totp,
-            "hotp" => TokenKind::Hotp,
-            other => {
-                return Err(StoreError::Corrupt(format!(
-                    "token {serial}: unknown kind {other:?}"
-                )))
-            }
-        };
+        let kind = token_kind(&serial, &kind)?;
         let algorithm: String = row.try_get("algorithm")?;
-        let algorithm = OtpAlgorithm::parse(&algorithm).ok_or_else(|| {
-            StoreError::Corrupt(format!("token {serial}: unknown algorithm {algorithm:?}"))
-        })?;
+        let algorithm = token_algorithm(&serial, &algorithm)?;
         let sealed: Vec<u8> = row.try_get("secret")?;
-        let secret = self
-            .sealer
-            .open(&sealed, serial.as_bytes())
-            .map_err(|e| match e {
-                StoreError::Decrypt(reason) => {
-                    StoreError::Decrypt(format!("token {serial}: {reason}"))
-                }
-                other => other,
-            })?;
+        let secret = open_seed(&self.sealer, &serial, &sealed)?;
         Ok(Token {
             id: row.try_get("id")?,
             user: row.try_get("username")?,
@@ -57,27 +39,6 @@ pub(super) fn now_unix() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
-}
-
-pub(super) fn to_u32(v: i64, what: &str) -> Result<u32, StoreError> {
-    u32::try_from(v).map_err(|_| StoreError::Corrupt(format!("{what} out of range: {v}")))
-}
-
-pub(super) fn to_u64(v: i64, what: &str) -> Result<u64, StoreError> {
-    u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("{what} out of range: {v}")))
-}
-
-/// HOTP counters are u64 in the API but BIGINT (i64) in SQL; values beyond i64::MAX are
-/// refused rather than wrapped.
-pub(super) fn counter_to_sql(v: u64) -> Result<i64, StoreError> {
-    i64::try_from(v).map_err(|_| StoreError::Corrupt(format!("HOTP counter out of range: {v}")))
-}
-
-pub(super) fn kind_str(kind: TokenKind) -> &'static str {
-    match kind {
-        TokenKind::Totp => "totp",
-        TokenKind::Hotp => "hotp",
-    }
 }
 
 pub(super) fn is_unique_violation(e: &sqlx::Error) -> bool {

@@ -1,0 +1,53 @@
+//! Turning stored column values into domain values, the same for every backend: integer
+//! ranges, token kind and algorithm text, and opening a sealed seed bound to its serial.
+//! The backends differ only in how they read a row.
+
+use super::{OtpAlgorithm, Sealer, StoreError, TokenKind};
+use crate::secret::Secret;
+
+pub fn to_u32(v: i64, what: &str) -> Result<u32, StoreError> {
+    u32::try_from(v).map_err(|_| StoreError::Corrupt(format!("{what} out of range: {v}")))
+}
+
+pub fn to_u64(v: i64, what: &str) -> Result<u64, StoreError> {
+    u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("{what} out of range: {v}")))
+}
+
+/// HOTP counters are u64 in the API but a signed 64-bit integer in SQL; values beyond
+/// i64::MAX are refused rather than wrapped.
+pub fn counter_to_sql(v: u64) -> Result<i64, StoreError> {
+    i64::try_from(v).map_err(|_| StoreError::Corrupt(format!("HOTP counter out of range: {v}")))
+}
+
+/// The text a token kind is stored as.
+pub fn kind_str(kind: TokenKind) -> &'static str {
+    match kind {
+        TokenKind::Totp => "totp",
+        TokenKind::Hotp => "hotp",
+    }
+}
+
+pub fn token_kind(serial: &str, kind: &str) -> Result<TokenKind, StoreError> {
+    match kind {
+        "totp" => Ok(TokenKind::Totp),
+        "hotp" => Ok(TokenKind::Hotp),
+        other => Err(StoreError::Corrupt(format!(
+            "token {serial}: unknown kind {other:?}"
+        ))),
+    }
+}
+
+pub fn token_algorithm(serial: &str, algorithm: &str) -> Result<OtpAlgorithm, StoreError> {
+    OtpAlgorithm::parse(algorithm).ok_or_else(|| {
+        StoreError::Corrupt(format!("token {serial}: unknown algorithm {algorithm:?}"))
+    })
+}
+
+/// Opens a token's sealed seed (the serial is the AEAD's associated data); a failure names
+/// the token.
+pub fn open_seed(sealer: &Sealer, serial: &str, sealed: &[u8]) -> Result<Secret, StoreError> {
+    sealer.open(sealed, serial.as_bytes()).map_err(|e| match e {
+        StoreError::Decrypt(reason) => StoreError::Decrypt(format!("token {serial}: {reason}")),
+        other => other,
+    })
+}
