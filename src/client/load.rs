@@ -173,13 +173,31 @@ pub async fn run(spec: &LoadSpec, users: Arc<Vec<LoadUser>>) -> anyhow::Result<V
             spec: spec.clone(),
             users,
             schedule: Schedule::new(states.len() as u64, None, spec.rate),
-            answers: states,
+            answers: spread_by_user(states),
             round2: true,
         });
         let (tally, _, elapsed) = run_phase(second).await?;
         reports.push(PhaseReport::new("round2", tally, elapsed));
     }
     Ok(reports)
+}
+
+/// Orders round-2 answers so that one user's answers are as far apart as possible: every
+/// user's first challenge, then every user's second, and so on. Two answers of one user in
+/// flight at once could arrive out of order, and the server rightly refuses the earlier
+/// step as a replay — a generator artifact, not a server failure.
+fn spread_by_user(mut states: Vec<(usize, Vec<u8>)>) -> Vec<(usize, Vec<u8>)> {
+    let mut seen = std::collections::HashMap::<usize, usize>::new();
+    let mut keyed: Vec<(usize, usize, (usize, Vec<u8>))> = states
+        .drain(..)
+        .map(|(u, st)| {
+            let n = seen.entry(u).or_insert(0);
+            *n += 1;
+            (*n, u, (u, st))
+        })
+        .collect();
+    keyed.sort_by_key(|(round, user, _)| (*round, *user));
+    keyed.into_iter().map(|(_, _, a)| a).collect()
 }
 
 async fn run_phase(phase: Arc<Phase>) -> anyhow::Result<(Tally, Vec<(usize, Vec<u8>)>, Duration)> {
@@ -359,4 +377,26 @@ pub async fn exchange(
         }
     }
     (Outcome::Timeout, t0.elapsed(), None, spec.retries)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::spread_by_user;
+
+    #[test]
+    fn answers_of_one_user_are_spread_apart() {
+        let states = vec![
+            (1, vec![10]),
+            (1, vec![11]),
+            (2, vec![20]),
+            (1, vec![12]),
+            (2, vec![21]),
+        ];
+        let order: Vec<u8> = spread_by_user(states)
+            .into_iter()
+            .map(|(_, s)| s[0])
+            .collect();
+        // Each user's own answers keep their order; round k of every user precedes round k+1.
+        assert_eq!(order, vec![10, 20, 11, 21, 12]);
+    }
 }

@@ -5,7 +5,7 @@
 
 use super::login::LOCKED_MESSAGE;
 use super::methods::{self, blocked, Subject};
-use super::second_factor::{check_code, is_locked, CodeCheck};
+use super::second_factor::{check_code, enabled_tokens, standing, CodeCheck, Standing};
 use super::{followup_oob, oob, Fault, RequestContext, Verdict};
 use crate::app::AppState;
 use crate::auth::UserInfo;
@@ -64,7 +64,8 @@ pub async fn answer(
         app.store.consume_challenge(&hash).await?;
         return Ok(with_context(Verdict::reject(reason).with_reply(reply)));
     }
-    if is_locked(app, user).await? {
+    let standing = standing(app, user).await?;
+    if standing.locked {
         app.store.consume_challenge(&hash).await?;
         return Ok(with_context(
             Verdict::reject("second factor locked")
@@ -108,22 +109,22 @@ pub async fn answer(
         now,
     };
     let v = match current {
-        Method::Totp => totp(app, user, &round, &typed).await?,
+        Method::Totp => totp(app, user, &round, standing, &typed).await?,
         Method::Sms => followup_oob::sms_code(app, user, &round, &typed).await?,
         Method::Voice => followup_oob::call_answered(app, ctx, user, &round).await?,
     };
     Ok(with_context(v))
 }
 
-async fn totp(app: &AppState, user: &str, r: &Round<'_>, code: &str) -> Result<Verdict, Fault> {
-    let tokens: Vec<_> = app
-        .store
-        .tokens_for_user(user)
-        .await?
-        .into_iter()
-        .filter(|t| t.enabled)
-        .collect();
-    match check_code(app, user, &tokens, code).await? {
+async fn totp(
+    app: &AppState,
+    user: &str,
+    r: &Round<'_>,
+    standing: Standing,
+    code: &str,
+) -> Result<Verdict, Fault> {
+    let tokens = enabled_tokens(app, user).await?;
+    match check_code(app, user, &tokens, standing, code).await? {
         CodeCheck::Valid { serial, mode } => {
             // Single use: only the caller that deletes the challenge may accept.
             if !app.store.consume_challenge(&r.hash).await? {

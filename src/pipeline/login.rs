@@ -4,7 +4,7 @@
 //! allows. Second-factor-only clients (RD Gateway) go to `rdg`.
 
 use super::methods::{self, blocked, Subject};
-use super::second_factor::{check_code, is_locked, CodeCheck};
+use super::second_factor::{check_code, enabled_tokens, standing, CodeCheck, Standing};
 use super::{app_login, oob, rdg, Fault, RequestContext, Verdict};
 use crate::app::AppState;
 use crate::auth::{PrimaryOutcome, UserInfo};
@@ -13,7 +13,7 @@ use crate::config::{NoFactorPolicy, OtpMode};
 use crate::mfa::method::{available, choose, Capabilities, Method};
 use crate::radius::{Reply, Request};
 use crate::secret::Secret;
-use crate::store::Token;
+use crate::store::TokenRecord;
 
 pub const LOCKED_MESSAGE: &str = "Too many wrong codes. Try again later.";
 
@@ -39,21 +39,17 @@ pub async fn start(
             return Ok(v);
         }
     }
-    let tokens: Vec<Token> = app
-        .store
-        .tokens_for_user(user)
-        .await?
-        .into_iter()
-        .filter(|t| t.enabled)
-        .collect();
+    let tokens = enabled_tokens(app, user).await?;
 
     let (password, code) = match &ctx.client.otp_mode {
         OtpMode::Challenge => (field, None),
-        OtpMode::Inline { delimiter } => match split_inline(&field, delimiter, &tokens) {
-            Some((p, c)) => (p, Some(c)),
-            None if tokens.is_empty() => (field, None),
-            None => return Ok(Verdict::reject("no code found in the password field")),
-        },
+        OtpMode::Inline { delimiter } => {
+            match split_inline(&field, delimiter, &code_lengths(&tokens)) {
+                Some((p, c)) => (p, Some(c)),
+                None if tokens.is_empty() => (field, None),
+                None => return Ok(Verdict::reject("no code found in the password field")),
+            }
+        }
     };
 
     let info = match app.primary.authenticate(user, &password).await? {
@@ -92,14 +88,15 @@ pub async fn start(
                 )),
         });
     }
-    if is_locked(app, user).await? {
+    let standing = standing(app, user).await?;
+    if standing.locked {
         return Ok(Verdict::reject("second factor locked")
             .with_info(Some(info))
             .with_reply(Reply::reject().with_message(LOCKED_MESSAGE)));
     }
 
     if let Some(code) = code {
-        return inline(app, user, &tokens, &code, info).await;
+        return inline(app, user, &tokens, standing, &code, info).await;
     }
     let preferred = profile.method.as_deref().and_then(Method::parse);
     let Some(method) = choose(&usable, preferred) else {
@@ -135,12 +132,13 @@ pub fn capabilities(
 async fn inline(
     app: &AppState,
     user: &str,
-    tokens: &[Token],
+    tokens: &[TokenRecord],
+    standing: Standing,
     code: &Secret,
     info: UserInfo,
 ) -> Result<Verdict, Fault> {
     let code = code.expose_str().unwrap_or("");
-    Ok(match check_code(app, user, tokens, code).await? {
+    Ok(match check_code(app, user, tokens, standing, code).await? {
         CodeCheck::Valid { serial, mode } => Verdict {
             reply: Reply::accept(),
             mode,
@@ -163,17 +161,22 @@ async fn inline(
     })
 }
 
+/// The code lengths of the user's tokens, shortest first, each once.
+fn code_lengths(tokens: &[TokenRecord]) -> Vec<usize> {
+    let mut lengths: Vec<usize> = tokens.iter().map(|t| t.token.digits as usize).collect();
+    lengths.sort_unstable();
+    lengths.dedup();
+    lengths
+}
+
 /// Splits `password<delim>code`, or with an empty delimiter the trailing digits whose count
-/// matches one of the user's tokens. The password may itself contain the delimiter, so the
-/// split is at the last one.
-fn split_inline(field: &Secret, delimiter: &str, tokens: &[Token]) -> Option<(Secret, Secret)> {
+/// is one of `lengths` (the user's tokens' code lengths, ascending). The password may itself
+/// contain the delimiter, so the split is at the last one.
+fn split_inline(field: &Secret, delimiter: &str, lengths: &[usize]) -> Option<(Secret, Secret)> {
     let text = field.expose_str()?;
     if delimiter.is_empty() {
-        let mut lengths: Vec<usize> = tokens.iter().map(|t| t.digits as usize).collect();
-        lengths.sort_unstable();
-        lengths.dedup();
         // Longest first: an 8-digit token's code ends with 6 digits too.
-        for n in lengths.into_iter().rev() {
+        for &n in lengths.iter().rev() {
             if text.len() > n && text.is_char_boundary(text.len() - n) {
                 let (p, c) = text.split_at(text.len() - n);
                 if c.bytes().all(|b| b.is_ascii_digit()) {
@@ -194,28 +197,9 @@ fn split_inline(field: &Secret, delimiter: &str, tokens: &[Token]) -> Option<(Se
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{OtpAlgorithm, TokenKind};
 
-    fn tok(digits: u32) -> Token {
-        Token {
-            id: 1,
-            serial: "s".into(),
-            user: None,
-            kind: TokenKind::Totp,
-            algorithm: OtpAlgorithm::Sha1,
-            digits,
-            period: 30,
-            counter: 0,
-            last_step: None,
-            enabled: true,
-            created_at: 0,
-            secret: Secret::default(),
-        }
-    }
-
-    fn split(field: &str, delim: &str, digits: &[u32]) -> Option<(String, String)> {
-        let tokens: Vec<Token> = digits.iter().map(|d| tok(*d)).collect();
-        split_inline(&Secret::from(field), delim, &tokens).map(|(p, c)| {
+    fn split(field: &str, delim: &str, digits: &[usize]) -> Option<(String, String)> {
+        split_inline(&Secret::from(field), delim, digits).map(|(p, c)| {
             (
                 p.expose_str().unwrap().to_string(),
                 c.expose_str().unwrap().to_string(),

@@ -4,7 +4,7 @@
 use crate::app::AppState;
 use crate::mfa::otp;
 use crate::mfa::verify::{verify_token, TokenCheck, VerifyOptions};
-use crate::store::{AuditRecord, StoreError, Token, TokenFilter};
+use crate::store::{AuditRecord, StoreError, TokenFilter, TokenRecord};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CodeCheck {
@@ -19,46 +19,64 @@ pub enum CodeCheck {
     },
 }
 
-/// Is the user's second factor locked right now?
-pub async fn is_locked(app: &AppState, user: &str) -> Result<bool, StoreError> {
-    let now = app.clock.now();
-    Ok(app
-        .store
-        .user_status(user)
-        .await?
-        .locked_until
-        .is_some_and(|t| t > now))
+/// The user's lockout state, read once per request.
+#[derive(Debug, Clone, Copy)]
+pub struct Standing {
+    /// The second factor is locked right now.
+    pub locked: bool,
+    /// Consecutive wrong codes so far.
+    pub failures: u32,
 }
 
-/// Verifies `code`; a match is consumed atomically in the store, so it works exactly once,
-/// on any node. Failures count toward the lockout; success resets the count.
+pub async fn standing(app: &AppState, user: &str) -> Result<Standing, StoreError> {
+    let now = app.clock.now();
+    let status = app.store.user_status(user).await?;
+    Ok(Standing {
+        locked: status.locked_until.is_some_and(|t| t > now),
+        failures: status.failures,
+    })
+}
+
+/// Is the user's second factor locked right now?
+pub async fn is_locked(app: &AppState, user: &str) -> Result<bool, StoreError> {
+    Ok(standing(app, user).await?.locked)
+}
+
+/// The user's enabled tokens with their inventory data (drift, resync state, validity).
+pub async fn enabled_tokens(app: &AppState, user: &str) -> Result<Vec<TokenRecord>, StoreError> {
+    let filter = TokenFilter {
+        user: Some(user.to_string()),
+        unassigned: false,
+    };
+    let mut records = app.store.list_tokens(&filter).await?;
+    records.retain(|r| r.token.enabled);
+    Ok(records)
+}
+
+/// Verifies `code` against `tokens` (from [`enabled_tokens`]); a match is consumed
+/// atomically in the store, so it works exactly once, on any node. Failures count toward the
+/// lockout; success resets the count — a write skipped when `standing` (read earlier in the
+/// same request) saw no failures, which saves a commit on nearly every login.
 pub async fn check_code(
     app: &AppState,
     user: &str,
-    tokens: &[Token],
+    tokens: &[TokenRecord],
+    standing: Standing,
     code: &str,
 ) -> Result<CodeCheck, StoreError> {
     let now = app.clock.now();
     let mut reason = "wrong code";
     if otp::looks_like_code(code) {
-        // The tokens' inventory data (TOTP drift, HOTP resync state, validity dates); only
-        // the tokens the caller passed (its enabled ones) are tried.
-        let filter = TokenFilter {
-            user: Some(user.to_string()),
-            unassigned: false,
-        };
-        let records = app.store.list_tokens(&filter).await?;
         let opts = VerifyOptions {
             totp_window: app.config.totp.window,
             hotp: app.config.hotp.clone(),
         };
-        for rec in records
-            .iter()
-            .filter(|r| tokens.iter().any(|t| t.id == r.token.id && t.enabled))
-        {
+        for rec in tokens.iter().filter(|r| r.token.enabled) {
             match verify_token(app.store.as_ref(), &opts, rec, code, now).await? {
                 TokenCheck::Accepted { mode, note } => {
-                    app.store.clear_failures(user).await?;
+                    if standing.failures > 0 {
+                        app.store.clear_failures(user).await?;
+                    }
                     if let Some(note) = note {
                         tracing::info!(user, token = %rec.token.serial, "{note}");
                     }

@@ -140,6 +140,21 @@ impl DuplicateCache {
         attached
     }
 
+    /// Drop an answered request's in-flight entry without caching its reply; returns how many
+    /// retransmits attached meanwhile (each gets a copy of the reply). For replies that are
+    /// cheaper to compute again than to keep (Status-Server).
+    pub fn forget(&self, key: RequestKey) -> u32 {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        match inner.map.get(&key) {
+            Some(Entry::InFlight { attached, .. }) => {
+                let attached = *attached;
+                inner.map.remove(&key);
+                attached
+            }
+            _ => 0,
+        }
+    }
+
     /// Forget a request that failed verification, so nothing about it is cached.
     pub fn abandon(&self, key: RequestKey) {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
@@ -234,5 +249,19 @@ mod tests {
         assert_eq!(c.begin(key(1), b"x"), Seen::Silent);
         std::thread::sleep(Duration::from_millis(30));
         assert_eq!(c.begin(key(1), b"x"), Seen::New);
+    }
+
+    #[test]
+    fn forgotten_entries_leave_nothing_cached() {
+        let c = DuplicateCache::new(Duration::from_secs(30));
+        assert_eq!(c.begin(key(1), b"x"), Seen::New);
+        assert_eq!(c.begin(key(1), b"x"), Seen::Attached);
+        assert_eq!(c.forget(key(1)), 1, "the attached retransmit gets a copy");
+        assert!(c.is_empty());
+        assert_eq!(
+            c.begin(key(1), b"x"),
+            Seen::New,
+            "not replayed from a cache"
+        );
     }
 }

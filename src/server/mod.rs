@@ -17,7 +17,7 @@ use tracing::{debug, info, warn, Instrument};
 
 use crate::app::AppState;
 use crate::pipeline::{self, RequestContext};
-use crate::radius::{self, DecodeError, MAX_PACKET};
+use crate::radius::{self, DecodeError, RequestKind, MAX_PACKET};
 use dedup::{RequestKey, Seen};
 use metrics::Metrics;
 
@@ -187,7 +187,15 @@ async fn serve_one(
     };
     let reply = pipeline::handle(app, &ctx, &req).await;
     let bytes: Arc<[u8]> = Arc::from(radius::encode_reply(&req, &reply, secret));
-    let copies = 1 + app.dedup.finish(key, Some(bytes.clone()));
+    // A Status-Server answer changes nothing and costs less to compute again than to keep:
+    // not caching it keeps a health-check flood (or a monitoring system polling hard) from
+    // filling the duplicate cache and the memory behind it.
+    let attached = if req.kind == RequestKind::StatusServer {
+        app.dedup.forget(key)
+    } else {
+        app.dedup.finish(key, Some(bytes.clone()))
+    };
+    let copies = 1 + attached;
     for _ in 0..copies {
         if let Err(e) = sock.send_to(&bytes, ctx.src).await {
             warn!(error = %e, "sending reply");

@@ -13,6 +13,7 @@ pub mod seal;
 pub mod sqlite;
 mod sqlite_delivery;
 mod sqlite_tokens;
+mod sqlite_writer;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -42,6 +43,9 @@ pub enum StoreError {
     Corrupt(String),
     #[error("{0} is not supported by this store")]
     Unsupported(&'static str),
+    /// A write ran but its transaction did not commit (or could not start): it is not done.
+    #[error("write not committed: {0}")]
+    Commit(String),
 }
 
 /// The key a user is stored under. Directories compare user names case-insensitively and

@@ -20,6 +20,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{QueryBuilder, Row, Sqlite};
 
+use super::sqlite_writer::Writer;
 use super::{
     AppPassword, AuditFilter, AuditRecord, ChallengeAttempt, NewToken, OobBegin, OobStatus,
     OobTransaction, PendingChallenge, Sealer, SendLimit, Store, StoreError, Token, TokenExtra,
@@ -43,6 +44,8 @@ const AUDIT_COLUMNS: &str = "id, time, user, first_name, last_name, email, phone
 pub struct SqliteStore {
     pub(super) pool: SqlitePool,
     pub(super) sealer: Sealer,
+    /// Group commit for the writes on the login path (see `sqlite_writer`).
+    pub(super) writer: Writer,
 }
 
 impl SqliteStore {
@@ -82,11 +85,18 @@ impl SqliteStore {
 
     async fn with_pool(pool: SqlitePool, sealer: Sealer) -> Result<Self, StoreError> {
         MIGRATOR.run(&pool).await?;
-        Ok(SqliteStore { pool, sealer })
+        let writer = Writer::start(pool.clone());
+        Ok(SqliteStore {
+            pool,
+            sealer,
+            writer,
+        })
     }
 
     /// Closes all connections (checkpointing the WAL). Call on shutdown.
     pub async fn close(&self) {
+        let (writes, commits) = self.writer.counts();
+        tracing::info!(writes, commits, "store: group-committed writes");
         self.pool.close().await;
     }
 
@@ -249,15 +259,21 @@ impl Store for SqliteStore {
     }
 
     async fn consume_totp_step(&self, token_id: i64, step: i64) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE tokens SET last_step = ?1 \
-             WHERE id = ?2 AND (last_step IS NULL OR last_step < ?1)",
-        )
-        .bind(step)
-        .bind(token_id)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        self.writer
+            .write(move |c| {
+                Box::pin(async move {
+                    let done = sqlx::query(
+                        "UPDATE tokens SET last_step = ?1 \
+                         WHERE id = ?2 AND (last_step IS NULL OR last_step < ?1)",
+                    )
+                    .bind(step)
+                    .bind(token_id)
+                    .execute(c)
+                    .await?;
+                    Ok(done.rows_affected() == 1)
+                })
+            })
+            .await
     }
 
     async fn advance_hotp_counter(
@@ -272,13 +288,21 @@ impl Store for SqliteStore {
         }
         let expected = counter_to_sql(expected)?;
         let new_counter = counter_to_sql(new_counter)?;
-        let done = sqlx::query("UPDATE tokens SET counter = ?1 WHERE id = ?2 AND counter = ?3")
-            .bind(new_counter)
-            .bind(token_id)
-            .bind(expected)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() == 1)
+        self.writer
+            .write(move |c| {
+                Box::pin(async move {
+                    let done = sqlx::query(
+                        "UPDATE tokens SET counter = ?1 WHERE id = ?2 AND counter = ?3",
+                    )
+                    .bind(new_counter)
+                    .bind(token_id)
+                    .bind(expected)
+                    .execute(c)
+                    .await?;
+                    Ok(done.rows_affected() == 1)
+                })
+            })
+            .await
     }
 
     async fn delete_user_tokens(&self, user: &str) -> Result<u64, StoreError> {
@@ -379,23 +403,31 @@ impl Store for SqliteStore {
         // the count. In an upsert's SET every expression sees the old row, so both CASEs test
         // the same `failures + 1`. A threshold of 0 never locks.
         let until = now.saturating_add(lock_secs);
-        let row = sqlx::query(
-            "INSERT INTO user_state (user, failures, locked_until) \
-             VALUES (?1, \
-                     CASE WHEN ?2 > 0 AND 1 >= ?2 THEN 0 ELSE 1 END, \
-                     CASE WHEN ?2 > 0 AND 1 >= ?2 THEN ?3 ELSE NULL END) \
-             ON CONFLICT (user) DO UPDATE SET \
-                 failures = CASE WHEN ?2 > 0 AND user_state.failures + 1 >= ?2 \
-                                 THEN 0 ELSE user_state.failures + 1 END, \
-                 locked_until = CASE WHEN ?2 > 0 AND user_state.failures + 1 >= ?2 \
-                                     THEN ?3 ELSE user_state.locked_until END \
-             RETURNING failures, locked_until",
-        )
-        .bind(user)
-        .bind(i64::from(threshold))
-        .bind(until)
-        .fetch_one(&self.pool)
-        .await?;
+        let user = user.to_string();
+        let row = self
+            .writer
+            .write(move |c| {
+                Box::pin(async move {
+                    Ok(sqlx::query(
+                        "INSERT INTO user_state (user, failures, locked_until) \
+                         VALUES (?1, \
+                                 CASE WHEN ?2 > 0 AND 1 >= ?2 THEN 0 ELSE 1 END, \
+                                 CASE WHEN ?2 > 0 AND 1 >= ?2 THEN ?3 ELSE NULL END) \
+                         ON CONFLICT (user) DO UPDATE SET \
+                             failures = CASE WHEN ?2 > 0 AND user_state.failures + 1 >= ?2 \
+                                             THEN 0 ELSE user_state.failures + 1 END, \
+                             locked_until = CASE WHEN ?2 > 0 AND user_state.failures + 1 >= ?2 \
+                                                 THEN ?3 ELSE user_state.locked_until END \
+                         RETURNING failures, locked_until",
+                    )
+                    .bind(user)
+                    .bind(i64::from(threshold))
+                    .bind(until)
+                    .fetch_one(c)
+                    .await?)
+                })
+            })
+            .await?;
         let failures = to_u32(row.try_get("failures")?, "user_state.failures")?;
         // After this statement `failures` is at least 1 unless this very statement locked.
         if failures == 0 {
@@ -407,11 +439,20 @@ impl Store for SqliteStore {
     }
 
     async fn clear_failures(&self, user: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE user_state SET failures = 0 WHERE user = ?1 AND failures <> 0")
-            .bind(user)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        let user = user.to_string();
+        self.writer
+            .write(move |c| {
+                Box::pin(async move {
+                    sqlx::query(
+                        "UPDATE user_state SET failures = 0 WHERE user = ?1 AND failures <> 0",
+                    )
+                    .bind(user)
+                    .execute(c)
+                    .await?;
+                    Ok(())
+                })
+            })
+            .await
     }
 
     async fn unlock_user(&self, user: &str, now: i64) -> Result<bool, StoreError> {
@@ -464,18 +505,27 @@ impl Store for SqliteStore {
     // --- pending challenges ---
 
     async fn put_challenge(&self, challenge: &PendingChallenge) -> Result<(), StoreError> {
-        let result = sqlx::query(&format!(
-            "INSERT INTO challenges ({CHALLENGE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
-        ))
-        .bind(&challenge.state_hash)
-        .bind(&challenge.user)
-        .bind(&challenge.nas)
-        .bind(challenge.created_at)
-        .bind(challenge.expires_at)
-        .bind(i64::from(challenge.attempts))
-        .bind(&challenge.context)
-        .execute(&self.pool)
-        .await;
+        let ch = challenge.clone();
+        let result = self
+            .writer
+            .write(move |c| {
+                Box::pin(async move {
+                    Ok(sqlx::query(&format!(
+                        "INSERT INTO challenges ({CHALLENGE_COLUMNS}) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+                    ))
+                    .bind(&ch.state_hash)
+                    .bind(&ch.user)
+                    .bind(&ch.nas)
+                    .bind(ch.created_at)
+                    .bind(ch.expires_at)
+                    .bind(i64::from(ch.attempts))
+                    .bind(&ch.context)
+                    .execute(c)
+                    .await)
+                })
+            })
+            .await?;
         match result {
             Ok(_) => Ok(()),
             Err(e) if is_unique_violation(&e) => {
@@ -501,11 +551,18 @@ impl Store for SqliteStore {
     }
 
     async fn consume_challenge(&self, state_hash: &[u8]) -> Result<bool, StoreError> {
-        let done = sqlx::query("DELETE FROM challenges WHERE state_hash = ?1")
-            .bind(state_hash)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() == 1)
+        let hash = state_hash.to_vec();
+        self.writer
+            .write(move |c| {
+                Box::pin(async move {
+                    let done = sqlx::query("DELETE FROM challenges WHERE state_hash = ?1")
+                        .bind(hash)
+                        .execute(c)
+                        .await?;
+                    Ok(done.rows_affected() == 1)
+                })
+            })
+            .await
     }
 
     async fn fail_challenge(
@@ -514,26 +571,38 @@ impl Store for SqliteStore {
         max_attempts: u32,
     ) -> Result<ChallengeAttempt, StoreError> {
         // Each caller gets a distinct `attempts` value back from the atomic increment; whoever
-        // sees the maximum (or more) deletes the row. No transaction needed.
-        let attempts: Option<i64> = sqlx::query_scalar(
-            "UPDATE challenges SET attempts = attempts + 1 WHERE state_hash = ?1 \
-             RETURNING attempts",
-        )
-        .bind(state_hash)
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(attempts) = attempts else {
-            return Ok(ChallengeAttempt::Closed);
-        };
-        let attempts = to_u32(attempts, "challenges.attempts")?;
-        if attempts >= max_attempts {
-            sqlx::query("DELETE FROM challenges WHERE state_hash = ?1")
-                .bind(state_hash)
-                .execute(&self.pool)
-                .await?;
-            return Ok(ChallengeAttempt::Closed);
-        }
-        Ok(ChallengeAttempt::StillOpen(attempts))
+        // sees the maximum (or more) deletes the row. Both statements run in one batch of the
+        // writer, so nothing comes between them; a savepoint makes them one unit.
+        let hash = state_hash.to_vec();
+        self.writer
+            .write(move |c| {
+                Box::pin(async move {
+                    let mut sp = sqlx::Connection::begin(c).await?;
+                    let attempts: Option<i64> = sqlx::query_scalar(
+                        "UPDATE challenges SET attempts = attempts + 1 WHERE state_hash = ?1 \
+                         RETURNING attempts",
+                    )
+                    .bind(&hash)
+                    .fetch_optional(&mut *sp)
+                    .await?;
+                    let Some(attempts) = attempts else {
+                        return Ok(ChallengeAttempt::Closed);
+                    };
+                    let attempts = to_u32(attempts, "challenges.attempts")?;
+                    let outcome = if attempts >= max_attempts {
+                        sqlx::query("DELETE FROM challenges WHERE state_hash = ?1")
+                            .bind(&hash)
+                            .execute(&mut *sp)
+                            .await?;
+                        ChallengeAttempt::Closed
+                    } else {
+                        ChallengeAttempt::StillOpen(attempts)
+                    };
+                    sp.commit().await?;
+                    Ok(outcome)
+                })
+            })
+            .await
     }
 
     async fn purge_expired_challenges(&self, now: i64) -> Result<u64, StoreError> {
@@ -628,30 +697,37 @@ impl Store for SqliteStore {
     // --- audit ---
 
     async fn append_audit(&self, r: &AuditRecord) -> Result<i64, StoreError> {
-        let id = sqlx::query_scalar::<_, i64>(
-            "INSERT INTO audit (time, user, first_name, last_name, email, phone, token_serial, \
-             mode, result, reason, server_name, server_ip, client_ip, nas_name, latency_ms) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) \
-             RETURNING id",
-        )
-        .bind(r.time)
-        .bind(&r.user)
-        .bind(&r.first_name)
-        .bind(&r.last_name)
-        .bind(&r.email)
-        .bind(&r.phone)
-        .bind(&r.token_serial)
-        .bind(&r.mode)
-        .bind(&r.result)
-        .bind(&r.reason)
-        .bind(&r.server_name)
-        .bind(&r.server_ip)
-        .bind(&r.client_ip)
-        .bind(&r.nas_name)
-        .bind(r.latency_ms)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(id)
+        let r = r.clone();
+        self.writer
+            .write(move |c| {
+                Box::pin(async move {
+                    Ok(sqlx::query_scalar::<_, i64>(
+                        "INSERT INTO audit (time, user, first_name, last_name, email, phone, \
+                         token_serial, mode, result, reason, server_name, server_ip, \
+                         client_ip, nas_name, latency_ms) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, \
+                         ?15) RETURNING id",
+                    )
+                    .bind(r.time)
+                    .bind(&r.user)
+                    .bind(&r.first_name)
+                    .bind(&r.last_name)
+                    .bind(&r.email)
+                    .bind(&r.phone)
+                    .bind(&r.token_serial)
+                    .bind(&r.mode)
+                    .bind(&r.result)
+                    .bind(&r.reason)
+                    .bind(&r.server_name)
+                    .bind(&r.server_ip)
+                    .bind(&r.client_ip)
+                    .bind(&r.nas_name)
+                    .bind(r.latency_ms)
+                    .fetch_one(c)
+                    .await?)
+                })
+            })
+            .await
     }
 
     async fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {
@@ -805,6 +881,54 @@ mod tests {
         assert_eq!(blob[0], 1, "version byte");
         assert_eq!(blob.len(), 1 + 24 + 20 + 16);
         assert!(!blob.windows(20).any(|w| w == b"12345678901234567890"));
+    }
+
+    #[tokio::test]
+    async fn concurrent_writes_share_commits_and_fail_alone() {
+        // 200 challenges written at once, every fourth one a duplicate State: the duplicates
+        // fail with Conflict, every other write lands, and the writes took fewer commits than
+        // there were writes (group commit), without one failure spoiling its batch.
+        let dir = tempfile::tempdir().unwrap();
+        let store = std::sync::Arc::new(
+            SqliteStore::open(&dir.path().join("g.db"), sealer())
+                .await
+                .unwrap(),
+        );
+        let ch = |i: usize| PendingChallenge {
+            state_hash: vec![(i % 150) as u8],
+            user: format!("u{i}"),
+            nas: "nas".into(),
+            created_at: 1,
+            expires_at: i64::MAX,
+            attempts: 0,
+            context: String::new(),
+        };
+        let (_, before) = store.writer.counts();
+        let mut tasks = Vec::new();
+        for i in 0..200 {
+            let store = store.clone();
+            let c = ch(i);
+            tasks.push(tokio::spawn(async move { store.put_challenge(&c).await }));
+        }
+        let mut ok = 0;
+        let mut conflicts = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(()) => ok += 1,
+                Err(StoreError::Conflict(_)) => conflicts += 1,
+                Err(e) => panic!("unexpected error {e}"),
+            }
+        }
+        assert_eq!((ok, conflicts), (150, 50));
+        for i in 0..150 {
+            let got = store.challenge(&ch(i).state_hash, 2).await.unwrap();
+            assert!(got.is_some(), "challenge {i} missing");
+        }
+        let commits = store.writer.counts().1 - before;
+        assert!(
+            commits < 200,
+            "{commits} commits for 200 writes: no group commit"
+        );
     }
 
     #[tokio::test]

@@ -177,16 +177,22 @@ impl SqliteStore {
         step: i64,
         drift: i64,
     ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE tokens SET last_step = ?1, drift = ?3 \
-             WHERE id = ?2 AND (last_step IS NULL OR last_step < ?1)",
-        )
-        .bind(step)
-        .bind(token_id)
-        .bind(drift)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        self.writer
+            .write(move |c| {
+                Box::pin(async move {
+                    let done = sqlx::query(
+                        "UPDATE tokens SET last_step = ?1, drift = ?3 \
+                         WHERE id = ?2 AND (last_step IS NULL OR last_step < ?1)",
+                    )
+                    .bind(step)
+                    .bind(token_id)
+                    .bind(drift)
+                    .execute(c)
+                    .await?;
+                    Ok(done.rows_affected() == 1)
+                })
+            })
+            .await
     }
 
     pub(super) async fn set_hotp_resync_impl(
@@ -198,12 +204,20 @@ impl SqliteStore {
             Some((c, at)) => (Some(counter_to_sql(c)?), Some(at)),
             None => (None, None),
         };
-        sqlx::query("UPDATE tokens SET resync_counter = ?1, resync_at = ?2 WHERE id = ?3")
-            .bind(counter)
-            .bind(at)
-            .bind(token_id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        self.writer
+            .write(move |c| {
+                Box::pin(async move {
+                    sqlx::query(
+                        "UPDATE tokens SET resync_counter = ?1, resync_at = ?2 WHERE id = ?3",
+                    )
+                    .bind(counter)
+                    .bind(at)
+                    .bind(token_id)
+                    .execute(c)
+                    .await?;
+                    Ok(())
+                })
+            })
+            .await
     }
 }
