@@ -3,7 +3,9 @@
 
 mod common;
 
-use std::net::TcpListener;
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -57,6 +59,99 @@ fn hung_server() -> (TcpListener, String) {
     let url = format!("ldap://{}", listener.local_addr().unwrap());
     // The kernel completes handshakes into the backlog; nobody ever reads.
     (listener, url)
+}
+
+/// TCP connections that carried at least one LDAP operation, read from slapd's stats log
+/// (`conn=N op=M ...` lines). The harness's readiness probes connect without any operation
+/// and are not counted.
+fn ldap_connections(slapd: &Slapd) -> usize {
+    let log = std::fs::read_to_string(slapd.dir().join("slapd.log")).unwrap_or_default();
+    let conns: std::collections::HashSet<&str> = log
+        .lines()
+        .filter_map(|l| {
+            let conn = l.split_whitespace().find(|w| w.starts_with("conn="))?;
+            l.contains(" op=").then_some(conn)
+        })
+        .collect();
+    conns.len()
+}
+
+/// A TCP relay to a local port that, when the server side of a relayed connection closes,
+/// keeps the client side open and silent (as a server host that lost its connection state
+/// would) and closes it only when the client next sends something. A pooled connection
+/// through it is dead without the client being able to know before it uses it.
+struct SilentRelay {
+    url: String,
+    addr: std::net::SocketAddr,
+    /// Requests that arrived on a connection whose server side was gone.
+    dead_writes: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+}
+
+impl SilentRelay {
+    fn start(upstream_port: u16) -> SilentRelay {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let dead_writes = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (dead, stop_flag) = (dead_writes.clone(), stop.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                if stop_flag.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(client) = client else { return };
+                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream_port)) else {
+                    continue; // dropping `client` closes it
+                };
+                let server_gone = Arc::new(AtomicBool::new(false));
+                let (mut s, mut c) = (server.try_clone().unwrap(), client.try_clone().unwrap());
+                let gone = server_gone.clone();
+                std::thread::spawn(move || {
+                    // Server to client; at the server's EOF the client side stays open.
+                    let _ = std::io::copy(&mut s, &mut c);
+                    gone.store(true, Ordering::SeqCst);
+                });
+                let (mut c, mut s, dead) = (client, server, dead.clone());
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 4096];
+                    loop {
+                        match c.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => {
+                                if server_gone.load(Ordering::SeqCst) {
+                                    dead.fetch_add(1, Ordering::SeqCst);
+                                    break;
+                                }
+                                if s.write_all(&buf[..n]).is_err() {
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    let _ = c.shutdown(Shutdown::Both);
+                    let _ = s.shutdown(Shutdown::Both);
+                });
+            }
+        });
+        SilentRelay {
+            url: format!("ldap://{addr}"),
+            addr,
+            dead_writes,
+            stop,
+        }
+    }
+
+    fn dead_writes(&self) -> usize {
+        self.dead_writes.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for SilentRelay {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(self.addr); // wakes the accept loop
+    }
 }
 
 #[tokio::test]
@@ -353,6 +448,12 @@ async fn pooled_connection_survives_restart_between_calls() {
     let mut slapd = Slapd::start(&users());
     let auth = auth_for(&slapd);
     assert!(auth.lookup("alice").await.unwrap().is_some());
+    // ... and an idle bind connection.
+    let out = auth
+        .authenticate("bob", &Secret::from("bob-pw"))
+        .await
+        .unwrap();
+    assert!(matches!(out, PrimaryOutcome::Accepted(_)));
     slapd.restart();
     assert!(auth.lookup("alice").await.unwrap().is_some());
     let out = auth
@@ -360,6 +461,123 @@ async fn pooled_connection_survives_restart_between_calls() {
         .await
         .unwrap();
     assert!(matches!(out, PrimaryOutcome::Accepted(_)));
+}
+
+#[tokio::test]
+async fn user_binds_reuse_connections() {
+    let slapd = Slapd::start(&users());
+    let auth = auth_for(&slapd);
+    const N: u64 = 30;
+    for i in 0..N {
+        let (user, pw, ok) = match i % 3 {
+            0 => ("alice", "alice-pw", true),
+            1 => ("bob", "wrong", false),
+            _ => ("alice", "bob-pw", false), // another user's password
+        };
+        let out = auth.authenticate(user, &Secret::from(pw)).await.unwrap();
+        if ok {
+            assert!(
+                matches!(out, PrimaryOutcome::Accepted(ref info)
+                if info.dn == format!("uid={user},ou=people,dc=example,dc=org")),
+                "login {i}: {out:?}"
+            );
+        } else {
+            assert_eq!(out, denied(Denial::BadPassword), "login {i}");
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(auth.bind_count(), N);
+    let user_binds = slapd.bind_count(&LdapUser::new("alice", "").dn())
+        + slapd.bind_count(&LdapUser::new("bob", "").dn());
+    assert_eq!(user_binds, N, "every check reached slapd");
+    // One search connection and one bind connection, not one per login.
+    assert_eq!(ldap_connections(&slapd), 2, "{}", slapd.log_tail());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_user_binds_keep_at_most_user_bind_concurrency_connections() {
+    let users = LdapUser::generate(60);
+    let slapd = Slapd::start(&users);
+    let mut s = settings(&slapd, vec![slapd.url.clone()]);
+    s.op_timeout = Duration::from_secs(5);
+    let (pool_size, concurrency) = (s.pool_size, s.user_bind_concurrency);
+    let auth = Arc::new(LdapAuth::new(s).unwrap());
+    for round in 0..3 {
+        let mut tasks = Vec::new();
+        for (i, u) in users.iter().enumerate() {
+            let auth = auth.clone();
+            let uid = u.uid.clone();
+            let pw = if i % 2 == 0 {
+                u.password.clone()
+            } else {
+                "wrong".into()
+            };
+            tasks.push(tokio::spawn(async move {
+                (i, auth.authenticate(&uid, &Secret::from(pw)).await)
+            }));
+        }
+        for t in tasks {
+            let (i, res) = t.await.unwrap();
+            let out = res.unwrap_or_else(|e| panic!("round {round}, user {i}: {e}"));
+            assert_eq!(
+                matches!(out, PrimaryOutcome::Accepted(_)),
+                i % 2 == 0,
+                "user {i}"
+            );
+        }
+    }
+    assert_eq!(auth.bind_count(), 3 * users.len() as u64);
+    let accepted = ldap_connections(&slapd);
+    assert!(
+        accepted <= pool_size + concurrency,
+        "{accepted} connections for {} logins",
+        3 * users.len()
+    );
+}
+
+#[tokio::test]
+async fn dead_pooled_bind_connection_is_retried_once_on_a_fresh_one() {
+    // slapd restarts behind a relay that keeps the client side of the old connections open,
+    // so radmfa only learns that its idle bind connection is dead when the next bind fails
+    // on it. That bind never reached slapd: it must be retried on a fresh connection.
+    let mut slapd = Slapd::start(&users());
+    let relay = SilentRelay::start(slapd.port);
+    let auth = LdapAuth::new(settings(&slapd, vec![relay.url.clone()])).unwrap();
+    let out = auth
+        .authenticate("alice", &Secret::from("alice-pw"))
+        .await
+        .unwrap();
+    assert!(matches!(out, PrimaryOutcome::Accepted(_)), "{out:?}");
+    assert_eq!(
+        auth.authenticate("bob", &Secret::from("wrong"))
+            .await
+            .unwrap(),
+        denied(Denial::BadPassword)
+    );
+
+    slapd.restart();
+    std::thread::sleep(Duration::from_millis(200)); // let the relay see the old ones end
+    let out = auth
+        .authenticate("alice", &Secret::from("alice-pw"))
+        .await
+        .unwrap_or_else(|e| panic!("login after restart failed: {e}\n{}", slapd.log_tail()));
+    assert!(matches!(out, PrimaryOutcome::Accepted(_)), "{out:?}");
+    // The pooled search connection and the pooled bind connection were both found dead on
+    // use (the scenario this test is about), then replaced.
+    assert_eq!(relay.dead_writes(), 2);
+    assert_eq!(
+        auth.authenticate("bob", &Secret::from("wrong"))
+            .await
+            .unwrap(),
+        denied(Denial::BadPassword)
+    );
+    let out = auth
+        .authenticate("bob", &Secret::from("bob-pw"))
+        .await
+        .unwrap();
+    assert!(matches!(out, PrimaryOutcome::Accepted(_)), "{out:?}");
+    assert_eq!(relay.dead_writes(), 2);
+    assert_eq!(auth.bind_count(), 5);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -11,10 +11,13 @@
 //!    restart). The user name is escaped with [`ldap3::ldap_escape`] before it replaces every
 //!    `{user}` in `user_filter`, so `*` or `a)(uid=*` match nothing. No entry →
 //!    [`Denial::UnknownUser`]; more than one → [`Denial::AmbiguousUser`].
-//! 3. The password is checked by a simple bind as the found DN on a **fresh connection** that
-//!    is closed right after: a bind changes a connection's identity, so pooled search
-//!    connections are never used for it. A semaphore bounds concurrent user binds
-//!    (`user_bind_concurrency`).
+//! 3. The password is checked by a simple bind as the found DN on a **bind-only connection**
+//!    from a second pool (`ldap_pool.rs`). A bind changes a connection's identity, so
+//!    search connections are never used for it; bind-only connections carry nothing but user
+//!    binds, so whoever bound last does not matter. A connection goes back to the pool only
+//!    after the bind got an LDAP result (any result code); after a timeout or an I/O error,
+//!    or when the check is cancelled, it is closed. A semaphore bounds concurrent user binds
+//!    (`user_bind_concurrency`), and at most that many bind connections are kept idle.
 //!
 //! # Bind results
 //!
@@ -32,9 +35,10 @@
 //!
 //! An unknown (or ambiguous) user costs a search but no bind. To keep "unknown user" and
 //! "wrong password" from being told apart by response time, the unknown-user path sleeps for
-//! roughly as long as recent user binds took (a moving average of connect + bind, ±25 %
-//! jitter, capped at `connect_timeout + op_timeout`). We chose this over a real bind to a
-//! dummy DN: it costs the directory nothing and writes no failed-logon events there.
+//! roughly as long as recent user binds took (a moving average of the bind, plus the connect
+//! when no idle bind connection was at hand, ±25 % jitter, capped at
+//! `connect_timeout + op_timeout`). We chose this over a real bind to a dummy DN: it costs
+//! the directory nothing and writes no failed-logon events there.
 //!
 //! # Timeouts and failover
 //!
@@ -42,14 +46,17 @@
 //! operation (service bind, search, user bind) and every wait for a pool or bind slot by
 //! `op_timeout`. URLs are tried in order, starting with the last one that worked. A URL
 //! that just failed is held off for [`FAILED_URL_HOLDOFF`]: it is tried only after
-//! every other URL has failed too. All URLs unreachable → [`AuthError::Unavailable`] (or
-//! [`AuthError::Tls`] when every failure was a TLS failure); an operation that outlives
-//! `op_timeout` → [`AuthError::Timeout`]. A timed-out user bind is not retried on another
-//! server, since the first attempt may already have counted against the account's lockout.
-//! A server that accepts TCP but does not answer the service bind in time counts as down
-//! (next URL); a service bind the directory *refuses* (rc 48/49/50/53) is
-//! [`AuthError::ServiceBind`] at once, since every server of the directory would refuse it.
-//! An empty `bind_dn` means anonymous searches.
+//! every other URL has failed too. An operation that fails with an I/O error on a *reused*
+//! pooled connection (server restarted, idle connection cut) is retried once on a fresh
+//! connection, since it never reached the server. All URLs unreachable →
+//! [`AuthError::Unavailable`] (or [`AuthError::Tls`] when every failure was a TLS failure);
+//! an operation that outlives `op_timeout` → [`AuthError::Timeout`]. A timed-out user bind
+//! is not retried at all (not on another server, not on a fresh connection), since the first
+//! attempt may already have counted against the account's lockout. A server that accepts
+//! TCP but does not answer the service bind in time counts as down (next URL); a service bind
+//! the directory *refuses* (rc 48/49/50/53) is [`AuthError::ServiceBind`] at once, since
+//! every server of the directory would refuse it. An empty `bind_dn` means anonymous
+//! searches.
 //!
 //! # TLS
 //!
@@ -75,14 +82,16 @@ use rand::Rng;
 use tokio::sync::Semaphore;
 use tokio::time::timeout;
 
+use super::ldap_pool::{ConnPool, Pooled};
 use super::{ad_codes, AuthError, Denial, PrimaryAuth, PrimaryOutcome, UserInfo};
 use crate::secret::Secret;
 
 /// How long a URL that just failed is put behind the others.
 pub const FAILED_URL_HOLDOFF: Duration = Duration::from_secs(10);
 
-/// Pooled search connections idle longer than this are closed instead of reused, so a
-/// connection silently dropped by a firewall or the server's idle timeout is not trusted.
+/// Pooled (search and bind) connections idle longer than this are closed instead of reused,
+/// so a connection silently dropped by a firewall or the server's idle timeout is not
+/// trusted.
 pub const POOL_MAX_IDLE: Duration = Duration::from_secs(120);
 
 /// Names of the LDAP attributes copied into [`UserInfo`]. An empty name means "don't read".
@@ -168,23 +177,21 @@ pub struct LdapAuth {
     /// Attribute list sent with the search.
     search_attrs: Vec<String>,
     /// Idle, service-bound search connections.
-    idle: Mutex<Vec<PooledConn>>,
+    searches: ConnPool<Ldap>,
     /// One permit per search connection that may exist at once.
     pool_slots: Semaphore,
+    /// Idle bind-only connections, for user password checks.
+    binds: ConnPool<Ldap>,
+    /// One permit per user bind in flight.
     user_bind_slots: Semaphore,
     bind_count: AtomicU64,
     /// Index of the URL that last worked.
     preferred: AtomicUsize,
     /// Per URL: when its hold-off after a failure ends.
     held_off_until: Mutex<Vec<Option<Instant>>>,
-    /// Moving average of user-bind latency (connect + bind), in microseconds; 0 = no sample.
+    /// Moving average of user-bind latency (bind, plus connect when one had to be opened), in
+    /// microseconds; 0 = no sample.
     bind_latency_us: AtomicU64,
-}
-
-struct PooledConn {
-    ldap: Ldap,
-    url_idx: usize,
-    idle_since: Instant,
 }
 
 enum SearchOutcome {
@@ -293,7 +300,8 @@ impl LdapAuth {
             user_bind_slots: Semaphore::new(settings.user_bind_concurrency),
             conn_settings,
             search_attrs,
-            idle: Mutex::new(Vec::new()),
+            searches: ConnPool::new(settings.pool_size, POOL_MAX_IDLE),
+            binds: ConnPool::new(settings.user_bind_concurrency, POOL_MAX_IDLE),
             bind_count: AtomicU64::new(0),
             preferred: AtomicUsize::new(0),
             held_off_until: Mutex::new(vec![None; n]),
@@ -441,30 +449,6 @@ impl LdapAuth {
         }
     }
 
-    fn take_idle(&self) -> Option<PooledConn> {
-        let mut idle = self.idle.lock().expect("pool lock");
-        while let Some(mut conn) = idle.pop() {
-            if conn.ldap.is_closed() || conn.idle_since.elapsed() > POOL_MAX_IDLE {
-                continue; // dropped: closes the connection
-            }
-            return Some(conn);
-        }
-        None
-    }
-
-    fn put_idle(&self, mut conn: PooledConn) {
-        conn.idle_since = Instant::now();
-        self.idle.lock().expect("pool lock").push(conn);
-    }
-
-    /// Drop every idle connection to `url_idx` (after one of them turned out dead).
-    fn drop_idle_to(&self, url_idx: usize) {
-        self.idle
-            .lock()
-            .expect("pool lock")
-            .retain(|c| c.url_idx != url_idx);
-    }
-
     // ---- search ------------------------------------------------------------------------
 
     async fn search_user(&self, user: &str) -> Result<SearchOutcome, AuthError> {
@@ -480,21 +464,16 @@ impl LdapAuth {
 
         let mut retried = false;
         loop {
-            let (mut conn, reused) = match self.take_idle() {
-                Some(conn) => (conn, true),
+            let mut conn = match self.searches.take() {
+                Some(conn) => conn,
                 None => {
                     let (ldap, url_idx) = self.connect_any(true).await?;
-                    let conn = PooledConn {
-                        ldap,
-                        url_idx,
-                        idle_since: Instant::now(),
-                    };
-                    (conn, false)
+                    Pooled::fresh(ldap, url_idx)
                 }
             };
             let op_timeout = self.settings.op_timeout;
             let search = conn
-                .ldap
+                .conn
                 .with_search_options(SearchOptions::new().sizelimit(2))
                 .with_timeout(op_timeout)
                 .search(
@@ -512,11 +491,11 @@ impl LdapAuth {
                 }
                 Ok(Err(e)) => {
                     let url = &self.settings.urls[conn.url_idx];
-                    if reused && !retried {
+                    if conn.reused && !retried {
                         // A pooled connection died (server restart, idle cut): drop its
                         // siblings and try once more on a fresh connection.
                         tracing::debug!(%url, error = %e, "pooled LDAP connection dead, reconnecting");
-                        self.drop_idle_to(conn.url_idx);
+                        self.searches.drop_idle_to(conn.url_idx);
                         retried = true;
                         continue;
                     }
@@ -532,10 +511,10 @@ impl LdapAuth {
             if res.rc != 0 && !size_limit_hit {
                 let url = &self.settings.urls[conn.url_idx];
                 tracing::warn!(%url, %user, result = %res, "LDAP search refused");
-                self.put_idle(conn);
+                self.searches.put(conn);
                 return Err(AuthError::Ldap(format!("search: {res}")));
             }
-            self.put_idle(conn);
+            self.searches.put(conn);
             return Ok(match entries.len() {
                 0 => SearchOutcome::NotFound,
                 1 => {
@@ -583,32 +562,8 @@ impl LdapAuth {
             .expect("bind semaphore never closed");
 
         let started = Instant::now();
-        let (mut ldap, idx) = self.connect_any(false).await?;
-        let url = &self.settings.urls[idx];
-        self.bind_count.fetch_add(1, Ordering::Relaxed);
-        let res = match timeout(
-            self.settings.op_timeout,
-            ldap.simple_bind(&info.dn, password),
-        )
-        .await
-        {
-            Err(_) => {
-                tracing::warn!(%url, %user, dn = %info.dn, "LDAP user bind timed out");
-                self.mark_failed(idx);
-                return Err(self.op_timeout_err());
-            }
-            Ok(Err(e)) => {
-                tracing::warn!(%url, %user, dn = %info.dn, error = %e, "LDAP user bind failed");
-                self.mark_failed(idx);
-                return Err(AuthError::Unavailable(format!("{url}: user bind: {e}")));
-            }
-            Ok(Ok(res)) => res,
-        };
+        let res = self.bind_on_pooled(user, &info.dn, password).await?;
         self.record_bind_latency(started.elapsed());
-        // Close politely; don't make the caller wait for it.
-        tokio::spawn(async move {
-            let _ = timeout(Duration::from_secs(1), ldap.unbind()).await;
-        });
 
         let outcome = bind_outcome(&res);
         match &outcome {
@@ -626,6 +581,68 @@ impl LdapAuth {
             PrimaryOutcome::Accepted(_) => PrimaryOutcome::Accepted(info),
             denied => denied,
         })
+    }
+
+    /// One simple bind as `dn` on a bind-only connection: an idle one when there is one,
+    /// else a fresh one. The caller holds a `user_bind_slots` permit.
+    ///
+    /// Reusing a connection whose identity is "the last user who bound on it" is safe
+    /// because nothing but user binds ever runs on these connections: no search, no other
+    /// operation that the previous user's rights could apply to, and every bind replaces the
+    /// identity (a failed bind leaves it anonymous).
+    async fn bind_on_pooled(
+        &self,
+        user: &str,
+        dn: &str,
+        password: &str,
+    ) -> Result<LdapResult, AuthError> {
+        let mut counted = false;
+        let mut retried = false;
+        loop {
+            let mut conn = match self.binds.take() {
+                Some(conn) => conn,
+                None => {
+                    let (ldap, url_idx) = self.connect_any(false).await?;
+                    Pooled::fresh(ldap, url_idx)
+                }
+            };
+            if !counted {
+                // One per user bind, even when it takes a second connection.
+                self.bind_count.fetch_add(1, Ordering::Relaxed);
+                counted = true;
+            }
+            let url = &self.settings.urls[conn.url_idx];
+            // If this future is dropped (request deadline), `conn` is dropped with it and the
+            // connection closed: a bind whose answer nobody read is never reused.
+            let bind = conn.conn.simple_bind(dn, password);
+            match timeout(self.settings.op_timeout, bind).await {
+                // Not retried anywhere: the bind may have reached the server and counted
+                // against the account's lockout. The connection is dropped.
+                Err(_) | Ok(Err(LdapError::Timeout { .. })) => {
+                    tracing::warn!(%url, %user, %dn, "LDAP user bind timed out");
+                    self.mark_failed(conn.url_idx);
+                    return Err(self.op_timeout_err());
+                }
+                Ok(Err(e)) if conn.reused && !retried => {
+                    // The pooled connection died while idle (server restart, idle cut), so
+                    // the bind never reached the server: drop it and its siblings to that
+                    // URL and try once more on a fresh connection.
+                    tracing::debug!(%url, error = %e, "pooled LDAP bind connection dead, reconnecting");
+                    self.binds.drop_idle_to(conn.url_idx);
+                    retried = true;
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(%url, %user, %dn, error = %e, "LDAP user bind failed");
+                    self.mark_failed(conn.url_idx);
+                    return Err(AuthError::Unavailable(format!("{url}: user bind: {e}")));
+                }
+                Ok(Ok(res)) => {
+                    // An LDAP answer, whatever its result code: the connection is healthy.
+                    self.binds.put(conn);
+                    return Ok(res);
+                }
+            }
+        }
     }
 
     fn record_bind_latency(&self, sample: Duration) {

@@ -3,6 +3,7 @@
 
 pub mod ad_codes;
 pub mod ldap;
+mod ldap_pool;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
