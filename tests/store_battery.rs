@@ -116,6 +116,7 @@ store_battery! {
         import_replace_keeps_owner_and_resets_state,
         totp_drift_is_stored_with_the_step,
         hotp_resync_pending_round_trips,
+        user_snapshot_matches_separate_reads,
     ],
     racing: [
         race_totp_step,

@@ -5,7 +5,7 @@
 
 use super::login::LOCKED_MESSAGE;
 use super::methods::{self, blocked, Subject};
-use super::second_factor::{check_code, enabled_tokens, standing, CodeCheck, Standing};
+use super::second_factor::{check_code, user_view, CodeCheck, UserView};
 use super::{followup_oob, oob, Fault, RequestContext, Verdict};
 use crate::app::AppState;
 use crate::auth::UserInfo;
@@ -59,13 +59,12 @@ pub async fn answer(
         v
     };
 
-    let profile = app.store.user_profile(user).await?;
-    if let Some((reason, reply)) = blocked(&profile) {
+    let view = user_view(app, user).await?;
+    if let Some((reason, reply)) = blocked(&view.profile) {
         app.store.consume_challenge(&hash).await?;
         return Ok(with_context(Verdict::reject(reason).with_reply(reply)));
     }
-    let standing = standing(app, user).await?;
-    if standing.locked {
+    if view.standing.locked {
         app.store.consume_challenge(&hash).await?;
         return Ok(with_context(
             Verdict::reject("second factor locked")
@@ -109,7 +108,7 @@ pub async fn answer(
         now,
     };
     let v = match current {
-        Method::Totp => totp(app, user, &round, standing, &typed).await?,
+        Method::Totp => totp(app, user, &round, &view, &typed).await?,
         Method::Sms => followup_oob::sms_code(app, user, &round, &typed).await?,
         Method::Voice => followup_oob::call_answered(app, ctx, user, &round).await?,
     };
@@ -120,11 +119,10 @@ async fn totp(
     app: &AppState,
     user: &str,
     r: &Round<'_>,
-    standing: Standing,
+    view: &UserView,
     code: &str,
 ) -> Result<Verdict, Fault> {
-    let tokens = enabled_tokens(app, user).await?;
-    match check_code(app, user, &tokens, standing, code).await? {
+    match check_code(app, user, &view.tokens, view.standing, code).await? {
         CodeCheck::Valid { serial, mode } => {
             // Single use: only the caller that deletes the challenge may accept.
             if !app.store.consume_challenge(&r.hash).await? {

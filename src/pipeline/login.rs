@@ -4,7 +4,7 @@
 //! allows. Second-factor-only clients (RD Gateway) go to `rdg`.
 
 use super::methods::{self, blocked, Subject};
-use super::second_factor::{check_code, enabled_tokens, standing, CodeCheck, Standing};
+use super::second_factor::{check_code, user_view, CodeCheck, Standing};
 use super::{app_login, oob, rdg, Fault, RequestContext, Verdict};
 use crate::app::AppState;
 use crate::auth::{PrimaryOutcome, UserInfo};
@@ -39,12 +39,15 @@ pub async fn start(
             return Ok(v);
         }
     }
-    let tokens = enabled_tokens(app, user).await?;
+    // Tokens, lockout state and profile in one read, before the directory: an unknown user
+    // costs the same read as a known one.
+    let view = user_view(app, user).await?;
+    let tokens = &view.tokens;
 
     let (password, code) = match &ctx.client.otp_mode {
         OtpMode::Challenge => (field, None),
         OtpMode::Inline { delimiter } => {
-            match split_inline(&field, delimiter, &code_lengths(&tokens)) {
+            match split_inline(&field, delimiter, &code_lengths(tokens)) {
                 Some((p, c)) => (p, Some(c)),
                 None if tokens.is_empty() => (field, None),
                 None => return Ok(Verdict::reject("no code found in the password field")),
@@ -56,13 +59,13 @@ pub async fn start(
         PrimaryOutcome::Accepted(info) => info,
         PrimaryOutcome::Denied(d) => return Ok(Verdict::reject(d.reason())),
     };
-    let profile = app.store.user_profile(user).await?;
-    if let Some((reason, reply)) = blocked(&profile) {
+    let profile = &view.profile;
+    if let Some((reason, reply)) = blocked(profile) {
         return Ok(Verdict::reject(reason)
             .with_info(Some(info))
             .with_reply(reply));
     }
-    let phone = oob::phone_for(app, &profile, &info);
+    let phone = oob::phone_for(app, profile, &info);
     let usable = available(
         &ctx.client.factors.methods,
         capabilities(app, ctx, !tokens.is_empty(), phone.is_some()),
@@ -88,7 +91,7 @@ pub async fn start(
                 )),
         });
     }
-    let standing = standing(app, user).await?;
+    let standing = view.standing;
     if standing.locked {
         return Ok(Verdict::reject("second factor locked")
             .with_info(Some(info))
@@ -96,7 +99,7 @@ pub async fn start(
     }
 
     if let Some(code) = code {
-        return inline(app, user, &tokens, standing, &code, info).await;
+        return inline(app, user, tokens, standing, &code, info).await;
     }
     let preferred = profile.method.as_deref().and_then(Method::parse);
     let Some(method) = choose(&usable, preferred) else {

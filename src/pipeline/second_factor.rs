@@ -4,7 +4,7 @@
 use crate::app::AppState;
 use crate::mfa::otp;
 use crate::mfa::verify::{verify_token, TokenCheck, VerifyOptions};
-use crate::store::{AuditRecord, StoreError, TokenFilter, TokenRecord};
+use crate::store::{AuditRecord, StoreError, TokenRecord, UserProfile, UserStatus};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CodeCheck {
@@ -28,12 +28,35 @@ pub struct Standing {
     pub failures: u32,
 }
 
+impl Standing {
+    fn of(app: &AppState, status: &UserStatus) -> Self {
+        let now = app.clock.now();
+        Standing {
+            locked: status.locked_until.is_some_and(|t| t > now),
+            failures: status.failures,
+        }
+    }
+}
+
 pub async fn standing(app: &AppState, user: &str) -> Result<Standing, StoreError> {
-    let now = app.clock.now();
-    let status = app.store.user_status(user).await?;
-    Ok(Standing {
-        locked: status.locked_until.is_some_and(|t| t > now),
-        failures: status.failures,
+    Ok(Standing::of(app, &app.store.user_status(user).await?))
+}
+
+/// What a request needs about the user, from one store read.
+pub struct UserView {
+    /// The enabled tokens with their inventory data (drift, resync state, validity).
+    pub tokens: Vec<TokenRecord>,
+    pub standing: Standing,
+    pub profile: UserProfile,
+}
+
+pub async fn user_view(app: &AppState, user: &str) -> Result<UserView, StoreError> {
+    let mut snap = app.store.user_snapshot(user).await?;
+    snap.tokens.retain(|r| r.token.enabled);
+    Ok(UserView {
+        standing: Standing::of(app, &snap.status),
+        tokens: snap.tokens,
+        profile: snap.profile,
     })
 }
 
@@ -42,18 +65,7 @@ pub async fn is_locked(app: &AppState, user: &str) -> Result<bool, StoreError> {
     Ok(standing(app, user).await?.locked)
 }
 
-/// The user's enabled tokens with their inventory data (drift, resync state, validity).
-pub async fn enabled_tokens(app: &AppState, user: &str) -> Result<Vec<TokenRecord>, StoreError> {
-    let filter = TokenFilter {
-        user: Some(user.to_string()),
-        unassigned: false,
-    };
-    let mut records = app.store.list_tokens(&filter).await?;
-    records.retain(|r| r.token.enabled);
-    Ok(records)
-}
-
-/// Verifies `code` against `tokens` (from [`enabled_tokens`]); a match is consumed
+/// Verifies `code` against `tokens` (from [`user_view`]); a match is consumed
 /// atomically in the store, so it works exactly once, on any node. Failures count toward the
 /// lockout; success resets the count — a write skipped when `standing` (read earlier in the
 /// same request) saw no failures, which saves a commit on nearly every login.

@@ -223,6 +223,15 @@ pub struct AuditRecord {
     pub latency_ms: i64,
 }
 
+/// What a login needs to know about one user, read together: every token (enabled or not)
+/// with its inventory data, the lockout state and the profile.
+#[derive(Debug, Clone, Default)]
+pub struct UserSnapshot {
+    pub tokens: Vec<TokenRecord>,
+    pub status: UserStatus,
+    pub profile: UserProfile,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct AuditFilter {
     pub user: Option<String>,
@@ -312,6 +321,22 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(), StoreError> {
         let _ = (token_id, pending);
         Err(StoreError::Unsupported("set_hotp_resync"))
+    }
+
+    // --- users ---
+    /// Tokens, lockout state and profile of `user` in one call. The default makes three
+    /// reads; a backend can answer it with one query (SQLite does: each statement there is a
+    /// round trip to the connection's thread, and a login makes this read on every request).
+    async fn user_snapshot(&self, user: &str) -> Result<UserSnapshot, StoreError> {
+        let filter = TokenFilter {
+            user: Some(user.to_string()),
+            unassigned: false,
+        };
+        Ok(UserSnapshot {
+            tokens: self.list_tokens(&filter).await?,
+            status: self.user_status(user).await?,
+            profile: self.user_profile(user).await?,
+        })
     }
 
     // --- users: lockout ---

@@ -24,7 +24,7 @@ use super::sqlite_writer::Writer;
 use super::{
     AppPassword, AuditFilter, AuditRecord, ChallengeAttempt, NewToken, OobBegin, OobStatus,
     OobTransaction, PendingChallenge, Sealer, SendLimit, Store, StoreError, Token, TokenExtra,
-    TokenFilter, TokenRecord, UserProfile, UserStatus,
+    TokenFilter, TokenRecord, UserProfile, UserSnapshot, UserStatus,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
@@ -359,6 +359,12 @@ impl Store for SqliteStore {
         pending: Option<(u64, i64)>,
     ) -> Result<(), StoreError> {
         self.set_hotp_resync_impl(token_id, pending).await
+    }
+
+    // --- users ---
+
+    async fn user_snapshot(&self, user: &str) -> Result<UserSnapshot, StoreError> {
+        self.user_snapshot_impl(user).await
     }
 
     // --- users: lockout ---

@@ -68,6 +68,7 @@ where
     race_begin_oob(make().await).await;
     race_resolve_oob(make().await).await;
     race_take_send_slot(make().await).await;
+    user_snapshot_matches_separate_reads(&*make().await).await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1580,4 +1581,80 @@ pub async fn race_take_send_slot(store: Arc<dyn Store>) {
         5,
         "{results:?}"
     );
+}
+
+/// `user_snapshot` (one query on SQLite) says exactly what the three separate reads say, for
+/// a user with tokens (one disabled, one with drift), failures, a lock and a profile; a user
+/// with only a profile; and a user the store has never seen.
+pub async fn user_snapshot_matches_separate_reads(store: &dyn Store) {
+    let a1 = store
+        .add_token(totp("A1", Some("alice"), b"seed-a1"))
+        .await
+        .unwrap();
+    store
+        .add_token(hotp("A0", Some("alice"), b"seed-a0", 7))
+        .await
+        .unwrap();
+    store
+        .add_token(totp("B1", Some("bob"), b"b"))
+        .await
+        .unwrap();
+    store.add_token(totp("U1", None, b"u")).await.unwrap();
+    assert!(store
+        .consume_totp_step_with_drift(a1, T / 30, 2)
+        .await
+        .unwrap());
+    assert!(store.set_token_enabled("A0", false).await.unwrap());
+    store.record_failure("alice", 5, T, 300).await.unwrap();
+    store.record_failure("alice", 2, T, 300).await.unwrap();
+    store
+        .set_phone("alice", Some("+15551230000"))
+        .await
+        .unwrap();
+    store.set_method("alice", Some("sms")).await.unwrap();
+    store.block_user("alice", T, "fraud").await.unwrap();
+    store
+        .set_phone("carol", Some("+15559870000"))
+        .await
+        .unwrap();
+
+    for user in ["alice", "carol", "nobody"] {
+        let snap = store.user_snapshot(user).await.unwrap();
+        let filter = TokenFilter {
+            user: Some(user.into()),
+            unassigned: false,
+        };
+        let listed = store.list_tokens(&filter).await.unwrap();
+        let view = |recs: &[radmfa::store::TokenRecord]| -> Vec<_> {
+            recs.iter()
+                .map(|r| {
+                    (
+                        r.token.serial.clone(),
+                        r.token.enabled,
+                        r.token.last_step,
+                        r.token.counter,
+                        r.token.secret.expose().to_vec(),
+                        r.extra.clone(),
+                    )
+                })
+                .collect()
+        };
+        assert_eq!(view(&snap.tokens), view(&listed), "{user}: tokens");
+        assert_eq!(
+            snap.status,
+            store.user_status(user).await.unwrap(),
+            "{user}"
+        );
+        assert_eq!(
+            snap.profile,
+            store.user_profile(user).await.unwrap(),
+            "{user}"
+        );
+    }
+    let alice = store.user_snapshot("alice").await.unwrap();
+    assert_eq!(alice.tokens.len(), 2);
+    assert_eq!(alice.tokens[1].extra.drift, 2);
+    assert!(alice.status.locked_until.is_some());
+    assert_eq!(alice.profile.method.as_deref(), Some("sms"));
+    assert_eq!(alice.profile.blocked_reason.as_deref(), Some("fraud"));
 }
