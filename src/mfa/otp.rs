@@ -70,6 +70,11 @@ pub fn match_totp_with_drift(
     }
     let current = current_step(token, now).saturating_add(drift);
     let w = window as i64;
+    // Every step of the window is computed and compared (no early exit), so the time taken
+    // does not tell which step matched. With 2·window+1 steps, two steps showing the same
+    // code happens about once in 50,000 codes at window 10: take the earliest step not yet
+    // used, so a collision with a later step neither burns steps the user still needs nor
+    // refuses a good code because the later twin was used already.
     let mut matched = None;
     for step in (current - w)..=(current + w) {
         let expected = totp_code(
@@ -79,16 +84,14 @@ pub fn match_totp_with_drift(
             token.period,
             step,
         );
-        if bool::from(expected.as_bytes().ct_eq(code.as_bytes())) {
+        let unused = token.last_step.is_none_or(|last| step > last);
+        if bool::from(expected.as_bytes().ct_eq(code.as_bytes())) && unused && matched.is_none() {
             matched = Some(step);
         }
     }
-    // A step already used (or earlier) can never verify again; the store enforces this
+    // A step already used (or earlier) never verifies again; the store enforces this
     // atomically, this is just the cheap early answer.
-    match (matched, token.last_step) {
-        (Some(s), Some(last)) if s <= last => None,
-        (m, _) => m,
-    }
+    matched
 }
 
 /// `radmfa token resync` for TOTP: the step `s` within ±`range` steps of now (drift
@@ -186,6 +189,24 @@ mod tests {
                 "SHA512 T={t}"
             );
         }
+    }
+
+    #[test]
+    fn of_two_steps_showing_the_same_code_the_earliest_unused_wins() {
+        // With 1-digit codes, several of the 21 steps of a ±10 window show the same code.
+        let mut t = token(SEED1, OtpAlgorithm::Sha1, 1);
+        let now = 1111111111;
+        let cur = now / 30;
+        let code = totp_code(&t.secret, t.algorithm, 1, 30, cur + 3);
+        let twins: Vec<i64> = ((cur - 10)..=(cur + 10))
+            .filter(|s| totp_code(&t.secret, t.algorithm, 1, 30, *s) == code)
+            .collect();
+        assert!(twins.len() >= 2, "test needs a collision: {twins:?}");
+        assert_eq!(match_totp(&t, &code, now, 10), Some(twins[0]));
+        t.last_step = Some(twins[0]);
+        assert_eq!(match_totp(&t, &code, now, 10), Some(twins[1]));
+        t.last_step = Some(*twins.last().unwrap());
+        assert_eq!(match_totp(&t, &code, now, 10), None);
     }
 
     #[test]

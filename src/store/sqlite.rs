@@ -125,6 +125,43 @@ impl SqliteStore {
     }
 }
 
+/// Inserts `records` with one multi-row INSERT per 512 rows (15 values each, well below
+/// SQLite's 32,766 bound parameters) and returns the first new id. The ids are consecutive:
+/// rows of one statement get ids one after another from the table's maximum, under the
+/// write lock the writer's transaction holds.
+pub(super) async fn insert_audits(
+    conn: &mut sqlx::SqliteConnection,
+    records: &[AuditRecord],
+) -> Result<i64, sqlx::Error> {
+    let mut first = None;
+    for chunk in records.chunks(512) {
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "INSERT INTO audit (time, user, first_name, last_name, email, phone, token_serial, \
+             mode, result, reason, server_name, server_ip, client_ip, nas_name, latency_ms) ",
+        );
+        q.push_values(chunk, |mut b, r| {
+            b.push_bind(r.time)
+                .push_bind(r.user.clone())
+                .push_bind(r.first_name.clone())
+                .push_bind(r.last_name.clone())
+                .push_bind(r.email.clone())
+                .push_bind(r.phone.clone())
+                .push_bind(r.token_serial.clone())
+                .push_bind(r.mode.clone())
+                .push_bind(r.result.clone())
+                .push_bind(r.reason.clone())
+                .push_bind(r.server_name.clone())
+                .push_bind(r.server_ip.clone())
+                .push_bind(r.client_ip.clone())
+                .push_bind(r.nas_name.clone())
+                .push_bind(r.latency_ms);
+        });
+        let last = q.build().execute(&mut *conn).await?.last_insert_rowid();
+        first.get_or_insert(last - chunk.len() as i64 + 1);
+    }
+    Ok(first.unwrap_or(0))
+}
+
 /// Creates the database file with mode 0600 if it does not exist yet. SQLite gives the -wal
 /// and -shm files the database file's permissions, so none of them is world-readable.
 #[cfg(unix)]
@@ -703,37 +740,7 @@ impl Store for SqliteStore {
     // --- audit ---
 
     async fn append_audit(&self, r: &AuditRecord) -> Result<i64, StoreError> {
-        let r = r.clone();
-        self.writer
-            .write(move |c| {
-                Box::pin(async move {
-                    Ok(sqlx::query_scalar::<_, i64>(
-                        "INSERT INTO audit (time, user, first_name, last_name, email, phone, \
-                         token_serial, mode, result, reason, server_name, server_ip, \
-                         client_ip, nas_name, latency_ms) \
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, \
-                         ?15) RETURNING id",
-                    )
-                    .bind(r.time)
-                    .bind(&r.user)
-                    .bind(&r.first_name)
-                    .bind(&r.last_name)
-                    .bind(&r.email)
-                    .bind(&r.phone)
-                    .bind(&r.token_serial)
-                    .bind(&r.mode)
-                    .bind(&r.result)
-                    .bind(&r.reason)
-                    .bind(&r.server_name)
-                    .bind(&r.server_ip)
-                    .bind(&r.client_ip)
-                    .bind(&r.nas_name)
-                    .bind(r.latency_ms)
-                    .fetch_one(c)
-                    .await?)
-                })
-            })
-            .await
+        self.writer.append_audit(r.clone()).await
     }
 
     async fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {
@@ -935,6 +942,59 @@ mod tests {
             commits < 200,
             "{commits} commits for 200 writes: no group commit"
         );
+    }
+
+    #[tokio::test]
+    async fn concurrent_audit_appends_get_their_own_ids() {
+        // Audit records of one batch go in as one multi-row INSERT; each caller must still
+        // get the id of its own row.
+        let dir = tempfile::tempdir().unwrap();
+        let store = std::sync::Arc::new(
+            SqliteStore::open(&dir.path().join("a.db"), sealer())
+                .await
+                .unwrap(),
+        );
+        let mut tasks = Vec::new();
+        for i in 0..300 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let rec = AuditRecord {
+                    time: 1000 + i,
+                    user: format!("u{i}"),
+                    mode: "totp".into(),
+                    result: "accept".into(),
+                    server_name: "n".into(),
+                    ..Default::default()
+                };
+                (i, store.append_audit(&rec).await.unwrap())
+            }));
+        }
+        let mut ids = std::collections::HashMap::new();
+        for t in tasks {
+            let (i, id) = t.await.unwrap();
+            ids.insert(id, i);
+        }
+        assert_eq!(ids.len(), 300, "ids are distinct");
+        let all = store
+            .audit(&AuditFilter {
+                limit: 1000,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(all.len(), 300);
+        for rec in all {
+            let i = ids[&rec.id];
+            assert_eq!(
+                rec.user,
+                format!("u{i}"),
+                "id {} names another record",
+                rec.id
+            );
+            assert_eq!(rec.time, 1000 + i);
+        }
+        let (writes, commits) = store.writer.counts();
+        assert!(commits < writes, "{writes} writes in {commits} commits");
     }
 
     #[tokio::test]

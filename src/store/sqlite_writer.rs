@@ -30,7 +30,7 @@ use std::sync::Arc;
 use sqlx::sqlite::{SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
-use super::StoreError;
+use super::{AuditRecord, StoreError};
 
 /// Most writes in one transaction: bounds how long the write lock is held for other
 /// processes, and how long the first write of a big batch waits for the last.
@@ -44,10 +44,18 @@ type BoxFuture<'c, T> = Pin<Box<dyn Future<Output = T> + Send + 'c>>;
 type Finish = Box<dyn FnOnce(Result<(), Arc<sqlx::Error>>) + Send>;
 /// A write: given the batch's connection (or why the batch could not start), it runs and
 /// returns what to tell its caller after the commit.
-type Job = Box<
+type SingleJob = Box<
     dyn for<'c> FnOnce(Result<&'c mut SqliteConnection, Arc<sqlx::Error>>) -> BoxFuture<'c, Finish>
         + Send,
 >;
+
+enum Job {
+    /// A write of its own: one or more statements.
+    Single(SingleJob),
+    /// An audit record. Every request writes one, so a batch's records go into the database
+    /// together, as one multi-row INSERT (one round trip instead of one per request).
+    Audit(Box<AuditRecord>, oneshot::Sender<Result<i64, StoreError>>),
+}
 
 #[derive(Debug, Clone)]
 pub(super) struct Writer {
@@ -90,7 +98,7 @@ impl Writer {
             + 'static,
     {
         let (tx, rx) = oneshot::channel::<Result<T, StoreError>>();
-        let job: Job = Box::new(move |conn| {
+        let job: SingleJob = Box::new(move |conn| {
             Box::pin(async move {
                 let result = match conn {
                     Ok(conn) => f(conn).await,
@@ -107,7 +115,18 @@ impl Writer {
             })
         });
         let gone = || StoreError::Commit("the store's writer has stopped".into());
-        self.jobs.send(job).await.map_err(|_| gone())?;
+        self.jobs.send(Job::Single(job)).await.map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())?
+    }
+
+    /// Appends an audit record in the next batch; its id once committed.
+    pub(super) async fn append_audit(&self, record: AuditRecord) -> Result<i64, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        let gone = || StoreError::Commit("the store's writer has stopped".into());
+        self.jobs
+            .send(Job::Audit(Box::new(record), tx))
+            .await
+            .map_err(|_| gone())?;
         rx.await.map_err(|_| gone())?
     }
 }
@@ -125,8 +144,15 @@ async fn run(
             tracing::warn!(error = %e, "store write batch could not start");
             let e = Arc::new(e);
             for job in batch.drain(..) {
-                let finish = job(Err(e.clone())).await;
-                finish(Err(e.clone()));
+                match job {
+                    Job::Single(job) => {
+                        let finish = job(Err(e.clone())).await;
+                        finish(Err(e.clone()));
+                    }
+                    Job::Audit(_, tx) => {
+                        let _ = tx.send(Err(StoreError::Commit(e.to_string())));
+                    }
+                }
             }
         }
     }
@@ -142,14 +168,36 @@ async fn run_batch(
     let mut conn = pool.acquire().await?;
     let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await?;
     let mut finishers = Vec::with_capacity(batch.len());
+    let mut records = Vec::new();
+    let mut answers = Vec::new();
     for job in batch.drain(..) {
-        finishers.push(job(Ok(&mut *tx)).await);
+        match job {
+            Job::Single(job) => finishers.push(job(Ok(&mut *tx)).await),
+            Job::Audit(record, answer) => {
+                records.push(*record);
+                answers.push(answer);
+            }
+        }
     }
+    let first_id = if records.is_empty() {
+        Ok(0)
+    } else {
+        super::sqlite::insert_audits(&mut tx, &records).await
+    };
     let commit = tx.commit().await.map_err(Arc::new);
+    let written = finishers.len() + answers.len();
+    for (i, answer) in answers.into_iter().enumerate() {
+        let result = match (&commit, &first_id) {
+            (Ok(()), Ok(first)) => Ok(first + i as i64),
+            (Err(e), _) => Err(StoreError::Commit(e.to_string())),
+            (Ok(()), Err(e)) => Err(StoreError::Commit(format!("audit insert: {e}"))),
+        };
+        let _ = answer.send(result);
+    }
     match &commit {
         Ok(()) => {
             commits.fetch_add(1, Ordering::Relaxed);
-            writes.fetch_add(finishers.len() as u64, Ordering::Relaxed);
+            writes.fetch_add(written as u64, Ordering::Relaxed);
         }
         Err(e) => {
             tracing::warn!(error = %e, writes = finishers.len(), "store write batch failed to commit")
