@@ -664,9 +664,21 @@ impl LdapAuth {
         }
         let jittered = rand::thread_rng().gen_range(avg * 3 / 4..=avg + avg / 4);
         let cap = self.settings.connect_timeout + self.settings.op_timeout;
-        tokio::time::sleep(Duration::from_micros(jittered).min(cap)).await;
+        let pad = Duration::from_micros(jittered).min(cap);
+        if pad < PRECISE_PAD_BELOW {
+            // tokio's timer rounds up to whole milliseconds: a 300 µs bind on a pooled
+            // connection would be imitated by a 1-2 ms sleep, which makes unknown users
+            // measurably *slower*. A blocking-pool thread sleeps to the microsecond.
+            let _ = tokio::task::spawn_blocking(move || std::thread::sleep(pad)).await;
+        } else {
+            tokio::time::sleep(pad).await;
+        }
     }
 }
+
+/// Pads shorter than this sleep on a blocking-pool thread (precise), longer ones on tokio's
+/// timer (millisecond ticks, which matter little against a multi-millisecond bind).
+const PRECISE_PAD_BELOW: Duration = Duration::from_millis(5);
 
 /// Map a user bind's result to an outcome (the `UserInfo` is filled in by the caller).
 fn bind_outcome(res: &LdapResult) -> Result<PrimaryOutcome, AuthError> {

@@ -43,6 +43,9 @@ pub enum StoreError {
     Corrupt(String),
     #[error("{0} is not supported by this store")]
     Unsupported(&'static str),
+    /// An error from the SQLite store's own write connection (rusqlite).
+    #[error("database error: {0}")]
+    Sqlite(String),
     /// A write ran but its transaction did not commit (or could not start): it is not done.
     #[error("write not committed: {0}")]
     Commit(String),

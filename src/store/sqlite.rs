@@ -8,7 +8,7 @@
 //! into an `INSERT`; the database never sees a plaintext seed.
 
 use std::path::Path;
-use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub(super) use crate::store::columns::{counter_to_sql, kind_str, to_u32, to_u64};
@@ -20,7 +20,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{QueryBuilder, Row, Sqlite};
 
-use super::sqlite_writer::Writer;
+use super::sqlite_writer::{is_unique_violation as writer_unique_violation, sqlite_err, Writer};
 use super::{
     AppPassword, AuditFilter, AuditRecord, ChallengeAttempt, NewToken, OobBegin, OobStatus,
     OobTransaction, PendingChallenge, Sealer, SendLimit, Store, StoreError, Token, TokenExtra,
@@ -46,6 +46,22 @@ pub struct SqliteStore {
     pub(super) sealer: Sealer,
     /// Group commit for the writes on the login path (see `sqlite_writer`).
     pub(super) writer: Writer,
+    /// Set for a throwaway database: removes its files when the last clone goes.
+    _temp: Option<Arc<TempDb>>,
+}
+
+/// The files of a throwaway database, removed on drop.
+#[derive(Debug)]
+struct TempDb(std::path::PathBuf);
+
+impl Drop for TempDb {
+    fn drop(&mut self) {
+        for suffix in ["", "-wal", "-shm"] {
+            let mut name = self.0.clone().into_os_string();
+            name.push(suffix);
+            let _ = std::fs::remove_file(name);
+        }
+    }
 }
 
 impl SqliteStore {
@@ -65,32 +81,29 @@ impl SqliteStore {
             .max_connections(MAX_CONNECTIONS)
             .connect_with(options)
             .await?;
-        Self::with_pool(pool, sealer).await
-    }
-
-    /// A private in-memory database (tests). Uses a single connection, which holds the data.
-    pub async fn open_in_memory(sealer: Sealer) -> Result<Self, StoreError> {
-        let options = SqliteConnectOptions::from_str("sqlite::memory:")?
-            .busy_timeout(BUSY_TIMEOUT)
-            .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            .min_connections(1)
-            .max_connections(1)
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .connect_with(options)
-            .await?;
-        Self::with_pool(pool, sealer).await
-    }
-
-    async fn with_pool(pool: SqlitePool, sealer: Sealer) -> Result<Self, StoreError> {
         MIGRATOR.run(&pool).await?;
-        let writer = Writer::start(pool.clone());
+        let writer = Writer::start(path, BUSY_TIMEOUT)?;
         Ok(SqliteStore {
             pool,
             sealer,
             writer,
+            _temp: None,
         })
+    }
+
+    /// A private throwaway database (tests): a file in the temp directory, deleted when the
+    /// last clone of the store is dropped. Not `:memory:`, because the writer thread needs a
+    /// connection of its own to the same database.
+    pub async fn open_in_memory(sealer: Sealer) -> Result<Self, StoreError> {
+        let path = std::env::temp_dir().join(format!(
+            "radmfa-throwaway-{}-{:016x}.db",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        let temp = Arc::new(TempDb(path.clone()));
+        let mut store = Self::open(&path, sealer).await?;
+        store._temp = Some(temp);
+        Ok(store)
     }
 
     /// Closes all connections (checkpointing the WAL). Call on shutdown.
@@ -123,43 +136,6 @@ impl SqliteStore {
             serial,
         })
     }
-}
-
-/// Inserts `records` with one multi-row INSERT per 512 rows (15 values each, well below
-/// SQLite's 32,766 bound parameters) and returns the first new id. The ids are consecutive:
-/// rows of one statement get ids one after another from the table's maximum, under the
-/// write lock the writer's transaction holds.
-pub(super) async fn insert_audits(
-    conn: &mut sqlx::SqliteConnection,
-    records: &[AuditRecord],
-) -> Result<i64, sqlx::Error> {
-    let mut first = None;
-    for chunk in records.chunks(512) {
-        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
-            "INSERT INTO audit (time, user, first_name, last_name, email, phone, token_serial, \
-             mode, result, reason, server_name, server_ip, client_ip, nas_name, latency_ms) ",
-        );
-        q.push_values(chunk, |mut b, r| {
-            b.push_bind(r.time)
-                .push_bind(r.user.clone())
-                .push_bind(r.first_name.clone())
-                .push_bind(r.last_name.clone())
-                .push_bind(r.email.clone())
-                .push_bind(r.phone.clone())
-                .push_bind(r.token_serial.clone())
-                .push_bind(r.mode.clone())
-                .push_bind(r.result.clone())
-                .push_bind(r.reason.clone())
-                .push_bind(r.server_name.clone())
-                .push_bind(r.server_ip.clone())
-                .push_bind(r.client_ip.clone())
-                .push_bind(r.nas_name.clone())
-                .push_bind(r.latency_ms);
-        });
-        let last = q.build().execute(&mut *conn).await?.last_insert_rowid();
-        first.get_or_insert(last - chunk.len() as i64 + 1);
-    }
-    Ok(first.unwrap_or(0))
 }
 
 /// Creates the database file with mode 0600 if it does not exist yet. SQLite gives the -wal
@@ -298,17 +274,14 @@ impl Store for SqliteStore {
     async fn consume_totp_step(&self, token_id: i64, step: i64) -> Result<bool, StoreError> {
         self.writer
             .write(move |c| {
-                Box::pin(async move {
-                    let done = sqlx::query(
+                let changed = c
+                    .prepare_cached(
                         "UPDATE tokens SET last_step = ?1 \
                          WHERE id = ?2 AND (last_step IS NULL OR last_step < ?1)",
                     )
-                    .bind(step)
-                    .bind(token_id)
-                    .execute(c)
-                    .await?;
-                    Ok(done.rows_affected() == 1)
-                })
+                    .and_then(|mut st| st.execute(rusqlite::params![step, token_id]))
+                    .map_err(sqlite_err)?;
+                Ok(changed == 1)
             })
             .await
     }
@@ -327,17 +300,13 @@ impl Store for SqliteStore {
         let new_counter = counter_to_sql(new_counter)?;
         self.writer
             .write(move |c| {
-                Box::pin(async move {
-                    let done = sqlx::query(
-                        "UPDATE tokens SET counter = ?1 WHERE id = ?2 AND counter = ?3",
-                    )
-                    .bind(new_counter)
-                    .bind(token_id)
-                    .bind(expected)
-                    .execute(c)
-                    .await?;
-                    Ok(done.rows_affected() == 1)
-                })
+                let changed = c
+                    .prepare_cached("UPDATE tokens SET counter = ?1 WHERE id = ?2 AND counter = ?3")
+                    .and_then(|mut st| {
+                        st.execute(rusqlite::params![new_counter, token_id, expected])
+                    })
+                    .map_err(sqlite_err)?;
+                Ok(changed == 1)
             })
             .await
     }
@@ -447,34 +416,32 @@ impl Store for SqliteStore {
         // the same `failures + 1`. A threshold of 0 never locks.
         let until = now.saturating_add(lock_secs);
         let user = user.to_string();
-        let row = self
+        let (failures, locked_until): (i64, Option<i64>) = self
             .writer
             .write(move |c| {
-                Box::pin(async move {
-                    Ok(sqlx::query(
-                        "INSERT INTO user_state (user, failures, locked_until) \
-                         VALUES (?1, \
-                                 CASE WHEN ?2 > 0 AND 1 >= ?2 THEN 0 ELSE 1 END, \
-                                 CASE WHEN ?2 > 0 AND 1 >= ?2 THEN ?3 ELSE NULL END) \
-                         ON CONFLICT (user) DO UPDATE SET \
-                             failures = CASE WHEN ?2 > 0 AND user_state.failures + 1 >= ?2 \
-                                             THEN 0 ELSE user_state.failures + 1 END, \
-                             locked_until = CASE WHEN ?2 > 0 AND user_state.failures + 1 >= ?2 \
-                                                 THEN ?3 ELSE user_state.locked_until END \
-                         RETURNING failures, locked_until",
-                    )
-                    .bind(user)
-                    .bind(i64::from(threshold))
-                    .bind(until)
-                    .fetch_one(c)
-                    .await?)
+                c.prepare_cached(
+                    "INSERT INTO user_state (user, failures, locked_until) \
+                     VALUES (?1, \
+                             CASE WHEN ?2 > 0 AND 1 >= ?2 THEN 0 ELSE 1 END, \
+                             CASE WHEN ?2 > 0 AND 1 >= ?2 THEN ?3 ELSE NULL END) \
+                     ON CONFLICT (user) DO UPDATE SET \
+                         failures = CASE WHEN ?2 > 0 AND user_state.failures + 1 >= ?2 \
+                                         THEN 0 ELSE user_state.failures + 1 END, \
+                         locked_until = CASE WHEN ?2 > 0 AND user_state.failures + 1 >= ?2 \
+                                             THEN ?3 ELSE user_state.locked_until END \
+                     RETURNING failures, locked_until",
+                )
+                .and_then(|mut st| {
+                    st.query_row(rusqlite::params![user, i64::from(threshold), until], |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })
                 })
+                .map_err(sqlite_err)
             })
             .await?;
-        let failures = to_u32(row.try_get("failures")?, "user_state.failures")?;
+        let failures = to_u32(failures, "user_state.failures")?;
         // After this statement `failures` is at least 1 unless this very statement locked.
         if failures == 0 {
-            let locked_until: Option<i64> = row.try_get("locked_until")?;
             Ok((threshold, Some(locked_until.unwrap_or(until))))
         } else {
             Ok((failures, None))
@@ -485,15 +452,12 @@ impl Store for SqliteStore {
         let user = user.to_string();
         self.writer
             .write(move |c| {
-                Box::pin(async move {
-                    sqlx::query(
-                        "UPDATE user_state SET failures = 0 WHERE user = ?1 AND failures <> 0",
-                    )
-                    .bind(user)
-                    .execute(c)
-                    .await?;
-                    Ok(())
-                })
+                c.prepare_cached(
+                    "UPDATE user_state SET failures = 0 WHERE user = ?1 AND failures <> 0",
+                )
+                .and_then(|mut st| st.execute([&user]))
+                .map_err(sqlite_err)?;
+                Ok(())
             })
             .await
     }
@@ -549,33 +513,33 @@ impl Store for SqliteStore {
 
     async fn put_challenge(&self, challenge: &PendingChallenge) -> Result<(), StoreError> {
         let ch = challenge.clone();
-        let result = self
-            .writer
+        self.writer
             .write(move |c| {
-                Box::pin(async move {
-                    Ok(sqlx::query(&format!(
+                let result = c
+                    .prepare_cached(&format!(
                         "INSERT INTO challenges ({CHALLENGE_COLUMNS}) \
                          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
                     ))
-                    .bind(&ch.state_hash)
-                    .bind(&ch.user)
-                    .bind(&ch.nas)
-                    .bind(ch.created_at)
-                    .bind(ch.expires_at)
-                    .bind(i64::from(ch.attempts))
-                    .bind(&ch.context)
-                    .execute(c)
-                    .await)
-                })
+                    .and_then(|mut st| {
+                        st.execute(rusqlite::params![
+                            ch.state_hash,
+                            ch.user,
+                            ch.nas,
+                            ch.created_at,
+                            ch.expires_at,
+                            i64::from(ch.attempts),
+                            ch.context
+                        ])
+                    });
+                match result {
+                    Ok(_) => Ok(()),
+                    Err(e) if writer_unique_violation(&e) => {
+                        Err(StoreError::Conflict("challenge state".into()))
+                    }
+                    Err(e) => Err(sqlite_err(e)),
+                }
             })
-            .await?;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if is_unique_violation(&e) => {
-                Err(StoreError::Conflict("challenge state".into()))
-            }
-            Err(e) => Err(e.into()),
-        }
+            .await
     }
 
     async fn challenge(
@@ -597,13 +561,11 @@ impl Store for SqliteStore {
         let hash = state_hash.to_vec();
         self.writer
             .write(move |c| {
-                Box::pin(async move {
-                    let done = sqlx::query("DELETE FROM challenges WHERE state_hash = ?1")
-                        .bind(hash)
-                        .execute(c)
-                        .await?;
-                    Ok(done.rows_affected() == 1)
-                })
+                let changed = c
+                    .prepare_cached("DELETE FROM challenges WHERE state_hash = ?1")
+                    .and_then(|mut st| st.execute([&hash]))
+                    .map_err(sqlite_err)?;
+                Ok(changed == 1)
             })
             .await
     }
@@ -614,36 +576,36 @@ impl Store for SqliteStore {
         max_attempts: u32,
     ) -> Result<ChallengeAttempt, StoreError> {
         // Each caller gets a distinct `attempts` value back from the atomic increment; whoever
-        // sees the maximum (or more) deletes the row. Both statements run in one batch of the
-        // writer, so nothing comes between them; a savepoint makes them one unit.
+        // sees the maximum (or more) deletes the row. A savepoint makes the two statements one
+        // unit inside the writer's batch.
         let hash = state_hash.to_vec();
         self.writer
             .write(move |c| {
-                Box::pin(async move {
-                    let mut sp = sqlx::Connection::begin(c).await?;
-                    let attempts: Option<i64> = sqlx::query_scalar(
+                let sp = c.savepoint().map_err(sqlite_err)?;
+                let attempts: Option<i64> = sp
+                    .prepare_cached(
                         "UPDATE challenges SET attempts = attempts + 1 WHERE state_hash = ?1 \
                          RETURNING attempts",
                     )
-                    .bind(&hash)
-                    .fetch_optional(&mut *sp)
-                    .await?;
-                    let Some(attempts) = attempts else {
-                        return Ok(ChallengeAttempt::Closed);
-                    };
-                    let attempts = to_u32(attempts, "challenges.attempts")?;
-                    let outcome = if attempts >= max_attempts {
-                        sqlx::query("DELETE FROM challenges WHERE state_hash = ?1")
-                            .bind(&hash)
-                            .execute(&mut *sp)
-                            .await?;
-                        ChallengeAttempt::Closed
-                    } else {
-                        ChallengeAttempt::StillOpen(attempts)
-                    };
-                    sp.commit().await?;
-                    Ok(outcome)
-                })
+                    .and_then(|mut st| {
+                        use rusqlite::OptionalExtension;
+                        st.query_row([&hash], |r| r.get(0)).optional()
+                    })
+                    .map_err(sqlite_err)?;
+                let Some(attempts) = attempts else {
+                    return Ok(ChallengeAttempt::Closed);
+                };
+                let attempts = to_u32(attempts, "challenges.attempts")?;
+                let outcome = if attempts >= max_attempts {
+                    sp.prepare_cached("DELETE FROM challenges WHERE state_hash = ?1")
+                        .and_then(|mut st| st.execute([&hash]))
+                        .map_err(sqlite_err)?;
+                    ChallengeAttempt::Closed
+                } else {
+                    ChallengeAttempt::StillOpen(attempts)
+                };
+                sp.commit().map_err(sqlite_err)?;
+                Ok(outcome)
             })
             .await
     }

@@ -8,6 +8,7 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row, Sqlite};
 
 use super::sqlite::{counter_to_sql, is_unique_violation, kind_str, now_unix, to_u64};
+use super::sqlite_writer::sqlite_err;
 use super::{
     NewToken, SqliteStore, StoreError, TokenExtra, TokenFilter, TokenRecord, UserProfile,
     UserSnapshot, UserStatus,
@@ -233,18 +234,14 @@ impl SqliteStore {
     ) -> Result<bool, StoreError> {
         self.writer
             .write(move |c| {
-                Box::pin(async move {
-                    let done = sqlx::query(
+                let changed = c
+                    .prepare_cached(
                         "UPDATE tokens SET last_step = ?1, drift = ?3 \
                          WHERE id = ?2 AND (last_step IS NULL OR last_step < ?1)",
                     )
-                    .bind(step)
-                    .bind(token_id)
-                    .bind(drift)
-                    .execute(c)
-                    .await?;
-                    Ok(done.rows_affected() == 1)
-                })
+                    .and_then(|mut st| st.execute(rusqlite::params![step, token_id, drift]))
+                    .map_err(sqlite_err)?;
+                Ok(changed == 1)
             })
             .await
     }
@@ -260,17 +257,12 @@ impl SqliteStore {
         };
         self.writer
             .write(move |c| {
-                Box::pin(async move {
-                    sqlx::query(
-                        "UPDATE tokens SET resync_counter = ?1, resync_at = ?2 WHERE id = ?3",
-                    )
-                    .bind(counter)
-                    .bind(at)
-                    .bind(token_id)
-                    .execute(c)
-                    .await?;
-                    Ok(())
-                })
+                c.prepare_cached(
+                    "UPDATE tokens SET resync_counter = ?1, resync_at = ?2 WHERE id = ?3",
+                )
+                .and_then(|mut st| st.execute(rusqlite::params![counter, at, token_id]))
+                .map_err(sqlite_err)?;
+                Ok(())
             })
             .await
     }
