@@ -12,6 +12,7 @@ pub mod postgres;
 pub mod seal;
 pub mod sqlite;
 mod sqlite_delivery;
+mod sqlite_reads;
 mod sqlite_tokens;
 mod sqlite_writer;
 

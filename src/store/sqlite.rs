@@ -20,6 +20,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{QueryBuilder, Row, Sqlite};
 
+use super::sqlite_reads::Readers;
 use super::sqlite_writer::{is_unique_violation as writer_unique_violation, sqlite_err, Writer};
 use super::{
     AppPassword, AuditFilter, AuditRecord, ChallengeAttempt, NewToken, OobBegin, OobStatus,
@@ -46,6 +47,8 @@ pub struct SqliteStore {
     pub(super) sealer: Sealer,
     /// Group commit for the writes on the login path (see `sqlite_writer`).
     pub(super) writer: Writer,
+    /// The login path's reads (see `sqlite_reads`).
+    readers: Arc<Readers>,
     /// Set for a throwaway database: removes its files when the last clone goes.
     _temp: Option<Arc<TempDb>>,
 }
@@ -87,6 +90,7 @@ impl SqliteStore {
             pool,
             sealer,
             writer,
+            readers: Arc::new(Readers::new(path)),
             _temp: None,
         })
     }
@@ -172,18 +176,6 @@ pub(super) fn now_unix() -> i64 {
 
 pub(super) fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
-}
-
-fn challenge_from_row(row: &SqliteRow) -> Result<PendingChallenge, StoreError> {
-    Ok(PendingChallenge {
-        state_hash: row.try_get("state_hash")?,
-        user: row.try_get("user")?,
-        nas: row.try_get("nas")?,
-        created_at: row.try_get("created_at")?,
-        expires_at: row.try_get("expires_at")?,
-        attempts: to_u32(row.try_get("attempts")?, "challenges.attempts")?,
-        context: row.try_get("context")?,
-    })
 }
 
 fn audit_from_row(row: &SqliteRow) -> Result<AuditRecord, StoreError> {
@@ -370,7 +362,7 @@ impl Store for SqliteStore {
     // --- users ---
 
     async fn user_snapshot(&self, user: &str) -> Result<UserSnapshot, StoreError> {
-        self.user_snapshot_impl(user).await
+        self.readers.user_snapshot(&self.sealer, user)
     }
 
     // --- users: lockout ---
@@ -547,14 +539,7 @@ impl Store for SqliteStore {
         state_hash: &[u8],
         now: i64,
     ) -> Result<Option<PendingChallenge>, StoreError> {
-        let row = sqlx::query(&format!(
-            "SELECT {CHALLENGE_COLUMNS} FROM challenges WHERE state_hash = ?1 AND expires_at > ?2"
-        ))
-        .bind(state_hash)
-        .bind(now)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref().map(challenge_from_row).transpose()
+        self.readers.challenge(state_hash, now)
     }
 
     async fn consume_challenge(&self, state_hash: &[u8]) -> Result<bool, StoreError> {

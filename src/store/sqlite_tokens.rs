@@ -9,10 +9,7 @@ use sqlx::{QueryBuilder, Row, Sqlite};
 
 use super::sqlite::{counter_to_sql, is_unique_violation, kind_str, now_unix, to_u64};
 use super::sqlite_writer::sqlite_err;
-use super::{
-    NewToken, SqliteStore, StoreError, TokenExtra, TokenFilter, TokenRecord, UserProfile,
-    UserSnapshot, UserStatus,
-};
+use super::{NewToken, SqliteStore, StoreError, TokenExtra, TokenFilter, TokenRecord};
 
 const RECORD_COLUMNS: &str = "id, serial, user, kind, algorithm, digits, period, counter, \
                               last_step, enabled, created_at, secret, manufacturer, model, \
@@ -37,57 +34,6 @@ impl SqliteStore {
                 resync,
             },
             token,
-        })
-    }
-
-    /// [`super::Store::user_snapshot`] in one statement: one row per token (ordered by serial,
-    /// as `list_tokens`), or one row with NULL token columns for a user without tokens; the
-    /// lockout and profile columns repeat on every row.
-    pub(super) async fn user_snapshot_impl(&self, user: &str) -> Result<UserSnapshot, StoreError> {
-        let token_columns: Vec<String> = RECORD_COLUMNS
-            .split(',')
-            .map(|c| format!("t.{0} AS {0}", c.trim()))
-            .collect();
-        let rows = sqlx::query(&format!(
-            "SELECT s.failures AS failures, s.locked_until AS locked_until, \
-                    p.phone AS phone, p.method AS method, p.blocked_at AS blocked_at, \
-                    p.blocked_reason AS blocked_reason, {} \
-             FROM (SELECT ?1 AS name) AS u \
-             LEFT JOIN user_state s ON s.user = u.name \
-             LEFT JOIN user_profile p ON p.user = u.name \
-             LEFT JOIN tokens t ON t.user = u.name \
-             ORDER BY t.serial",
-            token_columns.join(", ")
-        ))
-        .bind(user)
-        .fetch_all(&self.pool)
-        .await?;
-        let Some(first) = rows.first() else {
-            return Err(StoreError::Corrupt("user snapshot returned no row".into()));
-        };
-        let mut tokens = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let id: Option<i64> = row.try_get("id")?;
-            if id.is_some() {
-                tokens.push(self.record_from_row(row)?);
-            }
-        }
-        let failures: Option<i64> = first.try_get("failures")?;
-        Ok(UserSnapshot {
-            status: UserStatus {
-                user: user.to_string(),
-                failures: super::sqlite::to_u32(failures.unwrap_or(0), "user_state.failures")?,
-                locked_until: first.try_get("locked_until")?,
-                token_count: tokens.len() as u32,
-            },
-            profile: UserProfile {
-                user: user.to_string(),
-                phone: first.try_get("phone")?,
-                method: first.try_get("method")?,
-                blocked_at: first.try_get("blocked_at")?,
-                blocked_reason: first.try_get("blocked_reason")?,
-            },
-            tokens,
         })
     }
 
