@@ -2,10 +2,6 @@
 
 use clap::Parser;
 
-// Profiled under load, glibc's malloc/free were ~12% of the server's CPU.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = radmfa::cli::Cli::parse();
