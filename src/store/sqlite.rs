@@ -1,5 +1,13 @@
 //! The embedded store: one SQLite file (WAL, `synchronous=FULL`).
 //!
+//! Three ways in, by how hot the path is:
+//! - the writes a login makes (TOTP step, HOTP counter, failure count, challenge, audit
+//!   record) go through one writer thread that group-commits them (`sqlite_writer`);
+//! - the two reads a login makes (the user's snapshot, a pending challenge) run on the
+//!   request's own thread through read-only rusqlite connections (`sqlite_reads`);
+//! - everything else (admin commands, imports, listings, delivery state) uses the sqlx pool
+//!   below, as the PostgreSQL store does.
+//!
 //! Every security check-and-update is a single SQL statement whose `rows_affected` (or
 //! `RETURNING` row) is the answer, so concurrent requests (and several processes sharing the
 //! file) cannot both win a TOTP step, an HOTP counter value or a challenge State.
@@ -11,8 +19,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub(super) use crate::store::columns::{counter_to_sql, kind_str, to_u32, to_u64};
-use crate::store::columns::{open_seed, token_algorithm, token_kind};
+pub(super) use crate::store::columns::{counter_to_sql, kind_str, to_u32};
 use async_trait::async_trait;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
@@ -34,8 +41,6 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_CONNECTIONS: u32 = 8;
 const DEFAULT_AUDIT_LIMIT: u32 = 100;
 
-const TOKEN_COLUMNS: &str = "id, serial, user, kind, algorithm, digits, period, counter, \
-                             last_step, enabled, created_at, secret";
 const CHALLENGE_COLUMNS: &str = "state_hash, user, nas, created_at, expires_at, attempts, context";
 const AUDIT_COLUMNS: &str = "id, time, user, first_name, last_name, email, phone, token_serial, \
                              mode, result, reason, server_name, server_ip, client_ip, nas_name, \
@@ -48,7 +53,7 @@ pub struct SqliteStore {
     /// Group commit for the writes on the login path (see `sqlite_writer`).
     pub(super) writer: Writer,
     /// The login path's reads (see `sqlite_reads`).
-    readers: Arc<Readers>,
+    pub(super) readers: Arc<Readers>,
     /// Set for a throwaway database: removes its files when the last clone goes.
     _temp: Option<Arc<TempDb>>,
 }
@@ -115,30 +120,6 @@ impl SqliteStore {
         let (writes, commits) = self.writer.counts();
         tracing::info!(writes, commits, "store: group-committed writes");
         self.pool.close().await;
-    }
-
-    pub(super) fn token_from_row(&self, row: &SqliteRow) -> Result<Token, StoreError> {
-        let serial: String = row.try_get("serial")?;
-        let kind: String = row.try_get("kind")?;
-        let kind = token_kind(&serial, &kind)?;
-        let algorithm: String = row.try_get("algorithm")?;
-        let algorithm = token_algorithm(&serial, &algorithm)?;
-        let sealed: Vec<u8> = row.try_get("secret")?;
-        let secret = open_seed(&self.sealer, &serial, &sealed)?;
-        Ok(Token {
-            id: row.try_get("id")?,
-            user: row.try_get("user")?,
-            kind,
-            algorithm,
-            digits: to_u32(row.try_get("digits")?, "tokens.digits")?,
-            period: to_u32(row.try_get("period")?, "tokens.period")?,
-            counter: to_u64(row.try_get("counter")?, "tokens.counter")?,
-            last_step: row.try_get("last_step")?,
-            enabled: row.try_get("enabled")?,
-            created_at: row.try_get("created_at")?,
-            secret,
-            serial,
-        })
     }
 }
 
@@ -244,23 +225,17 @@ impl Store for SqliteStore {
     }
 
     async fn tokens_for_user(&self, user: &str) -> Result<Vec<Token>, StoreError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {TOKEN_COLUMNS} FROM tokens WHERE user = ?1 ORDER BY id"
-        ))
-        .bind(user)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(|r| self.token_from_row(r)).collect()
+        let records =
+            self.readers
+                .token_records(&self.sealer, "WHERE user = ?1 ORDER BY id", [user])?;
+        Ok(records.into_iter().map(|r| r.token).collect())
     }
 
     async fn token_by_serial(&self, serial: &str) -> Result<Option<Token>, StoreError> {
-        let row = sqlx::query(&format!(
-            "SELECT {TOKEN_COLUMNS} FROM tokens WHERE serial = ?1"
-        ))
-        .bind(serial)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref().map(|r| self.token_from_row(r)).transpose()
+        let records = self
+            .readers
+            .token_records(&self.sealer, "WHERE serial = ?1", [serial])?;
+        Ok(records.into_iter().next().map(|r| r.token))
     }
 
     async fn consume_totp_step(&self, token_id: i64, step: i64) -> Result<bool, StoreError> {
@@ -687,7 +662,37 @@ impl Store for SqliteStore {
     // --- audit ---
 
     async fn append_audit(&self, r: &AuditRecord) -> Result<i64, StoreError> {
-        self.writer.append_audit(r.clone()).await
+        let r = r.clone();
+        self.writer
+            .write(move |c| {
+                c.prepare_cached(
+                    "INSERT INTO audit (time, user, first_name, last_name, email, phone, \
+                     token_serial, mode, result, reason, server_name, server_ip, client_ip, \
+                     nas_name, latency_ms) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                )
+                .and_then(|mut st| {
+                    st.insert(rusqlite::params![
+                        r.time,
+                        r.user,
+                        r.first_name,
+                        r.last_name,
+                        r.email,
+                        r.phone,
+                        r.token_serial,
+                        r.mode,
+                        r.result,
+                        r.reason,
+                        r.server_name,
+                        r.server_ip,
+                        r.client_ip,
+                        r.nas_name,
+                        r.latency_ms
+                    ])
+                })
+                .map_err(sqlite_err)
+            })
+            .await
     }
 
     async fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {
@@ -893,8 +898,8 @@ mod tests {
 
     #[tokio::test]
     async fn concurrent_audit_appends_get_their_own_ids() {
-        // Audit records of one batch go in as one multi-row INSERT; each caller must still
-        // get the id of its own row.
+        // Audit records written at once share a batch (one transaction); each caller must
+        // still get the id of its own row, and the rows must not be mixed up.
         let dir = tempfile::tempdir().unwrap();
         let store = std::sync::Arc::new(
             SqliteStore::open(&dir.path().join("a.db"), sealer())

@@ -11,7 +11,7 @@
 //! it the read fails and the login is refused (fail closed).
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row};
@@ -57,6 +57,10 @@ impl Readers {
                 )
                 .map_err(sqlite_err)?;
                 c.busy_timeout(READ_BUSY_TIMEOUT).map_err(sqlite_err)?;
+                // Every commit of the writer empties a reader's page cache at its next read
+                // (WAL), so a big one buys nothing; the OS keeps the file's pages anyway.
+                c.execute_batch("PRAGMA cache_size = -256")
+                    .map_err(sqlite_err)?;
                 c
             }
         };
@@ -77,21 +81,7 @@ impl Readers {
         user: &str,
     ) -> Result<UserSnapshot, StoreError> {
         self.with(|c| {
-            let mut st = c
-                .prepare_cached(
-                    "SELECT s.failures, s.locked_until, \
-                            p.phone, p.method, p.blocked_at, p.blocked_reason, \
-                            t.id, t.serial, t.user, t.kind, t.algorithm, t.digits, t.period, \
-                            t.counter, t.last_step, t.enabled, t.created_at, t.secret, \
-                            t.manufacturer, t.model, t.valid_from, t.valid_until, t.drift, \
-                            t.resync_counter, t.resync_at \
-                     FROM (SELECT ?1 AS name) AS u \
-                     LEFT JOIN user_state s ON s.user = u.name \
-                     LEFT JOIN user_profile p ON p.user = u.name \
-                     LEFT JOIN tokens t ON t.user = u.name \
-                     ORDER BY t.serial",
-                )
-                .map_err(sqlite_err)?;
+            let mut st = c.prepare_cached(&SNAPSHOT_SQL).map_err(sqlite_err)?;
             let mut rows = st.query([user]).map_err(sqlite_err)?;
             let mut snap = UserSnapshot::default();
             let mut first = true;
@@ -114,12 +104,32 @@ impl Readers {
                     };
                 }
                 let id: Option<i64> = row.get(6).map_err(sqlite_err)?;
-                if let Some(id) = id {
-                    snap.tokens.push(token_record(sealer, row, id)?);
+                if id.is_some() {
+                    snap.tokens.push(token_record(sealer, row, 6)?);
                 }
             }
             snap.status.token_count = snap.tokens.len() as u32;
             Ok(snap)
+        })
+    }
+
+    /// Token records: `SELECT {RECORD_COLUMNS} FROM tokens {rest}` with `params`.
+    pub(super) fn token_records<P: rusqlite::Params>(
+        &self,
+        sealer: &Sealer,
+        rest: &str,
+        params: P,
+    ) -> Result<Vec<TokenRecord>, StoreError> {
+        self.with(|c| {
+            let mut st = c
+                .prepare_cached(&format!("SELECT {RECORD_COLUMNS} FROM tokens {rest}"))
+                .map_err(sqlite_err)?;
+            let mut rows = st.query(params).map_err(sqlite_err)?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next().map_err(sqlite_err)? {
+                out.push(token_record(sealer, row, 0)?);
+            }
+            Ok(out)
         })
     }
 
@@ -168,40 +178,63 @@ impl Readers {
     }
 }
 
-/// A token record from columns 6.. of the snapshot row (`id` already read).
-fn token_record(sealer: &Sealer, row: &Row<'_>, id: i64) -> Result<TokenRecord, StoreError> {
-    let get_err = sqlite_err;
-    let serial: String = row.get(7).map_err(get_err)?;
-    let kind: String = row.get(9).map_err(get_err)?;
-    let algorithm: String = row.get(10).map_err(get_err)?;
-    let sealed: Vec<u8> = row.get(17).map_err(get_err)?;
-    let resync_counter: Option<i64> = row.get(23).map_err(get_err)?;
-    let resync_at: Option<i64> = row.get(24).map_err(get_err)?;
+/// The token columns every token read selects, in the order [`token_record`] reads them.
+pub(super) const RECORD_COLUMNS: &str = "id, serial, user, kind, algorithm, digits, period, \
+     counter, last_step, enabled, created_at, secret, manufacturer, model, valid_from, \
+     valid_until, drift, resync_counter, resync_at";
+
+/// The snapshot query: lockout and profile columns, then [`RECORD_COLUMNS`] of `tokens`.
+static SNAPSHOT_SQL: LazyLock<String> = LazyLock::new(|| {
+    let token_columns: Vec<String> = RECORD_COLUMNS
+        .split(',')
+        .map(|c| format!("t.{}", c.trim()))
+        .collect();
+    format!(
+        "SELECT s.failures, s.locked_until, \
+                p.phone, p.method, p.blocked_at, p.blocked_reason, {} \
+         FROM (SELECT ?1 AS name) AS u \
+         LEFT JOIN user_state s ON s.user = u.name \
+         LEFT JOIN user_profile p ON p.user = u.name \
+         LEFT JOIN tokens t ON t.user = u.name \
+         ORDER BY t.serial",
+        token_columns.join(", ")
+    )
+});
+
+/// A token record from [`RECORD_COLUMNS`] starting at column `at` of `row`.
+fn token_record(sealer: &Sealer, row: &Row<'_>, at: usize) -> Result<TokenRecord, StoreError> {
+    let col = |i: usize| at + i;
+    let serial: String = row.get(col(1)).map_err(sqlite_err)?;
+    let kind: String = row.get(col(3)).map_err(sqlite_err)?;
+    let algorithm: String = row.get(col(4)).map_err(sqlite_err)?;
+    let sealed: Vec<u8> = row.get(col(11)).map_err(sqlite_err)?;
+    let resync_counter: Option<i64> = row.get(col(17)).map_err(sqlite_err)?;
+    let resync_at: Option<i64> = row.get(col(18)).map_err(sqlite_err)?;
     let resync = match (resync_counter, resync_at) {
         (Some(c), Some(at)) => Some((to_u64(c, "tokens.resync_counter")?, at)),
         _ => None,
     };
     let token = Token {
-        id,
-        user: row.get(8).map_err(get_err)?,
+        id: row.get(col(0)).map_err(sqlite_err)?,
+        user: row.get(col(2)).map_err(sqlite_err)?,
         kind: token_kind(&serial, &kind)?,
         algorithm: token_algorithm(&serial, &algorithm)?,
-        digits: to_u32(row.get(11).map_err(get_err)?, "tokens.digits")?,
-        period: to_u32(row.get(12).map_err(get_err)?, "tokens.period")?,
-        counter: to_u64(row.get(13).map_err(get_err)?, "tokens.counter")?,
-        last_step: row.get(14).map_err(get_err)?,
-        enabled: row.get(15).map_err(get_err)?,
-        created_at: row.get(16).map_err(get_err)?,
+        digits: to_u32(row.get(col(5)).map_err(sqlite_err)?, "tokens.digits")?,
+        period: to_u32(row.get(col(6)).map_err(sqlite_err)?, "tokens.period")?,
+        counter: to_u64(row.get(col(7)).map_err(sqlite_err)?, "tokens.counter")?,
+        last_step: row.get(col(8)).map_err(sqlite_err)?,
+        enabled: row.get(col(9)).map_err(sqlite_err)?,
+        created_at: row.get(col(10)).map_err(sqlite_err)?,
         secret: open_seed(sealer, &serial, &sealed)?,
         serial,
     };
     Ok(TokenRecord {
         extra: TokenExtra {
-            manufacturer: row.get(18).map_err(get_err)?,
-            model: row.get(19).map_err(get_err)?,
-            valid_from: row.get(20).map_err(get_err)?,
-            valid_until: row.get(21).map_err(get_err)?,
-            drift: row.get(22).map_err(get_err)?,
+            manufacturer: row.get(col(12)).map_err(sqlite_err)?,
+            model: row.get(col(13)).map_err(sqlite_err)?,
+            valid_from: row.get(col(14)).map_err(sqlite_err)?,
+            valid_until: row.get(col(15)).map_err(sqlite_err)?,
+            drift: row.get(col(16)).map_err(sqlite_err)?,
             resync,
         },
         token,

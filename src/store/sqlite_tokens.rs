@@ -4,39 +4,11 @@
 //! Kept apart from `sqlite.rs` so that file stays about the core trait; the trait impl there
 //! delegates here.
 
-use sqlx::sqlite::SqliteRow;
-use sqlx::{QueryBuilder, Row, Sqlite};
-
-use super::sqlite::{counter_to_sql, is_unique_violation, kind_str, now_unix, to_u64};
+use super::sqlite::{counter_to_sql, is_unique_violation, kind_str, now_unix};
 use super::sqlite_writer::sqlite_err;
 use super::{NewToken, SqliteStore, StoreError, TokenExtra, TokenFilter, TokenRecord};
 
-const RECORD_COLUMNS: &str = "id, serial, user, kind, algorithm, digits, period, counter, \
-                              last_step, enabled, created_at, secret, manufacturer, model, \
-                              valid_from, valid_until, drift, resync_counter, resync_at";
-
 impl SqliteStore {
-    fn record_from_row(&self, row: &SqliteRow) -> Result<TokenRecord, StoreError> {
-        let token = self.token_from_row(row)?;
-        let resync_counter: Option<i64> = row.try_get("resync_counter")?;
-        let resync_at: Option<i64> = row.try_get("resync_at")?;
-        let resync = match (resync_counter, resync_at) {
-            (Some(c), Some(at)) => Some((to_u64(c, "tokens.resync_counter")?, at)),
-            _ => None,
-        };
-        Ok(TokenRecord {
-            extra: TokenExtra {
-                manufacturer: row.try_get("manufacturer")?,
-                model: row.try_get("model")?,
-                valid_from: row.try_get("valid_from")?,
-                valid_until: row.try_get("valid_until")?,
-                drift: row.try_get("drift")?,
-                resync,
-            },
-            token,
-        })
-    }
-
     pub(super) async fn import_tokens_impl(
         &self,
         tokens: &[(NewToken, TokenExtra)],
@@ -107,30 +79,30 @@ impl SqliteStore {
         &self,
         filter: &TokenFilter,
     ) -> Result<Vec<TokenRecord>, StoreError> {
-        let mut q: QueryBuilder<Sqlite> =
-            QueryBuilder::new(format!("SELECT {RECORD_COLUMNS} FROM tokens WHERE 1 = 1"));
-        if let Some(user) = &filter.user {
-            q.push(" AND user = ").push_bind(user.clone());
+        let sealer = &self.sealer;
+        match (&filter.user, filter.unassigned) {
+            (Some(user), false) => {
+                self.readers
+                    .token_records(sealer, "WHERE user = ?1 ORDER BY serial", [user])
+            }
+            // Owned by `user` and by nobody: never both.
+            (Some(_), true) => Ok(Vec::new()),
+            (None, true) => {
+                self.readers
+                    .token_records(sealer, "WHERE user IS NULL ORDER BY serial", [])
+            }
+            (None, false) => self.readers.token_records(sealer, "ORDER BY serial", []),
         }
-        if filter.unassigned {
-            q.push(" AND user IS NULL");
-        }
-        q.push(" ORDER BY serial");
-        let rows = q.build().fetch_all(&self.pool).await?;
-        rows.iter().map(|r| self.record_from_row(r)).collect()
     }
 
     pub(super) async fn token_record_impl(
         &self,
         serial: &str,
     ) -> Result<Option<TokenRecord>, StoreError> {
-        let row = sqlx::query(&format!(
-            "SELECT {RECORD_COLUMNS} FROM tokens WHERE serial = ?1"
-        ))
-        .bind(serial)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref().map(|r| self.record_from_row(r)).transpose()
+        let records = self
+            .readers
+            .token_records(&self.sealer, "WHERE serial = ?1", [serial])?;
+        Ok(records.into_iter().next())
     }
 
     pub(super) async fn assign_token_impl(

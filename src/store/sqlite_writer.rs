@@ -35,7 +35,7 @@ use std::time::Duration;
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{AuditRecord, StoreError};
+use super::StoreError;
 
 /// Most writes in one transaction: bounds how long the write lock is held for other
 /// processes, and how long the first write of a big batch waits for the last.
@@ -48,15 +48,7 @@ const QUEUE: usize = 4096;
 type Finish = Box<dyn FnOnce(Result<(), String>) + Send>;
 /// A write: given the batch's connection inside its transaction (or why the batch could
 /// not start), it runs and returns what to tell its caller after the commit.
-type SingleJob = Box<dyn FnOnce(Result<&mut Connection, String>) -> Finish + Send>;
-
-enum Job {
-    /// A write of its own: one or more statements.
-    Single(SingleJob),
-    /// An audit record. Every request writes one, so a batch's records go into the database
-    /// together, as one multi-row INSERT.
-    Audit(Box<AuditRecord>, oneshot::Sender<Result<i64, StoreError>>),
-}
+type Job = Box<dyn FnOnce(Result<&mut Connection, String>) -> Finish + Send>;
 
 #[derive(Debug, Clone)]
 pub(super) struct Writer {
@@ -65,15 +57,6 @@ pub(super) struct Writer {
     commits: Arc<AtomicU64>,
     /// Writes in those transactions.
     writes: Arc<AtomicU64>,
-}
-
-impl std::fmt::Debug for Job {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Job::Single(_) => "Job::Single",
-            Job::Audit(..) => "Job::Audit",
-        })
-    }
 }
 
 impl Writer {
@@ -115,7 +98,7 @@ impl Writer {
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     {
         let (tx, rx) = oneshot::channel::<Result<T, StoreError>>();
-        let job: SingleJob = Box::new(move |conn| {
+        let job: Job = Box::new(move |conn| {
             let result = match conn {
                 Ok(conn) => f(conn),
                 Err(e) => Err(StoreError::Commit(e)),
@@ -129,17 +112,7 @@ impl Writer {
                 let _ = tx.send(answer);
             })
         });
-        self.jobs.send(Job::Single(job)).await.map_err(|_| gone())?;
-        rx.await.map_err(|_| gone())?
-    }
-
-    /// Appends an audit record in the next batch; its id once committed.
-    pub(super) async fn append_audit(&self, record: AuditRecord) -> Result<i64, StoreError> {
-        let (tx, rx) = oneshot::channel();
-        self.jobs
-            .send(Job::Audit(Box::new(record), tx))
-            .await
-            .map_err(|_| gone())?;
+        self.jobs.send(job).await.map_err(|_| gone())?;
         rx.await.map_err(|_| gone())?
     }
 }
@@ -189,99 +162,19 @@ fn run_batch(conn: &mut Connection, batch: &mut Vec<Job>) -> bool {
         tracing::warn!(error = %e, "store write batch could not start");
         let e = e.to_string();
         for job in batch.drain(..) {
-            match job {
-                Job::Single(job) => job(Err(e.clone()))(Err(e.clone())),
-                Job::Audit(_, tx) => {
-                    let _ = tx.send(Err(StoreError::Commit(e.clone())));
-                }
-            }
+            job(Err(e.clone()))(Err(e.clone()));
         }
         return false;
     }
-    let mut finishers = Vec::with_capacity(batch.len());
-    let mut records = Vec::new();
-    let mut answers = Vec::new();
-    for job in batch.drain(..) {
-        match job {
-            Job::Single(job) => finishers.push(job(Ok(&mut *conn))),
-            Job::Audit(record, answer) => {
-                records.push(*record);
-                answers.push(answer);
-            }
-        }
-    }
-    let first_id = if records.is_empty() {
-        Ok(0)
-    } else {
-        insert_audits(conn, &records)
-    };
+    let finishers: Vec<Finish> = batch.drain(..).map(|job| job(Ok(&mut *conn))).collect();
     let commit = conn.execute_batch("COMMIT").map_err(|e| e.to_string());
     if let Err(e) = &commit {
-        tracing::warn!(error = %e, writes = finishers.len() + answers.len(),
-            "store write batch failed to commit");
+        tracing::warn!(error = %e, writes = finishers.len(), "store write batch failed to commit");
         // Leave no transaction open for the next batch.
         let _ = conn.execute_batch("ROLLBACK");
     }
     for finish in finishers {
         finish(commit.clone());
     }
-    for (i, answer) in answers.into_iter().enumerate() {
-        let result = match (&commit, &first_id) {
-            (Ok(()), Ok(first)) => Ok(first + i as i64),
-            (Err(e), _) => Err(StoreError::Commit(e.clone())),
-            (Ok(()), Err(e)) => Err(StoreError::Commit(format!("audit insert: {e}"))),
-        };
-        let _ = answer.send(result);
-    }
     commit.is_ok()
-}
-
-/// Inserts `records` with one multi-row INSERT per 512 rows (15 values each, well below
-/// SQLite's 32,766 bound parameters) and returns the first new id. The ids are consecutive:
-/// rows of one statement get ids one after another from the table's maximum, under the
-/// write lock this transaction holds.
-fn insert_audits(conn: &Connection, records: &[AuditRecord]) -> Result<i64, rusqlite::Error> {
-    const COLUMNS: usize = 15;
-    let mut first = None;
-    for chunk in records.chunks(512) {
-        let mut sql = String::from(
-            "INSERT INTO audit (time, user, first_name, last_name, email, phone, token_serial, \
-             mode, result, reason, server_name, server_ip, client_ip, nas_name, latency_ms) \
-             VALUES ",
-        );
-        for i in 0..chunk.len() {
-            if i > 0 {
-                sql.push(',');
-            }
-            let base = i * COLUMNS;
-            let marks: Vec<String> = (1..=COLUMNS).map(|c| format!("?{}", base + c)).collect();
-            sql.push('(');
-            sql.push_str(&marks.join(","));
-            sql.push(')');
-        }
-        let mut values: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(chunk.len() * COLUMNS);
-        for r in chunk {
-            values.extend_from_slice(&[
-                &r.time,
-                &r.user,
-                &r.first_name,
-                &r.last_name,
-                &r.email,
-                &r.phone,
-                &r.token_serial,
-                &r.mode,
-                &r.result,
-                &r.reason,
-                &r.server_name,
-                &r.server_ip,
-                &r.client_ip,
-                &r.nas_name,
-                &r.latency_ms,
-            ]);
-        }
-        conn.prepare_cached(&sql)?.execute(values.as_slice())?;
-        let last = conn.last_insert_rowid();
-        first.get_or_insert(last - chunk.len() as i64 + 1);
-    }
-    Ok(first.unwrap_or(0))
 }
