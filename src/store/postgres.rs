@@ -20,7 +20,7 @@ use sqlx::{Postgres, QueryBuilder, Row};
 use super::{
     AppPassword, AuditFilter, AuditRecord, ChallengeAttempt, NewToken, OobBegin, OobStatus,
     OobTransaction, PendingChallenge, Sealer, SendLimit, Store, StoreError, Token, TokenExtra,
-    TokenFilter, TokenRecord, UserProfile, UserStatus,
+    TokenFilter, TokenRecord, UserProfile, UserSnapshot, UserStatus,
 };
 
 mod connect;
@@ -205,6 +205,12 @@ impl Store for PgStore {
         pending: Option<(u64, i64)>,
     ) -> Result<(), StoreError> {
         self.set_hotp_resync_impl(token_id, pending).await
+    }
+
+    // --- users ---
+
+    async fn user_snapshot(&self, user: &str) -> Result<UserSnapshot, StoreError> {
+        self.user_snapshot_impl(user).await
     }
 
     // --- users: lockout ---

@@ -6,14 +6,70 @@
 use sqlx::postgres::PgRow;
 use sqlx::{Postgres, QueryBuilder, Row};
 
+use super::to_u32;
 use super::{counter_to_sql, is_unique_violation, kind_str, now_unix, to_u64, PgStore};
-use crate::store::{NewToken, StoreError, TokenExtra, TokenFilter, TokenRecord};
+use crate::store::{
+    NewToken, StoreError, TokenExtra, TokenFilter, TokenRecord, UserProfile, UserSnapshot,
+    UserStatus,
+};
 
 const RECORD_COLUMNS: &str = "id, serial, username, kind, algorithm, digits, period, counter, \
                               last_step, enabled, created_at, secret, manufacturer, model, \
                               valid_from, valid_until, drift, resync_counter, resync_at";
 
 impl PgStore {
+    /// [`crate::store::Store::user_snapshot`] in one round trip: one row per token (ordered
+    /// by serial, as `list_tokens`), or one row with NULL token columns for a user without
+    /// tokens; the lockout and profile columns repeat on every row.
+    pub(super) async fn user_snapshot_impl(&self, user: &str) -> Result<UserSnapshot, StoreError> {
+        let token_columns: Vec<String> = RECORD_COLUMNS
+            .split(',')
+            .map(|c| format!("t.{0} AS {0}", c.trim()))
+            .collect();
+        let rows = sqlx::query(&format!(
+            "SELECT s.failures AS snap_failures, s.locked_until AS snap_locked_until, \
+                    p.phone AS snap_phone, p.method AS snap_method, \
+                    p.blocked_at AS snap_blocked_at, p.blocked_reason AS snap_blocked_reason, \
+                    {} \
+             FROM (SELECT $1::TEXT AS name) AS u \
+             LEFT JOIN user_state s ON s.username = u.name \
+             LEFT JOIN user_profile p ON p.username = u.name \
+             LEFT JOIN tokens t ON t.username = u.name \
+             ORDER BY t.serial",
+            token_columns.join(", ")
+        ))
+        .bind(user)
+        .fetch_all(&self.pool)
+        .await?;
+        let Some(first) = rows.first() else {
+            return Err(StoreError::Corrupt("user snapshot returned no row".into()));
+        };
+        let mut tokens = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let id: Option<i64> = row.try_get("id")?;
+            if id.is_some() {
+                tokens.push(self.record_from_row(row)?);
+            }
+        }
+        let failures: Option<i64> = first.try_get("snap_failures")?;
+        Ok(UserSnapshot {
+            status: UserStatus {
+                user: user.to_string(),
+                failures: to_u32(failures.unwrap_or(0), "user_state.failures")?,
+                locked_until: first.try_get("snap_locked_until")?,
+                token_count: tokens.len() as u32,
+            },
+            profile: UserProfile {
+                user: user.to_string(),
+                phone: first.try_get("snap_phone")?,
+                method: first.try_get("snap_method")?,
+                blocked_at: first.try_get("snap_blocked_at")?,
+                blocked_reason: first.try_get("snap_blocked_reason")?,
+            },
+            tokens,
+        })
+    }
+
     fn record_from_row(&self, row: &PgRow) -> Result<TokenRecord, StoreError> {
         let token = self.token_from_row(row)?;
         let resync_counter: Option<i64> = row.try_get("resync_counter")?;
