@@ -950,6 +950,23 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_panicking_write_fails_alone_and_the_writer_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("p.db"), sealer())
+            .await
+            .unwrap();
+        let boom = store
+            .writer
+            .write(|_c| -> Result<(), StoreError> { panic!("a bug in a write") })
+            .await;
+        assert!(boom.is_err(), "a panicking write must not report success");
+        // The writer thread survived: later writes commit.
+        let id = store.add_token(totp("S1", "alice")).await.unwrap();
+        assert!(store.consume_totp_step(id, 5).await.unwrap());
+        assert!(!store.consume_totp_step(id, 5).await.unwrap());
+    }
+
+    #[tokio::test]
     async fn hotp_counter_never_moves_backwards() {
         let store = SqliteStore::open_in_memory(sealer()).await.unwrap();
         let mut t = totp("H1", "alice");

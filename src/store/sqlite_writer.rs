@@ -27,6 +27,7 @@
 //! Hand-written: neither sqlx nor rusqlite has group commit, and a generic batching crate
 //! could not run the batch inside one SQLite transaction.
 
+use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -166,8 +167,30 @@ fn run_batch(conn: &mut Connection, batch: &mut Vec<Job>) -> bool {
         }
         return false;
     }
-    let finishers: Vec<Finish> = batch.drain(..).map(|job| job(Ok(&mut *conn))).collect();
-    let commit = conn.execute_batch("COMMIT").map_err(|e| e.to_string());
+    let mut finishers: Vec<Finish> = Vec::with_capacity(batch.len());
+    let mut panicked = false;
+    for job in batch.drain(..) {
+        if panicked {
+            let why = "an earlier write of its batch failed; batch rolled back".to_string();
+            finishers.push(job(Err(why)));
+            continue;
+        }
+        // A bug in one write must not take the writer (and with it every later login) down:
+        // the panicking write's caller sees its channel close, the batch is rolled back, and
+        // the thread goes on with the next batch.
+        match std::panic::catch_unwind(AssertUnwindSafe(|| job(Ok(&mut *conn)))) {
+            Ok(finish) => finishers.push(finish),
+            Err(_) => {
+                tracing::error!("a store write panicked; its batch is rolled back");
+                panicked = true;
+            }
+        }
+    }
+    let commit = if panicked {
+        Err("a write of this batch panicked; batch rolled back".to_string())
+    } else {
+        conn.execute_batch("COMMIT").map_err(|e| e.to_string())
+    };
     if let Err(e) = &commit {
         tracing::warn!(error = %e, writes = finishers.len(), "store write batch failed to commit");
         // Leave no transaction open for the next batch.
