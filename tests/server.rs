@@ -285,6 +285,39 @@ fn unverifiable_requests_get_no_reply() {
     ] {
         assert!(log.contains(counter), "{counter} not counted:\n{log}");
     }
+    // The store is closed after the last request; its writes (the challenge and the audit
+    // records of the two answered requests) went through the group-committing writer.
+    let closed = log
+        .lines()
+        .find(|l| l.contains("store closed"))
+        .map(strip_ansi)
+        .unwrap_or_else(|| panic!("store not closed at shutdown:\n{log}"));
+    let writes: u64 = closed
+        .split("writes=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no write count in {closed:?}"));
+    assert!(writes >= 3, "{closed}");
+}
+
+/// A log line without its terminal colour codes.
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::new();
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // Skip to the end of the escape sequence ("ESC [ ... m").
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 #[test]

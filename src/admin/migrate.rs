@@ -22,7 +22,7 @@ use sqlx::{Postgres, QueryBuilder, Row};
 
 use crate::config::{Config, StoreConfig};
 use crate::store::postgres::PgSettings;
-use crate::store::{KeyFile, PgStore, SqliteStore};
+use crate::store::{KeyFile, PgStore, SqliteStore, Store};
 
 #[derive(Debug, Subcommand)]
 pub enum DbCommand {

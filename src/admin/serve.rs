@@ -29,7 +29,8 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         wait_for_signal().await;
         signal.cancel();
     });
-    crate::server::run(app, sockets, shutdown).await;
+    crate::server::run(app.clone(), sockets, shutdown).await;
+    app.store.close().await;
     Ok(())
 }
 

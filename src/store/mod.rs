@@ -485,6 +485,11 @@ pub trait Store: Send + Sync + 'static {
         Err(StoreError::Unsupported("purge_delivery_state"))
     }
 
+    // --- lifecycle ---
+    /// Closes the store's connections at shutdown, after the last request (SQLite:
+    /// checkpoints the WAL and logs how well group commit batched). Default: nothing.
+    async fn close(&self) {}
+
     // --- audit ---
     async fn append_audit(&self, record: &AuditRecord) -> Result<i64, StoreError>;
     /// Newest first.

@@ -56,11 +56,6 @@ impl PgStore {
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
-
-    /// Closes all connections. Call on shutdown.
-    pub async fn close(&self) {
-        self.pool.close().await;
-    }
 }
 
 #[async_trait]
@@ -499,6 +494,12 @@ impl Store for PgStore {
 
     async fn purge_delivery_state(&self, now: i64) -> Result<u64, StoreError> {
         self.purge_delivery_state_impl(now).await
+    }
+
+    // --- lifecycle ---
+
+    async fn close(&self) {
+        self.pool.close().await;
     }
 
     // --- audit ---

@@ -114,13 +114,6 @@ impl SqliteStore {
         store._temp = Some(temp);
         Ok(store)
     }
-
-    /// Closes all connections (checkpointing the WAL). Call on shutdown.
-    pub async fn close(&self) {
-        let (writes, commits) = self.writer.counts();
-        tracing::info!(writes, commits, "store: group-committed writes");
-        self.pool.close().await;
-    }
 }
 
 /// Creates the database file with mode 0600 if it does not exist yet. SQLite gives the -wal
@@ -657,6 +650,18 @@ impl Store for SqliteStore {
 
     async fn purge_delivery_state(&self, now: i64) -> Result<u64, StoreError> {
         self.purge_delivery_state_impl(now).await
+    }
+
+    // --- lifecycle ---
+
+    async fn close(&self) {
+        let (writes, commits) = self.writer.counts();
+        tracing::info!(
+            writes,
+            commits,
+            "store closed: writes and the commits that carried them"
+        );
+        self.pool.close().await;
     }
 
     // --- audit ---
