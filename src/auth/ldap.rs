@@ -71,7 +71,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -83,6 +83,7 @@ use tokio::sync::Semaphore;
 use tokio::time::timeout;
 
 use super::ldap_pool::{ConnPool, Pooled};
+use super::ldap_tls::tls_config;
 use super::{ad_codes, AuthError, Denial, PrimaryAuth, PrimaryOutcome, UserInfo};
 use crate::secret::Secret;
 
@@ -731,105 +732,6 @@ fn classify_connect_error(e: LdapError) -> ConnectFailure {
     }
 }
 
-fn tls_error(msg: impl fmt::Display) -> AuthError {
-    AuthError::Tls(msg.to_string())
-}
-
-/// The rustls client configuration, or `None` to let ldap3 use the system trust store.
-fn tls_config(settings: &LdapSettings) -> Result<Option<Arc<rustls::ClientConfig>>, AuthError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(tls_error)?;
-    if settings.tls_insecure_skip_verify {
-        let config = builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(danger::NoServerVerification(provider)))
-            .with_no_client_auth();
-        return Ok(Some(Arc::new(config)));
-    }
-    let Some(path) = &settings.ca_file else {
-        return Ok(None);
-    };
-    let pem = std::fs::read(path)
-        .map_err(|e| tls_error(format_args!("reading CA file {}: {e}", path.display())))?;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-        let cert = cert.map_err(|e| tls_error(format_args!("CA file {}: {e}", path.display())))?;
-        roots
-            .add(cert)
-            .map_err(|e| tls_error(format_args!("CA file {}: {e}", path.display())))?;
-    }
-    if roots.is_empty() {
-        return Err(tls_error(format_args!(
-            "CA file {} holds no PEM certificate",
-            path.display()
-        )));
-    }
-    Ok(Some(Arc::new(
-        builder.with_root_certificates(roots).with_no_client_auth(),
-    )))
-}
-
-mod danger {
-    use std::sync::Arc;
-
-    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-    use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
-    use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-    use rustls::{DigitallySignedStruct, SignatureScheme};
-
-    /// `tls_insecure_skip_verify`: any certificate is accepted (the handshake signatures are
-    /// still checked, so the peer holds the key of the certificate it sent).
-    #[derive(Debug)]
-    pub(super) struct NoServerVerification(pub(super) Arc<CryptoProvider>);
-
-    impl ServerCertVerifier for NoServerVerification {
-        fn verify_server_cert(
-            &self,
-            _end_entity: &CertificateDer<'_>,
-            _intermediates: &[CertificateDer<'_>],
-            _server_name: &ServerName<'_>,
-            _ocsp_response: &[u8],
-            _now: UnixTime,
-        ) -> Result<ServerCertVerified, rustls::Error> {
-            Ok(ServerCertVerified::assertion())
-        }
-
-        fn verify_tls12_signature(
-            &self,
-            message: &[u8],
-            cert: &CertificateDer<'_>,
-            dss: &DigitallySignedStruct,
-        ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            verify_tls12_signature(
-                message,
-                cert,
-                dss,
-                &self.0.signature_verification_algorithms,
-            )
-        }
-
-        fn verify_tls13_signature(
-            &self,
-            message: &[u8],
-            cert: &CertificateDer<'_>,
-            dss: &DigitallySignedStruct,
-        ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            verify_tls13_signature(
-                message,
-                cert,
-                dss,
-                &self.0.signature_verification_algorithms,
-            )
-        }
-
-        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-            self.0.signature_verification_algorithms.supported_schemes()
-        }
-    }
-}
-
 #[async_trait]
 impl PrimaryAuth for LdapAuth {
     async fn authenticate(
@@ -875,135 +777,5 @@ impl PrimaryAuth for LdapAuth {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn settings() -> LdapSettings {
-        LdapSettings {
-            urls: vec!["ldap://127.0.0.1:1".into()],
-            base_dn: "dc=example,dc=org".into(),
-            ..LdapSettings::default()
-        }
-    }
-
-    fn result(rc: u32, text: &str) -> LdapResult {
-        LdapResult {
-            rc,
-            matched: String::new(),
-            text: text.into(),
-            refs: vec![],
-            ctrls: vec![],
-        }
-    }
-
-    #[test]
-    fn new_validates() {
-        assert!(LdapAuth::new(settings()).is_ok());
-        let mut s = settings();
-        s.urls.clear();
-        assert!(LdapAuth::new(s).is_err());
-        let mut s = settings();
-        s.urls = vec!["http://x".into()];
-        assert!(LdapAuth::new(s).is_err());
-        let mut s = settings();
-        s.user_filter = "(uid=alice)".into();
-        assert!(LdapAuth::new(s).is_err());
-        let mut s = settings();
-        s.user_filter = "(uid={user}".into();
-        assert!(LdapAuth::new(s).is_err());
-        let mut s = settings();
-        s.ca_file = Some("/nonexistent/ca.pem".into());
-        assert!(matches!(LdapAuth::new(s), Err(AuthError::Tls(_))));
-        let mut s = settings();
-        s.tls_insecure_skip_verify = true;
-        assert!(LdapAuth::new(s).is_ok());
-    }
-
-    #[test]
-    fn bind_results() {
-        assert!(matches!(
-            bind_outcome(&result(0, "")),
-            Ok(PrimaryOutcome::Accepted(_))
-        ));
-        assert!(matches!(
-            bind_outcome(&result(49, "")),
-            Ok(PrimaryOutcome::Denied(Denial::BadPassword))
-        ));
-        let ad = |code: &str| {
-            result(
-                49,
-                &format!("80090308: LdapErr: DSID-0C09044E, comment: AcceptSecurityContext error, data {code}, v4563\0"),
-            )
-        };
-        assert!(matches!(
-            bind_outcome(&ad("52e")),
-            Ok(PrimaryOutcome::Denied(Denial::BadPassword))
-        ));
-        assert!(matches!(
-            bind_outcome(&ad("525")),
-            Ok(PrimaryOutcome::Denied(Denial::UnknownUser))
-        ));
-        assert!(matches!(
-            bind_outcome(&ad("775")),
-            Ok(PrimaryOutcome::Denied(Denial::Directory(
-                ad_codes::AdReason::AccountLockedOut
-            )))
-        ));
-        assert!(matches!(
-            bind_outcome(&result(53, "unwilling")),
-            Err(AuthError::Ldap(_))
-        ));
-    }
-
-    #[test]
-    fn attribute_lookup_ignores_case() {
-        let mut attrs = HashMap::new();
-        attrs.insert("mail".to_string(), vec!["a@example.org".to_string()]);
-        attrs.insert(
-            "telephoneNumber".to_string(),
-            vec![String::new(), "+1".to_string()],
-        );
-        assert_eq!(
-            first_value(&attrs, "Mail").as_deref(),
-            Some("a@example.org")
-        );
-        assert_eq!(
-            first_value(&attrs, "telephonenumber").as_deref(),
-            Some("+1")
-        );
-        assert_eq!(first_value(&attrs, "mobile"), None);
-        assert_eq!(first_value(&attrs, ""), None);
-    }
-
-    #[test]
-    fn url_order_prefers_last_good_and_holds_off_failed() {
-        let mut s = settings();
-        s.urls = vec!["ldap://a".into(), "ldap://b".into(), "ldap://c".into()];
-        let auth = LdapAuth::new(s).unwrap();
-        assert_eq!(auth.url_order(), vec![0, 1, 2]);
-        auth.mark_failed(0);
-        assert_eq!(auth.url_order(), vec![1, 2, 0]);
-        auth.mark_good(2);
-        assert_eq!(auth.url_order(), vec![2, 1, 0]);
-        auth.mark_good(0);
-        assert_eq!(auth.url_order(), vec![0, 1, 2]);
-    }
-
-    #[tokio::test]
-    async fn empty_password_needs_no_network() {
-        let auth = LdapAuth::new(settings()).unwrap();
-        let out = auth.authenticate("alice", &Secret::from("")).await.unwrap();
-        assert_eq!(out, PrimaryOutcome::Denied(Denial::EmptyPassword));
-        assert_eq!(auth.bind_count(), 0);
-    }
-
-    #[tokio::test]
-    async fn unreachable_is_unavailable() {
-        let auth = LdapAuth::new(settings()).unwrap();
-        let err = auth
-            .authenticate("alice", &Secret::from("pw"))
-            .await
-            .unwrap_err();
-        assert!(matches!(err, AuthError::Unavailable(_)), "{err:?}");
-    }
-}
+#[path = "ldap_tests.rs"]
+mod tests;

@@ -4,6 +4,7 @@
 pub mod ad_codes;
 pub mod ldap;
 mod ldap_pool;
+mod ldap_tls;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};

@@ -1,0 +1,132 @@
+//! Unit tests of `ldap.rs` that need no directory (the real-slapd tests are tests/ldap.rs).
+
+use super::*;
+
+fn settings() -> LdapSettings {
+    LdapSettings {
+        urls: vec!["ldap://127.0.0.1:1".into()],
+        base_dn: "dc=example,dc=org".into(),
+        ..LdapSettings::default()
+    }
+}
+
+fn result(rc: u32, text: &str) -> LdapResult {
+    LdapResult {
+        rc,
+        matched: String::new(),
+        text: text.into(),
+        refs: vec![],
+        ctrls: vec![],
+    }
+}
+
+#[test]
+fn new_validates() {
+    assert!(LdapAuth::new(settings()).is_ok());
+    let mut s = settings();
+    s.urls.clear();
+    assert!(LdapAuth::new(s).is_err());
+    let mut s = settings();
+    s.urls = vec!["http://x".into()];
+    assert!(LdapAuth::new(s).is_err());
+    let mut s = settings();
+    s.user_filter = "(uid=alice)".into();
+    assert!(LdapAuth::new(s).is_err());
+    let mut s = settings();
+    s.user_filter = "(uid={user}".into();
+    assert!(LdapAuth::new(s).is_err());
+    let mut s = settings();
+    s.ca_file = Some("/nonexistent/ca.pem".into());
+    assert!(matches!(LdapAuth::new(s), Err(AuthError::Tls(_))));
+    let mut s = settings();
+    s.tls_insecure_skip_verify = true;
+    assert!(LdapAuth::new(s).is_ok());
+}
+
+#[test]
+fn bind_results() {
+    assert!(matches!(
+        bind_outcome(&result(0, "")),
+        Ok(PrimaryOutcome::Accepted(_))
+    ));
+    assert!(matches!(
+        bind_outcome(&result(49, "")),
+        Ok(PrimaryOutcome::Denied(Denial::BadPassword))
+    ));
+    let ad = |code: &str| {
+        result(
+            49,
+            &format!("80090308: LdapErr: DSID-0C09044E, comment: AcceptSecurityContext error, data {code}, v4563\0"),
+        )
+    };
+    assert!(matches!(
+        bind_outcome(&ad("52e")),
+        Ok(PrimaryOutcome::Denied(Denial::BadPassword))
+    ));
+    assert!(matches!(
+        bind_outcome(&ad("525")),
+        Ok(PrimaryOutcome::Denied(Denial::UnknownUser))
+    ));
+    assert!(matches!(
+        bind_outcome(&ad("775")),
+        Ok(PrimaryOutcome::Denied(Denial::Directory(
+            ad_codes::AdReason::AccountLockedOut
+        )))
+    ));
+    assert!(matches!(
+        bind_outcome(&result(53, "unwilling")),
+        Err(AuthError::Ldap(_))
+    ));
+}
+
+#[test]
+fn attribute_lookup_ignores_case() {
+    let mut attrs = HashMap::new();
+    attrs.insert("mail".to_string(), vec!["a@example.org".to_string()]);
+    attrs.insert(
+        "telephoneNumber".to_string(),
+        vec![String::new(), "+1".to_string()],
+    );
+    assert_eq!(
+        first_value(&attrs, "Mail").as_deref(),
+        Some("a@example.org")
+    );
+    assert_eq!(
+        first_value(&attrs, "telephonenumber").as_deref(),
+        Some("+1")
+    );
+    assert_eq!(first_value(&attrs, "mobile"), None);
+    assert_eq!(first_value(&attrs, ""), None);
+}
+
+#[test]
+fn url_order_prefers_last_good_and_holds_off_failed() {
+    let mut s = settings();
+    s.urls = vec!["ldap://a".into(), "ldap://b".into(), "ldap://c".into()];
+    let auth = LdapAuth::new(s).unwrap();
+    assert_eq!(auth.url_order(), vec![0, 1, 2]);
+    auth.mark_failed(0);
+    assert_eq!(auth.url_order(), vec![1, 2, 0]);
+    auth.mark_good(2);
+    assert_eq!(auth.url_order(), vec![2, 1, 0]);
+    auth.mark_good(0);
+    assert_eq!(auth.url_order(), vec![0, 1, 2]);
+}
+
+#[tokio::test]
+async fn empty_password_needs_no_network() {
+    let auth = LdapAuth::new(settings()).unwrap();
+    let out = auth.authenticate("alice", &Secret::from("")).await.unwrap();
+    assert_eq!(out, PrimaryOutcome::Denied(Denial::EmptyPassword));
+    assert_eq!(auth.bind_count(), 0);
+}
+
+#[tokio::test]
+async fn unreachable_is_unavailable() {
+    let auth = LdapAuth::new(settings()).unwrap();
+    let err = auth
+        .authenticate("alice", &Secret::from("pw"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AuthError::Unavailable(_)), "{err:?}");
+}
