@@ -1,0 +1,272 @@
+//! Unit tests of the SQLite store's own behaviour (file settings, sealing, group commit);
+//! the behaviour every store shares is the battery in tests/store_battery.
+
+use super::*;
+use crate::secret::Secret;
+use crate::store::{OtpAlgorithm, TokenKind};
+
+fn sealer() -> Sealer {
+    Sealer::from_key([42; 32])
+}
+
+fn totp(serial: &str, user: &str) -> NewToken {
+    NewToken {
+        serial: serial.into(),
+        user: Some(user.into()),
+        kind: TokenKind::Totp,
+        algorithm: OtpAlgorithm::Sha1,
+        digits: 6,
+        period: 30,
+        counter: 0,
+        secret: Secret::new(b"12345678901234567890".to_vec()),
+    }
+}
+
+#[tokio::test]
+async fn file_database_uses_wal_full_sync_and_foreign_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("radmfa.db");
+    let store = SqliteStore::open(&path, sealer()).await.unwrap();
+    let mut conn = store.pool.acquire().await.unwrap();
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+    assert_eq!(mode.to_lowercase(), "wal");
+    let sync: i64 = sqlx::query_scalar("PRAGMA synchronous")
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+    assert_eq!(sync, 2, "synchronous must be FULL");
+    let fk: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+    assert_eq!(fk, 1);
+    let busy: i64 = sqlx::query_scalar("PRAGMA busy_timeout")
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+    assert!(busy >= 1000, "busy_timeout {busy}");
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn new_database_file_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("radmfa.db");
+    let store = SqliteStore::open(&path, sealer()).await.unwrap();
+    store.add_token(totp("T1", "alice")).await.unwrap();
+    for p in [path.clone(), dir.path().join("radmfa.db-wal")] {
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode & 0o077, 0, "{} has mode {mode:o}", p.display());
+    }
+}
+
+#[tokio::test]
+async fn reopen_keeps_data_and_migrations_are_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("radmfa.db");
+    let store = SqliteStore::open(&path, sealer()).await.unwrap();
+    store.add_token(totp("T1", "alice")).await.unwrap();
+    store.close().await;
+    drop(store);
+    let store = SqliteStore::open(&path, sealer()).await.unwrap();
+    let t = store.token_by_serial("T1").await.unwrap().unwrap();
+    assert_eq!(t.secret.expose(), b"12345678901234567890");
+}
+
+#[tokio::test]
+async fn wrong_key_is_a_decrypt_error_naming_the_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("radmfa.db");
+    let store = SqliteStore::open(&path, sealer()).await.unwrap();
+    store.add_token(totp("T1", "alice")).await.unwrap();
+    store.close().await;
+    let other = SqliteStore::open(&path, Sealer::from_key([7; 32]))
+        .await
+        .unwrap();
+    let err = other.token_by_serial("T1").await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::Decrypt(ref m) if m.contains("T1")),
+        "{err}"
+    );
+    assert!(other.tokens_for_user("alice").await.is_err());
+}
+
+#[tokio::test]
+async fn swapped_ciphertexts_fail_to_open() {
+    let store = SqliteStore::open_in_memory(sealer()).await.unwrap();
+    store.add_token(totp("T1", "alice")).await.unwrap();
+    store.add_token(totp("T2", "bob")).await.unwrap();
+    // Someone with write access to the database moves alice's sealed seed onto bob's row.
+    sqlx::query("UPDATE tokens SET secret = (SELECT secret FROM tokens WHERE serial = 'T1') WHERE serial = 'T2'")
+        .execute(&store.pool)
+        .await
+        .unwrap();
+    assert!(store.token_by_serial("T1").await.is_ok());
+    assert!(matches!(
+        store.token_by_serial("T2").await,
+        Err(StoreError::Decrypt(_))
+    ));
+}
+
+#[tokio::test]
+async fn seed_column_holds_only_sealed_bytes() {
+    let store = SqliteStore::open_in_memory(sealer()).await.unwrap();
+    store.add_token(totp("T1", "alice")).await.unwrap();
+    let blob: Vec<u8> = sqlx::query_scalar("SELECT secret FROM tokens WHERE serial = 'T1'")
+        .fetch_one(&store.pool)
+        .await
+        .unwrap();
+    assert_eq!(blob[0], 1, "version byte");
+    assert_eq!(blob.len(), 1 + 24 + 20 + 16);
+    assert!(!blob.windows(20).any(|w| w == b"12345678901234567890"));
+}
+
+#[tokio::test]
+async fn concurrent_writes_share_commits_and_fail_alone() {
+    // 200 challenges written at once, every fourth one a duplicate State: the duplicates
+    // fail with Conflict, every other write lands, and the writes took fewer commits than
+    // there were writes (group commit), without one failure spoiling its batch.
+    let dir = tempfile::tempdir().unwrap();
+    let store = std::sync::Arc::new(
+        SqliteStore::open(&dir.path().join("g.db"), sealer())
+            .await
+            .unwrap(),
+    );
+    let ch = |i: usize| PendingChallenge {
+        state_hash: vec![(i % 150) as u8],
+        user: format!("u{i}"),
+        nas: "nas".into(),
+        created_at: 1,
+        expires_at: i64::MAX,
+        attempts: 0,
+        context: String::new(),
+    };
+    let (_, before) = store.writer.counts();
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let store = store.clone();
+        let c = ch(i);
+        tasks.push(tokio::spawn(async move { store.put_challenge(&c).await }));
+    }
+    let mut ok = 0;
+    let mut conflicts = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(()) => ok += 1,
+            Err(StoreError::Conflict(_)) => conflicts += 1,
+            Err(e) => panic!("unexpected error {e}"),
+        }
+    }
+    assert_eq!((ok, conflicts), (150, 50));
+    for i in 0..150 {
+        let got = store.challenge(&ch(i).state_hash, 2).await.unwrap();
+        assert!(got.is_some(), "challenge {i} missing");
+    }
+    let commits = store.writer.counts().1 - before;
+    assert!(
+        commits < 200,
+        "{commits} commits for 200 writes: no group commit"
+    );
+}
+
+#[tokio::test]
+async fn concurrent_audit_appends_get_their_own_ids() {
+    // Audit records written at once share a batch (one transaction); each caller must
+    // still get the id of its own row, and the rows must not be mixed up.
+    let dir = tempfile::tempdir().unwrap();
+    let store = std::sync::Arc::new(
+        SqliteStore::open(&dir.path().join("a.db"), sealer())
+            .await
+            .unwrap(),
+    );
+    let mut tasks = Vec::new();
+    for i in 0..300 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let rec = AuditRecord {
+                time: 1000 + i,
+                user: format!("u{i}"),
+                mode: "totp".into(),
+                result: "accept".into(),
+                server_name: "n".into(),
+                ..Default::default()
+            };
+            (i, store.append_audit(&rec).await.unwrap())
+        }));
+    }
+    let mut ids = std::collections::HashMap::new();
+    for t in tasks {
+        let (i, id) = t.await.unwrap();
+        ids.insert(id, i);
+    }
+    assert_eq!(ids.len(), 300, "ids are distinct");
+    let all = store
+        .audit(&AuditFilter {
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 300);
+    for rec in all {
+        let i = ids[&rec.id];
+        assert_eq!(
+            rec.user,
+            format!("u{i}"),
+            "id {} names another record",
+            rec.id
+        );
+        assert_eq!(rec.time, 1000 + i);
+    }
+    let (writes, commits) = store.writer.counts();
+    assert!(commits < writes, "{writes} writes in {commits} commits");
+}
+
+#[tokio::test]
+async fn a_panicking_write_fails_alone_and_the_writer_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("p.db"), sealer())
+        .await
+        .unwrap();
+    let boom = store
+        .writer
+        .write(|_c| -> Result<(), StoreError> { panic!("a bug in a write") })
+        .await;
+    assert!(boom.is_err(), "a panicking write must not report success");
+    // The writer thread survived: later writes commit.
+    let id = store.add_token(totp("S1", "alice")).await.unwrap();
+    assert!(store.consume_totp_step(id, 5).await.unwrap());
+    assert!(!store.consume_totp_step(id, 5).await.unwrap());
+}
+
+#[tokio::test]
+async fn hotp_counter_never_moves_backwards() {
+    let store = SqliteStore::open_in_memory(sealer()).await.unwrap();
+    let mut t = totp("H1", "alice");
+    t.kind = TokenKind::Hotp;
+    t.counter = 5;
+    let id = store.add_token(t).await.unwrap();
+    assert!(!store.advance_hotp_counter(id, 5, 5).await.unwrap());
+    assert!(!store.advance_hotp_counter(id, 5, 4).await.unwrap());
+    assert!(store.advance_hotp_counter(id, 5, 6).await.unwrap());
+    // Beyond i64 is refused, never wrapped.
+    assert!(store.advance_hotp_counter(id, 6, u64::MAX).await.is_err());
+    let mut big = totp("H2", "alice");
+    big.counter = u64::MAX;
+    assert!(store.add_token(big).await.is_err());
+}
+
+#[tokio::test]
+async fn record_failure_threshold_zero_never_locks() {
+    let store = SqliteStore::open_in_memory(sealer()).await.unwrap();
+    for i in 1..=5 {
+        assert_eq!(
+            store.record_failure("alice", 0, 1000, 60).await.unwrap(),
+            (i, None)
+        );
+    }
+}
