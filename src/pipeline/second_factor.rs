@@ -38,10 +38,6 @@ impl Standing {
     }
 }
 
-pub async fn standing(app: &AppState, user: &str) -> Result<Standing, StoreError> {
-    Ok(Standing::of(app, &app.store.user_status(user).await?))
-}
-
 /// What a request needs about the user, from one store read.
 pub struct UserView {
     /// The enabled tokens with their inventory data (drift, resync state, validity).
@@ -62,7 +58,7 @@ pub async fn user_view(app: &AppState, user: &str) -> Result<UserView, StoreErro
 
 /// Is the user's second factor locked right now?
 pub async fn is_locked(app: &AppState, user: &str) -> Result<bool, StoreError> {
-    Ok(standing(app, user).await?.locked)
+    Ok(Standing::of(app, &app.store.user_status(user).await?).locked)
 }
 
 /// Verifies `code` against `tokens` (from [`user_view`]); a match is consumed
