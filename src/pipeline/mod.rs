@@ -11,7 +11,7 @@
 //!                             its call budget as deadline)
 //! ```
 //! Every verified Access-Request leaves exactly one audit record, written here at the single
-//! exit.
+//! exit, and no reply leaves before the request's writes (audit record included) are on disk.
 
 mod app_login;
 mod audit;
@@ -32,7 +32,7 @@ use crate::auth::{AuthError, UserInfo};
 use crate::config::ClientConfig;
 use crate::radius::{Reply, ReplyCode, Request, RequestKind};
 use crate::server::metrics::Metrics;
-use crate::store::StoreError;
+use crate::store::{durability, StoreError};
 
 /// Where a request came from and when.
 #[derive(Debug, Clone)]
@@ -98,6 +98,19 @@ pub async fn handle(app: &AppState, ctx: &RequestContext, req: &Request) -> Repl
         Metrics::inc(&app.metrics.status_server);
         return Reply::accept();
     }
+    // The request's store writes are answered as they run; the reply waits once, here, for
+    // all of them to be on disk (see store::durability). If one is not: fail closed.
+    let (reply, durable) = durability::deferred(answer(app, ctx, req)).await;
+    match durable {
+        Ok(()) => reply,
+        Err(e) => {
+            tracing::error!(error = %e, "the request's store writes were not committed; rejecting");
+            Reply::reject()
+        }
+    }
+}
+
+async fn answer(app: &AppState, ctx: &RequestContext, req: &Request) -> Reply {
     // Everything below uses the folded key; the directory sees the same name either way.
     let user = crate::store::user_key(&req.user_name().unwrap_or_default());
     let span = tracing::Span::current();

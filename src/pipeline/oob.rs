@@ -20,7 +20,8 @@ use crate::delivery::{CallRequest, ProviderError};
 use crate::mfa::{sms, voice};
 use crate::radius::Request;
 use crate::store::{
-    AuditRecord, OobBegin, OobKind, OobStatus, OobTransaction, SendLimit, StoreError, UserProfile,
+    durability, AuditRecord, OobBegin, OobKind, OobStatus, OobTransaction, SendLimit, StoreError,
+    UserProfile,
 };
 
 /// How often a request waiting on a call looks at the store (the callback may land on
@@ -148,6 +149,9 @@ async fn claim(
             reason,
         }));
     }
+    // The claim and the slot must be on disk before anything goes to the provider: a send
+    // that a crash could forget would be repeated, and not counted against the limit.
+    durability::settle().await?;
     Ok(None)
 }
 

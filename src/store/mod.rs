@@ -8,6 +8,7 @@
 
 pub mod columns;
 pub mod delivery;
+pub mod durability;
 pub mod postgres;
 pub mod seal;
 pub mod sqlite;

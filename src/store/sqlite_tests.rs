@@ -270,3 +270,46 @@ async fn record_failure_threshold_zero_never_locks() {
         );
     }
 }
+
+#[tokio::test]
+async fn deferred_writes_answer_early_and_settle_at_the_end() {
+    // Inside a request's scope a write is answered once it has run; the next write already
+    // sees it (a used step stays used), and the scope ends only when both are committed:
+    // a read-only connection sees the step then.
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("d.db"), sealer())
+        .await
+        .unwrap();
+    let id = store.add_token(totp("T1", "alice")).await.unwrap();
+    let (answers, durable) = crate::store::durability::deferred(async {
+        let first = store.consume_totp_step(id, 100).await.unwrap();
+        let again = store.consume_totp_step(id, 100).await.unwrap();
+        (first, again)
+    })
+    .await;
+    assert_eq!(answers, (true, false));
+    durable.unwrap();
+    let tokens = store.tokens_for_user("alice").await.unwrap();
+    assert_eq!(tokens[0].last_step, Some(100));
+}
+
+#[tokio::test]
+async fn a_write_that_never_commits_fails_its_scope() {
+    // A write that dies in the writer (here: panics) is not on disk: the request's scope
+    // must report it, so the pipeline answers Reject instead of Accept.
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("f.db"), sealer())
+        .await
+        .unwrap();
+    let (res, durable) = crate::store::durability::deferred(async {
+        store
+            .writer
+            .write(|_| -> Result<(), StoreError> { panic!("a bug in a write") })
+            .await
+    })
+    .await;
+    assert!(res.is_err());
+    assert!(durable.is_err(), "a lost write must fail the scope");
+    // Outside a scope nothing is deferred, and there is nothing to settle.
+    crate::store::durability::settle().await.unwrap();
+}

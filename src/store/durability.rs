@@ -1,0 +1,71 @@
+//! One wait for durability per request instead of one per write.
+//!
+//! A login writes several times: the TOTP step it used, the challenge it closed, its audit
+//! record. Waiting for each write's commit (and its fsync) before making the next puts two or
+//! three commits in a row on every login. But nothing leaves the process between those
+//! writes — what anybody outside sees is the reply — so the reply is what has to wait, once,
+//! for all of them.
+//!
+//! Inside [`deferred`], the SQLite store's group-commit writer answers a write as soon as it
+//! has run inside its transaction (the result is final: writes run one after another on the
+//! one writer connection, so the next check-and-update sees it) and hands this module a
+//! ticket for the transaction's commit. [`deferred`] waits for every ticket before it
+//! returns, and a commit that failed fails the request (fail closed: the caller must not send
+//! an Accept or a Challenge). Code about to act outside the process mid-request (send an SMS,
+//! place a call) calls [`settle`] first.
+//!
+//! Outside a scope (admin commands, the callback server, tasks spawned from a request) every
+//! write waits for its own commit, as before. Other stores commit each write themselves and
+//! never hand in tickets. Hand-written: this is the store's own commit protocol.
+
+use std::cell::RefCell;
+use std::future::Future;
+
+use tokio::sync::oneshot;
+
+use super::StoreError;
+
+/// A transaction's commit outcome: `Ok` once it is on disk.
+pub(super) type Ticket = oneshot::Receiver<Result<(), String>>;
+
+tokio::task_local! {
+    static PENDING: RefCell<Vec<Ticket>>;
+}
+
+/// Runs `f` with deferred durability, then waits until every write it made is committed.
+/// The second value is `Err` if any of them is not on disk.
+pub async fn deferred<F: Future>(f: F) -> (F::Output, Result<(), StoreError>) {
+    PENDING
+        .scope(RefCell::new(Vec::new()), async move {
+            let out = f.await;
+            (out, settle().await)
+        })
+        .await
+}
+
+/// Waits for the commits of every write made so far in this scope (nothing outside one).
+pub async fn settle() -> Result<(), StoreError> {
+    let tickets = PENDING
+        .try_with(|p| std::mem::take(&mut *p.borrow_mut()))
+        .unwrap_or_default();
+    let mut outcome = Ok(());
+    for ticket in tickets {
+        let commit = ticket
+            .await
+            .unwrap_or_else(|_| Err("the store's writer stopped before committing".into()));
+        if let Err(e) = commit {
+            outcome = Err(StoreError::Commit(e));
+        }
+    }
+    outcome
+}
+
+/// Is the current task inside [`deferred`]?
+pub(super) fn active() -> bool {
+    PENDING.try_with(|_| ()).is_ok()
+}
+
+/// Hands in the commit ticket of a write made inside [`deferred`] (dropped outside one).
+pub(super) fn hand_in(ticket: Ticket) {
+    let _ = PENDING.try_with(|p| p.borrow_mut().push(ticket));
+}
