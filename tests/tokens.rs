@@ -433,7 +433,12 @@ fn hotp_self_service_resync_at_login() {
         ],
     );
     let go = |c| login(&srv, "bob", "bob-pw", &hotp(seed, c, "sha1", 8));
-    assert_eq!(go(300), "Access-Reject");
+    let far = format!("bob-pw,{}", hotp(seed, 300, "sha1", 8));
+    let first = pyrad(srv.port(), SECRET, &["--user", "bob", "--password", &far]);
+    assert_eq!(first["code"], "Access-Reject");
+    // The user is told what to do next, not only refused.
+    let told = first["messages"][0].as_str().unwrap_or_default();
+    assert!(told.contains("next code"), "{first}");
     let audit = srv.audit_json("bob");
     assert!(
         audit[0]["reason"].as_str().unwrap().contains("out of sync"),
@@ -466,4 +471,65 @@ fn totp_token_with_clock_drift() {
     let drift = show["drift"].as_i64().unwrap();
     assert!((5..=7).contains(&drift), "drift {drift}");
     assert_eq!(login(&srv, "carol", "carol-pw", &code(60)), "Access-Accept");
+}
+
+/// An HOTP-only user at a challenge prompt: the prompt and the wrong answers are audited as
+/// `hotp` (not `totp`), and with `[hotp] self_resync` a code far ahead tells the user, in the
+/// prompt that stays open, that the token's next code will resynchronise it — which it does.
+#[test]
+fn hotp_user_at_a_challenge_prompt_is_told_to_resync() {
+    let slapd = Slapd::start(&[LdapUser::new("dave", "dave-pw")]);
+    let mut o = Options::new(&slapd.url);
+    o.extra = "\n[hotp]\nself_resync = true\n[challenge]\nmax_attempts = 2\n".into();
+    let srv = Server::start(&o);
+    let seed = b"challenge-hotp-seed1";
+    let csv = srv.dir.path().join("hw.csv");
+    std::fs::write(
+        &csv,
+        format!(
+            "serial,key,type,digits,counter,user\nHW-3,{},hotp,6,0,dave\n",
+            hex::encode(seed)
+        ),
+    )
+    .unwrap();
+    cli_ok(&srv, &["token", "import", csv.to_str().unwrap()]);
+    let send = |args: &[&str]| pyrad(srv.port(), SECRET, args);
+
+    let first = send(&["--user", "dave", "--password", "dave-pw"]);
+    assert_eq!(first["code"], "Access-Challenge", "{first}");
+    let state = first["state"].as_str().unwrap().to_string();
+    let far = hotp(seed, 200, "sha1", 6);
+    let answer = send(&["--user", "dave", "--password", &far, "--state", &state]);
+    assert_eq!(answer["code"], "Access-Challenge", "{answer}");
+    let told = answer["messages"][0].as_str().unwrap_or_default();
+    assert!(told.contains("out of sync"), "{answer}");
+    let next = hotp(seed, 201, "sha1", 6);
+    let done = send(&["--user", "dave", "--password", &next, "--state", &state]);
+    assert_eq!(done["code"], "Access-Accept", "{done}");
+
+    // A far code as the last attempt closes the prompt, and the reject says what to do.
+    let second = send(&["--user", "dave", "--password", "dave-pw"]);
+    let state = second["state"].as_str().unwrap().to_string();
+    let wrong = send(&["--user", "dave", "--password", "000000", "--state", &state]);
+    assert_eq!(wrong["code"], "Access-Challenge", "{wrong}");
+    let far = hotp(seed, 600, "sha1", 6);
+    let last = send(&["--user", "dave", "--password", &far, "--state", &state]);
+    assert_eq!(last["code"], "Access-Reject", "{last}");
+    let told = last["messages"][0].as_str().unwrap_or_default();
+    assert!(told.contains("next code"), "{last}");
+
+    let audit = srv.audit_json("dave");
+    let modes: Vec<(&str, &str)> = audit
+        .iter()
+        .map(|r| (r["result"].as_str().unwrap(), r["mode"].as_str().unwrap()))
+        .collect();
+    for (result, mode) in &modes {
+        if *result != "resync" {
+            assert_eq!(*mode, "hotp", "{modes:?}");
+        }
+    }
+    assert!(
+        modes.iter().filter(|(r, _)| *r == "challenge").count() >= 2,
+        "{modes:?}"
+    );
 }

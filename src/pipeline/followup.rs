@@ -5,13 +5,13 @@
 
 use super::login::LOCKED_MESSAGE;
 use super::methods::{self, blocked, Subject};
-use super::second_factor::{check_code, user_view, CodeCheck, UserView};
+use super::second_factor::{check_code, oath_mode, user_view, CodeCheck, UserView, RESYNC_MESSAGE};
 use super::{followup_oob, oob, Fault, RequestContext, Verdict};
 use crate::app::AppState;
 use crate::auth::UserInfo;
 use crate::mfa::challenge::{state_hash, ChallengeContext};
 use crate::mfa::method::{parse_input, Method, PromptInput};
-use crate::radius::{Reply, Request};
+use crate::radius::{Reply, ReplyCode, Request};
 use crate::store::{ChallengeAttempt, PendingChallenge};
 
 const EXPIRED_MESSAGE: &str = "The code prompt has expired. Please log in again.";
@@ -94,6 +94,7 @@ pub async fn answer(
             phone: carried.phone.clone(),
             available: carried.methods.clone(),
             client_ip: carried.client_ip.clone(),
+            oath_mode: oath_mode(&view.tokens),
         };
         let key = oob::request_key(ctx, req);
         return Ok(with_context(
@@ -138,8 +139,24 @@ async fn totp(
                 phone: None,
             })
         }
-        CodeCheck::Invalid { reason, locked } => {
-            wrong_answer(app, r, "totp", reason, locked, &app.config.challenge.prompt).await
+        CodeCheck::Invalid {
+            reason,
+            locked,
+            resync,
+        } => {
+            // A resync-pending HOTP token: the next code at this very prompt finishes it.
+            let prompt = if resync {
+                RESYNC_MESSAGE
+            } else {
+                app.config.challenge.prompt.as_str()
+            };
+            let mode = oath_mode(&view.tokens);
+            let mut v = wrong_answer(app, r, mode, reason, locked, prompt).await?;
+            if resync && !locked && v.reply.code == ReplyCode::Reject {
+                // Out of attempts: the next login's code will do it.
+                v.reply = v.reply.with_message(RESYNC_MESSAGE);
+            }
+            Ok(v)
         }
     }
 }

@@ -118,6 +118,8 @@ pub async fn call_answered(
         phone: Some(txn.phone.clone()),
         available: r.carried.methods.clone(),
         client_ip: None,
+        // The call's outcome is final here; no code prompt follows.
+        oath_mode: "totp",
     };
     call_verdict(app, ctx, &subject, txn).await
 }

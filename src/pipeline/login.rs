@@ -4,7 +4,7 @@
 //! allows. Second-factor-only clients (RD Gateway) go to `rdg`.
 
 use super::methods::{self, blocked, Subject};
-use super::second_factor::{check_code, user_view, CodeCheck, Standing};
+use super::second_factor::{check_code, oath_mode, user_view, CodeCheck, Standing, RESYNC_MESSAGE};
 use super::{app_login, oob, rdg, Fault, RequestContext, Verdict};
 use crate::app::AppState;
 use crate::auth::{PrimaryOutcome, UserInfo};
@@ -111,6 +111,7 @@ pub async fn start(
         phone,
         available: usable,
         client_ip: req.calling_station_id(),
+        oath_mode: oath_mode(tokens),
     };
     methods::begin(app, ctx, &oob::request_key(ctx, req), &subject, method).await
 }
@@ -151,9 +152,15 @@ async fn inline(
             client_ip: None,
             phone: None,
         },
-        CodeCheck::Invalid { reason, locked } => {
+        CodeCheck::Invalid {
+            reason,
+            locked,
+            resync,
+        } => {
             let reply = if locked {
                 Reply::reject().with_message(LOCKED_MESSAGE)
+            } else if resync {
+                Reply::reject().with_message(RESYNC_MESSAGE)
             } else {
                 Reply::reject()
             };

@@ -28,6 +28,8 @@ pub struct Subject<'a> {
     /// Usable methods on this client, preferred first.
     pub available: Vec<Method>,
     pub client_ip: Option<String>,
+    /// The audit mode of a code prompt: `hotp` for a user with HOTP tokens only.
+    pub oath_mode: &'static str,
 }
 
 impl Subject<'_> {
@@ -127,7 +129,7 @@ async fn totp_prompt(
         cfg.timeout.as_secs() as i64,
     )
     .await?;
-    let mut v = s.verdict(reply, "totp", "password ok; waiting for code");
+    let mut v = s.verdict(reply, s.oath_mode, "password ok; waiting for code");
     // The audit names a phone only when an SMS or call used it.
     v.phone = None;
     Ok(v)

@@ -61,6 +61,8 @@ pub async fn start(
         phone,
         available: usable,
         client_ip: req.calling_station_id(),
+        // Only the call is offered here; no code prompt.
+        oath_mode: "totp",
     };
     methods::begin(
         app,

@@ -4,7 +4,7 @@
 use crate::app::AppState;
 use crate::mfa::otp;
 use crate::mfa::verify::{verify_token, TokenCheck, VerifyOptions};
-use crate::store::{AuditRecord, StoreError, TokenRecord, UserProfile, UserStatus};
+use crate::store::{AuditRecord, StoreError, TokenKind, TokenRecord, UserProfile, UserStatus};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CodeCheck {
@@ -12,11 +12,29 @@ pub enum CodeCheck {
         serial: String,
         mode: &'static str,
     },
-    /// Wrong code; `locked` when this failure triggered the lockout.
+    /// Wrong code; `locked` when this failure triggered the lockout, `resync` when an HOTP
+    /// token's code was far ahead and its next code will resynchronise it.
     Invalid {
         reason: String,
         locked: bool,
+        resync: bool,
     },
+}
+
+/// Told to the user whose HOTP token ran ahead of its window (with `[hotp] self_resync`):
+/// without it they would only see a reject and try the same kind of code again.
+pub const RESYNC_MESSAGE: &str =
+    "Your token is out of sync: enter its next code to resynchronise it.";
+
+/// The audit mode of a code prompt or a wrong code: `hotp` when every token the user has is
+/// an HOTP token, else `totp`.
+pub fn oath_mode(tokens: &[TokenRecord]) -> &'static str {
+    let hotp_only = !tokens.is_empty() && tokens.iter().all(|r| r.token.kind == TokenKind::Hotp);
+    if hotp_only {
+        "hotp"
+    } else {
+        "totp"
+    }
 }
 
 /// The user's lockout state, read once per request.
@@ -74,6 +92,7 @@ pub async fn check_code(
 ) -> Result<CodeCheck, StoreError> {
     let now = app.clock.now();
     let mut reason = "wrong code";
+    let mut resync = false;
     if otp::looks_like_code(code) {
         let opts = VerifyOptions {
             totp_window: app.config.totp.window,
@@ -95,6 +114,7 @@ pub async fn check_code(
                 }
                 TokenCheck::Replayed => reason = "code already used",
                 TokenCheck::ResyncPending => {
+                    resync = true;
                     reason =
                         "HOTP token out of sync: log in again with its next code to resynchronise"
                 }
@@ -131,5 +151,6 @@ pub async fn check_code(
     Ok(CodeCheck::Invalid {
         reason: reason.to_string(),
         locked: locked_until.is_some(),
+        resync,
     })
 }
