@@ -71,9 +71,11 @@ pub enum UserCommand {
     Show(UserJson),
     /// Lift the second-factor lockout.
     Unlock(UserArg),
-    /// Remove all of the user's factors, so they must enroll again.
+    /// Remove all of the user's factors, so they must enroll again. App seeds are deleted;
+    /// imported (hardware) tokens go back to stock, unassigned, their counter kept.
     Reset(UserArg),
-    /// Delete everything radmfa stores about the user (the audit trail stays).
+    /// Delete everything radmfa stores about the user (the audit trail stays; imported
+    /// tokens go back to stock).
     Delete(UserArg),
     /// Store the user's phone number for SMS and calls ("none" removes it).
     SetPhone(crate::admin::phone::SetPhoneArgs),

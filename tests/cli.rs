@@ -89,7 +89,7 @@ fn list_show_reset_delete_and_audit() {
     assert!(!out.contains("secret"), "show never prints the seed");
 
     let (ok, out, _) = run(&cfg, &["user", "reset", "alice"]);
-    assert!(ok && out.contains("1 token(s) removed"), "{out}");
+    assert!(ok && out.contains("1 app token(s) deleted"), "{out}");
     let (ok, _, _) = run(&cfg, &["user", "show", "alice"]);
     assert!(!ok, "no tokens left after reset");
     // After a reset the user can enroll again without --force.

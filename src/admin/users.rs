@@ -31,20 +31,14 @@ pub async fn run(cfg: &Config, mut cmd: UserCommand) -> anyhow::Result<ExitCode>
             Ok(ExitCode::SUCCESS)
         }
         UserCommand::Reset(a) => {
-            let n = store.delete_user_tokens(&a.user).await?;
+            let r = store.delete_user_tokens(&a.user).await?;
             store.unlock_user(&a.user, SystemClock.now()).await?;
-            admin_audit(
-                cfg,
-                store,
-                &a.user,
-                "reset",
-                Some(format!("{n} token(s) removed")),
-            )
-            .await?;
-            println!(
-                "{}: {n} token(s) removed; the user must enroll again",
-                a.user
+            let what = format!(
+                "{} app token(s) deleted, {} imported token(s) returned to stock",
+                r.deleted, r.returned
             );
+            admin_audit(cfg, store, &a.user, "reset", Some(what.clone())).await?;
+            println!("{}: {what}; the user must enroll again", a.user);
             Ok(ExitCode::SUCCESS)
         }
         UserCommand::SetPhone(a) => super::phone::set_phone(cfg, store, a).await,

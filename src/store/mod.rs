@@ -112,6 +112,15 @@ pub struct NewToken {
 }
 
 /// A stored token with its seed decrypted.
+/// What [`Store::delete_user_tokens`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TokensRemoved {
+    /// App seeds deleted.
+    pub deleted: u64,
+    /// Imported tokens returned to stock.
+    pub returned: u64,
+}
+
 #[derive(Debug, Clone)]
 pub struct Token {
     pub id: i64,
@@ -265,8 +274,10 @@ pub trait Store: Send + Sync + 'static {
         expected: u64,
         new_counter: u64,
     ) -> Result<bool, StoreError>;
-    /// Deletes every token of `user`; returns how many.
-    async fn delete_user_tokens(&self, user: &str) -> Result<u64, StoreError>;
+    /// Takes every token away from `user`: seeds enrolled for an app are deleted (they exist
+    /// nowhere else), imported tokens go back to stock, unassigned, keeping their counter
+    /// and drift — a hardware token is still on someone's desk.
+    async fn delete_user_tokens(&self, user: &str) -> Result<TokensRemoved, StoreError>;
 
     // --- token inventory (hardware and imported tokens) ---
     // The defaults refuse, so a backend that has not implemented them yet fails closed; every

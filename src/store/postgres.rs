@@ -20,7 +20,7 @@ use sqlx::{Postgres, QueryBuilder, Row};
 use super::{
     AppPassword, AuditFilter, AuditRecord, ChallengeAttempt, NewToken, OobBegin, OobStatus,
     OobTransaction, PendingChallenge, Sealer, SendLimit, Store, StoreError, Token, TokenExtra,
-    TokenFilter, TokenRecord, UserProfile, UserSnapshot, UserStatus,
+    TokenFilter, TokenRecord, TokensRemoved, UserProfile, UserSnapshot, UserStatus,
 };
 
 mod connect;
@@ -35,6 +35,13 @@ use rows::{
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+/// A user's app seeds are deleted; their imported tokens go back to stock (see
+/// [`Store::delete_user_tokens`]).
+const DELETE_ENROLLED_PG: &str = "DELETE FROM tokens WHERE username = $1 AND origin = 'enroll'";
+const RETURN_IMPORTED_PG: &str =
+    "UPDATE tokens SET username = NULL, resync_counter = NULL, resync_at = NULL \
+     WHERE username = $1";
 
 const DEFAULT_AUDIT_LIMIT: u32 = 100;
 const TOKEN_COLUMNS: &str = "id, serial, username, kind, algorithm, digits, period, counter, \
@@ -69,8 +76,8 @@ impl Store for PgStore {
             .seal(token.secret.expose(), token.serial.as_bytes());
         let result = sqlx::query_scalar::<_, i64>(
             "INSERT INTO tokens (serial, username, kind, algorithm, digits, period, counter, \
-             last_step, enabled, created_at, secret) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, TRUE, $8, $9) RETURNING id",
+             last_step, enabled, created_at, secret, origin) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, TRUE, $8, $9, 'enroll') RETURNING id",
         )
         .bind(&token.serial)
         .bind(&token.user)
@@ -146,12 +153,20 @@ impl Store for PgStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn delete_user_tokens(&self, user: &str) -> Result<u64, StoreError> {
-        let done = sqlx::query("DELETE FROM tokens WHERE username = $1")
+    async fn delete_user_tokens(&self, user: &str) -> Result<TokensRemoved, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let deleted = sqlx::query(DELETE_ENROLLED_PG)
             .bind(user)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        let returned = sqlx::query(RETURN_IMPORTED_PG)
+            .bind(user)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(TokensRemoved { deleted, returned })
     }
 
     // --- token inventory (postgres/tokens.rs) ---
@@ -315,7 +330,8 @@ impl Store for PgStore {
         let mut tx = self.pool.begin().await?;
         let mut removed = 0;
         for sql in [
-            "DELETE FROM tokens WHERE username = $1",
+            DELETE_ENROLLED_PG,
+            RETURN_IMPORTED_PG,
             "DELETE FROM user_state WHERE username = $1",
             "DELETE FROM challenges WHERE username = $1",
             "DELETE FROM user_profile WHERE username = $1",

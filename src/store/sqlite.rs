@@ -32,10 +32,16 @@ use super::sqlite_writer::{is_unique_violation as writer_unique_violation, sqlit
 use super::{
     AppPassword, AuditFilter, AuditRecord, ChallengeAttempt, NewToken, OobBegin, OobStatus,
     OobTransaction, PendingChallenge, Sealer, SendLimit, Store, StoreError, Token, TokenExtra,
-    TokenFilter, TokenRecord, UserProfile, UserSnapshot, UserStatus,
+    TokenFilter, TokenRecord, TokensRemoved, UserProfile, UserSnapshot, UserStatus,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+
+/// A user's app seeds are deleted; their imported tokens go back to stock (see
+/// [`Store::delete_user_tokens`]).
+const DELETE_ENROLLED_SQLITE: &str = "DELETE FROM tokens WHERE user = ?1 AND origin = 'enroll'";
+const RETURN_IMPORTED_SQLITE: &str =
+    "UPDATE tokens SET user = NULL, resync_counter = NULL, resync_at = NULL WHERE user = ?1";
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_CONNECTIONS: u32 = 8;
@@ -193,8 +199,8 @@ impl Store for SqliteStore {
             .seal(token.secret.expose(), token.serial.as_bytes());
         let result = sqlx::query_scalar::<_, i64>(
             "INSERT INTO tokens (serial, user, kind, algorithm, digits, period, counter, \
-             last_step, enabled, created_at, secret) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL, 1, ?8, ?9) RETURNING id",
+             last_step, enabled, created_at, secret, origin) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL, 1, ?8, ?9, 'enroll') RETURNING id",
         )
         .bind(&token.serial)
         .bind(&token.user)
@@ -271,12 +277,20 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn delete_user_tokens(&self, user: &str) -> Result<u64, StoreError> {
-        let done = sqlx::query("DELETE FROM tokens WHERE user = ?1")
+    async fn delete_user_tokens(&self, user: &str) -> Result<TokensRemoved, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let deleted = sqlx::query(DELETE_ENROLLED_SQLITE)
             .bind(user)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        let returned = sqlx::query(RETURN_IMPORTED_SQLITE)
+            .bind(user)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(TokensRemoved { deleted, returned })
     }
 
     // --- token inventory (sqlite_tokens.rs) ---
@@ -452,7 +466,8 @@ impl Store for SqliteStore {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let mut removed = 0;
         for sql in [
-            "DELETE FROM tokens WHERE user = ?1",
+            DELETE_ENROLLED_SQLITE,
+            RETURN_IMPORTED_SQLITE,
             "DELETE FROM user_state WHERE user = ?1",
             "DELETE FROM challenges WHERE user = ?1",
             "DELETE FROM user_profile WHERE user = ?1",

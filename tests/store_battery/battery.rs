@@ -289,11 +289,24 @@ pub async fn delete_user_tokens_counts(store: &dyn Store) {
         .add_token(totp("B1", Some("bob"), b"c"))
         .await
         .unwrap();
-    assert_eq!(store.delete_user_tokens("alice").await.unwrap(), 2);
-    assert_eq!(store.delete_user_tokens("alice").await.unwrap(), 0);
+    // A hardware token of alice's, imported, that has been used (counter 7).
+    let mut hw = totp("HW1", Some("alice"), b"hw");
+    hw.kind = TokenKind::Hotp;
+    hw.counter = 7;
+    store
+        .import_tokens(&[(hw, TokenExtra::default())], false)
+        .await
+        .unwrap();
+    let removed = store.delete_user_tokens("alice").await.unwrap();
+    assert_eq!((removed.deleted, removed.returned), (2, 1));
+    let again = store.delete_user_tokens("alice").await.unwrap();
+    assert_eq!((again.deleted, again.returned), (0, 0));
     assert!(store.tokens_for_user("alice").await.unwrap().is_empty());
     assert!(store.token_by_serial("A1").await.unwrap().is_none());
     assert_eq!(store.tokens_for_user("bob").await.unwrap().len(), 1);
+    // The hardware token is back in stock, unassigned, its counter kept.
+    let back = store.token_by_serial("HW1").await.unwrap().expect("kept");
+    assert_eq!((back.user.as_deref(), back.counter), (None, 7));
     // The serial is free again.
     store
         .add_token(totp("A1", Some("alice"), b"new"))
@@ -915,6 +928,14 @@ pub async fn delete_user_removes_everything_of_that_user(store: &dyn Store) {
         .add_token(totp("B1", Some("bob"), b"c"))
         .await
         .unwrap();
+    // An imported (hardware) token survives its user, back in stock.
+    store
+        .import_tokens(
+            &[(hotp("HW9", Some("alice"), b"h", 3), TokenExtra::default())],
+            false,
+        )
+        .await
+        .unwrap();
     store.record_failure("alice", 1, T, 300).await.unwrap();
     store.record_failure("bob", 5, T, 300).await.unwrap();
     store
@@ -935,6 +956,8 @@ pub async fn delete_user_removes_everything_of_that_user(store: &dyn Store) {
     assert!(store.tokens_for_user("alice").await.unwrap().is_empty());
     assert!(store.token_by_serial("A1").await.unwrap().is_none());
     assert!(store.token_by_serial("A2").await.unwrap().is_none());
+    let hw = store.token_by_serial("HW9").await.unwrap().expect("kept");
+    assert_eq!((hw.user.as_deref(), hw.counter), (None, 3));
     assert_eq!(
         store.user_status("alice").await.unwrap(),
         UserStatus {

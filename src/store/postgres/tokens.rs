@@ -116,7 +116,7 @@ impl PgStore {
              enabled = TRUE, secret = excluded.secret, manufacturer = excluded.manufacturer, \
              model = excluded.model, valid_from = excluded.valid_from, \
              valid_until = excluded.valid_until, drift = excluded.drift, \
-             resync_counter = NULL, resync_at = NULL"
+             resync_counter = NULL, resync_at = NULL, origin = 'import'"
         } else {
             ""
         };
