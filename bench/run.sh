@@ -69,20 +69,32 @@ t=socket.SOCK_STREAM if sys.argv[1]=='tcp' else socket.SOCK_DGRAM
 s=socket.socket(socket.AF_INET,t); s.bind(('127.0.0.1',0)); print(s.getsockname()[1])" "$1"
 }
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+# CPU time (user + system) a process has used, in clock ticks.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 note() { # label server key value: a single measurement that is not a load phase
   printf '{"label":"%s","server":"%s","phase":"%s","value":%s}\n' "$1" "$2" "$3" "$4" >>"$RESULTS"
 }
 # load SERVER LABEL HOSTPORT ARGS...: one load run, JSON lines tagged and appended.
 load() {
   local server=$1 label=$2 target=$3; shift 3
-  local extra=()
+  local extra=() pid c0 sent0
   [ "$server" = freeradius ] && extra=(--verify lenient --no-replay-guard)
+  # The server's CPU per reply over this run: steadier than the rate on a shared machine.
+  pid=$RADMFA_PID; [ "$server" = freeradius ] && pid=$FR_PID
+  c0=$(cpu_ticks "$pid"); sent0=$(sent_so_far)
   RADMFA_SECRET=$SECRET "$BIN" client load --server "$target" --users "$W/users.csv" \
     -p "$C" --json "${extra[@]}" "$@" |
     while read -r line; do
       echo "{\"label\":\"$label\",\"server\":\"$server\",${line#\{}" >>"$RESULTS"
       echo "   $server $label: $(python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print("%s %.0f req/s, %d expected of %d, p50 %.2f ms, p99 %.2f ms" % (r["phase"], r["replies_per_sec"], r["expected"], r["sent"], r["p50_ms"], r["p99_ms"]))' "$line")" >&2
     done
+  local replies=$(( $(sent_so_far) - sent0 ))
+  [ "$replies" -gt 0 ] && note "cpu-$label" "$server" cpu_us_per_reply \
+    "$(( ($(cpu_ticks "$pid") - c0) * 1000000 / $(getconf CLK_TCK) / replies ))"
+}
+# Replies of every load run so far (the runs' "sent" summed).
+sent_so_far() {
+  python3 -c 'import json,sys; print(sum(json.loads(l).get("sent", 0) for l in open(sys.argv[1]) if l.strip()))' "$RESULTS"
 }
 wait_udp() { # HOSTPORT: wait until the server answers Status-Server
   for _ in $(seq 100); do
@@ -220,7 +232,9 @@ pending() { # SERVER HOSTPORT PID
     have=$((have + $(last_expected)))
   done
 }
-last_expected() { tail -1 "$RESULTS" | python3 -c 'import json,sys; print(json.load(sys.stdin)["expected"])'; }
+last_expected() { # the "expected" count of the last load run (CPU notes follow each run)
+  python3 -c 'import json,sys; print([r for r in map(json.loads, open(sys.argv[1])) if "expected" in r][-1]["expected"])' "$RESULTS"
+}
 
 start_radmfa() {
   "$BIN" --config "$W/radmfa.toml" serve 2>>"$W/radmfa.log" &

@@ -64,6 +64,17 @@ def main(path):
     if len(flat) > 1 and flat[0] and flat[-1]:
         print(f"radmfa round 1 at {pending[-1]:,} pending vs {pending[0]:,}: "
               f"{100 * flat[-1]['replies_per_sec'] / flat[0]['replies_per_sec']:.0f}% (target >= 90%)")
+    cpu = [(t, l) for t, l in [("Status-Server", "status"), ("inline", "inline"),
+                               ("two-round (both rounds)", "two-round"), ("reject", "reject")]
+           + [(f"round 1, {p:,} pending", f"pending-{p}") for p in pending]
+           if any((s, f"cpu-{l}") in notes for s in ("radmfa", "freeradius"))]
+    if cpu:
+        print()
+        print("| server CPU per reply (us, user + system) | radmfa | FreeRADIUS |")
+        print("|---|---|---|")
+        for title, label in cpu:
+            vals = [notes.get((s, f"cpu-{label}")) for s in ("radmfa", "freeradius")]
+            print(f"| {title} | " + " | ".join("-" if v is None else f"{v}" for v in vals) + " |")
     print()
     print("(start: users enrolled, nothing served; after-workloads: the high-water mark of the")
     print("runs above; pending-N: a restarted server with N challenges outstanding)")
