@@ -424,6 +424,14 @@ fn sqlite_deployment_moved_to_postgres_logs_in_on_both_nodes() {
     assert!(ok, "{text}");
     assert!(text.contains("tokens: 2 row(s)"), "{text}");
     assert!(text.contains("challenges: 1 row(s)"), "{text}");
+    // Where each token came from moves too (a reset deletes app seeds only).
+    assert_eq!(
+        pg.psql(
+            "postgres",
+            "SELECT string_agg(DISTINCT origin, ',') FROM tokens"
+        ),
+        "enroll"
+    );
     let (ok, text) = migrate(&[]);
     assert!(
         !ok && text.contains("refusing to merge"),

@@ -208,6 +208,7 @@ mod tables {
                 ("drift", Int),
                 ("resync_counter", Int),
                 ("resync_at", Int),
+                ("origin", Text),
             ],
         },
         Table {
