@@ -44,6 +44,26 @@ fn auth_for(slapd: &Slapd) -> LdapAuth {
     LdapAuth::new(settings(slapd, vec![slapd.url.clone()])).expect("LdapAuth::new")
 }
 
+/// Starts one login per (index, user) at once: even indexes with the right password, odd
+/// ones with a wrong one. Each task answers (index, outcome).
+fn logins_half_wrong<'a>(
+    auth: &Arc<LdapAuth>,
+    users: impl Iterator<Item = (usize, &'a LdapUser)>,
+) -> Vec<tokio::task::JoinHandle<(usize, Result<PrimaryOutcome, AuthError>)>> {
+    users
+        .map(|(i, u)| {
+            let auth = auth.clone();
+            let uid = u.uid.clone();
+            let pw = if i % 2 == 0 {
+                u.password.clone()
+            } else {
+                "wrong".into()
+            };
+            tokio::spawn(async move { (i, auth.authenticate(&uid, &Secret::from(pw)).await) })
+        })
+        .collect()
+}
+
 fn denied(d: Denial) -> PrimaryOutcome {
     PrimaryOutcome::Denied(d)
 }
@@ -503,19 +523,7 @@ async fn concurrent_user_binds_keep_at_most_user_bind_concurrency_connections() 
     let (pool_size, concurrency) = (s.pool_size, s.user_bind_concurrency);
     let auth = Arc::new(LdapAuth::new(s).unwrap());
     for round in 0..3 {
-        let mut tasks = Vec::new();
-        for (i, u) in users.iter().enumerate() {
-            let auth = auth.clone();
-            let uid = u.uid.clone();
-            let pw = if i % 2 == 0 {
-                u.password.clone()
-            } else {
-                "wrong".into()
-            };
-            tasks.push(tokio::spawn(async move {
-                (i, auth.authenticate(&uid, &Secret::from(pw)).await)
-            }));
-        }
+        let tasks = logins_half_wrong(&auth, users.iter().enumerate());
         for t in tasks {
             let (i, res) = t.await.unwrap();
             let out = res.unwrap_or_else(|e| panic!("round {round}, user {i}: {e}"));
@@ -587,19 +595,7 @@ async fn many_concurrent_users() {
     let mut s = settings(&slapd, vec![slapd.url.clone()]);
     s.op_timeout = Duration::from_secs(5);
     let auth = Arc::new(LdapAuth::new(s).unwrap());
-    let mut tasks = Vec::new();
-    for (i, u) in users.iter().enumerate().step_by(3) {
-        let auth = auth.clone();
-        let uid = u.uid.clone();
-        let pw = if i % 2 == 0 {
-            u.password.clone()
-        } else {
-            "wrong".into()
-        };
-        tasks.push(tokio::spawn(async move {
-            (i, auth.authenticate(&uid, &Secret::from(pw)).await)
-        }));
-    }
+    let tasks = logins_half_wrong(&auth, users.iter().enumerate().step_by(3));
     let n = tasks.len();
     for t in tasks {
         let (i, res) = t.await.unwrap();

@@ -452,6 +452,19 @@ impl LdapAuth {
 
     // ---- search ------------------------------------------------------------------------
 
+    /// An idle connection from `pool`, or a new one (service-bound for searches).
+    async fn take_or_connect(
+        &self,
+        pool: &ConnPool<Ldap>,
+        service_bind: bool,
+    ) -> Result<Pooled<Ldap>, AuthError> {
+        if let Some(conn) = pool.take() {
+            return Ok(conn);
+        }
+        let (ldap, url_idx) = self.connect_any(service_bind).await?;
+        Ok(Pooled::fresh(ldap, url_idx))
+    }
+
     async fn search_user(&self, user: &str) -> Result<SearchOutcome, AuthError> {
         let _slot = timeout(self.settings.op_timeout, self.pool_slots.acquire())
             .await
@@ -465,13 +478,7 @@ impl LdapAuth {
 
         let mut retried = false;
         loop {
-            let mut conn = match self.searches.take() {
-                Some(conn) => conn,
-                None => {
-                    let (ldap, url_idx) = self.connect_any(true).await?;
-                    Pooled::fresh(ldap, url_idx)
-                }
-            };
+            let mut conn = self.take_or_connect(&self.searches, true).await?;
             let op_timeout = self.settings.op_timeout;
             let search = conn
                 .conn
@@ -600,13 +607,7 @@ impl LdapAuth {
         let mut counted = false;
         let mut retried = false;
         loop {
-            let mut conn = match self.binds.take() {
-                Some(conn) => conn,
-                None => {
-                    let (ldap, url_idx) = self.connect_any(false).await?;
-                    Pooled::fresh(ldap, url_idx)
-                }
-            };
+            let mut conn = self.take_or_connect(&self.binds, false).await?;
             if !counted {
                 // One per user bind, even when it takes a second connection.
                 self.bind_count.fetch_add(1, Ordering::Relaxed);
