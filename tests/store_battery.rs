@@ -117,6 +117,8 @@ store_battery! {
         totp_drift_is_stored_with_the_step,
         hotp_resync_pending_round_trips,
         user_snapshot_matches_separate_reads,
+        request_scope_writes_are_durable_at_its_end,
+        request_scope_failed_write_keeps_the_audit,
     ],
     racing: [
         race_totp_step,
@@ -128,6 +130,7 @@ store_battery! {
         race_resolve_oob,
         race_take_send_slot,
         race_import_same_serial,
+        race_totp_step_in_request_scopes,
     ],
 }
 

@@ -294,6 +294,9 @@ pub async fn await_call(
     id: &str,
     until: Instant,
 ) -> Result<Option<OobTransaction>, StoreError> {
+    // The callback that decides the call writes the row this request may hold locked (the
+    // PostgreSQL store keeps a request's writes in one open transaction): commit first.
+    durability::settle().await?;
     loop {
         // Registered before reading, so a callback between the read and the wait wakes us.
         let woken = app.delivery.wake.notified();

@@ -14,12 +14,21 @@
 //! an Accept or a Challenge). Code about to act outside the process mid-request (send an SMS,
 //! place a call) calls [`settle`] first.
 //!
+//! The PostgreSQL store has no shared writer; inside a scope it runs the request's writes in
+//! one transaction of the request's own (see `postgres::request_tx`), opened at the first
+//! write and committed by [`settle`]: one commit per request instead of one per write. That
+//! transaction holds its row locks until then, so a request that is about to wait for
+//! another writer (a callback resolving a call) settles first.
+//!
 //! Outside a scope (admin commands, the callback server, tasks spawned from a request) every
-//! write waits for its own commit, as before. Other stores commit each write themselves and
-//! never hand in tickets. Hand-written: this is the store's own commit protocol.
+//! write waits for its own commit, as before. Hand-written: this is the store's own commit
+//! protocol.
 
+use std::any::Any;
 use std::cell::RefCell;
 use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 
 use tokio::sync::oneshot;
 
@@ -28,15 +37,31 @@ use super::StoreError;
 /// A transaction's commit outcome: `Ok` once it is on disk.
 pub(super) type Ticket = oneshot::Receiver<Result<(), String>>;
 
+/// Commits (or fails) a store's open per-request transaction.
+pub(super) type Finish =
+    fn(Arc<dyn Any + Send + Sync>) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
+
+/// A store's open per-request transaction and how to finish it.
+struct Open {
+    state: Arc<dyn Any + Send + Sync>,
+    finish: Finish,
+}
+
+#[derive(Default)]
+struct Scope {
+    tickets: Vec<Ticket>,
+    open: Option<Open>,
+}
+
 tokio::task_local! {
-    static PENDING: RefCell<Vec<Ticket>>;
+    static PENDING: RefCell<Scope>;
 }
 
 /// Runs `f` with deferred durability, then waits until every write it made is committed.
 /// The second value is `Err` if any of them is not on disk.
 pub async fn deferred<F: Future>(f: F) -> (F::Output, Result<(), StoreError>) {
     PENDING
-        .scope(RefCell::new(Vec::new()), async move {
+        .scope(RefCell::new(Scope::default()), async move {
             let out = f.await;
             (out, settle().await)
         })
@@ -45,10 +70,18 @@ pub async fn deferred<F: Future>(f: F) -> (F::Output, Result<(), StoreError>) {
 
 /// Waits for the commits of every write made so far in this scope (nothing outside one).
 pub async fn settle() -> Result<(), StoreError> {
-    let tickets = PENDING
-        .try_with(|p| std::mem::take(&mut *p.borrow_mut()))
+    let (tickets, open) = PENDING
+        .try_with(|p| {
+            let mut p = p.borrow_mut();
+            (std::mem::take(&mut p.tickets), p.open.take())
+        })
         .unwrap_or_default();
     let mut outcome = Ok(());
+    if let Some(open) = open {
+        if let Err(e) = (open.finish)(open.state).await {
+            outcome = Err(StoreError::Commit(e));
+        }
+    }
     for ticket in tickets {
         let commit = ticket
             .await
@@ -67,5 +100,31 @@ pub(super) fn active() -> bool {
 
 /// Hands in the commit ticket of a write made inside [`deferred`] (dropped outside one).
 pub(super) fn hand_in(ticket: Ticket) {
-    let _ = PENDING.try_with(|p| p.borrow_mut().push(ticket));
+    let _ = PENDING.try_with(|p| p.borrow_mut().tickets.push(ticket));
+}
+
+/// The scope's open per-request transaction state of type `T`, made by `make` (with the
+/// function that [`settle`] calls to finish it) if there is none yet. `None` outside a scope
+/// — and if another kind of state is open (two stores in one request, which nothing does):
+/// the caller then commits on its own, which is always safe.
+pub(super) fn open_or_insert<T: Any + Send + Sync>(
+    make: impl FnOnce() -> (Arc<T>, Finish),
+) -> Option<Arc<T>> {
+    PENDING
+        .try_with(|p| {
+            let mut p = p.borrow_mut();
+            match &p.open {
+                Some(open) => open.state.clone().downcast::<T>().ok(),
+                None => {
+                    let (state, finish) = make();
+                    p.open = Some(Open {
+                        state: state.clone(),
+                        finish,
+                    });
+                    Some(state)
+                }
+            }
+        })
+        .ok()
+        .flatten()
 }

@@ -25,6 +25,7 @@ use super::{
 
 mod connect;
 mod delivery;
+mod request_tx;
 mod rows;
 mod tokens;
 
@@ -70,11 +71,12 @@ impl Store for PgStore {
     // --- tokens ---
 
     async fn add_token(&self, token: NewToken) -> Result<i64, StoreError> {
+        let mut w = self.writer().await?;
         let counter = counter_to_sql(token.counter)?;
         let sealed = self
             .sealer
             .seal(token.secret.expose(), token.serial.as_bytes());
-        let result = sqlx::query_scalar::<_, i64>(
+        let r = sqlx::query_scalar::<_, i64>(
             "INSERT INTO tokens (serial, username, kind, algorithm, digits, period, counter, \
              last_step, enabled, created_at, secret, origin) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, TRUE, $8, $9, 'enroll') RETURNING id",
@@ -88,8 +90,9 @@ impl Store for PgStore {
         .bind(counter)
         .bind(now_unix())
         .bind(sealed)
-        .fetch_one(&self.pool)
+        .fetch_one(w.conn())
         .await;
+        let result = w.done(r);
         match result {
             Ok(id) => Ok(id),
             Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!(
@@ -121,14 +124,16 @@ impl Store for PgStore {
     }
 
     async fn consume_totp_step(&self, token_id: i64, step: i64) -> Result<bool, StoreError> {
-        let done = sqlx::query(
+        let mut w = self.writer().await?;
+        let r = sqlx::query(
             "UPDATE tokens SET last_step = $1 \
              WHERE id = $2 AND (last_step IS NULL OR last_step < $1)",
         )
         .bind(step)
         .bind(token_id)
-        .execute(&self.pool)
-        .await?;
+        .execute(w.conn())
+        .await;
+        let done = w.done(r)?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -138,23 +143,27 @@ impl Store for PgStore {
         expected: u64,
         new_counter: u64,
     ) -> Result<bool, StoreError> {
+        let mut w = self.writer().await?;
         // A counter only moves forward: going back would make used codes valid again.
         if new_counter <= expected {
             return Ok(false);
         }
         let expected = counter_to_sql(expected)?;
         let new_counter = counter_to_sql(new_counter)?;
-        let done = sqlx::query("UPDATE tokens SET counter = $1 WHERE id = $2 AND counter = $3")
+        let r = sqlx::query("UPDATE tokens SET counter = $1 WHERE id = $2 AND counter = $3")
             .bind(new_counter)
             .bind(token_id)
             .bind(expected)
-            .execute(&self.pool)
-            .await?;
+            .execute(w.conn())
+            .await;
+        let done = w.done(r)?;
         Ok(done.rows_affected() == 1)
     }
 
     async fn delete_user_tokens(&self, user: &str) -> Result<TokensRemoved, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        // Inside a request: a savepoint in its transaction (see request_tx.rs).
+        let mut w = self.writer().await?;
+        let mut tx = sqlx::Connection::begin(w.conn()).await?;
         let deleted = sqlx::query(DELETE_ENROLLED_PG)
             .bind(user)
             .execute(&mut *tx)
@@ -166,6 +175,7 @@ impl Store for PgStore {
             .await?
             .rows_affected();
         tx.commit().await?;
+        w.done(Ok(()))?;
         Ok(TokensRemoved { deleted, returned })
     }
 
@@ -262,12 +272,13 @@ impl Store for PgStore {
         now: i64,
         lock_secs: i64,
     ) -> Result<(u32, Option<i64>), StoreError> {
+        let mut w = self.writer().await?;
         // One statement: count the failure and, if that reaches the threshold, lock and reset
         // the count. In ON CONFLICT's SET every expression sees the old row, so both CASEs
         // test the same `failures + 1`; a racing node waits for the row lock and then counts
         // on top of the committed value. A threshold of 0 never locks.
         let until = now.saturating_add(lock_secs);
-        let row = sqlx::query(
+        let r = sqlx::query(
             "INSERT INTO user_state (username, failures, locked_until) \
              VALUES ($1, \
                      CASE WHEN $2 > 0 AND 1 >= $2 THEN 0 ELSE 1 END, \
@@ -282,8 +293,9 @@ impl Store for PgStore {
         .bind(user)
         .bind(i64::from(threshold))
         .bind(until)
-        .fetch_one(&self.pool)
-        .await?;
+        .fetch_one(w.conn())
+        .await;
+        let row = w.done(r)?;
         let failures = to_u32(row.try_get("failures")?, "user_state.failures")?;
         // After this statement `failures` is at least 1 unless this very statement locked.
         if failures == 0 {
@@ -295,39 +307,45 @@ impl Store for PgStore {
     }
 
     async fn clear_failures(&self, user: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE user_state SET failures = 0 WHERE username = $1 AND failures <> 0")
-            .bind(user)
-            .execute(&self.pool)
-            .await?;
+        let mut w = self.writer().await?;
+        let r =
+            sqlx::query("UPDATE user_state SET failures = 0 WHERE username = $1 AND failures <> 0")
+                .bind(user)
+                .execute(w.conn())
+                .await;
+        w.done(r)?;
         Ok(())
     }
 
     async fn unlock_user(&self, user: &str, now: i64) -> Result<bool, StoreError> {
-        let lifted = sqlx::query(
+        let mut w = self.writer().await?;
+        let r = sqlx::query(
             "UPDATE user_state SET locked_until = NULL, failures = 0 \
              WHERE username = $1 AND locked_until IS NOT NULL AND locked_until > $2",
         )
         .bind(user)
         .bind(now)
-        .execute(&self.pool)
-        .await?
-        .rows_affected()
-            == 1;
+        .execute(w.conn())
+        .await;
+        let lifted = w.done(r)?.rows_affected() == 1;
         if !lifted {
             // Not locked (or the lock already ran out): still give a clean slate.
-            sqlx::query(
+            let r = sqlx::query(
                 "UPDATE user_state SET locked_until = NULL, failures = 0 \
                  WHERE username = $1 AND (locked_until IS NOT NULL OR failures <> 0)",
             )
             .bind(user)
-            .execute(&self.pool)
-            .await?;
+            .execute(w.conn())
+            .await;
+            w.done(r)?;
         }
         Ok(lifted)
     }
 
     async fn delete_user(&self, user: &str) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        // Inside a request: a savepoint in its transaction (see request_tx.rs).
+        let mut w = self.writer().await?;
+        let mut tx = sqlx::Connection::begin(w.conn()).await?;
         let mut removed = 0;
         for sql in [
             DELETE_ENROLLED_PG,
@@ -345,13 +363,15 @@ impl Store for PgStore {
                 .rows_affected();
         }
         tx.commit().await?;
+        w.done(Ok(()))?;
         Ok(removed > 0)
     }
 
     // --- pending challenges ---
 
     async fn put_challenge(&self, challenge: &PendingChallenge) -> Result<(), StoreError> {
-        let result = sqlx::query(&format!(
+        let mut w = self.writer().await?;
+        let r = sqlx::query(&format!(
             "INSERT INTO challenges ({CHALLENGE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
         ))
         .bind(&challenge.state_hash)
@@ -361,8 +381,9 @@ impl Store for PgStore {
         .bind(challenge.expires_at)
         .bind(i64::from(challenge.attempts))
         .bind(&challenge.context)
-        .execute(&self.pool)
+        .execute(w.conn())
         .await;
+        let result = w.done(r);
         match result {
             Ok(_) => Ok(()),
             Err(e) if is_unique_violation(&e) => {
@@ -388,10 +409,12 @@ impl Store for PgStore {
     }
 
     async fn consume_challenge(&self, state_hash: &[u8]) -> Result<bool, StoreError> {
-        let done = sqlx::query("DELETE FROM challenges WHERE state_hash = $1")
+        let mut w = self.writer().await?;
+        let r = sqlx::query("DELETE FROM challenges WHERE state_hash = $1")
             .bind(state_hash)
-            .execute(&self.pool)
-            .await?;
+            .execute(w.conn())
+            .await;
+        let done = w.done(r)?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -400,34 +423,39 @@ impl Store for PgStore {
         state_hash: &[u8],
         max_attempts: u32,
     ) -> Result<ChallengeAttempt, StoreError> {
+        let mut w = self.writer().await?;
         // Each caller gets a distinct `attempts` value back from the atomic increment; whoever
         // sees the maximum (or more) deletes the row. No transaction needed.
-        let attempts: Option<i64> = sqlx::query_scalar(
+        let r = sqlx::query_scalar(
             "UPDATE challenges SET attempts = attempts + 1 WHERE state_hash = $1 \
              RETURNING attempts",
         )
         .bind(state_hash)
-        .fetch_optional(&self.pool)
-        .await?;
+        .fetch_optional(w.conn())
+        .await;
+        let attempts: Option<i64> = w.done(r)?;
         let Some(attempts) = attempts else {
             return Ok(ChallengeAttempt::Closed);
         };
         let attempts = to_u32(attempts, "challenges.attempts")?;
         if attempts >= max_attempts {
-            sqlx::query("DELETE FROM challenges WHERE state_hash = $1")
+            let r = sqlx::query("DELETE FROM challenges WHERE state_hash = $1")
                 .bind(state_hash)
-                .execute(&self.pool)
-                .await?;
+                .execute(w.conn())
+                .await;
+            w.done(r)?;
             return Ok(ChallengeAttempt::Closed);
         }
         Ok(ChallengeAttempt::StillOpen(attempts))
     }
 
     async fn purge_expired_challenges(&self, now: i64) -> Result<u64, StoreError> {
-        let done = sqlx::query("DELETE FROM challenges WHERE expires_at <= $1")
+        let mut w = self.writer().await?;
+        let r = sqlx::query("DELETE FROM challenges WHERE expires_at <= $1")
             .bind(now)
-            .execute(&self.pool)
-            .await?;
+            .execute(w.conn())
+            .await;
+        let done = w.done(r)?;
         Ok(done.rows_affected())
     }
 
@@ -521,7 +549,8 @@ impl Store for PgStore {
     // --- audit ---
 
     async fn append_audit(&self, r: &AuditRecord) -> Result<i64, StoreError> {
-        let id = sqlx::query_scalar::<_, i64>(
+        let mut w = self.writer().await?;
+        let r = sqlx::query_scalar::<_, i64>(
             "INSERT INTO audit (time, username, first_name, last_name, email, phone, \
              token_serial, mode, result, reason, server_name, server_ip, client_ip, nas_name, \
              latency_ms) \
@@ -543,8 +572,9 @@ impl Store for PgStore {
         .bind(&r.client_ip)
         .bind(&r.nas_name)
         .bind(r.latency_ms)
-        .fetch_one(&self.pool)
-        .await?;
+        .fetch_one(w.conn())
+        .await;
+        let id = w.done(r)?;
         Ok(id)
     }
 

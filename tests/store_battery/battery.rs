@@ -11,6 +11,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use radmfa::secret::Secret;
+use radmfa::store::durability;
 use radmfa::store::{
     AuditFilter, AuditRecord, ChallengeAttempt, NewToken, OobBegin, OobKind, OobStatus,
     OobTransaction, OtpAlgorithm, PendingChallenge, SendLimit, Store, StoreError, TokenExtra,
@@ -69,6 +70,9 @@ where
     race_resolve_oob(make().await).await;
     race_take_send_slot(make().await).await;
     user_snapshot_matches_separate_reads(&*make().await).await;
+    request_scope_writes_are_durable_at_its_end(&*make().await).await;
+    request_scope_failed_write_keeps_the_audit(&*make().await).await;
+    race_totp_step_in_request_scopes(make().await).await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1680,4 +1684,91 @@ pub async fn user_snapshot_matches_separate_reads(store: &dyn Store) {
     assert!(alice.status.locked_until.is_some());
     assert_eq!(alice.profile.method.as_deref(), Some("sms"));
     assert_eq!(alice.profile.blocked_reason.as_deref(), Some("fraud"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// a request's writes (store::durability::deferred)
+
+/// A login's writes inside one request scope: each answers as it runs, and all are on disk
+/// when the scope ends.
+pub async fn request_scope_writes_are_durable_at_its_end(store: &dyn Store) {
+    let id = store
+        .add_token(totp("T1", Some("alice"), b"s"))
+        .await
+        .unwrap();
+    store
+        .put_challenge(&challenge(b"s1", "alice", T + 60))
+        .await
+        .unwrap();
+    let step = T / 30;
+    let (answers, durable) = durability::deferred(async {
+        let used = store.consume_totp_step(id, step).await.unwrap();
+        // The request's own next write sees the first one: the step is spent.
+        let again = store.consume_totp_step(id, step).await.unwrap();
+        let closed = store.consume_challenge(b"s1").await.unwrap();
+        let (fails, _) = store.record_failure("bob", 5, T, 60).await.unwrap();
+        store
+            .append_audit(&audit_record(T, "alice", "accept"))
+            .await
+            .unwrap();
+        (used, again, closed, fails)
+    })
+    .await;
+    durable.expect("the scope's writes commit");
+    assert_eq!(answers, (true, false, true, 1));
+    // On disk for everyone else now.
+    assert!(!store.consume_totp_step(id, step).await.unwrap(), "replay");
+    assert_eq!(store.challenge(b"s1", T).await.unwrap(), None);
+    assert_eq!(store.user_status("bob").await.unwrap().failures, 1);
+    assert_eq!(store.audit(&AuditFilter::default()).await.unwrap().len(), 1);
+    // A second scope after the first works the same (a fresh transaction where there is one).
+    let (next, durable) =
+        durability::deferred(async { store.consume_totp_step(id, step + 1).await.unwrap() }).await;
+    durable.unwrap();
+    assert!(next);
+}
+
+/// A write that fails inside a scope is reported to its caller, and the request's audit
+/// record, written after it, still reaches the disk.
+pub async fn request_scope_failed_write_keeps_the_audit(store: &dyn Store) {
+    store
+        .put_challenge(&challenge(b"taken", "alice", T + 60))
+        .await
+        .unwrap();
+    let (failed, _durable) = durability::deferred(async {
+        let dup = store
+            .put_challenge(&challenge(b"taken", "alice", T + 60))
+            .await;
+        store
+            .append_audit(&audit_record(T, "alice", "reject"))
+            .await
+            .unwrap();
+        dup.is_err()
+    })
+    .await;
+    assert!(failed, "a duplicate State is refused inside a scope too");
+    let audit = store.audit(&AuditFilter::default()).await.unwrap();
+    assert_eq!(audit.len(), 1);
+    assert_eq!(audit[0].result, "reject");
+}
+
+/// Concurrent requests, each in its own scope, racing for one TOTP step: exactly one wins.
+pub async fn race_totp_step_in_request_scopes(store: Arc<dyn Store>) {
+    let id = store
+        .add_token(totp("T1", Some("alice"), b"s"))
+        .await
+        .unwrap();
+    let step = T / 30;
+    let results = race(store.clone(), move |s, _| async move {
+        let (won, durable) =
+            durability::deferred(async { s.consume_totp_step(id, step).await.unwrap() }).await;
+        durable.unwrap();
+        won
+    })
+    .await;
+    assert_eq!(
+        results.iter().filter(|&&won| won).count(),
+        1,
+        "exactly one of {RACERS} requests wins a step: {results:?}"
+    );
 }

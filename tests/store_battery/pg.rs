@@ -291,3 +291,201 @@ async fn tls_settings_are_applied() {
     s.ssl_mode = Some("require".parse().unwrap());
     assert!(PgStore::open(&s, super::test_sealer()).await.is_err());
 }
+
+/// Inside a request scope, PostgreSQL keeps the request's writes in one transaction: another
+/// node sees none of them until the scope settles, and a node racing for the same row waits
+/// for that commit and then loses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn request_writes_are_one_transaction_until_settled() {
+    let cluster = PgCluster::shared();
+    let sealer = super::test_sealer();
+    let n = nodes(&cluster, 2, &sealer).await;
+    let (a, b) = (n[0].clone(), n[1].clone());
+    let id = a
+        .add_token(battery::totp("T1", Some("alice"), b"s"))
+        .await
+        .unwrap();
+    let step = T / 30;
+    let (go_on, wait_here) = tokio::sync::oneshot::channel::<()>();
+    let (written, after_write) = tokio::sync::oneshot::channel::<()>();
+    let a2 = a.clone();
+    let request = tokio::spawn(radmfa::store::durability::deferred(async move {
+        assert!(a2.consume_totp_step(id, step).await.unwrap());
+        a2.append_audit(&battery::audit_record(T, "alice", "accept"))
+            .await
+            .unwrap();
+        written.send(()).unwrap();
+        wait_here.await.unwrap();
+    }));
+    after_write.await.unwrap();
+    // Not committed yet: node B sees no audit record and a fresh token.
+    assert!(b
+        .audit(&radmfa::store::AuditFilter::default())
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        b.token_by_serial("T1").await.unwrap().unwrap().last_step,
+        None
+    );
+    // Node B's use of the same step blocks on A's row lock...
+    let b2 = b.clone();
+    let racer = tokio::spawn(async move { b2.consume_totp_step(id, step).await.unwrap() });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!racer.is_finished(), "B must wait for A's transaction");
+    // ...until A's request settles; then B re-checks against the committed row and loses.
+    go_on.send(()).unwrap();
+    let ((), durable) = request.await.unwrap();
+    durable.unwrap();
+    assert!(!racer.await.unwrap(), "the step was spent by A's request");
+    assert_eq!(
+        b.audit(&radmfa::store::AuditFilter::default())
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+/// A statement that fails inside a request's transaction aborts it: the request's earlier
+/// writes are rolled back (its login is rejected), its later audit record still commits, and
+/// the scope reports the loss so that no Accept can go out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn failed_statement_rolls_back_the_request_and_fails_its_scope() {
+    let cluster = PgCluster::shared();
+    let sealer = super::test_sealer();
+    let store = nodes(&cluster, 1, &sealer).await.remove(0);
+    let id = store
+        .add_token(battery::totp("T1", Some("alice"), b"s"))
+        .await
+        .unwrap();
+    store
+        .put_challenge(&battery::challenge(b"taken", "alice", T + 60))
+        .await
+        .unwrap();
+    let step = T / 30;
+    let s = store.clone();
+    let (dup, durable) = radmfa::store::durability::deferred(async move {
+        assert!(s.consume_totp_step(id, step).await.unwrap());
+        let dup = s
+            .put_challenge(&battery::challenge(b"taken", "alice", T + 60))
+            .await;
+        s.append_audit(&battery::audit_record(T, "alice", "reject"))
+            .await
+            .unwrap();
+        dup
+    })
+    .await;
+    assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
+    let err = durable.expect_err("the scope must report the rolled-back writes");
+    assert!(err.to_string().contains("rolled back"), "{err}");
+    // The step the rejected request used is usable again; its audit record is there.
+    assert!(store.consume_totp_step(id, step).await.unwrap());
+    assert_eq!(
+        store
+            .audit(&radmfa::store::AuditFilter::default())
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+/// A write cancelled mid-flight (the request's deadline) leaves the transaction in an
+/// unknown state; settling finds out before it commits: the write went through, or it failed
+/// and the scope says so (a `COMMIT` of an aborted transaction would quietly roll back).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cancelled_write_is_checked_before_commit() {
+    let cluster = PgCluster::shared();
+    let sealer = super::test_sealer();
+    let n = nodes(&cluster, 2, &sealer).await;
+    let (a, b) = (n[0].clone(), n[1].clone());
+    let id = a
+        .add_token(battery::totp("T1", Some("alice"), b"s"))
+        .await
+        .unwrap();
+    let step = T / 30;
+
+    // Node B's open request holds the token's row and a State A is about to insert too.
+    let (release, hold) = tokio::sync::oneshot::channel::<()>();
+    let (held, is_held) = tokio::sync::oneshot::channel::<()>();
+    let b2 = b.clone();
+    let blocker = tokio::spawn(radmfa::store::durability::deferred(async move {
+        assert!(b2.consume_totp_step(id, step).await.unwrap());
+        b2.put_challenge(&battery::challenge(b"both", "alice", T + 60))
+            .await
+            .unwrap();
+        held.send(()).unwrap();
+        hold.await.unwrap();
+    }));
+    is_held.await.unwrap();
+
+    // A's write waits for B's row lock, is cancelled, and runs once B commits: it succeeds
+    // (step + 1 is later than B's step), and A's scope commits it.
+    let a2 = a.clone();
+    let ((), durable) = radmfa::store::durability::deferred(async move {
+        let waited = tokio::time::timeout(
+            Duration::from_millis(200),
+            a2.consume_totp_step(id, step + 1),
+        )
+        .await;
+        assert!(waited.is_err(), "A's write was cancelled while waiting");
+        release.send(()).unwrap();
+    })
+    .await;
+    durable.expect("the cancelled write went through after B committed");
+    let ((), b_durable) = blocker.await.unwrap();
+    b_durable.unwrap();
+    assert_eq!(
+        a.token_by_serial("T1").await.unwrap().unwrap().last_step,
+        Some(step + 1)
+    );
+
+    // Again, but this time the cancelled write fails once B commits (B inserted the same
+    // State first). A's request then writes its audit record, as the pipeline does after a
+    // deadline: it lands in a fresh transaction, and the scope reports the lost writes.
+    let (release, hold) = tokio::sync::oneshot::channel::<()>();
+    let (held, is_held) = tokio::sync::oneshot::channel::<()>();
+    let b2 = b.clone();
+    let blocker = tokio::spawn(radmfa::store::durability::deferred(async move {
+        b2.put_challenge(&battery::challenge(b"again", "alice", T + 60))
+            .await
+            .unwrap();
+        held.send(()).unwrap();
+        hold.await.unwrap();
+    }));
+    is_held.await.unwrap();
+    let a2 = a.clone();
+    let ((), durable) = radmfa::store::durability::deferred(async move {
+        assert!(a2.consume_totp_step(id, step + 2).await.unwrap());
+        let waited = tokio::time::timeout(
+            Duration::from_millis(200),
+            a2.put_challenge(&battery::challenge(b"again", "alice", T + 60)),
+        )
+        .await;
+        assert!(waited.is_err(), "A's insert was cancelled while waiting");
+        release.send(()).unwrap();
+        a2.append_audit(&battery::audit_record(T, "alice", "reject"))
+            .await
+            .unwrap();
+    })
+    .await;
+    let ((), b_durable) = blocker.await.unwrap();
+    b_durable.unwrap();
+    let err = durable.expect_err("the cancelled insert failed: A's earlier writes are lost");
+    assert!(err.to_string().contains("rolled back"), "{err}");
+    assert_eq!(
+        a.token_by_serial("T1").await.unwrap().unwrap().last_step,
+        Some(step + 1),
+        "A's step + 2 went with its aborted transaction"
+    );
+    let audit = a
+        .audit(&radmfa::store::AuditFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        audit.len(),
+        1,
+        "the audit record survives in a fresh transaction"
+    );
+}

@@ -71,14 +71,16 @@ impl PgStore {
         user: &str,
         value: Option<&str>,
     ) -> Result<(), StoreError> {
-        sqlx::query(&format!(
+        let mut w = self.writer().await?;
+        let r = sqlx::query(&format!(
             "INSERT INTO user_profile (username, {column}) VALUES ($1, $2) \
              ON CONFLICT (username) DO UPDATE SET {column} = excluded.{column}"
         ))
         .bind(user)
         .bind(value)
-        .execute(&self.pool)
-        .await?;
+        .execute(w.conn())
+        .await;
+        w.done(r)?;
         Ok(())
     }
 
@@ -104,7 +106,8 @@ impl PgStore {
         at: i64,
         reason: &str,
     ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
+        let mut w = self.writer().await?;
+        let r = sqlx::query(
             "INSERT INTO user_profile (username, blocked_at, blocked_reason) \
              VALUES ($1, $2, $3) \
              ON CONFLICT (username) DO UPDATE SET blocked_at = excluded.blocked_at, \
@@ -114,19 +117,22 @@ impl PgStore {
         .bind(user)
         .bind(at)
         .bind(reason)
-        .execute(&self.pool)
-        .await?;
+        .execute(w.conn())
+        .await;
+        let done = w.done(r)?;
         Ok(done.rows_affected() == 1)
     }
 
     pub(super) async fn unblock_user_impl(&self, user: &str) -> Result<bool, StoreError> {
-        let done = sqlx::query(
+        let mut w = self.writer().await?;
+        let r = sqlx::query(
             "UPDATE user_profile SET blocked_at = NULL, blocked_reason = NULL \
              WHERE username = $1 AND blocked_at IS NOT NULL",
         )
         .bind(user)
-        .execute(&self.pool)
-        .await?;
+        .execute(w.conn())
+        .await;
+        let done = w.done(r)?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -137,7 +143,8 @@ impl PgStore {
         hash: &str,
         now: i64,
     ) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar(
+        let mut w = self.writer().await?;
+        let r = sqlx::query_scalar(
             "INSERT INTO app_passwords (username, label, hash, created_at) \
              VALUES ($1, $2, $3, $4) RETURNING id",
         )
@@ -145,8 +152,9 @@ impl PgStore {
         .bind(label)
         .bind(hash)
         .bind(now)
-        .fetch_one(&self.pool)
-        .await?)
+        .fetch_one(w.conn())
+        .await;
+        Ok(w.done(r)?)
     }
 
     pub(super) async fn app_passwords_impl(
@@ -179,19 +187,23 @@ impl PgStore {
         user: &str,
         id: i64,
     ) -> Result<bool, StoreError> {
-        let done = sqlx::query("DELETE FROM app_passwords WHERE username = $1 AND id = $2")
+        let mut w = self.writer().await?;
+        let r = sqlx::query("DELETE FROM app_passwords WHERE username = $1 AND id = $2")
             .bind(user)
             .bind(id)
-            .execute(&self.pool)
-            .await?;
+            .execute(w.conn())
+            .await;
+        let done = w.done(r)?;
         Ok(done.rows_affected() == 1)
     }
 
     pub(super) async fn delete_app_passwords_impl(&self, user: &str) -> Result<u64, StoreError> {
-        let done = sqlx::query("DELETE FROM app_passwords WHERE username = $1")
+        let mut w = self.writer().await?;
+        let r = sqlx::query("DELETE FROM app_passwords WHERE username = $1")
             .bind(user)
-            .execute(&self.pool)
-            .await?;
+            .execute(w.conn())
+            .await;
+        let done = w.done(r)?;
         Ok(done.rows_affected())
     }
 
@@ -200,11 +212,13 @@ impl PgStore {
         id: i64,
         now: i64,
     ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE app_passwords SET last_used_at = $2 WHERE id = $1")
+        let mut w = self.writer().await?;
+        let r = sqlx::query("UPDATE app_passwords SET last_used_at = $2 WHERE id = $1")
             .bind(id)
             .bind(now)
-            .execute(&self.pool)
-            .await?;
+            .execute(w.conn())
+            .await;
+        w.done(r)?;
         Ok(())
     }
 
@@ -217,7 +231,9 @@ impl PgStore {
         // READ COMMITTED would let two senders both see "4 of 5" and both send. A transaction
         // advisory lock per key (taken in sorted order, so two nodes never deadlock) makes
         // the check and the insert one step for that key; it is released at commit.
-        let mut tx = self.pool.begin().await?;
+        // Inside a request: a savepoint in its transaction (see request_tx.rs).
+        let mut w = self.writer().await?;
+        let mut tx = sqlx::Connection::begin(w.conn()).await?;
         let mut keys: Vec<&str> = limits.iter().map(|l| l.key.as_str()).collect();
         keys.sort_unstable();
         keys.dedup();
@@ -236,6 +252,7 @@ impl PgStore {
                     .await?;
             if used >= i64::from(l.max) {
                 tx.rollback().await?;
+                w.done(Ok(()))?;
                 return Ok(Some(i));
             }
         }
@@ -247,13 +264,15 @@ impl PgStore {
                 .await?;
         }
         tx.commit().await?;
+        w.done(Ok(()))?;
         Ok(None)
     }
 
     pub(super) async fn begin_oob_impl(&self, t: &OobTransaction) -> Result<OobBegin, StoreError> {
+        let mut w = self.writer().await?;
         // ON CONFLICT DO NOTHING: a racing node's insert of the same request makes ours wait
         // for its commit and then do nothing, and we follow theirs.
-        let inserted = sqlx::query(&format!(
+        let r = sqlx::query(&format!(
             "INSERT INTO oob_transactions ({OOB_COLUMNS}) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT DO NOTHING"
         ))
@@ -269,17 +288,19 @@ impl PgStore {
         .bind(&t.provider_ref)
         .bind(t.created_at)
         .bind(t.expires_at)
-        .execute(&self.pool)
-        .await?;
+        .execute(w.conn())
+        .await;
+        let inserted = w.done(r)?;
         if inserted.rows_affected() == 1 {
             return Ok(OobBegin::Created);
         }
-        let row = sqlx::query(&format!(
+        let r = sqlx::query(&format!(
             "SELECT {OOB_COLUMNS} FROM oob_transactions WHERE request_key = $1"
         ))
         .bind(&t.request_key)
-        .fetch_optional(&self.pool)
-        .await?;
+        .fetch_optional(w.conn())
+        .await;
+        let row = w.done(r)?;
         match row {
             // `into`: the variant holds the transaction boxed or not; either way this fits.
             Some(r) => Ok(OobBegin::Existing(oob_from_row(&r)?.into())),
@@ -303,11 +324,13 @@ impl PgStore {
         id: &str,
         provider_ref: &str,
     ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE oob_transactions SET provider_ref = $2 WHERE id = $1")
+        let mut w = self.writer().await?;
+        let r = sqlx::query("UPDATE oob_transactions SET provider_ref = $2 WHERE id = $1")
             .bind(id)
             .bind(provider_ref)
-            .execute(&self.pool)
-            .await?;
+            .execute(w.conn())
+            .await;
+        w.done(r)?;
         Ok(())
     }
 
@@ -317,29 +340,32 @@ impl PgStore {
         status: OobStatus,
         reason: Option<&str>,
     ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
+        let mut w = self.writer().await?;
+        let r = sqlx::query(
             "UPDATE oob_transactions SET status = $2, reason = $3 \
              WHERE id = $1 AND status = 'pending'",
         )
         .bind(id)
         .bind(status.as_str())
         .bind(reason)
-        .execute(&self.pool)
-        .await?;
+        .execute(w.conn())
+        .await;
+        let done = w.done(r)?;
         Ok(done.rows_affected() == 1)
     }
 
     pub(super) async fn purge_delivery_state_impl(&self, now: i64) -> Result<u64, StoreError> {
-        let a = sqlx::query("DELETE FROM oob_transactions WHERE expires_at <= $1")
+        let mut w = self.writer().await?;
+        let r = sqlx::query("DELETE FROM oob_transactions WHERE expires_at <= $1")
             .bind(now)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
-        let b = sqlx::query("DELETE FROM send_events WHERE at <= $1")
+            .execute(w.conn())
+            .await;
+        let a = w.done(r)?.rows_affected();
+        let r = sqlx::query("DELETE FROM send_events WHERE at <= $1")
             .bind(now - SEND_EVENT_RETENTION)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
+            .execute(w.conn())
+            .await;
+        let b = w.done(r)?.rows_affected();
         Ok(a + b)
     }
 }

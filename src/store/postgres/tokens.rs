@@ -104,7 +104,9 @@ impl PgStore {
         }
         // One transaction: one commit for the whole batch instead of one per token, and
         // nothing stays behind if any row fails.
-        let mut tx = self.pool.begin().await?;
+        // Inside a request: a savepoint in its transaction (see request_tx.rs).
+        let mut w = self.writer().await?;
+        let mut tx = sqlx::Connection::begin(w.conn()).await?;
         let now = now_unix();
         let upsert = if replace {
             // The owner stays when the new data names none; state starts afresh (a new seed
@@ -156,6 +158,7 @@ impl PgStore {
             }
         }
         tx.commit().await?;
+        w.done(Ok(()))?;
         Ok(written)
     }
 
@@ -194,16 +197,18 @@ impl PgStore {
         serial: &str,
         user: Option<&str>,
     ) -> Result<bool, StoreError> {
+        let mut w = self.writer().await?;
         // A pending resynchronisation belongs to whoever pressed the button: a new owner
         // starts without one.
-        let done = sqlx::query(
+        let r = sqlx::query(
             "UPDATE tokens SET username = $1, resync_counter = NULL, resync_at = NULL \
              WHERE serial = $2",
         )
         .bind(user)
         .bind(serial)
-        .execute(&self.pool)
-        .await?;
+        .execute(w.conn())
+        .await;
+        let done = w.done(r)?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -212,19 +217,23 @@ impl PgStore {
         serial: &str,
         enabled: bool,
     ) -> Result<bool, StoreError> {
-        let done = sqlx::query("UPDATE tokens SET enabled = $1 WHERE serial = $2")
+        let mut w = self.writer().await?;
+        let r = sqlx::query("UPDATE tokens SET enabled = $1 WHERE serial = $2")
             .bind(enabled)
             .bind(serial)
-            .execute(&self.pool)
-            .await?;
+            .execute(w.conn())
+            .await;
+        let done = w.done(r)?;
         Ok(done.rows_affected() == 1)
     }
 
     pub(super) async fn delete_token_impl(&self, serial: &str) -> Result<bool, StoreError> {
-        let done = sqlx::query("DELETE FROM tokens WHERE serial = $1")
+        let mut w = self.writer().await?;
+        let r = sqlx::query("DELETE FROM tokens WHERE serial = $1")
             .bind(serial)
-            .execute(&self.pool)
-            .await?;
+            .execute(w.conn())
+            .await;
+        let done = w.done(r)?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -234,15 +243,17 @@ impl PgStore {
         step: i64,
         drift: i64,
     ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
+        let mut w = self.writer().await?;
+        let r = sqlx::query(
             "UPDATE tokens SET last_step = $1, drift = $3 \
              WHERE id = $2 AND (last_step IS NULL OR last_step < $1)",
         )
         .bind(step)
         .bind(token_id)
         .bind(drift)
-        .execute(&self.pool)
-        .await?;
+        .execute(w.conn())
+        .await;
+        let done = w.done(r)?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -251,16 +262,18 @@ impl PgStore {
         token_id: i64,
         pending: Option<(u64, i64)>,
     ) -> Result<(), StoreError> {
+        let mut w = self.writer().await?;
         let (counter, at) = match pending {
             Some((c, at)) => (Some(counter_to_sql(c)?), Some(at)),
             None => (None, None),
         };
-        sqlx::query("UPDATE tokens SET resync_counter = $1, resync_at = $2 WHERE id = $3")
+        let r = sqlx::query("UPDATE tokens SET resync_counter = $1, resync_at = $2 WHERE id = $3")
             .bind(counter)
             .bind(at)
             .bind(token_id)
-            .execute(&self.pool)
-            .await?;
+            .execute(w.conn())
+            .await;
+        w.done(r)?;
         Ok(())
     }
 }

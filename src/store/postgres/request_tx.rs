@@ -1,0 +1,140 @@
+//! Where the PostgreSQL store's writes run: inside a request (a `store::durability` scope) in
+//! one transaction of the request's own, else each on a pooled connection as its own
+//! autocommit statement.
+//!
+//! Why: every autocommit write is a commit, and a commit waits for the WAL flush. A login
+//! writes two or three times (the TOTP step, the challenge, the audit record), so it waited
+//! for two or three flushes in a row. In one transaction it waits for one, at the end of the
+//! request, before the reply (the same promise as the SQLite store's deferred writes: no reply
+//! leaves before the request's writes are on disk, and a failed commit turns it into a
+//! Reject).
+//!
+//! Semantics kept: each check-and-update is still one statement whose result is final — a
+//! racing node's statement on the same row waits for our row lock and then re-checks its
+//! `WHERE` against our committed row (READ COMMITTED), so a TOTP step or a State still works
+//! exactly once. The row locks are held until the request's commit, so the request settles
+//! before waiting on another writer (see `pipeline::oob::await_call`). A write made of
+//! several statements runs in a savepoint, so its failure undoes only itself.
+//!
+//! A failed statement aborts a PostgreSQL transaction, which can only be rolled back: the
+//! request's earlier writes go with it, later writes (its audit record) start a fresh
+//! transaction, and the request is told its writes were lost (it is rejected, fail closed).
+//! A statement cancelled mid-flight (request deadline) leaves us unsure whether it failed;
+//! before the next write or the commit, a probe finds out — `COMMIT` on an aborted
+//! transaction "succeeds" as a rollback, which must never pass for a commit.
+//!
+//! Hand-written: sqlx has transactions but nothing that spans a request's calls.
+
+use std::any::Any;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::PgConnection;
+use sqlx::{Postgres, Transaction};
+use tokio::sync::{Mutex, OwnedMutexGuard};
+
+use super::PgStore;
+use crate::store::{durability, StoreError};
+
+/// A request's transaction, shared by its writes through the durability scope.
+#[derive(Default)]
+pub(super) struct RequestTx {
+    tx: Option<Transaction<'static, Postgres>>,
+    /// A statement was started and its outcome not seen (its caller was cancelled).
+    unsure: bool,
+    /// A statement failed, and the writes before it were rolled back.
+    lost: bool,
+}
+
+/// The connection a write runs on.
+pub(super) enum WriteConn {
+    Pooled(PoolConnection<Postgres>),
+    Scoped(OwnedMutexGuard<RequestTx>),
+}
+
+impl PgStore {
+    /// The connection for a write: the request's transaction (opened here on its first
+    /// write) inside a durability scope, else a pooled connection.
+    pub(super) async fn writer(&self) -> Result<WriteConn, StoreError> {
+        let shared = durability::open_or_insert(|| {
+            let state: Arc<Mutex<RequestTx>> = Arc::default();
+            (state, finish as durability::Finish)
+        });
+        let Some(shared) = shared else {
+            return Ok(WriteConn::Pooled(self.pool.acquire().await?));
+        };
+        let mut guard = shared.lock_owned().await;
+        if guard.unsure {
+            // An earlier write was cancelled mid-flight: if it failed, the transaction is
+            // aborted and this write (the request's audit record, typically) needs a new one.
+            if let Some(tx) = guard.tx.as_mut() {
+                if sqlx::query("SELECT 1").execute(&mut **tx).await.is_err() {
+                    guard.tx = None;
+                    guard.lost = true;
+                }
+            }
+            guard.unsure = false;
+        }
+        if guard.tx.is_none() {
+            guard.tx = Some(self.pool.begin().await?);
+        }
+        Ok(WriteConn::Scoped(guard))
+    }
+}
+
+impl WriteConn {
+    /// The connection for the next statement; hand its result to [`WriteConn::done`].
+    pub(super) fn conn(&mut self) -> &mut PgConnection {
+        match self {
+            WriteConn::Pooled(c) => c,
+            WriteConn::Scoped(g) => {
+                g.unsure = true;
+                g.tx.as_mut().expect("writer() opened the transaction")
+            }
+        }
+    }
+
+    /// Notes a statement's outcome (and passes it on): a failure inside a request's
+    /// transaction rolls it back.
+    pub(super) fn done<T>(&mut self, r: Result<T, sqlx::Error>) -> Result<T, sqlx::Error> {
+        if let WriteConn::Scoped(g) = self {
+            g.unsure = false;
+            if r.is_err() {
+                // Aborted: nothing more can run in it. Dropping it rolls it back.
+                g.tx = None;
+                g.lost = true;
+            }
+        }
+        r
+    }
+}
+
+/// Commits the request's transaction; `Err` if any of its writes is not on disk.
+fn finish(
+    state: Arc<dyn Any + Send + Sync>,
+) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> {
+    Box::pin(async move {
+        let shared = state
+            .downcast::<Mutex<RequestTx>>()
+            .map_err(|_| "not a PostgreSQL request transaction".to_string())?;
+        let mut g = shared.lock().await;
+        if let Some(mut tx) = g.tx.take() {
+            if g.unsure {
+                // Fails if the transaction is aborted; then dropping `tx` rolls it back.
+                sqlx::query("SELECT 1")
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| format!("a cancelled write may have failed: {e}"))?;
+            }
+            tx.commit().await.map_err(|e| e.to_string())?;
+        }
+        if g.lost {
+            return Err(
+                "a write of this request failed, and its earlier writes were rolled back".into(),
+            );
+        }
+        Ok(())
+    })
+}
