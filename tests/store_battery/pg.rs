@@ -292,6 +292,31 @@ async fn tls_settings_are_applied() {
     assert!(PgStore::open(&s, super::test_sealer()).await.is_err());
 }
 
+/// A request on `store` that makes `writes` and then keeps its transaction open: returns
+/// once the writes are made, with the sender that lets the request settle and its handle.
+async fn open_request<F, Fut>(
+    store: &Arc<PgStore>,
+    writes: F,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<((), Result<(), StoreError>)>,
+)
+where
+    F: FnOnce(Arc<PgStore>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (release, hold) = tokio::sync::oneshot::channel::<()>();
+    let (written, after_write) = tokio::sync::oneshot::channel::<()>();
+    let store = store.clone();
+    let request = tokio::spawn(radmfa::store::durability::deferred(async move {
+        writes(store).await;
+        written.send(()).unwrap();
+        hold.await.unwrap();
+    }));
+    after_write.await.unwrap();
+    (release, request)
+}
+
 /// Inside a request scope, PostgreSQL keeps the request's writes in one transaction: another
 /// node sees none of them until the scope settles, and a node racing for the same row waits
 /// for that commit and then loses.
@@ -306,18 +331,13 @@ async fn request_writes_are_one_transaction_until_settled() {
         .await
         .unwrap();
     let step = T / 30;
-    let (go_on, wait_here) = tokio::sync::oneshot::channel::<()>();
-    let (written, after_write) = tokio::sync::oneshot::channel::<()>();
-    let a2 = a.clone();
-    let request = tokio::spawn(radmfa::store::durability::deferred(async move {
-        assert!(a2.consume_totp_step(id, step).await.unwrap());
-        a2.append_audit(&battery::audit_record(T, "alice", "accept"))
+    let (go_on, request) = open_request(&a, move |a| async move {
+        assert!(a.consume_totp_step(id, step).await.unwrap());
+        a.append_audit(&battery::audit_record(T, "alice", "accept"))
             .await
             .unwrap();
-        written.send(()).unwrap();
-        wait_here.await.unwrap();
-    }));
-    after_write.await.unwrap();
+    })
+    .await;
     // Not committed yet: node B sees no audit record and a fresh token.
     assert!(b
         .audit(&radmfa::store::AuditFilter::default())
@@ -407,18 +427,13 @@ async fn cancelled_write_is_checked_before_commit() {
     let step = T / 30;
 
     // Node B's open request holds the token's row and a State A is about to insert too.
-    let (release, hold) = tokio::sync::oneshot::channel::<()>();
-    let (held, is_held) = tokio::sync::oneshot::channel::<()>();
-    let b2 = b.clone();
-    let blocker = tokio::spawn(radmfa::store::durability::deferred(async move {
-        assert!(b2.consume_totp_step(id, step).await.unwrap());
-        b2.put_challenge(&battery::challenge(b"both", "alice", T + 60))
+    let (release, blocker) = open_request(&b, move |b| async move {
+        assert!(b.consume_totp_step(id, step).await.unwrap());
+        b.put_challenge(&battery::challenge(b"both", "alice", T + 60))
             .await
             .unwrap();
-        held.send(()).unwrap();
-        hold.await.unwrap();
-    }));
-    is_held.await.unwrap();
+    })
+    .await;
 
     // A's write waits for B's row lock, is cancelled, and runs once B commits: it succeeds
     // (step + 1 is later than B's step), and A's scope commits it.
@@ -444,17 +459,12 @@ async fn cancelled_write_is_checked_before_commit() {
     // Again, but this time the cancelled write fails once B commits (B inserted the same
     // State first). A's request then writes its audit record, as the pipeline does after a
     // deadline: it lands in a fresh transaction, and the scope reports the lost writes.
-    let (release, hold) = tokio::sync::oneshot::channel::<()>();
-    let (held, is_held) = tokio::sync::oneshot::channel::<()>();
-    let b2 = b.clone();
-    let blocker = tokio::spawn(radmfa::store::durability::deferred(async move {
-        b2.put_challenge(&battery::challenge(b"again", "alice", T + 60))
+    let (release, blocker) = open_request(&b, |b| async move {
+        b.put_challenge(&battery::challenge(b"again", "alice", T + 60))
             .await
             .unwrap();
-        held.send(()).unwrap();
-        hold.await.unwrap();
-    }));
-    is_held.await.unwrap();
+    })
+    .await;
     let a2 = a.clone();
     let ((), durable) = radmfa::store::durability::deferred(async move {
         assert!(a2.consume_totp_step(id, step + 2).await.unwrap());
