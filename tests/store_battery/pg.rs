@@ -292,6 +292,27 @@ async fn tls_settings_are_applied() {
     assert!(PgStore::open(&s, super::test_sealer()).await.is_err());
 }
 
+/// Two nodes on a fresh database, and alice's TOTP token "T1" (its id) on it. The cluster
+/// runs as long as the returned handle lives.
+async fn two_nodes_and_a_token() -> (Arc<PgCluster>, Arc<PgStore>, Arc<PgStore>, i64) {
+    let cluster = PgCluster::shared();
+    let n = nodes(&cluster, 2, &super::test_sealer()).await;
+    let id = n[0]
+        .add_token(battery::totp("T1", Some("alice"), b"s"))
+        .await
+        .unwrap();
+    (cluster, n[0].clone(), n[1].clone(), id)
+}
+
+/// How many audit records `store` sees (up to the default limit).
+async fn audit_count(store: &PgStore) -> usize {
+    store
+        .audit(&radmfa::store::AuditFilter::default())
+        .await
+        .unwrap()
+        .len()
+}
+
 /// A request on `store` that makes `writes` and then keeps its transaction open: returns
 /// once the writes are made, with the sender that lets the request settle and its handle.
 async fn open_request<F, Fut>(
@@ -322,14 +343,7 @@ where
 /// for that commit and then loses.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn request_writes_are_one_transaction_until_settled() {
-    let cluster = PgCluster::shared();
-    let sealer = super::test_sealer();
-    let n = nodes(&cluster, 2, &sealer).await;
-    let (a, b) = (n[0].clone(), n[1].clone());
-    let id = a
-        .add_token(battery::totp("T1", Some("alice"), b"s"))
-        .await
-        .unwrap();
+    let (_cluster, a, b, id) = two_nodes_and_a_token().await;
     let step = T / 30;
     let (go_on, request) = open_request(&a, move |a| async move {
         assert!(a.consume_totp_step(id, step).await.unwrap());
@@ -339,11 +353,7 @@ async fn request_writes_are_one_transaction_until_settled() {
     })
     .await;
     // Not committed yet: node B sees no audit record and a fresh token.
-    assert!(b
-        .audit(&radmfa::store::AuditFilter::default())
-        .await
-        .unwrap()
-        .is_empty());
+    assert_eq!(audit_count(&b).await, 0);
     assert_eq!(
         b.token_by_serial("T1").await.unwrap().unwrap().last_step,
         None
@@ -358,13 +368,7 @@ async fn request_writes_are_one_transaction_until_settled() {
     let ((), durable) = request.await.unwrap();
     durable.unwrap();
     assert!(!racer.await.unwrap(), "the step was spent by A's request");
-    assert_eq!(
-        b.audit(&radmfa::store::AuditFilter::default())
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(audit_count(&b).await, 1);
 }
 
 /// A statement that fails inside a request's transaction aborts it: the request's earlier
@@ -372,13 +376,7 @@ async fn request_writes_are_one_transaction_until_settled() {
 /// the scope reports the loss so that no Accept can go out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn failed_statement_rolls_back_the_request_and_fails_its_scope() {
-    let cluster = PgCluster::shared();
-    let sealer = super::test_sealer();
-    let store = nodes(&cluster, 1, &sealer).await.remove(0);
-    let id = store
-        .add_token(battery::totp("T1", Some("alice"), b"s"))
-        .await
-        .unwrap();
+    let (_cluster, store, _, id) = two_nodes_and_a_token().await;
     store
         .put_challenge(&battery::challenge(b"taken", "alice", T + 60))
         .await
@@ -401,14 +399,7 @@ async fn failed_statement_rolls_back_the_request_and_fails_its_scope() {
     assert!(err.to_string().contains("rolled back"), "{err}");
     // The step the rejected request used is usable again; its audit record is there.
     assert!(store.consume_totp_step(id, step).await.unwrap());
-    assert_eq!(
-        store
-            .audit(&radmfa::store::AuditFilter::default())
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(audit_count(&store).await, 1);
 }
 
 /// A write cancelled mid-flight (the request's deadline) leaves the transaction in an
@@ -416,14 +407,7 @@ async fn failed_statement_rolls_back_the_request_and_fails_its_scope() {
 /// and the scope says so (a `COMMIT` of an aborted transaction would quietly roll back).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cancelled_write_is_checked_before_commit() {
-    let cluster = PgCluster::shared();
-    let sealer = super::test_sealer();
-    let n = nodes(&cluster, 2, &sealer).await;
-    let (a, b) = (n[0].clone(), n[1].clone());
-    let id = a
-        .add_token(battery::totp("T1", Some("alice"), b"s"))
-        .await
-        .unwrap();
+    let (_cluster, a, b, id) = two_nodes_and_a_token().await;
     let step = T / 30;
 
     // Node B's open request holds the token's row and a State A is about to insert too.
@@ -489,12 +473,8 @@ async fn cancelled_write_is_checked_before_commit() {
         Some(step + 1),
         "A's step + 2 went with its aborted transaction"
     );
-    let audit = a
-        .audit(&radmfa::store::AuditFilter::default())
-        .await
-        .unwrap();
     assert_eq!(
-        audit.len(),
+        audit_count(&a).await,
         1,
         "the audit record survives in a fresh transaction"
     );
