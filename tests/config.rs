@@ -88,3 +88,44 @@ secret = "0123456789abcdef"
     assert!(!dump.contains("0123456789abcdef"), "{dump}");
     assert!(!dump.contains("\"pw\""), "{dump}");
 }
+
+/// With PostgreSQL, the database ends a request transaction left idle longer than any
+/// request may run (a stalled node's); that bound follows the longest client deadline, here
+/// a client that holds voice calls for 30 s.
+#[test]
+fn postgres_idle_transaction_bound_follows_the_longest_request() {
+    let config = |extra: &str| {
+        let text = format!(
+            r#"
+[server]
+request_deadline_ms = 3000
+[store]
+type = "postgres"
+url = "postgres://radmfa@127.0.0.1/radmfa"
+[ldap]
+urls = ["ldap://127.0.0.1"]
+bind_dn = "cn=admin"
+bind_password = "pw"
+base_dn = "dc=example,dc=org"
+[[client]]
+name = "vpn"
+address = "127.0.0.1"
+secret = "0123456789abcdef"
+[[client]]
+name = "rdg"
+address = "127.0.0.2"
+secret = "0123456789abcdef"
+{extra}
+"#
+        );
+        match Config::parse(&text, Path::new("inline.toml")).unwrap().store {
+            radmfa::config::StoreConfig::Postgres { settings, .. } => settings.max_request,
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(config(""), std::time::Duration::from_secs(3));
+    assert_eq!(
+        config("methods = [\"voice\"]\nvoice_mode = \"hold\"\nvoice_budget_secs = 30"),
+        std::time::Duration::from_secs(30)
+    );
+}

@@ -58,7 +58,7 @@ impl Default for RawServer {
             name: None,
             listen: vec!["0.0.0.0:1812".into(), "[::]:1812".into()],
             max_in_flight: 512,
-            request_deadline_ms: 4000,
+            request_deadline_ms: DEFAULT_REQUEST_DEADLINE_MS,
             duplicate_window_secs: 30,
             shutdown_grace_ms: 5000,
             log_format: "text".into(),
@@ -86,6 +86,8 @@ pub struct RawStore {
     pub ssl_root_cert: Option<PathBuf>,
 }
 
+/// `server.request_deadline_ms` when not given.
+pub const DEFAULT_REQUEST_DEADLINE_MS: u64 = 4000;
 pub const DEFAULT_SQLITE_PATH: &str = "/var/lib/radmfa/radmfa.db";
 pub const DEFAULT_PG_POOL_SIZE: u32 = 16;
 pub const DEFAULT_PG_CONNECT_TIMEOUT_MS: u64 = 1000;

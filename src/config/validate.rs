@@ -31,7 +31,15 @@ pub fn validate(raw: RawConfig, origin: &Path) -> Result<Config, ConfigError> {
     } = raw;
     let base = origin.parent().unwrap_or(Path::new("."));
     let server = server_config(server)?;
-    let store = store_config(store, base, server.request_deadline)?;
+    let mut store = store_config(store, base, server.request_deadline)?;
+    let clients = client_configs(clients, base)?;
+    if let StoreConfig::Postgres { settings, .. } = &mut store {
+        // The database ends a request transaction idle longer than any request may run.
+        settings.max_request = clients
+            .iter()
+            .map(|c| c.factors.request_deadline(server.request_deadline))
+            .fold(server.request_deadline, Duration::max);
+    }
     Ok(Config {
         server,
         store,
@@ -55,7 +63,7 @@ pub fn validate(raw: RawConfig, origin: &Path) -> Result<Config, ConfigError> {
             },
             base,
         )?,
-        clients: client_configs(clients, base)?,
+        clients,
     })
 }
 
@@ -261,6 +269,7 @@ fn store_config(
                     connect_timeout: Duration::from_millis(timeout_ms),
                     ssl_mode,
                     ssl_root_cert,
+                    max_request: request_deadline,
                 },
                 key_file,
             })

@@ -479,3 +479,40 @@ async fn cancelled_write_is_checked_before_commit() {
         "the audit record survives in a fresh transaction"
     );
 }
+
+/// A node that stalls mid-request (paused VM, partition) keeps its connection and its
+/// transaction's row locks. The database ends a transaction idle longer than any request may
+/// run, so the other nodes go on: here node B uses the step node A's stalled request holds,
+/// about `max_request` + 1 s later instead of failing at its statement timeout (5 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn stalled_node_does_not_hold_a_users_rows() {
+    let cluster = PgCluster::shared();
+    let mut settings = PgSettings::new(cluster.fresh_database());
+    let sealer = super::test_sealer();
+    let b = Arc::new(PgStore::open(&settings, sealer.clone()).await.unwrap());
+    settings.max_request = Duration::from_millis(200);
+    let a = Arc::new(PgStore::open(&settings, sealer).await.unwrap());
+    let id = a
+        .add_token(battery::totp("T1", Some("alice"), b"s"))
+        .await
+        .unwrap();
+    let step = T / 30;
+    let (go_on, stalled) = open_request(&a, move |a| async move {
+        assert!(a.consume_totp_step(id, step).await.unwrap());
+    })
+    .await;
+
+    let started = Instant::now();
+    let used = b.consume_totp_step(id, step).await;
+    let waited = started.elapsed();
+    assert!(
+        matches!(used, Ok(true)),
+        "B gets the step once A's stalled transaction is ended: {used:?} after {waited:?}"
+    );
+    assert!(waited < Duration::from_secs(4), "{waited:?}");
+
+    // A wakes up: its writes are gone, and its scope says so (its login is rejected).
+    go_on.send(()).unwrap();
+    let ((), durable) = stalled.await.unwrap();
+    assert!(durable.is_err(), "A's request must not pass for committed");
+}

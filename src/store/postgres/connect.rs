@@ -18,6 +18,8 @@ const KEY_CHECK_AAD: &[u8] = b"radmfa:key_check";
 /// Server-side cap on one statement of the serving pool. A request gives up at its deadline
 /// anyway; this frees the backend of a statement stuck behind a lock after the client left.
 const STATEMENT_TIMEOUT_MS: u64 = 5000;
+/// Added to [`PgSettings::max_request`] for `idle_in_transaction_session_timeout`.
+pub const IDLE_TX_MARGIN: Duration = Duration::from_secs(1);
 
 /// How to reach the database (`[store] type = "postgres"`).
 #[derive(Debug, Clone)]
@@ -35,6 +37,10 @@ pub struct PgSettings {
     pub ssl_mode: Option<PgSslMode>,
     /// PEM file with the CA that signed the server's certificate (`verify-ca`/`verify-full`).
     pub ssl_root_cert: Option<PathBuf>,
+    /// The longest any request may run (the longest request deadline of any client). A
+    /// request's transaction that sits idle longer than this plus [`IDLE_TX_MARGIN`] belongs
+    /// to a node that stalled, and the database ends it (see `serving_pool`).
+    pub max_request: Duration,
 }
 
 impl PgSettings {
@@ -48,6 +54,7 @@ impl PgSettings {
             ),
             ssl_mode: None,
             ssl_root_cert: None,
+            max_request: Duration::from_millis(crate::config::raw::DEFAULT_REQUEST_DEADLINE_MS),
         }
     }
 
@@ -178,10 +185,23 @@ impl PgStore {
 }
 
 /// The serving pool: bounded waits, dead connections weeded out, never a standby.
+///
+/// A request's writes are one transaction that holds its rows' locks until the reply
+/// (`request_tx.rs`). If the node stalls mid-request (a paused VM, a partition that sends
+/// no reset), its connection stays open and those locks would block the same user's logins
+/// on every other node until TCP keepalive gives up, hours later. A live request never
+/// leaves its transaction idle longer than its own deadline, so the database ends any that
+/// does: the stalled node's writes roll back (its request could not have been answered
+/// Accept without committing them) and the other nodes go on.
 fn serving_pool(settings: &PgSettings) -> Result<PgPool, StoreError> {
-    let options = settings
-        .connect_options()?
-        .options([("statement_timeout", STATEMENT_TIMEOUT_MS.to_string())]);
+    let idle_tx = settings.max_request + IDLE_TX_MARGIN;
+    let options = settings.connect_options()?.options([
+        ("statement_timeout", STATEMENT_TIMEOUT_MS.to_string()),
+        (
+            "idle_in_transaction_session_timeout",
+            idle_tx.as_millis().to_string(),
+        ),
+    ]);
     Ok(PgPoolOptions::new()
         .max_connections(settings.pool_size)
         .acquire_timeout(settings.connect_timeout)
