@@ -118,7 +118,10 @@ secret = "0123456789abcdef"
 {extra}
 "#
         );
-        match Config::parse(&text, Path::new("inline.toml")).unwrap().store {
+        match Config::parse(&text, Path::new("inline.toml"))
+            .unwrap()
+            .store
+        {
             radmfa::config::StoreConfig::Postgres { settings, .. } => settings.max_request,
             other => panic!("{other:?}"),
         }

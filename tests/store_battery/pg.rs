@@ -246,6 +246,25 @@ async fn database_down_fails_within_the_timeout_and_recovers() {
             .last_step,
         Some(104)
     );
+
+    // Again with several connections resting in the pool across the restart, none of them
+    // used while the database was down: each is found dead before use, not by a failed call.
+    let reads = || async {
+        let s = &store;
+        let (a, b, c, d) = tokio::join!(
+            s.user_status("alice"),
+            s.user_status("alice"),
+            s.user_status("alice"),
+            s.user_status("alice")
+        );
+        [a, b, c, d]
+    };
+    assert!(reads().await.iter().all(Result::is_ok));
+    cluster.stop();
+    cluster.start_again();
+    for r in reads().await {
+        r.expect("a connection from before the restart was used unchecked");
+    }
 }
 
 #[tokio::test]

@@ -18,6 +18,9 @@ const KEY_CHECK_AAD: &[u8] = b"radmfa:key_check";
 /// Server-side cap on one statement of the serving pool. A request gives up at its deadline
 /// anyway; this frees the backend of a statement stuck behind a lock after the client left.
 const STATEMENT_TIMEOUT_MS: u64 = 5000;
+/// A pooled connection idle this long is pinged before use. Shorter than any restart or
+/// failover of the database (which takes seconds), longer than a connection rests under load.
+const PING_IF_IDLE: Duration = Duration::from_millis(100);
 /// Added to [`PgSettings::max_request`] for `idle_in_transaction_session_timeout`.
 pub const IDLE_TX_MARGIN: Duration = Duration::from_secs(1);
 
@@ -205,10 +208,22 @@ fn serving_pool(settings: &PgSettings) -> Result<PgPool, StoreError> {
     Ok(PgPoolOptions::new()
         .max_connections(settings.pool_size)
         .acquire_timeout(settings.connect_timeout)
-        // Ping before handing out an idle connection: after a database restart or failover
-        // the old connections are dead, and without this each would cost one failed
-        // (rejected) login before the pool noticed.
-        .test_before_acquire(true)
+        // After a database restart or failover the old connections are dead, and without a
+        // check each would cost one failed (rejected) login before the pool noticed. sqlx
+        // already pings every connection when it is released; pinging again on every acquire
+        // (`test_before_acquire`) cost a round trip per store call for nothing under load.
+        // Only a connection idle for longer than any database restart can take gets pinged:
+        // one that died since its release has been idle at least that long.
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for < PING_IF_IDLE {
+                    return Ok(true);
+                }
+                // A dead connection is closed and replaced; no error is raised for it.
+                Ok(sqlx::Connection::ping(conn).await.is_ok())
+            })
+        })
         .after_connect(|conn, _| Box::pin(async move { refuse_standby(conn).await }))
         .connect_lazy_with(options))
 }
