@@ -103,6 +103,19 @@ pub(super) fn hand_in(ticket: Ticket) {
     let _ = PENDING.try_with(|p| p.borrow_mut().tickets.push(ticket));
 }
 
+/// The scope's open per-request transaction state of type `T`, if there is one.
+pub(super) fn open_state<T: Any + Send + Sync>() -> Option<Arc<T>> {
+    PENDING
+        .try_with(|p| {
+            let p = p.borrow();
+            p.open
+                .as_ref()
+                .and_then(|open| open.state.clone().downcast::<T>().ok())
+        })
+        .ok()
+        .flatten()
+}
+
 /// The scope's open per-request transaction state of type `T`, made by `make` (with the
 /// function that [`settle`] calls to finish it) if there is none yet. `None` outside a scope
 /// — and if another kind of state is open (two stores in one request, which nothing does):

@@ -23,6 +23,7 @@ use super::{
     TokenFilter, TokenRecord, TokensRemoved, UserProfile, UserSnapshot, UserStatus,
 };
 
+mod audit_batch;
 mod connect;
 mod delivery;
 mod request_tx;
@@ -57,6 +58,7 @@ const AUDIT_COLUMNS: &str = "id, time, username, first_name, last_name, email, p
 pub struct PgStore {
     pool: PgPool,
     sealer: Sealer,
+    audit_batch: std::sync::Arc<audit_batch::AuditBatcher>,
 }
 
 impl PgStore {
@@ -549,6 +551,9 @@ impl Store for PgStore {
     // --- audit ---
 
     async fn append_audit(&self, r: &AuditRecord) -> Result<i64, StoreError> {
+        if self.audit_after_request_writes().await? {
+            return self.audit_batch.insert(&self.pool, r).await;
+        }
         let mut w = self.writer().await?;
         let r = sqlx::query_scalar::<_, i64>(
             "INSERT INTO audit (time, username, first_name, last_name, email, phone, \

@@ -358,25 +358,26 @@ where
 }
 
 /// Inside a request scope, PostgreSQL keeps the request's writes in one transaction: another
-/// node sees none of them until the scope settles, and a node racing for the same row waits
-/// for that commit and then loses.
+/// node sees none of them until the request writes its audit record (which commits them
+/// first, then goes into a shared batch), and a node racing for the same row waits for that
+/// commit and then loses.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn request_writes_are_one_transaction_until_settled() {
     let (_cluster, a, b, id) = two_nodes_and_a_token().await;
     let step = T / 30;
     let (go_on, request) = open_request(&a, move |a| async move {
         assert!(a.consume_totp_step(id, step).await.unwrap());
-        a.append_audit(&battery::audit_record(T, "alice", "accept"))
+        a.put_challenge(&battery::challenge(b"st", "alice", T + 60))
             .await
             .unwrap();
     })
     .await;
-    // Not committed yet: node B sees no audit record and a fresh token.
-    assert_eq!(audit_count(&b).await, 0);
+    // Not committed yet: node B sees a fresh token and no challenge.
     assert_eq!(
         b.token_by_serial("T1").await.unwrap().unwrap().last_step,
         None
     );
+    assert!(b.challenge(b"st", T).await.unwrap().is_none());
     // Node B's use of the same step blocks on A's row lock...
     let b2 = b.clone();
     let racer = tokio::spawn(async move { b2.consume_totp_step(id, step).await.unwrap() });
@@ -387,7 +388,21 @@ async fn request_writes_are_one_transaction_until_settled() {
     let ((), durable) = request.await.unwrap();
     durable.unwrap();
     assert!(!racer.await.unwrap(), "the step was spent by A's request");
-    assert_eq!(audit_count(&b).await, 1);
+    assert!(b.challenge(b"st", T).await.unwrap().is_some());
+
+    // A request's audit record commits the writes it describes before it is written.
+    let a2 = a.clone();
+    let (seen_before_settle, durable) = radmfa::store::durability::deferred(async move {
+        assert!(a2.consume_totp_step(id, step + 1).await.unwrap());
+        a2.append_audit(&battery::audit_record(T, "alice", "accept"))
+            .await
+            .unwrap();
+        b.token_by_serial("T1").await.unwrap().unwrap().last_step
+    })
+    .await;
+    durable.unwrap();
+    assert_eq!(seen_before_settle, Some(step + 1));
+    assert_eq!(audit_count(&a).await, 1);
 }
 
 /// A statement that fails inside a request's transaction aborts it: the request's earlier
@@ -534,4 +549,44 @@ async fn stalled_node_does_not_hold_a_users_rows() {
     go_on.send(()).unwrap();
     let ((), durable) = stalled.await.unwrap();
     assert!(durable.is_err(), "A's request must not pass for committed");
+}
+
+/// Requests whose only write is their audit record share one INSERT per batch: every
+/// record lands once with its own id, each request's scope settles only once its record is
+/// committed, and a record PostgreSQL refuses (a NUL in a text field) fails its own request
+/// alone, not the others batched with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn audit_only_requests_are_batched_and_fail_alone() {
+    let (_cluster, a, b, _) = two_nodes_and_a_token().await;
+    let outcomes = race_over(std::slice::from_ref(&a), |node, i| {
+        radmfa::store::durability::deferred(async move {
+            let user = if i == 7 {
+                "bad\0name".to_string()
+            } else {
+                format!("u{i}")
+            };
+            node.append_audit(&battery::audit_record(T, &user, "reject"))
+                .await
+        })
+    })
+    .await;
+    let mut ids = Vec::new();
+    for (i, (written, durable)) in outcomes.into_iter().enumerate() {
+        if i == 7 {
+            assert!(written.is_err(), "PostgreSQL refuses a NUL in text");
+        } else {
+            ids.push(written.unwrap_or_else(|e| panic!("record {i}: {e}")));
+            durable.unwrap();
+        }
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), RACERS - 1, "each record has its own id");
+    // Committed: the other node sees every record but the refused one.
+    let seen = b
+        .audit(&radmfa::store::AuditFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(seen.len(), RACERS - 1);
+    assert!(seen.iter().all(|r| ids.contains(&r.id)));
 }

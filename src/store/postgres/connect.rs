@@ -97,6 +97,7 @@ impl PgStore {
         let store = PgStore {
             pool: serving_pool(settings)?,
             sealer,
+            audit_batch: Default::default(),
         };
         store.check_key().await?;
         Ok(store)
@@ -124,7 +125,11 @@ impl PgStore {
         } else {
             KeyFile::load_or_create(key_file)?
         };
-        let store = PgStore { pool, sealer };
+        let store = PgStore {
+            pool,
+            sealer,
+            audit_batch: Default::default(),
+        };
         store.check_key().await.map_err(|e| match e {
             StoreError::Decrypt(reason) => key_err(&reason),
             other => other,

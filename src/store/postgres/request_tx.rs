@@ -84,6 +84,36 @@ impl PgStore {
     }
 }
 
+impl PgStore {
+    /// Inside a request scope, readies it for an audit record that goes into a shared batch
+    /// (`audit_batch.rs`): commits the request's open transaction now, so that the record is
+    /// written only once what it describes is on disk. `Ok(false)` outside a scope (the
+    /// record is written on its own); `Err` if the request's writes did not commit — then no
+    /// record is written, and the request is rejected, as when the record shared their
+    /// failed commit.
+    pub(super) async fn audit_after_request_writes(&self) -> Result<bool, StoreError> {
+        if !durability::active() {
+            return Ok(false);
+        }
+        if let Some(shared) = durability::open_state::<Mutex<RequestTx>>() {
+            let mut g = shared.lock().await;
+            if let Some(mut tx) = g.tx.take() {
+                let unsure = std::mem::take(&mut g.unsure);
+                if unsure && sqlx::query("SELECT 1").execute(&mut *tx).await.is_err() {
+                    // A cancelled write failed: the transaction is aborted and rolls back
+                    // (dropped here). The request saw that write fail, so its verdict is
+                    // already a Reject, and its record is written as usual.
+                    g.lost = true;
+                } else if let Err(e) = tx.commit().await {
+                    g.lost = true;
+                    return Err(StoreError::Commit(e.to_string()));
+                }
+            }
+        }
+        Ok(true)
+    }
+}
+
 impl WriteConn {
     /// The connection for the next statement; hand its result to [`WriteConn::done`].
     pub(super) fn conn(&mut self) -> &mut PgConnection {
@@ -120,15 +150,8 @@ fn finish(
             .downcast::<Mutex<RequestTx>>()
             .map_err(|_| "not a PostgreSQL request transaction".to_string())?;
         let mut g = shared.lock().await;
-        if let Some(mut tx) = g.tx.take() {
-            if g.unsure {
-                // Fails if the transaction is aborted; then dropping `tx` rolls it back.
-                sqlx::query("SELECT 1")
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(|e| format!("a cancelled write may have failed: {e}"))?;
-            }
-            tx.commit().await.map_err(|e| e.to_string())?;
+        if let Some(tx) = g.tx.take() {
+            commit(tx, g.unsure).await?;
         }
         if g.lost {
             return Err(
@@ -137,4 +160,17 @@ fn finish(
         }
         Ok(())
     })
+}
+
+/// Commits `tx`; if a statement in it was cancelled mid-flight (`unsure`), first makes sure
+/// the transaction is not aborted, since `COMMIT` of an aborted one "succeeds" as a rollback.
+async fn commit(mut tx: Transaction<'static, Postgres>, unsure: bool) -> Result<(), String> {
+    if unsure {
+        // Fails if the transaction is aborted; then dropping `tx` rolls it back.
+        sqlx::query("SELECT 1")
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| format!("a cancelled write may have failed: {e}"))?;
+    }
+    tx.commit().await.map_err(|e| e.to_string())
 }

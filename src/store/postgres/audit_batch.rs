@@ -1,0 +1,167 @@
+//! Audit records of requests that write nothing else, inserted many to a statement.
+//!
+//! Why: a request whose only write is its audit record (a wrong password, an unknown user, a
+//! directory fault, a deadline) otherwise pays for a whole transaction of its own — a
+//! connection, `BEGIN`, the `INSERT`, `COMMIT` and its WAL flush, four round trips to the
+//! database — for one row. Under a password-spraying burst those are most of the requests.
+//! Here one task collects whatever records are waiting and inserts them with one multi-row
+//! `INSERT` (one commit, one flush); each request waits for its own row's outcome before its
+//! reply, as it waited for its transaction's commit before. A record arriving while a batch
+//! runs goes into the next one, so batches grow with the load and no time is spent waiting
+//! for company.
+//!
+//! A request that has its own transaction open (it used a code, consumed a State) keeps its
+//! audit record in that transaction: then the record commits together with what it
+//! describes. Hand-written: sqlx has no batching of statements from different callers.
+
+use std::sync::Mutex;
+
+use sqlx::postgres::PgPool;
+use sqlx::{Postgres, QueryBuilder};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::store::{AuditRecord, StoreError};
+
+/// Most records in one `INSERT` (15 parameters each; PostgreSQL allows 65,535).
+const MAX_BATCH: usize = 256;
+
+const INSERT: &str = "INSERT INTO audit (time, username, first_name, last_name, email, phone, \
+     token_serial, mode, result, reason, server_name, server_ip, client_ip, nas_name, \
+     latency_ms) ";
+
+struct Job {
+    record: AuditRecord,
+    done: oneshot::Sender<Result<i64, StoreError>>,
+}
+
+/// Hands audit records to the batching task, started on first use in the runtime of its
+/// caller (and again if that runtime has gone: a store may outlive the runtime that first
+/// used it, as in tests).
+#[derive(Default)]
+pub(super) struct AuditBatcher {
+    queue: Mutex<Option<mpsc::UnboundedSender<Job>>>,
+}
+
+impl std::fmt::Debug for AuditBatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AuditBatcher")
+    }
+}
+
+impl AuditBatcher {
+    /// Inserts `record` in the next batch; `Ok(id)` once it is committed.
+    pub(super) async fn insert(
+        &self,
+        pool: &PgPool,
+        record: &AuditRecord,
+    ) -> Result<i64, StoreError> {
+        let (done, outcome) = oneshot::channel();
+        let job = Job {
+            record: record.clone(),
+            done,
+        };
+        self.enqueue(pool, job);
+        outcome.await.unwrap_or_else(|_| {
+            Err(StoreError::Commit(
+                "the audit writer stopped before committing".into(),
+            ))
+        })
+    }
+
+    fn enqueue(&self, pool: &PgPool, mut job: Job) {
+        let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(q) = queue.as_ref() {
+            match q.send(job) {
+                Ok(()) => return,
+                Err(mpsc::error::SendError(j)) => job = j,
+            }
+        }
+        let (q, rx) = mpsc::unbounded_channel();
+        tokio::spawn(run(pool.clone(), rx));
+        // A fresh channel's receiver is alive: this send cannot fail.
+        let _ = q.send(job);
+        *queue = Some(q);
+    }
+}
+
+/// Takes what is waiting, inserts it, answers, repeats until every sender is gone.
+async fn run(pool: PgPool, mut rx: mpsc::UnboundedReceiver<Job>) {
+    let mut jobs = Vec::with_capacity(MAX_BATCH);
+    while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
+        // Requests that gave up (deadline) no longer wait for an answer, but their records
+        // are still written: an audit record describes what was answered, or not.
+        let batch = std::mem::take(&mut jobs);
+        match insert_many(&pool, &batch).await {
+            Ok(ids) => {
+                for (job, id) in batch.into_iter().zip(ids) {
+                    let _ = job.done.send(Ok(id));
+                }
+            }
+            // The database is out of reach (no connection, connection lost): that holds for
+            // every record, including those that queued up while this batch waited for it.
+            // Failing them now keeps a request's wait for its record to one connection
+            // timeout, as when it wrote the record itself (a login is rejected within two
+            // timeouts, see `store.connect_timeout_ms`).
+            Err(e) if e.as_database_error().is_none() => {
+                let reason = format!("audit record not written: {e}");
+                let queued = std::iter::from_fn(|| rx.try_recv().ok());
+                for job in batch.into_iter().chain(queued) {
+                    let _ = job.done.send(Err(StoreError::Commit(reason.clone())));
+                }
+            }
+            Err(e) if batch.len() == 1 => {
+                if let Some(job) = batch.into_iter().next() {
+                    let _ = job.done.send(Err(e.into()));
+                }
+            }
+            // The database refused the statement: one bad record must not fail the others,
+            // so each on its own, with its own answer.
+            Err(_) => {
+                for job in batch {
+                    let r = insert_many(&pool, std::slice::from_ref(&job))
+                        .await
+                        .map(|ids| ids[0])
+                        .map_err(StoreError::from);
+                    let _ = job.done.send(r);
+                }
+            }
+        }
+    }
+}
+
+/// One `INSERT` of all `jobs`' records, autocommitted; their ids, in `jobs`' order.
+async fn insert_many(pool: &PgPool, jobs: &[Job]) -> Result<Vec<i64>, sqlx::Error> {
+    let mut q: QueryBuilder<Postgres> = QueryBuilder::new(INSERT);
+    q.push_values(jobs, |mut b, job| {
+        let r = &job.record;
+        b.push_bind(r.time)
+            .push_bind(&r.user)
+            .push_bind(&r.first_name)
+            .push_bind(&r.last_name)
+            .push_bind(&r.email)
+            .push_bind(&r.phone)
+            .push_bind(&r.token_serial)
+            .push_bind(&r.mode)
+            .push_bind(&r.result)
+            .push_bind(&r.reason)
+            .push_bind(&r.server_name)
+            .push_bind(&r.server_ip)
+            .push_bind(&r.client_ip)
+            .push_bind(&r.nas_name)
+            .push_bind(r.latency_ms);
+    });
+    q.push(" RETURNING id");
+    let mut ids: Vec<i64> = q.build_query_scalar().fetch_all(pool).await?;
+    // The ids come from one sequence in the order the VALUES rows are inserted, which is
+    // their order in the statement; sorting makes that explicit instead of trusting the
+    // order of RETURNING.
+    ids.sort_unstable();
+    if ids.len() != jobs.len() {
+        return Err(sqlx::Error::Protocol(format!(
+            "audit insert returned {} ids for {} records",
+            ids.len(),
+            jobs.len()
+        )));
+    }
+    Ok(ids)
+}
