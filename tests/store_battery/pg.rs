@@ -476,7 +476,7 @@ async fn cancelled_write_is_checked_before_commit() {
 
     // Again, but this time the cancelled write fails once B commits (B inserted the same
     // State first). A's request then writes its audit record, as the pipeline does after a
-    // deadline: it lands in a fresh transaction, and the scope reports the lost writes.
+    // deadline: it is written all the same (in the shared audit insert), and the scope reports the lost writes.
     let (release, blocker) = open_request(&b, |b| async move {
         b.put_challenge(&battery::challenge(b"again", "alice", T + 60))
             .await
@@ -510,7 +510,7 @@ async fn cancelled_write_is_checked_before_commit() {
     assert_eq!(
         audit_count(&a).await,
         1,
-        "the audit record survives in a fresh transaction"
+        "the audit record survives the aborted transaction"
     );
 }
 

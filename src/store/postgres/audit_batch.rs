@@ -1,18 +1,21 @@
-//! Audit records of requests that write nothing else, inserted many to a statement.
+//! Audit records written inside requests, inserted many to a statement.
 //!
-//! Why: a request whose only write is its audit record (a wrong password, an unknown user, a
-//! directory fault, a deadline) otherwise pays for a whole transaction of its own — a
-//! connection, `BEGIN`, the `INSERT`, `COMMIT` and its WAL flush, four round trips to the
-//! database — for one row. Under a password-spraying burst those are most of the requests.
-//! Here one task collects whatever records are waiting and inserts them with one multi-row
+//! Why: every request writes one audit record, and for many it is the only write (a wrong
+//! password, an unknown user, a directory fault, a deadline). On its own that record paid for
+//! a whole transaction — a connection, `BEGIN`, the `INSERT`, `COMMIT` and its WAL flush,
+//! four round trips — and inside a request's transaction it still cost a round trip and a
+//! single-row insert. Under a password-spraying burst those are most of the requests. Here
+//! one task collects whatever records are waiting and inserts them with one multi-row
 //! `INSERT` (one commit, one flush); each request waits for its own row's outcome before its
 //! reply, as it waited for its transaction's commit before. A record arriving while a batch
 //! runs goes into the next one, so batches grow with the load and no time is spent waiting
 //! for company.
 //!
-//! A request that has its own transaction open (it used a code, consumed a State) keeps its
-//! audit record in that transaction: then the record commits together with what it
-//! describes. Hand-written: sqlx has no batching of statements from different callers.
+//! A request with a transaction of its own open (it used a code, consumed a State) commits
+//! it before handing in its record (`request_tx.rs`), so a record is only written once what
+//! it describes is on disk. Records written outside requests (admin commands, the callback
+//! server) are inserted on their own, as before. Hand-written: sqlx has no batching of
+//! statements from different callers.
 
 use std::sync::Mutex;
 

@@ -4,10 +4,11 @@
 //!
 //! Why: every autocommit write is a commit, and a commit waits for the WAL flush. A login
 //! writes two or three times (the TOTP step, the challenge, the audit record), so it waited
-//! for two or three flushes in a row. In one transaction it waits for one, at the end of the
-//! request, before the reply (the same promise as the SQLite store's deferred writes: no reply
-//! leaves before the request's writes are on disk, and a failed commit turns it into a
-//! Reject).
+//! for two or three flushes in a row. In one transaction it waits for one, before the reply
+//! (the same promise as the SQLite store's deferred writes: no reply leaves before the
+//! request's writes are on disk, and a failed commit turns it into a Reject). The transaction
+//! is committed when the request writes its audit record, which then goes into a shared
+//! multi-row insert (`audit_batch.rs`), or else when the request settles.
 //!
 //! Semantics kept: each check-and-update is still one statement whose result is final — a
 //! racing node's statement on the same row waits for our row lock and then re-checks its
@@ -17,8 +18,9 @@
 //! several statements runs in a savepoint, so its failure undoes only itself.
 //!
 //! A failed statement aborts a PostgreSQL transaction, which can only be rolled back: the
-//! request's earlier writes go with it, later writes (its audit record) start a fresh
-//! transaction, and the request is told its writes were lost (it is rejected, fail closed).
+//! request's earlier writes go with it, later writes start a fresh transaction (its audit
+//! record goes into the shared insert), and the request is told its writes were lost (it is
+//! rejected, fail closed).
 //! A statement cancelled mid-flight (request deadline) leaves us unsure whether it failed;
 //! before the next write or the commit, a probe finds out — `COMMIT` on an aborted
 //! transaction "succeeds" as a rollback, which must never pass for a commit.
