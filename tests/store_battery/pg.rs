@@ -476,7 +476,8 @@ async fn cancelled_write_is_checked_before_commit() {
 
     // Again, but this time the cancelled write fails once B commits (B inserted the same
     // State first). A's request then writes its audit record, as the pipeline does after a
-    // deadline: it is written all the same (in the shared audit insert), and the scope reports the lost writes.
+    // deadline: it is written all the same (in the shared audit insert), and the scope
+    // reports the lost writes.
     let (release, blocker) = open_request(&b, |b| async move {
         b.put_challenge(&battery::challenge(b"again", "alice", T + 60))
             .await
