@@ -50,6 +50,24 @@ pub(super) struct RequestTx {
     lost: bool,
 }
 
+impl RequestTx {
+    /// After a statement was cancelled mid-flight, finds out whether it failed: then the
+    /// transaction is aborted — nothing more runs in it, and `COMMIT` would quietly roll it
+    /// back, which must never pass for a commit — so it is dropped (rolled back) and the
+    /// request's writes are marked lost.
+    async fn check_cancelled(&mut self) {
+        if !std::mem::take(&mut self.unsure) {
+            return;
+        }
+        if let Some(tx) = self.tx.as_mut() {
+            if sqlx::query("SELECT 1").execute(&mut **tx).await.is_err() {
+                self.tx = None;
+                self.lost = true;
+            }
+        }
+    }
+}
+
 /// The connection a write runs on.
 pub(super) enum WriteConn {
     Pooled(PoolConnection<Postgres>),
@@ -68,17 +86,8 @@ impl PgStore {
             return Ok(WriteConn::Pooled(self.pool.acquire().await?));
         };
         let mut guard = shared.lock_owned().await;
-        if guard.unsure {
-            // An earlier write was cancelled mid-flight: if it failed, the transaction is
-            // aborted and this write (the request's audit record, typically) needs a new one.
-            if let Some(tx) = guard.tx.as_mut() {
-                if sqlx::query("SELECT 1").execute(&mut **tx).await.is_err() {
-                    guard.tx = None;
-                    guard.lost = true;
-                }
-            }
-            guard.unsure = false;
-        }
+        // If an earlier write was cancelled and failed, this one needs a new transaction.
+        guard.check_cancelled().await;
         if guard.tx.is_none() {
             guard.tx = Some(self.pool.begin().await?);
         }
@@ -99,14 +108,11 @@ impl PgStore {
         }
         if let Some(shared) = durability::open_state::<Mutex<RequestTx>>() {
             let mut g = shared.lock().await;
-            if let Some(mut tx) = g.tx.take() {
-                let unsure = std::mem::take(&mut g.unsure);
-                if unsure && sqlx::query("SELECT 1").execute(&mut *tx).await.is_err() {
-                    // A cancelled write failed: the transaction is aborted and rolls back
-                    // (dropped here). The request saw that write fail, so its verdict is
-                    // already a Reject, and its record is written as usual.
-                    g.lost = true;
-                } else if let Err(e) = tx.commit().await {
+            // A cancelled write that failed rolled the transaction back; the request saw
+            // that write fail, so its verdict is already a Reject, and its record is written.
+            g.check_cancelled().await;
+            if let Some(tx) = g.tx.take() {
+                if let Err(e) = tx.commit().await {
                     g.lost = true;
                     return Err(StoreError::Commit(e.to_string()));
                 }
@@ -152,8 +158,9 @@ fn finish(
             .downcast::<Mutex<RequestTx>>()
             .map_err(|_| "not a PostgreSQL request transaction".to_string())?;
         let mut g = shared.lock().await;
+        g.check_cancelled().await;
         if let Some(tx) = g.tx.take() {
-            commit(tx, g.unsure).await?;
+            tx.commit().await.map_err(|e| e.to_string())?;
         }
         if g.lost {
             return Err(
@@ -162,17 +169,4 @@ fn finish(
         }
         Ok(())
     })
-}
-
-/// Commits `tx`; if a statement in it was cancelled mid-flight (`unsure`), first makes sure
-/// the transaction is not aborted, since `COMMIT` of an aborted one "succeeds" as a rollback.
-async fn commit(mut tx: Transaction<'static, Postgres>, unsure: bool) -> Result<(), String> {
-    if unsure {
-        // Fails if the transaction is aborted; then dropping `tx` rolls it back.
-        sqlx::query("SELECT 1")
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| format!("a cancelled write may have failed: {e}"))?;
-    }
-    tx.commit().await.map_err(|e| e.to_string())
 }
