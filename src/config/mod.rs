@@ -6,6 +6,8 @@ pub mod raw;
 pub mod raw_delivery;
 pub mod validate;
 mod validate_delivery;
+mod validate_ldap;
+mod validate_store;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -7,8 +7,9 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 use super::raw::*;
+use super::validate_ldap::ldap_settings;
+use super::validate_store::store_config;
 use super::*;
-use crate::auth::ldap::{AttributeNames, LdapSettings};
 
 pub fn validate(raw: RawConfig, origin: &Path) -> Result<Config, ConfigError> {
     // Destructured exhaustively: a new section that is not wired here fails to compile.
@@ -157,127 +158,11 @@ fn hostname() -> String {
         .unwrap_or_else(|| "radmfa".into())
 }
 
-fn resolve(base: &Path, p: PathBuf) -> PathBuf {
+pub(super) fn resolve(base: &Path, p: PathBuf) -> PathBuf {
     if p.is_absolute() {
         p
     } else {
         base.join(p)
-    }
-}
-
-fn store_config(
-    raw: RawStore,
-    base: &Path,
-    request_deadline: Duration,
-) -> Result<StoreConfig, ConfigError> {
-    let RawStore {
-        kind,
-        key_file,
-        path,
-        url,
-        url_file,
-        pool_size,
-        connect_timeout_ms,
-        sslmode,
-        ssl_root_cert,
-    } = raw;
-    let key_file = resolve(base, key_file);
-    // A key meant for the other store type is a mistake, not something to ignore.
-    let refuse = |key: &str, set: bool, only: &str| {
-        if set {
-            Err(ConfigError::invalid(
-                format!("store.{key}"),
-                format!("only applies to type = {only:?}"),
-            ))
-        } else {
-            Ok(())
-        }
-    };
-    match kind.as_str() {
-        "sqlite" => {
-            refuse("url", url.is_some(), "postgres")?;
-            refuse("url_file", url_file.is_some(), "postgres")?;
-            refuse("pool_size", pool_size.is_some(), "postgres")?;
-            refuse(
-                "connect_timeout_ms",
-                connect_timeout_ms.is_some(),
-                "postgres",
-            )?;
-            refuse("sslmode", sslmode.is_some(), "postgres")?;
-            refuse("ssl_root_cert", ssl_root_cert.is_some(), "postgres")?;
-            let path = resolve(base, path.unwrap_or_else(|| DEFAULT_SQLITE_PATH.into()));
-            if path == key_file {
-                return Err(ConfigError::invalid(
-                    "store.key_file",
-                    "must not be the database file: the key has to live apart from the data",
-                ));
-            }
-            Ok(StoreConfig::Sqlite { path, key_file })
-        }
-        "postgres" => {
-            refuse("path", path.is_some(), "sqlite")?;
-            let url = secret_value("store.url", url, url_file, base)?;
-            let text = url.expose_str().unwrap_or_default();
-            crate::store::postgres::parse_url(text)
-                .map_err(|problem| ConfigError::invalid("store.url", problem))?;
-            let pool_size = pool_size.unwrap_or(DEFAULT_PG_POOL_SIZE);
-            if !(1..=1000).contains(&pool_size) {
-                return Err(ConfigError::invalid(
-                    "store.pool_size",
-                    "must be between 1 and 1000",
-                ));
-            }
-            let timeout_ms = connect_timeout_ms.unwrap_or(DEFAULT_PG_CONNECT_TIMEOUT_MS);
-            // With the database down a login waits this long twice (its store call, then
-            // the audit record) before the Reject; that must fit in the request deadline.
-            let deadline_ms = request_deadline.as_millis() as u64;
-            if timeout_ms < 50 || timeout_ms.saturating_mul(2) >= deadline_ms {
-                return Err(ConfigError::invalid(
-                    "store.connect_timeout_ms",
-                    format!(
-                        "must be at least 50 and less than half of server.request_deadline_ms \
-                         ({deadline_ms})"
-                    ),
-                ));
-            }
-            let ssl_mode = sslmode
-                .map(|m| {
-                    m.parse::<sqlx::postgres::PgSslMode>().map_err(|_| {
-                        ConfigError::invalid(
-                            "store.sslmode",
-                            format!(
-                                "{m:?} is not one of \"disable\", \"allow\", \"prefer\", \
-                                 \"require\", \"verify-ca\", \"verify-full\""
-                            ),
-                        )
-                    })
-                })
-                .transpose()?;
-            let ssl_root_cert = ssl_root_cert.map(|p| resolve(base, p));
-            if let Some(ca) = &ssl_root_cert {
-                if !ca.is_file() {
-                    return Err(ConfigError::invalid(
-                        "store.ssl_root_cert",
-                        format!("{} does not exist", ca.display()),
-                    ));
-                }
-            }
-            Ok(StoreConfig::Postgres {
-                settings: crate::store::postgres::PgSettings {
-                    url,
-                    pool_size,
-                    connect_timeout: Duration::from_millis(timeout_ms),
-                    ssl_mode,
-                    ssl_root_cert,
-                    max_request: request_deadline,
-                },
-                key_file,
-            })
-        }
-        other => Err(ConfigError::invalid(
-            "store.type",
-            format!("{other:?} is not a supported store (\"sqlite\", \"postgres\")"),
-        )),
     }
 }
 
@@ -307,136 +192,6 @@ pub(super) fn secret_value(
             format!("missing: set {key} or {key}_file"),
         )),
     }
-}
-
-fn ldap_settings(raw: RawLdap, base: &Path) -> Result<LdapSettings, ConfigError> {
-    let RawLdap {
-        urls,
-        starttls,
-        ca_file,
-        tls_insecure_skip_verify,
-        bind_dn,
-        bind_password,
-        bind_password_file,
-        base_dn,
-        user_filter,
-        enabled_filter,
-        connect_timeout_ms,
-        timeout_ms,
-        pool_size,
-        max_concurrent_binds,
-        attributes,
-    } = raw;
-    if urls.is_empty() {
-        return Err(ConfigError::invalid("ldap.urls", "needs at least one URL"));
-    }
-    for (i, u) in urls.iter().enumerate() {
-        if !(u.starts_with("ldap://") || u.starts_with("ldaps://")) {
-            return Err(ConfigError::invalid(
-                format!("ldap.urls[{i}]"),
-                format!("{u:?} must start with ldap:// or ldaps://"),
-            ));
-        }
-        if starttls && u.starts_with("ldaps://") {
-            return Err(ConfigError::invalid(
-                "ldap.starttls",
-                format!("StartTLS cannot be used with {u:?}, which is already TLS"),
-            ));
-        }
-    }
-    let ca_file = ca_file.map(|p| resolve(base, p));
-    if let Some(ca) = &ca_file {
-        if !ca.is_file() {
-            return Err(ConfigError::invalid(
-                "ldap.ca_file",
-                format!("{} does not exist", ca.display()),
-            ));
-        }
-    }
-    if !user_filter.contains("{user}") {
-        return Err(ConfigError::invalid(
-            "ldap.user_filter",
-            "must contain the {user} placeholder, e.g. \"(uid={user})\"",
-        ));
-    }
-    if let Some(f) = &enabled_filter {
-        if !(f.starts_with('(') && f.ends_with(')')) || ldap3::parse_filter(f).is_err() {
-            return Err(ConfigError::invalid(
-                "ldap.enabled_filter",
-                format!("{f:?} is not an LDAP filter in parentheses"),
-            ));
-        }
-    }
-    if !(user_filter.starts_with('(') && user_filter.ends_with(')')) {
-        return Err(ConfigError::invalid(
-            "ldap.user_filter",
-            "must be an LDAP filter in parentheses",
-        ));
-    }
-    if base_dn.trim().is_empty() {
-        return Err(ConfigError::invalid("ldap.base_dn", "must not be empty"));
-    }
-    let bind_password = secret_value(
-        "ldap.bind_password",
-        bind_password,
-        bind_password_file,
-        base,
-    )?;
-    if !(100..=30_000).contains(&connect_timeout_ms) {
-        return Err(ConfigError::invalid(
-            "ldap.connect_timeout_ms",
-            "must be between 100 and 30000",
-        ));
-    }
-    if !(100..=30_000).contains(&timeout_ms) {
-        return Err(ConfigError::invalid(
-            "ldap.timeout_ms",
-            "must be between 100 and 30000",
-        ));
-    }
-    if pool_size == 0 || pool_size > 256 {
-        return Err(ConfigError::invalid(
-            "ldap.pool_size",
-            "must be between 1 and 256",
-        ));
-    }
-    if max_concurrent_binds == 0 {
-        return Err(ConfigError::invalid(
-            "ldap.max_concurrent_binds",
-            "must be at least 1",
-        ));
-    }
-    let RawLdapAttributes {
-        display_name,
-        given_name,
-        surname,
-        mail,
-        mobile,
-        telephone,
-    } = attributes;
-    Ok(LdapSettings {
-        urls,
-        starttls,
-        ca_file,
-        tls_insecure_skip_verify,
-        bind_dn,
-        bind_password,
-        base_dn,
-        user_filter,
-        enabled_filter,
-        attributes: AttributeNames {
-            display_name,
-            given_name,
-            surname,
-            mail,
-            mobile,
-            telephone,
-        },
-        connect_timeout: Duration::from_millis(connect_timeout_ms),
-        op_timeout: Duration::from_millis(timeout_ms),
-        pool_size,
-        user_bind_concurrency: max_concurrent_binds,
-    })
 }
 
 fn totp_config(raw: RawTotp) -> Result<TotpConfig, ConfigError> {

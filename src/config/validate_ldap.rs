@@ -1,0 +1,139 @@
+//! `[ldap]` → `LdapSettings`: servers, TLS, the service account, search and attributes.
+
+use std::path::Path;
+use std::time::Duration;
+
+use super::raw::*;
+use super::validate::{resolve, secret_value};
+use super::*;
+use crate::auth::ldap::{AttributeNames, LdapSettings};
+
+pub(super) fn ldap_settings(raw: RawLdap, base: &Path) -> Result<LdapSettings, ConfigError> {
+    let RawLdap {
+        urls,
+        starttls,
+        ca_file,
+        tls_insecure_skip_verify,
+        bind_dn,
+        bind_password,
+        bind_password_file,
+        base_dn,
+        user_filter,
+        enabled_filter,
+        connect_timeout_ms,
+        timeout_ms,
+        pool_size,
+        max_concurrent_binds,
+        attributes,
+    } = raw;
+    if urls.is_empty() {
+        return Err(ConfigError::invalid("ldap.urls", "needs at least one URL"));
+    }
+    for (i, u) in urls.iter().enumerate() {
+        if !(u.starts_with("ldap://") || u.starts_with("ldaps://")) {
+            return Err(ConfigError::invalid(
+                format!("ldap.urls[{i}]"),
+                format!("{u:?} must start with ldap:// or ldaps://"),
+            ));
+        }
+        if starttls && u.starts_with("ldaps://") {
+            return Err(ConfigError::invalid(
+                "ldap.starttls",
+                format!("StartTLS cannot be used with {u:?}, which is already TLS"),
+            ));
+        }
+    }
+    let ca_file = ca_file.map(|p| resolve(base, p));
+    if let Some(ca) = &ca_file {
+        if !ca.is_file() {
+            return Err(ConfigError::invalid(
+                "ldap.ca_file",
+                format!("{} does not exist", ca.display()),
+            ));
+        }
+    }
+    if !user_filter.contains("{user}") {
+        return Err(ConfigError::invalid(
+            "ldap.user_filter",
+            "must contain the {user} placeholder, e.g. \"(uid={user})\"",
+        ));
+    }
+    if let Some(f) = &enabled_filter {
+        if !(f.starts_with('(') && f.ends_with(')')) || ldap3::parse_filter(f).is_err() {
+            return Err(ConfigError::invalid(
+                "ldap.enabled_filter",
+                format!("{f:?} is not an LDAP filter in parentheses"),
+            ));
+        }
+    }
+    if !(user_filter.starts_with('(') && user_filter.ends_with(')')) {
+        return Err(ConfigError::invalid(
+            "ldap.user_filter",
+            "must be an LDAP filter in parentheses",
+        ));
+    }
+    if base_dn.trim().is_empty() {
+        return Err(ConfigError::invalid("ldap.base_dn", "must not be empty"));
+    }
+    let bind_password = secret_value(
+        "ldap.bind_password",
+        bind_password,
+        bind_password_file,
+        base,
+    )?;
+    if !(100..=30_000).contains(&connect_timeout_ms) {
+        return Err(ConfigError::invalid(
+            "ldap.connect_timeout_ms",
+            "must be between 100 and 30000",
+        ));
+    }
+    if !(100..=30_000).contains(&timeout_ms) {
+        return Err(ConfigError::invalid(
+            "ldap.timeout_ms",
+            "must be between 100 and 30000",
+        ));
+    }
+    if pool_size == 0 || pool_size > 256 {
+        return Err(ConfigError::invalid(
+            "ldap.pool_size",
+            "must be between 1 and 256",
+        ));
+    }
+    if max_concurrent_binds == 0 {
+        return Err(ConfigError::invalid(
+            "ldap.max_concurrent_binds",
+            "must be at least 1",
+        ));
+    }
+    let RawLdapAttributes {
+        display_name,
+        given_name,
+        surname,
+        mail,
+        mobile,
+        telephone,
+    } = attributes;
+    Ok(LdapSettings {
+        urls,
+        starttls,
+        ca_file,
+        tls_insecure_skip_verify,
+        bind_dn,
+        bind_password,
+        base_dn,
+        user_filter,
+        enabled_filter,
+        attributes: AttributeNames {
+            display_name,
+            given_name,
+            surname,
+            mail,
+            mobile,
+            telephone,
+        },
+        connect_timeout: Duration::from_millis(connect_timeout_ms),
+        op_timeout: Duration::from_millis(timeout_ms),
+        pool_size,
+        user_bind_concurrency: max_concurrent_binds,
+    })
+}

@@ -1,0 +1,124 @@
+//! `[store]` → `StoreConfig`: SQLite or PostgreSQL, each refusing the other's keys.
+
+use std::path::Path;
+use std::time::Duration;
+
+use super::raw::*;
+use super::validate::{resolve, secret_value};
+use super::*;
+
+pub(super) fn store_config(
+    raw: RawStore,
+    base: &Path,
+    request_deadline: Duration,
+) -> Result<StoreConfig, ConfigError> {
+    let RawStore {
+        kind,
+        key_file,
+        path,
+        url,
+        url_file,
+        pool_size,
+        connect_timeout_ms,
+        sslmode,
+        ssl_root_cert,
+    } = raw;
+    let key_file = resolve(base, key_file);
+    // A key meant for the other store type is a mistake, not something to ignore.
+    let refuse = |key: &str, set: bool, only: &str| {
+        if set {
+            Err(ConfigError::invalid(
+                format!("store.{key}"),
+                format!("only applies to type = {only:?}"),
+            ))
+        } else {
+            Ok(())
+        }
+    };
+    match kind.as_str() {
+        "sqlite" => {
+            refuse("url", url.is_some(), "postgres")?;
+            refuse("url_file", url_file.is_some(), "postgres")?;
+            refuse("pool_size", pool_size.is_some(), "postgres")?;
+            refuse(
+                "connect_timeout_ms",
+                connect_timeout_ms.is_some(),
+                "postgres",
+            )?;
+            refuse("sslmode", sslmode.is_some(), "postgres")?;
+            refuse("ssl_root_cert", ssl_root_cert.is_some(), "postgres")?;
+            let path = resolve(base, path.unwrap_or_else(|| DEFAULT_SQLITE_PATH.into()));
+            if path == key_file {
+                return Err(ConfigError::invalid(
+                    "store.key_file",
+                    "must not be the database file: the key has to live apart from the data",
+                ));
+            }
+            Ok(StoreConfig::Sqlite { path, key_file })
+        }
+        "postgres" => {
+            refuse("path", path.is_some(), "sqlite")?;
+            let url = secret_value("store.url", url, url_file, base)?;
+            let text = url.expose_str().unwrap_or_default();
+            crate::store::postgres::parse_url(text)
+                .map_err(|problem| ConfigError::invalid("store.url", problem))?;
+            let pool_size = pool_size.unwrap_or(DEFAULT_PG_POOL_SIZE);
+            if !(1..=1000).contains(&pool_size) {
+                return Err(ConfigError::invalid(
+                    "store.pool_size",
+                    "must be between 1 and 1000",
+                ));
+            }
+            let timeout_ms = connect_timeout_ms.unwrap_or(DEFAULT_PG_CONNECT_TIMEOUT_MS);
+            // With the database down a login waits this long twice (its store call, then
+            // the audit record) before the Reject; that must fit in the request deadline.
+            let deadline_ms = request_deadline.as_millis() as u64;
+            if timeout_ms < 50 || timeout_ms.saturating_mul(2) >= deadline_ms {
+                return Err(ConfigError::invalid(
+                    "store.connect_timeout_ms",
+                    format!(
+                        "must be at least 50 and less than half of server.request_deadline_ms \
+                         ({deadline_ms})"
+                    ),
+                ));
+            }
+            let ssl_mode = sslmode
+                .map(|m| {
+                    m.parse::<sqlx::postgres::PgSslMode>().map_err(|_| {
+                        ConfigError::invalid(
+                            "store.sslmode",
+                            format!(
+                                "{m:?} is not one of \"disable\", \"allow\", \"prefer\", \
+                                 \"require\", \"verify-ca\", \"verify-full\""
+                            ),
+                        )
+                    })
+                })
+                .transpose()?;
+            let ssl_root_cert = ssl_root_cert.map(|p| resolve(base, p));
+            if let Some(ca) = &ssl_root_cert {
+                if !ca.is_file() {
+                    return Err(ConfigError::invalid(
+                        "store.ssl_root_cert",
+                        format!("{} does not exist", ca.display()),
+                    ));
+                }
+            }
+            Ok(StoreConfig::Postgres {
+                settings: crate::store::postgres::PgSettings {
+                    url,
+                    pool_size,
+                    connect_timeout: Duration::from_millis(timeout_ms),
+                    ssl_mode,
+                    ssl_root_cert,
+                    max_request: request_deadline,
+                },
+                key_file,
+            })
+        }
+        other => Err(ConfigError::invalid(
+            "store.type",
+            format!("{other:?} is not a supported store (\"sqlite\", \"postgres\")"),
+        )),
+    }
+}
