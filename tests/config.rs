@@ -60,9 +60,8 @@ fn every_invalid_config_names_its_key() {
     }
 }
 
-#[test]
-fn defaults_are_secure() {
-    let text = r#"
+/// The least a config needs: a directory and one client (127.0.0.1).
+const MINIMAL: &str = r#"
 [ldap]
 urls = ["ldap://127.0.0.1"]
 bind_dn = "cn=admin"
@@ -73,7 +72,10 @@ name = "nas"
 address = "127.0.0.1"
 secret = "0123456789abcdef"
 "#;
-    let cfg = Config::parse(text, Path::new("inline.toml")).unwrap();
+
+#[test]
+fn defaults_are_secure() {
+    let cfg = Config::parse(MINIMAL, Path::new("inline.toml")).unwrap();
     let c = &cfg.clients[0];
     assert!(c.require_message_authenticator);
     assert_eq!(c.otp_mode, radmfa::config::OtpMode::Challenge);
@@ -102,15 +104,7 @@ request_deadline_ms = 3000
 [store]
 type = "postgres"
 url = "postgres://radmfa@127.0.0.1/radmfa"
-[ldap]
-urls = ["ldap://127.0.0.1"]
-bind_dn = "cn=admin"
-bind_password = "pw"
-base_dn = "dc=example,dc=org"
-[[client]]
-name = "vpn"
-address = "127.0.0.1"
-secret = "0123456789abcdef"
+{MINIMAL}
 [[client]]
 name = "rdg"
 address = "127.0.0.2"

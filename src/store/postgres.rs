@@ -555,32 +555,8 @@ impl Store for PgStore {
             return self.audit_batch.insert(&self.pool, r).await;
         }
         let mut w = self.writer().await?;
-        let r = sqlx::query_scalar::<_, i64>(
-            "INSERT INTO audit (time, username, first_name, last_name, email, phone, \
-             token_serial, mode, result, reason, server_name, server_ip, client_ip, nas_name, \
-             latency_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
-             RETURNING id",
-        )
-        .bind(r.time)
-        .bind(&r.user)
-        .bind(&r.first_name)
-        .bind(&r.last_name)
-        .bind(&r.email)
-        .bind(&r.phone)
-        .bind(&r.token_serial)
-        .bind(&r.mode)
-        .bind(&r.result)
-        .bind(&r.reason)
-        .bind(&r.server_name)
-        .bind(&r.server_ip)
-        .bind(&r.client_ip)
-        .bind(&r.nas_name)
-        .bind(r.latency_ms)
-        .fetch_one(w.conn())
-        .await;
-        let id = w.done(r)?;
-        Ok(id)
+        let r = audit_batch::insert_records(w.conn(), std::iter::once(r)).await;
+        Ok(w.done(r)?[0])
     }
 
     async fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {

@@ -134,9 +134,21 @@ async fn run(pool: PgPool, mut rx: mpsc::UnboundedReceiver<Job>) {
 
 /// One `INSERT` of all `jobs`' records, autocommitted; their ids, in `jobs`' order.
 async fn insert_many(pool: &PgPool, jobs: &[Job]) -> Result<Vec<i64>, sqlx::Error> {
+    insert_records(pool, jobs.iter().map(|j| &j.record)).await
+}
+
+/// One `INSERT` of `records` on `db` (the pool, or a request's transaction); their ids, in
+/// order.
+pub(super) async fn insert_records<'a, 'e, E>(
+    db: E,
+    records: impl ExactSizeIterator<Item = &'a AuditRecord>,
+) -> Result<Vec<i64>, sqlx::Error>
+where
+    E: sqlx::Executor<'e, Database = Postgres>,
+{
+    let n = records.len();
     let mut q: QueryBuilder<Postgres> = QueryBuilder::new(INSERT);
-    q.push_values(jobs, |mut b, job| {
-        let r = &job.record;
+    q.push_values(records, |mut b, r| {
         b.push_bind(r.time)
             .push_bind(&r.user)
             .push_bind(&r.first_name)
@@ -154,16 +166,15 @@ async fn insert_many(pool: &PgPool, jobs: &[Job]) -> Result<Vec<i64>, sqlx::Erro
             .push_bind(r.latency_ms);
     });
     q.push(" RETURNING id");
-    let mut ids: Vec<i64> = q.build_query_scalar().fetch_all(pool).await?;
+    let mut ids: Vec<i64> = q.build_query_scalar().fetch_all(db).await?;
     // The ids come from one sequence in the order the VALUES rows are inserted, which is
     // their order in the statement; sorting makes that explicit instead of trusting the
     // order of RETURNING.
     ids.sort_unstable();
-    if ids.len() != jobs.len() {
+    if ids.len() != n {
         return Err(sqlx::Error::Protocol(format!(
-            "audit insert returned {} ids for {} records",
-            ids.len(),
-            jobs.len()
+            "audit insert returned {} ids for {n} records",
+            ids.len()
         )));
     }
     Ok(ids)
