@@ -79,6 +79,8 @@ impl AuditBatcher {
                 Err(mpsc::error::SendError(j)) => job = j,
             }
         }
+        // Unbounded, yet never longer than the requests in flight (`server.max_in_flight`):
+        // each sender waits for its record's answer before it can send another.
         let (q, rx) = mpsc::unbounded_channel();
         tokio::spawn(run(pool.clone(), rx));
         // A fresh channel's receiver is alive: this send cannot fail.
