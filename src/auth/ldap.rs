@@ -461,7 +461,10 @@ impl LdapAuth {
         if let Some(conn) = pool.take() {
             return Ok(conn);
         }
-        let (ldap, url_idx) = self.connect_any(service_bind).await?;
+        // Boxed: connecting (ldap3's connect and TLS futures, ~4.5 KiB) is the rare path, and
+        // inline it would make every search and bind future that large, copied and allocated
+        // on every request.
+        let (ldap, url_idx) = Box::pin(self.connect_any(service_bind)).await?;
         Ok(Pooled::fresh(ldap, url_idx))
     }
 

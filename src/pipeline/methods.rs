@@ -76,12 +76,14 @@ pub async fn begin(
     s: &Subject<'_>,
     method: Method,
 ) -> Result<Verdict, Fault> {
+    // The SMS and call paths are boxed: they hold HTTP futures of ~1.5 KiB, and inline they
+    // would make every request's future (TOTP logins included) that much larger.
     match method {
         Method::Totp => totp_prompt(app, ctx, s).await,
-        Method::Sms => sms_prompt(app, ctx, request_key, s).await,
+        Method::Sms => Box::pin(sms_prompt(app, ctx, request_key, s)).await,
         Method::Voice => match ctx.client.factors.voice_mode {
-            VoiceMode::Hold => held_call(app, ctx, request_key, s).await,
-            VoiceMode::Challenge => call_prompt(app, ctx, request_key, s).await,
+            VoiceMode::Hold => Box::pin(held_call(app, ctx, request_key, s)).await,
+            VoiceMode::Challenge => Box::pin(call_prompt(app, ctx, request_key, s)).await,
         },
     }
 }

@@ -158,3 +158,26 @@ async fn decide(
         None => login::start(app, ctx, req, user).await,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::future::Future;
+
+    /// The size of the future `f` returns, from its type alone (nothing is run).
+    fn future_size<'a, F: Future>(
+        _: impl FnOnce(&'a AppState, &'a RequestContext, &'a Request) -> F,
+    ) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    /// Every request's future is allocated and moved into its task, so its size is paid per
+    /// request. Rare paths (connecting to LDAP, SMS and calls) are boxed to keep it small,
+    /// and `durability::deferred` must not hold the request's future twice; either mistake
+    /// roughly doubles this (it was 10 KiB before both were fixed).
+    #[test]
+    fn a_requests_future_stays_small() {
+        let size = future_size(handle);
+        assert!(size <= 4096, "pipeline::handle's future is {size} bytes");
+    }
+}

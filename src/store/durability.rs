@@ -30,6 +30,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use futures_util::FutureExt;
 use tokio::sync::oneshot;
 
 use super::StoreError;
@@ -59,13 +60,15 @@ tokio::task_local! {
 
 /// Runs `f` with deferred durability, then waits until every write it made is committed.
 /// The second value is `Err` if any of them is not on disk.
-pub async fn deferred<F: Future>(f: F) -> (F::Output, Result<(), StoreError>) {
-    PENDING
-        .scope(RefCell::new(Scope::default()), async move {
-            let out = f.await;
-            (out, settle().await)
-        })
-        .await
+///
+/// Built from combinators rather than as an `async` block: a block that awaits a future it
+/// captured holds it twice (the capture and the awaited copy), and this wraps every request,
+/// so the whole request's future would be twice its size, copied and allocated per request.
+pub fn deferred<F: Future>(f: F) -> impl Future<Output = (F::Output, Result<(), StoreError>)> {
+    PENDING.scope(
+        RefCell::new(Scope::default()),
+        f.then(|out| settle().map(move |durable| (out, durable))),
+    )
 }
 
 /// Waits for the commits of every write made so far in this scope (nothing outside one).
