@@ -177,3 +177,41 @@ fn terminal_qr_code_decodes_to_the_uri() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&dec.stdout).trim(), uri);
 }
+
+#[test]
+fn a_disk_that_takes_no_more_is_reported_not_claimed_as_enrolled() {
+    // The file-size limit (RLIMIT_FSIZE, SIGXFSZ ignored) fails SQLite's WAL writes as a full
+    // disk does. The enrollments' commits fail: the command must say so and exit non-zero,
+    // never report users as enrolled whose tokens are not on disk. (Through sqlx's
+    // fetch_one, the commit happened in a reset whose error was dropped: "enrolled 100
+    // users", exit 0, and only the first few stored.)
+    let (d, cfg) = setup();
+    let (ok, _, err) = run(&cfg, &["db", "migrate"]);
+    assert!(ok, "{err}");
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(r#"trap '' XFSZ; ulimit -f 128; exec "$0" "$@""#)
+        .arg(bin())
+        .arg("--config")
+        .arg(&cfg)
+        .args([
+            "client",
+            "bench-users",
+            "--count",
+            "100",
+            "--enroll",
+            "--out",
+        ])
+        .arg(d.path().join("bench"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "claimed success: {err}");
+    assert!(!err.contains("enrolled 100 users"), "{err}");
+    assert!(err.contains("disk I/O error"), "{err}");
+    let db = rusqlite::Connection::open(d.path().join("radmfa.db")).unwrap();
+    let stored: i64 = db
+        .query_row("SELECT COUNT(*) FROM tokens", [], |r| r.get(0))
+        .unwrap();
+    assert!(stored < 100, "{stored} tokens: the limit did not bite");
+}

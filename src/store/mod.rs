@@ -29,12 +29,15 @@ pub use postgres::PgStore;
 pub use seal::{KeyFile, Sealer};
 pub use sqlite::SqliteStore;
 
+/// `Db` and `Migrate` show the driver's error in their message and do not also give it as
+/// their `source`: sqlx's own messages already repeat their source, and `{:#}` (the CLI's
+/// error line) printed "disk I/O error" three times.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database error: {0}")]
-    Db(#[from] sqlx::Error),
+    Db(sqlx::Error),
     #[error("migration failed: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    Migrate(sqlx::migrate::MigrateError),
     #[error("cannot decrypt a stored secret (wrong key file?): {0}")]
     Decrypt(String),
     #[error("key file {path}: {reason}")]
@@ -51,6 +54,18 @@ pub enum StoreError {
     /// A write ran but its transaction did not commit (or could not start): it is not done.
     #[error("write not committed: {0}")]
     Commit(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError::Db(e)
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        StoreError::Migrate(e)
+    }
 }
 
 /// The key a user is stored under. Directories compare user names case-insensitively and

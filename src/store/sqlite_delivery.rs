@@ -6,7 +6,7 @@
 use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
-use super::sqlite::is_unique_violation;
+use super::sqlite::{is_unique_violation, returned_id};
 use super::{
     AppPassword, OobBegin, OobKind, OobStatus, OobTransaction, SendLimit, SqliteStore, StoreError,
     UserProfile,
@@ -134,7 +134,8 @@ impl SqliteStore {
         hash: &str,
         now: i64,
     ) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar(
+        // fetch_all, not fetch_one: see `returned_id`.
+        let ids = sqlx::query_scalar(
             "INSERT INTO app_passwords (user, label, hash, created_at) VALUES (?1, ?2, ?3, ?4) \
              RETURNING id",
         )
@@ -142,8 +143,9 @@ impl SqliteStore {
         .bind(label)
         .bind(hash)
         .bind(now)
-        .fetch_one(&self.pool)
-        .await?)
+        .fetch_all(&self.pool)
+        .await?;
+        returned_id(ids)
     }
 
     pub(super) async fn app_passwords_impl(

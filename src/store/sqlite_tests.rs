@@ -313,3 +313,83 @@ async fn a_write_that_never_commits_fails_its_scope() {
     // Outside a scope nothing is deferred, and there is nothing to settle.
     crate::store::durability::settle().await.unwrap();
 }
+
+fn wal_bytes(db: &std::path::Path) -> u64 {
+    let mut wal = db.as_os_str().to_owned();
+    wal.push("-wal");
+    std::fs::metadata(wal).map(|m| m.len()).unwrap_or(0)
+}
+
+#[tokio::test]
+async fn enrollments_commit_in_a_step_so_the_wal_is_checkpointed() {
+    // `INSERT … RETURNING` through sqlx's fetch_one committed in a reset: SQLite's
+    // auto-checkpoint (which runs when a step returns SQLITE_DONE) never ran, and the WAL grew
+    // by ~16 KiB per enrollment, without bound. 500 tokens and 500 app passwords came to
+    // ~14 MB of WAL that way; checkpointed every 1,000 pages it stays near 4 MiB.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("w.db");
+    let store = SqliteStore::open(&path, sealer()).await.unwrap();
+    for i in 0..500 {
+        let user = format!("user{i}");
+        store
+            .add_token(totp(&format!("T{i}"), &user))
+            .await
+            .unwrap();
+        store
+            .add_app_password(&user, Some("vpn"), "$argon2id$v=19$m=4096,t=1,p=1$x$y", 0)
+            .await
+            .unwrap();
+    }
+    let wal = wal_bytes(&path);
+    assert!(wal < 6 << 20, "WAL {wal} bytes: never checkpointed");
+    let db = std::fs::metadata(&path).unwrap().len();
+    assert!(
+        db > 100 << 10,
+        "database file {db} bytes: nothing checkpointed into it"
+    );
+}
+
+#[tokio::test]
+async fn a_big_transaction_does_not_leave_a_big_wal_behind() {
+    // A transaction bigger than WAL_SIZE_LIMIT (a large import) needs a WAL that big; once
+    // SQLite starts the WAL over, journal_size_limit cuts the file back instead of keeping
+    // it at its largest for good.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("i.db");
+    let store = SqliteStore::open(&path, sealer()).await.unwrap();
+    let big = i64::try_from(WAL_SIZE_LIMIT + (4 << 20)).unwrap();
+    let mut tx = store.pool.begin().await.unwrap();
+    sqlx::query("CREATE TABLE scratch (b BLOB)")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO scratch VALUES (zeroblob(?1))")
+        .bind(big)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let peak = wal_bytes(&path);
+    assert!(
+        peak > WAL_SIZE_LIMIT,
+        "the big transaction's WAL was only {peak} bytes"
+    );
+    // Later writes (the login path's writer, an enrollment) start the WAL over once it is
+    // checkpointed.
+    for i in 0..3 {
+        store
+            .add_token(totp(&format!("T{i}"), &format!("u{i}")))
+            .await
+            .unwrap();
+        store
+            .writer
+            .write(|c| c.execute("DELETE FROM challenges", []).map_err(sqlite_err))
+            .await
+            .unwrap();
+    }
+    let after = wal_bytes(&path);
+    assert!(
+        after <= WAL_SIZE_LIMIT,
+        "WAL still {after} bytes after a restart"
+    );
+}

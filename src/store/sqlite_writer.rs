@@ -90,8 +90,12 @@ impl Writer {
         let conn = Connection::open(path).map_err(sqlite_err)?;
         conn.busy_timeout(busy_timeout).map_err(sqlite_err)?;
         // The same settings as the sqlx pool: an acknowledged write survives a power cut.
-        conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
-            .map_err(sqlite_err)?;
+        conn.execute_batch(&format!(
+            "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
+             PRAGMA journal_size_limit = {};",
+            super::sqlite::WAL_SIZE_LIMIT
+        ))
+        .map_err(sqlite_err)?;
         let (jobs, rx) = mpsc::channel();
         let commits = Arc::new(AtomicU64::new(0));
         let writes = Arc::new(AtomicU64::new(0));
