@@ -215,3 +215,57 @@ fn a_disk_that_takes_no_more_is_reported_not_claimed_as_enrolled() {
         .unwrap();
     assert!(stored < 100, "{stored} tokens: the limit did not bite");
 }
+
+#[test]
+fn an_enrollment_the_disk_cannot_finish_is_never_left_unexplained() {
+    // One enrollment under each of a sweep of file-size limits (RLIMIT_FSIZE as above), each
+    // on a fresh copy of one migrated store: somewhere in the sweep the disk runs out before
+    // the token, between the token and its audit record, and not at all. Each enrollment
+    // either succeeds (its secret shown), or stores nothing, or — token stored, audit
+    // record not — says so and how to clean up: never a token whose secret nobody saw with
+    // only a bare "disk I/O error" to go on.
+    let (template, cfg) = setup();
+    let (ok, _, err) = run(&cfg, &["db", "migrate"]);
+    assert!(ok, "{err}");
+    let (mut succeeded, mut failed) = (0, 0);
+    for blocks in (64..=640).step_by(6) {
+        let d = tempfile::tempdir().unwrap();
+        for f in std::fs::read_dir(template.path()).unwrap() {
+            let f = f.unwrap();
+            std::fs::copy(f.path(), d.path().join(f.file_name())).unwrap();
+        }
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                r#"trap '' XFSZ; ulimit -f {blocks}; exec "$0" "$@""#
+            ))
+            .arg(bin())
+            .arg("--config")
+            .arg(d.path().join("radmfa.toml"))
+            .args(["user", "enroll-totp", "--uri-only", "alice"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        let db = rusqlite::Connection::open(d.path().join("radmfa.db")).unwrap();
+        let stored: i64 = db
+            .query_row("SELECT COUNT(*) FROM tokens", [], |r| r.get(0))
+            .unwrap();
+        if out.status.success() {
+            succeeded += 1;
+            assert_eq!(stored, 1, "limit {blocks}: enrolled but not stored");
+        } else {
+            failed += 1;
+            assert!(err.contains("disk I/O error"), "limit {blocks}: {err}");
+            if stored > 0 {
+                assert!(
+                    err.contains("run `radmfa user reset alice`"),
+                    "limit {blocks}: token left behind unexplained: {err}"
+                );
+            }
+        }
+    }
+    assert!(
+        succeeded > 0 && failed > 0,
+        "{succeeded} ok, {failed} failed"
+    );
+}

@@ -81,14 +81,27 @@ pub async fn run(
                 .add_app_password(&a.user, a.label.as_deref(), &hash, SystemClock.now())
                 .await?;
             let label = a.label.clone().unwrap_or_default();
-            admin_audit(
+            // A password that gets around the second factor does not stay without its audit
+            // record; nobody has seen it, so taking it back loses nothing.
+            if let Err(e) = admin_audit(
                 cfg,
                 store,
                 &a.user,
                 "app-password-add",
                 Some(format!("id {id} {label}").trim().to_string()),
             )
-            .await?;
+            .await
+            {
+                return Err(match store.delete_app_password(&a.user, id).await {
+                    Ok(_) => e.context(format!("app password for {} undone", a.user)),
+                    Err(undo) => e.context(format!(
+                        "app password {id} was stored for {user} but not shown, and it could \
+                         not be removed ({undo}); run `radmfa user app-password delete {user} \
+                         {id}`",
+                        user = a.user
+                    )),
+                });
+            }
             eprintln!(
                 "App password {id} for {}. It is shown only now; type it instead of the \
                  password on clients that allow app passwords.",

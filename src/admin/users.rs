@@ -160,14 +160,26 @@ async fn enroll_totp(
         digits,
         period,
     );
-    admin_audit(
+    // An enrollment without its audit record is taken back: its secret is never shown, so
+    // a token left behind could only be a trap ("already has a token" on the retry).
+    if let Err(e) = admin_audit(
         cfg,
         store,
         &args.user,
         "enroll",
         Some(format!("token {serial}")),
     )
-    .await?;
+    .await
+    {
+        return Err(match store.delete_token(&serial).await {
+            Ok(_) => e.context(format!("enrollment of {} undone", args.user)),
+            Err(undo) => e.context(format!(
+                "token {serial} was stored for {user} but its secret was not shown, and it \
+                 could not be removed ({undo}); run `radmfa user reset {user}`",
+                user = args.user
+            )),
+        });
+    }
     if args.uri_only {
         println!("{uri}");
         return Ok(ExitCode::SUCCESS);
