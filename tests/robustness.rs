@@ -1,5 +1,5 @@
 //! Fault tests against the real binary and a real slapd: hostile datagrams on the wire, user
-//! enumeration by timing, a stalled directory, and `kill -9` under load.
+//! enumeration by timing, a stalled directory, `kill -9` under load, and a full disk.
 
 mod common;
 

@@ -7,6 +7,7 @@ use crate::app::AppState;
 use crate::config::Config;
 
 pub async fn serve(cfg: Config) -> anyhow::Result<()> {
+    survive_file_size_limit();
     let sockets = crate::server::bind(&cfg.server.listen).context("binding listen addresses")?;
     let app = AppState::build(cfg).await?;
     let shutdown = CancellationToken::new();
@@ -32,6 +33,21 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     crate::server::run(app.clone(), sockets, shutdown).await;
     app.store.close().await;
     Ok(())
+}
+
+/// A file-size limit (`ulimit -f`, systemd's `LimitFSIZE=`) reached by the store's files
+/// must fail that write — its login is refused, fail closed, and the server carries on —
+/// rather than kill the server with SIGXFSZ's default action (PostgreSQL ignores the signal
+/// for the same reason). A handler is enough: a caught signal does not terminate, the write
+/// returns EFBIG, and tokio keeps the handler for the life of the process.
+fn survive_file_size_limit() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Err(e) = signal(SignalKind::from_raw(libc::SIGXFSZ)) {
+            tracing::warn!(error = %e, "cannot catch SIGXFSZ; a file-size limit would stop the server");
+        }
+    }
 }
 
 async fn wait_for_signal() {

@@ -1,4 +1,4 @@
-//! A stalled directory, and `kill -9` under load.
+//! A stalled directory, `kill -9` under load, and a full disk.
 
 use super::*;
 
@@ -181,4 +181,86 @@ fn kill_9_under_load_loses_nothing_acknowledged() {
             "{user}: a code accepted before the kill worked again"
         );
     }
+}
+
+fn prlimit_fsize(pid: u32, limits: &str) {
+    let ok = std::process::Command::new("prlimit")
+        .args(["--pid", &pid.to_string(), &format!("--fsize={limits}")])
+        .status()
+        .expect("prlimit (util-linux) missing");
+    assert!(ok.success(), "prlimit --fsize={limits}");
+}
+
+/// The store's disk fills up — simulated by lowering the running server's file-size limit to
+/// 0 with prlimit, so every write that would grow a file fails as on a full disk: logins are
+/// refused, never accepted without their writes on disk; the server stays up (SIGXFSZ does
+/// not kill it); and once there is room again, the very codes that were refused are
+/// accepted, each with its audit record.
+#[test]
+fn a_full_disk_refuses_logins_and_the_server_carries_on() {
+    let users = LdapUser::generate(3);
+    let slapd = Slapd::start(&users);
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = Options::new(&slapd.url);
+    o.clients = vec![Nas {
+        otp_mode: "inline",
+        ..Nas::challenge("inline-nas", "127.0.0.1")
+    }];
+    let config = write_config(dir.path(), &o);
+    let srv = Server::start_with(tempfile::tempdir().unwrap(), config.clone());
+    let fields: Vec<(String, String)> = users
+        .iter()
+        .map(|u| {
+            let seed = srv.enroll(&u.uid, &[]);
+            let field = format!("{},{}", u.password, code(now(), &seed, 0));
+            (u.uid.clone(), field)
+        })
+        .collect();
+    let pid = pid_of(&config);
+    let sock = socket_from("127.0.0.1", srv.addr, 3000);
+    let login = |id: u8, (user, field): &(String, String)| {
+        ask(
+            &sock,
+            AccessRequestBuilder::new(id, user).password(field.as_bytes()),
+        )
+        .map(|r| r.0)
+    };
+    assert_eq!(
+        login(1, &fields[0]),
+        Some(2),
+        "a login before the disk fills"
+    );
+
+    prlimit_fsize(pid, "0:unlimited");
+    for (i, f) in fields[1..].iter().enumerate() {
+        assert_eq!(
+            login(10 + i as u8, f),
+            Some(3),
+            "{}: accepted on a full disk",
+            f.0
+        );
+    }
+    prlimit_fsize(pid, "unlimited:unlimited");
+    for (i, f) in fields[1..].iter().enumerate() {
+        assert_eq!(
+            login(20 + i as u8, f),
+            Some(2),
+            "{}: refused after the disk had room again; log:\n{}",
+            f.0,
+            srv.log()
+        );
+    }
+    for (user, _) in &fields {
+        let accepts = srv
+            .audit_json(user)
+            .iter()
+            .filter(|r| r["result"] == "accept")
+            .count();
+        assert_eq!(accepts, 1, "{user}: one accept, {accepts} audit records");
+    }
+    let log = srv.log();
+    assert!(
+        log.contains("disk I/O error"),
+        "the log says nothing of the disk:\n{log}"
+    );
 }
