@@ -216,19 +216,32 @@ fn a_disk_that_takes_no_more_is_reported_not_claimed_as_enrolled() {
     assert!(stored < 100, "{stored} tokens: the limit did not bite");
 }
 
-#[test]
-fn an_enrollment_the_disk_cannot_finish_is_never_left_unexplained() {
-    // One enrollment under each of a sweep of file-size limits (RLIMIT_FSIZE as above), each
-    // on a fresh copy of one migrated store: somewhere in the sweep the disk runs out before
-    // the token, between the token and its audit record, and not at all. Each enrollment
-    // either succeeds (its secret shown), or stores nothing, or — token stored, audit
-    // record not — says so and how to clean up: never a token whose secret nobody saw with
-    // only a bare "disk I/O error" to go on.
+/// One admin command on a fresh copy of one migrated store under each of a sweep of
+/// file-size limits (RLIMIT_FSIZE as above): somewhere in the sweep the disk runs out before
+/// the change, between the change and its audit record, and not at all. Returns, per limit,
+/// whether the command succeeded, its stderr, and `stored` on the store afterwards.
+///
+/// Every copy starts from the same files: the template's WAL holds twelve unchecked frames
+/// (~50 KB; a connection held open while copying keeps them from being checkpointed away),
+/// so the command's writes grow the WAL from there, past limits above the 32 KB that the
+/// -shm file needs when a process opens the copy first.
+fn under_shrinking_disks<T>(
+    args: &[&str],
+    stored: impl Fn(&rusqlite::Connection) -> T,
+) -> Vec<(u32, bool, String, T)> {
     let (template, cfg) = setup();
     let (ok, _, err) = run(&cfg, &["db", "migrate"]);
     assert!(ok, "{err}");
-    let (mut succeeded, mut failed) = (0, 0);
-    for blocks in (64..=640).step_by(6) {
+    let hold = rusqlite::Connection::open(template.path().join("radmfa.db")).unwrap();
+    hold.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        .unwrap();
+    hold.execute_batch("PRAGMA wal_autocheckpoint = 0").unwrap();
+    for v in 1..=12 {
+        hold.execute_batch(&format!("PRAGMA user_version = {v}"))
+            .unwrap();
+    }
+    let mut outcomes = Vec::new();
+    for blocks in (64..=240).step_by(2) {
         let d = tempfile::tempdir().unwrap();
         for f in std::fs::read_dir(template.path()).unwrap() {
             let f = f.unwrap();
@@ -242,19 +255,36 @@ fn an_enrollment_the_disk_cannot_finish_is_never_left_unexplained() {
             .arg(bin())
             .arg("--config")
             .arg(d.path().join("radmfa.toml"))
-            .args(["user", "enroll-totp", "--uri-only", "alice"])
+            .args(args)
             .output()
             .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
         let db = rusqlite::Connection::open(d.path().join("radmfa.db")).unwrap();
-        let stored: i64 = db
-            .query_row("SELECT COUNT(*) FROM tokens", [], |r| r.get(0))
-            .unwrap();
-        if out.status.success() {
-            succeeded += 1;
+        outcomes.push((blocks, out.status.success(), err, stored(&db)));
+    }
+    drop(hold);
+    let failed = outcomes.iter().filter(|o| !o.1).count();
+    assert!(
+        failed > 0 && failed < outcomes.len(),
+        "{failed} of {} failed: the sweep must span both",
+        outcomes.len()
+    );
+    outcomes
+}
+
+#[test]
+fn an_enrollment_the_disk_cannot_finish_is_never_left_unexplained() {
+    // Each enrollment either succeeds (its secret shown), or stores nothing, or — token
+    // stored, audit record not — says so and how to clean up: never a token whose secret
+    // nobody saw with only a bare "disk I/O error" to go on.
+    let outcomes = under_shrinking_disks(&["user", "enroll-totp", "--uri-only", "alice"], |db| {
+        db.query_row("SELECT COUNT(*) FROM tokens", [], |r| r.get::<_, i64>(0))
+            .unwrap()
+    });
+    for (blocks, ok, err, stored) in outcomes {
+        if ok {
             assert_eq!(stored, 1, "limit {blocks}: enrolled but not stored");
         } else {
-            failed += 1;
             assert!(err.contains("disk I/O error"), "limit {blocks}: {err}");
             if stored > 0 {
                 assert!(
@@ -264,8 +294,38 @@ fn an_enrollment_the_disk_cannot_finish_is_never_left_unexplained() {
             }
         }
     }
+}
+
+#[test]
+fn an_admin_change_whose_audit_record_fails_is_reported_as_made() {
+    // A change that cannot be taken back (here the phone number) but whose audit record did
+    // not reach the disk: the error must say the change stands, not leave the admin to read
+    // "disk I/O error" as "nothing happened".
+    let outcomes = under_shrinking_disks(&["user", "set-phone", "alice", "+4915112345678"], |db| {
+        db.query_row(
+            "SELECT COUNT(*) FROM user_profile WHERE phone IS NOT NULL",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .unwrap()
+    });
+    let mut half_done = 0;
+    for (blocks, ok, err, stored) in outcomes {
+        match (ok, stored) {
+            (true, 1) => {}
+            (false, 0) => assert!(err.contains("disk I/O error"), "limit {blocks}: {err}"),
+            (false, 1) => {
+                half_done += 1;
+                assert!(
+                    err.contains("set-phone for alice is done, but its audit record"),
+                    "limit {blocks}: the change stands, the error does not say so: {err}"
+                );
+            }
+            _ => panic!("limit {blocks}: ok {ok}, stored {stored}: {err}"),
+        }
+    }
     assert!(
-        succeeded > 0 && failed > 0,
-        "{succeeded} ok, {failed} failed"
+        half_done > 0,
+        "no limit fell between the change and its audit record"
     );
 }

@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 
 use super::audit::fmt_time;
-use super::users::admin_audit;
+use super::users::{admin_audit, write_admin_audit};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::mfa::app_password;
@@ -83,7 +83,7 @@ pub async fn run(
             let label = a.label.clone().unwrap_or_default();
             // A password that gets around the second factor does not stay without its audit
             // record; nobody has seen it, so taking it back loses nothing.
-            if let Err(e) = admin_audit(
+            if let Err(e) = write_admin_audit(
                 cfg,
                 store,
                 &a.user,
@@ -92,6 +92,7 @@ pub async fn run(
             )
             .await
             {
+                let e = anyhow::Error::new(e).context("writing audit record");
                 return Err(match store.delete_app_password(&a.user, id).await {
                     Ok(_) => e.context(format!("app password for {} undone", a.user)),
                     Err(undo) => e.context(format!(

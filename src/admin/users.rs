@@ -10,7 +10,7 @@ use crate::cli::{EnrollArgs, UserCommand};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::mfa::enroll;
-use crate::store::{user_key, AuditRecord, NewToken, OtpAlgorithm, Store, TokenKind};
+use crate::store::{user_key, AuditRecord, NewToken, OtpAlgorithm, Store, StoreError, TokenKind};
 
 pub async fn run(cfg: &Config, mut cmd: UserCommand) -> anyhow::Result<ExitCode> {
     fold_user_name(&mut cmd);
@@ -76,6 +76,9 @@ fn fold_user_name(cmd: &mut UserCommand) {
     *name = user_key(name);
 }
 
+/// Writes the audit record of an admin action that has been made. If the record fails,
+/// the error says the action stands: an admin must not read "disk I/O error" as "nothing
+/// happened" after an unlock, a reset or a delete.
 pub(crate) async fn admin_audit(
     cfg: &Config,
     store: &dyn Store,
@@ -83,6 +86,21 @@ pub(crate) async fn admin_audit(
     result: &str,
     reason: Option<String>,
 ) -> anyhow::Result<()> {
+    write_admin_audit(cfg, store, user, result, reason)
+        .await
+        .with_context(|| {
+            format!("{result} for {user} is done, but its audit record could not be written")
+        })
+}
+
+/// The audit record alone, for actions that take themselves back when it fails.
+pub(crate) async fn write_admin_audit(
+    cfg: &Config,
+    store: &dyn Store,
+    user: &str,
+    result: &str,
+    reason: Option<String>,
+) -> Result<(), StoreError> {
     let rec = AuditRecord {
         time: SystemClock.now(),
         user: user.to_string(),
@@ -92,11 +110,7 @@ pub(crate) async fn admin_audit(
         server_name: cfg.server.name.clone(),
         ..Default::default()
     };
-    store
-        .append_audit(&rec)
-        .await
-        .context("writing audit record")?;
-    Ok(())
+    store.append_audit(&rec).await.map(|_| ())
 }
 
 fn valid_user_name(user: &str) -> bool {
@@ -162,7 +176,7 @@ async fn enroll_totp(
     );
     // An enrollment without its audit record is taken back: its secret is never shown, so
     // a token left behind could only be a trap ("already has a token" on the retry).
-    if let Err(e) = admin_audit(
+    if let Err(e) = write_admin_audit(
         cfg,
         store,
         &args.user,
@@ -171,6 +185,7 @@ async fn enroll_totp(
     )
     .await
     {
+        let e = anyhow::Error::new(e).context("writing audit record");
         return Err(match store.delete_token(&serial).await {
             Ok(_) => e.context(format!("enrollment of {} undone", args.user)),
             Err(undo) => e.context(format!(
