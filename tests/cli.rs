@@ -329,3 +329,34 @@ fn an_admin_change_whose_audit_record_fails_is_reported_as_made() {
         "no limit fell between the change and its audit record"
     );
 }
+
+#[test]
+fn an_import_the_disk_cannot_take_imports_all_or_nothing() {
+    // 200 tokens in one file: at every limit of the sweep the store holds all of them or
+    // none, and a failure says which.
+    let csv = std::env::temp_dir().join(format!("radmfa-sweep-{}.csv", std::process::id()));
+    let mut text = String::from("serial,secret,interval\n");
+    for i in 0..200 {
+        text.push_str(&format!(
+            "SWEEP-{i:03},{},30\n",
+            "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"
+        ));
+    }
+    std::fs::write(&csv, text).unwrap();
+    let outcomes = under_shrinking_disks(&["token", "import", csv.to_str().unwrap()], |db| {
+        db.query_row("SELECT COUNT(*) FROM tokens", [], |r| r.get::<_, i64>(0))
+            .unwrap()
+    });
+    std::fs::remove_file(&csv).unwrap();
+    for (blocks, ok, err, stored) in outcomes {
+        match (ok, stored) {
+            (true, 200) => {}
+            (false, 0) => assert!(err.contains("disk I/O error"), "limit {blocks}: {err}"),
+            (false, 200) => assert!(
+                err.contains("import is done, but its audit record"),
+                "limit {blocks}: imported, the error does not say so: {err}"
+            ),
+            _ => panic!("limit {blocks}: ok {ok}, {stored} of 200 stored: {err}"),
+        }
+    }
+}

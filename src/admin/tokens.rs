@@ -160,10 +160,15 @@ pub(super) async fn audit(
         server_name: cfg.server.name.clone(),
         ..Default::default()
     };
-    store
-        .append_audit(&rec)
-        .await
-        .context("writing audit record")?;
+    // As `users::admin_audit`: the change is made by now, and the error must say so.
+    store.append_audit(&rec).await.with_context(|| {
+        let what = if serial.is_empty() {
+            result.to_string()
+        } else {
+            format!("{result} of token {serial}")
+        };
+        format!("{what} is done, but its audit record could not be written")
+    })?;
     Ok(())
 }
 
