@@ -140,3 +140,50 @@ fn load_runs_every_flow_with_verified_replies() {
         );
     }
 }
+
+/// `radmfa db backup` while the server runs: the copy (mode 0600) restores to a server that
+/// opens the seeds with the same key file and still refuses the code used before the backup.
+#[test]
+fn a_backup_taken_while_serving_restores_to_a_working_server() {
+    let slapd = Slapd::start(&[LdapUser::new("alice", "alice-pw")]);
+    let srv = Server::start(&Options::new(&slapd.url));
+    let seed = srv.enroll("alice", &[]);
+    let used = totp(&seed, now(), &[]);
+    let login = |s: &Server, code: &str| {
+        client(
+            s,
+            &["login", "alice", "--password", "alice-pw", "--code", code],
+        )
+    };
+    let out = login(&srv, &used);
+    assert!(out.status.success(), "{}", text(&out));
+
+    let bk = tempfile::tempdir().unwrap();
+    let file = bk.path().join("radmfa.db");
+    let out = srv.cli(&["db", "backup", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("1 token(s)"), "{}", text(&out));
+    assert!(text(&out).contains("not in the backup"), "{}", text(&out));
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "backup mode {mode:o}");
+    }
+    let again = srv.cli(&["db", "backup", file.to_str().unwrap()]);
+    assert!(!again.status.success(), "a backup overwrote a file");
+    assert!(text(&again).contains("exists"), "{}", text(&again));
+
+    let key = srv.config.parent().unwrap().join("radmfa.key");
+    std::fs::copy(key, bk.path().join("radmfa.key")).unwrap();
+    let cfg = common::radmfa::write_config(bk.path(), &Options::new(&slapd.url));
+    let restored = Server::start_with(bk, cfg);
+    let out = login(&restored, &used);
+    assert!(
+        !out.status.success(),
+        "the code used before the backup worked again: {}",
+        text(&out)
+    );
+    let next = totp(&seed, now() + 30, &[]);
+    let out = login(&restored, &next);
+    assert!(out.status.success(), "{}", text(&out));
+}

@@ -1,4 +1,5 @@
-//! `radmfa db migrate` and `radmfa store migrate-to-postgres`.
+//! `radmfa db migrate`, `radmfa db backup` (its work in `backup.rs`) and `radmfa store
+//! migrate-to-postgres`.
 //!
 //! What is copied: tokens (with inventory data and replay state), lockout state, pending
 //! challenges, the audit log, and the out-of-band state (user profiles, app password hashes,
@@ -29,6 +30,13 @@ pub enum DbCommand {
     /// Bring the configured store's schema up to date, then exit. `serve` does this at start
     /// too; run it ahead of an upgrade, or with a database role allowed to change the schema.
     Migrate,
+    /// Write a consistent copy of the SQLite store to a new FILE (mode 0600), also while
+    /// radmfa runs. Not `cp radmfa.db`: recent changes live in radmfa.db-wal. The key file is
+    /// not in the copy; back it up separately. (PostgreSQL: use pg_dump.)
+    Backup {
+        /// The new backup file.
+        file: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -53,7 +61,9 @@ pub struct MigrateArgs {
 }
 
 pub async fn db(cfg: &Config, cmd: DbCommand) -> anyhow::Result<ExitCode> {
-    let DbCommand::Migrate = cmd;
+    if let DbCommand::Backup { file } = cmd {
+        return backup(cfg, file).await;
+    }
     match &cfg.store {
         StoreConfig::Sqlite { path, key_file } => {
             let sealer = KeyFile::load_or_create(key_file)
@@ -72,6 +82,33 @@ pub async fn db(cfg: &Config, cmd: DbCommand) -> anyhow::Result<ExitCode> {
             println!("PostgreSQL store: schema up to date (version {version})");
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn backup(cfg: &Config, file: PathBuf) -> anyhow::Result<ExitCode> {
+    let StoreConfig::Sqlite { path, key_file } = &cfg.store else {
+        bail!(
+            "db backup copies the SQLite store; back a PostgreSQL store up with PostgreSQL's \
+             own tools (pg_dump, or your database service's backups), and the key file with it"
+        );
+    };
+    let from = path.clone();
+    let to = file.clone();
+    let s = tokio::task::spawn_blocking(move || super::backup::sqlite_backup(&from, &to))
+        .await
+        .context("backup task")??;
+    println!(
+        "{}: {} token(s), {} audit record(s), from {}",
+        file.display(),
+        s.tokens,
+        s.audit,
+        path.display()
+    );
+    eprintln!(
+        "The key file {} is not in the backup: keep a copy of it apart from the backups. \
+         Without it the seeds in any backup cannot be opened.",
+        key_file.display()
+    );
     Ok(ExitCode::SUCCESS)
 }
 

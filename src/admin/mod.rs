@@ -2,6 +2,7 @@
 
 pub mod app_passwords;
 pub mod audit;
+pub mod backup;
 pub mod migrate;
 pub mod phone;
 pub mod serve;
