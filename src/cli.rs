@@ -41,7 +41,7 @@ pub enum Command {
     User(UserCommand),
     /// Show recent audit records.
     Audit(AuditArgs),
-    /// Database schema commands.
+    /// The store: bring its schema up to date, back it up.
     #[command(subcommand)]
     Db(crate::admin::migrate::DbCommand),
     /// Move a deployment's data between stores (SQLite to PostgreSQL).
