@@ -80,14 +80,7 @@ fn create_private(to: &Path) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    opts.open(to)
+    crate::store::seal::create_private(to)
         .map(|_| ())
         .with_context(|| format!("creating {}", to.display()))
 }

@@ -228,7 +228,9 @@ fn malformed(path: &Path) -> StoreError {
 }
 
 #[cfg(unix)]
-fn create_private(path: &Path) -> std::io::Result<File> {
+/// A new file with mode exactly 0600 (fails if it exists): the key file here, and the
+/// database and its backups (`store::sqlite`, `admin::backup`).
+pub(crate) fn create_private(path: &Path) -> std::io::Result<File> {
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let file = OpenOptions::new()
         .write(true)
@@ -241,7 +243,7 @@ fn create_private(path: &Path) -> std::io::Result<File> {
 }
 
 #[cfg(not(unix))]
-fn create_private(path: &Path) -> std::io::Result<File> {
+pub(crate) fn create_private(path: &Path) -> std::io::Result<File> {
     OpenOptions::new().write(true).create_new(true).open(path)
 }
 

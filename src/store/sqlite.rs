@@ -129,15 +129,8 @@ impl SqliteStore {
 
 /// Creates the database file with mode 0600 if it does not exist yet. SQLite gives the -wal
 /// and -shm files the database file's permissions, so none of them is world-readable.
-#[cfg(unix)]
 fn precreate_private(path: &Path) -> Result<(), StoreError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    match std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-    {
+    match super::seal::create_private(path) {
         Ok(_) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(StoreError::Db(sqlx::Error::Io(std::io::Error::new(
@@ -145,11 +138,6 @@ fn precreate_private(path: &Path) -> Result<(), StoreError> {
             format!("cannot create database {}: {e}", path.display()),
         )))),
     }
-}
-
-#[cfg(not(unix))]
-fn precreate_private(_path: &Path) -> Result<(), StoreError> {
-    Ok(())
 }
 
 pub(super) fn now_unix() -> i64 {
