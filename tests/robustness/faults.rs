@@ -75,6 +75,20 @@ fn stalled_directory_caps_work_and_recovers() {
     }
 }
 
+/// A slapd with `users`, and a radmfa config (in the returned directory) whose one NAS,
+/// 127.0.0.1, sends password and code inline.
+fn inline_setup(users: &[LdapUser]) -> (Slapd, tempfile::TempDir, std::path::PathBuf) {
+    let slapd = Slapd::start(users);
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = Options::new(&slapd.url);
+    o.clients = vec![Nas {
+        otp_mode: "inline",
+        ..Nas::challenge("inline-nas", "127.0.0.1")
+    }];
+    let config = write_config(dir.path(), &o);
+    (slapd, dir, config)
+}
+
 /// `kill -9` in the middle of a stream of inline logins, then a restart on the same store:
 /// every enrollment made before is there, every acknowledged accept has its audit record,
 /// and no code accepted before the kill is accepted again.
@@ -84,14 +98,7 @@ fn kill_9_under_load_loses_nothing_acknowledged() {
     use std::sync::{Arc, Mutex};
 
     let users = LdapUser::generate(40);
-    let slapd = Slapd::start(&users);
-    let dir = tempfile::tempdir().unwrap();
-    let mut o = Options::new(&slapd.url);
-    o.clients = vec![Nas {
-        otp_mode: "inline",
-        ..Nas::challenge("inline-nas", "127.0.0.1")
-    }];
-    let config = write_config(dir.path(), &o);
+    let (_slapd, _dir, config) = inline_setup(&users);
     let first = Server::start_with(tempfile::tempdir().unwrap(), config.clone());
     let seeds: Vec<(String, String, String)> = users
         .iter()
@@ -199,14 +206,7 @@ fn prlimit_fsize(pid: u32, limits: &str) {
 #[test]
 fn a_full_disk_refuses_logins_and_the_server_carries_on() {
     let users = LdapUser::generate(3);
-    let slapd = Slapd::start(&users);
-    let dir = tempfile::tempdir().unwrap();
-    let mut o = Options::new(&slapd.url);
-    o.clients = vec![Nas {
-        otp_mode: "inline",
-        ..Nas::challenge("inline-nas", "127.0.0.1")
-    }];
-    let config = write_config(dir.path(), &o);
+    let (_slapd, _dir, config) = inline_setup(&users);
     let srv = Server::start_with(tempfile::tempdir().unwrap(), config.clone());
     let fields: Vec<(String, String)> = users
         .iter()
