@@ -169,6 +169,21 @@ fn a_backup_taken_while_serving_restores_to_a_working_server() {
         let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "backup mode {mode:o}");
     }
+    // An empty placeholder someone made is used, and made private like a new file.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let placeholder = srv.dir.path().join("placeholder.db");
+        std::fs::write(&placeholder, b"").unwrap();
+        std::fs::set_permissions(&placeholder, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let out = srv.cli(&["db", "backup", placeholder.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", text(&out));
+        let mode = std::fs::metadata(&placeholder)
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600, "placeholder backup mode {mode:o}");
+    }
     let again = srv.cli(&["db", "backup", file.to_str().unwrap()]);
     assert!(!again.status.success(), "a backup overwrote a file");
     assert!(text(&again).contains("exists"), "{}", text(&again));

@@ -78,6 +78,13 @@ fn create_private(to: &Path) -> anyhow::Result<()> {
                 to.display()
             );
         }
+        // Someone's empty placeholder: the copy in it gets the same mode as a new file.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o600))
+                .with_context(|| format!("making {} private", to.display()))?;
+        }
         return Ok(());
     }
     crate::store::seal::create_private(to)
