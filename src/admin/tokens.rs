@@ -4,14 +4,14 @@
 
 use std::process::ExitCode;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use clap::{Args, Subcommand};
 
 use crate::app::open_store;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::mfa::{hotp, otp};
-use crate::store::{user_key, AuditRecord, Store, TokenFilter, TokenKind, TokenRecord};
+use crate::store::{user_key, Store, TokenFilter, TokenKind, TokenRecord};
 
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
@@ -150,26 +150,14 @@ pub(super) async fn audit(
     serial: &str,
     reason: Option<String>,
 ) -> anyhow::Result<()> {
-    let rec = AuditRecord {
-        time: SystemClock.now(),
-        user: user.to_string(),
-        token_serial: (!serial.is_empty()).then(|| serial.to_string()),
-        mode: "admin".into(),
-        result: result.into(),
-        reason,
-        server_name: cfg.server.name.clone(),
-        ..Default::default()
+    let mut rec = super::users::admin_record(cfg, user, result, reason);
+    rec.token_serial = (!serial.is_empty()).then(|| serial.to_string());
+    let what = if serial.is_empty() {
+        result.to_string()
+    } else {
+        format!("{result} of token {serial}")
     };
-    // As `users::admin_audit`: the change is made by now, and the error must say so.
-    store.append_audit(&rec).await.with_context(|| {
-        let what = if serial.is_empty() {
-            result.to_string()
-        } else {
-            format!("{result} of token {serial}")
-        };
-        format!("{what} is done, but its audit record could not be written")
-    })?;
-    Ok(())
+    super::users::record_made_change(store, &rec, &what).await
 }
 
 fn kind_str(k: TokenKind) -> &'static str {

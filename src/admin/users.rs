@@ -86,11 +86,21 @@ pub(crate) async fn admin_audit(
     result: &str,
     reason: Option<String>,
 ) -> anyhow::Result<()> {
-    write_admin_audit(cfg, store, user, result, reason)
+    let rec = admin_record(cfg, user, result, reason);
+    record_made_change(store, &rec, &format!("{result} for {user}")).await
+}
+
+/// Appends `rec` for a change already made; `what` names the change in the error.
+pub(crate) async fn record_made_change(
+    store: &dyn Store,
+    rec: &AuditRecord,
+    what: &str,
+) -> anyhow::Result<()> {
+    store
+        .append_audit(rec)
         .await
-        .with_context(|| {
-            format!("{result} for {user} is done, but its audit record could not be written")
-        })
+        .with_context(|| format!("{what} is done, but its audit record could not be written"))?;
+    Ok(())
 }
 
 /// The audit record alone, for actions that take themselves back when it fails.
@@ -101,7 +111,18 @@ pub(crate) async fn write_admin_audit(
     result: &str,
     reason: Option<String>,
 ) -> Result<(), StoreError> {
-    let rec = AuditRecord {
+    let rec = admin_record(cfg, user, result, reason);
+    store.append_audit(&rec).await.map(|_| ())
+}
+
+/// An admin action's audit record, as of now.
+pub(crate) fn admin_record(
+    cfg: &Config,
+    user: &str,
+    result: &str,
+    reason: Option<String>,
+) -> AuditRecord {
+    AuditRecord {
         time: SystemClock.now(),
         user: user.to_string(),
         mode: "admin".into(),
@@ -109,8 +130,7 @@ pub(crate) async fn write_admin_audit(
         reason,
         server_name: cfg.server.name.clone(),
         ..Default::default()
-    };
-    store.append_audit(&rec).await.map(|_| ())
+    }
 }
 
 fn valid_user_name(user: &str) -> bool {

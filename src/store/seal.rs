@@ -227,9 +227,9 @@ fn malformed(path: &Path) -> StoreError {
     )
 }
 
-#[cfg(unix)]
 /// A new file with mode exactly 0600 (fails if it exists): the key file here, and the
 /// database and its backups (`store::sqlite`, `admin::backup`).
+#[cfg(unix)]
 pub(crate) fn create_private(path: &Path) -> std::io::Result<File> {
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let file = OpenOptions::new()
