@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 pkgs=(slapd ldap-utils freeradius-utils oathtool libpam-radius-auth pamtester
-      zbar-tools python3-venv ca-certificates openssl postgresql)
+      zbar-tools python3-venv ca-certificates openssl postgresql
+      systemd)  # systemd: systemd-analyze checks conf/radmfa.service
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -33,7 +34,7 @@ fi
 # PostgreSQL's packaged service is not needed: the tests initdb a private cluster on a free
 # port in a temp dir (tests/common/postgres.rs), so it may stay stopped or run, either way.
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { echo "missing after install: initdb" >&2; exit 1; }
-for c in slapd slapadd slappasswd ldapwhoami radclient oathtool pamtester; do
+for c in slapd slapadd slappasswd ldapwhoami radclient oathtool pamtester systemd-analyze; do
   command -v "$c" >/dev/null || [ -x "/usr/sbin/$c" ] || { echo "missing after install: $c" >&2; exit 1; }
 done
 echo "==> dependencies ready"

@@ -133,10 +133,15 @@ impl Server {
     }
 
     pub fn start_with(dir: tempfile::TempDir, config: PathBuf) -> Server {
-        let mut child = Command::new(bin())
-            .arg("--config")
-            .arg(&config)
-            .arg("serve")
+        let mut cmd = Command::new(bin());
+        cmd.arg("--config").arg(&config).arg("serve");
+        Self::spawn(dir, config, cmd)
+    }
+
+    /// Starts `cmd` (a `radmfa … serve` command line, set up by the caller: another user,
+    /// other arguments) and waits until it listens.
+    pub fn spawn(dir: tempfile::TempDir, config: PathBuf, mut cmd: Command) -> Server {
+        let mut child = cmd
             .env_remove("RUST_LOG")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

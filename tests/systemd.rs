@@ -1,0 +1,217 @@
+//! The shipped systemd unit (`conf/radmfa.service`): systemd's own checker accepts it and
+//! rates its sandbox, and its command line, run as an unprivileged service user the way the
+//! unit runs it, keeps serving logins while root runs admin commands on the same store —
+//! the set-up the README gives admins.
+
+mod common;
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::peers::{now, totp};
+use common::radmfa::{bin, write_config, Options, Server, SECRET};
+use common::slapd::{LdapUser, Slapd};
+
+/// `nobody`: stands in for the unit's `radmfa` user; it owns nothing else here.
+const SERVICE_UID: u32 = 65534;
+
+fn unit_text() -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/radmfa.service");
+    std::fs::read_to_string(path).unwrap()
+}
+
+/// The value of `Key=` in the unit (the last one, as systemd reads it).
+fn setting(unit: &str, key: &str) -> Option<String> {
+    unit.lines()
+        .filter_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+        .next_back()
+        .map(|v| v.trim().to_string())
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn systemd_analyze(args: &[&str]) -> Output {
+    Command::new("systemd-analyze")
+        .args(args)
+        .output()
+        .expect("systemd-analyze is missing: run scripts/install-deps.sh (Debian package systemd)")
+}
+
+#[test]
+fn the_unit_verifies_and_is_sandboxed() {
+    let dir = tempfile::tempdir().unwrap();
+    // verify checks that ExecStart's program exists; point it at the binary under test.
+    let unit = unit_text().replace("/usr/local/bin/radmfa", bin().to_str().unwrap());
+    let path = dir.path().join("radmfa.service");
+    std::fs::write(&path, unit).unwrap();
+    let out = systemd_analyze(&["verify", path.to_str().unwrap()]);
+    // verify exits 0 on unknown keys and misplaced settings; it names the file in a warning.
+    let ours: Vec<&str> = std::str::from_utf8(&out.stderr)
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("radmfa.service"))
+        .collect();
+    assert!(
+        out.status.success() && ours.is_empty(),
+        "systemd-analyze verify: {}",
+        text(&out)
+    );
+    // Exposure on systemd's 0–10 scale, given as tenths: fails above 2.0 ("OK" is below 4).
+    let out = systemd_analyze(&[
+        "security",
+        "--offline=true",
+        "--threshold=20",
+        path.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "sandbox exposure: {}", text(&out));
+}
+
+/// A directory laid out as on a host: config 0640 root:service group, state directory 0700
+/// owned by the service user (what StateDirectory= makes).
+struct Host {
+    /// Holds the config and state directory; removed when the test ends.
+    _dir: tempfile::TempDir,
+    config: PathBuf,
+    state: PathBuf,
+}
+
+impl Host {
+    fn new(ldap_url: &str) -> Host {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let state = dir.path().join("state");
+        std::fs::create_dir(&state).unwrap();
+        std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).unwrap();
+        std::os::unix::fs::chown(&state, Some(SERVICE_UID), Some(SERVICE_UID)).unwrap();
+        let config = write_config(dir.path(), &Options::new(ldap_url));
+        let toml = std::fs::read_to_string(&config)
+            .unwrap()
+            .replace("path = \"radmfa.db\"", "path = \"state/radmfa.db\"")
+            .replace(
+                "key_file = \"radmfa.key\"",
+                "key_file = \"state/radmfa.key\"",
+            );
+        std::fs::write(&config, toml).unwrap();
+        std::os::unix::fs::chown(&config, Some(0), Some(SERVICE_UID)).unwrap();
+        std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o640)).unwrap();
+        Host {
+            _dir: dir,
+            config,
+            state,
+        }
+    }
+
+    /// The unit's ExecStart, with this host's binary and config, as the service user.
+    fn start_service(&self) -> Server {
+        let unit = unit_text();
+        let exec = setting(&unit, "ExecStart").expect("ExecStart");
+        let mut words = exec.split_whitespace();
+        assert_eq!(words.next(), Some("/usr/local/bin/radmfa"), "{exec}");
+        let args: Vec<String> = words
+            .map(|w| w.replace("/etc/radmfa/radmfa.toml", self.config.to_str().unwrap()))
+            .collect();
+        assert!(args.iter().any(|a| a == "serve"), "{exec}");
+        let mut cmd = Command::new(bin());
+        cmd.args(&args).uid(SERVICE_UID).gid(SERVICE_UID);
+        // The unit's UMask=; std drops root's supplementary groups with the uid.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::umask(0o077);
+                Ok(())
+            });
+        }
+        // The server's own temp dir stays empty: the host's files live in `self.dir`.
+        Server::spawn(tempfile::tempdir().unwrap(), self.config.clone(), cmd)
+    }
+}
+
+fn owners(dir: &Path) -> Vec<(String, u32, u32)> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let m = e.metadata().unwrap();
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                m.uid(),
+                m.mode() & 0o777,
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn login(srv: &Server, user: &str, code: &str) -> Output {
+    Command::new(bin())
+        .args(["client", "login", user, "--password"])
+        .arg(format!("{user}-pw"))
+        .args(["--code", code, "--server", &srv.addr.to_string()])
+        .env("RADMFA_SECRET", SECRET)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_service_user_keeps_serving_while_root_runs_admin_commands() {
+    let unit = unit_text();
+    assert_eq!(
+        setting(&unit, "StateDirectoryMode").as_deref(),
+        Some("0700")
+    );
+    assert_eq!(setting(&unit, "UMask").as_deref(), Some("0077"));
+    assert!(
+        setting(&unit, "User").is_some_and(|u| u != "root"),
+        "the unit runs as root"
+    );
+
+    let slapd = Slapd::start(&[
+        LdapUser::new("alice", "alice-pw"),
+        LdapUser::new("bob", "bob-pw"),
+    ]);
+    let host = Host::new(&slapd.url);
+    let state = &host.state;
+    let mut srv = host.start_service();
+    // First start: the service made its key and database itself, private to it.
+    for (name, uid, mode) in owners(state) {
+        assert_eq!(uid, SERVICE_UID, "{name} is owned by uid {uid}");
+        assert_eq!(mode & 0o077, 0, "{name} has mode {mode:o}");
+    }
+
+    // Root enrolls while the service runs; the service sees it at once.
+    let alice = srv.enroll("alice", &[]);
+    let out = login(&srv, "alice", &totp(&alice, now(), &[]));
+    assert!(out.status.success(), "{}\n{}", text(&out), srv.log());
+
+    // With the service stopped, root's commands create SQLite's -wal and -shm files anew.
+    assert!(srv.stop().success(), "{}", srv.log());
+    let bob = srv.enroll("bob", &[]);
+    let out = srv.cli(&["audit", "--user", "alice"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let files = owners(state);
+    assert!(
+        files.iter().any(|(n, _, _)| n.ends_with("-shm")),
+        "root's commands left no -shm file to test with: {files:?}"
+    );
+    for (name, uid, _) in &files {
+        assert_eq!(
+            *uid, SERVICE_UID,
+            "root's command left {name} owned by uid {uid}"
+        );
+    }
+
+    // The service starts again on what root left, and both users log in.
+    let srv2 = host.start_service();
+    let out = login(&srv2, "bob", &totp(&bob, now(), &[]));
+    assert!(out.status.success(), "{}\n{}", text(&out), srv2.log());
+    let out = login(&srv2, "alice", &totp(&alice, now() + 30, &[]));
+    assert!(out.status.success(), "{}\n{}", text(&out), srv2.log());
+}
