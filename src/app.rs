@@ -19,6 +19,8 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub clock: Arc<dyn Clock>,
     pub metrics: Metrics,
+    /// Which dropped requests get a warning in the log.
+    pub drops: crate::server::drop_log::DropLog,
     pub dedup: DuplicateCache,
     /// SMS and call providers, and the wake-up for requests waiting on a call.
     pub delivery: crate::delivery::Delivery,
@@ -49,6 +51,7 @@ impl AppState {
             dedup: DuplicateCache::new(config.server.duplicate_window),
             delivery: crate::delivery::Delivery::from_config(&config.delivery),
             metrics: Metrics::default(),
+            drops: Default::default(),
             config,
             primary,
             store,

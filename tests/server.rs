@@ -285,6 +285,20 @@ fn unverifiable_requests_get_no_reply() {
     ] {
         assert!(log.contains(counter), "{counter} not counted:\n{log}");
     }
+    // At the default log level each cause is named once, with what to do about it; the
+    // second bad Message-Authenticator from the same NAS is held back, not logged again.
+    for warning in [
+        "from 127.0.0.3: no [[client]] entry matches this address",
+        "(127.0.0.1): no Message-Authenticator, and this client has \
+         require_message_authenticator = true",
+        "(127.0.0.1): its Message-Authenticator does not verify: the NAS and this [[client]] \
+         entry have different shared secrets",
+    ] {
+        let lines = log
+            .lines()
+            .filter(|l| l.contains("WARN") && l.contains(warning));
+        assert_eq!(lines.count(), 1, "{warning:?} in:\n{log}");
+    }
     // The store is closed after the last request; its writes (the challenge and the audit
     // records of the two answered requests) went through the group-committing writer.
     let closed = log

@@ -3,6 +3,7 @@
 
 pub mod clients;
 pub mod dedup;
+pub mod drop_log;
 pub mod metrics;
 
 use std::net::SocketAddr;
@@ -19,6 +20,7 @@ use crate::app::AppState;
 use crate::pipeline::{self, RequestContext};
 use crate::radius::{self, DecodeError, RequestKind, MAX_PACKET};
 use dedup::{RequestKey, Seen};
+use drop_log::DropKind;
 use metrics::Metrics;
 
 /// Binds every listen address. IPv6 sockets are IPv6-only so `0.0.0.0:1812` and `[::]:1812`
@@ -112,11 +114,12 @@ async fn recv_loop(
         // discarded.
         let Some(client) = app.clients.lookup(src.ip()).cloned() else {
             Metrics::inc(&app.metrics.unknown_client);
-            debug!(%src, "dropped: unknown client");
+            warn_drop(&app, DropKind::UnknownClient, src, None);
             continue;
         };
         let Some(key) = RequestKey::of(src, raw) else {
             Metrics::inc(&app.metrics.malformed);
+            warn_drop(&app, DropKind::Malformed, src, Some(&client.name));
             continue;
         };
         match app.dedup.begin(key, raw) {
@@ -139,6 +142,7 @@ async fn recv_loop(
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             // Full: drop rather than queue without bound; the NAS retransmits.
             Metrics::inc(&app.metrics.overloaded);
+            warn_drop(&app, DropKind::Overloaded, src, None);
             app.dedup.abandon(key);
             continue;
         };
@@ -181,6 +185,7 @@ async fn serve_one(
         Err(e) => {
             count_drop(&app.metrics, &e);
             debug!(reason = e.label(), "dropped: failed verification");
+            warn_drop(app, DropKind::of(&e), ctx.src, Some(&ctx.client.name));
             app.dedup.abandon(key);
             return;
         }
@@ -216,4 +221,11 @@ fn count_drop(m: &Metrics, e: &DecodeError) {
         _ => &m.malformed,
     };
     Metrics::inc(c);
+}
+
+/// A warning for a dropped request, unless [`drop_log`] holds it back (see there).
+fn warn_drop(app: &AppState, kind: DropKind, src: SocketAddr, nas: Option<&str>) {
+    if let Some(w) = app.drops.record(kind, src.ip(), nas, Instant::now()) {
+        warn!(target: "radmfa::drops", "{w}");
+    }
 }

@@ -1,0 +1,279 @@
+//! Warnings for dropped requests. A dropped request gets no reply, so without a log line a
+//! NAS with the wrong shared secret, or an address missing from the client table, just
+//! times out and the admin has nothing to go on. But anyone can send UDP from any address,
+//! so one line per dropped datagram would let a flood of spoofed packets flood the log.
+//!
+//! So: the first drop of each kind from each source is logged at once; later ones from
+//! the same source at most once per interval, with the number held back since. At most
+//! [`MAX_SOURCES`] (source, kind) pairs are itemised at a time; drops beyond that are
+//! summed into one line per interval. The counters in [`super::metrics`] count every drop.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::radius::DecodeError;
+
+/// How often a repeating drop is logged again.
+pub const INTERVAL: Duration = Duration::from_secs(60);
+/// (source, kind) pairs itemised at once: bounds the memory and the log lines per interval.
+pub const MAX_SOURCES: usize = 64;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DropKind {
+    UnknownClient,
+    Malformed,
+    NotARequest,
+    MissingMessageAuthenticator,
+    BadMessageAuthenticator,
+    ProxyStateWithoutMessageAuthenticator,
+    Overloaded,
+}
+
+impl DropKind {
+    pub fn of(e: &DecodeError) -> DropKind {
+        match e {
+            DecodeError::NotARequest(_) => DropKind::NotARequest,
+            DecodeError::MissingMessageAuthenticator => DropKind::MissingMessageAuthenticator,
+            DecodeError::BadMessageAuthenticator | DecodeError::DuplicateMessageAuthenticator => {
+                DropKind::BadMessageAuthenticator
+            }
+            DecodeError::ProxyStateWithoutMessageAuthenticator => {
+                DropKind::ProxyStateWithoutMessageAuthenticator
+            }
+            _ => DropKind::Malformed,
+        }
+    }
+
+    /// What it means and what to do about it, for the admin reading the log.
+    fn explain(self) -> &'static str {
+        match self {
+            DropKind::UnknownClient => {
+                "no [[client]] entry matches this address; requests from unknown clients are \
+                 ignored (RFC 2865)"
+            }
+            DropKind::Malformed => "not a well-formed RADIUS packet",
+            DropKind::NotARequest => "not an Access-Request or Status-Server",
+            DropKind::MissingMessageAuthenticator => {
+                "no Message-Authenticator, and this client has require_message_authenticator \
+                 = true (BlastRADIUS, CVE-2024-3596); turn it on at the NAS, or turn the \
+                 setting off for this client if the NAS cannot send it"
+            }
+            DropKind::BadMessageAuthenticator => {
+                "its Message-Authenticator does not verify: the NAS and this [[client]] \
+                 entry have different shared secrets"
+            }
+            DropKind::ProxyStateWithoutMessageAuthenticator => {
+                "Proxy-State without Message-Authenticator, the BlastRADIUS attack pattern \
+                 (CVE-2024-3596)"
+            }
+            DropKind::Overloaded => {
+                "server.max_in_flight requests are already being processed; the NAS will \
+                 retransmit"
+            }
+        }
+    }
+}
+
+/// One log line's worth: a drop to report, and how many like it were held back.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Warning {
+    Itemised {
+        kind: DropKind,
+        src: IpAddr,
+        nas: Option<String>,
+        held_back: u64,
+    },
+    /// Drops from sources beyond [`MAX_SOURCES`], summed.
+    Others { count: u64 },
+}
+
+impl fmt::Display for Warning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Warning::Itemised {
+                kind,
+                src,
+                nas,
+                held_back,
+            } => {
+                write!(f, "dropped a request from ")?;
+                match nas {
+                    Some(nas) => write!(f, "client {nas:?} ({src})")?,
+                    None if *kind == DropKind::Overloaded => write!(f, "a client")?,
+                    None => write!(f, "{src}")?,
+                }
+                write!(f, ": {}", kind.explain())?;
+                if *held_back > 0 {
+                    write!(f, " ({held_back} more like it since the last warning)")?;
+                }
+                Ok(())
+            }
+            Warning::Others { count } => write!(
+                f,
+                "dropped {count} more request(s) from other sources (unknown clients or \
+                 failed verification; see the counters at shutdown)"
+            ),
+        }
+    }
+}
+
+struct Entry {
+    last_warned: Instant,
+    held_back: u64,
+}
+
+#[derive(Default)]
+struct Inner {
+    seen: HashMap<(IpAddr, DropKind), Entry>,
+    others: u64,
+    others_warned: Option<Instant>,
+}
+
+/// Decides which drops get a log line; see the module comment.
+#[derive(Default)]
+pub struct DropLog {
+    inner: Mutex<Inner>,
+}
+
+impl DropLog {
+    /// Records one drop at `now`; `Some` when it should be logged.
+    pub fn record(
+        &self,
+        kind: DropKind,
+        src: IpAddr,
+        nas: Option<&str>,
+        now: Instant,
+    ) -> Option<Warning> {
+        // Overload is about this server, not the source: one line for all clients.
+        let src = if kind == DropKind::Overloaded {
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+        } else {
+            src
+        };
+        let itemised = |held_back| Warning::Itemised {
+            kind,
+            src,
+            nas: nas.map(str::to_string),
+            held_back,
+        };
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(e) = inner.seen.get_mut(&(src, kind)) {
+            if now.duration_since(e.last_warned) < INTERVAL {
+                e.held_back += 1;
+                return None;
+            }
+            let held_back = std::mem::take(&mut e.held_back);
+            e.last_warned = now;
+            return Some(itemised(held_back));
+        }
+        if inner.seen.len() >= MAX_SOURCES {
+            // Forget sources quiet for a whole interval (their held-back drops stay counted
+            // in the metrics).
+            inner
+                .seen
+                .retain(|_, e| now.duration_since(e.last_warned) < INTERVAL);
+        }
+        if inner.seen.len() < MAX_SOURCES {
+            inner.seen.insert(
+                (src, kind),
+                Entry {
+                    last_warned: now,
+                    held_back: 0,
+                },
+            );
+            return Some(itemised(0));
+        }
+        inner.others += 1;
+        if inner
+            .others_warned
+            .is_some_and(|t| now.duration_since(t) < INTERVAL)
+        {
+            return None;
+        }
+        inner.others_warned = Some(now);
+        Some(Warning::Others {
+            count: std::mem::take(&mut inner.others),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(last: u8) -> IpAddr {
+        IpAddr::from([192, 0, 2, last])
+    }
+
+    #[test]
+    fn first_drop_is_logged_then_one_line_per_interval_with_the_count() {
+        let log = DropLog::default();
+        let t0 = Instant::now();
+        let bad = DropKind::BadMessageAuthenticator;
+        let w = log.record(bad, ip(1), Some("vpn"), t0).unwrap();
+        assert_eq!(
+            w.to_string(),
+            "dropped a request from client \"vpn\" (192.0.2.1): its Message-Authenticator \
+             does not verify: the NAS and this [[client]] entry have different shared secrets"
+        );
+        for i in 1..=40 {
+            assert_eq!(
+                log.record(bad, ip(1), Some("vpn"), t0 + i * INTERVAL / 50),
+                None
+            );
+        }
+        // Another kind or another source is news of its own.
+        assert!(log
+            .record(DropKind::UnknownClient, ip(1), None, t0)
+            .is_some());
+        assert!(log.record(bad, ip(2), Some("vpn"), t0).is_some());
+        let w = log.record(bad, ip(1), Some("vpn"), t0 + INTERVAL).unwrap();
+        assert!(
+            w.to_string()
+                .ends_with("(40 more like it since the last warning)"),
+            "{w}"
+        );
+        assert_eq!(log.record(bad, ip(1), Some("vpn"), t0 + INTERVAL), None);
+    }
+
+    #[test]
+    fn a_spoofed_flood_is_itemised_up_to_the_cap_then_summed() {
+        let log = DropLog::default();
+        let t0 = Instant::now();
+        let src = |i: u32| IpAddr::from((0x0a00_0000u32 + i).to_be_bytes());
+        let lines = (0..10_000u32)
+            .filter_map(|i| log.record(DropKind::UnknownClient, src(i), None, t0))
+            .collect::<Vec<_>>();
+        // MAX_SOURCES itemised lines and one sum (of the first drop beyond the cap).
+        assert_eq!(lines.len(), MAX_SOURCES + 1, "{lines:?}");
+        assert_eq!(lines[MAX_SOURCES], Warning::Others { count: 1 });
+        // A minute on: the itemised sources are forgotten, new ones get lines again, and
+        // the drops summed meanwhile are reported.
+        let later = t0 + INTERVAL;
+        let w = log.record(DropKind::UnknownClient, src(20_000), None, later);
+        assert!(matches!(w, Some(Warning::Itemised { .. })), "{w:?}");
+        for i in 0..(MAX_SOURCES as u32 - 1) {
+            let w = log.record(DropKind::UnknownClient, src(30_000 + i), None, later);
+            assert!(matches!(w, Some(Warning::Itemised { .. })), "{w:?}");
+        }
+        let held = 10_000 - MAX_SOURCES as u64 - 1;
+        let w = log.record(DropKind::UnknownClient, src(40_000), None, later);
+        assert_eq!(w, Some(Warning::Others { count: held + 1 }));
+    }
+
+    #[test]
+    fn overload_is_one_line_whatever_the_source() {
+        let log = DropLog::default();
+        let t0 = Instant::now();
+        let w = log.record(DropKind::Overloaded, ip(1), None, t0).unwrap();
+        assert_eq!(
+            w.to_string(),
+            "dropped a request from a client: server.max_in_flight requests are already \
+             being processed; the NAS will retransmit"
+        );
+        assert_eq!(log.record(DropKind::Overloaded, ip(2), None, t0), None);
+    }
+}
