@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what radmfa's tests and demo need on Debian 12: the peers nobody on this project
 # wrote (OpenLDAP slapd, FreeRADIUS's radclient, oathtool, pam_radius_auth + pamtester) and a
-# Python venv with pyrad and python-pskc. Safe to run again; installs only what is missing.
+# Python venv with pyrad, python-pskc and prometheus-client. Safe to run again; installs only
+# what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,12 +25,13 @@ if command -v systemctl >/dev/null && systemctl is-active --quiet slapd 2>/dev/n
   systemctl stop slapd || true
 fi
 
-if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import pyrad, pskc' 2>/dev/null; then
-  echo "==> creating .venv with pyrad and python-pskc"
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import pyrad, pskc, prometheus_client' 2>/dev/null; then
+  echo "==> creating .venv with pyrad, python-pskc and prometheus-client"
   python3 -m venv .venv
   .venv/bin/pip install -q --upgrade pip
   # Note: the PSKC library is "python-pskc" (imported as pskc); "pskc" on PyPI is unrelated.
-  .venv/bin/pip install -q 'pyrad>=2.4' 'python-pskc>=1.2'
+  # prometheus-client: Prometheus's own parser reads radmfa's /metrics in tests/metrics.rs.
+  .venv/bin/pip install -q 'pyrad>=2.4' 'python-pskc>=1.2' 'prometheus-client>=0.17'
 fi
 # PostgreSQL's packaged service is not needed: the tests initdb a private cluster on a free
 # port in a temp dir (tests/common/postgres.rs), so it may stay stopped or run, either way.

@@ -1,6 +1,11 @@
 //! `radmfa serve`: build the backends, bind, serve until SIGTERM or Ctrl-C.
 
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
 use anyhow::Context;
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::AppState;
@@ -15,15 +20,13 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     // Provider callbacks (calls): bound before the RADIUS sockets serve, so no call placed
     // by the first request can report back to a closed port.
     if let Some(cb) = &app.config.delivery.callbacks {
-        let listener = tokio::net::TcpListener::bind(cb.listen)
-            .await
-            .with_context(|| format!("binding callbacks.listen {}", cb.listen))?;
-        let (app, stop) = (app.clone(), shutdown.clone());
-        tokio::spawn(async move {
-            if let Err(e) = crate::callbacks::serve(app, listener, stop).await {
-                tracing::error!(error = %e, "callback listener stopped");
-            }
-        });
+        let serve = crate::callbacks::serve;
+        spawn_http(&app, &shutdown, cb.listen, "callbacks.listen", serve).await?;
+    }
+    // Prometheus scrapes http://ADDR/metrics.
+    if let Some(m) = &app.config.metrics {
+        let serve = crate::server::metrics_http::serve;
+        spawn_http(&app, &shutdown, m.listen, "metrics.listen", serve).await?;
     }
     let signal = shutdown.clone();
     tokio::spawn(async move {
@@ -32,6 +35,34 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     });
     crate::server::run(app.clone(), sockets, shutdown).await;
     app.store.close().await;
+    Ok(())
+}
+
+/// Binds `addr` (an error names the config `key`) and serves HTTP on it until `shutdown`.
+async fn spawn_http<F, Fut>(
+    app: &Arc<AppState>,
+    shutdown: &CancellationToken,
+    addr: SocketAddr,
+    key: &'static str,
+    serve: F,
+) -> anyhow::Result<()>
+where
+    F: FnOnce(Arc<AppState>, TcpListener, CancellationToken) -> Fut,
+    Fut: Future<Output = std::io::Result<()>> + Send + 'static,
+{
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {key} {addr}"))?;
+    // Logged here, before the RADIUS sockets serve, so the line precedes "listening on udp".
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "{key}: serving http://{addr}/");
+    }
+    let task = serve(app.clone(), listener, shutdown.clone());
+    tokio::spawn(async move {
+        if let Err(e) = task.await {
+            tracing::error!(error = %e, "HTTP listener of {key} stopped");
+        }
+    });
     Ok(())
 }
 

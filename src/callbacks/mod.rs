@@ -40,9 +40,6 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, "radmfa callbacks listening on http {addr}");
-    }
     axum::serve(listener, router(app))
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await

@@ -52,6 +52,8 @@ pub struct Config {
     pub challenge: ChallengeConfig,
     pub lockout: LockoutConfig,
     pub audit: AuditConfig,
+    /// The Prometheus endpoint, if configured.
+    pub metrics: Option<MetricsConfig>,
     /// Phone numbers, SMS, calls, providers, callback listener (issue 4).
     pub delivery: delivery::DeliveryConfig,
     pub clients: Vec<ClientConfig>,
@@ -120,6 +122,12 @@ pub struct ChallengeConfig {
 pub struct LockoutConfig {
     pub threshold: u32,
     pub duration: Duration,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct MetricsConfig {
+    /// Where `GET /metrics` is served (plain HTTP; no secrets in it, but keep it internal).
+    pub listen: SocketAddr,
 }
 
 #[derive(Debug, Clone, Copy)]

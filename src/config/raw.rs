@@ -22,6 +22,8 @@ pub struct RawConfig {
     pub lockout: RawLockout,
     #[serde(default)]
     pub audit: RawAudit,
+    #[serde(default)]
+    pub metrics: Option<RawMetrics>,
     // Out-of-band factors (issue 4): raw_delivery.rs.
     #[serde(default)]
     pub phone: super::raw_delivery::RawPhone,
@@ -260,6 +262,13 @@ impl Default for RawLockout {
 pub struct RawAudit {
     pub include_name: bool,
     pub include_email: bool,
+}
+
+/// `[metrics]`: the Prometheus endpoint, off unless the section is there.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    pub listen: String,
 }
 
 #[derive(Debug, Deserialize)]

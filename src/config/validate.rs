@@ -22,6 +22,7 @@ pub fn validate(raw: RawConfig, origin: &Path) -> Result<Config, ConfigError> {
         challenge,
         lockout,
         audit,
+        metrics,
         phone,
         sms,
         voice,
@@ -53,6 +54,7 @@ pub fn validate(raw: RawConfig, origin: &Path) -> Result<Config, ConfigError> {
             include_name: audit.include_name,
             include_email: audit.include_email,
         },
+        metrics: metrics.map(metrics_config).transpose()?,
         delivery: super::validate_delivery::validate(
             super::raw_delivery::RawDelivery {
                 phone,
@@ -66,6 +68,19 @@ pub fn validate(raw: RawConfig, origin: &Path) -> Result<Config, ConfigError> {
         )?,
         clients,
     })
+}
+
+fn metrics_config(raw: RawMetrics) -> Result<MetricsConfig, ConfigError> {
+    let listen = raw.listen.parse().map_err(|_| {
+        ConfigError::invalid(
+            "metrics.listen",
+            format!(
+                "{:?} is not an address:port (e.g. \"127.0.0.1:9812\")",
+                raw.listen
+            ),
+        )
+    })?;
+    Ok(MetricsConfig { listen })
 }
 
 fn server_config(raw: RawServer) -> Result<ServerConfig, ConfigError> {

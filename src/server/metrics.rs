@@ -1,13 +1,22 @@
-//! Counters for what the server did with each datagram. Dropped packets are never answered,
-//! so these counters are the only trace they leave; `radmfa serve` logs them at shutdown and a
-//! metrics endpoint can export them later.
+//! Counters for what the server did with each datagram, the requests in flight and how long
+//! replies took. Dropped packets are never answered, so these counters are the only trace
+//! they leave besides the rate-limited warnings (`drop_log`). `radmfa serve` logs them at
+//! shutdown and, with `[metrics] listen`, serves them to Prometheus (`metrics_http`).
 
+use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 macro_rules! counters {
     ($($name:ident),* $(,)?) => {
         #[derive(Debug, Default)]
-        pub struct Metrics { $(pub $name: AtomicU64,)* }
+        pub struct Metrics {
+            $(pub $name: AtomicU64,)*
+            /// Access-Requests being processed now.
+            pub in_flight: AtomicU64,
+            /// Time from a request's arrival to its reply (Access-Requests answered).
+            pub latency: Histogram,
+        }
 
         impl Metrics {
             /// (name, value) pairs, for logs and tests.
@@ -48,5 +57,204 @@ impl Metrics {
             .find(|(n, _)| *n == name)
             .map(|(_, v)| v)
             .unwrap_or(0)
+    }
+
+    /// Counts a request as in flight until the guard is dropped (also on cancellation).
+    pub fn start_request(&self) -> InFlight<'_> {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(&self.in_flight)
+    }
+
+    /// The Prometheus text exposition format (version 0.0.4).
+    ///
+    /// Written by hand: it is a few lines of text per metric, and the client crates would
+    /// bring a registry and metric types of their own beside the atomics the request path
+    /// already updates.
+    pub fn prometheus(&self) -> String {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let mut out = String::with_capacity(4096);
+        let mut family = |name: &str, kind: &str, help: &str, samples: &[(&str, u64)]| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (labels, v) in samples {
+                let _ = writeln!(out, "{name}{labels} {v}");
+            }
+        };
+        family(
+            "radmfa_build_info",
+            "gauge",
+            "Always 1; the version is a label.",
+            &[(concat!("{version=\"", env!("CARGO_PKG_VERSION"), "\"}"), 1)],
+        );
+        family(
+            "radmfa_datagrams_received_total",
+            "counter",
+            "UDP datagrams received on the RADIUS ports.",
+            &[("", get(&self.received))],
+        );
+        family(
+            "radmfa_requests_dropped_total",
+            "counter",
+            "Requests dropped without a reply, by reason.",
+            &[
+                ("{reason=\"unknown_client\"}", get(&self.unknown_client)),
+                ("{reason=\"malformed\"}", get(&self.malformed)),
+                ("{reason=\"not_a_request\"}", get(&self.not_a_request)),
+                (
+                    "{reason=\"missing_message_authenticator\"}",
+                    get(&self.missing_message_authenticator),
+                ),
+                (
+                    "{reason=\"bad_message_authenticator\"}",
+                    get(&self.bad_message_authenticator),
+                ),
+                (
+                    "{reason=\"proxy_state_without_message_authenticator\"}",
+                    get(&self.proxy_state_without_message_authenticator),
+                ),
+                ("{reason=\"overloaded\"}", get(&self.overloaded)),
+            ],
+        );
+        family(
+            "radmfa_duplicates_total",
+            "counter",
+            "Retransmits (RFC 5080): answered from the cache, joined to the request in flight, \
+             or dropped because the same ID and source carried different bytes.",
+            &[
+                ("{outcome=\"replayed\"}", get(&self.duplicate_replayed)),
+                ("{outcome=\"in_flight\"}", get(&self.duplicate_in_flight)),
+                ("{outcome=\"mismatch\"}", get(&self.duplicate_mismatch)),
+            ],
+        );
+        family(
+            "radmfa_replies_total",
+            "counter",
+            "Access-Request replies by code.",
+            &[
+                ("{code=\"accept\"}", get(&self.accepts)),
+                ("{code=\"reject\"}", get(&self.rejects)),
+                ("{code=\"challenge\"}", get(&self.challenges)),
+            ],
+        );
+        family(
+            "radmfa_status_server_total",
+            "counter",
+            "Status-Server requests answered (RFC 5997).",
+            &[("", get(&self.status_server))],
+        );
+        family(
+            "radmfa_deadline_exceeded_total",
+            "counter",
+            "Requests rejected because they were not decided within the request deadline.",
+            &[("", get(&self.deadline_exceeded))],
+        );
+        family(
+            "radmfa_requests_in_flight",
+            "gauge",
+            "Access-Requests being processed.",
+            &[("", get(&self.in_flight))],
+        );
+        self.latency.render(
+            &mut out,
+            "radmfa_request_duration_seconds",
+            "Time from an Access-Request's arrival to its reply.",
+        );
+        out
+    }
+}
+
+/// See [`Metrics::start_request`].
+pub struct InFlight<'a>(&'a AtomicU64);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Upper bounds of the latency buckets, in seconds: from an inline login on a fast
+/// directory to a held phone call.
+const BOUNDS: [f64; 14] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0,
+];
+
+/// A fixed-bucket histogram of durations, lock-free.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    /// Per bucket (not cumulative); the last one is +Inf.
+    buckets: [AtomicU64; BOUNDS.len() + 1],
+    count: AtomicU64,
+    sum_micros: AtomicU64,
+}
+
+impl Histogram {
+    pub fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        let i = BOUNDS
+            .iter()
+            .position(|&b| secs <= b)
+            .unwrap_or(BOUNDS.len());
+        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+        let micros = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        self.sum_micros.fetch_add(micros, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        let mut cumulative = 0;
+        for (i, bucket) in self.buckets.iter().enumerate() {
+            cumulative += bucket.load(Ordering::Relaxed);
+            let le = BOUNDS
+                .get(i)
+                .map_or_else(|| "+Inf".to_string(), |b| b.to_string());
+            let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {cumulative}");
+        }
+        // The count is the +Inf bucket, so the two always agree within one scrape.
+        let _ = writeln!(out, "{name}_count {cumulative}");
+        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "{name}_sum {sum}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_cumulative_and_count_matches() {
+        let h = Histogram::default();
+        for ms in [0, 3, 3, 40, 700, 90_000] {
+            h.observe(Duration::from_millis(ms));
+        }
+        let mut out = String::new();
+        h.render(&mut out, "t", "help");
+        let line = |le: &str| {
+            out.lines()
+                .find(|l| l.starts_with(&format!("t_bucket{{le=\"{le}\"}} ")))
+                .unwrap_or_else(|| panic!("no bucket {le} in {out}"))
+                .rsplit(' ')
+                .next()
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(line("0.001"), "1");
+        assert_eq!(line("0.005"), "3");
+        assert_eq!(line("0.05"), "4");
+        assert_eq!(line("1"), "5");
+        assert_eq!(line("60"), "5");
+        assert_eq!(line("+Inf"), "6");
+        assert!(out.contains("\nt_count 6\n"), "{out}");
+        assert!(out.contains("\nt_sum 90.746\n"), "{out}");
+    }
+
+    #[test]
+    fn in_flight_guard_counts_down_when_dropped() {
+        let m = Metrics::default();
+        let a = m.start_request();
+        let b = m.start_request();
+        assert_eq!(m.in_flight.load(Ordering::Relaxed), 2);
+        drop(a);
+        drop(b);
+        assert!(m.prometheus().contains("\nradmfa_requests_in_flight 0\n"));
     }
 }

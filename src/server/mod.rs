@@ -5,6 +5,7 @@ pub mod clients;
 pub mod dedup;
 pub mod drop_log;
 pub mod metrics;
+pub mod metrics_http;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -165,6 +166,7 @@ async fn recv_loop(
         tracker.spawn(
             async move {
                 let _permit = permit;
+                let _in_flight = app.metrics.start_request();
                 serve_one(&app, &sock, ctx, key, &raw).await;
             }
             .instrument(span),
@@ -205,6 +207,9 @@ async fn serve_one(
         if let Err(e) = sock.send_to(&bytes, ctx.src).await {
             warn!(error = %e, "sending reply");
         }
+    }
+    if req.kind != RequestKind::StatusServer {
+        app.metrics.latency.observe(ctx.received.elapsed());
     }
 }
 

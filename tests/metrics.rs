@@ -1,0 +1,153 @@
+//! `[metrics] listen`: the Prometheus endpoint of a running server, read by Prometheus's own
+//! Python client parser after real logins, a reject, a request with the wrong shared secret
+//! and one from an unknown address.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Command, Stdio};
+
+use common::peers::{now, python, totp};
+use common::radmfa::{bin, Options, Server, SECRET};
+use common::slapd::{LdapUser, Slapd};
+
+/// The address from the "metrics.listen: serving http://ADDR/" log line.
+fn metrics_addr(srv: &Server) -> SocketAddr {
+    let log = srv.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("metrics.listen: serving http://"))
+        .unwrap_or_else(|| panic!("no metrics listener in the log:\n{log}"));
+    let rest = line.split("serving http://").nth(1).unwrap();
+    rest.split('/').next().unwrap().parse().unwrap()
+}
+
+/// A plain HTTP/1.0 GET: (status line, headers, body).
+fn get(addr: SocketAddr, path: &str) -> (String, String, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").expect("an HTTP response");
+    let (status, headers) = head.split_once("\r\n").unwrap_or((head, ""));
+    (status.into(), headers.to_lowercase(), body.into())
+}
+
+/// Parses the exposition with prometheus_client's parser: "name{k=v,...}" → value.
+fn parse(body: &str) -> BTreeMap<String, f64> {
+    const SCRIPT: &str = r#"
+import json, sys
+from prometheus_client.parser import text_string_to_metric_families
+out = {}
+for fam in text_string_to_metric_families(sys.stdin.read()):
+    for s in fam.samples:
+        labels = ",".join("%s=%s" % kv for kv in sorted(s.labels.items()))
+        out["%s{%s}" % (s.name, labels)] = s.value
+print(json.dumps(out))
+"#;
+    let mut child = Command::new(python())
+        .args(["-c", SCRIPT])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "Prometheus's parser refused the exposition: {}\n{body}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn client(srv: &Server, secret: &str, args: &[&str]) -> std::process::Output {
+    Command::new(bin())
+        .arg("client")
+        .args(args)
+        .args(["--server", &srv.addr.to_string(), "--retries", "0"])
+        .args(["--timeout", "1"])
+        .env("RADMFA_SECRET", secret)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn prometheus_reads_the_counters_of_real_traffic() {
+    let slapd = Slapd::start(&[LdapUser::new("alice", "alice-pw")]);
+    let mut o = Options::new(&slapd.url);
+    o.extra.push_str("\n[metrics]\nlisten = \"127.0.0.1:0\"\n");
+    let srv = Server::start(&o);
+    let addr = metrics_addr(&srv);
+
+    let (status, headers, body) = get(addr, "/metrics");
+    assert!(status.contains(" 200 "), "{status}");
+    assert!(
+        headers.contains("content-type: text/plain; version=0.0.4"),
+        "{headers}"
+    );
+    let before = parse(&body);
+    assert_eq!(before["radmfa_replies_total{code=accept}"], 0.0);
+    assert_eq!(before["radmfa_build_info{version=0.1.0}"], 1.0);
+
+    // Traffic: one challenge login (challenge, then accept), one wrong password, one
+    // Status-Server signed with the wrong secret, one datagram from an unknown address.
+    let seed = srv.enroll("alice", &[]);
+    let code = totp(&seed, now(), &[]);
+    let out = client(
+        &srv,
+        SECRET,
+        &["login", "alice", "--password", "alice-pw", "--code", &code],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let out = client(&srv, SECRET, &["login", "alice", "--password", "nope"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let out = client(&srv, "not-the-shared-secret", &["status"]);
+    assert!(!out.status.success(), "{out:?}");
+    let stranger = std::net::UdpSocket::bind("127.0.0.3:0").unwrap();
+    stranger.send_to(&[1, 9, 0, 20], srv.addr).unwrap();
+    // The server counts the last datagram asynchronously; wait for it to show.
+    let mut m = BTreeMap::new();
+    for _ in 0..50 {
+        m = parse(&get(addr, "/metrics").2);
+        if m["radmfa_requests_dropped_total{reason=unknown_client}"] >= 1.0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+
+    let expect = [
+        ("radmfa_datagrams_received_total{}", 5.0),
+        ("radmfa_replies_total{code=challenge}", 1.0),
+        ("radmfa_replies_total{code=accept}", 1.0),
+        ("radmfa_replies_total{code=reject}", 1.0),
+        (
+            "radmfa_requests_dropped_total{reason=bad_message_authenticator}",
+            1.0,
+        ),
+        ("radmfa_requests_dropped_total{reason=unknown_client}", 1.0),
+        ("radmfa_requests_dropped_total{reason=overloaded}", 0.0),
+        ("radmfa_status_server_total{}", 0.0),
+        ("radmfa_requests_in_flight{}", 0.0),
+        // The three answered Access-Requests, each well within the 4 s deadline.
+        ("radmfa_request_duration_seconds_count{}", 3.0),
+        ("radmfa_request_duration_seconds_bucket{le=5}", 3.0),
+        ("radmfa_request_duration_seconds_bucket{le=+Inf}", 3.0),
+    ];
+    for (name, value) in expect {
+        assert_eq!(m.get(name), Some(&value), "{name} in {m:#?}");
+    }
+    let sum = m["radmfa_request_duration_seconds_sum{}"];
+    assert!(sum > 0.0 && sum < 12.0, "latency sum {sum}");
+
+    let (status, _, _) = get(addr, "/other");
+    assert!(status.contains(" 404 "), "{status}");
+}
