@@ -50,7 +50,7 @@ impl AppState {
             clients: ClientTable::new(&config.clients),
             dedup: DuplicateCache::new(config.server.duplicate_window),
             delivery: crate::delivery::Delivery::from_config(&config.delivery),
-            metrics: Metrics::default(),
+            metrics: Metrics::for_clients(config.clients.iter().map(|c| c.name.as_str())),
             drops: Default::default(),
             config,
             primary,

@@ -74,7 +74,7 @@ fn client(srv: &Server, secret: &str, args: &[&str]) -> std::process::Output {
         .arg("client")
         .args(args)
         .args(["--server", &srv.addr.to_string(), "--retries", "0"])
-        .args(["--timeout", "1"])
+        .args(["--timeout", "3"])
         .env("RADMFA_SECRET", secret)
         .output()
         .unwrap()
@@ -84,6 +84,7 @@ fn client(srv: &Server, secret: &str, args: &[&str]) -> std::process::Output {
 fn prometheus_reads_the_counters_of_real_traffic() {
     let slapd = Slapd::start(&[LdapUser::new("alice", "alice-pw")]);
     let mut o = Options::new(&slapd.url);
+    o.ldap_timeout_ms = 1000;
     o.extra.push_str("\n[metrics]\nlisten = \"127.0.0.1:0\"\n");
     let srv = Server::start(&o);
     let addr = metrics_addr(&srv);
@@ -95,7 +96,10 @@ fn prometheus_reads_the_counters_of_real_traffic() {
         "{headers}"
     );
     let before = parse(&body);
-    assert_eq!(before["radmfa_replies_total{code=accept}"], 0.0);
+    assert_eq!(
+        before["radmfa_replies_total{client=local,code=accept}"],
+        0.0
+    );
     assert_eq!(before["radmfa_build_info{version=0.1.0}"], 1.0);
 
     // Traffic: one challenge login (challenge, then accept), one wrong password, one
@@ -126,9 +130,9 @@ fn prometheus_reads_the_counters_of_real_traffic() {
 
     let expect = [
         ("radmfa_datagrams_received_total{}", 5.0),
-        ("radmfa_replies_total{code=challenge}", 1.0),
-        ("radmfa_replies_total{code=accept}", 1.0),
-        ("radmfa_replies_total{code=reject}", 1.0),
+        ("radmfa_replies_total{client=local,code=challenge}", 1.0),
+        ("radmfa_replies_total{client=local,code=accept}", 1.0),
+        ("radmfa_replies_total{client=local,code=reject}", 1.0),
         (
             "radmfa_requests_dropped_total{reason=bad_message_authenticator}",
             1.0,
@@ -147,6 +151,17 @@ fn prometheus_reads_the_counters_of_real_traffic() {
     }
     let sum = m["radmfa_request_duration_seconds_sum{}"];
     assert!(sum > 0.0 && sum < 12.0, "latency sum {sum}");
+
+    assert_eq!(m["radmfa_backend_failures_total{backend=directory}"], 0.0);
+
+    // The directory goes away: the login is refused and counted as a directory failure.
+    drop(slapd);
+    let out = client(&srv, SECRET, &["login", "alice", "--password", "alice-pw"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let m = parse(&get(addr, "/metrics").2);
+    assert_eq!(m["radmfa_backend_failures_total{backend=directory}"], 1.0);
+    assert_eq!(m["radmfa_backend_failures_total{backend=store}"], 0.0);
+    assert_eq!(m["radmfa_replies_total{client=local,code=reject}"], 2.0);
 
     let (status, _, _) = get(addr, "/other");
     assert!(status.contains(" 404 "), "{status}");

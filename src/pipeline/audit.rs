@@ -67,6 +67,7 @@ pub async fn record(
         Ok(_) => true,
         Err(e) => {
             tracing::error!(error = %e, "audit record could not be written");
+            crate::server::metrics::Metrics::inc(&app.metrics.store_failures);
             false
         }
     }

@@ -101,13 +101,17 @@ pub async fn handle(app: &AppState, ctx: &RequestContext, req: &Request) -> Repl
     // The request's store writes are answered as they run; the reply waits once, here, for
     // all of them to be on disk (see store::durability). If one is not: fail closed.
     let (reply, durable) = durability::deferred(answer(app, ctx, req)).await;
-    match durable {
+    let reply = match durable {
         Ok(()) => reply,
         Err(e) => {
             tracing::error!(error = %e, "the request's store writes were not committed; rejecting");
+            Metrics::inc(&app.metrics.store_failures);
             Reply::reject()
         }
-    }
+    };
+    // Counted here, as sent: a verdict turned into a Reject by a failing store counts as one.
+    app.metrics.count_reply(&ctx.client.name, reply.code);
+    reply
 }
 
 async fn answer(app: &AppState, ctx: &RequestContext, req: &Request) -> Reply {
@@ -122,7 +126,13 @@ async fn answer(app: &AppState, ctx: &RequestContext, req: &Request) -> Reply {
         .request_deadline(app.config.server.request_deadline);
     let verdict = match tokio::time::timeout(deadline, decide(app, ctx, req, &user)).await {
         Ok(Ok(v)) => v,
-        Ok(Err(fault)) => Verdict::reject(fault.to_string()),
+        Ok(Err(fault)) => {
+            Metrics::inc(match fault {
+                Fault::Auth(_) => &app.metrics.directory_failures,
+                Fault::Store(_) => &app.metrics.store_failures,
+            });
+            Verdict::reject(fault.to_string())
+        }
         Err(_) => {
             Metrics::inc(&app.metrics.deadline_exceeded);
             Verdict::reject(format!(
@@ -131,11 +141,6 @@ async fn answer(app: &AppState, ctx: &RequestContext, req: &Request) -> Reply {
             ))
         }
     };
-    match verdict.reply.code {
-        ReplyCode::Accept => Metrics::inc(&app.metrics.accepts),
-        ReplyCode::Reject => Metrics::inc(&app.metrics.rejects),
-        ReplyCode::Challenge => Metrics::inc(&app.metrics.challenges),
-    }
     let recorded = audit::record(app, ctx, req, &user, &verdict).await;
     if !recorded && verdict.reply.code == ReplyCode::Accept {
         // A login that cannot be recorded is not granted: the store is failing, fail closed.

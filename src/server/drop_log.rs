@@ -114,7 +114,7 @@ impl fmt::Display for Warning {
             Warning::Others { count } => write!(
                 f,
                 "dropped {count} more request(s) from other sources (unknown clients or \
-                 failed verification; see the counters at shutdown)"
+                 failed verification; radmfa_requests_dropped_total counts them all)"
             ),
         }
     }

@@ -3,9 +3,12 @@
 //! they leave besides the rate-limited warnings (`drop_log`). `radmfa serve` logs them at
 //! shutdown and, with `[metrics] listen`, serves them to Prometheus (`metrics_http`).
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+use crate::radius::ReplyCode;
 
 macro_rules! counters {
     ($($name:ident),* $(,)?) => {
@@ -16,6 +19,9 @@ macro_rules! counters {
             pub in_flight: AtomicU64,
             /// Time from a request's arrival to its reply (Access-Requests answered).
             pub latency: Histogram,
+            /// Replies per `[[client]]` name (the names come from the config, so the set is
+            /// fixed and small).
+            pub per_client: BTreeMap<String, Replies>,
         }
 
         impl Metrics {
@@ -44,9 +50,52 @@ counters!(
     rejects,
     challenges,
     status_server,
+    directory_failures,
+    store_failures,
 );
 
+/// Access-Request replies of one client, by code.
+#[derive(Debug, Default)]
+pub struct Replies {
+    accept: AtomicU64,
+    reject: AtomicU64,
+    challenge: AtomicU64,
+}
+
 impl Metrics {
+    /// Counters for a server with these `[[client]]` names.
+    pub fn for_clients<'a>(names: impl IntoIterator<Item = &'a str>) -> Self {
+        Metrics {
+            per_client: names
+                .into_iter()
+                .map(|n| (n.to_string(), Replies::default()))
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    /// Counts the reply actually sent to `client` for an Access-Request.
+    pub fn count_reply(&self, client: &str, code: ReplyCode) {
+        let (total, per) = match code {
+            ReplyCode::Accept => (
+                &self.accepts,
+                self.per_client.get(client).map(|r| &r.accept),
+            ),
+            ReplyCode::Reject => (
+                &self.rejects,
+                self.per_client.get(client).map(|r| &r.reject),
+            ),
+            ReplyCode::Challenge => (
+                &self.challenges,
+                self.per_client.get(client).map(|r| &r.challenge),
+            ),
+        };
+        Self::inc(total);
+        if let Some(c) = per {
+            Self::inc(c);
+        }
+    }
+
     pub fn inc(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
     }
@@ -125,21 +174,40 @@ impl Metrics {
                 ("{outcome=\"mismatch\"}", get(&self.duplicate_mismatch)),
             ],
         );
+        let mut replies = Vec::new();
+        for (name, r) in &self.per_client {
+            let client = label_value(name);
+            for (code, c) in [
+                ("accept", &r.accept),
+                ("reject", &r.reject),
+                ("challenge", &r.challenge),
+            ] {
+                replies.push((format!("{{client=\"{client}\",code=\"{code}\"}}"), get(c)));
+            }
+        }
+        let replies: Vec<(&str, u64)> = replies.iter().map(|(l, v)| (l.as_str(), *v)).collect();
         family(
             "radmfa_replies_total",
             "counter",
-            "Access-Request replies by code.",
-            &[
-                ("{code=\"accept\"}", get(&self.accepts)),
-                ("{code=\"reject\"}", get(&self.rejects)),
-                ("{code=\"challenge\"}", get(&self.challenges)),
-            ],
+            "Access-Request replies by client ([[client]] name) and code.",
+            &replies,
         );
         family(
             "radmfa_status_server_total",
             "counter",
             "Status-Server requests answered (RFC 5997).",
             &[("", get(&self.status_server))],
+        );
+        family(
+            "radmfa_backend_failures_total",
+            "counter",
+            "Directory (LDAP) or store failures met while answering requests: unreachable, \
+             timed out, or an error; each refuses its request. Wrong passwords and codes \
+             are not failures.",
+            &[
+                ("{backend=\"directory\"}", get(&self.directory_failures)),
+                ("{backend=\"store\"}", get(&self.store_failures)),
+            ],
         );
         family(
             "radmfa_deadline_exceeded_total",
@@ -160,6 +228,13 @@ impl Metrics {
         );
         out
     }
+}
+
+/// A label value as the exposition format wants it: backslash, quote and newline escaped.
+fn label_value(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// See [`Metrics::start_request`].
@@ -245,6 +320,20 @@ mod tests {
         assert_eq!(line("+Inf"), "6");
         assert!(out.contains("\nt_count 6\n"), "{out}");
         assert!(out.contains("\nt_sum 90.746\n"), "{out}");
+    }
+
+    #[test]
+    fn replies_are_counted_per_client_with_escaped_names() {
+        let m = Metrics::for_clients(["vpn", "odd \"name\""]);
+        m.count_reply("vpn", ReplyCode::Accept);
+        m.count_reply("vpn", ReplyCode::Accept);
+        m.count_reply("odd \"name\"", ReplyCode::Challenge);
+        let text = m.prometheus();
+        assert!(text.contains("\nradmfa_replies_total{client=\"vpn\",code=\"accept\"} 2\n"));
+        assert!(text.contains(
+            "\nradmfa_replies_total{client=\"odd \\\"name\\\"\",code=\"challenge\"} 1\n"
+        ));
+        assert_eq!(m.get("accepts"), 2);
     }
 
     #[test]

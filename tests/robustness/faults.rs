@@ -258,9 +258,19 @@ fn a_full_disk_refuses_logins_and_the_server_carries_on() {
             .count();
         assert_eq!(accepts, 1, "{user}: one accept, {accepts} audit records");
     }
+    let mut srv = srv;
+    srv.stop();
     let log = srv.log();
     assert!(
         log.contains("disk I/O error"),
         "the log says nothing of the disk:\n{log}"
     );
+    // The refused logins are counted as store failures (radmfa_backend_failures_total).
+    let failures: u64 = log
+        .split("store_failures=")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no store_failures counter at shutdown:\n{log}"));
+    assert!(failures >= 2, "store_failures={failures}");
 }
