@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::slapd::{free_port, LdapUser, Slapd, SlapdOptions};
-use radmfa::auth::ldap::{AttributeNames, LdapSettings};
+use common::slapd::{free_port, group_dn, groups_ldif, LdapUser, Slapd, SlapdOptions};
+use radmfa::auth::ldap::{AttributeNames, LdapSettings, DEFAULT_GROUP_FILTER};
 use radmfa::auth::{AuthError, Denial, LdapAuth, PrimaryAuth, PrimaryOutcome};
 use radmfa::secret::Secret;
 
@@ -32,6 +32,7 @@ fn settings(slapd: &Slapd, urls: Vec<String>) -> LdapSettings {
         base_dn: slapd.base_dn.clone(),
         user_filter: "(&(objectClass=inetOrgPerson)(uid={user}))".into(),
         enabled_filter: None,
+        group_filter: DEFAULT_GROUP_FILTER.into(),
         attributes: AttributeNames::default(),
         connect_timeout: Duration::from_secs(1),
         op_timeout: Duration::from_secs(1),
@@ -172,6 +173,52 @@ impl Drop for SilentRelay {
         self.stop.store(true, Ordering::SeqCst);
         let _ = TcpStream::connect(self.addr); // wakes the accept loop
     }
+}
+
+#[tokio::test]
+async fn group_membership_by_member_dn_and_by_member_uid() {
+    let mut ldif = groups_ldif(&[("vpn", &["alice"]), ("admins", &["bob"])]);
+    // posixGroup lists user names, not DNs: it needs group_filter = "(memberUid={user})".
+    ldif.push_str(
+        "dn: cn=vpn-posix,ou=groups,dc=example,dc=org\nobjectClass: posixGroup\n\
+         cn: vpn-posix\ngidNumber: 5000\nmemberUid: bob\n\n",
+    );
+    let slapd = Slapd::start_with(
+        &users(),
+        SlapdOptions {
+            extra_ldif: ldif,
+            ..Default::default()
+        },
+    );
+    let auth = auth_for(&slapd);
+    let info = |user: &str| {
+        let auth = &auth;
+        let user = user.to_string();
+        async move { auth.lookup(&user).await.unwrap().expect("user found") }
+    };
+    let (alice, bob) = (info("alice").await, info("bob").await);
+    let vpn = group_dn("vpn");
+    assert!(auth.is_member("alice", &alice, &vpn).await.unwrap());
+    assert!(!auth.is_member("bob", &bob, &vpn).await.unwrap());
+    assert!(auth
+        .is_member("bob", &bob, &group_dn("admins"))
+        .await
+        .unwrap());
+    // A group the directory does not have has no members (and is no error).
+    let missing = group_dn("no-such-group");
+    assert!(!auth.is_member("alice", &alice, &missing).await.unwrap());
+    // A DN with filter metacharacters is escaped, not interpreted: no wildcard membership.
+    let mut forged = alice.clone();
+    forged.dn = "*".into();
+    assert!(!auth.is_member("alice", &forged, &vpn).await.unwrap());
+
+    let mut s = settings(&slapd, vec![slapd.url.clone()]);
+    s.group_filter = "(memberUid={user})".into();
+    let posix = LdapAuth::new(s).unwrap();
+    let group = "cn=vpn-posix,ou=groups,dc=example,dc=org";
+    assert!(posix.is_member("bob", &bob, group).await.unwrap());
+    assert!(!posix.is_member("alice", &alice, group).await.unwrap());
+    assert!(!posix.is_member("*", &alice, group).await.unwrap());
 }
 
 #[tokio::test]

@@ -87,6 +87,9 @@ use super::ldap_tls::tls_config;
 use super::{ad_codes, AuthError, Denial, PrimaryAuth, PrimaryOutcome, UserInfo};
 use crate::secret::Secret;
 
+/// `groupOfNames` and Active Directory groups (direct members).
+pub const DEFAULT_GROUP_FILTER: &str = "(member={dn})";
+
 /// How long a URL that just failed is put behind the others.
 pub const FAILED_URL_HOLDOFF: Duration = Duration::from_secs(10);
 
@@ -141,6 +144,10 @@ pub struct LdapSettings {
     /// matters where no password bind happens (second-factor-only clients such as RD
     /// Gateway). Active Directory: `(!(userAccountControl:1.2.840.113556.1.4.803:=2))`.
     pub enabled_filter: Option<String>,
+    /// Membership test for the clients' `allow_groups` / `exempt_groups`: searched with the
+    /// group's DN as base (scope base); `{dn}` is the user's DN and `{user}` the user name,
+    /// both escaped. The group's entry coming back means "member".
+    pub group_filter: String,
     pub attributes: AttributeNames,
     pub connect_timeout: Duration,
     pub op_timeout: Duration,
@@ -162,6 +169,7 @@ impl Default for LdapSettings {
             base_dn: String::new(),
             user_filter: "(uid={user})".into(),
             enabled_filter: None,
+            group_filter: DEFAULT_GROUP_FILTER.into(),
             attributes: AttributeNames::default(),
             connect_timeout: Duration::from_secs(5),
             op_timeout: Duration::from_secs(5),
@@ -173,7 +181,7 @@ impl Default for LdapSettings {
 
 /// The LDAP / Active Directory primary-factor backend. Cheap to share behind an `Arc`.
 pub struct LdapAuth {
-    settings: LdapSettings,
+    pub(super) settings: LdapSettings,
     conn_settings: LdapConnSettings,
     /// Attribute list sent with the search.
     search_attrs: Vec<String>,
@@ -469,30 +477,62 @@ impl LdapAuth {
     }
 
     async fn search_user(&self, user: &str) -> Result<SearchOutcome, AuthError> {
-        let _slot = timeout(self.settings.op_timeout, self.pool_slots.acquire())
-            .await
-            .map_err(|_| self.op_timeout_err())?
-            .expect("pool semaphore never closed");
         let escaped = ldap3::ldap_escape(user);
         let mut filter = self.settings.user_filter.replace("{user}", &escaped);
         if let Some(enabled) = &self.settings.enabled_filter {
             filter = format!("(&{filter}{enabled})");
         }
+        let base = &self.settings.base_dn;
+        let attrs = &self.search_attrs;
+        let (entries, res) = self
+            .search(base, Scope::Subtree, &filter, attrs, 2, user)
+            .await?;
+        // rc 4 = sizeLimitExceeded: more than our limit of 2 entries matched.
+        let size_limit_hit = res.rc == 4 && !entries.is_empty();
+        if res.rc != 0 && !size_limit_hit {
+            tracing::warn!(%user, result = %res, "LDAP search refused");
+            return Err(AuthError::Ldap(format!("search: {res}")));
+        }
+        Ok(match entries.len() {
+            0 => SearchOutcome::NotFound,
+            1 => {
+                let entry = SearchEntry::construct(entries.into_iter().next().expect("one"));
+                SearchOutcome::Found(self.user_info(entry))
+            }
+            n => {
+                tracing::warn!(%user, matches = n, filter = %filter,
+                    "LDAP user filter matched several entries");
+                SearchOutcome::Ambiguous
+            }
+        })
+    }
 
+    /// One search on a pooled service-account connection, within `op_timeout`, retried once
+    /// on a fresh connection if a reused one turns out dead. Returns the entries and the
+    /// result for the caller to judge (which result codes are fine depends on the search);
+    /// a timeout or a connection failure is an error. `user` is for the log only.
+    pub(super) async fn search(
+        &self,
+        base: &str,
+        scope: Scope,
+        filter: &str,
+        attrs: &[String],
+        size_limit: i32,
+        user: &str,
+    ) -> Result<(Vec<ldap3::ResultEntry>, LdapResult), AuthError> {
+        let _slot = timeout(self.settings.op_timeout, self.pool_slots.acquire())
+            .await
+            .map_err(|_| self.op_timeout_err())?
+            .expect("pool semaphore never closed");
         let mut retried = false;
         loop {
             let mut conn = self.take_or_connect(&self.searches, true).await?;
             let op_timeout = self.settings.op_timeout;
             let search = conn
                 .conn
-                .with_search_options(SearchOptions::new().sizelimit(2))
+                .with_search_options(SearchOptions::new().sizelimit(size_limit))
                 .with_timeout(op_timeout)
-                .search(
-                    &self.settings.base_dn,
-                    Scope::Subtree,
-                    &filter,
-                    &self.search_attrs,
-                );
+                .search(base, scope, filter, attrs);
             let result = match timeout(op_timeout, search).await {
                 Err(_) | Ok(Err(LdapError::Timeout { .. })) => {
                     let url = &self.settings.urls[conn.url_idx];
@@ -516,28 +556,9 @@ impl LdapAuth {
                 }
                 Ok(Ok(result)) => result,
             };
-            let ldap3::SearchResult(entries, res) = result;
-            // rc 4 = sizeLimitExceeded: more than our limit of 2 entries matched.
-            let size_limit_hit = res.rc == 4 && !entries.is_empty();
-            if res.rc != 0 && !size_limit_hit {
-                let url = &self.settings.urls[conn.url_idx];
-                tracing::warn!(%url, %user, result = %res, "LDAP search refused");
-                self.searches.put(conn);
-                return Err(AuthError::Ldap(format!("search: {res}")));
-            }
             self.searches.put(conn);
-            return Ok(match entries.len() {
-                0 => SearchOutcome::NotFound,
-                1 => {
-                    let entry = SearchEntry::construct(entries.into_iter().next().expect("one"));
-                    SearchOutcome::Found(self.user_info(entry))
-                }
-                n => {
-                    tracing::warn!(%user, matches = n, filter = %filter,
-                        "LDAP user filter matched several entries");
-                    SearchOutcome::Ambiguous
-                }
-            });
+            let ldap3::SearchResult(entries, res) = result;
+            return Ok((entries, res));
         }
     }
 
@@ -777,6 +798,15 @@ impl PrimaryAuth for LdapAuth {
             SearchOutcome::Found(info) => Some(info),
             SearchOutcome::NotFound | SearchOutcome::Ambiguous => None,
         })
+    }
+
+    async fn is_member(
+        &self,
+        user: &str,
+        info: &UserInfo,
+        group_dn: &str,
+    ) -> Result<bool, AuthError> {
+        self.member_of(user, info, group_dn).await
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub mod ad_codes;
 pub mod ldap;
+mod ldap_groups;
 mod ldap_pool;
 mod ldap_tls;
 
@@ -82,4 +83,12 @@ pub trait PrimaryAuth: Send + Sync + 'static {
     ) -> Result<PrimaryOutcome, AuthError>;
     /// Search only: does the user exist (used by second-factor-only clients).
     async fn lookup(&self, user: &str) -> Result<Option<UserInfo>, AuthError>;
+    /// Is the user (`info` from authenticate or lookup) a member of the group `group_dn`?
+    /// A group the directory does not have has no members.
+    async fn is_member(
+        &self,
+        user: &str,
+        info: &UserInfo,
+        group_dn: &str,
+    ) -> Result<bool, AuthError>;
 }

@@ -163,6 +163,17 @@ pub struct ClientConfig {
     pub no_factor: NoFactorPolicy,
     /// Allowed methods, voice mode and budget, app passwords, second-factor-only.
     pub factors: delivery::ClientFactors,
+    /// Directory groups that may log in here, and those that skip the second factor.
+    pub groups: GroupPolicy,
+}
+
+/// A client's `allow_groups` and `exempt_groups` (group DNs; empty = no such rule).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GroupPolicy {
+    /// Only members of one of these may log in through the client.
+    pub allow: Vec<String>,
+    /// Members of one of these log in with their password alone (audited as "exempt").
+    pub exempt: Vec<String>,
 }
 
 impl Config {

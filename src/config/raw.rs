@@ -130,6 +130,8 @@ pub struct RawLdap {
     pub user_filter: String,
     #[serde(default)]
     pub enabled_filter: Option<String>,
+    #[serde(default = "default_group_filter")]
+    pub group_filter: String,
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout_ms: u64,
     #[serde(default = "default_ldap_timeout")]
@@ -140,6 +142,10 @@ pub struct RawLdap {
     pub max_concurrent_binds: usize,
     #[serde(default)]
     pub attributes: RawLdapAttributes,
+}
+
+fn default_group_filter() -> String {
+    crate::auth::ldap::DEFAULT_GROUP_FILTER.into()
 }
 
 fn default_user_filter() -> String {
@@ -300,6 +306,10 @@ pub struct RawClient {
     pub app_passwords: bool,
     #[serde(default)]
     pub second_factor_only: bool,
+    #[serde(default)]
+    pub allow_groups: Vec<String>,
+    #[serde(default)]
+    pub exempt_groups: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -357,6 +357,8 @@ fn client_configs(raw: Vec<RawClient>, base: &Path) -> Result<Vec<ClientConfig>,
             voice_budget_secs,
             app_passwords,
             second_factor_only,
+            allow_groups,
+            exempt_groups,
         } = c;
         let key = |k: &str| format!("client[{i}].{k}");
         if name.trim().is_empty() {
@@ -432,6 +434,21 @@ fn client_configs(raw: Vec<RawClient>, base: &Path) -> Result<Vec<ClientConfig>,
             },
             &key,
         )?;
+        for (k, groups) in [
+            ("allow_groups", &allow_groups),
+            ("exempt_groups", &exempt_groups),
+        ] {
+            for (j, g) in groups.iter().enumerate() {
+                if !g.contains('=') || g.trim() != g {
+                    return Err(ConfigError::invalid(
+                        key(&format!("{k}[{j}]")),
+                        format!(
+                            "{g:?} is not a group DN, e.g. \"cn=vpn-users,ou=groups,dc=example,dc=org\""
+                        ),
+                    ));
+                }
+            }
+        }
         out.push(ClientConfig {
             name,
             networks,
@@ -440,6 +457,10 @@ fn client_configs(raw: Vec<RawClient>, base: &Path) -> Result<Vec<ClientConfig>,
             otp_mode,
             no_factor,
             factors,
+            groups: GroupPolicy {
+                allow: allow_groups,
+                exempt: exempt_groups,
+            },
         });
     }
     // Overlapping networks would make the shared secret depend on table order.

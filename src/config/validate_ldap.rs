@@ -20,6 +20,7 @@ pub(super) fn ldap_settings(raw: RawLdap, base: &Path) -> Result<LdapSettings, C
         base_dn,
         user_filter,
         enabled_filter,
+        group_filter,
         connect_timeout_ms,
         timeout_ms,
         pool_size,
@@ -65,6 +66,20 @@ pub(super) fn ldap_settings(raw: RawLdap, base: &Path) -> Result<LdapSettings, C
                 format!("{f:?} is not an LDAP filter in parentheses"),
             ));
         }
+    }
+    // Checked with sample values in place of the placeholders: the filter must parse.
+    let sample = group_filter.replace("{dn}", "cn=x").replace("{user}", "x");
+    if !(group_filter.contains("{dn}") || group_filter.contains("{user}"))
+        || !(group_filter.starts_with('(') && group_filter.ends_with(')'))
+        || ldap3::parse_filter(&sample).is_err()
+    {
+        return Err(ConfigError::invalid(
+            "ldap.group_filter",
+            format!(
+                "{group_filter:?} must be an LDAP filter in parentheses with {{dn}} or {{user}}, \
+                 e.g. \"(member={{dn}})\""
+            ),
+        ));
     }
     if !(user_filter.starts_with('(') && user_filter.ends_with(')')) {
         return Err(ConfigError::invalid(
@@ -123,6 +138,7 @@ pub(super) fn ldap_settings(raw: RawLdap, base: &Path) -> Result<LdapSettings, C
         base_dn,
         user_filter,
         enabled_filter,
+        group_filter,
         attributes: AttributeNames {
             display_name,
             given_name,

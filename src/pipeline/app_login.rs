@@ -3,6 +3,7 @@
 //! replaces password and second factor together, so it is accepted only on those clients,
 //! only for users that still exist in the directory, and never for a blocked user.
 
+use super::groups;
 use super::methods::blocked;
 use super::{Fault, RequestContext, Verdict};
 use crate::app::AppState;
@@ -50,6 +51,14 @@ pub async fn try_app_password(
         v.mode = "app-password";
         return Ok(Some(v));
     };
+    // An app password stands in for password and second factor, not for the right to use
+    // this client: the allowed groups apply (exempt groups change nothing here).
+    if !groups::allowed(app, ctx, user, &info).await? {
+        let mut v = groups::not_allowed(ctx, info);
+        v.mode = "app-password";
+        v.token_serial = serial;
+        return Ok(Some(v));
+    }
     app.store.touch_app_password(id, app.clock.now()).await?;
     tracing::debug!(user, nas = %ctx.client.name, "app password accepted");
     Ok(Some(Verdict {

@@ -3,6 +3,7 @@
 //! or the user's method (TOTP prompt, SMS code, phone call) chosen among what the client
 //! allows. Second-factor-only clients (RD Gateway) go to `rdg`.
 
+use super::groups::{self, Membership};
 use super::methods::{self, blocked, Subject};
 use super::second_factor::{check_code, oath_mode, user_view, CodeCheck, Standing, RESYNC_MESSAGE};
 use super::{app_login, oob, rdg, Fault, RequestContext, Verdict};
@@ -64,6 +65,11 @@ pub async fn start(
         return Ok(Verdict::reject(reason)
             .with_info(Some(info))
             .with_reply(reply));
+    }
+    match groups::check(app, ctx, user, &info).await? {
+        Membership::Allowed => {}
+        Membership::NotAllowed => return Ok(groups::not_allowed(ctx, info)),
+        Membership::Exempt(group) => return Ok(groups::exempt(group, info)),
     }
     let phone = oob::phone_for(app, profile, &info);
     let usable = available(

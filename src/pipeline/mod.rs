@@ -17,6 +17,7 @@ mod app_login;
 mod audit;
 mod followup;
 mod followup_oob;
+mod groups;
 mod login;
 mod methods;
 mod oob;

@@ -4,6 +4,7 @@
 //! ":SC"), and the RDP client cannot show a prompt. So: no LDAP bind, only a search that
 //! the user exists; then the phone call, held within the client's budget.
 
+use super::groups::{self, Membership};
 use super::login::{capabilities, LOCKED_MESSAGE};
 use super::methods::{self, blocked, Subject};
 use super::second_factor::is_locked;
@@ -35,6 +36,12 @@ pub async fn start(
         return Ok(Verdict::reject(reason)
             .with_info(Some(info))
             .with_reply(reply));
+    }
+    // The gateway checked the password; an exempt user needs nothing more.
+    match groups::check(app, ctx, user, &info).await? {
+        Membership::Allowed => {}
+        Membership::NotAllowed => return Ok(groups::not_allowed(ctx, info)),
+        Membership::Exempt(group) => return Ok(groups::exempt(group, info)),
     }
     if is_locked(app, user).await? {
         return Ok(Verdict::reject("second factor locked")

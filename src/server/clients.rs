@@ -57,6 +57,7 @@ mod tests {
             otp_mode: OtpMode::Challenge,
             no_factor: NoFactorPolicy::Reject,
             factors: Default::default(),
+            groups: Default::default(),
         }
     }
 

@@ -75,6 +75,32 @@ impl LdapUser {
     }
 }
 
+/// LDIF for `ou=groups` and one groupOfNames per `(cn, member uids)`, for
+/// [`SlapdOptions::extra_ldif`]. A groupOfNames needs a member, so an empty list gets the
+/// base DN as its one member.
+pub fn groups_ldif(groups: &[(&str, &[&str])]) -> String {
+    let mut l = format!("dn: ou=groups,{BASE_DN}\nobjectClass: organizationalUnit\nou: groups\n\n");
+    for (cn, uids) in groups {
+        l.push_str(&format!(
+            "dn: {}\nobjectClass: groupOfNames\ncn: {cn}\n",
+            group_dn(cn)
+        ));
+        if uids.is_empty() {
+            l.push_str(&format!("member: {BASE_DN}\n"));
+        }
+        for uid in *uids {
+            l.push_str(&format!("member: uid={uid},{PEOPLE_DN}\n"));
+        }
+        l.push('\n');
+    }
+    l
+}
+
+/// The DN of a group made by [`groups_ldif`].
+pub fn group_dn(cn: &str) -> String {
+    format!("cn={cn},ou=groups,{BASE_DN}")
+}
+
 fn capitalize(s: &str) -> String {
     let mut c = s.chars();
     match c.next() {

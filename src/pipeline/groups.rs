@@ -1,0 +1,82 @@
+//! A client's group rules (`allow_groups`, `exempt_groups`), checked once the directory has
+//! vouched for the user (password bind, or the search of a second-factor-only client or an
+//! app-password login): not in an allowed group → Reject; in an exempt group → Accept
+//! without a second factor. A directory failure during the check refuses the login.
+
+use super::{Fault, RequestContext, Verdict};
+use crate::app::AppState;
+use crate::auth::UserInfo;
+use crate::radius::Reply;
+
+pub enum Membership {
+    /// No rule stops the login; the second factor follows.
+    Allowed,
+    /// The client has allowed groups and the user is in none of them.
+    NotAllowed,
+    /// In this exempt group: password (or the gateway's word) alone.
+    Exempt(String),
+}
+
+pub async fn check(
+    app: &AppState,
+    ctx: &RequestContext,
+    user: &str,
+    info: &UserInfo,
+) -> Result<Membership, Fault> {
+    if !allowed(app, ctx, user, info).await? {
+        return Ok(Membership::NotAllowed);
+    }
+    Ok(
+        match first_member(app, user, info, &ctx.client.groups.exempt).await? {
+            Some(group) => Membership::Exempt(group.to_string()),
+            None => Membership::Allowed,
+        },
+    )
+}
+
+/// The allowed-groups rule alone: true when the client has none or the user is in one.
+pub async fn allowed(
+    app: &AppState,
+    ctx: &RequestContext,
+    user: &str,
+    info: &UserInfo,
+) -> Result<bool, Fault> {
+    let allow = &ctx.client.groups.allow;
+    Ok(allow.is_empty() || first_member(app, user, info, allow).await?.is_some())
+}
+
+async fn first_member<'g>(
+    app: &AppState,
+    user: &str,
+    info: &UserInfo,
+    groups: &'g [String],
+) -> Result<Option<&'g str>, Fault> {
+    for g in groups {
+        if app.primary.is_member(user, info, g).await? {
+            return Ok(Some(g));
+        }
+    }
+    Ok(None)
+}
+
+/// The Reject for a user outside the client's allowed groups: a plain one, since the NAS
+/// shows the user nothing more useful than "access denied"; the audit record says why.
+pub fn not_allowed(ctx: &RequestContext, info: UserInfo) -> Verdict {
+    Verdict::reject(format!(
+        "not a member of any allow_groups of client {:?}",
+        ctx.client.name
+    ))
+    .with_info(Some(info))
+}
+
+pub fn exempt(group: String, info: UserInfo) -> Verdict {
+    Verdict {
+        reply: Reply::accept(),
+        mode: "exempt",
+        reason: Some(format!("member of exempt group {group}")),
+        token_serial: None,
+        info: Some(info),
+        client_ip: None,
+        phone: None,
+    }
+}

@@ -1,0 +1,172 @@
+//! Directory groups per client (`allow_groups`, `exempt_groups`), end to end: a real slapd
+//! with groupOfNames entries, the real server, and pyrad/radclient as the NAS.
+
+mod common;
+
+use common::peers::{now, pyrad, radclient, totp};
+use common::radmfa::{Options, Server, SECRET};
+use common::slapd::{group_dn, groups_ldif, LdapUser, Slapd, SlapdOptions};
+
+fn directory() -> Slapd {
+    let users: Vec<LdapUser> = ["alice", "bob", "carol", "dave"]
+        .iter()
+        .map(|u| LdapUser::new(u, &format!("{u}-pw")))
+        .collect();
+    Slapd::start_with(
+        &users,
+        SlapdOptions {
+            extra_ldif: groups_ldif(&[
+                ("vpn-users", &["alice", "carol"]),
+                ("mfa-exempt", &["carol", "dave"]),
+            ]),
+            ..Default::default()
+        },
+    )
+}
+
+/// Two NAS: a VPN (127.0.0.1, code prompt, app passwords) open to vpn-users with mfa-exempt
+/// skipping the code, and an RD Gateway (127.0.0.2, second factor only) where mfa-exempt skips the call.
+fn start(slapd: &Slapd) -> Server {
+    let mut o = Options::new(&slapd.url);
+    o.clients.clear();
+    let (vpn, exempt) = (group_dn("vpn-users"), group_dn("mfa-exempt"));
+    o.extra = format!(
+        r#"
+[[client]]
+name = "vpn"
+address = "127.0.0.1"
+secret = "{SECRET}"
+allow_groups = ["{vpn}"]
+exempt_groups = ["{exempt}"]
+app_passwords = true
+
+[[client]]
+name = "rd-gateway"
+address = "127.0.0.2"
+secret = "{SECRET}"
+second_factor_only = true
+methods = ["voice"]
+voice_mode = "hold"
+exempt_groups = ["{exempt}"]
+"#
+    );
+    Server::start(&o)
+}
+
+fn password(srv: &Server, user: &str, pw: &str) -> serde_json::Value {
+    pyrad(
+        srv.port(),
+        SECRET,
+        &["--user", user, "--password", pw, "--timeout", "5"],
+    )
+}
+
+fn code(v: &serde_json::Value) -> &str {
+    v["code"].as_str().unwrap_or("none")
+}
+
+fn last_audit(srv: &Server, user: &str) -> serde_json::Value {
+    srv.audit_json(user)
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| panic!("no audit record for {user}"))
+}
+
+#[test]
+fn allowed_groups_gate_the_client_and_exempt_groups_skip_the_second_factor() {
+    let slapd = directory();
+    let srv = start(&slapd);
+
+    // alice: in vpn-users, not exempt → the code prompt, then Accept with her code.
+    let seed = srv.enroll("alice", &[]);
+    let r = password(&srv, "alice", "alice-pw");
+    assert_eq!(code(&r), "Access-Challenge", "{r}\n{}", srv.log());
+    let state = r["state"].as_str().unwrap().to_string();
+    let c = totp(&seed, now(), &[]);
+    let r = pyrad(
+        srv.port(),
+        SECRET,
+        &["--user", "alice", "--password", &c, "--state", &state],
+    );
+    assert_eq!(code(&r), "Access-Accept", "{r}");
+
+    // bob: right password, in no allowed group → Reject, the same reply as a wrong password;
+    // the audit record says why.
+    let right = password(&srv, "bob", "bob-pw");
+    let wrong = password(&srv, "bob", "not-bobs");
+    assert_eq!(code(&right), "Access-Reject", "{right}");
+    assert_eq!(code(&wrong), "Access-Reject", "{wrong}");
+    assert_eq!(right["messages"], wrong["messages"], "replies differ");
+    let audit = srv.audit_json("bob");
+    assert_eq!(audit[0]["reason"], "bad password", "{audit:?}");
+    assert!(
+        audit[1]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("not a member of any allow_groups of client \"vpn\""),
+        "{audit:?}"
+    );
+
+    // An app password stands in for password and code, not for the allowed groups.
+    let app_password = |user: &str| {
+        let out = srv.cli(&["user", "app-password", "add", user]);
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let r = password(&srv, "bob", &app_password("bob"));
+    assert_eq!(code(&r), "Access-Reject", "{r}");
+    let rec = last_audit(&srv, "bob");
+    assert_eq!(rec["mode"], "app-password", "{rec}");
+    assert!(
+        rec["reason"].as_str().unwrap().contains("allow_groups"),
+        "{rec}"
+    );
+    let r = password(&srv, "alice", &app_password("alice"));
+    assert_eq!(code(&r), "Access-Accept", "{r}");
+
+    // carol: allowed and exempt, no token at all → Accept on the password, through a
+    // client nobody here wrote (radclient), audited as exempt.
+    let reply = radclient(
+        &srv.addr.to_string(),
+        SECRET,
+        "User-Name = carol, User-Password = carol-pw, Message-Authenticator = 0x00",
+    );
+    assert_eq!(reply.code, "Access-Accept", "{}", reply.output);
+    let rec = last_audit(&srv, "carol");
+    assert_eq!(rec["mode"], "exempt", "{rec}");
+    let exempt = group_dn("mfa-exempt");
+    assert_eq!(
+        rec["reason"].as_str(),
+        Some(format!("member of exempt group {exempt}").as_str())
+    );
+    // ... but only with her password.
+    let r = password(&srv, "carol", "wrong");
+    assert_eq!(code(&r), "Access-Reject", "{r}");
+
+    // dave: exempt but not in an allowed group: the allowed groups come first.
+    let r = password(&srv, "dave", "dave-pw");
+    assert_eq!(code(&r), "Access-Reject", "{r}");
+
+    // RD Gateway (second factor only): an exempt user needs no call; others would.
+    let rdg = |user: &str| {
+        pyrad(
+            srv.port(),
+            SECRET,
+            &[
+                "--bind",
+                "127.0.0.2",
+                "--user",
+                user,
+                "--nas-port-type",
+                "5",
+                "--called-station-id",
+                "UserAuthType:PW",
+            ],
+        )
+    };
+    let r = rdg("dave");
+    assert_eq!(code(&r), "Access-Accept", "{r}\n{}", srv.log());
+    assert_eq!(last_audit(&srv, "dave")["mode"], "exempt");
+    let r = rdg("bob");
+    assert_eq!(code(&r), "Access-Reject", "{r}");
+}
