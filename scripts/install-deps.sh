@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 pkgs=(slapd ldap-utils freeradius-utils oathtool libpam-radius-auth pamtester
       zbar-tools python3-venv ca-certificates openssl postgresql
-      systemd)  # systemd: systemd-analyze checks conf/radmfa.service
+      systemd radsecproxy)  # systemd-analyze checks conf/radmfa.service; radsecproxy: RadSec peer
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -21,9 +21,12 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 # The packaged slapd service is not used; stop it so it does not hold port 389 or CPU.
-if command -v systemctl >/dev/null && systemctl is-active --quiet slapd 2>/dev/null; then
-  systemctl stop slapd || true
-fi
+# The same for radsecproxy's packaged service: the RadSec test runs its own.
+for svc in slapd radsecproxy; do
+  if command -v systemctl >/dev/null && systemctl is-active --quiet "$svc" 2>/dev/null; then
+    systemctl stop "$svc" || true
+  fi
+done
 
 if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import pyrad, pskc, prometheus_client' 2>/dev/null; then
   echo "==> creating .venv with pyrad, python-pskc and prometheus-client"
@@ -36,7 +39,7 @@ fi
 # PostgreSQL's packaged service is not needed: the tests initdb a private cluster on a free
 # port in a temp dir (tests/common/postgres.rs), so it may stay stopped or run, either way.
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { echo "missing after install: initdb" >&2; exit 1; }
-for c in slapd slapadd slappasswd ldapwhoami radclient oathtool pamtester systemd-analyze; do
+for c in slapd slapadd slappasswd ldapwhoami radclient oathtool pamtester systemd-analyze radsecproxy; do
   command -v "$c" >/dev/null || [ -x "/usr/sbin/$c" ] || { echo "missing after install: $c" >&2; exit 1; }
 done
 echo "==> dependencies ready"

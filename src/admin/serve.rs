@@ -14,6 +14,10 @@ use crate::config::Config;
 pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     survive_file_size_limit();
     let sockets = crate::server::bind(&cfg.server.listen).context("binding listen addresses")?;
+    let radsec = match &cfg.radsec {
+        Some(r) => Some(radsec_listeners(r).await?),
+        None => None,
+    };
     let app = AppState::build(cfg).await?;
     let shutdown = CancellationToken::new();
     tokio::spawn(purge_expired_challenges(app.clone(), shutdown.clone()));
@@ -33,9 +37,45 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         wait_for_signal().await;
         signal.cancel();
     });
-    crate::server::run(app.clone(), sockets, shutdown).await;
+    crate::server::run(app.clone(), sockets, radsec, shutdown).await;
     app.store.close().await;
     Ok(())
+}
+
+/// The TLS configuration (certificates checked now, so a bad file stops the start) and the
+/// bound `[radsec] listen` addresses.
+async fn radsec_listeners(
+    cfg: &crate::config::RadsecConfig,
+) -> anyhow::Result<crate::server::RadsecListeners> {
+    let acceptor = crate::server::radsec::acceptor(cfg)?;
+    let mut listeners = Vec::new();
+    for (i, addr) in cfg.listen.iter().enumerate() {
+        let l = bind_tcp(*addr).with_context(|| format!("binding radsec.listen[{i}] {addr}"))?;
+        listeners.push(l);
+    }
+    Ok(crate::server::RadsecListeners {
+        listeners,
+        acceptor,
+    })
+}
+
+/// A TCP listener; IPv6 ones are IPv6-only, so "0.0.0.0:2083" and "[::]:2083" coexist.
+fn bind_tcp(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let domain = if addr.is_ipv6() {
+        Domain::IPV6
+    } else {
+        Domain::IPV4
+    };
+    let sock = Socket::new(domain, Type::STREAM, None)?;
+    if addr.is_ipv6() {
+        sock.set_only_v6(true)?;
+    }
+    sock.set_reuse_address(true)?;
+    sock.set_nonblocking(true)?;
+    sock.bind(&addr.into())?;
+    sock.listen(1024)?;
+    TcpListener::from_std(sock.into())
 }
 
 /// Binds `addr` (an error names the config `key`) and serves HTTP on it until `shutdown`.

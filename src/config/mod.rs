@@ -54,6 +54,8 @@ pub struct Config {
     pub audit: AuditConfig,
     /// The Prometheus endpoint, if configured.
     pub metrics: Option<MetricsConfig>,
+    /// RADIUS over TLS, if configured.
+    pub radsec: Option<RadsecConfig>,
     /// Phone numbers, SMS, calls, providers, callback listener (issue 4).
     pub delivery: delivery::DeliveryConfig,
     pub clients: Vec<ClientConfig>,
@@ -122,6 +124,17 @@ pub struct ChallengeConfig {
 pub struct LockoutConfig {
     pub threshold: u32,
     pub duration: Duration,
+}
+
+/// `[radsec]`: RADIUS over TLS (RFC 6614) with mutual certificate authentication.
+#[derive(Debug, Clone)]
+pub struct RadsecConfig {
+    pub listen: Vec<SocketAddr>,
+    /// PEM: the server's certificate chain, and its private key.
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    /// PEM: the CA certificate(s) that sign the clients' certificates.
+    pub ca_file: PathBuf,
 }
 
 #[derive(Debug, Clone, Copy)]

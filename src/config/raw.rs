@@ -24,6 +24,8 @@ pub struct RawConfig {
     pub audit: RawAudit,
     #[serde(default)]
     pub metrics: Option<RawMetrics>,
+    #[serde(default)]
+    pub radsec: Option<RawRadsec>,
     // Out-of-band factors (issue 4): raw_delivery.rs.
     #[serde(default)]
     pub phone: super::raw_delivery::RawPhone,
@@ -268,6 +270,21 @@ impl Default for RawLockout {
 pub struct RawAudit {
     pub include_name: bool,
     pub include_email: bool,
+}
+
+/// `[radsec]`: RADIUS over TLS (RFC 6614), off unless the section is there.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRadsec {
+    #[serde(default = "default_radsec_listen")]
+    pub listen: Vec<String>,
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    pub ca_file: PathBuf,
+}
+
+fn default_radsec_listen() -> Vec<String> {
+    vec!["0.0.0.0:2083".into(), "[::]:2083".into()]
 }
 
 /// `[metrics]`: the Prometheus endpoint, off unless the section is there.

@@ -23,6 +23,7 @@ pub fn validate(raw: RawConfig, origin: &Path) -> Result<Config, ConfigError> {
         lockout,
         audit,
         metrics,
+        radsec,
         phone,
         sms,
         voice,
@@ -55,6 +56,7 @@ pub fn validate(raw: RawConfig, origin: &Path) -> Result<Config, ConfigError> {
             include_email: audit.include_email,
         },
         metrics: metrics.map(metrics_config).transpose()?,
+        radsec: radsec.map(|r| radsec_config(r, base)).transpose()?,
         delivery: super::validate_delivery::validate(
             super::raw_delivery::RawDelivery {
                 phone,
@@ -67,6 +69,50 @@ pub fn validate(raw: RawConfig, origin: &Path) -> Result<Config, ConfigError> {
             base,
         )?,
         clients,
+    })
+}
+
+fn radsec_config(raw: RawRadsec, base: &Path) -> Result<RadsecConfig, ConfigError> {
+    let RawRadsec {
+        listen,
+        cert_file,
+        key_file,
+        ca_file,
+    } = raw;
+    if listen.is_empty() {
+        return Err(ConfigError::invalid(
+            "radsec.listen",
+            "needs at least one address (the RadSec port is 2083)",
+        ));
+    }
+    let listen = listen
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            a.parse::<SocketAddr>().map_err(|_| {
+                ConfigError::invalid(
+                    format!("radsec.listen[{i}]"),
+                    format!("{a:?} is not an address:port (IPv6 as \"[::]:2083\")"),
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let file = |key: &str, p: PathBuf| {
+        let p = resolve(base, p);
+        if p.is_file() {
+            Ok(p)
+        } else {
+            Err(ConfigError::invalid(
+                format!("radsec.{key}"),
+                format!("{} does not exist", p.display()),
+            ))
+        }
+    };
+    Ok(RadsecConfig {
+        listen,
+        cert_file: file("cert_file", cert_file)?,
+        key_file: file("key_file", key_file)?,
+        ca_file: file("ca_file", ca_file)?,
     })
 }
 

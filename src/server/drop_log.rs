@@ -30,6 +30,8 @@ pub enum DropKind {
     BadMessageAuthenticator,
     ProxyStateWithoutMessageAuthenticator,
     Overloaded,
+    /// A RadSec connection whose TLS handshake failed.
+    TlsHandshake,
 }
 
 impl DropKind {
@@ -72,6 +74,10 @@ impl DropKind {
             DropKind::Overloaded => {
                 "server.max_in_flight requests are already being processed; the NAS will \
                  retransmit"
+            }
+            DropKind::TlsHandshake => {
+                "its RadSec (TLS) handshake failed: no client certificate, one not signed by \
+                 radsec.ca_file, or no common TLS version"
             }
         }
     }

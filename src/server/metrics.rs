@@ -52,6 +52,7 @@ counters!(
     status_server,
     directory_failures,
     store_failures,
+    radsec_handshake_failures,
 );
 
 /// Access-Request replies of one client, by code.
@@ -162,6 +163,12 @@ impl Metrics {
                 ),
                 ("{reason=\"overloaded\"}", get(&self.overloaded)),
             ],
+        );
+        family(
+            "radmfa_radsec_handshake_failures_total",
+            "counter",
+            "RadSec connections closed because their TLS handshake failed or timed out.",
+            &[("", get(&self.radsec_handshake_failures))],
         );
         family(
             "radmfa_duplicates_total",

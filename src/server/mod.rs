@@ -6,6 +6,7 @@ pub mod dedup;
 pub mod drop_log;
 pub mod metrics;
 pub mod metrics_http;
+pub mod radsec;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn, Instrument};
 
 use crate::app::AppState;
+use crate::config::ClientConfig;
 use crate::pipeline::{self, RequestContext};
 use crate::radius::{self, DecodeError, RequestKind, MAX_PACKET};
 use dedup::{RequestKey, Seen};
@@ -50,11 +52,39 @@ pub fn bind(addrs: &[SocketAddr]) -> std::io::Result<Vec<UdpSocket>> {
         .collect()
 }
 
+/// Bound RadSec listeners and their TLS configuration (`radsec::acceptor`).
+pub struct RadsecListeners {
+    pub listeners: Vec<tokio::net::TcpListener>,
+    pub acceptor: tokio_rustls::TlsAcceptor,
+}
+
 /// Serves until `shutdown` is cancelled, then lets in-flight requests finish within the
 /// configured grace period.
-pub async fn run(app: Arc<AppState>, sockets: Vec<UdpSocket>, shutdown: CancellationToken) {
+pub async fn run(
+    app: Arc<AppState>,
+    sockets: Vec<UdpSocket>,
+    radsec: Option<RadsecListeners>,
+    shutdown: CancellationToken,
+) {
     let tracker = TaskTracker::new();
+    // One bound for both transports: max_in_flight is the server's, not the port's.
     let permits = Arc::new(Semaphore::new(app.config.server.max_in_flight));
+    if let Some(RadsecListeners {
+        listeners,
+        acceptor,
+    }) = radsec
+    {
+        for listener in listeners {
+            tracker.spawn(radsec::accept_loop(
+                app.clone(),
+                listener,
+                acceptor.clone(),
+                permits.clone(),
+                tracker.clone(),
+                shutdown.clone(),
+            ));
+        }
+    }
     for sock in sockets {
         let sock = Arc::new(sock);
         if let Ok(addr) = sock.local_addr() {
@@ -95,6 +125,7 @@ async fn recv_loop(
     shutdown: CancellationToken,
 ) {
     let local = sock.local_addr().ok();
+    let reply_to = ReplyTo::Udp(sock.clone());
     // One byte more than the maximum, so an over-long datagram is seen as such.
     let mut buf = vec![0u8; MAX_PACKET + 1];
     loop {
@@ -110,7 +141,6 @@ async fn recv_loop(
             },
         };
         Metrics::inc(&app.metrics.received);
-        let raw = &buf[..len];
         // RFC 2865 §3: a request from a client without a shared secret MUST be silently
         // discarded.
         let Some(client) = app.clients.lookup(src.ip()).cloned() else {
@@ -118,65 +148,119 @@ async fn recv_loop(
             warn_drop(&app, DropKind::UnknownClient, src, None);
             continue;
         };
-        let Some(key) = RequestKey::of(src, raw) else {
-            Metrics::inc(&app.metrics.malformed);
-            warn_drop(&app, DropKind::Malformed, src, Some(&client.name));
-            continue;
-        };
-        match app.dedup.begin(key, raw) {
-            Seen::New => {}
-            Seen::Replay(bytes) => {
-                Metrics::inc(&app.metrics.duplicate_replayed);
-                let _ = sock.send_to(&bytes, src).await;
-                continue;
-            }
-            Seen::Attached => {
-                Metrics::inc(&app.metrics.duplicate_in_flight);
-                continue;
-            }
-            Seen::Silent => continue,
-            Seen::Mismatch => {
-                Metrics::inc(&app.metrics.duplicate_mismatch);
-                continue;
-            }
-        }
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            // Full: drop rather than queue without bound; the NAS retransmits.
-            Metrics::inc(&app.metrics.overloaded);
-            warn_drop(&app, DropKind::Overloaded, src, None);
-            app.dedup.abandon(key);
-            continue;
-        };
-        let raw = raw.to_vec();
-        let ctx = RequestContext {
+        let at = Arrival {
             client,
             src,
             local,
-            received: Instant::now(),
+            reply_to: &reply_to,
         };
-        let app = app.clone();
-        let sock = sock.clone();
-        let span = tracing::info_span!(
-            "request",
-            nas = %ctx.client.name,
-            %src,
-            id = key.id,
-            user = tracing::field::Empty
-        );
-        tracker.spawn(
-            async move {
-                let _permit = permit;
-                let _in_flight = app.metrics.start_request();
-                serve_one(&app, &sock, ctx, key, &raw).await;
-            }
-            .instrument(span),
-        );
+        dispatch(&app, &permits, &tracker, at, &buf[..len]).await;
     }
+}
+
+/// Where a request's reply goes: back over UDP, or to a RadSec connection's writer.
+#[derive(Clone)]
+pub(crate) enum ReplyTo {
+    Udp(Arc<UdpSocket>),
+    Tls(tokio::sync::mpsc::Sender<Arc<[u8]>>),
+}
+
+impl ReplyTo {
+    async fn send(&self, bytes: &Arc<[u8]>, to: SocketAddr) {
+        match self {
+            ReplyTo::Udp(sock) => {
+                if let Err(e) = sock.send_to(bytes, to).await {
+                    warn!(error = %e, "sending reply");
+                }
+            }
+            // The connection may be gone; the NAS then asks again on a new one.
+            ReplyTo::Tls(writer) => {
+                let _ = writer.send(bytes.clone()).await;
+            }
+        }
+    }
+}
+
+/// One packet from a known client, whichever the transport.
+pub(crate) struct Arrival<'a> {
+    pub client: Arc<ClientConfig>,
+    pub src: SocketAddr,
+    pub local: Option<SocketAddr>,
+    pub reply_to: &'a ReplyTo,
+}
+
+/// Duplicate check, a permit, then the request on a task of its own.
+pub(crate) async fn dispatch(
+    app: &Arc<AppState>,
+    permits: &Arc<Semaphore>,
+    tracker: &TaskTracker,
+    at: Arrival<'_>,
+    raw: &[u8],
+) {
+    let Arrival {
+        client,
+        src,
+        local,
+        reply_to,
+    } = at;
+    let Some(key) = RequestKey::of(src, raw) else {
+        Metrics::inc(&app.metrics.malformed);
+        warn_drop(app, DropKind::Malformed, src, Some(&client.name));
+        return;
+    };
+    match app.dedup.begin(key, raw) {
+        Seen::New => {}
+        Seen::Replay(bytes) => {
+            Metrics::inc(&app.metrics.duplicate_replayed);
+            reply_to.send(&bytes, src).await;
+            return;
+        }
+        Seen::Attached => {
+            Metrics::inc(&app.metrics.duplicate_in_flight);
+            return;
+        }
+        Seen::Silent => return,
+        Seen::Mismatch => {
+            Metrics::inc(&app.metrics.duplicate_mismatch);
+            return;
+        }
+    }
+    let Ok(permit) = permits.clone().try_acquire_owned() else {
+        // Full: drop rather than queue without bound; the NAS retransmits.
+        Metrics::inc(&app.metrics.overloaded);
+        warn_drop(app, DropKind::Overloaded, src, None);
+        app.dedup.abandon(key);
+        return;
+    };
+    let raw = raw.to_vec();
+    let ctx = RequestContext {
+        client,
+        src,
+        local,
+        received: Instant::now(),
+    };
+    let app = app.clone();
+    let reply_to = reply_to.clone();
+    let span = tracing::info_span!(
+        "request",
+        nas = %ctx.client.name,
+        %src,
+        id = key.id,
+        user = tracing::field::Empty
+    );
+    tracker.spawn(
+        async move {
+            let _permit = permit;
+            let _in_flight = app.metrics.start_request();
+            serve_one(&app, &reply_to, ctx, key, &raw).await;
+        }
+        .instrument(span),
+    );
 }
 
 async fn serve_one(
     app: &AppState,
-    sock: &UdpSocket,
+    reply_to: &ReplyTo,
     ctx: RequestContext,
     key: RequestKey,
     raw: &[u8],
@@ -204,9 +288,7 @@ async fn serve_one(
     };
     let copies = 1 + attached;
     for _ in 0..copies {
-        if let Err(e) = sock.send_to(&bytes, ctx.src).await {
-            warn!(error = %e, "sending reply");
-        }
+        reply_to.send(&bytes, ctx.src).await;
     }
     if req.kind != RequestKind::StatusServer {
         app.metrics.latency.observe(ctx.received.elapsed());

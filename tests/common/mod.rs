@@ -4,6 +4,7 @@
 
 pub mod oob_env;
 pub mod peers;
+pub mod pki;
 pub mod postgres;
 pub mod provider_standin;
 pub mod radmfa;

@@ -7,7 +7,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-fn require(cmd: &str, package: &str) -> String {
+pub fn require(cmd: &str, package: &str) -> String {
     for dir in ["/usr/bin", "/usr/sbin", "/usr/local/bin"] {
         let p = format!("{dir}/{cmd}");
         if std::path::Path::new(&p).exists() {

@@ -1,0 +1,109 @@
+//! A throwaway PKI made with the `openssl` CLI: a CA, a server certificate for 127.0.0.1 and
+//! a client certificate, for RadSec's mutual TLS.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub struct Pki {
+    pub ca: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+}
+
+impl Pki {
+    /// Files named `<name>-*.pem` in `dir`.
+    pub fn make(dir: &Path, name: &str) -> Pki {
+        let run = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .current_dir(dir)
+                .args(args)
+                .output()
+                .expect("`openssl` not found; install the openssl package");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let f = |what: &str| format!("{name}-{what}.pem");
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        let mut ca = vec!["req", "-x509"];
+        ca.extend(ec);
+        let (ca_key, ca_pem) = (f("ca-key"), f("ca"));
+        let subj = format!("/CN={name} test CA");
+        ca.extend([
+            "-keyout",
+            &ca_key,
+            "-out",
+            &ca_pem,
+            "-days",
+            "2",
+            "-subj",
+            &subj,
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ]);
+        run(&ca);
+        for (who, ext) in [
+            (
+                "server",
+                "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
+            ),
+            (
+                "client",
+                "subjectAltName=DNS:nas.example.org\nextendedKeyUsage=clientAuth\n",
+            ),
+        ] {
+            let (key, csr, pem, extfile) = (
+                f(&format!("{who}-key")),
+                f(&format!("{who}-csr")),
+                f(who),
+                format!("{name}-{who}.ext"),
+            );
+            let subj = format!("/CN={name} {who}");
+            let mut req = vec!["req"];
+            req.extend(ec);
+            req.extend(["-keyout", &key, "-out", &csr, "-subj", &subj]);
+            run(&req);
+            std::fs::write(
+                dir.join(&extfile),
+                format!("basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n{ext}"),
+            )
+            .unwrap();
+            run(&[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                &ca_pem,
+                "-CAkey",
+                &ca_key,
+                "-CAcreateserial",
+                "-out",
+                &pem,
+                "-days",
+                "2",
+                "-extfile",
+                &extfile,
+            ]);
+        }
+        Pki {
+            ca: dir.join(f("ca")),
+            server_cert: dir.join(f("server")),
+            server_key: dir.join(f("server-key")),
+            client_cert: dir.join(f("client")),
+            client_key: dir.join(f("client-key")),
+        }
+    }
+}
