@@ -1,5 +1,6 @@
-//! The UDP front end: receive, find the client, drop retransmits, verify, run the pipeline
-//! under a permit and a deadline, send the reply. One bad packet never stops the server.
+//! The front end: receive (UDP here, TLS in `radsec`), find the client, drop retransmits,
+//! verify, run the pipeline under a permit and a deadline, send the reply. One bad packet
+//! never stops the server.
 
 pub mod clients;
 pub mod dedup;
