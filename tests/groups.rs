@@ -170,3 +170,38 @@ fn allowed_groups_gate_the_client_and_exempt_groups_skip_the_second_factor() {
     let r = rdg("bob");
     assert_eq!(code(&r), "Access-Reject", "{r}");
 }
+
+#[test]
+fn on_an_inline_client_exempt_users_send_the_password_alone() {
+    let slapd = directory();
+    let mut o = Options::new(&slapd.url);
+    o.clients.clear();
+    let exempt = group_dn("mfa-exempt");
+    o.extra = format!(
+        r#"
+[[client]]
+name = "wifi"
+address = "127.0.0.1"
+secret = "{SECRET}"
+otp_mode = "inline"
+exempt_groups = ["{exempt}"]
+"#
+    );
+    let srv = Server::start(&o);
+    // Both have tokens; only carol is exempt.
+    let alice = srv.enroll("alice", &[]);
+    srv.enroll("carol", &[]);
+    let r = password(&srv, "carol", "carol-pw");
+    assert_eq!(code(&r), "Access-Accept", "{r}\n{}", srv.log());
+    assert_eq!(last_audit(&srv, "carol")["mode"], "exempt");
+    let r = password(&srv, "alice", "alice-pw");
+    assert_eq!(code(&r), "Access-Reject", "{r}");
+    let rec = last_audit(&srv, "alice");
+    assert_eq!(
+        rec["reason"], "no code found in the password field",
+        "{rec}"
+    );
+    let field = format!("alice-pw,{}", totp(&alice, now(), &[]));
+    let r = password(&srv, "alice", &field);
+    assert_eq!(code(&r), "Access-Accept", "{r}");
+}

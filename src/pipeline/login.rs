@@ -17,6 +17,7 @@ use crate::secret::Secret;
 use crate::store::TokenRecord;
 
 pub const LOCKED_MESSAGE: &str = "Too many wrong codes. Try again later.";
+const NO_INLINE_CODE: &str = "no code found in the password field";
 
 pub async fn start(
     app: &AppState,
@@ -45,13 +46,21 @@ pub async fn start(
     let view = user_view(app, user).await?;
     let tokens = &view.tokens;
 
+    // Inline, a field without a code is refused — unless the client has exempt groups: an
+    // exempt user sends the password alone even with a token, so the field is checked as
+    // the password, and the refusal waits for the group check.
+    let mut code_missing = false;
     let (password, code) = match &ctx.client.otp_mode {
         OtpMode::Challenge => (field, None),
         OtpMode::Inline { delimiter } => {
             match split_inline(&field, delimiter, &code_lengths(tokens)) {
                 Some((p, c)) => (p, Some(c)),
                 None if tokens.is_empty() => (field, None),
-                None => return Ok(Verdict::reject("no code found in the password field")),
+                None if !ctx.client.groups.exempt.is_empty() => {
+                    code_missing = true;
+                    (field, None)
+                }
+                None => return Ok(Verdict::reject(NO_INLINE_CODE)),
             }
         }
     };
@@ -70,6 +79,9 @@ pub async fn start(
         Membership::Allowed => {}
         Membership::NotAllowed => return Ok(groups::not_allowed(ctx, info)),
         Membership::Exempt(group) => return Ok(groups::exempt(group, info)),
+    }
+    if code_missing {
+        return Ok(Verdict::reject(NO_INLINE_CODE).with_info(Some(info)));
     }
     let phone = oob::phone_for(app, profile, &info);
     let usable = available(
