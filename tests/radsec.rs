@@ -189,6 +189,39 @@ fn a_login_through_radsecproxy_over_mutual_tls() {
         records,
         "the rogue request reached the pipeline"
     );
+
+    // radmfa's own client speaks RadSec too, for an admin checking the deployment.
+    let client = |pki: &Pki, args: &[&str]| {
+        Command::new(common::radmfa::bin())
+            .arg("client")
+            .args(args)
+            .args(["--server", &format!("127.0.0.1:{port}")])
+            .arg("--radsec-cert")
+            .arg(&pki.client_cert)
+            .arg("--radsec-key")
+            .arg(&pki.client_key)
+            .arg("--radsec-ca")
+            .arg(&good.ca)
+            .env_remove("RADMFA_SECRET")
+            .output()
+            .unwrap()
+    };
+    let out = client(&good, &["status"]);
+    assert!(out.status.success(), "{out:?}");
+    let next = totp(&seed, now() + 30, &[]);
+    let login = ["login", "alice", "--password", "alice-pw", "--code", &next];
+    let out = client(&good, &login);
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}\n{}", srv.log());
+    assert!(
+        text.contains("Access-Challenge") && text.contains("Access-Accept"),
+        "{text}"
+    );
+    let out = client(&rogue, &["status"]);
+    assert!(
+        !out.status.success(),
+        "a rogue certificate got an answer: {out:?}"
+    );
 }
 
 #[test]

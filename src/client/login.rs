@@ -15,6 +15,8 @@ use crate::secret::Secret;
 
 pub struct LoginSpec {
     pub server: SocketAddr,
+    /// Over RadSec (TLS) instead of UDP.
+    pub radsec: Option<super::radsec::RadsecArgs>,
     pub secret: Secret,
     pub user: String,
     pub nas_identifier: Option<String>,
@@ -73,7 +75,7 @@ impl Answerer for Terminal {
 }
 
 pub async fn login(spec: &LoginSpec, answers: &mut dyn Answerer) -> anyhow::Result<LoginResult> {
-    let sock = bind_for(spec.server).await?;
+    let mut link = open(spec).await?;
     let mut password = answers.password(&spec.user)?;
     let mut state: Option<Vec<u8>> = None;
     // Each round gets a new identifier (RFC 2865 §3); a dozen rounds means a server loop.
@@ -87,7 +89,7 @@ pub async fn login(spec: &LoginSpec, answers: &mut dyn Answerer) -> anyhow::Resu
         }
         let (raw, auth) = b.build(spec.secret.expose());
         let t0 = Instant::now();
-        let reply = send_and_wait(spec, &sock, &raw, &auth).await?;
+        let reply = send_and_wait(spec, &mut link, &raw, &auth).await?;
         let parsed = parse_reply(&reply).context("reply does not parse")?;
         let messages: Vec<String> = parsed
             .attributes
@@ -129,16 +131,31 @@ pub async fn login(spec: &LoginSpec, answers: &mut dyn Answerer) -> anyhow::Resu
 
 /// One Status-Server probe; returns the round-trip time.
 pub async fn probe(spec: &LoginSpec) -> anyhow::Result<Duration> {
-    let sock = bind_for(spec.server).await?;
+    let mut link = open(spec).await?;
     let (raw, auth) = status_server(1, spec.secret.expose());
     let t0 = Instant::now();
-    let reply = send_and_wait(spec, &sock, &raw, &auth).await?;
+    let reply = send_and_wait(spec, &mut link, &raw, &auth).await?;
     anyhow::ensure!(
         reply[0] == 2,
         "Status-Server answered with code {}",
         reply[0]
     );
     Ok(t0.elapsed())
+}
+
+/// A UDP socket, or a RadSec connection.
+enum Link {
+    Udp(UdpSocket),
+    Tls(Box<super::radsec::Link>),
+}
+
+async fn open(spec: &LoginSpec) -> anyhow::Result<Link> {
+    Ok(match &spec.radsec {
+        Some(r) => Link::Tls(Box::new(
+            super::radsec::connect(spec.server, r, spec.timeout).await?,
+        )),
+        None => Link::Udp(bind_for(spec.server).await?),
+    })
 }
 
 async fn bind_for(server: SocketAddr) -> anyhow::Result<UdpSocket> {
@@ -154,10 +171,27 @@ async fn bind_for(server: SocketAddr) -> anyhow::Result<UdpSocket> {
 
 async fn send_and_wait(
     spec: &LoginSpec,
-    sock: &UdpSocket,
+    link: &mut Link,
     raw: &[u8],
     auth: &[u8; 16],
 ) -> anyhow::Result<Vec<u8>> {
+    let sock = match link {
+        Link::Udp(sock) => sock,
+        Link::Tls(tls) => {
+            // TCP delivers or fails: no retransmits (RFC 6614 §2.5), one reply to check.
+            let reply = tokio::time::timeout(spec.timeout, super::radsec::exchange(tls, raw))
+                .await
+                .map_err(|_| anyhow::anyhow!("no reply over RadSec within {:?}", spec.timeout))??;
+            anyhow::ensure!(
+                reply[1] == raw[1],
+                "a reply to another request (ID {})",
+                reply[1]
+            );
+            verify(spec.verify, &reply, auth, spec.secret.expose())
+                .map_err(|why| anyhow::anyhow!("the reply failed verification: {why}"))?;
+            return Ok(reply);
+        }
+    };
     let mut buf = vec![0u8; 4096];
     for attempt in 0..=spec.retries {
         if attempt > 0 {

@@ -12,6 +12,7 @@
 pub mod bench;
 pub mod load;
 pub mod login;
+pub mod radsec;
 pub mod report;
 pub mod users;
 pub mod verify;
@@ -36,7 +37,7 @@ pub enum ClientCommand {
     /// Log a user in as a NAS would, prompting for the code at an Access-Challenge.
     Login(LoginArgs),
     /// Send a Status-Server probe (RFC 5997).
-    Status(Target),
+    Status(StatusArgs),
     /// Drive load: many users, C in flight; prints requests/s and latency percentiles.
     Load(LoadArgs),
     /// Benchmark set-up: N users as users.csv + users.ldif, seeds enrolled in the store.
@@ -93,9 +94,19 @@ impl Target {
 }
 
 #[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub target: Target,
+    #[command(flatten)]
+    pub radsec: radsec::RadsecArgs,
+}
+
+#[derive(Debug, Args)]
 pub struct LoginArgs {
     #[command(flatten)]
     pub target: Target,
+    #[command(flatten)]
+    pub radsec: radsec::RadsecArgs,
     pub user: String,
     /// Password (asked without echo when absent).
     #[arg(long)]
@@ -194,7 +205,7 @@ pub struct LdapBindsArgs {
 pub async fn run(config: &Path, cmd: ClientCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         ClientCommand::Login(a) => {
-            let spec = login_spec(&a.target, a.user.clone())?;
+            let spec = login_spec(&a.target, &a.radsec, a.user.clone())?;
             let mut term = login::Terminal {
                 password: a.password.map(Secret::from),
                 codes: a.code.into_iter().map(Secret::from).collect(),
@@ -204,8 +215,8 @@ pub async fn run(config: &Path, cmd: ClientCommand) -> anyhow::Result<ExitCode> 
                 login::LoginResult::Rejected => ExitCode::from(1),
             })
         }
-        ClientCommand::Status(t) => {
-            let rtt = login::probe(&login_spec(&t, String::new())?).await?;
+        ClientCommand::Status(a) => {
+            let rtt = login::probe(&login_spec(&a.target, &a.radsec, String::new())?).await?;
             println!("Access-Accept in {:.2} ms", rtt.as_secs_f64() * 1000.0);
             Ok(ExitCode::SUCCESS)
         }
@@ -259,10 +270,20 @@ fn parse_range(s: &str) -> Result<(usize, usize), String> {
     Ok((num(a)?, num(b)?))
 }
 
-fn login_spec(t: &Target, user: String) -> anyhow::Result<login::LoginSpec> {
+fn login_spec(
+    t: &Target,
+    radsec: &radsec::RadsecArgs,
+    user: String,
+) -> anyhow::Result<login::LoginSpec> {
+    let secret = match (radsec.enabled(), &t.secret, &t.secret_file) {
+        // RFC 6614 §2.3: over TLS the secret is "radsec" unless agreed otherwise.
+        (true, None, None) => Secret::from(crate::server::radsec::RADSEC_SECRET),
+        _ => t.secret()?,
+    };
     Ok(login::LoginSpec {
         server: t.server,
-        secret: t.secret()?,
+        radsec: radsec.enabled().then(|| radsec.clone()),
+        secret,
         user,
         nas_identifier: t.nas_identifier.clone(),
         timeout: t.timeout(),

@@ -1,0 +1,103 @@
+//! RadSec (RFC 6614) for `radmfa client login` and `status`: the request over a TLS
+//! connection with a client certificate instead of a UDP datagram, so an admin can check a
+//! RadSec deployment from the command line. The shared secret is "radsec" unless given.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::rustls;
+use tokio_rustls::TlsConnector;
+
+/// `--radsec-cert`, `--radsec-key`, `--radsec-ca`: given together, the client speaks RadSec.
+#[derive(Debug, Clone, Args)]
+pub struct RadsecArgs {
+    /// RadSec: this client's certificate (PEM); with --radsec-key and --radsec-ca, the
+    /// request goes over TLS to --server (port 2083) instead of UDP.
+    #[arg(long, requires_all = ["radsec_key", "radsec_ca"])]
+    pub radsec_cert: Option<PathBuf>,
+    /// RadSec: the private key of --radsec-cert (PEM).
+    #[arg(long, requires = "radsec_cert")]
+    pub radsec_key: Option<PathBuf>,
+    /// RadSec: the CA that signed the server's certificate (PEM).
+    #[arg(long, requires = "radsec_cert")]
+    pub radsec_ca: Option<PathBuf>,
+}
+
+impl RadsecArgs {
+    pub fn enabled(&self) -> bool {
+        self.radsec_cert.is_some()
+    }
+}
+
+pub type Link = TlsStream<TcpStream>;
+
+/// A TLS connection to `server`, which must present a certificate for its IP address
+/// signed by `--radsec-ca`.
+pub async fn connect(
+    server: SocketAddr,
+    a: &RadsecArgs,
+    timeout: Duration,
+) -> anyhow::Result<Link> {
+    let (Some(cert), Some(key), Some(ca)) = (&a.radsec_cert, &a.radsec_key, &a.radsec_ca) else {
+        anyhow::bail!("RadSec needs --radsec-cert, --radsec-key and --radsec-ca");
+    };
+    let read = |p: &PathBuf| -> anyhow::Result<std::io::BufReader<std::fs::File>> {
+        let f = std::fs::File::open(p).with_context(|| format!("opening {}", p.display()))?;
+        Ok(std::io::BufReader::new(f))
+    };
+    let certs = rustls_pemfile::certs(&mut read(cert)?)
+        .collect::<Result<Vec<_>, _>>()
+        .context("--radsec-cert")?;
+    let key = rustls_pemfile::private_key(&mut read(key)?)
+        .context("--radsec-key")?
+        .context("--radsec-key: no private key in the file")?;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pemfile::certs(&mut read(ca)?) {
+        roots
+            .add(c.context("--radsec-ca")?)
+            .context("--radsec-ca")?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(certs, key)
+        .context("--radsec-cert and --radsec-key do not form a usable pair")?;
+    let name = rustls::pki_types::ServerName::IpAddress(server.ip().into());
+    let connect = async {
+        let tcp = TcpStream::connect(server).await?;
+        TlsConnector::from(Arc::new(config))
+            .connect(name, tcp)
+            .await
+    };
+    tokio::time::timeout(timeout, connect)
+        .await
+        .map_err(|_| anyhow::anyhow!("RadSec connection to {server} timed out"))?
+        .with_context(|| format!("RadSec connection to {server}"))
+}
+
+/// Writes one packet and reads the next one back (framed by its Length field).
+pub async fn exchange(link: &mut Link, raw: &[u8]) -> anyhow::Result<Vec<u8>> {
+    link.write_all(raw).await.context("sending over RadSec")?;
+    let mut reply = vec![0u8; 4];
+    link.read_exact(&mut reply)
+        .await
+        .context("the server closed the RadSec connection")?;
+    let len = usize::from(u16::from_be_bytes([reply[2], reply[3]]));
+    anyhow::ensure!(
+        (20..=4096).contains(&len),
+        "reply Length {len} is outside 20..=4096"
+    );
+    reply.resize(len, 0);
+    link.read_exact(&mut reply[4..])
+        .await
+        .context("reading the reply")?;
+    Ok(reply)
+}
