@@ -1,8 +1,6 @@
 //! `radmfa serve`: build the backends, bind, serve until SIGTERM or Ctrl-C.
 
-use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
@@ -24,13 +22,13 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     // Provider callbacks (calls): bound before the RADIUS sockets serve, so no call placed
     // by the first request can report back to a closed port.
     if let Some(cb) = &app.config.delivery.callbacks {
-        let serve = crate::callbacks::serve;
-        spawn_http(&app, &shutdown, cb.listen, "callbacks.listen", serve).await?;
+        let router = crate::callbacks::router(app.clone());
+        spawn_http(&shutdown, cb.listen, "callbacks.listen", router).await?;
     }
     // Prometheus scrapes http://ADDR/metrics.
     if let Some(m) = &app.config.metrics {
-        let serve = crate::server::metrics_http::serve;
-        spawn_http(&app, &shutdown, m.listen, "metrics.listen", serve).await?;
+        let router = crate::server::metrics_http::router(app.clone());
+        spawn_http(&shutdown, m.listen, "metrics.listen", router).await?;
     }
     let signal = shutdown.clone();
     tokio::spawn(async move {
@@ -78,18 +76,14 @@ fn bind_tcp(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::from_std(sock.into())
 }
 
-/// Binds `addr` (an error names the config `key`) and serves HTTP on it until `shutdown`.
-async fn spawn_http<F, Fut>(
-    app: &Arc<AppState>,
+/// Binds `addr` (an error names the config `key`) and serves `router` on it (axum) until
+/// `shutdown`.
+async fn spawn_http(
     shutdown: &CancellationToken,
     addr: SocketAddr,
     key: &'static str,
-    serve: F,
-) -> anyhow::Result<()>
-where
-    F: FnOnce(Arc<AppState>, TcpListener, CancellationToken) -> Fut,
-    Fut: Future<Output = std::io::Result<()>> + Send + 'static,
-{
+    router: axum::Router,
+) -> anyhow::Result<()> {
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding {key} {addr}"))?;
@@ -97,7 +91,8 @@ where
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "{key}: serving http://{addr}/");
     }
-    let task = serve(app.clone(), listener, shutdown.clone());
+    let stop = shutdown.clone().cancelled_owned();
+    let task = axum::serve(listener, router).with_graceful_shutdown(stop);
     tokio::spawn(async move {
         if let Err(e) = task.await {
             tracing::error!(error = %e, "HTTP listener of {key} stopped");

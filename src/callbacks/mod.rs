@@ -13,8 +13,6 @@ use std::sync::Arc;
 
 use axum::routing::post;
 use axum::Router;
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
 use crate::app::AppState;
 
@@ -32,15 +30,4 @@ pub fn router(app: Arc<AppState>) -> Router {
         .route("/twilio/voice/{txn}/gather", post(twilio::gather))
         .route("/twilio/voice/{txn}/status", post(twilio::status))
         .with_state(app)
-}
-
-/// Serves callbacks on `listener` until `shutdown`.
-pub async fn serve(
-    app: Arc<AppState>,
-    listener: TcpListener,
-    shutdown: CancellationToken,
-) -> std::io::Result<()> {
-    axum::serve(listener, router(app))
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
 }

@@ -79,24 +79,7 @@ fn radsec_config(raw: RawRadsec, base: &Path) -> Result<RadsecConfig, ConfigErro
         key_file,
         ca_file,
     } = raw;
-    if listen.is_empty() {
-        return Err(ConfigError::invalid(
-            "radsec.listen",
-            "needs at least one address (the RadSec port is 2083)",
-        ));
-    }
-    let listen = listen
-        .iter()
-        .enumerate()
-        .map(|(i, a)| {
-            a.parse::<SocketAddr>().map_err(|_| {
-                ConfigError::invalid(
-                    format!("radsec.listen[{i}]"),
-                    format!("{a:?} is not an address:port (IPv6 as \"[::]:2083\")"),
-                )
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let listen = listen_addrs("radsec.listen", &listen, 2083)?;
     let file = |key: &str, p: PathBuf| {
         let p = resolve(base, p);
         if p.is_file() {
@@ -114,6 +97,28 @@ fn radsec_config(raw: RawRadsec, base: &Path) -> Result<RadsecConfig, ConfigErro
         key_file: file("key_file", key_file)?,
         ca_file: file("ca_file", ca_file)?,
     })
+}
+
+/// A non-empty list of address:port; errors name `key[i]`. `port` is for the example.
+fn listen_addrs(key: &str, addrs: &[String], port: u16) -> Result<Vec<SocketAddr>, ConfigError> {
+    if addrs.is_empty() {
+        return Err(ConfigError::invalid(
+            key,
+            format!("needs at least one address, e.g. \"0.0.0.0:{port}\""),
+        ));
+    }
+    addrs
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            a.parse::<SocketAddr>().map_err(|_| {
+                ConfigError::invalid(
+                    format!("{key}[{i}]"),
+                    format!("{a:?} is not an address:port (IPv6 as \"[::]:{port}\")"),
+                )
+            })
+        })
+        .collect()
 }
 
 fn metrics_config(raw: RawMetrics) -> Result<MetricsConfig, ConfigError> {
@@ -140,24 +145,7 @@ fn server_config(raw: RawServer) -> Result<ServerConfig, ConfigError> {
         log_format,
         log_level,
     } = raw;
-    if listen.is_empty() {
-        return Err(ConfigError::invalid(
-            "server.listen",
-            "needs at least one address",
-        ));
-    }
-    let listen = listen
-        .iter()
-        .enumerate()
-        .map(|(i, a)| {
-            a.parse::<SocketAddr>().map_err(|_| {
-                ConfigError::invalid(
-                    format!("server.listen[{i}]"),
-                    format!("{a:?} is not an address:port (IPv6 as \"[::]:1812\")"),
-                )
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let listen = listen_addrs("server.listen", &listen, 1812)?;
     if max_in_flight == 0 {
         return Err(ConfigError::invalid(
             "server.max_in_flight",

@@ -9,8 +9,6 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
 use crate::app::AppState;
 
@@ -27,15 +25,4 @@ async fn metrics(State(app): State<Arc<AppState>>) -> impl IntoResponse {
         [(header::CONTENT_TYPE, CONTENT_TYPE)],
         app.metrics.prometheus(),
     )
-}
-
-/// Serves `/metrics` on `listener` until `shutdown`.
-pub async fn serve(
-    app: Arc<AppState>,
-    listener: TcpListener,
-    shutdown: CancellationToken,
-) -> std::io::Result<()> {
-    axum::serve(listener, router(app))
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
 }
