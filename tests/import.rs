@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::peers::{python, totp};
+use common::peers::{make_pskc, totp};
 use common::radmfa::{bin, write_config, Options};
 
 struct Admin {
@@ -68,33 +68,6 @@ impl Admin {
 
 fn b32(seed: &[u8]) -> String {
     data_encoding::BASE32_NOPAD.encode(seed)
-}
-
-/// Writes a PSKC file with python-pskc (tests/peers/make_pskc.py).
-pub fn make_pskc(out: &Path, tokens: &serde_json::Value, args: &[&str]) {
-    use std::io::Write;
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/make_pskc.py");
-    let mut child = Command::new(python())
-        .arg(script)
-        .arg("--out")
-        .arg(out)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(tokens.to_string().as_bytes())
-        .unwrap();
-    let o = child.wait_with_output().unwrap();
-    assert!(
-        o.status.success(),
-        "make_pskc: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
 }
 
 #[test]

@@ -7,9 +7,9 @@ mod common;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use common::peers::{now, python, totp};
+use common::peers::{now, python, totp, with_input};
 use common::radmfa::{bin, Options, Server, SECRET};
 use common::slapd::{LdapUser, Slapd};
 
@@ -47,20 +47,7 @@ for fam in text_string_to_metric_families(sys.stdin.read()):
         out["%s{%s}" % (s.name, labels)] = s.value
 print(json.dumps(out))
 "#;
-    let mut child = Command::new(python())
-        .args(["-c", SCRIPT])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(body.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = with_input(Command::new(python()).args(["-c", SCRIPT]), body.as_bytes());
     assert!(
         out.status.success(),
         "Prometheus's parser refused the exposition: {}\n{body}",

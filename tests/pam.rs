@@ -7,9 +7,8 @@
 
 mod common;
 
-use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use common::peers::{now, totp};
 use common::radmfa::{Nas, Options, Server, SECRET};
@@ -54,20 +53,10 @@ fn pamtester(service: &str, user: &str, answers: &str) -> (bool, String) {
                 .exists(),
         "pam_radius_auth.so missing: run scripts/install-deps.sh (package libpam-radius-auth)"
     );
-    let mut child = Command::new(bin)
-        .args([service, user, "authenticate"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(answers.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = common::peers::with_input(
+        Command::new(bin).args([service, user, "authenticate"]),
+        answers.as_bytes(),
+    );
     (
         out.status.success(),
         format!(

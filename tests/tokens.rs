@@ -5,9 +5,9 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use common::peers::{now, pyrad, python, totp};
+use common::peers::{make_pskc, now, pyrad, totp};
 use common::radmfa::{Nas, Options, Server, SECRET};
 use common::slapd::{LdapUser, Slapd};
 
@@ -43,32 +43,6 @@ fn totp_code(seed: &[u8], at: i64, hash: &str, digits: u32, period: u32) -> Stri
         at,
         &[&mode, "-d", &digits.to_string(), "-s", &period.to_string()],
     )
-}
-
-fn make_pskc(out: &Path, tokens: &serde_json::Value, args: &[&str]) {
-    use std::io::Write;
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/make_pskc.py");
-    let mut child = Command::new(python())
-        .arg(script)
-        .arg("--out")
-        .arg(out)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(tokens.to_string().as_bytes())
-        .unwrap();
-    let o = child.wait_with_output().unwrap();
-    assert!(
-        o.status.success(),
-        "make_pskc: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
 }
 
 fn inline_server(slapd: &Slapd, extra: &str) -> Server {

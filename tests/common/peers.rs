@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 pub fn require(cmd: &str, package: &str) -> String {
@@ -61,23 +61,44 @@ pub struct RadclientReply {
     pub output: String,
 }
 
-/// Sends one request with FreeRADIUS's radclient. `attrs` is radclient's input syntax.
-pub fn radclient(server: &str, secret: &str, attrs: &str) -> RadclientReply {
-    let bin = require("radclient", "freeradius-utils");
-    let mut child = Command::new(bin)
-        .args(["-x", "-r", "1", "-t", "3", server, "auth", secret])
+/// Runs `cmd` with `input` on its standard input; stdout and stderr are captured.
+pub fn with_input(cmd: &mut Command, input: &[u8]) -> std::process::Output {
+    let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(attrs.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// Writes a PSKC file with python-pskc (tests/peers/make_pskc.py): `tokens` as JSON on
+/// its standard input.
+pub fn make_pskc(out: &Path, tokens: &serde_json::Value, args: &[&str]) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/make_pskc.py");
+    let o = with_input(
+        Command::new(python())
+            .arg(script)
+            .arg("--out")
+            .arg(out)
+            .args(args),
+        tokens.to_string().as_bytes(),
+    );
+    assert!(
+        o.status.success(),
+        "make_pskc: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// Sends one request with FreeRADIUS's radclient. `attrs` is radclient's input syntax.
+pub fn radclient(server: &str, secret: &str, attrs: &str) -> RadclientReply {
+    let bin = require("radclient", "freeradius-utils");
+    let out = with_input(
+        Command::new(bin).args(["-x", "-r", "1", "-t", "3", server, "auth", secret]),
+        attrs.as_bytes(),
+    );
     let output = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
