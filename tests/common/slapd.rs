@@ -536,80 +536,10 @@ fn user_ldif(l: &mut String, u: &LdapUser) {
 
 /// A CA and a server certificate for 127.0.0.1/localhost, made with the `openssl` CLI.
 fn make_tls_files(dir: &Path) -> TlsFiles {
-    let openssl = find_program("openssl", &["/usr/bin", "/usr/local/bin"])
-        .unwrap_or_else(|| panic!("`openssl` not found; install the openssl package"));
-    let run = |args: &[&str]| {
-        let out = Command::new(&openssl)
-            .current_dir(dir)
-            .args(args)
-            .output()
-            .expect("run openssl");
-        assert!(
-            out.status.success(),
-            "openssl {args:?} failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    let mut ca_args = vec!["req", "-x509"];
-    ca_args.extend(ec);
-    ca_args.extend([
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=radmfa test CA",
-        "-addext",
-        "basicConstraints=critical,CA:TRUE",
-        "-addext",
-        "keyUsage=critical,keyCertSign,cRLSign",
-    ]);
-    run(&ca_args);
-    let mut csr_args = vec!["req"];
-    csr_args.extend(ec);
-    csr_args.extend([
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-        "-subj",
-        "/CN=localhost",
-    ]);
-    run(&csr_args);
-    fs::write(
-        dir.join("server.ext"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
-    )
-    .expect("write server.ext");
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "server.pem",
-        "-days",
-        "2",
-        "-extfile",
-        "server.ext",
-    ]);
+    let pki = super::pki::Pki::make(dir, "slapd");
     TlsFiles {
-        ca_file: dir.join("ca.pem"),
-        cert_file: dir.join("server.pem"),
-        key_file: dir.join("server.key"),
+        ca_file: pki.ca,
+        cert_file: pki.server_cert,
+        key_file: pki.server_key,
     }
 }
