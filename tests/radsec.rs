@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::peers::{now, radclient, require, totp};
 use common::pki::Pki;
-use common::radmfa::{Options, Server};
+use common::radmfa::{Options, Server, SECRET};
 use common::slapd::{LdapUser, Slapd};
 
 const PROXY_SECRET: &str = "proxy-side-secret-1234";
@@ -112,18 +112,54 @@ impl Drop for Proxy {
     }
 }
 
+/// radmfa with [radsec] on a free port and one client, 127.0.0.1, whose certificate must
+/// be issued to `radsec_name`.
+fn start(slapd: &Slapd, pki: &Pki, radsec_name: &str) -> Server {
+    let mut o = Options::new(&slapd.url);
+    o.clients.clear();
+    o.extra = format!(
+        r#"
+[radsec]
+listen = ["127.0.0.1:0"]
+cert_file = {:?}
+key_file = {:?}
+ca_file = {:?}
+
+[[client]]
+name = "local"
+address = "127.0.0.1"
+secret = "{SECRET}"
+radsec_name = "{radsec_name}"
+"#,
+        pki.server_cert, pki.server_key, pki.ca
+    );
+    Server::start(&o)
+}
+
+fn our_client(port: u16, pki: &Pki, ca: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(common::radmfa::bin())
+        .arg("client")
+        .args(args)
+        .args(["--server", &format!("127.0.0.1:{port}")])
+        .arg("--radsec-cert")
+        .arg(&pki.client_cert)
+        .arg("--radsec-key")
+        .arg(&pki.client_key)
+        .arg("--radsec-ca")
+        .arg(ca)
+        .env_remove("RADMFA_SECRET")
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn a_login_through_radsecproxy_over_mutual_tls() {
     let pki_dir = tempfile::tempdir().unwrap();
     let good = Pki::make(pki_dir.path(), "good");
     let rogue = Pki::make(pki_dir.path(), "rogue");
     let slapd = Slapd::start(&[LdapUser::new("alice", "alice-pw")]);
-    let mut o = Options::new(&slapd.url);
-    o.extra = format!(
-        "\n[radsec]\nlisten = [\"127.0.0.1:0\"]\ncert_file = {:?}\nkey_file = {:?}\nca_file = {:?}\n",
-        good.server_cert, good.server_key, good.ca
-    );
-    let srv = Server::start(&o);
+    // The client certificate is issued to nas.example.org (tests/common/pki.rs).
+    let srv = start(&slapd, &good, "nas.example.org");
     let port = radsec_port(&srv);
     let seed = srv.enroll("alice", &[]);
 
@@ -191,21 +227,7 @@ fn a_login_through_radsecproxy_over_mutual_tls() {
     );
 
     // radmfa's own client speaks RadSec too, for an admin checking the deployment.
-    let client = |pki: &Pki, args: &[&str]| {
-        Command::new(common::radmfa::bin())
-            .arg("client")
-            .args(args)
-            .args(["--server", &format!("127.0.0.1:{port}")])
-            .arg("--radsec-cert")
-            .arg(&pki.client_cert)
-            .arg("--radsec-key")
-            .arg(&pki.client_key)
-            .arg("--radsec-ca")
-            .arg(&good.ca)
-            .env_remove("RADMFA_SECRET")
-            .output()
-            .unwrap()
-    };
+    let client = |pki: &Pki, args: &[&str]| our_client(port, pki, &good.ca, args);
     let out = client(&good, &["status"]);
     assert!(out.status.success(), "{out:?}");
     let next = totp(&seed, now() + 30, &[]);
@@ -245,4 +267,21 @@ fn a_key_file_without_a_key_stops_the_start_and_names_the_key() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "started without a key: {err}");
     assert!(err.contains("radsec.key_file: no private key in"), "{err}");
+}
+
+#[test]
+fn a_certificate_not_issued_to_the_clients_radsec_name_gets_no_answer() {
+    let pki_dir = tempfile::tempdir().unwrap();
+    let good = Pki::make(pki_dir.path(), "good");
+    let slapd = Slapd::start(&[LdapUser::new("alice", "alice-pw")]);
+    // A certificate from the right CA, but issued to nas.example.org.
+    let srv = start(&slapd, &good, "vpn1.example.org");
+    let port = radsec_port(&srv);
+    let out = our_client(port, &good, &good.ca, &["status", "--timeout", "2"]);
+    assert!(!out.status.success(), "answered: {out:?}");
+    let log = srv.log();
+    assert!(
+        log.contains("not issued to this [[client]] entry's radsec_name"),
+        "{log}"
+    );
 }

@@ -178,6 +178,9 @@ pub struct ClientConfig {
     pub factors: delivery::ClientFactors,
     /// Directory groups that may log in here, and those that skip the second factor.
     pub groups: GroupPolicy,
+    /// RadSec: the DNS name the client's certificate must be issued to (SAN); `None` = any
+    /// certificate from `radsec.ca_file`.
+    pub radsec_name: Option<String>,
 }
 
 /// A client's `allow_groups` and `exempt_groups` (group DNs; empty = no such rule).

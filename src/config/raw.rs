@@ -327,6 +327,8 @@ pub struct RawClient {
     pub allow_groups: Vec<String>,
     #[serde(default)]
     pub exempt_groups: Vec<String>,
+    #[serde(default)]
+    pub radsec_name: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -393,6 +393,7 @@ fn client_configs(raw: Vec<RawClient>, base: &Path) -> Result<Vec<ClientConfig>,
             second_factor_only,
             allow_groups,
             exempt_groups,
+            radsec_name,
         } = c;
         let key = |k: &str| format!("client[{i}].{k}");
         if name.trim().is_empty() {
@@ -495,6 +496,18 @@ fn client_configs(raw: Vec<RawClient>, base: &Path) -> Result<Vec<ClientConfig>,
                 allow: allow_groups,
                 exempt: exempt_groups,
             },
+            radsec_name: radsec_name
+                .map(|n| {
+                    rustls::pki_types::DnsName::try_from(n.as_str())
+                        .map(|_| n.clone())
+                        .map_err(|_| {
+                            ConfigError::invalid(
+                                key("radsec_name"),
+                                format!("{n:?} is not a DNS name, e.g. \"vpn1.example.org\""),
+                            )
+                        })
+                })
+                .transpose()?,
         });
     }
     // Overlapping networks would make the shared secret depend on table order.

@@ -32,6 +32,8 @@ pub enum DropKind {
     Overloaded,
     /// A RadSec connection whose TLS handshake failed.
     TlsHandshake,
+    /// A RadSec client certificate not issued to the client's `radsec_name`.
+    TlsCertificateName,
 }
 
 impl DropKind {
@@ -74,6 +76,10 @@ impl DropKind {
             DropKind::Overloaded => {
                 "server.max_in_flight requests are already being processed; the NAS will \
                  retransmit"
+            }
+            DropKind::TlsCertificateName => {
+                "its RadSec certificate is from radsec.ca_file but not issued to this \
+                 [[client]] entry's radsec_name"
             }
             DropKind::TlsHandshake => {
                 "its RadSec (TLS) handshake failed: no client certificate, one not signed by \

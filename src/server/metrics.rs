@@ -167,7 +167,8 @@ impl Metrics {
         family(
             "radmfa_radsec_handshake_failures_total",
             "counter",
-            "RadSec connections closed because their TLS handshake failed or timed out.",
+            "RadSec connections closed because their TLS handshake failed or timed out, or the \
+             client certificate was not issued to the client's radsec_name.",
             &[("", get(&self.radsec_handshake_failures))],
         );
         family(

@@ -90,6 +90,15 @@ fn pem_certs(
     Ok(certs)
 }
 
+/// Is `cert` (already verified against `ca_file`) issued to the DNS name `name`?
+fn issued_to(cert: &rustls::pki_types::CertificateDer<'_>, name: &str) -> bool {
+    let Ok(dns) = rustls::pki_types::ServerName::try_from(name) else {
+        return false;
+    };
+    webpki::EndEntityCert::try_from(cert)
+        .is_ok_and(|c| c.verify_is_valid_for_subject_name(&dns).is_ok())
+}
+
 /// Accepts RadSec connections on `listener` until `shutdown`.
 pub(super) async fn accept_loop(
     app: Arc<AppState>,
@@ -172,6 +181,18 @@ impl Connection {
                 return;
             }
         };
+        if let Some(name) = &self.client.radsec_name {
+            let leaf = tls.get_ref().1.peer_certificates().and_then(|c| c.first());
+            if !leaf.is_some_and(|cert| issued_to(cert, name)) {
+                Metrics::inc(&self.app.metrics.radsec_handshake_failures);
+                let now = std::time::Instant::now();
+                let kind = DropKind::TlsCertificateName;
+                if let Some(w) = self.app.drops.record(kind, peer.ip(), Some(nas), now) {
+                    warn!(target: "radmfa::drops", "{w} [radsec_name = {name:?}]");
+                }
+                return;
+            }
+        }
         info!(%peer, nas = %nas, "radsec: connection up");
         let (mut rd, mut wr) = tokio::io::split(tls);
         let (tx, mut rx) = mpsc::channel::<Arc<[u8]>>(WRITE_QUEUE);
