@@ -25,13 +25,14 @@ fn directory() -> Slapd {
 }
 
 /// Two NAS: a VPN (127.0.0.1, code prompt, app passwords) open to vpn-users with mfa-exempt
-/// skipping the code, and an RD Gateway (127.0.0.2, second factor only) where mfa-exempt skips the call.
+/// skipping the code, and an RD Gateway (127.0.0.2, second factor only) where mfa-exempt
+/// skips the call.
 fn start(slapd: &Slapd) -> Server {
-    let mut o = Options::new(&slapd.url);
-    o.clients.clear();
     let (vpn, exempt) = (group_dn("vpn-users"), group_dn("mfa-exempt"));
-    o.extra = format!(
-        r#"
+    with_clients(
+        slapd,
+        &format!(
+            r#"
 [[client]]
 name = "vpn"
 address = "127.0.0.1"
@@ -49,7 +50,15 @@ methods = ["voice"]
 voice_mode = "hold"
 exempt_groups = ["{exempt}"]
 "#
-    );
+        ),
+    )
+}
+
+/// The server with these `[[client]]` entries (TOML) in place of the default one.
+fn with_clients(slapd: &Slapd, clients: &str) -> Server {
+    let mut o = Options::new(&slapd.url);
+    o.clients.clear();
+    o.extra = clients.to_string();
     Server::start(&o)
 }
 
@@ -174,10 +183,8 @@ fn allowed_groups_gate_the_client_and_exempt_groups_skip_the_second_factor() {
 #[test]
 fn on_an_inline_client_exempt_users_send_the_password_alone() {
     let slapd = directory();
-    let mut o = Options::new(&slapd.url);
-    o.clients.clear();
     let exempt = group_dn("mfa-exempt");
-    o.extra = format!(
+    let clients = format!(
         r#"
 [[client]]
 name = "wifi"
@@ -187,7 +194,7 @@ otp_mode = "inline"
 exempt_groups = ["{exempt}"]
 "#
     );
-    let srv = Server::start(&o);
+    let srv = with_clients(&slapd, &clients);
     // Both have tokens; only carol is exempt.
     let alice = srv.enroll("alice", &[]);
     srv.enroll("carol", &[]);
