@@ -8,7 +8,9 @@
 //!                             second-factor-only clients (RD Gateway): no password, a call
 //! any backend fault        -> Reject (fail closed), reason in the audit
 //! deadline passed          -> Reject, reason in the audit (a client that holds calls gets
-//!                             its call budget as deadline)
+//!                             its call budget as deadline). The reply leaves by the
+//!                             deadline, counted from arrival: the decision stops short of
+//!                             it to leave time for the audit record.
 //! ```
 //! Every verified Access-Request leaves exactly one audit record, written here at the single
 //! exit, and no reply leaves before the request's writes (audit record included) are on disk.
@@ -26,7 +28,7 @@ mod second_factor;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::app::AppState;
 use crate::auth::{AuthError, UserInfo};
@@ -99,13 +101,40 @@ pub async fn handle(app: &AppState, ctx: &RequestContext, req: &Request) -> Repl
         Metrics::inc(&app.metrics.status_server);
         return Reply::accept();
     }
+    // A client that holds the request during a phone call gets its call budget.
+    let deadline = ctx
+        .client
+        .factors
+        .request_deadline(app.config.server.request_deadline);
+    // The deadline is when the reply leaves, counted from the packet's arrival: the NAS's
+    // own timeout started then. The decision gets the deadline less a reserve for its audit
+    // record and commit, so that a store that is down (each call waiting
+    // `store.connect_timeout_ms`) cannot push the Reject past the NAS's timeout.
+    let reply_by = tokio::time::Instant::from_std(ctx.received + deadline);
+    let decide_by = reply_by - audit_reserve(deadline);
     // The request's store writes are answered as they run; the reply waits once, here, for
     // all of them to be on disk (see store::durability). If one is not: fail closed.
-    let (reply, durable) = durability::deferred(answer(app, ctx, req)).await;
-    let reply = match durable {
-        Ok(()) => reply,
-        Err(e) => {
+    let settled = tokio::time::timeout_at(
+        reply_by,
+        durability::deferred(answer(app, ctx, req, decide_by, deadline)),
+    )
+    .await;
+    let reply = match settled {
+        Ok((reply, Ok(()))) => reply,
+        Ok((_, Err(e))) => {
             tracing::error!(error = %e, "the request's store writes were not committed; rejecting");
+            Metrics::inc(&app.metrics.store_failures);
+            Reply::reject()
+        }
+        // Whether its writes and its record reached the disk is unknown: fail closed. A
+        // record already handed to the store's writer is still written if the store
+        // recovers (both stores' writers finish what they were given).
+        Err(_) => {
+            tracing::error!(
+                "the request's audit record and writes were not committed within the {} ms \
+                 deadline; rejecting",
+                deadline.as_millis()
+            );
             Metrics::inc(&app.metrics.store_failures);
             Reply::reject()
         }
@@ -115,17 +144,24 @@ pub async fn handle(app: &AppState, ctx: &RequestContext, req: &Request) -> Repl
     reply
 }
 
-async fn answer(app: &AppState, ctx: &RequestContext, req: &Request) -> Reply {
+/// Kept back from a request's deadline for its audit record and commit: an eighth, at most
+/// half a second (a healthy store needs milliseconds; a failing one is cut off here).
+fn audit_reserve(deadline: Duration) -> Duration {
+    (deadline / 8).min(Duration::from_millis(500))
+}
+
+async fn answer(
+    app: &AppState,
+    ctx: &RequestContext,
+    req: &Request,
+    decide_by: tokio::time::Instant,
+    deadline: Duration,
+) -> Reply {
     // Everything below uses the folded key; the directory sees the same name either way.
     let user = crate::store::user_key(&req.user_name().unwrap_or_default());
     let span = tracing::Span::current();
     span.record("user", user.as_str());
-    // A client that holds the request during a phone call gets its call budget.
-    let deadline = ctx
-        .client
-        .factors
-        .request_deadline(app.config.server.request_deadline);
-    let verdict = match tokio::time::timeout(deadline, decide(app, ctx, req, &user)).await {
+    let verdict = match tokio::time::timeout_at(decide_by, decide(app, ctx, req, &user)).await {
         Ok(Ok(v)) => v,
         Ok(Err(fault)) => {
             Metrics::inc(match fault {

@@ -274,3 +274,80 @@ fn a_full_disk_refuses_logins_and_the_server_carries_on() {
         .unwrap_or_else(|| panic!("no store_failures counter at shutdown:\n{log}"));
     assert!(failures >= 2, "store_failures={failures}");
 }
+
+/// Holds a write transaction on an SQLite database until its stdin closes, as a backup or a
+/// hand-run `sqlite3` session can.
+const HOLD_WRITE_LOCK: &str = "import sqlite3, sys
+c = sqlite3.connect(sys.argv[1], isolation_level=None)
+c.execute('BEGIN IMMEDIATE')
+print('locked', flush=True)
+sys.stdin.read()
+c.execute('ROLLBACK')
+";
+
+/// Another process holds the database's write lock: a login cannot commit, so it is
+/// refused, and the Reject leaves by the request deadline (counted from arrival), not after
+/// SQLite's 5 s busy wait nor after the deadline plus the wait for its audit record. Once
+/// the lock goes, the record handed to the writer is written and logins work again.
+#[test]
+fn a_locked_database_still_answers_by_the_deadline() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let (_slapd, dir, config) = inline_setup(&[LdapUser::new("alice", PW)]);
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("request_deadline_ms = 4000", "request_deadline_ms = 1500");
+    std::fs::write(&config, text).unwrap();
+    let srv = Server::start_with(tempfile::tempdir().unwrap(), config);
+    let seed = srv.enroll("alice", &[]);
+
+    let mut holder = Command::new(common::peers::python())
+        .args(["-c", HOLD_WRITE_LOCK])
+        .arg(dir.path().join("radmfa.db"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(holder.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "locked");
+
+    let sock = socket_from("127.0.0.1", srv.addr, 4000);
+    let field = format!("{PW},{}", code(now(), &seed, 0));
+    let reply = ask(
+        &sock,
+        AccessRequestBuilder::new(1, "alice").password(field.as_bytes()),
+    );
+    let (code_seen, _, rtt) = reply.expect("a reply while the database is locked");
+    assert_eq!(code_seen, 3, "a login that cannot commit is refused");
+    assert!(
+        rtt < Duration::from_millis(1500 + 250),
+        "the Reject took {rtt:?}, beyond the 1.5 s deadline"
+    );
+
+    drop(holder.stdin.take()); // the holder rolls back and exits
+    assert!(holder.wait().unwrap().success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let audit = srv.audit_json("alice");
+        if audit.iter().any(|r| {
+            r["result"] == "reject" && r["reason"].as_str().is_some_and(|s| s.contains("deadline"))
+        }) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the refused login's record was not written after the lock went: {audit:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let field = format!("{PW},{}", code(now(), &seed, 1));
+    let again = ask(
+        &sock,
+        AccessRequestBuilder::new(2, "alice").password(field.as_bytes()),
+    );
+    assert_eq!(again.map(|r| r.0), Some(2), "logins work again");
+}
