@@ -115,6 +115,17 @@ impl Drop for Proxy {
 /// radmfa with [radsec] on a free port and one client, 127.0.0.1, whose certificate must
 /// be issued to `radsec_name`.
 fn start(slapd: &Slapd, pki: &Pki, radsec_name: &str) -> Server {
+    start_with(slapd, pki, radsec_name, "", 4000)
+}
+
+/// [`start`], with lines added to `[radsec]` and the given request deadline.
+fn start_with(
+    slapd: &Slapd,
+    pki: &Pki,
+    radsec_name: &str,
+    radsec: &str,
+    deadline_ms: u64,
+) -> Server {
     let mut o = Options::new(&slapd.url);
     o.clients.clear();
     o.extra = format!(
@@ -124,6 +135,7 @@ listen = ["127.0.0.1:0"]
 cert_file = {:?}
 key_file = {:?}
 ca_file = {:?}
+{radsec}
 
 [[client]]
 name = "local"
@@ -133,7 +145,17 @@ radsec_name = "{radsec_name}"
 "#,
         pki.server_cert, pki.server_key, pki.ca
     );
-    Server::start(&o)
+    let dir = tempfile::tempdir().unwrap();
+    let config = common::radmfa::write_config(dir.path(), &o);
+    let text = std::fs::read_to_string(&config).unwrap();
+    let deadline = "request_deadline_ms = 4000";
+    assert!(
+        text.contains(deadline),
+        "the harness's [server] changed:\n{text}"
+    );
+    let text = text.replace(deadline, &format!("request_deadline_ms = {deadline_ms}"));
+    std::fs::write(&config, text).unwrap();
+    Server::start_with(dir, config)
 }
 
 fn our_client(port: u16, pki: &Pki, ca: &Path, args: &[&str]) -> std::process::Output {
@@ -215,10 +237,10 @@ fn a_login_through_radsecproxy_over_mutual_tls() {
         "User-Name = alice, User-Password = alice-pw, Message-Authenticator = 0x00",
     );
     assert_eq!(r.code, "none", "{}", r.output);
-    let log = srv.log();
     assert!(
-        log.contains("its RadSec (TLS) handshake failed"),
-        "no handshake failure logged:\n{log}"
+        srv.log_shows("its RadSec (TLS) handshake failed"),
+        "no handshake failure logged:\n{}",
+        srv.log()
     );
     assert_eq!(
         srv.audit_json("alice").len(),
@@ -279,9 +301,191 @@ fn a_certificate_not_issued_to_the_clients_radsec_name_gets_no_answer() {
     let port = radsec_port(&srv);
     let out = our_client(port, &good, &good.ca, &["status", "--timeout", "2"]);
     assert!(!out.status.success(), "answered: {out:?}");
-    let log = srv.log();
     assert!(
-        log.contains("not issued to this [[client]] entry's radsec_name"),
-        "{log}"
+        srv.log_shows("not issued to this [[client]] entry's radsec_name"),
+        "{}",
+        srv.log()
     );
+}
+
+/// `openssl s_client` holding a RadSec connection open (its stdin stays open).
+struct Holder(Child);
+
+impl Holder {
+    /// Connects with `pki`'s client certificate; returns once the handshake is done.
+    fn connect(port: u16, pki: &Pki) -> Holder {
+        use std::io::{BufRead, BufReader};
+        let mut child = Command::new(require("openssl", "openssl"))
+            .args(["s_client", "-connect", &format!("127.0.0.1:{port}")])
+            .arg("-cert")
+            .arg(&pki.client_cert)
+            .arg("-key")
+            .arg(&pki.client_key)
+            .arg("-CAfile")
+            .arg(&pki.ca)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let out = BufReader::new(child.stdout.take().unwrap());
+        // s_client prints the session once the handshake is complete.
+        let done = out
+            .lines()
+            .map_while(Result::ok)
+            .any(|l| l.contains("Verify return code"));
+        assert!(done, "s_client did not complete a handshake");
+        Holder(child)
+    }
+
+    /// Whether the server closed the connection (s_client exits then) within `within`.
+    fn closed_within(&mut self, within: Duration) -> bool {
+        let until = Instant::now() + within;
+        while Instant::now() < until {
+            if self.0.try_wait().unwrap().is_some() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+}
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Any host in a client's address range can open RadSec connections, so they are bounded:
+/// `max_connections` at once (more are closed on arrival), and one silent for
+/// `idle_timeout_secs` is closed, freeing its slot.
+#[test]
+fn connections_are_capped_and_idle_ones_closed() {
+    let pki_dir = tempfile::tempdir().unwrap();
+    let good = Pki::make(pki_dir.path(), "good");
+    let slapd = Slapd::start(&[LdapUser::new("alice", "alice-pw")]);
+    let radsec = "max_connections = 2\nidle_timeout_secs = 3";
+    let srv = start_with(&slapd, &good, "nas.example.org", radsec, 1500);
+    let port = radsec_port(&srv);
+
+    let opened = Instant::now();
+    let mut held = [Holder::connect(port, &good), Holder::connect(port, &good)];
+    // A third connection is closed before any TLS: no answer.
+    let out = our_client(port, &good, &good.ca, &["status", "--timeout", "1"]);
+    assert!(!out.status.success(), "a third connection got an answer");
+    assert!(
+        srv.log_shows("radsec.max_connections RadSec connections are already open"),
+        "{}",
+        srv.log()
+    );
+    // Idle for 3 s: both closed by radmfa, not before.
+    for h in &mut held {
+        assert!(
+            h.closed_within(Duration::from_secs(6)),
+            "an idle connection stayed open"
+        );
+    }
+    assert!(
+        opened.elapsed() >= Duration::from_secs(3),
+        "closed after {:?}, before the idle timeout",
+        opened.elapsed()
+    );
+    assert!(
+        srv.log_shows("radsec: closing the connection, idle for 3 s"),
+        "{}",
+        srv.log()
+    );
+    // Their slots are free again.
+    let out = our_client(port, &good, &good.ca, &["status", "--timeout", "2"]);
+    assert!(out.status.success(), "{out:?}\n{}", srv.log());
+}
+
+/// Sends Status-Server requests over RadSec as fast as it can and never reads a reply,
+/// with a small receive buffer; prints how many it sent and whether the server closed the
+/// connection (within 10 s), then holds the socket until stdin closes.
+const NOT_READING: &str = r#"
+import hashlib, hmac, os, socket, ssl, struct, sys, time
+port, cert, key, ca = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+ctx = ssl.create_default_context(cafile=ca)
+ctx.check_hostname = False
+ctx.load_cert_chain(cert, key)
+raw = socket.socket()
+raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+raw.connect(("127.0.0.1", port))
+s = ctx.wrap_socket(raw)
+s.settimeout(2)
+def status(i):
+    auth = os.urandom(16)
+    head = struct.pack("!BBH", 12, i, 38) + auth
+    ma = b"\x50\x12" + bytes(16)
+    mac = hmac.new(b"radsec", head + ma, hashlib.md5).digest()
+    return head + b"\x50\x12" + mac
+packets = [status(i) for i in range(256)]
+sent, start, how = 0, time.time(), "open"
+try:
+    while time.time() - start < 10:
+        s.sendall(b"".join(packets))
+        sent += 256
+except (OSError, ssl.SSLError):
+    how = "closed"
+print(sent, how, flush=True)
+sys.stdin.read()
+"#;
+
+/// A RadSec peer that sends requests but stops reading replies must not tie up the
+/// server: radmfa closes its connection, and UDP clients are answered all along.
+#[test]
+fn a_peer_that_stops_reading_is_disconnected_and_udp_goes_on() {
+    let pki_dir = tempfile::tempdir().unwrap();
+    let good = Pki::make(pki_dir.path(), "good");
+    let slapd = Slapd::start(&[LdapUser::new("alice", "alice-pw")]);
+    let srv = start(&slapd, &good, "nas.example.org");
+    let port = radsec_port(&srv);
+
+    use std::io::{BufRead, BufReader};
+    let mut flood = Command::new(common::peers::python())
+        .args(["-c", NOT_READING, &port.to_string()])
+        .arg(&good.client_cert)
+        .arg(&good.client_key)
+        .arg(&good.ca)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(flood.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    eprintln!("not-reading peer: {line}");
+    // The peer still holds its socket, unread replies and all. UDP is served meanwhile: no
+    // request is left waiting to write its reply, holding an in-flight permit.
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+    let mut buf = [0u8; 4096];
+    for id in 0..3u8 {
+        let (status, _) = radmfa::radius::client::status_server(id, SECRET.as_bytes());
+        udp.send_to(&status, srv.addr).unwrap();
+        let (n, _) = udp
+            .recv_from(&mut buf)
+            .unwrap_or_else(|e| panic!("no UDP reply while the peer stalls ({e}); {line}"));
+        assert_eq!(
+            (buf[0], buf[1]),
+            (2, id),
+            "Status-Server answered with Access-Accept"
+        );
+        assert!(n >= 20);
+    }
+    assert!(
+        line.ends_with("closed\n"),
+        "radmfa kept the connection: {line}"
+    );
+    assert!(
+        srv.log_shows("its RadSec connection stopped reading replies"),
+        "{}",
+        srv.log()
+    );
+    drop(flood.stdin.take());
+    assert!(flood.wait().unwrap().success());
 }

@@ -135,6 +135,10 @@ pub struct RadsecConfig {
     pub key_file: PathBuf,
     /// PEM: the CA certificate(s) that sign the clients' certificates.
     pub ca_file: PathBuf,
+    /// Connections open at once, TLS handshakes included; more are closed on arrival.
+    pub max_connections: usize,
+    /// A connection that sends nothing for this long is closed (the NAS reconnects).
+    pub idle_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -281,6 +281,18 @@ pub struct RawRadsec {
     pub cert_file: PathBuf,
     pub key_file: PathBuf,
     pub ca_file: PathBuf,
+    #[serde(default = "default_radsec_max_connections")]
+    pub max_connections: u32,
+    #[serde(default = "default_radsec_idle_timeout_secs")]
+    pub idle_timeout_secs: u64,
+}
+
+fn default_radsec_max_connections() -> u32 {
+    256
+}
+
+fn default_radsec_idle_timeout_secs() -> u64 {
+    600
 }
 
 fn default_radsec_listen() -> Vec<String> {

@@ -36,12 +36,13 @@ pub fn validate(raw: RawConfig, origin: &Path) -> Result<Config, ConfigError> {
     let server = server_config(server)?;
     let mut store = store_config(store, base, server.request_deadline)?;
     let clients = client_configs(clients, base)?;
+    let longest_request = clients
+        .iter()
+        .map(|c| c.factors.request_deadline(server.request_deadline))
+        .fold(server.request_deadline, Duration::max);
     if let StoreConfig::Postgres { settings, .. } = &mut store {
         // The database ends a request transaction idle longer than any request may run.
-        settings.max_request = clients
-            .iter()
-            .map(|c| c.factors.request_deadline(server.request_deadline))
-            .fold(server.request_deadline, Duration::max);
+        settings.max_request = longest_request;
     }
     Ok(Config {
         server,
@@ -56,7 +57,9 @@ pub fn validate(raw: RawConfig, origin: &Path) -> Result<Config, ConfigError> {
             include_email: audit.include_email,
         },
         metrics: metrics.map(metrics_config).transpose()?,
-        radsec: radsec.map(|r| radsec_config(r, base)).transpose()?,
+        radsec: radsec
+            .map(|r| radsec_config(r, base, longest_request))
+            .transpose()?,
         delivery: super::validate_delivery::validate(
             super::raw_delivery::RawDelivery {
                 phone,
@@ -72,13 +75,38 @@ pub fn validate(raw: RawConfig, origin: &Path) -> Result<Config, ConfigError> {
     })
 }
 
-fn radsec_config(raw: RawRadsec, base: &Path) -> Result<RadsecConfig, ConfigError> {
+fn radsec_config(
+    raw: RawRadsec,
+    base: &Path,
+    longest_request: Duration,
+) -> Result<RadsecConfig, ConfigError> {
     let RawRadsec {
         listen,
         cert_file,
         key_file,
         ca_file,
+        max_connections,
+        idle_timeout_secs,
     } = raw;
+    if !(1..=65_536).contains(&max_connections) {
+        return Err(ConfigError::invalid(
+            "radsec.max_connections",
+            format!("must be between 1 and 65536, not {max_connections}"),
+        ));
+    }
+    // The idle timer counts from the last packet received, so a request still being
+    // answered (a held phone call) must end before it fires.
+    let idle_timeout = Duration::from_secs(idle_timeout_secs);
+    if idle_timeout <= longest_request || idle_timeout_secs > 86_400 {
+        return Err(ConfigError::invalid(
+            "radsec.idle_timeout_secs",
+            format!(
+                "must be longer than the longest request deadline ({} ms, a held call's \
+                 voice_budget_secs included) and at most 86400, not {idle_timeout_secs}",
+                longest_request.as_millis()
+            ),
+        ));
+    }
     let listen = listen_addrs("radsec.listen", &listen, 2083)?;
     let file = |key: &str, p: PathBuf| {
         let p = resolve(base, p);
@@ -96,6 +124,8 @@ fn radsec_config(raw: RawRadsec, base: &Path) -> Result<RadsecConfig, ConfigErro
         cert_file: file("cert_file", cert_file)?,
         key_file: file("key_file", key_file)?,
         ca_file: file("ca_file", ca_file)?,
+        max_connections: max_connections as usize,
+        idle_timeout,
     })
 }
 

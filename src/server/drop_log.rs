@@ -34,6 +34,10 @@ pub enum DropKind {
     TlsHandshake,
     /// A RadSec client certificate not issued to the client's `radsec_name`.
     TlsCertificateName,
+    /// A RadSec connection over `radsec.max_connections`.
+    TlsConnectionLimit,
+    /// A RadSec connection whose peer stopped reading its replies.
+    TlsNotReading,
 }
 
 impl DropKind {
@@ -80,6 +84,16 @@ impl DropKind {
             DropKind::TlsCertificateName => {
                 "its RadSec certificate is from radsec.ca_file but not issued to this \
                  [[client]] entry's radsec_name"
+            }
+            DropKind::TlsConnectionLimit => {
+                "radsec.max_connections RadSec connections are already open, so this one was \
+                 closed; a NAS needs one or a few: look for one that leaks connections, or \
+                 raise the limit"
+            }
+            DropKind::TlsNotReading => {
+                "its RadSec connection stopped reading replies (256 unread, or one unwritten \
+                 for 10 s), so it was closed and its unsent replies dropped; the NAS resends \
+                 on a new connection"
             }
             DropKind::TlsHandshake => {
                 "its RadSec (TLS) handshake failed: no client certificate, one not signed by \

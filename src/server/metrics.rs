@@ -53,6 +53,9 @@ counters!(
     directory_failures,
     store_failures,
     radsec_handshake_failures,
+    radsec_connection_limit,
+    radsec_idle_closed,
+    radsec_not_reading,
 );
 
 /// Access-Request replies of one client, by code.
@@ -170,6 +173,20 @@ impl Metrics {
             "RadSec connections closed because their TLS handshake failed or timed out, or the \
              client certificate was not issued to the client's radsec_name.",
             &[("", get(&self.radsec_handshake_failures))],
+        );
+        family(
+            "radmfa_radsec_closed_total",
+            "counter",
+            "RadSec connections closed by radmfa: over radsec.max_connections, idle for \
+             radsec.idle_timeout_secs, or not reading their replies.",
+            &[
+                (
+                    "{reason=\"connection_limit\"}",
+                    get(&self.radsec_connection_limit),
+                ),
+                ("{reason=\"idle\"}", get(&self.radsec_idle_closed)),
+                ("{reason=\"not_reading\"}", get(&self.radsec_not_reading)),
+            ],
         );
         family(
             "radmfa_duplicates_total",

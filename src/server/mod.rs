@@ -75,12 +75,21 @@ pub async fn run(
         acceptor,
     }) = radsec
     {
+        let max = app
+            .config
+            .radsec
+            .as_ref()
+            .map_or(256, |r| r.max_connections);
+        let shared = radsec::Shared {
+            acceptor,
+            permits: permits.clone(),
+            slots: Arc::new(Semaphore::new(max)),
+        };
         for listener in listeners {
             tracker.spawn(radsec::accept_loop(
                 app.clone(),
                 listener,
-                acceptor.clone(),
-                permits.clone(),
+                shared.clone(),
                 tracker.clone(),
                 shutdown.clone(),
             ));
@@ -163,7 +172,7 @@ async fn recv_loop(
 #[derive(Clone)]
 pub(crate) enum ReplyTo {
     Udp(Arc<UdpSocket>),
-    Tls(tokio::sync::mpsc::Sender<Arc<[u8]>>),
+    Tls(radsec::TlsReplies),
 }
 
 impl ReplyTo {
@@ -175,9 +184,7 @@ impl ReplyTo {
                 }
             }
             // The connection may be gone; the NAS then asks again on a new one.
-            ReplyTo::Tls(writer) => {
-                let _ = writer.send(bytes.clone()).await;
-            }
+            ReplyTo::Tls(replies) => replies.send(bytes),
         }
     }
 }

@@ -12,16 +12,26 @@
 //! malformed). Replies go out on the connection the request came in on, in the order they
 //! are decided. Everything after framing — duplicate check, permits, the pipeline, the
 //! audit — is the UDP path's (`super::dispatch`).
+//!
+//! Bounds, since any host in a client's address range can connect and a TLS connection
+//! costs memory for as long as it stays open: at most `radsec.max_connections` at once
+//! (handshakes included; more are closed on arrival), a handshake gets
+//! [`HANDSHAKE_TIMEOUT`], a connection that sends nothing for `radsec.idle_timeout_secs`
+//! is closed, and so is one whose peer stops reading its replies. A request never waits
+//! for its reply to be written: that would hold its in-flight permit, and a peer that does
+//! not read would soon hold them all, starving UDP too.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use tokio::io::WriteHalf;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::rustls;
+use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -39,8 +49,55 @@ use crate::secret::Secret;
 pub const RADSEC_SECRET: &str = "radsec";
 /// A client that does not finish its TLS handshake within this is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Replies queued for one connection's writer.
+/// Replies queued for one connection's writer. A peer that leaves this many unread (its
+/// TCP window and our socket buffer full as well) is not reading: its connection is closed.
 const WRITE_QUEUE: usize = 256;
+/// A reply that cannot be written for this long means the same.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where a RadSec connection's replies go: its writer's queue, never waited on.
+#[derive(Clone)]
+pub(crate) struct TlsReplies {
+    tx: mpsc::Sender<Arc<[u8]>>,
+    conn: Arc<Closer>,
+}
+
+impl TlsReplies {
+    /// Queues `bytes`. If the queue is full the peer is not reading: the connection is
+    /// closed, and its requests' replies are dropped (the NAS sends them again on a new
+    /// connection) rather than waited for.
+    pub(crate) fn send(&self, bytes: &Arc<[u8]>) {
+        match self.tx.try_send(bytes.clone()) {
+            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => self.conn.not_reading(),
+        }
+    }
+}
+
+/// Closes one connection, and says why.
+struct Closer {
+    /// Cancelled to close the connection: its reader and writer stop.
+    close: CancellationToken,
+    app: Arc<AppState>,
+    peer: SocketAddr,
+    nas: Arc<str>,
+}
+
+impl Closer {
+    fn not_reading(&self) {
+        if self.close.is_cancelled() {
+            return;
+        }
+        self.close.cancel();
+        Metrics::inc(&self.app.metrics.radsec_not_reading);
+        warn_drop(
+            &self.app,
+            DropKind::TlsNotReading,
+            self.peer,
+            Some(&self.nas),
+        );
+    }
+}
 
 /// The TLS server configuration from `[radsec]`; errors name the key and file.
 pub fn acceptor(cfg: &RadsecConfig) -> anyhow::Result<TlsAcceptor> {
@@ -99,12 +156,20 @@ fn issued_to(cert: &rustls::pki_types::CertificateDer<'_>, name: &str) -> bool {
         .is_ok_and(|c| c.verify_is_valid_for_subject_name(&dns).is_ok())
 }
 
+/// What every RadSec listener shares: the TLS configuration, the request permits, and the
+/// connection slots (`radsec.max_connections`, for all listeners together).
+#[derive(Clone)]
+pub(super) struct Shared {
+    pub acceptor: TlsAcceptor,
+    pub permits: Arc<Semaphore>,
+    pub slots: Arc<Semaphore>,
+}
+
 /// Accepts RadSec connections on `listener` until `shutdown`.
 pub(super) async fn accept_loop(
     app: Arc<AppState>,
     listener: TcpListener,
-    acceptor: TlsAcceptor,
-    permits: Arc<Semaphore>,
+    shared: Shared,
     tracker: TaskTracker,
     shutdown: CancellationToken,
 ) {
@@ -130,6 +195,11 @@ pub(super) async fn accept_loop(
             warn_drop(&app, DropKind::UnknownClient, peer, None);
             continue;
         };
+        let Ok(slot) = shared.slots.clone().try_acquire_owned() else {
+            Metrics::inc(&app.metrics.radsec_connection_limit);
+            warn_drop(&app, DropKind::TlsConnectionLimit, peer, Some(&client.name));
+            continue; // dropping `tcp` closes it
+        };
         let client = Arc::new(ClientConfig {
             secret: Secret::from(RADSEC_SECRET),
             ..(*client).clone()
@@ -139,11 +209,11 @@ pub(super) async fn accept_loop(
             peer,
             local,
             client,
-            permits: permits.clone(),
+            permits: shared.permits.clone(),
             tracker: tracker.clone(),
             shutdown: shutdown.clone(),
         };
-        tracker.spawn(conn.serve(tcp, acceptor.clone()));
+        tracker.spawn(conn.serve(tcp, shared.acceptor.clone(), slot));
     }
 }
 
@@ -158,7 +228,8 @@ struct Connection {
 }
 
 impl Connection {
-    async fn serve(self, tcp: TcpStream, acceptor: TlsAcceptor) {
+    /// Serves one connection; `slot` is held until its last reply is written.
+    async fn serve(self, tcp: TcpStream, acceptor: TlsAcceptor, slot: OwnedSemaphorePermit) {
         let (peer, nas) = (self.peer, &self.client.name);
         let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await;
         let tls = match handshake {
@@ -194,23 +265,30 @@ impl Connection {
             }
         }
         info!(%peer, nas = %nas, "radsec: connection up");
-        let (mut rd, mut wr) = tokio::io::split(tls);
-        let (tx, mut rx) = mpsc::channel::<Arc<[u8]>>(WRITE_QUEUE);
-        // The writer ends when the reader and every request of this connection are done.
-        self.tracker.spawn(async move {
-            while let Some(bytes) = rx.recv().await {
-                if wr.write_all(&bytes).await.is_err() {
-                    return;
-                }
-            }
-            let _ = wr.shutdown().await;
+        let (mut rd, wr) = tokio::io::split(tls);
+        let (tx, rx) = mpsc::channel::<Arc<[u8]>>(WRITE_QUEUE);
+        let closer = Arc::new(Closer {
+            close: CancellationToken::new(),
+            app: self.app.clone(),
+            peer,
+            nas: Arc::from(nas.as_str()),
         });
-        let reply_to = ReplyTo::Tls(tx);
+        self.tracker.spawn(write_loop(wr, rx, closer.clone(), slot));
+        let close = closer.close.clone();
+        let reply_to = ReplyTo::Tls(TlsReplies { tx, conn: closer });
+        let idle = self.app.config.radsec.as_ref().map(|r| r.idle_timeout);
+        let idle = idle.unwrap_or(Duration::from_secs(600));
         let mut buf = vec![0u8; MAX_PACKET];
         loop {
             let header = tokio::select! {
                 _ = self.shutdown.cancelled() => break,
-                r = rd.read_exact(&mut buf[..4]) => r,
+                _ = close.cancelled() => break,
+                r = tokio::time::timeout(idle, rd.read_exact(&mut buf[..4])) => r,
+            };
+            let Ok(header) = header else {
+                Metrics::inc(&self.app.metrics.radsec_idle_closed);
+                info!(%peer, nas = %nas, "radsec: closing the connection, idle for {} s", idle.as_secs());
+                break;
             };
             if header.is_err() {
                 break; // closed by the client, or broken
@@ -222,7 +300,9 @@ impl Connection {
                 warn_drop(&self.app, DropKind::Malformed, peer, Some(nas));
                 break; // the framing is lost
             }
-            if rd.read_exact(&mut buf[4..len]).await.is_err() {
+            // The rest of the packet gets no longer than a silent connection would.
+            let body = tokio::time::timeout(idle, rd.read_exact(&mut buf[4..len])).await;
+            if !matches!(body, Ok(Ok(_))) {
                 break;
             }
             Metrics::inc(&self.app.metrics.received);
@@ -236,4 +316,37 @@ impl Connection {
         }
         info!(%peer, nas = %nas, "radsec: connection closed");
     }
+}
+
+/// Writes the queued replies until the reader and every request of the connection are done
+/// (they hold the queue's senders) or the connection is closed, then ends the TLS session.
+/// Holds the connection's slot.
+async fn write_loop(
+    mut wr: WriteHalf<TlsStream<TcpStream>>,
+    mut rx: mpsc::Receiver<Arc<[u8]>>,
+    conn: Arc<Closer>,
+    _slot: OwnedSemaphorePermit,
+) {
+    let close = conn.close.clone();
+    loop {
+        let bytes = tokio::select! {
+            _ = close.cancelled() => return,
+            b = rx.recv() => match b {
+                Some(b) => b,
+                None => break,
+            },
+        };
+        match tokio::time::timeout(WRITE_TIMEOUT, wr.write_all(&bytes)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => {
+                close.cancel(); // broken: the reader stops too
+                return;
+            }
+            Err(_) => {
+                conn.not_reading();
+                return;
+            }
+        }
+    }
+    let _ = tokio::time::timeout(WRITE_TIMEOUT, wr.shutdown()).await;
 }

@@ -232,6 +232,19 @@ impl Server {
         self.log.lock().unwrap().clone()
     }
 
+    /// Whether `needle` shows up in the log within 5 s: a thread copies the log, so it lags
+    /// the process, most of all on a busy machine.
+    pub fn log_shows(&self, needle: &str) -> bool {
+        let until = std::time::Instant::now() + Duration::from_secs(5);
+        while !self.log().contains(needle) {
+            if std::time::Instant::now() > until {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        true
+    }
+
     /// SIGTERM, then wait for a clean exit.
     pub fn stop(&mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("already stopped");
