@@ -489,3 +489,53 @@ fn a_peer_that_stops_reading_is_disconnected_and_udp_goes_on() {
     drop(flood.stdin.take());
     assert!(flood.wait().unwrap().success());
 }
+
+/// With `crl_file`, a revoked client certificate gets no session. The file is watched: a
+/// new CRL applies to the next connection, without a restart.
+#[test]
+fn a_revoked_certificate_is_refused_once_the_new_crl_is_in_place() {
+    let pki_dir = tempfile::tempdir().unwrap();
+    let good = Pki::make(pki_dir.path(), "good");
+    let crl = pki_dir.path().join("clients.crl");
+    good.write_crl(&crl, &[]);
+    let slapd = Slapd::start(&[LdapUser::new("alice", "alice-pw")]);
+    let radsec = format!("crl_file = {crl:?}");
+    let srv = start_with(&slapd, &good, "nas.example.org", &radsec, 4000);
+    let port = radsec_port(&srv);
+    let status = || our_client(port, &good, &good.ca, &["status", "--timeout", "2"]);
+    let out = status();
+    assert!(
+        out.status.success(),
+        "not revoked yet: {out:?}\n{}",
+        srv.log()
+    );
+
+    good.write_crl(&crl, &[&good.client_cert]);
+    let out = status();
+    assert!(!out.status.success(), "a revoked certificate got an answer");
+    assert!(
+        srv.log_shows("radsec: certificate, key, CA or CRL file changed; reloaded"),
+        "{}",
+        srv.log()
+    );
+    assert!(
+        srv.log_shows("its RadSec (TLS) handshake failed"),
+        "{}",
+        srv.log()
+    );
+    assert!(
+        srv.log().contains("Revoked"),
+        "the reason names the revocation"
+    );
+
+    // A CRL file caught half-written cannot be used: the last good configuration (with the
+    // revocation) stays.
+    std::fs::write(&crl, "-----BEGIN X509 CRL-----\nMIIB\n").unwrap();
+    let out = status();
+    assert!(!out.status.success(), "answered after a broken CRL file");
+    assert!(
+        srv.log_shows("keeping the previous TLS configuration"),
+        "{}",
+        srv.log()
+    );
+}

@@ -45,7 +45,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
 async fn radsec_listeners(
     cfg: &crate::config::RadsecConfig,
 ) -> anyhow::Result<crate::server::RadsecListeners> {
-    let acceptor = crate::server::radsec::acceptor(cfg)?;
+    let acceptors = std::sync::Arc::new(crate::server::radsec::Acceptors::new(cfg)?);
     let mut listeners = Vec::new();
     for (i, addr) in cfg.listen.iter().enumerate() {
         let l = bind_tcp(*addr).with_context(|| format!("binding radsec.listen[{i}] {addr}"))?;
@@ -53,7 +53,7 @@ async fn radsec_listeners(
     }
     Ok(crate::server::RadsecListeners {
         listeners,
-        acceptor,
+        acceptors,
     })
 }
 

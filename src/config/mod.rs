@@ -135,6 +135,8 @@ pub struct RadsecConfig {
     pub key_file: PathBuf,
     /// PEM: the CA certificate(s) that sign the clients' certificates.
     pub ca_file: PathBuf,
+    /// PEM: certificate revocation lists, one from every CA in `ca_file`.
+    pub crl_file: Option<PathBuf>,
     /// Connections open at once, TLS handshakes included; more are closed on arrival.
     pub max_connections: usize,
     /// A connection that sends nothing for this long is closed (the NAS reconnects).

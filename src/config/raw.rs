@@ -281,6 +281,7 @@ pub struct RawRadsec {
     pub cert_file: PathBuf,
     pub key_file: PathBuf,
     pub ca_file: PathBuf,
+    pub crl_file: Option<PathBuf>,
     #[serde(default = "default_radsec_max_connections")]
     pub max_connections: u32,
     #[serde(default = "default_radsec_idle_timeout_secs")]

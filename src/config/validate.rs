@@ -85,6 +85,7 @@ fn radsec_config(
         cert_file,
         key_file,
         ca_file,
+        crl_file,
         max_connections,
         idle_timeout_secs,
     } = raw;
@@ -124,6 +125,7 @@ fn radsec_config(
         cert_file: file("cert_file", cert_file)?,
         key_file: file("key_file", key_file)?,
         ca_file: file("ca_file", ca_file)?,
+        crl_file: crl_file.map(|p| file("crl_file", p)).transpose()?,
         max_connections: max_connections as usize,
         idle_timeout,
     })

@@ -97,7 +97,7 @@ impl DropKind {
             }
             DropKind::TlsHandshake => {
                 "its RadSec (TLS) handshake failed: no client certificate, one not signed by \
-                 radsec.ca_file, or no common TLS version"
+                 radsec.ca_file, one revoked (radsec.crl_file), or no common TLS version"
             }
         }
     }

@@ -56,7 +56,7 @@ pub fn bind(addrs: &[SocketAddr]) -> std::io::Result<Vec<UdpSocket>> {
 /// Bound RadSec listeners and their TLS configuration (`radsec::acceptor`).
 pub struct RadsecListeners {
     pub listeners: Vec<tokio::net::TcpListener>,
-    pub acceptor: tokio_rustls::TlsAcceptor,
+    pub acceptors: Arc<radsec::Acceptors>,
 }
 
 /// Serves until `shutdown` is cancelled, then lets in-flight requests finish within the
@@ -72,7 +72,7 @@ pub async fn run(
     let permits = Arc::new(Semaphore::new(app.config.server.max_in_flight));
     if let Some(RadsecListeners {
         listeners,
-        acceptor,
+        acceptors,
     }) = radsec
     {
         let max = app
@@ -81,7 +81,7 @@ pub async fn run(
             .as_ref()
             .map_or(256, |r| r.max_connections);
         let shared = radsec::Shared {
-            acceptor,
+            acceptors,
             permits: permits.clone(),
             slots: Arc::new(Semaphore::new(max)),
         };

@@ -99,6 +99,68 @@ impl Closer {
     }
 }
 
+/// The TLS configuration, built again when one of its files changes on disk: a renewed
+/// certificate or a new CRL takes effect for the next connection, without a restart.
+/// Connections already open keep the session they have.
+pub struct Acceptors {
+    cfg: RadsecConfig,
+    current: std::sync::Mutex<(Vec<FileStamp>, TlsAcceptor)>,
+}
+
+/// What tells a changed file: its modification time and length (`None`: unreadable).
+type FileStamp = Option<(std::time::SystemTime, u64)>;
+
+impl Acceptors {
+    /// Builds the configuration; errors name the key and file.
+    pub fn new(cfg: &RadsecConfig) -> anyhow::Result<Self> {
+        let stamps = stamps(cfg);
+        let acceptor = acceptor(cfg)?;
+        Ok(Acceptors {
+            cfg: cfg.clone(),
+            current: std::sync::Mutex::new((stamps, acceptor)),
+        })
+    }
+
+    /// The configuration for a new connection. A few `stat` calls per connection (RadSec
+    /// connections last): cheap next to the handshake.
+    fn current(&self) -> TlsAcceptor {
+        let stamps = stamps(&self.cfg);
+        let mut cur = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        if stamps != cur.0 {
+            cur.0 = stamps;
+            match acceptor(&self.cfg) {
+                Ok(a) => {
+                    cur.1 = a;
+                    info!("radsec: certificate, key, CA or CRL file changed; reloaded");
+                }
+                // A file caught half-written, say: keep serving with what worked; the next
+                // change is tried again.
+                Err(e) => warn!(
+                    "radsec: a file changed but cannot be used, keeping the previous TLS \
+                     configuration: {e:#}"
+                ),
+            }
+        }
+        cur.1.clone()
+    }
+}
+
+fn stamps(cfg: &RadsecConfig) -> Vec<FileStamp> {
+    [
+        Some(&cfg.cert_file),
+        Some(&cfg.key_file),
+        Some(&cfg.ca_file),
+        cfg.crl_file.as_ref(),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|p| {
+        let m = std::fs::metadata(p).ok()?;
+        Some((m.modified().ok()?, m.len()))
+    })
+    .collect()
+}
+
 /// The TLS server configuration from `[radsec]`; errors name the key and file.
 pub fn acceptor(cfg: &RadsecConfig) -> anyhow::Result<TlsAcceptor> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -117,12 +179,29 @@ pub fn acceptor(cfg: &RadsecConfig) -> anyhow::Result<TlsAcceptor> {
             .add(ca)
             .with_context(|| format!("radsec.ca_file: {}", cfg.ca_file.display()))?;
     }
-    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+    let mut verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
         Arc::new(roots),
         provider.clone(),
-    )
-    .build()
-    .context("radsec.ca_file: client certificate verifier")?;
+    );
+    if let Some(path) = &cfg.crl_file {
+        let crls = rustls_pemfile::crls(&mut read(path).context("radsec.crl_file")?)
+            .collect::<Result<Vec<_>, _>>()
+            .with_context(|| format!("radsec.crl_file: reading CRLs from {}", path.display()))?;
+        anyhow::ensure!(
+            !crls.is_empty(),
+            "radsec.crl_file: no CRL in {}",
+            path.display()
+        );
+        // Fail closed, as OpenSSL's CRL check does: a certificate whose CA has no CRL in
+        // the file, or a CRL past its nextUpdate, gets no session.
+        verifier = verifier
+            .with_crls(crls)
+            .only_check_end_entity_revocation()
+            .enforce_revocation_expiration();
+    }
+    let verifier = verifier
+        .build()
+        .context("radsec.ca_file / radsec.crl_file: client certificate verifier")?;
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .context("TLS versions")?
@@ -160,7 +239,7 @@ fn issued_to(cert: &rustls::pki_types::CertificateDer<'_>, name: &str) -> bool {
 /// connection slots (`radsec.max_connections`, for all listeners together).
 #[derive(Clone)]
 pub(super) struct Shared {
-    pub acceptor: TlsAcceptor,
+    pub acceptors: Arc<Acceptors>,
     pub permits: Arc<Semaphore>,
     pub slots: Arc<Semaphore>,
 }
@@ -213,7 +292,7 @@ pub(super) async fn accept_loop(
             tracker: tracker.clone(),
             shutdown: shutdown.clone(),
         };
-        tracker.spawn(conn.serve(tcp, shared.acceptor.clone(), slot));
+        tracker.spawn(conn.serve(tcp, shared.acceptors.current(), slot));
     }
 }
 

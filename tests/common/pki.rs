@@ -6,6 +6,7 @@ use std::process::Command;
 
 pub struct Pki {
     pub ca: PathBuf,
+    pub ca_key: PathBuf,
     pub server_cert: PathBuf,
     pub server_key: PathBuf,
     pub client_cert: PathBuf,
@@ -100,10 +101,62 @@ impl Pki {
         }
         Pki {
             ca: dir.join(f("ca")),
+            ca_key: dir.join(f("ca-key")),
             server_cert: dir.join(f("server")),
             server_key: dir.join(f("server-key")),
             client_cert: dir.join(f("client")),
             client_key: dir.join(f("client-key")),
         }
+    }
+}
+
+impl Pki {
+    /// Writes a CRL from this PKI's CA revoking `revoked` (PEM certificates) to `out`, by a
+    /// rename, as an admin's tooling replaces the file.
+    #[allow(dead_code)] // not every test binary revokes
+    pub fn write_crl(&self, out: &Path, revoked: &[&Path]) {
+        let db = tempfile::tempdir().unwrap();
+        std::fs::write(db.path().join("index.txt"), "").unwrap();
+        std::fs::write(db.path().join("crlnumber"), "01\n").unwrap();
+        let cnf = db.path().join("ca.cnf");
+        std::fs::write(
+            &cnf,
+            format!(
+                "[ca]\ndefault_ca = test\n[test]\ndatabase = {db}/index.txt\n\
+                 crlnumber = {db}/crlnumber\ndefault_md = sha256\ndefault_crl_days = 2\n\
+                 certificate = {ca}\nprivate_key = {key}\n",
+                db = db.path().display(),
+                ca = self.ca.display(),
+                key = self.ca_key.display(),
+            ),
+        )
+        .unwrap();
+        let run = |args: &[&std::ffi::OsStr]| {
+            let out = Command::new("openssl").args(args).output().unwrap();
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        for cert in revoked {
+            run(&[
+                "ca".as_ref(),
+                "-config".as_ref(),
+                cnf.as_os_str(),
+                "-revoke".as_ref(),
+                cert.as_os_str(),
+            ]);
+        }
+        let tmp = out.with_extension("new");
+        run(&[
+            "ca".as_ref(),
+            "-config".as_ref(),
+            cnf.as_os_str(),
+            "-gencrl".as_ref(),
+            "-out".as_ref(),
+            tmp.as_os_str(),
+        ]);
+        std::fs::rename(&tmp, out).unwrap();
     }
 }
