@@ -13,8 +13,10 @@ use crate::server::metrics::Metrics;
 use crate::store::{KeyFile, PgStore, SqliteStore, Store};
 
 pub struct AppState {
+    /// The configuration the server started with. Its `clients` are not the live ones:
+    /// SIGHUP swaps the client table (`admin::reload`), nothing else.
     pub config: Config,
-    pub clients: ClientTable,
+    pub clients: arc_swap::ArcSwap<ClientTable>,
     pub primary: Arc<dyn PrimaryAuth>,
     pub store: Arc<dyn Store>,
     pub clock: Arc<dyn Clock>,
@@ -47,7 +49,7 @@ impl AppState {
         clock: Arc<dyn Clock>,
     ) -> Arc<AppState> {
         Arc::new(AppState {
-            clients: ClientTable::new(&config.clients),
+            clients: arc_swap::ArcSwap::from_pointee(ClientTable::new(&config.clients)),
             dedup: DuplicateCache::new(config.server.duplicate_window),
             delivery: crate::delivery::Delivery::from_config(&config.delivery),
             metrics: Metrics::for_clients(config.clients.iter().map(|c| c.name.as_str())),
@@ -57,6 +59,13 @@ impl AppState {
             store,
             clock,
         })
+    }
+}
+
+impl AppState {
+    /// The `[[client]]` entry for a source address, from the live table.
+    pub fn client_for(&self, ip: std::net::IpAddr) -> Option<Arc<crate::config::ClientConfig>> {
+        self.clients.load().lookup(ip).cloned()
     }
 }
 

@@ -165,7 +165,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve => {
             let cfg = load()?;
             crate::telemetry::init(cfg.server.log_format, &cfg.server.log_level);
-            admin::serve::serve(cfg).await?;
+            admin::serve::serve(cfg, &cli.config).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::User(cmd) => {

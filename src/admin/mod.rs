@@ -5,6 +5,7 @@ pub mod audit;
 pub mod backup;
 pub mod migrate;
 pub mod phone;
+pub mod reload;
 pub mod serve;
 pub mod token_import;
 pub mod tokens;

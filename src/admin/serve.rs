@@ -1,4 +1,5 @@
-//! `radmfa serve`: build the backends, bind, serve until SIGTERM or Ctrl-C.
+//! `radmfa serve`: build the backends, bind, serve until SIGTERM or Ctrl-C; SIGHUP reloads
+//! the `[[client]]` table (`super::reload`).
 
 use std::net::SocketAddr;
 
@@ -9,8 +10,9 @@ use tokio_util::sync::CancellationToken;
 use crate::app::AppState;
 use crate::config::Config;
 
-pub async fn serve(cfg: Config) -> anyhow::Result<()> {
+pub async fn serve(cfg: Config, path: &std::path::Path) -> anyhow::Result<()> {
     survive_file_size_limit();
+    let reloader = super::reload::Reloader::new(path, &cfg)?;
     let sockets = crate::server::bind(&cfg.server.listen).context("binding listen addresses")?;
     let radsec = match &cfg.radsec {
         Some(r) => Some(radsec_listeners(r).await?),
@@ -30,6 +32,12 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         let router = crate::server::metrics_http::router(app.clone());
         spawn_http(&shutdown, m.listen, "metrics.listen", router).await?;
     }
+    #[cfg(unix)]
+    tokio::spawn(super::reload::on_sighup(
+        app.clone(),
+        reloader,
+        shutdown.clone(),
+    ));
     let signal = shutdown.clone();
     tokio::spawn(async move {
         wait_for_signal().await;

@@ -20,8 +20,8 @@ macro_rules! counters {
             /// Time from a request's arrival to its reply (Access-Requests answered).
             pub latency: Histogram,
             /// Replies per `[[client]]` name (the names come from the config, so the set is
-            /// fixed and small).
-            pub per_client: BTreeMap<String, Replies>,
+            /// small; a reload adds the new names and keeps the old counters).
+            pub per_client: std::sync::RwLock<BTreeMap<String, Replies>>,
         }
 
         impl Metrics {
@@ -69,30 +69,27 @@ pub struct Replies {
 impl Metrics {
     /// Counters for a server with these `[[client]]` names.
     pub fn for_clients<'a>(names: impl IntoIterator<Item = &'a str>) -> Self {
-        Metrics {
-            per_client: names
-                .into_iter()
-                .map(|n| (n.to_string(), Replies::default()))
-                .collect(),
-            ..Default::default()
+        let m = Metrics::default();
+        m.add_clients(names);
+        m
+    }
+
+    /// Adds counters for client names not seen before (a reloaded client table).
+    pub fn add_clients<'a>(&self, names: impl IntoIterator<Item = &'a str>) {
+        let mut map = self.per_client.write().unwrap_or_else(|p| p.into_inner());
+        for n in names {
+            map.entry(n.to_string()).or_default();
         }
     }
 
     /// Counts the reply actually sent to `client` for an Access-Request.
     pub fn count_reply(&self, client: &str, code: ReplyCode) {
+        let map = self.per_client.read().unwrap_or_else(|p| p.into_inner());
+        let per = map.get(client);
         let (total, per) = match code {
-            ReplyCode::Accept => (
-                &self.accepts,
-                self.per_client.get(client).map(|r| &r.accept),
-            ),
-            ReplyCode::Reject => (
-                &self.rejects,
-                self.per_client.get(client).map(|r| &r.reject),
-            ),
-            ReplyCode::Challenge => (
-                &self.challenges,
-                self.per_client.get(client).map(|r| &r.challenge),
-            ),
+            ReplyCode::Accept => (&self.accepts, per.map(|r| &r.accept)),
+            ReplyCode::Reject => (&self.rejects, per.map(|r| &r.reject)),
+            ReplyCode::Challenge => (&self.challenges, per.map(|r| &r.challenge)),
         };
         Self::inc(total);
         if let Some(c) = per {
@@ -200,7 +197,8 @@ impl Metrics {
             ],
         );
         let mut replies = Vec::new();
-        for (name, r) in &self.per_client {
+        let per_client = self.per_client.read().unwrap_or_else(|p| p.into_inner());
+        for (name, r) in per_client.iter() {
             let client = label_value(name);
             for (code, c) in [
                 ("accept", &r.accept),

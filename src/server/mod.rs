@@ -153,7 +153,7 @@ async fn recv_loop(
         Metrics::inc(&app.metrics.received);
         // RFC 2865 §3: a request from a client without a shared secret MUST be silently
         // discarded.
-        let Some(client) = app.clients.lookup(src.ip()).cloned() else {
+        let Some(client) = app.client_for(src.ip()) else {
             Metrics::inc(&app.metrics.unknown_client);
             warn_drop(&app, DropKind::UnknownClient, src, None);
             continue;

@@ -269,7 +269,7 @@ pub(super) async fn accept_loop(
                 }
             },
         };
-        let Some(client) = app.clients.lookup(peer.ip()).cloned() else {
+        let Some(client) = app.client_for(peer.ip()) else {
             Metrics::inc(&app.metrics.unknown_client);
             warn_drop(&app, DropKind::UnknownClient, peer, None);
             continue;

@@ -228,6 +228,11 @@ impl Server {
             .collect()
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("stopped").id()
+    }
+
     pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()
     }

@@ -1,0 +1,142 @@
+//! SIGHUP: read the config file again and swap in its `[[client]]` table, so a NAS can be
+//! added, a shared secret rotated or a client's policy changed without a restart (which
+//! would drop the duplicate cache and the requests in flight). Everything else in the file
+//! is read at start only: a change there is logged as needing a restart, not applied. A
+//! file that does not validate changes nothing, and the log names the key. Each UDP request
+//! looks its client up as it arrives; an open RadSec connection keeps the entry it was
+//! accepted with until it reconnects (idle ones are closed after `radsec.idle_timeout_secs`).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::app::AppState;
+use crate::config::{ClientConfig, Config, StoreConfig};
+use crate::server::clients::ClientTable;
+
+pub struct Reloader {
+    path: PathBuf,
+    /// The file's sections other than `client`, as the server started with them.
+    fixed: toml::Table,
+    /// The longest request deadline of the starting clients: PostgreSQL connections were
+    /// opened with it (`idle_in_transaction_session_timeout`).
+    longest: Duration,
+}
+
+impl Reloader {
+    pub fn new(path: &Path, started: &Config) -> anyhow::Result<Self> {
+        Ok(Reloader {
+            path: path.to_path_buf(),
+            fixed: fixed_sections(path)?,
+            longest: longest_request(started, &started.clients),
+        })
+    }
+
+    /// Reloads the client table from the file; the number of clients, or why not.
+    pub fn reload(&self, app: &AppState) -> Result<usize, String> {
+        let new = Config::load(&self.path).map_err(|e| e.to_string())?;
+        let longest = longest_request(&app.config, &new.clients);
+        if longest > self.longest && matches!(app.config.store, StoreConfig::Postgres { .. }) {
+            return Err(format!(
+                "a client's request deadline grew to {} ms, beyond the {} ms the database \
+                 connections were opened with; restart radmfa to apply it",
+                longest.as_millis(),
+                self.longest.as_millis()
+            ));
+        }
+        match fixed_sections(&self.path) {
+            Ok(now) => {
+                let changed = changed_sections(&self.fixed, &now);
+                if !changed.is_empty() {
+                    warn!(
+                        "reload: {} changed in {}; only [[client]] entries are reloaded, the \
+                         rest takes effect after a restart",
+                        changed.join(", "),
+                        self.path.display()
+                    );
+                }
+            }
+            Err(e) => return Err(format!("{e:#}")),
+        }
+        app.metrics
+            .add_clients(new.clients.iter().map(|c| c.name.as_str()));
+        app.clients.store(Arc::new(ClientTable::new(&new.clients)));
+        Ok(new.clients.len())
+    }
+}
+
+/// Reloads on every SIGHUP until `stop`.
+pub async fn on_sighup(app: Arc<AppState>, reloader: Reloader, stop: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            warn!(error = %e, "cannot catch SIGHUP; reloading clients needs a restart");
+            return;
+        }
+    };
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            r = hup.recv() => if r.is_none() { return },
+        }
+        match reloader.reload(&app) {
+            Ok(n) => info!(
+                "reload: {n} [[client]] entries from {}",
+                reloader.path.display()
+            ),
+            Err(e) => error!("reload: {e}; the running configuration is unchanged"),
+        }
+    }
+}
+
+fn longest_request(cfg: &Config, clients: &[ClientConfig]) -> Duration {
+    clients
+        .iter()
+        .map(|c| c.factors.request_deadline(cfg.server.request_deadline))
+        .fold(cfg.server.request_deadline, Duration::max)
+}
+
+fn fixed_sections(path: &Path) -> anyhow::Result<toml::Table> {
+    use anyhow::Context;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut table: toml::Table = text
+        .parse()
+        .with_context(|| format!("parsing {}", path.display()))?;
+    table.remove("client");
+    Ok(table)
+}
+
+/// The top-level keys (sections) that differ, as `[name]`.
+fn changed_sections(old: &toml::Table, new: &toml::Table) -> Vec<String> {
+    let mut keys: Vec<&String> = old.keys().chain(new.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    keys.into_iter()
+        .filter(|k| old.get(*k) != new.get(*k))
+        .map(|k| format!("[{k}]"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changed_sections_are_named_and_clients_ignored() {
+        let t = |s: &str| {
+            let mut t: toml::Table = s.parse().unwrap();
+            t.remove("client");
+            t
+        };
+        let old = t("[server]\nmax_in_flight = 5\n[ldap]\nurls = []\n[[client]]\nname = \"a\"\n");
+        let same = t("[ldap]\nurls = []\n[server]\nmax_in_flight = 5\n[[client]]\nname = \"b\"\n");
+        assert!(changed_sections(&old, &same).is_empty());
+        let new = t("[server]\nmax_in_flight = 6\n[ldap]\nurls = []\n[metrics]\nlisten = \"x\"\n");
+        assert_eq!(changed_sections(&old, &new), ["[metrics]", "[server]"]);
+    }
+}
