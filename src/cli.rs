@@ -153,6 +153,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Config(ConfigCommand::Check) => {
             let cfg = load()?;
+            // What `serve` builds from the files before it listens: a file that exists but
+            // cannot be used (a key file without a key, a CA file without certificates)
+            // fails the check now, not the next restart.
+            crate::auth::LdapAuth::new(cfg.ldap.clone()).context("[ldap]")?;
+            if let Some(r) = &cfg.radsec {
+                crate::server::radsec::Acceptors::new(r)?;
+            }
             println!(
                 "{}: ok ({} client(s), {} LDAP URL(s), store {:?})",
                 cli.config.display(),

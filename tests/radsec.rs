@@ -289,6 +289,16 @@ fn a_key_file_without_a_key_stops_the_start_and_names_the_key() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "started without a key: {err}");
     assert!(err.contains("radsec.key_file: no private key in"), "{err}");
+    // `config check` says the same before anyone restarts the service.
+    let out = Command::new(common::radmfa::bin())
+        .arg("--config")
+        .arg(&config)
+        .args(["config", "check"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "config check passed: {err}");
+    assert!(err.contains("radsec.key_file: no private key in"), "{err}");
 }
 
 #[test]
