@@ -16,6 +16,9 @@
 #   BENCH_STORE_TOML    the body of radmfa's [store] section, verbatim (\n for new lines);
 #                       default SQLite in the work directory
 #   BENCH_KEEP=1        keep the work directory
+#   BENCH_RADSEC=1      also run radmfa's Status-Server, inline and two-round workloads over
+#                       RadSec (TLS, a throwaway PKI made with openssl), beside the UDP ones;
+#                       each code-sending run then gets a quarter of the users
 #
 # Everything runs from a temp directory on loopback ports picked at run time: a throwaway
 # slapd, radmfa, and FreeRADIUS as a foreground process with its own config. The system's
@@ -115,6 +118,34 @@ if [ "${BENCH_STORE:-sqlite}" = postgres ]; then
   PG_STOP="scripts/pg-test-cluster.sh stop $PGD/cluster"
   BENCH_STORE_TOML="type = \"postgres\"\nurl = \"$PG_URL\"\nkey_file = \"$W/radmfa.key\""
 fi
+RADSEC_TOML=""
+if [ -n "${BENCH_RADSEC:-}" ]; then
+  SPORT=$(free_port tcp)
+  P=$W/pki; mkdir -p "$P"
+  ec=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes)
+  openssl req -x509 "${ec[@]}" -keyout "$P/ca.key" -out "$P/ca.pem" -days 2 \
+    -subj "/CN=bench CA" -addext basicConstraints=critical,CA:TRUE \
+    -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null
+  for who in server client; do
+    case $who in
+      server) ext="subjectAltName=IP:127.0.0.1"$'\n'"extendedKeyUsage=serverAuth" ;;
+      client) ext="subjectAltName=DNS:bench-nas"$'\n'"extendedKeyUsage=clientAuth" ;;
+    esac
+    printf 'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n%s\n' "$ext" >"$P/$who.ext"
+    openssl req "${ec[@]}" -keyout "$P/$who.key" -out "$P/$who.csr" -subj "/CN=bench $who" 2>/dev/null
+    openssl x509 -req -in "$P/$who.csr" -CA "$P/ca.pem" -CAkey "$P/ca.key" -CAcreateserial \
+      -out "$P/$who.pem" -days 2 -extfile "$P/$who.ext" 2>/dev/null
+  done
+  RADSEC_TOML="
+[radsec]
+listen = [\"127.0.0.1:$SPORT\"]
+cert_file = \"$P/server.pem\"
+key_file = \"$P/server.key\"
+ca_file = \"$P/ca.pem\"
+"
+  RADSEC_ARGS=(--secret radsec --radsec-cert "$P/client.pem" --radsec-key "$P/client.key"
+    --radsec-ca "$P/ca.pem")
+fi
 case "${BENCH_STORE_TOML:-}" in
   "") STORE="path = \"$W/radmfa.db\"
 key_file = \"$W/radmfa.key\"" ;;
@@ -149,7 +180,7 @@ timeout_secs = 3600
 # Round-1 and inline runs re-use users; a high threshold keeps stray failures from locking.
 [lockout]
 threshold = 1000000
-
+$RADSEC_TOML
 [[client]]
 name = "challenge-nas"
 address = "127.0.0.1"
@@ -208,12 +239,26 @@ tail -2 "$RESULTS" >&2
 workloads() { # SERVER HOSTPORT
   load "$1" warmup "$2" --flow reject -d 2
   [ -n "${BENCH_NO_STATUS:-}" ] || load "$1" status "$2" --flow status -d "$SECS"
-  # Disjoint halves of the users: a run cannot know which steps the other used.
+  # Disjoint shares of the users (halves; quarters with RadSec runs): a run cannot know
+  # which steps another used.
+  local share=$((USERS / 2))
+  [ -z "${BENCH_RADSEC:-}" ] || share=$((USERS / 4))
   load "$1" inline "$2" --flow inline -d "$SECS" --source 127.0.0.2 --totp-window 10 \
-    --range "0:$((USERS / 2))"
+    --range "0:$share"
   load "$1" two-round "$2" --flow two-round -d "$SECS" --totp-window 10 \
-    --range "$((USERS / 2)):$USERS"
+    --range "$share:$((2 * share))"
   load "$1" reject "$2" --flow reject -d "$SECS"
+  if [ -n "${BENCH_RADSEC:-}" ] && [ "$1" = radmfa ]; then
+    # The same over RadSec: one TLS connection per worker, opened before the clock starts
+    # and kept for both rounds (the inline NAS again from 127.0.0.2).
+    local s="127.0.0.1:$SPORT"
+    [ -n "${BENCH_NO_STATUS:-}" ] || load "$1" radsec-status "$s" --flow status -d "$SECS" \
+      "${RADSEC_ARGS[@]}"
+    load "$1" radsec-inline "$s" --flow inline -d "$SECS" --source 127.0.0.2 --totp-window 10 \
+      --range "$((2 * share)):$((3 * share))" "${RADSEC_ARGS[@]}"
+    load "$1" radsec-two-round "$s" --flow two-round -d "$SECS" --totp-window 10 \
+      --range "$((3 * share)):$((4 * share))" "${RADSEC_ARGS[@]}"
+  fi
 }
 # Round-1 throughput as unanswered challenges pile up: fill to each level (bounded by
 # BENCH_FILL_SECONDS: a server that slows down may not get there), then measure. The level

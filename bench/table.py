@@ -64,8 +64,25 @@ def main(path):
     if len(flat) > 1 and flat[0] and flat[-1]:
         print(f"radmfa round 1 at {pending[-1]:,} pending vs {pending[0]:,}: "
               f"{100 * flat[-1]['replies_per_sec'] / flat[0]['replies_per_sec']:.0f}% (target >= 90%)")
+    radsec = [(t, l, p) for t, l, p in [("Status-Server", "status", "status"),
+                                         ("inline (password,code)", "inline", "inline"),
+                                         ("two-round: round 1", "two-round", "round1"),
+                                         ("two-round: round 2", "two-round", "round2")]
+              if ("radmfa", f"radsec-{l}", p) in load]
+    if radsec:
+        print()
+        print("| radmfa workload | UDP | RadSec (TLS) | RadSec / UDP |")
+        print("|---|---|---|---|")
+        for title, label, phase in radsec:
+            a, ra = cell("radmfa", label, phase)
+            b, rb = cell("radmfa", f"radsec-{label}", phase)
+            ratio = f"{rb / ra:.2f}x" if ra and rb else "-"
+            print(f"| {title} | {a} | {b} | {ratio} |")
     cpu = [(t, l) for t, l in [("Status-Server", "status"), ("inline", "inline"),
-                               ("two-round (both rounds)", "two-round"), ("reject", "reject")]
+                               ("two-round (both rounds)", "two-round"), ("reject", "reject"),
+                               ("RadSec Status-Server", "radsec-status"),
+                               ("RadSec inline", "radsec-inline"),
+                               ("RadSec two-round (both rounds)", "radsec-two-round")]
            + [(f"round 1, {p:,} pending", f"pending-{p}") for p in pending]
            if any((s, f"cpu-{l}") in notes for s in ("radmfa", "freeradius"))]
     if cpu:

@@ -549,3 +549,64 @@ fn a_revoked_certificate_is_refused_once_the_new_crl_is_in_place() {
         srv.log()
     );
 }
+
+/// `radmfa client load` over RadSec: two-round logins of real users, every reply verified,
+/// on connections kept across both rounds.
+#[test]
+fn the_load_generator_speaks_radsec() {
+    let pki_dir = tempfile::tempdir().unwrap();
+    let good = Pki::make(pki_dir.path(), "good");
+    let users = LdapUser::generate(12);
+    let slapd = Slapd::start(&users);
+    let srv = start(&slapd, &good, "nas.example.org");
+    let port = radsec_port(&srv);
+    let csv: String = users
+        .iter()
+        .map(|u| format!("{},{},{}\n", u.uid, u.password, srv.enroll(&u.uid, &[])))
+        .collect();
+    let file = srv.dir.path().join("users.csv");
+    std::fs::write(&file, csv).unwrap();
+    let out = our_client(
+        port,
+        &good,
+        &good.ca,
+        &[
+            "load",
+            "--users",
+            file.to_str().unwrap(),
+            "--flow",
+            "two-round",
+            "-n",
+            "12",
+            "-p",
+            "3",
+            "--json",
+        ],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        srv.log()
+    );
+    let phases: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(phases.len(), 2, "{text}");
+    for (p, name) in phases.iter().zip(["round1", "round2"]) {
+        assert_eq!(p["phase"], name, "{text}");
+        assert_eq!(p["expected"], 12, "{text}");
+        assert_eq!(p["forged"], 0, "{text}");
+    }
+    let audit = srv.audit_json("user00011");
+    assert!(audit.iter().any(|a| a["result"] == "accept"), "{audit:?}");
+    // Three connections, opened once: the server saw no more (the log lags a little).
+    let ups = || srv.log().matches("radsec: connection up").count();
+    let until = Instant::now() + Duration::from_secs(5);
+    while ups() < 3 && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(ups(), 3, "{}", srv.log());
+}

@@ -1,6 +1,8 @@
-//! The load generator: C workers, each with its own UDP socket and one request in flight
-//! (closed loop, like C NAS boxes waiting on their users), optionally paced to a global rate,
-//! stopped by a count and/or a duration. Every reply is verified before it counts.
+//! The load generator: C workers, each with its own UDP socket (or RadSec connection) and
+//! one request in flight (closed loop, like C NAS boxes waiting on their users), optionally
+//! paced to a global rate, stopped by a count and/or a duration. Every reply is verified
+//! before it counts. Over RadSec the connections are opened before the clock starts and kept
+//! for both rounds, as a RadSec proxy keeps its connections.
 //!
 //! Two-round logins run as two phases so each is measured on its own: phase `round1` sends
 //! passwords and keeps the States of the challenges it gets; phase `round2` then answers every
@@ -22,6 +24,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use tokio::net::UdpSocket;
 
+use super::radsec::Link;
 use super::report::{Outcome, PhaseReport, Tally};
 use super::users::LoadUser;
 use super::verify::{verify, Verify};
@@ -75,6 +78,16 @@ pub struct LoadSpec {
     /// Local address to send from (the server's client table is keyed by source address;
     /// 127.0.0.2 can be a second NAS with another policy on the same machine).
     pub source: Option<IpAddr>,
+    /// RadSec (TLS) instead of UDP, with this client configuration.
+    pub radsec: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
+}
+
+/// One worker's line to the server.
+enum Conn {
+    Udp(UdpSocket),
+    /// `None` after a failure or a timeout (the stream may be mid-packet): the next request
+    /// opens a new connection.
+    Tls(Option<Box<Link>>),
 }
 
 /// Hands out request numbers until the count, the deadline or the list of answers runs out,
@@ -133,7 +146,7 @@ struct Phase {
 }
 
 /// What a worker hands back: its tally and, in round 1 of a two-round run, the States.
-type WorkerResult = (Tally, Vec<(usize, Vec<u8>)>);
+type WorkerResult = (Tally, Vec<(usize, Vec<u8>)>, Conn);
 
 pub fn unix_now() -> f64 {
     SystemTime::now()
@@ -153,6 +166,11 @@ pub async fn run(spec: &LoadSpec, users: Arc<Vec<LoadUser>>) -> anyhow::Result<V
         );
     }
     let limit = spec.count.unwrap_or(u64::MAX);
+    // Connections first: the clock (the schedule) starts when the phase is built.
+    let mut conns = Vec::with_capacity(spec.concurrency);
+    for _ in 0..spec.concurrency {
+        conns.push(open(spec).await?);
+    }
     let first = Arc::new(Phase {
         spec: spec.clone(),
         users: users.clone(),
@@ -166,7 +184,7 @@ pub async fn run(spec: &LoadSpec, users: Arc<Vec<LoadUser>>) -> anyhow::Result<V
         Flow::Reject => "reject",
         Flow::Status => "status",
     };
-    let (tally, states, elapsed) = run_phase(first.clone()).await?;
+    let (tally, states, elapsed, conns) = run_phase(first.clone(), conns).await?;
     let mut reports = vec![PhaseReport::new(name, tally, elapsed)];
     if spec.flow == Flow::TwoRound {
         let second = Arc::new(Phase {
@@ -176,7 +194,7 @@ pub async fn run(spec: &LoadSpec, users: Arc<Vec<LoadUser>>) -> anyhow::Result<V
             answers: spread_by_user(states),
             round2: true,
         });
-        let (tally, _, elapsed) = run_phase(second).await?;
+        let (tally, _, elapsed, _) = run_phase(second, conns).await?;
         reports.push(PhaseReport::new("round2", tally, elapsed));
     }
     Ok(reports)
@@ -200,20 +218,33 @@ fn spread_by_user(mut states: Vec<(usize, Vec<u8>)>) -> Vec<(usize, Vec<u8>)> {
     keyed.into_iter().map(|(_, _, a)| a).collect()
 }
 
-async fn run_phase(phase: Arc<Phase>) -> anyhow::Result<(Tally, Vec<(usize, Vec<u8>)>, Duration)> {
+type PhaseResult = (Tally, Vec<(usize, Vec<u8>)>, Duration, Vec<Conn>);
+
+async fn run_phase(phase: Arc<Phase>, conns: Vec<Conn>) -> anyhow::Result<PhaseResult> {
     let mut set = tokio::task::JoinSet::new();
-    for w in 0..phase.spec.concurrency {
-        let sock = connect(phase.spec.server, phase.spec.source).await?;
-        set.spawn(worker(phase.clone(), sock, w as u8));
+    for (w, conn) in conns.into_iter().enumerate() {
+        set.spawn(worker(phase.clone(), conn, w as u8));
     }
     let mut tally = Tally::default();
     let mut states = Vec::new();
+    let mut conns = Vec::new();
     while let Some(res) = set.join_next().await {
-        let (t, s) = res.context("load worker panicked")?;
+        let (t, s, conn) = res.context("load worker panicked")?;
         tally.merge(t);
         states.extend(s);
+        conns.push(conn);
     }
-    Ok((tally, states, phase.schedule.start.elapsed()))
+    Ok((tally, states, phase.schedule.start.elapsed(), conns))
+}
+
+async fn open(spec: &LoadSpec) -> anyhow::Result<Conn> {
+    Ok(match &spec.radsec {
+        Some(tls) => Conn::Tls(Some(Box::new(
+            super::radsec::connect_with(spec.server, spec.source, tls.clone(), spec.timeout)
+                .await?,
+        ))),
+        None => Conn::Udp(connect(spec.server, spec.source).await?),
+    })
 }
 
 async fn connect(server: SocketAddr, source: Option<IpAddr>) -> anyhow::Result<UdpSocket> {
@@ -231,7 +262,7 @@ async fn connect(server: SocketAddr, source: Option<IpAddr>) -> anyhow::Result<U
     Ok(sock)
 }
 
-async fn worker(phase: Arc<Phase>, sock: UdpSocket, first_id: u8) -> WorkerResult {
+async fn worker(phase: Arc<Phase>, mut conn: Conn, first_id: u8) -> WorkerResult {
     let mut tally = Tally::default();
     let mut states = Vec::new();
     let mut id = first_id;
@@ -243,7 +274,10 @@ async fn worker(phase: Arc<Phase>, sock: UdpSocket, first_id: u8) -> WorkerResul
             tokio::time::sleep(Duration::from_millis(200)).await;
             continue;
         };
-        let (outcome, latency, raw, resent) = exchange(&phase.spec, &sock, &packet, &auth).await;
+        let (outcome, latency, raw, resent) = match &mut conn {
+            Conn::Udp(sock) => exchange(&phase.spec, sock, &packet, &auth).await,
+            Conn::Tls(link) => exchange_tls(&phase.spec, link, &packet, &auth).await,
+        };
         tally.retransmits += resent as u64;
         let expected = match (phase.spec.flow, phase.round2) {
             (_, true) | (Flow::Inline | Flow::Status, false) => 2,
@@ -261,7 +295,7 @@ async fn worker(phase: Arc<Phase>, sock: UdpSocket, first_id: u8) -> WorkerResul
         }
         tally.record(outcome, latency);
     }
-    (tally, states)
+    (tally, states, conn)
 }
 
 fn state_of(raw: &[u8]) -> Option<Vec<u8>> {
@@ -377,6 +411,49 @@ pub async fn exchange(
         }
     }
     (Outcome::Timeout, t0.elapsed(), None, spec.retries)
+}
+
+/// [`exchange`] over RadSec. TCP delivers or fails, so there is no retransmit (RFC 6614
+/// §2.5): one wait of the whole budget (`timeout` × (1 + `retries`)). A late reply to an
+/// earlier request is skipped by its identifier; a timeout or a broken connection drops the
+/// connection, and the next request opens a new one.
+async fn exchange_tls(
+    spec: &LoadSpec,
+    link: &mut Option<Box<Link>>,
+    packet: &[u8],
+    auth: &[u8; 16],
+) -> (Outcome, Duration, Option<Vec<u8>>, u32) {
+    use tokio::io::AsyncWriteExt;
+    let t0 = Instant::now();
+    if link.is_none() {
+        *link = open(spec).await.ok().and_then(|c| match c {
+            Conn::Tls(l) => l,
+            Conn::Udp(_) => None,
+        });
+    }
+    let Some(tls) = link.as_mut() else {
+        return (Outcome::Timeout, t0.elapsed(), None, 0);
+    };
+    let budget = spec.timeout * (spec.retries + 1);
+    let got = tokio::time::timeout(budget, async {
+        tls.write_all(packet).await?;
+        loop {
+            let reply = super::radsec::read_packet(tls).await?;
+            if reply[1] == packet[1] {
+                return anyhow::Ok(reply);
+            }
+        }
+    })
+    .await;
+    let Ok(Ok(reply)) = got else {
+        *link = None;
+        return (Outcome::Timeout, t0.elapsed(), None, 0);
+    };
+    let latency = t0.elapsed();
+    match verify(spec.verify, &reply, auth, spec.secret.expose()) {
+        Ok(()) => (Outcome::Unexpected(reply[0]), latency, Some(reply), 0),
+        Err(_) => (Outcome::Forged, latency, None, 0),
+    }
 }
 
 #[cfg(test)]

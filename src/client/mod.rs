@@ -120,6 +120,8 @@ pub struct LoginArgs {
 pub struct LoadArgs {
     #[command(flatten)]
     pub target: Target,
+    #[command(flatten)]
+    pub radsec: radsec::RadsecArgs,
     #[arg(long, value_enum, default_value_t = Flow::Inline)]
     pub flow: Flow,
     /// File of user,password,base32-seed lines (needed for flows that send codes).
@@ -275,21 +277,25 @@ fn login_spec(
     radsec: &radsec::RadsecArgs,
     user: String,
 ) -> anyhow::Result<login::LoginSpec> {
-    let secret = match (radsec.enabled(), &t.secret, &t.secret_file) {
-        // RFC 6614 §2.3: over TLS the secret is "radsec" unless agreed otherwise.
-        (true, None, None) => Secret::from(crate::server::radsec::RADSEC_SECRET),
-        _ => t.secret()?,
-    };
     Ok(login::LoginSpec {
         server: t.server,
         radsec: radsec.enabled().then(|| radsec.clone()),
-        secret,
+        secret: secret_for(t, radsec)?,
         user,
         nas_identifier: t.nas_identifier.clone(),
         timeout: t.timeout(),
         retries: t.retries,
         verify: t.verify,
     })
+}
+
+/// The shared secret: `--secret`/`--secret-file`, or over RadSec "radsec" (RFC 6614 §2.3:
+/// unless agreed otherwise) when neither is given.
+fn secret_for(t: &Target, radsec: &radsec::RadsecArgs) -> anyhow::Result<Secret> {
+    match (radsec.enabled(), &t.secret, &t.secret_file) {
+        (true, None, None) => Ok(Secret::from(crate::server::radsec::RADSEC_SECRET)),
+        _ => t.secret(),
+    }
 }
 
 fn load_spec(a: LoadArgs) -> anyhow::Result<(LoadSpec, Arc<Vec<users::LoadUser>>)> {
@@ -313,7 +319,7 @@ fn load_spec(a: LoadArgs) -> anyhow::Result<(LoadSpec, Arc<Vec<users::LoadUser>>
     );
     let spec = LoadSpec {
         server: a.target.server,
-        secret: a.target.secret()?,
+        secret: secret_for(&a.target, &a.radsec)?,
         flow: a.flow,
         concurrency: a.concurrency,
         count: a.count,
@@ -332,6 +338,10 @@ fn load_spec(a: LoadArgs) -> anyhow::Result<(LoadSpec, Arc<Vec<users::LoadUser>>
         verify: a.target.verify,
         nas_identifier: a.target.nas_identifier,
         source: a.source,
+        radsec: match a.radsec.enabled() {
+            true => Some(radsec::client_config(&a.radsec)?),
+            false => None,
+        },
     };
     Ok((spec, Arc::new(users)))
 }

@@ -45,6 +45,11 @@ pub async fn connect(
     a: &RadsecArgs,
     timeout: Duration,
 ) -> anyhow::Result<Link> {
+    connect_with(server, None, client_config(a)?, timeout).await
+}
+
+/// The TLS client configuration from the files of `a` (read once, for many connections).
+pub fn client_config(a: &RadsecArgs) -> anyhow::Result<Arc<rustls::ClientConfig>> {
     let (Some(cert), Some(key), Some(ca)) = (&a.radsec_cert, &a.radsec_key, &a.radsec_ca) else {
         anyhow::bail!("RadSec needs --radsec-cert, --radsec-key and --radsec-ca");
     };
@@ -70,12 +75,32 @@ pub async fn connect(
         .with_root_certificates(roots)
         .with_client_auth_cert(certs, key)
         .context("--radsec-cert and --radsec-key do not form a usable pair")?;
+    Ok(Arc::new(config))
+}
+
+/// [`connect`] with a configuration already built, from `source` if given (the server's
+/// client table is keyed by source address).
+pub async fn connect_with(
+    server: SocketAddr,
+    source: Option<std::net::IpAddr>,
+    config: Arc<rustls::ClientConfig>,
+    timeout: Duration,
+) -> anyhow::Result<Link> {
     let name = rustls::pki_types::ServerName::IpAddress(server.ip().into());
     let connect = async {
-        let tcp = TcpStream::connect(server).await?;
-        TlsConnector::from(Arc::new(config))
-            .connect(name, tcp)
-            .await
+        let tcp = match source {
+            None => TcpStream::connect(server).await?,
+            Some(ip) => {
+                let sock = if ip.is_ipv6() {
+                    tokio::net::TcpSocket::new_v6()?
+                } else {
+                    tokio::net::TcpSocket::new_v4()?
+                };
+                sock.bind(SocketAddr::new(ip, 0))?;
+                sock.connect(server).await?
+            }
+        };
+        TlsConnector::from(config).connect(name, tcp).await
     };
     tokio::time::timeout(timeout, connect)
         .await
@@ -86,6 +111,11 @@ pub async fn connect(
 /// Writes one packet and reads the next one back (framed by its Length field).
 pub async fn exchange(link: &mut Link, raw: &[u8]) -> anyhow::Result<Vec<u8>> {
     link.write_all(raw).await.context("sending over RadSec")?;
+    read_packet(link).await
+}
+
+/// Reads the next packet from the stream (framed by its Length field).
+pub async fn read_packet(link: &mut Link) -> anyhow::Result<Vec<u8>> {
     let mut reply = vec![0u8; 4];
     link.read_exact(&mut reply)
         .await
