@@ -88,7 +88,7 @@ pub async fn connect_with(
 ) -> anyhow::Result<Link> {
     let name = rustls::pki_types::ServerName::IpAddress(server.ip().into());
     let connect = async {
-        let tcp = match source {
+        let tcp: TcpStream = match source {
             None => TcpStream::connect(server).await?,
             Some(ip) => {
                 let sock = if ip.is_ipv6() {
@@ -100,6 +100,8 @@ pub async fn connect_with(
                 sock.connect(server).await?
             }
         };
+        // Requests are small and independent (see the server's accept loop).
+        tcp.set_nodelay(true)?;
         TlsConnector::from(config).connect(name, tcp).await
     };
     tokio::time::timeout(timeout, connect)

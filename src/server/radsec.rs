@@ -274,6 +274,10 @@ pub(super) async fn accept_loop(
             warn_drop(&app, DropKind::UnknownClient, peer, None);
             continue;
         };
+        // Replies are small and independent: without this, one written while the previous
+        // is unacknowledged waits for the peer's delayed ACK (Nagle), up to 40 ms, as soon as
+        // a proxy has several requests in flight on the connection.
+        let _ = tcp.set_nodelay(true);
         let Ok(slot) = shared.slots.clone().try_acquire_owned() else {
             Metrics::inc(&app.metrics.radsec_connection_limit);
             warn_drop(&app, DropKind::TlsConnectionLimit, peer, Some(&client.name));
