@@ -58,7 +58,17 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
     /// Validate the configuration file and exit (0 = valid).
-    Check,
+    Check(CheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Also connect: bind to each LDAP URL as the service account and open the store.
+    #[arg(long)]
+    pub connect: bool,
+    /// With --connect: look USER up as a login would (entry, groups per client, tokens).
+    #[arg(long, requires = "connect")]
+    pub user: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -151,7 +161,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let load =
         || Config::load(&cli.config).with_context(|| format!("config {}", cli.config.display()));
     match cli.command {
-        Command::Config(ConfigCommand::Check) => {
+        Command::Config(ConfigCommand::Check(args)) => {
             let cfg = load()?;
             // What `serve` builds from the files before it listens: a file that exists but
             // cannot be used (a key file without a key, a CA file without certificates)
@@ -167,6 +177,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 cfg.ldap.urls.len(),
                 cfg.store
             );
+            if args.connect {
+                let good = admin::check::connect(&cfg, args.user.as_deref()).await?;
+                return Ok(if good {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(1)
+                });
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve => {

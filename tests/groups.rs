@@ -212,3 +212,80 @@ exempt_groups = ["{exempt}"]
     let r = password(&srv, "alice", &field);
     assert_eq!(code(&r), "Access-Accept", "{r}");
 }
+
+/// `config check --connect --user`: each LDAP URL on its own (a dead one named), the store,
+/// and what a login for the user would find: the entry, the groups per client, the tokens.
+#[test]
+fn config_check_connect_names_each_server_and_what_a_login_would_find() {
+    let slapd = directory();
+    let srv = start(&slapd);
+    srv.enroll("alice", &[]);
+    let check = |config: &std::path::Path| {
+        std::process::Command::new(common::radmfa::bin())
+            .arg("--config")
+            .arg(config)
+            .args(["config", "check", "--connect", "--user", "Alice"])
+            .output()
+            .unwrap()
+    };
+    let out = check(&srv.config);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (vpn, exempt) = (group_dn("vpn-users"), group_dn("mfa-exempt"));
+    for want in [
+        format!("ok   ldap {}: connected and bound in", slapd.url),
+        "ok   store: opened".to_string(),
+        "ok   user alice: uid=alice,".to_string(),
+        format!("ok   user alice: member of {vpn} (client \"vpn\" allow_groups)"),
+        format!("ok   user alice: not a member of {exempt} (client \"vpn\" exempt_groups)"),
+        "ok   user alice: 1 token(s) enrolled: ".to_string(),
+    ] {
+        assert!(text.contains(&want), "missing {want:?} in:\n{text}");
+    }
+
+    // A dead second server and a wrong service password: each named, exit status 1.
+    let config = std::fs::read_to_string(&srv.config).unwrap();
+    let urls = format!("urls = [\"{}\"]", slapd.url);
+    assert!(config.contains(&urls), "{config}");
+    let broken = config.replace(
+        &urls,
+        &format!("urls = [\"{}\", \"ldap://127.0.0.1:1\"]", slapd.url),
+    );
+    let bad = srv.dir.path().join("broken.toml");
+    std::fs::write(&bad, &broken).unwrap();
+    let out = check(&bad);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("FAIL ldap ldap://127.0.0.1:1: "), "{text}");
+    assert!(
+        text.contains(&format!("ok   ldap {}:", slapd.url)),
+        "{text}"
+    );
+    std::fs::write(
+        &bad,
+        config.replace("bind_password = \"adminpw\"", "bind_password = \"wrong\""),
+    )
+    .unwrap();
+    let out = check(&bad);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(&format!("FAIL ldap {}: service bind as ", slapd.url)),
+        "{text}"
+    );
+    assert!(!text.contains("wrong"), "the password is printed: {text}");
+
+    // The database without its key file: named, and no new key is made.
+    let key = "key_file = \"radmfa.key\"";
+    assert!(config.contains(key), "{config}");
+    std::fs::write(&bad, config.replace(key, "key_file = \"elsewhere.key\"")).unwrap();
+    let out = check(&bad);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("FAIL store: the key file "), "{text}");
+    assert!(!srv.dir.path().join("elsewhere.key").exists());
+}

@@ -210,7 +210,7 @@ enum SearchOutcome {
 }
 
 /// Why one connection attempt failed.
-enum ConnectFailure {
+pub(super) enum ConnectFailure {
     Timeout,
     Tls(String),
     Other(String),
@@ -358,7 +358,7 @@ impl LdapAuth {
 
     // ---- connections ------------------------------------------------------------------
 
-    async fn connect_one(&self, idx: usize) -> Result<Ldap, ConnectFailure> {
+    pub(super) async fn connect_one(&self, idx: usize) -> Result<Ldap, ConnectFailure> {
         let url = &self.settings.urls[idx];
         let fut = LdapConnAsync::with_settings(self.conn_settings.clone(), url);
         match timeout(self.settings.connect_timeout, fut).await {

@@ -3,6 +3,7 @@
 
 pub mod ad_codes;
 pub mod ldap;
+mod ldap_check;
 mod ldap_groups;
 mod ldap_pool;
 mod ldap_tls;

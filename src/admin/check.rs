@@ -1,0 +1,152 @@
+//! `radmfa config check --connect [--user NAME]`: after the offline checks, reach what the
+//! server needs the way it will — each LDAP URL with the service account, the store — and,
+//! for a user, what a login would find: the directory entry, the groups that matter to each
+//! client, and the tokens. Like Duo's connectivity tool, so an admin can tell a directory or
+//! store problem from a NAS problem before any NAS is pointed at radmfa. Prints one line per
+//! check; `Ok(false)` if any failed. The store is opened as `serve` opens it (which brings
+//! its schema up to date), but nothing is created: no SQLite database, no key file.
+
+use anyhow::Context;
+
+use crate::auth::{LdapAuth, PrimaryAuth};
+use crate::config::Config;
+use crate::delivery::phone::mask;
+
+pub async fn connect(cfg: &Config, user: Option<&str>) -> anyhow::Result<bool> {
+    let mut ok = true;
+    let mut line = |good: bool, what: String| {
+        ok &= good;
+        println!("{} {what}", if good { "ok  " } else { "FAIL" });
+    };
+    let ldap = LdapAuth::new(cfg.ldap.clone()).context("[ldap]")?;
+    for s in ldap.check_servers().await {
+        match s.result {
+            Ok(t) => line(
+                true,
+                format!(
+                    "ldap {}: connected and bound in {} ms",
+                    s.url,
+                    t.as_millis()
+                ),
+            ),
+            Err(e) => line(false, format!("ldap {}: {e}", s.url)),
+        }
+    }
+    // A check creates nothing: on a fresh install `radmfa serve` creates the database and
+    // the key file, as its own user. A database without its key file is an error: the
+    // seeds in it cannot be unsealed, and opening would make a new, wrong key.
+    let unopened = match &cfg.store {
+        crate::config::StoreConfig::Sqlite { path, key_file } => {
+            match (path.exists(), key_file.exists()) {
+                (true, true) => None,
+                (false, _) => Some((
+                    true,
+                    format!(
+                        "store: {} does not exist yet (radmfa serve creates it)",
+                        path.display()
+                    ),
+                )),
+                (true, false) => Some((
+                    false,
+                    format!(
+                        "store: the key file {} is missing; the seeds in {} cannot be \
+                         unsealed without it (restore it from your backup)",
+                        key_file.display(),
+                        path.display()
+                    ),
+                )),
+            }
+        }
+        crate::config::StoreConfig::Postgres { .. } => None,
+    };
+    let store = match unopened {
+        Some((good, what)) => {
+            line(good, what);
+            Err(None)
+        }
+        None => crate::app::open_store(&cfg.store).await.map_err(Some),
+    };
+    let store = match store {
+        Err(None) => None,
+        Ok(store) => {
+            line(true, "store: opened".into());
+            Some(store)
+        }
+        Err(Some(e)) => {
+            line(false, format!("store: {e:#}"));
+            None
+        }
+    };
+    let Some(user) = user else {
+        return Ok(ok);
+    };
+    let user = crate::store::user_key(user);
+    let info = match ldap.lookup(&user).await {
+        Ok(Some(info)) => info,
+        Ok(None) => {
+            line(
+                false,
+                format!("user {user}: not found (or not unique) with the user filter"),
+            );
+            return Ok(ok);
+        }
+        Err(e) => {
+            line(false, format!("user {user}: search failed: {e}"));
+            return Ok(ok);
+        }
+    };
+    let phone = info
+        .mobile
+        .as_deref()
+        .or(info.telephone.as_deref())
+        .map(mask)
+        .unwrap_or_else(|| "-".into());
+    line(
+        true,
+        format!(
+            "user {user}: {} (name {}, mail {}, phone {phone})",
+            info.dn,
+            info.display_name.as_deref().unwrap_or("-"),
+            info.mail.as_deref().unwrap_or("-"),
+        ),
+    );
+    for client in &cfg.clients {
+        for (kind, groups) in [
+            ("allow_groups", &client.groups.allow),
+            ("exempt_groups", &client.groups.exempt),
+        ] {
+            for group in groups {
+                match ldap.is_member(&user, &info, group).await {
+                    Ok(m) => line(
+                        true,
+                        format!(
+                            "user {user}: {} {group} (client {:?} {kind})",
+                            if m { "member of" } else { "not a member of" },
+                            client.name
+                        ),
+                    ),
+                    Err(e) => line(false, format!("group {group}: {e}")),
+                }
+            }
+        }
+    }
+    if let Some(store) = store {
+        match store.tokens_for_user(&user).await {
+            Ok(tokens) => {
+                let serials: Vec<&str> = tokens.iter().map(|t| t.serial.as_str()).collect();
+                line(
+                    true,
+                    format!(
+                        "user {user}: {} token(s) enrolled{}{}",
+                        tokens.len(),
+                        if serials.is_empty() { "" } else { ": " },
+                        serials.join(", ")
+                    ),
+                );
+            }
+            Err(e) => line(false, format!("user {user}: reading tokens: {e}")),
+        }
+        store.close().await;
+    }
+    Ok(ok)
+}
