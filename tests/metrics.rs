@@ -5,35 +5,11 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
 
 use common::peers::{now, python, totp, with_input};
-use common::radmfa::{bin, Options, Server, SECRET};
+use common::radmfa::{bin, http_get, Options, Server, SECRET};
 use common::slapd::{LdapUser, Slapd};
-
-/// The address from the "metrics.listen: serving http://ADDR/" log line.
-fn metrics_addr(srv: &Server) -> SocketAddr {
-    let log = srv.log();
-    let line = log
-        .lines()
-        .find(|l| l.contains("metrics.listen: serving http://"))
-        .unwrap_or_else(|| panic!("no metrics listener in the log:\n{log}"));
-    let rest = line.split("serving http://").nth(1).unwrap();
-    rest.split('/').next().unwrap().parse().unwrap()
-}
-
-/// A plain HTTP/1.0 GET: (status line, headers, body).
-fn get(addr: SocketAddr, path: &str) -> (String, String, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").expect("an HTTP response");
-    let (status, headers) = head.split_once("\r\n").unwrap_or((head, ""));
-    (status.into(), headers.to_lowercase(), body.into())
-}
 
 /// Parses the exposition with prometheus_client's parser: "name{k=v,...}" → value.
 fn parse(body: &str) -> BTreeMap<String, f64> {
@@ -74,9 +50,9 @@ fn prometheus_reads_the_counters_of_real_traffic() {
     o.ldap_timeout_ms = 1000;
     o.extra.push_str("\n[metrics]\nlisten = \"127.0.0.1:0\"\n");
     let srv = Server::start(&o);
-    let addr = metrics_addr(&srv);
+    let addr = srv.metrics_addr();
 
-    let (status, headers, body) = get(addr, "/metrics");
+    let (status, headers, body) = http_get(addr, "/metrics");
     assert!(status.contains(" 200 "), "{status}");
     assert!(
         headers.contains("content-type: text/plain; version=0.0.4"),
@@ -108,7 +84,7 @@ fn prometheus_reads_the_counters_of_real_traffic() {
     // The server counts the last datagram asynchronously; wait for it to show.
     let mut m = BTreeMap::new();
     for _ in 0..50 {
-        m = parse(&get(addr, "/metrics").2);
+        m = parse(&http_get(addr, "/metrics").2);
         if m["radmfa_requests_dropped_total{reason=unknown_client}"] >= 1.0 {
             break;
         }
@@ -145,11 +121,11 @@ fn prometheus_reads_the_counters_of_real_traffic() {
     drop(slapd);
     let out = client(&srv, SECRET, &["login", "alice", "--password", "alice-pw"]);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
-    let m = parse(&get(addr, "/metrics").2);
+    let m = parse(&http_get(addr, "/metrics").2);
     assert_eq!(m["radmfa_backend_failures_total{backend=directory}"], 1.0);
     assert_eq!(m["radmfa_backend_failures_total{backend=store}"], 0.0);
     assert_eq!(m["radmfa_replies_total{client=local,code=reject}"], 2.0);
 
-    let (status, _, _) = get(addr, "/other");
+    let (status, _, _) = http_get(addr, "/other");
     assert!(status.contains(" 404 "), "{status}");
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::peers::{now, radclient, require, totp};
 use common::pki::Pki;
-use common::radmfa::{Options, Server, SECRET};
+use common::radmfa::{http_get, Options, Server, SECRET};
 use common::slapd::{LdapUser, Slapd};
 
 const PROXY_SECRET: &str = "proxy-side-secret-1234";
@@ -376,15 +376,28 @@ fn connections_are_capped_and_idle_ones_closed() {
     let pki_dir = tempfile::tempdir().unwrap();
     let good = Pki::make(pki_dir.path(), "good");
     let slapd = Slapd::start(&[LdapUser::new("alice", "alice-pw")]);
-    let radsec = "max_connections = 2\nidle_timeout_secs = 3";
+    let radsec =
+        "max_connections = 2\nidle_timeout_secs = 3\n\n[metrics]\nlisten = \"127.0.0.1:0\"";
     let srv = start_with(&slapd, &good, "nas.example.org", radsec, 1500);
     let port = radsec_port(&srv);
+    let metric = |name: &str| -> u64 {
+        let body = http_get(srv.metrics_addr(), "/metrics").2;
+        body.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no {name} in:\n{body}"))
+            .trim()
+            .parse()
+            .unwrap()
+    };
 
     let opened = Instant::now();
     let mut held = [Holder::connect(port, &good), Holder::connect(port, &good)];
+    assert_eq!(metric("radmfa_radsec_connections"), 2);
     // A third connection is closed before any TLS: no answer.
     let out = our_client(port, &good, &good.ca, &["status", "--timeout", "1"]);
     assert!(!out.status.success(), "a third connection got an answer");
+    let limit = "radmfa_radsec_closed_total{reason=\"connection_limit\"}";
+    assert_eq!(metric(limit), 1);
     assert!(
         srv.log_shows("radsec.max_connections RadSec connections are already open"),
         "{}",
@@ -407,7 +420,13 @@ fn connections_are_capped_and_idle_ones_closed() {
         "{}",
         srv.log()
     );
-    // Their slots are free again.
+    assert_eq!(metric("radmfa_radsec_closed_total{reason=\"idle\"}"), 2);
+    // Their slots are free again (given back just after the TLS session's end).
+    let until = Instant::now() + Duration::from_secs(3);
+    while metric("radmfa_radsec_connections") != 0 && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(metric("radmfa_radsec_connections"), 0);
     let out = our_client(port, &good, &good.ca, &["status", "--timeout", "2"]);
     assert!(out.status.success(), "{out:?}\n{}", srv.log());
 }

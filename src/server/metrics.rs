@@ -17,6 +17,8 @@ macro_rules! counters {
             $(pub $name: AtomicU64,)*
             /// Access-Requests being processed now.
             pub in_flight: AtomicU64,
+            /// RadSec connections open now (handshakes included).
+            pub radsec_connections: AtomicU64,
             /// Time from a request's arrival to its reply (Access-Requests answered).
             pub latency: Histogram,
             /// Replies per `[[client]]` name (the names come from the config, so the set is
@@ -243,6 +245,12 @@ impl Metrics {
             "gauge",
             "Access-Requests being processed.",
             &[("", get(&self.in_flight))],
+        );
+        family(
+            "radmfa_radsec_connections",
+            "gauge",
+            "RadSec connections open, TLS handshakes included (at most radsec.max_connections).",
+            &[("", get(&self.radsec_connections))],
         );
         self.latency.render(
             &mut out,

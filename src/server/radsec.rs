@@ -278,11 +278,12 @@ pub(super) async fn accept_loop(
         // is unacknowledged waits for the peer's delayed ACK (Nagle), up to 40 ms, as soon as
         // a proxy has several requests in flight on the connection.
         let _ = tcp.set_nodelay(true);
-        let Ok(slot) = shared.slots.clone().try_acquire_owned() else {
+        let Ok(permit) = shared.slots.clone().try_acquire_owned() else {
             Metrics::inc(&app.metrics.radsec_connection_limit);
             warn_drop(&app, DropKind::TlsConnectionLimit, peer, Some(&client.name));
             continue; // dropping `tcp` closes it
         };
+        let slot = Slot::new(permit, app.clone());
         let client = Arc::new(ClientConfig {
             secret: Secret::from(RADSEC_SECRET),
             ..(*client).clone()
@@ -312,7 +313,7 @@ struct Connection {
 
 impl Connection {
     /// Serves one connection; `slot` is held until its last reply is written.
-    async fn serve(self, tcp: TcpStream, acceptor: TlsAcceptor, slot: OwnedSemaphorePermit) {
+    async fn serve(self, tcp: TcpStream, acceptor: TlsAcceptor, slot: Slot) {
         let (peer, nas) = (self.peer, &self.client.name);
         let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await;
         let tls = match handshake {
@@ -401,6 +402,29 @@ impl Connection {
     }
 }
 
+/// One of `radsec.max_connections`, counted in `radmfa_radsec_connections` while held.
+struct Slot {
+    _permit: OwnedSemaphorePermit,
+    app: Arc<AppState>,
+}
+
+impl Slot {
+    fn new(permit: OwnedSemaphorePermit, app: Arc<AppState>) -> Slot {
+        Metrics::inc(&app.metrics.radsec_connections);
+        Slot {
+            _permit: permit,
+            app,
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let open = &self.app.metrics.radsec_connections;
+        open.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// Writes the queued replies until the reader and every request of the connection are done
 /// (they hold the queue's senders) or the connection is closed, then ends the TLS session.
 /// Holds the connection's slot.
@@ -408,7 +432,7 @@ async fn write_loop(
     mut wr: WriteHalf<TlsStream<TcpStream>>,
     mut rx: mpsc::Receiver<Arc<[u8]>>,
     conn: Arc<Closer>,
-    _slot: OwnedSemaphorePermit,
+    _slot: Slot,
 ) {
     let close = conn.close.clone();
     loop {

@@ -228,6 +228,17 @@ impl Server {
             .collect()
     }
 
+    /// The address from the "metrics.listen: serving http://ADDR/" log line.
+    pub fn metrics_addr(&self) -> SocketAddr {
+        let log = self.log();
+        let line = log
+            .lines()
+            .find(|l| l.contains("metrics.listen: serving http://"))
+            .unwrap_or_else(|| panic!("no metrics listener in the log:\n{log}"));
+        let rest = line.split("serving http://").nth(1).unwrap();
+        rest.split('/').next().unwrap().parse().unwrap()
+    }
+
     /// The server's process id.
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("stopped").id()
@@ -288,4 +299,16 @@ impl Drop for Server {
             let _ = c.wait();
         }
     }
+}
+
+/// A plain HTTP/1.0 GET: (status line, headers lower-cased, body).
+pub fn http_get(addr: SocketAddr, path: &str) -> (String, String, String) {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").expect("an HTTP response");
+    let (status, headers) = head.split_once("\r\n").unwrap_or((head, ""));
+    (status.into(), headers.to_lowercase(), body.into())
 }
