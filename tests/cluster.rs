@@ -472,3 +472,39 @@ fn sqlite_deployment_moved_to_postgres_logs_in_on_both_nodes() {
         .iter()
         .any(|r| r["server_name"] == "node-a" && r["result"] == "accept"));
 }
+
+/// `systemctl reload` while a node still waits for its database at start (up to 5 s):
+/// SIGHUP is caught from the start — its default action would end the process — and the
+/// node comes up once the database is back, and reloads then.
+#[test]
+fn sighup_while_waiting_for_the_database_at_start_does_not_stop_the_node() {
+    let slapd = directory();
+    let pg = PgCluster::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = pg_config(dir.path(), &slapd, &pg.url(), "node-a", "");
+    pg.stop();
+    let starting = {
+        let config = config.clone();
+        std::thread::spawn(move || Server::start_with(dir, config))
+    };
+    std::thread::sleep(Duration::from_millis(1000));
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &common::radmfa::pid_of(&config).to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    std::thread::sleep(Duration::from_millis(300));
+    pg.start_again();
+    let srv = starting
+        .join()
+        .expect("the node did not come up after SIGHUP");
+    assert!(
+        srv.log_shows("reload: 1 [[client]] entries"),
+        "{}",
+        srv.log()
+    );
+    let seed = srv.enroll("alice", &[]);
+    let r1 = password(&srv, "alice", ALICE_PW);
+    let r2 = answer(&srv, "alice", &totp(&seed, now(), &[]), &state_of(&r1));
+    assert_eq!(code_of(&r2), "Access-Accept", "{r2}");
+}

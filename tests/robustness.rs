@@ -11,11 +11,10 @@ mod timing;
 mod wire;
 
 use std::net::{SocketAddr, UdpSocket};
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::peers::now;
-use common::radmfa::{write_config, Nas, Options, Server, SECRET};
+use common::radmfa::{pid_of, write_config, Nas, Options, Server, SECRET};
 use common::slapd::{LdapUser, Slapd};
 use radmfa::client::users::decode_seed;
 use radmfa::mfa::otp::totp_code;
@@ -80,22 +79,6 @@ fn full_login(sock: &UdpSocket, user: &str, pw: &str, seed: &str, offset: i64) -
         ),
         Some((2, _, _))
     )
-}
-
-/// radmfa's process id, found by its config path on the command line.
-fn pid_of(config: &Path) -> u32 {
-    let needle = config.to_string_lossy().to_string();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
-        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-        if cmd.contains(&needle) && cmd.contains(" serve") {
-            return pid;
-        }
-    }
-    panic!("radmfa process for {needle} not found");
 }
 
 fn rss_kib(pid: u32) -> u64 {

@@ -6,6 +6,7 @@ pub mod backup;
 pub mod check;
 pub mod migrate;
 pub mod phone;
+#[cfg(unix)]
 pub mod reload;
 pub mod serve;
 pub mod token_import;

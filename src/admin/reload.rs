@@ -24,14 +24,25 @@ pub struct Reloader {
     /// The longest request deadline of the starting clients: PostgreSQL connections were
     /// opened with it (`idle_in_transaction_session_timeout`).
     longest: Duration,
+    /// SIGHUP, caught from the moment the reloader exists: before it, the signal's default
+    /// action ends the process, and a `systemctl reload` during a slow start (a database
+    /// still starting) must not stop the server.
+    hup: Option<tokio::signal::unix::Signal>,
 }
 
 impl Reloader {
     pub fn new(path: &Path, started: &Config) -> anyhow::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let hup = signal(SignalKind::hangup())
+            .map_err(
+                |e| warn!(error = %e, "cannot catch SIGHUP; reloading clients needs a restart"),
+            )
+            .ok();
         Ok(Reloader {
             path: path.to_path_buf(),
             fixed: fixed_sections(path)?,
             longest: longest_request(started, &started.clients),
+            hup,
         })
     }
 
@@ -69,14 +80,9 @@ impl Reloader {
 }
 
 /// Reloads on every SIGHUP until `stop`.
-pub async fn on_sighup(app: Arc<AppState>, reloader: Reloader, stop: CancellationToken) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut hup = match signal(SignalKind::hangup()) {
-        Ok(s) => s,
-        Err(e) => {
-            warn!(error = %e, "cannot catch SIGHUP; reloading clients needs a restart");
-            return;
-        }
+pub async fn on_sighup(app: Arc<AppState>, mut reloader: Reloader, stop: CancellationToken) {
+    let Some(mut hup) = reloader.hup.take() else {
+        return;
     };
     loop {
         tokio::select! {

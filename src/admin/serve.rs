@@ -12,7 +12,11 @@ use crate::config::Config;
 
 pub async fn serve(cfg: Config, path: &std::path::Path) -> anyhow::Result<()> {
     survive_file_size_limit();
+    // First: SIGHUP is caught from here on (see `Reloader`).
+    #[cfg(unix)]
     let reloader = super::reload::Reloader::new(path, &cfg)?;
+    #[cfg(not(unix))]
+    let _ = path;
     let sockets = crate::server::bind(&cfg.server.listen).context("binding listen addresses")?;
     let radsec = match &cfg.radsec {
         Some(r) => Some(radsec_listeners(r).await?),

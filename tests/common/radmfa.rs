@@ -312,3 +312,19 @@ pub fn http_get(addr: SocketAddr, path: &str) -> (String, String, String) {
     let (status, headers) = head.split_once("\r\n").unwrap_or((head, ""));
     (status.into(), headers.to_lowercase(), body.into())
 }
+
+/// radmfa's process id, found by its config path on the command line.
+pub fn pid_of(config: &Path) -> u32 {
+    let needle = config.to_string_lossy().to_string();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        if cmd.contains(&needle) && cmd.contains(" serve") {
+            return pid;
+        }
+    }
+    panic!("radmfa process for {needle} not found");
+}
