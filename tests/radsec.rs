@@ -629,3 +629,94 @@ fn the_load_generator_speaks_radsec() {
     }
     assert_eq!(ups(), 3, "{}", srv.log());
 }
+
+/// Holds a RadSec connection from a given source address: prints "up" once the handshake
+/// is done (then waits for stdin to close) or "closed" if the server would not have it.
+const HOLD_FROM: &str = r#"
+import socket, ssl, sys
+port, cert, key, ca, source = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
+ctx = ssl.create_default_context(cafile=ca)
+ctx.check_hostname = False
+ctx.load_cert_chain(cert, key)
+raw = socket.socket()
+raw.bind((source, 0))
+raw.connect(("127.0.0.1", port))
+try:
+    s = ctx.wrap_socket(raw)
+    s.settimeout(1)
+    try:
+        s.recv(1)  # TLS 1.3: a refused client certificate shows here, or EOF
+        print("closed", flush=True)
+        sys.exit(0)
+    except socket.timeout:
+        pass
+except (OSError, ssl.SSLError):
+    print("closed", flush=True)
+    sys.exit(0)
+print("up", flush=True)
+sys.stdin.read()
+"#;
+
+fn hold_from(port: u16, pki: &Pki, source: &str) -> (Child, String) {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(common::peers::python())
+        .args(["-c", HOLD_FROM, &port.to_string()])
+        .arg(&pki.client_cert)
+        .arg(&pki.client_key)
+        .arg(&pki.ca)
+        .arg(source)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    (child, line.trim().to_string())
+}
+
+/// `max_connections_per_address`: one host of a client's range cannot take every slot; the
+/// NAS beside it still gets one, up to `max_connections` in all.
+#[test]
+fn one_address_cannot_take_every_slot() {
+    let pki_dir = tempfile::tempdir().unwrap();
+    let good = Pki::make(pki_dir.path(), "good");
+    let slapd = Slapd::start(&[LdapUser::new("alice", "alice-pw")]);
+    let radsec = format!(
+        "max_connections = 3\nmax_connections_per_address = 2\n\n[[client]]\n\
+         name = \"second\"\naddress = \"127.0.0.2\"\nsecret = \"{SECRET}\"\n"
+    );
+    let srv = start_with(&slapd, &good, "nas.example.org", &radsec, 4000);
+    let port = radsec_port(&srv);
+
+    let _held = [Holder::connect(port, &good), Holder::connect(port, &good)];
+    let out = our_client(port, &good, &good.ca, &["status", "--timeout", "1"]);
+    assert!(!out.status.success(), "a third connection from 127.0.0.1");
+    assert!(
+        srv.log_shows("radsec.max_connections_per_address RadSec connections from this address"),
+        "{}",
+        srv.log()
+    );
+    let (mut second, state) = hold_from(port, &good, "127.0.0.2");
+    assert_eq!(
+        state,
+        "up",
+        "the NAS at 127.0.0.2 got no slot\n{}",
+        srv.log()
+    );
+    let (mut fourth, state) = hold_from(port, &good, "127.0.0.2");
+    assert_eq!(
+        state, "closed",
+        "a fourth connection beyond max_connections = 3"
+    );
+    assert!(
+        srv.log_shows("radsec.max_connections RadSec connections are already open"),
+        "{}",
+        srv.log()
+    );
+    for c in [&mut second, &mut fourth] {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}

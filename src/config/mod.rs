@@ -139,6 +139,9 @@ pub struct RadsecConfig {
     pub crl_file: Option<PathBuf>,
     /// Connections open at once, TLS handshakes included; more are closed on arrival.
     pub max_connections: usize,
+    /// Of those, at most this many from one source address: one host of a client's
+    /// network cannot take every slot.
+    pub max_connections_per_address: usize,
     /// A connection that sends nothing for this long is closed (the NAS reconnects).
     pub idle_timeout: Duration,
 }

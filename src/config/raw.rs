@@ -284,6 +284,8 @@ pub struct RawRadsec {
     pub crl_file: Option<PathBuf>,
     #[serde(default = "default_radsec_max_connections")]
     pub max_connections: u32,
+    /// Default: 16, or `max_connections` if that is smaller.
+    pub max_connections_per_address: Option<u32>,
     #[serde(default = "default_radsec_idle_timeout_secs")]
     pub idle_timeout_secs: u64,
 }
@@ -291,6 +293,8 @@ pub struct RawRadsec {
 fn default_radsec_max_connections() -> u32 {
     256
 }
+
+pub const DEFAULT_RADSEC_MAX_CONNECTIONS_PER_ADDRESS: u32 = 16;
 
 fn default_radsec_idle_timeout_secs() -> u64 {
     600

@@ -87,12 +87,24 @@ fn radsec_config(
         ca_file,
         crl_file,
         max_connections,
+        max_connections_per_address,
         idle_timeout_secs,
     } = raw;
     if !(1..=65_536).contains(&max_connections) {
         return Err(ConfigError::invalid(
             "radsec.max_connections",
             format!("must be between 1 and 65536, not {max_connections}"),
+        ));
+    }
+    let max_connections_per_address = max_connections_per_address
+        .unwrap_or(DEFAULT_RADSEC_MAX_CONNECTIONS_PER_ADDRESS.min(max_connections));
+    if !(1..=max_connections).contains(&max_connections_per_address) {
+        return Err(ConfigError::invalid(
+            "radsec.max_connections_per_address",
+            format!(
+                "must be between 1 and radsec.max_connections ({max_connections}), not \
+                 {max_connections_per_address}"
+            ),
         ));
     }
     // The idle timer counts from the last packet received, so a request still being
@@ -127,6 +139,7 @@ fn radsec_config(
         ca_file: file("ca_file", ca_file)?,
         crl_file: crl_file.map(|p| file("crl_file", p)).transpose()?,
         max_connections: max_connections as usize,
+        max_connections_per_address: max_connections_per_address as usize,
         idle_timeout,
     })
 }

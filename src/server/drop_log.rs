@@ -36,6 +36,8 @@ pub enum DropKind {
     TlsCertificateName,
     /// A RadSec connection over `radsec.max_connections`.
     TlsConnectionLimit,
+    /// A RadSec connection over `radsec.max_connections_per_address` from its address.
+    TlsAddressLimit,
     /// A RadSec connection whose peer stopped reading its replies.
     TlsNotReading,
 }
@@ -89,6 +91,11 @@ impl DropKind {
                 "radsec.max_connections RadSec connections are already open, so this one was \
                  closed; a NAS needs one or a few: look for one that leaks connections, or \
                  raise the limit"
+            }
+            DropKind::TlsAddressLimit => {
+                "radsec.max_connections_per_address RadSec connections from this address are \
+                 already open, so this one was closed; a NAS needs one or a few: look for \
+                 one that leaks connections, or raise the limit"
             }
             DropKind::TlsNotReading => {
                 "its RadSec connection stopped reading replies (256 unread, or one unwritten \

@@ -56,6 +56,7 @@ counters!(
     store_failures,
     radsec_handshake_failures,
     radsec_connection_limit,
+    radsec_address_limit,
     radsec_idle_closed,
     radsec_not_reading,
 );
@@ -176,12 +177,17 @@ impl Metrics {
         family(
             "radmfa_radsec_closed_total",
             "counter",
-            "RadSec connections closed by radmfa: over radsec.max_connections, idle for \
+            "RadSec connections closed by radmfa: over radsec.max_connections or \
+             max_connections_per_address, idle for \
              radsec.idle_timeout_secs, or not reading their replies.",
             &[
                 (
                     "{reason=\"connection_limit\"}",
                     get(&self.radsec_connection_limit),
+                ),
+                (
+                    "{reason=\"address_limit\"}",
+                    get(&self.radsec_address_limit),
                 ),
                 ("{reason=\"idle\"}", get(&self.radsec_idle_closed)),
                 ("{reason=\"not_reading\"}", get(&self.radsec_not_reading)),

@@ -8,6 +8,7 @@ pub mod drop_log;
 pub mod metrics;
 pub mod metrics_http;
 pub mod radsec;
+mod radsec_slots;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -75,15 +76,13 @@ pub async fn run(
         acceptors,
     }) = radsec
     {
-        let max = app
-            .config
-            .radsec
-            .as_ref()
-            .map_or(256, |r| r.max_connections);
+        let (max, per_address) = app.config.radsec.as_ref().map_or((256, 16), |r| {
+            (r.max_connections, r.max_connections_per_address)
+        });
         let shared = radsec::Shared {
             acceptors,
             permits: permits.clone(),
-            slots: Arc::new(Semaphore::new(max)),
+            slots: radsec_slots::Slots::new(max, per_address),
         };
         for listener in listeners {
             tracker.spawn(radsec::accept_loop(

@@ -14,8 +14,9 @@
 //! audit — is the UDP path's (`super::dispatch`).
 //!
 //! Bounds, since any host in a client's address range can connect and a TLS connection
-//! costs memory for as long as it stays open: at most `radsec.max_connections` at once
-//! (handshakes included; more are closed on arrival), a handshake gets
+//! costs memory for as long as it stays open: at most `radsec.max_connections` at once, and
+//! `max_connections_per_address` from one address (handshakes included; more are closed on
+//! arrival; `radsec_slots.rs`), a handshake gets
 //! [`HANDSHAKE_TIMEOUT`], a connection that sends nothing for `radsec.idle_timeout_secs`
 //! is closed, and so is one whose peer stops reading its replies. A request never waits
 //! for its reply to be written: that would hold its in-flight permit, and a peer that does
@@ -29,7 +30,7 @@ use anyhow::Context;
 use tokio::io::WriteHalf;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, Semaphore};
 use tokio_rustls::rustls;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
@@ -39,6 +40,7 @@ use tracing::{info, warn};
 
 use super::drop_log::DropKind;
 use super::metrics::Metrics;
+use super::radsec_slots::{Slot, Slots};
 use super::{dispatch, warn_drop, Arrival, ReplyTo};
 use crate::app::AppState;
 use crate::config::{ClientConfig, RadsecConfig};
@@ -236,12 +238,12 @@ fn issued_to(cert: &rustls::pki_types::CertificateDer<'_>, name: &str) -> bool {
 }
 
 /// What every RadSec listener shares: the TLS configuration, the request permits, and the
-/// connection slots (`radsec.max_connections`, for all listeners together).
+/// connection slots (for all listeners together).
 #[derive(Clone)]
 pub(super) struct Shared {
     pub acceptors: Arc<Acceptors>,
     pub permits: Arc<Semaphore>,
-    pub slots: Arc<Semaphore>,
+    pub slots: Arc<Slots>,
 }
 
 /// Accepts RadSec connections on `listener` until `shutdown`.
@@ -278,12 +280,13 @@ pub(super) async fn accept_loop(
         // is unacknowledged waits for the peer's delayed ACK (Nagle), up to 40 ms, as soon as
         // a proxy has several requests in flight on the connection.
         let _ = tcp.set_nodelay(true);
-        let Ok(permit) = shared.slots.clone().try_acquire_owned() else {
-            Metrics::inc(&app.metrics.radsec_connection_limit);
-            warn_drop(&app, DropKind::TlsConnectionLimit, peer, Some(&client.name));
-            continue; // dropping `tcp` closes it
+        let slot = match shared.slots.take(peer.ip(), &app) {
+            Ok(slot) => slot,
+            Err(limit) => {
+                warn_drop(&app, limit, peer, Some(&client.name));
+                continue; // dropping `tcp` closes it
+            }
         };
-        let slot = Slot::new(permit, app.clone());
         let client = Arc::new(ClientConfig {
             secret: Secret::from(RADSEC_SECRET),
             ..(*client).clone()
@@ -399,29 +402,6 @@ impl Connection {
             dispatch(&self.app, &self.permits, &self.tracker, at, &buf[..len]).await;
         }
         info!(%peer, nas = %nas, "radsec: connection closed");
-    }
-}
-
-/// One of `radsec.max_connections`, counted in `radmfa_radsec_connections` while held.
-struct Slot {
-    _permit: OwnedSemaphorePermit,
-    app: Arc<AppState>,
-}
-
-impl Slot {
-    fn new(permit: OwnedSemaphorePermit, app: Arc<AppState>) -> Slot {
-        Metrics::inc(&app.metrics.radsec_connections);
-        Slot {
-            _permit: permit,
-            app,
-        }
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        let open = &self.app.metrics.radsec_connections;
-        open.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

@@ -1,0 +1,84 @@
+//! RadSec connection slots: `radsec.max_connections` in all, and at most
+//! `radsec.max_connections_per_address` from one source address, so that one host of a
+//! client's network (a /24 entry, say) cannot take every slot from the NAS boxes beside it.
+//! A slot is taken before the TLS handshake and held until the connection's last reply is
+//! written; `radmfa_radsec_connections` counts the slots held.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::drop_log::DropKind;
+use super::metrics::Metrics;
+use crate::app::AppState;
+
+pub(super) struct Slots {
+    all: Arc<Semaphore>,
+    per_address: usize,
+    by_address: Mutex<HashMap<IpAddr, usize>>,
+}
+
+impl Slots {
+    pub(super) fn new(max: usize, per_address: usize) -> Arc<Slots> {
+        Arc::new(Slots {
+            all: Arc::new(Semaphore::new(max)),
+            per_address,
+            by_address: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// A slot for a connection from `ip`, or which limit is reached (counted). The total
+    /// is checked first: when every slot is taken, that is what the admin needs to know.
+    pub(super) fn take(
+        self: &Arc<Self>,
+        ip: IpAddr,
+        app: &Arc<AppState>,
+    ) -> Result<Slot, DropKind> {
+        let Ok(permit) = self.all.clone().try_acquire_owned() else {
+            Metrics::inc(&app.metrics.radsec_connection_limit);
+            return Err(DropKind::TlsConnectionLimit);
+        };
+        let mut by = self.by_address.lock().unwrap_or_else(|p| p.into_inner());
+        let n = by.entry(ip).or_default();
+        if *n >= self.per_address {
+            Metrics::inc(&app.metrics.radsec_address_limit);
+            return Err(DropKind::TlsAddressLimit); // `permit` goes back as it drops
+        }
+        *n += 1;
+        Metrics::inc(&app.metrics.radsec_connections);
+        Ok(Slot {
+            _permit: permit,
+            slots: self.clone(),
+            ip,
+            app: app.clone(),
+        })
+    }
+}
+
+/// One connection's slot; given back when dropped.
+pub(super) struct Slot {
+    _permit: OwnedSemaphorePermit,
+    slots: Arc<Slots>,
+    ip: IpAddr,
+    app: Arc<AppState>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut by = self
+            .slots
+            .by_address
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = by.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                by.remove(&self.ip);
+            }
+        }
+        let open = &self.app.metrics.radsec_connections;
+        open.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
