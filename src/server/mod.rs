@@ -76,13 +76,12 @@ pub async fn run(
         acceptors,
     }) = radsec
     {
-        let (max, per_address) = app.config.radsec.as_ref().map_or((256, 16), |r| {
-            (r.max_connections, r.max_connections_per_address)
-        });
+        let cfg = acceptors.config();
         let shared = radsec::Shared {
+            slots: radsec_slots::Slots::new(cfg.max_connections, cfg.max_connections_per_address),
+            idle: cfg.idle_timeout,
             acceptors,
             permits: permits.clone(),
-            slots: radsec_slots::Slots::new(max, per_address),
         };
         for listener in listeners {
             tracker.spawn(radsec::accept_loop(

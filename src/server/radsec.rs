@@ -123,6 +123,11 @@ impl Acceptors {
         })
     }
 
+    /// The `[radsec]` settings it was built from.
+    pub fn config(&self) -> &RadsecConfig {
+        &self.cfg
+    }
+
     /// The configuration for a new connection. A few `stat` calls per connection (RadSec
     /// connections last): cheap next to the handshake.
     fn current(&self) -> TlsAcceptor {
@@ -244,6 +249,8 @@ pub(super) struct Shared {
     pub acceptors: Arc<Acceptors>,
     pub permits: Arc<Semaphore>,
     pub slots: Arc<Slots>,
+    /// `radsec.idle_timeout_secs`.
+    pub idle: Duration,
 }
 
 /// Accepts RadSec connections on `listener` until `shutdown`.
@@ -297,6 +304,7 @@ pub(super) async fn accept_loop(
             local,
             client,
             permits: shared.permits.clone(),
+            idle: shared.idle,
             tracker: tracker.clone(),
             shutdown: shutdown.clone(),
         };
@@ -310,6 +318,7 @@ struct Connection {
     local: Option<SocketAddr>,
     client: Arc<ClientConfig>,
     permits: Arc<Semaphore>,
+    idle: Duration,
     tracker: TaskTracker,
     shutdown: CancellationToken,
 }
@@ -363,8 +372,7 @@ impl Connection {
         self.tracker.spawn(write_loop(wr, rx, closer.clone(), slot));
         let close = closer.close.clone();
         let reply_to = ReplyTo::Tls(TlsReplies { tx, conn: closer });
-        let idle = self.app.config.radsec.as_ref().map(|r| r.idle_timeout);
-        let idle = idle.unwrap_or(Duration::from_secs(600));
+        let idle = self.idle;
         let mut buf = vec![0u8; MAX_PACKET];
         loop {
             let header = tokio::select! {
