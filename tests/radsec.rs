@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::peers::{now, radclient, require, totp};
+use common::peers::{now, python_first_line, radclient, require, totp};
 use common::pki::Pki;
 use common::radmfa::{http_get, Options, Server, SECRET};
 use common::slapd::{LdapUser, Slapd};
@@ -473,20 +473,14 @@ fn a_peer_that_stops_reading_is_disconnected_and_udp_goes_on() {
     let srv = start(&slapd, &good, "nas.example.org");
     let port = radsec_port(&srv);
 
-    use std::io::{BufRead, BufReader};
-    let mut flood = Command::new(common::peers::python())
-        .args(["-c", NOT_READING, &port.to_string()])
-        .arg(&good.client_cert)
-        .arg(&good.client_key)
-        .arg(&good.ca)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(flood.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let port = port.to_string();
+    let args = [
+        port.as_ref(),
+        good.client_cert.as_os_str(),
+        good.client_key.as_os_str(),
+    ];
+    let (mut flood, line) =
+        python_first_line(NOT_READING, &[&args[..], &[good.ca.as_os_str()]].concat());
     eprintln!("not-reading peer: {line}");
     // The peer still holds its socket, unread replies and all. UDP is served meanwhile: no
     // request is left waiting to write its reply, holding an in-flight permit.
@@ -507,7 +501,7 @@ fn a_peer_that_stops_reading_is_disconnected_and_udp_goes_on() {
         assert!(n >= 20);
     }
     assert!(
-        line.ends_with("closed\n"),
+        line.ends_with("closed"),
         "radmfa kept the connection: {line}"
     );
     assert!(
@@ -658,22 +652,14 @@ sys.stdin.read()
 "#;
 
 fn hold_from(port: u16, pki: &Pki, source: &str) -> (Child, String) {
-    use std::io::{BufRead, BufReader};
-    let mut child = Command::new(common::peers::python())
-        .args(["-c", HOLD_FROM, &port.to_string()])
-        .arg(&pki.client_cert)
-        .arg(&pki.client_key)
-        .arg(&pki.ca)
-        .arg(source)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    (child, line.trim().to_string())
+    let port = port.to_string();
+    let args = [
+        port.as_ref(),
+        pki.client_cert.as_os_str(),
+        pki.client_key.as_os_str(),
+    ];
+    let args = [&args[..], &[pki.ca.as_os_str(), source.as_ref()]].concat();
+    python_first_line(HOLD_FROM, &args)
 }
 
 /// `max_connections_per_address`: one host of a client's range cannot take every slot; the

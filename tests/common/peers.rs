@@ -141,3 +141,25 @@ pub fn pyrad(port: u16, secret: &str, args: &[&str]) -> serde_json::Value {
         )
     })
 }
+
+/// Runs the Python program `script` (`python -c`) with `args`, stdin and stdout piped, and
+/// waits for the first line it prints (ready, or its result), trimmed. The child keeps
+/// running until its stdin is closed (take and drop `child.stdin`) or it is killed.
+pub fn python_first_line<S: AsRef<std::ffi::OsStr>>(
+    script: &str,
+    args: &[S],
+) -> (std::process::Child, String) {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(python())
+        .args(["-c", script])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("starting python");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    (child, line.trim().to_string())
+}

@@ -291,9 +291,6 @@ c.execute('ROLLBACK')
 /// the lock goes, the record handed to the writer is written and logins work again.
 #[test]
 fn a_locked_database_still_answers_by_the_deadline() {
-    use std::io::{BufRead, BufReader};
-    use std::process::{Command, Stdio};
-
     let (_slapd, dir, config) = inline_setup(&[LdapUser::new("alice", PW)]);
     let text = std::fs::read_to_string(&config)
         .unwrap()
@@ -302,18 +299,9 @@ fn a_locked_database_still_answers_by_the_deadline() {
     let srv = Server::start_with(tempfile::tempdir().unwrap(), config);
     let seed = srv.enroll("alice", &[]);
 
-    let mut holder = Command::new(common::peers::python())
-        .args(["-c", HOLD_WRITE_LOCK])
-        .arg(dir.path().join("radmfa.db"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(holder.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert_eq!(line.trim(), "locked");
+    let db = dir.path().join("radmfa.db");
+    let (mut holder, line) = common::peers::python_first_line(HOLD_WRITE_LOCK, &[db]);
+    assert_eq!(line, "locked");
 
     let sock = socket_from("127.0.0.1", srv.addr, 4000);
     let field = format!("{PW},{}", code(now(), &seed, 0));
