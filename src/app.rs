@@ -16,7 +16,11 @@ pub struct AppState {
     /// The configuration the server started with. Its `clients` are not the live ones:
     /// SIGHUP swaps the client table (`admin::reload`), nothing else.
     pub config: Config,
+    /// The live client table; replace it with [`AppState::set_clients`].
     pub clients: arc_swap::ArcSwap<ClientTable>,
+    /// Bumped on every new client table, for what holds on to an entry (RadSec
+    /// connections).
+    pub clients_reloaded: tokio::sync::watch::Sender<u64>,
     pub primary: Arc<dyn PrimaryAuth>,
     pub store: Arc<dyn Store>,
     pub clock: Arc<dyn Clock>,
@@ -50,6 +54,7 @@ impl AppState {
     ) -> Arc<AppState> {
         Arc::new(AppState {
             clients: arc_swap::ArcSwap::from_pointee(ClientTable::new(&config.clients)),
+            clients_reloaded: tokio::sync::watch::Sender::new(0),
             dedup: DuplicateCache::new(config.server.duplicate_window),
             delivery: crate::delivery::Delivery::from_config(&config.delivery),
             metrics: Metrics::for_clients(config.clients.iter().map(|c| c.name.as_str())),
@@ -66,6 +71,12 @@ impl AppState {
     /// The `[[client]]` entry for a source address, from the live table.
     pub fn client_for(&self, ip: std::net::IpAddr) -> Option<Arc<crate::config::ClientConfig>> {
         self.clients.load().lookup(ip).cloned()
+    }
+
+    /// Swaps in a new client table and tells whoever holds an entry of the old one.
+    pub fn set_clients(&self, table: ClientTable) {
+        self.clients.store(Arc::new(table));
+        self.clients_reloaded.send_modify(|n| *n += 1);
     }
 }
 

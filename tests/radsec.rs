@@ -706,3 +706,140 @@ fn one_address_cannot_take_every_slot() {
         let _ = c.wait();
     }
 }
+
+/// Times `needle` shows in the log, waiting up to 5 s for it to reach `n`.
+fn log_count(srv: &Server, needle: &str, n: usize) -> usize {
+    let until = Instant::now() + Duration::from_secs(5);
+    loop {
+        let seen = srv.log().matches(needle).count();
+        if seen >= n || Instant::now() > until {
+            return seen;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// SIGHUP applies to RadSec connections already open, not only to new ones: a renamed
+/// entry shows on the next request of the same connection, and a connection whose
+/// certificate no longer matches `radsec_name`, or whose address lost its entry, is closed
+/// at once — idle or not — instead of serving on until it reconnects.
+#[test]
+fn a_reload_applies_to_open_radsec_connections() {
+    let pki_dir = tempfile::tempdir().unwrap();
+    let good = Pki::make(pki_dir.path(), "good");
+    let slapd = Slapd::start(&[LdapUser::new("alice", "alice-pw")]);
+    let metrics = "\n[metrics]\nlisten = \"127.0.0.1:0\"";
+    let srv = start_with(&slapd, &good, "nas.example.org", metrics, 4000);
+    let port = radsec_port(&srv);
+    let original = std::fs::read_to_string(&srv.config).unwrap();
+    let mut reloads = 0;
+    let mut reload = |text: &str| {
+        std::fs::write(&srv.config, text).unwrap();
+        let ok = Command::new("kill")
+            .args(["-HUP", &srv.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        reloads += 1;
+        let done = log_count(&srv, "[[client]] entries from", reloads);
+        assert_eq!(done, reloads, "reload {reloads} not done:\n{}", srv.log());
+    };
+    let closed_by_reload = || -> u64 {
+        let body = http_get(srv.metrics_addr(), "/metrics").2;
+        let name = "radmfa_radsec_closed_total{reason=\"reload\"} ";
+        body.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap_or_else(|| panic!("no {name} in:\n{body}"))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let proxy = Proxy::start(
+        pki_dir.path(),
+        "good",
+        port,
+        &good.ca,
+        &good.client_cert,
+        &good.client_key,
+    );
+    let ask = || {
+        radclient(
+            &proxy.addr(),
+            PROXY_SECRET,
+            "User-Name = nobody, User-Password = pw, Message-Authenticator = 0x00",
+        )
+        .code
+    };
+    assert_eq!(ask(), "Access-Reject", "{}", srv.log());
+    let mut idle = Holder::connect(port, &good);
+    let up = "radsec: connection up";
+    assert_eq!(log_count(&srv, up, 2), 2, "{}", srv.log());
+
+    // Renamed: the proxy's open connection carries on under the new name.
+    let renamed = original.replace("name = \"local\"", "name = \"local-renamed\"");
+    assert_ne!(renamed, original);
+    reload(&renamed);
+    assert_eq!(ask(), "Access-Reject", "{}", srv.log());
+    let audit = srv.audit_json("nobody");
+    assert_eq!(audit[0]["nas_name"], "local-renamed", "{:?}", audit[0]);
+    assert_eq!(
+        srv.log().matches(up).count(),
+        2,
+        "reconnected:\n{}",
+        srv.log()
+    );
+    assert!(!idle.closed_within(Duration::from_millis(500)));
+    assert_eq!(closed_by_reload(), 0);
+
+    // A radsec_name the certificate does not match: both connections are closed, the idle
+    // one too, well before the idle timeout (600 s).
+    let other_name = renamed.replace("nas.example.org", "other-nas.example.org");
+    reload(&other_name);
+    assert!(
+        idle.closed_within(Duration::from_secs(3)),
+        "the idle connection stayed open:\n{}",
+        srv.log()
+    );
+    assert!(
+        srv.log_shows("closing the connection after a reload: its certificate is not issued"),
+        "{}",
+        srv.log()
+    );
+    assert_eq!(closed_by_reload(), 2, "{}", srv.log());
+    assert_eq!(ask(), "none");
+    drop(proxy);
+
+    // Back to the right name: a new proxy (radsecproxy backs off before reconnecting) is
+    // answered. Then the address loses its entry: the open connections are closed, and
+    // nothing more is answered.
+    reload(&renamed);
+    let proxy = Proxy::start(
+        pki_dir.path(),
+        "good-again",
+        port,
+        &good.ca,
+        &good.client_cert,
+        &good.client_key,
+    );
+    let ask = || {
+        radclient(
+            &proxy.addr(),
+            PROXY_SECRET,
+            "User-Name = nobody, User-Password = pw, Message-Authenticator = 0x00",
+        )
+        .code
+    };
+    assert_eq!(ask(), "Access-Reject", "{}", srv.log());
+    let mut idle = Holder::connect(port, &good);
+    let gone = renamed.replace("address = \"127.0.0.1\"", "address = \"127.0.0.9\"");
+    assert_ne!(gone, renamed);
+    reload(&gone);
+    assert!(idle.closed_within(Duration::from_secs(3)), "{}", srv.log());
+    assert!(
+        srv.log_shows("after a reload: no [[client]] entry covers its address any more"),
+        "{}",
+        srv.log()
+    );
+    assert_eq!(closed_by_reload(), 4, "{}", srv.log());
+    assert_eq!(ask(), "none");
+}

@@ -3,8 +3,9 @@
 //! would drop the duplicate cache and the requests in flight). Everything else in the file
 //! is read at start only: a change there is logged as needing a restart, not applied. A
 //! file that does not validate changes nothing, and the log names the key. Each UDP request
-//! looks its client up as it arrives; an open RadSec connection keeps the entry it was
-//! accepted with until it reconnects (idle ones are closed after `radsec.idle_timeout_secs`).
+//! looks its client up as it arrives, and so does each request on an open RadSec connection;
+//! a RadSec connection whose address no longer has an entry, or whose certificate no longer
+//! matches its entry's `radsec_name`, is closed at once.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -74,7 +75,7 @@ impl Reloader {
         }
         app.metrics
             .add_clients(new.clients.iter().map(|c| c.name.as_str()));
-        app.clients.store(Arc::new(ClientTable::new(&new.clients)));
+        app.set_clients(ClientTable::new(&new.clients));
         Ok(new.clients.len())
     }
 }

@@ -59,6 +59,7 @@ counters!(
     radsec_address_limit,
     radsec_idle_closed,
     radsec_not_reading,
+    radsec_reload_closed,
 );
 
 /// Access-Request replies of one client, by code.
@@ -179,7 +180,8 @@ impl Metrics {
             "counter",
             "RadSec connections closed by radmfa: over radsec.max_connections or \
              max_connections_per_address, idle for \
-             radsec.idle_timeout_secs, or not reading their replies.",
+             radsec.idle_timeout_secs, not reading their replies, or left without a client \
+             entry (or a matching radsec_name) by a reload.",
             &[
                 (
                     "{reason=\"connection_limit\"}",
@@ -191,6 +193,7 @@ impl Metrics {
                 ),
                 ("{reason=\"idle\"}", get(&self.radsec_idle_closed)),
                 ("{reason=\"not_reading\"}", get(&self.radsec_not_reading)),
+                ("{reason=\"reload\"}", get(&self.radsec_reload_closed)),
             ],
         );
         family(

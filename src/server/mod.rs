@@ -8,6 +8,7 @@ pub mod drop_log;
 pub mod metrics;
 pub mod metrics_http;
 pub mod radsec;
+mod radsec_reload;
 mod radsec_slots;
 
 use std::net::SocketAddr;

@@ -30,7 +30,7 @@ use anyhow::Context;
 use tokio::io::WriteHalf;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, watch, Semaphore};
 use tokio_rustls::rustls;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
@@ -40,12 +40,12 @@ use tracing::{info, warn};
 
 use super::drop_log::DropKind;
 use super::metrics::Metrics;
+use super::radsec_reload;
 use super::radsec_slots::{Slot, Slots};
 use super::{dispatch, warn_drop, Arrival, ReplyTo};
 use crate::app::AppState;
 use crate::config::{ClientConfig, RadsecConfig};
 use crate::radius::MAX_PACKET;
-use crate::secret::Secret;
 
 /// RFC 6614 §2.3: the shared secret of RADIUS over TLS.
 pub const RADSEC_SECRET: &str = "radsec";
@@ -77,15 +77,26 @@ impl TlsReplies {
 }
 
 /// Closes one connection, and says why.
-struct Closer {
+pub(super) struct Closer {
     /// Cancelled to close the connection: its reader and writer stop.
-    close: CancellationToken,
-    app: Arc<AppState>,
-    peer: SocketAddr,
+    pub(super) close: CancellationToken,
+    pub(super) app: Arc<AppState>,
+    pub(super) peer: SocketAddr,
     nas: Arc<str>,
 }
 
 impl Closer {
+    /// A reload left the connection without a client entry (`radsec_reload`).
+    pub(super) fn dropped_by_reload(&self, why: &str) {
+        if self.close.is_cancelled() {
+            return;
+        }
+        self.close.cancel();
+        Metrics::inc(&self.app.metrics.radsec_reload_closed);
+        let (peer, nas) = (self.peer, &self.nas);
+        warn!(%peer, nas = %nas, "radsec: closing the connection after a reload: {why}");
+    }
+
     fn not_reading(&self) {
         if self.close.is_cancelled() {
             return;
@@ -234,7 +245,7 @@ fn pem_certs(
 }
 
 /// Is `cert` (already verified against `ca_file`) issued to the DNS name `name`?
-fn issued_to(cert: &rustls::pki_types::CertificateDer<'_>, name: &str) -> bool {
+pub(super) fn issued_to(cert: &rustls::pki_types::CertificateDer<'_>, name: &str) -> bool {
     let Ok(dns) = rustls::pki_types::ServerName::try_from(name) else {
         return false;
     };
@@ -278,6 +289,8 @@ pub(super) async fn accept_loop(
                 }
             },
         };
+        // Subscribed before the lookup: a reload in between shows as a change to follow.
+        let reloads = app.clients_reloaded.subscribe();
         let Some(client) = app.client_for(peer.ip()) else {
             Metrics::inc(&app.metrics.unknown_client);
             warn_drop(&app, DropKind::UnknownClient, peer, None);
@@ -294,15 +307,12 @@ pub(super) async fn accept_loop(
                 continue; // dropping `tcp` closes it
             }
         };
-        let client = Arc::new(ClientConfig {
-            secret: Secret::from(RADSEC_SECRET),
-            ..(*client).clone()
-        });
         let conn = Connection {
             app: app.clone(),
             peer,
             local,
-            client,
+            client: radsec_reload::as_radsec(&client),
+            reloads,
             permits: shared.permits.clone(),
             idle: shared.idle,
             tracker: tracker.clone(),
@@ -316,7 +326,9 @@ struct Connection {
     app: Arc<AppState>,
     peer: SocketAddr,
     local: Option<SocketAddr>,
+    /// The entry this connection runs with: looked up again after each reload.
     client: Arc<ClientConfig>,
+    reloads: watch::Receiver<u64>,
     permits: Arc<Semaphore>,
     idle: Duration,
     tracker: TaskTracker,
@@ -325,8 +337,9 @@ struct Connection {
 
 impl Connection {
     /// Serves one connection; `slot` is held until its last reply is written.
-    async fn serve(self, tcp: TcpStream, acceptor: TlsAcceptor, slot: Slot) {
-        let (peer, nas) = (self.peer, &self.client.name);
+    async fn serve(mut self, tcp: TcpStream, acceptor: TlsAcceptor, slot: Slot) {
+        let peer = self.peer;
+        let nas: Arc<str> = Arc::from(self.client.name.as_str());
         let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await;
         let tls = match handshake {
             Ok(Ok(tls)) => tls,
@@ -341,20 +354,25 @@ impl Connection {
                 if let Some(w) =
                     self.app
                         .drops
-                        .record(DropKind::TlsHandshake, peer.ip(), Some(nas), now)
+                        .record(DropKind::TlsHandshake, peer.ip(), Some(&nas), now)
                 {
                     warn!(target: "radmfa::drops", "{w} [{why}]");
                 }
                 return;
             }
         };
+        let leaf = tls
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .map(|c| c.clone().into_owned());
         if let Some(name) = &self.client.radsec_name {
-            let leaf = tls.get_ref().1.peer_certificates().and_then(|c| c.first());
-            if !leaf.is_some_and(|cert| issued_to(cert, name)) {
+            if !leaf.as_ref().is_some_and(|cert| issued_to(cert, name)) {
                 Metrics::inc(&self.app.metrics.radsec_handshake_failures);
                 let now = std::time::Instant::now();
                 let kind = DropKind::TlsCertificateName;
-                if let Some(w) = self.app.drops.record(kind, peer.ip(), Some(nas), now) {
+                if let Some(w) = self.app.drops.record(kind, peer.ip(), Some(&nas), now) {
                     warn!(target: "radmfa::drops", "{w} [radsec_name = {name:?}]");
                 }
                 return;
@@ -367,11 +385,22 @@ impl Connection {
             close: CancellationToken::new(),
             app: self.app.clone(),
             peer,
-            nas: Arc::from(nas.as_str()),
+            nas: nas.clone(),
         });
         self.tracker.spawn(write_loop(wr, rx, closer.clone(), slot));
+        let reader_done = CancellationToken::new();
+        let _reader_done = reader_done.clone().drop_guard();
+        self.tracker.spawn(radsec_reload::close_when_dropped(
+            closer.clone(),
+            self.reloads.clone(),
+            leaf.clone(),
+            reader_done,
+        ));
         let close = closer.close.clone();
-        let reply_to = ReplyTo::Tls(TlsReplies { tx, conn: closer });
+        let reply_to = ReplyTo::Tls(TlsReplies {
+            tx,
+            conn: closer.clone(),
+        });
         let idle = self.idle;
         let mut buf = vec![0u8; MAX_PACKET];
         loop {
@@ -392,7 +421,12 @@ impl Connection {
             if !(20..=MAX_PACKET).contains(&len) {
                 Metrics::inc(&self.app.metrics.received);
                 Metrics::inc(&self.app.metrics.malformed);
-                warn_drop(&self.app, DropKind::Malformed, peer, Some(nas));
+                warn_drop(
+                    &self.app,
+                    DropKind::Malformed,
+                    peer,
+                    Some(&self.client.name),
+                );
                 break; // the framing is lost
             }
             // The rest of the packet gets no longer than a silent connection would.
@@ -401,6 +435,16 @@ impl Connection {
                 break;
             }
             Metrics::inc(&self.app.metrics.received);
+            if self.reloads.has_changed().unwrap_or(false) {
+                self.reloads.mark_unchanged();
+                match radsec_reload::entry_for(&self.app, peer, leaf.as_ref()) {
+                    Ok(client) => self.client = client,
+                    Err(why) => {
+                        closer.dropped_by_reload(&why);
+                        break; // this request too is not served
+                    }
+                }
+            }
             let at = Arrival {
                 client: self.client.clone(),
                 src: peer,

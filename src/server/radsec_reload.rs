@@ -1,0 +1,69 @@
+//! A RadSec connection after a reload (SIGHUP swaps the `[[client]]` table).
+//!
+//! A UDP request looks its client up as it arrives, so a reload applies to the next one. A
+//! RadSec connection is looked up once, when it is accepted, and may stay open for days; so
+//! it follows the table too: each request after a reload runs with the entry the new table
+//! has for the connection's address, and a connection whose address has lost its entry, or
+//! whose certificate no longer matches the entry's `radsec_name`, is closed at once — also
+//! while it sits idle. Removing a NAS from the file and reloading cuts it off.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use super::radsec::{issued_to, Closer, RADSEC_SECRET};
+use crate::app::AppState;
+use crate::config::ClientConfig;
+use crate::secret::Secret;
+use tokio::sync::watch;
+use tokio_rustls::rustls::pki_types::CertificateDer;
+use tokio_util::sync::CancellationToken;
+
+/// The client entry a connection from `peer` presenting `leaf` runs with, as the live table
+/// has it; or why the connection may not go on.
+pub(super) fn entry_for(
+    app: &AppState,
+    peer: SocketAddr,
+    leaf: Option<&CertificateDer<'_>>,
+) -> Result<Arc<ClientConfig>, String> {
+    let Some(client) = app.client_for(peer.ip()) else {
+        return Err("no [[client]] entry covers its address any more".into());
+    };
+    if let Some(name) = &client.radsec_name {
+        if !leaf.is_some_and(|cert| issued_to(cert, name)) {
+            return Err(format!(
+                "its certificate is not issued to client {:?}'s radsec_name {name:?}",
+                client.name
+            ));
+        }
+    }
+    Ok(as_radsec(&client))
+}
+
+/// `client` as a RadSec connection uses it: over TLS the shared secret is "radsec".
+pub(super) fn as_radsec(client: &ClientConfig) -> Arc<ClientConfig> {
+    Arc::new(ClientConfig {
+        secret: Secret::from(RADSEC_SECRET),
+        ..client.clone()
+    })
+}
+
+/// Closes an idle connection as soon as a reload leaves it without an entry; ends when the
+/// connection does (closed, or `done`: its reader finished).
+pub(super) async fn close_when_dropped(
+    conn: Arc<Closer>,
+    mut reloads: watch::Receiver<u64>,
+    leaf: Option<CertificateDer<'static>>,
+    done: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = conn.close.cancelled() => return,
+            _ = done.cancelled() => return,
+            r = reloads.changed() => if r.is_err() { return },
+        }
+        if let Err(why) = entry_for(&conn.app, conn.peer, leaf.as_ref()) {
+            conn.dropped_by_reload(&why);
+            return;
+        }
+    }
+}
