@@ -21,7 +21,9 @@ pub struct AppState {
     /// Bumped on every new client table, for what holds on to an entry (RadSec
     /// connections).
     pub clients_reloaded: tokio::sync::watch::Sender<u64>,
-    pub primary: Arc<dyn PrimaryAuth>,
+    /// The directory: read it with [`AppState::primary`]; SIGHUP may swap in a new one
+    /// (changed `[ldap]` settings) while requests in flight finish on the old one.
+    primary: arc_swap::ArcSwap<Arc<dyn PrimaryAuth>>,
     pub store: Arc<dyn Store>,
     pub clock: Arc<dyn Clock>,
     pub metrics: Metrics,
@@ -60,7 +62,7 @@ impl AppState {
             metrics: Metrics::for_clients(config.clients.iter().map(|c| c.name.as_str())),
             drops: Default::default(),
             config,
-            primary,
+            primary: arc_swap::ArcSwap::from_pointee(primary),
             store,
             clock,
         })
@@ -71,6 +73,16 @@ impl AppState {
     /// The `[[client]]` entry for a source address, from the live table.
     pub fn client_for(&self, ip: std::net::IpAddr) -> Option<Arc<crate::config::ClientConfig>> {
         self.clients.load().lookup(ip).cloned()
+    }
+
+    /// The directory as it is now (a request keeps the one it started with).
+    pub fn primary(&self) -> Arc<dyn PrimaryAuth> {
+        self.primary.load().as_ref().clone()
+    }
+
+    /// Swaps in a new directory; requests in flight finish on the old one.
+    pub fn set_primary(&self, primary: Arc<dyn PrimaryAuth>) {
+        self.primary.store(Arc::new(primary));
     }
 
     /// Swaps in a new client table and tells whoever holds an entry of the old one.

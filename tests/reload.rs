@@ -1,6 +1,7 @@
-//! SIGHUP reloads the `[[client]]` table: a shared secret rotated and the entry renamed
-//! without a restart, checked with FreeRADIUS's radclient; a file that does not validate
-//! changes nothing, and a change outside `[[client]]` is reported as needing a restart.
+//! SIGHUP reloads the `[[client]]` table and the `[ldap]` settings: a shared secret rotated
+//! and the entry renamed, a service password changed, without a restart, checked with
+//! FreeRADIUS's radclient against a real slapd; a file that does not validate changes
+//! nothing, and a change elsewhere is reported as needing a restart.
 
 mod common;
 
@@ -8,6 +9,7 @@ use std::process::Command;
 
 use common::peers::radclient;
 use common::radmfa::{Options, Server, SECRET};
+use common::slapd::{LdapUser, Slapd};
 
 const NEW_SECRET: &str = "rotated-shared-secret-4567";
 
@@ -87,4 +89,70 @@ fn sighup_swaps_the_client_table_and_keeps_it_when_the_file_is_bad() {
     );
     assert!(srv.log().contains("takes effect after a restart"));
     assert_eq!(ask(&srv, NEW_SECRET), "Access-Reject");
+}
+
+/// SIGHUP applies changed `[ldap]` settings too, such as a rotated service-account password,
+/// without a restart; settings that cannot be used change nothing.
+#[test]
+fn sighup_applies_new_ldap_settings() {
+    let slapd = Slapd::start(&[LdapUser::new("alice", "alice-pw")]);
+    let srv = Server::start(&Options::new(&slapd.url));
+    srv.enroll("alice", &[]);
+    let login = || {
+        radclient(
+            &srv.addr.to_string(),
+            SECRET,
+            "User-Name = alice, User-Password = alice-pw, Message-Authenticator = 0x00",
+        )
+        .code
+    };
+    assert_eq!(login(), "Access-Challenge", "{}", srv.log());
+
+    // The service password in the file no longer matches the directory's: the new setting
+    // is used (and fails) from the next request on.
+    let original = std::fs::read_to_string(&srv.config).unwrap();
+    let right = "bind_password = \"adminpw\"";
+    assert!(original.contains(right), "the harness's [ldap] changed");
+    let wrong = original.replace(right, "bind_password = \"not-the-password\"");
+    std::fs::write(&srv.config, &wrong).unwrap();
+    hup(&srv);
+    assert!(
+        srv.log_shows("reload: new [ldap] settings in use"),
+        "{}",
+        srv.log()
+    );
+    assert_eq!(login(), "Access-Reject", "{}", srv.log());
+    assert!(
+        !srv.log().contains("[ldap] changed in"),
+        "reported as needing a restart"
+    );
+
+    // The right password with a CA file that holds no certificate: refused, and the
+    // running (wrong) settings stay.
+    let empty_ca = srv.config.with_file_name("empty-ca.pem");
+    std::fs::write(&empty_ca, "").unwrap();
+    let unusable = original.replace(
+        right,
+        &format!("{right}\nca_file = {:?}", empty_ca.display().to_string()),
+    );
+    std::fs::write(&srv.config, &unusable).unwrap();
+    hup(&srv);
+    assert!(srv.log_shows("holds no PEM certificate"), "{}", srv.log());
+    assert!(srv.log().contains("reload: [ldap]: "), "{}", srv.log());
+    assert_eq!(
+        login(),
+        "Access-Reject",
+        "the unusable settings were applied"
+    );
+
+    // Back to the right password: logins work again, no restart.
+    std::fs::write(&srv.config, &original).unwrap();
+    hup(&srv);
+    let applied = "reload: new [ldap] settings in use";
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while srv.log().matches(applied).count() < 2 && std::time::Instant::now() < until {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(srv.log().matches(applied).count(), 2, "{}", srv.log());
+    assert_eq!(login(), "Access-Challenge", "{}", srv.log());
 }

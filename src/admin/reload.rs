@@ -1,11 +1,15 @@
-//! SIGHUP: read the config file again and swap in its `[[client]]` table, so a NAS can be
-//! added, a shared secret rotated or a client's policy changed without a restart (which
-//! would drop the duplicate cache and the requests in flight). Everything else in the file
-//! is read at start only: a change there is logged as needing a restart, not applied. A
-//! file that does not validate changes nothing, and the log names the key. Each UDP request
-//! looks its client up as it arrives, and so does each request on an open RadSec connection;
-//! a RadSec connection whose address no longer has an entry, or whose certificate no longer
-//! matches its entry's `radsec_name`, is closed at once.
+//! SIGHUP: read the config file again and swap in its `[[client]]` table and, if it
+//! changed, its `[ldap]` settings — so a NAS can be added, a shared secret rotated, a
+//! client's policy changed, the directory's service password rotated or a new directory
+//! server listed without a restart (which would drop the duplicate cache and the requests in
+//! flight). Everything else in the file is read at start only: a change there is logged as
+//! needing a restart, not applied. A file that does not validate, or `[ldap]` settings that
+//! cannot be set up (a CA file that does not parse, say), change nothing, and the log says
+//! why. Each UDP request looks its client up as it arrives, and so does each request on an
+//! open RadSec connection; a RadSec connection whose address no longer has an entry, or
+//! whose certificate no longer matches its entry's `radsec_name`, is closed at once. A
+//! request in flight finishes with the directory it started with; the next one uses the new
+//! settings (and new connections).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -15,13 +19,16 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::app::AppState;
+use crate::auth::{LdapAuth, PrimaryAuth};
 use crate::config::{ClientConfig, Config, StoreConfig};
 use crate::server::clients::ClientTable;
 
 pub struct Reloader {
     path: PathBuf,
-    /// The file's sections other than `client`, as the server started with them.
+    /// The file's sections other than `client` and `ldap`, as the server started with them.
     fixed: toml::Table,
+    /// The `[ldap]` section in use (as written in the file).
+    ldap: Option<toml::Value>,
     /// The longest request deadline of the starting clients: PostgreSQL connections were
     /// opened with it (`idle_in_transaction_session_timeout`).
     longest: Duration,
@@ -39,16 +46,19 @@ impl Reloader {
                 |e| warn!(error = %e, "cannot catch SIGHUP; reloading clients needs a restart"),
             )
             .ok();
+        let (fixed, ldap) = fixed_sections(path)?;
         Ok(Reloader {
             path: path.to_path_buf(),
-            fixed: fixed_sections(path)?,
+            fixed,
+            ldap,
             longest: longest_request(started, &started.clients),
             hup,
         })
     }
 
-    /// Reloads the client table from the file; the number of clients, or why not.
-    pub fn reload(&self, app: &AppState) -> Result<usize, String> {
+    /// Reloads the client table (and the directory, if `[ldap]` changed) from the file; the
+    /// number of clients, or why not.
+    pub fn reload(&mut self, app: &AppState) -> Result<usize, String> {
         let new = Config::load(&self.path).map_err(|e| e.to_string())?;
         let longest = longest_request(&app.config, &new.clients);
         if longest > self.longest && matches!(app.config.store, StoreConfig::Postgres { .. }) {
@@ -59,19 +69,27 @@ impl Reloader {
                 self.longest.as_millis()
             ));
         }
-        match fixed_sections(&self.path) {
-            Ok(now) => {
-                let changed = changed_sections(&self.fixed, &now);
-                if !changed.is_empty() {
-                    warn!(
-                        "reload: {} changed in {}; only [[client]] entries are reloaded, the \
-                         rest takes effect after a restart",
-                        changed.join(", "),
-                        self.path.display()
-                    );
-                }
-            }
-            Err(e) => return Err(format!("{e:#}")),
+        let (now, ldap) = fixed_sections(&self.path).map_err(|e| format!("{e:#}"))?;
+        // Built before anything is swapped: settings that cannot be used change nothing.
+        let directory = if ldap != self.ldap {
+            let auth = LdapAuth::new(new.ldap.clone()).map_err(|e| format!("[ldap]: {e}"))?;
+            Some(Arc::new(auth) as Arc<dyn PrimaryAuth>)
+        } else {
+            None
+        };
+        let changed = changed_sections(&self.fixed, &now);
+        if !changed.is_empty() {
+            warn!(
+                "reload: {} changed in {}; only [[client]] entries and [ldap] are reloaded, \
+                 the rest takes effect after a restart",
+                changed.join(", "),
+                self.path.display()
+            );
+        }
+        if let Some(directory) = directory {
+            app.set_primary(directory);
+            self.ldap = ldap;
+            info!("reload: new [ldap] settings in use from the next request");
         }
         app.metrics
             .add_clients(new.clients.iter().map(|c| c.name.as_str()));
@@ -107,7 +125,8 @@ fn longest_request(cfg: &Config, clients: &[ClientConfig]) -> Duration {
         .fold(cfg.server.request_deadline, Duration::max)
 }
 
-fn fixed_sections(path: &Path) -> anyhow::Result<toml::Table> {
+/// The file's sections that a reload does not apply, and its `[ldap]` section.
+fn fixed_sections(path: &Path) -> anyhow::Result<(toml::Table, Option<toml::Value>)> {
     use anyhow::Context;
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
@@ -115,7 +134,8 @@ fn fixed_sections(path: &Path) -> anyhow::Result<toml::Table> {
         .parse()
         .with_context(|| format!("parsing {}", path.display()))?;
     table.remove("client");
-    Ok(table)
+    let ldap = table.remove("ldap");
+    Ok((table, ldap))
 }
 
 /// The top-level keys (sections) that differ, as `[name]`.

@@ -52,7 +52,7 @@ async fn first_member<'g>(
     groups: &'g [String],
 ) -> Result<Option<&'g str>, Fault> {
     for g in groups {
-        if app.primary.is_member(user, info, g).await? {
+        if app.primary().is_member(user, info, g).await? {
             return Ok(Some(g));
         }
     }

@@ -65,7 +65,7 @@ pub async fn start(
         }
     };
 
-    let info = match app.primary.authenticate(user, &password).await? {
+    let info = match app.primary().authenticate(user, &password).await? {
         PrimaryOutcome::Accepted(info) => info,
         PrimaryOutcome::Denied(d) => return Ok(Verdict::reject(d.reason())),
     };

@@ -28,7 +28,7 @@ pub async fn start(
             .called_station_id()
             .is_some_and(|c| c.starts_with("UserAuthType:"));
     tracing::debug!(rd_gateway_shape, "second-factor-only request");
-    let Some(info) = app.primary.lookup(user).await? else {
+    let Some(info) = app.primary().lookup(user).await? else {
         return Ok(Verdict::reject("unknown user (second-factor-only client)"));
     };
     let profile = app.store.user_profile(user).await?;
