@@ -754,15 +754,17 @@ fn a_reload_applies_to_open_radsec_connections() {
             .parse()
             .unwrap()
     };
-    let proxy = Proxy::start(
-        pki_dir.path(),
-        "good",
-        port,
-        &good.ca,
-        &good.client_cert,
-        &good.client_key,
-    );
-    let ask = || {
+    let start_proxy = |name: &str| {
+        Proxy::start(
+            pki_dir.path(),
+            name,
+            port,
+            &good.ca,
+            &good.client_cert,
+            &good.client_key,
+        )
+    };
+    let ask = |proxy: &Proxy| {
         radclient(
             &proxy.addr(),
             PROXY_SECRET,
@@ -770,7 +772,8 @@ fn a_reload_applies_to_open_radsec_connections() {
         )
         .code
     };
-    assert_eq!(ask(), "Access-Reject", "{}", srv.log());
+    let proxy = start_proxy("good");
+    assert_eq!(ask(&proxy), "Access-Reject", "{}", srv.log());
     let mut idle = Holder::connect(port, &good);
     let up = "radsec: connection up";
     assert_eq!(log_count(&srv, up, 2), 2, "{}", srv.log());
@@ -779,7 +782,7 @@ fn a_reload_applies_to_open_radsec_connections() {
     let renamed = original.replace("name = \"local\"", "name = \"local-renamed\"");
     assert_ne!(renamed, original);
     reload(&renamed);
-    assert_eq!(ask(), "Access-Reject", "{}", srv.log());
+    assert_eq!(ask(&proxy), "Access-Reject", "{}", srv.log());
     let audit = srv.audit_json("nobody");
     assert_eq!(audit[0]["nas_name"], "local-renamed", "{:?}", audit[0]);
     assert_eq!(
@@ -806,30 +809,15 @@ fn a_reload_applies_to_open_radsec_connections() {
         srv.log()
     );
     assert_eq!(closed_by_reload(), 2, "{}", srv.log());
-    assert_eq!(ask(), "none");
+    assert_eq!(ask(&proxy), "none");
     drop(proxy);
 
     // Back to the right name: a new proxy (radsecproxy backs off before reconnecting) is
     // answered. Then the address loses its entry: the open connections are closed, and
     // nothing more is answered.
     reload(&renamed);
-    let proxy = Proxy::start(
-        pki_dir.path(),
-        "good-again",
-        port,
-        &good.ca,
-        &good.client_cert,
-        &good.client_key,
-    );
-    let ask = || {
-        radclient(
-            &proxy.addr(),
-            PROXY_SECRET,
-            "User-Name = nobody, User-Password = pw, Message-Authenticator = 0x00",
-        )
-        .code
-    };
-    assert_eq!(ask(), "Access-Reject", "{}", srv.log());
+    let proxy = start_proxy("good-again");
+    assert_eq!(ask(&proxy), "Access-Reject", "{}", srv.log());
     let mut idle = Holder::connect(port, &good);
     let gone = renamed.replace("address = \"127.0.0.1\"", "address = \"127.0.0.9\"");
     assert_ne!(gone, renamed);
@@ -841,5 +829,5 @@ fn a_reload_applies_to_open_radsec_connections() {
         srv.log()
     );
     assert_eq!(closed_by_reload(), 4, "{}", srv.log());
-    assert_eq!(ask(), "none");
+    assert_eq!(ask(&proxy), "none");
 }
