@@ -13,8 +13,9 @@ use crate::server::metrics::Metrics;
 use crate::store::{KeyFile, PgStore, SqliteStore, Store};
 
 pub struct AppState {
-    /// The configuration the server started with. Its `clients` are not the live ones:
-    /// SIGHUP swaps the client table (`admin::reload`), nothing else.
+    /// The configuration the server started with. Its `clients` and `ldap` are not the
+    /// live ones: SIGHUP swaps the client table and the directory (`admin::reload`), nothing
+    /// else.
     pub config: Config,
     /// The live client table; replace it with [`AppState::set_clients`].
     pub clients: arc_swap::ArcSwap<ClientTable>,

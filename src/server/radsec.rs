@@ -367,16 +367,15 @@ impl Connection {
             .peer_certificates()
             .and_then(|c| c.first())
             .map(|c| c.clone().into_owned());
-        if let Some(name) = &self.client.radsec_name {
-            if !leaf.as_ref().is_some_and(|cert| issued_to(cert, name)) {
-                Metrics::inc(&self.app.metrics.radsec_handshake_failures);
-                let now = std::time::Instant::now();
-                let kind = DropKind::TlsCertificateName;
-                if let Some(w) = self.app.drops.record(kind, peer.ip(), Some(&nas), now) {
-                    warn!(target: "radmfa::drops", "{w} [radsec_name = {name:?}]");
-                }
-                return;
+        if !radsec_reload::certificate_fits(&self.client, leaf.as_ref()) {
+            Metrics::inc(&self.app.metrics.radsec_handshake_failures);
+            let now = std::time::Instant::now();
+            let kind = DropKind::TlsCertificateName;
+            if let Some(w) = self.app.drops.record(kind, peer.ip(), Some(&nas), now) {
+                let name = self.client.radsec_name.as_deref().unwrap_or_default();
+                warn!(target: "radmfa::drops", "{w} [radsec_name = {name:?}]");
             }
+            return;
         }
         info!(%peer, nas = %nas, "radsec: connection up");
         let (mut rd, wr) = tokio::io::split(tls);

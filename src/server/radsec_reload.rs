@@ -10,13 +10,14 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use tokio::sync::watch;
+use tokio_rustls::rustls::pki_types::CertificateDer;
+use tokio_util::sync::CancellationToken;
+
 use super::radsec::{issued_to, Closer, RADSEC_SECRET};
 use crate::app::AppState;
 use crate::config::ClientConfig;
 use crate::secret::Secret;
-use tokio::sync::watch;
-use tokio_rustls::rustls::pki_types::CertificateDer;
-use tokio_util::sync::CancellationToken;
 
 /// The client entry a connection from `peer` presenting `leaf` runs with, as the live table
 /// has it; or why the connection may not go on.
@@ -28,15 +29,22 @@ pub(super) fn entry_for(
     let Some(client) = app.client_for(peer.ip()) else {
         return Err("no [[client]] entry covers its address any more".into());
     };
-    if let Some(name) = &client.radsec_name {
-        if !leaf.is_some_and(|cert| issued_to(cert, name)) {
-            return Err(format!(
-                "its certificate is not issued to client {:?}'s radsec_name {name:?}",
-                client.name
-            ));
-        }
+    if !certificate_fits(&client, leaf) {
+        return Err(format!(
+            "its certificate is not issued to client {:?}'s radsec_name {:?}",
+            client.name,
+            client.radsec_name.as_deref().unwrap_or_default()
+        ));
     }
     Ok(as_radsec(&client))
+}
+
+/// Does the client certificate `leaf` fit `client`'s `radsec_name` (any does without one)?
+pub(super) fn certificate_fits(client: &ClientConfig, leaf: Option<&CertificateDer<'_>>) -> bool {
+    match &client.radsec_name {
+        Some(name) => leaf.is_some_and(|cert| issued_to(cert, name)),
+        None => true,
+    }
 }
 
 /// `client` as a RadSec connection uses it: over TLS the shared secret is "radsec".
