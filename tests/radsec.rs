@@ -785,6 +785,11 @@ fn a_reload_applies_to_open_radsec_connections() {
     assert_eq!(ask(&proxy), "Access-Reject", "{}", srv.log());
     let audit = srv.audit_json("nobody");
     assert_eq!(audit[0]["nas_name"], "local-renamed", "{:?}", audit[0]);
+    assert!(
+        srv.log_shows("now serves as \"local-renamed\" (reload)"),
+        "{}",
+        srv.log()
+    );
     assert_eq!(
         srv.log().matches(up).count(),
         2,

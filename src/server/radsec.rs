@@ -410,6 +410,7 @@ impl Connection {
             };
             let Ok(header) = header else {
                 Metrics::inc(&self.app.metrics.radsec_idle_closed);
+                let nas = &self.client.name;
                 info!(%peer, nas = %nas, "radsec: closing the connection, idle for {} s", idle.as_secs());
                 break;
             };
@@ -437,7 +438,13 @@ impl Connection {
             if self.reloads.has_changed().unwrap_or(false) {
                 self.reloads.mark_unchanged();
                 match radsec_reload::entry_for(&self.app, peer, leaf.as_ref()) {
-                    Ok(client) => self.client = client,
+                    Ok(client) => {
+                        if client.name != self.client.name {
+                            let (was, now) = (&self.client.name, &client.name);
+                            info!(%peer, "radsec: connection of client {was:?} now serves as {now:?} (reload)");
+                        }
+                        self.client = client;
+                    }
                     Err(why) => {
                         closer.dropped_by_reload(&why);
                         break; // this request too is not served
@@ -452,7 +459,7 @@ impl Connection {
             };
             dispatch(&self.app, &self.permits, &self.tracker, at, &buf[..len]).await;
         }
-        info!(%peer, nas = %nas, "radsec: connection closed");
+        info!(%peer, nas = %self.client.name, "radsec: connection closed");
     }
 }
 
