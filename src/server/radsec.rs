@@ -32,6 +32,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio_rustls::rustls;
+use tokio_rustls::rustls::pki_types::CertificateDer;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
@@ -435,21 +436,8 @@ impl Connection {
                 break;
             }
             Metrics::inc(&self.app.metrics.received);
-            if self.reloads.has_changed().unwrap_or(false) {
-                self.reloads.mark_unchanged();
-                match radsec_reload::entry_for(&self.app, peer, leaf.as_ref()) {
-                    Ok(client) => {
-                        if client.name != self.client.name {
-                            let (was, now) = (&self.client.name, &client.name);
-                            info!(%peer, "radsec: connection of client {was:?} now serves as {now:?} (reload)");
-                        }
-                        self.client = client;
-                    }
-                    Err(why) => {
-                        closer.dropped_by_reload(&why);
-                        break; // this request too is not served
-                    }
-                }
+            if !self.follow_reload(leaf.as_ref(), &closer) {
+                break; // this request too is not served
             }
             let at = Arrival {
                 client: self.client.clone(),
@@ -460,6 +448,31 @@ impl Connection {
             dispatch(&self.app, &self.permits, &self.tracker, at, &buf[..len]).await;
         }
         info!(%peer, nas = %self.client.name, "radsec: connection closed");
+    }
+}
+
+impl Connection {
+    /// After a reload, takes the entry the new table has for this connection: true to go
+    /// on, false if the connection was closed instead (`radsec_reload`).
+    fn follow_reload(&mut self, leaf: Option<&CertificateDer<'_>>, closer: &Closer) -> bool {
+        if !self.reloads.has_changed().unwrap_or(false) {
+            return true;
+        }
+        self.reloads.mark_unchanged();
+        match radsec_reload::entry_for(&self.app, self.peer, leaf) {
+            Ok(client) => {
+                if client.name != self.client.name {
+                    let (peer, was, now) = (self.peer, &self.client.name, &client.name);
+                    info!(%peer, "radsec: connection of client {was:?} now serves as {now:?} (reload)");
+                }
+                self.client = client;
+                true
+            }
+            Err(why) => {
+                closer.dropped_by_reload(&why);
+                false
+            }
+        }
     }
 }
 
