@@ -8,6 +8,7 @@ mod common;
 use std::process::Command;
 
 use common::peers::radclient;
+use common::pki::Pki;
 use common::radmfa::{Options, Server, SECRET};
 use common::slapd::{LdapUser, Slapd};
 
@@ -154,5 +155,64 @@ fn sighup_applies_new_ldap_settings() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     assert_eq!(srv.log().matches(applied).count(), 2, "{}", srv.log());
+    assert_eq!(login(), "Access-Challenge", "{}", srv.log());
+}
+
+/// A CA bundle replaced at the same `[ldap] ca_file` path is read again on SIGHUP, though
+/// the config file did not change: a bundle without a certificate is refused (the running
+/// settings stay), a good one is taken.
+#[test]
+fn sighup_rereads_a_replaced_ldap_ca_file() {
+    let slapd = Slapd::start(&[LdapUser::new("alice", "alice-pw")]);
+    let srv = Server::start(&Options::new(&slapd.url));
+    srv.enroll("alice", &[]);
+    let login = || {
+        radclient(
+            &srv.addr.to_string(),
+            SECRET,
+            "User-Name = alice, User-Password = alice-pw, Message-Authenticator = 0x00",
+        )
+        .code
+    };
+    let applied = |n: usize| {
+        let needle = "reload: new [ldap] settings in use";
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while srv.log().matches(needle).count() < n && std::time::Instant::now() < until {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        srv.log().matches(needle).count()
+    };
+
+    // The directory is plain ldap:// here, so the CA is read and checked but not used.
+    let pki_dir = tempfile::tempdir().unwrap();
+    let pki = Pki::make(pki_dir.path(), "ldap");
+    let bundle = pki_dir.path().join("ldap-ca-bundle.pem");
+    std::fs::copy(&pki.ca, &bundle).unwrap();
+    let original = std::fs::read_to_string(&srv.config).unwrap();
+    let right = "bind_password = \"adminpw\"";
+    let with_ca = original.replace(
+        right,
+        &format!("{right}\nca_file = {:?}", bundle.display().to_string()),
+    );
+    assert_ne!(with_ca, original);
+    std::fs::write(&srv.config, &with_ca).unwrap();
+    hup(&srv);
+    assert_eq!(applied(1), 1, "{}", srv.log());
+    assert_eq!(login(), "Access-Challenge", "{}", srv.log());
+
+    // The bundle is replaced in place; the config file stays as it is.
+    std::fs::write(&bundle, "not a certificate\n").unwrap();
+    hup(&srv);
+    assert!(
+        srv.log_shows("holds no PEM certificate"),
+        "the replaced CA file was not read again:\n{}",
+        srv.log()
+    );
+    assert_eq!(applied(1), 1);
+    assert_eq!(login(), "Access-Challenge", "{}", srv.log());
+
+    std::fs::copy(&pki.ca, &bundle).unwrap();
+    hup(&srv);
+    assert_eq!(applied(2), 2, "{}", srv.log());
     assert_eq!(login(), "Access-Challenge", "{}", srv.log());
 }

@@ -1,5 +1,5 @@
 //! SIGHUP: read the config file again and swap in its `[[client]]` table and, if it
-//! changed, its `[ldap]` settings — so a NAS can be added, a shared secret rotated, a
+//! changed (or the file its `ca_file` names did), its `[ldap]` settings — so a NAS can be added, a shared secret rotated, a
 //! client's policy changed, the directory's service password rotated or a new directory
 //! server listed without a restart (which would drop the duplicate cache and the requests in
 //! flight). Everything else in the file is read at start only: a change there is logged as
@@ -29,6 +29,9 @@ pub struct Reloader {
     fixed: toml::Table,
     /// The `[ldap]` section in use (as written in the file).
     ldap: Option<toml::Value>,
+    /// Its `ca_file` as it was read: a CA bundle replaced at the same path counts as a
+    /// change too.
+    ldap_ca: FileStamp,
     /// The longest request deadline of the starting clients: PostgreSQL connections were
     /// opened with it (`idle_in_transaction_session_timeout`).
     longest: Duration,
@@ -51,6 +54,7 @@ impl Reloader {
             path: path.to_path_buf(),
             fixed,
             ldap,
+            ldap_ca: stamp(started.ldap.ca_file.as_deref()),
             longest: longest_request(started, &started.clients),
             hup,
         })
@@ -71,7 +75,8 @@ impl Reloader {
         }
         let (now, ldap) = fixed_sections(&self.path).map_err(|e| format!("{e:#}"))?;
         // Built before anything is swapped: settings that cannot be used change nothing.
-        let directory = if ldap != self.ldap {
+        let ldap_ca = stamp(new.ldap.ca_file.as_deref());
+        let directory = if ldap != self.ldap || ldap_ca != self.ldap_ca {
             let auth = LdapAuth::new(new.ldap.clone()).map_err(|e| format!("[ldap]: {e}"))?;
             Some(Arc::new(auth) as Arc<dyn PrimaryAuth>)
         } else {
@@ -89,6 +94,7 @@ impl Reloader {
         if let Some(directory) = directory {
             app.set_primary(directory);
             self.ldap = ldap;
+            self.ldap_ca = ldap_ca;
             info!("reload: new [ldap] settings in use from the next request");
         }
         app.metrics
@@ -123,6 +129,15 @@ fn longest_request(cfg: &Config, clients: &[ClientConfig]) -> Duration {
         .iter()
         .map(|c| c.factors.request_deadline(cfg.server.request_deadline))
         .fold(cfg.server.request_deadline, Duration::max)
+}
+
+/// What tells a changed file: its modification time and length (`None`: none, or
+/// unreadable).
+type FileStamp = Option<(std::time::SystemTime, u64)>;
+
+fn stamp(path: Option<&Path>) -> FileStamp {
+    let m = std::fs::metadata(path?).ok()?;
+    Some((m.modified().ok()?, m.len()))
 }
 
 /// The file's sections that a reload does not apply, and its `[ldap]` section.
