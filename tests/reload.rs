@@ -92,21 +92,40 @@ fn sighup_swaps_the_client_table_and_keeps_it_when_the_file_is_bad() {
     assert_eq!(ask(&srv, NEW_SECRET), "Access-Reject");
 }
 
+/// slapd with alice, and radmfa in front of it with a token enrolled for her.
+fn alice_behind_radmfa() -> (Slapd, Server) {
+    let slapd = Slapd::start(&[LdapUser::new("alice", "alice-pw")]);
+    let srv = Server::start(&Options::new(&slapd.url));
+    srv.enroll("alice", &[]);
+    (slapd, srv)
+}
+
+/// alice's password through radclient: an Access-Challenge while the directory answers.
+fn alice_login(srv: &Server) -> String {
+    radclient(
+        &srv.addr.to_string(),
+        SECRET,
+        "User-Name = alice, User-Password = alice-pw, Message-Authenticator = 0x00",
+    )
+    .code
+}
+
+/// Waits up to 5 s for the `n`-th "new [ldap] settings in use"; how many there are.
+fn ldap_applied(srv: &Server, n: usize) -> usize {
+    let needle = "reload: new [ldap] settings in use";
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while srv.log().matches(needle).count() < n && std::time::Instant::now() < until {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    srv.log().matches(needle).count()
+}
+
 /// SIGHUP applies changed `[ldap]` settings too, such as a rotated service-account password,
 /// without a restart; settings that cannot be used change nothing.
 #[test]
 fn sighup_applies_new_ldap_settings() {
-    let slapd = Slapd::start(&[LdapUser::new("alice", "alice-pw")]);
-    let srv = Server::start(&Options::new(&slapd.url));
-    srv.enroll("alice", &[]);
-    let login = || {
-        radclient(
-            &srv.addr.to_string(),
-            SECRET,
-            "User-Name = alice, User-Password = alice-pw, Message-Authenticator = 0x00",
-        )
-        .code
-    };
+    let (_slapd, srv) = alice_behind_radmfa();
+    let login = || alice_login(&srv);
     assert_eq!(login(), "Access-Challenge", "{}", srv.log());
 
     // The service password in the file no longer matches the directory's: the new setting
@@ -117,11 +136,7 @@ fn sighup_applies_new_ldap_settings() {
     let wrong = original.replace(right, "bind_password = \"not-the-password\"");
     std::fs::write(&srv.config, &wrong).unwrap();
     hup(&srv);
-    assert!(
-        srv.log_shows("reload: new [ldap] settings in use"),
-        "{}",
-        srv.log()
-    );
+    assert_eq!(ldap_applied(&srv, 1), 1, "{}", srv.log());
     assert_eq!(login(), "Access-Reject", "{}", srv.log());
     assert!(
         !srv.log().contains("[ldap] changed in"),
@@ -149,12 +164,7 @@ fn sighup_applies_new_ldap_settings() {
     // Back to the right password: logins work again, no restart.
     std::fs::write(&srv.config, &original).unwrap();
     hup(&srv);
-    let applied = "reload: new [ldap] settings in use";
-    let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while srv.log().matches(applied).count() < 2 && std::time::Instant::now() < until {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    assert_eq!(srv.log().matches(applied).count(), 2, "{}", srv.log());
+    assert_eq!(ldap_applied(&srv, 2), 2, "{}", srv.log());
     assert_eq!(login(), "Access-Challenge", "{}", srv.log());
 }
 
@@ -163,25 +173,9 @@ fn sighup_applies_new_ldap_settings() {
 /// settings stay), a good one is taken.
 #[test]
 fn sighup_rereads_a_replaced_ldap_ca_file() {
-    let slapd = Slapd::start(&[LdapUser::new("alice", "alice-pw")]);
-    let srv = Server::start(&Options::new(&slapd.url));
-    srv.enroll("alice", &[]);
-    let login = || {
-        radclient(
-            &srv.addr.to_string(),
-            SECRET,
-            "User-Name = alice, User-Password = alice-pw, Message-Authenticator = 0x00",
-        )
-        .code
-    };
-    let applied = |n: usize| {
-        let needle = "reload: new [ldap] settings in use";
-        let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        while srv.log().matches(needle).count() < n && std::time::Instant::now() < until {
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        srv.log().matches(needle).count()
-    };
+    let (_slapd, srv) = alice_behind_radmfa();
+    let login = || alice_login(&srv);
+    let applied = |n: usize| ldap_applied(&srv, n);
 
     // The directory is plain ldap:// here, so the CA is read and checked but not used.
     let pki_dir = tempfile::tempdir().unwrap();
