@@ -27,6 +27,7 @@ pub mod client;
 pub mod clock;
 pub mod config;
 pub mod delivery;
+pub mod file_stamp;
 pub mod import;
 pub mod mfa;
 pub mod pipeline;

@@ -21,6 +21,7 @@ use tracing::{error, info, warn};
 use crate::app::AppState;
 use crate::auth::{LdapAuth, PrimaryAuth};
 use crate::config::{ClientConfig, Config, StoreConfig};
+use crate::file_stamp::{stamp, FileStamp};
 use crate::server::clients::ClientTable;
 
 pub struct Reloader {
@@ -54,7 +55,7 @@ impl Reloader {
             path: path.to_path_buf(),
             fixed,
             ldap,
-            ldap_ca: stamp(started.ldap.ca_file.as_deref()),
+            ldap_ca: started.ldap.ca_file.as_deref().and_then(stamp),
             longest: longest_request(started, &started.clients),
             hup,
         })
@@ -75,7 +76,7 @@ impl Reloader {
         }
         let (now, ldap) = fixed_sections(&self.path).map_err(|e| format!("{e:#}"))?;
         // Built before anything is swapped: settings that cannot be used change nothing.
-        let ldap_ca = stamp(new.ldap.ca_file.as_deref());
+        let ldap_ca = new.ldap.ca_file.as_deref().and_then(stamp);
         let directory = if ldap != self.ldap || ldap_ca != self.ldap_ca {
             let auth = LdapAuth::new(new.ldap.clone()).map_err(|e| format!("[ldap]: {e}"))?;
             Some(Arc::new(auth) as Arc<dyn PrimaryAuth>)
@@ -129,15 +130,6 @@ fn longest_request(cfg: &Config, clients: &[ClientConfig]) -> Duration {
         .iter()
         .map(|c| c.factors.request_deadline(cfg.server.request_deadline))
         .fold(cfg.server.request_deadline, Duration::max)
-}
-
-/// What tells a changed file: its modification time and length (`None`: none, or
-/// unreadable).
-type FileStamp = Option<(std::time::SystemTime, u64)>;
-
-fn stamp(path: Option<&Path>) -> FileStamp {
-    let m = std::fs::metadata(path?).ok()?;
-    Some((m.modified().ok()?, m.len()))
 }
 
 /// The file's sections that a reload does not apply, and its `[ldap]` section.

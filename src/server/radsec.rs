@@ -46,6 +46,7 @@ use super::radsec_slots::{Slot, Slots};
 use super::{dispatch, warn_drop, Arrival, ReplyTo};
 use crate::app::AppState;
 use crate::config::{ClientConfig, RadsecConfig};
+use crate::file_stamp::{self, FileStamp};
 use crate::radius::MAX_PACKET;
 
 /// RFC 6614 §2.3: the shared secret of RADIUS over TLS.
@@ -121,9 +122,6 @@ pub struct Acceptors {
     current: std::sync::Mutex<(Vec<FileStamp>, TlsAcceptor)>,
 }
 
-/// What tells a changed file: its modification time and length (`None`: unreadable).
-type FileStamp = Option<(std::time::SystemTime, u64)>;
-
 impl Acceptors {
     /// Builds the configuration; errors name the key and file.
     pub fn new(cfg: &RadsecConfig) -> anyhow::Result<Self> {
@@ -173,10 +171,7 @@ fn stamps(cfg: &RadsecConfig) -> Vec<FileStamp> {
     ]
     .into_iter()
     .flatten()
-    .map(|p| {
-        let m = std::fs::metadata(p).ok()?;
-        Some((m.modified().ok()?, m.len()))
-    })
+    .map(|p| file_stamp::stamp(p))
     .collect()
 }
 
