@@ -167,6 +167,9 @@ bind_dn = "cn=admin,dc=example,dc=org"
 bind_password = "adminpw"
 base_dn = "ou=people,dc=example,dc=org"
 user_filter = "(uid={user})"
+# As many connections as FreeRADIUS gets below (rlm_ldap pool, max 64): 32 for searches,
+# 32 for user binds (the default). radmfa's default pool_size is 16.
+pool_size = 32
 
 # The widest window radmfa allows, so that each user may log in up to 19 times per 30 s
 # without reusing a code (radmfa refuses a used step); see BENCHMARKS.md.

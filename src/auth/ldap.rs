@@ -173,8 +173,8 @@ impl Default for LdapSettings {
             attributes: AttributeNames::default(),
             connect_timeout: Duration::from_secs(5),
             op_timeout: Duration::from_secs(5),
-            pool_size: 4,
-            user_bind_concurrency: 16,
+            pool_size: 16,
+            user_bind_concurrency: 32,
         }
     }
 }

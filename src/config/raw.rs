@@ -160,7 +160,7 @@ fn default_ldap_timeout() -> u64 {
     2000
 }
 fn default_pool_size() -> usize {
-    4
+    16
 }
 fn default_bind_concurrency() -> usize {
     32
