@@ -13,10 +13,11 @@ use crate::server::metrics::Metrics;
 use crate::store::{KeyFile, PgStore, SqliteStore, Store};
 
 pub struct AppState {
-    /// The configuration the server started with. Its `clients` and `ldap` are not the
-    /// live ones: SIGHUP swaps the client table and the directory (`admin::reload`), nothing
-    /// else.
-    pub config: Config,
+    /// The configuration in use: read it with [`AppState::config`]. SIGHUP swaps in the
+    /// file's new `[[client]]`, `[ldap]` and policy sections (`admin::reload`); every other
+    /// section stays as the server started with it. The live client table and directory are
+    /// [`AppState::clients`] and [`AppState::primary`], built from it.
+    config: arc_swap::ArcSwap<Config>,
     /// The live client table; replace it with [`AppState::set_clients`].
     pub clients: arc_swap::ArcSwap<ClientTable>,
     /// Bumped on every new client table, for what holds on to an entry (RadSec
@@ -62,7 +63,7 @@ impl AppState {
             delivery: crate::delivery::Delivery::from_config(&config.delivery),
             metrics: Metrics::for_clients(config.clients.iter().map(|c| c.name.as_str())),
             drops: Default::default(),
-            config,
+            config: arc_swap::ArcSwap::from_pointee(config),
             primary: arc_swap::ArcSwap::from_pointee(primary),
             store,
             clock,
@@ -74,6 +75,18 @@ impl AppState {
     /// The `[[client]]` entry for a source address, from the live table.
     pub fn client_for(&self, ip: std::net::IpAddr) -> Option<Arc<crate::config::ClientConfig>> {
         self.clients.load().lookup(ip).cloned()
+    }
+
+    /// The configuration as it is now. A request takes it once per stage; SIGHUP may swap
+    /// it between two stages, and what it swaps (limits, prompts, windows) is safe to change
+    /// mid-login.
+    pub fn config(&self) -> Arc<Config> {
+        self.config.load_full()
+    }
+
+    /// Swaps in a reloaded configuration (built by `admin::reload`).
+    pub fn set_config(&self, config: Config) {
+        self.config.store(Arc::new(config));
     }
 
     /// The directory as it is now (a request keeps the one it started with).

@@ -1,13 +1,14 @@
-//! SIGHUP reloads the `[[client]]` table and the `[ldap]` settings: a shared secret rotated
-//! and the entry renamed, a service password changed, without a restart, checked with
-//! FreeRADIUS's radclient against a real slapd; a file that does not validate changes
-//! nothing, and a change elsewhere is reported as needing a restart.
+//! SIGHUP reloads the `[[client]]` table, the `[ldap]` settings and the policy sections: a
+//! shared secret rotated and the entry renamed, a service password changed, a new challenge
+//! prompt and lockout threshold, without a restart, checked with FreeRADIUS's radclient
+//! against a real slapd; a file that does not validate changes nothing, and a change
+//! elsewhere is reported as needing a restart.
 
 mod common;
 
 use std::process::Command;
 
-use common::peers::radclient;
+use common::peers::{radclient, totp};
 use common::pki::Pki;
 use common::radmfa::{Options, Server, SECRET};
 use common::slapd::{LdapUser, Slapd};
@@ -209,4 +210,73 @@ fn sighup_rereads_a_replaced_ldap_ca_file() {
     hup(&srv);
     assert_eq!(applied(2), 2, "{}", srv.log());
     assert_eq!(login(), "Access-Challenge", "{}", srv.log());
+}
+
+/// SIGHUP applies changed policy sections from the next request: a new challenge prompt is
+/// shown and a lower lockout threshold locks at once.
+#[test]
+fn sighup_applies_new_policy_sections() {
+    let (_slapd, srv) = alice_behind_radmfa();
+    let seed = srv.enroll("alice", &[]); // --force: a new seed, known to this test
+    let default_prompt = "Enter the code from your authenticator app";
+    let r = radclient(
+        &srv.addr.to_string(),
+        SECRET,
+        "User-Name = alice, User-Password = alice-pw, Message-Authenticator = 0x00",
+    );
+    assert_eq!(r.code, "Access-Challenge", "{}", srv.log());
+    assert!(r.output.contains(default_prompt), "{}", r.output);
+
+    let prompt = "Type the six digits from radmfa-test";
+    let original = std::fs::read_to_string(&srv.config).unwrap();
+    std::fs::write(
+        &srv.config,
+        format!(
+            "{original}\n[challenge]\nprompt = {prompt:?}\n\n[lockout]\nthreshold = 1\n\
+             duration_secs = 600\n"
+        ),
+    )
+    .unwrap();
+    hup(&srv);
+    assert!(
+        srv.log_shows("reload: [challenge], [lockout] in use from the next request"),
+        "{}",
+        srv.log()
+    );
+    assert!(
+        !srv.log().contains("takes effect after a restart"),
+        "{}",
+        srv.log()
+    );
+
+    let r = radclient(
+        &srv.addr.to_string(),
+        SECRET,
+        "User-Name = alice, User-Password = alice-pw, Message-Authenticator = 0x00",
+    );
+    assert_eq!(r.code, "Access-Challenge", "{}", srv.log());
+    assert!(r.output.contains(prompt), "the old prompt:\n{}", r.output);
+
+    // One wrong code: the default threshold (5) would not lock, the reloaded one (1) does.
+    let right = totp(&seed, common::peers::now(), &[]);
+    let wrong = if right == "000000" {
+        "111111"
+    } else {
+        "000000"
+    };
+    let state = r.state.expect("State in the challenge");
+    let answer = radclient(
+        &srv.addr.to_string(),
+        SECRET,
+        &format!(
+            "User-Name = alice, User-Password = {wrong}, State = {state}, \
+             Message-Authenticator = 0x00"
+        ),
+    );
+    assert_ne!(answer.code, "Access-Accept");
+    let audit = srv.audit_json("alice");
+    assert!(
+        audit.iter().any(|r| r["result"] == "lock"),
+        "one wrong code did not lock: {audit:?}"
+    );
 }

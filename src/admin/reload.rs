@@ -1,9 +1,12 @@
-//! SIGHUP: read the config file again and swap in its `[[client]]` table and, if it
-//! changed (or the file its `ca_file` names did), its `[ldap]` settings — so a NAS can be added, a shared secret rotated, a
-//! client's policy changed, the directory's service password rotated or a new directory
-//! server listed without a restart (which would drop the duplicate cache and the requests in
-//! flight). Everything else in the file is read at start only: a change there is logged as
-//! needing a restart, not applied. A file that does not validate, or `[ldap]` settings that
+//! SIGHUP: read the config file again and swap in its `[[client]]` table, its policy
+//! sections (`[totp]`, `[hotp]`, `[challenge]`, `[lockout]`, `[audit]`) and, if it changed
+//! (or the file its `ca_file` names did), its `[ldap]` settings — so a NAS can be added, a
+//! shared secret rotated, a client's policy or the lockout threshold changed, the
+//! directory's service password rotated or a new directory server listed without a restart
+//! (which would drop the duplicate cache and the requests in flight). The other sections
+//! (`[server]`, `[store]`, `[radsec]`, `[metrics]`, the SMS and call providers) hold sockets,
+//! files and connections opened at start: a change there is logged as needing a restart,
+//! not applied. A file that does not validate, or `[ldap]` settings that
 //! cannot be set up (a CA file that does not parse, say), change nothing, and the log says
 //! why. Each UDP request looks its client up as it arrives, and so does each request on an
 //! open RadSec connection; a RadSec connection whose address no longer has an entry, or
@@ -26,8 +29,10 @@ use crate::server::clients::ClientTable;
 
 pub struct Reloader {
     path: PathBuf,
-    /// The file's sections other than `client` and `ldap`, as the server started with them.
+    /// The file's sections that a reload does not apply, as the server started with them.
     fixed: toml::Table,
+    /// The policy sections in use (as written in the file), to say which ones changed.
+    policy: toml::Table,
     /// The `[ldap]` section in use (as written in the file).
     ldap: Option<toml::Value>,
     /// Its `ca_file` as it was read: a CA bundle replaced at the same path counts as a
@@ -50,10 +55,15 @@ impl Reloader {
                 |e| warn!(error = %e, "cannot catch SIGHUP; reloading clients needs a restart"),
             )
             .ok();
-        let (fixed, ldap) = fixed_sections(path)?;
+        let Sections {
+            fixed,
+            policy,
+            ldap,
+        } = sections(path)?;
         Ok(Reloader {
             path: path.to_path_buf(),
             fixed,
+            policy,
             ldap,
             ldap_ca: started.ldap.ca_file.as_deref().and_then(stamp),
             longest: longest_request(started, &started.clients),
@@ -61,12 +71,13 @@ impl Reloader {
         })
     }
 
-    /// Reloads the client table (and the directory, if `[ldap]` changed) from the file; the
-    /// number of clients, or why not.
+    /// Reloads the client table, the policy sections (and the directory, if `[ldap]`
+    /// changed) from the file; the number of clients, or why not.
     pub fn reload(&mut self, app: &AppState) -> Result<usize, String> {
         let new = Config::load(&self.path).map_err(|e| e.to_string())?;
-        let longest = longest_request(&app.config, &new.clients);
-        if longest > self.longest && matches!(app.config.store, StoreConfig::Postgres { .. }) {
+        let running = app.config();
+        let longest = longest_request(&running, &new.clients);
+        if longest > self.longest && matches!(app.config().store, StoreConfig::Postgres { .. }) {
             return Err(format!(
                 "a client's request deadline grew to {} ms, beyond the {} ms the database \
                  connections were opened with; restart radmfa to apply it",
@@ -74,7 +85,11 @@ impl Reloader {
                 self.longest.as_millis()
             ));
         }
-        let (now, ldap) = fixed_sections(&self.path).map_err(|e| format!("{e:#}"))?;
+        let Sections {
+            fixed: now,
+            policy,
+            ldap,
+        } = sections(&self.path).map_err(|e| format!("{e:#}"))?;
         // Built before anything is swapped: settings that cannot be used change nothing.
         let ldap_ca = new.ldap.ca_file.as_deref().and_then(stamp);
         let directory = if ldap != self.ldap || ldap_ca != self.ldap_ca {
@@ -86,8 +101,8 @@ impl Reloader {
         let changed = changed_sections(&self.fixed, &now);
         if !changed.is_empty() {
             warn!(
-                "reload: {} changed in {}; only [[client]] entries and [ldap] are reloaded, \
-                 the rest takes effect after a restart",
+                "reload: {} changed in {}; only [[client]] entries, [ldap] and the policy \
+                 sections are reloaded, the rest takes effect after a restart",
                 changed.join(", "),
                 self.path.display()
             );
@@ -98,10 +113,28 @@ impl Reloader {
             self.ldap_ca = ldap_ca;
             info!("reload: new [ldap] settings in use from the next request");
         }
+        let policy_changed = changed_sections(&self.policy, &policy);
+        self.policy = policy;
+        let clients = new.clients.len();
         app.metrics
             .add_clients(new.clients.iter().map(|c| c.name.as_str()));
         app.set_clients(ClientTable::new(&new.clients));
-        Ok(new.clients.len())
+        // What holds sockets, files and connections stays as the server started with it.
+        app.set_config(Config {
+            server: running.server.clone(),
+            store: running.store.clone(),
+            metrics: running.metrics,
+            radsec: running.radsec.clone(),
+            delivery: running.delivery.clone(),
+            ..new
+        });
+        if !policy_changed.is_empty() {
+            info!(
+                "reload: {} in use from the next request",
+                policy_changed.join(", ")
+            );
+        }
+        Ok(clients)
     }
 }
 
@@ -132,8 +165,19 @@ fn longest_request(cfg: &Config, clients: &[ClientConfig]) -> Duration {
         .fold(cfg.server.request_deadline, Duration::max)
 }
 
-/// The file's sections that a reload does not apply, and its `[ldap]` section.
-fn fixed_sections(path: &Path) -> anyhow::Result<(toml::Table, Option<toml::Value>)> {
+/// The sections a reload applies besides `[[client]]` and `[ldap]`: read per request.
+const POLICY: [&str; 5] = ["totp", "hotp", "challenge", "lockout", "audit"];
+
+/// A config file's top-level sections, as written, sorted by what a reload does with them.
+struct Sections {
+    /// Not applied by a reload.
+    fixed: toml::Table,
+    /// The [`POLICY`] sections (those present).
+    policy: toml::Table,
+    ldap: Option<toml::Value>,
+}
+
+fn sections(path: &Path) -> anyhow::Result<Sections> {
     use anyhow::Context;
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
@@ -142,7 +186,15 @@ fn fixed_sections(path: &Path) -> anyhow::Result<(toml::Table, Option<toml::Valu
         .with_context(|| format!("parsing {}", path.display()))?;
     table.remove("client");
     let ldap = table.remove("ldap");
-    Ok((table, ldap))
+    let policy = POLICY
+        .iter()
+        .filter_map(|k| Some((k.to_string(), table.remove(*k)?)))
+        .collect();
+    Ok(Sections {
+        fixed: table,
+        policy,
+        ldap,
+    })
 }
 
 /// The top-level keys (sections) that differ, as `[name]`.

@@ -27,12 +27,12 @@ pub async fn serve(cfg: Config, path: &std::path::Path) -> anyhow::Result<()> {
     tokio::spawn(purge_expired_challenges(app.clone(), shutdown.clone()));
     // Provider callbacks (calls): bound before the RADIUS sockets serve, so no call placed
     // by the first request can report back to a closed port.
-    if let Some(cb) = &app.config.delivery.callbacks {
+    if let Some(cb) = &app.config().delivery.callbacks {
         let router = crate::callbacks::router(app.clone());
         spawn_http(&shutdown, cb.listen, "callbacks.listen", router).await?;
     }
     // Prometheus scrapes http://ADDR/metrics.
-    if let Some(m) = &app.config.metrics {
+    if let Some(m) = &app.config().metrics {
         let router = crate::server::metrics_http::router(app.clone());
         spawn_http(&shutdown, m.listen, "metrics.listen", router).await?;
     }
@@ -158,7 +158,8 @@ async fn purge_expired_challenges(app: std::sync::Arc<AppState>, stop: Cancellat
                 if let Err(e) = app.store.purge_expired_challenges(app.clock.now()).await {
                     tracing::warn!(error = %e, "purging expired challenges");
                 }
-                if app.config.delivery.sms.is_some() || app.config.delivery.voice.is_some() {
+                let delivery = &app.config().delivery;
+                if delivery.sms.is_some() || delivery.voice.is_some() {
                     if let Err(e) = app.store.purge_delivery_state(app.clock.now()).await {
                         tracing::warn!(error = %e, "purging SMS/call transactions");
                     }

@@ -18,7 +18,7 @@ use crate::app::AppState;
 
 /// The URL the provider calls for `path` (e.g. `/twilio/voice/{txn}/gather`).
 pub fn public_url(app: &AppState, path: &str) -> Option<String> {
-    app.config
+    app.config()
         .delivery
         .callbacks
         .as_ref()

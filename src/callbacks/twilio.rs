@@ -34,8 +34,8 @@ fn authenticate(
     headers: &HeaderMap,
     params: &[(String, String)],
 ) -> Result<(), StatusCode> {
-    let (Some(twilio), Some(cb)) = (&app.config.delivery.twilio, &app.config.delivery.callbacks)
-    else {
+    let config = app.config();
+    let (Some(twilio), Some(cb)) = (&config.delivery.twilio, &config.delivery.callbacks) else {
         return Err(StatusCode::NOT_FOUND);
     };
     let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
@@ -87,8 +87,8 @@ pub async fn gather(
         Ok(t) => t,
         Err(code) => return code.into_response(),
     };
-    let fraud_digits = app
-        .config
+    let config = app.config();
+    let fraud_digits = config
         .delivery
         .voice
         .as_ref()
@@ -134,7 +134,7 @@ async fn block_for_fraud(app: &AppState, txn: &OobTransaction) {
         mode: "voice".into(),
         result: "fraud".into(),
         reason: Some(reason),
-        server_name: app.config.server.name.clone(),
+        server_name: app.config().server.name.clone(),
         nas_name: Some(txn.nas.clone()),
         ..Default::default()
     };

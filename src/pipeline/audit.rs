@@ -13,7 +13,8 @@ pub async fn record(
     user: &str,
     v: &Verdict,
 ) -> bool {
-    let audit_cfg = app.config.audit;
+    let config = app.config();
+    let audit_cfg = config.audit;
     let info = v.info.as_ref();
     let first_name = info
         .and_then(|i| i.given_name.clone().or_else(|| i.display_name.clone()))
@@ -45,7 +46,7 @@ pub async fn record(
         mode: v.mode.to_string(),
         result: result.to_string(),
         reason: v.reason.clone(),
-        server_name: app.config.server.name.clone(),
+        server_name: config.server.name.clone(),
         server_ip: ctx.local.map(|a| a.ip().to_string()),
         client_ip,
         nas_name: Some(ctx.client.name.clone()),

@@ -145,10 +145,11 @@ async fn totp(
             resync,
         } => {
             // A resync-pending HOTP token: the next code at this very prompt finishes it.
+            let config = app.config();
             let prompt = if resync {
                 RESYNC_MESSAGE
             } else {
-                app.config.challenge.prompt.as_str()
+                config.challenge.prompt.as_str()
             };
             let mode = oath_mode(&view.tokens);
             let mut v = wrong_answer(app, r, mode, reason, locked, prompt).await?;
@@ -178,7 +179,7 @@ pub async fn wrong_answer(
         v.mode = mode;
         return Ok(v);
     }
-    let max = app.config.challenge.max_attempts;
+    let max = app.config().challenge.max_attempts;
     let mut v = match app.store.fail_challenge(&r.hash, max).await? {
         ChallengeAttempt::StillOpen(n) => {
             let left = max.saturating_sub(n);

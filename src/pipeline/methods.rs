@@ -120,7 +120,7 @@ async fn totp_prompt(
     ctx: &RequestContext,
     s: &Subject<'_>,
 ) -> Result<Verdict, Fault> {
-    let cfg = &app.config.challenge;
+    let cfg = &app.config().challenge;
     let prompt = format!("{}{}", cfg.prompt, switch_hint(&s.available, Method::Totp));
     let reply = issue(
         app,

@@ -105,7 +105,7 @@ pub async fn handle(app: &AppState, ctx: &RequestContext, req: &Request) -> Repl
     let deadline = ctx
         .client
         .factors
-        .request_deadline(app.config.server.request_deadline);
+        .request_deadline(app.config().server.request_deadline);
     // The deadline is when the reply leaves, counted from the packet's arrival: the NAS's
     // own timeout started then. The decision gets the deadline less a reserve for its audit
     // record and commit, so that a store that is down (each call waiting

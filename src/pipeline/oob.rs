@@ -54,7 +54,7 @@ pub fn request_key(ctx: &RequestContext, req: &Request) -> String {
 
 /// The user's number in E.164, from the first configured source that has a valid one.
 pub fn phone_for(app: &AppState, profile: &UserProfile, info: &UserInfo) -> Option<String> {
-    let cfg = &app.config.delivery.phone;
+    let cfg = &app.config().delivery.phone;
     for source in &cfg.sources {
         let raw = match source {
             PhoneSource::Store => profile.phone.as_deref(),
@@ -89,7 +89,7 @@ fn new_id() -> String {
 }
 
 fn rate_limits(app: &AppState, ctx: &RequestContext, user: &str) -> Vec<SendLimit> {
-    let (per_user, per_nas, window) = match &app.config.delivery.sms {
+    let (per_user, per_nas, window) = match &app.config().delivery.sms {
         Some(s) => (s.max_per_user, s.max_per_nas, s.window.as_secs() as i64),
         None => (DEFAULT_PER_USER, DEFAULT_PER_NAS, DEFAULT_WINDOW_SECS),
     };
@@ -163,7 +163,7 @@ pub async fn send_sms(
     user: &str,
     phone: &str,
 ) -> Result<Delivered, Fault> {
-    let (Some(cfg), Some(provider)) = (&app.config.delivery.sms, &app.delivery.sms) else {
+    let (Some(cfg), Some(provider)) = (&app.config().delivery.sms, &app.delivery.sms) else {
         return Ok(Delivered::No {
             message: NOT_SENT,
             reason: "SMS is not configured".into(),
@@ -231,7 +231,7 @@ pub async fn place_call(
     user: &str,
     phone: &str,
 ) -> Result<Delivered, Fault> {
-    let (Some(cfg), Some(provider)) = (&app.config.delivery.voice, &app.delivery.voice) else {
+    let (Some(cfg), Some(provider)) = (&app.config().delivery.voice, &app.delivery.voice) else {
         return Ok(Delivered::No {
             message: NOT_CALLED,
             reason: "calls are not configured".into(),
@@ -284,7 +284,7 @@ pub fn reply_by(app: &AppState, ctx: &RequestContext) -> Instant {
     let deadline = ctx
         .client
         .factors
-        .request_deadline(app.config.server.request_deadline);
+        .request_deadline(app.config().server.request_deadline);
     ctx.received + deadline.saturating_sub(REPLY_MARGIN)
 }
 
@@ -318,7 +318,8 @@ pub async fn await_call(
 /// failure locked the user.
 pub async fn count_failure(app: &AppState, user: &str) -> Result<bool, StoreError> {
     let now = app.clock.now();
-    let lock = &app.config.lockout;
+    let config = app.config();
+    let lock = &config.lockout;
     let (_, locked_until) = app
         .store
         .record_failure(user, lock.threshold, now, lock.duration.as_secs() as i64)
@@ -333,7 +334,7 @@ pub async fn count_failure(app: &AppState, user: &str) -> Result<bool, StoreErro
                 "{} consecutive wrong answers; second factor locked until {until}",
                 lock.threshold
             )),
-            server_name: app.config.server.name.clone(),
+            server_name: config.server.name.clone(),
             ..Default::default()
         };
         app.store.append_audit(&rec).await?;

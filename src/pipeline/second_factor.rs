@@ -91,12 +91,13 @@ pub async fn check_code(
     code: &str,
 ) -> Result<CodeCheck, StoreError> {
     let now = app.clock.now();
+    let config = app.config();
     let mut reason = "wrong code";
     let mut resync = false;
     if otp::looks_like_code(code) {
         let opts = VerifyOptions {
-            totp_window: app.config.totp.window,
-            hotp: app.config.hotp.clone(),
+            totp_window: config.totp.window,
+            hotp: config.hotp.clone(),
         };
         for rec in tokens.iter().filter(|r| r.token.enabled) {
             match verify_token(app.store.as_ref(), &opts, rec, code, now).await? {
@@ -127,7 +128,7 @@ pub async fn check_code(
     } else {
         reason = "not a code";
     }
-    let lock = &app.config.lockout;
+    let lock = &config.lockout;
     let (_, locked_until) = app
         .store
         .record_failure(user, lock.threshold, now, lock.duration.as_secs() as i64)
@@ -142,7 +143,7 @@ pub async fn check_code(
                 "{} consecutive wrong codes; second factor locked until {until}",
                 lock.threshold
             )),
-            server_name: app.config.server.name.clone(),
+            server_name: config.server.name.clone(),
             ..Default::default()
         };
         app.store.append_audit(&rec).await?;

@@ -71,7 +71,7 @@ pub async fn run(
 ) {
     let tracker = TaskTracker::new();
     // One bound for both transports: max_in_flight is the server's, not the port's.
-    let permits = Arc::new(Semaphore::new(app.config.server.max_in_flight));
+    let permits = Arc::new(Semaphore::new(app.config().server.max_in_flight));
     if let Some(RadsecListeners {
         listeners,
         acceptors,
@@ -110,7 +110,7 @@ pub async fn run(
     shutdown.cancelled().await;
     tracker.close();
     info!("shutting down: waiting for requests in flight");
-    if tokio::time::timeout(app.config.server.shutdown_grace, tracker.wait())
+    if tokio::time::timeout(app.config().server.shutdown_grace, tracker.wait())
         .await
         .is_err()
     {
