@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# radmfa with different [ldap] settings, alternating, on one kept benchmark environment:
+# what a setting (pool_size, max_concurrent_binds, ...) is worth, apart from the drift of a
+# shared VM between separate runs of bench/run.sh. Usage:
+#
+#   BENCH_KEEP=1 BENCH_USERS=40000 BENCH_SECONDS=5 BENCH_PENDING=0 BENCH_SKIP_FREERADIUS=1 \
+#     BENCH_NO_STATUS=1 bench/run.sh
+#   bench/ldap-ab.sh /tmp/radmfa-bench.XXXXXX ROUNDS SECONDS "pool_size = 4" "pool_size = 16"
+#
+# Each variant is TOML that replaces or adds keys in the kept [ldap] section (";" separates
+# lines, so "pool_size = 32;max_concurrent_binds = 64" sets both). Every run starts radmfa afresh, warms
+# it up for a second, then measures one workload (FLOW=inline, the default, or reject) with
+# users of its own, and prints the rate, radmfa's and slapd's CPU per reply and how busy the
+# whole machine was (/proc/stat; 100 % per core). Inline runs use TOTP codes: a code used
+# in the last ten minutes is refused as a replay, which shows as fewer "ok" than sent, so
+# wait ten minutes between inline runs (or use FLOW=reject, which sends no codes).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PATH:/usr/sbin"
+W=${1:?the work directory kept by BENCH_KEEP=1 bench/run.sh}
+ROUNDS=${2:?rounds}; SECS=${3:?seconds per run}; shift 3
+[ $# -gt 0 ] || { echo "give at least one [ldap] variant" >&2; exit 2; }
+VARIANTS=("$@")
+FLOW=${FLOW:-inline}
+BIN=$PWD/target/release/radmfa
+[ -x "$BIN" ] || cargo build --release
+conf() { grep -m1 "$1" "$W/radmfa.toml" | sed "$2"; }
+SECRET=$(conf secret 's/.*= *"\(.*\)"/\1/')
+RPORT=$(conf '^listen' 's/.*:\([0-9]*\)".*/\1/')
+LPORT=$(conf urls 's/.*:\([0-9]*\)".*/\1/')
+USERS=$(wc -l <"$W/users.csv")
+SHARE=$((USERS / (ROUNDS * ${#VARIANTS[@]})))
+
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+slapd -f "$W/slapd/slapd.conf" -h "ldap://127.0.0.1:$LPORT/" -d 0 >"$W/slapd/ab.log" 2>&1 &
+SLAPD=$!; PIDS+=($SLAPD)
+sleep 1
+
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# All CPU time, and the idle part of it (idle + iowait), in clock ticks.
+machine() { awk '/^cpu /{print $2+$3+$4+$5+$6+$7+$8+$9, $5+$6}' /proc/stat; }
+N=0
+for _ in $(seq "$ROUNDS"); do
+  for v in "${VARIANTS[@]}"; do
+    python3 - "$W/radmfa.toml" "$W/variant.toml" "$v" <<'PY'
+import sys
+lines = open(sys.argv[1]).read().split("\n")
+extra = [l.strip() for l in sys.argv[3].split(";") if l.strip()]
+keys = {l.split("=")[0].strip() for l in extra}
+start = lines.index("[ldap]")  # ValueError: no [ldap] section in the kept radmfa.toml
+end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("[")), len(lines))
+body = [l for l in lines[start + 1:end] if l.split("=")[0].strip() not in keys]
+open(sys.argv[2], "w").write("\n".join(lines[:start + 1] + extra + body + lines[end:]))
+PY
+    "$BIN" --config "$W/variant.toml" serve 2>"$W/ldap-ab.log" &
+    PID=$!; PIDS+=($PID)
+    for _ in $(seq 50); do
+      RADMFA_SECRET=$SECRET "$BIN" client status --server "127.0.0.1:$RPORT" --timeout 0.2 \
+        --retries 0 >/dev/null 2>&1 && break
+      kill -0 "$PID" 2>/dev/null || { tail -5 "$W/ldap-ab.log" >&2; exit 1; }
+      sleep 0.1
+    done
+    RANGE="$((N * SHARE)):$(((N + 1) * SHARE))"
+    # A second of wrong passwords first, so the pools are open when the clock starts.
+    RADMFA_SECRET=$SECRET "$BIN" client load --users "$W/users.csv" -p 100 --flow reject -d 1 \
+      --server "127.0.0.1:$RPORT" --range "$RANGE" --json >/dev/null
+    ARGS=(--flow "$FLOW")
+    [ "$FLOW" != inline ] || ARGS+=(--source 127.0.0.2 --totp-window 10)
+    c0=$(ticks "$PID"); s0=$(ticks "$SLAPD"); read -r t0 i0 < <(machine)
+    out=$(RADMFA_SECRET=$SECRET "$BIN" client load --users "$W/users.csv" -p 100 --json \
+      -d "$SECS" --server "127.0.0.1:$RPORT" --range "$RANGE" "${ARGS[@]}")
+    c1=$(ticks "$PID"); s1=$(ticks "$SLAPD"); read -r t1 i1 < <(machine)
+    kill "$PID"; wait "$PID" 2>/dev/null || true
+    N=$((N + 1))
+    python3 -c 'import json, sys
+r = json.loads(sys.argv[1].strip().splitlines()[-1]); hz = int(sys.argv[7]); n = r["sent"]
+us = lambda t: int(t) * 1e6 / hz / n
+print("%-42s %6.0f/s ok %d/%d  CPU per reply: radmfa %3d us, slapd %3d us  machine busy %3.0f%%"
+      % (sys.argv[2], r["replies_per_sec"], r["expected"], n, us(sys.argv[3]), us(sys.argv[4]),
+         100 * int(sys.argv[8]) * (1 - float(sys.argv[6]) / float(sys.argv[5]))))' \
+      "$out" "$v" "$((c1 - c0))" "$((s1 - s0))" "$((t1 - t0))" "$((i1 - i0))" "$(getconf CLK_TCK)" "$(nproc)"
+  done
+done
