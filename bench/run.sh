@@ -83,8 +83,10 @@ load() {
   local extra=() pid c0 sent0
   [ "$server" = freeradius ] && extra=(--verify lenient --no-replay-guard)
   # The server's CPU per reply over this run: steadier than the rate on a shared machine.
+  # slapd's too: what each login costs the directory under either server.
+  local s0
   pid=$RADMFA_PID; [ "$server" = freeradius ] && pid=$FR_PID
-  c0=$(cpu_ticks "$pid"); sent0=$(sent_so_far)
+  c0=$(cpu_ticks "$pid"); s0=$(cpu_ticks "$SLAPD_PID"); sent0=$(sent_so_far)
   RADMFA_SECRET=$SECRET "$BIN" client load --server "$target" --users "$W/users.csv" \
     -p "$C" --json "${extra[@]}" "$@" |
     while read -r line; do
@@ -92,8 +94,11 @@ load() {
       echo "   $server $label: $(python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print("%s %.0f req/s, %d expected of %d, p50 %.2f ms, p99 %.2f ms" % (r["phase"], r["replies_per_sec"], r["expected"], r["sent"], r["p50_ms"], r["p99_ms"]))' "$line")" >&2
     done
   local replies=$(( $(sent_so_far) - sent0 ))
-  [ "$replies" -gt 0 ] && note "cpu-$label" "$server" cpu_us_per_reply \
+  [ "$replies" -gt 0 ] || return 0
+  note "cpu-$label" "$server" cpu_us_per_reply \
     "$(( ($(cpu_ticks "$pid") - c0) * 1000000 / $(getconf CLK_TCK) / replies ))"
+  note "slapd-cpu-$label" "$server" cpu_us_per_reply \
+    "$(( ($(cpu_ticks "$SLAPD_PID") - s0) * 1000000 / $(getconf CLK_TCK) / replies ))"
 }
 # Replies of every load run so far (the runs' "sent" summed).
 sent_so_far() {

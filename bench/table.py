@@ -87,10 +87,11 @@ def main(path):
            if any((s, f"cpu-{l}") in notes for s in ("radmfa", "freeradius"))]
     if cpu:
         print()
-        print("| server CPU per reply (us, user + system) | radmfa | FreeRADIUS |")
-        print("|---|---|---|")
+        print("| CPU per reply (us, user + system) | radmfa | slapd under radmfa | FreeRADIUS | slapd under FreeRADIUS |")
+        print("|---|---|---|---|---|")
         for title, label in cpu:
-            vals = [notes.get((s, f"cpu-{label}")) for s in ("radmfa", "freeradius")]
+            vals = [notes.get((s, f"{p}cpu-{label}")) for s in ("radmfa", "freeradius")
+                    for p in ("", "slapd-")]
             print(f"| {title} | " + " | ".join("-" if v is None else f"{v}" for v in vals) + " |")
     print()
     print("(start: users enrolled, nothing served; after-workloads: the high-water mark of the")
