@@ -77,7 +77,7 @@ impl Reloader {
         let new = Config::load(&self.path).map_err(|e| e.to_string())?;
         let running = app.config();
         let longest = longest_request(&running, &new.clients);
-        if longest > self.longest && matches!(app.config().store, StoreConfig::Postgres { .. }) {
+        if longest > self.longest && matches!(running.store, StoreConfig::Postgres { .. }) {
             return Err(format!(
                 "a client's request deadline grew to {} ms, beyond the {} ms the database \
                  connections were opened with; restart radmfa to apply it",
@@ -119,7 +119,9 @@ impl Reloader {
         app.metrics
             .add_clients(new.clients.iter().map(|c| c.name.as_str()));
         app.set_clients(ClientTable::new(&new.clients));
-        // What holds sockets, files and connections stays as the server started with it.
+        // What holds sockets, files and connections stays as the server started with it
+        // (their TOML sections are the `fixed` ones); anything else is taken from the file,
+        // so a new Config field is reloaded unless it is listed here.
         app.set_config(Config {
             server: running.server.clone(),
             store: running.store.clone(),
