@@ -145,6 +145,14 @@ fn challenge_flow_with_radclient() {
         "User-Name = \"alice\", User-Password = \"{code}\", State = {s5}, Message-Authenticator = 0x00"
     ));
     assert_eq!(r6.code, "Access-Reject", "replayed code: {}", r6.output);
+
+    // The log went to a pipe, as under systemd: plain text, no terminal colour codes.
+    let log = srv.log();
+    assert!(
+        !log.contains('\x1b'),
+        "escape codes in a log that is not a terminal:\n{log:?}"
+    );
+    assert!(log.contains("user=alice"), "{log}");
 }
 
 #[test]
