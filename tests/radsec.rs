@@ -785,11 +785,9 @@ fn a_reload_applies_to_open_radsec_connections() {
     assert_eq!(ask(&proxy), "Access-Reject", "{}", srv.log());
     let audit = srv.audit_json("nobody");
     assert_eq!(audit[0]["nas_name"], "local-renamed", "{:?}", audit[0]);
-    assert!(
-        srv.log_shows("now serves as \"local-renamed\" (reload)"),
-        "{}",
-        srv.log()
-    );
+    // Both connections take the new name, the idle one too (once each).
+    let renamed_line = "now serves as \"local-renamed\" (reload)";
+    assert_eq!(log_count(&srv, renamed_line, 2), 2, "{}", srv.log());
     assert_eq!(
         srv.log().matches(up).count(),
         2,
@@ -814,6 +812,16 @@ fn a_reload_applies_to_open_radsec_connections() {
         srv.log()
     );
     assert_eq!(closed_by_reload(), 2, "{}", srv.log());
+    let log = srv.log();
+    let closing: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("closing the connection after a reload"))
+        .collect();
+    assert_eq!(closing.len(), 2, "{log}");
+    assert!(
+        closing.iter().all(|l| l.contains("nas=local-renamed")),
+        "named as accepted, not as renamed:\n{log}"
+    );
     assert_eq!(ask(&proxy), "none");
     drop(proxy);
 

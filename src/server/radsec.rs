@@ -84,10 +84,27 @@ pub(super) struct Closer {
     pub(super) close: CancellationToken,
     pub(super) app: Arc<AppState>,
     pub(super) peer: SocketAddr,
-    nas: Arc<str>,
+    /// The name of the connection's `[[client]]` entry, as the latest reload has it.
+    nas: std::sync::Mutex<Arc<str>>,
 }
 
 impl Closer {
+    /// The connection's client name now.
+    pub(super) fn nas(&self) -> Arc<str> {
+        self.nas.lock().expect("radsec name lock").clone()
+    }
+
+    /// A reload kept the connection under the entry `name`: logs a rename once (the reader
+    /// and the reload watcher both call this) and names the connection so from now on.
+    pub(super) fn follow_name(&self, name: &str) {
+        let mut nas = self.nas.lock().expect("radsec name lock");
+        if &**nas != name {
+            let peer = self.peer;
+            info!(%peer, "radsec: connection of client {:?} now serves as {name:?} (reload)", &**nas);
+            *nas = Arc::from(name);
+        }
+    }
+
     /// A reload left the connection without a client entry (`radsec_reload`).
     pub(super) fn dropped_by_reload(&self, why: &str) {
         if self.close.is_cancelled() {
@@ -95,7 +112,7 @@ impl Closer {
         }
         self.close.cancel();
         Metrics::inc(&self.app.metrics.radsec_reload_closed);
-        let (peer, nas) = (self.peer, &self.nas);
+        let (peer, nas) = (self.peer, self.nas());
         warn!(%peer, nas = %nas, "radsec: closing the connection after a reload: {why}");
     }
 
@@ -109,7 +126,7 @@ impl Closer {
             &self.app,
             DropKind::TlsNotReading,
             self.peer,
-            Some(&self.nas),
+            Some(&self.nas()),
         );
     }
 }
@@ -380,7 +397,7 @@ impl Connection {
             close: CancellationToken::new(),
             app: self.app.clone(),
             peer,
-            nas: nas.clone(),
+            nas: std::sync::Mutex::new(nas.clone()),
         });
         self.tracker.spawn(write_loop(wr, rx, closer.clone(), slot));
         let reader_done = CancellationToken::new();
@@ -406,7 +423,7 @@ impl Connection {
             };
             let Ok(header) = header else {
                 Metrics::inc(&self.app.metrics.radsec_idle_closed);
-                let nas = &self.client.name;
+                let nas = closer.nas();
                 info!(%peer, nas = %nas, "radsec: closing the connection, idle for {} s", idle.as_secs());
                 break;
             };
@@ -442,7 +459,7 @@ impl Connection {
             };
             dispatch(&self.app, &self.permits, &self.tracker, at, &buf[..len]).await;
         }
-        info!(%peer, nas = %self.client.name, "radsec: connection closed");
+        info!(%peer, nas = %closer.nas(), "radsec: connection closed");
     }
 }
 
@@ -456,10 +473,7 @@ impl Connection {
         self.reloads.mark_unchanged();
         match radsec_reload::entry_for(&self.app, self.peer, leaf) {
             Ok(client) => {
-                if client.name != self.client.name {
-                    let (peer, was, now) = (self.peer, &self.client.name, &client.name);
-                    info!(%peer, "radsec: connection of client {was:?} now serves as {now:?} (reload)");
-                }
+                closer.follow_name(&client.name);
                 self.client = client;
                 true
             }

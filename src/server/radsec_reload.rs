@@ -55,8 +55,9 @@ pub(super) fn as_radsec(client: &ClientConfig) -> Arc<ClientConfig> {
     })
 }
 
-/// Closes an idle connection as soon as a reload leaves it without an entry; ends when the
-/// connection does (closed, or `done`: its reader finished).
+/// Closes an idle connection as soon as a reload leaves it without an entry, and names it
+/// after its entry when a reload renamed that; ends when the connection does (closed, or
+/// `done`: its reader finished).
 pub(super) async fn close_when_dropped(
     conn: Arc<Closer>,
     mut reloads: watch::Receiver<u64>,
@@ -69,9 +70,12 @@ pub(super) async fn close_when_dropped(
             _ = done.cancelled() => return,
             r = reloads.changed() => if r.is_err() { return },
         }
-        if let Err(why) = entry_for(&conn.app, conn.peer, leaf.as_ref()) {
-            conn.dropped_by_reload(&why);
-            return;
+        match entry_for(&conn.app, conn.peer, leaf.as_ref()) {
+            Ok(client) => conn.follow_name(&client.name),
+            Err(why) => {
+                conn.dropped_by_reload(&why);
+                return;
+            }
         }
     }
 }
