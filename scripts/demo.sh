@@ -85,7 +85,8 @@ echo "==> starting radmfa on 127.0.0.1:$RAD_PORT"
 echo $! > "$DATA/radmfa.pid"
 for _ in $(seq 50); do grep -q "listening" "$DATA/radmfa.log" && break; sleep 0.1; done
 
-say() { printf '\n\033[1m%s\033[0m\n' "$*"; }
+# Bold headings on a terminal only (plain text when the output is piped or logged).
+if [ -t 1 ]; then say() { printf '\n\033[1m%s\033[0m\n' "$*"; }; else say() { printf '\n%s\n' "$*"; }; fi
 say "1. Password (round 1): radmfa checks it against LDAP and answers Access-Challenge"
 echo "   \$ echo 'User-Name = alice, User-Password = alice-password, Message-Authenticator = 0x00' | radclient -x 127.0.0.1:$RAD_PORT auth $SECRET"
 OUT=$(echo 'User-Name = "alice", User-Password = "alice-password", Message-Authenticator = 0x00' \
