@@ -106,6 +106,32 @@ impl AppState {
     }
 }
 
+/// Runs one admin command against the configured store, then closes it. A command does one
+/// thing at a time, so its PostgreSQL pool holds one connection: with two, the second was
+/// opened while the first was still being checked on its release, and the exit cut that
+/// check off, so PostgreSQL logged "could not receive data from client: Connection reset by
+/// peer" for about one command in four (closing the pool alone did not stop it).
+pub async fn with_command_store<T>(
+    cfg: &StoreConfig,
+    command: impl AsyncFnOnce(&dyn Store) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let one = match cfg {
+        StoreConfig::Postgres { settings, key_file } => {
+            let mut settings = settings.clone();
+            settings.pool_size = 1;
+            StoreConfig::Postgres {
+                settings,
+                key_file: key_file.clone(),
+            }
+        }
+        sqlite => sqlite.clone(),
+    };
+    let store = open_store(&one).await?;
+    let result = command(store.as_ref()).await;
+    store.close().await;
+    result
+}
+
 /// Opens (creating and migrating if needed) the configured store.
 pub async fn open_store(cfg: &StoreConfig) -> anyhow::Result<Arc<dyn Store>> {
     match cfg {

@@ -6,7 +6,7 @@ use anyhow::{bail, Context};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use crate::app::open_store;
+use crate::app::with_command_store;
 use crate::cli::AuditArgs;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
@@ -58,8 +58,8 @@ pub async fn run(cfg: &Config, args: AuditArgs) -> anyhow::Result<ExitCode> {
             .context("--until")?,
         limit: args.limit,
     };
-    let store = open_store(&cfg.store).await?;
-    let rows = store.audit(&filter).await?;
+    let rows =
+        with_command_store(&cfg.store, async |store| Ok(store.audit(&filter).await?)).await?;
     if args.json {
         for r in rows {
             println!("{}", serde_json::to_string(&r)?);

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::bail;
 use clap::{Args, Subcommand};
 
-use crate::app::open_store;
+use crate::app::with_command_store;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::mfa::{hotp, otp};
@@ -76,8 +76,10 @@ pub struct ResyncArgs {
 }
 
 pub async fn run(cfg: &Config, cmd: TokenCommand) -> anyhow::Result<ExitCode> {
-    let store = open_store(&cfg.store).await?;
-    let store = store.as_ref();
+    with_command_store(&cfg.store, async |store| run_on(cfg, store, cmd).await).await
+}
+
+async fn run_on(cfg: &Config, store: &dyn Store, cmd: TokenCommand) -> anyhow::Result<ExitCode> {
     let (serial, action, owner) = match cmd {
         TokenCommand::List(a) => return list(store, a).await,
         TokenCommand::Show(a) => return show(store, &a.serial, a.json).await,

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use rand::RngCore;
 
-use crate::app::open_store;
+use crate::app::with_command_store;
 use crate::cli::{EnrollArgs, UserCommand};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
@@ -14,8 +14,10 @@ use crate::store::{user_key, AuditRecord, NewToken, OtpAlgorithm, Store, StoreEr
 
 pub async fn run(cfg: &Config, mut cmd: UserCommand) -> anyhow::Result<ExitCode> {
     fold_user_name(&mut cmd);
-    let store = open_store(&cfg.store).await?;
-    let store = store.as_ref();
+    with_command_store(&cfg.store, async |store| run_on(cfg, store, cmd).await).await
+}
+
+async fn run_on(cfg: &Config, store: &dyn Store, cmd: UserCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         UserCommand::EnrollTotp(args) => enroll_totp(cfg, store, args).await,
         UserCommand::List(flag) => list(store, flag.json).await,
