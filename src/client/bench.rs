@@ -111,9 +111,19 @@ async fn enroll_all(cfg: &Config, seeds: Vec<(String, Secret)>, period: u32) -> 
             }
         });
     }
+    let mut result = Ok(());
     while let Some(r) = set.join_next().await {
-        r.context("enroll worker panicked")??;
+        if let Err(e) = r.context("enroll worker panicked").and_then(|r| r) {
+            set.abort_all();
+            while set.join_next().await.is_some() {}
+            result = Err(e);
+            break;
+        }
     }
+    // Closed, not dropped: with PostgreSQL a dropped pool's connections are cut at exit,
+    // which the server logs as "connection reset by peer" (see app::with_command_store).
+    store.close().await;
+    result?;
     eprintln!(
         "enrolled {total} users in {:.1} s",
         started.elapsed().as_secs_f64()
