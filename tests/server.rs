@@ -155,6 +155,79 @@ fn challenge_flow_with_radclient() {
     assert!(log.contains("user=alice"), "{log}");
 }
 
+/// A NAS that does not send State back (F5 FirePass does this) turns the answer to our
+/// prompt into a fresh login whose password is the code. It cannot be accepted, but the
+/// audit reason says what happened, so the admin knows to switch that client to inline.
+#[test]
+fn answer_without_state_is_refused_and_explained() {
+    let slapd = directory();
+    let srv = start(&slapd, |_| {});
+    let seed = srv.enroll("alice", &[]);
+    srv.enroll("bob", &[]);
+    let host = srv.addr.to_string();
+    let ask = |user: &str, pw: &str| {
+        radclient(
+            &host,
+            SECRET,
+            &format!(
+                "User-Name = \"{user}\", User-Password = \"{pw}\", Message-Authenticator = 0x00"
+            ),
+        )
+    };
+    const HINT: &str = "the NAS may not send State back";
+
+    let r1 = ask("alice", ALICE_PW);
+    assert_eq!(r1.code, "Access-Challenge", "{}", r1.output);
+    let code = totp(&seed, now(), &[]);
+    let r2 = ask("alice", &code);
+    assert_eq!(
+        r2.code, "Access-Reject",
+        "a code without State: {}",
+        r2.output
+    );
+    // bob has no open prompt: his digits are just a wrong password, with no hint.
+    let r3 = ask("bob", "123456");
+    assert_eq!(r3.code, "Access-Reject", "{}", r3.output);
+
+    let reason = |user: &str| -> Vec<String> {
+        srv.audit_json(user)
+            .iter()
+            .filter(|r| r["result"] == "reject")
+            .map(|r| r["reason"].as_str().unwrap_or("").to_string())
+            .collect()
+    };
+    let alice = reason("alice");
+    assert_eq!(alice.len(), 1, "{alice:?}");
+    assert!(
+        alice[0].starts_with("bad password") && alice[0].contains(HINT),
+        "{alice:?}"
+    );
+    assert!(
+        !alice[0].contains(&code),
+        "the code is in the audit: {alice:?}"
+    );
+    let bob = reason("bob");
+    assert_eq!(bob.len(), 1, "{bob:?}");
+    assert!(!bob[0].contains(HINT), "{bob:?}");
+    let log = srv.log();
+    assert!(
+        log.contains(HINT),
+        "the log line carries the reason:\n{log}"
+    );
+
+    // The prompt is still open and still answers with its State.
+    let state = r1.state.expect("State");
+    let r4 = radclient(
+        &host,
+        SECRET,
+        &format!(
+            "User-Name = \"alice\", User-Password = \"{code}\", State = {state}, \
+             Message-Authenticator = 0x00"
+        ),
+    );
+    assert_eq!(r4.code, "Access-Accept", "{}", r4.output);
+}
+
 #[test]
 fn expired_state_is_rejected() {
     let slapd = directory();

@@ -98,6 +98,7 @@ store_battery! {
         clear_failures_resets_count,
         challenge_put_get_and_expiry,
         challenge_consumed_once,
+        open_challenge_by_user_and_client,
         fail_challenge_closes_at_max,
         purge_expired_challenges,
         audit_append_and_round_trip,

@@ -67,7 +67,13 @@ pub async fn start(
 
     let info = match app.primary().authenticate(user, &password).await? {
         PrimaryOutcome::Accepted(info) => info,
-        PrimaryOutcome::Denied(d) => return Ok(Verdict::reject(d.reason())),
+        PrimaryOutcome::Denied(d) => {
+            let mut reason = d.reason();
+            if looks_like_unechoed_answer(app, ctx, user, &password).await {
+                reason.push_str(STATE_NOT_ECHOED);
+            }
+            return Ok(Verdict::reject(reason));
+        }
     };
     let profile = &view.profile;
     if let Some((reason, reply)) = blocked(profile) {
@@ -132,6 +138,42 @@ pub async fn start(
         oath_mode: oath_mode(tokens),
     };
     methods::begin(app, ctx, &oob::request_key(ctx, req), &subject, method).await
+}
+
+/// Appended to the audit reason of a failed password that was probably a code answering
+/// our prompt: some NAS boxes (F5 FirePass, for one) send the answer as a new request
+/// without the State we gave them, so it cannot reach the prompt it answers.
+const STATE_NOT_ECHOED: &str = "; the password field held only digits and this user has an \
+     open code prompt from this client: the NAS may not send State back (otp_mode = \"inline\" \
+     works without it)";
+
+/// A failed password made of 4–10 digits, on a challenge-mode client, from a user with an
+/// open prompt from the same client. Only failed logins pay for the read; a store error just
+/// leaves the hint out (the login is refused either way).
+async fn looks_like_unechoed_answer(
+    app: &AppState,
+    ctx: &RequestContext,
+    user: &str,
+    password: &Secret,
+) -> bool {
+    let digits = password
+        .expose_str()
+        .is_some_and(|p| (4..=10).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit()));
+    if !digits || ctx.client.otp_mode != OtpMode::Challenge {
+        return false;
+    }
+    let now = app.clock.now();
+    match app
+        .store
+        .has_open_challenge(user, &ctx.client.name, now)
+        .await
+    {
+        Ok(open) => open,
+        Err(e) => {
+            tracing::debug!(error = %e, "open-prompt check for a failed password");
+            false
+        }
+    }
 }
 
 /// What could work for this user on this client.

@@ -407,6 +407,11 @@ pub trait Store: Send + Sync + 'static {
         state_hash: &[u8],
         max_attempts: u32,
     ) -> Result<ChallengeAttempt, StoreError>;
+    /// Whether `user` has an unexpired challenge issued through client `nas`. Read only to
+    /// explain a failed password: a code typed at our prompt that arrives as a fresh login
+    /// means the NAS did not send our State back.
+    async fn has_open_challenge(&self, user: &str, nas: &str, now: i64)
+        -> Result<bool, StoreError>;
     /// Deletes expired challenges; returns how many.
     async fn purge_expired_challenges(&self, now: i64) -> Result<u64, StoreError>;
 

@@ -451,6 +451,23 @@ impl Store for PgStore {
         Ok(ChallengeAttempt::StillOpen(attempts))
     }
 
+    async fn has_open_challenge(
+        &self,
+        user: &str,
+        nas: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM challenges \
+             WHERE username = $1 AND nas = $2 AND expires_at > $3)",
+        )
+        .bind(user)
+        .bind(nas)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
     async fn purge_expired_challenges(&self, now: i64) -> Result<u64, StoreError> {
         let mut w = self.writer().await?;
         let r = sqlx::query("DELETE FROM challenges WHERE expires_at <= $1")

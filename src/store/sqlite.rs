@@ -586,6 +586,15 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn has_open_challenge(
+        &self,
+        user: &str,
+        nas: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        self.readers.has_open_challenge(user, nas, now)
+    }
+
     async fn purge_expired_challenges(&self, now: i64) -> Result<u64, StoreError> {
         let done = sqlx::query("DELETE FROM challenges WHERE expires_at <= ?1")
             .bind(now)

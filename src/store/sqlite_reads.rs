@@ -176,6 +176,24 @@ impl Readers {
             .transpose()
         })
     }
+
+    /// [`super::Store::has_open_challenge`]: the `challenges_user` index finds the user's
+    /// few rows.
+    pub(super) fn has_open_challenge(
+        &self,
+        user: &str,
+        nas: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        self.with(|c| {
+            c.prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM challenges \
+                 WHERE user = ?1 AND nas = ?2 AND expires_at > ?3)",
+            )
+            .and_then(|mut st| st.query_row(rusqlite::params![user, nas, now], |r| r.get(0)))
+            .map_err(sqlite_err)
+        })
+    }
 }
 
 /// The token columns every token read selects, in the order [`token_record`] reads them.

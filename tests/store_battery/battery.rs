@@ -45,6 +45,7 @@ where
     race_record_failure(make().await).await;
     challenge_put_get_and_expiry(&*make().await).await;
     challenge_consumed_once(&*make().await).await;
+    open_challenge_by_user_and_client(&*make().await).await;
     race_consume_challenge(make().await).await;
     fail_challenge_closes_at_max(&*make().await).await;
     race_fail_challenge(make().await).await;
@@ -633,6 +634,35 @@ pub async fn challenge_put_get_and_expiry(store: &dyn Store) {
     assert_eq!(store.challenge(&[0, 1, 2, 0], T).await.unwrap(), None);
     // Same State twice is refused.
     assert!(store.put_challenge(&c).await.is_err());
+}
+
+pub async fn open_challenge_by_user_and_client(store: &dyn Store) {
+    assert!(!store.has_open_challenge("alice", "vpn-1", T).await.unwrap());
+    store
+        .put_challenge(&challenge(b"open-1", "alice", T + 60))
+        .await
+        .unwrap();
+    assert!(store.has_open_challenge("alice", "vpn-1", T).await.unwrap());
+    assert!(
+        !store.has_open_challenge("alice", "vpn-2", T).await.unwrap(),
+        "another client's prompt"
+    );
+    assert!(
+        !store.has_open_challenge("bob", "vpn-1", T).await.unwrap(),
+        "another user's prompt"
+    );
+    assert!(
+        !store
+            .has_open_challenge("alice", "vpn-1", T + 60)
+            .await
+            .unwrap(),
+        "expired"
+    );
+    assert!(store.consume_challenge(b"open-1").await.unwrap());
+    assert!(
+        !store.has_open_challenge("alice", "vpn-1", T).await.unwrap(),
+        "answered"
+    );
 }
 
 pub async fn challenge_consumed_once(store: &dyn Store) {
