@@ -228,6 +228,63 @@ fn answer_without_state_is_refused_and_explained() {
     assert_eq!(r4.code, "Access-Accept", "{}", r4.output);
 }
 
+/// `[audit] keep_days`: at start (and then once a minute) the server deletes older
+/// records, a backlog in batches, and keeps the rest.
+#[test]
+fn audit_records_older_than_keep_days_are_deleted() {
+    let slapd = directory();
+    let dir = tempfile::tempdir().unwrap();
+    let config = common::radmfa::write_config(dir.path(), &Options::new(&slapd.url));
+    let text = std::fs::read_to_string(&config).unwrap();
+    let text = text.replacen(
+        "include_email = true",
+        "include_email = true\nkeep_days = 1",
+        1,
+    );
+    std::fs::write(&config, text).unwrap();
+    // An admin command creates the database; then a backlog is written into it as an older
+    // radmfa would have: 4,500 records three days old (over two batches), one 12 hours old.
+    let out = std::process::Command::new(common::radmfa::bin())
+        .arg("--config")
+        .arg(&config)
+        .args(["user", "enroll-totp", "alice", "--uri-only"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let script = r#"
+import sqlite3, sys, time
+db = sqlite3.connect(sys.argv[1])
+now = int(time.time())
+row = "INSERT INTO audit (time, user, mode, result, server_name, latency_ms) VALUES (?, ?, 'totp', 'accept', 'old-node', 3)"
+db.executemany(row, [(now - 3 * 86400 + i, "olduser") for i in range(4500)])
+db.execute(row, (now - 12 * 3600, "recentuser"))
+db.commit()
+"#;
+    let out = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(dir.path().join("radmfa.db"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+
+    let srv = Server::start_with(dir, config);
+    assert!(
+        srv.log_shows("old audit records deleted"),
+        "no purge in the log:\n{}",
+        srv.log()
+    );
+    let log = srv.log();
+    assert!(log.contains("deleted=4500"), "{log}");
+    assert!(srv.audit_json("olduser").is_empty(), "old records left");
+    assert_eq!(
+        srv.audit_json("recentuser").len(),
+        1,
+        "a recent record went"
+    );
+    // The enrollment's own audit record (just now) stays too.
+    assert!(!srv.audit_json("alice").is_empty());
+}
+
 #[test]
 fn expired_state_is_rejected() {
     let slapd = directory();

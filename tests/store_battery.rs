@@ -104,6 +104,7 @@ store_battery! {
         audit_append_and_round_trip,
         audit_filters_order_and_limit,
         audit_default_limit_is_100,
+        purge_audit_deletes_the_oldest_in_batches,
         delete_user_removes_everything_of_that_user,
         profile_phone_method_round_trip,
         block_and_unblock,

@@ -24,7 +24,7 @@ pub async fn serve(cfg: Config, path: &std::path::Path) -> anyhow::Result<()> {
     };
     let app = AppState::build(cfg).await?;
     let shutdown = CancellationToken::new();
-    tokio::spawn(purge_expired_challenges(app.clone(), shutdown.clone()));
+    tokio::spawn(housekeeping(app.clone(), shutdown.clone()));
     // Provider callbacks (calls): bound before the RADIUS sockets serve, so no call placed
     // by the first request can report back to a closed port.
     if let Some(cb) = &app.config().delivery.callbacks {
@@ -148,8 +148,9 @@ async fn wait_for_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-/// Expired challenges are refused on lookup anyway; this only keeps the table small.
-async fn purge_expired_challenges(app: std::sync::Arc<AppState>, stop: CancellationToken) {
+/// Once a minute: expired challenges (refused on lookup anyway; this keeps the table small),
+/// spent SMS/call state, and audit records past `[audit] keep_days`.
+async fn housekeeping(app: std::sync::Arc<AppState>, stop: CancellationToken) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
     loop {
         tokio::select! {
@@ -158,13 +159,49 @@ async fn purge_expired_challenges(app: std::sync::Arc<AppState>, stop: Cancellat
                 if let Err(e) = app.store.purge_expired_challenges(app.clock.now()).await {
                     tracing::warn!(error = %e, "purging expired challenges");
                 }
-                let delivery = &app.config().delivery;
+                let config = app.config();
+                let delivery = &config.delivery;
                 if delivery.sms.is_some() || delivery.voice.is_some() {
                     if let Err(e) = app.store.purge_delivery_state(app.clock.now()).await {
                         tracing::warn!(error = %e, "purging SMS/call transactions");
                     }
                 }
+                if let Some(days) = config.audit.keep_days {
+                    purge_old_audit(&app, days, &stop).await;
+                }
             }
         }
+    }
+}
+
+/// Audit records per delete: small enough that logins never wait long for the write lock.
+const AUDIT_PURGE_BATCH: u32 = 2_000;
+
+/// `[audit] keep_days`: deletes older records in batches, a pause between them so that a
+/// backlog (the setting just turned on) does not crowd out logins. Every node of a cluster
+/// does this; the deletes are idempotent.
+async fn purge_old_audit(app: &AppState, days: u32, stop: &CancellationToken) {
+    let before = app.clock.now() - i64::from(days) * 86_400;
+    let mut total = 0;
+    loop {
+        let n = match app.store.purge_audit(before, AUDIT_PURGE_BATCH).await {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(error = %e, "deleting audit records older than {days} days");
+                break;
+            }
+        };
+        total += n;
+        if n < u64::from(AUDIT_PURGE_BATCH) || stop.is_cancelled() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    if total > 0 {
+        tracing::info!(
+            deleted = total,
+            keep_days = days,
+            "old audit records deleted"
+        );
     }
 }

@@ -156,6 +156,8 @@ pub struct MetricsConfig {
 pub struct AuditConfig {
     pub include_name: bool,
     pub include_email: bool,
+    /// Records older than this many days are deleted by the server; `None` keeps all.
+    pub keep_days: Option<u32>,
 }
 
 /// How a client collects the second factor.

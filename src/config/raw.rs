@@ -270,6 +270,8 @@ impl Default for RawLockout {
 pub struct RawAudit {
     pub include_name: bool,
     pub include_email: bool,
+    /// 0: keep every record.
+    pub keep_days: u32,
 }
 
 /// `[radsec]`: RADIUS over TLS (RFC 6614), off unless the section is there.

@@ -52,10 +52,7 @@ pub fn validate(raw: RawConfig, origin: &Path) -> Result<Config, ConfigError> {
         hotp: hotp_config(hotp)?,
         challenge: challenge_config(challenge)?,
         lockout: lockout_config(lockout)?,
-        audit: AuditConfig {
-            include_name: audit.include_name,
-            include_email: audit.include_email,
-        },
+        audit: audit_config(audit)?,
         metrics: metrics.map(metrics_config).transpose()?,
         radsec: radsec
             .map(|r| radsec_config(r, base, longest_request))
@@ -387,6 +384,28 @@ fn challenge_config(raw: RawChallenge) -> Result<ChallengeConfig, ConfigError> {
         timeout: Duration::from_secs(timeout_secs),
         max_attempts,
         prompt,
+    })
+}
+
+/// A century: above that, a number of days is more likely a typo (seconds?) than a policy.
+const MAX_KEEP_DAYS: u32 = 36_500;
+
+fn audit_config(raw: RawAudit) -> Result<AuditConfig, ConfigError> {
+    let RawAudit {
+        include_name,
+        include_email,
+        keep_days,
+    } = raw;
+    if keep_days > MAX_KEEP_DAYS {
+        return Err(ConfigError::invalid(
+            "audit.keep_days",
+            format!("{keep_days} days is over a century; use 0 to keep every record"),
+        ));
+    }
+    Ok(AuditConfig {
+        include_name,
+        include_email,
+        keep_days: (keep_days > 0).then_some(keep_days),
     })
 }
 

@@ -526,6 +526,9 @@ pub trait Store: Send + Sync + 'static {
     async fn append_audit(&self, record: &AuditRecord) -> Result<i64, StoreError>;
     /// Newest first.
     async fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError>;
+    /// Deletes up to `batch` of the oldest records older than `before`; returns how many.
+    /// Batched so a large backlog never holds the write lock for long.
+    async fn purge_audit(&self, before: i64, batch: u32) -> Result<u64, StoreError>;
 }
 
 #[cfg(test)]

@@ -601,4 +601,17 @@ impl Store for PgStore {
         let rows = q.build().fetch_all(&self.pool).await?;
         rows.iter().map(audit_from_row).collect()
     }
+
+    async fn purge_audit(&self, before: i64, batch: u32) -> Result<u64, StoreError> {
+        let mut w = self.writer().await?;
+        let r = sqlx::query(
+            "DELETE FROM audit WHERE id IN \
+             (SELECT id FROM audit WHERE time < $1 ORDER BY time LIMIT $2)",
+        )
+        .bind(before)
+        .bind(i64::from(batch))
+        .execute(w.conn())
+        .await;
+        Ok(w.done(r)?.rows_affected())
+    }
 }

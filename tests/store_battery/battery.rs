@@ -53,6 +53,7 @@ where
     audit_append_and_round_trip(&*make().await).await;
     audit_filters_order_and_limit(&*make().await).await;
     audit_default_limit_is_100(&*make().await).await;
+    purge_audit_deletes_the_oldest_in_batches(&*make().await).await;
     delete_user_removes_everything_of_that_user(&*make().await).await;
     inventory_import_list_assign_enable_delete(&*make().await).await;
     import_is_all_or_nothing(&*make().await).await;
@@ -944,6 +945,30 @@ pub async fn audit_default_limit_is_100(store: &dyn Store) {
         .await
         .unwrap();
     assert_eq!(more.len(), 120);
+}
+
+pub async fn purge_audit_deletes_the_oldest_in_batches(store: &dyn Store) {
+    for i in 0..25 {
+        store
+            .append_audit(&audit_record(T + i, "alice", "accept"))
+            .await
+            .unwrap();
+    }
+    let everything = AuditFilter {
+        limit: 1000,
+        ..Default::default()
+    };
+    // Older than T + 20: 20 records, deleted 8, 8, then the last 4.
+    assert_eq!(store.purge_audit(T + 20, 8).await.unwrap(), 8);
+    let left = store.audit(&everything).await.unwrap();
+    assert_eq!(left.len(), 17);
+    assert_eq!(left.last().unwrap().time, T + 8, "the oldest went first");
+    assert_eq!(store.purge_audit(T + 20, 8).await.unwrap(), 8);
+    assert_eq!(store.purge_audit(T + 20, 8).await.unwrap(), 4);
+    assert_eq!(store.purge_audit(T + 20, 8).await.unwrap(), 0);
+    let left = store.audit(&everything).await.unwrap();
+    let times: Vec<i64> = left.iter().map(|r| r.time).collect();
+    assert_eq!(times, (20..25).rev().map(|i| T + i).collect::<Vec<_>>());
 }
 
 // ---------------------------------------------------------------------------------------------
