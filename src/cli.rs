@@ -151,10 +151,15 @@ pub struct AuditArgs {
     pub since: Option<String>,
     #[arg(long)]
     pub until: Option<String>,
+    /// Records shown; with --count-by, groups shown (the largest; days: the latest).
     #[arg(long, default_value_t = 50)]
     pub limit: u32,
     #[arg(long)]
     pub json: bool,
+    /// A report instead of records: how many of the matching records had each result, per
+    /// user, NAS, mode, result, reason or UTC day.
+    #[arg(long, value_enum, value_name = "GROUP")]
+    pub count_by: Option<crate::store::AuditGroup>,
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {

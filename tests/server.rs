@@ -285,6 +285,73 @@ db.commit()
     assert!(!srv.audit_json("alice").is_empty());
 }
 
+/// `radmfa audit --count-by`: the report's counts agree with the records themselves.
+#[test]
+fn audit_report_counts_match_the_records() {
+    let slapd = directory();
+    let srv = start(&slapd, |_| {});
+    let seed = srv.enroll("alice", &[]);
+    srv.enroll("bob", &[]);
+    for _ in 0..2 {
+        let r1 = py_password(&srv, "alice", ALICE_PW);
+        let state = r1["state"].as_str().unwrap().to_string();
+        let r2 = py_code(&srv, "alice", &totp(&seed, now(), &[]), &state);
+        assert!(
+            matches!(code_of(&r2), "Access-Accept" | "Access-Reject"),
+            "{r2}"
+        );
+    }
+    for _ in 0..3 {
+        let r = py_password(&srv, "bob", "wrong-password");
+        assert_eq!(code_of(&r), "Access-Reject", "{r}");
+    }
+
+    let out = srv.cli(&["audit", "--count-by", "user", "--json"]);
+    assert!(out.status.success(), "{out:?}");
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for user in ["alice", "bob"] {
+        let records = srv.audit_json(user);
+        let line = lines
+            .iter()
+            .find(|l| l["key"] == user)
+            .unwrap_or_else(|| panic!("{user} missing from {lines:?}"));
+        assert_eq!(line["total"], records.len(), "{user}: {line}");
+        for result in ["accept", "reject", "challenge", "enroll"] {
+            let n = records.iter().filter(|r| r["result"] == result).count();
+            let got = line["results"][result].as_u64().unwrap_or(0) as usize;
+            assert_eq!(got, n, "{user} {result}: {line} vs {records:#?}");
+        }
+    }
+    assert_eq!(lines[0]["key"], "alice", "the busiest first: {lines:?}");
+
+    // The text form, by reason, rejects only: bob's three wrong passwords on one line.
+    let out = srv.cli(&["audit", "--count-by", "reason", "--result", "reject"]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let header = text.lines().next().unwrap();
+    assert!(
+        header.contains("TOTAL") && header.ends_with("REASON"),
+        "{text}"
+    );
+    let bad = text
+        .lines()
+        .find(|l| l.ends_with("bad password"))
+        .unwrap_or_else(|| panic!("{text}"));
+    let cols: Vec<&str> = bad.split_whitespace().collect();
+    assert_eq!(&cols[..5], ["3", "0", "3", "0", "0"], "{text}");
+
+    // By day: everything happened today (UTC).
+    let out = srv.cli(&["audit", "--count-by", "day", "--json"]);
+    let days = String::from_utf8(out.stdout).unwrap();
+    let today = time::OffsetDateTime::now_utc().date().to_string();
+    assert_eq!(days.lines().count(), 1, "{days}");
+    assert!(days.contains(&today), "{days}");
+}
+
 #[test]
 fn expired_state_is_rejected() {
     let slapd = directory();

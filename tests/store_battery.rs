@@ -105,6 +105,7 @@ store_battery! {
         audit_filters_order_and_limit,
         audit_default_limit_is_100,
         purge_audit_deletes_the_oldest_in_batches,
+        audit_counts_per_group_and_result,
         delete_user_removes_everything_of_that_user,
         profile_phone_method_round_trip,
         block_and_unblock,

@@ -1,5 +1,6 @@
 //! `radmfa audit`: recent records, filtered, as a table or JSON lines.
 
+use std::collections::BTreeMap;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
@@ -10,7 +11,7 @@ use crate::app::with_command_store;
 use crate::cli::AuditArgs;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
-use crate::store::AuditFilter;
+use crate::store::{AuditCount, AuditFilter, AuditGroup};
 
 pub fn fmt_time(t: i64) -> String {
     OffsetDateTime::from_unix_timestamp(t)
@@ -58,6 +59,13 @@ pub async fn run(cfg: &Config, args: AuditArgs) -> anyhow::Result<ExitCode> {
             .context("--until")?,
         limit: args.limit,
     };
+    if let Some(by) = args.count_by {
+        let counts = with_command_store(&cfg.store, async |store| {
+            Ok(store.audit_counts(&filter, by).await?)
+        })
+        .await?;
+        return report(counts, by, args.limit, args.json);
+    }
     let rows =
         with_command_store(&cfg.store, async |store| Ok(store.audit(&filter).await?)).await?;
     if args.json {
@@ -86,9 +94,125 @@ pub async fn run(cfg: &Config, args: AuditArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// One line of a report: a group's count per result.
+#[derive(Debug, Default, serde::Serialize)]
+struct Group {
+    key: String,
+    total: u64,
+    results: BTreeMap<String, u64>,
+}
+
+/// Results with a column of their own; the admin events (enroll, lock, …) go under OTHER.
+const COLUMNS: [&str; 3] = ["accept", "reject", "challenge"];
+
+/// Pivots the counts to one line per group: the largest groups first (days: the latest
+/// first), at most `limit` of them.
+fn groups(counts: Vec<AuditCount>, by: AuditGroup) -> Vec<Group> {
+    let mut map: BTreeMap<String, Group> = BTreeMap::new();
+    for c in counts {
+        let g = map.entry(c.key.clone()).or_insert_with(|| Group {
+            key: c.key,
+            ..Default::default()
+        });
+        g.total += c.count;
+        *g.results.entry(c.result).or_default() += c.count;
+    }
+    let mut out: Vec<Group> = map.into_values().collect();
+    if by == AuditGroup::Day {
+        out.reverse();
+    } else {
+        // Stable: equal totals stay in key order.
+        out.sort_by_key(|g| std::cmp::Reverse(g.total));
+    }
+    out
+}
+
+fn report(
+    counts: Vec<AuditCount>,
+    by: AuditGroup,
+    limit: u32,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let all = groups(counts, by);
+    let shown = if limit == 0 {
+        all.len()
+    } else {
+        all.len().min(limit as usize)
+    };
+    if json {
+        for g in &all[..shown] {
+            println!("{}", serde_json::to_string(g)?);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let name = format!("{by:?}").to_uppercase();
+    println!(
+        "{:>9} {:>9} {:>9} {:>9} {:>9}  {name}",
+        "TOTAL", "ACCEPT", "REJECT", "CHALLENGE", "OTHER"
+    );
+    for g in &all[..shown] {
+        let n = |r: &str| g.results.get(r).copied().unwrap_or(0);
+        let other = g.total - COLUMNS.iter().map(|r| n(r)).sum::<u64>();
+        println!(
+            "{:>9} {:>9} {:>9} {:>9} {:>9}  {}",
+            g.total,
+            n("accept"),
+            n("reject"),
+            n("challenge"),
+            other,
+            g.key
+        );
+    }
+    if shown < all.len() {
+        let rest: u64 = all[shown..].iter().map(|g| g.total).sum();
+        println!(
+            "({} more groups, {rest} records; raise --limit)",
+            all.len() - shown
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn count(key: &str, result: &str, count: u64) -> AuditCount {
+        AuditCount {
+            key: key.into(),
+            result: result.into(),
+            count,
+        }
+    }
+
+    #[test]
+    fn report_groups_are_pivoted_and_ordered() {
+        let counts = vec![
+            count("bob", "accept", 2),
+            count("alice", "reject", 1),
+            count("alice", "accept", 3),
+            count("carol", "enroll", 1),
+            count("dave", "reject", 1),
+        ];
+        let g = groups(counts.clone(), AuditGroup::User);
+        let keys: Vec<&str> = g.iter().map(|g| g.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["alice", "bob", "carol", "dave"],
+            "largest first, ties by name"
+        );
+        assert_eq!(g[0].total, 4);
+        assert_eq!(g[0].results["accept"], 3);
+        assert_eq!(g[0].results["reject"], 1);
+        let days = groups(
+            vec![
+                count("2026-11-30", "accept", 9),
+                count("2026-12-01", "accept", 1),
+            ],
+            AuditGroup::Day,
+        );
+        assert_eq!(days[0].key, "2026-12-01", "latest day first");
+    }
 
     #[test]
     fn times_parse_in_all_three_forms() {

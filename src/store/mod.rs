@@ -270,6 +270,27 @@ pub struct AuditFilter {
     pub limit: u32,
 }
 
+/// What [`Store::audit_counts`] groups records by (`radmfa audit --count-by`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AuditGroup {
+    User,
+    Nas,
+    Mode,
+    Result,
+    Reason,
+    /// The UTC calendar day, `YYYY-MM-DD`.
+    Day,
+}
+
+/// How many records of one group had one result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditCount {
+    /// The group's value; `-` where the column is empty (no NAS, no reason).
+    pub key: String,
+    pub result: String,
+    pub count: u64,
+}
+
 /// All user-name arguments are keys made by [`user_key`].
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -526,6 +547,13 @@ pub trait Store: Send + Sync + 'static {
     async fn append_audit(&self, record: &AuditRecord) -> Result<i64, StoreError>;
     /// Newest first.
     async fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError>;
+    /// Records matching `filter` (its limit ignored), counted per group and result: the
+    /// authentication and usage reports. Unordered.
+    async fn audit_counts(
+        &self,
+        filter: &AuditFilter,
+        by: AuditGroup,
+    ) -> Result<Vec<AuditCount>, StoreError>;
     /// Deletes up to `batch` of the oldest records older than `before`; returns how many.
     /// Batched so a large backlog never holds the write lock for long.
     async fn purge_audit(&self, before: i64, batch: u32) -> Result<u64, StoreError>;

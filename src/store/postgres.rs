@@ -18,9 +18,10 @@ use sqlx::postgres::PgPool;
 use sqlx::{Postgres, QueryBuilder, Row};
 
 use super::{
-    AppPassword, AuditFilter, AuditRecord, ChallengeAttempt, NewToken, OobBegin, OobStatus,
-    OobTransaction, PendingChallenge, Sealer, SendLimit, Store, StoreError, Token, TokenExtra,
-    TokenFilter, TokenRecord, TokensRemoved, UserProfile, UserSnapshot, UserStatus,
+    AppPassword, AuditCount, AuditFilter, AuditGroup, AuditRecord, ChallengeAttempt, NewToken,
+    OobBegin, OobStatus, OobTransaction, PendingChallenge, Sealer, SendLimit, Store, StoreError,
+    Token, TokenExtra, TokenFilter, TokenRecord, TokensRemoved, UserProfile, UserSnapshot,
+    UserStatus,
 };
 
 mod audit_batch;
@@ -579,18 +580,7 @@ impl Store for PgStore {
     async fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {
         let mut q: QueryBuilder<Postgres> =
             QueryBuilder::new(format!("SELECT {AUDIT_COLUMNS} FROM audit WHERE TRUE"));
-        if let Some(user) = &filter.user {
-            q.push(" AND username = ").push_bind(user.clone());
-        }
-        if let Some(result) = &filter.result {
-            q.push(" AND result = ").push_bind(result.clone());
-        }
-        if let Some(since) = filter.since {
-            q.push(" AND time >= ").push_bind(since);
-        }
-        if let Some(until) = filter.until {
-            q.push(" AND time <= ").push_bind(until);
-        }
+        push_audit_filter(&mut q, filter);
         let limit = if filter.limit == 0 {
             DEFAULT_AUDIT_LIMIT
         } else {
@@ -600,6 +590,36 @@ impl Store for PgStore {
             .push_bind(i64::from(limit));
         let rows = q.build().fetch_all(&self.pool).await?;
         rows.iter().map(audit_from_row).collect()
+    }
+
+    async fn audit_counts(
+        &self,
+        filter: &AuditFilter,
+        by: AuditGroup,
+    ) -> Result<Vec<AuditCount>, StoreError> {
+        let key = match by {
+            AuditGroup::User => "username",
+            AuditGroup::Nas => "COALESCE(nas_name, '-')",
+            AuditGroup::Mode => "mode",
+            AuditGroup::Result => "result",
+            AuditGroup::Reason => "COALESCE(reason, '-')",
+            AuditGroup::Day => "to_char(to_timestamp(time) AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
+        };
+        let mut q: QueryBuilder<Postgres> = QueryBuilder::new(format!(
+            "SELECT {key} AS k, result, COUNT(*) AS n FROM audit WHERE TRUE"
+        ));
+        push_audit_filter(&mut q, filter);
+        q.push(" GROUP BY k, result");
+        let rows = q.build().fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AuditCount {
+                    key: r.try_get("k")?,
+                    result: r.try_get("result")?,
+                    count: to_u64(r.try_get("n")?, "audit count")?,
+                })
+            })
+            .collect()
     }
 
     async fn purge_audit(&self, before: i64, batch: u32) -> Result<u64, StoreError> {
@@ -613,5 +633,21 @@ impl Store for PgStore {
         .execute(w.conn())
         .await;
         Ok(w.done(r)?.rows_affected())
+    }
+}
+
+/// `radmfa audit`'s filters, after a `WHERE` clause.
+fn push_audit_filter(q: &mut QueryBuilder<'_, Postgres>, filter: &AuditFilter) {
+    if let Some(user) = &filter.user {
+        q.push(" AND username = ").push_bind(user.clone());
+    }
+    if let Some(result) = &filter.result {
+        q.push(" AND result = ").push_bind(result.clone());
+    }
+    if let Some(since) = filter.since {
+        q.push(" AND time >= ").push_bind(since);
+    }
+    if let Some(until) = filter.until {
+        q.push(" AND time <= ").push_bind(until);
     }
 }

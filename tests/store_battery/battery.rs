@@ -13,7 +13,7 @@ use std::sync::Arc;
 use radmfa::secret::Secret;
 use radmfa::store::durability;
 use radmfa::store::{
-    AuditFilter, AuditRecord, ChallengeAttempt, NewToken, OobBegin, OobKind, OobStatus,
+    AuditFilter, AuditGroup, AuditRecord, ChallengeAttempt, NewToken, OobBegin, OobKind, OobStatus,
     OobTransaction, OtpAlgorithm, PendingChallenge, SendLimit, Store, StoreError, TokenExtra,
     TokenFilter, TokenKind, UserProfile, UserStatus,
 };
@@ -54,6 +54,7 @@ where
     audit_filters_order_and_limit(&*make().await).await;
     audit_default_limit_is_100(&*make().await).await;
     purge_audit_deletes_the_oldest_in_batches(&*make().await).await;
+    audit_counts_per_group_and_result(&*make().await).await;
     delete_user_removes_everything_of_that_user(&*make().await).await;
     inventory_import_list_assign_enable_delete(&*make().await).await;
     import_is_all_or_nothing(&*make().await).await;
@@ -945,6 +946,81 @@ pub async fn audit_default_limit_is_100(store: &dyn Store) {
         .await
         .unwrap();
     assert_eq!(more.len(), 120);
+}
+
+pub async fn audit_counts_per_group_and_result(store: &dyn Store) {
+    // T is 2023-11-14T22:13:20Z: T + 7200 is the next UTC day.
+    let rec = |time: i64, user: &str, result: &str, nas: Option<&str>| {
+        let mut r = audit_record(time, user, result);
+        r.nas_name = nas.map(str::to_string);
+        r.reason = (result == "reject").then(|| "bad password".to_string());
+        r
+    };
+    for r in [
+        rec(T, "alice", "accept", Some("vpn")),
+        rec(T + 1, "alice", "accept", Some("vpn")),
+        rec(T + 2, "alice", "reject", Some("vpn")),
+        rec(T + 7200, "bob", "reject", Some("wifi")),
+        rec(T + 7201, "bob", "enroll", None),
+    ] {
+        store.append_audit(&r).await.unwrap();
+    }
+    let counts = |filter: AuditFilter, by: AuditGroup| async move {
+        let mut c: Vec<(String, String, u64)> = store
+            .audit_counts(&filter, by)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|c| (c.key, c.result, c.count))
+            .collect();
+        c.sort();
+        c
+    };
+    let t = |k: &str, r: &str, n: u64| (k.to_string(), r.to_string(), n);
+    assert_eq!(
+        counts(AuditFilter::default(), AuditGroup::User).await,
+        [
+            t("alice", "accept", 2),
+            t("alice", "reject", 1),
+            t("bob", "enroll", 1),
+            t("bob", "reject", 1)
+        ]
+    );
+    assert_eq!(
+        counts(AuditFilter::default(), AuditGroup::Nas).await,
+        [
+            t("-", "enroll", 1),
+            t("vpn", "accept", 2),
+            t("vpn", "reject", 1),
+            t("wifi", "reject", 1)
+        ]
+    );
+    assert_eq!(
+        counts(AuditFilter::default(), AuditGroup::Day).await,
+        [
+            t("2023-11-14", "accept", 2),
+            t("2023-11-14", "reject", 1),
+            t("2023-11-15", "enroll", 1),
+            t("2023-11-15", "reject", 1)
+        ]
+    );
+    let rejects = AuditFilter {
+        result: Some("reject".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        counts(rejects, AuditGroup::Reason).await,
+        [t("bad password", "reject", 2)]
+    );
+    let since = AuditFilter {
+        since: Some(T + 1),
+        until: Some(T + 7200),
+        ..Default::default()
+    };
+    assert_eq!(
+        counts(since, AuditGroup::Result).await,
+        [t("accept", "accept", 1), t("reject", "reject", 2)]
+    );
 }
 
 pub async fn purge_audit_deletes_the_oldest_in_batches(store: &dyn Store) {
