@@ -352,6 +352,61 @@ fn audit_report_counts_match_the_records() {
     assert!(days.contains(&today), "{days}");
 }
 
+/// `[ldap] strip_domains`: CORP\alice and alice@corp.example.org are alice, at login and in
+/// admin commands; a domain not listed is part of the name (nobody), answered as any
+/// unknown user is.
+#[test]
+fn listed_domains_are_taken_off_user_names() {
+    let slapd = directory();
+    let dir = tempfile::tempdir().unwrap();
+    let config = common::radmfa::write_config(dir.path(), &Options::new(&slapd.url));
+    let text = std::fs::read_to_string(&config).unwrap();
+    let text = text.replacen(
+        "user_filter = \"(uid={user})\"",
+        "user_filter = \"(uid={user})\"\nstrip_domains = [\"CORP\", \"corp.example.org\"]",
+        1,
+    );
+    std::fs::write(&config, text).unwrap();
+    let srv = Server::start_with(dir, config);
+    // Enrolled under the domain form: the same user as plain alice.
+    let seed = srv.enroll("CORP\\Alice", &[]);
+    let show = srv.cli(&["user", "show", "alice", "--json"]);
+    assert!(show.status.success(), "{show:?}");
+    assert!(
+        String::from_utf8_lossy(&show.stdout).contains("TOTP-"),
+        "no token for alice: {show:?}"
+    );
+
+    let mut step = 0;
+    for typed in ["CORP\\alice", "alice@Corp.Example.Org", "alice"] {
+        let r1 = py_password(&srv, typed, ALICE_PW);
+        assert_eq!(code_of(&r1), "Access-Challenge", "{typed}: {r1}");
+        let state = r1["state"].as_str().unwrap().to_string();
+        // Each login a later time step: a step once used is refused.
+        step += 1;
+        let r2 = py_code(&srv, typed, &totp(&seed, now() + 30 * step, &[]), &state);
+        assert_eq!(code_of(&r2), "Access-Accept", "{typed}: {r2}");
+    }
+    let accepts = srv
+        .audit_json("alice")
+        .iter()
+        .filter(|r| r["result"] == "accept")
+        .count();
+    assert_eq!(accepts, 3, "all three logins are alice's");
+
+    // Another domain: not alice; the same reply as a user the directory lacks.
+    let other = py_password(&srv, "OTHER\\alice", ALICE_PW);
+    let nobody = py_password(&srv, "nobody", ALICE_PW);
+    assert_eq!(code_of(&other), "Access-Reject", "{other}");
+    for field in ["code", "messages", "state", "first_attribute"] {
+        assert_eq!(other[field], nobody[field], "{other} vs {nobody}");
+    }
+    let audit = srv.audit_json("OTHER\\alice");
+    assert_eq!(audit.len(), 1, "{audit:#?}");
+    assert_eq!(audit[0]["user"], "other\\alice");
+    assert_eq!(audit[0]["reason"], "unknown user", "{audit:#?}");
+}
+
 #[test]
 fn expired_state_is_rejected() {
     let slapd = directory();

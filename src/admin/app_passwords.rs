@@ -12,7 +12,7 @@ use super::users::{admin_audit, write_admin_audit};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::mfa::app_password;
-use crate::store::{user_key, Store};
+use crate::store::Store;
 
 #[derive(Debug, Subcommand)]
 pub enum AppPasswordCommand {
@@ -69,7 +69,7 @@ pub async fn run(
     mut cmd: AppPasswordCommand,
 ) -> anyhow::Result<ExitCode> {
     let user = cmd.user_mut();
-    *user = user_key(user);
+    *user = cfg.user_names.key(user);
     match cmd {
         AppPasswordCommand::Add(a) => {
             let pw = app_password::generate();

@@ -45,7 +45,7 @@ pub fn parse_time(s: &str, now: i64) -> anyhow::Result<i64> {
 pub async fn run(cfg: &Config, args: AuditArgs) -> anyhow::Result<ExitCode> {
     let now = SystemClock.now();
     let filter = AuditFilter {
-        user: args.user.as_deref().map(crate::store::user_key),
+        user: args.user.as_deref().map(|u| cfg.user_names.key(u)),
         result: args.result,
         since: args
             .since

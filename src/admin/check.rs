@@ -80,7 +80,7 @@ pub async fn connect(cfg: &Config, user: Option<&str>) -> anyhow::Result<bool> {
     let Some(user) = user else {
         return Ok(ok);
     };
-    let user = crate::store::user_key(user);
+    let user = cfg.user_names.key(user);
     let info = match ldap.lookup(&user).await {
         Ok(Some(info)) => info,
         Ok(None) => {

@@ -220,7 +220,7 @@ pub async fn run(cfg: &Config, store: &dyn Store, a: ImportArgs) -> anyhow::Resu
             .progress_chars("=> "),
     );
     bar.set_message("checking");
-    let p = plan(entries, &map, &existing, a.replace, || bar.inc(1));
+    let mut p = plan(entries, &map, &existing, a.replace, || bar.inc(1));
     bar.finish_and_clear();
 
     for i in &p.ignored {
@@ -240,6 +240,12 @@ pub async fn run(cfg: &Config, store: &dyn Store, a: ImportArgs) -> anyhow::Resu
             p.ready.len()
         );
         return Ok(ExitCode::from(1));
+    }
+    // Owners as logins will name them: CORP\alice in a file is alice with strip_domains.
+    for t in &mut p.ready {
+        if let Some(user) = &mut t.token.user {
+            *user = cfg.user_names.key(user);
+        }
     }
     let assigned = p.ready.iter().filter(|t| t.token.user.is_some()).count();
     let summary = format!(

@@ -86,7 +86,7 @@ async fn run_on(cfg: &Config, store: &dyn Store, cmd: TokenCommand) -> anyhow::R
         TokenCommand::Resync(a) => return resync(cfg, store, a).await,
         TokenCommand::Import(a) => return super::token_import::run(cfg, store, a).await,
         TokenCommand::Assign(a) => {
-            let user = user_key(&a.user);
+            let user = cfg.user_names.key(&a.user);
             if user.is_empty() || user.len() > 253 || user.chars().any(char::is_control) {
                 bail!(
                     "user name {:?} is empty, too long or has control characters",

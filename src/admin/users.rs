@@ -10,10 +10,10 @@ use crate::cli::{EnrollArgs, UserCommand};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::mfa::enroll;
-use crate::store::{user_key, AuditRecord, NewToken, OtpAlgorithm, Store, StoreError, TokenKind};
+use crate::store::{AuditRecord, NewToken, OtpAlgorithm, Store, StoreError, TokenKind};
 
 pub async fn run(cfg: &Config, mut cmd: UserCommand) -> anyhow::Result<ExitCode> {
-    fold_user_name(&mut cmd);
+    fold_user_name(cfg, &mut cmd);
     with_command_store(&cfg.store, async |store| run_on(cfg, store, cmd).await).await
 }
 
@@ -61,8 +61,8 @@ async fn run_on(cfg: &Config, store: &dyn Store, cmd: UserCommand) -> anyhow::Re
     }
 }
 
-/// Admins type names as the directory shows them; the store keys them folded.
-fn fold_user_name(cmd: &mut UserCommand) {
+/// Admins type names as users do; the store keys them as logins do (`Config::user_names`).
+fn fold_user_name(cfg: &Config, cmd: &mut UserCommand) {
     let name = match cmd {
         UserCommand::EnrollTotp(a) => &mut a.user,
         UserCommand::Show(a) => &mut a.user,
@@ -75,7 +75,7 @@ fn fold_user_name(cmd: &mut UserCommand) {
         UserCommand::AppPassword(c) => c.user_mut(),
         UserCommand::List(_) => return,
     };
-    *name = user_key(name);
+    *name = cfg.user_names.key(name);
 }
 
 /// Writes the audit record of an admin action that has been made. If the record fails,

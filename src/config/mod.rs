@@ -4,10 +4,13 @@
 pub mod delivery;
 pub mod raw;
 pub mod raw_delivery;
+mod user_names;
 pub mod validate;
 mod validate_delivery;
 mod validate_ldap;
 mod validate_store;
+
+pub use user_names::UserNames;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -47,6 +50,8 @@ pub struct Config {
     pub server: ServerConfig,
     pub store: StoreConfig,
     pub ldap: LdapSettings,
+    /// How a typed user name becomes the user's key (`[ldap] strip_domains`).
+    pub user_names: UserNames,
     pub totp: TotpConfig,
     pub hotp: HotpConfig,
     pub challenge: ChallengeConfig,

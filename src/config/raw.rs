@@ -142,6 +142,9 @@ pub struct RawLdap {
     pub pool_size: usize,
     #[serde(default = "default_bind_concurrency")]
     pub max_concurrent_binds: usize,
+    /// Domains taken off `DOMAIN\user` and `user@domain` (config::user_names).
+    #[serde(default)]
+    pub strip_domains: Vec<String>,
     #[serde(default)]
     pub attributes: RawLdapAttributes,
 }

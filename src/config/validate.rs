@@ -47,6 +47,7 @@ pub fn validate(raw: RawConfig, origin: &Path) -> Result<Config, ConfigError> {
     Ok(Config {
         server,
         store,
+        user_names: UserNames::new("ldap.strip_domains", ldap.strip_domains.clone())?,
         ldap: ldap_settings(ldap, base)?,
         totp: totp_config(totp)?,
         hotp: hotp_config(hotp)?,

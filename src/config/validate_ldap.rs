@@ -25,6 +25,8 @@ pub(super) fn ldap_settings(raw: RawLdap, base: &Path) -> Result<LdapSettings, C
         timeout_ms,
         pool_size,
         max_concurrent_binds,
+        // Not the directory client's business: validate() makes it Config::user_names.
+        strip_domains: _,
         attributes,
     } = raw;
     if urls.is_empty() {

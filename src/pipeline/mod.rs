@@ -157,8 +157,12 @@ async fn answer(
     decide_by: tokio::time::Instant,
     deadline: Duration,
 ) -> Reply {
-    // Everything below uses the folded key; the directory sees the same name either way.
-    let user = crate::store::user_key(&req.user_name().unwrap_or_default());
+    // Everything below uses the key (a listed domain off, case folded); the directory sees
+    // the same name either way.
+    let user = app
+        .config()
+        .user_names
+        .key(&req.user_name().unwrap_or_default());
     let span = tracing::Span::current();
     span.record("user", user.as_str());
     let verdict = match tokio::time::timeout_at(decide_by, decide(app, ctx, req, &user)).await {
