@@ -123,8 +123,36 @@ fn list_show_reset_delete_and_audit() {
     assert_eq!(out.lines().count(), 1);
     let (_, out, _) = run(&cfg, &["audit", "--since", "1h", "--until", "0", "--json"]);
     assert_eq!(out.lines().count(), 0, "until the epoch: nothing");
+    // A name longer than any fixed column would be.
+    assert!(
+        run(
+            &cfg,
+            &[
+                "user",
+                "enroll-totp",
+                "a-rather-long-user-name.x",
+                "--uri-only"
+            ]
+        )
+        .0
+    );
     let (ok, out, _) = run(&cfg, &["audit", "--since", "1h"]);
     assert!(ok && out.starts_with("TIME"), "{out}");
+    // Every row's columns start where the header's do, up to NAS (MS is right-aligned).
+    let header = out.lines().next().unwrap();
+    let starts: Vec<usize> = ["USER", "RESULT", "MODE", "TOKEN", "NAS"]
+        .iter()
+        .map(|h| header.find(h).unwrap())
+        .collect();
+    for row in out.lines().skip(1) {
+        for &p in &starts {
+            let (before, at) = (row.as_bytes()[p - 1], row.as_bytes()[p]);
+            assert!(
+                before == b' ' && at != b' ',
+                "column at {p} out of line:\n{out}"
+            );
+        }
+    }
     let (ok, _, err) = run(&cfg, &["audit", "--since", "yesterday"]);
     assert!(!ok && err.contains("--since"), "{err}");
 }

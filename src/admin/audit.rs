@@ -11,7 +11,7 @@ use crate::app::with_command_store;
 use crate::cli::AuditArgs;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
-use crate::store::{AuditCount, AuditFilter, AuditGroup};
+use crate::store::{AuditCount, AuditFilter, AuditGroup, AuditRecord};
 
 pub fn fmt_time(t: i64) -> String {
     OffsetDateTime::from_unix_timestamp(t)
@@ -74,13 +74,24 @@ pub async fn run(cfg: &Config, args: AuditArgs) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
+    // Columns as wide as their widest value (at least the header), so long NAS names and
+    // serials do not push the rest out of line.
+    let width = |header: &str, value: &dyn Fn(&AuditRecord) -> usize| {
+        rows.iter().map(value).max().unwrap_or(0).max(header.len())
+    };
+    let wu = width("USER", &|r| r.user.chars().count());
+    let wm = width("MODE", &|r| r.mode.len());
+    let wt = width("TOKEN", &|r| r.token_serial.as_deref().map_or(1, str::len));
+    let wn = width("NAS", &|r| {
+        r.nas_name.as_deref().map_or(1, |n| n.chars().count())
+    });
     println!(
-        "{:<20} {:<16} {:<9} {:<12} {:<14} {:<12} {:>6}  REASON",
+        "{:<20} {:<wu$} {:<9} {:<wm$} {:<wt$} {:<wn$} {:>6}  REASON",
         "TIME", "USER", "RESULT", "MODE", "TOKEN", "NAS", "MS"
     );
     for r in rows {
         println!(
-            "{:<20} {:<16} {:<9} {:<12} {:<14} {:<12} {:>6}  {}",
+            "{:<20} {:<wu$} {:<9} {:<wm$} {:<wt$} {:<wn$} {:>6}  {}",
             fmt_time(r.time),
             r.user,
             r.result,
