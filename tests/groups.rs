@@ -213,6 +213,102 @@ exempt_groups = ["{exempt}"]
     assert_eq!(code(&r), "Access-Accept", "{r}");
 }
 
+/// `accept_attributes` and `group_attributes`: every Access-Accept through the client
+/// carries the first, members of a group also that group's, decoded by radclient with
+/// FreeRADIUS's own dictionaries (the vendor ones too). Challenges and rejects carry none.
+#[test]
+fn accepts_carry_the_clients_attributes_and_the_users_groups() {
+    let slapd = directory();
+    let (vpn, exempt) = (group_dn("vpn-users"), group_dn("mfa-exempt"));
+    let clients = format!(
+        r#"
+[[client]]
+name = "vpn"
+address = "127.0.0.1"
+secret = "{SECRET}"
+accept_attributes = ["Class = vpn", "Service-Type = Framed-User"]
+
+[[client.group_attributes]]
+group = "{vpn}"
+attributes = ["Fortinet-Group-Name = vpn-users", "PaloAlto-User-Group = \"vpn users\""]
+
+[[client.group_attributes]]
+group = "{exempt}"
+attributes = ["Filter-Id = exempt", "Vendor-14823-Attr-1 = exempt-role"]
+"#
+    );
+    let srv = with_clients(&slapd, &clients);
+    let host = srv.addr.to_string();
+    let seeds: Vec<(&str, String)> = ["alice", "bob", "carol"]
+        .iter()
+        .map(|u| (*u, srv.enroll(u, &[])))
+        .collect();
+    let ask = |attrs: String| radclient(&host, SECRET, &attrs);
+    let login = |user: &str, seed: &str| {
+        let r1 = ask(format!(
+            "User-Name = {user}, User-Password = \"{user}-pw\", Message-Authenticator = 0x00"
+        ));
+        assert_eq!(r1.code, "Access-Challenge", "{}", r1.output);
+        let received = r1.output.split("Received").nth(1).unwrap_or("").to_string();
+        assert!(
+            !received.contains("Class"),
+            "a challenge carries none: {received}"
+        );
+        let state = r1.state.expect("State");
+        let code = totp(seed, now(), &[]);
+        let r2 = ask(format!(
+            "User-Name = {user}, User-Password = {code}, State = {state}, \
+             Message-Authenticator = 0x00"
+        ));
+        assert_eq!(
+            r2.code,
+            "Access-Accept",
+            "{user}: {}\n{}",
+            r2.output,
+            srv.log()
+        );
+        r2.output.split("Received").nth(1).unwrap().to_string()
+    };
+    let everyone = ["Class = 0x76706e", "Service-Type = Framed-User"];
+    let vpn_users = [
+        "Fortinet-Group-Name = \"vpn-users\"",
+        "PaloAlto-User-Group = \"vpn users\"",
+    ];
+    let exempt_users = [
+        "Filter-Id = \"exempt\"",
+        "Aruba-User-Role = \"exempt-role\"",
+    ];
+    let has = |reply: &str, attrs: &[&str], want: bool| {
+        for a in attrs {
+            assert_eq!(reply.contains(a), want, "{a} (wanted: {want}) in:\n{reply}");
+        }
+    };
+    // alice: vpn-users only (round 2 uses the entry carried from round 1).
+    let r = login("alice", &seeds[0].1);
+    has(&r, &everyone, true);
+    has(&r, &vpn_users, true);
+    has(&r, &exempt_users, false);
+    // bob: no group.
+    let r = login("bob", &seeds[1].1);
+    has(&r, &everyone, true);
+    has(&r, &vpn_users, false);
+    has(&r, &exempt_users, false);
+    // carol: both groups, in the order of the config.
+    let r = login("carol", &seeds[2].1);
+    has(&r, &everyone, true);
+    has(&r, &vpn_users, true);
+    has(&r, &exempt_users, true);
+    assert!(
+        r.find("Fortinet").unwrap() < r.find("Filter-Id").unwrap(),
+        "{r}"
+    );
+    // A wrong password: a plain Reject.
+    let r = ask("User-Name = alice, User-Password = nope, Message-Authenticator = 0x00".into());
+    assert_eq!(r.code, "Access-Reject", "{}", r.output);
+    let received = r.output.split("Received").nth(1).unwrap();
+    has(received, &everyone, false);
+}
+
 /// `config check --connect --user`: each LDAP URL on its own (a dead one named), the store,
 /// and what a login for the user would find: the entry, the groups per client, the tokens.
 #[test]

@@ -111,9 +111,16 @@ pub async fn connect(cfg: &Config, user: Option<&str>) -> anyhow::Result<bool> {
         ),
     );
     for client in &cfg.clients {
+        let attribute_groups: Vec<String> = client
+            .accept_attributes
+            .by_group
+            .iter()
+            .map(|(g, _)| g.clone())
+            .collect();
         for (kind, groups) in [
             ("allow_groups", &client.groups.allow),
             ("exempt_groups", &client.groups.exempt),
+            ("group_attributes", &attribute_groups),
         ] {
             for group in groups {
                 match ldap.is_member(&user, &info, group).await {

@@ -19,6 +19,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 use crate::auth::ldap::LdapSettings;
+use crate::radius::reply_attr::ReplyAttr;
 use crate::secret::Secret;
 use crate::store::OtpAlgorithm;
 
@@ -194,9 +195,20 @@ pub struct ClientConfig {
     pub factors: delivery::ClientFactors,
     /// Directory groups that may log in here, and those that skip the second factor.
     pub groups: GroupPolicy,
+    /// Added to every Access-Accept through this client, then per group for its members.
+    pub accept_attributes: AcceptAttributes,
     /// RadSec: the DNS name the client's certificate must be issued to (SAN); `None` = any
     /// certificate from `radsec.ca_file`.
     pub radsec_name: Option<String>,
+}
+
+/// A client's `accept_attributes` and `group_attributes`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AcceptAttributes {
+    /// For every accepted login.
+    pub always: Vec<ReplyAttr>,
+    /// (group DN, attributes) for members of the group, in config order.
+    pub by_group: Vec<(String, Vec<ReplyAttr>)>,
 }
 
 /// A client's `allow_groups` and `exempt_groups` (group DNs; empty = no such rule).

@@ -350,7 +350,19 @@ pub struct RawClient {
     #[serde(default)]
     pub exempt_groups: Vec<String>,
     #[serde(default)]
+    pub accept_attributes: Vec<String>,
+    #[serde(default)]
+    pub group_attributes: Vec<RawGroupAttributes>,
+    #[serde(default)]
     pub radsec_name: Option<String>,
+}
+
+/// `[[client.group_attributes]]`: attributes for the members of one group.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGroupAttributes {
+    pub group: String,
+    pub attributes: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -10,6 +10,7 @@ use super::raw::*;
 use super::validate_ldap::ldap_settings;
 use super::validate_store::store_config;
 use super::*;
+use crate::radius::reply_attr::ReplyAttr;
 
 pub fn validate(raw: RawConfig, origin: &Path) -> Result<Config, ConfigError> {
     // Destructured exhaustively: a new section that is not wired here fails to compile.
@@ -433,6 +434,51 @@ fn lockout_config(raw: RawLockout) -> Result<LockoutConfig, ConfigError> {
     })
 }
 
+fn group_dn(key: &str, g: &str) -> Result<(), ConfigError> {
+    if !g.contains('=') || g.trim() != g {
+        return Err(ConfigError::invalid(
+            key,
+            format!("{g:?} is not a group DN, e.g. \"cn=vpn-users,ou=groups,dc=example,dc=org\""),
+        ));
+    }
+    Ok(())
+}
+
+fn accept_attributes_config(
+    key: &dyn Fn(&str) -> String,
+    always: Vec<String>,
+    by_group: Vec<RawGroupAttributes>,
+) -> Result<AcceptAttributes, ConfigError> {
+    let parse = |k: String, specs: &[String]| -> Result<Vec<ReplyAttr>, ConfigError> {
+        specs
+            .iter()
+            .enumerate()
+            .map(|(j, s)| {
+                ReplyAttr::parse(s).map_err(|e| ConfigError::invalid(format!("{k}[{j}]"), e))
+            })
+            .collect()
+    };
+    let mut out = AcceptAttributes {
+        always: parse(key("accept_attributes"), &always)?,
+        by_group: Vec::new(),
+    };
+    for (j, g) in by_group.iter().enumerate() {
+        let k = key(&format!("group_attributes[{j}]"));
+        group_dn(&format!("{k}.group"), &g.group)?;
+        if g.attributes.is_empty() {
+            return Err(ConfigError::invalid(
+                format!("{k}.attributes"),
+                "must not be empty",
+            ));
+        }
+        out.by_group.push((
+            g.group.clone(),
+            parse(format!("{k}.attributes"), &g.attributes)?,
+        ));
+    }
+    Ok(out)
+}
+
 fn client_configs(raw: Vec<RawClient>, base: &Path) -> Result<Vec<ClientConfig>, ConfigError> {
     if raw.is_empty() {
         return Err(ConfigError::invalid(
@@ -458,6 +504,8 @@ fn client_configs(raw: Vec<RawClient>, base: &Path) -> Result<Vec<ClientConfig>,
             second_factor_only,
             allow_groups,
             exempt_groups,
+            accept_attributes,
+            group_attributes,
             radsec_name,
         } = c;
         let key = |k: &str| format!("client[{i}].{k}");
@@ -539,16 +587,11 @@ fn client_configs(raw: Vec<RawClient>, base: &Path) -> Result<Vec<ClientConfig>,
             ("exempt_groups", &exempt_groups),
         ] {
             for (j, g) in groups.iter().enumerate() {
-                if !g.contains('=') || g.trim() != g {
-                    return Err(ConfigError::invalid(
-                        key(&format!("{k}[{j}]")),
-                        format!(
-                            "{g:?} is not a group DN, e.g. \"cn=vpn-users,ou=groups,dc=example,dc=org\""
-                        ),
-                    ));
-                }
+                group_dn(&key(&format!("{k}[{j}]")), g)?;
             }
         }
+        let accept_attributes =
+            accept_attributes_config(&key, accept_attributes, group_attributes)?;
         out.push(ClientConfig {
             name,
             networks,
@@ -561,6 +604,7 @@ fn client_configs(raw: Vec<RawClient>, base: &Path) -> Result<Vec<ClientConfig>,
                 allow: allow_groups,
                 exempt: exempt_groups,
             },
+            accept_attributes,
             radsec_name: radsec_name
                 .map(|n| {
                     rustls::pki_types::DnsName::try_from(n.as_str())

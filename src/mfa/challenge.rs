@@ -37,6 +37,9 @@ pub struct ChallengeContext {
     /// Methods the user may switch to at this prompt (allowed by the client and usable).
     #[serde(default)]
     pub methods: Vec<crate::mfa::method::Method>,
+    /// The user's directory entry, for the client's group_attributes at the accept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dn: Option<String>,
 }
 
 #[cfg(test)]

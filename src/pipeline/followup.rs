@@ -45,6 +45,7 @@ pub async fn answer(
     }
     let carried: ChallengeContext = serde_json::from_str(&pending.context).unwrap_or_default();
     let info = UserInfo {
+        dn: carried.dn.clone().unwrap_or_default(),
         given_name: carried.first_name.clone(),
         surname: carried.last_name.clone(),
         mail: carried.email.clone(),

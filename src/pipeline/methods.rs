@@ -43,6 +43,7 @@ impl Subject<'_> {
             oob: oob.map(str::to_string),
             phone: self.phone.clone(),
             methods: self.available.clone(),
+            dn: Some(self.info.dn.clone()).filter(|dn| !dn.is_empty()),
         }
     }
 

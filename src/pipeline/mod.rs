@@ -15,6 +15,7 @@
 //! Every verified Access-Request leaves exactly one audit record, written here at the single
 //! exit, and no reply leaves before the request's writes (audit record included) are on disk.
 
+mod accept_attributes;
 mod app_login;
 mod audit;
 mod followup;
@@ -199,10 +200,12 @@ async fn decide(
     if user.is_empty() {
         return Ok(Verdict::reject("no User-Name"));
     }
-    match req.state() {
-        Some(state) => followup::answer(app, ctx, req, user, &state).await,
-        None => login::start(app, ctx, req, user).await,
-    }
+    let mut v = match req.state() {
+        Some(state) => followup::answer(app, ctx, req, user, &state).await?,
+        None => login::start(app, ctx, req, user).await?,
+    };
+    accept_attributes::add(app, ctx, user, &mut v).await?;
+    Ok(v)
 }
 
 #[cfg(test)]

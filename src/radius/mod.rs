@@ -6,6 +6,7 @@
 pub mod client;
 pub mod crypto;
 pub mod reply;
+pub mod reply_attr;
 pub mod request;
 
 pub use reply::{encode_reply, Reply, ReplyCode};

@@ -3,10 +3,12 @@
 //! Authenticator are computed here, because the crate's `encode` computes the Response
 //! Authenticator itself and has no notion of a Message-Authenticator that must precede it.
 
+use ::radius::core::avp::AVP;
 use ::radius::core::code::Code;
 use ::radius::core::{rfc2865, rfc2869};
 
 use super::crypto::{self, HEADER_LEN, MA_LEN};
+use super::reply_attr::ReplyAttr;
 use super::request::Request;
 use super::MAX_PACKET;
 
@@ -29,6 +31,8 @@ pub struct Reply {
     /// Values longer than 253 octets cannot be sent and are left out.
     pub state: Option<Vec<u8>>,
     pub session_timeout: Option<u32>,
+    /// The client's `accept_attributes` and `group_attributes` (Access-Accept only).
+    pub attributes: Vec<ReplyAttr>,
 }
 
 impl Reply {
@@ -38,6 +42,7 @@ impl Reply {
             messages: Vec::new(),
             state: None,
             session_timeout: None,
+            attributes: Vec::new(),
         }
     }
 
@@ -90,10 +95,11 @@ fn tlv_len(values: &[&[u8]]) -> usize {
 }
 
 /// Encodes `reply` to `req`. Attribute order: Message-Authenticator, Reply-Message(s), State,
-/// Session-Timeout, then every Proxy-State of the request in its original order.
+/// Session-Timeout, the configured attributes, then every Proxy-State of the request in its
+/// original order.
 ///
 /// Never panics and never exceeds 4096 octets: what does not fit is dropped, messages first,
-/// then Session-Timeout, then State. Message-Authenticator and the Proxy-State echo always fit:
+/// then configured attributes from the last, then Session-Timeout, then State. Message-Authenticator and the Proxy-State echo always fit:
 /// `decode_request` refuses Proxy-State without a Message-Authenticator, so the request already
 /// held both. The result is empty only if the crate refused to encode, which these size limits
 /// rule out.
@@ -113,6 +119,15 @@ pub fn encode_reply(req: &Request, reply: &Reply, secret: &[u8]) -> Vec<u8> {
     used += state.map_or(0, |s| s.len() + 2);
     let timeout = reply.session_timeout.filter(|_| used + 6 <= MAX_PACKET);
     used += 6 * usize::from(timeout.is_some());
+    // The NAS's policy for the user: before the messages, which are only for show.
+    let mut attributes: Vec<&ReplyAttr> = Vec::new();
+    for a in &reply.attributes {
+        if used + a.value.len() + 2 > MAX_PACKET {
+            break;
+        }
+        used += a.value.len() + 2;
+        attributes.push(a);
+    }
 
     // Whole messages in order while they fit; a message is never sent half.
     let mut messages: Vec<&str> = Vec::new();
@@ -145,6 +160,9 @@ pub fn encode_reply(req: &Request, reply: &Reply, secret: &[u8]) -> Vec<u8> {
     }
     if let Some(t) = timeout {
         rfc2865::add_session_timeout(&mut packet, t);
+    }
+    for a in attributes {
+        packet.add(AVP::from_bytes(a.typ, &a.value));
     }
     for ps in &ps_refs {
         rfc2865::add_proxy_state(&mut packet, ps);
@@ -249,6 +267,51 @@ mod tests {
         assert_eq!((raw[0], types(&raw)), (2, vec![80, 33, 33, 33]));
         let raw = encode_reply(&req, &Reply::reject().with_message(""), SECRET);
         assert_eq!((raw[0], types(&raw)), (3, vec![80, 33, 33, 33]));
+    }
+
+    #[test]
+    fn configured_attributes_go_before_the_proxy_state_echo_and_fit_the_packet() {
+        use crate::radius::reply_attr::ReplyAttr;
+        let (_, req) = request(
+            AccessRequestBuilder::new(5, "carol")
+                .password(b"pw")
+                .proxy_state(b"ps"),
+        );
+        let mut reply = Reply::accept().with_message("Welcome");
+        reply.attributes = vec![
+            ReplyAttr::parse("Class = vpn").unwrap(),
+            ReplyAttr::parse("Fortinet-Group-Name = admins").unwrap(),
+        ];
+        let raw = encode_reply(&req, &reply, SECRET);
+        assert_eq!(verify_reply(&raw, &req.authenticator, SECRET), Ok(()));
+        assert_eq!(types(&raw), vec![80, 18, 25, 26, 33]);
+        let attrs = parse_reply(&raw).unwrap().attributes;
+        assert_eq!(attrs[2].1, b"vpn");
+        assert_eq!(&attrs[3].1[..6], &[0, 0, 0x30, 0x44, 1, 8]);
+
+        // More than a packet holds: whole attributes are dropped from the last, and the
+        // messages go before any of them.
+        let mut reply = Reply::accept().with_message("m".repeat(200));
+        reply.attributes = (0..20)
+            .map(|i| ReplyAttr::parse(&format!("Filter-Id = {i:02}{}", "x".repeat(240))).unwrap())
+            .collect();
+        let raw = encode_reply(&req, &reply, SECRET);
+        assert!(raw.len() <= MAX_PACKET);
+        assert_eq!(verify_reply(&raw, &req.authenticator, SECRET), Ok(()));
+        let attrs = parse_reply(&raw).unwrap().attributes;
+        let kept: Vec<&[u8]> = attrs
+            .iter()
+            .filter(|a| a.0 == 11)
+            .map(|a| &a.1[..2])
+            .collect();
+        assert_eq!(
+            kept.len(),
+            16,
+            "4096 octets hold 16 of them with MA and Proxy-State"
+        );
+        assert_eq!(kept[15], b"15", "the first ones, in order");
+        assert!(!attrs.iter().any(|a| a.0 == 18), "the message went first");
+        assert_eq!(attrs.last().unwrap().0, 33);
     }
 
     #[test]

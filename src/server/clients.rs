@@ -58,6 +58,7 @@ mod tests {
             no_factor: NoFactorPolicy::Reject,
             factors: Default::default(),
             groups: Default::default(),
+            accept_attributes: Default::default(),
             radsec_name: None,
         }
     }

@@ -1,0 +1,46 @@
+//! A client's `accept_attributes` and `group_attributes` on an Access-Accept: how the NAS
+//! learns the user's policy or group. Group rules are evaluated at the moment of the accept
+//! (one base search per rule), so a user taken out of a group loses its attributes at the
+//! next login. A directory failure here refuses the login: an accept without the expected
+//! attributes could put the user under a broader default policy on the NAS.
+
+use super::{Fault, RequestContext, Verdict};
+use crate::app::AppState;
+use crate::radius::ReplyCode;
+
+pub async fn add(
+    app: &AppState,
+    ctx: &RequestContext,
+    user: &str,
+    v: &mut Verdict,
+) -> Result<(), Fault> {
+    let rules = &ctx.client.accept_attributes;
+    if v.reply.code != ReplyCode::Accept {
+        return Ok(());
+    }
+    v.reply.attributes.extend(rules.always.iter().cloned());
+    if rules.by_group.is_empty() {
+        return Ok(());
+    }
+    // The DN is known from the password check or carried with the challenge; a second
+    // factor without either (an older challenge) searches once.
+    let primary = app.primary();
+    let info = match v.info.as_ref().filter(|i| !i.dn.is_empty()) {
+        Some(i) => i.clone(),
+        None => match primary.lookup(user).await? {
+            Some(i) => i,
+            None => {
+                let info = v.info.take();
+                *v = Verdict::reject("not in the directory any more (group_attributes)")
+                    .with_info(info);
+                return Ok(());
+            }
+        },
+    };
+    for (group, attributes) in &rules.by_group {
+        if primary.is_member(user, &info, group).await? {
+            v.reply.attributes.extend(attributes.iter().cloned());
+        }
+    }
+    Ok(())
+}
