@@ -24,6 +24,8 @@ use super::{
     UserStatus,
 };
 
+use super::audit_sql::{self, Dialect};
+
 mod audit_batch;
 mod connect;
 mod delivery;
@@ -580,7 +582,7 @@ impl Store for PgStore {
     async fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {
         let mut q: QueryBuilder<Postgres> =
             QueryBuilder::new(format!("SELECT {AUDIT_COLUMNS} FROM audit WHERE TRUE"));
-        push_audit_filter(&mut q, filter);
+        audit_sql::push_filter(&mut q, Dialect::Postgres, filter);
         let limit = if filter.limit == 0 {
             DEFAULT_AUDIT_LIMIT
         } else {
@@ -597,29 +599,9 @@ impl Store for PgStore {
         filter: &AuditFilter,
         by: AuditGroup,
     ) -> Result<Vec<AuditCount>, StoreError> {
-        let key = match by {
-            AuditGroup::User => "username",
-            AuditGroup::Nas => "COALESCE(nas_name, '-')",
-            AuditGroup::Mode => "mode",
-            AuditGroup::Result => "result",
-            AuditGroup::Reason => "COALESCE(reason, '-')",
-            AuditGroup::Day => "to_char(to_timestamp(time) AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
-        };
-        let mut q: QueryBuilder<Postgres> = QueryBuilder::new(format!(
-            "SELECT {key} AS k, result, COUNT(*) AS n FROM audit WHERE TRUE"
-        ));
-        push_audit_filter(&mut q, filter);
-        q.push(" GROUP BY k, result");
+        let mut q: QueryBuilder<Postgres> = audit_sql::counts_query(Dialect::Postgres, filter, by);
         let rows = q.build().fetch_all(&self.pool).await?;
-        rows.iter()
-            .map(|r| {
-                Ok(AuditCount {
-                    key: r.try_get("k")?,
-                    result: r.try_get("result")?,
-                    count: to_u64(r.try_get("n")?, "audit count")?,
-                })
-            })
-            .collect()
+        rows.iter().map(audit_sql::count_from_row).collect()
     }
 
     async fn purge_audit(&self, before: i64, batch: u32) -> Result<u64, StoreError> {
@@ -633,21 +615,5 @@ impl Store for PgStore {
         .execute(w.conn())
         .await;
         Ok(w.done(r)?.rows_affected())
-    }
-}
-
-/// `radmfa audit`'s filters, after a `WHERE` clause.
-fn push_audit_filter(q: &mut QueryBuilder<'_, Postgres>, filter: &AuditFilter) {
-    if let Some(user) = &filter.user {
-        q.push(" AND username = ").push_bind(user.clone());
-    }
-    if let Some(result) = &filter.result {
-        q.push(" AND result = ").push_bind(result.clone());
-    }
-    if let Some(since) = filter.since {
-        q.push(" AND time >= ").push_bind(since);
-    }
-    if let Some(until) = filter.until {
-        q.push(" AND time <= ").push_bind(until);
     }
 }

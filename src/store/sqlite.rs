@@ -19,7 +19,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub(super) use crate::store::columns::{counter_to_sql, kind_str, to_u32, to_u64};
+pub(super) use crate::store::columns::{counter_to_sql, kind_str, to_u32};
 use async_trait::async_trait;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
@@ -27,6 +27,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{QueryBuilder, Row, Sqlite};
 
+use super::audit_sql::{self, Dialect};
 use super::sqlite_reads::Readers;
 use super::sqlite_writer::{is_unique_violation as writer_unique_violation, sqlite_err, Writer};
 use super::{
@@ -736,7 +737,7 @@ impl Store for SqliteStore {
     async fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {
         let mut q: QueryBuilder<Sqlite> =
             QueryBuilder::new(format!("SELECT {AUDIT_COLUMNS} FROM audit WHERE 1 = 1"));
-        push_audit_filter(&mut q, filter);
+        audit_sql::push_filter(&mut q, Dialect::Sqlite, filter);
         let limit = if filter.limit == 0 {
             DEFAULT_AUDIT_LIMIT
         } else {
@@ -753,29 +754,9 @@ impl Store for SqliteStore {
         filter: &AuditFilter,
         by: AuditGroup,
     ) -> Result<Vec<AuditCount>, StoreError> {
-        let key = match by {
-            AuditGroup::User => "user",
-            AuditGroup::Nas => "COALESCE(nas_name, '-')",
-            AuditGroup::Mode => "mode",
-            AuditGroup::Result => "result",
-            AuditGroup::Reason => "COALESCE(reason, '-')",
-            AuditGroup::Day => "strftime('%Y-%m-%d', time, 'unixepoch')",
-        };
-        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
-            "SELECT {key} AS k, result, COUNT(*) AS n FROM audit WHERE 1 = 1"
-        ));
-        push_audit_filter(&mut q, filter);
-        q.push(" GROUP BY k, result");
+        let mut q: QueryBuilder<Sqlite> = audit_sql::counts_query(Dialect::Sqlite, filter, by);
         let rows = q.build().fetch_all(&self.pool).await?;
-        rows.iter()
-            .map(|r| {
-                Ok(AuditCount {
-                    key: r.try_get("k")?,
-                    result: r.try_get("result")?,
-                    count: to_u64(r.try_get("n")?, "audit count")?,
-                })
-            })
-            .collect()
+        rows.iter().map(audit_sql::count_from_row).collect()
     }
 
     async fn purge_audit(&self, before: i64, batch: u32) -> Result<u64, StoreError> {
@@ -788,22 +769,6 @@ impl Store for SqliteStore {
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected())
-    }
-}
-
-/// `radmfa audit`'s filters, after a `WHERE` clause.
-fn push_audit_filter(q: &mut QueryBuilder<'_, Sqlite>, filter: &AuditFilter) {
-    if let Some(user) = &filter.user {
-        q.push(" AND user = ").push_bind(user.clone());
-    }
-    if let Some(result) = &filter.result {
-        q.push(" AND result = ").push_bind(result.clone());
-    }
-    if let Some(since) = filter.since {
-        q.push(" AND time >= ").push_bind(since);
-    }
-    if let Some(until) = filter.until {
-        q.push(" AND time <= ").push_bind(until);
     }
 }
 
