@@ -132,6 +132,48 @@ fn provider_failure_rejects_with_a_clear_audit_reason() {
     assert_eq!(code_of(&login(&srv, "alice", ALICE_PW)), "Access-Challenge");
 }
 
+/// `provider_failure = "allow"`: the provider's outage lets a correct password in (fail
+/// open), audited as such; a wrong password, and a send refused by the rate limit, do not.
+#[test]
+fn provider_failure_allow_fails_open_for_outages_only() {
+    let slapd = directory();
+    let standin = Standin::start();
+    standin.fail_sms(Some((503, 20503, "Service Unavailable")));
+    let srv = start(
+        &slapd,
+        &standin,
+        "max_per_user = 2\n",
+        "",
+        &sms_client("provider_failure = \"allow\""),
+    );
+    let r = login(&srv, "alice", ALICE_PW);
+    assert_eq!(code_of(&r), "Access-Accept", "{r}\n{}", srv.log());
+    let rec = &srv.audit_json("alice")[0];
+    assert_eq!(rec["mode"], "fail-open", "{rec}");
+    let reason = rec["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("HTTP 503") && reason.contains("provider_failure = allow"),
+        "{reason}"
+    );
+    assert_eq!(
+        code_of(&login(&srv, "alice", "wrong-password")),
+        "Access-Reject",
+        "the password is still checked"
+    );
+    // The provider is back: a code as usual, until the limit of two sends (the failed one
+    // counted) is used up. A limit is a decision, not an outage: the next login is refused.
+    standin.fail_sms(None);
+    assert_eq!(code_of(&login(&srv, "alice", ALICE_PW)), "Access-Challenge");
+    let third = login(&srv, "alice", ALICE_PW);
+    assert_eq!(code_of(&third), "Access-Reject", "{third}\n{}", srv.log());
+    let rec = &srv.audit_json("alice")[0];
+    assert_ne!(rec["mode"], "fail-open", "{rec}");
+    assert!(
+        rec["reason"].as_str().unwrap().contains("rate limit"),
+        "{rec}"
+    );
+}
+
 #[test]
 fn sms_through_the_generic_http_provider() {
     let slapd = directory();

@@ -131,6 +131,17 @@ impl Default for DeliveryConfig {
     }
 }
 
+/// What a correct password gets when the SMS or call provider fails to take the message
+/// (an HTTP error or no answer from its API). Never for a rate limit, a wrong code or an
+/// unanswered call: those are decisions, not outages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProviderFailure {
+    /// Access-Reject (fail closed, the default).
+    Reject,
+    /// Access-Accept on the password alone, audited as mode `fail-open` with the error.
+    Allow,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VoiceMode {
     /// Hold the RADIUS request until the call is decided (within the budget).
@@ -148,6 +159,7 @@ pub struct ClientFactors {
     pub voice_budget: Duration,
     pub app_passwords: bool,
     pub second_factor_only: bool,
+    pub provider_failure: ProviderFailure,
 }
 
 impl Default for ClientFactors {
@@ -158,6 +170,7 @@ impl Default for ClientFactors {
             voice_budget: Duration::from_secs(DEFAULT_VOICE_BUDGET_SECS),
             app_passwords: false,
             second_factor_only: false,
+            provider_failure: ProviderFailure::Reject,
         }
     }
 }

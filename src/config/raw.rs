@@ -345,6 +345,8 @@ pub struct RawClient {
     pub app_passwords: bool,
     #[serde(default)]
     pub second_factor_only: bool,
+    #[serde(default = "super::raw_delivery::d_provider_failure")]
+    pub provider_failure: String,
     #[serde(default)]
     pub allow_groups: Vec<String>,
     #[serde(default)]

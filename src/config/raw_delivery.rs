@@ -173,6 +173,11 @@ pub struct RawClientFactors {
     pub voice_budget_secs: u64,
     pub app_passwords: bool,
     pub second_factor_only: bool,
+    pub provider_failure: String,
+}
+
+pub fn d_provider_failure() -> String {
+    "reject".into()
 }
 
 pub fn d_methods() -> Vec<String> {

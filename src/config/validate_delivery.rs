@@ -373,7 +373,18 @@ pub fn client_factors(
         voice_budget_secs,
         app_passwords,
         second_factor_only,
+        provider_failure,
     } = raw;
+    let provider_failure = match provider_failure.as_str() {
+        "reject" => ProviderFailure::Reject,
+        "allow" => ProviderFailure::Allow,
+        other => {
+            return Err(ConfigError::invalid(
+                key("provider_failure"),
+                format!("{other:?} is not one of \"reject\", \"allow\""),
+            ))
+        }
+    };
     let mut parsed = Vec::new();
     for m in &methods {
         let method = Method::parse(m).ok_or_else(|| {
@@ -416,5 +427,6 @@ pub fn client_factors(
         voice_budget: Duration::from_secs(voice_budget_secs),
         app_passwords,
         second_factor_only,
+        provider_failure,
     })
 }

@@ -6,7 +6,7 @@ use super::oob::{self, Delivered};
 use super::{Fault, RequestContext, Verdict};
 use crate::app::AppState;
 use crate::auth::UserInfo;
-use crate::config::delivery::VoiceMode;
+use crate::config::delivery::{ProviderFailure, VoiceMode};
 use crate::delivery::phone::mask;
 use crate::mfa::challenge::{new_state, state_hash, ChallengeContext};
 use crate::mfa::method::{switch_hint, Method};
@@ -149,8 +149,19 @@ async fn sms_prompt(
     };
     let txn = match oob::send_sms(app, ctx, request_key, s.user, phone).await? {
         Delivered::Yes(t) => t,
-        Delivered::No { message, reason } => {
-            return Ok(s.verdict(Reply::reject().with_message(message), "sms", reason))
+        Delivered::No {
+            message,
+            reason,
+            provider_failed,
+        } => {
+            return Ok(not_delivered(
+                ctx,
+                s,
+                "sms",
+                message,
+                reason,
+                provider_failed,
+            ))
         }
     };
     let prompt = format!(
@@ -171,6 +182,31 @@ async fn sms_prompt(
     Ok(s.verdict(reply, "sms", "code sent by SMS; waiting for it"))
 }
 
+/// An SMS or call that did not go out: a Reject telling the user why — or, when the
+/// provider failed and the client's `provider_failure = "allow"`, an Accept on the password
+/// alone (fail open), audited as mode `fail-open` with the provider's error.
+fn not_delivered(
+    ctx: &RequestContext,
+    s: &Subject<'_>,
+    mode: &'static str,
+    message: &'static str,
+    reason: String,
+    provider_failed: bool,
+) -> Verdict {
+    if provider_failed && ctx.client.factors.provider_failure == ProviderFailure::Allow {
+        tracing::warn!(
+            user = s.user,
+            "{reason}; accepted without a second factor (provider_failure = allow)"
+        );
+        return s.verdict(
+            Reply::accept(),
+            "fail-open",
+            format!("{reason}; accepted without a second factor (provider_failure = allow)"),
+        );
+    }
+    s.verdict(Reply::reject().with_message(message), mode, reason)
+}
+
 async fn place(
     app: &AppState,
     ctx: &RequestContext,
@@ -183,9 +219,18 @@ async fn place(
     Ok(
         match oob::place_call(app, ctx, request_key, s.user, phone).await? {
             Delivered::Yes(t) => Ok(t),
-            Delivered::No { message, reason } => {
-                Err(s.verdict(Reply::reject().with_message(message), "voice", reason))
-            }
+            Delivered::No {
+                message,
+                reason,
+                provider_failed,
+            } => Err(not_delivered(
+                ctx,
+                s,
+                "voice",
+                message,
+                reason,
+                provider_failed,
+            )),
         },
     )
 }

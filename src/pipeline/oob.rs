@@ -77,10 +77,12 @@ pub fn phone_for(app: &AppState, profile: &UserProfile, info: &UserInfo) -> Opti
 pub enum Delivered {
     /// Sent (or already sent for this request): follow this transaction.
     Yes(OobTransaction),
-    /// Not sent: tell the user `message`, audit `reason`.
+    /// Not sent: tell the user `message`, audit `reason`. `provider_failed`: the provider
+    /// was asked and failed (an outage), as opposed to a limit or missing configuration.
     No {
         message: &'static str,
         reason: String,
+        provider_failed: bool,
     },
 }
 
@@ -124,7 +126,12 @@ async fn claim(
             } else {
                 NOT_CALLED
             };
-            Delivered::No { message, reason }
+            // Decided on another node or an earlier copy: fail closed whatever the cause.
+            Delivered::No {
+                message,
+                reason,
+                provider_failed: false,
+            }
         };
         return Ok(Some(match t.status {
             OobStatus::Failed => failed(&t),
@@ -147,6 +154,7 @@ async fn claim(
         return Ok(Some(Delivered::No {
             message: RATE_LIMITED,
             reason,
+            provider_failed: false,
         }));
     }
     // The claim and the slot must be on disk before anything goes to the provider: a send
@@ -167,6 +175,7 @@ pub async fn send_sms(
         return Ok(Delivered::No {
             message: NOT_SENT,
             reason: "SMS is not configured".into(),
+            provider_failed: false,
         });
     };
     let now = app.clock.now();
@@ -218,7 +227,11 @@ async fn settle(
                 .resolve_oob(&txn.id, OobStatus::Failed, Some(&reason))
                 .await?;
             tracing::warn!(user, error = %e, "{failed}");
-            Ok(Delivered::No { message, reason })
+            Ok(Delivered::No {
+                message,
+                reason,
+                provider_failed: true,
+            })
         }
     }
 }
@@ -235,6 +248,7 @@ pub async fn place_call(
         return Ok(Delivered::No {
             message: NOT_CALLED,
             reason: "calls are not configured".into(),
+            provider_failed: false,
         });
     };
     let now = app.clock.now();
@@ -262,6 +276,7 @@ pub async fn place_call(
         return Ok(Delivered::No {
             message: NOT_CALLED,
             reason: "no [callbacks] public_url".into(),
+            provider_failed: false,
         });
     };
     let call = CallRequest {
