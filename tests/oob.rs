@@ -139,7 +139,7 @@ fn provider_failure_allow_fails_open_for_outages_only() {
     let slapd = directory();
     let standin = Standin::start();
     standin.fail_sms(Some((503, 20503, "Service Unavailable")));
-    let srv = start(
+    let mut srv = start(
         &slapd,
         &standin,
         "max_per_user = 2\n",
@@ -171,6 +171,14 @@ fn provider_failure_allow_fails_open_for_outages_only() {
     assert!(
         rec["reason"].as_str().unwrap().contains("rate limit"),
         "{rec}"
+    );
+    // Counted for the metrics (and an alert): one outage, one login let through.
+    srv.stop();
+    let log = srv.log();
+    let stopped = log.lines().find(|l| l.contains("stopped")).unwrap_or("");
+    assert!(
+        stopped.contains("provider_failures=1") && stopped.contains("fail_open=1"),
+        "{log}"
     );
 }
 

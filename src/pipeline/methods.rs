@@ -11,6 +11,7 @@ use crate::delivery::phone::mask;
 use crate::mfa::challenge::{new_state, state_hash, ChallengeContext};
 use crate::mfa::method::{switch_hint, Method};
 use crate::radius::Reply;
+use crate::server::metrics::Metrics;
 use crate::store::{OobStatus, OobTransaction, PendingChallenge, UserProfile};
 
 pub const BLOCKED_MESSAGE: &str =
@@ -155,6 +156,7 @@ async fn sms_prompt(
             provider_failed,
         } => {
             return Ok(not_delivered(
+                app,
                 ctx,
                 s,
                 "sms",
@@ -186,6 +188,7 @@ async fn sms_prompt(
 /// provider failed and the client's `provider_failure = "allow"`, an Accept on the password
 /// alone (fail open), audited as mode `fail-open` with the provider's error.
 fn not_delivered(
+    app: &AppState,
     ctx: &RequestContext,
     s: &Subject<'_>,
     mode: &'static str,
@@ -194,6 +197,7 @@ fn not_delivered(
     provider_failed: bool,
 ) -> Verdict {
     if provider_failed && ctx.client.factors.provider_failure == ProviderFailure::Allow {
+        Metrics::inc(&app.metrics.fail_open);
         tracing::warn!(
             user = s.user,
             "{reason}; accepted without a second factor (provider_failure = allow)"
@@ -224,6 +228,7 @@ async fn place(
                 reason,
                 provider_failed,
             } => Err(not_delivered(
+                app,
                 ctx,
                 s,
                 "voice",

@@ -51,7 +51,7 @@ pub struct RequestContext {
 #[derive(Debug, Clone)]
 pub struct Verdict {
     pub reply: Reply,
-    /// totp, hotp, sms, voice, app-password, primary-only, none
+    /// totp, hotp, sms, voice, app-password, primary-only, exempt, fail-open, none
     pub mode: &'static str,
     pub reason: Option<String>,
     pub token_serial: Option<String>,

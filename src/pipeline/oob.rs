@@ -19,6 +19,7 @@ use crate::delivery::phone::{mask, normalise};
 use crate::delivery::{CallRequest, ProviderError};
 use crate::mfa::{sms, voice};
 use crate::radius::Request;
+use crate::server::metrics::Metrics;
 use crate::store::{
     durability, AuditRecord, OobBegin, OobKind, OobStatus, OobTransaction, SendLimit, StoreError,
     UserProfile,
@@ -227,6 +228,7 @@ async fn settle(
                 .resolve_oob(&txn.id, OobStatus::Failed, Some(&reason))
                 .await?;
             tracing::warn!(user, error = %e, "{failed}");
+            Metrics::inc(&app.metrics.provider_failures);
             Ok(Delivered::No {
                 message,
                 reason,

@@ -54,6 +54,8 @@ counters!(
     status_server,
     directory_failures,
     store_failures,
+    provider_failures,
+    fail_open,
     radsec_handshake_failures,
     radsec_connection_limit,
     radsec_address_limit,
@@ -242,6 +244,20 @@ impl Metrics {
                 ("{backend=\"directory\"}", get(&self.directory_failures)),
                 ("{backend=\"store\"}", get(&self.store_failures)),
             ],
+        );
+        family(
+            "radmfa_provider_failures_total",
+            "counter",
+            "SMS or call providers that failed to take a message (an HTTP error, no answer). \
+             Each refuses its login, unless the client's provider_failure = \"allow\".",
+            &[("", get(&self.provider_failures))],
+        );
+        family(
+            "radmfa_fail_open_total",
+            "counter",
+            "Logins accepted without a second factor because the provider failed \
+             (provider_failure = \"allow\"). Worth an alert.",
+            &[("", get(&self.fail_open))],
         );
         family(
             "radmfa_deadline_exceeded_total",
