@@ -93,6 +93,9 @@ pub enum UserCommand {
     SetMethod(crate::admin::phone::SetMethodArgs),
     /// Lift the block a fraud alert from a call set.
     Unblock(UserArg),
+    /// Let the user's next login with the right password in without a second factor, once,
+    /// within --for (default 5m): for a lost phone. --cancel takes it back.
+    Bypass(crate::admin::bypass::BypassArgs),
     /// App passwords for clients that cannot do a second factor.
     #[command(subcommand)]
     AppPassword(crate::admin::app_passwords::AppPasswordCommand),

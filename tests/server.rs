@@ -407,6 +407,73 @@ fn listed_domains_are_taken_off_user_names() {
     assert_eq!(audit[0]["reason"], "unknown user", "{audit:#?}");
 }
 
+/// `radmfa user bypass`: the next login with the right password needs no code, once, on a
+/// prompting client and on an inline one (the password alone); a wrong password does not
+/// use it up; --cancel takes it back.
+#[test]
+fn one_time_bypass_lets_one_login_in_without_a_code() {
+    let slapd = directory();
+    let srv = start(&slapd, |o| {
+        o.clients.push(Nas {
+            otp_mode: "inline",
+            ..Nas::challenge("inline-nas", "127.0.0.2")
+        });
+    });
+    srv.enroll("alice", &[]);
+    let bypass = |args: &[&str]| {
+        let mut all = vec!["user", "bypass", "alice"];
+        all.extend_from_slice(args);
+        let out = srv.cli(&all);
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let inline = |pw: &str| {
+        pyrad(
+            srv.port(),
+            SECRET,
+            &["--bind", "127.0.0.2", "--user", "alice", "--password", pw],
+        )
+    };
+
+    assert!(bypass(&["--for", "2m"]).contains("needs no second factor (once)"));
+    let show = srv.cli(&["user", "show", "alice"]);
+    assert!(
+        String::from_utf8_lossy(&show.stdout).contains("bypass:   until"),
+        "{show:?}"
+    );
+    let wrong = py_password(&srv, "alice", "wrong-password");
+    assert_eq!(code_of(&wrong), "Access-Reject", "{wrong}");
+    let r = py_password(&srv, "alice", ALICE_PW);
+    assert_eq!(code_of(&r), "Access-Accept", "no prompt with a bypass: {r}");
+    let rec = &srv.audit_json("alice")[0];
+    assert_eq!(
+        (rec["mode"].as_str(), rec["result"].as_str()),
+        (Some("bypass"), Some("accept"))
+    );
+    let again = py_password(&srv, "alice", ALICE_PW);
+    assert_eq!(code_of(&again), "Access-Challenge", "once only: {again}");
+
+    // Inline: the password alone, which is otherwise refused for want of a code.
+    assert_eq!(code_of(&inline(ALICE_PW)), "Access-Reject");
+    bypass(&[]);
+    assert_eq!(code_of(&inline(ALICE_PW)), "Access-Accept");
+    assert_eq!(code_of(&inline(ALICE_PW)), "Access-Reject", "once only");
+
+    // Cancelled before use.
+    bypass(&["--for", "5m"]);
+    assert!(bypass(&["--cancel"]).contains("bypass cancelled"));
+    let r = py_password(&srv, "alice", ALICE_PW);
+    assert_eq!(code_of(&r), "Access-Challenge", "{r}");
+    let admin: Vec<String> = srv
+        .audit_json("alice")
+        .iter()
+        .filter(|r| r["result"] == "bypass")
+        .map(|r| r["reason"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(admin.len(), 4, "three set, one cancelled: {admin:?}");
+    assert_eq!(admin[0], "cancelled");
+}
+
 #[test]
 fn expired_state_is_rejected() {
     let slapd = directory();

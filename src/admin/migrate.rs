@@ -297,6 +297,7 @@ mod tables {
                 ("method", Text),
                 ("blocked_at", Int),
                 ("blocked_reason", Text),
+                ("bypass_until", Int),
             ],
         },
         Table {

@@ -3,6 +3,7 @@
 pub mod app_passwords;
 pub mod audit;
 pub mod backup;
+pub mod bypass;
 pub mod check;
 pub mod migrate;
 pub mod phone;

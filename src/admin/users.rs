@@ -46,6 +46,7 @@ async fn run_on(cfg: &Config, store: &dyn Store, cmd: UserCommand) -> anyhow::Re
         UserCommand::SetPhone(a) => super::phone::set_phone(cfg, store, a).await,
         UserCommand::SetMethod(a) => super::phone::set_method(cfg, store, a).await,
         UserCommand::Unblock(a) => super::phone::unblock(cfg, store, &a.user).await,
+        UserCommand::Bypass(a) => super::bypass::run(cfg, store, a).await,
         UserCommand::AppPassword(c) => super::app_passwords::run(cfg, store, c).await,
         UserCommand::Delete(a) => {
             let existed = store.delete_user(&a.user).await?;
@@ -72,6 +73,7 @@ fn fold_user_name(cfg: &Config, cmd: &mut UserCommand) {
         | UserCommand::Unblock(a) => &mut a.user,
         UserCommand::SetPhone(a) => &mut a.user,
         UserCommand::SetMethod(a) => &mut a.user,
+        UserCommand::Bypass(a) => &mut a.user,
         UserCommand::AppPassword(c) => c.user_mut(),
         UserCommand::List(_) => return,
     };
@@ -269,13 +271,15 @@ async fn show(store: &dyn Store, user: &str, json: bool) -> anyhow::Result<ExitC
     let status = store.user_status(user).await?;
     let tokens = store.tokens_for_user(user).await?;
     let profile = store.user_profile(user).await?;
-    let has_profile =
-        profile.phone.is_some() || profile.method.is_some() || profile.blocked_at.is_some();
+    let now = SystemClock.now();
+    let has_profile = profile.phone.is_some()
+        || profile.method.is_some()
+        || profile.blocked_at.is_some()
+        || profile.bypass_pending(now);
     if tokens.is_empty() && status.failures == 0 && status.locked_until.is_none() && !has_profile {
         eprintln!("{user}: no tokens and no second-factor state");
         return Ok(ExitCode::from(1));
     }
-    let now = SystemClock.now();
     let locked = status.locked_until.filter(|t| *t > now);
     if json {
         let toks: Vec<_> = tokens
@@ -292,6 +296,7 @@ async fn show(store: &dyn Store, user: &str, json: bool) -> anyhow::Result<ExitC
             "user": user, "failures": status.failures, "locked_until": locked, "tokens": toks,
             "phone": profile.phone, "method": profile.method,
             "blocked_at": profile.blocked_at, "blocked_reason": profile.blocked_reason,
+            "bypass_until": profile.bypass_until.filter(|_| profile.bypass_pending(now)),
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
@@ -306,6 +311,9 @@ async fn show(store: &dyn Store, user: &str, json: bool) -> anyhow::Result<ExitC
         if let Some(at) = profile.blocked_at {
             let why = profile.blocked_reason.as_deref().unwrap_or("");
             println!("blocked:  since {} ({why})", super::audit::fmt_time(at));
+        }
+        if let Some(t) = profile.bypass_until.filter(|_| profile.bypass_pending(now)) {
+            println!("bypass:   until {} (once)", super::audit::fmt_time(t));
         }
         println!("tokens:");
         for t in tokens {

@@ -6,7 +6,7 @@
 use super::groups::{self, Membership};
 use super::methods::{self, blocked, Subject};
 use super::second_factor::{check_code, oath_mode, user_view, CodeCheck, Standing, RESYNC_MESSAGE};
-use super::{app_login, oob, rdg, Fault, RequestContext, Verdict};
+use super::{app_login, bypass, oob, rdg, Fault, RequestContext, Verdict};
 use crate::app::AppState;
 use crate::auth::{PrimaryOutcome, UserInfo};
 use crate::config::delivery::VoiceMode;
@@ -46,9 +46,10 @@ pub async fn start(
     let view = user_view(app, user).await?;
     let tokens = &view.tokens;
 
-    // Inline, a field without a code is refused — unless the client has exempt groups: an
-    // exempt user sends the password alone even with a token, so the field is checked as
-    // the password, and the refusal waits for the group check.
+    // Inline, a field without a code is refused — unless the client has exempt groups or
+    // the user has a bypass waiting: then the field may be the password alone, so it is
+    // checked as the password, and the refusal waits for the group and bypass checks.
+    let bypass_pending = view.profile.bypass_pending(app.clock.now());
     let mut code_missing = false;
     let (password, code) = match &ctx.client.otp_mode {
         OtpMode::Challenge => (field, None),
@@ -56,7 +57,7 @@ pub async fn start(
             match split_inline(&field, delimiter, &code_lengths(tokens)) {
                 Some((p, c)) => (p, Some(c)),
                 None if tokens.is_empty() => (field, None),
-                None if !ctx.client.groups.exempt.is_empty() => {
+                None if !ctx.client.groups.exempt.is_empty() || bypass_pending => {
                     code_missing = true;
                     (field, None)
                 }
@@ -85,6 +86,9 @@ pub async fn start(
         Membership::Allowed => {}
         Membership::NotAllowed => return Ok(groups::not_allowed(ctx, info)),
         Membership::Exempt(group) => return Ok(groups::exempt(group, info)),
+    }
+    if let Some(v) = bypass::take(app, user, profile, &info).await? {
+        return Ok(v);
     }
     if code_missing {
         return Ok(Verdict::reject(NO_INLINE_CODE).with_info(Some(info)));

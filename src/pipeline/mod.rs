@@ -18,6 +18,7 @@
 mod accept_attributes;
 mod app_login;
 mod audit;
+mod bypass;
 mod followup;
 mod followup_oob;
 mod groups;

@@ -8,7 +8,7 @@ use super::groups::{self, Membership};
 use super::login::{capabilities, LOCKED_MESSAGE};
 use super::methods::{self, blocked, Subject};
 use super::second_factor::is_locked;
-use super::{oob, Fault, RequestContext, Verdict};
+use super::{bypass, oob, Fault, RequestContext, Verdict};
 use crate::app::AppState;
 use crate::mfa::method::{available, Method};
 use crate::radius::{Reply, Request};
@@ -42,6 +42,9 @@ pub async fn start(
         Membership::Allowed => {}
         Membership::NotAllowed => return Ok(groups::not_allowed(ctx, info)),
         Membership::Exempt(group) => return Ok(groups::exempt(group, info)),
+    }
+    if let Some(v) = bypass::take(app, user, &profile, &info).await? {
+        return Ok(v);
     }
     if is_locked(app, user).await? {
         return Ok(Verdict::reject("second factor locked")

@@ -15,6 +15,16 @@ pub struct UserProfile {
     /// Set when a call reported fraud; logins are refused until an admin unblocks.
     pub blocked_at: Option<i64>,
     pub blocked_reason: Option<String>,
+    /// `radmfa user bypass`: the next login with the right password until then needs no
+    /// second factor (once).
+    pub bypass_until: Option<i64>,
+}
+
+impl UserProfile {
+    /// Whether a one-time bypass is waiting at `now`.
+    pub fn bypass_pending(&self, now: i64) -> bool {
+        self.bypass_until.is_some_and(|t| t > now)
+    }
 }
 
 /// A stored app password: never the password, only its argon2id PHC string.

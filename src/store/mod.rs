@@ -464,6 +464,17 @@ pub trait Store: Send + Sync + 'static {
         let _ = user;
         Err(StoreError::Unsupported("unblock_user"))
     }
+    /// Sets (or with `None` cancels) a one-time bypass valid until `until`.
+    async fn set_bypass(&self, user: &str, until: Option<i64>) -> Result<(), StoreError> {
+        let _ = (user, until);
+        Err(StoreError::Unsupported("set_bypass"))
+    }
+    /// Uses the user's bypass if one is valid at `now`: true for the one caller that
+    /// cleared it, so it works once even when two nodes race.
+    async fn take_bypass(&self, user: &str, now: i64) -> Result<bool, StoreError> {
+        let _ = (user, now);
+        Err(StoreError::Unsupported("take_bypass"))
+    }
     /// Stores an app password's argon2id PHC string; returns its id.
     async fn add_app_password(
         &self,

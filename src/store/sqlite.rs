@@ -627,6 +627,14 @@ impl Store for SqliteStore {
         self.unblock_user_impl(user).await
     }
 
+    async fn set_bypass(&self, user: &str, until: Option<i64>) -> Result<(), StoreError> {
+        self.set_bypass_impl(user, until).await
+    }
+
+    async fn take_bypass(&self, user: &str, now: i64) -> Result<bool, StoreError> {
+        self.take_bypass_impl(user, now).await
+    }
+
     async fn add_app_password(
         &self,
         user: &str,

@@ -42,7 +42,8 @@ fn oob_from_row(row: &SqliteRow) -> Result<OobTransaction, StoreError> {
 impl SqliteStore {
     pub(super) async fn user_profile_impl(&self, user: &str) -> Result<UserProfile, StoreError> {
         let row = sqlx::query(
-            "SELECT phone, method, blocked_at, blocked_reason FROM user_profile WHERE user = ?1",
+            "SELECT phone, method, blocked_at, blocked_reason, bypass_until FROM user_profile \
+             WHERE user = ?1",
         )
         .bind(user)
         .fetch_optional(&self.pool)
@@ -59,7 +60,35 @@ impl SqliteStore {
             method: row.try_get("method")?,
             blocked_at: row.try_get("blocked_at")?,
             blocked_reason: row.try_get("blocked_reason")?,
+            bypass_until: row.try_get("bypass_until")?,
         })
+    }
+
+    pub(super) async fn set_bypass_impl(
+        &self,
+        user: &str,
+        until: Option<i64>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO user_profile (user, bypass_until) VALUES (?1, ?2) \
+             ON CONFLICT (user) DO UPDATE SET bypass_until = excluded.bypass_until",
+        )
+        .bind(user)
+        .bind(until)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub(super) async fn take_bypass_impl(&self, user: &str, now: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE user_profile SET bypass_until = NULL WHERE user = ?1 AND bypass_until > ?2",
+        )
+        .bind(user)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     /// Upserts one column of `user_profile`. `column` is one of our constants, never input.

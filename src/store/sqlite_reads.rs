@@ -101,11 +101,12 @@ impl Readers {
                         method: row.get(3).map_err(sqlite_err)?,
                         blocked_at: row.get(4).map_err(sqlite_err)?,
                         blocked_reason: row.get(5).map_err(sqlite_err)?,
+                        bypass_until: row.get(6).map_err(sqlite_err)?,
                     };
                 }
-                let id: Option<i64> = row.get(6).map_err(sqlite_err)?;
+                let id: Option<i64> = row.get(7).map_err(sqlite_err)?;
                 if id.is_some() {
-                    snap.tokens.push(token_record(sealer, row, 6)?);
+                    snap.tokens.push(token_record(sealer, row, 7)?);
                 }
             }
             snap.status.token_count = snap.tokens.len() as u32;
@@ -209,7 +210,7 @@ static SNAPSHOT_SQL: LazyLock<String> = LazyLock::new(|| {
         .collect();
     format!(
         "SELECT s.failures, s.locked_until, \
-                p.phone, p.method, p.blocked_at, p.blocked_reason, {} \
+                p.phone, p.method, p.blocked_at, p.blocked_reason, p.bypass_until, {} \
          FROM (SELECT ?1 AS name) AS u \
          LEFT JOIN user_state s ON s.user = u.name \
          LEFT JOIN user_profile p ON p.user = u.name \

@@ -64,6 +64,8 @@ where
     race_import_same_serial(make().await).await;
     profile_phone_method_round_trip(&*make().await).await;
     block_and_unblock(&*make().await).await;
+    bypass_is_taken_once_before_it_expires(&*make().await).await;
+    race_take_bypass(make().await).await;
     app_passwords_add_list_delete(&*make().await).await;
     send_slots_limit_and_window(&*make().await).await;
     oob_begin_get_resolve(&*make().await).await;
@@ -1494,6 +1496,54 @@ pub async fn block_and_unblock(store: &dyn Store) {
         Some("+15550100"),
         "unblock keeps the phone"
     );
+}
+
+pub async fn bypass_is_taken_once_before_it_expires(store: &dyn Store) {
+    assert!(!store.take_bypass("alice", T).await.unwrap(), "none set");
+    store.set_phone("alice", Some("+15550100")).await.unwrap();
+    store.set_bypass("alice", Some(T + 300)).await.unwrap();
+    let p = store.user_profile("alice").await.unwrap();
+    assert_eq!(p.bypass_until, Some(T + 300));
+    assert!(p.bypass_pending(T) && !p.bypass_pending(T + 300));
+    assert_eq!(
+        p.phone.as_deref(),
+        Some("+15550100"),
+        "the rest of the profile stays"
+    );
+    let snap = store.user_snapshot("alice").await.unwrap();
+    assert_eq!(
+        snap.profile.bypass_until,
+        Some(T + 300),
+        "the login's read sees it"
+    );
+    assert!(
+        !store.take_bypass("bob", T).await.unwrap(),
+        "another user's"
+    );
+    assert!(store.take_bypass("alice", T + 10).await.unwrap());
+    assert!(!store.take_bypass("alice", T + 11).await.unwrap(), "once");
+    assert_eq!(
+        store.user_profile("alice").await.unwrap().bypass_until,
+        None
+    );
+    // Expired, and cancelled: neither can be taken.
+    store.set_bypass("alice", Some(T + 300)).await.unwrap();
+    assert!(
+        !store.take_bypass("alice", T + 300).await.unwrap(),
+        "expired"
+    );
+    store.set_bypass("bob", Some(T + 300)).await.unwrap();
+    store.set_bypass("bob", None).await.unwrap();
+    assert!(!store.take_bypass("bob", T).await.unwrap(), "cancelled");
+}
+
+pub async fn race_take_bypass(store: Arc<dyn Store>) {
+    store.set_bypass("alice", Some(T + 300)).await.unwrap();
+    let results = race(store.clone(), |s, _| async move {
+        s.take_bypass("alice", T).await.unwrap()
+    })
+    .await;
+    assert_eq!(results.iter().filter(|&&won| won).count(), 1, "{results:?}");
 }
 
 pub async fn app_passwords_add_list_delete(store: &dyn Store) {

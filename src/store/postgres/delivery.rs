@@ -43,7 +43,7 @@ fn oob_from_row(row: &PgRow) -> Result<OobTransaction, StoreError> {
 impl PgStore {
     pub(super) async fn user_profile_impl(&self, user: &str) -> Result<UserProfile, StoreError> {
         let row = sqlx::query(
-            "SELECT phone, method, blocked_at, blocked_reason FROM user_profile \
+            "SELECT phone, method, blocked_at, blocked_reason, bypass_until FROM user_profile \
              WHERE username = $1",
         )
         .bind(user)
@@ -61,7 +61,39 @@ impl PgStore {
             method: row.try_get("method")?,
             blocked_at: row.try_get("blocked_at")?,
             blocked_reason: row.try_get("blocked_reason")?,
+            bypass_until: row.try_get("bypass_until")?,
         })
+    }
+
+    pub(super) async fn set_bypass_impl(
+        &self,
+        user: &str,
+        until: Option<i64>,
+    ) -> Result<(), StoreError> {
+        let mut w = self.writer().await?;
+        let r = sqlx::query(
+            "INSERT INTO user_profile (username, bypass_until) VALUES ($1, $2) \
+             ON CONFLICT (username) DO UPDATE SET bypass_until = excluded.bypass_until",
+        )
+        .bind(user)
+        .bind(until)
+        .execute(w.conn())
+        .await;
+        w.done(r)?;
+        Ok(())
+    }
+
+    pub(super) async fn take_bypass_impl(&self, user: &str, now: i64) -> Result<bool, StoreError> {
+        let mut w = self.writer().await?;
+        let r = sqlx::query(
+            "UPDATE user_profile SET bypass_until = NULL \
+             WHERE username = $1 AND bypass_until > $2",
+        )
+        .bind(user)
+        .bind(now)
+        .execute(w.conn())
+        .await;
+        Ok(w.done(r)?.rows_affected() == 1)
     }
 
     /// Upserts one column of `user_profile`. `column` is one of our constants, never input.

@@ -30,6 +30,7 @@ impl PgStore {
             "SELECT s.failures AS snap_failures, s.locked_until AS snap_locked_until, \
                     p.phone AS snap_phone, p.method AS snap_method, \
                     p.blocked_at AS snap_blocked_at, p.blocked_reason AS snap_blocked_reason, \
+                    p.bypass_until AS snap_bypass_until, \
                     {} \
              FROM (SELECT $1::TEXT AS name) AS u \
              LEFT JOIN user_state s ON s.username = u.name \
@@ -65,6 +66,7 @@ impl PgStore {
                 method: first.try_get("snap_method")?,
                 blocked_at: first.try_get("snap_blocked_at")?,
                 blocked_reason: first.try_get("snap_blocked_reason")?,
+                bypass_until: first.try_get("snap_bypass_until")?,
             },
             tokens,
         })

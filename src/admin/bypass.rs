@@ -1,0 +1,92 @@
+//! `radmfa user bypass USER [--for 5m] [--cancel]`: the user's next login with the right
+//! password gets in without a second factor, once, within the time given (default 300 s, as
+//! the replaced product's one-time bypass). Audited when set, when cancelled and when used.
+
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use clap::Args;
+
+use super::users::admin_audit;
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::store::Store;
+
+/// A bypass is for the next login, not a standing exemption (that is `exempt_groups`).
+const MAX_SECS: i64 = 86_400;
+
+#[derive(Debug, Args)]
+pub struct BypassArgs {
+    pub user: String,
+    /// How long it waits to be used: 90s, 5m, 2h (at most 24h).
+    #[arg(long = "for", value_name = "TIME", default_value = "5m")]
+    pub valid_for: String,
+    /// Take back a bypass not used yet.
+    #[arg(long, conflicts_with = "valid_for")]
+    pub cancel: bool,
+}
+
+pub async fn run(cfg: &Config, store: &dyn Store, a: BypassArgs) -> anyhow::Result<ExitCode> {
+    if a.cancel {
+        let had = store
+            .user_profile(&a.user)
+            .await?
+            .bypass_pending(SystemClock.now());
+        store.set_bypass(&a.user, None).await?;
+        admin_audit(cfg, store, &a.user, "bypass", Some("cancelled".into())).await?;
+        println!(
+            "{}: {}",
+            a.user,
+            if had {
+                "bypass cancelled"
+            } else {
+                "had no bypass waiting"
+            }
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let secs = parse_secs(&a.valid_for).with_context(|| format!("--for {:?}", a.valid_for))?;
+    let until = SystemClock.now() + secs;
+    store.set_bypass(&a.user, Some(until)).await?;
+    let when = super::audit::fmt_time(until);
+    admin_audit(cfg, store, &a.user, "bypass", Some(format!("until {when}"))).await?;
+    println!(
+        "{}: the next login with the right password until {when} needs no second factor (once)",
+        a.user
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `90`, `90s`, `5m`, `2h`: seconds, from 1 to [`MAX_SECS`].
+fn parse_secs(s: &str) -> anyhow::Result<i64> {
+    let (num, mult) = match s.chars().last() {
+        Some('s') => (&s[..s.len() - 1], 1),
+        Some('m') => (&s[..s.len() - 1], 60),
+        Some('h') => (&s[..s.len() - 1], 3600),
+        _ => (s, 1),
+    };
+    let n: i64 = num
+        .parse()
+        .map_err(|_| anyhow::anyhow!("use seconds, or a number with s, m or h (5m)"))?;
+    let secs = n.saturating_mul(mult);
+    if !(1..=MAX_SECS).contains(&secs) {
+        bail!("must be between 1 s and 24 h");
+    }
+    Ok(secs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_secs;
+
+    #[test]
+    fn durations_in_seconds_minutes_and_hours() {
+        assert_eq!(parse_secs("90").unwrap(), 90);
+        assert_eq!(parse_secs("90s").unwrap(), 90);
+        assert_eq!(parse_secs("5m").unwrap(), 300);
+        assert_eq!(parse_secs("24h").unwrap(), 86_400);
+        for bad in ["0", "25h", "5d", "m", "-5m", ""] {
+            assert!(parse_secs(bad).is_err(), "{bad}");
+        }
+    }
+}
