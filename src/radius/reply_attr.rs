@@ -181,6 +181,8 @@ mod tests {
             (class.typ, class.value.as_slice()),
             (25, &b"OU=vpn-admins;"[..])
         );
+        let unquoted = ReplyAttr::parse("Class = OU=Engineering;").unwrap();
+        assert_eq!(unquoted.value, b"OU=Engineering;", "split at the first =");
         let st = ReplyAttr::parse("service-type=Administrative-User").unwrap();
         assert_eq!((st.typ, st.value), (6, vec![0, 0, 0, 6]));
         let to = ReplyAttr::parse("Session-Timeout = 28800").unwrap();
