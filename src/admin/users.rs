@@ -318,9 +318,9 @@ async fn show(store: &dyn Store, user: &str, json: bool) -> anyhow::Result<ExitC
         println!("tokens:");
         for t in tokens {
             println!(
-                "  {:<16} {:?} {} {} digits, {} s, {}, enrolled {}",
+                "  {:<16} {} {} {} digits, {} s, {}, enrolled {}",
                 t.serial,
-                t.kind,
+                crate::store::columns::kind_str(t.kind),
                 t.algorithm.as_str(),
                 t.digits,
                 t.period,
