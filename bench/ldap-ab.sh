@@ -8,7 +8,9 @@
 #   bench/ldap-ab.sh /tmp/radmfa-bench.XXXXXX ROUNDS SECONDS "pool_size = 4" "pool_size = 16"
 #
 # Each variant is TOML that replaces or adds keys in the kept [ldap] section (";" separates
-# lines, so "pool_size = 32;max_concurrent_binds = 64" sets both). Every run starts radmfa afresh, warms
+# lines, so "pool_size = 32;max_concurrent_binds = 64" sets both); SECTION=server (or any
+# other section of the kept file) puts them there instead, and BIN=path runs another build
+# (to compare binaries: one variant, one round per call, alternating BIN). Every run starts radmfa afresh, warms
 # it up for a second, then measures one workload (FLOW=inline, the default, or reject) with
 # users of its own, and prints the rate, radmfa's and slapd's CPU per reply and how busy the
 # whole machine was (/proc/stat; 100 % per core). Inline runs use TOTP codes: a code used
@@ -22,7 +24,7 @@ ROUNDS=${2:?rounds}; SECS=${3:?seconds per run}; shift 3
 [ $# -gt 0 ] || { echo "give at least one [ldap] variant" >&2; exit 2; }
 VARIANTS=("$@")
 FLOW=${FLOW:-inline}
-BIN=$PWD/target/release/radmfa
+BIN=${BIN:-$PWD/target/release/radmfa}
 [ -x "$BIN" ] || cargo build --release
 conf() { grep -m1 "$1" "$W/radmfa.toml" | sed "$2"; }
 SECRET=$(conf secret 's/.*= *"\(.*\)"/\1/')
@@ -44,12 +46,13 @@ machine() { awk '/^cpu /{print $2+$3+$4+$5+$6+$7+$8+$9, $5+$6}' /proc/stat; }
 N=0
 for _ in $(seq "$ROUNDS"); do
   for v in "${VARIANTS[@]}"; do
-    python3 - "$W/radmfa.toml" "$W/variant.toml" "$v" <<'PY'
+    python3 - "$W/radmfa.toml" "$W/variant.toml" "$v" "${SECTION:-ldap}" <<'PY'
 import sys
 lines = open(sys.argv[1]).read().split("\n")
 extra = [l.strip() for l in sys.argv[3].split(";") if l.strip()]
 keys = {l.split("=")[0].strip() for l in extra}
-start = lines.index("[ldap]")  # ValueError: no [ldap] section in the kept radmfa.toml
+section = "[" + (sys.argv[4] if len(sys.argv) > 4 else "ldap") + "]"
+start = lines.index(section)  # ValueError: no such section in the kept radmfa.toml
 end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("[")), len(lines))
 body = [l for l in lines[start + 1:end] if l.split("=")[0].strip() not in keys]
 open(sys.argv[2], "w").write("\n".join(lines[:start + 1] + extra + body + lines[end:]))

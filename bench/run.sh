@@ -161,6 +161,7 @@ cat >"$W/radmfa.toml" <<EOF
 [server]
 name = "bench"
 listen = ["127.0.0.1:$RPORT"]
+# Not the default (info, a line per request): FreeRADIUS's template logs none either.
 log_level = "warn"
 
 [store]
