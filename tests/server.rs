@@ -28,6 +28,21 @@ fn start(slapd: &Slapd, f: impl FnOnce(&mut Options)) -> Server {
     Server::start(&o)
 }
 
+/// The default test config with `line` added after the line `after` (to set a key inside
+/// a section the harness writes), in a directory of its own; for `Server::start_with`.
+fn config_with(slapd: &Slapd, after: &str, line: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = common::radmfa::write_config(dir.path(), &Options::new(&slapd.url));
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains(after), "{after:?} not in the test config");
+    std::fs::write(
+        &config,
+        text.replacen(after, &format!("{after}\n{line}"), 1),
+    )
+    .unwrap();
+    (dir, config)
+}
+
 /// pyrad round 1 with the password; returns the reply.
 fn py_password(srv: &Server, user: &str, pw: &str) -> serde_json::Value {
     pyrad(srv.port(), SECRET, &["--user", user, "--password", pw])
@@ -233,15 +248,7 @@ fn answer_without_state_is_refused_and_explained() {
 #[test]
 fn audit_records_older_than_keep_days_are_deleted() {
     let slapd = directory();
-    let dir = tempfile::tempdir().unwrap();
-    let config = common::radmfa::write_config(dir.path(), &Options::new(&slapd.url));
-    let text = std::fs::read_to_string(&config).unwrap();
-    let text = text.replacen(
-        "include_email = true",
-        "include_email = true\nkeep_days = 1",
-        1,
-    );
-    std::fs::write(&config, text).unwrap();
+    let (dir, config) = config_with(&slapd, "include_email = true", "keep_days = 1");
     // An admin command creates the database; then a backlog is written into it as an older
     // radmfa would have: 4,500 records three days old (over two batches), one 12 hours old.
     let out = std::process::Command::new(common::radmfa::bin())
@@ -358,15 +365,11 @@ fn audit_report_counts_match_the_records() {
 #[test]
 fn listed_domains_are_taken_off_user_names() {
     let slapd = directory();
-    let dir = tempfile::tempdir().unwrap();
-    let config = common::radmfa::write_config(dir.path(), &Options::new(&slapd.url));
-    let text = std::fs::read_to_string(&config).unwrap();
-    let text = text.replacen(
+    let (dir, config) = config_with(
+        &slapd,
         "user_filter = \"(uid={user})\"",
-        "user_filter = \"(uid={user})\"\nstrip_domains = [\"CORP\", \"corp.example.org\"]",
-        1,
+        "strip_domains = [\"CORP\", \"corp.example.org\"]",
     );
-    std::fs::write(&config, text).unwrap();
     let srv = Server::start_with(dir, config);
     // Enrolled under the domain form: the same user as plain alice.
     let seed = srv.enroll("CORP\\Alice", &[]);
