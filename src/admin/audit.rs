@@ -28,18 +28,28 @@ pub fn parse_time(s: &str, now: i64) -> anyhow::Result<i64> {
     if let Ok(t) = OffsetDateTime::parse(s, &Rfc3339) {
         return Ok(t.unix_timestamp());
     }
+    let age = age_secs(s).map_err(|_| {
+        anyhow::anyhow!(
+            "{s:?}: use RFC 3339 (2026-01-31T08:00:00Z), Unix seconds, or an age like 15m"
+        )
+    })?;
+    Ok(now - age)
+}
+
+/// An age or a duration, `90s`, `15m`, `2h`, `7d`, in seconds.
+pub fn age_secs(s: &str) -> anyhow::Result<i64> {
     let (num, unit) = s.split_at(s.len().saturating_sub(1));
     let mult = match unit {
         "s" => 1,
         "m" => 60,
         "h" => 3600,
         "d" => 86400,
-        _ => bail!("{s:?}: use RFC 3339 (2026-01-31T08:00:00Z), Unix seconds, or an age like 15m"),
+        _ => bail!("{s:?}: use a number with s, m, h or d (15m)"),
     };
     let n: i64 = num
         .parse()
         .with_context(|| format!("{s:?}: the number before {unit:?} is not a number"))?;
-    Ok(now - n * mult)
+    Ok(n.saturating_mul(mult))
 }
 
 pub async fn run(cfg: &Config, args: AuditArgs) -> anyhow::Result<ExitCode> {

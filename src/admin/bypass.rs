@@ -57,18 +57,13 @@ pub async fn run(cfg: &Config, store: &dyn Store, a: BypassArgs) -> anyhow::Resu
     Ok(ExitCode::SUCCESS)
 }
 
-/// `90`, `90s`, `5m`, `2h`: seconds, from 1 to [`MAX_SECS`].
+/// `90` or, as `radmfa audit --since` takes ages, `90s`, `5m`, `2h`: seconds, from 1 to
+/// [`MAX_SECS`].
 fn parse_secs(s: &str) -> anyhow::Result<i64> {
-    let (num, mult) = match s.chars().last() {
-        Some('s') => (&s[..s.len() - 1], 1),
-        Some('m') => (&s[..s.len() - 1], 60),
-        Some('h') => (&s[..s.len() - 1], 3600),
-        _ => (s, 1),
+    let secs = match s.parse::<i64>() {
+        Ok(n) => n,
+        Err(_) => super::audit::age_secs(s)?,
     };
-    let n: i64 = num
-        .parse()
-        .map_err(|_| anyhow::anyhow!("use seconds, or a number with s, m or h (5m)"))?;
-    let secs = n.saturating_mul(mult);
     if !(1..=MAX_SECS).contains(&secs) {
         bail!("must be between 1 s and 24 h");
     }

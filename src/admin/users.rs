@@ -296,7 +296,7 @@ async fn show(store: &dyn Store, user: &str, json: bool) -> anyhow::Result<ExitC
             "user": user, "failures": status.failures, "locked_until": locked, "tokens": toks,
             "phone": profile.phone, "method": profile.method,
             "blocked_at": profile.blocked_at, "blocked_reason": profile.blocked_reason,
-            "bypass_until": profile.bypass_until.filter(|_| profile.bypass_pending(now)),
+            "bypass_until": profile.pending_bypass(now),
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
@@ -312,7 +312,7 @@ async fn show(store: &dyn Store, user: &str, json: bool) -> anyhow::Result<ExitC
             let why = profile.blocked_reason.as_deref().unwrap_or("");
             println!("blocked:  since {} ({why})", super::audit::fmt_time(at));
         }
-        if let Some(t) = profile.bypass_until.filter(|_| profile.bypass_pending(now)) {
+        if let Some(t) = profile.pending_bypass(now) {
             println!("bypass:   until {} (once)", super::audit::fmt_time(t));
         }
         println!("tokens:");

@@ -26,10 +26,8 @@ const VSA_HEADER: usize = 6;
 
 #[derive(Clone, Copy)]
 enum Kind {
-    /// UTF-8 text.
+    /// Text or octets (Class), configured as text and sent as its bytes.
     Text,
-    /// Any octets; configured as text.
-    Octets,
     /// 32-bit integer, by number or by one of these names.
     Integer(&'static [(&'static str, u32)]),
 }
@@ -53,7 +51,7 @@ const SERVICE_TYPES: &[(&str, u32)] = &[
 const STANDARD: &[(&str, u8, Kind)] = &[
     ("Service-Type", 6, Kind::Integer(SERVICE_TYPES)),
     ("Filter-Id", 11, Kind::Text),
-    ("Class", 25, Kind::Octets),
+    ("Class", 25, Kind::Text),
     ("Session-Timeout", 27, Kind::Integer(&[])),
     ("Idle-Timeout", 28, Kind::Integer(&[])),
     ("Framed-Pool", 88, Kind::Text),
@@ -93,7 +91,7 @@ impl ReplyAttr {
             .find(|(n, _, _)| n.eq_ignore_ascii_case(name))
         {
             let value = match kind {
-                Kind::Text | Kind::Octets => value.as_bytes().to_vec(),
+                Kind::Text => value.as_bytes().to_vec(),
                 Kind::Integer(names) => integer(name, value, names)?.to_be_bytes().to_vec(),
             };
             return fits(name, typ, value);

@@ -21,9 +21,14 @@ pub struct UserProfile {
 }
 
 impl UserProfile {
+    /// Until when a one-time bypass waits, if one is waiting at `now`.
+    pub fn pending_bypass(&self, now: i64) -> Option<i64> {
+        self.bypass_until.filter(|&t| t > now)
+    }
+
     /// Whether a one-time bypass is waiting at `now`.
     pub fn bypass_pending(&self, now: i64) -> bool {
-        self.bypass_until.is_some_and(|t| t > now)
+        self.pending_bypass(now).is_some()
     }
 }
 
