@@ -111,16 +111,8 @@ impl Host {
 
     /// The unit's ExecStart, with this host's binary and config, as the service user.
     fn start_service(&self) -> Server {
-        let unit = unit_text();
-        let exec = setting(&unit, "ExecStart").expect("ExecStart");
-        let mut words = exec.split_whitespace();
-        assert_eq!(words.next(), Some("/usr/local/bin/radmfa"), "{exec}");
-        let args: Vec<String> = words
-            .map(|w| w.replace("/etc/radmfa/radmfa.toml", self.config.to_str().unwrap()))
-            .collect();
-        assert!(args.iter().any(|a| a == "serve"), "{exec}");
-        let mut cmd = Command::new(bin());
-        cmd.args(&args).uid(SERVICE_UID).gid(SERVICE_UID);
+        let mut cmd = self.exec_start();
+        cmd.uid(SERVICE_UID).gid(SERVICE_UID);
         // The unit's UMask=; std drops root's supplementary groups with the uid.
         unsafe {
             cmd.pre_exec(|| {
@@ -130,6 +122,30 @@ impl Host {
         }
         // The server's own temp dir stays empty: the host's files live in `self.dir`.
         Server::spawn(tempfile::tempdir().unwrap(), self.config.clone(), cmd)
+    }
+
+    /// The same command line run by root from a shell, as an admin debugging would.
+    fn start_as_root(&self) -> Server {
+        Server::spawn(
+            tempfile::tempdir().unwrap(),
+            self.config.clone(),
+            self.exec_start(),
+        )
+    }
+
+    /// The unit's ExecStart with this host's binary and config.
+    fn exec_start(&self) -> Command {
+        let unit = unit_text();
+        let exec = setting(&unit, "ExecStart").expect("ExecStart");
+        let mut words = exec.split_whitespace();
+        assert_eq!(words.next(), Some("/usr/local/bin/radmfa"), "{exec}");
+        let args: Vec<String> = words
+            .map(|w| w.replace("/etc/radmfa/radmfa.toml", self.config.to_str().unwrap()))
+            .collect();
+        assert!(args.iter().any(|a| a == "serve"), "{exec}");
+        let mut cmd = Command::new(bin());
+        cmd.args(&args);
+        cmd
     }
 }
 
@@ -191,15 +207,26 @@ fn the_service_user_keeps_serving_while_root_runs_admin_commands() {
     let out = login(&srv, "alice", &totp(&alice, now(), &[]));
     assert!(out.status.success(), "{}\n{}", text(&out), srv.log());
 
-    // With the service stopped, root's commands create SQLite's -wal and -shm files anew.
+    // With the service stopped, root's commands open the database themselves and, closing
+    // it last, leave nothing behind but what was there.
     assert!(srv.stop().success(), "{}", srv.log());
     let bob = srv.enroll("bob", &[]);
     let out = srv.cli(&["audit", "--user", "alice"]);
     assert!(out.status.success(), "{}", text(&out));
+    let names = |files: &[(String, u32, u32)]| -> Vec<String> {
+        files.iter().map(|(n, _, _)| n.clone()).collect()
+    };
+    let files = owners(state);
+    assert_eq!(names(&files), ["radmfa.db", "radmfa.key"], "{files:?}");
+
+    // Root runs the server by hand and it dies without closing the database: SQLite's -wal
+    // and -shm files, made by root, stay behind.
+    let by_hand = host.start_as_root();
+    drop(by_hand); // SIGKILL
     let files = owners(state);
     assert!(
         files.iter().any(|(n, _, _)| n.ends_with("-shm")),
-        "root's commands left no -shm file to test with: {files:?}"
+        "root's server left no -shm file to test with: {files:?}"
     );
     for (name, uid, _) in &files {
         assert_eq!(

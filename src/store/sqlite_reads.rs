@@ -42,6 +42,11 @@ impl Readers {
         }
     }
 
+    /// Closes the idle connections (at shutdown: see [`super::Store::close`]).
+    pub(super) fn close_idle(&self) {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
     /// Runs `f` on an idle connection (or a new one) and returns the connection afterwards.
     fn with<T>(
         &self,

@@ -78,6 +78,34 @@ async fn reopen_keeps_data_and_migrations_are_idempotent() {
 }
 
 #[tokio::test]
+async fn close_leaves_only_the_database_file_and_refuses_later_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("radmfa.db");
+    let store = SqliteStore::open(&path, sealer()).await.unwrap();
+    store.add_token(totp("T1", "alice")).await.unwrap();
+    // A login-path read, so the reader pool holds a connection too.
+    store.user_snapshot("alice").await.unwrap();
+    let wal = dir.path().join("radmfa.db-wal");
+    assert!(wal.exists(), "no WAL while the store is open");
+    store.close().await;
+    let mut left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["radmfa.db"], "files left after close");
+    // The login path's writes go through the writer thread, which has stopped.
+    let err = store
+        .append_audit(&AuditRecord::default())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("writer has stopped"), "{err}");
+    // What was written before the close is there.
+    let store = SqliteStore::open(&path, sealer()).await.unwrap();
+    assert!(store.token_by_serial("T1").await.unwrap().is_some());
+}
+
+#[tokio::test]
 async fn wrong_key_is_a_decrypt_error_naming_the_token() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("radmfa.db");

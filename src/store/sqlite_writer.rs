@@ -71,11 +71,18 @@ struct Queued {
     _room: OwnedSemaphorePermit,
 }
 
+/// What the writer thread is handed.
+enum Msg {
+    Write(Queued),
+    /// Commit what has run, close the connection, then answer.
+    Stop(oneshot::Sender<()>),
+}
+
 #[derive(Debug, Clone)]
 pub(super) struct Writer {
     // A std channel: the writer is a plain thread that polls it while a transaction
     // lingers. The semaphore bounds it.
-    jobs: Sender<Queued>,
+    jobs: Sender<Msg>,
     room: Arc<Semaphore>,
     /// Transactions committed so far (each covering one or more writes).
     commits: Arc<AtomicU64>,
@@ -85,7 +92,8 @@ pub(super) struct Writer {
 
 impl Writer {
     /// Opens the writer's own connection to the database at `path` (schema already migrated)
-    /// and starts its thread. The thread ends when the last `Writer` clone is dropped.
+    /// and starts its thread. The thread ends on [`Writer::stop`] or when the last `Writer`
+    /// clone is dropped.
     pub(super) fn start(path: &Path, busy_timeout: Duration) -> Result<Self, StoreError> {
         let conn = Connection::open(path).map_err(sqlite_err)?;
         conn.busy_timeout(busy_timeout).map_err(sqlite_err)?;
@@ -164,9 +172,21 @@ impl Writer {
             .await
             .map_err(|_| gone())?;
         self.jobs
-            .send(Queued { job, _room: room })
+            .send(Msg::Write(Queued { job, _room: room }))
             .map_err(|_| gone())?;
         rx.await.map_err(|_| gone())?
+    }
+
+    /// Commits the writes already queued, closes the connection and ends the thread; later
+    /// writes fail with "the store's writer has stopped". Waiting for the close matters at
+    /// exit: a connection still closing when the process ends leaves SQLite's -wal without
+    /// its -shm (seen in CI), and the last connection to close is the one that checkpoints
+    /// and removes both.
+    pub(super) async fn stop(&self) {
+        let (done, closed) = oneshot::channel();
+        if self.jobs.send(Msg::Stop(done)).is_ok() {
+            let _ = closed.await;
+        }
     }
 }
 
@@ -190,9 +210,17 @@ pub(super) fn is_unique_violation(e: &rusqlite::Error) -> bool {
 
 type Counters = (Arc<AtomicU64>, Arc<AtomicU64>);
 
-fn run(mut conn: Connection, rx: Receiver<Queued>, (commits, writes): Counters) {
+fn run(mut conn: Connection, rx: Receiver<Msg>, (commits, writes): Counters) {
     let mut under_load = false;
-    while let Ok(first) = rx.recv() {
+    let mut stop = None;
+    while let Ok(msg) = rx.recv() {
+        let first = match msg {
+            Msg::Write(q) => q,
+            Msg::Stop(done) => {
+                stop = Some(done);
+                break;
+            }
+        };
         let close_at = Instant::now() + if under_load { LINGER } else { Duration::ZERO };
         let mut batch = Batch::begin(&mut conn);
         batch.run(first);
@@ -200,14 +228,15 @@ fn run(mut conn: Connection, rx: Receiver<Queued>, (commits, writes): Counters) 
         // closes. Polled in short sleeps rather than woken per write: a wake-up per write
         // costs more CPU than the commits it saves.
         loop {
-            while batch.finishers.len() < MAX_BATCH {
+            while batch.finishers.len() < MAX_BATCH && stop.is_none() {
                 match rx.try_recv() {
-                    Ok(q) => batch.run(q),
+                    Ok(Msg::Write(q)) => batch.run(q),
+                    Ok(Msg::Stop(done)) => stop = Some(done),
                     Err(_) => break,
                 }
             }
             let left = close_at.saturating_duration_since(Instant::now());
-            if left.is_zero() || batch.finishers.len() >= MAX_BATCH {
+            if left.is_zero() || batch.finishers.len() >= MAX_BATCH || stop.is_some() {
                 break;
             }
             std::thread::sleep(left.min(POLL));
@@ -218,6 +247,16 @@ fn run(mut conn: Connection, rx: Receiver<Queued>, (commits, writes): Counters) 
             commits.fetch_add(1, Ordering::Relaxed);
             writes.fetch_add(written, Ordering::Relaxed);
         }
+        if stop.is_some() {
+            break;
+        }
+    }
+    // Writes queued after the stop are dropped with the receiver: their callers hear that
+    // the writer has stopped, none is reported as done.
+    drop(rx);
+    drop(conn);
+    if let Some(done) = stop {
+        let _ = done.send(());
     }
 }
 
