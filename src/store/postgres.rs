@@ -573,7 +573,7 @@ impl Store for PgStore {
     // --- lifecycle ---
 
     async fn close(&self) {
-        self.pool.close().await;
+        super::pool_close::close_pool(&self.pool).await;
     }
 
     // --- audit ---

@@ -707,18 +707,7 @@ impl Store for SqliteStore {
         // the WAL and removes the -wal and -shm files, so a stopped radmfa leaves just the
         // database file (and an admin command run as root leaves nothing of its own).
         self.readers.close_idle();
-        // sqlx's close can return with a connection still open: one on its way back to the
-        // pool (a spawned task) when close began is either closed by that task a little
-        // later or queued as idle after close's last look at the idle queue (measured: one
-        // command in five). Close again until none is left, for at most a second.
-        let until = std::time::Instant::now() + std::time::Duration::from_secs(1);
-        loop {
-            self.pool.close().await;
-            if self.pool.size() == 0 || std::time::Instant::now() > until {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
-        }
+        super::pool_close::close_pool(&self.pool).await;
         self.writer.stop().await;
     }
 

@@ -187,7 +187,7 @@ impl PgStore {
             Ok::<_, StoreError>(version.unwrap_or(0))
         }
         .await;
-        pool.close().await;
+        crate::store::pool_close::close_pool(&pool).await;
         result
     }
 }
