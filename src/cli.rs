@@ -144,6 +144,7 @@ pub struct EnrollArgs {
 
 #[derive(Debug, Args)]
 pub struct AuditArgs {
+    /// One user's records.
     #[arg(long)]
     pub user: Option<String>,
     /// accept, reject, challenge, lock, unlock, reset, delete
@@ -152,13 +153,19 @@ pub struct AuditArgs {
     /// RFC 3339 time, Unix seconds, or an age such as 15m, 2h, 7d.
     #[arg(long)]
     pub since: Option<String>,
+    /// The same forms as --since.
     #[arg(long)]
     pub until: Option<String>,
     /// Records shown; with --count-by, groups shown (the largest; days: the latest).
     #[arg(long, default_value_t = 50)]
     pub limit: u32,
+    /// One JSON object per line instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Keep printing matching records as they are written (from every node sharing the
+    /// store), oldest first, until Ctrl-C.
+    #[arg(long, conflicts_with_all = ["count_by", "until"])]
+    pub follow: bool,
     /// A report instead of records: how many of the matching records had each result, per
     /// user, NAS, mode, result, reason or UTC day.
     #[arg(long, value_enum, value_name = "GROUP")]

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use common::peers::{now, pyrad, radclient, totp};
 use common::postgres::PgCluster;
-use common::radmfa::{write_config, Options, Server, SECRET};
+use common::radmfa::{write_config, Follower, Options, Server, SECRET};
 use common::slapd::{LdapUser, Slapd};
 
 const ALICE_PW: &str = "alice-Secret-pw";
@@ -118,6 +118,8 @@ fn challenge_from_node_a_is_answered_on_node_b() {
     let nodes = pair(&slapd, &pg.url(), "");
     // Enrolled through node B's CLI; node A sees the token (sealed with the shared key).
     let seed = nodes.b.enroll("alice", &[]);
+    // An admin watching from node A sees both nodes' logins.
+    let follow = Follower::start(&nodes.a.config, &["--user", "alice"]);
 
     let r1 = password(&nodes.a, "alice", ALICE_PW);
     assert_eq!(code_of(&r1), "Access-Challenge", "{r1}");
@@ -172,6 +174,25 @@ fn challenge_from_node_a_is_answered_on_node_b() {
     assert_eq!(by("node-b", "accept"), 1, "{audit:#?}");
     assert_eq!(by("node-b", "challenge"), 1, "{audit:#?}");
     assert_eq!(by("node-a", "accept"), 1, "{audit:#?}");
+
+    let mut seen = Vec::new();
+    for _ in 0..5 {
+        let r = follow.next();
+        let field = |k: &str| r[k].as_str().unwrap_or_default().to_string();
+        seen.push(format!("{} {}", field("server_name"), field("result")));
+    }
+    assert!(seen[0].ends_with(" enroll"), "{seen:?}");
+    assert_eq!(
+        seen[1..],
+        [
+            "node-a challenge",
+            "node-b accept",
+            "node-b challenge",
+            "node-a accept"
+        ],
+        "{seen:?}"
+    );
+    assert!(follow.stop().success());
 }
 
 #[test]

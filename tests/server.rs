@@ -7,7 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::peers::{now, pyrad, radclient, totp};
-use common::radmfa::{Nas, Options, Server, SECRET};
+use common::radmfa::{Follower, Nas, Options, Server, SECRET};
 use common::slapd::{LdapUser, Slapd};
 use radmfa::radius::client::{parse_reply, AccessRequestBuilder};
 use radmfa::radius::crypto::verify_reply;
@@ -357,6 +357,47 @@ fn audit_report_counts_match_the_records() {
     let today = time::OffsetDateTime::now_utc().date().to_string();
     assert_eq!(days.lines().count(), 1, "{days}");
     assert!(days.contains(&today), "{days}");
+}
+
+/// `radmfa audit --follow`: an admin on the phone with a user watches that user's logins
+/// as they are answered, then stops it with SIGTERM (or Ctrl-C).
+#[test]
+fn audit_follow_shows_logins_as_they_are_answered() {
+    let slapd = directory();
+    let srv = start(&slapd, |_| {});
+    let seed = srv.enroll("alice", &[]);
+    let follow = Follower::start(&srv.config, &["--user", "alice"]);
+    // First what is there already: the enrollment.
+    assert_eq!(follow.next()["result"], "enroll");
+
+    let r1 = py_password(&srv, "alice", ALICE_PW);
+    let state = r1["state"].as_str().unwrap().to_string();
+    let r2 = py_code(&srv, "alice", &totp(&seed, now(), &[]), &state);
+    assert_eq!(code_of(&r2), "Access-Accept", "{r2}");
+    let challenge = follow.next();
+    assert_eq!(
+        (&challenge["user"], &challenge["result"]),
+        (&"alice".into(), &"challenge".into())
+    );
+    assert_eq!(follow.next()["result"], "accept");
+    // Another user's login is not shown; alice's next one is.
+    assert_eq!(code_of(&py_password(&srv, "bob", "wrong")), "Access-Reject");
+    assert_eq!(
+        code_of(&py_password(&srv, "alice", "wrong")),
+        "Access-Reject"
+    );
+    let reject = follow.next();
+    assert_eq!(
+        (&reject["user"], &reject["result"]),
+        (&"alice".into(), &"reject".into())
+    );
+    let extra = follow.next_within(Duration::from_millis(1500));
+    assert!(
+        extra.is_none(),
+        "a record shown twice or bob's shown: {extra:?}"
+    );
+    let status = follow.stop();
+    assert!(status.success(), "{status}");
 }
 
 /// `[ldap] strip_domains`: CORP\alice and alice@corp.example.org are alice, at login and in

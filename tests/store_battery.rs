@@ -103,6 +103,7 @@ store_battery! {
         purge_expired_challenges,
         audit_append_and_round_trip,
         audit_filters_order_and_limit,
+        audit_after_id_reads_newer_records_oldest_first,
         audit_default_limit_is_100,
         purge_audit_deletes_the_oldest_in_batches,
         audit_counts_per_group_and_result,

@@ -68,6 +68,7 @@ pub async fn run(cfg: &Config, args: AuditArgs) -> anyhow::Result<ExitCode> {
             .transpose()
             .context("--until")?,
         limit: args.limit,
+        after_id: None,
     };
     if let Some(by) = args.count_by {
         let counts = with_command_store(&cfg.store, async |store| {
@@ -75,6 +76,13 @@ pub async fn run(cfg: &Config, args: AuditArgs) -> anyhow::Result<ExitCode> {
         })
         .await?;
         return report(counts, by, args.limit, args.json);
+    }
+    if args.follow {
+        with_command_store(&cfg.store, async |store| {
+            super::audit_follow::follow(store, filter, args.json).await
+        })
+        .await?;
+        return Ok(ExitCode::SUCCESS);
     }
     let rows =
         with_command_store(&cfg.store, async |store| Ok(store.audit(&filter).await?)).await?;
@@ -84,22 +92,69 @@ pub async fn run(cfg: &Config, args: AuditArgs) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    // Columns as wide as their widest value (at least the header), so long NAS names and
-    // serials do not push the rest out of line.
-    let width = |header: &str, value: &dyn Fn(&AuditRecord) -> usize| {
-        rows.iter().map(value).max().unwrap_or(0).max(header.len())
-    };
-    let wu = width("USER", &|r| r.user.chars().count());
-    let wm = width("MODE", &|r| r.mode.len());
-    let wt = width("TOKEN", &|r| r.token_serial.as_deref().map_or(1, str::len));
-    let wn = width("NAS", &|r| {
-        r.nas_name.as_deref().map_or(1, |n| n.chars().count())
-    });
-    println!(
-        "{:<20} {:<wu$} {:<9} {:<wm$} {:<wt$} {:<wn$} {:>6}  REASON",
-        "TIME", "USER", "RESULT", "MODE", "TOKEN", "NAS", "MS"
-    );
-    for r in rows {
+    let table = Table::fitting(&rows);
+    table.header();
+    for r in &rows {
+        table.row(r);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The records' table: columns as wide as their widest value (at least the header), so long
+/// NAS names and serials do not push the rest out of line.
+#[derive(Clone, Copy)]
+pub(super) struct Table {
+    user: usize,
+    mode: usize,
+    token: usize,
+    nas: usize,
+}
+
+impl Table {
+    pub(super) fn fitting(rows: &[AuditRecord]) -> Self {
+        let width = |header: &str, value: &dyn Fn(&AuditRecord) -> usize| {
+            rows.iter().map(value).max().unwrap_or(0).max(header.len())
+        };
+        Table {
+            user: width("USER", &|r| r.user.chars().count()),
+            mode: width("MODE", &|r| r.mode.len()),
+            token: width("TOKEN", &|r| r.token_serial.as_deref().map_or(1, str::len)),
+            nas: width("NAS", &|r| {
+                r.nas_name.as_deref().map_or(1, |n| n.chars().count())
+            }),
+        }
+    }
+
+    /// At least `min` wide in every column: for records not seen yet (`--follow`).
+    pub(super) fn at_least(self, min: usize) -> Self {
+        Table {
+            user: self.user.max(min),
+            mode: self.mode.max(min),
+            token: self.token.max(min),
+            nas: self.nas.max(min),
+        }
+    }
+
+    pub(super) fn header(&self) {
+        let Table {
+            user: wu,
+            mode: wm,
+            token: wt,
+            nas: wn,
+        } = *self;
+        println!(
+            "{:<20} {:<wu$} {:<9} {:<wm$} {:<wt$} {:<wn$} {:>6}  REASON",
+            "TIME", "USER", "RESULT", "MODE", "TOKEN", "NAS", "MS"
+        );
+    }
+
+    pub(super) fn row(&self, r: &AuditRecord) {
+        let Table {
+            user: wu,
+            mode: wm,
+            token: wt,
+            nas: wn,
+        } = *self;
         println!(
             "{:<20} {:<wu$} {:<9} {:<wm$} {:<wt$} {:<wn$} {:>6}  {}",
             fmt_time(r.time),
@@ -112,7 +167,6 @@ pub async fn run(cfg: &Config, args: AuditArgs) -> anyhow::Result<ExitCode> {
             r.reason.as_deref().unwrap_or("")
         );
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 /// One line of a report: a group's count per result.

@@ -2,6 +2,7 @@
 
 pub mod app_passwords;
 pub mod audit;
+pub mod audit_follow;
 pub mod backup;
 pub mod bypass;
 pub mod check;

@@ -128,7 +128,7 @@ fn survive_file_size_limit() {
     }
 }
 
-async fn wait_for_signal() {
+pub(super) async fn wait_for_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};

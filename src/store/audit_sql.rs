@@ -57,6 +57,36 @@ where
     if let Some(until) = f.until {
         q.push(" AND time <= ").push_bind(until);
     }
+    if let Some(id) = f.after_id {
+        q.push(" AND id > ").push_bind(id);
+    }
+}
+
+/// Records returned when the filter's limit is 0.
+const DEFAULT_LIMIT: u32 = 100;
+
+/// [`super::Store::audit`]'s query: the filtered records in the order
+/// [`AuditFilter::after_id`] asks for, at most `limit` (0: 100).
+pub(super) fn records_query<'a, DB>(
+    d: Dialect,
+    columns: &str,
+    f: &AuditFilter,
+) -> QueryBuilder<'a, DB>
+where
+    DB: Database,
+    String: Encode<'a, DB> + Type<DB> + 'a,
+    i64: Encode<'a, DB> + Type<DB> + 'a,
+{
+    let mut q = QueryBuilder::new(format!("SELECT {columns} FROM audit WHERE 1 = 1"));
+    push_filter(&mut q, d, f);
+    q.push(if f.after_id.is_some() {
+        " ORDER BY id LIMIT "
+    } else {
+        " ORDER BY time DESC, id DESC LIMIT "
+    });
+    let limit = if f.limit == 0 { DEFAULT_LIMIT } else { f.limit };
+    q.push_bind(i64::from(limit));
+    q
 }
 
 /// [`super::Store::audit_counts`]'s query: one row per group and result.

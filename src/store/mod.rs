@@ -270,6 +270,9 @@ pub struct AuditFilter {
     pub since: Option<i64>,
     pub until: Option<i64>,
     pub limit: u32,
+    /// Only records with a larger id, oldest (lowest id) first: `radmfa audit --follow`
+    /// asking for what arrived since. Without it, records come newest first.
+    pub after_id: Option<i64>,
 }
 
 /// What [`Store::audit_counts`] groups records by (`radmfa audit --count-by`).

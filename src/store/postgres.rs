@@ -48,7 +48,6 @@ const RETURN_IMPORTED_PG: &str =
     "UPDATE tokens SET username = NULL, resync_counter = NULL, resync_at = NULL \
      WHERE username = $1";
 
-const DEFAULT_AUDIT_LIMIT: u32 = 100;
 const TOKEN_COLUMNS: &str = "id, serial, username, kind, algorithm, digits, period, counter, \
                              last_step, enabled, created_at, secret";
 const CHALLENGE_COLUMNS: &str =
@@ -589,15 +588,7 @@ impl Store for PgStore {
 
     async fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {
         let mut q: QueryBuilder<Postgres> =
-            QueryBuilder::new(format!("SELECT {AUDIT_COLUMNS} FROM audit WHERE TRUE"));
-        audit_sql::push_filter(&mut q, Dialect::Postgres, filter);
-        let limit = if filter.limit == 0 {
-            DEFAULT_AUDIT_LIMIT
-        } else {
-            filter.limit
-        };
-        q.push(" ORDER BY time DESC, id DESC LIMIT ")
-            .push_bind(i64::from(limit));
+            audit_sql::records_query(Dialect::Postgres, AUDIT_COLUMNS, filter);
         let rows = q.build().fetch_all(&self.pool).await?;
         rows.iter().map(audit_from_row).collect()
     }

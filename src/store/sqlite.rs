@@ -51,7 +51,6 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// good; normal load keeps it near 4 MiB (the auto-checkpoint's 1,000 pages), under this.
 pub(super) const WAL_SIZE_LIMIT: u64 = 8 << 20;
 const MAX_CONNECTIONS: u32 = 8;
-const DEFAULT_AUDIT_LIMIT: u32 = 100;
 
 const CHALLENGE_COLUMNS: &str = "state_hash, user, nas, created_at, expires_at, attempts, context";
 const AUDIT_COLUMNS: &str = "id, time, user, first_name, last_name, email, phone, token_serial, \
@@ -749,15 +748,7 @@ impl Store for SqliteStore {
 
     async fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {
         let mut q: QueryBuilder<Sqlite> =
-            QueryBuilder::new(format!("SELECT {AUDIT_COLUMNS} FROM audit WHERE 1 = 1"));
-        audit_sql::push_filter(&mut q, Dialect::Sqlite, filter);
-        let limit = if filter.limit == 0 {
-            DEFAULT_AUDIT_LIMIT
-        } else {
-            filter.limit
-        };
-        q.push(" ORDER BY time DESC, id DESC LIMIT ")
-            .push_bind(i64::from(limit));
+            audit_sql::records_query(Dialect::Sqlite, AUDIT_COLUMNS, filter);
         let rows = q.build().fetch_all(&self.pool).await?;
         rows.iter().map(audit_from_row).collect()
     }

@@ -52,6 +52,7 @@ where
     purge_expired_challenges(&*make().await).await;
     audit_append_and_round_trip(&*make().await).await;
     audit_filters_order_and_limit(&*make().await).await;
+    audit_after_id_reads_newer_records_oldest_first(&*make().await).await;
     audit_default_limit_is_100(&*make().await).await;
     purge_audit_deletes_the_oldest_in_batches(&*make().await).await;
     audit_counts_per_group_and_result(&*make().await).await;
@@ -852,6 +853,7 @@ pub async fn audit_filters_order_and_limit(store: &dyn Store) {
         since,
         until,
         limit,
+        after_id: None,
     };
     assert_eq!(
         times(
@@ -924,6 +926,41 @@ pub async fn audit_filters_order_and_limit(store: &dyn Store) {
     );
     assert!(store
         .audit(&f(Some("carol"), None, None, None, 0))
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+/// `radmfa audit --follow`: records after an id, oldest first, the other filters applying.
+pub async fn audit_after_id_reads_newer_records_oldest_first(store: &dyn Store) {
+    let mut ids = Vec::new();
+    for (i, user) in ["alice", "bob", "alice", "alice", "bob"].iter().enumerate() {
+        let rec = audit_record(T + i as i64, user, "accept");
+        ids.push(store.append_audit(&rec).await.unwrap());
+    }
+    let after = |id, user: Option<&str>, limit| AuditFilter {
+        user: user.map(Into::into),
+        limit,
+        after_id: Some(id),
+        ..Default::default()
+    };
+    let got = |v: Vec<AuditRecord>| v.into_iter().map(|r| r.id).collect::<Vec<_>>();
+    assert_eq!(
+        got(store.audit(&after(ids[1], None, 0)).await.unwrap()),
+        ids[2..],
+        "oldest first"
+    );
+    assert_eq!(
+        got(store.audit(&after(ids[0], Some("alice"), 0)).await.unwrap()),
+        [ids[2], ids[3]]
+    );
+    assert_eq!(
+        got(store.audit(&after(ids[0], None, 2)).await.unwrap()),
+        ids[1..3],
+        "limit keeps the oldest"
+    );
+    assert!(store
+        .audit(&after(ids[4], None, 0))
         .await
         .unwrap()
         .is_empty());

@@ -1,0 +1,127 @@
+//! `radmfa audit --follow`: the matching records as they are written, until Ctrl-C or
+//! SIGTERM. It reads the store, not a log file, so with PostgreSQL it shows every node's
+//! logins in one place.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::time::{Duration, Instant};
+
+use super::audit::Table;
+use crate::store::{AuditFilter, AuditRecord, Store};
+
+/// How often the store is asked for new records.
+const POLL: Duration = Duration::from_secs(1);
+/// How long a record may take to become visible after a record with a larger id: on
+/// PostgreSQL, ids are handed out at insert and transactions commit in any order, so a
+/// record can appear after a later one was printed. Ids are re-read for this long.
+const SETTLE: Duration = Duration::from_secs(5);
+/// New records read per query; more are read at once in the next.
+const BATCH: u32 = 1000;
+/// The narrowest table column, for values not seen yet.
+const MIN_WIDTH: usize = 12;
+
+pub async fn follow(store: &dyn Store, filter: AuditFilter, json: bool) -> anyhow::Result<()> {
+    // First the last --limit records, oldest first, as `tail -f` does.
+    let mut first = store.audit(&filter).await?;
+    first.reverse();
+    let table = Table::fitting(&first).at_least(MIN_WIDTH);
+    let print = |r: &AuditRecord| -> anyhow::Result<()> {
+        if json {
+            println!("{}", serde_json::to_string(r)?);
+        } else {
+            table.row(r);
+        }
+        Ok(())
+    };
+    if !json {
+        table.header();
+    }
+    let mut window = Window::new(first.iter().map(|r| r.id).max().unwrap_or(0));
+    for r in &first {
+        print(r)?;
+    }
+    let stop = super::serve::wait_for_signal();
+    tokio::pin!(stop);
+    loop {
+        let mut more = true;
+        while more {
+            let rows = store
+                .audit(&AuditFilter {
+                    after_id: Some(window.floor),
+                    // Every id still settling comes back too; room for that many new ones.
+                    limit: BATCH + window.seen.len() as u32,
+                    ..filter.clone()
+                })
+                .await?;
+            more = rows.len() as u32 >= BATCH + window.seen.len() as u32;
+            for r in &rows {
+                if window.seen.insert(r.id) {
+                    print(r)?;
+                }
+            }
+        }
+        window.settle(Instant::now());
+        tokio::select! {
+            _ = &mut stop => return Ok(()),
+            _ = tokio::time::sleep(POLL) => {}
+        }
+    }
+}
+
+/// Which ids are settled (at or below `floor`: none can appear any more) and which of the
+/// newer ones were printed.
+struct Window {
+    floor: i64,
+    seen: BTreeSet<i64>,
+    /// The largest id seen at each poll, to move `floor` up to once it is `SETTLE` old.
+    polls: VecDeque<(Instant, i64)>,
+}
+
+impl Window {
+    fn new(floor: i64) -> Self {
+        Window {
+            floor,
+            seen: BTreeSet::new(),
+            polls: VecDeque::new(),
+        }
+    }
+
+    fn settle(&mut self, now: Instant) {
+        let top = self.seen.last().copied().unwrap_or(self.floor);
+        self.polls.push_back((now, top));
+        while let Some(&(at, id)) = self.polls.front() {
+            if now.duration_since(at) < SETTLE {
+                break;
+            }
+            self.polls.pop_front();
+            self.floor = self.floor.max(id);
+        }
+        let floor = self.floor;
+        self.seen.retain(|&id| id > floor);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_settle_after_the_window_and_are_forgotten() {
+        let t0 = Instant::now();
+        let mut w = Window::new(10);
+        w.seen.extend([11, 12, 14]);
+        w.settle(t0);
+        assert_eq!(w.floor, 10, "nothing is settled at once");
+        w.seen.insert(13); // committed late: still looked for
+        w.settle(t0 + Duration::from_secs(2));
+        assert_eq!(w.floor, 10);
+        w.seen.insert(15);
+        w.settle(t0 + SETTLE);
+        assert_eq!(w.floor, 14, "the first poll's top is settled");
+        assert_eq!(w.seen.iter().copied().collect::<Vec<_>>(), [15]);
+        w.settle(t0 + SETTLE + Duration::from_secs(3));
+        assert_eq!(w.floor, 14, "15 was first seen less than SETTLE ago");
+        w.settle(t0 + SETTLE * 2);
+        assert_eq!(w.floor, 15);
+        assert!(w.seen.is_empty());
+    }
+}
