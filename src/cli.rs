@@ -109,12 +109,14 @@ pub struct UserArg {
 #[derive(Debug, Args)]
 pub struct UserJson {
     pub user: String,
+    /// JSON instead of text.
     #[arg(long)]
     pub json: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct JsonFlag {
+    /// JSON instead of text.
     #[arg(long)]
     pub json: bool,
 }

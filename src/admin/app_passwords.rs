@@ -37,6 +37,7 @@ pub struct AddArgs {
 #[derive(Debug, Args)]
 pub struct ListArgs {
     pub user: String,
+    /// JSON instead of text.
     #[arg(long)]
     pub json: bool,
 }

@@ -44,6 +44,7 @@ pub struct ListArgs {
     /// Only tokens in stock (no owner).
     #[arg(long, conflicts_with = "user")]
     pub unassigned: bool,
+    /// JSON instead of text.
     #[arg(long)]
     pub json: bool,
 }
@@ -51,6 +52,7 @@ pub struct ListArgs {
 #[derive(Debug, Args)]
 pub struct ShowArgs {
     pub serial: String,
+    /// JSON instead of text.
     #[arg(long)]
     pub json: bool,
 }

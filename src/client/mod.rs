@@ -199,6 +199,7 @@ pub struct LdapBindsArgs {
     pub mode: bench::BindMode,
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
+    /// The result as one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
 }
