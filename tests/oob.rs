@@ -111,6 +111,37 @@ fn sms_code_flow_accepts_the_sent_code_and_rejects_a_wrong_one() {
         .any(|r| r["mode"] == "sms" && r["reason"] == "wrong SMS code"));
 }
 
+/// A code sent with the password (inline, or OpenVPN's static challenge) is an OATH code:
+/// a client whose methods leave TOTP out refuses it, even from a user who has a token.
+#[test]
+fn a_code_with_the_password_is_refused_where_totp_is_not_allowed() {
+    use data_encoding::BASE64;
+    let slapd = directory();
+    let standin = Standin::start();
+    let srv = start(&slapd, &standin, "", "", &sms_client(""));
+    let seed = srv.enroll("alice", &[]);
+    let field = format!(
+        "SCRV1:{}:{}",
+        BASE64.encode(ALICE_PW.as_bytes()),
+        BASE64.encode(totp(&seed, now(), &[]).as_bytes())
+    );
+    let r = login(&srv, "alice", &field);
+    assert_eq!(code_of(&r), "Access-Reject", "{r}");
+    assert!(standin.sms().is_empty(), "an SMS was sent");
+    let audit = srv.audit_json("alice");
+    assert!(
+        audit.iter().any(|r| r["result"] == "reject"
+            && r["reason"]
+                .as_str()
+                .is_some_and(|s| s.contains("methods do not include totp"))),
+        "{audit:#?}"
+    );
+    // The password alone still gets the client's method, the SMS.
+    let r = login(&srv, "alice", ALICE_PW);
+    assert_eq!(code_of(&r), "Access-Challenge", "{r}");
+    assert_eq!(standin.wait_sms(1, Duration::from_secs(2)).len(), 1);
+}
+
 #[test]
 fn provider_failure_rejects_with_a_clear_audit_reason() {
     let slapd = directory();

@@ -583,6 +583,60 @@ fn inline_flow_with_radclient() {
     assert_eq!(login(&format!("{ALICE_PW},{next}")).code, "Access-Accept");
 }
 
+/// OpenVPN's static challenge (`static-challenge "Code" 0` in the client's config): password
+/// and code arrive together as SCRV1:<base64>:<base64>, which a RADIUS plugin on the
+/// OpenVPN server passes on unchanged. Taken apart in either otp_mode.
+#[test]
+fn openvpn_static_challenge_answers_log_in() {
+    use data_encoding::BASE64;
+    let slapd = directory();
+    for mode in ["challenge", "inline"] {
+        let srv = start(&slapd, |o| {
+            o.clients = vec![Nas {
+                otp_mode: mode,
+                ..Nas::challenge("openvpn", "127.0.0.1")
+            }];
+        });
+        let seed = srv.enroll("alice", &[]);
+        let host = srv.addr.to_string();
+        let login = |pw: &str, code: &str| {
+            let field = format!(
+                "SCRV1:{}:{}",
+                BASE64.encode(pw.as_bytes()),
+                BASE64.encode(code.as_bytes())
+            );
+            radclient(
+                &host,
+                SECRET,
+                &format!(
+                    "User-Name = \"alice\", User-Password = \"{field}\", \
+                     Message-Authenticator = 0x00"
+                ),
+            )
+            .code
+        };
+        let code = totp(&seed, now(), &[]);
+        let wrong = if code == "123456" { "654321" } else { "123456" };
+        assert_eq!(login("wrong-pw", &code), "Access-Reject", "{mode}");
+        assert_eq!(login(ALICE_PW, wrong), "Access-Reject", "{mode}");
+        assert_eq!(login(ALICE_PW, &code), "Access-Accept", "{mode}");
+        assert_eq!(login(ALICE_PW, &code), "Access-Reject", "{mode}: replay");
+        // No code typed: a challenge client asks for it, an inline one has none to check.
+        let expected = match mode {
+            "challenge" => "Access-Challenge",
+            _ => "Access-Reject",
+        };
+        assert_eq!(login(ALICE_PW, ""), expected, "{mode}");
+        let audit = srv.audit_json("alice");
+        assert!(
+            audit
+                .iter()
+                .any(|r| r["result"] == "accept" && r["mode"] == "totp"),
+            "{mode}: {audit:#?}"
+        );
+    }
+}
+
 #[test]
 fn unverifiable_requests_get_no_reply() {
     let slapd = directory();

@@ -6,7 +6,7 @@
 use super::groups::{self, Membership};
 use super::methods::{self, blocked, Subject};
 use super::second_factor::{check_code, oath_mode, user_view, CodeCheck, Standing, RESYNC_MESSAGE};
-use super::{app_login, bypass, oob, rdg, Fault, RequestContext, Verdict};
+use super::{app_login, bypass, oob, rdg, static_challenge, Fault, RequestContext, Verdict};
 use crate::app::AppState;
 use crate::auth::{PrimaryOutcome, UserInfo};
 use crate::config::delivery::VoiceMode;
@@ -51,10 +51,20 @@ pub async fn start(
     // checked as the password, and the refusal waits for the group and bypass checks.
     let bypass_pending = view.profile.bypass_pending(app.clock.now());
     let mut code_missing = false;
-    let (password, code) = match &ctx.client.otp_mode {
-        OtpMode::Challenge => (field, None),
-        OtpMode::Inline { delimiter } => {
-            match split_inline(&field, delimiter, &code_lengths(tokens)) {
+    // OpenVPN's static challenge carries password and code apart, whatever the mode; with
+    // the code left empty it is the password alone, as any other field would be.
+    let (field, static_code, split_field) = match static_challenge::split(&field) {
+        Some((password, code)) => (password, code, false),
+        None => (field, None, true),
+    };
+    let (password, code) = match (&ctx.client.otp_mode, static_code) {
+        (_, Some(code)) => (field, Some(code)),
+        (OtpMode::Challenge, None) => (field, None),
+        (OtpMode::Inline { delimiter }, None) => {
+            let split = split_field
+                .then(|| split_inline(&field, delimiter, &code_lengths(tokens)))
+                .flatten();
+            match split {
                 Some((p, c)) => (p, Some(c)),
                 None if tokens.is_empty() => (field, None),
                 None if !ctx.client.groups.exempt.is_empty() || bypass_pending => {
@@ -127,6 +137,15 @@ pub async fn start(
     }
 
     if let Some(code) = code {
+        // A code in the request is an OATH code: only where the client allows that factor.
+        if !usable.contains(&Method::Totp) {
+            let why = if tokens.is_empty() {
+                "a code came with the password, but the user has no token"
+            } else {
+                "a code came with the password, but this client's methods do not include totp"
+            };
+            return Ok(Verdict::reject(why).with_info(Some(info)));
+        }
         return inline(app, user, tokens, standing, &code, info).await;
     }
     let preferred = profile.method.as_deref().and_then(Method::parse);

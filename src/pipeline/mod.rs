@@ -27,6 +27,7 @@ mod methods;
 mod oob;
 mod rdg;
 mod second_factor;
+mod static_challenge;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
