@@ -136,19 +136,28 @@ impl Table {
     }
 
     pub(super) fn header(&self) {
-        let Table {
-            user: wu,
-            mode: wm,
-            token: wt,
-            nas: wn,
-        } = *self;
-        println!(
-            "{:<20} {:<wu$} {:<9} {:<wm$} {:<wt$} {:<wn$} {:>6}  REASON",
-            "TIME", "USER", "RESULT", "MODE", "TOKEN", "NAS", "MS"
+        self.line(
+            ["TIME", "USER", "RESULT", "MODE", "TOKEN", "NAS", "MS"],
+            "REASON",
         );
     }
 
     pub(super) fn row(&self, r: &AuditRecord) {
+        self.line(
+            [
+                &fmt_time(r.time),
+                &r.user,
+                &r.result,
+                &r.mode,
+                r.token_serial.as_deref().unwrap_or("-"),
+                r.nas_name.as_deref().unwrap_or("-"),
+                &r.latency_ms.to_string(),
+            ],
+            r.reason.as_deref().unwrap_or(""),
+        );
+    }
+
+    fn line(&self, [time, user, result, mode, token, nas, ms]: [&str; 7], reason: &str) {
         let Table {
             user: wu,
             mode: wm,
@@ -156,15 +165,7 @@ impl Table {
             nas: wn,
         } = *self;
         println!(
-            "{:<20} {:<wu$} {:<9} {:<wm$} {:<wt$} {:<wn$} {:>6}  {}",
-            fmt_time(r.time),
-            r.user,
-            r.result,
-            r.mode,
-            r.token_serial.as_deref().unwrap_or("-"),
-            r.nas_name.as_deref().unwrap_or("-"),
-            r.latency_ms,
-            r.reason.as_deref().unwrap_or("")
+            "{time:<20} {user:<wu$} {result:<9} {mode:<wm$} {token:<wt$} {nas:<wn$} {ms:>6}  {reason}"
         );
     }
 }

@@ -264,22 +264,10 @@ impl Server {
     /// SIGTERM, then wait for a clean exit.
     pub fn stop(&mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("already stopped");
-        let _ = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(st) = child.try_wait().unwrap() {
-                // Let the reader thread drain the pipe.
-                std::thread::sleep(Duration::from_millis(100));
-                return st;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("radmfa did not stop on SIGTERM");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let status = terminate(&mut child, "radmfa");
+        // Let the reader thread drain the pipe.
+        std::thread::sleep(Duration::from_millis(100));
+        status
     }
 
     /// A UDP socket connected to the server, for raw-byte tests.
@@ -289,6 +277,25 @@ impl Server {
         s.set_read_timeout(Some(Duration::from_millis(1500)))
             .unwrap();
         s
+    }
+}
+
+/// SIGTERM to `child`, then its exit status; killed (and the test failed) if it is still
+/// running after 10 s.
+fn terminate(child: &mut Child, what: &str) -> std::process::ExitStatus {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return st;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{what} did not stop on SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -338,20 +345,7 @@ impl Follower {
 
     /// SIGTERM, as Ctrl-C would end it; its exit status.
     pub fn stop(mut self) -> std::process::ExitStatus {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                return st;
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!("audit --follow did not stop on SIGTERM");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        terminate(&mut self.child, "audit --follow")
     }
 }
 
