@@ -119,7 +119,7 @@ fn challenge_from_node_a_is_answered_on_node_b() {
     // Enrolled through node B's CLI; node A sees the token (sealed with the shared key).
     let seed = nodes.b.enroll("alice", &[]);
     // An admin watching from node A sees both nodes' logins.
-    let follow = Follower::start(&nodes.a.config, &["--user", "alice"]);
+    let follow = Follower::start(&nodes.a.config, &["--json", "--user", "alice"]);
 
     let r1 = password(&nodes.a, "alice", ALICE_PW);
     assert_eq!(code_of(&r1), "Access-Challenge", "{r1}");

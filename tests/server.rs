@@ -366,9 +366,17 @@ fn audit_follow_shows_logins_as_they_are_answered() {
     let slapd = directory();
     let srv = start(&slapd, |_| {});
     let seed = srv.enroll("alice", &[]);
-    let follow = Follower::start(&srv.config, &["--user", "alice"]);
+    let follow = Follower::start(&srv.config, &["--json", "--user", "alice"]);
+    // And as a table, as an admin would watch it.
+    let table = Follower::start(&srv.config, &["--user", "alice"]);
     // First what is there already: the enrollment.
     assert_eq!(follow.next()["result"], "enroll");
+    let header = table.next_line();
+    assert!(
+        header.starts_with("TIME") && header.ends_with("REASON"),
+        "{header}"
+    );
+    assert!(table.next_line().contains(" enroll "));
 
     let r1 = py_password(&srv, "alice", ALICE_PW);
     let state = r1["state"].as_str().unwrap().to_string();
@@ -391,13 +399,20 @@ fn audit_follow_shows_logins_as_they_are_answered() {
         (&reject["user"], &reject["result"]),
         (&"alice".into(), &"reject".into())
     );
+    for result in ["challenge", "accept", "reject"] {
+        let row = table.next_line();
+        let cols: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(cols[1..3], ["alice", result], "{row}");
+    }
     let extra = follow.next_within(Duration::from_millis(1500));
     assert!(
         extra.is_none(),
         "a record shown twice or bob's shown: {extra:?}"
     );
-    let status = follow.stop();
-    assert!(status.success(), "{status}");
+    for f in [follow, table] {
+        let status = f.stop();
+        assert!(status.success(), "{status}");
+    }
 }
 
 /// `[ldap] strip_domains`: CORP\alice and alice@corp.example.org are alice, at login and in

@@ -299,7 +299,8 @@ fn terminate(child: &mut Child, what: &str) -> std::process::ExitStatus {
     }
 }
 
-/// A running `radmfa audit --follow --json ARGS`: its records, one at a time.
+/// A running `radmfa audit --follow ARGS`: its lines (with `--json`, its records), one at a
+/// time.
 pub struct Follower {
     child: Child,
     lines: std::sync::mpsc::Receiver<String>,
@@ -310,7 +311,7 @@ impl Follower {
         let mut child = Command::new(bin())
             .arg("--config")
             .arg(config)
-            .args(["audit", "--follow", "--json"])
+            .args(["audit", "--follow"])
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -329,12 +330,16 @@ impl Follower {
         Follower { child, lines }
     }
 
-    /// The next record printed, waiting up to 10 s for it.
-    pub fn next(&self) -> serde_json::Value {
-        let line = self
-            .lines
+    /// The next line printed, waiting up to 10 s for it.
+    pub fn next_line(&self) -> String {
+        self.lines
             .recv_timeout(Duration::from_secs(10))
-            .expect("no audit record within 10 s");
+            .expect("no audit line within 10 s")
+    }
+
+    /// The next record printed (with `--json`), waiting up to 10 s for it.
+    pub fn next(&self) -> serde_json::Value {
+        let line = self.next_line();
         serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"))
     }
 
