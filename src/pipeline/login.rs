@@ -46,35 +46,27 @@ pub async fn start(
     let view = user_view(app, user).await?;
     let tokens = &view.tokens;
 
+    // OpenVPN's static challenge carries password and code apart, whatever the mode (with
+    // no code typed, the password alone); otherwise an inline client's field is split.
+    let (password, code) = match (static_challenge::split(&field), &ctx.client.otp_mode) {
+        (Some(parts), _) => parts,
+        (None, OtpMode::Inline { delimiter }) => {
+            match split_inline(&field, delimiter, &code_lengths(tokens)) {
+                Some((p, c)) => (p, Some(c)),
+                None => (field, None),
+            }
+        }
+        (None, OtpMode::Challenge) => (field, None),
+    };
     // Inline, a field without a code is refused — unless the client has exempt groups or
     // the user has a bypass waiting: then the field may be the password alone, so it is
     // checked as the password, and the refusal waits for the group and bypass checks.
     let bypass_pending = view.profile.bypass_pending(app.clock.now());
-    let mut code_missing = false;
-    // OpenVPN's static challenge carries password and code apart, whatever the mode; with
-    // the code left empty it is the password alone, as any other field would be.
-    let (field, static_code, split_field) = match static_challenge::split(&field) {
-        Some((password, code)) => (password, code, false),
-        None => (field, None, true),
-    };
-    let (password, code) = match (&ctx.client.otp_mode, static_code) {
-        (_, Some(code)) => (field, Some(code)),
-        (OtpMode::Challenge, None) => (field, None),
-        (OtpMode::Inline { delimiter }, None) => {
-            let split = split_field
-                .then(|| split_inline(&field, delimiter, &code_lengths(tokens)))
-                .flatten();
-            match split {
-                Some((p, c)) => (p, Some(c)),
-                None if tokens.is_empty() => (field, None),
-                None if !ctx.client.groups.exempt.is_empty() || bypass_pending => {
-                    code_missing = true;
-                    (field, None)
-                }
-                None => return Ok(Verdict::reject(NO_INLINE_CODE)),
-            }
-        }
-    };
+    let inline_client = matches!(ctx.client.otp_mode, OtpMode::Inline { .. });
+    let code_missing = inline_client && code.is_none() && !tokens.is_empty();
+    if code_missing && ctx.client.groups.exempt.is_empty() && !bypass_pending {
+        return Ok(Verdict::reject(NO_INLINE_CODE));
+    }
 
     let info = match app.primary().authenticate(user, &password).await? {
         PrimaryOutcome::Accepted(info) => info,
