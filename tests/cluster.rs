@@ -14,7 +14,7 @@ mod common;
 mod load;
 
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::peers::{now, pyrad, radclient, totp};
 use common::postgres::PgCluster;
@@ -192,6 +192,52 @@ fn challenge_from_node_a_is_answered_on_node_b() {
         ],
         "{seen:?}"
     );
+    assert!(follow.stop().success());
+}
+
+/// `radmfa audit --follow` outlives a PostgreSQL restart: it says the store failed, asks
+/// again each second, and shows the logins made after the restart.
+#[test]
+fn audit_follow_outlives_a_postgres_restart() {
+    let slapd = directory();
+    let pg = PgCluster::start();
+    let nodes = pair(&slapd, &pg.url(), "");
+    nodes.b.enroll("alice", &[]);
+    let follow = Follower::start(&nodes.a.config, &["--json", "--user", "alice"]);
+    assert_eq!(follow.next()["result"], "enroll");
+
+    pg.stop();
+    assert!(
+        follow.stderr_shows("asking again every second", Duration::from_secs(15)),
+        "no store failure reported: {}",
+        follow.stderr()
+    );
+    pg.start_again();
+    assert!(
+        follow.stderr_shows("the store answers again", Duration::from_secs(15)),
+        "{}",
+        follow.stderr()
+    );
+    // The nodes reconnect by themselves; the first login after the restart may still meet
+    // a dropped connection, so a few tries.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let r = password(&nodes.b, "alice", ALICE_PW);
+        if code_of(&r) == "Access-Challenge" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no challenge after the restart: {r}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // Records of the refused tries come first, if any; the challenge shows up.
+    let challenge = (0..10)
+        .map(|_| follow.next())
+        .find(|r| r["result"] == "challenge")
+        .expect("the challenge after the restart");
+    assert_eq!(challenge["server_name"], "node-b");
     assert!(follow.stop().success());
 }
 

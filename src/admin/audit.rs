@@ -93,9 +93,9 @@ pub async fn run(cfg: &Config, args: AuditArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let table = Table::fitting(&rows);
-    table.header();
+    println!("{}", table.header());
     for r in &rows {
-        table.row(r);
+        println!("{}", table.row(r));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -135,14 +135,14 @@ impl Table {
         }
     }
 
-    pub(super) fn header(&self) {
+    pub(super) fn header(&self) -> String {
         self.line(
             ["TIME", "USER", "RESULT", "MODE", "TOKEN", "NAS", "MS"],
             "REASON",
-        );
+        )
     }
 
-    pub(super) fn row(&self, r: &AuditRecord) {
+    pub(super) fn row(&self, r: &AuditRecord) -> String {
         self.line(
             [
                 &fmt_time(r.time),
@@ -154,19 +154,19 @@ impl Table {
                 &r.latency_ms.to_string(),
             ],
             r.reason.as_deref().unwrap_or(""),
-        );
+        )
     }
 
-    fn line(&self, [time, user, result, mode, token, nas, ms]: [&str; 7], reason: &str) {
+    fn line(&self, [time, user, result, mode, token, nas, ms]: [&str; 7], reason: &str) -> String {
         let Table {
             user: wu,
             mode: wm,
             token: wt,
             nas: wn,
         } = *self;
-        println!(
+        format!(
             "{time:<20} {user:<wu$} {result:<9} {mode:<wm$} {token:<wt$} {nas:<wn$} {ms:>6}  {reason}"
-        );
+        )
     }
 }
 

@@ -3,10 +3,11 @@
 //! logins in one place.
 
 use std::collections::{BTreeSet, VecDeque};
+use std::io::Write;
 use std::time::{Duration, Instant};
 
 use super::audit::Table;
-use crate::store::{AuditFilter, AuditRecord, Store};
+use crate::store::{AuditFilter, AuditRecord, Store, StoreError};
 
 /// How often the store is asked for new records.
 const POLL: Duration = Duration::from_secs(1);
@@ -24,47 +25,87 @@ pub async fn follow(store: &dyn Store, filter: AuditFilter, json: bool) -> anyho
     let mut first = store.audit(&filter).await?;
     first.reverse();
     let table = Table::fitting(&first).at_least(MIN_WIDTH);
-    let print = |r: &AuditRecord| -> anyhow::Result<()> {
-        if json {
-            println!("{}", serde_json::to_string(r)?);
+    let print = |r: &AuditRecord| -> std::io::Result<()> {
+        let line = if json {
+            serde_json::to_string(r)?
         } else {
-            table.row(r);
-        }
-        Ok(())
+            table.row(r)
+        };
+        writeln!(std::io::stdout(), "{line}")
     };
     if !json {
-        table.header();
+        println!("{}", table.header());
     }
     let mut window = Window::new(first.iter().map(|r| r.id).max().unwrap_or(0));
     for r in &first {
-        print(r)?;
+        if print(r).is_err() {
+            return Ok(());
+        }
     }
     let stop = super::serve::wait_for_signal();
     tokio::pin!(stop);
+    // A store that fails while followed (PostgreSQL restarting, a failover) is reported once
+    // and asked again each second: the admin watching a login keeps watching.
+    let mut failing = false;
     loop {
-        let mut more = true;
-        while more {
-            let rows = store
-                .audit(&AuditFilter {
-                    after_id: Some(window.floor),
-                    // Every id still settling comes back too; room for that many new ones.
-                    limit: BATCH + window.seen.len() as u32,
-                    ..filter.clone()
-                })
-                .await?;
-            more = rows.len() as u32 >= BATCH + window.seen.len() as u32;
-            for r in &rows {
-                if window.seen.insert(r.id) {
-                    print(r)?;
-                }
+        match poll(store, &filter, &mut window, &print).await {
+            // Whoever read our output has gone (`| head`): done, as `tail -f` would be.
+            Err(Poll::Output(_)) => return Ok(()),
+            Ok(()) if failing => {
+                eprintln!("radmfa audit --follow: the store answers again");
+                failing = false;
             }
+            Ok(()) => {}
+            Err(e) if !failing => {
+                eprintln!("radmfa audit --follow: {e}; asking again every second");
+                failing = true;
+            }
+            Err(_) => {}
         }
-        window.settle(Instant::now());
         tokio::select! {
             _ = &mut stop => return Ok(()),
             _ = tokio::time::sleep(POLL) => {}
         }
     }
+}
+
+/// Why a poll stopped short.
+#[derive(Debug, thiserror::Error)]
+enum Poll {
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("writing the records: {0}")]
+    Output(std::io::Error),
+}
+
+/// Prints the records that arrived since the last poll, each once.
+async fn poll(
+    store: &dyn Store,
+    filter: &AuditFilter,
+    window: &mut Window,
+    print: &impl Fn(&AuditRecord) -> std::io::Result<()>,
+) -> Result<(), Poll> {
+    loop {
+        // Every id still settling comes back too; room for BATCH new ones besides.
+        let limit = BATCH + window.seen.len() as u32;
+        let rows = store
+            .audit(&AuditFilter {
+                after_id: Some(window.floor),
+                limit,
+                ..filter.clone()
+            })
+            .await?;
+        for r in &rows {
+            if window.seen.insert(r.id) {
+                print(r).map_err(Poll::Output)?;
+            }
+        }
+        if (rows.len() as u32) < limit {
+            break;
+        }
+    }
+    window.settle(Instant::now());
+    Ok(())
 }
 
 /// Which ids are settled (at or below `floor`: none can appear any more) and which of the

@@ -304,6 +304,7 @@ fn terminate(child: &mut Child, what: &str) -> std::process::ExitStatus {
 pub struct Follower {
     child: Child,
     lines: std::sync::mpsc::Receiver<String>,
+    stderr: Arc<Mutex<String>>,
 }
 
 impl Follower {
@@ -314,9 +315,23 @@ impl Follower {
             .args(["audit", "--follow"])
             .args(args)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("spawning radmfa audit --follow");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let sink = stderr.clone();
+        let mut err = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = err.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
         let (tx, lines) = std::sync::mpsc::channel();
         let stdout = child.stdout.take().unwrap();
         std::thread::spawn(move || {
@@ -327,7 +342,28 @@ impl Follower {
                 }
             }
         });
-        Follower { child, lines }
+        Follower {
+            child,
+            lines,
+            stderr,
+        }
+    }
+
+    /// Whether `needle` shows up on its stderr within `wait`.
+    pub fn stderr_shows(&self, needle: &str, wait: Duration) -> bool {
+        let until = Instant::now() + wait;
+        while !self.stderr.lock().unwrap().contains(needle) {
+            if Instant::now() > until {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        true
+    }
+
+    /// What it wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
     }
 
     /// The next line printed, waiting up to 10 s for it.
