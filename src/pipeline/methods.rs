@@ -2,7 +2,7 @@
 //! prompt, or a phone call (held within the client's budget, or "answer, then press Enter").
 //! Used by a fresh login, by a switch at a prompt, and by second-factor-only clients.
 
-use super::oob::{self, Delivered};
+use super::oob::{self, Delivered, NotSent};
 use super::{Fault, RequestContext, Verdict};
 use crate::app::AppState;
 use crate::auth::UserInfo;
@@ -150,21 +150,7 @@ async fn sms_prompt(
     };
     let txn = match oob::send_sms(app, ctx, request_key, s.user, phone).await? {
         Delivered::Yes(t) => t,
-        Delivered::No {
-            message,
-            reason,
-            provider_failed,
-        } => {
-            return Ok(not_delivered(
-                app,
-                ctx,
-                s,
-                "sms",
-                message,
-                reason,
-                provider_failed,
-            ))
-        }
+        Delivered::No(why) => return Ok(not_delivered(app, ctx, s, "sms", why)),
     };
     let prompt = format!(
         "Enter the code sent to {}{}",
@@ -192,10 +178,13 @@ fn not_delivered(
     ctx: &RequestContext,
     s: &Subject<'_>,
     mode: &'static str,
-    message: &'static str,
-    reason: String,
-    provider_failed: bool,
+    why: NotSent,
 ) -> Verdict {
+    let NotSent {
+        message,
+        reason,
+        provider_failed,
+    } = why;
     if provider_failed && ctx.client.factors.provider_failure == ProviderFailure::Allow {
         Metrics::inc(&app.metrics.fail_open);
         tracing::warn!(
@@ -223,19 +212,7 @@ async fn place(
     Ok(
         match oob::place_call(app, ctx, request_key, s.user, phone).await? {
             Delivered::Yes(t) => Ok(t),
-            Delivered::No {
-                message,
-                reason,
-                provider_failed,
-            } => Err(not_delivered(
-                app,
-                ctx,
-                s,
-                "voice",
-                message,
-                reason,
-                provider_failed,
-            )),
+            Delivered::No(why) => Err(not_delivered(app, ctx, s, "voice", why)),
         },
     )
 }

@@ -78,13 +78,18 @@ pub fn phone_for(app: &AppState, profile: &UserProfile, info: &UserInfo) -> Opti
 pub enum Delivered {
     /// Sent (or already sent for this request): follow this transaction.
     Yes(OobTransaction),
-    /// Not sent: tell the user `message`, audit `reason`. `provider_failed`: the provider
-    /// was asked and failed (an outage), as opposed to a limit or missing configuration.
-    No {
-        message: &'static str,
-        reason: String,
-        provider_failed: bool,
-    },
+    /// Not sent.
+    No(NotSent),
+}
+
+/// Why an SMS or call did not go out: tell the user `message`, audit `reason`.
+/// `provider_failed`: the provider was asked and failed (an outage), as opposed to a limit
+/// or missing configuration.
+#[derive(Debug)]
+pub struct NotSent {
+    pub message: &'static str,
+    pub reason: String,
+    pub provider_failed: bool,
 }
 
 fn new_id() -> String {
@@ -128,11 +133,11 @@ async fn claim(
                 NOT_CALLED
             };
             // Decided on another node or an earlier copy: fail closed whatever the cause.
-            Delivered::No {
+            Delivered::No(NotSent {
                 message,
                 reason,
                 provider_failed: false,
-            }
+            })
         };
         return Ok(Some(match t.status {
             OobStatus::Failed => failed(&t),
@@ -152,11 +157,11 @@ async fn claim(
         app.store
             .resolve_oob(&txn.id, OobStatus::Failed, Some(&reason))
             .await?;
-        return Ok(Some(Delivered::No {
+        return Ok(Some(Delivered::No(NotSent {
             message: RATE_LIMITED,
             reason,
             provider_failed: false,
-        }));
+        })));
     }
     // The claim and the slot must be on disk before anything goes to the provider: a send
     // that a crash could forget would be repeated, and not counted against the limit.
@@ -173,11 +178,11 @@ pub async fn send_sms(
     phone: &str,
 ) -> Result<Delivered, Fault> {
     let (Some(cfg), Some(provider)) = (&app.config().delivery.sms, &app.delivery.sms) else {
-        return Ok(Delivered::No {
+        return Ok(Delivered::No(NotSent {
             message: NOT_SENT,
             reason: "SMS is not configured".into(),
             provider_failed: false,
-        });
+        }));
     };
     let now = app.clock.now();
     let code = sms::new_code(cfg.code_length);
@@ -229,11 +234,11 @@ async fn settle(
                 .await?;
             tracing::warn!(user, error = %e, "{failed}");
             Metrics::inc(&app.metrics.provider_failures);
-            Ok(Delivered::No {
+            Ok(Delivered::No(NotSent {
                 message,
                 reason,
                 provider_failed: true,
-            })
+            }))
         }
     }
 }
@@ -247,11 +252,11 @@ pub async fn place_call(
     phone: &str,
 ) -> Result<Delivered, Fault> {
     let (Some(cfg), Some(provider)) = (&app.config().delivery.voice, &app.delivery.voice) else {
-        return Ok(Delivered::No {
+        return Ok(Delivered::No(NotSent {
             message: NOT_CALLED,
             reason: "calls are not configured".into(),
             provider_failed: false,
-        });
+        }));
     };
     let now = app.clock.now();
     let txn = OobTransaction {
@@ -275,11 +280,11 @@ pub async fn place_call(
         public_url(app, &format!("/twilio/voice/{}/gather", txn.id)),
         public_url(app, &format!("/twilio/voice/{}/status", txn.id)),
     ) else {
-        return Ok(Delivered::No {
+        return Ok(Delivered::No(NotSent {
             message: NOT_CALLED,
             reason: "no [callbacks] public_url".into(),
             provider_failed: false,
-        });
+        }));
     };
     let call = CallRequest {
         to: phone.to_string(),
