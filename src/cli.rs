@@ -99,6 +99,9 @@ pub enum UserCommand {
     /// App passwords for clients that cannot do a second factor.
     #[command(subcommand)]
     AppPassword(crate::admin::app_passwords::AppPasswordCommand),
+    /// Forget the user's remembered second factors (clients with
+    /// remember_second_factor_secs): the next login on every client asks again.
+    Forget(UserArg),
 }
 
 #[derive(Debug, Args)]

@@ -42,3 +42,12 @@ impl Clock for FixedClock {
         self.0.load(Ordering::SeqCst)
     }
 }
+
+/// Unix seconds as RFC 3339 UTC (`2026-12-01T08:00:00Z`), for people: audit tables, reasons.
+pub fn fmt_time(t: i64) -> String {
+    use time::format_description::well_known::Rfc3339;
+    time::OffsetDateTime::from_unix_timestamp(t)
+        .ok()
+        .and_then(|d| d.format(&Rfc3339).ok())
+        .unwrap_or_else(|| t.to_string())
+}

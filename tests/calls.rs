@@ -6,7 +6,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::oob_env::{cli_ok, client, directory, start, ALICE_PW, CALLER_ID, DIRECTORY_MOBILE};
+use common::oob_env::{
+    cli_ok, client, directory, rd_gateway_request, start, ALICE_PW, CALLER_ID, DIRECTORY_MOBILE,
+};
 use common::peers::{pyrad, radclient};
 use common::provider_standin::{twilio_signature, Script, Standin, AUTH_TOKEN};
 use common::radmfa::{Server, SECRET};
@@ -314,23 +316,7 @@ fn rd_gateway_request_calls_without_an_ldap_bind() {
     let dn = LdapUser::new("alice", "").dn();
     let binds = slapd.bind_count(&dn);
     // RD Gateway's NPS shape: no User-Password, NAS-Port-Type Virtual, UserAuthType:PW.
-    let rdg = |bind: &str| {
-        py(
-            &srv,
-            &[
-                "--bind",
-                bind,
-                "--user",
-                "alice",
-                "--nas-port-type",
-                "5",
-                "--called-station-id",
-                "UserAuthType:PW",
-                "--timeout",
-                "35",
-            ],
-        )
-    };
+    let rdg = |bind: &str| rd_gateway_request(&srv, bind);
     let r = rdg("127.0.0.1");
     assert_eq!(code_of(&r), "Access-Accept", "{r}");
     assert_eq!(standin.calls().len(), 1);

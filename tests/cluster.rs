@@ -418,10 +418,28 @@ pub fn full_login(first: &Server, second: &Server, user: &str, pw: &str, seed: &
 #[test]
 fn sqlite_deployment_moved_to_postgres_logs_in_on_both_nodes() {
     let slapd = directory();
-    // A single node on the embedded store, used for a while.
-    let mut single = Server::start(&Options::new(&slapd.url));
+    // A single node on the embedded store, used for a while; its second NAS remembers
+    // second factors.
+    let remembering = format!(
+        "\n[[client]]\nname = \"vpn\"\naddress = \"127.0.0.2\"\nsecret = \"{SECRET}\"\n\
+         remember_second_factor_secs = 3600\n"
+    );
+    let mut options = Options::new(&slapd.url);
+    options.extra = remembering.clone();
+    let mut single = Server::start(&options);
     let seed = single.enroll("alice", &[]);
-    single.enroll("bob", &[]);
+    let bob_seed = single.enroll("bob", &[]);
+    let bob_from_home = |srv: &Server, pw: &str, state: Option<&str>| {
+        let mut args = vec!["--bind", "127.0.0.2", "--user", "bob", "--password", pw];
+        args.extend(["--calling-station-id", "203.0.113.5"]);
+        if let Some(s) = state {
+            args.extend(["--state", s]);
+        }
+        pyrad(srv.port(), SECRET, &args)
+    };
+    let r = bob_from_home(&single, "bob-Secret-pw", None);
+    let r = bob_from_home(&single, &totp(&bob_seed, now(), &[]), Some(&state_of(&r)));
+    assert_eq!(code_of(&r), "Access-Accept", "{r}");
     let code = totp(&seed, now(), &[]);
     let r1 = password(&single, "alice", ALICE_PW);
     assert_eq!(
@@ -491,6 +509,7 @@ fn sqlite_deployment_moved_to_postgres_logs_in_on_both_nodes() {
     assert!(ok, "{text}");
     assert!(text.contains("tokens: 2 row(s)"), "{text}");
     assert!(text.contains("challenges: 1 row(s)"), "{text}");
+    assert!(text.contains("remembered_logins: 1 row(s)"), "{text}");
     // Where each token came from moves too (a reset deletes app seeds only).
     assert_eq!(
         pg.psql(
@@ -507,7 +526,7 @@ fn sqlite_deployment_moved_to_postgres_logs_in_on_both_nodes() {
 
     // Two PostgreSQL nodes with the SQLite node's key file.
     let key = single.dir.path().join("radmfa.key");
-    let nodes = pair_with_key(&slapd, &url, "", Some(&key));
+    let nodes = pair_with_key(&slapd, &url, &remembering, Some(&key));
     let out = nodes.b.cli(&["db", "migrate"]);
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -531,6 +550,14 @@ fn sqlite_deployment_moved_to_postgres_logs_in_on_both_nodes() {
     let bob = nodes.a.cli(&["user", "show", "bob", "--json"]);
     let bob: serde_json::Value = serde_json::from_slice(&bob.stdout).unwrap();
     assert_eq!(bob["failures"], 1, "{bob}");
+    // bob's second factor, remembered on the SQLite node, is remembered on node B.
+    let r = bob_from_home(&nodes.b, "bob-Secret-pw", None);
+    assert_eq!(code_of(&r), "Access-Accept", "{r}");
+    let rec = &nodes.b.audit_json("bob")[0];
+    assert_eq!(
+        (rec["mode"].as_str(), rec["server_name"].as_str()),
+        (Some("remembered"), Some("node-b"))
+    );
     let audit = nodes.b.audit_json("alice");
     assert!(audit
         .iter()

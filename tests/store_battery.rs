@@ -116,6 +116,8 @@ store_battery! {
         oob_begin_get_resolve,
         purge_delivery_state,
         delete_user_removes_delivery_state,
+        remembered_logins_per_client_and_station,
+        remembered_logins_are_purged_and_forgotten,
         inventory_import_list_assign_enable_delete,
         import_is_all_or_nothing,
         import_replace_keeps_owner_and_resets_state,

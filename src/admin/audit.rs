@@ -13,12 +13,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::store::{AuditCount, AuditFilter, AuditGroup, AuditRecord};
 
-pub fn fmt_time(t: i64) -> String {
-    OffsetDateTime::from_unix_timestamp(t)
-        .ok()
-        .and_then(|d| d.format(&Rfc3339).ok())
-        .unwrap_or_else(|| t.to_string())
-}
+pub use crate::clock::fmt_time;
 
 /// RFC 3339, Unix seconds, or an age (`90s`, `15m`, `2h`, `7d`) counted back from `now`.
 pub fn parse_time(s: &str, now: i64) -> anyhow::Result<i64> {

@@ -335,6 +335,18 @@ mod tables {
                 ("expires_at", Int),
             ],
         },
+        Table {
+            sqlite: "remembered_logins",
+            pg: "remembered_logins",
+            columns: &[
+                ("user", Text),
+                ("nas", Text),
+                ("station", Text),
+                ("mode", Text),
+                ("verified_at", Int),
+                ("expires_at", Int),
+            ],
+        },
     ];
 
     /// Tables whose identity must continue after the copied ids.

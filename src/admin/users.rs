@@ -35,10 +35,15 @@ async fn run_on(cfg: &Config, store: &dyn Store, cmd: UserCommand) -> anyhow::Re
         UserCommand::Reset(a) => {
             let r = store.delete_user_tokens(&a.user).await?;
             store.unlock_user(&a.user, SystemClock.now()).await?;
-            let what = format!(
+            // A factor the user no longer has must not be remembered either.
+            let forgotten = store.forget_logins(&a.user).await?;
+            let mut what = format!(
                 "{} app token(s) deleted, {} imported token(s) returned to stock",
                 r.deleted, r.returned
             );
+            if forgotten > 0 {
+                what.push_str(&format!(", {forgotten} remembered login(s) forgotten"));
+            }
             admin_audit(cfg, store, &a.user, "reset", Some(what.clone())).await?;
             println!("{}: {what}; the user must enroll again", a.user);
             Ok(ExitCode::SUCCESS)
@@ -48,6 +53,22 @@ async fn run_on(cfg: &Config, store: &dyn Store, cmd: UserCommand) -> anyhow::Re
         UserCommand::Unblock(a) => super::phone::unblock(cfg, store, &a.user).await,
         UserCommand::Bypass(a) => super::bypass::run(cfg, store, a).await,
         UserCommand::AppPassword(c) => super::app_passwords::run(cfg, store, c).await,
+        UserCommand::Forget(a) => {
+            let n = store.forget_logins(&a.user).await?;
+            admin_audit(
+                cfg,
+                store,
+                &a.user,
+                "forget",
+                Some(format!("{n} forgotten")),
+            )
+            .await?;
+            println!(
+                "{}: {n} remembered login(s) forgotten; the next login asks for a second factor",
+                a.user
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         UserCommand::Delete(a) => {
             let existed = store.delete_user(&a.user).await?;
             admin_audit(cfg, store, &a.user, "delete", None).await?;
@@ -70,7 +91,8 @@ fn fold_user_name(cfg: &Config, cmd: &mut UserCommand) {
         UserCommand::Unlock(a)
         | UserCommand::Reset(a)
         | UserCommand::Delete(a)
-        | UserCommand::Unblock(a) => &mut a.user,
+        | UserCommand::Unblock(a)
+        | UserCommand::Forget(a) => &mut a.user,
         UserCommand::SetPhone(a) => &mut a.user,
         UserCommand::SetMethod(a) => &mut a.user,
         UserCommand::Bypass(a) => &mut a.user,
@@ -272,10 +294,12 @@ async fn show(store: &dyn Store, user: &str, json: bool) -> anyhow::Result<ExitC
     let tokens = store.tokens_for_user(user).await?;
     let profile = store.user_profile(user).await?;
     let now = SystemClock.now();
+    let remembered = store.remembered_logins(user, now).await?;
     let has_profile = profile.phone.is_some()
         || profile.method.is_some()
         || profile.blocked_at.is_some()
-        || profile.bypass_pending(now);
+        || profile.bypass_pending(now)
+        || !remembered.is_empty();
     if tokens.is_empty() && status.failures == 0 && status.locked_until.is_none() && !has_profile {
         eprintln!("{user}: no tokens and no second-factor state");
         return Ok(ExitCode::from(1));
@@ -297,6 +321,10 @@ async fn show(store: &dyn Store, user: &str, json: bool) -> anyhow::Result<ExitC
             "phone": profile.phone, "method": profile.method,
             "blocked_at": profile.blocked_at, "blocked_reason": profile.blocked_reason,
             "bypass_until": profile.pending_bypass(now),
+            "remembered": remembered.iter().map(|r| serde_json::json!({
+                "client": r.nas, "calling_station_id": r.station, "mode": r.mode,
+                "verified_at": r.verified_at, "expires_at": r.expires_at,
+            })).collect::<Vec<_>>(),
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
@@ -314,6 +342,19 @@ async fn show(store: &dyn Store, user: &str, json: bool) -> anyhow::Result<ExitC
         }
         if let Some(t) = profile.pending_bypass(now) {
             println!("bypass:   until {} (once)", super::audit::fmt_time(t));
+        }
+        for r in &remembered {
+            let station = if r.station.is_empty() {
+                "any station"
+            } else {
+                &r.station
+            };
+            println!(
+                "remembered: {} on {} from {station} until {}",
+                r.mode,
+                r.nas,
+                super::audit::fmt_time(r.expires_at)
+            );
         }
         println!("tokens:");
         for t in tokens {

@@ -160,6 +160,11 @@ pub struct ClientFactors {
     pub app_passwords: bool,
     pub second_factor_only: bool,
     pub provider_failure: ProviderFailure,
+    /// `remember_second_factor_secs`: after a second factor passes through this client, the
+    /// same user from the same Calling-Station-Id needs only the password (on a
+    /// second-factor-only client: nothing more than the gateway's own check) until this much
+    /// time has passed. `None`: every login asks.
+    pub remember: Option<Duration>,
 }
 
 impl Default for ClientFactors {
@@ -171,6 +176,7 @@ impl Default for ClientFactors {
             app_passwords: false,
             second_factor_only: false,
             provider_failure: ProviderFailure::Reject,
+            remember: None,
         }
     }
 }

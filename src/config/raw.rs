@@ -348,6 +348,8 @@ pub struct RawClient {
     #[serde(default = "super::raw_delivery::d_provider_failure")]
     pub provider_failure: String,
     #[serde(default)]
+    pub remember_second_factor_secs: u64,
+    #[serde(default)]
     pub allow_groups: Vec<String>,
     #[serde(default)]
     pub exempt_groups: Vec<String>,

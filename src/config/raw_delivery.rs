@@ -174,6 +174,7 @@ pub struct RawClientFactors {
     pub app_passwords: bool,
     pub second_factor_only: bool,
     pub provider_failure: String,
+    pub remember_second_factor_secs: u64,
 }
 
 pub fn d_provider_failure() -> String {

@@ -374,6 +374,7 @@ pub fn client_factors(
         app_passwords,
         second_factor_only,
         provider_failure,
+        remember_second_factor_secs,
     } = raw;
     let provider_failure = match provider_failure.as_str() {
         "reject" => ProviderFailure::Reject,
@@ -421,6 +422,20 @@ pub fn client_factors(
             ));
         }
     }
+    // Longer than a day is a standing exemption: that is `exempt_groups`.
+    let remember = match remember_second_factor_secs {
+        0 => None,
+        secs if secs <= MAX_REMEMBER_SECS => Some(Duration::from_secs(secs)),
+        secs => {
+            return Err(ConfigError::invalid(
+                key("remember_second_factor_secs"),
+                format!(
+                    "{secs} is more than a day ({MAX_REMEMBER_SECS}); for users who should \
+                     never need a second factor, use exempt_groups"
+                ),
+            ))
+        }
+    };
     Ok(ClientFactors {
         methods: parsed,
         voice_mode,
@@ -428,5 +443,9 @@ pub fn client_factors(
         app_passwords,
         second_factor_only,
         provider_failure,
+        remember,
     })
 }
+
+/// The longest `remember_second_factor_secs`: a day.
+pub const MAX_REMEMBER_SECS: u64 = 86_400;

@@ -6,7 +6,9 @@
 use super::groups::{self, Membership};
 use super::methods::{self, blocked, Subject};
 use super::second_factor::{check_code, oath_mode, user_view, CodeCheck, Standing, RESYNC_MESSAGE};
-use super::{app_login, bypass, oob, rdg, static_challenge, Fault, RequestContext, Verdict};
+use super::{
+    app_login, bypass, oob, rdg, remembered, static_challenge, Fault, RequestContext, Verdict,
+};
 use crate::app::AppState;
 use crate::auth::{PrimaryOutcome, UserInfo};
 use crate::config::delivery::VoiceMode;
@@ -59,12 +61,16 @@ pub async fn start(
         (None, OtpMode::Challenge) => (field, None),
     };
     // Inline, a field without a code is refused — unless the client has exempt groups or
-    // the user has a bypass waiting: then the field may be the password alone, so it is
-    // checked as the password, and the refusal waits for the group and bypass checks.
+    // remembers second factors, or the user has a bypass waiting: then the field may be the
+    // password alone, so it is checked as the password, and the refusal waits for the
+    // group, remembered and bypass checks.
     let bypass_pending = view.profile.bypass_pending(app.clock.now());
     let inline_client = matches!(ctx.client.otp_mode, OtpMode::Inline { .. });
     let code_missing = inline_client && code.is_none() && !tokens.is_empty();
-    if code_missing && ctx.client.groups.exempt.is_empty() && !bypass_pending {
+    let may_skip_code = !ctx.client.groups.exempt.is_empty()
+        || ctx.client.factors.remember.is_some()
+        || bypass_pending;
+    if code_missing && !may_skip_code {
         return Ok(Verdict::reject(NO_INLINE_CODE));
     }
 
@@ -88,6 +94,13 @@ pub async fn start(
         Membership::Allowed => {}
         Membership::NotAllowed => return Ok(groups::not_allowed(ctx, info)),
         Membership::Exempt(group) => return Ok(groups::exempt(group, info)),
+    }
+    // A remembered second factor is not one more chance at a locked one; and it is asked
+    // before the bypass so that a waiting bypass is not spent when it was not needed.
+    if !view.standing.locked {
+        if let Some(v) = remembered::take(app, ctx, req, user, &info).await? {
+            return Ok(v);
+        }
     }
     if let Some(v) = bypass::take(app, user, profile, &info).await? {
         return Ok(v);

@@ -26,6 +26,7 @@ mod login;
 mod methods;
 mod oob;
 mod rdg;
+mod remembered;
 mod second_factor;
 mod static_challenge;
 
@@ -53,7 +54,8 @@ pub struct RequestContext {
 #[derive(Debug, Clone)]
 pub struct Verdict {
     pub reply: Reply,
-    /// totp, hotp, sms, voice, app-password, primary-only, exempt, fail-open, none
+    /// totp, hotp, sms, voice, app-password, primary-only, exempt, bypass, remembered,
+    /// fail-open, none
     pub mode: &'static str,
     pub reason: Option<String>,
     pub token_serial: Option<String>,
@@ -207,6 +209,7 @@ async fn decide(
         None => login::start(app, ctx, req, user).await?,
     };
     accept_attributes::add(app, ctx, user, &mut v).await?;
+    remembered::keep(app, ctx, req, user, &v).await?;
     Ok(v)
 }
 

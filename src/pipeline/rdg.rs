@@ -8,7 +8,7 @@ use super::groups::{self, Membership};
 use super::login::{capabilities, LOCKED_MESSAGE};
 use super::methods::{self, blocked, Subject};
 use super::second_factor::is_locked;
-use super::{bypass, oob, Fault, RequestContext, Verdict};
+use super::{bypass, oob, remembered, Fault, RequestContext, Verdict};
 use crate::app::AppState;
 use crate::mfa::method::{available, Method};
 use crate::radius::{Reply, Request};
@@ -43,10 +43,18 @@ pub async fn start(
         Membership::NotAllowed => return Ok(groups::not_allowed(ctx, info)),
         Membership::Exempt(group) => return Ok(groups::exempt(group, info)),
     }
+    let locked = is_locked(app, user).await?;
+    // Each new RDP connection or RemoteApp asks again: a remembered call spares the user
+    // one call per connection. As in `login`: not past a lockout, and before the bypass.
+    if !locked {
+        if let Some(v) = remembered::take(app, ctx, req, user, &info).await? {
+            return Ok(v);
+        }
+    }
     if let Some(v) = bypass::take(app, user, &profile, &info).await? {
         return Ok(v);
     }
-    if is_locked(app, user).await? {
+    if locked {
         return Ok(Verdict::reject("second factor locked")
             .with_info(Some(info))
             .with_reply(Reply::reject().with_message(LOCKED_MESSAGE)));

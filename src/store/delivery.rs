@@ -140,3 +140,18 @@ pub enum OobBegin {
     /// request is being answered again): do not send; follow this one.
     Existing(Box<OobTransaction>),
 }
+
+/// A second factor that passed through a client with `remember_second_factor_secs`: until
+/// `expires_at`, the same user from the same station needs only the password there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RememberedLogin {
+    pub user: String,
+    /// The client's configured name.
+    pub nas: String,
+    /// The Calling-Station-Id of the login that passed; empty when it carried none.
+    pub station: String,
+    /// The second factor that passed: totp, hotp, sms, voice.
+    pub mode: String,
+    pub verified_at: i64,
+    pub expires_at: i64,
+}

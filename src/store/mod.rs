@@ -16,6 +16,7 @@ pub mod seal;
 pub mod sqlite;
 mod sqlite_delivery;
 mod sqlite_reads;
+mod sqlite_remembered;
 mod sqlite_tokens;
 mod sqlite_writer;
 
@@ -25,7 +26,8 @@ use serde::{Deserialize, Serialize};
 use crate::secret::Secret;
 
 pub use delivery::{
-    AppPassword, OobBegin, OobKind, OobStatus, OobTransaction, SendLimit, UserProfile,
+    AppPassword, OobBegin, OobKind, OobStatus, OobTransaction, RememberedLogin, SendLimit,
+    UserProfile,
 };
 pub use postgres::PgStore;
 pub use seal::{KeyFile, Sealer};
@@ -547,8 +549,39 @@ pub trait Store: Send + Sync + 'static {
         let _ = (id, status, reason);
         Err(StoreError::Unsupported("resolve_oob"))
     }
-    /// Deletes transactions expired at `now` and send events older than a day; returns how
-    /// many rows went.
+    /// Records (or renews) a remembered second factor; one row per user, client and station.
+    async fn remember_login(&self, login: &RememberedLogin) -> Result<(), StoreError> {
+        let _ = login;
+        Err(StoreError::Unsupported("remember_login"))
+    }
+    /// The user's remembered second factor on this client and station, if valid at `now`.
+    async fn remembered_login(
+        &self,
+        user: &str,
+        nas: &str,
+        station: &str,
+        now: i64,
+    ) -> Result<Option<RememberedLogin>, StoreError> {
+        let _ = (user, nas, station, now);
+        Err(StoreError::Unsupported("remembered_login"))
+    }
+    /// The user's remembered second factors valid at `now`, soonest to expire first.
+    async fn remembered_logins(
+        &self,
+        user: &str,
+        now: i64,
+    ) -> Result<Vec<RememberedLogin>, StoreError> {
+        let _ = (user, now);
+        Err(StoreError::Unsupported("remembered_logins"))
+    }
+    /// Forgets all of the user's remembered second factors; returns how many (expired ones
+    /// included).
+    async fn forget_logins(&self, user: &str) -> Result<u64, StoreError> {
+        let _ = user;
+        Err(StoreError::Unsupported("forget_logins"))
+    }
+    /// Deletes transactions and remembered second factors expired at `now` and send events
+    /// older than a day; returns how many rows went.
     async fn purge_delivery_state(&self, now: i64) -> Result<u64, StoreError> {
         let _ = now;
         Err(StoreError::Unsupported("purge_delivery_state"))

@@ -19,9 +19,9 @@ use sqlx::{Postgres, QueryBuilder, Row};
 
 use super::{
     AppPassword, AuditCount, AuditFilter, AuditGroup, AuditRecord, ChallengeAttempt, NewToken,
-    OobBegin, OobStatus, OobTransaction, PendingChallenge, Sealer, SendLimit, Store, StoreError,
-    Token, TokenExtra, TokenFilter, TokenRecord, TokensRemoved, UserProfile, UserSnapshot,
-    UserStatus,
+    OobBegin, OobStatus, OobTransaction, PendingChallenge, RememberedLogin, Sealer, SendLimit,
+    Store, StoreError, Token, TokenExtra, TokenFilter, TokenRecord, TokensRemoved, UserProfile,
+    UserSnapshot, UserStatus,
 };
 
 use super::audit_sql::{self, Dialect};
@@ -29,6 +29,7 @@ use super::audit_sql::{self, Dialect};
 mod audit_batch;
 mod connect;
 mod delivery;
+mod remembered;
 mod request_tx;
 mod rows;
 mod tokens;
@@ -359,6 +360,7 @@ impl Store for PgStore {
             "DELETE FROM user_profile WHERE username = $1",
             "DELETE FROM app_passwords WHERE username = $1",
             "DELETE FROM oob_transactions WHERE username = $1",
+            "DELETE FROM remembered_logins WHERE username = $1",
         ] {
             removed += sqlx::query(sql)
                 .bind(user)
@@ -508,6 +510,32 @@ impl Store for PgStore {
 
     async fn take_bypass(&self, user: &str, now: i64) -> Result<bool, StoreError> {
         self.take_bypass_impl(user, now).await
+    }
+
+    async fn remember_login(&self, login: &RememberedLogin) -> Result<(), StoreError> {
+        self.remember_login_impl(login).await
+    }
+
+    async fn remembered_login(
+        &self,
+        user: &str,
+        nas: &str,
+        station: &str,
+        now: i64,
+    ) -> Result<Option<RememberedLogin>, StoreError> {
+        self.remembered_login_impl(user, nas, station, now).await
+    }
+
+    async fn remembered_logins(
+        &self,
+        user: &str,
+        now: i64,
+    ) -> Result<Vec<RememberedLogin>, StoreError> {
+        self.remembered_logins_impl(user, now).await
+    }
+
+    async fn forget_logins(&self, user: &str) -> Result<u64, StoreError> {
+        self.forget_logins_impl(user).await
     }
 
     async fn add_app_password(

@@ -32,9 +32,9 @@ use super::sqlite_reads::Readers;
 use super::sqlite_writer::{is_unique_violation as writer_unique_violation, sqlite_err, Writer};
 use super::{
     AppPassword, AuditCount, AuditFilter, AuditGroup, AuditRecord, ChallengeAttempt, NewToken,
-    OobBegin, OobStatus, OobTransaction, PendingChallenge, Sealer, SendLimit, Store, StoreError,
-    Token, TokenExtra, TokenFilter, TokenRecord, TokensRemoved, UserProfile, UserSnapshot,
-    UserStatus,
+    OobBegin, OobStatus, OobTransaction, PendingChallenge, RememberedLogin, Sealer, SendLimit,
+    Store, StoreError, Token, TokenExtra, TokenFilter, TokenRecord, TokensRemoved, UserProfile,
+    UserSnapshot, UserStatus,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
@@ -482,6 +482,7 @@ impl Store for SqliteStore {
             "DELETE FROM user_profile WHERE user = ?1",
             "DELETE FROM app_passwords WHERE user = ?1",
             "DELETE FROM oob_transactions WHERE user = ?1",
+            "DELETE FROM remembered_logins WHERE user = ?1",
         ] {
             removed += sqlx::query(sql)
                 .bind(user)
@@ -632,6 +633,32 @@ impl Store for SqliteStore {
 
     async fn take_bypass(&self, user: &str, now: i64) -> Result<bool, StoreError> {
         self.take_bypass_impl(user, now).await
+    }
+
+    async fn remember_login(&self, login: &RememberedLogin) -> Result<(), StoreError> {
+        self.remember_login_impl(login).await
+    }
+
+    async fn remembered_login(
+        &self,
+        user: &str,
+        nas: &str,
+        station: &str,
+        now: i64,
+    ) -> Result<Option<RememberedLogin>, StoreError> {
+        self.remembered_login_impl(user, nas, station, now).await
+    }
+
+    async fn remembered_logins(
+        &self,
+        user: &str,
+        now: i64,
+    ) -> Result<Vec<RememberedLogin>, StoreError> {
+        self.remembered_logins_impl(user, now).await
+    }
+
+    async fn forget_logins(&self, user: &str) -> Result<u64, StoreError> {
+        self.forget_logins_impl(user).await
     }
 
     async fn add_app_password(

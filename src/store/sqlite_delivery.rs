@@ -357,6 +357,11 @@ impl SqliteStore {
             .execute(&self.pool)
             .await?
             .rows_affected();
-        Ok(a + b)
+        let c = sqlx::query("DELETE FROM remembered_logins WHERE expires_at <= ?1")
+            .bind(now)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(a + b + c)
     }
 }

@@ -2,6 +2,7 @@
 //! written out in full (so each test states the per-client factor keys it relies on).
 #![allow(dead_code)]
 
+use super::peers::pyrad;
 use super::provider_standin::Standin;
 use super::radmfa::{Options, Server, SECRET};
 use super::slapd::{free_port, LdapUser, Slapd};
@@ -78,4 +79,25 @@ pub fn cli_ok(srv: &Server, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap()
+}
+
+/// RD Gateway's NPS shape, from the NAS at `bind`: alice, no User-Password, NAS-Port-Type
+/// Virtual, UserAuthType:PW; pyrad waits long enough for a held call.
+pub fn rd_gateway_request(srv: &Server, bind: &str) -> serde_json::Value {
+    pyrad(
+        srv.port(),
+        SECRET,
+        &[
+            "--bind",
+            bind,
+            "--user",
+            "alice",
+            "--nas-port-type",
+            "5",
+            "--called-station-id",
+            "UserAuthType:PW",
+            "--timeout",
+            "35",
+        ],
+    )
 }

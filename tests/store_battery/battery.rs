@@ -14,8 +14,8 @@ use radmfa::secret::Secret;
 use radmfa::store::durability;
 use radmfa::store::{
     AuditFilter, AuditGroup, AuditRecord, ChallengeAttempt, NewToken, OobBegin, OobKind, OobStatus,
-    OobTransaction, OtpAlgorithm, PendingChallenge, SendLimit, Store, StoreError, TokenExtra,
-    TokenFilter, TokenKind, UserProfile, UserStatus,
+    OobTransaction, OtpAlgorithm, PendingChallenge, RememberedLogin, SendLimit, Store, StoreError,
+    TokenExtra, TokenFilter, TokenKind, UserProfile, UserStatus,
 };
 use tokio::sync::Barrier;
 
@@ -72,6 +72,8 @@ where
     oob_begin_get_resolve(&*make().await).await;
     purge_delivery_state(&*make().await).await;
     delete_user_removes_delivery_state(&*make().await).await;
+    remembered_logins_per_client_and_station(&*make().await).await;
+    remembered_logins_are_purged_and_forgotten(&*make().await).await;
     race_begin_oob(make().await).await;
     race_resolve_oob(make().await).await;
     race_take_send_slot(make().await).await;
@@ -1774,6 +1776,92 @@ pub async fn delete_user_removes_delivery_state(store: &dyn Store) {
     assert!(store.app_passwords("alice").await.unwrap().is_empty());
     assert_eq!(store.oob("a").await.unwrap(), None);
     assert_eq!(store.app_passwords("bob").await.unwrap().len(), 1);
+}
+
+fn remembered(nas: &str, station: &str, mode: &str, at: i64, secs: i64) -> RememberedLogin {
+    RememberedLogin {
+        user: "alice".into(),
+        nas: nas.into(),
+        station: station.into(),
+        mode: mode.into(),
+        verified_at: at,
+        expires_at: at + secs,
+    }
+}
+
+/// One row per user, client and station; valid strictly before it expires; a newer second
+/// factor replaces the row; listed soonest to expire first.
+pub async fn remembered_logins_per_client_and_station(store: &dyn Store) {
+    let vpn = remembered("vpn", "203.0.113.5", "totp", T, 300);
+    store.remember_login(&vpn).await.unwrap();
+    let get = |nas: &'static str, station: &'static str, now: i64| async move {
+        store
+            .remembered_login("alice", nas, station, now)
+            .await
+            .unwrap()
+    };
+    assert_eq!(get("vpn", "203.0.113.5", T + 299).await, Some(vpn.clone()));
+    assert_eq!(get("vpn", "203.0.113.5", T + 300).await, None, "expired");
+    assert_eq!(get("vpn", "203.0.113.6", T).await, None, "another station");
+    assert_eq!(get("wifi", "203.0.113.5", T).await, None, "another client");
+    assert_eq!(
+        store
+            .remembered_login("bob", "vpn", "203.0.113.5", T)
+            .await
+            .unwrap(),
+        None,
+        "another user"
+    );
+    // A newer factor on the same station replaces the row (and its period).
+    let renewed = remembered("vpn", "203.0.113.5", "sms", T + 200, 300);
+    store.remember_login(&renewed).await.unwrap();
+    assert_eq!(get("vpn", "203.0.113.5", T + 450).await, Some(renewed));
+    // No station (RD Gateway sends none) is a station of its own.
+    let rdg = remembered("rdg", "", "voice", T, 60);
+    store.remember_login(&rdg).await.unwrap();
+    assert_eq!(get("rdg", "", T + 10).await, Some(rdg.clone()));
+    let all = store.remembered_logins("alice", T + 10).await.unwrap();
+    let order: Vec<&str> = all.iter().map(|r| r.nas.as_str()).collect();
+    assert_eq!(order, ["rdg", "vpn"], "soonest to expire first");
+    let later = store.remembered_logins("alice", T + 100).await.unwrap();
+    assert_eq!(later.len(), 1, "the expired one is not listed: {later:?}");
+}
+
+/// Expired rows go with the delivery state; `forget_logins` and `delete_user` take the
+/// user's rows and nobody else's.
+pub async fn remembered_logins_are_purged_and_forgotten(store: &dyn Store) {
+    store
+        .remember_login(&remembered("vpn", "a", "totp", T - 600, 300))
+        .await
+        .unwrap();
+    store
+        .remember_login(&remembered("vpn", "b", "totp", T, 300))
+        .await
+        .unwrap();
+    assert_eq!(store.purge_delivery_state(T).await.unwrap(), 1);
+    assert_eq!(store.remembered_logins("alice", 0).await.unwrap().len(), 1);
+    let bob = RememberedLogin {
+        user: "bob".into(),
+        ..remembered("vpn", "b", "totp", T, 300)
+    };
+    store.remember_login(&bob).await.unwrap();
+    store
+        .remember_login(&remembered("wifi", "c", "hotp", T, 300))
+        .await
+        .unwrap();
+    assert_eq!(store.forget_logins("alice").await.unwrap(), 2);
+    assert_eq!(store.forget_logins("alice").await.unwrap(), 0);
+    assert!(store
+        .remembered_logins("alice", T)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(store.remembered_logins("bob", T).await.unwrap(), [bob]);
+    assert!(
+        store.delete_user("bob").await.unwrap(),
+        "a remembered row is the user's"
+    );
+    assert!(store.remembered_logins("bob", T).await.unwrap().is_empty());
 }
 
 /// Many nodes handle retransmits of one request at once: exactly one sends.

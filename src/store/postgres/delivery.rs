@@ -398,6 +398,11 @@ impl PgStore {
             .execute(w.conn())
             .await;
         let b = w.done(r)?.rows_affected();
-        Ok(a + b)
+        let r = sqlx::query("DELETE FROM remembered_logins WHERE expires_at <= $1")
+            .bind(now)
+            .execute(w.conn())
+            .await;
+        let c = w.done(r)?.rows_affected();
+        Ok(a + b + c)
     }
 }

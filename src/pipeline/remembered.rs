@@ -1,0 +1,94 @@
+//! Remembered second factors (`remember_second_factor_secs`), the caching rules of the
+//! product radmfa replaces. Some NAS boxes ask again minutes after a login: a VPN client
+//! reconnecting with the credentials it kept (its code already used), RD Gateway for each
+//! new connection or RemoteApp (each one a phone call). On a client with the setting, a
+//! second factor that passes is remembered for the user, the client and the request's
+//! Calling-Station-Id; until it expires, the same user from the same station needs the
+//! password alone (on a second-factor-only client, nothing beyond the gateway's check).
+//!
+//! What it never skips: the password, a fraud block, a group rule, a second-factor lockout.
+//! The period runs from the second factor itself and a remembered login does not renew it,
+//! so it ends when it says. The rows live in the store, so every node honours them;
+//! `radmfa user forget` and `user reset` clear them.
+
+use super::{Fault, RequestContext, Verdict};
+use crate::app::AppState;
+use crate::auth::UserInfo;
+use crate::clock::fmt_time;
+use crate::radius::{Reply, ReplyCode, Request};
+use crate::store::RememberedLogin;
+
+/// Verdict modes that are a second factor passing, and so may be remembered. Never a
+/// bypass, an exemption, an app password, a fail-open or a remembered login itself.
+const SECOND_FACTORS: &[&str] = &["totp", "hotp", "sms", "voice"];
+
+/// An Accept if this client remembers second factors and this user passed one here from
+/// this station, still valid. Call it only once everything it must not skip has passed.
+pub async fn take(
+    app: &AppState,
+    ctx: &RequestContext,
+    req: &Request,
+    user: &str,
+    info: &UserInfo,
+) -> Result<Option<Verdict>, Fault> {
+    if ctx.client.factors.remember.is_none() {
+        return Ok(None);
+    }
+    let now = app.clock.now();
+    let station = req.calling_station_id().unwrap_or_default();
+    let Some(r) = app
+        .store
+        .remembered_login(user, &ctx.client.name, &station, now)
+        .await?
+    else {
+        return Ok(None);
+    };
+    Ok(Some(Verdict {
+        reply: Reply::accept(),
+        mode: "remembered",
+        reason: Some(format!(
+            "{} passed at {} from this station; remembered until {}",
+            r.mode,
+            fmt_time(r.verified_at),
+            fmt_time(r.expires_at)
+        )),
+        token_serial: None,
+        info: Some(info.clone()),
+        client_ip: None,
+        phone: None,
+    }))
+}
+
+/// After the verdict: a second factor that passed on a client that remembers them is
+/// remembered (a newer one replaces an older one for the same station).
+pub async fn keep(
+    app: &AppState,
+    ctx: &RequestContext,
+    req: &Request,
+    user: &str,
+    v: &Verdict,
+) -> Result<(), Fault> {
+    let Some(period) = ctx.client.factors.remember else {
+        return Ok(());
+    };
+    if v.reply.code != ReplyCode::Accept || !SECOND_FACTORS.contains(&v.mode) {
+        return Ok(());
+    }
+    // As the audit record: this request's station, else the one its first round carried.
+    let station = req
+        .calling_station_id()
+        .or_else(|| v.client_ip.clone())
+        .unwrap_or_default();
+    let now = app.clock.now();
+    app.store
+        .remember_login(&RememberedLogin {
+            user: user.to_string(),
+            nas: ctx.client.name.clone(),
+            station,
+            mode: v.mode.to_string(),
+            verified_at: now,
+            expires_at: now + period.as_secs() as i64,
+        })
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,227 @@
+//! Remembered second factors (`remember_second_factor_secs`) end to end: the real radmfa
+//! binary and slapd, pyrad as the NAS (with and without Calling-Station-Id), oathtool's
+//! codes, and the provider stand-in placing RD Gateway's calls.
+
+mod common;
+
+use std::cell::Cell;
+use std::time::Duration;
+
+use common::oob_env::{
+    cli_ok, client, directory, rd_gateway_request, start, ALICE_PW, DIRECTORY_MOBILE,
+};
+use common::peers::{now, pyrad, totp};
+use common::provider_standin::{Script, Standin};
+use common::radmfa::{Server, SECRET};
+
+const STATION_A: &str = "203.0.113.5";
+const STATION_B: &str = "198.51.100.7";
+
+fn code_of(v: &serde_json::Value) -> &str {
+    v["code"].as_str().unwrap()
+}
+
+/// One Access-Request from the NAS at `bind`, from `station` if given.
+fn send(
+    srv: &Server,
+    bind: &str,
+    station: Option<&str>,
+    password: &str,
+    state: Option<&str>,
+) -> serde_json::Value {
+    let mut args = vec!["--bind", bind, "--user", "alice", "--password", password];
+    if let Some(s) = station {
+        args.extend(["--calling-station-id", s]);
+    }
+    if let Some(s) = state {
+        args.extend(["--state", s]);
+    }
+    pyrad(srv.port(), SECRET, &args)
+}
+
+/// A fresh code each call: steps only move forward, so none is refused as used
+/// (`[totp] window = 3` takes codes up to 90 s either side of now).
+struct Codes {
+    seed: String,
+    next: Cell<i64>,
+}
+
+impl Codes {
+    fn next(&self) -> String {
+        let k = self.next.get();
+        self.next.set(k + 1);
+        totp(&self.seed, now() + 30 * k, &[])
+    }
+}
+
+fn newest(srv: &Server) -> serde_json::Value {
+    srv.audit_json("alice").into_iter().next().unwrap()
+}
+
+/// On a prompting client: the code once, then the password alone from the same station
+/// until the period ends; never from another station, another client, with a wrong password
+/// or past a lockout; `user forget` and `user reset` end it.
+#[test]
+fn a_passed_second_factor_spares_the_code_from_the_same_station_only() {
+    let slapd = directory();
+    let standin = Standin::start();
+    let clients = [
+        client("vpn", "127.0.0.1", "remember_second_factor_secs = 600"),
+        client(
+            "inline-vpn",
+            "127.0.0.2",
+            "otp_mode = \"inline\"\nremember_second_factor_secs = 600",
+        ),
+        client("plain", "127.0.0.3", ""),
+        client("short", "127.0.0.4", "remember_second_factor_secs = 2"),
+    ];
+    let extra = "\n[totp]\nwindow = 3\n\n[lockout]\nthreshold = 2\n";
+    let srv = start(&slapd, &standin, "", extra, &clients);
+    let codes = Codes {
+        seed: srv.enroll("alice", &[]),
+        next: Cell::new(-3),
+    };
+    let full_login = |bind: &str, station: Option<&str>| {
+        let r1 = send(&srv, bind, station, ALICE_PW, None);
+        assert_eq!(code_of(&r1), "Access-Challenge", "{r1}");
+        // The answer comes without Calling-Station-Id: the first round's is carried.
+        let state = r1["state"].as_str().unwrap().to_string();
+        let r2 = send(&srv, bind, None, &codes.next(), Some(&state));
+        assert_eq!(code_of(&r2), "Access-Accept", "{r2}");
+    };
+
+    // Nothing remembered yet: the password alone gets the prompt.
+    let r = send(&srv, "127.0.0.1", Some(STATION_A), ALICE_PW, None);
+    assert_eq!(code_of(&r), "Access-Challenge", "{r}");
+    full_login("127.0.0.1", Some(STATION_A));
+    assert_eq!(newest(&srv)["mode"], "totp");
+
+    let r = send(&srv, "127.0.0.1", Some(STATION_A), ALICE_PW, None);
+    assert_eq!(code_of(&r), "Access-Accept", "remembered: {r}");
+    let rec = newest(&srv);
+    assert_eq!(
+        (rec["mode"].as_str(), rec["result"].as_str()),
+        (Some("remembered"), Some("accept")),
+        "{rec}"
+    );
+    let reason = rec["reason"].as_str().unwrap();
+    assert!(reason.starts_with("totp passed at "), "{reason}");
+    assert_eq!(rec["client_ip"], STATION_A);
+
+    // The password is still checked, and the same reply as for anyone with a wrong one.
+    let r = send(&srv, "127.0.0.1", Some(STATION_A), "wrong-password", None);
+    assert_eq!(code_of(&r), "Access-Reject", "{r}");
+    // Another station, no station, another client: the prompt.
+    for (bind, station) in [
+        ("127.0.0.1", Some(STATION_B)),
+        ("127.0.0.1", None),
+        ("127.0.0.3", Some(STATION_A)),
+    ] {
+        let r = send(&srv, bind, station, ALICE_PW, None);
+        assert_eq!(code_of(&r), "Access-Challenge", "{bind} {station:?}: {r}");
+    }
+    let show = cli_ok(&srv, &["user", "show", "alice"]);
+    assert!(
+        show.contains(&format!("remembered: totp on vpn from {STATION_A} until")),
+        "{show}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&cli_ok(&srv, &["user", "show", "alice", "--json"])).unwrap();
+    assert_eq!(json["remembered"][0]["calling_station_id"], STATION_A);
+
+    // Inline: password,code once; then the password alone (otherwise refused for want of a
+    // code) from that station; from another it is still refused.
+    let inline = |station: &str, field: &str| send(&srv, "127.0.0.2", Some(station), field, None);
+    assert_eq!(code_of(&inline(STATION_A, ALICE_PW)), "Access-Reject");
+    let field = format!("{ALICE_PW},{}", codes.next());
+    assert_eq!(code_of(&inline(STATION_A, &field)), "Access-Accept");
+    assert_eq!(code_of(&inline(STATION_A, ALICE_PW)), "Access-Accept");
+    assert_eq!(newest(&srv)["mode"], "remembered");
+    assert_eq!(code_of(&inline(STATION_B, ALICE_PW)), "Access-Reject");
+
+    // The period ends when it says, and a remembered login does not renew it.
+    full_login("127.0.0.4", Some(STATION_A));
+    let r = send(&srv, "127.0.0.4", Some(STATION_A), ALICE_PW, None);
+    assert_eq!(code_of(&r), "Access-Accept", "{r}");
+    std::thread::sleep(Duration::from_millis(2200));
+    let r = send(&srv, "127.0.0.4", Some(STATION_A), ALICE_PW, None);
+    assert_eq!(code_of(&r), "Access-Challenge", "expired: {r}");
+
+    // A locked second factor is not opened by a remembered one.
+    for _ in 0..2 {
+        let r1 = send(&srv, "127.0.0.1", Some(STATION_B), ALICE_PW, None);
+        let state = r1["state"].as_str().unwrap().to_string();
+        let r2 = send(&srv, "127.0.0.1", None, "000000", Some(&state));
+        assert_eq!(code_of(&r2), "Access-Reject", "{r2}");
+    }
+    let r = send(&srv, "127.0.0.1", Some(STATION_A), ALICE_PW, None);
+    assert_eq!(code_of(&r), "Access-Reject", "locked: {r}");
+    assert_eq!(newest(&srv)["reason"], "second factor locked");
+    cli_ok(&srv, &["user", "unlock", "alice"]);
+    let r = send(&srv, "127.0.0.1", Some(STATION_A), ALICE_PW, None);
+    assert_eq!(code_of(&r), "Access-Accept", "unlocked: {r}");
+
+    // `user forget`: every client asks again.
+    let said = cli_ok(&srv, &["user", "forget", "alice"]);
+    assert!(said.contains("3 remembered login(s) forgotten"), "{said}");
+    let r = send(&srv, "127.0.0.1", Some(STATION_A), ALICE_PW, None);
+    assert_eq!(code_of(&r), "Access-Challenge", "forgotten: {r}");
+    assert_eq!(code_of(&inline(STATION_A, ALICE_PW)), "Access-Reject");
+    let forget = srv
+        .audit_json("alice")
+        .into_iter()
+        .find(|r| r["result"] == "forget")
+        .expect("the admin action is audited");
+    assert_eq!(forget["reason"], "3 forgotten");
+
+    // `user reset`: a factor the user no longer has is not remembered either.
+    full_login("127.0.0.1", Some(STATION_A));
+    let said = cli_ok(&srv, &["user", "reset", "alice"]);
+    assert!(said.contains("1 remembered login(s) forgotten"), "{said}");
+    // Her token is gone; the directory's mobile is left, so the prompt is for an SMS code.
+    let r = send(&srv, "127.0.0.1", Some(STATION_A), ALICE_PW, None);
+    assert_eq!(code_of(&r), "Access-Challenge", "not remembered: {r}");
+    assert_eq!(newest(&srv)["mode"], "sms");
+}
+
+/// RD Gateway asks again for every new connection or RemoteApp, and each ask would be a
+/// phone call: with a remembered call, one call per period. It sends no Calling-Station-Id,
+/// so the call is remembered for the user on that gateway.
+#[test]
+fn rd_gateway_calls_once_per_remembered_period() {
+    let slapd = directory();
+    let standin = Standin::start();
+    standin.script(
+        DIRECTORY_MOBILE,
+        Script::Press("", Duration::from_millis(500)),
+    );
+    let rdg_keys = "second_factor_only = true\nmethods = [\"voice\"]\nvoice_mode = \"hold\"\n\
+                    voice_budget_secs = 30";
+    let clients = [
+        client(
+            "rd-gateway",
+            "127.0.0.1",
+            &format!("{rdg_keys}\nremember_second_factor_secs = 600"),
+        ),
+        client("rd-gateway-2", "127.0.0.2", rdg_keys),
+    ];
+    let srv = start(&slapd, &standin, "", "", &clients);
+    let rdg = |bind: &str| rd_gateway_request(&srv, bind);
+    for n in 1..=3 {
+        let r = rdg("127.0.0.1");
+        assert_eq!(code_of(&r), "Access-Accept", "connection {n}: {r}");
+    }
+    assert_eq!(standin.calls().len(), 1, "one call for three connections");
+    let modes: Vec<String> = srv
+        .audit_json("alice")
+        .iter()
+        .map(|r| r["mode"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(modes, ["remembered", "remembered", "voice"]);
+
+    // A gateway without the setting calls every time.
+    for _ in 0..2 {
+        assert_eq!(code_of(&rdg("127.0.0.2")), "Access-Accept");
+    }
+    assert_eq!(standin.calls().len(), 3);
+}
