@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::os::unix::process::CommandExt;
 use std::time::{Duration, Instant};
 
 use common::peers::{now, pyrad, radclient, totp};
@@ -413,6 +414,48 @@ fn audit_follow_shows_logins_as_they_are_answered() {
         let status = f.stop();
         assert!(status.success(), "{status}");
     }
+}
+
+/// `radmfa audit --follow | head -n 2` in a real shell ends when head has its two lines,
+/// as `tail -f | head` does, not at the next record (none comes here), and cleanly.
+#[test]
+fn audit_follow_into_head_ends_with_head() {
+    let slapd = directory();
+    let srv = start(&slapd, |_| {});
+    srv.enroll("alice", &[]);
+    let pipeline = format!(
+        "set -o pipefail; '{}' --config '{}' audit --follow --user alice | head -n 2",
+        common::radmfa::bin().display(),
+        srv.config.display()
+    );
+    // Its own process group, so that a failure stops radmfa too, not only bash.
+    let mut child = std::process::Command::new("bash")
+        .args(["-c", &pipeline])
+        .stdout(std::process::Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(8) {
+            let group = format!("-{}", child.id());
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", "--", &group])
+                .status();
+            panic!("audit --follow | head still running after head ended");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(status.success(), "both ends exit 0: {status}");
+    assert!(
+        text.starts_with("TIME") && text.lines().nth(1).unwrap().contains(" enroll "),
+        "{text}"
+    );
 }
 
 /// `[ldap] strip_domains`: CORP\alice and alice@corp.example.org are alice, at login and in

@@ -66,7 +66,26 @@ pub async fn follow(store: &dyn Store, filter: AuditFilter, json: bool) -> anyho
             _ = &mut stop => return Ok(()),
             _ = tokio::time::sleep(POLL) => {}
         }
+        if output_gone() {
+            return Ok(());
+        }
     }
+}
+
+/// Whether whoever reads our standard output has gone (`| head` has exited): poll(2)
+/// reports POLLERR on a pipe whose reader closed and POLLHUP on a hung-up terminal, without
+/// writing; a file never. Without it, `--follow | head` would end only when one more record
+/// arrived to fail writing. `tail -f` checks the same way.
+fn output_gone() -> bool {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let stdout = std::io::stdout();
+    let mut fds = [PollFd::new(&stdout, PollFlags::empty())];
+    let now = Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    matches!(poll(&mut fds, Some(&now)), Ok(n) if n > 0)
+        && fds[0].revents().intersects(PollFlags::ERR | PollFlags::HUP)
 }
 
 /// Why a poll stopped short.
