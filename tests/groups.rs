@@ -216,6 +216,77 @@ exempt_groups = ["{exempt}"]
 /// `accept_attributes` and `group_attributes`: every Access-Accept through the client
 /// carries the first, members of a group also that group's, decoded by radclient with
 /// FreeRADIUS's own dictionaries (the vendor ones too). Challenges and rejects carry none.
+/// `exempt_networks`: from a listed address (IPv4 or IPv6, as Calling-Station-Id) the
+/// password alone; from any other address, none, or a MAC address, the second factor; the
+/// password and allow_groups still count; on an inline client the code may be left out.
+#[test]
+fn exempt_networks_skip_the_second_factor_from_listed_addresses_only() {
+    let slapd = directory();
+    let vpn = group_dn("vpn-users");
+    let srv = with_clients(
+        &slapd,
+        &format!(
+            r#"
+[[client]]
+name = "vpn"
+address = "127.0.0.1"
+secret = "{SECRET}"
+allow_groups = ["{vpn}"]
+exempt_networks = ["198.51.100.0/24", "2001:db8::/32"]
+
+[[client]]
+name = "inline-vpn"
+address = "127.0.0.2"
+secret = "{SECRET}"
+otp_mode = "inline"
+exempt_networks = ["198.51.100.0/24"]
+"#
+        ),
+    );
+    srv.enroll("alice", &[]);
+    srv.enroll("bob", &[]);
+    let from = |bind: &str, user: &str, pw: &str, station: Option<&str>| {
+        let mut args = vec!["--bind", bind, "--user", user, "--password", pw];
+        if let Some(s) = station {
+            args.extend(["--calling-station-id", s]);
+        }
+        pyrad(srv.port(), SECRET, &args)
+    };
+
+    for station in ["198.51.100.7", "2001:db8::5"] {
+        let r = from("127.0.0.1", "alice", "alice-pw", Some(station));
+        assert_eq!(code(&r), "Access-Accept", "{station}: {r}");
+        let rec = last_audit(&srv, "alice");
+        assert_eq!(rec["mode"], "exempt", "{rec}");
+        assert_eq!(
+            rec["reason"],
+            format!("Calling-Station-Id {station} is in exempt_networks")
+        );
+    }
+    for station in [Some("203.0.113.5"), None, Some("00-11-22-33-44-55")] {
+        let r = from("127.0.0.1", "alice", "alice-pw", station);
+        assert_eq!(code(&r), "Access-Challenge", "{station:?}: {r}");
+    }
+    let r = from("127.0.0.1", "alice", "wrong", Some("198.51.100.7"));
+    assert_eq!(code(&r), "Access-Reject", "the password still counts: {r}");
+    // bob is in no allow_groups: refused from the exempt network too.
+    let r = from("127.0.0.1", "bob", "bob-pw", Some("198.51.100.7"));
+    assert_eq!(code(&r), "Access-Reject", "{r}");
+    assert!(
+        last_audit(&srv, "bob")["reason"]
+            .as_str()
+            .unwrap()
+            .contains("allow_groups"),
+        "allow_groups is checked first"
+    );
+
+    // Inline: the password without a code, only from the exempt network.
+    let r = from("127.0.0.2", "bob", "bob-pw", Some("198.51.100.9"));
+    assert_eq!(code(&r), "Access-Accept", "{r}");
+    let r = from("127.0.0.2", "bob", "bob-pw", Some("203.0.113.5"));
+    assert_eq!(code(&r), "Access-Reject", "{r}");
+}
+
 #[test]
 fn accepts_carry_the_clients_attributes_and_the_users_groups() {
     let slapd = directory();

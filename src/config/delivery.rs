@@ -165,6 +165,9 @@ pub struct ClientFactors {
     /// second-factor-only client: nothing more than the gateway's own check) until this much
     /// time has passed. `None`: every login asks.
     pub remember: Option<Duration>,
+    /// `exempt_networks`: a login whose Calling-Station-Id is an address in one of these
+    /// needs only the password (audited as "exempt"). Empty: no such rule.
+    pub exempt_networks: Vec<ipnet::IpNet>,
 }
 
 impl Default for ClientFactors {
@@ -177,6 +180,7 @@ impl Default for ClientFactors {
             second_factor_only: false,
             provider_failure: ProviderFailure::Reject,
             remember: None,
+            exempt_networks: Vec::new(),
         }
     }
 }

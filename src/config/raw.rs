@@ -350,6 +350,8 @@ pub struct RawClient {
     #[serde(default)]
     pub remember_second_factor_secs: u64,
     #[serde(default)]
+    pub exempt_networks: Vec<String>,
+    #[serde(default)]
     pub allow_groups: Vec<String>,
     #[serde(default)]
     pub exempt_groups: Vec<String>,

@@ -175,6 +175,7 @@ pub struct RawClientFactors {
     pub second_factor_only: bool,
     pub provider_failure: String,
     pub remember_second_factor_secs: u64,
+    pub exempt_networks: Vec<String>,
 }
 
 pub fn d_provider_failure() -> String {

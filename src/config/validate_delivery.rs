@@ -375,6 +375,7 @@ pub fn client_factors(
         second_factor_only,
         provider_failure,
         remember_second_factor_secs,
+        exempt_networks,
     } = raw;
     let provider_failure = match provider_failure.as_str() {
         "reject" => ProviderFailure::Reject,
@@ -436,6 +437,21 @@ pub fn client_factors(
             ))
         }
     };
+    let exempt_networks = exempt_networks
+        .iter()
+        .enumerate()
+        .map(|(j, n)| {
+            n.parse::<ipnet::IpNet>()
+                .or_else(|_| n.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map(|net| net.trunc())
+                .map_err(|_| {
+                    ConfigError::invalid(
+                        key(&format!("exempt_networks[{j}]")),
+                        format!("{n:?} is not an IP address or CIDR"),
+                    )
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(ClientFactors {
         methods: parsed,
         voice_mode,
@@ -444,6 +460,7 @@ pub fn client_factors(
         second_factor_only,
         provider_failure,
         remember,
+        exempt_networks,
     })
 }
 

@@ -7,7 +7,8 @@ use super::groups::{self, Membership};
 use super::methods::{self, blocked, Subject};
 use super::second_factor::{check_code, oath_mode, user_view, CodeCheck, Standing, RESYNC_MESSAGE};
 use super::{
-    app_login, bypass, oob, rdg, remembered, static_challenge, Fault, RequestContext, Verdict,
+    app_login, bypass, networks, oob, rdg, remembered, static_challenge, Fault, RequestContext,
+    Verdict,
 };
 use crate::app::AppState;
 use crate::auth::{PrimaryOutcome, UserInfo};
@@ -61,14 +62,16 @@ pub async fn start(
         (None, OtpMode::Challenge) => (field, None),
     };
     // Inline, a field without a code is refused — unless the client has exempt groups or
-    // remembers second factors, or the user has a bypass waiting: then the field may be the
-    // password alone, so it is checked as the password, and the refusal waits for the
-    // group, remembered and bypass checks.
+    // remembers second factors, the request comes from an exempt network, or the user has
+    // a bypass waiting: then the field may be the password alone, so it is checked as the
+    // password, and the refusal waits for those checks.
     let bypass_pending = view.profile.bypass_pending(app.clock.now());
+    let exempt_station = networks::exempt_station(ctx, req);
     let inline_client = matches!(ctx.client.otp_mode, OtpMode::Inline { .. });
     let code_missing = inline_client && code.is_none() && !tokens.is_empty();
     let may_skip_code = !ctx.client.groups.exempt.is_empty()
         || ctx.client.factors.remember.is_some()
+        || exempt_station.is_some()
         || bypass_pending;
     if code_missing && !may_skip_code {
         return Ok(Verdict::reject(NO_INLINE_CODE));
@@ -94,6 +97,9 @@ pub async fn start(
         Membership::Allowed => {}
         Membership::NotAllowed => return Ok(groups::not_allowed(ctx, info)),
         Membership::Exempt(group) => return Ok(groups::exempt(group, info)),
+    }
+    if let Some(ip) = exempt_station {
+        return Ok(networks::exempt(ip, info));
     }
     // A remembered second factor is not one more chance at a locked one; and it is asked
     // before the bypass so that a waiting bypass is not spent when it was not needed.

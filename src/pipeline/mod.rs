@@ -24,6 +24,7 @@ mod followup_oob;
 mod groups;
 mod login;
 mod methods;
+mod networks;
 mod oob;
 mod rdg;
 mod remembered;

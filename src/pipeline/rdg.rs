@@ -8,7 +8,7 @@ use super::groups::{self, Membership};
 use super::login::{capabilities, LOCKED_MESSAGE};
 use super::methods::{self, blocked, Subject};
 use super::second_factor::is_locked;
-use super::{bypass, oob, remembered, Fault, RequestContext, Verdict};
+use super::{bypass, networks, oob, remembered, Fault, RequestContext, Verdict};
 use crate::app::AppState;
 use crate::mfa::method::{available, Method};
 use crate::radius::{Reply, Request};
@@ -42,6 +42,11 @@ pub async fn start(
         Membership::Allowed => {}
         Membership::NotAllowed => return Ok(groups::not_allowed(ctx, info)),
         Membership::Exempt(group) => return Ok(groups::exempt(group, info)),
+    }
+    // RD Gateway sends no Calling-Station-Id; any other second-factor-only NAS that does is
+    // checked as a normal one is.
+    if let Some(ip) = networks::exempt_station(ctx, req) {
+        return Ok(networks::exempt(ip, info));
     }
     let locked = is_locked(app, user).await?;
     // Each new RDP connection or RemoteApp asks again: a remembered call spares the user

@@ -1,0 +1,45 @@
+//! `exempt_networks`: logins from addresses the admin trusts (the office's own network on
+//! a VPN that also serves home workers, a jump host) need the password alone, as Duo's
+//! "authorized networks" and Azure MFA's trusted IPs offered. The address is the request's
+//! Calling-Station-Id, as the NAS reports it; a NAS that sends none, or a MAC address,
+//! never matches. Checked after the password, a fraud block and allow_groups; audited as
+//! mode "exempt" with the address.
+
+use std::net::{IpAddr, SocketAddr};
+
+use super::{RequestContext, Verdict};
+use crate::auth::UserInfo;
+use crate::radius::{Reply, Request};
+
+/// The request's Calling-Station-Id as an address, if it is one (`192.0.2.5`,
+/// `2001:db8::5`, or with a port).
+fn station_address(req: &Request) -> Option<IpAddr> {
+    let station = req.calling_station_id()?;
+    let station = station.trim();
+    station
+        .parse::<IpAddr>()
+        .ok()
+        .or_else(|| station.parse::<SocketAddr>().ok().map(|a| a.ip()))
+}
+
+/// The station's address if it is in the client's `exempt_networks`.
+pub fn exempt_station(ctx: &RequestContext, req: &Request) -> Option<IpAddr> {
+    let networks = &ctx.client.factors.exempt_networks;
+    if networks.is_empty() {
+        return None;
+    }
+    let ip = station_address(req)?;
+    networks.iter().any(|n| n.contains(&ip)).then_some(ip)
+}
+
+pub fn exempt(ip: IpAddr, info: UserInfo) -> Verdict {
+    Verdict {
+        reply: Reply::accept(),
+        mode: "exempt",
+        reason: Some(format!("Calling-Station-Id {ip} is in exempt_networks")),
+        token_serial: None,
+        info: Some(info),
+        client_ip: None,
+        phone: None,
+    }
+}
