@@ -6,12 +6,13 @@ mod common;
 
 use std::time::Duration;
 
+use common::http_proxy::Tinyproxy;
 use common::oob_env::{
-    cli_ok, client, directory, start, start_logged, ALICE_PW, BOB_PW, DIRECTORY_MOBILE,
+    cli_ok, client, delivery, directory, start, start_logged, ALICE_PW, BOB_PW, DIRECTORY_MOBILE,
 };
 use common::peers::{now, pyrad, totp};
 use common::provider_standin::{Standin, SMS_FROM};
-use common::radmfa::{Server, SECRET};
+use common::radmfa::{bin, write_config, Options, Server, SECRET};
 use radmfa::radius::client::{parse_reply, AccessRequestBuilder};
 
 fn py(srv: &Server, args: &[&str]) -> serde_json::Value {
@@ -523,4 +524,60 @@ fn no_sms_code_or_app_password_in_logs_or_audit() {
         assert!(!hay.contains(&format!("code is {code}")));
         assert!(!hay.contains(&pw) && !hay.contains(&pw.replace('-', "")));
     }
+}
+
+/// Behind an egress proxy: the providers are reached through the proxy the standard
+/// variables name (here `http_proxy`, as systemd's `Environment=` would set it), with a real
+/// tinyproxy in between; the start-up log says so, naming the variable, not its value.
+#[test]
+fn sms_goes_through_the_proxy_the_environment_names() {
+    let slapd = directory();
+    let standin = Standin::start();
+    let proxy = Tinyproxy::start();
+    let mut o = Options::new(&slapd.url);
+    o.clients = Vec::new();
+    o.extra = format!("{}{}", delivery(&standin, ""), sms_client("").concat());
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &o);
+    let mut cmd = std::process::Command::new(bin());
+    cmd.arg("--config").arg(&config).arg("serve");
+    for var in [
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "all_proxy",
+        "NO_PROXY",
+        "no_proxy",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.env("http_proxy", proxy.url());
+    let srv = Server::spawn(dir, config, cmd);
+
+    let r1 = login(&srv, "alice", ALICE_PW);
+    assert_eq!(code_of(&r1), "Access-Challenge", "{r1}");
+    let sent = standin.sms();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    let r2 = answer(&srv, "alice", &sent[0].code(), &r1["state"]);
+    assert_eq!(code_of(&r2), "Access-Accept", "{r2}");
+    let through = format!(
+        "POST {}/2010-04-01/Accounts/",
+        standin.url.trim_end_matches('/')
+    );
+    assert!(
+        proxy.log().contains(&through),
+        "the SMS did not go through the proxy; its log:\n{}",
+        proxy.log()
+    );
+    assert!(
+        srv.log().contains(
+            "SMS and call providers are reached through the proxy settings in http_proxy"
+        ),
+        "{}",
+        srv.log()
+    );
+    assert!(
+        !srv.log().contains(&proxy.url()),
+        "the proxy URL may hold a password"
+    );
 }

@@ -23,6 +23,14 @@ pub async fn serve(cfg: Config, path: &std::path::Path) -> anyhow::Result<()> {
         None => None,
     };
     let app = AppState::build(cfg).await?;
+    let delivery = &app.config().delivery;
+    let proxy = crate::delivery::proxy_variables();
+    if (delivery.sms.is_some() || delivery.voice.is_some()) && !proxy.is_empty() {
+        tracing::info!(
+            "SMS and call providers are reached through the proxy settings in {}",
+            proxy.join(", ")
+        );
+    }
     let shutdown = CancellationToken::new();
     tokio::spawn(housekeeping(app.clone(), shutdown.clone()));
     // Provider callbacks (calls): bound before the RADIUS sockets serve, so no call placed

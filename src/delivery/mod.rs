@@ -126,8 +126,28 @@ impl Delivery {
     }
 }
 
+/// The proxy variables set in the environment, by name. Provider requests go through the
+/// proxy they name (reqwest reads them as curl does), so a host whose egress is a proxy
+/// needs only `Environment=HTTPS_PROXY=…` in the unit. Names only: a value may hold the
+/// proxy's password.
+pub fn proxy_variables() -> Vec<&'static str> {
+    [
+        "HTTPS_PROXY",
+        "https_proxy",
+        "HTTP_PROXY",
+        "http_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+        "NO_PROXY",
+        "no_proxy",
+    ]
+    .into_iter()
+    .filter(|v| std::env::var_os(v).is_some_and(|x| !x.is_empty()))
+    .collect()
+}
+
 /// The HTTP client every provider uses: rustls, a total timeout, no redirects (a redirect
-/// would resend the code somewhere else).
+/// would resend the code somewhere else), the environment's proxy (`proxy_variables`).
 pub(crate) fn http_client(timeout: std::time::Duration) -> Result<reqwest::Client, String> {
     reqwest::Client::builder()
         .timeout(timeout)

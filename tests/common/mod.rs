@@ -2,6 +2,7 @@
 //! radmfa binary.
 #![allow(dead_code)]
 
+pub mod http_proxy;
 pub mod oob_env;
 pub mod peers;
 pub mod pki;
