@@ -143,8 +143,13 @@ pub struct EnrollArgs {
     #[arg(long)]
     pub no_qr: bool,
     /// Print only the otpauth:// URI (for scripts).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "verify")]
     pub uri_only: bool,
+    /// Keep the token only once a code from the app matches (asked on the terminal, three
+    /// tries): proof the user's app holds the right secret and clock. That code is then
+    /// used up, as at a login.
+    #[arg(long)]
+    pub verify: bool,
 }
 
 #[derive(Debug, Args)]

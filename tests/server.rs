@@ -458,6 +458,96 @@ fn audit_follow_into_head_ends_with_head() {
     );
 }
 
+/// `radmfa user enroll-totp --verify`, typed at as a helpdesk would: the token is stored
+/// only once a code from the app matches, and that code is then used up; without a match
+/// (three wrong codes, or Enter) nothing is stored.
+#[test]
+fn enroll_with_verify_stores_the_token_only_after_a_matching_code() {
+    use std::io::{BufRead, BufReader, Write};
+    let slapd = directory();
+    let srv = start(&slapd, |_| {});
+    let enroll = |user: &str| {
+        let mut child = std::process::Command::new(common::radmfa::bin())
+            .arg("--config")
+            .arg(&srv.config)
+            .args(["user", "enroll-totp", user, "--verify", "--no-qr"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut secret = String::new();
+        let mut line = String::new();
+        while out.read_line(&mut line).unwrap() > 0 {
+            if let Some(s) = line.strip_prefix("Secret: ") {
+                secret = s.trim().to_string();
+                break;
+            }
+            line.clear();
+        }
+        assert!(!secret.is_empty(), "no secret shown");
+        (child, out, secret)
+    };
+    let finish = |mut child: std::process::Child, mut out: BufReader<std::process::ChildStdout>| {
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+        (child.wait().unwrap(), rest, err)
+    };
+
+    // alice: a wrong code, then the right one.
+    let (mut child, out, seed) = enroll("alice");
+    let code = totp(&seed, now(), &[]);
+    let wrong = totp(&seed, now() + 3600, &[]);
+    let stdin = child.stdin.as_mut().unwrap();
+    writeln!(stdin, "{wrong}").unwrap();
+    writeln!(stdin, "{code}").unwrap();
+    let (status, said, err) = finish(child, out);
+    assert!(status.success(), "{status}: {err}");
+    assert!(said.contains("Verified: token TOTP-"), "{said}");
+    assert!(err.contains("does not match"), "{err}");
+    let rec = &srv.audit_json("alice")[0];
+    assert_eq!(rec["result"], "enroll");
+    assert!(
+        rec["reason"]
+            .as_str()
+            .unwrap()
+            .ends_with("verified with a code from the app"),
+        "{rec}"
+    );
+    // The code that verified the token is used: it cannot log in; the next one can.
+    let r1 = py_password(&srv, "alice", ALICE_PW);
+    let state = r1["state"].as_str().unwrap().to_string();
+    assert_eq!(
+        code_of(&py_code(&srv, "alice", &code, &state)),
+        "Access-Reject"
+    );
+    let r1 = py_password(&srv, "alice", ALICE_PW);
+    let state = r1["state"].as_str().unwrap().to_string();
+    let next = totp(&seed, now() + 30, &[]);
+    assert_eq!(
+        code_of(&py_code(&srv, "alice", &next, &state)),
+        "Access-Accept"
+    );
+
+    // bob: three wrong codes; then Enter at once. Nothing stored either time.
+    for answers in [vec!["111111", "222222", "333333"], vec![""]] {
+        let (mut child, out, _) = enroll("bob");
+        let stdin = child.stdin.as_mut().unwrap();
+        for a in &answers {
+            writeln!(stdin, "{a}").unwrap();
+        }
+        let (status, _, err) = finish(child, out);
+        assert_eq!(status.code(), Some(1), "{err}");
+        assert!(err.contains("nothing was stored"), "{err}");
+        let show = srv.cli(&["user", "show", "bob"]);
+        assert!(!show.status.success(), "bob has a token: {show:?}");
+    }
+    assert!(srv.audit_json("bob").is_empty(), "no enroll record for bob");
+}
+
 /// `[ldap] strip_domains`: CORP\alice and alice@corp.example.org are alice, at login and in
 /// admin commands; a domain not listed is part of the name (nobody), answered as any
 /// unknown user is.

@@ -9,8 +9,9 @@ use crate::app::with_command_store;
 use crate::cli::{EnrollArgs, UserCommand};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
-use crate::mfa::enroll;
-use crate::store::{AuditRecord, NewToken, OtpAlgorithm, Store, StoreError, TokenKind};
+use crate::mfa::{enroll, otp};
+use crate::secret::Secret;
+use crate::store::{AuditRecord, NewToken, OtpAlgorithm, Store, StoreError, Token, TokenKind};
 
 pub async fn run(cfg: &Config, mut cmd: UserCommand) -> anyhow::Result<ExitCode> {
     fold_user_name(cfg, &mut cmd);
@@ -200,18 +201,16 @@ async fn enroll_totp(
     let mut tag = [0u8; 4];
     rand::rngs::OsRng.fill_bytes(&mut tag);
     let serial = format!("TOTP-{}", hex::encode_upper(tag));
-    store
-        .add_token(NewToken {
-            serial: serial.clone(),
-            user: Some(args.user.clone()),
-            kind: TokenKind::Totp,
-            algorithm,
-            digits,
-            period,
-            counter: 0,
-            secret: seed.clone(),
-        })
-        .await?;
+    let token = NewToken {
+        serial: serial.clone(),
+        user: Some(args.user.clone()),
+        kind: TokenKind::Totp,
+        algorithm,
+        digits,
+        period,
+        counter: 0,
+        secret: seed.clone(),
+    };
     let uri = enroll::otpauth_uri(
         &cfg.totp.issuer,
         &args.user,
@@ -220,6 +219,12 @@ async fn enroll_totp(
         digits,
         period,
     );
+    if args.verify {
+        // Shown first, stored only once the app proves it has it: nothing to undo.
+        show_enrollment(&args, &serial, &uri, &seed);
+        return enroll_verified(cfg, store, token, &args.user).await;
+    }
+    store.add_token(token).await?;
     // An enrollment without its audit record is taken back: its secret is never shown, so
     // a token left behind could only be a trap ("already has a token" on the retry).
     if let Err(e) = write_admin_audit(
@@ -246,16 +251,88 @@ async fn enroll_totp(
         return Ok(ExitCode::SUCCESS);
     }
     println!("Enrolled TOTP token {serial} for {}.", args.user);
+    show_enrollment(&args, &serial, &uri, &seed);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The QR code, URI and secret for the user's app.
+fn show_enrollment(args: &EnrollArgs, serial: &str, uri: &str, seed: &Secret) {
+    if args.verify {
+        println!("New TOTP token {serial} for {}.", args.user);
+    }
     println!("Scan this with Google Authenticator, Microsoft Authenticator or any TOTP app,");
     println!("or type the secret in by hand. It is shown only now.\n");
     if !args.no_qr {
-        match enroll::qr_text(&uri) {
+        match enroll::qr_text(uri) {
             Ok(qr) => println!("{qr}"),
             Err(e) => eprintln!("(cannot draw QR code: {e})"),
         }
     }
     println!("URI:    {uri}");
-    println!("Secret: {}", enroll::base32(&seed));
+    println!("Secret: {}", enroll::base32(seed));
+}
+
+/// Tries a code from the app may take at `enroll-totp --verify`.
+const VERIFY_TRIES: u32 = 3;
+
+/// `enroll-totp --verify`: asks for a code from the app; stores the token (its code's step
+/// used up, so that code cannot log in) and the audit record only once one matches.
+async fn enroll_verified(
+    cfg: &Config,
+    store: &dyn Store,
+    token: NewToken,
+    user: &str,
+) -> anyhow::Result<ExitCode> {
+    let probe = Token {
+        id: 0,
+        serial: token.serial.clone(),
+        user: token.user.clone(),
+        kind: token.kind,
+        algorithm: token.algorithm,
+        digits: token.digits,
+        period: token.period,
+        counter: 0,
+        last_step: None,
+        enabled: true,
+        created_at: 0,
+        secret: token.secret.clone(),
+    };
+    let mut step = None;
+    for attempt in 1..=VERIFY_TRIES {
+        eprint!("Code from the app (try {attempt} of {VERIFY_TRIES}, Enter to give up): ");
+        let mut line = String::new();
+        if std::io::stdin().read_line(&mut line)? == 0 || line.trim().is_empty() {
+            break;
+        }
+        step = otp::match_totp(&probe, line.trim(), SystemClock.now(), cfg.totp.window);
+        if step.is_some() {
+            break;
+        }
+        eprintln!("That code does not match. Check the phone's clock and the entry's name.");
+    }
+    let Some(step) = step else {
+        eprintln!("{user}: not enrolled (no matching code); nothing was stored");
+        return Ok(ExitCode::from(1));
+    };
+    let serial = token.serial.clone();
+    let id = store.add_token(token).await?;
+    store.consume_totp_step(id, step).await?;
+    if let Err(e) = write_admin_audit(
+        cfg,
+        store,
+        user,
+        "enroll",
+        Some(format!("token {serial}, verified with a code from the app")),
+    )
+    .await
+    {
+        let _ = store.delete_token(&serial).await;
+        return Err(anyhow::Error::new(e).context(format!(
+            "writing the audit record; token {serial} was removed again: remove its entry \
+             from the app and enroll {user} again"
+        )));
+    }
+    println!("Verified: token {serial} enrolled for {user}.");
     Ok(ExitCode::SUCCESS)
 }
 
