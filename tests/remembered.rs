@@ -225,3 +225,60 @@ fn rd_gateway_calls_once_per_remembered_period() {
     }
     assert_eq!(standin.calls().len(), 3);
 }
+
+/// A period lowered by a reload applies to what was remembered before it; turned off, none
+/// is honoured.
+#[test]
+fn a_reload_that_shortens_or_ends_remembering_applies_at_once() {
+    let slapd = directory();
+    let standin = Standin::start();
+    let clients = [client(
+        "vpn",
+        "127.0.0.1",
+        "remember_second_factor_secs = 3600",
+    )];
+    let srv = start(&slapd, &standin, "", "\n[totp]\nwindow = 3\n", &clients);
+    let codes = Codes {
+        seed: srv.enroll("alice", &[]),
+        next: Cell::new(-3),
+    };
+    let from_a =
+        |pw: &str, state: Option<&str>| send(&srv, "127.0.0.1", Some(STATION_A), pw, state);
+    let full_login = || {
+        let r1 = from_a(ALICE_PW, None);
+        let state = r1["state"].as_str().unwrap().to_string();
+        let r2 = from_a(&codes.next(), Some(&state));
+        assert_eq!(code_of(&r2), "Access-Accept", "{r2}");
+    };
+    let setting = Cell::new(3600);
+    let reload_with = |secs: u32| {
+        let text = std::fs::read_to_string(&srv.config).unwrap();
+        let old = format!("remember_second_factor_secs = {}", setting.get());
+        assert!(text.contains(&old));
+        let text = text.replace(&old, &format!("remember_second_factor_secs = {secs}"));
+        std::fs::write(&srv.config, text).unwrap();
+        setting.set(secs);
+        let hup = std::process::Command::new("kill")
+            .args(["-HUP", &srv.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(hup.success());
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    full_login();
+    assert_eq!(code_of(&from_a(ALICE_PW, None)), "Access-Accept");
+
+    // An hour, lowered to 2 s: the login remembered under the hour ends 2 s after its code.
+    reload_with(2);
+    std::thread::sleep(Duration::from_millis(2000));
+    let r = from_a(ALICE_PW, None);
+    assert_eq!(code_of(&r), "Access-Challenge", "lowered: {r}");
+
+    // Back to an hour: the login is within the hour it was remembered for, so it counts
+    // again. Then off: it is not honoured.
+    reload_with(3600);
+    assert_eq!(code_of(&from_a(ALICE_PW, None)), "Access-Accept");
+    reload_with(0);
+    let r = from_a(ALICE_PW, None);
+    assert_eq!(code_of(&r), "Access-Challenge", "turned off: {r}");
+}

@@ -8,7 +8,8 @@
 //!
 //! What it never skips: the password, a fraud block, a group rule, a second-factor lockout.
 //! The period runs from the second factor itself and a remembered login does not renew it,
-//! so it ends when it says. The rows live in the store, so every node honours them;
+//! so it ends when it says; a setting lowered or turned off by a reload applies to what is
+//! already remembered. The rows live in the store, so every node honours them;
 //! `radmfa user forget` and `user reset` clear them.
 
 use super::{Fault, RequestContext, Verdict};
@@ -31,9 +32,9 @@ pub async fn take(
     user: &str,
     info: &UserInfo,
 ) -> Result<Option<Verdict>, Fault> {
-    if ctx.client.factors.remember.is_none() {
+    let Some(period) = ctx.client.factors.remember else {
         return Ok(None);
-    }
+    };
     let now = app.clock.now();
     let station = req.calling_station_id().unwrap_or_default();
     let Some(r) = app
@@ -43,6 +44,12 @@ pub async fn take(
     else {
         return Ok(None);
     };
+    // The row's end was set by the period in force then; a period shortened since (by a
+    // reload) applies to it too, so an admin who lowers the setting gets what it says.
+    let until = r.expires_at.min(r.verified_at + period.as_secs() as i64);
+    if now >= until {
+        return Ok(None);
+    }
     Ok(Some(Verdict {
         reply: Reply::accept(),
         mode: "remembered",
@@ -50,7 +57,7 @@ pub async fn take(
             "{} passed at {} from this station; remembered until {}",
             r.mode,
             fmt_time(r.verified_at),
-            fmt_time(r.expires_at)
+            fmt_time(until)
         )),
         token_serial: None,
         info: Some(info.clone()),
