@@ -282,3 +282,59 @@ fn a_reload_that_shortens_or_ends_remembering_applies_at_once() {
     let r = from_a(ALICE_PW, None);
     assert_eq!(code_of(&r), "Access-Challenge", "turned off: {r}");
 }
+
+/// A fraud report (0# on the call) forgets the user's remembered second factors, so after
+/// `user unblock` even the station that was remembered is called again.
+#[test]
+fn a_fraud_report_forgets_what_was_remembered() {
+    let slapd = directory();
+    let standin = Standin::start();
+    let clients = [client(
+        "vpn",
+        "127.0.0.1",
+        "methods = [\"voice\"]\nvoice_mode = \"hold\"\nvoice_budget_secs = 20\n\
+         remember_second_factor_secs = 3600",
+    )];
+    let srv = start(&slapd, &standin, "", "", &clients);
+    let held = |station: &str| {
+        pyrad(
+            srv.port(),
+            SECRET,
+            &[
+                "--user",
+                "alice",
+                "--password",
+                ALICE_PW,
+                "--calling-station-id",
+                station,
+                "--timeout",
+                "25",
+            ],
+        )
+    };
+    standin.script(
+        DIRECTORY_MOBILE,
+        Script::Press("", Duration::from_millis(300)),
+    );
+    assert_eq!(code_of(&held(STATION_A)), "Access-Accept");
+    assert_eq!(code_of(&held(STATION_A)), "Access-Accept");
+    assert_eq!(standin.calls().len(), 1, "the second login was remembered");
+
+    // From elsewhere, a login alice did not start: she reports fraud.
+    standin.script(
+        DIRECTORY_MOBILE,
+        Script::Press("0", Duration::from_millis(300)),
+    );
+    assert_eq!(code_of(&held(STATION_B)), "Access-Reject");
+    let show: serde_json::Value =
+        serde_json::from_str(&cli_ok(&srv, &["user", "show", "alice", "--json"])).unwrap();
+    assert_eq!(show["remembered"], serde_json::json!([]), "{show}");
+
+    cli_ok(&srv, &["user", "unblock", "alice"]);
+    standin.script(
+        DIRECTORY_MOBILE,
+        Script::Press("", Duration::from_millis(300)),
+    );
+    assert_eq!(code_of(&held(STATION_A)), "Access-Accept");
+    assert_eq!(standin.calls().len(), 3, "station A was called again");
+}

@@ -117,7 +117,9 @@ pub async fn gather(
 }
 
 /// Fraud: the user is blocked on every node until `radmfa user unblock`, and the audit log
-/// gets a `fraud` record even if no request is waiting on this call any more.
+/// gets a `fraud` record even if no request is waiting on this call any more. Their
+/// remembered second factors are forgotten too: someone else has the password, and after
+/// the unblock every login should prove the second factor afresh.
 async fn block_for_fraud(app: &AppState, txn: &OobTransaction) {
     let now = app.clock.now();
     let reason = format!(
@@ -126,6 +128,9 @@ async fn block_for_fraud(app: &AppState, txn: &OobTransaction) {
     );
     if let Err(e) = app.store.block_user(&txn.user, now, &reason).await {
         tracing::error!(error = %e, user = %txn.user, "blocking user after fraud alert");
+    }
+    if let Err(e) = app.store.forget_logins(&txn.user).await {
+        tracing::error!(error = %e, user = %txn.user, "forgetting remembered logins after fraud alert");
     }
     let rec = AuditRecord {
         time: now,
