@@ -195,13 +195,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if let Some(r) = &cfg.radsec {
                 crate::server::radsec::Acceptors::new(r)?;
             }
-            println!(
-                "{}: ok ({} client(s), {} LDAP URL(s), store {:?})",
-                cli.config.display(),
-                cfg.clients.len(),
-                cfg.ldap.urls.len(),
-                cfg.store
-            );
+            println!("{}: ok", cli.config.display());
+            for line in admin::review::summary(&cfg) {
+                println!("  {line}");
+            }
+            for line in admin::review::warnings(&cfg) {
+                println!("warning: {line}");
+            }
             if args.connect {
                 let good = admin::check::connect(&cfg, args.user.as_deref()).await?;
                 return Ok(if good {

@@ -4,6 +4,7 @@
 mod common;
 
 use common::radmfa::{bin, write_config, Options};
+use std::path::Path;
 use std::process::Command;
 
 fn setup() -> (tempfile::TempDir, std::path::PathBuf) {
@@ -167,6 +168,61 @@ fn config_check_reports_valid_and_invalid_files() {
     let (ok, _, err) = run(&bad, &["config", "check"]);
     assert!(!ok);
     assert!(err.contains("ldap"), "missing [ldap] named: {err}");
+}
+
+/// `config check` lists what each NAS gets and warns about every setting that lets a login
+/// in on less than both factors; the sample configs, as shipped, draw no warning, and the
+/// PostgreSQL URL (it holds the password) is never printed.
+#[test]
+fn config_check_summarises_clients_and_warns_about_weakened_settings() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for sample in ["conf/radmfa.toml", "conf/ha-node.toml"] {
+        let (ok, out, err) = run(&root.join(sample), &["config", "check"]);
+        assert!(ok, "{sample}: {err}");
+        assert!(!out.contains("warning"), "{sample}:\n{out}");
+        assert!(!out.contains("change-me"), "{sample}:\n{out}");
+    }
+    let (ok, out, _) = run(&root.join("conf/radmfa.toml"), &["config", "check"]);
+    assert!(ok);
+    assert!(
+        out.contains(
+            "client \"rd-gateway\": 192.0.2.20; second factor only (no password); voice \
+             (calls held, 50 s)"
+        ),
+        "{out}"
+    );
+
+    let (d, cfg) = setup();
+    let weak = format!(
+        "{}\n[[client]]\nname = \"legacy\"\naddress = \"10.0.0.0/8\"\n\
+         secret = \"0123456789abcdef\"\nrequire_message_authenticator = false\n\
+         no_factor = \"allow\"\nprovider_failure = \"allow\"\napp_passwords = true\n\
+         exempt_networks = [\"0.0.0.0/0\", \"192.0.2.0/24\"]\n\
+         remember_second_factor_secs = 600\n",
+        std::fs::read_to_string(&cfg).unwrap()
+    );
+    let weak_cfg = d.path().join("weak.toml");
+    std::fs::write(&weak_cfg, weak).unwrap();
+    let (ok, out, err) = run(&weak_cfg, &["config", "check"]);
+    assert!(ok, "weakened settings are valid: {err}");
+    let warnings: Vec<&str> = out.lines().filter(|l| l.starts_with("warning:")).collect();
+    for needle in [
+        "require_message_authenticator = false",
+        "no_factor = \"allow\"",
+        "provider_failure = \"allow\"",
+        "app_passwords = true",
+        "logins from 0.0.0.0/0 need the password alone (that is a very wide network)",
+        "logins from 192.0.2.0/24 need the password alone",
+        "remember_second_factor_secs = 600",
+    ] {
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.starts_with("warning: client \"legacy\"") && w.contains(needle)),
+            "no warning with {needle:?}:\n{out}"
+        );
+    }
+    assert_eq!(warnings.len(), 7, "{out}");
 }
 
 /// The QR code drawn in the terminal must be what a phone's scanner reads: decode it with

@@ -10,6 +10,7 @@ pub mod migrate;
 pub mod phone;
 #[cfg(unix)]
 pub mod reload;
+pub mod review;
 pub mod serve;
 pub mod token_import;
 pub mod tokens;

@@ -1,0 +1,141 @@
+//! What `radmfa config check` prints after "ok": the store, the directory and each client's
+//! policy in a line, then a warning for each setting that lets a login in with less than
+//! the password and a second factor, or weakens the RADIUS protection. All of these are
+//! valid choices; the check still passes. An admin reviewing a config (or a change to one)
+//! sees at a glance what each NAS gets, without reading every key.
+
+use crate::config::delivery::{ProviderFailure, VoiceMode};
+use crate::config::{ClientConfig, Config, NoFactorPolicy, OtpMode, StoreConfig};
+use crate::mfa::method::Method;
+
+/// One line each: store, LDAP, then every client.
+pub fn summary(cfg: &Config) -> Vec<String> {
+    let store = match &cfg.store {
+        StoreConfig::Sqlite { path, .. } => format!("SQLite {}", path.display()),
+        // The URL is a secret (it may hold the password): never printed.
+        StoreConfig::Postgres { settings, .. } => {
+            format!("PostgreSQL, up to {} connections", settings.pool_size)
+        }
+    };
+    let mut lines = vec![
+        format!("store:  {store}"),
+        format!("ldap:   {}", cfg.ldap.urls.join(", ")),
+    ];
+    for c in &cfg.clients {
+        lines.push(format!("client {:?}: {}", c.name, client_line(cfg, c)));
+    }
+    lines
+}
+
+fn client_line(cfg: &Config, c: &ClientConfig) -> String {
+    // A single host as its address, a network as its CIDR.
+    let addresses: Vec<String> = c
+        .networks
+        .iter()
+        .map(|n| {
+            if n.prefix_len() == n.max_prefix_len() {
+                n.addr().to_string()
+            } else {
+                n.to_string()
+            }
+        })
+        .collect();
+    let f = &c.factors;
+    let mut parts = vec![addresses.join(", ")];
+    parts.push(if f.second_factor_only {
+        "second factor only (no password)".to_string()
+    } else {
+        match &c.otp_mode {
+            OtpMode::Challenge => "password, then a prompt".to_string(),
+            OtpMode::Inline { delimiter } if delimiter.is_empty() => {
+                "password and code in one field".to_string()
+            }
+            OtpMode::Inline { delimiter } => format!("password{delimiter}code in one field"),
+        }
+    });
+    // A method the server cannot deliver is offered to nobody: say so.
+    let methods: Vec<String> = f
+        .methods
+        .iter()
+        .map(|m| match m {
+            Method::Sms if cfg.delivery.sms.is_none() => "sms (no [sms] section)".into(),
+            Method::Voice if cfg.delivery.voice.is_none() => "voice (no [voice] section)".into(),
+            m => m.as_str().to_string(),
+        })
+        .collect();
+    let mut methods = methods.join(", ");
+    if f.methods.contains(&Method::Voice) && cfg.delivery.voice.is_some() {
+        methods.push_str(match f.voice_mode {
+            VoiceMode::Hold => " (calls held",
+            VoiceMode::Challenge => " (calls answered with Enter",
+        });
+        if f.voice_mode == VoiceMode::Hold {
+            methods.push_str(&format!(", {} s", f.voice_budget.as_secs()));
+        }
+        methods.push(')');
+    }
+    parts.push(methods);
+    if !c.groups.allow.is_empty() {
+        parts.push(format!("{} allowed group(s)", c.groups.allow.len()));
+    }
+    parts.join("; ")
+}
+
+/// A line per setting that lets a login through on less than both factors, or weakens the
+/// RADIUS exchange itself.
+pub fn warnings(cfg: &Config) -> Vec<String> {
+    let mut out = Vec::new();
+    for c in &cfg.clients {
+        let mut warn = |what: String| out.push(format!("client {:?}: {what}", c.name));
+        let f = &c.factors;
+        if !c.require_message_authenticator {
+            warn(
+                "require_message_authenticator = false: its Access-Requests are not protected \
+                 against BlastRADIUS (CVE-2024-3596); only for a NAS that cannot send it"
+                    .into(),
+            );
+        }
+        if c.no_factor == NoFactorPolicy::Allow {
+            warn(
+                "no_factor = \"allow\": users with no second factor get in with the password"
+                    .into(),
+            );
+        }
+        if f.provider_failure == ProviderFailure::Allow {
+            warn(
+                "provider_failure = \"allow\": while the SMS/call provider fails, the password \
+                 alone gets in"
+                    .into(),
+            );
+        }
+        if f.app_passwords {
+            warn("app_passwords = true: an app password replaces both factors".into());
+        }
+        if !c.groups.exempt.is_empty() {
+            warn(format!(
+                "exempt_groups: {} group(s) log in with the password alone",
+                c.groups.exempt.len()
+            ));
+        }
+        for n in &f.exempt_networks {
+            // A /8 or wider is most of a continent, or everyone: almost surely a mistake.
+            let wide = n.prefix_len() < if n.addr().is_ipv4() { 8 } else { 32 };
+            warn(format!(
+                "exempt_networks: logins from {n} need the password alone{}",
+                if wide {
+                    " (that is a very wide network)"
+                } else {
+                    ""
+                }
+            ));
+        }
+        if let Some(p) = f.remember {
+            warn(format!(
+                "remember_second_factor_secs = {}: after a second factor, the same station \
+                 needs only the password for that long",
+                p.as_secs()
+            ));
+        }
+    }
+    out
+}
