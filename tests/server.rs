@@ -945,6 +945,13 @@ fn legacy_client_without_message_authenticator() {
         }];
     });
     srv.enroll("alice", &[]);
+    // The start-up log says what this client does without.
+    assert!(
+        srv.log()
+            .contains("client \"legacy\": require_message_authenticator = false"),
+        "{}",
+        srv.log()
+    );
     let sock = srv.udp();
     let mut buf = [0u8; 4096];
     let (pkt, auth) = AccessRequestBuilder::new(1, "alice")

@@ -136,6 +136,7 @@ impl Reloader {
                 policy_changed.join(", ")
             );
         }
+        super::review::log_warnings(&app.config());
         Ok(clients)
     }
 }

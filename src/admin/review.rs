@@ -139,3 +139,11 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
     }
     out
 }
+
+/// The warnings in the log, at start and after each reload: the journal keeps what a NAS was
+/// allowed to skip, and when that began.
+pub fn log_warnings(cfg: &Config) {
+    for w in warnings(cfg) {
+        tracing::warn!("{w}");
+    }
+}

@@ -23,6 +23,7 @@ pub async fn serve(cfg: Config, path: &std::path::Path) -> anyhow::Result<()> {
         None => None,
     };
     let app = AppState::build(cfg).await?;
+    super::review::log_warnings(&app.config());
     let delivery = &app.config().delivery;
     let proxy = crate::delivery::proxy_variables();
     if (delivery.sms.is_some() || delivery.voice.is_some()) && !proxy.is_empty() {
