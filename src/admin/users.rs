@@ -11,7 +11,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::mfa::{enroll, otp};
 use crate::secret::Secret;
-use crate::store::{AuditRecord, NewToken, OtpAlgorithm, Store, StoreError, Token, TokenKind};
+use crate::store::{AuditRecord, NewToken, OtpAlgorithm, Store, StoreError, TokenKind};
 
 pub async fn run(cfg: &Config, mut cmd: UserCommand) -> anyhow::Result<ExitCode> {
     fold_user_name(cfg, &mut cmd);
@@ -221,7 +221,8 @@ async fn enroll_totp(
     );
     if args.verify {
         // Shown first, stored only once the app proves it has it: nothing to undo.
-        show_enrollment(&args, &serial, &uri, &seed);
+        println!("New TOTP token {serial} for {}.", args.user);
+        show_enrollment(&uri, &seed, args.no_qr);
         return enroll_verified(cfg, store, token, &args.user).await;
     }
     store.add_token(token).await?;
@@ -251,18 +252,15 @@ async fn enroll_totp(
         return Ok(ExitCode::SUCCESS);
     }
     println!("Enrolled TOTP token {serial} for {}.", args.user);
-    show_enrollment(&args, &serial, &uri, &seed);
+    show_enrollment(&uri, &seed, args.no_qr);
     Ok(ExitCode::SUCCESS)
 }
 
 /// The QR code, URI and secret for the user's app.
-fn show_enrollment(args: &EnrollArgs, serial: &str, uri: &str, seed: &Secret) {
-    if args.verify {
-        println!("New TOTP token {serial} for {}.", args.user);
-    }
+fn show_enrollment(uri: &str, seed: &Secret, no_qr: bool) {
     println!("Scan this with Google Authenticator, Microsoft Authenticator or any TOTP app,");
     println!("or type the secret in by hand. It is shown only now.\n");
-    if !args.no_qr {
+    if !no_qr {
         match enroll::qr_text(uri) {
             Ok(qr) => println!("{qr}"),
             Err(e) => eprintln!("(cannot draw QR code: {e})"),
@@ -283,20 +281,7 @@ async fn enroll_verified(
     token: NewToken,
     user: &str,
 ) -> anyhow::Result<ExitCode> {
-    let probe = Token {
-        id: 0,
-        serial: token.serial.clone(),
-        user: token.user.clone(),
-        kind: token.kind,
-        algorithm: token.algorithm,
-        digits: token.digits,
-        period: token.period,
-        counter: 0,
-        last_step: None,
-        enabled: true,
-        created_at: 0,
-        secret: token.secret.clone(),
-    };
+    let probe = token.preview();
     let mut step = None;
     for attempt in 1..=VERIFY_TRIES {
         eprint!("Code from the app (try {attempt} of {VERIFY_TRIES}, Enter to give up): ");

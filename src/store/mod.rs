@@ -130,6 +130,27 @@ pub struct NewToken {
     pub secret: Secret,
 }
 
+impl NewToken {
+    /// The token as it will be once stored, before it is (no id, nothing used yet): for
+    /// checking a code against a token not stored yet (`enroll-totp --verify`).
+    pub fn preview(&self) -> Token {
+        Token {
+            id: 0,
+            serial: self.serial.clone(),
+            user: self.user.clone(),
+            kind: self.kind,
+            algorithm: self.algorithm,
+            digits: self.digits,
+            period: self.period,
+            counter: self.counter,
+            last_step: None,
+            enabled: true,
+            created_at: 0,
+            secret: self.secret.clone(),
+        }
+    }
+}
+
 /// A stored token with its seed decrypted.
 /// What [`Store::delete_user_tokens`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
