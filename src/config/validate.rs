@@ -259,6 +259,15 @@ pub(super) fn resolve(base: &Path, p: PathBuf) -> PathBuf {
     }
 }
 
+/// An address or a CIDR, as a network with its host bits cleared (`192.0.2.7/24` is
+/// `192.0.2.0/24`): client addresses and exempt_networks alike. `key` names it in the error.
+pub(super) fn network(key: &str, s: &str) -> Result<IpNet, ConfigError> {
+    s.parse::<IpNet>()
+        .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
+        .map(|net| net.trunc())
+        .map_err(|_| ConfigError::invalid(key, format!("{s:?} is not an IP address or CIDR")))
+}
+
 pub(super) fn secret_value(
     key: &str,
     inline: Option<String>,
@@ -523,16 +532,7 @@ fn client_configs(raw: Vec<RawClient>, base: &Path) -> Result<Vec<ClientConfig>,
         }
         let mut networks = Vec::new();
         for a in address.items() {
-            let net = a
-                .parse::<IpNet>()
-                .or_else(|_| a.parse::<IpAddr>().map(IpNet::from))
-                .map_err(|_| {
-                    ConfigError::invalid(
-                        key("address"),
-                        format!("{a:?} is not an IP address or CIDR"),
-                    )
-                })?;
-            networks.push(net.trunc());
+            networks.push(network(&key("address"), &a)?);
         }
         if networks.is_empty() {
             return Err(ConfigError::invalid(key("address"), "must not be empty"));

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::delivery::*;
 use super::raw_delivery::*;
-use super::validate::secret_value;
+use super::validate::{network, secret_value};
 use super::ConfigError;
 use crate::mfa::method::Method;
 
@@ -440,17 +440,7 @@ pub fn client_factors(
     let exempt_networks = exempt_networks
         .iter()
         .enumerate()
-        .map(|(j, n)| {
-            n.parse::<ipnet::IpNet>()
-                .or_else(|_| n.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-                .map(|net| net.trunc())
-                .map_err(|_| {
-                    ConfigError::invalid(
-                        key(&format!("exempt_networks[{j}]")),
-                        format!("{n:?} is not an IP address or CIDR"),
-                    )
-                })
-        })
+        .map(|(j, n)| network(&key(&format!("exempt_networks[{j}]")), n))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(ClientFactors {
         methods: parsed,
