@@ -8,7 +8,6 @@ use super::methods::blocked;
 use super::{Fault, RequestContext, Verdict};
 use crate::app::AppState;
 use crate::mfa::app_password;
-use crate::radius::Reply;
 use crate::secret::Secret;
 
 /// `Some` when `field` is one of the user's app passwords (Accept, or Reject if the user is
@@ -62,12 +61,7 @@ pub async fn try_app_password(
     app.store.touch_app_password(id, app.clock.now()).await?;
     tracing::debug!(user, nas = %ctx.client.name, "app password accepted");
     Ok(Some(Verdict {
-        reply: Reply::accept(),
-        mode: "app-password",
-        reason: None,
         token_serial: serial,
-        info: Some(info),
-        client_ip: None,
-        phone: None,
+        ..Verdict::accept("app-password", None, info)
     }))
 }

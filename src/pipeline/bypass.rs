@@ -8,7 +8,6 @@
 use super::{Fault, Verdict};
 use crate::app::AppState;
 use crate::auth::UserInfo;
-use crate::radius::Reply;
 use crate::store::UserProfile;
 
 /// An Accept if a bypass was waiting for this user and this login took it.
@@ -23,13 +22,9 @@ pub async fn take(
     if !profile.bypass_pending(now) || !app.store.take_bypass(user, now).await? {
         return Ok(None);
     }
-    Ok(Some(Verdict {
-        reply: Reply::accept(),
-        mode: "bypass",
-        reason: Some("one-time bypass set by an admin; used".into()),
-        token_serial: None,
-        info: Some(info.clone()),
-        client_ip: None,
-        phone: None,
-    }))
+    Ok(Some(Verdict::accept(
+        "bypass",
+        Some("one-time bypass set by an admin; used".into()),
+        info.clone(),
+    )))
 }

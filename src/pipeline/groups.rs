@@ -6,7 +6,6 @@
 use super::{Fault, RequestContext, Verdict};
 use crate::app::AppState;
 use crate::auth::UserInfo;
-use crate::radius::Reply;
 
 pub enum Membership {
     /// No rule stops the login; the second factor follows.
@@ -70,13 +69,9 @@ pub fn not_allowed(ctx: &RequestContext, info: UserInfo) -> Verdict {
 }
 
 pub fn exempt(group: String, info: UserInfo) -> Verdict {
-    Verdict {
-        reply: Reply::accept(),
-        mode: "exempt",
-        reason: Some(format!("member of exempt group {group}")),
-        token_serial: None,
-        info: Some(info),
-        client_ip: None,
-        phone: None,
-    }
+    Verdict::accept(
+        "exempt",
+        Some(format!("member of exempt group {group}")),
+        info,
+    )
 }

@@ -122,17 +122,11 @@ pub async fn start(
 
     if usable.is_empty() {
         return Ok(match ctx.client.no_factor {
-            NoFactorPolicy::Allow => Verdict {
-                reply: Reply::accept(),
-                mode: "primary-only",
-                reason: Some(
-                    "no second factor enrolled; client policy allows password only".into(),
-                ),
-                token_serial: None,
-                info: Some(info),
-                client_ip: None,
-                phone: None,
-            },
+            NoFactorPolicy::Allow => Verdict::accept(
+                "primary-only",
+                Some("no second factor enrolled; client policy allows password only".into()),
+                info,
+            ),
             NoFactorPolicy::Reject => Verdict::reject("no second factor enrolled")
                 .with_info(Some(info))
                 .with_reply(Reply::reject().with_message(
@@ -238,13 +232,8 @@ async fn inline(
     let code = code.expose_str().unwrap_or("");
     Ok(match check_code(app, user, tokens, standing, code).await? {
         CodeCheck::Valid { serial, mode } => Verdict {
-            reply: Reply::accept(),
-            mode,
-            reason: None,
             token_serial: Some(serial),
-            info: Some(info),
-            client_ip: None,
-            phone: None,
+            ..Verdict::accept(mode, None, info)
         },
         CodeCheck::Invalid {
             reason,

@@ -80,6 +80,20 @@ impl Verdict {
         }
     }
 
+    /// An Access-Accept in `mode` for the user the directory found. The token, the carried
+    /// station and the phone are left for whoever has them.
+    pub fn accept(mode: &'static str, reason: Option<String>, info: UserInfo) -> Self {
+        Verdict {
+            reply: Reply::accept(),
+            mode,
+            reason,
+            token_serial: None,
+            info: Some(info),
+            client_ip: None,
+            phone: None,
+        }
+    }
+
     pub fn with_reply(mut self, reply: Reply) -> Self {
         self.reply = reply;
         self

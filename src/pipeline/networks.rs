@@ -9,7 +9,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use super::{RequestContext, Verdict};
 use crate::auth::UserInfo;
-use crate::radius::{Reply, Request};
+use crate::radius::Request;
 
 /// The request's Calling-Station-Id as an address, if it is one (`192.0.2.5`,
 /// `2001:db8::5`, or with a port).
@@ -33,13 +33,9 @@ pub fn exempt_station(ctx: &RequestContext, req: &Request) -> Option<IpAddr> {
 }
 
 pub fn exempt(ip: IpAddr, info: UserInfo) -> Verdict {
-    Verdict {
-        reply: Reply::accept(),
-        mode: "exempt",
-        reason: Some(format!("Calling-Station-Id {ip} is in exempt_networks")),
-        token_serial: None,
-        info: Some(info),
-        client_ip: None,
-        phone: None,
-    }
+    Verdict::accept(
+        "exempt",
+        Some(format!("Calling-Station-Id {ip} is in exempt_networks")),
+        info,
+    )
 }

@@ -16,7 +16,7 @@ use super::{Fault, RequestContext, Verdict};
 use crate::app::AppState;
 use crate::auth::UserInfo;
 use crate::clock::fmt_time;
-use crate::radius::{Reply, ReplyCode, Request};
+use crate::radius::{ReplyCode, Request};
 use crate::store::RememberedLogin;
 
 /// Verdict modes that are a second factor passing, and so may be remembered. Never a
@@ -50,20 +50,17 @@ pub async fn take(
     if now >= until {
         return Ok(None);
     }
-    Ok(Some(Verdict {
-        reply: Reply::accept(),
-        mode: "remembered",
-        reason: Some(format!(
-            "{} passed at {} from this station; remembered until {}",
-            r.mode,
-            fmt_time(r.verified_at),
-            fmt_time(until)
-        )),
-        token_serial: None,
-        info: Some(info.clone()),
-        client_ip: None,
-        phone: None,
-    }))
+    let reason = format!(
+        "{} passed at {} from this station; remembered until {}",
+        r.mode,
+        fmt_time(r.verified_at),
+        fmt_time(until)
+    );
+    Ok(Some(Verdict::accept(
+        "remembered",
+        Some(reason),
+        info.clone(),
+    )))
 }
 
 /// After the verdict: a second factor that passed on a client that remembers them is
