@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # Installs what radmfa's tests and demo need on Debian 12: the peers nobody on this project
-# wrote (OpenLDAP slapd, FreeRADIUS's radclient, oathtool, pam_radius_auth + pamtester) and a
-# Python venv with pyrad, python-pskc and prometheus-client. Safe to run again; installs only
+# wrote (OpenLDAP slapd, FreeRADIUS and its radclient, oathtool, pam_radius_auth +
+# pamtester) and a Python venv with pyrad, python-pskc and prometheus-client. Safe to run again; installs only
 # what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 pkgs=(slapd ldap-utils freeradius-utils oathtool libpam-radius-auth pamtester
       zbar-tools python3-venv ca-certificates openssl postgresql
-      systemd radsecproxy tinyproxy)
+      systemd radsecproxy tinyproxy freeradius)
 # systemd-analyze checks conf/radmfa.service; radsecproxy: the RadSec peer; tinyproxy: the
-# egress proxy between radmfa and the SMS/call provider stand-in.
+# egress proxy between radmfa and the SMS/call provider stand-in; freeradius: the upstream
+# RADIUS server of primary = "upstream" clients.
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -23,8 +24,9 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 # The packaged slapd service is not used; stop it so it does not hold port 389 or CPU.
-# The same for radsecproxy's and tinyproxy's packaged services: the tests run their own.
-for svc in slapd radsecproxy tinyproxy; do
+# The same for radsecproxy's, tinyproxy's and FreeRADIUS's packaged services (FreeRADIUS's
+# would hold port 1812): the tests run their own.
+for svc in slapd radsecproxy tinyproxy freeradius; do
   if command -v systemctl >/dev/null && systemctl is-active --quiet "$svc" 2>/dev/null; then
     systemctl stop "$svc" || true
   fi
@@ -41,7 +43,7 @@ fi
 # PostgreSQL's packaged service is not needed: the tests initdb a private cluster on a free
 # port in a temp dir (tests/common/postgres.rs), so it may stay stopped or run, either way.
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { echo "missing after install: initdb" >&2; exit 1; }
-for c in slapd slapadd slappasswd ldapwhoami radclient oathtool pamtester systemd-analyze radsecproxy tinyproxy; do
+for c in slapd slapadd slappasswd ldapwhoami radclient oathtool pamtester systemd-analyze radsecproxy tinyproxy freeradius; do
   command -v "$c" >/dev/null || [ -x "/usr/sbin/$c" ] || { echo "missing after install: $c" >&2; exit 1; }
 done
 echo "==> dependencies ready"

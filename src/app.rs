@@ -34,6 +34,8 @@ pub struct AppState {
     pub dedup: DuplicateCache,
     /// SMS and call providers, and the wake-up for requests waiting on a call.
     pub delivery: crate::delivery::Delivery,
+    /// Which `[upstream]` servers stopped answering; kept across reloads.
+    pub upstream_health: crate::auth::upstream::Health,
 }
 
 impl AppState {
@@ -67,6 +69,7 @@ impl AppState {
             primary: arc_swap::ArcSwap::from_pointee(primary),
             store,
             clock,
+            upstream_health: Default::default(),
         })
     }
 }

@@ -198,7 +198,9 @@ fn config_check_summarises_clients_and_warns_about_weakened_settings() {
          secret = \"0123456789abcdef\"\nrequire_message_authenticator = false\n\
          no_factor = \"allow\"\nprovider_failure = \"allow\"\napp_passwords = true\n\
          exempt_networks = [\"0.0.0.0/0\", \"192.0.2.0/24\"]\n\
-         remember_second_factor_secs = 600\n",
+         remember_second_factor_secs = 600\nprimary = \"upstream\"\n\n\
+         [upstream]\nservers = [\"192.0.2.50:1812\"]\nsecret = \"0123456789abcdef\"\n\
+         require_message_authenticator = false\npass_through = [\"Class\"]\n",
         std::fs::read_to_string(&cfg).unwrap()
     );
     let weak_cfg = d.path().join("weak.toml");
@@ -222,7 +224,19 @@ fn config_check_summarises_clients_and_warns_about_weakened_settings() {
             "no warning with {needle:?}:\n{out}"
         );
     }
-    assert_eq!(warnings.len(), 7, "{out}");
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.starts_with("warning: upstream: require_message_authenticator = false")),
+        "{out}"
+    );
+    assert_eq!(warnings.len(), 8, "{out}");
+    for line in [
+        "upstream: 192.0.2.50:1812 (1000 ms each; passes on Class)",
+        "client \"legacy\": 10.0.0.0/8; password, then a prompt (password checked upstream)",
+    ] {
+        assert!(out.contains(line), "{line:?} missing:\n{out}");
+    }
 }
 
 /// The QR code drawn in the terminal must be what a phone's scanner reads: decode it with

@@ -5,7 +5,7 @@
 //! sees at a glance what each NAS gets, without reading every key.
 
 use crate::config::delivery::{ProviderFailure, VoiceMode};
-use crate::config::{ClientConfig, Config, NoFactorPolicy, OtpMode, StoreConfig};
+use crate::config::{ClientConfig, Config, NoFactorPolicy, OtpMode, Primary, StoreConfig};
 use crate::mfa::method::Method;
 
 /// One line each: store, LDAP, then every client.
@@ -21,6 +21,20 @@ pub fn summary(cfg: &Config) -> Vec<String> {
         format!("store:  {store}"),
         format!("ldap:   {}", cfg.ldap.urls.join(", ")),
     ];
+    if let Some(u) = &cfg.upstream {
+        let servers: Vec<String> = u.servers.iter().map(|s| s.to_string()).collect();
+        let mut line = format!(
+            "upstream: {} ({} ms each",
+            servers.join(", "),
+            u.timeout.as_millis()
+        );
+        if !u.pass_through.is_empty() {
+            let names: Vec<&str> = u.pass_through.iter().map(|(n, _)| n.as_str()).collect();
+            line.push_str(&format!("; passes on {}", names.join(", ")));
+        }
+        line.push(')');
+        lines.push(line);
+    }
     for c in &cfg.clients {
         lines.push(format!("client {:?}: {}", c.name, client_line(cfg, c)));
     }
@@ -45,12 +59,16 @@ fn client_line(cfg: &Config, c: &ClientConfig) -> String {
     parts.push(if f.second_factor_only {
         "second factor only (no password)".to_string()
     } else {
-        match &c.otp_mode {
+        let mode = match &c.otp_mode {
             OtpMode::Challenge => "password, then a prompt".to_string(),
             OtpMode::Inline { delimiter } if delimiter.is_empty() => {
                 "password and code in one field".to_string()
             }
             OtpMode::Inline { delimiter } => format!("password{delimiter}code in one field"),
+        };
+        match c.primary {
+            Primary::Ldap => mode,
+            Primary::Upstream => format!("{mode} (password checked upstream)"),
         }
     });
     // A method the server cannot deliver is offered to nobody: say so.
@@ -85,6 +103,18 @@ fn client_line(cfg: &Config, c: &ClientConfig) -> String {
 /// RADIUS exchange itself.
 pub fn warnings(cfg: &Config) -> Vec<String> {
     let mut out = Vec::new();
+    if cfg
+        .upstream
+        .as_ref()
+        .is_some_and(|u| !u.require_message_authenticator)
+    {
+        out.push(
+            "upstream: require_message_authenticator = false: a forged Access-Accept from the \
+             path to the upstream server passes the password check (BlastRADIUS, \
+             CVE-2024-3596); only for a server that cannot sign its replies"
+                .into(),
+        );
+    }
     for c in &cfg.clients {
         let mut warn = |what: String| out.push(format!("client {:?}: {what}", c.name));
         let f = &c.factors;

@@ -573,6 +573,7 @@ impl LdapAuth {
             mobile: get(&a.mobile),
             telephone: get(&a.telephone),
             dn: entry.dn,
+            granted: Vec::new(),
         }
     }
 

@@ -1,5 +1,6 @@
 //! The primary factor: is this the user's password? `LdapAuth` answers it against
-//! LDAP/Active Directory; an upstream-RADIUS backend can implement the same trait later.
+//! LDAP/Active Directory; `upstream` asks another RADIUS server, for clients that say so
+//! (the directory then still supplies the user's entry).
 
 pub mod ad_codes;
 pub mod ldap;
@@ -7,6 +8,7 @@ mod ldap_check;
 mod ldap_groups;
 mod ldap_pool;
 mod ldap_tls;
+pub mod upstream;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -26,6 +28,10 @@ pub struct UserInfo {
     pub mail: Option<String>,
     pub mobile: Option<String>,
     pub telephone: Option<String>,
+    /// Attributes an upstream RADIUS server's Access-Accept granted (`[upstream]
+    /// pass_through`), for radmfa's Access-Accept. Carried with a challenge, not here.
+    #[serde(skip)]
+    pub granted: Vec<crate::radius::reply_attr::ReplyAttr>,
 }
 
 /// Why a password check said no. A decision, not a fault.
@@ -38,6 +44,10 @@ pub enum Denial {
     AmbiguousUser,
     /// Active Directory said why (sub-code from the bind error text).
     Directory(ad_codes::AdReason),
+    /// The upstream RADIUS server answered Access-Reject.
+    UpstreamReject,
+    /// The upstream server accepted the password, but the directory has no such user.
+    NotInDirectory,
 }
 
 impl Denial {
@@ -49,6 +59,10 @@ impl Denial {
             Denial::BadPassword => "bad password".into(),
             Denial::AmbiguousUser => "user filter matched several entries".into(),
             Denial::Directory(r) => r.to_string(),
+            Denial::UpstreamReject => "rejected by the upstream RADIUS server".into(),
+            Denial::NotInDirectory => {
+                "password accepted upstream, but the user is not in the directory".into()
+            }
         }
     }
 }
@@ -72,6 +86,8 @@ pub enum AuthError {
     Ldap(String),
     #[error("TLS setup: {0}")]
     Tls(String),
+    #[error("upstream RADIUS: {0}")]
+    Upstream(String),
 }
 
 #[async_trait]

@@ -4,6 +4,7 @@
 pub mod delivery;
 pub mod raw;
 pub mod raw_delivery;
+pub mod upstream;
 mod user_names;
 pub mod validate;
 mod validate_delivery;
@@ -64,6 +65,8 @@ pub struct Config {
     pub radsec: Option<RadsecConfig>,
     /// Phone numbers, SMS, calls, providers, callback listener (issue 4).
     pub delivery: delivery::DeliveryConfig,
+    /// The upstream RADIUS server(s) for clients with `primary = "upstream"`.
+    pub upstream: Option<upstream::UpstreamConfig>,
     pub clients: Vec<ClientConfig>,
 }
 
@@ -177,6 +180,16 @@ pub enum OtpMode {
 }
 
 /// What to do with a user who has no enrolled factor.
+/// Who checks a client's passwords.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Primary {
+    /// A bind as the user in `[ldap]`.
+    #[default]
+    Ldap,
+    /// An Access-Request to `[upstream]`; the user's entry is still read from `[ldap]`.
+    Upstream,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NoFactorPolicy {
     Reject,
@@ -189,6 +202,8 @@ pub struct ClientConfig {
     pub networks: Vec<IpNet>,
     pub secret: Secret,
     pub require_message_authenticator: bool,
+    /// Who checks the password.
+    pub primary: Primary,
     pub otp_mode: OtpMode,
     pub no_factor: NoFactorPolicy,
     /// Allowed methods, voice mode and budget, app passwords, second-factor-only.

@@ -39,6 +39,8 @@ pub struct RawConfig {
     pub http_sms: Option<super::raw_delivery::RawHttpSms>,
     #[serde(default)]
     pub callbacks: Option<super::raw_delivery::RawCallbacks>,
+    #[serde(default)]
+    pub upstream: Option<super::upstream::RawUpstream>,
     #[serde(default, rename = "client")]
     pub clients: Vec<RawClient>,
 }
@@ -328,6 +330,9 @@ pub struct RawClient {
     pub secret_file: Option<PathBuf>,
     #[serde(default = "yes")]
     pub require_message_authenticator: bool,
+    /// Who checks the password: "ldap" (the default) or "upstream" (`[upstream]`).
+    #[serde(default = "default_primary")]
+    pub primary: String,
     #[serde(default = "default_otp_mode")]
     pub otp_mode: String,
     #[serde(default = "default_delimiter")]
@@ -389,6 +394,9 @@ impl OneOrMany {
 
 fn yes() -> bool {
     true
+}
+fn default_primary() -> String {
+    "ldap".into()
 }
 fn default_otp_mode() -> String {
     "challenge".into()

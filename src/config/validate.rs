@@ -31,12 +31,24 @@ pub fn validate(raw: RawConfig, origin: &Path) -> Result<Config, ConfigError> {
         twilio,
         http_sms,
         callbacks,
+        upstream,
         clients,
     } = raw;
     let base = origin.parent().unwrap_or(Path::new("."));
     let server = server_config(server)?;
     let mut store = store_config(store, base, server.request_deadline)?;
     let clients = client_configs(clients, base)?;
+    let upstream = upstream
+        .map(|u| super::upstream::upstream_config(u, base))
+        .transpose()?;
+    if upstream.is_none() {
+        if let Some(i) = clients.iter().position(|c| c.primary == Primary::Upstream) {
+            return Err(ConfigError::invalid(
+                format!("client[{i}].primary"),
+                "\"upstream\" needs an [upstream] section naming the server(s)",
+            ));
+        }
+    }
     let longest_request = clients
         .iter()
         .map(|c| c.factors.request_deadline(server.request_deadline))
@@ -70,6 +82,7 @@ pub fn validate(raw: RawConfig, origin: &Path) -> Result<Config, ConfigError> {
             },
             base,
         )?,
+        upstream,
         clients,
     })
 }
@@ -503,6 +516,7 @@ fn client_configs(raw: Vec<RawClient>, base: &Path) -> Result<Vec<ClientConfig>,
             secret,
             secret_file,
             require_message_authenticator,
+            primary,
             otp_mode,
             inline_delimiter,
             no_factor,
@@ -565,6 +579,21 @@ fn client_configs(raw: Vec<RawClient>, base: &Path) -> Result<Vec<ClientConfig>,
                 ))
             }
         };
+        let primary =
+            match primary.as_str() {
+                "ldap" => Primary::Ldap,
+                "upstream" if second_factor_only => return Err(ConfigError::invalid(
+                    key("primary"),
+                    "\"upstream\" checks a password, and a second_factor_only client sends none",
+                )),
+                "upstream" => Primary::Upstream,
+                other => {
+                    return Err(ConfigError::invalid(
+                        key("primary"),
+                        format!("{other:?} is not one of \"ldap\", \"upstream\""),
+                    ))
+                }
+            };
         let no_factor = match no_factor.as_str() {
             "reject" => NoFactorPolicy::Reject,
             "allow" => NoFactorPolicy::Allow,
@@ -603,6 +632,7 @@ fn client_configs(raw: Vec<RawClient>, base: &Path) -> Result<Vec<ClientConfig>,
             networks,
             secret,
             require_message_authenticator,
+            primary,
             otp_mode,
             no_factor,
             factors,

@@ -5,6 +5,8 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::radius::reply_attr::ReplyAttr;
+
 /// Bytes of randomness in a State (RFC 2865 leaves the size to us; ≥ 16 is the requirement).
 pub const STATE_LEN: usize = 32;
 
@@ -40,6 +42,34 @@ pub struct ChallengeContext {
     /// The user's directory entry, for the client's group_attributes at the accept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dn: Option<String>,
+    /// What an upstream RADIUS server's Access-Accept granted at the password check, for
+    /// the accept at the end of the prompt: (type, value in hex).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub granted: Vec<(u8, String)>,
+}
+
+impl ChallengeContext {
+    /// `granted` in the form it is kept in.
+    pub fn keep_granted(attrs: &[ReplyAttr]) -> Vec<(u8, String)> {
+        attrs
+            .iter()
+            .map(|a| (a.typ, hex::encode(&a.value)))
+            .collect()
+    }
+
+    /// `granted` back as attributes; a value that is not hex (nothing radmfa wrote) is left
+    /// out.
+    pub fn granted(&self) -> Vec<ReplyAttr> {
+        self.granted
+            .iter()
+            .filter_map(|(typ, v)| {
+                Some(ReplyAttr {
+                    typ: *typ,
+                    value: hex::decode(v).ok()?,
+                })
+            })
+            .collect()
+    }
 }
 
 #[cfg(test)]
@@ -54,5 +84,29 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(state_hash(&a).len(), 32);
         assert_ne!(state_hash(&a), a);
+    }
+
+    #[test]
+    fn granted_attributes_survive_the_round_trip() {
+        let attrs = vec![
+            ReplyAttr {
+                typ: 25,
+                value: b"vpn".to_vec(),
+            },
+            ReplyAttr {
+                typ: 8,
+                value: vec![10, 0, 0, 7],
+            },
+        ];
+        let ctx = ChallengeContext {
+            granted: ChallengeContext::keep_granted(&attrs),
+            ..Default::default()
+        };
+        let back: ChallengeContext =
+            serde_json::from_str(&serde_json::to_string(&ctx).unwrap()).unwrap();
+        assert_eq!(back.granted(), attrs);
+        // Challenges written before the field existed read as none granted.
+        let old: ChallengeContext = serde_json::from_str("{\"client_ip\":null}").unwrap();
+        assert!(old.granted().is_empty());
     }
 }

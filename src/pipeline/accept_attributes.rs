@@ -1,5 +1,6 @@
-//! A client's `accept_attributes` and `group_attributes` on an Access-Accept: how the NAS
-//! learns the user's policy or group. Group rules are evaluated at the moment of the accept
+//! A client's `accept_attributes` and `group_attributes` on an Access-Accept, after what an
+//! upstream server granted (`[upstream] pass_through`): how the NAS learns the user's policy
+//! or group. Group rules are evaluated at the moment of the accept
 //! (one base search per rule), so a user taken out of a group loses its attributes at the
 //! next login. A directory failure here refuses the login: an accept without the expected
 //! attributes could put the user under a broader default policy on the NAS.
@@ -17,6 +18,10 @@ pub async fn add(
     let rules = &ctx.client.accept_attributes;
     if v.reply.code != ReplyCode::Accept {
         return Ok(());
+    }
+    // What an upstream server granted at the password check first, then the client's own.
+    if let Some(info) = &v.info {
+        v.reply.attributes.extend(info.granted.iter().cloned());
     }
     v.reply.attributes.extend(rules.always.iter().cloned());
     if rules.by_group.is_empty() {

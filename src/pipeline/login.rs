@@ -7,8 +7,8 @@ use super::groups::{self, Membership};
 use super::methods::{self, blocked, Subject};
 use super::second_factor::{check_code, oath_mode, user_view, CodeCheck, Standing, RESYNC_MESSAGE};
 use super::{
-    app_login, bypass, networks, oob, rdg, remembered, static_challenge, Fault, RequestContext,
-    Verdict,
+    app_login, bypass, networks, oob, primary, rdg, remembered, static_challenge, Fault,
+    RequestContext, Verdict,
 };
 use crate::app::AppState;
 use crate::auth::{PrimaryOutcome, UserInfo};
@@ -77,7 +77,7 @@ pub async fn start(
         return Ok(Verdict::reject(NO_INLINE_CODE));
     }
 
-    let info = match app.primary().authenticate(user, &password).await? {
+    let info = match primary::check(app, ctx, req, user, &password).await? {
         PrimaryOutcome::Accepted(info) => info,
         PrimaryOutcome::Denied(d) => {
             let mut reason = d.reason();

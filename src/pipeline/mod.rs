@@ -26,6 +26,7 @@ mod login;
 mod methods;
 mod networks;
 mod oob;
+mod primary;
 mod rdg;
 mod remembered;
 mod second_factor;
@@ -108,10 +109,18 @@ impl Verdict {
 /// A backend failed. The policy here is fail closed: the login is rejected, never accepted.
 #[derive(Debug, thiserror::Error)]
 pub enum Fault {
-    #[error("directory: {0}")]
+    #[error("{}", auth_fault(.0))]
     Auth(#[from] AuthError),
     #[error("store: {0}")]
     Store(#[from] StoreError),
+}
+
+/// "directory: …" for LDAP; an upstream server's failure already names itself.
+fn auth_fault(e: &AuthError) -> String {
+    match e {
+        AuthError::Upstream(_) => e.to_string(),
+        _ => format!("directory: {e}"),
+    }
 }
 
 pub async fn handle(app: &AppState, ctx: &RequestContext, req: &Request) -> Reply {
@@ -189,6 +198,7 @@ async fn answer(
         Ok(Ok(v)) => v,
         Ok(Err(fault)) => {
             Metrics::inc(match fault {
+                Fault::Auth(AuthError::Upstream(_)) => &app.metrics.upstream_failures,
                 Fault::Auth(_) => &app.metrics.directory_failures,
                 Fault::Store(_) => &app.metrics.store_failures,
             });

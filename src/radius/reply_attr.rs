@@ -116,6 +116,76 @@ impl ReplyAttr {
     }
 }
 
+/// An attribute named in `[upstream] pass_through`: what to copy from an upstream server's
+/// Access-Accept into radmfa's. Matched by type (and vendor and vendor type), value as sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttrKey {
+    Standard(u8),
+    Vendor(u32, u8),
+}
+
+/// Standard attributes worth passing on that nobody configures by hand: the address and
+/// routes an upstream server assigns.
+const PASS_THROUGH_ONLY: &[(&str, u8)] = &[
+    ("Framed-IP-Address", 8),
+    ("Framed-IP-Netmask", 9),
+    ("Framed-Route", 22),
+    ("Reply-Message", 18),
+];
+
+/// Never copied from another server's reply: they belong to this exchange (State,
+/// Proxy-State, Message-Authenticator), to EAP, which radmfa does not relay, or to requests.
+const NOT_PASSED: &[u8] = &[2, 3, 24, 26, 33, 79, 80];
+
+impl AttrKey {
+    /// A name from the table above, `Attr-<type>` for another standard attribute, or a
+    /// vendor attribute as in [`ReplyAttr::parse`].
+    pub fn by_name(name: &str) -> Result<AttrKey, String> {
+        let name = name.trim();
+        let standard = STANDARD
+            .iter()
+            .map(|&(n, t, _)| (n, t))
+            .chain(PASS_THROUGH_ONLY.iter().copied())
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, t)| t)
+            .or_else(|| name.strip_prefix("Attr-")?.parse::<u8>().ok());
+        if let Some(typ) = standard {
+            if typ == 0 || NOT_PASSED.contains(&typ) {
+                return Err(format!("{name:?} cannot be passed through"));
+            }
+            return Ok(AttrKey::Standard(typ));
+        }
+        VENDOR
+            .iter()
+            .find(|(n, _, _)| n.eq_ignore_ascii_case(name))
+            .map(|&(_, v, t)| (v, t))
+            .or_else(|| generic_vendor(name))
+            .map(|(v, t)| AttrKey::Vendor(v, t))
+            .ok_or_else(|| {
+                let extra: Vec<&str> = PASS_THROUGH_ONLY.iter().map(|(n, _)| *n).collect();
+                format!(
+                    "{}; also {}, or Attr-<type>",
+                    unknown(name),
+                    extra.join(", ")
+                )
+            })
+    }
+
+    /// Does the attribute `typ` with `value` (as on the wire) match? A Vendor-Specific
+    /// attribute matches by its vendor id and first sub-attribute's type.
+    pub fn matches(&self, typ: u8, value: &[u8]) -> bool {
+        match *self {
+            AttrKey::Standard(t) => t == typ,
+            AttrKey::Vendor(vendor, vtype) => {
+                typ == VENDOR_SPECIFIC
+                    && value.len() > VSA_HEADER - 2
+                    && value[..4] == vendor.to_be_bytes()
+                    && value[4] == vtype
+            }
+        }
+    }
+}
+
 fn integer(name: &str, value: &str, names: &[(&str, u32)]) -> Result<u32, String> {
     if let Ok(n) = value.parse::<u32>() {
         return Ok(n);
@@ -185,6 +255,34 @@ mod tests {
         assert_eq!((st.typ, st.value), (6, vec![0, 0, 0, 6]));
         let to = ReplyAttr::parse("Session-Timeout = 28800").unwrap();
         assert_eq!((to.typ, to.value), (27, 28_800u32.to_be_bytes().to_vec()));
+    }
+
+    #[test]
+    fn pass_through_names_match_attributes_as_sent() {
+        let class = AttrKey::by_name("class").unwrap();
+        assert_eq!(class, AttrKey::Standard(25));
+        assert!(class.matches(25, b"x") && !class.matches(11, b"x"));
+        assert_eq!(
+            AttrKey::by_name("Framed-IP-Address"),
+            Ok(AttrKey::Standard(8))
+        );
+        assert_eq!(AttrKey::by_name("Attr-89"), Ok(AttrKey::Standard(89)));
+        let forti = AttrKey::by_name("Fortinet-Group-Name").unwrap();
+        let sent = ReplyAttr::parse("Fortinet-Group-Name = admins").unwrap();
+        assert!(forti.matches(sent.typ, &sent.value));
+        let other = ReplyAttr::parse("Fortinet-Access-Profile = x").unwrap();
+        assert!(!forti.matches(other.typ, &other.value));
+        assert!(!forti.matches(26, &[0, 0, 0x30]), "short VSA");
+        for bad in [
+            "State",
+            "Attr-80",
+            "Attr-26",
+            "Proxy-State",
+            "Attr-0",
+            "Nope",
+        ] {
+            assert!(AttrKey::by_name(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

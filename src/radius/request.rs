@@ -103,6 +103,11 @@ impl Request {
         rfc2865::lookup_nas_port_type(&self.packet).and_then(Result::ok)
     }
 
+    /// The first attribute of type `typ`, as sent: for forwarding it unchanged.
+    pub fn raw_attribute(&self, typ: u8) -> Option<Vec<u8>> {
+        self.packet.lookup(typ).map(AVP::encode_bytes)
+    }
+
     pub fn has_chap_password(&self) -> bool {
         self.packet.lookup(rfc2865::CHAP_PASSWORD_TYPE).is_some()
     }

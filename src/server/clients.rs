@@ -54,6 +54,7 @@ mod tests {
             networks: nets.iter().map(|n| n.parse().unwrap()).collect(),
             secret: Secret::from(name),
             require_message_authenticator: true,
+            primary: Default::default(),
             otp_mode: OtpMode::Challenge,
             no_factor: NoFactorPolicy::Reject,
             factors: Default::default(),

@@ -53,6 +53,7 @@ counters!(
     challenges,
     status_server,
     directory_failures,
+    upstream_failures,
     store_failures,
     provider_failures,
     fail_open,
@@ -237,11 +238,12 @@ impl Metrics {
         family(
             "radmfa_backend_failures_total",
             "counter",
-            "Directory (LDAP) or store failures met while answering requests: unreachable, \
-             timed out, or an error; each refuses its request. Wrong passwords and codes \
-             are not failures.",
+            "Directory (LDAP), upstream RADIUS or store failures met while answering \
+             requests: unreachable, timed out, or an error; each refuses its request. Wrong \
+             passwords and codes are not failures.",
             &[
                 ("{backend=\"directory\"}", get(&self.directory_failures)),
+                ("{backend=\"upstream\"}", get(&self.upstream_failures)),
                 ("{backend=\"store\"}", get(&self.store_failures)),
             ],
         );

@@ -1,7 +1,8 @@
-//! Shared test harness: real peers (slapd, radclient, pyrad, oathtool, PostgreSQL) and the
-//! radmfa binary.
+//! Shared test harness: real peers (slapd, radclient, pyrad, oathtool, PostgreSQL,
+//! FreeRADIUS) and the radmfa binary.
 #![allow(dead_code)]
 
+pub mod freeradius;
 pub mod http_proxy;
 pub mod oob_env;
 pub mod peers;

@@ -71,6 +71,12 @@ def main():
         "messages": list(reply["Reply-Message"]) if "Reply-Message" in reply else [],
         "proxy_states": [p.hex() for p in reply["Proxy-State"]] if "Proxy-State" in reply else [],
         "first_attribute": reply.raw_packet[20] if reply.raw_packet and len(reply.raw_packet) > 20 else None,
+        # Every attribute as pyrad decodes it with the dictionary beside this script:
+        # octets as hex, the rest as text.
+        "attributes": {
+            str(k): [v.hex() if isinstance(v, bytes) else str(v) for v in reply[k]]
+            for k in reply.keys()
+        },
     }
     print(json.dumps(out))
     return 0

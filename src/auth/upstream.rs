@@ -1,0 +1,343 @@
+//! The password checked by another RADIUS server (`[upstream]`, clients with
+//! `primary = "upstream"`): an Access-Request with the user's name and password, answered
+//! Accept or Reject. This is how the product radmfa replaces worked with NPS as its "RADIUS
+//! target", and how an older OTP or RADIUS server stays the password authority.
+//!
+//! Each check uses a UDP socket of its own, connected to the server: the kernel then delivers
+//! only that server's datagrams to it, and no identifier space is shared between requests.
+//! Servers are tried in order; one that did not answer is tried last for `dead_time`, so a
+//! dead primary costs one timeout per `dead_time`, not one per login.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use rand::Rng;
+use tokio::net::UdpSocket;
+
+use super::AuthError;
+use crate::client::verify::{verify, Verify};
+use crate::config::upstream::UpstreamConfig;
+use crate::radius::client::{parse_reply, AccessRequestBuilder};
+use crate::radius::crypto::MESSAGE_AUTHENTICATOR;
+use crate::radius::reply_attr::ReplyAttr;
+use crate::radius::MAX_PACKET;
+use crate::secret::Secret;
+
+const ACCESS_ACCEPT: u8 = 2;
+const ACCESS_REJECT: u8 = 3;
+const ACCESS_CHALLENGE: u8 = 11;
+/// RFC 2865 §5.2: User-Password carries at most 128 octets.
+const MAX_PASSWORD: usize = 128;
+
+/// What the upstream server said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// With the attributes `pass_through` names, in the order they came.
+    Accept(Vec<ReplyAttr>),
+    Reject,
+}
+
+/// The request attributes passed on from the NAS (its address, port, stations), so the
+/// upstream server's policies can tell one NAS and one kind of access from another.
+pub const FORWARDED: &[u8] = &[4, 5, 30, 31, 61, 87];
+
+/// One password check to send.
+pub struct Check<'a> {
+    pub user_name: &'a str,
+    pub password: &'a Secret,
+    /// NAS-Identifier when `[upstream] nas_identifier` is not set.
+    pub nas_identifier: &'a str,
+    /// (type, value) from the NAS's request, of the [`FORWARDED`] types.
+    pub forwarded: Vec<(u8, Vec<u8>)>,
+}
+
+/// Which servers stopped answering, and until when they are tried last. Kept by the
+/// application across reloads, keyed by address.
+#[derive(Default)]
+pub struct Health {
+    dead_until: Mutex<HashMap<SocketAddr, Instant>>,
+}
+
+impl Health {
+    /// The servers in the order to try them: those not marked dead, then the dead ones.
+    fn order(&self, servers: &[SocketAddr]) -> Vec<SocketAddr> {
+        let now = Instant::now();
+        let dead = self.dead_until.lock().unwrap_or_else(|e| e.into_inner());
+        let is_dead = |s: &SocketAddr| dead.get(s).is_some_and(|t| *t > now);
+        let (down, up): (Vec<SocketAddr>, Vec<SocketAddr>) =
+            servers.iter().copied().partition(is_dead);
+        up.into_iter().chain(down).collect()
+    }
+
+    fn mark(&self, server: SocketAddr, dead_for: Option<std::time::Duration>) {
+        let mut dead = self.dead_until.lock().unwrap_or_else(|e| e.into_inner());
+        match dead_for {
+            Some(d) => {
+                dead.insert(server, Instant::now() + d);
+            }
+            None => {
+                dead.remove(&server);
+            }
+        }
+    }
+}
+
+/// Asks the servers in turn until one answers Accept or Reject. No answer from any of them,
+/// or an Access-Challenge (radmfa does not relay the upstream's own prompts), is an error:
+/// the request is rejected, never accepted.
+pub async fn check(
+    cfg: &UpstreamConfig,
+    health: &Health,
+    c: &Check<'_>,
+) -> Result<Answer, AuthError> {
+    if c.password.len() > MAX_PASSWORD {
+        return Err(AuthError::Upstream(format!(
+            "the password is longer than the {MAX_PASSWORD} octets RADIUS can carry"
+        )));
+    }
+    let mut failures = Vec::new();
+    for server in health.order(&cfg.servers) {
+        match ask(cfg, server, c).await {
+            Ok(answer) => {
+                health.mark(server, None);
+                return Ok(answer);
+            }
+            Err(Failure::NoAnswer(why)) => {
+                tracing::warn!(%server, "upstream RADIUS server did not answer: {why}");
+                health.mark(server, Some(cfg.dead_time));
+                failures.push(format!("{server}: {why}"));
+            }
+            Err(Failure::Refused(why)) => {
+                return Err(AuthError::Upstream(format!("{server} {why}")));
+            }
+        }
+    }
+    Err(AuthError::Upstream(format!(
+        "no upstream server answered ({})",
+        failures.join("; ")
+    )))
+}
+
+enum Failure {
+    /// Try the next server.
+    NoAnswer(String),
+    /// The server answered, but not with a password decision.
+    Refused(String),
+}
+
+async fn ask(cfg: &UpstreamConfig, server: SocketAddr, c: &Check<'_>) -> Result<Answer, Failure> {
+    let io = |e: std::io::Error| Failure::NoAnswer(e.to_string());
+    let local: SocketAddr = if server.is_ipv4() {
+        ([0, 0, 0, 0], 0).into()
+    } else {
+        ([0u16; 8], 0).into()
+    };
+    let socket = UdpSocket::bind(local).await.map_err(io)?;
+    socket.connect(server).await.map_err(io)?;
+    let identifier: u8 = rand::thread_rng().gen();
+    let nas_id = cfg.nas_identifier.as_deref().unwrap_or(c.nas_identifier);
+    let mut builder = AccessRequestBuilder::new(identifier, c.user_name)
+        .password(c.password.expose())
+        .attribute(32, nas_id.as_bytes());
+    for (typ, value) in &c.forwarded {
+        builder = builder.attribute(*typ, value);
+    }
+    let (packet, authenticator) = builder.build(cfg.secret.expose());
+    socket.send(&packet).await.map_err(io)?;
+
+    let deadline = tokio::time::Instant::now() + cfg.timeout;
+    let mut ignored = 0usize;
+    let mut why_ignored = "";
+    let mut buf = vec![0u8; MAX_PACKET];
+    loop {
+        let n = match tokio::time::timeout_at(deadline, socket.recv(&mut buf)).await {
+            Ok(r) => r.map_err(io)?,
+            Err(_) => {
+                // A server also stays silent to a request whose secret or source address
+                // it does not know (FreeRADIUS and NPS drop those).
+                let mut why = format!(
+                    "no reply within {} ms (down, or not configured for this address and \
+                     secret)",
+                    cfg.timeout.as_millis()
+                );
+                if ignored > 0 {
+                    why.push_str(&format!("; {ignored} reply(s) ignored: {why_ignored}"));
+                    // A reply that does not verify is most often a secret that differs.
+                    if why_ignored.starts_with("bad ") {
+                        why.push_str(" (is the secret the same on both sides?)");
+                    }
+                }
+                return Err(Failure::NoAnswer(why));
+            }
+        };
+        // A datagram that is not the answer (an old retransmission's, a forgery) is dropped
+        // and the wait goes on: it must not end the login either way.
+        match verified(cfg, &buf[..n], identifier, &authenticator) {
+            Ok(reply) => return decide(cfg, reply),
+            Err(why) => {
+                ignored += 1;
+                why_ignored = why;
+            }
+        }
+    }
+}
+
+fn verified(
+    cfg: &UpstreamConfig,
+    raw: &[u8],
+    identifier: u8,
+    authenticator: &[u8; 16],
+) -> Result<crate::radius::client::ParsedReply, &'static str> {
+    let reply = parse_reply(raw).ok_or("malformed")?;
+    if reply.identifier != identifier {
+        return Err("another request's identifier");
+    }
+    // The Response Authenticator always; the Message-Authenticator wherever the server put
+    // it (older servers put it last) and, by default, required: without it an attacker on
+    // the path could forge an Accept (BlastRADIUS, CVE-2024-3596).
+    verify(Verify::Lenient, raw, authenticator, cfg.secret.expose())?;
+    let has_ma = reply
+        .attributes
+        .iter()
+        .any(|(t, _)| *t == MESSAGE_AUTHENTICATOR);
+    if cfg.require_message_authenticator && !has_ma {
+        return Err("no Message-Authenticator (upstream.require_message_authenticator)");
+    }
+    Ok(reply)
+}
+
+fn decide(
+    cfg: &UpstreamConfig,
+    reply: crate::radius::client::ParsedReply,
+) -> Result<Answer, Failure> {
+    match reply.code {
+        ACCESS_ACCEPT => Ok(Answer::Accept(
+            reply
+                .attributes
+                .into_iter()
+                .filter(|(typ, value)| cfg.pass_through.iter().any(|(_, k)| k.matches(*typ, value)))
+                .map(|(typ, value)| ReplyAttr { typ, value })
+                .collect(),
+        )),
+        ACCESS_REJECT => Ok(Answer::Reject),
+        ACCESS_CHALLENGE => Err(Failure::Refused(
+            "answered with an Access-Challenge; radmfa does not relay an upstream server's \
+             prompts (turn its own second factor off for radmfa)"
+                .into(),
+        )),
+        other => Err(Failure::Refused(format!("answered with code {other}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::radius::{decode_request, encode_reply, Reply, ReplyCode};
+
+    fn cfg(require: bool) -> UpstreamConfig {
+        UpstreamConfig {
+            servers: vec![([127, 0, 0, 1], 1812).into()],
+            secret: Secret::from("upstream-secret"),
+            timeout: std::time::Duration::from_millis(100),
+            dead_time: std::time::Duration::from_secs(30),
+            require_message_authenticator: require,
+            nas_identifier: None,
+            pass_through: vec![(
+                "Class".into(),
+                crate::radius::reply_attr::AttrKey::Standard(25),
+            )],
+        }
+    }
+
+    /// A reply as a server with `secret` would send it to our request.
+    fn reply_to(code: ReplyCode, secret: &[u8], attrs: &[&str]) -> (Vec<u8>, [u8; 16]) {
+        let (raw, auth) = AccessRequestBuilder::new(9, "alice")
+            .password(b"pw")
+            .build(secret);
+        let req = decode_request(&raw, secret, true).unwrap();
+        let mut reply = match code {
+            ReplyCode::Accept => Reply::accept(),
+            ReplyCode::Reject => Reply::reject(),
+            ReplyCode::Challenge => Reply::challenge(b"st".to_vec(), "code?"),
+        };
+        reply.attributes = attrs.iter().map(|a| ReplyAttr::parse(a).unwrap()).collect();
+        (encode_reply(&req, &reply, secret), auth)
+    }
+
+    #[test]
+    fn only_a_verified_reply_to_this_request_is_believed() {
+        let c = cfg(true);
+        let (ok, auth) = reply_to(ReplyCode::Accept, b"upstream-secret", &["Class = a"]);
+        assert!(verified(&c, &ok, 9, &auth).is_ok());
+        assert_eq!(
+            verified(&c, &ok, 10, &auth).unwrap_err(),
+            "another request's identifier"
+        );
+        let (forged, auth2) = reply_to(ReplyCode::Accept, b"another-secret", &[]);
+        assert!(verified(&c, &forged, 9, &auth2)
+            .unwrap_err()
+            .starts_with("bad "));
+        assert!(verified(&c, &ok[..ok.len() - 1], 9, &auth).is_err());
+        assert_eq!(verified(&c, &[], 9, &auth).unwrap_err(), "malformed");
+    }
+
+    #[test]
+    fn unsigned_replies_only_when_allowed() {
+        // An Access-Accept without Message-Authenticator, Response Authenticator valid.
+        let mut raw = vec![2, 9, 0, 20];
+        raw.extend([0; 16]);
+        let auth = [7u8; 16];
+        let mut work = raw.clone();
+        work[4..20].copy_from_slice(&auth);
+        let ra = crate::radius::crypto::response_authenticator(&work, b"upstream-secret");
+        raw[4..20].copy_from_slice(&ra);
+        assert!(verified(&cfg(true), &raw, 9, &auth)
+            .unwrap_err()
+            .starts_with("no Message-Authenticator"));
+        assert!(verified(&cfg(false), &raw, 9, &auth).is_ok());
+    }
+
+    #[test]
+    fn accept_passes_on_the_named_attributes_and_a_challenge_is_refused() {
+        let c = cfg(true);
+        let (raw, auth) = reply_to(
+            ReplyCode::Accept,
+            b"upstream-secret",
+            &["Class = policy", "Filter-Id = acl"],
+        );
+        let reply = verified(&c, &raw, 9, &auth).unwrap();
+        let Ok(Answer::Accept(attrs)) = decide(&c, reply) else {
+            panic!("not an accept");
+        };
+        assert_eq!(
+            attrs,
+            vec![ReplyAttr {
+                typ: 25,
+                value: b"policy".to_vec()
+            }]
+        );
+        let (raw, auth) = reply_to(ReplyCode::Reject, b"upstream-secret", &[]);
+        let reply = verified(&c, &raw, 9, &auth).unwrap();
+        assert!(matches!(decide(&c, reply), Ok(Answer::Reject)));
+        let (raw, auth) = reply_to(ReplyCode::Challenge, b"upstream-secret", &[]);
+        let reply = verified(&c, &raw, 9, &auth).unwrap();
+        assert!(matches!(decide(&c, reply), Err(Failure::Refused(_))));
+    }
+
+    #[test]
+    fn dead_servers_go_last_until_their_time_is_up() {
+        let a: SocketAddr = ([127, 0, 0, 1], 1).into();
+        let b: SocketAddr = ([127, 0, 0, 1], 2).into();
+        let h = Health::default();
+        assert_eq!(h.order(&[a, b]), [a, b]);
+        h.mark(a, Some(std::time::Duration::from_secs(60)));
+        assert_eq!(h.order(&[a, b]), [b, a]);
+        h.mark(a, Some(std::time::Duration::ZERO));
+        assert_eq!(h.order(&[a, b]), [a, b], "expired");
+        h.mark(b, Some(std::time::Duration::from_secs(60)));
+        h.mark(b, None);
+        assert_eq!(h.order(&[a, b]), [a, b], "answered again");
+    }
+}

@@ -1,0 +1,65 @@
+//! The password check of a fresh login, by whoever the client names: the directory (a bind
+//! as the user) or an upstream RADIUS server, after which the directory still supplies the
+//! user's entry — name, phone, groups — exactly as after a bind.
+
+use super::{Fault, RequestContext};
+use crate::app::AppState;
+use crate::auth::upstream::{self, Answer, Check, FORWARDED};
+use crate::auth::{AuthError, Denial, PrimaryOutcome};
+use crate::config::Primary;
+use crate::radius::Request;
+use crate::secret::Secret;
+
+pub async fn check(
+    app: &AppState,
+    ctx: &RequestContext,
+    req: &Request,
+    user: &str,
+    password: &Secret,
+) -> Result<PrimaryOutcome, Fault> {
+    match ctx.client.primary {
+        Primary::Ldap => Ok(app.primary().authenticate(user, password).await?),
+        Primary::Upstream => Box::pin(by_upstream(app, req, user, password)).await,
+    }
+}
+
+/// Boxed above: a future with a socket and a packet buffer in it is not what every LDAP
+/// login should carry (`a_requests_future_stays_small`).
+async fn by_upstream(
+    app: &AppState,
+    req: &Request,
+    user: &str,
+    password: &Secret,
+) -> Result<PrimaryOutcome, Fault> {
+    // As for a bind: an empty password is refused here, before anything is asked.
+    if password.is_empty() {
+        return Ok(PrimaryOutcome::Denied(Denial::EmptyPassword));
+    }
+    let cfg = app.config();
+    // Checked when the file is read; a reload cannot remove the section under a client
+    // that uses it either, so this is only a guard.
+    let Some(upstream_cfg) = cfg.upstream.as_ref() else {
+        return Err(AuthError::Upstream("no [upstream] section".into()).into());
+    };
+    // The name as the user typed it: the upstream server may want the domain radmfa strips.
+    let typed = req.user_name().unwrap_or_else(|| user.to_string());
+    let check = Check {
+        user_name: &typed,
+        password,
+        nas_identifier: &cfg.server.name,
+        forwarded: FORWARDED
+            .iter()
+            .filter_map(|t| Some((*t, req.raw_attribute(*t)?)))
+            .collect(),
+    };
+    match upstream::check(upstream_cfg, &app.upstream_health, &check).await? {
+        Answer::Reject => Ok(PrimaryOutcome::Denied(Denial::UpstreamReject)),
+        Answer::Accept(granted) => Ok(match app.primary().lookup(user).await? {
+            Some(mut info) => {
+                info.granted = granted;
+                PrimaryOutcome::Accepted(info)
+            }
+            None => PrimaryOutcome::Denied(Denial::NotInDirectory),
+        }),
+    }
+}

@@ -1,0 +1,363 @@
+//! `primary = "upstream"`: the password checked by another RADIUS server — Debian's
+//! FreeRADIUS, a server nobody here wrote — then the second factor as usual. The real radmfa
+//! binary, slapd (the user's entry), pyrad as the NAS and oathtool's codes.
+
+mod common;
+
+use std::cell::Cell;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::freeradius::{FreeRadius, UpstreamUser, UPSTREAM_SECRET};
+use common::oob_env::{client, directory, ALICE_PW};
+use common::peers::{now, pyrad, totp};
+use common::radmfa::{Options, Server, SECRET};
+use common::slapd::{free_port, Slapd};
+
+const ALICE_UP: &str = "alice-upstream-pw";
+const STATION: &str = "203.0.113.9";
+
+fn upstream_users() -> FreeRadius {
+    FreeRadius::start(&[
+        UpstreamUser {
+            name: "alice",
+            password: ALICE_UP,
+            reply: "Class = \"nps-vpn-policy\", Filter-Id = \"staff-acl\", \
+                    Framed-IP-Address = 10.8.0.7",
+        },
+        // Known upstream, not in the directory.
+        UpstreamUser {
+            name: "carol",
+            password: "carol-upstream-pw",
+            reply: "",
+        },
+    ])
+}
+
+/// `[upstream]` with `servers` and more keys.
+fn upstream_section(servers: &[String], keys: &str) -> String {
+    let list: Vec<String> = servers.iter().map(|s| format!("{s:?}")).collect();
+    format!(
+        "\n[upstream]\nservers = [{}]\nsecret = \"{UPSTREAM_SECRET}\"\n{keys}\n",
+        list.join(", ")
+    )
+}
+
+fn local(port: u16) -> String {
+    format!("127.0.0.1:{port}")
+}
+
+/// radmfa with `sections` (upstream, totp) and `clients`; the file can be rewritten and
+/// reloaded.
+fn start(slapd: &Slapd, sections: &str, clients: &[String]) -> Server {
+    let mut o = Options::new(&slapd.url);
+    o.clients = Vec::new();
+    o.extra = format!("\n[totp]\nwindow = 3\n{sections}{}", clients.concat());
+    Server::start(&o)
+}
+
+/// Rewrites the `[upstream]` section of the running server's file and reloads it.
+fn reload_upstream(srv: &Server, section: &str) {
+    let text = std::fs::read_to_string(&srv.config).unwrap();
+    let start = text.find("\n[upstream]").expect("an [upstream] section");
+    let end = text[start + 1..]
+        .find("\n[")
+        .map_or(text.len(), |i| start + 1 + i);
+    let new = format!("{}{section}{}", &text[..start], &text[end..]);
+    std::fs::write(&srv.config, new).unwrap();
+    let reloads = srv.log().matches("[[client]] entries from").count();
+    let ok = Command::new("kill")
+        .args(["-HUP", &srv.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let t = Instant::now();
+    while srv.log().matches("[[client]] entries from").count() == reloads {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "no reload:\n{}",
+            srv.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Fresh codes: steps only move forward, so none is refused as used (`window = 3`).
+struct Codes {
+    seed: String,
+    next: Cell<i64>,
+}
+
+impl Codes {
+    fn new(seed: String) -> Codes {
+        Codes {
+            seed,
+            next: Cell::new(-3),
+        }
+    }
+
+    fn next(&self) -> String {
+        let k = self.next.get();
+        self.next.set(k + 1);
+        totp(&self.seed, now() + 30 * k, &[])
+    }
+}
+
+fn send(
+    srv: &Server,
+    bind: &str,
+    user: &str,
+    password: &str,
+    state: Option<&str>,
+) -> serde_json::Value {
+    let mut args = vec![
+        "--bind",
+        bind,
+        "--user",
+        user,
+        "--password",
+        password,
+        "--calling-station-id",
+        STATION,
+    ];
+    if let Some(s) = state {
+        args.extend(["--state", s]);
+    }
+    pyrad(srv.port(), SECRET, &args)
+}
+
+fn code(v: &serde_json::Value) -> &str {
+    v["code"].as_str().unwrap()
+}
+
+fn attribute<'a>(v: &'a serde_json::Value, name: &str) -> Option<&'a serde_json::Value> {
+    v["attributes"].get(name)
+}
+
+fn newest(srv: &Server, user: &str) -> serde_json::Value {
+    srv.audit_json(user).into_iter().next().unwrap()
+}
+
+/// The upstream server decides the password (not the directory's), its Access-Accept's
+/// `pass_through` attributes reach the NAS — inline, and across a challenge's two rounds —
+/// and the directory still has to know the user. A wrong password and an unknown user get
+/// the same reply; an LDAP client beside it is unchanged.
+#[test]
+fn the_upstream_server_checks_the_password_and_its_attributes_reach_the_nas() {
+    let slapd = directory();
+    let fr = upstream_users();
+    let sections = upstream_section(
+        &[local(fr.signed)],
+        "pass_through = [\"Class\", \"Framed-IP-Address\"]",
+    );
+    let clients = [
+        client("vpn", "127.0.0.1", "primary = \"upstream\""),
+        client(
+            "inline-vpn",
+            "127.0.0.2",
+            "primary = \"upstream\"\notp_mode = \"inline\"",
+        ),
+        client("ldap-vpn", "127.0.0.3", ""),
+    ];
+    let srv = start(&slapd, &sections, &clients);
+    let codes = Codes::new(srv.enroll("alice", &[]));
+    let policy_hex = hex(b"nps-vpn-policy");
+
+    // Inline: the upstream password with the code.
+    let r = send(
+        &srv,
+        "127.0.0.2",
+        "alice",
+        &format!("{ALICE_UP},{}", codes.next()),
+        None,
+    );
+    assert_eq!(code(&r), "Access-Accept", "{r}");
+    assert_eq!(
+        attribute(&r, "Class"),
+        Some(&serde_json::json!([policy_hex])),
+        "{r}"
+    );
+    assert_eq!(
+        attribute(&r, "Framed-IP-Address"),
+        Some(&serde_json::json!(["10.8.0.7"]))
+    );
+    assert_eq!(attribute(&r, "Filter-Id"), None, "not in pass_through: {r}");
+    let rec = newest(&srv, "alice");
+    assert_eq!(
+        (rec["mode"].as_str(), rec["result"].as_str()),
+        (Some("totp"), Some("accept"))
+    );
+    // What FreeRADIUS received: the name, radmfa's NAS-Identifier, the NAS's station.
+    let log = fr.log();
+    for needle in [
+        "User-Name = \"alice\"",
+        "NAS-Identifier = \"test-node\"",
+        &format!("Calling-Station-Id = \"{STATION}\""),
+    ] {
+        assert!(
+            log.contains(needle),
+            "FreeRADIUS did not get {needle}:\n{log}"
+        );
+    }
+
+    // The directory's password is not the upstream's: refused, and said why.
+    let r = send(
+        &srv,
+        "127.0.0.2",
+        "alice",
+        &format!("{ALICE_PW},{}", codes.next()),
+        None,
+    );
+    assert_eq!(code(&r), "Access-Reject", "{r}");
+    let rec = newest(&srv, "alice");
+    assert!(
+        rec["reason"]
+            .as_str()
+            .unwrap()
+            .contains("rejected by the upstream RADIUS server"),
+        "{rec}"
+    );
+
+    // A prompt: the upstream's attributes are kept with the challenge for the accept.
+    let r1 = send(&srv, "127.0.0.1", "alice", ALICE_UP, None);
+    assert_eq!(code(&r1), "Access-Challenge", "{r1}");
+    assert_eq!(attribute(&r1, "Class"), None, "only on the accept: {r1}");
+    let state = r1["state"].as_str().unwrap().to_string();
+    let r2 = send(&srv, "127.0.0.1", "alice", &codes.next(), Some(&state));
+    assert_eq!(code(&r2), "Access-Accept", "{r2}");
+    assert_eq!(
+        attribute(&r2, "Class"),
+        Some(&serde_json::json!([policy_hex])),
+        "{r2}"
+    );
+    assert_eq!(
+        attribute(&r2, "Framed-IP-Address"),
+        Some(&serde_json::json!(["10.8.0.7"]))
+    );
+
+    // The LDAP client beside it: the directory's password, and no upstream attributes.
+    let r = send(&srv, "127.0.0.3", "alice", ALICE_PW, None);
+    assert_eq!(code(&r), "Access-Challenge", "{r}");
+    let r = send(&srv, "127.0.0.3", "alice", ALICE_UP, None);
+    assert_eq!(code(&r), "Access-Reject", "{r}");
+
+    // A wrong password and an unknown user: the same reply.
+    let wrong = send(&srv, "127.0.0.1", "alice", "not-the-password", None);
+    let unknown = send(&srv, "127.0.0.1", "mallory", "not-the-password", None);
+    assert_eq!(code(&wrong), "Access-Reject");
+    let shape = |v: &serde_json::Value| {
+        let mut names: Vec<String> = v["attributes"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        names.sort();
+        (v["code"].clone(), v["messages"].clone(), names)
+    };
+    assert_eq!(shape(&wrong), shape(&unknown));
+
+    // Accepted upstream, unknown to the directory: refused, the audit says why.
+    let r = send(&srv, "127.0.0.1", "carol", "carol-upstream-pw", None);
+    assert_eq!(code(&r), "Access-Reject", "{r}");
+    assert_eq!(shape(&r), shape(&unknown));
+    let rec = newest(&srv, "carol");
+    assert!(
+        rec["reason"]
+            .as_str()
+            .unwrap()
+            .contains("not in the directory"),
+        "{rec}"
+    );
+}
+
+/// What must not pass: a reply without a Message-Authenticator (by default), replies signed
+/// with another secret, no server answering. Then failover to the next server, which is
+/// asked first while the dead one sits out `dead_time_secs`; and an admin may accept
+/// unsigned replies explicitly. Each step is a SIGHUP of `[upstream]` on the running server.
+#[test]
+fn unsafe_or_missing_answers_refuse_and_a_dead_server_is_skipped() {
+    let slapd = directory();
+    let fr = upstream_users();
+    let dead = local(free_port());
+    let quick = "timeout_ms = 300";
+    let srv = start(
+        &slapd,
+        &upstream_section(&[local(fr.unsigned)], quick),
+        &[client(
+            "vpn",
+            "127.0.0.1",
+            "primary = \"upstream\"\notp_mode = \"inline\"",
+        )],
+    );
+    let codes = Codes::new(srv.enroll("alice", &[]));
+    let login = || {
+        send(
+            &srv,
+            "127.0.0.1",
+            "alice",
+            &format!("{ALICE_UP},{}", codes.next()),
+            None,
+        )
+    };
+    let refused_because = |why: &str| {
+        let r = login();
+        assert_eq!(code(&r), "Access-Reject", "{r}");
+        let rec = newest(&srv, "alice");
+        let reason = rec["reason"].as_str().unwrap().to_string();
+        assert!(reason.contains(why), "{why:?} not in {reason:?}");
+    };
+
+    refused_because("no Message-Authenticator (upstream.require_message_authenticator)");
+
+    // FreeRADIUS drops a request whose Message-Authenticator its secret does not verify:
+    // to radmfa that is silence, and the reason says what silence can mean.
+    reload_upstream(&srv, &upstream_section(&[local(fr.other_secret)], quick));
+    refused_because("not configured for this address and secret");
+    assert!(
+        fr.log().contains("invalid Message-Authenticator"),
+        "{}",
+        fr.log()
+    );
+
+    reload_upstream(&srv, &upstream_section(&[dead], quick));
+    refused_because("no upstream server answered");
+
+    // A server not heard from yet goes first: the first login waits for it, then fails
+    // over; the next one asks the live server first.
+    let dead2 = local(free_port());
+    reload_upstream(
+        &srv,
+        &upstream_section(&[dead2.clone(), local(fr.signed)], quick),
+    );
+    for _ in 0..2 {
+        let r = login();
+        assert_eq!(code(&r), "Access-Accept", "{r}");
+    }
+    let warned = srv
+        .log()
+        .lines()
+        .filter(|l| l.contains("did not answer") && l.contains(&dead2))
+        .count();
+    assert_eq!(warned, 1, "{}", srv.log());
+
+    // Unsigned replies, when the admin says so; config check and the log say what it costs.
+    reload_upstream(
+        &srv,
+        &upstream_section(
+            &[local(fr.unsigned)],
+            "timeout_ms = 300\nrequire_message_authenticator = false",
+        ),
+    );
+    let r = login();
+    assert_eq!(code(&r), "Access-Accept", "{r}");
+    assert!(
+        srv.log_shows("upstream: require_message_authenticator = false"),
+        "{}",
+        srv.log()
+    );
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
