@@ -361,3 +361,53 @@ fn unsafe_or_missing_answers_refuse_and_a_dead_server_is_skipped() {
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
+
+/// `config check --connect` asks each upstream server about a made-up user: the signed one
+/// passes, the unsigned one and a silent address fail and say why, and the exit status
+/// reflects the failures.
+#[test]
+fn config_check_connect_probes_each_upstream_server() {
+    let slapd = directory();
+    let fr = upstream_users();
+    let silent = local(free_port());
+    let srv = start(
+        &slapd,
+        &upstream_section(
+            &[local(fr.signed), local(fr.unsigned), silent.clone()],
+            "timeout_ms = 300",
+        ),
+        &[client("vpn", "127.0.0.1", "primary = \"upstream\"")],
+    );
+    let out = srv.cli(&["config", "check", "--connect"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        !out.status.success(),
+        "a failed probe fails the check:\n{text}"
+    );
+    let line = |server: &str| {
+        text.lines()
+            .find(|l| l.contains(&format!("upstream {server}:")))
+            .unwrap_or_else(|| panic!("no line for {server}:\n{text}"))
+            .to_string()
+    };
+    let signed = line(&local(fr.signed));
+    assert!(
+        signed.starts_with("ok ") && signed.contains("rejected a made-up user"),
+        "{signed}"
+    );
+    let unsigned = line(&local(fr.unsigned));
+    assert!(
+        unsigned.starts_with("FAIL") && unsigned.contains("no Message-Authenticator"),
+        "{unsigned}"
+    );
+    let quiet = line(&silent);
+    assert!(
+        quiet.starts_with("FAIL") && quiet.contains("port unreachable: nothing listens there"),
+        "{quiet}"
+    );
+    assert!(
+        fr.log().contains("User-Name = \"radmfa-config-check\""),
+        "{}",
+        fr.log()
+    );
+}

@@ -1,5 +1,6 @@
 //! `radmfa config check --connect [--user NAME]`: after the offline checks, reach what the
-//! server needs the way it will — each LDAP URL with the service account, the store — and,
+//! server needs the way it will — each LDAP URL with the service account, each `[upstream]`
+//! server (a made-up user it must reject), the store — and,
 //! for a user, what a login would find: the directory entry, the groups that matter to each
 //! client, and the tokens. Like Duo's connectivity tool, so an admin can tell a directory or
 //! store problem from a NAS problem before any NAS is pointed at radmfa. Prints one line per
@@ -30,6 +31,29 @@ pub async fn connect(cfg: &Config, user: Option<&str>) -> anyhow::Result<bool> {
                 ),
             ),
             Err(e) => line(false, format!("ldap {}: {e}", s.url)),
+        }
+    }
+    if let Some(up) = &cfg.upstream {
+        for &server in &up.servers {
+            let t = std::time::Instant::now();
+            match crate::auth::upstream::probe(up, server, &cfg.server.name).await {
+                Ok(crate::auth::upstream::Answer::Reject) => line(
+                    true,
+                    format!(
+                        "upstream {server}: rejected a made-up user in {} ms (reached; address, \
+                         secret and signing accepted)",
+                        t.elapsed().as_millis()
+                    ),
+                ),
+                Ok(crate::auth::upstream::Answer::Accept(_)) => line(
+                    false,
+                    format!(
+                        "upstream {server}: ACCEPTED a made-up user with a random password: \
+                         check its policies"
+                    ),
+                ),
+                Err(e) => line(false, format!("upstream {server}: {e}")),
+            }
         }
     }
     // A check creates nothing: on a fresh install `radmfa serve` creates the database and

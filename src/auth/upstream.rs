@@ -120,6 +120,28 @@ pub async fn check(
     )))
 }
 
+/// `config check --connect`: asks `server` about a made-up user with a random password. A
+/// verified Access-Reject shows the server is reached, knows radmfa's address and secret,
+/// and signs as required; the error says what went wrong otherwise.
+pub async fn probe(
+    cfg: &UpstreamConfig,
+    server: SocketAddr,
+    nas_identifier: &str,
+) -> Result<Answer, String> {
+    let password: String = (0..24)
+        .map(|_| char::from(rand::thread_rng().gen_range(b'a'..=b'z')))
+        .collect();
+    let check = Check {
+        user_name: "radmfa-config-check",
+        password: &Secret::from(password),
+        nas_identifier,
+        forwarded: Vec::new(),
+    };
+    ask(cfg, server, &check).await.map_err(|f| match f {
+        Failure::NoAnswer(why) | Failure::Refused(why) => why,
+    })
+}
+
 enum Failure {
     /// Try the next server.
     NoAnswer(String),
@@ -128,7 +150,14 @@ enum Failure {
 }
 
 async fn ask(cfg: &UpstreamConfig, server: SocketAddr, c: &Check<'_>) -> Result<Answer, Failure> {
-    let io = |e: std::io::Error| Failure::NoAnswer(e.to_string());
+    let io = |e: std::io::Error| {
+        Failure::NoAnswer(if e.kind() == std::io::ErrorKind::ConnectionRefused {
+            // The ICMP answer of a host where nothing listens on that port.
+            "port unreachable: nothing listens there".into()
+        } else {
+            e.to_string()
+        })
+    };
     let local: SocketAddr = if server.is_ipv4() {
         ([0, 0, 0, 0], 0).into()
     } else {
