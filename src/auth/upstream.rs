@@ -17,10 +17,9 @@ use rand::Rng;
 use tokio::net::UdpSocket;
 
 use super::AuthError;
-use crate::client::verify::{verify, Verify};
 use crate::config::upstream::UpstreamConfig;
 use crate::radius::client::{parse_reply, AccessRequestBuilder};
-use crate::radius::crypto::MESSAGE_AUTHENTICATOR;
+use crate::radius::crypto::{verify_reply_lenient, MESSAGE_AUTHENTICATOR};
 use crate::radius::reply_attr::ReplyAttr;
 use crate::radius::MAX_PACKET;
 use crate::secret::Secret;
@@ -226,7 +225,7 @@ fn verified(
     // The Response Authenticator always; the Message-Authenticator wherever the server put
     // it (older servers put it last) and, by default, required: without it an attacker on
     // the path could forge an Accept (BlastRADIUS, CVE-2024-3596).
-    verify(Verify::Lenient, raw, authenticator, cfg.secret.expose())?;
+    verify_reply_lenient(raw, authenticator, cfg.secret.expose())?;
     let has_ma = reply
         .attributes
         .iter()

@@ -392,7 +392,7 @@ impl OneOrMany {
     }
 }
 
-fn yes() -> bool {
+pub(super) fn yes() -> bool {
     true
 }
 fn default_primary() -> String {

@@ -25,7 +25,7 @@ pub struct RawUpstream {
     pub timeout_ms: u64,
     #[serde(default = "d_dead")]
     pub dead_time_secs: u64,
-    #[serde(default = "yes")]
+    #[serde(default = "super::raw::yes")]
     pub require_message_authenticator: bool,
     #[serde(default)]
     pub nas_identifier: Option<String>,
@@ -38,9 +38,6 @@ fn d_timeout() -> u64 {
 }
 fn d_dead() -> u64 {
     30
-}
-fn yes() -> bool {
-    true
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
