@@ -411,3 +411,96 @@ fn config_check_connect_probes_each_upstream_server() {
         fr.log()
     );
 }
+
+/// A UDP relay in front of FreeRADIUS that drops the first `drop` datagrams from radmfa:
+/// packet loss on the path, on loopback. Replies go back to whoever sent last.
+struct LossyRelay {
+    port: u16,
+    seen: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl LossyRelay {
+    fn start(target: u16, drop: usize) -> LossyRelay {
+        use std::net::UdpSocket;
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        use std::sync::{Arc, Mutex};
+        let front = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let back = UdpSocket::bind("127.0.0.1:0").unwrap();
+        back.connect(("127.0.0.1", target)).unwrap();
+        for s in [&front, &back] {
+            s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+        }
+        let port = front.local_addr().unwrap().port();
+        let seen = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let peer = Arc::new(Mutex::new(None));
+        let (front2, back2) = (front.try_clone().unwrap(), back.try_clone().unwrap());
+        let (seen2, stop2, peer2) = (seen.clone(), stop.clone(), peer.clone());
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while !stop2.load(Ordering::Relaxed) {
+                if let Ok((n, from)) = front2.recv_from(&mut buf) {
+                    *peer2.lock().unwrap() = Some(from);
+                    if seen2.fetch_add(1, Ordering::Relaxed) >= drop {
+                        let _ = back2.send(&buf[..n]);
+                    }
+                }
+            }
+        });
+        let stop3 = stop.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while !stop3.load(Ordering::Relaxed) {
+                if let Ok(n) = back.recv(&mut buf) {
+                    if let Some(to) = *peer.lock().unwrap() {
+                        let _ = front.send_to(&buf[..n], to);
+                    }
+                }
+            }
+        });
+        LossyRelay { port, seen, stop }
+    }
+
+    fn seen(&self) -> usize {
+        self.seen.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Drop for LossyRelay {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// The request lost on its way to the only upstream server is sent again within the same
+/// wait, and the login goes through.
+#[test]
+fn a_lost_request_is_sent_again() {
+    let slapd = directory();
+    let fr = upstream_users();
+    let relay = LossyRelay::start(fr.signed, 1);
+    let srv = start(
+        &slapd,
+        &upstream_section(&[local(relay.port)], "timeout_ms = 1000"),
+        &[client(
+            "vpn",
+            "127.0.0.1",
+            "primary = \"upstream\"\notp_mode = \"inline\"",
+        )],
+    );
+    let codes = Codes::new(srv.enroll("alice", &[]));
+    let r = send(
+        &srv,
+        "127.0.0.1",
+        "alice",
+        &format!("{ALICE_UP},{}", codes.next()),
+        None,
+    );
+    assert_eq!(code(&r), "Access-Accept", "{r}");
+    assert_eq!(
+        relay.seen(),
+        2,
+        "the first datagram dropped, the second answered"
+    );
+}

@@ -175,19 +175,30 @@ async fn ask(cfg: &UpstreamConfig, server: SocketAddr, c: &Check<'_>) -> Result<
     let (packet, authenticator) = builder.build(cfg.secret.expose());
     socket.send(&packet).await.map_err(io)?;
 
-    let deadline = tokio::time::Instant::now() + cfg.timeout;
+    // One lost datagram must not cost the login: halfway through the wait the same packet
+    // goes again (same identifier and authenticator, so the server's duplicate detection
+    // answers it once, RFC 5080 §2.2.2).
+    let start = tokio::time::Instant::now();
+    let (resend_at, deadline) = (start + cfg.timeout / 2, start + cfg.timeout);
+    let mut resent = false;
     let mut ignored = 0usize;
     let mut why_ignored = "";
     let mut buf = vec![0u8; MAX_PACKET];
     loop {
-        let n = match tokio::time::timeout_at(deadline, socket.recv(&mut buf)).await {
+        let wake = if resent { deadline } else { resend_at };
+        let n = match tokio::time::timeout_at(wake, socket.recv(&mut buf)).await {
             Ok(r) => r.map_err(io)?,
+            Err(_) if !resent => {
+                socket.send(&packet).await.map_err(io)?;
+                resent = true;
+                continue;
+            }
             Err(_) => {
                 // A server also stays silent to a request whose secret or source address
                 // it does not know (FreeRADIUS and NPS drop those).
                 let mut why = format!(
-                    "no reply within {} ms (down, or not configured for this address and \
-                     secret)",
+                    "no reply within {} ms, sent twice (down, or not configured for this \
+                     address and secret)",
                     cfg.timeout.as_millis()
                 );
                 if ignored > 0 {
