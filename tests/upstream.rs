@@ -362,8 +362,8 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-/// `config check --connect` asks each upstream server about a made-up user: the signed one
-/// passes, the unsigned one and a silent address fail and say why, and the exit status
+/// `config check --connect` asks each upstream server about a made-up user: the signed ones
+/// (IPv4 and IPv6) pass, the unsigned one and a silent address fail and say why, and the exit status
 /// reflects the failures.
 #[test]
 fn config_check_connect_probes_each_upstream_server() {
@@ -373,7 +373,12 @@ fn config_check_connect_probes_each_upstream_server() {
     let srv = start(
         &slapd,
         &upstream_section(
-            &[local(fr.signed), local(fr.unsigned), silent.clone()],
+            &[
+                local(fr.signed),
+                local(fr.unsigned),
+                silent.clone(),
+                format!("[::1]:{}", fr.signed_v6),
+            ],
             "timeout_ms = 300",
         ),
         &[client("vpn", "127.0.0.1", "primary = \"upstream\"")],
@@ -395,6 +400,8 @@ fn config_check_connect_probes_each_upstream_server() {
         signed.starts_with("ok ") && signed.contains("rejected a made-up user"),
         "{signed}"
     );
+    let v6 = line(&format!("[::1]:{}", fr.signed_v6));
+    assert!(v6.starts_with("ok "), "{v6}");
     let unsigned = line(&local(fr.unsigned));
     assert!(
         unsigned.starts_with("FAIL") && unsigned.contains("no Message-Authenticator"),

@@ -6,7 +6,8 @@
 //!   told to, with `update reply { &Message-Authenticator := 0x00 }`: what radmfa's docs
 //!   tell admins of a FreeRADIUS before 3.2.5 to add);
 //! - `unsigned`: the same users, replies without a Message-Authenticator (3.2.1's default);
-//! - `other_secret`: signed replies, but with another shared secret than radmfa's.
+//! - `other_secret`: signed replies, but with another shared secret than radmfa's;
+//! - `signed_v6`: as `signed`, on ::1.
 //!
 //! The system service and /etc/freeradius are not used.
 #![allow(dead_code)]
@@ -33,6 +34,7 @@ pub struct FreeRadius {
     pub signed: u16,
     pub unsigned: u16,
     pub other_secret: u16,
+    pub signed_v6: u16,
 }
 
 impl FreeRadius {
@@ -55,9 +57,10 @@ impl FreeRadius {
         }
         std::fs::write(dir.path().join("users"), text).unwrap();
         let (signed, unsigned, other_secret) = (free_port(), free_port(), free_port());
+        let signed_v6 = free_port();
         std::fs::write(
             dir.path().join("radiusd.conf"),
-            config(&d, signed, unsigned, other_secret),
+            config(&d, [signed, unsigned, other_secret, signed_v6]),
         )
         .unwrap();
         let log = std::fs::File::create(dir.path().join("log/stdout")).unwrap();
@@ -74,6 +77,7 @@ impl FreeRadius {
             signed,
             unsigned,
             other_secret,
+            signed_v6,
         };
         fr.wait_ready();
         fr
@@ -110,10 +114,15 @@ impl Drop for FreeRadius {
     }
 }
 
-fn config(dir: &str, signed: u16, unsigned: u16, other_secret: u16) -> String {
+fn config(dir: &str, [signed, unsigned, other_secret, signed_v6]: [u16; 4]) -> String {
     let listen = |port: u16, clients: &str| {
+        let addr = if clients.ends_with("v6") {
+            "ipv6addr = ::1"
+        } else {
+            "ipaddr = 127.0.0.1"
+        };
         format!(
-            "\tlisten {{\n\t\ttype = auth\n\t\tipaddr = 127.0.0.1\n\t\tport = {port}\n\
+            "\tlisten {{\n\t\ttype = auth\n\t\t{addr}\n\t\tport = {port}\n\
              \t\tclients = {clients}\n\t}}\n"
         )
     };
@@ -166,6 +175,13 @@ clients radmfa {{
 		require_message_authenticator = yes
 	}}
 }}
+clients radmfa_v6 {{
+	client local {{
+		ipv6addr = ::1
+		secret = {UPSTREAM_SECRET}
+		require_message_authenticator = yes
+	}}
+}}
 clients elsewhere {{
 	client local {{
 		ipaddr = 127.0.0.1
@@ -179,9 +195,10 @@ modules {{
 	pap {{
 	}}
 }}
-{}{}{}"#,
+{}{}{}{}"#,
         server("signed", signed, "radmfa", true),
         server("unsigned", unsigned, "radmfa", false),
         server("other_secret", other_secret, "elsewhere", true),
+        server("signed_v6", signed_v6, "radmfa_v6", true),
     )
 }
