@@ -28,8 +28,10 @@ use crate::store::{
 /// How often a request waiting on a call looks at the store (the callback may land on
 /// another node); a callback on this node wakes it at once.
 const POLL: Duration = Duration::from_millis(250);
-/// Answer this long before the request deadline, so the NAS gets our Reject, not silence.
-const REPLY_MARGIN: Duration = Duration::from_millis(750);
+/// Stop waiting on a call this long before the request's decision is due (its deadline less
+/// the audit reserve), so that closing the call as failed — a store write — still fits and
+/// the audit says "no answer within the budget" rather than "deadline exceeded".
+const VERDICT_MARGIN: Duration = Duration::from_millis(500);
 
 /// Rate limits when `[sms]` (which names them) is absent but calls are configured.
 const DEFAULT_PER_USER: u32 = 5;
@@ -301,13 +303,17 @@ pub async fn place_call(
     .await
 }
 
-/// The point by which a request from this client must be answered.
+/// Until when a request from this client may wait on a call: the NAS gets our Reject, not
+/// silence, and the verdict's own write still fits before the decision is due.
 pub fn reply_by(app: &AppState, ctx: &RequestContext) -> Instant {
     let deadline = ctx
         .client
         .factors
         .request_deadline(app.config().server.request_deadline);
-    ctx.received + deadline.saturating_sub(REPLY_MARGIN)
+    ctx.received
+        + deadline
+            .saturating_sub(super::audit_reserve(deadline))
+            .saturating_sub(VERDICT_MARGIN)
 }
 
 /// Waits until the call is decided or `until`; returns the transaction as it then stands.
