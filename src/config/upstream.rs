@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::validate::secret_value;
+use super::validate::shared_secret;
 use super::ConfigError;
 use crate::radius::reply_attr::AttrKey;
 use crate::secret::Secret;
@@ -88,13 +88,7 @@ pub(super) fn upstream_config(
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let secret = secret_value("upstream.secret", secret, secret_file, base)?;
-    if secret.len() < 8 {
-        return Err(ConfigError::invalid(
-            "upstream.secret",
-            "is too short: use at least 8 characters (16 or more recommended)",
-        ));
-    }
+    let secret = shared_secret("upstream.secret", secret, secret_file, base)?;
     if !(100..=10_000).contains(&timeout_ms) {
         return Err(ConfigError::invalid(
             "upstream.timeout_ms",

@@ -281,6 +281,24 @@ pub(super) fn network(key: &str, s: &str) -> Result<IpNet, ConfigError> {
         .map_err(|_| ConfigError::invalid(key, format!("{s:?} is not an IP address or CIDR")))
 }
 
+/// A RADIUS shared secret (a NAS's, or the upstream server's), inline or from a file.
+pub(super) fn shared_secret(
+    key: &str,
+    inline: Option<String>,
+    file: Option<PathBuf>,
+    base: &Path,
+) -> Result<Secret, ConfigError> {
+    let secret = secret_value(key, inline, file, base)?;
+    // RFC 2865 §3 wants the secret unguessable; RFC 6614 recommends at least 16 characters.
+    if secret.len() < 8 {
+        return Err(ConfigError::invalid(
+            key,
+            "is too short: use at least 8 characters (16 or more recommended)",
+        ));
+    }
+    Ok(secret)
+}
+
 pub(super) fn secret_value(
     key: &str,
     inline: Option<String>,
@@ -551,14 +569,7 @@ fn client_configs(raw: Vec<RawClient>, base: &Path) -> Result<Vec<ClientConfig>,
         if networks.is_empty() {
             return Err(ConfigError::invalid(key("address"), "must not be empty"));
         }
-        let secret = secret_value(&key("secret"), secret, secret_file, base)?;
-        // RFC 2865 §3 wants the secret unguessable; RFC 6614 recommends at least 16 characters.
-        if secret.len() < 8 {
-            return Err(ConfigError::invalid(
-                key("secret"),
-                "is too short: use at least 8 characters (16 or more recommended)",
-            ));
-        }
+        let secret = shared_secret(&key("secret"), secret, secret_file, base)?;
         let otp_mode = match otp_mode.as_str() {
             "challenge" => OtpMode::Challenge,
             "inline" => {
