@@ -4,33 +4,11 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::process::Command;
 
-use common::peers::{now, python, totp, with_input};
+use common::peers::{now, prometheus_parse as parse, totp};
 use common::radmfa::{bin, http_get, Options, Server, SECRET};
 use common::slapd::{LdapUser, Slapd};
-
-/// Parses the exposition with prometheus_client's parser: "name{k=v,...}" → value.
-fn parse(body: &str) -> BTreeMap<String, f64> {
-    const SCRIPT: &str = r#"
-import json, sys
-from prometheus_client.parser import text_string_to_metric_families
-out = {}
-for fam in text_string_to_metric_families(sys.stdin.read()):
-    for s in fam.samples:
-        labels = ",".join("%s=%s" % kv for kv in sorted(s.labels.items()))
-        out["%s{%s}" % (s.name, labels)] = s.value
-print(json.dumps(out))
-"#;
-    let out = with_input(Command::new(python()).args(["-c", SCRIPT]), body.as_bytes());
-    assert!(
-        out.status.success(),
-        "Prometheus's parser refused the exposition: {}\n{body}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
 
 fn client(srv: &Server, secret: &str, args: &[&str]) -> std::process::Output {
     Command::new(bin())
@@ -82,7 +60,7 @@ fn prometheus_reads_the_counters_of_real_traffic() {
     let stranger = std::net::UdpSocket::bind("127.0.0.3:0").unwrap();
     stranger.send_to(&[1, 9, 0, 20], srv.addr).unwrap();
     // The server counts the last datagram asynchronously; wait for it to show.
-    let mut m = BTreeMap::new();
+    let mut m = std::collections::BTreeMap::new();
     for _ in 0..50 {
         m = parse(&http_get(addr, "/metrics").2);
         if m["radmfa_requests_dropped_total{reason=unknown_client}"] >= 1.0 {

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use common::freeradius::{FreeRadius, UpstreamUser, UPSTREAM_SECRET};
 use common::oob_env::{client, directory, ALICE_PW};
-use common::peers::{now, pyrad, totp};
-use common::radmfa::{Options, Server, SECRET};
+use common::peers::{now, prometheus_parse, pyrad, totp};
+use common::radmfa::{http_get, Options, Server, SECRET};
 use common::slapd::{free_port, Slapd};
 
 const ALICE_UP: &str = "alice-upstream-pw";
@@ -283,7 +283,10 @@ fn unsafe_or_missing_answers_refuse_and_a_dead_server_is_skipped() {
     let quick = "timeout_ms = 300";
     let srv = start(
         &slapd,
-        &upstream_section(&[local(fr.unsigned)], quick),
+        &format!(
+            "\n[metrics]\nlisten = \"127.0.0.1:0\"\n{}",
+            upstream_section(&[local(fr.unsigned)], quick)
+        ),
         &[client(
             "vpn",
             "127.0.0.1",
@@ -340,6 +343,15 @@ fn unsafe_or_missing_answers_refuse_and_a_dead_server_is_skipped() {
         .filter(|l| l.contains("did not answer") && l.contains(&dead2))
         .count();
     assert_eq!(warned, 1, "{}", srv.log());
+    // Prometheus sees which server answers: the one that failed stays 0 until it answers.
+    let m = prometheus_parse(&http_get(srv.metrics_addr(), "/metrics").2);
+    let answering = |server: &str| m[&format!("radmfa_upstream_answering{{server={server}}}")];
+    assert_eq!(answering(&dead2), 0.0, "{m:?}");
+    assert_eq!(answering(&local(fr.signed)), 1.0, "{m:?}");
+    assert_eq!(
+        m["radmfa_backend_failures_total{backend=upstream}"], 3.0,
+        "{m:?}"
+    );
 
     // Unsigned replies, when the admin says so; config check and the log say what it costs.
     reload_upstream(

@@ -52,10 +52,11 @@ pub struct Check<'a> {
     pub forwarded: Vec<(u8, Vec<u8>)>,
 }
 
-/// Which servers stopped answering, and until when they are tried last. Kept by the
-/// application across reloads, keyed by address.
+/// Which servers did not answer the last time they were asked, and until when they are
+/// tried last. Kept by the application across reloads, keyed by address.
 #[derive(Default)]
 pub struct Health {
+    /// Servers whose last request went unanswered: when they go back to their place.
     dead_until: Mutex<HashMap<SocketAddr, Instant>>,
 }
 
@@ -80,6 +81,17 @@ impl Health {
                 dead.remove(&server);
             }
         }
+    }
+
+    /// Did `server` answer the last time it was asked (or has it not been asked yet)? Unlike
+    /// the order, this does not forget a failure when its dead time is over: only an answer
+    /// clears it. For `/metrics`.
+    pub fn answering(&self, server: &SocketAddr) -> bool {
+        !self
+            .dead_until
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(server)
     }
 }
 
@@ -373,8 +385,10 @@ mod tests {
         assert_eq!(h.order(&[a, b]), [a, b]);
         h.mark(a, Some(std::time::Duration::from_secs(60)));
         assert_eq!(h.order(&[a, b]), [b, a]);
+        assert!(!h.answering(&a) && h.answering(&b));
         h.mark(a, Some(std::time::Duration::ZERO));
         assert_eq!(h.order(&[a, b]), [a, b], "expired");
+        assert!(!h.answering(&a), "until it answers");
         h.mark(b, Some(std::time::Duration::from_secs(60)));
         h.mark(b, None);
         assert_eq!(h.order(&[a, b]), [a, b], "answered again");

@@ -163,3 +163,24 @@ pub fn python_first_line<S: AsRef<std::ffi::OsStr>>(
         .unwrap();
     (child, line.trim().to_string())
 }
+
+/// Parses the exposition with prometheus_client's parser: "name{k=v,...}" → value.
+pub fn prometheus_parse(body: &str) -> std::collections::BTreeMap<String, f64> {
+    const SCRIPT: &str = r#"
+import json, sys
+from prometheus_client.parser import text_string_to_metric_families
+out = {}
+for fam in text_string_to_metric_families(sys.stdin.read()):
+    for s in fam.samples:
+        labels = ",".join("%s=%s" % kv for kv in sorted(s.labels.items()))
+        out["%s{%s}" % (s.name, labels)] = s.value
+print(json.dumps(out))
+"#;
+    let out = with_input(Command::new(python()).args(["-c", SCRIPT]), body.as_bytes());
+    assert!(
+        out.status.success(),
+        "Prometheus's parser refused the exposition: {}\n{body}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
