@@ -199,7 +199,8 @@ fn config_check_summarises_clients_and_warns_about_weakened_settings() {
          no_factor = \"allow\"\nprovider_failure = \"allow\"\napp_passwords = true\n\
          exempt_networks = [\"0.0.0.0/0\", \"192.0.2.0/24\"]\n\
          remember_second_factor_secs = 600\nprimary = \"upstream\"\n\n\
-         [upstream]\nservers = [\"192.0.2.50:1812\"]\nsecret = \"0123456789abcdef\"\n\
+         [upstream]\nservers = [\"192.0.2.50:1812\", \"192.0.2.51:1812\"]\n\
+         timeout_ms = 2000\nsecret = \"0123456789abcdef\"\n\
          require_message_authenticator = false\npass_through = [\"Class\"]\n",
         std::fs::read_to_string(&cfg).unwrap()
     );
@@ -230,9 +231,16 @@ fn config_check_summarises_clients_and_warns_about_weakened_settings() {
             .any(|w| w.starts_with("warning: upstream: require_message_authenticator = false")),
         "{out}"
     );
-    assert_eq!(warnings.len(), 8, "{out}");
+    assert!(
+        warnings.iter().any(|w| w.starts_with(
+            "warning: upstream: 2 server(s) x timeout_ms 2000 = 4000 ms, not less than the \
+             request deadline of 4000 ms"
+        )),
+        "{out}"
+    );
+    assert_eq!(warnings.len(), 9, "{out}");
     for line in [
-        "upstream: 192.0.2.50:1812 (1000 ms each; passes on Class)",
+        "upstream: 192.0.2.50:1812, 192.0.2.51:1812 (2000 ms each; passes on Class)",
         "client \"legacy\": 10.0.0.0/8; password, then a prompt (password checked upstream)",
     ] {
         assert!(out.contains(line), "{line:?} missing:\n{out}");

@@ -100,9 +100,30 @@ fn client_line(cfg: &Config, c: &ClientConfig) -> String {
 }
 
 /// A line per setting that lets a login through on less than both factors, or weakens the
-/// RADIUS exchange itself.
+/// RADIUS exchange itself, or cannot work as set (upstream servers the deadline cuts off).
 pub fn warnings(cfg: &Config) -> Vec<String> {
     let mut out = Vec::new();
+    if let Some(u) = &cfg.upstream {
+        // The servers are asked one after the other; the request's deadline does not wait.
+        let shortest = cfg
+            .clients
+            .iter()
+            .filter(|c| c.primary == Primary::Upstream)
+            .map(|c| c.factors.request_deadline(cfg.server.request_deadline))
+            .min();
+        let all = u.timeout * u.servers.len() as u32;
+        if let Some(deadline) = shortest.filter(|d| all >= *d) {
+            out.push(format!(
+                "upstream: {} server(s) x timeout_ms {} = {} ms, not less than the request \
+                 deadline of {} ms: a login still waiting for a server when the deadline \
+                 comes is refused, and the last servers may never be asked",
+                u.servers.len(),
+                u.timeout.as_millis(),
+                all.as_millis(),
+                deadline.as_millis()
+            ));
+        }
+    }
     if cfg
         .upstream
         .as_ref()
