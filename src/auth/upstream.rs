@@ -71,15 +71,14 @@ impl Health {
         up.into_iter().chain(down).collect()
     }
 
-    fn mark(&self, server: SocketAddr, dead_for: Option<std::time::Duration>) {
+    /// Records an answer (`None`) or a silence (`Some(dead time)`); true if that changes
+    /// whether the server is answering, which is worth a line in the log (once, not for
+    /// every login of an outage).
+    fn mark(&self, server: SocketAddr, dead_for: Option<std::time::Duration>) -> bool {
         let mut dead = self.dead_until.lock().unwrap_or_else(|e| e.into_inner());
         match dead_for {
-            Some(d) => {
-                dead.insert(server, Instant::now() + d);
-            }
-            None => {
-                dead.remove(&server);
-            }
+            Some(d) => dead.insert(server, Instant::now() + d).is_none(),
+            None => dead.remove(&server).is_some(),
         }
     }
 
@@ -112,12 +111,22 @@ pub async fn check(
     for server in health.order(&cfg.servers) {
         match ask(cfg, server, c).await {
             Ok(answer) => {
-                health.mark(server, None);
+                if health.mark(server, None) {
+                    tracing::info!(%server, "upstream RADIUS server answers again");
+                }
                 return Ok(answer);
             }
             Err(Failure::NoAnswer(why)) => {
-                tracing::warn!(%server, "upstream RADIUS server did not answer: {why}");
-                health.mark(server, Some(cfg.dead_time));
+                if health.mark(server, Some(cfg.dead_time)) {
+                    tracing::warn!(
+                        %server,
+                        "upstream RADIUS server did not answer: {why}; asked after the \
+                         others for the next {} s",
+                        cfg.dead_time.as_secs()
+                    );
+                } else {
+                    tracing::debug!(%server, "upstream RADIUS server still not answering: {why}");
+                }
                 failures.push(format!("{server}: {why}"));
             }
             Err(Failure::Refused(why)) => {
@@ -383,14 +392,22 @@ mod tests {
         let b: SocketAddr = ([127, 0, 0, 1], 2).into();
         let h = Health::default();
         assert_eq!(h.order(&[a, b]), [a, b]);
-        h.mark(a, Some(std::time::Duration::from_secs(60)));
+        assert!(
+            h.mark(a, Some(std::time::Duration::from_secs(60))),
+            "stopped answering"
+        );
+        assert!(
+            !h.mark(a, Some(std::time::Duration::from_secs(60))),
+            "still silent"
+        );
         assert_eq!(h.order(&[a, b]), [b, a]);
         assert!(!h.answering(&a) && h.answering(&b));
         h.mark(a, Some(std::time::Duration::ZERO));
         assert_eq!(h.order(&[a, b]), [a, b], "expired");
         assert!(!h.answering(&a), "until it answers");
         h.mark(b, Some(std::time::Duration::from_secs(60)));
-        h.mark(b, None);
+        assert!(h.mark(b, None), "answers again");
+        assert!(!h.mark(b, None), "was answering");
         assert_eq!(h.order(&[a, b]), [a, b], "answered again");
     }
 }
