@@ -16,6 +16,8 @@ use common::slapd::{free_port, Slapd};
 
 const ALICE_UP: &str = "alice-upstream-pw";
 const STATION: &str = "203.0.113.9";
+/// The NAS's own address, as it reports it.
+const NAS_V6: &str = "2001:db8::44";
 
 fn upstream_users() -> FreeRadius {
     FreeRadius::start(&[
@@ -119,6 +121,8 @@ fn send(
         password,
         "--calling-station-id",
         STATION,
+        "--nas-ipv6-address",
+        NAS_V6,
     ];
     if let Some(s) = state {
         args.extend(["--state", s]);
@@ -187,12 +191,14 @@ fn the_upstream_server_checks_the_password_and_its_attributes_reach_the_nas() {
         (rec["mode"].as_str(), rec["result"].as_str()),
         (Some("totp"), Some("accept"))
     );
-    // What FreeRADIUS received: the name, radmfa's NAS-Identifier, the NAS's station.
+    // What FreeRADIUS received: the name, radmfa's NAS-Identifier, the NAS's station and
+    // address.
     let log = fr.log();
     for needle in [
         "User-Name = \"alice\"",
         "NAS-Identifier = \"test-node\"",
         &format!("Calling-Station-Id = \"{STATION}\""),
+        &format!("NAS-IPv6-Address = {NAS_V6}"),
     ] {
         assert!(
             log.contains(needle),

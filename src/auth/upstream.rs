@@ -38,9 +38,10 @@ pub enum Answer {
     Reject,
 }
 
-/// The request attributes passed on from the NAS (its address, port, stations), so the
-/// upstream server's policies can tell one NAS and one kind of access from another.
-pub const FORWARDED: &[u8] = &[4, 5, 30, 31, 61, 87];
+/// The request attributes passed on from the NAS, so the upstream server's policies can
+/// tell one NAS and one kind of access from another: NAS-IP-Address, NAS-Port,
+/// Called-Station-Id, Calling-Station-Id, NAS-Port-Type, NAS-Port-Id, NAS-IPv6-Address.
+pub const FORWARDED: &[u8] = &[4, 5, 30, 31, 61, 87, 95];
 
 /// One password check to send.
 pub struct Check<'a> {

@@ -32,6 +32,7 @@ def main():
     ap.add_argument("--calling-station-id")
     ap.add_argument("--called-station-id")
     ap.add_argument("--nas-port-type", type=int)
+    ap.add_argument("--nas-ipv6-address")
     ap.add_argument("--bind", help="source address, to act as another NAS")
     ap.add_argument("--status", action="store_true", help="send Status-Server")
     ap.add_argument("--timeout", type=float, default=3)
@@ -58,6 +59,8 @@ def main():
             req["Called-Station-Id"] = a.called_station_id
         if a.nas_port_type is not None:
             req["NAS-Port-Type"] = a.nas_port_type
+        if a.nas_ipv6_address:
+            req["NAS-IPv6-Address"] = a.nas_ipv6_address
         for ps in a.proxy_state:
             req.AddAttribute("Proxy-State", bytes.fromhex(ps))
     try:
