@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::oob_env::{
     cli_ok, client, directory, rd_gateway_request, start, ALICE_PW, DIRECTORY_MOBILE,
 };
-use common::peers::{now, pyrad, totp};
+use common::peers::{pyrad, FreshCodes};
 use common::provider_standin::{Script, Standin};
 use common::radmfa::{Server, SECRET};
 
@@ -39,21 +39,6 @@ fn send(
     pyrad(srv.port(), SECRET, &args)
 }
 
-/// A fresh code each call: steps only move forward, so none is refused as used
-/// (`[totp] window = 3` takes codes up to 90 s either side of now).
-struct Codes {
-    seed: String,
-    next: Cell<i64>,
-}
-
-impl Codes {
-    fn next(&self) -> String {
-        let k = self.next.get();
-        self.next.set(k + 1);
-        totp(&self.seed, now() + 30 * k, &[])
-    }
-}
-
 fn newest(srv: &Server) -> serde_json::Value {
     srv.audit_json("alice").into_iter().next().unwrap()
 }
@@ -77,10 +62,7 @@ fn a_passed_second_factor_spares_the_code_from_the_same_station_only() {
     ];
     let extra = "\n[totp]\nwindow = 3\n\n[lockout]\nthreshold = 2\n";
     let srv = start(&slapd, &standin, "", extra, &clients);
-    let codes = Codes {
-        seed: srv.enroll("alice", &[]),
-        next: Cell::new(-3),
-    };
+    let codes = FreshCodes::new(srv.enroll("alice", &[]));
     let full_login = |bind: &str, station: Option<&str>| {
         let r1 = send(&srv, bind, station, ALICE_PW, None);
         assert_eq!(code_of(&r1), "Access-Challenge", "{r1}");
@@ -238,10 +220,7 @@ fn a_reload_that_shortens_or_ends_remembering_applies_at_once() {
         "remember_second_factor_secs = 3600",
     )];
     let srv = start(&slapd, &standin, "", "\n[totp]\nwindow = 3\n", &clients);
-    let codes = Codes {
-        seed: srv.enroll("alice", &[]),
-        next: Cell::new(-3),
-    };
+    let codes = FreshCodes::new(srv.enroll("alice", &[]));
     let from_a =
         |pw: &str, state: Option<&str>| send(&srv, "127.0.0.1", Some(STATION_A), pw, state);
     let full_login = || {

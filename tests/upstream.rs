@@ -4,13 +4,12 @@
 
 mod common;
 
-use std::cell::Cell;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::freeradius::{FreeRadius, UpstreamUser, UPSTREAM_SECRET};
 use common::oob_env::{client, directory, ALICE_PW};
-use common::peers::{now, prometheus_parse, pyrad, totp};
+use common::peers::{prometheus_parse, pyrad, FreshCodes};
 use common::radmfa::{http_get, Options, Server, SECRET};
 use common::slapd::{free_port, Slapd};
 
@@ -84,27 +83,6 @@ fn reload_upstream(srv: &Server, section: &str) {
     }
 }
 
-/// Fresh codes: steps only move forward, so none is refused as used (`window = 3`).
-struct Codes {
-    seed: String,
-    next: Cell<i64>,
-}
-
-impl Codes {
-    fn new(seed: String) -> Codes {
-        Codes {
-            seed,
-            next: Cell::new(-3),
-        }
-    }
-
-    fn next(&self) -> String {
-        let k = self.next.get();
-        self.next.set(k + 1);
-        totp(&self.seed, now() + 30 * k, &[])
-    }
-}
-
 fn send(
     srv: &Server,
     bind: &str,
@@ -164,7 +142,7 @@ fn the_upstream_server_checks_the_password_and_its_attributes_reach_the_nas() {
         client("ldap-vpn", "127.0.0.3", ""),
     ];
     let srv = start(&slapd, &sections, &clients);
-    let codes = Codes::new(srv.enroll("alice", &[]));
+    let codes = FreshCodes::new(srv.enroll("alice", &[]));
     let policy_hex = hex(b"nps-vpn-policy");
 
     // Inline: the upstream password with the code.
@@ -299,7 +277,7 @@ fn unsafe_or_missing_answers_refuse_and_a_dead_server_is_skipped() {
             "primary = \"upstream\"\notp_mode = \"inline\"",
         )],
     );
-    let codes = Codes::new(srv.enroll("alice", &[]));
+    let codes = FreshCodes::new(srv.enroll("alice", &[]));
     let login = || {
         send(
             &srv,
@@ -519,7 +497,7 @@ fn a_lost_request_is_sent_again() {
             "primary = \"upstream\"\notp_mode = \"inline\"",
         )],
     );
-    let codes = Codes::new(srv.enroll("alice", &[]));
+    let codes = FreshCodes::new(srv.enroll("alice", &[]));
     let r = send(
         &srv,
         "127.0.0.1",
