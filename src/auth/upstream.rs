@@ -19,7 +19,7 @@ use tokio::net::UdpSocket;
 use super::AuthError;
 use crate::config::upstream::UpstreamConfig;
 use crate::radius::client::{parse_reply, AccessRequestBuilder};
-use crate::radius::crypto::{verify_reply_lenient, MESSAGE_AUTHENTICATOR};
+use crate::radius::crypto::verify_reply_lenient;
 use crate::radius::reply_attr::ReplyAttr;
 use crate::radius::MAX_PACKET;
 use crate::secret::Secret;
@@ -258,12 +258,8 @@ fn verified(
     // The Response Authenticator always; the Message-Authenticator wherever the server put
     // it (older servers put it last) and, by default, required: without it an attacker on
     // the path could forge an Accept (BlastRADIUS, CVE-2024-3596).
-    verify_reply_lenient(raw, authenticator, cfg.secret.expose())?;
-    let has_ma = reply
-        .attributes
-        .iter()
-        .any(|(t, _)| *t == MESSAGE_AUTHENTICATOR);
-    if cfg.require_message_authenticator && !has_ma {
+    let signed = verify_reply_lenient(raw, authenticator, cfg.secret.expose())?;
+    if cfg.require_message_authenticator && !signed {
         return Err("no Message-Authenticator (upstream.require_message_authenticator)");
     }
     Ok(reply)
