@@ -6,8 +6,7 @@
 //! UDP, with codes from oathtool. PostgreSQL is a private cluster in a temp dir
 //! (tests/common/postgres.rs).
 //!
-//! Not covered here: SMS codes and phone calls across nodes (acceptance item 3); radmfa has
-//! no out-of-band factor yet.
+//! SMS codes and phone calls across nodes are in `oob_cluster.rs` and `oob_cluster_pg.rs`.
 
 mod common;
 #[path = "cluster/load.rs"]
@@ -16,6 +15,7 @@ mod load;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use common::freeradius::{FreeRadius, UpstreamUser, UPSTREAM_SECRET};
 use common::peers::{now, pyrad, radclient, totp};
 use common::postgres::PgCluster;
 use common::radmfa::{write_config, Follower, Options, Server, SECRET};
@@ -193,6 +193,69 @@ fn challenge_from_node_a_is_answered_on_node_b() {
         "{seen:?}"
     );
     assert!(follow.stop().success());
+}
+
+/// A client whose password is checked by an upstream RADIUS server (Debian's FreeRADIUS):
+/// round 1 on node A keeps the upstream Access-Accept's `pass_through` attributes with the
+/// challenge in PostgreSQL, and node B, answering round 2, hands them to the NAS.
+#[test]
+fn upstream_attributes_carried_from_node_a_reach_the_nas_through_node_b() {
+    let slapd = directory();
+    let pg = PgCluster::start();
+    let fr = FreeRadius::start(&[UpstreamUser {
+        name: "alice",
+        password: "alice-upstream-pw",
+        reply: "Class = \"nps-vpn-policy\", Framed-IP-Address = 10.8.0.7",
+    }]);
+    let extra = format!(
+        "\n[upstream]\nservers = [\"127.0.0.1:{port}\"]\nsecret = \"{UPSTREAM_SECRET}\"\n\
+         pass_through = [\"Class\", \"Framed-IP-Address\"]\n\n[[client]]\nname = \"vpn\"\n\
+         address = \"127.0.0.2\"\nsecret = \"{SECRET}\"\nprimary = \"upstream\"\n",
+        port = fr.signed
+    );
+    let nodes = pair(&slapd, &pg.url(), &extra);
+    let seed = nodes.a.enroll("alice", &[]);
+    let ask = |srv: &Server, password: &str, state: Option<&str>| {
+        let mut args = vec![
+            "--bind",
+            "127.0.0.2",
+            "--user",
+            "alice",
+            "--password",
+            password,
+        ];
+        if let Some(s) = state {
+            args.extend(["--state", s]);
+        }
+        pyrad(srv.port(), SECRET, &args)
+    };
+
+    let r1 = ask(&nodes.a, "alice-upstream-pw", None);
+    assert_eq!(code_of(&r1), "Access-Challenge", "{r1}");
+    assert!(r1["attributes"].get("Class").is_none(), "{r1}");
+    let r2 = ask(&nodes.b, &totp(&seed, now(), &[]), Some(&state_of(&r1)));
+    assert_eq!(
+        code_of(&r2),
+        "Access-Accept",
+        "A's challenge answered on B: {r2}"
+    );
+    let class: String = b"nps-vpn-policy"
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(
+        r2["attributes"]["Class"],
+        serde_json::json!([class]),
+        "{r2}"
+    );
+    assert_eq!(
+        r2["attributes"]["Framed-IP-Address"],
+        serde_json::json!(["10.8.0.7"]),
+        "{r2}"
+    );
+    // The directory's password is not the upstream's, on either node.
+    let r = ask(&nodes.b, ALICE_PW, None);
+    assert_eq!(code_of(&r), "Access-Reject", "{r}");
 }
 
 /// `radmfa audit --follow` outlives a PostgreSQL restart: it says the store failed, asks
