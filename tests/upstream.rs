@@ -512,3 +512,61 @@ fn a_lost_request_is_sent_again() {
         "the first datagram dropped, the second answered"
     );
 }
+
+/// A server named by its DNS name (`localhost`, from /etc/hosts, so nothing leaves the
+/// machine): looked up when radmfa asks, logins go through it, and `config check --connect`
+/// says where the name led.
+#[test]
+fn a_server_given_by_name_is_looked_up() {
+    use std::net::ToSocketAddrs;
+    let slapd = directory();
+    let fr = upstream_users();
+    // The system's first address for the name, as radmfa takes it: FreeRADIUS listens on
+    // 127.0.0.1 and ::1 on different ports.
+    let first = ("localhost", 1).to_socket_addrs().unwrap().next().unwrap();
+    let port = if first.is_ipv4() {
+        fr.signed
+    } else {
+        fr.signed_v6
+    };
+    let name = format!("localhost:{port}");
+    let srv = start(
+        &slapd,
+        &upstream_section(std::slice::from_ref(&name), ""),
+        &[client(
+            "vpn",
+            "127.0.0.1",
+            "primary = \"upstream\"\notp_mode = \"inline\"",
+        )],
+    );
+    let codes = FreshCodes::new(srv.enroll("alice", &[]));
+    let r = send(
+        &srv,
+        "127.0.0.1",
+        "alice",
+        &format!("{ALICE_UP},{}", codes.next()),
+        None,
+    );
+    assert_eq!(code(&r), "Access-Accept", "{r}\n{}", srv.log());
+    let r = send(
+        &srv,
+        "127.0.0.1",
+        "alice",
+        &format!("{ALICE_PW},{}", codes.next()),
+        None,
+    );
+    assert_eq!(code(&r), "Access-Reject", "the directory's password: {r}");
+
+    let out = srv.cli(&["config", "check", "--connect"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{text}");
+    let at = std::net::SocketAddr::new(first.ip(), port);
+    assert!(
+        text.lines().any(|l| l.starts_with("ok ")
+            && l.contains(&format!(
+                "upstream {name} (at {at}): rejected a made-up user"
+            ))),
+        "{text}"
+    );
+    assert!(text.contains(&format!("upstream: {name} (")), "{text}");
+}

@@ -34,25 +34,37 @@ pub async fn connect(cfg: &Config, user: Option<&str>) -> anyhow::Result<bool> {
         }
     }
     if let Some(up) = &cfg.upstream {
-        for &server in &up.servers {
+        use crate::auth::upstream::{probe, Answer, Health};
+        // A health of its own: names are looked up now, as the first login after a
+        // restart would.
+        let health = Health::default();
+        for server in &up.servers {
             let t = std::time::Instant::now();
-            match crate::auth::upstream::probe(up, server, &cfg.server.name).await {
-                Ok(crate::auth::upstream::Answer::Reject) => line(
+            let shown = match health.address(server, up.timeout).await {
+                Ok(addr) if addr.to_string() != server.name => format!("{server} (at {addr})"),
+                Ok(_) => server.to_string(),
+                Err(e) => {
+                    line(false, format!("upstream {server}: {e}"));
+                    continue;
+                }
+            };
+            match probe(up, &health, server, &cfg.server.name).await {
+                Ok(Answer::Reject) => line(
                     true,
                     format!(
-                        "upstream {server}: rejected a made-up user in {} ms (reached; address, \
+                        "upstream {shown}: rejected a made-up user in {} ms (reached; address, \
                          secret and signing accepted)",
                         t.elapsed().as_millis()
                     ),
                 ),
-                Ok(crate::auth::upstream::Answer::Accept(_)) => line(
+                Ok(Answer::Accept(_)) => line(
                     false,
                     format!(
-                        "upstream {server}: ACCEPTED a made-up user with a random password: \
+                        "upstream {shown}: ACCEPTED a made-up user with a random password: \
                          check its policies"
                     ),
                 ),
-                Err(e) => line(false, format!("upstream {server}: {e}")),
+                Err(e) => line(false, format!("upstream {shown}: {e}")),
             }
         }
     }

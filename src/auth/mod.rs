@@ -9,6 +9,7 @@ mod ldap_groups;
 mod ldap_pool;
 mod ldap_tls;
 pub mod upstream;
+mod upstream_health;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};

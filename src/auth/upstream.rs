@@ -8,16 +8,14 @@
 //! Servers are tried in order; one that did not answer is tried last for `dead_time`, so a
 //! dead primary costs one timeout per `dead_time`, not one per login.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Mutex;
-use std::time::Instant;
 
 use rand::Rng;
 use tokio::net::UdpSocket;
 
+pub use super::upstream_health::Health;
 use super::AuthError;
-use crate::config::upstream::UpstreamConfig;
+use crate::config::upstream::{UpstreamConfig, UpstreamHost, UpstreamServer};
 use crate::radius::client::{parse_reply, AccessRequestBuilder};
 use crate::radius::crypto::verify_reply_lenient;
 use crate::radius::reply_attr::ReplyAttr;
@@ -53,48 +51,6 @@ pub struct Check<'a> {
     pub forwarded: Vec<(u8, Vec<u8>)>,
 }
 
-/// Which servers did not answer the last time they were asked, and until when they are
-/// tried last. Kept by the application across reloads, keyed by address.
-#[derive(Default)]
-pub struct Health {
-    /// Servers whose last request went unanswered: when they go back to their place.
-    dead_until: Mutex<HashMap<SocketAddr, Instant>>,
-}
-
-impl Health {
-    /// The servers in the order to try them: those not marked dead, then the dead ones.
-    fn order(&self, servers: &[SocketAddr]) -> Vec<SocketAddr> {
-        let now = Instant::now();
-        let dead = self.dead_until.lock().unwrap_or_else(|e| e.into_inner());
-        let is_dead = |s: &SocketAddr| dead.get(s).is_some_and(|t| *t > now);
-        let (down, up): (Vec<SocketAddr>, Vec<SocketAddr>) =
-            servers.iter().copied().partition(is_dead);
-        up.into_iter().chain(down).collect()
-    }
-
-    /// Records an answer (`None`) or a silence (`Some(dead time)`); true if that changes
-    /// whether the server is answering, which is worth a line in the log (once, not for
-    /// every login of an outage).
-    fn mark(&self, server: SocketAddr, dead_for: Option<std::time::Duration>) -> bool {
-        let mut dead = self.dead_until.lock().unwrap_or_else(|e| e.into_inner());
-        match dead_for {
-            Some(d) => dead.insert(server, Instant::now() + d).is_none(),
-            None => dead.remove(&server).is_some(),
-        }
-    }
-
-    /// Did `server` answer the last time it was asked (or has it not been asked yet)? Unlike
-    /// the order, this does not forget a failure when its dead time is over: only an answer
-    /// clears it. For `/metrics`.
-    pub fn answering(&self, server: &SocketAddr) -> bool {
-        !self
-            .dead_until
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains_key(server)
-    }
-}
-
 /// Asks the servers in turn until one answers Accept or Reject. No answer from any of them,
 /// or an Access-Challenge (radmfa does not relay the upstream's own prompts), is an error:
 /// the request is rejected, never accepted.
@@ -110,7 +66,7 @@ pub async fn check(
     }
     let mut failures = Vec::new();
     for server in health.order(&cfg.servers) {
-        match ask(cfg, server, c).await {
+        match ask(cfg, health, server, c).await {
             Ok(answer) => {
                 if health.mark(server, None) {
                     tracing::info!(%server, "upstream RADIUS server answers again");
@@ -146,7 +102,8 @@ pub async fn check(
 /// and signs as required; the error says what went wrong otherwise.
 pub async fn probe(
     cfg: &UpstreamConfig,
-    server: SocketAddr,
+    health: &Health,
+    server: &UpstreamServer,
     nas_identifier: &str,
 ) -> Result<Answer, String> {
     let password: String = (0..24)
@@ -158,7 +115,7 @@ pub async fn probe(
         nas_identifier,
         forwarded: Vec::new(),
     };
-    ask(cfg, server, &check).await.map_err(|f| match f {
+    ask(cfg, health, server, &check).await.map_err(|f| match f {
         Failure::NoAnswer(why) | Failure::Refused(why) => why,
     })
 }
@@ -170,22 +127,38 @@ enum Failure {
     Refused(String),
 }
 
-async fn ask(cfg: &UpstreamConfig, server: SocketAddr, c: &Check<'_>) -> Result<Answer, Failure> {
+async fn ask(
+    cfg: &UpstreamConfig,
+    health: &Health,
+    server: &UpstreamServer,
+    c: &Check<'_>,
+) -> Result<Answer, Failure> {
+    // The lookup has the server's timeout, not one of its own: a login must not wait
+    // longer for a name than for an answer.
+    let addr = health
+        .address(server, cfg.timeout)
+        .await
+        .map_err(Failure::NoAnswer)?;
+    // For a name, failures say where it led.
+    let at = match server.host {
+        UpstreamHost::Addr(_) => String::new(),
+        UpstreamHost::Name(..) => format!(" (at {addr})"),
+    };
     let io = |e: std::io::Error| {
         Failure::NoAnswer(if e.kind() == std::io::ErrorKind::ConnectionRefused {
             // The ICMP answer of a host where nothing listens on that port.
-            "port unreachable: nothing listens there".into()
+            format!("port unreachable{at}: nothing listens there")
         } else {
-            e.to_string()
+            format!("{e}{at}")
         })
     };
-    let local: SocketAddr = if server.is_ipv4() {
+    let local: SocketAddr = if addr.is_ipv4() {
         ([0, 0, 0, 0], 0).into()
     } else {
         ([0u16; 8], 0).into()
     };
     let socket = UdpSocket::bind(local).await.map_err(io)?;
-    socket.connect(server).await.map_err(io)?;
+    socket.connect(addr).await.map_err(io)?;
     let identifier: u8 = rand::thread_rng().gen();
     let nas_id = cfg.nas_identifier.as_deref().unwrap_or(c.nas_identifier);
     let mut builder = AccessRequestBuilder::new(identifier, c.user_name)
@@ -219,7 +192,7 @@ async fn ask(cfg: &UpstreamConfig, server: SocketAddr, c: &Check<'_>) -> Result<
                 // A server also stays silent to a request whose secret or source address
                 // it does not know (FreeRADIUS and NPS drop those).
                 let mut why = format!(
-                    "no reply within {} ms, sent twice (down, or not configured for this \
+                    "no reply{at} within {} ms, sent twice (down, or not configured for this \
                      address and secret)",
                     cfg.timeout.as_millis()
                 );
@@ -295,7 +268,7 @@ mod tests {
 
     fn cfg(require: bool) -> UpstreamConfig {
         UpstreamConfig {
-            servers: vec![([127, 0, 0, 1], 1812).into()],
+            servers: Vec::new(),
             secret: Secret::from("upstream-secret"),
             timeout: std::time::Duration::from_millis(100),
             dead_time: std::time::Duration::from_secs(30),
@@ -381,30 +354,5 @@ mod tests {
         let (raw, auth) = reply_to(ReplyCode::Challenge, b"upstream-secret", &[]);
         let reply = verified(&c, &raw, 9, &auth).unwrap();
         assert!(matches!(decide(&c, reply), Err(Failure::Refused(_))));
-    }
-
-    #[test]
-    fn dead_servers_go_last_until_their_time_is_up() {
-        let a: SocketAddr = ([127, 0, 0, 1], 1).into();
-        let b: SocketAddr = ([127, 0, 0, 1], 2).into();
-        let h = Health::default();
-        assert_eq!(h.order(&[a, b]), [a, b]);
-        assert!(
-            h.mark(a, Some(std::time::Duration::from_secs(60))),
-            "stopped answering"
-        );
-        assert!(
-            !h.mark(a, Some(std::time::Duration::from_secs(60))),
-            "still silent"
-        );
-        assert_eq!(h.order(&[a, b]), [b, a]);
-        assert!(!h.answering(&a) && h.answering(&b));
-        h.mark(a, Some(std::time::Duration::ZERO));
-        assert_eq!(h.order(&[a, b]), [a, b], "expired");
-        assert!(!h.answering(&a), "until it answers");
-        h.mark(b, Some(std::time::Duration::from_secs(60)));
-        assert!(h.mark(b, None), "answers again");
-        assert!(!h.mark(b, None), "was answering");
-        assert_eq!(h.order(&[a, b]), [a, b], "answered again");
     }
 }

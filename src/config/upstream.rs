@@ -40,10 +40,34 @@ fn d_dead() -> u64 {
     30
 }
 
+/// One entry of `servers`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamServer {
+    /// How the file names it, an address in its usual form: the key of its health, its
+    /// `/metrics` label, and what the log calls it.
+    pub name: String,
+    pub host: UpstreamHost,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpstreamHost {
+    Addr(SocketAddr),
+    /// A DNS name and port, looked up when radmfa asks (`auth::upstream_health`), so an
+    /// NPS moved to a new address is followed without a reload, and a name that does not
+    /// resolve at start-up stops neither `serve` nor the admin commands.
+    Name(String, u16),
+}
+
+impl std::fmt::Display for UpstreamServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamConfig {
     /// Tried in this order; one that did not answer goes last for `dead_time`.
-    pub servers: Vec<SocketAddr>,
+    pub servers: Vec<UpstreamServer>,
     pub secret: Secret,
     /// How long to wait for one server before trying the next.
     pub timeout: Duration,
@@ -80,14 +104,17 @@ pub(super) fn upstream_config(
         .iter()
         .enumerate()
         .map(|(i, s)| {
-            s.parse::<SocketAddr>().map_err(|_| {
-                ConfigError::invalid(
-                    format!("upstream.servers[{i}]"),
-                    format!("{s:?} is not \"address:port\" (e.g. \"10.0.0.5:1812\")"),
-                )
-            })
+            server(s).map_err(|why| ConfigError::invalid(format!("upstream.servers[{i}]"), why))
         })
         .collect::<Result<Vec<_>, _>>()?;
+    for (i, s) in servers.iter().enumerate() {
+        if servers[..i].iter().any(|t| t.name == s.name) {
+            return Err(ConfigError::invalid(
+                format!("upstream.servers[{i}]"),
+                format!("{} is listed twice", s.name),
+            ));
+        }
+    }
     let secret = shared_secret("upstream.secret", secret, secret_file, base)?;
     if !(100..=10_000).contains(&timeout_ms) {
         return Err(ConfigError::invalid(
@@ -129,4 +156,92 @@ pub(super) fn upstream_config(
         nas_identifier,
         pass_through,
     })
+}
+
+/// `"10.0.0.5:1812"`, `"[2001:db8::5]:1812"` or `"nps1.corp.example:1812"`. The port is
+/// required: a server's port is part of what the admin agreed with its owner.
+fn server(s: &str) -> Result<UpstreamServer, String> {
+    let s = s.trim();
+    let usage = "(\"10.0.0.5:1812\", \"[2001:db8::5]:1812\" or \"nps1.corp.example:1812\")";
+    if let Ok(addr) = s.parse::<SocketAddr>() {
+        if addr.port() == 0 {
+            return Err(format!("{s:?}: 0 is not a port {usage}"));
+        }
+        return Ok(UpstreamServer {
+            name: addr.to_string(),
+            host: UpstreamHost::Addr(addr),
+        });
+    }
+    let Some((host, port)) = s.rsplit_once(':') else {
+        return Err(format!("{s:?} has no port {usage}"));
+    };
+    if host.parse::<std::net::IpAddr>().is_ok() || host.contains(':') || host.starts_with('[') {
+        return Err(format!("{s:?} is not an address with its port {usage}"));
+    }
+    let port: u16 = match port.parse() {
+        Ok(p) if p > 0 => p,
+        _ => return Err(format!("{s:?}: {port:?} is not a port {usage}")),
+    };
+    if !is_dns_name(host) {
+        return Err(format!(
+            "{s:?}: {host:?} is neither an IP address nor a DNS name {usage}"
+        ));
+    }
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    Ok(UpstreamServer {
+        name: format!("{host}:{port}"),
+        host: UpstreamHost::Name(host, port),
+    })
+}
+
+/// Letters, digits and hyphens in dot-separated labels of 1–63 characters (RFC 1123), at
+/// most 253 in all; one trailing dot allowed.
+fn is_dns_name(host: &str) -> bool {
+    let host = host.strip_suffix('.').unwrap_or(host);
+    !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn servers_are_addresses_or_names_with_a_port() {
+        let a = server("10.0.0.5:1812").unwrap();
+        assert_eq!(a.name, "10.0.0.5:1812");
+        assert_eq!(a.host, UpstreamHost::Addr(([10, 0, 0, 5], 1812).into()));
+        let v6 = server("[2001:DB8::5]:1812").unwrap();
+        assert_eq!(v6.name, "[2001:db8::5]:1812");
+        let n = server(" NPS1.corp.example.:1645 ").unwrap();
+        assert_eq!(n.name, "nps1.corp.example:1645");
+        assert_eq!(n.host, UpstreamHost::Name("nps1.corp.example".into(), 1645));
+        assert_eq!(
+            server("localhost:1812").unwrap().host,
+            UpstreamHost::Name("localhost".into(), 1812)
+        );
+        for (bad, says) in [
+            ("nps.example.org", "has no port"),
+            ("10.0.0.5", "has no port"),
+            ("2001:db8::5", "not an address with its port"),
+            ("[2001:db8::5]", "not an address with its port"),
+            ("10.0.0.5:0", "is not a port"),
+            ("nps:radius", "is not a port"),
+            ("nps_1.example:1812", "neither an IP address nor a DNS name"),
+            ("-nps.example:1812", "neither"),
+            ("nps..example:1812", "neither"),
+            (":1812", "neither"),
+        ] {
+            let e = server(bad).unwrap_err();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+    }
 }

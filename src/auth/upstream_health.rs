@@ -1,0 +1,290 @@
+//! What radmfa learns about its `[upstream]` servers between logins, kept by the
+//! application across reloads and keyed by the server's name in the file: which stopped
+//! answering (asked last until their dead time is over), and the address each DNS name
+//! resolved to.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::config::upstream::{UpstreamHost, UpstreamServer};
+
+/// How long a name's address is used before it is looked up again. getaddrinfo gives no
+/// TTL; a minute follows a moved server soon enough and costs one lookup per minute.
+pub const NAME_REFRESH: Duration = Duration::from_secs(60);
+
+#[derive(Default)]
+pub struct Health {
+    /// Servers whose last request went unanswered: when they go back to their place.
+    dead_until: Mutex<HashMap<String, Instant>>,
+    names: Mutex<HashMap<String, Resolved>>,
+}
+
+struct Resolved {
+    addr: SocketAddr,
+    fresh_until: Instant,
+    /// A login is looking the name up again; the others use `addr` meanwhile.
+    refreshing: bool,
+}
+
+impl Health {
+    /// The servers in the order to try them: those not marked dead, then the dead ones.
+    pub(super) fn order<'a>(&self, servers: &'a [UpstreamServer]) -> Vec<&'a UpstreamServer> {
+        let now = Instant::now();
+        let dead = self.dead_until.lock().unwrap_or_else(|e| e.into_inner());
+        let is_dead = |s: &&UpstreamServer| dead.get(&s.name).is_some_and(|t| *t > now);
+        let (down, up): (Vec<_>, Vec<_>) = servers.iter().partition(is_dead);
+        up.into_iter().chain(down).collect()
+    }
+
+    /// Records an answer (`None`) or a silence (`Some(dead time)`); true if that changes
+    /// whether the server is answering, which is worth a line in the log (once, not for
+    /// every login of an outage).
+    pub(super) fn mark(&self, server: &UpstreamServer, dead_for: Option<Duration>) -> bool {
+        let mut dead = self.dead_until.lock().unwrap_or_else(|e| e.into_inner());
+        match dead_for {
+            Some(d) => dead
+                .insert(server.name.clone(), Instant::now() + d)
+                .is_none(),
+            None => dead.remove(&server.name).is_some(),
+        }
+    }
+
+    /// Did `server` answer the last time it was asked (or has it not been asked yet)? Unlike
+    /// the order, this does not forget a failure when its dead time is over: only an answer
+    /// clears it. For `/metrics`.
+    pub fn answering(&self, server: &UpstreamServer) -> bool {
+        !self
+            .dead_until
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(&server.name)
+    }
+
+    /// Where to send `server`'s requests: its address, or what its name resolved to within
+    /// the last [`NAME_REFRESH`]. When that has run out, one login looks the name up again
+    /// (within `wait`) while the others go on with the last address; a lookup that fails
+    /// keeps the last address, so a resolver outage does not stop logins to a server that
+    /// still answers. Only a name never resolved is an error.
+    pub async fn address(
+        &self,
+        server: &UpstreamServer,
+        wait: Duration,
+    ) -> Result<SocketAddr, String> {
+        self.address_with(server, wait, lookup).await
+    }
+
+    async fn address_with<F, Fut>(
+        &self,
+        server: &UpstreamServer,
+        wait: Duration,
+        look_up: F,
+    ) -> Result<SocketAddr, String>
+    where
+        F: FnOnce(String, u16) -> Fut,
+        Fut: Future<Output = Result<SocketAddr, String>>,
+    {
+        let (host, port) = match &server.host {
+            UpstreamHost::Addr(a) => return Ok(*a),
+            UpstreamHost::Name(h, p) => (h, *p),
+        };
+        let stale = {
+            let mut names = self.names.lock().unwrap_or_else(|e| e.into_inner());
+            match names.get_mut(&server.name) {
+                Some(r) if r.fresh_until > Instant::now() || r.refreshing => return Ok(r.addr),
+                Some(r) => {
+                    r.refreshing = true;
+                    Some(r.addr)
+                }
+                None => None,
+            }
+        };
+        let found = match tokio::time::timeout(wait, look_up(host.clone(), port)).await {
+            Ok(r) => r,
+            Err(_) => Err(format!(
+                "no answer from the resolver within {} ms",
+                wait.as_millis()
+            )),
+        };
+        let mut names = self.names.lock().unwrap_or_else(|e| e.into_inner());
+        match (found, stale) {
+            (Ok(addr), _) => {
+                if stale.is_some_and(|old| old != addr) {
+                    tracing::info!(server = %server, %addr, "upstream server's name now resolves to another address");
+                }
+                names.insert(
+                    server.name.clone(),
+                    Resolved {
+                        addr,
+                        fresh_until: Instant::now() + NAME_REFRESH,
+                        refreshing: false,
+                    },
+                );
+                Ok(addr)
+            }
+            (Err(why), Some(old)) => {
+                tracing::warn!(server = %server, %old, "looking the upstream server's name up again failed: {why}; the last address is used");
+                names.insert(
+                    server.name.clone(),
+                    Resolved {
+                        addr: old,
+                        fresh_until: Instant::now() + NAME_REFRESH,
+                        refreshing: false,
+                    },
+                );
+                Ok(old)
+            }
+            (Err(why), None) => Err(format!("{host} does not resolve: {why}")),
+        }
+    }
+}
+
+/// The first address getaddrinfo gives for the name (A or AAAA, in the system's order), as
+/// FreeRADIUS does for a home server. List each server by name for failover.
+async fn lookup(host: String, port: u16) -> Result<SocketAddr, String> {
+    let mut addrs = tokio::net::lookup_host((host.as_str(), port))
+        .await
+        .map_err(|e| e.to_string())?;
+    addrs.next().ok_or_else(|| "no address".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(name: &str, port: u16) -> UpstreamServer {
+        let a: SocketAddr = ([127, 0, 0, 1], port).into();
+        UpstreamServer {
+            name: name.into(),
+            host: UpstreamHost::Addr(a),
+        }
+    }
+
+    fn named(host: &str) -> UpstreamServer {
+        UpstreamServer {
+            name: format!("{host}:1812"),
+            host: UpstreamHost::Name(host.into(), 1812),
+        }
+    }
+
+    #[test]
+    fn dead_servers_go_last_until_their_time_is_up() {
+        let (a, b) = (addr("127.0.0.1:1", 1), addr("127.0.0.1:2", 2));
+        let both = [a.clone(), b.clone()];
+        let names =
+            |v: Vec<&UpstreamServer>| v.iter().map(|s| s.name.clone()).collect::<Vec<String>>();
+        let (ab, ba) = (
+            [a.name.clone(), b.name.clone()],
+            [b.name.clone(), a.name.clone()],
+        );
+        let h = Health::default();
+        assert_eq!(names(h.order(&both)), ab);
+        assert!(
+            h.mark(&a, Some(Duration::from_secs(60))),
+            "stopped answering"
+        );
+        assert!(!h.mark(&a, Some(Duration::from_secs(60))), "still silent");
+        assert_eq!(names(h.order(&both)), ba);
+        assert!(!h.answering(&a) && h.answering(&b));
+        h.mark(&a, Some(Duration::ZERO));
+        assert_eq!(names(h.order(&both)), ab, "expired");
+        assert!(!h.answering(&a), "until it answers");
+        h.mark(&b, Some(Duration::from_secs(60)));
+        assert!(h.mark(&b, None), "answers again");
+        assert!(!h.mark(&b, None), "was answering");
+        assert_eq!(names(h.order(&both)), ab, "answered again");
+    }
+
+    fn never(_: String, _: u16) -> std::future::Ready<Result<SocketAddr, String>> {
+        panic!("looked up while fresh")
+    }
+
+    fn at(last: u8) -> SocketAddr {
+        ([10, 0, 0, last], 1812).into()
+    }
+
+    #[tokio::test]
+    async fn names_are_looked_up_once_a_minute_and_a_failed_lookup_keeps_the_last_address() {
+        let h = Health::default();
+        let nps = named("nps1.corp.example");
+        let wait = Duration::from_secs(1);
+
+        let e = h
+            .address_with(&nps, wait, |_, _| async { Err("NXDOMAIN".to_string()) })
+            .await
+            .unwrap_err();
+        assert_eq!(e, "nps1.corp.example does not resolve: NXDOMAIN");
+        let got = h
+            .address_with(&nps, wait, |host, port| async move {
+                assert_eq!((host.as_str(), port), ("nps1.corp.example", 1812));
+                Ok(at(5))
+            })
+            .await;
+        assert_eq!(got, Ok(at(5)));
+        assert_eq!(h.address_with(&nps, wait, never).await, Ok(at(5)), "cached");
+
+        // Out of date: the next lookup fails, and the last address stays in use.
+        let expire = |h: &Health| {
+            h.names
+                .lock()
+                .unwrap()
+                .get_mut(&nps.name)
+                .unwrap()
+                .fresh_until = Instant::now();
+        };
+        expire(&h);
+        let got = h
+            .address_with(&nps, wait, |_, _| async { Err("SERVFAIL".to_string()) })
+            .await;
+        assert_eq!(got, Ok(at(5)));
+        assert_eq!(
+            h.address_with(&nps, wait, never).await,
+            Ok(at(5)),
+            "kept a while"
+        );
+
+        // A resolver that does not answer in time counts as failing.
+        expire(&h);
+        let got = h
+            .address_with(&nps, Duration::from_millis(20), |_, _| async {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                Ok(at(9))
+            })
+            .await;
+        assert_eq!(got, Ok(at(5)));
+
+        // The server moved: followed.
+        expire(&h);
+        let got = h.address_with(&nps, wait, |_, _| async { Ok(at(6)) }).await;
+        assert_eq!(got, Ok(at(6)));
+
+        // While one login looks the name up, the others use the last address.
+        expire(&h);
+        h.names
+            .lock()
+            .unwrap()
+            .get_mut(&nps.name)
+            .unwrap()
+            .refreshing = true;
+        assert_eq!(h.address_with(&nps, wait, never).await, Ok(at(6)));
+
+        // An address is used as it is.
+        let lit = addr("127.0.0.1:7", 7);
+        assert_eq!(
+            h.address_with(&lit, wait, never).await,
+            Ok(([127, 0, 0, 1], 7).into())
+        );
+    }
+
+    #[tokio::test]
+    async fn localhost_resolves_through_the_system() {
+        let h = Health::default();
+        let a = h
+            .address(&named("localhost"), Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert!(a.ip().is_loopback() && a.port() == 1812, "{a}");
+    }
+}
