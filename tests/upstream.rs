@@ -333,7 +333,8 @@ fn unsafe_or_missing_answers_refuse_and_a_dead_server_is_skipped() {
     assert_eq!(warned(&dead2), 1, "{}", srv.log());
     // Prometheus sees which server answers: the one that failed stays 0 until it answers.
     let m = prometheus_parse(&http_get(srv.metrics_addr(), "/metrics").2);
-    let answering = |server: &str| m[&format!("radmfa_upstream_answering{{server={server}}}")];
+    let answering =
+        |server: &str| m[&format!("radmfa_upstream_answering{{group=default,server={server}}}")];
     assert_eq!(answering(&dead2), 0.0, "{m:?}");
     assert_eq!(answering(&local(fr.signed)), 1.0, "{m:?}");
     // Refused for want of a usable answer: unsigned, another secret, the silent one twice.
@@ -569,4 +570,112 @@ fn a_server_given_by_name_is_looked_up() {
         "{text}"
     );
     assert!(text.contains(&format!("upstream: {name} (")), "{text}");
+}
+
+/// Named groups: each client's passwords go to its own group's servers with that group's
+/// secret (`[upstreams.branch]`: FreeRADIUS's port for another secret), and a group whose
+/// secret the server does not know is refused and marked silent for that group alone,
+/// though the same server answers the default group.
+#[test]
+fn each_client_asks_its_own_group_of_servers() {
+    const BRANCH_SECRET: &str = "not-the-secret-radmfa-has";
+    let slapd = directory();
+    let fr = upstream_users();
+    let group = |name: &str, port: u16, secret: &str| {
+        format!(
+            "\n[upstreams.{name}]\nservers = [\"{}\"]\nsecret = \"{secret}\"\ntimeout_ms = 300\n",
+            local(port)
+        )
+    };
+    let sections = format!(
+        "\n[metrics]\nlisten = \"127.0.0.1:0\"\n{}{}{}",
+        upstream_section(&[local(fr.signed)], ""),
+        group("branch", fr.other_secret, BRANCH_SECRET),
+        // The default group's server, with a secret it does not know: it stays silent.
+        group("stale", fr.signed, BRANCH_SECRET),
+    ) + &group("spare", fr.signed, UPSTREAM_SECRET);
+    let inline = "otp_mode = \"inline\"\nprimary = \"upstream\"";
+    let srv = start(
+        &slapd,
+        &sections,
+        &[
+            client("vpn", "127.0.0.1", inline),
+            client(
+                "branch-vpn",
+                "127.0.0.2",
+                &format!("{inline}\nupstream = \"branch\""),
+            ),
+            client(
+                "old-vpn",
+                "127.0.0.3",
+                &format!("{inline}\nupstream = \"stale\""),
+            ),
+        ],
+    );
+    let codes = FreshCodes::new(srv.enroll("alice", &[]));
+    let login = |bind: &str| {
+        send(
+            &srv,
+            bind,
+            "alice",
+            &format!("{ALICE_UP},{}", codes.next()),
+            None,
+        )
+    };
+    assert_eq!(code(&login("127.0.0.1")), "Access-Accept");
+    let r = login("127.0.0.2");
+    assert_eq!(code(&r), "Access-Accept", "{r}\n{}", srv.log());
+    let r = login("127.0.0.3");
+    assert_eq!(code(&r), "Access-Reject", "{r}");
+    let reason = newest(&srv, "alice")["reason"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(reason.contains("no reply within 300 ms"), "{reason}");
+    // The silence is the stale group's alone: the default group's view of the same server
+    // is that it answers.
+    let m = prometheus_parse(&http_get(srv.metrics_addr(), "/metrics").2);
+    let answering = |group: &str, port: u16| {
+        m[&format!(
+            "radmfa_upstream_answering{{group={group},server={}}}",
+            local(port)
+        )]
+    };
+    assert_eq!(answering("default", fr.signed), 1.0, "{m:?}");
+    assert_eq!(answering("branch", fr.other_secret), 1.0, "{m:?}");
+    assert_eq!(answering("stale", fr.signed), 0.0, "{m:?}");
+    // The default group still asks it first: its next login is answered at once.
+    let t = Instant::now();
+    assert_eq!(code(&login("127.0.0.1")), "Access-Accept");
+    assert!(
+        t.elapsed() < Duration::from_millis(250),
+        "{:?}",
+        t.elapsed()
+    );
+
+    let out = srv.cli(&["config", "check", "--connect"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(!out.status.success(), "the stale group fails:\n{text}");
+    for (line, verdict) in [
+        (format!("upstream {}:", local(fr.signed)), "ok "),
+        (
+            format!("upstream branch {}:", local(fr.other_secret)),
+            "ok ",
+        ),
+        (format!("upstream stale {}:", local(fr.signed)), "FAIL"),
+    ] {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with(verdict) && l.contains(&line)),
+            "{verdict} {line}\n{text}"
+        );
+    }
+    assert!(
+        text.contains("client \"branch-vpn\": ") && text.contains("[upstreams.branch]"),
+        "{text}"
+    );
+    assert!(
+        text.contains("warning: upstream spare: no [[client]] uses [upstreams.spare]"),
+        "{text}"
+    );
 }

@@ -33,18 +33,19 @@ pub async fn connect(cfg: &Config, user: Option<&str>) -> anyhow::Result<bool> {
             Err(e) => line(false, format!("ldap {}: {e}", s.url)),
         }
     }
-    if let Some(up) = &cfg.upstream {
-        use crate::auth::upstream::{probe, Answer, Health};
-        // A health of its own: names are looked up now, as the first login after a
-        // restart would.
-        let health = Health::default();
+    // A health of its own: names are looked up now, as the first login after a restart
+    // would.
+    let health = crate::auth::upstream::Health::default();
+    for up in &cfg.upstreams {
+        use crate::auth::upstream::{probe, Answer};
+        let label = up.label();
         for server in &up.servers {
             let t = std::time::Instant::now();
             let shown = match health.address(server, up.timeout).await {
                 Ok(addr) if addr.to_string() != server.name => format!("{server} (at {addr})"),
                 Ok(_) => server.to_string(),
                 Err(e) => {
-                    line(false, format!("upstream {server}: {e}"));
+                    line(false, format!("{label} {server}: {e}"));
                     continue;
                 }
             };
@@ -52,7 +53,7 @@ pub async fn connect(cfg: &Config, user: Option<&str>) -> anyhow::Result<bool> {
                 Ok(Answer::Reject) => line(
                     true,
                     format!(
-                        "upstream {shown}: rejected a made-up user in {} ms (reached; address, \
+                        "{label} {shown}: rejected a made-up user in {} ms (reached; address, \
                          secret and signing accepted)",
                         t.elapsed().as_millis()
                     ),
@@ -60,11 +61,11 @@ pub async fn connect(cfg: &Config, user: Option<&str>) -> anyhow::Result<bool> {
                 Ok(Answer::Accept(_)) => line(
                     false,
                     format!(
-                        "upstream {shown}: ACCEPTED a made-up user with a random password: \
+                        "{label} {shown}: ACCEPTED a made-up user with a random password: \
                          check its policies"
                     ),
                 ),
-                Err(e) => line(false, format!("upstream {shown}: {e}")),
+                Err(e) => line(false, format!("{label} {shown}: {e}")),
             }
         }
     }

@@ -169,7 +169,15 @@ fn longest_request(cfg: &Config, clients: &[ClientConfig]) -> Duration {
 }
 
 /// The sections a reload applies besides `[[client]]` and `[ldap]`: read per request.
-const POLICY: [&str; 6] = ["totp", "hotp", "challenge", "lockout", "audit", "upstream"];
+const POLICY: [&str; 7] = [
+    "totp",
+    "hotp",
+    "challenge",
+    "lockout",
+    "audit",
+    "upstream",
+    "upstreams",
+];
 
 /// A config file's top-level sections, as written, sorted by what a reload does with them.
 struct Sections {

@@ -5,6 +5,7 @@
 //! sees at a glance what each NAS gets, without reading every key.
 
 use crate::config::delivery::{ProviderFailure, VoiceMode};
+use crate::config::upstream::DEFAULT_GROUP;
 use crate::config::{ClientConfig, Config, NoFactorPolicy, OtpMode, Primary, StoreConfig};
 use crate::mfa::method::Method;
 
@@ -21,10 +22,11 @@ pub fn summary(cfg: &Config) -> Vec<String> {
         format!("store:  {store}"),
         format!("ldap:   {}", cfg.ldap.urls.join(", ")),
     ];
-    if let Some(u) = &cfg.upstream {
+    for u in &cfg.upstreams {
         let servers: Vec<String> = u.servers.iter().map(|s| s.to_string()).collect();
         let mut line = format!(
-            "upstream: {} ({} ms each",
+            "{}: {} ({} ms each",
+            u.label(),
             servers.join(", "),
             u.timeout.as_millis()
         );
@@ -66,9 +68,12 @@ fn client_line(cfg: &Config, c: &ClientConfig) -> String {
             }
             OtpMode::Inline { delimiter } => format!("password{delimiter}code in one field"),
         };
-        match c.primary {
+        match &c.primary {
             Primary::Ldap => mode,
-            Primary::Upstream => format!("{mode} (password checked upstream)"),
+            Primary::Upstream(g) if g == DEFAULT_GROUP => {
+                format!("{mode} (password checked upstream)")
+            }
+            Primary::Upstream(g) => format!("{mode} (password checked by [upstreams.{g}])"),
         }
     });
     // A method the server cannot deliver is offered to nobody: say so.
@@ -103,18 +108,33 @@ fn client_line(cfg: &Config, c: &ClientConfig) -> String {
 /// RADIUS exchange itself, or cannot work as set (upstream servers the deadline cuts off).
 pub fn warnings(cfg: &Config) -> Vec<String> {
     let mut out = Vec::new();
-    if let Some(u) = &cfg.upstream {
-        // The servers are asked one after the other; the request's deadline does not wait.
-        let shortest = cfg
+    for u in &cfg.upstreams {
+        let label = u.label();
+        let users: Vec<&ClientConfig> = cfg
             .clients
             .iter()
-            .filter(|c| c.primary == Primary::Upstream)
+            .filter(|c| matches!(&c.primary, Primary::Upstream(g) if *g == u.group))
+            .collect();
+        if users.is_empty() {
+            out.push(format!(
+                "{label}: no [[client]] uses {} (primary = \"upstream\"{})",
+                u.section(),
+                if u.group == DEFAULT_GROUP {
+                    String::new()
+                } else {
+                    format!(", upstream = {:?}", u.group)
+                }
+            ));
+        }
+        // The servers are asked one after the other; the request's deadline does not wait.
+        let shortest = users
+            .iter()
             .map(|c| c.factors.request_deadline(cfg.server.request_deadline))
             .min();
         let all = u.timeout * u.servers.len() as u32;
         if let Some(deadline) = shortest.filter(|d| all >= *d) {
             out.push(format!(
-                "upstream: {} server(s) x timeout_ms {} = {} ms, not less than the request \
+                "{label}: {} server(s) x timeout_ms {} = {} ms, not less than the request \
                  deadline of {} ms: a login still waiting for a server when the deadline \
                  comes is refused, and the last servers may never be asked",
                 u.servers.len(),
@@ -123,18 +143,13 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
                 deadline.as_millis()
             ));
         }
-    }
-    if cfg
-        .upstream
-        .as_ref()
-        .is_some_and(|u| !u.require_message_authenticator)
-    {
-        out.push(
-            "upstream: require_message_authenticator = false: a forged Access-Accept from the \
-             path to the upstream server passes the password check (BlastRADIUS, \
-             CVE-2024-3596); only for a server that cannot sign its replies"
-                .into(),
-        );
+        if !u.require_message_authenticator {
+            out.push(format!(
+                "{label}: require_message_authenticator = false: a forged Access-Accept from \
+                 the path to the upstream server passes the password check (BlastRADIUS, \
+                 CVE-2024-3596); only for a server that cannot sign its replies"
+            ));
+        }
     }
     for c in &cfg.clients {
         let mut warn = |what: String| out.push(format!("client {:?}: {what}", c.name));

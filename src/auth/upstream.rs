@@ -65,16 +65,16 @@ pub async fn check(
         )));
     }
     let mut failures = Vec::new();
-    for server in health.order(&cfg.servers) {
+    for server in health.order(&cfg.group, &cfg.servers) {
         match ask(cfg, health, server, c).await {
             Ok(answer) => {
-                if health.mark(server, None) {
+                if health.mark(&cfg.group, server, None) {
                     tracing::info!(%server, "upstream RADIUS server answers again");
                 }
                 return Ok(answer);
             }
             Err(Failure::NoAnswer(why)) => {
-                if health.mark(server, Some(cfg.dead_time)) {
+                if health.mark(&cfg.group, server, Some(cfg.dead_time)) {
                     tracing::warn!(
                         %server,
                         "upstream RADIUS server did not answer: {why}; asked after the \
@@ -198,6 +198,9 @@ async fn ask(
                 );
                 if ignored > 0 {
                     why.push_str(&format!("; {ignored} reply(s) ignored: {why_ignored}"));
+                    if why_ignored == NOT_SIGNED {
+                        why.push_str(&format!(" ({})", cfg.key("require_message_authenticator")));
+                    }
                     // A reply that does not verify is most often a secret that differs.
                     if why_ignored.starts_with("bad ") {
                         why.push_str(" (is the secret the same on both sides?)");
@@ -218,6 +221,9 @@ async fn ask(
     }
 }
 
+/// A reply refused for want of a Message-Authenticator; the message names the group's key.
+const NOT_SIGNED: &str = "no Message-Authenticator";
+
 fn verified(
     cfg: &UpstreamConfig,
     raw: &[u8],
@@ -233,7 +239,7 @@ fn verified(
     // the path could forge an Accept (BlastRADIUS, CVE-2024-3596).
     let signed = verify_reply_lenient(raw, authenticator, cfg.secret.expose())?;
     if cfg.require_message_authenticator && !signed {
-        return Err("no Message-Authenticator (upstream.require_message_authenticator)");
+        return Err(NOT_SIGNED);
     }
     Ok(reply)
 }
@@ -268,6 +274,7 @@ mod tests {
 
     fn cfg(require: bool) -> UpstreamConfig {
         UpstreamConfig {
+            group: "default".into(),
             servers: Vec::new(),
             secret: Secret::from("upstream-secret"),
             timeout: std::time::Duration::from_millis(100),
@@ -323,9 +330,10 @@ mod tests {
         work[4..20].copy_from_slice(&auth);
         let ra = crate::radius::crypto::response_authenticator(&work, b"upstream-secret");
         raw[4..20].copy_from_slice(&ra);
-        assert!(verified(&cfg(true), &raw, 9, &auth)
-            .unwrap_err()
-            .starts_with("no Message-Authenticator"));
+        assert_eq!(
+            verified(&cfg(true), &raw, 9, &auth).unwrap_err(),
+            NOT_SIGNED
+        );
         assert!(verified(&cfg(false), &raw, 9, &auth).is_ok());
     }
 

@@ -1,6 +1,7 @@
-//! What radmfa learns about its `[upstream]` servers between logins, kept by the
-//! application across reloads and keyed by the server's name in the file: which stopped
-//! answering (asked last until their dead time is over), and the address each DNS name
+//! What radmfa learns about its upstream servers between logins, kept by the application
+//! across reloads and keyed by the server's name in the file: which stopped answering
+//! (asked last until their dead time is over), per group, since a server may drop one
+//! group's requests (another secret) and answer another's; and the address each DNS name
 //! resolved to.
 
 use std::collections::HashMap;
@@ -17,8 +18,9 @@ pub const NAME_REFRESH: Duration = Duration::from_secs(60);
 
 #[derive(Default)]
 pub struct Health {
-    /// Servers whose last request went unanswered: when they go back to their place.
-    dead_until: Mutex<HashMap<String, Instant>>,
+    /// Per group, servers whose last request went unanswered: when they go back to their
+    /// place.
+    dead_until: Mutex<HashMap<String, HashMap<String, Instant>>>,
     names: Mutex<HashMap<String, Resolved>>,
 }
 
@@ -31,9 +33,16 @@ struct Resolved {
 
 impl Health {
     /// The servers in the order to try them: those not marked dead, then the dead ones.
-    pub(super) fn order<'a>(&self, servers: &'a [UpstreamServer]) -> Vec<&'a UpstreamServer> {
+    pub(super) fn order<'a>(
+        &self,
+        group: &str,
+        servers: &'a [UpstreamServer],
+    ) -> Vec<&'a UpstreamServer> {
         let now = Instant::now();
-        let dead = self.dead_until.lock().unwrap_or_else(|e| e.into_inner());
+        let all = self.dead_until.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(dead) = all.get(group) else {
+            return servers.iter().collect();
+        };
         let is_dead = |s: &&UpstreamServer| dead.get(&s.name).is_some_and(|t| *t > now);
         let (down, up): (Vec<_>, Vec<_>) = servers.iter().partition(is_dead);
         up.into_iter().chain(down).collect()
@@ -42,25 +51,35 @@ impl Health {
     /// Records an answer (`None`) or a silence (`Some(dead time)`); true if that changes
     /// whether the server is answering, which is worth a line in the log (once, not for
     /// every login of an outage).
-    pub(super) fn mark(&self, server: &UpstreamServer, dead_for: Option<Duration>) -> bool {
-        let mut dead = self.dead_until.lock().unwrap_or_else(|e| e.into_inner());
+    pub(super) fn mark(
+        &self,
+        group: &str,
+        server: &UpstreamServer,
+        dead_for: Option<Duration>,
+    ) -> bool {
+        let mut all = self.dead_until.lock().unwrap_or_else(|e| e.into_inner());
         match dead_for {
-            Some(d) => dead
+            Some(d) => all
+                .entry(group.to_string())
+                .or_default()
                 .insert(server.name.clone(), Instant::now() + d)
                 .is_none(),
-            None => dead.remove(&server.name).is_some(),
+            None => all
+                .get_mut(group)
+                .is_some_and(|dead| dead.remove(&server.name).is_some()),
         }
     }
 
     /// Did `server` answer the last time it was asked (or has it not been asked yet)? Unlike
     /// the order, this does not forget a failure when its dead time is over: only an answer
     /// clears it. For `/metrics`.
-    pub fn answering(&self, server: &UpstreamServer) -> bool {
+    pub fn answering(&self, group: &str, server: &UpstreamServer) -> bool {
         !self
             .dead_until
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .contains_key(&server.name)
+            .get(group)
+            .is_some_and(|dead| dead.contains_key(&server.name))
     }
 
     /// Where to send `server`'s requests: its address, or what its name resolved to within
@@ -180,21 +199,29 @@ mod tests {
             [b.name.clone(), a.name.clone()],
         );
         let h = Health::default();
-        assert_eq!(names(h.order(&both)), ab);
+        let g = "default";
+        assert_eq!(names(h.order(g, &both)), ab);
         assert!(
-            h.mark(&a, Some(Duration::from_secs(60))),
+            h.mark(g, &a, Some(Duration::from_secs(60))),
             "stopped answering"
         );
-        assert!(!h.mark(&a, Some(Duration::from_secs(60))), "still silent");
-        assert_eq!(names(h.order(&both)), ba);
-        assert!(!h.answering(&a) && h.answering(&b));
-        h.mark(&a, Some(Duration::ZERO));
-        assert_eq!(names(h.order(&both)), ab, "expired");
-        assert!(!h.answering(&a), "until it answers");
-        h.mark(&b, Some(Duration::from_secs(60)));
-        assert!(h.mark(&b, None), "answers again");
-        assert!(!h.mark(&b, None), "was answering");
-        assert_eq!(names(h.order(&both)), ab, "answered again");
+        assert!(
+            !h.mark(g, &a, Some(Duration::from_secs(60))),
+            "still silent"
+        );
+        assert_eq!(names(h.order(g, &both)), ba);
+        assert!(!h.answering(g, &a) && h.answering(g, &b));
+        // Another group's view of the same server is its own.
+        assert_eq!(names(h.order("branch", &both)), ab);
+        assert!(h.answering("branch", &a));
+        h.mark(g, &a, Some(Duration::ZERO));
+        assert_eq!(names(h.order(g, &both)), ab, "expired");
+        assert!(!h.answering(g, &a), "until it answers");
+        h.mark(g, &b, Some(Duration::from_secs(60)));
+        assert!(h.mark(g, &b, None), "answers again");
+        assert!(!h.mark(g, &b, None), "was answering");
+        assert!(!h.mark("branch", &b, None), "never marked in that group");
+        assert_eq!(names(h.order(g, &both)), ab, "answered again");
     }
 
     fn never(_: String, _: u16) -> std::future::Ready<Result<SocketAddr, String>> {

@@ -65,8 +65,9 @@ pub struct Config {
     pub radsec: Option<RadsecConfig>,
     /// Phone numbers, SMS, calls, providers, callback listener (issue 4).
     pub delivery: delivery::DeliveryConfig,
-    /// The upstream RADIUS server(s) for clients with `primary = "upstream"`.
-    pub upstream: Option<upstream::UpstreamConfig>,
+    /// The groups of upstream RADIUS servers for clients with `primary = "upstream"`:
+    /// `[upstream]` (group "default") first, then the `[upstreams.NAME]` groups.
+    pub upstreams: Vec<upstream::UpstreamConfig>,
     pub clients: Vec<ClientConfig>,
 }
 
@@ -181,13 +182,14 @@ pub enum OtpMode {
 
 /// What to do with a user who has no enrolled factor.
 /// Who checks a client's passwords.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Primary {
     /// A bind as the user in `[ldap]`.
     #[default]
     Ldap,
-    /// An Access-Request to `[upstream]`; the user's entry is still read from `[ldap]`.
-    Upstream,
+    /// An Access-Request to this group of upstream servers (`"default"`: `[upstream]`);
+    /// the user's entry is still read from `[ldap]`.
+    Upstream(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -263,5 +265,10 @@ impl Config {
             }
         })?;
         validate::validate(raw, origin)
+    }
+
+    /// The upstream group `group` names (`"default"`: `[upstream]`).
+    pub fn upstream_group(&self, group: &str) -> Option<&upstream::UpstreamConfig> {
+        self.upstreams.iter().find(|u| u.group == group)
     }
 }

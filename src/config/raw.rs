@@ -41,6 +41,9 @@ pub struct RawConfig {
     pub callbacks: Option<super::raw_delivery::RawCallbacks>,
     #[serde(default)]
     pub upstream: Option<super::upstream::RawUpstream>,
+    /// Named groups of upstream servers, `[upstreams.NAME]`, for clients with `upstream = NAME`.
+    #[serde(default)]
+    pub upstreams: std::collections::BTreeMap<String, super::upstream::RawUpstream>,
     #[serde(default, rename = "client")]
     pub clients: Vec<RawClient>,
 }
@@ -333,6 +336,9 @@ pub struct RawClient {
     /// Who checks the password: "ldap" (the default) or "upstream" (`[upstream]`).
     #[serde(default = "default_primary")]
     pub primary: String,
+    /// With `primary = "upstream"`: which `[upstreams.NAME]` group; default `[upstream]`.
+    #[serde(default)]
+    pub upstream: Option<String>,
     #[serde(default = "default_otp_mode")]
     pub otp_mode: String,
     #[serde(default = "default_delimiter")]

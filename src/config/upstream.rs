@@ -64,8 +64,14 @@ impl std::fmt::Display for UpstreamServer {
     }
 }
 
+/// The group name of `[upstream]`; `[upstreams.NAME]` are the others.
+pub const DEFAULT_GROUP: &str = "default";
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamConfig {
+    /// `"default"` for `[upstream]`, NAME for `[upstreams.NAME]`: what a client's
+    /// `upstream` key names, and the `/metrics` label.
+    pub group: String,
     /// Tried in this order; one that did not answer goes last for `dead_time`.
     pub servers: Vec<UpstreamServer>,
     pub secret: Secret,
@@ -80,10 +86,74 @@ pub struct UpstreamConfig {
     pub pass_through: Vec<(String, AttrKey)>,
 }
 
-pub(super) fn upstream_config(
+impl UpstreamConfig {
+    /// The section as written in the file: `[upstream]` or `[upstreams.NAME]`.
+    pub fn section(&self) -> String {
+        format!("[{}]", section_key(&self.group))
+    }
+
+    /// A key of the group's section, as error messages name keys: `upstream.timeout_ms`.
+    pub fn key(&self, key: &str) -> String {
+        format!("{}.{key}", section_key(&self.group))
+    }
+
+    /// How `config check` and the log call the group: `upstream`, or `upstream NAME`.
+    pub fn label(&self) -> String {
+        if self.group == DEFAULT_GROUP {
+            "upstream".into()
+        } else {
+            format!("upstream {}", self.group)
+        }
+    }
+}
+
+/// The dotted key of a group's section: `upstream` or `upstreams.NAME`.
+fn section_key(group: &str) -> String {
+    if group == DEFAULT_GROUP {
+        "upstream".into()
+    } else {
+        format!("upstreams.{group}")
+    }
+}
+
+/// `[upstream]` and the `[upstreams.NAME]` groups, in that order.
+pub(super) fn upstream_groups(
+    default: Option<RawUpstream>,
+    named: std::collections::BTreeMap<String, RawUpstream>,
+    base: &Path,
+) -> Result<Vec<UpstreamConfig>, ConfigError> {
+    let mut groups = Vec::new();
+    if let Some(raw) = default {
+        groups.push(upstream_config(DEFAULT_GROUP, raw, base)?);
+    }
+    for (name, raw) in named {
+        // The name goes into log lines and a Prometheus label as it is.
+        let plain = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !plain || name == DEFAULT_GROUP {
+            return Err(ConfigError::invalid(
+                format!("upstreams.{name}"),
+                format!(
+                    "a group name is 1 to 64 letters, digits, '-' or '_', and not \
+                     {DEFAULT_GROUP:?} (that is [upstream])"
+                ),
+            ));
+        }
+        groups.push(upstream_config(&name, raw, base)?);
+    }
+    Ok(groups)
+}
+
+fn upstream_config(
+    group: &str,
     raw: RawUpstream,
     base: &Path,
 ) -> Result<UpstreamConfig, ConfigError> {
+    let section = section_key(group);
+    let key = |k: &str| format!("{section}.{k}");
     let RawUpstream {
         servers,
         secret,
@@ -96,7 +166,7 @@ pub(super) fn upstream_config(
     } = raw;
     if servers.is_empty() {
         return Err(ConfigError::invalid(
-            "upstream.servers",
+            key("servers"),
             "must list at least one server (\"address:port\")",
         ));
     }
@@ -104,34 +174,34 @@ pub(super) fn upstream_config(
         .iter()
         .enumerate()
         .map(|(i, s)| {
-            server(s).map_err(|why| ConfigError::invalid(format!("upstream.servers[{i}]"), why))
+            server(s).map_err(|why| ConfigError::invalid(format!("{section}.servers[{i}]"), why))
         })
         .collect::<Result<Vec<_>, _>>()?;
     for (i, s) in servers.iter().enumerate() {
         if servers[..i].iter().any(|t| t.name == s.name) {
             return Err(ConfigError::invalid(
-                format!("upstream.servers[{i}]"),
+                format!("{section}.servers[{i}]"),
                 format!("{} is listed twice", s.name),
             ));
         }
     }
-    let secret = shared_secret("upstream.secret", secret, secret_file, base)?;
+    let secret = shared_secret(&key("secret"), secret, secret_file, base)?;
     if !(100..=10_000).contains(&timeout_ms) {
         return Err(ConfigError::invalid(
-            "upstream.timeout_ms",
+            key("timeout_ms"),
             format!("{timeout_ms} is outside 100..=10000"),
         ));
     }
     if dead_time_secs > 3600 {
         return Err(ConfigError::invalid(
-            "upstream.dead_time_secs",
+            key("dead_time_secs"),
             format!("{dead_time_secs} is more than 3600"),
         ));
     }
     if let Some(n) = &nas_identifier {
         if n.is_empty() || n.len() > 253 {
             return Err(ConfigError::invalid(
-                "upstream.nas_identifier",
+                key("nas_identifier"),
                 "must be 1 to 253 characters",
             ));
         }
@@ -142,12 +212,13 @@ pub(super) fn upstream_config(
         .map(|(i, name)| match AttrKey::by_name(&name) {
             Ok(key) => Ok((name.trim().to_string(), key)),
             Err(e) => Err(ConfigError::invalid(
-                format!("upstream.pass_through[{i}]"),
+                format!("{section}.pass_through[{i}]"),
                 e,
             )),
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(UpstreamConfig {
+        group: group.to_string(),
         servers,
         secret,
         timeout: Duration::from_millis(timeout_ms),

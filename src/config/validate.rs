@@ -7,6 +7,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 use super::raw::*;
+use super::upstream::DEFAULT_GROUP;
 use super::validate_ldap::ldap_settings;
 use super::validate_store::store_config;
 use super::*;
@@ -32,21 +33,29 @@ pub fn validate(raw: RawConfig, origin: &Path) -> Result<Config, ConfigError> {
         http_sms,
         callbacks,
         upstream,
+        upstreams,
         clients,
     } = raw;
     let base = origin.parent().unwrap_or(Path::new("."));
     let server = server_config(server)?;
     let mut store = store_config(store, base, server.request_deadline)?;
     let clients = client_configs(clients, base)?;
-    let upstream = upstream
-        .map(|u| super::upstream::upstream_config(u, base))
-        .transpose()?;
-    if upstream.is_none() {
-        if let Some(i) = clients.iter().position(|c| c.primary == Primary::Upstream) {
-            return Err(ConfigError::invalid(
-                format!("client[{i}].primary"),
-                "\"upstream\" needs an [upstream] section naming the server(s)",
-            ));
+    let upstreams = super::upstream::upstream_groups(upstream, upstreams, base)?;
+    for (i, c) in clients.iter().enumerate() {
+        if let Primary::Upstream(group) = &c.primary {
+            if !upstreams.iter().any(|u| &u.group == group) {
+                return Err(if group == DEFAULT_GROUP {
+                    ConfigError::invalid(
+                        format!("client[{i}].primary"),
+                        "\"upstream\" needs an [upstream] section naming the server(s)",
+                    )
+                } else {
+                    ConfigError::invalid(
+                        format!("client[{i}].upstream"),
+                        format!("there is no [upstreams.{group}] section"),
+                    )
+                });
+            }
         }
     }
     let longest_request = clients
@@ -82,7 +91,7 @@ pub fn validate(raw: RawConfig, origin: &Path) -> Result<Config, ConfigError> {
             },
             base,
         )?,
-        upstream,
+        upstreams,
         clients,
     })
 }
@@ -535,6 +544,7 @@ fn client_configs(raw: Vec<RawClient>, base: &Path) -> Result<Vec<ClientConfig>,
             secret_file,
             require_message_authenticator,
             primary,
+            upstream,
             otp_mode,
             inline_delimiter,
             no_factor,
@@ -590,21 +600,28 @@ fn client_configs(raw: Vec<RawClient>, base: &Path) -> Result<Vec<ClientConfig>,
                 ))
             }
         };
-        let primary =
-            match primary.as_str() {
-                "ldap" => Primary::Ldap,
-                "upstream" if second_factor_only => return Err(ConfigError::invalid(
+        let primary = match (primary.as_str(), upstream) {
+            ("upstream", _) if second_factor_only => {
+                return Err(ConfigError::invalid(
                     key("primary"),
                     "\"upstream\" checks a password, and a second_factor_only client sends none",
-                )),
-                "upstream" => Primary::Upstream,
-                other => {
-                    return Err(ConfigError::invalid(
-                        key("primary"),
-                        format!("{other:?} is not one of \"ldap\", \"upstream\""),
-                    ))
-                }
-            };
+                ))
+            }
+            ("upstream", group) => Primary::Upstream(group.unwrap_or_else(|| DEFAULT_GROUP.into())),
+            ("ldap", Some(_)) => {
+                return Err(ConfigError::invalid(
+                    key("upstream"),
+                    "names a group of upstream servers, for primary = \"upstream\" only",
+                ))
+            }
+            ("ldap", None) => Primary::Ldap,
+            (other, _) => {
+                return Err(ConfigError::invalid(
+                    key("primary"),
+                    format!("{other:?} is not one of \"ldap\", \"upstream\""),
+                ))
+            }
+        };
         let no_factor = match no_factor.as_str() {
             "reject" => NoFactorPolicy::Reject,
             "allow" => NoFactorPolicy::Allow,

@@ -17,9 +17,9 @@ pub async fn check(
     user: &str,
     password: &Secret,
 ) -> Result<PrimaryOutcome, Fault> {
-    match ctx.client.primary {
+    match &ctx.client.primary {
         Primary::Ldap => Ok(app.primary().authenticate(user, password).await?),
-        Primary::Upstream => Box::pin(by_upstream(app, req, user, password)).await,
+        Primary::Upstream(group) => Box::pin(by_upstream(app, req, group, user, password)).await,
     }
 }
 
@@ -28,6 +28,7 @@ pub async fn check(
 async fn by_upstream(
     app: &AppState,
     req: &Request,
+    group: &str,
     user: &str,
     password: &Secret,
 ) -> Result<PrimaryOutcome, Fault> {
@@ -36,10 +37,10 @@ async fn by_upstream(
         return Ok(PrimaryOutcome::Denied(Denial::EmptyPassword));
     }
     let cfg = app.config();
-    // Checked when the file is read; a reload cannot remove the section under a client
-    // that uses it either, so this is only a guard.
-    let Some(upstream_cfg) = cfg.upstream.as_ref() else {
-        return Err(AuthError::Upstream("no [upstream] section".into()).into());
+    // Checked when the file is read; only a request that took its client from the old
+    // table and the configuration from a reloaded file can miss it (refused, never let in).
+    let Some(upstream_cfg) = cfg.upstream_group(group) else {
+        return Err(AuthError::Upstream(format!("no upstream group {group:?}")).into());
     };
     // The name as the user typed it: the upstream server may want the domain radmfa strips.
     let typed = req.user_name().unwrap_or_else(|| user.to_string());

@@ -26,22 +26,29 @@ async fn metrics(State(app): State<Arc<AppState>>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, CONTENT_TYPE)], text)
 }
 
-/// One sample per `[upstream]` server in the configuration now: 0 while its last request
-/// went unanswered, worth an alert (the next server is carrying the logins, or none is).
+/// One sample per upstream server of each group in the configuration now: 0 while its last
+/// request went unanswered, worth an alert (the next server is carrying the logins, or none
+/// is).
 fn upstream_answering(app: &AppState, out: &mut String) {
     use std::fmt::Write;
     let cfg = app.config();
-    let Some(upstream) = &cfg.upstream else {
+    if cfg.upstreams.is_empty() {
         return;
-    };
+    }
     let _ = writeln!(
         out,
         "# HELP radmfa_upstream_answering 1 if the upstream RADIUS server answered the last \
          request sent to it (or has not been asked yet), 0 if that request went unanswered.\n\
          # TYPE radmfa_upstream_answering gauge"
     );
-    for server in &upstream.servers {
-        let up = u8::from(app.upstream_health.answering(server));
-        let _ = writeln!(out, "radmfa_upstream_answering{{server=\"{server}\"}} {up}");
+    for group in &cfg.upstreams {
+        for server in &group.servers {
+            let up = u8::from(app.upstream_health.answering(&group.group, server));
+            let _ = writeln!(
+                out,
+                "radmfa_upstream_answering{{group=\"{}\",server=\"{server}\"}} {up}",
+                group.group
+            );
+        }
     }
 }
