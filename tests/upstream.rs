@@ -108,6 +108,20 @@ fn send(
     pyrad(srv.port(), SECRET, &args)
 }
 
+/// A client whose passwords go upstream, with password and code in one field.
+const INLINE_UPSTREAM: &str = "primary = \"upstream\"\notp_mode = \"inline\"";
+
+/// alice's inline login from `bind`: `password,code`, with a fresh code each time.
+fn inline_login(srv: &Server, bind: &str, password: &str, codes: &FreshCodes) -> serde_json::Value {
+    send(
+        srv,
+        bind,
+        "alice",
+        &format!("{password},{}", codes.next()),
+        None,
+    )
+}
+
 fn code(v: &serde_json::Value) -> &str {
     v["code"].as_str().unwrap()
 }
@@ -134,11 +148,7 @@ fn the_upstream_server_checks_the_password_and_its_attributes_reach_the_nas() {
     );
     let clients = [
         client("vpn", "127.0.0.1", "primary = \"upstream\""),
-        client(
-            "inline-vpn",
-            "127.0.0.2",
-            "primary = \"upstream\"\notp_mode = \"inline\"",
-        ),
+        client("inline-vpn", "127.0.0.2", INLINE_UPSTREAM),
         client("ldap-vpn", "127.0.0.3", ""),
     ];
     let srv = start(&slapd, &sections, &clients);
@@ -146,13 +156,7 @@ fn the_upstream_server_checks_the_password_and_its_attributes_reach_the_nas() {
     let policy_hex = hex(b"nps-vpn-policy");
 
     // Inline: the upstream password with the code.
-    let r = send(
-        &srv,
-        "127.0.0.2",
-        "alice",
-        &format!("{ALICE_UP},{}", codes.next()),
-        None,
-    );
+    let r = inline_login(&srv, "127.0.0.2", ALICE_UP, &codes);
     assert_eq!(code(&r), "Access-Accept", "{r}");
     assert_eq!(
         attribute(&r, "Class"),
@@ -185,13 +189,7 @@ fn the_upstream_server_checks_the_password_and_its_attributes_reach_the_nas() {
     }
 
     // The directory's password is not the upstream's: refused, and said why.
-    let r = send(
-        &srv,
-        "127.0.0.2",
-        "alice",
-        &format!("{ALICE_PW},{}", codes.next()),
-        None,
-    );
+    let r = inline_login(&srv, "127.0.0.2", ALICE_PW, &codes);
     assert_eq!(code(&r), "Access-Reject", "{r}");
     let rec = newest(&srv, "alice");
     assert!(
@@ -271,22 +269,10 @@ fn unsafe_or_missing_answers_refuse_and_a_dead_server_is_skipped() {
             "\n[metrics]\nlisten = \"127.0.0.1:0\"\n{}",
             upstream_section(&[local(fr.unsigned)], quick)
         ),
-        &[client(
-            "vpn",
-            "127.0.0.1",
-            "primary = \"upstream\"\notp_mode = \"inline\"",
-        )],
+        &[client("vpn", "127.0.0.1", INLINE_UPSTREAM)],
     );
     let codes = FreshCodes::new(srv.enroll("alice", &[]));
-    let login = || {
-        send(
-            &srv,
-            "127.0.0.1",
-            "alice",
-            &format!("{ALICE_UP},{}", codes.next()),
-            None,
-        )
-    };
+    let login = || inline_login(&srv, "127.0.0.1", ALICE_UP, &codes);
     let refused_because = |why: &str| {
         let r = login();
         assert_eq!(code(&r), "Access-Reject", "{r}");
@@ -492,20 +478,10 @@ fn a_lost_request_is_sent_again() {
     let srv = start(
         &slapd,
         &upstream_section(&[local(relay.port)], "timeout_ms = 1000"),
-        &[client(
-            "vpn",
-            "127.0.0.1",
-            "primary = \"upstream\"\notp_mode = \"inline\"",
-        )],
+        &[client("vpn", "127.0.0.1", INLINE_UPSTREAM)],
     );
     let codes = FreshCodes::new(srv.enroll("alice", &[]));
-    let r = send(
-        &srv,
-        "127.0.0.1",
-        "alice",
-        &format!("{ALICE_UP},{}", codes.next()),
-        None,
-    );
+    let r = inline_login(&srv, "127.0.0.1", ALICE_UP, &codes);
     assert_eq!(code(&r), "Access-Accept", "{r}");
     assert_eq!(
         relay.seen(),
@@ -534,28 +510,12 @@ fn a_server_given_by_name_is_looked_up() {
     let srv = start(
         &slapd,
         &upstream_section(std::slice::from_ref(&name), ""),
-        &[client(
-            "vpn",
-            "127.0.0.1",
-            "primary = \"upstream\"\notp_mode = \"inline\"",
-        )],
+        &[client("vpn", "127.0.0.1", INLINE_UPSTREAM)],
     );
     let codes = FreshCodes::new(srv.enroll("alice", &[]));
-    let r = send(
-        &srv,
-        "127.0.0.1",
-        "alice",
-        &format!("{ALICE_UP},{}", codes.next()),
-        None,
-    );
+    let r = inline_login(&srv, "127.0.0.1", ALICE_UP, &codes);
     assert_eq!(code(&r), "Access-Accept", "{r}\n{}", srv.log());
-    let r = send(
-        &srv,
-        "127.0.0.1",
-        "alice",
-        &format!("{ALICE_PW},{}", codes.next()),
-        None,
-    );
+    let r = inline_login(&srv, "127.0.0.1", ALICE_PW, &codes);
     assert_eq!(code(&r), "Access-Reject", "the directory's password: {r}");
 
     let out = srv.cli(&["config", "check", "--connect"]);
@@ -594,34 +554,25 @@ fn each_client_asks_its_own_group_of_servers() {
         // The default group's server, with a secret it does not know: it stays silent.
         group("stale", fr.signed, BRANCH_SECRET),
     ) + &group("spare", fr.signed, UPSTREAM_SECRET);
-    let inline = "otp_mode = \"inline\"\nprimary = \"upstream\"";
     let srv = start(
         &slapd,
         &sections,
         &[
-            client("vpn", "127.0.0.1", inline),
+            client("vpn", "127.0.0.1", INLINE_UPSTREAM),
             client(
                 "branch-vpn",
                 "127.0.0.2",
-                &format!("{inline}\nupstream = \"branch\""),
+                &format!("{INLINE_UPSTREAM}\nupstream = \"branch\""),
             ),
             client(
                 "old-vpn",
                 "127.0.0.3",
-                &format!("{inline}\nupstream = \"stale\""),
+                &format!("{INLINE_UPSTREAM}\nupstream = \"stale\""),
             ),
         ],
     );
     let codes = FreshCodes::new(srv.enroll("alice", &[]));
-    let login = |bind: &str| {
-        send(
-            &srv,
-            bind,
-            "alice",
-            &format!("{ALICE_UP},{}", codes.next()),
-            None,
-        )
-    };
+    let login = |bind: &str| inline_login(&srv, bind, ALICE_UP, &codes);
     assert_eq!(code(&login("127.0.0.1")), "Access-Accept");
     let r = login("127.0.0.2");
     assert_eq!(code(&r), "Access-Accept", "{r}\n{}", srv.log());
