@@ -27,8 +27,10 @@ pub struct Health {
 struct Resolved {
     addr: SocketAddr,
     fresh_until: Instant,
-    /// A login is looking the name up again; the others use `addr` meanwhile.
-    refreshing: bool,
+    /// When a login started looking the name up again; the others use `addr` meanwhile.
+    /// A time, not a flag: that login may be cancelled (its deadline) mid-lookup, and the
+    /// next one after its wait must try again.
+    refreshing_since: Option<Instant>,
 }
 
 impl Health {
@@ -112,9 +114,14 @@ impl Health {
         let stale = {
             let mut names = self.names.lock().unwrap_or_else(|e| e.into_inner());
             match names.get_mut(&server.name) {
-                Some(r) if r.fresh_until > Instant::now() || r.refreshing => return Ok(r.addr),
+                Some(r)
+                    if r.fresh_until > Instant::now()
+                        || r.refreshing_since.is_some_and(|t| t.elapsed() < wait) =>
+                {
+                    return Ok(r.addr)
+                }
                 Some(r) => {
-                    r.refreshing = true;
+                    r.refreshing_since = Some(Instant::now());
                     Some(r.addr)
                 }
                 None => None,
@@ -138,7 +145,7 @@ impl Health {
                     Resolved {
                         addr,
                         fresh_until: Instant::now() + NAME_REFRESH,
-                        refreshing: false,
+                        refreshing_since: None,
                     },
                 );
                 Ok(addr)
@@ -150,7 +157,7 @@ impl Health {
                     Resolved {
                         addr: old,
                         fresh_until: Instant::now() + NAME_REFRESH,
-                        refreshing: false,
+                        refreshing_since: None,
                     },
                 );
                 Ok(old)
@@ -287,15 +294,23 @@ mod tests {
         let got = h.address_with(&nps, wait, |_, _| async { Ok(at(6)) }).await;
         assert_eq!(got, Ok(at(6)));
 
-        // While one login looks the name up, the others use the last address.
+        // While one login looks the name up, the others use the last address; if that
+        // login never finishes (cancelled by its deadline), the next one after its wait
+        // looks again.
         expire(&h);
-        h.names
-            .lock()
-            .unwrap()
-            .get_mut(&nps.name)
-            .unwrap()
-            .refreshing = true;
+        let started = |h: &Health, ago: Duration| {
+            h.names
+                .lock()
+                .unwrap()
+                .get_mut(&nps.name)
+                .unwrap()
+                .refreshing_since = Some(Instant::now() - ago);
+        };
+        started(&h, Duration::ZERO);
         assert_eq!(h.address_with(&nps, wait, never).await, Ok(at(6)));
+        started(&h, wait);
+        let got = h.address_with(&nps, wait, |_, _| async { Ok(at(7)) }).await;
+        assert_eq!(got, Ok(at(7)));
 
         // An address is used as it is.
         let lit = addr("127.0.0.1:7", 7);
