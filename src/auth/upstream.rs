@@ -69,20 +69,25 @@ pub async fn check(
         match ask(cfg, health, server, c).await {
             Ok(answer) => {
                 if health.mark(&cfg.group, server, None) {
-                    tracing::info!(%server, "upstream RADIUS server answers again");
+                    tracing::info!(group = %cfg.group, %server, "upstream RADIUS server answers again");
                 }
                 return Ok(answer);
             }
             Err(Failure::NoAnswer(why)) => {
                 if health.mark(&cfg.group, server, Some(cfg.dead_time)) {
                     tracing::warn!(
+                        group = %cfg.group,
                         %server,
                         "upstream RADIUS server did not answer: {why}; asked after the \
                          others for the next {} s",
                         cfg.dead_time.as_secs()
                     );
                 } else {
-                    tracing::debug!(%server, "upstream RADIUS server still not answering: {why}");
+                    tracing::debug!(
+                        group = %cfg.group,
+                        %server,
+                        "upstream RADIUS server still not answering: {why}"
+                    );
                 }
                 failures.push(format!("{server}: {why}"));
             }
@@ -91,8 +96,10 @@ pub async fn check(
             }
         }
     }
+    // "no upstream server answered", or "no upstream branch server answered".
     Err(AuthError::Upstream(format!(
-        "no upstream server answered ({})",
+        "no {} server answered ({})",
+        cfg.label(),
         failures.join("; ")
     )))
 }

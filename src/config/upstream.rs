@@ -97,7 +97,7 @@ impl UpstreamConfig {
         format!("{}.{key}", section_key(&self.group))
     }
 
-    /// How `config check` and the log call the group: `upstream`, or `upstream NAME`.
+    /// How `config check` and audit reasons call the group: `upstream`, or `upstream NAME`.
     pub fn label(&self) -> String {
         if self.group == DEFAULT_GROUP {
             "upstream".into()
