@@ -65,7 +65,8 @@ pub async fn connect(cfg: &Config, user: Option<&str>) -> anyhow::Result<bool> {
                          check its policies"
                     ),
                 ),
-                Err(e) => line(false, format!("{label} {shown}: {e}")),
+                // The error says where a name led.
+                Err(e) => line(false, format!("{label} {server}: {e}")),
             }
         }
     }

@@ -147,9 +147,9 @@ async fn ask(
         .await
         .map_err(Failure::NoAnswer)?;
     // For a name, failures say where it led.
-    let at = match server.host {
-        UpstreamHost::Addr(_) => String::new(),
-        UpstreamHost::Name(..) => format!(" (at {addr})"),
+    let (at, from) = match server.host {
+        UpstreamHost::Addr(_) => (String::new(), String::new()),
+        UpstreamHost::Name(..) => (format!(" at {addr}"), format!(" from {addr}")),
     };
     let io = |e: std::io::Error| {
         Failure::NoAnswer(if e.kind() == std::io::ErrorKind::ConnectionRefused {
@@ -199,7 +199,7 @@ async fn ask(
                 // A server also stays silent to a request whose secret or source address
                 // it does not know (FreeRADIUS and NPS drop those).
                 let mut why = format!(
-                    "no reply{at} within {} ms, sent twice (down, or not configured for this \
+                    "no reply{from} within {} ms, sent twice (down, or not configured for this \
                      address and secret)",
                     cfg.timeout.as_millis()
                 );
