@@ -7,7 +7,7 @@ mod common;
 use std::os::unix::process::CommandExt;
 use std::time::{Duration, Instant};
 
-use common::peers::{now, pyrad, radclient, totp};
+use common::peers::{now, pyrad, radclient, reveals, totp};
 use common::radmfa::{Follower, Nas, Options, Server, SECRET};
 use common::slapd::{LdapUser, Slapd};
 use radmfa::radius::client::{parse_reply, AccessRequestBuilder};
@@ -1194,8 +1194,19 @@ fn no_secret_in_logs_at_debug_level() {
         ("LDAP bind password", "adminpw"),
         ("State", state.as_str()),
     ] {
-        assert!(!log.contains(s), "{what} appears in the log/audit output");
+        assert!(!reveals(&log, s), "{what} appears in the log/audit output");
     }
+}
+
+#[test]
+fn a_code_counts_in_a_log_only_as_a_number_of_its_own() {
+    assert!(reveals("code=314159 ok", "314159"));
+    assert!(reveals("\"password\":\"314159\"", "314159"));
+    assert!(reveals("314159", "314159"));
+    assert!(!reveals("2026-12-01T14:30:31.314159Z DEBUG", "314159"));
+    assert!(!reveals("\"time\":1796314159,", "314159"));
+    assert!(!reveals("latency 13141590", "314159"));
+    assert!(reveals("alice-password here", "alice-password"));
 }
 
 #[test]

@@ -206,3 +206,19 @@ impl FreshCodes {
         totp(&self.seed, now() + 30 * k, &[])
     }
 }
+
+/// Whether `needle` is in `log`. A code (digits only) counts only as a number of its own:
+/// six digits turn up by chance inside longer numbers (epoch times in the audit) and as a
+/// timestamp's microseconds (`14:30:31.314159Z`), and CI once failed on such a match.
+pub fn reveals(log: &str, needle: &str) -> bool {
+    if !needle.bytes().all(|b| b.is_ascii_digit()) {
+        return log.contains(needle);
+    }
+    let bytes = log.as_bytes();
+    log.match_indices(needle).any(|(i, _)| {
+        let before = i.checked_sub(1).map(|j| bytes[j]);
+        let after = bytes.get(i + needle.len()).copied();
+        !before.is_some_and(|b| b.is_ascii_digit() || b == b'.')
+            && !after.is_some_and(|b| b.is_ascii_digit())
+    })
+}
