@@ -193,10 +193,10 @@ fn the_upstream_server_checks_the_password_and_its_attributes_reach_the_nas() {
     assert_eq!(code(&r), "Access-Reject", "{r}");
     let rec = newest(&srv, "alice");
     assert!(
-        rec["reason"]
-            .as_str()
-            .unwrap()
-            .contains("rejected by the upstream RADIUS server"),
+        rec["reason"].as_str().unwrap().contains(&format!(
+            "rejected by the upstream RADIUS server {}",
+            local(fr.signed)
+        )),
         "{rec}"
     );
 

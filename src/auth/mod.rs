@@ -45,8 +45,8 @@ pub enum Denial {
     AmbiguousUser,
     /// Active Directory said why (sub-code from the bind error text).
     Directory(ad_codes::AdReason),
-    /// The upstream RADIUS server answered Access-Reject.
-    UpstreamReject,
+    /// This upstream RADIUS server (its name in the file) answered Access-Reject.
+    UpstreamReject(String),
     /// The upstream server accepted the password, but the directory has no such user.
     NotInDirectory,
 }
@@ -60,7 +60,11 @@ impl Denial {
             Denial::BadPassword => "bad password".into(),
             Denial::AmbiguousUser => "user filter matched several entries".into(),
             Denial::Directory(r) => r.to_string(),
-            Denial::UpstreamReject => "rejected by the upstream RADIUS server".into(),
+            // Which server: its own log says why, and with several, the admin must know
+            // whose log to read.
+            Denial::UpstreamReject(server) => {
+                format!("rejected by the upstream RADIUS server {server}")
+            }
             Denial::NotInDirectory => {
                 "password accepted upstream, but the user is not in the directory".into()
             }

@@ -51,14 +51,14 @@ pub struct Check<'a> {
     pub forwarded: Vec<(u8, Vec<u8>)>,
 }
 
-/// Asks the servers in turn until one answers Accept or Reject. No answer from any of them,
-/// or an Access-Challenge (radmfa does not relay the upstream's own prompts), is an error:
-/// the request is rejected, never accepted.
-pub async fn check(
-    cfg: &UpstreamConfig,
+/// Asks the servers in turn until one answers Accept or Reject, and says which one did. No
+/// answer from any of them, or an Access-Challenge (radmfa does not relay the upstream's own
+/// prompts), is an error: the request is rejected, never accepted.
+pub async fn check<'a>(
+    cfg: &'a UpstreamConfig,
     health: &Health,
     c: &Check<'_>,
-) -> Result<Answer, AuthError> {
+) -> Result<(Answer, &'a UpstreamServer), AuthError> {
     if c.password.len() > MAX_PASSWORD {
         return Err(AuthError::Upstream(format!(
             "the password is longer than the {MAX_PASSWORD} octets RADIUS can carry"
@@ -71,7 +71,7 @@ pub async fn check(
                 if health.mark(&cfg.group, server, None) {
                     tracing::info!(group = %cfg.group, %server, "upstream RADIUS server answers again");
                 }
-                return Ok(answer);
+                return Ok((answer, server));
             }
             Err(Failure::NoAnswer(why)) => {
                 if health.mark(&cfg.group, server, Some(cfg.dead_time)) {

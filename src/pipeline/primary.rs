@@ -54,8 +54,10 @@ async fn by_upstream(
             .collect(),
     };
     match upstream::check(upstream_cfg, &app.upstream_health, &check).await? {
-        Answer::Reject => Ok(PrimaryOutcome::Denied(Denial::UpstreamReject)),
-        Answer::Accept(granted) => Ok(match app.primary().lookup(user).await? {
+        (Answer::Reject, server) => Ok(PrimaryOutcome::Denied(Denial::UpstreamReject(
+            server.name.clone(),
+        ))),
+        (Answer::Accept(granted), _) => Ok(match app.primary().lookup(user).await? {
             Some(mut info) => {
                 info.granted = granted;
                 PrimaryOutcome::Accepted(info)
