@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
-use crate::auth::{LdapAuth, PrimaryAuth};
+use crate::auth::PrimaryAuth;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, StoreConfig};
 use crate::server::clients::ClientTable;
@@ -42,8 +42,7 @@ impl AppState {
     /// Builds the production backends (LDAP, the configured store, the system clock).
     pub async fn build(config: Config) -> anyhow::Result<Arc<AppState>> {
         let store = open_store(&config.store).await?;
-        let primary: Arc<dyn PrimaryAuth> =
-            Arc::new(LdapAuth::new(config.ldap.clone()).context("setting up LDAP")?);
+        let primary = crate::auth::directory(config.ldap.as_ref()).context("setting up LDAP")?;
         Ok(Self::from_parts(
             config,
             primary,

@@ -191,7 +191,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             // What `serve` builds from the files before it listens: a file that exists but
             // cannot be used (a key file without a key, a CA file without certificates)
             // fails the check now, not the next restart.
-            crate::auth::LdapAuth::new(cfg.ldap.clone()).context("[ldap]")?;
+            crate::auth::directory(cfg.ldap.as_ref()).context("[ldap]")?;
             if let Some(r) = &cfg.radsec {
                 crate::server::radsec::Acceptors::new(r)?;
             }

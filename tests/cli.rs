@@ -167,7 +167,19 @@ fn config_check_reports_valid_and_invalid_files() {
     std::fs::write(&bad, "[server]\nlisten = [\"nowhere\"]\n").unwrap();
     let (ok, _, err) = run(&bad, &["config", "check"]);
     assert!(!ok);
-    assert!(err.contains("ldap"), "missing [ldap] named: {err}");
+    assert!(err.contains("server.listen[0]"), "the bad key named: {err}");
+    // A client that needs the directory, and no [ldap].
+    std::fs::write(
+        &bad,
+        "[[client]]\nname = \"nas\"\naddress = \"127.0.0.1\"\nsecret = \"0123456789abcdef\"\n",
+    )
+    .unwrap();
+    let (ok, _, err) = run(&bad, &["config", "check"]);
+    assert!(!ok);
+    assert!(
+        err.contains("client[0].primary") && err.contains("no [ldap] section"),
+        "missing [ldap] named: {err}"
+    );
 }
 
 /// `config check` lists what each NAS gets and warns about every setting that lets a login

@@ -634,3 +634,64 @@ fn each_client_asks_its_own_group_of_servers() {
         "{text}"
     );
 }
+
+/// No `[ldap]` at all, as Duo's proxy runs with only a `radius_client`: the upstream server
+/// vouches for the user, who is known by name; the token and the lockout live in radmfa's
+/// store as usual. `config check` says so, and `--connect --user` needs no directory.
+#[test]
+fn without_a_directory_the_upstream_server_vouches_for_the_user() {
+    let fr = upstream_users();
+    let mut o = Options::new("ldap://127.0.0.1:1");
+    o.clients = Vec::new();
+    o.extra = format!(
+        "\n[totp]\nwindow = 3\n{}{}{}",
+        upstream_section(&[local(fr.signed)], "pass_through = [\"Class\"]"),
+        client("vpn", "127.0.0.1", INLINE_UPSTREAM),
+        client("prompting-vpn", "127.0.0.2", "primary = \"upstream\""),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = common::radmfa::write_config(dir.path(), &o);
+    let text = std::fs::read_to_string(&config).unwrap();
+    let start = text.find("[ldap]").expect("the harness writes [ldap]");
+    let end = start + text[start..].find("\n[").unwrap() + 1;
+    std::fs::write(&config, format!("{}{}", &text[..start], &text[end..])).unwrap();
+    let srv = Server::start_with(dir, config);
+
+    let codes = FreshCodes::new(srv.enroll("alice", &[]));
+    let r = inline_login(&srv, "127.0.0.1", ALICE_UP, &codes);
+    assert_eq!(code(&r), "Access-Accept", "{r}\n{}", srv.log());
+    assert_eq!(
+        attribute(&r, "Class"),
+        Some(&serde_json::json!([hex(b"nps-vpn-policy")]))
+    );
+    // Through a prompt too.
+    let r1 = send(&srv, "127.0.0.2", "alice", ALICE_UP, None);
+    assert_eq!(code(&r1), "Access-Challenge", "{r1}");
+    let r2 = send(
+        &srv,
+        "127.0.0.2",
+        "alice",
+        &codes.next(),
+        Some(r1["state"].as_str().unwrap()),
+    );
+    assert_eq!(code(&r2), "Access-Accept", "{r2}");
+    // The upstream server still decides the password, and the code is still required.
+    let r = inline_login(&srv, "127.0.0.1", ALICE_PW, &codes);
+    assert_eq!(code(&r), "Access-Reject", "{r}");
+    let r = send(&srv, "127.0.0.1", "alice", ALICE_UP, None);
+    assert_eq!(code(&r), "Access-Reject", "no code: {r}");
+    // carol is known upstream and has no token: the client's no_factor policy (reject).
+    let r = send(&srv, "127.0.0.2", "carol", "carol-upstream-pw", None);
+    assert_eq!(code(&r), "Access-Reject", "{r}");
+    assert_eq!(
+        newest(&srv, "carol")["reason"].as_str(),
+        Some("no second factor enrolled")
+    );
+
+    let out = srv.cli(&["config", "check", "--connect", "--user", "alice"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("ldap:   none"), "{text}");
+    assert!(!text.contains("ldap://"), "no directory is probed: {text}");
+    assert!(text.contains("user alice: 1 token(s) enrolled"), "{text}");
+}

@@ -19,8 +19,16 @@ pub async fn connect(cfg: &Config, user: Option<&str>) -> anyhow::Result<bool> {
         ok &= good;
         println!("{} {what}", if good { "ok  " } else { "FAIL" });
     };
-    let ldap = LdapAuth::new(cfg.ldap.clone()).context("[ldap]")?;
-    for s in ldap.check_servers().await {
+    let ldap = cfg
+        .ldap
+        .as_ref()
+        .map(|s| LdapAuth::new(s.clone()).context("[ldap]"))
+        .transpose()?;
+    let servers = match &ldap {
+        Some(l) => l.check_servers().await,
+        None => Vec::new(),
+    };
+    for s in servers {
         match s.result {
             Ok(t) => line(
                 true,
@@ -119,18 +127,54 @@ pub async fn connect(cfg: &Config, user: Option<&str>) -> anyhow::Result<bool> {
         return Ok(ok);
     };
     let user = cfg.user_names.key(user);
-    let info = match ldap.lookup(&user).await {
+    if let Some(ldap) = &ldap {
+        directory_entry(cfg, ldap, &user, &mut line).await;
+    } else {
+        line(
+            true,
+            format!("user {user}: no [ldap]: known by name, as the upstream server accepts it"),
+        );
+    }
+    if let Some(store) = store {
+        match store.tokens_for_user(&user).await {
+            Ok(tokens) => {
+                let serials: Vec<&str> = tokens.iter().map(|t| t.serial.as_str()).collect();
+                line(
+                    true,
+                    format!(
+                        "user {user}: {} token(s) enrolled{}{}",
+                        tokens.len(),
+                        if serials.is_empty() { "" } else { ": " },
+                        serials.join(", ")
+                    ),
+                );
+            }
+            Err(e) => line(false, format!("user {user}: reading tokens: {e}")),
+        }
+        store.close().await;
+    }
+    Ok(ok)
+}
+
+/// The user's entry and, per client, the groups that matter to it.
+async fn directory_entry(
+    cfg: &Config,
+    ldap: &LdapAuth,
+    user: &str,
+    line: &mut impl FnMut(bool, String),
+) {
+    let info = match ldap.lookup(user).await {
         Ok(Some(info)) => info,
         Ok(None) => {
             line(
                 false,
                 format!("user {user}: not found (or not unique) with the user filter"),
             );
-            return Ok(ok);
+            return;
         }
         Err(e) => {
             line(false, format!("user {user}: search failed: {e}"));
-            return Ok(ok);
+            return;
         }
     };
     let phone = info
@@ -161,7 +205,7 @@ pub async fn connect(cfg: &Config, user: Option<&str>) -> anyhow::Result<bool> {
             ("group_attributes", &attribute_groups),
         ] {
             for group in groups {
-                match ldap.is_member(&user, &info, group).await {
+                match ldap.is_member(user, &info, group).await {
                     Ok(m) => line(
                         true,
                         format!(
@@ -175,23 +219,4 @@ pub async fn connect(cfg: &Config, user: Option<&str>) -> anyhow::Result<bool> {
             }
         }
     }
-    if let Some(store) = store {
-        match store.tokens_for_user(&user).await {
-            Ok(tokens) => {
-                let serials: Vec<&str> = tokens.iter().map(|t| t.serial.as_str()).collect();
-                line(
-                    true,
-                    format!(
-                        "user {user}: {} token(s) enrolled{}{}",
-                        tokens.len(),
-                        if serials.is_empty() { "" } else { ": " },
-                        serials.join(", ")
-                    ),
-                );
-            }
-            Err(e) => line(false, format!("user {user}: reading tokens: {e}")),
-        }
-        store.close().await;
-    }
-    Ok(ok)
 }

@@ -22,7 +22,6 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::app::AppState;
-use crate::auth::{LdapAuth, PrimaryAuth};
 use crate::config::{ClientConfig, Config, StoreConfig};
 use crate::file_stamp::{stamp, FileStamp};
 use crate::server::clients::ClientTable;
@@ -65,7 +64,7 @@ impl Reloader {
             fixed,
             policy,
             ldap,
-            ldap_ca: started.ldap.ca_file.as_deref().and_then(stamp),
+            ldap_ca: ca_stamp(started),
             longest: longest_request(started, &started.clients),
             hup,
         })
@@ -91,10 +90,9 @@ impl Reloader {
             ldap,
         } = sections(&self.path).map_err(|e| format!("{e:#}"))?;
         // Built before anything is swapped: settings that cannot be used change nothing.
-        let ldap_ca = new.ldap.ca_file.as_deref().and_then(stamp);
+        let ldap_ca = ca_stamp(&new);
         let directory = if ldap != self.ldap || ldap_ca != self.ldap_ca {
-            let auth = LdapAuth::new(new.ldap.clone()).map_err(|e| format!("[ldap]: {e}"))?;
-            Some(Arc::new(auth) as Arc<dyn PrimaryAuth>)
+            Some(crate::auth::directory(new.ldap.as_ref()).map_err(|e| format!("[ldap]: {e}"))?)
         } else {
             None
         };
@@ -159,6 +157,11 @@ pub async fn on_sighup(app: Arc<AppState>, mut reloader: Reloader, stop: Cancell
             Err(e) => error!("reload: {e}; the running configuration is unchanged"),
         }
     }
+}
+
+/// When `[ldap] ca_file` last changed, if there is one.
+fn ca_stamp(cfg: &Config) -> FileStamp {
+    cfg.ldap.as_ref()?.ca_file.as_deref().and_then(stamp)
 }
 
 fn longest_request(cfg: &Config, clients: &[ClientConfig]) -> Duration {

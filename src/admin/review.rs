@@ -20,7 +20,12 @@ pub fn summary(cfg: &Config) -> Vec<String> {
     };
     let mut lines = vec![
         format!("store:  {store}"),
-        format!("ldap:   {}", cfg.ldap.urls.join(", ")),
+        match &cfg.ldap {
+            Some(l) => format!("ldap:   {}", l.urls.join(", ")),
+            None => "ldap:   none (every client's password is checked upstream; users are \
+                     known by name, phones from `radmfa user set-phone`)"
+                .into(),
+        },
     ];
     for u in &cfg.upstreams {
         let servers: Vec<String> = u.servers.iter().map(|s| s.to_string()).collect();

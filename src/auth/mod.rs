@@ -8,6 +8,7 @@ mod ldap_check;
 mod ldap_groups;
 mod ldap_pool;
 mod ldap_tls;
+mod no_directory;
 pub mod upstream;
 mod upstream_health;
 
@@ -17,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::secret::Secret;
 
 pub use ldap::LdapAuth;
+pub use no_directory::directory;
 
 /// What the directory told us about a user, read during the search. Names of the LDAP
 /// attributes are configurable (`[ldap.attributes]`).

@@ -51,7 +51,9 @@ impl ConfigError {
 pub struct Config {
     pub server: ServerConfig,
     pub store: StoreConfig,
-    pub ldap: LdapSettings,
+    /// The directory; `None` only when every client's password is checked upstream, and
+    /// then users are known by name alone (`auth::no_directory`).
+    pub ldap: Option<LdapSettings>,
     /// How a typed user name becomes the user's key (`[ldap] strip_domains`).
     pub user_names: UserNames,
     pub totp: TotpConfig,

@@ -11,7 +11,9 @@ pub struct RawConfig {
     pub server: RawServer,
     #[serde(default)]
     pub store: RawStore,
-    pub ldap: RawLdap,
+    /// Optional only when every client's password goes upstream.
+    #[serde(default)]
+    pub ldap: Option<RawLdap>,
     #[serde(default)]
     pub totp: RawTotp,
     #[serde(default)]

@@ -58,6 +58,9 @@ pub fn validate(raw: RawConfig, origin: &Path) -> Result<Config, ConfigError> {
             }
         }
     }
+    if ldap.is_none() {
+        without_directory(&clients)?;
+    }
     let longest_request = clients
         .iter()
         .map(|c| c.factors.request_deadline(server.request_deadline))
@@ -69,8 +72,13 @@ pub fn validate(raw: RawConfig, origin: &Path) -> Result<Config, ConfigError> {
     Ok(Config {
         server,
         store,
-        user_names: UserNames::new("ldap.strip_domains", ldap.strip_domains.clone())?,
-        ldap: ldap_settings(ldap, base)?,
+        user_names: UserNames::new(
+            "ldap.strip_domains",
+            ldap.as_ref()
+                .map(|l| l.strip_domains.clone())
+                .unwrap_or_default(),
+        )?,
+        ldap: ldap.map(|l| ldap_settings(l, base)).transpose()?,
         totp: totp_config(totp)?,
         hotp: hotp_config(hotp)?,
         challenge: challenge_config(challenge)?,
@@ -94,6 +102,50 @@ pub fn validate(raw: RawConfig, origin: &Path) -> Result<Config, ConfigError> {
         upstreams,
         clients,
     })
+}
+
+/// Without `[ldap]`, radmfa knows users by name alone: every client must send its
+/// passwords upstream and use nothing that reads the directory.
+fn without_directory(clients: &[ClientConfig]) -> Result<(), ConfigError> {
+    for (i, c) in clients.iter().enumerate() {
+        let (k, why) = if c.factors.second_factor_only {
+            (
+                "second_factor_only",
+                "needs an [ldap] section: the user's entry is read there",
+            )
+        } else if c.primary == Primary::Ldap {
+            (
+                "primary",
+                "is \"ldap\" (the default), and there is no [ldap] section: add one, or \
+                 set primary = \"upstream\"",
+            )
+        } else if !c.groups.allow.is_empty() {
+            (
+                "allow_groups",
+                "needs an [ldap] section: membership is read there",
+            )
+        } else if !c.groups.exempt.is_empty() {
+            (
+                "exempt_groups",
+                "needs an [ldap] section: membership is read there",
+            )
+        } else if !c.accept_attributes.by_group.is_empty() {
+            (
+                "group_attributes",
+                "needs an [ldap] section: membership is read there",
+            )
+        } else if c.factors.app_passwords {
+            (
+                "app_passwords",
+                "needs an [ldap] section: an app-password login skips the password check, \
+                 and the directory is where a disabled account shows",
+            )
+        } else {
+            continue;
+        };
+        return Err(ConfigError::invalid(format!("client[{i}].{k}"), why));
+    }
+    Ok(())
 }
 
 fn radsec_config(
