@@ -134,6 +134,16 @@ fn without_directory(clients: &[ClientConfig]) -> Result<(), ConfigError> {
                 "group_attributes",
                 "needs an [ldap] section: membership is read there",
             )
+        } else if c.no_factor == NoFactorPolicy::Allow {
+            // The upstream server takes CORP\alice, alice@corp.example.org and alice for one
+            // account; without a directory each is a user of its own here, and one with no
+            // token would pass on the password alone.
+            (
+                "no_factor",
+                "\"allow\" needs an [ldap] section: without one, every form of a name the \
+                 upstream server accepts (CORP\\alice, alice@corp.example.org) is a user of its \
+                 own, and one without a token would get in on the password alone",
+            )
         } else if c.factors.app_passwords {
             (
                 "app_passwords",
