@@ -5,7 +5,7 @@
 //! sees at a glance what each NAS gets, without reading every key.
 
 use crate::config::delivery::{ProviderFailure, VoiceMode};
-use crate::config::upstream::DEFAULT_GROUP;
+use crate::config::upstream::{section_key, DEFAULT_GROUP};
 use crate::config::{ClientConfig, Config, NoFactorPolicy, OtpMode, Primary, StoreConfig};
 use crate::mfa::method::Method;
 
@@ -78,7 +78,7 @@ fn client_line(cfg: &Config, c: &ClientConfig) -> String {
             Primary::Upstream(g) if g == DEFAULT_GROUP => {
                 format!("{mode} (password checked upstream)")
             }
-            Primary::Upstream(g) => format!("{mode} (password checked by [upstreams.{g}])"),
+            Primary::Upstream(g) => format!("{mode} (password checked by [{}])", section_key(g)),
         }
     });
     // A method the server cannot deliver is offered to nobody: say so.

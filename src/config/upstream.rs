@@ -108,7 +108,7 @@ impl UpstreamConfig {
 }
 
 /// The dotted key of a group's section: `upstream` or `upstreams.NAME`.
-fn section_key(group: &str) -> String {
+pub fn section_key(group: &str) -> String {
     if group == DEFAULT_GROUP {
         "upstream".into()
     } else {

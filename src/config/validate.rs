@@ -52,7 +52,10 @@ pub fn validate(raw: RawConfig, origin: &Path) -> Result<Config, ConfigError> {
                 } else {
                     ConfigError::invalid(
                         format!("client[{i}].upstream"),
-                        format!("there is no [upstreams.{group}] section"),
+                        format!(
+                            "there is no [{}] section",
+                            super::upstream::section_key(group)
+                        ),
                     )
                 });
             }
