@@ -548,9 +548,9 @@ fn enroll_with_verify_stores_the_token_only_after_a_matching_code() {
     assert!(srv.audit_json("bob").is_empty(), "no enroll record for bob");
 }
 
-/// `[ldap] strip_domains`: CORP\alice and alice@corp.example.org are alice, at login and in
-/// admin commands; a domain not listed is part of the name (nobody), answered as any
-/// unknown user is.
+/// `strip_domains` in its older place, `[ldap]` (tests/upstream.rs gives it in `[users]`):
+/// CORP\alice and alice@corp.example.org are alice, at login and in admin commands; a
+/// domain not listed is part of the name (nobody), answered as any unknown user is.
 #[test]
 fn listed_domains_are_taken_off_user_names() {
     let slapd = directory();

@@ -26,6 +26,12 @@ fn upstream_users() -> FreeRadius {
             reply: "Class = \"nps-vpn-policy\", Filter-Id = \"staff-acl\", \
                     Framed-IP-Address = 10.8.0.7",
         },
+        // As the upstream server knows her when she types her domain.
+        UpstreamUser {
+            name: "\"alice@corp.example.org\"",
+            password: ALICE_UP,
+            reply: "",
+        },
         // Known upstream, not in the directory.
         UpstreamUser {
             name: "carol",
@@ -646,6 +652,8 @@ fn each_client_asks_its_own_group_of_servers() {
 /// No `[ldap]` at all, as Duo's proxy runs with only a `radius_client`: the upstream server
 /// vouches for the user, who is known by name; the token and the lockout live in radmfa's
 /// store as usual. `config check` says so, and `--connect --user` needs no directory.
+/// `[users] strip_domains` makes `alice@corp.example.org` the same user, while the upstream
+/// server gets the name as typed.
 #[test]
 fn without_a_directory_the_upstream_server_vouches_for_the_user() {
     let fr = upstream_users();
@@ -653,7 +661,7 @@ fn without_a_directory_the_upstream_server_vouches_for_the_user() {
     let mut o = Options::new(&slapd.url);
     o.clients = Vec::new();
     o.extra = format!(
-        "\n[totp]\nwindow = 3\n{}{}{}",
+        "\n[users]\nstrip_domains = [\"corp.example.org\"]\n[totp]\nwindow = 3\n{}{}{}",
         upstream_section(&[local(fr.signed)], "pass_through = [\"Class\"]"),
         client("vpn", "127.0.0.1", INLINE_UPSTREAM),
         client("prompting-vpn", "127.0.0.2", "primary = \"upstream\""),
@@ -693,6 +701,18 @@ fn without_a_directory_the_upstream_server_vouches_for_the_user() {
     assert_eq!(code(&r), "Access-Reject", "{r}");
     let r = send(&srv, "127.0.0.1", "alice", ALICE_UP, None);
     assert_eq!(code(&r), "Access-Reject", "no code: {r}");
+    // Her domain is taken off for radmfa (her token, her audit rows), not for the upstream
+    // server, which has her under that name too.
+    let typed = "alice@corp.example.org";
+    let r = send(
+        &srv,
+        "127.0.0.1",
+        typed,
+        &format!("{ALICE_UP},{}", codes.next()),
+        None,
+    );
+    assert_eq!(code(&r), "Access-Accept", "{r}\n{}", srv.log());
+    assert_eq!(newest(&srv, "alice")["result"].as_str(), Some("accept"));
     // carol is known upstream and has no token: the client's no_factor policy (reject).
     let r = send(&srv, "127.0.0.2", "carol", "carol-upstream-pw", None);
     assert_eq!(code(&r), "Access-Reject", "{r}");
@@ -701,7 +721,7 @@ fn without_a_directory_the_upstream_server_vouches_for_the_user() {
         Some("no second factor enrolled")
     );
 
-    let out = srv.cli(&["config", "check", "--connect", "--user", "alice"]);
+    let out = srv.cli(&["config", "check", "--connect", "--user", typed]);
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(out.status.success(), "{text}");
     assert!(text.contains("ldap:   none"), "{text}");

@@ -172,7 +172,8 @@ fn longest_request(cfg: &Config, clients: &[ClientConfig]) -> Duration {
 }
 
 /// The sections a reload applies besides `[[client]]` and `[ldap]`: read per request.
-const POLICY: [&str; 7] = [
+const POLICY: [&str; 8] = [
+    "users",
     "totp",
     "hotp",
     "challenge",

@@ -54,7 +54,7 @@ pub struct Config {
     /// The directory; `None` only when every client's password is checked upstream, and
     /// then users are known by name alone (`auth::no_directory`).
     pub ldap: Option<LdapSettings>,
-    /// How a typed user name becomes the user's key (`[ldap] strip_domains`).
+    /// How a typed user name becomes the user's key (`[users] strip_domains`).
     pub user_names: UserNames,
     pub totp: TotpConfig,
     pub hotp: HotpConfig,

@@ -11,6 +11,8 @@ pub struct RawConfig {
     pub server: RawServer,
     #[serde(default)]
     pub store: RawStore,
+    #[serde(default)]
+    pub users: RawUsers,
     /// Optional only when every client's password goes upstream.
     #[serde(default)]
     pub ldap: Option<RawLdap>,
@@ -48,6 +50,14 @@ pub struct RawConfig {
     pub upstreams: std::collections::BTreeMap<String, super::upstream::RawUpstream>,
     #[serde(default, rename = "client")]
     pub clients: Vec<RawClient>,
+}
+
+/// `[users]`: how typed names become users, whatever checks the password.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawUsers {
+    /// Domains taken off `DOMAIN\user` and `user@domain` (config::user_names).
+    pub strip_domains: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -149,7 +159,7 @@ pub struct RawLdap {
     pub pool_size: usize,
     #[serde(default = "default_bind_concurrency")]
     pub max_concurrent_binds: usize,
-    /// Domains taken off `DOMAIN\user` and `user@domain` (config::user_names).
+    /// The older place of `[users] strip_domains`, still read (config::user_names).
     #[serde(default)]
     pub strip_domains: Vec<String>,
     #[serde(default)]

@@ -1,9 +1,10 @@
-//! `[ldap] strip_domains`: users type `CORP\alice` or `alice@corp.example.org` where the
-//! directory (and so radmfa) knows `alice`. RD Gateway's NPS sends `DOMAIN\user` too. A
-//! listed domain is taken off before anything else sees the name; any other domain stays,
-//! so `OTHER\alice` is not `alice` (it will not be found, and gets the same reply as any
-//! unknown user). Applied to logins and to admin commands alike, so an admin who types
-//! `CORP\alice` enrolls the same user who logs in as `alice@corp.example.org`.
+//! `[users] strip_domains` (its older place, `[ldap]`, is still read): users type
+//! `CORP\alice` or `alice@corp.example.org` where the directory (and so radmfa) knows
+//! `alice`. RD Gateway's NPS sends `DOMAIN\user` too. A listed domain is taken off before
+//! anything else sees the name; any other domain stays, so `OTHER\alice` is not `alice` (it
+//! will not be found, and gets the same reply as any unknown user). Applied to logins and
+//! to admin commands alike, so an admin who types `CORP\alice` enrolls the same user who
+//! logs in as `alice@corp.example.org`. An upstream RADIUS server gets the name as typed.
 
 use super::ConfigError;
 use crate::store::user_key;

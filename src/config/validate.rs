@@ -18,6 +18,7 @@ pub fn validate(raw: RawConfig, origin: &Path) -> Result<Config, ConfigError> {
     let RawConfig {
         server,
         store,
+        users,
         ldap,
         totp,
         hotp,
@@ -75,12 +76,7 @@ pub fn validate(raw: RawConfig, origin: &Path) -> Result<Config, ConfigError> {
     Ok(Config {
         server,
         store,
-        user_names: UserNames::new(
-            "ldap.strip_domains",
-            ldap.as_ref()
-                .map(|l| l.strip_domains.clone())
-                .unwrap_or_default(),
-        )?,
+        user_names: user_names(users, ldap.as_ref())?,
         ldap: ldap.map(|l| ldap_settings(l, base)).transpose()?,
         totp: totp_config(totp)?,
         hotp: hotp_config(hotp)?,
@@ -263,6 +259,20 @@ fn metrics_config(raw: RawMetrics) -> Result<MetricsConfig, ConfigError> {
         )
     })?;
     Ok(MetricsConfig { listen })
+}
+
+/// `[users] strip_domains`, or its older place in `[ldap]`; a list in both is refused rather
+/// than merged, so the file says in one place which domains are taken off.
+fn user_names(users: RawUsers, ldap: Option<&RawLdap>) -> Result<UserNames, ConfigError> {
+    let in_ldap = ldap.map(|l| l.strip_domains.clone()).unwrap_or_default();
+    match (users.strip_domains.is_empty(), in_ldap.is_empty()) {
+        (false, false) => Err(ConfigError::invalid(
+            "users.strip_domains",
+            "also given as ldap.strip_domains; list the domains in one place ([users])",
+        )),
+        (true, false) => UserNames::new("ldap.strip_domains", in_ldap),
+        _ => UserNames::new("users.strip_domains", users.strip_domains),
+    }
 }
 
 fn server_config(raw: RawServer) -> Result<ServerConfig, ConfigError> {
