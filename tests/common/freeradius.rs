@@ -39,6 +39,20 @@ pub struct FreeRadius {
 
 impl FreeRadius {
     pub fn start(users: &[UpstreamUser]) -> FreeRadius {
+        // A port free when chosen can be taken before FreeRADIUS binds it (by any test's
+        // outgoing socket): then it exits saying so, and starts again on other ports.
+        for _ in 0..3 {
+            match Self::try_start(users) {
+                Ok(fr) => return fr,
+                Err(log) if log.contains("Address already in use") => continue,
+                Err(log) => panic!("freeradius did not start:\n{log}"),
+            }
+        }
+        panic!("freeradius found its ports taken three times in a row")
+    }
+
+    /// Started and ready, or everything it printed.
+    fn try_start(users: &[UpstreamUser]) -> Result<FreeRadius, String> {
         let bin = require("freeradius", "freeradius");
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path().display().to_string();
@@ -79,18 +93,18 @@ impl FreeRadius {
             other_secret,
             signed_v6,
         };
-        fr.wait_ready();
-        fr
+        fr.wait_ready()?;
+        Ok(fr)
     }
 
-    fn wait_ready(&mut self) {
+    fn wait_ready(&mut self) -> Result<(), String> {
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(20) {
             if self.log().contains("Ready to process requests") {
-                return;
+                return Ok(());
             }
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("freeradius exited ({status}):\n{}", self.log());
+                return Err(format!("exited ({status}):\n{}", self.log()));
             }
             std::thread::sleep(Duration::from_millis(50));
         }

@@ -185,25 +185,38 @@ print(json.dumps(out))
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-/// TOTP codes for one seed, each from a later time step than the last, starting three steps
-/// back: none is refused as used, for servers with `[totp] window = 3` (90 s either side).
+/// TOTP codes for one seed, each from a later time step than the last, for servers with
+/// `[totp] window = 3` (90 s either side): none is refused as used. A code is never from
+/// more than two steps back, so a step boundary passing between making it and the server
+/// checking it (a resend's wait, a loaded CI machine) cannot put it out of the window; a
+/// future step only comes closer. CI once failed on the three-steps-back code this began
+/// with, its login waiting 1.5 s for an upstream resend across a boundary.
 pub struct FreshCodes {
     seed: String,
-    next: std::cell::Cell<i64>,
+    /// The last step given, or none yet.
+    last: std::cell::Cell<Option<i64>>,
 }
 
 impl FreshCodes {
     pub fn new(seed: String) -> FreshCodes {
         FreshCodes {
             seed,
-            next: std::cell::Cell::new(-3),
+            last: std::cell::Cell::new(None),
         }
     }
 
     pub fn next(&self) -> String {
-        let k = self.next.get();
-        self.next.set(k + 1);
-        totp(&self.seed, now() + 30 * k, &[])
+        let now_step = now() / 30;
+        let step = self
+            .last
+            .get()
+            .map_or(now_step - 2, |l| (l + 1).max(now_step - 2));
+        assert!(
+            step <= now_step + 3,
+            "more than six fresh codes asked for within a time step"
+        );
+        self.last.set(Some(step));
+        totp(&self.seed, step * 30, &[])
     }
 }
 

@@ -405,13 +405,25 @@ fn find_program(name: &str, extra_dirs: &[&str]) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// A port that was free a moment ago.
+/// A port that was free a moment ago, for TCP and UDP alike, and never handed out before in
+/// this test process: tests run in parallel, and two that got the same port would share it
+/// silently where a server binds with SO_REUSEADDR (FreeRADIUS's UDP listeners do: one
+/// test's upstream server once answered for another's).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind 127.0.0.1:0")
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .expect("bind 127.0.0.1:0")
+            .local_addr()
+            .unwrap()
+            .port();
+        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok()
+            && GIVEN.lock().unwrap().insert(port)
+        {
+            return port;
+        }
+    }
 }
 
 /// `{SSHA}` hash as slappasswd makes it: base64(sha1(password ‖ salt) ‖ salt).
