@@ -432,6 +432,10 @@ fn config_check_connect_probes_each_upstream_server() {
 struct LossyRelay {
     port: u16,
     seen: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// Datagrams dropped before the relay passes them on; [`LossyRelay::pass`] lowers it.
+    drop: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// The RADIUS code of each datagram from radmfa, passed on or not.
+    codes: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
@@ -448,16 +452,20 @@ impl LossyRelay {
         }
         let port = front.local_addr().unwrap().port();
         let seen = Arc::new(AtomicUsize::new(0));
+        let drop = Arc::new(AtomicUsize::new(drop));
+        let codes = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let peer = Arc::new(Mutex::new(None));
         let (front2, back2) = (front.try_clone().unwrap(), back.try_clone().unwrap());
-        let (seen2, stop2, peer2) = (seen.clone(), stop.clone(), peer.clone());
+        let (seen2, drop2, codes2) = (seen.clone(), drop.clone(), codes.clone());
+        let (stop2, peer2) = (stop.clone(), peer.clone());
         std::thread::spawn(move || {
             let mut buf = [0u8; 4096];
             while !stop2.load(Ordering::Relaxed) {
                 if let Ok((n, from)) = front2.recv_from(&mut buf) {
                     *peer2.lock().unwrap() = Some(from);
-                    if seen2.fetch_add(1, Ordering::Relaxed) >= drop {
+                    codes2.lock().unwrap().push(buf[0]);
+                    if seen2.fetch_add(1, Ordering::Relaxed) >= drop2.load(Ordering::Relaxed) {
                         let _ = back2.send(&buf[..n]);
                     }
                 }
@@ -474,11 +482,32 @@ impl LossyRelay {
                 }
             }
         });
-        LossyRelay { port, seen, stop }
+        LossyRelay {
+            port,
+            seen,
+            drop,
+            codes,
+            stop,
+        }
     }
 
     fn seen(&self) -> usize {
         self.seen.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Passes on every datagram from now on: the server behind it is back.
+    fn pass(&self) {
+        self.drop.store(0, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// How many datagrams from radmfa had RADIUS code `code`.
+    fn count(&self, code: u8) -> usize {
+        self.codes
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|c| **c == code)
+            .count()
     }
 }
 
@@ -509,6 +538,90 @@ fn a_lost_request_is_sent_again() {
         2,
         "the first datagram dropped, the second answered"
     );
+}
+
+/// `status_check`: a server that stopped answering is asked between logins, every
+/// `check_interval_secs`. While it stays silent no login asks it, though its dead time has
+/// run out; once it answers, the log, `/metrics` and the next login see it back.
+fn silent_server_checked_between_logins(kind: &str, check_code: u8) {
+    const ACCESS_REQUEST: u8 = 1;
+    let slapd = directory();
+    let fr = upstream_users();
+    let relay = LossyRelay::start(fr.signed, usize::MAX);
+    let behind = local(relay.port);
+    let srv = start(
+        &slapd,
+        &format!(
+            "\n[metrics]\nlisten = \"127.0.0.1:0\"\n{}",
+            upstream_section(
+                &[behind.clone(), local(fr.signed)],
+                &format!("dead_time_secs = 4\nstatus_check = \"{kind}\"\ncheck_interval_secs = 1"),
+            )
+        ),
+        &[client("vpn", "127.0.0.1", INLINE_UPSTREAM)],
+    );
+    let answering = || {
+        let m = prometheus_parse(&http_get(srv.metrics_addr(), "/metrics").2);
+        m[&format!("radmfa_upstream_answering{{group=default,server={behind}}}")]
+    };
+    let codes = FreshCodes::new(srv.enroll("alice", &[]));
+    let r = inline_login(&srv, "127.0.0.1", ALICE_UP, &codes);
+    assert_eq!(code(&r), "Access-Accept", "{r}\n{}", srv.log());
+    let asked_by_logins = relay.count(ACCESS_REQUEST);
+    assert_eq!(asked_by_logins, 2, "the first login asked it, twice");
+    assert_eq!(answering(), 0.0);
+
+    // Past its dead time, still silent: the checks kept it at the back.
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(relay.count(check_code) >= 3, "checked about once a second");
+    if check_code != ACCESS_REQUEST {
+        let r = inline_login(&srv, "127.0.0.1", ALICE_UP, &codes);
+        assert_eq!(code(&r), "Access-Accept", "{r}");
+        assert_eq!(
+            relay.count(ACCESS_REQUEST),
+            asked_by_logins,
+            "no login asked the silent server"
+        );
+    }
+    assert_eq!(answering(), 0.0);
+
+    relay.pass();
+    let t = Instant::now();
+    while !srv.log().contains("answers again (status check)") {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "{}\n{}",
+            srv.log(),
+            fr.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(answering(), 1.0);
+    let before = relay.count(ACCESS_REQUEST);
+    let r = inline_login(&srv, "127.0.0.1", ALICE_UP, &codes);
+    assert_eq!(code(&r), "Access-Accept", "{r}");
+    assert_eq!(
+        relay.count(ACCESS_REQUEST),
+        before + 1,
+        "the login asked it first again"
+    );
+    if check_code == ACCESS_REQUEST {
+        assert!(
+            fr.log().contains("User-Name = \"radmfa-status-check\""),
+            "{}",
+            fr.log()
+        );
+    }
+}
+
+#[test]
+fn a_silent_server_is_checked_with_status_server() {
+    silent_server_checked_between_logins("status-server", 12);
+}
+
+#[test]
+fn a_silent_server_is_checked_with_a_made_up_users_request() {
+    silent_server_checked_between_logins("access-request", 1);
 }
 
 /// A server named by its DNS name (`localhost`, from /etc/hosts, so nothing leaves the

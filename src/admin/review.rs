@@ -5,7 +5,7 @@
 //! sees at a glance what each NAS gets, without reading every key.
 
 use crate::config::delivery::{ProviderFailure, VoiceMode};
-use crate::config::upstream::{section_key, DEFAULT_GROUP};
+use crate::config::upstream::{section_key, StatusCheck, DEFAULT_GROUP};
 use crate::config::{ClientConfig, Config, NoFactorPolicy, OtpMode, Primary, StoreConfig};
 use crate::mfa::method::Method;
 
@@ -38,6 +38,16 @@ pub fn summary(cfg: &Config) -> Vec<String> {
         if !u.pass_through.is_empty() {
             let names: Vec<&str> = u.pass_through.iter().map(|(n, _)| n.as_str()).collect();
             line.push_str(&format!("; passes on {}", names.join(", ")));
+        }
+        if let Some(check) = u.status_check {
+            let how = match check {
+                StatusCheck::StatusServer => "Status-Server",
+                StatusCheck::AccessRequest => "a made-up user's Access-Request",
+            };
+            line.push_str(&format!(
+                "; a silent server checked with {how} every {} s",
+                u.check_interval.as_secs()
+            ));
         }
         line.push(')');
         lines.push(line);

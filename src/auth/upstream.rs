@@ -6,7 +6,8 @@
 //! Each check uses a UDP socket of its own, connected to the server: the kernel then delivers
 //! only that server's datagrams to it, and no identifier space is shared between requests.
 //! Servers are tried in order; one that did not answer is tried last for `dead_time`, so a
-//! dead primary costs one timeout per `dead_time`, not one per login.
+//! dead primary costs one timeout per `dead_time`, not one per login, and none at all with
+//! `status_check` (`server::upstream_checks` asks it between logins).
 
 use std::net::SocketAddr;
 
@@ -15,8 +16,8 @@ use tokio::net::UdpSocket;
 
 pub use super::upstream_health::Health;
 use super::AuthError;
-use crate::config::upstream::{UpstreamConfig, UpstreamHost, UpstreamServer};
-use crate::radius::client::{parse_reply, AccessRequestBuilder};
+use crate::config::upstream::{StatusCheck, UpstreamConfig, UpstreamHost, UpstreamServer};
+use crate::radius::client::{parse_reply, status_server, AccessRequestBuilder};
 use crate::radius::crypto::verify_reply_lenient;
 use crate::radius::reply_attr::ReplyAttr;
 use crate::radius::MAX_PACKET;
@@ -113,18 +114,79 @@ pub async fn probe(
     server: &UpstreamServer,
     nas_identifier: &str,
 ) -> Result<Answer, String> {
+    ask_made_up(cfg, health, server, nas_identifier, "radmfa-config-check")
+        .await
+        .map_err(|f| match f {
+            Failure::NoAnswer(why) | Failure::Refused(why) => why,
+        })
+}
+
+async fn ask_made_up(
+    cfg: &UpstreamConfig,
+    health: &Health,
+    server: &UpstreamServer,
+    nas_identifier: &str,
+    user_name: &str,
+) -> Result<Answer, Failure> {
     let password: String = (0..24)
         .map(|_| char::from(rand::thread_rng().gen_range(b'a'..=b'z')))
         .collect();
     let check = Check {
-        user_name: "radmfa-config-check",
+        user_name,
         password: &Secret::from(password),
         nas_identifier,
         forwarded: Vec::new(),
     };
-    ask(cfg, health, server, &check).await.map_err(|f| match f {
-        Failure::NoAnswer(why) | Failure::Refused(why) => why,
-    })
+    ask(cfg, health, server, &check).await
+}
+
+/// `status_check`: is a server that stopped answering back? Records the outcome in
+/// `health` as a login's would (an answer clears the mark, silence renews it for
+/// `dead_time`); true when the server answers again. Any verified reply counts, even one a
+/// login would refuse (an Access-Challenge, say): the server is there.
+pub async fn status_check(
+    cfg: &UpstreamConfig,
+    health: &Health,
+    server: &UpstreamServer,
+    nas_identifier: &str,
+) -> bool {
+    let outcome = match cfg.status_check {
+        None => return false,
+        Some(StatusCheck::AccessRequest) => {
+            match ask_made_up(cfg, health, server, nas_identifier, "radmfa-status-check").await {
+                Ok(_) | Err(Failure::Refused(_)) => Ok(()),
+                Err(Failure::NoAnswer(why)) => Err(why),
+            }
+        }
+        Some(StatusCheck::StatusServer) => {
+            let identifier: u8 = rand::thread_rng().gen();
+            let (packet, authenticator) = status_server(identifier, cfg.secret.expose());
+            let sent = Sent {
+                packet: &packet,
+                identifier,
+                authenticator: &authenticator,
+                // The Response Authenticator proves the secret; the Message-Authenticator
+                // is not required here because this reply decides only where the server
+                // goes in the order, never a login, and FreeRADIUS before 3.2.5 answers
+                // Status-Server with an unsigned Access-Accept.
+                require_signed: false,
+            };
+            exchange(cfg, health, server, &sent)
+                .await
+                .map(|_| ())
+                .map_err(|f| match f {
+                    Failure::NoAnswer(why) | Failure::Refused(why) => why,
+                })
+        }
+    };
+    match outcome {
+        Ok(()) => health.mark(&cfg.group, server, None),
+        Err(why) => {
+            health.mark(&cfg.group, server, Some(cfg.dead_time));
+            tracing::debug!(group = %cfg.group, %server, "status check: still not answering: {why}");
+            false
+        }
+    }
 }
 
 enum Failure {
@@ -140,6 +202,47 @@ async fn ask(
     server: &UpstreamServer,
     c: &Check<'_>,
 ) -> Result<Answer, Failure> {
+    let identifier: u8 = rand::thread_rng().gen();
+    let nas_id = cfg.nas_identifier.as_deref().unwrap_or(c.nas_identifier);
+    let mut builder = AccessRequestBuilder::new(identifier, c.user_name)
+        .password(c.password.expose())
+        .attribute(32, nas_id.as_bytes());
+    for (typ, value) in &c.forwarded {
+        builder = builder.attribute(*typ, value);
+    }
+    let (packet, authenticator) = builder.build(cfg.secret.expose());
+    let sent = Sent {
+        packet: &packet,
+        identifier,
+        authenticator: &authenticator,
+        require_signed: cfg.require_message_authenticator,
+    };
+    decide(cfg, exchange(cfg, health, server, &sent).await?)
+}
+
+/// A request to send and what its reply must match.
+struct Sent<'a> {
+    packet: &'a [u8],
+    identifier: u8,
+    authenticator: &'a [u8; 16],
+    /// Refuse a reply without a Message-Authenticator.
+    require_signed: bool,
+}
+
+/// Sends the packet to `server` and waits for its verified reply, sending it once more
+/// halfway through the wait.
+async fn exchange(
+    cfg: &UpstreamConfig,
+    health: &Health,
+    server: &UpstreamServer,
+    sent: &Sent<'_>,
+) -> Result<crate::radius::client::ParsedReply, Failure> {
+    let Sent {
+        packet,
+        identifier,
+        authenticator,
+        require_signed,
+    } = *sent;
     // The lookup has the server's timeout, not one of its own: a login must not wait
     // longer for a name than for an answer.
     let addr = health
@@ -166,16 +269,7 @@ async fn ask(
     };
     let socket = UdpSocket::bind(local).await.map_err(io)?;
     socket.connect(addr).await.map_err(io)?;
-    let identifier: u8 = rand::thread_rng().gen();
-    let nas_id = cfg.nas_identifier.as_deref().unwrap_or(c.nas_identifier);
-    let mut builder = AccessRequestBuilder::new(identifier, c.user_name)
-        .password(c.password.expose())
-        .attribute(32, nas_id.as_bytes());
-    for (typ, value) in &c.forwarded {
-        builder = builder.attribute(*typ, value);
-    }
-    let (packet, authenticator) = builder.build(cfg.secret.expose());
-    socket.send(&packet).await.map_err(io)?;
+    socket.send(packet).await.map_err(io)?;
 
     // One lost datagram must not cost the login: halfway through the wait the same packet
     // goes again (same identifier and authenticator, so the server's duplicate detection
@@ -191,7 +285,7 @@ async fn ask(
         let n = match tokio::time::timeout_at(wake, socket.recv(&mut buf)).await {
             Ok(r) => r.map_err(io)?,
             Err(_) if !resent => {
-                socket.send(&packet).await.map_err(io)?;
+                socket.send(packet).await.map_err(io)?;
                 resent = true;
                 continue;
             }
@@ -218,8 +312,8 @@ async fn ask(
         };
         // A datagram that is not the answer (an old retransmission's, a forgery) is dropped
         // and the wait goes on: it must not end the login either way.
-        match verified(cfg, &buf[..n], identifier, &authenticator) {
-            Ok(reply) => return decide(cfg, reply),
+        match verified(cfg, &buf[..n], identifier, authenticator, require_signed) {
+            Ok(reply) => return Ok(reply),
             Err(why) => {
                 ignored += 1;
                 why_ignored = why;
@@ -236,6 +330,7 @@ fn verified(
     raw: &[u8],
     identifier: u8,
     authenticator: &[u8; 16],
+    require_signed: bool,
 ) -> Result<crate::radius::client::ParsedReply, &'static str> {
     let reply = parse_reply(raw).ok_or("malformed")?;
     if reply.identifier != identifier {
@@ -245,7 +340,7 @@ fn verified(
     // it (older servers put it last) and, by default, required: without it an attacker on
     // the path could forge an Accept (BlastRADIUS, CVE-2024-3596).
     let signed = verify_reply_lenient(raw, authenticator, cfg.secret.expose())?;
-    if cfg.require_message_authenticator && !signed {
+    if require_signed && !signed {
         return Err(NOT_SIGNED);
     }
     Ok(reply)
@@ -292,6 +387,8 @@ mod tests {
                 "Class".into(),
                 crate::radius::reply_attr::AttrKey::Standard(25),
             )],
+            status_check: None,
+            check_interval: std::time::Duration::from_secs(10),
         }
     }
 
@@ -314,17 +411,29 @@ mod tests {
     fn only_a_verified_reply_to_this_request_is_believed() {
         let c = cfg(true);
         let (ok, auth) = reply_to(ReplyCode::Accept, b"upstream-secret", &["Class = a"]);
-        assert!(verified(&c, &ok, 9, &auth).is_ok());
+        assert!(verified(&c, &ok, 9, &auth, c.require_message_authenticator).is_ok());
         assert_eq!(
-            verified(&c, &ok, 10, &auth).unwrap_err(),
+            verified(&c, &ok, 10, &auth, c.require_message_authenticator).unwrap_err(),
             "another request's identifier"
         );
         let (forged, auth2) = reply_to(ReplyCode::Accept, b"another-secret", &[]);
-        assert!(verified(&c, &forged, 9, &auth2)
-            .unwrap_err()
-            .starts_with("bad "));
-        assert!(verified(&c, &ok[..ok.len() - 1], 9, &auth).is_err());
-        assert_eq!(verified(&c, &[], 9, &auth).unwrap_err(), "malformed");
+        assert!(
+            verified(&c, &forged, 9, &auth2, c.require_message_authenticator)
+                .unwrap_err()
+                .starts_with("bad ")
+        );
+        assert!(verified(
+            &c,
+            &ok[..ok.len() - 1],
+            9,
+            &auth,
+            c.require_message_authenticator
+        )
+        .is_err());
+        assert_eq!(
+            verified(&c, &[], 9, &auth, c.require_message_authenticator).unwrap_err(),
+            "malformed"
+        );
     }
 
     #[test]
@@ -338,10 +447,10 @@ mod tests {
         let ra = crate::radius::crypto::response_authenticator(&work, b"upstream-secret");
         raw[4..20].copy_from_slice(&ra);
         assert_eq!(
-            verified(&cfg(true), &raw, 9, &auth).unwrap_err(),
+            verified(&cfg(true), &raw, 9, &auth, true).unwrap_err(),
             NOT_SIGNED
         );
-        assert!(verified(&cfg(false), &raw, 9, &auth).is_ok());
+        assert!(verified(&cfg(false), &raw, 9, &auth, false).is_ok());
     }
 
     #[test]
@@ -352,7 +461,7 @@ mod tests {
             b"upstream-secret",
             &["Class = policy", "Filter-Id = acl"],
         );
-        let reply = verified(&c, &raw, 9, &auth).unwrap();
+        let reply = verified(&c, &raw, 9, &auth, c.require_message_authenticator).unwrap();
         let Ok(Answer::Accept(attrs)) = decide(&c, reply) else {
             panic!("not an accept");
         };
@@ -364,10 +473,10 @@ mod tests {
             }]
         );
         let (raw, auth) = reply_to(ReplyCode::Reject, b"upstream-secret", &[]);
-        let reply = verified(&c, &raw, 9, &auth).unwrap();
+        let reply = verified(&c, &raw, 9, &auth, c.require_message_authenticator).unwrap();
         assert!(matches!(decide(&c, reply), Ok(Answer::Reject)));
         let (raw, auth) = reply_to(ReplyCode::Challenge, b"upstream-secret", &[]);
-        let reply = verified(&c, &raw, 9, &auth).unwrap();
+        let reply = verified(&c, &raw, 9, &auth, c.require_message_authenticator).unwrap();
         assert!(matches!(decide(&c, reply), Err(Failure::Refused(_))));
     }
 }

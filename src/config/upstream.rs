@@ -31,6 +31,10 @@ pub struct RawUpstream {
     pub nas_identifier: Option<String>,
     #[serde(default)]
     pub pass_through: Vec<String>,
+    #[serde(default = "d_status_check")]
+    pub status_check: String,
+    #[serde(default = "d_check_interval")]
+    pub check_interval_secs: u64,
 }
 
 fn d_timeout() -> u64 {
@@ -38,6 +42,24 @@ fn d_timeout() -> u64 {
 }
 fn d_dead() -> u64 {
     30
+}
+fn d_status_check() -> String {
+    "none".into()
+}
+fn d_check_interval() -> u64 {
+    10
+}
+
+/// How a server that stopped answering is asked between logins (`status_check`), so that
+/// no login waits for it while it stays silent and its return is seen without one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusCheck {
+    /// RFC 5997 Status-Server: FreeRADIUS (`status_server = yes`), radmfa itself. NPS does
+    /// not answer it.
+    StatusServer,
+    /// An Access-Request for a made-up user with a random password, as FreeRADIUS's
+    /// `status_check = request`: any server answers it (NPS logs each as a failed logon).
+    AccessRequest,
 }
 
 /// One entry of `servers`.
@@ -84,6 +106,10 @@ pub struct UpstreamConfig {
     pub nas_identifier: Option<String>,
     /// Attributes of the upstream Access-Accept copied into radmfa's, with the names given.
     pub pass_through: Vec<(String, AttrKey)>,
+    /// `None`: a dead server is asked again by a login once its dead time is over.
+    pub status_check: Option<StatusCheck>,
+    /// How often a dead server is checked, when `status_check` is set.
+    pub check_interval: Duration,
 }
 
 impl UpstreamConfig {
@@ -163,6 +189,8 @@ fn upstream_config(
         require_message_authenticator,
         nas_identifier,
         pass_through,
+        status_check,
+        check_interval_secs,
     } = raw;
     if servers.is_empty() {
         return Err(ConfigError::invalid(
@@ -206,6 +234,27 @@ fn upstream_config(
             ));
         }
     }
+    let status_check = match status_check.as_str() {
+        "none" => None,
+        "status-server" => Some(StatusCheck::StatusServer),
+        "access-request" => Some(StatusCheck::AccessRequest),
+        other => {
+            return Err(ConfigError::invalid(
+                key("status_check"),
+                format!("{other:?} is not one of \"none\", \"status-server\", \"access-request\""),
+            ))
+        }
+    };
+    if status_check.is_some() && !(1..dead_time_secs).contains(&check_interval_secs) {
+        return Err(ConfigError::invalid(
+            key("check_interval_secs"),
+            format!(
+                "{check_interval_secs} is outside 1..{dead_time_secs}: a check must come \
+                 before dead_time_secs runs out, or logins ask the silent server between two \
+                 checks"
+            ),
+        ));
+    }
     let pass_through = pass_through
         .into_iter()
         .enumerate()
@@ -226,6 +275,8 @@ fn upstream_config(
         require_message_authenticator,
         nas_identifier,
         pass_through,
+        status_check,
+        check_interval: Duration::from_secs(check_interval_secs),
     })
 }
 

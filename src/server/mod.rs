@@ -10,6 +10,7 @@ pub mod metrics_http;
 pub mod radsec;
 mod radsec_reload;
 mod radsec_slots;
+mod upstream_checks;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -107,6 +108,7 @@ pub async fn run(
             shutdown.clone(),
         ));
     }
+    tokio::spawn(upstream_checks::run(app.clone(), shutdown.clone()));
     shutdown.cancelled().await;
     tracker.close();
     info!("shutting down: waiting for requests in flight");
