@@ -120,6 +120,7 @@ impl Reloader {
         // What holds sockets, files and connections stays as the server started with it
         // (their TOML sections are the `fixed` ones); anything else is taken from the file,
         // so a new Config field is reloaded unless it is listed here.
+        app.upstream_health.retain(&new.upstreams);
         app.set_config(Config {
             server: running.server.clone(),
             store: running.store.clone(),

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::config::upstream::{UpstreamHost, UpstreamServer};
+use crate::config::upstream::{UpstreamConfig, UpstreamHost, UpstreamServer};
 
 /// How long a name's address is used before it is looked up again. getaddrinfo gives no
 /// TTL; a minute follows a moved server soon enough and costs one lookup per minute.
@@ -82,6 +82,30 @@ impl Health {
             .unwrap_or_else(|e| e.into_inner())
             .get(group)
             .is_some_and(|dead| dead.contains_key(&server.name))
+    }
+
+    /// Forgets servers and groups no longer in `groups` (after a reload): a server put
+    /// back later starts as answering, as at start-up, and its name is looked up afresh.
+    pub fn retain(&self, groups: &[UpstreamConfig]) {
+        let listed = |group: &str, name: &str| {
+            groups
+                .iter()
+                .any(|g| g.group == group && g.servers.iter().any(|s| s.name == name))
+        };
+        let mut all = self.dead_until.lock().unwrap_or_else(|e| e.into_inner());
+        for (group, dead) in all.iter_mut() {
+            dead.retain(|name, _| listed(group, name));
+        }
+        all.retain(|_, dead| !dead.is_empty());
+        drop(all);
+        self.names
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|name, _| {
+                groups
+                    .iter()
+                    .any(|g| g.servers.iter().any(|s| &s.name == name))
+            });
     }
 
     /// Where to send `server`'s requests: its address, or what its name resolved to within
@@ -193,6 +217,53 @@ mod tests {
             name: format!("{host}:1812"),
             host: UpstreamHost::Name(host.into(), 1812),
         }
+    }
+
+    fn group(name: &str, servers: &[UpstreamServer]) -> UpstreamConfig {
+        UpstreamConfig {
+            group: name.into(),
+            servers: servers.to_vec(),
+            secret: crate::secret::Secret::from("s"),
+            timeout: Duration::from_secs(1),
+            dead_time: Duration::from_secs(30),
+            require_message_authenticator: true,
+            nas_identifier: None,
+            pass_through: Vec::new(),
+            status_check: None,
+            check_interval: Duration::from_secs(10),
+        }
+    }
+
+    #[test]
+    fn servers_a_reload_removed_are_forgotten() {
+        let (a, b) = (addr("127.0.0.1:1", 1), addr("127.0.0.1:2", 2));
+        let h = Health::default();
+        let dead = Some(Duration::from_secs(60));
+        h.mark("default", &a, dead);
+        h.mark("default", &b, dead);
+        h.mark("branch", &a, dead);
+        // b left [upstream]; the branch group is gone.
+        h.retain(&[group("default", std::slice::from_ref(&a))]);
+        assert!(!h.answering("default", &a), "still listed, still silent");
+        assert!(h.answering("default", &b));
+        assert!(h.answering("branch", &a));
+        assert!(h.dead_until.lock().unwrap().get("branch").is_none());
+    }
+
+    #[tokio::test]
+    async fn names_a_reload_removed_are_looked_up_afresh() {
+        let (n, other) = (named("nps1.example"), named("nps2.example"));
+        let h = Health::default();
+        let at = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
+        let wait = Duration::from_secs(1);
+        for s in [&n, &other] {
+            h.address_with(s, wait, |_, _| async move { Ok(at(1)) })
+                .await
+                .unwrap();
+        }
+        h.retain(&[group("default", std::slice::from_ref(&other))]);
+        assert_eq!(h.names.lock().unwrap().len(), 1);
+        assert!(h.names.lock().unwrap().contains_key(&other.name));
     }
 
     #[test]

@@ -42,6 +42,11 @@ pub async fn run(app: Arc<AppState>, stop: CancellationToken) {
             }
         }
         let cfg = app.config();
+        // Servers a reload removed are not remembered.
+        last.retain(|(group, name), _| {
+            cfg.upstream_group(group)
+                .is_some_and(|g| g.servers.iter().any(|s| &s.name == name))
+        });
         let now = Instant::now();
         for group in cfg.upstreams.iter().filter(|g| g.status_check.is_some()) {
             for server in &group.servers {
