@@ -16,9 +16,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::freeradius::{FreeRadius, UpstreamUser, UPSTREAM_SECRET};
-use common::peers::{now, pyrad, radclient, totp};
+use common::peers::{now, prometheus_parse, pyrad, radclient, totp};
 use common::postgres::PgCluster;
-use common::radmfa::{write_config, Follower, Options, Server, SECRET};
+use common::radmfa::{http_get, write_config, Follower, Options, Server, SECRET};
 use common::slapd::{LdapUser, Slapd};
 
 const ALICE_PW: &str = "alice-Secret-pw";
@@ -693,4 +693,178 @@ fn admin_commands_leave_no_connection_reset_in_the_postgres_log() {
     }
     let log = pg.log();
     assert!(!log.contains("reset by peer"), "{log}");
+}
+
+/// A tmpfs of a few MiB on a temp dir, owned by the `postgres` user, to hold a tablespace: a
+/// disk that can be filled (a file of zeros takes every free byte) and given room again
+/// (the file removed) while PostgreSQL runs. Unmounted when dropped, after the cluster
+/// that used it (declare it first).
+struct SmallDisk {
+    _dir: tempfile::TempDir,
+    mount: std::path::PathBuf,
+}
+
+impl SmallDisk {
+    fn mount(mib: u32) -> SmallDisk {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        // The server's user must reach the mount point.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mount = dir.path().join("disk");
+        std::fs::create_dir(&mount).unwrap();
+        let run = |program: &str, args: &[&str]| {
+            let out = std::process::Command::new(program)
+                .args(args)
+                .output()
+                .unwrap_or_else(|e| panic!("{program}: {e}"));
+            assert!(
+                out.status.success(),
+                "{program} {args:?} (this test mounts a tmpfs, as root): {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let at = mount.display().to_string();
+        run(
+            "mount",
+            &[
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={mib}m,mode=0700"),
+                "tmpfs",
+                &at,
+            ],
+        );
+        let disk = SmallDisk { _dir: dir, mount };
+        run("chown", &["postgres:postgres", &at]);
+        disk
+    }
+
+    fn filler(&self) -> std::path::PathBuf {
+        self.mount.join("filler")
+    }
+
+    /// Takes every free byte.
+    fn fill(&self) {
+        use std::io::Write;
+        let mut f = std::fs::File::create(self.filler()).unwrap();
+        let chunk = vec![0u8; 64 * 1024];
+        while f.write_all(&chunk).is_ok() {}
+        let _ = f.sync_all();
+    }
+
+    /// Gives the room back.
+    fn free(&self) {
+        std::fs::remove_file(self.filler()).unwrap();
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.mount)
+            .status();
+    }
+}
+
+/// PostgreSQL's disk fills up: radmfa's database lives in a tablespace on a small tmpfs,
+/// which a file of zeros then fills, so a write that has to grow a table fails ("could not
+/// extend file ...: No space left on device") while writes into pages with room still
+/// succeed. Logins that need the disk are refused, never accepted without their writes;
+/// the log says the Accept was withheld; radmfa counts them and stays up; once the file is
+/// removed, logins work again, and the audit has one accept per accepted login. (Unlike
+/// SQLite's, the refused code may be used up: a request's transaction is committed before
+/// its audit record goes into the shared insert, and it was that insert that failed.)
+#[test]
+fn postgres_with_a_full_disk_refuses_logins_and_recovers() {
+    let disk = SmallDisk::mount(64);
+    let slapd = directory();
+    let pg = PgCluster::start();
+    pg.psql(
+        "postgres",
+        &format!(
+            "CREATE TABLESPACE small LOCATION '{}'",
+            disk.mount.display()
+        ),
+    );
+    pg.psql("postgres", "CREATE DATABASE on_small TABLESPACE small");
+    let dir = tempfile::tempdir().unwrap();
+    let config = pg_config(
+        dir.path(),
+        &slapd,
+        &pg.url_for("on_small"),
+        "node-a",
+        "\n[lockout]\nthreshold = 1000000\n[totp]\nwindow = 2\n\
+         [metrics]\nlisten = \"127.0.0.1:0\"\n",
+    );
+    let srv = Server::start_with(dir, config);
+    let seed = srv.enroll("alice", &[]);
+    let login = |code: &str| {
+        let r1 = password(&srv, "alice", ALICE_PW);
+        if code_of(&r1) != "Access-Challenge" {
+            return r1;
+        }
+        answer(&srv, "alice", code, &state_of(&r1))
+    };
+    // Each login a later step than the last (now, +1, +2), all within the window of two.
+    let r = login(&totp(&seed, now(), &[]));
+    assert_eq!(code_of(&r), "Access-Accept", "before: {r}");
+    let store_failures = || {
+        let m = prometheus_parse(&http_get(srv.metrics_addr(), "/metrics").2);
+        m.get("radmfa_backend_failures_total{backend=store}")
+            .copied()
+            .unwrap_or(0.0)
+    };
+    assert_eq!(store_failures(), 0.0);
+
+    disk.fill();
+    // Wrong passwords until a request's writes no longer fit: each adds an audit row, and
+    // the audit table's last page fills within a few dozen.
+    let mut wrong = 0;
+    while store_failures() == 0.0 {
+        let r = password(&srv, "bob", "not-bobs-password");
+        assert_ne!(code_of(&r), "Access-Accept", "{r}");
+        wrong += 1;
+        assert!(
+            wrong < 300,
+            "300 audit rows written on a full disk:\n{}",
+            pg.log()
+        );
+    }
+    let r = login(&totp(&seed, now() + 30, &[]));
+    assert_eq!(
+        code_of(&r),
+        "Access-Reject",
+        "accepted without its writes: {r}"
+    );
+    assert!(store_failures() >= 2.0, "the refused login is counted");
+    assert!(pg.log().contains("No space left on device"), "{}", pg.log());
+
+    if srv.log().contains("result=accept") {
+        // The code passed and only its audit record failed: the log must not leave it
+        // at "accept".
+        assert!(
+            srv.log().contains(
+                "result=reject reason=\"accept withheld: its audit record could not be written\""
+            ),
+            "{}",
+            srv.log()
+        );
+    }
+
+    disk.free();
+    let r = login(&totp(&seed, now() + 60, &[]));
+    assert_eq!(
+        code_of(&r),
+        "Access-Accept",
+        "once there is room: {r}\n{}",
+        srv.log()
+    );
+    let accepts = srv
+        .audit_json("alice")
+        .iter()
+        .filter(|r| r["result"] == "accept")
+        .count();
+    assert_eq!(accepts, 2, "one audit accept per accepted login");
 }

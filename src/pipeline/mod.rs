@@ -215,6 +215,16 @@ async fn answer(
     let recorded = audit::record(app, ctx, req, &user, &verdict).await;
     if !recorded && verdict.reply.code == ReplyCode::Accept {
         // A login that cannot be recorded is not granted: the store is failing, fail closed.
+        // The audit line above said "accept"; this one, on the same target, says what the
+        // NAS got, for whoever reads the log (or a SIEM fed from it) instead of the table.
+        tracing::warn!(
+            target: "radmfa::audit",
+            user = %user,
+            result = %"reject",
+            reason = "accept withheld: its audit record could not be written",
+            nas = %ctx.client.name,
+            "auth"
+        );
         return Reply::reject();
     }
     verdict.reply
