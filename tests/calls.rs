@@ -130,7 +130,11 @@ fn declined_unanswered_and_silent_calls_reject_within_the_budget() {
         .iter()
         .map(|r| r["reason"].as_str().unwrap_or(""))
         .collect();
-    assert!(reasons[0].contains("budget of 6 s"), "{reasons:?}");
+    assert!(
+        reasons[0].contains("budget of 6 s"),
+        "{reasons:?}\n{}",
+        srv.log()
+    );
     assert!(reasons[1].contains("without approval"), "{reasons:?}");
     assert!(reasons[2].contains("no-answer"), "{reasons:?}");
     assert!(reasons[3].contains("declined"), "{reasons:?}");
