@@ -392,6 +392,22 @@ mod tests {
         }
     }
 
+    /// `verified` with the group's own signing rule, as a login's reply is checked.
+    fn as_configured(
+        c: &UpstreamConfig,
+        raw: &[u8],
+        identifier: u8,
+        authenticator: &[u8; 16],
+    ) -> Result<crate::radius::client::ParsedReply, &'static str> {
+        verified(
+            c,
+            raw,
+            identifier,
+            authenticator,
+            c.require_message_authenticator,
+        )
+    }
+
     /// A reply as a server with `secret` would send it to our request.
     fn reply_to(code: ReplyCode, secret: &[u8], attrs: &[&str]) -> (Vec<u8>, [u8; 16]) {
         let (raw, auth) = AccessRequestBuilder::new(9, "alice")
@@ -411,29 +427,17 @@ mod tests {
     fn only_a_verified_reply_to_this_request_is_believed() {
         let c = cfg(true);
         let (ok, auth) = reply_to(ReplyCode::Accept, b"upstream-secret", &["Class = a"]);
-        assert!(verified(&c, &ok, 9, &auth, c.require_message_authenticator).is_ok());
+        assert!(as_configured(&c, &ok, 9, &auth).is_ok());
         assert_eq!(
-            verified(&c, &ok, 10, &auth, c.require_message_authenticator).unwrap_err(),
+            as_configured(&c, &ok, 10, &auth).unwrap_err(),
             "another request's identifier"
         );
         let (forged, auth2) = reply_to(ReplyCode::Accept, b"another-secret", &[]);
-        assert!(
-            verified(&c, &forged, 9, &auth2, c.require_message_authenticator)
-                .unwrap_err()
-                .starts_with("bad ")
-        );
-        assert!(verified(
-            &c,
-            &ok[..ok.len() - 1],
-            9,
-            &auth,
-            c.require_message_authenticator
-        )
-        .is_err());
-        assert_eq!(
-            verified(&c, &[], 9, &auth, c.require_message_authenticator).unwrap_err(),
-            "malformed"
-        );
+        assert!(as_configured(&c, &forged, 9, &auth2)
+            .unwrap_err()
+            .starts_with("bad "));
+        assert!(as_configured(&c, &ok[..ok.len() - 1], 9, &auth).is_err());
+        assert_eq!(as_configured(&c, &[], 9, &auth).unwrap_err(), "malformed");
     }
 
     #[test]
@@ -461,7 +465,7 @@ mod tests {
             b"upstream-secret",
             &["Class = policy", "Filter-Id = acl"],
         );
-        let reply = verified(&c, &raw, 9, &auth, c.require_message_authenticator).unwrap();
+        let reply = as_configured(&c, &raw, 9, &auth).unwrap();
         let Ok(Answer::Accept(attrs)) = decide(&c, reply) else {
             panic!("not an accept");
         };
@@ -473,10 +477,10 @@ mod tests {
             }]
         );
         let (raw, auth) = reply_to(ReplyCode::Reject, b"upstream-secret", &[]);
-        let reply = verified(&c, &raw, 9, &auth, c.require_message_authenticator).unwrap();
+        let reply = as_configured(&c, &raw, 9, &auth).unwrap();
         assert!(matches!(decide(&c, reply), Ok(Answer::Reject)));
         let (raw, auth) = reply_to(ReplyCode::Challenge, b"upstream-secret", &[]);
-        let reply = verified(&c, &raw, 9, &auth, c.require_message_authenticator).unwrap();
+        let reply = as_configured(&c, &raw, 9, &auth).unwrap();
         assert!(matches!(decide(&c, reply), Err(Failure::Refused(_))));
     }
 }
