@@ -371,12 +371,14 @@ fn hex(b: &[u8]) -> String {
 
 /// `config check --connect` asks each upstream server about a made-up user: the signed ones
 /// (IPv4 and IPv6) pass, the unsigned one and a silent address fail and say why, and the exit status
-/// reflects the failures.
+/// reflects the failures. With `status_check = "status-server"` it asks Status-Server too,
+/// and a server that answers logins but not that (as NPS) fails, saying what to use.
 #[test]
 fn config_check_connect_probes_each_upstream_server() {
     let slapd = directory();
     let fr = upstream_users();
     let silent = local(free_port());
+    let like_nps = LossyRelay::ignoring(fr.signed, 12);
     let srv = start(
         &slapd,
         &upstream_section(
@@ -385,9 +387,10 @@ fn config_check_connect_probes_each_upstream_server() {
                 local(fr.unsigned),
                 silent.clone(),
                 format!("[::1]:{}", fr.signed_v6),
+                local(like_nps.port),
             ],
-            // The default: the live servers' replies must arrive within it.
-            "",
+            // The default timeout: the live servers' replies must arrive within it.
+            "status_check = \"status-server\"",
         ),
         &[client("vpn", "127.0.0.1", "primary = \"upstream\"")],
     );
@@ -408,6 +411,22 @@ fn config_check_connect_probes_each_upstream_server() {
         signed.starts_with("ok ") && signed.contains("rejected a made-up user"),
         "{signed}"
     );
+    let status_line = |server: &str| {
+        text.lines()
+            .find(|l| l.contains(&format!("upstream {server}:")) && l.contains("Status-Server"))
+            .unwrap_or_else(|| panic!("no Status-Server line for {server}:\n{text}"))
+            .to_string()
+    };
+    let asked = status_line(&local(fr.signed));
+    assert!(asked.starts_with("ok "), "{asked}");
+    let nps = status_line(&local(like_nps.port));
+    assert!(
+        nps.starts_with("FAIL")
+            && nps.contains("answers logins but not Status-Server")
+            && nps.contains("\"access-request\""),
+        "{nps}"
+    );
+    assert!(line(&local(like_nps.port)).starts_with("ok "), "{text}");
     let v6 = line(&format!("[::1]:{}", fr.signed_v6));
     assert!(v6.starts_with("ok "), "{v6}");
     let unsigned = line(&local(fr.unsigned));
@@ -436,6 +455,8 @@ struct LossyRelay {
     drop: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     /// The RADIUS code of each datagram from radmfa, passed on or not.
     codes: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    /// Datagrams of this RADIUS code are never passed on (0: none).
+    ignored: std::sync::Arc<std::sync::atomic::AtomicU8>,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
@@ -454,17 +475,21 @@ impl LossyRelay {
         let seen = Arc::new(AtomicUsize::new(0));
         let drop = Arc::new(AtomicUsize::new(drop));
         let codes = Arc::new(Mutex::new(Vec::new()));
+        let ignored = Arc::new(std::sync::atomic::AtomicU8::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let peer = Arc::new(Mutex::new(None));
         let (front2, back2) = (front.try_clone().unwrap(), back.try_clone().unwrap());
         let (seen2, drop2, codes2) = (seen.clone(), drop.clone(), codes.clone());
-        let (stop2, peer2) = (stop.clone(), peer.clone());
+        let (stop2, peer2, ignored2) = (stop.clone(), peer.clone(), ignored.clone());
         std::thread::spawn(move || {
             let mut buf = [0u8; 4096];
             while !stop2.load(Ordering::Relaxed) {
                 if let Ok((n, from)) = front2.recv_from(&mut buf) {
                     *peer2.lock().unwrap() = Some(from);
                     codes2.lock().unwrap().push(buf[0]);
+                    if buf[0] == ignored2.load(Ordering::Relaxed) {
+                        continue;
+                    }
                     if seen2.fetch_add(1, Ordering::Relaxed) >= drop2.load(Ordering::Relaxed) {
                         let _ = back2.send(&buf[..n]);
                     }
@@ -487,8 +512,19 @@ impl LossyRelay {
             seen,
             drop,
             codes,
+            ignored,
             stop,
         }
+    }
+
+    /// Passes everything on but datagrams of RADIUS code `code`, as NPS ignores
+    /// Status-Server (12).
+    fn ignoring(target: u16, code: u8) -> LossyRelay {
+        let relay = LossyRelay::start(target, 0);
+        relay
+            .ignored
+            .store(code, std::sync::atomic::Ordering::Relaxed);
+        relay
     }
 
     fn seen(&self) -> usize {

@@ -45,7 +45,8 @@ pub async fn connect(cfg: &Config, user: Option<&str>) -> anyhow::Result<bool> {
     // would.
     let health = crate::auth::upstream::Health::default();
     for up in &cfg.upstreams {
-        use crate::auth::upstream::{probe, Answer};
+        use crate::auth::upstream::{probe, status_server_probe, Answer};
+        use crate::config::upstream::StatusCheck;
         let label = up.label();
         for server in &up.servers {
             let t = std::time::Instant::now();
@@ -74,7 +75,35 @@ pub async fn connect(cfg: &Config, user: Option<&str>) -> anyhow::Result<bool> {
                     ),
                 ),
                 // The error says where a name led.
-                Err(e) => line(false, format!("{label} {server}: {e}")),
+                Err(e) => {
+                    line(false, format!("{label} {server}: {e}"));
+                    continue;
+                }
+            }
+            // A server that answers logins but not Status-Server would stay at the back
+            // for good once it missed one request: its checks never succeed.
+            if up.status_check == Some(StatusCheck::StatusServer) {
+                let t = std::time::Instant::now();
+                match status_server_probe(up, &health, server).await {
+                    Ok(()) => line(
+                        true,
+                        format!(
+                            "{label} {shown}: answered Status-Server in {} ms ({})",
+                            t.elapsed().as_millis(),
+                            up.key("status_check")
+                        ),
+                    ),
+                    Err(e) => line(
+                        false,
+                        format!(
+                            "{label} {server}: answers logins but not Status-Server ({e}); \
+                             once it missed a request, {} = \"status-server\" would keep it \
+                             at the back for good. NPS does not answer Status-Server: use \
+                             \"access-request\"",
+                            up.key("status_check")
+                        ),
+                    ),
+                }
             }
         }
     }

@@ -158,26 +158,7 @@ pub async fn status_check(
                 Err(Failure::NoAnswer(why)) => Err(why),
             }
         }
-        Some(StatusCheck::StatusServer) => {
-            let identifier: u8 = rand::thread_rng().gen();
-            let (packet, authenticator) = status_server(identifier, cfg.secret.expose());
-            let sent = Sent {
-                packet: &packet,
-                identifier,
-                authenticator: &authenticator,
-                // The Response Authenticator proves the secret; the Message-Authenticator
-                // is not required here because this reply decides only where the server
-                // goes in the order, never a login, and FreeRADIUS before 3.2.5 answers
-                // Status-Server with an unsigned Access-Accept.
-                require_signed: false,
-            };
-            exchange(cfg, health, server, &sent)
-                .await
-                .map(|_| ())
-                .map_err(|f| match f {
-                    Failure::NoAnswer(why) | Failure::Refused(why) => why,
-                })
-        }
+        Some(StatusCheck::StatusServer) => status_server_probe(cfg, health, server).await,
     };
     match outcome {
         Ok(()) => health.mark(&cfg.group, server, None),
@@ -187,6 +168,33 @@ pub async fn status_check(
             false
         }
     }
+}
+
+/// One Status-Server (RFC 5997) exchange with `server`: answered, or why not. Also what
+/// `config check --connect` asks when the group has `status_check = "status-server"`.
+pub async fn status_server_probe(
+    cfg: &UpstreamConfig,
+    health: &Health,
+    server: &UpstreamServer,
+) -> Result<(), String> {
+    let identifier: u8 = rand::thread_rng().gen();
+    let (packet, authenticator) = status_server(identifier, cfg.secret.expose());
+    let sent = Sent {
+        packet: &packet,
+        identifier,
+        authenticator: &authenticator,
+        // The Response Authenticator proves the secret; the Message-Authenticator is not
+        // required here because this reply decides only where the server goes in the
+        // order, never a login, and FreeRADIUS before 3.2.5 answers Status-Server with an
+        // unsigned Access-Accept.
+        require_signed: false,
+    };
+    exchange(cfg, health, server, &sent)
+        .await
+        .map(|_| ())
+        .map_err(|f| match f {
+            Failure::NoAnswer(why) | Failure::Refused(why) => why,
+        })
 }
 
 enum Failure {
