@@ -881,6 +881,10 @@ fn without_a_directory_the_upstream_server_vouches_for_the_user() {
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(out.status.success(), "{text}");
     assert!(text.contains("ldap:   none"), "{text}");
+    assert!(
+        text.contains("users:  corp.example.org taken off names"),
+        "{text}"
+    );
     assert!(!text.contains("ldap://"), "no directory is probed: {text}");
     assert!(text.contains("user alice: 1 token(s) enrolled"), "{text}");
 

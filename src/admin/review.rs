@@ -27,6 +27,13 @@ pub fn summary(cfg: &Config) -> Vec<String> {
                 .into(),
         },
     ];
+    let domains = cfg.user_names.domains();
+    if !domains.is_empty() {
+        lines.push(format!(
+            "users:  {} taken off names (DOMAIN\\alice and alice@DOMAIN are alice)",
+            domains.join(", ")
+        ));
+    }
     for u in &cfg.upstreams {
         let servers: Vec<String> = u.servers.iter().map(|s| s.to_string()).collect();
         let mut line = format!(

@@ -39,6 +39,11 @@ impl UserNames {
         })
     }
 
+    /// The domains taken off, as configured.
+    pub fn domains(&self) -> &[String] {
+        &self.domains
+    }
+
     /// The store key for a name as typed: a listed domain taken off, case and spaces folded.
     pub fn key(&self, typed: &str) -> String {
         let name = typed.trim();
