@@ -189,8 +189,9 @@ print(json.dumps(out))
 /// `[totp] window = 3` (90 s either side): none is refused as used. A code is never from
 /// more than two steps back, so a step boundary passing between making it and the server
 /// checking it (a resend's wait, a loaded CI machine) cannot put it out of the window; a
-/// future step only comes closer. CI once failed on the three-steps-back code this began
-/// with, its login waiting 1.5 s for an upstream resend across a boundary.
+/// future step only comes closer. Run in a loop, tests/upstream.rs failed now and then on
+/// the three-steps-back code this began with, a login waiting 1.5 s for an upstream resend
+/// across a boundary.
 pub struct FreshCodes {
     seed: String,
     /// The last step given, or none yet.
