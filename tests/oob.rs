@@ -112,6 +112,35 @@ fn sms_code_flow_accepts_the_sent_code_and_rejects_a_wrong_one() {
         .any(|r| r["mode"] == "sms" && r["reason"] == "wrong SMS code"));
 }
 
+/// Wrong SMS codes count toward the lockout as wrong OATH codes do: at the threshold the
+/// second factor locks (audited with why), and a locked user gets no more SMS.
+#[test]
+fn wrong_sms_codes_lock_the_second_factor() {
+    let slapd = directory();
+    let standin = Standin::start();
+    let lockout = "[lockout]\nthreshold = 2\nduration_secs = 600\n";
+    let srv = start(&slapd, &standin, "", lockout, &sms_client(""));
+    for n in 1..=2 {
+        let r = login(&srv, "alice", ALICE_PW);
+        assert_eq!(code_of(&r), "Access-Challenge", "{r}");
+        let good = standin.wait_sms(n, Duration::from_secs(2))[n - 1].code();
+        let wrong = if good == "000000" { "111111" } else { "000000" };
+        let r = answer(&srv, "alice", wrong, &r["state"]);
+        assert_eq!(code_of(&r), "Access-Reject", "{r}");
+    }
+    let r = login(&srv, "alice", ALICE_PW);
+    assert_eq!(code_of(&r), "Access-Reject", "{r}");
+    assert!(message(&r).contains("Too many"), "{r}");
+    assert_eq!(standin.sms().len(), 2, "a locked user gets no SMS");
+    let audit = srv.audit_json("alice");
+    let lock = audit.iter().find(|r| r["result"] == "lock").expect("lock row");
+    assert_eq!(
+        lock["reason"].as_str().unwrap().split(';').next().unwrap(),
+        "2 consecutive wrong answers",
+        "{lock}"
+    );
+}
+
 /// A code sent with the password (inline, or OpenVPN's static challenge) is an OATH code:
 /// a client whose methods leave TOTP out refuses it, even from a user who has a token.
 #[test]

@@ -1078,7 +1078,14 @@ fn lockout_after_wrong_codes_and_unlock() {
         "Access-Accept"
     );
     let audit = srv.audit_json("alice");
-    assert!(audit.iter().any(|r| r["result"] == "lock"));
+    let lock = audit.iter().find(|r| r["result"] == "lock").expect("lock row");
+    assert!(
+        lock["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("3 consecutive wrong codes; second factor locked until "),
+        "{lock}"
+    );
     assert!(audit.iter().any(|r| r["result"] == "unlock"));
 }
 

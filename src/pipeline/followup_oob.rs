@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use super::followup::{wrong_answer, Round};
 use super::methods::{call_verdict, Subject};
-use super::{oob, Fault, RequestContext, Verdict};
+use super::{oob, second_factor, Fault, RequestContext, Verdict};
 use crate::app::AppState;
 use crate::delivery::phone::mask;
 use crate::mfa::sms::verify_code;
@@ -48,7 +48,7 @@ pub async fn sms_code(
         .as_deref()
         .is_some_and(|h| verify_code(h, typed));
     if !good {
-        let locked = oob::count_failure(app, user).await?;
+        let locked = second_factor::count_failure(app, user, "wrong answers").await?;
         let prompt = format!(
             "Enter the code sent to {}",
             mask(r.carried.phone.as_deref().unwrap_or_default())

@@ -21,8 +21,7 @@ use crate::mfa::{sms, voice};
 use crate::radius::Request;
 use crate::server::metrics::Metrics;
 use crate::store::{
-    durability, AuditRecord, OobBegin, OobKind, OobStatus, OobTransaction, SendLimit, StoreError,
-    UserProfile,
+    durability, OobBegin, OobKind, OobStatus, OobTransaction, SendLimit, StoreError, UserProfile,
 };
 
 /// How often a request waiting on a call looks at the store (the callback may land on
@@ -342,33 +341,4 @@ pub async fn await_call(
             _ = tokio::time::sleep(nap) => {}
         }
     }
-}
-
-/// A wrong answer counts toward the lockout like a wrong TOTP code. Returns whether this
-/// failure locked the user.
-pub async fn count_failure(app: &AppState, user: &str) -> Result<bool, StoreError> {
-    let now = app.clock.now();
-    let config = app.config();
-    let lock = &config.lockout;
-    let (_, locked_until) = app
-        .store
-        .record_failure(user, lock.threshold, now, lock.duration.as_secs() as i64)
-        .await?;
-    if let Some(until) = locked_until {
-        let rec = AuditRecord {
-            time: now,
-            user: user.to_string(),
-            mode: "admin".into(),
-            result: "lock".into(),
-            reason: Some(format!(
-                "{} consecutive wrong answers; second factor locked until {until}",
-                lock.threshold
-            )),
-            server_name: config.server.name.clone(),
-            ..Default::default()
-        };
-        app.store.append_audit(&rec).await?;
-        tracing::warn!(target: "radmfa::audit", user, result = "lock", until, "second factor locked");
-    }
-    Ok(locked_until.is_some())
 }

@@ -128,6 +128,20 @@ pub async fn check_code(
     } else {
         reason = "not a code";
     }
+    let locked = count_failure(app, user, "wrong codes").await?;
+    Ok(CodeCheck::Invalid {
+        reason: reason.to_string(),
+        locked,
+        resync,
+    })
+}
+
+/// Counts a wrong code or answer toward the user's lockout; when this one locks the second
+/// factor, the lock gets an audit record of its own. `what` names the failures in its
+/// reason ("wrong codes", "wrong answers"). Returns whether this failure locked the user.
+pub async fn count_failure(app: &AppState, user: &str, what: &str) -> Result<bool, StoreError> {
+    let now = app.clock.now();
+    let config = app.config();
     let lock = &config.lockout;
     let (_, locked_until) = app
         .store
@@ -140,7 +154,7 @@ pub async fn check_code(
             mode: "admin".into(),
             result: "lock".into(),
             reason: Some(format!(
-                "{} consecutive wrong codes; second factor locked until {until}",
+                "{} consecutive {what}; second factor locked until {until}",
                 lock.threshold
             )),
             server_name: config.server.name.clone(),
@@ -149,9 +163,5 @@ pub async fn check_code(
         app.store.append_audit(&rec).await?;
         tracing::warn!(target: "radmfa::audit", user, result = "lock", until, "second factor locked");
     }
-    Ok(CodeCheck::Invalid {
-        reason: reason.to_string(),
-        locked: locked_until.is_some(),
-        resync,
-    })
+    Ok(locked_until.is_some())
 }
