@@ -133,7 +133,10 @@ fn wrong_sms_codes_lock_the_second_factor() {
     assert!(message(&r).contains("Too many"), "{r}");
     assert_eq!(standin.sms().len(), 2, "a locked user gets no SMS");
     let audit = srv.audit_json("alice");
-    let lock = audit.iter().find(|r| r["result"] == "lock").expect("lock row");
+    let lock = audit
+        .iter()
+        .find(|r| r["result"] == "lock")
+        .expect("lock row");
     assert_eq!(
         lock["reason"].as_str().unwrap().split(';').next().unwrap(),
         "2 consecutive wrong answers",

@@ -1078,7 +1078,10 @@ fn lockout_after_wrong_codes_and_unlock() {
         "Access-Accept"
     );
     let audit = srv.audit_json("alice");
-    let lock = audit.iter().find(|r| r["result"] == "lock").expect("lock row");
+    let lock = audit
+        .iter()
+        .find(|r| r["result"] == "lock")
+        .expect("lock row");
     assert!(
         lock["reason"]
             .as_str()

@@ -12,6 +12,7 @@ use common::oob_env::{client, directory, ALICE_PW};
 use common::peers::{prometheus_parse, pyrad, FreshCodes};
 use common::radmfa::{http_get, Options, Server, SECRET};
 use common::slapd::{free_port, Slapd};
+use radmfa::radius::client::{parse_reply, AccessRequestBuilder};
 
 const ALICE_UP: &str = "alice-upstream-pw";
 const STATION: &str = "203.0.113.9";
@@ -362,6 +363,36 @@ fn unsafe_or_missing_answers_refuse_and_a_dead_server_is_skipped() {
         srv.log_shows("upstream: require_message_authenticator = false"),
         "{}",
         srv.log()
+    );
+}
+
+/// A User-Name that is not UTF-8 goes upstream as the octets the NAS sent. Before, radmfa
+/// passed on its lossy text, in which each bad octet is three: 100 of them no longer fit one
+/// attribute, and the request died unanswered (its retransmits swallowed for good).
+#[test]
+fn a_user_name_that_is_not_utf8_goes_upstream_as_sent() {
+    let slapd = directory();
+    let fr = upstream_users();
+    let srv = start(
+        &slapd,
+        &upstream_section(&[local(fr.signed)], ""),
+        &[client("vpn", "127.0.0.1", INLINE_UPSTREAM)],
+    );
+    let sock = srv.udp();
+    let (raw, _) = AccessRequestBuilder::with_raw_user(7, &[0xff; 100])
+        .password(b"some-password,123456")
+        .build(SECRET.as_bytes());
+    let mut buf = [0u8; 4096];
+    // Sent twice: the retransmit gets the same answer.
+    for _ in 0..2 {
+        sock.send(&raw).unwrap();
+        let n = sock.recv(&mut buf).expect("an answer");
+        assert_eq!(parse_reply(&buf[..n]).unwrap().code, 3, "Access-Reject");
+    }
+    assert!(
+        fr.log().contains("Login incorrect"),
+        "the upstream server was asked: {}",
+        fr.log()
     );
 }
 

@@ -28,6 +28,8 @@ const ACCESS_REJECT: u8 = 3;
 const ACCESS_CHALLENGE: u8 = 11;
 /// RFC 2865 §5.2: User-Password carries at most 128 octets.
 const MAX_PASSWORD: usize = 128;
+/// RFC 2865 §5: an attribute's value is at most 253 octets.
+const MAX_VALUE: usize = 253;
 
 /// What the upstream server said.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,7 +46,8 @@ pub const FORWARDED: &[u8] = &[4, 5, 30, 31, 61, 87, 95];
 
 /// One password check to send.
 pub struct Check<'a> {
-    pub user_name: &'a str,
+    /// As the NAS sent it (octets: RFC 2865 does not promise UTF-8), at most 253 of them.
+    pub user_name: &'a [u8],
     pub password: &'a Secret,
     /// NAS-Identifier when `[upstream] nas_identifier` is not set.
     pub nas_identifier: &'a str,
@@ -60,6 +63,13 @@ pub async fn check<'a>(
     health: &Health,
     c: &Check<'_>,
 ) -> Result<(Answer, &'a UpstreamServer), AuthError> {
+    // The NAS's User-Name attribute carried it, so it fits; the check keeps a made-up or
+    // missing one from reaching the packet builder, whose limits are assertions.
+    if c.user_name.is_empty() || c.user_name.len() > MAX_VALUE {
+        return Err(AuthError::Upstream(format!(
+            "the user name is empty or longer than the {MAX_VALUE} octets RADIUS can carry"
+        )));
+    }
     if c.password.len() > MAX_PASSWORD {
         return Err(AuthError::Upstream(format!(
             "the password is longer than the {MAX_PASSWORD} octets RADIUS can carry"
@@ -132,7 +142,7 @@ async fn ask_made_up(
         .map(|_| char::from(rand::thread_rng().gen_range(b'a'..=b'z')))
         .collect();
     let check = Check {
-        user_name,
+        user_name: user_name.as_bytes(),
         password: &Secret::from(password),
         nas_identifier,
         forwarded: Vec::new(),
@@ -212,7 +222,7 @@ async fn ask(
 ) -> Result<Answer, Failure> {
     let identifier: u8 = rand::thread_rng().gen();
     let nas_id = cfg.nas_identifier.as_deref().unwrap_or(c.nas_identifier);
-    let mut builder = AccessRequestBuilder::new(identifier, c.user_name)
+    let mut builder = AccessRequestBuilder::with_raw_user(identifier, c.user_name)
         .password(c.password.expose())
         .attribute(32, nas_id.as_bytes());
     for (typ, value) in &c.forwarded {

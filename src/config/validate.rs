@@ -325,6 +325,16 @@ fn server_config(raw: RawServer) -> Result<ServerConfig, ConfigError> {
         Some(n) if n.trim().is_empty() => {
             return Err(ConfigError::invalid("server.name", "must not be empty"))
         }
+        // It is the NAS-Identifier of requests to an upstream server: one attribute.
+        Some(n) if n.len() > 253 => {
+            return Err(ConfigError::invalid(
+                "server.name",
+                format!(
+                    "is {} octets; at most 253 fit in a RADIUS attribute",
+                    n.len()
+                ),
+            ))
+        }
         Some(n) => n,
         None => hostname(),
     };

@@ -9,6 +9,7 @@ use crate::auth::{AuthError, Denial, PrimaryOutcome};
 use crate::config::Primary;
 use crate::radius::Request;
 use crate::secret::Secret;
+use ::radius::core::rfc2865;
 
 pub async fn check(
     app: &AppState,
@@ -43,7 +44,11 @@ async fn by_upstream(
         return Err(AuthError::Upstream(format!("no upstream group {group:?}")).into());
     };
     // The name as the user typed it: the upstream server may want the domain radmfa strips.
-    let typed = req.user_name().unwrap_or_else(|| user.to_string());
+    // Its octets, not the text radmfa reads from them: a lossy re-encoding of a name that is
+    // not UTF-8 grows (each bad octet becomes three) past what one attribute can carry.
+    let typed = req
+        .raw_attribute(rfc2865::USER_NAME_TYPE)
+        .unwrap_or_else(|| user.as_bytes().to_vec());
     let check = Check {
         user_name: &typed,
         password,

@@ -14,7 +14,7 @@ use super::crypto::{self, HEADER_LEN, MA_LEN};
 #[derive(Debug, Clone)]
 pub struct AccessRequestBuilder {
     identifier: u8,
-    user: String,
+    user: Vec<u8>,
     password: Option<Vec<u8>>,
     state: Option<Vec<u8>>,
     extra: Vec<(u8, Vec<u8>)>,
@@ -24,9 +24,15 @@ pub struct AccessRequestBuilder {
 
 impl AccessRequestBuilder {
     pub fn new(identifier: u8, user: &str) -> Self {
+        Self::with_raw_user(identifier, user.as_bytes())
+    }
+
+    /// A User-Name as octets, as a NAS sent it: RFC 2865 does not promise UTF-8, and a
+    /// proxy passes on what it got rather than a lossy re-encoding of it.
+    pub fn with_raw_user(identifier: u8, user: &[u8]) -> Self {
         AccessRequestBuilder {
             identifier,
-            user: user.to_owned(),
+            user: user.to_vec(),
             password: None,
             state: None,
             extra: Vec::new(),
@@ -77,7 +83,7 @@ impl AccessRequestBuilder {
         if self.message_authenticator {
             rfc2869::add_message_authenticator(&mut packet, &[0; MA_LEN]);
         }
-        rfc2865::add_user_name(&mut packet, &self.user);
+        packet.add(AVP::from_bytes(rfc2865::USER_NAME_TYPE, &self.user));
         if let Some(pw) = &self.password {
             rfc2865::add_user_password(&mut packet, pw).expect("password of at most 128 octets");
         }

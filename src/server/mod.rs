@@ -20,13 +20,13 @@ use tokio::net::UdpSocket;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, info, warn, Instrument};
+use tracing::{debug, error, info, warn, Instrument};
 
 use crate::app::AppState;
 use crate::config::ClientConfig;
 use crate::pipeline::{self, RequestContext};
 use crate::radius::{self, DecodeError, RequestKind, MAX_PACKET};
-use dedup::{RequestKey, Seen};
+use dedup::{DuplicateCache, RequestKey, Seen};
 use drop_log::DropKind;
 use metrics::Metrics;
 
@@ -217,6 +217,10 @@ pub(crate) async fn dispatch(
         warn_drop(app, DropKind::Malformed, src, Some(&client.name));
         return;
     };
+    // RFC 2865 §3: "Octets outside the range of the Length field MUST be treated as padding
+    // and ignored on reception." So a retransmit padded differently is the same request.
+    let declared = usize::from(u16::from_be_bytes([raw[2], raw[3]]));
+    let raw = &raw[..declared.clamp(RADIUS_HEADER, raw.len())];
     match app.dedup.begin(key, raw) {
         Seen::New => {}
         Seen::Replay(bytes) => {
@@ -274,6 +278,13 @@ async fn serve_one(
     key: RequestKey,
     raw: &[u8],
 ) {
+    // Until it answers, the request holds an in-flight entry that swallows its
+    // retransmits; if it never gets to answer (a panic, a cancelled task), the entry goes.
+    let mut pending = PendingEntry {
+        dedup: &app.dedup,
+        key,
+        settled: false,
+    };
     let secret = ctx.client.secret.expose();
     let req = match radius::decode_request(raw, secret, ctx.client.require_message_authenticator) {
         Ok(r) => r,
@@ -281,12 +292,19 @@ async fn serve_one(
             count_drop(&app.metrics, &e);
             debug!(reason = e.label(), "dropped: failed verification");
             warn_drop(app, DropKind::of(&e), ctx.src, Some(&ctx.client.name));
-            app.dedup.abandon(key);
             return;
         }
     };
     let reply = pipeline::handle(app, &ctx, &req).await;
-    let bytes: Arc<[u8]> = Arc::from(radius::encode_reply(&req, &reply, secret));
+    let bytes = radius::encode_reply(&req, &reply, secret);
+    if bytes.is_empty() {
+        // Not expected (encode_reply keeps within RADIUS's limits); no reply beats an empty
+        // datagram, and nothing is cached, so the NAS's retransmit is served afresh.
+        error!("no reply sent: it could not be encoded");
+        return;
+    }
+    let bytes: Arc<[u8]> = Arc::from(bytes);
+    pending.settled = true;
     // A Status-Server answer changes nothing and costs less to compute again than to keep:
     // not caching it keeps a health-check flood (or a monitoring system polling hard) from
     // filling the duplicate cache and the memory behind it.
@@ -301,6 +319,24 @@ async fn serve_one(
     }
     if req.kind != RequestKind::StatusServer {
         app.metrics.latency.observe(ctx.received.elapsed());
+    }
+}
+
+/// RFC 2865 §3: the header is 20 octets, Length included.
+const RADIUS_HEADER: usize = 20;
+
+/// A request's in-flight duplicate entry; dropped unsettled, it is abandoned.
+struct PendingEntry<'a> {
+    dedup: &'a DuplicateCache,
+    key: RequestKey,
+    settled: bool,
+}
+
+impl Drop for PendingEntry<'_> {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.dedup.abandon(self.key);
+        }
     }
 }
 
@@ -323,5 +359,38 @@ fn count_drop(m: &Metrics, e: &DecodeError) {
 fn warn_drop(app: &AppState, kind: DropKind, src: SocketAddr, nas: Option<&str>) {
     if let Some(w) = app.drops.record(kind, src.ip(), nas, Instant::now()) {
         warn!(target: "radmfa::drops", "{w}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// A request task that dies before answering (a panic here) takes its in-flight entry
+    /// with it, so the NAS's retransmit starts the request afresh instead of being swallowed.
+    #[test]
+    fn a_request_that_never_answers_leaves_no_in_flight_entry() {
+        let cache = DuplicateCache::new(Duration::from_secs(30));
+        let key = RequestKey::of("127.0.0.1:5000".parse().unwrap(), &[1u8; 20]).unwrap();
+        assert_eq!(cache.begin(key, b"x"), Seen::New);
+        let died = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _pending = PendingEntry {
+                dedup: &cache,
+                key,
+                settled: false,
+            };
+            panic!("the request failed");
+        }));
+        assert!(died.is_err());
+        assert!(cache.is_empty());
+        // Settled: the entry stays for `finish` to cache the reply.
+        assert_eq!(cache.begin(key, b"x"), Seen::New);
+        drop(PendingEntry {
+            dedup: &cache,
+            key,
+            settled: true,
+        });
+        assert_eq!(cache.begin(key, b"x"), Seen::Attached);
     }
 }

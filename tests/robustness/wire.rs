@@ -118,3 +118,32 @@ fn hostile_datagrams_get_no_answer_and_logins_still_work() {
     let n = sock.recv(&mut buf).unwrap();
     assert_eq!(verify_reply(&buf[..n], &auth, SECRET.as_bytes()), Ok(()));
 }
+
+/// RFC 2865 §3: octets past the Length field are padding, ignored on reception. A request
+/// padded one way and its retransmit padded another are one request: the retransmit gets
+/// the same reply from the duplicate cache (before, it counted as a different packet under
+/// the same key and got nothing).
+#[test]
+fn padding_past_the_length_field_is_ignored() {
+    let slapd = Slapd::start(&[LdapUser::new("alice", PW)]);
+    let srv = Server::start(&Options::new(&slapd.url));
+    let sock = socket_from("127.0.0.1", srv.addr, 3000);
+    let (raw, auth) = AccessRequestBuilder::new(5, "alice")
+        .password(b"not-her-password")
+        .build(SECRET.as_bytes());
+    let mut buf = [0u8; 4096];
+    let mut replies = Vec::new();
+    for padding in [&[0u8, 0, 0][..], &[1, 2, 3, 4, 5]] {
+        sock.send(&[&raw[..], padding].concat()).unwrap();
+        let n = sock.recv(&mut buf).expect("an answer");
+        verify_reply(&buf[..n], &auth, SECRET.as_bytes()).expect("reply verifies");
+        replies.push(buf[..n].to_vec());
+    }
+    assert_eq!(parse_reply(&replies[0]).unwrap().code, 3, "Access-Reject");
+    assert_eq!(
+        replies[0], replies[1],
+        "the retransmit's answer is the cached one"
+    );
+    let audit = srv.audit_json("alice");
+    assert_eq!(audit.len(), 1, "one login, not two: {audit:#?}");
+}
