@@ -36,6 +36,8 @@ pub struct AppState {
     pub delivery: crate::delivery::Delivery,
     /// Which `[upstream]` servers stopped answering; kept across reloads.
     pub upstream_health: crate::auth::upstream::Health,
+    /// One code check at a time per user, so the lockout counts every guess.
+    pub code_turns: crate::pipeline::code_turns::CodeTurns,
 }
 
 impl AppState {
@@ -69,6 +71,7 @@ impl AppState {
             store,
             clock,
             upstream_health: Default::default(),
+            code_turns: Default::default(),
         })
     }
 }

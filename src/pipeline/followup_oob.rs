@@ -48,7 +48,13 @@ pub async fn sms_code(
         .as_deref()
         .is_some_and(|h| verify_code(h, typed));
     if !good {
-        let locked = second_factor::count_failure(app, user, "wrong answers").await?;
+        let locked = second_factor::count_failure(
+            app,
+            &app.code_turns.take(user).await,
+            user,
+            "wrong answers",
+        )
+        .await?;
         let prompt = format!(
             "Enter the code sent to {}",
             mask(r.carried.phone.as_deref().unwrap_or_default())

@@ -19,6 +19,7 @@ mod accept_attributes;
 mod app_login;
 mod audit;
 mod bypass;
+pub mod code_turns;
 mod followup;
 mod followup_oob;
 mod groups;

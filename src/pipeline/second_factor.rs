@@ -1,10 +1,13 @@
 //! Checking a code against the user's tokens (TOTP and HOTP, see `mfa::verify`), consuming it,
 //! and counting failures toward the lockout.
 
+use super::code_turns::Turn;
 use crate::app::AppState;
 use crate::mfa::otp;
 use crate::mfa::verify::{verify_token, TokenCheck, VerifyOptions};
-use crate::store::{AuditRecord, StoreError, TokenKind, TokenRecord, UserProfile, UserStatus};
+use crate::store::{
+    durability, AuditRecord, StoreError, TokenKind, TokenRecord, UserProfile, UserStatus,
+};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CodeCheck {
@@ -12,8 +15,10 @@ pub enum CodeCheck {
         serial: String,
         mode: &'static str,
     },
-    /// Wrong code; `locked` when this failure triggered the lockout, `resync` when an HOTP
-    /// token's code was far ahead and its next code will resynchronise it.
+    /// Wrong code; `locked` when this failure triggered the lockout, or when the second
+    /// factor was locked by the time this check's turn came (the code was not checked);
+    /// `resync` when an HOTP token's code was far ahead and its next code will resynchronise
+    /// it.
     Invalid {
         reason: String,
         locked: bool,
@@ -37,21 +42,25 @@ pub fn oath_mode(tokens: &[TokenRecord]) -> &'static str {
     }
 }
 
-/// The user's lockout state, read once per request.
+/// The user's lockout state, read once per request (and again in [`check_code`] when a
+/// wrong code was counted since).
 #[derive(Debug, Clone, Copy)]
 pub struct Standing {
     /// The second factor is locked right now.
     pub locked: bool,
     /// Consecutive wrong codes so far.
     pub failures: u32,
+    /// [`CodeTurns::seen`](super::code_turns::CodeTurns::seen) before the read.
+    seen: u64,
 }
 
 impl Standing {
-    fn of(app: &AppState, status: &UserStatus) -> Self {
+    fn of(app: &AppState, status: &UserStatus, seen: u64) -> Self {
         let now = app.clock.now();
         Standing {
             locked: status.locked_until.is_some_and(|t| t > now),
             failures: status.failures,
+            seen,
         }
     }
 }
@@ -65,10 +74,12 @@ pub struct UserView {
 }
 
 pub async fn user_view(app: &AppState, user: &str) -> Result<UserView, StoreError> {
+    // Before the read: a wrong code counted after it shows as a changed count.
+    let seen = app.code_turns.seen(user);
     let mut snap = app.store.user_snapshot(user).await?;
     snap.tokens.retain(|r| r.token.enabled);
     Ok(UserView {
-        standing: Standing::of(app, &snap.status),
+        standing: Standing::of(app, &snap.status, seen),
         tokens: snap.tokens,
         profile: snap.profile,
     })
@@ -76,13 +87,16 @@ pub async fn user_view(app: &AppState, user: &str) -> Result<UserView, StoreErro
 
 /// Is the user's second factor locked right now?
 pub async fn is_locked(app: &AppState, user: &str) -> Result<bool, StoreError> {
-    Ok(Standing::of(app, &app.store.user_status(user).await?).locked)
+    Ok(Standing::of(app, &app.store.user_status(user).await?, 0).locked)
 }
 
 /// Verifies `code` against `tokens` (from [`user_view`]); a match is consumed
 /// atomically in the store, so it works exactly once, on any node. Failures count toward the
 /// lockout; success resets the count — a write skipped when `standing` (read earlier in the
 /// same request) saw no failures, which saves a commit on nearly every login.
+///
+/// Runs in the user's turn ([`CodeTurns`](super::code_turns::CodeTurns)): a locked second factor is refused as it stands
+/// after the previous check, and a wrong code is counted on disk before the next check.
 pub async fn check_code(
     app: &AppState,
     user: &str,
@@ -90,6 +104,19 @@ pub async fn check_code(
     standing: Standing,
     code: &str,
 ) -> Result<CodeCheck, StoreError> {
+    let turn = app.code_turns.take(user).await;
+    let standing = if turn.counted_since(standing.seen) {
+        Standing::of(app, &app.store.user_status(user).await?, standing.seen)
+    } else {
+        standing
+    };
+    if standing.locked {
+        return Ok(CodeCheck::Invalid {
+            reason: "second factor locked".into(),
+            locked: true,
+            resync: false,
+        });
+    }
     let now = app.clock.now();
     let config = app.config();
     let mut reason = "wrong code";
@@ -128,7 +155,7 @@ pub async fn check_code(
     } else {
         reason = "not a code";
     }
-    let locked = count_failure(app, user, "wrong codes").await?;
+    let locked = count_failure(app, &turn, user, "wrong codes").await?;
     Ok(CodeCheck::Invalid {
         reason: reason.to_string(),
         locked,
@@ -136,10 +163,16 @@ pub async fn check_code(
     })
 }
 
-/// Counts a wrong code or answer toward the user's lockout; when this one locks the second
+/// Counts a wrong code or answer toward the user's lockout, in the user's `turn`, and waits
+/// until the count is on disk, so the next turn reads it; when this one locks the second
 /// factor, the lock gets an audit record of its own. `what` names the failures in its
 /// reason ("wrong codes", "wrong answers"). Returns whether this failure locked the user.
-pub async fn count_failure(app: &AppState, user: &str, what: &str) -> Result<bool, StoreError> {
+pub async fn count_failure(
+    app: &AppState,
+    turn: &Turn<'_>,
+    user: &str,
+    what: &str,
+) -> Result<bool, StoreError> {
     let now = app.clock.now();
     let config = app.config();
     let lock = &config.lockout;
@@ -163,5 +196,7 @@ pub async fn count_failure(app: &AppState, user: &str, what: &str) -> Result<boo
         app.store.append_audit(&rec).await?;
         tracing::warn!(target: "radmfa::audit", user, result = "lock", until, "second factor locked");
     }
+    durability::settle().await?;
+    turn.counted();
     Ok(locked_until.is_some())
 }

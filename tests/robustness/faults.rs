@@ -339,3 +339,62 @@ fn a_locked_database_still_answers_by_the_deadline() {
     );
     assert_eq!(again.map(|r| r.0), Some(2), "logins work again");
 }
+
+/// Guesses sent all at once still meet the lockout. Each request reads the lockout state
+/// before its directory bind; if the codes were checked without turns, all forty would read
+/// "not locked" and be checked. They are checked one at a time per user, each wrong one
+/// counted on disk before the next: `threshold` of them are checked, the rest find the
+/// second factor locked, and then the right code is refused too.
+#[test]
+fn guesses_sent_at_once_are_stopped_by_the_lockout() {
+    let slapd = Slapd::start(&[LdapUser::new("alice", PW)]);
+    let mut o = Options::new(&slapd.url);
+    o.clients = vec![Nas {
+        otp_mode: "inline",
+        ..Nas::challenge("vpn", "127.0.0.1")
+    }];
+    o.extra = "\n[lockout]\nthreshold = 3\nduration_secs = 600\n".into();
+    let srv = Server::start(&o);
+    let seed = srv.enroll("alice", &[]);
+    let valid: Vec<String> = (-2..=2).map(|k| code(now(), &seed, k)).collect();
+    let sock = socket_from("127.0.0.1", srv.addr, 5000);
+    const GUESSES: u8 = 40;
+    let mut guess = 100_000u32;
+    for id in 0..GUESSES {
+        let wrong = loop {
+            guess += 7_919;
+            let g = format!("{:06}", guess % 1_000_000);
+            if !valid.contains(&g) {
+                break g;
+            }
+        };
+        let (raw, _) = AccessRequestBuilder::new(id, "alice")
+            .password(format!("{PW},{wrong}").as_bytes())
+            .build(SECRET.as_bytes());
+        sock.send(&raw).unwrap();
+    }
+    let mut buf = [0u8; 4096];
+    for _ in 0..GUESSES {
+        let n = sock.recv(&mut buf).expect("every guess is answered");
+        assert_eq!(parse_reply(&buf[..n]).unwrap().code, 3, "Access-Reject");
+    }
+    let audit = srv.audit_json("alice");
+    let with = |reason: &str| audit.iter().filter(|r| r["reason"] == reason).count();
+    assert_eq!(with("wrong code"), 3, "codes checked: {audit:#?}");
+    assert_eq!(
+        with("second factor locked"),
+        usize::from(GUESSES) - 3,
+        "{audit:#?}"
+    );
+    let right = code(now(), &seed, 0);
+    let (raw, _) = AccessRequestBuilder::new(99, "alice")
+        .password(format!("{PW},{right}").as_bytes())
+        .build(SECRET.as_bytes());
+    sock.send(&raw).unwrap();
+    let n = sock.recv(&mut buf).unwrap();
+    assert_eq!(
+        parse_reply(&buf[..n]).unwrap().code,
+        3,
+        "locked: the right code too"
+    );
+}
