@@ -203,6 +203,43 @@ fn fraud_report_rejects_and_blocks_until_unblock() {
     assert_eq!(code_of(&r), "Access-Accept", "{r}");
 }
 
+/// A fraud report that comes after the held login gave up on the call (its budget ran out
+/// while the phone rang on) still blocks the user: someone else has the password.
+#[test]
+fn a_fraud_report_after_the_budget_ran_out_still_blocks() {
+    let slapd = directory();
+    let standin = Standin::start();
+    let srv = start(&slapd, &standin, "", "", &hold_client(3));
+    standin.script(
+        DIRECTORY_MOBILE,
+        Script::Press("0", Duration::from_millis(4500)),
+    );
+    let (r, took) = held_login(&srv, "10");
+    assert_eq!(code_of(&r), "Access-Reject", "{r}");
+    assert!(took < Duration::from_secs(4), "{took:?}");
+    let t = Instant::now();
+    while standin.callbacks().is_empty() {
+        assert!(t.elapsed() < Duration::from_secs(10), "no key pressed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let cb = standin.callbacks();
+    assert_eq!(cb[0].status, 200, "{cb:?}");
+    let show: serde_json::Value =
+        serde_json::from_str(&cli_ok(&srv, &["user", "show", "alice", "--json"])).unwrap();
+    assert!(
+        show["blocked_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("fraud")),
+        "{show}"
+    );
+    let audit = srv.audit_json("alice");
+    assert_eq!(
+        audit.iter().filter(|r| r["result"] == "fraud").count(),
+        1,
+        "{audit:#?}"
+    );
+}
+
 #[test]
 fn retransmits_during_a_held_call_get_one_call_and_the_same_reply() {
     let slapd = directory();

@@ -13,7 +13,7 @@ use super::signature;
 use crate::app::AppState;
 use crate::delivery::phone::mask;
 use crate::mfa::voice::{interpret_digits, outcome_twiml, CallDecision};
-use crate::store::{AuditRecord, OobKind, OobStatus, OobTransaction};
+use crate::store::{AuditRecord, OobKind, OobStatus, OobTransaction, StoreError};
 
 fn params(body: &[u8]) -> Vec<(String, String)> {
     form_urlencoded::parse(body).into_owned().collect()
@@ -104,7 +104,17 @@ pub async fn gather(
         ),
     };
     match app.store.resolve_oob(&txn.id, status, reason).await {
-        Ok(true) if decision == CallDecision::Fraud => block_for_fraud(&app, &txn).await,
+        // A fraud report stands even when the call was decided before it came (a held
+        // login whose budget ran out while the phone rang on): someone else has the
+        // password either way. Only a repeat of this very report is not acted on twice.
+        Ok(resolved)
+            if decision == CallDecision::Fraud && (resolved || txn.status != OobStatus::Fraud) =>
+        {
+            if let Err(e) = block_for_fraud(&app, &txn).await {
+                tracing::error!(error = %e, user = %txn.user, "blocking user after fraud alert");
+                return StatusCode::SERVICE_UNAVAILABLE.into_response();
+            }
+        }
         Ok(_) => {}
         Err(e) => {
             tracing::error!(error = %e, "callback: recording the call decision");
@@ -120,15 +130,15 @@ pub async fn gather(
 /// gets a `fraud` record even if no request is waiting on this call any more. Their
 /// remembered second factors are forgotten too: someone else has the password, and after
 /// the unblock every login should prove the second factor afresh.
-async fn block_for_fraud(app: &AppState, txn: &OobTransaction) {
+///
+/// The block failing is an error (the provider gets a 503); the rest is logged.
+async fn block_for_fraud(app: &AppState, txn: &OobTransaction) -> Result<(), StoreError> {
     let now = app.clock.now();
     let reason = format!(
         "fraud alert from the call to {}; blocked until `radmfa user unblock`",
         mask(&txn.phone)
     );
-    if let Err(e) = app.store.block_user(&txn.user, now, &reason).await {
-        tracing::error!(error = %e, user = %txn.user, "blocking user after fraud alert");
-    }
+    app.store.block_user(&txn.user, now, &reason).await?;
     if let Err(e) = app.store.forget_logins(&txn.user).await {
         tracing::error!(error = %e, user = %txn.user, "forgetting remembered logins after fraud alert");
     }
@@ -147,6 +157,7 @@ async fn block_for_fraud(app: &AppState, txn: &OobTransaction) {
         tracing::error!(error = %e, "writing the fraud audit record");
     }
     tracing::warn!(target: "radmfa::audit", user = %txn.user, result = "fraud", "fraud alert: user blocked");
+    Ok(())
 }
 
 pub async fn status(
