@@ -169,6 +169,36 @@ fn sighup_applies_new_ldap_settings() {
     assert_eq!(login(), "Access-Challenge", "{}", srv.log());
 }
 
+/// A service password kept in `bind_password_file` and rotated there is taken on SIGHUP,
+/// though the config file itself did not change.
+#[test]
+fn sighup_rereads_a_rotated_bind_password_file() {
+    let (_slapd, srv) = alice_behind_radmfa();
+    let original = std::fs::read_to_string(&srv.config).unwrap();
+    let right = "bind_password = \"adminpw\"";
+    assert!(original.contains(right), "the harness's [ldap] changed");
+    let file = srv.config.with_file_name("ldap-password");
+    std::fs::write(&file, "adminpw\n").unwrap();
+    let from_file = original.replace(
+        right,
+        &format!("bind_password_file = {:?}", file.display().to_string()),
+    );
+    std::fs::write(&srv.config, &from_file).unwrap();
+    hup(&srv);
+    assert_eq!(ldap_applied(&srv, 1), 1, "{}", srv.log());
+    assert_eq!(alice_login(&srv), "Access-Challenge", "{}", srv.log());
+
+    // Rotated in the file only (here: to one the directory refuses, which shows).
+    std::fs::write(&file, "not-the-password\n").unwrap();
+    hup(&srv);
+    assert_eq!(ldap_applied(&srv, 2), 2, "{}", srv.log());
+    assert_eq!(alice_login(&srv), "Access-Reject", "{}", srv.log());
+    std::fs::write(&file, "adminpw\n").unwrap();
+    hup(&srv);
+    assert_eq!(ldap_applied(&srv, 3), 3, "{}", srv.log());
+    assert_eq!(alice_login(&srv), "Access-Challenge", "{}", srv.log());
+}
+
 /// A CA bundle replaced at the same `[ldap] ca_file` path is read again on SIGHUP, though
 /// the config file did not change: a bundle without a certificate is refused (the running
 /// settings stay), a good one is taken.

@@ -24,6 +24,7 @@ use tracing::{error, info, warn};
 use crate::app::AppState;
 use crate::config::{ClientConfig, Config, StoreConfig};
 use crate::file_stamp::{stamp, FileStamp};
+use crate::secret::Secret;
 use crate::server::clients::ClientTable;
 
 pub struct Reloader {
@@ -37,6 +38,9 @@ pub struct Reloader {
     /// Its `ca_file` as it was read: a CA bundle replaced at the same path counts as a
     /// change too.
     ldap_ca: FileStamp,
+    /// The service account's password in use: read from `bind_password_file`, it changes
+    /// without the section changing.
+    ldap_password: Option<Secret>,
     /// The longest request deadline of the starting clients: PostgreSQL connections were
     /// opened with it (`idle_in_transaction_session_timeout`).
     longest: Duration,
@@ -65,6 +69,7 @@ impl Reloader {
             policy,
             ldap,
             ldap_ca: ca_stamp(started),
+            ldap_password: bind_password(started),
             longest: longest_request(started, &started.clients),
             hup,
         })
@@ -91,7 +96,11 @@ impl Reloader {
         } = sections(&self.path).map_err(|e| format!("{e:#}"))?;
         // Built before anything is swapped: settings that cannot be used change nothing.
         let ldap_ca = ca_stamp(&new);
-        let directory = if ldap != self.ldap || ldap_ca != self.ldap_ca {
+        let ldap_password = bind_password(&new);
+        let directory = if ldap != self.ldap
+            || ldap_ca != self.ldap_ca
+            || ldap_password != self.ldap_password
+        {
             Some(crate::auth::directory(new.ldap.as_ref()).map_err(|e| format!("[ldap]: {e}"))?)
         } else {
             None
@@ -109,6 +118,7 @@ impl Reloader {
             app.set_primary(directory);
             self.ldap = ldap;
             self.ldap_ca = ldap_ca;
+            self.ldap_password = ldap_password;
             info!("reload: new [ldap] settings in use from the next request");
         }
         let policy_changed = changed_sections(&self.policy, &policy);
@@ -161,6 +171,10 @@ pub async fn on_sighup(app: Arc<AppState>, mut reloader: Reloader, stop: Cancell
 }
 
 /// When `[ldap] ca_file` last changed, if there is one.
+fn bind_password(cfg: &Config) -> Option<Secret> {
+    cfg.ldap.as_ref().map(|l| l.bind_password.clone())
+}
+
 fn ca_stamp(cfg: &Config) -> FileStamp {
     cfg.ldap.as_ref()?.ca_file.as_deref().and_then(stamp)
 }
