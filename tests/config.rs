@@ -126,3 +126,35 @@ secret = "0123456789abcdef"
         std::time::Duration::from_secs(30)
     );
 }
+
+/// A file that does not parse is reported without the line it failed on: that line can
+/// hold a shared secret or a password, and a failed reload writes the error to the log.
+#[test]
+fn a_parse_error_does_not_quote_a_secret() {
+    let base = "[[client]]\nname = \"nas\"\naddress = \"127.0.0.1\"\n";
+    for (line, must_name) in [
+        // An escape TOML does not know, inside the secret.
+        ("secret = \"Xy9\\q-very-secret-nas-key\"", "line 4, column"),
+        // The wrong type: serde quotes the value it got.
+        ("secret = 98765432109876", "client[0].secret"),
+    ] {
+        let err = Config::parse(&format!("{base}{line}\n"), Path::new("radmfa.toml"))
+            .expect_err(line)
+            .to_string();
+        assert!(err.contains(must_name), "{err}");
+        for part in ["very-secret", "98765432109876"] {
+            assert!(!err.contains(part), "{part} in {err}");
+        }
+    }
+    // Values of other keys are still quoted where that helps.
+    let err = Config::parse(
+        &format!("{base}secret = \"0123456789abcdef\"\notp_mode = 7\n"),
+        Path::new("radmfa.toml"),
+    )
+    .expect_err("otp_mode")
+    .to_string();
+    assert!(
+        err.contains("client[0].otp_mode") && err.contains("`7`"),
+        "{err}"
+    );
+}

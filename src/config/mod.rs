@@ -256,14 +256,9 @@ impl Config {
         let de = toml::Deserializer::new(text);
         let raw: raw::RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
             let key = e.path().to_string();
-            let inner = e.into_inner().to_string();
             ConfigError::Parse {
                 path: origin.display().to_string(),
-                message: if key.is_empty() || key == "." {
-                    inner
-                } else {
-                    format!("{key}: {inner}")
-                },
+                message: parse_message(text, &key, e.inner()),
             }
         })?;
         validate::validate(raw, origin)
@@ -273,4 +268,57 @@ impl Config {
     pub fn upstream_group(&self, group: &str) -> Option<&upstream::UpstreamConfig> {
         self.upstreams.iter().find(|u| u.group == group)
     }
+}
+
+/// A TOML error for the log and the terminal: the key, toml's message and where, but not
+/// the source line toml's own rendering quotes. That line may hold a shared secret or a
+/// password (`secret = "bad\q..."`), and a failed reload logs the error. Where the key
+/// names a secret, values quoted in the message (`invalid type: integer `12345``) go too.
+fn parse_message(text: &str, key: &str, e: &toml::de::Error) -> String {
+    let mut message = e.message().trim_end().replace('\n', "; ");
+    let last = key.rsplit('.').next().unwrap_or("").to_ascii_lowercase();
+    if ["secret", "password", "token", "key"]
+        .iter()
+        .any(|s| last.contains(s))
+    {
+        message = hide_quoted(&message);
+    }
+    let at = e.span().map(|span| {
+        let before = &text[..span.start.min(text.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        format!(" (line {line}, column {column})")
+    });
+    let at = at.unwrap_or_default();
+    if key.is_empty() || key == "." {
+        format!("{message}{at}")
+    } else {
+        format!("{key}: {message}{at}")
+    }
+}
+
+/// Replaces what serde quotes in an error message (`...` and "...") with a placeholder.
+fn hide_quoted(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut quote: Option<char> = None;
+    for c in message.chars() {
+        match quote {
+            Some(q) if c == q => {
+                out.push_str("(value not shown)");
+                out.push(c);
+                quote = None;
+            }
+            Some(_) => {}
+            None => {
+                out.push(c);
+                if c == '`' || c == '"' {
+                    quote = Some(c);
+                }
+            }
+        }
+    }
+    if quote.is_some() {
+        out.push_str("(value not shown)");
+    }
+    out
 }
