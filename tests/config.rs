@@ -158,3 +158,18 @@ fn a_parse_error_does_not_quote_a_secret() {
         "{err}"
     );
 }
+
+/// A `*_file` secret is the file's first line: a note on a later line is not part of it.
+#[test]
+fn a_secret_file_gives_its_first_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("nas.secret"),
+        "first-line-secret\r\n# rotated 2026-11\n",
+    )
+    .unwrap();
+    let text = "[ldap]\nurls = [\"ldap://127.0.0.1\"]\nbase_dn = \"dc=example,dc=org\"\nbind_dn = \"\"\nbind_password = \"\"\n\
+                [[client]]\nname = \"nas\"\naddress = \"127.0.0.1\"\nsecret_file = \"nas.secret\"\n";
+    let cfg = Config::parse(text, &dir.path().join("radmfa.toml")).unwrap();
+    assert_eq!(cfg.clients[0].secret.expose(), b"first-line-secret");
+}

@@ -588,6 +588,12 @@ fn listed_domains_are_taken_off_user_names() {
         .filter(|r| r["result"] == "accept")
         .count();
     assert_eq!(accepts, 3, "all three logins are alice's");
+    // Admin commands take the name as typed too.
+    let out = srv.cli(&["token", "list", "--user", "CORP\\alice", "--json"]);
+    assert!(out.status.success(), "{out:?}");
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(listed[0]["user"], "alice", "{listed}");
 
     // Another domain: not alice; the same reply as a user the directory lacks.
     let other = py_password(&srv, "OTHER\\alice", ALICE_PW);

@@ -33,7 +33,8 @@ pub fn parse_time(s: &str, now: i64) -> anyhow::Result<i64> {
 
 /// An age or a duration, `90s`, `15m`, `2h`, `7d`, in seconds.
 pub fn age_secs(s: &str) -> anyhow::Result<i64> {
-    let (num, unit) = s.split_at(s.len().saturating_sub(1));
+    // At the last character, not the last byte: `5é` must be an error, not a panic.
+    let (num, unit) = s.split_at(s.char_indices().last().map_or(0, |(i, _)| i));
     let mult = match unit {
         "s" => 1,
         "m" => 60,
@@ -283,6 +284,15 @@ mod tests {
             AuditGroup::Day,
         );
         assert_eq!(days[0].key, "2026-12-01", "latest day first");
+    }
+
+    #[test]
+    fn ages_take_a_unit_and_refuse_anything_else() {
+        assert_eq!(age_secs("15m").unwrap(), 900);
+        assert_eq!(age_secs("2d").unwrap(), 172_800);
+        for bad in ["5é", "é", "", "m", "15", "1.5h", "15 m"] {
+            assert!(age_secs(bad).is_err(), "{bad:?} accepted");
+        }
     }
 
     #[test]

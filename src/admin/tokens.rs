@@ -11,7 +11,7 @@ use crate::app::with_command_store;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::mfa::{hotp, otp};
-use crate::store::{user_key, Store, TokenFilter, TokenKind, TokenRecord};
+use crate::store::{Store, TokenFilter, TokenKind, TokenRecord};
 
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
@@ -83,7 +83,7 @@ pub async fn run(cfg: &Config, cmd: TokenCommand) -> anyhow::Result<ExitCode> {
 
 async fn run_on(cfg: &Config, store: &dyn Store, cmd: TokenCommand) -> anyhow::Result<ExitCode> {
     let (serial, action, owner) = match cmd {
-        TokenCommand::List(a) => return list(store, a).await,
+        TokenCommand::List(a) => return list(cfg, store, a).await,
         TokenCommand::Show(a) => return show(store, &a.serial, a.json).await,
         TokenCommand::Resync(a) => return resync(cfg, store, a).await,
         TokenCommand::Import(a) => return super::token_import::run(cfg, store, a).await,
@@ -188,9 +188,10 @@ fn to_json(r: &TokenRecord) -> serde_json::Value {
     })
 }
 
-async fn list(store: &dyn Store, a: ListArgs) -> anyhow::Result<ExitCode> {
+async fn list(cfg: &Config, store: &dyn Store, a: ListArgs) -> anyhow::Result<ExitCode> {
     let filter = TokenFilter {
-        user: a.user.as_deref().map(user_key),
+        // As users type it (`CORP\alice`), like every other admin command.
+        user: a.user.as_deref().map(|u| cfg.user_names.key(u)),
         unassigned: a.unassigned,
     };
     let tokens = store.list_tokens(&filter).await?;

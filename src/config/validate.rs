@@ -410,9 +410,9 @@ pub(super) fn secret_value(
             let text = std::fs::read_to_string(&f).map_err(|e| {
                 ConfigError::invalid(format!("{key}_file"), format!("{}: {e}", f.display()))
             })?;
-            Ok(Secret::from(
-                text.trim_end_matches(['\r', '\n']).to_string(),
-            ))
+            // The first line, as conf/radmfa.toml says: a note on a later line ("rotated
+            // 2026-11") is not part of the secret.
+            Ok(Secret::from(text.lines().next().unwrap_or("").to_string()))
         }
         (None, None) => Err(ConfigError::invalid(
             key,

@@ -313,6 +313,34 @@ fn http_sms_config(raw: RawHttpSms, base: &Path) -> Result<HttpSmsConfig, Config
             ))
         }
     };
+    // Credentials the chosen `auth` does not send would be dropped without a word, and the
+    // gateway asked without them: refuse the mismatch instead.
+    let given = |set: &[(&str, bool)]| -> Option<String> {
+        set.iter().find(|(_, on)| *on).map(|(k, _)| k.to_string())
+    };
+    let basic_keys = [
+        ("username", username.is_some()),
+        ("password", password.is_some()),
+        ("password_file", password_file.is_some()),
+    ];
+    let bearer_keys = [
+        ("token", token.is_some()),
+        ("token_file", token_file.is_some()),
+    ];
+    let unused = match auth.as_str() {
+        "basic" => given(&bearer_keys),
+        "bearer" => given(&basic_keys),
+        _ => given(&basic_keys).or_else(|| given(&bearer_keys)),
+    };
+    if let Some(k) = unused {
+        return Err(ConfigError::invalid(
+            "http_sms.auth",
+            format!(
+                "is {auth:?}, which does not send http_sms.{k}: set auth = \"basic\" (username, \
+                 password) or \"bearer\" (token), or remove {k}"
+            ),
+        ));
+    }
     let auth = match auth.as_str() {
         "none" => HttpAuth::None,
         "basic" => HttpAuth::Basic {

@@ -131,15 +131,16 @@ impl CodeSender for HttpSms {
 }
 
 /// The start of a response body for the audit reason, with the code blanked out in case the
-/// gateway echoes the request.
+/// gateway echoes the request. Blanked before it is cut: a code across the cut would
+/// otherwise leave its first digits.
 fn snippet(body: &str, values: &[(&str, &str)]) -> String {
-    let mut s: String = body.chars().take(160).collect();
+    let mut s = body.to_string();
     for (name, v) in values {
         if *name != "phone" && !v.is_empty() {
             s = s.replace(v, "***");
         }
     }
-    s
+    s.chars().take(160).collect()
 }
 
 #[cfg(test)]
@@ -173,5 +174,8 @@ mod tests {
             ("message", "Code 123456"),
         ];
         assert_eq!(snippet("bad 123456 for +1555", &v), "bad *** for +1555");
+        // A code across the 160-character cut leaves none of its digits.
+        let long = format!("{}123456 and more", "x".repeat(157));
+        assert_eq!(snippet(&long, &v), format!("{}***", "x".repeat(157)));
     }
 }
