@@ -130,6 +130,23 @@ fn client_line(cfg: &Config, c: &ClientConfig) -> String {
 /// RADIUS exchange itself, or cannot work as set (upstream servers the deadline cuts off).
 pub fn warnings(cfg: &Config) -> Vec<String> {
     let mut out = Vec::new();
+    if let Some(l) = &cfg.ldap {
+        if l.tls_insecure_skip_verify {
+            out.push(
+                "ldap: tls_insecure_skip_verify = true: whoever is on the path to the directory \
+                 can answer its binds, and every password passes; for a lab only"
+                    .into(),
+            );
+        }
+        if !l.starttls {
+            for url in l.urls.iter().filter(|u| cleartext_off_host(u)) {
+                out.push(format!(
+                    "ldap: {url} without starttls: users' passwords cross the network in clear \
+                     text; use ldaps:// or starttls = true"
+                ));
+            }
+        }
+    }
     for u in &cfg.upstreams {
         let label = u.label();
         let users: Vec<&ClientConfig> = cfg
@@ -233,5 +250,50 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
 pub fn log_warnings(cfg: &Config) {
     for w in warnings(cfg) {
         tracing::warn!("{w}");
+    }
+}
+
+/// An `ldap://` URL to another machine: a bind there sends the password as it is.
+fn cleartext_off_host(url: &str) -> bool {
+    let Some(rest) = url
+        .get(..7)
+        .filter(|s| s.eq_ignore_ascii_case("ldap://"))
+        .map(|_| &url[7..])
+    else {
+        return false;
+    };
+    let authority = rest.split('/').next().unwrap_or("");
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => authority.split(':').next().unwrap_or(""),
+    };
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    !loopback
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cleartext_ldap_to_another_host_is_told_apart() {
+        for off in [
+            "ldap://dc1.example.org",
+            "LDAP://10.0.0.5:389/",
+            "ldap://[2001:db8::5]",
+        ] {
+            assert!(cleartext_off_host(off), "{off}");
+        }
+        for fine in [
+            "ldaps://dc1.example.org",
+            "ldap://127.0.0.1:3890",
+            "ldap://localhost",
+            "ldap://[::1]:389",
+        ] {
+            assert!(!cleartext_off_host(fine), "{fine}");
+        }
     }
 }
