@@ -246,6 +246,35 @@ fn provider_failure_allow_fails_open_for_outages_only() {
     );
 }
 
+/// A refusal of the one message (Twilio's 400 for a number that cannot take an SMS) is not
+/// an outage: `provider_failure = "allow"` does not let the password alone in. Otherwise a
+/// caller with the password could pick the method that always fails for this user.
+#[test]
+fn provider_failure_allow_does_not_fail_open_for_a_refused_number() {
+    let slapd = directory();
+    let standin = Standin::start();
+    standin.fail_sms(Some((
+        400,
+        21614,
+        "'To' number is not a valid mobile number",
+    )));
+    let srv = start(
+        &slapd,
+        &standin,
+        "",
+        "",
+        &sms_client("provider_failure = \"allow\""),
+    );
+    let r = login(&srv, "alice", ALICE_PW);
+    assert_eq!(code_of(&r), "Access-Reject", "{r}");
+    let rec = &srv.audit_json("alice")[0];
+    assert_ne!(rec["mode"], "fail-open", "{rec}");
+    assert!(
+        rec["reason"].as_str().unwrap().contains("HTTP 400"),
+        "{rec}"
+    );
+}
+
 #[test]
 fn sms_through_the_generic_http_provider() {
     let slapd = directory();

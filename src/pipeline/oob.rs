@@ -86,8 +86,9 @@ pub enum Delivered {
 }
 
 /// Why an SMS or call did not go out: tell the user `message`, audit `reason`.
-/// `provider_failed`: the provider was asked and failed (an outage), as opposed to a limit
-/// or missing configuration.
+/// `provider_failed`: the provider was asked and failed for everyone (an outage, see
+/// `ProviderError::is_outage`), as opposed to refusing this message, a limit, or missing
+/// configuration.
 #[derive(Debug)]
 pub struct NotSent {
     pub message: &'static str,
@@ -240,7 +241,7 @@ async fn settle(
             Ok(Delivered::No(NotSent {
                 message,
                 reason,
-                provider_failed: true,
+                provider_failed: e.is_outage(),
             }))
         }
     }
