@@ -301,21 +301,34 @@ async fn enroll_verified(
     };
     let serial = token.serial.clone();
     let id = store.add_token(token).await?;
-    store.consume_totp_step(id, step).await?;
-    if let Err(e) = write_admin_audit(
-        cfg,
-        store,
-        user,
-        "enroll",
-        Some(format!("token {serial}, verified with a code from the app")),
-    )
-    .await
-    {
-        let _ = store.delete_token(&serial).await;
-        return Err(anyhow::Error::new(e).context(format!(
-            "writing the audit record; token {serial} was removed again: remove its entry \
-             from the app and enroll {user} again"
-        )));
+    // Its code's step used up and its audit record written, or the token goes again: one
+    // left behind would log in with the very code just typed, unaudited.
+    let finished = async {
+        store
+            .consume_totp_step(id, step)
+            .await
+            .context("marking the code as used")?;
+        write_admin_audit(
+            cfg,
+            store,
+            user,
+            "enroll",
+            Some(format!("token {serial}, verified with a code from the app")),
+        )
+        .await
+        .context("writing the audit record")
+    };
+    if let Err(e) = finished.await {
+        return Err(match store.delete_token(&serial).await {
+            Ok(_) => e.context(format!(
+                "token {serial} was removed again: remove its entry from the app and enroll \
+                 {user} again"
+            )),
+            Err(undo) => e.context(format!(
+                "token {serial} is stored for {user} and could not be removed ({undo}); run \
+                 `radmfa token delete {serial}`"
+            )),
+        });
     }
     println!("Verified: token {serial} enrolled for {user}.");
     Ok(ExitCode::SUCCESS)
