@@ -275,6 +275,39 @@ fn provider_failure_allow_does_not_fail_open_for_a_refused_number() {
     );
 }
 
+/// `no_factor = "allow"` is for users with no second factor. One with a token on a client
+/// whose methods leave OATH codes out is refused, not let in on the password alone; once
+/// his token is gone, bob (whose directory phone this inline client cannot call) is.
+#[test]
+fn no_factor_allow_does_not_pass_a_user_whose_token_the_client_cannot_use() {
+    let slapd = directory();
+    let standin = Standin::start();
+    let keys = "methods = [\"voice\"]\notp_mode = \"inline\"\nno_factor = \"allow\"";
+    let srv = start(
+        &slapd,
+        &standin,
+        "",
+        "",
+        &[client("vpn", "127.0.0.1", keys)],
+    );
+    srv.enroll("bob", &[]);
+    let r = login(&srv, "bob", &format!("{BOB_PW},123456"));
+    assert_eq!(code_of(&r), "Access-Reject", "{r}");
+    assert!(message(&r).contains("cannot be used here"), "{r}");
+    let rec = &srv.audit_json("bob")[0];
+    assert!(
+        rec["reason"]
+            .as_str()
+            .unwrap()
+            .contains("tokens cannot be used"),
+        "{rec}"
+    );
+    cli_ok(&srv, &["user", "reset", "bob"]);
+    let r = login(&srv, "bob", BOB_PW);
+    assert_eq!(code_of(&r), "Access-Accept", "{r}");
+    assert_eq!(srv.audit_json("bob")[0]["mode"], "primary-only");
+}
+
 #[test]
 fn sms_through_the_generic_http_provider() {
     let slapd = directory();

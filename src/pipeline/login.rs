@@ -120,6 +120,19 @@ pub async fn start(
         capabilities(app, ctx, !tokens.is_empty(), phone.is_some()),
     );
 
+    if usable.is_empty() && !tokens.is_empty() {
+        // Enrolled, but this client cannot use the token (its methods leave OATH codes
+        // out): no_factor is for users who have no second factor, not for this one.
+        return Ok(Verdict::reject(
+            "the user's tokens cannot be used on this client (its methods leave out totp)",
+        )
+        .with_info(Some(info))
+        .with_reply(
+            Reply::reject().with_message(
+                "Your second factor cannot be used here. Contact your administrator.",
+            ),
+        ));
+    }
     if usable.is_empty() {
         return Ok(match ctx.client.no_factor {
             NoFactorPolicy::Allow => Verdict::accept(
