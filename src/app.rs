@@ -38,6 +38,8 @@ pub struct AppState {
     pub upstream_health: crate::auth::upstream::Health,
     /// One code check at a time per user, so the lockout counts every guess.
     pub code_turns: crate::pipeline::code_turns::CodeTurns,
+    /// How long the password check takes, for refusals made without one.
+    pub primary_latency: crate::timing_pad::Pad,
 }
 
 impl AppState {
@@ -72,6 +74,7 @@ impl AppState {
             clock,
             upstream_health: Default::default(),
             code_turns: Default::default(),
+            primary_latency: Default::default(),
         })
     }
 }

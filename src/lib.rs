@@ -36,3 +36,4 @@ pub mod secret;
 pub mod server;
 pub mod store;
 pub mod telemetry;
+pub mod timing_pad;

@@ -78,7 +78,6 @@ use async_trait::async_trait;
 use ldap3::{
     Ldap, LdapConnAsync, LdapConnSettings, LdapError, LdapResult, Scope, SearchEntry, SearchOptions,
 };
-use rand::Rng;
 use tokio::sync::Semaphore;
 use tokio::time::timeout;
 
@@ -86,6 +85,7 @@ use super::ldap_pool::{ConnPool, Pooled};
 use super::ldap_tls::tls_config;
 use super::{ad_codes, AuthError, Denial, PrimaryAuth, PrimaryOutcome, UserInfo};
 use crate::secret::Secret;
+use crate::timing_pad::Pad;
 
 /// `groupOfNames` and Active Directory groups (direct members).
 pub const DEFAULT_GROUP_FILTER: &str = "(member={dn})";
@@ -198,9 +198,8 @@ pub struct LdapAuth {
     preferred: AtomicUsize,
     /// Per URL: when its hold-off after a failure ends.
     held_off_until: Mutex<Vec<Option<Instant>>>,
-    /// Moving average of user-bind latency (bind, plus connect when one had to be opened), in
-    /// microseconds; 0 = no sample.
-    bind_latency_us: AtomicU64,
+    /// Moving average of user-bind latency (bind, plus connect when one had to be opened).
+    bind_latency: Pad,
 }
 
 enum SearchOutcome {
@@ -314,7 +313,7 @@ impl LdapAuth {
             bind_count: AtomicU64::new(0),
             preferred: AtomicUsize::new(0),
             held_off_until: Mutex::new(vec![None; n]),
-            bind_latency_us: AtomicU64::new(0),
+            bind_latency: Pad::default(),
             settings,
         })
     }
@@ -673,39 +672,15 @@ impl LdapAuth {
     }
 
     fn record_bind_latency(&self, sample: Duration) {
-        let sample = sample.as_micros().min(u64::MAX as u128) as u64;
-        let old = self.bind_latency_us.load(Ordering::Relaxed);
-        let new = if old == 0 {
-            sample.max(1)
-        } else {
-            (old - old / 8 + sample / 8).max(1)
-        };
-        self.bind_latency_us.store(new, Ordering::Relaxed);
+        self.bind_latency.record(sample);
     }
 
     /// Make an unknown user take about as long as a bind would have.
     async fn pad_like_a_bind(&self) {
-        let avg = self.bind_latency_us.load(Ordering::Relaxed);
-        if avg == 0 {
-            return;
-        }
-        let jittered = rand::thread_rng().gen_range(avg * 3 / 4..=avg + avg / 4);
         let cap = self.settings.connect_timeout + self.settings.op_timeout;
-        let pad = Duration::from_micros(jittered).min(cap);
-        if pad < PRECISE_PAD_BELOW {
-            // tokio's timer rounds up to whole milliseconds: a 300 µs bind on a pooled
-            // connection would be imitated by a 1-2 ms sleep, which makes unknown users
-            // measurably *slower*. A blocking-pool thread sleeps to the microsecond.
-            let _ = tokio::task::spawn_blocking(move || std::thread::sleep(pad)).await;
-        } else {
-            tokio::time::sleep(pad).await;
-        }
+        self.bind_latency.sleep(cap).await;
     }
 }
-
-/// Pads shorter than this sleep on a blocking-pool thread (precise), longer ones on tokio's
-/// timer (millisecond ticks, which matter little against a multi-millisecond bind).
-const PRECISE_PAD_BELOW: Duration = Duration::from_millis(5);
 
 /// Map a user bind's result to an outcome (the `UserInfo` is filled in by the caller).
 fn bind_outcome(res: &LdapResult) -> Result<PrimaryOutcome, AuthError> {
@@ -808,6 +783,12 @@ impl PrimaryAuth for LdapAuth {
         group_dn: &str,
     ) -> Result<bool, AuthError> {
         self.member_of(user, info, group_dn).await
+    }
+
+    /// The unknown user's path: the search, then the bind's time.
+    async fn imitate_check(&self, user: &str) {
+        let _ = self.search_user(user).await;
+        self.pad_like_a_bind().await;
     }
 }
 

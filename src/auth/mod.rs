@@ -107,6 +107,13 @@ pub trait PrimaryAuth: Send + Sync + 'static {
     ) -> Result<PrimaryOutcome, AuthError>;
     /// Search only: does the user exist (used by second-factor-only clients).
     async fn lookup(&self, user: &str) -> Result<Option<UserInfo>, AuthError>;
+    /// Takes about as long as [`authenticate`](Self::authenticate) with a wrong password,
+    /// without a bind: for a refusal that must not be told apart by its time from one the
+    /// directory made (an unknown user), and that must not count against the account's
+    /// lockout there. Errors are not reported: nothing depends on the answer.
+    async fn imitate_check(&self, user: &str) {
+        let _ = user;
+    }
     /// Is the user (`info` from authenticate or lookup) a member of the group `group_dn`?
     /// A group the directory does not have has no members.
     async fn is_member(

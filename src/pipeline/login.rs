@@ -3,6 +3,8 @@
 //! or the user's method (TOTP prompt, SMS code, phone call) chosen among what the client
 //! allows. Second-factor-only clients (RD Gateway) go to `rdg`.
 
+use std::time::{Duration, Instant};
+
 use super::groups::{self, Membership};
 use super::methods::{self, blocked, Subject};
 use super::second_factor::{check_code, oath_mode, user_view, CodeCheck, Standing, RESYNC_MESSAGE};
@@ -13,7 +15,7 @@ use super::{
 use crate::app::AppState;
 use crate::auth::{PrimaryOutcome, UserInfo};
 use crate::config::delivery::VoiceMode;
-use crate::config::{NoFactorPolicy, OtpMode};
+use crate::config::{NoFactorPolicy, OtpMode, Primary};
 use crate::mfa::method::{available, choose, Capabilities, Method};
 use crate::radius::{Reply, Request};
 use crate::secret::Secret;
@@ -74,10 +76,21 @@ pub async fn start(
         || exempt_station.is_some()
         || bypass_pending;
     if code_missing && !may_skip_code {
+        // Refused without a bind (one with a field that held no code would count against
+        // the account's lockout), but not sooner than a check: only enrolled users get
+        // here, and a quick answer would tell them from the rest. The directory's own
+        // path for an unknown user where there is one, else the upstream check's time.
+        match ctx.client.primary {
+            Primary::Ldap => app.primary().imitate_check(user).await,
+            Primary::Upstream(_) => app.primary_latency.sleep(PAD_CAP).await,
+        }
         return Ok(Verdict::reject(NO_INLINE_CODE));
     }
 
-    let info = match primary::check(app, ctx, req, user, &password).await? {
+    let asked = Instant::now();
+    let checked = primary::check(app, ctx, req, user, &password).await?;
+    app.primary_latency.record(asked.elapsed());
+    let info = match checked {
         PrimaryOutcome::Accepted(info) => info,
         PrimaryOutcome::Denied(d) => {
             let mut reason = d.reason();
@@ -233,6 +246,9 @@ pub fn capabilities(
         holds_calls: ctx.client.factors.voice_mode == VoiceMode::Hold,
     }
 }
+
+/// The longest a refusal imitates a password check.
+const PAD_CAP: Duration = Duration::from_secs(5);
 
 async fn inline(
     app: &AppState,

@@ -1,0 +1,80 @@
+//! Making a quick refusal take about as long as the slower one it could be told apart from.
+//!
+//! An unknown user costs the directory a search but no bind; an enrolled user on an inline
+//! client who typed no code is refused before the directory is asked at all. Answered at
+//! once, either would tell a caller which names exist (or have a token). So such a refusal
+//! sleeps for about as long as the work it skipped recently took: a moving average of it,
+//! ±25 % jitter, under a cap.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use rand::Rng;
+
+/// Pads shorter than this sleep on a blocking-pool thread (precise to the microsecond);
+/// longer ones on tokio's timer, whose millisecond ticks matter little against them. A 300
+/// µs bind imitated by tokio's timer would take 1-2 ms, and make the padded path *slower*.
+const PRECISE_BELOW: Duration = Duration::from_millis(5);
+
+/// The moving average of one kind of work, and a sleep that imitates it.
+#[derive(Debug, Default)]
+pub struct Pad {
+    /// Microseconds; 0 = no sample yet.
+    avg_us: AtomicU64,
+}
+
+impl Pad {
+    /// One more sample of the work's duration (weight 1/8).
+    pub fn record(&self, sample: Duration) {
+        let sample = sample.as_micros().min(u64::MAX as u128) as u64;
+        let old = self.avg_us.load(Ordering::Relaxed);
+        let new = if old == 0 {
+            sample.max(1)
+        } else {
+            (old - old / 8 + sample / 8).max(1)
+        };
+        self.avg_us.store(new, Ordering::Relaxed);
+    }
+
+    /// Sleeps about as long as the work takes, at most `cap`; not at all before a sample.
+    pub async fn sleep(&self, cap: Duration) {
+        let avg = self.avg_us.load(Ordering::Relaxed);
+        if avg == 0 {
+            return;
+        }
+        let jittered = rand::thread_rng().gen_range(avg * 3 / 4..=avg + avg / 4);
+        let pad = Duration::from_micros(jittered).min(cap);
+        if pad < PRECISE_BELOW {
+            let _ = tokio::task::spawn_blocking(move || std::thread::sleep(pad)).await;
+        } else {
+            tokio::time::sleep(pad).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    #[tokio::test]
+    async fn sleeps_about_as_long_as_the_work_took() {
+        let pad = Pad::default();
+        let t = Instant::now();
+        pad.sleep(Duration::from_secs(1)).await;
+        assert!(
+            t.elapsed() < Duration::from_millis(50),
+            "no sample, no sleep"
+        );
+        for _ in 0..4 {
+            pad.record(Duration::from_millis(20));
+        }
+        let t = Instant::now();
+        pad.sleep(Duration::from_secs(1)).await;
+        let took = t.elapsed();
+        assert!(took >= Duration::from_millis(15), "{took:?}");
+        let t = Instant::now();
+        pad.sleep(Duration::from_millis(2)).await;
+        assert!(t.elapsed() < Duration::from_millis(15), "capped");
+    }
+}
