@@ -868,3 +868,45 @@ fn postgres_with_a_full_disk_refuses_logins_and_recovers() {
         .count();
     assert_eq!(accepts, 2, "one audit accept per accepted login");
 }
+
+/// `config check --connect` creates nothing: on a database no node has used, the missing
+/// key file is reported as one `serve` will create (and is not created, nor recorded in the
+/// database); once a node uses the database, the same missing file is a failure that says
+/// to copy it.
+#[test]
+fn config_check_connect_creates_no_key_file() {
+    let slapd = directory();
+    let pg = PgCluster::shared();
+    let url = pg.fresh_database();
+    let dir = tempfile::tempdir().unwrap();
+    let config = pg_config(dir.path(), &slapd, &url, "node-a", "");
+    let key = dir.path().join("radmfa.key");
+    let check = || {
+        let out = std::process::Command::new(common::radmfa::bin())
+            .args(["--config", config.to_str().unwrap()])
+            .args(["config", "check", "--connect"])
+            .output()
+            .unwrap();
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    let out = check();
+    assert!(
+        out.contains("ok   store: reached; the key file") && out.contains("does not exist yet"),
+        "{out}"
+    );
+    assert!(!key.exists(), "config check created the key file");
+    // A node starts: it creates the key file and records its key.
+    let node = Server::start_with(dir, config.clone());
+    std::fs::rename(&key, key.with_extension("moved")).unwrap();
+    let out = check();
+    assert!(
+        out.contains("FAIL store: the key file") && out.contains("copy it from a node"),
+        "{out}"
+    );
+    assert!(!key.exists(), "config check created the key file");
+    drop(node);
+}

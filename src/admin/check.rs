@@ -132,6 +132,29 @@ pub async fn connect(cfg: &Config, user: Option<&str>) -> anyhow::Result<bool> {
                 )),
             }
         }
+        // Without its key file, opening the store would create one and record its key in
+        // the database, tying the database to a file made by whoever ran the check.
+        crate::config::StoreConfig::Postgres { settings, key_file } if !key_file.exists() => Some(
+            match crate::store::postgres::PgStore::key_recorded(settings).await {
+                Ok(false) => (
+                    true,
+                    format!(
+                        "store: reached; the key file {} does not exist yet (radmfa serve \
+                             creates it on the first node's first start)",
+                        key_file.display()
+                    ),
+                ),
+                Ok(true) => (
+                    false,
+                    format!(
+                        "store: the key file {} is missing, and this database is in use: \
+                             copy it from a node that uses this database",
+                        key_file.display()
+                    ),
+                ),
+                Err(e) => (false, format!("store: {e}")),
+            },
+        ),
         crate::config::StoreConfig::Postgres { .. } => None,
     };
     let store = match unopened {

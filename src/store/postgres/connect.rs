@@ -137,6 +137,21 @@ impl PgStore {
         Ok(store)
     }
 
+    /// Whether a node has set this database up (its key's check value is recorded), changing
+    /// nothing: for `config check`, which must not create a key file or record a key.
+    pub async fn key_recorded(settings: &PgSettings) -> Result<bool, StoreError> {
+        let pool = serving_pool(settings)?;
+        let table: Option<String> = sqlx::query_scalar("SELECT to_regclass('key_check')::text")
+            .fetch_one(&pool)
+            .await?;
+        let recorded = match table {
+            Some(_) => stored_key_check(&pool).await?.is_some(),
+            None => false,
+        };
+        pool.close().await;
+        Ok(recorded)
+    }
+
     /// Records our key's check value if the database has none yet, then verifies the stored
     /// one. Two first nodes racing both insert-or-skip and then check the single surviving
     /// row, so the loser (with a different key) refuses to start.
