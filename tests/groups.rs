@@ -456,3 +456,52 @@ fn config_check_connect_names_each_server_and_what_a_login_would_find() {
     assert!(text.contains("FAIL store: the key file "), "{text}");
     assert!(!srv.dir.path().join("elsewhere.key").exists());
 }
+
+/// An Access-Accept whose configured attributes do not fit beside the request's Proxy-State
+/// echo is refused, not sent without some of them (the NAS would then apply its broader
+/// default policy); the same login with room for them is accepted with them.
+#[test]
+fn an_accept_whose_attributes_do_not_fit_is_refused() {
+    use radmfa::radius::client::{parse_reply, AccessRequestBuilder};
+    let slapd = directory();
+    let acl = "x".repeat(240);
+    let srv = with_clients(
+        &slapd,
+        &format!(
+            r#"
+[[client]]
+name = "vpn"
+address = "127.0.0.1"
+secret = "{SECRET}"
+exempt_networks = ["198.51.100.0/24"]
+accept_attributes = ["Filter-Id = a{acl}", "Filter-Id = b{acl}"]
+"#
+        ),
+    );
+    let sock = srv.udp();
+    let login = |id: u8, proxy_states: usize| {
+        let mut b = AccessRequestBuilder::new(id, "alice")
+            .password(b"alice-pw")
+            .attribute(31, b"198.51.100.7");
+        for _ in 0..proxy_states {
+            b = b.proxy_state(&[b'p'; 253]);
+        }
+        let (raw, _) = b.build(SECRET.as_bytes());
+        sock.send(&raw).unwrap();
+        let mut buf = [0u8; 4096];
+        let n = sock.recv(&mut buf).expect("an answer");
+        parse_reply(&buf[..n]).unwrap()
+    };
+    let roomy = login(1, 1);
+    assert_eq!(roomy.code, 2, "Access-Accept");
+    assert_eq!(roomy.attributes.iter().filter(|a| a.0 == 11).count(), 2);
+    // 15 Proxy-States of 253 octets: 3,825 octets to echo, no room for both Filter-Ids.
+    let full = login(2, 15);
+    assert_eq!(full.code, 3, "Access-Reject");
+    assert_eq!(full.attributes.iter().filter(|a| a.0 == 33).count(), 15);
+    let rec = last_audit(&srv, "alice");
+    assert!(
+        rec["reason"].as_str().unwrap().contains("do not fit"),
+        "{rec}"
+    );
+}

@@ -245,6 +245,16 @@ async fn decide(
         None => login::start(app, ctx, req, user).await?,
     };
     accept_attributes::add(app, ctx, user, &mut v).await?;
+    if v.reply.code == ReplyCode::Accept && !crate::radius::attributes_fit(req, &v.reply) {
+        // Sent without some of them, the Accept could leave the user on the NAS's broader
+        // default policy: refuse rather than grant more than was configured.
+        let info = v.info.take();
+        v = Verdict::reject(
+            "the Access-Accept's attributes do not fit in one packet beside the request's \
+             Proxy-State; refused rather than sent without some of them",
+        )
+        .with_info(info);
+    }
     remembered::keep(app, ctx, req, user, &v).await?;
     Ok(v)
 }

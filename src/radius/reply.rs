@@ -94,6 +94,21 @@ fn tlv_len(values: &[&[u8]]) -> usize {
     values.iter().map(|v| v.len() + 2).sum()
 }
 
+/// Whether every configured attribute of `reply` (the NAS's policy for the user) goes out
+/// with it: each value within one attribute, and all of them in the packet beside the
+/// Message-Authenticator, the request's Proxy-State echo, State and Session-Timeout.
+/// [`encode_reply`] drops what does not fit; an Access-Accept without its policy
+/// attributes can leave the user on the NAS's broader default policy, so the pipeline asks
+/// first and refuses instead.
+pub fn attributes_fit(req: &Request, reply: &Reply) -> bool {
+    let proxy_states: usize = req.proxy_states().iter().map(|p| p.len() + 2).sum();
+    let state = reply.state.as_ref().map_or(0, |s| s.len() + 2);
+    let timeout = 6 * usize::from(reply.session_timeout.is_some());
+    let attributes: usize = reply.attributes.iter().map(|a| a.value.len() + 2).sum();
+    reply.attributes.iter().all(|a| a.value.len() <= MAX_VALUE)
+        && HEADER_LEN + 2 + MA_LEN + proxy_states + state + timeout + attributes <= MAX_PACKET
+}
+
 /// Encodes `reply` to `req`. Attribute order: Message-Authenticator, Reply-Message(s), State,
 /// Session-Timeout, the configured attributes, then every Proxy-State of the request in its
 /// original order.
@@ -288,6 +303,7 @@ mod tests {
         let attrs = parse_reply(&raw).unwrap().attributes;
         assert_eq!(attrs[2].1, b"vpn");
         assert_eq!(&attrs[3].1[..6], &[0, 0, 0x30, 0x44, 1, 8]);
+        assert!(attributes_fit(&req, &reply));
 
         // More than a packet holds: whole attributes are dropped from the last, and the
         // messages go before any of them.
@@ -295,6 +311,9 @@ mod tests {
         reply.attributes = (0..20)
             .map(|i| ReplyAttr::parse(&format!("Filter-Id = {i:02}{}", "x".repeat(240))).unwrap())
             .collect();
+        // The pipeline asks first, and refuses such an Accept (see `attributes_fit`); a
+        // reply built anyway still never exceeds the packet.
+        assert!(!attributes_fit(&req, &reply));
         let raw = encode_reply(&req, &reply, SECRET);
         assert!(raw.len() <= MAX_PACKET);
         assert_eq!(verify_reply(&raw, &req.authenticator, SECRET), Ok(()));
