@@ -8,6 +8,43 @@ fn percentiles(mut v: Vec<Duration>) -> [f64; 5] {
     [at(0.1), at(0.25), at(0.5), at(0.75), at(0.9)]
 }
 
+/// Asks `rounds` times for a user named by `first` and one named by `second`, interleaved
+/// so that drift in machine load hits both samples alike, each with `password`. Every
+/// reply must have the same code and attributes (the Message-Authenticator aside). Prints
+/// and returns the two latency distributions (ms: p10, p25, p50, p75, p90).
+fn interleaved(
+    sock: &UdpSocket,
+    rounds: u32,
+    password: &[u8],
+    first: (&str, &dyn Fn(u32) -> String),
+    second: (&str, &dyn Fn(u32) -> String),
+) -> ([f64; 5], [f64; 5]) {
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    let mut shapes = std::collections::HashSet::new();
+    for i in 0..rounds {
+        for (who, bucket) in [(first.1(i), &mut a), (second.1(i), &mut b)] {
+            let (c, attrs, rtt) = ask(
+                sock,
+                AccessRequestBuilder::new(i as u8, &who).password(password),
+            )
+            .unwrap();
+            let shape: Vec<(u8, Vec<u8>)> = attrs.into_iter().filter(|a| a.0 != 80).collect();
+            shapes.insert((c, shape));
+            bucket.push(rtt);
+        }
+    }
+    assert_eq!(shapes.len(), 1, "replies differ: {shapes:?}");
+    let (a, b) = (percentiles(a), percentiles(b));
+    eprintln!("latency ms          p10    p25    p50    p75    p90");
+    for (label, p) in [(first.0, a), (second.0, b)] {
+        eprintln!(
+            "{label:<18}{:>6.2}{:>7.2}{:>7.2}{:>7.2}{:>7.2}",
+            p[0], p[1], p[2], p[3], p[4]
+        );
+    }
+    (a, b)
+}
+
 /// An unknown user and a known user with a wrong password get the same reply, and the
 /// unknown one is not answered measurably faster (radmfa pads it to a bind's duration).
 #[test]
@@ -23,34 +60,12 @@ fn no_user_enumeration_by_reply_or_timing() {
         )
         .unwrap();
     }
-    let (mut known, mut unknown) = (Vec::new(), Vec::new());
-    let mut shapes = std::collections::HashSet::new();
-    for i in 0..150u32 {
-        // Interleaved, so drift in machine load hits both samples alike.
-        for (who, bucket) in [
-            (format!("user{:05}", i % 50), &mut known),
-            (format!("ghost{i:05}"), &mut unknown),
-        ] {
-            let (c, attrs, rtt) = ask(
-                &sock,
-                AccessRequestBuilder::new(i as u8, &who).password(b"wrong-password"),
-            )
-            .unwrap();
-            let shape: Vec<(u8, Vec<u8>)> = attrs.into_iter().filter(|a| a.0 != 80).collect();
-            shapes.insert((c, shape));
-            bucket.push(rtt);
-        }
-    }
-    assert_eq!(shapes.len(), 1, "replies differ: {shapes:?}");
-    let (k, u) = (percentiles(known), percentiles(unknown));
-    eprintln!("latency ms       p10    p25    p50    p75    p90");
-    eprintln!(
-        "known user   {:>7.2}{:>7.2}{:>7.2}{:>7.2}{:>7.2}",
-        k[0], k[1], k[2], k[3], k[4]
-    );
-    eprintln!(
-        "unknown user {:>7.2}{:>7.2}{:>7.2}{:>7.2}{:>7.2}",
-        u[0], u[1], u[2], u[3], u[4]
+    let (k, u) = interleaved(
+        &sock,
+        150,
+        b"wrong-password",
+        ("known user", &|i| format!("user{:05}", i % 50)),
+        ("unknown user", &|i| format!("ghost{i:05}")),
     );
     // Loose bound for a shared CI machine: the medians within a factor of 1.5 of each other.
     assert!(
@@ -90,34 +105,12 @@ fn an_enrolled_user_without_a_code_is_not_told_apart_by_timing() {
         )
         .unwrap();
     }
-    let (mut enrolled, mut unknown) = (Vec::new(), Vec::new());
-    let mut shapes = std::collections::HashSet::new();
-    for i in 0..120u32 {
-        // Interleaved, so drift in machine load hits both samples alike.
-        for (who, bucket) in [
-            (format!("user{:05}", i % 20), &mut enrolled),
-            (format!("ghost{i:05}"), &mut unknown),
-        ] {
-            let (c, attrs, rtt) = ask(
-                &sock,
-                AccessRequestBuilder::new(i as u8, &who).password(b"password-no-code"),
-            )
-            .unwrap();
-            let shape: Vec<(u8, Vec<u8>)> = attrs.into_iter().filter(|a| a.0 != 80).collect();
-            shapes.insert((c, shape));
-            bucket.push(rtt);
-        }
-    }
-    assert_eq!(shapes.len(), 1, "replies differ: {shapes:?}");
-    let (e, u) = (percentiles(enrolled), percentiles(unknown));
-    eprintln!("latency ms        p10    p25    p50    p75    p90");
-    eprintln!(
-        "enrolled, no code {:>6.2}{:>7.2}{:>7.2}{:>7.2}{:>7.2}",
-        e[0], e[1], e[2], e[3], e[4]
-    );
-    eprintln!(
-        "unknown user      {:>6.2}{:>7.2}{:>7.2}{:>7.2}{:>7.2}",
-        u[0], u[1], u[2], u[3], u[4]
+    let (e, u) = interleaved(
+        &sock,
+        120,
+        b"password-no-code",
+        ("enrolled, no code", &|i| format!("user{:05}", i % 20)),
+        ("unknown user", &|i| format!("ghost{i:05}")),
     );
     let audit = srv.audit_json("user00000");
     assert!(
