@@ -95,8 +95,9 @@ pub async fn is_locked(app: &AppState, user: &str) -> Result<bool, StoreError> {
 /// lockout; success resets the count — a write skipped when `standing` (read earlier in the
 /// same request) saw no failures, which saves a commit on nearly every login.
 ///
-/// Runs in the user's turn ([`CodeTurns`](super::code_turns::CodeTurns)): a locked second factor is refused as it stands
-/// after the previous check, and a wrong code is counted on disk before the next check.
+/// Runs in the user's turn ([`CodeTurns`](super::code_turns::CodeTurns)): a locked second
+/// factor is refused as it stands after the previous check, and a wrong code is counted on
+/// disk before the next check.
 pub async fn check_code(
     app: &AppState,
     user: &str,
