@@ -13,6 +13,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::radius::crypto::HEADER_LEN;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct RequestKey {
     pub src: SocketAddr,
@@ -23,7 +25,7 @@ pub struct RequestKey {
 impl RequestKey {
     /// None for datagrams too short to carry a header; they are malformed anyway.
     pub fn of(src: SocketAddr, raw: &[u8]) -> Option<Self> {
-        if raw.len() < 20 {
+        if raw.len() < HEADER_LEN {
             return None;
         }
         let mut authenticator = [0u8; 16];

@@ -25,6 +25,7 @@ use tracing::{debug, error, info, warn, Instrument};
 use crate::app::AppState;
 use crate::config::ClientConfig;
 use crate::pipeline::{self, RequestContext};
+use crate::radius::crypto::HEADER_LEN;
 use crate::radius::{self, DecodeError, RequestKind, MAX_PACKET};
 use dedup::{DuplicateCache, RequestKey, Seen};
 use drop_log::DropKind;
@@ -220,7 +221,7 @@ pub(crate) async fn dispatch(
     // RFC 2865 §3: "Octets outside the range of the Length field MUST be treated as padding
     // and ignored on reception." So a retransmit padded differently is the same request.
     let declared = usize::from(u16::from_be_bytes([raw[2], raw[3]]));
-    let raw = &raw[..declared.clamp(RADIUS_HEADER, raw.len())];
+    let raw = &raw[..declared.clamp(HEADER_LEN, raw.len())];
     match app.dedup.begin(key, raw) {
         Seen::New => {}
         Seen::Replay(bytes) => {
@@ -321,9 +322,6 @@ async fn serve_one(
         app.metrics.latency.observe(ctx.received.elapsed());
     }
 }
-
-/// RFC 2865 §3: the header is 20 octets, Length included.
-const RADIUS_HEADER: usize = 20;
 
 /// A request's in-flight duplicate entry; dropped unsettled, it is abandoned.
 struct PendingEntry<'a> {
