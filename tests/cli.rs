@@ -214,7 +214,9 @@ fn config_check_summarises_clients_and_warns_about_weakened_settings() {
          [upstream]\nservers = [\"192.0.2.50:1812\", \"192.0.2.51:1812\"]\n\
          timeout_ms = 2000\nsecret = \"0123456789abcdef\"\n\
          require_message_authenticator = false\npass_through = [\"Class\"]\n",
-        std::fs::read_to_string(&cfg).unwrap()
+        std::fs::read_to_string(&cfg)
+            .unwrap()
+            .replace("(uid={user})", "(|(uid={user})(mail={user}))")
     );
     let weak_cfg = d.path().join("weak.toml");
     std::fs::write(&weak_cfg, weak).unwrap();
@@ -250,7 +252,14 @@ fn config_check_summarises_clients_and_warns_about_weakened_settings() {
         )),
         "{out}"
     );
-    assert_eq!(warnings.len(), 9, "{out}");
+    assert!(
+        warnings.iter().any(|w| w.starts_with(
+            "warning: ldap: user_filter \"(|(uid={user})(mail={user}))\" finds a user by more \
+             than one name"
+        )),
+        "{out}"
+    );
+    assert_eq!(warnings.len(), 10, "{out}");
     for line in [
         "upstream: 192.0.2.50:1812, 192.0.2.51:1812 (2000 ms each; passes on Class)",
         "client \"legacy\": 10.0.0.0/8; password, then a prompt (password checked upstream)",

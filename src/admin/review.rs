@@ -138,6 +138,19 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
                     .into(),
             );
         }
+        // Tokens, lockout counts and bypasses are keyed on the name as typed (less a listed
+        // domain): a filter that finds one entry by two names makes two users of it.
+        if l.user_filter.matches("{user}").count() > 1 {
+            out.push(format!(
+                "ldap: user_filter {:?} finds a user by more than one name: radmfa knows a \
+                 user by the name typed, so each spelling is a user of its own, with its own \
+                 tokens and its own count of wrong codes towards the lockout (and with \
+                 no_factor = \"allow\", a spelling with no token gets in on the password \
+                 alone); match one attribute, and list the domains users add in [users] \
+                 strip_domains",
+                l.user_filter
+            ));
+        }
         if !l.starttls {
             for url in l.urls.iter().filter(|u| cleartext_off_host(u)) {
                 out.push(format!(
