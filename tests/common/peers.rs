@@ -185,6 +185,20 @@ print(json.dumps(out))
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// Waits into the next 30-second time step if fewer than `margin` seconds of this one are
+/// left. For a test whose codes sit at the edge of a ±1-step window (the previous step's
+/// code): a boundary passing between making such a code and the server checking it would
+/// put it out of the window, and a pyrad run alone takes a few hundred milliseconds.
+pub fn clear_of_step_boundary(margin: i64) {
+    assert!((0..30).contains(&margin), "margin {margin} s");
+    let left = 30 - now() % 30;
+    if left <= margin {
+        std::thread::sleep(std::time::Duration::from_secs(left as u64));
+        // Past the boundary, not merely at it: the sleep ends on a whole second.
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 /// TOTP codes for one seed, each from a later time step than the last, for servers with
 /// `[totp] window = 3` (90 s either side): none is refused as used. A code is never from
 /// more than two steps back, so a step boundary passing between making it and the server
