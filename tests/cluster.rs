@@ -121,6 +121,10 @@ fn challenge_from_node_a_is_answered_on_node_b() {
     // An admin watching from node A sees both nodes' logins.
     let follow = Follower::start(&nodes.a.config, &["--json", "--user", "alice"]);
 
+    // A step boundary passing between making the first code and its check would have the
+    // server learn a drift of -1, and the next step's code, used below, would then be out
+    // of its window.
+    common::peers::clear_of_step_boundary(5);
     let r1 = password(&nodes.a, "alice", ALICE_PW);
     assert_eq!(code_of(&r1), "Access-Challenge", "{r1}");
     let r2 = answer(&nodes.b, "alice", &totp(&seed, now(), &[]), &state_of(&r1));
@@ -383,6 +387,10 @@ fn node_killed_mid_login_the_next_attempt_on_b_completes() {
     let seed = a.enroll("alice", &[]);
 
     // 1. A sent the challenge, then died (kill -9). The NAS sends the code to B.
+    // A step boundary passing between making the first code and its check would have the
+    // server learn a drift of -1, and the next step's code, used below, would then be out
+    // of its window.
+    common::peers::clear_of_step_boundary(5);
     let r1 = password(&a, "alice", ALICE_PW);
     let state = state_of(&r1);
     drop(a); // Child::kill: SIGKILL, no chance to clean up
@@ -500,6 +508,10 @@ fn sqlite_deployment_moved_to_postgres_logs_in_on_both_nodes() {
         }
         pyrad(srv.port(), SECRET, &args)
     };
+    // A step boundary passing between making the first code and its check would have the
+    // server learn a drift of -1, and the next step's code, used below, would then be out
+    // of its window.
+    common::peers::clear_of_step_boundary(5);
     let r = bob_from_home(&single, "bob-Secret-pw", None);
     let r = bob_from_home(&single, &totp(&bob_seed, now(), &[]), Some(&state_of(&r)));
     assert_eq!(code_of(&r), "Access-Accept", "{r}");
@@ -808,6 +820,7 @@ fn postgres_with_a_full_disk_refuses_logins_and_recovers() {
         answer(&srv, "alice", code, &state_of(&r1))
     };
     // Each login a later step than the last (now, +1, +2), all within the window of two.
+    common::peers::clear_of_step_boundary(5);
     let r = login(&totp(&seed, now(), &[]));
     assert_eq!(code_of(&r), "Access-Accept", "before: {r}");
     let store_failures = || {

@@ -571,8 +571,9 @@ fn listed_domains_are_taken_off_user_names() {
 
     // Each login a later time step (a step once used is refused), all three within the
     // window of ±1 step around the server's clock: the previous, the current, the next.
-    // Six pyrad runs take a few seconds; a step boundary among them would put the first
-    // code two steps back.
+    // Six pyrad runs take a few seconds; a step boundary among them would put a code out
+    // of the window (the previous step's two steps back, or, after a late code taught the
+    // server a drift of -1, the next step's two ahead).
     common::peers::clear_of_step_boundary(10);
     for (typed, offset) in [
         ("CORP\\alice", -30),

@@ -312,7 +312,8 @@ fn a_locked_database_still_answers_by_the_deadline() {
     let (code_seen, _, rtt) = reply.expect("a reply while the database is locked");
     assert_eq!(code_seen, 3, "a login that cannot commit is refused");
     assert!(
-        rtt < Duration::from_millis(1500 + 250),
+        // Slack for a loaded machine's scheduling, far below SQLite's 5 s busy wait.
+        rtt < Duration::from_millis(1500 + 750),
         "the Reject took {rtt:?}, beyond the 1.5 s deadline"
     );
 
