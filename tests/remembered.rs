@@ -124,7 +124,8 @@ fn a_passed_second_factor_spares_the_code_from_the_same_station_only() {
     // The period ends when it says, and a remembered login does not renew it.
     // The period is kept in whole seconds, so it has 3-4 s left for the pyrad run below (2 s
     // left as little as 1, and a loaded machine could miss it). Expiry is waited for from
-    // the login, not from the remembered one: a renewal would outlast the wait.
+    // the login, not from the remembered one: a renewal into a later second would
+    // outlast the wait.
     full_login("127.0.0.4", Some(STATION_A));
     let logged_in = Instant::now();
     let r = send(&srv, "127.0.0.4", Some(STATION_A), ALICE_PW, None);

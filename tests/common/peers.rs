@@ -186,9 +186,11 @@ print(json.dumps(out))
 }
 
 /// Waits into the next 30-second time step if fewer than `margin` seconds of this one are
-/// left. For a test whose codes sit at the edge of a ±1-step window (the previous step's
-/// code): a boundary passing between making such a code and the server checking it would
-/// put it out of the window, and a pyrad run alone takes a few hundred milliseconds.
+/// left. For a test whose codes sit at the edge of a ±1-step window: a boundary passing
+/// between making a code and the server checking it moves the code one step back, which
+/// puts the previous step's code out of the window, and which teaches the server a drift
+/// of -1 that puts a later "next step" code out of it. A pyrad run alone takes a few
+/// hundred milliseconds.
 pub fn clear_of_step_boundary(margin: i64) {
     assert!((0..30).contains(&margin), "margin {margin} s");
     let left = 30 - now() % 30;
