@@ -89,20 +89,45 @@ realm * {{
             ),
         )
         .unwrap();
-        let child = Command::new(bin)
+        let mut child = Command::new(bin)
             .args(["-f", "-c"])
             .arg(&conf)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("starting radsecproxy");
-        std::thread::sleep(Duration::from_millis(500));
+        // Ready once its UDP port is bound: radclient sends once (-r 1), so a request that
+        // came before would go unanswered. Watched in /proc, since binding the port to test
+        // it could take it from radsecproxy.
+        let until = Instant::now() + Duration::from_secs(10);
+        while !udp_bound(udp_port) {
+            let log = || std::fs::read_to_string(dir.join(format!("{name}.log")));
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("radsecproxy exited ({status}): {:?}", log());
+            }
+            assert!(
+                Instant::now() < until,
+                "radsecproxy not listening: {:?}",
+                log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
         Proxy { child, udp_port }
     }
 
     fn addr(&self) -> String {
         format!("127.0.0.1:{}", self.udp_port)
     }
+}
+
+/// Whether a socket is bound to this UDP port on 127.0.0.1.
+fn udp_bound(port: u16) -> bool {
+    let local = format!("0100007F:{port:04X}");
+    std::fs::read_to_string("/proc/net/udp")
+        .expect("reading /proc/net/udp")
+        .lines()
+        .skip(1)
+        .any(|l| l.split_whitespace().nth(1) == Some(&local))
 }
 
 impl Drop for Proxy {
