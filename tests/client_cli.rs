@@ -148,9 +148,7 @@ fn a_backup_taken_while_serving_restores_to_a_working_server() {
     let slapd = Slapd::start(&[LdapUser::new("alice", "alice-pw")]);
     let srv = Server::start(&Options::new(&slapd.url));
     let seed = srv.enroll("alice", &[]);
-    // A step boundary passing between making the first code and its check would have the
-    // server learn a drift of -1, and the next step's code, used below, would then be out
-    // of its window.
+    // So that the next step's code, used below, stays in the window (see its doc).
     common::peers::clear_of_step_boundary(5);
     let used = totp(&seed, now(), &[]);
     let login = |s: &Server, code: &str| {

@@ -121,9 +121,7 @@ fn challenge_from_node_a_is_answered_on_node_b() {
     // An admin watching from node A sees both nodes' logins.
     let follow = Follower::start(&nodes.a.config, &["--json", "--user", "alice"]);
 
-    // A step boundary passing between making the first code and its check would have the
-    // server learn a drift of -1, and the next step's code, used below, would then be out
-    // of its window.
+    // So that the next step's code, used below, stays in the window (see its doc).
     common::peers::clear_of_step_boundary(5);
     let r1 = password(&nodes.a, "alice", ALICE_PW);
     assert_eq!(code_of(&r1), "Access-Challenge", "{r1}");
@@ -387,9 +385,7 @@ fn node_killed_mid_login_the_next_attempt_on_b_completes() {
     let seed = a.enroll("alice", &[]);
 
     // 1. A sent the challenge, then died (kill -9). The NAS sends the code to B.
-    // A step boundary passing between making the first code and its check would have the
-    // server learn a drift of -1, and the next step's code, used below, would then be out
-    // of its window.
+    // So that the next step's code, used below, stays in the window (see its doc).
     common::peers::clear_of_step_boundary(5);
     let r1 = password(&a, "alice", ALICE_PW);
     let state = state_of(&r1);
@@ -508,9 +504,7 @@ fn sqlite_deployment_moved_to_postgres_logs_in_on_both_nodes() {
         }
         pyrad(srv.port(), SECRET, &args)
     };
-    // A step boundary passing between making the first code and its check would have the
-    // server learn a drift of -1, and the next step's code, used below, would then be out
-    // of its window.
+    // So that the next step's code, used below, stays in the window (see its doc).
     common::peers::clear_of_step_boundary(5);
     let r = bob_from_home(&single, "bob-Secret-pw", None);
     let r = bob_from_home(&single, &totp(&bob_seed, now(), &[]), Some(&state_of(&r)));

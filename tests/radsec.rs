@@ -232,9 +232,7 @@ fn a_login_through_radsecproxy_over_mutual_tls() {
         std::fs::read_to_string(pki_dir.path().join("good.log")).unwrap_or_default()
     );
     let state = r.state.expect("State in the challenge");
-    // A step boundary passing between making the first code and its check would have the
-    // server learn a drift of -1, and the next step's code, used below, would then be out
-    // of its window.
+    // So that the next step's code, used below, stays in the window (see its doc).
     common::peers::clear_of_step_boundary(5);
     let code = totp(&seed, now(), &[]);
     let r = radclient(

@@ -204,9 +204,7 @@ fn the_service_user_keeps_serving_while_root_runs_admin_commands() {
 
     // Root enrolls while the service runs; the service sees it at once.
     let alice = srv.enroll("alice", &[]);
-    // A step boundary passing between making the first code and its check would have the
-    // server learn a drift of -1, and the next step's code, used below, would then be out
-    // of its window.
+    // So that the next step's code, used below, stays in the window (see its doc).
     common::peers::clear_of_step_boundary(5);
     let out = login(&srv, "alice", &totp(&alice, now(), &[]));
     assert!(out.status.success(), "{}\n{}", text(&out), srv.log());
