@@ -501,7 +501,9 @@ mod tables {
             .await?;
         let bad: Vec<&str> = rows
             .iter()
-            .filter(|(serial, sealed)| sealer.open(sealed, serial.as_bytes()).is_err())
+            .filter(|(serial, sealed)| {
+                crate::store::columns::open_seed(sealer, serial, sealed).is_err()
+            })
             .map(|(serial, _)| serial.as_str())
             .collect();
         if !bad.is_empty() {

@@ -292,6 +292,17 @@ mod tests {
     }
 
     #[test]
+    fn the_key_check_serial_is_refused_by_line() {
+        let got = tokens(&format!("SN1,{B32},30\nradmfa:key_check,{B32},30\n"));
+        assert!(got[0].is_ok());
+        let err = got[1].as_ref().unwrap_err();
+        assert!(
+            err.starts_with("line 2:") && err.contains("reserved"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn oath_layout_hotp_and_totp() {
         let got = tokens(&format!("H1,{HEX},hotp,8,42,bob\nT1,{HEX},totp,6,60\n"));
         let h = got[0].as_ref().unwrap();

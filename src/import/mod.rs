@@ -141,6 +141,12 @@ pub fn check_token(t: &NewToken) -> Result<(), String> {
             t.serial
         ));
     }
+    if t.serial == crate::store::seal::KEY_CHECK_AAD {
+        return Err(format!(
+            "serial {:?} is reserved for the store's key check",
+            t.serial
+        ));
+    }
     if t.secret.is_empty() || t.secret.len() > 256 {
         return Err(format!(
             "secret is {} bytes; it must be 1 to 256",

@@ -2,6 +2,7 @@
 //! ranges, token kind and algorithm text, and opening a sealed seed bound to its serial.
 //! The backends differ only in how they read a row.
 
+use super::seal::KEY_CHECK_AAD;
 use super::{OtpAlgorithm, Sealer, StoreError, TokenKind};
 use crate::secret::Secret;
 
@@ -44,10 +45,34 @@ pub fn token_algorithm(serial: &str, algorithm: &str) -> Result<OtpAlgorithm, St
 }
 
 /// Opens a token's sealed seed (the serial is the AEAD's associated data); a failure names
-/// the token.
+/// the token. The key-check row's associated data is refused as a serial, so its ciphertext
+/// copied onto a token cannot become a seed whose value everyone knows.
 pub fn open_seed(sealer: &Sealer, serial: &str, sealed: &[u8]) -> Result<Secret, StoreError> {
+    if serial == KEY_CHECK_AAD {
+        return Err(StoreError::Decrypt(format!(
+            "token {serial}: this serial is reserved and no seed opens under it"
+        )));
+    }
     sealer.open(sealed, serial.as_bytes()).map_err(|e| match e {
         StoreError::Decrypt(reason) => StoreError::Decrypt(format!("token {serial}: {reason}")),
         other => other,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_key_check_ciphertext_never_opens_as_a_seed() {
+        let sealer = Sealer::from_key([7; 32]);
+        // What the PostgreSQL store writes into `key_check`; its plaintext is public.
+        let key_check = sealer.seal(b"radmfa key check v1", KEY_CHECK_AAD.as_bytes());
+        assert!(sealer.open(&key_check, KEY_CHECK_AAD.as_bytes()).is_ok());
+        let err = open_seed(&sealer, KEY_CHECK_AAD, &key_check).unwrap_err();
+        assert!(err.to_string().contains("reserved"), "{err}");
+        // Any other serial still opens its own seed.
+        let seed = sealer.seal(b"seed", b"SN1");
+        assert_eq!(open_seed(&sealer, "SN1", &seed).unwrap().expose(), b"seed");
+    }
 }

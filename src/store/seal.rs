@@ -30,6 +30,13 @@ const KEY_LEN: usize = 32;
 /// Longest key file we are willing to read (64 hex digits plus generous whitespace).
 const MAX_KEY_FILE_LEN: u64 = 256;
 
+/// The associated data of the PostgreSQL store's `key_check` row, whose plaintext is a
+/// published constant. Token seeds use their serial as associated data, so a token with this
+/// serial could be given the key-check ciphertext by anyone able to write to the database and
+/// would then open to a known seed. No token may have it: imports refuse it and opening a seed
+/// under it fails ([`crate::store::columns::open_seed`]).
+pub const KEY_CHECK_AAD: &str = "radmfa:key_check";
+
 /// Encrypts and decrypts stored secrets. Cheap to clone (the key is shared, and zeroed when
 /// the last clone is dropped).
 #[derive(Clone)]
