@@ -12,7 +12,7 @@ use crate::mfa::challenge::{new_state, state_hash, ChallengeContext};
 use crate::mfa::method::{switch_hint, Method};
 use crate::radius::Reply;
 use crate::server::metrics::Metrics;
-use crate::store::{OobStatus, OobTransaction, PendingChallenge, UserProfile};
+use crate::store::{durability, OobStatus, OobTransaction, PendingChallenge, UserProfile};
 
 pub const BLOCKED_MESSAGE: &str =
     "Sign-in is blocked after a fraud alert. Contact your administrator.";
@@ -278,6 +278,11 @@ pub async fn call_verdict(
             .resolve_oob(&txn.id, OobStatus::Failed, Some(&reason))
             .await?
         {
+            // Decided elsewhere in the meantime (a callback, or another node). Settle this
+            // request's writes first: on PostgreSQL they hold a pooled connection, and the
+            // read takes another, so under a full pool every such request would wait for a
+            // second connection while holding one, until the acquire timeout.
+            durability::settle().await?;
             if let Some(t) = app.store.oob(&txn.id).await? {
                 txn = t;
             }
