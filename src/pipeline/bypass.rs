@@ -8,7 +8,7 @@
 use super::{Fault, Verdict};
 use crate::app::AppState;
 use crate::auth::UserInfo;
-use crate::store::UserProfile;
+use crate::store::{durability, UserProfile};
 
 /// An Accept if a bypass was waiting for this user and this login took it.
 pub async fn take(
@@ -19,7 +19,15 @@ pub async fn take(
 ) -> Result<Option<Verdict>, Fault> {
     let now = app.clock.now();
     // The snapshot read before the directory says whether to try: no write otherwise.
-    if !profile.bypass_pending(now) || !app.store.take_bypass(user, now).await? {
+    if !profile.bypass_pending(now) {
+        return Ok(None);
+    }
+    if !app.store.take_bypass(user, now).await? {
+        // Taken by a racing login or expired since the snapshot. On PostgreSQL the write
+        // opened this request's transaction, which holds a pooled connection; the login goes
+        // on to reads that take another and may wait for the user's turn, so under a full
+        // pool it would wait while holding one. Committing the no-op releases it.
+        durability::settle().await?;
         return Ok(None);
     }
     Ok(Some(Verdict::accept(
