@@ -57,6 +57,20 @@ fn authenticate(
     Ok(())
 }
 
+/// The checks every callback starts with, in order: the signature over the form parameters,
+/// then the call transaction the path names. Gives the parameters and the transaction.
+async fn signed_call(
+    app: &AppState,
+    id: &str,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(Vec<(String, String)>, OobTransaction), StatusCode> {
+    let params = params(body);
+    authenticate(app, uri, headers, &params)?;
+    Ok((params, voice_txn(app, id).await?))
+}
+
 async fn voice_txn(app: &AppState, id: &str) -> Result<OobTransaction, StatusCode> {
     match app.store.oob(id).await {
         Ok(Some(t)) if t.kind == OobKind::Voice => Ok(t),
@@ -79,12 +93,8 @@ pub async fn gather(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let params = params(&body);
-    if let Err(code) = authenticate(&app, &uri, &headers, &params) {
-        return code.into_response();
-    }
-    let txn = match voice_txn(&app, &id).await {
-        Ok(t) => t,
+    let (params, txn) = match signed_call(&app, &id, &uri, &headers, &body).await {
+        Ok(checked) => checked,
         Err(code) => return code.into_response(),
     };
     let config = app.config();
@@ -167,12 +177,8 @@ pub async fn status(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let params = params(&body);
-    if let Err(code) = authenticate(&app, &uri, &headers, &params) {
-        return code.into_response();
-    }
-    let txn = match voice_txn(&app, &id).await {
-        Ok(t) => t,
+    let (params, txn) = match signed_call(&app, &id, &uri, &headers, &body).await {
+        Ok(checked) => checked,
         Err(code) => return code.into_response(),
     };
     let call_status = param(&params, "CallStatus").unwrap_or("");
