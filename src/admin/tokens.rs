@@ -120,13 +120,26 @@ async fn run_on(cfg: &Config, store: &dyn Store, cmd: TokenCommand) -> anyhow::R
     // Audited under the user the change concerns: the new owner, else the previous one.
     let previous = before.token.user.clone();
     let who = owner.clone().or(previous.clone()).unwrap_or_default();
-    let (result, what) = match action {
+    let (result, mut what) = match action {
         Action::Assign => ("assign", format!("assigned to {who}")),
         Action::Unassign => ("unassign", "returned to stock".into()),
         Action::Disable => ("disable", "disabled".into()),
         Action::Enable => ("enable", "enabled".into()),
         Action::Delete => ("delete-token", "deleted".into()),
     };
+    // A token taken from its user (often: reported lost or stolen) must not stay
+    // remembered as that user's second factor, as with `user reset`.
+    let taken_from = match action {
+        Action::Enable => None,
+        Action::Assign if previous == owner => None,
+        _ => previous.as_deref(),
+    };
+    if let Some(old) = taken_from {
+        let n = store.forget_logins(old).await?;
+        if n > 0 {
+            what.push_str(&format!("; {n} remembered login(s) of {old} forgotten"));
+        }
+    }
     let reason = match (&action, &previous) {
         (Action::Assign, Some(old)) if Some(old) != owner.as_ref() => {
             format!("token {serial} {what} (was {old}'s)")
