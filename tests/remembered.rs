@@ -44,8 +44,9 @@ fn newest(srv: &Server) -> serde_json::Value {
 }
 
 /// On a prompting client: the code once, then the password alone from the same station
-/// until the period ends; never from another station, another client, with a wrong password
-/// or past a lockout; `user forget` and `user reset` end it.
+/// until the period ends; never from another station, another client, with a wrong password,
+/// past a lockout, or after a login that came with no station; `user forget`, `user reset`
+/// and disabling her token end it.
 #[test]
 fn a_passed_second_factor_spares_the_code_from_the_same_station_only() {
     let slapd = directory();
@@ -102,6 +103,10 @@ fn a_passed_second_factor_spares_the_code_from_the_same_station_only() {
         let r = send(&srv, bind, station, ALICE_PW, None);
         assert_eq!(code_of(&r), "Access-Challenge", "{bind} {station:?}: {r}");
     }
+    // A login from no station is not remembered on a VPN client: it would hold from anywhere.
+    full_login("127.0.0.1", None);
+    let r = send(&srv, "127.0.0.1", None, ALICE_PW, None);
+    assert_eq!(code_of(&r), "Access-Challenge", "no station: {r}");
     let show = cli_ok(&srv, &["user", "show", "alice"]);
     assert!(
         show.contains(&format!("remembered: totp on vpn from {STATION_A} until")),
@@ -162,6 +167,24 @@ fn a_passed_second_factor_spares_the_code_from_the_same_station_only() {
         .find(|r| r["result"] == "forget")
         .expect("the admin action is audited");
     assert_eq!(forget["reason"], "3 forgotten");
+
+    // A token taken from her (disabled: reported lost) is not remembered either.
+    full_login("127.0.0.1", Some(STATION_A));
+    let tokens: serde_json::Value = serde_json::from_str(&cli_ok(
+        &srv,
+        &["token", "list", "--user", "alice", "--json"],
+    ))
+    .unwrap();
+    let serial = tokens[0]["serial"].as_str().unwrap().to_string();
+    let said = cli_ok(&srv, &["token", "disable", &serial]);
+    assert!(
+        said.contains("1 remembered login(s) of alice forgotten"),
+        "{said}"
+    );
+    let r = send(&srv, "127.0.0.1", Some(STATION_A), ALICE_PW, None);
+    assert_eq!(code_of(&r), "Access-Challenge", "token disabled: {r}");
+    let said = cli_ok(&srv, &["token", "enable", &serial]);
+    assert!(!said.contains("forgotten"), "{said}");
 
     // `user reset`: a factor the user no longer has is not remembered either.
     full_login("127.0.0.1", Some(STATION_A));

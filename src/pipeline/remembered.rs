@@ -10,7 +10,13 @@
 //! The period runs from the second factor itself and a remembered login does not renew it,
 //! so it ends when it says; a setting lowered or turned off by a reload applies to what is
 //! already remembered. The rows live in the store, so every node honours them;
-//! `radmfa user forget` and `user reset` clear them.
+//! `radmfa user forget`, `user reset` and taking a token from its user clear them.
+//!
+//! Without a Calling-Station-Id a remembered factor would hold for the user from anywhere.
+//! That is what RD Gateway needs (it sends none, and it is one gateway in front of its own
+//! users), so second-factor-only clients allow it; on every other client a request without
+//! one is neither remembered nor spared: a VPN whose NAS sends no station would otherwise
+//! let a phished password in from the internet for the rest of the period.
 
 use super::{Fault, RequestContext, Verdict};
 use crate::app::AppState;
@@ -35,8 +41,10 @@ pub async fn take(
     let Some(period) = ctx.client.factors.remember else {
         return Ok(None);
     };
+    let Some(station) = station_of(ctx, req.calling_station_id()) else {
+        return Ok(None);
+    };
     let now = app.clock.now();
-    let station = req.calling_station_id().unwrap_or_default();
     let Some(r) = app
         .store
         .remembered_login(user, &ctx.client.name, &station, now)
@@ -79,10 +87,12 @@ pub async fn keep(
         return Ok(());
     }
     // As the audit record: this request's station, else the one its first round carried.
-    let station = req
-        .calling_station_id()
-        .or_else(|| v.client_ip.clone())
-        .unwrap_or_default();
+    let Some(station) = station_of(
+        ctx,
+        req.calling_station_id().or_else(|| v.client_ip.clone()),
+    ) else {
+        return Ok(());
+    };
     let now = app.clock.now();
     app.store
         .remember_login(&RememberedLogin {
@@ -95,4 +105,14 @@ pub async fn keep(
         })
         .await?;
     Ok(())
+}
+
+/// The station a remembered factor is bound to: the Calling-Station-Id, or "" (anywhere)
+/// on a second-factor-only client only. None: nothing is remembered for this request.
+fn station_of(ctx: &RequestContext, station: Option<String>) -> Option<String> {
+    match station {
+        Some(s) if !s.is_empty() => Some(s),
+        _ if ctx.client.factors.second_factor_only => Some(String::new()),
+        _ => None,
+    }
 }
