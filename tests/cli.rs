@@ -209,7 +209,7 @@ fn config_check_summarises_clients_and_warns_about_weakened_settings() {
         "{}\n[[client]]\nname = \"legacy\"\naddress = \"10.0.0.0/8\"\n\
          secret = \"0123456789abcdef\"\nrequire_message_authenticator = false\n\
          no_factor = \"allow\"\nprovider_failure = \"allow\"\napp_passwords = true\n\
-         exempt_networks = [\"0.0.0.0/0\", \"192.0.2.0/24\"]\n\
+         exempt_networks = [\"10.0.0.0/8\", \"192.0.2.0/24\"]\n\
          remember_second_factor_secs = 600\nprimary = \"upstream\"\n\n\
          [upstream]\nservers = [\"192.0.2.50:1812\", \"192.0.2.51:1812\"]\n\
          timeout_ms = 2000\nsecret = \"0123456789abcdef\"\n\
@@ -228,7 +228,7 @@ fn config_check_summarises_clients_and_warns_about_weakened_settings() {
         "no_factor = \"allow\"",
         "provider_failure = \"allow\"",
         "app_passwords = true",
-        "logins from 0.0.0.0/0 need the password alone (that is a very wide network)",
+        "logins from 10.0.0.0/8 need the password alone (that is a very wide network)",
         "logins from 192.0.2.0/24 need the password alone",
         "remember_second_factor_secs = 600",
     ] {

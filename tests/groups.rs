@@ -216,9 +216,10 @@ exempt_groups = ["{exempt}"]
 /// `accept_attributes` and `group_attributes`: every Access-Accept through the client
 /// carries the first, members of a group also that group's, decoded by radclient with
 /// FreeRADIUS's own dictionaries (the vendor ones too). Challenges and rejects carry none.
-/// `exempt_networks`: from a listed address (IPv4 or IPv6, as Calling-Station-Id) the
-/// password alone; from any other address, none, or a MAC address, the second factor; the
-/// password and allow_groups still count; on an inline client the code may be left out.
+/// `exempt_networks`: from a listed address (IPv4, IPv6 or IPv4-mapped, as
+/// Calling-Station-Id) the password alone; from any other address, none, or a MAC address,
+/// the second factor; the password and allow_groups still count; on an inline client the
+/// code may be left out.
 #[test]
 fn exempt_networks_skip_the_second_factor_from_listed_addresses_only() {
     let slapd = directory();
@@ -253,14 +254,19 @@ exempt_networks = ["198.51.100.0/24"]
         pyrad(srv.port(), SECRET, &args)
     };
 
-    for station in ["198.51.100.7", "2001:db8::5"] {
+    // An IPv4 address reported IPv4-mapped is the IPv4 address.
+    for (station, address) in [
+        ("198.51.100.7", "198.51.100.7"),
+        ("2001:db8::5", "2001:db8::5"),
+        ("::ffff:198.51.100.8", "198.51.100.8"),
+    ] {
         let r = from("127.0.0.1", "alice", "alice-pw", Some(station));
         assert_eq!(code(&r), "Access-Accept", "{station}: {r}");
         let rec = last_audit(&srv, "alice");
         assert_eq!(rec["mode"], "exempt", "{rec}");
         assert_eq!(
             rec["reason"],
-            format!("Calling-Station-Id {station} is in exempt_networks")
+            format!("Calling-Station-Id {address} is in exempt_networks")
         );
     }
     for station in [Some("203.0.113.5"), None, Some("00-11-22-33-44-55")] {

@@ -237,7 +237,7 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
         }
         for n in &f.exempt_networks {
             // A /8 or wider is most of a continent, or everyone: almost surely a mistake.
-            let wide = n.prefix_len() < if n.addr().is_ipv4() { 8 } else { 32 };
+            let wide = n.prefix_len() <= if n.addr().is_ipv4() { 8 } else { 32 };
             warn(format!(
                 "exempt_networks: logins from {n} need the password alone{}",
                 if wide {

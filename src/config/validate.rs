@@ -367,12 +367,31 @@ pub(super) fn resolve(base: &Path, p: PathBuf) -> PathBuf {
 }
 
 /// An address or a CIDR, as a network with its host bits cleared (`192.0.2.7/24` is
-/// `192.0.2.0/24`): client addresses and exempt_networks alike. `key` names it in the error.
+/// `192.0.2.0/24`), for client addresses. `key` names it in the error.
 pub(super) fn network(key: &str, s: &str) -> Result<IpNet, ConfigError> {
     s.parse::<IpNet>()
         .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
         .map(|net| net.trunc())
         .map_err(|_| ConfigError::invalid(key, format!("{s:?} is not an IP address or CIDR")))
+}
+
+/// As [`network`], but host bits are an error: an entry of exempt_networks lets logins in
+/// with the password alone, and `192.168.1.10/8` is far more likely a typo for a /28 or a
+/// /32 than a wish to exempt 192.0.0.0/8.
+pub(super) fn exact_network(key: &str, s: &str) -> Result<IpNet, ConfigError> {
+    let net = network(key, s)?;
+    match s.parse::<IpNet>() {
+        Ok(given) if given.addr() != net.addr() => Err(ConfigError::invalid(
+            key,
+            format!(
+                "{s:?} has host bits set: write {net} for that whole network, or {}/{} for \
+                 the one address",
+                given.addr(),
+                given.max_prefix_len()
+            ),
+        )),
+        _ => Ok(net),
+    }
 }
 
 /// A RADIUS shared secret (a NAS's, or the upstream server's), inline or from a file.

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::delivery::*;
 use super::raw_delivery::*;
-use super::validate::{network, secret_value};
+use super::validate::{exact_network, secret_value};
 use super::ConfigError;
 use crate::mfa::method::Method;
 
@@ -468,7 +468,7 @@ pub fn client_factors(
     let exempt_networks = exempt_networks
         .iter()
         .enumerate()
-        .map(|(j, n)| network(&key(&format!("exempt_networks[{j}]")), n))
+        .map(|(j, n)| exact_network(&key(&format!("exempt_networks[{j}]")), n))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(ClientFactors {
         methods: parsed,

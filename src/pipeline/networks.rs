@@ -12,7 +12,8 @@ use crate::auth::UserInfo;
 use crate::radius::Request;
 
 /// The request's Calling-Station-Id as an address, if it is one (`192.0.2.5`,
-/// `2001:db8::5`, or with a port).
+/// `2001:db8::5`, or with a port). An IPv4 address a NAS reports IPv4-mapped
+/// (`::ffff:192.0.2.5`) is taken as IPv4, so it matches the IPv4 networks it is in.
 fn station_address(req: &Request) -> Option<IpAddr> {
     let station = req.calling_station_id()?;
     let station = station.trim();
@@ -20,6 +21,7 @@ fn station_address(req: &Request) -> Option<IpAddr> {
         .parse::<IpAddr>()
         .ok()
         .or_else(|| station.parse::<SocketAddr>().ok().map(|a| a.ip()))
+        .map(|ip| ip.to_canonical())
 }
 
 /// The station's address if it is in the client's `exempt_networks`.

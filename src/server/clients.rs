@@ -31,10 +31,7 @@ impl ClientTable {
 
     pub fn lookup(&self, ip: IpAddr) -> Option<&Arc<ClientConfig>> {
         // A dual-stack socket reports IPv4 peers as ::ffff:a.b.c.d; match them as IPv4.
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
-            v4 => v4,
-        };
+        let ip = ip.to_canonical();
         self.entries
             .iter()
             .find(|(net, _)| net.contains(&ip))
