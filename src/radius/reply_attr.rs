@@ -137,6 +137,15 @@ const PASS_THROUGH_ONLY: &[(&str, u8)] = &[
 /// Proxy-State, Message-Authenticator), to EAP, which radmfa does not relay, or to requests.
 const NOT_PASSED: &[u8] = &[2, 3, 24, 26, 33, 79, 80];
 
+/// Hidden with the upstream server's secret and radmfa's Request Authenticator (RFC 2868
+/// §3.5 Tunnel-Password; RFC 2548 MS-CHAP-MPPE-Keys, MS-MPPE-Send-Key, MS-MPPE-Recv-Key):
+/// copied as sent, the NAS would decrypt them with its own secret into garbage.
+const ENCRYPTED_STANDARD: &[u8] = &[69];
+const ENCRYPTED_VENDOR: &[(u32, u8)] = &[(311, 12), (311, 16), (311, 17)];
+const ENCRYPTED: &str =
+    "is encrypted for the exchange between radmfa and the upstream server (its secret, \
+     radmfa's Request Authenticator), so the NAS could not read it: it cannot be passed through";
+
 impl AttrKey {
     /// A name from the table above, `Attr-<type>` for another standard attribute, or a
     /// vendor attribute as in [`ReplyAttr::parse`].
@@ -153,22 +162,27 @@ impl AttrKey {
             if typ == 0 || NOT_PASSED.contains(&typ) {
                 return Err(format!("{name:?} cannot be passed through"));
             }
+            if ENCRYPTED_STANDARD.contains(&typ) {
+                return Err(format!("{name:?} {ENCRYPTED}"));
+            }
             return Ok(AttrKey::Standard(typ));
         }
-        VENDOR
+        let vendor = VENDOR
             .iter()
             .find(|(n, _, _)| n.eq_ignore_ascii_case(name))
             .map(|&(_, v, t)| (v, t))
-            .or_else(|| generic_vendor(name))
-            .map(|(v, t)| AttrKey::Vendor(v, t))
-            .ok_or_else(|| {
-                let extra: Vec<&str> = PASS_THROUGH_ONLY.iter().map(|(n, _)| *n).collect();
-                format!(
-                    "{}; also {}, or Attr-<type>",
-                    unknown(name),
-                    extra.join(", ")
-                )
-            })
+            .or_else(|| generic_vendor(name));
+        if vendor.is_some_and(|vt| ENCRYPTED_VENDOR.contains(&vt)) {
+            return Err(format!("{name:?} {ENCRYPTED}"));
+        }
+        vendor.map(|(v, t)| AttrKey::Vendor(v, t)).ok_or_else(|| {
+            let extra: Vec<&str> = PASS_THROUGH_ONLY.iter().map(|(n, _)| *n).collect();
+            format!(
+                "{}; also {}, or Attr-<type>",
+                unknown(name),
+                extra.join(", ")
+            )
+        })
     }
 
     /// Does the attribute `typ` with `value` (as on the wire) match? A Vendor-Specific
@@ -283,6 +297,16 @@ mod tests {
         ] {
             assert!(AttrKey::by_name(bad).is_err(), "{bad}");
         }
+        for encrypted in [
+            "Attr-69",
+            "Vendor-311-Attr-12",
+            "Vendor-311-Attr-16",
+            "Vendor-311-Attr-17",
+        ] {
+            let err = AttrKey::by_name(encrypted).unwrap_err();
+            assert!(err.contains("encrypted"), "{encrypted}: {err}");
+        }
+        assert!(AttrKey::by_name("Vendor-311-Attr-25").is_ok());
     }
 
     #[test]
