@@ -547,6 +547,17 @@ fn app_passwords_on_legacy_clients_only_and_delete_all_revokes() {
     let rec = &srv.audit_json("alice")[0];
     assert_eq!(rec["mode"], "app-password");
     assert_eq!(rec["nas_name"], "legacy-mail");
+    // Through OpenVPN's static challenge (SCRV1:password:code), with or without something
+    // typed in the code field: the password part is the app password.
+    for typed in ["", "anything"] {
+        use data_encoding::BASE64;
+        let field = format!(
+            "SCRV1:{}:{}",
+            BASE64.encode(pw.as_bytes()),
+            BASE64.encode(typed.as_bytes())
+        );
+        assert_eq!(code_of(&legacy(&field)), "Access-Accept", "code {typed:?}");
+    }
     // A wrong app password falls through to the directory password, which it is not.
     assert_eq!(
         code_of(&legacy("abcd-efgh-jkmn-pqrs-tuvw")),

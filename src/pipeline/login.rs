@@ -41,8 +41,12 @@ pub async fn start(
         };
         return Ok(Verdict::reject(why));
     };
+    // OpenVPN's static challenge wraps the field: the password (or app password) and the
+    // code come apart.
+    let static_parts = static_challenge::split(&field);
     if ctx.client.factors.app_passwords {
-        if let Some(v) = app_login::try_app_password(app, ctx, user, &field).await? {
+        let typed = static_parts.as_ref().map_or(&field, |(p, _)| p);
+        if let Some(v) = app_login::try_app_password(app, ctx, user, typed).await? {
             return Ok(v);
         }
     }
@@ -53,7 +57,7 @@ pub async fn start(
 
     // OpenVPN's static challenge carries password and code apart, whatever the mode (with
     // no code typed, the password alone); otherwise an inline client's field is split.
-    let (password, code) = match (static_challenge::split(&field), &ctx.client.otp_mode) {
+    let (password, code) = match (static_parts, &ctx.client.otp_mode) {
         (Some(parts), _) => parts,
         (None, OtpMode::Inline { delimiter }) => {
             match split_inline(&field, delimiter, &code_lengths(tokens)) {
