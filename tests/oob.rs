@@ -144,6 +144,55 @@ fn wrong_sms_codes_lock_the_second_factor() {
     );
 }
 
+/// Wrong SMS answers sent all at once to one prompt (the NAS's State is all it takes) are
+/// checked one at a time against the lockout: `threshold` of them are checked, the rest
+/// find the second factor locked or the prompt closed. Checked unserialised, all forty would be compared with
+/// the code, and one right guess among them would get in.
+#[test]
+fn sms_answers_sent_at_once_are_stopped_by_the_lockout() {
+    let slapd = directory();
+    let standin = Standin::start();
+    let lockout = "[lockout]\nthreshold = 3\nduration_secs = 600\n";
+    let srv = start(&slapd, &standin, "", lockout, &sms_client(""));
+    let r = login(&srv, "alice", ALICE_PW);
+    assert_eq!(code_of(&r), "Access-Challenge", "{r}");
+    let state = data_encoding::HEXLOWER
+        .decode(r["state"].as_str().unwrap().as_bytes())
+        .unwrap();
+    let good = standin.wait_sms(1, Duration::from_secs(2))[0].code();
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.connect(srv.addr).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    const GUESSES: u8 = 40;
+    let mut sent = 0;
+    for n in 0..u32::from(GUESSES) + 1 {
+        let guess = format!("{:06}", 100_000 + n * 7_919);
+        if guess == good || sent == GUESSES {
+            continue;
+        }
+        let (raw, _) = AccessRequestBuilder::new(sent, "alice")
+            .password(guess.as_bytes())
+            .state(&state)
+            .build(SECRET.as_bytes());
+        sock.send(&raw).unwrap();
+        sent += 1;
+    }
+    let mut buf = [0u8; 4096];
+    for _ in 0..GUESSES {
+        let n = sock.recv(&mut buf).expect("every answer is answered");
+        assert_ne!(parse_reply(&buf[..n]).unwrap().code, 2, "no Access-Accept");
+    }
+    let audit = srv.audit_json("alice");
+    let with = |reason: &str| audit.iter().filter(|r| r["reason"] == reason).count();
+    assert_eq!(with("wrong SMS code"), 3, "answers checked: {audit:#?}");
+    // The rest: refused in their turn, or (once the lock closed the prompt) for its State.
+    assert_eq!(
+        with("second factor locked") + with("unknown, used or expired State"),
+        usize::from(GUESSES) - 3,
+        "{audit:#?}"
+    );
+}
+
 /// A code sent with the password (inline, or OpenVPN's static challenge) is an OATH code:
 /// a client whose methods leave TOTP out refuses it, even from a user who has a token.
 #[test]

@@ -112,7 +112,7 @@ pub async fn answer(
     };
     let v = match current {
         Method::Totp => totp(app, user, &round, &view, &typed).await?,
-        Method::Sms => followup_oob::sms_code(app, user, &round, &typed).await?,
+        Method::Sms => followup_oob::sms_code(app, user, &round, &typed, view.standing).await?,
         Method::Voice => followup_oob::call_answered(app, ctx, user, &round).await?,
     };
     Ok(with_context(v))

@@ -5,7 +5,8 @@ use std::time::{Duration, Instant};
 
 use super::followup::{wrong_answer, Round};
 use super::methods::{call_verdict, Subject};
-use super::{oob, second_factor, Fault, RequestContext, Verdict};
+use super::second_factor::{self, Standing};
+use super::{oob, Fault, RequestContext, Verdict};
 use crate::app::AppState;
 use crate::delivery::phone::mask;
 use crate::mfa::sms::verify_code;
@@ -22,6 +23,7 @@ pub async fn sms_code(
     user: &str,
     r: &Round<'_>,
     typed: &str,
+    standing: Standing,
 ) -> Result<Verdict, Fault> {
     let txn = match &r.carried.oob {
         Some(id) => app.store.oob(id).await?,
@@ -43,23 +45,31 @@ pub async fn sms_code(
         app.store.consume_challenge(&r.hash).await?;
         return Ok(sms_reject("SMS code already used", SMS_EXPIRED));
     }
+    let prompt = || {
+        format!(
+            "Enter the code sent to {}",
+            mask(r.carried.phone.as_deref().unwrap_or_default())
+        )
+    };
+    // As for OATH codes: checked in the user's turn against the lockout as it stands, so
+    // answers sent all at once (to one State or to several) are counted one after another
+    // and stop at the lockout threshold.
+    let turn = app.code_turns.take(user).await;
+    if second_factor::in_turn(app, &turn, user, standing)
+        .await?
+        .locked
+    {
+        let why = "second factor locked".to_string();
+        return wrong_answer(app, r, "sms", why, true, &prompt()).await;
+    }
     let good = txn
         .code_hash
         .as_deref()
         .is_some_and(|h| verify_code(h, typed));
     if !good {
-        let locked = second_factor::count_failure(
-            app,
-            &app.code_turns.take(user).await,
-            user,
-            "wrong answers",
-        )
-        .await?;
-        let prompt = format!(
-            "Enter the code sent to {}",
-            mask(r.carried.phone.as_deref().unwrap_or_default())
-        );
-        return wrong_answer(app, r, "sms", "wrong SMS code".into(), locked, &prompt).await;
+        let locked = second_factor::count_failure(app, &turn, user, "wrong answers").await?;
+        drop(turn);
+        return wrong_answer(app, r, "sms", "wrong SMS code".into(), locked, &prompt()).await;
     }
     // Single use, twice over: the State and the code's transaction each move exactly once.
     if !app.store.consume_challenge(&r.hash).await?

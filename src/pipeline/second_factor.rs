@@ -106,11 +106,7 @@ pub async fn check_code(
     code: &str,
 ) -> Result<CodeCheck, StoreError> {
     let turn = app.code_turns.take(user).await;
-    let standing = if turn.counted_since(standing.seen) {
-        Standing::of(app, &app.store.user_status(user).await?, standing.seen)
-    } else {
-        standing
-    };
+    let standing = in_turn(app, &turn, user, standing).await?;
     if standing.locked {
         return Ok(CodeCheck::Invalid {
             reason: "second factor locked".into(),
@@ -161,6 +157,21 @@ pub async fn check_code(
         reason: reason.to_string(),
         locked,
         resync,
+    })
+}
+
+/// The lockout as it stands in the user's `turn`: `standing` as read earlier in the request,
+/// unless a wrong code or answer was counted since; then as it is on disk now.
+pub async fn in_turn(
+    app: &AppState,
+    turn: &Turn<'_>,
+    user: &str,
+    standing: Standing,
+) -> Result<Standing, StoreError> {
+    Ok(if turn.counted_since(standing.seen) {
+        Standing::of(app, &app.store.user_status(user).await?, standing.seen)
+    } else {
+        standing
     })
 }
 
