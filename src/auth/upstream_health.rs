@@ -22,6 +22,11 @@ pub struct Health {
     /// place.
     dead_until: Mutex<HashMap<String, HashMap<String, Instant>>>,
     names: Mutex<HashMap<String, Resolved>>,
+    /// Names never resolved yet whose lookup a login has started, and when. The others fail
+    /// at once meanwhile: each lookup holds a blocking thread until the resolver answers,
+    /// even after its login gave up, so with the resolver down every login starting its own
+    /// would pile threads up (and delay other blocking work, such as app-password hashes).
+    first_lookups: Mutex<HashMap<String, Instant>>,
 }
 
 struct Resolved {
@@ -151,6 +156,19 @@ impl Health {
                 None => None,
             }
         };
+        if stale.is_none() {
+            let mut first = self.first_lookups.lock().unwrap_or_else(|e| e.into_inner());
+            match first.get(&server.name) {
+                // A time, as `refreshing_since`: a login cancelled mid-lookup does not stop
+                // the next one after its wait.
+                Some(t) if t.elapsed() < wait => {
+                    return Err(format!(
+                        "{host} has not resolved yet (another login is looking it up)"
+                    ))
+                }
+                _ => first.insert(server.name.clone(), Instant::now()),
+            };
+        }
         let found = match tokio::time::timeout(wait, look_up(host.clone(), port)).await {
             Ok(r) => r,
             Err(_) => Err(format!(
@@ -158,6 +176,12 @@ impl Health {
                 wait.as_millis()
             )),
         };
+        if stale.is_none() {
+            self.first_lookups
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&server.name);
+        }
         let mut names = self.names.lock().unwrap_or_else(|e| e.into_inner());
         match (found, stale) {
             (Ok(addr), _) => {
@@ -321,6 +345,18 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(e, "nps1.corp.example does not resolve: NXDOMAIN");
+        // While one login looks a name up for the first time, the others do not start
+        // lookups of their own; one whose wait is over (its login cancelled) may.
+        let looking = |h: &Health, ago: Duration| {
+            h.first_lookups
+                .lock()
+                .unwrap()
+                .insert(nps.name.clone(), Instant::now() - ago);
+        };
+        looking(&h, Duration::ZERO);
+        let e = h.address_with(&nps, wait, never).await.unwrap_err();
+        assert!(e.contains("another login is looking it up"), "{e}");
+        looking(&h, wait);
         let got = h
             .address_with(&nps, wait, |host, port| async move {
                 assert_eq!((host.as_str(), port), ("nps1.corp.example", 1812));
