@@ -212,7 +212,7 @@ fn config_check_summarises_clients_and_warns_about_weakened_settings() {
          exempt_networks = [\"10.0.0.0/8\", \"192.0.2.0/24\"]\n\
          remember_second_factor_secs = 600\nprimary = \"upstream\"\n\n\
          [upstream]\nservers = [\"192.0.2.50:1812\", \"192.0.2.51:1812\"]\n\
-         timeout_ms = 2000\nsecret = \"0123456789abcdef\"\n\
+         timeout_ms = 1900\nsecret = \"0123456789abcdef\"\n\
          require_message_authenticator = false\npass_through = [\"Class\"]\n",
         std::fs::read_to_string(&cfg)
             .unwrap()
@@ -247,8 +247,9 @@ fn config_check_summarises_clients_and_warns_about_weakened_settings() {
     );
     assert!(
         warnings.iter().any(|w| w.starts_with(
-            "warning: upstream: 2 server(s) x timeout_ms 2000 = 4000 ms, not less than the \
-             request deadline of 4000 ms"
+            "warning: upstream: 2 server(s) x timeout_ms 1900 = 3800 ms, not less than the \
+             3500 ms a login has to decide (the request deadline of 4000 ms less 500 ms kept \
+             for its audit record)"
         )),
         "{out}"
     );
@@ -261,7 +262,7 @@ fn config_check_summarises_clients_and_warns_about_weakened_settings() {
     );
     assert_eq!(warnings.len(), 10, "{out}");
     for line in [
-        "upstream: 192.0.2.50:1812, 192.0.2.51:1812 (2000 ms each; passes on Class)",
+        "upstream: 192.0.2.50:1812, 192.0.2.51:1812 (1900 ms each; passes on Class)",
         "client \"legacy\": 10.0.0.0/8; password, then a prompt (password checked upstream)",
     ] {
         assert!(out.contains(line), "{line:?} missing:\n{out}");

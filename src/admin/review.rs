@@ -8,6 +8,7 @@ use crate::config::delivery::{ProviderFailure, VoiceMode};
 use crate::config::upstream::{section_key, StatusCheck, DEFAULT_GROUP};
 use crate::config::{ClientConfig, Config, NoFactorPolicy, OtpMode, Primary, StoreConfig};
 use crate::mfa::method::Method;
+use crate::pipeline::audit_reserve;
 
 /// One line each: store, LDAP, then every client.
 pub fn summary(cfg: &Config) -> Vec<String> {
@@ -178,21 +179,26 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
                 }
             ));
         }
-        // The servers are asked one after the other; the request's deadline does not wait.
+        // The servers are asked one after the other; the request's deadline does not wait,
+        // and a login decides by the deadline less what is kept for its audit record.
         let shortest = users
             .iter()
             .map(|c| c.factors.request_deadline(cfg.server.request_deadline))
             .min();
         let all = u.timeout * u.servers.len() as u32;
-        if let Some(deadline) = shortest.filter(|d| all >= *d) {
+        if let Some(deadline) = shortest.filter(|d| all >= *d - audit_reserve(*d)) {
+            let reserve = audit_reserve(deadline);
             out.push(format!(
-                "{label}: {} server(s) x timeout_ms {} = {} ms, not less than the request \
-                 deadline of {} ms: a login still waiting for a server when the deadline \
-                 comes is refused, and the last servers may never be asked",
+                "{label}: {} server(s) x timeout_ms {} = {} ms, not less than the {} ms a \
+                 login has to decide (the request deadline of {} ms less {} ms kept for its \
+                 audit record): a login still waiting for a server then is refused, and the \
+                 last servers may never be asked",
                 u.servers.len(),
                 u.timeout.as_millis(),
                 all.as_millis(),
-                deadline.as_millis()
+                (deadline - reserve).as_millis(),
+                deadline.as_millis(),
+                reserve.as_millis()
             ));
         }
         if !u.require_message_authenticator {

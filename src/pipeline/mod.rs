@@ -176,7 +176,7 @@ pub async fn handle(app: &AppState, ctx: &RequestContext, req: &Request) -> Repl
 
 /// Kept back from a request's deadline for its audit record and commit: an eighth, at most
 /// half a second (a healthy store needs milliseconds; a failing one is cut off here).
-pub(super) fn audit_reserve(deadline: Duration) -> Duration {
+pub(crate) fn audit_reserve(deadline: Duration) -> Duration {
     (deadline / 8).min(Duration::from_millis(500))
 }
 
