@@ -486,11 +486,18 @@ impl LdapAuth {
         let (entries, res) = self
             .search(base, Scope::Subtree, &filter, attrs, 2, user)
             .await?;
-        // rc 4 = sizeLimitExceeded: more than our limit of 2 entries matched.
+        // rc 4 = sizeLimitExceeded: more entries matched than were returned — more than our
+        // limit of 2, or more than a lower limit of the server's (1: then one entry comes
+        // back, and it is still one of several).
         let size_limit_hit = res.rc == 4 && !entries.is_empty();
         if res.rc != 0 && !size_limit_hit {
             tracing::warn!(%user, result = %res, "LDAP search refused");
             return Err(AuthError::Ldap(format!("search: {res}")));
+        }
+        if size_limit_hit {
+            tracing::warn!(%user, returned = entries.len(), filter = %filter,
+                "LDAP user filter matched more entries than the size limit");
+            return Ok(SearchOutcome::Ambiguous);
         }
         Ok(match entries.len() {
             0 => SearchOutcome::NotFound,
@@ -582,12 +589,8 @@ impl LdapAuth {
         &self,
         user: &str,
         info: UserInfo,
-        password: &Secret,
+        password: &str,
     ) -> Result<PrimaryOutcome, AuthError> {
-        let Some(password) = password.expose_str() else {
-            tracing::info!(%user, "password is not valid UTF-8, refused without a bind");
-            return Ok(PrimaryOutcome::Denied(Denial::BadPassword));
-        };
         let _slot = timeout(self.settings.op_timeout, self.user_bind_slots.acquire())
             .await
             .map_err(|_| self.op_timeout_err())?
@@ -746,6 +749,13 @@ impl PrimaryAuth for LdapAuth {
             tracing::info!(%user, "empty password refused");
             return Ok(PrimaryOutcome::Denied(Denial::EmptyPassword));
         }
+        // A simple bind carries UTF-8 (RFC 4513 §5.1.1). Refused before the search as well:
+        // after it, a known user would be answered at once and an unknown one padded, and
+        // the difference would tell which names exist.
+        let Some(password) = password.expose_str() else {
+            tracing::info!(%user, "password is not valid UTF-8, refused without a bind");
+            return Ok(PrimaryOutcome::Denied(Denial::BadPassword));
+        };
         if user.is_empty() {
             self.pad_like_a_bind().await;
             return Ok(PrimaryOutcome::Denied(Denial::UnknownUser));

@@ -20,11 +20,7 @@ impl LdapAuth {
         info: &UserInfo,
         group_dn: &str,
     ) -> Result<bool, AuthError> {
-        let filter = self
-            .settings
-            .group_filter
-            .replace("{dn}", &ldap3::ldap_escape(&info.dn))
-            .replace("{user}", &ldap3::ldap_escape(user));
+        let filter = fill_group_filter(&self.settings.group_filter, &info.dn, user);
         // "1.1": no attributes, only whether the group's entry matched.
         let no_attrs = ["1.1".to_string()];
         let (entries, res) = self
@@ -43,5 +39,51 @@ impl LdapAuth {
             }
             _ => Err(AuthError::Ldap(format!("group search {group_dn}: {res}"))),
         }
+    }
+}
+
+/// `group_filter` with `{dn}` and `{user}` filled in, both escaped, in one pass: a second
+/// pass would also fill a `{user}` that came in with the DN (a user who can name their own
+/// entry `cn={user}-admin` would be checked as someone else).
+fn fill_group_filter(template: &str, dn: &str, user: &str) -> String {
+    let mut out = String::with_capacity(template.len() + dn.len());
+    let mut rest = template;
+    while let Some(at) = rest.find('{') {
+        out.push_str(&rest[..at]);
+        let tail = &rest[at..];
+        if let Some(after) = tail.strip_prefix("{dn}") {
+            out.push_str(&ldap3::ldap_escape(dn));
+            rest = after;
+        } else if let Some(after) = tail.strip_prefix("{user}") {
+            out.push_str(&ldap3::ldap_escape(user));
+            rest = after;
+        } else {
+            out.push('{');
+            rest = &tail[1..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_group_filter_is_filled_in_one_pass() {
+        assert_eq!(
+            fill_group_filter(
+                "(|(member={dn})(memberUid={user}))",
+                "cn={user}-admin,dc=x",
+                "bob"
+            ),
+            "(|(member=cn={user}-admin,dc=x)(memberUid=bob))"
+        );
+        assert_eq!(
+            fill_group_filter("(member={dn})", "cn=a\\2a(b),dc=x", "u"),
+            "(member=cn=a\\5c2a\\28b\\29,dc=x)"
+        );
+        assert_eq!(fill_group_filter("{x}{user}{", "d", "a*"), "{x}a\\2a{");
     }
 }

@@ -98,6 +98,14 @@ pub(super) fn ldap_settings(raw: RawLdap, base: &Path) -> Result<LdapSettings, C
         bind_password_file,
         base,
     )?;
+    if !bind_dn.trim().is_empty() && bind_password.is_empty() {
+        return Err(ConfigError::invalid(
+            "ldap.bind_password",
+            "is empty: a bind with bind_dn and no password is an unauthenticated bind \
+             (RFC 4513 §5.1.2), which some directories let through as anonymous; set the \
+             service account's password (bind_dn = \"\" asks for anonymous searches)",
+        ));
+    }
     if !(100..=30_000).contains(&connect_timeout_ms) {
         return Err(ConfigError::invalid(
             "ldap.connect_timeout_ms",
