@@ -372,3 +372,25 @@ fn hostile_xml_is_refused_quickly() {
     }
     assert!(a.tokens().is_empty());
 }
+
+/// The size limit holds for a file whose length is not known in advance (a pipe, a device):
+/// reading stops at the limit. `/dev/zero` never ends; before the limit was counted while
+/// reading, its reported length of 0 let it be read until memory ran out.
+#[test]
+fn an_endless_file_is_cut_off_at_the_size_limit() {
+    let a = Admin::new();
+    let script = format!(
+        "ulimit -v 4000000; exec timeout 60 {} --config {} token import /dev/zero --format csv",
+        bin().display(),
+        a.cfg.display()
+    );
+    let out = Command::new("sh")
+        .args(["-c", &script])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("more than the 67108864-byte limit"), "{err}");
+    assert!(a.tokens().is_empty());
+}

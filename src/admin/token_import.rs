@@ -71,17 +71,22 @@ pub struct ImportArgs {
     pub period: u32,
 }
 
+/// The file, if it is within the limit. Counted while reading, not from its metadata: a
+/// pipe or `/dev/stdin` reports a length of 0.
 fn read_limited(path: &Path) -> anyhow::Result<Vec<u8>> {
-    let len = std::fs::metadata(path)
-        .with_context(|| format!("reading {}", path.display()))?
-        .len();
-    if len > MAX_FILE_BYTES as u64 {
+    use std::io::Read;
+    let file = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("reading {}", path.display()))?;
+    if bytes.len() > MAX_FILE_BYTES {
         bail!(
-            "{}: {len} bytes is more than the {MAX_FILE_BYTES}-byte limit",
+            "{}: more than the {MAX_FILE_BYTES}-byte limit",
             path.display()
         );
     }
-    std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+    Ok(bytes)
 }
 
 fn first_line(path: &Path) -> anyhow::Result<Secret> {

@@ -80,7 +80,8 @@ fn positional(fields: &[String]) -> Result<(Vec<Column>, bool), String> {
             true,
         )),
         Some(t) => Err(format!(
-            "third column {t:?} is neither a time interval (Azure MFA Server layout) nor hotp/totp (OATH layout)"
+            "third column {} is neither a time interval (Azure MFA Server layout) nor hotp/totp (OATH layout)",
+            shown(t)
         )),
     }
 }
@@ -141,7 +142,10 @@ pub fn parse(bytes: &[u8], defaults: &CsvDefaults) -> Vec<Entry> {
                     return out;
                 }
                 Err(f) => {
-                    out.push(invalid(line, format!("unknown column {f:?} in the header")));
+                    out.push(invalid(
+                        line,
+                        format!("unknown column {} in the header", shown(f)),
+                    ));
                     return out;
                 }
             }
@@ -162,6 +166,17 @@ pub fn parse(bytes: &[u8], defaults: &CsvDefaults) -> Vec<Entry> {
     out
 }
 
+/// A field quoted in a message, unless it is long enough to be a token's secret: a file
+/// whose columns are not where the layout says (an export saved without its header row)
+/// would otherwise print its secrets to the terminal. A secret is at least 10 bytes, 16
+/// characters in Base32; names, numbers and types are shorter than 13 and still shown.
+fn shown(v: &str) -> String {
+    match v.chars().count() {
+        n if n > 12 => format!("(a {n}-character value, not shown)"),
+        _ => format!("{v:?}"),
+    }
+}
+
 fn invalid(line: u64, message: String) -> Entry {
     Entry::Invalid(Problem {
         origin: format!("line {line}"),
@@ -171,7 +186,7 @@ fn invalid(line: u64, message: String) -> Entry {
 
 fn number<T: std::str::FromStr>(what: &str, v: &str) -> Result<T, String> {
     v.parse()
-        .map_err(|_| format!("{what} {v:?} is not a valid number"))
+        .map_err(|_| format!("{what} {} is not a valid number", shown(v)))
 }
 
 fn row(
@@ -204,7 +219,7 @@ fn row(
     let kind = match get(Column::Type).map(str::to_ascii_lowercase).as_deref() {
         None | Some("totp") => TokenKind::Totp,
         Some("hotp") => TokenKind::Hotp,
-        Some(t) => return Err(format!("type {t:?} is not hotp or totp")),
+        Some(t) => return Err(format!("type {} is not hotp or totp", shown(t))),
     };
     let secret: Secret = match get(Column::Secret) {
         Some(s) => decode_key(s, d.encoding, base32_layout)?,
@@ -215,8 +230,10 @@ fn row(
         None => d.digits,
     };
     let algorithm = match get(Column::Algorithm) {
-        Some(a) => OtpAlgorithm::parse(a.trim_start_matches("hmac-").trim_start_matches("HMAC-"))
-            .ok_or_else(|| format!("algorithm {a:?} is not SHA1, SHA256 or SHA512"))?,
+        Some(a) => {
+            OtpAlgorithm::parse(a.trim_start_matches("hmac-").trim_start_matches("HMAC-"))
+                .ok_or_else(|| format!("algorithm {} is not SHA1, SHA256 or SHA512", shown(a)))?
+        }
         None => d.algorithm,
     };
     let either = get(Column::CounterOrStep);
@@ -289,6 +306,28 @@ mod tests {
             (60, Some("alice"))
         );
         assert_eq!(b.origin, "line 4");
+    }
+
+    #[test]
+    fn a_secret_in_the_wrong_column_is_not_quoted() {
+        // An Entra export without its header row: upn, serial, secret, interval, ...
+        let got = tokens(&format!("alice@example.org,SN9,{B32},30\n"));
+        let err = got[0].as_ref().unwrap_err();
+        assert!(
+            !err.contains(B32) && !err.contains(&B32.to_lowercase()),
+            "{err}"
+        );
+        assert!(err.contains("32-character value, not shown"), "{err}");
+        // A header that names a column we do not know, with a secret in it.
+        let got = tokens(&format!("serial,secret,{B32}\nA,B,C\n"));
+        let err = got[0].as_ref().unwrap_err();
+        assert!(!err.contains(B32), "{err}");
+        // Short values are still quoted, to show what was wrong.
+        let got = tokens(&format!("SN1,{B32},thirty\n"));
+        assert!(
+            got[0].as_ref().unwrap_err().contains("\"thirty\""),
+            "{got:?}"
+        );
     }
 
     #[test]

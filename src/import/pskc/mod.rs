@@ -170,6 +170,9 @@ fn data_int<T: TryFrom<i128>>(
 
 type KeyRead = (NewToken, TokenExtra, bool);
 
+/// The largest TimeDrift taken from a file: `[hotp] resync_window`'s own upper bound.
+const MAX_TIME_DRIFT: u64 = 100_000;
+
 fn read_key(
     env: &Envelope,
     pkg: Node<'_, '_>,
@@ -235,7 +238,17 @@ fn read_key(
             "ExpiryDate",
         )?,
         drift: match kind {
-            TokenKind::Totp => data_int(env, key, "TimeDrift")?.unwrap_or(0),
+            TokenKind::Totp => {
+                // As far as `token resync` may move it: a larger value is no clock's drift,
+                // and would put the token's window out of reach (or past i64 arithmetic).
+                let d: i64 = data_int(env, key, "TimeDrift")?.unwrap_or(0);
+                if d.unsigned_abs() > MAX_TIME_DRIFT {
+                    return Err(ValueError::Other(format!(
+                        "TimeDrift {d} is more than {MAX_TIME_DRIFT} time steps either way"
+                    )));
+                }
+                d
+            }
             TokenKind::Hotp => 0,
         },
         resync: None,

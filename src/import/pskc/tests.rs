@@ -29,15 +29,63 @@ fn tokens(entries: &[Entry]) -> Vec<&ImportedToken> {
         .collect()
 }
 
+/// Figure 2's secret is "1234": four bytes, an example, not a key any token has. It is read
+/// and refused by length, naming the KeyPackage and its line.
 #[test]
-fn figure2_basic_plain_secret() {
+fn figure2_basic_plain_secret_is_too_short() {
     let e = parse(figure!("2"), &Decryption::None).unwrap();
+    assert!(tokens(&e).is_empty());
+    let problems: Vec<String> = e
+        .iter()
+        .filter_map(|e| match e {
+            Entry::Invalid(p) => Some(p.to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(
+        problems[0] == "KeyPackage 1 (line 10): secret is 4 bytes; it must be 10 to 256",
+        "{problems:?}"
+    );
+    // With a real key in it: no DeviceInfo, so the Key Id is the serial.
+    let text = String::from_utf8(figure!("2").to_vec()).unwrap();
+    let text = text.replace("MTIzNA==", "MTIzNDU2Nzg5MDEyMzQ1Njc4OTA=");
+    let e = parse(text.as_bytes(), &Decryption::None).unwrap();
     let t = tokens(&e);
     assert_eq!(t.len(), 1);
-    // No DeviceInfo: the Key Id is the serial.
     assert_eq!(t[0].token.serial, "12345678");
-    assert_eq!(t[0].token.secret.expose(), b"1234");
+    assert_eq!(t[0].token.secret.expose(), RFC_SECRET);
     assert_eq!(t[0].token.kind, TokenKind::Hotp);
+}
+
+/// A TOTP key's TimeDrift is taken up to `token resync`'s own bound; beyond it, the
+/// KeyPackage is refused (a drift that large is no clock's, and would reach past the
+/// window's arithmetic).
+#[test]
+fn time_drift_is_bounded() {
+    let with_drift = |d: &str| {
+        let text = String::from_utf8(figure!("2").to_vec()).unwrap();
+        let text = text
+            .replace("MTIzNA==", "MTIzNDU2Nzg5MDEyMzQ1Njc4OTA=")
+            .replace("pskc:hotp", "pskc:totp")
+            .replace(
+                "</Secret>",
+                &format!("</Secret><TimeDrift><PlainValue>{d}</PlainValue></TimeDrift>"),
+            );
+        parse(text.as_bytes(), &Decryption::None).unwrap()
+    };
+    let e = with_drift("-4");
+    let t = tokens(&e);
+    assert_eq!((t[0].token.kind, t[0].extra.drift), (TokenKind::Totp, -4));
+    for d in ["100001", "-9223372036854775808"] {
+        let e = with_drift(d);
+        assert!(tokens(&e).is_empty(), "{d}");
+        assert!(
+            matches!(&e[0], Entry::Invalid(p) if p.message.contains("TimeDrift")),
+            "{d}: {:?}",
+            e[0]
+        );
+    }
 }
 
 #[test]
