@@ -394,3 +394,33 @@ fn an_endless_file_is_cut_off_at_the_size_limit() {
     assert!(err.contains("more than the 67108864-byte limit"), "{err}");
     assert!(a.tokens().is_empty());
 }
+
+/// The files in `examples/tokens/` import as their comments say (one store per file, so
+/// the same demo serial may appear in two of them).
+#[test]
+fn example_token_files_import() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/tokens");
+    let expect = [
+        ("azure-mfa-server.csv", 3, 2),
+        ("oath.csv", 3, 2),
+        ("entra.csv", 2, 2),
+    ];
+    let mut seen: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    seen.sort();
+    let mut listed: Vec<String> = expect.iter().map(|(f, _, _)| f.to_string()).collect();
+    listed.sort();
+    assert_eq!(seen, listed, "every example file is checked here");
+    for (file, tokens, assigned) in expect {
+        let a = Admin::new();
+        let (ok, out, err) = a.import(&dir.join(file), &[]);
+        assert!(ok, "{file}: {err}");
+        assert!(out.contains(&format!("{tokens} token(s)")), "{file}: {out}");
+        let stored = a.tokens();
+        assert_eq!(stored.len(), tokens, "{file}");
+        let owned = stored.iter().filter(|t| !t["user"].is_null()).count();
+        assert_eq!(owned, assigned, "{file}: {stored:?}");
+    }
+}
