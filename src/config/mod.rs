@@ -113,6 +113,10 @@ pub struct TotpConfig {
     pub period: u32,
 }
 
+/// The largest `[hotp] resync_window`: how far a resync may search (counters, or TOTP time
+/// steps), and so the most clock drift a token is taken to have.
+pub const MAX_RESYNC_WINDOW: u32 = 100_000;
+
 /// HOTP verification (RFC 4226 §7.4: a look-ahead window, resynchronisation).
 #[derive(Debug, Clone)]
 pub struct HotpConfig {

@@ -498,10 +498,13 @@ fn hotp_config(raw: RawHotp) -> Result<HotpConfig, ConfigError> {
             "must be between 1 and 100",
         ));
     }
-    if resync_window <= window || resync_window > 100_000 {
+    if resync_window <= window || resync_window > super::MAX_RESYNC_WINDOW {
         return Err(ConfigError::invalid(
             "hotp.resync_window",
-            "must be larger than hotp.window and at most 100000",
+            format!(
+                "must be larger than hotp.window and at most {}",
+                super::MAX_RESYNC_WINDOW
+            ),
         ));
     }
     Ok(HotpConfig {

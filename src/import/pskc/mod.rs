@@ -171,7 +171,7 @@ fn data_int<T: TryFrom<i128>>(
 type KeyRead = (NewToken, TokenExtra, bool);
 
 /// The largest TimeDrift taken from a file: `[hotp] resync_window`'s own upper bound.
-const MAX_TIME_DRIFT: u64 = 100_000;
+const MAX_TIME_DRIFT: u64 = crate::config::MAX_RESYNC_WINDOW as u64;
 
 fn read_key(
     env: &Envelope,
