@@ -186,6 +186,29 @@ fn a_passed_second_factor_spares_the_code_from_the_same_station_only() {
     let said = cli_ok(&srv, &["token", "enable", &serial]);
     assert!(!said.contains("forgotten"), "{said}");
 
+    // A new phone number (the old phone lost): nothing sent to the old one stays remembered.
+    full_login("127.0.0.1", Some(STATION_A));
+    let said = cli_ok(&srv, &["user", "set-phone", "alice", "+4915112345670"]);
+    assert!(said.contains("1 remembered login(s) forgotten"), "{said}");
+    let r = send(&srv, "127.0.0.1", Some(STATION_A), ALICE_PW, None);
+    assert_eq!(code_of(&r), "Access-Challenge", "phone changed: {r}");
+    let set = srv
+        .audit_json("alice")
+        .into_iter()
+        .find(|r| r["result"] == "set-phone")
+        .expect("the admin action is audited");
+    assert!(
+        set["reason"]
+            .as_str()
+            .unwrap()
+            .ends_with("; 1 remembered login(s) forgotten"),
+        "{set}"
+    );
+    assert!(
+        !set["reason"].as_str().unwrap().contains("12345670"),
+        "masked: {set}"
+    );
+
     // `user reset`: a factor the user no longer has is not remembered either.
     full_login("127.0.0.1", Some(STATION_A));
     let said = cli_ok(&srv, &["user", "reset", "alice"]);

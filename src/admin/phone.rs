@@ -34,8 +34,16 @@ pub async fn set_phone(
 ) -> anyhow::Result<ExitCode> {
     if a.phone.eq_ignore_ascii_case("none") {
         store.set_phone(&a.user, None).await?;
-        admin_audit(cfg, store, &a.user, "set-phone", Some("removed".into())).await?;
-        println!("{}: stored phone number removed", a.user);
+        let forgot = forget_logins(store, &a.user).await?;
+        admin_audit(
+            cfg,
+            store,
+            &a.user,
+            "set-phone",
+            Some(format!("removed{forgot}")),
+        )
+        .await?;
+        println!("{}: stored phone number removed{forgot}", a.user);
         return Ok(ExitCode::SUCCESS);
     }
     let e164 = match normalise(&a.phone, &cfg.delivery.phone.default_country_code) {
@@ -43,9 +51,28 @@ pub async fn set_phone(
         Err(e) => bail!("phone number {e}"),
     };
     store.set_phone(&a.user, Some(&e164)).await?;
-    admin_audit(cfg, store, &a.user, "set-phone", Some(mask(&e164))).await?;
-    println!("{}: phone set to {e164}", a.user);
+    let forgot = forget_logins(store, &a.user).await?;
+    admin_audit(
+        cfg,
+        store,
+        &a.user,
+        "set-phone",
+        Some(format!("{}{forgot}", mask(&e164))),
+    )
+    .await?;
+    println!("{}: phone set to {e164}{forgot}", a.user);
     Ok(ExitCode::SUCCESS)
+}
+
+/// A number is changed most often because the old phone was lost, stolen or given away: a
+/// login remembered after a code sent to it must not outlive it (as with a token taken away).
+async fn forget_logins(store: &dyn Store, user: &str) -> anyhow::Result<String> {
+    let n = store.forget_logins(user).await?;
+    Ok(if n > 0 {
+        format!("; {n} remembered login(s) forgotten")
+    } else {
+        String::new()
+    })
 }
 
 pub async fn set_method(
