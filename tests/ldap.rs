@@ -181,10 +181,12 @@ async fn group_membership_by_member_dn_and_by_member_uid() {
     // posixGroup lists user names, not DNs: it needs group_filter = "(memberUid={user})".
     ldif.push_str(
         "dn: cn=vpn-posix,ou=groups,dc=example,dc=org\nobjectClass: posixGroup\n\
-         cn: vpn-posix\ngidNumber: 5000\nmemberUid: bob\n\n",
+         cn: vpn-posix\ngidNumber: 5000\nmemberUid: bob\nmemberUid: Carol\n\n",
     );
+    let mut people = users();
+    people.push(LdapUser::new("Carol", "carol-pw"));
     let slapd = Slapd::start_with(
-        &users(),
+        &people,
         SlapdOptions {
             extra_ldif: ldif,
             ..Default::default()
@@ -216,9 +218,23 @@ async fn group_membership_by_member_dn_and_by_member_uid() {
     s.group_filter = "(memberUid={user})".into();
     let posix = LdapAuth::new(s).unwrap();
     let group = "cn=vpn-posix,ou=groups,dc=example,dc=org";
+    let looked_up = |user: &str| {
+        let posix = &posix;
+        let user = user.to_string();
+        async move { posix.lookup(&user).await.unwrap().expect("user found") }
+    };
+    let (alice, bob, carol) = (
+        looked_up("alice").await,
+        looked_up("bob").await,
+        looked_up("carol").await,
+    );
     assert!(posix.is_member("bob", &bob, group).await.unwrap());
     assert!(!posix.is_member("alice", &alice, group).await.unwrap());
     assert!(!posix.is_member("*", &alice, group).await.unwrap());
+    // memberUid compares case exactly: Carol is listed as the directory spells her, and
+    // logs in as "carol" (the case-folded key).
+    assert_eq!(carol.name.as_deref(), Some("Carol"));
+    assert!(posix.is_member("carol", &carol, group).await.unwrap());
 }
 
 #[tokio::test]

@@ -185,6 +185,8 @@ pub struct LdapAuth {
     conn_settings: LdapConnSettings,
     /// Attribute list sent with the search.
     search_attrs: Vec<String>,
+    /// The attribute read into `UserInfo::name`, when `group_filter` needs it.
+    name_attr: Option<String>,
     /// Idle, service-bound search connections.
     searches: ConnPool<Ldap>,
     /// One permit per search connection that may exist at once.
@@ -203,7 +205,7 @@ pub struct LdapAuth {
 }
 
 enum SearchOutcome {
-    Found(UserInfo),
+    Found(Box<UserInfo>),
     NotFound,
     Ambiguous,
 }
@@ -296,6 +298,12 @@ impl LdapAuth {
         .filter(|n| !n.is_empty())
         .cloned()
         .collect();
+        let name_attr = if settings.group_filter.contains("{user}") {
+            naming_attribute(&settings.user_filter)
+        } else {
+            None
+        };
+        search_attrs.extend(name_attr.iter().cloned());
         search_attrs.dedup();
         if search_attrs.is_empty() {
             // RFC 4511: "1.1" asks for no attributes.
@@ -308,6 +316,7 @@ impl LdapAuth {
             user_bind_slots: Semaphore::new(settings.user_bind_concurrency),
             conn_settings,
             search_attrs,
+            name_attr,
             searches: ConnPool::new(settings.pool_size, POOL_MAX_IDLE),
             binds: ConnPool::new(settings.user_bind_concurrency, POOL_MAX_IDLE),
             bind_count: AtomicU64::new(0),
@@ -503,7 +512,7 @@ impl LdapAuth {
             0 => SearchOutcome::NotFound,
             1 => {
                 let entry = SearchEntry::construct(entries.into_iter().next().expect("one"));
-                SearchOutcome::Found(self.user_info(entry))
+                SearchOutcome::Found(Box::new(self.user_info(entry)))
             }
             n => {
                 tracing::warn!(%user, matches = n, filter = %filter,
@@ -578,6 +587,7 @@ impl LdapAuth {
             mail: get(&a.mail),
             mobile: get(&a.mobile),
             telephone: get(&a.telephone),
+            name: self.name_attr.as_deref().and_then(get),
             dn: entry.dn,
             granted: Vec::new(),
         }
@@ -703,6 +713,18 @@ fn bind_outcome(res: &LdapResult) -> Result<PrimaryOutcome, AuthError> {
     Err(AuthError::Ldap(format!("user bind: {res}")))
 }
 
+/// The attribute `user_filter` compares the name with, as in `(uid={user})` or
+/// `(&(objectClass=user)(sAMAccountName={user}))`; None when `{user}` is used otherwise.
+fn naming_attribute(user_filter: &str) -> Option<String> {
+    let before = &user_filter[..user_filter.find("={user})")?];
+    let attr = &before[before.rfind('(')? + 1..];
+    let plain = !attr.is_empty()
+        && attr
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == ';');
+    plain.then(|| attr.to_string())
+}
+
 fn first_value(attrs: &HashMap<String, Vec<String>>, name: &str) -> Option<String> {
     if name.is_empty() {
         return None;
@@ -770,7 +792,7 @@ impl PrimaryAuth for LdapAuth {
                 self.pad_like_a_bind().await;
                 Ok(PrimaryOutcome::Denied(Denial::AmbiguousUser))
             }
-            SearchOutcome::Found(info) => self.bind_user(user, info, password).await,
+            SearchOutcome::Found(info) => self.bind_user(user, *info, password).await,
         }
     }
 
@@ -781,7 +803,7 @@ impl PrimaryAuth for LdapAuth {
             return Ok(None);
         }
         Ok(match self.search_user(user).await? {
-            SearchOutcome::Found(info) => Some(info),
+            SearchOutcome::Found(info) => Some(*info),
             SearchOutcome::NotFound | SearchOutcome::Ambiguous => None,
         })
     }

@@ -20,7 +20,10 @@ impl LdapAuth {
         info: &UserInfo,
         group_dn: &str,
     ) -> Result<bool, AuthError> {
-        let filter = fill_group_filter(&self.settings.group_filter, &info.dn, user);
+        // The directory's spelling of the name where it was read: memberUid compares case
+        // exactly, and `user` is the case-folded key.
+        let name = info.name.as_deref().unwrap_or(user);
+        let filter = fill_group_filter(&self.settings.group_filter, &info.dn, name);
         // "1.1": no attributes, only whether the group's entry matched.
         let no_attrs = ["1.1".to_string()];
         let (entries, res) = self

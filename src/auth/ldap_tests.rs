@@ -130,3 +130,24 @@ async fn unreachable_is_unavailable() {
         .unwrap_err();
     assert!(matches!(err, AuthError::Unavailable(_)), "{err:?}");
 }
+
+#[test]
+fn the_naming_attribute_is_read_from_user_filter() {
+    assert_eq!(naming_attribute("(uid={user})").as_deref(), Some("uid"));
+    assert_eq!(
+        naming_attribute("(&(objectClass=user)(sAMAccountName={user}))").as_deref(),
+        Some("sAMAccountName")
+    );
+    // `{user}` inside a value, or not compared for equality: no attribute to read.
+    assert_eq!(naming_attribute("(mail={user}@example.org)"), None);
+    assert_eq!(naming_attribute("(cn=*{user}*)"), None);
+    assert_eq!(naming_attribute("(uid~={user})"), None);
+    // Read only when group_filter has {user}.
+    let plain = LdapAuth::new(settings()).unwrap();
+    assert!(plain.name_attr.is_none());
+    let mut s = settings();
+    s.group_filter = "(memberUid={user})".into();
+    let posix = LdapAuth::new(s).unwrap();
+    assert_eq!(posix.name_attr.as_deref(), Some("uid"));
+    assert!(posix.search_attrs.iter().any(|a| a == "uid"));
+}

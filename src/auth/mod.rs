@@ -31,6 +31,11 @@ pub struct UserInfo {
     pub mail: Option<String>,
     pub mobile: Option<String>,
     pub telephone: Option<String>,
+    /// The user's name as the directory spells it (the attribute `user_filter` matches),
+    /// read only when `group_filter` has `{user}`: posixGroup's memberUid compares case
+    /// exactly, and the name typed (or its case-folded key) may differ in case.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     /// Attributes an upstream RADIUS server's Access-Accept granted (`[upstream]
     /// pass_through`), for radmfa's Access-Accept. Carried with a challenge, not here.
     #[serde(skip)]

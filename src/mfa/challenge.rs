@@ -42,6 +42,9 @@ pub struct ChallengeContext {
     /// The user's directory entry, for the client's group_attributes at the accept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dn: Option<String>,
+    /// The user's name as the directory spells it, for `{user}` in group_filter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     /// What an upstream RADIUS server's Access-Accept granted at the password check, for
     /// the accept at the end of the prompt: (type, value in hex).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -49,6 +49,7 @@ pub async fn answer(
         given_name: carried.first_name.clone(),
         surname: carried.last_name.clone(),
         mail: carried.email.clone(),
+        name: carried.name.clone(),
         granted: carried.granted(),
         ..Default::default()
     };

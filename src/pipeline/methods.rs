@@ -45,6 +45,7 @@ impl Subject<'_> {
             phone: self.phone.clone(),
             methods: self.available.clone(),
             dn: Some(self.info.dn.clone()).filter(|dn| !dn.is_empty()),
+            name: self.info.name.clone(),
             granted: ChallengeContext::keep_granted(&self.info.granted),
         }
     }
