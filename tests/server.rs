@@ -358,6 +358,23 @@ fn audit_report_counts_match_the_records() {
     let today = time::OffsetDateTime::now_utc().date().to_string();
     assert_eq!(days.lines().count(), 1, "{days}");
     assert!(days.contains(&today), "{days}");
+
+    // A User-Name with terminal escapes (erase the line, move up) reaches the admin's
+    // terminal as visible text, in the table and in the report, never as an escape.
+    let sneaky = "eve\u{1b}[2K\u{1b}[1A";
+    let r = py_password(&srv, sneaky, "wrong-password");
+    assert_eq!(code_of(&r), "Access-Reject", "{r}");
+    for args in [
+        &["audit", "--limit", "5"][..],
+        &["audit", "--count-by", "user"][..],
+        &["user", "list"][..],
+    ] {
+        let out = srv.cli(args);
+        assert!(out.status.success(), "{out:?}");
+        assert!(!out.stdout.contains(&0x1b), "{args:?}: {out:?}");
+    }
+    let out = String::from_utf8(srv.cli(&["audit", "--limit", "5"]).stdout).unwrap();
+    assert!(out.contains("eve\\u{1b}[2k"), "{out}");
 }
 
 /// `radmfa audit --follow`: an admin on the phone with a user watches that user's logins

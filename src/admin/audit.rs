@@ -7,6 +7,7 @@ use anyhow::{bail, Context};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
+use super::printable;
 use crate::app::with_command_store;
 use crate::cli::AuditArgs;
 use crate::clock::{Clock, SystemClock};
@@ -112,11 +113,13 @@ impl Table {
             rows.iter().map(value).max().unwrap_or(0).max(header.len())
         };
         Table {
-            user: width("USER", &|r| r.user.chars().count()),
+            user: width("USER", &|r| printable(&r.user).chars().count()),
             mode: width("MODE", &|r| r.mode.len()),
             token: width("TOKEN", &|r| r.token_serial.as_deref().map_or(1, str::len)),
             nas: width("NAS", &|r| {
-                r.nas_name.as_deref().map_or(1, |n| n.chars().count())
+                r.nas_name
+                    .as_deref()
+                    .map_or(1, |n| printable(n).chars().count())
             }),
         }
     }
@@ -153,7 +156,9 @@ impl Table {
         )
     }
 
-    fn line(&self, [time, user, result, mode, token, nas, ms]: [&str; 7], reason: &str) -> String {
+    fn line(&self, fields: [&str; 7], reason: &str) -> String {
+        let [time, user, result, mode, token, nas, ms] = fields.map(printable);
+        let reason = printable(reason);
         let Table {
             user: wu,
             mode: wm,
@@ -232,7 +237,7 @@ fn report(
             n("reject"),
             n("challenge"),
             other,
-            g.key
+            printable(&g.key)
         );
     }
     if shown < all.len() {

@@ -15,3 +15,37 @@ pub mod serve;
 pub mod token_import;
 pub mod tokens;
 pub mod users;
+
+use std::borrow::Cow;
+
+/// A value for a terminal: control characters written as escapes. User names, NAS names and
+/// reasons come from the network (a User-Name may hold ESC sequences that would move the
+/// cursor or erase lines and so hide records from the admin reading them).
+pub fn printable(s: &str) -> Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return Cow::Borrowed(s);
+    }
+    Cow::Owned(
+        s.chars()
+            .map(|c| {
+                if c.is_control() {
+                    c.escape_default().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn control_characters_are_escaped_for_the_terminal() {
+        assert_eq!(super::printable("alice"), "alice");
+        assert_eq!(
+            super::printable("x\u{1b}[2Ky\nz\u{9b}"),
+            "x\\u{1b}[2Ky\\nz\\u{9b}"
+        );
+    }
+}

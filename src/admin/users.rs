@@ -357,7 +357,9 @@ async fn list(store: &dyn Store, json: bool) -> anyhow::Result<ExitCode> {
             };
             println!(
                 "{:<32} {:>6} {:>8}  {locked}",
-                u.user, u.token_count, u.failures
+                super::printable(&u.user),
+                u.token_count,
+                u.failures
             );
         }
     }
