@@ -109,7 +109,9 @@ pub fn match_totp_with_drift(
     let mut matched = None;
     for step in (current - w)..=(current + w) {
         let expected = codes.at(step);
-        let unused = token.last_step.is_none_or(|last| step > last);
+        // Steps before the epoch (a clock not yet set, or a large drift) are not steps: they
+        // would all show step 0's code, and each would count as a fresh use of it.
+        let unused = step >= 0 && token.last_step.is_none_or(|last| step > last);
         if bool::from(expected.as_bytes().ct_eq(code.as_bytes())) && unused && matched.is_none() {
             matched = Some(step);
         }
@@ -225,6 +227,19 @@ mod tests {
         assert_eq!(match_totp(&t, &code, now, 10), Some(twins[1]));
         t.last_step = Some(*twins.last().unwrap());
         assert_eq!(match_totp(&t, &code, now, 10), None);
+    }
+
+    #[test]
+    fn steps_before_the_epoch_never_verify() {
+        // At 15 s past the epoch with window 1, steps -1 and 0 would both show step 0's code.
+        let mut t = token(SEED1, OtpAlgorithm::Sha1, 8);
+        let code0 = totp_code(&t.secret, t.algorithm, 8, 30, 0);
+        assert_eq!(match_totp(&t, &code0, 15, 1), Some(0));
+        t.last_step = Some(0);
+        assert_eq!(match_totp(&t, &code0, 15, 1), None, "used once only");
+        // A drift pointing before the epoch finds nothing there either.
+        t.last_step = None;
+        assert_eq!(match_totp_with_drift(&t, &code0, 15, 1, -5), None);
     }
 
     #[test]
