@@ -7,7 +7,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::oob_env::{
-    cli_ok, client, directory, rd_gateway_request, start, ALICE_PW, CALLER_ID, DIRECTORY_MOBILE,
+    cli_ok, client, directory, rd_gateway_request, start, start_tuned, ALICE_PW, BOB_PW, CALLER_ID,
+    DIRECTORY_MOBILE,
 };
 use common::peers::{pyrad, radclient};
 use common::provider_standin::{twilio_signature, Script, Standin, AUTH_TOKEN};
@@ -293,6 +294,81 @@ fn retransmits_during_a_held_call_get_one_call_and_the_same_reply() {
     assert_eq!(parse_reply(&replies[0]).unwrap().code, 2, "Access-Accept");
     assert_eq!(standin.calls().len(), 1, "one call for one request");
     assert_eq!(srv.audit_json("alice").len(), 1, "one audit record");
+}
+
+/// `request` (one 16-octet User-Password block, Message-Authenticator first) as if its NAS
+/// had drawn `auth` for its Request Authenticator.
+fn with_authenticator(request: &[u8], auth: [u8; 16]) -> Vec<u8> {
+    use md5::{Digest, Md5};
+    let key = |a: &[u8]| Md5::new().chain_update(SECRET).chain_update(a).finalize();
+    let mut p = request.to_vec();
+    let (old, new) = (key(&p[4..20]), key(&auth));
+    let mut at = 20;
+    while at < p.len() {
+        let (typ, len) = (p[at], p[at + 1] as usize);
+        if typ == 2 {
+            assert_eq!(len, 18, "one password block");
+            for i in 0..16 {
+                p[at + 2 + i] ^= old[i] ^ new[i];
+            }
+        }
+        at += len;
+    }
+    p[4..20].copy_from_slice(&auth);
+    assert_eq!(p[20], 80, "Message-Authenticator first");
+    p[22..38].fill(0);
+    let ma = radmfa::radius::crypto::message_authenticator(&p, SECRET.as_bytes());
+    p[22..38].copy_from_slice(&ma);
+    p
+}
+
+/// A held call's transaction is found again by its request's key (NAS, source,
+/// Identifier, Request Authenticator), so that retransmits reaching any node share it.
+/// Another user's request under the same key (a NAS reusing an authenticator, or one sent
+/// after the duplicate window) must not ride on the approval of someone else's phone.
+#[test]
+fn another_users_request_under_the_same_key_gets_no_share_of_the_call() {
+    let slapd = directory();
+    let standin = Standin::start();
+    standin.script(
+        DIRECTORY_MOBILE,
+        Script::Press("", Duration::from_millis(300)),
+    );
+    let srv = start_tuned(
+        &slapd,
+        &standin,
+        "",
+        "",
+        &hold_client(20),
+        "info",
+        "duplicate_window_secs = 1",
+    );
+    let sock = srv.udp();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    let (alice, auth) = AccessRequestBuilder::new(9, "alice")
+        .password(ALICE_PW.as_bytes())
+        .build(SECRET.as_bytes());
+    sock.send(&alice).unwrap();
+    let n = sock.recv(&mut buf).expect("alice's reply");
+    assert_eq!(parse_reply(&buf[..n]).unwrap().code, 2, "alice approved");
+    // Past the duplicate window: the same key no longer meets the cached reply.
+    std::thread::sleep(Duration::from_millis(1600));
+    let (bob, _) = AccessRequestBuilder::new(9, "bob")
+        .password(BOB_PW.as_bytes())
+        .build(SECRET.as_bytes());
+    sock.send(&with_authenticator(&bob, auth)).unwrap();
+    let n = sock.recv(&mut buf).expect("bob's reply");
+    radmfa::radius::crypto::verify_reply(&buf[..n], &auth, SECRET.as_bytes()).unwrap();
+    assert_eq!(
+        parse_reply(&buf[..n]).unwrap().code,
+        3,
+        "bob: Access-Reject"
+    );
+    assert_eq!(standin.calls().len(), 1, "no call placed on bob's behalf");
+    let bobs = srv.audit_json("bob");
+    assert_eq!(bobs[0]["result"], "reject", "{bobs:?}");
 }
 
 #[test]

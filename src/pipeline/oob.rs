@@ -126,6 +126,25 @@ async fn claim(
     txn: &OobTransaction,
 ) -> Result<Option<Delivered>, Fault> {
     if let OobBegin::Existing(t) = app.store.begin_oob(txn).await? {
+        // The key names a request by its NAS, source, Identifier and Request Authenticator,
+        // not by its bytes. A transaction of another user, NAS or kind, or one past its
+        // lifetime, belongs to another request (a NAS reusing an authenticator, or a copy
+        // replayed after the duplicate window): lend it nothing, and send nothing.
+        if t.user != txn.user
+            || t.nas != txn.nas
+            || t.kind != txn.kind
+            || t.expires_at <= txn.created_at
+        {
+            return Ok(Some(Delivered::No(NotSent {
+                message: if txn.kind == OobKind::Sms {
+                    NOT_SENT
+                } else {
+                    NOT_CALLED
+                },
+                reason: "another request's transaction has this request's key".into(),
+                provider_failed: false,
+            })));
+        }
         // Another node (or an earlier copy) handled this very request: same outcome, no send.
         let failed = |t: &OobTransaction| {
             let reason = t.reason.clone().unwrap_or_default();

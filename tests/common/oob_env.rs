@@ -63,8 +63,22 @@ pub fn start_logged(
     clients: &[String],
     level: &'static str,
 ) -> Server {
+    start_tuned(slapd, standin, sms_keys, extra, clients, level, "")
+}
+
+/// [`start_logged`] with extra `[server]` keys.
+pub fn start_tuned(
+    slapd: &Slapd,
+    standin: &Standin,
+    sms_keys: &str,
+    extra: &str,
+    clients: &[String],
+    level: &'static str,
+    server_keys: &str,
+) -> Server {
     let mut o = Options::new(&slapd.url);
     o.log_level = level;
+    o.server_extra = server_keys.to_string();
     o.clients = Vec::new();
     o.extra = format!("{}{extra}{}", delivery(standin, sms_keys), clients.concat());
     Server::start(&o)

@@ -44,6 +44,8 @@ pub struct Options {
     pub log_level: &'static str,
     pub ldap_timeout_ms: u64,
     pub listen: &'static str,
+    /// Extra keys for `[server]` (e.g. `duplicate_window_secs = 1`).
+    pub server_extra: String,
 }
 
 impl Options {
@@ -55,6 +57,7 @@ impl Options {
             log_level: "info",
             ldap_timeout_ms: 1000,
             listen: "127.0.0.1:0",
+            server_extra: String::new(),
         }
     }
 }
@@ -81,6 +84,7 @@ listen = ["{listen}"]
 log_level = "{level}"
 request_deadline_ms = 4000
 shutdown_grace_ms = 2000
+{server_extra}
 
 [store]
 path = "radmfa.db"
@@ -103,6 +107,7 @@ include_email = true
         listen = o.listen,
         urls = urls.join(", "),
         ct = o.ldap_timeout_ms,
+        server_extra = o.server_extra,
     );
     toml.push_str(&o.extra);
     for c in &o.clients {
