@@ -79,7 +79,7 @@ impl Turn<'_> {
         self.lane.failures.load(Ordering::Acquire) != seen
     }
 
-    /// A wrong code was counted and is on disk.
+    /// A wrong code is being counted: later turns read the lockout from disk.
     pub fn counted(&self) {
         self.lane.failures.fetch_add(1, Ordering::Release);
     }

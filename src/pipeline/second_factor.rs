@@ -185,6 +185,11 @@ pub async fn count_failure(
     user: &str,
     what: &str,
 ) -> Result<bool, StoreError> {
+    // Marked before the write, not after it is settled: if this request is cut off (its
+    // deadline) between the two, the count may still reach the disk, and the next turn
+    // must read it from there rather than trust the standing its request read earlier.
+    // A mark for a count that failed costs the next turn only a re-read.
+    turn.counted();
     let now = app.clock.now();
     let config = app.config();
     let lock = &config.lockout;
@@ -209,6 +214,5 @@ pub async fn count_failure(
         tracing::warn!(target: "radmfa::audit", user, result = "lock", until, "second factor locked");
     }
     durability::settle().await?;
-    turn.counted();
     Ok(locked_until.is_some())
 }
