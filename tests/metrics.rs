@@ -107,3 +107,67 @@ fn prometheus_reads_the_counters_of_real_traffic() {
     let (status, _, _) = http_get(addr, "/other");
     assert!(status.contains(" 404 "), "{status}");
 }
+
+/// The HTTP listeners (metrics here; the provider callbacks share the code) must not be
+/// taken by connections that send nothing: sixteen at most from one address, the head of a
+/// request within 10 s, and a scrape from elsewhere still answered meanwhile.
+#[test]
+fn idle_connections_cannot_take_the_http_listener() {
+    use std::io::{Read, Write};
+    use std::net::{SocketAddr, TcpStream};
+    use std::time::{Duration, Instant};
+
+    let slapd = Slapd::start(&[LdapUser::new("alice", "alice-pw")]);
+    let mut o = Options::new(&slapd.url);
+    o.extra.push_str("\n[metrics]\nlisten = \"127.0.0.1:0\"\n");
+    let srv = Server::start(&o);
+    let addr = srv.metrics_addr();
+    let from = |ip: &str| -> TcpStream {
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        let local: SocketAddr = format!("{ip}:0").parse().unwrap();
+        s.bind(&local.into()).unwrap();
+        s.connect(&addr.into()).unwrap();
+        let s: TcpStream = s.into();
+        s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        s
+    };
+    // Closed by the server: EOF or a reset, within `within`.
+    let closed_within = |s: &mut TcpStream, within: Duration| {
+        let t = Instant::now();
+        let mut buf = [0u8; 512];
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => continue, // a 408 or the like before closing
+            }
+        }
+        let took = t.elapsed();
+        assert!(took < within, "closed after {took:?}");
+        took
+    };
+
+    let mut held: Vec<TcpStream> = (0..16).map(|_| from("127.0.0.2")).collect();
+    held[0]
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    let mut seventeenth = from("127.0.0.2");
+    closed_within(&mut seventeenth, Duration::from_secs(2));
+    let (status, _, body) = http_get(addr, "/metrics");
+    assert!(status.contains(" 200 "), "{status}");
+    assert!(body.contains("radmfa_build_info"), "{body}");
+    // The half-sent head and the silent ones are closed after the header-read timeout.
+    let took = closed_within(&mut held[0], Duration::from_secs(13));
+    assert!(
+        took > Duration::from_secs(5),
+        "not before the timeout: {took:?}"
+    );
+    closed_within(&mut held[1], Duration::from_secs(3));
+    // Their slots are free again.
+    let mut again = from("127.0.0.2");
+    again
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut reply = String::new();
+    again.read_to_string(&mut reply).unwrap();
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+}

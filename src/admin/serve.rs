@@ -97,8 +97,8 @@ fn bind_tcp(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::from_std(sock.into())
 }
 
-/// Binds `addr` (an error names the config `key`) and serves `router` on it (axum) until
-/// `shutdown`.
+/// Binds `addr` (an error names the config `key`) and serves `router` on it until
+/// `shutdown`, with the connection limits and timeouts of `http_listener`.
 async fn spawn_http(
     shutdown: &CancellationToken,
     addr: SocketAddr,
@@ -112,13 +112,12 @@ async fn spawn_http(
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "{key}: serving http://{addr}/");
     }
-    let stop = shutdown.clone().cancelled_owned();
-    let task = axum::serve(listener, router).with_graceful_shutdown(stop);
-    tokio::spawn(async move {
-        if let Err(e) = task.await {
-            tracing::error!(error = %e, "HTTP listener of {key} stopped");
-        }
-    });
+    tokio::spawn(super::http_listener::serve(
+        listener,
+        router,
+        shutdown.clone(),
+        key,
+    ));
     Ok(())
 }
 

@@ -1,0 +1,154 @@
+//! The accept loop of the HTTP listeners (provider callbacks, metrics). The callbacks one
+//! must be reachable from the provider, so from the internet: whoever finds it can open
+//! connections. `axum::serve` sets no timer, so hyper's header-read timeout is off, idle
+//! keep-alive connections never close, and every connection is taken until the process runs
+//! out of file descriptors — and then LDAP, the store and RadSec cannot open theirs either.
+//! Here: at most [`MAX_CONNECTIONS`] at once and [`MAX_PER_ADDRESS`] from one address (more
+//! are closed at once), [`HEADER_READ_TIMEOUT`] to send a request's head, and
+//! [`CONNECTION_LIFETIME`] for a connection in all.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+pub const MAX_CONNECTIONS: usize = 256;
+/// Twilio posts from a pool of addresses; one address needs only a few at once.
+pub const MAX_PER_ADDRESS: usize = 16;
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// A callback or a scrape is one short request; a kept-alive connection reconnects after.
+pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
+/// Time a request in progress gets to finish when the lifetime ends or the server stops.
+const FINISH_GRACE: Duration = Duration::from_secs(5);
+
+/// Serves `router` on `listener` until `stop`; `key` names the listener in logs.
+pub async fn serve(
+    listener: TcpListener,
+    router: axum::Router,
+    stop: CancellationToken,
+    key: &'static str,
+) {
+    let slots = Slots::new(MAX_CONNECTIONS, MAX_PER_ADDRESS);
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = stop.cancelled() => return,
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // EMFILE and the like: wait rather than spin.
+                    tracing::warn!(error = %e, "{key}: accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let Some(slot) = slots.take(peer.ip()) else {
+            tracing::debug!(%peer, "{key}: connection limit reached; closed");
+            continue; // `stream` is dropped: closed
+        };
+        let service = TowerToHyperService::new(router.clone());
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let _slot = slot;
+            let conn = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            let done = tokio::select! {
+                r = conn.as_mut() => Some(r),
+                _ = tokio::time::sleep(CONNECTION_LIFETIME) => None,
+                _ = stop.cancelled() => None,
+            };
+            if done.is_none() {
+                // Lets a request in progress finish, then closes.
+                conn.as_mut().graceful_shutdown();
+                let _ = tokio::time::timeout(FINISH_GRACE, conn).await;
+            }
+            log_end(key, peer, done);
+        });
+    }
+}
+
+fn log_end(key: &str, peer: SocketAddr, done: Option<hyper::Result<()>>) {
+    if let Some(Err(e)) = done {
+        tracing::debug!(%peer, error = %e, "{key}: connection ended");
+    }
+}
+
+/// Connection slots: a total, and a share per source address.
+struct Slots {
+    all: Arc<Semaphore>,
+    per_address: usize,
+    by_address: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+impl Slots {
+    fn new(max: usize, per_address: usize) -> Self {
+        Slots {
+            all: Arc::new(Semaphore::new(max)),
+            per_address,
+            by_address: Arc::default(),
+        }
+    }
+
+    fn take(&self, ip: IpAddr) -> Option<Slot> {
+        let permit = self.all.clone().try_acquire_owned().ok()?;
+        let mut by = self.by_address.lock().unwrap_or_else(|p| p.into_inner());
+        let n = by.entry(ip).or_default();
+        if *n >= self.per_address {
+            return None;
+        }
+        *n += 1;
+        Some(Slot {
+            _permit: permit,
+            by_address: self.by_address.clone(),
+            ip,
+        })
+    }
+}
+
+struct Slot {
+    _permit: OwnedSemaphorePermit,
+    by_address: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    ip: IpAddr,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut by = self.by_address.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = by.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                by.remove(&self.ip);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_cap_the_total_and_each_address() {
+        let slots = Slots::new(3, 2);
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        let a1 = slots.take(a).unwrap();
+        let _a2 = slots.take(a).unwrap();
+        assert!(slots.take(a).is_none(), "a's share is used up");
+        let _b1 = slots.take(b).unwrap();
+        assert!(slots.take(b).is_none(), "all taken");
+        drop(a1);
+        assert!(slots.take(a).is_some(), "a slot given back is free again");
+        assert_eq!(slots.by_address.lock().unwrap().get(&a), Some(&1));
+    }
+}
