@@ -150,6 +150,18 @@ pub async fn open_store(cfg: &StoreConfig) -> anyhow::Result<Arc<dyn Store>> {
                         .with_context(|| format!("creating directory {}", dir.display()))?;
                 }
             }
+            // A database without its key file: its seeds cannot be unsealed, and a new key
+            // would seal what is enrolled from now on with a key that is not the backup's.
+            let has_data = std::fs::metadata(path).is_ok_and(|m| m.len() > 0);
+            if has_data && !key_file.exists() {
+                anyhow::bail!(
+                    "store.key_file {} is missing, but the database {} exists: the seeds in \
+                     it cannot be unsealed without it. Restore the key file from your backup \
+                     (or, to start over with no tokens, move the database away)",
+                    key_file.display(),
+                    path.display()
+                );
+            }
             let sealer = KeyFile::load_or_create(key_file)
                 .with_context(|| format!("key file {}", key_file.display()))?;
             let store = SqliteStore::open(path, sealer)

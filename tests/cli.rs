@@ -27,6 +27,31 @@ fn run(cfg: &std::path::Path, args: &[&str]) -> (bool, String, String) {
     )
 }
 
+/// A database whose key file is gone is not given a new key by whichever command runs
+/// first: everything enrolled after would be sealed with a key no backup has.
+#[test]
+fn a_database_without_its_key_file_is_refused_not_rekeyed() {
+    let (d, cfg) = setup();
+    let (ok, _, err) = run(&cfg, &["user", "enroll-totp", "alice", "--uri-only"]);
+    assert!(ok, "{err}");
+    let key = d.path().join("radmfa.key");
+    std::fs::remove_file(&key).unwrap();
+    for args in [&["user", "list"][..], &["user", "enroll-totp", "bob"][..]] {
+        let (ok, _, err) = run(&cfg, args);
+        assert!(!ok, "{args:?}");
+        assert!(
+            err.contains("store.key_file") && err.contains("is missing") && err.contains("backup"),
+            "{err}"
+        );
+        assert!(!key.exists(), "{args:?} made a new key file");
+    }
+    // A fresh install (no database yet) still gets both.
+    std::fs::remove_file(d.path().join("radmfa.db")).unwrap();
+    let (ok, _, err) = run(&cfg, &["user", "list"]);
+    assert!(ok, "{err}");
+    assert!(key.exists());
+}
+
 #[test]
 fn enroll_prints_uri_qr_and_secret_once() {
     let (_d, cfg) = setup();
