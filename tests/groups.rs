@@ -511,3 +511,44 @@ accept_attributes = ["Filter-Id = a{acl}", "Filter-Id = b{acl}"]
         "{rec}"
     );
 }
+
+/// The same for an Access-Challenge whose State does not fit: sent without it, the code
+/// would come back as a new login and be checked as a password.
+#[test]
+fn a_challenge_whose_state_does_not_fit_is_refused() {
+    use radmfa::radius::client::{parse_reply, AccessRequestBuilder};
+    let slapd = directory();
+    let srv = with_clients(
+        &slapd,
+        &format!("\n[[client]]\nname = \"vpn\"\naddress = \"127.0.0.1\"\nsecret = \"{SECRET}\"\n"),
+    );
+    srv.enroll("alice", &[]);
+    let sock = srv.udp();
+    let login = |id: u8, crowded: bool| {
+        let mut b = AccessRequestBuilder::new(id, "alice").password(b"alice-pw");
+        if crowded {
+            // 15 × 253 + 200 octets of Proxy-State: no room left for a 32-octet State.
+            for _ in 0..15 {
+                b = b.proxy_state(&[b'p'; 253]);
+            }
+            b = b.proxy_state(&[b'q'; 200]);
+        }
+        let (raw, _) = b.build(SECRET.as_bytes());
+        sock.send(&raw).unwrap();
+        let mut buf = [0u8; 4096];
+        let n = sock.recv(&mut buf).expect("an answer");
+        parse_reply(&buf[..n]).unwrap()
+    };
+    assert_eq!(login(1, false).code, 11, "Access-Challenge");
+    let full = login(2, true);
+    assert_eq!(full.code, 3, "Access-Reject");
+    assert!(full.attributes.iter().all(|a| a.0 != 24), "no State");
+    let rec = last_audit(&srv, "alice");
+    assert!(
+        rec["reason"]
+            .as_str()
+            .unwrap()
+            .contains("State does not fit"),
+        "{rec}"
+    );
+}

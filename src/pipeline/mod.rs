@@ -255,6 +255,14 @@ async fn decide(
         )
         .with_info(info);
     }
+    if v.reply.code == ReplyCode::Challenge && !crate::radius::state_fits(req, &v.reply) {
+        let info = v.info.take();
+        v = Verdict::reject(
+            "the Access-Challenge's State does not fit in one packet beside the request's \
+             Proxy-State; refused rather than sent without it",
+        )
+        .with_info(info);
+    }
     remembered::keep(app, ctx, req, user, &v).await?;
     Ok(v)
 }

@@ -9,7 +9,7 @@ pub mod reply;
 pub mod reply_attr;
 pub mod request;
 
-pub use reply::{attributes_fit, encode_reply, Reply, ReplyCode};
+pub use reply::{attributes_fit, encode_reply, state_fits, Reply, ReplyCode};
 pub use request::{decode_request, DecodeError, Request, RequestKind};
 
 /// RFC 2865 §3: "The maximum length is 4096" octets.

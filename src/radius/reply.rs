@@ -109,6 +109,15 @@ pub fn attributes_fit(req: &Request, reply: &Reply) -> bool {
         && HEADER_LEN + 2 + MA_LEN + proxy_states + state + timeout + attributes <= MAX_PACKET
 }
 
+/// Whether the reply's State fits beside the request's Proxy-State echo: an Access-Challenge
+/// sent without it could not be answered (the code would come back as a new login, its
+/// password checked against the directory).
+pub fn state_fits(req: &Request, reply: &Reply) -> bool {
+    let proxy_states: usize = req.proxy_states().iter().map(|p| p.len() + 2).sum();
+    let state = reply.state.as_ref().map_or(0, |s| s.len() + 2);
+    HEADER_LEN + 2 + MA_LEN + proxy_states + state <= MAX_PACKET
+}
+
 /// Encodes `reply` to `req`. Attribute order: Message-Authenticator, Reply-Message(s), State,
 /// Session-Timeout, the configured attributes, then every Proxy-State of the request in its
 /// original order.
@@ -282,6 +291,25 @@ mod tests {
         assert_eq!((raw[0], types(&raw)), (2, vec![80, 33, 33, 33]));
         let raw = encode_reply(&req, &Reply::reject().with_message(""), SECRET);
         assert_eq!((raw[0], types(&raw)), (3, vec![80, 33, 33, 33]));
+    }
+
+    #[test]
+    fn a_state_that_does_not_fit_beside_the_proxy_state_is_told() {
+        // 15 × 253 + 205 octets of Proxy-State leave room for less than a 32-octet State.
+        let mut b = AccessRequestBuilder::new(5, "bob").password(b"p");
+        for _ in 0..15 {
+            b = b.proxy_state(&[7; 253]);
+        }
+        let (_, crowded) = request(b.proxy_state(&[7; 205]));
+        let (_, roomy) = request(AccessRequestBuilder::new(6, "bob").password(b"p"));
+        let challenge = Reply::challenge(vec![1; 32], "Enter code");
+        assert!(state_fits(&roomy, &challenge));
+        assert!(!state_fits(&crowded, &challenge));
+        let raw = encode_reply(&crowded, &challenge, SECRET);
+        assert!(
+            !types(&raw).contains(&24),
+            "sent as is, it would lack its State"
+        );
     }
 
     #[test]
