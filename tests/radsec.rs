@@ -151,7 +151,23 @@ fn start_with(
     radsec: &str,
     deadline_ms: u64,
 ) -> Server {
-    let mut o = Options::new(&slapd.url);
+    start_opts(
+        Options::new(&slapd.url),
+        pki,
+        radsec_name,
+        radsec,
+        deadline_ms,
+    )
+}
+
+/// [`start_with`] from `o` (its LDAP URLs, `[server]` extras).
+fn start_opts(
+    mut o: Options,
+    pki: &Pki,
+    radsec_name: &str,
+    radsec: &str,
+    deadline_ms: u64,
+) -> Server {
     o.clients.clear();
     o.extra = format!(
         r#"
@@ -870,4 +886,151 @@ fn a_reload_applies_to_open_radsec_connections() {
     );
     assert_eq!(closed_by_reload(), 4, "{}", srv.log());
     assert_eq!(ask(&proxy), "none");
+}
+
+/// Over TCP, "silently discard" is discard and close (RFC 6613 §2.6.4). Sends an
+/// Accounting-Request (not served, not a broken stream), a Status-Server, then a
+/// Status-Server with a wrong Message-Authenticator; prints what happened after each.
+const DISCARDS: &str = r#"
+import hashlib, hmac, os, socket, ssl, struct, sys
+port, cert, key, ca = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+ctx = ssl.create_default_context(cafile=ca)
+ctx.check_hostname = False
+ctx.load_cert_chain(cert, key)
+s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port)))
+s.settimeout(3)
+def packet(code, i, spoil=False):
+    head = struct.pack("!BBH", code, i, 38) + os.urandom(16)
+    mac = hmac.new(b"radsec", head + b"\x50\x12" + bytes(16), hashlib.md5).digest()
+    if spoil:
+        mac = bytes([mac[0] ^ 0xff]) + mac[1:]
+    return head + b"\x50\x12" + mac
+def answer():
+    try:
+        data = s.recv(4096)
+        return "closed" if not data else "reply %d" % data[0]
+    except socket.timeout:
+        return "silent"
+    except (OSError, ssl.SSLError):
+        return "closed"
+s.sendall(packet(4, 1) + packet(12, 2))
+print(answer())
+s.sendall(packet(12, 3, spoil=True))
+print(answer(), flush=True)
+"#;
+
+#[test]
+fn a_packet_that_fails_verification_closes_its_radsec_connection() {
+    let pki_dir = tempfile::tempdir().unwrap();
+    let good = Pki::make(pki_dir.path(), "good");
+    let slapd = Slapd::start(&[LdapUser::new("alice", "alice-pw")]);
+    let srv = start_with(
+        &slapd,
+        &good,
+        "nas.example.org",
+        "\n[metrics]\nlisten = \"127.0.0.1:0\"",
+        1500,
+    );
+    let port = radsec_port(&srv).to_string();
+    let out = Command::new(common::peers::python())
+        .args(["-c", DISCARDS, &port])
+        .arg(&good.client_cert)
+        .arg(&good.client_key)
+        .arg(&good.ca)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    let lines: Vec<&str> = said.lines().collect();
+    assert_eq!(
+        lines,
+        ["reply 2", "closed"],
+        "accounting ignored and the connection kept; a bad Message-Authenticator closes it\n{}",
+        srv.log()
+    );
+    assert!(
+        srv.log_shows("closing the connection after a packet that failed verification"),
+        "{}",
+        srv.log()
+    );
+    let body = http_get(srv.metrics_addr(), "/metrics").2;
+    assert!(
+        body.contains("radmfa_radsec_closed_total{reason=\"discarded\"} 1"),
+        "{body}"
+    );
+}
+
+/// Sends an Access-Request for alice, then a Status-Server, on one connection; prints the
+/// identifier of each reply as it comes (for 8 s at most).
+const TWO_ON_ONE: &str = r#"
+import hashlib, hmac, os, socket, ssl, struct, sys, time
+port, cert, key, ca = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+ctx = ssl.create_default_context(cafile=ca)
+ctx.check_hostname = False
+ctx.load_cert_chain(cert, key)
+s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port)))
+def signed(code, i, attrs):
+    auth = os.urandom(16)
+    body = b"\x50\x12" + bytes(16) + attrs
+    head = struct.pack("!BBH", code, i, 20 + len(body)) + auth
+    mac = hmac.new(b"radsec", head + body, hashlib.md5).digest()
+    return head + b"\x50\x12" + mac + attrs, auth
+user = b"alice"
+req, auth = signed(1, 1, b"")
+pw = b"alice-pw".ljust(16, b"\0")
+key = hashlib.md5(b"radsec" + auth).digest()
+hidden = bytes(a ^ b for a, b in zip(pw, key))
+attrs = bytes([1, 2 + len(user)]) + user + bytes([2, 18]) + hidden
+head = struct.pack("!BBH", 1, 1, 20 + 18 + len(attrs)) + auth
+mac = hmac.new(b"radsec", head + b"\x50\x12" + bytes(16) + attrs, hashlib.md5).digest()
+s.sendall(head + b"\x50\x12" + mac + attrs + signed(12, 2, b"")[0])
+s.settimeout(8)
+buf, start = b"", time.time()
+try:
+    while time.time() - start < 8:
+        data = s.recv(4096)
+        if not data:
+            print("closed", flush=True)
+            break
+        buf += data
+        while len(buf) >= 4 and len(buf) >= struct.unpack("!H", buf[2:4])[0]:
+            n = struct.unpack("!H", buf[2:4])[0]
+            print("reply to", buf[1], flush=True)
+            if buf[1] == 2:
+                sys.exit(0)
+            buf = buf[n:]
+except socket.timeout:
+    print("silent", flush=True)
+"#;
+
+/// With every request slot taken, a UDP request is dropped (the NAS retransmits); a RadSec
+/// NAS never retransmits on the same connection, so its request waits for a slot instead
+/// of never being answered.
+#[test]
+fn a_radsec_request_waits_for_a_free_slot_rather_than_being_dropped() {
+    let pki_dir = tempfile::tempdir().unwrap();
+    let good = Pki::make(pki_dir.path(), "good");
+    // A directory that accepts connections and never answers: alice's login holds the one
+    // request slot until the LDAP timeout.
+    let mute = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut o = Options::new(&format!("ldap://{}", mute.local_addr().unwrap()));
+    o.ldap_timeout_ms = 1000;
+    o.server_extra = "max_in_flight = 1".into();
+    let srv = start_opts(o, &good, "nas.example.org", "", 4000);
+    let port = radsec_port(&srv).to_string();
+    let out = Command::new(common::peers::python())
+        .args(["-c", TWO_ON_ONE, &port])
+        .arg(&good.client_cert)
+        .arg(&good.client_key)
+        .arg(&good.ca)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        said.lines().any(|l| l == "reply to 2"),
+        "the Status-Server behind the held login was never answered: {said}\n{}",
+        srv.log()
+    );
+    drop(mute);
 }

@@ -63,6 +63,8 @@ counters!(
     radsec_idle_closed,
     radsec_not_reading,
     radsec_reload_closed,
+    radsec_discard_closed,
+    radsec_overload_closed,
 );
 
 /// Access-Request replies of one client, by code.
@@ -183,8 +185,10 @@ impl Metrics {
             "counter",
             "RadSec connections closed by radmfa: over radsec.max_connections or \
              max_connections_per_address, idle for \
-             radsec.idle_timeout_secs, not reading their replies, or left without a client \
-             entry (or a matching radsec_name) by a reload.",
+             radsec.idle_timeout_secs, not reading their replies, left without a client \
+             entry (or a matching radsec_name) by a reload, after a packet that failed \
+             verification (RFC 6613 section 2.6.4), or waiting longer than the request \
+             deadline for a free request slot.",
             &[
                 (
                     "{reason=\"connection_limit\"}",
@@ -197,6 +201,8 @@ impl Metrics {
                 ("{reason=\"idle\"}", get(&self.radsec_idle_closed)),
                 ("{reason=\"not_reading\"}", get(&self.radsec_not_reading)),
                 ("{reason=\"reload\"}", get(&self.radsec_reload_closed)),
+                ("{reason=\"discarded\"}", get(&self.radsec_discard_closed)),
+                ("{reason=\"overloaded\"}", get(&self.radsec_overload_closed)),
             ],
         );
         family(

@@ -189,6 +189,18 @@ impl ReplyTo {
             ReplyTo::Tls(replies) => replies.send(bytes),
         }
     }
+
+    /// A packet failed verification: over UDP it is dropped and that is all; a RadSec
+    /// connection is closed (RFC 6613 §2.6.4).
+    fn discarded(&self, e: &DecodeError) {
+        match (self, e) {
+            (ReplyTo::Udp(_), _) => {}
+            // An unsupported code (say, accounting sent to the authentication server) is
+            // not a broken stream; the connection may stay open, and keeps serving logins.
+            (ReplyTo::Tls(_), DecodeError::NotARequest(_)) => {}
+            (ReplyTo::Tls(r), e) => r.conn.discarded(e.label()),
+        }
+    }
 }
 
 /// One packet from a known client, whichever the transport.
@@ -216,6 +228,7 @@ pub(crate) async fn dispatch(
     let Some(key) = RequestKey::of(src, raw) else {
         Metrics::inc(&app.metrics.malformed);
         warn_drop(app, DropKind::Malformed, src, Some(&client.name));
+        reply_to.discarded(&DecodeError::TooShort(raw.len()));
         return;
     };
     // RFC 2865 §3: "Octets outside the range of the Length field MUST be treated as padding
@@ -239,12 +252,32 @@ pub(crate) async fn dispatch(
             return;
         }
     }
-    let Ok(permit) = permits.clone().try_acquire_owned() else {
-        // Full: drop rather than queue without bound; the NAS retransmits.
-        Metrics::inc(&app.metrics.overloaded);
-        warn_drop(app, DropKind::Overloaded, src, None);
-        app.dedup.abandon(key);
-        return;
+    let permit = match (permits.clone().try_acquire_owned(), reply_to) {
+        (Ok(permit), _) => permit,
+        (Err(_), ReplyTo::Udp(_)) => {
+            // Full: drop rather than queue without bound; the NAS retransmits.
+            Metrics::inc(&app.metrics.overloaded);
+            warn_drop(app, DropKind::Overloaded, src, None);
+            app.dedup.abandon(key);
+            return;
+        }
+        (Err(_), ReplyTo::Tls(replies)) => {
+            // Over TCP the NAS does not retransmit on the same connection: a dropped request
+            // would hang until its timeout. Wait for a slot instead (this connection is not
+            // read meanwhile, so TCP holds the NAS back), at most the request deadline.
+            let wait = client
+                .factors
+                .request_deadline(app.config().server.request_deadline);
+            match tokio::time::timeout(wait, permits.clone().acquire_owned()).await {
+                Ok(Ok(permit)) => permit,
+                _ => {
+                    Metrics::inc(&app.metrics.overloaded);
+                    app.dedup.abandon(key);
+                    replies.conn.overloaded();
+                    return;
+                }
+            }
+        }
     };
     let raw = raw.to_vec();
     let ctx = RequestContext {
@@ -293,6 +326,7 @@ async fn serve_one(
             count_drop(&app.metrics, &e);
             debug!(reason = e.label(), "dropped: failed verification");
             warn_drop(app, DropKind::of(&e), ctx.src, Some(&ctx.client.name));
+            reply_to.discarded(&e);
             return;
         }
     };

@@ -63,7 +63,7 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Clone)]
 pub(crate) struct TlsReplies {
     tx: mpsc::Sender<Arc<[u8]>>,
-    conn: Arc<Closer>,
+    pub(super) conn: Arc<Closer>,
 }
 
 impl TlsReplies {
@@ -114,6 +114,35 @@ impl Closer {
         Metrics::inc(&self.app.metrics.radsec_reload_closed);
         let (peer, nas) = (self.peer, self.nas());
         warn!(%peer, nas = %nas, "radsec: closing the connection after a reload: {why}");
+    }
+
+    /// RFC 6613 §2.6.4: over TCP, "silently discard" means discard and close: a packet that
+    /// fails verification leaves the stream suspect (a wrong secret, a broken peer), and the
+    /// NAS, which never retransmits on the same connection, learns of it only this way.
+    pub(super) fn discarded(&self, why: &str) {
+        if self.close.is_cancelled() {
+            return;
+        }
+        self.close.cancel();
+        Metrics::inc(&self.app.metrics.radsec_discard_closed);
+        let (peer, nas) = (self.peer, self.nas());
+        warn!(%peer, nas = %nas, "radsec: closing the connection after a packet that failed verification ({why})");
+    }
+
+    /// No request slot came free within the request deadline: closed, so that the NAS
+    /// sends again on a new connection (or to another server) rather than wait for ever.
+    pub(super) fn overloaded(&self) {
+        if self.close.is_cancelled() {
+            return;
+        }
+        self.close.cancel();
+        Metrics::inc(&self.app.metrics.radsec_overload_closed);
+        warn_drop(
+            &self.app,
+            DropKind::Overloaded,
+            self.peer,
+            Some(&self.nas()),
+        );
     }
 
     fn not_reading(&self) {
