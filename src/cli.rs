@@ -81,8 +81,10 @@ pub enum UserCommand {
     Show(UserJson),
     /// Lift the second-factor lockout.
     Unlock(UserArg),
-    /// Remove all of the user's factors, so they must enroll again. App seeds are deleted;
-    /// imported (hardware) tokens go back to stock, unassigned, their counter kept.
+    /// Remove the user's tokens, app passwords, waiting bypass and remembered logins, so they
+    /// must enroll again. App seeds are deleted; imported (hardware) tokens go back to
+    /// stock, unassigned, their counter kept. A stored phone number stays (SMS and calls
+    /// still reach it; `user set-phone USER none` removes it).
     Reset(UserArg),
     /// Delete everything radmfa stores about the user (the audit trail stays; imported
     /// tokens go back to stock).

@@ -630,6 +630,30 @@ fn app_passwords_on_legacy_clients_only_and_delete_all_revokes() {
     let out = cli_ok(&srv, &["user", "app-password", "delete-all", "alice"]);
     assert!(out.contains("1 app password(s) deleted"), "{out}");
     assert_eq!(code_of(&legacy(&pw)), "Access-Reject");
+
+    // `user reset` (a lost or compromised device) takes app passwords and a waiting bypass
+    // with the tokens: nothing that stands in for the second factor is left.
+    let pw = cli_ok(&srv, &["user", "app-password", "add", "alice"]);
+    assert_eq!(code_of(&legacy(pw.trim())), "Access-Accept");
+    cli_ok(&srv, &["user", "bypass", "alice"]);
+    let out = cli_ok(&srv, &["user", "reset", "alice"]);
+    assert!(
+        out.contains("1 app password(s) deleted, the waiting bypass cancelled"),
+        "{out}"
+    );
+    assert_eq!(code_of(&legacy(pw.trim())), "Access-Reject");
+    let vpn = py(
+        &srv,
+        &[
+            "--bind",
+            "127.0.0.2",
+            "--user",
+            "alice",
+            "--password",
+            ALICE_PW,
+        ],
+    );
+    assert_ne!(code_of(&vpn), "Access-Accept", "no bypass left: {vpn}");
 }
 
 #[test]

@@ -34,14 +34,28 @@ async fn run_on(cfg: &Config, store: &dyn Store, cmd: UserCommand) -> anyhow::Re
             Ok(ExitCode::SUCCESS)
         }
         UserCommand::Reset(a) => {
+            let now = SystemClock.now();
             let r = store.delete_user_tokens(&a.user).await?;
-            store.unlock_user(&a.user, SystemClock.now()).await?;
-            // A factor the user no longer has must not be remembered either.
+            store.unlock_user(&a.user, now).await?;
+            // A factor the user no longer has must not be remembered either; app passwords
+            // and a waiting bypass stand in for the second factor, so they go too (a reset
+            // often follows a lost or compromised device).
             let forgotten = store.forget_logins(&a.user).await?;
+            let app_passwords = store.delete_app_passwords(&a.user).await?;
+            let bypass = store.user_profile(&a.user).await?.bypass_pending(now);
+            if bypass {
+                store.set_bypass(&a.user, None).await?;
+            }
             let mut what = format!(
                 "{} app token(s) deleted, {} imported token(s) returned to stock",
                 r.deleted, r.returned
             );
+            if app_passwords > 0 {
+                what.push_str(&format!(", {app_passwords} app password(s) deleted"));
+            }
+            if bypass {
+                what.push_str(", the waiting bypass cancelled");
+            }
             if forgotten > 0 {
                 what.push_str(&format!(", {forgotten} remembered login(s) forgotten"));
             }
