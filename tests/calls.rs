@@ -529,3 +529,27 @@ fn forged_callbacks_change_nothing() {
     assert_eq!(code_of(&r3), "Access-Accept", "{r3}");
     assert!(srv.log().contains("provider callback refused"));
 }
+
+/// `#` alone posts an empty Digits: approve. A gather result with no Digits at all (no key
+/// pressed) is no answer, and must not approve the login.
+#[test]
+fn a_gather_result_without_digits_does_not_approve() {
+    let slapd = directory();
+    let standin = Standin::start();
+    standin.script(DIRECTORY_MOBILE, Script::Silent);
+    let clients = [client("vpn", "127.0.0.1", "methods = [\"voice\"]")];
+    let srv = start(&slapd, &standin, "", "", &clients);
+    let r1 = py(&srv, &["--user", "alice", "--password", ALICE_PW]);
+    assert_eq!(code_of(&r1), "Access-Challenge", "{r1}");
+    let state = r1["state"].as_str().unwrap().to_string();
+    let call = standin.calls()[0].clone();
+    let mut no_digits = Standin::gather_params(&call, "");
+    no_digits.retain(|(k, _)| k != "Digits");
+    let res = standin.post_callback(&call.gather_action(), no_digits, None);
+    assert_eq!(res.status, 200, "{res:?}");
+    let r2 = py(
+        &srv,
+        &["--user", "alice", "--password", "", "--state", &state],
+    );
+    assert_eq!(code_of(&r2), "Access-Reject", "{r2}");
+}

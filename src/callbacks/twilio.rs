@@ -104,7 +104,11 @@ pub async fn gather(
         .as_ref()
         .map(|v| v.fraud_digits.as_str())
         .unwrap_or("0");
-    let decision = interpret_digits(param(&params, "Digits").unwrap_or(""), fraud_digits);
+    // `#` alone posts Digits="" (approve); no Digits at all is no answer, not an approval.
+    let decision = match param(&params, "Digits") {
+        Some(digits) => interpret_digits(digits, fraud_digits),
+        None => CallDecision::Deny,
+    };
     let (status, reason) = match decision {
         CallDecision::Approve => (OobStatus::Approved, None),
         CallDecision::Deny => (OobStatus::Denied, Some("declined on the call")),
@@ -113,18 +117,18 @@ pub async fn gather(
             Some("fraud alert: the user reported the call as not theirs"),
         ),
     };
-    match app.store.resolve_oob(&txn.id, status, reason).await {
-        // A fraud report stands even when the call was decided before it came (a held
-        // login whose budget ran out while the phone rang on): someone else has the
-        // password either way. Only a repeat of this very report is not acted on twice.
-        Ok(resolved)
-            if decision == CallDecision::Fraud && (resolved || txn.status != OobStatus::Fraud) =>
-        {
-            if let Err(e) = block_for_fraud(&app, &txn).await {
-                tracing::error!(error = %e, user = %txn.user, "blocking user after fraud alert");
-                return StatusCode::SERVICE_UNAVAILABLE.into_response();
-            }
+    // A fraud report stands even when the call was decided before it came (a held login
+    // whose budget ran out while the phone rang on): someone else has the password either
+    // way. Only a repeat of this very report is not acted on twice. The block comes first:
+    // if it fails, the provider gets a 503 and the call is not yet marked, so a retry of
+    // the report blocks rather than finding it already handled.
+    if decision == CallDecision::Fraud && txn.status != OobStatus::Fraud {
+        if let Err(e) = block_for_fraud(&app, &txn).await {
+            tracing::error!(error = %e, user = %txn.user, "blocking user after fraud alert");
+            return StatusCode::SERVICE_UNAVAILABLE.into_response();
         }
+    }
+    match app.store.resolve_oob(&txn.id, status, reason).await {
         Ok(_) => {}
         Err(e) => {
             tracing::error!(error = %e, "callback: recording the call decision");
