@@ -117,7 +117,7 @@ impl CodeSender for HttpSms {
             return Err(ProviderError::Status {
                 provider: NAME,
                 status,
-                detail: snippet(&text, &values),
+                detail: snippet(&text, &self.credentials(&values)),
             });
         }
         if !c.success_body_contains.is_empty() && !text.contains(&c.success_body_contains) {
@@ -130,14 +130,55 @@ impl CodeSender for HttpSms {
     }
 }
 
-/// The start of a response body for the audit reason, with the code blanked out in case the
-/// gateway echoes the request. Blanked before it is cut: a code across the cut would
-/// otherwise leave its first digits.
-fn snippet(body: &str, values: &[(&str, &str)]) -> String {
+impl HttpSms {
+    /// What must not reach the audit reason or the log if the gateway echoes the request:
+    /// the code and message, the credentials, every header value (API keys often travel in
+    /// one) and the URL's query values (or in the query).
+    fn credentials(&self, values: &[(&str, &str)]) -> Vec<String> {
+        let c = &self.cfg;
+        let mut out: Vec<String> = values
+            .iter()
+            .filter(|(name, _)| *name != "phone")
+            .map(|(_, v)| v.to_string())
+            .collect();
+        match &c.auth {
+            HttpAuth::None => {}
+            HttpAuth::Basic { username, password } => {
+                let password = password.expose_str().unwrap_or_default();
+                out.push(password.to_string());
+                use base64::Engine;
+                out.push(
+                    base64::engine::general_purpose::STANDARD
+                        .encode(format!("{username}:{password}")),
+                );
+            }
+            HttpAuth::Bearer(t) => out.push(t.expose_str().unwrap_or_default().to_string()),
+        }
+        out.extend(
+            c.headers
+                .iter()
+                .map(|(_, v)| render(v, values, str::to_string)),
+        );
+        if let Some((_, query)) = c.url.split_once('?') {
+            out.extend(
+                form_urlencoded::parse(query.as_bytes())
+                    .map(|(_, v)| v.into_owned())
+                    .filter(|v| !v.contains('{')),
+            );
+        }
+        out
+    }
+}
+
+/// The start of a response body for the audit reason, with `hidden` blanked out in case
+/// the gateway echoes the request. Blanked before it is cut: a code across the cut would
+/// otherwise leave its first digits. Values under 4 characters are left: blanking every
+/// "1" would blank nothing secret and garble the rest.
+fn snippet(body: &str, hidden: &[String]) -> String {
     let mut s = body.to_string();
-    for (name, v) in values {
-        if *name != "phone" && !v.is_empty() {
-            s = s.replace(v, "***");
+    for v in hidden {
+        if v.chars().count() >= 4 {
+            s = s.replace(v.as_str(), "***");
         }
     }
     s.chars().take(160).collect()
@@ -166,16 +207,56 @@ mod tests {
         assert_eq!(render("ü{phone}ü", &v, str::to_string), "ü+1 555ü");
     }
 
+    fn gateway(auth: HttpAuth) -> HttpSms {
+        HttpSms::new(HttpSmsConfig {
+            url: "https://sms.example/send?key=k3y-in-url&to={phone}".into(),
+            method: "POST".into(),
+            headers: vec![("X-Api-Key".into(), "api-key-in-header".into())],
+            body: String::new(),
+            encoding: TemplateEncoding::Form,
+            content_type: String::new(),
+            auth,
+            success_status: vec![],
+            success_body_contains: String::new(),
+            timeout: std::time::Duration::from_secs(1),
+        })
+    }
+
     #[test]
-    fn snippet_hides_code_and_message() {
+    fn snippet_hides_code_message_and_credentials() {
         let v = [
             ("phone", "+1555"),
             ("code", "123456"),
             ("message", "Code 123456"),
         ];
-        assert_eq!(snippet("bad 123456 for +1555", &v), "bad *** for +1555");
+        let hidden = gateway(HttpAuth::None).credentials(&v);
+        assert_eq!(
+            snippet("bad 123456 for +1555", &hidden),
+            "bad *** for +1555"
+        );
         // A code across the 160-character cut leaves none of its digits.
         let long = format!("{}123456 and more", "x".repeat(157));
-        assert_eq!(snippet(&long, &v), format!("{}***", "x".repeat(157)));
+        assert_eq!(snippet(&long, &hidden), format!("{}***", "x".repeat(157)));
+        // A gateway that echoes the request shows none of the credentials.
+        let basic = gateway(HttpAuth::Basic {
+            username: "acct".into(),
+            password: Secret::from("basic-pw"),
+        });
+        let echo = "GET ?key=k3y-in-url X-Api-Key: api-key-in-header \
+                    Authorization: Basic YWNjdDpiYXNpYy1wdw== pw=basic-pw";
+        let shown = snippet(echo, &basic.credentials(&v));
+        for secret in [
+            "k3y-in-url",
+            "api-key-in-header",
+            "YWNjdDpiYXNpYy1wdw==",
+            "basic-pw",
+        ] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        let bearer = gateway(HttpAuth::Bearer(Secret::from("tok-123")));
+        assert_eq!(
+            snippet("Bearer tok-123", &bearer.credentials(&v)),
+            "Bearer ***"
+        );
     }
 }
