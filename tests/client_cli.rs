@@ -185,6 +185,24 @@ fn a_backup_taken_while_serving_restores_to_a_working_server() {
             .mode()
             & 0o777;
         assert_eq!(mode, 0o600, "placeholder backup mode {mode:o}");
+        // Not another user's placeholder (it would stay theirs to read), nor a link.
+        let theirs = srv.dir.path().join("theirs.db");
+        std::fs::write(&theirs, b"").unwrap();
+        std::os::unix::fs::chown(&theirs, Some(65534), Some(65534))
+            .expect("chown to nobody (the suite runs as root, as CI does)");
+        let out = srv.cli(&["db", "backup", theirs.to_str().unwrap()]);
+        assert!(!out.status.success(), "wrote into another user's file");
+        assert!(
+            text(&out).contains("belongs to another user"),
+            "{}",
+            text(&out)
+        );
+        assert_eq!(std::fs::metadata(&theirs).unwrap().len(), 0);
+        let link = srv.dir.path().join("link.db");
+        std::os::unix::fs::symlink(&theirs, &link).unwrap();
+        let out = srv.cli(&["db", "backup", link.to_str().unwrap()]);
+        assert!(!out.status.success(), "wrote through a link");
+        assert_eq!(std::fs::metadata(&theirs).unwrap().len(), 0);
     }
     let again = srv.cli(&["db", "backup", file.to_str().unwrap()]);
     assert!(!again.status.success(), "a backup overwrote a file");

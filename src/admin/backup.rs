@@ -69,14 +69,29 @@ fn copy_and_check(from: &Path, to: &Path) -> anyhow::Result<Summary> {
     Ok(summary)
 }
 
-/// A new file with mode 0600, or an existing empty one (which VACUUM INTO also accepts).
+/// A new file with mode 0600, or an existing empty one of ours (`mktemp`'s; VACUUM INTO
+/// also accepts it). Not a symbolic link, and not someone else's: a file another user made
+/// in /tmp for us to fill would stay theirs, seeds and all.
 fn create_private(to: &Path) -> anyhow::Result<()> {
-    if let Ok(m) = std::fs::metadata(to) {
-        if m.len() > 0 {
+    if let Ok(m) = std::fs::symlink_metadata(to) {
+        if m.len() > 0 || !m.is_file() {
             bail!(
                 "{} exists; give a new file name (a backup never overwrites one)",
                 to.display()
             );
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            // SAFETY: geteuid has no preconditions and cannot fail.
+            let me = unsafe { libc::geteuid() };
+            if m.uid() != me {
+                bail!(
+                    "{} exists and belongs to another user (uid {}); give a new file name",
+                    to.display(),
+                    m.uid()
+                );
+            }
         }
         // Someone's empty placeholder: the copy in it gets the same mode as a new file.
         #[cfg(unix)]
