@@ -13,6 +13,30 @@ pub enum PhoneError {
     Length(String, usize),
 }
 
+impl PhoneError {
+    /// The same, with the number shown as its last four characters only: for the log,
+    /// where phone numbers are masked (the admin who typed one sees it whole).
+    pub fn masked(&self) -> String {
+        let hide = |raw: &str| {
+            let tail: String = raw
+                .chars()
+                .rev()
+                .take(4)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            format!("…{tail}")
+        };
+        match self {
+            PhoneError::Characters(r) => PhoneError::Characters(hide(r)),
+            PhoneError::NoCountryCode(r) => PhoneError::NoCountryCode(hide(r)),
+            PhoneError::Length(r, n) => PhoneError::Length(hide(r), *n),
+        }
+        .to_string()
+    }
+}
+
 /// `+49 (0)171 123-4567` → `+491711234567`; `0171 1234567` with country code 49 → the same;
 /// `0049…` → `+49…`.
 pub fn normalise(raw: &str, default_country_code: &str) -> Result<String, PhoneError> {
@@ -62,6 +86,19 @@ pub fn mask(e164: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_masked_error_shows_four_characters_of_the_number() {
+        let e = normalise("0171 1234567", "").unwrap_err();
+        assert_eq!(
+            e.masked(),
+            "\"…4567\" has no country code and no [phone] default_country_code is set"
+        );
+        assert!(!normalise("+1 555 CALL-NOW", "")
+            .unwrap_err()
+            .masked()
+            .contains("555"));
+    }
+
     use super::*;
 
     #[test]

@@ -70,7 +70,9 @@ pub fn phone_for(app: &AppState, profile: &UserProfile, info: &UserInfo) -> Opti
         };
         match normalise(raw, &cfg.default_country_code) {
             Ok(p) => return Some(p),
-            Err(e) => tracing::info!(source = ?source, problem = %e, "unusable phone number"),
+            Err(e) => {
+                tracing::info!(source = ?source, problem = %e.masked(), "unusable phone number")
+            }
         }
     }
     None
