@@ -9,7 +9,7 @@ ROOT=$PWD
 WAIT=1; [ "${1:-}" = "--no-wait" ] && WAIT=0
 
 scripts/install-deps.sh
-export PATH="$PATH:/usr/sbin"
+export PATH="$HOME/.cargo/bin:$PATH:/usr/sbin"
 echo "==> building radmfa (release)"
 cargo build --release --quiet
 RADMFA="$ROOT/target/release/radmfa"

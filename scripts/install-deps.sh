@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# Installs what radmfa's tests and demo need on Debian 12: the peers nobody on this project
-# wrote (OpenLDAP slapd, FreeRADIUS and its radclient, oathtool, pam_radius_auth +
-# pamtester) and a Python venv with pyrad, python-pskc and prometheus-client. Safe to run again; installs only
-# what is missing.
+# Installs what radmfa's tests and demo need on Debian 12: a Rust toolchain (rustup's
+# stable, if there is no cargo), the peers nobody on this project wrote (OpenLDAP slapd,
+# FreeRADIUS and its radclient, oathtool, pam_radius_auth + pamtester) and a Python venv
+# with pyrad, python-pskc and prometheus-client. Safe to run again; installs only what is
+# missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 pkgs=(slapd ldap-utils freeradius-utils oathtool libpam-radius-auth pamtester
       zbar-tools python3-venv ca-certificates openssl postgresql
-      systemd radsecproxy tinyproxy freeradius)
+      systemd radsecproxy tinyproxy freeradius curl build-essential pkg-config)
 # systemd-analyze checks conf/radmfa.service; radsecproxy: the RadSec peer; tinyproxy: the
 # egress proxy between radmfa and the SMS/call provider stand-in; freeradius: the upstream
 # RADIUS server of primary = "upstream" clients.
@@ -26,11 +27,22 @@ fi
 # The packaged slapd service is not used; stop it so it does not hold port 389 or CPU.
 # The same for radsecproxy's, tinyproxy's and FreeRADIUS's packaged services (FreeRADIUS's
 # would hold port 1812): the tests run their own.
+SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 for svc in slapd radsecproxy tinyproxy freeradius; do
   if command -v systemctl >/dev/null && systemctl is-active --quiet "$svc" 2>/dev/null; then
-    systemctl stop "$svc" || true
+    $SUDO systemctl stop "$svc" || true
   fi
 done
+
+# Rust: Debian 12's rustc (1.63) is older than the crate needs (rust-version in
+# Cargo.toml), so a machine without cargo gets rustup's stable toolchain, for this user.
+export PATH="$HOME/.cargo/bin:$PATH"
+if ! command -v cargo >/dev/null; then
+  echo "==> installing the Rust toolchain (rustup, stable, with rustfmt and clippy)"
+  curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs \
+    | sh -s -- -y --profile minimal --default-toolchain stable -c rustfmt -c clippy
+fi
+command -v cargo >/dev/null || { echo "missing after install: cargo" >&2; exit 1; }
 
 if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import pyrad, pskc, prometheus_client' 2>/dev/null; then
   echo "==> creating .venv with pyrad, python-pskc and prometheus-client"

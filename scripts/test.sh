@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
-export PATH="$PATH:/usr/sbin"
+export PATH="$HOME/.cargo/bin:$PATH:/usr/sbin"
 export RADMFA_TEST_PYTHON="$PWD/.venv/bin/python"
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check

@@ -63,7 +63,8 @@ pub enum ConfigCommand {
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
-    /// Also connect: bind to each LDAP URL as the service account and open the store.
+    /// Also connect: bind to each LDAP URL as the service account, ask each upstream RADIUS
+    /// server, and open the store.
     #[arg(long)]
     pub connect: bool,
     /// With --connect: look USER up as a login would (entry, groups per client, tokens).
@@ -132,7 +133,7 @@ pub struct EnrollArgs {
     /// SHA1 (what every authenticator app supports), SHA256 or SHA512. Default: [totp] algorithm.
     #[arg(long)]
     pub algorithm: Option<String>,
-    /// 6 or 8. Default: [totp] digits.
+    /// 6, 7 or 8. Default: [totp] digits.
     #[arg(long)]
     pub digits: Option<u32>,
     /// Time step in seconds. Default: [totp] period.
@@ -159,7 +160,10 @@ pub struct AuditArgs {
     /// One user's records.
     #[arg(long)]
     pub user: Option<String>,
-    /// accept, reject, challenge, lock, unlock, reset, delete
+    /// Logins: accept, reject, challenge. Events: lock, fraud; admin actions: enroll,
+    /// unlock, reset, delete, forget, bypass, unblock, set-phone, set-method, import, assign,
+    /// unassign, enable, disable, delete-token, resync, app-password-add,
+    /// app-password-delete, app-password-delete-all.
     #[arg(long)]
     pub result: Option<String>,
     /// RFC 3339 time, Unix seconds, or an age such as 15m, 2h, 7d.

@@ -48,6 +48,18 @@ fn login_follows_the_challenge_and_status_probe_answers() {
     let out = client(&srv, &["status"]);
     assert!(out.status.success(), "{}", text(&out));
 
+    // --secret-file reads the first line, as the server reads a client's secret_file: the
+    // same file (a note on its second line included) works for both.
+    let file = srv.dir.path().join("nas.secret");
+    std::fs::write(&file, format!("{SECRET}\nrotated 2026-11\n")).unwrap();
+    let out = Command::new(bin())
+        .args(["client", "status", "--secret-file"])
+        .arg(&file)
+        .args(["--retries", "0", "--server", &srv.addr.to_string()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+
     // A wrong shared secret: replies fail verification, so no answer is believed.
     let out = Command::new(bin())
         .args([

@@ -196,7 +196,7 @@ async fn enroll_totp(
     };
     let digits = args.digits.unwrap_or(cfg.totp.digits);
     if !(6..=8).contains(&digits) {
-        bail!("--digits {digits}: use 6 or 8");
+        bail!("--digits {digits}: use 6, 7 or 8");
     }
     let period = args.period.unwrap_or(cfg.totp.period);
     if !(10..=300).contains(&period) {

@@ -80,7 +80,9 @@ impl Target {
             (None, Some(f)) => {
                 let text = std::fs::read_to_string(f)
                     .with_context(|| format!("reading {}", f.display()))?;
-                Ok(Secret::from(text.trim_end_matches(['\r', '\n'])))
+                // The first line, as the server reads a `secret_file`: the same file works
+                // for both, a note on a later line included.
+                Ok(Secret::from(text.lines().next().unwrap_or("")))
             }
             (None, None) => {
                 anyhow::bail!("give the shared secret: --secret-file, RADMFA_SECRET or --secret")
