@@ -147,7 +147,7 @@ impl Metrics {
         family(
             "radmfa_datagrams_received_total",
             "counter",
-            "UDP datagrams received on the RADIUS ports.",
+            "RADIUS packets received: UDP datagrams on the RADIUS ports and packets read from RadSec connections.",
             &[("", get(&self.received))],
         );
         family(
