@@ -295,6 +295,45 @@ fn provider_failure_allow_fails_open_for_outages_only() {
     );
 }
 
+/// Fail-open is for users whose only factor is the phone. One with a token gets a code
+/// prompt; typing "sms" there while the provider is down must not turn the password alone
+/// into an Accept.
+#[test]
+fn provider_failure_allow_does_not_fail_open_for_a_user_with_a_token() {
+    let slapd = directory();
+    let standin = Standin::start();
+    standin.fail_sms(Some((503, 20503, "Service Unavailable")));
+    let srv = start(
+        &slapd,
+        &standin,
+        "",
+        "",
+        &[client(
+            "vpn",
+            "127.0.0.1",
+            "methods = [\"totp\", \"sms\"]\nprovider_failure = \"allow\"",
+        )],
+    );
+    srv.enroll("alice", &[]);
+    let r1 = login(&srv, "alice", ALICE_PW);
+    assert_eq!(code_of(&r1), "Access-Challenge", "{r1}");
+    let r2 = answer(&srv, "alice", "sms", &r1["state"]);
+    assert_eq!(code_of(&r2), "Access-Reject", "{r2}\n{}", srv.log());
+    let rec = &srv.audit_json("alice")[0];
+    assert_ne!(rec["mode"], "fail-open", "{rec}");
+    assert!(
+        rec["reason"]
+            .as_str()
+            .unwrap()
+            .contains("the user has a token"),
+        "{rec}"
+    );
+    // Bob, with no token, is the case fail-open is for.
+    let r = login(&srv, "bob", BOB_PW);
+    assert_eq!(code_of(&r), "Access-Accept", "{r}");
+    assert_eq!(srv.audit_json("bob")[0]["mode"], "fail-open");
+}
+
 /// A refusal of the one message (Twilio's 400 for a number that cannot take an SMS) is not
 /// an outage: `provider_failure = "allow"` does not let the password alone in. Otherwise a
 /// caller with the password could pick the method that always fails for this user.
@@ -322,6 +361,25 @@ fn provider_failure_allow_does_not_fail_open_for_a_refused_number() {
         rec["reason"].as_str().unwrap().contains("HTTP 400"),
         "{rec}"
     );
+}
+
+/// On an inline client the field is split only for a user with a token: carol has none, and
+/// her password holds the delimiter; it is her password, whole.
+#[test]
+fn an_inline_field_is_not_split_for_a_user_without_a_token() {
+    let slapd = common::slapd::Slapd::start(&[common::slapd::LdapUser::new("carol", "pa,ss")]);
+    let standin = Standin::start();
+    let keys = "methods = [\"totp\"]\notp_mode = \"inline\"\nno_factor = \"allow\"";
+    let srv = start(
+        &slapd,
+        &standin,
+        "",
+        "",
+        &[client("vpn", "127.0.0.1", keys)],
+    );
+    let r = login(&srv, "carol", "pa,ss");
+    assert_eq!(code_of(&r), "Access-Accept", "{r}");
+    assert_eq!(srv.audit_json("carol")[0]["mode"], "primary-only");
 }
 
 /// `no_factor = "allow"` is for users with no second factor. One with a token on a client

@@ -174,7 +174,10 @@ async fn sms_prompt(
 
 /// An SMS or call that did not go out: a Reject telling the user why — or, when the
 /// provider failed and the client's `provider_failure = "allow"`, an Accept on the password
-/// alone (fail open), audited as mode `fail-open` with the provider's error.
+/// alone (fail open), audited as mode `fail-open` with the provider's error. Never for a
+/// user with a token usable here: fail-open is for users whose only factor is the phone,
+/// and a caller with the password must not get in by typing "sms" at a code prompt while
+/// the provider is down.
 fn not_delivered(
     app: &AppState,
     ctx: &RequestContext,
@@ -188,6 +191,13 @@ fn not_delivered(
         provider_failed,
     } = why;
     if provider_failed && ctx.client.factors.provider_failure == ProviderFailure::Allow {
+        if s.available.contains(&Method::Totp) {
+            return s.verdict(
+                Reply::reject().with_message(message),
+                mode,
+                format!("{reason}; not failed open: the user has a token for this client"),
+            );
+        }
         Metrics::inc(&app.metrics.fail_open);
         tracing::warn!(
             user = s.user,
