@@ -553,3 +553,27 @@ fn a_gather_result_without_digits_does_not_approve() {
     );
     assert_eq!(code_of(&r2), "Access-Reject", "{r2}");
 }
+
+/// An inline client (password and code in one field) that holds phone calls and takes no
+/// codes: a user who also has a token for other clients logs in with the password alone
+/// and the call, rather than being refused for a missing code.
+#[test]
+fn an_inline_call_client_calls_a_user_who_also_has_a_token() {
+    let slapd = directory();
+    let standin = Standin::start();
+    standin.script(
+        DIRECTORY_MOBILE,
+        Script::Press("", Duration::from_millis(300)),
+    );
+    let clients = [client(
+        "vpn",
+        "127.0.0.1",
+        "methods = [\"voice\"]\nvoice_mode = \"hold\"\notp_mode = \"inline\"\nvoice_budget_secs = 20",
+    )];
+    let srv = start(&slapd, &standin, "", "", &clients);
+    srv.enroll("alice", &[]);
+    let (r, _) = held_login(&srv, "25");
+    assert_eq!(code_of(&r), "Access-Accept", "{r}\n{}", srv.log());
+    assert_eq!(standin.calls().len(), 1);
+    assert_eq!(srv.audit_json("alice")[0]["mode"], "voice");
+}

@@ -56,9 +56,12 @@ pub async fn start(
     let tokens = &view.tokens;
 
     // OpenVPN's static challenge carries password and code apart, whatever the mode (with
-    // no code typed, the password alone); otherwise an inline client's field is split.
+    // no code typed, the password alone); otherwise an inline client's field is split — for
+    // a user with a token only: with none there is no code to find, and a password that
+    // holds the delimiter (or ends in digits) is the password.
     let (password, code) = match (static_parts, &ctx.client.otp_mode) {
         (Some(parts), _) => parts,
+        (None, OtpMode::Inline { .. }) if tokens.is_empty() => (field, None),
         (None, OtpMode::Inline { delimiter }) => {
             match split_inline(&field, delimiter, &code_lengths(tokens)) {
                 Some((p, c)) => (p, Some(c)),
@@ -74,7 +77,12 @@ pub async fn start(
     let bypass_pending = view.profile.bypass_pending(app.clock.now());
     let exempt_station = networks::exempt_station(ctx, req);
     let inline_client = matches!(ctx.client.otp_mode, OtpMode::Inline { .. });
-    let code_missing = inline_client && code.is_none() && !tokens.is_empty();
+    // Only where codes are a method: on an inline client that holds phone calls and takes
+    // no codes, a token holder's password alone leads to the call.
+    let code_missing = inline_client
+        && code.is_none()
+        && !tokens.is_empty()
+        && ctx.client.factors.methods.contains(&Method::Totp);
     let may_skip_code = !ctx.client.groups.exempt.is_empty()
         || ctx.client.factors.remember.is_some()
         || exempt_station.is_some()
