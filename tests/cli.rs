@@ -238,7 +238,10 @@ fn config_check_summarises_clients_and_warns_about_weakened_settings() {
          remember_second_factor_secs = 600\nprimary = \"upstream\"\n\n\
          [upstream]\nservers = [\"192.0.2.50:1812\", \"192.0.2.51:1812\"]\n\
          timeout_ms = 1900\nsecret = \"0123456789abcdef\"\n\
-         require_message_authenticator = false\npass_through = [\"Class\"]\n",
+         require_message_authenticator = false\npass_through = [\"Class\"]\n\n\
+         [metrics]\nlisten = \"0.0.0.0:9812\"\n\n\
+         [[client]]\nname = \"anyone\"\naddress = \"0.0.0.0/0\"\n\
+         secret = \"0123456789abcdef\"\n",
         std::fs::read_to_string(&cfg)
             .unwrap()
             .replace("(uid={user})", "(|(uid={user})(mail={user}))")
@@ -256,6 +259,7 @@ fn config_check_summarises_clients_and_warns_about_weakened_settings() {
         "logins from 10.0.0.0/8 need the password alone (that is a very wide network)",
         "logins from 192.0.2.0/24 need the password alone",
         "remember_second_factor_secs = 600",
+        "app_passwords = true without [ldap] enabled_filter",
     ] {
         assert!(
             warnings
@@ -285,7 +289,16 @@ fn config_check_summarises_clients_and_warns_about_weakened_settings() {
         )),
         "{out}"
     );
-    assert_eq!(warnings.len(), 10, "{out}");
+    for needle in [
+        "warning: client \"anyone\": address 0.0.0.0/0: every address on the internet",
+        "warning: metrics: listen = 0.0.0.0:9812 is reachable from other hosts",
+    ] {
+        assert!(
+            warnings.iter().any(|w| w.starts_with(needle)),
+            "no {needle:?}:\n{out}"
+        );
+    }
+    assert_eq!(warnings.len(), 13, "{out}");
     for line in [
         "upstream: 192.0.2.50:1812, 192.0.2.51:1812 (1900 ms each; passes on Class)",
         "client \"legacy\": 10.0.0.0/8; password, then a prompt (password checked upstream)",

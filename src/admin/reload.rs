@@ -89,6 +89,20 @@ impl Reloader {
                 self.longest.as_millis()
             ));
         }
+        // The RadSec listener keeps the idle timeout it started with (a [radsec] change
+        // waits for a restart), so the new clients are held to that one, as at start: a
+        // held call must end before its connection's idle timer fires.
+        if let Some(r) = &running.radsec {
+            if r.idle_timeout <= longest {
+                return Err(format!(
+                    "a client's request deadline ({} ms, a held call's voice_budget_secs \
+                     included) is not shorter than the running radsec.idle_timeout_secs ({} s); \
+                     raise idle_timeout_secs and restart radmfa first",
+                    longest.as_millis(),
+                    r.idle_timeout.as_secs()
+                ));
+            }
+        }
         let Sections {
             fixed: now,
             policy,

@@ -209,6 +209,24 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
             ));
         }
     }
+    if let Some(m) = &cfg.metrics {
+        if !m.listen.ip().is_loopback() {
+            out.push(format!(
+                "metrics: listen = {} is reachable from other hosts: the counts (NAS names, \
+                 failure rates) are not secret, but keep the port behind a firewall",
+                m.listen
+            ));
+        }
+    }
+    if let Some(cb) = &cfg.delivery.callbacks {
+        if cb.public_url.starts_with("http://") {
+            out.push(format!(
+                "callbacks: public_url {} is plain HTTP: the provider's signed callbacks, and \
+                 the call decisions in them, cross the internet in clear text; put TLS in front",
+                cb.public_url
+            ));
+        }
+    }
     for c in &cfg.clients {
         let mut warn = |what: String| out.push(format!("client {:?}: {what}", c.name));
         let f = &c.factors;
@@ -235,6 +253,30 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
         if f.app_passwords {
             warn("app_passwords = true: an app password replaces both factors".into());
         }
+        // An app password login binds no user, so only enabled_filter keeps a disabled
+        // directory account from logging in with one (Active Directory refuses a disabled
+        // account's bind, and that is all that stops it on the password path). RD Gateway
+        // (second_factor_only) checked the password, a disabled account's included, itself.
+        let no_enabled_filter = cfg
+            .ldap
+            .as_ref()
+            .is_some_and(|l| l.enabled_filter.is_none());
+        if f.app_passwords && no_enabled_filter {
+            warn(
+                "app_passwords = true without [ldap] enabled_filter: a login with an app \
+                 password binds no user, so a disabled directory account keeps logging in \
+                 with its app passwords"
+                    .into(),
+            );
+        }
+        for net in &c.networks {
+            if net.prefix_len() == 0 {
+                warn(format!(
+                    "address {net}: every address on the internet may use this client's \
+                     shared secret"
+                ));
+            }
+        }
         if !c.groups.exempt.is_empty() {
             warn(format!(
                 "exempt_groups: {} group(s) log in with the password alone",
@@ -255,9 +297,13 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
         }
         if let Some(p) = f.remember {
             warn(format!(
-                "remember_second_factor_secs = {}: after a second factor, the same station \
-                 needs only the password for that long",
-                p.as_secs()
+                "remember_second_factor_secs = {}: after a second factor, {} for that long",
+                p.as_secs(),
+                if f.second_factor_only {
+                    "the user needs no factor at all behind this gateway"
+                } else {
+                    "the same station needs only the password"
+                }
             ));
         }
     }

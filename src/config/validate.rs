@@ -287,10 +287,11 @@ fn server_config(raw: RawServer) -> Result<ServerConfig, ConfigError> {
         log_level,
     } = raw;
     let listen = listen_addrs("server.listen", &listen, 1812)?;
-    if max_in_flight == 0 {
+    // Bounded (tokio's semaphores refuse more than usize::MAX >> 3 permits, by panicking).
+    if !(1..=1_000_000).contains(&max_in_flight) {
         return Err(ConfigError::invalid(
             "server.max_in_flight",
-            "must be at least 1",
+            "must be between 1 and 1000000",
         ));
     }
     if !(100..=120_000).contains(&request_deadline_ms) {
@@ -369,15 +370,29 @@ pub(super) fn resolve(base: &Path, p: PathBuf) -> PathBuf {
 /// An address or a CIDR, as a network with its host bits cleared (`192.0.2.7/24` is
 /// `192.0.2.0/24`), for client addresses. `key` names it in the error.
 pub(super) fn network(key: &str, s: &str) -> Result<IpNet, ConfigError> {
-    s.parse::<IpNet>()
+    let net = s
+        .parse::<IpNet>()
         .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
         .map(|net| net.trunc())
-        .map_err(|_| ConfigError::invalid(key, format!("{s:?} is not an IP address or CIDR")))
+        .map_err(|_| ConfigError::invalid(key, format!("{s:?} is not an IP address or CIDR")))?;
+    // Requests from IPv4 NASes are matched as IPv4 (a dual-stack socket's ::ffff:a.b.c.d
+    // included), so an IPv4-mapped entry would never match anything.
+    if let IpNet::V6(v6) = net {
+        if let Some(v4) = v6.addr().to_ipv4_mapped().filter(|_| v6.prefix_len() >= 96) {
+            let len = v6.prefix_len() - 96;
+            return Err(ConfigError::invalid(
+                key,
+                format!("{s:?} is an IPv4-mapped address: write it as IPv4, {v4}/{len}"),
+            ));
+        }
+    }
+    Ok(net)
 }
 
-/// As [`network`], but host bits are an error: an entry of exempt_networks lets logins in
-/// with the password alone, and `192.168.1.10/8` is far more likely a typo for a /28 or a
-/// /32 than a wish to exempt 192.0.0.0/8.
+/// As [`network`], but host bits are an error: `192.168.1.10/8` is far more likely a typo
+/// for a /28 or a /32 than a wish for 192.0.0.0/8 — which, as a client address, would take
+/// the shared secret for the whole /8, and in exempt_networks would let logins in from all
+/// of it with the password alone.
 pub(super) fn exact_network(key: &str, s: &str) -> Result<IpNet, ConfigError> {
     let net = network(key, s)?;
     match s.parse::<IpNet>() {
@@ -567,6 +582,8 @@ fn audit_config(raw: RawAudit) -> Result<AuditConfig, ConfigError> {
     })
 }
 
+const MAX_LOCKOUT_SECS: u64 = 366 * 86_400;
+
 fn lockout_config(raw: RawLockout) -> Result<LockoutConfig, ConfigError> {
     let RawLockout {
         threshold,
@@ -578,10 +595,12 @@ fn lockout_config(raw: RawLockout) -> Result<LockoutConfig, ConfigError> {
             "must be at least 1",
         ));
     }
-    if duration_secs == 0 {
+    // Bounded: the lock's end is `now + duration` in signed seconds, which must stay a
+    // date; and a lock of more than a year is a block, for an admin to lift.
+    if !(1..=MAX_LOCKOUT_SECS).contains(&duration_secs) {
         return Err(ConfigError::invalid(
             "lockout.duration_secs",
-            "must be at least 1",
+            format!("must be between 1 and {MAX_LOCKOUT_SECS} (a year)"),
         ));
     }
     Ok(LockoutConfig {
@@ -681,7 +700,7 @@ fn client_configs(raw: Vec<RawClient>, base: &Path) -> Result<Vec<ClientConfig>,
         }
         let mut networks = Vec::new();
         for a in address.items() {
-            networks.push(network(&key("address"), &a)?);
+            networks.push(exact_network(&key("address"), &a)?);
         }
         if networks.is_empty() {
             return Err(ConfigError::invalid(key("address"), "must not be empty"));

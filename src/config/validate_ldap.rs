@@ -83,10 +83,12 @@ pub(super) fn ldap_settings(raw: RawLdap, base: &Path) -> Result<LdapSettings, C
             ),
         ));
     }
-    if !(user_filter.starts_with('(') && user_filter.ends_with(')')) {
+    if !(user_filter.starts_with('(') && user_filter.ends_with(')'))
+        || ldap3::parse_filter(user_filter.replace("{user}", "x")).is_err()
+    {
         return Err(ConfigError::invalid(
             "ldap.user_filter",
-            "must be an LDAP filter in parentheses",
+            format!("{user_filter:?} is not an LDAP filter in parentheses"),
         ));
     }
     if base_dn.trim().is_empty() {
@@ -124,10 +126,10 @@ pub(super) fn ldap_settings(raw: RawLdap, base: &Path) -> Result<LdapSettings, C
             "must be between 1 and 256",
         ));
     }
-    if max_concurrent_binds == 0 {
+    if !(1..=4096).contains(&max_concurrent_binds) {
         return Err(ConfigError::invalid(
             "ldap.max_concurrent_binds",
-            "must be at least 1",
+            "must be between 1 and 4096",
         ));
     }
     let RawLdapAttributes {
