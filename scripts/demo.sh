@@ -16,6 +16,7 @@ RADMFA="$ROOT/target/release/radmfa"
 CONF="$ROOT/conf/demo.toml"
 DATA="$ROOT/demo-data"
 SECRET=demo-shared-secret
+INLINE_SECRET=demo-inline-secret
 LDAP_PORT=3890
 RAD_PORT=18120
 
@@ -107,9 +108,9 @@ NEXT=$(oathtool --totp -b "$SEED" -N "@$(( $(date +%s) + 30 ))")
 say "3. Inline (one round): password,code in one field, for NAS boxes that cannot prompt"
 echo "   (the demo config treats requests over IPv6 loopback as such a NAS; the code is the"
 echo "   next step's, $NEXT, because the code from step 2 has been used)"
-echo "   \$ echo 'User-Name = alice, User-Password = \"alice-password,$NEXT\", Message-Authenticator = 0x00' | radclient -x [::1]:$RAD_PORT auth $SECRET"
+echo "   \$ echo 'User-Name = alice, User-Password = \"alice-password,$NEXT\", Message-Authenticator = 0x00' | radclient -x [::1]:$RAD_PORT auth $INLINE_SECRET"
 OUT=$(echo "User-Name = \"alice\", User-Password = \"alice-password,$NEXT\", Message-Authenticator = 0x00" \
-  | radclient -x -r 1 -t 3 "[::1]:$RAD_PORT" auth "$SECRET" 2>&1 || true)
+  | radclient -x -r 1 -t 3 "[::1]:$RAD_PORT" auth "$INLINE_SECRET" 2>&1 || true)
 echo "$OUT" | grep -E "Received|Reply-Message" | sed 's/^/   /'
 echo "$OUT" | grep -q "Access-Accept" || { echo "inline login failed; see $DATA/radmfa.log" >&2; exit 1; }
 
@@ -125,7 +126,7 @@ cat <<TXT
   Try it yourself: scan alice's QR code above with an authenticator app (or use
   oathtool --totp -b $SEED), then repeat steps 1 and 2. Inline mode (password,code in one
   field) is configured for requests over IPv6 loopback:
-    echo "User-Name = alice, User-Password = \"alice-password,\$(oathtool --totp -b $SEED)\", Message-Authenticator = 0x00" | radclient -x [::1]:$RAD_PORT auth $SECRET
+    echo "User-Name = alice, User-Password = \"alice-password,\$(oathtool --totp -b $SEED)\", Message-Authenticator = 0x00" | radclient -x [::1]:$RAD_PORT auth $INLINE_SECRET
   (each code is accepted once: wait for the next 30-second step between logins.)
   Admin: $RADMFA --config $CONF user list | user show alice | audit
 TXT

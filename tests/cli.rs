@@ -292,13 +292,14 @@ fn config_check_summarises_clients_and_warns_about_weakened_settings() {
     for needle in [
         "warning: client \"anyone\": address 0.0.0.0/0: every address on the internet",
         "warning: metrics: listen = 0.0.0.0:9812 is reachable from other hosts",
+        "warning: client \"anyone\": the same shared secret as \"legacy\"",
     ] {
         assert!(
             warnings.iter().any(|w| w.starts_with(needle)),
             "no {needle:?}:\n{out}"
         );
     }
-    assert_eq!(warnings.len(), 13, "{out}");
+    assert_eq!(warnings.len(), 14, "{out}");
     for line in [
         "upstream: 192.0.2.50:1812, 192.0.2.51:1812 (1900 ms each; passes on Class)",
         "client \"legacy\": 10.0.0.0/8; password, then a prompt (password checked upstream)",

@@ -227,8 +227,27 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
             ));
         }
     }
-    for c in &cfg.clients {
+    for (i, c) in cfg.clients.iter().enumerate() {
+        let weak = weak_secret(c.secret.expose());
+        let shared_with: Vec<&str> = cfg.clients[..i]
+            .iter()
+            .filter(|o| crate::radius::crypto::ct_eq(o.secret.expose(), c.secret.expose()))
+            .map(|o| o.name.as_str())
+            .collect();
         let mut warn = |what: String| out.push(format!("client {:?}: {what}", c.name));
+        if let Some(why) = weak {
+            warn(format!("shared secret {why}"));
+        }
+        if !shared_with.is_empty() {
+            warn(format!(
+                "the same shared secret as {}: one NAS's secret, leaked, opens the others",
+                shared_with
+                    .iter()
+                    .map(|n| format!("{n:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
         let f = &c.factors;
         if !c.require_message_authenticator {
             warn(
@@ -310,6 +329,33 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
     out
 }
 
+/// Why a shared secret is weak, if it is: short (RFC 2865 §3 and the BlastRADIUS advice ask
+/// for 16 or more random characters; a captured request lets a short one be found offline),
+/// or a well-known default.
+fn weak_secret(secret: &[u8]) -> Option<String> {
+    const KNOWN: [&str; 6] = [
+        "testing123",
+        "changeme",
+        "change-me",
+        "secret",
+        "radius",
+        "password",
+    ];
+    if KNOWN
+        .iter()
+        .any(|k| k.as_bytes().eq_ignore_ascii_case(secret))
+    {
+        return Some("is a well-known default: anyone may guess it".into());
+    }
+    (secret.len() < 16).then(|| {
+        format!(
+            "has {} characters: use 16 or more random ones (a captured request lets a short \
+             one be found offline)",
+            secret.len()
+        )
+    })
+}
+
 /// The warnings in the log, at start and after each reload: the journal keeps what a NAS was
 /// allowed to skip, and when that began.
 pub fn log_warnings(cfg: &Config) {
@@ -341,6 +387,17 @@ fn cleartext_off_host(url: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn weak_shared_secrets_are_named() {
+        assert!(weak_secret(b"Testing123")
+            .unwrap()
+            .contains("well-known default"));
+        assert!(weak_secret(b"short-12")
+            .unwrap()
+            .contains("has 8 characters"));
+        assert_eq!(weak_secret(b"a-long-random-shared-secret"), None);
+    }
+
     use super::*;
 
     #[test]
