@@ -47,9 +47,9 @@ impl DropKind {
         match e {
             DecodeError::NotARequest(_) => DropKind::NotARequest,
             DecodeError::MissingMessageAuthenticator => DropKind::MissingMessageAuthenticator,
-            DecodeError::BadMessageAuthenticator | DecodeError::DuplicateMessageAuthenticator => {
-                DropKind::BadMessageAuthenticator
-            }
+            // Two Message-Authenticators is a malformed packet, not a wrong secret: the log
+            // must not send the admin to compare shared secrets.
+            DecodeError::BadMessageAuthenticator => DropKind::BadMessageAuthenticator,
             DecodeError::ProxyStateWithoutMessageAuthenticator => {
                 DropKind::ProxyStateWithoutMessageAuthenticator
             }
@@ -236,6 +236,18 @@ impl DropLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn two_message_authenticators_are_malformed_not_a_wrong_secret() {
+        assert_eq!(
+            DropKind::of(&DecodeError::DuplicateMessageAuthenticator),
+            DropKind::Malformed
+        );
+        assert_eq!(
+            DropKind::of(&DecodeError::BadMessageAuthenticator),
+            DropKind::BadMessageAuthenticator
+        );
+    }
 
     fn ip(last: u8) -> IpAddr {
         IpAddr::from([192, 0, 2, last])

@@ -376,9 +376,7 @@ fn count_drop(m: &Metrics, e: &DecodeError) {
     let c = match e {
         DecodeError::NotARequest(_) => &m.not_a_request,
         DecodeError::MissingMessageAuthenticator => &m.missing_message_authenticator,
-        DecodeError::BadMessageAuthenticator | DecodeError::DuplicateMessageAuthenticator => {
-            &m.bad_message_authenticator
-        }
+        DecodeError::BadMessageAuthenticator => &m.bad_message_authenticator,
         DecodeError::ProxyStateWithoutMessageAuthenticator => {
             &m.proxy_state_without_message_authenticator
         }
