@@ -229,6 +229,23 @@ fn config_check_summarises_clients_and_warns_about_weakened_settings() {
         "{out}"
     );
 
+    // PostgreSQL across a network without verify-full: readable and impersonable on the path.
+    let d = tempfile::tempdir().unwrap();
+    let node = std::fs::read_to_string(root.join("conf/ha-node.toml")).unwrap();
+    for (mode, warned) in [("sslmode = \"verify-full\"", false), ("", true)] {
+        let text = node.replace("sslmode = \"verify-full\"", mode);
+        let f = d.path().join("node.toml");
+        std::fs::write(&f, text).unwrap();
+        let (ok, out, err) = run(&f, &["config", "check"]);
+        assert!(ok, "{err}");
+        assert_eq!(
+            out.contains("warning: store: sslmode Prefer to db.example.org"),
+            warned,
+            "{mode:?}:\n{out}"
+        );
+        assert!(!out.contains("change-me"), "{out}");
+    }
+
     let (d, cfg) = setup();
     let weak = format!(
         "{}\n[[client]]\nname = \"legacy\"\naddress = \"10.0.0.0/8\"\n\

@@ -209,6 +209,31 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
             ));
         }
     }
+    if let crate::config::StoreConfig::Postgres { settings, .. } = &cfg.store {
+        if let Ok(options) = settings.connect_options() {
+            use sqlx::postgres::PgSslMode;
+            let host = options.get_host();
+            let local = host.starts_with('/')
+                || host == "localhost"
+                || host
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback());
+            let mode = options.get_ssl_mode();
+            if !local
+                && matches!(
+                    mode,
+                    PgSslMode::Disable | PgSslMode::Allow | PgSslMode::Prefer
+                )
+            {
+                out.push(format!(
+                    "store: sslmode {mode:?} to {host}: whoever is on the path can read the \
+                     connection (seeds stay sealed; user names, audit records and the database \
+                     password do not) or pose as the server; use sslmode = \"verify-full\" \
+                     with ssl_root_cert"
+                ));
+            }
+        }
+    }
     if let Some(m) = &cfg.metrics {
         if !m.listen.ip().is_loopback() {
             out.push(format!(
