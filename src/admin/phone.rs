@@ -32,35 +32,33 @@ pub async fn set_phone(
     store: &dyn Store,
     a: SetPhoneArgs,
 ) -> anyhow::Result<ExitCode> {
-    if a.phone.eq_ignore_ascii_case("none") {
-        store.set_phone(&a.user, None).await?;
-        let forgot = forget_logins(store, &a.user).await?;
-        admin_audit(
-            cfg,
-            store,
-            &a.user,
-            "set-phone",
-            Some(format!("removed{forgot}")),
-        )
-        .await?;
-        println!("{}: stored phone number removed{forgot}", a.user);
-        return Ok(ExitCode::SUCCESS);
-    }
-    let e164 = match normalise(&a.phone, &cfg.delivery.phone.default_country_code) {
-        Ok(p) => p,
-        Err(e) => bail!("phone number {e}"),
+    let e164 = if a.phone.eq_ignore_ascii_case("none") {
+        None
+    } else {
+        match normalise(&a.phone, &cfg.delivery.phone.default_country_code) {
+            Ok(p) => Some(p),
+            Err(e) => bail!("phone number {e}"),
+        }
     };
-    store.set_phone(&a.user, Some(&e164)).await?;
+    store.set_phone(&a.user, e164.as_deref()).await?;
     let forgot = forget_logins(store, &a.user).await?;
+    // The audit record masks the number; the admin who typed it sees it whole.
+    let (audited, said) = match &e164 {
+        None => (
+            "removed".to_string(),
+            "stored phone number removed".to_string(),
+        ),
+        Some(p) => (mask(p), format!("phone set to {p}")),
+    };
     admin_audit(
         cfg,
         store,
         &a.user,
         "set-phone",
-        Some(format!("{}{forgot}", mask(&e164))),
+        Some(format!("{audited}{forgot}")),
     )
     .await?;
-    println!("{}: phone set to {e164}{forgot}", a.user);
+    println!("{}: {said}{forgot}", a.user);
     Ok(ExitCode::SUCCESS)
 }
 

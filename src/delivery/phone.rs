@@ -17,17 +17,7 @@ impl PhoneError {
     /// The same, with the number shown as its last four characters only: for the log,
     /// where phone numbers are masked (the admin who typed one sees it whole).
     pub fn masked(&self) -> String {
-        let hide = |raw: &str| {
-            let tail: String = raw
-                .chars()
-                .rev()
-                .take(4)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-                .collect();
-            format!("…{tail}")
-        };
+        let hide = |raw: &str| format!("…{}", last_four(raw));
         match self {
             PhoneError::Characters(r) => PhoneError::Characters(hide(r)),
             PhoneError::NoCountryCode(r) => PhoneError::NoCountryCode(hide(r)),
@@ -73,15 +63,12 @@ pub fn normalise(raw: &str, default_country_code: &str) -> Result<String, PhoneE
 
 /// The last four digits only, for prompts and logs.
 pub fn mask(e164: &str) -> String {
-    let tail: String = e164
-        .chars()
-        .rev()
-        .take(4)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect();
-    format!("••••{tail}")
+    format!("••••{}", last_four(e164))
+}
+
+fn last_four(s: &str) -> String {
+    let skip = s.chars().count().saturating_sub(4);
+    s.chars().skip(skip).collect()
 }
 
 #[cfg(test)]

@@ -107,56 +107,55 @@ impl Closer {
 
     /// A reload left the connection without a client entry (`radsec_reload`).
     pub(super) fn dropped_by_reload(&self, why: &str) {
-        if self.close.is_cancelled() {
-            return;
+        if self.close_counted(&self.app.metrics.radsec_reload_closed) {
+            let (peer, nas) = (self.peer, self.nas());
+            warn!(%peer, nas = %nas, "radsec: closing the connection after a reload: {why}");
         }
-        self.close.cancel();
-        Metrics::inc(&self.app.metrics.radsec_reload_closed);
-        let (peer, nas) = (self.peer, self.nas());
-        warn!(%peer, nas = %nas, "radsec: closing the connection after a reload: {why}");
     }
 
     /// RFC 6613 §2.6.4: over TCP, "silently discard" means discard and close: a packet that
     /// fails verification leaves the stream suspect (a wrong secret, a broken peer), and the
     /// NAS, which never retransmits on the same connection, learns of it only this way.
     pub(super) fn discarded(&self, why: &str) {
-        if self.close.is_cancelled() {
-            return;
+        if self.close_counted(&self.app.metrics.radsec_discard_closed) {
+            let (peer, nas) = (self.peer, self.nas());
+            warn!(%peer, nas = %nas, "radsec: closing the connection after a packet that failed verification ({why})");
         }
-        self.close.cancel();
-        Metrics::inc(&self.app.metrics.radsec_discard_closed);
-        let (peer, nas) = (self.peer, self.nas());
-        warn!(%peer, nas = %nas, "radsec: closing the connection after a packet that failed verification ({why})");
     }
 
     /// No request slot came free within the request deadline: closed, so that the NAS
     /// sends again on a new connection (or to another server) rather than wait for ever.
     pub(super) fn overloaded(&self) {
-        if self.close.is_cancelled() {
-            return;
+        if self.close_counted(&self.app.metrics.radsec_overload_closed) {
+            warn_drop(
+                &self.app,
+                DropKind::Overloaded,
+                self.peer,
+                Some(&self.nas()),
+            );
         }
-        self.close.cancel();
-        Metrics::inc(&self.app.metrics.radsec_overload_closed);
-        warn_drop(
-            &self.app,
-            DropKind::Overloaded,
-            self.peer,
-            Some(&self.nas()),
-        );
     }
 
     fn not_reading(&self) {
+        if self.close_counted(&self.app.metrics.radsec_not_reading) {
+            warn_drop(
+                &self.app,
+                DropKind::TlsNotReading,
+                self.peer,
+                Some(&self.nas()),
+            );
+        }
+    }
+
+    /// Closes the connection and counts why, unless it is closed already: true when this
+    /// call closed it (and its caller says why in the log).
+    fn close_counted(&self, why: &std::sync::atomic::AtomicU64) -> bool {
         if self.close.is_cancelled() {
-            return;
+            return false;
         }
         self.close.cancel();
-        Metrics::inc(&self.app.metrics.radsec_not_reading);
-        warn_drop(
-            &self.app,
-            DropKind::TlsNotReading,
-            self.peer,
-            Some(&self.nas()),
-        );
+        Metrics::inc(why);
+        true
     }
 }
 
