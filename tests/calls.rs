@@ -11,7 +11,7 @@ use common::oob_env::{
     DIRECTORY_MOBILE,
 };
 use common::peers::{pyrad, radclient};
-use common::provider_standin::{twilio_signature, Script, Standin, AUTH_TOKEN};
+use common::provider_standin::{twilio_signature, Call, Script, Standin, AUTH_TOKEN};
 use common::radmfa::{Server, SECRET};
 use common::slapd::LdapUser;
 use radmfa::radius::client::{parse_reply, AccessRequestBuilder};
@@ -465,8 +465,10 @@ fn rd_gateway_request_calls_without_an_ldap_bind() {
     assert_eq!(standin.calls().len(), 1);
 }
 
-#[test]
-fn forged_callbacks_change_nothing() {
+/// Alice's login on a call-prompt client, the call placed and left for the test to answer
+/// (the stand-in posts nothing): the directory, stand-in and server to keep, the State of
+/// the prompt, and the call.
+fn a_call_waiting() -> (common::slapd::Slapd, Standin, Server, String, Call) {
     let slapd = directory();
     let standin = Standin::start();
     standin.script(DIRECTORY_MOBILE, Script::Silent);
@@ -476,6 +478,12 @@ fn forged_callbacks_change_nothing() {
     assert_eq!(code_of(&r1), "Access-Challenge", "{r1}");
     let state = r1["state"].as_str().unwrap().to_string();
     let call = standin.calls()[0].clone();
+    (slapd, standin, srv, state, call)
+}
+
+#[test]
+fn forged_callbacks_change_nothing() {
+    let (_slapd, standin, srv, state, call) = a_call_waiting();
     let url = call.gather_action();
     let approve = Standin::gather_params(&call, "");
     let enter = || {
@@ -534,15 +542,7 @@ fn forged_callbacks_change_nothing() {
 /// pressed) is no answer, and must not approve the login.
 #[test]
 fn a_gather_result_without_digits_does_not_approve() {
-    let slapd = directory();
-    let standin = Standin::start();
-    standin.script(DIRECTORY_MOBILE, Script::Silent);
-    let clients = [client("vpn", "127.0.0.1", "methods = [\"voice\"]")];
-    let srv = start(&slapd, &standin, "", "", &clients);
-    let r1 = py(&srv, &["--user", "alice", "--password", ALICE_PW]);
-    assert_eq!(code_of(&r1), "Access-Challenge", "{r1}");
-    let state = r1["state"].as_str().unwrap().to_string();
-    let call = standin.calls()[0].clone();
+    let (_slapd, standin, srv, state, call) = a_call_waiting();
     let mut no_digits = Standin::gather_params(&call, "");
     no_digits.retain(|(k, _)| k != "Digits");
     let res = standin.post_callback(&call.gather_action(), no_digits, None);

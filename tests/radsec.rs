@@ -888,6 +888,20 @@ fn a_reload_applies_to_open_radsec_connections() {
     assert_eq!(ask(&proxy), "none");
 }
 
+/// Runs the Python RadSec peer `script` (argv: port, client certificate, key, CA) against
+/// `srv` with `pki`'s client certificate; what it printed.
+fn radsec_script(script: &str, srv: &Server, pki: &Pki) -> String {
+    let out = Command::new(common::peers::python())
+        .args(["-c", script, &radsec_port(srv).to_string()])
+        .arg(&pki.client_cert)
+        .arg(&pki.client_key)
+        .arg(&pki.ca)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Over TCP, "silently discard" is discard and close (RFC 6613 §2.6.4). Sends an
 /// Accounting-Request (not served, not a broken stream), a Status-Server, then a
 /// Status-Server with a wrong Message-Authenticator; prints what happened after each.
@@ -931,16 +945,7 @@ fn a_packet_that_fails_verification_closes_its_radsec_connection() {
         "\n[metrics]\nlisten = \"127.0.0.1:0\"",
         1500,
     );
-    let port = radsec_port(&srv).to_string();
-    let out = Command::new(common::peers::python())
-        .args(["-c", DISCARDS, &port])
-        .arg(&good.client_cert)
-        .arg(&good.client_key)
-        .arg(&good.ca)
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{out:?}");
+    let said = radsec_script(DISCARDS, &srv, &good);
     let lines: Vec<&str> = said.lines().collect();
     assert_eq!(
         lines,
@@ -1017,16 +1022,7 @@ fn a_radsec_request_waits_for_a_free_slot_rather_than_being_dropped() {
     o.ldap_timeout_ms = 1000;
     o.server_extra = "max_in_flight = 1".into();
     let srv = start_opts(o, &good, "nas.example.org", "", 4000);
-    let port = radsec_port(&srv).to_string();
-    let out = Command::new(common::peers::python())
-        .args(["-c", TWO_ON_ONE, &port])
-        .arg(&good.client_cert)
-        .arg(&good.client_key)
-        .arg(&good.ca)
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{out:?}");
+    let said = radsec_script(TWO_ON_ONE, &srv, &good);
     assert!(
         said.lines().any(|l| l == "reply to 2"),
         "the Status-Server behind the held login was never answered: {said}\n{}",
