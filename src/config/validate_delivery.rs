@@ -104,10 +104,12 @@ fn phone_config(raw: RawPhone) -> Result<PhoneConfig, ConfigError> {
         });
     }
     let cc = default_country_code.trim_start_matches('+').to_string();
-    if !cc.is_empty() && (cc.len() > 3 || !cc.bytes().all(|b| b.is_ascii_digit())) {
+    if !cc.is_empty()
+        && (cc.len() > 3 || !cc.bytes().all(|b| b.is_ascii_digit()) || cc.starts_with('0'))
+    {
         return Err(ConfigError::invalid(
             "phone.default_country_code",
-            "must be 1 to 3 digits, e.g. \"49\" or \"1\"",
+            "must be 1 to 3 digits not starting with 0, e.g. \"49\" or \"1\"",
         ));
     }
     Ok(PhoneConfig {

@@ -11,6 +11,8 @@ pub enum PhoneError {
     NoCountryCode(String),
     #[error("{0:?} has {1} digits; E.164 numbers have 8 to 15")]
     Length(String, usize),
+    #[error("{0:?} starts with 0 after the country prefix; no country code starts with 0")]
+    CountryCode(String),
 }
 
 impl PhoneError {
@@ -22,10 +24,15 @@ impl PhoneError {
             PhoneError::Characters(r) => PhoneError::Characters(hide(r)),
             PhoneError::NoCountryCode(r) => PhoneError::NoCountryCode(hide(r)),
             PhoneError::Length(r, n) => PhoneError::Length(hide(r), *n),
+            PhoneError::CountryCode(r) => PhoneError::CountryCode(hide(r)),
         }
         .to_string()
     }
 }
+
+/// Countries whose national numbers keep their leading 0 after the country code (Italy's
+/// `06 1234 5678` is `+39 06 1234 5678`): Italy, San Marino, Vatican City.
+const KEEPS_LEADING_ZERO: [&str; 3] = ["39", "378", "379"];
 
 /// `+49 (0)171 123-4567` → `+491711234567`; `0171 1234567` with country code 49 → the same;
 /// `0049…` → `+49…`.
@@ -49,12 +56,19 @@ pub fn normalise(raw: &str, default_country_code: &str) -> Result<String, PhoneE
         rest.to_string()
     } else if default_country_code.is_empty() {
         return Err(PhoneError::NoCountryCode(raw.to_string()));
+    } else if KEEPS_LEADING_ZERO.contains(&default_country_code) {
+        format!("{default_country_code}{digits}")
     } else {
         format!(
             "{default_country_code}{}",
             digits.strip_prefix('0').unwrap_or(&digits)
         )
     };
+    // "+0…" or "000…": a typo or a trunk prefix too many, never a country code. Sent as is,
+    // the provider would call or text whatever number the digits make.
+    if international.starts_with('0') {
+        return Err(PhoneError::CountryCode(raw.to_string()));
+    }
     if !(8..=15).contains(&international.len()) {
         return Err(PhoneError::Length(raw.to_string(), international.len()));
     }
@@ -117,6 +131,25 @@ mod tests {
             normalise("+1234567890123456", ""),
             Err(PhoneError::Length(_, 16))
         ));
+    }
+
+    #[test]
+    fn no_country_code_starts_with_zero() {
+        for raw in ["+049 171 1234567", "000 49 171 1234567", "+0 555 0100 123"] {
+            assert!(
+                matches!(normalise(raw, "49"), Err(PhoneError::CountryCode(_))),
+                "{raw}"
+            );
+        }
+    }
+
+    #[test]
+    fn italian_numbers_keep_their_leading_zero() {
+        assert_eq!(normalise("06 1234 5678", "39"), Ok("+390612345678".into()));
+        assert_eq!(normalise("333 123 4567", "39"), Ok("+393331234567".into()));
+        assert_eq!(normalise("0549 123456", "378"), Ok("+3780549123456".into()));
+        // Everywhere else the 0 is the trunk prefix.
+        assert_eq!(normalise("06 1234 5678", "33"), Ok("+33612345678".into()));
     }
 
     #[test]
