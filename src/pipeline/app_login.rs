@@ -3,12 +3,25 @@
 //! replaces password and second factor together, so it is accepted only on those clients,
 //! only for users that still exist in the directory, and never for a blocked user.
 
+use std::sync::OnceLock;
+
+use tokio::sync::Semaphore;
+
 use super::groups;
 use super::methods::blocked;
 use super::{Fault, RequestContext, Verdict};
 use crate::app::AppState;
 use crate::mfa::app_password;
 use crate::secret::Secret;
+
+/// One permit per app-password comparison running at once: as many as there are cores.
+fn argon2_slots() -> &'static Semaphore {
+    static SLOTS: OnceLock<Semaphore> = OnceLock::new();
+    SLOTS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Semaphore::new(cores)
+    })
+}
 
 /// `Some` when `field` is one of the user's app passwords (Accept, or Reject if the user is
 /// blocked or gone from the directory); `None` to go on with the directory password.
@@ -19,13 +32,21 @@ pub async fn try_app_password(
     field: &Secret,
 ) -> Result<Option<Verdict>, Fault> {
     let stored = app.store.app_passwords(user).await?;
-    if stored.is_empty() {
-        return Ok(None);
-    }
     let typed = field.expose_str().unwrap_or_default().to_string();
     let hashes: Vec<(i64, String)> = stored.into_iter().map(|p| (p.id, p.hash)).collect();
-    // argon2 is deliberately slow: off the async workers.
+    // argon2 takes milliseconds of CPU: off the async workers, and no more at once than
+    // there are cores, so a flood of logins on this client queues (and meets the request
+    // deadline) instead of starting a blocking thread each.
+    let _permit = argon2_slots()
+        .acquire()
+        .await
+        .expect("argon2 semaphore never closed");
     let matched = tokio::task::spawn_blocking(move || {
+        if hashes.is_empty() {
+            // A user without app passwords costs one comparison too (see the function).
+            app_password::verify_against_none(&typed);
+            return None;
+        }
         hashes
             .into_iter()
             .find(|(_, h)| app_password::verify(&typed, h))
