@@ -310,3 +310,69 @@ fn sighup_applies_new_policy_sections() {
         "one wrong code did not lock: {audit:?}"
     );
 }
+
+/// The RadSec listener keeps the idle timeout it started with, so a reload is held to it: a
+/// file that raises both `idle_timeout_secs` and a held call's `voice_budget_secs` past the
+/// running timeout is refused (the call would outlive its connection), and the clients stay.
+#[test]
+fn sighup_holds_new_clients_to_the_running_radsec_idle_timeout() {
+    use common::oob_env::{client, delivery, directory};
+    use common::provider_standin::Standin;
+
+    let slapd = directory();
+    let standin = Standin::start();
+    let pki_dir = tempfile::tempdir().unwrap();
+    let pki = Pki::make(pki_dir.path(), "nas");
+    let mut o = Options::new(&slapd.url);
+    o.clients.clear();
+    o.extra = format!(
+        "{}\n[radsec]\nlisten = [\"127.0.0.1:0\"]\ncert_file = {:?}\nkey_file = {:?}\n\
+         ca_file = {:?}\nidle_timeout_secs = 30\n{}",
+        delivery(&standin, ""),
+        pki.server_cert,
+        pki.server_key,
+        pki.ca,
+        client(
+            "vpn",
+            "127.0.0.1",
+            "methods = [\"totp\", \"voice\"]\nvoice_mode = \"hold\"\nvoice_budget_secs = 10"
+        ),
+    );
+    let srv = Server::start(&o);
+    assert_eq!(ask(&srv, SECRET), "Access-Reject", "{}", srv.log());
+
+    let original = std::fs::read_to_string(&srv.config).unwrap();
+    let longer = original
+        .replace("idle_timeout_secs = 30", "idle_timeout_secs = 300")
+        .replace("voice_budget_secs = 10", "voice_budget_secs = 60")
+        .replace(
+            &format!("secret = \"{SECRET}\""),
+            &format!("secret = \"{NEW_SECRET}\""),
+        );
+    assert_ne!(longer, original);
+    std::fs::write(&srv.config, &longer).unwrap();
+    hup(&srv);
+    assert!(
+        srv.log_shows("not shorter than the running radsec.idle_timeout_secs (30 s)"),
+        "{}",
+        srv.log()
+    );
+    assert!(srv.log().contains("the running configuration is unchanged"));
+    assert_eq!(ask(&srv, SECRET), "Access-Reject", "the clients changed");
+    assert_eq!(ask(&srv, NEW_SECRET), "none");
+
+    // The same file with the call inside the running timeout is applied (the [radsec]
+    // change is reported as waiting for a restart).
+    std::fs::write(
+        &srv.config,
+        longer.replace("voice_budget_secs = 60", "voice_budget_secs = 12"),
+    )
+    .unwrap();
+    hup(&srv);
+    assert!(
+        srv.log_shows("reload: 1 [[client]] entries from"),
+        "{}",
+        srv.log()
+    );
+    assert_eq!(ask(&srv, NEW_SECRET), "Access-Reject", "{}", srv.log());
+}
