@@ -371,6 +371,50 @@ fn another_users_request_under_the_same_key_gets_no_share_of_the_call() {
     assert_eq!(bobs[0]["result"], "reject", "{bobs:?}");
 }
 
+/// The same request sent again later than any copy of it could come (its deadline and the
+/// duplicate window are over: a replay, or a NAS reusing an authenticator for a new login)
+/// does not ride on the approval of the first: no Accept without a call answered for it.
+#[test]
+fn the_same_request_long_after_its_call_is_not_accepted_on_it() {
+    let slapd = directory();
+    let standin = Standin::start();
+    standin.script(
+        DIRECTORY_MOBILE,
+        Script::Press("", Duration::from_millis(300)),
+    );
+    // Request deadline 4 s (the harness's; the 3 s budget is shorter), duplicate window 1 s.
+    let srv = start_tuned(
+        &slapd,
+        &standin,
+        "",
+        "",
+        &hold_client(3),
+        "info",
+        "duplicate_window_secs = 1",
+    );
+    let sock = srv.udp();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    let (alice, auth) = AccessRequestBuilder::new(9, "alice")
+        .password(ALICE_PW.as_bytes())
+        .build(SECRET.as_bytes());
+    sock.send(&alice).unwrap();
+    let n = sock.recv(&mut buf).expect("alice's reply");
+    assert_eq!(parse_reply(&buf[..n]).unwrap().code, 2, "alice approved");
+    std::thread::sleep(Duration::from_millis(7500));
+    sock.send(&alice).unwrap();
+    let n = sock.recv(&mut buf).expect("the second reply");
+    radmfa::radius::crypto::verify_reply(&buf[..n], &auth, SECRET.as_bytes()).unwrap();
+    assert_eq!(
+        parse_reply(&buf[..n]).unwrap().code,
+        3,
+        "the old approval was lent: {}",
+        srv.log()
+    );
+    assert_eq!(standin.calls().len(), 1);
+}
+
 #[test]
 fn challenge_then_enter_with_radclient() {
     let slapd = directory();
@@ -576,4 +620,30 @@ fn an_inline_call_client_calls_a_user_who_also_has_a_token() {
     assert_eq!(code_of(&r), "Access-Accept", "{r}\n{}", srv.log());
     assert_eq!(standin.calls().len(), 1);
     assert_eq!(srv.audit_json("alice")[0]["mode"], "voice");
+}
+
+/// On that client the field is never split, even for a token holder: it takes no codes, so
+/// a password that holds the delimiter followed by digits is the password.
+#[test]
+fn an_inline_call_client_does_not_split_a_token_holders_password() {
+    const PW: &str = "open,123456";
+    let slapd = common::slapd::Slapd::start(&[LdapUser::new("alice", PW)]);
+    let standin = Standin::start();
+    standin.script(
+        DIRECTORY_MOBILE,
+        Script::Press("", Duration::from_millis(300)),
+    );
+    let clients = [client(
+        "vpn",
+        "127.0.0.1",
+        "methods = [\"voice\"]\nvoice_mode = \"hold\"\notp_mode = \"inline\"\nvoice_budget_secs = 20",
+    )];
+    let srv = start(&slapd, &standin, "", "", &clients);
+    srv.enroll("alice", &[]);
+    let r = py(
+        &srv,
+        &["--user", "alice", "--password", PW, "--timeout", "25"],
+    );
+    assert_eq!(code_of(&r), "Access-Accept", "{r}\n{}", srv.log());
+    assert_eq!(standin.calls().len(), 1);
 }

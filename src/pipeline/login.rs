@@ -57,11 +57,13 @@ pub async fn start(
 
     // OpenVPN's static challenge carries password and code apart, whatever the mode (with
     // no code typed, the password alone); otherwise an inline client's field is split — for
-    // a user with a token only: with none there is no code to find, and a password that
-    // holds the delimiter (or ends in digits) is the password.
+    // a user with a token, on a client that takes OATH codes, only: otherwise there is no
+    // code to find, and a password that holds the delimiter (or ends in digits) is the
+    // password.
+    let takes_codes = ctx.client.factors.methods.contains(&Method::Totp);
     let (password, code) = match (static_parts, &ctx.client.otp_mode) {
         (Some(parts), _) => parts,
-        (None, OtpMode::Inline { .. }) if tokens.is_empty() => (field, None),
+        (None, OtpMode::Inline { .. }) if tokens.is_empty() || !takes_codes => (field, None),
         (None, OtpMode::Inline { delimiter }) => {
             match split_inline(&field, delimiter, &code_lengths(tokens)) {
                 Some((p, c)) => (p, Some(c)),

@@ -129,13 +129,23 @@ async fn claim(
 ) -> Result<Option<Delivered>, Fault> {
     if let OobBegin::Existing(t) = app.store.begin_oob(txn).await? {
         // The key names a request by its NAS, source, Identifier and Request Authenticator,
-        // not by its bytes. A transaction of another user, NAS or kind, or one past its
-        // lifetime, belongs to another request (a NAS reusing an authenticator, or a copy
-        // replayed after the duplicate window): lend it nothing, and send nothing.
+        // not by its bytes. A transaction of another user, NAS or kind, one past its
+        // lifetime, or one older than a copy of its request could be (the NAS gives up on a
+        // request after its deadline; a retransmit to another node comes before that)
+        // belongs to another request — a NAS reusing an authenticator, or a copy replayed
+        // later: lend it nothing, and send nothing.
+        let config = app.config();
+        let same_request_for = ctx
+            .client
+            .factors
+            .request_deadline(config.server.request_deadline)
+            + config.server.duplicate_window;
+        let too_old = txn.created_at - t.created_at > same_request_for.as_secs() as i64 + 1;
         if t.user != txn.user
             || t.nas != txn.nas
             || t.kind != txn.kind
             || t.expires_at <= txn.created_at
+            || too_old
         {
             return Ok(Some(Delivered::No(NotSent {
                 message: if txn.kind == OobKind::Sms {
