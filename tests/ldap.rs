@@ -181,7 +181,13 @@ async fn group_membership_by_member_dn_and_by_member_uid() {
     // posixGroup lists user names, not DNs: it needs group_filter = "(memberUid={user})".
     ldif.push_str(
         "dn: cn=vpn-posix,ou=groups,dc=example,dc=org\nobjectClass: posixGroup\n\
-         cn: vpn-posix\ngidNumber: 5000\nmemberUid: bob\nmemberUid: Carol\n\n",
+         cn: vpn-posix\ngidNumber: 5000\nmemberUid: bob\nmemberUid: Carol\n\
+         memberUid: john.doe\n\n",
+    );
+    // An entry with two names: listed in the group under the second.
+    ldif.push_str(
+        "dn: uid=jdoe,ou=people,dc=example,dc=org\nobjectClass: inetOrgPerson\n\
+         uid: jdoe\nuid: john.doe\ncn: John Doe\nsn: Doe\nuserPassword: jdoe-pw\n\n",
     );
     let mut people = users();
     people.push(LdapUser::new("Carol", "carol-pw"));
@@ -235,6 +241,13 @@ async fn group_membership_by_member_dn_and_by_member_uid() {
     // logs in as "carol" (the case-folded key).
     assert_eq!(carol.name.as_deref(), Some("Carol"));
     assert!(posix.is_member("carol", &carol, group).await.unwrap());
+    // Of several names, the one logged in with is the one compared.
+    let john = looked_up("john.doe").await;
+    assert_eq!(john.name.as_deref(), Some("john.doe"));
+    assert!(posix.is_member("john.doe", &john, group).await.unwrap());
+    let jdoe = looked_up("JDoe").await;
+    assert_eq!(jdoe.name.as_deref(), Some("jdoe"));
+    assert!(!posix.is_member("jdoe", &jdoe, group).await.unwrap());
 }
 
 #[tokio::test]

@@ -512,7 +512,7 @@ impl LdapAuth {
             0 => SearchOutcome::NotFound,
             1 => {
                 let entry = SearchEntry::construct(entries.into_iter().next().expect("one"));
-                SearchOutcome::Found(Box::new(self.user_info(entry)))
+                SearchOutcome::Found(Box::new(self.user_info(entry, user)))
             }
             n => {
                 tracing::warn!(%user, matches = n, filter = %filter,
@@ -577,9 +577,18 @@ impl LdapAuth {
         }
     }
 
-    fn user_info(&self, entry: SearchEntry) -> UserInfo {
+    fn user_info(&self, entry: SearchEntry, user: &str) -> UserInfo {
         let a = &self.settings.attributes;
         let get = |name: &str| first_value(&entry.attrs, name);
+        // The naming attribute may hold several names (`uid: jdoe`, `uid: john.doe`), in no
+        // set order: the one the user logged in with, as the directory spells it.
+        let name = self.name_attr.as_deref().and_then(|attr| {
+            let typed = user.to_lowercase();
+            all_values(&entry.attrs, attr)
+                .find(|v| v.to_lowercase() == typed)
+                .cloned()
+                .or_else(|| get(attr))
+        });
         UserInfo {
             display_name: get(&a.display_name),
             given_name: get(&a.given_name),
@@ -587,7 +596,7 @@ impl LdapAuth {
             mail: get(&a.mail),
             mobile: get(&a.mobile),
             telephone: get(&a.telephone),
-            name: self.name_attr.as_deref().and_then(get),
+            name,
             dn: entry.dn,
             granted: Vec::new(),
         }
@@ -726,13 +735,18 @@ fn naming_attribute(user_filter: &str) -> Option<String> {
 }
 
 fn first_value(attrs: &HashMap<String, Vec<String>>, name: &str) -> Option<String> {
-    if name.is_empty() {
-        return None;
-    }
+    all_values(attrs, name).find(|s| !s.is_empty()).cloned()
+}
+
+/// Every value of the attribute `name` (its name compared without case, as LDAP does).
+fn all_values<'a>(
+    attrs: &'a HashMap<String, Vec<String>>,
+    name: &'a str,
+) -> impl Iterator<Item = &'a String> {
     attrs
         .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .and_then(|(_, v)| v.iter().find(|s| !s.is_empty()).cloned())
+        .filter(move |(k, _)| !name.is_empty() && k.eq_ignore_ascii_case(name))
+        .flat_map(|(_, v)| v.iter())
 }
 
 fn classify_connect_error(e: LdapError) -> ConnectFailure {
