@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use anyhow::bail;
+use anyhow::{bail, Context};
 use clap::Args;
 
 use super::users::admin_audit;
@@ -41,7 +41,8 @@ pub async fn set_phone(
         }
     };
     store.set_phone(&a.user, e164.as_deref()).await?;
-    let forgot = forget_logins(store, &a.user).await?;
+    // The number is changed from here on: whatever follows fails, the change is audited.
+    let forgot = forget_logins(store, &a.user).await;
     // The audit record masks the number; the admin who typed it sees it whole.
     let (audited, said) = match &e164 {
         None => (
@@ -50,14 +51,25 @@ pub async fn set_phone(
         ),
         Some(p) => (mask(p), format!("phone set to {p}")),
     };
+    let note = match &forgot {
+        Ok(note) => note.clone(),
+        Err(_) => "; forgetting the remembered logins failed".to_string(),
+    };
     admin_audit(
         cfg,
         store,
         &a.user,
         "set-phone",
-        Some(format!("{audited}{forgot}")),
+        Some(format!("{audited}{note}")),
     )
     .await?;
+    let forgot = forgot.with_context(|| {
+        format!(
+            "{said} for {}, but its remembered logins could not be forgotten; \
+             run `radmfa user forget {}`",
+            a.user, a.user
+        )
+    })?;
     println!("{}: {said}{forgot}", a.user);
     Ok(ExitCode::SUCCESS)
 }

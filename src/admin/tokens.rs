@@ -134,10 +134,18 @@ async fn run_on(cfg: &Config, store: &dyn Store, cmd: TokenCommand) -> anyhow::R
         Action::Assign if previous == owner => None,
         _ => previous.as_deref(),
     };
+    // The token change is made: if forgetting fails, it is still audited, then reported.
+    let mut forget_failed = None;
     if let Some(old) = taken_from {
-        let n = store.forget_logins(old).await?;
-        if n > 0 {
-            what.push_str(&format!("; {n} remembered login(s) of {old} forgotten"));
+        match store.forget_logins(old).await {
+            Ok(0) => {}
+            Ok(n) => what.push_str(&format!("; {n} remembered login(s) of {old} forgotten")),
+            Err(e) => {
+                what.push_str(&format!(
+                    "; forgetting the remembered logins of {old} failed"
+                ));
+                forget_failed = Some((old.to_string(), e));
+            }
         }
     }
     let reason = match (&action, &previous) {
@@ -147,6 +155,10 @@ async fn run_on(cfg: &Config, store: &dyn Store, cmd: TokenCommand) -> anyhow::R
         _ => format!("token {serial} {what}"),
     };
     audit(cfg, store, &who, result, &serial, Some(reason)).await?;
+    if let Some((old, e)) = forget_failed {
+        return Err(anyhow::Error::new(e)
+            .context(format!("{serial}: {what}; run `radmfa user forget {old}`")));
+    }
     println!("{serial}: {what}");
     Ok(ExitCode::SUCCESS)
 }

@@ -33,36 +33,7 @@ async fn run_on(cfg: &Config, store: &dyn Store, cmd: UserCommand) -> anyhow::Re
             );
             Ok(ExitCode::SUCCESS)
         }
-        UserCommand::Reset(a) => {
-            let now = SystemClock.now();
-            let r = store.delete_user_tokens(&a.user).await?;
-            store.unlock_user(&a.user, now).await?;
-            // A factor the user no longer has must not be remembered either; app passwords
-            // and a waiting bypass stand in for the second factor, so they go too (a reset
-            // often follows a lost or compromised device).
-            let forgotten = store.forget_logins(&a.user).await?;
-            let app_passwords = store.delete_app_passwords(&a.user).await?;
-            let bypass = store.user_profile(&a.user).await?.bypass_pending(now);
-            if bypass {
-                store.set_bypass(&a.user, None).await?;
-            }
-            let mut what = format!(
-                "{} app token(s) deleted, {} imported token(s) returned to stock",
-                r.deleted, r.returned
-            );
-            if app_passwords > 0 {
-                what.push_str(&format!(", {app_passwords} app password(s) deleted"));
-            }
-            if bypass {
-                what.push_str(", the waiting bypass cancelled");
-            }
-            if forgotten > 0 {
-                what.push_str(&format!(", {forgotten} remembered login(s) forgotten"));
-            }
-            admin_audit(cfg, store, &a.user, "reset", Some(what.clone())).await?;
-            println!("{}: {what}; the user must enroll again", a.user);
-            Ok(ExitCode::SUCCESS)
-        }
+        UserCommand::Reset(a) => reset(cfg, store, &a.user).await,
         UserCommand::SetPhone(a) => super::phone::set_phone(cfg, store, a).await,
         UserCommand::SetMethod(a) => super::phone::set_method(cfg, store, a).await,
         UserCommand::Unblock(a) => super::phone::unblock(cfg, store, &a.user).await,
@@ -96,6 +67,56 @@ async fn run_on(cfg: &Config, store: &dyn Store, cmd: UserCommand) -> anyhow::Re
             }
         }
     }
+}
+
+/// Takes away every second factor the user has, so they must enroll again. Each step is
+/// its own write: if a later one fails, what was done stays done and is audited as a
+/// partial reset before the error is shown (running the command again finishes it).
+async fn reset(cfg: &Config, store: &dyn Store, user: &str) -> anyhow::Result<ExitCode> {
+    let mut done: Vec<String> = Vec::new();
+    let outcome = reset_steps(store, user, &mut done).await;
+    let what = done.join(", ");
+    match outcome {
+        Ok(()) => {
+            admin_audit(cfg, store, user, "reset", Some(what.clone())).await?;
+            println!("{user}: {what}; the user must enroll again");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) if done.is_empty() => Err(e),
+        Err(e) => {
+            let partial = format!("partial: {what}; then failed");
+            admin_audit(cfg, store, user, "reset", Some(partial)).await?;
+            Err(e.context(format!(
+                "the reset of {user} stopped part-way ({what} is done); run it again"
+            )))
+        }
+    }
+}
+
+async fn reset_steps(store: &dyn Store, user: &str, done: &mut Vec<String>) -> anyhow::Result<()> {
+    let now = SystemClock.now();
+    let r = store.delete_user_tokens(user).await?;
+    done.push(format!(
+        "{} app token(s) deleted, {} imported token(s) returned to stock",
+        r.deleted, r.returned
+    ));
+    store.unlock_user(user, now).await?;
+    // App passwords and a waiting bypass stand in for the second factor, so they go too (a
+    // reset often follows a lost or compromised device); a factor the user no longer has
+    // must not be remembered either.
+    let app_passwords = store.delete_app_passwords(user).await?;
+    if app_passwords > 0 {
+        done.push(format!("{app_passwords} app password(s) deleted"));
+    }
+    if store.user_profile(user).await?.bypass_pending(now) {
+        store.set_bypass(user, None).await?;
+        done.push("the waiting bypass cancelled".into());
+    }
+    let forgotten = store.forget_logins(user).await?;
+    if forgotten > 0 {
+        done.push(format!("{forgotten} remembered login(s) forgotten"));
+    }
+    Ok(())
 }
 
 /// Admins type names as users do; the store keys them as logins do (`Config::user_names`).
