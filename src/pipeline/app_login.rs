@@ -3,7 +3,7 @@
 //! replaces password and second factor together, so it is accepted only on those clients,
 //! only for users that still exist in the directory, and never for a blocked user.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use tokio::sync::Semaphore;
 
@@ -15,11 +15,11 @@ use crate::mfa::app_password;
 use crate::secret::Secret;
 
 /// One permit per app-password comparison running at once: as many as there are cores.
-fn argon2_slots() -> &'static Semaphore {
-    static SLOTS: OnceLock<Semaphore> = OnceLock::new();
+fn argon2_slots() -> &'static Arc<Semaphore> {
+    static SLOTS: OnceLock<Arc<Semaphore>> = OnceLock::new();
     SLOTS.get_or_init(|| {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        Semaphore::new(cores)
+        Arc::new(Semaphore::new(cores))
     })
 }
 
@@ -37,11 +37,15 @@ pub async fn try_app_password(
     // argon2 takes milliseconds of CPU: off the async workers, and no more at once than
     // there are cores, so a flood of logins on this client queues (and meets the request
     // deadline) instead of starting a blocking thread each.
-    let _permit = argon2_slots()
-        .acquire()
+    // The permit goes with the comparison, not with this future: a request cut off by its
+    // deadline does not stop a comparison already running, and must not free its slot.
+    let permit = argon2_slots()
+        .clone()
+        .acquire_owned()
         .await
         .expect("argon2 semaphore never closed");
     let matched = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
         if hashes.is_empty() {
             // A user without app passwords costs one comparison too (see the function).
             app_password::verify_against_none(&typed);
