@@ -174,9 +174,13 @@ impl HttpSms {
 /// the gateway echoes the request. Blanked before it is cut: a code across the cut would
 /// otherwise leave its first digits. Values under 4 characters are left: blanking every
 /// "1" would blank nothing secret and garble the rest.
+/// Longest first: a short value (the code) blanked inside a longer one (a Basic
+/// credential's base64) would break it up, and the rest of it would show.
 fn snippet(body: &str, hidden: &[String]) -> String {
+    let mut longest_first: Vec<&String> = hidden.iter().collect();
+    longest_first.sort_by_key(|v| std::cmp::Reverse(v.len()));
     let mut s = body.to_string();
-    for v in hidden {
+    for v in longest_first {
         if v.chars().count() >= 4 {
             s = s.replace(v.as_str(), "***");
         }
@@ -220,6 +224,15 @@ mod tests {
             success_body_contains: String::new(),
             timeout: std::time::Duration::from_secs(1),
         })
+    }
+
+    #[test]
+    fn snippet_blanks_a_code_inside_a_credential_with_the_credential() {
+        let hidden = vec!["1234".to_string(), "ab1234cd".to_string()];
+        assert_eq!(
+            snippet("auth ab1234cd code 1234", &hidden),
+            "auth *** code ***"
+        );
     }
 
     #[test]
