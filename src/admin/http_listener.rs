@@ -4,7 +4,8 @@
 //! keep-alive connections never close, and every connection is taken until the process runs
 //! out of file descriptors — and then LDAP, the store and RadSec cannot open theirs either.
 //! Here: at most [`MAX_CONNECTIONS`] at once and [`MAX_PER_ADDRESS`] from one address (more
-//! are closed at once), [`HEADER_READ_TIMEOUT`] to send a request's head, and
+//! are closed at once; an IPv6 /64 counts as one address, loopback — a reverse proxy in
+//! front — as none), [`HEADER_READ_TIMEOUT`] to send a request's head, and
 //! [`CONNECTION_LIFETIME`] for a connection in all.
 
 use std::collections::HashMap;
@@ -87,8 +88,11 @@ fn log_end(key: &str, peer: SocketAddr, done: Option<hyper::Result<()>>) {
 struct Slots {
     all: Arc<Semaphore>,
     per_address: usize,
-    by_address: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    by_address: Shares,
 }
+
+/// Connections open per source (see [`source`]).
+type Shares = Arc<Mutex<HashMap<IpAddr, usize>>>;
 
 impl Slots {
     fn new(max: usize, per_address: usize) -> Self {
@@ -101,33 +105,58 @@ impl Slots {
 
     fn take(&self, ip: IpAddr) -> Option<Slot> {
         let permit = self.all.clone().try_acquire_owned().ok()?;
+        let Some(source) = source(ip) else {
+            return Some(Slot {
+                _permit: permit,
+                by_address: None,
+            });
+        };
         let mut by = self.by_address.lock().unwrap_or_else(|p| p.into_inner());
-        let n = by.entry(ip).or_default();
+        let n = by.entry(source).or_default();
         if *n >= self.per_address {
             return None;
         }
         *n += 1;
         Some(Slot {
             _permit: permit,
-            by_address: self.by_address.clone(),
-            ip,
+            by_address: Some((self.by_address.clone(), source)),
         })
     }
 }
 
+/// Whose share a connection from `ip` takes: an IPv4 address; an IPv6 /64 (one host is
+/// usually given a whole /64, and could otherwise take a share per address in it); none
+/// for loopback, where the documented TLS reverse proxy sits and every callback comes
+/// from (it has only the total).
+fn source(ip: IpAddr) -> Option<IpAddr> {
+    let ip = ip.to_canonical();
+    if ip.is_loopback() {
+        return None;
+    }
+    Some(match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(bits.into())
+        }
+    })
+}
+
 struct Slot {
     _permit: OwnedSemaphorePermit,
-    by_address: Arc<Mutex<HashMap<IpAddr, usize>>>,
-    ip: IpAddr,
+    by_address: Option<(Shares, IpAddr)>,
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let mut by = self.by_address.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = by.get_mut(&self.ip) {
+        let Some((by_address, source)) = &self.by_address else {
+            return;
+        };
+        let mut by = by_address.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = by.get_mut(source) {
             *n -= 1;
             if *n == 0 {
-                by.remove(&self.ip);
+                by.remove(source);
             }
         }
     }
@@ -150,5 +179,20 @@ mod tests {
         drop(a1);
         assert!(slots.take(a).is_some(), "a slot given back is free again");
         assert_eq!(slots.by_address.lock().unwrap().get(&a), Some(&1));
+    }
+
+    #[test]
+    fn loopback_has_only_the_total_and_ipv6_shares_go_by_64() {
+        let slots = Slots::new(4, 1);
+        let lo: IpAddr = "127.0.0.1".parse().unwrap();
+        let _l1 = slots.take(lo).unwrap();
+        let _l2 = slots.take(lo).unwrap();
+        let x: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let y: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let z: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        let _x = slots.take(x).unwrap();
+        assert!(slots.take(y).is_none(), "the same /64");
+        let _z = slots.take(z).unwrap();
+        assert!(slots.take(lo).is_none(), "the total still holds");
     }
 }
