@@ -225,6 +225,8 @@ pub(crate) async fn dispatch(
         local,
         reply_to,
     } = at;
+    // The request's deadline counts from here, its arrival: the NAS's timeout started then.
+    let received = Instant::now();
     let Some(key) = RequestKey::of(src, raw) else {
         Metrics::inc(&app.metrics.malformed);
         warn_drop(app, DropKind::Malformed, src, Some(&client.name));
@@ -263,17 +265,18 @@ pub(crate) async fn dispatch(
         }
         (Err(_), ReplyTo::Tls(replies)) => {
             // Over TCP the NAS does not retransmit on the same connection: a dropped request
-            // would hang until its timeout. Wait for a slot instead (this connection is not
-            // read meanwhile, so TCP holds the NAS back), at most the request deadline.
-            let wait = client
+            // would hang until its timeout. Wait for a slot instead, for half the request's
+            // deadline: the deadline counts from the arrival, and a slot that comes later
+            // leaves the request too little of it.
+            let deadline = client
                 .factors
                 .request_deadline(app.config().server.request_deadline);
-            match tokio::time::timeout(wait, permits.clone().acquire_owned()).await {
-                Ok(Ok(permit)) => permit,
-                _ => {
+            let until = tokio::time::Instant::from_std(received) + deadline / 2;
+            match replies.conn.wait_for_slot(permits, until).await {
+                Some(permit) => permit,
+                None => {
                     Metrics::inc(&app.metrics.overloaded);
                     app.dedup.abandon(key);
-                    replies.conn.overloaded();
                     return;
                 }
             }
@@ -284,7 +287,7 @@ pub(crate) async fn dispatch(
         client,
         src,
         local,
-        received: Instant::now(),
+        received,
     };
     let app = app.clone();
     let reply_to = reply_to.clone();

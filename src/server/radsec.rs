@@ -30,7 +30,7 @@ use anyhow::Context;
 use tokio::io::WriteHalf;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::rustls;
 use tokio_rustls::rustls::pki_types::CertificateDer;
 use tokio_rustls::server::TlsStream;
@@ -56,6 +56,11 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Replies queued for one connection's writer. A peer that leaves this many unread (its
 /// TCP window and our socket buffer full as well) is not reading: its connection is closed.
 const WRITE_QUEUE: usize = 256;
+/// How often a connection waiting for a request slot looks for one.
+const SLOT_POLL: Duration = Duration::from_millis(5);
+/// Replies already queued when a connection is closed still go out, for this long at most:
+/// on a proxy's connection they belong to other users' logins than the one that closed it.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
 /// A reply that cannot be written for this long means the same.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -82,6 +87,9 @@ impl TlsReplies {
 pub(super) struct Closer {
     /// Cancelled to close the connection: its reader and writer stop.
     pub(super) close: CancellationToken,
+    /// The server's: cancelled when radmfa stops (the connection's requests in flight still
+    /// finish and their replies go out; no new one starts).
+    shutdown: CancellationToken,
     pub(super) app: Arc<AppState>,
     pub(super) peer: SocketAddr,
     /// The name of the connection's `[[client]]` entry, as the latest reload has it.
@@ -120,6 +128,36 @@ impl Closer {
         if self.close_counted(&self.app.metrics.radsec_discard_closed) {
             let (peer, nas) = (self.peer, self.nas());
             warn!(%peer, nas = %nas, "radsec: closing the connection after a packet that failed verification ({why})");
+        }
+    }
+
+    /// A request slot for this connection's next request, waited for until `until` (the
+    /// NAS does not retransmit on a TCP connection, so a request is not dropped at once as
+    /// over UDP; meanwhile this connection is not read, and TCP holds the NAS back).
+    ///
+    /// Polled, not queued on the semaphore: tokio's semaphore is fair, and a queued waiter
+    /// takes every permit given back before UDP's `try_acquire` sees one, so a few waiting
+    /// connections would starve UDP entirely. `None` when the time is up (the connection is
+    /// closed as overloaded), or when it is closed or radmfa stops meanwhile.
+    pub(super) async fn wait_for_slot(
+        &self,
+        permits: &Arc<Semaphore>,
+        until: tokio::time::Instant,
+    ) -> Option<OwnedSemaphorePermit> {
+        loop {
+            if let Ok(permit) = permits.clone().try_acquire_owned() {
+                return Some(permit);
+            }
+            if tokio::time::Instant::now() >= until {
+                self.overloaded();
+                return None;
+            }
+            tokio::select! {
+                biased;
+                _ = self.close.cancelled() => return None,
+                _ = self.shutdown.cancelled() => return None,
+                _ = tokio::time::sleep(SLOT_POLL) => {}
+            }
         }
     }
 
@@ -423,6 +461,7 @@ impl Connection {
         let (tx, rx) = mpsc::channel::<Arc<[u8]>>(WRITE_QUEUE);
         let closer = Arc::new(Closer {
             close: CancellationToken::new(),
+            shutdown: self.shutdown.clone(),
             app: self.app.clone(),
             peer,
             nas: std::sync::Mutex::new(nas.clone()),
@@ -444,7 +483,10 @@ impl Connection {
         let idle = self.idle;
         let mut buf = vec![0u8; MAX_PACKET];
         loop {
+            // Biased: once the connection is closed (or radmfa stops), a packet already
+            // buffered behind the one that closed it is not read and served.
             let header = tokio::select! {
+                biased;
                 _ = self.shutdown.cancelled() => break,
                 _ = close.cancelled() => break,
                 r = tokio::time::timeout(idle, rd.read_exact(&mut buf[..4])) => r,
@@ -525,7 +567,21 @@ async fn write_loop(
     let close = conn.close.clone();
     loop {
         let bytes = tokio::select! {
-            _ = close.cancelled() => return,
+            _ = close.cancelled() => {
+                // Closed for what one request did (or a reload, or overload): the replies
+                // other requests already have still go out, briefly. A peer that does not
+                // read gets them no faster; the timeout ends that.
+                let _ = tokio::time::timeout(FLUSH_TIMEOUT, async {
+                    while let Ok(bytes) = rx.try_recv() {
+                        if wr.write_all(&bytes).await.is_err() {
+                            return;
+                        }
+                    }
+                    let _ = wr.shutdown().await;
+                })
+                .await;
+                return;
+            }
             b = rx.recv() => match b {
                 Some(b) => b,
                 None => break,
