@@ -144,20 +144,13 @@ impl Closer {
         permits: &Arc<Semaphore>,
         until: tokio::time::Instant,
     ) -> Option<OwnedSemaphorePermit> {
-        loop {
-            if let Ok(permit) = permits.clone().try_acquire_owned() {
-                return Some(permit);
-            }
-            if tokio::time::Instant::now() >= until {
+        match poll_for_permit(permits, until, [&self.close, &self.shutdown]).await {
+            Waited::Permit(permit) => Some(permit),
+            Waited::TimedOut => {
                 self.overloaded();
-                return None;
+                None
             }
-            tokio::select! {
-                biased;
-                _ = self.close.cancelled() => return None,
-                _ = self.shutdown.cancelled() => return None,
-                _ = tokio::time::sleep(SLOT_POLL) => {}
-            }
+            Waited::Stopped => None,
         }
     }
 
@@ -194,6 +187,35 @@ impl Closer {
         self.close.cancel();
         Metrics::inc(why);
         true
+    }
+}
+
+enum Waited {
+    Permit(OwnedSemaphorePermit),
+    TimedOut,
+    Stopped,
+}
+
+/// Tries for a permit every [`SLOT_POLL`] until `until`, or until one of `stop` is
+/// cancelled. Never queued on the semaphore (see [`Closer::wait_for_slot`]).
+async fn poll_for_permit(
+    permits: &Arc<Semaphore>,
+    until: tokio::time::Instant,
+    stop: [&CancellationToken; 2],
+) -> Waited {
+    loop {
+        if let Ok(permit) = permits.clone().try_acquire_owned() {
+            return Waited::Permit(permit);
+        }
+        if tokio::time::Instant::now() >= until {
+            return Waited::TimedOut;
+        }
+        tokio::select! {
+            biased;
+            _ = stop[0].cancelled() => return Waited::Stopped,
+            _ = stop[1].cancelled() => return Waited::Stopped,
+            _ = tokio::time::sleep(SLOT_POLL) => {}
+        }
     }
 }
 
@@ -600,4 +622,58 @@ async fn write_loop(
         }
     }
     let _ = tokio::time::timeout(WRITE_TIMEOUT, wr.shutdown()).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::time::Instant;
+
+    /// A RadSec connection waiting for a slot must not get ahead of UDP, which only ever
+    /// tries once: a permit given back is there for the next `try_acquire`, not handed to
+    /// the waiter (as a queued `acquire` on tokio's fair semaphore would have it).
+    #[tokio::test]
+    async fn a_waiting_connection_does_not_take_a_freed_slot_ahead_of_udp() {
+        let permits = Arc::new(Semaphore::new(1));
+        let held = permits.clone().try_acquire_owned().unwrap();
+        let (close, shutdown) = (CancellationToken::new(), CancellationToken::new());
+        let waiter = {
+            let (permits, close, shutdown) = (permits.clone(), close.clone(), shutdown.clone());
+            tokio::spawn(async move {
+                let until = Instant::now() + Duration::from_secs(5);
+                matches!(
+                    poll_for_permit(&permits, until, [&close, &shutdown]).await,
+                    Waited::Permit(_)
+                )
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        drop(held);
+        let udp = permits.clone().try_acquire_owned();
+        assert!(udp.is_ok(), "the freed slot went to the waiting connection");
+        drop(udp);
+        assert!(
+            waiter.await.unwrap(),
+            "the waiter gets the slot once it is free"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_wait_ends_when_the_connection_closes_or_time_is_up() {
+        let permits = Arc::new(Semaphore::new(0));
+        let (close, shutdown) = (CancellationToken::new(), CancellationToken::new());
+        let soon = Instant::now() + Duration::from_millis(30);
+        assert!(matches!(
+            poll_for_permit(&permits, soon, [&close, &shutdown]).await,
+            Waited::TimedOut
+        ));
+        shutdown.cancel();
+        let later = Instant::now() + Duration::from_secs(60);
+        let started = Instant::now();
+        assert!(matches!(
+            poll_for_permit(&permits, later, [&close, &shutdown]).await,
+            Waited::Stopped
+        ));
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
 }
