@@ -4,8 +4,8 @@
 //! keep-alive connections never close, and every connection is taken until the process runs
 //! out of file descriptors — and then LDAP, the store and RadSec cannot open theirs either.
 //! Here: at most [`MAX_CONNECTIONS`] at once and [`MAX_PER_ADDRESS`] from one address (more
-//! are closed at once; an IPv6 /64 counts as one address, loopback — a reverse proxy in
-//! front — as none), [`HEADER_READ_TIMEOUT`] to send a request's head, and
+//! are closed at once; an IPv6 /64 counts as one address, 127.0.0.1 and ::1 — a reverse
+//! proxy in front — as none), [`HEADER_READ_TIMEOUT`] to send a request's head, and
 //! [`CONNECTION_LIFETIME`] for a connection in all.
 
 use std::collections::HashMap;
@@ -126,11 +126,11 @@ impl Slots {
 
 /// Whose share a connection from `ip` takes: an IPv4 address; an IPv6 /64 (one host is
 /// usually given a whole /64, and could otherwise take a share per address in it); none
-/// for loopback, where the documented TLS reverse proxy sits and every callback comes
-/// from (it has only the total).
+/// for 127.0.0.1 and ::1, where a TLS reverse proxy on the same host (the documented setup)
+/// connects from with every callback (it has only the total).
 fn source(ip: IpAddr) -> Option<IpAddr> {
     let ip = ip.to_canonical();
-    if ip.is_loopback() {
+    if ip == IpAddr::from([127, 0, 0, 1]) || ip == IpAddr::from(std::net::Ipv6Addr::LOCALHOST) {
         return None;
     }
     Some(match ip {
@@ -182,11 +182,17 @@ mod tests {
     }
 
     #[test]
-    fn loopback_has_only_the_total_and_ipv6_shares_go_by_64() {
-        let slots = Slots::new(4, 1);
+    fn localhost_has_only_the_total_and_ipv6_shares_go_by_64() {
+        let slots = Slots::new(5, 1);
         let lo: IpAddr = "127.0.0.1".parse().unwrap();
         let _l1 = slots.take(lo).unwrap();
         let _l2 = slots.take(lo).unwrap();
+        let other_loopback: IpAddr = "127.0.0.2".parse().unwrap();
+        let _o = slots.take(other_loopback).unwrap();
+        assert!(
+            slots.take(other_loopback).is_none(),
+            "only 127.0.0.1 and ::1"
+        );
         let x: IpAddr = "2001:db8:1:2::1".parse().unwrap();
         let y: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
         let z: IpAddr = "2001:db8:1:3::1".parse().unwrap();
