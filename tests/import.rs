@@ -182,6 +182,23 @@ fn duplicates_replace_and_mapping_file() {
     assert!(ok, "{err}");
     assert!(out.contains("2 replacing"), "{out}");
     assert_eq!(a.tokens()[0]["user"], "alice");
+    // Given to someone else by the file: audited per token under the new owner, naming
+    // the previous one.
+    let to_bob = a.write("bob.csv", "A1,bob\n");
+    let (ok, _, err) = a.import(&f, &["--replace", "--map", to_bob.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert_eq!(a.tokens()[0]["user"], "bob");
+    let (ok, out, _) = a.run(&["audit", "--json", "--limit", "20"]);
+    assert!(ok);
+    assert!(
+        out.lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .any(|r| r["result"] == "replace"
+                && r["user"] == "bob"
+                && r["token_serial"] == "A1"
+                && r["reason"].as_str().unwrap_or("").contains("(was alice's)")),
+        "{out}"
+    );
     // A serial twice in one file.
     let twice = a.write("twice.csv", &format!("B1,{seed},30\nB1,{seed},30\n"));
     let (ok, _, err) = a.import(&twice, &[]);

@@ -120,7 +120,7 @@ store_battery! {
         remembered_logins_are_purged_and_forgotten,
         inventory_import_list_assign_enable_delete,
         import_is_all_or_nothing,
-        import_replace_keeps_owner_and_resets_state,
+        import_replace_keeps_owner_and_what_was_learned,
         totp_drift_is_stored_with_the_step,
         hotp_resync_pending_round_trips,
         user_snapshot_matches_separate_reads,

@@ -295,7 +295,8 @@ fn rfc6030_figures_log_in_with_the_rfc_secret() {
     );
 
     let pass = dir.join("pass").to_str().unwrap().to_string();
-    // Same serial: refused without --replace, then replaced (owner kept, counter from the file).
+    // Same serial: refused without --replace, then replaced (owner kept). The same seed
+    // again: the counter does not go back to the file's 0, so the used code stays used.
     assert!(!srv
         .cli(&["token", "import", &fig(7), "--passphrase-file", &pass])
         .status
@@ -313,6 +314,10 @@ fn rfc6030_figures_log_in_with_the_rfc_secret() {
     );
     assert_eq!(
         login(&srv, "jsmith", "jsmith-pw", &hotp(secret, 0, "sha1", 8)),
+        "Access-Reject"
+    );
+    assert_eq!(
+        login(&srv, "jsmith", "jsmith-pw", &hotp(secret, 1, "sha1", 8)),
         "Access-Accept"
     );
 
@@ -369,9 +374,31 @@ fn hotp_window_single_use_and_resync() {
     assert_eq!(go(61), "Access-Reject");
     assert_eq!(go(62), "Access-Accept");
 
+    // The vendor's file imported again over the token (same seed, counter 0): what radmfa
+    // learned stays. Disabled as lost, it stays disabled; the used codes stay used.
+    cli_ok(&srv, &["token", "disable", "HW-1"]);
+    let out = cli_ok(
+        &srv,
+        &["token", "import", csv.to_str().unwrap(), "--replace"],
+    );
+    assert!(out.contains("1 replacing"), "{out}");
+    assert_eq!(go(63), "Access-Reject", "re-enabled by the import");
+    cli_ok(&srv, &["token", "enable", "HW-1"]);
+    assert_eq!(go(0), "Access-Reject", "a used code works again");
+    assert_eq!(go(62), "Access-Reject", "the last used code works again");
+    assert_eq!(go(63), "Access-Accept");
+
     let audit = srv.audit_json("alice");
+    assert!(
+        audit.iter().any(|r| r["result"] == "replace"
+            && r["token_serial"] == "HW-1"
+            && r["reason"]
+                .as_str()
+                .is_some_and(|why| why.starts_with("token HW-1 replaced from"))),
+        "{audit:#?}"
+    );
     let accepts: Vec<_> = audit.iter().filter(|r| r["result"] == "accept").collect();
-    assert_eq!(accepts.len(), 4, "{audit:#?}");
+    assert_eq!(accepts.len(), 5, "{audit:#?}");
     assert!(accepts
         .iter()
         .all(|r| r["mode"] == "hotp" && r["token_serial"] == "HW-1"));

@@ -14,6 +14,7 @@ pub mod reload;
 pub mod review;
 pub mod serve;
 pub mod token_import;
+mod token_replace;
 pub mod tokens;
 pub mod users;
 

@@ -4,7 +4,7 @@
 //! comes from a file, an environment variable or a prompt — a flag also works, but nothing
 //! requires putting it on the command line.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -20,7 +20,7 @@ use crate::import::plan::{plan, read_map};
 use crate::import::pskc::Need;
 use crate::import::{self, CsvDefaults, Decryption, Format, MAX_FILE_BYTES};
 use crate::secret::Secret;
-use crate::store::{OtpAlgorithm, Store, TokenFilter};
+use crate::store::{OtpAlgorithm, Store, TokenFilter, TokenRecord};
 
 /// Problems listed before "… and N more".
 const SHOW_PROBLEMS: usize = 50;
@@ -211,12 +211,13 @@ pub async fn run(cfg: &Config, store: &dyn Store, a: ImportArgs) -> anyhow::Resu
         }
         None => Default::default(),
     };
-    let existing: HashSet<String> = store
+    let stored: HashMap<String, TokenRecord> = store
         .list_tokens(&TokenFilter::default())
         .await?
         .into_iter()
-        .map(|r| r.token.serial.clone())
+        .map(|r| (r.token.serial.clone(), r))
         .collect();
+    let existing: HashSet<String> = stored.keys().cloned().collect();
 
     let bar = ProgressBar::new(entries.len() as u64);
     bar.set_style(
@@ -252,6 +253,12 @@ pub async fn run(cfg: &Config, store: &dyn Store, a: ImportArgs) -> anyhow::Resu
             *user = cfg.user_names.key(user);
         }
     }
+    let replaced = if a.replace {
+        super::token_replace::replaced(&p.ready, &stored)
+    } else {
+        Vec::new()
+    };
+    drop(stored);
     let assigned = p.ready.iter().filter(|t| t.token.user.is_some()).count();
     let summary = format!(
         "{} token(s) ({} assigned, {} in stock, {} replacing), {} invalid skipped, {} ignored",
@@ -275,6 +282,9 @@ pub async fn run(cfg: &Config, store: &dyn Store, a: ImportArgs) -> anyhow::Resu
     written.context("storing the tokens; nothing was imported")?;
     let reason = format!("imported {summary} from {}", a.file.display());
     super::tokens::audit(cfg, store, "", "import", "", Some(reason)).await?;
+    super::token_replace::after_import(cfg, store, &replaced, &a.file.display().to_string())
+        .await
+        .context("the tokens are imported")?;
     println!(
         "imported {summary} from {} in {:.2} s",
         a.file.display(),

@@ -59,6 +59,18 @@ pub fn open_seed(sealer: &Sealer, serial: &str, sealed: &[u8]) -> Result<Secret,
     })
 }
 
+/// Whether a token stored as `kind` with the seed `sealed` has the seed and kind of `new`
+/// (compared in constant time): a re-import of the same token, whose counter must then not
+/// go back. A seed that does not open counts as another.
+pub fn same_seed(sealer: &Sealer, new: &super::NewToken, kind: &str, sealed: &[u8]) -> bool {
+    use subtle::ConstantTimeEq;
+    if kind != kind_str(new.kind) {
+        return false;
+    }
+    open_seed(sealer, &new.serial, sealed)
+        .is_ok_and(|old| bool::from(old.expose().ct_eq(new.secret.expose())))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

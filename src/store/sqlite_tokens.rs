@@ -4,6 +4,7 @@
 //! Kept apart from `sqlite.rs` so that file stays about the core trait; the trait impl there
 //! delegates here.
 
+use super::columns::same_seed;
 use super::sqlite::{counter_to_sql, is_unique_violation, kind_str, now_unix};
 use super::sqlite_writer::sqlite_err;
 use super::{NewToken, SqliteStore, StoreError, TokenExtra, TokenFilter, TokenRecord};
@@ -25,14 +26,21 @@ impl SqliteStore {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let now = now_unix();
         let upsert = if replace {
-            // The owner stays when the new data names none; state starts afresh (a new seed
-            // or counter makes the old used step, drift and pending resync meaningless).
+            // The owner stays when the new data names none. What radmfa learned about the
+            // token stays too: disabled stays disabled, the last TOTP step used stays used
+            // (with a new seed that refuses only steps already past), and for the same seed
+            // (?15) the counter never goes back and the learned drift stays. A pending
+            // resync goes. The seed is compared under this transaction's write lock, so no
+            // login can move the counter in between.
             " ON CONFLICT (serial) DO UPDATE SET user = COALESCE(excluded.user, tokens.user), \
              kind = excluded.kind, algorithm = excluded.algorithm, digits = excluded.digits, \
-             period = excluded.period, counter = excluded.counter, last_step = NULL, \
-             enabled = 1, secret = excluded.secret, manufacturer = excluded.manufacturer, \
+             period = excluded.period, \
+             counter = CASE WHEN ?15 THEN MAX(tokens.counter, excluded.counter) \
+                 ELSE excluded.counter END, \
+             secret = excluded.secret, manufacturer = excluded.manufacturer, \
              model = excluded.model, valid_from = excluded.valid_from, \
-             valid_until = excluded.valid_until, drift = excluded.drift, \
+             valid_until = excluded.valid_until, \
+             drift = CASE WHEN ?15 THEN tokens.drift ELSE excluded.drift END, \
              resync_counter = NULL, resync_at = NULL, origin = 'import'"
         } else {
             ""
@@ -45,7 +53,15 @@ impl SqliteStore {
         );
         let mut written = 0;
         for (t, x, counter, sealed) in rows {
-            let result = sqlx::query(&sql)
+            let same_seed = replace && {
+                let stored: Option<(String, Vec<u8>)> =
+                    sqlx::query_as("SELECT kind, secret FROM tokens WHERE serial = ?1")
+                        .bind(&t.serial)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                stored.is_some_and(|(kind, old)| same_seed(&self.sealer, t, &kind, &old))
+            };
+            let query = sqlx::query(&sql)
                 .bind(&t.serial)
                 .bind(&t.user)
                 .bind(kind_str(t.kind))
@@ -59,9 +75,13 @@ impl SqliteStore {
                 .bind(&x.model)
                 .bind(x.valid_from)
                 .bind(x.valid_until)
-                .bind(x.drift)
-                .execute(&mut *tx)
-                .await;
+                .bind(x.drift);
+            let query = if replace {
+                query.bind(same_seed)
+            } else {
+                query
+            };
+            let result = query.execute(&mut *tx).await;
             match result {
                 Ok(done) => written += done.rows_affected(),
                 // Dropping `tx` rolls everything back.

@@ -59,7 +59,7 @@ where
     delete_user_removes_everything_of_that_user(&*make().await).await;
     inventory_import_list_assign_enable_delete(&*make().await).await;
     import_is_all_or_nothing(&*make().await).await;
-    import_replace_keeps_owner_and_resets_state(&*make().await).await;
+    import_replace_keeps_owner_and_what_was_learned(&*make().await).await;
     totp_drift_is_stored_with_the_step(&*make().await).await;
     hotp_resync_pending_round_trips(&*make().await).await;
     race_import_same_serial(make().await).await;
@@ -1299,7 +1299,7 @@ pub async fn import_is_all_or_nothing(store: &dyn Store) {
     assert_eq!(store.import_tokens(&[], false).await.unwrap(), 0);
 }
 
-pub async fn import_replace_keeps_owner_and_resets_state(store: &dyn Store) {
+pub async fn import_replace_keeps_owner_and_what_was_learned(store: &dyn Store) {
     let id = store
         .add_token(totp("T1", Some("alice"), b"old"))
         .await
@@ -1323,9 +1323,30 @@ pub async fn import_replace_keeps_owner_and_resets_state(store: &dyn Store) {
         (r.token.kind, r.token.counter, r.token.digits),
         (TokenKind::Hotp, 9, 6)
     );
-    assert_eq!(r.token.last_step, None);
-    assert!(r.token.enabled, "a replaced token is back in service");
+    // Used steps stay used (with the new seed they refuse only the past), and a token
+    // disabled as lost is not put back in service by a file.
+    assert_eq!(r.token.last_step, Some(T / 30));
+    assert!(!r.token.enabled, "a disabled token came back in service");
     assert_eq!(r.extra, extra("Acme"));
+    // The same seed again with a lower counter: the counter does not go back.
+    store.set_token_enabled("T1", true).await.unwrap();
+    assert!(store.advance_hotp_counter(r.token.id, 9, 15).await.unwrap());
+    let mut again = hotp("T1", None, b"new-seed", 2);
+    again.digits = 6;
+    store
+        .import_tokens(&[(again.clone(), extra("Acme"))], true)
+        .await
+        .unwrap();
+    let r = store.token_record("T1").await.unwrap().unwrap();
+    assert_eq!(r.token.counter, 15, "the same seed's counter went back");
+    // Another seed starts where its file says.
+    again.secret = Secret::new(b"other-seed".to_vec());
+    store
+        .import_tokens(&[(again, extra("Acme"))], true)
+        .await
+        .unwrap();
+    let r = store.token_record("T1").await.unwrap().unwrap();
+    assert_eq!(r.token.counter, 2);
     // A replacement that names an owner moves the token.
     store
         .import_tokens(

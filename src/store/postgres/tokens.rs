@@ -8,6 +8,7 @@ use sqlx::{Postgres, QueryBuilder, Row};
 
 use super::to_u32;
 use super::{counter_to_sql, is_unique_violation, kind_str, now_unix, to_u64, PgStore};
+use crate::store::columns::same_seed;
 use crate::store::{
     NewToken, StoreError, TokenExtra, TokenFilter, TokenRecord, UserProfile, UserSnapshot,
     UserStatus,
@@ -111,15 +112,19 @@ impl PgStore {
         let mut tx = sqlx::Connection::begin(w.conn()).await?;
         let now = now_unix();
         let upsert = if replace {
-            // The owner stays when the new data names none; state starts afresh (a new seed
-            // or counter makes the old used step, drift and pending resync meaningless).
+            // As in the SQLite store: what radmfa learned about the token stays, and for the
+            // same seed ($15) the counter never goes back. The seed is read FOR UPDATE, so
+            // no login on any node moves the counter in between.
             " ON CONFLICT (serial) DO UPDATE SET \
              username = COALESCE(excluded.username, tokens.username), \
              kind = excluded.kind, algorithm = excluded.algorithm, digits = excluded.digits, \
-             period = excluded.period, counter = excluded.counter, last_step = NULL, \
-             enabled = TRUE, secret = excluded.secret, manufacturer = excluded.manufacturer, \
+             period = excluded.period, \
+             counter = CASE WHEN $15 THEN GREATEST(tokens.counter, excluded.counter) \
+                 ELSE excluded.counter END, \
+             secret = excluded.secret, manufacturer = excluded.manufacturer, \
              model = excluded.model, valid_from = excluded.valid_from, \
-             valid_until = excluded.valid_until, drift = excluded.drift, \
+             valid_until = excluded.valid_until, \
+             drift = CASE WHEN $15 THEN tokens.drift ELSE excluded.drift END, \
              resync_counter = NULL, resync_at = NULL, origin = 'import'"
         } else {
             ""
@@ -133,7 +138,15 @@ impl PgStore {
         );
         let mut written = 0;
         for (t, x, counter, sealed) in rows {
-            let result = sqlx::query(&sql)
+            let same_seed = replace && {
+                let stored: Option<(String, Vec<u8>)> =
+                    sqlx::query_as("SELECT kind, secret FROM tokens WHERE serial = $1 FOR UPDATE")
+                        .bind(&t.serial)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                stored.is_some_and(|(kind, old)| same_seed(&self.sealer, t, &kind, &old))
+            };
+            let query = sqlx::query(&sql)
                 .bind(&t.serial)
                 .bind(&t.user)
                 .bind(kind_str(t.kind))
@@ -147,9 +160,13 @@ impl PgStore {
                 .bind(&x.model)
                 .bind(x.valid_from)
                 .bind(x.valid_until)
-                .bind(x.drift)
-                .execute(&mut *tx)
-                .await;
+                .bind(x.drift);
+            let query = if replace {
+                query.bind(same_seed)
+            } else {
+                query
+            };
+            let result = query.execute(&mut *tx).await;
             match result {
                 Ok(done) => written += done.rows_affected(),
                 // Dropping `tx` rolls everything back.

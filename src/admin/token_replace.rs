@@ -1,0 +1,80 @@
+//! `token import --replace` over tokens already in the inventory. A file overwrites the
+//! token's definition (seed, algorithm, owner if it names one), not what radmfa learned
+//! about it since: a token disabled as lost stays disabled, the last TOTP step used stays
+//! used, and an HOTP counter re-imported with the same seed does not go back (the codes
+//! below it were used, or skipped past) — all that in the store's import transaction. Here:
+//! a token given to someone else by the file no longer counts for its previous owner's
+//! remembered logins, as with `token assign`, and each replaced token is audited.
+
+use std::collections::HashMap;
+
+use crate::config::Config;
+use crate::import::ImportedToken;
+use crate::store::{Store, TokenRecord};
+
+/// A stored token the file replaces.
+pub struct Replaced {
+    serial: String,
+    /// The owner now, after the import.
+    owner: Option<String>,
+    /// The owner before, when the file gave the token to someone else.
+    taken_from: Option<String>,
+}
+
+/// The stored tokens `ready` replaces.
+pub fn replaced(ready: &[ImportedToken], stored: &HashMap<String, TokenRecord>) -> Vec<Replaced> {
+    let mut replaced = Vec::new();
+    for t in ready {
+        let Some(old) = stored.get(&t.token.serial) else {
+            continue;
+        };
+        let (new, old) = (&t.token, &old.token);
+        let taken_from = match (&old.user, &new.user) {
+            (Some(before), Some(now)) if before != now => Some(before.clone()),
+            _ => None,
+        };
+        replaced.push(Replaced {
+            serial: new.serial.clone(),
+            owner: new.user.clone().or_else(|| old.user.clone()),
+            taken_from,
+        });
+    }
+    replaced
+}
+
+/// After the import: forgets the remembered logins of previous owners and audits each
+/// replaced token under its owner. Every step is tried; the first error is returned.
+pub async fn after_import(
+    cfg: &Config,
+    store: &dyn Store,
+    replaced: &[Replaced],
+    file: &str,
+) -> anyhow::Result<()> {
+    let mut first_error = None;
+    for r in replaced {
+        let mut what = format!("token {} replaced from {file}", r.serial);
+        if let Some(old) = &r.taken_from {
+            what.push_str(&format!(" (was {old}'s)"));
+            match store.forget_logins(old).await {
+                Ok(0) => {}
+                Ok(n) => what.push_str(&format!("; {n} remembered login(s) of {old} forgotten")),
+                Err(e) => {
+                    what.push_str(&format!(
+                        "; forgetting the remembered logins of {old} failed"
+                    ));
+                    first_error.get_or_insert(anyhow::Error::new(e).context(format!(
+                        "token {}: run `radmfa user forget {old}`",
+                        r.serial
+                    )));
+                }
+            }
+        }
+        let owner = r.owner.as_deref().unwrap_or_default();
+        if let Err(e) =
+            super::tokens::audit(cfg, store, owner, "replace", &r.serial, Some(what)).await
+        {
+            first_error.get_or_insert(e);
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
