@@ -324,6 +324,12 @@ fn encrypted_pskc_with_wrong_key_or_passphrase_imports_nothing() {
     let (ok, _, err) = a.import(&pb, &[]);
     assert!(!ok && err.contains("--passphrase-file"), "{err}");
     assert!(a.tokens().is_empty());
+    // A key given for a file that turns out not encrypted: perhaps not the file expected.
+    let plain = a.path("plain.pskcxml");
+    make_pskc(&plain, &tokens, &[]);
+    let (ok, _, err) = a.import(&plain, &["--key-file", good_key.to_str().unwrap()]);
+    assert!(!ok && err.contains("has no encrypted values"), "{err}");
+    assert!(a.tokens().is_empty());
 
     // One altered value under the right key: that key's MAC fails, nothing is imported.
     let text = std::fs::read_to_string(&cbc).unwrap();

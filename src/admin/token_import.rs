@@ -157,6 +157,12 @@ fn decryption(need: &Need, a: &ImportArgs) -> anyhow::Result<Decryption> {
         _ => None,
     };
     Ok(match need {
+        Need::Nothing if key.is_some() || pass.is_some() => bail!(
+            "this file has no encrypted values, but a key or passphrase was given (--key, \
+             --key-file, --passphrase, --passphrase-file, RADMFA_IMPORT_KEY or \
+             RADMFA_IMPORT_PASSPHRASE): refused, in case the encrypted file you expected was \
+             replaced; import it without them if it is the file you meant"
+        ),
         Need::Nothing => Decryption::None,
         Need::Key { .. } => match (key, pass) {
             (Some(k), _) => Decryption::Key(k),

@@ -60,11 +60,11 @@ pub fn need(root: Node<'_, '_>) -> Result<Need, ImportError> {
                 name: text(dk, &["MasterKeyName"]),
             });
         }
-        if has_encrypted_values(root) {
-            return Ok(Need::Key {
-                name: text(ek, &["KeyName"]),
-            });
-        }
+        // Encrypted, whether or not its values still are: a file that names a key but holds
+        // only plain values was altered, or is not what it says.
+        return Ok(Need::Key {
+            name: text(ek, &["KeyName"]),
+        });
     } else if has_encrypted_values(root) {
         return Ok(Need::Key { name: None });
     }
@@ -192,14 +192,36 @@ impl Envelope {
         crypto::decrypt(cipher, key.expose(), &data)
     }
 
+    /// Whether the file's values are encrypted (it came with a key or passphrase).
+    pub fn encrypted(&self) -> bool {
+        self.key.is_some()
+    }
+
     /// Reads a data element (`Secret`, `Counter`, …): its plain text, or its decrypted bytes
-    /// after the `ValueMAC` over IV ‖ ciphertext verified (constant time).
+    /// after the `ValueMAC` over IV ‖ ciphertext verified (constant time). Errors start
+    /// with the element's name.
     pub fn value(&self, elem: Node<'_, '_>) -> Result<Value, ValueError> {
-        if let Some(p) = text(elem, &["PlainValue"]) {
-            return Ok(Value::Plain(p));
-        }
-        let Some(ev) = child(elem, "EncryptedValue") else {
-            return Err(ValueError::Other("no PlainValue or EncryptedValue".into()));
+        let name = elem.tag_name().name();
+        self.value_of(elem).map_err(|e| match e {
+            ValueError::Crypto(m) => ValueError::Crypto(format!("{name}: {m}")),
+            ValueError::Other(m) => ValueError::Other(format!("{name}: {m}")),
+        })
+    }
+
+    fn value_of(&self, elem: Node<'_, '_>) -> Result<Value, ValueError> {
+        let plain = text(elem, &["PlainValue"]);
+        let encrypted = child(elem, "EncryptedValue");
+        let ev = match (plain, encrypted) {
+            (Some(_), Some(_)) => {
+                return Err(ValueError::Other(
+                    "both PlainValue and EncryptedValue; which one is meant?".into(),
+                ))
+            }
+            (Some(p), None) => return Ok(Value::Plain(p)),
+            (None, Some(ev)) => ev,
+            (None, None) => {
+                return Err(ValueError::Other("no PlainValue or EncryptedValue".into()))
+            }
         };
         let (cipher, data) = cipher_and_data(ev).map_err(ValueError::Other)?;
         match (text(elem, &["ValueMAC"]), &self.mac) {

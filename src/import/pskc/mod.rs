@@ -10,7 +10,7 @@ pub use envelope::Need;
 use roxmltree::{Document, Node};
 
 use self::envelope::{b64, Envelope, Value, ValueError};
-use self::xml::{child, children, line, text};
+use self::xml::{child, children, text, Lines};
 use crate::import::{check_token, Decryption, Entry, ImportError, ImportedToken, Problem};
 use crate::secret::Secret;
 use crate::store::{user_key, NewToken, OtpAlgorithm, TokenExtra, TokenKind};
@@ -37,6 +37,7 @@ pub fn need(bytes: &[u8]) -> Result<Need, ImportError> {
 
 pub fn parse(bytes: &[u8], decryption: &Decryption) -> Result<Vec<Entry>, ImportError> {
     let doc = document(bytes)?;
+    let lines = Lines::of(doc.input_text());
     let root = doc.root_element();
     let env = Envelope::open(root, decryption)?;
     let mut out = Vec::new();
@@ -45,7 +46,7 @@ pub fn parse(bytes: &[u8], decryption: &Decryption) -> Result<Vec<Entry>, Import
     for (i, pkg) in children(root, "KeyPackage").enumerate() {
         let keys: Vec<_> = children(pkg, "Key").collect();
         for (j, key) in keys.iter().enumerate() {
-            let mut origin = format!("KeyPackage {} (line {})", i + 1, line(&doc, pkg));
+            let mut origin = format!("KeyPackage {} (line {})", i + 1, lines.line(pkg));
             if keys.len() > 1 {
                 origin = format!("{origin} Key {}", j + 1);
             }
@@ -156,16 +157,30 @@ fn data_int<T: TryFrom<i128>>(
         Value::Plain(s) => s
             .parse()
             .map_err(|_| ValueError::Other(format!("{name} {s:?} is not a whole number")))?,
-        // Encrypted integers are big-endian bytes (RFC 6030 §4.3.5 xs:long).
-        Value::Decrypted(b) if b.len() <= 8 => b
-            .expose()
-            .iter()
-            .fold(0i128, |acc, x| (acc << 8) | i128::from(*x)),
-        Value::Decrypted(_) => return Err(ValueError::Other(format!("{name} is too long"))),
+        // Encrypted integers are big-endian bytes of an xs:long (RFC 6030 §4.3.5): signed,
+        // two's complement (an encrypted TimeDrift of -4 is FF FF FF FC).
+        Value::Decrypted(b) if !b.is_empty() && b.len() <= 8 => xs_long(b.expose()),
+        Value::Decrypted(_) => {
+            return Err(ValueError::Other(format!(
+                "{name} is not 1 to 8 bytes long"
+            )))
+        }
     };
     T::try_from(n)
         .map(Some)
         .map_err(|_| ValueError::Other(format!("{name} {n} is out of range")))
+}
+
+/// Big-endian two's complement bytes (1 to 8 of them) as a number.
+fn xs_long(bytes: &[u8]) -> i128 {
+    let start = if bytes.first().is_some_and(|b| b & 0x80 != 0) {
+        -1i128
+    } else {
+        0
+    };
+    bytes
+        .iter()
+        .fold(start, |acc, x| (acc << 8) | i128::from(*x))
 }
 
 type KeyRead = (NewToken, TokenExtra, bool);
@@ -196,6 +211,16 @@ fn read_key(
             )));
         }
     }
+    // RFC 6030 §4.3.4: with CheckDigits the device appends a Luhn digit that Length does
+    // not count. Stored as Length digits, the token's codes would never verify.
+    if format
+        .and_then(|f| f.attribute("CheckDigits"))
+        .is_some_and(|c| c.trim().eq_ignore_ascii_case("true") || c.trim() == "1")
+    {
+        return Err(other(
+            "ResponseFormat CheckDigits=\"true\": codes with a Luhn check digit are not supported",
+        ));
+    }
     let digits = match format.and_then(|f| f.attribute("Length")) {
         Some(l) => l
             .trim()
@@ -208,6 +233,14 @@ fn read_key(
         other("no Data/Secret (keys derived from a master key, RFC 6030 Figure 4, cannot be imported)")
     })?;
     let (secret, encrypted) = match env.value(secret_elem)? {
+        // In a file that is encrypted, a seed in plain text is one nobody protected: someone
+        // who altered the file in transit would choose it. Refused, not read.
+        Value::Plain(_) if env.encrypted() => {
+            return Err(other(
+                "Secret: PlainValue in an encrypted file (its seeds must be encrypted; an \
+                 altered file could choose this one)",
+            ))
+        }
         Value::Plain(s) => (
             Secret::new(b64(&s).map_err(|e| other(&format!("Secret {e}")))?),
             false,

@@ -207,3 +207,109 @@ fn not_pskc_is_refused() {
     assert!(parse(b"<KeyContainer", &Decryption::None).is_err());
     assert!(parse(&[0xff, 0xfe, 0x3c], &Decryption::None).is_err());
 }
+
+#[test]
+fn encrypted_integers_are_signed() {
+    assert_eq!(xs_long(&[0xff, 0xff, 0xff, 0xfc]), -4);
+    assert_eq!(xs_long(&[0x00, 0x00, 0x00, 0x2a]), 42);
+    assert_eq!(xs_long(&[0x80]), -128);
+    assert_eq!(
+        xs_long(&[0x7f; 8]),
+        i128::from(i64::from_be_bytes([0x7f; 8]))
+    );
+}
+
+/// In an encrypted file every seed must be encrypted: a Secret put there in plain text (or
+/// beside its encrypted value) would be the seed of whoever altered the file.
+#[test]
+fn a_plain_secret_in_an_encrypted_file_is_refused() {
+    let text = std::str::from_utf8(figure!("6")).unwrap();
+    let start = text.find("<EncryptedValue>").unwrap();
+    let end = text.find("</ValueMAC>").unwrap() + "</ValueMAC>".len();
+    let plain = format!(
+        "{}<PlainValue>MTIzNDU2Nzg5MDEyMzQ1Njc4OTA=</PlainValue>{}",
+        &text[..start],
+        &text[end..]
+    );
+    let both = text.replace(
+        "<EncryptedValue>",
+        "<PlainValue>MTIzNDU2Nzg5MDEyMzQ1Njc4OTA=</PlainValue><EncryptedValue>",
+    );
+    for (what, altered) in [("plain", plain), ("both", both)] {
+        let e = parse(altered.as_bytes(), &key("12345678901234567890123456789012")).unwrap();
+        assert!(tokens(&e).is_empty(), "{what}");
+        match &e[0] {
+            Entry::Invalid(p) => assert!(p.message.starts_with("Secret: "), "{what}: {p}"),
+            other => panic!("{what}: {other:?}"),
+        }
+    }
+    // Even with every value made plain, the file still names its key: a key is needed, and
+    // the plain seed refused.
+    let text = std::str::from_utf8(figure!("6")).unwrap();
+    let start = text.find("<EncryptedValue>").unwrap();
+    let end = text.find("</ValueMAC>").unwrap() + "</ValueMAC>".len();
+    let all_plain = format!(
+        "{}<PlainValue>MTIzNDU2Nzg5MDEyMzQ1Njc4OTA=</PlainValue>{}",
+        &text[..start],
+        &text[end..]
+    );
+    assert!(matches!(
+        parse(all_plain.as_bytes(), &Decryption::None),
+        Err(ImportError::KeyNeeded(_))
+    ));
+}
+
+/// A value's error names its element, and a Luhn check digit is refused by name.
+#[test]
+fn value_errors_name_the_element_and_check_digits_are_refused() {
+    let text = String::from_utf8(figure!("3").to_vec()).unwrap();
+    let empty_counter = text.replace(
+        "<Counter>\n                    <PlainValue>0</PlainValue>\n                </Counter>",
+        "<Counter></Counter>",
+    );
+    assert_ne!(empty_counter, text, "figure 3's Counter changed");
+    let e = parse(empty_counter.as_bytes(), &Decryption::None).unwrap();
+    match &e[0] {
+        Entry::Invalid(p) => assert!(
+            p.message == "Counter: no PlainValue or EncryptedValue",
+            "{p}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    let luhn = text.replace(
+        "Encoding=\"DECIMAL\"/>",
+        "Encoding=\"DECIMAL\" CheckDigits=\"true\"/>",
+    );
+    assert_ne!(luhn, text);
+    let e = parse(luhn.as_bytes(), &Decryption::None).unwrap();
+    assert!(
+        matches!(&e[0], Entry::Invalid(p) if p.message.contains("CheckDigits")),
+        "{:?}",
+        e[0]
+    );
+}
+
+/// Line numbers come from one index of the file, and are right.
+#[test]
+fn line_numbers_point_at_each_key_package() {
+    let pkg = "<KeyPackage><Key Id=\"x\" Algorithm=\"urn:ietf:params:xml:ns:keyprov:pskc:hotp\"><Data><Secret><PlainValue>MTIzNA==</PlainValue></Secret></Data></Key></KeyPackage>";
+    let text = format!(
+        "<?xml version=\"1.0\"?>\n<KeyContainer Version=\"1.0\" xmlns=\"urn:ietf:params:xml:ns:keyprov:pskc\">\n{pkg}\n\n{pkg}{pkg}\n</KeyContainer>\n"
+    );
+    let e = parse(text.as_bytes(), &Decryption::None).unwrap();
+    let origins: Vec<String> = e
+        .iter()
+        .map(|e| match e {
+            Entry::Invalid(p) => p.origin.clone(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        origins,
+        [
+            "KeyPackage 1 (line 3)",
+            "KeyPackage 2 (line 5)",
+            "KeyPackage 3 (line 5)"
+        ]
+    );
+}
