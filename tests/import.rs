@@ -206,6 +206,15 @@ fn duplicates_replace_and_mapping_file() {
         !ok && err.contains("line 2: serial B1 appears again (first at line 1)"),
         "{err}"
     );
+    // Not even with --skip-invalid: which of the two seeds is right is not known.
+    let (ok, out, err) = a.import(&twice, &["--skip-invalid"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("imported 0 token(s)"), "{out}");
+    assert!(
+        err.contains("line 1: serial B1 appears again at line 2"),
+        "{err}"
+    );
+    assert!(!a.tokens().iter().any(|t| t["serial"] == "B1"));
     // A map line naming a serial the file lacks.
     let bad_map = a.write("bad-map.csv", "ZZ,bob\n");
     let (ok, _, err) = a.import(&f, &["--replace", "--map", bad_map.to_str().unwrap()]);

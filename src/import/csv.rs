@@ -240,6 +240,20 @@ fn row(
     let (mut period, mut counter) = (d.period, 0u64);
     match kind {
         TokenKind::Totp => {
+            // A counter says HOTP. Without a type column every row is read as TOTP, and the
+            // counter would be dropped without a word.
+            if let Some(v) = get(Column::Counter) {
+                if !cols.contains(&Column::Type) {
+                    return Err(format!(
+                        "counter {} but no type column: add one (hotp or totp per row); \
+                         without it every row is a TOTP token",
+                        shown(v)
+                    ));
+                }
+                if v != "0" {
+                    return Err(format!("counter {} given for a TOTP token", shown(v)));
+                }
+            }
             if let Some(v) = get(Column::Interval).or(either) {
                 period = number("time interval", v)?;
             }
@@ -368,6 +382,25 @@ mod tests {
         assert_eq!(t.origin, "line 2");
         let bad = tokens("serial,secret,colour\nA,B,C\n");
         assert!(bad[0].as_ref().unwrap_err().contains("colour"), "{bad:?}");
+    }
+
+    #[test]
+    fn a_counter_needs_a_type_column() {
+        let got = tokens(&format!("serial,secret,counter\nH1,{B32},7\n"));
+        let e = got[0].as_ref().unwrap_err();
+        assert!(
+            e.starts_with("line 2: counter \"7\" but no type column"),
+            "{e}"
+        );
+        let got = tokens(&format!(
+            "serial,secret,type,counter\nT1,{HEX},totp,0\nT2,{HEX},totp,5\nH1,{HEX},hotp,5\n"
+        ));
+        assert!(got[0].is_ok(), "{:?}", got[0]);
+        assert_eq!(
+            got[1].as_ref().unwrap_err(),
+            "line 3: counter \"5\" given for a TOTP token"
+        );
+        assert_eq!(got[2].as_ref().unwrap().token.counter, 5);
     }
 
     #[test]

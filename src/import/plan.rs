@@ -53,6 +53,9 @@ pub fn plan(
 ) -> Plan {
     let mut out = Plan::default();
     let mut seen: HashMap<String, String> = HashMap::new();
+    // Serials the file has more than once: which of its seeds is right is not known, so none
+    // of them is imported (with --skip-invalid either).
+    let mut repeated: HashMap<String, Vec<String>> = HashMap::new();
     for entry in entries {
         tick();
         let mut t = match entry {
@@ -67,6 +70,10 @@ pub fn plan(
             }
         };
         if let Some(first) = seen.get(&t.token.serial) {
+            repeated
+                .entry(t.token.serial.clone())
+                .or_default()
+                .push(t.origin.clone());
             out.problems.push(Problem {
                 origin: t.origin,
                 message: format!("serial {} appears again (first at {first})", t.token.serial),
@@ -91,6 +98,26 @@ pub fn plan(
             t.token.user = Some(user.clone());
         }
         out.ready.push(t);
+    }
+    if !repeated.is_empty() {
+        let (keep, dropped): (Vec<_>, Vec<_>) = std::mem::take(&mut out.ready)
+            .into_iter()
+            .partition(|t| !repeated.contains_key(&t.token.serial));
+        out.ready = keep;
+        for t in dropped {
+            if existing.contains(&t.token.serial) {
+                out.replacing -= 1;
+            }
+            let again = repeated[&t.token.serial].join(", ");
+            out.problems.push(Problem {
+                origin: t.origin,
+                message: format!(
+                    "serial {} appears again at {again}; which seed is right is not known, \
+                     so none is imported",
+                    t.token.serial
+                ),
+            });
+        }
     }
     for (serial, (_, line)) in map {
         if !seen.contains_key(serial) {

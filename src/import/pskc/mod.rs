@@ -193,7 +193,17 @@ fn read_key(
     pkg: Node<'_, '_>,
     key: Node<'_, '_>,
 ) -> Result<Option<KeyRead>, ValueError> {
-    let Some(kind) = oath_kind(key.attribute("Algorithm").unwrap_or("")) else {
+    let uri = key.attribute("Algorithm").unwrap_or("");
+    let Some(kind) = oath_kind(uri) else {
+        // A PIN or OCRA key is left out with a note. A vendor's spelling of an OATH
+        // algorithm (`…:hotp-sha256`) is a token that would go missing without an error.
+        let lower = uri.to_ascii_lowercase();
+        if lower.contains("hotp") || lower.contains("totp") {
+            return Err(ValueError::Other(format!(
+                "Algorithm {uri:?} is not the PSKC HOTP or TOTP URI \
+                 (urn:ietf:params:xml:ns:keyprov:pskc:hotp or …:totp); not imported"
+            )));
+        }
         return Ok(None);
     };
     let other = |m: &str| ValueError::Other(m.to_string());

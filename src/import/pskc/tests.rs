@@ -313,3 +313,18 @@ fn line_numbers_point_at_each_key_package() {
         ]
     );
 }
+
+/// A vendor's own spelling of an OATH algorithm is an error, not a key left out quietly.
+#[test]
+fn an_unknown_oath_algorithm_uri_is_an_error() {
+    let text = String::from_utf8(figure!("2").to_vec()).unwrap();
+    let text = text
+        .replace("MTIzNA==", "MTIzNDU2Nzg5MDEyMzQ1Njc4OTA=")
+        .replace("pskc:hotp", "pskc:hotp-sha256");
+    let e = parse(text.as_bytes(), &Decryption::None).unwrap();
+    assert!(
+        matches!(&e[0], Entry::Invalid(p) if p.message.contains("hotp-sha256")),
+        "{:?}",
+        e[0]
+    );
+}
