@@ -1143,6 +1143,18 @@ fn user_without_factor_follows_client_policy() {
     assert_eq!(audit[0]["mode"], "primary-only");
     // Still needs the right password.
     assert_eq!(code_of(&py_password(&srv, "bob", "wrong")), "Access-Reject");
+    // A token taken out of service (reported lost) is not "no factor enrolled": the
+    // password alone does not do.
+    let out = srv.cli(&["token", "list", "--user", "alice", "--json"]);
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let serial = list[0]["serial"].as_str().unwrap().to_string();
+    assert!(srv.cli(&["token", "disable", &serial]).status.success());
+    let r = py_password(&srv, "alice", ALICE_PW);
+    assert_eq!(code_of(&r), "Access-Reject", "{r}");
+    assert_eq!(
+        srv.audit_json("alice")[0]["reason"],
+        "the user's tokens are disabled"
+    );
 }
 
 #[test]

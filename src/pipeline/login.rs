@@ -160,6 +160,16 @@ pub async fn start(
             ),
         ));
     }
+    if usable.is_empty() && view.has_disabled_tokens {
+        // The admin took the user's token out of service: that is not "never enrolled", and
+        // no_factor = "allow" must not turn it into a login with the password alone.
+        return Ok(Verdict::reject("the user's tokens are disabled")
+            .with_info(Some(info))
+            .with_reply(
+                Reply::reject()
+                    .with_message("Your second factor is disabled. Contact your administrator."),
+            ));
+    }
     if usable.is_empty() {
         return Ok(match ctx.client.no_factor {
             NoFactorPolicy::Allow => Verdict::accept(

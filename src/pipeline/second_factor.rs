@@ -69,6 +69,8 @@ impl Standing {
 pub struct UserView {
     /// The enabled tokens with their inventory data (drift, resync state, validity).
     pub tokens: Vec<TokenRecord>,
+    /// The user holds tokens that are all or partly disabled (reported lost, say).
+    pub has_disabled_tokens: bool,
     pub standing: Standing,
     pub profile: UserProfile,
 }
@@ -77,8 +79,10 @@ pub async fn user_view(app: &AppState, user: &str) -> Result<UserView, StoreErro
     // Before the read: a wrong code counted after it shows as a changed count.
     let seen = app.code_turns.seen(user);
     let mut snap = app.store.user_snapshot(user).await?;
+    let has_disabled_tokens = snap.tokens.iter().any(|r| !r.token.enabled);
     snap.tokens.retain(|r| r.token.enabled);
     Ok(UserView {
+        has_disabled_tokens,
         standing: Standing::of(app, &snap.status, seen),
         tokens: snap.tokens,
         profile: snap.profile,
