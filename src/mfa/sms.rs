@@ -1,7 +1,8 @@
-//! One-way SMS codes: generated uniformly, sent once, stored only as salt ‖ HMAC-SHA256(salt,
-//! code) and compared in constant time. A stolen database row does not reveal a code by
-//! itself, and a code answers nothing without the State of its challenge, which only the NAS
-//! holds (the store keeps the State's hash).
+//! One-way SMS codes: generated uniformly, sent once, stored only as salt ‖ HMAC-SHA256(key,
+//! salt ‖ code) and compared in constant time. The key comes from the store's key file
+//! ([`crate::store::Sealer::code_key`]): without it, a code's million candidates cannot be
+//! tried against a row read from the database. A code also answers nothing without the State
+//! of its challenge, which only the NAS holds (the store keeps the State's hash).
 
 use hmac::{Hmac, Mac};
 use rand::Rng;
@@ -20,15 +21,17 @@ pub fn new_code(len: u32) -> Secret {
     Secret::from(code)
 }
 
-fn mac(salt: &[u8]) -> Hmac<Sha256> {
+fn mac(key: &[u8], salt: &[u8]) -> Hmac<Sha256> {
     // HMAC takes keys of any length; this cannot fail.
-    Hmac::<Sha256>::new_from_slice(salt).expect("HMAC accepts any key length")
+    let mut m = Hmac::<Sha256>::new_from_slice(key).expect("HMAC accepts any key length");
+    m.update(salt);
+    m
 }
 
-/// salt ‖ HMAC-SHA256(salt, code).
-pub fn hash_code(code: &Secret) -> Vec<u8> {
+/// salt ‖ HMAC-SHA256(key, salt ‖ code).
+pub fn hash_code(key: &[u8], code: &Secret) -> Vec<u8> {
     let salt: [u8; SALT_LEN] = rand::random();
-    let mut m = mac(&salt);
+    let mut m = mac(key, &salt);
     m.update(code.expose());
     let mut out = salt.to_vec();
     out.extend_from_slice(&m.finalize().into_bytes());
@@ -36,12 +39,12 @@ pub fn hash_code(code: &Secret) -> Vec<u8> {
 }
 
 /// Constant-time check of a typed code against [`hash_code`]'s output.
-pub fn verify_code(stored: &[u8], typed: &str) -> bool {
+pub fn verify_code(key: &[u8], stored: &[u8], typed: &str) -> bool {
     if stored.len() <= SALT_LEN {
         return false;
     }
     let (salt, tag) = stored.split_at(SALT_LEN);
-    let mut m = mac(salt);
+    let mut m = mac(key, salt);
     m.update(typed.trim().as_bytes());
     m.verify_slice(tag).is_ok()
 }
@@ -71,16 +74,20 @@ mod tests {
     }
 
     #[test]
-    fn hash_verifies_only_the_code_and_is_salted() {
+    fn hash_verifies_only_the_code_and_is_salted_and_keyed() {
+        let key = [7u8; 32];
         let code = Secret::from("123456");
-        let h = hash_code(&code);
-        assert!(verify_code(&h, "123456"));
-        assert!(verify_code(&h, " 123456 "));
-        assert!(!verify_code(&h, "123457"));
-        assert!(!verify_code(&h, ""));
-        assert!(!verify_code(&h[..10], "123456"));
-        assert_ne!(h, hash_code(&code), "salted");
+        let h = hash_code(&key, &code);
+        assert!(verify_code(&key, &h, "123456"));
+        assert!(verify_code(&key, &h, " 123456 "));
+        assert!(!verify_code(&key, &h, "123457"));
+        assert!(!verify_code(&key, &h, ""));
+        assert!(!verify_code(&key, &h[..10], "123456"));
+        assert_ne!(h, hash_code(&key, &code), "salted");
         assert!(!h.windows(6).any(|w| w == b"123456"));
+        // Without the key, the row tells nothing: another key does not verify the code.
+        assert!(!verify_code(&[8u8; 32], &h, "123456"));
+        assert!(!verify_code(&[], &h, "123456"));
     }
 
     #[test]

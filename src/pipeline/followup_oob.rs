@@ -65,7 +65,7 @@ pub async fn sms_code(
     let good = txn
         .code_hash
         .as_deref()
-        .is_some_and(|h| verify_code(h, typed));
+        .is_some_and(|h| verify_code(app.store.sms_code_key(), h, typed));
     if !good {
         let locked = second_factor::count_failure(app, &turn, user, "wrong answers").await?;
         drop(turn);

@@ -228,7 +228,7 @@ pub async fn send_sms(
         nas: ctx.client.name.clone(),
         kind: OobKind::Sms,
         phone: phone.to_string(),
-        code_hash: Some(sms::hash_code(&code)),
+        code_hash: Some(sms::hash_code(app.store.sms_code_key(), &code)),
         status: OobStatus::Pending,
         reason: None,
         provider_ref: None,

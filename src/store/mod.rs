@@ -322,6 +322,10 @@ pub struct AuditCount {
 /// All user-name arguments are keys made by [`user_key`].
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
+    /// The key one-time SMS codes are hashed with: from the key file, like the seeds' key,
+    /// so every node of a cluster has it and the database alone does not.
+    fn sms_code_key(&self) -> &[u8];
+
     // --- tokens ---
     /// Creates a token; `Conflict` if the serial exists.
     async fn add_token(&self, token: NewToken) -> Result<i64, StoreError>;

@@ -73,6 +73,10 @@ impl PgStore {
 
 #[async_trait]
 impl Store for PgStore {
+    fn sms_code_key(&self) -> &[u8] {
+        self.sealer.code_key()
+    }
+
     // --- tokens ---
 
     async fn add_token(&self, token: NewToken) -> Result<i64, StoreError> {

@@ -42,6 +42,10 @@ pub const KEY_CHECK_AAD: &str = "radmfa:key_check";
 #[derive(Clone)]
 pub struct Sealer {
     cipher: Arc<XChaCha20Poly1305>,
+    /// HMAC key for one-time SMS codes, derived from the store key: a code's stored hash
+    /// cannot be brute-forced (a 6-digit code has a million candidates) by someone who
+    /// reads the database without the key file.
+    code_key: Arc<Zeroizing<[u8; KEY_LEN]>>,
 }
 
 impl fmt::Debug for Sealer {
@@ -58,9 +62,22 @@ impl Sealer {
     }
 
     fn from_key_ref(key: &[u8; KEY_LEN]) -> Self {
+        use hmac::{Hmac, Mac};
+        // A separate key per use: HMAC-SHA256(store key, label), never the AEAD key itself.
+        let mut derive =
+            <Hmac<sha2::Sha256> as Mac>::new_from_slice(key).expect("HMAC accepts any key length");
+        derive.update(b"radmfa: SMS code hash key v1");
+        let mut code_key = Zeroizing::new([0u8; KEY_LEN]);
+        code_key.copy_from_slice(&derive.finalize().into_bytes());
         Sealer {
             cipher: Arc::new(XChaCha20Poly1305::new(Key::from_slice(key))),
+            code_key: Arc::new(code_key),
         }
+    }
+
+    /// The key SMS code hashes are keyed with ([`crate::mfa::sms`]).
+    pub fn code_key(&self) -> &[u8] {
+        &self.code_key[..]
     }
 
     /// Seals `plaintext`, binding it to `aad` (which is authenticated, not stored).
@@ -298,6 +315,15 @@ mod tests {
 
     fn sealer(b: u8) -> Sealer {
         Sealer::from_key([b; KEY_LEN])
+    }
+
+    #[test]
+    fn the_sms_code_key_is_derived_per_store_key_and_is_not_the_key() {
+        let a = Sealer::from_key([1; KEY_LEN]);
+        assert_eq!(a.code_key(), Sealer::from_key([1; KEY_LEN]).code_key());
+        assert_ne!(a.code_key(), Sealer::from_key([2; KEY_LEN]).code_key());
+        assert_ne!(a.code_key(), &[1u8; KEY_LEN][..]);
+        assert_eq!(a.code_key().len(), KEY_LEN);
     }
 
     #[test]

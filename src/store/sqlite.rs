@@ -199,6 +199,10 @@ fn user_status_from_row(row: &SqliteRow) -> Result<UserStatus, StoreError> {
 
 #[async_trait]
 impl Store for SqliteStore {
+    fn sms_code_key(&self) -> &[u8] {
+        self.sealer.code_key()
+    }
+
     // --- tokens ---
 
     async fn add_token(&self, token: NewToken) -> Result<i64, StoreError> {
