@@ -112,10 +112,14 @@ impl PgStore {
             // that write fail, so its verdict is already a Reject, and its record is written.
             g.check_cancelled().await;
             if let Some(tx) = g.tx.take() {
+                // Marked lost until the commit is known to be done: if this future is dropped
+                // (the request's deadline) during the commit, the transaction rolls back, and
+                // `finish` must not then report the request's writes as on disk.
+                let was_lost = std::mem::replace(&mut g.lost, true);
                 if let Err(e) = tx.commit().await {
-                    g.lost = true;
                     return Err(StoreError::Commit(e.to_string()));
                 }
+                g.lost = was_lost;
             }
         }
         Ok(true)
