@@ -42,7 +42,7 @@ use crate::auth::{AuthError, UserInfo};
 use crate::config::ClientConfig;
 use crate::radius::{Reply, ReplyCode, Request, RequestKind};
 use crate::server::metrics::Metrics;
-use crate::store::{durability, StoreError};
+use crate::store::{durability, RememberedLogin, StoreError};
 
 /// Where a request came from and when.
 #[derive(Debug, Clone)]
@@ -150,7 +150,12 @@ pub async fn handle(app: &AppState, ctx: &RequestContext, req: &Request) -> Repl
     )
     .await;
     let reply = match settled {
-        Ok((reply, Ok(()))) => reply,
+        Ok(((reply, remember), Ok(()))) => {
+            if let Some(login) = remember.filter(|_| reply.code == ReplyCode::Accept) {
+                remembered::keep(app, &login, reply_by).await;
+            }
+            reply
+        }
         Ok((_, Err(e))) => {
             tracing::error!(error = %e, "the request's store writes were not committed; rejecting");
             Metrics::inc(&app.metrics.store_failures);
@@ -186,7 +191,7 @@ async fn answer(
     req: &Request,
     decide_by: tokio::time::Instant,
     deadline: Duration,
-) -> Reply {
+) -> (Reply, Option<RememberedLogin>) {
     // Everything below uses the key (a listed domain off, case folded); the directory sees
     // the same name either way.
     let user = app
@@ -226,9 +231,10 @@ async fn answer(
             nas = %ctx.client.name,
             "auth"
         );
-        return Reply::reject();
+        return (Reply::reject(), None);
     }
-    verdict.reply
+    let remember = remembered::to_remember(app, ctx, req, &user, &verdict);
+    (verdict.reply, remember)
 }
 
 async fn decide(
@@ -263,7 +269,6 @@ async fn decide(
         )
         .with_info(info);
     }
-    remembered::keep(app, ctx, req, user, &v).await?;
     Ok(v)
 }
 

@@ -71,40 +71,50 @@ pub async fn take(
     )))
 }
 
-/// After the verdict: a second factor that passed on a client that remembers them is
-/// remembered (a newer one replaces an older one for the same station).
-pub async fn keep(
+/// After the verdict: a second factor that passed on a client that remembers them is to be
+/// remembered (a newer one replaces an older one for the same station). Only what to
+/// write: it is written once the Accept is certain — recorded and on disk — so a login the
+/// NAS was refused (its audit record or commit failed) is never remembered.
+pub fn to_remember(
     app: &AppState,
     ctx: &RequestContext,
     req: &Request,
     user: &str,
     v: &Verdict,
-) -> Result<(), Fault> {
-    let Some(period) = ctx.client.factors.remember else {
-        return Ok(());
-    };
+) -> Option<RememberedLogin> {
+    let period = ctx.client.factors.remember?;
     if v.reply.code != ReplyCode::Accept || !SECOND_FACTORS.contains(&v.mode) {
-        return Ok(());
+        return None;
     }
     // As the audit record: this request's station, else the one its first round carried.
-    let Some(station) = station_of(
+    let station = station_of(
         ctx,
         req.calling_station_id().or_else(|| v.client_ip.clone()),
-    ) else {
-        return Ok(());
-    };
+    )?;
     let now = app.clock.now();
-    app.store
-        .remember_login(&RememberedLogin {
-            user: user.to_string(),
-            nas: ctx.client.name.clone(),
-            station,
-            mode: v.mode.to_string(),
-            verified_at: now,
-            expires_at: now + period.as_secs() as i64,
-        })
-        .await?;
-    Ok(())
+    Some(RememberedLogin {
+        user: user.to_string(),
+        nas: ctx.client.name.clone(),
+        station,
+        mode: v.mode.to_string(),
+        verified_at: now,
+        expires_at: now + period.as_secs() as i64,
+    })
+}
+
+/// Writes what [`to_remember`] gave, after the Accept is on disk, before `by` (the reply's
+/// deadline). A failure costs the user a second factor next time, nothing more: logged.
+pub async fn keep(app: &AppState, login: &RememberedLogin, by: tokio::time::Instant) {
+    match tokio::time::timeout_at(by, app.store.remember_login(login)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, user = %login.user, "second factor not remembered")
+        }
+        Err(_) => tracing::warn!(
+            user = %login.user,
+            "second factor not remembered: the reply's deadline came first"
+        ),
+    }
 }
 
 /// The station a remembered factor is bound to: the Calling-Station-Id, or "" (anywhere)
