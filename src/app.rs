@@ -141,6 +141,26 @@ pub async fn with_command_store<T>(
 }
 
 /// Opens (creating and migrating if needed) the configured store.
+/// The key of a SQLite store: loaded, or made for a new database. A database without its
+/// key file is refused: its seeds cannot be unsealed, and a new key would seal what is
+/// enrolled from now on with a key that is not the backup's.
+pub fn sqlite_sealer(
+    path: &std::path::Path,
+    key_file: &std::path::Path,
+) -> anyhow::Result<crate::store::Sealer> {
+    let has_data = std::fs::metadata(path).is_ok_and(|m| m.len() > 0);
+    if has_data && !key_file.exists() {
+        anyhow::bail!(
+            "store.key_file {} is missing, but the database {} exists: the seeds in \
+             it cannot be unsealed without it. Restore the key file from your backup \
+             (or, to start over with no tokens, move the database away)",
+            key_file.display(),
+            path.display()
+        );
+    }
+    KeyFile::load_or_create(key_file).with_context(|| format!("key file {}", key_file.display()))
+}
+
 pub async fn open_store(cfg: &StoreConfig) -> anyhow::Result<Arc<dyn Store>> {
     match cfg {
         StoreConfig::Sqlite { path, key_file } => {
@@ -150,20 +170,7 @@ pub async fn open_store(cfg: &StoreConfig) -> anyhow::Result<Arc<dyn Store>> {
                         .with_context(|| format!("creating directory {}", dir.display()))?;
                 }
             }
-            // A database without its key file: its seeds cannot be unsealed, and a new key
-            // would seal what is enrolled from now on with a key that is not the backup's.
-            let has_data = std::fs::metadata(path).is_ok_and(|m| m.len() > 0);
-            if has_data && !key_file.exists() {
-                anyhow::bail!(
-                    "store.key_file {} is missing, but the database {} exists: the seeds in \
-                     it cannot be unsealed without it. Restore the key file from your backup \
-                     (or, to start over with no tokens, move the database away)",
-                    key_file.display(),
-                    path.display()
-                );
-            }
-            let sealer = KeyFile::load_or_create(key_file)
-                .with_context(|| format!("key file {}", key_file.display()))?;
+            let sealer = sqlite_sealer(path, key_file)?;
             let store = SqliteStore::open(path, sealer)
                 .await
                 .with_context(|| format!("opening database {}", path.display()))?;

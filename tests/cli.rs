@@ -36,7 +36,11 @@ fn a_database_without_its_key_file_is_refused_not_rekeyed() {
     assert!(ok, "{err}");
     let key = d.path().join("radmfa.key");
     std::fs::remove_file(&key).unwrap();
-    for args in [&["user", "list"][..], &["user", "enroll-totp", "bob"][..]] {
+    for args in [
+        &["user", "list"][..],
+        &["user", "enroll-totp", "bob"][..],
+        &["db", "migrate"][..],
+    ] {
         let (ok, _, err) = run(&cfg, args);
         assert!(!ok, "{args:?}");
         assert!(

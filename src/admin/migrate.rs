@@ -66,8 +66,7 @@ pub async fn db(cfg: &Config, cmd: DbCommand) -> anyhow::Result<ExitCode> {
     }
     match &cfg.store {
         StoreConfig::Sqlite { path, key_file } => {
-            let sealer = KeyFile::load_or_create(key_file)
-                .with_context(|| format!("key file {}", key_file.display()))?;
+            let sealer = crate::app::sqlite_sealer(path, key_file)?;
             SqliteStore::open(path, sealer)
                 .await
                 .with_context(|| format!("migrating {}", path.display()))?
