@@ -1157,6 +1157,49 @@ fn user_without_factor_follows_client_policy() {
     );
 }
 
+/// One directory entry, two names (`uid: jdoe`, `uid: john.doe`). Tokens are kept under the
+/// name enrolled; the other name, with no second factor of its own, must not pass on the
+/// password alone where users without a factor may.
+#[test]
+fn another_name_of_an_enrolled_entry_does_not_skip_its_second_factor() {
+    use common::slapd::SlapdOptions;
+    let slapd = Slapd::start_with(
+        &[LdapUser::new("bob", "bob-Secret-pw")],
+        SlapdOptions {
+            extra_ldif: "dn: uid=jdoe,ou=people,dc=example,dc=org\n\
+                         objectClass: inetOrgPerson\nuid: jdoe\nuid: john.doe\n\
+                         cn: John Doe\nsn: Doe\nuserPassword: jdoe-Secret-pw\n\n"
+                .into(),
+            ..Default::default()
+        },
+    );
+    let srv = start(&slapd, |o| {
+        o.clients = vec![Nas {
+            no_factor: "allow",
+            ..Nas::challenge("allow", "127.0.0.1")
+        }];
+    });
+    // Before anyone enrolls, either name is a user without a factor.
+    let r = py_password(&srv, "john.doe", "jdoe-Secret-pw");
+    assert_eq!(code_of(&r), "Access-Accept", "{r}\n{}", srv.log());
+    srv.enroll("jdoe", &[]);
+    let r = py_password(&srv, "jdoe", "jdoe-Secret-pw");
+    assert_eq!(code_of(&r), "Access-Challenge", "{r}");
+    let r = py_password(&srv, "john.doe", "jdoe-Secret-pw");
+    assert_eq!(code_of(&r), "Access-Reject", "{r}");
+    let rec = &srv.audit_json("john.doe")[0];
+    assert!(
+        rec["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("the directory entry is also named \"jdoe\""),
+        "{rec}"
+    );
+    // A user with one name is not affected.
+    let r = py_password(&srv, "bob", "bob-Secret-pw");
+    assert_eq!(code_of(&r), "Access-Accept", "{r}");
+}
+
 #[test]
 fn unknown_user_and_wrong_password_get_the_same_reply() {
     let slapd = directory();

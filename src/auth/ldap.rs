@@ -185,7 +185,8 @@ pub struct LdapAuth {
     conn_settings: LdapConnSettings,
     /// Attribute list sent with the search.
     search_attrs: Vec<String>,
-    /// The attribute read into `UserInfo::name`, when `group_filter` needs it.
+    /// The attribute `user_filter` matches the name with, read into `UserInfo::name` and
+    /// `other_names`.
     name_attr: Option<String>,
     /// Idle, service-bound search connections.
     searches: ConnPool<Ldap>,
@@ -298,11 +299,9 @@ impl LdapAuth {
         .filter(|n| !n.is_empty())
         .cloned()
         .collect();
-        let name_attr = if settings.group_filter.contains("{user}") {
-            naming_attribute(&settings.user_filter)
-        } else {
-            None
-        };
+        // Read always: for `{user}` in group_filter, and for the other names of an entry
+        // (`pipeline::aliases`).
+        let name_attr = naming_attribute(&settings.user_filter);
         search_attrs.extend(name_attr.iter().cloned());
         search_attrs.dedup();
         if search_attrs.is_empty() {
@@ -589,6 +588,13 @@ impl LdapAuth {
                 .cloned()
                 .or_else(|| get(attr))
         });
+        let other_names = match (self.name_attr.as_deref(), &name) {
+            (Some(attr), Some(name)) => all_values(&entry.attrs, attr)
+                .filter(|v| !v.is_empty() && *v != name)
+                .cloned()
+                .collect(),
+            _ => Vec::new(),
+        };
         UserInfo {
             display_name: get(&a.display_name),
             given_name: get(&a.given_name),
@@ -597,6 +603,7 @@ impl LdapAuth {
             mobile: get(&a.mobile),
             telephone: get(&a.telephone),
             name,
+            other_names,
             dn: entry.dn,
             granted: Vec::new(),
         }

@@ -142,9 +142,9 @@ fn the_naming_attribute_is_read_from_user_filter() {
     assert_eq!(naming_attribute("(mail={user}@example.org)"), None);
     assert_eq!(naming_attribute("(cn=*{user}*)"), None);
     assert_eq!(naming_attribute("(uid~={user})"), None);
-    // Read only when group_filter has {user}.
+    // Read always: for group_filter's {user}, and for an entry's other names.
     let plain = LdapAuth::new(settings()).unwrap();
-    assert!(plain.name_attr.is_none());
+    assert_eq!(plain.name_attr.as_deref(), Some("uid"));
     let mut s = settings();
     s.group_filter = "(memberUid={user})".into();
     let posix = LdapAuth::new(s).unwrap();

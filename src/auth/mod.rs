@@ -31,11 +31,15 @@ pub struct UserInfo {
     pub mail: Option<String>,
     pub mobile: Option<String>,
     pub telephone: Option<String>,
-    /// The user's name as the directory spells it (the attribute `user_filter` matches),
-    /// read only when `group_filter` has `{user}`: posixGroup's memberUid compares case
-    /// exactly, and the name typed (or its case-folded key) may differ in case.
+    /// The user's name as the directory spells it (the attribute `user_filter` matches):
+    /// posixGroup's memberUid compares case exactly, and the name typed (or its case-folded
+    /// key) may differ in case.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// The entry's other values of that attribute (`uid: jdoe` and `uid: john.doe`): names
+    /// the directory finds this same person by, which radmfa would key apart.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub other_names: Vec<String>,
     /// Attributes an upstream RADIUS server's Access-Accept granted (`[upstream]
     /// pass_through`), for radmfa's Access-Accept. Carried with a challenge, not here.
     #[serde(skip)]
@@ -80,6 +84,9 @@ impl Denial {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+// Made once per login and moved a few times: boxing the entry would cost an allocation on
+// every accepted password to save copying 200-odd bytes.
+#[allow(clippy::large_enum_variant)]
 pub enum PrimaryOutcome {
     Accepted(UserInfo),
     Denied(Denial),

@@ -5,6 +5,7 @@
 
 use std::time::{Duration, Instant};
 
+use super::aliases;
 use super::groups::{self, Membership};
 use super::methods::{self, blocked, Subject};
 use super::second_factor::{check_code, oath_mode, user_view, CodeCheck, Standing, RESYNC_MESSAGE};
@@ -114,6 +115,17 @@ pub async fn start(
             return Ok(Verdict::reject(reason));
         }
     };
+    if let Some(other) = aliases::enrolled_under_another_name(app, user, &view, &info).await? {
+        return Ok(Verdict::reject(format!(
+            "the directory entry is also named {other:?}, whose second factor this name \
+             would go without"
+        ))
+        .with_info(Some(info))
+        .with_reply(
+            Reply::reject()
+                .with_message("Log in with the user name your second factor is enrolled under."),
+        ));
+    }
     let profile = &view.profile;
     if let Some((reason, reply)) = blocked(profile) {
         return Ok(Verdict::reject(reason)
