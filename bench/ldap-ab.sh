@@ -26,7 +26,7 @@
 
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export PATH="$PATH:/usr/sbin"
+export PATH="$HOME/.cargo/bin:$PATH:/usr/sbin"
 W=${1:?the work directory kept by BENCH_KEEP=1 bench/run.sh}
 ROUNDS=${2:?rounds}; SECS=${3:?seconds per run}; shift 3
 [ $# -gt 0 ] || { echo "give at least one [ldap] variant" >&2; exit 2; }

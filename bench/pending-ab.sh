@@ -11,7 +11,7 @@
 # round 1 for SECONDS and prints the rate and radmfa's CPU per reply.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export PATH="$PATH:/usr/sbin"
+export PATH="$HOME/.cargo/bin:$PATH:/usr/sbin"
 W=${1:?the work directory kept by BENCH_KEEP=1 bench/run.sh}
 PAIRS=${2:-3}; LEVEL=${3:-100000}; SECS=${4:-8}
 BIN=$PWD/target/release/radmfa

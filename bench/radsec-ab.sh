@@ -14,7 +14,7 @@
 # fewer "as expected" than sent. Wait ten minutes between runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export PATH="$PATH:/usr/sbin"
+export PATH="$HOME/.cargo/bin:$PATH:/usr/sbin"
 W=${1:?the work directory kept by BENCH_KEEP=1 BENCH_RADSEC=1 bench/run.sh}
 PAIRS=${2:-3}; SECS=${3:-5}
 BIN=$PWD/target/release/radmfa

@@ -27,7 +27,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-export PATH="$PATH:/usr/sbin"
+export PATH="$HOME/.cargo/bin:$PATH:/usr/sbin"
 
 USERS=${BENCH_USERS:-100000}
 C=${BENCH_CONCURRENCY:-100}

@@ -28,9 +28,13 @@ fi
 # The same for radsecproxy's, tinyproxy's and FreeRADIUS's packaged services (FreeRADIUS's
 # would hold port 1812): the tests run their own.
 SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+# Where systemd is not PID 1 (containers), the packages' init scripts started them: stop
+# those with `service`.
 for svc in slapd radsecproxy tinyproxy freeradius; do
   if command -v systemctl >/dev/null && systemctl is-active --quiet "$svc" 2>/dev/null; then
     $SUDO systemctl stop "$svc" || true
+  elif command -v service >/dev/null && [ -x "/etc/init.d/$svc" ]; then
+    $SUDO service "$svc" stop >/dev/null 2>&1 || true
   fi
 done
 

@@ -6,7 +6,8 @@
 #   scripts/pg-test-cluster.sh url   [DIR]
 #   scripts/pg-test-cluster.sh stop  [DIR]          # stops and deletes the cluster
 #
-# DIR defaults to target/pg-cluster, PORT to a free one. Durability settings are PostgreSQL's
+# DIR defaults to /tmp/radmfa-pg-cluster (outside the clone: as root, the server runs as the
+# `postgres` user, who cannot enter a clone under /root), PORT to a free one. Durability settings are PostgreSQL's
 # defaults (fsync on), so throughput measured against it is comparable to a real server on the
 # same disk; pass FAST=1 to turn fsync off for functional runs. Needs the `postgresql` package
 # (scripts/install-deps.sh). As root, the server runs as the `postgres` user (initdb refuses
@@ -15,7 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cmd=${1:-}
-dir=$(realpath -m "${2:-target/pg-cluster}")
+dir=$(realpath -m "${2:-/tmp/radmfa-pg-cluster}")
 bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1)
 [ -x "$bin/initdb" ] || { echo "PostgreSQL is not installed: run scripts/install-deps.sh" >&2; exit 1; }
 

@@ -161,8 +161,8 @@ pub struct AuditArgs {
     #[arg(long)]
     pub user: Option<String>,
     /// Logins: accept, reject, challenge. Events: lock, fraud; admin actions: enroll,
-    /// unlock, reset, delete, forget, bypass, unblock, set-phone, set-method, import, assign,
-    /// unassign, enable, disable, delete-token, resync, app-password-add,
+    /// unlock, reset, delete, forget, bypass, unblock, set-phone, set-method, import, replace,
+    /// assign, unassign, enable, disable, delete-token, resync, app-password-add,
     /// app-password-delete, app-password-delete-all.
     #[arg(long)]
     pub result: Option<String>,

@@ -173,3 +173,28 @@ fn a_secret_file_gives_its_first_line() {
     let cfg = Config::parse(text, &dir.path().join("radmfa.toml")).unwrap();
     assert_eq!(cfg.clients[0].secret.expose(), b"first-line-secret");
 }
+
+/// `bind_dn = ""` asks for anonymous searches and needs no password line; a bind_dn of
+/// blanks is the same (not a name to bind with and no password: an unauthenticated bind).
+#[test]
+fn anonymous_search_needs_no_bind_password() {
+    let dir = tempfile::tempdir().unwrap();
+    for dn in ["", "  "] {
+        let text = format!(
+            "[ldap]\nurls = [\"ldap://127.0.0.1\"]\nbase_dn = \"dc=example,dc=org\"\n\
+             bind_dn = \"{dn}\"\n[[client]]\nname = \"nas\"\naddress = \"127.0.0.1\"\n\
+             secret = \"0123456789abcdef\"\n"
+        );
+        let cfg = Config::parse(&text, &dir.path().join("radmfa.toml"))
+            .unwrap_or_else(|e| panic!("bind_dn {dn:?}: {e}"));
+        let ldap = cfg.ldap.expect("[ldap]");
+        assert_eq!(ldap.bind_dn, "", "{dn:?}");
+        assert!(ldap.bind_password.is_empty());
+    }
+    // A named account still needs its password.
+    let text = "[ldap]\nurls = [\"ldap://127.0.0.1\"]\nbase_dn = \"dc=example,dc=org\"\n\
+                bind_dn = \"cn=svc\"\n[[client]]\nname = \"nas\"\naddress = \"127.0.0.1\"\n\
+                secret = \"0123456789abcdef\"\n";
+    let err = Config::parse(text, &dir.path().join("radmfa.toml")).unwrap_err();
+    assert!(err.to_string().contains("ldap.bind_password"), "{err}");
+}

@@ -47,10 +47,15 @@ fn pamtester(service: &str, user: &str, answers: &str) -> (bool, String) {
         .into_iter()
         .find(|p| std::path::Path::new(p).exists())
         .expect("pamtester missing: run scripts/install-deps.sh (package pamtester)");
+    // Debian's multiarch directories: x86_64-linux-gnu, aarch64-linux-gnu, …
+    let installed = ["/lib", "/usr/lib"].iter().any(|root| {
+        std::fs::read_dir(root).is_ok_and(|dirs| {
+            dirs.flatten()
+                .any(|d| d.path().join("security/pam_radius_auth.so").exists())
+        })
+    });
     assert!(
-        std::path::Path::new("/lib/x86_64-linux-gnu/security/pam_radius_auth.so").exists()
-            || std::path::Path::new("/usr/lib/x86_64-linux-gnu/security/pam_radius_auth.so")
-                .exists(),
+        installed,
         "pam_radius_auth.so missing: run scripts/install-deps.sh (package libpam-radius-auth)"
     );
     let out = common::peers::with_input(

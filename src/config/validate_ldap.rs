@@ -94,13 +94,21 @@ pub(super) fn ldap_settings(raw: RawLdap, base: &Path) -> Result<LdapSettings, C
     if base_dn.trim().is_empty() {
         return Err(ConfigError::invalid("ldap.base_dn", "must not be empty"));
     }
-    let bind_password = secret_value(
-        "ldap.bind_password",
-        bind_password,
-        bind_password_file,
-        base,
-    )?;
-    if !bind_dn.trim().is_empty() && bind_password.is_empty() {
+    // bind_dn = "" (or blanks): anonymous searches, which need no password; blanks are not
+    // a name to bind with (a bind with a name and no password is unauthenticated).
+    let anonymous = bind_dn.trim().is_empty();
+    let bind_dn = if anonymous { String::new() } else { bind_dn };
+    let bind_password = if anonymous && bind_password.is_none() && bind_password_file.is_none() {
+        crate::secret::Secret::default()
+    } else {
+        secret_value(
+            "ldap.bind_password",
+            bind_password,
+            bind_password_file,
+            base,
+        )?
+    };
+    if !anonymous && bind_password.is_empty() {
         return Err(ConfigError::invalid(
             "ldap.bind_password",
             "is empty: a bind with bind_dn and no password is an unauthenticated bind \
