@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # radmfa demo: a throwaway OpenLDAP directory with demo users, a TOTP token enrolled for
-# alice, radmfa listening on 127.0.0.1:18120, and a full login through the challenge with
+# alice, radmfa listening on 127.0.0.1:11812, and a full login through the challenge with
 # radclient and a code from oathtool. Leaves everything running until Ctrl-C
 # (or exits after the walk-through with --no-wait).
 set -euo pipefail
@@ -18,7 +18,16 @@ DATA="$ROOT/demo-data"
 SECRET=demo-shared-secret
 INLINE_SECRET=demo-inline-secret
 LDAP_PORT=3890
-RAD_PORT=18120
+RAD_PORT=11812
+
+# Ports another service holds would make the demo fail halfway, with a less clear message.
+for p in "$LDAP_PORT/tcp" "$RAD_PORT/udp"; do
+  proto=${p#*/}; port=${p%/*}
+  if ss -Hln --"$proto" "sport = :$port" 2>/dev/null | grep -q .; then
+    echo "port $port/$proto is in use (by: $(ss -Hlnp --"$proto" "sport = :$port" 2>/dev/null | grep -o 'users:(("[^"]*' | head -1 | cut -d'"' -f2)); stop that first" >&2
+    exit 1
+  fi
+done
 
 rm -rf "$DATA"; mkdir -p "$DATA/slapd/db"
 cleanup() {
@@ -117,6 +126,10 @@ echo "$OUT" | grep -q "Access-Accept" || { echo "inline login failed; see $DATA/
 say "4. The audit log"
 "$RADMFA" --config "$CONF" audit --limit 5
 
+if [ "$WAIT" = 0 ]; then
+  say "Walk-through done (--no-wait): radmfa and slapd stop now."
+  exit 0
+fi
 say "Demo is up."
 cat <<TXT
   radmfa:  127.0.0.1:$RAD_PORT (shared secret "$SECRET"), log in $DATA/radmfa.log
@@ -130,7 +143,5 @@ cat <<TXT
   (each code is accepted once: wait for the next 30-second step between logins.)
   Admin: $RADMFA --config $CONF user list | user show alice | audit
 TXT
-if [ "$WAIT" = 1 ]; then
-  say "Press Ctrl-C to stop radmfa and slapd."
-  wait "$(cat "$DATA/radmfa.pid")"
-fi
+say "Press Ctrl-C to stop radmfa and slapd."
+wait "$(cat "$DATA/radmfa.pid")"
