@@ -802,7 +802,11 @@ fn openvpn_static_challenge_answers_log_in() {
             _ => "Access-Reject",
         };
         assert_eq!(login(ALICE_PW, ""), expected, "{mode}");
+        // A password that is a NUL (base64 "AA=="), which some servers read as empty: refused
+        // before any check.
+        assert_eq!(login("\0", &code), "Access-Reject", "{mode}");
         let audit = srv.audit_json("alice");
+        assert_eq!(audit[0]["reason"], "bad password", "{mode}: {:?}", audit[0]);
         assert!(
             audit
                 .iter()

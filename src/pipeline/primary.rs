@@ -18,6 +18,12 @@ pub async fn check(
     user: &str,
     password: &Secret,
 ) -> Result<PrimaryOutcome, Fault> {
+    // A NUL cannot be part of a real password, and where it ends one (an upstream server
+    // strips PAP's NUL padding; C-string code in a directory) "\0" is an empty password:
+    // refused before anything is asked, as an empty one is.
+    if password.expose().contains(&0) {
+        return Ok(PrimaryOutcome::Denied(Denial::BadPassword));
+    }
     match &ctx.client.primary {
         Primary::Ldap => Ok(app.primary().authenticate(user, password).await?),
         Primary::Upstream(group) => Box::pin(by_upstream(app, req, group, user, password)).await,
