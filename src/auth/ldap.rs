@@ -48,7 +48,9 @@
 //! that just failed is held off for [`FAILED_URL_HOLDOFF`]: it is tried only after
 //! every other URL has failed too. An operation that fails with an I/O error on a *reused*
 //! pooled connection (server restarted, idle connection cut) is retried once on a fresh
-//! connection, since it never reached the server. All URLs unreachable →
+//! connection, since it never reached the server. A search or bind the server answers with
+//! busy (51) or unavailable (52) did not run there either: that server is put behind the
+//! others and the operation asked once of the next. All URLs unreachable →
 //! [`AuthError::Unavailable`] (or [`AuthError::Tls`] when every failure was a TLS failure);
 //! an operation that outlives `op_timeout` → [`AuthError::Timeout`]. A timed-out user bind
 //! is not retried at all (not on another server, not on a fresh connection), since the first
@@ -570,8 +572,18 @@ impl LdapAuth {
                 }
                 Ok(Ok(result)) => result,
             };
-            self.searches.put(conn);
             let ldap3::SearchResult(entries, res) = result;
+            if server_unwilling(res.rc) && !retried && self.settings.urls.len() > 1 {
+                // busy / unavailable: this server's trouble, not the search's. Put it behind
+                // the others and ask the next one (it did not run the search).
+                let url = &self.settings.urls[conn.url_idx];
+                tracing::warn!(%url, result = %res, "LDAP server refused the search; trying the next");
+                self.mark_failed(conn.url_idx);
+                self.searches.drop_idle_to(conn.url_idx);
+                retried = true;
+                continue;
+            }
+            self.searches.put(conn);
             return Ok((entries, res));
         }
     }
@@ -691,6 +703,16 @@ impl LdapAuth {
                     self.mark_failed(conn.url_idx);
                     return Err(AuthError::Unavailable(format!("{url}: user bind: {e}")));
                 }
+                Ok(Ok(res))
+                    if server_unwilling(res.rc) && !retried && self.settings.urls.len() > 1 =>
+                {
+                    // busy / unavailable: the server did not check the password (nothing
+                    // counted against the account), so the next server may.
+                    tracing::warn!(%url, result = %res, "LDAP server refused the bind; trying the next");
+                    self.mark_failed(conn.url_idx);
+                    self.binds.drop_idle_to(conn.url_idx);
+                    retried = true;
+                }
                 Ok(Ok(res)) => {
                     // An LDAP answer, whatever its result code: the connection is healthy.
                     self.binds.put(conn);
@@ -709,6 +731,12 @@ impl LdapAuth {
         let cap = self.settings.connect_timeout + self.settings.op_timeout;
         self.bind_latency.sleep(cap).await;
     }
+}
+
+/// LDAP result codes that say the server did not do the operation, for its own reasons:
+/// 51 busy, 52 unavailable (a replica catching up, a server shutting down).
+fn server_unwilling(rc: u32) -> bool {
+    matches!(rc, 51 | 52)
 }
 
 /// Map a user bind's result to an outcome (the `UserInfo` is filled in by the caller).
