@@ -936,3 +936,100 @@ async fn enabled_filter_hides_disabled_accounts() {
         PrimaryOutcome::Accepted(_)
     ));
 }
+
+/// A stand-in directory server that accepts every bind and answers every search with
+/// `search_rc` (written in BER by hand: nobody ships an LDAP server that says "busy" on
+/// demand). Counts the searches it refused.
+struct RefusingDirectory {
+    url: String,
+    searches: Arc<AtomicUsize>,
+}
+
+impl RefusingDirectory {
+    fn start(search_rc: u8) -> RefusingDirectory {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("ldap://{}", listener.local_addr().unwrap());
+        let searches = Arc::new(AtomicUsize::new(0));
+        let counted = searches.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { return };
+                let counted = counted.clone();
+                std::thread::spawn(move || {
+                    // One LDAPMessage at a time: 30 LL 02 01 ID <op tag> ...
+                    let mut head = [0u8; 2];
+                    while conn.read_exact(&mut head).is_ok() {
+                        let len = if head[1] & 0x80 == 0 {
+                            usize::from(head[1])
+                        } else {
+                            let mut n = vec![0u8; usize::from(head[1] & 0x7f)];
+                            if conn.read_exact(&mut n).is_err() {
+                                return;
+                            }
+                            n.iter().fold(0usize, |a, b| (a << 8) | usize::from(*b))
+                        };
+                        let mut body = vec![0u8; len];
+                        if conn.read_exact(&mut body).is_err() {
+                            return;
+                        }
+                        // messageID: INTEGER, short form.
+                        let id_len = usize::from(body[1]);
+                        let id = &body[2..2 + id_len];
+                        let (op, rc) = match body[2 + id_len] {
+                            0x60 => (0x61, 0), // BindRequest → BindResponse success
+                            0x63 => {
+                                counted.fetch_add(1, Ordering::SeqCst);
+                                (0x65, search_rc) // SearchRequest → SearchResultDone
+                            }
+                            _ => return, // unbind or anything else: hang up
+                        };
+                        // LDAPResult: ENUMERATED rc, matchedDN "", diagnosticMessage "".
+                        let result = [0x0a, 0x01, rc, 0x04, 0x00, 0x04, 0x00];
+                        let mut msg = vec![0x02, id_len as u8];
+                        msg.extend_from_slice(id);
+                        msg.push(op);
+                        msg.push(result.len() as u8);
+                        msg.extend_from_slice(&result);
+                        let mut out = vec![0x30, msg.len() as u8];
+                        out.extend_from_slice(&msg);
+                        if conn.write_all(&out).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        RefusingDirectory { url, searches }
+    }
+}
+
+/// A replica that answers "busy" (51) or "unavailable" (52) did not run the search: the next
+/// server is asked, and the refusing one is put behind it for the logins after.
+#[tokio::test]
+async fn a_server_that_says_busy_or_unavailable_is_passed_over() {
+    let slapd = Slapd::start(&users());
+    for rc in [51u8, 52] {
+        let refusing = RefusingDirectory::start(rc);
+        let auth = LdapAuth::new(settings(
+            &slapd,
+            vec![refusing.url.clone(), slapd.url.clone()],
+        ))
+        .unwrap();
+        let found = auth.lookup("alice").await.unwrap();
+        assert!(found.is_some(), "rc {rc}: alice not found");
+        assert_eq!(refusing.searches.load(Ordering::SeqCst), 1, "rc {rc}");
+        let out = auth
+            .authenticate("bob", &Secret::from("bob-pw"))
+            .await
+            .unwrap();
+        assert!(
+            matches!(out, PrimaryOutcome::Accepted(_)),
+            "rc {rc}: {out:?}"
+        );
+        assert_eq!(
+            refusing.searches.load(Ordering::SeqCst),
+            1,
+            "rc {rc}: the refusing server was asked again at once"
+        );
+    }
+}
