@@ -38,8 +38,9 @@ pub struct AppState {
     pub upstream_health: crate::auth::upstream::Health,
     /// One code check at a time per user, so the lockout counts every guess.
     pub code_turns: crate::pipeline::code_turns::CodeTurns,
-    /// How long the password check takes, for refusals made without one.
-    pub primary_latency: crate::timing_pad::Pad,
+    /// How long each upstream group's password check takes, for refusals made without one
+    /// (per group: one server may answer in 2 ms, another in 50).
+    pub upstream_latency: crate::timing_pad::PadsByName,
 }
 
 impl AppState {
@@ -74,7 +75,7 @@ impl AppState {
             clock,
             upstream_health: Default::default(),
             code_turns: Default::default(),
-            primary_latency: Default::default(),
+            upstream_latency: Default::default(),
         })
     }
 }

@@ -97,14 +97,19 @@ pub async fn start(
         // path for an unknown user where there is one, else the upstream check's time.
         match ctx.client.primary {
             Primary::Ldap => app.primary().imitate_check(user).await,
-            Primary::Upstream(_) => app.primary_latency.sleep(PAD_CAP).await,
+            Primary::Upstream(ref group) => app.upstream_latency.get(group).sleep(PAD_CAP).await,
         }
         return Ok(Verdict::reject(NO_INLINE_CODE));
     }
 
     let asked = Instant::now();
     let checked = primary::check(app, ctx, req, user, &password).await?;
-    app.primary_latency.record(asked.elapsed());
+    // Only checks that asked the server: an empty password, or one with a NUL, is refused
+    // at once.
+    let asked_server = !password.is_empty() && !password.expose().contains(&0);
+    if let (Primary::Upstream(group), true) = (&ctx.client.primary, asked_server) {
+        app.upstream_latency.get(group).record(asked.elapsed());
+    }
     let info = match checked {
         PrimaryOutcome::Accepted(info) => info,
         PrimaryOutcome::Denied(d) => {
