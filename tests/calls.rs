@@ -326,20 +326,24 @@ fn with_authenticator(request: &[u8], auth: [u8; 16]) -> Vec<u8> {
 /// Identifier, Request Authenticator), so that retransmits reaching any node share it.
 /// Another user's request under the same key (a NAS reusing an authenticator, or one sent
 /// after the duplicate window) must not ride on the approval of someone else's phone.
-#[test]
-fn another_users_request_under_the_same_key_gets_no_share_of_the_call() {
-    let slapd = directory();
+/// A held-call client with a `budget`-second call and a 1 s duplicate window, a call that is
+/// approved, and alice's approved request: the server, the stand-in, a socket that sent it,
+/// the request and its Request Authenticator.
+fn alice_approved_on_a_held_call(
+    slapd: &common::slapd::Slapd,
+    budget: u32,
+) -> (Server, Standin, std::net::UdpSocket, Vec<u8>, [u8; 16]) {
     let standin = Standin::start();
     standin.script(
         DIRECTORY_MOBILE,
         Script::Press("", Duration::from_millis(300)),
     );
     let srv = start_tuned(
-        &slapd,
+        slapd,
         &standin,
         "",
         "",
-        &hold_client(20),
+        &hold_client(budget),
         "info",
         "duplicate_window_secs = 1",
     );
@@ -353,6 +357,14 @@ fn another_users_request_under_the_same_key_gets_no_share_of_the_call() {
     sock.send(&alice).unwrap();
     let n = sock.recv(&mut buf).expect("alice's reply");
     assert_eq!(parse_reply(&buf[..n]).unwrap().code, 2, "alice approved");
+    (srv, standin, sock, alice, auth)
+}
+
+#[test]
+fn another_users_request_under_the_same_key_gets_no_share_of_the_call() {
+    let slapd = directory();
+    let (srv, standin, sock, _, auth) = alice_approved_on_a_held_call(&slapd, 20);
+    let mut buf = [0u8; 4096];
     // Past the duplicate window: the same key no longer meets the cached reply.
     std::thread::sleep(Duration::from_millis(1600));
     let (bob, _) = AccessRequestBuilder::new(9, "bob")
@@ -377,31 +389,9 @@ fn another_users_request_under_the_same_key_gets_no_share_of_the_call() {
 #[test]
 fn the_same_request_long_after_its_call_is_not_accepted_on_it() {
     let slapd = directory();
-    let standin = Standin::start();
-    standin.script(
-        DIRECTORY_MOBILE,
-        Script::Press("", Duration::from_millis(300)),
-    );
     // Request deadline 4 s (the harness's; the 3 s budget is shorter), duplicate window 1 s.
-    let srv = start_tuned(
-        &slapd,
-        &standin,
-        "",
-        "",
-        &hold_client(3),
-        "info",
-        "duplicate_window_secs = 1",
-    );
-    let sock = srv.udp();
-    sock.set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
+    let (srv, standin, sock, alice, auth) = alice_approved_on_a_held_call(&slapd, 3);
     let mut buf = [0u8; 4096];
-    let (alice, auth) = AccessRequestBuilder::new(9, "alice")
-        .password(ALICE_PW.as_bytes())
-        .build(SECRET.as_bytes());
-    sock.send(&alice).unwrap();
-    let n = sock.recv(&mut buf).expect("alice's reply");
-    assert_eq!(parse_reply(&buf[..n]).unwrap().code, 2, "alice approved");
     std::thread::sleep(Duration::from_millis(7500));
     sock.send(&alice).unwrap();
     let n = sock.recv(&mut buf).expect("the second reply");

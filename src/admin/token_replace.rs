@@ -55,18 +55,11 @@ pub async fn after_import(
         let mut what = format!("token {} replaced from {file}", r.serial);
         if let Some(old) = &r.taken_from {
             what.push_str(&format!(" (was {old}'s)"));
-            match store.forget_logins(old).await {
-                Ok(0) => {}
-                Ok(n) => what.push_str(&format!("; {n} remembered login(s) of {old} forgotten")),
-                Err(e) => {
-                    what.push_str(&format!(
-                        "; forgetting the remembered logins of {old} failed"
-                    ));
-                    first_error.get_or_insert(anyhow::Error::new(e).context(format!(
-                        "token {}: run `radmfa user forget {old}`",
-                        r.serial
-                    )));
-                }
+            if let Some(e) = super::tokens::forget_previous_owner(store, old, &mut what).await {
+                first_error.get_or_insert(anyhow::Error::new(e).context(format!(
+                    "token {}: run `radmfa user forget {old}`",
+                    r.serial
+                )));
             }
         }
         let owner = r.owner.as_deref().unwrap_or_default();

@@ -135,19 +135,12 @@ async fn run_on(cfg: &Config, store: &dyn Store, cmd: TokenCommand) -> anyhow::R
         _ => previous.as_deref(),
     };
     // The token change is made: if forgetting fails, it is still audited, then reported.
-    let mut forget_failed = None;
-    if let Some(old) = taken_from {
-        match store.forget_logins(old).await {
-            Ok(0) => {}
-            Ok(n) => what.push_str(&format!("; {n} remembered login(s) of {old} forgotten")),
-            Err(e) => {
-                what.push_str(&format!(
-                    "; forgetting the remembered logins of {old} failed"
-                ));
-                forget_failed = Some((old.to_string(), e));
-            }
-        }
-    }
+    let forget_failed = match taken_from {
+        Some(old) => forget_previous_owner(store, old, &mut what)
+            .await
+            .map(|e| (old.to_string(), e)),
+        None => None,
+    };
     let reason = match (&action, &previous) {
         (Action::Assign, Some(old)) if Some(old) != owner.as_ref() => {
             format!("token {serial} {what} (was {old}'s)")
@@ -169,6 +162,29 @@ enum Action {
     Disable,
     Enable,
     Delete,
+}
+
+/// A token taken from `old` no longer counts for their remembered logins: forgets them and
+/// says so in `what` (the audit reason). An error is given back for the caller to report
+/// once the change is audited.
+pub(super) async fn forget_previous_owner(
+    store: &dyn Store,
+    old: &str,
+    what: &mut String,
+) -> Option<crate::store::StoreError> {
+    match store.forget_logins(old).await {
+        Ok(0) => None,
+        Ok(n) => {
+            what.push_str(&format!("; {n} remembered login(s) of {old} forgotten"));
+            None
+        }
+        Err(e) => {
+            what.push_str(&format!(
+                "; forgetting the remembered logins of {old} failed"
+            ));
+            Some(e)
+        }
+    }
 }
 
 pub(super) async fn audit(
