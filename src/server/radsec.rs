@@ -154,7 +154,7 @@ impl Closer {
         }
     }
 
-    /// No request slot came free within the request deadline: closed, so that the NAS
+    /// No request slot came free within half the request deadline: closed, so that the NAS
     /// sends again on a new connection (or to another server) rather than wait for ever.
     pub(super) fn overloaded(&self) {
         if self.close_counted(&self.app.metrics.radsec_overload_closed) {
