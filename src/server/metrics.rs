@@ -187,8 +187,8 @@ impl Metrics {
              max_connections_per_address, idle for \
              radsec.idle_timeout_secs, not reading their replies, left without a client \
              entry (or a matching radsec_name) by a reload, after a packet that failed \
-             verification (RFC 6613 section 2.6.4), or waiting longer than the request \
-             deadline for a free request slot.",
+             verification (RFC 6613 section 2.6.4), or waiting longer than half the \
+             request deadline for a free request slot.",
             &[
                 (
                     "{reason=\"connection_limit\"}",
