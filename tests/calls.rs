@@ -588,12 +588,9 @@ fn a_gather_result_without_digits_does_not_approve() {
     assert_eq!(code_of(&r2), "Access-Reject", "{r2}");
 }
 
-/// An inline client (password and code in one field) that holds phone calls and takes no
-/// codes: a user who also has a token for other clients logs in with the password alone
-/// and the call, rather than being refused for a missing code.
-#[test]
-fn an_inline_call_client_calls_a_user_who_also_has_a_token() {
-    let slapd = directory();
+/// radmfa with one inline client that holds calls and takes no codes, a stand-in whose
+/// calls are approved, and a token enrolled for alice.
+fn inline_call_client_with_alice_enrolled(slapd: &common::slapd::Slapd) -> (Server, Standin) {
     let standin = Standin::start();
     standin.script(
         DIRECTORY_MOBILE,
@@ -604,8 +601,18 @@ fn an_inline_call_client_calls_a_user_who_also_has_a_token() {
         "127.0.0.1",
         "methods = [\"voice\"]\nvoice_mode = \"hold\"\notp_mode = \"inline\"\nvoice_budget_secs = 20",
     )];
-    let srv = start(&slapd, &standin, "", "", &clients);
+    let srv = start(slapd, &standin, "", "", &clients);
     srv.enroll("alice", &[]);
+    (srv, standin)
+}
+
+/// An inline client (password and code in one field) that holds phone calls and takes no
+/// codes: a user who also has a token for other clients logs in with the password alone
+/// and the call, rather than being refused for a missing code.
+#[test]
+fn an_inline_call_client_calls_a_user_who_also_has_a_token() {
+    let slapd = directory();
+    let (srv, standin) = inline_call_client_with_alice_enrolled(&slapd);
     let (r, _) = held_login(&srv, "25");
     assert_eq!(code_of(&r), "Access-Accept", "{r}\n{}", srv.log());
     assert_eq!(standin.calls().len(), 1);
@@ -618,18 +625,7 @@ fn an_inline_call_client_calls_a_user_who_also_has_a_token() {
 fn an_inline_call_client_does_not_split_a_token_holders_password() {
     const PW: &str = "open,123456";
     let slapd = common::slapd::Slapd::start(&[LdapUser::new("alice", PW)]);
-    let standin = Standin::start();
-    standin.script(
-        DIRECTORY_MOBILE,
-        Script::Press("", Duration::from_millis(300)),
-    );
-    let clients = [client(
-        "vpn",
-        "127.0.0.1",
-        "methods = [\"voice\"]\nvoice_mode = \"hold\"\notp_mode = \"inline\"\nvoice_budget_secs = 20",
-    )];
-    let srv = start(&slapd, &standin, "", "", &clients);
-    srv.enroll("alice", &[]);
+    let (srv, standin) = inline_call_client_with_alice_enrolled(&slapd);
     let r = py(
         &srv,
         &["--user", "alice", "--password", PW, "--timeout", "25"],

@@ -45,6 +45,22 @@ fn interleaved(
     (a, b)
 }
 
+/// `rounds` requests with `password`, alternating unknown names and user00000..user00019.
+fn warm_up(sock: &UdpSocket, rounds: u32, password: &[u8]) {
+    for i in 0..rounds {
+        let who = if i % 2 == 0 {
+            format!("warm{i:05}")
+        } else {
+            format!("user{:05}", i % 20)
+        };
+        ask(
+            sock,
+            AccessRequestBuilder::new(i as u8, &who).password(password),
+        )
+        .unwrap();
+    }
+}
+
 /// An unknown user and a known user with a wrong password get the same reply, and the
 /// unknown one is not answered measurably faster (radmfa pads it to a bind's duration).
 #[test]
@@ -93,18 +109,7 @@ fn an_enrolled_user_without_a_code_is_not_told_apart_by_timing() {
     let sock = socket_from("127.0.0.1", srv.addr, 3000);
     // Warm up: the first requests open the directory connections, and the padding follows
     // the moving average of real binds (wrong passwords here).
-    for i in 0..60u32 {
-        let who = if i % 2 == 0 {
-            format!("warm{i:05}")
-        } else {
-            format!("user{:05}", i % 20)
-        };
-        ask(
-            &sock,
-            AccessRequestBuilder::new(i as u8, &who).password(b"wrong-password,123456"),
-        )
-        .unwrap();
-    }
+    warm_up(&sock, 60, b"wrong-password,123456");
     let (e, u) = interleaved(
         &sock,
         120,
@@ -145,18 +150,7 @@ fn app_password_holders_are_not_told_apart_by_timing() {
         assert!(out.status.success(), "{out:?}");
     }
     let sock = socket_from("127.0.0.1", srv.addr, 3000);
-    for i in 0..40u32 {
-        let who = if i % 2 == 0 {
-            format!("warm{i:05}")
-        } else {
-            format!("user{:05}", i % 20)
-        };
-        ask(
-            &sock,
-            AccessRequestBuilder::new(i as u8, &who).password(b"wrong-password"),
-        )
-        .unwrap();
-    }
+    warm_up(&sock, 40, b"wrong-password");
     let (h, u) = interleaved(
         &sock,
         120,
