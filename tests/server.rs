@@ -1365,3 +1365,34 @@ fn ipv6_listener_serves_logins() {
     verify_reply(&buf[..n], &auth, SECRET.as_bytes()).unwrap();
     assert_eq!(parse_reply(&buf[..n]).unwrap().code, 11);
 }
+
+/// A host with several addresses (a keepalived virtual address, say) and radmfa on the
+/// wildcard address: the NAS asks one address and must get its reply from that address,
+/// or it discards it. Loopback owns all of 127.0.0.0/8, so 127.0.0.2 stands in for the
+/// second address; radclient (like most NASes) only takes a reply from the server it asked.
+#[test]
+fn a_wildcard_listener_answers_from_the_address_the_nas_asked() {
+    let slapd = directory();
+    let srv = start(&slapd, |o| {
+        o.listen = "0.0.0.0:0";
+    });
+    srv.enroll("alice", &[]);
+    for asked in ["127.0.0.1", "127.0.0.2"] {
+        let r = radclient(
+            &format!("{asked}:{}", srv.port()),
+            SECRET,
+            &format!(
+                "User-Name = \"alice\", User-Password = \"{ALICE_PW}\", Message-Authenticator = 0x00"
+            ),
+        );
+        assert_eq!(r.code, "Access-Challenge", "asked {asked}: {}", r.output);
+    }
+    // The audit record names the address asked, not the wildcard.
+    let audit = srv.audit_json("alice");
+    let ips: Vec<&str> = audit
+        .iter()
+        .filter_map(|r| r["server_ip"].as_str())
+        .collect();
+    assert!(ips.contains(&"127.0.0.1"), "{audit:#?}");
+    assert!(ips.contains(&"127.0.0.2"), "{audit:#?}");
+}

@@ -10,6 +10,7 @@ pub mod metrics_http;
 pub mod radsec;
 mod radsec_reload;
 mod radsec_slots;
+mod udp_source;
 mod upstream_checks;
 
 use std::net::SocketAddr;
@@ -50,6 +51,7 @@ pub fn bind(addrs: &[SocketAddr]) -> std::io::Result<Vec<UdpSocket>> {
             // Bursts of NAS traffic must not be lost in a small kernel buffer.
             let _ = sock.set_recv_buffer_size(4 << 20);
             sock.set_nonblocking(true)?;
+            udp_source::enable(&sock, addr)?;
             sock.bind(&(*addr).into())
                 .map_err(|e| std::io::Error::new(e.kind(), format!("binding udp {addr}: {e}")))?;
             UdpSocket::from_std(sock.into())
@@ -136,14 +138,14 @@ async fn recv_loop(
     tracker: TaskTracker,
     shutdown: CancellationToken,
 ) {
-    let local = sock.local_addr().ok();
-    let reply_to = ReplyTo::Udp(sock.clone());
+    let bound = sock.local_addr().ok();
+    let wildcard = bound.is_some_and(|a| a.ip().is_unspecified());
     // One byte more than the maximum, so an over-long datagram is seen as such.
     let mut buf = vec![0u8; MAX_PACKET + 1];
     loop {
-        let (len, src) = tokio::select! {
+        let (len, src, dst) = tokio::select! {
             _ = shutdown.cancelled() => return,
-            r = sock.recv_from(&mut buf) => match r {
+            r = udp_source::recv(&sock, wildcard, &mut buf) => match r {
                 Ok(v) => v,
                 Err(e) => {
                     // ICMP errors surface here on some systems; never stop serving for them.
@@ -160,6 +162,16 @@ async fn recv_loop(
             warn_drop(&app, DropKind::UnknownClient, src, None);
             continue;
         };
+        // On a wildcard socket, the address the NAS sent to: the reply leaves from it, and
+        // the audit record names it.
+        let local = match (dst, bound) {
+            (Some(d), Some(b)) => Some(SocketAddr::new(d.ip, b.port())),
+            _ => bound,
+        };
+        let reply_to = ReplyTo::Udp(UdpReply {
+            sock: sock.clone(),
+            from: dst,
+        });
         let at = Arrival {
             client,
             src,
@@ -173,15 +185,23 @@ async fn recv_loop(
 /// Where a request's reply goes: back over UDP, or to a RadSec connection's writer.
 #[derive(Clone)]
 pub(crate) enum ReplyTo {
-    Udp(Arc<UdpSocket>),
+    Udp(UdpReply),
     Tls(radsec::TlsReplies),
+}
+
+/// The socket a UDP request came in on, and the address it was sent to when the socket is
+/// a wildcard one (`udp_source`).
+#[derive(Clone)]
+pub(crate) struct UdpReply {
+    sock: Arc<UdpSocket>,
+    from: Option<udp_source::Destination>,
 }
 
 impl ReplyTo {
     async fn send(&self, bytes: &Arc<[u8]>, to: SocketAddr) {
         match self {
-            ReplyTo::Udp(sock) => {
-                if let Err(e) = sock.send_to(bytes, to).await {
+            ReplyTo::Udp(u) => {
+                if let Err(e) = udp_source::send(&u.sock, bytes, to, u.from).await {
                     warn!(error = %e, "sending reply");
                 }
             }
