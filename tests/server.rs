@@ -1396,3 +1396,40 @@ fn a_wildcard_listener_answers_from_the_address_the_nas_asked() {
     assert!(ips.contains(&"127.0.0.1"), "{audit:#?}");
     assert!(ips.contains(&"127.0.0.2"), "{audit:#?}");
 }
+
+/// A NAS set to CHAP or MS-CHAP (ASA with password-management, FortiGate's `auth-type
+/// auto`) sends no User-Password: the login is refused, and the audit record says why, so
+/// the admin knows to switch the NAS to PAP. radclient computes CHAP-Password and the
+/// MS-CHAP-Response (Microsoft vendor attribute 1) from the password it is given.
+#[test]
+fn chap_and_ms_chap_are_refused_with_the_reason() {
+    let slapd = directory();
+    let srv = start(&slapd, |_| {});
+    srv.enroll("alice", &[]);
+    let host = srv.addr.to_string();
+    for attr in ["CHAP-Password", "MS-CHAP-Password", "Framed-Protocol"] {
+        let value = if attr == "Framed-Protocol" {
+            "PPP"
+        } else {
+            "\"x\""
+        };
+        let r = radclient(
+            &host,
+            SECRET,
+            &format!("User-Name = \"alice\", {attr} = {value}, Message-Authenticator = 0x00"),
+        );
+        assert_eq!(r.code, "Access-Reject", "{attr}: {}", r.output);
+    }
+    let reasons: Vec<String> = srv
+        .audit_json("alice")
+        .iter()
+        .map(|r| r["reason"].as_str().unwrap_or_default().to_string())
+        .collect();
+    let pap_only = reasons.iter().filter(|r| r.contains("only PAP")).count();
+    // CHAP and MS-CHAP are named as such; a request with neither is just missing its password.
+    assert_eq!(pap_only, 2, "{reasons:#?}");
+    assert!(
+        reasons.iter().any(|r| r == "no User-Password"),
+        "{reasons:#?}"
+    );
+}

@@ -35,7 +35,8 @@ pub async fn start(
         return rdg::start(app, ctx, req, user).await;
     }
     let Some(field) = req.user_password(ctx.client.secret.expose()) else {
-        let why = if req.has_eap_message() || req.has_chap_password() {
+        let why = if req.has_eap_message() || req.has_chap_password() || req.has_ms_chap_response()
+        {
             "no User-Password: only PAP can carry a code (CHAP/EAP/MS-CHAP are not supported)"
         } else {
             "no User-Password"

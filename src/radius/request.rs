@@ -112,6 +112,34 @@ impl Request {
         self.packet.lookup(rfc2865::CHAP_PASSWORD_TYPE).is_some()
     }
 
+    /// MS-CHAP-Response or MS-CHAP2-Response (Microsoft's vendor attributes 1 and 25,
+    /// RFC 2548): what ASA with password-management, FortiGate's `auth-type auto` and NPS
+    /// proxies send instead of User-Password.
+    pub fn has_ms_chap_response(&self) -> bool {
+        const MICROSOFT: u32 = 311;
+        const MS_CHAP_RESPONSE: u8 = 1;
+        const MS_CHAP2_RESPONSE: u8 = 25;
+        self.packet.lookup_all(26).iter().any(|avp| {
+            let v = avp.encode_bytes();
+            if v.len() < 4 || u32::from_be_bytes([v[0], v[1], v[2], v[3]]) != MICROSOFT {
+                return false;
+            }
+            // Sub-attributes: type, length (including these two bytes), value.
+            let mut rest = &v[4..];
+            while rest.len() >= 2 {
+                let (typ, len) = (rest[0], usize::from(rest[1]));
+                if typ == MS_CHAP_RESPONSE || typ == MS_CHAP2_RESPONSE {
+                    return true;
+                }
+                if len < 2 || len > rest.len() {
+                    return false;
+                }
+                rest = &rest[len..];
+            }
+            false
+        })
+    }
+
     pub fn has_eap_message(&self) -> bool {
         self.packet.lookup(rfc2869::EAP_MESSAGE_TYPE).is_some()
     }

@@ -77,7 +77,9 @@ impl DropKind {
             }
             DropKind::ProxyStateWithoutMessageAuthenticator => {
                 "Proxy-State without Message-Authenticator, the BlastRADIUS attack pattern \
-                 (CVE-2024-3596)"
+                 (CVE-2024-3596), refused even with require_message_authenticator = false; \
+                 a RADIUS proxy (NPS forwarding for RD Gateway or VPNs) adds Proxy-State, so \
+                 set it to send Message-Authenticator"
             }
             DropKind::Overloaded => {
                 "server.max_in_flight requests are already being processed; the NAS will \
