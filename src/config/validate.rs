@@ -529,6 +529,9 @@ fn hotp_config(raw: RawHotp) -> Result<HotpConfig, ConfigError> {
     })
 }
 
+/// The longest `challenge.prompt` (see `challenge_config`).
+const MAX_PROMPT: usize = 200;
+
 fn challenge_config(raw: RawChallenge) -> Result<ChallengeConfig, ConfigError> {
     let RawChallenge {
         timeout_secs,
@@ -547,10 +550,18 @@ fn challenge_config(raw: RawChallenge) -> Result<ChallengeConfig, ConfigError> {
             "must be between 1 and 10",
         ));
     }
-    if prompt.is_empty() || prompt.len() > 253 {
+    // The prompt is sent with up to 52 bytes around it ("Wrong code. 9 attempt(s) left. "
+    // before, ", or type sms or call" after) and must still fit one Reply-Message (253
+    // bytes): pam_radius_auth shows only the first one, and a split one breaks mid-word.
+    if prompt.is_empty() || prompt.len() > MAX_PROMPT {
         return Err(ConfigError::invalid(
             "challenge.prompt",
-            "must be 1 to 253 bytes (one Reply-Message attribute)",
+            format!(
+                "must be 1 to {MAX_PROMPT} bytes, so that with the text radmfa adds around \
+                 it (\"Wrong code. 9 attempt(s) left. \", \", or type sms or call\") it fits \
+                 one Reply-Message attribute; it is {} bytes",
+                prompt.len()
+            ),
         ));
     }
     Ok(ChallengeConfig {
