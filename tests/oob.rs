@@ -754,7 +754,7 @@ fn no_sms_code_or_app_password_in_logs_or_audit() {
         assert!(!reveals(&log, s), "{what} appears in the log/audit output");
     }
     // The database holds neither the code nor the app password.
-    let db = std::fs::read(srv.dir.path().join("radmfa.db")).unwrap_or_default();
+    let db = std::fs::read(srv.dir.path().join("radmfa.db")).expect("the database file");
     let wal = std::fs::read(srv.dir.path().join("radmfa.db-wal")).unwrap_or_default();
     for bytes in [db, wal] {
         let hay = String::from_utf8_lossy(&bytes);

@@ -290,12 +290,23 @@ fn a_reload_that_shortens_or_ends_remembering_applies_at_once() {
         let text = text.replace(&old, &format!("remember_second_factor_secs = {secs}"));
         std::fs::write(&srv.config, text).unwrap();
         setting.set(secs);
+        // Logged once the new configuration is in place.
+        let done = "[[client]] entries from";
+        let before = srv.log().matches(done).count();
         let hup = std::process::Command::new("kill")
             .args(["-HUP", &srv.pid().to_string()])
             .status()
             .unwrap();
         assert!(hup.success());
-        std::thread::sleep(Duration::from_millis(500));
+        let until = std::time::Instant::now() + Duration::from_secs(10);
+        while srv.log().matches(done).count() == before {
+            assert!(
+                std::time::Instant::now() < until,
+                "no reload: {}",
+                srv.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     };
     full_login();
     assert_eq!(code_of(&from_a(ALICE_PW, None)), "Access-Accept");
