@@ -548,3 +548,30 @@ fn an_import_the_disk_cannot_take_imports_all_or_nothing() {
         }
     }
 }
+
+/// A name that stores something (a phone, a bypass, a method, an app password) must be one
+/// a login could carry: no control characters (terminal escapes for whoever lists users
+/// later), none empty, none over RADIUS's 253 bytes. Nothing is stored for a refused one.
+#[test]
+fn commands_that_store_under_a_user_name_refuse_unusable_names() {
+    let (_d, cfg) = setup();
+    let long = "a".repeat(254);
+    for name in ["al\u{1b}[2Kice", "", "  ", long.as_str()] {
+        for args in [
+            vec!["user", "set-phone", name, "+4915112345678"],
+            vec!["user", "bypass", name],
+            vec!["user", "set-method", name, "sms"],
+            vec!["user", "app-password", "add", name],
+        ] {
+            let (ok, _, err) = run(&cfg, &args);
+            assert!(!ok, "{args:?} was accepted");
+            assert!(err.contains("control characters"), "{args:?}: {err}");
+        }
+    }
+    let (ok, out, _) = run(&cfg, &["user", "list", "--json"]);
+    assert!(ok);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&out).unwrap(),
+        serde_json::json!([])
+    );
+}

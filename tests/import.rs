@@ -99,6 +99,13 @@ fn csv_of_10000_tokens_imports_in_seconds() {
         "{out}"
     );
     assert!(took < Duration::from_secs(60), "took {took:?}");
+    let (ok, out, _) = a.run(&["audit", "--json", "--limit", "20000"]);
+    assert!(ok);
+    let assigns = out
+        .lines()
+        .filter(|l| l.contains("\"result\":\"assign\""))
+        .count();
+    assert_eq!(assigns, 5000, "one audit row per token given to a user");
     let tokens = a.tokens();
     assert_eq!(tokens.len(), 10_000);
     assert_eq!(tokens[0]["serial"], "SN-00000");
@@ -170,6 +177,18 @@ fn duplicates_replace_and_mapping_file() {
     assert!(ok, "{err}");
     assert!(out.contains("2 token(s) (1 assigned, 1 in stock"), "{out}");
     assert_eq!(a.tokens()[0]["user"], "alice");
+    // The assignment is audited under its owner, naming the token.
+    let (ok, out, _) = a.run(&["audit", "--user", "alice", "--json"]);
+    assert!(ok);
+    let rows: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        rows.iter()
+            .any(|r| r["result"] == "assign" && r["token_serial"] == "A1"),
+        "{out}"
+    );
     // The same serials again: refused, naming line and serial.
     let (ok, _, err) = a.import(&f, &[]);
     assert!(!ok);

@@ -28,6 +28,7 @@ pub enum AppPasswordCommand {
 
 #[derive(Debug, Args)]
 pub struct AddArgs {
+    #[arg(value_parser = super::user_name)]
     pub user: String,
     /// What it is for, e.g. "mail on old phone".
     #[arg(long)]

@@ -17,6 +17,7 @@ const MAX_SECS: i64 = 86_400;
 
 #[derive(Debug, Args)]
 pub struct BypassArgs {
+    #[arg(value_parser = super::user_name)]
     pub user: String,
     /// How long it waits to be used: 90s, 5m, 2h (at most 24h).
     #[arg(long = "for", value_name = "TIME", default_value = "5m")]

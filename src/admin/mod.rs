@@ -20,6 +20,17 @@ pub mod users;
 
 use std::borrow::Cow;
 
+/// A user name given to a command that stores something under it: no empty, over-long
+/// (RADIUS carries at most 253 bytes) or control-character names reach the store.
+pub fn user_name(s: &str) -> Result<String, String> {
+    if s.trim().is_empty() || s.len() > 253 || s.chars().any(char::is_control) {
+        return Err(format!(
+            "{s:?} is empty, longer than 253 bytes or has control characters"
+        ));
+    }
+    Ok(s.to_string())
+}
+
 /// A value for a terminal: control characters written as escapes. User names, NAS names and
 /// reasons come from the network (a User-Name may hold ESC sequences that would move the
 /// cursor or erase lines and so hide records from the admin reading them).

@@ -14,6 +14,7 @@ use crate::store::Store;
 
 #[derive(Debug, Args)]
 pub struct SetPhoneArgs {
+    #[arg(value_parser = super::user_name)]
     pub user: String,
     /// E.164 (+15550100123), or a national number when [phone] default_country_code is set;
     /// "none" removes the stored number (the directory's is used again).
@@ -22,6 +23,7 @@ pub struct SetPhoneArgs {
 
 #[derive(Debug, Args)]
 pub struct SetMethodArgs {
+    #[arg(value_parser = super::user_name)]
     pub user: String,
     /// totp, sms or voice; "none" removes the preference.
     pub method: String,

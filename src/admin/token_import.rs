@@ -282,13 +282,26 @@ pub async fn run(cfg: &Config, store: &dyn Store, a: ImportArgs) -> anyhow::Resu
     let spinner =
         ProgressBar::new_spinner().with_message(format!("storing {} token(s)", p.ready.len()));
     spinner.enable_steady_tick(std::time::Duration::from_millis(100));
+    // New tokens given to a user: each is audited under its owner, as `token assign` is, so
+    // `radmfa audit --user` shows where a user's token came from.
+    let replacing: HashSet<&str> = replaced.iter().map(|r| r.serial()).collect();
+    let assigned_now: Vec<(String, String)> = p
+        .ready
+        .iter()
+        .filter(|t| !replacing.contains(t.token.serial.as_str()))
+        .filter_map(|t| Some((t.token.serial.clone(), t.token.user.clone()?)))
+        .collect();
     let batch: Vec<_> = p.ready.into_iter().map(|t| (t.token, t.extra)).collect();
     let written = store.import_tokens(&batch, a.replace).await;
     spinner.finish_and_clear();
     written.context("storing the tokens; nothing was imported")?;
     let reason = format!("imported {summary} from {}", a.file.display());
     super::tokens::audit(cfg, store, "", "import", "", Some(reason)).await?;
-    super::token_replace::after_import(cfg, store, &replaced, &a.file.display().to_string())
+    let file = a.file.display().to_string();
+    audit_assigned(cfg, store, &assigned_now, &file)
+        .await
+        .context("the tokens are imported")?;
+    super::token_replace::after_import(cfg, store, &replaced, &file)
         .await
         .context("the tokens are imported")?;
     println!(
@@ -297,4 +310,24 @@ pub async fn run(cfg: &Config, store: &dyn Store, a: ImportArgs) -> anyhow::Resu
         started.elapsed().as_secs_f64()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// One audit row per token the import gave to a user. Written a few dozen at a time, so
+/// the store commits them in groups (a 5,000-owner import is not 5,000 fsyncs in a row).
+async fn audit_assigned(
+    cfg: &Config,
+    store: &dyn Store,
+    assigned: &[(String, String)],
+    file: &str,
+) -> anyhow::Result<()> {
+    use futures_util::stream::{self, StreamExt};
+    let results: Vec<anyhow::Result<()>> = stream::iter(assigned)
+        .map(|(serial, user)| {
+            let reason = format!("token {serial} assigned to {user}, imported from {file}");
+            super::tokens::audit(cfg, store, user, "assign", serial, Some(reason))
+        })
+        .buffer_unordered(64)
+        .collect()
+        .await;
+    results.into_iter().collect()
 }

@@ -22,6 +22,12 @@ pub struct Replaced {
 }
 
 /// The stored tokens `ready` replaces.
+impl Replaced {
+    pub fn serial(&self) -> &str {
+        &self.serial
+    }
+}
+
 pub fn replaced(ready: &[ImportedToken], stored: &HashMap<String, TokenRecord>) -> Vec<Replaced> {
     let mut replaced = Vec::new();
     for t in ready {

@@ -259,7 +259,7 @@ async fn list(cfg: &Config, store: &dyn Store, a: ListArgs) -> anyhow::Result<Ex
             t.digits,
             step,
             if t.enabled { "enabled" } else { "disabled" },
-            t.user.as_deref().unwrap_or("(stock)")
+            super::printable(t.user.as_deref().unwrap_or("(stock)"))
         );
     }
     println!("{} token(s)", tokens.len());

@@ -449,22 +449,24 @@ async fn show(store: &dyn Store, user: &str, json: bool) -> anyhow::Result<ExitC
         println!("phone:    {}", profile.phone.as_deref().unwrap_or("-"));
         println!("method:   {}", profile.method.as_deref().unwrap_or("-"));
         if let Some(at) = profile.blocked_at {
-            let why = profile.blocked_reason.as_deref().unwrap_or("");
+            let why = super::printable(profile.blocked_reason.as_deref().unwrap_or(""));
             println!("blocked:  since {} ({why})", super::audit::fmt_time(at));
         }
         if let Some(t) = profile.pending_bypass(now) {
             println!("bypass:   until {} (once)", super::audit::fmt_time(t));
         }
         for r in &remembered {
+            // The station is the NAS's Calling-Station-Id, which a user may choose: no
+            // terminal escapes from it reach the admin's screen.
             let station = if r.station.is_empty() {
-                "any station"
+                "any station".into()
             } else {
-                &r.station
+                super::printable(&r.station)
             };
             println!(
                 "remembered: {} on {} from {station} until {}",
                 r.mode,
-                r.nas,
+                super::printable(&r.nas),
                 super::audit::fmt_time(r.expires_at)
             );
         }

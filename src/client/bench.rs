@@ -53,8 +53,17 @@ pub async fn bench_users(
         );
         seeds.push((name, Secret::new(seed)));
     }
-    std::fs::write(out.join("users.csv"), csv)?;
-    std::fs::write(out.join("users.ldif"), ldif)?;
+    // Passwords and seeds: readable by the owner alone, and a file left from an earlier
+    // run (or a link planted in its place) is replaced, never written through.
+    for (name, text) in [("users.csv", csv), ("users.ldif", ldif)] {
+        let path = out.join(name);
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+            _ => {}
+        }
+        use std::io::Write;
+        crate::store::seal::create_private(&path)?.write_all(text.as_bytes())?;
+    }
     if let Some(cfg) = cfg {
         enroll_all(cfg, seeds, period).await?;
     }

@@ -37,6 +37,11 @@ pub fn read_map(text: &str) -> Result<HashMap<String, (String, usize)>, Problem>
         if serial.is_empty() || user.is_empty() {
             return Err(problem("expected serial,user".into()));
         }
+        if user.len() > 253 || user.chars().any(char::is_control) {
+            return Err(problem(format!(
+                "user {user:?} is longer than 253 bytes or has control characters"
+            )));
+        }
         if map.insert(serial.to_string(), (user, i + 1)).is_some() {
             return Err(problem(format!("serial {serial} is mapped twice")));
         }
