@@ -110,8 +110,9 @@ pub struct LoginArgs {
     #[command(flatten)]
     pub radsec: radsec::RadsecArgs,
     pub user: String,
-    /// Password (asked without echo when absent).
-    #[arg(long)]
+    /// Password (asked without echo when absent, which is best: argv is visible to other
+    /// users and kept in shell history; RADMFA_PASSWORD is read too).
+    #[arg(long, env = "RADMFA_PASSWORD", hide_env_values = true)]
     pub password: Option<String>,
     /// Answer(s) to challenges, in order, instead of asking.
     #[arg(long)]

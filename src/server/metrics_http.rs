@@ -1,6 +1,7 @@
 //! `GET /metrics` for Prometheus, on `[metrics] listen` (axum). Plain HTTP and no
-//! authentication, like most exporters: it holds counts only (no user names, secrets or
-//! addresses), but bind it to a management address, not the NAS-facing one.
+//! authentication, like most exporters: it holds counts only (no user names or secrets;
+//! its labels name `[[client]]` entries, groups and upstream servers' host:port), so bind
+//! it to a management address, not the NAS-facing one.
 
 use std::sync::Arc;
 
