@@ -119,3 +119,51 @@ fn pam_radius_auth_is_dropped_where_message_authenticator_is_required() {
         "a request without Message-Authenticator must not even be audited"
     );
 }
+
+/// Two radmfa nodes in pam_radius_auth's server list, the first one's directory
+/// unreachable. With `on_backend_failure = "no_reply"` the first node stays silent, so
+/// pam_radius_auth moves on to the second after its timeout and the login succeeds; with
+/// the default "reject" the first node's Reject ends the login there.
+#[test]
+fn pam_radius_auth_fails_over_to_the_next_node_when_a_node_gives_no_reply() {
+    let slapd = Slapd::start(&[LdapUser::new("alice", "alice-Secret-pw")]);
+    // Password only (alice has no token), so the two nodes need no shared store here.
+    let nas = |on_failure: &'static str| Nas {
+        require_ma: false,
+        no_factor: "allow",
+        on_backend_failure: on_failure,
+        ..Nas::challenge("pam", "127.0.0.1")
+    };
+    let healthy = {
+        let mut o = Options::new(&slapd.url);
+        o.clients = vec![nas("reject")];
+        Server::start(&o)
+    };
+    for (on_failure, logs_in) in [("no_reply", true), ("reject", false)] {
+        let dead = format!("ldap://127.0.0.1:{}", common::slapd::free_port());
+        let mut o = Options::new(&dead);
+        o.clients = vec![nas(on_failure)];
+        let broken = Server::start(&o);
+        let conf = broken.dir.path().join("pam_radius_auth.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "127.0.0.1:{} {SECRET} 2\n127.0.0.1:{} {SECRET} 2\n",
+                broken.port(),
+                healthy.port()
+            ),
+        )
+        .unwrap();
+        let svc = PamService::new(on_failure, &conf);
+        let (ok, out) = pamtester(&svc.name, "alice", "alice-Secret-pw\n");
+        assert_eq!(ok, logs_in, "on_backend_failure = {on_failure}:\n{out}");
+        let audit = broken.audit_json("alice");
+        let reason = audit[0]["reason"].as_str().unwrap_or_default();
+        assert!(reason.contains("directory"), "{audit:#?}");
+        assert_eq!(
+            reason.contains("not answered"),
+            on_failure == "no_reply",
+            "{audit:#?}"
+        );
+    }
+}

@@ -204,6 +204,17 @@ pub enum NoFactorPolicy {
     Allow,
 }
 
+/// What a client gets when a backend (directory, upstream server, store) fails or the
+/// request runs out of time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendFailure {
+    /// An Access-Reject, at once: the user is told, and a NAS with one server stops there.
+    Reject,
+    /// No reply: the NAS's timeout runs out and it asks its next server (another radmfa
+    /// node, which can finish any login on a shared store).
+    NoReply,
+}
+
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
     pub name: String,
@@ -214,6 +225,7 @@ pub struct ClientConfig {
     pub primary: Primary,
     pub otp_mode: OtpMode,
     pub no_factor: NoFactorPolicy,
+    pub on_backend_failure: BackendFailure,
     /// Allowed methods, voice mode and budget, app passwords, second-factor-only.
     pub factors: delivery::ClientFactors,
     /// Directory groups that may log in here, and those that skip the second factor.

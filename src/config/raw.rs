@@ -357,6 +357,8 @@ pub struct RawClient {
     pub inline_delimiter: String,
     #[serde(default = "default_no_factor")]
     pub no_factor: String,
+    #[serde(default = "default_no_factor")]
+    pub on_backend_failure: String,
     // Issue 4, validated by validate_delivery::client_factors.
     #[serde(default = "super::raw_delivery::d_methods")]
     pub methods: Vec<String>,

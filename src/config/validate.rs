@@ -685,6 +685,7 @@ fn client_configs(raw: Vec<RawClient>, base: &Path) -> Result<Vec<ClientConfig>,
             otp_mode,
             inline_delimiter,
             no_factor,
+            on_backend_failure,
             methods,
             voice_mode,
             voice_budget_secs,
@@ -769,6 +770,16 @@ fn client_configs(raw: Vec<RawClient>, base: &Path) -> Result<Vec<ClientConfig>,
                 ))
             }
         };
+        let on_backend_failure = match on_backend_failure.as_str() {
+            "reject" => BackendFailure::Reject,
+            "no_reply" => BackendFailure::NoReply,
+            other => {
+                return Err(ConfigError::invalid(
+                    key("on_backend_failure"),
+                    format!("{other:?} is not one of \"reject\", \"no_reply\""),
+                ))
+            }
+        };
         let factors = super::validate_delivery::client_factors(
             super::raw_delivery::RawClientFactors {
                 methods,
@@ -800,6 +811,7 @@ fn client_configs(raw: Vec<RawClient>, base: &Path) -> Result<Vec<ClientConfig>,
             primary,
             otp_mode,
             no_factor,
+            on_backend_failure,
             factors,
             groups: GroupPolicy {
                 allow: allow_groups,

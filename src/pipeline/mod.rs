@@ -6,11 +6,12 @@
 //! otherwise                -> login: app password, or password (LDAP) then the second factor:
 //!                             inline code, TOTP/SMS prompt, or a phone call (held or prompted);
 //!                             second-factor-only clients (RD Gateway): no password, a call
-//! any backend fault        -> Reject (fail closed), reason in the audit
-//! deadline passed          -> Reject, reason in the audit (a client that holds calls gets
-//!                             its call budget as deadline). The reply leaves by the
-//!                             deadline, counted from arrival: the decision stops short of
-//!                             it to leave time for the audit record.
+//! any backend fault        -> Reject (fail closed), reason in the audit; or no reply at all
+//!                             for a client with on_backend_failure = "no_reply"
+//! deadline passed          -> the same (a client that holds calls gets its call budget as
+//!                             deadline). The reply leaves by the deadline, counted from
+//!                             arrival: the decision stops short of it to leave time for
+//!                             the audit record.
 //! ```
 //! Every verified Access-Request leaves exactly one audit record, written here at the single
 //! exit, and no reply leaves before the request's writes (audit record included) are on disk.
@@ -40,7 +41,7 @@ use std::time::{Duration, Instant};
 
 use crate::app::AppState;
 use crate::auth::{AuthError, UserInfo};
-use crate::config::ClientConfig;
+use crate::config::{BackendFailure, ClientConfig};
 use crate::radius::{Reply, ReplyCode, Request, RequestKind};
 use crate::server::metrics::Metrics;
 use crate::store::{durability, RememberedLogin, StoreError};
@@ -125,12 +126,13 @@ fn auth_fault(e: &AuthError) -> String {
     }
 }
 
-pub async fn handle(app: &AppState, ctx: &RequestContext, req: &Request) -> Reply {
+/// The reply to send; `None` when a backend failed and the client wants no reply then.
+pub async fn handle(app: &AppState, ctx: &RequestContext, req: &Request) -> Option<Reply> {
     if req.kind == RequestKind::StatusServer {
         // RFC 5997 §3: answer Status-Server sent to the authentication port with
         // Access-Accept.
         Metrics::inc(&app.metrics.status_server);
-        return Reply::accept();
+        return Some(Reply::accept());
     }
     // A client that holds the request during a phone call gets its call budget.
     let deadline = ctx
@@ -152,7 +154,8 @@ pub async fn handle(app: &AppState, ctx: &RequestContext, req: &Request) -> Repl
     .await;
     let reply = match settled {
         Ok(((reply, remember), Ok(()))) => {
-            if let Some(login) = remember.filter(|_| reply.code == ReplyCode::Accept) {
+            let accepted = reply.as_ref().is_some_and(|r| r.code == ReplyCode::Accept);
+            if let Some(login) = remember.filter(|_| accepted) {
                 remembered::keep(app, &login, reply_by).await;
             }
             reply
@@ -160,7 +163,7 @@ pub async fn handle(app: &AppState, ctx: &RequestContext, req: &Request) -> Repl
         Ok((_, Err(e))) => {
             tracing::error!(error = %e, "the request's store writes were not committed; rejecting");
             Metrics::inc(&app.metrics.store_failures);
-            Reply::reject()
+            on_failure(ctx)
         }
         // Whether its writes and its record reached the disk is unknown: fail closed. A
         // record already handed to the store's writer is still written if the store
@@ -172,12 +175,24 @@ pub async fn handle(app: &AppState, ctx: &RequestContext, req: &Request) -> Repl
                 deadline.as_millis()
             );
             Metrics::inc(&app.metrics.store_failures);
-            Reply::reject()
+            on_failure(ctx)
         }
     };
     // Counted here, as sent: a verdict turned into a Reject by a failing store counts as one.
-    app.metrics.count_reply(&ctx.client.name, reply.code);
+    match &reply {
+        Some(r) => app.metrics.count_reply(&ctx.client.name, r.code),
+        None => Metrics::inc(&app.metrics.unanswered),
+    }
     reply
+}
+
+/// The reply when a backend failed: a Reject, or none for a client whose NAS should ask
+/// its next server instead (`on_backend_failure = "no_reply"`).
+fn on_failure(ctx: &RequestContext) -> Option<Reply> {
+    match ctx.client.on_backend_failure {
+        BackendFailure::Reject => Some(Reply::reject()),
+        BackendFailure::NoReply => None,
+    }
 }
 
 /// Kept back from a request's deadline for its audit record and commit: an eighth, at most
@@ -192,7 +207,7 @@ async fn answer(
     req: &Request,
     decide_by: tokio::time::Instant,
     deadline: Duration,
-) -> (Reply, Option<RememberedLogin>) {
+) -> (Option<Reply>, Option<RememberedLogin>) {
     // Everything below uses the key (a listed domain off, case folded); the directory sees
     // the same name either way.
     let user = app
@@ -201,25 +216,38 @@ async fn answer(
         .key(&req.user_name().unwrap_or_default());
     let span = tracing::Span::current();
     span.record("user", user.as_str());
-    let verdict = match tokio::time::timeout_at(decide_by, decide(app, ctx, req, &user)).await {
-        Ok(Ok(v)) => v,
-        Ok(Err(fault)) => {
-            Metrics::inc(match fault {
-                Fault::Auth(AuthError::Upstream(_)) => &app.metrics.upstream_failures,
-                Fault::Auth(_) => &app.metrics.directory_failures,
-                Fault::Store(_) => &app.metrics.store_failures,
-            });
-            Verdict::reject(fault.to_string())
-        }
-        Err(_) => {
-            Metrics::inc(&app.metrics.deadline_exceeded);
-            Verdict::reject(format!(
-                "request deadline of {} ms exceeded",
-                deadline.as_millis()
-            ))
-        }
+    let failed = |reason: String| {
+        let unanswered = on_failure(ctx).is_none();
+        let reason = if unanswered {
+            format!("{reason}; not answered (on_backend_failure = \"no_reply\")")
+        } else {
+            reason
+        };
+        (Verdict::reject(reason), unanswered)
     };
+    let (verdict, unanswered) =
+        match tokio::time::timeout_at(decide_by, decide(app, ctx, req, &user)).await {
+            Ok(Ok(v)) => (v, false),
+            Ok(Err(fault)) => {
+                Metrics::inc(match fault {
+                    Fault::Auth(AuthError::Upstream(_)) => &app.metrics.upstream_failures,
+                    Fault::Auth(_) => &app.metrics.directory_failures,
+                    Fault::Store(_) => &app.metrics.store_failures,
+                });
+                failed(fault.to_string())
+            }
+            Err(_) => {
+                Metrics::inc(&app.metrics.deadline_exceeded);
+                failed(format!(
+                    "request deadline of {} ms exceeded",
+                    deadline.as_millis()
+                ))
+            }
+        };
     let recorded = audit::record(app, ctx, req, &user, &verdict).await;
+    if unanswered {
+        return (None, None);
+    }
     if !recorded && verdict.reply.code == ReplyCode::Accept {
         // A login that cannot be recorded is not granted: the store is failing, fail closed.
         // The audit line above said "accept"; this one, on the same target, says what the
@@ -232,10 +260,10 @@ async fn answer(
             nas = %ctx.client.name,
             "auth"
         );
-        return (Reply::reject(), None);
+        return (on_failure(ctx), None);
     }
     let remember = remembered::to_remember(app, ctx, req, &user, &verdict);
-    (verdict.reply, remember)
+    (Some(verdict.reply), remember)
 }
 
 async fn decide(

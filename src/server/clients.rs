@@ -42,7 +42,7 @@ impl ClientTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{NoFactorPolicy, OtpMode};
+    use crate::config::{BackendFailure, NoFactorPolicy, OtpMode};
     use crate::secret::Secret;
 
     fn client(name: &str, nets: &[&str]) -> ClientConfig {
@@ -54,6 +54,7 @@ mod tests {
             primary: Default::default(),
             otp_mode: OtpMode::Challenge,
             no_factor: NoFactorPolicy::Reject,
+            on_backend_failure: BackendFailure::Reject,
             factors: Default::default(),
             groups: Default::default(),
             accept_attributes: Default::default(),

@@ -57,6 +57,7 @@ counters!(
     store_failures,
     provider_failures,
     fail_open,
+    unanswered,
     radsec_handshake_failures,
     radsec_connection_limit,
     radsec_address_limit,
@@ -252,6 +253,14 @@ impl Metrics {
                 ("{backend=\"upstream\"}", get(&self.upstream_failures)),
                 ("{backend=\"store\"}", get(&self.store_failures)),
             ],
+        );
+        family(
+            "radmfa_requests_unanswered_total",
+            "counter",
+            "Requests left unanswered after a backend failure or a missed deadline, because \
+             their client has on_backend_failure = \"no_reply\" (its NAS asks its next \
+             server).",
+            &[("", get(&self.unanswered))],
         );
         family(
             "radmfa_provider_failures_total",

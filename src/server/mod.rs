@@ -353,7 +353,11 @@ async fn serve_one(
             return;
         }
     };
-    let reply = pipeline::handle(app, &ctx, &req).await;
+    let Some(reply) = pipeline::handle(app, &ctx, &req).await else {
+        // A backend failed and this client wants no reply: its NAS asks its next server.
+        // The in-flight entry goes (unsettled), so a retransmit is tried afresh.
+        return;
+    };
     let bytes = radius::encode_reply(&req, &reply, secret);
     if bytes.is_empty() {
         // Not expected (encode_reply keeps within RADIUS's limits); no reply beats an empty

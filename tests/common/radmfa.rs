@@ -21,6 +21,7 @@ pub struct Nas {
     pub require_ma: bool,
     pub no_factor: &'static str,
     pub delimiter: &'static str,
+    pub on_backend_failure: &'static str,
 }
 
 impl Nas {
@@ -32,6 +33,7 @@ impl Nas {
             require_ma: true,
             no_factor: "reject",
             delimiter: ",",
+            on_backend_failure: "reject",
         }
     }
 }
@@ -121,8 +123,15 @@ otp_mode = "{}"
 require_message_authenticator = {}
 no_factor = "{}"
 inline_delimiter = "{}"
+on_backend_failure = "{}"
 "#,
-            c.name, c.address, c.otp_mode, c.require_ma, c.no_factor, c.delimiter
+            c.name,
+            c.address,
+            c.otp_mode,
+            c.require_ma,
+            c.no_factor,
+            c.delimiter,
+            c.on_backend_failure
         ));
     }
     let path = dir.join("radmfa.toml");
