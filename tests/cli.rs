@@ -575,3 +575,48 @@ fn commands_that_store_under_a_user_name_refuse_unusable_names() {
         serde_json::json!([])
     );
 }
+
+/// Every admin record names who ran the command: the account, and under sudo the person
+/// who ran sudo. Login records name no actor.
+#[test]
+fn admin_records_name_who_ran_the_command() {
+    let (_d, cfg) = setup();
+    let me = Command::new("id").arg("-un").output().unwrap();
+    let me = String::from_utf8(me.stdout).unwrap().trim().to_string();
+    assert!(!me.is_empty());
+    let out = Command::new(bin())
+        .arg("--config")
+        .arg(&cfg)
+        .args(["user", "bypass", "alice"])
+        .env_remove("SUDO_USER")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let out = Command::new(bin())
+        .arg("--config")
+        .arg(&cfg)
+        .args(["user", "set-method", "alice", "sms"])
+        .env("SUDO_USER", "helpdesk-bob")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let (ok, out, _) = run(&cfg, &["audit", "--user", "alice", "--json"]);
+    assert!(ok);
+    let actors: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["actor"].clone())
+        .collect();
+    // Newest first.
+    assert_eq!(
+        actors,
+        vec![
+            serde_json::json!(format!("{me} via sudo from helpdesk-bob")),
+            serde_json::json!(me)
+        ]
+    );
+    let (ok, out, _) = run(&cfg, &["audit", "--user", "alice"]);
+    assert!(
+        ok && out.contains(&format!("(by {me} via sudo from helpdesk-bob)")),
+        "{out}"
+    );
+}

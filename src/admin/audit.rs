@@ -152,7 +152,11 @@ impl Table {
                 r.nas_name.as_deref().unwrap_or("-"),
                 &r.latency_ms.to_string(),
             ],
-            r.reason.as_deref().unwrap_or(""),
+            &match (&r.reason, &r.actor) {
+                (Some(reason), Some(actor)) => format!("{reason} (by {actor})"),
+                (None, Some(actor)) => format!("by {actor}"),
+                (reason, None) => reason.clone().unwrap_or_default(),
+            },
         )
     }
 

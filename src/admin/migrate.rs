@@ -285,6 +285,7 @@ mod tables {
                 ("client_ip", Text),
                 ("nas_name", Text),
                 ("latency_ms", Int),
+                ("actor", Text),
             ],
         },
         Table {

@@ -19,6 +19,31 @@ pub mod tokens;
 pub mod users;
 
 use std::borrow::Cow;
+use std::sync::OnceLock;
+
+/// Who is running this command, for the admin audit records: the account ("root"), and
+/// under sudo the account that ran sudo ("root via sudo from alice"). The sudo part comes
+/// from SUDO_USER, which sudo sets and a root shell could fake; it names the person, the
+/// account is what the kernel says.
+pub fn actor() -> &'static str {
+    static ACTOR: OnceLock<String> = OnceLock::new();
+    ACTOR.get_or_init(|| {
+        use nix::unistd::{Uid, User};
+        let uid = Uid::current();
+        let account = User::from_uid(uid)
+            .ok()
+            .flatten()
+            .map_or_else(|| format!("uid {uid}"), |u| u.name);
+        let via = std::env::var("SUDO_USER")
+            .ok()
+            .filter(|s| !s.is_empty() && s.len() <= 64 && *s != account);
+        let who = match via {
+            Some(s) => format!("{account} via sudo from {s}"),
+            None => account,
+        };
+        printable(&who).into_owned()
+    })
+}
 
 /// A user name given to a command that stores something under it: no empty, over-long
 /// (RADIUS carries at most 253 bytes) or control-character names reach the store.

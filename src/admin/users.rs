@@ -191,6 +191,7 @@ pub(crate) fn admin_record(
         result: result.into(),
         reason,
         server_name: cfg.server.name.clone(),
+        actor: Some(super::actor().to_string()),
         ..Default::default()
     }
 }

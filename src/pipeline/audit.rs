@@ -51,6 +51,7 @@ pub async fn record(
         client_ip,
         nas_name: Some(ctx.client.name.clone()),
         latency_ms: ctx.received.elapsed().as_millis() as i64,
+        actor: None,
     };
     tracing::info!(
         target: "radmfa::audit",

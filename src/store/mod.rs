@@ -275,6 +275,8 @@ pub struct AuditRecord {
     pub client_ip: Option<String>,
     pub nas_name: Option<String>,
     pub latency_ms: i64,
+    /// Admin records: the account that ran the command (see `admin::actor`).
+    pub actor: Option<String>,
 }
 
 /// What a login needs to know about one user, read together: every token (enabled or not)

@@ -55,7 +55,7 @@ const MAX_CONNECTIONS: u32 = 8;
 const CHALLENGE_COLUMNS: &str = "state_hash, user, nas, created_at, expires_at, attempts, context";
 const AUDIT_COLUMNS: &str = "id, time, user, first_name, last_name, email, phone, token_serial, \
                              mode, result, reason, server_name, server_ip, client_ip, nas_name, \
-                             latency_ms";
+                             latency_ms, actor";
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -185,6 +185,7 @@ fn audit_from_row(row: &SqliteRow) -> Result<AuditRecord, StoreError> {
         client_ip: row.try_get("client_ip")?,
         nas_name: row.try_get("nas_name")?,
         latency_ms: row.try_get("latency_ms")?,
+        actor: row.try_get("actor")?,
     })
 }
 
@@ -750,8 +751,9 @@ impl Store for SqliteStore {
                 c.prepare_cached(
                     "INSERT INTO audit (time, user, first_name, last_name, email, phone, \
                      token_serial, mode, result, reason, server_name, server_ip, client_ip, \
-                     nas_name, latency_ms) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                     nas_name, latency_ms, actor) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, \
+                     ?16)",
                 )
                 .and_then(|mut st| {
                     st.insert(rusqlite::params![
@@ -769,7 +771,8 @@ impl Store for SqliteStore {
                         r.server_ip,
                         r.client_ip,
                         r.nas_name,
-                        r.latency_ms
+                        r.latency_ms,
+                        r.actor
                     ])
                 })
                 .map_err(sqlite_err)

@@ -142,6 +142,7 @@ pub fn audit_record(time: i64, user: &str, result: &str) -> AuditRecord {
         client_ip: None,
         nas_name: None,
         latency_ms: 1,
+        actor: None,
     }
 }
 
@@ -816,6 +817,7 @@ pub async fn audit_append_and_round_trip(store: &dyn Store) {
         client_ip: Some("203.0.113.7".into()),
         nas_name: Some("vpn-1".into()),
         latency_ms: 123,
+        actor: Some("root via sudo from alice".into()),
     };
     let id1 = store.append_audit(&full).await.unwrap();
     let id2 = store

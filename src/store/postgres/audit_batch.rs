@@ -25,12 +25,12 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::store::{AuditRecord, StoreError};
 
-/// Most records in one `INSERT` (15 parameters each; PostgreSQL allows 65,535).
+/// Most records in one `INSERT` (16 parameters each; PostgreSQL allows 65,535).
 const MAX_BATCH: usize = 256;
 
 const INSERT: &str = "INSERT INTO audit (time, username, first_name, last_name, email, phone, \
      token_serial, mode, result, reason, server_name, server_ip, client_ip, nas_name, \
-     latency_ms) ";
+     latency_ms, actor) ";
 
 struct Job {
     record: AuditRecord,
@@ -165,7 +165,8 @@ where
             .push_bind(&r.server_ip)
             .push_bind(&r.client_ip)
             .push_bind(&r.nas_name)
-            .push_bind(r.latency_ms);
+            .push_bind(r.latency_ms)
+            .push_bind(&r.actor);
     });
     q.push(" RETURNING id");
     let mut ids: Vec<i64> = q.build_query_scalar().fetch_all(db).await?;

@@ -75,6 +75,7 @@ pub(super) fn audit_from_row(row: &PgRow) -> Result<AuditRecord, StoreError> {
         client_ip: row.try_get("client_ip")?,
         nas_name: row.try_get("nas_name")?,
         latency_ms: row.try_get("latency_ms")?,
+        actor: row.try_get("actor")?,
     })
 }
 
