@@ -1442,3 +1442,39 @@ fn chap_and_ms_chap_are_refused_with_the_reason() {
         "{reasons:#?}"
     );
 }
+
+/// A "retransmit" (same source port, ID and Request Authenticator) with other contents is
+/// dropped unanswered, and the log says why, so a NAS that rewrites its retransmits is not
+/// left timing out with nothing to go on.
+#[test]
+fn a_retransmit_with_other_contents_is_dropped_and_logged() {
+    let slapd = directory();
+    let srv = start(&slapd, |_| {});
+    let sock = srv.udp();
+    let (pkt, auth) = AccessRequestBuilder::new(42, "alice")
+        .password(ALICE_PW.as_bytes())
+        .build(SECRET.as_bytes());
+    sock.send(&pkt).unwrap();
+    let mut buf = [0u8; 4096];
+    let n = sock.recv(&mut buf).expect("a reply to the first");
+    verify_reply(&buf[..n], &auth, SECRET.as_bytes()).unwrap();
+    // The same header, another user name of the same length.
+    let mut other = pkt.clone();
+    let at = other
+        .windows(5)
+        .position(|w| w == b"alice")
+        .expect("User-Name in the packet");
+    other[at..at + 5].copy_from_slice(b"mallo");
+    sock.send(&other).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    assert!(
+        sock.recv(&mut buf).is_err(),
+        "the changed copy was answered"
+    );
+    assert!(
+        srv.log_shows("a NAS must send a retransmit unchanged"),
+        "{}",
+        srv.log()
+    );
+}

@@ -29,6 +29,10 @@ pub enum DropKind {
     MissingMessageAuthenticator,
     BadMessageAuthenticator,
     ProxyStateWithoutMessageAuthenticator,
+    /// EAP-Message without Message-Authenticator: an 802.1X authenticator pointed here.
+    EapWithoutMessageAuthenticator,
+    /// A retransmit (same source, ID and authenticator) whose bytes differ from the first.
+    DuplicateMismatch,
     Overloaded,
     /// A RadSec connection whose TLS handshake failed.
     TlsHandshake,
@@ -53,6 +57,7 @@ impl DropKind {
             DecodeError::ProxyStateWithoutMessageAuthenticator => {
                 DropKind::ProxyStateWithoutMessageAuthenticator
             }
+            DecodeError::EapWithoutMessageAuthenticator => DropKind::EapWithoutMessageAuthenticator,
             _ => DropKind::Malformed,
         }
     }
@@ -80,6 +85,15 @@ impl DropKind {
                  (CVE-2024-3596), refused even with require_message_authenticator = false; \
                  a RADIUS proxy (NPS forwarding for RD Gateway or VPNs) adds Proxy-State, so \
                  set it to send Message-Authenticator"
+            }
+            DropKind::EapWithoutMessageAuthenticator => {
+                "EAP-Message without Message-Authenticator (RFC 3579 requires it); radmfa \
+                 does not do EAP (802.1X, WPA-Enterprise): send only PAP logins here"
+            }
+            DropKind::DuplicateMismatch => {
+                "it has the ID and Request Authenticator of a request still being answered \
+                 or answered in the last server.duplicate_window_secs, but different \
+                 contents; a NAS must send a retransmit unchanged"
             }
             DropKind::Overloaded => {
                 "server.max_in_flight requests are already being processed; the NAS will \
@@ -249,6 +263,10 @@ mod tests {
             DropKind::of(&DecodeError::BadMessageAuthenticator),
             DropKind::BadMessageAuthenticator
         );
+        // An 802.1X authenticator sent here by mistake is told so, not "malformed".
+        let eap = DropKind::of(&DecodeError::EapWithoutMessageAuthenticator);
+        assert_eq!(eap, DropKind::EapWithoutMessageAuthenticator);
+        assert!(eap.explain().contains("EAP"));
     }
 
     fn ip(last: u8) -> IpAddr {

@@ -271,6 +271,7 @@ pub(crate) async fn dispatch(
         Seen::Silent => return,
         Seen::Mismatch => {
             Metrics::inc(&app.metrics.duplicate_mismatch);
+            warn_drop(app, DropKind::DuplicateMismatch, src, Some(&client.name));
             return;
         }
     }
