@@ -460,8 +460,9 @@ async fn failover_from_dead_url() {
     assert!(matches!(out, PrimaryOutcome::Accepted(_)), "{out:?}");
 }
 
-/// After a failover the good URL is preferred: later logins do not try the broken one
-/// first. The broken one here accepts and at once closes each connection, counting them.
+/// After a failover later logins go to the URL that answered and do not try the broken one
+/// again (it is held off, and the good one preferred). The broken one here accepts and at
+/// once closes each connection, counting them.
 #[tokio::test]
 async fn the_url_that_answered_is_preferred_after_a_failover() {
     let slapd = Slapd::start(&users());

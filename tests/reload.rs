@@ -376,3 +376,54 @@ fn sighup_holds_new_clients_to_the_running_radsec_idle_timeout() {
     );
     assert_eq!(ask(&srv, NEW_SECRET), "Access-Reject", "{}", srv.log());
 }
+
+/// A request in flight when SIGHUP rotates its client's secret is answered with the secret
+/// it came in under (the NAS verifies the reply with that one); the next request needs the
+/// new secret. The directory here accepts connections and never answers, so the login is
+/// held until the LDAP timeout; its connection arriving shows the request is in flight.
+#[test]
+fn a_request_in_flight_during_a_secret_rotation_is_answered_with_its_own_secret() {
+    let mute = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut o = Options::new(&format!("ldap://{}", mute.local_addr().unwrap()));
+    o.ldap_timeout_ms = 1500;
+    let srv = Server::start(&o);
+    let port = srv.port();
+    let held = std::thread::spawn(move || {
+        common::peers::pyrad(
+            port,
+            SECRET,
+            &["--user", "alice", "--password", "pw", "--timeout", "5"],
+        )
+    });
+    // The login's LDAP connection: it is in flight now. Kept open, never answered.
+    let (_conn, _) = mute.accept().unwrap();
+    let original = std::fs::read_to_string(&srv.config).unwrap();
+    let old = format!("secret = \"{SECRET}\"");
+    assert!(original.contains(&old));
+    std::fs::write(
+        &srv.config,
+        original.replace(&old, &format!("secret = \"{NEW_SECRET}\"")),
+    )
+    .unwrap();
+    hup(&srv);
+    assert!(
+        srv.log_shows("reload: 1 [[client]] entries from"),
+        "{}",
+        srv.log()
+    );
+    // pyrad checks the reply's Response Authenticator and Message-Authenticator with the
+    // old secret: a reply signed with the new one would be discarded ("timeout").
+    let r = held.join().unwrap();
+    assert_eq!(r["code"], "Access-Reject", "{r}\n{}", srv.log());
+    let audit = srv.audit_json("alice");
+    assert!(
+        audit[0]["reason"]
+            .as_str()
+            .is_some_and(|s| s.contains("directory")),
+        "{audit:#?}"
+    );
+    // After the reload: the old secret is dropped, the new one is served.
+    assert_eq!(ask(&srv, SECRET), "none");
+    drop(mute);
+    drop(_conn);
+}

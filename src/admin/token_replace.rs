@@ -21,13 +21,13 @@ pub struct Replaced {
     taken_from: Option<String>,
 }
 
-/// The stored tokens `ready` replaces.
 impl Replaced {
     pub fn serial(&self) -> &str {
         &self.serial
     }
 }
 
+/// The stored tokens `ready` replaces.
 pub fn replaced(ready: &[ImportedToken], stored: &HashMap<String, TokenRecord>) -> Vec<Replaced> {
     let mut replaced = Vec::new();
     for t in ready {

@@ -530,7 +530,7 @@ fn hotp_config(raw: RawHotp) -> Result<HotpConfig, ConfigError> {
 }
 
 /// The longest `challenge.prompt` (see `challenge_config`).
-const MAX_PROMPT: usize = 200;
+const MAX_PROMPT: usize = 222;
 
 fn challenge_config(raw: RawChallenge) -> Result<ChallengeConfig, ConfigError> {
     let RawChallenge {
@@ -550,15 +550,16 @@ fn challenge_config(raw: RawChallenge) -> Result<ChallengeConfig, ConfigError> {
             "must be between 1 and 10",
         ));
     }
-    // The prompt is sent with up to 52 bytes around it ("Wrong code. 9 attempt(s) left. "
-    // before, ", or type sms or call" after) and must still fit one Reply-Message (253
-    // bytes): pam_radius_auth shows only the first one, and a split one breaks mid-word.
+    // The prompt is sent with up to 31 bytes more ("Wrong code. 9 attempt(s) left. " before
+    // it at a re-prompt; ", or type sms or call", 21, after it at the first) and must still
+    // fit one Reply-Message (253 bytes): pam_radius_auth shows only the first one, and a
+    // split one breaks mid-word.
     if prompt.is_empty() || prompt.len() > MAX_PROMPT {
         return Err(ConfigError::invalid(
             "challenge.prompt",
             format!(
-                "must be 1 to {MAX_PROMPT} bytes, so that with the text radmfa adds around \
-                 it (\"Wrong code. 9 attempt(s) left. \", \", or type sms or call\") it fits \
+                "must be 1 to {MAX_PROMPT} bytes, so that with the text radmfa adds to it \
+                 (\"Wrong code. 9 attempt(s) left. \" or \", or type sms or call\") it fits \
                  one Reply-Message attribute; it is {} bytes",
                 prompt.len()
             ),
