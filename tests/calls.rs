@@ -117,6 +117,14 @@ fn declined_unanswered_and_silent_calls_reject_within_the_budget() {
     // Answered, no key, hung up.
     standin.script(DIRECTORY_MOBILE, Script::HangUp(Duration::from_millis(500)));
     assert_eq!(code_of(&held_login(&srv, "10").0), "Access-Reject");
+    // Answered, no key until the gather timed out: its empty result is not a "#".
+    standin.script(
+        DIRECTORY_MOBILE,
+        Script::Silence(Duration::from_millis(500)),
+    );
+    let (r, took) = held_login(&srv, "10");
+    assert_eq!(code_of(&r), "Access-Reject", "{r}");
+    assert!(took < Duration::from_secs(3), "{took:?}");
     // Nothing ever comes back: rejected, answered before the 6 s budget is over.
     standin.script(DIRECTORY_MOBILE, Script::Silent);
     let (r, took) = held_login(&srv, "10");
@@ -125,7 +133,7 @@ fn declined_unanswered_and_silent_calls_reject_within_the_budget() {
         took >= Duration::from_secs(4) && took < Duration::from_secs(6),
         "{took:?}"
     );
-    assert_eq!(standin.calls().len(), 4);
+    assert_eq!(standin.calls().len(), 5);
     let audit = srv.audit_json("alice");
     let reasons: Vec<&str> = audit
         .iter()
@@ -136,9 +144,10 @@ fn declined_unanswered_and_silent_calls_reject_within_the_budget() {
         "{reasons:?}\n{}",
         srv.log()
     );
-    assert!(reasons[1].contains("without approval"), "{reasons:?}");
-    assert!(reasons[2].contains("no-answer"), "{reasons:?}");
-    assert!(reasons[3].contains("declined"), "{reasons:?}");
+    assert!(reasons[1].contains("no key pressed"), "{reasons:?}");
+    assert!(reasons[2].contains("without approval"), "{reasons:?}");
+    assert!(reasons[3].contains("no-answer"), "{reasons:?}");
+    assert!(reasons[4].contains("declined"), "{reasons:?}");
 }
 
 #[test]

@@ -104,13 +104,17 @@ pub async fn gather(
         .as_ref()
         .map(|v| v.fraud_digits.as_str())
         .unwrap_or("0");
-    // `#` alone posts Digits="" (approve); no Digits at all is no answer, not an approval.
+    // `#` alone posts Digits="" with FinishedOnKey="#" (approve); a timeout posts no finish
+    // key, and no Digits at all is no answer: neither approves.
     let decision = match param(&params, "Digits") {
-        Some(digits) => interpret_digits(digits, fraud_digits),
+        Some(digits) => interpret_digits(digits, param(&params, "FinishedOnKey"), fraud_digits),
         None => CallDecision::Deny,
     };
+    let pressed = param(&params, "Digits").is_some_and(|d| !d.trim().is_empty())
+        || param(&params, "FinishedOnKey").is_some_and(|k| !k.is_empty());
     let (status, reason) = match decision {
         CallDecision::Approve => (OobStatus::Approved, None),
+        CallDecision::Deny if !pressed => (OobStatus::Denied, Some("no key pressed on the call")),
         CallDecision::Deny => (OobStatus::Denied, Some("declined on the call")),
         CallDecision::Fraud => (
             OobStatus::Fraud,

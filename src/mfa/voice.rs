@@ -1,7 +1,10 @@
 //! The approval call: the TwiML the callee hears and what the keys they press mean.
-//! "Press # to approve": Twilio's <Gather finishOnKey="#"> then reports `Digits` = "" (only
-//! the finish key). The fraud digits (default "0", so "0#") report a call the user did not
-//! expect; anything else declines.
+//! "Press # to approve". Twilio's <Gather> does not call its action URL when the finish key
+//! is pressed before any digit, nor on a timeout; it falls through to the next verb. So the
+//! gather sets `actionOnEmptyResult="true"`: both then post an empty `Digits`, and
+//! `FinishedOnKey` tells them apart ("#" for the key, empty for silence). Only `#` approves.
+//! The fraud digits (default "0", so "0#") report a call the user did not expect; anything
+//! else declines.
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CallDecision {
@@ -10,10 +13,21 @@ pub enum CallDecision {
     Fraud,
 }
 
-pub fn interpret_digits(digits: &str, fraud_digits: &str) -> CallDecision {
+/// The decision for a gather result: `digits` as Twilio posts them (without the finish key)
+/// and `finished_on_key`, the key that ended the gather (empty or absent: it timed out).
+pub fn interpret_digits(
+    digits: &str,
+    finished_on_key: Option<&str>,
+    fraud_digits: &str,
+) -> CallDecision {
     let d = digits.trim().trim_end_matches('#');
     if d.is_empty() {
-        CallDecision::Approve
+        // Silence must never look like "#": no finish key, no approval.
+        if finished_on_key == Some("#") {
+            CallDecision::Approve
+        } else {
+            CallDecision::Deny
+        }
     } else if d == fraud_digits {
         CallDecision::Fraud
     } else {
@@ -37,13 +51,13 @@ pub fn xml_escape(s: &str) -> String {
     out
 }
 
-/// The call's script: the greeting inside a <Gather> whose result goes to `action_url`.
-/// Without `actionOnEmptyResult`, a timeout falls through to the goodbye instead of posting
-/// an empty `Digits`, so silence can never look like "#".
+/// The call's script: the greeting inside a <Gather> whose result goes to `action_url`,
+/// also when it is only the finish key or nothing (see the module comment).
 pub fn call_twiml(greeting: &str, action_url: &str) -> String {
     format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response>\
-         <Gather input=\"dtmf\" finishOnKey=\"#\" timeout=\"15\" method=\"POST\" action=\"{}\">\
+         <Gather input=\"dtmf\" finishOnKey=\"#\" actionOnEmptyResult=\"true\" timeout=\"15\" \
+         method=\"POST\" action=\"{}\">\
          <Say>{}</Say></Gather><Say>No key was pressed. Goodbye.</Say><Hangup/></Response>",
         xml_escape(action_url),
         xml_escape(greeting)
@@ -70,13 +84,18 @@ mod tests {
 
     #[test]
     fn digits() {
-        assert_eq!(interpret_digits("", "0"), CallDecision::Approve);
-        assert_eq!(interpret_digits("#", "0"), CallDecision::Approve);
-        assert_eq!(interpret_digits("0", "0"), CallDecision::Fraud);
-        assert_eq!(interpret_digits("0#", "0"), CallDecision::Fraud);
-        assert_eq!(interpret_digits("1", "0"), CallDecision::Deny);
-        assert_eq!(interpret_digits("00", "0"), CallDecision::Deny);
-        assert_eq!(interpret_digits("*9", "*9"), CallDecision::Fraud);
+        let hash = Some("#");
+        assert_eq!(interpret_digits("", hash, "0"), CallDecision::Approve);
+        assert_eq!(interpret_digits("#", hash, "0"), CallDecision::Approve);
+        // A timeout (actionOnEmptyResult posts it too) is not an approval.
+        assert_eq!(interpret_digits("", Some(""), "0"), CallDecision::Deny);
+        assert_eq!(interpret_digits("", None, "0"), CallDecision::Deny);
+        assert_eq!(interpret_digits("0", hash, "0"), CallDecision::Fraud);
+        assert_eq!(interpret_digits("0", Some(""), "0"), CallDecision::Fraud);
+        assert_eq!(interpret_digits("0#", hash, "0"), CallDecision::Fraud);
+        assert_eq!(interpret_digits("1", hash, "0"), CallDecision::Deny);
+        assert_eq!(interpret_digits("00", hash, "0"), CallDecision::Deny);
+        assert_eq!(interpret_digits("*9", hash, "*9"), CallDecision::Fraud);
     }
 
     #[test]
@@ -85,6 +104,7 @@ mod tests {
         assert!(t.contains("Press &lt;#&gt; &amp; go"));
         assert!(t.contains("action=\"https://x/a?b=1&amp;c=2\""));
         assert!(t.contains("finishOnKey=\"#\""));
-        assert!(!t.contains("actionOnEmptyResult"));
+        // Without it Twilio never reports "#" alone, and no call could be approved.
+        assert!(t.contains("actionOnEmptyResult=\"true\""));
     }
 }

@@ -7,8 +7,10 @@
 //!
 //! with HTTP basic auth (Account SID : auth token), answering 201 with Twilio-shaped JSON or
 //! Twilio's error object. SMS are recorded. A call plays its script: after a delay it posts
-//! the `<Gather>` result (`Digits`) to the TwiML's action URL and then the final
-//! `CallStatus` to the StatusCallback, each signed the way Twilio signs webhooks
+//! the `<Gather>` result (`Digits`, `FinishedOnKey`) to the TwiML's action URL — following
+//! Twilio's documented <Gather> rules: the gather ends at the finish key, and the finish key
+//! pressed before any digit, or a timeout, posts nothing unless `actionOnEmptyResult` is
+//! true — and then the final `CallStatus` to the StatusCallback, each signed the way Twilio signs webhooks
 //! (`X-Twilio-Signature` = base64(HMAC-SHA1(auth token, URL + sorted params))) — written
 //! here independently of radmfa's verifier.
 //!
@@ -64,15 +66,32 @@ pub struct Call {
 impl Call {
     /// The `<Gather action="...">` URL, XML-unescaped.
     pub fn gather_action(&self) -> String {
-        let i = self
-            .twiml
-            .find("action=\"")
+        self.gather_attribute("action")
             .expect("Gather action in TwiML")
-            + 8;
-        let rest = &self.twiml[i..];
-        rest[..rest.find('"').unwrap()]
             .replace("&amp;", "&")
             .replace("&quot;", "\"")
+    }
+
+    /// An attribute of the TwiML's `<Gather>`, as written.
+    fn gather_attribute(&self, name: &str) -> Option<&str> {
+        let tag = &self.twiml[self.twiml.find("<Gather")?..];
+        let tag = &tag[..tag.find('>')?];
+        let i = tag.find(&format!(" {name}=\""))? + name.len() + 3;
+        let rest = &tag[i..];
+        Some(&rest[..rest.find('"')?])
+    }
+
+    /// What Twilio posts to the action URL for `keys` pressed in order, then silence until
+    /// the timeout: (Digits, FinishedOnKey), or `None` when it posts nothing and falls
+    /// through to the next verb (nothing entered, and no `actionOnEmptyResult="true"`).
+    pub fn gather_result(&self, keys: &str) -> Option<(String, String)> {
+        let finish = self.gather_attribute("finishOnKey").unwrap_or("#");
+        let on_empty = self.gather_attribute("actionOnEmptyResult") == Some("true");
+        let (digits, finished) = match finish.chars().next().and_then(|f| keys.find(f)) {
+            Some(at) => (&keys[..at], finish),
+            None => (keys, ""),
+        };
+        (!digits.is_empty() || on_empty).then(|| (digits.to_string(), finished.to_string()))
     }
 }
 
@@ -81,6 +100,8 @@ impl Call {
 pub enum Script {
     /// Answers and presses `digits` then `#` after the delay (`""` = just `#`: approve).
     Press(&'static str, Duration),
+    /// Answers and presses nothing until the gather times out after the delay.
+    Silence(Duration),
     /// Never answers; the provider reports `no-answer` after the delay.
     NoAnswer(Duration),
     /// Answers and hangs up without pressing a key.
@@ -321,12 +342,18 @@ fn call_params(call: &Call, status: &str) -> Vec<(String, String)> {
 async fn play(st: Shared, call: Call, script: Script) {
     match script {
         Script::Silent => {}
-        Script::Press(digits, after) => {
+        Script::Press(_, after) | Script::Silence(after) => {
             tokio::time::sleep(after).await;
-            let mut p = call_params(&call, "in-progress");
-            p.push(("Digits".into(), digits.to_string()));
-            p.push(("FinishedOnKey".into(), "#".into()));
-            webhook(&st, &call.gather_action(), p, None).await;
+            let keys = match &script {
+                Script::Press(digits, _) => format!("{digits}#"),
+                _ => String::new(),
+            };
+            if let Some((digits, finished)) = call.gather_result(&keys) {
+                let mut p = call_params(&call, "in-progress");
+                p.push(("Digits".into(), digits));
+                p.push(("FinishedOnKey".into(), finished));
+                webhook(&st, &call.gather_action(), p, None).await;
+            }
             webhook(
                 &st,
                 &call.status_callback,
@@ -487,10 +514,15 @@ impl Standin {
             .block_on(webhook(&self.state, url, params, signature))
     }
 
-    /// The parameters Twilio sends with a `<Gather>` result for `call`.
+    /// The parameters Twilio sends with a `<Gather>` result for `call` when the callee
+    /// pressed `digits`, then `#`.
     pub fn gather_params(call: &Call, digits: &str) -> Vec<(String, String)> {
+        let (digits, finished) = call
+            .gather_result(&format!("{digits}#"))
+            .expect("radmfa's gather posts every result");
         let mut p = call_params(call, "in-progress");
-        p.push(("Digits".into(), digits.to_string()));
+        p.push(("Digits".into(), digits));
+        p.push(("FinishedOnKey".into(), finished));
         p
     }
 }
