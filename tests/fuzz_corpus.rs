@@ -128,6 +128,16 @@ fn fuzz_config() {
     run("config", config);
 }
 
+#[test]
+fn fuzz_import_csv() {
+    run("import_csv", import_csv);
+}
+
+#[test]
+fn fuzz_import_pskc() {
+    run("import_pskc", import_pskc);
+}
+
 /// The captured seeds are real, signed requests: they must reach the decoder's success path,
 /// or the corpus is not exercising what it claims to.
 #[test]

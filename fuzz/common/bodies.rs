@@ -91,3 +91,49 @@ pub fn config(data: &[u8]) {
         assert!(!e.to_string().is_empty());
     }
 }
+
+/// CSV token files, as `radmfa token import` reads them (format detected): any bytes give
+/// entries (tokens, or problems naming a line), never a panic; every token returned passed
+/// the shared checks. Also with 8 digits and hex keys forced, the other CSV defaults.
+pub fn import_csv(data: &[u8]) {
+    use radmfa::import::{check_token, csv, keys::KeyEncoding, CsvDefaults, Decryption, Entry};
+    let forced = CsvDefaults {
+        digits: 8,
+        encoding: KeyEncoding::Hex,
+        ..CsvDefaults::default()
+    };
+    for defaults in [CsvDefaults::default(), forced] {
+        for entry in csv::parse(data, &defaults) {
+            if let Entry::Token(t) = entry {
+                assert!(check_token(&t.token).is_ok());
+                assert!(t.origin.starts_with("line "));
+            }
+        }
+    }
+    if let Ok(entries) = radmfa::import::parse(data, None, &Decryption::None, &CsvDefaults::default()) {
+        for entry in entries {
+            if let Entry::Token(t) = entry {
+                assert!(check_token(&t.token).is_ok());
+            }
+        }
+    }
+}
+
+/// PSKC (RFC 6030) files are outside input: any bytes give tokens or an error, never a
+/// panic, a hang or unbounded memory (DTDs refused, size, node count and depth bounded).
+/// Tried without a key and with a fixed AES-128 key, so the encrypted paths (MAC check,
+/// CBC, key wrap) are reached too.
+pub fn import_pskc(data: &[u8]) {
+    use radmfa::import::{check_token, pskc, Decryption, Entry};
+    use radmfa::secret::Secret;
+    let _ = pskc::need(data);
+    for key in [Decryption::None, Decryption::Key(Secret::new(vec![0x42; 16]))] {
+        if let Ok(entries) = pskc::parse(data, &key) {
+            for entry in entries {
+                if let Entry::Token(t) = entry {
+                    assert!(check_token(&t.token).is_ok());
+                }
+            }
+        }
+    }
+}

@@ -1,14 +1,9 @@
 #![no_main]
-// cargo fuzz run import_pskc — PSKC (RFC 6030) files are outside input: any bytes must give
-// tokens or an error, never a panic, a hang or unbounded memory (DTDs refused, size, node
-// count and depth bounded). Tried without a key and with a fixed AES-128 key, so the
-// encrypted paths (MAC check, CBC, key wrap) are reached too.
+#![allow(dead_code)]
+// cargo fuzz run import_pskc — the body lives in fuzz/common/bodies.rs, shared with the
+// stable-toolchain corpus test (tests/fuzz_corpus.rs).
 use libfuzzer_sys::fuzz_target;
-use radmfa::import::{pskc, Decryption};
-use radmfa::secret::Secret;
 
-fuzz_target!(|data: &[u8]| {
-    let _ = pskc::need(data);
-    let _ = pskc::parse(data, &Decryption::None);
-    let _ = pskc::parse(data, &Decryption::Key(Secret::new(vec![0x42; 16])));
-});
+include!("../common/bodies.rs");
+
+fuzz_target!(|data: &[u8]| import_pskc(data));

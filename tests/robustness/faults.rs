@@ -15,7 +15,7 @@ fn stalled_directory_caps_work_and_recovers() {
         "request_deadline_ms = 1500\nmax_in_flight = 16",
     );
     std::fs::write(&config, text).unwrap();
-    let srv = Server::start_with(tempfile::tempdir().unwrap(), config.clone());
+    let mut srv = Server::start_with(tempfile::tempdir().unwrap(), config.clone());
     let seed = srv.enroll("alice", &[]);
     let pid = pid_of(&config);
     let rss_before = rss_kib(pid);
@@ -57,6 +57,11 @@ fn stalled_directory_caps_work_and_recovers() {
         replies <= 16 * 3,
         "more answered than the in-flight cap allows: {replies}"
     );
+    // The requests holding the 16 slots are refused at the deadline, not left hanging.
+    assert!(
+        replies >= 16,
+        "only {replies} of the held requests were answered"
+    );
     assert!(
         slowest < Duration::from_millis(3500),
         "a request waited {slowest:?}"
@@ -73,6 +78,20 @@ fn stalled_directory_caps_work_and_recovers() {
         assert!(Instant::now() < deadline, "no recovery after slapd resumed");
         std::thread::sleep(Duration::from_millis(300));
     }
+    // The rest were dropped by radmfa at once (its counters, logged at shutdown), not lost
+    // in a kernel buffer or queued.
+    srv.stop();
+    let log = srv.log();
+    let overloaded: usize = log
+        .split("overloaded=")
+        .nth(1)
+        .and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no overloaded counter in the shutdown line:\n{log}"));
+    assert!(
+        overloaded + replies >= sent,
+        "{sent} sent, {replies} answered, {overloaded} dropped as overloaded"
+    );
 }
 
 /// A slapd with `users`, and a radmfa config (in the returned directory) whose one NAS,
@@ -97,8 +116,10 @@ fn kill_9_under_load_loses_nothing_acknowledged() {
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::sync::{Arc, Mutex};
 
-    let users = LdapUser::generate(40);
+    let mut users = LdapUser::generate(41);
     let (_slapd, _dir, config) = inline_setup(&users);
+    // The last user is enrolled under load, just before the kill.
+    let late = users.pop().unwrap();
     let first = Server::start_with(tempfile::tempdir().unwrap(), config.clone());
     let seeds: Vec<(String, String, String)> = users
         .iter()
@@ -152,6 +173,7 @@ fn kill_9_under_load_loses_nothing_acknowledged() {
         );
         std::thread::sleep(Duration::from_millis(5));
     }
+    let late_seed = first.enroll(&late.uid, &[]);
     signal(pid_of(&config), "-9");
     stop.store(true, Ordering::Relaxed);
     for w in workers {
@@ -166,10 +188,23 @@ fn kill_9_under_load_loses_nothing_acknowledged() {
     let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
     assert_eq!(
         listed.as_array().unwrap().len(),
-        seeds.len(),
+        seeds.len() + 1,
         "enrollments lost"
     );
     let sock = socket_from("127.0.0.1", second.addr, 3000);
+    // The restarted server logs people in: the user enrolled last, with the seed its
+    // enrollment printed before the kill.
+    let fresh = format!("{},{}", late.password, code(now(), &late_seed, 0));
+    assert_eq!(
+        ask(
+            &sock,
+            AccessRequestBuilder::new(8, &late.uid).password(fresh.as_bytes())
+        )
+        .map(|r| r.0),
+        Some(2),
+        "{}: enrolled just before the kill",
+        late.uid
+    );
     for (user, field) in &acked {
         let audit = second.audit_json(user);
         let acks_for_user = acked.iter().filter(|(u, _)| u == user).count();
@@ -186,6 +221,13 @@ fn kill_9_under_load_loses_nothing_acknowledged() {
             again.map(|r| r.0),
             Some(3),
             "{user}: a code accepted before the kill worked again"
+        );
+        // Refused at the code check (the step used, or an earlier one, which no longer
+        // matches), not for a failing store or directory.
+        let last = &second.audit_json(user)[0];
+        assert!(
+            last["reason"] == "code already used" || last["reason"] == "wrong code",
+            "{user}: {last}"
         );
     }
 }
