@@ -233,6 +233,28 @@ fn config_check_summarises_clients_and_warns_about_weakened_settings() {
         "{out}"
     );
 
+    // An SMS provider whose timeout takes the whole time a login has to decide.
+    let d = tempfile::tempdir().unwrap();
+    let sample = std::fs::read_to_string(root.join("conf/radmfa.toml")).unwrap();
+    let twilio_timeout = "\ntimeout_ms = 2500\n";
+    assert_eq!(sample.matches(twilio_timeout).count(), 1);
+    for (timeout, warned) in [(2500, false), (3500, true)] {
+        let f = d.path().join("slow.toml");
+        let text = sample.replace(twilio_timeout, &format!("\ntimeout_ms = {timeout}\n"));
+        std::fs::write(&f, text).unwrap();
+        let (ok, out, err) = run(&f, &["config", "check"]);
+        assert!(ok, "{err}");
+        assert_eq!(
+            out.contains(
+                "warning: client \"vpn\": the SMS or call goes out before the \
+                 Access-Challenge, and the provider's timeout_ms (3500 ms) is not less than \
+                 the 3500 ms"
+            ),
+            warned,
+            "{timeout}:\n{out}"
+        );
+    }
+
     // PostgreSQL across a network without verify-full: readable and impersonable on the path.
     let d = tempfile::tempdir().unwrap();
     let node = std::fs::read_to_string(root.join("conf/ha-node.toml")).unwrap();
