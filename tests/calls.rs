@@ -581,13 +581,14 @@ fn forged_callbacks_change_nothing() {
     assert!(srv.log().contains("provider callback refused"));
 }
 
-/// `#` alone posts an empty Digits: approve. A gather result with no Digits at all (no key
-/// pressed) is no answer, and must not approve the login.
+/// `#` alone posts an empty Digits with FinishedOnKey "#": approve. A gather result that
+/// names no finish key (the gather timed out: no key pressed), with or without an empty
+/// Digits, is no answer, and must not approve the login.
 #[test]
 fn a_gather_result_without_digits_does_not_approve() {
     let (_slapd, standin, srv, state, call) = a_call_waiting();
     let mut no_digits = Standin::gather_params(&call, "");
-    no_digits.retain(|(k, _)| k != "Digits");
+    no_digits.retain(|(k, _)| k != "Digits" && k != "FinishedOnKey");
     let res = standin.post_callback(&call.gather_action(), no_digits, None);
     assert_eq!(res.status, 200, "{res:?}");
     let r2 = py(

@@ -89,6 +89,31 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap()
 }
 
+/// Stops `srv` and reads the counters from its shutdown line (`stopped counters=a=1 b=2`,
+/// non-zero counters only: a missing one is 0).
+fn shutdown_counters(srv: &mut Server) -> std::collections::HashMap<String, usize> {
+    srv.stop();
+    assert!(srv.log_shows("stopped counters="), "{}", srv.log());
+    let log = srv.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("stopped counters="))
+        .unwrap();
+    line.split("counters=")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .filter_map(|kv| {
+            let (k, v) = kv.split_once('=')?;
+            Some((k.to_string(), v.trim_matches('"').parse().ok()?))
+        })
+        .collect()
+}
+
+fn counter(counters: &std::collections::HashMap<String, usize>, name: &str) -> usize {
+    counters.get(name).copied().unwrap_or(0)
+}
+
 fn signal(pid: u32, sig: &str) {
     let ok = std::process::Command::new("kill")
         .args([sig, &pid.to_string()])

@@ -382,35 +382,29 @@ fn weak_secret(secret: &[u8]) -> Option<String> {
     })
 }
 
-/// The warnings in the log, at start and after each reload: the journal keeps what a NAS was
-/// allowed to skip, and when that began.
 /// The SMS is sent (and a call placed) before the Access-Challenge goes out, after the
 /// password check: a provider timeout that alone takes the whole time a login has to
 /// decide refuses every such login whose provider is slow. (The directory's timeouts come
 /// on top; at their defaults the sum is over the deadline already, which is fine: they are
 /// bounds for a failing server, not what a working one takes.)
 fn delivery_time_warnings(cfg: &Config) -> Vec<String> {
-    // Calls go through Twilio; SMS through Twilio or the generic HTTP gateway.
+    use crate::config::delivery::SmsProvider;
     let d = &cfg.delivery;
-    let http_sms = d
-        .sms
-        .as_ref()
-        .filter(|s| s.provider == crate::config::delivery::SmsProvider::Http)
-        .and(d.http_sms.as_ref())
-        .map(|h| h.timeout);
-    let Some(provider) = d.twilio.as_ref().map(|t| t.timeout).max(http_sms) else {
-        return Vec::new();
+    // Calls go through Twilio; SMS through Twilio or the generic HTTP gateway.
+    let twilio = d.twilio.as_ref().map(|t| t.timeout);
+    let sms = match d.sms.as_ref().map(|s| s.provider) {
+        Some(SmsProvider::Http) => d.http_sms.as_ref().map(|h| h.timeout),
+        Some(SmsProvider::Twilio) => twilio,
+        None => None,
     };
     let mut out = Vec::new();
     for c in &cfg.clients {
-        let sends = c
-            .factors
-            .methods
-            .iter()
-            .any(|m| matches!(m, Method::Sms | Method::Voice));
-        if !sends || c.factors.second_factor_only {
+        let methods = &c.factors.methods;
+        let voice = twilio.filter(|_| methods.contains(&Method::Voice));
+        let sms = sms.filter(|_| methods.contains(&Method::Sms));
+        let Some(provider) = voice.max(sms) else {
             continue;
-        }
+        };
         let deadline = c.factors.request_deadline(cfg.server.request_deadline);
         let decide = deadline - audit_reserve(deadline);
         if provider >= decide {
@@ -419,7 +413,7 @@ fn delivery_time_warnings(cfg: &Config) -> Vec<String> {
                  provider's timeout_ms ({} ms) is not less than the {} ms a login has to \
                  decide (request deadline {} ms less {} ms for its audit record): a slow \
                  provider gets the login refused before it is given up on; lower the \
-                 provider's timeout_ms (below the NAS's RADIUS timeout)",
+                 provider's timeout_ms",
                 c.name,
                 provider.as_millis(),
                 decide.as_millis(),
@@ -431,6 +425,8 @@ fn delivery_time_warnings(cfg: &Config) -> Vec<String> {
     out
 }
 
+/// The warnings in the log, at start and after each reload: the journal keeps what a NAS was
+/// allowed to skip, and when that began.
 pub fn log_warnings(cfg: &Config) {
     for w in warnings(cfg) {
         tracing::warn!("{w}");

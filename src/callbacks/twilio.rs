@@ -104,12 +104,13 @@ pub async fn gather(
         .as_ref()
         .map(|v| v.fraud_digits.as_str())
         .unwrap_or("0");
-    // `#` alone posts Digits="" with FinishedOnKey="#" (approve); a timeout posts no finish
-    // key, and no Digits at all is no answer: neither approves.
-    let decision = match param(&params, "Digits") {
-        Some(digits) => interpret_digits(digits, param(&params, "FinishedOnKey"), fraud_digits),
-        None => CallDecision::Deny,
-    };
+    // `#` alone posts an empty (or no) Digits with FinishedOnKey="#": approve. A timeout
+    // posts no finish key: no approval, whatever Digits says.
+    let decision = interpret_digits(
+        param(&params, "Digits").unwrap_or(""),
+        param(&params, "FinishedOnKey"),
+        fraud_digits,
+    );
     let pressed = param(&params, "Digits").is_some_and(|d| !d.trim().is_empty())
         || param(&params, "FinishedOnKey").is_some_and(|k| !k.is_empty());
     let (status, reason) = match decision {

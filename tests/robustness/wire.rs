@@ -124,14 +124,7 @@ fn hostile_datagrams_get_no_answer_and_logins_still_work() {
     assert_eq!(verify_reply(&buf[..n], &auth, SECRET.as_bytes()), Ok(()));
     // "No reply" means something only if the server read them: its own count of datagrams
     // received, from its shutdown line.
-    srv.stop();
-    let log = srv.log();
-    let received: usize = log
-        .split("received=")
-        .nth(1)
-        .and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no received counter in the shutdown line:\n{log}"));
+    let received = counter(&shutdown_counters(&mut srv), "received");
     eprintln!("{sent} sent, {received} received by the server");
     // All of them on an idle machine; under a parallel test run the kernel may drop some.
     assert!(received * 2 >= sent, "{sent} sent, {received} received");
