@@ -9,8 +9,9 @@ cd "$(dirname "$0")/.."
 
 pkgs=(slapd ldap-utils freeradius-utils oathtool libpam-radius-auth pamtester
       zbar-tools python3-venv ca-certificates openssl postgresql
-      systemd radsecproxy tinyproxy freeradius curl build-essential pkg-config)
-# systemd-analyze checks conf/radmfa.service; radsecproxy: the RadSec peer; tinyproxy: the
+      systemd radsecproxy tinyproxy freeradius curl build-essential pkg-config iproute2)
+# iproute2: `ss`, with which the demo checks its ports are free; systemd-analyze checks
+# conf/radmfa.service; radsecproxy: the RadSec peer; tinyproxy: the
 # egress proxy between radmfa and the SMS/call provider stand-in; freeradius: the upstream
 # RADIUS server of primary = "upstream" clients.
 missing=()
