@@ -87,22 +87,23 @@ mod tests {
 
     #[tokio::test]
     async fn sleeps_about_as_long_as_the_work_took() {
+        // Wide margins: a loaded CI machine can pause a thread for tens of milliseconds.
         let pad = Pad::default();
         let t = Instant::now();
         pad.sleep(Duration::from_secs(1)).await;
         assert!(
-            t.elapsed() < Duration::from_millis(50),
+            t.elapsed() < Duration::from_millis(500),
             "no sample, no sleep"
         );
         for _ in 0..4 {
-            pad.record(Duration::from_millis(20));
+            pad.record(Duration::from_millis(200));
         }
         let t = Instant::now();
         pad.sleep(Duration::from_secs(1)).await;
         let took = t.elapsed();
-        assert!(took >= Duration::from_millis(15), "{took:?}");
+        assert!(took >= Duration::from_millis(150), "{took:?}");
         let t = Instant::now();
         pad.sleep(Duration::from_millis(2)).await;
-        assert!(t.elapsed() < Duration::from_millis(15), "capped");
+        assert!(t.elapsed() < Duration::from_millis(100), "capped");
     }
 }

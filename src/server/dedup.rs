@@ -245,13 +245,15 @@ mod tests {
 
     #[test]
     fn abandoned_and_expired_entries_are_forgotten() {
-        let c = DuplicateCache::new(Duration::from_millis(20));
+        // A window long enough that no scheduler pause between `finish` and the next
+        // `begin` outlasts it.
+        let c = DuplicateCache::new(Duration::from_millis(300));
         assert_eq!(c.begin(key(1), b"x"), Seen::New);
         c.abandon(key(1));
         assert_eq!(c.begin(key(1), b"x"), Seen::New);
         c.finish(key(1), None);
         assert_eq!(c.begin(key(1), b"x"), Seen::Silent);
-        std::thread::sleep(Duration::from_millis(30));
+        std::thread::sleep(Duration::from_millis(400));
         assert_eq!(c.begin(key(1), b"x"), Seen::New);
     }
 
