@@ -43,6 +43,7 @@ counters!(
     missing_message_authenticator,
     bad_message_authenticator,
     proxy_state_without_message_authenticator,
+    eap_without_message_authenticator,
     duplicate_replayed,
     duplicate_in_flight,
     duplicate_mismatch,
@@ -170,6 +171,10 @@ impl Metrics {
                 (
                     "{reason=\"proxy_state_without_message_authenticator\"}",
                     get(&self.proxy_state_without_message_authenticator),
+                ),
+                (
+                    "{reason=\"eap_without_message_authenticator\"}",
+                    get(&self.eap_without_message_authenticator),
                 ),
                 ("{reason=\"overloaded\"}", get(&self.overloaded)),
             ],

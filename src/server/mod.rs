@@ -408,6 +408,7 @@ fn count_drop(m: &Metrics, e: &DecodeError) {
         DecodeError::ProxyStateWithoutMessageAuthenticator => {
             &m.proxy_state_without_message_authenticator
         }
+        DecodeError::EapWithoutMessageAuthenticator => &m.eap_without_message_authenticator,
         _ => &m.malformed,
     };
     Metrics::inc(c);
@@ -424,6 +425,15 @@ fn warn_drop(app: &AppState, kind: DropKind, src: SocketAddr, nas: Option<&str>)
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    /// An 802.1X authenticator sent here by mistake is counted as such, not as malformed.
+    #[test]
+    fn eap_without_message_authenticator_has_its_own_counter() {
+        let m = Metrics::default();
+        count_drop(&m, &DecodeError::EapWithoutMessageAuthenticator);
+        assert_eq!(m.get("eap_without_message_authenticator"), 1);
+        assert_eq!(m.get("malformed"), 0);
+    }
 
     /// A request task that dies before answering (a panic here) takes its in-flight entry
     /// with it, so the NAS's retransmit starts the request afresh instead of being swallowed.
