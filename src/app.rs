@@ -41,6 +41,8 @@ pub struct AppState {
     /// How long each upstream group's password check takes, for refusals made without one
     /// (per group: one server may answer in 2 ms, another in 50).
     pub upstream_latency: crate::timing_pad::PadsByName,
+    /// Whether the directory and the store answered lately (`pipeline::health`).
+    pub backend_health: crate::pipeline::health::BackendHealth,
 }
 
 impl AppState {
@@ -76,6 +78,7 @@ impl AppState {
             upstream_health: Default::default(),
             code_turns: Default::default(),
             upstream_latency: Default::default(),
+            backend_health: Default::default(),
         })
     }
 }

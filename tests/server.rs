@@ -1478,3 +1478,70 @@ fn a_retransmit_with_other_contents_is_dropped_and_logged() {
         srv.log()
     );
 }
+
+/// Status-Server as radclient sends it: "Access-Accept" or "none".
+fn radclient_status(srv: &Server) -> String {
+    let bin = common::peers::require("radclient", "freeradius-utils");
+    let out = common::peers::with_input(
+        std::process::Command::new(bin).args([
+            "-x",
+            "-r",
+            "1",
+            "-t",
+            "2",
+            &srv.addr.to_string(),
+            "status",
+            SECRET,
+        ]),
+        b"Message-Authenticator = 0x00",
+    );
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    if text.contains("Received Access-Accept") {
+        "Access-Accept".into()
+    } else {
+        "none".into()
+    }
+}
+
+/// A client with on_backend_failure = "no_reply" also gets no Status-Server answer while
+/// the directory fails, so a proxy that checks nodes with Status-Server keeps using another
+/// one; once the directory is back, a Status-Server finds it (a probe) and is answered. A
+/// client with the default "reject" is answered throughout.
+#[test]
+fn status_server_follows_the_backends_for_no_reply_clients() {
+    let mut slapd = directory();
+    let srv = start(&slapd, |o| {
+        o.ldap_timeout_ms = 1000;
+        o.clients = vec![Nas {
+            on_backend_failure: "no_reply",
+            ..Nas::challenge("silent-on-failure", "127.0.0.1")
+        }];
+    });
+    assert_eq!(radclient_status(&srv), "Access-Accept");
+    slapd.stop();
+    // A login meets the failure (and gets no reply); then Status-Server goes silent too.
+    assert_eq!(code_of(&py_password(&srv, "alice", ALICE_PW)), "timeout");
+    assert_eq!(radclient_status(&srv), "none", "{}", srv.log());
+    slapd.restart();
+    let until = Instant::now() + Duration::from_secs(15);
+    while radclient_status(&srv) != "Access-Accept" {
+        assert!(
+            Instant::now() < until,
+            "not answered after the directory came back"
+        );
+    }
+    assert_eq!(
+        code_of(&py_password(&srv, "alice", ALICE_PW)),
+        "Access-Reject",
+        "alice has no token"
+    );
+
+    // The default client: Status-Server says the node is up, whatever its backends do.
+    let srv = start(&slapd, |o| o.ldap_timeout_ms = 1000);
+    slapd.stop();
+    assert_eq!(
+        code_of(&py_password(&srv, "alice", ALICE_PW)),
+        "Access-Reject"
+    );
+    assert_eq!(radclient_status(&srv), "Access-Accept");
+}

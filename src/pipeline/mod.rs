@@ -25,6 +25,7 @@ pub mod code_turns;
 mod followup;
 mod followup_oob;
 mod groups;
+pub mod health;
 mod login;
 mod methods;
 mod networks;
@@ -130,8 +131,13 @@ fn auth_fault(e: &AuthError) -> String {
 pub async fn handle(app: &AppState, ctx: &RequestContext, req: &Request) -> Option<Reply> {
     if req.kind == RequestKind::StatusServer {
         // RFC 5997 §3: answer Status-Server sent to the authentication port with
-        // Access-Accept.
+        // Access-Accept. A client that wants silence when the backends fail gets silence
+        // here too while they do, so its NAS or proxy keeps using another node.
         Metrics::inc(&app.metrics.status_server);
+        if ctx.client.on_backend_failure == BackendFailure::NoReply && !health::answering(app).await
+        {
+            return None;
+        }
         return Some(Reply::accept());
     }
     // A client that holds the request during a phone call gets its call budget.
@@ -163,6 +169,7 @@ pub async fn handle(app: &AppState, ctx: &RequestContext, req: &Request) -> Opti
         Ok((_, Err(e))) => {
             tracing::error!(error = %e, "the request's store writes were not committed; rejecting");
             Metrics::inc(&app.metrics.store_failures);
+            app.backend_health.failed();
             on_failure(ctx)
         }
         // Whether its writes and its record reached the disk is unknown: fail closed. A
@@ -175,6 +182,7 @@ pub async fn handle(app: &AppState, ctx: &RequestContext, req: &Request) -> Opti
                 deadline.as_millis()
             );
             Metrics::inc(&app.metrics.store_failures);
+            app.backend_health.failed();
             on_failure(ctx)
         }
     };
@@ -227,8 +235,12 @@ async fn answer(
     };
     let (verdict, unanswered) =
         match tokio::time::timeout_at(decide_by, decide(app, ctx, req, &user)).await {
-            Ok(Ok(v)) => (v, false),
+            Ok(Ok(v)) => {
+                app.backend_health.answered();
+                (v, false)
+            }
             Ok(Err(fault)) => {
+                app.backend_health.failed();
                 Metrics::inc(match fault {
                     Fault::Auth(AuthError::Upstream(_)) => &app.metrics.upstream_failures,
                     Fault::Auth(_) => &app.metrics.directory_failures,
@@ -237,6 +249,7 @@ async fn answer(
                 failed(fault.to_string())
             }
             Err(_) => {
+                app.backend_health.failed();
                 Metrics::inc(&app.metrics.deadline_exceeded);
                 failed(format!(
                     "request deadline of {} ms exceeded",
@@ -249,6 +262,7 @@ async fn answer(
         return (None, None);
     }
     if !recorded && verdict.reply.code == ReplyCode::Accept {
+        app.backend_health.failed();
         // A login that cannot be recorded is not granted: the store is failing, fail closed.
         // The audit line above said "accept"; this one, on the same target, says what the
         // NAS got, for whoever reads the log (or a SIEM fed from it) instead of the table.
