@@ -357,7 +357,7 @@ pub struct RawClient {
     pub inline_delimiter: String,
     #[serde(default = "default_no_factor")]
     pub no_factor: String,
-    #[serde(default = "default_no_factor")]
+    #[serde(default = "default_on_backend_failure")]
     pub on_backend_failure: String,
     // Issue 4, validated by validate_delivery::client_factors.
     #[serde(default = "super::raw_delivery::d_methods")]
@@ -425,5 +425,8 @@ fn default_delimiter() -> String {
     ",".into()
 }
 fn default_no_factor() -> String {
+    "reject".into()
+}
+fn default_on_backend_failure() -> String {
     "reject".into()
 }

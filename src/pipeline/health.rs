@@ -4,20 +4,25 @@
 //! went unanswered, a proxy that checks with Status-Server (radsecproxy, FreeRADIUS) would
 //! bring the node back at once and fail over again, login after login.
 //!
-//! A failed request marks the backends failing; a request decided without a fault marks
-//! them answering. While they are failing, a Status-Server runs a probe (a directory
-//! search for a name nobody has, a store read), at most one per [`PROBE_EVERY`] on the
-//! whole node: without it a node no NAS sends logins to any more could never come back.
+//! A request that meets a directory or store failure, or runs out of time, marks the node
+//! failing. Only a probe clears that: while failing, a Status-Server runs one (a directory
+//! search for a name nobody has, then a store write and delete of an already expired
+//! challenge, since most store failures are failed writes), at most one per
+//! [`PROBE_EVERY`] on the whole node. Requests do not clear it: many are decided without
+//! touching the backend that failed (no User-Name, a follow-up round that reads only the
+//! store), and one that started before the outage may end after it. A failure recorded
+//! while a probe runs stands (the generation counts failures).
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::app::AppState;
+use crate::store::PendingChallenge;
 
 /// The least time between two probes.
 pub const PROBE_EVERY: Duration = Duration::from_secs(2);
 /// A probe that takes longer than this counts as failed.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[derive(Default)]
 pub struct BackendHealth {
@@ -27,35 +32,40 @@ pub struct BackendHealth {
 #[derive(Default)]
 struct State {
     failing: bool,
+    /// Failures recorded so far: a probe clears only the failures it saw.
+    generation: u64,
     last_probe: Option<Instant>,
 }
 
 impl BackendHealth {
     pub fn failed(&self) {
-        self.lock().failing = true;
-    }
-
-    pub fn answered(&self) {
         let mut s = self.lock();
-        if s.failing {
-            s.failing = false;
-        }
+        s.failing = true;
+        s.generation += 1;
     }
 
     pub fn is_failing(&self) -> bool {
         self.lock().failing
     }
 
-    /// True, and the probe slot taken, when no probe ran in the last [`PROBE_EVERY`].
-    fn take_probe(&self, now: Instant) -> bool {
+    /// The generation to probe against, when no probe ran in the last [`PROBE_EVERY`].
+    fn take_probe(&self, now: Instant) -> Option<u64> {
         let mut s = self.lock();
         if s.last_probe
             .is_some_and(|t| now.duration_since(t) < PROBE_EVERY)
         {
-            return false;
+            return None;
         }
         s.last_probe = Some(now);
-        true
+        Some(s.generation)
+    }
+
+    /// A probe that started at `generation` found the backends answering.
+    fn probed_ok(&self, generation: u64) {
+        let mut s = self.lock();
+        if s.generation == generation {
+            s.failing = false;
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -70,26 +80,38 @@ pub async fn answering(app: &AppState) -> bool {
     if !health.is_failing() {
         return true;
     }
-    if !health.take_probe(Instant::now()) {
+    let Some(generation) = health.take_probe(Instant::now()) else {
         return false;
-    }
-    let probe = async {
-        // A search must answer (found or not), not fail.
-        let directory = app.primary().lookup("radmfa-health-probe").await.is_ok();
-        let store = app
-            .store
-            .challenge(&[0u8; 32], app.clock.now())
-            .await
-            .is_ok();
-        directory && store
     };
-    let ok = tokio::time::timeout(PROBE_TIMEOUT, probe)
+    let ok = tokio::time::timeout(PROBE_TIMEOUT, probe(app))
         .await
         .unwrap_or(false);
     if ok {
-        health.answered();
+        health.probed_ok(generation);
+        tracing::info!("the directory and the store answer again: Status-Server is answered");
     }
-    ok
+    ok && !health.is_failing()
+}
+
+async fn probe(app: &AppState) -> bool {
+    // A search must answer (found or not), not fail.
+    if app.primary().lookup("radmfa-health-probe").await.is_err() {
+        return false;
+    }
+    // A write and a delete: an expired challenge, under a random State hash, that nothing
+    // can ever answer.
+    let now = app.clock.now();
+    let probe = PendingChallenge {
+        state_hash: rand::random::<[u8; 32]>().to_vec(),
+        user: String::new(),
+        nas: String::new(),
+        created_at: now - 1,
+        expires_at: now - 1,
+        attempts: 0,
+        context: "{}".into(),
+    };
+    app.store.put_challenge(&probe).await.is_ok()
+        && app.store.consume_challenge(&probe.state_hash).await.is_ok()
 }
 
 #[cfg(test)]
@@ -97,16 +119,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn one_probe_per_interval_and_any_answer_clears_the_failure() {
+    fn one_probe_per_interval_and_a_failure_during_a_probe_stands() {
         let h = BackendHealth::default();
         assert!(!h.is_failing());
         h.failed();
         assert!(h.is_failing());
         let t0 = Instant::now();
-        assert!(h.take_probe(t0));
-        assert!(!h.take_probe(t0 + PROBE_EVERY / 2));
-        assert!(h.take_probe(t0 + PROBE_EVERY));
-        h.answered();
+        let g = h.take_probe(t0).expect("a first probe");
+        assert!(h.take_probe(t0 + PROBE_EVERY / 2).is_none());
+        // A failure while the probe ran: its success does not clear it.
+        h.failed();
+        h.probed_ok(g);
+        assert!(h.is_failing());
+        let g = h.take_probe(t0 + PROBE_EVERY).expect("the next probe");
+        h.probed_ok(g);
         assert!(!h.is_failing());
     }
 }

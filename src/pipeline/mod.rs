@@ -1,7 +1,9 @@
 //! One Access-Request, start to finish. `handle` reads like the request path:
 //!
 //! ```text
-//! Status-Server            -> Accept (health check, not audited)
+//! Status-Server            -> Accept (health check, not audited); for a client with
+//!                             on_backend_failure = "no_reply", no reply while the
+//!                             directory or store fails (see `health`)
 //! State present            -> followup: the answer to a pending challenge (code, Enter, switch)
 //! otherwise                -> login: app password, or password (LDAP) then the second factor:
 //!                             inline code, TOTP/SMS prompt, or a phone call (held or prompted);
@@ -235,12 +237,13 @@ async fn answer(
     };
     let (verdict, unanswered) =
         match tokio::time::timeout_at(decide_by, decide(app, ctx, req, &user)).await {
-            Ok(Ok(v)) => {
-                app.backend_health.answered();
-                (v, false)
-            }
+            Ok(Ok(v)) => (v, false),
             Ok(Err(fault)) => {
-                app.backend_health.failed();
+                // An upstream RADIUS server has its own health (`[upstream]` dead time);
+                // the probe here checks the directory and the store.
+                if !matches!(fault, Fault::Auth(AuthError::Upstream(_))) {
+                    app.backend_health.failed();
+                }
                 Metrics::inc(match fault {
                     Fault::Auth(AuthError::Upstream(_)) => &app.metrics.upstream_failures,
                     Fault::Auth(_) => &app.metrics.directory_failures,

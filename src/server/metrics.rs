@@ -244,7 +244,9 @@ impl Metrics {
         family(
             "radmfa_status_server_total",
             "counter",
-            "Status-Server requests answered (RFC 5997).",
+            "Status-Server requests received and verified (RFC 5997); all are answered, but \
+             those of on_backend_failure = \"no_reply\" clients while the directory or \
+             store fails.",
             &[("", get(&self.status_server))],
         );
         family(
