@@ -1373,6 +1373,26 @@ fn ipv6_listener_serves_logins() {
     let n = sock.recv(&mut buf).expect("reply over IPv6");
     verify_reply(&buf[..n], &auth, SECRET.as_bytes()).unwrap();
     assert_eq!(parse_reply(&buf[..n]).unwrap().code, 11);
+    // And a whole login from a client nobody here wrote.
+    let seed = srv.enroll("bob", &[]);
+    let host = srv.addr.to_string();
+    let r1 = radclient(
+        &host,
+        SECRET,
+        "User-Name = \"bob\", User-Password = \"bob-Secret-pw\", Message-Authenticator = 0x00",
+    );
+    assert_eq!(r1.code, "Access-Challenge", "{}", r1.output);
+    let state = r1.state.expect("State");
+    let code = totp(&seed, now(), &[]);
+    let r2 = radclient(
+        &host,
+        SECRET,
+        &format!(
+            "User-Name = \"bob\", User-Password = \"{code}\", State = {state}, \
+             Message-Authenticator = 0x00"
+        ),
+    );
+    assert_eq!(r2.code, "Access-Accept", "{}", r2.output);
 }
 
 /// A host with several addresses (a keepalived virtual address, say) and radmfa on the
