@@ -96,6 +96,12 @@ fn hostile_datagrams_get_no_answer_and_logins_still_work() {
             std::thread::sleep(Duration::from_millis(2));
         }
     }
+    // Noise datagrams over RADIUS's 4096 octets.
+    for size in [4097, 9000, 65_000] {
+        let mut noise = vec![0u8; size];
+        rng.fill_bytes(&mut noise);
+        sent += usize::from(known.send(&noise).is_ok());
+    }
     let mut buf = [0u8; 4096];
     let mut answered = 0;
     let drain_until = Instant::now() + Duration::from_millis(1500);
@@ -118,6 +124,20 @@ fn hostile_datagrams_get_no_answer_and_logins_still_work() {
         full_login(&sock, "alice", PW, &seed, 0),
         "valid login after the storm"
     );
+    // A valid request in a datagram padded past 4096 octets is still a valid request:
+    // octets beyond its Length field are padding, ignored (RFC 2865 §3).
+    for (id, size) in [(20u8, 4097usize), (21, 65_000)] {
+        let (mut raw, auth) = AccessRequestBuilder::new(id, "alice")
+            .password(PW.as_bytes())
+            .build(SECRET.as_bytes());
+        raw.resize(size, 0x41);
+        sock.send(&raw).unwrap();
+        let n = sock
+            .recv(&mut buf)
+            .expect("an answer to the padded request");
+        assert_eq!(verify_reply(&buf[..n], &auth, SECRET.as_bytes()), Ok(()));
+        assert_eq!(buf[1], id);
+    }
     let (raw, auth) = status_server(77, SECRET.as_bytes());
     sock.send(&raw).unwrap();
     let n = sock.recv(&mut buf).unwrap();
