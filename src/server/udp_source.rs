@@ -56,16 +56,23 @@ pub async fn recv(
         .await
 }
 
+/// Room for the control messages asked for (one IPv4 or IPv6 packet info), aligned as
+/// `cmsghdr` must be.
+const CMSG_ROOM: usize = 128;
+#[repr(C, align(8))]
+struct CmsgBuf([u8; CMSG_ROOM]);
+
 fn recv_with_destination(
     sock: &UdpSocket,
     buf: &mut [u8],
 ) -> io::Result<(usize, SocketAddr, Option<Destination>)> {
-    let mut cmsg = nix::cmsg_space!(libc::in_pktinfo, libc::in6_pktinfo);
+    // On the stack rather than `cmsg_space!`'s Vec: no allocation per datagram.
+    let mut cmsg = CmsgBuf([0; CMSG_ROOM]);
     let mut iov = [IoSliceMut::new(buf)];
     let msg = recvmsg::<SockaddrStorage>(
         sock.as_raw_fd(),
         &mut iov,
-        Some(&mut cmsg),
+        Some(&mut cmsg.0[..]),
         MsgFlags::empty(),
     )?;
     let src = msg
@@ -163,6 +170,11 @@ fn send_from(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_control_buffer_holds_both_packet_infos() {
+        assert!(nix::cmsg_space!(libc::in_pktinfo, libc::in6_pktinfo).len() <= CMSG_ROOM);
+    }
 
     /// Loopback owns all of 127.0.0.0/8: a datagram to 127.0.0.2 on a wildcard socket is
     /// answered from 127.0.0.2, where the kernel alone would pick 127.0.0.1.
