@@ -124,6 +124,29 @@ fn challenge_flow_with_pyrad() {
     assert_eq!(accepts[0]["nas_name"], "local");
 }
 
+/// A two-round login with radclient: the password gets a challenge, the current code with
+/// its State an Accept. Returns the State and the code, for what a test does with them next.
+fn radclient_login(host: &str, user: &str, pw: &str, seed: &str) -> (String, String) {
+    let r1 = radclient(
+        host,
+        SECRET,
+        &format!("User-Name = \"{user}\", User-Password = \"{pw}\", Message-Authenticator = 0x00"),
+    );
+    assert_eq!(r1.code, "Access-Challenge", "{}", r1.output);
+    let state = r1.state.clone().expect("State in radclient output");
+    let code = totp(seed, now(), &[]);
+    let r2 = radclient(
+        host,
+        SECRET,
+        &format!(
+            "User-Name = \"{user}\", User-Password = \"{code}\", State = {state}, \
+             Message-Authenticator = 0x00"
+        ),
+    );
+    assert_eq!(r2.code, "Access-Accept", "{}", r2.output);
+    (state, code)
+}
+
 #[test]
 fn challenge_flow_with_radclient() {
     let slapd = directory();
@@ -132,16 +155,7 @@ fn challenge_flow_with_radclient() {
     let host = srv.addr.to_string();
     let ask = |attrs: String| radclient(&host, SECRET, &attrs);
 
-    let r1 = ask(format!(
-        "User-Name = \"alice\", User-Password = \"{ALICE_PW}\", Message-Authenticator = 0x00"
-    ));
-    assert_eq!(r1.code, "Access-Challenge", "{}", r1.output);
-    let state = r1.state.clone().expect("State in radclient output");
-    let code = totp(&seed, now(), &[]);
-    let r2 = ask(format!(
-        "User-Name = \"alice\", User-Password = \"{code}\", State = {state}, Message-Authenticator = 0x00"
-    ));
-    assert_eq!(r2.code, "Access-Accept", "{}", r2.output);
+    let (state, code) = radclient_login(&host, "alice", ALICE_PW, &seed);
 
     let r3 = ask(format!(
         "User-Name = \"alice\", User-Password = \"{code}\", State = {state}, Message-Authenticator = 0x00"
@@ -1375,24 +1389,7 @@ fn ipv6_listener_serves_logins() {
     assert_eq!(parse_reply(&buf[..n]).unwrap().code, 11);
     // And a whole login from a client nobody here wrote.
     let seed = srv.enroll("bob", &[]);
-    let host = srv.addr.to_string();
-    let r1 = radclient(
-        &host,
-        SECRET,
-        "User-Name = \"bob\", User-Password = \"bob-Secret-pw\", Message-Authenticator = 0x00",
-    );
-    assert_eq!(r1.code, "Access-Challenge", "{}", r1.output);
-    let state = r1.state.expect("State");
-    let code = totp(&seed, now(), &[]);
-    let r2 = radclient(
-        &host,
-        SECRET,
-        &format!(
-            "User-Name = \"bob\", User-Password = \"{code}\", State = {state}, \
-             Message-Authenticator = 0x00"
-        ),
-    );
-    assert_eq!(r2.code, "Access-Accept", "{}", r2.output);
+    radclient_login(&srv.addr.to_string(), "bob", "bob-Secret-pw", &seed);
 }
 
 /// A host with several addresses (a keepalived virtual address, say) and radmfa on the
