@@ -301,8 +301,12 @@ pub fn decode_request(
     })
 }
 
-/// Fuzz entry point: decode with a fixed secret; whatever decodes must yield a reply that
-/// verifies and parses back with the same identifier, State and Proxy-States.
+/// Fuzz entry point: decode with a fixed secret; whatever decodes must
+/// - encode back to the octets it came from and decode again to the same request;
+/// - survive being passed on as radmfa passes a request to an upstream server (its octets
+///   re-signed under another secret, the password hidden again), arriving unchanged;
+/// - yield a reply that verifies and parses back with the same identifier, State and
+///   Proxy-States.
 #[doc(hidden)]
 pub fn fuzz_roundtrip(data: &[u8]) {
     use super::client::parse_reply;
@@ -312,6 +316,12 @@ pub fn fuzz_roundtrip(data: &[u8]) {
     let Ok(req) = decode_request(data, SECRET, false) else {
         return;
     };
+    fuzz_reencode(
+        &data[..usize::from(u16::from_be_bytes([data[2], data[3]]))],
+        &req,
+        SECRET,
+    );
+    fuzz_forward(&req, SECRET);
     // Every accessor must cope with whatever decoded.
     let name = req.user_name().unwrap_or_default();
     let _ = (
@@ -354,6 +364,82 @@ pub fn fuzz_roundtrip(data: &[u8]) {
     let echo_len: usize = echoed.iter().map(|v| v.len() + 2).sum();
     if HEADER_LEN + 2 + MA_LEN + echo_len + 2 + state.len() <= MAX_PACKET {
         assert_eq!(states, vec![&state]);
+    }
+}
+
+/// Everything radmfa reads from a request, for comparing two decodings of it.
+fn fuzz_fields(req: &Request, secret: &[u8]) -> impl PartialEq + fmt::Debug {
+    (
+        (req.kind, req.identifier, req.authenticator),
+        req.has_message_authenticator,
+        (
+            req.user_name(),
+            req.user_password(secret).map(|p| p.expose().to_vec()),
+        ),
+        (req.state(), req.proxy_states(), req.nas_identifier()),
+        (req.nas_ip_address(), req.calling_station_id()),
+        (req.called_station_id(), req.nas_port_type()),
+        (req.has_chap_password(), req.has_ms_chap_response()),
+        req.has_eap_message(),
+    )
+}
+
+/// decode → encode → decode: the crate writes back exactly the octets it read (attributes
+/// in order, none lost, merged or split), and they decode, verify and read the same again,
+/// under the strictest client setting too when a Message-Authenticator came with them.
+fn fuzz_reencode(pkt: &[u8], req: &Request, secret: &[u8]) {
+    let encoded = req.packet.encode().expect("a decoded request encodes");
+    assert_eq!(encoded, pkt, "decode → encode changed the octets");
+    let again = decode_request(&encoded, secret, req.has_message_authenticator)
+        .expect("a re-encoded request decodes");
+    assert_eq!(fuzz_fields(&again, secret), fuzz_fields(req, secret));
+    assert!(
+        again.packet == req.packet,
+        "the two decodings hold different attributes"
+    );
+}
+
+/// What `primary = "upstream"` sends on (pipeline/primary.rs, auth/upstream.rs): the
+/// User-Name's octets, the password hidden under the upstream secret and a new
+/// authenticator, NAS-Identifier, and the forwarded NAS attributes. The upstream server
+/// must read the same name, password and attributes.
+fn fuzz_forward(req: &Request, secret: &[u8]) {
+    use super::client::AccessRequestBuilder;
+    const UPSTREAM: &[u8] = b"upstream-secret";
+    if req.kind != RequestKind::AccessRequest {
+        return;
+    }
+    let (Some(user), Some(password)) = (
+        req.raw_attribute(rfc2865::USER_NAME_TYPE),
+        req.user_password(secret),
+    ) else {
+        return;
+    };
+    // The checks `by_upstream` and `upstream::check` make before building (the builder
+    // asserts its limits; an empty password is refused before anything is asked).
+    if user.is_empty() || password.is_empty() || password.len() > 128 {
+        return;
+    }
+    let forwarded: Vec<(u8, Vec<u8>)> = crate::auth::upstream::FORWARDED
+        .iter()
+        .filter_map(|t| Some((*t, req.raw_attribute(*t)?)))
+        .collect();
+    let mut b = AccessRequestBuilder::with_raw_user(req.identifier, &user)
+        .password(password.expose())
+        .attribute(rfc2865::NAS_IDENTIFIER_TYPE, b"radmfa");
+    for (typ, value) in &forwarded {
+        b = b.attribute(*typ, value);
+    }
+    let (raw, auth) = b.build(UPSTREAM);
+    let up = decode_request(&raw, UPSTREAM, true).expect("the forwarded request decodes");
+    assert_eq!(up.authenticator, auth);
+    assert_eq!(up.raw_attribute(rfc2865::USER_NAME_TYPE), Some(user));
+    // RFC 2865 §5.2 pads with NULs, so the decoder stops at the first one: what came out
+    // of the NAS's request holds none, and goes on whole.
+    let read = up.user_password(UPSTREAM);
+    assert_eq!(read.as_ref().map(|p| p.expose()), Some(password.expose()));
+    for (typ, value) in &forwarded {
+        assert_eq!(up.raw_attribute(*typ).as_ref(), Some(value));
     }
 }
 
