@@ -38,6 +38,8 @@ fn settings(slapd: &Slapd, urls: Vec<String>) -> LdapSettings {
         op_timeout: Duration::from_secs(1),
         pool_size: 2,
         user_bind_concurrency: 4,
+        entry_cache_ttl: Duration::ZERO,
+        entry_cache_size: 10_000,
     }
 }
 

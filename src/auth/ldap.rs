@@ -83,6 +83,7 @@ use ldap3::{
 use tokio::sync::Semaphore;
 use tokio::time::timeout;
 
+use super::ldap_cache::EntryCache;
 use super::ldap_pool::{ConnPool, Pooled};
 use super::ldap_tls::tls_config;
 use super::{ad_codes, AuthError, Denial, PrimaryAuth, PrimaryOutcome, UserInfo};
@@ -157,6 +158,11 @@ pub struct LdapSettings {
     pub pool_size: usize,
     /// User binds in flight at once (at least 1).
     pub user_bind_concurrency: usize,
+    /// How long a user's entry found for an accepted password is reused for their next
+    /// logins (`ldap_cache.rs`); zero (the default) searches on every login.
+    pub entry_cache_ttl: Duration,
+    /// At most this many entries are remembered.
+    pub entry_cache_size: usize,
 }
 
 impl Default for LdapSettings {
@@ -177,6 +183,8 @@ impl Default for LdapSettings {
             op_timeout: Duration::from_secs(5),
             pool_size: 16,
             user_bind_concurrency: 32,
+            entry_cache_ttl: Duration::ZERO,
+            entry_cache_size: 10_000,
         }
     }
 }
@@ -205,6 +213,8 @@ pub struct LdapAuth {
     held_off_until: Mutex<Vec<Option<Instant>>>,
     /// Moving average of user-bind latency (bind, plus connect when one had to be opened).
     bind_latency: Pad,
+    /// Entries of users whose password was accepted lately; None unless configured.
+    cache: Option<EntryCache>,
 }
 
 enum SearchOutcome {
@@ -324,6 +334,7 @@ impl LdapAuth {
             preferred: AtomicUsize::new(0),
             held_off_until: Mutex::new(vec![None; n]),
             bind_latency: Pad::default(),
+            cache: EntryCache::new(settings.entry_cache_ttl, settings.entry_cache_size),
             settings,
         })
     }
@@ -722,6 +733,53 @@ impl LdapAuth {
         }
     }
 
+    /// The bind, and with `entry_cache_seconds` the entry remembered when it was accepted.
+    async fn bind_and_remember(
+        &self,
+        user: &str,
+        info: UserInfo,
+        password: &str,
+    ) -> Result<PrimaryOutcome, AuthError> {
+        let outcome = self.bind_user(user, info, password).await?;
+        if let (Some(cache), PrimaryOutcome::Accepted(info)) = (&self.cache, &outcome) {
+            cache.remember(user, info);
+        }
+        Ok(outcome)
+    }
+
+    /// A login whose entry was found lately: bind as that DN at once. A refusal forgets the
+    /// entry and asks the directory again before answering, so the answer is the one an
+    /// uncached login gets now (an entry moved or renamed since is bound where it is; one no
+    /// longer found is an unknown user), and a refusal costs the search and the bind an
+    /// uncached wrong password costs (no quicker "known user" answer to time).
+    async fn authenticate_cached(
+        &self,
+        user: &str,
+        cached: UserInfo,
+        password: &str,
+    ) -> Result<PrimaryOutcome, AuthError> {
+        let dn = cached.dn.clone();
+        let refused = match self.bind_user(user, cached, password).await? {
+            accepted @ PrimaryOutcome::Accepted(_) => return Ok(accepted),
+            PrimaryOutcome::Denied(d) => d,
+        };
+        if let Some(cache) = &self.cache {
+            cache.forget(user);
+        }
+        match self.search_user(user).await? {
+            SearchOutcome::Found(info) if info.dn == dn => Ok(PrimaryOutcome::Denied(refused)),
+            SearchOutcome::Found(info) => {
+                tracing::info!(%user, old = %dn, new = %info.dn, "LDAP entry moved since it was cached");
+                self.bind_and_remember(user, *info, password).await
+            }
+            SearchOutcome::NotFound => {
+                tracing::info!(%user, "LDAP user no longer found");
+                Ok(PrimaryOutcome::Denied(Denial::UnknownUser))
+            }
+            SearchOutcome::Ambiguous => Ok(PrimaryOutcome::Denied(Denial::AmbiguousUser)),
+        }
+    }
+
     fn record_bind_latency(&self, sample: Duration) {
         self.bind_latency.record(sample);
     }
@@ -831,6 +889,9 @@ impl PrimaryAuth for LdapAuth {
             self.pad_like_a_bind().await;
             return Ok(PrimaryOutcome::Denied(Denial::UnknownUser));
         }
+        if let Some(cached) = self.cache.as_ref().and_then(|c| c.fresh(user)) {
+            return self.authenticate_cached(user, cached, password).await;
+        }
         match self.search_user(user).await? {
             SearchOutcome::NotFound => {
                 tracing::info!(%user, "LDAP user not found");
@@ -841,7 +902,7 @@ impl PrimaryAuth for LdapAuth {
                 self.pad_like_a_bind().await;
                 Ok(PrimaryOutcome::Denied(Denial::AmbiguousUser))
             }
-            SearchOutcome::Found(info) => self.bind_user(user, *info, password).await,
+            SearchOutcome::Found(info) => self.bind_and_remember(user, *info, password).await,
         }
     }
 

@@ -4,6 +4,7 @@
 
 pub mod ad_codes;
 pub mod ldap;
+mod ldap_cache;
 mod ldap_check;
 mod ldap_groups;
 mod ldap_pool;

@@ -159,6 +159,10 @@ pub struct RawLdap {
     pub pool_size: usize,
     #[serde(default = "default_bind_concurrency")]
     pub max_concurrent_binds: usize,
+    #[serde(default)]
+    pub entry_cache_seconds: u64,
+    #[serde(default = "default_entry_cache_size")]
+    pub entry_cache_size: usize,
     /// The older place of `[users] strip_domains`, still read (config::user_names).
     #[serde(default)]
     pub strip_domains: Vec<String>,
@@ -184,6 +188,9 @@ fn default_pool_size() -> usize {
 }
 fn default_bind_concurrency() -> usize {
     32
+}
+fn default_entry_cache_size() -> usize {
+    10_000
 }
 
 #[derive(Debug, Deserialize)]

@@ -25,6 +25,8 @@ pub(super) fn ldap_settings(raw: RawLdap, base: &Path) -> Result<LdapSettings, C
         timeout_ms,
         pool_size,
         max_concurrent_binds,
+        entry_cache_seconds,
+        entry_cache_size,
         // Not the directory client's business: validate() makes it Config::user_names.
         strip_domains: _,
         attributes,
@@ -140,6 +142,20 @@ pub(super) fn ldap_settings(raw: RawLdap, base: &Path) -> Result<LdapSettings, C
             "must be between 1 and 4096",
         ));
     }
+    // An hour at most: what the cache keeps (the search's attributes, what enabled_filter
+    // decided) is that old on a login whose bind succeeds.
+    if entry_cache_seconds > 3600 {
+        return Err(ConfigError::invalid(
+            "ldap.entry_cache_seconds",
+            "must be between 0 (off) and 3600",
+        ));
+    }
+    if !(1..=1_000_000).contains(&entry_cache_size) {
+        return Err(ConfigError::invalid(
+            "ldap.entry_cache_size",
+            "must be between 1 and 1000000",
+        ));
+    }
     let RawLdapAttributes {
         display_name,
         given_name,
@@ -171,5 +187,7 @@ pub(super) fn ldap_settings(raw: RawLdap, base: &Path) -> Result<LdapSettings, C
         op_timeout: Duration::from_millis(timeout_ms),
         pool_size,
         user_bind_concurrency: max_concurrent_binds,
+        entry_cache_ttl: Duration::from_secs(entry_cache_seconds),
+        entry_cache_size,
     })
 }

@@ -365,6 +365,48 @@ impl Slapd {
             .count() as u64
     }
 
+    /// Applies an LDIF change (add, modify, modrdn, delete) as the admin with `ldapmodify`
+    /// (ldap-utils), as an administrator would. Panics with ldapmodify's message on failure.
+    pub fn modify(&self, ldif: &str) {
+        use std::io::Write as _;
+        let mut child = Command::new("ldapmodify")
+            .args([
+                "-x",
+                "-H",
+                &self.url,
+                "-D",
+                &self.admin_dn,
+                "-w",
+                &self.admin_password,
+            ])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("ldapmodify (package ldap-utils)");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(ldif.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "ldapmodify failed: {}\n{ldif}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Searches slapd has received whose filter contains `needle` (e.g. `uid=alice)`), read
+    /// from its stats log like [`Slapd::bind_count`].
+    pub fn search_count(&self, needle: &str) -> u64 {
+        let log = fs::read_to_string(self.dir.path().join("slapd.log")).unwrap_or_default();
+        log.lines()
+            .filter(|l| l.contains(" SRCH base=") && l.contains(needle))
+            .count() as u64
+    }
+
     /// The tail of slapd's log, for assertion messages.
     pub fn log_tail(&self) -> String {
         read_tail(&self.dir.path().join("slapd.log"))

@@ -1,0 +1,111 @@
+//! `[ldap] entry_cache_seconds`: the directory entries of users who logged in recently, so
+//! their next password check is one bind instead of a search and a bind.
+//!
+//! Why it exists: on the benchmark machine a search costs slapd two to three times what a
+//! bind does (BENCHMARKS.md), and a login's search only finds the DN the bind needs and the
+//! attributes the second factor reads. Off by default, because what it remembers can be out
+//! of date:
+//! - A password change, and in Active Directory a disabled, locked or expired account, are
+//!   seen at once: every login still binds, and the bind refuses.
+//! - A refused bind forgets the entry and searches again before answering, so an entry that
+//!   was moved or renamed is found where it is now, and one the search no longer finds
+//!   (deleted, or excluded by `enabled_filter`) is an unknown user, as it would be uncached.
+//! - What only the search reads is up to `entry_cache_seconds` old on a login whose bind
+//!   succeeds: `enabled_filter` where the directory still lets the account bind (OpenLDAP
+//!   without ppolicy), the phone numbers and names read for SMS, calls and the audit.
+//!   Group membership is not cached: `allow_groups` and `exempt_groups` are searched on
+//!   every login.
+//!
+//! Only a password the directory accepted puts an entry here, so unknown names and wrong
+//! passwords cannot fill it, and at most `entry_cache_size` entries are kept (least
+//! recently used go first). Second-factor-only clients (no bind) never read it.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::UserInfo;
+
+pub(super) struct EntryCache {
+    ttl: Duration,
+    /// A well-kept concurrent cache with a size bound (CLOCK-Pro eviction); expiry is ours,
+    /// checked on read.
+    entries: quick_cache::sync::Cache<String, Arc<(Instant, UserInfo)>>,
+}
+
+impl EntryCache {
+    /// None when `ttl` is zero: no cache at all, not an empty one.
+    pub(super) fn new(ttl: Duration, capacity: usize) -> Option<Self> {
+        (!ttl.is_zero() && capacity > 0).then(|| EntryCache {
+            ttl,
+            entries: quick_cache::sync::Cache::new(capacity),
+        })
+    }
+
+    /// The entry found for `user` less than `ttl` ago.
+    pub(super) fn fresh(&self, user: &str) -> Option<UserInfo> {
+        let hit = self.entries.get(user)?;
+        if hit.0.elapsed() < self.ttl {
+            return Some(hit.1.clone());
+        }
+        self.entries.remove(user);
+        None
+    }
+
+    pub(super) fn remember(&self, user: &str, info: &UserInfo) {
+        let mut info = info.clone();
+        // Granted attributes belong to one upstream answer, not to the directory entry.
+        info.granted.clear();
+        self.entries
+            .insert(user.to_string(), Arc::new((Instant::now(), info)));
+    }
+
+    pub(super) fn forget(&self, user: &str) {
+        self.entries.remove(user);
+    }
+
+    #[cfg(test)]
+    pub(super) fn len(&self) -> usize {
+        self.entries.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(dn: &str) -> UserInfo {
+        UserInfo {
+            dn: dn.into(),
+            ..UserInfo::default()
+        }
+    }
+
+    #[test]
+    fn off_when_ttl_or_size_is_zero() {
+        assert!(EntryCache::new(Duration::ZERO, 10).is_none());
+        assert!(EntryCache::new(Duration::from_secs(60), 0).is_none());
+    }
+
+    #[test]
+    fn remembers_until_ttl_then_forgets() {
+        let c = EntryCache::new(Duration::from_millis(200), 10).unwrap();
+        c.remember("alice", &info("uid=alice"));
+        assert_eq!(c.fresh("alice").unwrap().dn, "uid=alice");
+        assert!(c.fresh("Alice").is_none(), "keyed on the name as typed");
+        std::thread::sleep(Duration::from_millis(250));
+        assert!(c.fresh("alice").is_none());
+        assert_eq!(c.len(), 0, "an expired entry is dropped when read");
+    }
+
+    #[test]
+    fn forget_and_size_bound() {
+        let c = EntryCache::new(Duration::from_secs(60), 100).unwrap();
+        c.remember("alice", &info("uid=alice"));
+        c.forget("alice");
+        assert!(c.fresh("alice").is_none());
+        for i in 0..1000 {
+            c.remember(&format!("u{i}"), &info("x"));
+        }
+        assert!(c.len() <= 100, "{} entries kept", c.len());
+    }
+}
