@@ -15,6 +15,8 @@
 #   BENCH_STORE=postgres  radmfa on a private PostgreSQL cluster (scripts/pg-test-cluster.sh)
 #   BENCH_STORE_TOML    the body of radmfa's [store] section, verbatim (\n for new lines);
 #                       default SQLite in the work directory
+#   BENCH_LDAP_TOML     lines added to radmfa's [ldap] section, verbatim (\n for new lines),
+#                       e.g. "entry_cache_seconds = 300"
 #   BENCH_KEEP=1        keep the work directory
 #   BENCH_RADSEC=1      also run radmfa's Status-Server, inline and two-round workloads over
 #                       RadSec (TLS, a throwaway PKI made with openssl), beside the UDP ones;
@@ -77,6 +79,9 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 note() { # label server key value: a single measurement that is not a load phase
   printf '{"label":"%s","server":"%s","phase":"%s","value":%s}\n' "$1" "$2" "$3" "$4" >>"$RESULTS"
 }
+# Which [ldap] additions this run had, kept with its numbers.
+[ -z "${BENCH_LDAP_TOML:-}" ] ||
+  note ldap-toml radmfa setting "$(python3 -c 'import json,sys; print(json.dumps(sys.argv[1]))' "$BENCH_LDAP_TOML")"
 # load SERVER LABEL HOSTPORT ARGS...: one load run, JSON lines tagged and appended.
 load() {
   local server=$1 label=$2 target=$3; shift 3
@@ -176,6 +181,7 @@ user_filter = "(uid={user})"
 # As many connections as FreeRADIUS gets below (rlm_ldap pool, max 64): 32 for searches,
 # 32 for user binds (the default). radmfa's default pool_size is 16.
 pool_size = 32
+$(printf '%b' "${BENCH_LDAP_TOML:-}")
 
 # The widest window radmfa allows, so that each user may log in up to 19 times per 30 s
 # without reusing a code (radmfa refuses a used step); see BENCHMARKS.md.
