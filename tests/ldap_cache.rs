@@ -85,6 +85,8 @@ async fn a_remembered_entry_saves_the_search_but_not_the_bind() {
         PrimaryOutcome::Denied(Denial::BadPassword)
     );
     assert_eq!(searches(&slapd, ALICE), 2);
+    // One bind for the wrong password, not two: a second would count against the account.
+    assert_eq!(auth.bind_count(), 3);
     accepted_dn(&login(&auth, "alice", "alice-pw").await);
     accepted_dn(&login(&auth, "alice", "alice-pw").await);
     assert_eq!(searches(&slapd, ALICE), 3);
@@ -95,6 +97,8 @@ async fn a_changed_password_is_seen_at_once() {
     let slapd = slapd();
     let auth = auth(&slapd, Duration::from_secs(60));
     accepted_dn(&login(&auth, "alice", "alice-pw").await);
+    accepted_dn(&login(&auth, "alice", "alice-pw").await);
+    assert_eq!(searches(&slapd, ALICE), 1, "the entry is remembered");
     slapd.modify(&format!(
         "dn: uid=alice,{PEOPLE_DN}\nchangetype: modify\nreplace: userPassword\nuserPassword: new-pw\n"
     ));
@@ -150,11 +154,19 @@ async fn entries_expire_and_refused_ones_are_never_remembered() {
     accepted_dn(&login(&auth, "alice", "alice-pw").await);
     assert_eq!(searches(&slapd, ALICE), 2, "searched again after the TTL");
 
-    // Wrong passwords and unknown names leave nothing behind to skip a search with.
+    // Wrong passwords and unknown names leave nothing behind to skip a search with: bob's
+    // good login after his wrong one searches as his first login would.
     for _ in 0..2 {
-        login(&auth, "bob", "wrong").await;
-        login(&auth, "mallory", "x").await;
+        assert_eq!(
+            login(&auth, "bob", "wrong").await,
+            PrimaryOutcome::Denied(Denial::BadPassword)
+        );
+        assert_eq!(
+            login(&auth, "mallory", "x").await,
+            PrimaryOutcome::Denied(Denial::UnknownUser)
+        );
     }
-    assert_eq!(searches(&slapd, "uid=bob)"), 2);
+    accepted_dn(&login(&auth, "bob", "bob-pw").await);
+    assert_eq!(searches(&slapd, "uid=bob)"), 3);
     assert_eq!(searches(&slapd, "uid=mallory)"), 2);
 }

@@ -169,6 +169,41 @@ fn sighup_applies_new_ldap_settings() {
     assert_eq!(login(), "Access-Challenge", "{}", srv.log());
 }
 
+/// `entry_cache_seconds` through the server: radclient's logins after the first cost slapd
+/// no search, and every SIGHUP empties the cache (how an admin makes a changed phone number
+/// or a renamed account count at once), even when the file did not change.
+#[test]
+fn sighup_empties_the_ldap_entry_cache() {
+    let (slapd, srv) = alice_behind_radmfa();
+    let original = std::fs::read_to_string(&srv.config).unwrap();
+    let anchor = "user_filter = \"(uid={user})\"\n";
+    assert!(original.contains(anchor), "the harness's [ldap] changed");
+    let caching = original.replace(anchor, &format!("{anchor}entry_cache_seconds = 300\n"));
+    std::fs::write(&srv.config, &caching).unwrap();
+    hup(&srv);
+    assert_eq!(ldap_applied(&srv, 1), 1, "{}", srv.log());
+    // slapd logs a search after answering it; give it a moment before counting.
+    let searches = || {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        slapd.search_count("uid=alice)")
+    };
+    let before = searches();
+    for _ in 0..3 {
+        assert_eq!(alice_login(&srv), "Access-Challenge", "{}", srv.log());
+    }
+    assert_eq!(searches(), before + 1, "one search for three logins");
+
+    hup(&srv);
+    assert_eq!(ldap_applied(&srv, 2), 2, "{}", srv.log());
+    assert!(
+        srv.log_shows("reload: LDAP entry cache emptied"),
+        "{}",
+        srv.log()
+    );
+    assert_eq!(alice_login(&srv), "Access-Challenge", "{}", srv.log());
+    assert_eq!(searches(), before + 2, "searched again after the reload");
+}
+
 /// A service password kept in `bind_password_file` and rotated there is taken on SIGHUP,
 /// though the config file itself did not change.
 #[test]

@@ -111,9 +111,16 @@ impl Reloader {
         // Built before anything is swapped: settings that cannot be used change nothing.
         let ldap_ca = ca_stamp(&new);
         let ldap_password = bind_password(&new);
+        // With an entry cache, every reload starts a new one: `systemctl reload` is how an
+        // admin makes a changed phone number or a renamed account count at once.
+        let caching = new
+            .ldap
+            .as_ref()
+            .is_some_and(|l| !l.entry_cache_ttl.is_zero());
         let directory = if ldap != self.ldap
             || ldap_ca != self.ldap_ca
             || ldap_password != self.ldap_password
+            || caching
         {
             Some(crate::auth::directory(new.ldap.as_ref()).map_err(|e| format!("[ldap]: {e}"))?)
         } else {
@@ -134,6 +141,9 @@ impl Reloader {
             self.ldap_ca = ldap_ca;
             self.ldap_password = ldap_password;
             info!("reload: new [ldap] settings in use from the next request");
+            if caching {
+                info!("reload: LDAP entry cache emptied");
+            }
         }
         let policy_changed = changed_sections(&self.policy, &policy);
         self.policy = policy;

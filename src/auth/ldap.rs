@@ -67,6 +67,12 @@
 //! system store is used (ldap3's default). `tls_insecure_skip_verify` disables certificate
 //! checks and exists for tests only.
 //!
+//! # Entry cache
+//!
+//! With `entry_cache_seconds`, a login whose entry was found for an accepted password
+//! lately skips step 2 and binds as that DN; see `ldap_cache.rs` for what that can and
+//! cannot notice.
+//!
 //! Passwords (`Secret`) never reach a log line; user names and DNs do.
 
 use std::collections::HashMap;
@@ -747,11 +753,12 @@ impl LdapAuth {
         Ok(outcome)
     }
 
-    /// A login whose entry was found lately: bind as that DN at once. A refusal forgets the
-    /// entry and asks the directory again before answering, so the answer is the one an
-    /// uncached login gets now (an entry moved or renamed since is bound where it is; one no
-    /// longer found is an unknown user), and a refusal costs the search and the bind an
-    /// uncached wrong password costs (no quicker "known user" answer to time).
+    /// A login whose entry was found lately: bind as that DN at once. Anything but an
+    /// acceptance forgets the entry. A refusal asks the directory again before answering,
+    /// so the answer is the one an uncached login gets now (an entry moved since is bound
+    /// where it is; one no longer found is an unknown user), and a refusal costs the search
+    /// and the bind an uncached wrong password costs (no quicker "known user" answer to
+    /// time).
     async fn authenticate_cached(
         &self,
         user: &str,
@@ -759,19 +766,39 @@ impl LdapAuth {
         password: &str,
     ) -> Result<PrimaryOutcome, AuthError> {
         let dn = cached.dn.clone();
-        let refused = match self.bind_user(user, cached, password).await? {
+        let bound = self.bind_user(user, cached, password).await;
+        if !matches!(bound, Ok(PrimaryOutcome::Accepted(_))) {
+            if let Some(cache) = &self.cache {
+                cache.forget(user);
+            }
+        }
+        let refused = match bound? {
             accepted @ PrimaryOutcome::Accepted(_) => return Ok(accepted),
             PrimaryOutcome::Denied(d) => d,
         };
-        if let Some(cache) = &self.cache {
-            cache.forget(user);
-        }
-        match self.search_user(user).await? {
-            SearchOutcome::Found(info) if info.dn == dn => Ok(PrimaryOutcome::Denied(refused)),
-            SearchOutcome::Found(info) => {
+        let found = match self.search_user(user).await {
+            Ok(found) => found,
+            // The password was refused; a directory that cannot be searched now does not
+            // change that, and must not turn a refusal into a backend failure (with
+            // `on_backend_failure = "no_reply"` the NAS would ask another node, which binds
+            // the same wrong password again).
+            Err(e) => {
+                tracing::warn!(%user, error = %e, "LDAP search after a refused bind failed");
+                return Ok(PrimaryOutcome::Denied(refused));
+            }
+        };
+        match found {
+            // Bound again only where the first bind cannot have counted against the
+            // account: the remembered DN is gone (AD: 525, or a plain invalidCredentials for a
+            // DN that no longer exists) and the entry is elsewhere now.
+            SearchOutcome::Found(info)
+                if !same_dn(&info.dn, &dn)
+                    && matches!(refused, Denial::BadPassword | Denial::UnknownUser) =>
+            {
                 tracing::info!(%user, old = %dn, new = %info.dn, "LDAP entry moved since it was cached");
                 self.bind_and_remember(user, *info, password).await
             }
+            SearchOutcome::Found(_) => Ok(PrimaryOutcome::Denied(refused)),
             SearchOutcome::NotFound => {
                 tracing::info!(%user, "LDAP user no longer found");
                 Ok(PrimaryOutcome::Denied(Denial::UnknownUser))
@@ -789,6 +816,22 @@ impl LdapAuth {
         let cap = self.settings.connect_timeout + self.settings.op_timeout;
         self.bind_latency.sleep(cap).await;
     }
+}
+
+/// Two spellings of one DN: attribute types and (for the directories radmfa meets) values
+/// compare without case, and spaces around `,` and `=` are not part of it (RFC 4514).
+fn same_dn(a: &str, b: &str) -> bool {
+    fn canonical(dn: &str) -> Vec<String> {
+        dn.split(',')
+            .map(|rdn| {
+                rdn.split('=')
+                    .map(|p| p.trim().to_lowercase())
+                    .collect::<Vec<_>>()
+                    .join("=")
+            })
+            .collect()
+    }
+    canonical(a) == canonical(b)
 }
 
 /// LDAP result codes that say the server did not do the operation, for its own reasons:

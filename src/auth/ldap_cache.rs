@@ -1,9 +1,9 @@
 //! `[ldap] entry_cache_seconds`: the directory entries of users who logged in recently, so
 //! their next password check is one bind instead of a search and a bind.
 //!
-//! Why it exists: on the benchmark machine a search costs slapd two to three times what a
-//! bind does (BENCHMARKS.md), and a login's search only finds the DN the bind needs and the
-//! attributes the second factor reads. Off by default, because what it remembers can be out
+//! Why it exists: on the benchmark machine a search costs slapd at least what a bind does,
+//! and radmfa's LDAP client as much again (BENCHMARKS.md), and a login's search only finds
+//! the DN the bind needs and the attributes the second factor reads. Off by default, because what it remembers can be out
 //! of date:
 //! - A password change, and in Active Directory a disabled, locked or expired account, are
 //!   seen at once: every login still binds, and the bind refuses.
@@ -11,14 +11,20 @@
 //!   was moved or renamed is found where it is now, and one the search no longer finds
 //!   (deleted, or excluded by `enabled_filter`) is an unknown user, as it would be uncached.
 //! - What only the search reads is up to `entry_cache_seconds` old on a login whose bind
-//!   succeeds: `enabled_filter` where the directory still lets the account bind (OpenLDAP
-//!   without ppolicy), the phone numbers and names read for SMS, calls and the audit.
-//!   Group membership is not cached: `allow_groups` and `exempt_groups` are searched on
-//!   every login.
+//!   succeeds: the name → DN mapping (an account renamed in AD, whose DN stays, still logs
+//!   in under its old name; a new account given a remembered DN logs in under the old
+//!   name with its own password), `enabled_filter` where the directory still lets the
+//!   account bind (OpenLDAP without ppolicy), the phone numbers and names read for SMS,
+//!   calls and the audit. The configuration refuses the cache with a `user_filter` that
+//!   tests more than the name and object class (a `memberOf` in it would not be tested
+//!   again). Group membership is not cached: `allow_groups` and `exempt_groups` are
+//!   searched on every login. Every reload (SIGHUP) empties the cache.
+//! - The first bind after an entry moved goes to its old DN. Should another account have
+//!   been given that DN since, that account is charged the failed logon.
 //!
 //! Only a password the directory accepted puts an entry here, so unknown names and wrong
-//! passwords cannot fill it, and at most `entry_cache_size` entries are kept (least
-//! recently used go first). Second-factor-only clients (no bind) never read it.
+//! passwords cannot fill it, and at most `entry_cache_size` entries are kept (quick_cache
+//! evicts the least used). Second-factor-only clients (no bind) never read it.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -151,3 +151,16 @@ fn the_naming_attribute_is_read_from_user_filter() {
     assert_eq!(posix.name_attr.as_deref(), Some("uid"));
     assert!(posix.search_attrs.iter().any(|a| a == "uid"));
 }
+
+#[test]
+fn same_dn_ignores_case_and_spaces_only() {
+    assert!(same_dn(
+        "uid=alice,ou=people,dc=example,dc=org",
+        "UID=Alice, OU=People,dc = example,DC=org"
+    ));
+    assert!(!same_dn(
+        "uid=alice,ou=people,dc=example,dc=org",
+        "uid=alice,ou=moved,dc=example,dc=org"
+    ));
+    assert!(!same_dn("cn=a,dc=x", "cn=a,dc=x,dc=y"));
+}

@@ -142,13 +142,26 @@ pub(super) fn ldap_settings(raw: RawLdap, base: &Path) -> Result<LdapSettings, C
             "must be between 1 and 4096",
         ));
     }
-    // An hour at most: what the cache keeps (the search's attributes, what enabled_filter
-    // decided) is that old on a login whose bind succeeds.
-    if entry_cache_seconds > 3600 {
+    // A quarter of an hour at most: what the cache keeps (the search's attributes, the
+    // name → DN mapping) is that old on a login whose bind succeeds.
+    if entry_cache_seconds > 900 {
         return Err(ConfigError::invalid(
             "ldap.entry_cache_seconds",
-            "must be between 0 (off) and 3600",
+            "must be between 0 (off) and 900",
         ));
+    }
+    if entry_cache_seconds > 0 {
+        if let Some(extra) = filter_condition_besides_name(&user_filter) {
+            return Err(ConfigError::invalid(
+                "ldap.entry_cache_seconds",
+                format!(
+                    "cannot be used with a user_filter that tests more than the name and the \
+                     object class ({extra}): a remembered entry is bound without searching, so \
+                     that test would not be made again; use a client's allow_groups, or \
+                     enabled_filter (the bind refuses disabled accounts), instead"
+                ),
+            ));
+        }
     }
     if !(1..=1_000_000).contains(&entry_cache_size) {
         return Err(ConfigError::invalid(
@@ -190,4 +203,83 @@ pub(super) fn ldap_settings(raw: RawLdap, base: &Path) -> Result<LdapSettings, C
         entry_cache_ttl: Duration::from_secs(entry_cache_seconds),
         entry_cache_size,
     })
+}
+
+/// The first condition of `user_filter` other than the name (`(attr={user})`) and the
+/// object class or category, e.g. `(memberOf=cn=vpn,...)`; None for `(uid={user})` or
+/// `(&(objectClass=user)(sAMAccountName={user}))`.
+fn filter_condition_besides_name(filter: &str) -> Option<String> {
+    let f = filter.trim();
+    let terms: Vec<&str> = match f.strip_prefix("(&").and_then(|r| r.strip_suffix(')')) {
+        Some(inner) => match split_terms(inner) {
+            Some(terms) => terms,
+            None => return Some(f.to_string()),
+        },
+        None => vec![f],
+    };
+    terms
+        .into_iter()
+        .find(|t| {
+            let Some(body) = t.strip_prefix('(').and_then(|b| b.strip_suffix(')')) else {
+                return true;
+            };
+            let Some((attr, value)) = body.split_once('=') else {
+                return true;
+            };
+            let plain = |s: &str| !s.is_empty() && !s.contains(['(', ')', '*', '&', '|', '!']);
+            let is_name = value == "{user}" && plain(attr) && !attr.ends_with([':', '~', '<', '>']);
+            let is_class = ["objectclass", "objectcategory"]
+                .contains(&attr.to_ascii_lowercase().as_str())
+                && plain(value)
+                && !value.contains("{user}");
+            !(is_name || is_class)
+        })
+        .map(str::to_string)
+}
+
+/// `(a)(b)(c)` → `["(a)", "(b)", "(c)"]`; None when the parentheses do not pair up.
+fn split_terms(s: &str) -> Option<Vec<&str>> {
+    let (mut terms, mut depth, mut start) = (Vec::new(), 0usize, 0usize);
+    for (i, c) in s.char_indices() {
+        match c {
+            '(' => {
+                if depth == 0 {
+                    start = i;
+                }
+                depth += 1;
+            }
+            ')' => {
+                depth = depth.checked_sub(1)?;
+                if depth == 0 {
+                    terms.push(&s[start..=i]);
+                }
+            }
+            _ if depth == 0 && !c.is_whitespace() => return None,
+            _ => {}
+        }
+    }
+    (depth == 0 && !terms.is_empty()).then_some(terms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::filter_condition_besides_name as extra;
+
+    #[test]
+    fn only_the_name_and_the_object_class_may_be_remembered() {
+        assert_eq!(extra("(uid={user})"), None);
+        assert_eq!(extra("(&(objectClass=inetOrgPerson)(uid={user}))"), None);
+        assert_eq!(
+            extra("(&(objectClass=user)(objectCategory=person)(sAMAccountName={user}))"),
+            None
+        );
+        assert_eq!(
+            extra("(&(sAMAccountName={user})(memberOf=cn=vpn,dc=corp))").as_deref(),
+            Some("(memberOf=cn=vpn,dc=corp)")
+        );
+        assert!(extra("(|(uid={user})(mail={user}))").is_some());
+        assert!(extra("(&(uid={user})(!(pwdAccountLockedTime=*)))").is_some());
+        assert!(extra("(&(uid={user})(objectClass=*))").is_some());
+        assert!(extra("(&(uid={user})").is_some(), "unbalanced");
+    }
 }
