@@ -48,6 +48,8 @@ pub struct Options {
     pub listen: &'static str,
     /// Extra keys for `[server]` (e.g. `duplicate_window_secs = 1`).
     pub server_extra: String,
+    /// Extra keys for `[ldap]` (e.g. `entry_cache_seconds = 300`).
+    pub ldap_extra: String,
 }
 
 impl Options {
@@ -60,6 +62,7 @@ impl Options {
             ldap_timeout_ms: 1000,
             listen: "127.0.0.1:0",
             server_extra: String::new(),
+            ldap_extra: String::new(),
         }
     }
 }
@@ -100,6 +103,7 @@ base_dn = "ou=people,dc=example,dc=org"
 user_filter = "(uid={{user}})"
 connect_timeout_ms = {ct}
 timeout_ms = {ct}
+{ldap_extra}
 
 [audit]
 include_name = true
@@ -110,6 +114,7 @@ include_email = true
         urls = urls.join(", "),
         ct = o.ldap_timeout_ms,
         server_extra = o.server_extra,
+        ldap_extra = o.ldap_extra,
     );
     toml.push_str(&o.extra);
     for c in &o.clients {

@@ -90,6 +90,75 @@ fn no_user_enumeration_by_reply_or_timing() {
     );
 }
 
+/// With `[ldap] entry_cache_seconds`, a user who just logged in is remembered, and their
+/// next login binds without a search. A wrong password then must not be answered faster
+/// than an unknown name: the refusal searches again before answering (bind + search, where
+/// the unknown name costs a search and a bind's time), with the same reply.
+#[test]
+fn remembered_entries_do_not_tell_known_users_apart() {
+    let slapd = Slapd::start(&LdapUser::generate(50));
+    let mut o = Options::new(&slapd.url);
+    o.ldap_extra = "entry_cache_seconds = 300".into();
+    let srv = Server::start(&o);
+    let sock = socket_from("127.0.0.1", srv.addr, 3000);
+    warm_up(&sock, 40, b"wrong-password");
+    let (mut known, mut unknown) = (Vec::new(), Vec::new());
+    let mut shapes = std::collections::HashSet::new();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let before = slapd.search_count("(uid=user");
+    for i in 0..100u32 {
+        let user = format!("user{:05}", i % 50);
+        // The right password twice (no second factor enrolled, so refused after the bind):
+        // the first remembers the entry, the second binds without a search.
+        let pw = format!("pw-{user}");
+        for _ in 0..2 {
+            let b = AccessRequestBuilder::new(i as u8, &user).password(pw.as_bytes());
+            ask(&sock, b).unwrap();
+        }
+        for (who, bucket) in [(user, &mut known), (format!("ghost{i:05}"), &mut unknown)] {
+            let (c, attrs, rtt) = ask(
+                &sock,
+                AccessRequestBuilder::new(i as u8, &who).password(b"wrong-password"),
+            )
+            .unwrap();
+            let shape: Vec<(u8, Vec<u8>)> = attrs.into_iter().filter(|a| a.0 != 80).collect();
+            shapes.insert((c, shape));
+            bucket.push(rtt);
+        }
+    }
+    assert_eq!(shapes.len(), 1, "replies differ: {shapes:?}");
+    // The cache was in use: per round the first right password searches, the second does
+    // not, the wrong one searches after its bind: 200 searches, where uncached it is 300.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let searched = slapd.search_count("(uid=user") - before;
+    assert!(
+        searched <= 210,
+        "{searched} searches: the entries were not remembered"
+    );
+    assert!(
+        searched >= 190,
+        "{searched} searches: a refusal did not search again"
+    );
+    let (k, u) = (percentiles(known), percentiles(unknown));
+    eprintln!("latency ms          p10    p25    p50    p75    p90");
+    for (label, p) in [("remembered, wrong", k), ("unknown user", u)] {
+        eprintln!(
+            "{label:<18}{:>6.2}{:>7.2}{:>7.2}{:>7.2}{:>7.2}",
+            p[0], p[1], p[2], p[3], p[4]
+        );
+    }
+    assert!(
+        u[2] > k[2] / 1.5,
+        "unknown user answered faster: {u:?} vs {k:?}"
+    );
+    // Nor the other way round: a refusal answered after the bind alone came out at 0.72 of
+    // the unknown name's median; with the search after it, 0.90-0.98.
+    assert!(
+        k[2] > u[2] * 0.8,
+        "a remembered user's refusal is answered faster: {k:?} vs {u:?}"
+    );
+}
+
 /// On an inline client, an enrolled user who typed no code is refused without a bind (a
 /// bind with that field would count against the account's lockout in the directory). The
 /// refusal still costs what an unknown user's does, a search and a bind's time: answered at
