@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Regenerates the seed corpora in fuzz/corpus/<target>/seed-*: real Access-Requests and
-# Status-Server probes captured off loopback from FreeRADIUS's radclient and pyrad (shared
-# secret "fuzz-secret", the one the fuzz bodies decode with), the RFC 2865 §7.1 example, and
-# the project's sample configs. Needs scripts/install-deps.sh (radclient, the pyrad venv).
+# Status-Server probes captured off loopback from FreeRADIUS's radclient, pyrad and
+# pam_radius_auth (shared secret "fuzz-secret", the one the fuzz bodies decode with), the
+# RFC 2865 §7.1 example, and the project's sample configs. Needs scripts/install-deps.sh
+# (radclient, the pyrad venv, pamtester and libpam-radius-auth; root for /etc/pam.d).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${RADMFA_TEST_PYTHON:-$PWD/.venv/bin/python}
@@ -53,6 +54,16 @@ try:
 except Timeout:
     pass
 PY
+fi
+# pam_radius_auth (libpam-radius-auth) through pamtester, as a Linux login sends it: no
+# Message-Authenticator, NAS-Port-Type Virtual, Service-Type, Calling-Station-Id. PAM reads
+# services from /etc/pam.d only, so this part needs root.
+if command -v pamtester >/dev/null && [ -w /etc/pam.d ]; then
+  SVC=radmfa-seeds-$$
+  echo "127.0.0.1:$PORT fuzz-secret 1" >"$CAP/pam_radius.conf"
+  echo "auth required pam_radius_auth.so conf=$CAP/pam_radius.conf" >"/etc/pam.d/$SVC"
+  echo "a pam password" | timeout 10 pamtester "$SVC" dave authenticate >/dev/null 2>&1 || true
+  rm -f "/etc/pam.d/$SVC" "$CAP/pam_radius.conf"
 fi
 wait $SINK || true
 i=0

@@ -147,7 +147,7 @@ fn captured_seeds_decode() {
         .filter(|s| radmfa::radius::decode_request(s, b"fuzz-secret", false).is_ok())
         .count();
     assert!(
-        decoded >= 5,
+        decoded >= 7,
         "only {decoded} seeds decode with the fuzz secret"
     );
 }
