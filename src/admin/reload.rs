@@ -141,7 +141,12 @@ impl Reloader {
             self.ldap_ca = ldap_ca;
             self.ldap_password = ldap_password;
             info!("reload: new [ldap] settings in use from the next request");
-            if caching {
+            // Said only when there was one to empty (not when this reload turns it on).
+            if running
+                .ldap
+                .as_ref()
+                .is_some_and(|l| !l.entry_cache_ttl.is_zero())
+            {
                 info!("reload: LDAP entry cache emptied");
             }
         }

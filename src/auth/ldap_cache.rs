@@ -13,18 +13,18 @@
 //! - What only the search reads is up to `entry_cache_seconds` old on a login whose bind
 //!   succeeds: the name → DN mapping (an account renamed in AD, whose DN stays, still logs
 //!   in under its old name; a new account given a remembered DN logs in under the old
-//!   name with its own password), `enabled_filter` where the directory still lets the
-//!   account bind (OpenLDAP without ppolicy), the phone numbers and names read for SMS,
-//!   calls and the audit. The configuration refuses the cache with a `user_filter` that
-//!   tests more than the name and object class (a `memberOf` in it would not be tested
-//!   again). Group membership is not cached: `allow_groups` and `exempt_groups` are
-//!   searched on every login. Every reload (SIGHUP) empties the cache.
+//!   name with its own password), the phone numbers and names read for SMS, calls and the
+//!   audit. The configuration refuses the cache with a `user_filter` that tests more than
+//!   the name and object class (a `memberOf` in it would not be tested again), and with an
+//!   `enabled_filter` other than AD's disabled bit or ppolicy's lock, which the bind
+//!   refuses as well. Group membership is not cached: `allow_groups` and `exempt_groups`
+//!   are searched on every login. Every reload (SIGHUP) empties the cache.
 //! - The first bind after an entry moved goes to its old DN. Should another account have
 //!   been given that DN since, that account is charged the failed logon.
 //!
 //! Only a password the directory accepted puts an entry here, so unknown names and wrong
-//! passwords cannot fill it, and at most `entry_cache_size` entries are kept (quick_cache
-//! evicts the least used). Second-factor-only clients (no bind) never read it.
+//! passwords cannot fill it, and at most `entry_cache_size` entries are kept (quick_cache's
+//! S3-FIFO eviction). Second-factor-only clients (no bind) never read it.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -33,7 +33,7 @@ use super::UserInfo;
 
 pub(super) struct EntryCache {
     ttl: Duration,
-    /// A well-kept concurrent cache with a size bound (CLOCK-Pro eviction); expiry is ours,
+    /// A well-kept concurrent cache with a size bound (S3-FIFO eviction); expiry is ours,
     /// checked on read.
     entries: quick_cache::sync::Cache<String, Arc<(Instant, UserInfo)>>,
 }

@@ -157,8 +157,19 @@ pub(super) fn ldap_settings(raw: RawLdap, base: &Path) -> Result<LdapSettings, C
                 format!(
                     "cannot be used with a user_filter that tests more than the name and the \
                      object class ({extra}): a remembered entry is bound without searching, so \
-                     that test would not be made again; use a client's allow_groups, or \
-                     enabled_filter (the bind refuses disabled accounts), instead"
+                     that test would not be made again; use a client's allow_groups instead"
+                ),
+            ));
+        }
+        if let Some(f) = enabled_filter.as_deref().filter(|f| !bind_enforces(f)) {
+            return Err(ConfigError::invalid(
+                "ldap.entry_cache_seconds",
+                format!(
+                    "cannot be used with enabled_filter {f:?}: a remembered entry is bound \
+                     without searching, so only what the bind itself refuses is checked \
+                     again; allowed are Active Directory's disabled bit \
+                     \"(!(userAccountControl:1.2.840.113556.1.4.803:=2))\" and ppolicy's \
+                     \"(!(pwdAccountLockedTime=*))\", which the directory's bind enforces too"
                 ),
             ));
         }
@@ -237,6 +248,22 @@ fn filter_condition_besides_name(filter: &str) -> Option<String> {
         .map(str::to_string)
 }
 
+/// An `enabled_filter` that only says what the directory's own bind refuses as well: AD's
+/// "account disabled" bit (a bind answers 49 / data 533) or OpenLDAP ppolicy's lock (a bind
+/// answers 49), so a remembered entry's bind keeps it.
+fn bind_enforces(enabled_filter: &str) -> bool {
+    let f: String = enabled_filter
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect::<String>()
+        .to_ascii_lowercase();
+    [
+        "(!(useraccountcontrol:1.2.840.113556.1.4.803:=2))",
+        "(!(pwdaccountlockedtime=*))",
+    ]
+    .contains(&f.as_str())
+}
+
 /// `(a)(b)(c)` → `["(a)", "(b)", "(c)"]`; None when the parentheses do not pair up.
 fn split_terms(s: &str) -> Option<Vec<&str>> {
     let (mut terms, mut depth, mut start) = (Vec::new(), 0usize, 0usize);
@@ -263,7 +290,18 @@ fn split_terms(s: &str) -> Option<Vec<&str>> {
 
 #[cfg(test)]
 mod tests {
+    use super::bind_enforces;
     use super::filter_condition_besides_name as extra;
+
+    #[test]
+    fn only_what_the_bind_refuses_too_may_stand_in_enabled_filter() {
+        assert!(bind_enforces(
+            "(!(userAccountControl:1.2.840.113556.1.4.803:=2))"
+        ));
+        assert!(bind_enforces(" (!(pwdAccountLockedTime=*)) "));
+        assert!(!bind_enforces("(memberOf=cn=vpn,dc=corp)"));
+        assert!(!bind_enforces("(employeeStatus=active)"));
+    }
 
     #[test]
     fn only_the_name_and_the_object_class_may_be_remembered() {
