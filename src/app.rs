@@ -78,7 +78,7 @@ impl AppState {
             upstream_health: Default::default(),
             code_turns: Default::default(),
             upstream_latency: Default::default(),
-            backend_health: Default::default(),
+            backend_health: crate::pipeline::health::BackendHealth::unproven(),
         })
     }
 }

@@ -1553,6 +1553,27 @@ fn status_server_follows_the_backends_for_no_reply_clients() {
         "alice has no token"
     );
 
+    // A node started while the directory is down is not "alive" before any login failed:
+    // its first Status-Server probes.
+    slapd.stop();
+    let srv = start(&slapd, |o| {
+        o.ldap_timeout_ms = 1000;
+        o.clients = vec![Nas {
+            on_backend_failure: "no_reply",
+            ..Nas::challenge("silent-on-failure", "127.0.0.1")
+        }];
+    });
+    assert_eq!(radclient_status(&srv), "none", "{}", srv.log());
+    slapd.restart();
+    let until = Instant::now() + Duration::from_secs(15);
+    while radclient_status(&srv) != "Access-Accept" {
+        assert!(
+            Instant::now() < until,
+            "not answered after the directory came up"
+        );
+    }
+    assert!(srv.log_shows("the directory and the store answer: Status-Server"));
+
     // The default client: Status-Server says the node is up, whatever its backends do.
     let srv = start(&slapd, |o| o.ldap_timeout_ms = 1000);
     slapd.stop();

@@ -12,6 +12,9 @@
 //! touching the backend that failed (no User-Name, a follow-up round that reads only the
 //! store), and one that started before the outage may end after it. A failure recorded
 //! while a probe runs stands (the generation counts failures).
+//!
+//! A node starts unproven, as if failing: its first Status-Server runs a probe. Otherwise a
+//! node started while its directory is down would say "alive" until a login failed there.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -27,6 +30,15 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 #[derive(Default)]
 pub struct BackendHealth {
     state: Mutex<State>,
+}
+
+impl BackendHealth {
+    /// A node's health at start: unknown until a probe has found the backends answering.
+    pub fn unproven() -> Self {
+        let h = BackendHealth::default();
+        h.lock().failing = true;
+        h
+    }
 }
 
 #[derive(Default)]
@@ -88,7 +100,11 @@ pub async fn answering(app: &AppState) -> bool {
         .unwrap_or(false);
     if ok {
         health.probed_ok(generation);
-        tracing::info!("the directory and the store answer again: Status-Server is answered");
+        if generation == 0 {
+            tracing::info!("the directory and the store answer: Status-Server is answered");
+        } else {
+            tracing::info!("the directory and the store answer again: Status-Server is answered");
+        }
     }
     ok && !health.is_failing()
 }
@@ -117,6 +133,15 @@ async fn probe(app: &AppState) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_node_starts_unproven_until_a_probe() {
+        let h = BackendHealth::unproven();
+        assert!(h.is_failing());
+        let g = h.take_probe(Instant::now()).expect("a first probe at once");
+        h.probed_ok(g);
+        assert!(!h.is_failing());
+    }
 
     #[test]
     fn one_probe_per_interval_and_a_failure_during_a_probe_stands() {
