@@ -12,6 +12,10 @@ mkdir -p $OUT/packet_roundtrip $OUT/message_authenticator $OUT/builder_roundtrip
 
 # A UDP sink on a free port that saves every datagram it receives, without answering.
 CAP=$(mktemp -d)
+SVC=""
+# Whatever stops the script (an error, Ctrl-C), the capture directory and the PAM service
+# file written below go.
+trap '[ -z "$SVC" ] || rm -f "/etc/pam.d/$SVC"; rm -rf "$CAP"' EXIT
 python3 - "$CAP" <<'PY' &
 import socket, sys, os
 d = sys.argv[1]
@@ -55,15 +59,18 @@ except Timeout:
     pass
 PY
 fi
-# pam_radius_auth (libpam-radius-auth) through pamtester, as a Linux login sends it: no
-# Message-Authenticator, NAS-Port-Type Virtual, Service-Type, Calling-Station-Id. PAM reads
-# services from /etc/pam.d only, so this part needs root.
+# pam_radius_auth (libpam-radius-auth) through pamtester, as a Linux login over SSH sends
+# it: NAS-IP-Address, NAS-Identifier, NAS-Port, NAS-Port-Type Virtual, Service-Type, and the
+# remote host (PAM_RHOST) as Calling-Station-Id. PAM reads services from /etc/pam.d only,
+# so this part needs root.
 if command -v pamtester >/dev/null && [ -w /etc/pam.d ]; then
   SVC=radmfa-seeds-$$
   echo "127.0.0.1:$PORT fuzz-secret 1" >"$CAP/pam_radius.conf"
   echo "auth required pam_radius_auth.so conf=$CAP/pam_radius.conf" >"/etc/pam.d/$SVC"
-  echo "a pam password" | timeout 10 pamtester "$SVC" dave authenticate >/dev/null 2>&1 || true
+  echo "a pam password" |
+    timeout 10 pamtester -I rhost=192.0.2.9 "$SVC" dave authenticate >/dev/null 2>&1 || true
   rm -f "/etc/pam.d/$SVC" "$CAP/pam_radius.conf"
+  SVC=""
 fi
 wait $SINK || true
 i=0
@@ -72,7 +79,6 @@ for f in "$CAP"/pkt-*; do
   for t in packet_roundtrip message_authenticator; do cp "$f" "$OUT/$t/seed-capture-$i"; done
   i=$((i + 1))
 done
-rm -rf "$CAP"
 # RFC 2865 §7.1 (secret xyzzy5461: decodes only as framing, a useful near miss).
 printf '010000380f403f9473978057bd83d5cb98f4227a01066e656d6f02120dbe708d93d413ce3196e43f782a0aee0406c0a80110050600000003' |
   xxd -r -p >"$OUT/packet_roundtrip/seed-rfc2865-7.1"
