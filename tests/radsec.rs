@@ -161,12 +161,18 @@ fn start_with(
 }
 
 /// [`start_with`] from `o` (its LDAP URLs, `[server]` extras).
-fn start_opts(
+fn start_opts(o: Options, pki: &Pki, radsec_name: &str, radsec: &str, deadline_ms: u64) -> Server {
+    start_client_opts(o, pki, radsec_name, radsec, deadline_ms, "")
+}
+
+/// [`start_opts`], with lines added to the client's entry.
+fn start_client_opts(
     mut o: Options,
     pki: &Pki,
     radsec_name: &str,
     radsec: &str,
     deadline_ms: u64,
+    client: &str,
 ) -> Server {
     o.clients.clear();
     o.extra = format!(
@@ -183,6 +189,7 @@ name = "local"
 address = "127.0.0.1"
 secret = "{SECRET}"
 radsec_name = "{radsec_name}"
+{client}
 "#,
         pki.server_cert, pki.server_key, pki.ca
     );
@@ -1029,4 +1036,39 @@ fn a_radsec_request_waits_for_a_free_slot_rather_than_being_dropped() {
         srv.log()
     );
     drop(mute);
+}
+
+/// Over RadSec too, a client with `on_backend_failure = "no_reply"` gets no Status-Server
+/// answer while the node's directory is down (here from the node's start, before any login
+/// failed), and one once a probe finds it back.
+#[test]
+fn radsec_status_server_follows_the_backends_for_no_reply_clients() {
+    let pki_dir = tempfile::tempdir().unwrap();
+    let good = Pki::make(pki_dir.path(), "good");
+    let mut slapd = Slapd::start(&[LdapUser::new("alice", "alice-pw")]);
+    slapd.stop();
+    let mut o = Options::new(&slapd.url);
+    o.ldap_timeout_ms = 1000;
+    let no_reply = "on_backend_failure = \"no_reply\"";
+    let srv = start_client_opts(o, &good, "nas.example.org", "", 4000, no_reply);
+    let port = radsec_port(&srv);
+    let status = || {
+        let args = ["status", "--timeout", "2", "--retries", "0"];
+        our_client(port, &good, &good.ca, &args)
+    };
+    let out = status();
+    assert!(
+        !out.status.success(),
+        "answered while the directory is down: {out:?}\n{}",
+        srv.log()
+    );
+    slapd.restart();
+    let until = Instant::now() + Duration::from_secs(15);
+    while !status().status.success() {
+        assert!(
+            Instant::now() < until,
+            "not answered after the directory came up:\n{}",
+            srv.log()
+        );
+    }
 }
