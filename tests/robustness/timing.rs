@@ -83,9 +83,15 @@ fn no_user_enumeration_by_reply_or_timing() {
         ("known user", &|i| format!("user{:05}", i % 50)),
         ("unknown user", &|i| format!("ghost{i:05}")),
     );
-    // Loose bound for a shared CI machine: the medians within a factor of 1.5 of each other.
+    // The padding for an unknown name follows the binds' moving average, and tokio's timer
+    // rounds its sleep up, so the unknown name comes out a little slower (1.0-1.1 of the
+    // known user's). With no padding at all it came out at 0.80-0.82 and the old bound here
+    // (medians within a factor of 1.5) still passed; 0.9 tells the two apart. Compared at
+    // p10 and p25: the quickest answers show the work done, and they stay put on a loaded
+    // machine, where the median goes to the scheduler (two busy loops on the two cores
+    // moved it by ±25 % and left p10 and p25 on the safe side).
     assert!(
-        u[2] > k[2] / 1.5,
+        u[0] > k[0] * 0.9 && u[1] > k[1] * 0.9,
         "unknown user answered faster: {u:?} vs {k:?}"
     );
 }
@@ -147,14 +153,15 @@ fn remembered_entries_do_not_tell_known_users_apart() {
             p[0], p[1], p[2], p[3], p[4]
         );
     }
+    // As in `no_user_enumeration_by_reply_or_timing`: without the padding, 0.78-0.82.
     assert!(
-        u[2] > k[2] / 1.5,
+        u[0] > k[0] * 0.9 && u[1] > k[1] * 0.9,
         "unknown user answered faster: {u:?} vs {k:?}"
     );
     // Nor the other way round: a refusal answered after the bind alone came out at 0.72 of
-    // the unknown name's median; with the search after it, 0.90-0.98.
+    // the unknown name's p25; with the search after it, 0.87-0.98.
     assert!(
-        k[2] > u[2] * 0.8,
+        k[1] > u[1] * 0.8,
         "a remembered user's refusal is answered faster: {k:?} vs {u:?}"
     );
 }
