@@ -171,3 +171,29 @@ fn idle_connections_cannot_take_the_http_listener() {
     again.read_to_string(&mut reply).unwrap();
     assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
 }
+
+/// `radmfa_backends_answering`: 0 on a node started while its directory is down, 1 once the
+/// directory is back (the scrape itself probes, so no RADIUS traffic is needed), 0 again
+/// after a login met the directory down.
+#[test]
+fn the_backends_gauge_follows_the_directory() {
+    let mut slapd = Slapd::start(&[LdapUser::new("alice", "alice-pw")]);
+    slapd.stop();
+    let mut o = Options::new(&slapd.url);
+    o.ldap_timeout_ms = 1000;
+    o.extra.push_str("\n[metrics]\nlisten = \"127.0.0.1:0\"\n");
+    let srv = Server::start(&o);
+    let addr = srv.metrics_addr();
+    let gauge = || parse(&http_get(addr, "/metrics").2)["radmfa_backends_answering{}"];
+    assert_eq!(gauge(), 0.0, "{}", srv.log());
+    slapd.restart();
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while gauge() != 1.0 {
+        assert!(std::time::Instant::now() < until, "{}", srv.log());
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    slapd.stop();
+    let out = client(&srv, SECRET, &["login", "alice", "--password", "alice-pw"]);
+    assert!(!out.status.success(), "{out:?}");
+    assert_eq!(gauge(), 0.0, "{}", srv.log());
+}

@@ -23,8 +23,25 @@ pub fn router(app: Arc<AppState>) -> Router {
 
 async fn metrics(State(app): State<Arc<AppState>>) -> impl IntoResponse {
     let mut text = app.metrics.prometheus();
+    backends_answering(&app, &mut text).await;
     upstream_answering(&app, &mut text);
     ([(header::CONTENT_TYPE, CONTENT_TYPE)], text)
+}
+
+/// 1 while this node's directory and store answer, 0 from a login's backend failure until
+/// a probe finds them answering again. The scrape asks as a no_reply client's Status-Server
+/// does (`pipeline::health`): while failing, it runs the probe (at most one per 2 s on the
+/// node, within 2 s), so the gauge recovers without waiting for such a client, and a node
+/// started with its directory down shows 0 from its first scrape.
+async fn backends_answering(app: &AppState, out: &mut String) {
+    use std::fmt::Write;
+    let up = u8::from(crate::pipeline::health::answering(app).await);
+    let _ = writeln!(
+        out,
+        "# HELP radmfa_backends_answering 1 if this node's directory and store answer, 0 \
+         after a login met a failure of either, until a probe finds both answering.\n\
+         # TYPE radmfa_backends_answering gauge\nradmfa_backends_answering {up}"
+    );
 }
 
 /// One sample per upstream server of each group in the configuration now: 0 while its last
