@@ -337,48 +337,50 @@ impl Slapd {
         }
     }
 
+    /// An ldap-utils tool (`ldapwhoami`, `ldapmodify`, ...) bound to this server as the admin.
+    fn as_admin(&self, tool: &str) -> Command {
+        let mut c = Command::new(tool);
+        c.args([
+            "-x",
+            "-H",
+            &self.url,
+            "-D",
+            &self.admin_dn,
+            "-w",
+            &self.admin_password,
+        ]);
+        c
+    }
+
     /// Run `ldapwhoami` as the admin (requires ldap-utils); handy when debugging a test.
     pub fn whoami(&self) -> String {
-        let out = Command::new("ldapwhoami")
-            .args([
-                "-x",
-                "-H",
-                &self.url,
-                "-D",
-                &self.admin_dn,
-                "-w",
-                &self.admin_password,
-            ])
+        let out = self
+            .as_admin("ldapwhoami")
             .output()
             .expect("ldapwhoami (package ldap-utils)");
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
-    /// Simple binds slapd has received for `dn` (successful or not) since it was first
-    /// started, read from its stats log. Give slapd a moment after the client is done: the
-    /// log line is written when the request is processed.
-    pub fn bind_count(&self, dn: &str) -> u64 {
+    /// Lines of slapd's stats log (every operation since it was first started) that
+    /// `matches` takes. Give slapd a moment after the client is done: it writes a line from
+    /// its own thread as it processes the request.
+    fn stats_count(&self, matches: impl Fn(&str) -> bool) -> u64 {
         let log = fs::read_to_string(self.dir.path().join("slapd.log")).unwrap_or_default();
+        log.lines().filter(|l| matches(l)).count() as u64
+    }
+
+    /// Simple binds slapd has received for `dn` (successful or not).
+    pub fn bind_count(&self, dn: &str) -> u64 {
         let needle = format!(" bind dn=\"{}\" method=", dn.to_ascii_lowercase());
-        log.lines()
-            .filter(|l| l.to_ascii_lowercase().contains(&needle))
-            .count() as u64
+        self.stats_count(|l| l.to_ascii_lowercase().contains(&needle))
     }
 
     /// Applies an LDIF change (add, modify, modrdn, delete) as the admin with `ldapmodify`
     /// (ldap-utils), as an administrator would. Panics with ldapmodify's message on failure.
     pub fn modify(&self, ldif: &str) {
         use std::io::Write as _;
-        let mut child = Command::new("ldapmodify")
-            .args([
-                "-x",
-                "-H",
-                &self.url,
-                "-D",
-                &self.admin_dn,
-                "-w",
-                &self.admin_password,
-            ])
+        let mut child = self
+            .as_admin("ldapmodify")
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
@@ -398,13 +400,9 @@ impl Slapd {
         );
     }
 
-    /// Searches slapd has received whose filter contains `needle` (e.g. `uid=alice)`), read
-    /// from its stats log like [`Slapd::bind_count`].
+    /// Searches slapd has received whose line contains `needle` (e.g. `uid=alice)`).
     pub fn search_count(&self, needle: &str) -> u64 {
-        let log = fs::read_to_string(self.dir.path().join("slapd.log")).unwrap_or_default();
-        log.lines()
-            .filter(|l| l.contains(" SRCH base=") && l.contains(needle))
-            .count() as u64
+        self.stats_count(|l| l.contains(" SRCH base=") && l.contains(needle))
     }
 
     /// The tail of slapd's log, for assertion messages.
