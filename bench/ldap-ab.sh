@@ -16,6 +16,8 @@
 # whole machine was (/proc/stat; 100 % per core). Inline runs use TOTP codes: a code used
 # in the last ten minutes is refused as a replay, which shows as fewer "ok" than sent, so
 # wait ten minutes between inline runs (or use FLOW=reject, which sends no codes).
+# PERF=SECONDS also records radmfa with `perf record -g` during each run (perf-N.data in the
+# work directory; read with `perf report -i FILE --no-children`).
 #
 # UPSTREAM=1 also starts Debian's FreeRADIUS as an upstream RADIUS server that knows every
 # user of users.csv (their passwords in its `users` file, replies signed), adds an
@@ -181,6 +183,11 @@ PY
     [ "$FLOW" != inline ] || ARGS+=(--source 127.0.0.2 --totp-window 10)
     c0=$(ticks "$PID"); s0=$(ticks "$SLAPD"); read -r t0 i0 < <(machine)
     f0=0; [ -z "$FR" ] || f0=$(ticks "$FR")
+    if [ -n "${PERF:-}" ]; then
+      # A profile of radmfa from the run's second second, for PERF seconds.
+      (sleep 1; perf record -q -F 999 -g -p "$PID" -o "$W/perf-$N.data" -- sleep "$PERF" \
+        >/dev/null 2>&1; echo "perf data: $W/perf-$N.data ($v)" >&2) &
+    fi
     out=$(RADMFA_SECRET=$SECRET "$BIN" client load --users "$W/users.csv" -p 100 --json \
       -d "$SECS" --server "127.0.0.1:$RPORT" --range "$RANGE" "${ARGS[@]}")
     c1=$(ticks "$PID"); s1=$(ticks "$SLAPD"); read -r t1 i1 < <(machine)
