@@ -1527,26 +1527,29 @@ fn radclient_status(srv: &Server) -> String {
 #[test]
 fn status_server_follows_the_backends_for_no_reply_clients() {
     let mut slapd = directory();
-    let srv = start(&slapd, |o| {
-        o.ldap_timeout_ms = 1000;
-        o.clients = vec![Nas {
-            on_backend_failure: "no_reply",
-            ..Nas::challenge("silent-on-failure", "127.0.0.1")
-        }];
-    });
+    let start_no_reply = |slapd: &Slapd| {
+        start(slapd, |o| {
+            o.ldap_timeout_ms = 1000;
+            o.clients = vec![Nas {
+                on_backend_failure: "no_reply",
+                ..Nas::challenge("silent-on-failure", "127.0.0.1")
+            }];
+        })
+    };
+    let answered_within_15_s = |srv: &Server, what: &str| {
+        let until = Instant::now() + Duration::from_secs(15);
+        while radclient_status(srv) != "Access-Accept" {
+            assert!(Instant::now() < until, "not answered after {what}");
+        }
+    };
+    let srv = start_no_reply(&slapd);
     assert_eq!(radclient_status(&srv), "Access-Accept");
     slapd.stop();
     // A login meets the failure (and gets no reply); then Status-Server goes silent too.
     assert_eq!(code_of(&py_password(&srv, "alice", ALICE_PW)), "timeout");
     assert_eq!(radclient_status(&srv), "none", "{}", srv.log());
     slapd.restart();
-    let until = Instant::now() + Duration::from_secs(15);
-    while radclient_status(&srv) != "Access-Accept" {
-        assert!(
-            Instant::now() < until,
-            "not answered after the directory came back"
-        );
-    }
+    answered_within_15_s(&srv, "the directory came back");
     assert_eq!(
         code_of(&py_password(&srv, "alice", ALICE_PW)),
         "Access-Reject",
@@ -1556,22 +1559,10 @@ fn status_server_follows_the_backends_for_no_reply_clients() {
     // A node started while the directory is down is not "alive" before any login failed:
     // its first Status-Server probes.
     slapd.stop();
-    let srv = start(&slapd, |o| {
-        o.ldap_timeout_ms = 1000;
-        o.clients = vec![Nas {
-            on_backend_failure: "no_reply",
-            ..Nas::challenge("silent-on-failure", "127.0.0.1")
-        }];
-    });
+    let srv = start_no_reply(&slapd);
     assert_eq!(radclient_status(&srv), "none", "{}", srv.log());
     slapd.restart();
-    let until = Instant::now() + Duration::from_secs(15);
-    while radclient_status(&srv) != "Access-Accept" {
-        assert!(
-            Instant::now() < until,
-            "not answered after the directory came up"
-        );
-    }
+    answered_within_15_s(&srv, "the directory came up");
     assert!(srv.log_shows("the directory and the store answer: Status-Server"));
 
     // The default client: Status-Server says the node is up, whatever its backends do.
