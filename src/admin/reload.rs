@@ -113,10 +113,7 @@ impl Reloader {
         let ldap_password = bind_password(&new);
         // With an entry cache, every reload starts a new one: `systemctl reload` is how an
         // admin makes a changed phone number or a renamed account count at once.
-        let caching = new
-            .ldap
-            .as_ref()
-            .is_some_and(|l| !l.entry_cache_ttl.is_zero());
+        let caching = caches_entries(&new);
         let directory = if ldap != self.ldap
             || ldap_ca != self.ldap_ca
             || ldap_password != self.ldap_password
@@ -142,11 +139,7 @@ impl Reloader {
             self.ldap_password = ldap_password;
             info!("reload: new [ldap] settings in use from the next request");
             // Said only when there was one to empty (not when this reload turns it on).
-            if running
-                .ldap
-                .as_ref()
-                .is_some_and(|l| !l.entry_cache_ttl.is_zero())
-            {
+            if caches_entries(&running) {
                 info!("reload: LDAP entry cache emptied");
             }
         }
@@ -177,6 +170,14 @@ impl Reloader {
         super::review::log_warnings(&app.config());
         Ok(clients)
     }
+}
+
+/// Whether `config` has `[ldap] entry_cache_seconds` on.
+fn caches_entries(config: &Config) -> bool {
+    config
+        .ldap
+        .as_ref()
+        .is_some_and(|l| !l.entry_cache_ttl.is_zero())
 }
 
 /// Reloads on every SIGHUP until `stop`.

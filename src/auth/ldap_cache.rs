@@ -3,8 +3,8 @@
 //!
 //! Why it exists: on the benchmark machine a search costs slapd at least what a bind does,
 //! and radmfa's LDAP client as much again (BENCHMARKS.md), and a login's search only finds
-//! the DN the bind needs and the attributes the second factor reads. Off by default, because what it remembers can be out
-//! of date:
+//! the DN the bind needs and the attributes the second factor reads. Off by default,
+//! because what it remembers can be out of date:
 //! - A password change, and in Active Directory a disabled, locked or expired account, are
 //!   seen at once: every login still binds, and the bind refuses.
 //! - A refused bind forgets the entry and searches again before answering, so an entry that
