@@ -165,6 +165,21 @@ pub fn sqlite_sealer(
     KeyFile::load_or_create(key_file).with_context(|| format!("key file {}", key_file.display()))
 }
 
+/// Opens the SQLite store at `path` with the key from `key_file`; a key that is not the one
+/// the database was set up with is reported as `store.key_file`'s problem.
+pub async fn open_sqlite(
+    path: &std::path::Path,
+    key_file: &std::path::Path,
+    sealer: crate::store::Sealer,
+) -> anyhow::Result<SqliteStore> {
+    SqliteStore::open(path, sealer).await.map_err(|e| match e {
+        crate::store::StoreError::Decrypt(reason) => {
+            anyhow::anyhow!("store.key_file {}: {reason}", key_file.display())
+        }
+        other => anyhow::Error::new(other).context(format!("opening database {}", path.display())),
+    })
+}
+
 pub async fn open_store(cfg: &StoreConfig) -> anyhow::Result<Arc<dyn Store>> {
     match cfg {
         StoreConfig::Sqlite { path, key_file } => {
@@ -175,10 +190,7 @@ pub async fn open_store(cfg: &StoreConfig) -> anyhow::Result<Arc<dyn Store>> {
                 }
             }
             let sealer = sqlite_sealer(path, key_file)?;
-            let store = SqliteStore::open(path, sealer)
-                .await
-                .with_context(|| format!("opening database {}", path.display()))?;
-            Ok(Arc::new(store))
+            Ok(Arc::new(open_sqlite(path, key_file, sealer).await?))
         }
         StoreConfig::Postgres { settings, key_file } => {
             if let Some(dir) = key_file.parent().filter(|d| !d.as_os_str().is_empty()) {

@@ -56,6 +56,57 @@ fn a_database_without_its_key_file_is_refused_not_rekeyed() {
     assert!(key.exists());
 }
 
+/// A key file that is not the database's (regenerated, or a backup's database restored beside
+/// today's key) stops the server and every command at once, naming the key, and is left as it
+/// is: before the key check the server started and failed each login whose seed it could not
+/// open.
+#[test]
+fn a_key_file_that_is_not_the_databases_stops_everything() {
+    let (d, cfg) = setup();
+    let (ok, _, err) = run(&cfg, &["user", "enroll-totp", "alice", "--uri-only"]);
+    assert!(ok, "{err}");
+    let key = d.path().join("radmfa.key");
+    let right = std::fs::read(&key).unwrap();
+    std::fs::remove_file(&key).unwrap();
+    radmfa::store::KeyFile::load_or_create(&key).unwrap();
+    let wrong = std::fs::read(&key).unwrap();
+    assert_ne!(right, wrong);
+    // `timeout`: a server that starts anyway is stopped, and the test fails on its status.
+    let serve = Command::new("timeout")
+        .args(["20", bin().to_str().unwrap(), "--config"])
+        .arg(&cfg)
+        .arg("serve")
+        .output()
+        .unwrap();
+    let serve_err = String::from_utf8_lossy(&serve.stderr).to_string();
+    let code = serve.status.code();
+    assert!(
+        code.is_some_and(|c| c != 0 && c != 124),
+        "serve {code:?}: {serve_err}"
+    );
+    for (args, err) in [
+        (&["user", "list"][..], run(&cfg, &["user", "list"]).2),
+        (&["db", "migrate"][..], run(&cfg, &["db", "migrate"]).2),
+        (&["serve"][..], serve_err),
+    ] {
+        assert!(
+            err.contains(&format!("store.key_file {}: is not the key", key.display())),
+            "{args:?}: {err}"
+        );
+    }
+    let (ok, _, _) = run(&cfg, &["user", "enroll-totp", "bob", "--uri-only"]);
+    assert!(!ok, "nothing is sealed with the wrong key");
+    assert_eq!(
+        std::fs::read(&key).unwrap(),
+        wrong,
+        "the key file is left alone"
+    );
+    // The right key back: everything works again.
+    std::fs::write(&key, &right).unwrap();
+    let (ok, out, err) = run(&cfg, &["user", "list"]);
+    assert!(ok && out.contains("alice"), "{out}{err}");
+}
+
 #[test]
 fn enroll_prints_uri_qr_and_secret_once() {
     let (_d, cfg) = setup();

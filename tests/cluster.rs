@@ -563,7 +563,7 @@ fn sqlite_deployment_moved_to_postgres_logs_in_on_both_nodes() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        !out.status.success() && err.contains("do not open"),
+        !out.status.success() && err.contains("store.key_file") && err.contains("is not the key"),
         "{err}"
     );
     assert!(

@@ -280,11 +280,9 @@ async fn plaintext_seed_never_reaches_the_database_files() {
     drop(store);
     assert_no_seed_on_disk(dir.path(), &[&random_seed, known_seed], serial.as_bytes());
 
-    // And the seeds still open with the right key only.
-    let _ = SqliteStore::open(&path, test_sealer())
+    // And another key opens nothing: the database refuses it at once.
+    let err = SqliteStore::open(&path, test_sealer())
         .await
-        .unwrap()
-        .token_by_serial(serial)
-        .await
-        .expect_err("another key cannot open the seed");
+        .expect_err("another key cannot open the store");
+    assert!(err.to_string().contains("is not the key"), "{err}");
 }

@@ -23,7 +23,7 @@ use sqlx::{Postgres, QueryBuilder, Row};
 
 use crate::config::{Config, StoreConfig};
 use crate::store::postgres::PgSettings;
-use crate::store::{KeyFile, PgStore, SqliteStore, Store};
+use crate::store::{KeyFile, PgStore, Store};
 
 #[derive(Debug, Subcommand)]
 pub enum DbCommand {
@@ -67,9 +67,8 @@ pub async fn db(cfg: &Config, cmd: DbCommand) -> anyhow::Result<ExitCode> {
     match &cfg.store {
         StoreConfig::Sqlite { path, key_file } => {
             let sealer = crate::app::sqlite_sealer(path, key_file)?;
-            SqliteStore::open(path, sealer)
-                .await
-                .with_context(|| format!("migrating {}", path.display()))?
+            crate::app::open_sqlite(path, key_file, sealer)
+                .await?
                 .close()
                 .await;
             println!("{}: schema up to date", path.display());
@@ -119,9 +118,8 @@ pub async fn store(cfg: &Config, cmd: StoreCommand) -> anyhow::Result<ExitCode> 
     let settings = destination(&args)?;
     let sealer = KeyFile::load(key_file)?;
     // Bring the source to the current schema, so it has exactly the columns copied below.
-    SqliteStore::open(path, sealer.clone())
-        .await
-        .with_context(|| format!("opening {}", path.display()))?
+    crate::app::open_sqlite(path, key_file, sealer.clone())
+        .await?
         .close()
         .await;
     let src = SqlitePoolOptions::new()
@@ -385,11 +383,13 @@ mod tables {
         Ok(())
     }
 
-    /// Tables beyond [`TABLES`] must be empty (or bookkeeping).
+    /// Tables beyond [`TABLES`] must be empty (or bookkeeping: `key_check` is not copied,
+    /// the destination records its own for the same key).
     pub async fn refuse_unknown_data(src: &mut Snapshot) -> anyhow::Result<()> {
         let names: Vec<String> = sqlx::query_scalar(
             "SELECT name FROM sqlite_master WHERE type = 'table' \
-             AND name NOT LIKE 'sqlite_%' AND name <> '_sqlx_migrations'",
+             AND name NOT LIKE 'sqlite_%' AND name <> '_sqlx_migrations' \
+             AND name <> 'key_check'",
         )
         .fetch_all(&mut **src)
         .await?;

@@ -15,6 +15,7 @@ pub mod postgres;
 pub mod seal;
 pub mod sqlite;
 mod sqlite_delivery;
+mod sqlite_key_check;
 mod sqlite_reads;
 mod sqlite_remembered;
 mod sqlite_tokens;

@@ -30,12 +30,29 @@ const KEY_LEN: usize = 32;
 /// Longest key file we are willing to read (64 hex digits plus generous whitespace).
 const MAX_KEY_FILE_LEN: u64 = 256;
 
-/// The associated data of the PostgreSQL store's `key_check` row, whose plaintext is a
+/// The associated data of both stores' `key_check` row, whose plaintext is a
 /// published constant. Token seeds use their serial as associated data, so a token with this
 /// serial could be given the key-check ciphertext by anyone able to write to the database and
 /// would then open to a known seed. No token may have it: imports refuse it and opening a seed
 /// under it fails ([`crate::store::columns::open_seed`]).
 pub const KEY_CHECK_AAD: &str = "radmfa:key_check";
+
+/// The plaintext sealed into the `key_check` row: a database remembers which key it was set up
+/// with, so a node or a restored backup started with another key file stops at once instead
+/// of failing every login whose seed it cannot open.
+const KEY_CHECK_VALUE: &[u8] = b"radmfa key check v1";
+
+/// The `key_check` row's value for this key.
+pub fn seal_key_check(sealer: &Sealer) -> Vec<u8> {
+    sealer.seal(KEY_CHECK_VALUE, KEY_CHECK_AAD.as_bytes())
+}
+
+/// Whether `stored` (a `key_check` row) was sealed with this key.
+pub fn opens_key_check(sealer: &Sealer, stored: &[u8]) -> bool {
+    sealer
+        .open(stored, KEY_CHECK_AAD.as_bytes())
+        .is_ok_and(|v| v.expose() == KEY_CHECK_VALUE)
+}
 
 /// Encrypts and decrypts stored secrets. Cheap to clone (the key is shared, and zeroed when
 /// the last clone is dropped).

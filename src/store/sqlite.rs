@@ -102,6 +102,7 @@ impl SqliteStore {
             .connect_with(options)
             .await?;
         MIGRATOR.run(&pool).await?;
+        super::sqlite_key_check::check_key(&pool, &sealer).await?;
         let writer = Writer::start(path, BUSY_TIMEOUT)?;
         Ok(SqliteStore {
             pool,

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::secret::Secret;
+use crate::store::columns::open_seed;
 use crate::store::{OtpAlgorithm, TokenKind};
 
 fn sealer() -> Sealer {
@@ -112,15 +113,89 @@ async fn wrong_key_is_a_decrypt_error_naming_the_token() {
     let store = SqliteStore::open(&path, sealer()).await.unwrap();
     store.add_token(totp("T1", "alice")).await.unwrap();
     store.close().await;
-    let other = SqliteStore::open(&path, Sealer::from_key([7; 32]))
+    // The key check lets nothing through with another key …
+    let err = SqliteStore::open(&path, Sealer::from_key([7; 32]))
         .await
-        .unwrap();
-    let err = other.token_by_serial("T1").await.unwrap_err();
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Decrypt(ref m) if m.contains("is not the key")),
+        "{err}"
+    );
+    // … and behind it, a seed that does not open is still an error naming the token.
+    let err = open_seed(
+        &Sealer::from_key([7; 32]),
+        "T1",
+        &sealed_seed(&path, "T1").await,
+    )
+    .unwrap_err();
     assert!(
         matches!(err, StoreError::Decrypt(ref m) if m.contains("T1")),
         "{err}"
     );
-    assert!(other.tokens_for_user("alice").await.is_err());
+}
+
+/// The sealed seed of `serial`, read straight from the database file.
+async fn sealed_seed(path: &std::path::Path, serial: &str) -> Vec<u8> {
+    let pool =
+        sqlx::SqlitePool::connect_with(sqlx::sqlite::SqliteConnectOptions::new().filename(path))
+            .await
+            .unwrap();
+    let sealed = sqlx::query_scalar("SELECT secret FROM tokens WHERE serial = ?")
+        .bind(serial)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    sealed
+}
+
+/// A database made before the key check (no `key_check` row) gets its row only from a key
+/// that opens the seeds already in it; a wrong key neither starts nor records itself.
+#[tokio::test]
+async fn a_database_from_before_the_key_check_records_only_its_own_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("radmfa.db");
+    let store = SqliteStore::open(&path, sealer()).await.unwrap();
+    store.add_token(totp("T1", "alice")).await.unwrap();
+    store.add_token(totp("T2", "bob")).await.unwrap();
+    let rows = |store: &SqliteStore| {
+        let pool = store.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM key_check")
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(rows(&store).await, 1);
+    sqlx::query("DELETE FROM key_check")
+        .execute(&store.pool)
+        .await
+        .unwrap();
+    // One damaged seed does not stop the start when another opens.
+    sqlx::query("UPDATE tokens SET secret = x'00' WHERE serial = 'T1'")
+        .execute(&store.pool)
+        .await
+        .unwrap();
+    store.close().await;
+
+    let err = SqliteStore::open(&path, Sealer::from_key([7; 32]))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Decrypt(_)), "{err}");
+    let store = SqliteStore::open(&path, sealer()).await.unwrap();
+    assert_eq!(rows(&store).await, 1, "the right key is recorded");
+    store.close().await;
+    // Now the row alone decides, whatever the tokens hold.
+    let store = SqliteStore::open(&path, sealer()).await.unwrap();
+    sqlx::query("DELETE FROM tokens")
+        .execute(&store.pool)
+        .await
+        .unwrap();
+    store.close().await;
+    assert!(SqliteStore::open(&path, Sealer::from_key([7; 32]))
+        .await
+        .is_err());
 }
 
 #[tokio::test]

@@ -10,11 +10,9 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgSs
 use super::rows::now_unix;
 use super::{PgStore, MIGRATOR};
 use crate::secret::Secret;
-use crate::store::seal::KEY_CHECK_AAD;
+use crate::store::seal::{opens_key_check, seal_key_check};
 use crate::store::{KeyFile, Sealer, StoreError};
 
-/// A known value sealed into `key_check`, to tell whether a node has the cluster's key.
-const KEY_CHECK_VALUE: &[u8] = b"radmfa key check v1";
 /// Server-side cap on one statement of the serving pool. A request gives up at its deadline
 /// anyway; this frees the backend of a statement stuck behind a lock after the client left.
 const STATEMENT_TIMEOUT_MS: u64 = 5000;
@@ -160,21 +158,21 @@ impl PgStore {
             "INSERT INTO key_check (id, sealed, created_at) VALUES (1, $1, $2) \
              ON CONFLICT (id) DO NOTHING",
         )
-        .bind(self.sealer.seal(KEY_CHECK_VALUE, KEY_CHECK_AAD.as_bytes()))
+        .bind(seal_key_check(&self.sealer))
         .bind(now_unix())
         .execute(&self.pool)
         .await?;
         let stored = stored_key_check(&self.pool)
             .await?
             .ok_or_else(|| StoreError::Corrupt("key_check row vanished".into()))?;
-        match self.sealer.open(&stored, KEY_CHECK_AAD.as_bytes()) {
-            Ok(v) if v.expose() == KEY_CHECK_VALUE => Ok(()),
-            _ => Err(StoreError::Decrypt(
-                "is not the key this database was set up with; every node must use the same \
-                 key file"
-                    .into(),
-            )),
+        if opens_key_check(&self.sealer, &stored) {
+            return Ok(());
         }
+        Err(StoreError::Decrypt(
+            "is not the key this database was set up with; every node must use the same key \
+             file"
+                .into(),
+        ))
     }
 
     /// Applies pending migrations on a connection of its own (no statement timeout: a
