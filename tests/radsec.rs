@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::peers::{now, python_first_line, radclient, require, totp};
 use common::pki::Pki;
+use common::postgres::PgCluster;
 use common::radmfa::{http_get, Options, Server, SECRET};
 use common::slapd::{LdapUser, Slapd};
 
@@ -50,6 +51,19 @@ impl Proxy {
         cert: &Path,
         key: &Path,
     ) -> Proxy {
+        Self::start_many(dir, name, &[radsec_port], ca, cert, key)
+    }
+
+    /// A proxy with one server per port, tried in this order (radsecproxy sends each request
+    /// to the first server that is connected and has lost no request).
+    fn start_many(
+        dir: &Path,
+        name: &str,
+        radsec_ports: &[u16],
+        ca: &Path,
+        cert: &Path,
+        key: &Path,
+    ) -> Proxy {
         let bin = require("radsecproxy", "radsecproxy");
         let udp_port = UdpSocket::bind("127.0.0.1:0")
             .unwrap()
@@ -62,7 +76,6 @@ impl Proxy {
             format!(
                 r#"ListenUDP 127.0.0.1:{udp_port}
 LogLevel 4
-LogDestination file://{log}
 tls default {{
     CACertificateFile {ca}
     CertificateFile {cert}
@@ -72,28 +85,32 @@ client 127.0.0.1 {{
     type udp
     secret {PROXY_SECRET}
 }}
-server radmfa {{
-    host 127.0.0.1
-    port {radsec_port}
-    type tls
-    secret radsec
-}}
-realm * {{
-    server radmfa
-}}
+{servers}realm * {{
+{realm}}}
 "#,
-                log = dir.join(format!("{name}.log")).display(),
+                servers = radsec_ports
+                    .iter()
+                    .enumerate()
+                    .map(|(i, port)| format!(
+                        "server radmfa{i} {{\n    host 127.0.0.1\n    port {port}\n    type tls\n    secret radsec\n}}\n"
+                    ))
+                    .collect::<String>(),
+                realm = (0..radsec_ports.len())
+                    .map(|i| format!("    server radmfa{i}\n"))
+                    .collect::<String>(),
                 ca = ca.display(),
                 cert = cert.display(),
                 key = key.display(),
             ),
         )
         .unwrap();
+        // In the foreground (-f) radsecproxy logs to stderr, whatever LogDestination says.
+        let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
         let mut child = Command::new(bin)
             .args(["-f", "-c"])
             .arg(&conf)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .expect("starting radsecproxy");
         // Ready once its UDP port is bound: radclient sends once (-r 1), so a request that
@@ -167,13 +184,26 @@ fn start_opts(o: Options, pki: &Pki, radsec_name: &str, radsec: &str, deadline_m
 
 /// [`start_opts`], with lines added to the client's entry.
 fn start_client_opts(
-    mut o: Options,
+    o: Options,
     pki: &Pki,
     radsec_name: &str,
     radsec: &str,
     deadline_ms: u64,
     client: &str,
 ) -> Server {
+    let (dir, config) = radsec_config(o, pki, radsec_name, radsec, deadline_ms, client);
+    Server::start_with(dir, config)
+}
+
+/// The config [`start_client_opts`] starts radmfa with, in a new directory.
+fn radsec_config(
+    mut o: Options,
+    pki: &Pki,
+    radsec_name: &str,
+    radsec: &str,
+    deadline_ms: u64,
+    client: &str,
+) -> (tempfile::TempDir, std::path::PathBuf) {
     o.clients.clear();
     o.extra = format!(
         r#"
@@ -203,6 +233,30 @@ radsec_name = "{radsec_name}"
     );
     let text = text.replace(deadline, &format!("request_deadline_ms = {deadline_ms}"));
     std::fs::write(&config, text).unwrap();
+    (dir, config)
+}
+
+/// A RadSec node named `name` on the PostgreSQL database `url`, with a copy of `key` (the
+/// first node's key file) if given, as an operator sets up a second node.
+fn pg_radsec_node(slapd: &Slapd, pki: &Pki, url: &str, name: &str, key: Option<&Path>) -> Server {
+    let o = Options::new(&slapd.url);
+    let (dir, config) = radsec_config(o, pki, "nas.example.org", "", 4000, "");
+    let sqlite = "[store]\npath = \"radmfa.db\"\nkey_file = \"radmfa.key\"\n";
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(
+        text.contains(sqlite) && text.contains("name = \"test-node\""),
+        "{text}"
+    );
+    let text = text
+        .replace(
+            sqlite,
+            &format!("[store]\ntype = \"postgres\"\nurl = \"{url}\"\nkey_file = \"radmfa.key\"\n"),
+        )
+        .replace("name = \"test-node\"", &format!("name = \"{name}\""));
+    std::fs::write(&config, text).unwrap();
+    if let Some(key) = key {
+        std::fs::copy(key, dir.path().join("radmfa.key")).unwrap();
+    }
     Server::start_with(dir, config)
 }
 
@@ -316,6 +370,95 @@ fn a_login_through_radsecproxy_over_mutual_tls() {
         !out.status.success(),
         "a rogue certificate got an answer: {out:?}"
     );
+}
+
+/// Node A goes away in the middle of a login behind radsecproxy (the RadSec proxy of eduroam
+/// and many NAS sites): A sent the challenge, then stopped for an upgrade or crashed.
+/// radsecproxy sees A's connection close and sends the code to node B, which finishes the
+/// login from the challenge A stored in PostgreSQL.
+#[test]
+fn radsecproxy_moves_to_node_b_when_node_a_stops_and_b_finishes_the_login() {
+    failover_through_radsecproxy(|mut a| {
+        let status = a.stop();
+        assert!(status.success(), "node A: {status}");
+    });
+}
+
+#[test]
+fn radsecproxy_moves_to_node_b_when_node_a_is_killed_and_b_finishes_the_login() {
+    failover_through_radsecproxy(drop); // Child::kill: SIGKILL
+}
+
+fn failover_through_radsecproxy(end_node_a: impl FnOnce(Server)) {
+    let pki_dir = tempfile::tempdir().unwrap();
+    let pki = Pki::make(pki_dir.path(), "good");
+    let slapd = Slapd::start(&[LdapUser::new("alice", "alice-pw")]);
+    let pg = PgCluster::start();
+    let url = pg.url();
+    let a = pg_radsec_node(&slapd, &pki, &url, "node-a", None);
+    let b = pg_radsec_node(
+        &slapd,
+        &pki,
+        &url,
+        "node-b",
+        Some(&a.dir.path().join("radmfa.key")),
+    );
+    let seed = a.enroll("alice", &[]);
+    let ports = [radsec_port(&a), radsec_port(&b)];
+    let proxy = Proxy::start_many(
+        pki_dir.path(),
+        "ha",
+        &ports,
+        &pki.ca,
+        &pki.client_cert,
+        &pki.client_key,
+    );
+    let proxy_log = || std::fs::read_to_string(pki_dir.path().join("ha.log")).unwrap_or_default();
+    let login = |attrs: String| {
+        radclient(
+            &proxy.addr(),
+            PROXY_SECRET,
+            &format!("User-Name = alice, {attrs}, Message-Authenticator = 0x00"),
+        )
+    };
+
+    // So that the code used below stays in the window (see its doc).
+    common::peers::clear_of_step_boundary(5);
+    let r = login("User-Password = alice-pw".into());
+    assert_eq!(r.code, "Access-Challenge", "{}\n{}", r.output, proxy_log());
+    let state = r.state.expect("State in the challenge");
+    let audit = a.audit_json("alice");
+    assert_eq!(audit[0]["result"], "challenge", "{:?}", audit[0]);
+    assert_eq!(
+        audit[0]["server_name"], "node-a",
+        "round 1 went to B: {:?}",
+        audit[0]
+    );
+
+    end_node_a(a);
+    let until = Instant::now() + Duration::from_secs(10);
+    while !proxy_log().contains("connection to server radmfa0 lost") {
+        assert!(
+            Instant::now() < until,
+            "radsecproxy did not see node A's connection close:\n{}",
+            proxy_log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let code = totp(&seed, now(), &[]);
+    let r = login(format!("User-Password = {code}, State = {state}"));
+    assert_eq!(
+        r.code,
+        "Access-Accept",
+        "{}\nnode B:\n{}\nradsecproxy:\n{}",
+        r.output,
+        b.log(),
+        proxy_log()
+    );
+    let audit = b.audit_json("alice");
+    assert_eq!(audit[0]["result"], "accept", "{:?}", audit[0]);
+    assert_eq!(audit[0]["server_name"], "node-b", "{:?}", audit[0]);
 }
 
 #[test]
