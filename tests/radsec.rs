@@ -1052,9 +1052,11 @@ fn radsec_script(script: &str, srv: &Server, pki: &Pki) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Over TCP, "silently discard" is discard and close (RFC 6613 §2.6.4). Sends an
-/// Accounting-Request (not served, not a broken stream), a Status-Server, then a
-/// Status-Server with a wrong Message-Authenticator; prints what happened after each.
+/// Over TCP, "silently discard" is discard and close (RFC 6613 §2.6.4) for a packet that is
+/// broken or forged. Sends an Accounting-Request (not served, not a broken stream), a
+/// Status-Server, an Access-Request without Message-Authenticator (refused by this client's
+/// policy, and well-formed), a Status-Server, then a Status-Server with a wrong
+/// Message-Authenticator; prints what happened after each.
 const DISCARDS: &str = r#"
 import hashlib, hmac, os, socket, ssl, struct, sys
 port, cert, key, ca = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
@@ -1069,6 +1071,11 @@ def packet(code, i, spoil=False):
     if spoil:
         mac = bytes([mac[0] ^ 0xff]) + mac[1:]
     return head + b"\x50\x12" + mac
+def send(b):
+    try:
+        s.sendall(b)
+    except (OSError, ssl.SSLError):
+        pass
 def answer():
     try:
         data = s.recv(4096)
@@ -1077,9 +1084,15 @@ def answer():
         return "silent"
     except (OSError, ssl.SSLError):
         return "closed"
-s.sendall(packet(4, 1) + packet(12, 2))
+send(packet(4, 1) + packet(12, 2))
 print(answer())
-s.sendall(packet(12, 3, spoil=True))
+s.settimeout(1)
+send(struct.pack("!BBH", 1, 3, 27) + os.urandom(16) + b"\x01\x07alice")
+print(answer())
+s.settimeout(3)
+send(packet(12, 4))
+print(answer())
+send(packet(12, 5, spoil=True))
 print(answer(), flush=True)
 "#;
 
@@ -1099,8 +1112,9 @@ fn a_packet_that_fails_verification_closes_its_radsec_connection() {
     let lines: Vec<&str> = said.lines().collect();
     assert_eq!(
         lines,
-        ["reply 2", "closed"],
-        "accounting ignored and the connection kept; a bad Message-Authenticator closes it\n{}",
+        ["reply 2", "silent", "reply 2", "closed"],
+        "accounting and a request without Message-Authenticator dropped and the connection \
+         kept; a bad Message-Authenticator closes it\n{}",
         srv.log()
     );
     assert!(
@@ -1111,6 +1125,10 @@ fn a_packet_that_fails_verification_closes_its_radsec_connection() {
     let body = http_get(srv.metrics_addr(), "/metrics").2;
     assert!(
         body.contains("radmfa_radsec_closed_total{reason=\"discarded\"} 1"),
+        "{body}"
+    );
+    assert!(
+        body.contains("reason=\"missing_message_authenticator\"} 1"),
         "{body}"
     );
 }

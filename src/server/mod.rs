@@ -211,13 +211,23 @@ impl ReplyTo {
     }
 
     /// A packet failed verification: over UDP it is dropped and that is all; a RadSec
-    /// connection is closed (RFC 6613 §2.6.4).
+    /// connection is closed when the packet is broken or forged (RFC 6613 §2.6.4).
     fn discarded(&self, e: &DecodeError) {
         match (self, e) {
             (ReplyTo::Udp(_), _) => {}
             // An unsupported code (say, accounting sent to the authentication server) is
             // not a broken stream; the connection may stay open, and keeps serving logins.
-            (ReplyTo::Tls(_), DecodeError::NotARequest(_)) => {}
+            // Nor is a well-formed request refused only by policy for lacking a
+            // Message-Authenticator: a proxy carries many NASes' logins on one connection,
+            // and closing it for one NAS's packet would lose the replies of every login in
+            // flight on it (their codes or States already used), again and again.
+            (
+                ReplyTo::Tls(_),
+                DecodeError::NotARequest(_)
+                | DecodeError::MissingMessageAuthenticator
+                | DecodeError::ProxyStateWithoutMessageAuthenticator
+                | DecodeError::EapWithoutMessageAuthenticator,
+            ) => {}
             (ReplyTo::Tls(r), e) => r.conn.discarded(e.label()),
         }
     }
