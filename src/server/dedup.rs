@@ -72,9 +72,20 @@ pub enum Seen {
 /// replay guards downstream keep harmless (a used State or code is refused).
 pub const MAX_ANSWERED: usize = 50_000;
 
+/// Reply bytes kept at most. A reply echoes the request's Proxy-State, so a client may make
+/// each one up to 4 KiB: by count alone 50,000 of them would be ~220 MiB. Typical replies
+/// (~120 bytes) fill [`MAX_ANSWERED`] long before this.
+pub const MAX_ANSWERED_BYTES: usize = 16 << 20;
+
+/// Copies of a reply owed to retransmits that arrived while it was being worked out, at
+/// most: a NAS retransmits a few times during a long login (a push, a call); more than that
+/// is a replayed packet, and each copy would go to the NAS it names.
+pub const MAX_ATTACHED_COPIES: u32 = 4;
+
 pub struct DuplicateCache {
     window: Duration,
     max_answered: usize,
+    max_bytes: usize,
     hasher: RandomState,
     inner: Mutex<Inner>,
 }
@@ -84,6 +95,8 @@ struct Inner {
     map: HashMap<RequestKey, Entry>,
     /// Completion times in order, for cheap expiry from the front.
     expiry: VecDeque<(Instant, RequestKey)>,
+    /// Reply bytes held by the answered entries.
+    bytes: usize,
 }
 
 impl DuplicateCache {
@@ -92,9 +105,15 @@ impl DuplicateCache {
     }
 
     pub fn with_capacity(window: Duration, max_answered: usize) -> Self {
+        Self::with_limits(window, max_answered, MAX_ANSWERED_BYTES)
+    }
+
+    /// At most `max_answered` answered entries holding at most `max_bytes` of replies.
+    pub fn with_limits(window: Duration, max_answered: usize, max_bytes: usize) -> Self {
         DuplicateCache {
             window,
             max_answered: max_answered.max(1),
+            max_bytes,
             hasher: RandomState::new(),
             inner: Mutex::new(Inner::default()),
         }
@@ -109,7 +128,7 @@ impl DuplicateCache {
         let now = Instant::now();
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         inner.expire(now, self.window);
-        inner.cap(self.max_answered);
+        inner.cap(self.max_answered, self.max_bytes);
         match inner.map.entry(key) {
             MapEntry::Vacant(v) => {
                 v.insert(Entry::InFlight {
@@ -122,7 +141,7 @@ impl DuplicateCache {
                 Entry::InFlight { digest: d, .. } if *d != digest => Seen::Mismatch,
                 Entry::Done { digest: d, .. } if *d != digest => Seen::Mismatch,
                 Entry::InFlight { attached, .. } => {
-                    *attached += 1;
+                    *attached = attached.saturating_add(1);
                     Seen::Attached
                 }
                 Entry::Done { reply: Some(r), .. } => Seen::Replay(r.clone()),
@@ -131,7 +150,8 @@ impl DuplicateCache {
         }
     }
 
-    /// Records the reply; returns how many retransmits attached meanwhile (each is owed a copy).
+    /// Records the reply; returns how many retransmits attached meanwhile that are owed a copy
+    /// (at most [`MAX_ATTACHED_COPIES`]).
     pub fn finish(&self, key: RequestKey, reply: Option<Arc<[u8]>>) -> u32 {
         let now = Instant::now();
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
@@ -139,9 +159,10 @@ impl DuplicateCache {
             Some(Entry::InFlight { digest, attached }) => (*digest, *attached),
             _ => return 0,
         };
+        inner.bytes += reply.as_ref().map_or(0, |r| r.len());
         inner.map.insert(key, Entry::Done { digest, reply });
         inner.expiry.push_back((now, key));
-        attached
+        attached.min(MAX_ATTACHED_COPIES)
     }
 
     /// Drop an answered request's in-flight entry without caching its reply; returns how many
@@ -153,7 +174,7 @@ impl DuplicateCache {
             Some(Entry::InFlight { attached, .. }) => {
                 let attached = *attached;
                 inner.map.remove(&key);
-                attached
+                attached.min(MAX_ATTACHED_COPIES)
             }
             _ => 0,
         }
@@ -177,15 +198,25 @@ impl DuplicateCache {
 }
 
 impl Inner {
-    /// Drops the oldest answered entries beyond `max` (in-flight ones are bounded by the
-    /// server's permits and never dropped here).
-    fn cap(&mut self, max: usize) {
-        while self.expiry.len() > max {
+    /// Drops the oldest answered entries beyond `max` entries or `max_bytes` of replies
+    /// (in-flight ones are bounded by the server's permits and never dropped here).
+    fn cap(&mut self, max: usize, max_bytes: usize) {
+        while self.expiry.len() > max || self.bytes > max_bytes {
             let Some((_, key)) = self.expiry.pop_front() else {
                 break;
             };
-            if matches!(self.map.get(&key), Some(Entry::Done { .. })) {
-                self.map.remove(&key);
+            self.remove_answered(&key);
+        }
+    }
+
+    /// Removes `key`'s entry if it is an answered one (not one in flight again).
+    fn remove_answered(&mut self, key: &RequestKey) {
+        if let MapEntry::Occupied(o) = self.map.entry(*key) {
+            if let Entry::Done { reply, .. } = o.get() {
+                self.bytes = self
+                    .bytes
+                    .saturating_sub(reply.as_ref().map_or(0, |r| r.len()));
+                o.remove();
             }
         }
     }
@@ -196,9 +227,7 @@ impl Inner {
                 break;
             }
             self.expiry.pop_front();
-            if matches!(self.map.get(&key), Some(Entry::Done { .. })) {
-                self.map.remove(&key);
-            }
+            self.remove_answered(&key);
         }
     }
 }
@@ -241,6 +270,40 @@ mod tests {
         assert!(c.len() <= 4, "{} entries kept", c.len());
         assert_eq!(c.begin(key(9), b"x"), Seen::Silent, "newest kept");
         assert_eq!(c.begin(key(0), b"x"), Seen::New, "oldest forgotten");
+    }
+
+    #[test]
+    fn answered_replies_are_capped_by_their_bytes() {
+        let c = DuplicateCache::with_limits(Duration::from_secs(30), 1000, 10_000);
+        let big: Arc<[u8]> = Arc::from(vec![0u8; 4000]);
+        for id in 0..10u8 {
+            assert_eq!(c.begin(key(id), b"x"), Seen::New);
+            c.finish(key(id), Some(big.clone()));
+        }
+        // Checked on the next arrival: at most 10,000 bytes, so two of the 4,000-byte replies.
+        assert_eq!(c.begin(key(100), b"x"), Seen::New);
+        assert_eq!(c.len(), 3, "two answered and one in flight");
+        assert_eq!(
+            c.begin(key(9), b"x"),
+            Seen::Replay(big.clone()),
+            "newest kept"
+        );
+        assert_eq!(c.begin(key(7), b"x"), Seen::New, "older ones forgotten");
+        let inner = c.inner.lock().unwrap();
+        assert_eq!(inner.bytes, 8000, "the count follows what is held");
+    }
+
+    #[test]
+    fn a_flood_of_retransmits_is_owed_a_few_copies_only() {
+        let c = DuplicateCache::new(Duration::from_secs(30));
+        assert_eq!(c.begin(key(1), b"x"), Seen::New);
+        for _ in 0..1000 {
+            assert_eq!(c.begin(key(1), b"x"), Seen::Attached);
+        }
+        assert_eq!(c.finish(key(1), None), MAX_ATTACHED_COPIES);
+        assert_eq!(c.begin(key(2), b"x"), Seen::New);
+        assert_eq!(c.begin(key(2), b"x"), Seen::Attached);
+        assert_eq!(c.forget(key(2)), 1, "a real retransmit still gets its copy");
     }
 
     #[test]
