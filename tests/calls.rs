@@ -508,6 +508,67 @@ fn rd_gateway_request_calls_without_an_ldap_bind() {
     assert_eq!(standin.calls().len(), 1);
 }
 
+/// One entry, two names (`uid: jdoe`, `uid: john.doe`), its phone stored under jdoe. RD
+/// Gateway asking for john.doe gets no call: that name holds nothing of its own, and the
+/// stored phone (or a fraud block) belongs to the other; as for a password login.
+#[test]
+fn rd_gateway_request_under_another_name_of_an_enrolled_entry_gets_no_call() {
+    use common::slapd::{Slapd, SlapdOptions};
+    let slapd = Slapd::start_with(
+        &[LdapUser::new("alice", ALICE_PW)],
+        SlapdOptions {
+            extra_ldif: format!(
+                "dn: uid=jdoe,ou=people,dc=example,dc=org\nobjectClass: inetOrgPerson\n\
+                 uid: jdoe\nuid: john.doe\ncn: John Doe\nsn: Doe\n\
+                 mobile: {DIRECTORY_MOBILE}\nuserPassword: jdoe-Secret-pw\n\n"
+            ),
+            ..Default::default()
+        },
+    );
+    let standin = Standin::start();
+    let stored = "+15550199";
+    for number in [DIRECTORY_MOBILE, stored] {
+        standin.script(number, Script::Press("", Duration::from_millis(500)));
+    }
+    let clients = [client(
+        "rd-gateway",
+        "127.0.0.1",
+        "second_factor_only = true\nmethods = [\"voice\"]\nvoice_mode = \"hold\"\nvoice_budget_secs = 30",
+    )];
+    let srv = start(&slapd, &standin, "", "", &clients);
+    cli_ok(&srv, &["user", "set-phone", "jdoe", stored]);
+    let rdg = |user: &str| {
+        py(
+            &srv,
+            &[
+                "--user",
+                user,
+                "--nas-port-type",
+                "5",
+                "--called-station-id",
+                "UserAuthType:PW",
+                "--timeout",
+                "35",
+            ],
+        )
+    };
+    let r = rdg("john.doe");
+    assert_eq!(code_of(&r), "Access-Reject", "{r}\n{}", srv.log());
+    assert!(standin.calls().is_empty(), "{:?}", standin.calls());
+    let rec = &srv.audit_json("john.doe")[0];
+    assert!(
+        rec["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("the directory entry is also named \"jdoe\""),
+        "{rec}"
+    );
+    // The name that holds the phone is called there, as before.
+    let r = rdg("jdoe");
+    assert_eq!(code_of(&r), "Access-Accept", "{r}\n{}", srv.log());
+    assert_eq!(standin.calls().len(), 1);
+}
+
 /// Alice's login on a call-prompt client, the call placed and left for the test to answer
 /// (the stand-in posts nothing): the directory, stand-in and server to keep, the State of
 /// the prompt, and the call.

@@ -1173,6 +1173,16 @@ fn user_without_factor_follows_client_policy() {
         srv.audit_json("alice")[0]["reason"],
         "the user's tokens are disabled"
     );
+    // Nor is a phone number the admin stored: this client has no [sms] or [voice] to use it
+    // with, and that is not "no second factor" either.
+    let out = srv.cli(&["user", "set-phone", "bob", "+4915112345678"]);
+    assert!(out.status.success(), "{out:?}");
+    let r = py_password(&srv, "bob", "bob-Secret-pw");
+    assert_eq!(code_of(&r), "Access-Reject", "{r}");
+    assert_eq!(
+        srv.audit_json("bob")[0]["reason"],
+        "the user's stored phone cannot be used on this client"
+    );
 }
 
 /// One directory entry, two names (`uid: jdoe`, `uid: john.doe`). Tokens are kept under the
@@ -1186,7 +1196,8 @@ fn another_name_of_an_enrolled_entry_does_not_skip_its_second_factor() {
         SlapdOptions {
             extra_ldif: "dn: uid=jdoe,ou=people,dc=example,dc=org\n\
                          objectClass: inetOrgPerson\nuid: jdoe\nuid: john.doe\n\
-                         cn: John Doe\nsn: Doe\nuserPassword: jdoe-Secret-pw\n\n"
+                         cn: John Doe\nsn: Doe\nmail: jdoe@example.org\n\
+                         userPassword: jdoe-Secret-pw\n\n"
                 .into(),
             ..Default::default()
         },
@@ -1215,6 +1226,39 @@ fn another_name_of_an_enrolled_entry_does_not_skip_its_second_factor() {
     );
     // A user with one name is not affected.
     let r = py_password(&srv, "bob", "bob-Secret-pw");
+    assert_eq!(code_of(&r), "Access-Accept", "{r}");
+
+    // A filter that also matches mail finds the entry under a name that is none of its
+    // uids; the login is keyed on that name, which holds nothing, so it must not pass
+    // either, whichever uid the directory lists first.
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = Options::new(&slapd.url);
+    o.clients = vec![Nas {
+        no_factor: "allow",
+        ..Nas::challenge("allow", "127.0.0.1")
+    }];
+    let config = common::radmfa::write_config(dir.path(), &o);
+    let text = std::fs::read_to_string(&config).unwrap();
+    let uid_only = "user_filter = \"(uid={user})\"";
+    assert!(text.contains(uid_only), "{text}");
+    std::fs::write(
+        &config,
+        text.replace(uid_only, "user_filter = \"(|(uid={user})(mail={user}))\""),
+    )
+    .unwrap();
+    let srv = Server::start_with(dir, config);
+    srv.enroll("jdoe", &[]);
+    let r = py_password(&srv, "jdoe@example.org", "jdoe-Secret-pw");
+    assert_eq!(code_of(&r), "Access-Reject", "{r}\n{}", srv.log());
+    let rec = &srv.audit_json("jdoe@example.org")[0];
+    assert!(
+        rec["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("the directory entry is also named \"jdoe\""),
+        "{rec}"
+    );
+    let r = py_password(&srv, "bob@example.org", "bob-Secret-pw");
     assert_eq!(code_of(&r), "Access-Accept", "{r}");
 }
 

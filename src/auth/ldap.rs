@@ -617,12 +617,15 @@ impl LdapAuth {
                 .cloned()
                 .or_else(|| get(attr))
         });
-        let other_names = match (self.name_attr.as_deref(), &name) {
-            (Some(attr), Some(name)) => all_values(&entry.attrs, attr)
-                .filter(|v| !v.is_empty() && *v != name)
+        // Every name but the one typed: when the entry was found by another attribute (a
+        // filter that also matches `mail`), all of them, the first included, which `name`
+        // falls back to but the login is not keyed on.
+        let other_names = match self.name_attr.as_deref() {
+            Some(attr) => all_values(&entry.attrs, attr)
+                .filter(|v| !v.is_empty() && v.to_lowercase() != user.to_lowercase())
                 .cloned()
                 .collect(),
-            _ => Vec::new(),
+            None => Vec::new(),
         };
         UserInfo {
             display_name: get(&a.display_name),

@@ -5,23 +5,27 @@
 //! on the enrolled name would not apply to it. So a name with no second-factor state of its
 //! own, whose entry has another name that has some, is refused: log in as that one.
 
-use super::second_factor::UserView;
+use super::Verdict;
 use crate::app::AppState;
 use crate::auth::UserInfo;
-use crate::store::StoreError;
+use crate::radius::Reply;
+use crate::store::{StoreError, UserProfile};
+
+/// Whether a user with (enabled or disabled) tokens or not, and this profile, has
+/// second-factor state of their own.
+pub fn holds_state(has_tokens: bool, profile: &UserProfile) -> bool {
+    has_tokens || profile.phone.is_some() || profile.blocked_at.is_some()
+}
 
 /// The entry's other name that holds second-factor state (tokens, a stored phone, a fraud
-/// block) when the name logged in with (`user`, whose state is `view`) holds none.
+/// block) when the name logged in with (`user`; `own_state` from [`holds_state`]) holds
+/// none.
 pub async fn enrolled_under_another_name(
     app: &AppState,
     user: &str,
-    view: &UserView,
+    own_state: bool,
     info: &UserInfo,
 ) -> Result<Option<String>, StoreError> {
-    let own_state = !view.tokens.is_empty()
-        || view.has_disabled_tokens
-        || view.profile.phone.is_some()
-        || view.profile.blocked_at.is_some();
     if own_state || info.other_names.is_empty() {
         return Ok(None);
     }
@@ -32,12 +36,22 @@ pub async fn enrolled_under_another_name(
             continue;
         }
         let snap = app.store.user_snapshot(&key).await?;
-        if !snap.tokens.is_empty()
-            || snap.profile.phone.is_some()
-            || snap.profile.blocked_at.is_some()
-        {
+        if holds_state(!snap.tokens.is_empty(), &snap.profile) {
             return Ok(Some(other.clone()));
         }
     }
     Ok(None)
+}
+
+/// The answer to a login under a name whose entry's second factor is under `other`.
+pub fn refused(other: String, info: UserInfo) -> Verdict {
+    Verdict::reject(format!(
+        "the directory entry is also named {other:?}, whose second factor this name would go \
+         without"
+    ))
+    .with_info(Some(info))
+    .with_reply(
+        Reply::reject()
+            .with_message("Log in with the user name your second factor is enrolled under."),
+    )
 }

@@ -121,16 +121,12 @@ pub async fn start(
             return Ok(Verdict::reject(reason));
         }
     };
-    if let Some(other) = aliases::enrolled_under_another_name(app, user, &view, &info).await? {
-        return Ok(Verdict::reject(format!(
-            "the directory entry is also named {other:?}, whose second factor this name \
-             would go without"
-        ))
-        .with_info(Some(info))
-        .with_reply(
-            Reply::reject()
-                .with_message("Log in with the user name your second factor is enrolled under."),
-        ));
+    let own_state = aliases::holds_state(
+        !view.tokens.is_empty() || view.has_disabled_tokens,
+        &view.profile,
+    );
+    if let Some(other) = aliases::enrolled_under_another_name(app, user, own_state, &info).await? {
+        return Ok(aliases::refused(other, info));
     }
     let profile = &view.profile;
     if let Some((reason, reply)) = blocked(profile) {
@@ -187,6 +183,18 @@ pub async fn start(
                 Reply::reject()
                     .with_message("Your second factor is disabled. Contact your administrator."),
             ));
+    }
+    if usable.is_empty() && profile.phone.is_some() {
+        // An admin stored a number for this user: enrolled for texts or calls, which this
+        // client cannot use (it cannot prompt, its methods leave them out, or [sms] and
+        // [voice] are not set up). Not "no second factor", so not a password-only login.
+        return Ok(
+            Verdict::reject("the user's stored phone cannot be used on this client")
+                .with_info(Some(info))
+                .with_reply(Reply::reject().with_message(
+                    "Your second factor cannot be used here. Contact your administrator.",
+                )),
+        );
     }
     if usable.is_empty() {
         return Ok(match ctx.client.no_factor {

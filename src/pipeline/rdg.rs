@@ -8,7 +8,7 @@ use super::groups::{self, Membership};
 use super::login::{capabilities, LOCKED_MESSAGE};
 use super::methods::{self, blocked, Subject};
 use super::second_factor::is_locked;
-use super::{bypass, networks, oob, remembered, Fault, RequestContext, Verdict};
+use super::{aliases, bypass, networks, oob, remembered, Fault, RequestContext, Verdict};
 use crate::app::AppState;
 use crate::mfa::method::{available, Method};
 use crate::radius::{Reply, Request};
@@ -31,7 +31,14 @@ pub async fn start(
     let Some(info) = app.primary().lookup(user).await? else {
         return Ok(Verdict::reject("unknown user (second-factor-only client)"));
     };
-    let profile = app.store.user_profile(user).await?;
+    // The whole snapshot, not only the profile: a name with tokens of its own is not
+    // another name of someone else's entry.
+    let snapshot = app.store.user_snapshot(user).await?;
+    let own_state = aliases::holds_state(!snapshot.tokens.is_empty(), &snapshot.profile);
+    if let Some(other) = aliases::enrolled_under_another_name(app, user, own_state, &info).await? {
+        return Ok(aliases::refused(other, info));
+    }
+    let profile = snapshot.profile;
     if let Some((reason, reply)) = blocked(&profile) {
         return Ok(Verdict::reject(reason)
             .with_info(Some(info))
