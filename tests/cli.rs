@@ -107,6 +107,40 @@ fn a_key_file_that_is_not_the_databases_stops_everything() {
     assert!(ok && out.contains("alice"), "{out}{err}");
 }
 
+/// A typo in store.path must not copy a new, empty database to PostgreSQL and report
+/// success: the nodes switched over would know no token.
+#[test]
+fn migrate_to_postgres_refuses_a_database_that_is_not_there() {
+    let (d, cfg) = setup();
+    let (ok, _, err) = run(&cfg, &["user", "enroll-totp", "alice", "--uri-only"]);
+    assert!(ok, "{err}");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let typo = cfg.with_file_name("typo.toml");
+    assert!(text.contains("path = \"radmfa.db\""), "{text}");
+    std::fs::write(
+        &typo,
+        text.replace("path = \"radmfa.db\"", "path = \"radmfa.bd\""),
+    )
+    .unwrap();
+    let out = Command::new(bin())
+        .arg("--config")
+        .arg(&typo)
+        .args(["store", "migrate-to-postgres"])
+        .env("RADMFA_PG_URL", "postgres://radmfa@127.0.0.1:1/radmfa")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("radmfa.bd: no database there to copy from"),
+        "{err}"
+    );
+    assert!(
+        !d.path().join("radmfa.bd").exists(),
+        "a new database was made"
+    );
+}
+
 #[test]
 fn enroll_prints_uri_qr_and_secret_once() {
     let (_d, cfg) = setup();

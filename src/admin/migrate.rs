@@ -116,6 +116,15 @@ pub async fn store(cfg: &Config, cmd: StoreCommand) -> anyhow::Result<ExitCode> 
         bail!("store.type: the configured store must be the SQLite one to copy from");
     };
     let settings = destination(&args)?;
+    // Opening a path that is not there would make a new, empty database and copy it: a typo
+    // in store.path would "succeed" with no tokens, and the new nodes would know nobody.
+    if !std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() > 0) {
+        bail!(
+            "store.path {}: no database there to copy from (is store.path the SQLite file \
+             radmfa has been using?)",
+            path.display()
+        );
+    }
     let sealer = KeyFile::load(key_file)?;
     // Bring the source to the current schema, so it has exactly the columns copied below.
     crate::app::open_sqlite(path, key_file, sealer.clone())
