@@ -105,7 +105,7 @@ pub fn import_csv(data: &[u8]) {
     for defaults in [CsvDefaults::default(), forced] {
         for entry in csv::parse(data, &defaults) {
             if let Entry::Token(t) = entry {
-                assert!(check_token(&t.token).is_ok());
+                assert!(check_token(&t.token, &t.extra).is_ok());
                 assert!(t.origin.starts_with("line "));
             }
         }
@@ -113,7 +113,7 @@ pub fn import_csv(data: &[u8]) {
     if let Ok(entries) = radmfa::import::parse(data, None, &Decryption::None, &CsvDefaults::default()) {
         for entry in entries {
             if let Entry::Token(t) = entry {
-                assert!(check_token(&t.token).is_ok());
+                assert!(check_token(&t.token, &t.extra).is_ok());
             }
         }
     }
@@ -131,7 +131,7 @@ pub fn import_pskc(data: &[u8]) {
         if let Ok(entries) = pskc::parse(data, &key) {
             for entry in entries {
                 if let Entry::Token(t) = entry {
-                    assert!(check_token(&t.token).is_ok());
+                    assert!(check_token(&t.token, &t.extra).is_ok());
                 }
             }
         }

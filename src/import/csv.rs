@@ -12,7 +12,7 @@
 //!   user/upn/owner, manufacturer, model. An unknown column is an error, not ignored data.
 
 use super::keys::decode_key;
-use super::{check_token, CsvDefaults, Entry, ImportedToken, Problem};
+use super::{check_token, shown, CsvDefaults, Entry, ImportedToken, Problem};
 use crate::secret::Secret;
 use crate::store::{user_key, NewToken, OtpAlgorithm, TokenExtra, TokenKind};
 
@@ -52,6 +52,11 @@ fn column(name: &str) -> Option<Column> {
         "model" => Column::Model,
         _ => return None,
     })
+}
+
+/// The position of the first header column that means the same as an earlier one.
+fn repeated(cols: &[Column]) -> Option<usize> {
+    (0..cols.len()).find(|&i| cols[..i].contains(&cols[i]))
 }
 
 /// The columns of the positional layouts, decided per row by its third field.
@@ -131,6 +136,21 @@ pub fn parse(bytes: &[u8], defaults: &CsvDefaults) -> Vec<Entry> {
                 .map(|f| column(f).ok_or(f))
                 .collect::<Result<Vec<_>, _>>()
             {
+                // Two columns for one field (`user` and `upn`, `key` and `secret`): which
+                // one holds the value is a guess, and a wrong guess seals a name as the seed.
+                Ok(cols) if repeated(&cols).is_some() => {
+                    let i = repeated(&cols).unwrap_or(0);
+                    out.push(invalid(
+                        line,
+                        format!(
+                            "column {} in the header repeats another with the same meaning \
+                             (column names are matched loosely: upn and user, key and \
+                             secret are one)",
+                            shown(&fields[i])
+                        ),
+                    ));
+                    return out;
+                }
                 Ok(cols) if cols.contains(&Column::Serial) && cols.contains(&Column::Secret) => {
                     header = Some(cols)
                 }
@@ -152,7 +172,7 @@ pub fn parse(bytes: &[u8], defaults: &CsvDefaults) -> Vec<Entry> {
             continue;
         }
         out.push(match row(&fields, header.as_deref(), defaults) {
-            Ok((token, extra)) => match check_token(&token) {
+            Ok((token, extra)) => match check_token(&token, &extra) {
                 Ok(()) => Entry::Token(Box::new(ImportedToken {
                     origin: format!("line {line}"),
                     token,
@@ -164,17 +184,6 @@ pub fn parse(bytes: &[u8], defaults: &CsvDefaults) -> Vec<Entry> {
         });
     }
     out
-}
-
-/// A field quoted in a message, unless it is long enough to be a token's secret: a file
-/// whose columns are not where the layout says (an export saved without its header row)
-/// would otherwise print its secrets to the terminal. A secret is at least 10 bytes, 16
-/// characters in Base32; names, numbers and types are shorter than 13 and still shown.
-fn shown(v: &str) -> String {
-    match v.chars().count() {
-        n if n > 12 => format!("(a {n}-character value, not shown)"),
-        _ => format!("{v:?}"),
-    }
 }
 
 fn invalid(line: u64, message: String) -> Entry {
@@ -382,6 +391,52 @@ mod tests {
         assert_eq!(t.origin, "line 2");
         let bad = tokens("serial,secret,colour\nA,B,C\n");
         assert!(bad[0].as_ref().unwrap_err().contains("colour"), "{bad:?}");
+    }
+
+    #[test]
+    fn a_header_naming_one_field_twice_is_refused() {
+        for header in ["serial,secret,user,upn", "serial,key,secret"] {
+            let got = tokens(&format!("{header}\nSN1,{B32},{B32},x\n"));
+            assert_eq!(got.len(), 1, "{got:?}");
+            let e = got[0].as_ref().unwrap_err();
+            assert!(
+                e.starts_with("line 1: column ") && e.contains("repeats another"),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_model_or_manufacturer_with_control_characters_is_refused() {
+        let got = tokens(&format!(
+            "serial,secret,interval,model\nSN1,{B32},30,\"x\x1b[2J\x1b]0;pwned\x07\"\n"
+        ));
+        let e = got[0].as_ref().unwrap_err();
+        assert!(e.starts_with("line 2: model "), "{e}");
+        assert!(
+            !e.contains('\x1b'),
+            "the escape reaches the terminal: {e:?}"
+        );
+        let long = "m".repeat(129);
+        let got = tokens(&format!("serial,secret,manufacturer\nSN1,{B32},{long}\n"));
+        assert!(
+            got[0].as_ref().unwrap_err().contains("manufacturer"),
+            "{got:?}"
+        );
+        let got = tokens(&format!("serial,secret,manufacturer\nSN1,{B32},Yubico\n"));
+        assert!(got[0].is_ok(), "{got:?}");
+    }
+
+    #[test]
+    fn a_long_serial_is_not_quoted_in_its_error() {
+        let seed = "ab".repeat(100);
+        let got = tokens(&format!("{seed},{B32},30\n"));
+        let e = got[0].as_ref().unwrap_err();
+        assert!(
+            e.contains("serial (a 200-character value, not shown)"),
+            "{e}"
+        );
+        assert!(!e.contains(&seed));
     }
 
     #[test]

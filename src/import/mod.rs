@@ -133,13 +133,44 @@ pub fn parse(
     }
 }
 
+/// A value quoted in a message, unless it is long enough to be a token's secret: a file
+/// whose columns are not where the layout says (an export saved without its header row)
+/// would otherwise print its secrets to the terminal. A secret is at least 10 bytes, 16
+/// characters in Base32; names, numbers and types are shorter than 13 and still shown.
+/// Quoted as Rust does, so control characters reach the terminal escaped.
+pub(crate) fn shown(v: &str) -> String {
+    match v.chars().count() {
+        n if n > 12 => format!("(a {n}-character value, not shown)"),
+        _ => format!("{v:?}"),
+    }
+}
+
+/// Longest manufacturer or model name kept; `token show` prints them.
+const MAX_LABEL_CHARS: usize = 128;
+
 /// Checks shared by every format, so a token from any file meets the same rules.
-pub fn check_token(t: &NewToken) -> Result<(), String> {
+pub fn check_token(t: &NewToken, extra: &TokenExtra) -> Result<(), String> {
     if t.serial.is_empty() || t.serial.len() > 128 || t.serial.chars().any(char::is_control) {
         return Err(format!(
-            "serial {:?} is empty, longer than 128 characters or has control characters",
-            t.serial
+            "serial {} is empty, longer than 128 characters or has control characters",
+            shown(&t.serial)
         ));
+    }
+    for (what, value) in [
+        ("manufacturer", &extra.manufacturer),
+        ("model", &extra.model),
+    ] {
+        // Control characters would be terminal escapes in `token show`, and a NUL fails
+        // PostgreSQL's insert for the whole file.
+        if let Some(v) = value.as_deref() {
+            if v.chars().count() > MAX_LABEL_CHARS || v.chars().any(char::is_control) {
+                return Err(format!(
+                    "{what} {} is longer than {MAX_LABEL_CHARS} characters or has control \
+                     characters",
+                    shown(v)
+                ));
+            }
+        }
     }
     if t.serial == crate::store::seal::KEY_CHECK_AAD {
         return Err(format!(
@@ -171,7 +202,8 @@ pub fn check_token(t: &NewToken) -> Result<(), String> {
     if let Some(u) = &t.user {
         if u.is_empty() || u.len() > 253 || u.chars().any(char::is_control) {
             return Err(format!(
-                "user {u:?} is empty, too long or has control characters"
+                "user {} is empty, too long or has control characters",
+                shown(u)
             ));
         }
     }

@@ -53,7 +53,7 @@ pub fn parse(bytes: &[u8], decryption: &Decryption) -> Result<Vec<Entry>, Import
             match read_key(&env, pkg, *key) {
                 Ok(Some((token, extra, encrypted))) => {
                     crypto_ok += usize::from(encrypted);
-                    out.push(match check_token(&token) {
+                    out.push(match check_token(&token, &extra) {
                         Ok(()) => Entry::Token(Box::new(ImportedToken {
                             origin,
                             token,
