@@ -252,6 +252,26 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
             ));
         }
     }
+    // The provider's API carries its credentials (basic or bearer, Twilio's token) and the
+    // one-time codes in the texts.
+    let providers = [
+        cfg.delivery
+            .twilio
+            .as_ref()
+            .map(|t| ("twilio.api_url", t.api_url.as_str())),
+        cfg.delivery
+            .http_sms
+            .as_ref()
+            .map(|h| ("http_sms.url", h.url.as_str())),
+    ];
+    for (key, url) in providers.into_iter().flatten() {
+        if scheme_off_host("http://", url) {
+            out.push(format!(
+                "{key} is plain HTTP to another host: the provider's credentials and the \
+                 one-time codes in the texts cross the network in clear text; use https://"
+            ));
+        }
+    }
     out.extend(delivery_time_warnings(cfg));
     for (i, c) in cfg.clients.iter().enumerate() {
         let weak = weak_secret(c.secret.expose());
@@ -435,10 +455,15 @@ pub fn log_warnings(cfg: &Config) {
 
 /// An `ldap://` URL to another machine: a bind there sends the password as it is.
 fn cleartext_off_host(url: &str) -> bool {
+    scheme_off_host("ldap://", url)
+}
+
+/// A URL with `scheme` (`ldap://`, `http://`) to a host other than this one.
+fn scheme_off_host(scheme: &str, url: &str) -> bool {
     let Some(rest) = url
-        .get(..7)
-        .filter(|s| s.eq_ignore_ascii_case("ldap://"))
-        .map(|_| &url[7..])
+        .get(..scheme.len())
+        .filter(|s| s.eq_ignore_ascii_case(scheme))
+        .map(|_| &url[scheme.len()..])
     else {
         return false;
     };
@@ -468,6 +493,18 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn plain_http_to_a_provider_elsewhere_is_told_apart() {
+        assert!(scheme_off_host("http://", "http://sms.example.org/send"));
+        assert!(scheme_off_host("http://", "HTTP://10.0.0.9:8080"));
+        assert!(!scheme_off_host("http://", "https://api.twilio.com"));
+        assert!(!scheme_off_host(
+            "http://",
+            "http://127.0.0.1:8080/2010-04-01"
+        ));
+        assert!(!scheme_off_host("http://", "http://localhost/send"));
+    }
 
     #[test]
     fn cleartext_ldap_to_another_host_is_told_apart() {

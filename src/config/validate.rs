@@ -427,6 +427,24 @@ pub(super) fn shared_secret(
     Ok(secret)
 }
 
+/// [`secret_value`] that must not be empty: a provider credential (an empty one fails every
+/// send, and Twilio's auth token also keys the callback signatures).
+pub(super) fn required_secret(
+    key: &str,
+    inline: Option<String>,
+    file: Option<PathBuf>,
+    base: &Path,
+) -> Result<Secret, ConfigError> {
+    let secret = secret_value(key, inline, file, base)?;
+    if secret.expose().trim_ascii().is_empty() {
+        return Err(ConfigError::invalid(
+            key,
+            "is empty (or its file's first line is blank)",
+        ));
+    }
+    Ok(secret)
+}
+
 pub(super) fn secret_value(
     key: &str,
     inline: Option<String>,

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::delivery::*;
 use super::raw_delivery::*;
-use super::validate::{exact_network, secret_value};
+use super::validate::{exact_network, required_secret};
 use super::ConfigError;
 use crate::mfa::method::Method;
 
@@ -242,7 +242,7 @@ fn twilio_config(raw: RawTwilio, base: &Path) -> Result<TwilioConfig, ConfigErro
             "must be the 34-character Account SID starting with AC",
         ));
     }
-    let auth_token = secret_value("twilio.auth_token", auth_token, auth_token_file, base)?;
+    let auth_token = required_secret("twilio.auth_token", auth_token, auth_token_file, base)?;
     if !is_e164(&from) {
         return Err(ConfigError::invalid(
             "twilio.from",
@@ -349,9 +349,9 @@ fn http_sms_config(raw: RawHttpSms, base: &Path) -> Result<HttpSmsConfig, Config
             username: username.ok_or_else(|| {
                 ConfigError::invalid("http_sms.username", "missing: auth = \"basic\" needs it")
             })?,
-            password: secret_value("http_sms.password", password, password_file, base)?,
+            password: required_secret("http_sms.password", password, password_file, base)?,
         },
-        "bearer" => HttpAuth::Bearer(secret_value("http_sms.token", token, token_file, base)?),
+        "bearer" => HttpAuth::Bearer(required_secret("http_sms.token", token, token_file, base)?),
         other => {
             return Err(ConfigError::invalid(
                 "http_sms.auth",
