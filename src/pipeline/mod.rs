@@ -168,10 +168,18 @@ pub async fn handle(app: &AppState, ctx: &RequestContext, req: &Request) -> Opti
             }
             reply
         }
-        Ok((_, Err(e))) => {
+        Ok(((decided, _), Err(e))) => {
             tracing::error!(error = %e, "the request's store writes were not committed; rejecting");
             Metrics::inc(&app.metrics.store_failures);
             app.backend_health.failed();
+            if decided.is_some_and(|r| r.code == ReplyCode::Accept) {
+                overturned(
+                    app,
+                    ctx,
+                    req,
+                    "accept withheld: its writes were not committed",
+                );
+            }
             on_failure(ctx)
         }
         // Whether its writes and its record reached the disk is unknown: fail closed. A
@@ -185,6 +193,14 @@ pub async fn handle(app: &AppState, ctx: &RequestContext, req: &Request) -> Opti
             );
             Metrics::inc(&app.metrics.store_failures);
             app.backend_health.failed();
+            // What was decided is not known here; whatever the audit line said, this is
+            // what the NAS got.
+            overturned(
+                app,
+                ctx,
+                req,
+                "answered Reject: its writes were not committed within the deadline",
+            );
             on_failure(ctx)
         }
     };
@@ -194,6 +210,29 @@ pub async fn handle(app: &AppState, ctx: &RequestContext, req: &Request) -> Opti
         None => Metrics::inc(&app.metrics.unanswered),
     }
     reply
+}
+
+/// The audit line above (and the record, should the store recover and write it) said
+/// "accept", or may have; this one, on the same target, says what the NAS got, for whoever
+/// reads the log (or a SIEM fed from it) instead of the table.
+fn overturned(app: &AppState, ctx: &RequestContext, req: &Request, reason: &str) {
+    let user = app
+        .config()
+        .user_names
+        .key(&req.user_name().unwrap_or_default());
+    let result = if on_failure(ctx).is_some() {
+        "reject"
+    } else {
+        "unanswered"
+    };
+    tracing::warn!(
+        target: "radmfa::audit",
+        user = %user,
+        result = %result,
+        reason = reason,
+        nas = %ctx.client.name,
+        "auth"
+    );
 }
 
 /// The reply when a backend failed: a Reject, or none for a client whose NAS should ask
@@ -267,15 +306,11 @@ async fn answer(
     if !recorded && verdict.reply.code == ReplyCode::Accept {
         app.backend_health.failed();
         // A login that cannot be recorded is not granted: the store is failing, fail closed.
-        // The audit line above said "accept"; this one, on the same target, says what the
-        // NAS got, for whoever reads the log (or a SIEM fed from it) instead of the table.
-        tracing::warn!(
-            target: "radmfa::audit",
-            user = %user,
-            result = %"reject",
-            reason = "accept withheld: its audit record could not be written",
-            nas = %ctx.client.name,
-            "auth"
+        overturned(
+            app,
+            ctx,
+            req,
+            "accept withheld: its audit record could not be written",
         );
         return (on_failure(ctx), None);
     }

@@ -322,6 +322,18 @@ fn a_full_disk_refuses_logins_and_the_server_carries_on() {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no store_failures counter at shutdown:\n{log}"));
     assert!(failures >= 2, "store_failures={failures}");
+    // The audit log said "accept" for the logins decided before their writes failed; each
+    // of those has a line after it saying what the NAS got instead.
+    let audit_lines = |needle: &str| {
+        log.lines()
+            .filter(|l| l.contains("radmfa::audit") && l.contains(needle))
+            .count()
+    };
+    assert_eq!(
+        audit_lines("result=accept") - audit_lines("result=reject reason=\"accept withheld"),
+        3,
+        "an accept in the audit log that the NAS did not get:\n{log}"
+    );
 }
 
 /// Holds a write transaction on an SQLite database until its stdin closes, as a backup or a
