@@ -28,7 +28,9 @@ type Key = (String, String);
 pub async fn run(app: Arc<AppState>, stop: CancellationToken) {
     let mut last: HashMap<Key, Instant> = HashMap::new();
     let mut running: HashSet<Key> = HashSet::new();
-    let mut checks: JoinSet<Key> = JoinSet::new();
+    let mut checks: JoinSet<()> = JoinSet::new();
+    // By task id, so a check that panicked frees its server for the next one too.
+    let mut keys: HashMap<tokio::task::Id, Key> = HashMap::new();
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -36,8 +38,15 @@ pub async fn run(app: Arc<AppState>, stop: CancellationToken) {
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
-        while let Some(done) = checks.try_join_next() {
-            if let Ok(key) = done {
+        while let Some(done) = checks.try_join_next_with_id() {
+            let id = match done {
+                Ok((id, ())) => id,
+                Err(e) => {
+                    tracing::error!(error = %e, "an upstream status check failed");
+                    e.id()
+                }
+            };
+            if let Some(key) = keys.remove(&id) {
                 running.remove(&key);
             }
         }
@@ -66,7 +75,7 @@ pub async fn run(app: Arc<AppState>, stop: CancellationToken) {
                 running.insert(key.clone());
                 let (app, cfg, group, server) =
                     (app.clone(), cfg.clone(), group.clone(), server.clone());
-                checks.spawn(async move {
+                let check = checks.spawn(async move {
                     let nas_id = &cfg.server.name;
                     if upstream::status_check(&group, &app.upstream_health, &server, nas_id).await {
                         info!(
@@ -75,8 +84,8 @@ pub async fn run(app: Arc<AppState>, stop: CancellationToken) {
                             "upstream RADIUS server answers again (status check)"
                         );
                     }
-                    key
                 });
+                keys.insert(check.id(), key);
             }
         }
     }
