@@ -121,17 +121,25 @@ fn suite_algorithm(suite: Option<String>) -> Result<OtpAlgorithm, ValueError> {
 }
 
 /// A `UserId` may be a directory DN (RFC 6030 Figure 3: `UID=jsmith,DC=…`): the uid or cn
-/// in front is the user name radmfa knows; any other DN names no user.
+/// in front is the user name radmfa knows; any other DN names no user, and the token is
+/// imported unassigned. So does a first value with an escape or a space: that is a display
+/// name (Active Directory's `CN=Smith\, John` or `CN=John Smith`), and cutting a login
+/// name out of it would give the token to `smith\` or `john smith`.
 fn user_from_userid(id: &str) -> Option<String> {
     if !id.contains('=') {
         return Some(user_key(id));
     }
     let first = id.split(',').next()?;
     let (attr, value) = first.split_once('=')?;
-    matches!(
-        attr.trim().to_ascii_lowercase().as_str(),
-        "uid" | "cn" | "samaccountname"
-    )
+    let value = value.trim();
+    let login_like = !value.is_empty()
+        && !value.contains(['\\', '"', '+'])
+        && !value.contains(char::is_whitespace);
+    (login_like
+        && matches!(
+            attr.trim().to_ascii_lowercase().as_str(),
+            "uid" | "cn" | "samaccountname"
+        ))
     .then(|| user_key(value))
 }
 

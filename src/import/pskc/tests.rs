@@ -328,3 +328,28 @@ fn an_unknown_oath_algorithm_uri_is_an_error() {
         e[0]
     );
 }
+
+#[test]
+fn a_userid_dn_gives_a_login_name_or_no_user() {
+    use super::user_from_userid;
+    assert_eq!(user_from_userid("jsmith").as_deref(), Some("jsmith"));
+    assert_eq!(
+        user_from_userid("UID=jsmith,DC=example-transactions,DC=net").as_deref(),
+        Some("jsmith")
+    );
+    assert_eq!(
+        user_from_userid("sAMAccountName=JSmith, OU=Staff").as_deref(),
+        Some("jsmith")
+    );
+    // Display names, as Active Directory's CN is: the token stays unassigned rather than
+    // going to "smith\" or "john smith".
+    for display in [
+        "CN=Smith\\, John,OU=Staff,DC=corp,DC=example",
+        "CN=John Smith,OU=Staff,DC=corp,DC=example",
+        "CN=\"Smith, John\",OU=Staff",
+        "CN=,OU=Staff",
+        "OU=Staff,DC=corp",
+    ] {
+        assert_eq!(user_from_userid(display), None, "{display}");
+    }
+}
