@@ -238,6 +238,44 @@ fn sighup_rereads_a_rotated_bind_password_file() {
     assert_eq!(alice_login(&srv), "Access-Challenge", "{}", srv.log());
 }
 
+/// An SMS provider's token rotated in its file: `[http_sms]` is not reloaded, and its text
+/// did not change, so the log must say the new token waits for a restart rather than let the
+/// reload look like it applied it.
+#[test]
+fn sighup_says_a_rotated_provider_token_file_needs_a_restart() {
+    let slapd = Slapd::start(&[LdapUser::new("alice", "alice-pw")]);
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("sms-token");
+    std::fs::write(&token, "first-token\n").unwrap();
+    let mut o = Options::new(&slapd.url);
+    o.extra = format!(
+        "\n[http_sms]\nurl = \"https://sms.example.org/send?to={{phone}}&text={{message}}\"\n\
+         method = \"GET\"\nauth = \"bearer\"\ntoken_file = {:?}\n",
+        token.display().to_string()
+    );
+    let config = common::radmfa::write_config(dir.path(), &o);
+    let srv = Server::start_with(dir, config);
+    hup(&srv);
+    assert!(
+        srv.log_shows("reload: 1 [[client]] entries"),
+        "{}",
+        srv.log()
+    );
+    assert!(
+        !srv.log().contains("takes effect after a restart"),
+        "{}",
+        srv.log()
+    );
+    std::fs::write(&token, "second-token\n").unwrap();
+    hup(&srv);
+    assert!(
+        srv.log_shows("reload: http_sms.token changed in"),
+        "{}",
+        srv.log()
+    );
+    assert!(!srv.log().contains("second-token"), "the token is logged");
+}
+
 /// A CA bundle replaced at the same `[ldap] ca_file` path is read again on SIGHUP, though
 /// the config file did not change: a bundle without a certificate is refused (the running
 /// settings stay), a good one is taken.

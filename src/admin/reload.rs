@@ -123,11 +123,19 @@ impl Reloader {
         } else {
             None
         };
-        let changed = changed_sections(&self.fixed, &now);
+        let mut changed = changed_sections(&self.fixed, &now);
+        // A secret read from a file (`auth_token_file`, `url_file`) changes with the file,
+        // not the section's text: a rotated one must not look applied.
+        changed.extend(
+            fixed_secrets_changed(&running, &new)
+                .into_iter()
+                .map(String::from),
+        );
         if !changed.is_empty() {
             warn!(
-                "reload: {} changed in {}; only [[client]] entries, [ldap] and the policy \
-                 sections are reloaded, the rest takes effect after a restart",
+                "reload: {} changed in {} (or a file it names); only [[client]] entries, \
+                 [ldap] and the policy sections are reloaded, the rest takes effect after a \
+                 restart",
                 changed.join(", "),
                 self.path.display()
             );
@@ -170,6 +178,38 @@ impl Reloader {
         super::review::log_warnings(&app.config());
         Ok(clients)
     }
+}
+
+/// The secrets of the sections a reload does not apply that differ between `old` and `new`,
+/// as their keys.
+fn fixed_secrets_changed(old: &Config, new: &Config) -> Vec<&'static str> {
+    use crate::config::delivery::HttpAuth;
+    let twilio = |c: &Config| c.delivery.twilio.as_ref().map(|t| t.auth_token.clone());
+    let http = |c: &Config, bearer: bool| match c.delivery.http_sms.as_ref().map(|h| &h.auth) {
+        Some(HttpAuth::Basic { password, .. }) if !bearer => Some(password.clone()),
+        Some(HttpAuth::Bearer(token)) if bearer => Some(token.clone()),
+        _ => None,
+    };
+    let store = |c: &Config| match &c.store {
+        StoreConfig::Postgres { settings, .. } => Some(settings.url.clone()),
+        StoreConfig::Sqlite { .. } => None,
+    };
+    let differ = |a: Option<Secret>, b: Option<Secret>| match (a, b) {
+        (Some(a), Some(b)) => !crate::radius::crypto::ct_eq(a.expose(), b.expose()),
+        (a, b) => a.is_some() != b.is_some(),
+    };
+    [
+        ("twilio.auth_token", differ(twilio(old), twilio(new))),
+        (
+            "http_sms.password",
+            differ(http(old, false), http(new, false)),
+        ),
+        ("http_sms.token", differ(http(old, true), http(new, true))),
+        ("store.url", differ(store(old), store(new))),
+    ]
+    .into_iter()
+    .filter_map(|(key, changed)| changed.then_some(key))
+    .collect()
 }
 
 /// Whether `config` has `[ldap] entry_cache_seconds` on.
