@@ -178,6 +178,20 @@ fn a_backup_taken_while_serving_restores_to_a_working_server() {
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("1 token(s)"), "{}", text(&out));
     assert!(text(&out).contains("not in the backup"), "{}", text(&out));
+    // Who copied every sealed seed and phone number out, and where to, is on the record.
+    let out = srv.cli(&["audit", "--result", "backup", "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let records: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(records.len(), 1, "{records:?}");
+    let reason = records[0]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains(&format!("copied to {}", file.display())),
+        "{reason}"
+    );
+    assert!(records[0]["actor"].is_string(), "{:?}", records[0]);
     {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;

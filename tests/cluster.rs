@@ -592,6 +592,15 @@ fn sqlite_deployment_moved_to_postgres_logs_in_on_both_nodes() {
         !ok && text.contains("refusing to merge"),
         "a second run: {text}"
     );
+    // The migration itself is on the record, once, in the database it made.
+    assert_eq!(
+        pg.psql(
+            "postgres",
+            "SELECT COUNT(*) FROM audit WHERE result = 'migrate' AND reason LIKE \
+             'copied from the SQLite store %(2 token(s))'"
+        ),
+        "1"
+    );
 
     // Two PostgreSQL nodes with the SQLite node's key file.
     let key = single.dir.path().join("radmfa.key");

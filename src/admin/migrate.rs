@@ -102,6 +102,23 @@ async fn backup(cfg: &Config, file: PathBuf) -> anyhow::Result<ExitCode> {
         s.audit,
         path.display()
     );
+    // A copy of every sealed seed, phone number and the audit trail now exists elsewhere:
+    // who made it, and where, goes on the record (after the copy, so it is not in it).
+    let store = crate::app::open_store(&cfg.store).await?;
+    super::users::admin_audit(
+        cfg,
+        store.as_ref(),
+        "",
+        "backup",
+        Some(format!(
+            "database copied to {} ({} token(s), {} audit record(s))",
+            file.display(),
+            s.tokens,
+            s.audit
+        )),
+    )
+    .await?;
+    store.close().await;
     eprintln!(
         "The key file {} is not in the backup: keep a copy of it apart from the backups. \
          Without it the seeds in any backup cannot be opened.",
@@ -175,6 +192,21 @@ pub async fn store(cfg: &Config, cmd: StoreCommand) -> anyhow::Result<ExitCode> 
     if args.dry_run {
         println!("dry run: no row was copied (the schema and the key check were created)");
     } else {
+        // The migration is on the record of the database it made, after what it copied.
+        let tokens = copied
+            .iter()
+            .find(|(t, _)| *t == "tokens")
+            .map_or(0, |(_, n)| *n);
+        let rec = super::users::admin_record(
+            cfg,
+            "",
+            "migrate",
+            Some(format!(
+                "copied from the SQLite store {} ({tokens} token(s))",
+                path.display()
+            )),
+        );
+        super::users::record_made_change(&dest, &rec, "the migration").await?;
         println!(
             "copied into PostgreSQL. Every radmfa node must now use the key file {} \
              (copy it, mode 0600) and [store] type = \"postgres\".",
