@@ -354,9 +354,10 @@ pub trait Store: Send + Sync + 'static {
     // The defaults refuse, so a backend that has not implemented them yet fails closed; every
     // real backend overrides all of them (the store battery checks it).
     /// Adds all of `tokens` in one transaction: all of them or, on any error, none. An existing
-    /// serial is `Conflict` unless `replace`, which overwrites seed, parameters, inventory data
-    /// and state, keeps the owner when the new token names none, and returns the token to
-    /// service (enabled, no used step). Returns how many rows were written.
+    /// serial is `Conflict` unless `replace`, which overwrites seed, parameters and inventory
+    /// data, keeps the owner when the new token names none, and keeps what was learned: a
+    /// disabled token stays disabled, a used TOTP step stays used, and for the same seed the
+    /// counter never goes back and the drift stays. Returns how many rows were written.
     async fn import_tokens(
         &self,
         tokens: &[(NewToken, TokenExtra)],
