@@ -248,6 +248,34 @@ fn a_fraud_report_after_the_budget_ran_out_still_blocks() {
         1,
         "{audit:#?}"
     );
+    // The admin unblocks; the same signed report sent again (a provider retry, or a copy
+    // from a proxy's log) does not block the user a second time.
+    cli_ok(&srv, &["user", "unblock", "alice"]);
+    let call = standin.calls()[0].clone();
+    let res = standin.post_callback(
+        &call.gather_action(),
+        Standin::gather_params(&call, "0"),
+        None,
+    );
+    assert_eq!(res.status, 200, "{res:?}");
+    // Unblocked, alice has no second-factor state left to show; blocked, she would.
+    let out = srv.cli(&["user", "show", "alice", "--json"]);
+    let shown = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !shown.contains("fraud"),
+        "blocked again by a replay: {shown}"
+    );
+    assert_eq!(
+        srv.audit_json("alice")
+            .iter()
+            .filter(|r| r["result"] == "fraud")
+            .count(),
+        1
+    );
 }
 
 #[test]
@@ -626,6 +654,18 @@ fn forged_callbacks_change_nothing() {
         let res = standin.post_callback(&url, approve.clone(), sig);
         assert_eq!(res.status, 403, "{what}: {res:?}");
     }
+    // Signed by Twilio, but about another call: one placed by someone else on the same
+    // account, pointed at this login's URL.
+    let other_call = approve
+        .iter()
+        .map(|(k, v)| match k.as_str() {
+            "CallSid" => (k.clone(), "CA00000000000000000000000000000000".to_string()),
+            _ => (k.clone(), v.clone()),
+        })
+        .collect::<Vec<_>>();
+    assert_ne!(other_call, approve);
+    let res = standin.post_callback(&url, other_call, None);
+    assert_eq!(res.status, 403, "another call's callback: {res:?}");
     // The call is still undecided: Enter gets the prompt again, not an Accept.
     let r2 = enter();
     assert_eq!(code_of(&r2), "Access-Challenge", "{r2}");

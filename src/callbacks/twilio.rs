@@ -1,6 +1,7 @@
 //! Twilio's voice callbacks. Order of checks: signature (else 403, nothing read), then the
-//! transaction (else 404), then one compare-and-set from `pending`, so a replayed or late
-//! callback cannot change a decided call.
+//! transaction (else 404), then that the callback is about that transaction's call (else
+//! 403), then one compare-and-set from `pending`, so a replayed or late callback cannot
+//! change a decided call (a fraud report marks it once, whatever it was).
 
 use std::sync::Arc;
 
@@ -68,7 +69,26 @@ async fn signed_call(
 ) -> Result<(Vec<(String, String)>, OobTransaction), StatusCode> {
     let params = params(body);
     authenticate(app, uri, headers, &params)?;
-    Ok((params, voice_txn(app, id).await?))
+    let txn = voice_txn(app, id).await?;
+    if !same_call(&txn, &params) {
+        tracing::warn!(
+            user = %txn.user,
+            "provider callback refused: signed, but about another call than this login's"
+        );
+        return Err(StatusCode::FORBIDDEN);
+    }
+    Ok((params, txn))
+}
+
+/// Whether the callback is about the call placed for `txn`: its CallSid, once the answer to
+/// the call request recorded it, else the number called. The signature proves only that
+/// Twilio sent the request; anyone who can place calls on the same account could point a
+/// call of their own at this transaction's URL and press the key.
+fn same_call(txn: &OobTransaction, params: &[(String, String)]) -> bool {
+    match &txn.provider_ref {
+        Some(sid) => param(params, "CallSid") == Some(sid.as_str()),
+        None => param(params, "To") == Some(txn.phone.as_str()),
+    }
 }
 
 async fn voice_txn(app: &AppState, id: &str) -> Result<OobTransaction, StatusCode> {

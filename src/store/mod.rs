@@ -568,7 +568,9 @@ pub trait Store: Send + Sync + 'static {
         Err(StoreError::Unsupported("set_oob_provider_ref"))
     }
     /// Compare-and-set from `pending` to `status` (with a reason); true only for the one
-    /// caller that moved it. A decided transaction never changes again.
+    /// caller that moved it. A decided transaction never changes again, but to `fraud`: a
+    /// fraud report on a call already decided (a held login gave up while it rang) marks it,
+    /// once, so a replay of the report is known as one.
     async fn resolve_oob(
         &self,
         id: &str,

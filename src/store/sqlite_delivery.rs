@@ -336,7 +336,7 @@ impl SqliteStore {
     ) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "UPDATE oob_transactions SET status = ?2, reason = ?3 \
-             WHERE id = ?1 AND status = 'pending'",
+             WHERE id = ?1 AND (status = 'pending' OR (?2 = 'fraud' AND status <> 'fraud'))",
         )
         .bind(id)
         .bind(status.as_str())

@@ -1740,11 +1740,25 @@ pub async fn oob_begin_get_resolve(store: &dyn Store) {
         .await
         .unwrap());
     assert!(!store
-        .resolve_oob("id-1", OobStatus::Fraud, Some("late"))
+        .resolve_oob("id-1", OobStatus::Denied, Some("late"))
         .await
         .unwrap());
     let done = store.oob("id-1").await.unwrap().unwrap();
     assert_eq!((done.status, done.reason), (OobStatus::Approved, None));
+    // A fraud report marks a decided call, once: its replay is known as one.
+    assert!(store
+        .resolve_oob("id-1", OobStatus::Fraud, Some("late"))
+        .await
+        .unwrap());
+    assert!(!store
+        .resolve_oob("id-1", OobStatus::Fraud, Some("again"))
+        .await
+        .unwrap());
+    let done = store.oob("id-1").await.unwrap().unwrap();
+    assert_eq!(
+        (done.status, done.reason.as_deref()),
+        (OobStatus::Fraud, Some("late"))
+    );
     assert!(!store
         .resolve_oob("nope", OobStatus::Denied, None)
         .await

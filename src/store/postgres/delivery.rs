@@ -375,7 +375,7 @@ impl PgStore {
         let mut w = self.writer().await?;
         let r = sqlx::query(
             "UPDATE oob_transactions SET status = $2, reason = $3 \
-             WHERE id = $1 AND status = 'pending'",
+             WHERE id = $1 AND (status = 'pending' OR ($2 = 'fraud' AND status <> 'fraud'))",
         )
         .bind(id)
         .bind(status.as_str())
