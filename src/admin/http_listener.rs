@@ -5,14 +5,16 @@
 //! out of file descriptors — and then LDAP, the store and RadSec cannot open theirs either.
 //! Here: at most [`MAX_CONNECTIONS`] at once and [`MAX_PER_ADDRESS`] from one address (more
 //! are closed at once; an IPv6 /64 counts as one address, 127.0.0.1 and ::1 — a reverse
-//! proxy in front — as none), [`HEADER_READ_TIMEOUT`] to send a request's head, and
-//! [`CONNECTION_LIFETIME`] for a connection in all.
+//! proxy in front — as none), [`HEADER_READ_TIMEOUT`] to send a request's head,
+//! [`REQUEST_TIMEOUT`] for its body and answer, and [`CONNECTION_LIFETIME`] for a connection
+//! in all.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use axum::response::IntoResponse;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
@@ -24,6 +26,10 @@ pub const MAX_CONNECTIONS: usize = 256;
 /// Twilio posts from a pool of addresses; one address needs only a few at once.
 pub const MAX_PER_ADDRESS: usize = 16;
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// From a request's head to its answer: reading the body (a callback's form is a few hundred
+/// bytes) and the handler (a store write). Without it a body sent a byte at a time held its
+/// slot for the whole connection lifetime, and a few dozen such connections took them all.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// A callback or a scrape is one short request; a kept-alive connection reconnects after.
 pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
 /// Time a request in progress gets to finish when the lifetime ends or the server stops.
@@ -36,6 +42,24 @@ pub async fn serve(
     stop: CancellationToken,
     key: &'static str,
 ) {
+    serve_with(listener, router, stop, key, REQUEST_TIMEOUT).await
+}
+
+async fn serve_with(
+    listener: TcpListener,
+    router: axum::Router,
+    stop: CancellationToken,
+    key: &'static str,
+    request_timeout: Duration,
+) {
+    let router = router.layer(axum::middleware::from_fn(
+        move |req: axum::extract::Request, next: axum::middleware::Next| async move {
+            match tokio::time::timeout(request_timeout, next.run(req)).await {
+                Ok(response) => response,
+                Err(_) => axum::http::StatusCode::REQUEST_TIMEOUT.into_response(),
+            }
+        },
+    ));
     let slots = Slots::new(MAX_CONNECTIONS, MAX_PER_ADDRESS);
     loop {
         let (stream, peer) = tokio::select! {
@@ -165,6 +189,51 @@ impl Drop for Slot {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A body sent slower than the request timeout gets 408, and its connection goes.
+    #[tokio::test]
+    async fn a_body_that_never_finishes_is_cut_off() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let router = axum::Router::new().route(
+            "/cb",
+            axum::routing::post(|body: axum::body::Bytes| async move { body.len().to_string() }),
+        );
+        let stop = CancellationToken::new();
+        let server = tokio::spawn(serve_with(
+            listener,
+            router,
+            stop.clone(),
+            "test",
+            Duration::from_millis(300),
+        ));
+        let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+        c.write_all(b"POST /cb HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc")
+            .await
+            .unwrap();
+        let mut reply = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), c.read_to_end(&mut reply)).await;
+        assert!(read.is_ok(), "still open after 5 s");
+        let reply = String::from_utf8_lossy(&reply);
+        assert!(reply.starts_with("HTTP/1.1 408"), "{reply}");
+        // A whole body in time is served.
+        let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+        c.write_all(
+            b"POST /cb HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc",
+        )
+        .await
+        .unwrap();
+        let mut reply = Vec::new();
+        c.read_to_end(&mut reply).await.unwrap();
+        let reply = String::from_utf8_lossy(&reply);
+        assert!(
+            reply.starts_with("HTTP/1.1 200") && reply.ends_with('3'),
+            "{reply}"
+        );
+        stop.cancel();
+        server.await.unwrap();
+    }
 
     #[test]
     fn slots_cap_the_total_and_each_address() {
