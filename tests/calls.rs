@@ -278,6 +278,36 @@ fn a_fraud_report_after_the_budget_ran_out_still_blocks() {
     );
 }
 
+/// `#` pressed after the held login gave up (its budget ran out while the phone rang):
+/// the login was rejected, so the callee must not hear that it is approved, and the call
+/// stays as decided.
+#[test]
+fn an_approval_after_the_budget_ran_out_is_not_announced_as_one() {
+    let slapd = directory();
+    let standin = Standin::start();
+    let srv = start(&slapd, &standin, "", "", &hold_client(3));
+    standin.script(
+        DIRECTORY_MOBILE,
+        Script::Press("", Duration::from_millis(4500)),
+    );
+    let (r, _) = held_login(&srv, "10");
+    assert_eq!(code_of(&r), "Access-Reject", "{r}");
+    let t = Instant::now();
+    while standin.callbacks().is_empty() {
+        assert!(t.elapsed() < Duration::from_secs(10), "no key pressed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let cb = &standin.callbacks()[0];
+    assert_eq!(cb.status, 200, "{cb:?}");
+    assert!(cb.body.contains("already ended"), "{cb:?}");
+    assert!(!cb.body.contains("is approved"), "{cb:?}");
+    assert!(
+        srv.log_shows("call answered after it was decided"),
+        "{}",
+        srv.log()
+    );
+}
+
 #[test]
 fn retransmits_during_a_held_call_get_one_call_and_the_same_reply() {
     let slapd = directory();

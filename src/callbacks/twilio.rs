@@ -153,16 +153,25 @@ pub async fn gather(
             return StatusCode::SERVICE_UNAVAILABLE.into_response();
         }
     }
-    match app.store.resolve_oob(&txn.id, status, reason).await {
-        Ok(_) => {}
+    let taken = match app.store.resolve_oob(&txn.id, status, reason).await {
+        Ok(taken) => taken,
         Err(e) => {
             tracing::error!(error = %e, "callback: recording the call decision");
             return StatusCode::SERVICE_UNAVAILABLE.into_response();
         }
+    };
+    if taken {
+        tracing::info!(user = %txn.user, decision = status.as_str(), "call answered");
+    } else {
+        tracing::info!(
+            user = %txn.user,
+            decision = status.as_str(),
+            was = txn.status.as_str(),
+            "call answered after it was decided; nothing changed"
+        );
     }
-    tracing::info!(user = %txn.user, decision = status.as_str(), "call answered");
     app.delivery.wake_waiters();
-    twiml(outcome_twiml(decision))
+    twiml(outcome_twiml(decision, taken))
 }
 
 /// Fraud: the user is blocked on every node until `radmfa user unblock`, and the audit log

@@ -65,8 +65,14 @@ pub fn call_twiml(greeting: &str, action_url: &str) -> String {
 }
 
 /// What the callee hears after pressing keys.
-pub fn outcome_twiml(decision: CallDecision) -> String {
+/// What the callee hears after pressing a key. `taken` is whether the key decided the call:
+/// one pressed after the login gave up (its budget ran out while the phone rang) decided
+/// nothing, and "approved" would tell the user a rejected sign-in went through.
+pub fn outcome_twiml(decision: CallDecision, taken: bool) -> String {
     let text = match decision {
+        CallDecision::Approve if !taken => {
+            "This sign-in has already ended without approval. Please sign in again. Goodbye."
+        }
         CallDecision::Approve => "Thank you. Your sign-in is approved.",
         CallDecision::Deny => "Your sign-in was not approved. Goodbye.",
         CallDecision::Fraud => {
