@@ -74,6 +74,30 @@ impl ProviderError {
     }
 }
 
+/// Most of a provider's answer read: an error object or a message id is a few hundred bytes,
+/// and a broken gateway or proxy streaming more must not be held in memory for every send.
+pub(crate) const MAX_RESPONSE_BYTES: usize = 64 * 1024;
+
+/// The response body, its first [`MAX_RESPONSE_BYTES`] only (the rest is not read).
+pub(crate) async fn bounded_body(
+    mut resp: reqwest::Response,
+    provider: &'static str,
+    timeout_ms: u64,
+) -> Result<Vec<u8>, ProviderError> {
+    let mut body = Vec::new();
+    while body.len() < MAX_RESPONSE_BYTES {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => {
+                let room = MAX_RESPONSE_BYTES - body.len();
+                body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            }
+            Ok(None) => break,
+            Err(e) => return Err(ProviderError::from_reqwest(provider, timeout_ms, e)),
+        }
+    }
+    Ok(body)
+}
+
 /// Sends a text message. `text` holds the code, hence `Secret`.
 #[async_trait]
 pub trait CodeSender: Send + Sync + 'static {
@@ -171,4 +195,30 @@ pub(crate) fn http_client(timeout: std::time::Duration) -> Result<reqwest::Clien
         .user_agent(concat!("radmfa/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| format!("building the HTTP client: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A provider (or a proxy in front of it) that answers with a megabyte: only the first
+    /// 64 KiB are read.
+    #[tokio::test]
+    async fn a_huge_answer_is_read_only_up_to_the_cap() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut head = [0u8; 1024];
+            let _ = s.read(&mut head).await;
+            let _ = s
+                .write_all(b"HTTP/1.1 500 Oops\r\nContent-Length: 1048576\r\n\r\n")
+                .await;
+            let _ = s.write_all(&vec![b'a'; 1 << 20]).await;
+        });
+        let resp = reqwest::get(format!("http://{addr}/")).await.unwrap();
+        let body = bounded_body(resp, "test", 1000).await.unwrap();
+        assert_eq!(body.len(), MAX_RESPONSE_BYTES);
+    }
 }
