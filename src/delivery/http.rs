@@ -183,7 +183,7 @@ fn snippet(body: &str, hidden: &[String]) -> String {
             s = s.replace(v.as_str(), "***");
         }
     }
-    s.chars().take(160).collect()
+    super::phone::mask_numbers(&s).chars().take(160).collect()
 }
 
 #[cfg(test)]

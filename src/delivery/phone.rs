@@ -80,6 +80,28 @@ pub fn mask(e164: &str) -> String {
     format!("••••{}", last_four(e164))
 }
 
+/// `text` (a provider's error message) with every `+` and 7 or more digits masked as
+/// [`mask`] does: Twilio's "Invalid 'To' Phone Number: +4915112345678" goes into the log and
+/// the audit reason, where numbers are otherwise shown by their last four digits only.
+pub fn mask_numbers(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('+') {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        let digits = after.len() - after.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        if digits >= 7 {
+            out.push_str(&mask(&after[..digits]));
+        } else {
+            out.push('+');
+            out.push_str(&after[..digits]);
+        }
+        rest = &after[digits..];
+    }
+    out.push_str(rest);
+    out
+}
+
 fn last_four(s: &str) -> String {
     let skip = s.chars().count().saturating_sub(4);
     s.chars().skip(skip).collect()
@@ -87,6 +109,15 @@ fn last_four(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn numbers_in_a_provider_message_are_masked() {
+        assert_eq!(
+            super::mask_numbers("Invalid 'To' Phone Number: +4915112345678, see +1 and +"),
+            "Invalid 'To' Phone Number: ••••5678, see +1 and +"
+        );
+        assert_eq!(super::mask_numbers("no number"), "no number");
+    }
+
     #[test]
     fn a_masked_error_shows_four_characters_of_the_number() {
         let e = normalise("0171 1234567", "").unwrap_err();

@@ -109,8 +109,9 @@ async fn create(
     Ok(sid)
 }
 
+/// A provider message for the log and the audit reason: numbers masked, 160 characters.
 fn truncate(s: &str) -> String {
-    s.chars().take(160).collect()
+    super::phone::mask_numbers(s).chars().take(160).collect()
 }
 
 #[async_trait]
