@@ -75,7 +75,8 @@ pub fn looks_like_code(code: &str) -> bool {
 /// Finds the time step within ±`window` of `now` whose code equals `code`.
 ///
 /// Every step in the window is computed and compared in constant time, so the time taken
-/// does not tell how close a guess was. Returns the matched step, later steps preferred.
+/// does not tell how close a guess was. Returns the matched step: of two showing the
+/// same code, the later (see [`match_totp_with_drift`]).
 pub fn match_totp(token: &Token, code: &str, now: i64, window: u32) -> Option<i64> {
     match_totp_with_drift(token, code, now, window, 0)
 }
@@ -102,9 +103,10 @@ pub fn match_totp_with_drift(
     let w = window as i64;
     // Every step of the window is computed and compared (no early exit), so the time taken
     // does not tell which step matched. With 2·window+1 steps, two steps showing the same
-    // code happens about once in 50,000 codes at window 10: take the earliest step not yet
-    // used, so a collision with a later step neither burns steps the user still needs nor
-    // refuses a good code because the later twin was used already.
+    // code happens about once in 50,000 codes at window 10: take the latest, so that the
+    // code is used up for good. Taking the earliest left the later twin unused, and the
+    // same code, replayed by whoever saw it typed, was accepted a second time. The price,
+    // when the twin is a step still to come: the user's next codes wait until it passes.
     let codes = TotpCodes::new(&token.secret, token.algorithm, token.digits, token.period);
     let mut matched = None;
     for step in (current - w)..=(current + w) {
@@ -112,7 +114,7 @@ pub fn match_totp_with_drift(
         // Steps before the epoch (a clock not yet set, or a large drift) are not steps: they
         // would all show step 0's code, and each would count as a fresh use of it.
         let unused = step >= 0 && token.last_step.is_none_or(|last| step > last);
-        if bool::from(expected.as_bytes().ct_eq(code.as_bytes())) && unused && matched.is_none() {
+        if bool::from(expected.as_bytes().ct_eq(code.as_bytes())) && unused {
             matched = Some(step);
         }
     }
@@ -212,7 +214,7 @@ mod tests {
     }
 
     #[test]
-    fn of_two_steps_showing_the_same_code_the_earliest_unused_wins() {
+    fn of_two_steps_showing_the_same_code_the_latest_wins_and_the_code_is_used_up() {
         // With 1-digit codes, several of the 21 steps of a ±10 window show the same code.
         let mut t = token(SEED1, OtpAlgorithm::Sha1, 1);
         let now = 1111111111;
@@ -222,11 +224,15 @@ mod tests {
             .filter(|s| totp_code(&t.secret, t.algorithm, 1, 30, *s) == code)
             .collect();
         assert!(twins.len() >= 2, "test needs a collision: {twins:?}");
-        assert_eq!(match_totp(&t, &code, now, 10), Some(twins[0]));
+        let latest = *twins.last().unwrap();
+        assert_eq!(match_totp(&t, &code, now, 10), Some(latest));
+        // Consumed (the store keeps the highest step used): the code works once, whichever
+        // of its steps the user meant.
+        t.last_step = Some(latest);
+        assert_eq!(match_totp(&t, &code, now, 10), None, "a replay of the code");
+        // With the earlier twins used already, the latest is still taken.
         t.last_step = Some(twins[0]);
-        assert_eq!(match_totp(&t, &code, now, 10), Some(twins[1]));
-        t.last_step = Some(*twins.last().unwrap());
-        assert_eq!(match_totp(&t, &code, now, 10), None);
+        assert_eq!(match_totp(&t, &code, now, 10), Some(latest));
     }
 
     #[test]
