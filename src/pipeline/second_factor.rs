@@ -218,5 +218,10 @@ pub async fn count_failure(
         tracing::warn!(target: "radmfa::audit", user, result = "lock", until, "second factor locked");
     }
     durability::settle().await?;
+    // And again once it is on disk. A request that read its `seen` after the mark above but
+    // its snapshot before the commit holds the lockout as it was without this failure, and
+    // its `seen` matches the mark: without a second one, its turn would trust that stale
+    // standing, and a guess could pass the lock this failure set.
+    turn.counted();
     Ok(locked_until.is_some())
 }
