@@ -283,6 +283,46 @@ async fn correct_password_is_accepted_with_attributes() {
     assert_eq!(auth.bind_count(), 2);
 }
 
+/// OpenLDAP's password policy: a password an admin reset with "must change" (pwdReset,
+/// pwdMustChange) still binds, but only to change itself; it is not the user's password
+/// yet, and the helpdesk and whoever read the ticket know it. The control on the bind is
+/// what says so. A user without pwdReset is not affected.
+#[tokio::test]
+async fn a_password_the_directory_says_must_be_changed_is_refused() {
+    let slapd = Slapd::start_with(
+        &users(),
+        SlapdOptions {
+            ppolicy: true,
+            extra_ldif: "dn: ou=policies,dc=example,dc=org\nobjectClass: organizationalUnit\n\
+                         ou: policies\n\n\
+                         dn: cn=default,ou=policies,dc=example,dc=org\n\
+                         objectClass: organizationalRole\nobjectClass: pwdPolicy\n\
+                         cn: default\npwdAttribute: userPassword\npwdMustChange: TRUE\n\n\
+                         dn: uid=temp,ou=people,dc=example,dc=org\n\
+                         objectClass: inetOrgPerson\nuid: temp\ncn: Temp User\nsn: User\n\
+                         userPassword: temp-reset-pw\npwdReset: TRUE\n\n"
+                .into(),
+            ..Default::default()
+        },
+    );
+    let auth = auth_for(&slapd);
+    let out = auth
+        .authenticate("temp", &Secret::from("temp-reset-pw"))
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        denied(Denial::MustChangePassword),
+        "{}",
+        slapd.log_tail()
+    );
+    let out = auth
+        .authenticate("alice", &Secret::from("alice-pw"))
+        .await
+        .unwrap();
+    assert!(matches!(out, PrimaryOutcome::Accepted(_)), "{out:?}");
+}
+
 #[tokio::test]
 async fn wrong_password_is_bad_password() {
     let slapd = Slapd::start(&users());

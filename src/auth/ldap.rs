@@ -701,7 +701,12 @@ impl LdapAuth {
             let url = &self.settings.urls[conn.url_idx];
             // If this future is dropped (request deadline), `conn` is dropped with it and the
             // connection closed: a bind whose answer nobody read is never reused.
-            let bind = conn.conn.simple_bind(dn, password);
+            // With the password policy request control: only its answer tells a password
+            // an admin reset ("must change") from the user's own (see `ppolicy`).
+            let bind = conn
+                .conn
+                .with_controls(super::ppolicy::request())
+                .simple_bind(dn, password);
             match timeout(self.settings.op_timeout, bind).await {
                 // Not retried anywhere: the bind may have reached the server and counted
                 // against the account's lockout. The connection is dropped.
@@ -845,6 +850,9 @@ fn server_unwilling(rc: u32) -> bool {
 
 /// Map a user bind's result to an outcome (the `UserInfo` is filled in by the caller).
 fn bind_outcome(res: &LdapResult) -> Result<PrimaryOutcome, AuthError> {
+    if res.rc == 0 && super::ppolicy::must_change(res) {
+        return Ok(PrimaryOutcome::Denied(Denial::MustChangePassword));
+    }
     if res.rc == 0 {
         return Ok(PrimaryOutcome::Accepted(UserInfo::default()));
     }

@@ -10,6 +10,7 @@ mod ldap_groups;
 mod ldap_pool;
 mod ldap_tls;
 mod no_directory;
+mod ppolicy;
 pub mod upstream;
 mod upstream_health;
 
@@ -61,6 +62,9 @@ pub enum Denial {
     UpstreamReject(String),
     /// The upstream server accepted the password, but the directory has no such user.
     NotInDirectory,
+    /// The password binds, but the directory's password policy says it must be changed
+    /// first (an admin reset it): not yet the user's password.
+    MustChangePassword,
 }
 
 impl Denial {
@@ -79,6 +83,11 @@ impl Denial {
             }
             Denial::NotInDirectory => {
                 "password accepted upstream, but the user is not in the directory".into()
+            }
+            Denial::MustChangePassword => {
+                "the directory's password policy says this password must be changed first \
+                 (reset by an admin)"
+                    .into()
             }
         }
     }

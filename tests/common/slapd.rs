@@ -116,6 +116,9 @@ pub struct SlapdOptions {
     pub tls: bool,
     /// Extra LDIF appended after the generated entries.
     pub extra_ldif: String,
+    /// Load the ppolicy overlay, with `cn=default,ou=policies,…` as the default policy (the
+    /// caller's `extra_ldif` makes that entry).
+    pub ppolicy: bool,
 }
 
 /// Files of the test CA and server certificate.
@@ -183,7 +186,13 @@ impl Slapd {
         fs::create_dir(&data_dir).expect("create slapd data dir");
 
         let tls = opts.tls.then(|| make_tls_files(dir.path()));
-        let conf = slapd_conf(dir.path(), &schema_dir, &data_dir, tls.as_ref());
+        let conf = slapd_conf(
+            dir.path(),
+            &schema_dir,
+            &data_dir,
+            tls.as_ref(),
+            opts.ppolicy,
+        );
         let conf_path = dir.path().join("slapd.conf");
         fs::write(&conf_path, conf).expect("write slapd.conf");
 
@@ -477,7 +486,13 @@ pub fn ssha(password: &str) -> String {
     format!("{{SSHA}}{}", data_encoding::BASE64.encode(&raw))
 }
 
-fn slapd_conf(dir: &Path, schema_dir: &Path, data_dir: &Path, tls: Option<&TlsFiles>) -> String {
+fn slapd_conf(
+    dir: &Path,
+    schema_dir: &Path,
+    data_dir: &Path,
+    tls: Option<&TlsFiles>,
+    ppolicy: bool,
+) -> String {
     let mut c = String::new();
     for schema in ["core", "cosine", "inetorgperson", "nis"] {
         writeln!(c, "include {}/{schema}.schema", schema_dir.display()).unwrap();
@@ -497,6 +512,9 @@ fn slapd_conf(dir: &Path, schema_dir: &Path, data_dir: &Path, tls: Option<&TlsFi
     }) {
         writeln!(c, "modulepath {module_dir}").unwrap();
         writeln!(c, "moduleload back_mdb").unwrap();
+        if ppolicy {
+            writeln!(c, "moduleload ppolicy").unwrap();
+        }
     }
     if let Some(t) = tls {
         writeln!(c, "TLSCACertificateFile {}", t.ca_file.display()).unwrap();
@@ -511,6 +529,10 @@ fn slapd_conf(dir: &Path, schema_dir: &Path, data_dir: &Path, tls: Option<&TlsFi
     writeln!(c, "directory {}", data_dir.display()).unwrap();
     writeln!(c, "index objectClass eq").unwrap();
     writeln!(c, "index uid,mail eq").unwrap();
+    if ppolicy {
+        writeln!(c, "overlay ppolicy").unwrap();
+        writeln!(c, "ppolicy_default \"cn=default,ou=policies,{BASE_DN}\"").unwrap();
+    }
     writeln!(
         c,
         "access to attrs=userPassword by self write by anonymous auth by * none"

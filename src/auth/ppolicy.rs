@@ -1,0 +1,77 @@
+//! The LDAP password policy control (draft-behera-ldap-password-policy, OID
+//! 1.3.6.1.4.1.42.2.27.8.5.1), which OpenLDAP's ppolicy overlay, 389-ds and FreeIPA answer.
+//!
+//! A password an admin reset with "must change" (`pwdReset` with `pwdMustChange`) still binds
+//! (result 0): the session may then only change the password. Only this control says so,
+//! and only when the bind asked for it. Active Directory refuses such a bind itself (data
+//! 773) and ignores the control, which is not critical.
+//!
+//! Hand-written for the response: ldap3 sends any raw control but parses only a few.
+
+use ldap3::asn1::{parse_tag, TagClass, PL};
+use ldap3::controls::RawControl;
+use ldap3::LdapResult;
+
+pub const OID: &str = "1.3.6.1.4.1.42.2.27.8.5.1";
+
+/// `changeAfterReset` in the response's error enumeration.
+const CHANGE_AFTER_RESET: u64 = 2;
+
+/// The request control: no value, not critical (a directory without it just binds).
+pub fn request() -> RawControl {
+    RawControl {
+        ctype: OID.into(),
+        crit: false,
+        val: None,
+    }
+}
+
+/// Whether the bind's answer says the password must be changed before anything else.
+pub fn must_change(res: &LdapResult) -> bool {
+    res.ctrls
+        .iter()
+        .filter(|c| c.1.ctype == OID)
+        .filter_map(|c| c.1.val.as_deref())
+        .any(|v| error(v) == Some(CHANGE_AFTER_RESET))
+}
+
+/// `PasswordPolicyResponseValue ::= SEQUENCE { warning [0] CHOICE {…} OPTIONAL,
+/// error [1] ENUMERATED {…} OPTIONAL }`: the error, if any.
+fn error(value: &[u8]) -> Option<u64> {
+    let (_, seq) = parse_tag(value).ok()?;
+    let PL::C(items) = seq.payload else {
+        return None;
+    };
+    items
+        .into_iter()
+        .find(|t| t.class == TagClass::Context && t.id == 1)
+        .and_then(|t| match t.payload {
+            // A small non-negative ENUMERATED: big-endian octets.
+            PL::P(octets) if !octets.is_empty() && octets.len() <= 8 => {
+                Some(octets.iter().fold(0u64, |n, b| n << 8 | u64::from(*b)))
+            }
+            _ => None,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_error_is_read_and_warnings_are_not_errors() {
+        // error: changeAfterReset
+        assert_eq!(error(&[0x30, 0x03, 0x81, 0x01, 0x02]), Some(2));
+        // warning: graceAuthNsRemaining 3, no error
+        assert_eq!(error(&[0x30, 0x05, 0xa0, 0x03, 0x81, 0x01, 0x03]), None);
+        // both: a warning, then error passwordExpired (0)
+        assert_eq!(
+            error(&[0x30, 0x08, 0xa0, 0x03, 0x80, 0x01, 0x05, 0x81, 0x01, 0x00]),
+            Some(0)
+        );
+        // empty sequence, garbage, truncated
+        assert_eq!(error(&[0x30, 0x00]), None);
+        assert_eq!(error(&[0xff, 0xff]), None);
+        assert_eq!(error(&[0x30, 0x03, 0x81, 0x01]), None);
+    }
+}
