@@ -523,9 +523,14 @@ mod tables {
         let count: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {}", t.pg))
             .fetch_one(&mut **dest)
             .await?;
+        // Against the source's own count too: paging by rowid skips a row whose rowid is 0 or
+        // less (only a hand-made insert gives one), and nothing would say so.
+        let source: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {}", t.sqlite))
+            .fetch_one(&mut **src)
+            .await?;
         anyhow::ensure!(
-            count as u64 == total,
-            "{}: wrote {total}, found {count}",
+            count as u64 == total && source as u64 == total,
+            "{}: {source} row(s) in the SQLite store, {total} written, {count} found",
             t.pg
         );
         Ok(total)
