@@ -571,6 +571,30 @@ fn sqlite_deployment_moved_to_postgres_logs_in_on_both_nodes() {
         "the URL is never echoed"
     );
 
+    // A row the rowid paging cannot reach (rowid 0: only a hand-made insert gives one) is
+    // not left behind in silence.
+    let sqlite = |sql: &str| {
+        let db = single.dir.path().join("radmfa.db");
+        let out = std::process::Command::new(common::peers::python())
+            .args([
+                "-c",
+                "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); \
+                          c.execute(sys.argv[2]); c.commit()",
+            ])
+            .arg(&db)
+            .arg(sql)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    };
+    sqlite(
+        "INSERT INTO audit (id, time, user, mode, result, server_name, latency_ms) \
+         VALUES (0, 0, 'x', 'admin', 'test', 'x', 0)",
+    );
+    let (ok, text) = migrate(&["--dry-run"]);
+    assert!(!ok && text.contains("row(s) in the SQLite store"), "{text}");
+    sqlite("DELETE FROM audit WHERE id = 0");
+
     let (ok, text) = migrate(&["--dry-run"]);
     assert!(ok && text.contains("dry run"), "{text}");
     assert_eq!(pg.psql("postgres", "SELECT COUNT(*) FROM tokens"), "0");
