@@ -7,8 +7,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::oob_env::{
-    cli_ok, client, directory, rd_gateway_request, start, start_tuned, ALICE_PW, BOB_PW, CALLER_ID,
-    DIRECTORY_MOBILE,
+    cli_ok, client, directory, rd_gateway_request, rd_gateway_request_for, start, start_tuned,
+    ALICE_PW, BOB_PW, CALLER_ID, DIRECTORY_MOBILE,
 };
 use common::peers::{pyrad, radclient};
 use common::provider_standin::{twilio_signature, Call, Script, Standin, AUTH_TOKEN};
@@ -595,21 +595,7 @@ fn rd_gateway_request_under_another_name_of_an_enrolled_entry_gets_no_call() {
     )];
     let srv = start(&slapd, &standin, "", "", &clients);
     cli_ok(&srv, &["user", "set-phone", "jdoe", stored]);
-    let rdg = |user: &str| {
-        py(
-            &srv,
-            &[
-                "--user",
-                user,
-                "--nas-port-type",
-                "5",
-                "--called-station-id",
-                "UserAuthType:PW",
-                "--timeout",
-                "35",
-            ],
-        )
-    };
+    let rdg = |user: &str| rd_gateway_request_for(&srv, "127.0.0.1", user);
     let r = rdg("john.doe");
     assert_eq!(code_of(&r), "Access-Reject", "{r}\n{}", srv.log());
     assert!(standin.calls().is_empty(), "{:?}", standin.calls());

@@ -36,18 +36,7 @@ fn pg_config(dir: &Path, slapd: &Slapd, url: &str, name: &str, extra: &str) -> s
     o.extra = extra.to_string();
     let config = write_config(dir, &o);
     let text = std::fs::read_to_string(&config).unwrap();
-    let sqlite = "[store]\npath = \"radmfa.db\"\nkey_file = \"radmfa.key\"\n";
-    assert!(
-        text.contains(sqlite),
-        "the harness's [store] changed:\n{text}"
-    );
-    let text = text
-        .replace(
-            sqlite,
-            &format!("[store]\ntype = \"postgres\"\nurl = \"{url}\"\nkey_file = \"radmfa.key\"\n"),
-        )
-        .replace("name = \"test-node\"", &format!("name = \"{name}\""));
-    std::fs::write(&config, text).unwrap();
+    std::fs::write(&config, common::radmfa::on_postgres(&text, url, Some(name))).unwrap();
     config
 }
 

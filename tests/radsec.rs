@@ -241,19 +241,8 @@ radsec_name = "{radsec_name}"
 fn pg_radsec_node(slapd: &Slapd, pki: &Pki, url: &str, name: &str, key: Option<&Path>) -> Server {
     let o = Options::new(&slapd.url);
     let (dir, config) = radsec_config(o, pki, "nas.example.org", "", 4000, "");
-    let sqlite = "[store]\npath = \"radmfa.db\"\nkey_file = \"radmfa.key\"\n";
     let text = std::fs::read_to_string(&config).unwrap();
-    assert!(
-        text.contains(sqlite) && text.contains("name = \"test-node\""),
-        "{text}"
-    );
-    let text = text
-        .replace(
-            sqlite,
-            &format!("[store]\ntype = \"postgres\"\nurl = \"{url}\"\nkey_file = \"radmfa.key\"\n"),
-        )
-        .replace("name = \"test-node\"", &format!("name = \"{name}\""));
-    std::fs::write(&config, text).unwrap();
+    std::fs::write(&config, common::radmfa::on_postgres(&text, url, Some(name))).unwrap();
     if let Some(key) = key {
         std::fs::copy(key, dir.path().join("radmfa.key")).unwrap();
     }

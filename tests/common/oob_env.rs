@@ -98,6 +98,11 @@ pub fn cli_ok(srv: &Server, args: &[&str]) -> String {
 /// RD Gateway's NPS shape, from the NAS at `bind`: alice, no User-Password, NAS-Port-Type
 /// Virtual, UserAuthType:PW; pyrad waits long enough for a held call.
 pub fn rd_gateway_request(srv: &Server, bind: &str) -> serde_json::Value {
+    rd_gateway_request_for(srv, bind, "alice")
+}
+
+/// [`rd_gateway_request`] for `user`.
+pub fn rd_gateway_request_for(srv: &Server, bind: &str, user: &str) -> serde_json::Value {
     pyrad(
         srv.port(),
         SECRET,
@@ -105,7 +110,7 @@ pub fn rd_gateway_request(srv: &Server, bind: &str) -> serde_json::Value {
             "--bind",
             bind,
             "--user",
-            "alice",
+            user,
             "--nas-port-type",
             "5",
             "--called-station-id",

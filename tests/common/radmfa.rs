@@ -79,6 +79,27 @@ pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_radmfa"))
 }
 
+/// The generated config's text with its `[store]` on the PostgreSQL database `url` (the key
+/// file stays `radmfa.key` beside the config) and, if given, the node named `name`.
+pub fn on_postgres(text: &str, url: &str, name: Option<&str>) -> String {
+    let sqlite = "[store]\npath = \"radmfa.db\"\nkey_file = \"radmfa.key\"\n";
+    assert!(
+        text.contains(sqlite),
+        "the harness's [store] changed:\n{text}"
+    );
+    let text = text.replace(
+        sqlite,
+        &format!("[store]\ntype = \"postgres\"\nurl = \"{url}\"\nkey_file = \"radmfa.key\"\n"),
+    );
+    match name {
+        Some(name) => {
+            assert!(text.contains("name = \"test-node\""), "{text}");
+            text.replace("name = \"test-node\"", &format!("name = \"{name}\""))
+        }
+        None => text,
+    }
+}
+
 pub fn write_config(dir: &Path, o: &Options) -> PathBuf {
     let urls: Vec<String> = o.ldap_urls.iter().map(|u| format!("{u:?}")).collect();
     let mut toml = format!(
