@@ -199,7 +199,7 @@ pub async fn handle(app: &AppState, ctx: &RequestContext, req: &Request) -> Opti
                 app,
                 ctx,
                 req,
-                "answered Reject: its writes were not committed within the deadline",
+                "its writes were not committed within the deadline",
             );
             on_failure(ctx)
         }
