@@ -819,10 +819,18 @@ impl LdapAuth {
         self.bind_latency.record(sample);
     }
 
-    /// Make an unknown user take about as long as a bind would have.
-    async fn pad_like_a_bind(&self) {
+    /// Make an unknown user take about as long as a bind would have: first the wait for a
+    /// bind slot that a known user's bind waits for (under load that wait is most of the
+    /// time, and past `op_timeout` it is the same timeout error), then the bind's time,
+    /// holding the slot as the bind would.
+    async fn pad_like_a_bind(&self) -> Result<(), AuthError> {
+        let _slot = timeout(self.settings.op_timeout, self.user_bind_slots.acquire())
+            .await
+            .map_err(|_| self.op_timeout_err())?
+            .expect("bind semaphore never closed");
         let cap = self.settings.connect_timeout + self.settings.op_timeout;
         self.bind_latency.sleep(cap).await;
+        Ok(())
     }
 }
 
@@ -940,7 +948,7 @@ impl PrimaryAuth for LdapAuth {
             return Ok(PrimaryOutcome::Denied(Denial::BadPassword));
         };
         if user.is_empty() {
-            self.pad_like_a_bind().await;
+            self.pad_like_a_bind().await?;
             return Ok(PrimaryOutcome::Denied(Denial::UnknownUser));
         }
         if let Some(cached) = self.cache.as_ref().and_then(|c| c.fresh(user)) {
@@ -949,11 +957,11 @@ impl PrimaryAuth for LdapAuth {
         match self.search_user(user).await? {
             SearchOutcome::NotFound => {
                 tracing::info!(%user, "LDAP user not found");
-                self.pad_like_a_bind().await;
+                self.pad_like_a_bind().await?;
                 Ok(PrimaryOutcome::Denied(Denial::UnknownUser))
             }
             SearchOutcome::Ambiguous => {
-                self.pad_like_a_bind().await;
+                self.pad_like_a_bind().await?;
                 Ok(PrimaryOutcome::Denied(Denial::AmbiguousUser))
             }
             SearchOutcome::Found(info) => self.bind_and_remember(user, *info, password).await,
@@ -984,7 +992,7 @@ impl PrimaryAuth for LdapAuth {
     /// The unknown user's path: the search, then the bind's time.
     async fn imitate_check(&self, user: &str) {
         let _ = self.search_user(user).await;
-        self.pad_like_a_bind().await;
+        let _ = self.pad_like_a_bind().await;
     }
 }
 

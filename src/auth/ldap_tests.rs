@@ -164,3 +164,21 @@ fn same_dn_ignores_case_and_spaces_only() {
     ));
     assert!(!same_dn("cn=a,dc=x", "cn=a,dc=x,dc=y"));
 }
+
+/// An unknown user's padding waits for a bind slot as a known user's bind does, and runs
+/// into the same timeout when none comes: with every slot held (peak load, or a flood of
+/// logins for known names), an unknown name must not be the one answered at once.
+#[tokio::test]
+async fn the_padding_waits_for_a_bind_slot_like_a_bind() {
+    let mut s = settings();
+    s.user_bind_concurrency = 1;
+    s.op_timeout = Duration::from_millis(200);
+    let auth = LdapAuth::new(s).unwrap();
+    let held = auth.user_bind_slots.acquire().await.unwrap();
+    let started = Instant::now();
+    let padded = auth.pad_like_a_bind().await;
+    assert!(matches!(padded, Err(AuthError::Timeout(_))), "{padded:?}");
+    assert!(started.elapsed() >= Duration::from_millis(200));
+    drop(held);
+    assert!(auth.pad_like_a_bind().await.is_ok());
+}
