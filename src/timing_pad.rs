@@ -38,7 +38,16 @@ impl Pad {
 
     /// Sleeps about as long as the work takes, at most `cap`; not at all before a sample.
     pub async fn sleep(&self, cap: Duration) {
-        let avg = self.avg_us.load(Ordering::Relaxed);
+        self.sleep_or(Duration::ZERO, cap).await
+    }
+
+    /// [`Pad::sleep`], taking `fallback` for the work's time while there is no sample yet
+    /// (after a start or a reload, until the work is first done).
+    pub async fn sleep_or(&self, fallback: Duration, cap: Duration) {
+        let avg = match self.avg_us.load(Ordering::Relaxed) {
+            0 => fallback.as_micros().min(u64::MAX as u128) as u64,
+            avg => avg,
+        };
         if avg == 0 {
             return;
         }
@@ -67,6 +76,29 @@ impl PadsByName {
 
 #[cfg(test)]
 mod tests {
+    #[tokio::test]
+    async fn before_a_sample_the_fallback_is_slept() {
+        let pad = super::Pad::default();
+        let cap = std::time::Duration::from_secs(1);
+        let t = std::time::Instant::now();
+        pad.sleep_or(std::time::Duration::from_millis(40), cap)
+            .await;
+        // ±25 % jitter around 40 ms.
+        assert!(
+            t.elapsed() >= std::time::Duration::from_millis(30),
+            "{:?}",
+            t.elapsed()
+        );
+        pad.record(std::time::Duration::from_millis(1));
+        let t = std::time::Instant::now();
+        pad.sleep_or(std::time::Duration::from_millis(400), cap)
+            .await;
+        assert!(
+            t.elapsed() < std::time::Duration::from_millis(200),
+            "the sample wins"
+        );
+    }
+
     #[test]
     fn each_name_has_its_own_average() {
         let pads = super::PadsByName::default();

@@ -823,13 +823,16 @@ impl LdapAuth {
     /// bind slot that a known user's bind waits for (under load that wait is most of the
     /// time, and past `op_timeout` it is the same timeout error), then the bind's time,
     /// holding the slot as the bind would.
-    async fn pad_like_a_bind(&self) -> Result<(), AuthError> {
+    ///
+    /// Until a bind has been timed (after a start, or a reload that made a new directory),
+    /// the search's own time stands in for it: one round trip to the same server.
+    async fn pad_like_a_bind(&self, searched: Duration) -> Result<(), AuthError> {
         let _slot = timeout(self.settings.op_timeout, self.user_bind_slots.acquire())
             .await
             .map_err(|_| self.op_timeout_err())?
             .expect("bind semaphore never closed");
         let cap = self.settings.connect_timeout + self.settings.op_timeout;
-        self.bind_latency.sleep(cap).await;
+        self.bind_latency.sleep_or(searched, cap).await;
         Ok(())
     }
 }
@@ -948,20 +951,21 @@ impl PrimaryAuth for LdapAuth {
             return Ok(PrimaryOutcome::Denied(Denial::BadPassword));
         };
         if user.is_empty() {
-            self.pad_like_a_bind().await?;
+            self.pad_like_a_bind(Duration::ZERO).await?;
             return Ok(PrimaryOutcome::Denied(Denial::UnknownUser));
         }
         if let Some(cached) = self.cache.as_ref().and_then(|c| c.fresh(user)) {
             return self.authenticate_cached(user, cached, password).await;
         }
+        let searching = Instant::now();
         match self.search_user(user).await? {
             SearchOutcome::NotFound => {
                 tracing::info!(%user, "LDAP user not found");
-                self.pad_like_a_bind().await?;
+                self.pad_like_a_bind(searching.elapsed()).await?;
                 Ok(PrimaryOutcome::Denied(Denial::UnknownUser))
             }
             SearchOutcome::Ambiguous => {
-                self.pad_like_a_bind().await?;
+                self.pad_like_a_bind(searching.elapsed()).await?;
                 Ok(PrimaryOutcome::Denied(Denial::AmbiguousUser))
             }
             SearchOutcome::Found(info) => self.bind_and_remember(user, *info, password).await,
@@ -991,8 +995,9 @@ impl PrimaryAuth for LdapAuth {
 
     /// The unknown user's path: the search, then the bind's time.
     async fn imitate_check(&self, user: &str) {
+        let searching = Instant::now();
         let _ = self.search_user(user).await;
-        let _ = self.pad_like_a_bind().await;
+        let _ = self.pad_like_a_bind(searching.elapsed()).await;
     }
 }
 
