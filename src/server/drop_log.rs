@@ -44,6 +44,8 @@ pub enum DropKind {
     TlsAddressLimit,
     /// A RadSec connection whose peer stopped reading its replies.
     TlsNotReading,
+    /// The reply to a request was decided but the system would not send it.
+    ReplyNotSent,
 }
 
 impl DropKind {
@@ -117,6 +119,11 @@ impl DropKind {
                 "its RadSec connection stopped reading replies (256 unread, or one unwritten \
                  for 10 s), so it was closed and its unsent replies dropped; the NAS resends \
                  on a new connection"
+            }
+            DropKind::ReplyNotSent => {
+                "its reply could not be sent: the system refused the datagram (no route to the \
+                 NAS, a local firewall rule, or the send buffer full under load); the NAS \
+                 will retransmit"
             }
             DropKind::TlsHandshake => {
                 "its RadSec (TLS) handshake failed: no client certificate, one not signed by \

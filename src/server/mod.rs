@@ -198,11 +198,19 @@ pub(crate) struct UdpReply {
 }
 
 impl ReplyTo {
-    async fn send(&self, bytes: &Arc<[u8]>, to: SocketAddr) {
+    async fn send(&self, app: &AppState, bytes: &Arc<[u8]>, to: SocketAddr, nas: &str) {
         match self {
             ReplyTo::Udp(u) => {
                 if let Err(e) = udp_source::send(&u.sock, bytes, to, u.from).await {
-                    warn!(error = %e, "sending reply");
+                    // Rate-limited like drops: a route gone or a firewall rule would
+                    // otherwise log a line per reply, at the NAS's request rate.
+                    debug!(error = %e, "sending reply");
+                    if let Some(w) =
+                        app.drops
+                            .record(DropKind::ReplyNotSent, to.ip(), Some(nas), Instant::now())
+                    {
+                        warn!(target: "radmfa::drops", error = %e, "{w}");
+                    }
                 }
             }
             // The connection may be gone; the NAS then asks again on a new one.
@@ -271,7 +279,7 @@ pub(crate) async fn dispatch(
         Seen::New => {}
         Seen::Replay(bytes) => {
             Metrics::inc(&app.metrics.duplicate_replayed);
-            reply_to.send(&bytes, src).await;
+            reply_to.send(app, &bytes, src, &client.name).await;
             return;
         }
         Seen::Attached => {
@@ -388,7 +396,7 @@ async fn serve_one(
     };
     let copies = 1 + attached;
     for _ in 0..copies {
-        reply_to.send(&bytes, ctx.src).await;
+        reply_to.send(app, &bytes, ctx.src, &ctx.client.name).await;
     }
     if req.kind != RequestKind::StatusServer {
         app.metrics.latency.observe(ctx.received.elapsed());
