@@ -268,6 +268,14 @@ impl Server {
             .collect()
     }
 
+    /// `user`'s last login was refused because the entry's second factor is enrolled under
+    /// its other name `other`.
+    pub fn refused_as_another_name(&self, user: &str, other: &str) {
+        let rec = &self.audit_json(user)[0];
+        let why = format!("the directory entry is also named {other:?}");
+        assert!(rec["reason"].as_str().unwrap().starts_with(&why), "{rec}");
+    }
+
     /// The address from the "metrics.listen: serving http://ADDR/" log line.
     pub fn metrics_addr(&self) -> SocketAddr {
         let log = self.log();
