@@ -157,14 +157,72 @@ impl HttpSms {
                 .iter()
                 .map(|(_, v)| render(v, values, str::to_string)),
         );
-        if let Some((_, query)) = c.url.split_once('?') {
-            out.extend(
-                form_urlencoded::parse(query.as_bytes())
-                    .map(|(_, v)| v.into_owned())
-                    .filter(|v| !v.contains('{')),
-            );
-        }
+        let (path, query) = c.url.split_once('?').unwrap_or((&c.url, ""));
+        out.extend(
+            form_urlencoded::parse(query.as_bytes())
+                .map(|(_, v)| v.into_owned())
+                .filter(|v| !v.contains('{')),
+        );
+        out.extend(path_keys(path));
+        out.extend(body_literals(&c.body, c.encoding));
         out
+    }
+}
+
+/// Some gateways put the API key in the URL's path (`/api/<key>/send`). A segment of 12 or
+/// more characters without a placeholder is treated as one: blanking a long literal word in
+/// an echoed request costs the diagnosis nothing.
+fn path_keys(url_without_query: &str) -> Vec<String> {
+    let path = url_without_query
+        .split_once("://")
+        .map_or(url_without_query, |(_, rest)| rest)
+        .split_once('/')
+        .map_or("", |(_, p)| p);
+    path.split('/')
+        .filter(|seg| seg.chars().count() >= 12 && !seg.contains('{'))
+        .flat_map(|seg| {
+            // As written and percent-decoded: an echo may show either.
+            let decoded = form_urlencoded::parse(format!("k={seg}").as_bytes())
+                .next()
+                .map(|(_, v)| v.into_owned());
+            std::iter::once(seg.to_string()).chain(decoded)
+        })
+        .collect()
+}
+
+/// Literal values written into the body template — an account key, a sender password —
+/// which a gateway echoing the request would otherwise show in the audit reason. Form and
+/// JSON bodies are parsed for their values; an as-is body is cut into long key-like words.
+fn body_literals(template: &str, encoding: TemplateEncoding) -> Vec<String> {
+    fn json_strings(v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::String(s) if !s.contains('{') => out.push(s.clone()),
+            serde_json::Value::Array(a) => a.iter().for_each(|v| json_strings(v, out)),
+            serde_json::Value::Object(o) => o.values().for_each(|v| json_strings(v, out)),
+            _ => {}
+        }
+    }
+    let key_like = || {
+        template
+            .split(|c: char| !(c.is_alphanumeric() || "-_.~+/=".contains(c)))
+            .filter(|w| w.chars().count() >= 12)
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    match encoding {
+        TemplateEncoding::Form => form_urlencoded::parse(template.as_bytes())
+            .map(|(_, v)| v.into_owned())
+            .filter(|v| !v.contains('{'))
+            .collect(),
+        TemplateEncoding::Json => match serde_json::from_str::<serde_json::Value>(template) {
+            Ok(v) => {
+                let mut out = Vec::new();
+                json_strings(&v, &mut out);
+                out
+            }
+            Err(_) => key_like(),
+        },
+        TemplateEncoding::None => key_like(),
     }
 }
 
@@ -264,6 +322,22 @@ mod tests {
         ] {
             assert!(!shown.contains(secret), "{secret} in {shown}");
         }
+        // Literal keys in the URL's path and in the body template are hidden too.
+        let mut keyed = gateway(HttpAuth::None);
+        keyed.cfg.url = "https://sms.example/api/PathKey0123456789/send?to={phone}".into();
+        keyed.cfg.body = "user=acct&pass=form-literal-pw&to={phone}".into();
+        let echo = "url /api/PathKey0123456789/send body user=acct&pass=form-literal-pw";
+        let shown = snippet(echo, &keyed.credentials(&v));
+        assert!(shown.contains("/api/***/send"), "{shown}");
+        assert!(!shown.contains("form-literal-pw"), "{shown}");
+        keyed.cfg.encoding = TemplateEncoding::Json;
+        keyed.cfg.body = r#"{"auth":{"key":"json-literal-key"},"to":"{phone}"}"#.into();
+        let shown = snippet("echo json-literal-key", &keyed.credentials(&v));
+        assert_eq!(shown, "echo ***");
+        keyed.cfg.encoding = TemplateEncoding::None;
+        keyed.cfg.body = "<sms key=\"AsIsLiteralKey42\" to=\"{phone}\"/>".into();
+        let shown = snippet("echo AsIsLiteralKey42", &keyed.credentials(&v));
+        assert_eq!(shown, "echo ***");
         let bearer = gateway(HttpAuth::Bearer(Secret::from("tok-123")));
         assert_eq!(
             snippet("Bearer tok-123", &bearer.credentials(&v)),
