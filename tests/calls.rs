@@ -7,12 +7,12 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::oob_env::{
-    cli_ok, client, directory, rd_gateway_request, rd_gateway_request_for, start, start_tuned,
-    ALICE_PW, BOB_PW, CALLER_ID, DIRECTORY_MOBILE,
+    cli_ok, client, delivery, directory, rd_gateway_request, rd_gateway_request_for, start,
+    start_tuned, ALICE_PW, BOB_PW, CALLER_ID, DIRECTORY_MOBILE,
 };
 use common::peers::{pyrad, radclient};
 use common::provider_standin::{twilio_signature, Call, Script, Standin, AUTH_TOKEN};
-use common::radmfa::{Server, SECRET};
+use common::radmfa::{Options, Server, SECRET};
 use common::slapd::LdapUser;
 use radmfa::radius::client::{parse_reply, AccessRequestBuilder};
 
@@ -689,6 +689,43 @@ fn forged_callbacks_change_nothing() {
     let r3 = enter();
     assert_eq!(code_of(&r3), "Access-Accept", "{r3}");
     assert!(srv.log().contains("provider callback refused"));
+}
+
+/// `#` pressed after the call's lifetime (the prompt's State has expired with it): the
+/// callee must not hear that the sign-in is approved, and Enter does not accept.
+#[test]
+fn an_approval_after_the_calls_lifetime_is_not_announced_as_one() {
+    let slapd = directory();
+    let standin = Standin::start();
+    standin.script(DIRECTORY_MOBILE, Script::Silent);
+    let sections = delivery(&standin, "");
+    let short = sections.replace("[voice]\n", "[voice]\ncall_lifetime_secs = 10\n");
+    assert_ne!(short, sections);
+    let mut o = Options::new(&slapd.url);
+    o.clients = Vec::new();
+    o.extra = format!(
+        "{short}{}",
+        client("vpn", "127.0.0.1", "methods = [\"voice\"]")
+    );
+    let srv = Server::start(&o);
+    let r1 = py(&srv, &["--user", "alice", "--password", ALICE_PW]);
+    assert_eq!(code_of(&r1), "Access-Challenge", "{r1}");
+    let state = r1["state"].as_str().unwrap().to_string();
+    let call = standin.calls()[0].clone();
+    std::thread::sleep(Duration::from_millis(11_000));
+    let res = standin.post_callback(
+        &call.gather_action(),
+        Standin::gather_params(&call, ""),
+        None,
+    );
+    assert_eq!(res.status, 200, "{res:?}");
+    assert!(res.body.contains("already ended"), "{res:?}");
+    assert!(!res.body.contains("is approved"), "{res:?}");
+    let r2 = py(
+        &srv,
+        &["--user", "alice", "--password", "", "--state", &state],
+    );
+    assert_eq!(code_of(&r2), "Access-Reject", "{r2}");
 }
 
 /// `#` alone posts an empty Digits with FinishedOnKey "#": approve. A gather result that

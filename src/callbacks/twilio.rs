@@ -133,7 +133,14 @@ pub async fn gather(
     );
     let pressed = param(&params, "Digits").is_some_and(|d| !d.trim().is_empty())
         || param(&params, "FinishedOnKey").is_some_and(|k| !k.is_empty());
+    // A key pressed after the call's lifetime approves nothing: the prompt's State has
+    // expired with it, so the callee must not hear that the sign-in is approved.
+    let late = decision == CallDecision::Approve && app.clock.now() >= txn.expires_at;
     let (status, reason) = match decision {
+        CallDecision::Approve if late => (
+            OobStatus::Failed,
+            Some("approved on the call after its lifetime"),
+        ),
         CallDecision::Approve => (OobStatus::Approved, None),
         CallDecision::Deny if !pressed => (OobStatus::Denied, Some("no key pressed on the call")),
         CallDecision::Deny => (OobStatus::Denied, Some("declined on the call")),
@@ -171,7 +178,7 @@ pub async fn gather(
         );
     }
     app.delivery.wake_waiters();
-    twiml(outcome_twiml(decision, taken))
+    twiml(outcome_twiml(decision, taken && !late))
 }
 
 /// Fraud: the user is blocked on every node until `radmfa user unblock`, and the audit log
