@@ -1122,6 +1122,89 @@ fn a_packet_that_fails_verification_closes_its_radsec_connection() {
     );
 }
 
+/// A Status-Server with a wrong Message-Authenticator (which closes the connection) and, in
+/// the same write, the header of a second packet whose body never comes. Prints "closed"
+/// once radmfa has closed the session, then holds the socket until stdin closes.
+const HALF_PACKET_BEHIND_A_BAD_ONE: &str = r#"
+import hashlib, hmac, os, socket, ssl, struct, sys
+port, cert, key, ca = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+ctx = ssl.create_default_context(cafile=ca)
+ctx.check_hostname = False
+ctx.load_cert_chain(cert, key)
+s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port)))
+head = struct.pack("!BBH", 12, 1, 38) + os.urandom(16)
+mac = bytearray(hmac.new(b"radsec", head + b"\x50\x12" + bytes(16), hashlib.md5).digest())
+mac[0] ^= 0xff
+s.sendall(head + b"\x50\x12" + bytes(mac) + struct.pack("!BBH", 12, 2, 4096))
+s.settimeout(10)
+try:
+    while s.recv(4096):
+        pass
+except (OSError, ssl.SSLError):
+    pass
+print("closed", flush=True)
+sys.stdin.read()
+"#;
+
+/// Sockets the process holds open.
+fn sockets_of(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|l| l.to_string_lossy().starts_with("socket:"))
+        .count()
+}
+
+/// A connection closed while its reader waits for the rest of a packet lets go of its
+/// socket at once: a reader left waiting (for the idle time, 10 minutes by default) would
+/// hold the socket and the TLS session outside the connection caps.
+#[test]
+fn a_closed_connection_does_not_wait_for_the_rest_of_a_packet() {
+    let pki_dir = tempfile::tempdir().unwrap();
+    let good = Pki::make(pki_dir.path(), "good");
+    let slapd = Slapd::start(&[LdapUser::new("alice", "alice-pw")]);
+    let srv = start(&slapd, &good, "nas.example.org");
+    let before = sockets_of(srv.pid());
+    let mut peer = Command::new(common::peers::python())
+        .args([
+            "-c",
+            HALF_PACKET_BEHIND_A_BAD_ONE,
+            &radsec_port(&srv).to_string(),
+        ])
+        .arg(&good.client_cert)
+        .arg(&good.client_key)
+        .arg(&good.ca)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(peer.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "closed", "{}", srv.log());
+    // The peer still holds its end open; radmfa must not.
+    let t = Instant::now();
+    let mut now_open = sockets_of(srv.pid());
+    while now_open > before && t.elapsed() < Duration::from_secs(3) {
+        std::thread::sleep(Duration::from_millis(50));
+        now_open = sockets_of(srv.pid());
+    }
+    drop(peer.stdin.take());
+    let _ = peer.wait();
+    assert_eq!(
+        now_open, before,
+        "radmfa still holds the closed connection's socket"
+    );
+    assert!(
+        srv.log_shows("closing the connection after a packet that failed verification"),
+        "{}",
+        srv.log()
+    );
+}
+
 /// Sends an Access-Request for alice, then a Status-Server, on one connection; prints the
 /// identifier of each reply as it comes (for 8 s at most).
 const TWO_ON_ONE: &str = r#"

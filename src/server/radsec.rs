@@ -94,6 +94,9 @@ pub(super) struct Closer {
     pub(super) peer: SocketAddr,
     /// The name of the connection's `[[client]]` entry, as the latest reload has it.
     nas: std::sync::Mutex<Arc<str>>,
+    /// Set by the first caller of [`Closer::close_counted`]: checking the token and then
+    /// cancelling it would let two callers racing each count and log the same close.
+    counted: std::sync::atomic::AtomicBool,
 }
 
 impl Closer {
@@ -181,7 +184,8 @@ impl Closer {
     /// Closes the connection and counts why, unless it is closed already: true when this
     /// call closed it (and its caller says why in the log).
     fn close_counted(&self, why: &std::sync::atomic::AtomicU64) -> bool {
-        if self.close.is_cancelled() {
+        use std::sync::atomic::Ordering;
+        if self.close.is_cancelled() || self.counted.swap(true, Ordering::AcqRel) {
             return false;
         }
         self.close.cancel();
@@ -437,8 +441,11 @@ struct Connection {
 }
 
 impl Connection {
-    /// Serves one connection; `slot` is held until its last reply is written.
+    /// Serves one connection; `slot` is held until its last reply is written and its reader
+    /// has stopped: a reader still blocked on the socket holds the session and the socket,
+    /// so it must count against the caps as long as it does.
     async fn serve(mut self, tcp: TcpStream, acceptor: TlsAcceptor, slot: Slot) {
+        let slot = Arc::new(slot);
         let peer = self.peer;
         let nas: Arc<str> = Arc::from(self.client.name.as_str());
         let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await;
@@ -487,8 +494,10 @@ impl Connection {
             app: self.app.clone(),
             peer,
             nas: std::sync::Mutex::new(nas.clone()),
+            counted: Default::default(),
         });
-        self.tracker.spawn(write_loop(wr, rx, closer.clone(), slot));
+        self.tracker
+            .spawn(write_loop(wr, rx, closer.clone(), slot.clone()));
         let reader_done = CancellationToken::new();
         let _reader_done = reader_done.clone().drop_guard();
         self.tracker.spawn(radsec_reload::close_when_dropped(
@@ -534,8 +543,15 @@ impl Connection {
                 );
                 break; // the framing is lost
             }
-            // The rest of the packet gets no longer than a silent connection would.
-            let body = tokio::time::timeout(idle, rd.read_exact(&mut buf[4..len])).await;
+            // The rest of the packet gets no longer than a silent connection would, and
+            // none at all once the connection is closed (the packet before it may have
+            // closed it, with this header already read).
+            let body = tokio::select! {
+                biased;
+                _ = self.shutdown.cancelled() => break,
+                _ = close.cancelled() => break,
+                r = tokio::time::timeout(idle, rd.read_exact(&mut buf[4..len])) => r,
+            };
             if !matches!(body, Ok(Ok(_))) {
                 break;
             }
@@ -552,6 +568,7 @@ impl Connection {
             dispatch(&self.app, &self.permits, &self.tracker, at, &buf[..len]).await;
         }
         info!(%peer, nas = %closer.nas(), "radsec: connection closed");
+        drop(slot); // the writer may hold it a little longer, flushing
     }
 }
 
@@ -584,7 +601,7 @@ async fn write_loop(
     mut wr: WriteHalf<TlsStream<TcpStream>>,
     mut rx: mpsc::Receiver<Arc<[u8]>>,
     conn: Arc<Closer>,
-    _slot: Slot,
+    _slot: Arc<Slot>,
 ) {
     let close = conn.close.clone();
     loop {
