@@ -1205,6 +1205,74 @@ fn a_closed_connection_does_not_wait_for_the_rest_of_a_packet() {
     );
 }
 
+/// Sends one Access-Request for alice (password given) on a connection, prints the reply's
+/// code and closes the connection; then sends the very same octets on a new connection, as
+/// a peer resending a request whose connection closed, and prints that reply's code.
+const SAME_REQUEST_ON_TWO_CONNECTIONS: &str = r#"
+import hashlib, hmac, os, socket, ssl, struct, sys
+port, cert, key, ca, pw = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
+ctx = ssl.create_default_context(cafile=ca)
+ctx.check_hostname = False
+ctx.load_cert_chain(cert, key)
+user, auth = b"alice", os.urandom(16)
+padded = pw.encode().ljust(16, b"\0")
+hidden = bytes(a ^ b for a, b in zip(padded, hashlib.md5(b"radsec" + auth).digest()))
+attrs = bytes([1, 2 + len(user)]) + user + bytes([2, 18]) + hidden
+head = struct.pack("!BBH", 1, 7, 20 + 18 + len(attrs)) + auth
+mac = hmac.new(b"radsec", head + b"\x50\x12" + bytes(16) + attrs, hashlib.md5).digest()
+request = head + b"\x50\x12" + mac + attrs
+for _ in range(2):
+    s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port)))
+    s.settimeout(8)
+    s.sendall(request)
+    reply = s.recv(4096)
+    print(reply[0] if reply else "closed", flush=True)
+    s.close()
+"#;
+
+/// A peer that resends a request on a new connection (its first one closed) gets the same
+/// outcome without a second SMS: the new connection's port must not make it a new request.
+#[test]
+fn a_request_resent_on_a_new_connection_sends_no_second_sms() {
+    use common::oob_env::{delivery, directory, ALICE_PW};
+    use common::provider_standin::Standin;
+    let pki_dir = tempfile::tempdir().unwrap();
+    let good = Pki::make(pki_dir.path(), "good");
+    let slapd = directory();
+    let standin = Standin::start();
+    let sms = format!("methods = [\"sms\"]\n{}", delivery(&standin, ""));
+    let srv = start_client_opts(
+        Options::new(&slapd.url),
+        &good,
+        "nas.example.org",
+        "",
+        4000,
+        &sms,
+    );
+    let out = Command::new(common::peers::python())
+        .args([
+            "-c",
+            SAME_REQUEST_ON_TWO_CONNECTIONS,
+            &radsec_port(&srv).to_string(),
+        ])
+        .arg(&good.client_cert)
+        .arg(&good.client_key)
+        .arg(&good.ca)
+        .arg(ALICE_PW)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        said.lines().collect::<Vec<_>>(),
+        ["11", "11"],
+        "a challenge on each connection\n{}",
+        srv.log()
+    );
+    let sent = standin.sms();
+    assert_eq!(sent.len(), 1, "one SMS for one request: {sent:?}");
+}
+
 /// Sends an Access-Request for alice, then a Status-Server, on one connection; prints the
 /// identifier of each reply as it comes (for 8 s at most).
 const TWO_ON_ONE: &str = r#"

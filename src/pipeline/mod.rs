@@ -56,6 +56,8 @@ pub struct RequestContext {
     pub src: SocketAddr,
     pub local: Option<SocketAddr>,
     pub received: Instant,
+    /// Came over RadSec: a copy may come again on a new connection, from another port.
+    pub over_tls: bool,
 }
 
 /// The decision for one request plus what the audit record needs to say about it.

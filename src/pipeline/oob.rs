@@ -46,11 +46,19 @@ const NOT_CALLED: &str = "The call could not be placed. Try again later or use a
 
 /// The same for every retransmit of `req`, on any node: the NAS's configured name, its
 /// address and port, the Identifier and the Request Authenticator (RFC 5080 §2.2.2).
+/// Over RadSec without the port: a peer resends a request whose connection closed on a new
+/// connection (RFC 6613 allows it once the old one is closed), from a new port, and that
+/// copy must not send a second code or place a second call. The Request Authenticator (16
+/// random octets) keeps requests apart.
 pub fn request_key(ctx: &RequestContext, req: &Request) -> String {
     let mut h = Sha256::new();
     h.update(ctx.client.name.as_bytes());
     h.update([0]);
-    h.update(ctx.src.to_string().as_bytes());
+    if ctx.over_tls {
+        h.update(ctx.src.ip().to_string().as_bytes());
+    } else {
+        h.update(ctx.src.to_string().as_bytes());
+    }
     h.update([0, req.identifier]);
     h.update(req.authenticator);
     hex::encode(h.finalize())

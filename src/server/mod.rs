@@ -327,6 +327,7 @@ pub(crate) async fn dispatch(
         src,
         local,
         received,
+        over_tls: matches!(reply_to, ReplyTo::Tls(_)),
     };
     let app = app.clone();
     let reply_to = reply_to.clone();
