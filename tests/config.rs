@@ -55,6 +55,12 @@ fn every_invalid_config_names_its_key() {
                     "{}: error {msg:?} does not name {expect:?}",
                     f.display()
                 );
+                // Values a file marks as secret never appear in the error.
+                assert!(
+                    !msg.contains("not-shown"),
+                    "{}: error {msg:?} shows a secret value",
+                    f.display()
+                );
             }
         }
     }

@@ -72,6 +72,19 @@ fn twilio_errors_name_status_and_twilio_code() {
         "{e}"
     );
     assert!(!e.to_string().contains("246810"));
+    // A Twilio-compatible gateway (or a proxy) echoing what it was sent: the code and the
+    // token are blanked from the message that reaches the audit reason.
+    let echo = format!("cannot queue 'Your sign-in code is 246810' (246810) for {AUTH_TOKEN}");
+    s.fail_sms(Some((502, 30001, &echo)));
+    let e = run(p.send_sms("+15550100", &t, &c)).unwrap_err();
+    let shown = e.to_string();
+    assert!(
+        shown.contains("30001") && shown.contains("cannot queue"),
+        "{shown}"
+    );
+    assert!(!shown.contains("246810"), "{shown}");
+    assert!(!shown.contains(AUTH_TOKEN), "{shown}");
+    s.fail_sms(None);
     assert!(s.sms().is_empty());
 }
 

@@ -232,7 +232,7 @@ fn body_literals(template: &str, encoding: TemplateEncoding) -> Vec<String> {
 /// "1" would blank nothing secret and garble the rest.
 /// Longest first: a short value (the code) blanked inside a longer one (a Basic
 /// credential's base64) would break it up, and the rest of it would show.
-fn snippet(body: &str, hidden: &[String]) -> String {
+pub(super) fn snippet(body: &str, hidden: &[String]) -> String {
     let mut longest_first: Vec<&String> = hidden.iter().collect();
     longest_first.sort_by_key(|v| std::cmp::Reverse(v.len()));
     let mut s = body.to_string();

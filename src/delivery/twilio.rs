@@ -5,6 +5,7 @@
 
 use async_trait::async_trait;
 
+use super::http::snippet;
 use super::{http_client, CallRequest, CodeSender, ProviderError, VoiceCaller};
 use crate::config::delivery::TwilioConfig;
 use crate::secret::Secret;
@@ -47,6 +48,7 @@ async fn create(
     client: &Result<reqwest::Client, String>,
     resource: &str,
     form: &[(&str, &str)],
+    also_hidden: &[&str],
 ) -> Result<Option<String>, ProviderError> {
     let client = client
         .as_ref()
@@ -78,13 +80,22 @@ async fn create(
     let bytes = super::bounded_body(resp, provider, ms).await?;
     let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
     if !(200..300).contains(&status) {
-        // Twilio's error object; only its code and message go into the audit reason.
+        // Twilio's error object; only its code and message go into the audit reason. Twilio
+        // does not echo the request, but `api_url` may name a compatible gateway or a proxy
+        // that does: what was sent (the code, the token) is blanked from the message.
+        let mut hidden: Vec<String> = form
+            .iter()
+            .filter(|(name, _)| !matches!(*name, "To" | "From"))
+            .map(|(_, v)| v.to_string())
+            .chain(also_hidden.iter().map(|v| v.to_string()))
+            .collect();
+        hidden.push(cfg.auth_token.expose_str().unwrap_or_default().to_string());
         let detail = match (
             json.get("code"),
             json.get("message").and_then(|m| m.as_str()),
         ) {
-            (Some(code), Some(msg)) => format!("error {code}: {}", truncate(msg)),
-            (_, Some(msg)) => truncate(msg),
+            (Some(code), Some(msg)) => format!("error {code}: {}", snippet(msg, &hidden)),
+            (_, Some(msg)) => snippet(msg, &hidden),
             _ => "no error details".into(),
         };
         return Err(ProviderError::Status {
@@ -109,26 +120,23 @@ async fn create(
     Ok(sid)
 }
 
-/// A provider message for the log and the audit reason: numbers masked, 160 characters.
-fn truncate(s: &str) -> String {
-    super::phone::mask_numbers(s).chars().take(160).collect()
-}
-
 #[async_trait]
 impl CodeSender for TwilioSms {
     async fn send_sms(
         &self,
         to: &str,
         text: &Secret,
-        _code: &Secret,
+        code: &Secret,
     ) -> Result<Option<String>, ProviderError> {
         let body = text.expose_str().unwrap_or_default();
+        let code = code.expose_str().unwrap_or_default();
         create(
             "twilio sms",
             &self.cfg,
             &self.client,
             "Messages.json",
             &[("To", to), ("From", &self.cfg.from), ("Body", body)],
+            &[code],
         )
         .await
     }
@@ -151,6 +159,7 @@ impl VoiceCaller for TwilioVoice {
                 ("StatusCallbackMethod", "POST"),
                 ("Timeout", ring.as_str()),
             ],
+            &[],
         )
         .await
     }

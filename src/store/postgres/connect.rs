@@ -83,9 +83,51 @@ pub fn parse_url(url: &str) -> Result<PgConnectOptions, String> {
     if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
         return Err("must start with postgres:// or postgresql://".into());
     }
+    if let Some((_, query)) = url.split_once('?') {
+        for (key, _) in form_urlencoded::parse(query.as_bytes()) {
+            let known = KNOWN_PARAMETERS.contains(&key.as_ref())
+                || (key.starts_with("options[") && key.ends_with(']'));
+            if !known {
+                // sqlx would log the ignored parameter *with its value* (a libpq-only
+                // `sslpassword`, a miscased `Password`): refused here, naming the key only.
+                let named = if key.chars().count() <= 32 {
+                    format!("{key:?}")
+                } else {
+                    "(a long one)".to_string()
+                };
+                return Err(format!(
+                    "the parameter {named} is not one radmfa's PostgreSQL client knows \
+                     (known: {})",
+                    KNOWN_PARAMETERS.join(", ")
+                ));
+            }
+        }
+    }
     // sqlx's messages name the part that is wrong (port, parameter), not the whole URL.
     PgConnectOptions::from_str(url).map_err(|e| format!("is not a valid connection URL: {e}"))
 }
+
+/// The URL parameters sqlx-postgres (0.8) reads, besides `options[NAME]`.
+const KNOWN_PARAMETERS: &[&str] = &[
+    "sslmode",
+    "ssl-mode",
+    "sslrootcert",
+    "ssl-root-cert",
+    "ssl-ca",
+    "sslcert",
+    "ssl-cert",
+    "sslkey",
+    "ssl-key",
+    "statement-cache-capacity",
+    "host",
+    "hostaddr",
+    "port",
+    "dbname",
+    "user",
+    "password",
+    "application_name",
+    "options",
+];
 
 impl PgStore {
     /// Connects, brings the schema up to date (see [`PgStore::migrate`]) and checks that
