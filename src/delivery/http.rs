@@ -152,11 +152,13 @@ impl HttpSms {
             }
             HttpAuth::Bearer(t) => out.push(t.expose_str().unwrap_or_default().to_string()),
         }
-        out.extend(
-            c.headers
-                .iter()
-                .map(|(_, v)| render(v, values, str::to_string)),
-        );
+        for (_, v) in &c.headers {
+            // The whole value, and its words: `Authorization: App <key>` may be echoed as
+            // the key alone.
+            let rendered = render(v, values, str::to_string);
+            out.extend(rendered.split_whitespace().map(str::to_string));
+            out.push(rendered);
+        }
         let (path, query) = c.url.split_once('?').unwrap_or((&c.url, ""));
         out.extend(
             form_urlencoded::parse(query.as_bytes())
@@ -165,6 +167,13 @@ impl HttpSms {
         );
         out.extend(path_keys(path));
         out.extend(body_literals(&c.body, c.encoding));
+        // As the request carried them, too: percent-encoded or escaped for JSON.
+        let encoded: Vec<String> = out
+            .iter()
+            .flat_map(|v| [percent(v), json_inner(v)])
+            .filter(|e| !out.contains(e))
+            .collect();
+        out.extend(encoded);
         out
     }
 }
@@ -210,8 +219,14 @@ fn body_literals(template: &str, encoding: TemplateEncoding) -> Vec<String> {
             .collect::<Vec<_>>()
     };
     match encoding {
+        // Decoded, and as written (the literal part is sent as it stands).
         TemplateEncoding::Form => form_urlencoded::parse(template.as_bytes())
             .map(|(_, v)| v.into_owned())
+            .chain(
+                template
+                    .split('&')
+                    .filter_map(|pair| pair.split_once('=').map(|(_, v)| v.to_string())),
+            )
             .filter(|v| !v.contains('{'))
             .collect(),
         TemplateEncoding::Json => match serde_json::from_str::<serde_json::Value>(template) {
@@ -338,6 +353,18 @@ mod tests {
         keyed.cfg.body = "<sms key=\"AsIsLiteralKey42\" to=\"{phone}\"/>".into();
         let shown = snippet("echo AsIsLiteralKey42", &keyed.credentials(&v));
         assert_eq!(shown, "echo ***");
+        // A header's word alone, and a value as percent-encoding carried it.
+        let mut worded = gateway(HttpAuth::None);
+        worded.cfg.headers = vec![("Authorization".into(), "App word-key-4711".into())];
+        worded.cfg.body = "key=slash/and+plus&to={phone}".into();
+        let shown = snippet(
+            "bad key word-key-4711; got key=slash/and+plus (slash/and plus)",
+            &worded.credentials(&v),
+        );
+        assert_eq!(shown, "bad key ***; got key=*** (***)", "{shown}");
+        // The message as the URL carried it, percent-encoded.
+        let shown = snippet("text=Code+123456 failed", &hidden);
+        assert_eq!(shown, "text=*** failed", "{shown}");
         let bearer = gateway(HttpAuth::Bearer(Secret::from("tok-123")));
         assert_eq!(
             snippet("Bearer tok-123", &bearer.credentials(&v)),
