@@ -1,16 +1,18 @@
-//! Fault tests against the real binary and a real slapd: hostile datagrams on the wire, user
-//! enumeration by timing, a stalled directory, `kill -9` under load, and a full disk.
+//! Fault tests against the real binary and a real slapd: hostile datagrams on the wire, a
+//! stalled directory, `kill -9` under load, and a full disk. User enumeration by timing is
+//! in `tests/timing.rs`, a binary of its own, so that these do not load the machine while
+//! it measures.
 
 mod common;
 
 #[path = "robustness/faults.rs"]
 mod faults;
-#[path = "robustness/timing.rs"]
-mod timing;
+#[path = "robustness/udp.rs"]
+mod udp;
 #[path = "robustness/wire.rs"]
 mod wire;
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
 use common::peers::now;
@@ -24,36 +26,9 @@ use radmfa::radius::decode_request;
 use radmfa::store::OtpAlgorithm;
 use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};
+use udp::{ask, socket_from};
 
 const PW: &str = "alice-Secret-pw";
-
-fn socket_from(ip: &str, server: SocketAddr, timeout_ms: u64) -> UdpSocket {
-    let s = UdpSocket::bind((ip, 0)).unwrap();
-    s.connect(server).unwrap();
-    s.set_read_timeout(Some(Duration::from_millis(timeout_ms)))
-        .unwrap();
-    s
-}
-
-/// A verified reply: code, attributes in order, round-trip time.
-type Answer = (u8, Vec<(u8, Vec<u8>)>, Duration);
-
-/// Sends one request and returns the verified reply, or `None` on timeout.
-fn ask(sock: &UdpSocket, b: AccessRequestBuilder) -> Option<Answer> {
-    let (raw, auth) = b.build(SECRET.as_bytes());
-    let t0 = Instant::now();
-    sock.send(&raw).unwrap();
-    let mut buf = [0u8; 4096];
-    loop {
-        let n = sock.recv(&mut buf).ok()?;
-        if buf[1] != raw[1] {
-            continue; // a late reply to an earlier request
-        }
-        verify_reply(&buf[..n], &auth, SECRET.as_bytes()).expect("reply verifies");
-        let r = parse_reply(&buf[..n]).unwrap();
-        return Some((r.code, r.attributes, t0.elapsed()));
-    }
-}
 
 fn code(secs: i64, seed: &str, offset: i64) -> String {
     let seed = decode_seed(seed).unwrap();

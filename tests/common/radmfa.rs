@@ -73,6 +73,8 @@ pub struct Server {
     pub config: PathBuf,
     pub addr: SocketAddr,
     log: Arc<Mutex<String>>,
+    /// Ends (disconnects) when the log reader has read the last of the server's output.
+    log_done: std::sync::mpsc::Receiver<()>,
 }
 
 pub fn bin() -> PathBuf {
@@ -191,7 +193,9 @@ impl Server {
         let log = Arc::new(Mutex::new(String::new()));
         let (tx, rx) = std::sync::mpsc::channel();
         let sink = log.clone();
+        let (done_tx, log_done) = std::sync::mpsc::channel::<()>();
         std::thread::spawn(move || {
+            let _done = done_tx;
             let mut r = BufReader::new(stderr);
             let mut line = String::new();
             let mut sent = false;
@@ -227,6 +231,7 @@ impl Server {
             config,
             addr,
             log,
+            log_done,
         }
     }
 
@@ -313,8 +318,9 @@ impl Server {
     pub fn stop(&mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("already stopped");
         let status = terminate(&mut child, "radmfa");
-        // Let the reader thread drain the pipe.
-        std::thread::sleep(Duration::from_millis(100));
+        // What the server wrote last (shutdown counters, the store's closing line) is in
+        // the log once the reader has reached the end of the pipe.
+        let _ = self.log_done.recv_timeout(Duration::from_secs(5));
         status
     }
 
