@@ -152,6 +152,15 @@ fn challenge_from_node_a_is_answered_on_node_b() {
     );
     // The State was consumed on A: B (or A) refuses it now.
     assert_eq!(ask_a(&next).code, "Access-Reject", "State is single-use");
+    // Refused for the State, not only for the code it carried (which is used too).
+    assert!(
+        nodes
+            .a
+            .audit_json("alice")
+            .iter()
+            .any(|r| r["reason"] == "unknown, used or expired State"),
+        "the State itself was not refused"
+    );
 
     // Both nodes wrote to the one audit log.
     let audit = nodes.a.audit_json("alice");
@@ -624,11 +633,32 @@ fn sqlite_deployment_moved_to_postgres_logs_in_on_both_nodes() {
         out.status.success() && said.contains("up to date"),
         "{said}"
     );
-    // The code used before the move is still used: the replay state came along.
+    // The code used before the move is still used: the replay state came along (refused
+    // as used, not merely as a code of a step long past).
+    let replays = || {
+        nodes
+            .b
+            .audit_json("alice")
+            .iter()
+            .filter(|r| {
+                r["reason"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("code already used")
+            })
+            .count()
+    };
+    let before = replays();
     let r = password(&nodes.b, "alice", ALICE_PW);
     assert_eq!(
         code_of(&answer(&nodes.b, "alice", &code, &state_of(&r))),
         "Access-Reject"
+    );
+    assert_eq!(
+        replays(),
+        before + 1,
+        "the code was not refused as used: {:?}",
+        nodes.b.audit_json("alice")
     );
     // The challenge opened on the SQLite node is answered on node A with the next code:
     // the seed was copied sealed and opens with the same key file.

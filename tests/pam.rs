@@ -118,6 +118,14 @@ fn pam_radius_auth_is_dropped_where_message_authenticator_is_required() {
         0,
         "a request without Message-Authenticator must not even be audited"
     );
+    // It arrived, and was dropped for that reason (not lost on the way).
+    assert!(
+        srv.log_shows(
+            "no Message-Authenticator, and this client has require_message_authenticator"
+        ),
+        "{}",
+        srv.log()
+    );
 }
 
 /// Two radmfa nodes in pam_radius_auth's server list, the first one's directory

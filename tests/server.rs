@@ -161,6 +161,14 @@ fn challenge_flow_with_radclient() {
         "User-Name = \"alice\", User-Password = \"{code}\", State = {state}, Message-Authenticator = 0x00"
     ));
     assert_eq!(r3.code, "Access-Reject", "reused State: {}", r3.output);
+    // Refused for the State, not only for the code it carried (which is used too).
+    assert!(
+        srv.audit_json("alice")
+            .iter()
+            .any(|r| r["reason"] == "unknown, used or expired State"),
+        "{}",
+        srv.log()
+    );
 
     let r4 =
         ask("User-Name = \"alice\", User-Password = \"nope\", Message-Authenticator = 0x00".into());

@@ -123,6 +123,23 @@ pub fn match_totp_with_drift(
     matched
 }
 
+/// Whether `code` is the code of a step in the window that is already used up: a code typed
+/// twice, or replayed by someone who saw it. Asked only after [`match_totp_with_drift`]
+/// found nothing, so that the audit can say "code already used" rather than "wrong code".
+pub fn used_before(token: &Token, code: &str, now: i64, window: u32, drift: i64) -> bool {
+    let Some(last) = token.last_step else {
+        return false;
+    };
+    if token.kind != TokenKind::Totp || token.period == 0 || code.len() != token.digits as usize {
+        return false;
+    }
+    let current = current_step(token, now).saturating_add(drift);
+    let w = window as i64;
+    let codes = TotpCodes::new(&token.secret, token.algorithm, token.digits, token.period);
+    ((current - w).max(0)..=(current + w).min(last))
+        .any(|step| bool::from(codes.at(step).as_bytes().ct_eq(code.as_bytes())))
+}
+
 /// `radmfa token resync` for TOTP: the step `s` within ±`range` steps of now (drift
 /// included) where `code1` = code(s) and `code2` = code(s + 1). Returns `s + 1`.
 pub fn find_consecutive_steps(
@@ -214,6 +231,30 @@ mod tests {
     }
 
     #[test]
+    fn a_used_code_is_told_from_a_wrong_one() {
+        let mut t = token(SEED1, OtpAlgorithm::Sha1, 6);
+        let now = 1111111111;
+        let cur = now / 30;
+        let code = totp_code(&t.secret, t.algorithm, 6, 30, cur);
+        assert!(!used_before(&t, &code, now, 1, 0), "nothing used yet");
+        t.last_step = Some(cur);
+        assert!(used_before(&t, &code, now, 1, 0));
+        // The step before the current one, also used up (last_step is the highest used).
+        let earlier = totp_code(&t.secret, t.algorithm, 6, 30, cur - 1);
+        assert!(used_before(&t, &earlier, now, 1, 0));
+        // The next step's code is not used yet; a code of no step in the window never was.
+        let next = totp_code(&t.secret, t.algorithm, 6, 30, cur + 1);
+        assert!(!used_before(&t, &next, now, 1, 0));
+        let wrong = (0..1_000_000)
+            .map(|n| format!("{n:06}"))
+            .find(|c| {
+                ((cur - 1)..=(cur + 1)).all(|s| totp_code(&t.secret, t.algorithm, 6, 30, s) != *c)
+            })
+            .unwrap();
+        assert!(!used_before(&t, &wrong, now, 1, 0));
+    }
+
+    #[test]
     fn of_two_steps_showing_the_same_code_the_latest_wins_and_the_code_is_used_up() {
         // With 1-digit codes, several of the 21 steps of a ±10 window show the same code.
         let mut t = token(SEED1, OtpAlgorithm::Sha1, 1);
@@ -230,6 +271,7 @@ mod tests {
         // of its steps the user meant.
         t.last_step = Some(latest);
         assert_eq!(match_totp(&t, &code, now, 10), None, "a replay of the code");
+        assert!(used_before(&t, &code, now, 10, 0), "told apart as a replay");
         // With the earlier twins used already, the latest is still taken.
         t.last_step = Some(twins[0]);
         assert_eq!(match_totp(&t, &code, now, 10), Some(latest));

@@ -58,7 +58,11 @@ pub async fn verify_token(
             let drift = rec.extra.drift;
             let Some(step) = otp::match_totp_with_drift(t, code, now, opts.totp_window, drift)
             else {
-                return Ok(TokenCheck::NoMatch);
+                return Ok(if otp::used_before(t, code, now, opts.totp_window, drift) {
+                    TokenCheck::Replayed
+                } else {
+                    TokenCheck::NoMatch
+                });
             };
             let new_drift = step - otp::current_step(t, now);
             Ok(
@@ -257,8 +261,8 @@ mod tests {
             TokenCheck::Accepted { .. }
         ));
         assert_eq!(record(&s).await.extra.drift, 2);
-        // A used step never verifies again.
-        assert_eq!(check(&s, &o, &c(step + 2), now).await, TokenCheck::NoMatch);
+        // A used step never verifies again, and is told apart from a wrong code.
+        assert_eq!(check(&s, &o, &c(step + 2), now).await, TokenCheck::Replayed);
     }
 
     #[tokio::test]
