@@ -136,8 +136,10 @@ pub fn used_before(token: &Token, code: &str, now: i64, window: u32, drift: i64)
     let current = current_step(token, now).saturating_add(drift);
     let w = window as i64;
     let codes = TotpCodes::new(&token.secret, token.algorithm, token.digits, token.period);
-    ((current - w).max(0)..=(current + w).min(last))
-        .any(|step| bool::from(codes.at(step).as_bytes().ct_eq(code.as_bytes())))
+    // Every used step of the window compared, as in the match itself.
+    ((current - w).max(0)..=(current + w).min(last)).fold(false, |found, step| {
+        found | bool::from(codes.at(step).as_bytes().ct_eq(code.as_bytes()))
+    })
 }
 
 /// `radmfa token resync` for TOTP: the step `s` within ±`range` steps of now (drift
