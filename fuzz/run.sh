@@ -26,7 +26,13 @@ fi
 if ((${#FUZZ[@]})); then
   # Every target runs even after one fails; crashes land in fuzz/artifacts/<target>/.
   failed=()
-  for t in $("${FUZZ[@]}" list); do
+  # Listed first: a failing or empty list in the loop's head would run nothing and pass.
+  targets=$("${FUZZ[@]}" list)
+  if [[ -z "$targets" ]]; then
+    echo "==> cargo fuzz list found no targets" >&2
+    exit 1
+  fi
+  for t in $targets; do
     echo "==> cargo fuzz run $t (${SECS}s)"
     mkdir -p "fuzz/corpus/$t"
     "${FUZZ[@]}" run "${FLAGS[@]}" "$t" "fuzz/corpus/$t" -- -max_total_time="$SECS" -timeout=10 ||

@@ -216,9 +216,19 @@ mod tests {
     #[test]
     fn counter_at_the_top_does_not_overflow() {
         let t = token(u64::MAX - 1, 6);
+        let at = |c: u64| hotp_code(&t.secret, t.algorithm, 6, c);
+        // The counters that remain are found; the window does not wrap round to 0.
+        assert_eq!(match_hotp(&t, &at(u64::MAX - 1), 10), Some(u64::MAX - 1));
+        assert_eq!(match_hotp(&t, &at(u64::MAX), 10), Some(u64::MAX));
         assert_eq!(
-            match_hotp(&t, "000000", 10).is_some(),
-            match_hotp(&t, "000000", 10).is_some()
+            match_hotp(&t, RFC4226[0], 10),
+            None,
+            "counter 0 after a wrap"
+        );
+        assert_eq!(
+            match_hotp(&t, RFC4226[1], 10),
+            None,
+            "counter 1 after a wrap"
         );
         assert_eq!(find_consecutive(&t, "000000", "111111", 10), None);
         assert_eq!(match_beyond_window(&t, "000000", 10, 100), None);
