@@ -163,7 +163,7 @@ pub struct AuditArgs {
     /// Logins: accept, reject, challenge. Events: lock, fraud; admin actions: enroll,
     /// unlock, reset, delete, forget, bypass, unblock, set-phone, set-method, import, replace,
     /// assign, unassign, enable, disable, delete-token, resync, app-password-add,
-    /// app-password-delete, app-password-delete-all.
+    /// app-password-delete, app-password-delete-all; store: backup, migrate.
     #[arg(long)]
     pub result: Option<String>,
     /// RFC 3339 time, Unix seconds, or an age such as 15m, 2h, 7d.

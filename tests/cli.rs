@@ -321,7 +321,7 @@ fn config_check_summarises_clients_and_warns_about_weakened_settings() {
     // An SMS provider whose timeout takes the whole time a login has to decide.
     let d = tempfile::tempdir().unwrap();
     let sample = std::fs::read_to_string(root.join("conf/radmfa.toml")).unwrap();
-    let twilio_timeout = "\ntimeout_ms = 2500\n";
+    let twilio_timeout = "\ntimeout_ms = 2500                           # 100 to 10000\n";
     assert_eq!(sample.matches(twilio_timeout).count(), 1);
     for (timeout, warned) in [(2500, false), (3500, true)] {
         let f = d.path().join("slow.toml");

@@ -79,6 +79,15 @@ address = "127.0.0.1"
 secret = "0123456789abcdef"
 "#;
 
+/// Without `server.name`, audit records carry the kernel's host name (what `hostname`
+/// prints), which tells cluster nodes apart.
+#[test]
+fn server_name_defaults_to_the_host_name() {
+    let cfg = Config::parse(MINIMAL, Path::new("inline.toml")).unwrap();
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert_eq!(cfg.server.name, kernel.trim());
+}
+
 #[test]
 fn defaults_are_secure() {
     let cfg = Config::parse(MINIMAL, Path::new("inline.toml")).unwrap();

@@ -41,8 +41,9 @@ pub enum DbCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum StoreCommand {
-    /// Copy the configured SQLite store (tokens, lockout state, pending challenges, audit)
-    /// into an empty PostgreSQL database. Stop radmfa first.
+    /// Copy the configured SQLite store (tokens, user profiles, app passwords, lockout
+    /// state, pending challenges and calls, remembered logins, send counts, audit) into an
+    /// empty PostgreSQL database. Stop radmfa first.
     MigrateToPostgres(MigrateArgs),
 }
 

@@ -300,6 +300,13 @@ fn server_config(raw: RawServer) -> Result<ServerConfig, ConfigError> {
             "must be between 100 and 120000",
         ));
     }
+    // A stop that waits longer than a minute is a hung stop; systemd's unit kills at 15 s.
+    if shutdown_grace_ms > 60_000 {
+        return Err(ConfigError::invalid(
+            "server.shutdown_grace_ms",
+            "must be at most 60000 (and below the service's TimeoutStopSec)",
+        ));
+    }
     if !(1..=300).contains(&duplicate_window_secs) {
         return Err(ConfigError::invalid(
             "server.duplicate_window_secs",
@@ -351,10 +358,13 @@ fn server_config(raw: RawServer) -> Result<ServerConfig, ConfigError> {
     })
 }
 
+/// The kernel's host name (what `hostname` prints), so that nodes of a cluster tell their
+/// audit records apart even where /etc/hostname is missing (containers).
 fn hostname() -> String {
-    std::fs::read_to_string("/etc/hostname")
-        .map(|s| s.trim().to_string())
+    nix::unistd::gethostname()
         .ok()
+        .and_then(|h| h.into_string().ok())
+        .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "radmfa".into())
 }
