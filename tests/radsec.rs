@@ -1339,6 +1339,73 @@ fn a_radsec_request_waits_for_a_free_slot_rather_than_being_dropped() {
     drop(mute);
 }
 
+/// Sends 4 Access-Requests for alice on one connection at once, prints "sent", then holds
+/// the connection until stdin closes.
+const FOUR_AT_ONCE: &str = r#"
+import hashlib, hmac, os, socket, ssl, struct, sys
+port, cert, key, ca = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+ctx = ssl.create_default_context(cafile=ca)
+ctx.check_hostname = False
+ctx.load_cert_chain(cert, key)
+s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port)))
+def request(i):
+    user, auth = b"alice", os.urandom(16)
+    pw = b"alice-pw".ljust(16, b"\0")
+    hidden = bytes(a ^ b for a, b in zip(pw, hashlib.md5(b"radsec" + auth).digest()))
+    attrs = bytes([1, 2 + len(user)]) + user + bytes([2, 18]) + hidden
+    head = struct.pack("!BBH", 1, i, 20 + 18 + len(attrs)) + auth
+    mac = hmac.new(b"radsec", head + b"\x50\x12" + bytes(16) + attrs, hashlib.md5).digest()
+    return head + b"\x50\x12" + mac + attrs
+s.sendall(b"".join(request(i) for i in range(1, 5)))
+print("sent", flush=True)
+sys.stdin.read()
+"#;
+
+/// One RadSec connection cannot take every request slot: with `max_in_flight = 4` and a
+/// directory that never answers, four logins sent at once on one connection hold two slots
+/// (the connection's share), and a UDP NAS's request is still served.
+#[test]
+fn one_radsec_connection_leaves_request_slots_for_udp() {
+    let pki_dir = tempfile::tempdir().unwrap();
+    let good = Pki::make(pki_dir.path(), "good");
+    let mute = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut o = Options::new(&format!("ldap://{}", mute.local_addr().unwrap()));
+    o.ldap_timeout_ms = 3000;
+    o.server_extra = "max_in_flight = 4".into();
+    let srv = start_opts(o, &good, "nas.example.org", "", 4000);
+    let mut peer = Command::new(common::peers::python())
+        .args(["-c", FOUR_AT_ONCE, &radsec_port(&srv).to_string()])
+        .arg(&good.client_cert)
+        .arg(&good.client_key)
+        .arg(&good.ca)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(peer.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "sent");
+    std::thread::sleep(Duration::from_millis(300)); // the four reach radmfa
+    let udp = srv.udp();
+    let (raw, _) = radmfa::radius::client::status_server(9, SECRET.as_bytes());
+    udp.send(&raw).unwrap();
+    let mut buf = [0u8; 4096];
+    let answered = udp.recv(&mut buf);
+    drop(peer.stdin.take());
+    let _ = peer.wait();
+    drop(mute);
+    assert!(
+        answered.is_ok(),
+        "a UDP Status-Server found no free slot: {answered:?}\n{}",
+        srv.log()
+    );
+    assert_eq!(buf[0], 2, "Access-Accept");
+}
+
 /// Over RadSec too, a client with `on_backend_failure = "no_reply"` gets no Status-Server
 /// answer while the node's directory is down (here from the node's start, before any login
 /// failed), and one once a probe finds it back.

@@ -293,6 +293,18 @@ pub(crate) async fn dispatch(
             return;
         }
     }
+    // Over TLS, first one of the connection's own slots, so that no one connection takes
+    // every request slot.
+    let own = match reply_to {
+        ReplyTo::Tls(replies) => match replies.conn.own_slot().await {
+            Some(p) => Some(p),
+            None => {
+                app.dedup.abandon(key);
+                return;
+            }
+        },
+        ReplyTo::Udp(_) => None,
+    };
     let permit = match (permits.clone().try_acquire_owned(), reply_to) {
         (Ok(permit), _) => permit,
         (Err(_), ReplyTo::Udp(_)) => {
@@ -341,6 +353,7 @@ pub(crate) async fn dispatch(
     tracker.spawn(
         async move {
             let _permit = permit;
+            let _own = own;
             let _in_flight = app.metrics.start_request();
             serve_one(&app, &reply_to, ctx, key, &raw).await;
         }

@@ -56,6 +56,13 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Replies queued for one connection's writer. A peer that leaves this many unread (its
 /// TCP window and our socket buffer full as well) is not reading: its connection is closed.
 const WRITE_QUEUE: usize = 256;
+
+/// Requests one connection may have in flight: as many as its write queue holds replies
+/// (and as a peer that keeps to RFC 6613 can have, with 256 Identifiers), and at most half
+/// of `max_in_flight`, so that one connection leaves room for the rest.
+fn per_connection(max_in_flight: usize) -> usize {
+    (max_in_flight / 2).clamp(1, WRITE_QUEUE)
+}
 /// How often a connection waiting for a request slot looks for one.
 const SLOT_POLL: Duration = Duration::from_millis(5);
 /// Replies already queued when a connection is closed still go out, for this long at most:
@@ -97,6 +104,10 @@ pub(super) struct Closer {
     /// Set by the first caller of [`Closer::close_counted`]: checking the token and then
     /// cancelling it would let two callers racing each count and log the same close.
     counted: std::sync::atomic::AtomicBool,
+    /// This connection's requests in flight: a peer reusing Identifiers with fresh
+    /// authenticators could otherwise take every request slot (UDP's too), and have more
+    /// replies due at once than its write queue holds.
+    own: Arc<Semaphore>,
 }
 
 impl Closer {
@@ -154,6 +165,18 @@ impl Closer {
                 None
             }
             Waited::Stopped => None,
+        }
+    }
+
+    /// One of this connection's own request slots ([`per_connection`]): waited for, since
+    /// its requests end within their deadlines; `None` if it is closed or radmfa stops
+    /// meanwhile. While it waits the connection is not read, and TCP holds the peer back.
+    pub(super) async fn own_slot(&self) -> Option<OwnedSemaphorePermit> {
+        tokio::select! {
+            biased;
+            _ = self.close.cancelled() => None,
+            _ = self.shutdown.cancelled() => None,
+            p = self.own.clone().acquire_owned() => p.ok(),
         }
     }
 
@@ -495,6 +518,9 @@ impl Connection {
             peer,
             nas: std::sync::Mutex::new(nas.clone()),
             counted: Default::default(),
+            own: Arc::new(Semaphore::new(per_connection(
+                self.app.config().server.max_in_flight,
+            ))),
         });
         self.tracker
             .spawn(write_loop(wr, rx, closer.clone(), slot.clone()));
