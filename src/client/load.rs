@@ -234,7 +234,13 @@ async fn run_phase(phase: Arc<Phase>, conns: Vec<Conn>) -> anyhow::Result<PhaseR
         states.extend(s);
         conns.push(conn);
     }
-    Ok((tally, states, phase.schedule.start.elapsed(), conns))
+    // Up to the last verified reply: a request lost at the end waits out its timeout and
+    // retransmits (9 s by default), which would otherwise count as time spent serving.
+    let start = phase.schedule.start;
+    let elapsed = tally
+        .last_reply
+        .map_or_else(|| start.elapsed(), |t| t.duration_since(start));
+    Ok((tally, states, elapsed, conns))
 }
 
 async fn open(spec: &LoadSpec) -> anyhow::Result<Conn> {
@@ -269,9 +275,20 @@ async fn worker(phase: Arc<Phase>, mut conn: Conn, first_id: u8) -> WorkerResult
     let n = phase.users.len();
     while let Some(i) = phase.schedule.next().await {
         id = id.wrapping_add(1);
-        let Some((user, packet, auth)) = build(&phase, i, id) else {
-            // Every user has used up the TOTP window for now; wait for the next step.
+        // Every user may have used up the TOTP window for now: wait for the next step and
+        // send this same request then (a round-2 answer is not dropped); if the run ends
+        // first, it is counted as skipped, not lost without a trace.
+        let built = loop {
+            if let Some(b) = build(&phase, i, id) {
+                break Some(b);
+            }
+            if phase.schedule.expired() {
+                break None;
+            }
             tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        let Some((user, packet, auth)) = built else {
+            tally.skipped += 1;
             continue;
         };
         let (outcome, latency, raw, resent) = match &mut conn {

@@ -68,7 +68,8 @@ pub struct Target {
     #[arg(long, default_value_t = 2)]
     pub retries: u32,
     /// strict: Message-Authenticator first and valid (radmfa, hardened servers); lenient:
-    /// authenticators checked wherever the attribute is (e.g. FreeRADIUS 3.2.1).
+    /// authenticators checked wherever the attribute is (e.g. FreeRADIUS 3.2.1); signed:
+    /// lenient, but a reply without Message-Authenticator is refused.
     #[arg(long, value_enum, default_value_t = Verify::Strict)]
     pub verify: Verify,
 }

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -30,8 +30,13 @@ pub struct Tally {
     pub forged: u64,
     pub timeouts: u64,
     pub retransmits: u64,
+    /// Requests not sent: the run ended while no user had a TOTP step left to use.
+    pub skipped: u64,
     /// Microseconds from first send to verified reply, for every verified reply.
     pub latencies_us: Vec<u32>,
+    /// When the last verified reply came: the phase's rate counts up to it, so a request
+    /// lost at the end (waiting out its timeouts) does not stretch the time.
+    pub last_reply: Option<Instant>,
 }
 
 impl Tally {
@@ -46,6 +51,7 @@ impl Tally {
         if matches!(outcome, Outcome::Expected | Outcome::Unexpected(_)) {
             self.latencies_us
                 .push(latency.as_micros().min(u32::MAX as u128) as u32);
+            self.last_reply = Some(Instant::now());
         }
     }
 
@@ -58,7 +64,9 @@ impl Tally {
         self.forged += other.forged;
         self.timeouts += other.timeouts;
         self.retransmits += other.retransmits;
+        self.skipped += other.skipped;
         self.latencies_us.extend(other.latencies_us);
+        self.last_reply = self.last_reply.max(other.last_reply);
     }
 }
 
@@ -73,6 +81,7 @@ pub struct PhaseReport {
     pub forged: u64,
     pub timeouts: u64,
     pub retransmits: u64,
+    pub skipped: u64,
     pub seconds: f64,
     /// Verified replies (of any code) per second.
     pub replies_per_sec: f64,
@@ -119,6 +128,7 @@ impl PhaseReport {
             forged: t.forged,
             timeouts: t.timeouts,
             retransmits: t.retransmits,
+            skipped: t.skipped,
             seconds: secs,
             replies_per_sec: replies / secs,
             ok_per_sec: t.expected as f64 / secs,
@@ -149,6 +159,9 @@ impl PhaseReport {
         );
         for (code, n) in &self.unexpected {
             let _ = write!(s, "  {code} {n}");
+        }
+        if self.skipped > 0 {
+            let _ = write!(s, "  skipped (no TOTP step left) {}", self.skipped);
         }
         s
     }
