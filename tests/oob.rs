@@ -473,6 +473,58 @@ fn sms_code_after_its_lifetime_is_rejected() {
     );
 }
 
+/// A resend opens a new prompt, but not for ever: five challenge timeouts after the password
+/// check (here 5 x 2 s) the user must log in again. And a new number set by an admin closes
+/// the prompts opened before, so none of them resends a code to the old one.
+#[test]
+fn resends_end_with_the_prompt_chain_and_a_new_number_closes_open_prompts() {
+    let slapd = directory();
+    let standin = Standin::start();
+    let srv = start(
+        &slapd,
+        &standin,
+        "",
+        "\n[challenge]\ntimeout_secs = 2\n",
+        &sms_client(""),
+    );
+    let first = login(&srv, "alice", ALICE_PW);
+    assert_eq!(code_of(&first), "Access-Challenge", "{first}");
+    let resent = answer(&srv, "alice", "resend", &first["state"]);
+    assert_eq!(code_of(&resent), "Access-Challenge", "{resent}");
+    assert_eq!(standin.sms().len(), 2);
+    std::thread::sleep(Duration::from_millis(10_500));
+    let late = answer(&srv, "alice", "resend", &resent["state"]);
+    assert_eq!(code_of(&late), "Access-Reject", "{late}");
+    assert_eq!(standin.sms().len(), 2, "no third SMS");
+    assert!(
+        srv.audit_json("alice")[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("after the password check"),
+        "{:#?}",
+        srv.audit_json("alice")[0]
+    );
+
+    // A prompt open when the admin sets a new number cannot resend to the old one.
+    let open = login(&srv, "alice", ALICE_PW);
+    assert_eq!(code_of(&open), "Access-Challenge", "{open}");
+    assert_eq!(standin.sms().len(), 3);
+    let out = cli_ok(&srv, &["user", "set-phone", "alice", "+15550199"]);
+    assert!(out.contains("1 open prompt(s) closed"), "{out}");
+    let after = answer(&srv, "alice", "resend", &open["state"]);
+    assert_eq!(code_of(&after), "Access-Reject", "{after}");
+    assert_eq!(standin.sms().len(), 3, "nothing sent to the old number");
+    // The next login goes to the new number.
+    let r = login(&srv, "alice", ALICE_PW);
+    assert_eq!(code_of(&r), "Access-Challenge", "{r}");
+    assert_eq!(standin.sms().last().unwrap().to, "+15550199");
+    // `user reset` closes the open prompts too.
+    let out = cli_ok(&srv, &["user", "reset", "alice"]);
+    assert!(out.contains("1 open prompt(s) closed"), "{out}");
+    let after = answer(&srv, "alice", "resend", &r["state"]);
+    assert_eq!(code_of(&after), "Access-Reject", "{after}");
+}
+
 #[test]
 fn sixth_sms_in_five_minutes_is_refused_and_resend_counts() {
     let slapd = directory();

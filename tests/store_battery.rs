@@ -101,6 +101,7 @@ store_battery! {
         open_challenge_by_user_and_client,
         fail_challenge_closes_at_max,
         purge_expired_challenges,
+        close_challenges_of_one_user,
         audit_append_and_round_trip,
         audit_filters_order_and_limit,
         audit_after_id_reads_newer_records_oldest_first,

@@ -55,7 +55,7 @@ pub async fn set_phone(
     };
     let note = match &forgot {
         Ok(note) => note.clone(),
-        Err(_) => "; forgetting the remembered logins failed".to_string(),
+        Err(_) => "; forgetting the remembered logins or closing open prompts failed".to_string(),
     };
     admin_audit(
         cfg,
@@ -67,9 +67,9 @@ pub async fn set_phone(
     .await?;
     let forgot = forgot.with_context(|| {
         format!(
-            "{said} for {}, but its remembered logins could not be forgotten; \
-             run `radmfa user forget {}`",
-            a.user, a.user
+            "{said} for {}, but its remembered logins could not be forgotten or its open \
+             prompts closed; run this command again",
+            a.user
         )
     })?;
     println!("{}: {said}{forgot}", a.user);
@@ -77,14 +77,19 @@ pub async fn set_phone(
 }
 
 /// A number is changed most often because the old phone was lost, stolen or given away: a
-/// login remembered after a code sent to it must not outlive it (as with a token taken away).
+/// login remembered after a code sent to it must not outlive it (as with a token taken away),
+/// and a prompt opened before must not resend a code to it (or switch to a call to it).
 async fn forget_logins(store: &dyn Store, user: &str) -> anyhow::Result<String> {
     let n = store.forget_logins(user).await?;
-    Ok(if n > 0 {
-        format!("; {n} remembered login(s) forgotten")
-    } else {
-        String::new()
-    })
+    let closed = store.close_challenges(user).await?;
+    let mut note = String::new();
+    if n > 0 {
+        note.push_str(&format!("; {n} remembered login(s) forgotten"));
+    }
+    if closed > 0 {
+        note.push_str(&format!("; {closed} open prompt(s) closed"));
+    }
+    Ok(note)
 }
 
 pub async fn set_method(

@@ -116,6 +116,11 @@ async fn reset_steps(store: &dyn Store, user: &str, done: &mut Vec<String>) -> a
     if forgotten > 0 {
         done.push(format!("{forgotten} remembered login(s) forgotten"));
     }
+    // A prompt opened before the reset could still resend a code or switch methods.
+    let closed = store.close_challenges(user).await?;
+    if closed > 0 {
+        done.push(format!("{closed} open prompt(s) closed"));
+    }
     Ok(())
 }
 

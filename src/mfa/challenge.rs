@@ -49,6 +49,11 @@ pub struct ChallengeContext {
     /// the accept at the end of the prompt: (type, value in hex).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub granted: Vec<(u8, String)>,
+    /// When the password was checked (Unix seconds): a resend or a switch of method opens
+    /// a new prompt, and this bounds how long such a chain can go on without the password.
+    /// Absent in prompts stored before it existed: their own creation time counts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<i64>,
 }
 
 impl ChallengeContext {

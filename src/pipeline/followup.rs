@@ -16,6 +16,12 @@ use crate::store::{ChallengeAttempt, PendingChallenge};
 
 const EXPIRED_MESSAGE: &str = "The code prompt has expired. Please log in again.";
 
+/// How long after the password check a resend or a switch of method may still open a new
+/// prompt, in `challenge.timeout_secs` (10 minutes by default): each opens one with a fresh
+/// lifetime, and without a bound someone holding the password and a prompt could keep
+/// codes coming, or calls ringing, for ever without typing the password again.
+const PROMPT_CHAIN_TIMEOUTS: i64 = 5;
+
 /// One pending challenge being answered.
 pub struct Round<'a> {
     pub state: &'a [u8],
@@ -79,9 +85,19 @@ pub async fn answer(
         .and_then(|c| c.expose_str().map(|s| s.trim().to_string()))
         .unwrap_or_default();
     let current = carried.method.unwrap_or(Method::Totp);
+    // Only to methods this prompt offered that the client still allows (a reload may have
+    // taken one away since).
+    let allowed: Vec<Method> = carried
+        .methods
+        .iter()
+        .copied()
+        .filter(|m| ctx.client.factors.methods.contains(m))
+        .collect();
     let switch = match parse_input(&typed) {
-        PromptInput::Switch(m) if carried.methods.contains(&m) && m != current => Some(m),
-        PromptInput::Switch(Method::Sms) | PromptInput::Resend if current == Method::Sms => {
+        PromptInput::Switch(m) if allowed.contains(&m) && m != current => Some(m),
+        PromptInput::Switch(Method::Sms) | PromptInput::Resend
+            if current == Method::Sms && allowed.contains(&Method::Sms) =>
+        {
             Some(Method::Sms)
         }
         _ => None,
@@ -91,13 +107,30 @@ pub async fn answer(
         if !app.store.consume_challenge(&hash).await? {
             return Ok(with_context(Verdict::reject("State already used")));
         }
+        let started = carried.started_at.unwrap_or(pending.created_at);
+        let chain = PROMPT_CHAIN_TIMEOUTS * app.config().challenge.timeout.as_secs() as i64;
+        if now - started >= chain {
+            return Ok(with_context(
+                Verdict::reject(format!(
+                    "{} requested {} s after the password check (at most {chain} s)",
+                    if method == current {
+                        "resend"
+                    } else {
+                        "switch"
+                    },
+                    now - started
+                ))
+                .with_reply(Reply::reject().with_message(EXPIRED_MESSAGE)),
+            ));
+        }
         let subject = Subject {
             user,
             info: info.clone(),
             phone: carried.phone.clone(),
-            available: carried.methods.clone(),
+            available: allowed,
             client_ip: carried.client_ip.clone(),
             oath_mode: oath_mode(&view.tokens),
+            started_at: Some(started),
         };
         let key = oob::request_key(ctx, req);
         return Ok(with_context(

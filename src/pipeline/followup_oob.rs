@@ -136,6 +136,7 @@ pub async fn call_answered(
         client_ip: None,
         // The call's outcome is final here; no code prompt follows.
         oath_mode: "totp",
+        started_at: None,
     };
     call_verdict(app, ctx, &subject, txn).await
 }

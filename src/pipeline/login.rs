@@ -240,6 +240,7 @@ pub async fn start(
         available: usable,
         client_ip: req.calling_station_id(),
         oath_mode: oath_mode(tokens),
+        started_at: None,
     };
     methods::begin(app, ctx, &oob::request_key(ctx, req), &subject, method).await
 }

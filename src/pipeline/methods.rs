@@ -31,6 +31,9 @@ pub struct Subject<'a> {
     pub client_ip: Option<String>,
     /// The audit mode of a code prompt: `hotp` for a user with HOTP tokens only.
     pub oath_mode: &'static str,
+    /// When the password was checked, for a prompt opened by a switch or resend; `None`
+    /// for the first prompt of a login (now).
+    pub started_at: Option<i64>,
 }
 
 impl Subject<'_> {
@@ -47,6 +50,7 @@ impl Subject<'_> {
             dn: Some(self.info.dn.clone()).filter(|dn| !dn.is_empty()),
             name: self.info.name.clone(),
             granted: ChallengeContext::keep_granted(&self.info.granted),
+            started_at: self.started_at,
         }
     }
 
@@ -97,11 +101,12 @@ async fn issue(
     app: &AppState,
     ctx: &RequestContext,
     s: &Subject<'_>,
-    context: ChallengeContext,
+    mut context: ChallengeContext,
     prompt: String,
     lifetime_secs: i64,
 ) -> Result<Reply, Fault> {
     let now = app.clock.now();
+    context.started_at.get_or_insert(now);
     let state = new_state();
     app.store
         .put_challenge(&PendingChallenge {

@@ -93,6 +93,7 @@ pub async fn start(
         client_ip: req.calling_station_id(),
         // Only the call is offered here; no code prompt.
         oath_mode: "totp",
+        started_at: None,
     };
     methods::begin(
         app,

@@ -471,6 +471,9 @@ pub trait Store: Send + Sync + 'static {
         -> Result<bool, StoreError>;
     /// Deletes expired challenges; returns how many.
     async fn purge_expired_challenges(&self, now: i64) -> Result<u64, StoreError>;
+    /// Closes every open prompt of `user` (an admin took the number or the tokens away:
+    /// a prompt opened before must not go on to resend or switch); returns how many.
+    async fn close_challenges(&self, user: &str) -> Result<u64, StoreError>;
 
     // --- out-of-band factors (issue 4) ---
     // Defaults refuse, as for the token inventory, so a backend that lacks them fails closed.

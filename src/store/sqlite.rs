@@ -611,6 +611,14 @@ impl Store for SqliteStore {
         Ok(done.rows_affected())
     }
 
+    async fn close_challenges(&self, user: &str) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM challenges WHERE user = ?1")
+            .bind(user)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
     // --- out-of-band factors (sqlite_delivery.rs) ---
 
     async fn user_profile(&self, user: &str) -> Result<UserProfile, StoreError> {

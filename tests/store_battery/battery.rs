@@ -50,6 +50,7 @@ where
     fail_challenge_closes_at_max(&*make().await).await;
     race_fail_challenge(make().await).await;
     purge_expired_challenges(&*make().await).await;
+    close_challenges_of_one_user(&*make().await).await;
     audit_append_and_round_trip(&*make().await).await;
     audit_filters_order_and_limit(&*make().await).await;
     audit_after_id_reads_newer_records_oldest_first(&*make().await).await;
@@ -794,6 +795,23 @@ pub async fn purge_expired_challenges(store: &dyn Store) {
     assert!(store.challenge(b"live2", T).await.unwrap().is_some());
     assert_eq!(store.purge_expired_challenges(T + 1000).await.unwrap(), 2);
     assert!(store.challenge(b"live2", T).await.unwrap().is_none());
+}
+
+pub async fn close_challenges_of_one_user(store: &dyn Store) {
+    for (state, user) in [(&b"a1"[..], "alice"), (b"a2", "alice"), (b"b1", "bob")] {
+        store
+            .put_challenge(&challenge(state, user, T + 600))
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.close_challenges("alice").await.unwrap(), 2);
+    assert_eq!(store.close_challenges("alice").await.unwrap(), 0);
+    assert!(store.challenge(b"a1", T).await.unwrap().is_none());
+    assert!(store.challenge(b"a2", T).await.unwrap().is_none());
+    assert!(
+        store.challenge(b"b1", T).await.unwrap().is_some(),
+        "bob's stays"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
