@@ -525,6 +525,62 @@ fn resends_end_with_the_prompt_chain_and_a_new_number_closes_open_prompts() {
     assert_eq!(code_of(&after), "Access-Reject", "{after}");
 }
 
+/// One entry, two names (`uid: jdoe`, `uid: john.doe`), its only factor the directory's
+/// mobile number (nobody's stored state). Once wrong codes lock jdoe, john.doe is refused
+/// as locked too, with no SMS: the second name brings no new allowance of guesses or sends.
+#[test]
+fn a_lock_under_one_name_of_an_entry_holds_for_its_other_names() {
+    use common::slapd::{LdapUser, Slapd, SlapdOptions};
+    let slapd = Slapd::start_with(
+        &[LdapUser::new("alice", ALICE_PW)],
+        SlapdOptions {
+            extra_ldif: format!(
+                "dn: uid=jdoe,ou=people,dc=example,dc=org\nobjectClass: inetOrgPerson\n\
+                 uid: jdoe\nuid: john.doe\ncn: John Doe\nsn: Doe\n\
+                 mobile: {DIRECTORY_MOBILE}\nuserPassword: jdoe-Secret-pw\n\n"
+            ),
+            ..Default::default()
+        },
+    );
+    let standin = Standin::start();
+    let srv = start(
+        &slapd,
+        &standin,
+        "",
+        "\n[lockout]\nthreshold = 2\n",
+        &sms_client(""),
+    );
+    for n in 1..=2 {
+        let r = login(&srv, "jdoe", "jdoe-Secret-pw");
+        assert_eq!(code_of(&r), "Access-Challenge", "{r}");
+        let wrong = if standin.sms()[n - 1].code() == "000000" {
+            "111111"
+        } else {
+            "000000"
+        };
+        assert_eq!(
+            code_of(&answer(&srv, "jdoe", wrong, &r["state"])),
+            "Access-Reject"
+        );
+    }
+    assert_eq!(standin.sms().len(), 2);
+    let locked = login(&srv, "jdoe", "jdoe-Secret-pw");
+    assert_eq!(code_of(&locked), "Access-Reject", "{locked}");
+    let other = login(&srv, "john.doe", "jdoe-Secret-pw");
+    assert_eq!(code_of(&other), "Access-Reject", "{other}");
+    assert!(message(&other).contains("Too many wrong codes"), "{other}");
+    assert_eq!(standin.sms().len(), 2, "no SMS under the other name");
+    let rec = &srv.audit_json("john.doe")[0];
+    assert_eq!(
+        rec["reason"], "second factor locked under the entry's other name \"jdoe\"",
+        "{rec}"
+    );
+    // Unlocked, either name works again.
+    cli_ok(&srv, &["user", "unlock", "jdoe"]);
+    let r = login(&srv, "john.doe", "jdoe-Secret-pw");
+    assert_eq!(code_of(&r), "Access-Challenge", "{r}");
+}
+
 #[test]
 fn sixth_sms_in_five_minutes_is_refused_and_resend_counts() {
     let slapd = directory();

@@ -17,19 +17,31 @@ pub fn holds_state(has_tokens: bool, profile: &UserProfile) -> bool {
     has_tokens || profile.phone.is_some() || profile.blocked_at.is_some()
 }
 
-/// The entry's other name that holds second-factor state (tokens, a stored phone, a fraud
-/// block) when the name logged in with (`user`; `own_state` from [`holds_state`]) holds
-/// none.
+/// Why a name with no state of its own is refused for another name of its entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OtherName {
+    /// That name holds the second factor (tokens, a stored phone, a fraud block).
+    Enrolled(String),
+    /// That name is locked for wrong codes. Both names may reach the same factor (the
+    /// directory's mobile number, which is nobody's stored state): without this, each name
+    /// would bring its own allowance of guesses, and a locked user would still get codes
+    /// sent under the other name.
+    Locked(String),
+}
+
+/// The entry's other name that holds second-factor state, or is locked, when the name
+/// logged in with (`user`; `own_state` from [`holds_state`]) holds none.
 pub async fn enrolled_under_another_name(
     app: &AppState,
     user: &str,
     own_state: bool,
     info: &UserInfo,
-) -> Result<Option<String>, StoreError> {
+) -> Result<Option<OtherName>, StoreError> {
     if own_state || info.other_names.is_empty() {
         return Ok(None);
     }
     let names = &app.config().user_names;
+    let now = app.clock.now();
     for other in &info.other_names {
         let key = names.key(other);
         if key == user {
@@ -37,21 +49,31 @@ pub async fn enrolled_under_another_name(
         }
         let snap = app.store.user_snapshot(&key).await?;
         if holds_state(!snap.tokens.is_empty(), &snap.profile) {
-            return Ok(Some(other.clone()));
+            return Ok(Some(OtherName::Enrolled(other.clone())));
+        }
+        if snap.status.locked_until.is_some_and(|until| until > now) {
+            return Ok(Some(OtherName::Locked(other.clone())));
         }
     }
     Ok(None)
 }
 
-/// The answer to a login under a name whose entry's second factor is under `other`.
-pub fn refused(other: String, info: UserInfo) -> Verdict {
-    Verdict::reject(format!(
-        "the directory entry is also named {other:?}, whose second factor this name would go \
-         without"
-    ))
-    .with_info(Some(info))
-    .with_reply(
-        Reply::reject()
-            .with_message("Log in with the user name your second factor is enrolled under."),
-    )
+/// The answer to a login under a name refused for `other`.
+pub fn refused(other: OtherName, info: UserInfo) -> Verdict {
+    let (reason, message) = match other {
+        OtherName::Enrolled(other) => (
+            format!(
+                "the directory entry is also named {other:?}, whose second factor this name \
+                 would go without"
+            ),
+            "Log in with the user name your second factor is enrolled under.",
+        ),
+        OtherName::Locked(other) => (
+            format!("second factor locked under the entry's other name {other:?}"),
+            super::login::LOCKED_MESSAGE,
+        ),
+    };
+    Verdict::reject(reason)
+        .with_info(Some(info))
+        .with_reply(Reply::reject().with_message(message))
 }
