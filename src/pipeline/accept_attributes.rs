@@ -6,15 +6,9 @@
 //! attributes could put the user under a broader default policy on the NAS.
 
 use super::{Fault, RequestContext, Verdict};
-use crate::app::AppState;
 use crate::radius::ReplyCode;
 
-pub async fn add(
-    app: &AppState,
-    ctx: &RequestContext,
-    user: &str,
-    v: &mut Verdict,
-) -> Result<(), Fault> {
+pub async fn add(ctx: &RequestContext, user: &str, v: &mut Verdict) -> Result<(), Fault> {
     let rules = &ctx.client.accept_attributes;
     if v.reply.code != ReplyCode::Accept {
         return Ok(());
@@ -29,7 +23,7 @@ pub async fn add(
     }
     // The DN is known from the password check or carried with the challenge; a second
     // factor without either (an older challenge) searches once.
-    let primary = app.primary();
+    let primary = ctx.primary.clone();
     let info = match v.info.as_ref().filter(|i| !i.dn.is_empty()) {
         Some(i) => i.clone(),
         None => match primary.lookup(user).await? {

@@ -70,14 +70,14 @@ pub async fn try_app_password(
         return Ok(Some(v));
     }
     // The directory stays the authority on whether the account exists.
-    let Some(info) = app.primary().lookup(user).await? else {
+    let Some(info) = ctx.primary.lookup(user).await? else {
         let mut v = Verdict::reject("app password for a user not in the directory");
         v.mode = "app-password";
         return Ok(Some(v));
     };
     // An app password stands in for password and second factor, not for the right to use
     // this client: the allowed groups apply (exempt groups change nothing here).
-    if !groups::allowed(app, ctx, user, &info).await? {
+    if !groups::allowed(ctx, user, &info).await? {
         let mut v = groups::not_allowed(ctx, info);
         v.mode = "app-password";
         v.token_serial = serial;

@@ -4,7 +4,6 @@
 //! without a second factor. A directory failure during the check refuses the login.
 
 use super::{Fault, RequestContext, Verdict};
-use crate::app::AppState;
 use crate::auth::UserInfo;
 
 pub enum Membership {
@@ -16,17 +15,12 @@ pub enum Membership {
     Exempt(String),
 }
 
-pub async fn check(
-    app: &AppState,
-    ctx: &RequestContext,
-    user: &str,
-    info: &UserInfo,
-) -> Result<Membership, Fault> {
-    if !allowed(app, ctx, user, info).await? {
+pub async fn check(ctx: &RequestContext, user: &str, info: &UserInfo) -> Result<Membership, Fault> {
+    if !allowed(ctx, user, info).await? {
         return Ok(Membership::NotAllowed);
     }
     Ok(
-        match first_member(app, user, info, &ctx.client.groups.exempt).await? {
+        match first_member(ctx, user, info, &ctx.client.groups.exempt).await? {
             Some(group) => Membership::Exempt(group.to_string()),
             None => Membership::Allowed,
         },
@@ -34,24 +28,19 @@ pub async fn check(
 }
 
 /// The allowed-groups rule alone: true when the client has none or the user is in one.
-pub async fn allowed(
-    app: &AppState,
-    ctx: &RequestContext,
-    user: &str,
-    info: &UserInfo,
-) -> Result<bool, Fault> {
+pub async fn allowed(ctx: &RequestContext, user: &str, info: &UserInfo) -> Result<bool, Fault> {
     let allow = &ctx.client.groups.allow;
-    Ok(allow.is_empty() || first_member(app, user, info, allow).await?.is_some())
+    Ok(allow.is_empty() || first_member(ctx, user, info, allow).await?.is_some())
 }
 
 async fn first_member<'g>(
-    app: &AppState,
+    ctx: &RequestContext,
     user: &str,
     info: &UserInfo,
     groups: &'g [String],
 ) -> Result<Option<&'g str>, Fault> {
     for g in groups {
-        if app.primary().is_member(user, info, g).await? {
+        if ctx.primary.is_member(user, info, g).await? {
             return Ok(Some(g));
         }
     }

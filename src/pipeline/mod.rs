@@ -49,8 +49,8 @@ use crate::radius::{Reply, ReplyCode, Request, RequestKind};
 use crate::server::metrics::Metrics;
 use crate::store::{durability, RememberedLogin, StoreError};
 
-/// Where a request came from and when.
-#[derive(Debug, Clone)]
+/// Where a request came from and when, and the directory it is served by.
+#[derive(Clone)]
 pub struct RequestContext {
     pub client: Arc<ClientConfig>,
     pub src: SocketAddr,
@@ -58,6 +58,20 @@ pub struct RequestContext {
     pub received: Instant,
     /// Came over RadSec: a copy may come again on a new connection, from another port.
     pub over_tls: bool,
+    /// The directory as the request found it: a reload that swaps `[ldap]` meanwhile must
+    /// not have the password checked on one directory and the groups on another.
+    pub primary: Arc<dyn crate::auth::PrimaryAuth>,
+}
+
+impl std::fmt::Debug for RequestContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestContext")
+            .field("client", &self.client.name)
+            .field("src", &self.src)
+            .field("local", &self.local)
+            .field("over_tls", &self.over_tls)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The decision for one request plus what the audit record needs to say about it.
@@ -333,7 +347,7 @@ async fn decide(
         Some(state) => followup::answer(app, ctx, req, user, &state).await?,
         None => login::start(app, ctx, req, user).await?,
     };
-    accept_attributes::add(app, ctx, user, &mut v).await?;
+    accept_attributes::add(ctx, user, &mut v).await?;
     if v.reply.code == ReplyCode::Accept && !crate::radius::attributes_fit(req, &v.reply) {
         // Sent without some of them, the Accept could leave the user on the NAS's broader
         // default policy: refuse rather than grant more than was configured.

@@ -25,8 +25,10 @@ pub async fn check(
         return Ok(PrimaryOutcome::Denied(Denial::BadPassword));
     }
     match &ctx.client.primary {
-        Primary::Ldap => Ok(app.primary().authenticate(user, password).await?),
-        Primary::Upstream(group) => Box::pin(by_upstream(app, req, group, user, password)).await,
+        Primary::Ldap => Ok(ctx.primary.authenticate(user, password).await?),
+        Primary::Upstream(group) => {
+            Box::pin(by_upstream(app, ctx, req, group, user, password)).await
+        }
     }
 }
 
@@ -34,6 +36,7 @@ pub async fn check(
 /// login should carry (`a_requests_future_stays_small`).
 async fn by_upstream(
     app: &AppState,
+    ctx: &RequestContext,
     req: &Request,
     group: &str,
     user: &str,
@@ -68,7 +71,7 @@ async fn by_upstream(
         (Answer::Reject, server) => Ok(PrimaryOutcome::Denied(Denial::UpstreamReject(
             server.name.clone(),
         ))),
-        (Answer::Accept(granted), _) => Ok(match app.primary().lookup(user).await? {
+        (Answer::Accept(granted), _) => Ok(match ctx.primary.lookup(user).await? {
             Some(mut info) => {
                 info.granted = granted;
                 PrimaryOutcome::Accepted(info)

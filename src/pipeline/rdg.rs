@@ -28,7 +28,7 @@ pub async fn start(
             .called_station_id()
             .is_some_and(|c| c.starts_with("UserAuthType:"));
     tracing::debug!(rd_gateway_shape, "second-factor-only request");
-    let Some(info) = app.primary().lookup(user).await? else {
+    let Some(info) = ctx.primary.lookup(user).await? else {
         return Ok(Verdict::reject("unknown user (second-factor-only client)"));
     };
     // The whole snapshot, not only the profile: a name with tokens of its own is not
@@ -45,7 +45,7 @@ pub async fn start(
             .with_reply(reply));
     }
     // The gateway checked the password; an exempt user needs nothing more.
-    match groups::check(app, ctx, user, &info).await? {
+    match groups::check(ctx, user, &info).await? {
         Membership::Allowed => {}
         Membership::NotAllowed => return Ok(groups::not_allowed(ctx, info)),
         Membership::Exempt(group) => return Ok(groups::exempt(group, info)),

@@ -340,6 +340,7 @@ pub(crate) async fn dispatch(
         local,
         received,
         over_tls: matches!(reply_to, ReplyTo::Tls(_)),
+        primary: app.primary(),
     };
     let app = app.clone();
     let reply_to = reply_to.clone();
