@@ -78,7 +78,11 @@ impl Reloader {
     /// Reloads the client table, the policy sections (and the directory, if `[ldap]`
     /// changed) from the file; the number of clients, or why not.
     pub fn reload(&mut self, app: &AppState) -> Result<usize, String> {
-        let new = Config::load(&self.path).map_err(|e| e.to_string())?;
+        // Read once: the configuration and the sections compared below come from the same
+        // text, even if the file is being rewritten (an editor, a config tool) meanwhile.
+        let text = std::fs::read_to_string(&self.path)
+            .map_err(|e| format!("reading {}: {e}", self.path.display()))?;
+        let new = Config::parse(&text, &self.path).map_err(|e| e.to_string())?;
         let running = app.config();
         let longest = longest_request(&running, &new.clients);
         if longest > self.longest && matches!(running.store, StoreConfig::Postgres { .. }) {
@@ -107,7 +111,7 @@ impl Reloader {
             fixed: now,
             policy,
             ldap,
-        } = sections(&self.path).map_err(|e| format!("{e:#}"))?;
+        } = sections_of(&text, &self.path).map_err(|e| format!("{e:#}"))?;
         // Built before anything is swapped: settings that cannot be used change nothing.
         let ldap_ca = ca_stamp(&new);
         let ldap_password = bind_password(&new);
@@ -281,9 +285,15 @@ fn sections(path: &Path) -> anyhow::Result<Sections> {
     use anyhow::Context;
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    sections_of(&text, path)
+}
+
+/// [`sections`] of text already read (and parsed as a configuration, so this cannot fail
+/// on the same text; toml's own message, which quotes the line, is not passed on anyway).
+fn sections_of(text: &str, path: &Path) -> anyhow::Result<Sections> {
     let mut table: toml::Table = text
         .parse()
-        .with_context(|| format!("parsing {}", path.display()))?;
+        .map_err(|_| anyhow::anyhow!("parsing {}", path.display()))?;
     table.remove("client");
     let ldap = table.remove("ldap");
     let policy = POLICY
