@@ -16,6 +16,17 @@ use rand::Rng;
 /// µs bind imitated by tokio's timer would take 1-2 ms, and make the padded path *slower*.
 const PRECISE_BELOW: Duration = Duration::from_millis(5);
 
+/// Precise pads sleeping at once, each on a blocking-pool thread. A flood of refusals must
+/// not fill that pool (512 threads, shared with SQLite and the app-password hash); past this
+/// many, pads take tokio's timer, which under such load is no worse than the noise around it.
+const PRECISE_AT_ONCE: usize = 64;
+
+fn precise_slots() -> &'static std::sync::Arc<tokio::sync::Semaphore> {
+    static SLOTS: std::sync::OnceLock<std::sync::Arc<tokio::sync::Semaphore>> =
+        std::sync::OnceLock::new();
+    SLOTS.get_or_init(|| std::sync::Arc::new(tokio::sync::Semaphore::new(PRECISE_AT_ONCE)))
+}
+
 /// The moving average of one kind of work, and a sleep that imitates it.
 #[derive(Debug, Default)]
 pub struct Pad {
@@ -51,12 +62,21 @@ impl Pad {
         if avg == 0 {
             return;
         }
+        let avg = avg.min(u64::MAX / 2);
         let jittered = rand::thread_rng().gen_range(avg * 3 / 4..=avg + avg / 4);
         let pad = Duration::from_micros(jittered).min(cap);
-        if pad < PRECISE_BELOW {
-            let _ = tokio::task::spawn_blocking(move || std::thread::sleep(pad)).await;
-        } else {
-            tokio::time::sleep(pad).await;
+        let slot = (pad < PRECISE_BELOW)
+            .then(|| precise_slots().clone().try_acquire_owned().ok())
+            .flatten();
+        match slot {
+            Some(slot) => {
+                let _ = tokio::task::spawn_blocking(move || {
+                    let _slot = slot;
+                    std::thread::sleep(pad)
+                })
+                .await;
+            }
+            None => tokio::time::sleep(pad).await,
         }
     }
 }
@@ -97,6 +117,32 @@ mod tests {
             t.elapsed() < std::time::Duration::from_millis(200),
             "the sample wins"
         );
+    }
+
+    /// A flood of short pads holds at most PRECISE_AT_ONCE blocking threads; the rest
+    /// sleep on tokio's timer, and every one still sleeps about its time.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_flood_of_pads_takes_a_bounded_number_of_blocking_threads() {
+        let pad = std::sync::Arc::new(super::Pad::default());
+        pad.record(std::time::Duration::from_millis(4));
+        let cap = std::time::Duration::from_secs(1);
+        let t = std::time::Instant::now();
+        let all: Vec<_> = (0..200)
+            .map(|_| {
+                let pad = pad.clone();
+                tokio::spawn(async move { pad.sleep(cap).await })
+            })
+            .collect();
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        assert_eq!(
+            super::precise_slots().available_permits(),
+            0,
+            "the precise pads are the capped ones"
+        );
+        for h in all {
+            h.await.unwrap();
+        }
+        assert!(t.elapsed() >= std::time::Duration::from_millis(3));
     }
 
     #[test]

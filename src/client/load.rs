@@ -116,7 +116,8 @@ impl Schedule {
         self.deadline.is_some_and(|d| Instant::now() >= d)
     }
 
-    async fn next(&self) -> Option<u64> {
+    /// The next request number and, with a rate, when it was due.
+    async fn next(&self) -> Option<(u64, Option<Instant>)> {
         if self.expired() {
             return None;
         }
@@ -124,14 +125,16 @@ impl Schedule {
         if i >= self.limit {
             return None;
         }
+        let mut due = None;
         if let Some(rate) = self.rate {
-            let due = self.start + Duration::from_secs_f64(i as f64 / rate);
-            tokio::time::sleep_until(due.into()).await;
+            let at = self.start + Duration::from_secs_f64(i as f64 / rate);
+            tokio::time::sleep_until(at.into()).await;
             if self.expired() {
                 return None;
             }
+            due = Some(at);
         }
-        Some(i)
+        Some((i, due))
     }
 }
 
@@ -273,7 +276,7 @@ async fn worker(phase: Arc<Phase>, mut conn: Conn, first_id: u8) -> WorkerResult
     let mut states = Vec::new();
     let mut id = first_id;
     let n = phase.users.len();
-    while let Some(i) = phase.schedule.next().await {
+    while let Some((i, due)) = phase.schedule.next().await {
         id = id.wrapping_add(1);
         // Every user may have used up the TOTP window for now: wait for the next step and
         // send this same request then (a round-2 answer is not dropped); if the run ends
@@ -291,10 +294,17 @@ async fn worker(phase: Arc<Phase>, mut conn: Conn, first_id: u8) -> WorkerResult
             tally.skipped += 1;
             continue;
         };
+        // With a rate, latency counts from when the request was due, not from when a worker
+        // that fell behind got round to it: otherwise a server too slow for the rate would
+        // hold the generator back and its latency would look no worse (coordinated omission).
+        let late = due.map_or(Duration::ZERO, |d| {
+            Instant::now().saturating_duration_since(d)
+        });
         let (outcome, latency, raw, resent) = match &mut conn {
             Conn::Udp(sock) => exchange(&phase.spec, sock, &packet, &auth).await,
             Conn::Tls(link) => exchange_tls(&phase.spec, link, &packet, &auth).await,
         };
+        let latency = latency + late;
         tally.retransmits += resent as u64;
         let expected = match (phase.spec.flow, phase.round2) {
             (_, true) | (Flow::Inline | Flow::Status, false) => 2,
@@ -476,6 +486,24 @@ async fn exchange_tls(
 #[cfg(test)]
 mod tests {
     use super::spread_by_user;
+
+    /// With a rate, each request says when it was due (latency counts from there), and
+    /// the schedule does not drift: request i is due at start + i / rate.
+    #[tokio::test]
+    async fn a_paced_schedule_gives_each_request_its_due_time() {
+        use std::time::Duration;
+        let s = super::Schedule::new(3, None, Some(100.0));
+        let mut dues = Vec::new();
+        while let Some((i, due)) = s.next().await {
+            dues.push((i, due.expect("a rate gives due times")));
+        }
+        assert_eq!(dues.iter().map(|d| d.0).collect::<Vec<_>>(), [0, 1, 2]);
+        for (i, due) in dues {
+            assert_eq!(due - s.start, Duration::from_millis(10 * i));
+        }
+        let unpaced = super::Schedule::new(1, None, None);
+        assert_eq!(unpaced.next().await, Some((0, None)));
+    }
 
     #[test]
     fn answers_of_one_user_are_spread_apart() {
