@@ -219,9 +219,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve => {
-            let cfg = load()?;
+            let (cfg, text) = Config::load_with_text(&cli.config)
+                .with_context(|| format!("config {}", cli.config.display()))?;
             crate::telemetry::init(cfg.server.log_format, &cfg.server.log_level);
-            admin::serve::serve(cfg, &cli.config).await?;
+            admin::serve::serve(cfg, &text, &cli.config).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::User(cmd) => {

@@ -62,8 +62,8 @@ impl Pad {
         if avg == 0 {
             return;
         }
-        let avg = avg.min(u64::MAX / 2);
-        let jittered = rand::thread_rng().gen_range(avg * 3 / 4..=avg + avg / 4);
+        // avg * 3 / 4 and avg + avg / 4 without overflow, for any average.
+        let jittered = rand::thread_rng().gen_range(avg / 4 * 3..=avg.saturating_add(avg / 4));
         let pad = Duration::from_micros(jittered).min(cap);
         let slot = (pad < PRECISE_BELOW)
             .then(|| precise_slots().clone().try_acquire_owned().ok())

@@ -74,7 +74,16 @@ fn twilio_errors_name_status_and_twilio_code() {
     assert!(!e.to_string().contains("246810"));
     // A Twilio-compatible gateway (or a proxy) echoing what it was sent: the code and the
     // token are blanked from the message that reaches the audit reason.
-    let echo = format!("cannot queue 'Your sign-in code is 246810' (246810) for {AUTH_TOKEN}");
+    let basic = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(format!(
+            "{}:{AUTH_TOKEN}",
+            common::provider_standin::ACCOUNT_SID
+        ))
+    };
+    let echo = format!(
+        "cannot queue 'Your sign-in code is 246810' (246810) for {AUTH_TOKEN} (Basic {basic})"
+    );
     s.fail_sms(Some((502, 30001, &echo)));
     let e = run(p.send_sms("+15550100", &t, &c)).unwrap_err();
     let shown = e.to_string();
@@ -84,6 +93,7 @@ fn twilio_errors_name_status_and_twilio_code() {
     );
     assert!(!shown.contains("246810"), "{shown}");
     assert!(!shown.contains(AUTH_TOKEN), "{shown}");
+    assert!(!shown.contains(&basic[..20]), "{shown}");
     s.fail_sms(None);
     assert!(s.sms().is_empty());
 }

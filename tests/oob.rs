@@ -527,7 +527,8 @@ fn resends_end_with_the_prompt_chain_and_a_new_number_closes_open_prompts() {
 
 /// One entry, two names (`uid: jdoe`, `uid: john.doe`), its only factor the directory's
 /// mobile number (nobody's stored state). Once wrong codes lock jdoe, john.doe is refused
-/// as locked too, with no SMS: the second name brings no new allowance of guesses or sends.
+/// as locked too, with no SMS: a locked user gets no codes under another name. (Wrong
+/// codes before the lock are still counted per name.)
 #[test]
 fn a_lock_under_one_name_of_an_entry_holds_for_its_other_names() {
     use common::slapd::{LdapUser, Slapd, SlapdOptions};

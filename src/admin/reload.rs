@@ -51,7 +51,8 @@ pub struct Reloader {
 }
 
 impl Reloader {
-    pub fn new(path: &Path, started: &Config) -> anyhow::Result<Self> {
+    /// `text`: the file as `started` was parsed from it.
+    pub fn new(path: &Path, started: &Config, text: &str) -> anyhow::Result<Self> {
         use tokio::signal::unix::{signal, SignalKind};
         let hup = signal(SignalKind::hangup())
             .map_err(
@@ -62,7 +63,7 @@ impl Reloader {
             fixed,
             policy,
             ldap,
-        } = sections(path)?;
+        } = sections_of(text, path)?;
         Ok(Reloader {
             path: path.to_path_buf(),
             fixed,
@@ -281,15 +282,8 @@ struct Sections {
     ldap: Option<toml::Value>,
 }
 
-fn sections(path: &Path) -> anyhow::Result<Sections> {
-    use anyhow::Context;
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    sections_of(&text, path)
-}
-
-/// [`sections`] of text already read (and parsed as a configuration, so this cannot fail
-/// on the same text; toml's own message, which quotes the line, is not passed on anyway).
+/// A config file's sections, from the text its configuration was parsed from (so this
+/// cannot fail on it; toml's own message, which quotes the line, is not passed on anyway).
 fn sections_of(text: &str, path: &Path) -> anyhow::Result<Sections> {
     let mut table: toml::Table = text
         .parse()

@@ -10,13 +10,14 @@ use tokio_util::sync::CancellationToken;
 use crate::app::AppState;
 use crate::config::Config;
 
-pub async fn serve(cfg: Config, path: &std::path::Path) -> anyhow::Result<()> {
+/// `text` is the file as `cfg` was parsed from it.
+pub async fn serve(cfg: Config, text: &str, path: &std::path::Path) -> anyhow::Result<()> {
     survive_file_size_limit();
     // First: SIGHUP is caught from here on (see `Reloader`).
     #[cfg(unix)]
-    let reloader = super::reload::Reloader::new(path, &cfg)?;
+    let reloader = super::reload::Reloader::new(path, &cfg, text)?;
     #[cfg(not(unix))]
-    let _ = path;
+    let _ = (path, text);
     let sockets = crate::server::bind(&cfg.server.listen).context("binding listen addresses")?;
     let radsec = match &cfg.radsec {
         Some(r) => Some(radsec_listeners(r).await?),

@@ -278,6 +278,14 @@ async fn worker(phase: Arc<Phase>, mut conn: Conn, first_id: u8) -> WorkerResult
     let n = phase.users.len();
     while let Some((i, due)) = phase.schedule.next().await {
         id = id.wrapping_add(1);
+        // With a rate, latency counts from when the request was due, not from when a worker
+        // that fell behind got round to it: otherwise a server too slow for the rate would
+        // hold the generator back and its latency would look no worse (coordinated omission).
+        // Taken before any wait for a TOTP step below, which is the generator's, not the
+        // server's.
+        let late = due.map_or(Duration::ZERO, |d| {
+            Instant::now().saturating_duration_since(d)
+        });
         // Every user may have used up the TOTP window for now: wait for the next step and
         // send this same request then (a round-2 answer is not dropped); if the run ends
         // first, it is counted as skipped, not lost without a trace.
@@ -294,12 +302,6 @@ async fn worker(phase: Arc<Phase>, mut conn: Conn, first_id: u8) -> WorkerResult
             tally.skipped += 1;
             continue;
         };
-        // With a rate, latency counts from when the request was due, not from when a worker
-        // that fell behind got round to it: otherwise a server too slow for the rate would
-        // hold the generator back and its latency would look no worse (coordinated omission).
-        let late = due.map_or(Duration::ZERO, |d| {
-            Instant::now().saturating_duration_since(d)
-        });
         let (outcome, latency, raw, resent) = match &mut conn {
             Conn::Udp(sock) => exchange(&phase.spec, sock, &packet, &auth).await,
             Conn::Tls(link) => exchange_tls(&phase.spec, link, &packet, &auth).await,

@@ -73,6 +73,18 @@ pub fn validate(raw: RawConfig, origin: &Path) -> Result<Config, ConfigError> {
         // The database ends a request transaction idle longer than any request may run.
         settings.max_request = longest_request;
     }
+    let delivery = super::validate_delivery::validate(
+        super::raw_delivery::RawDelivery {
+            phone,
+            sms,
+            voice,
+            twilio,
+            http_sms,
+            callbacks,
+        },
+        base,
+    )?;
+    held_calls_within_their_lifetime(&clients, &delivery)?;
     Ok(Config {
         server,
         store,
@@ -87,20 +99,39 @@ pub fn validate(raw: RawConfig, origin: &Path) -> Result<Config, ConfigError> {
         radsec: radsec
             .map(|r| radsec_config(r, base, longest_request))
             .transpose()?,
-        delivery: super::validate_delivery::validate(
-            super::raw_delivery::RawDelivery {
-                phone,
-                sms,
-                voice,
-                twilio,
-                http_sms,
-                callbacks,
-            },
-            base,
-        )?,
+        delivery,
         upstreams,
         clients,
     })
+}
+
+/// A held call waits up to the client's `voice_budget_secs`; a key pressed after the call's
+/// lifetime approves nothing (the callback refuses it). So a budget longer than the
+/// lifetime would hold logins for approvals that can no longer count.
+fn held_calls_within_their_lifetime(
+    clients: &[ClientConfig],
+    delivery: &super::delivery::DeliveryConfig,
+) -> Result<(), ConfigError> {
+    let Some(voice) = &delivery.voice else {
+        return Ok(());
+    };
+    for (i, c) in clients.iter().enumerate() {
+        let f = &c.factors;
+        let holds = f.methods.contains(&crate::mfa::method::Method::Voice)
+            && f.voice_mode == super::delivery::VoiceMode::Hold;
+        if holds && f.voice_budget > voice.call_lifetime {
+            return Err(ConfigError::invalid(
+                format!("client[{i}].voice_budget_secs"),
+                format!(
+                    "{} s is longer than voice.call_lifetime_secs ({} s): a call answered \
+                     after its lifetime approves nothing",
+                    f.voice_budget.as_secs(),
+                    voice.call_lifetime.as_secs()
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Without `[ldap]`, radmfa knows users by name alone: every client must send its

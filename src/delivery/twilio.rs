@@ -83,13 +83,18 @@ async fn create(
         // Twilio's error object; only its code and message go into the audit reason. Twilio
         // does not echo the request, but `api_url` may name a compatible gateway or a proxy
         // that does: what was sent (the code, the token) is blanked from the message.
-        let mut hidden: Vec<String> = form
+        let token = cfg.auth_token.expose_str().unwrap_or_default();
+        let basic = {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD.encode(format!("{}:{token}", cfg.account_sid))
+        };
+        let hidden: Vec<String> = form
             .iter()
-            .filter(|(name, _)| !matches!(*name, "To" | "From"))
+            .filter(|(name, _)| *name == "Body")
             .map(|(_, v)| v.to_string())
             .chain(also_hidden.iter().map(|v| v.to_string()))
+            .chain([token.to_string(), basic])
             .collect();
-        hidden.push(cfg.auth_token.expose_str().unwrap_or_default().to_string());
         let detail = match (
             json.get("code"),
             json.get("message").and_then(|m| m.as_str()),

@@ -58,22 +58,25 @@ pub async fn enrolled_under_another_name(
     Ok(None)
 }
 
-/// The answer to a login under a name refused for `other`.
-pub fn refused(other: OtherName, info: UserInfo) -> Verdict {
-    let (reason, message) = match other {
-        OtherName::Enrolled(other) => (
-            format!(
-                "the directory entry is also named {other:?}, whose second factor this name \
-                 would go without"
-            ),
-            "Log in with the user name your second factor is enrolled under.",
-        ),
-        OtherName::Locked(other) => (
-            format!("second factor locked under the entry's other name {other:?}"),
-            super::login::LOCKED_MESSAGE,
-        ),
-    };
-    Verdict::reject(reason)
-        .with_info(Some(info))
-        .with_reply(Reply::reject().with_message(message))
+/// The answer to a login under a name whose entry's second factor is under `other`.
+pub fn refused(other: String, info: UserInfo) -> Verdict {
+    Verdict::reject(format!(
+        "the directory entry is also named {other:?}, whose second factor this name would go \
+         without"
+    ))
+    .with_info(Some(info))
+    .with_reply(
+        Reply::reject()
+            .with_message("Log in with the user name your second factor is enrolled under."),
+    )
+}
+
+/// The audit reason of a refusal for a lock: the name's own, or (`locked_as`) another
+/// name's of its entry. Such a lock is checked where the name's own is, so exempt groups,
+/// exempt networks and a bypass apply as they would to a locked user.
+pub fn locked_reason(locked_as: Option<&str>) -> String {
+    match locked_as {
+        None => "second factor locked".into(),
+        Some(other) => format!("second factor locked under the entry's other name {other:?}"),
+    }
 }

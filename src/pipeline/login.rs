@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::aliases;
+use super::aliases::{self, OtherName};
 use super::groups::{self, Membership};
 use super::methods::{self, blocked, Subject};
 use super::second_factor::{check_code, oath_mode, user_view, CodeCheck, Standing, RESYNC_MESSAGE};
@@ -125,9 +125,13 @@ pub async fn start(
         !view.tokens.is_empty() || view.has_disabled_tokens,
         &view.profile,
     );
-    if let Some(other) = aliases::enrolled_under_another_name(app, user, own_state, &info).await? {
-        return Ok(aliases::refused(other, info));
+    let mut locked_as = None;
+    match aliases::enrolled_under_another_name(app, user, own_state, &info).await? {
+        Some(OtherName::Enrolled(other)) => return Ok(aliases::refused(other, info)),
+        Some(OtherName::Locked(other)) => locked_as = Some(other),
+        None => {}
     }
+    let locked = view.standing.locked || locked_as.is_some();
     let profile = &view.profile;
     if let Some((reason, reply)) = blocked(profile) {
         return Ok(Verdict::reject(reason)
@@ -144,7 +148,7 @@ pub async fn start(
     }
     // A remembered second factor is not one more chance at a locked one; and it is asked
     // before the bypass so that a waiting bypass is not spent when it was not needed.
-    if !view.standing.locked {
+    if !locked {
         if let Some(v) = remembered::take(app, ctx, req, user, &info).await? {
             return Ok(v);
         }
@@ -211,10 +215,12 @@ pub async fn start(
         });
     }
     let standing = view.standing;
-    if standing.locked {
-        return Ok(Verdict::reject("second factor locked")
-            .with_info(Some(info))
-            .with_reply(Reply::reject().with_message(LOCKED_MESSAGE)));
+    if locked {
+        return Ok(
+            Verdict::reject(aliases::locked_reason(locked_as.as_deref()))
+                .with_info(Some(info))
+                .with_reply(Reply::reject().with_message(LOCKED_MESSAGE)),
+        );
     }
 
     if let Some(code) = code {

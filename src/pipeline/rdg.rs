@@ -4,6 +4,7 @@
 //! ":SC"), and the RDP client cannot show a prompt. So: no LDAP bind, only a search that
 //! the user exists; then the phone call, held within the client's budget.
 
+use super::aliases::OtherName;
 use super::groups::{self, Membership};
 use super::login::{capabilities, LOCKED_MESSAGE};
 use super::methods::{self, blocked, Subject};
@@ -35,8 +36,11 @@ pub async fn start(
     // another name of someone else's entry.
     let snapshot = app.store.user_snapshot(user).await?;
     let own_state = aliases::holds_state(!snapshot.tokens.is_empty(), &snapshot.profile);
-    if let Some(other) = aliases::enrolled_under_another_name(app, user, own_state, &info).await? {
-        return Ok(aliases::refused(other, info));
+    let mut locked_as = None;
+    match aliases::enrolled_under_another_name(app, user, own_state, &info).await? {
+        Some(OtherName::Enrolled(other)) => return Ok(aliases::refused(other, info)),
+        Some(OtherName::Locked(other)) => locked_as = Some(other),
+        None => {}
     }
     let profile = snapshot.profile;
     if let Some((reason, reply)) = blocked(&profile) {
@@ -55,7 +59,7 @@ pub async fn start(
     if let Some(ip) = networks::exempt_station(ctx, req) {
         return Ok(networks::exempt(ip, info));
     }
-    let locked = is_locked(app, user).await?;
+    let locked = locked_as.is_some() || is_locked(app, user).await?;
     // Each new RDP connection or RemoteApp asks again: a remembered call spares the user
     // one call per connection. As in `login`: not past a lockout, and before the bypass.
     if !locked {
@@ -67,9 +71,11 @@ pub async fn start(
         return Ok(v);
     }
     if locked {
-        return Ok(Verdict::reject("second factor locked")
-            .with_info(Some(info))
-            .with_reply(Reply::reject().with_message(LOCKED_MESSAGE)));
+        return Ok(
+            Verdict::reject(aliases::locked_reason(locked_as.as_deref()))
+                .with_info(Some(info))
+                .with_reply(Reply::reject().with_message(LOCKED_MESSAGE)),
+        );
     }
     let phone = oob::phone_for(app, &profile, &info);
     // Only the call can finish a login without a prompt.
