@@ -293,10 +293,19 @@ pub(crate) async fn dispatch(
             return;
         }
     }
+    // Over TCP the NAS does not retransmit on the same connection: a request is not dropped
+    // for want of a slot but waits, for half its deadline (which counts from the arrival; a
+    // slot that comes later leaves the request too little of it).
+    let wait_until = || {
+        let deadline = client
+            .factors
+            .request_deadline(app.config().server.request_deadline);
+        tokio::time::Instant::from_std(received) + deadline / 2
+    };
     // Over TLS, first one of the connection's own slots, so that no one connection takes
     // every request slot.
     let own = match reply_to {
-        ReplyTo::Tls(replies) => match replies.conn.own_slot().await {
+        ReplyTo::Tls(replies) => match replies.conn.own_slot(wait_until()).await {
             Some(p) => Some(p),
             None => {
                 app.dedup.abandon(key);
@@ -315,15 +324,7 @@ pub(crate) async fn dispatch(
             return;
         }
         (Err(_), ReplyTo::Tls(replies)) => {
-            // Over TCP the NAS does not retransmit on the same connection: a dropped request
-            // would hang until its timeout. Wait for a slot instead, for half the request's
-            // deadline: the deadline counts from the arrival, and a slot that comes later
-            // leaves the request too little of it.
-            let deadline = client
-                .factors
-                .request_deadline(app.config().server.request_deadline);
-            let until = tokio::time::Instant::from_std(received) + deadline / 2;
-            match replies.conn.wait_for_slot(permits, until).await {
+            match replies.conn.wait_for_slot(permits, wait_until()).await {
                 Some(permit) => permit,
                 None => {
                     Metrics::inc(&app.metrics.overloaded);

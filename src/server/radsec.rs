@@ -168,15 +168,23 @@ impl Closer {
         }
     }
 
-    /// One of this connection's own request slots ([`per_connection`]): waited for, since
-    /// its requests end within their deadlines; `None` if it is closed or radmfa stops
-    /// meanwhile. While it waits the connection is not read, and TCP holds the peer back.
-    pub(super) async fn own_slot(&self) -> Option<OwnedSemaphorePermit> {
+    /// One of this connection's own request slots ([`per_connection`]), waited for until
+    /// `until` (then the connection is closed as overloaded, as for the shared slots);
+    /// `None` then, or if it is closed or radmfa stops meanwhile. While it waits the
+    /// connection is not read, and TCP holds the peer back.
+    pub(super) async fn own_slot(
+        &self,
+        until: tokio::time::Instant,
+    ) -> Option<OwnedSemaphorePermit> {
         tokio::select! {
             biased;
             _ = self.close.cancelled() => None,
             _ = self.shutdown.cancelled() => None,
             p = self.own.clone().acquire_owned() => p.ok(),
+            _ = tokio::time::sleep_until(until) => {
+                self.overloaded();
+                None
+            }
         }
     }
 

@@ -84,16 +84,18 @@ pub fn parse_url(url: &str) -> Result<PgConnectOptions, String> {
         return Err("must start with postgres:// or postgresql://".into());
     }
     if let Some((_, query)) = url.split_once('?') {
-        for (key, _) in form_urlencoded::parse(query.as_bytes()) {
+        for (n, (key, _)) in form_urlencoded::parse(query.as_bytes()).enumerate() {
             let known = KNOWN_PARAMETERS.contains(&key.as_ref())
                 || (key.starts_with("options[") && key.ends_with(']'));
             if !known {
                 // sqlx would log the ignored parameter *with its value* (a libpq-only
-                // `sslpassword`, a miscased `Password`): refused here, naming the key only.
-                let named = if key.chars().count() <= 32 {
+                // `sslpassword`, a miscased `Password`): refused here. Named only if it is
+                // a libpq parameter name: after an unescaped `&` in a password, the "key"
+                // is the rest of the password.
+                let named = if LIBPQ_ONLY.contains(&key.to_ascii_lowercase().as_str()) {
                     format!("{key:?}")
                 } else {
-                    "(a long one)".to_string()
+                    format!("number {}", n + 1)
                 };
                 return Err(format!(
                     "the parameter {named} is not one radmfa's PostgreSQL client knows \
@@ -106,6 +108,40 @@ pub fn parse_url(url: &str) -> Result<PgConnectOptions, String> {
     // sqlx's messages name the part that is wrong (port, parameter), not the whole URL.
     PgConnectOptions::from_str(url).map_err(|e| format!("is not a valid connection URL: {e}"))
 }
+
+/// libpq connection parameters sqlx-postgres does not read, and the ones it reads in other
+/// case: named when refused (anything else may be part of a password).
+const LIBPQ_ONLY: &[&str] = &[
+    "password",
+    "sslpassword",
+    "sslcompression",
+    "sslcrl",
+    "sslcrldir",
+    "sslsni",
+    "sslnegotiation",
+    "sslcertmode",
+    "ssl_min_protocol_version",
+    "ssl_max_protocol_version",
+    "connect_timeout",
+    "client_encoding",
+    "target_session_attrs",
+    "load_balance_hosts",
+    "gssencmode",
+    "gsslib",
+    "channel_binding",
+    "require_auth",
+    "passfile",
+    "krbsrvname",
+    "keepalives",
+    "keepalives_idle",
+    "keepalives_interval",
+    "keepalives_count",
+    "tcp_user_timeout",
+    "replication",
+    "service",
+    "fallback_application_name",
+    "requirepeer",
+];
 
 /// The URL parameters sqlx-postgres (0.8) reads, besides `options[NAME]`.
 const KNOWN_PARAMETERS: &[&str] = &[
