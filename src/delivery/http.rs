@@ -160,11 +160,18 @@ impl HttpSms {
             out.push(rendered);
         }
         let (path, query) = c.url.split_once('?').unwrap_or((&c.url, ""));
+        // Query values decoded, and as written.
         out.extend(
             form_urlencoded::parse(query.as_bytes())
                 .map(|(_, v)| v.into_owned())
+                .chain(
+                    query
+                        .split('&')
+                        .filter_map(|pair| pair.split_once('=').map(|(_, v)| v.to_string())),
+                )
                 .filter(|v| !v.contains('{')),
         );
+        out.extend(userinfo(path));
         out.extend(path_keys(path));
         out.extend(body_literals(&c.body, c.encoding));
         // As the request carried them, too: percent-encoded or escaped for JSON.
@@ -176,6 +183,33 @@ impl HttpSms {
         out.extend(encoded);
         out
     }
+}
+
+/// `https://user:password@host/…`: reqwest sends the pair as Basic authentication, so the
+/// password and the header's base64 are hidden as for `auth = "basic"`.
+fn userinfo(url_without_query: &str) -> Vec<String> {
+    let after_scheme = url_without_query
+        .split_once("://")
+        .map_or(url_without_query, |(_, rest)| rest);
+    let authority = after_scheme.split('/').next().unwrap_or_default();
+    let Some((info, _host)) = authority.rsplit_once('@') else {
+        return Vec::new();
+    };
+    let Some((user, password)) = info.split_once(':') else {
+        return Vec::new();
+    };
+    let decode = |s: &str| {
+        form_urlencoded::parse(format!("k={s}").as_bytes())
+            .next()
+            .map_or_else(|| s.to_string(), |(_, v)| v.into_owned())
+    };
+    use base64::Engine;
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!(
+        "{}:{}",
+        decode(user),
+        decode(password)
+    ));
+    vec![password.to_string(), decode(password), basic]
 }
 
 /// Some gateways put the API key in the URL's path (`/api/<key>/send`). A segment of 12 or
@@ -353,6 +387,14 @@ mod tests {
         keyed.cfg.body = "<sms key=\"AsIsLiteralKey42\" to=\"{phone}\"/>".into();
         let shown = snippet("echo AsIsLiteralKey42", &keyed.credentials(&v));
         assert_eq!(shown, "echo ***");
+        // A password in the URL's userinfo, and its Basic header.
+        let mut userinfo = gateway(HttpAuth::None);
+        userinfo.cfg.url = "https://acct:url-pass-77@sms.example/send?to={phone}".into();
+        let shown = snippet(
+            "auth url-pass-77 / Basic YWNjdDp1cmwtcGFzcy03Nw==",
+            &userinfo.credentials(&v),
+        );
+        assert_eq!(shown, "auth *** / Basic ***", "{shown}");
         // A header's word alone, and a value as percent-encoding carried it.
         let mut worded = gateway(HttpAuth::None);
         worded.cfg.headers = vec![("Authorization".into(), "App word-key-4711".into())];
