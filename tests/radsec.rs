@@ -714,10 +714,34 @@ fn a_revoked_certificate_is_refused_once_the_new_crl_is_in_place() {
         "not revoked yet: {out:?}\n{}",
         srv.log()
     );
+    // A connection opened before the revocation.
+    let (mut held, said) = hold_from(port, &good, "127.0.0.1");
+    assert_eq!(said, "up", "{}", srv.log());
 
     good.write_crl(&crl, &[&good.client_cert]);
     let out = status();
     assert!(!out.status.success(), "a revoked certificate got an answer");
+    // The open connection keeps its session until a reload, which checks it again.
+    assert!(!srv.log().contains("no longer verifies"), "{}", srv.log());
+    let hup = Command::new("kill")
+        .args(["-HUP", &srv.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    let t = Instant::now();
+    while !srv
+        .log()
+        .contains("its client certificate no longer verifies")
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "the revoked connection was not closed at the reload:\n{}",
+            srv.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = held.kill();
+    let _ = held.wait();
     assert!(
         srv.log_shows("radsec: certificate, key, CA or CRL file changed; reloaded"),
         "{}",

@@ -256,21 +256,45 @@ async fn poll_for_permit(
 
 /// The TLS configuration, built again when one of its files changes on disk: a renewed
 /// certificate or a new CRL takes effect for the next connection, without a restart.
-/// Connections already open keep the session they have.
+/// Connections already open keep their session, and at a reload (SIGHUP) their client
+/// certificate is checked again against the CA and CRL files as they are then
+/// ([`Acceptors::still_trusted`]): revoking a NAS's certificate and reloading cuts it off.
 pub struct Acceptors {
     cfg: RadsecConfig,
-    current: std::sync::Mutex<(Vec<FileStamp>, TlsAcceptor)>,
+    current: std::sync::Mutex<(Vec<FileStamp>, Tls)>,
+}
+
+/// One build of the TLS configuration: the acceptor, and its client-certificate verifier.
+#[derive(Clone)]
+struct Tls {
+    acceptor: TlsAcceptor,
+    verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>,
 }
 
 impl Acceptors {
     /// Builds the configuration; errors name the key and file.
     pub fn new(cfg: &RadsecConfig) -> anyhow::Result<Self> {
         let stamps = stamps(cfg);
-        let acceptor = acceptor(cfg)?;
+        let tls = build(cfg)?;
         Ok(Acceptors {
             cfg: cfg.clone(),
-            current: std::sync::Mutex::new((stamps, acceptor)),
+            current: std::sync::Mutex::new((stamps, tls)),
         })
+    }
+
+    /// Whether the client certificate `chain` (leaf first) still verifies against the CA and
+    /// CRL files as they are now: an open connection is checked at each reload, since its
+    /// handshake saw the files as they were then. `Err` says why not.
+    pub(super) fn still_trusted(&self, chain: &[CertificateDer<'static>]) -> Result<(), String> {
+        let Some((leaf, intermediates)) = chain.split_first() else {
+            return Err("it presented no client certificate".into());
+        };
+        let now = rustls::pki_types::UnixTime::now();
+        self.refreshed()
+            .verifier
+            .verify_client_cert(leaf, intermediates, now)
+            .map(|_| ())
+            .map_err(|e| format!("its client certificate no longer verifies ({e})"))
     }
 
     /// The `[radsec]` settings it was built from.
@@ -281,11 +305,16 @@ impl Acceptors {
     /// The configuration for a new connection. A few `stat` calls per connection (RadSec
     /// connections last): cheap next to the handshake.
     fn current(&self) -> TlsAcceptor {
+        self.refreshed().acceptor
+    }
+
+    /// The configuration as the files on disk have it now (rebuilt if one changed).
+    fn refreshed(&self) -> Tls {
         let stamps = stamps(&self.cfg);
         let mut cur = self.current.lock().unwrap_or_else(|p| p.into_inner());
         if stamps != cur.0 {
             cur.0 = stamps;
-            match acceptor(&self.cfg) {
+            match build(&self.cfg) {
                 Ok(a) => {
                     cur.1 = a;
                     info!("radsec: certificate, key, CA or CRL file changed; reloaded");
@@ -316,7 +345,7 @@ fn stamps(cfg: &RadsecConfig) -> Vec<FileStamp> {
 }
 
 /// The TLS server configuration from `[radsec]`; errors name the key and file.
-pub fn acceptor(cfg: &RadsecConfig) -> anyhow::Result<TlsAcceptor> {
+fn build(cfg: &RadsecConfig) -> anyhow::Result<Tls> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let certs = pem_certs(&cfg.cert_file).context("radsec.cert_file")?;
     let key = rustls_pemfile::private_key(&mut read(&cfg.key_file).context("radsec.key_file")?)
@@ -359,10 +388,13 @@ pub fn acceptor(cfg: &RadsecConfig) -> anyhow::Result<TlsAcceptor> {
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .context("TLS versions")?
-        .with_client_cert_verifier(verifier)
+        .with_client_cert_verifier(verifier.clone())
         .with_single_cert(certs, key)
         .context("radsec.cert_file and radsec.key_file do not form a usable pair")?;
-    Ok(TlsAcceptor::from(Arc::new(config)))
+    Ok(Tls {
+        acceptor: TlsAcceptor::from(Arc::new(config)),
+        verifier,
+    })
 }
 
 fn read(path: &std::path::Path) -> anyhow::Result<std::io::BufReader<std::fs::File>> {
@@ -453,6 +485,7 @@ pub(super) async fn accept_loop(
             idle: shared.idle,
             tracker: tracker.clone(),
             shutdown: shutdown.clone(),
+            acceptors: shared.acceptors.clone(),
         };
         tracker.spawn(conn.serve(tcp, shared.acceptors.current(), slot));
     }
@@ -469,6 +502,8 @@ struct Connection {
     idle: Duration,
     tracker: TaskTracker,
     shutdown: CancellationToken,
+    /// The TLS files as they are now: a reload checks the connection's certificate again.
+    acceptors: Arc<Acceptors>,
 }
 
 impl Connection {
@@ -500,13 +535,15 @@ impl Connection {
                 return;
             }
         };
-        let leaf = tls
+        // The client's chain, leaf first, kept to be checked again at each reload.
+        let chain: Arc<[CertificateDer<'static>]> = tls
             .get_ref()
             .1
             .peer_certificates()
-            .and_then(|c| c.first())
-            .map(|c| c.clone().into_owned());
-        if !radsec_reload::certificate_fits(&self.client, leaf.as_ref()) {
+            .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
+            .unwrap_or_default();
+        let leaf = chain.first();
+        if !radsec_reload::certificate_fits(&self.client, leaf) {
             Metrics::inc(&self.app.metrics.radsec_handshake_failures);
             let now = std::time::Instant::now();
             let kind = DropKind::TlsCertificateName;
@@ -537,7 +574,8 @@ impl Connection {
         self.tracker.spawn(radsec_reload::close_when_dropped(
             closer.clone(),
             self.reloads.clone(),
-            leaf.clone(),
+            chain.clone(),
+            self.acceptors.clone(),
             reader_done,
         ));
         let close = closer.close.clone();
@@ -590,7 +628,7 @@ impl Connection {
                 break;
             }
             Metrics::inc(&self.app.metrics.received);
-            if !self.follow_reload(leaf.as_ref(), &closer) {
+            if !self.follow_reload(&chain, &closer) {
                 break; // this request too is not served
             }
             let at = Arrival {
@@ -609,12 +647,12 @@ impl Connection {
 impl Connection {
     /// After a reload, takes the entry the new table has for this connection: true to go
     /// on, false if the connection was closed instead (`radsec_reload`).
-    fn follow_reload(&mut self, leaf: Option<&CertificateDer<'_>>, closer: &Closer) -> bool {
+    fn follow_reload(&mut self, chain: &[CertificateDer<'static>], closer: &Closer) -> bool {
         if !self.reloads.has_changed().unwrap_or(false) {
             return true;
         }
         self.reloads.mark_unchanged();
-        match radsec_reload::entry_for(&self.app, self.peer, leaf) {
+        match radsec_reload::entry_for(&self.app, self.peer, chain, &self.acceptors) {
             Ok(client) => {
                 closer.follow_name(&client.name);
                 self.client = client;

@@ -3,9 +3,11 @@
 //! A UDP request looks its client up as it arrives, so a reload applies to the next one. A
 //! RadSec connection is looked up once, when it is accepted, and may stay open for days; so
 //! it follows the table too: each request after a reload runs with the entry the new table
-//! has for the connection's address, and a connection whose address has lost its entry, or
-//! whose certificate no longer matches the entry's `radsec_name`, is closed at once — also
-//! while it sits idle. Removing a NAS from the file and reloading cuts it off.
+//! has for the connection's address, and a connection whose address has lost its entry,
+//! whose certificate no longer matches the entry's `radsec_name`, or whose certificate the
+//! CA and CRL files no longer accept (revoked, expired), is closed at once — also while it
+//! sits idle. Removing a NAS from the file, or revoking its certificate, and reloading cuts
+//! it off.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,22 +16,25 @@ use tokio::sync::watch;
 use tokio_rustls::rustls::pki_types::CertificateDer;
 use tokio_util::sync::CancellationToken;
 
-use super::radsec::{issued_to, Closer, RADSEC_SECRET};
+use super::radsec::{issued_to, Acceptors, Closer, RADSEC_SECRET};
 use crate::app::AppState;
 use crate::config::ClientConfig;
 use crate::secret::Secret;
 
-/// The client entry a connection from `peer` presenting `leaf` runs with, as the live table
-/// has it; or why the connection may not go on.
+/// The client entry a connection from `peer` presenting `chain` (leaf first) runs with, as
+/// the live table has it; or why the connection may not go on: no entry, a certificate not
+/// issued to the entry's `radsec_name`, or one the CA and CRL files no longer accept.
 pub(super) fn entry_for(
     app: &AppState,
     peer: SocketAddr,
-    leaf: Option<&CertificateDer<'_>>,
+    chain: &[CertificateDer<'static>],
+    acceptors: &Acceptors,
 ) -> Result<Arc<ClientConfig>, String> {
     let Some(client) = app.client_for(peer.ip()) else {
         return Err("no [[client]] entry covers its address any more".into());
     };
-    if !certificate_fits(&client, leaf) {
+    acceptors.still_trusted(chain)?;
+    if !certificate_fits(&client, chain.first()) {
         return Err(format!(
             "its certificate is not issued to client {:?}'s radsec_name {:?}",
             client.name,
@@ -61,7 +66,8 @@ pub(super) fn as_radsec(client: &ClientConfig) -> Arc<ClientConfig> {
 pub(super) async fn close_when_dropped(
     conn: Arc<Closer>,
     mut reloads: watch::Receiver<u64>,
-    leaf: Option<CertificateDer<'static>>,
+    chain: Arc<[CertificateDer<'static>]>,
+    acceptors: Arc<Acceptors>,
     done: CancellationToken,
 ) {
     loop {
@@ -70,7 +76,7 @@ pub(super) async fn close_when_dropped(
             _ = done.cancelled() => return,
             r = reloads.changed() => if r.is_err() { return },
         }
-        match entry_for(&conn.app, conn.peer, leaf.as_ref()) {
+        match entry_for(&conn.app, conn.peer, &chain, &acceptors) {
             Ok(client) => conn.follow_name(&client.name),
             Err(why) => {
                 conn.dropped_by_reload(&why);
