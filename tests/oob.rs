@@ -582,6 +582,54 @@ fn a_lock_under_one_name_of_an_entry_holds_for_its_other_names() {
     assert_eq!(code_of(&r), "Access-Challenge", "{r}");
 }
 
+/// A lock that comes while the password is being checked (wrong codes counted meanwhile,
+/// on another prompt or node) stops the SMS: the lockout is read again before a send.
+/// Here slapd is frozen while the login waits on it, and the lock is written then.
+#[test]
+fn a_lock_that_comes_during_the_password_check_stops_the_sms() {
+    let slapd = directory();
+    let standin = Standin::start();
+    let srv = start(&slapd, &standin, "", "", &sms_client(""));
+    let slapd_pid: u32 = std::fs::read_to_string(slapd.dir().join("slapd.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let signal = |sig: &str| {
+        assert!(std::process::Command::new("kill")
+            .args([sig, &slapd_pid.to_string()])
+            .status()
+            .unwrap()
+            .success());
+    };
+    signal("-STOP");
+    let login = {
+        let port = srv.port();
+        std::thread::spawn(move || {
+            common::peers::pyrad(
+                port,
+                SECRET,
+                &["--user", "alice", "--password", ALICE_PW, "--timeout", "10"],
+            )
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let db = rusqlite::Connection::open(srv.dir.path().join("radmfa.db")).unwrap();
+    db.busy_timeout(Duration::from_secs(5)).unwrap();
+    db.execute(
+        "INSERT INTO user_state (user, failures, locked_until) VALUES ('alice', 5, ?1) \
+         ON CONFLICT (user) DO UPDATE SET failures = 5, locked_until = ?1",
+        [now() + 900],
+    )
+    .unwrap();
+    drop(db);
+    signal("-CONT");
+    let r = login.join().unwrap();
+    assert_eq!(code_of(&r), "Access-Reject", "{r}\n{}", srv.log());
+    assert!(message(&r).contains("Too many wrong codes"), "{r}");
+    assert!(standin.sms().is_empty(), "an SMS went to a locked user");
+}
+
 #[test]
 fn sixth_sms_in_five_minutes_is_refused_and_resend_counts() {
     let slapd = directory();

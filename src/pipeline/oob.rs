@@ -170,6 +170,8 @@ async fn claim(
             let reason = t.reason.clone().unwrap_or_default();
             let message = if reason.contains("rate limit") {
                 RATE_LIMITED
+            } else if reason == "second factor locked" {
+                super::login::LOCKED_MESSAGE
             } else if t.kind == OobKind::Sms {
                 NOT_SENT
             } else {
@@ -186,6 +188,20 @@ async fn claim(
             OobStatus::Failed => failed(&t),
             _ => Delivered::Yes(*t),
         }));
+    }
+    // The lockout as it stands now, not as the request read it before the password check:
+    // wrong codes counted meanwhile (another prompt, another node) may have locked the
+    // user, and a locked user gets no more codes sent or calls placed.
+    if super::second_factor::is_locked(app, &txn.user).await? {
+        let reason = "second factor locked".to_string();
+        app.store
+            .resolve_oob(&txn.id, OobStatus::Failed, Some(&reason))
+            .await?;
+        return Ok(Some(Delivered::No(NotSent {
+            message: super::login::LOCKED_MESSAGE,
+            reason,
+            provider_failed: false,
+        })));
     }
     let limits = rate_limits(app, ctx, &txn.user);
     if let Some(i) = app.store.take_send_slot(&limits, txn.created_at).await? {
