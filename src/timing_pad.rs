@@ -21,6 +21,18 @@ const PRECISE_BELOW: Duration = Duration::from_millis(5);
 /// many, pads take tokio's timer, which under such load is no worse than the noise around it.
 const PRECISE_AT_ONCE: usize = 64;
 
+/// A blocking thread's slot for a pad this short, if one of `slots` is free.
+fn precise_slot(
+    slots: &std::sync::Arc<tokio::sync::Semaphore>,
+    pad: Duration,
+) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    if pad < PRECISE_BELOW {
+        slots.clone().try_acquire_owned().ok()
+    } else {
+        None
+    }
+}
+
 fn precise_slots() -> &'static std::sync::Arc<tokio::sync::Semaphore> {
     static SLOTS: std::sync::OnceLock<std::sync::Arc<tokio::sync::Semaphore>> =
         std::sync::OnceLock::new();
@@ -65,10 +77,7 @@ impl Pad {
         // avg * 3 / 4 and avg + avg / 4 without overflow, for any average.
         let jittered = rand::thread_rng().gen_range(avg / 4 * 3..=avg.saturating_add(avg / 4));
         let pad = Duration::from_micros(jittered).min(cap);
-        let slot = (pad < PRECISE_BELOW)
-            .then(|| precise_slots().clone().try_acquire_owned().ok())
-            .flatten();
-        match slot {
+        match precise_slot(precise_slots(), pad) {
             Some(slot) => {
                 let _ = tokio::task::spawn_blocking(move || {
                     let _slot = slot;
@@ -119,30 +128,36 @@ mod tests {
         );
     }
 
-    /// A flood of short pads holds at most PRECISE_AT_ONCE blocking threads; the rest
-    /// sleep on tokio's timer, and every one still sleeps about its time.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_flood_of_pads_takes_a_bounded_number_of_blocking_threads() {
-        let pad = std::sync::Arc::new(super::Pad::default());
-        pad.record(std::time::Duration::from_millis(4));
-        let cap = std::time::Duration::from_secs(1);
-        let t = std::time::Instant::now();
-        let all: Vec<_> = (0..200)
-            .map(|_| {
-                let pad = pad.clone();
-                tokio::spawn(async move { pad.sleep(cap).await })
-            })
+    /// Short pads take a blocking thread only while one of PRECISE_AT_ONCE slots is free;
+    /// the rest, and long pads, sleep on tokio's timer.
+    #[test]
+    fn short_pads_take_at_most_the_precise_slots() {
+        let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(super::PRECISE_AT_ONCE));
+        let short = std::time::Duration::from_millis(1);
+        let held: Vec<_> = (0..super::PRECISE_AT_ONCE)
+            .map(|_| super::precise_slot(&slots, short).expect("a free slot"))
             .collect();
-        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-        assert_eq!(
-            super::precise_slots().available_permits(),
-            0,
-            "the precise pads are the capped ones"
-        );
-        for h in all {
-            h.await.unwrap();
-        }
+        assert!(super::precise_slot(&slots, short).is_none(), "all taken");
+        drop(held);
+        assert!(super::precise_slot(&slots, short).is_some(), "given back");
+        let long = std::time::Duration::from_millis(20);
+        assert!(super::precise_slot(&slots, long).is_none(), "tokio's timer");
+    }
+
+    /// Every pad still sleeps about its time when no precise slot is free.
+    #[tokio::test]
+    async fn with_no_precise_slot_free_a_pad_still_sleeps() {
+        let pad = super::Pad::default();
+        pad.record(std::time::Duration::from_millis(4));
+        let all = super::precise_slots()
+            .clone()
+            .acquire_many_owned(super::PRECISE_AT_ONCE as u32)
+            .await
+            .unwrap();
+        let t = std::time::Instant::now();
+        pad.sleep(std::time::Duration::from_secs(1)).await;
         assert!(t.elapsed() >= std::time::Duration::from_millis(3));
+        drop(all);
     }
 
     #[test]
