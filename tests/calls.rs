@@ -7,8 +7,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::oob_env::{
-    cli_ok, client, delivery, directory, rd_gateway_request, rd_gateway_request_for, start,
-    start_tuned, ALICE_PW, BOB_PW, CALLER_ID, DIRECTORY_MOBILE,
+    cli_ok, client, delivery, directory, directory_with_two_named_entry, rd_gateway_request,
+    rd_gateway_request_for, start, start_tuned, ALICE_PW, BOB_PW, CALLER_ID, DIRECTORY_MOBILE,
 };
 use common::peers::{pyrad, radclient};
 use common::provider_standin::{twilio_signature, Call, Script, Standin, AUTH_TOKEN};
@@ -571,18 +571,7 @@ fn rd_gateway_request_calls_without_an_ldap_bind() {
 /// stored phone (or a fraud block) belongs to the other; as for a password login.
 #[test]
 fn rd_gateway_request_under_another_name_of_an_enrolled_entry_gets_no_call() {
-    use common::slapd::{Slapd, SlapdOptions};
-    let slapd = Slapd::start_with(
-        &[LdapUser::new("alice", ALICE_PW)],
-        SlapdOptions {
-            extra_ldif: format!(
-                "dn: uid=jdoe,ou=people,dc=example,dc=org\nobjectClass: inetOrgPerson\n\
-                 uid: jdoe\nuid: john.doe\ncn: John Doe\nsn: Doe\n\
-                 mobile: {DIRECTORY_MOBILE}\nuserPassword: jdoe-Secret-pw\n\n"
-            ),
-            ..Default::default()
-        },
-    );
+    let slapd = directory_with_two_named_entry();
     let standin = Standin::start();
     let stored = "+15550199";
     for number in [DIRECTORY_MOBILE, stored] {

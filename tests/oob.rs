@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use common::http_proxy::Tinyproxy;
 use common::oob_env::{
-    cli_ok, client, delivery, directory, start, start_logged, ALICE_PW, BOB_PW, DIRECTORY_MOBILE,
+    cli_ok, client, delivery, directory, directory_with_two_named_entry, start, start_logged,
+    ALICE_PW, BOB_PW, DIRECTORY_MOBILE,
 };
 use common::peers::{now, pyrad, reveals, totp};
 use common::provider_standin::{Standin, SMS_FROM};
@@ -531,18 +532,7 @@ fn resends_end_with_the_prompt_chain_and_a_new_number_closes_open_prompts() {
 /// codes before the lock are still counted per name.)
 #[test]
 fn a_lock_under_one_name_of_an_entry_holds_for_its_other_names() {
-    use common::slapd::{LdapUser, Slapd, SlapdOptions};
-    let slapd = Slapd::start_with(
-        &[LdapUser::new("alice", ALICE_PW)],
-        SlapdOptions {
-            extra_ldif: format!(
-                "dn: uid=jdoe,ou=people,dc=example,dc=org\nobjectClass: inetOrgPerson\n\
-                 uid: jdoe\nuid: john.doe\ncn: John Doe\nsn: Doe\n\
-                 mobile: {DIRECTORY_MOBILE}\nuserPassword: jdoe-Secret-pw\n\n"
-            ),
-            ..Default::default()
-        },
-    );
+    let slapd = directory_with_two_named_entry();
     let standin = Standin::start();
     let srv = start(
         &slapd,

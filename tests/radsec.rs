@@ -1065,6 +1065,19 @@ fn radsec_script(script: &str, srv: &Server, pki: &Pki) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// [`radsec_script`] for a script that prints one line and then holds its connection until
+/// stdin closes: the running peer and that line.
+fn radsec_peer(script: &str, srv: &Server, pki: &Pki) -> (Child, String) {
+    let port = radsec_port(srv).to_string();
+    let args = [
+        port.as_ref(),
+        pki.client_cert.as_os_str(),
+        pki.client_key.as_os_str(),
+        pki.ca.as_os_str(),
+    ];
+    python_first_line(script, &args)
+}
+
 /// Over TCP, "silently discard" is discard and close (RFC 6613 §2.6.4) for a packet that is
 /// broken or forged. Sends an Accounting-Request (not served, not a broken stream), a
 /// Status-Server, an Access-Request without Message-Authenticator (refused by this client's
@@ -1189,26 +1202,8 @@ fn a_closed_connection_does_not_wait_for_the_rest_of_a_packet() {
     let slapd = Slapd::start(&[LdapUser::new("alice", "alice-pw")]);
     let srv = start(&slapd, &good, "nas.example.org");
     let before = sockets_of(srv.pid());
-    let mut peer = Command::new(common::peers::python())
-        .args([
-            "-c",
-            HALF_PACKET_BEHIND_A_BAD_ONE,
-            &radsec_port(&srv).to_string(),
-        ])
-        .arg(&good.client_cert)
-        .arg(&good.client_key)
-        .arg(&good.ca)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(peer.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    assert_eq!(line.trim(), "closed", "{}", srv.log());
+    let (mut peer, line) = radsec_peer(HALF_PACKET_BEHIND_A_BAD_ONE, &srv, &good);
+    assert_eq!(line, "closed", "{}", srv.log());
     // The peer still holds its end open; radmfa must not.
     let t = Instant::now();
     let mut now_open = sockets_of(srv.pid());
@@ -1397,22 +1392,8 @@ fn one_radsec_connection_leaves_request_slots_for_udp() {
     o.ldap_timeout_ms = 3000;
     o.server_extra = "max_in_flight = 4".into();
     let srv = start_opts(o, &good, "nas.example.org", "", 4000);
-    let mut peer = Command::new(common::peers::python())
-        .args(["-c", FOUR_AT_ONCE, &radsec_port(&srv).to_string()])
-        .arg(&good.client_cert)
-        .arg(&good.client_key)
-        .arg(&good.ca)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(peer.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    assert_eq!(line.trim(), "sent");
+    let (mut peer, line) = radsec_peer(FOUR_AT_ONCE, &srv, &good);
+    assert_eq!(line, "sent");
     std::thread::sleep(Duration::from_millis(300)); // the four reach radmfa
     let udp = srv.udp();
     let (raw, _) = radmfa::radius::client::status_server(9, SECRET.as_bytes());

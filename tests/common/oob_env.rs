@@ -20,6 +20,22 @@ pub fn directory() -> Slapd {
     ])
 }
 
+/// [`directory`]'s alice, and one entry with two names (`uid: jdoe`, `uid: john.doe`,
+/// password `jdoe-Secret-pw`) whose `mobile` is [`DIRECTORY_MOBILE`].
+pub fn directory_with_two_named_entry() -> Slapd {
+    Slapd::start_with(
+        &[LdapUser::new("alice", ALICE_PW)],
+        crate::common::slapd::SlapdOptions {
+            extra_ldif: format!(
+                "dn: uid=jdoe,ou=people,dc=example,dc=org\nobjectClass: inetOrgPerson\n\
+                 uid: jdoe\nuid: john.doe\ncn: John Doe\nsn: Doe\n\
+                 mobile: {DIRECTORY_MOBILE}\nuserPassword: jdoe-Secret-pw\n\n"
+            ),
+            ..Default::default()
+        },
+    )
+}
+
 /// One `[[client]]` with extra keys (e.g. `voice_mode = "hold"`).
 pub fn client(name: &str, address: &str, keys: &str) -> String {
     format!(
