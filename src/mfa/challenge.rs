@@ -54,6 +54,10 @@ pub struct ChallengeContext {
     /// Absent in prompts stored before it existed: their own creation time counts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<i64>,
+    /// The entry's other names (a multi-valued `uid`): their wrong answers count toward
+    /// this name's lock, so that the names of one entry share one allowance of guesses.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub other_names: Vec<String>,
 }
 
 impl ChallengeContext {

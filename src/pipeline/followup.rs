@@ -57,6 +57,7 @@ pub async fn answer(
         mail: carried.email.clone(),
         name: carried.name.clone(),
         granted: carried.granted(),
+        other_names: carried.other_names.clone(),
         ..Default::default()
     };
     let with_context = |mut v: Verdict| {

@@ -67,7 +67,12 @@ pub async fn sms_code(
         .as_deref()
         .is_some_and(|h| verify_code(app.store.sms_code_key(), h, typed));
     if !good {
-        let locked = second_factor::count_failure(app, &turn, user, "wrong answers").await?;
+        // The code went to the entry's phone, which its other names reach too.
+        let elsewhere =
+            second_factor::failures_under_other_names(app, user, &r.carried.other_names).await?;
+        let locked =
+            second_factor::count_failure_after(app, &turn, user, "wrong answers", elsewhere)
+                .await?;
         drop(turn);
         return wrong_answer(app, r, "sms", "wrong SMS code".into(), locked, &prompt()).await;
     }

@@ -51,6 +51,7 @@ impl Subject<'_> {
             name: self.info.name.clone(),
             granted: ChallengeContext::keep_granted(&self.info.granted),
             started_at: self.started_at,
+            other_names: self.info.other_names.clone(),
         }
     }
 

@@ -183,11 +183,44 @@ pub async fn in_turn(
 /// until the count is on disk, so the next turn reads it; when this one locks the second
 /// factor, the lock gets an audit record of its own. `what` names the failures in its
 /// reason ("wrong codes", "wrong answers"). Returns whether this failure locked the user.
+/// Wrong answers counted under the entry's `other_names` (a multi-valued `uid`): the
+/// names of one directory entry reach the same phone, and must share one allowance of
+/// guesses, so a wrong answer under one name locks it once all of them together reach
+/// the threshold. The lock lands on the name used; its other names are then refused too
+/// (`aliases::OtherName::Locked`), and `radmfa user unlock` of that name lifts it.
+pub async fn failures_under_other_names(
+    app: &AppState,
+    user: &str,
+    other_names: &[String],
+) -> Result<u32, StoreError> {
+    let names = &app.config().user_names;
+    let mut sum = 0u32;
+    for other in other_names {
+        let key = names.key(other);
+        if key != user {
+            sum = sum.saturating_add(app.store.user_status(&key).await?.failures);
+        }
+    }
+    Ok(sum)
+}
+
 pub async fn count_failure(
     app: &AppState,
     turn: &Turn<'_>,
     user: &str,
     what: &str,
+) -> Result<bool, StoreError> {
+    count_failure_after(app, turn, user, what, 0).await
+}
+
+/// [`count_failure`], with `elsewhere` wrong answers already counted under the entry's
+/// other names ([`failures_under_other_names`]): the lock comes that much sooner.
+pub async fn count_failure_after(
+    app: &AppState,
+    turn: &Turn<'_>,
+    user: &str,
+    what: &str,
+    elsewhere: u32,
 ) -> Result<bool, StoreError> {
     // Marked before the write, not after it is settled: if this request is cut off (its
     // deadline) between the two, the count may still reach the disk, and the next turn
@@ -197,9 +230,10 @@ pub async fn count_failure(
     let now = app.clock.now();
     let config = app.config();
     let lock = &config.lockout;
+    let threshold = lock.threshold.saturating_sub(elsewhere).max(1);
     let (_, locked_until) = app
         .store
-        .record_failure(user, lock.threshold, now, lock.duration.as_secs() as i64)
+        .record_failure(user, threshold, now, lock.duration.as_secs() as i64)
         .await?;
     if let Some(until) = locked_until {
         let rec = AuditRecord {
