@@ -198,10 +198,11 @@ fn userinfo(url_without_query: &str) -> Vec<String> {
     let Some((user, password)) = info.split_once(':') else {
         return Vec::new();
     };
+    // As reqwest decodes userinfo: percent-decoding only ('+' stays '+').
     let decode = |s: &str| {
-        form_urlencoded::parse(format!("k={s}").as_bytes())
-            .next()
-            .map_or_else(|| s.to_string(), |(_, v)| v.into_owned())
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8_lossy()
+            .into_owned()
     };
     use base64::Engine;
     let basic = base64::engine::general_purpose::STANDARD.encode(format!(
@@ -225,10 +226,10 @@ fn path_keys(url_without_query: &str) -> Vec<String> {
         .filter(|seg| seg.chars().count() >= 12 && !seg.contains('{'))
         .flat_map(|seg| {
             // As written and percent-decoded: an echo may show either.
-            let decoded = form_urlencoded::parse(format!("k={seg}").as_bytes())
-                .next()
-                .map(|(_, v)| v.into_owned());
-            std::iter::once(seg.to_string()).chain(decoded)
+            let decoded = percent_encoding::percent_decode_str(seg)
+                .decode_utf8_lossy()
+                .into_owned();
+            [seg.to_string(), decoded]
         })
         .collect()
 }
@@ -395,6 +396,14 @@ mod tests {
             &userinfo.credentials(&v),
         );
         assert_eq!(shown, "auth *** / Basic ***", "{shown}");
+        // '+' and '&' as reqwest sends them: percent-decoding keeps '+' (not a space).
+        userinfo.cfg.url = "https://acct:Ab+Cd&9x@sms.example/send".into();
+        let basic = {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD.encode("acct:Ab+Cd&9x")
+        };
+        let shown = snippet(&format!("Basic {basic}"), &userinfo.credentials(&v));
+        assert_eq!(shown, "Basic ***", "{shown}");
         // A header's word alone, and a value as percent-encoding carried it.
         let mut worded = gateway(HttpAuth::None);
         worded.cfg.headers = vec![("Authorization".into(), "App word-key-4711".into())];

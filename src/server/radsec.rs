@@ -182,6 +182,7 @@ impl Closer {
             _ = self.shutdown.cancelled() => None,
             p = self.own.clone().acquire_owned() => p.ok(),
             _ = tokio::time::sleep_until(until) => {
+                Metrics::inc(&self.app.metrics.overloaded);
                 self.overloaded();
                 None
             }

@@ -92,7 +92,10 @@ pub fn parse_url(url: &str) -> Result<PgConnectOptions, String> {
                 // `sslpassword`, a miscased `Password`): refused here. Named only if it is
                 // a libpq parameter name: after an unescaped `&` in a password, the "key"
                 // is the rest of the password.
-                let named = if LIBPQ_ONLY.contains(&key.to_ascii_lowercase().as_str()) {
+                let lower = key.to_ascii_lowercase();
+                let named = if LIBPQ_ONLY.contains(&lower.as_str())
+                    || KNOWN_PARAMETERS.contains(&lower.as_str())
+                {
                     format!("{key:?}")
                 } else {
                     format!("number {}", n + 1)
@@ -109,10 +112,10 @@ pub fn parse_url(url: &str) -> Result<PgConnectOptions, String> {
     PgConnectOptions::from_str(url).map_err(|e| format!("is not a valid connection URL: {e}"))
 }
 
-/// libpq connection parameters sqlx-postgres does not read, and the ones it reads in other
-/// case: named when refused (anything else may be part of a password).
+/// libpq connection parameters sqlx-postgres does not read: named when refused, as is one
+/// of [`KNOWN_PARAMETERS`] in other case (`SSLMode`); anything else may be part of a
+/// password.
 const LIBPQ_ONLY: &[&str] = &[
-    "password",
     "sslpassword",
     "sslcompression",
     "sslcrl",
