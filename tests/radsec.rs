@@ -1385,7 +1385,9 @@ sys.stdin.read()
 
 /// One RadSec connection cannot take every request slot: with `max_in_flight = 4` and a
 /// directory that never answers, four logins sent at once on one connection hold two slots
-/// (the connection's share), and a UDP NAS's request is still served.
+/// (the connection's share), and a UDP NAS's request is still served. The third waits for
+/// one of the connection's slots half its deadline (2 s), then the connection is closed as
+/// overloaded.
 #[test]
 fn one_radsec_connection_leaves_request_slots_for_udp() {
     let pki_dir = tempfile::tempdir().unwrap();
@@ -1403,6 +1405,7 @@ fn one_radsec_connection_leaves_request_slots_for_udp() {
     udp.send(&raw).unwrap();
     let mut buf = [0u8; 4096];
     let answered = udp.recv(&mut buf);
+    let closed = srv.log_shows("server.max_in_flight requests are already being processed");
     drop(peer.stdin.take());
     let _ = peer.wait();
     drop(mute);
@@ -1412,6 +1415,7 @@ fn one_radsec_connection_leaves_request_slots_for_udp() {
         srv.log()
     );
     assert_eq!(buf[0], 2, "Access-Accept");
+    assert!(closed, "not closed as overloaded:\n{}", srv.log());
 }
 
 /// Over RadSec too, a client with `on_backend_failure = "no_reply"` gets no Status-Server
