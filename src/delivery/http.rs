@@ -144,11 +144,7 @@ impl HttpSms {
             HttpAuth::Basic { username, password } => {
                 let password = password.expose_str().unwrap_or_default();
                 out.push(password.to_string());
-                use base64::Engine;
-                out.push(
-                    base64::engine::general_purpose::STANDARD
-                        .encode(format!("{username}:{password}")),
-                );
+                out.push(super::basic_credential(username, password));
             }
             HttpAuth::Bearer(t) => out.push(t.expose_str().unwrap_or_default().to_string()),
         }
@@ -188,48 +184,43 @@ impl HttpSms {
 /// `https://user:password@host/…`: reqwest sends the pair as Basic authentication, so the
 /// password and the header's base64 are hidden as for `auth = "basic"`.
 fn userinfo(url_without_query: &str) -> Vec<String> {
-    let after_scheme = url_without_query
-        .split_once("://")
-        .map_or(url_without_query, |(_, rest)| rest);
-    let authority = after_scheme.split('/').next().unwrap_or_default();
+    let (authority, _) = authority_and_path(url_without_query);
     let Some((info, _host)) = authority.rsplit_once('@') else {
         return Vec::new();
     };
     let Some((user, password)) = info.split_once(':') else {
         return Vec::new();
     };
-    // As reqwest decodes userinfo: percent-decoding only ('+' stays '+').
-    let decode = |s: &str| {
-        percent_encoding::percent_decode_str(s)
-            .decode_utf8_lossy()
-            .into_owned()
-    };
-    use base64::Engine;
-    let basic = base64::engine::general_purpose::STANDARD.encode(format!(
-        "{}:{}",
-        decode(user),
-        decode(password)
-    ));
-    vec![password.to_string(), decode(password), basic]
+    let basic = super::basic_credential(&decoded(user), &decoded(password));
+    vec![password.to_string(), decoded(password), basic]
+}
+
+/// A URL (without its query) cut after the scheme: the authority, and the path after it.
+/// Cut by hand, not parsed: the template's `{placeholders}` must stay as written.
+fn authority_and_path(url_without_query: &str) -> (&str, &str) {
+    let after_scheme = url_without_query
+        .split_once("://")
+        .map_or(url_without_query, |(_, rest)| rest);
+    after_scheme.split_once('/').unwrap_or((after_scheme, ""))
+}
+
+/// Percent-decoded as reqwest decodes URLs ('+' stays '+', unlike a form).
+fn decoded(s: &str) -> String {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// Some gateways put the API key in the URL's path (`/api/<key>/send`). A segment of 12 or
 /// more characters without a placeholder is treated as one: blanking a long literal word in
 /// an echoed request costs the diagnosis nothing.
 fn path_keys(url_without_query: &str) -> Vec<String> {
-    let path = url_without_query
-        .split_once("://")
-        .map_or(url_without_query, |(_, rest)| rest)
-        .split_once('/')
-        .map_or("", |(_, p)| p);
+    let (_, path) = authority_and_path(url_without_query);
     path.split('/')
         .filter(|seg| seg.chars().count() >= 12 && !seg.contains('{'))
         .flat_map(|seg| {
             // As written and percent-decoded: an echo may show either.
-            let decoded = percent_encoding::percent_decode_str(seg)
-                .decode_utf8_lossy()
-                .into_owned();
-            [seg.to_string(), decoded]
+            [seg.to_string(), decoded(seg)]
         })
         .collect()
 }

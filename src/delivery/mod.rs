@@ -74,6 +74,13 @@ impl ProviderError {
     }
 }
 
+/// What an `Authorization: Basic` header carries for `user` and `password`: blanked from
+/// provider errors, where a gateway or proxy echoing the request would show it.
+pub(crate) fn basic_credential(user: &str, password: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+}
+
 /// Most of a provider's answer read: an error object or a message id is a few hundred bytes,
 /// and a broken gateway or proxy streaming more must not be held in memory for every send.
 pub(crate) const MAX_RESPONSE_BYTES: usize = 64 * 1024;

@@ -84,10 +84,7 @@ async fn create(
         // does not echo the request, but `api_url` may name a compatible gateway or a proxy
         // that does: what was sent (the code, the token) is blanked from the message.
         let token = cfg.auth_token.expose_str().unwrap_or_default();
-        let basic = {
-            use base64::Engine;
-            base64::engine::general_purpose::STANDARD.encode(format!("{}:{token}", cfg.account_sid))
-        };
+        let basic = super::basic_credential(&cfg.account_sid, token);
         let hidden: Vec<String> = form
             .iter()
             .filter(|(name, _)| *name == "Body")
