@@ -179,10 +179,6 @@ pub async fn in_turn(
     })
 }
 
-/// Counts a wrong code or answer toward the user's lockout, in the user's `turn`, and waits
-/// until the count is on disk, so the next turn reads it; when this one locks the second
-/// factor, the lock gets an audit record of its own. `what` names the failures in its
-/// reason ("wrong codes", "wrong answers"). Returns whether this failure locked the user.
 /// Wrong answers counted under the entry's `other_names` (a multi-valued `uid`): the
 /// names of one directory entry reach the same phone, and must share one allowance of
 /// guesses, so a wrong answer under one name locks it once all of them together reach
@@ -204,6 +200,10 @@ pub async fn failures_under_other_names(
     Ok(sum)
 }
 
+/// Counts a wrong code or answer toward the user's lockout, in the user's `turn`, and waits
+/// until the count is on disk, so the next turn reads it; when this one locks the second
+/// factor, the lock gets an audit record of its own. `what` names the failures in its
+/// reason ("wrong codes", "wrong answers"). Returns whether this failure locked the user.
 pub async fn count_failure(
     app: &AppState,
     turn: &Turn<'_>,
