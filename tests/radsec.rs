@@ -96,7 +96,7 @@ client 127.0.0.1 {{
                     ))
                     .collect::<String>(),
                 realm = (0..radsec_ports.len())
-                    .map(|i| format!("    server radmfa{i}\n"))
+                    .map(|i| format!("    server radmfa{i}\n    accountingServer radmfa{i}\n"))
                     .collect::<String>(),
                 ca = ca.display(),
                 cert = cert.display(),
@@ -1079,6 +1079,91 @@ fn radsec_peer(script: &str, srv: &Server, pki: &Pki) -> (Child, String) {
         pki.ca.as_os_str(),
     ];
     python_first_line(script, &args)
+}
+
+/// RadSec carries accounting on the login connection, and its client waits for an answer:
+/// radmfa does no accounting, so it answers Accounting-Request with an Accounting-Response
+/// carrying Error-Cause 406 (RFC 6614 §2.5), which radsecproxy passes back to radclient, and
+/// the connection goes on serving logins.
+#[test]
+fn accounting_over_radsec_is_refused_with_error_cause_406() {
+    let pki_dir = tempfile::tempdir().unwrap();
+    let good = Pki::make(pki_dir.path(), "good");
+    let slapd = Slapd::start(&[LdapUser::new("alice", "alice-pw")]);
+    let srv = start_with(
+        &slapd,
+        &good,
+        "nas.example.org",
+        "\n[metrics]\nlisten = \"127.0.0.1:0\"",
+        4000,
+    );
+    let proxy = Proxy::start(
+        pki_dir.path(),
+        "good",
+        radsec_port(&srv),
+        &good.ca,
+        &good.client_cert,
+        &good.client_key,
+    );
+    let bin = require("radclient", "freeradius-utils");
+    let mut child = Command::new(bin)
+        .args([
+            "-x",
+            "-r",
+            "1",
+            "-t",
+            "3",
+            &proxy.addr(),
+            "acct",
+            PROXY_SECRET,
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"User-Name = alice, Acct-Status-Type = Start, Acct-Session-Id = s1\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let proxy_log = || std::fs::read_to_string(pki_dir.path().join("good.log")).unwrap_or_default();
+    assert!(
+        said.contains("Received Accounting-Response"),
+        "{said}\nradmfa:\n{}\nradsecproxy:\n{}",
+        srv.log(),
+        proxy_log()
+    );
+    assert!(
+        said.contains("Error-Cause = Unsupported-Extension"),
+        "{said}\nradsecproxy:\n{}",
+        proxy_log()
+    );
+    let body = http_get(srv.metrics_addr(), "/metrics").2;
+    assert!(
+        body.contains("radmfa_radsec_unsupported_refused_total 1"),
+        "{body}"
+    );
+    // The same connection still serves a login.
+    let r = radclient(
+        &proxy.addr(),
+        PROXY_SECRET,
+        "User-Name = alice, User-Password = wrong, Message-Authenticator = 0x00",
+    );
+    assert_eq!(r.code, "Access-Reject", "{}\n{}", r.output, srv.log());
+    let body = http_get(srv.metrics_addr(), "/metrics").2;
+    assert!(
+        !body.contains("radmfa_radsec_closed_total{reason=\"discarded\"} 1"),
+        "{body}"
+    );
 }
 
 /// Over TCP, "silently discard" is discard and close (RFC 6613 §2.6.4) for a packet that is

@@ -8,6 +8,7 @@ pub mod crypto;
 pub mod reply;
 pub mod reply_attr;
 pub mod request;
+pub mod unsupported;
 
 pub use reply::{attributes_fit, encode_reply, state_fits, Reply, ReplyCode};
 pub use request::{decode_request, DecodeError, Request, RequestKind};

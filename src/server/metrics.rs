@@ -67,6 +67,7 @@ counters!(
     radsec_reload_closed,
     radsec_discard_closed,
     radsec_overload_closed,
+    radsec_unsupported_refused,
 );
 
 /// Access-Request replies of one client, by code.
@@ -210,6 +211,13 @@ impl Metrics {
                 ("{reason=\"discarded\"}", get(&self.radsec_discard_closed)),
                 ("{reason=\"overloaded\"}", get(&self.radsec_overload_closed)),
             ],
+        );
+        family(
+            "radmfa_radsec_unsupported_refused_total",
+            "counter",
+            "Accounting-, CoA- and Disconnect-Requests received over RadSec and refused with \
+             Error-Cause 406 (RFC 6614 section 2.5); over UDP they are dropped.",
+            &[("", get(&self.radsec_unsupported_refused))],
         );
         family(
             "radmfa_duplicates_total",

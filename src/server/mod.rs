@@ -381,6 +381,20 @@ async fn serve_one(
     let req = match radius::decode_request(raw, secret, ctx.client.require_message_authenticator) {
         Ok(r) => r,
         Err(e) => {
+            if let (ReplyTo::Tls(replies), DecodeError::NotARequest(_)) = (reply_to, &e) {
+                // RadSec carries accounting and CoA on the same connection, and its client
+                // waits for an answer (RFC 6614 §2.5); the entry in the duplicate cache goes
+                // with `pending`, so nothing of this is kept.
+                if let Some(bytes) = radius::unsupported::refusal(raw, secret) {
+                    Metrics::inc(&app.metrics.radsec_unsupported_refused);
+                    debug!(
+                        code = raw[0],
+                        "refused with Error-Cause 406: not served here"
+                    );
+                    replies.send(&Arc::from(bytes));
+                    return;
+                }
+            }
             count_drop(&app.metrics, &e);
             debug!(reason = e.label(), "dropped: failed verification");
             warn_drop(app, DropKind::of(&e), ctx.src, Some(&ctx.client.name));
