@@ -575,6 +575,30 @@ fn the_names_of_one_entry_share_one_lockout() {
     }
 }
 
+/// The SMS limit is per person: the two names of one entry share `max_per_user`, so a
+/// second name does not bring a second allowance of texts to the same directory mobile.
+#[test]
+fn the_names_of_one_entry_share_one_sms_limit() {
+    let slapd = directory_with_two_named_entry();
+    let standin = Standin::start();
+    let srv = start(&slapd, &standin, "max_per_user = 2\n", "", &sms_client(""));
+    for name in ["jdoe", "john.doe"] {
+        let r = login(&srv, name, "jdoe-Secret-pw");
+        assert_eq!(code_of(&r), "Access-Challenge", "{name}: {r}");
+    }
+    for name in ["john.doe", "jdoe"] {
+        let r = login(&srv, name, "jdoe-Secret-pw");
+        assert_eq!(code_of(&r), "Access-Reject", "{name}: {r}\n{}", srv.log());
+        let rec = &srv.audit_json(name)[0];
+        let reason = rec["reason"].as_str().unwrap();
+        assert!(
+            reason.contains("rate limit") && reason.contains("user:jdoe"),
+            "{name}: {rec}"
+        );
+    }
+    assert_eq!(standin.sms().len(), 2);
+}
+
 /// A lock that comes while the password is being checked (wrong codes counted meanwhile,
 /// on another prompt or node) stops the SMS: the lockout is read again before a send.
 /// Here slapd is frozen while the login waits on it, and the lock is written then.

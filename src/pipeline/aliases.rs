@@ -58,6 +58,20 @@ pub async fn enrolled_under_another_name(
     Ok(None)
 }
 
+/// One key for the whole directory entry, whichever of its names the login came under: the
+/// least store key among `user` (a store key) and the entry's `other_names`. For what is
+/// counted per person rather than per name: the SMS and call limit, which both names
+/// would otherwise get in full, to the same directory mobile number.
+pub fn entry_key(app: &AppState, user: &str, other_names: &[String]) -> String {
+    let names = &app.config().user_names;
+    other_names
+        .iter()
+        .map(|o| names.key(o))
+        .chain(std::iter::once(user.to_string()))
+        .min()
+        .unwrap_or_else(|| user.to_string())
+}
+
 /// The answer to a login under a name whose entry's second factor is under `other`.
 pub fn refused(other: String, info: UserInfo) -> Verdict {
     Verdict::reject(format!(

@@ -156,7 +156,8 @@ async fn sms_prompt(
     let Some(phone) = s.phone.as_deref() else {
         return Ok(s.verdict(Reply::reject(), "sms", "no phone number"));
     };
-    let txn = match oob::send_sms(app, ctx, request_key, s.user, phone).await? {
+    let txn = match oob::send_sms(app, ctx, request_key, s.user, &s.info.other_names, phone).await?
+    {
         Delivered::Yes(t) => t,
         Delivered::No(why) => return Ok(not_delivered(app, ctx, s, "sms", why)),
     };
@@ -228,7 +229,7 @@ async fn place(
         return Ok(Err(s.verdict(Reply::reject(), "voice", "no phone number")));
     };
     Ok(
-        match oob::place_call(app, ctx, request_key, s.user, phone).await? {
+        match oob::place_call(app, ctx, request_key, s.user, &s.info.other_names, phone).await? {
             Delivered::Yes(t) => Ok(t),
             Delivered::No(why) => Err(not_delivered(app, ctx, s, "voice", why)),
         },

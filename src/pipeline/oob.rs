@@ -110,14 +110,16 @@ fn new_id() -> String {
     hex::encode(rand::random::<[u8; 16]>())
 }
 
-fn rate_limits(app: &AppState, ctx: &RequestContext, user: &str) -> Vec<SendLimit> {
+/// `entry`: the user's [`aliases::entry_key`](super::aliases::entry_key), so that the names
+/// of one directory entry share one allowance.
+fn rate_limits(app: &AppState, ctx: &RequestContext, entry: &str) -> Vec<SendLimit> {
     let (per_user, per_nas, window) = match &app.config().delivery.sms {
         Some(s) => (s.max_per_user, s.max_per_nas, s.window.as_secs() as i64),
         None => (DEFAULT_PER_USER, DEFAULT_PER_NAS, DEFAULT_WINDOW_SECS),
     };
     vec![
         SendLimit {
-            key: format!("user:{user}"),
+            key: format!("user:{entry}"),
             max: per_user,
             window_secs: window,
         },
@@ -134,6 +136,7 @@ async fn claim(
     app: &AppState,
     ctx: &RequestContext,
     txn: &OobTransaction,
+    entry: &str,
 ) -> Result<Option<Delivered>, Fault> {
     if let OobBegin::Existing(t) = app.store.begin_oob(txn).await? {
         // The key names a request by its NAS, source, Identifier and Request Authenticator,
@@ -203,7 +206,7 @@ async fn claim(
             provider_failed: false,
         })));
     }
-    let limits = rate_limits(app, ctx, &txn.user);
+    let limits = rate_limits(app, ctx, entry);
     if let Some(i) = app.store.take_send_slot(&limits, txn.created_at).await? {
         let l = &limits[i];
         let reason = format!(
@@ -234,8 +237,10 @@ pub async fn send_sms(
     ctx: &RequestContext,
     request_key: &str,
     user: &str,
+    other_names: &[String],
     phone: &str,
 ) -> Result<Delivered, Fault> {
+    let entry = super::aliases::entry_key(app, user, other_names);
     let (Some(cfg), Some(provider)) = (&app.config().delivery.sms, &app.delivery.sms) else {
         return Ok(Delivered::No(NotSent {
             message: NOT_SENT,
@@ -259,7 +264,7 @@ pub async fn send_sms(
         created_at: now,
         expires_at: now + cfg.code_ttl.as_secs() as i64,
     };
-    if let Some(done) = claim(app, ctx, &txn).await? {
+    if let Some(done) = claim(app, ctx, &txn, &entry).await? {
         return Ok(done);
     }
     let text = sms::render_message(&cfg.message, &code);
@@ -308,8 +313,10 @@ pub async fn place_call(
     ctx: &RequestContext,
     request_key: &str,
     user: &str,
+    other_names: &[String],
     phone: &str,
 ) -> Result<Delivered, Fault> {
+    let entry = super::aliases::entry_key(app, user, other_names);
     let (Some(cfg), Some(provider)) = (&app.config().delivery.voice, &app.delivery.voice) else {
         return Ok(Delivered::No(NotSent {
             message: NOT_CALLED,
@@ -332,7 +339,7 @@ pub async fn place_call(
         created_at: now,
         expires_at: now + cfg.call_lifetime.as_secs() as i64,
     };
-    if let Some(done) = claim(app, ctx, &txn).await? {
+    if let Some(done) = claim(app, ctx, &txn, &entry).await? {
         return Ok(done);
     }
     let (Some(action), Some(status)) = (
