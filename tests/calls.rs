@@ -595,6 +595,58 @@ fn rd_gateway_request_under_another_name_of_an_enrolled_entry_gets_no_call() {
     assert_eq!(standin.calls().len(), 1);
 }
 
+/// One entry, two names, its only factor the directory's mobile. A fraud report on a call
+/// under jdoe blocks jdoe; john.doe's SMS prompt, opened before, then ends: the right code
+/// to it is refused, as it would be after a block of john.doe's own.
+#[test]
+fn a_fraud_block_under_the_other_name_ends_open_prompts() {
+    let slapd = directory_with_two_named_entry();
+    let standin = Standin::start();
+    let clients = [client(
+        "vpn",
+        "127.0.0.1",
+        "methods = [\"sms\", \"voice\"]\nvoice_mode = \"hold\"\nvoice_budget_secs = 20",
+    )];
+    let srv = start(&slapd, &standin, "", "", &clients);
+    cli_ok(&srv, &["user", "set-method", "john.doe", "sms"]);
+    let pw = "jdoe-Secret-pw";
+    let first = py(&srv, &["--user", "john.doe", "--password", pw]);
+    assert_eq!(
+        code_of(&first),
+        "Access-Challenge",
+        "{first}\n{}",
+        srv.log()
+    );
+    let code = standin.sms()[0].code();
+    cli_ok(&srv, &["user", "set-method", "jdoe", "voice"]);
+    standin.script(
+        DIRECTORY_MOBILE,
+        Script::Press("0", Duration::from_millis(300)),
+    );
+    let r = py(
+        &srv,
+        &["--user", "jdoe", "--password", pw, "--timeout", "25"],
+    );
+    assert!(message(&r).contains("fraud"), "{r}\n{}", srv.log());
+    let r = py(
+        &srv,
+        &[
+            "--user",
+            "john.doe",
+            "--password",
+            &code,
+            "--state",
+            first["state"].as_str().unwrap(),
+        ],
+    );
+    assert_eq!(code_of(&r), "Access-Reject", "{r}\n{}", srv.log());
+    assert!(message(&r).contains("blocked"), "{r}");
+    assert_eq!(
+        srv.audit_json("john.doe")[0]["reason"],
+        "user blocked under the entry's other name \"jdoe\""
+    );
+}
+
 /// Alice's login on a call-prompt client, the call placed and left for the test to answer
 /// (the stand-in posts nothing): the directory, stand-in and server to keep, the State of
 /// the prompt, and the call.

@@ -575,6 +575,47 @@ fn the_names_of_one_entry_share_one_lockout() {
     }
 }
 
+/// A prompt opened under one name ends when the entry is locked under its other name
+/// meanwhile: the right code to jdoe's open prompt is refused once wrong answers under
+/// john.doe have locked the entry, as it would be after a lock of jdoe's own.
+#[test]
+fn a_lock_under_the_other_name_ends_open_prompts() {
+    let slapd = directory_with_two_named_entry();
+    let standin = Standin::start();
+    let srv = start(
+        &slapd,
+        &standin,
+        "",
+        "\n[lockout]\nthreshold = 2\n",
+        &sms_client(""),
+    );
+    let first = login(&srv, "jdoe", "jdoe-Secret-pw");
+    assert_eq!(code_of(&first), "Access-Challenge", "{first}");
+    let good = standin.sms()[0].code();
+    // Two logins under john.doe, a wrong answer to each: the second locks the entry.
+    for n in 1..=2 {
+        let other = login(&srv, "john.doe", "jdoe-Secret-pw");
+        assert_eq!(code_of(&other), "Access-Challenge", "{other}");
+        let wrong = if standin.sms()[n].code() == "000000" {
+            "111111"
+        } else {
+            "000000"
+        };
+        let a = answer(&srv, "john.doe", wrong, &other["state"]);
+        assert_eq!(code_of(&a), "Access-Reject", "{a}");
+    }
+    let audit = srv.audit_json("john.doe");
+    assert!(audit.iter().any(|r| r["result"] == "lock"), "{audit:?}");
+    let r = answer(&srv, "jdoe", &good, &first["state"]);
+    assert_eq!(code_of(&r), "Access-Reject", "{r}\n{}", srv.log());
+    assert!(message(&r).contains("Too many wrong codes"), "{r}");
+    let rec = &srv.audit_json("jdoe")[0];
+    assert_eq!(
+        rec["reason"], "second factor locked under the entry's other name \"john.doe\"",
+        "{rec}"
+    );
+}
+
 /// The SMS limit is per person: the two names of one entry share `max_per_user`, so a
 /// second name does not bring a second allowance of texts to the same directory mobile.
 #[test]

@@ -58,6 +58,42 @@ pub async fn enrolled_under_another_name(
     Ok(None)
 }
 
+/// What ends an open prompt from another name of its entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stopped {
+    /// That name is locked for wrong codes now.
+    Locked(String),
+    /// That name is blocked (a fraud report on its call).
+    Blocked(String),
+}
+
+/// The entry's other name that is locked or blocked now, if one is. Asked when an open
+/// prompt is answered: the names share one allowance of guesses and reach the same phone,
+/// so a lock or a block that landed on the other name since the prompt opened ends this
+/// name's prompts as its own would (and no more codes go out, nor calls ring, from them).
+pub async fn stopped_under_another_name(
+    app: &AppState,
+    user: &str,
+    other_names: &[String],
+) -> Result<Option<Stopped>, StoreError> {
+    let names = &app.config().user_names;
+    let now = app.clock.now();
+    for other in other_names {
+        let key = names.key(other);
+        if key == user {
+            continue;
+        }
+        if app.store.user_profile(&key).await?.blocked_at.is_some() {
+            return Ok(Some(Stopped::Blocked(other.clone())));
+        }
+        let status = app.store.user_status(&key).await?;
+        if status.locked_until.is_some_and(|until| until > now) {
+            return Ok(Some(Stopped::Locked(other.clone())));
+        }
+    }
+    Ok(None)
+}
+
 /// One key for the whole directory entry, whichever of its names the login came under: the
 /// least store key among `user` (a store key) and the entry's `other_names`. For what is
 /// counted per person rather than per name: the SMS and call limit, which both names

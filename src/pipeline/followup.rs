@@ -6,7 +6,7 @@
 use super::login::LOCKED_MESSAGE;
 use super::methods::{self, blocked, Subject};
 use super::second_factor::{check_code, oath_mode, user_view, CodeCheck, UserView, RESYNC_MESSAGE};
-use super::{followup_oob, oob, Fault, RequestContext, Verdict};
+use super::{aliases, followup_oob, oob, Fault, RequestContext, Verdict};
 use crate::app::AppState;
 use crate::auth::UserInfo;
 use crate::mfa::challenge::{state_hash, ChallengeContext};
@@ -79,6 +79,23 @@ pub async fn answer(
         return Ok(with_context(
             Verdict::reject("second factor locked")
                 .with_reply(Reply::reject().with_message(LOCKED_MESSAGE)),
+        ));
+    }
+    if let Some(stopped) =
+        aliases::stopped_under_another_name(app, user, &carried.other_names).await?
+    {
+        app.store.consume_challenge(&hash).await?;
+        let (reason, message) = match stopped {
+            aliases::Stopped::Locked(other) => {
+                (aliases::locked_reason(Some(&other)), LOCKED_MESSAGE)
+            }
+            aliases::Stopped::Blocked(other) => (
+                format!("user blocked under the entry's other name {other:?}"),
+                methods::BLOCKED_MESSAGE,
+            ),
+        };
+        return Ok(with_context(
+            Verdict::reject(reason).with_reply(Reply::reject().with_message(message)),
         ));
     }
     let typed = req
