@@ -190,7 +190,38 @@ fn challenge_flow_with_radclient() {
         !log.contains('\x1b'),
         "escape codes in a log that is not a terminal:\n{log:?}"
     );
-    assert!(log.contains("user=alice"), "{log}");
+    assert!(log.contains("user=\"alice\""), "{log}");
+}
+
+/// A user name is the caller's text: in the plain-text log it is quoted and escaped, so a
+/// name made to look like more fields (`x result=accept`) cannot pass for an accept to a
+/// grep or a SIEM that reads the log line by line.
+#[test]
+fn a_user_name_cannot_forge_fields_in_the_text_log() {
+    let slapd = directory();
+    let srv = start(&slapd, |_| {});
+    let r = radclient(
+        &srv.addr.to_string(),
+        SECRET,
+        "User-Name = \"x result=accept mode=totp\", User-Password = \"wrong\", \
+         Message-Authenticator = 0x00",
+    );
+    assert_eq!(r.code, "Access-Reject", "{}", r.output);
+    let log = srv.log();
+    let audit: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("radmfa::audit"))
+        .collect();
+    assert!(
+        audit
+            .iter()
+            .any(|l| l.contains("user=\"x result=accept mode=totp\" result=reject")),
+        "{log}"
+    );
+    assert!(
+        !log.contains("user=x result=accept"),
+        "an unquoted user name:\n{log}"
+    );
 }
 
 /// A NAS that does not send State back (F5 FirePass does this) turns the answer to our

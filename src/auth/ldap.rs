@@ -518,12 +518,16 @@ impl LdapAuth {
         // back, and it is still one of several).
         let size_limit_hit = res.rc == 4 && !entries.is_empty();
         if res.rc != 0 && !size_limit_hit {
-            tracing::warn!(%user, result = %res, "LDAP search refused");
+            tracing::warn!(user, result = %res, "LDAP search refused");
             return Err(AuthError::Ldap(format!("search: {res}")));
         }
         if size_limit_hit {
-            tracing::warn!(%user, returned = entries.len(), filter = %filter,
-                "LDAP user filter matched more entries than the size limit");
+            tracing::warn!(
+                user,
+                returned = entries.len(),
+                filter = filter.as_str(),
+                "LDAP user filter matched more entries than the size limit"
+            );
             return Ok(SearchOutcome::Ambiguous);
         }
         Ok(match entries.len() {
@@ -533,8 +537,12 @@ impl LdapAuth {
                 SearchOutcome::Found(Box::new(self.user_info(entry, user)))
             }
             n => {
-                tracing::warn!(%user, matches = n, filter = %filter,
-                    "LDAP user filter matched several entries");
+                tracing::warn!(
+                    user,
+                    matches = n,
+                    filter = filter.as_str(),
+                    "LDAP user filter matched several entries"
+                );
                 SearchOutcome::Ambiguous
             }
         })
@@ -569,7 +577,7 @@ impl LdapAuth {
             let result = match timeout(op_timeout, search).await {
                 Err(_) | Ok(Err(LdapError::Timeout { .. })) => {
                     let url = &self.settings.urls[conn.url_idx];
-                    tracing::warn!(%url, %user, "LDAP search timed out");
+                    tracing::warn!(%url, user, "LDAP search timed out");
                     self.mark_failed(conn.url_idx);
                     return Err(self.op_timeout_err());
                 }
@@ -661,13 +669,13 @@ impl LdapAuth {
         let outcome = bind_outcome(&res);
         match &outcome {
             Ok(PrimaryOutcome::Accepted(_)) => {
-                tracing::debug!(%user, dn = %info.dn, "LDAP password accepted")
+                tracing::debug!(user, dn = info.dn.as_str(), "LDAP password accepted")
             }
             Ok(PrimaryOutcome::Denied(d)) => {
-                tracing::info!(%user, dn = %info.dn, reason = %d.reason(), "LDAP password refused")
+                tracing::info!(user, dn = info.dn.as_str(), reason = %d.reason(), "LDAP password refused")
             }
             Err(_) => {
-                tracing::warn!(%user, dn = %info.dn, result = %res, "LDAP user bind error")
+                tracing::warn!(user, dn = info.dn.as_str(), result = %res, "LDAP user bind error")
             }
         }
         outcome.map(|o| match o {
@@ -711,7 +719,7 @@ impl LdapAuth {
                 // Not retried anywhere: the bind may have reached the server and counted
                 // against the account's lockout. The connection is dropped.
                 Err(_) | Ok(Err(LdapError::Timeout { .. })) => {
-                    tracing::warn!(%url, %user, %dn, "LDAP user bind timed out");
+                    tracing::warn!(%url, user, dn, "LDAP user bind timed out");
                     self.mark_failed(conn.url_idx);
                     return Err(self.op_timeout_err());
                 }
@@ -724,7 +732,7 @@ impl LdapAuth {
                     retried = true;
                 }
                 Ok(Err(e)) => {
-                    tracing::warn!(%url, %user, %dn, error = %e, "LDAP user bind failed");
+                    tracing::warn!(%url, user, dn, error = %e, "LDAP user bind failed");
                     self.mark_failed(conn.url_idx);
                     return Err(AuthError::Unavailable(format!("{url}: user bind: {e}")));
                 }
@@ -791,7 +799,7 @@ impl LdapAuth {
             // `on_backend_failure = "no_reply"` the NAS would ask another node, which binds
             // the same wrong password again).
             Err(e) => {
-                tracing::warn!(%user, error = %e, "LDAP search after a refused bind failed");
+                tracing::warn!(user, error = %e, "LDAP search after a refused bind failed");
                 return Ok(PrimaryOutcome::Denied(refused));
             }
         };
@@ -803,12 +811,17 @@ impl LdapAuth {
                 if !same_dn(&info.dn, &dn)
                     && matches!(refused, Denial::BadPassword | Denial::UnknownUser) =>
             {
-                tracing::info!(%user, old = %dn, new = %info.dn, "LDAP entry moved since it was cached");
+                tracing::info!(
+                    user,
+                    old = dn.as_str(),
+                    new = info.dn.as_str(),
+                    "LDAP entry moved since it was cached"
+                );
                 self.bind_and_remember(user, *info, password).await
             }
             SearchOutcome::Found(_) => Ok(PrimaryOutcome::Denied(refused)),
             SearchOutcome::NotFound => {
-                tracing::info!(%user, "LDAP user no longer found");
+                tracing::info!(user, "LDAP user no longer found");
                 Ok(PrimaryOutcome::Denied(Denial::UnknownUser))
             }
             SearchOutcome::Ambiguous => Ok(PrimaryOutcome::Denied(Denial::AmbiguousUser)),
@@ -940,14 +953,14 @@ impl PrimaryAuth for LdapAuth {
         // Before the search: an empty simple bind is an anonymous bind that "succeeds", and
         // answering before the search says nothing about whether the user exists.
         if password.is_empty() {
-            tracing::info!(%user, "empty password refused");
+            tracing::info!(user, "empty password refused");
             return Ok(PrimaryOutcome::Denied(Denial::EmptyPassword));
         }
         // A simple bind carries UTF-8 (RFC 4513 §5.1.1). Refused before the search as well:
         // after it, a known user would be answered at once and an unknown one padded, and
         // the difference would tell which names exist.
         let Some(password) = password.expose_str() else {
-            tracing::info!(%user, "password is not valid UTF-8, refused without a bind");
+            tracing::info!(user, "password is not valid UTF-8, refused without a bind");
             return Ok(PrimaryOutcome::Denied(Denial::BadPassword));
         };
         if user.is_empty() {
@@ -960,7 +973,7 @@ impl PrimaryAuth for LdapAuth {
         let searching = Instant::now();
         match self.search_user(user).await? {
             SearchOutcome::NotFound => {
-                tracing::info!(%user, "LDAP user not found");
+                tracing::info!(user, "LDAP user not found");
                 self.pad_like_a_bind(searching.elapsed()).await?;
                 Ok(PrimaryOutcome::Denied(Denial::UnknownUser))
             }

@@ -72,7 +72,7 @@ async fn signed_call(
     let txn = voice_txn(app, id).await?;
     if !same_call(&txn, &params) {
         tracing::warn!(
-            user = %txn.user,
+            user = txn.user.as_str(),
             "provider callback refused: signed, but about another call than this login's"
         );
         return Err(StatusCode::FORBIDDEN);
@@ -156,7 +156,7 @@ pub async fn gather(
     // the report blocks rather than finding it already handled.
     if decision == CallDecision::Fraud && txn.status != OobStatus::Fraud {
         if let Err(e) = block_for_fraud(&app, &txn).await {
-            tracing::error!(error = %e, user = %txn.user, "blocking user after fraud alert");
+            tracing::error!(error = %e, user = txn.user.as_str(), "blocking user after fraud alert");
             return StatusCode::SERVICE_UNAVAILABLE.into_response();
         }
     }
@@ -168,10 +168,14 @@ pub async fn gather(
         }
     };
     if taken {
-        tracing::info!(user = %txn.user, decision = status.as_str(), "call answered");
+        tracing::info!(
+            user = txn.user.as_str(),
+            decision = status.as_str(),
+            "call answered"
+        );
     } else {
         tracing::info!(
-            user = %txn.user,
+            user = txn.user.as_str(),
             decision = status.as_str(),
             was = txn.status.as_str(),
             "call answered after it was decided; nothing changed"
@@ -195,7 +199,7 @@ async fn block_for_fraud(app: &AppState, txn: &OobTransaction) -> Result<(), Sto
     );
     app.store.block_user(&txn.user, now, &reason).await?;
     if let Err(e) = app.store.forget_logins(&txn.user).await {
-        tracing::error!(error = %e, user = %txn.user, "forgetting remembered logins after fraud alert");
+        tracing::error!(error = %e, user = txn.user.as_str(), "forgetting remembered logins after fraud alert");
     }
     let rec = AuditRecord {
         time: now,
@@ -211,7 +215,7 @@ async fn block_for_fraud(app: &AppState, txn: &OobTransaction) -> Result<(), Sto
     if let Err(e) = app.store.append_audit(&rec).await {
         tracing::error!(error = %e, "writing the fraud audit record");
     }
-    tracing::warn!(target: "radmfa::audit", user = %txn.user, result = "fraud", "fraud alert: user blocked");
+    tracing::warn!(target: "radmfa::audit", user = txn.user.as_str(), result = "fraud", "fraud alert: user blocked");
     Ok(())
 }
 

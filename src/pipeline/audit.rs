@@ -55,7 +55,7 @@ pub async fn record(
     };
     tracing::info!(
         target: "radmfa::audit",
-        user = %rec.user,
+        user = rec.user.as_str(),
         result = %rec.result,
         mode = %rec.mode,
         reason = rec.reason.as_deref().unwrap_or(""),

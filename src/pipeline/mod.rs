@@ -243,7 +243,7 @@ fn overturned(app: &AppState, ctx: &RequestContext, req: &Request, reason: &str)
     };
     tracing::warn!(
         target: "radmfa::audit",
-        user = %user,
+        user = user,
         result = %result,
         reason = reason,
         nas = %ctx.client.name,

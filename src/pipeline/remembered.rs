@@ -108,10 +108,10 @@ pub async fn keep(app: &AppState, login: &RememberedLogin, by: tokio::time::Inst
     match tokio::time::timeout_at(by, app.store.remember_login(login)).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => {
-            tracing::warn!(error = %e, user = %login.user, "second factor not remembered")
+            tracing::warn!(error = %e, user = login.user.as_str(), "second factor not remembered")
         }
         Err(_) => tracing::warn!(
-            user = %login.user,
+            user = login.user.as_str(),
             "second factor not remembered: the reply's deadline came first"
         ),
     }
