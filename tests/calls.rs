@@ -704,6 +704,11 @@ fn forged_callbacks_change_nothing() {
         let res = standin.post_callback(&url, approve.clone(), sig);
         assert_eq!(res.status, 403, "{what}: {res:?}");
     }
+    // A body beyond what any callback needs is refused unread (413), even signed.
+    let mut padded = approve.clone();
+    padded.push(("Pad".into(), "a".repeat(40 * 1024)));
+    let res = standin.post_callback(&url, padded, None);
+    assert_eq!(res.status, 413, "an oversized body: {res:?}");
     // Signed by Twilio, but about another call: one placed by someone else on the same
     // account, pointed at this login's URL.
     let other_call = approve

@@ -25,9 +25,16 @@ pub fn public_url(app: &AppState, path: &str) -> Option<String> {
         .map(|c| format!("{}{path}", c.public_url))
 }
 
+/// The largest callback body taken, in octets. Twilio's voice callbacks are a form of a few
+/// dozen short fields (well under 4 KiB); the body is parsed before its signature can be
+/// checked, so anyone who reaches the listener chooses what is parsed, and axum's default
+/// (2 MiB, about a million empty fields) would let each request cost tens of MiB and a sort.
+pub const MAX_BODY: usize = 32 * 1024;
+
 pub fn router(app: Arc<AppState>) -> Router {
     Router::new()
         .route("/twilio/voice/{txn}/gather", post(twilio::gather))
         .route("/twilio/voice/{txn}/status", post(twilio::status))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(app)
 }

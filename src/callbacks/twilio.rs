@@ -67,6 +67,17 @@ async fn signed_call(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<(Vec<(String, String)>, OobTransaction), StatusCode> {
+    // Unsigned requests are refused before their body is parsed.
+    if headers
+        .get("x-twilio-signature")
+        .is_none_or(|v| v.is_empty())
+    {
+        tracing::warn!(
+            signed = false,
+            "provider callback refused: bad or missing signature"
+        );
+        return Err(StatusCode::FORBIDDEN);
+    }
     let params = params(body);
     authenticate(app, uri, headers, &params)?;
     let txn = voice_txn(app, id).await?;
