@@ -9,6 +9,10 @@ use super::xml::{child, path, text};
 use crate::import::{Decryption, ImportError};
 use crate::secret::Secret;
 
+/// The shortest MAC key taken (see where it is checked). RFC 6030's HMAC-SHA1 keys are 20
+/// bytes, and python-pskc makes them the hash's length.
+const MIN_MAC_KEY: usize = 16;
+
 /// PBKDF2 iteration counts above this are refused: a hostile file must not make the import
 /// spin for minutes. Real files use 1,000 (RFC 6030) to a few hundred thousand.
 const MAX_PBKDF2_ITERATIONS: u32 = 5_000_000;
@@ -180,6 +184,17 @@ impl Envelope {
                     ImportError::WrongKey(format!("cannot decrypt the MAC key ({e})"))
                 })?),
             };
+            // CBC has no integrity of its own: whoever alters the file and knows one block of
+            // its plaintext (a padding block, a zero Counter) can make a one-block MACKey
+            // decrypt to 1..=15 bytes of their choosing, then MAC values of their own under
+            // it. A key of 16 bytes or more spans two blocks, which that trick cannot reach.
+            if let Some(k) = mac_key.as_ref().filter(|k| k.expose().len() < MIN_MAC_KEY) {
+                return Err(ImportError::Unsupported(format!(
+                    "the MAC key is {} bytes; at least {MIN_MAC_KEY} are required, as a shorter \
+                     one could have been forged by altering the file; nothing was imported",
+                    k.expose().len()
+                )));
+            }
             env.mac = mac_key.map(|k| (alg, k));
         }
         Ok(env)

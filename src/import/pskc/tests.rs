@@ -138,6 +138,37 @@ fn figure6_pre_shared_aes128_cbc_with_hmac_sha1() {
     ));
 }
 
+/// The forgery a one-block MAC key would allow: figure 6's MAC key is 20 bytes, so its
+/// second CBC block is 4 known bytes and 12 of padding, and its block-cipher output is
+/// known too. A new IV before that block makes it decrypt to a key of the forger's choosing
+/// (here 5 bytes), under which they could MAC any value. Such a key is refused by length.
+#[test]
+fn a_forged_one_block_mac_key_is_refused() {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let text = std::str::from_utf8(figure!("6")).unwrap();
+    let original = "ESIzRFVmd4iZABEiM0RVZgKn6WjLaTC1sbeBMSvIhRejN9vJa2BOlSaMrR7I5wSX";
+    assert!(text.contains(original));
+    let raw = b64.decode(original).unwrap();
+    let (c1, c2) = (&raw[16..32], &raw[32..48]);
+    let mac_key = hex::decode("1122334455667788990011223344556677889900").unwrap();
+    let mut p2 = mac_key[16..].to_vec();
+    p2.extend([12u8; 12]);
+    let chosen = b"evil!";
+    let mut p_new = chosen.to_vec();
+    p_new.extend([11u8; 11]);
+    // D(C2) = C1 xor P2; the forged IV makes C2 decrypt to `p_new`.
+    let iv: Vec<u8> = (0..16).map(|i| c1[i] ^ p2[i] ^ p_new[i]).collect();
+    let forged = b64.encode([iv.as_slice(), c2].concat());
+    let altered = text.replace(original, &forged);
+    let err = parse(altered.as_bytes(), &key("12345678901234567890123456789012")).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("the MAC key is 5 bytes; at least 16 are required"),
+        "{err}"
+    );
+}
+
 #[test]
 fn figure6_altered_ciphertext_fails_the_mac_before_decryption() {
     let text = std::str::from_utf8(figure!("6")).unwrap();
