@@ -94,6 +94,14 @@ fn positional(fields: &[String]) -> Result<(Vec<Column>, bool), String> {
 /// One physical line as CSV fields (quotes allowed; token files have no multi-line fields).
 fn split_line(line: &[u8]) -> Result<Vec<String>, String> {
     let text = std::str::from_utf8(line).map_err(|_| "not UTF-8 text".to_string())?;
+    // The CSV reader ends a record at a lone CR and would drop the rest of the line without
+    // a word: a file with old Mac line endings would import its first row only.
+    if line.contains(&b'\r') {
+        return Err(
+            "a carriage return inside the line (old Mac line endings?); end lines with LF or CRLF"
+                .into(),
+        );
+    }
     let mut reader = ::csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
@@ -329,6 +337,26 @@ mod tests {
             (60, Some("alice"))
         );
         assert_eq!(b.origin, "line 4");
+    }
+
+    /// A lone CR is not a line end here: a file of old Mac line endings is one bad line,
+    /// not one token that seems to be the whole file, and a stray CR inside a row does
+    /// not cut its later columns off.
+    #[test]
+    fn a_carriage_return_inside_a_line_is_refused() {
+        let got = tokens(&format!("SN1,{B32},30\rSN2,{B32},30\r"));
+        assert_eq!(got.len(), 1, "{got:?}");
+        let err = got[0].as_ref().unwrap_err();
+        assert!(
+            err.contains("line 1") && err.contains("carriage return"),
+            "{err}"
+        );
+        let got = tokens(&format!("SN1,{B32}\r,60,alice\r\nSN2,{B32},30\r\n"));
+        assert!(
+            got[0].as_ref().unwrap_err().contains("carriage return"),
+            "{got:?}"
+        );
+        assert_eq!(got[1].as_ref().unwrap().token.serial, "SN2", "CRLF is fine");
     }
 
     #[test]
