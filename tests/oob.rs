@@ -247,19 +247,29 @@ fn provider_failure_rejects_with_a_clear_audit_reason() {
 }
 
 /// `provider_failure = "allow"`: the provider's outage lets a correct password in (fail
-/// open), audited as such; a wrong password, and a send refused by the rate limit, do not.
+/// open), audited as such; a wrong password, the provider's rate limit (which a caller
+/// can bring on, with a burst of logins), and a send refused by radmfa's rate limit do not.
 #[test]
 fn provider_failure_allow_fails_open_for_outages_only() {
     let slapd = directory();
     let standin = Standin::start();
-    standin.fail_sms(Some((503, 20503, "Service Unavailable")));
+    standin.fail_sms(Some((429, 20429, "Too Many Requests")));
     let mut srv = start(
         &slapd,
         &standin,
-        "max_per_user = 2\n",
+        "max_per_user = 3\n",
         "",
         &sms_client("provider_failure = \"allow\""),
     );
+    let r = login(&srv, "alice", ALICE_PW);
+    assert_eq!(code_of(&r), "Access-Reject", "{r}\n{}", srv.log());
+    let rec = &srv.audit_json("alice")[0];
+    assert_eq!(rec["mode"], "sms", "{rec}");
+    assert!(
+        rec["reason"].as_str().unwrap().contains("HTTP 429"),
+        "{rec}"
+    );
+    standin.fail_sms(Some((503, 20503, "Service Unavailable")));
     let r = login(&srv, "alice", ALICE_PW);
     assert_eq!(code_of(&r), "Access-Accept", "{r}\n{}", srv.log());
     let rec = &srv.audit_json("alice")[0];
@@ -274,8 +284,8 @@ fn provider_failure_allow_fails_open_for_outages_only() {
         "Access-Reject",
         "the password is still checked"
     );
-    // The provider is back: a code as usual, until the limit of two sends (the failed one
-    // counted) is used up. A limit is a decision, not an outage: the next login is refused.
+    // The provider is back: a code as usual, until the limit of three sends (the failed
+    // ones counted) is used up. A limit is a decision, not an outage: the next login is refused.
     standin.fail_sms(None);
     assert_eq!(code_of(&login(&srv, "alice", ALICE_PW)), "Access-Challenge");
     let third = login(&srv, "alice", ALICE_PW);
@@ -291,7 +301,7 @@ fn provider_failure_allow_fails_open_for_outages_only() {
     let log = srv.log();
     let stopped = log.lines().find(|l| l.contains("stopped")).unwrap_or("");
     assert!(
-        stopped.contains("provider_failures=1") && stopped.contains("fail_open=1"),
+        stopped.contains("provider_failures=2") && stopped.contains("fail_open=1"),
         "{log}"
     );
 }
