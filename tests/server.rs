@@ -668,6 +668,11 @@ fn listed_domains_are_taken_off_user_names() {
     let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
     assert_eq!(listed[0]["user"], "alice", "{listed}");
+    // One listed domain comes off, as at login (CORP\CORP\alice logs in as corp\alice).
+    let out = srv.cli(&["user", "app-password", "add", "CORP\\CORP\\alice"]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{out:?}");
+    assert!(said.contains("for corp\\alice."), "{said}");
 
     // Another domain: not alice; the same reply as a user the directory lacks.
     let other = py_password(&srv, "OTHER\\alice", ALICE_PW);

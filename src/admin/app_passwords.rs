@@ -68,10 +68,10 @@ impl AppPasswordCommand {
 pub async fn run(
     cfg: &Config,
     store: &dyn Store,
-    mut cmd: AppPasswordCommand,
+    cmd: AppPasswordCommand,
 ) -> anyhow::Result<ExitCode> {
-    let user = cmd.user_mut();
-    *user = cfg.user_names.key(user);
+    // The name is already folded (`users::fold_user_name`); folding again would strip a
+    // second listed domain (CORP\CORP\bob → bob) that logins keep (corp\bob).
     match cmd {
         AppPasswordCommand::Add(a) => {
             let pw = app_password::generate();

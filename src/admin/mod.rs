@@ -59,14 +59,16 @@ pub fn user_name(s: &str) -> Result<String, String> {
 /// A value for a terminal: control characters written as escapes. User names, NAS names and
 /// reasons come from the network (a User-Name may hold ESC sequences that would move the
 /// cursor or erase lines and so hide records from the admin reading them).
+/// Format characters are escaped too: invisible ones (`al\u{200b}ice` would pass for
+/// alice) and bidirectional overrides (which reorder what follows them on the line).
 pub fn printable(s: &str) -> Cow<'_, str> {
-    if !s.chars().any(char::is_control) {
+    if !s.chars().any(hides) {
         return Cow::Borrowed(s);
     }
     Cow::Owned(
         s.chars()
             .map(|c| {
-                if c.is_control() {
+                if hides(c) {
                     c.escape_default().to_string()
                 } else {
                     c.to_string()
@@ -76,8 +78,42 @@ pub fn printable(s: &str) -> Cow<'_, str> {
     )
 }
 
+/// Control characters, and the format characters (Unicode category Cf, and the line and
+/// paragraph separators) that are invisible or reorder text. Listed by hand: the standard
+/// library has no general category, and this short list is stable.
+fn hides(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{00AD}'
+                | '\u{0600}'..='\u{0605}'
+                | '\u{061C}'
+                | '\u{06DD}'
+                | '\u{070F}'
+                | '\u{180E}'
+                | '\u{200B}'..='\u{200F}'
+                | '\u{2028}'..='\u{202E}'
+                | '\u{2060}'..='\u{2064}'
+                | '\u{2066}'..='\u{206F}'
+                | '\u{FEFF}'
+                | '\u{FFF9}'..='\u{FFFB}'
+                | '\u{E0001}'
+                | '\u{E0020}'..='\u{E007F}'
+        )
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn invisible_and_reordering_characters_are_escaped() {
+        assert_eq!(super::printable("al\u{200b}ice"), "al\\u{200b}ice");
+        assert_eq!(
+            super::printable("x\u{202e}cba\u{2069}\u{feff}"),
+            "x\\u{202e}cba\\u{2069}\\u{feff}"
+        );
+        assert_eq!(super::printable("Jürgen Ñandú"), "Jürgen Ñandú");
+    }
+
     #[test]
     fn control_characters_are_escaped_for_the_terminal() {
         assert_eq!(super::printable("alice"), "alice");
