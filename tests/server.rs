@@ -1290,6 +1290,12 @@ fn another_name_of_an_enrolled_entry_does_not_skip_its_second_factor() {
     srv.refused_as_another_name("jdoe@example.org", "jdoe");
     let r = py_password(&srv, "bob@example.org", "bob-Secret-pw");
     assert_eq!(code_of(&r), "Access-Accept", "{r}");
+    // The other way round: the token under the mail name (as AD's userPrincipalName beside
+    // sAMAccountName), the login under the uid, the filter's first attribute.
+    srv.enroll("bob@example.org", &[]);
+    let r = py_password(&srv, "bob", "bob-Secret-pw");
+    assert_eq!(code_of(&r), "Access-Reject", "{r}\n{}", srv.log());
+    srv.refused_as_another_name("bob", "bob@example.org");
 }
 
 #[test]

@@ -201,9 +201,10 @@ pub struct LdapAuth {
     conn_settings: LdapConnSettings,
     /// Attribute list sent with the search.
     search_attrs: Vec<String>,
-    /// The attribute `user_filter` matches the name with, read into `UserInfo::name` and
-    /// `other_names`.
+    /// The attribute `user_filter` matches the name with first, read into `UserInfo::name`.
     name_attr: Option<String>,
+    /// Every attribute the filter compares the name with (`naming_attributes`).
+    name_attrs: Vec<String>,
     /// Idle, service-bound search connections.
     searches: ConnPool<Ldap>,
     /// One permit per search connection that may exist at once.
@@ -319,9 +320,13 @@ impl LdapAuth {
         .collect();
         // Read always: for `{user}` in group_filter, and for the other names of an entry
         // (`pipeline::aliases`).
-        let name_attr = naming_attribute(&settings.user_filter);
-        search_attrs.extend(name_attr.iter().cloned());
-        search_attrs.dedup();
+        let name_attrs = naming_attributes(&settings.user_filter);
+        let name_attr = name_attrs.first().cloned();
+        for attr in &name_attrs {
+            if !search_attrs.iter().any(|a| a.eq_ignore_ascii_case(attr)) {
+                search_attrs.push(attr.clone());
+            }
+        }
         if search_attrs.is_empty() {
             // RFC 4511: "1.1" asks for no attributes.
             search_attrs.push("1.1".into());
@@ -334,6 +339,7 @@ impl LdapAuth {
             conn_settings,
             search_attrs,
             name_attr,
+            name_attrs,
             searches: ConnPool::new(settings.pool_size, POOL_MAX_IDLE),
             binds: ConnPool::new(settings.user_bind_concurrency, POOL_MAX_IDLE),
             bind_count: AtomicU64::new(0),
@@ -628,13 +634,21 @@ impl LdapAuth {
         // Every name but the one typed: when the entry was found by another attribute (a
         // filter that also matches `mail`), all of them, the first included, which `name`
         // falls back to but the login is not keyed on.
-        let other_names = match self.name_attr.as_deref() {
-            Some(attr) => all_values(&entry.attrs, attr)
-                .filter(|v| !v.is_empty() && v.to_lowercase() != user.to_lowercase())
-                .cloned()
-                .collect(),
-            None => Vec::new(),
-        };
+        // The values of every naming attribute count: a token enrolled under the UPN must
+        // not be skipped by a login under the sAMAccountName.
+        let typed = user.to_lowercase();
+        let mut other_names: Vec<String> = Vec::new();
+        for attr in &self.name_attrs {
+            for v in all_values(&entry.attrs, attr) {
+                let folded = v.to_lowercase();
+                if !v.is_empty()
+                    && folded != typed
+                    && !other_names.iter().any(|o| o.to_lowercase() == folded)
+                {
+                    other_names.push(v.clone());
+                }
+            }
+        }
         UserInfo {
             display_name: get(&a.display_name),
             given_name: get(&a.given_name),
@@ -893,16 +907,29 @@ fn bind_outcome(res: &LdapResult) -> Result<PrimaryOutcome, AuthError> {
     Err(AuthError::Ldap(format!("user bind: {res}")))
 }
 
-/// The attribute `user_filter` compares the name with, as in `(uid={user})` or
-/// `(&(objectClass=user)(sAMAccountName={user}))`; None when `{user}` is used otherwise.
-fn naming_attribute(user_filter: &str) -> Option<String> {
-    let before = &user_filter[..user_filter.find("={user})")?];
-    let attr = &before[before.rfind('(')? + 1..];
-    let plain = !attr.is_empty()
-        && attr
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == ';');
-    plain.then(|| attr.to_string())
+/// Every attribute `user_filter` compares the name with, as in `(uid={user})` or
+/// `(&(objectClass=user)(sAMAccountName={user}))`, in order, each once; none when `{user}`
+/// is used otherwise (`(mail={user}@example.org)`). A login may
+/// come under any of their values (AD: `jdoe` or `jdoe@corp.example.org`), so all of them
+/// are the entry's names (`UserInfo::other_names`): a token enrolled under one must not be
+/// skipped by a login under another.
+fn naming_attributes(user_filter: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for (at, _) in user_filter.match_indices("={user})") {
+        let before = &user_filter[..at];
+        let Some(open) = before.rfind('(') else {
+            continue;
+        };
+        let attr = &before[open + 1..];
+        let plain = !attr.is_empty()
+            && attr
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == ';');
+        if plain && !out.iter().any(|a| a.eq_ignore_ascii_case(attr)) {
+            out.push(attr.to_string());
+        }
+    }
+    out
 }
 
 fn first_value(attrs: &HashMap<String, Vec<String>>, name: &str) -> Option<String> {

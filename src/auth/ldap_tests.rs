@@ -133,6 +133,7 @@ async fn unreachable_is_unavailable() {
 
 #[test]
 fn the_naming_attribute_is_read_from_user_filter() {
+    let naming_attribute = |f: &str| naming_attributes(f).into_iter().next();
     assert_eq!(naming_attribute("(uid={user})").as_deref(), Some("uid"));
     assert_eq!(
         naming_attribute("(&(objectClass=user)(sAMAccountName={user}))").as_deref(),
@@ -142,6 +143,12 @@ fn the_naming_attribute_is_read_from_user_filter() {
     assert_eq!(naming_attribute("(mail={user}@example.org)"), None);
     assert_eq!(naming_attribute("(cn=*{user}*)"), None);
     assert_eq!(naming_attribute("(uid~={user})"), None);
+    assert_eq!(
+        naming_attributes(
+            "(&(objectClass=user)(|(sAMAccountName={user})(userPrincipalName={user})(mail={user}@x)(sAMAccountName={user})))"
+        ),
+        ["sAMAccountName", "userPrincipalName"]
+    );
     // Read always: for group_filter's {user}, and for an entry's other names.
     let plain = LdapAuth::new(settings()).unwrap();
     assert_eq!(plain.name_attr.as_deref(), Some("uid"));
