@@ -83,14 +83,16 @@ pub enum UserCommand {
     /// Lift the second-factor lockout.
     Unlock(UserArg),
     /// Remove the user's tokens, app passwords, waiting bypass and remembered logins, so they
-    /// must enroll again. App seeds are deleted; imported (hardware) tokens go back to
-    /// stock, unassigned, their counter kept. A stored phone number stays (SMS and calls
-    /// still reach it; `user set-phone USER none` removes it).
+    /// must enroll again, and end their open prompts and pending SMS codes and calls. App
+    /// seeds are deleted; imported (hardware) tokens go back to stock, unassigned, their
+    /// counter kept. A stored phone number stays (SMS and calls still reach it; `user
+    /// set-phone USER none` removes it).
     Reset(UserArg),
     /// Delete everything radmfa stores about the user (the audit trail stays; imported
     /// tokens go back to stock).
     Delete(UserArg),
-    /// Store the user's phone number for SMS and calls ("none" removes it).
+    /// Store the user's phone number for SMS and calls ("none" removes it). Remembered
+    /// logins, open prompts and pending SMS codes and calls (to the old number) end.
     SetPhone(crate::admin::phone::SetPhoneArgs),
     /// Set the user's default second factor: totp, sms or voice ("none" removes it).
     SetMethod(crate::admin::phone::SetMethodArgs),

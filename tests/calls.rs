@@ -150,6 +150,51 @@ fn declined_unanswered_and_silent_calls_reject_within_the_budget() {
     assert!(reasons[4].contains("declined"), "{reasons:?}");
 }
 
+/// The phone is lost and the number changed while a held login rings it: the key pressed
+/// on the old phone approves nothing. `set-phone` cancels the pending call.
+#[test]
+fn changing_the_number_during_a_held_call_cancels_it() {
+    let slapd = directory();
+    let standin = Standin::start();
+    standin.script(
+        DIRECTORY_MOBILE,
+        Script::Press("", Duration::from_millis(2500)),
+    );
+    let srv = start(&slapd, &standin, "", "", &hold_client(20));
+    std::thread::scope(|s| {
+        let port = srv.port();
+        let login = s.spawn(move || {
+            pyrad(
+                port,
+                SECRET,
+                &["--user", "alice", "--password", ALICE_PW, "--timeout", "25"],
+            )
+        });
+        let until = Instant::now() + Duration::from_secs(10);
+        while standin.calls().is_empty() {
+            assert!(Instant::now() < until, "no call placed\n{}", srv.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let out = cli_ok(&srv, &["user", "set-phone", "alice", "+15550199"]);
+        assert!(
+            out.contains("1 pending SMS code(s) or call(s) cancelled"),
+            "{out}"
+        );
+        let r = login.join().unwrap();
+        assert_eq!(code_of(&r), "Access-Reject", "{r}\n{}", srv.log());
+    });
+    let audit = srv.audit_json("alice");
+    let login = audit.iter().find(|r| r["mode"] == "voice").unwrap();
+    assert!(
+        login["reason"]
+            .as_str()
+            .unwrap()
+            .contains("the phone number was changed"),
+        "{audit:#?}"
+    );
+    assert_eq!(standin.calls().len(), 1);
+}
+
 #[test]
 fn fraud_report_rejects_and_blocks_until_unblock() {
     let slapd = directory();

@@ -82,12 +82,22 @@ pub async fn set_phone(
 async fn forget_logins(store: &dyn Store, user: &str) -> anyhow::Result<String> {
     let n = store.forget_logins(user).await?;
     let closed = store.close_challenges(user).await?;
+    // A login held while the old phone rings (voice_mode = "hold") has no prompt to close:
+    // its call is failed, so a # pressed on the lost phone approves nothing.
+    let cancelled = store
+        .cancel_oob(user, "cancelled: the phone number was changed")
+        .await?;
     let mut note = String::new();
     if n > 0 {
         note.push_str(&format!("; {n} remembered login(s) forgotten"));
     }
     if closed > 0 {
         note.push_str(&format!("; {closed} open prompt(s) closed"));
+    }
+    if cancelled > 0 {
+        note.push_str(&format!(
+            "; {cancelled} pending SMS code(s) or call(s) cancelled"
+        ));
     }
     Ok(note)
 }

@@ -121,6 +121,15 @@ async fn reset_steps(store: &dyn Store, user: &str, done: &mut Vec<String>) -> a
     if closed > 0 {
         done.push(format!("{closed} open prompt(s) closed"));
     }
+    // And a login held on a call (no prompt to close) must not be approved from the phone.
+    let cancelled = store
+        .cancel_oob(user, "cancelled: the user was reset")
+        .await?;
+    if cancelled > 0 {
+        done.push(format!(
+            "{cancelled} pending SMS code(s) or call(s) cancelled"
+        ));
+    }
     Ok(())
 }
 

@@ -583,6 +583,13 @@ pub trait Store: Send + Sync + 'static {
         let _ = (id, status, reason);
         Err(StoreError::Unsupported("resolve_oob"))
     }
+    /// Fails every pending SMS code and call of `user` with `reason` (an admin changed the
+    /// number or reset the user: a call ringing the old phone must not approve a login held
+    /// for it); returns how many. A fraud report on such a call still marks it.
+    async fn cancel_oob(&self, user: &str, reason: &str) -> Result<u64, StoreError> {
+        let _ = (user, reason);
+        Err(StoreError::Unsupported("cancel_oob"))
+    }
     /// Records (or renews) a remembered second factor; one row per user, client and station.
     async fn remember_login(&self, login: &RememberedLogin) -> Result<(), StoreError> {
         let _ = login;

@@ -607,6 +607,19 @@ impl Store for PgStore {
         self.resolve_oob_impl(id, status, reason).await
     }
 
+    async fn cancel_oob(&self, user: &str, reason: &str) -> Result<u64, StoreError> {
+        let mut w = self.writer().await?;
+        let r = sqlx::query(
+            "UPDATE oob_transactions SET status = 'failed', reason = $2 \
+             WHERE username = $1 AND status = 'pending'",
+        )
+        .bind(user)
+        .bind(reason)
+        .execute(w.conn())
+        .await;
+        Ok(w.done(r)?.rows_affected())
+    }
+
     async fn purge_delivery_state(&self, now: i64) -> Result<u64, StoreError> {
         self.purge_delivery_state_impl(now).await
     }

@@ -730,6 +730,18 @@ impl Store for SqliteStore {
         self.resolve_oob_impl(id, status, reason).await
     }
 
+    async fn cancel_oob(&self, user: &str, reason: &str) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE oob_transactions SET status = 'failed', reason = ?2 \
+             WHERE user = ?1 AND status = 'pending'",
+        )
+        .bind(user)
+        .bind(reason)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
     async fn purge_delivery_state(&self, now: i64) -> Result<u64, StoreError> {
         self.purge_delivery_state_impl(now).await
     }

@@ -71,6 +71,7 @@ where
     app_passwords_add_list_delete(&*make().await).await;
     send_slots_limit_and_window(&*make().await).await;
     oob_begin_get_resolve(&*make().await).await;
+    cancel_oob_of_one_user(&*make().await).await;
     purge_delivery_state(&*make().await).await;
     delete_user_removes_delivery_state(&*make().await).await;
     remembered_logins_per_client_and_station(&*make().await).await;
@@ -1728,6 +1729,50 @@ pub async fn send_slots_limit_and_window(store: &dyn Store) {
             .await
             .unwrap(),
         None
+    );
+}
+
+pub async fn cancel_oob_of_one_user(store: &dyn Store) {
+    for (id, user) in [
+        ("a1", "alice"),
+        ("a2", "alice"),
+        ("b1", "bob"),
+        ("a3", "alice"),
+    ] {
+        let t = oob_txn(id, &format!("req-{id}"), user, T + 300);
+        assert_eq!(store.begin_oob(&t).await.unwrap(), OobBegin::Created);
+    }
+    assert!(store
+        .resolve_oob("a3", OobStatus::Approved, None)
+        .await
+        .unwrap());
+    assert_eq!(store.cancel_oob("alice", "phone changed").await.unwrap(), 2);
+    assert_eq!(store.cancel_oob("alice", "phone changed").await.unwrap(), 0);
+    for id in ["a1", "a2"] {
+        let t = store.oob(id).await.unwrap().unwrap();
+        assert_eq!(
+            (t.status, t.reason.as_deref()),
+            (OobStatus::Failed, Some("phone changed"))
+        );
+        // A late approval changes nothing; a fraud report still marks it.
+        assert!(!store
+            .resolve_oob(id, OobStatus::Approved, None)
+            .await
+            .unwrap());
+    }
+    assert!(store
+        .resolve_oob("a1", OobStatus::Fraud, Some("fraud"))
+        .await
+        .unwrap());
+    assert_eq!(
+        store.oob("a3").await.unwrap().unwrap().status,
+        OobStatus::Approved,
+        "a decided one stays"
+    );
+    assert_eq!(
+        store.oob("b1").await.unwrap().unwrap().status,
+        OobStatus::Pending,
+        "bob's stays"
     );
 }
 
