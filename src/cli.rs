@@ -89,8 +89,9 @@ pub enum UserCommand {
     /// set-phone USER none` removes it).
     Reset(UserArg),
     /// Delete everything radmfa stores about the user (the audit trail stays; imported
-    /// tokens go back to stock).
-    Delete(UserArg),
+    /// tokens go back to stock). A user blocked by a fraud report is deleted only with
+    /// --unblock, as deleting lifts the block.
+    Delete(DeleteArgs),
     /// Store the user's phone number for SMS and calls ("none" removes it). Remembered
     /// logins, open prompts and pending SMS codes and calls (to the old number) end.
     SetPhone(crate::admin::phone::SetPhoneArgs),
@@ -112,6 +113,15 @@ pub enum UserCommand {
 #[derive(Debug, Args)]
 pub struct UserArg {
     pub user: String,
+}
+
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    pub user: String,
+    /// Delete a user blocked by a fraud report too, lifting the block (their next login
+    /// is then decided as any new user's).
+    #[arg(long)]
+    pub unblock: bool,
 }
 
 #[derive(Debug, Args)]

@@ -690,6 +690,25 @@ fn a_fraud_block_under_the_other_name_ends_open_prompts() {
         srv.audit_json("john.doe")[0]["reason"],
         "user blocked under the entry's other name \"jdoe\""
     );
+    // Deleting the blocked user would lift the block: only with --unblock, and audited so.
+    let out = srv.cli(&["user", "delete", "jdoe"]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && said.contains("--unblock"),
+        "{out:?}"
+    );
+    let show = cli_ok(&srv, &["user", "show", "jdoe", "--json"]);
+    assert!(show.contains("blocked_at\": 1"), "still blocked: {show}");
+    cli_ok(&srv, &["user", "delete", "jdoe", "--unblock"]);
+    let rec = &srv.audit_json("jdoe")[0];
+    assert_eq!(
+        (&rec["result"], &rec["reason"]),
+        (
+            &serde_json::json!("delete"),
+            &serde_json::json!("the block (fraud report) lifted")
+        ),
+        "{rec}"
+    );
 }
 
 /// Alice's login on a call-prompt client, the call placed and left for the test to answer

@@ -56,8 +56,23 @@ async fn run_on(cfg: &Config, store: &dyn Store, cmd: UserCommand) -> anyhow::Re
             Ok(ExitCode::SUCCESS)
         }
         UserCommand::Delete(a) => {
+            // A fraud report's block lives with the user's profile: deleting the user lifts
+            // it, and with no_factor = "allow" the password alone would then let the caller
+            // who was reported in. That takes a deliberate choice, not a clean-up.
+            let profile = store.user_profile(&a.user).await?;
+            let lifted = profile.blocked_at.is_some();
+            if lifted && !a.unblock {
+                eprintln!(
+                    "{}: blocked ({}); deleting would lift the block. Delete with --unblock, \
+                     or `radmfa user unblock` first once the report is dealt with.",
+                    a.user,
+                    profile.blocked_reason.as_deref().unwrap_or("fraud alert")
+                );
+                return Ok(ExitCode::from(1));
+            }
             let existed = store.delete_user(&a.user).await?;
-            admin_audit(cfg, store, &a.user, "delete", None).await?;
+            let note = lifted.then(|| "the block (fraud report) lifted".to_string());
+            admin_audit(cfg, store, &a.user, "delete", note).await?;
             if existed {
                 println!("{}: deleted", a.user);
                 Ok(ExitCode::SUCCESS)
@@ -140,9 +155,9 @@ fn fold_user_name(cfg: &Config, cmd: &mut UserCommand) {
         UserCommand::Show(a) => &mut a.user,
         UserCommand::Unlock(a)
         | UserCommand::Reset(a)
-        | UserCommand::Delete(a)
         | UserCommand::Unblock(a)
         | UserCommand::Forget(a) => &mut a.user,
+        UserCommand::Delete(a) => &mut a.user,
         UserCommand::SetPhone(a) => &mut a.user,
         UserCommand::SetMethod(a) => &mut a.user,
         UserCommand::Bypass(a) => &mut a.user,
