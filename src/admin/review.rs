@@ -209,6 +209,28 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
             ));
         }
     }
+    // The upstream server checks the password of the name as typed; radmfa then looks the
+    // name up, and keys tokens and groups, without the domain. In AD a UPN's prefix need not
+    // be its account's sAMAccountName: jsmith@corp.example.org may be one person and the
+    // account jsmith another, whose groups (and tokens) the first would then get.
+    let upstream_clients: Vec<&str> = cfg
+        .clients
+        .iter()
+        .filter(|c| matches!(c.primary, Primary::Upstream(_)))
+        .map(|c| c.name.as_str())
+        .collect();
+    if cfg.user_names.strips_domains() && !upstream_clients.is_empty() {
+        out.push(format!(
+            "users: strip_domains with primary = \"upstream\" (client(s) {}): the upstream \
+             server checks the password of the name as typed (alice@corp.example.org), while \
+             radmfa keys tokens (and looks up groups and phones in the directory) on the \
+             name without the domain \
+             (alice); make sure both name the same account (in Active Directory a UPN's \
+             prefix may be another account's sAMAccountName), or send the upstream server \
+             names without the domain",
+            upstream_clients.join(", ")
+        ));
+    }
     if let crate::config::StoreConfig::Postgres { settings, .. } = &cfg.store {
         if let Ok(options) = settings.connect_options() {
             use sqlx::postgres::PgSslMode;

@@ -44,6 +44,11 @@ impl UserNames {
         &self.domains
     }
 
+    /// Whether any domain is listed.
+    pub fn strips_domains(&self) -> bool {
+        !self.domains.is_empty()
+    }
+
     /// The store key for a name as typed: a listed domain taken off, case and spaces folded.
     pub fn key(&self, typed: &str) -> String {
         let name = typed.trim();
