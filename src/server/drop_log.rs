@@ -27,6 +27,8 @@ pub enum DropKind {
     Malformed,
     NotARequest,
     MissingMessageAuthenticator,
+    /// A Status-Server without Message-Authenticator: refused whatever the client's setting.
+    StatusServerWithoutMessageAuthenticator,
     BadMessageAuthenticator,
     ProxyStateWithoutMessageAuthenticator,
     /// EAP-Message without Message-Authenticator: an 802.1X authenticator pointed here.
@@ -49,6 +51,18 @@ pub enum DropKind {
 }
 
 impl DropKind {
+    /// [`DropKind::of`] for a packet of this code: a Status-Server without
+    /// Message-Authenticator is refused by RFC 5997, not by the client's setting, and the
+    /// log must not send the admin to a setting that cannot help.
+    pub fn of_packet(e: &DecodeError, code: u8) -> DropKind {
+        match (e, code) {
+            (DecodeError::MissingMessageAuthenticator, 12) => {
+                DropKind::StatusServerWithoutMessageAuthenticator
+            }
+            _ => DropKind::of(e),
+        }
+    }
+
     pub fn of(e: &DecodeError) -> DropKind {
         match e {
             DecodeError::NotARequest(_) => DropKind::NotARequest,
@@ -77,6 +91,11 @@ impl DropKind {
                 "no Message-Authenticator, and this client has require_message_authenticator \
                  = true (BlastRADIUS, CVE-2024-3596); turn it on at the NAS, or turn the \
                  setting off for this client if the NAS cannot send it"
+            }
+            DropKind::StatusServerWithoutMessageAuthenticator => {
+                "a Status-Server without Message-Authenticator, which RFC 5997 requires \
+                 whatever require_message_authenticator says; set the monitor that sends it \
+                 to sign its probes (radclient: add Message-Authenticator = 0x00)"
             }
             DropKind::BadMessageAuthenticator => {
                 "its Message-Authenticator does not verify: the NAS and this [[client]] \
@@ -269,6 +288,14 @@ mod tests {
         assert_eq!(
             DropKind::of(&DecodeError::BadMessageAuthenticator),
             DropKind::BadMessageAuthenticator
+        );
+        // An unsigned Status-Server is not blamed on the client's setting.
+        let probe = DropKind::of_packet(&DecodeError::MissingMessageAuthenticator, 12);
+        assert_eq!(probe, DropKind::StatusServerWithoutMessageAuthenticator);
+        assert!(probe.explain().contains("RFC 5997"));
+        assert_eq!(
+            DropKind::of_packet(&DecodeError::MissingMessageAuthenticator, 1),
+            DropKind::MissingMessageAuthenticator
         );
         // An 802.1X authenticator sent here by mistake is told so, not "malformed".
         let eap = DropKind::of(&DecodeError::EapWithoutMessageAuthenticator);

@@ -397,7 +397,12 @@ async fn serve_one(
             }
             count_drop(&app.metrics, &e);
             debug!(reason = e.label(), "dropped: failed verification");
-            warn_drop(app, DropKind::of(&e), ctx.src, Some(&ctx.client.name));
+            warn_drop(
+                app,
+                DropKind::of_packet(&e, raw[0]),
+                ctx.src,
+                Some(&ctx.client.name),
+            );
             reply_to.discarded(&e);
             return;
         }
