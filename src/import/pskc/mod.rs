@@ -50,6 +50,13 @@ pub fn parse(bytes: &[u8], decryption: &Decryption) -> Result<Vec<Entry>, Import
             if keys.len() > 1 {
                 origin = format!("{origin} Key {}", j + 1);
             }
+            // The package's own elements and this key's, each where RFC 6030 allows one.
+            let repeated =
+                xml::repeated_element(*key, false).or_else(|| xml::repeated_element(pkg, true));
+            if let Some(message) = repeated {
+                out.push(Entry::Invalid(Problem { origin, message }));
+                continue;
+            }
             match read_key(&env, pkg, *key) {
                 Ok(Some((token, extra, encrypted))) => {
                     crypto_ok += usize::from(encrypted);

@@ -320,6 +320,49 @@ fn value_errors_name_the_element_and_check_digits_are_refused() {
     );
 }
 
+/// An element RFC 6030 allows once, repeated, is refused by name and line: taking the
+/// first would drop the second without a word (a second `<Data>` holding the Counter would
+/// leave the counter at 0).
+#[test]
+fn a_repeated_element_is_refused_naming_it_and_its_line() {
+    let text = String::from_utf8(figure!("3").to_vec()).unwrap();
+    let counter =
+        "<Counter>\n                    <PlainValue>0</PlainValue>\n                </Counter>";
+    assert!(text.contains(counter), "figure 3's Counter changed");
+    let twice = text.replace(
+        counter,
+        &format!("{counter}\n                <Counter><PlainValue>7</PlainValue></Counter>"),
+    );
+    let e = parse(twice.as_bytes(), &Decryption::None).unwrap();
+    let line = twice
+        .lines()
+        .position(|l| l.contains("<PlainValue>7</PlainValue>"))
+        .unwrap()
+        + 1;
+    match &e[0] {
+        Entry::Invalid(p) => assert_eq!(
+            p.message,
+            format!("<Data> has more than one <Counter> (the second on line {line}); it takes one"),
+        ),
+        other => panic!("{other:?}"),
+    }
+    let serial = text.find("<SerialNo>").expect("figure 3 has a SerialNo");
+    let two_devices = format!(
+        "{}<SerialNo>x</SerialNo>{}",
+        &text[..serial],
+        &text[serial..]
+    );
+    let e = parse(two_devices.as_bytes(), &Decryption::None).unwrap();
+    assert!(
+        matches!(&e[0], Entry::Invalid(p) if p.message.starts_with("<DeviceInfo> has more than one <SerialNo>")),
+        "{:?}",
+        e[0]
+    );
+    // Figure 10's three packages, each with its own DeviceInfo, are not repeats.
+    let e = parse(figure!("10"), &Decryption::None).unwrap();
+    assert!(e.iter().all(|e| matches!(e, Entry::Token(_))), "{e:?}");
+}
+
 /// Line numbers come from one index of the file, and are right.
 #[test]
 fn line_numbers_point_at_each_key_package() {

@@ -109,6 +109,88 @@ pub fn child<'a, 'i>(node: Node<'a, 'i>, name: &str) -> Option<Node<'a, 'i>> {
         .find(|c| c.is_element() && c.tag_name().name() == name)
 }
 
+/// Elements RFC 6030 allows once where they appear (`(parent, children)`), checked under
+/// `node` and, for the value elements, under each of them. `child` takes the first of a
+/// name: a second `<Data>` or `<Secret>` would be dropped without a word (and a counter in
+/// it read as 0), so a file that repeats one is refused, naming it and its line. With
+/// `skip_keys`, what is inside `<Key>` elements is left out (a package's own elements).
+pub fn repeated_element(node: Node<'_, '_>, skip_keys: bool) -> Option<String> {
+    const SINGLE: &[(&str, &[&str])] = &[
+        ("KeyPackage", &["DeviceInfo", "CryptoModuleInfo"]),
+        (
+            "Key",
+            &[
+                "Issuer",
+                "AlgorithmParameters",
+                "KeyProfileId",
+                "KeyReference",
+                "FriendlyName",
+                "Data",
+                "UserId",
+                "Policy",
+            ],
+        ),
+        (
+            "DeviceInfo",
+            &[
+                "Manufacturer",
+                "SerialNo",
+                "Model",
+                "IssueNo",
+                "DeviceBinding",
+                "StartDate",
+                "ExpiryDate",
+                "UserId",
+            ],
+        ),
+        (
+            "AlgorithmParameters",
+            &["Suite", "ChallengeFormat", "ResponseFormat"],
+        ),
+        (
+            "Data",
+            &["Secret", "Counter", "Time", "TimeInterval", "TimeDrift"],
+        ),
+        ("Secret", &["PlainValue", "EncryptedValue", "ValueMAC"]),
+        ("Counter", &["PlainValue", "EncryptedValue", "ValueMAC"]),
+        ("Time", &["PlainValue", "EncryptedValue", "ValueMAC"]),
+        (
+            "TimeInterval",
+            &["PlainValue", "EncryptedValue", "ValueMAC"],
+        ),
+        ("TimeDrift", &["PlainValue", "EncryptedValue", "ValueMAC"]),
+        (
+            "Policy",
+            &[
+                "StartDate",
+                "ExpiryDate",
+                "PINPolicy",
+                "NumberOfTransactions",
+            ],
+        ),
+    ];
+    let in_key = |n: &Node<'_, '_>| n.ancestors().any(|a| a.tag_name().name() == "Key");
+    for n in node
+        .descendants()
+        .filter(|n| n.is_element() && !(skip_keys && in_key(n)))
+    {
+        let parent = n.tag_name().name();
+        let Some((_, names)) = SINGLE.iter().find(|(p, _)| *p == parent) else {
+            continue;
+        };
+        for name in *names {
+            if let Some(second) = children(n, name).nth(1) {
+                let line = n.document().text_pos_at(second.range().start).row;
+                return Some(format!(
+                    "<{parent}> has more than one <{name}> (the second on line {line}); it \
+                     takes one"
+                ));
+            }
+        }
+    }
+    None
+}
+
 pub fn children<'a, 'i: 'a>(
     node: Node<'a, 'i>,
     name: &'a str,
