@@ -193,6 +193,66 @@ fn challenge_flow_with_radclient() {
     assert!(log.contains("user=\"alice\""), "{log}");
 }
 
+/// `ldaps://` without `ca_file` trusts the system store, read by radmfa: a file in it that
+/// cannot be read (a damaged file in the certificate directory) is left out with a
+/// warning, and the rest still verify the directory; with no usable CA at all, radmfa
+/// refuses to start and says to set `ca_file`. (ldap3 alone would throw the whole store
+/// away for one bad file, and every login would fail as "unknown issuer".)
+#[test]
+fn ldaps_without_ca_file_uses_the_system_store_and_survives_a_bad_file() {
+    use common::slapd::SlapdOptions;
+    let slapd = Slapd::start_with(
+        &[LdapUser::new("alice", ALICE_PW)],
+        SlapdOptions {
+            tls: true,
+            ..Default::default()
+        },
+    );
+    let ca = slapd.tls.as_ref().unwrap().ca_file.clone();
+    let certs = tempfile::tempdir().unwrap();
+    std::fs::copy(&ca, certs.path().join("directory-ca.pem")).unwrap();
+    std::fs::write(
+        certs.path().join("damaged.pem"),
+        "-----BEGIN CERTIFICATE-----\n!!!! not base64\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let start = |cert_dir: &std::path::Path| {
+        let dir = tempfile::tempdir().unwrap();
+        let config = common::radmfa::write_config(
+            dir.path(),
+            &Options::new(slapd.ldaps_url.as_ref().unwrap()),
+        );
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_radmfa"));
+        cmd.arg("--config")
+            .arg(&config)
+            .arg("serve")
+            .env_remove("SSL_CERT_FILE")
+            .env("SSL_CERT_DIR", cert_dir);
+        (dir, config, cmd)
+    };
+    let (dir, config, cmd) = start(certs.path());
+    let srv = Server::spawn(dir, config, cmd);
+    srv.enroll("alice", &[]);
+    let r = py_password(&srv, "alice", ALICE_PW);
+    assert_eq!(code_of(&r), "Access-Challenge", "{r}\n{}", srv.log());
+    assert!(
+        srv.log()
+            .contains("a system CA certificate could not be read"),
+        "{}",
+        srv.log()
+    );
+    // No usable CA at all: a clear refusal at start, not a failure per login.
+    let empty = tempfile::tempdir().unwrap();
+    let (_dir, _config, mut cmd) = start(empty.path());
+    let out = cmd.output().unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{said}");
+    assert!(
+        said.contains("no trusted CA certificate") && said.contains("ca_file"),
+        "{said}"
+    );
+}
+
 /// A user name is the caller's text: in the plain-text log it is quoted and escaped, so a
 /// name made to look like more fields (`x result=accept`) cannot pass for an accept to a
 /// grep or a SIEM that reads the log line by line.

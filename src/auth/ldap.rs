@@ -64,7 +64,7 @@
 //!
 //! `ldaps://` URLs and `starttls = true` (for `ldap://` URLs) go through rustls (ring). With
 //! `ca_file` set, only the CA certificates in that PEM file are trusted; without it, the
-//! system store is used (ldap3's default). `tls_insecure_skip_verify` disables certificate
+//! system store (loaded by `ldap_tls`, each unreadable certificate left out). `tls_insecure_skip_verify` disables certificate
 //! checks and exists for tests only.
 //!
 //! # Entry cache

@@ -11,7 +11,8 @@ fn tls_error(msg: impl fmt::Display) -> AuthError {
     AuthError::Tls(msg.to_string())
 }
 
-/// The rustls client configuration, or `None` to let ldap3 use the system trust store.
+/// The rustls client configuration (the CA file's certificates, or the system's), or `None`
+/// when no URL uses TLS.
 pub(super) fn tls_config(
     settings: &LdapSettings,
 ) -> Result<Option<Arc<rustls::ClientConfig>>, AuthError> {
@@ -27,7 +28,19 @@ pub(super) fn tls_config(
         return Ok(Some(Arc::new(config)));
     }
     let Some(path) = &settings.ca_file else {
-        return Ok(None);
+        let tls = settings.starttls
+            || settings
+                .urls
+                .iter()
+                .any(|u| u.to_ascii_lowercase().starts_with("ldaps://"));
+        if !tls {
+            return Ok(None);
+        }
+        return Ok(Some(Arc::new(
+            builder
+                .with_root_certificates(system_roots()?)
+                .with_no_client_auth(),
+        )));
     };
     let pem = std::fs::read(path)
         .map_err(|e| tls_error(format_args!("reading CA file {}: {e}", path.display())))?;
@@ -47,6 +60,34 @@ pub(super) fn tls_config(
     Ok(Some(Arc::new(
         builder.with_root_certificates(roots).with_no_client_auth(),
     )))
+}
+
+/// The system's trusted CA certificates (rustls-native-certs: `SSL_CERT_FILE` /
+/// `SSL_CERT_DIR`, else OpenSSL's locations). Loaded here, not left to ldap3, which throws
+/// the whole store away when any one file in it fails to load (a damaged or
+/// unreadable file in /etc/ssl/certs), after which every directory certificate is "unknown issuer" with
+/// nothing to say why. A certificate that cannot be read is left out with a warning; none
+/// at all is an error at start, naming the fix.
+fn system_roots() -> Result<rustls::RootCertStore, AuthError> {
+    let found = rustls_native_certs::load_native_certs();
+    for e in &found.errors {
+        tracing::warn!(error = %e, "ldap: a system CA certificate could not be read; left out");
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    let (_, unusable) = roots.add_parsable_certificates(found.certs);
+    if unusable > 0 {
+        tracing::warn!(
+            unusable,
+            "ldap: system CA certificates that rustls cannot use were left out"
+        );
+    }
+    if roots.is_empty() {
+        return Err(tls_error(
+            "no trusted CA certificate in the system store (install ca-certificates), and \
+             [ldap] ca_file is not set: set ca_file to the PEM file of the directory's CA",
+        ));
+    }
+    Ok(roots)
 }
 
 mod danger {
