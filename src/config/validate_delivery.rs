@@ -29,7 +29,9 @@ fn is_e164(s: &str) -> bool {
     (8..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit())
 }
 
-/// The URL itself is not shown: `http_sms.url` may carry a key in its query or path.
+/// The URL itself is not shown: `http_sms.url` may carry a key in its query or path. It
+/// must parse as a URL with sample values in its placeholders: one that does not would
+/// fail every send, and must not wait for the first login to say so.
 fn url_key(key: &str, url: &str) -> Result<(), ConfigError> {
     if !(url.starts_with("https://") || url.starts_with("http://")) {
         return Err(ConfigError::invalid(
@@ -37,6 +39,37 @@ fn url_key(key: &str, url: &str) -> Result<(), ConfigError> {
             "must start with https:// or http://",
         ));
     }
+    let sample = crate::delivery::http::render(url, &SAMPLE_VALUES, crate::delivery::http::percent);
+    match reqwest::Url::parse(&sample) {
+        Ok(u) if u.host_str().is_some_and(|h| !h.is_empty()) => Ok(()),
+        Ok(_) => Err(ConfigError::invalid(key, "has no host")),
+        Err(e) => Err(ConfigError::invalid(
+            key,
+            format!("is not a valid URL ({e})"),
+        )),
+    }
+}
+
+/// Values filled into templates to check them: the longest of each kind.
+const SAMPLE_VALUES: [(&str, &str); 3] = [
+    ("phone", "+123456789012345"),
+    ("code", "1234567890"),
+    ("message", "Your sign-in code is 1234567890"),
+];
+
+/// A header must be one HTTP can carry, with its placeholders filled in. Only the name is
+/// shown: a header value is often a key.
+fn header_key(name: &str, value: &str) -> Result<(), ConfigError> {
+    let key = format!("http_sms.headers.{name}");
+    reqwest::header::HeaderName::from_bytes(name.as_bytes())
+        .map_err(|_| ConfigError::invalid(&key, "is not a valid HTTP header name"))?;
+    let filled = crate::delivery::http::render(value, &SAMPLE_VALUES, str::to_string);
+    reqwest::header::HeaderValue::from_str(&filled).map_err(|_| {
+        ConfigError::invalid(
+            &key,
+            "its value is not a valid HTTP header value (no line breaks or control characters)",
+        )
+    })?;
     Ok(())
 }
 
@@ -360,6 +393,9 @@ fn http_sms_config(raw: RawHttpSms, base: &Path) -> Result<HttpSmsConfig, Config
             ))
         }
     };
+    for (name, value) in &headers {
+        header_key(name, value)?;
+    }
     for (i, s) in success_status.iter().enumerate() {
         range(&format!("http_sms.success_status[{i}]"), *s, 100, 599)?;
     }

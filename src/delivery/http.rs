@@ -323,6 +323,28 @@ mod tests {
         })
     }
 
+    /// A request that cannot be built (here a header value the message made invalid) is
+    /// radmfa's fault, not the provider's outage: never a reason to fail open. Nothing is
+    /// sent (the URL's host does not exist; the error comes before any connection).
+    #[tokio::test]
+    async fn a_request_that_cannot_be_built_is_not_an_outage() {
+        let mut g = gateway(HttpAuth::None);
+        g.cfg.url = "https://sms.invalid/send?to={phone}".into();
+        g.cfg.headers = vec![("X-Text".into(), "{message}".into())];
+        let e = g
+            .send_sms(
+                "+15550100",
+                &Secret::from("line one\nline two 123456"),
+                &Secret::from("123456"),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(e, ProviderError::Setup(_)), "{e:?}");
+        assert!(!e.is_outage());
+        assert!(e.to_string().contains("could not be built"), "{e}");
+        assert!(!e.to_string().contains("123456"), "{e}");
+    }
+
     #[test]
     fn snippet_blanks_a_code_inside_a_credential_with_the_credential() {
         let hidden = vec!["1234".to_string(), "ab1234cd".to_string()];

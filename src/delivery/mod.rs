@@ -38,6 +38,7 @@ pub enum ProviderError {
         provider: &'static str,
         detail: String,
     },
+    /// radmfa's side: missing configuration, or a request that could not be built.
     #[error("{0}")]
     Setup(String),
 }
@@ -59,7 +60,15 @@ impl ProviderError {
     }
 
     pub(crate) fn from_reqwest(provider: &'static str, timeout_ms: u64, e: reqwest::Error) -> Self {
-        if e.is_timeout() {
+        if e.is_builder() {
+            // The request could not even be made (a URL or header the configuration, or a
+            // value filled into it, made invalid): radmfa's fault, not the provider's
+            // outage, so never a reason to fail open.
+            ProviderError::Setup(format!(
+                "{provider}: the request could not be built: {}",
+                e.without_url()
+            ))
+        } else if e.is_timeout() {
             ProviderError::Timeout {
                 provider,
                 ms: timeout_ms,
