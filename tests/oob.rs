@@ -626,6 +626,39 @@ fn a_lock_under_the_other_name_ends_open_prompts() {
     );
 }
 
+/// A lock under one name holds for the entry's other name even when that one has a second
+/// factor of its own: jdoe, locked for a wrong SMS code, then john.doe enrolled with a
+/// token: john.doe's login is treated as locked, not given a prompt.
+#[test]
+fn a_lock_under_the_other_name_holds_for_an_enrolled_name() {
+    let slapd = directory_with_two_named_entry();
+    let standin = Standin::start();
+    let srv = start(
+        &slapd,
+        &standin,
+        "",
+        "\n[lockout]\nthreshold = 1\n",
+        &sms_client(""),
+    );
+    let r = login(&srv, "jdoe", "jdoe-Secret-pw");
+    assert_eq!(code_of(&r), "Access-Challenge", "{r}");
+    let wrong = if standin.sms()[0].code() == "000000" {
+        "111111"
+    } else {
+        "000000"
+    };
+    let a = answer(&srv, "jdoe", wrong, &r["state"]);
+    assert_eq!(code_of(&a), "Access-Reject", "{a}");
+    srv.enroll("john.doe", &[]);
+    let r = login(&srv, "john.doe", "jdoe-Secret-pw");
+    assert_eq!(code_of(&r), "Access-Reject", "{r}\n{}", srv.log());
+    assert!(message(&r).contains("Too many wrong codes"), "{r}");
+    assert_eq!(
+        srv.audit_json("john.doe")[0]["reason"],
+        "second factor locked under the entry's other name \"jdoe\""
+    );
+}
+
 /// The SMS limit is per person: the two names of one entry share `max_per_user`, so a
 /// second name does not bring a second allowance of texts to the same directory mobile.
 #[test]

@@ -747,6 +747,49 @@ fn listed_domains_are_taken_off_user_names() {
     assert_eq!(audit[0]["reason"], "unknown user", "{audit:#?}");
 }
 
+/// A value a listed domain is taken off is not a name of its entry: carl's mail is
+/// alice@example.org (a UPN prefix that is another account's name, as AD allows), which
+/// logs in as alice. So alice's token does not make carl "also named" alice, and carl is
+/// refused for having no factor of his own, not sent to log in as alice.
+#[test]
+fn a_stripped_name_of_another_account_is_not_an_other_name() {
+    use common::slapd::SlapdOptions;
+    let slapd = Slapd::start_with(
+        &[LdapUser::new("alice", ALICE_PW)],
+        SlapdOptions {
+            extra_ldif: "dn: uid=carl,ou=people,dc=example,dc=org\n\
+                         objectClass: inetOrgPerson\nuid: carl\ncn: Carl\nsn: C\n\
+                         mail: alice@example.org\nuserPassword: carl-Secret-pw\n\n"
+                .into(),
+            ..Default::default()
+        },
+    );
+    let (dir, config) = config_with(
+        &slapd,
+        "user_filter = \"(uid={user})\"",
+        "strip_domains = [\"example.org\"]",
+    );
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace(
+            "user_filter = \"(uid={user})\"",
+            "user_filter = \"(|(uid={user})(mail={user}))\"",
+        ),
+    )
+    .unwrap();
+    let srv = Server::start_with(dir, config);
+    srv.enroll("alice", &[]);
+    let r = py_password(&srv, "carl", "carl-Secret-pw");
+    assert_eq!(code_of(&r), "Access-Reject", "{r}");
+    assert_eq!(
+        srv.audit_json("carl")[0]["reason"],
+        "no second factor enrolled",
+        "{}",
+        srv.log()
+    );
+}
+
 /// `radmfa user bypass`: the next login with the right password needs no code, once, on a
 /// prompting client and on an inline one (the password alone); a wrong password does not
 /// use it up; --cancel takes it back.

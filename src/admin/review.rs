@@ -143,12 +143,11 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
         // domain): a filter that finds one entry by two names makes two users of it.
         if l.user_filter.matches("{user}").count() > 1 {
             out.push(format!(
-                "ldap: user_filter {:?} finds a user by more than one name: radmfa knows a \
-                 user by the name typed, so each spelling is a user of its own, with its own \
-                 tokens and its own count of wrong codes towards the lockout (and with \
-                 no_factor = \"allow\", a spelling with no token gets in on the password \
-                 alone); match one attribute, and list the domains users add in [users] \
-                 strip_domains",
+                "ldap: user_filter {:?} finds a user by more than one name: radmfa keys \
+                 tokens, phones and app passwords on the name typed, so a user enrolled \
+                 under one spelling is refused under the others (\"log in with the user \
+                 name your second factor is enrolled under\"); match one attribute, and \
+                 list the domains users add in [users] strip_domains",
                 l.user_filter
             ));
         }

@@ -17,95 +17,64 @@ pub fn holds_state(has_tokens: bool, profile: &UserProfile) -> bool {
     has_tokens || profile.phone.is_some() || profile.blocked_at.is_some()
 }
 
-/// Why a name with no state of its own is refused for another name of its entry.
+/// Why a login is refused, or treated as locked, for another name of its entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OtherName {
-    /// That name holds the second factor (tokens, a stored phone, a fraud block).
+    /// That name holds the second factor (tokens, a stored phone, a fraud block), and this
+    /// one holds none.
     Enrolled(String),
     /// That name is locked for wrong codes. Both names may reach the same factor (the
     /// directory's mobile number, which is nobody's stored state): without this, each name
     /// would bring its own allowance of guesses, and a locked user would still get codes
     /// sent under the other name.
     Locked(String),
+    /// That name is blocked by a fraud report, and this one has state of its own: the
+    /// report was about the person, whichever name they log in with.
+    Blocked(String),
 }
 
-/// The entry's other name that holds second-factor state, or is locked, when the name
-/// logged in with (`user`; `own_state` from [`holds_state`]) holds none.
+/// The entry's other names that are names of this entry to radmfa, with their store keys:
+/// not `user` itself, each once, and not a value a listed domain was taken off. Such a
+/// value (`alice@corp.example.org` as bob's userPrincipalName) logs in as whichever account
+/// its bare name (`alice`) is, so it is that account's name, not this entry's.
+pub fn entry_names(app: &AppState, user: &str, other_names: &[String]) -> Vec<(String, String)> {
+    let names = &app.config().user_names;
+    let mut out: Vec<(String, String)> = Vec::new();
+    for other in other_names {
+        let key = names.key(other);
+        let stripped = key != crate::store::user_key(other.trim());
+        if key != user && !stripped && !out.iter().any(|(_, k)| *k == key) {
+            out.push((other.clone(), key));
+        }
+    }
+    out
+}
+
+/// The entry's other name that holds second-factor state while `user` (`own_state` from
+/// [`holds_state`]) holds none, or that is blocked or locked now.
 pub async fn enrolled_under_another_name(
     app: &AppState,
     user: &str,
     own_state: bool,
     info: &UserInfo,
 ) -> Result<Option<OtherName>, StoreError> {
-    if own_state || info.other_names.is_empty() {
+    if info.other_names.is_empty() {
         return Ok(None);
     }
-    let names = &app.config().user_names;
     let now = app.clock.now();
-    for other in &info.other_names {
-        let key = names.key(other);
-        if key == user {
-            continue;
-        }
+    for (other, key) in entry_names(app, user, &info.other_names) {
         let snap = app.store.user_snapshot(&key).await?;
-        if holds_state(!snap.tokens.is_empty(), &snap.profile) {
-            return Ok(Some(OtherName::Enrolled(other.clone())));
+        if !own_state && holds_state(!snap.tokens.is_empty(), &snap.profile) {
+            return Ok(Some(OtherName::Enrolled(other)));
+        }
+        if snap.profile.blocked_at.is_some() {
+            return Ok(Some(OtherName::Blocked(other)));
         }
         if snap.status.locked_until.is_some_and(|until| until > now) {
-            return Ok(Some(OtherName::Locked(other.clone())));
+            return Ok(Some(OtherName::Locked(other)));
         }
     }
     Ok(None)
-}
-
-/// What ends an open prompt from another name of its entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Stopped {
-    /// That name is locked for wrong codes now.
-    Locked(String),
-    /// That name is blocked (a fraud report on its call).
-    Blocked(String),
-}
-
-/// The entry's other name that is locked or blocked now, if one is. Asked when an open
-/// prompt is answered: the names share one allowance of guesses and reach the same phone,
-/// so a lock or a block that landed on the other name since the prompt opened ends this
-/// name's prompts as its own would (and no more codes go out, nor calls ring, from them).
-pub async fn stopped_under_another_name(
-    app: &AppState,
-    user: &str,
-    other_names: &[String],
-) -> Result<Option<Stopped>, StoreError> {
-    let names = &app.config().user_names;
-    let now = app.clock.now();
-    for other in other_names {
-        let key = names.key(other);
-        if key == user {
-            continue;
-        }
-        if app.store.user_profile(&key).await?.blocked_at.is_some() {
-            return Ok(Some(Stopped::Blocked(other.clone())));
-        }
-        let status = app.store.user_status(&key).await?;
-        if status.locked_until.is_some_and(|until| until > now) {
-            return Ok(Some(Stopped::Locked(other.clone())));
-        }
-    }
-    Ok(None)
-}
-
-/// One key for the whole directory entry, whichever of its names the login came under: the
-/// least store key among `user` (a store key) and the entry's `other_names`. For what is
-/// counted per person rather than per name: the SMS and call limit, which both names
-/// would otherwise get in full, to the same directory mobile number.
-pub fn entry_key(app: &AppState, user: &str, other_names: &[String]) -> String {
-    let names = &app.config().user_names;
-    other_names
-        .iter()
-        .map(|o| names.key(o))
-        .chain(std::iter::once(user.to_string()))
-        .min()
-        .unwrap_or_else(|| user.to_string())
 }
 
 /// The answer to a login under a name whose entry's second factor is under `other`.
@@ -121,6 +90,18 @@ pub fn refused(other: String, info: UserInfo) -> Verdict {
     )
 }
 
+/// The answer to a login whose entry is blocked under its other name `other`.
+pub fn blocked_as(other: &str, info: UserInfo) -> Verdict {
+    Verdict::reject(blocked_reason(other))
+        .with_info(Some(info))
+        .with_reply(Reply::reject().with_message(super::methods::BLOCKED_MESSAGE))
+}
+
+/// The audit reason of a refusal for a block under the entry's other name.
+pub fn blocked_reason(other: &str) -> String {
+    format!("user blocked under the entry's other name {other:?}")
+}
+
 /// The audit reason of a refusal for a lock: the name's own, or (`locked_as`) another
 /// name's of its entry. Such a lock is checked where the name's own is, so exempt groups,
 /// exempt networks and a bypass apply as they would to a locked user.
@@ -129,4 +110,39 @@ pub fn locked_reason(locked_as: Option<&str>) -> String {
         None => "second factor locked".into(),
         Some(other) => format!("second factor locked under the entry's other name {other:?}"),
     }
+}
+
+/// The entry's other name that is locked or blocked now, if one is. Asked when an open
+/// prompt is answered: the names share one allowance of guesses and reach the same phone,
+/// so a lock or a block that landed on the other name since the prompt opened ends this
+/// name's prompts as its own would (and no more codes go out, nor calls ring, from them).
+pub async fn stopped_under_another_name(
+    app: &AppState,
+    user: &str,
+    other_names: &[String],
+) -> Result<Option<OtherName>, StoreError> {
+    let now = app.clock.now();
+    for (other, key) in entry_names(app, user, other_names) {
+        if app.store.user_profile(&key).await?.blocked_at.is_some() {
+            return Ok(Some(OtherName::Blocked(other)));
+        }
+        let status = app.store.user_status(&key).await?;
+        if status.locked_until.is_some_and(|until| until > now) {
+            return Ok(Some(OtherName::Locked(other)));
+        }
+    }
+    Ok(None)
+}
+
+/// One key for the whole directory entry, whichever of its names the login came under: the
+/// least store key among `user` (a store key) and the entry's names ([`entry_names`]).
+/// For what is counted per person rather than per name: the SMS and call limit, which both
+/// names would otherwise get in full, to the same directory mobile number.
+pub fn entry_key(app: &AppState, user: &str, other_names: &[String]) -> String {
+    entry_names(app, user, other_names)
+        .into_iter()
+        .map(|(_, key)| key)
+        .chain(std::iter::once(user.to_string()))
+        .min()
+        .unwrap_or_else(|| user.to_string())
 }

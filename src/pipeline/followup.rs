@@ -86,13 +86,12 @@ pub async fn answer(
     {
         app.store.consume_challenge(&hash).await?;
         let (reason, message) = match stopped {
-            aliases::Stopped::Locked(other) => {
+            aliases::OtherName::Blocked(other) => {
+                (aliases::blocked_reason(&other), methods::BLOCKED_MESSAGE)
+            }
+            aliases::OtherName::Locked(other) | aliases::OtherName::Enrolled(other) => {
                 (aliases::locked_reason(Some(&other)), LOCKED_MESSAGE)
             }
-            aliases::Stopped::Blocked(other) => (
-                format!("user blocked under the entry's other name {other:?}"),
-                methods::BLOCKED_MESSAGE,
-            ),
         };
         return Ok(with_context(
             Verdict::reject(reason).with_reply(Reply::reject().with_message(message)),

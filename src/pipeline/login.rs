@@ -129,6 +129,7 @@ pub async fn start(
     match aliases::enrolled_under_another_name(app, user, own_state, &info).await? {
         Some(OtherName::Enrolled(other)) => return Ok(aliases::refused(other, info)),
         Some(OtherName::Locked(other)) => locked_as = Some(other),
+        Some(OtherName::Blocked(other)) => return Ok(aliases::blocked_as(&other, info)),
         None => {}
     }
     let locked = view.standing.locked || locked_as.is_some();

@@ -189,13 +189,9 @@ pub async fn failures_under_other_names(
     user: &str,
     other_names: &[String],
 ) -> Result<u32, StoreError> {
-    let names = &app.config().user_names;
     let mut sum = 0u32;
-    for other in other_names {
-        let key = names.key(other);
-        if key != user {
-            sum = sum.saturating_add(app.store.user_status(&key).await?.failures);
-        }
+    for (_, key) in super::aliases::entry_names(app, user, other_names) {
+        sum = sum.saturating_add(app.store.user_status(&key).await?.failures);
     }
     Ok(sum)
 }
