@@ -94,14 +94,9 @@ fn positional(fields: &[String]) -> Result<(Vec<Column>, bool), String> {
 /// One physical line as CSV fields (quotes allowed; token files have no multi-line fields).
 fn split_line(line: &[u8]) -> Result<Vec<String>, String> {
     let text = std::str::from_utf8(line).map_err(|_| "not UTF-8 text".to_string())?;
-    // The CSV reader ends a record at a lone CR and would drop the rest of the line without
-    // a word: a file with old Mac line endings would import its first row only.
-    if line.contains(&b'\r') {
-        return Err(
-            "a carriage return inside the line (old Mac line endings?); end lines with LF or CRLF"
-                .into(),
-        );
-    }
+    // A lone CR ends a record for the CSV reader, which would drop the rest of the line
+    // without a word; `parse` refuses such lines before they get here.
+    debug_assert!(!line.contains(&b'\r'));
     let mut reader = ::csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
@@ -125,6 +120,17 @@ pub fn parse(bytes: &[u8], defaults: &CsvDefaults) -> Vec<Entry> {
     for (i, raw) in text.split(|&b| b == b'\n').enumerate() {
         let line = i as u64 + 1;
         let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+        // Before the comment check: a file of old Mac line endings is one "line", and one
+        // that starts with a comment would otherwise be skipped whole, importing nothing.
+        if raw.contains(&b'\r') {
+            out.push(invalid(
+                line,
+                "a carriage return inside the line (old Mac line endings?); end lines with LF \
+                 or CRLF"
+                    .into(),
+            ));
+            continue;
+        }
         if raw.iter().all(u8::is_ascii_whitespace) || raw.trim_ascii_start().starts_with(b"#") {
             continue;
         }
@@ -346,6 +352,11 @@ mod tests {
     fn a_carriage_return_inside_a_line_is_refused() {
         let got = tokens(&format!("SN1,{B32},30\rSN2,{B32},30\r"));
         assert_eq!(got.len(), 1, "{got:?}");
+        let commented = tokens(&format!("# tokens\rSN1,{B32},30\rSN2,{B32},30\r"));
+        assert!(
+            commented.len() == 1 && commented[0].is_err(),
+            "a comment first does not hide it: {commented:?}"
+        );
         let err = got[0].as_ref().unwrap_err();
         assert!(
             err.contains("line 1") && err.contains("carriage return"),

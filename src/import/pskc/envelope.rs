@@ -9,9 +9,26 @@ use super::xml::{child, path, text};
 use crate::import::{Decryption, ImportError};
 use crate::secret::Secret;
 
-/// The shortest MAC key taken (see where it is checked). RFC 6030's HMAC-SHA1 keys are 20
-/// bytes, and python-pskc makes them the hash's length.
-const MIN_MAC_KEY: usize = 16;
+/// A MACKey read from the file must not be one an altered file could carry. CBC has no
+/// integrity of its own: whoever alters the file and knows the plaintext of some of its
+/// blocks (padding blocks, a zero Counter) can make a MACKey decrypt to bytes of their
+/// choosing and then MAC values of their own under it. One block gives any key of 1 to 15
+/// bytes outright; longer ones end in a block the forger cannot choose, only try pairs of
+/// known blocks for, until it ends in valid padding: one byte of it (keys of 15 mod 16
+/// bytes) takes a few hundred pairs, two or three bytes some thousands or millions, more is
+/// out of reach. So keys shorter than 16 bytes, or ending in fewer than 4 bytes of padding,
+/// are refused. The usual ones pass: 20 bytes (HMAC-SHA1's length, which python-pskc uses
+/// whatever the MAC), 32, 48, 64.
+pub(super) fn check_mac_key_length(len: usize) -> Result<(), ImportError> {
+    let padding = 16 - len % 16;
+    if len >= 16 && padding >= 4 {
+        return Ok(());
+    }
+    Err(ImportError::Unsupported(format!(
+        "the MAC key is {len} bytes; a key shorter than 16 bytes, or of 13 to 15 bytes past a \
+         multiple of 16, could have been forged by altering the file; nothing was imported"
+    )))
+}
 
 /// PBKDF2 iteration counts above this are refused: a hostile file must not make the import
 /// spin for minutes. Real files use 1,000 (RFC 6030) to a few hundred thousand.
@@ -180,21 +197,14 @@ impl Envelope {
             let mac_key = match child(method, "MACKey") {
                 // No MACKey: the MAC key is the encryption key (as python-pskc reads it).
                 None => env.key.clone(),
-                Some(mk) => Some(env.decrypt_cipher_value(mk).map_err(|e| {
-                    ImportError::WrongKey(format!("cannot decrypt the MAC key ({e})"))
-                })?),
+                Some(mk) => {
+                    let k = env.decrypt_cipher_value(mk).map_err(|e| {
+                        ImportError::WrongKey(format!("cannot decrypt the MAC key ({e})"))
+                    })?;
+                    check_mac_key_length(k.expose().len())?;
+                    Some(k)
+                }
             };
-            // CBC has no integrity of its own: whoever alters the file and knows one block of
-            // its plaintext (a padding block, a zero Counter) can make a one-block MACKey
-            // decrypt to 1..=15 bytes of their choosing, then MAC values of their own under
-            // it. A key of 16 bytes or more spans two blocks, which that trick cannot reach.
-            if let Some(k) = mac_key.as_ref().filter(|k| k.expose().len() < MIN_MAC_KEY) {
-                return Err(ImportError::Unsupported(format!(
-                    "the MAC key is {} bytes; at least {MIN_MAC_KEY} are required, as a shorter \
-                     one could have been forged by altering the file; nothing was imported",
-                    k.expose().len()
-                )));
-            }
             env.mac = mac_key.map(|k| (alg, k));
         }
         Ok(env)

@@ -45,14 +45,18 @@ pub fn parse(bytes: &[u8], decryption: &Decryption) -> Result<Vec<Entry>, Import
     let (mut crypto_failed, mut crypto_ok) = (None::<String>, 0usize);
     for (i, pkg) in children(root, "KeyPackage").enumerate() {
         let keys: Vec<_> = children(pkg, "Key").collect();
+        // The package's own elements, once (not per key: a package of many keys would cost
+        // its size times their number).
+        let package_repeat = xml::repeated_element(pkg, true);
         for (j, key) in keys.iter().enumerate() {
             let mut origin = format!("KeyPackage {} (line {})", i + 1, lines.line(pkg));
             if keys.len() > 1 {
                 origin = format!("{origin} Key {}", j + 1);
             }
             // The package's own elements and this key's, each where RFC 6030 allows one.
-            let repeated =
-                xml::repeated_element(*key, false).or_else(|| xml::repeated_element(pkg, true));
+            let repeated = package_repeat
+                .clone()
+                .or_else(|| xml::repeated_element(*key, false));
             if let Some(message) = repeated {
                 out.push(Entry::Invalid(Problem { origin, message }));
                 continue;

@@ -164,9 +164,21 @@ fn a_forged_one_block_mac_key_is_refused() {
     let err = parse(altered.as_bytes(), &key("12345678901234567890123456789012")).unwrap_err();
     assert!(
         err.to_string()
-            .starts_with("the MAC key is 5 bytes; at least 16 are required"),
+            .starts_with("the MAC key is 5 bytes; a key shorter than 16 bytes"),
         "{err}"
     );
+}
+
+/// The MAC key lengths refused: those a forger could make a file carry (see
+/// `check_mac_key_length`); the usual ones pass.
+#[test]
+fn mac_key_lengths_a_forger_could_reach_are_refused() {
+    for len in [1, 15, 29, 30, 31, 45, 47] {
+        assert!(envelope::check_mac_key_length(len).is_err(), "{len}");
+    }
+    for len in [16, 20, 28, 32, 48, 64] {
+        assert!(envelope::check_mac_key_length(len).is_ok(), "{len}");
+    }
 }
 
 #[test]
