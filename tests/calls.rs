@@ -768,7 +768,8 @@ fn forged_callbacks_change_nothing() {
         let res = standin.post_callback(&url, approve.clone(), sig);
         assert_eq!(res.status, 403, "{what}: {res:?}");
     }
-    // A body beyond what any callback needs is refused unread (413), even signed.
+    // A body beyond what any callback needs is refused unread (413), even one the stand-in
+    // signs correctly.
     let mut padded = approve.clone();
     padded.push(("Pad".into(), "a".repeat(40 * 1024)));
     let res = standin.post_callback(&url, padded, None);

@@ -78,8 +78,9 @@ pub fn printable(s: &str) -> Cow<'_, str> {
     )
 }
 
-/// Control characters, and the format characters (Unicode category Cf, and the line and
-/// paragraph separators) that are invisible or reorder text. Listed by hand: the standard
+/// Control characters, the format characters (Unicode category Cf, and the line and
+/// paragraph separators) that are invisible or reorder text, and the other characters that
+/// print as nothing (Hangul fillers, variation selectors). Listed by hand: the standard
 /// library has no general category, and this short list is stable.
 fn hides(c: char) -> bool {
     c.is_control()
@@ -90,8 +91,21 @@ fn hides(c: char) -> bool {
                 | '\u{061C}'
                 | '\u{06DD}'
                 | '\u{070F}'
-                | '\u{180E}'
+                | '\u{08E2}'
+                | '\u{0890}'..='\u{0891}'
+                | '\u{115F}'..='\u{1160}'
+                | '\u{17B4}'..='\u{17B5}'
+                | '\u{180B}'..='\u{180F}'
                 | '\u{200B}'..='\u{200F}'
+                | '\u{3164}'
+                | '\u{FE00}'..='\u{FE0F}'
+                | '\u{FFA0}'
+                | '\u{110BD}'
+                | '\u{110CD}'
+                | '\u{13430}'..='\u{1343F}'
+                | '\u{1BCA0}'..='\u{1BCA3}'
+                | '\u{1D173}'..='\u{1D17A}'
+                | '\u{E0100}'..='\u{E01EF}'
                 | '\u{2028}'..='\u{202E}'
                 | '\u{2060}'..='\u{2064}'
                 | '\u{2066}'..='\u{206F}'
@@ -111,6 +125,7 @@ mod tests {
             super::printable("x\u{202e}cba\u{2069}\u{feff}"),
             "x\\u{202e}cba\\u{2069}\\u{feff}"
         );
+        assert_eq!(super::printable("a\u{3164}b\u{fe0f}"), "a\\u{3164}b\\u{fe0f}");
         assert_eq!(super::printable("Jürgen Ñandú"), "Jürgen Ñandú");
     }
 

@@ -65,8 +65,8 @@ async fn run_on(cfg: &Config, store: &dyn Store, cmd: UserCommand) -> anyhow::Re
                 eprintln!(
                     "{}: blocked ({}); deleting would lift the block. Delete with --unblock, \
                      or `radmfa user unblock` first once the report is dealt with.",
-                    a.user,
-                    profile.blocked_reason.as_deref().unwrap_or("fraud alert")
+                    super::printable(&a.user),
+                    super::printable(profile.blocked_reason.as_deref().unwrap_or("fraud alert"))
                 );
                 return Ok(ExitCode::from(1));
             }

@@ -19,6 +19,14 @@ pub fn expected(auth_token: &[u8], url: &str, params: &[(String, String)]) -> Ve
     mac.finalize().into_bytes().to_vec()
 }
 
+/// Whether the header value can be a signature at all: base64 of 20 bytes. Checked before
+/// the body is read, so a request that cannot be signed costs no parsing.
+pub fn well_formed(header: &str) -> bool {
+    base64::engine::general_purpose::STANDARD
+        .decode(header.trim())
+        .is_ok_and(|b| b.len() == 20)
+}
+
 /// Constant-time check of the header value.
 pub fn verify(auth_token: &[u8], url: &str, params: &[(String, String)], header: &str) -> bool {
     use subtle::ConstantTimeEq;
@@ -57,5 +65,9 @@ mod tests {
         changed[2].1 = "1".into();
         assert!(!verify(token, url, &changed, &sig));
         assert!(!verify(token, url, &params, "not base64!"));
+        assert!(well_formed(&sig));
+        for bad in ["", "not base64!", "eA==", "bm90LWEtc2lnbmF0dXJl"] {
+            assert!(!well_formed(bad), "{bad}");
+        }
     }
 }

@@ -67,10 +67,12 @@ async fn signed_call(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<(Vec<(String, String)>, OobTransaction), StatusCode> {
-    // Unsigned requests are refused before their body is parsed.
-    if headers
+    // Requests without a signature of the right shape (base64 of an HMAC-SHA1, 20 bytes)
+    // are refused before their body is parsed.
+    if !headers
         .get("x-twilio-signature")
-        .is_none_or(|v| v.is_empty())
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(signature::well_formed)
     {
         tracing::warn!(
             signed = false,
