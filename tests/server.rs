@@ -1703,6 +1703,28 @@ fn radclient_status(srv: &Server) -> String {
     }
 }
 
+/// An inline client with on_backend_failure = "no_reply" while the directory is down: an
+/// enrolled user who typed no code gets the same silence as an unknown one. Refusing the
+/// enrolled one at once (the imitated check's failure ignored) would tell them apart.
+#[test]
+fn no_reply_clients_are_silent_for_enrolled_users_without_a_code_too() {
+    let mut slapd = directory();
+    let srv = start(&slapd, |o| {
+        o.ldap_timeout_ms = 1000;
+        o.clients = vec![Nas {
+            on_backend_failure: "no_reply",
+            otp_mode: "inline",
+            ..Nas::challenge("silent-inline", "127.0.0.1")
+        }];
+    });
+    srv.enroll("alice", &[]);
+    slapd.stop();
+    for user in ["alice", "nobody"] {
+        let r = py_password(&srv, user, ALICE_PW);
+        assert_eq!(code_of(&r), "timeout", "{user}: {r}\n{}", srv.log());
+    }
+}
+
 /// A client with on_backend_failure = "no_reply" also gets no Status-Server answer while
 /// the directory fails, so a proxy that checks nodes with Status-Server keeps using another
 /// one; once the directory is back, a Status-Server finds it (a probe) and is answered. A

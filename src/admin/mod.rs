@@ -125,7 +125,10 @@ mod tests {
             super::printable("x\u{202e}cba\u{2069}\u{feff}"),
             "x\\u{202e}cba\\u{2069}\\u{feff}"
         );
-        assert_eq!(super::printable("a\u{3164}b\u{fe0f}"), "a\\u{3164}b\\u{fe0f}");
+        assert_eq!(
+            super::printable("a\u{3164}b\u{fe0f}"),
+            "a\\u{3164}b\\u{fe0f}"
+        );
         assert_eq!(super::printable("Jürgen Ñandú"), "Jürgen Ñandú");
     }
 

@@ -1034,10 +1034,10 @@ impl PrimaryAuth for LdapAuth {
     }
 
     /// The unknown user's path: the search, then the bind's time.
-    async fn imitate_check(&self, user: &str) {
+    async fn imitate_check(&self, user: &str) -> Result<(), AuthError> {
         let searching = Instant::now();
-        let _ = self.search_user(user).await;
-        let _ = self.pad_like_a_bind(searching.elapsed()).await;
+        self.search_user(user).await?;
+        self.pad_like_a_bind(searching.elapsed()).await
     }
 }
 

@@ -132,9 +132,12 @@ pub trait PrimaryAuth: Send + Sync + 'static {
     /// Takes about as long as [`authenticate`](Self::authenticate) with a wrong password,
     /// without a bind: for a refusal that must not be told apart by its time from one the
     /// directory made (an unknown user), and that must not count against the account's
-    /// lockout there. Errors are not reported: nothing depends on the answer.
-    async fn imitate_check(&self, user: &str) {
+    /// lockout there. Its errors are the check's: a directory that fails a check must fail
+    /// this too, or a client that gets no reply when the directory is down (`no_reply`)
+    /// would hear a Reject for enrolled users only, and silence for everyone else.
+    async fn imitate_check(&self, user: &str) -> Result<(), AuthError> {
         let _ = user;
+        Ok(())
     }
     /// Is the user (`info` from authenticate or lookup) a member of the group `group_dn`?
     /// A group the directory does not have has no members.

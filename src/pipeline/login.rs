@@ -97,7 +97,7 @@ pub async fn start(
         // here, and a quick answer would tell them from the rest. The directory's own
         // path for an unknown user where there is one, else the upstream check's time.
         match ctx.client.primary {
-            Primary::Ldap => ctx.primary.imitate_check(user).await,
+            Primary::Ldap => ctx.primary.imitate_check(user).await?,
             Primary::Upstream(ref group) => app.upstream_latency.get(group).sleep(PAD_CAP).await,
         }
         return Ok(Verdict::reject(NO_INLINE_CODE));
