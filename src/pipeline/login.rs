@@ -14,7 +14,7 @@ use super::{
     RequestContext, Verdict,
 };
 use crate::app::AppState;
-use crate::auth::{PrimaryOutcome, UserInfo};
+use crate::auth::{Denial, PrimaryOutcome, UserInfo};
 use crate::config::delivery::VoiceMode;
 use crate::config::{NoFactorPolicy, OtpMode, Primary};
 use crate::mfa::method::{available, choose, Capabilities, Method};
@@ -98,17 +98,31 @@ pub async fn start(
         // path for an unknown user where there is one, else the upstream check's time.
         match ctx.client.primary {
             Primary::Ldap => ctx.primary.imitate_check(user).await?,
-            Primary::Upstream(ref group) => app.upstream_latency.get(group).sleep(PAD_CAP).await,
+            Primary::Upstream(ref group) => {
+                // Before the server's first refusal was timed (after a start or a reload),
+                // its timeout: slower than need be for that one login, never quicker than a
+                // refusal could be.
+                let fallback = app
+                    .config()
+                    .upstream_group(group)
+                    .map_or(PAD_CAP, |u| u.timeout);
+                app.upstream_latency
+                    .get(group)
+                    .sleep_or(fallback, PAD_CAP)
+                    .await
+            }
         }
         return Ok(Verdict::reject(NO_INLINE_CODE));
     }
 
     let asked = Instant::now();
     let checked = primary::check(app, ctx, req, user, &password).await?;
-    // Only checks that asked the server: an empty password, or one with a NUL, is refused
-    // at once.
-    let asked_server = !password.is_empty() && !password.expose().contains(&0);
-    if let (Primary::Upstream(group), true) = (&ctx.client.primary, asked_server) {
+    // The time the refusal above imitates: the upstream server's own refusals only. Its
+    // accepts are followed by a directory lookup, and a server may delay its rejects
+    // (FreeRADIUS: reject_delay), so an average of all answers would tell them apart.
+    if let (Primary::Upstream(group), PrimaryOutcome::Denied(Denial::UpstreamReject(_))) =
+        (&ctx.client.primary, &checked)
+    {
         app.upstream_latency.get(group).record(asked.elapsed());
     }
     let info = match checked {
