@@ -1,6 +1,7 @@
 //! Out-of-band logins across two radmfa nodes on one real PostgreSQL (issue: any node
 //! finishes any login): an SMS code sent by node A is accepted on node B, and a phone call
-//! started on A is not started again when the NAS retransmits the request to B.
+//! started on A is not started again when the NAS retransmits the request to B; and more
+//! SMS logins at once than the store pool has connections do not starve it.
 
 mod common;
 
@@ -17,6 +18,18 @@ use radmfa::radius::client::{parse_reply, AccessRequestBuilder};
 
 /// A node on `url`, sharing `key_file` with the other nodes, with its own callback port.
 fn pg_node(slapd: &Slapd, standin: &Standin, url: &str, key_file: &Path, clients: &str) -> Server {
+    pg_node_with(slapd, standin, url, key_file, clients, "")
+}
+
+/// [`pg_node`] with lines added to `[store]`.
+fn pg_node_with(
+    slapd: &Slapd,
+    standin: &Standin,
+    url: &str,
+    key_file: &Path,
+    clients: &str,
+    store: &str,
+) -> Server {
     let mut o = Options::new(&slapd.url);
     o.clients = Vec::new();
     o.extra = format!("{}{clients}", delivery(standin, ""));
@@ -24,7 +37,7 @@ fn pg_node(slapd: &Slapd, standin: &Standin, url: &str, key_file: &Path, clients
     let path = write_config(dir.path(), &o);
     let text = std::fs::read_to_string(&path).unwrap().replace(
         "[store]\npath = \"radmfa.db\"\nkey_file = \"radmfa.key\"\n",
-        &format!("[store]\ntype = \"postgres\"\nurl = \"{url}\"\nkey_file = {key_file:?}\n"),
+        &format!("[store]\ntype = \"postgres\"\nurl = \"{url}\"\nkey_file = {key_file:?}\n{store}"),
     );
     assert!(
         text.contains("type = \"postgres\""),
@@ -46,6 +59,40 @@ fn two_nodes(
     let a = pg_node(slapd, standin, &url, &key, clients);
     let b = pg_node(slapd, standin, &url, &key, clients);
     (pg, keys, a, b)
+}
+
+/// More SMS logins at once than the store's pool has connections: each claim settles its
+/// transaction before it reads the lockout on another connection, so none waits for a
+/// second connection while holding one (which would end in the pool's acquire timeout).
+#[test]
+fn more_sms_logins_at_once_than_pool_connections_all_get_their_code() {
+    let slapd = directory();
+    let standin = Standin::start();
+    let pg = PgCluster::start();
+    let url = pg.fresh_database();
+    let keys = tempfile::tempdir().unwrap();
+    let clients = client("vpn", "127.0.0.1", "methods = [\"sms\"]");
+    let node = pg_node_with(
+        &slapd,
+        &standin,
+        &url,
+        &keys.path().join("radmfa.key"),
+        &clients,
+        "pool_size = 2\n",
+    );
+    let port = node.port();
+    let replies: Vec<serde_json::Value> = std::thread::scope(|s| {
+        let logins: Vec<_> = (0..4)
+            .map(|_| {
+                s.spawn(move || pyrad(port, SECRET, &["--user", "alice", "--password", ALICE_PW]))
+            })
+            .collect();
+        logins.into_iter().map(|l| l.join().unwrap()).collect()
+    });
+    for r in &replies {
+        assert_eq!(r["code"], "Access-Challenge", "{r}\n{}", node.log());
+    }
+    assert_eq!(standin.sms().len(), 4);
 }
 
 #[test]

@@ -194,7 +194,11 @@ async fn claim(
     }
     // The lockout as it stands now, not as the request read it before the password check:
     // wrong codes counted meanwhile (another prompt, another node) may have locked the
-    // user, and a locked user gets no more codes sent or calls placed.
+    // user, and a locked user gets no more codes sent or calls placed. The claim is settled
+    // first: on PostgreSQL it holds a pooled connection and the read takes another, so with
+    // more SMS or call logins at once than the pool has connections, each would wait for a
+    // second one while holding one, until the acquire timeout.
+    durability::settle().await?;
     if super::second_factor::is_locked(app, &txn.user).await? {
         let reason = "second factor locked".to_string();
         app.store
