@@ -340,6 +340,29 @@ fn config_check_summarises_clients_and_warns_about_weakened_settings() {
         );
     }
 
+    // A lockout threshold too high to protect the codes.
+    let d = tempfile::tempdir().unwrap();
+    let sample = std::fs::read_to_string(root.join("conf/radmfa.toml")).unwrap();
+    for (threshold, warned) in ["5", "20", "21", "1000000"]
+        .into_iter()
+        .zip([false, false, true, true])
+    {
+        let text = sample.replacen("threshold = 5 ", &format!("threshold = {threshold} "), 1);
+        assert!(
+            sample.contains("\nthreshold = 5 "),
+            "the sample config's threshold line changed"
+        );
+        let f = d.path().join("lockout.toml");
+        std::fs::write(&f, text).unwrap();
+        let (ok, out, err) = run(&f, &["config", "check"]);
+        assert!(ok, "{err}");
+        assert_eq!(
+            out.contains(&format!("warning: lockout: threshold = {threshold}:")),
+            warned,
+            "{threshold}:\n{out}"
+        );
+    }
+
     // PostgreSQL across a network without verify-full: readable and impersonable on the path.
     let d = tempfile::tempdir().unwrap();
     let node = std::fs::read_to_string(root.join("conf/ha-node.toml")).unwrap();

@@ -230,6 +230,17 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
             upstream_clients.join(", ")
         ));
     }
+    // A threshold no one reaches turns the lockout off, and leaves six-digit codes to be
+    // guessed by whoever has the password (load tests set one on purpose).
+    if cfg.lockout.threshold > 20 {
+        out.push(format!(
+            "lockout: threshold = {}: that many wrong codes in a row before the lock give \
+             whoever has a password that many guesses at a six-digit code per lock ({} in a \
+             million); 3 to 10 is usual",
+            cfg.lockout.threshold,
+            u64::from(cfg.lockout.threshold).min(1_000_000)
+        ));
+    }
     if let crate::config::StoreConfig::Postgres { settings, .. } = &cfg.store {
         if let Ok(options) = settings.connect_options() {
             use sqlx::postgres::PgSslMode;
