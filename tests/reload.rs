@@ -454,6 +454,49 @@ fn sighup_holds_new_clients_to_the_running_radsec_idle_timeout() {
     assert_eq!(ask(&srv, NEW_SECRET), "Access-Reject", "{}", srv.log());
 }
 
+/// [voice] waits for a restart, so a reload's held calls are held to the running call
+/// lifetime: a file that raises both `call_lifetime_secs` and a hold client's
+/// `voice_budget_secs` past the running lifetime is refused, and the clients stay.
+#[test]
+fn sighup_holds_new_clients_to_the_running_call_lifetime() {
+    use common::oob_env::{client, delivery, directory};
+    use common::provider_standin::Standin;
+
+    let slapd = directory();
+    let standin = Standin::start();
+    let mut o = Options::new(&slapd.url);
+    o.clients.clear();
+    let voice =
+        delivery(&standin, "").replacen("[voice]\n", "[voice]\ncall_lifetime_secs = 30\n", 1);
+    assert!(voice.contains("call_lifetime_secs = 30"));
+    o.extra = format!(
+        "{voice}{}",
+        client(
+            "vpn",
+            "127.0.0.1",
+            "methods = [\"totp\", \"voice\"]\nvoice_mode = \"hold\"\nvoice_budget_secs = 10"
+        ),
+    );
+    let srv = Server::start(&o);
+    let original = std::fs::read_to_string(&srv.config).unwrap();
+    let longer = original
+        .replace("call_lifetime_secs = 30", "call_lifetime_secs = 120")
+        .replace("voice_budget_secs = 10", "voice_budget_secs = 60")
+        .replace(
+            &format!("secret = \"{SECRET}\""),
+            &format!("secret = \"{NEW_SECRET}\""),
+        );
+    std::fs::write(&srv.config, &longer).unwrap();
+    hup(&srv);
+    assert!(
+        srv.log_shows("longer than voice.call_lifetime_secs (30 s)"),
+        "{}",
+        srv.log()
+    );
+    assert!(srv.log().contains("the running configuration is unchanged"));
+    assert_eq!(ask(&srv, SECRET), "Access-Reject", "the clients changed");
+}
+
 /// A request in flight when SIGHUP rotates its client's secret is answered with the secret
 /// it came in under (the NAS verifies the reply with that one); the next request needs the
 /// new secret. The directory here accepts connections and never answers, so the login is

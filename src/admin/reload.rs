@@ -94,6 +94,12 @@ impl Reloader {
                 self.longest.as_millis()
             ));
         }
+        // [voice] too waits for a restart: the new clients' held calls must fit the running
+        // call lifetime, as at start (a key pressed after it approves nothing).
+        crate::config::validate::held_calls_within_their_lifetime(&new.clients, &running.delivery)
+            .map_err(|e| {
+                format!("{e} (the running [voice]; a [voice] change waits for a restart)")
+            })?;
         // The RadSec listener keeps the idle timeout it started with (a [radsec] change
         // waits for a restart), so the new clients are held to that one, as at start: a
         // held call must end before its connection's idle timer fires.

@@ -108,7 +108,7 @@ pub fn validate(raw: RawConfig, origin: &Path) -> Result<Config, ConfigError> {
 /// A held call waits up to the client's `voice_budget_secs`; a key pressed after the call's
 /// lifetime approves nothing (the callback refuses it). So a budget longer than the
 /// lifetime would hold logins for approvals that can no longer count.
-fn held_calls_within_their_lifetime(
+pub(crate) fn held_calls_within_their_lifetime(
     clients: &[ClientConfig],
     delivery: &super::delivery::DeliveryConfig,
 ) -> Result<(), ConfigError> {
