@@ -43,6 +43,9 @@ pub struct AppState {
     pub upstream_latency: crate::timing_pad::PadsByName,
     /// Whether the directory and the store answered lately (`pipeline::health`).
     pub backend_health: crate::pipeline::health::BackendHealth,
+    /// Cancelled when radmfa is told to stop (SIGTERM): requests waiting on a call end
+    /// within the shutdown grace instead of being cut off unanswered and unaudited.
+    pub stopping: tokio_util::sync::CancellationToken,
 }
 
 impl AppState {
@@ -79,6 +82,7 @@ impl AppState {
             code_turns: Default::default(),
             upstream_latency: Default::default(),
             backend_health: crate::pipeline::health::BackendHealth::unproven(),
+            stopping: Default::default(),
         })
     }
 }

@@ -195,6 +195,60 @@ fn changing_the_number_during_a_held_call_cancels_it() {
     assert_eq!(standin.calls().len(), 1);
 }
 
+/// SIGTERM while a held login waits for its call: a keypress within the shutdown grace
+/// still approves it (the callback listener outlives the requests in flight), and a call
+/// nobody answers ends within the grace with a Reject and its audit record, instead of
+/// being cut off unanswered when the process exits.
+#[test]
+fn a_held_call_at_shutdown_is_answered_and_audited_within_the_grace() {
+    for (script, expect, reason) in [
+        (
+            Script::Press("", Duration::from_millis(1000)),
+            "Access-Accept",
+            None,
+        ),
+        (
+            Script::Silent,
+            "Access-Reject",
+            Some("radmfa stopped before the call was answered"),
+        ),
+    ] {
+        let slapd = directory();
+        let standin = Standin::start();
+        standin.script(DIRECTORY_MOBILE, script);
+        let mut srv = start(&slapd, &standin, "", "", &hold_client(20));
+        let port = srv.port();
+        let r = std::thread::scope(|s| {
+            let login = s.spawn(move || {
+                pyrad(
+                    port,
+                    SECRET,
+                    &["--user", "alice", "--password", ALICE_PW, "--timeout", "25"],
+                )
+            });
+            let until = Instant::now() + Duration::from_secs(10);
+            while standin.calls().is_empty() {
+                assert!(Instant::now() < until, "no call placed");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let status = srv.stop();
+            assert!(status.success(), "{status:?}\n{}", srv.log());
+            login.join().unwrap()
+        });
+        assert_eq!(code_of(&r), expect, "{r}\n{}", srv.log());
+        let rec = &srv.audit_json("alice")[0];
+        assert_eq!(rec["mode"], "voice", "{rec}");
+        if let Some(reason) = reason {
+            assert_eq!(rec["reason"], reason, "{rec}");
+        }
+        assert!(
+            !srv.log().contains("abandoning requests still in flight"),
+            "{}",
+            srv.log()
+        );
+    }
+}
+
 #[test]
 fn fraud_report_rejects_and_blocks_until_unblock() {
     let slapd = directory();

@@ -33,18 +33,21 @@ pub async fn serve(cfg: Config, text: &str, path: &std::path::Path) -> anyhow::R
             proxy.join(", ")
         );
     }
-    let shutdown = CancellationToken::new();
+    let shutdown = app.stopping.clone();
+    // The HTTP listeners stop after the requests in flight: a held login waiting for its
+    // call's keypress must still hear the callback during the shutdown grace.
+    let http_shutdown = CancellationToken::new();
     tokio::spawn(housekeeping(app.clone(), shutdown.clone()));
     // Provider callbacks (calls): bound before the RADIUS sockets serve, so no call placed
     // by the first request can report back to a closed port.
     if let Some(cb) = &app.config().delivery.callbacks {
         let router = crate::callbacks::router(app.clone());
-        spawn_http(&shutdown, cb.listen, "callbacks.listen", router).await?;
+        spawn_http(&http_shutdown, cb.listen, "callbacks.listen", router).await?;
     }
     // Prometheus scrapes http://ADDR/metrics.
     if let Some(m) = &app.config().metrics {
         let router = crate::server::metrics_http::router(app.clone());
-        spawn_http(&shutdown, m.listen, "metrics.listen", router).await?;
+        spawn_http(&http_shutdown, m.listen, "metrics.listen", router).await?;
     }
     #[cfg(unix)]
     tokio::spawn(super::reload::on_sighup(
@@ -58,6 +61,7 @@ pub async fn serve(cfg: Config, text: &str, path: &std::path::Path) -> anyhow::R
         signal.cancel();
     });
     crate::server::run(app.clone(), sockets, radsec, shutdown).await;
+    http_shutdown.cancel();
     app.store.close().await;
     Ok(())
 }

@@ -290,7 +290,11 @@ pub async fn call_verdict(
 ) -> Result<Verdict, Fault> {
     if txn.status == OobStatus::Pending {
         let budget = ctx.client.factors.voice_budget.as_secs();
-        let reason = format!("no answer to the call within the client's budget of {budget} s");
+        let reason = if app.stopping.is_cancelled() {
+            "radmfa stopped before the call was answered".to_string()
+        } else {
+            format!("no answer to the call within the client's budget of {budget} s")
+        };
         if !app
             .store
             .resolve_oob(&txn.id, OobStatus::Failed, Some(&reason))

@@ -393,6 +393,8 @@ pub async fn await_call(
     // The callback that decides the call writes the row this request may hold locked (the
     // PostgreSQL store keeps a request's writes in one open transaction): commit first.
     durability::settle().await?;
+    let mut until = until;
+    let mut stop_seen = false;
     loop {
         // Registered before reading, so a callback between the read and the wait wakes us.
         let woken = app.delivery.wake.notified();
@@ -406,6 +408,13 @@ pub async fn await_call(
         tokio::select! {
             _ = woken => {}
             _ = tokio::time::sleep(nap) => {}
+            // radmfa is stopping: wait at most half the shutdown grace more (a keypress
+            // then still counts), leaving the other half for the verdict and its audit
+            // record, so the request is answered and recorded before the process ends.
+            _ = app.stopping.cancelled(), if !stop_seen => {
+                stop_seen = true;
+                until = until.min(Instant::now() + app.config().server.shutdown_grace / 2);
+            }
         }
     }
 }
