@@ -34,29 +34,75 @@ use metrics::Metrics;
 
 /// Binds every listen address. IPv6 sockets are IPv6-only so `0.0.0.0:1812` and `[::]:1812`
 /// can be bound side by side.
+///
+/// The IPv6 wildcard (`[::]`, in the default list) is left out, with a warning, on a host
+/// whose kernel has no IPv6 (booted with `ipv6.disable=1`: the socket cannot even be
+/// made) when another address is bound: nothing could reach it there, and the default
+/// configuration must still start. Any other failure stops the start.
 pub fn bind(addrs: &[SocketAddr]) -> std::io::Result<Vec<UdpSocket>> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    addrs
-        .iter()
-        .map(|addr| {
-            let domain = if addr.is_ipv6() {
-                Domain::IPV6
-            } else {
-                Domain::IPV4
-            };
-            let sock = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
-            if addr.is_ipv6() {
-                sock.set_only_v6(true)?;
+    let mut out = Vec::new();
+    for addr in addrs {
+        match bind_one(addr) {
+            Ok(s) => out.push(s),
+            Err(e) if no_ipv6_here(addr, &e) && addrs.len() > 1 => {
+                tracing::warn!(%addr, "this host has no IPv6 ({e}); not listening on {addr}");
             }
-            // Bursts of NAS traffic must not be lost in a small kernel buffer.
-            let _ = sock.set_recv_buffer_size(4 << 20);
-            sock.set_nonblocking(true)?;
-            udp_source::enable(&sock, addr)?;
-            sock.bind(&(*addr).into())
-                .map_err(|e| std::io::Error::new(e.kind(), format!("binding udp {addr}: {e}")))?;
-            UdpSocket::from_std(sock.into())
-        })
-        .collect()
+            Err(e) => return Err(e),
+        }
+    }
+    if out.is_empty() {
+        return Err(std::io::Error::other("no listen address could be bound"));
+    }
+    Ok(out)
+}
+
+/// Whether binding `addr` failed because the kernel has no IPv6 at all.
+fn no_ipv6_here(addr: &SocketAddr, e: &std::io::Error) -> bool {
+    addr.is_ipv6()
+        && addr.ip().is_unspecified()
+        && e.raw_os_error() == Some(nix::libc::EAFNOSUPPORT)
+}
+
+fn bind_one(addr: &SocketAddr) -> std::io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let domain = if addr.is_ipv6() {
+        Domain::IPV6
+    } else {
+        Domain::IPV4
+    };
+    let sock = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        sock.set_only_v6(true)?;
+    }
+    // Bursts of NAS traffic must not be lost in a small kernel buffer.
+    let _ = sock.set_recv_buffer_size(4 << 20);
+    sock.set_nonblocking(true)?;
+    udp_source::enable(&sock, addr)?;
+    sock.bind(&(*addr).into())
+        .map_err(|e| std::io::Error::new(e.kind(), format!("binding udp {addr}: {e}")))?;
+    UdpSocket::from_std(sock.into())
+}
+
+#[cfg(test)]
+mod bind_tests {
+    use super::*;
+
+    /// Only the IPv6 wildcard, and only for a kernel without IPv6, is left out.
+    #[test]
+    fn only_the_ipv6_wildcard_on_a_host_without_ipv6_is_skippable() {
+        let none = std::io::Error::from_raw_os_error(nix::libc::EAFNOSUPPORT);
+        let wildcard: SocketAddr = "[::]:1812".parse().unwrap();
+        assert!(no_ipv6_here(&wildcard, &none));
+        let one: SocketAddr = "[2001:db8::1]:1812".parse().unwrap();
+        assert!(!no_ipv6_here(&one, &none), "an address asked for by name");
+        let v4: SocketAddr = "0.0.0.0:1812".parse().unwrap();
+        assert!(!no_ipv6_here(&v4, &none));
+        let in_use = std::io::Error::from_raw_os_error(nix::libc::EADDRINUSE);
+        assert!(
+            !no_ipv6_here(&wildcard, &in_use),
+            "a port in use stops the start"
+        );
+    }
 }
 
 /// Bound RadSec listeners and their TLS configuration (`radsec::acceptor`).
