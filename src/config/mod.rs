@@ -299,9 +299,11 @@ impl Config {
 fn parse_message(text: &str, key: &str, e: &toml::de::Error) -> String {
     let mut message = e.message().trim_end().replace('\n', "; ");
     let last = key.rsplit('.').next().unwrap_or("").to_ascii_lowercase();
-    if ["secret", "password", "token", "key"]
+    // Header values are often keys (Authorization, X-Api-Key), and a URL may carry one.
+    if ["secret", "password", "token", "key", "url", "authorization"]
         .iter()
         .any(|s| last.contains(s))
+        || key.to_ascii_lowercase().contains("headers")
     {
         message = hide_quoted(&message);
     }
@@ -320,7 +322,7 @@ fn parse_message(text: &str, key: &str, e: &toml::de::Error) -> String {
 }
 
 /// Replaces what serde quotes in an error message (`...` and "...") with a placeholder.
-fn hide_quoted(message: &str) -> String {
+pub(crate) fn hide_quoted(message: &str) -> String {
     let mut out = String::with_capacity(message.len());
     let mut quote: Option<char> = None;
     for c in message.chars() {

@@ -465,6 +465,9 @@ pub(super) fn shared_secret(
             "is too short: use at least 8 characters (16 or more recommended)",
         ));
     }
+    if secret.expose().iter().all(u8::is_ascii_whitespace) {
+        return Err(ConfigError::invalid(key, "is blank: only spaces"));
+    }
     Ok(secret)
 }
 

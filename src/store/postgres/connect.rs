@@ -108,8 +108,15 @@ pub fn parse_url(url: &str) -> Result<PgConnectOptions, String> {
             }
         }
     }
-    // sqlx's messages name the part that is wrong (port, parameter), not the whole URL.
-    PgConnectOptions::from_str(url).map_err(|e| format!("is not a valid connection URL: {e}"))
+    // sqlx's messages name the part that is wrong (port, parameter), not the whole URL,
+    // but may quote a value ("unknown value \"…\" for `ssl_mode`"): after a password
+    // with an unescaped '&', that value is the password's tail. Quoted text is left out.
+    PgConnectOptions::from_str(url).map_err(|e| {
+        format!(
+            "is not a valid connection URL: {}",
+            crate::config::hide_quoted(&e.to_string())
+        )
+    })
 }
 
 /// libpq connection parameters sqlx-postgres does not read: named when refused, as is one
