@@ -388,11 +388,13 @@ fn config_check_summarises_clients_and_warns_about_weakened_settings() {
          exempt_networks = [\"10.0.0.0/8\", \"192.0.2.0/24\"]\n\
          remember_second_factor_secs = 600\nprimary = \"upstream\"\n\n\
          [upstream]\nservers = [\"192.0.2.50:1812\", \"192.0.2.51:1812\"]\n\
-         timeout_ms = 1900\nsecret = \"0123456789abcdef\"\n\
+         timeout_ms = 1900\nsecret = \"testing123\"\n\
          require_message_authenticator = false\npass_through = [\"Class\"]\n\n\
          [metrics]\nlisten = \"0.0.0.0:9812\"\n\n\
          [[client]]\nname = \"anyone\"\naddress = \"0.0.0.0/0\"\n\
-         secret = \"0123456789abcdef\"\n",
+         secret = \"0123456789abcdef\"\n\n\
+         [[client]]\nname = \"halves\"\naddress = [\"0.0.0.0/1\", \"128.0.0.0/1\"]\n\
+         secret = \"another-long-random-secret-1\"\n",
         std::fs::read_to_string(&cfg)
             .unwrap()
             .replace("(uid={user})", "(|(uid={user})(mail={user}))")
@@ -444,13 +446,16 @@ fn config_check_summarises_clients_and_warns_about_weakened_settings() {
         "warning: client \"anyone\": address 0.0.0.0/0: every address on the internet",
         "warning: metrics: listen = 0.0.0.0:9812 is reachable from other hosts",
         "warning: client \"anyone\": the same shared secret as \"legacy\"",
+        "warning: client \"halves\": address 0.0.0.0/1: a network wider than a /8",
+        "warning: client \"halves\": address 128.0.0.0/1: a network wider than a /8",
+        "warning: upstream: shared secret",
     ] {
         assert!(
             warnings.iter().any(|w| w.starts_with(needle)),
             "no {needle:?}:\n{out}"
         );
     }
-    assert_eq!(warnings.len(), 14, "{out}");
+    assert_eq!(warnings.len(), 17, "{out}");
     for line in [
         "upstream: 192.0.2.50:1812, 192.0.2.51:1812 (1900 ms each; passes on Class)",
         "client \"legacy\": 10.0.0.0/8; password, then a prompt (password checked upstream)",

@@ -200,6 +200,9 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
                 reserve.as_millis()
             ));
         }
+        if let Some(why) = weak_secret(u.secret.expose()) {
+            out.push(format!("{label}: shared secret {why}"));
+        }
         if !u.require_message_authenticator {
             out.push(format!(
                 "{label}: require_message_authenticator = false: a forged Access-Accept from \
@@ -371,6 +374,13 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
                 warn(format!(
                     "address {net}: every address on the internet may use this client's \
                      shared secret"
+                ));
+            } else if net.prefix_len() < if net.addr().is_ipv4() { 8 } else { 16 } {
+                // Wider than a /8 (10.0.0.0/8, all of a private range, is a common choice):
+                // 0.0.0.0/1 and 128.0.0.0/1 are the internet in two halves.
+                warn(format!(
+                    "address {net}: a network wider than a /8 may use this client's shared \
+                     secret"
                 ));
             }
         }

@@ -246,6 +246,17 @@ fn voice_config(
     }
     range("voice.ring_timeout_secs", ring_timeout_secs, 5, 120)?;
     range("voice.call_lifetime_secs", call_lifetime_secs, 10, 600)?;
+    // A call still ringing after its lifetime could be answered, and its key pressed, for
+    // nothing: the approval would come too late to count.
+    if ring_timeout_secs >= call_lifetime_secs {
+        return Err(ConfigError::invalid(
+            "voice.ring_timeout_secs",
+            format!(
+                "{ring_timeout_secs} s is not shorter than voice.call_lifetime_secs \
+                 ({call_lifetime_secs} s): the phone would ring after an answer can count"
+            ),
+        ));
+    }
     if greeting.trim().is_empty() || greeting.len() > 1000 {
         return Err(ConfigError::invalid(
             "voice.greeting",
