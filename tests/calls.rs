@@ -864,7 +864,10 @@ fn an_approval_after_the_calls_lifetime_is_not_announced_as_one() {
     let standin = Standin::start();
     standin.script(DIRECTORY_MOBILE, Script::Silent);
     let sections = delivery(&standin, "");
-    let short = sections.replace("[voice]\n", "[voice]\ncall_lifetime_secs = 10\n");
+    let short = sections.replace(
+        "[voice]\n",
+        "[voice]\ncall_lifetime_secs = 10\nring_timeout_secs = 5\n",
+    );
     assert_ne!(short, sections);
     let mut o = Options::new(&slapd.url);
     o.clients = Vec::new();

@@ -466,8 +466,11 @@ fn sighup_holds_new_clients_to_the_running_call_lifetime() {
     let standin = Standin::start();
     let mut o = Options::new(&slapd.url);
     o.clients.clear();
-    let voice =
-        delivery(&standin, "").replacen("[voice]\n", "[voice]\ncall_lifetime_secs = 30\n", 1);
+    let voice = delivery(&standin, "").replacen(
+        "[voice]\n",
+        "[voice]\ncall_lifetime_secs = 30\nring_timeout_secs = 20\n",
+        1,
+    );
     assert!(voice.contains("call_lifetime_secs = 30"));
     o.extra = format!(
         "{voice}{}",
