@@ -704,10 +704,14 @@ fn a_fraud_block_under_the_other_name_ends_open_prompts() {
     let clients = [client(
         "vpn",
         "127.0.0.1",
-        "methods = [\"sms\", \"voice\"]\nvoice_mode = \"hold\"\nvoice_budget_secs = 20",
+        "methods = [\"sms\", \"voice\"]\nvoice_mode = \"hold\"\nvoice_budget_secs = 20\n\
+         app_passwords = true",
     )];
     let srv = start(&slapd, &standin, "", "", &clients);
     cli_ok(&srv, &["user", "set-method", "john.doe", "sms"]);
+    let app_password = cli_ok(&srv, &["user", "app-password", "add", "john.doe"])
+        .trim()
+        .to_string();
     let pw = "jdoe-Secret-pw";
     let first = py(&srv, &["--user", "john.doe", "--password", pw]);
     assert_eq!(
@@ -743,6 +747,18 @@ fn a_fraud_block_under_the_other_name_ends_open_prompts() {
     assert_eq!(
         srv.audit_json("john.doe")[0]["reason"],
         "user blocked under the entry's other name \"jdoe\""
+    );
+    // An app password, which stands in for both factors, does not get past it either.
+    let r = py(&srv, &["--user", "john.doe", "--password", &app_password]);
+    assert_eq!(code_of(&r), "Access-Reject", "{r}\n{}", srv.log());
+    let rec = &srv.audit_json("john.doe")[0];
+    assert_eq!(
+        (&rec["mode"], &rec["reason"]),
+        (
+            &serde_json::json!("app-password"),
+            &serde_json::json!("user blocked under the entry's other name \"jdoe\"")
+        ),
+        "{rec}"
     );
     // Deleting the blocked user would lift the block: only with --unblock, and audited so.
     let out = srv.cli(&["user", "delete", "jdoe"]);

@@ -74,8 +74,20 @@ async fn radsec_listeners(
     let acceptors = std::sync::Arc::new(crate::server::radsec::Acceptors::new(cfg)?);
     let mut listeners = Vec::new();
     for (i, addr) in cfg.listen.iter().enumerate() {
-        let l = bind_tcp(*addr).with_context(|| format!("binding radsec.listen[{i}] {addr}"))?;
-        listeners.push(l);
+        match bind_tcp(*addr) {
+            Ok(l) => listeners.push(l),
+            // As for UDP (`server::bind`): the IPv6 wildcard of the default list on a kernel
+            // without IPv6, while another address is bound.
+            Err(e) if crate::server::no_ipv6_here(addr, &e) && cfg.listen.len() > 1 => {
+                tracing::warn!(%addr, "this host has no IPv6 ({e}); RadSec not listening on {addr}");
+            }
+            Err(e) => {
+                return Err(e).with_context(|| format!("binding radsec.listen[{i}] {addr}"));
+            }
+        }
+    }
+    if listeners.is_empty() {
+        anyhow::bail!("binding radsec.listen: none of its addresses could be bound");
     }
     Ok(crate::server::RadsecListeners {
         listeners,

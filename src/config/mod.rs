@@ -300,10 +300,12 @@ fn parse_message(text: &str, key: &str, e: &toml::de::Error) -> String {
     let mut message = e.message().trim_end().replace('\n', "; ");
     let last = key.rsplit('.').next().unwrap_or("").to_ascii_lowercase();
     // Header values are often keys (Authorization, X-Api-Key), and a URL may carry one.
-    if ["secret", "password", "token", "key", "url", "authorization"]
+    // Not for an unknown key: what is quoted there is the key and the keys expected.
+    if (["secret", "password", "token", "key", "url", "authorization"]
         .iter()
         .any(|s| last.contains(s))
-        || key.to_ascii_lowercase().contains("headers")
+        || key.to_ascii_lowercase().contains("headers"))
+        && !message.starts_with("unknown field")
     {
         message = hide_quoted(&message);
     }

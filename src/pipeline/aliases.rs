@@ -62,16 +62,33 @@ pub async fn enrolled_under_another_name(
         return Ok(None);
     }
     let now = app.clock.now();
+    // Every name is read before deciding: a block under one must not hide behind a lock
+    // under another (a lock lets exempt groups, exempt networks and a bypass through).
+    let (mut blocked, mut locked) = (None, None);
     for (other, key) in entry_names(app, user, &info.other_names) {
         let snap = app.store.user_snapshot(&key).await?;
         if !own_state && holds_state(!snap.tokens.is_empty(), &snap.profile) {
             return Ok(Some(OtherName::Enrolled(other)));
         }
         if snap.profile.blocked_at.is_some() {
-            return Ok(Some(OtherName::Blocked(other)));
+            blocked.get_or_insert(OtherName::Blocked(other));
+        } else if snap.status.locked_until.is_some_and(|until| until > now) {
+            locked.get_or_insert(OtherName::Locked(other));
         }
-        if snap.status.locked_until.is_some_and(|until| until > now) {
-            return Ok(Some(OtherName::Locked(other)));
+    }
+    Ok(blocked.or(locked))
+}
+
+/// The entry's other name that is blocked by a fraud report, if one is (for logins that
+/// skip the second factor's state but not a block: app passwords).
+pub async fn blocked_under_another_name(
+    app: &AppState,
+    user: &str,
+    other_names: &[String],
+) -> Result<Option<String>, StoreError> {
+    for (other, key) in entry_names(app, user, other_names) {
+        if app.store.user_profile(&key).await?.blocked_at.is_some() {
+            return Ok(Some(other));
         }
     }
     Ok(None)
@@ -122,16 +139,17 @@ pub async fn stopped_under_another_name(
     other_names: &[String],
 ) -> Result<Option<OtherName>, StoreError> {
     let now = app.clock.now();
+    let mut locked = None;
     for (other, key) in entry_names(app, user, other_names) {
-        if app.store.user_profile(&key).await?.blocked_at.is_some() {
+        let snap = app.store.user_snapshot(&key).await?;
+        if snap.profile.blocked_at.is_some() {
             return Ok(Some(OtherName::Blocked(other)));
         }
-        let status = app.store.user_status(&key).await?;
-        if status.locked_until.is_some_and(|until| until > now) {
-            return Ok(Some(OtherName::Locked(other)));
+        if snap.status.locked_until.is_some_and(|until| until > now) {
+            locked.get_or_insert(OtherName::Locked(other));
         }
     }
-    Ok(None)
+    Ok(locked)
 }
 
 /// One key for the whole directory entry, whichever of its names the login came under: the

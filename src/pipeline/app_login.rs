@@ -75,6 +75,15 @@ pub async fn try_app_password(
         v.mode = "app-password";
         return Ok(Some(v));
     };
+    // A fraud report was about the person, whichever name of the entry it came under.
+    if let Some(other) =
+        super::aliases::blocked_under_another_name(app, user, &info.other_names).await?
+    {
+        let mut v = super::aliases::blocked_as(&other, info);
+        v.mode = "app-password";
+        v.token_serial = serial;
+        return Ok(Some(v));
+    }
     // An app password stands in for password and second factor, not for the right to use
     // this client: the allowed groups apply (exempt groups change nothing here).
     if !groups::allowed(ctx, user, &info).await? {

@@ -138,6 +138,22 @@ async fn claim(
     txn: &OobTransaction,
     entry: &str,
 ) -> Result<Option<Delivered>, Fault> {
+    // The lockout as it stands now, not as the request read it before the password check:
+    // wrong codes counted meanwhile (another prompt, another node) may have locked the
+    // user, and a locked user gets no more codes sent or calls placed. Read before the
+    // claim is written, and after this request's earlier writes are committed: on
+    // PostgreSQL those writes hold a pooled connection and the read takes another, so with
+    // more SMS or call logins at once than the pool has connections, each would wait for a
+    // second one while holding one, until the acquire timeout. The claim, its send slot
+    // and a refusal then still commit together.
+    durability::settle().await?;
+    if super::second_factor::is_locked(app, &txn.user).await? {
+        return Ok(Some(Delivered::No(NotSent {
+            message: super::login::LOCKED_MESSAGE,
+            reason: "second factor locked".into(),
+            provider_failed: false,
+        })));
+    }
     if let OobBegin::Existing(t) = app.store.begin_oob(txn).await? {
         // The key names a request by its NAS, source, Identifier and Request Authenticator,
         // not by its bytes. A transaction of another user, NAS or kind, one past its
@@ -191,24 +207,6 @@ async fn claim(
             OobStatus::Failed => failed(&t),
             _ => Delivered::Yes(*t),
         }));
-    }
-    // The lockout as it stands now, not as the request read it before the password check:
-    // wrong codes counted meanwhile (another prompt, another node) may have locked the
-    // user, and a locked user gets no more codes sent or calls placed. The claim is settled
-    // first: on PostgreSQL it holds a pooled connection and the read takes another, so with
-    // more SMS or call logins at once than the pool has connections, each would wait for a
-    // second one while holding one, until the acquire timeout.
-    durability::settle().await?;
-    if super::second_factor::is_locked(app, &txn.user).await? {
-        let reason = "second factor locked".to_string();
-        app.store
-            .resolve_oob(&txn.id, OobStatus::Failed, Some(&reason))
-            .await?;
-        return Ok(Some(Delivered::No(NotSent {
-            message: super::login::LOCKED_MESSAGE,
-            reason,
-            provider_failed: false,
-        })));
     }
     let limits = rate_limits(app, ctx, entry);
     if let Some(i) = app.store.take_send_slot(&limits, txn.created_at).await? {

@@ -51,13 +51,15 @@ pub fn bind(addrs: &[SocketAddr]) -> std::io::Result<Vec<UdpSocket>> {
         }
     }
     if out.is_empty() {
-        return Err(std::io::Error::other("no listen address could be bound"));
+        return Err(std::io::Error::other(
+            "none of server.listen's addresses could be bound",
+        ));
     }
     Ok(out)
 }
 
 /// Whether binding `addr` failed because the kernel has no IPv6 at all.
-fn no_ipv6_here(addr: &SocketAddr, e: &std::io::Error) -> bool {
+pub(crate) fn no_ipv6_here(addr: &SocketAddr, e: &std::io::Error) -> bool {
     addr.is_ipv6()
         && addr.ip().is_unspecified()
         && e.raw_os_error() == Some(nix::libc::EAFNOSUPPORT)
