@@ -59,6 +59,11 @@ impl Pad {
         self.avg_us.store(new, Ordering::Relaxed);
     }
 
+    /// Whether the work has been timed at least once.
+    pub fn has_sample(&self) -> bool {
+        self.avg_us.load(Ordering::Relaxed) != 0
+    }
+
     /// Sleeps about as long as the work takes, at most `cap`; not at all before a sample.
     pub async fn sleep(&self, cap: Duration) {
         self.sleep_or(Duration::ZERO, cap).await

@@ -838,6 +838,40 @@ fn each_client_asks_its_own_group_of_servers() {
 
 /// No `[ldap]` at all, as Duo's proxy runs with only a `radius_client`: the upstream server
 /// vouches for the user, who is known by name; the token and the lockout live in radmfa's
+/// An inline client refuses an enrolled user who typed no code without asking the upstream
+/// server (a field without its code would count against the account's lockout there), in
+/// about the time the server takes to refuse anyone. Before it has timed a refusal (the
+/// first such login after a start), it asks the server once and times that; after that
+/// it asks no more.
+#[test]
+fn the_first_no_code_refusal_after_a_start_times_a_real_one() {
+    let fr = upstream_users();
+    let slapd = directory();
+    let srv = start(
+        &slapd,
+        &upstream_section(&[local(fr.signed)], ""),
+        &[client("vpn", "127.0.0.1", INLINE_UPSTREAM)],
+    );
+    srv.enroll("alice", &[]);
+    let asked = || fr.log().matches("Received Access-Request").count();
+    let before = asked();
+    let r = send(&srv, "127.0.0.1", "alice", "not-her-password", None);
+    assert_eq!(code(&r), "Access-Reject", "{r}");
+    assert_eq!(asked(), before + 1, "the first is timed on the server");
+    let r = send(&srv, "127.0.0.1", "alice", "not-her-password", None);
+    assert_eq!(code(&r), "Access-Reject", "{r}");
+    assert_eq!(
+        asked(),
+        before + 1,
+        "the second is not asked:\n{}",
+        fr.log()
+    );
+    assert_eq!(
+        newest(&srv, "alice")["reason"].as_str(),
+        Some("no code found in the password field")
+    );
+}
+
 /// store as usual. `config check` says so, and `--connect --user` needs no directory.
 /// `[users] strip_domains` makes `alice@corp.example.org` the same user, while the upstream
 /// server gets the name as typed.

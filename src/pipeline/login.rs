@@ -99,17 +99,20 @@ pub async fn start(
         match ctx.client.primary {
             Primary::Ldap => ctx.primary.imitate_check(user).await?,
             Primary::Upstream(ref group) => {
-                // Before the server's first refusal was timed (after a start or a reload),
-                // its timeout: slower than need be for that one login, never quicker than a
-                // refusal could be.
-                let fallback = app
-                    .config()
-                    .upstream_group(group)
-                    .map_or(PAD_CAP, |u| u.timeout);
-                app.upstream_latency
-                    .get(group)
-                    .sleep_or(fallback, PAD_CAP)
-                    .await
+                let pad = app.upstream_latency.get(group);
+                if pad.has_sample() {
+                    pad.sleep(PAD_CAP).await
+                } else {
+                    // No refusal of this server timed yet (after a start, or for a new
+                    // group): any guess at its time would tell this refusal apart, too
+                    // quick or too slow. So this once the server is asked, as for any other
+                    // name, and timed; its answer decides nothing here.
+                    let asked = Instant::now();
+                    let checked = primary::check(app, ctx, req, user, &password).await?;
+                    if let PrimaryOutcome::Denied(Denial::UpstreamReject(_)) = checked {
+                        pad.record(asked.elapsed());
+                    }
+                }
             }
         }
         return Ok(Verdict::reject(NO_INLINE_CODE));
