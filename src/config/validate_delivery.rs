@@ -103,6 +103,21 @@ pub fn validate(raw: RawDelivery, base: &Path) -> Result<DeliveryConfig, ConfigE
             }
             _ => {}
         }
+        // A header carrying {message} carries the configured text: one with a line break
+        // in it would fail every send, so it is refused here with the text filled in.
+        if let (SmsProvider::Http, Some(h)) = (&s.provider, &http_sms) {
+            let text = s.message.replace("{code}", "1234567890");
+            for (name, value) in h.headers.iter().filter(|(_, v)| v.contains("{message}")) {
+                let filled = value.replace("{message}", &text);
+                if reqwest::header::HeaderValue::from_str(&filled).is_err() {
+                    return Err(ConfigError::invalid(
+                        format!("http_sms.headers.{name}"),
+                        "carries {message}, and sms.message has a line break or control \
+                         character a header cannot hold",
+                    ));
+                }
+            }
+        }
     }
     let voice = match voice {
         None => None,

@@ -392,7 +392,13 @@ pub async fn await_call(
     // PostgreSQL store keeps a request's writes in one open transaction): commit first.
     durability::settle().await?;
     let mut until = until;
-    let mut stop_seen = false;
+    let grace_left = || Instant::now() + app.config().server.shutdown_grace / 2;
+    // A call placed after the stop began (its request was already in flight) is held to
+    // the same bound.
+    let mut stop_seen = app.stopping.is_cancelled();
+    if stop_seen {
+        until = until.min(grace_left());
+    }
     loop {
         // Registered before reading, so a callback between the read and the wait wakes us.
         let woken = app.delivery.wake.notified();
@@ -411,7 +417,7 @@ pub async fn await_call(
             // record, so the request is answered and recorded before the process ends.
             _ = app.stopping.cancelled(), if !stop_seen => {
                 stop_seen = true;
-                until = until.min(Instant::now() + app.config().server.shutdown_grace / 2);
+                until = until.min(grace_left());
             }
         }
     }
