@@ -1159,10 +1159,17 @@ fn accounting_over_radsec_is_refused_with_error_cause_406() {
         "User-Name = alice, User-Password = wrong, Message-Authenticator = 0x00",
     );
     assert_eq!(r.code, "Access-Reject", "{}\n{}", r.output, srv.log());
+    // On the same connection: none was closed, and radsecproxy opened no second one.
     let body = http_get(srv.metrics_addr(), "/metrics").2;
     assert!(
-        !body.contains("radmfa_radsec_closed_total{reason=\"discarded\"} 1"),
+        body.contains("radmfa_radsec_closed_total{reason=\"discarded\"} 0"),
         "{body}"
+    );
+    assert_eq!(
+        srv.log().matches("radsec: connection up").count(),
+        1,
+        "{}",
+        srv.log()
     );
 }
 

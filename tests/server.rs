@@ -244,7 +244,21 @@ fn ldaps_without_ca_file_uses_the_system_store_and_survives_a_bad_file() {
     // No usable CA at all: a clear refusal at start, not a failure per login.
     let empty = tempfile::tempdir().unwrap();
     let (_dir, _config, mut cmd) = start(empty.path());
-    let out = cmd.output().unwrap();
+    let mut child = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Bounded: a radmfa that started after all would serve until killed.
+    let until = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > until {
+            let _ = child.kill();
+            panic!("radmfa started without a usable CA");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{said}");
     assert!(
@@ -267,17 +281,13 @@ fn a_user_name_cannot_forge_fields_in_the_text_log() {
          Message-Authenticator = 0x00",
     );
     assert_eq!(r.code, "Access-Reject", "{}", r.output);
-    let log = srv.log();
-    let audit: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains("radmfa::audit"))
-        .collect();
+    // The log reaches the test through a pipe: waited for, not read at once.
     assert!(
-        audit
-            .iter()
-            .any(|l| l.contains("user=\"x result=accept mode=totp\" result=reject")),
-        "{log}"
+        srv.log_shows("user=\"x result=accept mode=totp\" result=reject"),
+        "{}",
+        srv.log()
     );
+    let log = srv.log();
     assert!(
         !log.contains("user=x result=accept"),
         "an unquoted user name:\n{log}"
@@ -1719,9 +1729,28 @@ fn no_reply_clients_are_silent_for_enrolled_users_without_a_code_too() {
     });
     srv.enroll("alice", &[]);
     slapd.stop();
+    // pyrad waits longer than the request deadline (4 s), so a late Reject would be seen;
+    // and the server says it left each one unanswered on purpose.
     for user in ["alice", "nobody"] {
-        let r = py_password(&srv, user, ALICE_PW);
+        let r = pyrad(
+            srv.port(),
+            SECRET,
+            &["--user", user, "--password", ALICE_PW, "--timeout", "6"],
+        );
         assert_eq!(code_of(&r), "timeout", "{user}: {r}\n{}", srv.log());
+        assert!(
+            srv.log_shows(&format!("user=\"{user}\" result=reject mode=none")),
+            "{}",
+            srv.log()
+        );
+        assert!(
+            srv.log()
+                .lines()
+                .any(|l| l.contains(&format!("user=\"{user}\""))
+                    && l.contains("not answered (on_backend_failure = \\\"no_reply\\\")")),
+            "{}",
+            srv.log()
+        );
     }
 }
 

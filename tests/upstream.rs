@@ -836,8 +836,6 @@ fn each_client_asks_its_own_group_of_servers() {
     );
 }
 
-/// No `[ldap]` at all, as Duo's proxy runs with only a `radius_client`: the upstream server
-/// vouches for the user, who is known by name; the token and the lockout live in radmfa's
 /// An inline client refuses an enrolled user who typed no code without asking the upstream
 /// server (a field without its code would count against the account's lockout there), in
 /// about the time the server takes to refuse anyone. Before it has timed a refusal (the
@@ -872,6 +870,8 @@ fn the_first_no_code_refusal_after_a_start_times_a_real_one() {
     );
 }
 
+/// No `[ldap]` at all, as Duo's proxy runs with only a `radius_client`: the upstream server
+/// vouches for the user, who is known by name; the token and the lockout live in radmfa's
 /// store as usual. `config check` says so, and `--connect --user` needs no directory.
 /// `[users] strip_domains` makes `alice@corp.example.org` the same user, while the upstream
 /// server gets the name as typed.

@@ -325,11 +325,11 @@ mod tests {
 
     /// A request that cannot be built (here a header value the message made invalid) is
     /// radmfa's fault, not the provider's outage: never a reason to fail open. Nothing is
-    /// sent (the URL's host does not exist; the error comes before any connection).
+    /// sent (the error comes before any connection; the port is closed anyway).
     #[tokio::test]
     async fn a_request_that_cannot_be_built_is_not_an_outage() {
         let mut g = gateway(HttpAuth::None);
-        g.cfg.url = "https://sms.invalid/send?to={phone}".into();
+        g.cfg.url = "http://127.0.0.1:1/send?to={phone}".into();
         g.cfg.headers = vec![("X-Text".into(), "{message}".into())];
         let e = g
             .send_sms(
