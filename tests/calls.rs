@@ -43,6 +43,25 @@ fn hold_client(budget: u32) -> Vec<String> {
     )]
 }
 
+/// Alice's password login on `port`, held until her call decides (pyrad waits 25 s), for
+/// a thread of its own while the test acts on the call.
+fn alice_held_on(port: u16) -> serde_json::Value {
+    pyrad(
+        port,
+        SECRET,
+        &["--user", "alice", "--password", ALICE_PW, "--timeout", "25"],
+    )
+}
+
+/// Waits (at most 10 s) until the stand-in has been asked to place a call.
+fn wait_for_a_call(standin: &Standin) {
+    let until = Instant::now() + Duration::from_secs(10);
+    while standin.calls().is_empty() {
+        assert!(Instant::now() < until, "no call placed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Password login held until the call decides; pyrad waits long enough.
 fn held_login(srv: &Server, timeout: &str) -> (serde_json::Value, Duration) {
     let t = Instant::now();
@@ -160,18 +179,8 @@ fn changing_the_number_during_a_held_call_cancels_it() {
     let srv = start(&slapd, &standin, "", "", &hold_client(20));
     std::thread::scope(|s| {
         let port = srv.port();
-        let login = s.spawn(move || {
-            pyrad(
-                port,
-                SECRET,
-                &["--user", "alice", "--password", ALICE_PW, "--timeout", "25"],
-            )
-        });
-        let until = Instant::now() + Duration::from_secs(10);
-        while standin.calls().is_empty() {
-            assert!(Instant::now() < until, "no call placed\n{}", srv.log());
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let login = s.spawn(move || alice_held_on(port));
+        wait_for_a_call(&standin);
         let out = cli_ok(&srv, &["user", "set-phone", "alice", "+15550199"]);
         assert!(
             out.contains("1 pending SMS code(s) or call(s) cancelled"),
@@ -222,18 +231,8 @@ fn a_held_call_at_shutdown_is_answered_and_audited_within_the_grace() {
         let mut srv = start(&slapd, &standin, "", "", &hold_client(20));
         let port = srv.port();
         let r = std::thread::scope(|s| {
-            let login = s.spawn(move || {
-                pyrad(
-                    port,
-                    SECRET,
-                    &["--user", "alice", "--password", ALICE_PW, "--timeout", "25"],
-                )
-            });
-            let until = Instant::now() + Duration::from_secs(10);
-            while standin.calls().is_empty() {
-                assert!(Instant::now() < until, "no call placed");
-                std::thread::sleep(Duration::from_millis(20));
-            }
+            let login = s.spawn(move || alice_held_on(port));
+            wait_for_a_call(&standin);
             let sent = std::process::Command::new("kill")
                 .args(["-TERM", &srv.pid().to_string()])
                 .status()

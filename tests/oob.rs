@@ -60,6 +60,15 @@ fn sms_client(keys: &str) -> Vec<String> {
     )]
 }
 
+/// A code that is not the one in the `n`th SMS the stand-in received.
+fn wrong_code(standin: &Standin, n: usize) -> &'static str {
+    if standin.sms()[n].code() == "000000" {
+        "111111"
+    } else {
+        "000000"
+    }
+}
+
 #[test]
 fn sms_code_flow_accepts_the_sent_code_and_rejects_a_wrong_one() {
     let slapd = directory();
@@ -554,11 +563,7 @@ fn the_names_of_one_entry_share_one_lockout() {
     for (n, name) in ["jdoe", "john.doe"].into_iter().enumerate() {
         let r = login(&srv, name, "jdoe-Secret-pw");
         assert_eq!(code_of(&r), "Access-Challenge", "{name}: {r}");
-        let wrong = if standin.sms()[n].code() == "000000" {
-            "111111"
-        } else {
-            "000000"
-        };
+        let wrong = wrong_code(&standin, n);
         let a = answer(&srv, name, wrong, &r["state"]);
         assert_eq!(code_of(&a), "Access-Reject", "{name}: {a}");
     }
@@ -606,11 +611,7 @@ fn a_lock_under_the_other_name_ends_open_prompts() {
     for n in 1..=2 {
         let other = login(&srv, "john.doe", "jdoe-Secret-pw");
         assert_eq!(code_of(&other), "Access-Challenge", "{other}");
-        let wrong = if standin.sms()[n].code() == "000000" {
-            "111111"
-        } else {
-            "000000"
-        };
+        let wrong = wrong_code(&standin, n);
         let a = answer(&srv, "john.doe", wrong, &other["state"]);
         assert_eq!(code_of(&a), "Access-Reject", "{a}");
     }
@@ -642,11 +643,7 @@ fn a_lock_under_the_other_name_holds_for_an_enrolled_name() {
     );
     let r = login(&srv, "jdoe", "jdoe-Secret-pw");
     assert_eq!(code_of(&r), "Access-Challenge", "{r}");
-    let wrong = if standin.sms()[0].code() == "000000" {
-        "111111"
-    } else {
-        "000000"
-    };
+    let wrong = wrong_code(&standin, 0);
     let a = answer(&srv, "jdoe", wrong, &r["state"]);
     assert_eq!(code_of(&a), "Access-Reject", "{a}");
     srv.enroll("john.doe", &[]);

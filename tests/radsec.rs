@@ -1081,12 +1081,9 @@ fn radsec_peer(script: &str, srv: &Server, pki: &Pki) -> (Child, String) {
     python_first_line(script, &args)
 }
 
-/// RadSec carries accounting on the login connection, and its client waits for an answer:
-/// radmfa does no accounting, so it answers Accounting-Request with an Accounting-Response
-/// carrying Error-Cause 406 (RFC 6614 §2.5), which radsecproxy passes back to radclient, and
-/// the connection goes on serving logins.
-#[test]
-fn accounting_over_radsec_is_refused_with_error_cause_406() {
+/// radmfa with RadSec and `/metrics`, alice in the directory, the given request deadline;
+/// the PKI's directory, the PKI, slapd and the server.
+fn alice_with_metrics(deadline_ms: u64) -> (tempfile::TempDir, Pki, Slapd, Server) {
     let pki_dir = tempfile::tempdir().unwrap();
     let good = Pki::make(pki_dir.path(), "good");
     let slapd = Slapd::start(&[LdapUser::new("alice", "alice-pw")]);
@@ -1095,8 +1092,18 @@ fn accounting_over_radsec_is_refused_with_error_cause_406() {
         &good,
         "nas.example.org",
         "\n[metrics]\nlisten = \"127.0.0.1:0\"",
-        4000,
+        deadline_ms,
     );
+    (pki_dir, good, slapd, srv)
+}
+
+/// RadSec carries accounting on the login connection, and its client waits for an answer:
+/// radmfa does no accounting, so it answers Accounting-Request with an Accounting-Response
+/// carrying Error-Cause 406 (RFC 6614 §2.5), which radsecproxy passes back to radclient, and
+/// the connection goes on serving logins.
+#[test]
+fn accounting_over_radsec_is_refused_with_error_cause_406() {
+    let (pki_dir, good, _slapd, srv) = alice_with_metrics(4000);
     let proxy = Proxy::start(
         pki_dir.path(),
         "good",
@@ -1219,16 +1226,7 @@ print(answer(), flush=True)
 
 #[test]
 fn a_packet_that_fails_verification_closes_its_radsec_connection() {
-    let pki_dir = tempfile::tempdir().unwrap();
-    let good = Pki::make(pki_dir.path(), "good");
-    let slapd = Slapd::start(&[LdapUser::new("alice", "alice-pw")]);
-    let srv = start_with(
-        &slapd,
-        &good,
-        "nas.example.org",
-        "\n[metrics]\nlisten = \"127.0.0.1:0\"",
-        1500,
-    );
+    let (_pki_dir, good, _slapd, srv) = alice_with_metrics(1500);
     let said = radsec_script(DISCARDS, &srv, &good);
     let lines: Vec<&str> = said.lines().collect();
     assert_eq!(
