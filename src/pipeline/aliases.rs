@@ -58,14 +58,24 @@ pub async fn enrolled_under_another_name(
     own_state: bool,
     info: &UserInfo,
 ) -> Result<Option<OtherName>, StoreError> {
-    if info.other_names.is_empty() {
+    other_names_standing(app, user, own_state, &info.other_names).await
+}
+
+/// [`enrolled_under_another_name`] from the names alone. Every name is read before
+/// deciding: a block under one must not hide behind a lock under another (a lock lets
+/// exempt groups, exempt networks and a bypass through).
+async fn other_names_standing(
+    app: &AppState,
+    user: &str,
+    own_state: bool,
+    other_names: &[String],
+) -> Result<Option<OtherName>, StoreError> {
+    if other_names.is_empty() {
         return Ok(None);
     }
     let now = app.clock.now();
-    // Every name is read before deciding: a block under one must not hide behind a lock
-    // under another (a lock lets exempt groups, exempt networks and a bypass through).
     let (mut blocked, mut locked) = (None, None);
-    for (other, key) in entry_names(app, user, &info.other_names) {
+    for (other, key) in entry_names(app, user, other_names) {
         let snap = app.store.user_snapshot(&key).await?;
         if !own_state && holds_state(!snap.tokens.is_empty(), &snap.profile) {
             return Ok(Some(OtherName::Enrolled(other)));
@@ -138,18 +148,8 @@ pub async fn stopped_under_another_name(
     user: &str,
     other_names: &[String],
 ) -> Result<Option<OtherName>, StoreError> {
-    let now = app.clock.now();
-    let mut locked = None;
-    for (other, key) in entry_names(app, user, other_names) {
-        let snap = app.store.user_snapshot(&key).await?;
-        if snap.profile.blocked_at.is_some() {
-            return Ok(Some(OtherName::Blocked(other)));
-        }
-        if snap.status.locked_until.is_some_and(|until| until > now) {
-            locked.get_or_insert(OtherName::Locked(other));
-        }
-    }
-    Ok(locked)
+    // A prompt is open, so this name holds what it needs: only blocks and locks count.
+    other_names_standing(app, user, true, other_names).await
 }
 
 /// One key for the whole directory entry, whichever of its names the login came under: the
