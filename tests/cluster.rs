@@ -339,6 +339,70 @@ fn code_accepted_on_a_is_refused_on_b() {
     assert!(step >= now() / 30 - 1, "last used step {step}");
 }
 
+/// A lock another node writes while this node checks the password is seen by this node's
+/// code check. Node B reads the lockout, then waits on the (frozen) directory; the lock
+/// lands meanwhile, as node A's wrong codes would write it; B's right inline code is
+/// refused, not accepted on the lockout B read before.
+#[test]
+fn a_lock_from_another_node_during_the_password_check_stops_the_code() {
+    let slapd = directory();
+    let pg = PgCluster::start();
+    let inline = format!(
+        "\n[[client]]\nname = \"inline\"\naddress = \"127.0.0.2\"\nsecret = \"{SECRET}\"\n\
+         otp_mode = \"inline\"\n"
+    );
+    let nodes = pair(&slapd, &pg.url(), &inline);
+    let seed = nodes.a.enroll("alice", &[]);
+    let slapd_pid = std::fs::read_to_string(slapd.dir().join("slapd.pid"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let signal = |sig: &str| {
+        assert!(std::process::Command::new("kill")
+            .args([sig, &slapd_pid])
+            .status()
+            .unwrap()
+            .success());
+    };
+    signal("-STOP");
+    let port = nodes.b.port();
+    let login = std::thread::spawn(move || {
+        let field = format!("{ALICE_PW},{}", totp(&seed, now(), &[]));
+        pyrad(
+            port,
+            SECRET,
+            &[
+                "--bind",
+                "127.0.0.2",
+                "--user",
+                "alice",
+                "--password",
+                &field,
+                "--timeout",
+                "10",
+            ],
+        )
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    pg.psql(
+        "postgres",
+        &format!(
+            "INSERT INTO user_state (username, failures, locked_until) VALUES ('alice', 5, {}) \
+             ON CONFLICT (username) DO UPDATE SET failures = 5, locked_until = EXCLUDED.locked_until",
+            now() + 900
+        ),
+    );
+    signal("-CONT");
+    let r = login.join().unwrap();
+    assert_eq!(code_of(&r), "Access-Reject", "{r}\n{}", nodes.b.log());
+    let rec = &nodes.b.audit_json("alice")[0];
+    assert!(
+        rec["reason"].as_str().unwrap().contains("locked"),
+        "{rec}\n{}",
+        nodes.b.log()
+    );
+}
+
 #[test]
 fn five_wrong_codes_over_both_nodes_lock_the_user_on_both() {
     let slapd = directory();

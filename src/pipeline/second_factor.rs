@@ -165,14 +165,23 @@ pub async fn check_code(
 }
 
 /// The lockout as it stands in the user's `turn`: `standing` as read earlier in the request,
-/// unless a wrong code or answer was counted since; then as it is on disk now.
+/// unless a wrong code or answer was counted since (or another node may have counted one);
+/// then as it is in the store now.
 pub async fn in_turn(
     app: &AppState,
     turn: &Turn<'_>,
     user: &str,
     standing: Standing,
 ) -> Result<Standing, StoreError> {
-    Ok(if turn.counted_since(standing.seen) {
+    // With a store shared by several nodes (PostgreSQL), wrong codes counted on another
+    // node do not show in this node's turns: a lock written there while this request
+    // checked the password would go unseen. So there the lockout is read again in every
+    // turn (one read per code check); on SQLite, one node, only after a count.
+    let shared = matches!(
+        app.config().store,
+        crate::config::StoreConfig::Postgres { .. }
+    );
+    Ok(if shared || turn.counted_since(standing.seen) {
         Standing::of(app, &app.store.user_status(user).await?, standing.seen)
     } else {
         standing
