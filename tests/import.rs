@@ -244,6 +244,49 @@ fn duplicates_replace_and_mapping_file() {
 }
 
 #[test]
+fn held_tokens_move_only_with_force_and_app_seeds_never() {
+    let a = Admin::new();
+    let seed = hex::encode(b"12345678901234567890");
+    let f = a.write("o.csv", &format!("T-1,{seed},totp,6,30,carol\n"));
+    assert!(a.import(&f, &[]).0);
+    // A hardware token someone holds: a typo must not take it from them.
+    let (ok, _, err) = a.run(&["token", "assign", "T-1", "dave"]);
+    assert!(!ok && err.contains("held by carol") && err.contains("--force"), "{err}");
+    assert_eq!(a.tokens()[0]["user"], "carol");
+    let (ok, out, err) = a.run(&["token", "assign", "T-1", "dave", "--force"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("assigned to dave"), "{out}");
+    assert_eq!(a.tokens()[0]["user"], "dave");
+
+    // An app seed lives on its user's phone: never handed on, never back to stock.
+    let (ok, _, err) = a.run(&["user", "enroll-totp", "erin", "--uri-only"]);
+    assert!(ok, "{err}");
+    let app = a
+        .tokens()
+        .into_iter()
+        .find(|t| t["user"] == "erin")
+        .expect("erin's token")["serial"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for args in [
+        vec!["token", "assign", app.as_str(), "mallory", "--force"],
+        vec!["token", "unassign", app.as_str()],
+    ] {
+        let (ok, _, err) = a.run(&args);
+        assert!(
+            !ok && err.contains("authenticator-app seed enrolled for erin"),
+            "{args:?}: {err}"
+        );
+    }
+    let erin = a.tokens().into_iter().find(|t| t["serial"] == app.as_str());
+    assert_eq!(erin.expect("still there")["user"], "erin");
+    // Giving it back to its own user changes nothing and is not refused; deleting works.
+    assert!(a.run(&["token", "assign", app.as_str(), "erin"]).0);
+    assert!(a.run(&["token", "delete", app.as_str()]).0);
+}
+
+#[test]
 fn inventory_commands_and_their_audit() {
     let a = Admin::new();
     let seed = hex::encode(b"12345678901234567890");

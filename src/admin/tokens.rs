@@ -19,9 +19,11 @@ pub enum TokenCommand {
     List(ListArgs),
     /// Show one token's parameters and state (never its secret).
     Show(ShowArgs),
-    /// Give a token to USER (a user may hold several tokens).
+    /// Give a token to USER (a user may hold several tokens). A token another user holds
+    /// needs --force; a seed enrolled for someone's authenticator app is never moved.
     Assign(AssignArgs),
-    /// Take a token from its user and return it to stock.
+    /// Take a hardware or imported token from its user and return it to stock (a seed
+    /// enrolled for an app is deleted instead: `token delete`).
     Unassign(SerialArg),
     /// Stop a token from verifying (lost, broken) without forgetting it.
     Disable(SerialArg),
@@ -66,6 +68,9 @@ pub struct SerialArg {
 pub struct AssignArgs {
     pub serial: String,
     pub user: String,
+    /// Take the token from the user who has it now (needed when it has an owner).
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]
@@ -82,7 +87,7 @@ pub async fn run(cfg: &Config, cmd: TokenCommand) -> anyhow::Result<ExitCode> {
 }
 
 async fn run_on(cfg: &Config, store: &dyn Store, cmd: TokenCommand) -> anyhow::Result<ExitCode> {
-    let (serial, action, owner) = match cmd {
+    let (serial, action, owner, force) = match cmd {
         TokenCommand::List(a) => return list(cfg, store, a).await,
         TokenCommand::Show(a) => return show(store, &a.serial, a.json).await,
         TokenCommand::Resync(a) => return resync(cfg, store, a).await,
@@ -95,17 +100,21 @@ async fn run_on(cfg: &Config, store: &dyn Store, cmd: TokenCommand) -> anyhow::R
                     a.user
                 );
             }
-            (a.serial, Action::Assign, Some(user))
+            (a.serial, Action::Assign, Some(user), a.force)
         }
-        TokenCommand::Unassign(a) => (a.serial, Action::Unassign, None),
-        TokenCommand::Disable(a) => (a.serial, Action::Disable, None),
-        TokenCommand::Enable(a) => (a.serial, Action::Enable, None),
-        TokenCommand::Delete(a) => (a.serial, Action::Delete, None),
+        TokenCommand::Unassign(a) => (a.serial, Action::Unassign, None, false),
+        TokenCommand::Disable(a) => (a.serial, Action::Disable, None, false),
+        TokenCommand::Enable(a) => (a.serial, Action::Enable, None, false),
+        TokenCommand::Delete(a) => (a.serial, Action::Delete, None, false),
     };
     let Some(before) = store.token_record(&serial).await? else {
         eprintln!("{serial}: no such token");
         return Ok(ExitCode::from(1));
     };
+    if let Some(refusal) = refuse_move(&before, &action, owner.as_deref(), force) {
+        eprintln!("{serial}: {refusal}");
+        return Ok(ExitCode::from(1));
+    }
     let done = match action {
         Action::Assign => store.assign_token(&serial, owner.as_deref()).await?,
         Action::Unassign => store.assign_token(&serial, None).await?,
@@ -154,6 +163,43 @@ async fn run_on(cfg: &Config, store: &dyn Store, cmd: TokenCommand) -> anyhow::R
     }
     println!("{serial}: {what}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Why moving `before` to `owner` (assign) or to stock (unassign) is refused, if it is.
+/// A seed enrolled for an app lives on its user's phone: given to someone else, that
+/// phone's codes would log them in, so it is only ever deleted. A token someone holds goes
+/// to another user only with --force: a mistyped serial must not silently take it away.
+fn refuse_move(
+    before: &TokenRecord,
+    action: &Action,
+    owner: Option<&str>,
+    force: bool,
+) -> Option<String> {
+    let previous = before.token.user.as_deref();
+    let moves = match action {
+        Action::Assign => previous.is_some_and(|p| Some(p) != owner),
+        Action::Unassign => previous.is_some(),
+        _ => false,
+    };
+    if !moves && !(before.extra.enrolled && matches!(action, Action::Assign) && previous.is_none())
+    {
+        return None;
+    }
+    let old = super::printable(previous.unwrap_or("(stock)"));
+    if before.extra.enrolled {
+        return Some(format!(
+            "an authenticator-app seed enrolled for {old}; it exists on that phone, so it \
+             is never given to another user or returned to stock. Use `radmfa token delete` \
+             (or `radmfa user reset`) and enroll the new user afresh"
+        ));
+    }
+    match action {
+        Action::Assign if !force => Some(format!(
+            "held by {old}; add --force to take it from them and give it to {}",
+            super::printable(owner.unwrap_or_default())
+        )),
+        _ => None,
+    }
 }
 
 enum Action {

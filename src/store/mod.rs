@@ -195,6 +195,10 @@ pub struct TokenExtra {
     /// HOTP self-service resynchronisation: after a code beyond the look-ahead window, the
     /// counter the *next* code must have, and when that first code came (Unix seconds).
     pub resync: Option<(u64, i64)>,
+    /// The seed was made by `radmfa user enroll-totp` for its user's authenticator app: it
+    /// exists nowhere else, so it is never given to another user or returned to stock (the
+    /// store's `origin = 'enroll'`). Imports never set it.
+    pub enrolled: bool,
 }
 
 /// A token with its inventory data, as the token commands and verification see it.

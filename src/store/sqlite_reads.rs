@@ -205,7 +205,7 @@ impl Readers {
 /// The token columns every token read selects, in the order [`token_record`] reads them.
 pub(super) const RECORD_COLUMNS: &str = "id, serial, user, kind, algorithm, digits, period, \
      counter, last_step, enabled, created_at, secret, manufacturer, model, valid_from, \
-     valid_until, drift, resync_counter, resync_at";
+     valid_until, drift, resync_counter, resync_at, origin";
 
 /// The snapshot query: lockout and profile columns, then [`RECORD_COLUMNS`] of `tokens`.
 static SNAPSHOT_SQL: LazyLock<String> = LazyLock::new(|| {
@@ -260,6 +260,7 @@ fn token_record(sealer: &Sealer, row: &Row<'_>, at: usize) -> Result<TokenRecord
             valid_until: row.get(col(15)).map_err(sqlite_err)?,
             drift: row.get(col(16)).map_err(sqlite_err)?,
             resync,
+            enrolled: row.get::<_, String>(col(19)).map_err(sqlite_err)? == "enroll",
         },
         token,
     })

@@ -201,6 +201,9 @@ pub async fn tokens_add_list_by_serial(store: &dyn Store) {
     let u1 = store.add_token(totp("U1", None, b"seed-u1")).await.unwrap();
     let ids: BTreeSet<i64> = [t1, h1, t2, u1].into_iter().collect();
     assert_eq!(ids.len(), 4, "ids are distinct");
+    // Added one by one = enrolled for an app; imported ones are not (below).
+    let t1_record = store.token_record("T1").await.unwrap().unwrap();
+    assert!(t1_record.extra.enrolled, "add_token records an enrolled seed");
 
     let alice = store.tokens_for_user("alice").await.unwrap();
     assert_eq!(
@@ -1207,6 +1210,7 @@ fn extra(manufacturer: &str) -> TokenExtra {
         valid_until: Some(T + 100),
         drift: -2,
         resync: None,
+        enrolled: false,
     }
 }
 
@@ -1236,6 +1240,7 @@ pub async fn inventory_import_list_assign_enable_delete(store: &dyn Store) {
     assert_eq!(h2.token.secret.expose(), b"seed-h2");
     assert_eq!(h2.extra, extra("Feitian"));
     assert!(h2.token.enabled);
+    assert!(!h2.extra.enrolled, "an imported token is not an enrolled seed");
     // Imported tokens are ordinary tokens for the login path.
     assert_eq!(store.tokens_for_user("bob").await.unwrap().len(), 1);
 

@@ -314,6 +314,7 @@ fn read_key(
             TokenKind::Hotp => 0,
         },
         resync: None,
+        enrolled: false,
     };
     let token = NewToken {
         serial,

@@ -16,7 +16,7 @@ use crate::store::{
 
 const RECORD_COLUMNS: &str = "id, serial, username, kind, algorithm, digits, period, counter, \
                               last_step, enabled, created_at, secret, manufacturer, model, \
-                              valid_from, valid_until, drift, resync_counter, resync_at";
+                              valid_from, valid_until, drift, resync_counter, resync_at, origin";
 
 impl PgStore {
     /// [`crate::store::Store::user_snapshot`] in one round trip: one row per token (ordered
@@ -89,6 +89,7 @@ impl PgStore {
                 valid_until: row.try_get("valid_until")?,
                 drift: row.try_get("drift")?,
                 resync,
+                enrolled: row.try_get::<String, _>("origin")? == "enroll",
             },
             token,
         })
