@@ -251,7 +251,10 @@ fn held_tokens_move_only_with_force_and_app_seeds_never() {
     assert!(a.import(&f, &[]).0);
     // A hardware token someone holds: a typo must not take it from them.
     let (ok, _, err) = a.run(&["token", "assign", "T-1", "dave"]);
-    assert!(!ok && err.contains("held by carol") && err.contains("--force"), "{err}");
+    assert!(
+        !ok && err.contains("held by carol") && err.contains("--force"),
+        "{err}"
+    );
     assert_eq!(a.tokens()[0]["user"], "carol");
     let (ok, out, err) = a.run(&["token", "assign", "T-1", "dave", "--force"]);
     assert!(ok, "{err}");

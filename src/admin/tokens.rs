@@ -181,8 +181,10 @@ fn refuse_move(
         Action::Unassign => previous.is_some(),
         _ => false,
     };
-    if !moves && !(before.extra.enrolled && matches!(action, Action::Assign) && previous.is_none())
-    {
+    // A stock app seed (returned to stock before this rule) goes to nobody either.
+    let stock_app_seed =
+        before.extra.enrolled && matches!(action, Action::Assign) && previous.is_none();
+    if !moves && !stock_app_seed {
         return None;
     }
     let old = super::printable(previous.unwrap_or("(stock)"));

@@ -203,7 +203,10 @@ pub async fn tokens_add_list_by_serial(store: &dyn Store) {
     assert_eq!(ids.len(), 4, "ids are distinct");
     // Added one by one = enrolled for an app; imported ones are not (below).
     let t1_record = store.token_record("T1").await.unwrap().unwrap();
-    assert!(t1_record.extra.enrolled, "add_token records an enrolled seed");
+    assert!(
+        t1_record.extra.enrolled,
+        "add_token records an enrolled seed"
+    );
 
     let alice = store.tokens_for_user("alice").await.unwrap();
     assert_eq!(
@@ -1240,7 +1243,10 @@ pub async fn inventory_import_list_assign_enable_delete(store: &dyn Store) {
     assert_eq!(h2.token.secret.expose(), b"seed-h2");
     assert_eq!(h2.extra, extra("Feitian"));
     assert!(h2.token.enabled);
-    assert!(!h2.extra.enrolled, "an imported token is not an enrolled seed");
+    assert!(
+        !h2.extra.enrolled,
+        "an imported token is not an enrolled seed"
+    );
     // Imported tokens are ordinary tokens for the login path.
     assert_eq!(store.tokens_for_user("bob").await.unwrap().len(), 1);
 
