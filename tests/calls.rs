@@ -666,6 +666,22 @@ fn rd_gateway_request_calls_without_an_ldap_bind() {
         (Some("voice"), Some("rd-gateway"))
     );
 
+    // A password login (a VPN policy NPS forwards from the same address) gets no call: this
+    // client checks no password, so it takes none.
+    let r = py(
+        &srv,
+        &["--user", "alice", "--password", ALICE_PW, "--timeout", "10"],
+    );
+    assert_eq!(code_of(&r), "Access-Reject", "{r}");
+    assert_eq!(standin.calls().len(), 1, "no call for a password login");
+    let rec = &srv.audit_json("alice")[0];
+    assert!(
+        rec["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("second-factor-only client")),
+        "{rec}"
+    );
+
     // The same request from a normal client: no password, no login, no call.
     let r = rdg("127.0.0.2");
     assert_eq!(code_of(&r), "Access-Reject", "{r}");
