@@ -257,7 +257,8 @@ fn provider_failure_rejects_with_a_clear_audit_reason() {
 
 /// `provider_failure = "allow"`: the provider's outage lets a correct password in (fail
 /// open), audited as such; a wrong password, the provider's rate limit (which a caller
-/// can bring on, with a burst of logins), and a send refused by radmfa's rate limit do not.
+/// can bring on, with a burst of logins), our credentials refused (a mistake of ours that
+/// lasts until someone fixes it) and a send refused by radmfa's rate limit do not.
 #[test]
 fn provider_failure_allow_fails_open_for_outages_only() {
     let slapd = directory();
@@ -266,7 +267,7 @@ fn provider_failure_allow_fails_open_for_outages_only() {
     let mut srv = start(
         &slapd,
         &standin,
-        "max_per_user = 3\n",
+        "max_per_user = 4\n",
         "",
         &sms_client("provider_failure = \"allow\""),
     );
@@ -276,6 +277,15 @@ fn provider_failure_allow_fails_open_for_outages_only() {
     assert_eq!(rec["mode"], "sms", "{rec}");
     assert!(
         rec["reason"].as_str().unwrap().contains("HTTP 429"),
+        "{rec}"
+    );
+    // Twilio's "Authenticate" (a rotated or mistyped auth token): not an outage.
+    standin.fail_sms(Some((401, 20003, "Authenticate")));
+    let r = login(&srv, "alice", ALICE_PW);
+    assert_eq!(code_of(&r), "Access-Reject", "{r}\n{}", srv.log());
+    let rec = &srv.audit_json("alice")[0];
+    assert!(
+        rec["mode"] == "sms" && rec["reason"].as_str().unwrap().contains("HTTP 401"),
         "{rec}"
     );
     standin.fail_sms(Some((503, 20503, "Service Unavailable")));
@@ -293,7 +303,7 @@ fn provider_failure_allow_fails_open_for_outages_only() {
         "Access-Reject",
         "the password is still checked"
     );
-    // The provider is back: a code as usual, until the limit of three sends (the failed
+    // The provider is back: a code as usual, until the limit of four sends (the failed
     // ones counted) is used up. A limit is a decision, not an outage: the next login is refused.
     standin.fail_sms(None);
     assert_eq!(code_of(&login(&srv, "alice", ALICE_PW)), "Access-Challenge");
@@ -310,7 +320,7 @@ fn provider_failure_allow_fails_open_for_outages_only() {
     let log = srv.log();
     let stopped = log.lines().find(|l| l.contains("stopped")).unwrap_or("");
     assert!(
-        stopped.contains("provider_failures=2") && stopped.contains("fail_open=1"),
+        stopped.contains("provider_failures=3") && stopped.contains("fail_open=1"),
         "{log}"
     );
 }

@@ -44,17 +44,19 @@ pub enum ProviderError {
 }
 
 impl ProviderError {
-    /// The provider is down or will not serve anyone right now — no answer, a server error,
-    /// our credentials refused — as opposed to a refusal of this one message (an invalid or
-    /// landline number, an opted-out recipient: HTTP 400/404, a body without the success
-    /// text) or its rate limit (429). Only an outage may fail open (`provider_failure =
-    /// "allow"`): a refusal is the same every time for that number, and a caller could
-    /// choose it; a caller with the password can bring the rate limit on too, with a burst
-    /// of logins, and turn it into a login without the second factor.
+    /// The provider is down right now — no answer, a server error — as opposed to a refusal
+    /// of this one message (an invalid or landline number, an opted-out recipient: HTTP
+    /// 400/404, a body without the success text), its rate limit (429) or our credentials
+    /// refused (401/403). Only an outage may fail open (`provider_failure = "allow"`): a
+    /// refusal is the same every time for that number, and a caller could choose it; a
+    /// caller with the password can bring the rate limit on too, with a burst of logins,
+    /// and turn it into a login without the second factor; and refused credentials (a
+    /// rotated auth token, a suspended account) stay refused until someone acts, so failing
+    /// open on them would quietly turn the second factor off for days.
     pub fn is_outage(&self) -> bool {
         match self {
             ProviderError::Timeout { .. } | ProviderError::Transport { .. } => true,
-            ProviderError::Status { status, .. } => *status >= 500 || matches!(*status, 401 | 403),
+            ProviderError::Status { status, .. } => *status >= 500,
             ProviderError::NotAccepted { .. } | ProviderError::Setup(_) => false,
         }
     }
