@@ -13,7 +13,12 @@ use super::pg_cluster::PgCluster;
 
 /// `n` nodes (each its own pool, as separate processes would have) on one fresh database.
 async fn nodes(cluster: &PgCluster, n: usize, sealer: &Sealer) -> Vec<Arc<PgStore>> {
-    let settings = PgSettings::new(cluster.fresh_database());
+    nodes_on(&cluster.fresh_database(), n, sealer).await
+}
+
+/// `n` nodes on the database at `url`.
+async fn nodes_on(url: &str, n: usize, sealer: &Sealer) -> Vec<Arc<PgStore>> {
+    let settings = PgSettings::new(url.to_string());
     let mut out = Vec::new();
     for _ in 0..n {
         out.push(Arc::new(
@@ -87,7 +92,37 @@ async fn nodes_starting_together_migrate_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 8)]
 async fn two_nodes_consume_steps_states_and_count_failures_once() {
     let cluster = PgCluster::shared();
-    let nodes = nodes(&cluster, 2, &super::test_sealer()).await;
+    consume_and_count_once(&nodes(&cluster, 2, &super::test_sealer()).await).await;
+}
+
+/// The same on a database whose DBA made every transaction SERIALIZABLE by default: the
+/// store's single-statement guards are written for READ COMMITTED (a loser waits for the
+/// winner's row lock, then sees its commit), so it sets that level on its connections.
+/// Under the stricter level, racing failure counts fail with "could not serialize access"
+/// (a wrong code rejected but never counted) and a racing send limit counts from an old
+/// snapshot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+async fn the_store_keeps_read_committed_whatever_the_database_default() {
+    let cluster = PgCluster::shared();
+    let url = cluster.fresh_database();
+    let db = url
+        .rsplit('/')
+        .next()
+        .and_then(|t| t.split('?').next())
+        .unwrap()
+        .to_string();
+    cluster.psql(
+        "postgres",
+        &format!("ALTER DATABASE {db} SET default_transaction_isolation = 'serializable'"),
+    );
+    assert_eq!(
+        cluster.psql(&db, "SHOW default_transaction_isolation"),
+        "serializable"
+    );
+    consume_and_count_once(&nodes_on(&url, 2, &super::test_sealer()).await).await;
+}
+
+async fn consume_and_count_once(nodes: &[Arc<PgStore>]) {
     let id = nodes[0]
         .add_token(battery::totp("T1", Some("alice"), b"seed"))
         .await
@@ -96,7 +131,7 @@ async fn two_nodes_consume_steps_states_and_count_failures_once() {
     let t = nodes[1].token_by_serial("T1").await.unwrap().unwrap();
     assert_eq!(t.secret.expose(), b"seed");
 
-    let wins = race_over(&nodes, move |s, _| async move {
+    let wins = race_over(nodes, move |s, _| async move {
         s.consume_totp_step(id, T / 30).await.unwrap()
     })
     .await;
@@ -106,14 +141,14 @@ async fn two_nodes_consume_steps_states_and_count_failures_once() {
         .put_challenge(&battery::challenge(b"s1", "alice", T + 60))
         .await
         .unwrap();
-    let wins = race_over(&nodes, |s, _| async move {
+    let wins = race_over(nodes, |s, _| async move {
         s.consume_challenge(b"s1").await.unwrap()
     })
     .await;
     assert_eq!(wins.iter().filter(|&&w| w).count(), 1, "{wins:?}");
 
     // 20 failures over two nodes with threshold 5: four locks, none lost.
-    let results = race_over(&nodes, |s, _| async move {
+    let results = race_over(nodes, |s, _| async move {
         s.record_failure("alice", 5, T, 300).await.unwrap()
     })
     .await;

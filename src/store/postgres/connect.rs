@@ -304,11 +304,22 @@ impl PgStore {
 /// Accept without committing them) and the other nodes go on.
 fn serving_pool(settings: &PgSettings) -> Result<PgPool, StoreError> {
     let idle_tx = settings.max_request + IDLE_TX_MARGIN;
+    // The store's guards (a step, a State, a send slot taken once) are single statements
+    // written for READ COMMITTED: a loser waits for the winner's row lock, then sees its
+    // commit. A database or role whose default is REPEATABLE READ or SERIALIZABLE would make
+    // racing failure counts fail instead of adding up and let a send limit count from an
+    // old snapshot, so the level is set here, whatever the DBA's default.
     let options = settings.connect_options()?.options([
         ("statement_timeout", STATEMENT_TIMEOUT_MS.to_string()),
         (
             "idle_in_transaction_session_timeout",
             idle_tx.as_millis().to_string(),
+        ),
+        // sqlx writes `-c key=value` unquoted: the server splits options at spaces
+        // unless a backslash escapes them.
+        (
+            "default_transaction_isolation",
+            "read\\ committed".to_string(),
         ),
     ]);
     Ok(PgPoolOptions::new()
