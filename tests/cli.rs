@@ -214,6 +214,15 @@ fn list_show_reset_delete_and_audit() {
     assert!(ok);
     let (ok, _, _) = run(&cfg, &["user", "delete", "bob"]);
     assert!(!ok, "deleting a missing user fails");
+    let (_, out, _) = run(&cfg, &["audit", "--result", "delete", "--json"]);
+    assert_eq!(
+        out.lines().count(),
+        1,
+        "no record of a deletion that did not happen"
+    );
+    // A mistyped name: said so, nothing recorded as reset (the real user keeps the factor).
+    let (ok, _, err) = run(&cfg, &["user", "reset", "alcie"]);
+    assert!(!ok && err.contains("nothing to reset"), "{err}");
 
     let (ok, out, _) = run(&cfg, &["user", "unlock", "alice"]);
     assert!(ok && out.contains("was not locked"), "{out}");

@@ -130,7 +130,8 @@ pub async fn set_method(
 
 pub async fn unblock(cfg: &Config, store: &dyn Store, user: &str) -> anyhow::Result<ExitCode> {
     let was = store.unblock_user(user).await?;
-    admin_audit(cfg, store, user, "unblock", None).await?;
+    let note = (!was).then(|| "was not blocked".to_string());
+    admin_audit(cfg, store, user, "unblock", note).await?;
     println!(
         "{user}: {}",
         if was { "unblocked" } else { "was not blocked" }

@@ -25,7 +25,8 @@ async fn run_on(cfg: &Config, store: &dyn Store, cmd: UserCommand) -> anyhow::Re
         UserCommand::Show(a) => show(store, &a.user, a.json).await,
         UserCommand::Unlock(a) => {
             let was = store.unlock_user(&a.user, SystemClock.now()).await?;
-            admin_audit(cfg, store, &a.user, "unlock", None).await?;
+            let note = (!was).then(|| "was not locked".to_string());
+            admin_audit(cfg, store, &a.user, "unlock", note).await?;
             println!(
                 "{}: {}",
                 a.user,
@@ -71,15 +72,15 @@ async fn run_on(cfg: &Config, store: &dyn Store, cmd: UserCommand) -> anyhow::Re
                 return Ok(ExitCode::from(1));
             }
             let existed = store.delete_user(&a.user).await?;
+            if !existed {
+                // Nothing was deleted: no record claims otherwise (a mistyped name).
+                eprintln!("{}: no such user", super::printable(&a.user));
+                return Ok(ExitCode::from(1));
+            }
             let note = lifted.then(|| "the block (fraud report) lifted".to_string());
             admin_audit(cfg, store, &a.user, "delete", note).await?;
-            if existed {
-                println!("{}: deleted", a.user);
-                Ok(ExitCode::SUCCESS)
-            } else {
-                println!("{}: no such user", a.user);
-                Ok(ExitCode::from(1))
-            }
+            println!("{}: deleted", a.user);
+            Ok(ExitCode::SUCCESS)
         }
     }
 }
@@ -92,7 +93,17 @@ async fn reset(cfg: &Config, store: &dyn Store, user: &str) -> anyhow::Result<Ex
     let outcome = reset_steps(store, user, &mut done).await;
     let what = done.join(", ");
     match outcome {
-        Ok(()) => {
+        // Nothing under this name: most often a mistyped one, whose real user keeps the
+        // (perhaps compromised) factor. Said so, and no record claims a reset.
+        Ok(false) => {
+            eprintln!(
+                "{}: nothing to reset (no tokens, lockout, app passwords, bypass, remembered \
+                 logins or open prompts under this name); check the spelling",
+                super::printable(user)
+            );
+            Ok(ExitCode::from(1))
+        }
+        Ok(true) => {
             admin_audit(cfg, store, user, "reset", Some(what.clone())).await?;
             println!("{user}: {what}; the user must enroll again");
             Ok(ExitCode::SUCCESS)
@@ -108,33 +119,46 @@ async fn reset(cfg: &Config, store: &dyn Store, user: &str) -> anyhow::Result<Ex
     }
 }
 
-async fn reset_steps(store: &dyn Store, user: &str, done: &mut Vec<String>) -> anyhow::Result<()> {
+/// True if anything was there to take away.
+async fn reset_steps(
+    store: &dyn Store,
+    user: &str,
+    done: &mut Vec<String>,
+) -> anyhow::Result<bool> {
     let now = SystemClock.now();
     let r = store.delete_user_tokens(user).await?;
     done.push(format!(
         "{} app token(s) deleted, {} imported token(s) returned to stock",
         r.deleted, r.returned
     ));
-    store.unlock_user(user, now).await?;
+    let mut found = r.deleted + r.returned > 0;
+    if store.unlock_user(user, now).await? {
+        done.push("unlocked".into());
+        found = true;
+    }
     // App passwords and a waiting bypass stand in for the second factor, so they go too (a
     // reset often follows a lost or compromised device); a factor the user no longer has
     // must not be remembered either.
     let app_passwords = store.delete_app_passwords(user).await?;
     if app_passwords > 0 {
         done.push(format!("{app_passwords} app password(s) deleted"));
+        found = true;
     }
     if store.user_profile(user).await?.bypass_pending(now) {
         store.set_bypass(user, None).await?;
         done.push("the waiting bypass cancelled".into());
+        found = true;
     }
     let forgotten = store.forget_logins(user).await?;
     if forgotten > 0 {
         done.push(format!("{forgotten} remembered login(s) forgotten"));
+        found = true;
     }
     // A prompt opened before the reset could still resend a code or switch methods.
     let closed = store.close_challenges(user).await?;
     if closed > 0 {
         done.push(format!("{closed} open prompt(s) closed"));
+        found = true;
     }
     // And a login held on a call (no prompt to close) must not be approved from the phone.
     let cancelled = store
@@ -144,8 +168,9 @@ async fn reset_steps(store: &dyn Store, user: &str, done: &mut Vec<String>) -> a
         done.push(format!(
             "{cancelled} pending SMS code(s) or call(s) cancelled"
         ));
+        found = true;
     }
-    Ok(())
+    Ok(found)
 }
 
 /// Admins type names as users do; the store keys them as logins do (`Config::user_names`).
