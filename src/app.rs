@@ -148,6 +148,34 @@ pub async fn with_command_store<T>(
     result
 }
 
+/// [`with_command_store`] for a command that only reads (lists, shows, the audit log): a
+/// store that does not exist yet is reported, not made. A mistyped `store.path` would
+/// otherwise get a new empty database and key file, and "no users" for an answer.
+pub async fn with_existing_store<T>(
+    cfg: &StoreConfig,
+    command: impl AsyncFnOnce(&dyn Store) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let (database, key_file) = match cfg {
+        StoreConfig::Sqlite { path, key_file } => (Some(path), key_file),
+        StoreConfig::Postgres { key_file, .. } => (None, key_file),
+    };
+    if let Some(path) = database.filter(|p| !p.exists()) {
+        anyhow::bail!(
+            "store.path {}: no database there, so nothing to show (radmfa makes it at its \
+             first start or enrollment); check store.path and --config",
+            path.display()
+        );
+    }
+    if !key_file.exists() {
+        anyhow::bail!(
+            "store.key_file {} is missing; a command that only reads makes none (check \
+             store.key_file and --config, or restore the file from your backup)",
+            key_file.display()
+        );
+    }
+    with_command_store(cfg, command).await
+}
+
 /// Opens (creating and migrating if needed) the configured store.
 /// The key of a SQLite store: loaded, or made for a new database. A database without its
 /// key file is refused: its seeds cannot be unsealed, and a new key would seal what is

@@ -27,6 +27,32 @@ fn run(cfg: &std::path::Path, args: &[&str]) -> (bool, String, String) {
     )
 }
 
+/// Commands that only read do not make a store where there is none: a mistyped
+/// `store.path` would otherwise get a new database and key and answer "no users".
+#[test]
+fn reading_commands_do_not_create_a_store() {
+    let (d, cfg) = setup();
+    for args in [
+        &["user", "list"][..],
+        &["user", "show", "alice"],
+        &["token", "list"],
+        &["token", "show", "T-1"],
+        &["audit"],
+    ] {
+        let (ok, _, err) = run(&cfg, args);
+        assert!(
+            !ok && err.contains("store.path") && err.contains("no database there"),
+            "{args:?}: {err}"
+        );
+    }
+    assert!(!d.path().join("radmfa.db").exists(), "no database made");
+    assert!(!d.path().join("radmfa.key").exists(), "no key made");
+    // A command that writes makes them, as at a first enrollment.
+    assert!(run(&cfg, &["user", "enroll-totp", "alice", "--uri-only"]).0);
+    let (ok, out, err) = run(&cfg, &["user", "list"]);
+    assert!(ok && out.contains("alice"), "{out}{err}");
+}
+
 /// A database whose key file is gone is not given a new key by whichever command runs
 /// first: everything enrolled after would be sealed with a key no backup has.
 #[test]
@@ -49,9 +75,9 @@ fn a_database_without_its_key_file_is_refused_not_rekeyed() {
         );
         assert!(!key.exists(), "{args:?} made a new key file");
     }
-    // A fresh install (no database yet) still gets both.
+    // A fresh install (no database yet) still gets both, at its first enrollment.
     std::fs::remove_file(d.path().join("radmfa.db")).unwrap();
-    let (ok, _, err) = run(&cfg, &["user", "list"]);
+    let (ok, _, err) = run(&cfg, &["user", "enroll-totp", "alice", "--uri-only"]);
     assert!(ok, "{err}");
     assert!(key.exists());
 }
@@ -699,6 +725,8 @@ fn an_import_the_disk_cannot_take_imports_all_or_nothing() {
 #[test]
 fn commands_that_store_under_a_user_name_refuse_unusable_names() {
     let (_d, cfg) = setup();
+    // Someone enrolled, so the store exists and the list below can show it unchanged.
+    assert!(run(&cfg, &["user", "enroll-totp", "zed", "--uri-only"]).0);
     let long = "a".repeat(254);
     for name in ["al\u{1b}[2Kice", "", "  ", long.as_str()] {
         for args in [
@@ -714,10 +742,14 @@ fn commands_that_store_under_a_user_name_refuse_unusable_names() {
     }
     let (ok, out, _) = run(&cfg, &["user", "list", "--json"]);
     assert!(ok);
-    assert_eq!(
-        serde_json::from_str::<serde_json::Value>(&out).unwrap(),
-        serde_json::json!([])
-    );
+    let v = serde_json::from_str::<serde_json::Value>(&out).unwrap();
+    let names: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["user"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["zed"], "nothing stored for a refused name");
 }
 
 /// Every admin record names who ran the command: the account, and under sudo the person

@@ -8,7 +8,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use super::printable;
-use crate::app::with_command_store;
+use crate::app::with_existing_store;
 use crate::cli::AuditArgs;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
@@ -68,21 +68,21 @@ pub async fn run(cfg: &Config, args: AuditArgs) -> anyhow::Result<ExitCode> {
         after_id: None,
     };
     if let Some(by) = args.count_by {
-        let counts = with_command_store(&cfg.store, async |store| {
+        let counts = with_existing_store(&cfg.store, async |store| {
             Ok(store.audit_counts(&filter, by).await?)
         })
         .await?;
         return report(counts, by, args.limit, args.json);
     }
     if args.follow {
-        with_command_store(&cfg.store, async |store| {
+        with_existing_store(&cfg.store, async |store| {
             super::audit_follow::follow(store, filter, args.json).await
         })
         .await?;
         return Ok(ExitCode::SUCCESS);
     }
     let rows =
-        with_command_store(&cfg.store, async |store| Ok(store.audit(&filter).await?)).await?;
+        with_existing_store(&cfg.store, async |store| Ok(store.audit(&filter).await?)).await?;
     if args.json {
         for r in rows {
             println!("{}", serde_json::to_string(&r)?);

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::bail;
 use clap::{Args, Subcommand};
 
-use crate::app::with_command_store;
+use crate::app::{with_command_store, with_existing_store};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::mfa::{hotp, otp};
@@ -83,6 +83,9 @@ pub struct ResyncArgs {
 }
 
 pub async fn run(cfg: &Config, cmd: TokenCommand) -> anyhow::Result<ExitCode> {
+    if matches!(cmd, TokenCommand::List(_) | TokenCommand::Show(_)) {
+        return with_existing_store(&cfg.store, async |store| run_on(cfg, store, cmd).await).await;
+    }
     with_command_store(&cfg.store, async |store| run_on(cfg, store, cmd).await).await
 }
 

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use rand::RngCore;
 
-use crate::app::with_command_store;
+use crate::app::{with_command_store, with_existing_store};
 use crate::cli::{EnrollArgs, UserCommand};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
@@ -15,6 +15,9 @@ use crate::store::{AuditRecord, NewToken, OtpAlgorithm, Store, StoreError, Token
 
 pub async fn run(cfg: &Config, mut cmd: UserCommand) -> anyhow::Result<ExitCode> {
     fold_user_name(cfg, &mut cmd);
+    if matches!(cmd, UserCommand::List(_) | UserCommand::Show(_)) {
+        return with_existing_store(&cfg.store, async |store| run_on(cfg, store, cmd).await).await;
+    }
     with_command_store(&cfg.store, async |store| run_on(cfg, store, cmd).await).await
 }
 
