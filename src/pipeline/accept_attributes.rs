@@ -7,6 +7,7 @@
 
 use super::{Fault, RequestContext, Verdict};
 use crate::radius::ReplyCode;
+use crate::store::durability;
 
 pub async fn add(ctx: &RequestContext, user: &str, v: &mut Verdict) -> Result<(), Fault> {
     let rules = &ctx.client.accept_attributes;
@@ -21,6 +22,11 @@ pub async fn add(ctx: &RequestContext, user: &str, v: &mut Verdict) -> Result<()
     if rules.by_group.is_empty() {
         return Ok(());
     }
+    // The login's writes (the code used, the failures cleared, the State consumed) are
+    // committed before the directory is asked: on PostgreSQL they are one open transaction
+    // holding a pooled connection and the user's row locks, which a slow directory would
+    // otherwise keep from every other request and node for as long as these searches take.
+    durability::settle().await?;
     // The DN is known from the password check or carried with the challenge; a second
     // factor without either (an older challenge) searches once.
     let primary = ctx.primary.clone();
