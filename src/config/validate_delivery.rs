@@ -348,6 +348,15 @@ fn http_sms_config(raw: RawHttpSms, base: &Path) -> Result<HttpSmsConfig, Config
             format!("{method:?} is not one of GET, POST, PUT"),
         ));
     }
+    // A GET sends no body (`delivery::http`): what is only in it would never reach the
+    // gateway, which would be asked to send nothing to nobody, and may answer 200.
+    if method == "GET" && !body.is_empty() {
+        return Err(ConfigError::invalid(
+            "http_sms.body",
+            "method = \"GET\" sends no body: put {phone} and {message} (or {code}) in the \
+             url, or use POST",
+        ));
+    }
     if !url.contains("{phone}") && !body.contains("{phone}") {
         return Err(ConfigError::invalid(
             "http_sms.body",
@@ -421,6 +430,20 @@ fn http_sms_config(raw: RawHttpSms, base: &Path) -> Result<HttpSmsConfig, Config
     };
     for (name, value) in &headers {
         header_key(name, value)?;
+        // These two radmfa sets itself; reqwest adds a configured one beside it, and a
+        // strict gateway refuses a request with two.
+        if name.eq_ignore_ascii_case("content-type") {
+            return Err(ConfigError::invalid(
+                format!("http_sms.headers.{name}"),
+                "is set from http_sms.content_type (and encoding): set it there",
+            ));
+        }
+        if name.eq_ignore_ascii_case("authorization") && !matches!(auth, HttpAuth::None) {
+            return Err(ConfigError::invalid(
+                format!("http_sms.headers.{name}"),
+                "would be sent beside the one http_sms.auth makes: remove one of them",
+            ));
+        }
     }
     for (i, s) in success_status.iter().enumerate() {
         range(&format!("http_sms.success_status[{i}]"), *s, 100, 599)?;
