@@ -375,6 +375,25 @@ fn config_check_summarises_clients_and_warns_about_weakened_settings() {
         );
     }
 
+    // A call answered at the last ring, with no time left to press # within its lifetime.
+    let ring = "\nring_timeout_secs = 30                      # 5 to 120\n";
+    assert_eq!(sample.matches(ring).count(), 1);
+    for (secs, warned) in [(100, false), (101, true)] {
+        let f = d.path().join("late-ring.toml");
+        let text = sample.replace(ring, &format!("\nring_timeout_secs = {secs}\n"));
+        std::fs::write(&f, text).unwrap();
+        let (ok, out, err) = run(&f, &["config", "check"]);
+        assert!(ok, "{err}");
+        assert_eq!(
+            out.contains(
+                "warning: voice: call_lifetime_secs = 120 leaves a call answered at the last \
+                 ring (ring_timeout_secs = 101)"
+            ),
+            warned,
+            "{secs}:\n{out}"
+        );
+    }
+
     // A lockout threshold too high to protect the codes.
     let d = tempfile::tempdir().unwrap();
     let sample = std::fs::read_to_string(root.join("conf/radmfa.toml")).unwrap();

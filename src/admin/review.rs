@@ -4,6 +4,8 @@
 //! valid choices; the check still passes. An admin reviewing a config (or a change to one)
 //! sees at a glance what each NAS gets, without reading every key.
 
+use std::time::Duration;
+
 use crate::config::delivery::{ProviderFailure, VoiceMode};
 use crate::config::upstream::{section_key, StatusCheck, DEFAULT_GROUP};
 use crate::config::{ClientConfig, Config, NoFactorPolicy, OtpMode, Primary, StoreConfig};
@@ -460,6 +462,24 @@ fn delivery_time_warnings(cfg: &Config) -> Vec<String> {
         None => None,
     };
     let mut out = Vec::new();
+    // Answered at the last ring, the callee still hears the greeting and has the keypad's
+    // wait to press #; an approval after the call's lifetime does not count.
+    if let Some(v) = &d.voice {
+        let answer =
+            v.ring_timeout + Duration::from_secs(crate::mfa::voice::GATHER_TIMEOUT_SECS + 5);
+        if answer > v.call_lifetime {
+            out.push(format!(
+                "voice: call_lifetime_secs = {} leaves a call answered at the last ring \
+                 (ring_timeout_secs = {}) too little time: the greeting and the keypad's {} s \
+                 wait come after it, and a # pressed after the lifetime does not count; make \
+                 it at least {}",
+                v.call_lifetime.as_secs(),
+                v.ring_timeout.as_secs(),
+                crate::mfa::voice::GATHER_TIMEOUT_SECS,
+                answer.as_secs()
+            ));
+        }
+    }
     for c in &cfg.clients {
         let methods = &c.factors.methods;
         let voice = twilio.filter(|_| methods.contains(&Method::Voice));

@@ -121,7 +121,11 @@ pub fn validate(raw: RawDelivery, base: &Path) -> Result<DeliveryConfig, ConfigE
     }
     let voice = match voice {
         None => None,
-        Some(v) => Some(voice_config(v, twilio.as_ref(), callbacks.is_some())?),
+        Some(v) => Some(voice_config(
+            v,
+            twilio.as_ref(),
+            callbacks.as_ref().map(|c| c.public_url.as_str()),
+        )?),
     };
     Ok(DeliveryConfig {
         phone,
@@ -213,7 +217,7 @@ fn sms_config(raw: RawSms) -> Result<SmsConfig, ConfigError> {
 fn voice_config(
     raw: RawVoice,
     twilio: Option<&TwilioConfig>,
-    callbacks: bool,
+    public_url: Option<&str>,
 ) -> Result<VoiceConfig, ConfigError> {
     let RawVoice {
         provider,
@@ -235,12 +239,12 @@ fn voice_config(
             "\"twilio\" needs a [twilio] section",
         ));
     };
-    if !callbacks {
+    let Some(public_url) = public_url else {
         return Err(ConfigError::invalid(
             "voice.provider",
             "calls report back over HTTP: add a [callbacks] section",
         ));
-    }
+    };
     let caller_id = caller_id.unwrap_or_else(|| twilio.from.clone());
     if !is_e164(&caller_id) {
         return Err(ConfigError::invalid(
@@ -276,6 +280,23 @@ fn voice_config(
         return Err(ConfigError::invalid(
             "voice.greeting",
             "must be 1 to 1000 bytes",
+        ));
+    }
+    // Twilio refuses a call whose inline TwiML is longer (error 32018), so every call would
+    // fail; the greeting's quotes and ampersands grow when escaped for XML.
+    let longest = crate::mfa::voice::call_twiml(
+        &greeting,
+        &format!("{public_url}/twilio/voice/{}/gather", "0".repeat(32)),
+    );
+    if longest.chars().count() > crate::mfa::voice::MAX_TWIML_CHARS {
+        return Err(ConfigError::invalid(
+            "voice.greeting",
+            format!(
+                "makes the call's TwiML {} characters long (with callbacks.public_url and \
+                 XML escaping); Twilio takes at most {}: shorten it",
+                longest.chars().count(),
+                crate::mfa::voice::MAX_TWIML_CHARS
+            ),
         ));
     }
     Ok(VoiceConfig {

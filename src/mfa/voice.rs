@@ -56,13 +56,20 @@ pub fn xml_escape(s: &str) -> String {
 pub fn call_twiml(greeting: &str, action_url: &str) -> String {
     format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response>\
-         <Gather input=\"dtmf\" finishOnKey=\"#\" actionOnEmptyResult=\"true\" timeout=\"15\" \
-         method=\"POST\" action=\"{}\">\
+         <Gather input=\"dtmf\" finishOnKey=\"#\" actionOnEmptyResult=\"true\" \
+         timeout=\"{GATHER_TIMEOUT_SECS}\" method=\"POST\" action=\"{}\">\
          <Say>{}</Say></Gather><Say>No key was pressed. Goodbye.</Say><Hangup/></Response>",
         xml_escape(action_url),
         xml_escape(greeting)
     )
 }
+
+/// How long the keypad waits for a key once the greeting has played (`<Gather timeout>`).
+pub const GATHER_TIMEOUT_SECS: u64 = 15;
+
+/// The most characters of TwiML Twilio takes inline with a call (its `Twiml` parameter;
+/// error 32018 above).
+pub const MAX_TWIML_CHARS: usize = 4000;
 
 /// What the callee hears after pressing keys.
 /// What the callee hears after pressing a key. `taken` is whether the key decided the call:
