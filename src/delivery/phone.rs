@@ -5,7 +5,9 @@
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PhoneError {
-    #[error("{0:?} has characters other than digits, spaces, dashes, dots and parentheses")]
+    #[error(
+        "{0:?} has characters other than digits, spaces, dashes, dots, slashes and parentheses"
+    )]
     Characters(String),
     #[error("{0:?} has no country code and no [phone] default_country_code is set")]
     NoCountryCode(String),
@@ -46,7 +48,15 @@ pub fn normalise(raw: &str, default_country_code: &str) -> Result<String, PhoneE
     for c in body.chars() {
         match c {
             '0'..='9' => digits.push(c),
+            // Also the no-break spaces and dashes that numbers pasted from a mail client
+            // or a word processor carry.
             ' ' | '-' | '.' | '(' | ')' | '/' => {}
+            '\u{a0}'
+            | '\u{202f}'
+            | '\u{2007}'
+            | '\u{2009}'
+            | '\u{2010}'..='\u{2015}'
+            | '\u{2212}' => {}
             _ => return Err(PhoneError::Characters(raw.to_string())),
         }
     }
@@ -54,6 +64,14 @@ pub fn normalise(raw: &str, default_country_code: &str) -> Result<String, PhoneE
         digits
     } else if let Some(rest) = digits.strip_prefix("00") {
         rest.to_string()
+    } else if default_country_code == "1" {
+        // North America: no area code starts with 0 or 1, so a leading 1 is the country
+        // code already ("1 (555) 010-0123") and 011 the international prefix.
+        match (digits.strip_prefix("011"), digits.strip_prefix('1')) {
+            (Some(rest), _) => rest.to_string(),
+            (None, Some(_)) => digits,
+            (None, None) => format!("1{digits}"),
+        }
     } else if default_country_code.is_empty() {
         return Err(PhoneError::NoCountryCode(raw.to_string()));
     } else if KEEPS_LEADING_ZERO.contains(&default_country_code) {
@@ -80,25 +98,61 @@ pub fn mask(e164: &str) -> String {
     format!("••••{}", last_four(e164))
 }
 
-/// `text` (a provider's error message) with every `+` and 7 or more digits masked as
-/// [`mask`] does: Twilio's "Invalid 'To' Phone Number: +4915112345678" goes into the log and
-/// the audit reason, where numbers are otherwise shown by their last four digits only.
+/// `text` (a provider's error message) with every phone number masked as [`mask`] does:
+/// Twilio's "Invalid 'To' Phone Number: +4915112345678" goes into the log and the audit
+/// reason, where numbers are otherwise shown by their last four digits only. A number is 7
+/// or more digits: after a `+` (or `%2B`, a gateway echoing the query it was sent) written
+/// with spaces or dashes between them, or without one in a single run (a gateway's
+/// `msisdn 4915112345678`). Other long digit runs (a message id) are masked too; that
+/// costs a log reader little.
 pub fn mask_numbers(text: &str) -> String {
+    let b = text.as_bytes();
     let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(at) = rest.find('+') {
-        out.push_str(&rest[..at]);
-        let after = &rest[at + 1..];
-        let digits = after.len() - after.trim_start_matches(|c: char| c.is_ascii_digit()).len();
-        if digits >= 7 {
-            out.push_str(&mask(&after[..digits]));
+    let mut i = 0;
+    let mut copied = 0;
+    while i < b.len() {
+        let prefix = if b[i] == b'+' {
+            1
+        } else if b.len() - i >= 3 && b[i] == b'%' && b[i + 1] == b'2' && b[i + 2] | 0x20 == b'b' {
+            3
         } else {
-            out.push('+');
-            out.push_str(&after[..digits]);
+            0
+        };
+        // A run starts at a `+` or at a digit that does not continue a word or a number.
+        let starts =
+            prefix > 0 || (b[i].is_ascii_digit() && (i == 0 || !b[i - 1].is_ascii_alphanumeric()));
+        if !starts {
+            i += 1;
+            continue;
         }
-        rest = &after[digits..];
+        let mut j = i + prefix;
+        let mut digits = String::new();
+        let mut end = j;
+        while j < b.len() {
+            if b[j].is_ascii_digit() {
+                digits.push(b[j] as char);
+                j += 1;
+                end = j;
+            } else if prefix > 0
+                && matches!(b[j], b' ' | b'-')
+                && j + 1 < b.len()
+                && b[j + 1].is_ascii_digit()
+            {
+                j += 1;
+            } else {
+                break;
+            }
+        }
+        if digits.len() >= 7 {
+            out.push_str(&text[copied..i]);
+            out.push_str(&mask(&digits));
+            copied = end;
+            i = end;
+        } else {
+            i = end.max(i + 1);
+        }
     }
-    out.push_str(rest);
+    out.push_str(&text[copied..]);
     out
 }
 
@@ -116,6 +170,20 @@ mod tests {
             "Invalid 'To' Phone Number: ••••5678, see +1 and +"
         );
         assert_eq!(super::mask_numbers("no number"), "no number");
+        // As a gateway may echo them: percent-encoded, spaced, without the plus.
+        assert_eq!(
+            super::mask_numbers("bad to=%2B4915112345678&x=1"),
+            "bad to=••••5678&x=1"
+        );
+        assert_eq!(
+            super::mask_numbers("msisdn 4915112345678 rejected (+49 151 1234-5678)"),
+            "msisdn ••••5678 rejected (••••5678)"
+        );
+        // Short numbers (error codes, counts) and digits inside words stay.
+        assert_eq!(
+            super::mask_numbers("error 20003 for AC1234567890 at 12:30"),
+            "error 20003 for AC1234567890 at 12:30"
+        );
     }
 
     #[test]
@@ -146,6 +214,20 @@ mod tests {
         );
         assert_eq!(normalise("0171/1234567", "49"), Ok("+491711234567".into()));
         assert_eq!(normalise("(555) 010-0123", "1"), Ok("+15550100123".into()));
+        // North America's own ways of writing the country code and the way out.
+        assert_eq!(
+            normalise("1 (555) 010-0123", "1"),
+            Ok("+15550100123".into())
+        );
+        assert_eq!(
+            normalise("011 44 20 7946 0958", "1"),
+            Ok("+442079460958".into())
+        );
+        // Pasted from a mail client: no-break spaces and an en dash.
+        assert_eq!(
+            normalise("+49\u{a0}171\u{202f}123\u{2013}4567", ""),
+            Ok("+491711234567".into())
+        );
         assert!(matches!(
             normalise("0171 1234567", ""),
             Err(PhoneError::NoCountryCode(_))
