@@ -6,7 +6,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-WAIT=1; [ "${1:-}" = "--no-wait" ] && WAIT=0
+WAIT=1
+case "${1:-}" in
+  "") ;;
+  --no-wait) WAIT=0 ;;
+  *) echo "usage: scripts/demo.sh [--no-wait]   (--no-wait: stop after the walk-through)" >&2
+     exit 2 ;;
+esac
 
 scripts/install-deps.sh
 export PATH="$HOME/.cargo/bin:$PATH:/usr/sbin"
@@ -19,6 +25,16 @@ SECRET=demo-shared-secret
 INLINE_SECRET=demo-inline-secret
 LDAP_PORT=3890
 RAD_PORT=11812
+
+# A demo killed outright (kill -9, a closed terminal) leaves its slapd and radmfa running
+# on the demo's ports: stop them by their pid files before starting afresh.
+for pidfile in "$DATA/radmfa.pid" "$DATA/slapd/slapd.pid"; do
+  pid=$(cat "$pidfile" 2>/dev/null || true)
+  if [ -n "$pid" ] && grep -qE 'radmfa|slapd' "/proc/$pid/comm" 2>/dev/null; then
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  fi
+done
 
 # Ports another service holds would make the demo fail halfway, with a less clear message.
 for p in "$LDAP_PORT/tcp" "$RAD_PORT/udp"; do
@@ -42,8 +58,19 @@ if ! grep -q '^00000000000000000000000000000001 ' /proc/net/if_inet6 2>/dev/null
   echo "==> no IPv6 loopback here: radmfa listens on 127.0.0.1 only, and the inline step is skipped"
 fi
 cleanup() {
-  [ -f "$DATA/radmfa.pid" ] && kill "$(cat "$DATA/radmfa.pid")" 2>/dev/null || true
-  [ -f "$DATA/slapd/slapd.pid" ] && kill "$(cat "$DATA/slapd/slapd.pid")" 2>/dev/null || true
+  local pids=()
+  for f in "$DATA/radmfa.pid" "$DATA/slapd/slapd.pid"; do
+    [ -f "$f" ] && pids+=("$(cat "$f")")
+  done
+  ((${#pids[@]})) || return 0
+  kill "${pids[@]}" 2>/dev/null || true
+  # Gone before the script ends, so a demo started right after finds its ports free.
+  for _ in $(seq 50); do
+    local alive=0
+    for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
+    [ "$alive" = 1 ] || break
+    sleep 0.1
+  done
 }
 trap cleanup EXIT
 
@@ -89,11 +116,13 @@ LDIF
 } > "$DATA/slapd/users.ldif"
 slapadd -q -f "$DATA/slapd/slapd.conf" -l "$DATA/slapd/users.ldif"
 slapd -f "$DATA/slapd/slapd.conf" -h "ldap://127.0.0.1:$LDAP_PORT/"
+up=0
 for _ in $(seq 50); do
   ldapwhoami -x -H "ldap://127.0.0.1:$LDAP_PORT/" -D uid=alice,ou=people,dc=example,dc=org \
-    -w alice-password >/dev/null 2>&1 && break
+    -w alice-password >/dev/null 2>&1 && { up=1; break; }
   sleep 0.1
 done
+[ "$up" = 1 ] || { echo "slapd did not answer on 127.0.0.1:$LDAP_PORT within 5 s" >&2; exit 1; }
 echo "    users: alice / alice-password (TOTP enrolled below), bob / bob-password (no token)"
 
 echo "==> enrolling a TOTP token for alice"
@@ -104,7 +133,9 @@ SEED=$(sed -nE 's/^Secret: ([A-Z2-7]+)$/\1/p' "$DATA/enroll.txt")
 echo "==> starting radmfa on 127.0.0.1:$RAD_PORT"
 "$RADMFA" --config "$CONF" serve > "$DATA/radmfa.log" 2>&1 &
 echo $! > "$DATA/radmfa.pid"
-for _ in $(seq 50); do grep -q "listening" "$DATA/radmfa.log" && break; sleep 0.1; done
+up=0
+for _ in $(seq 50); do grep -q "listening" "$DATA/radmfa.log" && { up=1; break; }; sleep 0.1; done
+[ "$up" = 1 ] || { echo "radmfa did not start within 5 s; its log:" >&2; tail -20 "$DATA/radmfa.log" >&2; exit 1; }
 
 # Bold headings on a terminal only (plain text when the output is piped or logged).
 if [ -t 1 ]; then say() { printf '\n\033[1m%s\033[0m\n' "$*"; }; else say() { printf '\n%s\n' "$*"; }; fi
@@ -152,11 +183,17 @@ cat <<TXT
   Config:  ${CONF#$ROOT/}
 
   Try it yourself: scan alice's QR code above with an authenticator app (or use
-  oathtool --totp -b $SEED), then repeat steps 1 and 2. Inline mode (password,code in one
-  field) is configured for requests over IPv6 loopback:
+  oathtool --totp -b $SEED), then repeat steps 1 and 2.
+TXT
+if [ "$IPV6" = 1 ]; then
+cat <<TXT
+  Inline mode (password,code in one field) is configured for requests over IPv6 loopback:
     echo "User-Name = alice, User-Password = \"alice-password,\$(oathtool --totp -b $SEED)\", Message-Authenticator = 0x00" | radclient -x [::1]:$RAD_PORT auth $INLINE_SECRET
+TXT
+fi
+cat <<TXT
   (each code is accepted once: wait for the next 30-second step between logins.)
-  Admin: $RADMFA --config $CONF user list | user show alice | audit
+  Admin: $RADMFA --config $CONF user list      (also: user show alice, audit)
 TXT
 say "Press Ctrl-C to stop radmfa and slapd."
 wait "$(cat "$DATA/radmfa.pid")"

@@ -3,8 +3,10 @@
 //!
 //! "Exactly once": the transaction is inserted under the request's key before anything is
 //! sent. Retransmits on this node never get here (the duplicate cache attaches them); a
-//! retransmit that reaches another node sharing the store finds the transaction and follows
-//! it instead of sending again.
+//! retransmit that reaches another node sharing the store (a load balancer in front)
+//! finds the transaction and follows it instead of sending again. A NAS failing over to its
+//! next server sends a new request (its own Identifier and Request Authenticator), which is
+//! a new login here: docs/rd-gateway.md says to keep the NAS's timeout above the budget.
 
 use std::time::{Duration, Instant};
 

@@ -2,6 +2,15 @@
 
 use super::*;
 
+/// The timing tests measure latency distributions and compare them; run side by side
+/// (cargo runs a binary's tests in parallel) each would load the two cores under the
+/// others' measurements, the app-password one with argon2 above all. One at a time.
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static ALONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    // A test that failed holding it poisons it; the next still runs, alone.
+    ALONE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn percentiles(mut v: Vec<Duration>) -> [f64; 5] {
     v.sort();
     let at = |p: f64| v[((p * v.len() as f64) as usize).min(v.len() - 1)].as_secs_f64() * 1e3;
@@ -65,6 +74,7 @@ fn warm_up(sock: &UdpSocket, rounds: u32, password: &[u8]) {
 /// unknown one is not answered measurably faster (radmfa pads it to a bind's duration).
 #[test]
 fn no_user_enumeration_by_reply_or_timing() {
+    let _alone = one_at_a_time();
     let slapd = Slapd::start(&LdapUser::generate(50));
     let srv = Server::start(&Options::new(&slapd.url));
     let sock = socket_from("127.0.0.1", srv.addr, 3000);
@@ -102,6 +112,7 @@ fn no_user_enumeration_by_reply_or_timing() {
 /// the unknown name costs a search and a bind's time), with the same reply.
 #[test]
 fn remembered_entries_do_not_tell_known_users_apart() {
+    let _alone = one_at_a_time();
     let slapd = Slapd::start(&LdapUser::generate(50));
     let mut o = Options::new(&slapd.url);
     o.ldap_extra = "entry_cache_seconds = 300".into();
@@ -174,6 +185,7 @@ fn remembered_entries_do_not_tell_known_users_apart() {
 /// once, it would tell enrolled users from unknown ones. Same reply, same time.
 #[test]
 fn an_enrolled_user_without_a_code_is_not_told_apart_by_timing() {
+    let _alone = one_at_a_time();
     let slapd = Slapd::start(&LdapUser::generate(20));
     let mut o = Options::new(&slapd.url);
     o.clients = vec![Nas {
@@ -217,6 +229,7 @@ fn an_enrolled_user_without_a_code_is_not_told_apart_by_timing() {
 /// otherwise the time tells holders, who exist, from names nobody has.
 #[test]
 fn app_password_holders_are_not_told_apart_by_timing() {
+    let _alone = one_at_a_time();
     let slapd = Slapd::start(&LdapUser::generate(20));
     let mut o = Options::new(&slapd.url);
     o.clients.clear();
