@@ -58,6 +58,13 @@ pub async fn take(
     if now >= until {
         return Ok(None);
     }
+    // The caller read the lockout before the password check; wrong codes counted since (on
+    // another node, or another request of this user's) may have locked the second factor,
+    // and a remembered one is no way around that. One read, only when something is
+    // remembered.
+    if super::second_factor::is_locked(app, user).await? {
+        return Ok(None);
+    }
     let reason = format!(
         "{} passed at {} from this station; remembered until {}",
         r.mode,
