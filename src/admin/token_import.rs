@@ -275,6 +275,14 @@ pub async fn run(cfg: &Config, store: &dyn Store, a: ImportArgs) -> anyhow::Resu
         p.problems.len(),
         p.ignored.len()
     );
+    if p.ready.is_empty() {
+        // A script must not read "imported" from a run that stored nothing.
+        eprintln!(
+            "{}: no valid token to import ({summary}); nothing was imported",
+            a.file.display()
+        );
+        return Ok(ExitCode::from(1));
+    }
     if a.dry_run {
         println!("dry run: would import {summary}; nothing was stored");
         return Ok(ExitCode::SUCCESS);
