@@ -102,6 +102,7 @@ pub async fn run(cfg: &Config, args: AuditArgs) -> anyhow::Result<ExitCode> {
 #[derive(Clone, Copy)]
 pub(super) struct Table {
     user: usize,
+    result: usize,
     mode: usize,
     token: usize,
     nas: usize,
@@ -114,6 +115,7 @@ impl Table {
         };
         Table {
             user: width("USER", &|r| printable(&r.user).chars().count()),
+            result: width("RESULT", &|r| printable(&r.result).chars().count()),
             mode: width("MODE", &|r| r.mode.len()),
             token: width("TOKEN", &|r| r.token_serial.as_deref().map_or(1, str::len)),
             nas: width("NAS", &|r| {
@@ -128,6 +130,9 @@ impl Table {
     pub(super) fn at_least(self, min: usize) -> Self {
         Table {
             user: self.user.max(min),
+            // Every record's result fits: the longest radmfa writes is
+            // "app-password-delete-all".
+            result: self.result.max("app-password-delete-all".len()),
             mode: self.mode.max(min),
             token: self.token.max(min),
             nas: self.nas.max(min),
@@ -165,12 +170,13 @@ impl Table {
         let reason = printable(reason);
         let Table {
             user: wu,
+            result: wr,
             mode: wm,
             token: wt,
             nas: wn,
         } = *self;
         format!(
-            "{time:<20} {user:<wu$} {result:<9} {mode:<wm$} {token:<wt$} {nas:<wn$} {ms:>6}  {reason}"
+            "{time:<20} {user:<wu$} {result:<wr$} {mode:<wm$} {token:<wt$} {nas:<wn$} {ms:>6}  {reason}"
         )
     }
 }

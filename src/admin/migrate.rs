@@ -111,9 +111,10 @@ async fn backup(cfg: &Config, file: PathBuf) -> anyhow::Result<ExitCode> {
         store.as_ref(),
         "",
         "backup",
+        // The whole path: "b1.db" says nothing about where the copy went.
         Some(format!(
             "database copied to {} ({} token(s), {} audit record(s))",
-            file.display(),
+            std::path::absolute(&file).unwrap_or(file.clone()).display(),
             s.tokens,
             s.audit
         )),
