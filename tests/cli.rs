@@ -27,6 +27,32 @@ fn run(cfg: &std::path::Path, args: &[&str]) -> (bool, String, String) {
     )
 }
 
+/// An app password logs in without a code: `user show` must not call its holder a user
+/// "without second-factor state", and shows it (never the password itself).
+#[test]
+fn user_show_lists_app_passwords() {
+    let (_d, cfg) = setup();
+    let (ok, pw, err) = run(
+        &cfg,
+        &["user", "app-password", "add", "carol", "--label", "mail"],
+    );
+    assert!(ok, "{err}");
+    let (ok, out, err) = run(&cfg, &["user", "show", "carol"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("app password: #") && out.contains("mail"),
+        "{out}"
+    );
+    assert!(
+        !out.contains(pw.trim()),
+        "the password itself is never shown"
+    );
+    let (ok, out, _) = run(&cfg, &["user", "show", "carol", "--json"]);
+    assert!(ok);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["app_passwords"][0]["label"], "mail", "{v}");
+}
+
 /// Commands that only read do not make a store where there is none: a mistyped
 /// `store.path` would otherwise get a new database and key and answer "no users".
 #[test]

@@ -465,11 +465,14 @@ async fn show(store: &dyn Store, user: &str, json: bool) -> anyhow::Result<ExitC
     let profile = store.user_profile(user).await?;
     let now = SystemClock.now();
     let remembered = store.remembered_logins(user, now).await?;
+    // App passwords log in without a code: a user holding one is never "without state".
+    let app_passwords = store.app_passwords(user).await?;
     let has_profile = profile.phone.is_some()
         || profile.method.is_some()
         || profile.blocked_at.is_some()
         || profile.bypass_pending(now)
-        || !remembered.is_empty();
+        || !remembered.is_empty()
+        || !app_passwords.is_empty();
     if tokens.is_empty() && status.failures == 0 && status.locked_until.is_none() && !has_profile {
         eprintln!("{user}: no tokens and no second-factor state");
         return Ok(ExitCode::from(1));
@@ -494,6 +497,10 @@ async fn show(store: &dyn Store, user: &str, json: bool) -> anyhow::Result<ExitC
             "remembered": remembered.iter().map(|r| serde_json::json!({
                 "client": r.nas, "calling_station_id": r.station, "mode": r.mode,
                 "verified_at": r.verified_at, "expires_at": r.expires_at,
+            })).collect::<Vec<_>>(),
+            "app_passwords": app_passwords.iter().map(|p| serde_json::json!({
+                "id": p.id, "label": p.label, "created_at": p.created_at,
+                "last_used_at": p.last_used_at,
             })).collect::<Vec<_>>(),
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
@@ -526,6 +533,16 @@ async fn show(store: &dyn Store, user: &str, json: bool) -> anyhow::Result<ExitC
                 r.mode,
                 super::printable(&r.nas),
                 super::audit::fmt_time(r.expires_at)
+            );
+        }
+        for p in &app_passwords {
+            println!(
+                "app password: #{} {}, made {}, last used {}",
+                p.id,
+                super::printable(p.label.as_deref().unwrap_or("(no label)")),
+                super::audit::fmt_time(p.created_at),
+                p.last_used_at
+                    .map_or_else(|| "never".into(), super::audit::fmt_time)
             );
         }
         println!("tokens:");

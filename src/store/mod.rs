@@ -432,7 +432,8 @@ pub trait Store: Send + Sync + 'static {
     }
 
     // --- users: lockout ---
-    /// Known users: everyone who holds a token or has second-factor state.
+    /// Known users: everyone who holds a token or has second-factor state (a lockout
+    /// record, a profile: phone, method, block, bypass; an app password; a remembered login).
     async fn list_users(&self) -> Result<Vec<UserStatus>, StoreError>;
     async fn user_status(&self, user: &str) -> Result<UserStatus, StoreError>;
     /// Atomically adds one consecutive failure; if that reaches `threshold`, locks the user

@@ -251,7 +251,10 @@ impl Store for PgStore {
                     s.locked_until AS locked_until, \
                     (SELECT COUNT(*) FROM tokens t WHERE t.username = u.username) AS token_count \
              FROM (SELECT username FROM tokens WHERE username IS NOT NULL \
-                   UNION SELECT username FROM user_state) AS u \
+                   UNION SELECT username FROM user_state \
+                   UNION SELECT username FROM user_profile \
+                   UNION SELECT username FROM app_passwords \
+                   UNION SELECT username FROM remembered_logins) AS u \
              LEFT JOIN user_state s ON s.username = u.username \
              ORDER BY u.username",
         )

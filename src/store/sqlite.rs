@@ -371,7 +371,10 @@ impl Store for SqliteStore {
                     s.locked_until AS locked_until, \
                     (SELECT COUNT(*) FROM tokens t WHERE t.user = u.user) AS token_count \
              FROM (SELECT user FROM tokens WHERE user IS NOT NULL \
-                   UNION SELECT user FROM user_state) AS u \
+                   UNION SELECT user FROM user_state \
+                   UNION SELECT user FROM user_profile \
+                   UNION SELECT user FROM app_passwords \
+                   UNION SELECT user FROM remembered_logins) AS u \
              LEFT JOIN user_state s ON s.user = u.user \
              ORDER BY u.user",
         )

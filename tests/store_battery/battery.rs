@@ -1652,6 +1652,15 @@ pub async fn app_passwords_add_list_delete(store: &dyn Store) {
         .await
         .unwrap();
     assert!(a1 != a2 && a2 != b1);
+    // An app password logs in without a code: its holders are listed users.
+    let users: Vec<String> = store
+        .list_users()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| u.user)
+        .collect();
+    assert_eq!(users, ["alice", "bob"]);
     let list = store.app_passwords("alice").await.unwrap();
     assert_eq!(list.iter().map(|p| p.id).collect::<Vec<_>>(), vec![a1, a2]);
     assert_eq!(list[0].label.as_deref(), Some("phone"));
