@@ -8,9 +8,9 @@ mod common;
 
 use std::process::Command;
 
-use common::peers::{radclient, totp};
+use common::peers::{prometheus_parse, radclient, totp};
 use common::pki::Pki;
-use common::radmfa::{Options, Server, SECRET};
+use common::radmfa::{http_get, Options, Server, SECRET};
 use common::slapd::{LdapUser, Slapd};
 
 const NEW_SECRET: &str = "rotated-shared-secret-4567";
@@ -36,7 +36,16 @@ fn ask(srv: &Server, secret: &str) -> String {
 #[test]
 fn sighup_swaps_the_client_table_and_keeps_it_when_the_file_is_bad() {
     // No directory is needed: an unknown user is refused whether or not LDAP answers.
-    let srv = Server::start(&Options::new("ldap://127.0.0.1:1"));
+    let mut o = Options::new("ldap://127.0.0.1:1");
+    o.extra.push_str("\n[metrics]\nlisten = \"127.0.0.1:0\"\n");
+    let srv = Server::start(&o);
+    // `systemctl reload` succeeds whatever the reload did: monitoring counts them here.
+    let reloads = || {
+        let m = prometheus_parse(&http_get(srv.metrics_addr(), "/metrics").2);
+        let n = |r: &str| m[&format!("radmfa_config_reloads_total{{result={r}}}")];
+        (n("applied"), n("refused"))
+    };
+    assert_eq!(reloads(), (0.0, 0.0));
     assert_eq!(ask(&srv, SECRET), "Access-Reject");
     assert_eq!(ask(&srv, NEW_SECRET), "none", "a wrong secret is dropped");
 
@@ -73,6 +82,7 @@ fn sighup_swaps_the_client_table_and_keeps_it_when_the_file_is_bad() {
     hup(&srv);
     assert!(srv.log_shows("client[0].secret"), "{}", srv.log());
     assert!(srv.log().contains("the running configuration is unchanged"));
+    assert_eq!(reloads(), (1.0, 1.0));
     assert_eq!(
         ask(&srv, NEW_SECRET),
         "Access-Reject",

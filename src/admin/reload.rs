@@ -26,6 +26,7 @@ use crate::config::{ClientConfig, Config, StoreConfig};
 use crate::file_stamp::{stamp, FileStamp};
 use crate::secret::Secret;
 use crate::server::clients::ClientTable;
+use crate::server::metrics::Metrics;
 
 pub struct Reloader {
     path: PathBuf,
@@ -242,11 +243,19 @@ pub async fn on_sighup(app: Arc<AppState>, mut reloader: Reloader, stop: Cancell
             r = hup.recv() => if r.is_none() { return },
         }
         match reloader.reload(&app) {
-            Ok(n) => info!(
-                "reload: {n} [[client]] entries from {}",
-                reloader.path.display()
-            ),
-            Err(e) => error!("reload: {e}; the running configuration is unchanged"),
+            Ok(n) => {
+                Metrics::inc(&app.metrics.reloads_applied);
+                info!(
+                    "reload: {n} [[client]] entries from {}",
+                    reloader.path.display()
+                )
+            }
+            Err(e) => {
+                // `systemctl reload` returns success whatever happens here: the counter is
+                // how monitoring learns that the running configuration is not the file.
+                Metrics::inc(&app.metrics.reloads_refused);
+                error!("reload: {e}; the running configuration is unchanged")
+            }
         }
     }
 }

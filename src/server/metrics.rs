@@ -68,6 +68,8 @@ counters!(
     radsec_discard_closed,
     radsec_overload_closed,
     radsec_unsupported_refused,
+    reloads_applied,
+    reloads_refused,
 );
 
 /// Access-Request replies of one client, by code.
@@ -218,6 +220,17 @@ impl Metrics {
             "Accounting-, CoA- and Disconnect-Requests received over RadSec and refused with \
              Error-Cause 406 (RFC 6614 section 2.5); over UDP they are dropped.",
             &[("", get(&self.radsec_unsupported_refused))],
+        );
+        family(
+            "radmfa_config_reloads_total",
+            "counter",
+            "Reloads (SIGHUP, systemctl reload) applied, and refused because the file did not \
+             validate or asked for what only a restart can do; the journal names the key. \
+             `systemctl reload` itself succeeds either way.",
+            &[
+                ("{result=\"applied\"}", get(&self.reloads_applied)),
+                ("{result=\"refused\"}", get(&self.reloads_refused)),
+            ],
         );
         family(
             "radmfa_duplicates_total",
