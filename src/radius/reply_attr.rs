@@ -186,15 +186,19 @@ impl AttrKey {
     }
 
     /// Does the attribute `typ` with `value` (as on the wire) match? A Vendor-Specific
-    /// attribute matches by its vendor id and first sub-attribute's type.
+    /// attribute matches by its vendor id and sub-attribute type, and only when it carries
+    /// that one sub-attribute: RFC 2865 §5.26 lets one attribute pack several, and a
+    /// packed one would carry vendor attributes nobody named (an access profile beside a
+    /// group name) to the NAS.
     pub fn matches(&self, typ: u8, value: &[u8]) -> bool {
         match *self {
             AttrKey::Standard(t) => t == typ,
             AttrKey::Vendor(vendor, vtype) => {
                 typ == VENDOR_SPECIFIC
-                    && value.len() > VSA_HEADER - 2
+                    && value.len() >= VSA_HEADER - 2 + 2
                     && value[..4] == vendor.to_be_bytes()
                     && value[4] == vtype
+                    && usize::from(value[5]) == value.len() - 4
             }
         }
     }
@@ -287,6 +291,16 @@ mod tests {
         let other = ReplyAttr::parse("Fortinet-Access-Profile = x").unwrap();
         assert!(!forti.matches(other.typ, &other.value));
         assert!(!forti.matches(26, &[0, 0, 0x30]), "short VSA");
+        // Two vendor attributes packed in one Vendor-Specific: the named one first, an
+        // access profile nobody named after it. Not passed on.
+        let profile = ReplyAttr::parse("Fortinet-Access-Profile = super_admin").unwrap();
+        let mut packed = sent.value.clone();
+        packed.extend_from_slice(&profile.value[4..]);
+        assert!(!forti.matches(26, &packed), "packed VSA");
+        // A sub-attribute length that disagrees with the attribute's is not one either.
+        let mut short = sent.value.clone();
+        short[5] -= 1;
+        assert!(!forti.matches(26, &short));
         for bad in [
             "State",
             "Attr-80",
