@@ -349,6 +349,34 @@ fn unsafe_or_missing_answers_refuse_and_a_dead_server_is_skipped() {
         "{m:?}"
     );
 
+    // A server whose timeout outlasts the login's deadline (4 s): the first login is cut
+    // off waiting for it, which counts as its silence; the next asks the live one first.
+    // (A bound socket that reads nothing: a closed port would answer with ICMP at once.)
+    let quiet_socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let slow = local(quiet_socket.local_addr().unwrap().port());
+    reload_upstream(
+        &srv,
+        &upstream_section(&[slow.clone(), local(fr.signed)], "timeout_ms = 8000"),
+    );
+    let field = format!("{ALICE_UP},{}", codes.next());
+    let args = ["--user", "alice", "--password", &field, "--timeout", "10"];
+    let r = pyrad(srv.port(), SECRET, &args);
+    assert_eq!(code(&r), "Access-Reject", "{r}");
+    let reason = newest(&srv, "alice")["reason"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(reason.contains("deadline"), "{reason}");
+    let r = login();
+    assert_eq!(code(&r), "Access-Accept", "{r}\n{}", srv.log());
+    assert!(
+        srv.log()
+            .lines()
+            .any(|l| l.contains("did not answer before the login's deadline") && l.contains(&slow)),
+        "{}",
+        srv.log()
+    );
+
     // Unsigned replies, when the admin says so; config check and the log say what it costs.
     reload_upstream(
         &srv,

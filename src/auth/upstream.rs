@@ -77,7 +77,15 @@ pub async fn check<'a>(
     }
     let mut failures = Vec::new();
     for server in health.order(&cfg.group, &cfg.servers) {
-        match ask(cfg, health, server, c).await {
+        let waiting = CutOff {
+            cfg,
+            health,
+            server,
+            armed: true,
+        };
+        let asked = ask(cfg, health, server, c).await;
+        waiting.disarm();
+        match asked {
             Ok(answer) => {
                 if health.mark(&cfg.group, server, None) {
                     tracing::info!(group = %cfg.group, %server, "upstream RADIUS server answers again");
@@ -113,6 +121,41 @@ pub async fn check<'a>(
         cfg.label(),
         failures.join("; ")
     )))
+}
+
+/// Marks `server` as not answering if the login is cut off (its request deadline) while
+/// waiting for it: a server whose `timeout_ms` outlasts the time a login has to decide
+/// never reaches its own timeout, so without this it would stay first, every login would
+/// wait on it until cut off, and no login would reach the next server.
+struct CutOff<'a> {
+    cfg: &'a UpstreamConfig,
+    health: &'a Health,
+    server: &'a UpstreamServer,
+    armed: bool,
+}
+
+impl CutOff<'_> {
+    fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for CutOff<'_> {
+    fn drop(&mut self) {
+        if self.armed
+            && self
+                .health
+                .mark(&self.cfg.group, self.server, Some(self.cfg.dead_time))
+        {
+            tracing::warn!(
+                group = %self.cfg.group,
+                server = %self.server,
+                "upstream RADIUS server did not answer before the login's deadline; asked \
+                 after the others for the next {} s",
+                self.cfg.dead_time.as_secs()
+            );
+        }
+    }
 }
 
 /// `config check --connect`: asks `server` about a made-up user with a random password. A
