@@ -47,7 +47,8 @@ done
 # Cargo.toml), so a machine without cargo gets rustup's stable toolchain, for this user.
 export PATH="$HOME/.cargo/bin:$PATH"
 need_rust=$(sed -n 's/^rust-version = "\(.*\)"/\1/p' Cargo.toml)
-have_rust=$(rustc --version 2>/dev/null | awk '{print $2}')
+# (Under pipefail a missing rustc would fail the assignment, and set -e end the script.)
+have_rust=$( { rustc --version 2>/dev/null || true; } | awk '{print $2}')
 if ! command -v cargo >/dev/null || [ -z "$have_rust" ] ||
    [ "$(printf '%s\n%s\n' "$need_rust" "$have_rust" | sort -V | head -1)" != "$need_rust" ]; then
   # No cargo, or an older one (Debian's) than rust-version: rustup's goes first in PATH.
@@ -78,6 +79,7 @@ fi
 # port in a temp dir (tests/common/postgres.rs), so it may stay stopped or run, either way.
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { echo "missing after install: initdb" >&2; exit 1; }
 for c in slapd slapadd slappasswd ldapwhoami radclient oathtool pamtester systemd-analyze radsecproxy tinyproxy freeradius kill; do
-  command -v "$c" >/dev/null || [ -x "/usr/sbin/$c" ] || { echo "missing after install: $c" >&2; exit 1; }
+  # type -P: the program on PATH, not a shell builtin (bash has its own kill).
+  type -P "$c" >/dev/null || [ -x "/usr/sbin/$c" ] || { echo "missing after install: $c" >&2; exit 1; }
 done
 echo "==> dependencies ready"
