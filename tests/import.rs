@@ -203,8 +203,19 @@ fn duplicates_replace_and_mapping_file() {
     assert_eq!(a.tokens()[0]["user"], "alice");
     // Given to someone else by the file: audited per token under the new owner, naming
     // the previous one.
+    // Only with --force: as with `token assign`, a token someone holds is not moved by a
+    // mistyped line.
     let to_bob = a.write("bob.csv", "A1,bob\n");
     let (ok, _, err) = a.import(&f, &["--replace", "--map", to_bob.to_str().unwrap()]);
+    assert!(
+        !ok && err.contains("serial A1 is held by alice; the file gives it to bob"),
+        "{err}"
+    );
+    assert_eq!(a.tokens()[0]["user"], "alice", "nothing imported");
+    let (ok, _, err) = a.import(
+        &f,
+        &["--replace", "--force", "--map", to_bob.to_str().unwrap()],
+    );
     assert!(ok, "{err}");
     assert_eq!(a.tokens()[0]["user"], "bob");
     let (ok, out, _) = a.run(&["audit", "--json", "--limit", "20"]);
@@ -286,6 +297,15 @@ fn held_tokens_move_only_with_force_and_app_seeds_never() {
     }
     let erin = a.tokens().into_iter().find(|t| t["serial"] == app.as_str());
     assert_eq!(erin.expect("still there")["user"], "erin");
+    // Nor replaced by an import, whoever the file names.
+    let over = a.write("over.csv", &format!("{app},{seed},totp,6,30,mallory\n"));
+    let (ok, _, err) = a.import(&over, &["--replace", "--force"]);
+    assert!(
+        !ok && err.contains(&format!(
+            "serial {app} is an authenticator-app seed enrolled for erin"
+        )),
+        "{err}"
+    );
     // Giving it back to its own user changes nothing and is not refused; deleting works.
     assert!(a.run(&["token", "assign", app.as_str(), "erin"]).0);
     assert!(a.run(&["token", "delete", app.as_str()]).0);

@@ -53,6 +53,9 @@ pub struct ImportArgs {
     /// Overwrite tokens whose serial is already in the inventory.
     #[arg(long)]
     pub replace: bool,
+    /// With --replace: let the file (or --map) give a token someone holds to another user.
+    #[arg(long, requires = "replace")]
+    pub force: bool,
     /// Check everything and say what would happen; store nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -234,6 +237,15 @@ pub async fn run(cfg: &Config, store: &dyn Store, a: ImportArgs) -> anyhow::Resu
     bar.set_message("checking");
     let mut p = plan(entries, &map, &existing, a.replace, || bar.inc(1));
     bar.finish_and_clear();
+    // Owners as logins will name them: CORP\alice in a file is alice with strip_domains.
+    for t in &mut p.ready {
+        if let Some(user) = &mut t.token.user {
+            *user = cfg.user_names.key(user);
+        }
+    }
+    // The rules `token assign` keeps hold for a replacing import too.
+    let refused = super::token_replace::refuse_moves(&mut p.ready, &stored, a.force);
+    p.problems.extend(refused);
 
     for i in &p.ignored {
         eprintln!("note: {i}");
@@ -252,12 +264,6 @@ pub async fn run(cfg: &Config, store: &dyn Store, a: ImportArgs) -> anyhow::Resu
             p.ready.len()
         );
         return Ok(ExitCode::from(1));
-    }
-    // Owners as logins will name them: CORP\alice in a file is alice with strip_domains.
-    for t in &mut p.ready {
-        if let Some(user) = &mut t.token.user {
-            *user = cfg.user_names.key(user);
-        }
     }
     let replaced = if a.replace {
         super::token_replace::replaced(&p.ready, &stored)

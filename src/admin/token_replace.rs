@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 
 use crate::config::Config;
-use crate::import::ImportedToken;
+use crate::import::{ImportedToken, Problem};
 use crate::store::{Store, TokenRecord};
 
 /// A stored token the file replaces.
@@ -46,6 +46,51 @@ pub fn replaced(ready: &[ImportedToken], stored: &HashMap<String, TokenRecord>) 
         });
     }
     replaced
+}
+
+/// Takes out of `ready` the replacements `token assign` would refuse, and says why: a seed
+/// enrolled for someone's authenticator app is never replaced (the phone's codes would go
+/// on logging in whoever the token then belongs to, or the user loses it unasked), and a
+/// token someone holds goes to another user only with `force` (a mistyped serial in a map
+/// must not silently take someone's token away).
+pub fn refuse_moves(
+    ready: &mut Vec<ImportedToken>,
+    stored: &HashMap<String, TokenRecord>,
+    force: bool,
+) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    ready.retain(|t| {
+        let Some(old) = stored.get(&t.token.serial) else {
+            return true;
+        };
+        let holder = old.token.user.as_deref();
+        let who = |u: Option<&str>| super::printable(u.unwrap_or("(stock)")).into_owned();
+        let message = if old.extra.enrolled {
+            format!(
+                "serial {} is an authenticator-app seed enrolled for {}; an import does not \
+                 replace it (delete it first: `radmfa token delete {}`)",
+                t.token.serial,
+                who(holder),
+                t.token.serial
+            )
+        } else {
+            match (holder, t.token.user.as_deref()) {
+                (Some(h), Some(new)) if h != new && !force => format!(
+                    "serial {} is held by {}; the file gives it to {} (add --force to move it)",
+                    t.token.serial,
+                    who(Some(h)),
+                    who(Some(new))
+                ),
+                _ => return true,
+            }
+        };
+        problems.push(Problem {
+            origin: t.origin.clone(),
+            message,
+        });
+        false
+    });
+    problems
 }
 
 /// After the import: forgets the remembered logins of previous owners and audits each

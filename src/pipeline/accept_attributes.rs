@@ -1,4 +1,4 @@
-//! A client's `accept_attributes` and `group_attributes` on an Access-Accept, after what an
+//! A client's `accept_attributes` and `group_attributes` on an Access-Accept, then what an
 //! upstream server granted (`[upstream] pass_through`): how the NAS learns the user's policy
 //! or group. Group rules are evaluated at the moment of the accept
 //! (one base search per rule), so a user taken out of a group loses its attributes at the
@@ -14,14 +14,28 @@ pub async fn add(ctx: &RequestContext, user: &str, v: &mut Verdict) -> Result<()
     if v.reply.code != ReplyCode::Accept {
         return Ok(());
     }
-    // What an upstream server granted at the password check first, then the client's own.
-    if let Some(info) = &v.info {
-        v.reply.attributes.extend(info.granted.iter().cloned());
-    }
+    // The client's own attributes first, then what an upstream server granted at the
+    // password check: a NAS that reads the first of a single-valued attribute
+    // (Session-Timeout, Service-Type) applies the admin's value, not the upstream's.
     v.reply.attributes.extend(rules.always.iter().cloned());
-    if rules.by_group.is_empty() {
-        return Ok(());
+    if !rules.by_group.is_empty() {
+        add_group_attributes(ctx, user, v).await?;
     }
+    if v.reply.code == ReplyCode::Accept {
+        if let Some(info) = &v.info {
+            v.reply.attributes.extend(info.granted.iter().cloned());
+        }
+    }
+    Ok(())
+}
+
+/// `group_attributes`: one base search per rule, at the moment of the accept.
+async fn add_group_attributes(
+    ctx: &RequestContext,
+    user: &str,
+    v: &mut Verdict,
+) -> Result<(), Fault> {
+    let rules = &ctx.client.accept_attributes;
     // The login's writes (the code used, the failures cleared, the State consumed) are
     // committed before the directory is asked: on PostgreSQL they are one open transaction
     // holding a pooled connection and the user's row locks, which a slow directory would
