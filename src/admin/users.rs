@@ -135,8 +135,13 @@ async fn reset_steps(
         r.deleted, r.returned
     ));
     let mut found = r.deleted + r.returned > 0;
+    // Unlocking also clears a count of wrong codes below the threshold: that is state too.
+    let failures = store.user_status(user).await?.failures;
     if store.unlock_user(user, now).await? {
         done.push("unlocked".into());
+        found = true;
+    } else if failures > 0 {
+        done.push(format!("{failures} wrong code(s) forgotten"));
         found = true;
     }
     // App passwords and a waiting bypass stand in for the second factor, so they go too (a

@@ -253,8 +253,10 @@ impl Store for PgStore {
              FROM (SELECT username FROM tokens WHERE username IS NOT NULL \
                    UNION SELECT username FROM user_state \
                    UNION SELECT username FROM user_profile \
+                         WHERE phone IS NOT NULL OR method IS NOT NULL \
+                            OR blocked_at IS NOT NULL OR bypass_until > EXTRACT(EPOCH FROM now()) \
                    UNION SELECT username FROM app_passwords \
-                   UNION SELECT username FROM remembered_logins) AS u \
+                   UNION SELECT username FROM remembered_logins WHERE expires_at > EXTRACT(EPOCH FROM now())) AS u \
              LEFT JOIN user_state s ON s.username = u.username \
              ORDER BY u.username",
         )

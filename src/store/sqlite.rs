@@ -373,8 +373,10 @@ impl Store for SqliteStore {
              FROM (SELECT user FROM tokens WHERE user IS NOT NULL \
                    UNION SELECT user FROM user_state \
                    UNION SELECT user FROM user_profile \
+                         WHERE phone IS NOT NULL OR method IS NOT NULL \
+                            OR blocked_at IS NOT NULL OR bypass_until > unixepoch() \
                    UNION SELECT user FROM app_passwords \
-                   UNION SELECT user FROM remembered_logins) AS u \
+                   UNION SELECT user FROM remembered_logins WHERE expires_at > unixepoch()) AS u \
              LEFT JOIN user_state s ON s.user = u.user \
              ORDER BY u.user",
         )
