@@ -451,9 +451,9 @@ fn http_sms_config(raw: RawHttpSms, base: &Path) -> Result<HttpSmsConfig, Config
     };
     for (name, value) in &headers {
         header_key(name, value)?;
-        // These two radmfa sets itself; reqwest adds a configured one beside it, and a
-        // strict gateway refuses a request with two.
-        if name.eq_ignore_ascii_case("content-type") {
+        // These two radmfa sets itself (Content-Type when it sends a body); reqwest adds a
+        // configured one beside it, and a strict gateway refuses a request with two.
+        if name.eq_ignore_ascii_case("content-type") && method != "GET" && !body.is_empty() {
             return Err(ConfigError::invalid(
                 format!("http_sms.headers.{name}"),
                 "is set from http_sms.content_type (and encoding): set it there",

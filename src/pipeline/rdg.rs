@@ -16,8 +16,6 @@ use crate::radius::{Reply, Request};
 
 /// RFC 2865 §5.41 NAS-Port-Type "Virtual", what RD Gateway's NPS sends.
 pub const NAS_PORT_TYPE_VIRTUAL: u32 = 5;
-/// RFC 2865 §5.2.
-const USER_PASSWORD: u8 = 2;
 
 pub async fn start(
     app: &AppState,
@@ -29,11 +27,11 @@ pub async fn start(
     // (or CHAP, MS-CHAP, EAP) is a password login that nobody here would check: NPS often
     // forwards VPN or Wi-Fi policies from the same address as RD Gateway's, and a phone
     // call alone must not let those in.
-    if req.raw_attribute(USER_PASSWORD).is_some()
-        || req.has_chap_password()
-        || req.has_ms_chap_response()
-        || req.has_eap_message()
-    {
+    // (An empty User-Password is no password: a proxy hop may add one.)
+    let password = req
+        .user_password(ctx.client.secret.expose())
+        .is_some_and(|p| !p.expose().is_empty());
+    if password || req.has_chap_password() || req.has_ms_chap_response() || req.has_eap_message() {
         return Ok(Verdict::reject(
             "a password login sent to a second-factor-only client (it checks no password): \
              give that NAS or NPS policy a client entry of its own",
