@@ -144,6 +144,42 @@ fn load_runs_every_flow_with_verified_replies() {
     let r = run(&["--flow", "status", "-d", "0.3"]);
     assert!(r[0]["expected"].as_u64().unwrap() > 10, "{r:?}");
     assert!(r[0]["p99_ms"].as_f64().unwrap() > 0.0);
+    // A run in which nothing went as expected fails: under another secret radmfa drops
+    // every request, and a script must not read the timeouts as success.
+    let out = client(
+        &srv,
+        &[
+            "load",
+            "--users",
+            file,
+            "-p",
+            "2",
+            "--flow",
+            "reject",
+            "-n",
+            "2",
+            "--secret",
+            "not-the-shared-secret",
+            "--timeout",
+            "0.3",
+            "--retries",
+            "0",
+        ],
+    );
+    assert!(!out.status.success(), "{}", text(&out));
+    // Bounds that would overflow or divide by zero are refused up front, naming the flag.
+    for (flag, value) in [
+        ("--rate", "1e-20"),
+        ("--duration", "inf"),
+        ("--totp-period", "0"),
+    ] {
+        let out = client(&srv, &["load", "--users", file, "-n", "1", flag, value]);
+        assert!(
+            !out.status.success() && text(&out).contains(flag),
+            "{flag} {value}: {}",
+            text(&out)
+        );
+    }
     for user in ["user00000", "user00029"] {
         let audit = srv.audit_json(user);
         assert!(

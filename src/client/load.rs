@@ -414,6 +414,10 @@ pub async fn exchange(
 ) -> (Outcome, Duration, Option<Vec<u8>>, u32) {
     let t0 = Instant::now();
     let mut buf = vec![0u8; 4096];
+    // A reply with this identifier that fails verification is not given the last word: it
+    // may be a late duplicate of an earlier request's reply (the identifier came round
+    // again, or the previous phase used it on this socket), and the genuine one may follow.
+    let mut forged = None;
     for attempt in 0..=spec.retries {
         if sock.send(packet).await.is_err() {
             continue;
@@ -428,18 +432,23 @@ pub async fn exchange(
                 continue;
             }
             let latency = t0.elapsed();
-            return match verify(spec.verify, reply, auth, spec.secret.expose()) {
-                Ok(()) => (
-                    Outcome::Unexpected(reply[0]),
-                    latency,
-                    Some(reply.to_vec()),
-                    attempt,
-                ),
-                Err(_) => (Outcome::Forged, latency, None, attempt),
-            };
+            match verify(spec.verify, reply, auth, spec.secret.expose()) {
+                Ok(()) => {
+                    return (
+                        Outcome::Unexpected(reply[0]),
+                        latency,
+                        Some(reply.to_vec()),
+                        attempt,
+                    )
+                }
+                Err(_) => forged = Some((latency, attempt)),
+            }
         }
     }
-    (Outcome::Timeout, t0.elapsed(), None, spec.retries)
+    match forged {
+        Some((latency, attempt)) => (Outcome::Forged, latency, None, attempt),
+        None => (Outcome::Timeout, t0.elapsed(), None, spec.retries),
+    }
 }
 
 /// [`exchange`] over RadSec. TCP delivers or fails, so there is no retransmit (RFC 6614

@@ -80,6 +80,15 @@ pub async fn login(spec: &LoginSpec, answers: &mut dyn Answerer) -> anyhow::Resu
     let mut state: Option<Vec<u8>> = None;
     // Each round gets a new identifier (RFC 2865 §3); a dozen rounds means a server loop.
     for round in 1u8..=12 {
+        // RFC 2865 §5.2: User-Password carries at most 128 octets.
+        anyhow::ensure!(
+            password.expose().len() <= 128,
+            "the password or code is longer than the 128 octets RADIUS can carry"
+        );
+        anyhow::ensure!(
+            !spec.user.is_empty() && spec.user.len() <= 253,
+            "the user name must be 1 to 253 octets"
+        );
         let mut b = AccessRequestBuilder::new(round, &spec.user).password(password.expose());
         if let Some(s) = &state {
             b = b.state(s);
@@ -95,7 +104,7 @@ pub async fn login(spec: &LoginSpec, answers: &mut dyn Answerer) -> anyhow::Resu
             .attributes
             .iter()
             .filter(|(t, _)| *t == 18)
-            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+            .map(|(_, v)| shown(v))
             .collect();
         let ms = t0.elapsed().as_secs_f64() * 1000.0;
         match parsed.code {
@@ -127,6 +136,22 @@ pub async fn login(spec: &LoginSpec, answers: &mut dyn Answerer) -> anyhow::Resu
         }
     }
     bail!("the server kept challenging; giving up after 12 rounds")
+}
+
+/// A Reply-Message as the terminal shows it: the reply is verified, but its text may come
+/// from an upstream server or a configuration someone else wrote, and control characters
+/// in it (ESC sequences, CR) could rewrite the admin's screen or fake a prompt.
+fn shown(v: &[u8]) -> String {
+    String::from_utf8_lossy(v)
+        .chars()
+        .flat_map(|c| {
+            if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') {
+                c.escape_unicode().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
 }
 
 /// One Status-Server probe; returns the round-trip time.
@@ -218,4 +243,17 @@ async fn send_and_wait(
         spec.server,
         spec.retries + 1
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn reply_messages_cannot_drive_the_terminal() {
+        assert_eq!(super::shown(b"Enter code"), "Enter code");
+        assert_eq!(
+            super::shown(b"\x1b[2J\rAccess-Accept"),
+            "\\u{1b}[2J\\u{d}Access-Accept"
+        );
+        assert_eq!(super::shown("Code (\u{fc})".as_bytes()), "Code (\u{fc})");
+    }
 }

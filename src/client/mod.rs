@@ -239,7 +239,12 @@ pub async fn run(config: &Path, cmd: ClientCommand) -> anyhow::Result<ExitCode> 
                     println!("{}", r.text());
                 }
             }
-            let clean = reports.iter().all(|r| r.forged == 0 && r.sent > 0);
+            // Failure: a reply that failed verification, or a phase in which nothing went as
+            // expected (every request timed out or got another answer: stale codes, a wrong
+            // secret on the server's side), which a script must not read as success.
+            let clean = reports
+                .iter()
+                .all(|r| r.forged == 0 && r.sent > 0 && r.expected > 0);
             Ok(if clean {
                 ExitCode::SUCCESS
             } else {
@@ -322,6 +327,42 @@ fn load_spec(a: LoadArgs) -> anyhow::Result<(LoadSpec, Arc<Vec<users::LoadUser>>
         a.count.is_some() || a.duration.is_some(),
         "give --count and/or --duration: load runs are bounded"
     );
+    if let Some(d) = a.duration {
+        anyhow::ensure!(
+            d.is_finite() && (0.0..=604_800.0).contains(&d),
+            "--duration {d}: 0 to 604800 seconds (a week)"
+        );
+    }
+    if let Some(r) = a.rate {
+        anyhow::ensure!(
+            r.is_finite() && (0.001..=10_000_000.0).contains(&r),
+            "--rate {r}: 0.001 to 10000000 requests per second"
+        );
+    }
+    anyhow::ensure!(
+        (1..=3600).contains(&a.totp_period),
+        "--totp-period {}: 1 to 3600 seconds",
+        a.totp_period
+    );
+    anyhow::ensure!(
+        (6..=8).contains(&a.totp_digits),
+        "--totp-digits {}: 6 to 8",
+        a.totp_digits
+    );
+    // What each request carries in User-Password (password, delimiter, code) must fit the
+    // attribute's 128 octets, and the name its 253: checked here, not found by a worker.
+    let too_long = users.iter().find(|u| {
+        u.name.is_empty()
+            || u.name.len() > 253
+            || u.password.expose().len() + a.delimiter.len() + a.totp_digits as usize > 128
+    });
+    if let Some(u) = too_long {
+        anyhow::bail!(
+            "user {:?}: the name must be 1 to 253 octets, and password, delimiter and code \
+             together at most 128",
+            crate::admin::printable(&u.name)
+        );
+    }
     let spec = LoadSpec {
         server: a.target.server,
         secret: secret_for(&a.target, &a.radsec)?,
