@@ -133,7 +133,8 @@ fn kill_9_under_load_loses_nothing_acknowledged() {
         .map(|u| (u.uid.clone(), u.password.clone(), first.enroll(&u.uid, &[])))
         .collect();
 
-    let accepted = Arc::new(Mutex::new(Vec::<(String, String)>::new()));
+    // (user, the password field sent, the TOTP step of its code)
+    let accepted = Arc::new(Mutex::new(Vec::<(String, String, i64)>::new()));
     let count = Arc::new(AtomicUsize::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let addr = first.addr;
@@ -154,13 +155,15 @@ fn kill_9_under_load_loses_nothing_acknowledged() {
                         if stop.load(Ordering::Relaxed) {
                             return;
                         }
-                        let field = format!("{pw},{}", code(now(), seed, offset));
+                        let t = now();
+                        let field = format!("{pw},{}", code(t, seed, offset));
                         match ask(
                             &sock,
                             AccessRequestBuilder::new(1, user).password(field.as_bytes()),
                         ) {
                             Some((2, _, _)) => {
-                                accepted.lock().unwrap().push((user.clone(), field));
+                                let step = t / 30 + offset;
+                                accepted.lock().unwrap().push((user.clone(), field, step));
                                 count.fetch_add(1, Ordering::Relaxed);
                             }
                             Some(_) => {}
@@ -189,6 +192,11 @@ fn kill_9_under_load_loses_nothing_acknowledged() {
     drop(first);
     let acked = accepted.lock().unwrap().clone();
     eprintln!("{} logins acknowledged before kill -9", acked.len());
+    // The kill came while logins were still being sent, not after the last of them.
+    assert!(
+        acked.len() < seeds.len() * 3,
+        "every login finished before the kill"
+    );
 
     let second = Server::start_with(tempfile::tempdir().unwrap(), config.clone());
     let listed = second.cli(&["user", "list", "--json"]);
@@ -212,9 +220,26 @@ fn kill_9_under_load_loses_nothing_acknowledged() {
         "{}: enrolled just before the kill",
         late.uid
     );
-    for (user, field) in &acked {
+    // Each acknowledged code's step is on disk as used: read from the store, not inferred
+    // from a replay, which a time step passing in between would refuse anyway.
+    let listed = second.cli(&["token", "list", "--json"]);
+    let tokens: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    for (user, _, step) in &acked {
+        let t = tokens
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["user"] == user.as_str())
+            .unwrap_or_else(|| panic!("{user}: no token after the restart"));
+        let used = t["last_used_step"].as_i64();
+        assert!(
+            used.is_some_and(|u| u >= *step),
+            "{user}: step {step} was acknowledged, the store says {used:?}: {t}"
+        );
+    }
+    for (user, field, _) in &acked {
         let audit = second.audit_json(user);
-        let acks_for_user = acked.iter().filter(|(u, _)| u == user).count();
+        let acks_for_user = acked.iter().filter(|(u, _, _)| u == user).count();
         let records = audit.iter().filter(|r| r["result"] == "accept").count();
         assert!(
             records >= acks_for_user,

@@ -25,9 +25,14 @@ fn hostile_stream(n: usize, rng: &mut StdRng) -> Vec<Vec<u8>> {
         status_server(4, SECRET.as_bytes()).0,
     ];
     let mut out = Vec::with_capacity(n);
+    // Left out because they still verified, by kind. A wrong secret, or no
+    // Message-Authenticator, never verifies: counted apart so that a decoder which let
+    // them through fails here instead of quietly shrinking the stream.
+    let mut verified = [0usize; 6];
     while out.len() < n {
         let t = &templates[rng.gen_range(0..templates.len())];
-        let d = match rng.gen_range(0..6) {
+        let kind = rng.gen_range(0..6);
+        let d = match kind {
             0 => {
                 let mut b = vec![0u8; rng.gen_range(0..600)];
                 rng.fill_bytes(&mut b);
@@ -64,8 +69,22 @@ fn hostile_stream(n: usize, rng: &mut StdRng) -> Vec<Vec<u8>> {
         };
         if decode_request(&d, SECRET.as_bytes(), true).is_err() {
             out.push(d);
+        } else {
+            verified[kind] += 1;
         }
     }
+    assert_eq!(
+        (verified[3], verified[5]),
+        (0, 0),
+        "requests under another secret, or without Message-Authenticator, verified"
+    );
+    // Mutations that still verify are rare (an octet of padding, a value the attribute
+    // allows): a decoder that stopped checking would leave out thousands.
+    let left_out: usize = verified.iter().sum();
+    assert!(
+        left_out < n / 100,
+        "{left_out} of the mutated datagrams verified: {verified:?}"
+    );
     out
 }
 
