@@ -104,6 +104,11 @@ fn no_user_enumeration_by_reply_or_timing() {
         u[0] > k[0] * 0.9 && u[1] > k[1] * 0.9,
         "unknown user answered faster: {u:?} vs {k:?}"
     );
+    // Nor much slower: padding that overshoots tells them apart as well as none does.
+    assert!(
+        u[0] < k[0] * 1.5 && u[1] < k[1] * 1.5,
+        "unknown user answered slower: {u:?} vs {k:?}"
+    );
 }
 
 /// With `[ldap] entry_cache_seconds`, a user who just logged in is remembered, and their
