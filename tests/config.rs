@@ -213,3 +213,47 @@ fn anonymous_search_needs_no_bind_password() {
     let err = Config::parse(text, &dir.path().join("radmfa.toml")).unwrap_err();
     assert!(err.to_string().contains("ldap.bind_password"), "{err}");
 }
+
+/// `{:?}` of a loaded config (what a debugging session or a panic message might print) shows
+/// no secret: shared secrets, the bind password, provider credentials, the SMS gateway's URL,
+/// header values and body, the database URL.
+#[test]
+fn debug_of_a_config_shows_no_secret() {
+    let text = r#"
+[ldap]
+urls = ["ldap://127.0.0.1"]
+bind_dn = "cn=admin"
+bind_password = "hidden-bind-password"
+base_dn = "dc=example,dc=org"
+[[client]]
+name = "nas"
+address = "127.0.0.1"
+secret = "hidden-nas-secret"
+methods = ["totp", "sms"]
+[sms]
+provider = "http"
+[http_sms]
+url = "https://sms.example.org/hidden-path-key/send?to={phone}"
+headers = { "X-Api-Key" = "hidden-header-key" }
+body = '{"key": "hidden-body-key", "text": "{message}"}'
+encoding = "json"
+[upstream]
+servers = ["127.0.0.1:18120"]
+secret = "hidden-upstream-secret"
+"#;
+    let cfg = Config::parse(text, Path::new("radmfa.toml")).expect("valid");
+    let shown = format!("{cfg:?}");
+    assert!(shown.contains("X-Api-Key"), "header names stay: {shown}");
+    assert!(!shown.contains("hidden"), "a secret in {shown}");
+
+    let pg = r#"
+[store]
+type = "postgres"
+url = "postgres://radmfa:hidden-db-password@127.0.0.1/radmfa"
+key_file = "/etc/radmfa/key"
+"#;
+    let cfg = Config::parse(&format!("{MINIMAL}{pg}"), Path::new("radmfa.toml")).expect("valid");
+    let shown = format!("{cfg:?}");
+    assert!(shown.contains("Postgres"), "{shown}");
+    assert!(!shown.contains("hidden"), "a secret in {shown}");
+}

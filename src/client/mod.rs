@@ -115,7 +115,9 @@ pub struct LoginArgs {
     /// users and kept in shell history; RADMFA_PASSWORD is read too).
     #[arg(long, env = "RADMFA_PASSWORD", hide_env_values = true)]
     pub password: Option<String>,
-    /// Answer(s) to challenges, in order, instead of asking.
+    /// Answer(s) to challenges, in order, instead of asking (for scripts). Like --password,
+    /// argv is visible to other users while it runs; a code is good once, but until it is
+    /// used someone watching could race it in: type it at the prompt where you can.
     #[arg(long)]
     pub code: Vec<String>,
 }

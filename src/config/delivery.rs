@@ -78,7 +78,9 @@ pub enum HttpAuth {
     Bearer(Secret),
 }
 
-#[derive(Debug, Clone)]
+/// `Debug` by hand: the URL may carry the gateway's key in its path or query, and header
+/// values and JSON bodies often hold keys (`X-Api-Key`, `"api_key": …`), so none is printed.
+#[derive(Clone)]
 pub struct HttpSmsConfig {
     pub url: String,
     pub method: String,
@@ -91,6 +93,24 @@ pub struct HttpSmsConfig {
     pub success_status: Vec<u16>,
     pub success_body_contains: String,
     pub timeout: Duration,
+}
+
+impl std::fmt::Debug for HttpSmsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let header_names: Vec<&str> = self.headers.iter().map(|(n, _)| n.as_str()).collect();
+        f.debug_struct("HttpSmsConfig")
+            .field("url", &"***")
+            .field("method", &self.method)
+            .field("header_names", &header_names)
+            .field("body", &"***")
+            .field("encoding", &self.encoding)
+            .field("content_type", &self.content_type)
+            .field("auth", &self.auth)
+            .field("success_status", &self.success_status)
+            .field("success_body_contains", &self.success_body_contains)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone)]

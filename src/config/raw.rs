@@ -1,10 +1,14 @@
 //! The TOML file exactly as written: serde shapes with every default named and unknown keys
 //! refused. `validate.rs` turns this into `Config`, which runtime code uses.
+//!
+//! No `Debug` here (nor in `raw_delivery.rs`, `RawUpstream`): these hold secrets as plain
+//! strings until validation wraps them in `Secret`, and a `{:?}` of a raw struct would print
+//! them. `Config` has `Debug`; its secrets print as `***`.
 
 use serde::Deserialize;
 use std::path::PathBuf;
 
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
     #[serde(default)]
@@ -53,14 +57,14 @@ pub struct RawConfig {
 }
 
 /// `[users]`: how typed names become users, whatever checks the password.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawUsers {
     /// Domains taken off `DOMAIN\user` and `user@domain` (config::user_names).
     pub strip_domains: Vec<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawServer {
     pub name: Option<String>,
@@ -90,7 +94,7 @@ impl Default for RawServer {
 
 /// `[store]`. Keys that belong to one store type are `Option`s, so a key given for the other
 /// type is an error instead of being silently ignored.
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawStore {
     #[serde(rename = "type")]
@@ -129,7 +133,7 @@ impl Default for RawStore {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawLdap {
     pub urls: Vec<String>,
@@ -193,7 +197,7 @@ fn default_entry_cache_size() -> usize {
     10_000
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawLdapAttributes {
     pub display_name: String,
@@ -217,7 +221,7 @@ impl Default for RawLdapAttributes {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawTotp {
     pub issuer: String,
@@ -240,7 +244,7 @@ impl Default for RawTotp {
 }
 
 /// `[hotp]`: event-based (RFC 4226) hardware tokens.
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawHotp {
     pub window: u32,
@@ -258,7 +262,7 @@ impl Default for RawHotp {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawChallenge {
     pub timeout_secs: u64,
@@ -276,7 +280,7 @@ impl Default for RawChallenge {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawLockout {
     pub threshold: u32,
@@ -292,7 +296,7 @@ impl Default for RawLockout {
     }
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawAudit {
     pub include_name: bool,
@@ -302,7 +306,7 @@ pub struct RawAudit {
 }
 
 /// `[radsec]`: RADIUS over TLS (RFC 6614), off unless the section is there.
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRadsec {
     #[serde(default = "default_radsec_listen")]
@@ -334,13 +338,13 @@ fn default_radsec_listen() -> Vec<String> {
 }
 
 /// `[metrics]`: the Prometheus endpoint, off unless the section is there.
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawMetrics {
     pub listen: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawClient {
     pub name: String,
@@ -396,14 +400,14 @@ pub struct RawClient {
 }
 
 /// `[[client.group_attributes]]`: attributes for the members of one group.
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawGroupAttributes {
     pub group: String,
     pub attributes: Vec<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(untagged)]
 pub enum OneOrMany {
     One(String),

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawPhone {
     pub sources: Vec<String>,
@@ -22,7 +22,7 @@ impl Default for RawPhone {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawSms {
     pub provider: String,
@@ -59,7 +59,7 @@ fn d_window() -> u64 {
     300
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawVoice {
     pub provider: String,
@@ -90,7 +90,7 @@ fn d_greeting() -> String {
         .into()
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawTwilio {
     pub account_sid: String,
@@ -113,7 +113,7 @@ fn d_provider_timeout() -> u64 {
     2500
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawHttpSms {
     pub url: String,
@@ -157,7 +157,7 @@ fn d_auth() -> String {
     "none".into()
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawCallbacks {
     pub listen: String,

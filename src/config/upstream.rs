@@ -13,7 +13,7 @@ use super::ConfigError;
 use crate::radius::reply_attr::AttrKey;
 use crate::secret::Secret;
 
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawUpstream {
     pub servers: Vec<String>,

@@ -50,6 +50,32 @@ fn url_key(key: &str, url: &str) -> Result<(), ConfigError> {
     }
 }
 
+/// `callbacks.public_url` is the prefix of every URL radmfa hands the provider (and so
+/// writes into call requests and TwiML, which the provider logs). A `user:password@` there
+/// would travel to the provider with every call, and a query or fragment would end up in
+/// the middle of the paths radmfa appends; a reverse proxy that wants a credential should
+/// check the provider's signature or source address instead.
+fn public_url_shape(url: &str) -> Result<(), ConfigError> {
+    let key = "callbacks.public_url";
+    let parsed = reqwest::Url::parse(url)
+        .map_err(|e| ConfigError::invalid(key, format!("is not a valid URL ({e})")))?;
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(ConfigError::invalid(
+            key,
+            "carries a user name or password (user:password@): remove it; the provider's \
+             requests are checked by their signature",
+        ));
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err(ConfigError::invalid(
+            key,
+            "has a query or fragment (? or #): give the base URL only; radmfa appends \
+             /twilio/voice/... to it",
+        ));
+    }
+    Ok(())
+}
+
 /// Values filled into templates to check them: the longest of each kind.
 const SAMPLE_VALUES: [(&str, &str); 3] = [
     ("phone", "+123456789012345"),
@@ -493,6 +519,7 @@ fn callbacks_config(raw: RawCallbacks) -> Result<CallbacksConfig, ConfigError> {
         )
     })?;
     url_key("callbacks.public_url", &public_url)?;
+    public_url_shape(&public_url)?;
     Ok(CallbacksConfig {
         listen,
         public_url: public_url.trim_end_matches('/').to_string(),

@@ -282,7 +282,13 @@ pub(super) fn snippet(body: &str, hidden: &[String]) -> String {
             s = s.replace(v.as_str(), "***");
         }
     }
-    super::phone::mask_numbers(&s).chars().take(160).collect()
+    // Control characters (a body's line breaks, an ANSI escape) become spaces: the snippet
+    // goes into one log line and one audit field, and a terminal shows both.
+    super::phone::mask_numbers(&s)
+        .chars()
+        .take(160)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
 }
 
 #[cfg(test)]
@@ -351,6 +357,14 @@ mod tests {
         assert_eq!(
             snippet("auth ab1234cd code 1234", &hidden),
             "auth *** code ***"
+        );
+    }
+
+    #[test]
+    fn snippet_has_no_control_characters() {
+        assert_eq!(
+            snippet("bad\r\nrequest\x1b[31m\tx", &[]),
+            "bad  request [31m x"
         );
     }
 
