@@ -841,3 +841,39 @@ fn admin_records_name_who_ran_the_command() {
         "{out}"
     );
 }
+
+/// Wrong codes below the lockout threshold are state a reset takes away too: a user whose
+/// only trace is two wrong codes is reset (not "nothing to reset"), the count goes to 0,
+/// and the audit record says what was forgotten.
+#[test]
+fn reset_forgets_wrong_codes_below_the_threshold() {
+    let (_d, cfg) = setup();
+    let config = radmfa::config::Config::load(&cfg).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let failures = |store: &std::sync::Arc<dyn radmfa::store::Store>| {
+        rt.block_on(store.user_status("carol")).unwrap().failures
+    };
+    {
+        let store = rt.block_on(radmfa::app::open_store(&config.store)).unwrap();
+        for _ in 0..2 {
+            rt.block_on(store.record_failure("carol", 5, 1_800_000_000, 300))
+                .unwrap();
+        }
+        assert_eq!(failures(&store), 2);
+    }
+    let (ok, out, err) = run(&cfg, &["user", "reset", "carol"]);
+    assert!(
+        ok && out.contains("2 wrong code(s) forgotten"),
+        "{out}{err}"
+    );
+    let store = rt.block_on(radmfa::app::open_store(&config.store)).unwrap();
+    assert_eq!(failures(&store), 0);
+    let (_, out, _) = run(&cfg, &["audit", "--user", "carol", "--json"]);
+    assert!(
+        out.contains("\"reset\"") && out.contains("2 wrong code(s) forgotten"),
+        "{out}"
+    );
+    // Nothing left now: a second reset says so.
+    let (ok, _, err) = run(&cfg, &["user", "reset", "carol"]);
+    assert!(!ok && err.contains("nothing to reset"), "{err}");
+}
