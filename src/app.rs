@@ -173,6 +173,21 @@ pub async fn with_existing_store<T>(
             key_file.display()
         );
     }
+    // PostgreSQL: the database exists (someone made it), but a mistyped name in store.url
+    // can reach another one; opening would set radmfa's tables up there and tie it to the
+    // key. Only a store some node or command has set up is read.
+    if let StoreConfig::Postgres { settings, .. } = cfg {
+        let recorded = crate::store::PgStore::key_recorded(settings)
+            .await
+            .context("store.url")?;
+        if !recorded {
+            anyhow::bail!(
+                "store.url: that database holds no radmfa store yet, so nothing to show \
+                 (radmfa sets it up at its first start or enrollment); check store.url and \
+                 --config"
+            );
+        }
+    }
     with_command_store(cfg, command).await
 }
 

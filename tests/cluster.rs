@@ -1035,3 +1035,51 @@ fn config_check_connect_creates_no_key_file() {
     assert!(!key.exists(), "config check created the key file");
     drop(node);
 }
+
+/// A reading command pointed at a database radmfa never set up (a mistyped `store.url`
+/// that reaches another database) says so and leaves it untouched: no tables, no key row.
+#[test]
+fn reading_commands_do_not_set_up_a_postgres_store() {
+    let slapd = directory();
+    let pg = PgCluster::shared();
+    let url = pg.fresh_database();
+    let db = url
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .split('?')
+        .next()
+        .unwrap()
+        .to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let config = pg_config(dir.path(), &slapd, &url, "node-a", "");
+    // The key file exists (copied from a node, as ha.md says), so only the database is new.
+    radmfa::store::KeyFile::load_or_create(&dir.path().join("radmfa.key")).unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(common::radmfa::bin())
+            .args(["--config", config.to_str().unwrap()])
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    for args in [&["user", "list"][..], &["token", "list"], &["audit"]] {
+        let (ok, err) = run(args);
+        assert!(
+            !ok && err.contains("store.url") && err.contains("no radmfa store"),
+            "{args:?}: {err}"
+        );
+    }
+    let tables = pg.psql(
+        &db,
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'",
+    );
+    assert_eq!(tables.trim(), "0", "a reading command created tables");
+    // A command that writes sets it up, and reading works from then on.
+    assert!(run(&["user", "enroll-totp", "alice", "--uri-only"]).0);
+    let (ok, err) = run(&["user", "list"]);
+    assert!(ok, "{err}");
+}

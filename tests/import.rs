@@ -306,6 +306,17 @@ fn held_tokens_move_only_with_force_and_app_seeds_never() {
         )),
         "{err}"
     );
+    // With a good row beside it and --skip-invalid: the good one is imported, the refused
+    // one is not counted as replacing anything.
+    let mixed = a.write(
+        "mixed.csv",
+        &format!("{app},{seed},totp,6,30,mallory\nNEW-1,{seed},totp,6,30\n"),
+    );
+    let (ok, out, err) = a.import(&mixed, &["--replace", "--skip-invalid"]);
+    assert!(
+        ok && out.contains("0 replacing") && out.contains("1 invalid skipped"),
+        "{out}{err}"
+    );
     // Giving it back to its own user changes nothing and is not refused; deleting works.
     assert!(a.run(&["token", "assign", app.as_str(), "erin"]).0);
     assert!(a.run(&["token", "delete", app.as_str()]).0);

@@ -118,15 +118,34 @@ async fn run_on(cfg: &Config, store: &dyn Store, cmd: TokenCommand) -> anyhow::R
         eprintln!("{serial}: {refusal}");
         return Ok(ExitCode::from(1));
     }
+    let holder = before.token.user.as_deref();
     let done = match action {
-        Action::Assign => store.assign_token(&serial, owner.as_deref()).await?,
-        Action::Unassign => store.assign_token(&serial, None).await?,
+        Action::Assign => {
+            store
+                .assign_token(&serial, holder, owner.as_deref())
+                .await?
+        }
+        Action::Unassign => store.assign_token(&serial, holder, None).await?,
         Action::Disable => store.set_token_enabled(&serial, false).await?,
         Action::Enable => store.set_token_enabled(&serial, true).await?,
         Action::Delete => store.delete_token(&serial).await?,
     };
     if !done {
-        eprintln!("{serial}: no such token");
+        // Gone, or (assign/unassign) moved by someone else since it was checked: nothing
+        // was changed, and the check must be made again on what is there now.
+        match store.token_record(&serial).await? {
+            Some(now) if matches!(action, Action::Assign | Action::Unassign) => eprintln!(
+                "{serial}: changed meanwhile (now {}); nothing done, run the command again",
+                now.token
+                    .user
+                    .as_deref()
+                    .map_or("in stock".into(), |u| format!(
+                        "held by {}",
+                        super::printable(u)
+                    ))
+            ),
+            _ => eprintln!("{serial}: no such token"),
+        }
         return Ok(ExitCode::from(1));
     }
     // Audited under the user the change concerns: the new owner, else the previous one.

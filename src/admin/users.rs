@@ -130,11 +130,15 @@ async fn reset_steps(
 ) -> anyhow::Result<bool> {
     let now = SystemClock.now();
     let r = store.delete_user_tokens(user).await?;
-    done.push(format!(
-        "{} app token(s) deleted, {} imported token(s) returned to stock",
-        r.deleted, r.returned
-    ));
+    // Only what happened goes into `done`: a later step's error audits `done` as a partial
+    // reset, which must not claim one for a name that had nothing.
     let mut found = r.deleted + r.returned > 0;
+    if found {
+        done.push(format!(
+            "{} app token(s) deleted, {} imported token(s) returned to stock",
+            r.deleted, r.returned
+        ));
+    }
     // Unlocking also clears a count of wrong codes below the threshold: that is state too.
     let failures = store.user_status(user).await?.failures;
     if store.unlock_user(user, now).await? {
@@ -478,11 +482,12 @@ async fn show(store: &dyn Store, user: &str, json: bool) -> anyhow::Result<ExitC
         || profile.bypass_pending(now)
         || !remembered.is_empty()
         || !app_passwords.is_empty();
-    if tokens.is_empty() && status.failures == 0 && status.locked_until.is_none() && !has_profile {
+    // A lock that has run out is no state (`user list` leaves it out too).
+    let locked = status.locked_until.filter(|t| *t > now);
+    if tokens.is_empty() && status.failures == 0 && locked.is_none() && !has_profile {
         eprintln!("{user}: no tokens and no second-factor state");
         return Ok(ExitCode::from(1));
     }
-    let locked = status.locked_until.filter(|t| *t > now);
     if json {
         let toks: Vec<_> = tokens
             .iter()

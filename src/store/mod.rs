@@ -379,9 +379,17 @@ pub trait Store: Send + Sync + 'static {
         let _ = serial;
         Err(StoreError::Unsupported("token_record"))
     }
-    /// Gives the token to `user`, or back to stock with `None`. False if no such serial.
-    async fn assign_token(&self, serial: &str, user: Option<&str>) -> Result<bool, StoreError> {
-        let _ = (serial, user);
+    /// Gives the token to `user`, or back to stock with `None`, if it is still held by
+    /// `holder` (`None`: in stock), as the admin command saw it when it checked the move.
+    /// False if no such serial or its holder changed meanwhile (another admin, another
+    /// node): a check made on the old holder must not let a move through.
+    async fn assign_token(
+        &self,
+        serial: &str,
+        holder: Option<&str>,
+        user: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let _ = (serial, holder, user);
         Err(StoreError::Unsupported("assign_token"))
     }
     /// False if no such serial.

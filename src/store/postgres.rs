@@ -206,8 +206,13 @@ impl Store for PgStore {
         self.token_record_impl(serial).await
     }
 
-    async fn assign_token(&self, serial: &str, user: Option<&str>) -> Result<bool, StoreError> {
-        self.assign_token_impl(serial, user).await
+    async fn assign_token(
+        &self,
+        serial: &str,
+        holder: Option<&str>,
+        user: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        self.assign_token_impl(serial, holder, user).await
     }
 
     async fn set_token_enabled(&self, serial: &str, enabled: bool) -> Result<bool, StoreError> {
@@ -252,6 +257,7 @@ impl Store for PgStore {
                     (SELECT COUNT(*) FROM tokens t WHERE t.username = u.username) AS token_count \
              FROM (SELECT username FROM tokens WHERE username IS NOT NULL \
                    UNION SELECT username FROM user_state \
+                         WHERE failures > 0 OR locked_until > EXTRACT(EPOCH FROM now()) \
                    UNION SELECT username FROM user_profile \
                          WHERE phone IS NOT NULL OR method IS NOT NULL \
                             OR blocked_at IS NOT NULL OR bypass_until > EXTRACT(EPOCH FROM now()) \

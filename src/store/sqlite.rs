@@ -326,8 +326,13 @@ impl Store for SqliteStore {
         self.token_record_impl(serial).await
     }
 
-    async fn assign_token(&self, serial: &str, user: Option<&str>) -> Result<bool, StoreError> {
-        self.assign_token_impl(serial, user).await
+    async fn assign_token(
+        &self,
+        serial: &str,
+        holder: Option<&str>,
+        user: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        self.assign_token_impl(serial, holder, user).await
     }
 
     async fn set_token_enabled(&self, serial: &str, enabled: bool) -> Result<bool, StoreError> {
@@ -372,6 +377,7 @@ impl Store for SqliteStore {
                     (SELECT COUNT(*) FROM tokens t WHERE t.user = u.user) AS token_count \
              FROM (SELECT user FROM tokens WHERE user IS NOT NULL \
                    UNION SELECT user FROM user_state \
+                         WHERE failures > 0 OR locked_until > unixepoch() \
                    UNION SELECT user FROM user_profile \
                          WHERE phone IS NOT NULL OR method IS NOT NULL \
                             OR blocked_at IS NOT NULL OR bypass_until > unixepoch() \

@@ -128,16 +128,18 @@ impl SqliteStore {
     pub(super) async fn assign_token_impl(
         &self,
         serial: &str,
+        holder: Option<&str>,
         user: Option<&str>,
     ) -> Result<bool, StoreError> {
         // A pending resynchronisation belongs to whoever pressed the button: a new owner
-        // starts without one.
+        // starts without one. `IS` matches NULL (stock) as well as a name.
         let done = sqlx::query(
             "UPDATE tokens SET user = ?1, resync_counter = NULL, resync_at = NULL \
-             WHERE serial = ?2",
+             WHERE serial = ?2 AND user IS ?3",
         )
         .bind(user)
         .bind(serial)
+        .bind(holder)
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)

@@ -510,6 +510,25 @@ pub async fn user_status_and_list_users(store: &dyn Store) {
     assert_eq!(store.user_status("alice").await.unwrap(), users[0]);
     assert_eq!(store.user_status("bob").await.unwrap(), users[1]);
     assert_eq!(store.user_status("carol").await.unwrap(), users[2]);
+
+    // A count back at 0 (a good code after a wrong one), or a lock that has run out, is no
+    // state: `user list` leaves the user out, as `user show` finds nothing for them.
+    store.clear_failures("carol").await.unwrap();
+    for _ in 0..2 {
+        store.record_failure("dave", 2, T, 300).await.unwrap();
+    }
+    assert_eq!(
+        store.user_status("dave").await.unwrap().locked_until,
+        Some(T + 300)
+    );
+    let users: Vec<String> = store
+        .list_users()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| u.user)
+        .collect();
+    assert_eq!(users, ["alice", "bob"]);
 }
 
 pub async fn lockout_threshold_lock_time_and_unlock(store: &dyn Store) {
@@ -1258,8 +1277,22 @@ pub async fn inventory_import_list_assign_enable_delete(store: &dyn Store) {
         record_serials(&store.list_tokens(&stock).await.unwrap()),
         ["H2"]
     );
-    assert!(store.assign_token("H2", Some("alice")).await.unwrap());
-    assert!(!store.assign_token("nope", Some("alice")).await.unwrap());
+    // Only from the holder the caller saw: H2 is in stock, so a move "from bob" changes
+    // nothing (another admin got there first).
+    assert!(!store
+        .assign_token("H2", Some("bob"), Some("alice"))
+        .await
+        .unwrap());
+    assert_eq!(
+        store.token_record("H2").await.unwrap().unwrap().token.user,
+        None
+    );
+    assert!(store.assign_token("H2", None, Some("alice")).await.unwrap());
+    assert!(!store.assign_token("H2", None, Some("carol")).await.unwrap());
+    assert!(!store
+        .assign_token("nope", None, Some("alice"))
+        .await
+        .unwrap());
     let alice = TokenFilter {
         user: Some("alice".into()),
         ..Default::default()
@@ -1269,7 +1302,7 @@ pub async fn inventory_import_list_assign_enable_delete(store: &dyn Store) {
         ["H2", "T1"]
     );
     assert!(store.list_tokens(&stock).await.unwrap().is_empty());
-    assert!(store.assign_token("T1", None).await.unwrap());
+    assert!(store.assign_token("T1", Some("alice"), None).await.unwrap());
     assert_eq!(
         store.token_record("T1").await.unwrap().unwrap().token.user,
         None
@@ -1467,7 +1500,10 @@ pub async fn hotp_resync_pending_round_trips(store: &dyn Store) {
         Some((57, T))
     );
     // Assigning the token to someone else drops a pending resync.
-    store.assign_token("H1", Some("bob")).await.unwrap();
+    assert!(store
+        .assign_token("H1", Some("alice"), Some("bob"))
+        .await
+        .unwrap());
     assert_eq!(
         store
             .token_record("H1")

@@ -215,6 +215,7 @@ impl PgStore {
     pub(super) async fn assign_token_impl(
         &self,
         serial: &str,
+        holder: Option<&str>,
         user: Option<&str>,
     ) -> Result<bool, StoreError> {
         let mut w = self.writer().await?;
@@ -222,10 +223,11 @@ impl PgStore {
         // starts without one.
         let r = sqlx::query(
             "UPDATE tokens SET username = $1, resync_counter = NULL, resync_at = NULL \
-             WHERE serial = $2",
+             WHERE serial = $2 AND username IS NOT DISTINCT FROM $3",
         )
         .bind(user)
         .bind(serial)
+        .bind(holder)
         .execute(w.conn())
         .await;
         let done = w.done(r)?;
