@@ -682,10 +682,49 @@ fn rd_gateway_request_calls_without_an_ldap_bind() {
         "{rec}"
     );
 
+    // A VPN sends an empty User-Password for a user who typed none (NAS-Port-Type Virtual
+    // is common on VPNs too): not a second-factor-only request, so no call.
+    let r = py(
+        &srv,
+        &[
+            "--user",
+            "alice",
+            "--password",
+            "",
+            "--nas-port-type",
+            "5",
+            "--called-station-id",
+            "192.0.2.1",
+            "--timeout",
+            "10",
+        ],
+    );
+    assert_eq!(code_of(&r), "Access-Reject", "{r}");
+    assert_eq!(standin.calls().len(), 1, "no call for an empty password");
+    // RD Gateway's own shape with an empty User-Password (a proxy hop may add one) still
+    // gets its call.
+    let r = py(
+        &srv,
+        &[
+            "--user",
+            "alice",
+            "--password",
+            "",
+            "--nas-port-type",
+            "5",
+            "--called-station-id",
+            "UserAuthType:PW",
+            "--timeout",
+            "35",
+        ],
+    );
+    assert_eq!(code_of(&r), "Access-Accept", "{r}");
+    assert_eq!(standin.calls().len(), 2);
+
     // The same request from a normal client: no password, no login, no call.
     let r = rdg("127.0.0.2");
     assert_eq!(code_of(&r), "Access-Reject", "{r}");
-    assert_eq!(standin.calls().len(), 1);
+    assert_eq!(standin.calls().len(), 2);
     // An unknown user gets no call either.
     let r = py(
         &srv,
@@ -699,7 +738,7 @@ fn rd_gateway_request_calls_without_an_ldap_bind() {
         ],
     );
     assert_eq!(code_of(&r), "Access-Reject", "{r}");
-    assert_eq!(standin.calls().len(), 1);
+    assert_eq!(standin.calls().len(), 2);
 }
 
 /// One entry, two names (`uid: jdoe`, `uid: john.doe`), its phone stored under jdoe. RD

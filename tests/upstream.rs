@@ -377,6 +377,41 @@ fn unsafe_or_missing_answers_refuse_and_a_dead_server_is_skipped() {
         srv.log()
     );
 
+    // Two silent servers whose timeouts together outlast the deadline: the first times out
+    // and is marked; the second, cut off with what was left, is not (it had no fair chance,
+    // and marking it too would leave nothing to fail over to).
+    let quiet1 = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let quiet2 = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let first = local(quiet1.local_addr().unwrap().port());
+    let second = local(quiet2.local_addr().unwrap().port());
+    reload_upstream(
+        &srv,
+        &upstream_section(&[first.clone(), second.clone()], "timeout_ms = 3000"),
+    );
+    let field = format!("{ALICE_UP},{}", codes.next());
+    let args = ["--user", "alice", "--password", &field, "--timeout", "10"];
+    let r = pyrad(srv.port(), SECRET, &args);
+    assert_eq!(code(&r), "Access-Reject", "{r}");
+    let lines = |server: &str, what: &str| {
+        srv.log()
+            .lines()
+            .filter(|l| l.contains(what) && l.contains(server))
+            .count()
+    };
+    assert_eq!(
+        lines(&first, "upstream RADIUS server did not answer: "),
+        1,
+        "{}",
+        srv.log()
+    );
+    assert_eq!(
+        lines(&second, "before the login's deadline"),
+        0,
+        "{}",
+        srv.log()
+    );
+    drop((quiet1, quiet2));
+
     // Unsigned replies, when the admin says so; config check and the log say what it costs.
     reload_upstream(
         &srv,

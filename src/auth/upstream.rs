@@ -77,11 +77,14 @@ pub async fn check<'a>(
     }
     let mut failures = Vec::new();
     for server in health.order(&cfg.group, &cfg.servers) {
+        // Only the first server asked can have eaten the login's time: a later one got what
+        // the silent ones before it left, perhaps a few milliseconds, and marking it would
+        // leave no server unmarked to fail over to.
         let waiting = CutOff {
             cfg,
             health,
             server,
-            armed: true,
+            armed: failures.is_empty(),
         };
         let asked = ask(cfg, health, server, c).await;
         waiting.disarm();
@@ -124,9 +127,10 @@ pub async fn check<'a>(
 }
 
 /// Marks `server` as not answering if the login is cut off (its request deadline) while
-/// waiting for it: a server whose `timeout_ms` outlasts the time a login has to decide
-/// never reaches its own timeout, so without this it would stay first, every login would
-/// wait on it until cut off, and no login would reach the next server.
+/// waiting for it, when it was the first server this login asked: a server whose
+/// `timeout_ms` outlasts the time a login has to decide never reaches its own timeout, so
+/// without this it would stay first, every login would wait on it until cut off, and no
+/// login would reach the next server.
 struct CutOff<'a> {
     cfg: &'a UpstreamConfig,
     health: &'a Health,

@@ -101,9 +101,9 @@ pub fn mask(e164: &str) -> String {
 /// `text` (a provider's error message) with every phone number masked as [`mask`] does:
 /// Twilio's "Invalid 'To' Phone Number: +4915112345678" goes into the log and the audit
 /// reason, where numbers are otherwise shown by their last four digits only. A number is 7
-/// or more digits: after a `+` (or `%2B`, a gateway echoing the query it was sent) written
-/// with spaces or dashes between them, or without one in a single run (a gateway's
-/// `msisdn 4915112345678`). Other long digit runs (a message id) are masked too; that
+/// or more digits: after a `+` (or `%2B`, a gateway echoing the query it was sent) or from
+/// a `(` (`(555) 010-0123`), with spaces, dashes, dots or brackets between groups, or
+/// without one in a single run (a gateway's `msisdn 4915112345678`). Other long digit runs (a message id) are masked too; that
 /// costs a log reader little.
 pub fn mask_numbers(text: &str) -> String {
     let b = text.as_bytes();
@@ -118,14 +118,20 @@ pub fn mask_numbers(text: &str) -> String {
         } else {
             0
         };
-        // A run starts at a `+` or at a digit that does not continue a word or a number.
-        let starts =
-            prefix > 0 || (b[i].is_ascii_digit() && (i == 0 || !b[i - 1].is_ascii_alphanumeric()));
+        let fresh = i == 0 || !b[i - 1].is_ascii_alphanumeric();
+        // `(555) 010-0123`: a national number written with its area code in brackets.
+        let bracket = fresh && b[i] == b'(' && b.get(i + 1).is_some_and(u8::is_ascii_digit);
+        // Digit groups are joined only in a run that starts like a phone number: a dotted
+        // address (192.0.2.1) or a date is not one.
+        let joined = prefix > 0 || bracket;
+        // A run starts at a `+`, a `(` before a digit, or a digit that does not continue a
+        // word or a number.
+        let starts = joined || (b[i].is_ascii_digit() && fresh);
         if !starts {
             i += 1;
             continue;
         }
-        let mut j = i + prefix;
+        let mut j = i + prefix + usize::from(bracket);
         let mut digits = String::new();
         let mut end = j;
         while j < b.len() {
@@ -133,12 +139,13 @@ pub fn mask_numbers(text: &str) -> String {
                 digits.push(b[j] as char);
                 j += 1;
                 end = j;
-            } else if prefix > 0
-                && matches!(b[j], b' ' | b'-')
-                && j + 1 < b.len()
-                && b[j + 1].is_ascii_digit()
-            {
-                j += 1;
+                continue;
+            }
+            // Up to two separators between groups (`) ` in `+1 (555) 010-0123`), then a digit.
+            let is_sep = |c: &u8| matches!(c, b' ' | b'-' | b'.' | b'(' | b')');
+            let seps = b[j..].iter().take(2).take_while(|c| is_sep(c)).count();
+            if joined && seps > 0 && b.get(j + seps).is_some_and(u8::is_ascii_digit) {
+                j += seps;
             } else {
                 break;
             }
@@ -170,6 +177,16 @@ mod tests {
             "Invalid 'To' Phone Number: ••••5678, see +1 and +"
         );
         assert_eq!(super::mask_numbers("no number"), "no number");
+        // Brackets and dots, as people and some gateways write numbers.
+        assert_eq!(
+            super::mask_numbers("to +1 (555) 010-0123 or (555) 010-0123 or +44.20.7946.0958"),
+            "to ••••0123 or ••••0123 or ••••0958"
+        );
+        // Not a number: dotted addresses, dates, short codes in brackets.
+        assert_eq!(
+            super::mask_numbers("from 192.0.2.1 on 2026.12.03 (error 20003) (12) 34"),
+            "from 192.0.2.1 on 2026.12.03 (error 20003) (12) 34"
+        );
         // As a gateway may echo them: percent-encoded, spaced, without the plus.
         assert_eq!(
             super::mask_numbers("bad to=%2B4915112345678&x=1"),

@@ -16,6 +16,8 @@ use crate::radius::{Reply, Request};
 
 /// RFC 2865 §5.41 NAS-Port-Type "Virtual", what RD Gateway's NPS sends.
 pub const NAS_PORT_TYPE_VIRTUAL: u32 = 5;
+/// RFC 2865 §5.2.
+const USER_PASSWORD: u8 = 2;
 
 pub async fn start(
     app: &AppState,
@@ -27,20 +29,25 @@ pub async fn start(
     // (or CHAP, MS-CHAP, EAP) is a password login that nobody here would check: NPS often
     // forwards VPN or Wi-Fi policies from the same address as RD Gateway's, and a phone
     // call alone must not let those in.
-    // (An empty User-Password is no password: a proxy hop may add one.)
-    let password = req
-        .user_password(ctx.client.secret.expose())
-        .is_some_and(|p| !p.expose().is_empty());
+    let rd_gateway_shape = req.nas_port_type() == Some(NAS_PORT_TYPE_VIRTUAL)
+        && req
+            .called_station_id()
+            .is_some_and(|c| c.starts_with("UserAuthType:"));
+    // An empty User-Password is let through only on RD Gateway's own requests (a proxy
+    // hop may add one there). Anywhere else it is what a VPN sends for a user who typed
+    // no password, which must not become a login by phone call alone; so is one that does
+    // not decrypt (a length not a multiple of 16, a leading NUL the decoder cuts at).
+    let password = match req.user_password(ctx.client.secret.expose()) {
+        Some(p) if p.expose().is_empty() => !rd_gateway_shape,
+        Some(_) => true,
+        None => req.raw_attribute(USER_PASSWORD).is_some() && !rd_gateway_shape,
+    };
     if password || req.has_chap_password() || req.has_ms_chap_response() || req.has_eap_message() {
         return Ok(Verdict::reject(
             "a password login sent to a second-factor-only client (it checks no password): \
              give that NAS or NPS policy a client entry of its own",
         ));
     }
-    let rd_gateway_shape = req.nas_port_type() == Some(NAS_PORT_TYPE_VIRTUAL)
-        && req
-            .called_station_id()
-            .is_some_and(|c| c.starts_with("UserAuthType:"));
     tracing::debug!(rd_gateway_shape, "second-factor-only request");
     let Some(info) = ctx.primary.lookup(user).await? else {
         return Ok(Verdict::reject("unknown user (second-factor-only client)"));
