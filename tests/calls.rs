@@ -333,6 +333,53 @@ fn fraud_report_rejects_and_blocks_until_unblock() {
     assert_eq!(code_of(&r), "Access-Accept", "{r}");
 }
 
+/// Two held logins at once (an attacker with the password starting several): the user
+/// reports the first call as fraud, then presses # on the second. The report ends every
+/// call in flight, so neither login gets in.
+#[test]
+fn a_fraud_report_ends_the_users_other_calls() {
+    let slapd = directory();
+    let standin = Standin::start();
+    standin.script(DIRECTORY_MOBILE, Script::Silent);
+    let srv = start(&slapd, &standin, "", "", &hold_client(20));
+    let port = srv.port();
+    let results = {
+        let logins: Vec<_> = (0..2)
+            .map(|_| std::thread::spawn(move || alice_held_on(port)))
+            .collect();
+        let t = Instant::now();
+        while standin.calls().len() < 2 {
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "two calls not placed"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let calls = standin.calls();
+        let fraud = standin.post_callback(
+            &calls[0].gather_action(),
+            Standin::gather_params(&calls[0], "0"),
+            None,
+        );
+        assert_eq!(fraud.status, 200, "{fraud:?}");
+        let approve = standin.post_callback(
+            &calls[1].gather_action(),
+            Standin::gather_params(&calls[1], ""),
+            None,
+        );
+        assert_eq!(approve.status, 200, "{approve:?}");
+        assert!(!approve.body.contains("is approved"), "{approve:?}");
+        logins
+            .into_iter()
+            .map(|l| l.join().unwrap())
+            .collect::<Vec<_>>()
+    };
+    for r in &results {
+        assert_eq!(code_of(r), "Access-Reject", "{r}\n{}", srv.log());
+    }
+    assert_eq!(standin.calls().len(), 2);
+}
+
 /// A fraud report that comes after the held login gave up on the call (its budget ran out
 /// while the phone rang on) still blocks the user: someone else has the password.
 #[test]
@@ -933,6 +980,31 @@ fn forged_callbacks_change_nothing() {
     assert_ne!(other_call, approve);
     let res = standin.post_callback(&url, other_call, None);
     assert_eq!(res.status, 403, "another call's callback: {res:?}");
+    // Twilio's signature joins name and value with nothing between: a captured decline
+    // (Digits = 1) with "Digits1" moved into the value before it (Caller) and Digits
+    // dropped signs the same, and would read as `#` alone. Refused.
+    let decline = Standin::gather_params(&call, "1");
+    let sig = twilio_signature(AUTH_TOKEN, &url, &decline);
+    let spliced: Vec<(String, String)> = decline
+        .iter()
+        .filter(|(k, _)| k != "Digits")
+        .map(|(k, v)| match k.as_str() {
+            "Caller" => (k.clone(), format!("{v}Digits1")),
+            _ => (k.clone(), v.clone()),
+        })
+        .collect();
+    assert_eq!(
+        twilio_signature(AUTH_TOKEN, &url, &spliced),
+        sig,
+        "the splice signs the same"
+    );
+    let res = standin.post_callback(&url, spliced, Some(sig));
+    assert_eq!(res.status, 400, "a spliced decline: {res:?}");
+    // A parameter sent twice is refused the same way.
+    let mut twice = approve.clone();
+    twice.push(("Digits".into(), "1".into()));
+    let res = standin.post_callback(&url, twice, None);
+    assert_eq!(res.status, 400, "a repeated parameter: {res:?}");
     // The call is still undecided: Enter gets the prompt again, not an Accept.
     let r2 = enter();
     assert_eq!(code_of(&r2), "Access-Challenge", "{r2}");

@@ -246,6 +246,26 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
             u64::from(cfg.lockout.threshold).min(1_000_000)
         ));
     }
+    // Short SMS codes against the lockout: whoever has a password gets `threshold` guesses
+    // per lock, a lock lasts `duration`, so that many guesses a day, each 1 in 10^length.
+    if let Some(sms) = &cfg.delivery.sms {
+        let per_day = u64::from(cfg.lockout.threshold)
+            * (86_400 / cfg.lockout.duration.as_secs().max(1)).max(1);
+        let space = 10u64.saturating_pow(sms.code_length);
+        if per_day.saturating_mul(1000) > space {
+            out.push(format!(
+                "sms: code_length = {} with [lockout] threshold {} and duration_secs {}: \
+                 whoever has a password gets about {per_day} guesses a day at a \
+                 {}-digit code, a 1 in {} chance a day; use 6 digits or more, or a longer \
+                 lockout",
+                sms.code_length,
+                cfg.lockout.threshold,
+                cfg.lockout.duration.as_secs(),
+                sms.code_length,
+                (space / per_day).max(1)
+            ));
+        }
+    }
     if let crate::config::StoreConfig::Postgres { settings, .. } = &cfg.store {
         if let Ok(options) = settings.connect_options() {
             use sqlx::postgres::PgSslMode;
@@ -566,6 +586,31 @@ mod tests {
             "http://127.0.0.1:8080/2010-04-01"
         ));
         assert!(!scheme_off_host("http://", "http://localhost/send"));
+    }
+
+    #[test]
+    fn short_sms_codes_against_the_lockout_are_warned_about() {
+        let config = |length: u32, lock: u32| {
+            let text = format!(
+                "[ldap]\nurls = [\"ldap://127.0.0.1\"]\nbind_dn = \"cn=a\"\nbind_password = \"pw\"\n\
+                 base_dn = \"dc=example,dc=org\"\n[[client]]\nname = \"nas\"\n\
+                 address = \"127.0.0.1\"\nsecret = \"0123456789abcdef\"\n\
+                 methods = [\"totp\", \"sms\"]\n[sms]\nprovider = \"twilio\"\n\
+                 code_length = {length}\n[twilio]\naccount_sid = \"AC00000000000000000000000000000000\"\n\
+                 auth_token = \"token\"\nfrom = \"+15550001111\"\n[lockout]\n\
+                 threshold = 5\nduration_secs = {lock}\n"
+            );
+            Config::parse(&text, std::path::Path::new("radmfa.toml")).expect("valid")
+        };
+        let sms_warning = |c: &Config| warnings(c).into_iter().find(|w| w.starts_with("sms:"));
+        let w = sms_warning(&config(4, 900)).expect("4 digits, 15-minute locks");
+        assert!(
+            w.contains("480 guesses a day") && w.contains("1 in 20 chance"),
+            "{w}"
+        );
+        assert_eq!(sms_warning(&config(6, 900)), None);
+        // A day-long lock makes even 5 digits acceptable (5 guesses a day).
+        assert_eq!(sms_warning(&config(5, 86_400)), None);
     }
 
     #[test]

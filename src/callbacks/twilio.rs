@@ -82,6 +82,12 @@ async fn signed_call(
     }
     let params = params(body);
     authenticate(app, uri, headers, &params)?;
+    if spliced(&params) {
+        tracing::warn!(
+            "provider callback refused: a repeated parameter, or one inside another's value"
+        );
+        return Err(StatusCode::BAD_REQUEST);
+    }
     let txn = voice_txn(app, id).await?;
     if !same_call(&txn, &params) {
         tracing::warn!(
@@ -91,6 +97,23 @@ async fn signed_call(
         return Err(StatusCode::FORBIDDEN);
     }
     Ok((params, txn))
+}
+
+/// Twilio's signature covers the parameters as name‖value with nothing between them, so
+/// `CallerZip=12345&Digits=1&FinishedOnKey=#` (a decline) and
+/// `CallerZip=12345Digits1&FinishedOnKey=#` sign the same, and the second reads as `#`
+/// alone: an approval. Whoever can read and replace a callback (the plain-HTTP hop behind
+/// the TLS proxy, a retry after a 503) could turn a decline or a fraud report into one.
+/// So a repeated name, or a name radmfa acts on inside another parameter's value, is
+/// refused: Twilio sends neither.
+fn spliced(params: &[(String, String)]) -> bool {
+    let mut names: Vec<&str> = params.iter().map(|(k, _)| k.as_str()).collect();
+    names.sort_unstable();
+    let repeated = names.windows(2).any(|w| w[0] == w[1]);
+    repeated
+        || params
+            .iter()
+            .any(|(_, v)| ["Digits", "FinishedOnKey"].iter().any(|n| v.contains(n)))
 }
 
 /// Whether the callback is about the call placed for `txn`: its CallSid, once the answer to
@@ -198,7 +221,8 @@ pub async fn gather(
     twiml(outcome_twiml(decision, taken && !late))
 }
 
-/// Fraud: the user is blocked on every node until `radmfa user unblock`, and the audit log
+/// Fraud: the user is blocked on every node until `radmfa user unblock`, their other
+/// pending calls and SMS codes are cancelled, and the audit log
 /// gets a `fraud` record even if no request is waiting on this call any more. Their
 /// remembered second factors are forgotten too: someone else has the password, and after
 /// the unblock every login should prove the second factor afresh.
@@ -211,6 +235,13 @@ async fn block_for_fraud(app: &AppState, txn: &OobTransaction) -> Result<(), Sto
         mask(&txn.phone)
     );
     app.store.block_user(&txn.user, now, &reason).await?;
+    // The user's other calls and codes in flight end too: an attacker with the password
+    // may have started several logins, and the # pressed on the next call must not let
+    // one of them in. (This call is then marked fraud by the caller, whatever it was.)
+    // Part of the block: if it fails, the provider gets a 503 and retries the report.
+    app.store
+        .cancel_oob(&txn.user, "cancelled: fraud alert on another call")
+        .await?;
     if let Err(e) = app.store.forget_logins(&txn.user).await {
         tracing::error!(error = %e, user = txn.user.as_str(), "forgetting remembered logins after fraud alert");
     }

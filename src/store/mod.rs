@@ -21,6 +21,11 @@ mod sqlite_remembered;
 mod sqlite_tokens;
 mod sqlite_writer;
 
+/// A call's row outlives the call by this long: a fraud report (0#) may come after the
+/// call's lifetime (a long greeting, a slow callee), and with the row gone it would find
+/// nothing to act on, blocking no one. An approval that late is refused by its handler.
+pub(crate) const VOICE_ROW_GRACE: i64 = 3600;
+
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 

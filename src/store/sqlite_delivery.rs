@@ -347,11 +347,15 @@ impl SqliteStore {
     }
 
     pub(super) async fn purge_delivery_state_impl(&self, now: i64) -> Result<u64, StoreError> {
-        let a = sqlx::query("DELETE FROM oob_transactions WHERE expires_at <= ?1")
-            .bind(now)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
+        let a = sqlx::query(
+            "DELETE FROM oob_transactions \
+             WHERE expires_at <= CASE WHEN kind = 'voice' THEN ?1 - ?2 ELSE ?1 END",
+        )
+        .bind(now)
+        .bind(super::VOICE_ROW_GRACE)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
         let b = sqlx::query("DELETE FROM send_events WHERE at <= ?1")
             .bind(now - SEND_EVENT_RETENTION)
             .execute(&self.pool)

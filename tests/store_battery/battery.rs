@@ -1913,9 +1913,17 @@ pub async fn purge_delivery_state(store: &dyn Store) {
         .take_send_slot(&limits("a", 1, 100), T - 90_000)
         .await
         .unwrap();
+    // A call's row stays an hour past its lifetime, for a late fraud report.
+    let mut call = oob_txn("call", "r-call", "alice", T);
+    call.kind = OobKind::Voice;
+    call.code_hash = None;
+    store.begin_oob(&call).await.unwrap();
     assert!(store.purge_delivery_state(T).await.unwrap() >= 2);
     assert_eq!(store.oob("old").await.unwrap(), None);
     assert!(store.oob("new").await.unwrap().is_some());
+    assert!(store.oob("call").await.unwrap().is_some());
+    store.purge_delivery_state(T + 3600).await.unwrap();
+    assert_eq!(store.oob("call").await.unwrap(), None);
 }
 
 pub async fn delete_user_removes_delivery_state(store: &dyn Store) {

@@ -388,10 +388,14 @@ impl PgStore {
 
     pub(super) async fn purge_delivery_state_impl(&self, now: i64) -> Result<u64, StoreError> {
         let mut w = self.writer().await?;
-        let r = sqlx::query("DELETE FROM oob_transactions WHERE expires_at <= $1")
-            .bind(now)
-            .execute(w.conn())
-            .await;
+        let r = sqlx::query(
+            "DELETE FROM oob_transactions \
+             WHERE expires_at <= CASE WHEN kind = 'voice' THEN $1 - $2 ELSE $1 END",
+        )
+        .bind(now)
+        .bind(crate::store::VOICE_ROW_GRACE)
+        .execute(w.conn())
+        .await;
         let a = w.done(r)?.rows_affected();
         let r = sqlx::query("DELETE FROM send_events WHERE at <= $1")
             .bind(now - SEND_EVENT_RETENTION)
