@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Installs what radmfa's tests and demo need on Debian 12: a Rust toolchain (rustup's
-# stable, if there is no cargo), the peers nobody on this project wrote (OpenLDAP slapd,
-# FreeRADIUS and its radclient, oathtool, pam_radius_auth + pamtester) and a Python venv
-# with pyrad, python-pskc and prometheus-client. Safe to run again; installs only what is
-# missing.
+# stable, if there is no cargo or it is older than Cargo.toml's rust-version), the
+# peers nobody on this project wrote (OpenLDAP slapd, FreeRADIUS and its radclient,
+# oathtool, pam_radius_auth + pamtester) and a Python venv with pyrad, python-pskc and
+# prometheus-client. Safe to run again; installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -307,7 +307,8 @@ impl Metrics {
         family(
             "radmfa_deadline_exceeded_total",
             "counter",
-            "Requests rejected because they were not decided within the request deadline.",
+            "Requests not decided within the request deadline: rejected, or left \
+             unanswered where the client has on_backend_failure = \"no_reply\".",
             &[("", get(&self.deadline_exceeded))],
         );
         family(
