@@ -234,7 +234,15 @@ fn enroll_prints_uri_qr_and_secret_once() {
 #[test]
 fn list_show_reset_delete_and_audit() {
     let (_d, cfg) = setup();
-    assert!(run(&cfg, &["user", "enroll-totp", "alice", "--uri-only"]).0);
+    let (ok, uri, _) = run(&cfg, &["user", "enroll-totp", "alice", "--uri-only"]);
+    assert!(ok);
+    let seed = uri
+        .split("secret=")
+        .nth(1)
+        .and_then(|s| s.split('&').next())
+        .expect("secret in the URI")
+        .to_string();
+    assert!(seed.len() >= 16, "{uri}");
     assert!(run(&cfg, &["user", "enroll-totp", "bob", "--uri-only"]).0);
 
     let (ok, out, _) = run(&cfg, &["user", "list", "--json"]);
@@ -254,6 +262,9 @@ fn list_show_reset_delete_and_audit() {
     assert_eq!(v["tokens"].as_array().unwrap().len(), 1);
     assert_eq!(v["tokens"][0]["type"], "totp");
     assert!(!out.contains("secret"), "show never prints the seed");
+    assert!(!out.contains(&seed), "show never prints the seed");
+    let (_, text, _) = run(&cfg, &["user", "show", "alice"]);
+    assert!(text.contains("TOTP-") && !text.contains(&seed), "{text}");
 
     let (ok, out, _) = run(&cfg, &["user", "reset", "alice"]);
     assert!(ok && out.contains("1 app token(s) deleted"), "{out}");

@@ -245,6 +245,11 @@ secret = "hidden-upstream-secret"
     let shown = format!("{cfg:?}");
     assert!(shown.contains("X-Api-Key"), "header names stay: {shown}");
     assert!(!shown.contains("hidden"), "a secret in {shown}");
+    // Nor as bytes (a secret held as Vec<u8> prints as a list of numbers).
+    assert!(
+        !shown.contains("104, 105, 100, 100, 101, 110"),
+        "a secret in {shown}"
+    );
 
     let pg = r#"
 [store]
@@ -256,4 +261,9 @@ key_file = "/etc/radmfa/key"
     let shown = format!("{cfg:?}");
     assert!(shown.contains("Postgres"), "{shown}");
     assert!(!shown.contains("hidden"), "a secret in {shown}");
+    // Nor as bytes (a secret held as Vec<u8> prints as a list of numbers).
+    assert!(
+        !shown.contains("104, 105, 100, 100, 101, 110"),
+        "a secret in {shown}"
+    );
 }

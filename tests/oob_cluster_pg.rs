@@ -122,7 +122,8 @@ fn sms_code_sent_by_node_a_is_accepted_on_node_b() {
         r2["code"], "Access-Accept",
         "node B checks node A's code: {r2}"
     );
-    // The code and the State are spent on every node.
+    // The State (and with it the SMS transaction its code belongs to) is spent on every
+    // node: the same answer sent to node A is refused.
     let r3 = pyrad(
         a.port(),
         SECRET,

@@ -94,6 +94,16 @@ fn a_passed_second_factor_spares_the_code_from_the_same_station_only() {
     // The password is still checked, and the same reply as for anyone with a wrong one.
     let r = send(&srv, "127.0.0.1", Some(STATION_A), "wrong-password", None);
     assert_eq!(code_of(&r), "Access-Reject", "{r}");
+    let unremembered = send(&srv, "127.0.0.1", Some(STATION_B), "wrong-password", None);
+    assert_eq!(
+        (&r["code"], &r["messages"], &r["state"]),
+        (
+            &unremembered["code"],
+            &unremembered["messages"],
+            &unremembered["state"]
+        ),
+        "{r} / {unremembered}"
+    );
     // Another station, no station, another client: the prompt.
     for (bind, station) in [
         ("127.0.0.1", Some(STATION_B)),

@@ -197,6 +197,11 @@ fn the_service_user_keeps_serving_while_root_runs_admin_commands() {
     let state = &host.state;
     let mut srv = host.start_service();
     // First start: the service made its key and database itself, private to it.
+    let made: Vec<String> = owners(state).into_iter().map(|(n, _, _)| n).collect();
+    assert!(
+        made.iter().any(|n| n == "radmfa.db") && made.iter().any(|n| n == "radmfa.key"),
+        "{made:?}"
+    );
     for (name, uid, mode) in owners(state) {
         assert_eq!(uid, SERVICE_UID, "{name} is owned by uid {uid}");
         assert_eq!(mode & 0o077, 0, "{name} has mode {mode:o}");

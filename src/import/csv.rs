@@ -523,7 +523,7 @@ mod tests {
     }
 
     #[test]
-    fn garbage_does_not_panic() {
+    fn garbage_does_not_panic_and_imports_nothing() {
         for input in [
             "\"",
             "a,\"b",
@@ -532,7 +532,10 @@ mod tests {
             "serial,secret\n",
             "x\n\"\"\"\n",
         ] {
-            let _ = parse(input.as_bytes(), &CsvDefaults::default());
+            let got = tokens(input);
+            assert!(got.iter().all(Result::is_err), "{input:?}: {got:?}");
         }
+        // A header alone is an empty file, not an error.
+        assert!(tokens("serial,secret\n").is_empty());
     }
 }

@@ -257,9 +257,14 @@ fn app_password_holders_are_not_told_apart_by_timing() {
         ("unknown user", &|i| format!("ghost{i:05}")),
     );
     // Without a comparison for users who hold none, the unknown user's median came out at
-    // about half the holder's: the argon2 check it skipped.
+    // about half the holder's: the argon2 check it skipped. p10 and p25, as above: they
+    // show the work done and hold still on a loaded machine; both ways.
     assert!(
-        u[2] > h[2] * 0.8,
+        u[0] > h[0] * 0.8 && u[1] > h[1] * 0.8,
         "an unknown user is answered faster than an app-password holder: {u:?} vs {h:?}"
+    );
+    assert!(
+        u[1] < h[1] * 1.5,
+        "an unknown user is answered slower than an app-password holder: {u:?} vs {h:?}"
     );
 }
