@@ -115,7 +115,9 @@ pub fn attributes_fit(req: &Request, reply: &Reply) -> bool {
 pub fn state_fits(req: &Request, reply: &Reply) -> bool {
     let proxy_states: usize = req.proxy_states().iter().map(|p| p.len() + 2).sum();
     let state = reply.state.as_ref().map_or(0, |s| s.len() + 2);
-    HEADER_LEN + 2 + MA_LEN + proxy_states + state <= MAX_PACKET
+    // One attribute carries the State: one longer than that is dropped by the encoder.
+    reply.state.as_ref().is_none_or(|s| s.len() <= MAX_VALUE)
+        && HEADER_LEN + 2 + MA_LEN + proxy_states + state <= MAX_PACKET
 }
 
 /// Encodes `reply` to `req`. Attribute order: Message-Authenticator, Reply-Message(s), State,

@@ -1,6 +1,7 @@
 //! RFC 5080 §2.2.2 duplicate detection, hand-written because no crate does it.
 //!
-//! A request is identified by (source address and port, Identifier, Request Authenticator).
+//! A request is identified by (source address and port, Identifier, Request Authenticator);
+//! over RadSec the port is left out (a resend comes on a new connection).
 //! While it is being processed, retransmits attach to it and are answered with its reply when
 //! it completes; for `window` after that, retransmits get the cached reply bytes unchanged.
 //! The pipeline (LDAP bind, code check, challenge creation) therefore runs once per request.

@@ -313,7 +313,17 @@ pub(crate) async fn dispatch(
     } = at;
     // The request's deadline counts from here, its arrival: the NAS's timeout started then.
     let received = Instant::now();
-    let Some(key) = RequestKey::of(src, raw) else {
+    // A RadSec peer resends only on a new connection (RFC 6613 §2.6.1), from a new port:
+    // its requests are known by the peer's address alone, or the resend of a login whose
+    // connection broke would be worked out a second time (a second bind, a State already
+    // used). UDP keeps the port: a NAS's ports are separate request streams.
+    let over_tls = matches!(reply_to, ReplyTo::Tls(_));
+    let dedup_src = if over_tls {
+        SocketAddr::new(src.ip(), 0)
+    } else {
+        src
+    };
+    let Some(key) = RequestKey::of(dedup_src, raw) else {
         Metrics::inc(&app.metrics.malformed);
         warn_drop(app, DropKind::Malformed, src, Some(&client.name));
         reply_to.discarded(&DecodeError::TooShort(raw.len()));
@@ -477,7 +487,9 @@ async fn serve_one(
     } else {
         app.dedup.finish(key, Some(bytes.clone()))
     };
-    let copies = 1 + attached;
+    // Over TLS a resend came on another connection, this one's reply goes on this one: one
+    // copy (the resend's connection is answered from the cache when the peer asks again).
+    let copies = if ctx.over_tls { 1 } else { 1 + attached };
     for _ in 0..copies {
         reply_to.send(app, &bytes, ctx.src, &ctx.client.name).await;
     }
