@@ -1846,3 +1846,43 @@ fn status_server_follows_the_backends_for_no_reply_clients() {
     );
     assert_eq!(radclient_status(&srv), "Access-Accept");
 }
+
+/// A name with an invisible character in it (a soft hyphen, a zero-width space, a control
+/// character) is refused before the directory is asked: OpenLDAP's string preparation
+/// (RFC 4518) drops a soft hyphen, so `alice\u{AD}` finds alice's entry, while the store
+/// would key the login on another name, one without her tokens or lockout.
+#[test]
+fn a_name_with_invisible_characters_is_refused() {
+    let slapd = directory();
+    let srv = start(&slapd, |_| {});
+    srv.enroll("alice", &[]);
+    let binds = slapd.bind_count(&LdapUser::new("alice", "").dn());
+    for name in [
+        "alice\u{AD}",
+        "ali\u{200B}ce",
+        "alice\u{1}",
+        "\u{FEFF}alice",
+    ] {
+        let r = py_password(&srv, name, ALICE_PW);
+        assert_eq!(code_of(&r), "Access-Reject", "{name:?}: {r}");
+        assert!(r["state"].is_null(), "{name:?}: {r}");
+    }
+    assert_eq!(
+        slapd.bind_count(&LdapUser::new("alice", "").dn()),
+        binds,
+        "the directory was not asked"
+    );
+    let out = srv.cli(&["audit", "--json", "--limit", "10"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        text.matches("control or invisible formatting characters")
+            .count(),
+        4,
+        "{text}"
+    );
+    // The plain name still gets its challenge.
+    assert_eq!(
+        code_of(&py_password(&srv, "alice", ALICE_PW)),
+        "Access-Challenge"
+    );
+}

@@ -334,6 +334,17 @@ async fn answer(
     (Some(verdict.reply), remember)
 }
 
+/// Unicode format characters (general category Cf) that show as nothing in a name typed
+/// in any script: soft hyphen, zero-width and direction marks, word joiners, BOM, tags.
+/// Listed by hand: std has no category lookup (Cf's script-specific signs, such as the
+/// Arabic number signs, are left alone).
+fn invisible_format(c: char) -> bool {
+    matches!(c,
+        '\u{AD}' | '\u{61C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206F}' | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}'
+        | '\u{E0001}' | '\u{E0020}'..='\u{E007F}')
+}
+
 async fn decide(
     app: &AppState,
     ctx: &RequestContext,
@@ -342,6 +353,15 @@ async fn decide(
 ) -> Result<Verdict, Fault> {
     if user.is_empty() {
         return Ok(Verdict::reject("no User-Name"));
+    }
+    // Nobody's name holds a control character or an invisible formatting one (a soft
+    // hyphen, a zero-width space, a direction mark). A directory may ignore them when it
+    // compares (`alice\u{AD}` finds alice's entry) while radmfa's store keys on them, which
+    // would give alice's password a second name with no tokens, lockout or block.
+    if user.chars().any(|c| c.is_control() || invisible_format(c)) {
+        return Ok(Verdict::reject(
+            "a User-Name with control or invisible formatting characters",
+        ));
     }
     let mut v = match req.state() {
         Some(state) => followup::answer(app, ctx, req, user, &state).await?,
