@@ -913,7 +913,7 @@ fn bind_outcome(res: &LdapResult) -> Result<PrimaryOutcome, AuthError> {
 /// come under any of their values (AD: `jdoe` or `jdoe@corp.example.org`), so all of them
 /// are the entry's names (`UserInfo::other_names`): a token enrolled under one must not be
 /// skipped by a login under another.
-fn naming_attributes(user_filter: &str) -> Vec<String> {
+pub(crate) fn naming_attributes(user_filter: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for (at, _) in user_filter.match_indices("={user})") {
         let before = &user_filter[..at];

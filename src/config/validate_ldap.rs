@@ -93,6 +93,22 @@ pub(super) fn ldap_settings(raw: RawLdap, base: &Path) -> Result<LdapSettings, C
             format!("{user_filter:?} is not an LDAP filter in parentheses"),
         ));
     }
+    // {user} in the group filter is the name as the entry spells it, read back from the
+    // attribute user_filter compares with the name. A user_filter without a plain
+    // (attribute={user}) term has none to read, and the name as typed would stand in: with
+    // (mail={user}@corp), bob's entry found by an alias "alice" would be checked as alice.
+    if group_filter.contains("{user}")
+        && crate::auth::ldap::naming_attributes(&user_filter).is_empty()
+    {
+        return Err(ConfigError::invalid(
+            "ldap.group_filter",
+            format!(
+                "uses {{user}}, but user_filter {user_filter:?} has no (attribute={{user}}) term \
+                 to read the entry's own name from; use {{dn}} (e.g. \"(member={{dn}})\"), or \
+                 a user_filter such as \"(uid={{user}})\""
+            ),
+        ));
+    }
     if base_dn.trim().is_empty() {
         return Err(ConfigError::invalid("ldap.base_dn", "must not be empty"));
     }
