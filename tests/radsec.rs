@@ -1378,13 +1378,25 @@ fn a_request_resent_on_a_new_connection_sends_no_second_sms() {
     let said = String::from_utf8_lossy(&out.stdout);
     let replies: Vec<&str> = said.lines().collect();
     assert_eq!(replies.len(), 2, "{said}");
-    assert!(replies[0].starts_with("0b"), "a challenge: {said}\n{}", srv.log());
+    assert!(
+        replies[0].starts_with("0b"),
+        "a challenge: {said}\n{}",
+        srv.log()
+    );
     // The resend is answered from the duplicate cache: the same bytes (the same State), and
     // the login was worked out once (one audit record, one SMS).
-    assert_eq!(replies[0], replies[1], "the same reply on the new connection");
+    assert_eq!(
+        replies[0], replies[1],
+        "the same reply on the new connection"
+    );
     let sent = standin.sms();
     assert_eq!(sent.len(), 1, "one SMS for one request: {sent:?}");
-    assert_eq!(srv.audit_json("alice").len(), 1, "{:#?}", srv.audit_json("alice"));
+    assert_eq!(
+        srv.audit_json("alice").len(),
+        1,
+        "{:#?}",
+        srv.audit_json("alice")
+    );
 }
 
 /// Sends an Access-Request for alice, then a Status-Server, on one connection; prints the
