@@ -220,6 +220,10 @@ pub struct LdapAuth {
     held_off_until: Mutex<Vec<Option<Instant>>>,
     /// Moving average of user-bind latency (bind, plus connect when one had to be opened).
     bind_latency: Pad,
+    /// The same for refused binds only: what an unknown user's answer must look like. A
+    /// directory may take longer to refuse than to accept (AD checks a bad password again
+    /// at the PDC emulator), so a mix of both would make unknown users the quicker ones.
+    refused_bind_latency: Pad,
     /// Entries of users whose password was accepted lately; None unless configured.
     cache: Option<EntryCache>,
 }
@@ -346,6 +350,7 @@ impl LdapAuth {
             preferred: AtomicUsize::new(0),
             held_off_until: Mutex::new(vec![None; n]),
             bind_latency: Pad::default(),
+            refused_bind_latency: Pad::default(),
             cache: EntryCache::new(settings.entry_cache_ttl, settings.entry_cache_size),
             settings,
         })
@@ -678,9 +683,13 @@ impl LdapAuth {
 
         let started = Instant::now();
         let res = self.bind_on_pooled(user, &info.dn, password).await?;
-        self.record_bind_latency(started.elapsed());
+        let took = started.elapsed();
+        self.record_bind_latency(took);
 
         let outcome = bind_outcome(&res);
+        if matches!(outcome, Ok(PrimaryOutcome::Denied(_))) {
+            self.refused_bind_latency.record(took);
+        }
         match &outcome {
             Ok(PrimaryOutcome::Accepted(_)) => {
                 tracing::debug!(user, dn = info.dn.as_str(), "LDAP password accepted")
@@ -859,7 +868,14 @@ impl LdapAuth {
             .map_err(|_| self.op_timeout_err())?
             .expect("bind semaphore never closed");
         let cap = self.settings.connect_timeout + self.settings.op_timeout;
-        self.bind_latency.sleep_or(searched, cap).await;
+        // A wrong password is what an unknown user must look like; until one has been
+        // timed, any bind is the nearest thing.
+        let pad = if self.refused_bind_latency.has_sample() {
+            &self.refused_bind_latency
+        } else {
+            &self.bind_latency
+        };
+        pad.sleep_or(searched, cap).await;
         Ok(())
     }
 }
