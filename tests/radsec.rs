@@ -1333,10 +1333,18 @@ attrs = bytes([1, 2 + len(user)]) + user + bytes([2, 18]) + hidden
 head = struct.pack("!BBH", 1, 7, 20 + 18 + len(attrs)) + auth
 mac = hmac.new(b"radsec", head + b"\x50\x12" + bytes(16) + attrs, hashlib.md5).digest()
 request = head + b"\x50\x12" + mac + attrs
-for _ in range(2):
+drop_first = len(sys.argv) > 6 and sys.argv[6] == "drop-first"
+for i in range(2):
     s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port)))
-    s.settimeout(8)
+    s.settimeout(12)
     s.sendall(request)
+    if drop_first and i == 0:
+        # The connection breaks while the login is worked out; the resend goes on a new one.
+        import time
+        time.sleep(0.3)
+        s.close()
+        print("dropped", flush=True)
+        continue
     reply = s.recv(4096)
     print(reply.hex() if reply else "closed", flush=True)
     s.close()
@@ -1397,6 +1405,58 @@ fn a_request_resent_on_a_new_connection_sends_no_second_sms() {
         "{:#?}",
         srv.audit_json("alice")
     );
+}
+
+/// The same, with the first connection closed while the login is still being worked out (a
+/// held phone call): the resend on the new connection joins it and gets its reply there.
+#[test]
+fn a_request_resent_while_its_login_runs_is_answered_on_the_new_connection() {
+    use common::oob_env::{delivery, directory, ALICE_PW, DIRECTORY_MOBILE};
+    use common::provider_standin::{Script, Standin};
+    let pki_dir = tempfile::tempdir().unwrap();
+    let good = Pki::make(pki_dir.path(), "good");
+    let slapd = directory();
+    let standin = Standin::start();
+    standin.script(
+        DIRECTORY_MOBILE,
+        Script::Press("", std::time::Duration::from_millis(1500)),
+    );
+    let held = format!(
+        "methods = [\"voice\"]\nvoice_mode = \"hold\"\nvoice_budget_secs = 10\n{}",
+        delivery(&standin, "")
+    );
+    let srv = start_client_opts(
+        Options::new(&slapd.url),
+        &good,
+        "nas.example.org",
+        "",
+        4000,
+        &held,
+    );
+    let out = Command::new(common::peers::python())
+        .args([
+            "-c",
+            SAME_REQUEST_ON_TWO_CONNECTIONS,
+            &radsec_port(&srv).to_string(),
+        ])
+        .arg(&good.client_cert)
+        .arg(&good.client_key)
+        .arg(&good.ca)
+        .arg(ALICE_PW)
+        .arg("drop-first")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}\n{}", srv.log());
+    let said = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = said.lines().collect();
+    assert_eq!(lines.first(), Some(&"dropped"), "{said}");
+    assert!(
+        lines.get(1).is_some_and(|l| l.starts_with("02")),
+        "an Access-Accept on the new connection: {said}\n{}",
+        srv.log()
+    );
+    assert_eq!(standin.calls().len(), 1, "one call for one login");
+    assert_eq!(srv.audit_json("alice").len(), 1);
 }
 
 /// Sends an Access-Request for alice, then a Status-Server, on one connection; prints the

@@ -65,6 +65,16 @@ pub enum Seen {
     Mismatch,
 }
 
+/// [`DuplicateCache::peek`]'s answer.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Peek {
+    InFlight,
+    /// Answered: these bytes, or silence.
+    Done(Option<Arc<[u8]>>),
+    /// Not known (abandoned, or expired).
+    Gone,
+}
+
 /// Answered requests kept at most. A flood of valid requests would otherwise hold every
 /// reply for the whole window: 200,000 entries at 6,600 logins/s for 30 s. Each entry costs
 /// about 340 bytes with a 120-byte reply (measured: map slot, reply, expiry slot), so 50,000 are ~18 MiB, and they still
@@ -178,6 +188,18 @@ impl DuplicateCache {
                 attached.min(MAX_ATTACHED_COPIES)
             }
             _ => 0,
+        }
+    }
+
+    /// Where the request stands, without counting anything: for a RadSec resend that came on
+    /// another connection while its first copy was being worked out, which waits for the
+    /// reply to send it on its own connection.
+    pub fn peek(&self, key: RequestKey) -> Peek {
+        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        match inner.map.get(&key) {
+            Some(Entry::InFlight { .. }) => Peek::InFlight,
+            Some(Entry::Done { reply, .. }) => Peek::Done(reply.clone()),
+            None => Peek::Gone,
         }
     }
 

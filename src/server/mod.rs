@@ -15,7 +15,7 @@ mod upstream_checks;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::net::UdpSocket;
 use tokio::sync::Semaphore;
@@ -342,6 +342,19 @@ pub(crate) async fn dispatch(
         }
         Seen::Attached => {
             Metrics::inc(&app.metrics.duplicate_in_flight);
+            // A RadSec resend comes on a new connection (the first one broke): the reply
+            // goes out on the first one, so this one waits for it and sends its own copy.
+            if let ReplyTo::Tls(replies) = reply_to {
+                let deadline = client
+                    .factors
+                    .request_deadline(app.config().server.request_deadline);
+                tracker.spawn(resend_when_answered(
+                    app.clone(),
+                    key,
+                    replies.clone(),
+                    deadline + Duration::from_secs(1),
+                ));
+            }
             return;
         }
         Seen::Silent => return,
@@ -495,6 +508,29 @@ async fn serve_one(
     }
     if req.kind != RequestKind::StatusServer {
         app.metrics.latency.observe(ctx.received.elapsed());
+    }
+}
+
+/// Sends a RadSec resend its copy of the reply once the first copy is answered (at most
+/// `limit` from now). A poll, not a wake-up: a resend during a login in flight is rare, and
+/// it keeps the duplicate cache free of connections.
+async fn resend_when_answered(
+    app: Arc<AppState>,
+    key: RequestKey,
+    replies: radsec::TlsReplies,
+    limit: Duration,
+) {
+    let until = Instant::now() + limit;
+    while Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        match app.dedup.peek(key) {
+            dedup::Peek::InFlight => continue,
+            dedup::Peek::Done(Some(bytes)) => {
+                replies.send(&bytes);
+                return;
+            }
+            dedup::Peek::Done(None) | dedup::Peek::Gone => return,
+        }
     }
 }
 
