@@ -380,6 +380,42 @@ fn a_fraud_report_ends_the_users_other_calls() {
     assert_eq!(standin.calls().len(), 2);
 }
 
+/// The login that placed its call just after a fraud report cancelled the user's calls
+/// (it read the profile before the block): the user is blocked by the time the # comes,
+/// and the # does not let it in.
+#[test]
+fn an_approval_after_the_user_was_blocked_does_not_accept() {
+    let slapd = directory();
+    let standin = Standin::start();
+    standin.script(DIRECTORY_MOBILE, Script::Silent);
+    let srv = start(&slapd, &standin, "", "", &hold_client(20));
+    let port = srv.port();
+    let login = std::thread::spawn(move || alice_held_on(port));
+    wait_for_a_call(&standin);
+    // The block lands (as a fraud report on another call would leave it) without this
+    // call being cancelled: the window the re-read closes.
+    let config = radmfa::config::Config::load(&srv.config).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let store = radmfa::app::open_store(&config.store).await.unwrap();
+        store
+            .block_user("alice", 1_800_000_000, "fraud alert from another call")
+            .await
+            .unwrap();
+        store.close().await;
+    });
+    let call = standin.calls()[0].clone();
+    let res = standin.post_callback(
+        &call.gather_action(),
+        Standin::gather_params(&call, ""),
+        None,
+    );
+    assert_eq!(res.status, 200, "{res:?}");
+    let r = login.join().unwrap();
+    assert_eq!(code_of(&r), "Access-Reject", "{r}\n{}", srv.log());
+    assert!(message(&r).contains("blocked"), "{r}");
+}
+
 /// A fraud report that comes after the held login gave up on the call (its budget ran out
 /// while the phone rang on) still blocks the user: someone else has the password.
 #[test]
@@ -998,8 +1034,28 @@ fn forged_callbacks_change_nothing() {
         sig,
         "the splice signs the same"
     );
-    let res = standin.post_callback(&url, spliced, Some(sig));
+    let res = standin.post_callback(&url, spliced, Some(sig.clone()));
     assert_eq!(res.status, 400, "a spliced decline: {res:?}");
+    // The same through a name: Caller's value and "Digits" folded into one name.
+    let caller = decline
+        .iter()
+        .find(|(k, _)| k == "Caller")
+        .unwrap()
+        .1
+        .clone();
+    let renamed: Vec<(String, String)> = decline
+        .iter()
+        .filter(|(k, _)| k != "Digits" && k != "Caller")
+        .cloned()
+        .chain([(format!("Caller{caller}Digits"), "1".to_string())])
+        .collect();
+    assert_eq!(
+        twilio_signature(AUTH_TOKEN, &url, &renamed),
+        sig,
+        "signs the same"
+    );
+    let res = standin.post_callback(&url, renamed, Some(sig));
+    assert_eq!(res.status, 400, "a decline spliced through a name: {res:?}");
     // A parameter sent twice is refused the same way.
     let mut twice = approve.clone();
     twice.push(("Digits".into(), "1".into()));

@@ -104,16 +104,20 @@ async fn signed_call(
 /// `CallerZip=12345Digits1&FinishedOnKey=#` sign the same, and the second reads as `#`
 /// alone: an approval. Whoever can read and replace a callback (the plain-HTTP hop behind
 /// the TLS proxy, a retry after a 503) could turn a decline or a fraud report into one.
-/// So a repeated name, or a name radmfa acts on inside another parameter's value, is
-/// refused: Twilio sends neither.
+/// The same goes for names: `CallerZip12345Digits=0` signs as `CallerZip=12345&Digits=0`.
+/// So a repeated name, or a name radmfa acts on inside another parameter's name or value,
+/// is refused: Twilio sends neither.
 fn spliced(params: &[(String, String)]) -> bool {
+    const ACTED_ON: [&str; 2] = ["Digits", "FinishedOnKey"];
     let mut names: Vec<&str> = params.iter().map(|(k, _)| k.as_str()).collect();
     names.sort_unstable();
     let repeated = names.windows(2).any(|w| w[0] == w[1]);
     repeated
-        || params
-            .iter()
-            .any(|(_, v)| ["Digits", "FinishedOnKey"].iter().any(|n| v.contains(n)))
+        || params.iter().any(|(k, v)| {
+            ACTED_ON
+                .iter()
+                .any(|n| v.contains(n) || (k.contains(n) && k != n))
+        })
 }
 
 /// Whether the callback is about the call placed for `txn`: its CallSid, once the answer to

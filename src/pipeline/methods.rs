@@ -316,9 +316,18 @@ pub async fn call_verdict(
     let reason = txn.reason.clone().unwrap_or_default();
     Ok(match txn.status {
         OobStatus::Approved => {
-            let mut v = s.verdict(Reply::accept(), "voice", "approved on the call");
-            v.reason = None;
-            v
+            // A fraud report on another of the user's calls cancels this one too, unless
+            // this login placed its call just after that cancel (it read the profile before
+            // the block): the block is read again before the # counts.
+            durability::settle().await?;
+            match blocked(&app.store.user_profile(&txn.user).await?) {
+                Some((reason, reply)) => s.verdict(reply, "voice", reason),
+                None => {
+                    let mut v = s.verdict(Reply::accept(), "voice", "approved on the call");
+                    v.reason = None;
+                    v
+                }
+            }
         }
         OobStatus::Fraud => s.verdict(
             Reply::reject().with_message(BLOCKED_MESSAGE),
