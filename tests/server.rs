@@ -1885,4 +1885,14 @@ fn a_name_with_invisible_characters_is_refused() {
         code_of(&py_password(&srv, "alice", ALICE_PW)),
         "Access-Challenge"
     );
+    // A joiner that is part of a spelling (ZWNJ in Persian names) is not refused for
+    // itself: this one is no name in the directory, so an unknown user's reply.
+    let r = py_password(&srv, "mi\u{200C}na", ALICE_PW);
+    assert_eq!(code_of(&r), "Access-Reject", "{r}");
+    let newest = srv.cli(&["audit", "--json", "--limit", "1"]);
+    let newest = String::from_utf8_lossy(&newest.stdout);
+    assert!(
+        newest.contains("unknown user") && !newest.contains("invisible"),
+        "{newest}"
+    );
 }

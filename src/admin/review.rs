@@ -256,13 +256,14 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
             out.push(format!(
                 "sms: code_length = {} with [lockout] threshold {} and duration_secs {}: \
                  whoever has a password gets about {per_day} guesses a day at a \
-                 {}-digit code, a 1 in {} chance a day; use 6 digits or more, or a longer \
-                 lockout",
+                 {}-digit code, a 1 in {} chance a day; use {} digits or more, a lower \
+                 threshold or a longer lockout",
                 sms.code_length,
                 cfg.lockout.threshold,
                 cfg.lockout.duration.as_secs(),
                 sms.code_length,
-                (space / per_day).max(1)
+                (space / per_day).max(1),
+                sms.code_length + 1
             ));
         }
     }

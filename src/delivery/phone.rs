@@ -144,7 +144,9 @@ pub fn mask_numbers(text: &str) -> String {
             // Up to two separators between groups (`) ` in `+1 (555) 010-0123`), then a digit.
             let is_sep = |c: &u8| matches!(c, b' ' | b'-' | b'.' | b'(' | b')');
             let seps = b[j..].iter().take(2).take_while(|c| is_sep(c)).count();
-            if joined && seps > 0 && b.get(j + seps).is_some_and(u8::is_ascii_digit) {
+            // A dot joins only digit to digit: ". " ends a sentence ("…5678. 30 retries").
+            let sentence = seps == 2 && b[j..j + 2].contains(&b'.');
+            if joined && seps > 0 && !sentence && b.get(j + seps).is_some_and(u8::is_ascii_digit) {
                 j += seps;
             } else {
                 break;
@@ -181,6 +183,11 @@ mod tests {
         assert_eq!(
             super::mask_numbers("to +1 (555) 010-0123 or (555) 010-0123 or +44.20.7946.0958"),
             "to ••••0123 or ••••0123 or ••••0958"
+        );
+        // A sentence's full stop is not part of the number before it.
+        assert_eq!(
+            super::mask_numbers("to +4915112345678. 30 retries"),
+            "to ••••5678. 30 retries"
         );
         // Not a number: dotted addresses, dates, short codes in brackets.
         assert_eq!(

@@ -334,15 +334,19 @@ async fn answer(
     (Some(verdict.reply), remember)
 }
 
-/// Unicode format characters (general category Cf) that show as nothing in a name typed
-/// in any script: soft hyphen, zero-width and direction marks, word joiners, BOM, tags.
-/// Listed by hand: std has no category lookup (Cf's script-specific signs, such as the
-/// Arabic number signs, are left alone).
+/// Unicode format characters (general category Cf) that are part of no one's spelling:
+/// soft hyphen, zero-width space, direction marks and embeddings, word joiners, BOM,
+/// interlinear annotation, tags; and the combining grapheme joiner and variation selectors
+/// that RFC 4518 matching drops too. Listed by hand: std has no category lookup. Left
+/// alone on purpose: ZWNJ and ZWJ (U+200C, U+200D) and the Mongolian vowel separator,
+/// which Persian, Indic and Mongolian names are spelt with (the alias check stands guard
+/// there: a name must be one of its entry's own).
 fn invisible_format(c: char) -> bool {
     matches!(c,
-        '\u{AD}' | '\u{61C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
-        | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206F}' | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}'
-        | '\u{E0001}' | '\u{E0020}'..='\u{E007F}')
+        '\u{AD}' | '\u{34F}' | '\u{61C}' | '\u{180B}'..='\u{180D}' | '\u{200B}'
+        | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}'
+        | '\u{2066}'..='\u{206F}' | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}'
+        | '\u{FFF9}'..='\u{FFFC}' | '\u{E0001}' | '\u{E0020}'..='\u{E007F}')
 }
 
 async fn decide(
