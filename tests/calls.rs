@@ -416,6 +416,52 @@ fn an_approval_after_the_user_was_blocked_does_not_accept() {
     assert!(message(&r).contains("blocked"), "{r}");
 }
 
+/// The same under another name of the entry: jdoe is blocked while john.doe's held call
+/// rings; the # on it does not let john.doe in.
+#[test]
+fn an_approval_after_the_entrys_other_name_was_blocked_does_not_accept() {
+    let slapd = directory_with_two_named_entry();
+    let standin = Standin::start();
+    standin.script(DIRECTORY_MOBILE, Script::Silent);
+    let srv = start(&slapd, &standin, "", "", &hold_client(20));
+    let port = srv.port();
+    let login = std::thread::spawn(move || {
+        pyrad(
+            port,
+            SECRET,
+            &[
+                "--user",
+                "john.doe",
+                "--password",
+                "jdoe-Secret-pw",
+                "--timeout",
+                "25",
+            ],
+        )
+    });
+    wait_for_a_call(&standin);
+    let config = radmfa::config::Config::load(&srv.config).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let store = radmfa::app::open_store(&config.store).await.unwrap();
+        store
+            .block_user("jdoe", 1_800_000_000, "fraud alert from another call")
+            .await
+            .unwrap();
+        store.close().await;
+    });
+    let call = standin.calls()[0].clone();
+    let res = standin.post_callback(
+        &call.gather_action(),
+        Standin::gather_params(&call, ""),
+        None,
+    );
+    assert_eq!(res.status, 200, "{res:?}");
+    let r = login.join().unwrap();
+    assert_eq!(code_of(&r), "Access-Reject", "{r}\n{}", srv.log());
+    assert!(message(&r).contains("blocked"), "{r}");
+}
+
 /// A fraud report that comes after the held login gave up on the call (its budget ran out
 /// while the phone rang on) still blocks the user: someone else has the password.
 #[test]
@@ -1054,8 +1100,26 @@ fn forged_callbacks_change_nothing() {
         sig,
         "signs the same"
     );
-    let res = standin.post_callback(&url, renamed, Some(sig));
+    let res = standin.post_callback(&url, renamed, Some(sig.clone()));
     assert_eq!(res.status, 400, "a decline spliced through a name: {res:?}");
+    // And across a name and its value: Dig=its1.
+    let split: Vec<(String, String)> = decline
+        .iter()
+        .map(|(k, v)| match k.as_str() {
+            "Digits" => ("Dig".to_string(), format!("its{v}")),
+            _ => (k.clone(), v.clone()),
+        })
+        .collect();
+    assert_eq!(
+        twilio_signature(AUTH_TOKEN, &url, &split),
+        sig,
+        "signs the same"
+    );
+    let res = standin.post_callback(&url, split, Some(sig));
+    assert_eq!(
+        res.status, 400,
+        "a decline split across a name and value: {res:?}"
+    );
     // A parameter sent twice is refused the same way.
     let mut twice = approve.clone();
     twice.push(("Digits".into(), "1".into()));

@@ -104,20 +104,32 @@ async fn signed_call(
 /// `CallerZip=12345Digits1&FinishedOnKey=#` sign the same, and the second reads as `#`
 /// alone: an approval. Whoever can read and replace a callback (the plain-HTTP hop behind
 /// the TLS proxy, a retry after a 503) could turn a decline or a fraud report into one.
-/// The same goes for names: `CallerZip12345Digits=0` signs as `CallerZip=12345&Digits=0`.
-/// So a repeated name, or a name radmfa acts on inside another parameter's name or value,
-/// is refused: Twilio sends neither.
+/// The same goes for names (`CallerZip12345Digits=0`) and for the boundary between a name
+/// and its value (`Dig=its0`). So the signed text is rebuilt as the signature sees it, and
+/// every place a name radmfa acts on appears in it must be the start of the parameter of
+/// exactly that name; a repeated name is refused too. Twilio sends neither.
 fn spliced(params: &[(String, String)]) -> bool {
     const ACTED_ON: [&str; 2] = ["Digits", "FinishedOnKey"];
-    let mut names: Vec<&str> = params.iter().map(|(k, _)| k.as_str()).collect();
-    names.sort_unstable();
-    let repeated = names.windows(2).any(|w| w[0] == w[1]);
-    repeated
-        || params.iter().any(|(k, v)| {
-            ACTED_ON
-                .iter()
-                .any(|n| v.contains(n) || (k.contains(n) && k != n))
-        })
+    let mut sorted: Vec<&(String, String)> = params.iter().collect();
+    sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    if sorted.windows(2).any(|w| w[0].0 == w[1].0) {
+        return true;
+    }
+    // The signed parameters, and where each acted-on parameter's name starts in them.
+    let mut signed = String::new();
+    let mut genuine: Vec<usize> = Vec::new();
+    for (k, v) in &sorted {
+        if ACTED_ON.contains(&k.as_str()) {
+            genuine.push(signed.len());
+        }
+        signed.push_str(k);
+        signed.push_str(v);
+    }
+    ACTED_ON.iter().any(|n| {
+        signed
+            .match_indices(n)
+            .any(|(at, _)| !genuine.contains(&at))
+    })
 }
 
 /// Whether the callback is about the call placed for `txn`: its CallSid, once the answer to

@@ -135,7 +135,11 @@ pub async fn call_answered(
     }
     let subject = Subject {
         user,
-        info: Default::default(),
+        // The entry's other names, for the block check before an approval counts.
+        info: crate::auth::UserInfo {
+            other_names: r.carried.other_names.clone(),
+            ..Default::default()
+        },
         phone: Some(txn.phone.clone()),
         available: r.carried.methods.clone(),
         client_ip: None,

@@ -319,8 +319,21 @@ pub async fn call_verdict(
             // A fraud report on another of the user's calls cancels this one too, unless
             // this login placed its call just after that cancel (it read the profile before
             // the block): the block is read again before the # counts.
+            // Under another name of the same entry too: a fraud report on jdoe's call blocks
+            // jdoe, and john.doe's call in flight must not get in either.
             durability::settle().await?;
-            match blocked(&app.store.user_profile(&txn.user).await?) {
+            let under_other =
+                super::aliases::blocked_under_another_name(app, &txn.user, &s.info.other_names)
+                    .await?;
+            let block = blocked(&app.store.user_profile(&txn.user).await?).or_else(|| {
+                under_other.map(|other| {
+                    (
+                        format!("user blocked under the other name {other}"),
+                        Reply::reject().with_message(BLOCKED_MESSAGE),
+                    )
+                })
+            });
+            match block {
                 Some((reason, reply)) => s.verdict(reply, "voice", reason),
                 None => {
                     let mut v = s.verdict(Reply::accept(), "voice", "approved on the call");
