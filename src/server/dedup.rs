@@ -59,8 +59,9 @@ pub enum Seen {
     Replay(Arc<[u8]>),
     /// Answered with silence (e.g. the deadline passed): stay silent.
     Silent,
-    /// Still being processed: it will be answered when the original completes.
-    Attached,
+    /// Still being processed: it will be answered when the original completes. The number
+    /// of retransmits attached so far, this one included.
+    Attached(u32),
     /// Same key, different content: not a retransmit.
     Mismatch,
 }
@@ -153,7 +154,7 @@ impl DuplicateCache {
                 Entry::Done { digest: d, .. } if *d != digest => Seen::Mismatch,
                 Entry::InFlight { attached, .. } => {
                     *attached = attached.saturating_add(1);
-                    Seen::Attached
+                    Seen::Attached(*attached)
                 }
                 Entry::Done { reply: Some(r), .. } => Seen::Replay(r.clone()),
                 Entry::Done { reply: None, .. } => Seen::Silent,
@@ -271,7 +272,7 @@ mod tests {
     fn retransmit_lifecycle() {
         let c = DuplicateCache::new(Duration::from_secs(30));
         assert_eq!(c.begin(key(1), b"abc"), Seen::New);
-        assert_eq!(c.begin(key(1), b"abc"), Seen::Attached);
+        assert_eq!(c.begin(key(1), b"abc"), Seen::Attached(1));
         assert_eq!(c.begin(key(1), b"abd"), Seen::Mismatch);
         let reply: Arc<[u8]> = Arc::from(&b"reply"[..]);
         assert_eq!(c.finish(key(1), Some(reply.clone())), 1);
@@ -320,12 +321,12 @@ mod tests {
     fn a_flood_of_retransmits_is_owed_a_few_copies_only() {
         let c = DuplicateCache::new(Duration::from_secs(30));
         assert_eq!(c.begin(key(1), b"x"), Seen::New);
-        for _ in 0..1000 {
-            assert_eq!(c.begin(key(1), b"x"), Seen::Attached);
+        for n in 1..=1000 {
+            assert_eq!(c.begin(key(1), b"x"), Seen::Attached(n));
         }
         assert_eq!(c.finish(key(1), None), MAX_ATTACHED_COPIES);
         assert_eq!(c.begin(key(2), b"x"), Seen::New);
-        assert_eq!(c.begin(key(2), b"x"), Seen::Attached);
+        assert_eq!(c.begin(key(2), b"x"), Seen::Attached(1));
         assert_eq!(c.forget(key(2)), 1, "a real retransmit still gets its copy");
     }
 
@@ -347,7 +348,7 @@ mod tests {
     fn forgotten_entries_leave_nothing_cached() {
         let c = DuplicateCache::new(Duration::from_secs(30));
         assert_eq!(c.begin(key(1), b"x"), Seen::New);
-        assert_eq!(c.begin(key(1), b"x"), Seen::Attached);
+        assert_eq!(c.begin(key(1), b"x"), Seen::Attached(1));
         assert_eq!(c.forget(key(1)), 1, "the attached retransmit gets a copy");
         assert!(c.is_empty());
         assert_eq!(

@@ -340,11 +340,13 @@ pub(crate) async fn dispatch(
             reply_to.send(app, &bytes, src, &client.name).await;
             return;
         }
-        Seen::Attached => {
+        Seen::Attached(nth) => {
             Metrics::inc(&app.metrics.duplicate_in_flight);
             // A RadSec resend comes on a new connection (the first one broke): the reply
             // goes out on the first one, so this one waits for it and sends its own copy.
-            if let ReplyTo::Tls(replies) = reply_to {
+            // As many waiters as UDP gets copies: a peer streaming copies of one request
+            // does not get a task (and a poll of the cache's lock) for each.
+            if let (ReplyTo::Tls(replies), true) = (reply_to, nth <= dedup::MAX_ATTACHED_COPIES) {
                 let deadline = client
                     .factors
                     .request_deadline(app.config().server.request_deadline);
@@ -608,6 +610,6 @@ mod tests {
             key,
             settled: true,
         });
-        assert_eq!(cache.begin(key, b"x"), Seen::Attached);
+        assert_eq!(cache.begin(key, b"x"), Seen::Attached(1));
     }
 }
