@@ -256,14 +256,20 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
             out.push(format!(
                 "sms: code_length = {} with [lockout] threshold {} and duration_secs {}: \
                  whoever has a password gets about {per_day} guesses a day at a \
-                 {}-digit code, a 1 in {} chance a day; use {} digits or more, a lower \
-                 threshold or a longer lockout",
+                 {}-digit code, a 1 in {} chance a day; {}",
                 sms.code_length,
                 cfg.lockout.threshold,
                 cfg.lockout.duration.as_secs(),
                 sms.code_length,
                 (space / per_day).max(1),
-                sms.code_length + 1
+                // The shortest length that would do with this lockout, if one up to the
+                // longest allowed (10) does.
+                match (sms.code_length + 1..=10)
+                    .find(|l| per_day.saturating_mul(1000) <= 10u64.pow(*l))
+                {
+                    Some(l) => format!("use {l} digits or more, or a longer lockout"),
+                    None => "lower the threshold or lengthen the lockout".to_string(),
+                }
             ));
         }
     }
@@ -609,6 +615,7 @@ mod tests {
             w.contains("480 guesses a day") && w.contains("1 in 20 chance"),
             "{w}"
         );
+        assert!(w.contains("use 6 digits or more"), "{w}");
         assert_eq!(sms_warning(&config(6, 900)), None);
         // A day-long lock makes even 5 digits acceptable (5 guesses a day).
         assert_eq!(sms_warning(&config(5, 86_400)), None);

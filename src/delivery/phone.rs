@@ -144,8 +144,9 @@ pub fn mask_numbers(text: &str) -> String {
             // Up to two separators between groups (`) ` in `+1 (555) 010-0123`), then a digit.
             let is_sep = |c: &u8| matches!(c, b' ' | b'-' | b'.' | b'(' | b')');
             let seps = b[j..].iter().take(2).take_while(|c| is_sep(c)).count();
-            // A dot joins only digit to digit: ". " ends a sentence ("…5678. 30 retries").
-            let sentence = seps == 2 && b[j..j + 2].contains(&b'.');
+            // A dot joins only digit to digit: ". " ends a sentence ("…5678. 30 retries")
+            // once a number is there; before that, joining more is the safe side.
+            let sentence = seps == 2 && b[j..j + 2].contains(&b'.') && digits.len() >= 7;
             if joined && seps > 0 && !sentence && b.get(j + seps).is_some_and(u8::is_ascii_digit) {
                 j += seps;
             } else {
@@ -189,6 +190,8 @@ mod tests {
             super::mask_numbers("to +4915112345678. 30 retries"),
             "to ••••5678. 30 retries"
         );
+        // Before a number is whole, a stray dot does not cut it short.
+        assert_eq!(super::mask_numbers("+1 555 .010 0123"), "••••0123");
         // Not a number: dotted addresses, dates, short codes in brackets.
         assert_eq!(
             super::mask_numbers("from 192.0.2.1 on 2026.12.03 (error 20003) (12) 34"),

@@ -343,7 +343,8 @@ async fn answer(
 /// there: a name must be one of its entry's own).
 fn invisible_format(c: char) -> bool {
     matches!(c,
-        '\u{AD}' | '\u{34F}' | '\u{61C}' | '\u{180B}'..='\u{180D}' | '\u{200B}'
+        '\u{AD}' | '\u{34F}' | '\u{61C}' | '\u{1806}' | '\u{180B}'..='\u{180D}' | '\u{180F}'
+        | '\u{200B}' | '\u{1D173}'..='\u{1D17A}' | '\u{E0100}'..='\u{E01EF}'
         | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}'
         | '\u{2066}'..='\u{206F}' | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}'
         | '\u{FFF9}'..='\u{FFFC}' | '\u{E0001}' | '\u{E0020}'..='\u{E007F}')
