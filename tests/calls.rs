@@ -380,26 +380,30 @@ fn a_fraud_report_ends_the_users_other_calls() {
     assert_eq!(standin.calls().len(), 2);
 }
 
-/// The login that placed its call just after a fraud report cancelled the user's calls
-/// (it read the profile before the block): the user is blocked by the time the # comes,
-/// and the # does not let it in.
-#[test]
-fn an_approval_after_the_user_was_blocked_does_not_accept() {
-    let slapd = directory();
+/// A held login as `user` rings; then `blocked` is blocked (as a fraud report on another
+/// call leaves it) without this call being cancelled, the window a login that placed its
+/// call just after the report's cancel falls into; then the callee presses #. The # must
+/// not let the login in.
+fn approval_after_a_block(slapd: &common::slapd::Slapd, user: &str, password: &str, blocked: &str) {
     let standin = Standin::start();
     standin.script(DIRECTORY_MOBILE, Script::Silent);
-    let srv = start(&slapd, &standin, "", "", &hold_client(20));
+    let srv = start(slapd, &standin, "", "", &hold_client(20));
     let port = srv.port();
-    let login = std::thread::spawn(move || alice_held_on(port));
+    let args: Vec<String> = ["--user", user, "--password", password, "--timeout", "25"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let login = std::thread::spawn(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        pyrad(port, SECRET, &args)
+    });
     wait_for_a_call(&standin);
-    // The block lands (as a fraud report on another call would leave it) without this
-    // call being cancelled: the window the re-read closes.
     let config = radmfa::config::Config::load(&srv.config).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let store = radmfa::app::open_store(&config.store).await.unwrap();
         store
-            .block_user("alice", 1_800_000_000, "fraud alert from another call")
+            .block_user(blocked, 1_800_000_000, "fraud alert from another call")
             .await
             .unwrap();
         store.close().await;
@@ -416,50 +420,16 @@ fn an_approval_after_the_user_was_blocked_does_not_accept() {
     assert!(message(&r).contains("blocked"), "{r}");
 }
 
-/// The same under another name of the entry: jdoe is blocked while john.doe's held call
-/// rings; the # on it does not let john.doe in.
+#[test]
+fn an_approval_after_the_user_was_blocked_does_not_accept() {
+    approval_after_a_block(&directory(), "alice", ALICE_PW, "alice");
+}
+
+/// The same under another name of the entry: jdoe is blocked while john.doe's call rings.
 #[test]
 fn an_approval_after_the_entrys_other_name_was_blocked_does_not_accept() {
     let slapd = directory_with_two_named_entry();
-    let standin = Standin::start();
-    standin.script(DIRECTORY_MOBILE, Script::Silent);
-    let srv = start(&slapd, &standin, "", "", &hold_client(20));
-    let port = srv.port();
-    let login = std::thread::spawn(move || {
-        pyrad(
-            port,
-            SECRET,
-            &[
-                "--user",
-                "john.doe",
-                "--password",
-                "jdoe-Secret-pw",
-                "--timeout",
-                "25",
-            ],
-        )
-    });
-    wait_for_a_call(&standin);
-    let config = radmfa::config::Config::load(&srv.config).unwrap();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let store = radmfa::app::open_store(&config.store).await.unwrap();
-        store
-            .block_user("jdoe", 1_800_000_000, "fraud alert from another call")
-            .await
-            .unwrap();
-        store.close().await;
-    });
-    let call = standin.calls()[0].clone();
-    let res = standin.post_callback(
-        &call.gather_action(),
-        Standin::gather_params(&call, ""),
-        None,
-    );
-    assert_eq!(res.status, 200, "{res:?}");
-    let r = login.join().unwrap();
-    assert_eq!(code_of(&r), "Access-Reject", "{r}\n{}", srv.log());
-    assert!(message(&r).contains("blocked"), "{r}");
+    approval_after_a_block(&slapd, "john.doe", "jdoe-Secret-pw", "jdoe");
 }
 
 /// A fraud report that comes after the held login gave up on the call (its budget ran out
