@@ -181,7 +181,10 @@ async fn housekeeping(app: std::sync::Arc<AppState>, stop: CancellationToken) {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tick.tick() => {
-                if let Err(e) = app.store.purge_expired_challenges(app.clock.now()).await {
+                // A minute late: a node whose clock runs ahead must not delete a challenge
+                // another node (by its own clock) would still accept.
+                let a_minute_ago = app.clock.now() - 60;
+                if let Err(e) = app.store.purge_expired_challenges(a_minute_ago).await {
                     tracing::warn!(error = %e, "purging expired challenges");
                 }
                 let config = app.config();

@@ -321,6 +321,10 @@ fn serving_pool(settings: &PgSettings) -> Result<PgPool, StoreError> {
             "default_transaction_isolation",
             "read\\ committed".to_string(),
         ),
+        // A reply waits for its writes' commit; with synchronous_commit off (a DBA's speed
+        // setting) a committed used step or State could vanish in a database crash and be
+        // accepted again. SQLite's store pins synchronous = FULL for the same reason.
+        ("synchronous_commit", "on".to_string()),
     ]);
     Ok(PgPoolOptions::new()
         .max_connections(settings.pool_size)

@@ -16,8 +16,9 @@ const OOB_COLUMNS: &str =
     "id, request_key, username, nas, kind, phone, code_hash, status, reason, \
                            provider_ref, created_at, expires_at";
 
-/// Send events are kept this long; rate-limit windows are validated to be shorter.
-const SEND_EVENT_RETENTION: i64 = 86_400;
+/// Send events are kept this long: the longest send window (a day, as validated) and an
+/// hour more, so a node whose clock runs ahead does not purge events another still counts.
+const SEND_EVENT_RETENTION: i64 = 86_400 + 3600;
 
 fn oob_from_row(row: &PgRow) -> Result<OobTransaction, StoreError> {
     let kind: String = row.try_get("kind")?;
