@@ -346,7 +346,8 @@ pub(crate) async fn dispatch(
             // goes out on the first one, so this one waits for it and sends its own copy.
             // As many waiters as UDP gets copies: a peer streaming copies of one request
             // does not get a task (and a poll of the cache's lock) for each.
-            if let (ReplyTo::Tls(replies), true) = (reply_to, nth <= dedup::MAX_ATTACHED_COPIES) {
+            let waits = nth <= dedup::MAX_ATTACHED_COPIES;
+            if let (ReplyTo::Tls(replies), true) = (reply_to, waits) {
                 let deadline = client
                     .factors
                     .request_deadline(app.config().server.request_deadline);
@@ -502,8 +503,8 @@ async fn serve_one(
     } else {
         app.dedup.finish(key, Some(bytes.clone()))
     };
-    // Over TLS a resend came on another connection, this one's reply goes on this one: one
-    // copy (the resend's connection is answered from the cache when the peer asks again).
+    // Over TLS a resend came on another connection and its waiter (`resend_when_answered`)
+    // sends its copy there; this connection gets one.
     let copies = if ctx.over_tls { 1 } else { 1 + attached };
     for _ in 0..copies {
         reply_to.send(app, &bytes, ctx.src, &ctx.client.name).await;
