@@ -339,6 +339,7 @@ mod tables {
                 ("blocked_at", Int),
                 ("blocked_reason", Text),
                 ("bypass_until", Int),
+                ("logins_forgotten_at", Int),
             ],
         },
         Table {

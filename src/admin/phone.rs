@@ -7,6 +7,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 
 use super::users::admin_audit;
+use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::delivery::phone::{mask, normalise};
 use crate::mfa::method::Method;
@@ -80,7 +81,7 @@ pub async fn set_phone(
 /// login remembered after a code sent to it must not outlive it (as with a token taken away),
 /// and a prompt opened before must not resend a code to it (or switch to a call to it).
 async fn forget_logins(store: &dyn Store, user: &str) -> anyhow::Result<String> {
-    let n = store.forget_logins(user).await?;
+    let n = store.forget_logins(user, SystemClock.now()).await?;
     let closed = store.close_challenges(user).await?;
     // A login held while the old phone rings (voice_mode = "hold") has no prompt to close:
     // its call is failed, so a # pressed on the lost phone approves nothing.

@@ -242,7 +242,7 @@ pub(super) async fn forget_previous_owner(
     old: &str,
     what: &mut String,
 ) -> Option<crate::store::StoreError> {
-    match store.forget_logins(old).await {
+    match store.forget_logins(old, SystemClock.now()).await {
         Ok(0) => None,
         Ok(n) => {
             what.push_str(&format!("; {n} remembered login(s) of {old} forgotten"));

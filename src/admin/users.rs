@@ -44,7 +44,7 @@ async fn run_on(cfg: &Config, store: &dyn Store, cmd: UserCommand) -> anyhow::Re
         UserCommand::Bypass(a) => super::bypass::run(cfg, store, a).await,
         UserCommand::AppPassword(c) => super::app_passwords::run(cfg, store, c).await,
         UserCommand::Forget(a) => {
-            let n = store.forget_logins(&a.user).await?;
+            let n = store.forget_logins(&a.user, SystemClock.now()).await?;
             admin_audit(
                 cfg,
                 store,
@@ -161,7 +161,7 @@ async fn reset_steps(
         done.push("the waiting bypass cancelled".into());
         found = true;
     }
-    let forgotten = store.forget_logins(user).await?;
+    let forgotten = store.forget_logins(user, now).await?;
     if forgotten > 0 {
         done.push(format!("{forgotten} remembered login(s) forgotten"));
         found = true;

@@ -258,7 +258,7 @@ async fn block_for_fraud(app: &AppState, txn: &OobTransaction) -> Result<(), Sto
     app.store
         .cancel_oob(&txn.user, "cancelled: fraud alert on another call")
         .await?;
-    if let Err(e) = app.store.forget_logins(&txn.user).await {
+    if let Err(e) = app.store.forget_logins(&txn.user, now).await {
         tracing::error!(error = %e, user = txn.user.as_str(), "forgetting remembered logins after fraud alert");
     }
     let rec = AuditRecord {

@@ -609,6 +609,10 @@ pub trait Store: Send + Sync + 'static {
         Err(StoreError::Unsupported("cancel_oob"))
     }
     /// Records (or renews) a remembered second factor; one row per user, client and station.
+    /// Not if the user's remembered factors were forgotten after `verified_at` (a later
+    /// second): the login passed its factor before an admin took it away, and its row must
+    /// not come back. (Within one second a login after the forget is told from one before
+    /// it no better than by the clock: it is remembered.)
     async fn remember_login(&self, login: &RememberedLogin) -> Result<(), StoreError> {
         let _ = login;
         Err(StoreError::Unsupported("remember_login"))
@@ -634,9 +638,10 @@ pub trait Store: Send + Sync + 'static {
         Err(StoreError::Unsupported("remembered_logins"))
     }
     /// Forgets all of the user's remembered second factors; returns how many (expired ones
-    /// included).
-    async fn forget_logins(&self, user: &str) -> Result<u64, StoreError> {
-        let _ = user;
+    /// included). Records `now` as when, so a login that verified before it cannot write
+    /// one back ([`Store::remember_login`]).
+    async fn forget_logins(&self, user: &str, now: i64) -> Result<u64, StoreError> {
+        let _ = (user, now);
         Err(StoreError::Unsupported("forget_logins"))
     }
     /// Deletes transactions and remembered second factors expired at `now` and send events

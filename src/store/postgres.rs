@@ -372,7 +372,9 @@ impl Store for PgStore {
             RETURN_IMPORTED_PG,
             "DELETE FROM user_state WHERE username = $1",
             "DELETE FROM challenges WHERE username = $1",
-            "DELETE FROM user_profile WHERE username = $1",
+            // As in SQLite's: a row holding only logins_forgotten_at is no user.
+            "DELETE FROM user_profile WHERE username = $1 AND (phone IS NOT NULL \
+             OR method IS NOT NULL OR blocked_at IS NOT NULL OR bypass_until IS NOT NULL)",
             "DELETE FROM app_passwords WHERE username = $1",
             "DELETE FROM oob_transactions WHERE username = $1",
             "DELETE FROM remembered_logins WHERE username = $1",
@@ -383,6 +385,10 @@ impl Store for PgStore {
                 .await?
                 .rows_affected();
         }
+        sqlx::query("DELETE FROM user_profile WHERE username = $1")
+            .bind(user)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         w.done(Ok(()))?;
         Ok(removed > 0)
@@ -559,8 +565,8 @@ impl Store for PgStore {
         self.remembered_logins_impl(user, now).await
     }
 
-    async fn forget_logins(&self, user: &str) -> Result<u64, StoreError> {
-        self.forget_logins_impl(user).await
+    async fn forget_logins(&self, user: &str, now: i64) -> Result<u64, StoreError> {
+        self.forget_logins_impl(user, now).await
     }
 
     async fn add_app_password(

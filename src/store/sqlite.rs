@@ -496,7 +496,10 @@ impl Store for SqliteStore {
             RETURN_IMPORTED_SQLITE,
             "DELETE FROM user_state WHERE user = ?1",
             "DELETE FROM challenges WHERE user = ?1",
-            "DELETE FROM user_profile WHERE user = ?1",
+            // A row holding only when the user's remembered logins were last forgotten (a
+            // reset of a mistyped name leaves one) is no user: not counted, removed below.
+            "DELETE FROM user_profile WHERE user = ?1 AND (phone IS NOT NULL \
+             OR method IS NOT NULL OR blocked_at IS NOT NULL OR bypass_until IS NOT NULL)",
             "DELETE FROM app_passwords WHERE user = ?1",
             "DELETE FROM oob_transactions WHERE user = ?1",
             "DELETE FROM remembered_logins WHERE user = ?1",
@@ -507,6 +510,10 @@ impl Store for SqliteStore {
                 .await?
                 .rows_affected();
         }
+        sqlx::query("DELETE FROM user_profile WHERE user = ?1")
+            .bind(user)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(removed > 0)
     }
@@ -682,8 +689,8 @@ impl Store for SqliteStore {
         self.remembered_logins_impl(user, now).await
     }
 
-    async fn forget_logins(&self, user: &str) -> Result<u64, StoreError> {
-        self.forget_logins_impl(user).await
+    async fn forget_logins(&self, user: &str, now: i64) -> Result<u64, StoreError> {
+        self.forget_logins_impl(user, now).await
     }
 
     async fn add_app_password(

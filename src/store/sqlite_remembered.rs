@@ -25,7 +25,9 @@ impl SqliteStore {
         login: &RememberedLogin,
     ) -> Result<(), StoreError> {
         sqlx::query(&format!(
-            "INSERT INTO remembered_logins ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+            "INSERT INTO remembered_logins ({COLUMNS}) SELECT ?1, ?2, ?3, ?4, ?5, ?6 \
+             WHERE NOT EXISTS (SELECT 1 FROM user_profile \
+                               WHERE user = ?1 AND logins_forgotten_at > ?5) \
              ON CONFLICT (user, nas, station) DO UPDATE SET mode = excluded.mode, \
              verified_at = excluded.verified_at, expires_at = excluded.expires_at"
         ))
@@ -76,7 +78,18 @@ impl SqliteStore {
         rows.iter().map(from_row).collect()
     }
 
-    pub(super) async fn forget_logins_impl(&self, user: &str) -> Result<u64, StoreError> {
+    pub(super) async fn forget_logins_impl(&self, user: &str, now: i64) -> Result<u64, StoreError> {
+        // The moment first: a login that verified before it and writes its row after the
+        // delete below is then refused by `remember_login`.
+        sqlx::query(
+            "INSERT INTO user_profile (user, logins_forgotten_at) VALUES (?1, ?2) \
+             ON CONFLICT (user) DO UPDATE SET logins_forgotten_at = \
+             max(COALESCE(logins_forgotten_at, 0), excluded.logins_forgotten_at)",
+        )
+        .bind(user)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
         let done = sqlx::query("DELETE FROM remembered_logins WHERE user = ?1")
             .bind(user)
             .execute(&self.pool)

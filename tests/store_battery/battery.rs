@@ -2015,8 +2015,8 @@ pub async fn remembered_logins_are_purged_and_forgotten(store: &dyn Store) {
         .remember_login(&remembered("wifi", "c", "hotp", T, 300))
         .await
         .unwrap();
-    assert_eq!(store.forget_logins("alice").await.unwrap(), 2);
-    assert_eq!(store.forget_logins("alice").await.unwrap(), 0);
+    assert_eq!(store.forget_logins("alice", T + 10).await.unwrap(), 2);
+    assert_eq!(store.forget_logins("alice", T + 10).await.unwrap(), 0);
     assert!(store
         .remembered_logins("alice", T)
         .await
@@ -2028,6 +2028,39 @@ pub async fn remembered_logins_are_purged_and_forgotten(store: &dyn Store) {
         "a remembered row is the user's"
     );
     assert!(store.remembered_logins("bob", T).await.unwrap().is_empty());
+
+    // A login that passed its factor before the forget and writes its row after it (it
+    // was in flight) does not bring it back.
+    store
+        .remember_login(&remembered("vpn", "late", "totp", T + 5, 300))
+        .await
+        .unwrap();
+    assert!(store
+        .remembered_logins("alice", T)
+        .await
+        .unwrap()
+        .is_empty());
+    // Verified in the forget's own second: the clock cannot tell it from one before, and
+    // an admin who forgets while the user logs in again at once must not refuse them.
+    store
+        .remember_login(&remembered("vpn", "same-second", "totp", T + 10, 300))
+        .await
+        .unwrap();
+    assert_eq!(store.remembered_logins("alice", T).await.unwrap().len(), 1);
+    // A forget that records an earlier moment does not move the mark back.
+    assert_eq!(store.forget_logins("alice", T).await.unwrap(), 1);
+    store
+        .remember_login(&remembered("vpn", "late", "totp", T + 5, 300))
+        .await
+        .unwrap();
+    assert!(store
+        .remembered_logins("alice", T)
+        .await
+        .unwrap()
+        .is_empty());
+    // The mark alone makes no user: nothing for delete_user to report.
+    store.forget_logins("carol", T).await.unwrap();
+    assert!(!store.delete_user("carol").await.unwrap());
 }
 
 /// Many nodes handle retransmits of one request at once: exactly one sends.

@@ -28,7 +28,9 @@ impl PgStore {
     ) -> Result<(), StoreError> {
         let mut w = self.writer().await?;
         let r = sqlx::query(&format!(
-            "INSERT INTO remembered_logins ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6) \
+            "INSERT INTO remembered_logins ({COLUMNS}) SELECT $1, $2, $3, $4, $5, $6 \
+             WHERE NOT EXISTS (SELECT 1 FROM user_profile \
+                               WHERE username = $1 AND logins_forgotten_at > $5) \
              ON CONFLICT (username, nas, station) DO UPDATE SET mode = excluded.mode, \
              verified_at = excluded.verified_at, expires_at = excluded.expires_at"
         ))
@@ -80,8 +82,19 @@ impl PgStore {
         rows.iter().map(from_row).collect()
     }
 
-    pub(super) async fn forget_logins_impl(&self, user: &str) -> Result<u64, StoreError> {
+    pub(super) async fn forget_logins_impl(&self, user: &str, now: i64) -> Result<u64, StoreError> {
         let mut w = self.writer().await?;
+        // The moment first, as in SQLite's.
+        let r = sqlx::query(
+            "INSERT INTO user_profile (username, logins_forgotten_at) VALUES ($1, $2) \
+             ON CONFLICT (username) DO UPDATE SET logins_forgotten_at = \
+             GREATEST(COALESCE(user_profile.logins_forgotten_at, 0), excluded.logins_forgotten_at)",
+        )
+        .bind(user)
+        .bind(now)
+        .execute(w.conn())
+        .await;
+        w.done(r)?;
         let r = sqlx::query("DELETE FROM remembered_logins WHERE username = $1")
             .bind(user)
             .execute(w.conn())
