@@ -781,42 +781,33 @@ fn rd_gateway_request_calls_without_an_ldap_bind() {
         "{rec}"
     );
 
-    // A VPN sends an empty User-Password for a user who typed none (NAS-Port-Type Virtual
-    // is common on VPNs too): not a second-factor-only request, so no call.
-    let r = py(
-        &srv,
-        &[
-            "--user",
-            "alice",
-            "--password",
-            "",
-            "--nas-port-type",
-            "5",
-            "--called-station-id",
-            "192.0.2.1",
-            "--timeout",
-            "10",
-        ],
-    );
+    // An empty User-Password with NAS-Port-Type Virtual, from a NAS whose Called-Station-Id
+    // is `called`.
+    let empty_password = |called: &str| {
+        py(
+            &srv,
+            &[
+                "--user",
+                "alice",
+                "--password",
+                "",
+                "--nas-port-type",
+                "5",
+                "--called-station-id",
+                called,
+                "--timeout",
+                "35",
+            ],
+        )
+    };
+    // A VPN sends one for a user who typed no password (Virtual is common on VPNs too): not
+    // a second-factor-only request, so no call.
+    let r = empty_password("192.0.2.1");
     assert_eq!(code_of(&r), "Access-Reject", "{r}");
     assert_eq!(standin.calls().len(), 1, "no call for an empty password");
     // RD Gateway's own shape with an empty User-Password (a proxy hop may add one) still
     // gets its call.
-    let r = py(
-        &srv,
-        &[
-            "--user",
-            "alice",
-            "--password",
-            "",
-            "--nas-port-type",
-            "5",
-            "--called-station-id",
-            "UserAuthType:PW",
-            "--timeout",
-            "35",
-        ],
-    );
+    let r = empty_password("UserAuthType:PW");
     assert_eq!(code_of(&r), "Access-Accept", "{r}");
     assert_eq!(standin.calls().len(), 2);
 
