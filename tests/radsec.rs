@@ -1350,25 +1350,25 @@ for i in range(2):
     s.close()
 "#;
 
-/// A peer that resends a request on a new connection (its first one closed) gets the same
-/// reply without a second SMS or a second run of the login: the new connection's port must
-/// not make it a new request.
-#[test]
-fn a_request_resent_on_a_new_connection_sends_no_second_sms() {
-    use common::oob_env::{delivery, directory, ALICE_PW};
-    use common::provider_standin::Standin;
+/// radmfa with RadSec, alice in the directory and `client` (factor keys for the RadSec
+/// client, with the stand-in's delivery sections); then alice's one request sent on two
+/// connections (`SAME_REQUEST_ON_TWO_CONNECTIONS` with `extra` arguments). The server (to
+/// read its log and audit), its PKI directory and slapd (to keep them alive), and the
+/// script's output lines.
+fn same_request_twice(
+    client: &str,
+    extra: &[&str],
+) -> (Server, tempfile::TempDir, Slapd, Vec<String>) {
     let pki_dir = tempfile::tempdir().unwrap();
     let good = Pki::make(pki_dir.path(), "good");
-    let slapd = directory();
-    let standin = Standin::start();
-    let sms = format!("methods = [\"sms\"]\n{}", delivery(&standin, ""));
+    let slapd = common::oob_env::directory();
     let srv = start_client_opts(
         Options::new(&slapd.url),
         &good,
         "nas.example.org",
         "",
         4000,
-        &sms,
+        client,
     );
     let out = Command::new(common::peers::python())
         .args([
@@ -1379,16 +1379,32 @@ fn a_request_resent_on_a_new_connection_sends_no_second_sms() {
         .arg(&good.client_cert)
         .arg(&good.client_key)
         .arg(&good.ca)
-        .arg(ALICE_PW)
+        .arg(common::oob_env::ALICE_PW)
+        .args(extra)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let said = String::from_utf8_lossy(&out.stdout);
-    let replies: Vec<&str> = said.lines().collect();
-    assert_eq!(replies.len(), 2, "{said}");
+    assert!(out.status.success(), "{out:?}\n{}", srv.log());
+    let lines = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    (srv, pki_dir, slapd, lines)
+}
+
+/// A peer that resends a request on a new connection (its first one closed) gets the same
+/// reply without a second SMS or a second run of the login: the new connection's port must
+/// not make it a new request.
+#[test]
+fn a_request_resent_on_a_new_connection_sends_no_second_sms() {
+    use common::oob_env::delivery;
+    use common::provider_standin::Standin;
+    let standin = Standin::start();
+    let sms = format!("methods = [\"sms\"]\n{}", delivery(&standin, ""));
+    let (srv, _pki, _slapd, replies) = same_request_twice(&sms, &[]);
+    assert_eq!(replies.len(), 2, "{replies:?}");
     assert!(
         replies[0].starts_with("0b"),
-        "a challenge: {said}\n{}",
+        "a challenge: {replies:?}\n{}",
         srv.log()
     );
     // The resend is answered from the duplicate cache: the same bytes (the same State), and
@@ -1411,11 +1427,8 @@ fn a_request_resent_on_a_new_connection_sends_no_second_sms() {
 /// held phone call): the resend on the new connection joins it and gets its reply there.
 #[test]
 fn a_request_resent_while_its_login_runs_is_answered_on_the_new_connection() {
-    use common::oob_env::{delivery, directory, ALICE_PW, DIRECTORY_MOBILE};
+    use common::oob_env::{delivery, DIRECTORY_MOBILE};
     use common::provider_standin::{Script, Standin};
-    let pki_dir = tempfile::tempdir().unwrap();
-    let good = Pki::make(pki_dir.path(), "good");
-    let slapd = directory();
     let standin = Standin::start();
     standin.script(
         DIRECTORY_MOBILE,
@@ -1425,34 +1438,15 @@ fn a_request_resent_while_its_login_runs_is_answered_on_the_new_connection() {
         "methods = [\"voice\"]\nvoice_mode = \"hold\"\nvoice_budget_secs = 10\n{}",
         delivery(&standin, "")
     );
-    let srv = start_client_opts(
-        Options::new(&slapd.url),
-        &good,
-        "nas.example.org",
-        "",
-        4000,
-        &held,
+    let (srv, _pki, _slapd, lines) = same_request_twice(&held, &["drop-first"]);
+    assert_eq!(
+        lines.first().map(String::as_str),
+        Some("dropped"),
+        "{lines:?}"
     );
-    let out = Command::new(common::peers::python())
-        .args([
-            "-c",
-            SAME_REQUEST_ON_TWO_CONNECTIONS,
-            &radsec_port(&srv).to_string(),
-        ])
-        .arg(&good.client_cert)
-        .arg(&good.client_key)
-        .arg(&good.ca)
-        .arg(ALICE_PW)
-        .arg("drop-first")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}\n{}", srv.log());
-    let said = String::from_utf8_lossy(&out.stdout);
-    let lines: Vec<&str> = said.lines().collect();
-    assert_eq!(lines.first(), Some(&"dropped"), "{said}");
     assert!(
         lines.get(1).is_some_and(|l| l.starts_with("02")),
-        "an Access-Accept on the new connection: {said}\n{}",
+        "an Access-Accept on the new connection: {lines:?}\n{}",
         srv.log()
     );
     assert_eq!(standin.calls().len(), 1, "one call for one login");
