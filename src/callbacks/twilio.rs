@@ -83,9 +83,7 @@ async fn signed_call(
     let params = params(body);
     authenticate(app, uri, headers, &params)?;
     if spliced(&params) {
-        tracing::warn!(
-            "provider callback refused: a repeated parameter, or one inside another's value"
-        );
+        tracing::warn!("provider callback refused: a repeated or re-split parameter");
         return Err(StatusCode::BAD_REQUEST);
     }
     let txn = voice_txn(app, id).await?;

@@ -322,17 +322,19 @@ pub async fn call_verdict(
             // Under another name of the same entry too: a fraud report on jdoe's call blocks
             // jdoe, and john.doe's call in flight must not get in either.
             durability::settle().await?;
-            let under_other =
-                super::aliases::blocked_under_another_name(app, &txn.user, &s.info.other_names)
-                    .await?;
-            let block = blocked(&app.store.user_profile(&txn.user).await?).or_else(|| {
-                under_other.map(|other| {
-                    (
-                        format!("user blocked under the other name {other}"),
-                        Reply::reject().with_message(BLOCKED_MESSAGE),
-                    )
-                })
-            });
+            let block = match blocked(&app.store.user_profile(&txn.user).await?) {
+                Some(own) => Some(own),
+                None => {
+                    super::aliases::blocked_under_another_name(app, &txn.user, &s.info.other_names)
+                        .await?
+                        .map(|other| {
+                            (
+                                super::aliases::blocked_reason(&other),
+                                Reply::reject().with_message(BLOCKED_MESSAGE),
+                            )
+                        })
+                }
+            };
             match block {
                 Some((reason, reply)) => s.verdict(reply, "voice", reason),
                 None => {
