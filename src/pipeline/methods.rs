@@ -322,7 +322,10 @@ pub async fn call_verdict(
             // Under another name of the same entry too: a fraud report on jdoe's call blocks
             // jdoe, and john.doe's call in flight must not get in either.
             durability::settle().await?;
-            let block = match blocked(&app.store.user_profile(&txn.user).await?) {
+            // Bound first, so the profile is dropped before the next await (it would
+            // otherwise be held in every request's future).
+            let own = blocked(&app.store.user_profile(&txn.user).await?);
+            let block = match own {
                 Some(own) => Some(own),
                 None => {
                     super::aliases::blocked_under_another_name(app, &txn.user, &s.info.other_names)
