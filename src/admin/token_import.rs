@@ -246,13 +246,6 @@ pub async fn run(cfg: &Config, store: &dyn Store, a: ImportArgs) -> anyhow::Resu
     // The rules `token assign` keeps hold for a replacing import too.
     let refused = super::token_replace::refuse_moves(&mut p.ready, &stored, a.force);
     p.problems.extend(refused);
-    // What is left to replace: a refused entry replaces nothing, and the summary and the
-    // audit record must not count it.
-    p.replacing = p
-        .ready
-        .iter()
-        .filter(|t| existing.contains(&t.token.serial))
-        .count();
 
     for i in &p.ignored {
         eprintln!("note: {i}");
@@ -284,7 +277,8 @@ pub async fn run(cfg: &Config, store: &dyn Store, a: ImportArgs) -> anyhow::Resu
         p.ready.len(),
         assigned,
         p.ready.len() - assigned,
-        p.replacing,
+        // What is left to replace after the refusals, not what the file named.
+        replaced.len(),
         p.problems.len(),
         p.ignored.len()
     );

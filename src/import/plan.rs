@@ -14,8 +14,6 @@ pub struct Plan {
     pub problems: Vec<Problem>,
     /// Not tokens (PSKC PIN keys): reported only.
     pub ignored: Vec<Problem>,
-    /// Of `ready`, how many replace a stored token.
-    pub replacing: usize,
 }
 
 /// Reads a mapping file: `serial,user` per line; blank lines and `#` comments skipped.
@@ -86,18 +84,15 @@ pub fn plan(
             continue;
         }
         seen.insert(t.token.serial.clone(), t.origin.clone());
-        if existing.contains(&t.token.serial) {
-            if !replace {
-                out.problems.push(Problem {
-                    origin: t.origin,
-                    message: format!(
-                        "serial {} is already in the inventory (use --replace to overwrite it)",
-                        t.token.serial
-                    ),
-                });
-                continue;
-            }
-            out.replacing += 1;
+        if existing.contains(&t.token.serial) && !replace {
+            out.problems.push(Problem {
+                origin: t.origin,
+                message: format!(
+                    "serial {} is already in the inventory (use --replace to overwrite it)",
+                    t.token.serial
+                ),
+            });
+            continue;
         }
         if let Some((user, _)) = map.get(&t.token.serial) {
             t.token.user = Some(user.clone());
@@ -110,9 +105,6 @@ pub fn plan(
             .partition(|t| !repeated.contains_key(&t.token.serial));
         out.ready = keep;
         for t in dropped {
-            if existing.contains(&t.token.serial) {
-                out.replacing -= 1;
-            }
             let again = repeated[&t.token.serial].join(", ");
             out.problems.push(Problem {
                 origin: t.origin,
