@@ -89,6 +89,98 @@ async fn nodes_starting_together_migrate_once() {
     assert_eq!(applied, format!("{files}|{files}"), "each migration once");
 }
 
+/// A rolling upgrade: the other nodes serve while one migrates. Its `ALTER TABLE` needs the
+/// table to itself; behind an open transaction that read the table (a DBA's idle `psql`), it
+/// waits, and every later query on the table queues behind it. Without a lock timeout on the
+/// migration every login on every node stalls until that session ends; with one the ALTER
+/// gives up, lets the queue through, and tries again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_migration_waiting_for_a_lock_does_not_stall_the_serving_nodes() {
+    use sqlx::Connection;
+    let cluster = PgCluster::shared();
+    let url = cluster.fresh_database();
+    let settings = PgSettings::new(url.clone());
+    PgStore::open(&settings, super::test_sealer())
+        .await
+        .unwrap();
+    let db = url
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .split('?')
+        .next()
+        .unwrap()
+        .to_string();
+    // The database as the previous release left it: the last migration not yet applied.
+    let last: i64 = cluster
+        .psql(&db, "SELECT MAX(version) FROM _sqlx_migrations")
+        .parse()
+        .unwrap();
+    assert_eq!(
+        last, 8,
+        "this test undoes migration 8; update it with the next one"
+    );
+    cluster.psql(
+        &db,
+        "ALTER TABLE user_profile DROP COLUMN logins_forgotten_at; \
+         DELETE FROM _sqlx_migrations WHERE version = 8",
+    );
+
+    let mut idle = sqlx::PgConnection::connect(&url).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut idle).await.unwrap();
+    sqlx::query("SELECT COUNT(*) FROM user_profile")
+        .execute(&mut idle)
+        .await
+        .unwrap();
+
+    let migrating = tokio::spawn({
+        let settings = settings.clone();
+        async move { PgStore::migrate(&settings).await }
+    });
+    // Wait until the ALTER is queued for its lock.
+    let started = Instant::now();
+    while cluster.psql(
+        &db,
+        "SELECT COUNT(*) FROM pg_locks WHERE NOT granted AND relation = 'user_profile'::regclass",
+    ) == "0"
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the ALTER never waited"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // A serving node's read of the table, issued behind the queued ALTER.
+    let mut serving = sqlx::PgConnection::connect(&url).await.unwrap();
+    let read = tokio::time::timeout(
+        radmfa::store::postgres::MIGRATION_LOCK_TIMEOUT + Duration::from_secs(8),
+        sqlx::query("SELECT COUNT(*) FROM user_profile").execute(&mut serving),
+    )
+    .await;
+    assert!(
+        matches!(read, Ok(Ok(_))),
+        "a serving node's query stalled behind the migration's lock wait: {read:?}"
+    );
+    assert!(!migrating.is_finished(), "the migration cannot finish yet");
+
+    sqlx::query("COMMIT").execute(&mut idle).await.unwrap();
+    let version = tokio::time::timeout(Duration::from_secs(30), migrating)
+        .await
+        .expect("the migration finishes once the lock is free")
+        .unwrap()
+        .expect("the migration succeeds on a later try");
+    assert_eq!(version, 8);
+    assert_eq!(
+        cluster.psql(
+            &db,
+            "SELECT COUNT(*) FROM information_schema.columns \
+             WHERE table_name = 'user_profile' AND column_name = 'logins_forgotten_at'",
+        ),
+        "1"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 8)]
 async fn two_nodes_consume_steps_states_and_count_failures_once() {
     let cluster = PgCluster::shared();

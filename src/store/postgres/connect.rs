@@ -267,6 +267,13 @@ impl PgStore {
     /// future migration may take a while). Safe when several nodes start at once: sqlx's
     /// migrator holds `pg_advisory_lock` for the whole run, so one node migrates and the
     /// others wait, then find nothing to do. Returns the schema version now in place.
+    ///
+    /// Every lock wait gives up after [`MIGRATION_LOCK_TIMEOUT`] and the run is tried again
+    /// (for up to [`MIGRATION_LOCK_PATIENCE`]). In a rolling upgrade the other nodes keep
+    /// serving while one migrates: an `ALTER TABLE` waiting for its lock behind any open
+    /// transaction on that table (a DBA's idle `psql` session) would otherwise queue every
+    /// later query on the table behind it, and all logins on every node would stall until
+    /// that session ended.
     pub async fn migrate(settings: &PgSettings) -> Result<i64, StoreError> {
         // A one-connection pool rather than a bare connection: the migrator holds its lock on
         // the connection it acquires, and the pool's future is `Send` (a `&mut PgConnection`
@@ -274,13 +281,16 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(1)
             .acquire_timeout(settings.connect_timeout.max(CONNECT_FLOOR))
-            .connect_with(settings.connect_options()?)
+            .connect_with(settings.connect_options()?.options([(
+                "lock_timeout",
+                MIGRATION_LOCK_TIMEOUT.as_millis().to_string(),
+            )]))
             .await?;
         let result = async {
             // Checked here, not in `after_connect`, so the reason reaches the operator
             // instead of ending as a pool timeout.
             refuse_standby(&mut *pool.acquire().await?).await?;
-            MIGRATOR.run(&pool).await?;
+            run_migrations_patiently(&pool).await?;
             let version: Option<i64> =
                 sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
                     .fetch_one(&pool)
@@ -355,6 +365,46 @@ async fn stored_key_check(pool: &PgPool) -> Result<Option<Vec<u8>>, StoreError> 
             .fetch_optional(pool)
             .await?,
     )
+}
+
+/// How long one of the migration's lock waits may last before it gives up (and lets the
+/// queries queued behind it through); see [`PgStore::migrate`].
+pub const MIGRATION_LOCK_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long the migration keeps trying again after lock timeouts before the node gives up
+/// starting. Also bounds the wait for another node's migration (its advisory lock).
+const MIGRATION_LOCK_PATIENCE: Duration = Duration::from_secs(300);
+/// PostgreSQL's SQLSTATE for a lock wait cut off by `lock_timeout`.
+const LOCK_NOT_AVAILABLE: &str = "55P03";
+
+/// Runs the migrator, again after each lock timeout until [`MIGRATION_LOCK_PATIENCE`] runs
+/// out. A migration that timed out rolled back whole (each runs in its own transaction, its
+/// bookkeeping row included), so trying again is safe.
+async fn run_migrations_patiently(pool: &PgPool) -> Result<(), StoreError> {
+    let started = std::time::Instant::now();
+    loop {
+        let err = match MIGRATOR.run(pool).await {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        if !waited_too_long_for_a_lock(&err) || started.elapsed() >= MIGRATION_LOCK_PATIENCE {
+            return Err(err.into());
+        }
+        tracing::warn!(
+            "schema migration: a table it changes (or another node's migration) is locked by \
+             another session; trying again (pg_locks shows who holds it)"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+fn waited_too_long_for_a_lock(err: &sqlx::migrate::MigrateError) -> bool {
+    use sqlx::migrate::MigrateError;
+    let db = match err {
+        MigrateError::Execute(sqlx::Error::Database(db))
+        | MigrateError::ExecuteMigration(sqlx::Error::Database(db), _) => db,
+        _ => return false,
+    };
+    db.code().as_deref() == Some(LOCK_NOT_AVAILABLE)
 }
 
 /// The migration waits at least this long for the database (a node starting next to a
