@@ -57,6 +57,13 @@ if ! command -v cargo >/dev/null || [ -z "$have_rust" ] ||
     | sh -s -- -y --profile minimal --default-toolchain stable -c rustfmt -c clippy
 fi
 command -v cargo >/dev/null || { echo "missing after install: cargo" >&2; exit 1; }
+# A toolchain already there may lack the checkers the test command runs (rustup's minimal
+# profile has neither); `cargo fmt` and `cargo clippy` come with rustup's components.
+if command -v rustup >/dev/null &&
+   ! { cargo fmt --version && cargo clippy --version; } >/dev/null 2>&1; then
+  echo "==> adding rustfmt and clippy to the Rust toolchain"
+  rustup component add rustfmt clippy
+fi
 have_rust=$(rustc --version | awk '{print $2}')
 [ "$(printf '%s\n%s\n' "$need_rust" "$have_rust" | sort -V | head -1)" = "$need_rust" ] ||
   { echo "rustc $have_rust is older than rust-version $need_rust (rustup update stable?)" >&2; exit 1; }

@@ -136,7 +136,7 @@ pub struct LoadArgs {
     /// Use N generated users user00000/pw-user00000 … (no seeds).
     #[arg(long)]
     pub generated: Option<usize>,
-    /// Only users START..END (0-based, END exclusive) of the list. Separate runs against a
+    /// Only users START:END (0-based, END exclusive) of the list. Separate runs against a
     /// server with a replay guard need disjoint ranges: codes a run used cannot be used again.
     #[arg(long, value_parser = parse_range)]
     pub range: Option<(usize, usize)>,

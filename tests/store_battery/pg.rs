@@ -418,6 +418,14 @@ async fn tls_settings_are_applied() {
             .await
             .unwrap();
     assert!(on_tls, "the connection is encrypted");
+    // Nothing sent that pgbouncer would refuse and docs/ha.md does not list: sqlx's
+    // default `extra_float_digits` is turned off (a unit test checks the listed ones).
+    let source: String =
+        sqlx::query_scalar("SELECT source FROM pg_settings WHERE name = 'extra_float_digits'")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+    assert_eq!(source, "default", "extra_float_digits left to the server");
     // The same with another CA: refused (no fallback to an unverified connection).
     let other = PgCluster::start_with_tls();
     let err = PgStore::open(

@@ -73,7 +73,9 @@ impl PgSettings {
         if let Some(ca) = &self.ssl_root_cert {
             options = options.ssl_root_cert(ca);
         }
-        Ok(options.application_name("radmfa"))
+        // sqlx sends `extra_float_digits` in every startup packet by default; pgbouncer
+        // refuses a startup parameter it does not know, and radmfa stores no floats.
+        Ok(options.application_name("radmfa").extra_float_digits(None))
     }
 }
 
@@ -281,10 +283,11 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(1)
             .acquire_timeout(settings.connect_timeout.max(CONNECT_FLOOR))
-            .connect_with(settings.connect_options()?.options([(
-                "lock_timeout",
-                MIGRATION_LOCK_TIMEOUT.as_millis().to_string(),
-            )]))
+            .connect_with(
+                settings
+                    .connect_options()?
+                    .options(migration_session_settings()),
+            )
             .await?;
         let result = async {
             // Checked here, not in `after_connect`, so the reason reaches the operator
@@ -314,28 +317,9 @@ impl PgStore {
 /// Accept without committing them) and the other nodes go on.
 fn serving_pool(settings: &PgSettings) -> Result<PgPool, StoreError> {
     let idle_tx = settings.max_request + IDLE_TX_MARGIN;
-    // The store's guards (a step, a State, a send slot taken once) are single statements
-    // written for READ COMMITTED: a loser waits for the winner's row lock, then sees its
-    // commit. A database or role whose default is REPEATABLE READ or SERIALIZABLE would make
-    // racing failure counts fail instead of adding up and let a send limit count from an
-    // old snapshot, so the level is set here, whatever the DBA's default.
-    let options = settings.connect_options()?.options([
-        ("statement_timeout", STATEMENT_TIMEOUT_MS.to_string()),
-        (
-            "idle_in_transaction_session_timeout",
-            idle_tx.as_millis().to_string(),
-        ),
-        // sqlx writes `-c key=value` unquoted: the server splits options at spaces
-        // unless a backslash escapes them.
-        (
-            "default_transaction_isolation",
-            "read\\ committed".to_string(),
-        ),
-        // A reply waits for its writes' commit; with synchronous_commit off (a DBA's speed
-        // setting) a committed used step or State could vanish in a database crash and be
-        // accepted again. SQLite's store pins synchronous = FULL for the same reason.
-        ("synchronous_commit", "on".to_string()),
-    ]);
+    let options = settings
+        .connect_options()?
+        .options(serving_session_settings(idle_tx));
     Ok(PgPoolOptions::new()
         .max_connections(settings.pool_size)
         .acquire_timeout(settings.connect_timeout)
@@ -357,6 +341,43 @@ fn serving_pool(settings: &PgSettings) -> Result<PgPool, StoreError> {
         })
         .after_connect(|conn, _| Box::pin(async move { refuse_standby(conn).await }))
         .connect_lazy_with(options))
+}
+
+/// The settings each serving connection asks for in its startup packet's `options`.
+/// docs/ha.md lists their names for pgbouncer's `track_extra_parameters` (pgbouncer refuses
+/// a connection whose `options` name a setting it does not track); a test checks the list.
+fn serving_session_settings(idle_tx: Duration) -> Vec<(&'static str, String)> {
+    vec![
+        ("statement_timeout", STATEMENT_TIMEOUT_MS.to_string()),
+        (
+            "idle_in_transaction_session_timeout",
+            idle_tx.as_millis().to_string(),
+        ),
+        // The store's guards (a step, a State, a send slot taken once) are single
+        // statements written for READ COMMITTED: a loser waits for the winner's row lock,
+        // then sees its commit. A database or role whose default is REPEATABLE READ or
+        // SERIALIZABLE would make racing failure counts fail instead of adding up and let a
+        // send limit count from an old snapshot, so the level is set here, whatever the
+        // DBA's default. sqlx writes `-c key=value` unquoted: the server splits options at
+        // spaces unless a backslash escapes them.
+        (
+            "default_transaction_isolation",
+            "read\\ committed".to_string(),
+        ),
+        // A reply waits for its writes' commit; with synchronous_commit off (a DBA's speed
+        // setting) a committed used step or State could vanish in a database crash and be
+        // accepted again. SQLite's store pins synchronous = FULL for the same reason.
+        ("synchronous_commit", "on".to_string()),
+    ]
+}
+
+/// The settings of the connection that migrates (see [`PgStore::migrate`]); listed in
+/// docs/ha.md with the serving ones.
+fn migration_session_settings() -> Vec<(&'static str, String)> {
+    vec![(
+        "lock_timeout",
+        MIGRATION_LOCK_TIMEOUT.as_millis().to_string(),
+    )]
 }
 
 async fn stored_key_check(pool: &PgPool) -> Result<Option<Vec<u8>>, StoreError> {
@@ -424,4 +445,32 @@ async fn refuse_standby(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// docs/ha.md tells pgbouncer users which settings to list in `track_extra_parameters`:
+    /// one missing there and pgbouncer refuses every connection that sends it.
+    #[test]
+    fn the_pgbouncer_recipe_lists_every_setting_sent() {
+        let doc = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/ha.md"));
+        let (_, after) = doc
+            .split_once("track_extra_parameters =")
+            .expect("docs/ha.md shows the track_extra_parameters line");
+        let listed: std::collections::BTreeSet<&str> = after
+            .split('`')
+            .next()
+            .unwrap()
+            .split(',')
+            .map(str::trim)
+            .collect();
+        let sent: std::collections::BTreeSet<&str> = serving_session_settings(Duration::ZERO)
+            .into_iter()
+            .chain(migration_session_settings())
+            .map(|(name, _)| name)
+            .collect();
+        assert_eq!(listed, sent);
+    }
 }
