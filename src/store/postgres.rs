@@ -40,7 +40,22 @@ use rows::{
     to_u32, to_u64, user_status_from_row,
 };
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+/// The schema's migrations. A database migrated by a newer release is not refused
+/// (`ignore_missing`): in a rolling upgrade the first upgraded node (or `db migrate` ahead of
+/// it) moves the schema on while the older nodes keep serving, and an older node that
+/// restarts meanwhile, an older admin command, or a rollback must still start. That holds
+/// only because every migration keeps the previous release working on the new schema: it
+/// adds tables, and columns that are nullable or have a default, and never drops, renames
+/// or narrows anything the previous release reads or writes.
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate::Migrator {
+    ignore_missing: true,
+    ..sqlx::migrate!("migrations/postgres")
+};
+
+/// The newest schema version this release knows.
+fn known_schema_version() -> i64 {
+    MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0)
+}
 
 /// A user's app seeds are deleted; their imported tokens go back to stock (see
 /// [`Store::delete_user_tokens`]).

@@ -37,7 +37,15 @@ use super::{
     UserSnapshot, UserStatus,
 };
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+/// The schema's migrations. A file migrated by a newer release is not refused
+/// (`ignore_missing`), so going back to the previous package after an upgrade still starts.
+/// Every migration therefore keeps the previous release working on the new schema, as
+/// PostgreSQL's must for rolling upgrades (see its `MIGRATOR`): tables and nullable or
+/// defaulted columns are added, nothing the previous release uses is dropped or renamed.
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate::Migrator {
+    ignore_missing: true,
+    ..sqlx::migrate!("migrations/sqlite")
+};
 
 /// A user's app seeds are deleted; their imported tokens go back to stock (see
 /// [`Store::delete_user_tokens`]).

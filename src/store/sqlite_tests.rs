@@ -65,6 +65,33 @@ async fn new_database_file_is_private() {
     }
 }
 
+/// Going back to the previous package after an upgrade: the file was migrated by a newer
+/// release, and this one must still open it (sqlx refuses by default).
+#[tokio::test]
+async fn an_older_release_opens_a_file_a_newer_one_migrated() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("radmfa.db");
+    let key = sealer();
+    let store = SqliteStore::open(&path, key.clone()).await.unwrap();
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES (9999, 'future', 1, x'00', 0)",
+    )
+    .execute(&store.pool)
+    .await
+    .unwrap();
+    sqlx::query("ALTER TABLE tokens ADD COLUMN from_the_future TEXT")
+        .execute(&store.pool)
+        .await
+        .unwrap();
+    store.close().await;
+    drop(store);
+    let store = SqliteStore::open(&path, key)
+        .await
+        .expect("this release opens the newer file");
+    store.add_token(totp("T1", "alice")).await.unwrap();
+}
+
 #[tokio::test]
 async fn reopen_keeps_data_and_migrations_are_idempotent() {
     let dir = tempfile::tempdir().unwrap();

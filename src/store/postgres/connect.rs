@@ -298,7 +298,17 @@ impl PgStore {
                 sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
                     .fetch_one(&pool)
                     .await?;
-            Ok::<_, StoreError>(version.unwrap_or(0))
+            let version = version.unwrap_or(0);
+            let known = super::known_schema_version();
+            if version > known {
+                tracing::warn!(
+                    version,
+                    known,
+                    "the database schema is newer than this radmfa release knows (another \
+                     node was upgraded first); it keeps working on it, but upgrade this node"
+                );
+            }
+            Ok::<_, StoreError>(version)
         }
         .await;
         crate::store::pool_close::close_pool(&pool).await;
