@@ -523,3 +523,38 @@ async fn a_big_transaction_does_not_leave_a_big_wal_behind() {
         "WAL still {after} bytes after a restart"
     );
 }
+
+/// The previous release keeps running on a migrated store (rolling upgrades, rollbacks; see
+/// `MIGRATOR`), so no migration of either store may drop or rename anything, and a column
+/// added to an existing table is nullable or has a default.
+#[test]
+fn every_migration_only_adds() {
+    for dialect in ["sqlite", "postgres"] {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("migrations")
+            .join(dialect);
+        let mut read = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            read += 1;
+            let sql: String = std::fs::read_to_string(&path)
+                .unwrap()
+                .lines()
+                .filter(|l| !l.trim_start().starts_with("--"))
+                .collect::<Vec<_>>()
+                .join("\n")
+                .to_lowercase();
+            for word in ["drop ", "rename ", "alter column"] {
+                assert!(!sql.contains(word), "{}: {word:?}", path.display());
+            }
+            for stmt in sql.split(';').filter(|s| s.contains("add column")) {
+                assert!(
+                    !stmt.contains("not null") || stmt.contains("default"),
+                    "{}: a NOT NULL column without a default: {stmt}",
+                    path.display()
+                );
+            }
+        }
+        assert!(read >= 8, "{read} migrations read from {}", dir.display());
+    }
+}
