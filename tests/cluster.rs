@@ -657,12 +657,25 @@ fn sqlite_deployment_moved_to_postgres_logs_in_on_both_nodes() {
     let (ok, text) = migrate(&["--dry-run"]);
     assert!(!ok && text.contains("row(s) in the SQLite store"), "{text}");
     sqlite("DELETE FROM audit WHERE id = 0");
+    // An audit record from before NULs were kept as U+FFFD (Active Directory's error text
+    // ends with one): PostgreSQL refuses NUL in text, so it moves as U+FFFD.
+    sqlite(
+        "INSERT INTO audit (time, user, mode, result, server_name, latency_ms, reason) \
+         VALUES (1, 'nul', 'login', 'reject', 'x', 0, 'data 52e' || char(0))",
+    );
 
     let (ok, text) = migrate(&["--dry-run"]);
     assert!(ok && text.contains("dry run"), "{text}");
     assert_eq!(pg.psql("postgres", "SELECT COUNT(*) FROM tokens"), "0");
     let (ok, text) = migrate(&[]);
     assert!(ok, "{text}");
+    assert_eq!(
+        pg.psql(
+            "postgres",
+            "SELECT reason FROM audit WHERE username = 'nul'"
+        ),
+        "data 52e\u{FFFD}"
+    );
     assert!(text.contains("tokens: 2 row(s)"), "{text}");
     assert!(text.contains("challenges: 1 row(s)"), "{text}");
     assert!(text.contains("remembered_logins: 1 row(s)"), "{text}");

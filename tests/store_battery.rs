@@ -103,6 +103,7 @@ store_battery! {
         purge_expired_challenges,
         close_challenges_of_one_user,
         audit_append_and_round_trip,
+        audit_records_with_a_nul_are_kept,
         audit_filters_order_and_limit,
         audit_after_id_reads_newer_records_oldest_first,
         audit_default_limit_is_100,

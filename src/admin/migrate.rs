@@ -470,6 +470,28 @@ mod tables {
         })
     }
 
+    /// PostgreSQL refuses NUL in text. Audit records written before radmfa kept them as
+    /// U+FFFD (see `AuditRecord::storable`) may hold one: replaced the same way. Anywhere
+    /// else a NUL is part of a key or a value radmfa compares, so it is refused by name.
+    fn without_nul(t: &Table, row: &SqliteRow, values: &mut [Value]) -> anyhow::Result<()> {
+        for (v, (column, _)) in values.iter_mut().zip(t.columns) {
+            let Value::Text(Some(text)) = v else { continue };
+            if !text.contains('\0') {
+                continue;
+            }
+            if t.pg != "audit" {
+                let rowid: i64 = row.try_get(0)?;
+                bail!(
+                    "{}: column {column} of the row with rowid {rowid} holds a NUL character, \
+                     which PostgreSQL cannot store; nothing was written",
+                    t.sqlite
+                );
+            }
+            *text = text.replace('\0', "\u{FFFD}");
+        }
+        Ok(())
+    }
+
     /// Copies one table in rowid order, `CHUNK` rows per statement; returns the row count.
     pub async fn copy(src: &mut Snapshot, dest: &mut Dest, t: &Table) -> anyhow::Result<u64> {
         let names: Vec<&str> = t.columns.iter().map(|(c, _)| *c).collect();
@@ -502,12 +524,13 @@ mod tables {
             after = last.try_get(0)?;
             let mut batch = Vec::with_capacity(rows.len());
             for row in &rows {
-                let values = t
+                let mut values = t
                     .columns
                     .iter()
                     .enumerate()
                     .map(|(i, (_, ty))| read(row, i + 1, *ty))
                     .collect::<Result<Vec<_>, _>>()?;
+                without_nul(t, row, &mut values)?;
                 batch.push(values);
             }
             let mut q: QueryBuilder<Postgres> = QueryBuilder::new(&insert);

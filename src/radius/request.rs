@@ -48,6 +48,22 @@ fn lossy(avp: Option<&AVP>) -> Option<String> {
     avp.map(|a| String::from_utf8_lossy(&a.encode_bytes()).into_owned())
 }
 
+/// A string attribute that is kept (in audit records, remembered stations) as text without
+/// NULs. Some NAS end their strings with a NUL although RFC 2865 §5 says not to; those are
+/// dropped, so `00-11-22-33-44-55\0` is the station `00-11-22-33-44-55`. A NUL inside
+/// becomes U+FFFD: PostgreSQL refuses NUL in text, and the login would fail there only.
+/// (User-Name keeps its NULs: a name holding one is refused.)
+fn text(avp: Option<&AVP>) -> Option<String> {
+    lossy(avp).map(|s| {
+        let s = s.trim_end_matches('\0');
+        if s.contains('\0') {
+            s.replace('\0', "\u{FFFD}")
+        } else {
+            s.to_string()
+        }
+    })
+}
+
 impl Request {
     pub fn user_name(&self) -> Option<String> {
         lossy(self.packet.lookup(rfc2865::USER_NAME_TYPE))
@@ -78,7 +94,7 @@ impl Request {
     }
 
     pub fn nas_identifier(&self) -> Option<String> {
-        lossy(self.packet.lookup(rfc2865::NAS_IDENTIFIER_TYPE))
+        text(self.packet.lookup(rfc2865::NAS_IDENTIFIER_TYPE))
     }
 
     /// NAS-IP-Address (4), else NAS-IPv6-Address (95); a value of the wrong size counts as absent.
@@ -92,11 +108,11 @@ impl Request {
     }
 
     pub fn calling_station_id(&self) -> Option<String> {
-        lossy(self.packet.lookup(rfc2865::CALLING_STATION_ID_TYPE))
+        text(self.packet.lookup(rfc2865::CALLING_STATION_ID_TYPE))
     }
 
     pub fn called_station_id(&self) -> Option<String> {
-        lossy(self.packet.lookup(rfc2865::CALLED_STATION_ID_TYPE))
+        text(self.packet.lookup(rfc2865::CALLED_STATION_ID_TYPE))
     }
 
     pub fn nas_port_type(&self) -> Option<u32> {
@@ -480,6 +496,32 @@ mod tests {
         assert_eq!(
             decode_request(&raw, b"xyzzy5461", true).unwrap_err(),
             MissingMessageAuthenticator
+        );
+    }
+
+    /// A NAS that ends its strings with a NUL names the same station as one that does not;
+    /// a NUL inside is kept visible but is no NUL (PostgreSQL refuses those in text).
+    #[test]
+    fn station_and_nas_names_hold_no_nul() {
+        let (raw, _) = builder()
+            .attribute(31, b"00-11-22-33-44-55\0")
+            .attribute(30, b"UserAuthType:PW\0\0")
+            .attribute(32, b"vpn\0gw")
+            .build(SECRET);
+        let req = decode(&raw, true).unwrap();
+        assert_eq!(
+            req.calling_station_id().as_deref(),
+            Some("00-11-22-33-44-55")
+        );
+        assert_eq!(req.called_station_id().as_deref(), Some("UserAuthType:PW"));
+        assert_eq!(req.nas_identifier().as_deref(), Some("vpn\u{FFFD}gw"));
+        // The name keeps its NUL, to be refused.
+        let (raw, _) = AccessRequestBuilder::new(7, "alice\0")
+            .password(b"pw")
+            .build(SECRET);
+        assert_eq!(
+            decode(&raw, true).unwrap().user_name().as_deref(),
+            Some("alice\0")
         );
     }
 

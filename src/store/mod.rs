@@ -289,6 +289,62 @@ pub struct AuditRecord {
     pub actor: Option<String>,
 }
 
+impl AuditRecord {
+    /// The record as both stores keep it: a NUL in any text becomes U+FFFD. PostgreSQL
+    /// refuses NUL in text (SQLSTATE 22021) and would lose the record, while a record may
+    /// quote one that came off the wire (a User-Name refused for it) or from a directory
+    /// (Active Directory ends its diagnostic messages with one). SQLite does the same, so the
+    /// two stores agree and a SQLite store can move to PostgreSQL.
+    pub fn storable(&self) -> std::borrow::Cow<'_, AuditRecord> {
+        let texts = [
+            Some(&self.user),
+            self.first_name.as_ref(),
+            self.last_name.as_ref(),
+            self.email.as_ref(),
+            self.phone.as_ref(),
+            self.token_serial.as_ref(),
+            Some(&self.mode),
+            Some(&self.result),
+            self.reason.as_ref(),
+            Some(&self.server_name),
+            self.server_ip.as_ref(),
+            self.client_ip.as_ref(),
+            self.nas_name.as_ref(),
+            self.actor.as_ref(),
+        ];
+        if !texts.into_iter().flatten().any(|t| t.contains('\0')) {
+            return std::borrow::Cow::Borrowed(self);
+        }
+        let mut r = self.clone();
+        let fix = |t: &mut String| {
+            if t.contains('\0') {
+                *t = t.replace('\0', "\u{FFFD}");
+            }
+        };
+        for t in [&mut r.user, &mut r.mode, &mut r.result, &mut r.server_name] {
+            fix(t);
+        }
+        for t in [
+            &mut r.first_name,
+            &mut r.last_name,
+            &mut r.email,
+            &mut r.phone,
+            &mut r.token_serial,
+            &mut r.reason,
+            &mut r.server_ip,
+            &mut r.client_ip,
+            &mut r.nas_name,
+            &mut r.actor,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            fix(t);
+        }
+        std::borrow::Cow::Owned(r)
+    }
+}
+
 /// What a login needs to know about one user, read together: every token (enabled or not)
 /// with its inventory data, the lockout state and the profile.
 #[derive(Debug, Clone, Default)]

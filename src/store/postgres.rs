@@ -665,11 +665,12 @@ impl Store for PgStore {
     // --- audit ---
 
     async fn append_audit(&self, r: &AuditRecord) -> Result<i64, StoreError> {
+        let r = r.storable();
         if self.audit_after_request_writes().await? {
-            return self.audit_batch.insert(&self.pool, r).await;
+            return self.audit_batch.insert(&self.pool, &r).await;
         }
         let mut w = self.writer().await?;
-        let r = audit_batch::insert_records(w.conn(), std::iter::once(r)).await;
+        let r = audit_batch::insert_records(w.conn(), std::iter::once(&*r)).await;
         Ok(w.done(r)?[0])
     }
 

@@ -792,7 +792,7 @@ impl Store for SqliteStore {
     // --- audit ---
 
     async fn append_audit(&self, r: &AuditRecord) -> Result<i64, StoreError> {
-        let r = r.clone();
+        let r = r.storable().into_owned();
         self.writer
             .write(move |c| {
                 c.prepare_cached(

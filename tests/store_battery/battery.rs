@@ -52,6 +52,7 @@ where
     purge_expired_challenges(&*make().await).await;
     close_challenges_of_one_user(&*make().await).await;
     audit_append_and_round_trip(&*make().await).await;
+    audit_records_with_a_nul_are_kept(&*make().await).await;
     audit_filters_order_and_limit(&*make().await).await;
     audit_after_id_reads_newer_records_oldest_first(&*make().await).await;
     audit_default_limit_is_100(&*make().await).await;
@@ -842,6 +843,40 @@ pub async fn close_challenges_of_one_user(store: &dyn Store) {
 
 // ---------------------------------------------------------------------------------------------
 // audit
+
+/// A record may quote a NUL (a refused User-Name holding one; Active Directory's error text
+/// ends with one). PostgreSQL refuses NUL in text, so each store keeps it as U+FFFD rather
+/// than lose the record, inside a request's deferred writes and outside.
+pub async fn audit_records_with_a_nul_are_kept(store: &dyn Store) {
+    let mut r = audit_record(T, "alice\0", "reject");
+    r.reason = Some(
+        "80090308: LdapErr: DSID-0C09044E, comment: AcceptSecurityContext error, data 52e, v4563\0"
+            .into(),
+    );
+    r.client_ip = Some("aa\0bb".into());
+    store
+        .append_audit(&r)
+        .await
+        .expect("kept outside a request");
+    let (in_request, durable) = durability::deferred(async { store.append_audit(&r).await }).await;
+    in_request.expect("kept inside a request");
+    durable.expect("and committed");
+    let kept = store
+        .audit(&AuditFilter {
+            user: Some("alice\u{FFFD}".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(kept.len(), 2, "{kept:?}");
+    for k in kept {
+        assert!(
+            k.reason.as_deref().unwrap().ends_with("v4563\u{FFFD}"),
+            "{k:?}"
+        );
+        assert_eq!(k.client_ip.as_deref(), Some("aa\u{FFFD}bb"));
+    }
+}
 
 pub async fn audit_append_and_round_trip(store: &dyn Store) {
     let full = AuditRecord {

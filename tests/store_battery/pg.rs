@@ -730,15 +730,25 @@ async fn stalled_node_does_not_hold_a_users_rows() {
 
 /// Requests whose only write is their audit record share one INSERT per batch: every
 /// record lands once with its own id, each request's scope settles only once its record is
-/// committed, and a record PostgreSQL refuses (a NUL in a text field) fails its own request
+/// committed, and a record PostgreSQL refuses (here a trigger refuses one user's; the
+/// store keeps a NUL, which PostgreSQL would refuse, as U+FFFD) fails its own request
 /// alone, not the others batched with it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn audit_only_requests_are_batched_and_fail_alone() {
     let (_cluster, a, b, _) = two_nodes_and_a_token().await;
+    for sql in [
+        "CREATE FUNCTION refuse_bad_name() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN IF NEW.username = 'bad name' THEN RAISE EXCEPTION 'refused'; END IF; \
+         RETURN NEW; END $$",
+        "CREATE TRIGGER refuse_bad_name BEFORE INSERT ON audit \
+         FOR EACH ROW EXECUTE FUNCTION refuse_bad_name()",
+    ] {
+        sqlx::query(sql).execute(a.pool()).await.unwrap();
+    }
     let outcomes = race_over(std::slice::from_ref(&a), |node, i| {
         radmfa::store::durability::deferred(async move {
             let user = if i == 7 {
-                "bad\0name".to_string()
+                "bad name".to_string()
             } else {
                 format!("u{i}")
             };
@@ -750,7 +760,7 @@ async fn audit_only_requests_are_batched_and_fail_alone() {
     let mut ids = Vec::new();
     for (i, (written, durable)) in outcomes.into_iter().enumerate() {
         if i == 7 {
-            assert!(written.is_err(), "PostgreSQL refuses a NUL in text");
+            assert!(written.is_err(), "the database refuses this record");
         } else {
             ids.push(written.unwrap_or_else(|e| panic!("record {i}: {e}")));
             durable.unwrap();
