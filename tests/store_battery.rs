@@ -123,6 +123,7 @@ store_battery! {
         inventory_import_list_assign_enable_delete,
         import_is_all_or_nothing,
         import_replace_keeps_owner_and_what_was_learned,
+        import_replace_rescales_steps_to_a_new_period,
         totp_drift_is_stored_with_the_step,
         hotp_resync_pending_round_trips,
         user_snapshot_matches_separate_reads,

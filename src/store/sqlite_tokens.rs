@@ -31,16 +31,25 @@ impl SqliteStore {
             // (with a new seed that refuses only steps already past), and for the same seed
             // (?15) the counter never goes back and the learned drift stays. A pending
             // resync goes. The seed is compared under this transaction's write lock, so no
-            // login can move the counter in between.
+            // login can move the counter in between. Steps and drift are counted in periods,
+            // so a new period rescales them: the used step becomes the last new step that
+            // starts before the old one ended (a 30 s step number read as a 60 s one would
+            // refuse every code for decades), and the drift keeps its seconds.
             " ON CONFLICT (serial) DO UPDATE SET user = COALESCE(excluded.user, tokens.user), \
              kind = excluded.kind, algorithm = excluded.algorithm, digits = excluded.digits, \
              period = excluded.period, \
+             last_step = CASE WHEN tokens.last_step IS NULL OR tokens.period = excluded.period \
+                 OR tokens.period <= 0 OR excluded.period <= 0 THEN tokens.last_step \
+                 ELSE ((tokens.last_step + 1) * tokens.period - 1) / excluded.period END, \
              counter = CASE WHEN ?15 THEN MAX(tokens.counter, excluded.counter) \
                  ELSE excluded.counter END, \
              secret = excluded.secret, manufacturer = excluded.manufacturer, \
              model = excluded.model, valid_from = excluded.valid_from, \
              valid_until = excluded.valid_until, \
-             drift = CASE WHEN ?15 THEN tokens.drift ELSE excluded.drift END, \
+             drift = CASE WHEN NOT ?15 THEN excluded.drift \
+                 WHEN tokens.period = excluded.period OR tokens.period <= 0 \
+                     OR excluded.period <= 0 THEN tokens.drift \
+                 ELSE (tokens.drift * tokens.period) / excluded.period END, \
              resync_counter = NULL, resync_at = NULL, origin = 'import'"
         } else {
             ""

@@ -53,6 +53,7 @@ where
     close_challenges_of_one_user(&*make().await).await;
     audit_append_and_round_trip(&*make().await).await;
     audit_records_with_a_nul_are_kept(&*make().await).await;
+    import_replace_rescales_steps_to_a_new_period(&*make().await).await;
     audit_filters_order_and_limit(&*make().await).await;
     audit_after_id_reads_newer_records_oldest_first(&*make().await).await;
     audit_default_limit_is_100(&*make().await).await;
@@ -1474,6 +1475,50 @@ pub async fn import_replace_keeps_owner_and_what_was_learned(store: &dyn Store) 
             .len(),
         1
     );
+}
+
+/// A token reprogrammed from 30 s to 60 s steps (or a vendor file corrected) and imported
+/// again with `--replace`: the used step and the drift are counted in periods, so they are
+/// rescaled. Kept as they were, step T/30 read as a 60 s step lies decades ahead and every
+/// code would be refused as already used.
+pub async fn import_replace_rescales_steps_to_a_new_period(store: &dyn Store) {
+    let id = store
+        .add_token(totp("T1", Some("alice"), b"0123456789abcdefghij"))
+        .await
+        .unwrap();
+    let used = T / 30;
+    assert!(store
+        .consume_totp_step_with_drift(id, used, 4)
+        .await
+        .unwrap());
+    let mut slower = totp("T1", None, b"0123456789abcdefghij");
+    slower.period = 60;
+    store
+        .import_tokens(&[(slower.clone(), TokenExtra::default())], true)
+        .await
+        .unwrap();
+    let r = store.token_record("T1").await.unwrap().unwrap();
+    // Used up to the end of 30 s step `used`: the 60 s step that holds that instant.
+    let last = ((used + 1) * 30 - 1) / 60;
+    assert_eq!(r.token.last_step, Some(last));
+    assert_eq!(r.extra.drift, 2, "4 steps of 30 s are 2 of 60 s");
+    assert!(
+        !store.consume_totp_step(id, last).await.unwrap(),
+        "what was used stays used"
+    );
+    assert!(
+        store.consume_totp_step(id, last + 1).await.unwrap(),
+        "the next 60 s step works"
+    );
+    // Back to 30 s: the next 30 s step after the used 60 s one.
+    slower.period = 30;
+    store
+        .import_tokens(&[(slower, TokenExtra::default())], true)
+        .await
+        .unwrap();
+    let r = store.token_record("T1").await.unwrap().unwrap();
+    assert_eq!(r.token.last_step, Some((last + 2) * 2 - 1));
+    assert_eq!(r.extra.drift, 4);
 }
 
 pub async fn totp_drift_is_stored_with_the_step(store: &dyn Store) {

@@ -114,18 +114,25 @@ impl PgStore {
         let now = now_unix();
         let upsert = if replace {
             // As in the SQLite store: what radmfa learned about the token stays, and for the
-            // same seed ($15) the counter never goes back. The seed is read FOR UPDATE, so
-            // no login on any node moves the counter in between.
+            // same seed ($15) the counter never goes back, and a new period rescales the used
+            // step and the drift. The seed is read FOR UPDATE, so no login on any node moves
+            // the counter in between.
             " ON CONFLICT (serial) DO UPDATE SET \
              username = COALESCE(excluded.username, tokens.username), \
              kind = excluded.kind, algorithm = excluded.algorithm, digits = excluded.digits, \
              period = excluded.period, \
+             last_step = CASE WHEN tokens.last_step IS NULL OR tokens.period = excluded.period \
+                 OR tokens.period <= 0 OR excluded.period <= 0 THEN tokens.last_step \
+                 ELSE ((tokens.last_step + 1) * tokens.period - 1) / excluded.period END, \
              counter = CASE WHEN $15 THEN GREATEST(tokens.counter, excluded.counter) \
                  ELSE excluded.counter END, \
              secret = excluded.secret, manufacturer = excluded.manufacturer, \
              model = excluded.model, valid_from = excluded.valid_from, \
              valid_until = excluded.valid_until, \
-             drift = CASE WHEN $15 THEN tokens.drift ELSE excluded.drift END, \
+             drift = CASE WHEN NOT $15 THEN excluded.drift \
+                 WHEN tokens.period = excluded.period OR tokens.period <= 0 \
+                     OR excluded.period <= 0 THEN tokens.drift \
+                 ELSE (tokens.drift * tokens.period) / excluded.period END, \
              resync_counter = NULL, resync_at = NULL, origin = 'import'"
         } else {
             ""
