@@ -26,6 +26,9 @@
 //!   Active Directory sub-code ([`super::ad_codes`]): `52e` is [`Denial::BadPassword`], `525`
 //!   (account vanished between search and bind) is [`Denial::UnknownUser`], every other code is
 //!   [`Denial::Directory`] (disabled, locked out, expired, must change password, ...).
+//! * rc 19 (constraintViolation: 389-ds's policy lockout) and 53 (unwillingToPerform: an
+//!   inactivated or disabled account in 389-ds, FreeIPA, eDirectory) →
+//!   [`Denial::AccountRefused`], a refusal like a wrong password, not a fault.
 //! * Any other result code is an [`AuthError::Ldap`]: the policy stage rejects, and the
 //!   operator sees the directory's message.
 //! * A password that is not valid UTF-8 cannot be sent through `ldap3`'s simple bind and is
@@ -920,8 +923,28 @@ fn bind_outcome(res: &LdapResult) -> Result<PrimaryOutcome, AuthError> {
     if res.rc == 49 {
         return Ok(PrimaryOutcome::Denied(Denial::BadPassword));
     }
+    // The account's state, not the directory's health (see `Denial::AccountRefused`): as a
+    // fault these marked the node unhealthy, and a `no_reply` client's silence for a locked
+    // account (a Reject for an unknown one) told an attacker the name exists.
+    if matches!(res.rc, RC_CONSTRAINT_VIOLATION | RC_UNWILLING_TO_PERFORM) {
+        let text: String = res
+            .text
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(160)
+            .collect();
+        return Ok(PrimaryOutcome::Denied(Denial::AccountRefused {
+            rc: res.rc,
+            text,
+        }));
+    }
     Err(AuthError::Ldap(format!("user bind: {res}")))
 }
+
+/// LDAP result codes (RFC 4511 §4.1.9) a directory answers a bind with for the account's
+/// state: a password-policy lockout (389-ds, FreeIPA) and an inactivated account.
+const RC_CONSTRAINT_VIOLATION: u32 = 19;
+const RC_UNWILLING_TO_PERFORM: u32 = 53;
 
 /// Every attribute `user_filter` compares the name with, as in `(uid={user})` or
 /// `(&(objectClass=user)(sAMAccountName={user}))`, in order, each once; none when `{user}`

@@ -73,8 +73,36 @@ fn bind_results() {
             ad_codes::AdReason::AccountLockedOut
         )))
     ));
+    // 389-ds / FreeIPA: a policy lockout and an inactivated account are the account's
+    // state, refused like a wrong password, not a directory fault.
+    match bind_outcome(&result(
+        19,
+        "Exceed password retry limit. Please try later.\0",
+    )) {
+        Ok(PrimaryOutcome::Denied(d @ Denial::AccountRefused { rc: 19, .. })) => assert_eq!(
+            d.reason(),
+            "the directory refused this account's bind (LDAP result 19: Exceed password \
+             retry limit. Please try later.)"
+        ),
+        other => panic!("{other:?}"),
+    }
     assert!(matches!(
-        bind_outcome(&result(53, "unwilling")),
+        bind_outcome(&result(
+            53,
+            "Account inactivated. Contact system administrator."
+        )),
+        Ok(PrimaryOutcome::Denied(Denial::AccountRefused {
+            rc: 53,
+            ..
+        }))
+    ));
+    // Anything else is the directory's problem.
+    assert!(matches!(
+        bind_outcome(&result(51, "busy")),
+        Err(AuthError::Ldap(_))
+    ));
+    assert!(matches!(
+        bind_outcome(&result(80, "other")),
         Err(AuthError::Ldap(_))
     ));
 }

@@ -65,6 +65,15 @@ pub enum Denial {
     /// The password binds, but the directory's password policy says it must be changed
     /// first (an admin reset it): not yet the user's password.
     MustChangePassword,
+    /// A directory other than AD refused this account's bind for its state, with a result
+    /// code of its own: 389-ds/FreeIPA answer a policy lockout with 19 (constraintViolation,
+    /// "Exceed password retry limit") and an inactivated account with 53
+    /// (unwillingToPerform), as eDirectory does a disabled or expired one. The directory's
+    /// own words, shortened, for the audit record.
+    AccountRefused {
+        rc: u32,
+        text: String,
+    },
 }
 
 impl Denial {
@@ -83,6 +92,9 @@ impl Denial {
             }
             Denial::NotInDirectory => {
                 "password accepted upstream, but the user is not in the directory".into()
+            }
+            Denial::AccountRefused { rc, text } => {
+                format!("the directory refused this account's bind (LDAP result {rc}: {text})")
             }
             Denial::MustChangePassword => {
                 "the directory's password policy says this password must be changed first \
