@@ -665,10 +665,12 @@ pub trait Store: Send + Sync + 'static {
         Err(StoreError::Unsupported("cancel_oob"))
     }
     /// Records (or renews) a remembered second factor; one row per user, client and station.
-    /// Not if the user's remembered factors were forgotten after `verified_at` (a later
-    /// second): the login passed its factor before an admin took it away, and its row must
-    /// not come back. (Within one second a login after the forget is told from one before
-    /// it no better than by the clock: it is remembered.)
+    /// Not if the user's remembered factors were forgotten at or after `verified_at`: the
+    /// login passed its factor before an admin took it away, and its row must not come back.
+    /// (Times are whole seconds: a login verified in the forget's own second is not
+    /// remembered either, which costs that user one more second factor next time; the
+    /// other way round, the guard would miss nearly every real race, which takes
+    /// milliseconds.) `delete_user` leaves the same mark.
     async fn remember_login(&self, login: &RememberedLogin) -> Result<(), StoreError> {
         let _ = login;
         Err(StoreError::Unsupported("remember_login"))

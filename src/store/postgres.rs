@@ -400,10 +400,17 @@ impl Store for PgStore {
                 .await?
                 .rows_affected();
         }
-        sqlx::query("DELETE FROM user_profile WHERE username = $1")
-            .bind(user)
-            .execute(&mut *tx)
-            .await?;
+        // As in SQLite's: the mark of the forget stays, so a login in flight cannot write its
+        // remembered row back.
+        sqlx::query(
+            "INSERT INTO user_profile (username, logins_forgotten_at) VALUES ($1, $2) \
+             ON CONFLICT (username) DO UPDATE SET logins_forgotten_at = \
+             GREATEST(user_profile.logins_forgotten_at, $2)",
+        )
+        .bind(user)
+        .bind(now_unix())
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         w.done(Ok(()))?;
         Ok(removed > 0)

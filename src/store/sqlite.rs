@@ -518,10 +518,18 @@ impl Store for SqliteStore {
                 .await?
                 .rows_affected();
         }
-        sqlx::query("DELETE FROM user_profile WHERE user = ?1")
-            .bind(user)
-            .execute(&mut *tx)
-            .await?;
+        // What is left of the profile is the mark of when the user's remembered logins were
+        // forgotten, now: a login of theirs in flight must not write its row back after the
+        // delete (it would let the password alone in from that station, tokens or not).
+        sqlx::query(
+            "INSERT INTO user_profile (user, logins_forgotten_at) VALUES (?1, ?2) \
+             ON CONFLICT (user) DO UPDATE SET logins_forgotten_at = \
+             MAX(COALESCE(user_profile.logins_forgotten_at, ?2), ?2)",
+        )
+        .bind(user)
+        .bind(now_unix())
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(removed > 0)
     }

@@ -27,7 +27,7 @@ impl SqliteStore {
         sqlx::query(&format!(
             "INSERT INTO remembered_logins ({COLUMNS}) SELECT ?1, ?2, ?3, ?4, ?5, ?6 \
              WHERE NOT EXISTS (SELECT 1 FROM user_profile \
-                               WHERE user = ?1 AND logins_forgotten_at > ?5) \
+                               WHERE user = ?1 AND logins_forgotten_at >= ?5) \
              ON CONFLICT (user, nas, station) DO UPDATE SET mode = excluded.mode, \
              verified_at = excluded.verified_at, expires_at = excluded.expires_at"
         ))

@@ -2108,6 +2108,16 @@ pub async fn remembered_logins_are_purged_and_forgotten(store: &dyn Store) {
         "a remembered row is the user's"
     );
     assert!(store.remembered_logins("bob", T).await.unwrap().is_empty());
+    // Bob's login that passed its factor before the delete and writes its row after it:
+    // not written (the delete leaves the mark a forget does, at the store's clock).
+    let mut late_bob = remembered("vpn", "late", "totp", T, 300);
+    late_bob.user = "bob".into();
+    store.remember_login(&late_bob).await.unwrap();
+    assert!(store.remembered_logins("bob", T).await.unwrap().is_empty());
+    assert!(
+        !store.delete_user("bob").await.unwrap(),
+        "the mark is no user"
+    );
 
     // A login that passed its factor before the forget and writes its row after it (it
     // was in flight) does not bring it back.
@@ -2120,10 +2130,20 @@ pub async fn remembered_logins_are_purged_and_forgotten(store: &dyn Store) {
         .await
         .unwrap()
         .is_empty());
-    // Verified in the forget's own second: the clock cannot tell it from one before, and
-    // an admin who forgets while the user logs in again at once must not refuse them.
+    // Verified in the forget's own second: the clock cannot tell it from one before (the
+    // race the mark is for takes milliseconds), so it is not remembered either; the login
+    // itself went through.
     store
         .remember_login(&remembered("vpn", "same-second", "totp", T + 10, 300))
+        .await
+        .unwrap();
+    assert!(store
+        .remembered_logins("alice", T)
+        .await
+        .unwrap()
+        .is_empty());
+    store
+        .remember_login(&remembered("vpn", "next-second", "totp", T + 11, 300))
         .await
         .unwrap();
     assert_eq!(store.remembered_logins("alice", T).await.unwrap().len(), 1);
