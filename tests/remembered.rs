@@ -65,6 +65,9 @@ fn a_passed_second_factor_spares_the_code_from_the_same_station_only() {
     let srv = start(&slapd, &standin, "", extra, &clients);
     let codes = FreshCodes::new(srv.enroll("alice", &[]));
     let full_login = |bind: &str, station: Option<&str>| {
+        // A login verified in the second of an admin's forget (below) is not remembered:
+        // the store cannot tell it from one that passed before the forget.
+        common::peers::into_next_second();
         let r1 = send(&srv, bind, station, ALICE_PW, None);
         assert_eq!(code_of(&r1), "Access-Challenge", "{r1}");
         // The answer comes without Calling-Station-Id: the first round's is carried.

@@ -201,6 +201,18 @@ pub fn clear_of_step_boundary(margin: i64) {
     }
 }
 
+/// Sleeps into the next whole second of the clock (and a little past it), so that what
+/// happens next is in a later second than what happened before: the store keeps times in
+/// whole seconds.
+pub fn into_next_second() {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(
+        1000 - u64::from(now.subsec_millis()) + 20,
+    ));
+}
+
 /// TOTP codes for one seed, each from a later time step than the last, for servers with
 /// `[totp] window = 3` (90 s either side): none is refused as used. A code is never from
 /// more than two steps back, so a step boundary passing between making it and the server
