@@ -81,6 +81,25 @@ pub fn match_hotp(token: &Token, code: &str, window: u64) -> Option<u64> {
     matched
 }
 
+/// Whether `code` is the code of the counter last used (`token.counter - 1`). The same code
+/// may come up again within the window ahead (one in 10^digits per counter), and a code
+/// someone watched being typed must not work twice: the caller refuses it as a replay,
+/// which costs a user whose next code happens to repeat the last one a second press.
+pub fn repeats_last_used(token: &Token, code: &str) -> bool {
+    token.kind == TokenKind::Hotp
+        && token.counter > 0
+        && code.len() == token.digits as usize
+        && code_eq(
+            &hotp_code(
+                &token.secret,
+                token.algorithm,
+                token.digits,
+                token.counter - 1,
+            ),
+            code,
+        )
+}
+
 /// Finds `c` in `[token.counter, token.counter + window]` with `code1` = code(c) and
 /// `code2` = code(c + 1); returns `c + 1`, the counter of the second code. Two consecutive
 /// codes make a false match over a wide window unlikely (about window / 10^(2·digits)),

@@ -91,6 +91,9 @@ async fn verify_hotp(
     now: i64,
 ) -> Result<TokenCheck, StoreError> {
     let t = &rec.token;
+    if hotp::repeats_last_used(t, code) {
+        return Ok(TokenCheck::Replayed);
+    }
     if let Some(c) = hotp::match_hotp(t, code, cfg.window) {
         // Compare-and-set: a racing request with the same code, on any node, loses here.
         return Ok(
@@ -201,12 +204,54 @@ mod tests {
         let s = store_with(TokenKind::Hotp, TokenExtra::default()).await;
         let o = opts(false);
         assert!(accepted(&check(&s, &o, &code(0), 0).await));
-        assert_eq!(check(&s, &o, &code(0), 0).await, TokenCheck::NoMatch);
+        // The code just used is told apart from a wrong one.
+        assert_eq!(check(&s, &o, &code(0), 0).await, TokenCheck::Replayed);
         assert!(accepted(&check(&s, &o, &code(6), 0).await), "5 ahead");
-        for c in 1..=6 {
+        for c in 0..=5 {
             assert_eq!(check(&s, &o, &code(c), 0).await, TokenCheck::NoMatch, "{c}");
         }
+        assert_eq!(check(&s, &o, &code(6), 0).await, TokenCheck::Replayed);
         assert_eq!(record(&s).await.token.counter, 7);
+    }
+
+    /// A code comes up again within the window ahead now and then (here 1-digit codes, so
+    /// nearly always): the code just accepted must not work a second time through its twin.
+    #[tokio::test]
+    async fn an_accepted_hotp_code_does_not_work_again_through_a_later_twin() {
+        let o = opts(false);
+        let one_digit = |c| hotp::hotp_code(&Secret::new(SEED.to_vec()), OtpAlgorithm::Sha1, 1, c);
+        // The first counter whose code repeats within the window after it, and not at once
+        // (the next press showing the same code is another matter), nor the one before.
+        let first = (0..1000u64)
+            .find(|&c| {
+                one_digit(c + 1) != one_digit(c)
+                    && (c == 0 || one_digit(c - 1) != one_digit(c))
+                    && (c + 2..=c + 1 + o.hotp.window).any(|t| one_digit(t) == one_digit(c))
+            })
+            .unwrap();
+        let store = SqliteStore::open_in_memory(Sealer::from_key([1; 32]))
+            .await
+            .unwrap();
+        let t = NewToken {
+            serial: "T".into(),
+            user: Some("alice".into()),
+            kind: TokenKind::Hotp,
+            algorithm: OtpAlgorithm::Sha1,
+            digits: 1,
+            period: 0,
+            counter: first,
+            secret: Secret::new(SEED.to_vec()),
+        };
+        store
+            .import_tokens(&[(t, TokenExtra::default())], false)
+            .await
+            .unwrap();
+        let watched = one_digit(first);
+        assert!(accepted(&check(&store, &o, &watched, 0).await));
+        assert_eq!(check(&store, &o, &watched, 0).await, TokenCheck::Replayed);
+        assert_eq!(record(&store).await.token.counter, first + 1);
+        // The next press still works.
+        assert!(accepted(&check(&store, &o, &one_digit(first + 1), 0).await));
     }
 
     #[tokio::test]
