@@ -247,6 +247,35 @@ fn duplicates_replace_and_mapping_file() {
         "{err}"
     );
     assert!(!a.tokens().iter().any(|t| t["serial"] == "B1"));
+    // The same when one of the two rows is not valid: the valid one may not be the token
+    // meant, so it is not imported with --skip-invalid either; other serials are.
+    let one_bad = a.write(
+        "one-bad.csv",
+        &format!("C1,not*base32,30\nC1,{seed},30\nC2,{seed},30\n"),
+    );
+    let (ok, out, err) = a.import(&one_bad, &["--skip-invalid"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("1 token(s)"), "{out}");
+    assert!(
+        err.contains("line 2: serial C1 appears again at line 1"),
+        "{err}"
+    );
+    assert!(!a.tokens().iter().any(|t| t["serial"] == "C1"));
+    assert!(a.tokens().iter().any(|t| t["serial"] == "C2"));
+    // A map file saved by a spreadsheet starts with a byte order mark.
+    let bom_map = a.write("bom-map.csv", "\u{feff}A2,carol\n");
+    let (ok, _, err) = a.import(
+        &f,
+        &["--replace", "--force", "--map", bom_map.to_str().unwrap()],
+    );
+    assert!(ok, "{err}");
+    assert!(
+        a.tokens()
+            .iter()
+            .any(|t| t["serial"] == "A2" && t["user"] == "carol"),
+        "{:?}",
+        a.tokens()
+    );
     // A map line naming a serial the file lacks.
     let bad_map = a.write("bad-map.csv", "ZZ,bob\n");
     let (ok, _, err) = a.import(&f, &["--replace", "--map", bad_map.to_str().unwrap()]);
@@ -490,6 +519,18 @@ fn hostile_xml_is_refused_quickly() {
             "DTD",
         ),
         ("huge.xml", format!("<KeyContainer>{}</KeyContainer>", " ".repeat(65 * 1024 * 1024)), "limit"),
+        // One package of many keys and no DeviceInfo: looked up once per package, not once
+        // per key (which scanned every key for each, quadratic).
+        (
+            "many-keys.xml",
+            format!(
+                "<KeyContainer><KeyPackage>{}</KeyPackage></KeyContainer>",
+                (0..100_000)
+                    .map(|i| format!(r#"<Key Id="k{i}" Algorithm="urn:ietf:params:xml:ns:keyprov:pskc:hotp"/>"#))
+                    .collect::<String>()
+            ),
+            "100000 problem(s)",
+        ),
     ];
     for (name, text, expect) in cases {
         let f = a.write(name, &text);

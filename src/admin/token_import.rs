@@ -310,14 +310,17 @@ pub async fn run(cfg: &Config, store: &dyn Store, a: ImportArgs) -> anyhow::Resu
     let written = store.import_tokens(&batch, a.replace).await;
     spinner.finish_and_clear();
     written.context("storing the tokens; nothing was imported")?;
-    let reason = format!("imported {summary} from {}", a.file.display());
-    super::tokens::audit(cfg, store, "", "import", "", Some(reason)).await?;
     let file = a.file.display().to_string();
-    // Forgetting previous owners' remembered logins is a security step: it runs whatever
-    // happens to the assignment records, and either failure is reported.
+    // Forgetting previous owners' remembered logins is a security step: it runs first, and
+    // whatever happens to the audit records; every failure is reported.
     let replaced = super::token_replace::after_import(cfg, store, &replaced, &file).await;
+    let reason = format!("imported {summary} from {}", a.file.display());
+    let imported = super::tokens::audit(cfg, store, "", "import", "", Some(reason)).await;
     let assigned = audit_assigned(cfg, store, &assigned_now, &file).await;
-    replaced.and(assigned).context("the tokens are imported")?;
+    replaced
+        .and(imported)
+        .and(assigned)
+        .context("the tokens are imported")?;
     println!(
         "imported {summary} from {} in {:.2} s",
         a.file.display(),

@@ -192,19 +192,36 @@ pub fn parse(bytes: &[u8], defaults: &CsvDefaults) -> Vec<Entry> {
                     token,
                     extra,
                 })),
-                Err(m) => invalid(line, m),
+                Err(m) => Entry::InvalidToken(problem(line, m), token.serial),
             },
-            Err(m) => invalid(line, m),
+            Err(m) => match serial_of(&fields, header.as_deref()) {
+                Some(serial) => Entry::InvalidToken(problem(line, m), serial),
+                None => invalid(line, m),
+            },
         });
     }
     out
 }
 
 fn invalid(line: u64, message: String) -> Entry {
-    Entry::Invalid(Problem {
+    Entry::Invalid(problem(line, message))
+}
+
+fn problem(line: u64, message: String) -> Problem {
+    Problem {
         origin: format!("line {line}"),
         message,
-    })
+    }
+}
+
+/// The serial of a row that is not a valid token, where one can be read.
+fn serial_of(fields: &[String], header: Option<&[Column]>) -> Option<String> {
+    let cols = match header {
+        Some(h) => h.to_vec(),
+        None => positional(fields).ok()?.0,
+    };
+    let at = cols.iter().position(|c| *c == Column::Serial)?;
+    fields.get(at).filter(|s| !s.is_empty()).cloned()
 }
 
 fn number<T: std::str::FromStr>(what: &str, v: &str) -> Result<T, String> {
@@ -316,7 +333,9 @@ mod tests {
             .into_iter()
             .map(|e| match e {
                 Entry::Token(t) => Ok(*t),
-                Entry::Invalid(p) | Entry::Ignored(p) => Err(p.to_string()),
+                Entry::Invalid(p) | Entry::InvalidToken(p, _) | Entry::Ignored(p) => {
+                    Err(p.to_string())
+                }
             })
             .collect()
     }

@@ -46,6 +46,10 @@ pub enum Entry {
     Token(Box<ImportedToken>),
     /// A bad row: all-or-nothing imports stop on it, `--skip-invalid` leaves it out.
     Invalid(Problem),
+    /// A bad row whose serial could be read: as [`Entry::Invalid`], and a valid row with
+    /// the same serial elsewhere in the file is not imported either (which of the two was
+    /// meant is not known).
+    InvalidToken(Problem, String),
     /// Not a token at all (a PSKC PIN key): reported, never an error.
     Ignored(Problem),
 }

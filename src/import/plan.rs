@@ -19,6 +19,9 @@ pub struct Plan {
 /// Reads a mapping file: `serial,user` per line; blank lines and `#` comments skipped.
 pub fn read_map(text: &str) -> Result<HashMap<String, (String, usize)>, Problem> {
     let mut map = HashMap::new();
+    // Spreadsheets save "CSV UTF-8" with a byte order mark, which `trim` leaves on the
+    // first serial.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     for (i, raw) in text.lines().enumerate() {
         let l = raw.trim();
         if l.is_empty() || l.starts_with('#') {
@@ -59,11 +62,19 @@ pub fn plan(
     // Serials the file has more than once: which of its seeds is right is not known, so none
     // of them is imported (with --skip-invalid either).
     let mut repeated: HashMap<String, Vec<String>> = HashMap::new();
+    // Serials of rows that are not valid tokens, and where: a valid row with one of them
+    // is not imported either, with --skip-invalid too (the bad row may be the one meant).
+    let mut refused: HashMap<String, Vec<String>> = HashMap::new();
     for entry in entries {
         tick();
         let mut t = match entry {
             Entry::Token(t) => *t,
             Entry::Invalid(p) => {
+                out.problems.push(p);
+                continue;
+            }
+            Entry::InvalidToken(p, serial) => {
+                refused.entry(serial).or_default().push(p.origin.clone());
                 out.problems.push(p);
                 continue;
             }
@@ -98,6 +109,9 @@ pub fn plan(
             t.token.user = Some(user.clone());
         }
         out.ready.push(t);
+    }
+    for (serial, at) in refused {
+        repeated.entry(serial).or_default().extend(at);
     }
     if !repeated.is_empty() {
         let (keep, dropped): (Vec<_>, Vec<_>) = std::mem::take(&mut out.ready)

@@ -48,6 +48,7 @@ pub fn parse(bytes: &[u8], decryption: &Decryption) -> Result<Vec<Entry>, Import
         // The package's own elements, once (not per key: a package of many keys would cost
         // its size times their number).
         let package_repeat = xml::repeated_element(pkg, true);
+        let device = child(pkg, "DeviceInfo");
         for (j, key) in keys.iter().enumerate() {
             let mut origin = format!("KeyPackage {} (line {})", i + 1, lines.line(pkg));
             if keys.len() > 1 {
@@ -57,11 +58,17 @@ pub fn parse(bytes: &[u8], decryption: &Decryption) -> Result<Vec<Entry>, Import
             let repeated = package_repeat
                 .clone()
                 .or_else(|| xml::repeated_element(*key, false));
+            // Where a key is refused, its serial if it has one: a valid key of the same
+            // serial elsewhere in the file is then not imported either.
+            let refused = |origin: String, message: String| match key_serial(device, *key) {
+                Some(serial) => Entry::InvalidToken(Problem { origin, message }, serial),
+                None => Entry::Invalid(Problem { origin, message }),
+            };
             if let Some(message) = repeated {
-                out.push(Entry::Invalid(Problem { origin, message }));
+                out.push(refused(origin, message));
                 continue;
             }
-            match read_key(&env, pkg, *key) {
+            match read_key(&env, device, *key) {
                 Ok(Some((token, extra, encrypted))) => {
                     crypto_ok += usize::from(encrypted);
                     out.push(match check_token(&token, &extra) {
@@ -70,7 +77,9 @@ pub fn parse(bytes: &[u8], decryption: &Decryption) -> Result<Vec<Entry>, Import
                             token,
                             extra,
                         })),
-                        Err(message) => Entry::Invalid(Problem { origin, message }),
+                        Err(message) => {
+                            Entry::InvalidToken(Problem { origin, message }, token.serial)
+                        }
                     })
                 }
                 Ok(None) => out.push(Entry::Ignored(Problem {
@@ -86,7 +95,7 @@ pub fn parse(bytes: &[u8], decryption: &Decryption) -> Result<Vec<Entry>, Import
                     if crypto && crypto_failed.is_none() {
                         crypto_failed = Some(message.clone());
                     }
-                    out.push(Entry::Invalid(Problem { origin, message }));
+                    out.push(refused(origin, message));
                 }
             }
         }
@@ -207,9 +216,19 @@ type KeyRead = (NewToken, TokenExtra, bool);
 /// The largest TimeDrift taken from a file: `[hotp] resync_window`'s own upper bound.
 const MAX_TIME_DRIFT: u64 = crate::config::MAX_RESYNC_WINDOW as u64;
 
+/// The serial a key is stored under: its device's SerialNo, else the Key's Id.
+fn key_serial(device: Option<Node<'_, '_>>, key: Node<'_, '_>) -> Option<String> {
+    device
+        .and_then(|d| text(d, &["SerialNo"]))
+        .or_else(|| key.attribute("Id").map(str::to_string))
+}
+
+/// `device` is the package's DeviceInfo, looked up once per package: with many Keys in one
+/// package and no DeviceInfo, a lookup per key would scan all of the package's children
+/// each time.
 fn read_key(
     env: &Envelope,
-    pkg: Node<'_, '_>,
+    device: Option<Node<'_, '_>>,
     key: Node<'_, '_>,
 ) -> Result<Option<KeyRead>, ValueError> {
     let uri = key.attribute("Algorithm").unwrap_or("");
@@ -226,10 +245,8 @@ fn read_key(
         return Ok(None);
     };
     let other = |m: &str| ValueError::Other(m.to_string());
-    let device = child(pkg, "DeviceInfo");
     let dev_text = |n: &str| device.and_then(|d| text(d, &[n]));
-    let serial = dev_text("SerialNo")
-        .or_else(|| key.attribute("Id").map(str::to_string))
+    let serial = key_serial(device, key)
         .ok_or_else(|| other("no DeviceInfo/SerialNo and no Key Id to use as the serial"))?;
     let params = child(key, "AlgorithmParameters");
     let format = params.and_then(|p| child(p, "ResponseFormat"));

@@ -38,7 +38,7 @@ fn figure2_basic_plain_secret_is_too_short() {
     let problems: Vec<String> = e
         .iter()
         .filter_map(|e| match e {
-            Entry::Invalid(p) => Some(p.to_string()),
+            Entry::Invalid(p) | Entry::InvalidToken(p, _) => Some(p.to_string()),
             _ => None,
         })
         .collect();
@@ -81,7 +81,7 @@ fn time_drift_is_bounded() {
         let e = with_drift(d);
         assert!(tokens(&e).is_empty(), "{d}");
         assert!(
-            matches!(&e[0], Entry::Invalid(p) if p.message.contains("TimeDrift")),
+            matches!(&e[0], Entry::Invalid(p) | Entry::InvalidToken(p, _) if p.message.contains("TimeDrift")),
             "{d}: {:?}",
             e[0]
         );
@@ -103,7 +103,9 @@ fn figure3_supplementary_data_and_user_dn() {
 fn figure4_derived_key_is_a_named_problem() {
     let e = parse(figure!("4"), &Decryption::None).unwrap();
     match &e[0] {
-        Entry::Invalid(p) => assert!(p.message.contains("Figure 4"), "{p}"),
+        Entry::Invalid(p) | Entry::InvalidToken(p, _) => {
+            assert!(p.message.contains("Figure 4"), "{p}")
+        }
         other => panic!("{other:?}"),
     }
 }
@@ -282,7 +284,9 @@ fn a_plain_secret_in_an_encrypted_file_is_refused() {
         let e = parse(altered.as_bytes(), &key("12345678901234567890123456789012")).unwrap();
         assert!(tokens(&e).is_empty(), "{what}");
         match &e[0] {
-            Entry::Invalid(p) => assert!(p.message.starts_with("Secret: "), "{what}: {p}"),
+            Entry::Invalid(p) | Entry::InvalidToken(p, _) => {
+                assert!(p.message.starts_with("Secret: "), "{what}: {p}")
+            }
             other => panic!("{what}: {other:?}"),
         }
     }
@@ -313,7 +317,7 @@ fn value_errors_name_the_element_and_check_digits_are_refused() {
     assert_ne!(empty_counter, text, "figure 3's Counter changed");
     let e = parse(empty_counter.as_bytes(), &Decryption::None).unwrap();
     match &e[0] {
-        Entry::Invalid(p) => assert!(
+        Entry::Invalid(p) | Entry::InvalidToken(p, _) => assert!(
             p.message == "Counter: no PlainValue or EncryptedValue",
             "{p}"
         ),
@@ -326,7 +330,7 @@ fn value_errors_name_the_element_and_check_digits_are_refused() {
     assert_ne!(luhn, text);
     let e = parse(luhn.as_bytes(), &Decryption::None).unwrap();
     assert!(
-        matches!(&e[0], Entry::Invalid(p) if p.message.contains("CheckDigits")),
+        matches!(&e[0], Entry::Invalid(p) | Entry::InvalidToken(p, _) if p.message.contains("CheckDigits")),
         "{:?}",
         e[0]
     );
@@ -352,7 +356,7 @@ fn a_repeated_element_is_refused_naming_it_and_its_line() {
         .unwrap()
         + 1;
     match &e[0] {
-        Entry::Invalid(p) => assert_eq!(
+        Entry::Invalid(p) | Entry::InvalidToken(p, _) => assert_eq!(
             p.message,
             format!("<Data> has more than one <Counter> (the second on line {line}); it takes one"),
         ),
@@ -366,7 +370,7 @@ fn a_repeated_element_is_refused_naming_it_and_its_line() {
     );
     let e = parse(two_devices.as_bytes(), &Decryption::None).unwrap();
     assert!(
-        matches!(&e[0], Entry::Invalid(p) if p.message.starts_with("<DeviceInfo> has more than one <SerialNo>")),
+        matches!(&e[0], Entry::Invalid(p) | Entry::InvalidToken(p, _) if p.message.starts_with("<DeviceInfo> has more than one <SerialNo>")),
         "{:?}",
         e[0]
     );
@@ -386,7 +390,7 @@ fn line_numbers_point_at_each_key_package() {
     let origins: Vec<String> = e
         .iter()
         .map(|e| match e {
-            Entry::Invalid(p) => p.origin.clone(),
+            Entry::Invalid(p) | Entry::InvalidToken(p, _) => p.origin.clone(),
             other => panic!("{other:?}"),
         })
         .collect();
@@ -409,7 +413,7 @@ fn an_unknown_oath_algorithm_uri_is_an_error() {
         .replace("pskc:hotp", "pskc:hotp-sha256");
     let e = parse(text.as_bytes(), &Decryption::None).unwrap();
     assert!(
-        matches!(&e[0], Entry::Invalid(p) if p.message.contains("hotp-sha256")),
+        matches!(&e[0], Entry::Invalid(p) | Entry::InvalidToken(p, _) if p.message.contains("hotp-sha256")),
         "{:?}",
         e[0]
     );
