@@ -205,10 +205,16 @@ fn radsec_config(
     client: &str,
 ) -> (tempfile::TempDir, std::path::PathBuf) {
     o.clients.clear();
+    // `radsec` may name its own listen addresses.
+    let listen = if radsec.contains("listen =") {
+        ""
+    } else {
+        r#"listen = ["127.0.0.1:0"]"#
+    };
     o.extra = format!(
         r#"
 [radsec]
-listen = ["127.0.0.1:0"]
+{listen}
 cert_file = {:?}
 key_file = {:?}
 ca_file = {:?}
@@ -271,8 +277,16 @@ fn a_login_through_radsecproxy_over_mutual_tls() {
     let good = Pki::make(pki_dir.path(), "good");
     let rogue = Pki::make(pki_dir.path(), "rogue");
     let slapd = Slapd::start(&[LdapUser::new("alice", "alice-pw")]);
-    // The client certificate is issued to nas.example.org (tests/common/pki.rs).
-    let srv = start(&slapd, &good, "nas.example.org");
+    // The client certificate is issued to nas.example.org (tests/common/pki.rs). On the
+    // wildcard address, as by default: the audit record names the address the proxy
+    // connected to.
+    let srv = start_with(
+        &slapd,
+        &good,
+        "nas.example.org",
+        r#"listen = ["0.0.0.0:0"]"#,
+        4000,
+    );
     let port = radsec_port(&srv);
     let seed = srv.enroll("alice", &[]);
 
@@ -312,6 +326,7 @@ fn a_login_through_radsecproxy_over_mutual_tls() {
     let audit = srv.audit_json("alice");
     assert_eq!(audit[0]["result"], "accept");
     assert_eq!(audit[0]["nas_name"], "local", "{:?}", audit[0]);
+    assert_eq!(audit[0]["server_ip"], "127.0.0.1", "{:?}", audit[0]);
     let records = audit.len();
     drop(proxy);
 
@@ -1183,8 +1198,9 @@ fn accounting_over_radsec_is_refused_with_error_cause_406() {
 /// Over TCP, "silently discard" is discard and close (RFC 6613 §2.6.4) for a packet that is
 /// broken or forged. Sends an Accounting-Request (not served, not a broken stream), a
 /// Status-Server, an Access-Request without Message-Authenticator (refused by this client's
-/// policy, and well-formed), a Status-Server, then a Status-Server with a wrong
-/// Message-Authenticator; prints what happened after each.
+/// policy, and well-formed), a signed Access-Request with an empty State (one NAS's bad
+/// attribute, which a proxy passes on: the stream is fine), a Status-Server, then a
+/// Status-Server with a wrong Message-Authenticator; prints what happened after each.
 const DISCARDS: &str = r#"
 import hashlib, hmac, os, socket, ssl, struct, sys
 port, cert, key, ca = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
@@ -1199,6 +1215,10 @@ def packet(code, i, spoil=False):
     if spoil:
         mac = bytes([mac[0] ^ 0xff]) + mac[1:]
     return head + b"\x50\x12" + mac
+def signed(code, i, attrs):
+    head = struct.pack("!BBH", code, i, 38 + len(attrs)) + os.urandom(16)
+    mac = hmac.new(b"radsec", head + b"\x50\x12" + bytes(16) + attrs, hashlib.md5).digest()
+    return head + b"\x50\x12" + mac + attrs
 def send(b):
     try:
         s.sendall(b)
@@ -1217,6 +1237,8 @@ print(answer())
 s.settimeout(1)
 send(struct.pack("!BBH", 1, 3, 27) + os.urandom(16) + b"\x01\x07alice")
 print(answer())
+send(signed(1, 6, b"\x18\x02\x01\x07alice"))
+print(answer())
 s.settimeout(3)
 send(packet(12, 4))
 print(answer())
@@ -1231,9 +1253,9 @@ fn a_packet_that_fails_verification_closes_its_radsec_connection() {
     let lines: Vec<&str> = said.lines().collect();
     assert_eq!(
         lines,
-        ["reply 2", "silent", "reply 2", "closed"],
-        "accounting and a request without Message-Authenticator dropped and the connection \
-         kept; a bad Message-Authenticator closes it\n{}",
+        ["reply 2", "silent", "silent", "reply 2", "closed"],
+        "accounting, a request without Message-Authenticator and one with an empty State \
+         dropped and the connection kept; a bad Message-Authenticator closes it\n{}",
         srv.log()
     );
     assert!(
@@ -1250,6 +1272,7 @@ fn a_packet_that_fails_verification_closes_its_radsec_connection() {
         body.contains("reason=\"missing_message_authenticator\"} 1"),
         "{body}"
     );
+    assert!(body.contains("reason=\"malformed\"} 1"), "{body}");
 }
 
 /// A Status-Server with a wrong Message-Authenticator (which closes the connection) and, in

@@ -420,7 +420,7 @@ mod empty_state_tests {
             .build(b"fuzz-secret");
         assert_eq!(
             decode_request(&pkt, b"fuzz-secret", true).unwrap_err(),
-            DecodeError::Malformed("empty State".into())
+            DecodeError::EmptyState
         );
         crate::radius::request::fuzz_roundtrip(&pkt);
     }

@@ -186,6 +186,10 @@ pub enum DecodeError {
     ProxyStateWithoutMessageAuthenticator,
     #[error("EAP-Message present without Message-Authenticator")]
     EapWithoutMessageAuthenticator,
+    /// A verified request with a State of no octets: one NAS's bad attribute, which a proxy
+    /// passes on unchanged; counted as malformed.
+    #[error("malformed attributes: empty State")]
+    EmptyState,
 }
 
 impl DecodeError {
@@ -195,7 +199,7 @@ impl DecodeError {
             DecodeError::TooShort(_) => "too_short",
             DecodeError::InvalidLength(_) => "invalid_length",
             DecodeError::LengthMismatch { .. } => "length_mismatch",
-            DecodeError::Malformed(_) => "malformed",
+            DecodeError::Malformed(_) | DecodeError::EmptyState => "malformed",
             DecodeError::NotARequest(_) => "not_a_request",
             DecodeError::MissingMessageAuthenticator => "missing_message_authenticator",
             DecodeError::BadMessageAuthenticator => "bad_message_authenticator",
@@ -303,7 +307,7 @@ pub fn decode_request(
         .iter()
         .any(|s| s.typ == rfc2865::STATE_TYPE && s.value.is_empty())
     {
-        return Err(DecodeError::Malformed("empty State".into()));
+        return Err(DecodeError::EmptyState);
     }
 
     let mut authenticator = [0u8; 16];

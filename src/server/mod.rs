@@ -276,13 +276,15 @@ impl ReplyTo {
             // Nor is a well-formed request refused only by policy for lacking a
             // Message-Authenticator: a proxy carries many NASes' logins on one connection,
             // and closing it for one NAS's packet would lose the replies of every login in
-            // flight on it (their codes or States already used), again and again.
+            // flight on it (their codes or States already used), again and again. The same
+            // for a verified request with an empty State: that NAS's attribute, passed on.
             (
                 ReplyTo::Tls(_),
                 DecodeError::NotARequest(_)
                 | DecodeError::MissingMessageAuthenticator
                 | DecodeError::ProxyStateWithoutMessageAuthenticator
-                | DecodeError::EapWithoutMessageAuthenticator,
+                | DecodeError::EapWithoutMessageAuthenticator
+                | DecodeError::EmptyState,
             ) => {}
             (ReplyTo::Tls(r), e) => r.conn.discarded(e.label()),
         }

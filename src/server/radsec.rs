@@ -479,7 +479,9 @@ pub(super) async fn accept_loop(
         let conn = Connection {
             app: app.clone(),
             peer,
-            local,
+            // The address this connection came in on (what the audit record names), not the
+            // listener's, which is a wildcard by default.
+            local: tcp.local_addr().ok().or(local),
             client: radsec_reload::as_radsec(&client),
             reloads,
             permits: shared.permits.clone(),
