@@ -551,6 +551,59 @@ async fn failover_from_hung_server() {
     assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
 }
 
+/// The first server hangs with its connections open (SIGSTOP: a paused VM, a firewall that
+/// drops packets). The first login after that waits out its timeout; the next must go to
+/// the second server at once, not wait out the timeout again on each pooled connection to
+/// the hung one (two search and up to four bind connections here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_server_that_hangs_with_pooled_connections_is_left_after_one_timeout() {
+    let first = Slapd::start(&users());
+    let second = Slapd::start(&users());
+    let auth = Arc::new(
+        LdapAuth::new(settings(
+            &first,
+            vec![first.url.clone(), second.url.clone()],
+        ))
+        .unwrap(),
+    );
+    // Fill both pools with connections to the first server.
+    let users = users();
+    let warm: Vec<_> = (0..4)
+        .map(|i| {
+            let auth = auth.clone();
+            let u = users[i % 2].clone();
+            tokio::spawn(async move { auth.authenticate(&u.uid, &Secret::from(u.password)).await })
+        })
+        .collect();
+    for w in warm {
+        let out = w.await.unwrap().unwrap();
+        assert!(matches!(out, PrimaryOutcome::Accepted(_)), "{out:?}");
+    }
+    let pid = std::fs::read_to_string(first.dir().join("slapd.pid"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let signal = |sig: &str| {
+        assert!(std::process::Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .unwrap()
+            .success())
+    };
+    signal("-STOP");
+    let first_try = auth.authenticate("alice", &Secret::from("alice-pw")).await;
+    let next = auth.authenticate("bob", &Secret::from("bob-pw")).await;
+    signal("-CONT");
+    assert!(
+        matches!(first_try, Err(AuthError::Timeout(_))),
+        "the first login waits on the hung server: {first_try:?}"
+    );
+    assert!(
+        matches!(next, Ok(PrimaryOutcome::Accepted(_))),
+        "the next goes to the second server: {next:?}"
+    );
+}
+
 #[tokio::test]
 async fn hung_server_times_out() {
     let slapd = Slapd::start(&users());

@@ -391,6 +391,16 @@ impl LdapAuth {
         self.held_off_until.lock().expect("held_off_until lock")[idx] = None;
     }
 
+    /// An operation on a connection to `idx` got no answer in time: the server may hang
+    /// with its connections open (a paused VM, a firewall dropping packets), so its idle
+    /// connections in both pools go too. Each would otherwise cost the next login the
+    /// whole timeout before the held-off server was left for the next URL.
+    fn timed_out(&self, idx: usize) {
+        self.mark_failed(idx);
+        self.searches.drop_idle_to(idx);
+        self.binds.drop_idle_to(idx);
+    }
+
     fn mark_failed(&self, idx: usize) {
         self.held_off_until.lock().expect("held_off_until lock")[idx] =
             Some(Instant::now() + FAILED_URL_HOLDOFF);
@@ -592,7 +602,7 @@ impl LdapAuth {
                 Err(_) | Ok(Err(LdapError::Timeout { .. })) => {
                     let url = &self.settings.urls[conn.url_idx];
                     tracing::warn!(%url, user, "LDAP search timed out");
-                    self.mark_failed(conn.url_idx);
+                    self.timed_out(conn.url_idx);
                     return Err(self.op_timeout_err());
                 }
                 Ok(Err(e)) => {
@@ -746,7 +756,7 @@ impl LdapAuth {
                 // against the account's lockout. The connection is dropped.
                 Err(_) | Ok(Err(LdapError::Timeout { .. })) => {
                     tracing::warn!(%url, user, dn, "LDAP user bind timed out");
-                    self.mark_failed(conn.url_idx);
+                    self.timed_out(conn.url_idx);
                     return Err(self.op_timeout_err());
                 }
                 Ok(Err(e)) if conn.reused && !retried => {
