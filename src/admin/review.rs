@@ -153,6 +153,22 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
                 l.user_filter
             ));
         }
+        // slapd clears an expired lockout's stamp only at the account's next bind, which
+        // this filter keeps radmfa from making: the lock never ends here.
+        if l.enabled_filter.as_deref().is_some_and(|f| {
+            f.to_ascii_lowercase()
+                .replace(' ', "")
+                .contains("pwdaccountlockedtime=*")
+        }) {
+            out.push(
+                "ldap: enabled_filter tests pwdAccountLockedTime=*: slapd removes an expired \
+                 lockout's stamp only at the account's next bind, which this filter keeps \
+                 radmfa from making, so a user locked out for pwdLockoutDuration stays locked \
+                 out here; use (!(pwdAccountLockedTime=000001010000Z)) for accounts an admin \
+                 locked for good (the bind refuses temporary lockouts itself)"
+                    .into(),
+            );
+        }
         if !l.starttls {
             for url in l.urls.iter().filter(|u| cleartext_off_host(u)) {
                 out.push(format!(
@@ -593,6 +609,26 @@ mod tests {
             "http://127.0.0.1:8080/2010-04-01"
         ));
         assert!(!scheme_off_host("http://", "http://localhost/send"));
+    }
+
+    #[test]
+    fn a_ppolicy_filter_that_outlasts_expired_lockouts_is_warned_about() {
+        let config = |filter: &str| {
+            let text = format!(
+                "[ldap]\nurls = [\"ldap://127.0.0.1\"]\nbind_dn = \"cn=a\"\nbind_password = \"pw\"\n\
+                 base_dn = \"dc=example,dc=org\"\nenabled_filter = \"{filter}\"\n[[client]]\n\
+                 name = \"nas\"\naddress = \"127.0.0.1\"\nsecret = \"0123456789abcdef\"\n"
+            );
+            Config::parse(&text, std::path::Path::new("radmfa.toml")).expect("valid")
+        };
+        let warned = |f: &str| {
+            warnings(&config(f))
+                .iter()
+                .any(|w| w.contains("pwdAccountLockedTime=*"))
+        };
+        assert!(warned("(!(pwdAccountLockedTime=*))"));
+        assert!(warned("(&(objectClass=person)(!(pwdaccountlockedtime=*)))"));
+        assert!(!warned("(!(pwdAccountLockedTime=000001010000Z))"));
     }
 
     #[test]

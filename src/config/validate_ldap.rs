@@ -185,7 +185,8 @@ pub(super) fn ldap_settings(raw: RawLdap, base: &Path) -> Result<LdapSettings, C
                      without searching, so only what the bind itself refuses is checked \
                      again; allowed are Active Directory's disabled bit \
                      \"(!(userAccountControl:1.2.840.113556.1.4.803:=2))\" and ppolicy's \
-                     \"(!(pwdAccountLockedTime=*))\", which the directory's bind enforces too"
+                     \"(!(pwdAccountLockedTime=000001010000Z))\" (or =*), which the directory's \
+                     bind enforces too"
                 ),
             ));
         }
@@ -275,6 +276,7 @@ fn bind_enforces(enabled_filter: &str) -> bool {
         .to_ascii_lowercase();
     [
         "(!(useraccountcontrol:1.2.840.113556.1.4.803:=2))",
+        "(!(pwdaccountlockedtime=000001010000z))",
         "(!(pwdaccountlockedtime=*))",
     ]
     .contains(&f.as_str())
@@ -315,6 +317,7 @@ mod tests {
             "(!(userAccountControl:1.2.840.113556.1.4.803:=2))"
         ));
         assert!(bind_enforces(" (!(pwdAccountLockedTime=*)) "));
+        assert!(bind_enforces("(!(pwdAccountLockedTime=000001010000Z))"));
         assert!(!bind_enforces("(memberOf=cn=vpn,dc=corp)"));
         assert!(!bind_enforces("(employeeStatus=active)"));
     }
