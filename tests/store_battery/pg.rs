@@ -308,9 +308,38 @@ async fn node_with_another_key_refuses_to_start() {
         "{err}"
     );
     // The right key still opens it.
-    PgStore::open(&settings, Sealer::from_key([1; 32]))
+    let store = PgStore::open(&settings, Sealer::from_key([1; 32]))
         .await
         .unwrap();
+
+    // A database with seeds but no recorded key (a partial restore, the row deleted): only
+    // a key that opens a seed records itself; another would start with every seed sealed.
+    store
+        .add_token(battery::totp("K1", Some("alice"), b"0123456789abcdefghij"))
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM key_check")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    store.close().await;
+    let err = PgStore::open(&settings, Sealer::from_key([3; 32]))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Decrypt(ref m) if m.contains("opens none of this database's seeds")),
+        "{err}"
+    );
+    PgStore::open(&settings, Sealer::from_key([1; 32]))
+        .await
+        .expect("the key that opens the seeds records itself");
+    let err = PgStore::open(&settings, Sealer::from_key([3; 32]))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Decrypt(ref m) if m.contains("same key file")),
+        "{err}"
+    );
 
     // With a key file: a missing file is created only for an unused database.
     let dir = tempfile::tempdir().unwrap();

@@ -242,8 +242,27 @@ impl PgStore {
 
     /// Records our key's check value if the database has none yet, then verifies the stored
     /// one. Two first nodes racing both insert-or-skip and then check the single surviving
-    /// row, so the loser (with a different key) refuses to start.
+    /// row, so the loser (with a different key) refuses to start. As in SQLite's store, a
+    /// database without the row but with seeds (a partial restore; a DBA deleting the row)
+    /// gets it only from a key that opens one of them: else a node without the key file
+    /// would make a new key, record it, and start with every seed unreadable.
     async fn check_key(&self) -> Result<(), StoreError> {
+        if stored_key_check(&self.pool).await?.is_none() {
+            let seeds: Vec<(String, Vec<u8>)> =
+                sqlx::query_as("SELECT serial, secret FROM tokens ORDER BY id LIMIT 3")
+                    .fetch_all(&self.pool)
+                    .await?;
+            let opens = |(serial, sealed): &(String, Vec<u8>)| {
+                crate::store::columns::open_seed(&self.sealer, serial, sealed).is_ok()
+            };
+            if !seeds.is_empty() && !seeds.iter().any(opens) {
+                return Err(StoreError::Decrypt(
+                    "opens none of this database's seeds (and the database records no key): \
+                     restore the key file the other nodes use"
+                        .into(),
+                ));
+            }
+        }
         sqlx::query(
             "INSERT INTO key_check (id, sealed, created_at) VALUES (1, $1, $2) \
              ON CONFLICT (id) DO NOTHING",
