@@ -1677,6 +1677,15 @@ fn chap_and_ms_chap_are_refused_with_the_reason() {
         );
         assert_eq!(r.code, "Access-Reject", "{attr}: {}", r.output);
     }
+    // A User-Password that hiding cannot have made (17 octets): refused, and said so.
+    let sock = srv.udp();
+    let (pkt, _) = AccessRequestBuilder::new(9, "alice")
+        .attribute(2, &[0x41; 17])
+        .build(SECRET.as_bytes());
+    sock.send(&pkt).unwrap();
+    let mut buf = [0u8; 4096];
+    sock.recv(&mut buf).expect("a reply");
+    assert_eq!(buf[0], 3, "Access-Reject");
     let reasons: Vec<String> = srv
         .audit_json("alice")
         .iter()
@@ -1687,6 +1696,12 @@ fn chap_and_ms_chap_are_refused_with_the_reason() {
     assert_eq!(pap_only, 2, "{reasons:#?}");
     assert!(
         reasons.iter().any(|r| r == "no User-Password"),
+        "{reasons:#?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.starts_with("a User-Password of 17 octets is not a hidden password")),
         "{reasons:#?}"
     );
 }

@@ -35,11 +35,19 @@ pub async fn start(
         return rdg::start(app, ctx, req, user).await;
     }
     let Some(field) = req.user_password(ctx.client.secret.expose()) else {
-        let why = if req.has_eap_message() || req.has_chap_password() || req.has_ms_chap_response()
-        {
+        let why = if let Some(len) = req.user_password_len() {
+            // Present, but not what RFC 2865 §5.2 hiding makes (16 to 128 octets, whole
+            // blocks): the admin should look at the NAS, not for a missing attribute.
+            format!(
+                "a User-Password of {} octets is not a hidden password (16 to 128 octets in \
+                 blocks of 16)",
+                len
+            )
+        } else if req.has_eap_message() || req.has_chap_password() || req.has_ms_chap_response() {
             "no User-Password: only PAP can carry a code (CHAP/EAP/MS-CHAP are not supported)"
+                .into()
         } else {
-            "no User-Password"
+            "no User-Password".into()
         };
         return Ok(Verdict::reject(why));
     };

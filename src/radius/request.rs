@@ -83,6 +83,14 @@ impl Request {
             .map(Secret::new)
     }
 
+    /// The User-Password attribute's length as sent (whether or not it is one
+    /// [`Request::user_password`] accepts).
+    pub fn user_password_len(&self) -> Option<usize> {
+        self.packet
+            .lookup(rfc2865::USER_PASSWORD_TYPE)
+            .map(|a| a.encode_bytes().len())
+    }
+
     pub fn state(&self) -> Option<Vec<u8>> {
         rfc2865::lookup_state(&self.packet)
     }
