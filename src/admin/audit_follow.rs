@@ -36,7 +36,8 @@ pub async fn follow(store: &dyn Store, filter: AuditFilter, json: bool) -> anyho
     if !json {
         println!("{}", table.header());
     }
-    let mut window = Window::new(first.iter().map(|r| r.id).max().unwrap_or(0));
+    let first_ids: Vec<i64> = first.iter().map(|r| r.id).collect();
+    let mut window = Window::starting_with(&first_ids, Instant::now());
     for r in &first {
         if print(r).is_err() {
             return Ok(());
@@ -137,12 +138,26 @@ struct Window {
 }
 
 impl Window {
+    #[cfg(test)]
     fn new(floor: i64) -> Self {
         Window {
             floor,
             seen: BTreeSet::new(),
             polls: VecDeque::new(),
         }
+    }
+
+    /// After the first records shown (`ids`): they settle like any others, so a record
+    /// with an id among theirs that commits a moment later is still shown (the floor starts
+    /// below the first of them, not at the last).
+    fn starting_with(ids: &[i64], now: Instant) -> Self {
+        let mut w = Window {
+            floor: ids.iter().min().map_or(0, |m| m - 1),
+            seen: ids.iter().copied().collect(),
+            polls: VecDeque::new(),
+        };
+        w.settle(now);
+        w
     }
 
     fn settle(&mut self, now: Instant) {
@@ -163,6 +178,21 @@ impl Window {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// PostgreSQL hands ids out at insert and commits in any order: a record whose id lies
+    /// among the first ones shown may commit just after they were read.
+    #[test]
+    fn a_record_committed_late_among_the_first_shown_is_shown() {
+        let t0 = Instant::now();
+        let mut w = Window::starting_with(&[10, 12], t0);
+        assert!(w.floor < 11);
+        assert!(w.seen.insert(11), "11 is new: printed");
+        assert!(!w.seen.insert(12), "12 was shown already");
+        w.settle(t0 + SETTLE);
+        assert_eq!(w.floor, 12, "the first records settle like any");
+        let empty = Window::starting_with(&[], t0);
+        assert_eq!(empty.floor, 0);
+    }
 
     #[test]
     fn ids_settle_after_the_window_and_are_forgotten() {
