@@ -811,6 +811,31 @@ fn rd_gateway_request_calls_without_an_ldap_bind() {
     assert_eq!(code_of(&r), "Access-Accept", "{r}");
     assert_eq!(standin.calls().len(), 2);
 
+    // MS-CHAP's password change (a VPN user whose password expired) brings no User-Password
+    // and no MS-CHAP response, but MS-CHAP-Challenge and MS-CHAP2-CPW: a password login all
+    // the same, so no call.
+    let microsoft = |typ: u8, len: usize| {
+        let mut v = vec![0, 0, 1, 55, typ, (len + 2) as u8];
+        v.extend(std::iter::repeat_n(7u8, len));
+        v
+    };
+    let (pkt, _) = AccessRequestBuilder::new(11, "alice")
+        .attribute(61, &5u32.to_be_bytes())
+        .attribute(30, b"192.0.2.1")
+        .attribute(26, &microsoft(11, 16))
+        .attribute(26, &microsoft(27, 66))
+        .build(SECRET.as_bytes());
+    let sock = srv.udp();
+    sock.send(&pkt).unwrap();
+    let mut buf = [0u8; 4096];
+    sock.recv(&mut buf).expect("a reply");
+    assert_eq!(buf[0], 3, "Access-Reject");
+    assert_eq!(
+        standin.calls().len(),
+        2,
+        "no call for an MS-CHAP password change"
+    );
+
     // The same request from a normal client: no password, no login, no call.
     let r = rdg("127.0.0.2");
     assert_eq!(code_of(&r), "Access-Reject", "{r}");

@@ -43,8 +43,8 @@ pub async fn start(
                  blocks of 16)",
                 len
             )
-        } else if req.has_eap_message() || req.has_chap_password() || req.has_ms_chap_response() {
-            "no User-Password: only PAP can carry a code (CHAP/EAP/MS-CHAP are not supported)"
+        } else if req.carries_other_credentials() {
+            "no User-Password: only PAP can carry a code (CHAP, EAP, MS-CHAP and the like are not supported)"
                 .into()
         } else {
             "no User-Password".into()

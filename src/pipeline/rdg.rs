@@ -26,7 +26,8 @@ pub async fn start(
     user: &str,
 ) -> Result<Verdict, Fault> {
     // The gateway checked the password itself and sends none. A request that carries one
-    // (or CHAP, MS-CHAP, EAP) is a password login that nobody here would check: NPS often
+    // (or CHAP, any part of MS-CHAP including its password change, EAP, ARAP, Digest) is a
+    // password login that nobody here would check: NPS often
     // forwards VPN or Wi-Fi policies from the same address as RD Gateway's, and a phone
     // call alone must not let those in.
     let rd_gateway_shape = req.nas_port_type() == Some(NAS_PORT_TYPE_VIRTUAL)
@@ -42,7 +43,7 @@ pub async fn start(
         Some(_) => true,
         None => req.raw_attribute(USER_PASSWORD).is_some() && !rd_gateway_shape,
     };
-    if password || req.has_chap_password() || req.has_ms_chap_response() || req.has_eap_message() {
+    if password || req.carries_other_credentials() {
         return Ok(Verdict::reject(
             "a password login sent to a second-factor-only client (it checks no password): \
              give that NAS or NPS policy a client entry of its own",

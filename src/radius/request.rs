@@ -140,9 +140,39 @@ impl Request {
     /// RFC 2548): what ASA with password-management, FortiGate's `auth-type auto` and NPS
     /// proxies send instead of User-Password.
     pub fn has_ms_chap_response(&self) -> bool {
+        self.has_microsoft(&[MS_CHAP_RESPONSE, MS_CHAP2_RESPONSE])
+    }
+
+    /// Whether the request carries a credential of any kind other than User-Password: CHAP,
+    /// EAP, any part of an MS-CHAP exchange (RFC 2548: the responses, MS-CHAP-Challenge, and
+    /// the password-change attributes CPW-1/2, MS-CHAP2-CPW, NT/LM-Enc-PW, which come
+    /// without a response), ARAP-Password (RFC 2869) or HTTP Digest (RFC 5090). None of
+    /// these can carry a code, and a second-factor-only client must not take any of them
+    /// for a request that brings no password.
+    pub fn carries_other_credentials(&self) -> bool {
+        const ARAP_PASSWORD: u8 = 70;
+        const DIGEST_RESPONSE: u8 = 103;
+        const DIGEST_ATTRIBUTES: u8 = 104;
+        self.has_chap_password()
+            || self.has_eap_message()
+            || [ARAP_PASSWORD, DIGEST_RESPONSE, DIGEST_ATTRIBUTES]
+                .iter()
+                .any(|t| self.packet.lookup(*t).is_some())
+            || self.has_microsoft(&[
+                MS_CHAP_RESPONSE,
+                3,  // MS-CHAP-CPW-1
+                4,  // MS-CHAP-CPW-2
+                5,  // MS-CHAP-LM-Enc-PW
+                6,  // MS-CHAP-NT-Enc-PW
+                11, // MS-CHAP-Challenge
+                MS_CHAP2_RESPONSE,
+                27, // MS-CHAP2-CPW
+            ])
+    }
+
+    /// Whether a Microsoft (vendor 311) sub-attribute of one of `types` is present.
+    fn has_microsoft(&self, types: &[u8]) -> bool {
         const MICROSOFT: u32 = 311;
-        const MS_CHAP_RESPONSE: u8 = 1;
-        const MS_CHAP2_RESPONSE: u8 = 25;
         self.packet.lookup_all(26).iter().any(|avp| {
             let v = avp.encode_bytes();
             if v.len() < 4 || u32::from_be_bytes([v[0], v[1], v[2], v[3]]) != MICROSOFT {
@@ -152,7 +182,7 @@ impl Request {
             let mut rest = &v[4..];
             while rest.len() >= 2 {
                 let (typ, len) = (rest[0], usize::from(rest[1]));
-                if typ == MS_CHAP_RESPONSE || typ == MS_CHAP2_RESPONSE {
+                if types.contains(&typ) {
                     return true;
                 }
                 if len < 2 || len > rest.len() {
@@ -168,6 +198,10 @@ impl Request {
         self.packet.lookup(rfc2869::EAP_MESSAGE_TYPE).is_some()
     }
 }
+
+/// RFC 2548 MS-CHAP-Response and MS-CHAP2-Response.
+const MS_CHAP_RESPONSE: u8 = 1;
+const MS_CHAP2_RESPONSE: u8 = 25;
 
 /// Why a datagram was silently discarded. Every variant means "drop, do not answer".
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
