@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use crate::config::delivery::{ProviderFailure, VoiceMode};
+use crate::config::delivery::{PhoneSource, ProviderFailure, VoiceMode};
 use crate::config::upstream::{section_key, StatusCheck, DEFAULT_GROUP};
 use crate::config::{ClientConfig, Config, NoFactorPolicy, OtpMode, Primary, StoreConfig};
 use crate::mfa::method::Method;
@@ -260,6 +260,29 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
              million); 3 to 10 is usual",
             cfg.lockout.threshold,
             u64::from(cfg.lockout.threshold).min(1_000_000)
+        ));
+    }
+    // A number from the directory is only as safe as who may write it there.
+    let delivers = cfg.delivery.sms.is_some() || cfg.delivery.voice.is_some();
+    let from_directory: Vec<&str> = cfg
+        .delivery
+        .phone
+        .sources
+        .iter()
+        .filter_map(|s| match s {
+            PhoneSource::Mobile => Some("mobile"),
+            PhoneSource::Telephone => Some("telephone"),
+            PhoneSource::Store => None,
+        })
+        .collect();
+    if delivers && !from_directory.is_empty() {
+        out.push(format!(
+            "phone: sources lists the directory ({}): whoever can change a user's number there \
+             chooses where that user's SMS codes and calls go, and with the password has both \
+             factors. Active Directory lets users write their own mobile and telephoneNumber \
+             by default (SELF, Write Personal Information), as do FreeIPA's self-service \
+             rules; take that right away, or keep numbers in radmfa's store (user set-phone)",
+            from_directory.join(", ")
         ));
     }
     // Short SMS codes against the lockout: whoever has a password gets `threshold` guesses
@@ -632,6 +655,33 @@ mod tests {
     }
 
     #[test]
+    fn numbers_from_the_directory_are_warned_about() {
+        let config = |phone: &str| {
+            let text = format!(
+                "[ldap]\nurls = [\"ldap://127.0.0.1\"]\nbind_dn = \"cn=a\"\nbind_password = \"pw\"\n\
+                 base_dn = \"dc=example,dc=org\"\n[[client]]\nname = \"nas\"\n\
+                 address = \"127.0.0.1\"\nsecret = \"0123456789abcdef\"\n\
+                 methods = [\"totp\", \"sms\"]\n{phone}\n[sms]\nprovider = \"twilio\"\n\
+                 [twilio]\naccount_sid = \"AC00000000000000000000000000000000\"\n\
+                 auth_token = \"token\"\nfrom = \"+15550001111\"\n"
+            );
+            Config::parse(&text, std::path::Path::new("radmfa.toml")).expect("valid")
+        };
+        let phone_warning = |c: &Config| warnings(c).into_iter().find(|w| w.starts_with("phone:"));
+        assert_eq!(
+            phone_warning(&config("")),
+            None,
+            "the store only, by default"
+        );
+        let w = phone_warning(&config("[phone]\nsources = [\"store\", \"mobile\"]\n"))
+            .expect("mobile from the directory");
+        assert!(
+            w.contains("(mobile)") && w.contains("Write Personal Information"),
+            "{w}"
+        );
+    }
+
+    #[test]
     fn short_sms_codes_against_the_lockout_are_warned_about() {
         let config = |length: u32, lock: u32| {
             let text = format!(
@@ -653,6 +703,9 @@ mod tests {
         );
         assert!(w.contains("use 6 digits or more"), "{w}");
         assert_eq!(sms_warning(&config(6, 900)), None);
+        // Numbers from radmfa's store only, by default: nothing to say about the directory.
+        let phone_warning = |c: &Config| warnings(c).into_iter().find(|w| w.starts_with("phone:"));
+        assert_eq!(phone_warning(&config(6, 900)), None);
         // A day-long lock makes even 5 digits acceptable (5 guesses a day).
         assert_eq!(sms_warning(&config(5, 86_400)), None);
     }

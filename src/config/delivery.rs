@@ -135,11 +135,7 @@ impl Default for DeliveryConfig {
     fn default() -> Self {
         DeliveryConfig {
             phone: PhoneConfig {
-                sources: vec![
-                    PhoneSource::Store,
-                    PhoneSource::Mobile,
-                    PhoneSource::Telephone,
-                ],
+                sources: vec![PhoneSource::Store],
                 default_country_code: String::new(),
             },
             sms: None,

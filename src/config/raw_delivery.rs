@@ -16,7 +16,9 @@ pub struct RawPhone {
 impl Default for RawPhone {
     fn default() -> Self {
         RawPhone {
-            sources: vec!["store".into(), "mobile".into(), "telephone".into()],
+            // Only numbers an admin stored: directory attributes are often the user's own to
+            // edit (see `conf/radmfa.toml`, [phone]).
+            sources: vec!["store".into()],
             default_country_code: String::new(),
         }
     }

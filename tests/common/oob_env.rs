@@ -52,8 +52,10 @@ pub fn delivery(standin: &Standin, sms_keys: &str) -> String {
     } else {
         "provider = \"twilio\""
     };
+    // The test directory's users carry their numbers in `mobile`.
     format!(
-        "\n[sms]\n{provider}\n{sms_keys}\n\n[voice]\nprovider = \"twilio\"\n\
+        "\n[phone]\nsources = [\"store\", \"mobile\", \"telephone\"]\n\
+         \n[sms]\n{provider}\n{sms_keys}\n\n[voice]\nprovider = \"twilio\"\n\
          caller_id = \"{CALLER_ID}\"\n{}\n[callbacks]\nlisten = \"127.0.0.1:{port}\"\n\
          public_url = \"http://127.0.0.1:{port}\"\n",
         standin.twilio_toml()
