@@ -690,6 +690,29 @@ fn the_names_of_one_entry_share_one_sms_limit() {
     assert_eq!(standin.sms().len(), 2);
 }
 
+/// Accounts pointed at one number share its allowance: a list of stolen passwords whose
+/// accounts all carry one (premium-rate, "pumping") number gets `max_per_user` texts to it
+/// per window, not that many per account. alice and bob share the test directory's mobile.
+#[test]
+fn accounts_sharing_a_number_share_its_sms_limit() {
+    let slapd = directory();
+    let standin = Standin::start();
+    let srv = start(&slapd, &standin, "max_per_user = 2\n", "", &sms_client(""));
+    for (name, pw) in [("alice", ALICE_PW), ("alice", ALICE_PW)] {
+        let r = login(&srv, name, pw);
+        assert_eq!(code_of(&r), "Access-Challenge", "{name}: {r}");
+    }
+    let r = login(&srv, "bob", BOB_PW);
+    assert_eq!(code_of(&r), "Access-Reject", "{r}\n{}", srv.log());
+    let rec = &srv.audit_json("bob")[0];
+    let reason = rec["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("rate limit") && reason.ends_with("reached for the number it goes to"),
+        "{rec}"
+    );
+    assert_eq!(standin.sms().len(), 2);
+}
+
 /// A lock that comes while the password is being checked (wrong codes counted meanwhile,
 /// on another prompt or node) stops the SMS: the lockout is read again before a send.
 /// Here slapd is frozen while the login waits on it, and the lock is written then.

@@ -113,8 +113,10 @@ fn new_id() -> String {
 }
 
 /// `entry`: the user's [`aliases::entry_key`](super::aliases::entry_key), so that the names
-/// of one directory entry share one allowance.
-fn rate_limits(app: &AppState, ctx: &RequestContext, entry: &str) -> Vec<SendLimit> {
+/// of one directory entry share one allowance. The number has `max_per_user` of its own:
+/// accounts pointed at one number (from a stolen password list, at a premium-rate or
+/// "pumping" destination) do not each bring it another allowance.
+fn rate_limits(app: &AppState, ctx: &RequestContext, entry: &str, phone: &str) -> Vec<SendLimit> {
     let (per_user, per_nas, window) = match &app.config().delivery.sms {
         Some(s) => (s.max_per_user, s.max_per_nas, s.window.as_secs() as i64),
         None => (DEFAULT_PER_USER, DEFAULT_PER_NAS, DEFAULT_WINDOW_SECS),
@@ -122,6 +124,11 @@ fn rate_limits(app: &AppState, ctx: &RequestContext, entry: &str) -> Vec<SendLim
     vec![
         SendLimit {
             key: format!("user:{entry}"),
+            max: per_user,
+            window_secs: window,
+        },
+        SendLimit {
+            key: format!("phone:{phone}"),
             max: per_user,
             window_secs: window,
         },
@@ -210,15 +217,21 @@ async fn claim(
             _ => Delivered::Yes(*t),
         }));
     }
-    let limits = rate_limits(app, ctx, entry);
+    let limits = rate_limits(app, ctx, entry, &txn.phone);
     if let Some(i) = app.store.take_send_slot(&limits, txn.created_at).await? {
         let l = &limits[i];
+        // The number itself stays out of the reason (it is logged too; the audit record
+        // has it in its own field).
+        let whose = if l.key.starts_with("phone:") {
+            "the number it goes to"
+        } else {
+            l.key.as_str()
+        };
         let reason = format!(
-            "{} rate limit: {} per {} s reached for {}",
+            "{} rate limit: {} per {} s reached for {whose}",
             txn.kind.as_str(),
             l.max,
             l.window_secs,
-            l.key
         );
         app.store
             .resolve_oob(&txn.id, OobStatus::Failed, Some(&reason))
