@@ -201,11 +201,12 @@ pub async fn gather(
     };
     // A fraud report stands even when the call was decided before it came (a held login
     // whose budget ran out while the phone rang on): someone else has the password either
-    // way. Only a repeat of this very report is not acted on twice. The block comes first:
-    // if it fails, the provider gets a 503 and the call is not yet marked, so a retry of
-    // the report blocks rather than finding it already handled.
+    // way. Only a repeat of this very report is not acted on twice. The block comes first,
+    // tried a few times (Twilio does not retry a <Gather> action that failed, by default):
+    // if it still fails, the provider gets a 503 and the call is not marked, so a report
+    // sent again blocks rather than finding it already handled.
     if decision == CallDecision::Fraud && txn.status != OobStatus::Fraud {
-        if let Err(e) = block_for_fraud(&app, &txn).await {
+        if let Err(e) = block_for_fraud_patiently(&app, &txn).await {
             tracing::error!(error = %e, user = txn.user.as_str(), "blocking user after fraud alert");
             return StatusCode::SERVICE_UNAVAILABLE.into_response();
         }
@@ -235,6 +236,27 @@ pub async fn gather(
     twiml(outcome_twiml(decision, taken && !late))
 }
 
+/// How many times a fraud report's block is tried before the callback fails, the waits
+/// between doubling from 250 ms: within the callback's 10 s limit, and across a passing
+/// store error (a PostgreSQL failover, a busy SQLite writer). Each try is safe to repeat.
+const FRAUD_BLOCK_TRIES: u32 = 4;
+
+async fn block_for_fraud_patiently(app: &AppState, txn: &OobTransaction) -> Result<(), StoreError> {
+    let mut wait = std::time::Duration::from_millis(250);
+    let mut tries = 1;
+    loop {
+        match block_for_fraud(app, txn).await {
+            Err(e) if tries < FRAUD_BLOCK_TRIES => {
+                tracing::warn!(error = %e, user = txn.user.as_str(), tries, "blocking user after fraud alert; trying again");
+                tokio::time::sleep(wait).await;
+                wait *= 2;
+                tries += 1;
+            }
+            done => return done,
+        }
+    }
+}
+
 /// Fraud: the user is blocked on every node until `radmfa user unblock`, their other
 /// pending calls and SMS codes are cancelled, and the audit log
 /// gets a `fraud` record even if no request is waiting on this call any more. Their
@@ -252,7 +274,7 @@ async fn block_for_fraud(app: &AppState, txn: &OobTransaction) -> Result<(), Sto
     // The user's other calls and codes in flight end too: an attacker with the password
     // may have started several logins, and the # pressed on the next call must not let
     // one of them in. (This call is then marked fraud by the caller, whatever it was.)
-    // Part of the block: if it fails, the provider gets a 503 and retries the report.
+    // Part of the block: if it fails, the block is tried again (see its caller).
     app.store
         .cancel_oob(&txn.user, "cancelled: fraud alert on another call")
         .await?;
