@@ -125,6 +125,53 @@ fn provider_that_does_not_answer_times_out_below_the_nas_interval() {
     );
 }
 
+/// A certificate that is not trusted (a TLS-inspecting egress proxy, a wrong host) is no
+/// outage: it stays refused until someone acts, so `provider_failure = "allow"` must not
+/// let logins in on it; and the reason says so, where reqwest alone says only "error
+/// sending request". `openssl s_server` serves a certificate from a CA nobody trusts.
+#[test]
+fn an_untrusted_certificate_is_not_an_outage_and_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = common::pki::Pki::make(dir.path(), "provider");
+    let port = common::slapd::free_port();
+    let mut server = std::process::Command::new("openssl")
+        .args(["s_server", "-quiet", "-www", "-accept", &port.to_string()])
+        .arg("-cert")
+        .arg(&pki.server_cert)
+        .arg("-key")
+        .arg(&pki.server_key)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("openssl s_server");
+    let until = Instant::now() + Duration::from_secs(5);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < until, "openssl s_server did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let p = TwilioSms::new(twilio(
+        &format!("https://127.0.0.1:{port}"),
+        AUTH_TOKEN,
+        3000,
+    ));
+    let (t, c) = text("111111");
+    let e = run(p.send_sms("+15550100", &t, &c)).unwrap_err();
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(matches!(e, ProviderError::Transport { .. }), "{e}");
+    assert!(
+        !e.is_outage(),
+        "an untrusted certificate counted as an outage: {e}"
+    );
+    assert!(e.to_string().to_lowercase().contains("certificate"), "{e}");
+    assert!(!e.to_string().contains("111111"));
+    // Nothing listening: that one is an outage.
+    drop(e);
+    let e = run(p.send_sms("+15550100", &t, &c)).unwrap_err();
+    assert!(e.is_outage(), "{e}");
+}
+
 #[test]
 fn twilio_call_carries_twiml_callback_caller_id_and_ring_time() {
     let s = Standin::start();

@@ -26,6 +26,9 @@ pub enum ProviderError {
     Transport {
         provider: &'static str,
         detail: String,
+        /// False when the connection was refused for a reason that stays until someone
+        /// acts: the provider's (or a TLS-inspecting proxy's) certificate not trusted.
+        outage: bool,
     },
     #[error("{provider}: HTTP {status}: {detail}")]
     Status {
@@ -55,7 +58,8 @@ impl ProviderError {
     /// open on them would quietly turn the second factor off for days.
     pub fn is_outage(&self) -> bool {
         match self {
-            ProviderError::Timeout { .. } | ProviderError::Transport { .. } => true,
+            ProviderError::Timeout { .. } => true,
+            ProviderError::Transport { outage, .. } => *outage,
             ProviderError::Status { status, .. } => *status >= 500,
             ProviderError::NotAccepted { .. } | ProviderError::Setup(_) => false,
         }
@@ -76,13 +80,63 @@ impl ProviderError {
                 ms: timeout_ms,
             }
         } else {
+            // Why, from the error's causes: reqwest's own message for any failed connection
+            // is "error sending request", the same for a provider down and a certificate
+            // refused. A certificate is not an outage: it stays refused, and failing open on
+            // it (`provider_failure = "allow"`) would turn the second factor off for days.
+            let mut causes: Vec<String> = Vec::new();
+            let mut certificate = false;
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                certificate |= tls_error_in(s).is_some_and(|t| {
+                    matches!(
+                        t,
+                        rustls::Error::InvalidCertificate(_)
+                            | rustls::Error::NoCertificatesPresented
+                    )
+                });
+                let text = without_urls(&s.to_string());
+                if !causes.iter().any(|c| c.contains(&text)) {
+                    causes.push(text);
+                }
+                source = s.source();
+            }
+            let mut detail = e.without_url().to_string();
+            for c in causes {
+                detail.push_str(": ");
+                detail.push_str(&c);
+            }
             // Without the URL: a templated URL may carry the code.
             ProviderError::Transport {
                 provider,
-                detail: e.without_url().to_string(),
+                detail,
+                outage: !certificate,
             }
         }
     }
+}
+
+/// The rustls error `e` is or carries. TLS errors come wrapped in io::Errors, nested (hyper's
+/// around tokio-rustls's), whose `source` skips their payload: unwrapped by hand.
+fn tls_error_in<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    let mut e = e;
+    for _ in 0..8 {
+        if let Some(t) = e.downcast_ref::<rustls::Error>() {
+            return Some(t);
+        }
+        let inner = e.downcast_ref::<std::io::Error>()?.get_ref()?;
+        e = inner;
+    }
+    None
+}
+
+/// `text` with every word that holds "://" (a URL, which may carry the code or a proxy's
+/// password) left out.
+fn without_urls(text: &str) -> String {
+    text.split(' ')
+        .map(|w| if w.contains("://") { "…" } else { w })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// What an `Authorization: Basic` header carries for `user` and `password`: blanked from

@@ -96,7 +96,12 @@ async fn create(
             json.get("code"),
             json.get("message").and_then(|m| m.as_str()),
         ) {
-            (Some(code), Some(msg)) => format!("error {code}: {}", snippet(msg, &hidden)),
+            // The code is Twilio's number; a look-alike gateway could echo anything there.
+            (Some(code), Some(msg)) => format!(
+                "error {}: {}",
+                snippet(&code.to_string(), &hidden),
+                snippet(msg, &hidden)
+            ),
             (_, Some(msg)) => snippet(msg, &hidden),
             _ => "no error details".into(),
         };
