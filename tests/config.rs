@@ -175,16 +175,26 @@ fn a_parse_error_does_not_quote_a_secret() {
 }
 
 /// A `*_file` secret is the file's first line: a note on a later line is not part of it.
+/// A file every account on the host may read is refused, naming the key: the shared secret
+/// in it lets anyone there forge requests and unhide passwords.
 #[test]
-fn a_secret_file_gives_its_first_line() {
+fn a_secret_file_gives_its_first_line_and_must_be_private() {
+    use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("nas.secret"),
-        "first-line-secret\r\n# rotated 2026-11\n",
-    )
-    .unwrap();
+    let file = dir.path().join("nas.secret");
+    std::fs::write(&file, "first-line-secret\r\n# rotated 2026-11\n").unwrap();
     let text = "[ldap]\nurls = [\"ldap://127.0.0.1\"]\nbase_dn = \"dc=example,dc=org\"\nbind_dn = \"\"\nbind_password = \"\"\n\
                 [[client]]\nname = \"nas\"\naddress = \"127.0.0.1\"\nsecret_file = \"nas.secret\"\n";
+    let mode = |m| std::fs::set_permissions(&file, std::fs::Permissions::from_mode(m)).unwrap();
+    mode(0o644);
+    let err = Config::parse(text, &dir.path().join("radmfa.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("client[0].secret_file") && err.contains("mode 644") && err.contains("chmod"),
+        "{err}"
+    );
+    mode(0o640);
     let cfg = Config::parse(text, &dir.path().join("radmfa.toml")).unwrap();
     assert_eq!(cfg.clients[0].secret.expose(), b"first-line-secret");
 }

@@ -310,7 +310,7 @@ address = "127.0.0.1"
 secret = "0123456789abcdef"
 "#;
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("token"), "tok\n").unwrap();
+    common::peers::write_private(&dir.path().join("token"), "tok\n");
     let cfg = radmfa::config::Config::parse(text, &dir.path().join("radmfa.toml")).unwrap();
     let sms = cfg.delivery.sms.as_ref().unwrap();
     assert_eq!(sms.code_length, 6);

@@ -205,8 +205,9 @@ fn radsec_config(
     client: &str,
 ) -> (tempfile::TempDir, std::path::PathBuf) {
     o.clients.clear();
-    // `radsec` may name its own listen addresses.
-    let listen = if radsec.contains("listen =") {
+    // `radsec` may name its own listen addresses (before any other section it opens).
+    let own_section = radsec.split("\n[").next().unwrap_or_default();
+    let listen = if own_section.contains("listen =") {
         ""
     } else {
         r#"listen = ["127.0.0.1:0"]"#
@@ -471,7 +472,13 @@ fn a_key_file_without_a_key_stops_the_start_and_names_the_key() {
     let good = Pki::make(pki_dir.path(), "good");
     let dir = tempfile::tempdir().unwrap();
     let mut o = Options::new("ldap://127.0.0.1:1");
-    // The certificate where the key should be: it parses as PEM, but holds no key.
+    // The certificate where the key should be: it parses as PEM, but holds no key (kept
+    // private, as a key file must be).
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&good.server_cert, std::fs::Permissions::from_mode(0o600))
+            .unwrap();
+    }
     o.extra = format!(
         "\n[radsec]\nlisten = [\"127.0.0.1:0\"]\ncert_file = {:?}\nkey_file = {:?}\nca_file = {:?}\n",
         good.server_cert, good.server_cert, good.ca

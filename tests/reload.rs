@@ -227,7 +227,7 @@ fn sighup_rereads_a_rotated_bind_password_file() {
     let right = "bind_password = \"adminpw\"";
     assert!(original.contains(right), "the harness's [ldap] changed");
     let file = srv.config.with_file_name("ldap-password");
-    std::fs::write(&file, "adminpw\n").unwrap();
+    common::peers::write_private(&file, "adminpw\n");
     let from_file = original.replace(
         right,
         &format!("bind_password_file = {:?}", file.display().to_string()),
@@ -256,7 +256,7 @@ fn sighup_says_a_rotated_provider_token_file_needs_a_restart() {
     let slapd = Slapd::start(&[LdapUser::new("alice", "alice-pw")]);
     let dir = tempfile::tempdir().unwrap();
     let token = dir.path().join("sms-token");
-    std::fs::write(&token, "first-token\n").unwrap();
+    common::peers::write_private(&token, "first-token\n");
     let mut o = Options::new(&slapd.url);
     o.extra = format!(
         "\n[http_sms]\nurl = \"https://sms.example.org/send?to={{phone}}&text={{message}}\"\n\

@@ -245,10 +245,13 @@ fn radsec_config(
             ))
         }
     };
+    let cert_file = file("cert_file", cert_file)?;
+    let key_file = file("key_file", key_file)?;
+    not_for_everyone("radsec.key_file", &key_file)?;
     Ok(RadsecConfig {
         listen,
-        cert_file: file("cert_file", cert_file)?,
-        key_file: file("key_file", key_file)?,
+        cert_file,
+        key_file,
         ca_file: file("ca_file", ca_file)?,
         crl_file: crl_file.map(|p| file("crl_file", p)).transpose()?,
         max_connections: max_connections as usize,
@@ -400,6 +403,30 @@ fn hostname() -> String {
         .unwrap_or_else(|| "radmfa".into())
 }
 
+/// A file holding a secret (a shared secret, a password, an auth token, a private key) that
+/// every local account may read is refused, naming `key`: a NAS's shared secret read there
+/// lets anyone on the host forge requests and unhide User-Passwords. Group access stays
+/// allowed (mode 0640, group radmfa, as the README sets it up). Unix permissions only.
+pub(super) fn not_for_everyone(key: &str, path: &Path) -> Result<(), ConfigError> {
+    use std::os::unix::fs::PermissionsExt;
+    // A file that cannot be read is reported by the caller's read, with its reason.
+    let Ok(meta) = std::fs::metadata(path) else {
+        return Ok(());
+    };
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o007 != 0 {
+        return Err(ConfigError::invalid(
+            key,
+            format!(
+                "{} is open to every account on this host (mode {mode:o}); `chmod o-rwx` it \
+                 (0640 with group radmfa, or 0600)",
+                path.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 pub(super) fn resolve(base: &Path, p: PathBuf) -> PathBuf {
     if p.is_absolute() {
         p
@@ -503,6 +530,7 @@ pub(super) fn secret_value(
         (Some(s), None) => Ok(Secret::from(s)),
         (None, Some(f)) => {
             let f = resolve(base, f);
+            not_for_everyone(&format!("{key}_file"), &f)?;
             let text = std::fs::read_to_string(&f).map_err(|e| {
                 ConfigError::invalid(format!("{key}_file"), format!("{}: {e}", f.display()))
             })?;

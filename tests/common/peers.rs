@@ -201,6 +201,14 @@ pub fn clear_of_step_boundary(margin: i64) {
     }
 }
 
+/// Writes a file only its owner may read, as radmfa wants a file holding a secret (it
+/// refuses one every account can read).
+pub fn write_private(path: &std::path::Path, contents: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, contents).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
 /// Sleeps into the next whole second of the clock (and a little past it), so that what
 /// happens next is in a later second than what happened before: the store keeps times in
 /// whole seconds.
