@@ -337,6 +337,24 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
             }
         }
     }
+    // conf/radmfa.service stops the service with SIGKILL 15 s after SIGTERM: held logins
+    // still waiting then lose their replies and audit records.
+    if cfg.server.shutdown_grace >= Duration::from_secs(15) {
+        out.push(format!(
+            "server: shutdown_grace_ms = {} is not below the shipped unit's TimeoutStopSec=15, \
+             which kills radmfa first; raise TimeoutStopSec with it (systemctl edit radmfa)",
+            cfg.server.shutdown_grace.as_millis()
+        ));
+    }
+    if cfg.radsec.is_none() {
+        for c in cfg.clients.iter().filter(|c| c.radsec_name.is_some()) {
+            out.push(format!(
+                "client {:?}: radsec_name is set but there is no [radsec] section: it listens \
+                 for RADIUS over UDP only",
+                c.name
+            ));
+        }
+    }
     if let Some(m) = &cfg.metrics {
         if !m.listen.ip().is_loopback() {
             out.push(format!(
@@ -652,6 +670,32 @@ mod tests {
         assert!(warned("(!(pwdAccountLockedTime=*))"));
         assert!(warned("(&(objectClass=person)(!(pwdaccountlockedtime=*)))"));
         assert!(!warned("(!(pwdAccountLockedTime=000001010000Z))"));
+    }
+
+    #[test]
+    fn a_grace_the_unit_cuts_short_and_radsec_names_without_radsec_are_warned_about() {
+        let config = |server: &str, client: &str| {
+            let text = format!(
+                "[server]\n{server}\n[ldap]\nurls = [\"ldap://127.0.0.1\"]\nbind_dn = \"cn=a\"\n\
+                 bind_password = \"pw\"\nbase_dn = \"dc=example,dc=org\"\n[[client]]\n\
+                 name = \"nas\"\naddress = \"127.0.0.1\"\nsecret = \"0123456789abcdef\"\n{client}\n"
+            );
+            Config::parse(&text, std::path::Path::new("radmfa.toml")).expect("valid")
+        };
+        let said = |c: &Config, what: &str| warnings(c).iter().any(|w| w.contains(what));
+        assert!(said(
+            &config("shutdown_grace_ms = 20000", ""),
+            "TimeoutStopSec"
+        ));
+        assert!(!said(
+            &config("shutdown_grace_ms = 5000", ""),
+            "TimeoutStopSec"
+        ));
+        assert!(said(
+            &config("", "radsec_name = \"nas.example.org\""),
+            "no [radsec] section"
+        ));
+        assert!(!said(&config("", ""), "no [radsec] section"));
     }
 
     #[test]

@@ -85,7 +85,7 @@ pub fn validate(raw: RawConfig, origin: &Path) -> Result<Config, ConfigError> {
         base,
     )?;
     held_calls_within_their_lifetime(&clients, &delivery)?;
-    Ok(Config {
+    let config = Config {
         server,
         store,
         user_names: user_names(users, ldap.as_ref())?,
@@ -102,7 +102,66 @@ pub fn validate(raw: RawConfig, origin: &Path) -> Result<Config, ConfigError> {
         delivery,
         upstreams,
         clients,
-    })
+    };
+    startable(&config)?;
+    Ok(config)
+}
+
+/// What `config check` cannot otherwise see before the start fails or every login is
+/// refused: one address listed twice, two TCP listeners on one address, and a
+/// second-factor-only client with no way to call.
+fn startable(cfg: &Config) -> Result<(), ConfigError> {
+    let twice = |key: &str, addrs: &[SocketAddr]| -> Result<(), ConfigError> {
+        for (i, a) in addrs.iter().enumerate() {
+            if addrs[..i].contains(a) {
+                return Err(ConfigError::invalid(
+                    format!("{key}[{i}]"),
+                    format!("{a} is listed twice"),
+                ));
+            }
+        }
+        Ok(())
+    };
+    twice("server.listen", &cfg.server.listen)?;
+    // The TCP listeners: RadSec, metrics, callbacks.
+    let mut tcp: Vec<(String, SocketAddr)> = Vec::new();
+    if let Some(r) = &cfg.radsec {
+        twice("radsec.listen", &r.listen)?;
+        tcp.extend(
+            r.listen
+                .iter()
+                .enumerate()
+                .map(|(i, a)| (format!("radsec.listen[{i}]"), *a)),
+        );
+    }
+    if let Some(m) = &cfg.metrics {
+        tcp.push(("metrics.listen".into(), m.listen));
+    }
+    if let Some(c) = &cfg.delivery.callbacks {
+        tcp.push(("callbacks.listen".into(), c.listen));
+    }
+    for (i, (key, a)) in tcp.iter().enumerate() {
+        if let Some((other, _)) = tcp[..i].iter().find(|(_, b)| b == a) {
+            return Err(ConfigError::invalid(
+                key,
+                format!("{a} is {other}'s address too; give each listener its own"),
+            ));
+        }
+    }
+    if cfg.delivery.voice.is_none() {
+        if let Some(i) = cfg
+            .clients
+            .iter()
+            .position(|c| c.factors.second_factor_only)
+        {
+            return Err(ConfigError::invalid(
+                format!("client[{i}].second_factor_only"),
+                "needs a [voice] section: only a held call can finish such a login, and \
+                 without one every login would be refused",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A held call waits up to the client's `voice_budget_secs`; a key pressed after the call's
