@@ -346,6 +346,16 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
             cfg.server.shutdown_grace.as_millis()
         ));
     }
+    if cfg.delivery.voice.is_none() {
+        for c in cfg.clients.iter().filter(|c| c.factors.second_factor_only) {
+            out.push(format!(
+                "client {:?}: second_factor_only without a [voice] section: only members of \
+                 exempt_groups (and exempt_networks, remembered logins) get in; everyone else \
+                 is refused, as only a held call can finish such a login",
+                c.name
+            ));
+        }
+    }
     if cfg.radsec.is_none() {
         for c in cfg.clients.iter().filter(|c| c.radsec_name.is_some()) {
             out.push(format!(
@@ -696,6 +706,11 @@ mod tests {
             "no [radsec] section"
         ));
         assert!(!said(&config("", ""), "no [radsec] section"));
+        let rdg = "second_factor_only = true\nmethods = [\"voice\"]\nvoice_mode = \"hold\"";
+        assert!(said(
+            &config("", rdg),
+            "second_factor_only without a [voice]"
+        ));
     }
 
     #[test]

@@ -107,13 +107,12 @@ pub fn validate(raw: RawConfig, origin: &Path) -> Result<Config, ConfigError> {
     Ok(config)
 }
 
-/// What `config check` cannot otherwise see before the start fails or every login is
-/// refused: one address listed twice, two TCP listeners on one address, and a
-/// second-factor-only client with no way to call.
+/// What `config check` cannot otherwise see before the start fails: one address listed
+/// twice, two TCP listeners on one address. (Port 0, any free port, never collides.)
 fn startable(cfg: &Config) -> Result<(), ConfigError> {
     let twice = |key: &str, addrs: &[SocketAddr]| -> Result<(), ConfigError> {
         for (i, a) in addrs.iter().enumerate() {
-            if addrs[..i].contains(a) {
+            if a.port() != 0 && addrs[..i].contains(a) {
                 return Err(ConfigError::invalid(
                     format!("{key}[{i}]"),
                     format!("{a} is listed twice"),
@@ -140,24 +139,11 @@ fn startable(cfg: &Config) -> Result<(), ConfigError> {
     if let Some(c) = &cfg.delivery.callbacks {
         tcp.push(("callbacks.listen".into(), c.listen));
     }
-    for (i, (key, a)) in tcp.iter().enumerate() {
+    for (i, (key, a)) in tcp.iter().enumerate().filter(|(_, (_, a))| a.port() != 0) {
         if let Some((other, _)) = tcp[..i].iter().find(|(_, b)| b == a) {
             return Err(ConfigError::invalid(
                 key,
                 format!("{a} is {other}'s address too; give each listener its own"),
-            ));
-        }
-    }
-    if cfg.delivery.voice.is_none() {
-        if let Some(i) = cfg
-            .clients
-            .iter()
-            .position(|c| c.factors.second_factor_only)
-        {
-            return Err(ConfigError::invalid(
-                format!("client[{i}].second_factor_only"),
-                "needs a [voice] section: only a held call can finish such a login, and \
-                 without one every login would be refused",
             ));
         }
     }
