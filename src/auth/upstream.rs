@@ -85,6 +85,7 @@ pub async fn check<'a>(
             health,
             server,
             armed: failures.is_empty(),
+            asked_at: std::time::Instant::now(),
         };
         let asked = ask(cfg, health, server, c).await;
         waiting.disarm();
@@ -130,12 +131,16 @@ pub async fn check<'a>(
 /// waiting for it, when it was the first server this login asked: a server whose
 /// `timeout_ms` outlasts the time a login has to decide never reaches its own timeout, so
 /// without this it would stay first, every login would wait on it until cut off, and no
-/// login would reach the next server.
+/// login would reach the next server. Only if it was waited on at least until its resend
+/// (half its `timeout_ms`): a login whose time went elsewhere (a stalled store read before
+/// the password check) gave it no fair chance, and marking a healthy server would send the
+/// admin after the wrong component.
 struct CutOff<'a> {
     cfg: &'a UpstreamConfig,
     health: &'a Health,
     server: &'a UpstreamServer,
     armed: bool,
+    asked_at: std::time::Instant,
 }
 
 impl CutOff<'_> {
@@ -147,6 +152,7 @@ impl CutOff<'_> {
 impl Drop for CutOff<'_> {
     fn drop(&mut self) {
         if self.armed
+            && self.asked_at.elapsed() >= self.cfg.timeout / 2
             && self
                 .health
                 .mark(&self.cfg.group, self.server, Some(self.cfg.dead_time))
@@ -520,6 +526,77 @@ mod tests {
             NOT_SIGNED
         );
         assert!(verified(&cfg(false), &raw, 9, &auth, false).is_ok());
+    }
+
+    /// A login cut off before the first server had a fair chance (its time went elsewhere)
+    /// does not mark that server; one cut off after waiting past its resend does.
+    #[test]
+    fn a_server_is_marked_for_a_cut_off_only_after_a_fair_wait() {
+        let c = cfg(true);
+        let health = Health::default();
+        let server = UpstreamServer {
+            name: "192.0.2.1:1812".into(),
+            host: crate::config::upstream::UpstreamHost::Addr("192.0.2.1:1812".parse().unwrap()),
+        };
+        let cut = |asked_at| {
+            drop(CutOff {
+                cfg: &c,
+                health: &health,
+                server: &server,
+                armed: true,
+                asked_at,
+            })
+        };
+        cut(std::time::Instant::now());
+        assert!(
+            health.answering(&c.group, &server),
+            "no fair chance, not marked"
+        );
+        cut(std::time::Instant::now() - c.timeout);
+        assert!(
+            !health.answering(&c.group, &server),
+            "waited past its resend: marked"
+        );
+    }
+
+    /// What BlastRADIUS protection rests on: a reply whose Response Authenticator checks out
+    /// (an MD5 collision forges that) but whose Message-Authenticator does not is refused,
+    /// wherever the Message-Authenticator sits; a right one last (older servers) is fine.
+    #[test]
+    fn a_bad_message_authenticator_under_a_good_response_authenticator_is_refused() {
+        use crate::radius::crypto::{message_authenticator, response_authenticator};
+        let secret = b"upstream-secret";
+        let auth = [7u8; 16];
+        // An Access-Accept with a Class and a Message-Authenticator (`first` or last),
+        // signed with `ma` (None: the right value), then its Response Authenticator.
+        let accept = |first: bool, ma: Option<[u8; 16]>| {
+            let class = [25u8, 3, b'a'];
+            let ma_attr = [&[80u8, 18][..], &[0u8; 16][..]].concat();
+            let attrs = if first {
+                [&ma_attr[..], &class[..]].concat()
+            } else {
+                [&class[..], &ma_attr[..]].concat()
+            };
+            let mut pkt = vec![2u8, 9];
+            pkt.extend(((20 + attrs.len()) as u16).to_be_bytes());
+            pkt.extend(auth);
+            pkt.extend(&attrs);
+            let at = 20 + if first { 2 } else { class.len() + 2 };
+            let value = ma.unwrap_or_else(|| message_authenticator(&pkt, secret));
+            pkt[at..at + 16].copy_from_slice(&value);
+            let ra = response_authenticator(&pkt, secret);
+            pkt[4..20].copy_from_slice(&ra);
+            pkt
+        };
+        for first in [true, false] {
+            let forged = accept(first, Some([0x41; 16]));
+            assert_eq!(
+                verified(&cfg(true), &forged, 9, &auth, true).unwrap_err(),
+                "bad Message-Authenticator",
+                "first: {first}"
+            );
+            assert!(verified(&cfg(true), &accept(first, None), 9, &auth, true).is_ok());
+        }
     }
 
     #[test]
