@@ -131,10 +131,13 @@ pub async fn check<'a>(
 /// waiting for it, when it was the first server this login asked: a server whose
 /// `timeout_ms` outlasts the time a login has to decide never reaches its own timeout, so
 /// without this it would stay first, every login would wait on it until cut off, and no
-/// login would reach the next server. Only if it was waited on at least until its resend
-/// (half its `timeout_ms`): a login whose time went elsewhere (a stalled store read before
-/// the password check) gave it no fair chance, and marking a healthy server would send the
-/// admin after the wrong component.
+/// login would reach the next server. Only if it was waited on for a fair while (its
+/// resend, half its `timeout_ms`, or [`FAIR_WAIT`] if that is sooner): a login whose time
+/// went elsewhere (a stalled store read before the password check) gave it no chance, and
+/// marking a healthy server would send the admin after the wrong component.
+/// A wait after which a silent server has had its chance, whatever its `timeout_ms`.
+const FAIR_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 struct CutOff<'a> {
     cfg: &'a UpstreamConfig,
     health: &'a Health,
@@ -152,7 +155,7 @@ impl CutOff<'_> {
 impl Drop for CutOff<'_> {
     fn drop(&mut self) {
         if self.armed
-            && self.asked_at.elapsed() >= self.cfg.timeout / 2
+            && self.asked_at.elapsed() >= (self.cfg.timeout / 2).min(FAIR_WAIT)
             && self
                 .health
                 .mark(&self.cfg.group, self.server, Some(self.cfg.dead_time))
@@ -557,6 +560,23 @@ mod tests {
             !health.answering(&c.group, &server),
             "waited past its resend: marked"
         );
+        // A timeout longer than the login may wait: a second is chance enough.
+        let mut slow = cfg(true);
+        slow.timeout = std::time::Duration::from_secs(8);
+        let health = Health::default();
+        let cut = |asked_at| {
+            drop(CutOff {
+                cfg: &slow,
+                health: &health,
+                server: &server,
+                armed: true,
+                asked_at,
+            })
+        };
+        cut(std::time::Instant::now() - std::time::Duration::from_millis(100));
+        assert!(health.answering(&slow.group, &server));
+        cut(std::time::Instant::now() - FAIR_WAIT);
+        assert!(!health.answering(&slow.group, &server));
     }
 
     /// What BlastRADIUS protection rests on: a reply whose Response Authenticator checks out

@@ -840,10 +840,12 @@ fn client_configs(raw: Vec<RawClient>, base: &Path) -> Result<Vec<ClientConfig>,
         if name.trim().is_empty() {
             return Err(ConfigError::invalid(key("name"), "must not be empty"));
         }
-        if out.iter().any(|o| o.name == name) {
+        // Case aside too: "nas" and "NAS" would be two metrics series and two audit names
+        // for what reads as one client.
+        if let Some(o) = out.iter().find(|o| o.name.eq_ignore_ascii_case(&name)) {
             return Err(ConfigError::invalid(
                 key("name"),
-                format!("{name:?} is used by another client"),
+                format!("{name:?} is used by another client ({:?})", o.name),
             ));
         }
         let mut networks = Vec::new();
