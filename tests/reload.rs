@@ -45,7 +45,12 @@ fn sighup_swaps_the_client_table_and_keeps_it_when_the_file_is_bad() {
         let n = |r: &str| m[&format!("radmfa_config_reloads_total{{result={r}}}")];
         (n("applied"), n("refused"))
     };
+    let restart_pending = || {
+        prometheus_parse(&http_get(srv.metrics_addr(), "/metrics").2)
+            ["radmfa_config_restart_pending{}"]
+    };
     assert_eq!(reloads(), (0.0, 0.0));
+    assert_eq!(restart_pending(), 0.0);
     assert_eq!(ask(&srv, SECRET), "Access-Reject");
     assert_eq!(ask(&srv, NEW_SECRET), "none", "a wrong secret is dropped");
 
@@ -101,6 +106,9 @@ fn sighup_swaps_the_client_table_and_keeps_it_when_the_file_is_bad() {
     );
     assert!(srv.log().contains("takes effect after a restart"));
     assert_eq!(ask(&srv, NEW_SECRET), "Access-Reject");
+    // Monitoring sees that the running configuration is behind the file.
+    assert_eq!(reloads(), (2.0, 1.0));
+    assert_eq!(restart_pending(), 1.0);
 }
 
 /// slapd with alice, and radmfa in front of it with a token enrolled for her.

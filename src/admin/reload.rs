@@ -188,6 +188,12 @@ impl Reloader {
             );
         }
         super::review::log_warnings(&app.config());
+        // For monitoring: an applied reload whose file also changed what only a restart
+        // applies leaves the running configuration behind the file.
+        app.metrics.restart_pending.store(
+            u64::from(!changed.is_empty()),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         Ok(clients)
     }
 }

@@ -70,6 +70,7 @@ counters!(
     radsec_unsupported_refused,
     reloads_applied,
     reloads_refused,
+    restart_pending,
 );
 
 /// Access-Request replies of one client, by code.
@@ -231,6 +232,14 @@ impl Metrics {
                 ("{result=\"applied\"}", get(&self.reloads_applied)),
                 ("{result=\"refused\"}", get(&self.reloads_refused)),
             ],
+        );
+        family(
+            "radmfa_config_restart_pending",
+            "gauge",
+            "1 when the last applied reload found sections (or files they name) changed that \
+             only a restart applies, such as [server] or a rotated provider token: the running \
+             configuration is not the file's until then; the journal names them.",
+            &[("", get(&self.restart_pending))],
         );
         family(
             "radmfa_duplicates_total",
