@@ -412,6 +412,42 @@ fn an_inline_field_is_not_split_for_a_user_without_a_token() {
     assert_eq!(srv.audit_json("carol")[0]["mode"], "primary-only");
 }
 
+/// Without a `[phone] sources` line only numbers in radmfa's store count (directory ones
+/// did, before). A user whose only number is the directory's would now have no second
+/// factor: with `no_factor = "allow"` that must not become a login on the password alone.
+#[test]
+fn a_directory_number_left_out_of_the_sources_is_no_way_in_on_the_password() {
+    let slapd = directory();
+    let standin = Standin::start();
+    let mut o = Options::new(&slapd.url);
+    o.clients = Vec::new();
+    let phone = "[phone]\nsources = [\"store\", \"mobile\", \"telephone\"]\n";
+    let sections = delivery(&standin, "");
+    assert!(sections.contains(phone), "the harness's [phone] changed");
+    o.extra = format!(
+        "{}{}",
+        sections.replace(phone, ""),
+        sms_client("no_factor = \"allow\"").concat()
+    );
+    let srv = Server::start(&o);
+    let r = login(&srv, "alice", ALICE_PW);
+    assert_eq!(code_of(&r), "Access-Reject", "{r}");
+    let rec = &srv.audit_json("alice")[0];
+    assert!(
+        rec["reason"]
+            .as_str()
+            .unwrap()
+            .contains("[phone] sources leaves the directory out"),
+        "{rec}"
+    );
+    assert!(standin.sms().is_empty());
+    // A number stored in radmfa is used.
+    cli_ok(&srv, &["user", "set-phone", "alice", "+15550123456"]);
+    let r = login(&srv, "alice", ALICE_PW);
+    assert_eq!(code_of(&r), "Access-Challenge", "{r}");
+    assert_eq!(standin.sms().len(), 1);
+}
+
 /// `no_factor = "allow"` is for users with no second factor. One with a token on a client
 /// whose methods leave OATH codes out is refused, not let in on the password alone; once
 /// his token is gone, bob (whose directory phone this inline client cannot call) is.

@@ -275,6 +275,15 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
             PhoneSource::Store => None,
         })
         .collect();
+    if delivers && !cfg.delivery.phone.sources_given {
+        out.push(
+            "phone: sources is not set, so SMS codes and calls go only to numbers stored with \
+             `radmfa user set-phone` (earlier releases also took the directory's mobile and \
+             telephoneNumber by default; users with only those are now refused): set \
+             [phone] sources to say which"
+                .into(),
+        );
+    }
     if delivers && !from_directory.is_empty() {
         out.push(format!(
             "phone: sources lists the directory ({}): whoever can change a user's number there \
@@ -727,10 +736,13 @@ mod tests {
             Config::parse(&text, std::path::Path::new("radmfa.toml")).expect("valid")
         };
         let phone_warning = |c: &Config| warnings(c).into_iter().find(|w| w.starts_with("phone:"));
+        // Not set: the store only, which earlier releases widened to the directory.
+        let w = phone_warning(&config("")).expect("sources not set");
+        assert!(w.contains("sources is not set"), "{w}");
         assert_eq!(
-            phone_warning(&config("")),
+            phone_warning(&config("[phone]\nsources = [\"store\"]\n")),
             None,
-            "the store only, by default"
+            "the store only, said so"
         );
         let w = phone_warning(&config("[phone]\nsources = [\"store\", \"mobile\"]\n"))
             .expect("mobile from the directory");
@@ -763,8 +775,9 @@ mod tests {
         assert!(w.contains("use 6 digits or more"), "{w}");
         assert_eq!(sms_warning(&config(6, 900)), None);
         // Numbers from radmfa's store only, by default: nothing to say about the directory.
-        let phone_warning = |c: &Config| warnings(c).into_iter().find(|w| w.starts_with("phone:"));
-        assert_eq!(phone_warning(&config(6, 900)), None);
+        assert!(!warnings(&config(6, 900))
+            .iter()
+            .any(|w| w.contains("the directory (")));
         // A day-long lock makes even 5 digits acceptable (5 guesses a day).
         assert_eq!(sms_warning(&config(5, 86_400)), None);
     }

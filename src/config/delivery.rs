@@ -21,6 +21,9 @@ pub enum PhoneSource {
 #[derive(Debug, Clone)]
 pub struct PhoneConfig {
     pub sources: Vec<PhoneSource>,
+    /// Whether the file lists `sources` (else the default, the store only, which until
+    /// this release also had the directory's mobile and telephoneNumber: worth a warning).
+    pub sources_given: bool,
     /// Digits without '+'; empty: numbers without a country code are refused.
     pub default_country_code: String,
 }
@@ -136,6 +139,7 @@ impl Default for DeliveryConfig {
         DeliveryConfig {
             phone: PhoneConfig {
                 sources: vec![PhoneSource::Store],
+                sources_given: false,
                 default_country_code: String::new(),
             },
             sms: None,

@@ -6,22 +6,12 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawPhone {
-    pub sources: Vec<String>,
+    /// None: not in the file (the store only; see `PhoneConfig::sources_given`).
+    pub sources: Option<Vec<String>>,
     pub default_country_code: String,
-}
-
-impl Default for RawPhone {
-    fn default() -> Self {
-        RawPhone {
-            // Only numbers an admin stored: directory attributes are often the user's own to
-            // edit (see `conf/radmfa.toml`, [phone]).
-            sources: vec!["store".into()],
-            default_country_code: String::new(),
-        }
-    }
 }
 
 #[derive(Deserialize)]

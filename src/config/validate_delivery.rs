@@ -168,6 +168,10 @@ fn phone_config(raw: RawPhone) -> Result<PhoneConfig, ConfigError> {
         sources,
         default_country_code,
     } = raw;
+    let sources_given = sources.is_some();
+    // Only numbers an admin stored, unless the file says otherwise: directory attributes
+    // are often the user's own to edit (see conf/radmfa.toml, [phone]).
+    let sources = sources.unwrap_or_else(|| vec!["store".into()]);
     let mut out = Vec::new();
     for (i, s) in sources.iter().enumerate() {
         out.push(match s.as_str() {
@@ -193,6 +197,7 @@ fn phone_config(raw: RawPhone) -> Result<PhoneConfig, ConfigError> {
     }
     Ok(PhoneConfig {
         sources: out,
+        sources_given,
         default_country_code: cc,
     })
 }

@@ -226,6 +226,27 @@ pub async fn start(
                 )),
         );
     }
+    if usable.is_empty()
+        && oob::unlisted_directory_number(app, &info)
+        && !available(
+            &ctx.client.factors.methods,
+            capabilities(app, ctx, false, true),
+        )
+        .is_empty()
+    {
+        // A text or a call would work here if the directory's number counted (it did by
+        // default before the store-only default): not a user without a second factor.
+        return Ok(Verdict::reject(
+            "the directory has a phone number for this user, but [phone] sources leaves the \
+             directory out: list \"mobile\" there or store the number (user set-phone)",
+        )
+        .with_info(Some(info))
+        .with_reply(
+            Reply::reject().with_message(
+                "Your second factor cannot be used here. Contact your administrator.",
+            ),
+        ));
+    }
     if usable.is_empty() {
         return Ok(match ctx.client.no_factor {
             NoFactorPolicy::Allow => Verdict::accept(

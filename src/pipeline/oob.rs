@@ -88,6 +88,17 @@ pub fn phone_for(app: &AppState, profile: &UserProfile, info: &UserInfo) -> Opti
     None
 }
 
+/// Whether the directory has a number for the user in an attribute `[phone] sources` leaves
+/// out (the store only, by default since directory numbers are often the user's own to
+/// change). Such a user was enrolled for texts or calls where the directory was listed:
+/// not "no second factor", so `no_factor = "allow"` must not let them in on the password.
+pub fn unlisted_directory_number(app: &AppState, info: &UserInfo) -> bool {
+    let sources = &app.config().delivery.phone.sources;
+    let has = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.trim().is_empty());
+    (has(&info.mobile) && !sources.contains(&PhoneSource::Mobile))
+        || (has(&info.telephone) && !sources.contains(&PhoneSource::Telephone))
+}
+
 /// What came of an attempt to send or call.
 #[derive(Debug)]
 pub enum Delivered {
