@@ -85,17 +85,14 @@ impl ProviderError {
             // refused. A certificate is not an outage: it stays refused, and failing open on
             // it (`provider_failure = "allow"`) would turn the second factor off for days.
             let mut causes: Vec<String> = Vec::new();
-            let mut certificate = false;
+            let mut lasting = false;
             let mut source = std::error::Error::source(&e);
             while let Some(s) = source {
-                certificate |= tls_error_in(s).is_some_and(|t| {
-                    matches!(
-                        t,
-                        rustls::Error::InvalidCertificate(_)
-                            | rustls::Error::NoCertificatesPresented
-                    )
-                });
+                // Any TLS failure (a certificate not trusted, a handshake refused by an
+                // inspecting proxy) is a setting, not the provider being down.
+                lasting |= tls_error_in(s).is_some();
                 let text = without_urls(&s.to_string());
+                lasting |= lasting_failure(&text);
                 if !causes.iter().any(|c| c.contains(&text)) {
                     causes.push(text);
                 }
@@ -110,10 +107,22 @@ impl ProviderError {
             ProviderError::Transport {
                 provider,
                 detail,
-                outage: !certificate,
+                outage: !lasting,
             }
         }
     }
+}
+
+/// Whether a cause, by its words, stays until someone acts: an egress proxy refusing the
+/// tunnel (403) or asking for credentials (407), or a provider host name that does not
+/// exist (a typo; "temporary failure in name resolution" is a DNS outage and not this).
+/// By text: hyper-util and the system resolver give no type to match.
+fn lasting_failure(text: &str) -> bool {
+    let t = text.to_ascii_lowercase();
+    t.contains("proxy authorization required")
+        || t.contains("tunnel error: unsuccessful")
+        || t.contains("name or service not known")
+        || t.contains("no address associated with hostname")
 }
 
 /// The rustls error `e` is or carries. TLS errors come wrapped in io::Errors, nested (hyper's
@@ -271,6 +280,25 @@ pub(crate) fn http_client(timeout: std::time::Duration) -> Result<reqwest::Clien
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn lasting_connection_failures_are_told_from_outages() {
+        for lasting in [
+            "tunnel error: proxy authorization required",
+            "tunnel error: unsuccessful",
+            "dns error: failed to lookup address information: Name or service not known",
+            "failed to lookup address information: No address associated with hostname",
+        ] {
+            assert!(super::lasting_failure(lasting), "{lasting}");
+        }
+        for outage in [
+            "tcp connect error: Connection refused (os error 111)",
+            "dns error: failed to lookup address information: Temporary failure in name resolution",
+            "connection closed before message completed",
+        ] {
+            assert!(!super::lasting_failure(outage), "{outage}");
+        }
+    }
+
     use super::*;
 
     /// A provider (or a proxy in front of it) that answers with a megabyte: only the first
