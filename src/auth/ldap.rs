@@ -26,8 +26,9 @@
 //!   Active Directory sub-code ([`super::ad_codes`]): `52e` is [`Denial::BadPassword`], `525`
 //!   (account vanished between search and bind) is [`Denial::UnknownUser`], every other code is
 //!   [`Denial::Directory`] (disabled, locked out, expired, must change password, ...).
-//! * rc 19 (constraintViolation: 389-ds's policy lockout) and 53 (unwillingToPerform: an
-//!   inactivated or disabled account in 389-ds, FreeIPA, eDirectory) →
+//! * rc 19 (constraintViolation: 389-ds's policy lockout) and 53 (unwillingToPerform) whose
+//!   text speaks of the account (inactivated, disabled, locked, expired in 389-ds, FreeIPA,
+//!   eDirectory) →
 //!   [`Denial::AccountRefused`], a refusal like a wrong password, not a fault.
 //! * Any other result code is an [`AuthError::Ldap`]: the policy stage rejects, and the
 //!   operator sees the directory's message.
@@ -936,7 +937,9 @@ fn bind_outcome(res: &LdapResult) -> Result<PrimaryOutcome, AuthError> {
     // The account's state, not the directory's health (see `Denial::AccountRefused`): as a
     // fault these marked the node unhealthy, and a `no_reply` client's silence for a locked
     // account (a Reject for an unknown one) told an attacker the name exists.
-    if matches!(res.rc, RC_CONSTRAINT_VIOLATION | RC_UNWILLING_TO_PERFORM) {
+    if res.rc == RC_CONSTRAINT_VIOLATION
+        || (res.rc == RC_UNWILLING_TO_PERFORM && speaks_of_the_account(&res.text))
+    {
         let text: String = res
             .text
             .chars()
@@ -949,6 +952,24 @@ fn bind_outcome(res: &LdapResult) -> Result<PrimaryOutcome, AuthError> {
         }));
     }
     Err(AuthError::Ldap(format!("user bind: {res}")))
+}
+
+/// Whether an unwillingToPerform's text is about the account (389-ds: "Account
+/// inactivated", eDirectory: "login lockout", "account disabled", "account expired") rather
+/// than the server (389-ds answers 53 for a backend that is offline or read-only too: a
+/// fault, which moves logins to the next server).
+fn speaks_of_the_account(text: &str) -> bool {
+    let t = text.to_ascii_lowercase();
+    [
+        "account",
+        "inactivat",
+        "lockout",
+        "locked",
+        "disabled",
+        "expired",
+    ]
+    .iter()
+    .any(|w| t.contains(w))
 }
 
 /// LDAP result codes (RFC 4511 §4.1.9) a directory answers a bind with for the account's

@@ -96,6 +96,11 @@ fn bind_results() {
             ..
         }))
     ));
+    // The same code about the server, not the account: a fault.
+    assert!(matches!(
+        bind_outcome(&result(53, "Backend is offline")),
+        Err(AuthError::Ldap(_))
+    ));
     // Anything else is the directory's problem.
     assert!(matches!(
         bind_outcome(&result(51, "busy")),

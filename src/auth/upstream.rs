@@ -127,6 +127,9 @@ pub async fn check<'a>(
     )))
 }
 
+/// A wait after which a silent server has had its chance, whatever its `timeout_ms`.
+const FAIR_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Marks `server` as not answering if the login is cut off (its request deadline) while
 /// waiting for it, when it was the first server this login asked: a server whose
 /// `timeout_ms` outlasts the time a login has to decide never reaches its own timeout, so
@@ -135,9 +138,6 @@ pub async fn check<'a>(
 /// resend, half its `timeout_ms`, or [`FAIR_WAIT`] if that is sooner): a login whose time
 /// went elsewhere (a stalled store read before the password check) gave it no chance, and
 /// marking a healthy server would send the admin after the wrong component.
-/// A wait after which a silent server has had its chance, whatever its `timeout_ms`.
-const FAIR_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
-
 struct CutOff<'a> {
     cfg: &'a UpstreamConfig,
     health: &'a Health,
@@ -550,7 +550,8 @@ mod tests {
                 asked_at,
             })
         };
-        cut(std::time::Instant::now());
+        // Asked "later" than now: no time waited, however slowly this test runs.
+        cut(std::time::Instant::now() + std::time::Duration::from_secs(60));
         assert!(
             health.answering(&c.group, &server),
             "no fair chance, not marked"
@@ -573,7 +574,7 @@ mod tests {
                 asked_at,
             })
         };
-        cut(std::time::Instant::now() - std::time::Duration::from_millis(100));
+        cut(std::time::Instant::now() + std::time::Duration::from_secs(60));
         assert!(health.answering(&slow.group, &server));
         cut(std::time::Instant::now() - FAIR_WAIT);
         assert!(!health.answering(&slow.group, &server));

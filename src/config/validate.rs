@@ -139,8 +139,15 @@ fn startable(cfg: &Config) -> Result<(), ConfigError> {
     if let Some(c) = &cfg.delivery.callbacks {
         tcp.push(("callbacks.listen".into(), c.listen));
     }
+    // The same port on a wildcard address takes every address of its family.
+    let clash = |a: &SocketAddr, b: &SocketAddr| {
+        a == b
+            || (a.port() == b.port()
+                && a.is_ipv4() == b.is_ipv4()
+                && (a.ip().is_unspecified() || b.ip().is_unspecified()))
+    };
     for (i, (key, a)) in tcp.iter().enumerate().filter(|(_, (_, a))| a.port() != 0) {
-        if let Some((other, _)) = tcp[..i].iter().find(|(_, b)| b == a) {
+        if let Some((other, _)) = tcp[..i].iter().find(|(_, b)| clash(a, b)) {
             return Err(ConfigError::invalid(
                 key,
                 format!("{a} is {other}'s address too; give each listener its own"),
@@ -452,6 +459,7 @@ fn hostname() -> String {
 /// every local account may read is refused, naming `key`: a NAS's shared secret read there
 /// lets anyone on the host forge requests and unhide User-Passwords. Group access stays
 /// allowed (mode 0640, group radmfa, as the README sets it up). Unix permissions only.
+#[cfg(unix)]
 pub(super) fn not_for_everyone(key: &str, path: &Path) -> Result<(), ConfigError> {
     use std::os::unix::fs::PermissionsExt;
     // A file that cannot be read is reported by the caller's read, with its reason.
@@ -469,6 +477,11 @@ pub(super) fn not_for_everyone(key: &str, path: &Path) -> Result<(), ConfigError
             ),
         ));
     }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+pub(super) fn not_for_everyone(_key: &str, _path: &Path) -> Result<(), ConfigError> {
     Ok(())
 }
 

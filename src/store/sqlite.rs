@@ -110,6 +110,19 @@ impl SqliteStore {
             .connect_with(options)
             .await?;
         MIGRATOR.run(&pool).await?;
+        let version: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
+                .fetch_one(&pool)
+                .await?;
+        let known = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
+        if let Some(version) = version.filter(|v| *v > known) {
+            tracing::warn!(
+                version,
+                known,
+                "the store's schema is newer than this radmfa release knows (a newer release \
+                 ran on it); it keeps working on it"
+            );
+        }
         super::sqlite_key_check::check_key(&pool, &sealer).await?;
         let writer = Writer::start(path, BUSY_TIMEOUT)?;
         Ok(SqliteStore {
