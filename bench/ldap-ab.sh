@@ -199,7 +199,7 @@ r = json.loads(sys.argv[1].strip().splitlines()[-1]); hz = int(sys.argv[7]); n =
 us = lambda t: int(t) * 1e6 / hz / n
 fr = ", freeradius %3d us" % us(sys.argv[9]) if sys.argv[10] else ""
 print("%-42s %6.0f/s ok %d/%d  CPU per reply: radmfa %3d us, slapd %3d us%s  machine busy %3.0f%%"
-      % (sys.argv[2], r["replies_per_sec"], r["expected"], n, us(sys.argv[3]), us(sys.argv[4]),
+      % (sys.argv[2], r["ok_per_sec"], r["expected"], n, us(sys.argv[3]), us(sys.argv[4]),
          fr, 100 * int(sys.argv[8]) * (1 - float(sys.argv[6]) / float(sys.argv[5]))))' \
       "$out" "$v" "$((c1 - c0))" "$((s1 - s0))" "$((t1 - t0))" "$((i1 - i0))" "$(getconf CLK_TCK)" \
       "$(nproc)" "$((f1 - f0))" "$FR"

@@ -48,6 +48,8 @@ measure() { # LEVEL
   cp "$BASE" "$W/radmfa.db"; rm -f "$W/radmfa.db-wal" "$W/radmfa.db-shm"
   "$BIN" --config "$W/radmfa.toml" serve 2>>"$W/pending-ab.log" &
   local pid=$! c0 c1 out
+  # Stopped by `cleanup` too if a step below fails (its bare `wait` would hang on it).
+  PIDS+=("$pid")
   for _ in $(seq 50); do
     RADMFA_SECRET=$SECRET "$BIN" client status --server "127.0.0.1:$RPORT" --timeout 0.2 \
       --retries 0 >/dev/null 2>&1 && break
@@ -60,7 +62,7 @@ measure() { # LEVEL
   kill "$pid"; wait "$pid" 2>/dev/null || true
   python3 -c 'import json, sys
 r = json.loads(sys.argv[1]); ticks = int(sys.argv[2]); hz = int(sys.argv[3])
-print("pending %7s: %6.0f logins/s, CPU %3d us per reply" % (sys.argv[4], r["replies_per_sec"], ticks * 1e6 / hz / r["sent"]))' \
+print("pending %7s: %6.0f logins/s, CPU %3d us per reply" % (sys.argv[4], r["ok_per_sec"], ticks * 1e6 / hz / r["sent"]))' \
     "$out" "$((c1 - c0))" "$(getconf CLK_TCK)" "$1"
 }
 for _ in $(seq "$PAIRS"); do

@@ -16,7 +16,21 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cmd=${1:-}
-dir=$(realpath -m "${2:-/tmp/radmfa-pg-cluster}")
+given=${2:-/tmp/radmfa-pg-cluster}
+# Root chowns, writes into and (on stop) deletes this directory, so one that another local
+# account made or pointed elsewhere (a symlink planted in /tmp) is refused, not followed.
+if [ -L "$given" ]; then
+  echo "$given is a symbolic link; give the cluster a directory of its own" >&2
+  exit 1
+fi
+dir=$(realpath -m "$given")
+if [ -e "$dir" ]; then
+  owner=$(stat -c %U "$dir")
+  if [ ! -d "$dir" ] || { [ "$owner" != "$(id -un)" ] && [ "$owner" != postgres ]; }; then
+    echo "$dir exists and is not a directory of ours (owner $owner); give another DIR" >&2
+    exit 1
+  fi
+fi
 bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1)
 [ -x "$bin/initdb" ] || { echo "PostgreSQL is not installed: run scripts/install-deps.sh" >&2; exit 1; }
 

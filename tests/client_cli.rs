@@ -172,6 +172,8 @@ fn load_runs_every_flow_with_verified_replies() {
         ("--rate", "1e-20"),
         ("--duration", "inf"),
         ("--totp-period", "0"),
+        ("--timeout", "inf"),
+        ("--timeout", "1e30"),
     ] {
         let out = client(&srv, &["load", "--users", file, "-n", "1", flag, value]);
         assert!(

@@ -238,11 +238,14 @@ async fn run_phase(phase: Arc<Phase>, conns: Vec<Conn>) -> anyhow::Result<PhaseR
         conns.push(conn);
     }
     // Up to the last verified reply: a request lost at the end waits out its timeout and
-    // retransmits (9 s by default), which would otherwise count as time spent serving.
+    // retransmits (9 s by default), which would otherwise count as time spent serving. But
+    // not less than until the last request went out: a server that went quiet early did
+    // not serve its replies in the shorter time.
     let start = phase.schedule.start;
-    let elapsed = tally
-        .last_reply
-        .map_or_else(|| start.elapsed(), |t| t.duration_since(start));
+    let elapsed = match tally.last_reply.max(tally.last_sent) {
+        Some(t) => t.duration_since(start),
+        None => start.elapsed(),
+    };
     Ok((tally, states, elapsed, conns))
 }
 
@@ -278,6 +281,7 @@ async fn worker(phase: Arc<Phase>, mut conn: Conn, first_id: u8) -> WorkerResult
     let n = phase.users.len();
     while let Some((i, due)) = phase.schedule.next().await {
         id = id.wrapping_add(1);
+        tally.last_sent = Some(Instant::now());
         // With a rate, latency counts from when the request was due, not from when a worker
         // that fell behind got round to it: otherwise a server too slow for the rate would
         // hold the generator back and its latency would look no worse (coordinated omission).

@@ -61,8 +61,8 @@ pub struct Target {
     /// NAS-Identifier to send.
     #[arg(long)]
     pub nas_identifier: Option<String>,
-    /// Seconds to wait for each reply.
-    #[arg(long, default_value_t = 3.0)]
+    /// Seconds to wait for each reply (0.001 to 3600).
+    #[arg(long, default_value_t = 3.0, value_parser = parse_timeout)]
     pub timeout: f64,
     /// Retransmissions after a timeout.
     #[arg(long, default_value_t = 2)]
@@ -275,6 +275,16 @@ pub async fn run(config: &Path, cmd: ClientCommand) -> anyhow::Result<ExitCode> 
             }
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// A finite wait: `inf` or `1e30` would overflow the Duration it becomes (a panic).
+fn parse_timeout(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|e| format!("{s:?}: {e}"))?;
+    if v.is_finite() && (0.001..=3600.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("{s}: 0.001 to 3600 seconds"))
     }
 }
 

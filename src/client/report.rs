@@ -32,11 +32,18 @@ pub struct Tally {
     pub retransmits: u64,
     /// Requests not sent: the run ended while no user had a TOTP step left to use.
     pub skipped: u64,
-    /// Microseconds from first send to verified reply, for every verified reply.
+    /// Microseconds from first send to verified reply, for every reply of the expected
+    /// code (a fast Reject of the wrong kind would make the percentiles look better).
     pub latencies_us: Vec<u32>,
+    /// Verified replies of any code.
+    pub replies: u64,
     /// When the last verified reply came: the phase's rate counts up to it, so a request
     /// lost at the end (waiting out its timeouts) does not stretch the time.
     pub last_reply: Option<Instant>,
+    /// When the last request was first sent: the phase lasted at least that long, even if
+    /// the server stopped answering well before (else its rate would count only the time
+    /// it still answered).
+    pub last_sent: Option<Instant>,
 }
 
 impl Tally {
@@ -48,9 +55,12 @@ impl Tally {
             Outcome::Forged => self.forged += 1,
             Outcome::Timeout => self.timeouts += 1,
         }
-        if matches!(outcome, Outcome::Expected | Outcome::Unexpected(_)) {
+        if outcome == Outcome::Expected {
             self.latencies_us
                 .push(latency.as_micros().min(u32::MAX as u128) as u32);
+        }
+        if matches!(outcome, Outcome::Expected | Outcome::Unexpected(_)) {
+            self.replies += 1;
             self.last_reply = Some(Instant::now());
         }
     }
@@ -66,7 +76,9 @@ impl Tally {
         self.retransmits += other.retransmits;
         self.skipped += other.skipped;
         self.latencies_us.extend(other.latencies_us);
+        self.replies += other.replies;
         self.last_reply = self.last_reply.max(other.last_reply);
+        self.last_sent = self.last_sent.max(other.last_sent);
     }
 }
 
@@ -115,7 +127,7 @@ impl PhaseReport {
     pub fn new(phase: &str, mut t: Tally, elapsed: Duration) -> Self {
         t.latencies_us.sort_unstable();
         let secs = elapsed.as_secs_f64().max(1e-9);
-        let replies = t.latencies_us.len() as f64;
+        let replies = t.replies as f64;
         PhaseReport {
             phase: phase.to_string(),
             sent: t.sent,
@@ -185,9 +197,10 @@ mod tests {
         let r = PhaseReport::new("x", t, Duration::from_secs(2));
         assert_eq!((r.sent, r.expected, r.timeouts, r.forged), (103, 100, 1, 1));
         assert_eq!(r.unexpected["Access-Reject"], 1);
+        // The Reject (200 ms, the wrong code) is not among the latencies.
         assert_eq!(
             (r.p50_ms, r.p90_ms, r.p99_ms, r.max_ms),
-            (51.0, 91.0, 100.0, 200.0)
+            (50.0, 90.0, 99.0, 100.0)
         );
         assert_eq!((r.replies_per_sec, r.ok_per_sec), (50.5, 50.0));
         assert!(r.text().contains("Access-Reject 1"));
