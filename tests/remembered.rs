@@ -128,6 +128,13 @@ fn a_passed_second_factor_spares_the_code_from_the_same_station_only() {
     let json: serde_json::Value =
         serde_json::from_str(&cli_ok(&srv, &["user", "show", "alice", "--json"])).unwrap();
     assert_eq!(json["remembered"][0]["calling_station_id"], STATION_A);
+    // The login from no station stored nothing (the Challenge above would come either way:
+    // a request without a station finds no row whatever is stored).
+    assert_eq!(
+        json["remembered"].as_array().map(Vec::len),
+        Some(1),
+        "{json}"
+    );
 
     // Inline: password,code once; then the password alone (otherwise refused for want of a
     // code) from that station; from another it is still refused.
