@@ -386,6 +386,56 @@ attributes = ["Filter-Id = exempt", "Vendor-14823-Attr-1 = exempt-role"]
     has(received, &everyone, false);
 }
 
+/// A `group_attributes` group that is not in the directory (renamed, moved, a typo): its
+/// attributes may be what restricts its members (a Filter-Id), so the login is refused
+/// rather than accepted without them. An allow or exempt group that is missing just has no
+/// members.
+#[test]
+fn a_group_attributes_group_missing_from_the_directory_refuses_the_login() {
+    let slapd = directory();
+    let gone = group_dn("renamed-away");
+    let clients = format!(
+        r#"
+[[client]]
+name = "vpn"
+address = "127.0.0.1"
+secret = "{SECRET}"
+
+[[client.group_attributes]]
+group = "{gone}"
+attributes = ["Filter-Id = restricted"]
+"#
+    );
+    let srv = with_clients(&slapd, &clients);
+    let seed = srv.enroll("alice", &[]);
+    let host = srv.addr.to_string();
+    let r1 = radclient(
+        &host,
+        SECRET,
+        "User-Name = alice, User-Password = \"alice-pw\", Message-Authenticator = 0x00",
+    );
+    assert_eq!(r1.code, "Access-Challenge", "{}", r1.output);
+    let state = r1.state.expect("State");
+    let code = totp(&seed, now(), &[]);
+    let r2 = radclient(
+        &host,
+        SECRET,
+        &format!(
+            "User-Name = alice, User-Password = {code}, State = {state}, \
+             Message-Authenticator = 0x00"
+        ),
+    );
+    assert_eq!(r2.code, "Access-Reject", "{}\n{}", r2.output, srv.log());
+    let rec = &srv.audit_json("alice")[0];
+    assert!(
+        rec["reason"]
+            .as_str()
+            .unwrap()
+            .contains("is not in the directory"),
+        "{rec}"
+    );
+}
+
 /// `config check --connect --user`: each LDAP URL on its own (a dead one named), the store,
 /// and what a login for the user would find: the entry, the groups per client, the tokens.
 #[test]

@@ -214,9 +214,14 @@ async fn group_membership_by_member_dn_and_by_member_uid() {
         .is_member("bob", &bob, &group_dn("admins"))
         .await
         .unwrap());
-    // A group the directory does not have has no members (and is no error).
+    // A group the directory does not have is said so: the caller decides (nobody is a
+    // member of an allow or exempt group; a login whose group_attributes name it is
+    // refused).
     let missing = group_dn("no-such-group");
-    assert!(!auth.is_member("alice", &alice, &missing).await.unwrap());
+    assert!(matches!(
+        auth.is_member("alice", &alice, &missing).await,
+        Err(AuthError::NoSuchGroup(g)) if g == missing
+    ));
     // A DN with filter metacharacters is escaped, not interpreted: no wildcard membership.
     let mut forged = alice.clone();
     forged.dn = "*".into();

@@ -31,15 +31,9 @@ impl LdapAuth {
             .await?;
         match res.rc {
             0 => Ok(!entries.is_empty()),
-            NO_SUCH_OBJECT => {
-                // A typo in the config must not read as "member" — nor stop every login:
-                // nobody is a member, and the admin is told.
-                tracing::warn!(
-                    group = group_dn,
-                    "group not found in the directory; it has no members"
-                );
-                Ok(false)
-            }
+            // A typo in the config must not read as "member"; the caller decides what it
+            // means (for allow/exempt groups: nobody is a member, and the admin is told).
+            NO_SUCH_OBJECT => Err(AuthError::NoSuchGroup(group_dn.to_string())),
             _ => Err(AuthError::Ldap(format!("group search {group_dn}: {res}"))),
         }
     }

@@ -129,6 +129,11 @@ pub enum AuthError {
     Tls(String),
     #[error("upstream RADIUS: {0}")]
     Upstream(String),
+    /// A configured group's entry is not in the directory (a typo, a group renamed or
+    /// moved). Nobody is its member for allow_groups and exempt_groups; a login whose
+    /// group_attributes name it is refused (see `pipeline::accept_attributes`).
+    #[error("group {0} is not in the directory")]
+    NoSuchGroup(String),
 }
 
 #[async_trait]

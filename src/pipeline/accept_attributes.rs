@@ -6,6 +6,7 @@
 //! attributes could put the user under a broader default policy on the NAS.
 
 use super::{Fault, RequestContext, Verdict};
+use crate::auth::AuthError;
 use crate::radius::ReplyCode;
 use crate::store::durability;
 
@@ -57,8 +58,25 @@ async fn add_group_attributes(
         },
     };
     for (group, attributes) in &rules.by_group {
-        if primary.is_member(user, &info, group).await? {
-            v.reply.attributes.extend(attributes.iter().cloned());
+        match primary.is_member(user, &info, group).await {
+            Ok(true) => v.reply.attributes.extend(attributes.iter().cloned()),
+            Ok(false) => {}
+            // A renamed or moved group whose attributes restrict (a Filter-Id for
+            // contractors): accepting without them would put its members under the NAS's
+            // broader default. A setting to fix, not a directory outage: a Reject, not a fault.
+            Err(AuthError::NoSuchGroup(g)) => {
+                tracing::warn!(
+                    group = g.as_str(),
+                    "group_attributes: group not found in the directory"
+                );
+                let info = v.info.take();
+                *v = Verdict::reject(format!(
+                    "group_attributes group {g} is not in the directory (renamed or moved?)"
+                ))
+                .with_info(info);
+                return Ok(());
+            }
+            Err(e) => return Err(e.into()),
         }
     }
     Ok(())

@@ -4,7 +4,7 @@
 //! without a second factor. A directory failure during the check refuses the login.
 
 use super::{Fault, RequestContext, Verdict};
-use crate::auth::UserInfo;
+use crate::auth::{AuthError, UserInfo};
 
 pub enum Membership {
     /// No rule stops the login; the second factor follows.
@@ -40,8 +40,17 @@ async fn first_member<'g>(
     groups: &'g [String],
 ) -> Result<Option<&'g str>, Fault> {
     for g in groups {
-        if ctx.primary.is_member(user, info, g).await? {
-            return Ok(Some(g));
+        match ctx.primary.is_member(user, info, g).await {
+            Ok(true) => return Ok(Some(g)),
+            Ok(false) => {}
+            // Not "member" — nor a fault that would stop every login: nobody is a member.
+            Err(AuthError::NoSuchGroup(_)) => {
+                tracing::warn!(
+                    group = g,
+                    "group not found in the directory; it has no members"
+                )
+            }
+            Err(e) => return Err(e.into()),
         }
     }
     Ok(None)
