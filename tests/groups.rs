@@ -535,10 +535,10 @@ accept_attributes = ["Filter-Id = a{acl}", "Filter-Id = b{acl}"]
         ),
     );
     let sock = srv.udp();
-    let login = |id: u8, proxy_states: usize| {
+    let login_from = |id: u8, proxy_states: usize, station: &[u8]| {
         let mut b = AccessRequestBuilder::new(id, "alice")
             .password(b"alice-pw")
-            .attribute(31, b"198.51.100.7");
+            .attribute(31, station);
         for _ in 0..proxy_states {
             b = b.proxy_state(&[b'p'; 253]);
         }
@@ -548,6 +548,7 @@ accept_attributes = ["Filter-Id = a{acl}", "Filter-Id = b{acl}"]
         let n = sock.recv(&mut buf).expect("an answer");
         parse_reply(&buf[..n]).unwrap()
     };
+    let login = |id: u8, proxy_states: usize| login_from(id, proxy_states, b"198.51.100.7");
     let roomy = login(1, 1);
     assert_eq!(roomy.code, 2, "Access-Accept");
     assert_eq!(roomy.attributes.iter().filter(|a| a.0 == 11).count(), 2);
@@ -560,6 +561,17 @@ accept_attributes = ["Filter-Id = a{acl}", "Filter-Id = b{acl}"]
         rec["reason"].as_str().unwrap().contains("do not fit"),
         "{rec}"
     );
+
+    // A one-time bypass is used only by an Accept that stands: refused for want of room,
+    // it is still there for the next try.
+    let out = srv.cli(&["user", "bypass", "alice"]);
+    assert!(out.status.success(), "{out:?}");
+    let elsewhere = b"203.0.113.9";
+    assert_eq!(login_from(3, 15, elsewhere).code, 3, "Access-Reject");
+    let r = login_from(4, 1, elsewhere);
+    assert_eq!(r.code, 2, "the bypass was kept: Access-Accept");
+    assert_eq!(last_audit(&srv, "alice")["mode"], "bypass");
+    assert_eq!(login_from(5, 1, elsewhere).code, 3, "used once");
 }
 
 /// The same for an Access-Challenge whose State does not fit: sent without it, the code

@@ -10,29 +10,43 @@ use crate::app::AppState;
 use crate::auth::UserInfo;
 use crate::store::{durability, UserProfile};
 
-/// An Accept if a bypass was waiting for this user and this login took it.
+/// The audit mode of a login the bypass lets in (see [`claim`]).
+pub const MODE: &str = "bypass";
+
+/// An Accept if a bypass is waiting for this user (the snapshot read before the directory
+/// says so). Not yet used: [`claim`] takes it once the login's Accept is final, so a login
+/// refused after this (a group's attributes the directory cannot give, an Accept that does
+/// not fit beside the request's Proxy-State) leaves it for the next try.
 pub async fn take(
     app: &AppState,
-    user: &str,
+    _user: &str,
     profile: &UserProfile,
     info: &UserInfo,
 ) -> Result<Option<Verdict>, Fault> {
-    let now = app.clock.now();
-    // The snapshot read before the directory says whether to try: no write otherwise.
-    if !profile.bypass_pending(now) {
-        return Ok(None);
-    }
-    if !app.store.take_bypass(user, now).await? {
-        // Taken by a racing login or expired since the snapshot. On PostgreSQL the write
-        // opened this request's transaction, which holds a pooled connection; the login goes
-        // on to reads that take another and may wait for the user's turn, so under a full
-        // pool it would wait while holding one. Committing the no-op releases it.
-        durability::settle().await?;
+    if !profile.bypass_pending(app.clock.now()) {
         return Ok(None);
     }
     Ok(Some(Verdict::accept(
-        "bypass",
+        MODE,
         Some("one-time bypass set by an admin; used".into()),
         info.clone(),
     )))
+}
+
+/// Uses the bypass a final Accept of mode [`MODE`] rests on. The store clears it in the
+/// statement that checks it: of two logins racing on two nodes, one gets in; the other, and
+/// a login whose bypass expired meanwhile, is refused.
+/// Takes the verdict and gives it back, or the refusal.
+pub async fn claim(app: &AppState, user: &str, mut v: Verdict) -> Result<Verdict, Fault> {
+    if app.store.take_bypass(user, app.clock.now()).await? {
+        return Ok(v);
+    }
+    // On PostgreSQL the write opened this request's transaction, which holds a pooled
+    // connection: committing the no-op releases it.
+    durability::settle().await?;
+    let info = v.info.take();
+    Ok(
+        Verdict::reject("one-time bypass already used by another login, or expired")
+            .with_info(info),
+    )
 }

@@ -372,6 +372,31 @@ async fn decide(
         Some(state) => followup::answer(app, ctx, req, user, &state).await?,
         None => login::start(app, ctx, req, user).await?,
     };
+    if v.reply.code == ReplyCode::Accept {
+        // Boxed: the attribute searches and the bypass's write would otherwise sit in every
+        // request's future (a Reject or a Challenge needs neither).
+        return Box::pin(finish_accept(app, ctx, req, user, v)).await;
+    }
+    if v.reply.code == ReplyCode::Challenge && !crate::radius::state_fits(req, &v.reply) {
+        let info = v.info.take();
+        v = Verdict::reject(
+            "the Access-Challenge's State does not fit in one packet beside the request's \
+             Proxy-State; refused rather than sent without it",
+        )
+        .with_info(info);
+    }
+    Ok(v)
+}
+
+/// An Accept's last steps: the client's and the groups' attributes, whether they fit, and
+/// the bypass it rests on used only now that it stands (see `bypass::take`).
+async fn finish_accept(
+    app: &AppState,
+    ctx: &RequestContext,
+    req: &Request,
+    user: &str,
+    mut v: Verdict,
+) -> Result<Verdict, Fault> {
     accept_attributes::add(ctx, user, &mut v).await?;
     if v.reply.code == ReplyCode::Accept && !crate::radius::attributes_fit(req, &v.reply) {
         // Sent without some of them, the Accept could leave the user on the NAS's broader
@@ -383,13 +408,8 @@ async fn decide(
         )
         .with_info(info);
     }
-    if v.reply.code == ReplyCode::Challenge && !crate::radius::state_fits(req, &v.reply) {
-        let info = v.info.take();
-        v = Verdict::reject(
-            "the Access-Challenge's State does not fit in one packet beside the request's \
-             Proxy-State; refused rather than sent without it",
-        )
-        .with_info(info);
+    if v.reply.code == ReplyCode::Accept && v.mode == bypass::MODE {
+        v = bypass::claim(app, user, v).await?;
     }
     Ok(v)
 }
