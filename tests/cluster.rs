@@ -1057,14 +1057,7 @@ fn reading_commands_do_not_set_up_a_postgres_store() {
     let slapd = directory();
     let pg = PgCluster::shared();
     let url = pg.fresh_database();
-    let db = url
-        .rsplit('/')
-        .next()
-        .unwrap()
-        .split('?')
-        .next()
-        .unwrap()
-        .to_string();
+    let db = PgCluster::database_of(&url);
     let dir = tempfile::tempdir().unwrap();
     let config = pg_config(dir.path(), &slapd, &url, "node-a", "");
     // The key file exists (copied from a node, as ha.md says), so only the database is new.

@@ -150,6 +150,15 @@ mod tests {
     const SEED: &[u8] = b"12345678901234567890";
 
     async fn store_with(kind: TokenKind, extra: TokenExtra) -> SqliteStore {
+        store_with_token(kind, 6, 0, extra).await
+    }
+
+    async fn store_with_token(
+        kind: TokenKind,
+        digits: u32,
+        counter: u64,
+        extra: TokenExtra,
+    ) -> SqliteStore {
         let store = SqliteStore::open_in_memory(Sealer::from_key([1; 32]))
             .await
             .unwrap();
@@ -158,9 +167,9 @@ mod tests {
             user: Some("alice".into()),
             kind,
             algorithm: OtpAlgorithm::Sha1,
-            digits: 6,
+            digits,
             period: 30,
-            counter: 0,
+            counter,
             secret: Secret::new(SEED.to_vec()),
         };
         store.import_tokens(&[(t, extra)], false).await.unwrap();
@@ -229,23 +238,7 @@ mod tests {
                     && (c + 2..=c + 1 + o.hotp.window).any(|t| one_digit(t) == one_digit(c))
             })
             .unwrap();
-        let store = SqliteStore::open_in_memory(Sealer::from_key([1; 32]))
-            .await
-            .unwrap();
-        let t = NewToken {
-            serial: "T".into(),
-            user: Some("alice".into()),
-            kind: TokenKind::Hotp,
-            algorithm: OtpAlgorithm::Sha1,
-            digits: 1,
-            period: 0,
-            counter: first,
-            secret: Secret::new(SEED.to_vec()),
-        };
-        store
-            .import_tokens(&[(t, TokenExtra::default())], false)
-            .await
-            .unwrap();
+        let store = store_with_token(TokenKind::Hotp, 1, first, TokenExtra::default()).await;
         let watched = one_digit(first);
         assert!(accepted(&check(&store, &o, &watched, 0).await));
         assert_eq!(check(&store, &o, &watched, 0).await, TokenCheck::Replayed);

@@ -174,6 +174,12 @@ impl PgCluster {
         self.url_for("postgres")
     }
 
+    /// The database name in a URL [`PgCluster::fresh_database`] gave.
+    pub fn database_of(url: &str) -> String {
+        let last = url.rsplit('/').next().unwrap_or_default();
+        last.split('?').next().unwrap_or_default().to_string()
+    }
+
     /// A new, empty database; returns its URL.
     pub fn fresh_database(&self) -> String {
         static N: AtomicU32 = AtomicU32::new(0);

@@ -71,16 +71,9 @@ async fn nodes_starting_together_migrate_once() {
     for h in handles {
         h.await.unwrap().expect("every node starts");
     }
-    let db = settings
-        .url
-        .expose_str()
-        .unwrap()
-        .rsplit('/')
-        .next()
-        .unwrap();
-    let db = db.split('?').next().unwrap();
+    let db = PgCluster::database_of(settings.url.expose_str().unwrap());
     let applied = cluster.psql(
-        db,
+        &db,
         "SELECT COUNT(*), COUNT(DISTINCT version) FROM _sqlx_migrations WHERE success",
     );
     let files = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres"))
@@ -101,14 +94,7 @@ async fn an_older_release_starts_on_a_schema_a_newer_one_migrated() {
     let sealer = super::test_sealer();
     let store = PgStore::open(&settings, sealer.clone()).await.unwrap();
     store.close().await;
-    let db = url
-        .rsplit('/')
-        .next()
-        .unwrap()
-        .split('?')
-        .next()
-        .unwrap()
-        .to_string();
+    let db = PgCluster::database_of(&url);
     // What a future release's migration leaves behind: a new column, and its record.
     cluster.psql(
         &db,
@@ -144,14 +130,7 @@ async fn a_migration_waiting_for_a_lock_does_not_stall_the_serving_nodes() {
     PgStore::open(&settings, super::test_sealer())
         .await
         .unwrap();
-    let db = url
-        .rsplit('/')
-        .next()
-        .unwrap()
-        .split('?')
-        .next()
-        .unwrap()
-        .to_string();
+    let db = PgCluster::database_of(&url);
     // The database as the previous release left it: the last migration not yet applied.
     let last: i64 = cluster
         .psql(&db, "SELECT MAX(version) FROM _sqlx_migrations")
@@ -238,12 +217,7 @@ async fn two_nodes_consume_steps_states_and_count_failures_once() {
 async fn the_store_keeps_read_committed_whatever_the_database_default() {
     let cluster = PgCluster::shared();
     let url = cluster.fresh_database();
-    let db = url
-        .rsplit('/')
-        .next()
-        .and_then(|t| t.split('?').next())
-        .unwrap()
-        .to_string();
+    let db = PgCluster::database_of(&url);
     cluster.psql(
         "postgres",
         &format!("ALTER DATABASE {db} SET default_transaction_isolation = 'serializable'"),
@@ -385,8 +359,8 @@ async fn database_dump_reveals_no_seed() {
         .add_token(battery::hotp("SERIAL-PG-KNOWN", Some("alice"), known, 0))
         .await
         .unwrap();
-    let db = url.rsplit('/').next().unwrap().split('?').next().unwrap();
-    let dump = cluster.pg_dump(db);
+    let db = PgCluster::database_of(&url);
+    let dump = cluster.pg_dump(&db);
     assert!(
         super::contains(&dump, b"SERIAL-PG-CHECK"),
         "control: the dump holds the serial"
