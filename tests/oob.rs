@@ -1037,6 +1037,27 @@ fn app_passwords_on_legacy_clients_only_and_delete_all_revokes() {
         ],
     );
     assert_ne!(code_of(&vpn), "Access-Accept", "no bypass left: {vpn}");
+
+    // An app password belongs to the directory entry that first used it: the name given to
+    // another account since (a leaver's, reused for a new hire; here bob's entry gets a new
+    // DN) does not pass it on.
+    let bobs = cli_ok(&srv, &["user", "app-password", "add", "bob"]);
+    let bob = |p: &str| py(&srv, &["--user", "bob", "--password", p]);
+    assert_eq!(code_of(&bob(bobs.trim())), "Access-Accept");
+    slapd.modify(
+        "dn: uid=bob,ou=people,dc=example,dc=org\nchangetype: modrdn\n\
+         newrdn: cn=bob-rehired\ndeleteoldrdn: 0\n",
+    );
+    let r = bob(bobs.trim());
+    assert_eq!(code_of(&r), "Access-Reject", "{r}");
+    let rec = &srv.audit_json("bob")[0];
+    assert!(
+        rec["reason"]
+            .as_str()
+            .unwrap()
+            .contains("app password of another directory entry (uid=bob,"),
+        "{rec}"
+    );
 }
 
 #[test]

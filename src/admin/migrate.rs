@@ -350,6 +350,7 @@ mod tables {
                 ("user", Text),
                 ("label", Text),
                 ("hash", Text),
+                ("dn", Text),
                 ("created_at", Int),
                 ("last_used_at", Int),
             ],

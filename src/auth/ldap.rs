@@ -896,7 +896,7 @@ impl LdapAuth {
 
 /// Two spellings of one DN: attribute types and (for the directories radmfa meets) values
 /// compare without case, and spaces around `,` and `=` are not part of it (RFC 4514).
-fn same_dn(a: &str, b: &str) -> bool {
+pub(crate) fn same_dn(a: &str, b: &str) -> bool {
     fn canonical(dn: &str) -> Vec<String> {
         dn.split(',')
             .map(|rdn| {

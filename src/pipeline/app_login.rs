@@ -33,7 +33,8 @@ pub async fn try_app_password(
 ) -> Result<Option<Verdict>, Fault> {
     let stored = app.store.app_passwords(user).await?;
     let typed = field.expose_str().unwrap_or_default().to_string();
-    let hashes: Vec<(i64, String)> = stored.into_iter().map(|p| (p.id, p.hash)).collect();
+    let hashes: Vec<(i64, String, Option<String>)> =
+        stored.into_iter().map(|p| (p.id, p.hash, p.dn)).collect();
     // argon2 takes milliseconds of CPU: off the async workers, and no more at once than
     // there are cores, so a flood of logins on this client queues (and meets the request
     // deadline) instead of starting a blocking thread each.
@@ -53,12 +54,12 @@ pub async fn try_app_password(
         }
         hashes
             .into_iter()
-            .find(|(_, h)| app_password::verify(&typed, h))
-            .map(|(id, _)| id)
+            .find(|(_, h, _)| app_password::verify(&typed, h))
+            .map(|(id, _, dn)| (id, dn))
     })
     .await
     .unwrap_or(None);
-    let Some(id) = matched else {
+    let Some((id, bound_to)) = matched else {
         return Ok(None);
     };
     let serial = Some(format!("app-password-{id}"));
@@ -92,7 +93,25 @@ pub async fn try_app_password(
         v.token_serial = serial;
         return Ok(Some(v));
     }
-    app.store.touch_app_password(id, app.clock.now()).await?;
+    // An app password belongs to the entry that first used it: a name given to another
+    // account since (a leaver's, reused for a new hire) does not pass the old one's app
+    // passwords on. (One made before radmfa recorded entries binds at its next use.)
+    if let Some(bound) = bound_to.as_deref().filter(|d| !d.is_empty()) {
+        if !info.dn.is_empty() && !crate::auth::ldap::same_dn(bound, &info.dn) {
+            let mut v = Verdict::reject(format!(
+                "app password of another directory entry ({bound}); the name is {}'s now: \
+                 delete it (user app-password delete)",
+                info.dn
+            ));
+            v.mode = "app-password";
+            v.token_serial = serial;
+            return Ok(Some(v));
+        }
+    }
+    let dn = Some(info.dn.as_str()).filter(|d| !d.is_empty());
+    app.store
+        .touch_app_password(id, app.clock.now(), dn)
+        .await?;
     tracing::debug!(user, nas = %ctx.client.name, "app password accepted");
     Ok(Some(Verdict {
         token_serial: serial,

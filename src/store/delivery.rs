@@ -41,6 +41,8 @@ pub struct AppPassword {
     pub hash: String,
     pub created_at: i64,
     pub last_used_at: Option<i64>,
+    /// The directory entry that first used it (see `Store::touch_app_password`).
+    pub dn: Option<String>,
 }
 
 /// One sliding-window limit for [`super::Store::take_send_slot`].

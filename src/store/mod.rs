@@ -613,9 +613,15 @@ pub trait Store: Send + Sync + 'static {
         let _ = user;
         Err(StoreError::Unsupported("delete_app_passwords"))
     }
-    /// Records that an app password was just used.
-    async fn touch_app_password(&self, id: i64, now: i64) -> Result<(), StoreError> {
-        let _ = (id, now);
+    /// Records that an app password was just used, and by which directory entry if none is
+    /// recorded yet (`dn`; None where there is no directory): it is that entry's from then on.
+    async fn touch_app_password(
+        &self,
+        id: i64,
+        now: i64,
+        dn: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let _ = (id, now, dn);
         Err(StoreError::Unsupported("touch_app_password"))
     }
     /// Atomically: if every limit has fewer than `max` events in `(now - window_secs, now]`,

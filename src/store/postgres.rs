@@ -613,8 +613,13 @@ impl Store for PgStore {
         self.delete_app_passwords_impl(user).await
     }
 
-    async fn touch_app_password(&self, id: i64, now: i64) -> Result<(), StoreError> {
-        self.touch_app_password_impl(id, now).await
+    async fn touch_app_password(
+        &self,
+        id: i64,
+        now: i64,
+        dn: Option<&str>,
+    ) -> Result<(), StoreError> {
+        self.touch_app_password_impl(id, now, dn).await
     }
 
     async fn take_send_slot(

@@ -183,7 +183,7 @@ impl SqliteStore {
         user: &str,
     ) -> Result<Vec<AppPassword>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, user, label, hash, created_at, last_used_at FROM app_passwords \
+            "SELECT id, user, label, hash, created_at, last_used_at, dn FROM app_passwords \
              WHERE user = ?1 ORDER BY id",
         )
         .bind(user)
@@ -198,6 +198,7 @@ impl SqliteStore {
                     hash: r.try_get("hash")?,
                     created_at: r.try_get("created_at")?,
                     last_used_at: r.try_get("last_used_at")?,
+                    dn: r.try_get("dn")?,
                 })
             })
             .collect()
@@ -228,12 +229,16 @@ impl SqliteStore {
         &self,
         id: i64,
         now: i64,
+        dn: Option<&str>,
     ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE app_passwords SET last_used_at = ?2 WHERE id = ?1")
-            .bind(id)
-            .bind(now)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "UPDATE app_passwords SET last_used_at = ?2, dn = COALESCE(dn, ?3) WHERE id = ?1",
+        )
+        .bind(id)
+        .bind(now)
+        .bind(dn)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 

@@ -1784,10 +1784,25 @@ pub async fn app_passwords_add_list_delete(store: &dyn Store) {
     assert_eq!(list[0].label.as_deref(), Some("phone"));
     assert_eq!(list[0].hash, "$argon2id$one");
     assert_eq!((list[0].created_at, list[0].last_used_at), (T, None));
-    store.touch_app_password(a1, T + 60).await.unwrap();
+    assert_eq!(list[0].dn, None);
+    let entry = "uid=alice,ou=people,dc=example,dc=org";
+    store
+        .touch_app_password(a1, T + 60, Some(entry))
+        .await
+        .unwrap();
+    let used = &store.app_passwords("alice").await.unwrap()[0];
     assert_eq!(
-        store.app_passwords("alice").await.unwrap()[0].last_used_at,
-        Some(T + 60)
+        (used.last_used_at, used.dn.as_deref()),
+        (Some(T + 60), Some(entry))
+    );
+    // The first entry stays: a later use under another entry does not rebind it.
+    store
+        .touch_app_password(a1, T + 90, Some("uid=other,dc=example,dc=org"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.app_passwords("alice").await.unwrap()[0].dn.as_deref(),
+        Some(entry)
     );
     // Only the owner's ids can be deleted.
     assert!(!store.delete_app_password("alice", b1).await.unwrap());

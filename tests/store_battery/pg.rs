@@ -137,18 +137,18 @@ async fn a_migration_waiting_for_a_lock_does_not_stall_the_serving_nodes() {
         .parse()
         .unwrap();
     assert_eq!(
-        last, 8,
-        "this test undoes migration 8; update it with the next one"
+        last, 9,
+        "this test undoes migration 9; update it with the next one"
     );
     cluster.psql(
         &db,
-        "ALTER TABLE user_profile DROP COLUMN logins_forgotten_at; \
-         DELETE FROM _sqlx_migrations WHERE version = 8",
+        "ALTER TABLE app_passwords DROP COLUMN dn; \
+         DELETE FROM _sqlx_migrations WHERE version = 9",
     );
 
     let mut idle = sqlx::PgConnection::connect(&url).await.unwrap();
     sqlx::query("BEGIN").execute(&mut idle).await.unwrap();
-    sqlx::query("SELECT COUNT(*) FROM user_profile")
+    sqlx::query("SELECT COUNT(*) FROM app_passwords")
         .execute(&mut idle)
         .await
         .unwrap();
@@ -161,7 +161,7 @@ async fn a_migration_waiting_for_a_lock_does_not_stall_the_serving_nodes() {
     let started = Instant::now();
     while cluster.psql(
         &db,
-        "SELECT COUNT(*) FROM pg_locks WHERE NOT granted AND relation = 'user_profile'::regclass",
+        "SELECT COUNT(*) FROM pg_locks WHERE NOT granted AND relation = 'app_passwords'::regclass",
     ) == "0"
     {
         assert!(
@@ -175,7 +175,7 @@ async fn a_migration_waiting_for_a_lock_does_not_stall_the_serving_nodes() {
     let mut serving = sqlx::PgConnection::connect(&url).await.unwrap();
     let read = tokio::time::timeout(
         radmfa::store::postgres::MIGRATION_LOCK_TIMEOUT + Duration::from_secs(8),
-        sqlx::query("SELECT COUNT(*) FROM user_profile").execute(&mut serving),
+        sqlx::query("SELECT COUNT(*) FROM app_passwords").execute(&mut serving),
     )
     .await;
     assert!(
@@ -190,12 +190,12 @@ async fn a_migration_waiting_for_a_lock_does_not_stall_the_serving_nodes() {
         .expect("the migration finishes once the lock is free")
         .unwrap()
         .expect("the migration succeeds on a later try");
-    assert_eq!(version, 8);
+    assert_eq!(version, 9);
     assert_eq!(
         cluster.psql(
             &db,
             "SELECT COUNT(*) FROM information_schema.columns \
-             WHERE table_name = 'user_profile' AND column_name = 'logins_forgotten_at'",
+             WHERE table_name = 'app_passwords' AND column_name = 'dn'",
         ),
         "1"
     );

@@ -195,7 +195,7 @@ impl PgStore {
         user: &str,
     ) -> Result<Vec<AppPassword>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, username, label, hash, created_at, last_used_at FROM app_passwords \
+            "SELECT id, username, label, hash, created_at, last_used_at, dn FROM app_passwords \
              WHERE username = $1 ORDER BY id",
         )
         .bind(user)
@@ -210,6 +210,7 @@ impl PgStore {
                     hash: r.try_get("hash")?,
                     created_at: r.try_get("created_at")?,
                     last_used_at: r.try_get("last_used_at")?,
+                    dn: r.try_get("dn")?,
                 })
             })
             .collect()
@@ -244,13 +245,17 @@ impl PgStore {
         &self,
         id: i64,
         now: i64,
+        dn: Option<&str>,
     ) -> Result<(), StoreError> {
         let mut w = self.writer().await?;
-        let r = sqlx::query("UPDATE app_passwords SET last_used_at = $2 WHERE id = $1")
-            .bind(id)
-            .bind(now)
-            .execute(w.conn())
-            .await;
+        let r = sqlx::query(
+            "UPDATE app_passwords SET last_used_at = $2, dn = COALESCE(dn, $3) WHERE id = $1",
+        )
+        .bind(id)
+        .bind(now)
+        .bind(dn)
+        .execute(w.conn())
+        .await;
         w.done(r)?;
         Ok(())
     }
