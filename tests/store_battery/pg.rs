@@ -297,6 +297,18 @@ async fn node_with_another_key_refuses_to_start() {
         .await
         .unwrap();
     store.close().await;
+    // A node without its key file makes none for it (it would only be a wrong one).
+    let no_key = tempfile::tempdir().unwrap();
+    let missing = no_key.path().join("radmfa.key");
+    let err = PgStore::open_with_key_file(&settings, &missing)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("copy the key file"), "{err}");
+    assert!(
+        !missing.exists(),
+        "a new key file was made for a database with seeds"
+    );
     let err = PgStore::open(&settings, Sealer::from_key([3; 32]))
         .await
         .unwrap_err();

@@ -203,9 +203,20 @@ impl PgStore {
             path: key_file.display().to_string(),
             reason: reason.into(),
         };
+        // In use: a key recorded, or seeds sealed with one (a key_check row lost to a partial
+        // restore): a new key file would only be a wrong one left behind.
+        let in_use = || async {
+            Ok::<_, StoreError>(
+                stored_key_check(&pool).await?.is_some()
+                    || sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM tokens")
+                        .fetch_one(&pool)
+                        .await?
+                        > 0,
+            )
+        };
         let sealer = if key_file.exists() {
             KeyFile::load(key_file)?
-        } else if stored_key_check(&pool).await?.is_some() {
+        } else if in_use().await? {
             return Err(key_err(
                 "does not exist, and this database is already in use: copy the key file \
                  from a node that uses this database (all nodes share one key file)",
