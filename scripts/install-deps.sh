@@ -32,12 +32,13 @@ fi
 # would hold port 1812): the tests run their own. Only the services of packages installed
 # just now: one that was there before may be someone's real directory or RADIUS server.
 SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-# Where systemd is not PID 1 (containers), the packages' init scripts started them: stop
-# those with `service`.
+# Disabled too, so a reboot does not bring them back listening on every interface. Where
+# systemd is not PID 1 (containers), the packages' init scripts started them: stop those
+# with `service`.
 for svc in slapd radsecproxy tinyproxy freeradius; do
   [[ " ${missing[*]} " == *" $svc "* ]] || continue
   if command -v systemctl >/dev/null && systemctl is-active --quiet "$svc" 2>/dev/null; then
-    $SUDO systemctl stop "$svc" || true
+    $SUDO systemctl disable --now "$svc" >/dev/null 2>&1 || $SUDO systemctl stop "$svc" || true
   elif command -v service >/dev/null && [ -x "/etc/init.d/$svc" ]; then
     $SUDO service "$svc" stop >/dev/null 2>&1 || true
   fi
