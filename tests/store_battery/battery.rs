@@ -2134,34 +2134,22 @@ pub async fn remembered_logins_are_purged_and_forgotten(store: &dyn Store) {
         "the mark is no user"
     );
 
+    // alice's rows after one more verified at `at` is written.
+    let kept_after = |station: &'static str, at: i64| async move {
+        store
+            .remember_login(&remembered("vpn", station, "totp", at, 300))
+            .await
+            .unwrap();
+        store.remembered_logins("alice", T).await.unwrap().len()
+    };
     // A login that passed its factor before the forget and writes its row after it (it
     // was in flight) does not bring it back.
-    store
-        .remember_login(&remembered("vpn", "late", "totp", T + 5, 300))
-        .await
-        .unwrap();
-    assert!(store
-        .remembered_logins("alice", T)
-        .await
-        .unwrap()
-        .is_empty());
+    assert_eq!(kept_after("late", T + 5).await, 0);
     // Verified in the forget's own second: the clock cannot tell it from one before (the
     // race the mark is for takes milliseconds), so it is not remembered either; the login
     // itself went through.
-    store
-        .remember_login(&remembered("vpn", "same-second", "totp", T + 10, 300))
-        .await
-        .unwrap();
-    assert!(store
-        .remembered_logins("alice", T)
-        .await
-        .unwrap()
-        .is_empty());
-    store
-        .remember_login(&remembered("vpn", "next-second", "totp", T + 11, 300))
-        .await
-        .unwrap();
-    assert_eq!(store.remembered_logins("alice", T).await.unwrap().len(), 1);
+    assert_eq!(kept_after("same-second", T + 10).await, 0);
+    assert_eq!(kept_after("next-second", T + 11).await, 1);
     // A forget that records an earlier moment does not move the mark back.
     assert_eq!(store.forget_logins("alice", T).await.unwrap(), 1);
     store

@@ -208,10 +208,9 @@ impl PgStore {
         let in_use = || async {
             Ok::<_, StoreError>(
                 stored_key_check(&pool).await?.is_some()
-                    || sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM tokens")
+                    || sqlx::query_scalar::<_, bool>("SELECT EXISTS (SELECT 1 FROM tokens)")
                         .fetch_one(&pool)
-                        .await?
-                        > 0,
+                        .await?,
             )
         };
         let sealer = if key_file.exists() {
