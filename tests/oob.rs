@@ -155,14 +155,15 @@ fn wrong_sms_codes_lock_the_second_factor() {
 }
 
 /// Wrong SMS answers sent all at once to one prompt (the NAS's State is all it takes) are
-/// checked one at a time against the lockout: `threshold` of them are checked, the rest
-/// find the second factor locked or the prompt closed. Checked unserialised, all forty would be compared with
-/// the code, and one right guess among them would get in.
+/// checked one at a time against the lockout: with more attempts allowed at the prompt
+/// than the lockout's threshold, `threshold` of them are checked, the rest find the second
+/// factor locked, the prompt closed or its attempts taken. Checked unserialised, all forty
+/// would be compared with the code, and one right guess among them would get in.
 #[test]
 fn sms_answers_sent_at_once_are_stopped_by_the_lockout() {
     let slapd = directory();
     let standin = Standin::start();
-    let lockout = "[lockout]\nthreshold = 3\nduration_secs = 600\n";
+    let lockout = "[lockout]\nthreshold = 3\nduration_secs = 600\n[challenge]\nmax_attempts = 10\n";
     let srv = start(&slapd, &standin, "", lockout, &sms_client(""));
     let r = login(&srv, "alice", ALICE_PW);
     assert_eq!(code_of(&r), "Access-Challenge", "{r}");
@@ -195,9 +196,12 @@ fn sms_answers_sent_at_once_are_stopped_by_the_lockout() {
     let audit = srv.audit_json("alice");
     let with = |reason: &str| audit.iter().filter(|r| r["reason"] == reason).count();
     assert_eq!(with("wrong SMS code"), 3, "answers checked: {audit:#?}");
-    // The rest: refused in their turn, or (once the lock closed the prompt) for its State.
+    // The rest: refused in their turn, or (once the lock closed the prompt) for its State,
+    // or unchecked once the prompt's attempts were all taken.
     assert_eq!(
-        with("second factor locked") + with("unknown, used or expired State"),
+        with("second factor locked")
+            + with("unknown, used or expired State")
+            + with("State already used, or its attempts all taken"),
         usize::from(GUESSES) - 3,
         "{audit:#?}"
     );

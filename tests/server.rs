@@ -1302,6 +1302,63 @@ fn lockout_after_wrong_codes_and_unlock() {
     assert!(audit.iter().any(|r| r["result"] == "unlock"));
 }
 
+/// `[challenge] max_attempts` holds for answers sent all at once to one State: each takes
+/// an attempt before its code is checked, so however the server interleaves them, no more
+/// than `max_attempts` codes are checked (a guess beyond them could otherwise be the one
+/// accepted), and the others are refused unchecked.
+#[test]
+fn answers_sent_at_once_to_one_prompt_check_at_most_max_attempts_codes() {
+    let slapd = directory();
+    let srv = start(&slapd, |o| {
+        o.extra = "\n[challenge]\nmax_attempts = 2\n[lockout]\nthreshold = 50\n".into();
+    });
+    let seed = srv.enroll("alice", &[]);
+    let first = py_password(&srv, "alice", ALICE_PW);
+    assert_eq!(code_of(&first), "Access-Challenge", "{first}");
+    let state = hex::decode(first["state"].as_str().unwrap()).unwrap();
+    let good = totp(&seed, now(), &[]);
+    const ANSWERS: u8 = 12;
+    let sock = srv.udp();
+    let mut sent = Vec::new();
+    for id in 0..ANSWERS {
+        // Twelve different wrong codes, none the current one.
+        let wrong = format!(
+            "{:06}",
+            (good.parse::<u32>().unwrap() + 1 + u32::from(id)) % 1_000_000
+        );
+        let (pkt, auth) = AccessRequestBuilder::new(id, "alice")
+            .password(wrong.as_bytes())
+            .state(&state)
+            .build(SECRET.as_bytes());
+        sent.push(auth);
+        sock.send(&pkt).unwrap();
+    }
+    let mut codes = Vec::new();
+    let mut buf = [0u8; 4096];
+    while codes.len() < usize::from(ANSWERS) {
+        let n = sock.recv(&mut buf).expect("every answer is answered");
+        let id = usize::from(buf[1]);
+        verify_reply(&buf[..n], &sent[id], SECRET.as_bytes()).unwrap();
+        codes.push(parse_reply(&buf[..n]).unwrap().code);
+    }
+    // One wrong answer leaves the prompt open (a Challenge), every other is refused.
+    assert_eq!(codes.iter().filter(|&&c| c == 11).count(), 1, "{codes:?}");
+    assert_eq!(codes.iter().filter(|&&c| c == 3).count(), 11, "{codes:?}");
+    let audit = srv.audit_json("alice");
+    let checked = audit
+        .iter()
+        .filter(|r| r["reason"].as_str() == Some("wrong code"))
+        .count();
+    assert_eq!(checked, 2, "exactly max_attempts codes checked: {audit:#?}");
+    let show = srv.cli(&["user", "show", "alice", "--json"]);
+    assert!(show.status.success(), "{show:?}");
+    let status: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
+    assert_eq!(
+        status["failures"], 2,
+        "only the checked codes count: {status}"
+    );
+}
+
 #[test]
 fn user_without_factor_follows_client_policy() {
     let slapd = directory();

@@ -176,10 +176,12 @@ async fn totp(
     view: &UserView,
     code: &str,
 ) -> Result<Verdict, Fault> {
+    let Some(attempt) = take_attempt(app, r).await? else {
+        return Ok(Verdict::reject(NO_ATTEMPT));
+    };
     match check_code(app, user, &view.tokens, view.standing, code).await? {
         CodeCheck::Valid { serial, mode } => {
-            // Single use: only the caller that deletes the challenge may accept.
-            if !app.store.consume_challenge(&r.hash).await? {
+            if !closes(app, r, attempt).await? {
                 return Ok(Verdict::reject("State already used"));
             }
             Ok(Verdict {
@@ -205,7 +207,7 @@ async fn totp(
                 config.challenge.prompt.as_str()
             };
             let mode = oath_mode(&view.tokens);
-            let mut v = wrong_answer(app, r, mode, reason, locked, prompt).await?;
+            let mut v = wrong_answer(app, r, attempt, mode, reason, locked, prompt).await?;
             if resync && !locked && v.reply.code == ReplyCode::Reject {
                 // Out of attempts: the next login's code will do it.
                 v.reply = v.reply.with_message(RESYNC_MESSAGE);
@@ -215,11 +217,43 @@ async fn totp(
     }
 }
 
+/// Why an answer was refused unchecked.
+pub const NO_ATTEMPT: &str = "State already used, or its attempts all taken";
+
+/// Takes one of the prompt's attempts for the answer about to be checked (`None`: there is
+/// none left, and the answer must not be checked). Taken before the check, not counted
+/// after it: answers sent all at once to one State, whose checks interleave, would
+/// otherwise each be checked before any of them was counted.
+pub async fn take_attempt(app: &AppState, r: &Round<'_>) -> Result<Option<Attempt>, Fault> {
+    let max = app.config().challenge.max_attempts;
+    Ok(match app.store.take_attempt(&r.hash, max).await? {
+        ChallengeAttempt::Closed => None,
+        taken => Some(Attempt { taken, max }),
+    })
+}
+
+/// An attempt taken at a prompt that allows `max`.
+#[derive(Clone, Copy)]
+pub struct Attempt {
+    taken: ChallengeAttempt,
+    max: u32,
+}
+
+/// For a right answer: whether this request closed the prompt (single use: only the one
+/// that deletes the challenge may accept). The last attempt closed it when it was taken.
+pub async fn closes(app: &AppState, r: &Round<'_>, attempt: Attempt) -> Result<bool, Fault> {
+    Ok(match attempt.taken {
+        ChallengeAttempt::Open(_) => app.store.consume_challenge(&r.hash).await?,
+        ChallengeAttempt::Last | ChallengeAttempt::Closed => true,
+    })
+}
+
 /// A wrong code: closes the prompt if the lockout hit or attempts are used up, else asks
 /// again with the same State.
 pub async fn wrong_answer(
     app: &AppState,
     r: &Round<'_>,
+    attempt: Attempt,
     mode: &'static str,
     reason: String,
     locked: bool,
@@ -232,10 +266,9 @@ pub async fn wrong_answer(
         v.mode = mode;
         return Ok(v);
     }
-    let max = app.config().challenge.max_attempts;
-    let mut v = match app.store.fail_challenge(&r.hash, max).await? {
-        ChallengeAttempt::StillOpen(n) => {
-            let left = max.saturating_sub(n);
+    let mut v = match attempt.taken {
+        ChallengeAttempt::Open(n) => {
+            let left = attempt.max.saturating_sub(n);
             let mut reply = Reply::challenge(
                 r.state.to_vec(),
                 format!("Wrong code. {left} attempt(s) left. {prompt}"),
@@ -243,7 +276,7 @@ pub async fn wrong_answer(
             reply.session_timeout = Some((r.pending.expires_at - r.now).max(1) as u32);
             Verdict::reject(reason).with_reply(reply)
         }
-        ChallengeAttempt::Closed => Verdict::reject(reason),
+        ChallengeAttempt::Last | ChallengeAttempt::Closed => Verdict::reject(reason),
     };
     v.mode = mode;
     Ok(v)

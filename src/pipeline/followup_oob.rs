@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::followup::{wrong_answer, Round};
+use super::followup::{closes, take_attempt, wrong_answer, Round, NO_ATTEMPT};
 use super::methods::{call_verdict, Subject};
 use super::second_factor::{self, Standing};
 use super::{oob, Fault, RequestContext, Verdict};
@@ -54,13 +54,16 @@ pub async fn sms_code(
     // As for OATH codes: checked in the user's turn against the lockout as it stands, so
     // answers sent all at once (to one State or to several) are counted one after another
     // and stop at the lockout threshold.
+    let Some(attempt) = take_attempt(app, r).await? else {
+        return Ok(Verdict::reject(NO_ATTEMPT));
+    };
     let turn = app.code_turns.take(user).await;
     if second_factor::in_turn(app, &turn, user, standing)
         .await?
         .locked
     {
         let why = "second factor locked".to_string();
-        return wrong_answer(app, r, "sms", why, true, &prompt()).await;
+        return wrong_answer(app, r, attempt, "sms", why, true, &prompt()).await;
     }
     let good = txn
         .code_hash
@@ -74,10 +77,11 @@ pub async fn sms_code(
             second_factor::count_failure_after(app, &turn, user, "wrong answers", elsewhere)
                 .await?;
         drop(turn);
-        return wrong_answer(app, r, "sms", "wrong SMS code".into(), locked, &prompt()).await;
+        let why = "wrong SMS code".to_string();
+        return wrong_answer(app, r, attempt, "sms", why, locked, &prompt()).await;
     }
     // Single use, twice over: the State and the code's transaction each move exactly once.
-    if !app.store.consume_challenge(&r.hash).await?
+    if !closes(app, r, attempt).await?
         || !app
             .store
             .resolve_oob(&txn.id, OobStatus::Approved, None)

@@ -251,12 +251,17 @@ pub struct PendingChallenge {
     pub context: String,
 }
 
-/// Outcome of a wrong code against a pending challenge.
+/// An answer's claim on one of a pending challenge's `max_attempts`, taken before the
+/// answer is checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChallengeAttempt {
-    /// The challenge is still open; this many wrong codes have been entered.
-    StillOpen(u32),
-    /// The challenge is gone (attempts exhausted, or consumed/expired meanwhile).
+    /// This answer is attempt `n`, and the prompt stays open for another: a right answer
+    /// still has to consume the challenge, a wrong one leaves it open.
+    Open(u32),
+    /// This answer took the last attempt, and the challenge is already closed (deleted):
+    /// a right answer needs no consume, a wrong one ends the prompt.
+    Last,
+    /// Unknown, used or out of attempts: the answer must not be checked at all.
     Closed,
 }
 
@@ -532,8 +537,11 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes the challenge; true only for the one caller that actually removed it, so a
     /// State is consumed exactly once even when two nodes race.
     async fn consume_challenge(&self, state_hash: &[u8]) -> Result<bool, StoreError>;
-    /// Counts a wrong code; closes (deletes) the challenge when `max_attempts` is reached.
-    async fn fail_challenge(
+    /// Takes one of the challenge's `max_attempts` for an answer about to be checked;
+    /// deletes the challenge when that was the last. Atomic, so answers sent all at once to
+    /// one State (to this node or to several) check at most `max_attempts` codes between
+    /// them, however their checks interleave.
+    async fn take_attempt(
         &self,
         state_hash: &[u8],
         max_attempts: u32,

@@ -467,19 +467,32 @@ impl Store for PgStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn fail_challenge(
+    async fn take_attempt(
         &self,
         state_hash: &[u8],
         max_attempts: u32,
     ) -> Result<ChallengeAttempt, StoreError> {
         let mut w = self.writer().await?;
-        // Each caller gets a distinct `attempts` value back from the atomic increment; whoever
-        // sees the maximum (or more) deletes the row. No transaction needed.
+        if max_attempts <= 1 {
+            // The only attempt (the default): taking it is consuming the challenge.
+            let r = sqlx::query("DELETE FROM challenges WHERE state_hash = $1")
+                .bind(state_hash)
+                .execute(w.conn())
+                .await;
+            return Ok(if w.done(r)?.rows_affected() == 1 {
+                ChallengeAttempt::Last
+            } else {
+                ChallengeAttempt::Closed
+            });
+        }
+        // Each caller gets a distinct `attempts` value back from the guarded increment (one
+        // statement, atomic on any node); whoever takes the last one deletes the row.
         let r = sqlx::query_scalar(
-            "UPDATE challenges SET attempts = attempts + 1 WHERE state_hash = $1 \
-             RETURNING attempts",
+            "UPDATE challenges SET attempts = attempts + 1 \
+             WHERE state_hash = $1 AND attempts < $2 RETURNING attempts",
         )
         .bind(state_hash)
+        .bind(i64::from(max_attempts))
         .fetch_optional(w.conn())
         .await;
         let attempts: Option<i64> = w.done(r)?;
@@ -493,9 +506,9 @@ impl Store for PgStore {
                 .execute(w.conn())
                 .await;
             w.done(r)?;
-            return Ok(ChallengeAttempt::Closed);
+            return Ok(ChallengeAttempt::Last);
         }
-        Ok(ChallengeAttempt::StillOpen(attempts))
+        Ok(ChallengeAttempt::Open(attempts))
     }
 
     async fn has_open_challenge(

@@ -601,26 +601,40 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn fail_challenge(
+    async fn take_attempt(
         &self,
         state_hash: &[u8],
         max_attempts: u32,
     ) -> Result<ChallengeAttempt, StoreError> {
-        // Each caller gets a distinct `attempts` value back from the atomic increment; whoever
-        // sees the maximum (or more) deletes the row. A savepoint makes the two statements one
-        // unit inside the writer's batch.
         let hash = state_hash.to_vec();
         self.writer
             .write(move |c| {
+                if max_attempts <= 1 {
+                    // The only attempt (the default): taking it is consuming the challenge,
+                    // one statement as before attempts were taken up front.
+                    let changed = c
+                        .prepare_cached("DELETE FROM challenges WHERE state_hash = ?1")
+                        .and_then(|mut st| st.execute([&hash]))
+                        .map_err(sqlite_err)?;
+                    return Ok(if changed == 1 {
+                        ChallengeAttempt::Last
+                    } else {
+                        ChallengeAttempt::Closed
+                    });
+                }
+                // Each caller gets a distinct `attempts` value back from the guarded
+                // increment; whoever takes the last one deletes the row. A savepoint makes
+                // the two statements one unit inside the writer's batch.
                 let sp = c.savepoint().map_err(sqlite_err)?;
                 let attempts: Option<i64> = sp
                     .prepare_cached(
-                        "UPDATE challenges SET attempts = attempts + 1 WHERE state_hash = ?1 \
-                         RETURNING attempts",
+                        "UPDATE challenges SET attempts = attempts + 1 \
+                         WHERE state_hash = ?1 AND attempts < ?2 RETURNING attempts",
                     )
                     .and_then(|mut st| {
                         use rusqlite::OptionalExtension;
-                        st.query_row([&hash], |r| r.get(0)).optional()
+                        st.query_row(rusqlite::params![&hash, max_attempts], |r| r.get(0))
+                            .optional()
                     })
                     .map_err(sqlite_err)?;
                 let Some(attempts) = attempts else {
@@ -631,9 +645,9 @@ impl Store for SqliteStore {
                     sp.prepare_cached("DELETE FROM challenges WHERE state_hash = ?1")
                         .and_then(|mut st| st.execute([&hash]))
                         .map_err(sqlite_err)?;
-                    ChallengeAttempt::Closed
+                    ChallengeAttempt::Last
                 } else {
-                    ChallengeAttempt::StillOpen(attempts)
+                    ChallengeAttempt::Open(attempts)
                 };
                 sp.commit().map_err(sqlite_err)?;
                 Ok(outcome)

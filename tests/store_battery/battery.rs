@@ -47,8 +47,8 @@ where
     challenge_consumed_once(&*make().await).await;
     open_challenge_by_user_and_client(&*make().await).await;
     race_consume_challenge(make().await).await;
-    fail_challenge_closes_at_max(&*make().await).await;
-    race_fail_challenge(make().await).await;
+    take_attempt_closes_at_max(&*make().await).await;
+    race_take_attempt(make().await).await;
     purge_expired_challenges(&*make().await).await;
     close_challenges_of_one_user(&*make().await).await;
     audit_append_and_round_trip(&*make().await).await;
@@ -726,81 +726,103 @@ pub async fn race_consume_challenge(store: Arc<dyn Store>) {
     assert_eq!(store.challenge(b"s1", T).await.unwrap(), None);
 }
 
-pub async fn fail_challenge_closes_at_max(store: &dyn Store) {
+pub async fn take_attempt_closes_at_max(store: &dyn Store) {
     store
         .put_challenge(&challenge(b"s1", "alice", T + 60))
         .await
         .unwrap();
     assert_eq!(
-        store.fail_challenge(b"s1", 3).await.unwrap(),
-        ChallengeAttempt::StillOpen(1)
+        store.take_attempt(b"s1", 3).await.unwrap(),
+        ChallengeAttempt::Open(1)
     );
     assert_eq!(
         store.challenge(b"s1", T).await.unwrap().unwrap().attempts,
         1
     );
     assert_eq!(
-        store.fail_challenge(b"s1", 3).await.unwrap(),
-        ChallengeAttempt::StillOpen(2)
+        store.take_attempt(b"s1", 3).await.unwrap(),
+        ChallengeAttempt::Open(2)
     );
     assert_eq!(
-        store.fail_challenge(b"s1", 3).await.unwrap(),
-        ChallengeAttempt::Closed
+        store.take_attempt(b"s1", 3).await.unwrap(),
+        ChallengeAttempt::Last
     );
     assert_eq!(
         store.challenge(b"s1", T).await.unwrap(),
         None,
-        "closed = deleted"
+        "the last attempt closes (deletes) the challenge"
     );
     assert!(!store.consume_challenge(b"s1").await.unwrap());
     assert_eq!(
-        store.fail_challenge(b"s1", 3).await.unwrap(),
+        store.take_attempt(b"s1", 3).await.unwrap(),
         ChallengeAttempt::Closed
     );
     assert_eq!(
-        store.fail_challenge(b"unknown", 3).await.unwrap(),
+        store.take_attempt(b"unknown", 3).await.unwrap(),
         ChallengeAttempt::Closed
     );
 
-    // max_attempts 1: the first wrong code closes it.
+    // max_attempts 1: the first answer takes the only attempt and closes it.
     store
         .put_challenge(&challenge(b"s2", "alice", T + 60))
         .await
         .unwrap();
     assert_eq!(
-        store.fail_challenge(b"s2", 1).await.unwrap(),
-        ChallengeAttempt::Closed
+        store.take_attempt(b"s2", 1).await.unwrap(),
+        ChallengeAttempt::Last
     );
     assert_eq!(store.challenge(b"s2", T).await.unwrap(), None);
-}
+    assert_eq!(
+        store.take_attempt(b"s2", 1).await.unwrap(),
+        ChallengeAttempt::Closed
+    );
 
-pub async fn race_fail_challenge(store: Arc<dyn Store>) {
+    // A maximum lowered by a reload below the attempts already taken: none left.
     store
-        .put_challenge(&challenge(b"s1", "alice", T + 60))
+        .put_challenge(&challenge(b"s3", "alice", T + 60))
         .await
         .unwrap();
-    let results = race(store.clone(), |s, _| async move {
-        s.fail_challenge(b"s1", 5).await.unwrap()
-    })
-    .await;
-    for n in 1..5 {
+    for n in 1..=2 {
         assert_eq!(
-            results
-                .iter()
-                .filter(|r| **r == ChallengeAttempt::StillOpen(n))
-                .count(),
-            1,
-            "StillOpen({n}) exactly once: {results:?}"
+            store.take_attempt(b"s3", 5).await.unwrap(),
+            ChallengeAttempt::Open(n)
         );
     }
     assert_eq!(
-        results
-            .iter()
-            .filter(|r| **r == ChallengeAttempt::Closed)
-            .count(),
-        RACERS - 4
+        store.take_attempt(b"s3", 2).await.unwrap(),
+        ChallengeAttempt::Closed
     );
-    assert_eq!(store.challenge(b"s1", T).await.unwrap(), None);
+}
+
+pub async fn race_take_attempt(store: Arc<dyn Store>) {
+    for max in [1, 5] {
+        store
+            .put_challenge(&challenge(b"s1", "alice", T + 60))
+            .await
+            .unwrap();
+        let results = race(store.clone(), move |s, _| async move {
+            s.take_attempt(b"s1", max).await.unwrap()
+        })
+        .await;
+        for n in 1..max {
+            assert_eq!(
+                results
+                    .iter()
+                    .filter(|r| **r == ChallengeAttempt::Open(n))
+                    .count(),
+                1,
+                "Open({n}) exactly once: {results:?}"
+            );
+        }
+        let count = |want: ChallengeAttempt| results.iter().filter(|r| **r == want).count();
+        assert_eq!(count(ChallengeAttempt::Last), 1, "{results:?}");
+        assert_eq!(
+            count(ChallengeAttempt::Closed),
+            RACERS - max as usize,
+            "{results:?}"
+        );
+        assert_eq!(store.challenge(b"s1", T).await.unwrap(), None);
+    }
 }
 
 pub async fn purge_expired_challenges(store: &dyn Store) {
