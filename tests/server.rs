@@ -1503,6 +1503,42 @@ fn unknown_user_and_wrong_password_get_the_same_reply() {
     assert_eq!(shape[0], shape[1]);
 }
 
+/// On an inline client, an enrolled user's field without a code is refused after a search
+/// and a bind's time (so that it is not told apart from an unknown name). A field refused
+/// for everyone — empty, or not UTF-8, which a directory is never asked with — must be
+/// refused at once for the enrolled user too: unknown names get that at once, and the
+/// time would otherwise list who is enrolled, without a password.
+#[test]
+fn passwords_refused_for_everyone_are_refused_alike_for_enrolled_users() {
+    let slapd = directory();
+    let srv = start(&slapd, |o| {
+        o.clients = vec![Nas {
+            otp_mode: "inline",
+            ..Nas::challenge("vpn", "127.0.0.1")
+        }];
+    });
+    srv.enroll("alice", &[]);
+    let sock = srv.udp();
+    let mut id = 0u8;
+    for (field, reason) in [
+        (&b""[..], "empty password"),
+        (b"\xff\xfe-not-utf8", "bad password"),
+    ] {
+        for user in ["alice", "nobody-here", "bob"] {
+            id += 1;
+            let (pkt, _) = AccessRequestBuilder::new(id, user)
+                .password(field)
+                .build(SECRET.as_bytes());
+            sock.send(&pkt).unwrap();
+            let mut buf = [0u8; 4096];
+            let n = sock.recv(&mut buf).unwrap();
+            assert_eq!(parse_reply(&buf[..n]).unwrap().code, 3, "{user}");
+            let audit = srv.audit_json(user);
+            assert_eq!(audit[0]["reason"], reason, "{user}: {audit:#?}");
+        }
+    }
+}
+
 #[test]
 fn database_copy_reveals_no_seed() {
     let slapd = directory();

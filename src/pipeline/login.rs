@@ -99,6 +99,11 @@ pub async fn start(
         || ctx.client.factors.remember.is_some()
         || exempt_station.is_some()
         || bypass_pending;
+    // A password refused for every name alike is refused at once, for every name: the
+    // refusal below takes a check's time, and for these a check takes none.
+    if let Some(denial) = primary::refused_unasked(&ctx.client.primary, &password) {
+        return Ok(Verdict::reject(denial.reason()));
+    }
     if code_missing && !may_skip_code {
         // Refused without a bind (one with a field that held no code would count against
         // the account's lockout), but not sooner than a check: only enrolled users get

@@ -18,11 +18,8 @@ pub async fn check(
     user: &str,
     password: &Secret,
 ) -> Result<PrimaryOutcome, Fault> {
-    // A NUL cannot be part of a real password, and where it ends one (an upstream server
-    // strips PAP's NUL padding; C-string code in a directory) "\0" is an empty password:
-    // refused before anything is asked, as an empty one is.
-    if password.expose().contains(&0) {
-        return Ok(PrimaryOutcome::Denied(Denial::BadPassword));
+    if let Some(denial) = refused_unasked(&ctx.client.primary, password) {
+        return Ok(PrimaryOutcome::Denied(denial));
     }
     match &ctx.client.primary {
         Primary::Ldap => Ok(ctx.primary.authenticate(user, password).await?),
@@ -30,6 +27,28 @@ pub async fn check(
             Box::pin(by_upstream(app, ctx, req, group, user, password)).await
         }
     }
+}
+
+/// A password refused whoever the user is, before anything is asked (or, for a login
+/// refused without asking, before it imitates the time asking takes: `login::start`):
+/// empty, holding a NUL, or on a directory client not UTF-8. Answered at once for every
+/// name alike, so nothing about the name shows.
+pub fn refused_unasked(primary: &Primary, password: &Secret) -> Option<Denial> {
+    if password.is_empty() {
+        // An empty simple bind is an anonymous bind that "succeeds"; an upstream server
+        // would only be asked to refuse it.
+        return Some(Denial::EmptyPassword);
+    }
+    // A NUL cannot be part of a real password, and where it ends one (an upstream server
+    // strips PAP's NUL padding; C-string code in a directory) "\0" is an empty password.
+    if password.expose().contains(&0) {
+        return Some(Denial::BadPassword);
+    }
+    // A simple bind carries UTF-8 (RFC 4513 §5.1.1).
+    if matches!(primary, Primary::Ldap) && password.expose_str().is_none() {
+        return Some(Denial::BadPassword);
+    }
+    None
 }
 
 /// Boxed above: a future with a socket and a packet buffer in it is not what every LDAP
@@ -42,10 +61,6 @@ async fn by_upstream(
     user: &str,
     password: &Secret,
 ) -> Result<PrimaryOutcome, Fault> {
-    // As for a bind: an empty password is refused here, before anything is asked.
-    if password.is_empty() {
-        return Ok(PrimaryOutcome::Denied(Denial::EmptyPassword));
-    }
     let cfg = app.config();
     // Checked when the file is read; only a request that took its client from the old
     // table and the configuration from a reloaded file can miss it (refused, never let in).
