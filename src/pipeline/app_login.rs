@@ -109,9 +109,18 @@ pub async fn try_app_password(
         }
     }
     let dn = Some(info.dn.as_str()).filter(|d| !d.is_empty());
-    app.store
+    // Deleted while this login was checked (argon2, the directory): an admin taking app
+    // passwords away after a lost phone must not watch one more login get in with one.
+    if !app
+        .store
         .touch_app_password(id, app.clock.now(), dn)
-        .await?;
+        .await?
+    {
+        let mut v = Verdict::reject("app password deleted while it was checked");
+        v.mode = "app-password";
+        v.token_serial = serial;
+        return Ok(Some(v));
+    }
     tracing::debug!(user, nas = %ctx.client.name, "app password accepted");
     Ok(Some(Verdict {
         token_serial: serial,

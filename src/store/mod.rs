@@ -623,12 +623,13 @@ pub trait Store: Send + Sync + 'static {
     }
     /// Records that an app password was just used, and by which directory entry if none is
     /// recorded yet (`dn`; None where there is no directory): it is that entry's from then on.
+    /// False when it no longer exists (deleted while the login was being checked).
     async fn touch_app_password(
         &self,
         id: i64,
         now: i64,
         dn: Option<&str>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let _ = (id, now, dn);
         Err(StoreError::Unsupported("touch_app_password"))
     }

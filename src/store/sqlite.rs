@@ -763,7 +763,7 @@ impl Store for SqliteStore {
         id: i64,
         now: i64,
         dn: Option<&str>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         self.touch_app_password_impl(id, now, dn).await
     }
 

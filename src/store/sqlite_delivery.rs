@@ -230,8 +230,8 @@ impl SqliteStore {
         id: i64,
         now: i64,
         dn: Option<&str>,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
             "UPDATE app_passwords SET last_used_at = ?2, dn = COALESCE(dn, ?3) WHERE id = ?1",
         )
         .bind(id)
@@ -239,7 +239,7 @@ impl SqliteStore {
         .bind(dn)
         .execute(&self.pool)
         .await?;
-        Ok(())
+        Ok(done.rows_affected() == 1)
     }
 
     pub(super) async fn take_send_slot_impl(

@@ -1808,20 +1808,20 @@ pub async fn app_passwords_add_list_delete(store: &dyn Store) {
     assert_eq!((list[0].created_at, list[0].last_used_at), (T, None));
     assert_eq!(list[0].dn, None);
     let entry = "uid=alice,ou=people,dc=example,dc=org";
-    store
+    assert!(store
         .touch_app_password(a1, T + 60, Some(entry))
         .await
-        .unwrap();
+        .unwrap());
     let used = &store.app_passwords("alice").await.unwrap()[0];
     assert_eq!(
         (used.last_used_at, used.dn.as_deref()),
         (Some(T + 60), Some(entry))
     );
     // The first entry stays: a later use under another entry does not rebind it.
-    store
+    assert!(store
         .touch_app_password(a1, T + 90, Some("uid=other,dc=example,dc=org"))
         .await
-        .unwrap();
+        .unwrap());
     assert_eq!(
         store.app_passwords("alice").await.unwrap()[0].dn.as_deref(),
         Some(entry)
@@ -1830,6 +1830,8 @@ pub async fn app_passwords_add_list_delete(store: &dyn Store) {
     assert!(!store.delete_app_password("alice", b1).await.unwrap());
     assert!(store.delete_app_password("alice", a1).await.unwrap());
     assert!(!store.delete_app_password("alice", a1).await.unwrap());
+    // A login that checked it before the delete learns it is gone.
+    assert!(!store.touch_app_password(a1, T + 120, None).await.unwrap());
     assert_eq!(store.app_passwords("alice").await.unwrap().len(), 1);
     store
         .add_app_password("alice", None, "$argon2id$three", T)

@@ -246,7 +246,7 @@ impl PgStore {
         id: i64,
         now: i64,
         dn: Option<&str>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let mut w = self.writer().await?;
         let r = sqlx::query(
             "UPDATE app_passwords SET last_used_at = $2, dn = COALESCE(dn, $3) WHERE id = $1",
@@ -256,8 +256,7 @@ impl PgStore {
         .bind(dn)
         .execute(w.conn())
         .await;
-        w.done(r)?;
-        Ok(())
+        Ok(w.done(r)?.rows_affected() == 1)
     }
 
     pub(super) async fn take_send_slot_impl(
