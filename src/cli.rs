@@ -64,10 +64,11 @@ pub enum ConfigCommand {
 #[derive(Debug, Args)]
 pub struct CheckArgs {
     /// Also connect: bind to each LDAP URL as the service account, ask each upstream RADIUS
-    /// server, and open the store.
+    /// server, and open the store (bringing its schema up to date, as serve would).
     #[arg(long)]
     pub connect: bool,
-    /// With --connect: look USER up as a login would (entry, groups per client, tokens).
+    /// With --connect: look USER up as a login would (entry, groups per client, tokens,
+    /// the number texts and calls would go to).
     #[arg(long, requires = "connect")]
     pub user: Option<String>,
 }

@@ -108,6 +108,31 @@ fn a_database_without_its_key_file_is_refused_not_rekeyed() {
     assert!(key.exists());
 }
 
+/// `config check --connect`, step 4 of a restore: a key file whose database is not at
+/// `store.path` (the backup put somewhere else) fails the check; `serve` would start an
+/// empty database beside it. With neither there, a fresh install, it is fine.
+#[test]
+fn config_check_connect_fails_a_key_file_without_its_database() {
+    let (d, cfg) = setup();
+    let (ok, _, err) = run(&cfg, &["user", "enroll-totp", "alice", "--uri-only"]);
+    assert!(ok, "{err}");
+    let db = d.path().join("radmfa.db");
+    std::fs::rename(&db, d.path().join("moved-away.db")).unwrap();
+    let (ok, out, _) = run(&cfg, &["config", "check", "--connect"]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("FAIL store: ") && out.contains("does not exist, but its key file"),
+        "{out}"
+    );
+    assert!(!db.exists(), "the check made a database");
+    std::fs::remove_file(d.path().join("radmfa.key")).unwrap();
+    let (_, out, _) = run(&cfg, &["config", "check", "--connect"]);
+    assert!(
+        out.contains("ok   store: ") && out.contains("does not exist yet"),
+        "{out}"
+    );
+}
+
 /// A key file that is not the database's (regenerated, or a backup's database restored beside
 /// today's key) stops the server and every command at once, naming the key, and is left as it
 /// is: before the key check the server started and failed each login whose seed it could not

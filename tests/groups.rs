@@ -466,9 +466,21 @@ fn config_check_connect_names_each_server_and_what_a_login_would_find() {
         format!("ok   user alice: member of {vpn} (client \"vpn\" allow_groups)"),
         format!("ok   user alice: not a member of {exempt} (client \"vpn\" exempt_groups)"),
         "ok   user alice: 1 token(s) enrolled: ".to_string(),
+        // The directory's mobile is not among [phone] sources (the store only, by
+        // default): the check says so rather than show it as the number.
+        "ok   user alice: no number texts or calls could use: the directory has one, in an \
+         attribute [phone] sources leaves out"
+            .to_string(),
     ] {
         assert!(text.contains(&want), "missing {want:?} in:\n{text}");
     }
+    let out = srv.cli(&["user", "set-phone", "alice", "+49 151 2345 6789"]);
+    assert!(out.status.success(), "{out:?}");
+    let out = check(&srv.config);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let want = "ok   user alice: texts and calls go to ••••6789 (from the number stored with \
+                user set-phone)";
+    assert!(text.contains(want), "missing {want:?} in:\n{text}");
 
     // A dead second server and a wrong service password: each named, exit status 1.
     let config = std::fs::read_to_string(&srv.config).unwrap();

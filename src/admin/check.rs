@@ -10,6 +10,7 @@
 use anyhow::Context;
 
 use crate::auth::{LdapAuth, PrimaryAuth};
+use crate::config::delivery::PhoneSource;
 use crate::config::Config;
 use crate::delivery::phone::mask;
 
@@ -114,7 +115,20 @@ pub async fn connect(cfg: &Config, user: Option<&str>) -> anyhow::Result<bool> {
         crate::config::StoreConfig::Sqlite { path, key_file } => {
             match (path.exists(), key_file.exists()) {
                 (true, true) => None,
-                (false, _) => Some((
+                // The key file outlives its database only when the database went: moved
+                // away for a restore whose backup then landed at another path, say. `serve`
+                // would start an empty database, and every enrollment would be gone.
+                (false, true) => Some((
+                    false,
+                    format!(
+                        "store: {} does not exist, but its key file {} does: if you are \
+                         restoring a backup, it is not at store.path; to start an empty \
+                         database on purpose, move the key file away too",
+                        path.display(),
+                        key_file.display()
+                    ),
+                )),
+                (false, false) => Some((
                     true,
                     format!(
                         "store: {} does not exist yet (radmfa serve creates it)",
@@ -179,8 +193,9 @@ pub async fn connect(cfg: &Config, user: Option<&str>) -> anyhow::Result<bool> {
         return Ok(ok);
     };
     let user = cfg.user_names.key(user);
+    let mut entry = None;
     if let Some(ldap) = &ldap {
-        directory_entry(cfg, ldap, &user, &mut line).await;
+        entry = directory_entry(cfg, ldap, &user, &mut line).await;
     } else {
         line(
             true,
@@ -203,9 +218,51 @@ pub async fn connect(cfg: &Config, user: Option<&str>) -> anyhow::Result<bool> {
             }
             Err(e) => line(false, format!("user {user}: reading tokens: {e}")),
         }
+        match store.user_profile(&user).await {
+            Ok(profile) => phone_line(cfg, &user, &profile, entry.as_ref(), &mut line),
+            Err(e) => line(false, format!("user {user}: reading the profile: {e}")),
+        }
         store.close().await;
     }
     Ok(ok)
+}
+
+/// The number texts and calls would go to, found as a login finds it (`[phone] sources`
+/// in order, the stored number included), or why there is none. Not a failure: a user
+/// without a number may have a token.
+fn phone_line(
+    cfg: &Config,
+    user: &str,
+    profile: &crate::store::UserProfile,
+    entry: Option<&crate::auth::UserInfo>,
+    line: &mut impl FnMut(bool, String),
+) {
+    let empty = crate::auth::UserInfo::default();
+    let info = entry.unwrap_or(&empty);
+    let phone = &cfg.delivery.phone;
+    let what = match crate::delivery::phone::phone_from(phone, profile, info) {
+        Some((source, number)) => format!(
+            "texts and calls go to {} (from {})",
+            mask(&number),
+            source_name(source)
+        ),
+        None if crate::delivery::phone::unlisted_number(phone, info) => {
+            "no number texts or calls could use: the directory has one, in an attribute \
+             [phone] sources leaves out (such a user is refused, not let in without a \
+             second factor)"
+                .into()
+        }
+        None => "no number texts or calls could use".into(),
+    };
+    line(true, format!("user {user}: {what}"));
+}
+
+fn source_name(source: PhoneSource) -> &'static str {
+    match source {
+        PhoneSource::Store => "the number stored with user set-phone",
+        PhoneSource::Mobile => "the directory's mobile",
+        PhoneSource::Telephone => "the directory's telephoneNumber",
+    }
 }
 
 /// The user's entry and, per client, the groups that matter to it.
@@ -214,7 +271,7 @@ async fn directory_entry(
     ldap: &LdapAuth,
     user: &str,
     line: &mut impl FnMut(bool, String),
-) {
+) -> Option<crate::auth::UserInfo> {
     let info = match ldap.lookup(user).await {
         Ok(Some(info)) => info,
         Ok(None) => {
@@ -222,23 +279,17 @@ async fn directory_entry(
                 false,
                 format!("user {user}: not found (or not unique) with the user filter"),
             );
-            return;
+            return None;
         }
         Err(e) => {
             line(false, format!("user {user}: search failed: {e}"));
-            return;
+            return None;
         }
     };
-    let phone = info
-        .mobile
-        .as_deref()
-        .or(info.telephone.as_deref())
-        .map(mask)
-        .unwrap_or_else(|| "-".into());
     line(
         true,
         format!(
-            "user {user}: {} (name {}, mail {}, phone {phone})",
+            "user {user}: {} (name {}, mail {})",
             info.dn,
             info.display_name.as_deref().unwrap_or("-"),
             info.mail.as_deref().unwrap_or("-"),
@@ -271,4 +322,5 @@ async fn directory_entry(
             }
         }
     }
+    Some(info)
 }

@@ -3,6 +3,10 @@
 //! numbering-plan library: providers validate the number again, and a wrong number fails
 //! the send with a clear audit reason.
 
+use crate::auth::UserInfo;
+use crate::config::delivery::{PhoneConfig, PhoneSource};
+use crate::store::UserProfile;
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PhoneError {
     #[error(
@@ -169,6 +173,42 @@ pub fn mask_numbers(text: &str) -> String {
 fn last_four(s: &str) -> String {
     let skip = s.chars().count().saturating_sub(4);
     s.chars().skip(skip).collect()
+}
+
+/// The user's number in E.164 from the first of `[phone] sources` that has a valid one, and
+/// that source: what logins use (`pipeline::oob::phone_for`) and `config check --connect
+/// --user` shows.
+pub fn phone_from(
+    cfg: &PhoneConfig,
+    profile: &UserProfile,
+    info: &UserInfo,
+) -> Option<(PhoneSource, String)> {
+    for source in &cfg.sources {
+        let raw = match source {
+            PhoneSource::Store => profile.phone.as_deref(),
+            PhoneSource::Mobile => info.mobile.as_deref(),
+            PhoneSource::Telephone => info.telephone.as_deref(),
+        };
+        let Some(raw) = raw.filter(|r| !r.trim().is_empty()) else {
+            continue;
+        };
+        match normalise(raw, &cfg.default_country_code) {
+            Ok(p) => return Some((*source, p)),
+            Err(e) => {
+                tracing::info!(source = ?source, problem = %e.masked(), "unusable phone number")
+            }
+        }
+    }
+    None
+}
+
+/// Whether the directory holds a number for the user in an attribute `[phone] sources`
+/// leaves out (`pipeline::oob::unlisted_directory_number`).
+pub fn unlisted_number(cfg: &PhoneConfig, info: &UserInfo) -> bool {
+    let sources = &cfg.sources;
+    let has = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.trim().is_empty());
+    (has(&info.mobile) && !sources.contains(&PhoneSource::Mobile))
+        || (has(&info.telephone) && !sources.contains(&PhoneSource::Telephone))
 }
 
 #[cfg(test)]

@@ -16,8 +16,7 @@ use super::{Fault, RequestContext};
 use crate::app::AppState;
 use crate::auth::UserInfo;
 use crate::callbacks::public_url;
-use crate::config::delivery::PhoneSource;
-use crate::delivery::phone::{mask, normalise};
+use crate::delivery::phone::{self, mask};
 use crate::delivery::{CallRequest, ProviderError};
 use crate::mfa::{sms, voice};
 use crate::radius::Request;
@@ -68,24 +67,7 @@ pub fn request_key(ctx: &RequestContext, req: &Request) -> String {
 
 /// The user's number in E.164, from the first configured source that has a valid one.
 pub fn phone_for(app: &AppState, profile: &UserProfile, info: &UserInfo) -> Option<String> {
-    let cfg = &app.config().delivery.phone;
-    for source in &cfg.sources {
-        let raw = match source {
-            PhoneSource::Store => profile.phone.as_deref(),
-            PhoneSource::Mobile => info.mobile.as_deref(),
-            PhoneSource::Telephone => info.telephone.as_deref(),
-        };
-        let Some(raw) = raw.filter(|r| !r.trim().is_empty()) else {
-            continue;
-        };
-        match normalise(raw, &cfg.default_country_code) {
-            Ok(p) => return Some(p),
-            Err(e) => {
-                tracing::info!(source = ?source, problem = %e.masked(), "unusable phone number")
-            }
-        }
-    }
-    None
+    phone::phone_from(&app.config().delivery.phone, profile, info).map(|(_, p)| p)
 }
 
 /// Whether the directory has a number for the user in an attribute `[phone] sources` leaves
@@ -93,10 +75,7 @@ pub fn phone_for(app: &AppState, profile: &UserProfile, info: &UserInfo) -> Opti
 /// change). Such a user was enrolled for texts or calls where the directory was listed:
 /// not "no second factor", so `no_factor = "allow"` must not let them in on the password.
 pub fn unlisted_directory_number(app: &AppState, info: &UserInfo) -> bool {
-    let sources = &app.config().delivery.phone.sources;
-    let has = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.trim().is_empty());
-    (has(&info.mobile) && !sources.contains(&PhoneSource::Mobile))
-        || (has(&info.telephone) && !sources.contains(&PhoneSource::Telephone))
+    phone::unlisted_number(&app.config().delivery.phone, info)
 }
 
 /// What came of an attempt to send or call.
