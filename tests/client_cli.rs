@@ -52,10 +52,12 @@ fn login_follows_the_challenge_and_status_probe_answers() {
     // same file (a note on its second line included) works for both.
     let file = srv.dir.path().join("nas.secret");
     std::fs::write(&file, format!("{SECRET}\nrotated 2026-11\n")).unwrap();
+    // The file named wins over a RADMFA_SECRET left in the environment.
     let out = Command::new(bin())
         .args(["client", "status", "--secret-file"])
         .arg(&file)
         .args(["--retries", "0", "--server", &srv.addr.to_string()])
+        .env("RADMFA_SECRET", "another-nas-secret")
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out));

@@ -500,6 +500,29 @@ fn encrypted_pskc_with_wrong_key_or_passphrase_imports_nothing() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // A file named on the command line wins over a variable left in the environment.
+    let good_pass = a.write("good.pass", "correct horse\n");
+    let out = Command::new(bin())
+        .arg("--config")
+        .arg(&a.cfg)
+        .args(["token", "import", pb.to_str().unwrap(), "--replace"])
+        .arg("--passphrase-file")
+        .arg(&good_pass)
+        .env("RADMFA_IMPORT_PASSPHRASE", "left from another import")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Both on the command line: refused, not one silently chosen.
+    let (ok, _, err) = a.import(
+        &cbc,
+        &["--key", key, "--key-file", good_key.to_str().unwrap()],
+    );
+    assert!(!ok && err.contains("cannot be used with"), "{err}");
 }
 
 #[test]

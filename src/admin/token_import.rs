@@ -33,16 +33,19 @@ pub struct ImportArgs {
     pub format: Option<String>,
     /// PSKC pre-shared key in hex. Prefer --key-file or the prompt: flags end up in shell
     /// history and process lists.
-    #[arg(long, env = "RADMFA_IMPORT_KEY", hide_env_values = true)]
+    /// RADMFA_IMPORT_KEY, from the environment, is used only without --key and --key-file.
+    #[arg(long)]
     pub key: Option<String>,
     /// File holding the PSKC pre-shared key (hex text, or the raw 16/24/32 bytes).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "key")]
     pub key_file: Option<PathBuf>,
     /// PSKC PBKDF2 passphrase. Prefer --passphrase-file or the prompt.
-    #[arg(long, env = "RADMFA_IMPORT_PASSPHRASE", hide_env_values = true)]
+    /// RADMFA_IMPORT_PASSPHRASE, from the environment, is used only without --passphrase
+    /// and --passphrase-file.
+    #[arg(long)]
     pub passphrase: Option<String>,
     /// File whose first line is the PSKC passphrase.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "passphrase")]
     pub passphrase_file: Option<PathBuf>,
     /// `serial,user` lines assigning tokens to users (overrides the file's user column/UserId).
     #[arg(long)]
@@ -149,15 +152,20 @@ fn prompt(what: &str) -> anyhow::Result<Secret> {
 
 /// The key or passphrase the file needs, from the first source given.
 fn decryption(need: &Need, a: &ImportArgs) -> anyhow::Result<Decryption> {
+    // The flags conflict with their files; the environment is read only without either,
+    // so a variable left from another import never overrides what is named here.
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     let key = match (&a.key, &a.key_file) {
-        (Some(k), _) => Some(parse_hex_key(k)?),
-        (None, Some(f)) => Some(key_from_file(f)?),
-        _ => None,
+        (_, Some(f)) => Some(key_from_file(f)?),
+        (Some(k), None) => Some(parse_hex_key(k)?),
+        (None, None) => env("RADMFA_IMPORT_KEY")
+            .map(|k| parse_hex_key(&k))
+            .transpose()?,
     };
     let pass = match (&a.passphrase, &a.passphrase_file) {
-        (Some(p), _) => Some(Secret::from(p.clone())),
-        (None, Some(f)) => Some(first_line(f)?),
-        _ => None,
+        (_, Some(f)) => Some(first_line(f)?),
+        (Some(p), None) => Some(Secret::from(p.clone())),
+        (None, None) => env("RADMFA_IMPORT_PASSPHRASE").map(Secret::from),
     };
     Ok(match need {
         Need::Nothing if key.is_some() || pass.is_some() => bail!(

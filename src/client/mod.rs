@@ -54,7 +54,8 @@ pub struct Target {
     #[arg(long, short = 's', default_value = "127.0.0.1:1812")]
     pub server: SocketAddr,
     /// Shared secret (prefer --secret-file or RADMFA_SECRET: argv is visible to others).
-    #[arg(long, env = "RADMFA_SECRET", hide_env_values = true)]
+    /// RADMFA_SECRET, from the environment, is used only when neither flag is given.
+    #[arg(long)]
     pub secret: Option<String>,
     #[arg(long, conflicts_with = "secret")]
     pub secret_file: Option<PathBuf>,
@@ -76,18 +77,23 @@ pub struct Target {
 
 impl Target {
     fn secret(&self) -> anyhow::Result<Secret> {
+        // The flags conflict with each other; the environment is read only without them, so
+        // a variable left from another NAS never overrides the file or secret named here.
         match (&self.secret, &self.secret_file) {
-            (Some(s), _) => Ok(Secret::from(s.as_str())),
-            (None, Some(f)) => {
+            (_, Some(f)) => {
                 let text = std::fs::read_to_string(f)
                     .with_context(|| format!("reading {}", f.display()))?;
                 // The first line, as the server reads a `secret_file`: the same file works
                 // for both, a note on a later line included.
                 Ok(Secret::from(text.lines().next().unwrap_or("")))
             }
-            (None, None) => {
-                anyhow::bail!("give the shared secret: --secret-file, RADMFA_SECRET or --secret")
-            }
+            (Some(s), None) => Ok(Secret::from(s.as_str())),
+            (None, None) => match env_secret() {
+                Some(s) => Ok(s),
+                None => anyhow::bail!(
+                    "give the shared secret: --secret-file, RADMFA_SECRET or --secret"
+                ),
+            },
         }
     }
 
@@ -315,9 +321,19 @@ fn login_spec(
 /// unless agreed otherwise) when neither is given.
 fn secret_for(t: &Target, radsec: &radsec::RadsecArgs) -> anyhow::Result<Secret> {
     match (radsec.enabled(), &t.secret, &t.secret_file) {
-        (true, None, None) => Ok(Secret::from(crate::server::radsec::RADSEC_SECRET)),
+        (true, None, None) if env_secret().is_none() => {
+            Ok(Secret::from(crate::server::radsec::RADSEC_SECRET))
+        }
         _ => t.secret(),
     }
+}
+
+/// RADMFA_SECRET, if set and not empty.
+fn env_secret() -> Option<Secret> {
+    std::env::var("RADMFA_SECRET")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .map(Secret::from)
 }
 
 fn load_spec(a: LoadArgs) -> anyhow::Result<(LoadSpec, Arc<Vec<users::LoadUser>>)> {
