@@ -15,7 +15,8 @@ use super::crypto::{self, HEADER_LEN, MA_LEN};
 pub struct AccessRequestBuilder {
     identifier: u8,
     user: Vec<u8>,
-    password: Option<Vec<u8>>,
+    /// A Secret: on the upstream path this is the user's real password.
+    password: Option<crate::secret::Secret>,
     state: Option<Vec<u8>>,
     extra: Vec<(u8, Vec<u8>)>,
     proxy_states: Vec<Vec<u8>>,
@@ -45,7 +46,7 @@ impl AccessRequestBuilder {
 
     /// Plain-text password, at most 128 octets (RFC 2865 §5.2).
     pub fn password(mut self, password: &[u8]) -> Self {
-        self.password = Some(password.to_vec());
+        self.password = Some(crate::secret::Secret::new(password));
         self
     }
 
@@ -85,7 +86,7 @@ impl AccessRequestBuilder {
         }
         packet.add(AVP::from_bytes(rfc2865::USER_NAME_TYPE, &self.user));
         if let Some(pw) = &self.password {
-            rfc2865::add_user_password(&mut packet, pw).expect("password of at most 128 octets");
+            rfc2865::add_user_password(&mut packet, pw.expose()).expect("password of at most 128 octets");
         }
         if let Some(state) = &self.state {
             rfc2865::add_state(&mut packet, state);
@@ -152,6 +153,14 @@ mod tests {
     use crate::radius::request::{decode_request, RequestKind};
 
     const SECRET: &[u8] = b"xyzzy5461";
+
+    #[test]
+    fn a_builders_debug_shows_no_password() {
+        let b = AccessRequestBuilder::new(1, "alice").password(b"hunter2");
+        let shown = format!("{b:?}");
+        assert!(shown.contains("Secret(***)"), "{shown}");
+        assert!(!shown.contains("hunter2") && !shown.contains("104, 117, 110"), "{shown}");
+    }
 
     #[test]
     fn built_request_decodes_with_password_and_message_authenticator() {
