@@ -145,7 +145,20 @@ pub async fn start(
         PrimaryOutcome::Accepted(info) => info,
         PrimaryOutcome::Denied(d) => {
             let mut reason = d.reason();
-            if looks_like_unechoed_answer(app, ctx, user, &password).await {
+            // Only where the password was wrong (or the name unknown): a refusal for the
+            // account's state (AD's expired or must-change, a lockout) may follow the right
+            // password, and the hint would tell the audit that it is all digits.
+            let wrong = matches!(
+                d,
+                Denial::BadPassword
+                    | Denial::UnknownUser
+                    | Denial::UpstreamReject(_)
+                    | Denial::Directory(
+                        crate::auth::ad_codes::AdReason::BadPassword
+                            | crate::auth::ad_codes::AdReason::UserNotFound
+                    )
+            );
+            if wrong && looks_like_unechoed_answer(app, ctx, user, &password).await {
                 reason.push_str(STATE_NOT_ECHOED);
             }
             return Ok(Verdict::reject(reason));

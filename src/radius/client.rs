@@ -86,7 +86,8 @@ impl AccessRequestBuilder {
         }
         packet.add(AVP::from_bytes(rfc2865::USER_NAME_TYPE, &self.user));
         if let Some(pw) = &self.password {
-            rfc2865::add_user_password(&mut packet, pw.expose()).expect("password of at most 128 octets");
+            rfc2865::add_user_password(&mut packet, pw.expose())
+                .expect("password of at most 128 octets");
         }
         if let Some(state) = &self.state {
             rfc2865::add_state(&mut packet, state);
@@ -159,7 +160,10 @@ mod tests {
         let b = AccessRequestBuilder::new(1, "alice").password(b"hunter2");
         let shown = format!("{b:?}");
         assert!(shown.contains("Secret(***)"), "{shown}");
-        assert!(!shown.contains("hunter2") && !shown.contains("104, 117, 110"), "{shown}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("104, 117, 110"),
+            "{shown}"
+        );
     }
 
     #[test]
