@@ -47,16 +47,20 @@ done
 
 rm -rf "$DATA"; mkdir -p "$DATA/slapd/db"
 
+# The config runs from a copy next to the data (its relative paths, ../demo-data/...,
+# resolve to the same files from there) that only this account may read: it holds the
+# demo's shared secrets, and radmfa warns about secrets in a file every account can read.
 # Step 3 speaks to radmfa over IPv6 loopback. A machine (or container) without ::1 runs the
-# demo on IPv4 alone: the same config less the [::1] listener, written next to the data
-# (its relative paths, ../demo-data/..., resolve to the same files from there).
+# demo on IPv4 alone: the same config less the [::1] listener.
 IPV6=1
 if ! grep -q '^00000000000000000000000000000001 ' /proc/net/if_inet6 2>/dev/null; then
   IPV6=0
-  sed 's/, "\[::1\]:11812"//' "$CONF" > "$DATA/demo-ipv4.toml"
-  CONF="$DATA/demo-ipv4.toml"
   echo "==> no IPv6 loopback here: radmfa listens on 127.0.0.1 only, and the inline step is skipped"
 fi
+(umask 077
+ if [ "$IPV6" = 1 ]; then cat "$CONF"; else sed 's/, "\[::1\]:11812"//' "$CONF"; fi \
+   > "$DATA/demo.toml")
+CONF="$DATA/demo.toml"
 cleanup() {
   local pids=()
   for f in "$DATA/radmfa.pid" "$DATA/slapd/slapd.pid"; do
@@ -180,7 +184,7 @@ say "Demo is up."
 cat <<TXT
   radmfa:  127.0.0.1:$RAD_PORT (shared secret "$SECRET"), log in $DATA/radmfa.log
   LDAP:    ldap://127.0.0.1:$LDAP_PORT (alice / alice-password, bob / bob-password)
-  Config:  ${CONF#$ROOT/}
+  Config:  ${CONF#$ROOT/} (a private copy of conf/demo.toml, made at each start)
 
   Try it yourself: scan alice's QR code above with an authenticator app (or use
   oathtool --totp -b $SEED), then repeat steps 1 and 2.

@@ -206,7 +206,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         || Config::load(&cli.config).with_context(|| format!("config {}", cli.config.display()));
     match cli.command {
         Command::Config(ConfigCommand::Check(args)) => {
-            let cfg = load()?;
+            let (cfg, text) = Config::load_with_text(&cli.config)
+                .with_context(|| format!("config {}", cli.config.display()))?;
             // What `serve` builds from the files before it listens: a file that exists but
             // cannot be used (a key file without a key, a CA file without certificates)
             // fails the check now, not the next restart.
@@ -219,6 +220,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!("  {line}");
             }
             for line in admin::review::warnings(&cfg) {
+                println!("warning: {line}");
+            }
+            for line in admin::review_file::warnings(&cli.config, &text) {
                 println!("warning: {line}");
             }
             if args.connect {

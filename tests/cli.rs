@@ -394,16 +394,37 @@ fn config_check_reports_valid_and_invalid_files() {
 }
 
 /// `config check` lists what each NAS gets and warns about every setting that lets a login
-/// in on less than both factors; the sample configs, as shipped, draw no warning, and the
-/// PostgreSQL URL (it holds the password) is never printed.
+/// in on less than both factors; the sample configs, installed as the README says (mode
+/// 0640), draw no warning, and the PostgreSQL URL (it holds the password) is never
+/// printed. Readable by every account, a file that holds secrets itself is warned about.
 #[test]
 fn config_check_summarises_clients_and_warns_about_weakened_settings() {
+    use std::os::unix::fs::PermissionsExt;
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let installed = tempfile::tempdir().unwrap();
     for sample in ["conf/radmfa.toml", "conf/ha-node.toml"] {
-        let (ok, out, err) = run(&root.join(sample), &["config", "check"]);
-        assert!(ok, "{sample}: {err}");
-        assert!(!out.contains("warning"), "{sample}:\n{out}");
-        assert!(!out.contains("change-me"), "{sample}:\n{out}");
+        let f = installed
+            .path()
+            .join(Path::new(sample).file_name().unwrap());
+        std::fs::copy(root.join(sample), &f).unwrap();
+        for mode in [0o640, 0o644] {
+            std::fs::set_permissions(&f, std::fs::Permissions::from_mode(mode)).unwrap();
+            let (ok, out, err) = run(&f, &["config", "check"]);
+            assert!(ok, "{sample}: {err}");
+            assert!(!out.contains("change-me"), "{sample}:\n{out}");
+            let warnings: Vec<&str> = out.lines().filter(|l| l.contains("warning")).collect();
+            if mode == 0o640 {
+                assert!(warnings.is_empty(), "{sample}:\n{out}");
+            } else {
+                // Both samples write a client's secret into the file.
+                assert_eq!(warnings.len(), 1, "{sample}:\n{out}");
+                assert!(
+                    warnings[0].contains("is readable by every account on this host (mode 644)")
+                        && warnings[0].contains("client[0].secret"),
+                    "{sample}:\n{out}"
+                );
+            }
+        }
     }
     let (ok, out, _) = run(&root.join("conf/radmfa.toml"), &["config", "check"]);
     assert!(ok);
@@ -517,6 +538,8 @@ fn config_check_summarises_clients_and_warns_about_weakened_settings() {
     );
     let weak_cfg = d.path().join("weak.toml");
     std::fs::write(&weak_cfg, weak).unwrap();
+    // Installed as the README says: the file's mode is not what this part is about.
+    std::fs::set_permissions(&weak_cfg, std::fs::Permissions::from_mode(0o640)).unwrap();
     let (ok, out, err) = run(&weak_cfg, &["config", "check"]);
     assert!(ok, "weakened settings are valid: {err}");
     let warnings: Vec<&str> = out.lines().filter(|l| l.starts_with("warning:")).collect();

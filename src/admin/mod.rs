@@ -12,6 +12,7 @@ pub mod phone;
 #[cfg(unix)]
 pub mod reload;
 pub mod review;
+pub mod review_file;
 pub mod serve;
 pub mod token_import;
 mod token_replace;

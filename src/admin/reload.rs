@@ -188,6 +188,9 @@ impl Reloader {
             );
         }
         super::review::log_warnings(&app.config());
+        for w in super::review_file::warnings(&self.path, &text) {
+            tracing::warn!("{w}");
+        }
         // For monitoring: an applied reload whose file also changed what only a restart
         // applies leaves the running configuration behind the file.
         app.metrics.restart_pending.store(

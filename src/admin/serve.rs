@@ -25,6 +25,9 @@ pub async fn serve(cfg: Config, text: &str, path: &std::path::Path) -> anyhow::R
     };
     let app = AppState::build(cfg).await?;
     super::review::log_warnings(&app.config());
+    for w in super::review_file::warnings(path, text) {
+        tracing::warn!("{w}");
+    }
     let delivery = &app.config().delivery;
     let proxy = crate::delivery::proxy_variables();
     if (delivery.sms.is_some() || delivery.voice.is_some()) && !proxy.is_empty() {

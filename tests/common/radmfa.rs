@@ -164,6 +164,12 @@ on_backend_failure = "{}"
     }
     let path = dir.join("radmfa.toml");
     std::fs::write(&path, toml).unwrap();
+    // As an install keeps it (the README's 0640): the secrets written into it are then no
+    // cause for radmfa's warning about a file every account can read.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+    }
     path
 }
 

@@ -1,0 +1,158 @@
+//! A warning about the configuration file itself rather than its settings: secrets written
+//! into it (not in `*_file` keys) while every account on the host may read it. A secret
+//! file open to everyone is refused (`config::validate::not_for_everyone`); the file that
+//! names it is only warned about, because the samples ship world-readable and an install
+//! that keeps every secret in files is fine at 0644.
+
+use std::path::Path;
+
+/// The warning for `path` (whose text is `text`), if any.
+pub fn warnings(path: &Path, text: &str) -> Vec<String> {
+    let Some(mode) = others_may_read(path) else {
+        return Vec::new();
+    };
+    let inline = inline_secrets(text);
+    if inline.is_empty() {
+        return Vec::new();
+    }
+    vec![format!(
+        "{} is readable by every account on this host (mode {mode:o}) and holds secrets \
+         itself ({}): `chmod 0640` it (owner root, group radmfa), or move them to the \
+         *_file keys",
+        path.display(),
+        inline.join(", ")
+    )]
+}
+
+#[cfg(unix)]
+fn others_may_read(path: &Path) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+    (mode & 0o004 != 0).then_some(mode)
+}
+
+#[cfg(not(unix))]
+fn others_may_read(_path: &Path) -> Option<u32> {
+    None
+}
+
+/// The keys that hold a secret in the text itself, named as the loader's errors name them.
+fn inline_secrets(text: &str) -> Vec<String> {
+    let Ok(doc) = text.parse::<toml::Table>() else {
+        return Vec::new();
+    };
+    let set = |t: Option<&toml::Value>, key: &str| {
+        t.and_then(|t| t.get(key))
+            .and_then(|v| v.as_str())
+            .is_some_and(|s| !s.is_empty())
+    };
+    let mut out = Vec::new();
+    for (section, key) in [
+        ("ldap", "bind_password"),
+        ("upstream", "secret"),
+        ("twilio", "auth_token"),
+        ("http_sms", "password"),
+        ("http_sms", "token"),
+    ] {
+        if set(doc.get(section), key) {
+            out.push(format!("{section}.{key}"));
+        }
+    }
+    if let Some(groups) = doc.get("upstreams").and_then(|u| u.as_table()) {
+        for (name, group) in groups {
+            if set(Some(group), "secret") {
+                out.push(format!("upstreams.{name}.secret"));
+            }
+        }
+    }
+    if let Some(clients) = doc.get("client").and_then(|c| c.as_array()) {
+        for (i, client) in clients.iter().enumerate() {
+            if set(Some(client), "secret") {
+                out.push(format!("client[{i}].secret"));
+            }
+        }
+    }
+    let url = doc
+        .get("store")
+        .and_then(|s| s.get("url"))
+        .and_then(|u| u.as_str());
+    if url.is_some_and(url_has_password) {
+        out.push("store.url".into());
+    }
+    out
+}
+
+/// `postgres://user:password@host/db`, or a `password=` parameter.
+fn url_has_password(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?']).next().unwrap_or("");
+    let userinfo = authority.rsplit_once('@').map(|(u, _)| u);
+    userinfo.is_some_and(|u| u.contains(':')) || url.to_ascii_lowercase().contains("password=")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_each_inline_secret_and_no_file_key() {
+        let text = r#"
+[store]
+url = "postgres://radmfa:pw@db.example.org/radmfa"
+[ldap]
+bind_password = "x"
+[upstream]
+secret_file = "/etc/radmfa/upstream.secret"
+[upstreams.branch]
+secret = "y"
+[twilio]
+auth_token_file = "/etc/radmfa/twilio"
+[[client]]
+secret_file = "/etc/radmfa/a"
+[[client]]
+secret = "z"
+"#;
+        assert_eq!(
+            inline_secrets(text),
+            [
+                "ldap.bind_password",
+                "upstreams.branch.secret",
+                "client[1].secret",
+                "store.url"
+            ]
+        );
+        assert!(inline_secrets("[[client]]\nsecret_file = \"/x\"\n").is_empty());
+    }
+
+    #[test]
+    fn a_url_password_is_told_from_a_user_alone() {
+        assert!(url_has_password("postgres://u:p@h/db"));
+        assert!(url_has_password("postgresql://h/db?user=u&password=p"));
+        assert!(!url_has_password("postgres://u@h/db"));
+        assert!(!url_has_password("postgres://h:5432/db"));
+        assert!(!url_has_password("postgres:///db?host=/run/postgresql"));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn warns_only_when_others_may_read_a_file_with_inline_secrets() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("radmfa.toml");
+        let text = "[[client]]\nsecret = \"z\"\n";
+        std::fs::write(&f, text).unwrap();
+        let set = |mode| std::fs::set_permissions(&f, std::fs::Permissions::from_mode(mode));
+        set(0o644).unwrap();
+        let w = warnings(&f, text);
+        assert_eq!(w.len(), 1);
+        assert!(
+            w[0].contains("mode 644") && w[0].contains("client[0].secret"),
+            "{w:?}"
+        );
+        assert!(!w[0].contains("\"z\""), "the secret itself: {w:?}");
+        set(0o640).unwrap();
+        assert!(warnings(&f, text).is_empty());
+        set(0o644).unwrap();
+        assert!(warnings(&f, "[[client]]\nsecret_file = \"/x\"\n").is_empty());
+    }
+}
