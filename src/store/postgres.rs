@@ -381,6 +381,7 @@ impl Store for PgStore {
         // Inside a request: a savepoint in its transaction (see request_tx.rs).
         let mut w = self.writer().await?;
         let mut tx = sqlx::Connection::begin(w.conn()).await?;
+        remembered::lock_users_remembered(&mut tx, user).await?;
         let mut removed = 0;
         for sql in [
             DELETE_ENROLLED_PG,

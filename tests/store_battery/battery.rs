@@ -49,6 +49,7 @@ where
     race_consume_challenge(make().await).await;
     take_attempt_closes_at_max(&*make().await).await;
     race_take_attempt(make().await).await;
+    race_remember_and_forget(make().await).await;
     purge_expired_challenges(&*make().await).await;
     close_challenges_of_one_user(&*make().await).await;
     audit_append_and_round_trip(&*make().await).await;
@@ -2227,6 +2228,40 @@ pub async fn race_resolve_oob(store: Arc<dyn Store>) {
         store.oob("c").await.unwrap().unwrap().status,
         OobStatus::Pending
     );
+}
+
+/// Logins remembering a second factor racing a forget of the same user, which stamps a
+/// moment no earlier than theirs: whatever the order, no row is left (a row the forget did
+/// not see, written back after it, would skip the second factor it was meant to end).
+pub async fn race_remember_and_forget(store: Arc<dyn Store>) {
+    for round in 0..20 {
+        let at = T + 100 * round;
+        let login = remembered("vpn", "s", "totp", at, 3600);
+        store.remember_login(&login).await.unwrap();
+        assert!(store
+            .remembered_login("alice", "vpn", "s", at)
+            .await
+            .unwrap()
+            .is_some());
+        race(store.clone(), move |s, i| async move {
+            if i % 2 == 0 {
+                s.remember_login(&remembered("vpn", "s", "totp", at, 3600))
+                    .await
+                    .unwrap();
+            } else {
+                s.forget_logins("alice", at).await.unwrap();
+            }
+        })
+        .await;
+        assert!(
+            store
+                .remembered_login("alice", "vpn", "s", at)
+                .await
+                .unwrap()
+                .is_none(),
+            "round {round}: a remembered login outlived the forget"
+        );
+    }
 }
 
 /// Concurrent sends for one user: the limit holds exactly.

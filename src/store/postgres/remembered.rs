@@ -26,8 +26,14 @@ impl PgStore {
         &self,
         login: &RememberedLogin,
     ) -> Result<(), StoreError> {
+        // Under the user's lock, which a forget takes too: at READ COMMITTED the NOT EXISTS
+        // below reads a snapshot from before the statement, and a forget committing while
+        // this insert waited for the row it deletes was not seen, so the row came back.
+        // Inside a request: a savepoint in its transaction, the lock held to its commit.
         let mut w = self.writer().await?;
-        let r = sqlx::query(&format!(
+        let mut tx = sqlx::Connection::begin(w.conn()).await?;
+        lock_users_remembered(&mut tx, &login.user).await?;
+        sqlx::query(&format!(
             "INSERT INTO remembered_logins ({COLUMNS}) SELECT $1, $2, $3, $4, $5, $6 \
              WHERE NOT EXISTS (SELECT 1 FROM user_profile \
                                WHERE username = $1 AND logins_forgotten_at >= $5) \
@@ -40,9 +46,10 @@ impl PgStore {
         .bind(&login.mode)
         .bind(login.verified_at)
         .bind(login.expires_at)
-        .execute(w.conn())
-        .await;
-        w.done(r)?;
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        w.done(Ok(()))?;
         Ok(())
     }
 
@@ -84,21 +91,39 @@ impl PgStore {
 
     pub(super) async fn forget_logins_impl(&self, user: &str, now: i64) -> Result<u64, StoreError> {
         let mut w = self.writer().await?;
+        let mut tx = sqlx::Connection::begin(w.conn()).await?;
+        lock_users_remembered(&mut tx, user).await?;
         // The moment first, as in SQLite's.
-        let r = sqlx::query(
+        sqlx::query(
             "INSERT INTO user_profile (username, logins_forgotten_at) VALUES ($1, $2) \
              ON CONFLICT (username) DO UPDATE SET logins_forgotten_at = \
              GREATEST(COALESCE(user_profile.logins_forgotten_at, 0), excluded.logins_forgotten_at)",
         )
         .bind(user)
         .bind(now)
-        .execute(w.conn())
-        .await;
-        w.done(r)?;
-        let r = sqlx::query("DELETE FROM remembered_logins WHERE username = $1")
+        .execute(&mut *tx)
+        .await?;
+        let gone = sqlx::query("DELETE FROM remembered_logins WHERE username = $1")
             .bind(user)
-            .execute(w.conn())
-            .await;
-        Ok(w.done(r)?.rows_affected())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        w.done(Ok(()))?;
+        Ok(gone)
     }
+}
+
+/// The user's remembered logins, for the rest of the transaction: a remember and a forget
+/// (or a user delete) of one user take turns, so a remember either finds the forget's mark
+/// or has its row deleted by it. Taken before any other lock, so it cannot close a cycle.
+pub(super) async fn lock_users_remembered(
+    conn: &mut sqlx::PgConnection,
+    user: &str,
+) -> Result<(), StoreError> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+        .bind(format!("remembered:{user}"))
+        .execute(conn)
+        .await?;
+    Ok(())
 }
