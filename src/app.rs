@@ -38,9 +38,6 @@ pub struct AppState {
     pub upstream_health: crate::auth::upstream::Health,
     /// One code check at a time per user, so the lockout counts every guess.
     pub code_turns: crate::pipeline::code_turns::CodeTurns,
-    /// How long each upstream group's password check takes, for refusals made without one
-    /// (per group: one server may answer in 2 ms, another in 50).
-    pub upstream_latency: crate::timing_pad::PadsByName,
     /// Whether the directory and the store answered lately (`pipeline::health`).
     pub backend_health: crate::pipeline::health::BackendHealth,
     /// Cancelled when radmfa is told to stop (SIGTERM): requests waiting on a call end
@@ -80,7 +77,6 @@ impl AppState {
             clock,
             upstream_health: Default::default(),
             code_turns: Default::default(),
-            upstream_latency: Default::default(),
             backend_health: crate::pipeline::health::BackendHealth::unproven(),
             stopping: Default::default(),
         })

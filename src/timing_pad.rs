@@ -95,19 +95,6 @@ impl Pad {
     }
 }
 
-/// A [`Pad`] per name (an upstream group), made on first use.
-#[derive(Default)]
-pub struct PadsByName {
-    pads: std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<Pad>>>,
-}
-
-impl PadsByName {
-    pub fn get(&self, name: &str) -> std::sync::Arc<Pad> {
-        let mut pads = self.pads.lock().unwrap_or_else(|p| p.into_inner());
-        pads.entry(name.to_string()).or_default().clone()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #[tokio::test]
@@ -163,21 +150,6 @@ mod tests {
         pad.sleep(std::time::Duration::from_secs(1)).await;
         assert!(t.elapsed() >= std::time::Duration::from_millis(3));
         drop(all);
-    }
-
-    #[test]
-    fn each_name_has_its_own_average() {
-        let pads = super::PadsByName::default();
-        pads.get("fast").record(std::time::Duration::from_millis(2));
-        pads.get("slow")
-            .record(std::time::Duration::from_millis(50));
-        assert!(std::sync::Arc::ptr_eq(&pads.get("fast"), &pads.get("fast")));
-        let avg = |n: &str| {
-            pads.get(n)
-                .avg_us
-                .load(std::sync::atomic::Ordering::Relaxed)
-        };
-        assert_eq!((avg("fast"), avg("slow"), avg("new")), (2_000, 50_000, 0));
     }
 
     use super::*;

@@ -625,6 +625,12 @@ impl LossyRelay {
         self.seen.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// Drops every datagram from now on: the server behind it went silent.
+    fn silence(&self) {
+        self.drop
+            .store(usize::MAX, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Passes on every datagram from now on: the server behind it is back.
     fn pass(&self) {
         self.drop.store(0, std::sync::atomic::Ordering::Relaxed);
@@ -899,38 +905,62 @@ fn each_client_asks_its_own_group_of_servers() {
     );
 }
 
-/// An inline client refuses an enrolled user who typed no code without asking the upstream
-/// server (a field without its code would count against the account's lockout there), in
-/// about the time the server takes to refuse anyone. Before it has timed a refusal (the
-/// first such login after a start), it asks the server once and times that; after that
-/// it asks no more.
+/// An inline client refuses an enrolled user who typed no code without sending the field
+/// upstream (it would count against the account's lockout there): the servers are asked
+/// about a made-up name instead, every time, so the refusal takes their time for a name
+/// they do not know, and fails as every login does while they are silent. On a no_reply
+/// client an enrolled name then meets the same silence as an unknown one (a quick Reject
+/// would list the enrolled to anyone, without a password).
 #[test]
-fn the_first_no_code_refusal_after_a_start_times_a_real_one() {
+fn a_no_code_refusal_asks_about_a_made_up_name_and_fails_with_the_servers() {
     let fr = upstream_users();
     let slapd = directory();
+    let relay = LossyRelay::start(fr.signed, 0);
     let srv = start(
         &slapd,
-        &upstream_section(&[local(fr.signed)], ""),
-        &[client("vpn", "127.0.0.1", INLINE_UPSTREAM)],
+        &upstream_section(&[local(relay.port)], "timeout_ms = 400"),
+        &[client(
+            "vpn",
+            "127.0.0.1",
+            &format!("{INLINE_UPSTREAM}\non_backend_failure = \"no_reply\""),
+        )],
     );
     srv.enroll("alice", &[]);
-    let asked = || fr.log().matches("Received Access-Request").count();
-    let before = asked();
-    let r = send(&srv, "127.0.0.1", "alice", "not-her-password", None);
-    assert_eq!(code(&r), "Access-Reject", "{r}");
-    assert_eq!(asked(), before + 1, "the first is timed on the server");
-    let r = send(&srv, "127.0.0.1", "alice", "not-her-password", None);
-    assert_eq!(code(&r), "Access-Reject", "{r}");
+    for _ in 0..2 {
+        let r = send(&srv, "127.0.0.1", "alice", "not-her-password", None);
+        assert_eq!(code(&r), "Access-Reject", "{r}");
+        assert_eq!(
+            newest(&srv, "alice")["reason"].as_str(),
+            Some("no code found in the password field")
+        );
+    }
+    let log = fr.log();
     assert_eq!(
-        asked(),
-        before + 1,
-        "the second is not asked:\n{}",
-        fr.log()
+        log.matches("User-Name = \"radmfa-timing-check\"").count(),
+        2,
+        "each refusal asked about the made-up name:\n{log}"
     );
-    assert_eq!(
-        newest(&srv, "alice")["reason"].as_str(),
-        Some("no code found in the password field")
+    assert!(
+        !log.contains("User-Name = \"alice\""),
+        "alice's field went upstream:\n{log}"
     );
+
+    relay.silence();
+    for user in ["alice", "nobody"] {
+        let r = pyrad(
+            srv.port(),
+            SECRET,
+            &[
+                "--user",
+                user,
+                "--password",
+                "not-her-password",
+                "--timeout",
+                "2",
+            ],
+        );
+        assert_eq!(code(&r), "timeout", "{user}: {r}\n{}", srv.log());
+    }
 }
 
 /// No `[ldap]` at all, as Duo's proxy runs with only a `radius_client`: the upstream server

@@ -187,6 +187,26 @@ pub async fn probe(
         })
 }
 
+/// A login's check about a made-up user with a random password: the same servers in the
+/// same order, failing over and marking them as a login does, so it takes what a refusal of
+/// an unknown name takes, and fails when such a login would.
+pub async fn imitate(
+    cfg: &UpstreamConfig,
+    health: &Health,
+    nas_identifier: &str,
+) -> Result<(), AuthError> {
+    let password: String = (0..24)
+        .map(|_| char::from(rand::thread_rng().gen_range(b'a'..=b'z')))
+        .collect();
+    let made_up = Check {
+        user_name: b"radmfa-timing-check",
+        password: &Secret::from(password),
+        nas_identifier,
+        forwarded: Vec::new(),
+    };
+    check(cfg, health, &made_up).await.map(|_| ())
+}
+
 async fn ask_made_up(
     cfg: &UpstreamConfig,
     health: &Health,

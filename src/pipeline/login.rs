@@ -3,8 +3,6 @@
 //! or the user's method (TOTP prompt, SMS code, phone call) chosen among what the client
 //! allows. Second-factor-only clients (RD Gateway) go to `rdg`.
 
-use std::time::{Duration, Instant};
-
 use super::aliases::{self, OtherName};
 use super::groups::{self, Membership};
 use super::methods::{self, blocked, Subject};
@@ -106,41 +104,20 @@ pub async fn start(
     }
     if code_missing && !may_skip_code {
         // Refused without a bind (one with a field that held no code would count against
-        // the account's lockout), but not sooner than a check: only enrolled users get
-        // here, and a quick answer would tell them from the rest. The directory's own
-        // path for an unknown user where there is one, else the upstream check's time.
+        // the account's lockout), but not sooner than a check, nor where a check would
+        // fail: only enrolled users get here, and a quick answer would tell them from the
+        // rest. The directory's own path for an unknown user where there is one; else the
+        // upstream servers asked about a made-up name (nothing of the user's goes there),
+        // whose refusal takes their time for a name they do not know and whose silence
+        // fails this login as it fails everyone's.
         match ctx.client.primary {
             Primary::Ldap => ctx.primary.imitate_check(user).await?,
-            Primary::Upstream(ref group) => {
-                let pad = app.upstream_latency.get(group);
-                if pad.has_sample() {
-                    pad.sleep(PAD_CAP).await
-                } else {
-                    // No refusal of this server timed yet (after a start, or for a new
-                    // group): any guess at its time would tell this refusal apart, too
-                    // quick or too slow. So this once the server is asked, as for any other
-                    // name, and timed; its answer decides nothing here.
-                    let asked = Instant::now();
-                    let checked = primary::check(app, ctx, req, user, &password).await?;
-                    if let PrimaryOutcome::Denied(Denial::UpstreamReject(_)) = checked {
-                        pad.record(asked.elapsed());
-                    }
-                }
-            }
+            Primary::Upstream(ref group) => primary::imitate_upstream(app, group).await?,
         }
         return Ok(Verdict::reject(NO_INLINE_CODE));
     }
 
-    let asked = Instant::now();
     let checked = primary::check(app, ctx, req, user, &password).await?;
-    // The time the refusal above imitates: the upstream server's own refusals only. Its
-    // accepts are followed by a directory lookup, and a server may delay its rejects
-    // (FreeRADIUS: reject_delay), so an average of all answers would tell them apart.
-    if let (Primary::Upstream(group), PrimaryOutcome::Denied(Denial::UpstreamReject(_))) =
-        (&ctx.client.primary, &checked)
-    {
-        app.upstream_latency.get(group).record(asked.elapsed());
-    }
     let info = match checked {
         PrimaryOutcome::Accepted(info) => info,
         PrimaryOutcome::Denied(d) => {
@@ -368,9 +345,6 @@ pub fn capabilities(
         holds_calls: ctx.client.factors.voice_mode == VoiceMode::Hold,
     }
 }
-
-/// The longest a refusal imitates a password check.
-const PAD_CAP: Duration = Duration::from_secs(5);
 
 async fn inline(
     app: &AppState,

@@ -51,6 +51,25 @@ pub fn refused_unasked(primary: &Primary, password: &Secret) -> Option<Denial> {
     None
 }
 
+/// Asks the client's upstream group about a made-up name with a random password, through
+/// the same servers in the same order as a login: what a refusal that must not send the
+/// user's field upstream does instead of a check (`login::start`). Its answer decides
+/// nothing; a group that does not answer fails it as it fails a login. Upstream servers
+/// log it as a failed login of `radmfa-timing-check`.
+pub async fn imitate_upstream(app: &AppState, group: &str) -> Result<(), Fault> {
+    let cfg = app.config();
+    let Some(upstream_cfg) = cfg.upstream_group(group) else {
+        return Err(AuthError::Upstream(format!("no upstream group {group:?}")).into());
+    };
+    Box::pin(upstream::imitate(
+        upstream_cfg,
+        &app.upstream_health,
+        &cfg.server.name,
+    ))
+    .await?;
+    Ok(())
+}
+
 /// Boxed above: a future with a socket and a packet buffer in it is not what every LDAP
 /// login should carry (`a_requests_future_stays_small`).
 async fn by_upstream(
