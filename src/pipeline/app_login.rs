@@ -55,11 +55,10 @@ pub async fn try_app_password(
         hashes
             .into_iter()
             .find(|(_, h, _)| app_password::verify(&typed, h))
-            .map(|(id, _, dn)| (id, dn))
     })
     .await
     .unwrap_or(None);
-    let Some((id, bound_to)) = matched else {
+    let Some((id, hash, bound_to)) = matched else {
         return Ok(None);
     };
     let serial = Some(format!("app-password-{id}"));
@@ -113,7 +112,7 @@ pub async fn try_app_password(
     // passwords away after a lost phone must not watch one more login get in with one.
     if !app
         .store
-        .touch_app_password(id, app.clock.now(), dn)
+        .touch_app_password(id, user, &hash, app.clock.now(), dn)
         .await?
     {
         let mut v = Verdict::reject("app password deleted while it was checked");

@@ -623,14 +623,17 @@ pub trait Store: Send + Sync + 'static {
     }
     /// Records that an app password was just used, and by which directory entry if none is
     /// recorded yet (`dn`; None where there is no directory): it is that entry's from then on.
-    /// False when it no longer exists (deleted while the login was being checked).
+    /// False when it no longer exists (deleted while the login was being checked): `user`
+    /// and `hash` as the login read them, so an id reused since (SQLite) is not it.
     async fn touch_app_password(
         &self,
         id: i64,
+        user: &str,
+        hash: &str,
         now: i64,
         dn: Option<&str>,
     ) -> Result<bool, StoreError> {
-        let _ = (id, now, dn);
+        let _ = (id, user, hash, now, dn);
         Err(StoreError::Unsupported("touch_app_password"))
     }
     /// Atomically: if every limit has fewer than `max` events in `(now - window_secs, now]`,

@@ -475,8 +475,9 @@ impl Store for PgStore {
     ) -> Result<ChallengeAttempt, StoreError> {
         let mut w = self.writer().await?;
         if max_attempts <= 1 {
-            // The only attempt (the default): taking it is consuming the challenge.
-            let r = sqlx::query("DELETE FROM challenges WHERE state_hash = $1")
+            // The only attempt (the default): taking it is consuming the challenge. Unless
+            // a reload lowered the maximum below the attempts this prompt has had.
+            let r = sqlx::query("DELETE FROM challenges WHERE state_hash = $1 AND attempts < 1")
                 .bind(state_hash)
                 .execute(w.conn())
                 .await;
@@ -630,10 +631,12 @@ impl Store for PgStore {
     async fn touch_app_password(
         &self,
         id: i64,
+        user: &str,
+        hash: &str,
         now: i64,
         dn: Option<&str>,
     ) -> Result<bool, StoreError> {
-        self.touch_app_password_impl(id, now, dn).await
+        self.touch_app_password_impl(id, user, hash, now, dn).await
     }
 
     async fn take_send_slot(

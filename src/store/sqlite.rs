@@ -611,9 +611,12 @@ impl Store for SqliteStore {
             .write(move |c| {
                 if max_attempts <= 1 {
                     // The only attempt (the default): taking it is consuming the challenge,
-                    // one statement as before attempts were taken up front.
+                    // one statement as before attempts were taken up front. Unless a
+                    // reload lowered the maximum below the attempts this prompt has had.
                     let changed = c
-                        .prepare_cached("DELETE FROM challenges WHERE state_hash = ?1")
+                        .prepare_cached(
+                            "DELETE FROM challenges WHERE state_hash = ?1 AND attempts < 1",
+                        )
                         .and_then(|mut st| st.execute([&hash]))
                         .map_err(sqlite_err)?;
                     return Ok(if changed == 1 {
@@ -761,10 +764,12 @@ impl Store for SqliteStore {
     async fn touch_app_password(
         &self,
         id: i64,
+        user: &str,
+        hash: &str,
         now: i64,
         dn: Option<&str>,
     ) -> Result<bool, StoreError> {
-        self.touch_app_password_impl(id, now, dn).await
+        self.touch_app_password_impl(id, user, hash, now, dn).await
     }
 
     async fn take_send_slot(

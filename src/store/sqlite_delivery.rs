@@ -228,15 +228,20 @@ impl SqliteStore {
     pub(super) async fn touch_app_password_impl(
         &self,
         id: i64,
+        user: &str,
+        hash: &str,
         now: i64,
         dn: Option<&str>,
     ) -> Result<bool, StoreError> {
         let done = sqlx::query(
-            "UPDATE app_passwords SET last_used_at = ?2, dn = COALESCE(dn, ?3) WHERE id = ?1",
+            "UPDATE app_passwords SET last_used_at = ?2, dn = COALESCE(dn, ?3) \
+             WHERE id = ?1 AND user = ?4 AND hash = ?5",
         )
         .bind(id)
         .bind(now)
         .bind(dn)
+        .bind(user)
+        .bind(hash)
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)

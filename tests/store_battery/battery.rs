@@ -793,6 +793,11 @@ pub async fn take_attempt_closes_at_max(store: &dyn Store) {
         store.take_attempt(b"s3", 2).await.unwrap(),
         ChallengeAttempt::Closed
     );
+    assert_eq!(
+        store.take_attempt(b"s3", 1).await.unwrap(),
+        ChallengeAttempt::Closed,
+        "lowered to 1 as well"
+    );
 }
 
 pub async fn race_take_attempt(store: Arc<dyn Store>) {
@@ -1810,7 +1815,7 @@ pub async fn app_passwords_add_list_delete(store: &dyn Store) {
     assert_eq!(list[0].dn, None);
     let entry = "uid=alice,ou=people,dc=example,dc=org";
     assert!(store
-        .touch_app_password(a1, T + 60, Some(entry))
+        .touch_app_password(a1, "alice", "$argon2id$one", T + 60, Some(entry))
         .await
         .unwrap());
     let used = &store.app_passwords("alice").await.unwrap()[0];
@@ -1820,7 +1825,13 @@ pub async fn app_passwords_add_list_delete(store: &dyn Store) {
     );
     // The first entry stays: a later use under another entry does not rebind it.
     assert!(store
-        .touch_app_password(a1, T + 90, Some("uid=other,dc=example,dc=org"))
+        .touch_app_password(
+            a1,
+            "alice",
+            "$argon2id$one",
+            T + 90,
+            Some("uid=other,dc=example,dc=org")
+        )
         .await
         .unwrap());
     assert_eq!(
@@ -1832,7 +1843,24 @@ pub async fn app_passwords_add_list_delete(store: &dyn Store) {
     assert!(store.delete_app_password("alice", a1).await.unwrap());
     assert!(!store.delete_app_password("alice", a1).await.unwrap());
     // A login that checked it before the delete learns it is gone.
-    assert!(!store.touch_app_password(a1, T + 120, None).await.unwrap());
+    assert!(!store
+        .touch_app_password(a1, "alice", "$argon2id$one", T + 120, None)
+        .await
+        .unwrap());
+    // Nor is another user's row, or another password, under the id it had.
+    assert!(!store
+        .touch_app_password(b1, "alice", "$argon2id$bob", T + 120, None)
+        .await
+        .unwrap());
+    assert!(!store
+        .touch_app_password(a2, "alice", "$argon2id$one", T + 120, None)
+        .await
+        .unwrap());
+    assert_eq!(
+        store.app_passwords("bob").await.unwrap()[0].last_used_at,
+        None,
+        "bob's row untouched"
+    );
     assert_eq!(store.app_passwords("alice").await.unwrap().len(), 1);
     store
         .add_app_password("alice", None, "$argon2id$three", T)

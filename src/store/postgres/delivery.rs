@@ -244,16 +244,21 @@ impl PgStore {
     pub(super) async fn touch_app_password_impl(
         &self,
         id: i64,
+        user: &str,
+        hash: &str,
         now: i64,
         dn: Option<&str>,
     ) -> Result<bool, StoreError> {
         let mut w = self.writer().await?;
         let r = sqlx::query(
-            "UPDATE app_passwords SET last_used_at = $2, dn = COALESCE(dn, $3) WHERE id = $1",
+            "UPDATE app_passwords SET last_used_at = $2, dn = COALESCE(dn, $3) \
+             WHERE id = $1 AND username = $4 AND hash = $5",
         )
         .bind(id)
         .bind(now)
         .bind(dn)
+        .bind(user)
+        .bind(hash)
         .execute(w.conn())
         .await;
         Ok(w.done(r)?.rows_affected() == 1)
