@@ -517,6 +517,23 @@ fn encrypted_pskc_with_wrong_key_or_passphrase_imports_nothing() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // Nor does a variable of the other kind: a key file named for a PBKDF2 file is refused
+    // as the wrong kind, not ignored for the passphrase in the environment.
+    let out = Command::new(bin())
+        .arg("--config")
+        .arg(&a.cfg)
+        .args(["token", "import", cbc.to_str().unwrap(), "--replace"])
+        .arg("--passphrase-file")
+        .arg(&good_pass)
+        .env("RADMFA_IMPORT_KEY", key)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("pre-shared key"),
+        "{err}"
+    );
     // Both on the command line: refused, not one silently chosen.
     let (ok, _, err) = a.import(
         &cbc,

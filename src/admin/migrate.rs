@@ -50,8 +50,9 @@ pub enum StoreCommand {
 #[derive(Debug, Args)]
 pub struct MigrateArgs {
     /// Destination, postgres://user:password@host/database?sslmode=verify-full. Read from the
-    /// environment (RADMFA_PG_URL) it stays out of `ps` and shell history.
-    #[arg(long, env = "RADMFA_PG_URL", hide_env_values = true)]
+    /// environment (RADMFA_PG_URL, used only when neither --to nor --to-config is given) it
+    /// stays out of `ps` and shell history.
+    #[arg(long)]
     pub to: Option<String>,
     /// Take the destination from the `[store]` section (type = "postgres") of this file.
     #[arg(long, conflicts_with = "to")]
@@ -219,7 +220,18 @@ pub async fn store(cfg: &Config, cmd: StoreCommand) -> anyhow::Result<ExitCode> 
 }
 
 fn destination(args: &MigrateArgs) -> anyhow::Result<PgSettings> {
-    match (&args.to, &args.to_config) {
+    // The environment only when no flag names the destination: a variable left in the shell
+    // must not override (or, as a clap default, conflict with) the file named here.
+    let from_env = || {
+        std::env::var("RADMFA_PG_URL")
+            .ok()
+            .filter(|u| !u.is_empty())
+    };
+    let to = match (&args.to, &args.to_config) {
+        (None, None) => from_env(),
+        (to, _) => to.clone(),
+    };
+    match (&to, &args.to_config) {
         (Some(url), None) => {
             crate::store::postgres::parse_url(url)
                 .map_err(|p| anyhow::anyhow!("--to: the URL {p}"))?;

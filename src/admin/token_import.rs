@@ -152,9 +152,14 @@ fn prompt(what: &str) -> anyhow::Result<Secret> {
 
 /// The key or passphrase the file needs, from the first source given.
 fn decryption(need: &Need, a: &ImportArgs) -> anyhow::Result<Decryption> {
-    // The flags conflict with their files; the environment is read only without either,
-    // so a variable left from another import never overrides what is named here.
-    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    // The flags conflict with their files; the environment is read only when no flag names
+    // a key or a passphrase, so a variable left from another import (of either kind) never
+    // overrides, or is preferred to, what is named here.
+    let named = a.key.is_some()
+        || a.key_file.is_some()
+        || a.passphrase.is_some()
+        || a.passphrase_file.is_some();
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty() && !named);
     let key = match (&a.key, &a.key_file) {
         (_, Some(f)) => Some(key_from_file(f)?),
         (Some(k), None) => Some(parse_hex_key(k)?),
