@@ -218,7 +218,11 @@ pub async fn connect(cfg: &Config, user: Option<&str>) -> anyhow::Result<bool> {
             }
             Err(e) => line(false, format!("user {user}: reading tokens: {e}")),
         }
+        // Not where the directory has the user's entry but it could not be read (said above):
+        // its numbers would be missing from what is shown.
+        let unread = ldap.is_some() && entry.is_none();
         match store.user_profile(&user).await {
+            Ok(_) if unread => {}
             Ok(profile) => phone_line(cfg, &user, &profile, entry.as_ref(), &mut line),
             Err(e) => line(false, format!("user {user}: reading the profile: {e}")),
         }
