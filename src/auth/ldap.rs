@@ -829,17 +829,12 @@ impl LdapAuth {
             accepted @ PrimaryOutcome::Accepted(_) => return Ok(accepted),
             PrimaryOutcome::Denied(d) => d,
         };
-        let found = match self.search_user(user).await {
-            Ok(found) => found,
-            // The password was refused; a directory that cannot be searched now does not
-            // change that, and must not turn a refusal into a backend failure (with
-            // `on_backend_failure = "no_reply"` the NAS would ask another node, which binds
-            // the same wrong password again).
-            Err(e) => {
-                tracing::warn!(user, error = %e, "LDAP search after a refused bind failed");
-                return Ok(PrimaryOutcome::Denied(refused));
-            }
-        };
+        // A search that fails fails the login, as an uncached login's does: answered as a
+        // refusal here, it would tell a name that logged in lately (a Reject) from every
+        // other name (silence on no_reply clients) while searches fail and binds do not
+        // (the service account's password expired, say). The NAS asking another node then
+        // binds the same wrong password once more, as any retried backend failure does.
+        let found = self.search_user(user).await?;
         match found {
             // Bound again only where the first bind cannot have counted against the
             // account: the remembered DN is gone (AD: 525, or a plain invalidCredentials for a

@@ -124,7 +124,9 @@ pub async fn start(
             let mut reason = d.reason();
             // Only where the password was wrong (or the name unknown): a refusal for the
             // account's state (AD's expired or must-change, a lockout) may follow the right
-            // password, and the hint would tell the audit that it is all digits.
+            // password, and the hint would tell the audit that it is all digits. The store
+            // is read either way: skipping the read for some refusals would time them apart.
+            let unechoed = looks_like_unechoed_answer(app, ctx, user, &password).await;
             let wrong = matches!(
                 d,
                 Denial::BadPassword
@@ -135,7 +137,7 @@ pub async fn start(
                             | crate::auth::ad_codes::AdReason::UserNotFound
                     )
             );
-            if wrong && looks_like_unechoed_answer(app, ctx, user, &password).await {
+            if wrong && unechoed {
                 reason.push_str(STATE_NOT_ECHOED);
             }
             return Ok(Verdict::reject(reason));
