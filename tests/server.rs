@@ -1302,6 +1302,43 @@ fn lockout_after_wrong_codes_and_unlock() {
     assert!(audit.iter().any(|r| r["result"] == "unlock"));
 }
 
+/// A VPN client reconnecting with the field it kept sends a used code again and again: each
+/// is refused, as used, but none counts toward the lockout (it is no guess), so the loop
+/// does not lock its user out, and the next fresh code gets in.
+#[test]
+fn a_used_code_sent_again_does_not_count_toward_the_lockout() {
+    let slapd = directory();
+    let srv = start(&slapd, |o| {
+        o.clients = vec![Nas {
+            otp_mode: "inline",
+            ..Nas::challenge("vpn", "127.0.0.1")
+        }];
+        o.extra = "\n[lockout]\nthreshold = 3\n".into();
+    });
+    let seed = srv.enroll("alice", &[]);
+    common::peers::clear_of_step_boundary(8);
+    let field = format!("{ALICE_PW},{}", totp(&seed, now(), &[]));
+    assert_eq!(
+        code_of(&py_password(&srv, "alice", &field)),
+        "Access-Accept"
+    );
+    for _ in 0..5 {
+        let r = py_password(&srv, "alice", &field);
+        assert_eq!(code_of(&r), "Access-Reject", "{r}");
+    }
+    let show = srv.cli(&["user", "show", "alice", "--json"]);
+    let status: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
+    assert_eq!(status["failures"], 0, "{status}");
+    let used = srv
+        .audit_json("alice")
+        .iter()
+        .filter(|r| r["reason"] == "code already used")
+        .count();
+    assert_eq!(used, 5);
+    let next = format!("{ALICE_PW},{}", totp(&seed, now() + 30, &[]));
+    assert_eq!(code_of(&py_password(&srv, "alice", &next)), "Access-Accept");
+}
+
 /// `[challenge] max_attempts` holds for answers sent all at once to one State: each takes
 /// an attempt before its code is checked, so however the server interleaves them, no more
 /// than `max_attempts` codes are checked (a guess beyond them could otherwise be the one

@@ -102,6 +102,9 @@ pub async fn is_locked(app: &AppState, user: &str) -> Result<bool, StoreError> {
 /// Runs in the user's turn ([`CodeTurns`](super::code_turns::CodeTurns)): a locked second
 /// factor is refused as it stands after the previous check, and a wrong code is counted on
 /// disk before the next check.
+/// Why a code that matched was refused: its step (or counter) was used already.
+const REPLAYED: &str = "code already used";
+
 pub async fn check_code(
     app: &AppState,
     user: &str,
@@ -141,7 +144,7 @@ pub async fn check_code(
                         mode,
                     });
                 }
-                TokenCheck::Replayed => reason = "code already used",
+                TokenCheck::Replayed => reason = REPLAYED,
                 TokenCheck::ResyncPending => {
                     resync = true;
                     reason =
@@ -156,7 +159,15 @@ pub async fn check_code(
     } else {
         reason = "not a code";
     }
-    let locked = count_failure(app, &turn, user, "wrong codes").await?;
+    // A code already used is no guess: it matched, it can never be accepted again, and
+    // the reply is the same refusal. Counted, a VPN client reconnecting with the field it
+    // kept (or a NAS failing over to another node with a login already accepted) would
+    // lock its own user out.
+    let locked = if reason == REPLAYED {
+        false
+    } else {
+        count_failure(app, &turn, user, "wrong codes").await?
+    };
     Ok(CodeCheck::Invalid {
         reason: reason.to_string(),
         locked,
