@@ -706,6 +706,40 @@ fn a_lock_under_the_other_name_holds_for_an_enrolled_name() {
     );
 }
 
+/// The names share one allowance across factors too: wrong SMS answers under john.doe count
+/// toward the lock of jdoe's TOTP codes (threshold 3: two answers there, then one wrong code
+/// here locks the entry; each name had its own count of guesses for codes before).
+#[test]
+fn wrong_answers_under_one_name_count_toward_the_other_names_codes() {
+    let slapd = directory_with_two_named_entry();
+    let standin = Standin::start();
+    let srv = start(
+        &slapd,
+        &standin,
+        "",
+        "\n[lockout]\nthreshold = 3\n",
+        &[client("vpn", "127.0.0.1", "methods = [\"totp\", \"sms\"]")],
+    );
+    for n in 0..2 {
+        let r = login(&srv, "john.doe", "jdoe-Secret-pw");
+        assert_eq!(code_of(&r), "Access-Challenge", "{r}");
+        let a = answer(&srv, "john.doe", wrong_code(&standin, n), &r["state"]);
+        assert_eq!(code_of(&a), "Access-Reject", "{a}");
+    }
+    let seed = srv.enroll("jdoe", &[]);
+    let r = login(&srv, "jdoe", "jdoe-Secret-pw");
+    assert_eq!(code_of(&r), "Access-Challenge", "{r}\n{}", srv.log());
+    let good = totp(&seed, now(), &[]);
+    let wrong = if good == "123456" { "654321" } else { "123456" };
+    let a = answer(&srv, "jdoe", wrong, &r["state"]);
+    assert_eq!(code_of(&a), "Access-Reject", "{a}");
+    let audit = srv.audit_json("jdoe");
+    assert!(
+        audit.iter().any(|r| r["result"] == "lock"),
+        "one wrong code after two wrong answers under john.doe: {audit:#?}"
+    );
+}
+
 /// The SMS limit is per person: the two names of one entry share `max_per_user`, so a
 /// second name does not bring a second allowance of texts to the same directory mobile.
 #[test]

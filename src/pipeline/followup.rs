@@ -179,7 +179,8 @@ async fn totp(
     let Some(attempt) = take_attempt(app, r).await? else {
         return Ok(Verdict::reject(NO_ATTEMPT));
     };
-    match check_code(app, user, &view.tokens, view.standing, code).await? {
+    let others = &r.carried.other_names;
+    match check_code(app, user, others, &view.tokens, view.standing, code).await? {
         CodeCheck::Valid { serial, mode } => {
             if !closes(app, r, attempt).await? {
                 return Ok(Verdict::reject("State already used"));

@@ -57,12 +57,10 @@ pub async fn sms_code(
     let Some(attempt) = take_attempt(app, r).await? else {
         return Ok(Verdict::reject(NO_ATTEMPT));
     };
-    let turn = app.code_turns.take(user).await;
-    if second_factor::in_turn(app, &turn, user, standing)
-        .await?
-        .locked
-    {
-        let why = "second factor locked".to_string();
+    let others = &r.carried.other_names;
+    let turn = second_factor::take_turn(app, user, others).await;
+    let standing = second_factor::in_turn(app, &turn, user, others, standing).await?;
+    if let Some(why) = second_factor::stopped(app, user, others, standing).await? {
         return wrong_answer(app, r, attempt, "sms", why, true, &prompt()).await;
     }
     let good = txn

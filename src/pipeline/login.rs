@@ -357,28 +357,30 @@ async fn inline(
     info: UserInfo,
 ) -> Result<Verdict, Fault> {
     let code = code.expose_str().unwrap_or("");
-    Ok(match check_code(app, user, tokens, standing, code).await? {
-        CodeCheck::Valid { serial, mode } => Verdict {
-            token_serial: Some(serial),
-            ..Verdict::accept(mode, None, info)
+    Ok(
+        match check_code(app, user, &info.other_names, tokens, standing, code).await? {
+            CodeCheck::Valid { serial, mode } => Verdict {
+                token_serial: Some(serial),
+                ..Verdict::accept(mode, None, info)
+            },
+            CodeCheck::Invalid {
+                reason,
+                locked,
+                resync,
+            } => {
+                let reply = if locked {
+                    Reply::reject().with_message(LOCKED_MESSAGE)
+                } else if resync {
+                    Reply::reject().with_message(RESYNC_MESSAGE)
+                } else {
+                    Reply::reject()
+                };
+                Verdict::reject(reason)
+                    .with_info(Some(info))
+                    .with_reply(reply)
+            }
         },
-        CodeCheck::Invalid {
-            reason,
-            locked,
-            resync,
-        } => {
-            let reply = if locked {
-                Reply::reject().with_message(LOCKED_MESSAGE)
-            } else if resync {
-                Reply::reject().with_message(RESYNC_MESSAGE)
-            } else {
-                Reply::reject()
-            };
-            Verdict::reject(reason)
-                .with_info(Some(info))
-                .with_reply(reply)
-        }
-    })
+    )
 }
 
 /// The code lengths of the user's tokens, shortest first, each once.

@@ -102,21 +102,23 @@ pub async fn is_locked(app: &AppState, user: &str) -> Result<bool, StoreError> {
 /// Runs in the user's turn ([`CodeTurns`](super::code_turns::CodeTurns)): a locked second
 /// factor is refused as it stands after the previous check, and a wrong code is counted on
 /// disk before the next check.
-/// Why a code that matched was refused: its step (or counter) was used already.
-const REPLAYED: &str = "code already used";
-
+///
+/// `other_names`: the directory entry's other names, which share its allowance of guesses
+/// (see [`failures_under_other_names`]): one turn for all of them, a lock under any of them
+/// refuses the check, and their wrong answers count toward this name's threshold.
 pub async fn check_code(
     app: &AppState,
     user: &str,
+    other_names: &[String],
     tokens: &[TokenRecord],
     standing: Standing,
     code: &str,
 ) -> Result<CodeCheck, StoreError> {
-    let turn = app.code_turns.take(user).await;
-    let standing = in_turn(app, &turn, user, standing).await?;
-    if standing.locked {
+    let turn = take_turn(app, user, other_names).await;
+    let standing = in_turn(app, &turn, user, other_names, standing).await?;
+    if let Some(reason) = stopped(app, user, other_names, standing).await? {
         return Ok(CodeCheck::Invalid {
-            reason: "second factor locked".into(),
+            reason,
             locked: true,
             resync: false,
         });
@@ -166,7 +168,8 @@ pub async fn check_code(
     let locked = if reason == REPLAYED {
         false
     } else {
-        count_failure(app, &turn, user, "wrong codes").await?
+        let elsewhere = failures_under_other_names(app, user, other_names).await?;
+        count_failure_after(app, &turn, user, "wrong codes", elsewhere).await?
     };
     Ok(CodeCheck::Invalid {
         reason: reason.to_string(),
@@ -175,13 +178,54 @@ pub async fn check_code(
     })
 }
 
+/// Why a code that matched was refused: its step (or counter) was used already.
+const REPLAYED: &str = "code already used";
+
+/// The turn of the whole directory entry (`user` and its `other_names`): answers under its
+/// names are checked one after another, as one name's are, so none of them is checked
+/// against a lockout another has just reached.
+pub async fn take_turn<'a>(app: &'a AppState, user: &str, other_names: &[String]) -> Turn<'a> {
+    app.code_turns
+        .take(&super::aliases::entry_key(app, user, other_names))
+        .await
+}
+
+/// Why no code may be checked now: the user's own lock as it stands in the turn, or a
+/// lock or block under another name of the entry, read again in the turn (a lock that
+/// landed there while this answer waited). `None`: check it.
+pub async fn stopped(
+    app: &AppState,
+    user: &str,
+    other_names: &[String],
+    standing: Standing,
+) -> Result<Option<String>, StoreError> {
+    if standing.locked {
+        return Ok(Some("second factor locked".into()));
+    }
+    if other_names.is_empty() {
+        return Ok(None);
+    }
+    use super::aliases::OtherName;
+    Ok(
+        match super::aliases::stopped_under_another_name(app, user, other_names).await? {
+            Some(OtherName::Blocked(other)) => Some(super::aliases::blocked_reason(&other)),
+            Some(OtherName::Locked(other) | OtherName::Enrolled(other)) => {
+                Some(super::aliases::locked_reason(Some(&other)))
+            }
+            None => None,
+        },
+    )
+}
+
 /// The lockout as it stands in the user's `turn`: `standing` as read earlier in the request,
 /// unless a wrong code or answer was counted since (or another node may have counted one);
-/// then as it is in the store now.
+/// then as it is in the store now. With `other_names`, always from the store: the turn is
+/// the entry's, whose count of failures is not the one `standing.seen` was read from.
 pub async fn in_turn(
     app: &AppState,
     turn: &Turn<'_>,
     user: &str,
+    other_names: &[String],
     standing: Standing,
 ) -> Result<Standing, StoreError> {
     // With a store shared by several nodes (PostgreSQL), wrong codes counted on another
@@ -192,11 +236,13 @@ pub async fn in_turn(
         app.config().store,
         crate::config::StoreConfig::Postgres { .. }
     );
-    Ok(if shared || turn.counted_since(standing.seen) {
-        Standing::of(app, &app.store.user_status(user).await?, standing.seen)
-    } else {
-        standing
-    })
+    Ok(
+        if shared || !other_names.is_empty() || turn.counted_since(standing.seen) {
+            Standing::of(app, &app.store.user_status(user).await?, standing.seen)
+        } else {
+            standing
+        },
+    )
 }
 
 /// Wrong answers counted under the entry's `other_names` (a multi-valued `uid`): the
@@ -219,18 +265,9 @@ pub async fn failures_under_other_names(
 /// Counts a wrong code or answer toward the user's lockout, in the user's `turn`, and waits
 /// until the count is on disk, so the next turn reads it; when this one locks the second
 /// factor, the lock gets an audit record of its own. `what` names the failures in its
-/// reason ("wrong codes", "wrong answers"). Returns whether this failure locked the user.
-pub async fn count_failure(
-    app: &AppState,
-    turn: &Turn<'_>,
-    user: &str,
-    what: &str,
-) -> Result<bool, StoreError> {
-    count_failure_after(app, turn, user, what, 0).await
-}
-
-/// [`count_failure`], with `elsewhere` wrong answers already counted under the entry's
-/// other names ([`failures_under_other_names`]): the lock comes that much sooner.
+/// reason ("wrong codes", "wrong answers"); `elsewhere` wrong answers are already counted
+/// under the entry's other names ([`failures_under_other_names`]): the lock comes that
+/// much sooner. Returns whether this failure locked the user.
 pub async fn count_failure_after(
     app: &AppState,
     turn: &Turn<'_>,
