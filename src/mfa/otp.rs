@@ -86,9 +86,30 @@ pub fn current_step(token: &Token, now: i64) -> i64 {
     now / i64::from(token.period.max(1))
 }
 
-/// [`match_totp`] with the window centred on the token's learned clock drift (in steps), so
-/// a hardware token whose clock has wandered keeps working: each accepted code re-centres
-/// the window (the caller stores `matched - current_step` as the new drift).
+/// The steps a code is looked for in: `window` steps either side of now, and as many either
+/// side of where the token's learned drift puts it (each once). Both: one accepted code a
+/// step early (a token a few seconds fast, read just after its display changed) stores a
+/// drift of +1, and a window around that alone would refuse the next code typed slowly
+/// enough to be a step late, though it is within `window` of now; with several nodes, a
+/// drift learned against one node's clock would refuse good codes on another's. With no
+/// drift, the window alone (2·window+1 steps); with one, at most twice that.
+fn search_steps(token: &Token, now: i64, window: u32, drift: i64) -> impl Iterator<Item = i64> {
+    let now_step = current_step(token, now);
+    let w = window as i64;
+    let plain = (now_step - w)..=(now_step + w);
+    let drifted = now_step.saturating_add(drift);
+    let around_drift = (drifted - w)..=(drifted + w);
+    let outside = {
+        let plain = plain.clone();
+        move |s: &i64| !plain.contains(s)
+    };
+    plain.chain(around_drift.filter(outside))
+}
+
+/// [`match_totp`] with the window also centred on the token's learned clock drift (in
+/// steps), so a hardware token whose clock has wandered keeps working: each accepted code
+/// re-centres it (the caller stores `matched - current_step` as the new drift). See
+/// [`search_steps`].
 pub fn match_totp_with_drift(
     token: &Token,
     code: &str,
@@ -99,8 +120,6 @@ pub fn match_totp_with_drift(
     if token.kind != TokenKind::Totp || token.period == 0 || code.len() != token.digits as usize {
         return None;
     }
-    let current = current_step(token, now).saturating_add(drift);
-    let w = window as i64;
     // Every step of the window is computed and compared (no early exit), so the time taken
     // does not tell which step matched. With 2·window+1 steps, two steps showing the same
     // code happens about once in 50,000 codes at window 10: take the latest, so that the
@@ -108,14 +127,14 @@ pub fn match_totp_with_drift(
     // same code, replayed by whoever saw it typed, was accepted a second time. The price,
     // when the twin is a step still to come: the user's next codes wait until it passes.
     let codes = TotpCodes::new(&token.secret, token.algorithm, token.digits, token.period);
-    let mut matched = None;
-    for step in (current - w)..=(current + w) {
+    let mut matched: Option<i64> = None;
+    for step in search_steps(token, now, window, drift) {
         let expected = codes.at(step);
         // Steps before the epoch (a clock not yet set, or a large drift) are not steps: they
         // would all show step 0's code, and each would count as a fresh use of it.
         let unused = step >= 0 && token.last_step.is_none_or(|last| step > last);
         if bool::from(expected.as_bytes().ct_eq(code.as_bytes())) && unused {
-            matched = Some(step);
+            matched = Some(matched.map_or(step, |m| m.max(step)));
         }
     }
     // A step already used (or earlier) never verifies again; the store enforces this
@@ -133,17 +152,17 @@ pub fn used_before(token: &Token, code: &str, now: i64, window: u32, drift: i64)
     if token.kind != TokenKind::Totp || token.period == 0 || code.len() != token.digits as usize {
         return false;
     }
-    let current = current_step(token, now).saturating_add(drift);
-    let w = window as i64;
     let codes = TotpCodes::new(&token.secret, token.algorithm, token.digits, token.period);
     // Every used step of the window compared, as in the match itself.
-    ((current - w).max(0)..=(current + w).min(last)).fold(false, |found, step| {
-        found | bool::from(codes.at(step).as_bytes().ct_eq(code.as_bytes()))
-    })
+    search_steps(token, now, window, drift)
+        .filter(|&step| step >= 0 && step <= last)
+        .fold(false, |found, step| {
+            found | bool::from(codes.at(step).as_bytes().ct_eq(code.as_bytes()))
+        })
 }
 
-/// `radmfa token resync` for TOTP: the step `s` within ±`range` steps of now (drift
-/// included) where `code1` = code(s) and `code2` = code(s + 1). Returns `s + 1`.
+/// `radmfa token resync` for TOTP: the step `s` within ±`range` steps of now (the drift
+/// left out: this is what finds it) where `code1` = code(s) and `code2` = code(s + 1). Returns `s + 1`.
 pub fn find_consecutive_steps(
     token: &Token,
     code1: &str,
@@ -287,8 +306,11 @@ mod tests {
         assert_eq!(match_totp(&t, &code0, 15, 1), Some(0));
         t.last_step = Some(0);
         assert_eq!(match_totp(&t, &code0, 15, 1), None, "used once only");
-        // A drift pointing before the epoch finds nothing there either.
+        // A drift pointing before the epoch finds nothing there either: the step found is
+        // the one at now, and once used, nothing.
         t.last_step = None;
+        assert_eq!(match_totp_with_drift(&t, &code0, 15, 1, -5), Some(0));
+        t.last_step = Some(0);
         assert_eq!(match_totp_with_drift(&t, &code0, 15, 1, -5), None);
     }
 

@@ -303,6 +303,38 @@ mod tests {
         assert_eq!(check(&s, &o, &c(step + 2), now).await, TokenCheck::Replayed);
     }
 
+    /// A drift of one step learned from a code read just as the display changed must not
+    /// refuse the next code typed a step late: within `window` of now, it is accepted, as
+    /// it is a step early for a drift of -1 (a drift learned against another node's clock).
+    #[tokio::test]
+    async fn a_learned_drift_keeps_the_window_around_now() {
+        let o = opts(false);
+        for (first_offset, later_offset) in [(1, -1), (-1, 1)] {
+            let s = store_with(TokenKind::Totp, TokenExtra::default()).await;
+            let t = record(&s).await.token;
+            let c = |st| otp::totp_code(&t.secret, t.algorithm, 6, 30, st);
+            let now = 1_700_000_010;
+            let step = now / 30;
+            assert!(matches!(
+                check(&s, &o, &c(step + first_offset), now).await,
+                TokenCheck::Accepted { .. }
+            ));
+            assert_eq!(record(&s).await.extra.drift, first_offset);
+            let later = now + 300;
+            let later_step = later / 30 + later_offset;
+            assert!(
+                matches!(
+                    check(&s, &o, &c(later_step), later).await,
+                    TokenCheck::Accepted { .. }
+                ),
+                "drift {first_offset}, then a code {later_offset} step(s) from now"
+            );
+            // Two steps from now and from the drift: still refused.
+            let far = later / 30 + 3 * later_offset;
+            assert_eq!(check(&s, &o, &c(far), later).await, TokenCheck::NoMatch);
+        }
+    }
+
     #[tokio::test]
     async fn validity_dates_bound_the_token() {
         let extra = TokenExtra {
