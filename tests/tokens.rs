@@ -335,6 +335,43 @@ fn rfc6030_figures_log_in_with_the_rfc_secret() {
     );
 }
 
+/// A code one of the user's tokens already used is refused before any other token is asked,
+/// and without counting toward the lockout. Two tokens sharing a seed show it: an HOTP token
+/// whose last used counter is the TOTP step of now, and a TOTP token; the HOTP token's used
+/// code is the TOTP token's current one. Asked of every token in turn, the TOTP token
+/// accepted it: whoever held one used code got a free guess at every other token.
+#[test]
+fn a_code_one_token_used_is_not_checked_against_the_others() {
+    let slapd = Slapd::start(&[LdapUser::new("alice", "alice-pw")]);
+    let srv = inline_server(&slapd, "");
+    let seed = b"shared-seed-01234567";
+    common::peers::clear_of_step_boundary(10);
+    let step = now() / 30;
+    let csv = srv.dir.path().join("two.csv");
+    std::fs::write(
+        &csv,
+        format!(
+            "serial,key,type,digits,counter,user\nHW-A,{k},hotp,6,{},alice\nTT-B,{k},totp,6,0,alice\n",
+            step + 1,
+            k = hex::encode(seed)
+        ),
+    )
+    .unwrap();
+    cli_ok(&srv, &["token", "import", csv.to_str().unwrap()]);
+    let used_by_a = hotp(seed, step as u64, "sha1", 6);
+    let b32 = data_encoding::BASE32.encode(seed);
+    assert_eq!(used_by_a, totp(&b32, now(), &[]), "the twin");
+    assert_eq!(
+        login(&srv, "alice", "alice-pw", &used_by_a),
+        "Access-Reject"
+    );
+    let rec = &srv.audit_json("alice")[0];
+    assert_eq!(rec["reason"], "code already used", "{rec}");
+    let show: serde_json::Value =
+        serde_json::from_str(&cli_ok(&srv, &["user", "show", "alice", "--json"])).unwrap();
+    assert_eq!(show["failures"], 0, "{show}");
+}
+
 /// Acceptance 4: an HOTP code works once; a code 5 ahead works and the earlier ones then
 /// fail; a token 50 ahead is refused until resynchronised with two consecutive codes.
 #[test]

@@ -83,6 +83,20 @@ pub async fn verify_token(
     }
 }
 
+/// Whether `code` is one this token already used, by the same reading [`verify_token`]
+/// makes (a used TOTP step in the window, the HOTP code just before the counter). Only
+/// reads: asked of every token before any is checked (`second_factor::check_code`).
+pub fn is_replay(opts: &VerifyOptions, rec: &TokenRecord, code: &str, now: i64) -> bool {
+    let t = &rec.token;
+    if !t.enabled {
+        return false;
+    }
+    match t.kind {
+        TokenKind::Totp => otp::used_before(t, code, now, opts.totp_window, rec.extra.drift),
+        TokenKind::Hotp => hotp::repeats_last_used(t, code),
+    }
+}
+
 async fn verify_hotp(
     store: &dyn Store,
     cfg: &HotpConfig,

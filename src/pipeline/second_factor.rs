@@ -4,7 +4,7 @@
 use super::code_turns::Turn;
 use crate::app::AppState;
 use crate::mfa::otp;
-use crate::mfa::verify::{verify_token, TokenCheck, VerifyOptions};
+use crate::mfa::verify::{is_replay, verify_token, TokenCheck, VerifyOptions};
 use crate::store::{
     durability, AuditRecord, StoreError, TokenKind, TokenRecord, UserProfile, UserStatus,
 };
@@ -132,6 +132,16 @@ pub async fn check_code(
             totp_window: config.totp.window,
             hotp: config.hotp.clone(),
         };
+        // A code one token already used is refused, uncounted, before any token is asked:
+        // the others must not check it (a used code known to whoever sends it, say one a
+        // VPN client kept, would make an uncounted guess at every other token each time).
+        if tokens.iter().any(|rec| is_replay(&opts, rec, code, now)) {
+            return Ok(CodeCheck::Invalid {
+                reason: REPLAYED.to_string(),
+                locked: false,
+                resync: false,
+            });
+        }
         for rec in tokens.iter().filter(|r| r.token.enabled) {
             match verify_token(app.store.as_ref(), &opts, rec, code, now).await? {
                 TokenCheck::Accepted { mode, note } => {
