@@ -740,6 +740,39 @@ fn wrong_answers_under_one_name_count_toward_the_other_names_codes() {
     );
 }
 
+/// A right code under one name forgets the wrong answers counted under the entry's other
+/// names too: the entry's next typo is not a lock long after the answers that counted.
+#[test]
+fn a_right_code_forgets_the_other_names_wrong_answers() {
+    let slapd = directory_with_two_named_entry();
+    let standin = Standin::start();
+    let srv = start(
+        &slapd,
+        &standin,
+        "",
+        "\n[lockout]\nthreshold = 3\n",
+        &[client("vpn", "127.0.0.1", "methods = [\"totp\", \"sms\"]")],
+    );
+    for n in 0..2 {
+        let r = login(&srv, "john.doe", "jdoe-Secret-pw");
+        let a = answer(&srv, "john.doe", wrong_code(&standin, n), &r["state"]);
+        assert_eq!(code_of(&a), "Access-Reject", "{a}");
+    }
+    let seed = srv.enroll("jdoe", &[]);
+    let r = login(&srv, "jdoe", "jdoe-Secret-pw");
+    let a = answer(&srv, "jdoe", &totp(&seed, now(), &[]), &r["state"]);
+    assert_eq!(code_of(&a), "Access-Accept", "{a}");
+    // Without the forgetting, this typo would lock: 2 under john.doe, threshold 3.
+    let r = login(&srv, "jdoe", "jdoe-Secret-pw");
+    let a = answer(&srv, "jdoe", "000000", &r["state"]);
+    assert_eq!(code_of(&a), "Access-Reject", "{a}");
+    let audit = srv.audit_json("jdoe");
+    assert!(
+        !audit.iter().any(|r| r["result"] == "lock"),
+        "one typo after a right code: {audit:#?}"
+    );
+}
+
 /// The SMS limit is per person: the two names of one entry share `max_per_user`, so a
 /// second name does not bring a second allowance of texts to the same directory mobile.
 #[test]

@@ -74,6 +74,9 @@ pub async fn sms_code(
         let locked =
             second_factor::count_failure_after(app, &turn, user, "wrong answers", elsewhere)
                 .await?;
+        if locked {
+            second_factor::clear_under_other_names(app, user, others).await?;
+        }
         drop(turn);
         let why = "wrong SMS code".to_string();
         return wrong_answer(app, r, attempt, "sms", why, locked, &prompt()).await;
@@ -88,6 +91,7 @@ pub async fn sms_code(
         return Ok(sms_reject("SMS code already used", SMS_EXPIRED));
     }
     app.store.clear_failures(user).await?;
+    second_factor::clear_under_other_names(app, user, others).await?;
     let mut v = Verdict::reject("").with_reply(Reply::accept());
     v.reason = None;
     v.mode = "sms";

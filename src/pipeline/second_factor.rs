@@ -148,6 +148,7 @@ pub async fn check_code(
                     if standing.failures > 0 {
                         app.store.clear_failures(user).await?;
                     }
+                    clear_under_other_names(app, user, other_names).await?;
                     if let Some(note) = note {
                         tracing::info!(user, token = %rec.token.serial, "{note}");
                     }
@@ -179,7 +180,11 @@ pub async fn check_code(
         false
     } else {
         let elsewhere = failures_under_other_names(app, user, other_names).await?;
-        count_failure_after(app, &turn, user, "wrong codes", elsewhere).await?
+        let locked = count_failure_after(app, &turn, user, "wrong codes", elsewhere).await?;
+        if locked {
+            clear_under_other_names(app, user, other_names).await?;
+        }
+        locked
     };
     Ok(CodeCheck::Invalid {
         reason: reason.to_string(),
@@ -212,7 +217,7 @@ pub async fn stopped(
     if standing.locked {
         return Ok(Some("second factor locked".into()));
     }
-    if other_names.is_empty() {
+    if !shares_names(app, user, other_names) {
         return Ok(None);
     }
     use super::aliases::OtherName;
@@ -247,7 +252,7 @@ pub async fn in_turn(
         crate::config::StoreConfig::Postgres { .. }
     );
     Ok(
-        if shared || !other_names.is_empty() || turn.counted_since(standing.seen) {
+        if shared || shares_names(app, user, other_names) || turn.counted_since(standing.seen) {
             Standing::of(app, &app.store.user_status(user).await?, standing.seen)
         } else {
             standing
@@ -270,6 +275,27 @@ pub async fn failures_under_other_names(
         sum = sum.saturating_add(app.store.user_status(&key).await?.failures);
     }
     Ok(sum)
+}
+
+/// Whether the directory entry has names besides `user` that radmfa keeps apart
+/// ([`aliases::entry_names`](super::aliases::entry_names)): then its turn is the entry's,
+/// and its allowance of guesses is shared.
+fn shares_names(app: &AppState, user: &str, other_names: &[String]) -> bool {
+    !other_names.is_empty() && !super::aliases::entry_names(app, user, other_names).is_empty()
+}
+
+/// After a right answer, or a lock (which starts the allowance again): the entry's other
+/// names' wrong answers are forgotten too, as this name's are. Left, they would make the
+/// entry's next typo a lock, long after the login that counted them.
+pub async fn clear_under_other_names(
+    app: &AppState,
+    user: &str,
+    other_names: &[String],
+) -> Result<(), StoreError> {
+    for (_, key) in super::aliases::entry_names(app, user, other_names) {
+        app.store.clear_failures(&key).await?;
+    }
+    Ok(())
 }
 
 /// Counts a wrong code or answer toward the user's lockout, in the user's `turn`, and waits
