@@ -38,6 +38,10 @@ pub struct AppState {
     pub upstream_health: crate::auth::upstream::Health,
     /// One code check at a time per user, so the lockout counts every guess.
     pub code_turns: crate::pipeline::code_turns::CodeTurns,
+    /// How long each upstream group takes to refuse a login (per group: one server may
+    /// answer in 2 ms, another in 50): a floor under refusals made without sending the
+    /// user's field (`pipeline::login`).
+    pub upstream_latency: crate::timing_pad::PadsByName,
     /// Whether the directory and the store answered lately (`pipeline::health`).
     pub backend_health: crate::pipeline::health::BackendHealth,
     /// Cancelled when radmfa is told to stop (SIGTERM): requests waiting on a call end
@@ -77,6 +81,7 @@ impl AppState {
             clock,
             upstream_health: Default::default(),
             code_turns: Default::default(),
+            upstream_latency: Default::default(),
             backend_health: crate::pipeline::health::BackendHealth::unproven(),
             stopping: Default::default(),
         })

@@ -72,6 +72,16 @@ impl Pad {
     /// [`Pad::sleep`], taking `fallback` for the work's time while there is no sample yet
     /// (after a start or a reload, until the work is first done).
     pub async fn sleep_or(&self, fallback: Duration, cap: Duration) {
+        self.sleep_rest_or(fallback, Duration::ZERO, cap).await
+    }
+
+    /// What is left of [`Pad::sleep`] after `spent` went on other work already: a floor
+    /// under that work's time. Not at all before a sample.
+    pub async fn sleep_rest(&self, spent: Duration, cap: Duration) {
+        self.sleep_rest_or(Duration::ZERO, spent, cap).await
+    }
+
+    async fn sleep_rest_or(&self, fallback: Duration, spent: Duration, cap: Duration) {
         let avg = match self.avg_us.load(Ordering::Relaxed) {
             0 => fallback.as_micros().min(u64::MAX as u128) as u64,
             avg => avg,
@@ -81,7 +91,12 @@ impl Pad {
         }
         // avg * 3 / 4 and avg + avg / 4 without overflow, for any average.
         let jittered = rand::thread_rng().gen_range(avg / 4 * 3..=avg.saturating_add(avg / 4));
-        let pad = Duration::from_micros(jittered).min(cap);
+        let pad = Duration::from_micros(jittered)
+            .min(cap)
+            .saturating_sub(spent);
+        if pad.is_zero() {
+            return;
+        }
         match precise_slot(precise_slots(), pad) {
             Some(slot) => {
                 let _ = tokio::task::spawn_blocking(move || {
@@ -95,8 +110,60 @@ impl Pad {
     }
 }
 
+/// A [`Pad`] per name (an upstream group), made on first use.
+#[derive(Default)]
+pub struct PadsByName {
+    pads: std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<Pad>>>,
+}
+
+impl PadsByName {
+    pub fn get(&self, name: &str) -> std::sync::Arc<Pad> {
+        let mut pads = self.pads.lock().unwrap_or_else(|p| p.into_inner());
+        pads.entry(name.to_string()).or_default().clone()
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn each_name_has_its_own_average() {
+        let pads = super::PadsByName::default();
+        pads.get("fast").record(std::time::Duration::from_millis(2));
+        pads.get("slow")
+            .record(std::time::Duration::from_millis(50));
+        assert!(std::sync::Arc::ptr_eq(&pads.get("fast"), &pads.get("fast")));
+        let avg = |n: &str| {
+            pads.get(n)
+                .avg_us
+                .load(std::sync::atomic::Ordering::Relaxed)
+        };
+        assert_eq!((avg("fast"), avg("slow"), avg("new")), (2_000, 50_000, 0));
+    }
+
+    #[tokio::test]
+    async fn the_rest_is_slept_after_work_already_spent() {
+        let pad = super::Pad::default();
+        pad.record(std::time::Duration::from_millis(200));
+        let cap = std::time::Duration::from_secs(1);
+        let t = std::time::Instant::now();
+        pad.sleep_rest(std::time::Duration::from_millis(120), cap)
+            .await;
+        let slept = t.elapsed();
+        // 150-250 ms in all, 120 of them spent before.
+        assert!(
+            slept >= std::time::Duration::from_millis(25)
+                && slept < std::time::Duration::from_millis(180),
+            "{slept:?}"
+        );
+        let t = std::time::Instant::now();
+        pad.sleep_rest(std::time::Duration::from_millis(400), cap)
+            .await;
+        assert!(
+            t.elapsed() < std::time::Duration::from_millis(20),
+            "nothing left"
+        );
+    }
+
     #[tokio::test]
     async fn before_a_sample_the_fallback_is_slept() {
         let pad = super::Pad::default();

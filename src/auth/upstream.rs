@@ -187,24 +187,45 @@ pub async fn probe(
         })
 }
 
-/// A login's check about a made-up user with a random password: the same servers in the
-/// same order, failing over and marking them as a login does, so it takes what a refusal of
-/// an unknown name takes, and fails when such a login would.
+/// A login's check about a made-up user (`user_name`, see [`made_up_name`]) with a random
+/// password: the same servers in the same order, failing over and marking them as a login
+/// does, so it takes what a refusal of a name takes, and fails when such a login would.
+/// True when a server accepted it.
 pub async fn imitate(
     cfg: &UpstreamConfig,
     health: &Health,
     nas_identifier: &str,
-) -> Result<(), AuthError> {
+    user_name: &[u8],
+    forwarded: Vec<(u8, Vec<u8>)>,
+) -> Result<bool, AuthError> {
     let password: String = (0..24)
         .map(|_| char::from(rand::thread_rng().gen_range(b'a'..=b'z')))
         .collect();
     let made_up = Check {
-        user_name: b"radmfa-timing-check",
+        user_name,
         password: &Secret::from(password),
         nas_identifier,
-        forwarded: Vec::new(),
+        forwarded,
     };
-    check(cfg, health, &made_up).await.map(|_| ())
+    let (answer, _) = check(cfg, health, &made_up).await?;
+    Ok(matches!(answer, Answer::Accept(_)))
+}
+
+/// `radmfa-timing-check` with the domain (`CORP\`) or realm (`@corp.example.org`) of the
+/// name as the NAS sent it, so that a server routing or refusing by them treats it as it
+/// treats that name.
+pub fn made_up_name(typed: &[u8]) -> Vec<u8> {
+    const NAME: &[u8] = b"radmfa-timing-check";
+    let mut out = Vec::new();
+    if let Some(i) = typed.iter().position(|&b| b == b'\\') {
+        out.extend_from_slice(&typed[..=i]);
+    }
+    out.extend_from_slice(NAME);
+    if let Some(i) = typed.iter().rposition(|&b| b == b'@') {
+        out.extend_from_slice(&typed[i..]);
+    }
+    out.truncate(MAX_VALUE);
+    out
 }
 
 async fn ask_made_up(
@@ -465,6 +486,20 @@ fn decide(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_made_up_name_keeps_the_typed_domain_and_realm() {
+        let made = |t: &[u8]| String::from_utf8(made_up_name(t)).unwrap();
+        assert_eq!(made(b"alice"), "radmfa-timing-check");
+        assert_eq!(made(b"CORP\\alice"), "CORP\\radmfa-timing-check");
+        assert_eq!(
+            made(b"alice@corp.example.org"),
+            "radmfa-timing-check@corp.example.org"
+        );
+        assert_eq!(made(b""), "radmfa-timing-check");
+        let long_realm = [&b"a@"[..], &[b'x'; 300]].concat();
+        assert_eq!(made_up_name(&long_realm).len(), MAX_VALUE);
+    }
+
     use super::*;
     use crate::radius::{decode_request, encode_reply, Reply, ReplyCode};
 

@@ -3,6 +3,8 @@
 //! or the user's method (TOTP prompt, SMS code, phone call) chosen among what the client
 //! allows. Second-factor-only clients (RD Gateway) go to `rdg`.
 
+use std::time::{Duration, Instant};
+
 use super::aliases::{self, OtherName};
 use super::groups::{self, Membership};
 use super::methods::{self, blocked, Subject};
@@ -112,12 +114,29 @@ pub async fn start(
         // fails this login as it fails everyone's.
         match ctx.client.primary {
             Primary::Ldap => ctx.primary.imitate_check(user).await?,
-            Primary::Upstream(ref group) => primary::imitate_upstream(app, group).await?,
+            Primary::Upstream(ref group) => {
+                // And not sooner than the servers' refusals of real logins take (mostly
+                // known names with a wrong password, which a server may be slower to
+                // refuse than a name it does not know).
+                let asked = Instant::now();
+                primary::imitate_upstream(app, req, group).await?;
+                let floor = app.upstream_latency.get(group);
+                floor.sleep_rest(asked.elapsed(), PAD_CAP).await;
+            }
         }
         return Ok(Verdict::reject(NO_INLINE_CODE));
     }
 
+    let asked = Instant::now();
     let checked = primary::check(app, ctx, req, user, &password).await?;
+    // The floor under the refusal above: the upstream servers' own refusals only. Their
+    // accepts are followed by a directory lookup, and a server may delay its rejects
+    // (FreeRADIUS: reject_delay), so an average of all answers would tell them apart.
+    if let (Primary::Upstream(group), PrimaryOutcome::Denied(Denial::UpstreamReject(_))) =
+        (&ctx.client.primary, &checked)
+    {
+        app.upstream_latency.get(group).record(asked.elapsed());
+    }
     let info = match checked {
         PrimaryOutcome::Accepted(info) => info,
         PrimaryOutcome::Denied(d) => {
@@ -347,6 +366,9 @@ pub fn capabilities(
         holds_calls: ctx.client.factors.voice_mode == VoiceMode::Hold,
     }
 }
+
+/// The longest the floor under an imitated upstream check reaches.
+const PAD_CAP: Duration = Duration::from_secs(5);
 
 async fn inline(
     app: &AppState,

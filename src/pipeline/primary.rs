@@ -56,17 +56,38 @@ pub fn refused_unasked(primary: &Primary, password: &Secret) -> Option<Denial> {
 /// user's field upstream does instead of a check (`login::start`). Its answer decides
 /// nothing; a group that does not answer fails it as it fails a login. Upstream servers
 /// log it as a failed login of `radmfa-timing-check`.
-pub async fn imitate_upstream(app: &AppState, group: &str) -> Result<(), Fault> {
+pub async fn imitate_upstream(app: &AppState, req: &Request, group: &str) -> Result<(), Fault> {
     let cfg = app.config();
     let Some(upstream_cfg) = cfg.upstream_group(group) else {
         return Err(AuthError::Upstream(format!("no upstream group {group:?}")).into());
     };
-    Box::pin(upstream::imitate(
+    // Dressed as the real request would be: the typed name's domain or realm (a server may
+    // route or refuse by it), and the NAS's attributes its policies may match on.
+    let typed = req
+        .raw_attribute(rfc2865::USER_NAME_TYPE)
+        .unwrap_or_default();
+    let name = upstream::made_up_name(&typed);
+    let forwarded = FORWARDED
+        .iter()
+        .filter_map(|t| Some((*t, req.raw_attribute(*t)?)))
+        .collect();
+    let accepted = Box::pin(upstream::imitate(
         upstream_cfg,
         &app.upstream_health,
         &cfg.server.name,
+        &name,
+        forwarded,
     ))
     .await?;
+    if accepted {
+        // Refused all the same (nothing rests on its answer); but a server that lets in a
+        // made-up name with a random password lets in anyone.
+        tracing::error!(
+            group,
+            "an upstream server accepted a made-up user with a random password: it accepts \
+             anyone; check it (radmfa config check --connect asks the same)"
+        );
+    }
     Ok(())
 }
 
