@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use clap::Args;
 
 use super::users::admin_audit;
@@ -58,21 +58,28 @@ pub async fn set_phone(
         Ok(note) => note.clone(),
         Err(_) => "; forgetting the remembered logins or closing open prompts failed".to_string(),
     };
-    admin_audit(
+    let recorded = admin_audit(
         cfg,
         store,
         &a.user,
         "set-phone",
         Some(format!("{audited}{note}")),
     )
-    .await?;
-    let forgot = forgot.with_context(|| {
-        format!(
-            "{said} for {}, but its remembered logins could not be forgotten or its open \
-             prompts closed; run this command again",
-            a.user
-        )
-    })?;
+    .await;
+    let forgot = match forgot {
+        Ok(note) => {
+            recorded?;
+            note
+        }
+        Err(e) => {
+            return Err(e.context(format!(
+                "{said} for {}, but its remembered logins could not be forgotten or its open \
+                 prompts closed{}; run this command again",
+                a.user,
+                super::users::unaudited_note(&recorded)
+            )))
+        }
+    };
     println!("{}: {said}{forgot}", a.user);
     Ok(ExitCode::SUCCESS)
 }

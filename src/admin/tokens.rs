@@ -178,11 +178,14 @@ async fn run_on(cfg: &Config, store: &dyn Store, cmd: TokenCommand) -> anyhow::R
         }
         _ => format!("token {serial} {what}"),
     };
-    audit(cfg, store, &who, result, &serial, Some(reason)).await?;
+    let recorded = audit(cfg, store, &who, result, &serial, Some(reason)).await;
     if let Some((old, e)) = forget_failed {
-        return Err(anyhow::Error::new(e)
-            .context(format!("{serial}: {what}; run `radmfa user forget {old}`")));
+        return Err(anyhow::Error::new(e).context(format!(
+            "{serial}: {what}{}; run `radmfa user forget {old}`",
+            super::users::unaudited_note(&recorded)
+        )));
     }
+    recorded?;
     println!("{serial}: {what}");
     Ok(ExitCode::SUCCESS)
 }

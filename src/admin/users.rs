@@ -114,9 +114,10 @@ async fn reset(cfg: &Config, store: &dyn Store, user: &str) -> anyhow::Result<Ex
         Err(e) if done.is_empty() => Err(e),
         Err(e) => {
             let partial = format!("partial: {what}; then failed");
-            admin_audit(cfg, store, user, "reset", Some(partial)).await?;
+            let audited = admin_audit(cfg, store, user, "reset", Some(partial)).await;
             Err(e.context(format!(
-                "the reset of {user} stopped part-way ({what} is done); run it again"
+                "the reset of {user} stopped part-way ({what} is done{}); run it again",
+                unaudited_note(&audited)
             )))
         }
     }
@@ -216,6 +217,18 @@ pub(crate) async fn admin_audit(
 ) -> anyhow::Result<()> {
     let rec = admin_record(cfg, user, result, reason);
     record_made_change(store, &rec, &format!("{result} for {user}")).await
+}
+
+/// For a change that stopped part-way: its audit record's failure, said beside the step's
+/// error and never instead of it (alone, it would report the change as done).
+pub(crate) fn unaudited_note(audited: &anyhow::Result<()>) -> String {
+    match audited {
+        Ok(()) => String::new(),
+        Err(e) => format!(
+            "; its audit record could not be written either: {}",
+            e.root_cause()
+        ),
+    }
 }
 
 /// Appends `rec` for a change already made; `what` names the change in the error.
