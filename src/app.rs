@@ -149,9 +149,10 @@ pub async fn with_command_store<T>(
     result
 }
 
-/// [`with_command_store`] for a command that only reads (lists, shows, the audit log): a
-/// store that does not exist yet is reported, not made. A mistyped `store.path` would
-/// otherwise get a new empty database and key file, and "no users" for an answer.
+/// [`with_command_store`] for a command that reads or takes away (lists, the audit log, a
+/// reset, a delete): a store that does not exist yet is reported, not made. A mistyped
+/// `store.path` would otherwise get a new empty database and key file, and "no users" or
+/// "0 deleted" for an answer while the real store kept everything.
 pub async fn with_existing_store<T>(
     cfg: &StoreConfig,
     command: impl AsyncFnOnce(&dyn Store) -> anyhow::Result<T>,
@@ -162,15 +163,15 @@ pub async fn with_existing_store<T>(
     };
     if let Some(path) = database.filter(|p| !p.exists()) {
         anyhow::bail!(
-            "store.path {}: no database there, so nothing to show (radmfa makes it at its \
-             first start or enrollment); check store.path and --config",
+            "store.path {}: no database there, so nothing to show or change (radmfa makes \
+             it at its first start or enrollment); check store.path and --config",
             path.display()
         );
     }
     if !key_file.exists() {
         anyhow::bail!(
-            "store.key_file {} is missing; a command that only reads makes none (check \
-             store.key_file and --config, or restore the file from your backup)",
+            "store.key_file {} is missing; a command that reads or takes away makes none \
+             (check store.key_file and --config, or restore the file from your backup)",
             key_file.display()
         );
     }

@@ -55,15 +55,31 @@ fn user_show_lists_app_passwords() {
 
 /// Commands that only read do not make a store where there is none: a mistyped
 /// `store.path` would otherwise get a new database and key and answer "no users".
+/// Nor do commands that take away: pointed at a mistyped path, they would answer "0
+/// deleted" from a new empty store while the real one kept what was to go.
 #[test]
 fn reading_commands_do_not_create_a_store() {
     let (d, cfg) = setup();
+    let csv = d.path().join("t.csv");
+    std::fs::write(
+        &csv,
+        "serial,key,type,user\nT-1,3132333435363738393031323334353637383930,totp,\n",
+    )
+    .unwrap();
     for args in [
         &["user", "list"][..],
         &["user", "show", "alice"],
         &["token", "list"],
         &["token", "show", "T-1"],
         &["audit"],
+        &["user", "app-password", "delete-all", "alice"],
+        &["user", "forget", "alice"],
+        &["user", "bypass", "alice", "--cancel"],
+        &["user", "reset", "alice"],
+        &["user", "unlock", "alice"],
+        &["user", "delete", "alice"],
+        &["token", "disable", "T-1"],
+        &["token", "import", csv.to_str().unwrap(), "--dry-run"],
     ] {
         let (ok, _, err) = run(&cfg, args);
         assert!(

@@ -83,7 +83,10 @@ pub struct ResyncArgs {
 }
 
 pub async fn run(cfg: &Config, cmd: TokenCommand) -> anyhow::Result<ExitCode> {
-    if matches!(cmd, TokenCommand::List(_) | TokenCommand::Show(_)) {
+    // Only an import may be an installation's first command (hardware tokens before the
+    // first start); a dry run changes nothing, and the others act on tokens already there.
+    let adds = matches!(&cmd, TokenCommand::Import(a) if !a.dry_run);
+    if !adds {
         return with_existing_store(&cfg.store, async |store| run_on(cfg, store, cmd).await).await;
     }
     with_command_store(&cfg.store, async |store| run_on(cfg, store, cmd).await).await

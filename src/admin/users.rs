@@ -15,10 +15,25 @@ use crate::store::{AuditRecord, NewToken, OtpAlgorithm, Store, StoreError, Token
 
 pub async fn run(cfg: &Config, mut cmd: UserCommand) -> anyhow::Result<ExitCode> {
     fold_user_name(cfg, &mut cmd);
-    if matches!(cmd, UserCommand::List(_) | UserCommand::Show(_)) {
+    if !adds(&cmd) {
         return with_existing_store(&cfg.store, async |store| run_on(cfg, store, cmd).await).await;
     }
     with_command_store(&cfg.store, async |store| run_on(cfg, store, cmd).await).await
+}
+
+/// Whether the command gives a user something (a token, a number, an app password, a
+/// bypass), and so may be an installation's first, making the store. The others read,
+/// take away or unlock: where there is no store there is nothing for them to act on, and
+/// made there (a mistyped store.path) a new empty one would answer "0 deleted" while the
+/// real store kept what was to be taken away.
+fn adds(cmd: &UserCommand) -> bool {
+    use crate::admin::app_passwords::AppPasswordCommand;
+    match cmd {
+        UserCommand::EnrollTotp(_) | UserCommand::SetPhone(_) | UserCommand::SetMethod(_) => true,
+        UserCommand::AppPassword(AppPasswordCommand::Add(_)) => true,
+        UserCommand::Bypass(b) => !b.cancel,
+        _ => false,
+    }
 }
 
 async fn run_on(cfg: &Config, store: &dyn Store, cmd: UserCommand) -> anyhow::Result<ExitCode> {
