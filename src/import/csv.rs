@@ -137,7 +137,16 @@ pub fn parse(bytes: &[u8], defaults: &CsvDefaults) -> Vec<Entry> {
         let fields = match split_line(raw) {
             Ok(f) => f,
             Err(m) => {
-                out.push(invalid(line, m));
+                // Not UTF-8 (a name in Latin-1, say): its serial, read lossily (serials are
+                // ASCII), still keeps a valid row with the same serial out, as any bad row's.
+                let lossy = String::from_utf8_lossy(raw).into_owned();
+                let serial = split_line(lossy.as_bytes())
+                    .ok()
+                    .and_then(|f| serial_of(&f, header.as_deref()));
+                out.push(match serial {
+                    Some(serial) => Entry::InvalidToken(problem(line, m), serial),
+                    None => invalid(line, m),
+                });
                 continue;
             }
         };
@@ -342,6 +351,22 @@ mod tests {
 
     const B32: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
     const HEX: &str = "3132333435363738393031323334353637383930";
+
+    #[test]
+    fn a_row_that_is_not_utf8_still_names_its_serial() {
+        let text = format!("serial,key,type,user\nX1,{HEX},totp,bob\nX1,{HEX},totp,j\u{fc}rgen\n");
+        let mut bytes = text.into_bytes();
+        // j\xfcrgen in Latin-1: the UTF-8 ü (C3 BC) becomes the single byte FC.
+        let at = bytes.windows(2).position(|w| w == [0xC3, 0xBC]).unwrap();
+        bytes.splice(at..at + 2, [0xFC]);
+        let entries = parse(&bytes, &CsvDefaults::default());
+        assert!(
+            entries
+                .iter()
+                .any(|e| matches!(e, Entry::InvalidToken(p, s) if s == "X1" && p.to_string().contains("line 3"))),
+            "the bad row is X1's"
+        );
+    }
 
     #[test]
     fn azure_layout_with_and_without_user() {
