@@ -34,7 +34,12 @@ pub async fn run(cfg: &Config, store: &dyn Store, a: BypassArgs) -> anyhow::Resu
             .await?
             .bypass_pending(SystemClock.now());
         store.set_bypass(&a.user, None).await?;
-        admin_audit(cfg, store, &a.user, "bypass", Some("cancelled".into())).await?;
+        let what = if had {
+            "cancelled"
+        } else {
+            "cancel: none was waiting"
+        };
+        admin_audit(cfg, store, &a.user, "bypass", Some(what.into())).await?;
         println!(
             "{}: {}",
             a.user,
@@ -50,7 +55,23 @@ pub async fn run(cfg: &Config, store: &dyn Store, a: BypassArgs) -> anyhow::Resu
     let until = SystemClock.now() + secs;
     store.set_bypass(&a.user, Some(until)).await?;
     let when = super::audit::fmt_time(until);
-    admin_audit(cfg, store, &a.user, "bypass", Some(format!("until {when}"))).await?;
+    // A login without a second factor, granted: never left standing without its record
+    // (as an enrollment and an app password are taken back when theirs fails).
+    let reason = Some(format!("until {when}"));
+    if let Err(e) = super::users::write_admin_audit(cfg, store, &a.user, "bypass", reason).await {
+        let undone = store.set_bypass(&a.user, None).await;
+        return Err(anyhow::Error::new(e).context(match undone {
+            Ok(()) => format!(
+                "the bypass for {} is not granted: its audit record could not be written",
+                a.user
+            ),
+            Err(_) => format!(
+                "the bypass for {} until {when} stands, but its audit record could not be \
+                 written, and taking it back failed too: run `radmfa user bypass {} --cancel`",
+                a.user, a.user
+            ),
+        }));
+    }
     println!(
         "{}: the next login with the right password until {when} needs no second factor (once)",
         a.user

@@ -57,7 +57,9 @@ pub struct MigrateArgs {
     /// Take the destination from the `[store]` section (type = "postgres") of this file.
     #[arg(long, conflicts_with = "to")]
     pub to_config: Option<PathBuf>,
-    /// Check and copy everything, then roll back instead of committing.
+    /// Check and copy everything, then roll back the copy instead of committing it. The
+    /// destination still gets radmfa's schema and this installation's key record (opening
+    /// it makes them): point it only at the database meant for radmfa.
     #[arg(long)]
     pub dry_run: bool,
 }
