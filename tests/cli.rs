@@ -73,6 +73,7 @@ fn reading_commands_do_not_create_a_store() {
         &["token", "show", "T-1"],
         &["audit"],
         &["user", "app-password", "delete-all", "alice"],
+        &["user", "set-phone", "alice", "none"],
         &["user", "forget", "alice"],
         &["user", "bypass", "alice", "--cancel"],
         &["user", "reset", "alice"],

@@ -157,13 +157,7 @@ fn source(ip: IpAddr) -> Option<IpAddr> {
     if ip == IpAddr::from([127, 0, 0, 1]) || ip == IpAddr::from(std::net::Ipv6Addr::LOCALHOST) {
         return None;
     }
-    Some(match ip {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => {
-            let bits = u128::from(v6) & !((1u128 << 64) - 1);
-            IpAddr::V6(bits.into())
-        }
-    })
+    Some(crate::server::radsec_slots::address_share(ip))
 }
 
 struct Slot {

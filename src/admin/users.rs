@@ -29,7 +29,10 @@ pub async fn run(cfg: &Config, mut cmd: UserCommand) -> anyhow::Result<ExitCode>
 fn adds(cmd: &UserCommand) -> bool {
     use crate::admin::app_passwords::AppPasswordCommand;
     match cmd {
-        UserCommand::EnrollTotp(_) | UserCommand::SetPhone(_) | UserCommand::SetMethod(_) => true,
+        UserCommand::EnrollTotp(_) => true,
+        // "none" takes the number or preference away.
+        UserCommand::SetPhone(a) => !a.phone.eq_ignore_ascii_case("none"),
+        UserCommand::SetMethod(a) => !a.method.eq_ignore_ascii_case("none"),
         UserCommand::AppPassword(AppPasswordCommand::Add(_)) => true,
         UserCommand::Bypass(b) => !b.cancel,
         _ => false,

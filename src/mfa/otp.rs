@@ -143,8 +143,9 @@ pub fn match_totp_with_drift(
 }
 
 /// Whether `code` is the code of a step in the window that is already used up: a code typed
-/// twice, or replayed by someone who saw it. Asked only after [`match_totp_with_drift`]
-/// found nothing, so that the audit can say "code already used" rather than "wrong code".
+/// twice, or replayed by someone who saw it. Asked before any of the user's tokens is
+/// checked (`second_factor::check_code`), and again when this one matched nothing, so that
+/// the audit can say "code already used" rather than "wrong code".
 pub fn used_before(token: &Token, code: &str, now: i64, window: u32, drift: i64) -> bool {
     let Some(last) = token.last_step else {
         return false;

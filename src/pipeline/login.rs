@@ -109,7 +109,8 @@ pub async fn start(
         // the account's lockout), but not sooner than a check, nor where a check would
         // fail: only enrolled users get here, and a quick answer would tell them from the
         // rest. The directory's own path for an unknown user where there is one; else the
-        // upstream servers asked about a made-up name (nothing of the user's goes there),
+        // upstream servers asked about a made-up name (neither the user's name nor the field
+        // goes there; the domain typed and the NAS's attributes do),
         // whose refusal takes their time for a name they do not know and whose silence
         // fails this login as it fails everyone's.
         match ctx.client.primary {
@@ -120,8 +121,22 @@ pub async fn start(
                 // refuse than a name it does not know).
                 let asked = Instant::now();
                 primary::imitate_upstream(app, req, group).await?;
+                // Never past the point the request must be decided by: a refusal cut off
+                // there would be a backend failure (silence on no_reply clients) that only
+                // enrolled users met.
+                let deadline = ctx
+                    .client
+                    .factors
+                    .request_deadline(app.config().server.request_deadline);
+                let decide_by = (ctx.received + deadline)
+                    .checked_sub(super::audit_reserve(deadline) + Duration::from_millis(100));
+                let cap = decide_by
+                    .map_or(Duration::ZERO, |t| {
+                        t.saturating_duration_since(Instant::now())
+                    })
+                    .min(PAD_CAP);
                 let floor = app.upstream_latency.get(group);
-                floor.sleep_rest(asked.elapsed(), PAD_CAP).await;
+                floor.sleep_rest(asked.elapsed(), cap).await;
             }
         }
         return Ok(Verdict::reject(NO_INLINE_CODE));

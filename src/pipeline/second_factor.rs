@@ -132,10 +132,13 @@ pub async fn check_code(
             totp_window: config.totp.window,
             hotp: config.hotp.clone(),
         };
-        // A code one token already used is refused, uncounted, before any token is asked:
-        // the others must not check it (a used code known to whoever sends it, say one a
-        // VPN client kept, would make an uncounted guess at every other token each time).
-        if tokens.iter().any(|rec| is_replay(&opts, rec, code, now)) {
+        // With more than one token: a code one of them already used is refused, uncounted,
+        // before any is asked; the others must not check it (a used code known to whoever
+        // sends it, say one a VPN client kept, would make an uncounted guess at every other
+        // token each time). Not with one token: it refuses its used steps itself, and a
+        // fresh code whose twin is a used step of its window still counts as fresh.
+        let several = tokens.iter().filter(|r| r.token.enabled).count() > 1;
+        if several && tokens.iter().any(|rec| is_replay(&opts, rec, code, now)) {
             return Ok(CodeCheck::Invalid {
                 reason: REPLAYED.to_string(),
                 locked: false,
@@ -157,7 +160,12 @@ pub async fn check_code(
                         mode,
                     });
                 }
-                TokenCheck::Replayed => reason = REPLAYED,
+                // Used meanwhile (the snapshot checked above was read before the password
+                // check): refused here too, before any other token is asked.
+                TokenCheck::Replayed => {
+                    reason = REPLAYED;
+                    break;
+                }
                 TokenCheck::ResyncPending => {
                     resync = true;
                     reason =

@@ -9,7 +9,7 @@ pub mod metrics;
 pub mod metrics_http;
 pub mod radsec;
 mod radsec_reload;
-mod radsec_slots;
+pub(crate) mod radsec_slots;
 mod udp_source;
 mod upstream_checks;
 

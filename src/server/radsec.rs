@@ -378,20 +378,26 @@ fn build(cfg: &RadsecConfig) -> anyhow::Result<Tls> {
         );
         // Fail closed, as OpenSSL's CRL check does: a certificate whose CA has no CRL in
         // the file, or a CRL past its nextUpdate, gets no session.
-        verifier = verifier
-            .with_crls(crls)
-            .only_check_end_entity_revocation()
-            .enforce_revocation_expiration();
+        // Every certificate of the chain, intermediates included: a revoked intermediate CA
+        // revokes what it issued (its CRL comes from a CA in ca_file, whose CRL the file
+        // holds already).
+        verifier = verifier.with_crls(crls).enforce_revocation_expiration();
     }
     let verifier = verifier
         .build()
         .context("radsec.ca_file / radsec.crl_file: client certificate verifier")?;
-    let config = rustls::ServerConfig::builder_with_provider(provider)
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .context("TLS versions")?
         .with_client_cert_verifier(verifier.clone())
         .with_single_cert(certs, key)
         .context("radsec.cert_file and radsec.key_file do not form a usable pair")?;
+    // No session resumption: a resumed handshake asks for no certificate, so the client's
+    // expiry and its CRL's nextUpdate would go unchecked for as long as it kept resuming
+    // (rustls restores the chain it verified then). RadSec connections last; a full
+    // handshake on each costs nothing that matters.
+    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    config.send_tls13_tickets = 0;
     Ok(Tls {
         acceptor: TlsAcceptor::from(Arc::new(config)),
         verifier,

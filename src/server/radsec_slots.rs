@@ -40,6 +40,7 @@ impl Slots {
             Metrics::inc(&app.metrics.radsec_connection_limit);
             return Err(DropKind::TlsConnectionLimit);
         };
+        let ip = address_share(ip);
         let mut by = self.by_address.lock().unwrap_or_else(|p| p.into_inner());
         let n = by.entry(ip).or_default();
         if *n >= self.per_address {
@@ -54,6 +55,19 @@ impl Slots {
             ip,
             app: app.clone(),
         })
+    }
+}
+
+/// Whose share of a per-address limit a connection from `ip` takes: an IPv4 address (an
+/// IPv4-mapped one as such), or an IPv6 /64: one host is usually given a whole /64, and
+/// could otherwise take a share for each address in it. Also the HTTP listeners' grouping.
+pub(crate) fn address_share(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(bits.into())
+        }
+        v4 => v4,
     }
 }
 
