@@ -197,6 +197,20 @@ fn a_secret_file_gives_its_first_line_and_must_be_private() {
     mode(0o640);
     let cfg = Config::parse(text, &dir.path().join("radmfa.toml")).unwrap();
     assert_eq!(cfg.clients[0].secret.expose(), b"first-line-secret");
+    // What editors add and nobody typed goes: a byte-order mark, a lone carriage return.
+    for written in [
+        "\u{feff}first-line-secret\r\n",
+        "first-line-secret\r",
+        "\u{feff}first-line-secret",
+    ] {
+        std::fs::write(&file, written).unwrap();
+        let cfg = Config::parse(text, &dir.path().join("radmfa.toml")).unwrap();
+        assert_eq!(
+            cfg.clients[0].secret.expose(),
+            b"first-line-secret",
+            "{written:?}"
+        );
+    }
 }
 
 /// `bind_dn = ""` asks for anonymous searches and needs no password line; a bind_dn of

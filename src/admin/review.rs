@@ -331,6 +331,22 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
                     .parse::<std::net::IpAddr>()
                     .is_ok_and(|ip| ip.is_loopback());
             let mode = options.get_ssl_mode();
+            if !local && matches!(mode, PgSslMode::Require | PgSslMode::VerifyCa) {
+                // sqlx checks no certificate at all under require (libpq would, with a
+                // root certificate), and no host name under verify-ca: with the system's
+                // roots trusted as well, any publicly issued certificate passes.
+                out.push(format!(
+                    "store: sslmode {mode:?} to {host}: the server's certificate is not \
+                     checked against its name{}, so whoever is on the path can pose as the \
+                     server (and replay codes or lift lockouts there); use sslmode = \
+                     \"verify-full\" with ssl_root_cert",
+                    if matches!(mode, PgSslMode::Require) {
+                        " (nor at all)"
+                    } else {
+                        ""
+                    }
+                ));
+            }
             if !local
                 && matches!(
                     mode,

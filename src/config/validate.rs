@@ -593,8 +593,14 @@ pub(super) fn secret_value(
                 ConfigError::invalid(format!("{key}_file"), format!("{}: {e}", f.display()))
             })?;
             // The first line, as conf/radmfa.toml says: a note on a later line ("rotated
-            // 2026-11") is not part of the secret.
-            Ok(Secret::from(text.lines().next().unwrap_or("").to_string()))
+            // 2026-11") is not part of the secret. Less what editors add that no one typed:
+            // a byte-order mark (PowerShell 5, old Notepad) and a carriage return ending the
+            // line (an old Mac file, or a lone CR left by a tool): kept, every request from
+            // the NAS failed as if signed with another secret.
+            let first = text.lines().next().unwrap_or("");
+            let first = first.strip_prefix('\u{feff}').unwrap_or(first);
+            let first = first.trim_end_matches('\r');
+            Ok(Secret::from(first.to_string()))
         }
         (None, None) => Err(ConfigError::invalid(
             key,
