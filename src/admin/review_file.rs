@@ -6,22 +6,72 @@
 
 use std::path::Path;
 
-/// The warning for `path` (whose text is `text`), if any.
+/// The warnings for `path` (whose text is `text`), and for the files `cfg` trusts.
 pub fn warnings(path: &Path, text: &str) -> Vec<String> {
-    let Some(mode) = others_may_read(path) else {
-        return Vec::new();
-    };
+    let mut out = Vec::new();
+    if let Some(mode) = others_may_write(path) {
+        out.push(format!(
+            "{} can be changed by every account on this host (mode {mode:o}): any of them \
+             could point [ldap] at a server of its own or exempt itself, from the next \
+             reload; `chmod o-w` it (0640, owner root, group radmfa)",
+            path.display()
+        ));
+    }
+    out.extend(inline_warning(path, text));
+    out
+}
+
+/// Files whose contents decide whom radmfa trusts (CA certificates, CRLs): one every
+/// account can change lets any of them add a CA of its own.
+pub fn trust_file_warnings(cfg: &crate::config::Config) -> Vec<String> {
+    let mut files: Vec<(&str, &Path)> = Vec::new();
+    if let Some(f) = cfg.ldap.as_ref().and_then(|l| l.ca_file.as_deref()) {
+        files.push(("ldap.ca_file", f));
+    }
+    if let Some(r) = &cfg.radsec {
+        files.push(("radsec.ca_file", &r.ca_file));
+        if let Some(f) = &r.crl_file {
+            files.push(("radsec.crl_file", f));
+        }
+    }
+    files
+        .into_iter()
+        .filter_map(|(key, f)| {
+            let mode = others_may_write(f)?;
+            Some(format!(
+                "{key}: {} can be changed by every account on this host (mode {mode:o}): any \
+                 of them could add a CA of its own; `chmod o-w` it",
+                f.display()
+            ))
+        })
+        .collect()
+}
+
+fn inline_warning(path: &Path, text: &str) -> Option<String> {
+    let mode = others_may_read(path)?;
     let inline = inline_secrets(text);
     if inline.is_empty() {
-        return Vec::new();
+        return None;
     }
-    vec![format!(
+    Some(format!(
         "{} is readable by every account on this host (mode {mode:o}) and holds secrets \
          itself ({}): `chmod 0640` it (owner root, group radmfa), or move them to the \
          *_file keys",
         path.display(),
         inline.join(", ")
-    )]
+    ))
+}
+
+#[cfg(unix)]
+fn others_may_write(path: &Path) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+    (mode & 0o002 != 0).then_some(mode)
+}
+
+#[cfg(not(unix))]
+fn others_may_write(_path: &Path) -> Option<u32> {
+    None
 }
 
 #[cfg(unix)]
@@ -124,6 +174,32 @@ secret = "z"
         assert!(inline_secrets("[[client]]\nsecret_file = \"/x\"\n").is_empty());
     }
 
+    #[cfg(unix)]
+    #[test]
+    fn a_ca_file_everyone_may_change_is_warned_about() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, "not read here\n").unwrap();
+        let text = format!(
+            "[ldap]\nurls = [\"ldaps://dc.example.org\"]\nbase_dn = \"dc=example,dc=org\"\n\
+             bind_dn = \"\"\nca_file = \"{}\"\n[[client]]\nname = \"nas\"\n\
+             address = \"127.0.0.1\"\nsecret = \"0123456789abcdef\"\n",
+            ca.display()
+        );
+        let cfg = crate::config::Config::parse(&text, &dir.path().join("radmfa.toml")).unwrap();
+        let set = |mode| std::fs::set_permissions(&ca, std::fs::Permissions::from_mode(mode));
+        set(0o644).unwrap();
+        assert!(trust_file_warnings(&cfg).is_empty());
+        set(0o666).unwrap();
+        let w = trust_file_warnings(&cfg);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].starts_with("ldap.ca_file: ") && w[0].contains("mode 666"),
+            "{w:?}"
+        );
+    }
+
     #[test]
     fn a_url_password_is_told_from_a_user_alone() {
         assert!(url_has_password("postgres://u:p@h/db"));
@@ -154,5 +230,10 @@ secret = "z"
         assert!(warnings(&f, text).is_empty());
         set(0o644).unwrap();
         assert!(warnings(&f, "[[client]]\nsecret_file = \"/x\"\n").is_empty());
+        // Writable by everyone: warned about whatever it holds.
+        set(0o646).unwrap();
+        let w = warnings(&f, "[[client]]\nsecret_file = \"/x\"\n");
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].contains("can be changed by every account"), "{w:?}");
     }
 }
