@@ -96,3 +96,24 @@ impl Drop for Slot {
         open.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::address_share;
+    use std::net::IpAddr;
+
+    #[test]
+    fn an_ipv6_slash_64_is_one_address_and_ipv4_stays_itself() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(
+            address_share(ip("2001:db8:10::1")),
+            address_share(ip("2001:db8:10::abcd:2"))
+        );
+        assert_ne!(
+            address_share(ip("2001:db8:10::1")),
+            address_share(ip("2001:db8:11::1"))
+        );
+        assert_eq!(address_share(ip("192.0.2.7")), ip("192.0.2.7"));
+        assert_eq!(address_share(ip("::ffff:192.0.2.7")), ip("192.0.2.7"));
+    }
+}
