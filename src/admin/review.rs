@@ -294,6 +294,33 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
             from_directory.join(", ")
         ));
     }
+    // OATH codes against the lockout: each guess is compared with every code the window
+    // accepts, so a wide window with a short lock adds up (a 1 s lock is no lock at all).
+    // Six digits, the common length; the bar, a 1 in 100 chance a day, leaves the defaults
+    // (window 1, threshold 5, 15 min) well clear.
+    {
+        let per_day = u64::from(cfg.lockout.threshold)
+            * (86_400 / cfg.lockout.duration.as_secs().max(1)).max(1);
+        let totp_codes = 2 * u64::from(cfg.totp.window) + 1;
+        let hotp_codes = cfg.hotp.window + 1;
+        for (what, codes) in [
+            (format!("[totp] window = {}", cfg.totp.window), totp_codes),
+            (format!("[hotp] window = {}", cfg.hotp.window), hotp_codes),
+        ] {
+            let hits = per_day.saturating_mul(codes);
+            if hits.saturating_mul(100) > 1_000_000 {
+                out.push(format!(
+                    "lockout: {what} with threshold {} and duration_secs {}: whoever has a \
+                     password gets about {per_day} guesses a day, each against {codes} live \
+                     six-digit codes, a 1 in {} chance a day; narrow the window or lengthen \
+                     the lockout",
+                    cfg.lockout.threshold,
+                    cfg.lockout.duration.as_secs(),
+                    (1_000_000 / hits).max(1),
+                ));
+            }
+        }
+    }
     // Short SMS codes against the lockout: whoever has a password gets `threshold` guesses
     // per lock, a lock lasts `duration`, so that many guesses a day, each 1 in 10^length.
     if let Some(sms) = &cfg.delivery.sms {
@@ -705,6 +732,38 @@ mod tests {
         assert!(warned("(!(pwdAccountLockedTime=*))"));
         assert!(warned("(&(objectClass=person)(!(pwdaccountlockedtime=*)))"));
         assert!(!warned("(!(pwdAccountLockedTime=000001010000Z))"));
+    }
+
+    #[test]
+    fn a_lockout_too_short_for_the_code_windows_is_warned_about() {
+        let config = |extra: &str| {
+            let text = format!(
+                "[ldap]\nurls = [\"ldap://127.0.0.1\"]\nbind_dn = \"cn=a\"\nbind_password = \"pw\"\n\
+                 base_dn = \"dc=example,dc=org\"\n[[client]]\nname = \"nas\"\n\
+                 address = \"127.0.0.1\"\nsecret = \"0123456789abcdef\"\n{extra}"
+            );
+            Config::parse(&text, std::path::Path::new("radmfa.toml")).expect("valid")
+        };
+        let said = |c: &Config, what: &str| {
+            warnings(c)
+                .iter()
+                .any(|w| w.starts_with(&format!("lockout: {what}")))
+        };
+        let defaults = config("");
+        assert!(!said(&defaults, "[totp]") && !said(&defaults, "[hotp]"));
+        // A lock of one second is none: TOTP and HOTP both.
+        let no_lock = config("[lockout]\nduration_secs = 1\n");
+        assert!(
+            said(&no_lock, "[totp] window = 1 "),
+            "{:?}",
+            warnings(&no_lock)
+        );
+        assert!(said(&no_lock, "[hotp] window = 10 "));
+        // The widest TOTP window against the default lockout: about 1 in 100 a day.
+        assert!(said(
+            &config("[totp]\nwindow = 10\n"),
+            "[totp] window = 10 "
+        ));
     }
 
     #[test]
