@@ -706,16 +706,12 @@ fn a_lock_under_the_other_name_holds_for_an_enrolled_name() {
     );
 }
 
-/// The names share one allowance across factors too: wrong SMS answers under john.doe count
-/// toward the lock of jdoe's TOTP codes (threshold 3: two answers there, then one wrong code
-/// here locks the entry; each name had its own count of guesses for codes before).
-#[test]
-fn wrong_answers_under_one_name_count_toward_the_other_names_codes() {
-    let slapd = directory_with_two_named_entry();
-    let standin = Standin::start();
+/// A server (threshold 3, TOTP and SMS) where john.doe, whose only factor is the entry's
+/// directory mobile, has answered two SMS prompts wrong.
+fn two_wrong_answers_under_john_doe(slapd: &common::slapd::Slapd, standin: &Standin) -> Server {
     let srv = start(
-        &slapd,
-        &standin,
+        slapd,
+        standin,
         "",
         "\n[lockout]\nthreshold = 3\n",
         &[client("vpn", "127.0.0.1", "methods = [\"totp\", \"sms\"]")],
@@ -723,9 +719,20 @@ fn wrong_answers_under_one_name_count_toward_the_other_names_codes() {
     for n in 0..2 {
         let r = login(&srv, "john.doe", "jdoe-Secret-pw");
         assert_eq!(code_of(&r), "Access-Challenge", "{r}");
-        let a = answer(&srv, "john.doe", wrong_code(&standin, n), &r["state"]);
+        let a = answer(&srv, "john.doe", wrong_code(standin, n), &r["state"]);
         assert_eq!(code_of(&a), "Access-Reject", "{a}");
     }
+    srv
+}
+
+/// The names share one allowance across factors too: wrong SMS answers under john.doe count
+/// toward the lock of jdoe's TOTP codes (threshold 3: two answers there, then one wrong code
+/// here locks the entry; each name had its own count of guesses for codes before).
+#[test]
+fn wrong_answers_under_one_name_count_toward_the_other_names_codes() {
+    let slapd = directory_with_two_named_entry();
+    let standin = Standin::start();
+    let srv = two_wrong_answers_under_john_doe(&slapd, &standin);
     let seed = srv.enroll("jdoe", &[]);
     let r = login(&srv, "jdoe", "jdoe-Secret-pw");
     assert_eq!(code_of(&r), "Access-Challenge", "{r}\n{}", srv.log());
@@ -746,18 +753,7 @@ fn wrong_answers_under_one_name_count_toward_the_other_names_codes() {
 fn a_right_code_forgets_the_other_names_wrong_answers() {
     let slapd = directory_with_two_named_entry();
     let standin = Standin::start();
-    let srv = start(
-        &slapd,
-        &standin,
-        "",
-        "\n[lockout]\nthreshold = 3\n",
-        &[client("vpn", "127.0.0.1", "methods = [\"totp\", \"sms\"]")],
-    );
-    for n in 0..2 {
-        let r = login(&srv, "john.doe", "jdoe-Secret-pw");
-        let a = answer(&srv, "john.doe", wrong_code(&standin, n), &r["state"]);
-        assert_eq!(code_of(&a), "Access-Reject", "{a}");
-    }
+    let srv = two_wrong_answers_under_john_doe(&slapd, &standin);
     let seed = srv.enroll("jdoe", &[]);
     let r = login(&srv, "jdoe", "jdoe-Secret-pw");
     let a = answer(&srv, "jdoe", &totp(&seed, now(), &[]), &r["state"]);

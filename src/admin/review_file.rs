@@ -62,27 +62,25 @@ fn inline_warning(path: &Path, text: &str) -> Option<String> {
     ))
 }
 
-#[cfg(unix)]
+/// The file's mode when every account may write it.
 fn others_may_write(path: &Path) -> Option<u32> {
-    use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
-    (mode & 0o002 != 0).then_some(mode)
+    mode_with(path, 0o002)
 }
 
-#[cfg(not(unix))]
-fn others_may_write(_path: &Path) -> Option<u32> {
-    None
+/// The file's mode when every account may read it.
+fn others_may_read(path: &Path) -> Option<u32> {
+    mode_with(path, 0o004)
 }
 
 #[cfg(unix)]
-fn others_may_read(path: &Path) -> Option<u32> {
+fn mode_with(path: &Path, bits: u32) -> Option<u32> {
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
-    (mode & 0o004 != 0).then_some(mode)
+    (mode & bits != 0).then_some(mode)
 }
 
 #[cfg(not(unix))]
-fn others_may_read(_path: &Path) -> Option<u32> {
+fn mode_with(_path: &Path, _bits: u32) -> Option<u32> {
     None
 }
 
