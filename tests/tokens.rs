@@ -372,6 +372,22 @@ fn a_code_one_token_used_is_not_checked_against_the_others() {
     assert_eq!(show["failures"], 0, "{show}");
 }
 
+/// A code typed as an app shows it, in two groups, or with a space after it, is the code.
+#[test]
+fn a_code_typed_with_spaces_is_the_code() {
+    let slapd = Slapd::start(&[LdapUser::new("alice", "alice-pw")]);
+    let srv = inline_server(&slapd, "");
+    let seed = srv.enroll("alice", &[]);
+    common::peers::clear_of_step_boundary(8);
+    let step = now() / 30;
+    let code = |s: i64| totp(&seed, s * 30, &[]);
+    let now_code = code(step);
+    let grouped = format!("{} {}", &now_code[..3], &now_code[3..]);
+    assert_eq!(login(&srv, "alice", "alice-pw", &grouped), "Access-Accept");
+    let next = format!("{} ", code(step + 1));
+    assert_eq!(login(&srv, "alice", "alice-pw", &next), "Access-Accept");
+}
+
 /// Acceptance 4: an HOTP code works once; a code 5 ahead works and the earlier ones then
 /// fail; a token 50 ahead is refused until resynchronised with two consecutive codes.
 #[test]

@@ -114,6 +114,15 @@ pub async fn check_code(
     standing: Standing,
     code: &str,
 ) -> Result<CodeCheck, StoreError> {
+    // Apps and tokens show codes in groups ("123 456"), and a field may end in a space:
+    // neither is part of the code, and refused, each counted as a wrong guess.
+    let spaced: String;
+    let code = if code.contains(|c: char| c.is_ascii_whitespace()) {
+        spaced = code.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+        spaced.as_str()
+    } else {
+        code
+    };
     let turn = take_turn(app, user, other_names).await;
     let standing = in_turn(app, &turn, user, other_names, standing).await?;
     if let Some(reason) = stopped(app, user, other_names, standing).await? {
