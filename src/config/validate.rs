@@ -122,6 +122,28 @@ fn startable(cfg: &Config) -> Result<(), ConfigError> {
         Ok(())
     };
     twice("server.listen", &cfg.server.listen)?;
+    // The same port on a wildcard address takes every address of its family.
+    let clash = |a: &SocketAddr, b: &SocketAddr| {
+        a == b
+            || (a.port() == b.port()
+                && a.is_ipv4() == b.is_ipv4()
+                && (a.ip().is_unspecified() || b.ip().is_unspecified()))
+    };
+    // UDP too: radmfa binds without SO_REUSEADDR, so 0.0.0.0:1812 beside 10.0.0.5:1812 passed
+    // the check and then failed the start (the wildcard answers from the asked address).
+    let udp = &cfg.server.listen;
+    for (i, a) in udp.iter().enumerate().filter(|(_, a)| a.port() != 0) {
+        if let Some(j) = udp[..i].iter().position(|b| clash(a, b)) {
+            return Err(ConfigError::invalid(
+                format!("server.listen[{i}]"),
+                format!(
+                    "{a} is in server.listen[{j}] ({}) already: a wildcard address takes the \
+                     port on every address of its family; list one or the other",
+                    udp[j]
+                ),
+            ));
+        }
+    }
     // The TCP listeners: RadSec, metrics, callbacks.
     let mut tcp: Vec<(String, SocketAddr)> = Vec::new();
     if let Some(r) = &cfg.radsec {
@@ -139,13 +161,6 @@ fn startable(cfg: &Config) -> Result<(), ConfigError> {
     if let Some(c) = &cfg.delivery.callbacks {
         tcp.push(("callbacks.listen".into(), c.listen));
     }
-    // The same port on a wildcard address takes every address of its family.
-    let clash = |a: &SocketAddr, b: &SocketAddr| {
-        a == b
-            || (a.port() == b.port()
-                && a.is_ipv4() == b.is_ipv4()
-                && (a.ip().is_unspecified() || b.ip().is_unspecified()))
-    };
     for (i, (key, a)) in tcp.iter().enumerate().filter(|(_, (_, a))| a.port() != 0) {
         if let Some((other, _)) = tcp[..i].iter().find(|(_, b)| clash(a, b)) {
             return Err(ConfigError::invalid(
