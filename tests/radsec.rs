@@ -1239,7 +1239,7 @@ def answer():
         return "silent"
     except (OSError, ssl.SSLError):
         return "closed"
-send(packet(4, 1) + packet(12, 2))
+send(packet(2, 1) + packet(12, 2))
 print(answer())
 s.settimeout(1)
 send(struct.pack("!BBH", 1, 3, 27) + os.urandom(16) + b"\x01\x07alice")
@@ -1261,8 +1261,9 @@ fn a_packet_that_fails_verification_closes_its_radsec_connection() {
     assert_eq!(
         lines,
         ["reply 2", "silent", "silent", "reply 2", "closed"],
-        "accounting, a request without Message-Authenticator and one with an empty State \
-         dropped and the connection kept; a bad Message-Authenticator closes it\n{}",
+        "a reply code sent as a request, a request without Message-Authenticator and one \
+         with an empty State dropped and the connection kept; a bad Message-Authenticator \
+         closes it\n{}",
         srv.log()
     );
     assert!(
@@ -1280,6 +1281,25 @@ fn a_packet_that_fails_verification_closes_its_radsec_connection() {
         "{body}"
     );
     assert!(body.contains("reason=\"malformed\"} 1"), "{body}");
+}
+
+/// An Accounting-Request whose Request Authenticator does not verify (forged, or signed
+/// with another secret) closes the connection, as a forged Access-Request does; before, it
+/// was dropped and the connection kept.
+#[test]
+fn a_forged_accounting_request_closes_its_radsec_connection() {
+    let (_pki_dir, good, _slapd, srv) = alice_with_metrics(1500);
+    let script = DISCARDS.replace(
+        &DISCARDS[DISCARDS.find("send(packet(2, 1)").unwrap()..],
+        "send(packet(4, 1))\nprint(answer())\n",
+    );
+    let said = radsec_script(&script, &srv, &good);
+    assert_eq!(said.trim(), "closed", "{}", srv.log());
+    assert!(
+        srv.log_shows("an accounting or CoA packet that does not verify"),
+        "{}",
+        srv.log()
+    );
 }
 
 /// A Status-Server with a wrong Message-Authenticator (which closes the connection) and, in

@@ -470,6 +470,21 @@ async fn serve_one(
                     replies.send(&Arc::from(bytes));
                     return;
                 }
+                // Accounting or CoA whose authenticator does not verify: forged or broken,
+                // and the connection goes as for a forged Access-Request (RFC 6613 §2.6.4).
+                if matches!(raw[0], 4 | 40 | 43) {
+                    count_drop(&app.metrics, &e);
+                    warn_drop(
+                        app,
+                        DropKind::of_packet(&e, raw[0]),
+                        ctx.src,
+                        Some(&ctx.client.name),
+                    );
+                    replies
+                        .conn
+                        .discarded("an accounting or CoA packet that does not verify");
+                    return;
+                }
             }
             count_drop(&app.metrics, &e);
             debug!(reason = e.label(), "dropped: failed verification");
