@@ -45,7 +45,9 @@ fn authenticate(
         .get("x-twilio-signature")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let ok = signature::verify(twilio.auth_token.expose(), &url, params, given)
+    let ok = with_and_without_port(&url)
+        .iter()
+        .any(|u| signature::verify(twilio.auth_token.expose(), u, params, given))
         && param(params, "AccountSid") == Some(twilio.account_sid.as_str());
     if !ok {
         // Neither the parameters nor the path (it holds the transaction id) are logged.
@@ -56,6 +58,30 @@ fn authenticate(
         return Err(StatusCode::FORBIDDEN);
     }
     Ok(())
+}
+
+/// `url`, and the same URL with its port left out, or with the scheme's default port put
+/// in: Twilio has signed callbacks both ways (its own request validators accept either),
+/// so a public_url with an explicit port, or behind one on 443, must not refuse them all.
+/// Only the port differs: whoever lacks the auth token can sign none of them.
+fn with_and_without_port(url: &str) -> Vec<String> {
+    let mut out = vec![url.to_string()];
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return out;
+    };
+    let (authority, tail) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
+    let default = match scheme.to_ascii_lowercase().as_str() {
+        "https" => "443",
+        "http" => "80",
+        _ => return out,
+    };
+    // An IPv6 literal's colons are inside its brackets.
+    let host_end = authority.rfind(']').map_or(0, |i| i + 1);
+    match authority[host_end..].rfind(':').map(|i| host_end + i) {
+        Some(colon) => out.push(format!("{scheme}://{}{tail}", &authority[..colon])),
+        None => out.push(format!("{scheme}://{authority}:{default}{tail}")),
+    }
+    out
 }
 
 /// The checks every callback starts with, in order: the signature over the form parameters,
@@ -327,4 +353,32 @@ pub async fn status(
         app.delivery.wake_waiters();
     }
     StatusCode::NO_CONTENT.into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_and_without_port;
+
+    #[test]
+    fn a_url_is_tried_with_and_without_its_port() {
+        assert_eq!(
+            with_and_without_port("https://h.example.org:8443/twilio/voice/x?a=1"),
+            [
+                "https://h.example.org:8443/twilio/voice/x?a=1",
+                "https://h.example.org/twilio/voice/x?a=1"
+            ]
+        );
+        assert_eq!(
+            with_and_without_port("https://h.example.org/t"),
+            ["https://h.example.org/t", "https://h.example.org:443/t"]
+        );
+        assert_eq!(
+            with_and_without_port("http://[2001:db8::1]/t"),
+            ["http://[2001:db8::1]/t", "http://[2001:db8::1]:80/t"]
+        );
+        assert_eq!(
+            with_and_without_port("http://[2001:db8::1]:8080/t"),
+            ["http://[2001:db8::1]:8080/t", "http://[2001:db8::1]/t"]
+        );
+    }
 }
