@@ -115,7 +115,8 @@ pub async fn check_code(
     code: &str,
 ) -> Result<CodeCheck, StoreError> {
     // Apps and tokens show codes in groups ("123 456"), and a field may end in a space:
-    // neither is part of the code, and refused, each counted as a wrong guess.
+    // neither space is part of the code (left in, the code was refused as none and counted
+    // as a wrong guess).
     let spaced: String;
     let code = if code.contains(|c: char| c.is_ascii_whitespace()) {
         spaced = code.chars().filter(|c| !c.is_ascii_whitespace()).collect();
