@@ -126,6 +126,15 @@ pub(super) fn ldap_settings(raw: RawLdap, base: &Path) -> Result<LdapSettings, C
             base,
         )?
     };
+    // A password with no name to bind as: most likely bind_dn was forgotten, and every
+    // search would run anonymously, unnoticed, with whatever an anonymous bind may read.
+    if anonymous && !bind_password.is_empty() {
+        return Err(ConfigError::invalid(
+            "ldap.bind_password",
+            "is set, but bind_dn is empty, which asks for anonymous searches: set bind_dn to \
+             the service account, or remove the password to search anonymously",
+        ));
+    }
     if !anonymous && bind_password.is_empty() {
         return Err(ConfigError::invalid(
             "ldap.bind_password",
