@@ -288,7 +288,12 @@ fn fraud_report_rejects_and_blocks_until_unblock() {
     );
     let (r, _) = held_login(&srv, "25");
     assert_eq!(code_of(&r), "Access-Reject", "{r}");
-    assert!(message(&r).contains("fraud"), "{r}");
+    assert!(
+        message(&r).contains("fraud"),
+        "{r}\n{}\ncallbacks: {:?}",
+        srv.log(),
+        standin.callbacks()
+    );
     let audit = srv.audit_json("alice");
     assert!(
         audit
