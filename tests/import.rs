@@ -35,10 +35,16 @@ impl Admin {
 
     /// Runs the CLI with stdin closed (never a terminal, so never a prompt).
     fn run(&self, args: &[&str]) -> (bool, String, String) {
+        self.run_with_env(args, &[])
+    }
+
+    /// [`Admin::run`] with these variables in its environment.
+    fn run_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
         let out: Output = Command::new(bin())
             .arg("--config")
             .arg(&self.cfg)
             .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .output()
             .unwrap();
@@ -487,53 +493,23 @@ fn encrypted_pskc_with_wrong_key_or_passphrase_imports_nothing() {
     let (ok, out, err) = a.import(&cbc, &["--key-file", good_key.to_str().unwrap()]);
     assert!(ok, "{err}");
     assert!(out.contains("imported 2 token(s)"), "{out}");
-    let out = Command::new(bin())
-        .arg("--config")
-        .arg(&a.cfg)
-        .args(["token", "import", pb.to_str().unwrap(), "--replace"])
-        .env("RADMFA_IMPORT_PASSPHRASE", "correct horse")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let import_with = |file: &Path, extra: &[&str], env: (&str, &str)| {
+        let mut args = vec!["token", "import", file.to_str().unwrap(), "--replace"];
+        args.extend_from_slice(extra);
+        a.run_with_env(&args, &[env])
+    };
+    let (ok, _, err) = import_with(&pb, &[], ("RADMFA_IMPORT_PASSPHRASE", "correct horse"));
+    assert!(ok, "{err}");
     // A file named on the command line wins over a variable left in the environment.
     let good_pass = a.write("good.pass", "correct horse\n");
-    let out = Command::new(bin())
-        .arg("--config")
-        .arg(&a.cfg)
-        .args(["token", "import", pb.to_str().unwrap(), "--replace"])
-        .arg("--passphrase-file")
-        .arg(&good_pass)
-        .env("RADMFA_IMPORT_PASSPHRASE", "left from another import")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    // Nor does a variable of the other kind: a key file named for a PBKDF2 file is refused
-    // as the wrong kind, not ignored for the passphrase in the environment.
-    let out = Command::new(bin())
-        .arg("--config")
-        .arg(&a.cfg)
-        .args(["token", "import", cbc.to_str().unwrap(), "--replace"])
-        .arg("--passphrase-file")
-        .arg(&good_pass)
-        .env("RADMFA_IMPORT_KEY", key)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success() && err.contains("pre-shared key"),
-        "{err}"
-    );
+    let pass_file = ["--passphrase-file", good_pass.to_str().unwrap()];
+    let left = ("RADMFA_IMPORT_PASSPHRASE", "left from another import");
+    let (ok, _, err) = import_with(&pb, &pass_file, left);
+    assert!(ok, "{err}");
+    // Nor does a variable of the other kind: a passphrase file named for a pre-shared-key
+    // file is refused as the wrong kind, not set aside for the key in the environment.
+    let (ok, _, err) = import_with(&cbc, &pass_file, ("RADMFA_IMPORT_KEY", key));
+    assert!(!ok && err.contains("pre-shared key"), "{err}");
     // Both on the command line: refused, not one silently chosen.
     let (ok, _, err) = a.import(
         &cbc,
