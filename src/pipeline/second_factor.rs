@@ -218,6 +218,11 @@ const REPLAYED: &str = "code already used";
 /// names are checked one after another, as one name's are, so none of them is checked
 /// against a lockout another has just reached.
 pub async fn take_turn<'a>(app: &'a AppState, user: &str, other_names: &[String]) -> Turn<'a> {
+    // Nearly every user has one name: their own turn, without working out (and allocating)
+    // the entry's key on every code check.
+    if other_names.is_empty() {
+        return app.code_turns.take(user).await;
+    }
     app.code_turns
         .take(&super::aliases::entry_key(app, user, other_names))
         .await
