@@ -93,7 +93,7 @@ async fn forget_logins(store: &dyn Store, user: &str) -> anyhow::Result<String> 
     // A login held while the old phone rings (voice_mode = "hold") has no prompt to close:
     // its call is failed, so a # pressed on the lost phone approves nothing.
     let cancelled = store
-        .cancel_oob(user, "cancelled: the phone number was changed")
+        .cancel_oob(user, None, "cancelled: the phone number was changed")
         .await?;
     let mut note = String::new();
     if n > 0 {

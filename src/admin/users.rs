@@ -193,7 +193,7 @@ async fn reset_steps(
     }
     // And a login held on a call (no prompt to close) must not be approved from the phone.
     let cancelled = store
-        .cancel_oob(user, "cancelled: the user was reset")
+        .cancel_oob(user, None, "cancelled: the user was reset")
         .await?;
     if cancelled > 0 {
         done.push(format!(

@@ -299,10 +299,15 @@ async fn block_for_fraud(app: &AppState, txn: &OobTransaction) -> Result<(), Sto
     app.store.block_user(&txn.user, now, &reason).await?;
     // The user's other calls and codes in flight end too: an attacker with the password
     // may have started several logins, and the # pressed on the next call must not let
-    // one of them in. (This call is then marked fraud by the caller, whatever it was.)
-    // Part of the block: if it fails, the block is tried again (see its caller).
+    // one of them in. This call is left pending: its caller marks it fraud next, and a
+    // login held on it that read it failed in between would answer "not answered in
+    // time". Part of the block: if it fails, the block is tried again (see its caller).
     app.store
-        .cancel_oob(&txn.user, "cancelled: fraud alert on another call")
+        .cancel_oob(
+            &txn.user,
+            Some(&txn.id),
+            "cancelled: fraud alert on another call",
+        )
         .await?;
     if let Err(e) = app.store.forget_logins(&txn.user, now).await {
         tracing::error!(error = %e, user = txn.user.as_str(), "forgetting remembered logins after fraud alert");

@@ -678,8 +678,16 @@ pub trait Store: Send + Sync + 'static {
     /// Fails every pending SMS code and call of `user` with `reason` (an admin changed the
     /// number or reset the user: a call ringing the old phone must not approve a login held
     /// for it); returns how many. A fraud report on such a call still marks it.
-    async fn cancel_oob(&self, user: &str, reason: &str) -> Result<u64, StoreError> {
-        let _ = (user, reason);
+    /// `except` stays pending: the call whose fraud report cancels the others, marked by
+    /// its own decision next (failed in between, the login held on it could read "not
+    /// answered in time" instead of the fraud report).
+    async fn cancel_oob(
+        &self,
+        user: &str,
+        except: Option<&str>,
+        reason: &str,
+    ) -> Result<u64, StoreError> {
+        let _ = (user, except, reason);
         Err(StoreError::Unsupported("cancel_oob"))
     }
     /// Records (or renews) a remembered second factor; one row per user, client and station.

@@ -668,14 +668,20 @@ impl Store for PgStore {
         self.resolve_oob_impl(id, status, reason).await
     }
 
-    async fn cancel_oob(&self, user: &str, reason: &str) -> Result<u64, StoreError> {
+    async fn cancel_oob(
+        &self,
+        user: &str,
+        except: Option<&str>,
+        reason: &str,
+    ) -> Result<u64, StoreError> {
         let mut w = self.writer().await?;
         let r = sqlx::query(
             "UPDATE oob_transactions SET status = 'failed', reason = $2 \
-             WHERE username = $1 AND status = 'pending'",
+             WHERE username = $1 AND status = 'pending' AND ($3::text IS NULL OR id <> $3)",
         )
         .bind(user)
         .bind(reason)
+        .bind(except)
         .execute(w.conn())
         .await;
         Ok(w.done(r)?.rows_affected())

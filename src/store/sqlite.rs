@@ -801,13 +801,19 @@ impl Store for SqliteStore {
         self.resolve_oob_impl(id, status, reason).await
     }
 
-    async fn cancel_oob(&self, user: &str, reason: &str) -> Result<u64, StoreError> {
+    async fn cancel_oob(
+        &self,
+        user: &str,
+        except: Option<&str>,
+        reason: &str,
+    ) -> Result<u64, StoreError> {
         let done = sqlx::query(
             "UPDATE oob_transactions SET status = 'failed', reason = ?2 \
-             WHERE user = ?1 AND status = 'pending'",
+             WHERE user = ?1 AND status = 'pending' AND (?3 IS NULL OR id <> ?3)",
         )
         .bind(user)
         .bind(reason)
+        .bind(except)
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected())

@@ -1952,8 +1952,20 @@ pub async fn cancel_oob_of_one_user(store: &dyn Store) {
         .resolve_oob("a3", OobStatus::Approved, None)
         .await
         .unwrap());
-    assert_eq!(store.cancel_oob("alice", "phone changed").await.unwrap(), 2);
-    assert_eq!(store.cancel_oob("alice", "phone changed").await.unwrap(), 0);
+    assert_eq!(
+        store
+            .cancel_oob("alice", None, "phone changed")
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        store
+            .cancel_oob("alice", None, "phone changed")
+            .await
+            .unwrap(),
+        0
+    );
     for id in ["a1", "a2"] {
         let t = store.oob(id).await.unwrap().unwrap();
         assert_eq!(
@@ -1974,6 +1986,33 @@ pub async fn cancel_oob_of_one_user(store: &dyn Store) {
         store.oob("a3").await.unwrap().unwrap().status,
         OobStatus::Approved,
         "a decided one stays"
+    );
+    assert_eq!(
+        store.oob("b1").await.unwrap().unwrap().status,
+        OobStatus::Pending,
+        "bob's stays"
+    );
+
+    // A fraud report cancels the user's other calls but not its own, which its decision
+    // marks next (failed in between, the login held on it read the wrong outcome).
+    for id in ["a4", "a5"] {
+        let t = oob_txn(id, &format!("req-{id}"), "alice", T + 300);
+        assert_eq!(store.begin_oob(&t).await.unwrap(), OobBegin::Created);
+    }
+    assert_eq!(
+        store
+            .cancel_oob("alice", Some("a4"), "fraud alert on another call")
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        store.oob("a4").await.unwrap().unwrap().status,
+        OobStatus::Pending
+    );
+    assert_eq!(
+        store.oob("a5").await.unwrap().unwrap().status,
+        OobStatus::Failed
     );
     assert_eq!(
         store.oob("b1").await.unwrap().unwrap().status,
