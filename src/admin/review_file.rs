@@ -127,7 +127,62 @@ fn inline_secrets(text: &str) -> Vec<String> {
     if url.is_some_and(url_has_password) {
         out.push("store.url".into());
     }
+    if let Some(sms) = doc.get("http_sms") {
+        out.extend(http_sms_keys(sms));
+    }
     out
+}
+
+/// A gateway's key outside `password`/`token`: in the url (as a password or a query
+/// parameter), a header or the body. These templates have no `*_file` form, so a gateway
+/// that wants its key there leaves the file's mode as the only protection. A name that
+/// sounds like a key and has a value of its own (not a `{placeholder}`) counts.
+fn http_sms_keys(sms: &toml::Value) -> Vec<String> {
+    let mut out = Vec::new();
+    let text = |key: &str| sms.get(key).and_then(|v| v.as_str()).unwrap_or("");
+    let url = text("url");
+    let query = url.split_once('?').map_or("", |(_, q)| q);
+    let in_query = query.split('&').any(|pair| {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        sounds_like_key(name) && literal(value)
+    });
+    if url_has_password(url) || in_query {
+        out.push("http_sms.url".into());
+    }
+    if let Some(headers) = sms.get("headers").and_then(|h| h.as_table()) {
+        for (name, value) in headers {
+            if sounds_like_key(name) && value.as_str().is_some_and(literal) {
+                out.push(format!("http_sms.headers.{name}"));
+            }
+        }
+    }
+    if sounds_like_key(text("body")) {
+        out.push("http_sms.body".into());
+    }
+    out
+}
+
+/// Whether `name` (or a body holding it) looks like it carries a credential.
+fn sounds_like_key(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    [
+        "key",
+        "token",
+        "secret",
+        "password",
+        "passwd",
+        "auth",
+        "signature",
+    ]
+    .iter()
+    .any(|w| name.contains(w))
+}
+
+/// A value written out rather than filled in from a placeholder.
+fn literal(value: &str) -> bool {
+    let v = value.trim();
+    let placeholder = v.starts_with('{') && v.ends_with('}');
+    !v.is_empty() && !placeholder
 }
 
 /// `postgres://user:password@host/db`, or a `password=` parameter.
@@ -170,6 +225,41 @@ secret = "z"
             ]
         );
         assert!(inline_secrets("[[client]]\nsecret_file = \"/x\"\n").is_empty());
+    }
+
+    #[test]
+    fn finds_a_gateway_key_in_http_sms_templates() {
+        let text = r#"
+[http_sms]
+url = "https://sms.example.org/send?api_key=abc123&to={phone}"
+headers = { "X-Api-Key" = "k-123", "X-Tenant" = "radmfa", "X-Auth" = "{phone}" }
+body = "apikey=abc&to={phone}&text={message}"
+"#;
+        assert_eq!(
+            inline_secrets(text),
+            [
+                "http_sms.url",
+                "http_sms.headers.X-Api-Key",
+                "http_sms.body"
+            ]
+        );
+        // The sample's shape: placeholders and a tenant name, the token in token_file.
+        let plain = r#"
+[http_sms]
+url = "https://sms.example.org/api/send?to={phone}"
+headers = { "X-Tenant" = "radmfa" }
+body = '{"to":"{phone}","text":"{message}"}'
+token_file = "/etc/radmfa/sms-token"
+"#;
+        assert!(
+            inline_secrets(plain).is_empty(),
+            "{:?}",
+            inline_secrets(plain)
+        );
+        assert_eq!(
+            inline_secrets("[http_sms]\nurl = \"https://u:p@sms.example.org/\"\n"),
+            ["http_sms.url"]
+        );
     }
 
     #[cfg(unix)]
