@@ -197,3 +197,37 @@ fn the_backends_gauge_follows_the_directory() {
     assert!(!out.status.success(), "{out:?}");
     assert_eq!(gauge(), 0.0, "{}", srv.log());
 }
+
+/// `[::]:P` for one HTTP listener beside `0.0.0.0:P` for the other: both start, each
+/// family reaching its own (IPv6 listeners are IPv6-only, as the RADIUS sockets are; the
+/// metrics listener took IPv4 too, so this file passed `config check` and failed the
+/// start with "address in use").
+#[test]
+fn an_ipv6_wildcard_http_listener_leaves_ipv4_to_the_other() {
+    let port = {
+        // A port free on both families, released just before the start.
+        let v4 = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+        let port = v4.local_addr().unwrap().port();
+        let v6 = socket2::Socket::new(socket2::Domain::IPV6, socket2::Type::STREAM, None)
+            .expect("IPv6 on this host");
+        v6.set_only_v6(true).unwrap();
+        let any: std::net::SocketAddr = format!("[::]:{port}").parse().unwrap();
+        v6.bind(&any.into()).expect("the port free on IPv6 too");
+        port
+    };
+    let slapd = Slapd::start(&[LdapUser::new("alice", "alice-pw")]);
+    let mut o = Options::new(&slapd.url);
+    o.extra.push_str(&format!(
+        "\n[metrics]\nlisten = \"[::]:{port}\"\n\
+         [callbacks]\nlisten = \"0.0.0.0:{port}\"\npublic_url = \"https://radmfa.example.org\"\n"
+    ));
+    let srv = Server::start(&o);
+    let v6: std::net::SocketAddr = format!("[::1]:{port}").parse().unwrap();
+    let v4: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let (status, _, body) = http_get(v6, "/metrics");
+    assert!(status.contains(" 200 "), "{status}\n{}", srv.log());
+    assert!(body.contains("radmfa_build_info"), "{body}");
+    // IPv4 reaches the callbacks listener, which serves no /metrics.
+    let (status, _, body) = http_get(v4, "/metrics");
+    assert!(status.contains(" 404 "), "{status}\n{body}");
+}

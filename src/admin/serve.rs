@@ -101,7 +101,8 @@ async fn radsec_listeners(
     })
 }
 
-/// A TCP listener; IPv6 ones are IPv6-only, so "0.0.0.0:2083" and "[::]:2083" coexist.
+/// A TCP listener; IPv6 ones are IPv6-only, so "0.0.0.0:2083" and "[::]:2083" coexist
+/// (RadSec, metrics and callbacks alike, as the UDP sockets).
 fn bind_tcp(addr: SocketAddr) -> std::io::Result<TcpListener> {
     use socket2::{Domain, Socket, Type};
     let domain = if addr.is_ipv6() {
@@ -128,9 +129,9 @@ async fn spawn_http(
     key: &'static str,
     router: axum::Router,
 ) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("binding {key} {addr}"))?;
+    // IPv6-only like every other listener: tokio's own bind on [::] took IPv4 too, so
+    // `[::]:9100` beside `0.0.0.0:9100` passed `config check` and failed the start.
+    let listener = bind_tcp(addr).with_context(|| format!("binding {key} {addr}"))?;
     // Logged here, before the RADIUS sockets serve, so the line precedes "listening on udp".
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "{key}: serving http://{addr}/");
