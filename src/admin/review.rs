@@ -407,6 +407,23 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
                 c.name
             ));
         }
+        // Held calls stretch a client's deadline to its budget, with nothing to call with:
+        // every login gets the longer deadline, and a call login is refused.
+        let holds = |c: &&ClientConfig| {
+            c.factors.voice_mode == crate::config::delivery::VoiceMode::Hold
+                && c.factors.methods.contains(&Method::Voice)
+                && !c.factors.second_factor_only
+        };
+        for c in cfg.clients.iter().filter(holds) {
+            out.push(format!(
+                "client {:?}: voice_mode = \"hold\" without a [voice] section: no call can \
+                 be placed (a user whose method is voice is refused), yet the client's \
+                 requests may run its voice_budget_secs ({} s) instead of request_deadline_ms; \
+                 add [voice] or take voice_mode out",
+                c.name,
+                c.factors.voice_budget.as_secs()
+            ));
+        }
     }
     if cfg.radsec.is_none() {
         for c in cfg.clients.iter().filter(|c| c.radsec_name.is_some()) {
@@ -795,6 +812,13 @@ mod tests {
             &config("", rdg),
             "second_factor_only without a [voice]"
         ));
+        assert!(!said(&config("", rdg), "voice_mode = \"hold\" without"));
+        let held = "voice_mode = \"hold\"\nvoice_budget_secs = 45";
+        assert!(said(
+            &config("", held),
+            "voice_mode = \"hold\" without a [voice] section"
+        ));
+        assert!(!said(&config("", ""), "voice_mode = \"hold\" without"));
     }
 
     #[test]
