@@ -213,6 +213,10 @@ fn the_service_user_keeps_serving_while_root_runs_admin_commands() {
     common::peers::clear_of_step_boundary(5);
     let out = login(&srv, "alice", &totp(&alice, now(), &[]));
     assert!(out.status.success(), "{}\n{}", text(&out), srv.log());
+    // Not dumpable (no core file, no ptrace or /proc/PID/mem by the service's user): the
+    // kernel then gives the process's /proc files to root.
+    let environ = std::fs::metadata(format!("/proc/{}/environ", srv.pid())).unwrap();
+    assert_eq!(environ.uid(), 0, "/proc/PID/environ of a dumpable process");
 
     // With the service stopped, root's commands open the database themselves and, closing
     // it last, leave nothing behind but what was there.

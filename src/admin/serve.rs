@@ -13,6 +13,7 @@ use crate::config::Config;
 /// `text` is the file as `cfg` was parsed from it.
 pub async fn serve(cfg: Config, text: &str, path: &std::path::Path) -> anyhow::Result<()> {
     survive_file_size_limit();
+    not_dumpable();
     // First: SIGHUP is caught from here on (see `Reloader`).
     #[cfg(unix)]
     let reloader = super::reload::Reloader::new(path, &cfg, text)?;
@@ -143,6 +144,17 @@ async fn spawn_http(
         key,
     ));
     Ok(())
+}
+
+/// The server's memory holds the shared secrets, the store key and, for a moment, every
+/// password and code typed: no core dump of it (whatever `ulimit -c` or the unit's
+/// `LimitCORE=` say), and no other process of the service's user may attach to it or read
+/// its `/proc` memory and environment (root still can: `perf` and `gdb` as root work).
+fn not_dumpable() {
+    #[cfg(target_os = "linux")]
+    if let Err(e) = nix::sys::prctl::set_dumpable(false) {
+        tracing::warn!(error = %e, "could not mark the process non-dumpable (PR_SET_DUMPABLE)");
+    }
 }
 
 /// A file-size limit (`ulimit -f`, systemd's `LimitFSIZE=`) reached by the store's files
