@@ -116,6 +116,7 @@ store_battery! {
         app_passwords_add_list_delete,
         send_slots_limit_and_window,
         oob_begin_get_resolve,
+        cancel_oob_of_one_user,
         purge_delivery_state,
         delete_user_removes_delivery_state,
         remembered_logins_per_client_and_station,
@@ -144,6 +145,40 @@ store_battery! {
         race_import_same_serial,
         race_totp_step_in_request_scopes,
     ],
+}
+
+/// Every check in battery.rs is in the list above (so it runs on both backends) and in
+/// `run_all`: `cancel_oob_of_one_user` was in `run_all` alone, so PostgreSQL's cancel of a
+/// user's calls (fraud reports, phone changes, resets) went untested.
+#[test]
+fn every_battery_check_runs_on_every_backend() {
+    let battery = include_str!("store_battery/battery.rs");
+    let this = include_str!("store_battery.rs");
+    let listed = this
+        .split_once("store_battery! {\n")
+        .and_then(|(_, rest)| rest.split_once("\n}\n"))
+        .expect("the store_battery! invocation")
+        .0;
+    let run_all = battery
+        .split_once("pub async fn run_all")
+        .and_then(|(_, rest)| rest.split_once("\n}\n"))
+        .expect("run_all")
+        .0;
+    let named = |text: &str, name: &str| {
+        text.split(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .any(|w| w == name)
+    };
+    let checks: Vec<&str> = battery
+        .lines()
+        .filter_map(|l| l.strip_prefix("pub async fn "))
+        .filter_map(|l| l.split(['(', '<']).next())
+        .filter(|name| *name != "run_all")
+        .collect();
+    assert!(checks.len() > 40, "{checks:?}");
+    for name in checks {
+        assert!(named(listed, name), "{name} is not in store_battery!");
+        assert!(named(run_all, name), "{name} is not in battery::run_all");
+    }
 }
 
 /// The whole battery once more on the in-memory store (single connection).
