@@ -1872,7 +1872,9 @@ fn a_retransmit_with_other_contents_is_dropped_and_logged() {
     );
 }
 
-/// Status-Server as radclient sends it: "Access-Accept" or "none".
+/// Status-Server as radclient sends it: "Access-Accept", "none" (no reply at all) or
+/// "other: …" (any other reply, or one radclient could not verify: a node that answers
+/// with a Reject is alive to many proxies, so it is not silence).
 fn radclient_status(srv: &Server) -> String {
     let bin = common::peers::require("radclient", "freeradius-utils");
     let out = common::peers::with_input(
@@ -1888,9 +1890,15 @@ fn radclient_status(srv: &Server) -> String {
         ]),
         b"Message-Authenticator = 0x00",
     );
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     if text.contains("Received Access-Accept") {
         "Access-Accept".into()
+    } else if text.contains("Received ") || !text.contains("No reply from server") {
+        format!("other: {text}")
     } else {
         "none".into()
     }
