@@ -116,7 +116,7 @@ pub fn decode_seed(text: &str) -> anyhow::Result<Secret> {
         .filter(|c| !c.is_whitespace() && *c != '=')
         .collect::<String>()
         .to_ascii_uppercase();
-    while clean.len() % 8 != 0 {
+    while !clean.len().is_multiple_of(8) {
         clean.push('=');
     }
     let raw = data_encoding::BASE32

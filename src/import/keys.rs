@@ -75,7 +75,7 @@ pub fn decode_hex(text: &str) -> Result<Secret, String> {
 
 fn looks_hex(text: &str) -> bool {
     let t = text.trim();
-    t.len() % 2 == 0 && !t.is_empty() && t.bytes().all(|b| b.is_ascii_hexdigit())
+    t.len().is_multiple_of(2) && !t.is_empty() && t.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// Decodes a seed. `base32_layout`: the file layout defines the column as Base32 (the Azure

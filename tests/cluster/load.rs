@@ -198,7 +198,7 @@ pub fn restart_under_load(nodes: &Pair, pg: &PgCluster, seeds: &[(String, String
             while !stop.load(Ordering::Relaxed) && i < 100_000 {
                 let (user, seed) = &users[i % users.len()];
                 // Round 1 on one node, round 2 on the other, switching every login.
-                let (first, second) = if i % 2 == 0 {
+                let (first, second) = if i.is_multiple_of(2) {
                     (&mut a, &mut b)
                 } else {
                     (&mut b, &mut a)

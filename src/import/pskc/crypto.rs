@@ -94,7 +94,7 @@ pub fn decrypt(cipher: Cipher, key: &[u8], data: &[u8]) -> Result<Secret, String
     }
     match cipher {
         Cipher::AesCbc(n) => {
-            if data.len() < 32 || data.len() % 16 != 0 {
+            if data.len() < 32 || !data.len().is_multiple_of(16) {
                 return Err("encrypted value has a bad length".into());
             }
             let (iv, ct) = data.split_at(16);
