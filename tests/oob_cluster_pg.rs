@@ -95,6 +95,103 @@ fn more_sms_logins_at_once_than_pool_connections_all_get_their_code() {
     assert_eq!(standin.sms().len(), 4);
 }
 
+/// A prompt's answer takes its attempt (a write, which opens the request's transaction on
+/// a pooled connection) and then reads the lockout: with `pool_size = 1` that read waited
+/// for a second connection until the acquire timeout, and every answer was refused. Now a
+/// request's reads go through its open transaction. TOTP and SMS answers, and four TOTP
+/// answers at once on a pool of two.
+#[test]
+fn answers_to_prompts_need_one_pool_connection() {
+    let slapd = directory();
+    let standin = Standin::start();
+    let pg = PgCluster::start();
+    let url = pg.fresh_database();
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("radmfa.key");
+    let clients = format!(
+        "{}{}",
+        client("vpn", "127.0.0.1", "methods = [\"totp\"]"),
+        client("sms", "127.0.0.2", "methods = [\"sms\"]")
+    );
+    let node = pg_node_with(&slapd, &standin, &url, &key, &clients, "pool_size = 1\n");
+    let seed = node.enroll("alice", &[]);
+    let port = node.port();
+    let first_round = |bind: &str| {
+        let r = pyrad(
+            port,
+            SECRET,
+            &["--bind", bind, "--user", "alice", "--password", ALICE_PW],
+        );
+        assert_eq!(r["code"], "Access-Challenge", "{r}\n{}", node.log());
+        r["state"].as_str().unwrap().to_string()
+    };
+    let answer = |bind: &str, state: &str, code: &str| {
+        pyrad(
+            port,
+            SECRET,
+            &[
+                "--bind",
+                bind,
+                "--user",
+                "alice",
+                "--password",
+                code,
+                "--state",
+                state,
+            ],
+        )
+    };
+    common::peers::clear_of_step_boundary(5);
+    let state = first_round("127.0.0.1");
+    let code = common::peers::totp(&seed, common::peers::now(), &[]);
+    let r = answer("127.0.0.1", &state, &code);
+    assert_eq!(r["code"], "Access-Accept", "TOTP: {r}\n{}", node.log());
+
+    let state = first_round("127.0.0.2");
+    let code = standin.sms().last().expect("an SMS").code();
+    let r = answer("127.0.0.2", &state, &code);
+    assert_eq!(r["code"], "Access-Accept", "SMS: {r}\n{}", node.log());
+    drop(node);
+
+    // Four answers at once on a pool of two (wrong codes: each takes its attempt, reads
+    // the lockout and counts a failure), all answered by the prompt, none by the pool's
+    // timeout.
+    let url = pg.fresh_database();
+    let node = pg_node_with(&slapd, &standin, &url, &key, &clients, "pool_size = 2\n");
+    node.enroll("alice", &[]);
+    let port = node.port();
+    let states: Vec<String> = (0..4)
+        .map(|_| {
+            let r = pyrad(port, SECRET, &["--user", "alice", "--password", ALICE_PW]);
+            assert_eq!(r["code"], "Access-Challenge", "{r}\n{}", node.log());
+            r["state"].as_str().unwrap().to_string()
+        })
+        .collect();
+    let replies: Vec<serde_json::Value> = std::thread::scope(|s| {
+        let answers: Vec<_> = states
+            .iter()
+            .map(|state| {
+                s.spawn(move || {
+                    pyrad(
+                        port,
+                        SECRET,
+                        &["--user", "alice", "--password", "000000", "--state", state],
+                    )
+                })
+            })
+            .collect();
+        answers.into_iter().map(|a| a.join().unwrap()).collect()
+    });
+    for r in &replies {
+        assert_eq!(r["code"], "Access-Reject", "{r}\n{}", node.log());
+    }
+    assert!(
+        !node.log().contains("pool timed out"),
+        "an answer waited for a second connection:\n{}",
+        node.log()
+    );
+}
+
 #[test]
 fn sms_code_sent_by_node_a_is_accepted_on_node_b() {
     let slapd = directory();

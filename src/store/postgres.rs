@@ -128,22 +128,26 @@ impl Store for PgStore {
     }
 
     async fn tokens_for_user(&self, user: &str) -> Result<Vec<Token>, StoreError> {
+        let mut rd = self.reader().await?;
         let rows = sqlx::query(&format!(
             "SELECT {TOKEN_COLUMNS} FROM tokens WHERE username = $1 ORDER BY id"
         ))
         .bind(user)
-        .fetch_all(&self.pool)
-        .await?;
+        .fetch_all(rd.conn())
+        .await;
+        let rows = rd.done(rows)?;
         rows.iter().map(|r| self.token_from_row(r)).collect()
     }
 
     async fn token_by_serial(&self, serial: &str) -> Result<Option<Token>, StoreError> {
+        let mut rd = self.reader().await?;
         let row = sqlx::query(&format!(
             "SELECT {TOKEN_COLUMNS} FROM tokens WHERE serial = $1"
         ))
         .bind(serial)
-        .fetch_optional(&self.pool)
-        .await?;
+        .fetch_optional(rd.conn())
+        .await;
+        let row = rd.done(row)?;
         row.as_ref().map(|r| self.token_from_row(r)).transpose()
     }
 
@@ -287,6 +291,7 @@ impl Store for PgStore {
     }
 
     async fn user_status(&self, user: &str) -> Result<UserStatus, StoreError> {
+        let mut rd = self.reader().await?;
         let row = sqlx::query(
             "SELECT $1::TEXT AS username, \
                     COALESCE((SELECT failures FROM user_state WHERE username = $1), 0) \
@@ -295,8 +300,9 @@ impl Store for PgStore {
                     (SELECT COUNT(*) FROM tokens WHERE username = $1) AS token_count",
         )
         .bind(user)
-        .fetch_one(&self.pool)
-        .await?;
+        .fetch_one(rd.conn())
+        .await;
+        let row = rd.done(row)?;
         user_status_from_row(&row)
     }
 
@@ -448,13 +454,15 @@ impl Store for PgStore {
         state_hash: &[u8],
         now: i64,
     ) -> Result<Option<PendingChallenge>, StoreError> {
+        let mut rd = self.reader().await?;
         let row = sqlx::query(&format!(
             "SELECT {CHALLENGE_COLUMNS} FROM challenges WHERE state_hash = $1 AND expires_at > $2"
         ))
         .bind(state_hash)
         .bind(now)
-        .fetch_optional(&self.pool)
-        .await?;
+        .fetch_optional(rd.conn())
+        .await;
+        let row = rd.done(row)?;
         row.as_ref().map(challenge_from_row).transpose()
     }
 
@@ -519,15 +527,17 @@ impl Store for PgStore {
         nas: &str,
         now: i64,
     ) -> Result<bool, StoreError> {
-        Ok(sqlx::query_scalar(
+        let mut rd = self.reader().await?;
+        let open = sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM challenges \
              WHERE username = $1 AND nas = $2 AND expires_at > $3)",
         )
         .bind(user)
         .bind(nas)
         .bind(now)
-        .fetch_one(&self.pool)
-        .await?)
+        .fetch_one(rd.conn())
+        .await;
+        Ok(rd.done(open)?)
     }
 
     async fn purge_expired_challenges(&self, now: i64) -> Result<u64, StoreError> {

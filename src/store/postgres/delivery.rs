@@ -43,13 +43,15 @@ fn oob_from_row(row: &PgRow) -> Result<OobTransaction, StoreError> {
 
 impl PgStore {
     pub(super) async fn user_profile_impl(&self, user: &str) -> Result<UserProfile, StoreError> {
+        let mut rd = self.reader().await?;
         let row = sqlx::query(
             "SELECT phone, method, blocked_at, blocked_reason, bypass_until FROM user_profile \
              WHERE username = $1",
         )
         .bind(user)
-        .fetch_optional(&self.pool)
-        .await?;
+        .fetch_optional(rd.conn())
+        .await;
+        let row = rd.done(row)?;
         let Some(row) = row else {
             return Ok(UserProfile {
                 user: user.to_string(),
@@ -194,13 +196,15 @@ impl PgStore {
         &self,
         user: &str,
     ) -> Result<Vec<AppPassword>, StoreError> {
+        let mut rd = self.reader().await?;
         let rows = sqlx::query(
             "SELECT id, username, label, hash, created_at, last_used_at, dn FROM app_passwords \
              WHERE username = $1 ORDER BY id",
         )
         .bind(user)
-        .fetch_all(&self.pool)
-        .await?;
+        .fetch_all(rd.conn())
+        .await;
+        let rows = rd.done(rows)?;
         rows.iter()
             .map(|r| {
                 Ok(AppPassword {
@@ -352,12 +356,14 @@ impl PgStore {
     }
 
     pub(super) async fn oob_impl(&self, id: &str) -> Result<Option<OobTransaction>, StoreError> {
+        let mut rd = self.reader().await?;
         let row = sqlx::query(&format!(
             "SELECT {OOB_COLUMNS} FROM oob_transactions WHERE id = $1"
         ))
         .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
+        .fetch_optional(rd.conn())
+        .await;
+        let row = rd.done(row)?;
         row.as_ref().map(oob_from_row).transpose()
     }
 

@@ -60,6 +60,7 @@ impl PgStore {
         station: &str,
         now: i64,
     ) -> Result<Option<RememberedLogin>, StoreError> {
+        let mut rd = self.reader().await?;
         let row = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM remembered_logins \
              WHERE username = $1 AND nas = $2 AND station = $3 AND expires_at > $4"
@@ -68,8 +69,9 @@ impl PgStore {
         .bind(nas)
         .bind(station)
         .bind(now)
-        .fetch_optional(&self.pool)
-        .await?;
+        .fetch_optional(rd.conn())
+        .await;
+        let row = rd.done(row)?;
         row.as_ref().map(from_row).transpose()
     }
 
@@ -78,14 +80,16 @@ impl PgStore {
         user: &str,
         now: i64,
     ) -> Result<Vec<RememberedLogin>, StoreError> {
+        let mut rd = self.reader().await?;
         let rows = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM remembered_logins WHERE username = $1 AND expires_at > $2 \
              ORDER BY expires_at, nas, station"
         ))
         .bind(user)
         .bind(now)
-        .fetch_all(&self.pool)
-        .await?;
+        .fetch_all(rd.conn())
+        .await;
+        let rows = rd.done(rows)?;
         rows.iter().map(from_row).collect()
     }
 

@@ -68,7 +68,7 @@ impl RequestTx {
     }
 }
 
-/// The connection a write runs on.
+/// The connection a write (or, inside a request, a read: `PgStore::reader`) runs on.
 pub(super) enum WriteConn {
     Pooled(PoolConnection<Postgres>),
     Scoped(OwnedMutexGuard<RequestTx>),
@@ -92,6 +92,25 @@ impl PgStore {
             guard.tx = Some(self.pool.begin().await?);
         }
         Ok(WriteConn::Scoped(guard))
+    }
+}
+
+impl PgStore {
+    /// The connection for a read: the request's transaction while it has one open, else a
+    /// pooled connection. A read on the pool while the request's transaction holds another
+    /// connection took two at once: `pool_size` requests answering prompts together (each
+    /// takes its attempt, a write, then reads the lockout) each held one and waited for a
+    /// second until the acquire timeout, and with `pool_size = 1` every answer did. In the
+    /// transaction the read also sees the request's own writes, as a read on SQLite does.
+    pub(super) async fn reader(&self) -> Result<WriteConn, StoreError> {
+        if let Some(shared) = durability::open_state::<Mutex<RequestTx>>() {
+            let mut guard = shared.lock_owned().await;
+            guard.check_cancelled().await;
+            if guard.tx.is_some() {
+                return Ok(WriteConn::Scoped(guard));
+            }
+        }
+        Ok(WriteConn::Pooled(self.pool.acquire().await?))
     }
 }
 

@@ -27,6 +27,7 @@ impl PgStore {
             .split(',')
             .map(|c| format!("t.{0} AS {0}", c.trim()))
             .collect();
+        let mut rd = self.reader().await?;
         let rows = sqlx::query(&format!(
             "SELECT s.failures AS snap_failures, s.locked_until AS snap_locked_until, \
                     p.phone AS snap_phone, p.method AS snap_method, \
@@ -41,8 +42,9 @@ impl PgStore {
             token_columns.join(", ")
         ))
         .bind(user)
-        .fetch_all(&self.pool)
-        .await?;
+        .fetch_all(rd.conn())
+        .await;
+        let rows = rd.done(rows)?;
         let Some(first) = rows.first() else {
             return Err(StoreError::Corrupt("user snapshot returned no row".into()));
         };
