@@ -792,3 +792,102 @@ async fn audit_only_requests_are_batched_and_fail_alone() {
     assert_eq!(seen.len(), RACERS - 1);
     assert!(seen.iter().all(|r| ids.contains(&r.id)));
 }
+
+/// Backends of a database, stopped (SIGSTOP) until dropped: to their clients they are a
+/// server lost without closing its sockets (a failover, a cut link).
+struct Stopped(Vec<i32>);
+
+impl Stopped {
+    fn now(pids: &[i32]) -> Stopped {
+        for &pid in pids {
+            // SAFETY: kill(2) on a process id; no memory is involved.
+            assert_eq!(
+                unsafe { libc::kill(pid, libc::SIGSTOP) },
+                0,
+                "stopping {pid}"
+            );
+        }
+        Stopped(pids.to_vec())
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        for &pid in &self.0 {
+            // SAFETY: as above.
+            unsafe { libc::kill(pid, libc::SIGCONT) };
+        }
+    }
+}
+
+/// An audit batch sent on a connection whose server stopped answering fails after the
+/// longest request deadline, and the next record is written on a new connection. Before,
+/// the batching task waited for that answer until TCP gave up (minutes), and every login's
+/// record queued behind it, while new connections to the database worked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_audit_batch_on_a_dead_connection_gives_way() {
+    let cluster = PgCluster::shared();
+    let url = cluster.fresh_database();
+    let db = PgCluster::database_of(&url);
+    let mut settings = PgSettings::new(url);
+    settings.pool_size = 1;
+    settings.max_request = Duration::from_millis(800);
+    let store = Arc::new(
+        PgStore::open(&settings, super::test_sealer())
+            .await
+            .unwrap(),
+    );
+    let record = radmfa::store::AuditRecord {
+        time: T,
+        user: "alice".into(),
+        mode: "totp".into(),
+        result: "accept".into(),
+        ..Default::default()
+    };
+    // As a request writes it: into the shared batch.
+    let in_request = || {
+        let (store, record) = (store.clone(), record.clone());
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            radmfa::store::durability::deferred(async move { store.append_audit(&record).await }),
+        )
+    };
+    let (written, durable) = in_request().await.expect("a first record");
+    written.unwrap();
+    durable.unwrap();
+    let pids: Vec<i32> = cluster
+        .psql(
+            "postgres",
+            &format!(
+                "SELECT pid FROM pg_stat_activity WHERE datname = '{db}' \
+                 AND pid <> pg_backend_pid()"
+            ),
+        )
+        .lines()
+        .map(|l| l.trim().parse().unwrap())
+        .collect();
+    assert!(!pids.is_empty(), "the pool's connection");
+    // Used a moment before its server stops, so the pool hands it out again unpinged (sqlx
+    // pings a connection on its way back into the pool, without a limit: 20 ms for that,
+    // well within the 100 ms after which the store pings it on its way out).
+    in_request().await.expect("a second record").0.unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let stopped = Stopped::now(&pids);
+
+    let started = Instant::now();
+    let (written, _) = in_request()
+        .await
+        .expect("the record waited on the dead connection past the request deadline");
+    assert!(written.is_err(), "written on a stopped server: {written:?}");
+    let (written, durable) = in_request()
+        .await
+        .expect("the next record waited behind the dead connection");
+    written.expect("the next record, on a new connection");
+    durable.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(stopped);
+}

@@ -18,6 +18,7 @@
 //! statements from different callers.
 
 use std::sync::Mutex;
+use std::time::Duration;
 
 use sqlx::postgres::PgPool;
 use sqlx::{Postgres, QueryBuilder};
@@ -40,9 +41,11 @@ struct Job {
 /// Hands audit records to the batching task, started on first use in the runtime of its
 /// caller (and again if that runtime has gone: a store may outlive the runtime that first
 /// used it, as in tests).
-#[derive(Default)]
 pub(super) struct AuditBatcher {
     queue: Mutex<Option<mpsc::UnboundedSender<Job>>>,
+    /// How long one batch's `INSERT` may take: the longest request deadline, after which
+    /// no request waits for it any more.
+    limit: Duration,
 }
 
 impl std::fmt::Debug for AuditBatcher {
@@ -52,6 +55,13 @@ impl std::fmt::Debug for AuditBatcher {
 }
 
 impl AuditBatcher {
+    pub(super) fn new(limit: Duration) -> Self {
+        AuditBatcher {
+            queue: Mutex::default(),
+            limit,
+        }
+    }
+
     /// Inserts `record` in the next batch; `Ok(id)` once it is committed.
     pub(super) async fn insert(
         &self,
@@ -82,7 +92,7 @@ impl AuditBatcher {
         // Unbounded, yet never longer than the requests in flight (`server.max_in_flight`):
         // each sender waits for its record's answer before it can send another.
         let (q, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(pool.clone(), rx));
+        tokio::spawn(run(pool.clone(), rx, self.limit));
         // A fresh channel's receiver is alive: this send cannot fail.
         let _ = q.send(job);
         *queue = Some(q);
@@ -90,13 +100,13 @@ impl AuditBatcher {
 }
 
 /// Takes what is waiting, inserts it, answers, repeats until every sender is gone.
-async fn run(pool: PgPool, mut rx: mpsc::UnboundedReceiver<Job>) {
+async fn run(pool: PgPool, mut rx: mpsc::UnboundedReceiver<Job>, limit: Duration) {
     let mut jobs = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
         // Requests that gave up (deadline) no longer wait for an answer, but their records
         // are still written: an audit record describes what was answered, or not.
         let batch = std::mem::take(&mut jobs);
-        match insert_many(&pool, &batch).await {
+        match insert_many(&pool, &batch, limit).await {
             Ok(ids) => {
                 for (job, id) in batch.into_iter().zip(ids) {
                     let _ = job.done.send(Ok(id));
@@ -109,7 +119,9 @@ async fn run(pool: PgPool, mut rx: mpsc::UnboundedReceiver<Job>) {
             // timeouts, see `store.connect_timeout_ms`).
             Err(e) if e.as_database_error().is_none() => {
                 let reason = format!("audit record not written: {e}");
-                let queued = std::iter::from_fn(|| rx.try_recv().ok());
+                // Taken before any is answered: drained lazily, a record sent by a request
+                // that got its answer here would be failed with the rest.
+                let queued: Vec<Job> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
                 for job in batch.into_iter().chain(queued) {
                     let _ = job.done.send(Err(StoreError::Commit(reason.clone())));
                 }
@@ -123,7 +135,7 @@ async fn run(pool: PgPool, mut rx: mpsc::UnboundedReceiver<Job>) {
             // so each on its own, with its own answer.
             Err(_) => {
                 for job in batch {
-                    let r = insert_many(&pool, std::slice::from_ref(&job))
+                    let r = insert_many(&pool, std::slice::from_ref(&job), limit)
                         .await
                         .map(|ids| ids[0])
                         .map_err(StoreError::from);
@@ -135,8 +147,30 @@ async fn run(pool: PgPool, mut rx: mpsc::UnboundedReceiver<Job>) {
 }
 
 /// One `INSERT` of all `jobs`' records, autocommitted; their ids, in `jobs`' order.
-async fn insert_many(pool: &PgPool, jobs: &[Job]) -> Result<Vec<i64>, sqlx::Error> {
-    insert_records(pool, jobs.iter().map(|j| &j.record)).await
+///
+/// Within `limit`: a connection whose server stopped answering without closing it (a
+/// host lost in a failover, a cut link) would otherwise hold this task, and every login's
+/// record queued behind it, until TCP gave up (up to 15 minutes on Linux), while new
+/// connections to the promoted server worked. Past the limit the connection is taken out
+/// of the pool and dropped (returned, sqlx would ping it without a limit, keeping its
+/// slot), and the batch fails as for a lost connection.
+async fn insert_many(
+    pool: &PgPool,
+    jobs: &[Job],
+    limit: Duration,
+) -> Result<Vec<i64>, sqlx::Error> {
+    let mut conn = pool.acquire().await?;
+    let insert = insert_records(&mut *conn, jobs.iter().map(|j| &j.record));
+    match tokio::time::timeout(limit, insert).await {
+        Ok(done) => done,
+        Err(_) => {
+            drop(conn.detach());
+            Err(sqlx::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no answer to the audit insert within {limit:?}"),
+            )))
+        }
+    }
 }
 
 /// One `INSERT` of `records` on `db` (the pool, or a request's transaction); their ids, in

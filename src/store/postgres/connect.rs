@@ -185,7 +185,9 @@ impl PgStore {
         let store = PgStore {
             pool: serving_pool(settings)?,
             sealer,
-            audit_batch: Default::default(),
+            audit_batch: std::sync::Arc::new(super::audit_batch::AuditBatcher::new(
+                settings.max_request,
+            )),
         };
         store.check_key().await?;
         Ok(store)
@@ -226,7 +228,9 @@ impl PgStore {
         let store = PgStore {
             pool,
             sealer,
-            audit_batch: Default::default(),
+            audit_batch: std::sync::Arc::new(super::audit_batch::AuditBatcher::new(
+                settings.max_request,
+            )),
         };
         store.check_key().await.map_err(|e| match e {
             StoreError::Decrypt(reason) => key_err(&reason),
