@@ -76,6 +76,29 @@ fn b32(seed: &[u8]) -> String {
     data_encoding::BASE32_NOPAD.encode(seed)
 }
 
+/// A serial from a file holding a right-to-left override (which reorders the rest of its
+/// line on a terminal) is shown escaped by `token list`, `token show` and `user show`.
+#[test]
+fn serials_with_invisible_characters_are_shown_escaped() {
+    let a = Admin::new();
+    let seed = b32(&[7u8; 20]);
+    let file = a.write("rlo.csv", &format!("SN\u{202e}1,{seed},30,alice\n"));
+    let (ok, out, err) = a.import(&file, &[]);
+    assert!(ok, "{out}{err}");
+    for args in [
+        &["token", "list"][..],
+        &["token", "show", "SN\u{202e}1"],
+        &["user", "show", "alice"],
+    ] {
+        let (ok, out, err) = a.run(args);
+        assert!(ok, "{args:?}: {err}");
+        assert!(
+            out.contains("SN\\u{202e}1") && !out.contains('\u{202e}'),
+            "{args:?}: {out}"
+        );
+    }
+}
+
 #[test]
 fn csv_of_10000_tokens_imports_in_seconds() {
     let a = Admin::new();
@@ -470,6 +493,20 @@ fn encrypted_pskc_with_wrong_key_or_passphrase_imports_nothing() {
     let plain = a.path("plain.pskcxml");
     make_pskc(&plain, &tokens, &[]);
     let (ok, _, err) = a.import(&plain, &["--key-file", good_key.to_str().unwrap()]);
+    assert!(!ok && err.contains("has no encrypted values"), "{err}");
+    assert!(a.tokens().is_empty());
+    // The same for a CSV file in its place (detected as CSV: no leading '<'), by flag or
+    // by the environment: the key was silently ignored and the seeds in it imported.
+    let swapped = a.write(
+        "tokens.pskcxml",
+        "SN1,GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ,30\n",
+    );
+    let (ok, _, err) = a.import(&swapped, &["--key-file", good_key.to_str().unwrap()]);
+    assert!(!ok && err.contains("has no encrypted values"), "{err}");
+    let (ok, _, err) = a.run_with_env(
+        &["token", "import", swapped.to_str().unwrap()],
+        &[("RADMFA_IMPORT_PASSPHRASE", "correct horse")],
+    );
     assert!(!ok && err.contains("has no encrypted values"), "{err}");
     assert!(a.tokens().is_empty());
 

@@ -136,7 +136,7 @@ pub async fn run(
                         p.last_used_at
                             .map(fmt_time)
                             .unwrap_or_else(|| "never".into()),
-                        p.label.unwrap_or_default()
+                        super::printable(p.label.as_deref().unwrap_or_default())
                     );
                 }
             }

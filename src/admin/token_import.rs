@@ -208,7 +208,9 @@ pub async fn run(cfg: &Config, store: &dyn Store, a: ImportArgs) -> anyhow::Resu
     };
     let dec = match format {
         Format::Pskc => decryption(&import::pskc::need(&bytes)?, &a)?,
-        Format::Csv => Decryption::None,
+        // Nothing in a CSV file is encrypted: a key or passphrase given for one is refused
+        // as for a PSKC file without encrypted values (a swapped file).
+        Format::Csv => decryption(&Need::Nothing, &a)?,
     };
     let defaults = CsvDefaults {
         algorithm: OtpAlgorithm::parse(&a.algorithm).with_context(|| {

@@ -329,7 +329,7 @@ async fn list(cfg: &Config, store: &dyn Store, a: ListArgs) -> anyhow::Result<Ex
         };
         println!(
             "{:<20} {:<4} {:<6} {:>2} {:>9}  {:<8} {}",
-            t.serial,
+            super::printable(&t.serial),
             kind_str(t.kind),
             t.algorithm.as_str(),
             t.digits,
@@ -359,7 +359,8 @@ async fn show(store: &dyn Store, serial: &str, json: bool) -> anyhow::Result<Exi
             ("valid_from" | "valid_until" | "created_at", serde_json::Value::Number(n)) => {
                 fmt_time(n.as_i64().unwrap_or(0))
             }
-            (_, serde_json::Value::String(s)) => s.clone(),
+            // From an import file: serial, manufacturer, model, owner.
+            (_, serde_json::Value::String(s)) => super::printable(s).into_owned(),
             (_, other) => other.to_string(),
         };
         println!("{:<15} {shown}", format!("{k}:"));
@@ -379,8 +380,17 @@ async fn resync(cfg: &Config, store: &dyn Store, a: ResyncArgs) -> anyhow::Resul
     let outcome = match t.kind {
         TokenKind::Hotp => match hotp::find_consecutive(t, c1, c2, window) {
             Some(c) if store.advance_hotp_counter(t.id, t.counter, c + 1).await? => {
-                store.set_hotp_resync(t.id, None).await?;
-                Ok(format!("counter moved from {} to {}", t.counter, c + 1))
+                // The counter has moved: that change gets its audit record whatever happens
+                // to this tidy-up (a `?` here returned before the record was written).
+                let left = match store.set_hotp_resync(t.id, None).await {
+                    Ok(()) => String::new(),
+                    Err(e) => format!(" (its pending resync could not be cleared: {e})"),
+                };
+                Ok(format!(
+                    "counter moved from {} to {}{left}",
+                    t.counter,
+                    c + 1
+                ))
             }
             Some(_) => Err("the token changed meanwhile (a login used it); try again".to_string()),
             None => Err(format!(

@@ -590,7 +590,7 @@ async fn show(store: &dyn Store, user: &str, json: bool) -> anyhow::Result<ExitC
         for t in tokens {
             println!(
                 "  {:<16} {} {} {} digits, {} s, {}, enrolled {}",
-                t.serial,
+                super::printable(&t.serial),
                 crate::store::columns::kind_str(t.kind),
                 t.algorithm.as_str(),
                 t.digits,

@@ -123,12 +123,18 @@ pub fn parse(bytes: &[u8], defaults: &CsvDefaults) -> Vec<Entry> {
         // Before the comment check: a file of old Mac line endings is one "line", and one
         // that starts with a comment would otherwise be skipped whole, importing nothing.
         if raw.contains(&b'\r') {
-            out.push(invalid(
-                line,
-                "a carriage return inside the line (old Mac line endings?); end lines with LF \
-                 or CRLF"
-                    .into(),
-            ));
+            let m = "a carriage return inside the line (old Mac line endings?); end lines with \
+                     LF or CRLF"
+                .to_string();
+            // Its serial, from the part before the first CR, keeps its twins out too.
+            let head = raw.split(|&b| b == b'\r').next().unwrap_or(raw);
+            let serial = split_line(String::from_utf8_lossy(head).as_bytes())
+                .ok()
+                .and_then(|f| serial_of(&f, header.as_deref()));
+            out.push(match serial {
+                Some(serial) => Entry::InvalidToken(problem(line, m), serial),
+                None => invalid(line, m),
+            });
             continue;
         }
         if raw.iter().all(u8::is_ascii_whitespace) || raw.trim_ascii_start().starts_with(b"#") {
@@ -223,13 +229,15 @@ fn problem(line: u64, message: String) -> Problem {
     }
 }
 
-/// The serial of a row that is not a valid token, where one can be read.
+/// The serial of a row that is not a valid token, where one can be read. Without a header
+/// it is the first column in every layout, even when the row fits none (a typo in its
+/// third column): a valid row with the same serial must stay out of an import that skips
+/// bad rows, since which of the two holds the right seed is a guess.
 fn serial_of(fields: &[String], header: Option<&[Column]>) -> Option<String> {
-    let cols = match header {
-        Some(h) => h.to_vec(),
-        None => positional(fields).ok()?.0,
+    let at = match header {
+        Some(h) => h.iter().position(|c| *c == Column::Serial)?,
+        None => 0,
     };
-    let at = cols.iter().position(|c| *c == Column::Serial)?;
     fields.get(at).filter(|s| !s.is_empty()).cloned()
 }
 
@@ -350,6 +358,30 @@ mod tests {
     }
 
     const B32: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
+
+    /// A serial whose second row is bad in a way that fits no layout (a typo in its third
+    /// column, an HOTP type misspelt, a stray CR): its valid twin is not imported either,
+    /// even when bad rows are skipped.
+    #[test]
+    fn a_bad_rows_serial_keeps_its_valid_twin_out() {
+        for bad in [
+            "SN1,JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP,3O",
+            "SN1,JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP,htop,6,0",
+            "SN1,JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP,30\r,x",
+        ] {
+            let text = format!("SN1,{B32},30\n{bad}\nSN2,{B32},30\n");
+            let entries = parse(text.as_bytes(), &CsvDefaults::default());
+            let p = crate::import::plan::plan(
+                entries,
+                &Default::default(),
+                &Default::default(),
+                false,
+                || {},
+            );
+            let ready: Vec<&str> = p.ready.iter().map(|t| t.token.serial.as_str()).collect();
+            assert_eq!(ready, ["SN2"], "{bad:?}: {:?}", p.problems);
+        }
+    }
     const HEX: &str = "3132333435363738393031323334353637383930";
 
     #[test]

@@ -14,19 +14,22 @@ use crate::secret::Secret;
 /// blocks (padding blocks, a zero Counter) can make a MACKey decrypt to bytes of their
 /// choosing and then MAC values of their own under it. One block gives any key of 1 to 15
 /// bytes outright; longer ones end in a block the forger cannot choose, only try pairs of
-/// known blocks for, until it ends in valid padding: one byte of it (keys of 15 mod 16
-/// bytes) takes a few hundred pairs, two or three bytes some thousands or millions, more is
-/// out of reach. So keys shorter than 16 bytes, or ending in fewer than 4 bytes of padding,
-/// are refused. The usual ones pass: 20 bytes (HMAC-SHA1's length, which python-pskc uses
-/// whatever the MAC), 32, 48, 64.
+/// known blocks for, until it ends in valid padding: n bytes of padding take about 2^(8n)
+/// pairs, and N known blocks (a bulk file whose Counter or TimeInterval values are
+/// encrypted) give N² pairs, so 4 bytes fall to some 65,000 of them. So keys shorter than 16
+/// bytes, or ending in fewer than 8 bytes of padding (2^64 pairs), are refused. The usual
+/// ones pass: 20 bytes (HMAC-SHA1's length, which python-pskc uses whatever the MAC), 32,
+/// 48, 64. A wrong key or passphrase decrypts it to such a length about once in 256 (its
+/// padding check passes by chance): the message names both causes.
 pub(super) fn check_mac_key_length(len: usize) -> Result<(), ImportError> {
     let padding = 16 - len % 16;
-    if len >= 16 && padding >= 4 {
+    if len >= 16 && padding >= 8 {
         return Ok(());
     }
-    Err(ImportError::Unsupported(format!(
-        "the MAC key is {len} bytes; a key shorter than 16 bytes, or of 13 to 15 bytes past a \
-         multiple of 16, could have been forged by altering the file; nothing was imported"
+    Err(ImportError::WrongKey(format!(
+        "the MAC key decrypts to {len} bytes, which a file altered to forge one could hold (a \
+         key shorter than 16 bytes, or of 9 to 15 bytes past a multiple of 16): this key does \
+         not fit the file, or the file was altered"
     )))
 }
 
