@@ -1302,6 +1302,38 @@ fn lockout_after_wrong_codes_and_unlock() {
     assert!(audit.iter().any(|r| r["result"] == "unlock"));
 }
 
+/// A prompt word the prompt does not offer ("resend" at an app code's prompt, "call" where
+/// the client allows no calls) is no guess: the same prompt comes back, no attempt is taken
+/// and nothing counts toward the lockout, so the right code still gets in on that State.
+#[test]
+fn a_prompt_word_not_on_offer_asks_again_without_counting() {
+    let slapd = directory();
+    // No [sms] or [voice] here: the app's code is all the prompt offers.
+    let srv = start(&slapd, |o| {
+        o.extra = "\n[lockout]\nthreshold = 2\n".into();
+    });
+    let seed = srv.enroll("alice", &[]);
+    let r = py_password(&srv, "alice", ALICE_PW);
+    let s = r["state"].as_str().unwrap().to_string();
+    for word in ["resend", "call", "SMS", "app"] {
+        let r = py_code(&srv, "alice", word, &s);
+        assert_eq!(code_of(&r), "Access-Challenge", "{word}: {r}");
+        assert_eq!(r["state"].as_str(), Some(s.as_str()), "the same prompt");
+        assert!(
+            r["messages"][0]
+                .as_str()
+                .is_some_and(|m| m.contains("is not available here")),
+            "{r}"
+        );
+    }
+    let show = srv.cli(&["user", "show", "alice", "--json"]);
+    let status: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
+    assert_eq!(status["failures"], 0, "{status}");
+    common::peers::clear_of_step_boundary(5);
+    let r = py_code(&srv, "alice", &totp(&seed, now(), &[]), &s);
+    assert_eq!(code_of(&r), "Access-Accept", "{r}\n{}", srv.log());
+}
+
 /// A VPN client reconnecting with the field it kept sends a used code again and again: each
 /// is refused, as used, but none counts toward the lockout (it is no guess), so the loop
 /// does not lock its user out, and the next fresh code gets in.

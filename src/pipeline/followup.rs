@@ -154,6 +154,34 @@ pub async fn answer(
             methods::begin(app, ctx, &key, &subject, method).await?,
         ));
     }
+    // A prompt word this prompt does not offer ("resend" at an app code's prompt, "call"
+    // where calls are not allowed, "app" at the app's prompt) is no guess at a code: the
+    // same prompt again, no attempt taken, nothing counted toward the lockout (checked as a
+    // code, it took the prompt's only attempt and counted a wrong code).
+    let word = matches!(
+        parse_input(&typed),
+        PromptInput::Switch(_) | PromptInput::Resend
+    );
+    if word && current != Method::Voice {
+        let ask = match current {
+            Method::Sms => format!(
+                "Enter the code sent to {}",
+                crate::delivery::phone::mask(carried.phone.as_deref().unwrap_or_default())
+            ),
+            _ => app.config().challenge.prompt.clone(),
+        };
+        let mut reply = Reply::challenge(
+            state.to_vec(),
+            format!(
+                "{:?} is not available here. {ask}",
+                typed.to_ascii_lowercase()
+            ),
+        );
+        reply.session_timeout = Some((pending.expires_at - now).max(1) as u32);
+        return Ok(with_context(
+            Verdict::reject("a prompt word this prompt does not offer").with_reply(reply),
+        ));
+    }
     let round = Round {
         state,
         hash,
