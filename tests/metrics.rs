@@ -42,6 +42,8 @@ fn prometheus_reads_the_counters_of_real_traffic() {
         0.0
     );
     assert_eq!(before["radmfa_build_info{version=0.1.0}"], 1.0);
+    // Exported from the start (an alert on it needs the series), at 0 on loopback.
+    assert_eq!(before["radmfa_replies_not_sent_total{}"], 0.0);
 
     // Traffic: one challenge login (challenge, then accept), one wrong password, one
     // Status-Server signed with the wrong secret, one datagram from an unknown address.

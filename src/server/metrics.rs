@@ -59,6 +59,7 @@ counters!(
     provider_failures,
     fail_open,
     unanswered,
+    replies_not_sent,
     radsec_handshake_failures,
     radsec_connection_limit,
     radsec_address_limit,
@@ -298,6 +299,13 @@ impl Metrics {
              their client has on_backend_failure = \"no_reply\" (its NAS asks its next \
              server).",
             &[("", get(&self.unanswered))],
+        );
+        family(
+            "radmfa_replies_not_sent_total",
+            "counter",
+            "UDP replies the system would not send (no route, a firewall rule, a local \
+             address gone): counted in radmfa_replies_total too, yet their NAS never got them.",
+            &[("", get(&self.replies_not_sent))],
         );
         family(
             "radmfa_provider_failures_total",

@@ -250,6 +250,7 @@ impl ReplyTo {
         match self {
             ReplyTo::Udp(u) => {
                 if let Err(e) = udp_source::send(&u.sock, bytes, to, u.from).await {
+                    Metrics::inc(&app.metrics.replies_not_sent);
                     // Rate-limited like drops: a route gone or a firewall rule would
                     // otherwise log a line per reply, at the NAS's request rate.
                     debug!(error = %e, "sending reply");
