@@ -52,7 +52,8 @@ fn lossy(avp: Option<&AVP>) -> Option<String> {
 /// NULs. Some NAS end their strings with a NUL although RFC 2865 §5 says not to; those are
 /// dropped, so `00-11-22-33-44-55\0` is the station `00-11-22-33-44-55`. A NUL inside
 /// becomes U+FFFD: PostgreSQL refuses NUL in text, and the login would fail there only.
-/// (User-Name keeps its NULs: a name holding one is refused.)
+/// (User-Name loses only its trailing NULs, as such a NAS sends them: a name holding one
+/// inside is refused.)
 fn text(avp: Option<&AVP>) -> Option<String> {
     lossy(avp).map(|s| {
         let s = s.trim_end_matches('\0');
@@ -65,8 +66,14 @@ fn text(avp: Option<&AVP>) -> Option<String> {
 }
 
 impl Request {
+    /// Without the trailing NULs some NAS end their strings with (they refused every login
+    /// from such a NAS, as names with control characters); a NUL inside stays, to be refused.
     pub fn user_name(&self) -> Option<String> {
-        lossy(self.packet.lookup(rfc2865::USER_NAME_TYPE))
+        lossy(self.packet.lookup(rfc2865::USER_NAME_TYPE)).map(|mut s| {
+            let kept = s.trim_end_matches('\0').len();
+            s.truncate(kept);
+            s
+        })
     }
 
     /// RFC 2865 §5.2 decryption. The crate accepts any length from 16 to 128; we also insist on
@@ -566,14 +573,14 @@ mod tests {
         );
         assert_eq!(req.called_station_id().as_deref(), Some("UserAuthType:PW"));
         assert_eq!(req.nas_identifier().as_deref(), Some("vpn\u{FFFD}gw"));
-        // The name keeps its NUL, to be refused.
-        let (raw, _) = AccessRequestBuilder::new(7, "alice\0")
-            .password(b"pw")
-            .build(SECRET);
-        assert_eq!(
-            decode(&raw, true).unwrap().user_name().as_deref(),
-            Some("alice\0")
-        );
+        // The name loses its trailing NULs; one inside stays, to be refused.
+        let name = |n: &str| {
+            let (raw, _) = AccessRequestBuilder::new(7, n).password(b"pw").build(SECRET);
+            decode(&raw, true).unwrap().user_name()
+        };
+        assert_eq!(name("alice\0").as_deref(), Some("alice"));
+        assert_eq!(name("alice\0\0").as_deref(), Some("alice"));
+        assert_eq!(name("al\0ice\0").as_deref(), Some("al\0ice"));
     }
 
     #[test]
