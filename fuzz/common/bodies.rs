@@ -73,7 +73,11 @@ pub fn builder_roundtrip(data: &[u8]) {
         .build(secret);
     let req = decode_request(&raw, secret, true).expect("our own request decodes");
     assert_eq!(req.authenticator, auth);
-    assert_eq!(req.user_name().as_deref(), Some(name.as_str()));
+    // Less the trailing NULs some NASes end strings with (`Request::user_name`).
+    assert_eq!(
+        req.user_name().as_deref(),
+        Some(name.trim_end_matches('\0'))
+    );
     assert_eq!(req.proxy_states(), vec![b"ps".to_vec()]);
     // RFC 2865 §5.2 pads with NULs, so the decoder stops at the first NUL: only passwords
     // without one come back whole.

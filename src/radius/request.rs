@@ -575,7 +575,9 @@ mod tests {
         assert_eq!(req.nas_identifier().as_deref(), Some("vpn\u{FFFD}gw"));
         // The name loses its trailing NULs; one inside stays, to be refused.
         let name = |n: &str| {
-            let (raw, _) = AccessRequestBuilder::new(7, n).password(b"pw").build(SECRET);
+            let (raw, _) = AccessRequestBuilder::new(7, n)
+                .password(b"pw")
+                .build(SECRET);
             decode(&raw, true).unwrap().user_name()
         };
         assert_eq!(name("alice\0").as_deref(), Some("alice"));
