@@ -351,8 +351,11 @@ fn provider_failure_allow_does_not_fail_open_for_a_user_with_a_token() {
     srv.enroll("alice", &[]);
     let r1 = login(&srv, "alice", ALICE_PW);
     assert_eq!(code_of(&r1), "Access-Challenge", "{r1}");
+    // Nothing sent: the code prompt stays, saying so (the app's code still gets in).
     let r2 = answer(&srv, "alice", "sms", &r1["state"]);
-    assert_eq!(code_of(&r2), "Access-Reject", "{r2}\n{}", srv.log());
+    assert_eq!(code_of(&r2), "Access-Challenge", "{r2}\n{}", srv.log());
+    assert_eq!(r2["state"], r1["state"]);
+    assert!(message(&r2).contains("could not be sent"), "{r2}");
     let rec = &srv.audit_json("alice")[0];
     assert_ne!(rec["mode"], "fail-open", "{rec}");
     assert!(
@@ -862,6 +865,30 @@ fn a_lock_that_comes_during_the_password_check_stops_the_sms() {
     assert_eq!(code_of(&r), "Access-Reject", "{r}\n{}", srv.log());
     assert!(message(&r).contains("Too many wrong codes"), "{r}");
     assert!(standin.sms().is_empty(), "an SMS went to a locked user");
+}
+
+/// A "resend" refused by the send limit leaves the prompt it was typed at: the code already
+/// sent to it (slow to arrive, which is why the user asked again) still finishes the login.
+/// The prompt was taken first and lost with the refusal, so that code was useless.
+#[test]
+fn a_resend_over_the_limit_keeps_the_prompt_and_its_code() {
+    let slapd = directory();
+    let standin = Standin::start();
+    let srv = start(&slapd, &standin, "max_per_user = 2\n", "", &sms_client(""));
+    let first = login(&srv, "alice", ALICE_PW);
+    assert_eq!(code_of(&first), "Access-Challenge", "{first}");
+    let resent = answer(&srv, "alice", "resend", &first["state"]);
+    assert_eq!(code_of(&resent), "Access-Challenge", "{resent}");
+    assert_eq!(standin.sms().len(), 2);
+    // The third send is over the limit: refused, and said so, on the same prompt.
+    let again = answer(&srv, "alice", "resend", &resent["state"]);
+    assert_eq!(code_of(&again), "Access-Challenge", "{again}");
+    assert_eq!(again["state"], resent["state"]);
+    assert!(message(&again).contains("Too many"), "{again}");
+    assert_eq!(standin.sms().len(), 2, "nothing more was sent");
+    let code = standin.sms()[1].code();
+    let ok = answer(&srv, "alice", &code, &resent["state"]);
+    assert_eq!(code_of(&ok), "Access-Accept", "{ok}\n{}", srv.log());
 }
 
 #[test]

@@ -150,9 +150,19 @@ pub async fn answer(
             started_at: Some(started),
         };
         let key = oob::request_key(ctx, req);
-        return Ok(with_context(
-            methods::begin(app, ctx, &key, &subject, method).await?,
-        ));
+        let v = methods::begin(app, ctx, &key, &subject, method).await?;
+        if let Some(why) = nothing_sent(&v) {
+            // The send limit, or the provider, refused the new code or call: the prompt
+            // being answered stays, so a code already on its way (the one a "resend" was
+            // typed for, slow to arrive) still finishes the login. It was taken above so that
+            // one State cannot ask twice at once; put back as it was, attempts and all.
+            app.store.put_challenge(&pending).await?;
+            let ask = prompt_for(app, current, &carried);
+            let mut reply = Reply::challenge(state.to_vec(), format!("{why} {ask}"));
+            reply.session_timeout = Some((pending.expires_at - now).max(1) as u32);
+            return Ok(with_context(Verdict { reply, ..v }));
+        }
+        return Ok(with_context(v));
     }
     // A prompt word this prompt does not offer ("resend" at an app code's prompt, "call"
     // where calls are not allowed, "app" at the app's prompt) is no guess at a code: the
@@ -163,13 +173,7 @@ pub async fn answer(
         PromptInput::Switch(_) | PromptInput::Resend
     );
     if word && current != Method::Voice {
-        let ask = match current {
-            Method::Sms => format!(
-                "Enter the code sent to {}",
-                crate::delivery::phone::mask(carried.phone.as_deref().unwrap_or_default())
-            ),
-            _ => app.config().challenge.prompt.clone(),
-        };
+        let ask = prompt_for(app, current, &carried);
         let mut reply = Reply::challenge(
             state.to_vec(),
             format!(
@@ -195,6 +199,30 @@ pub async fn answer(
         Method::Voice => followup_oob::call_answered(app, ctx, user, &round).await?,
     };
     Ok(with_context(v))
+}
+
+/// What the prompt being answered asks for, to ask it again.
+fn prompt_for(app: &AppState, current: Method, carried: &ChallengeContext) -> String {
+    match current {
+        Method::Sms => format!(
+            "Enter the code sent to {}",
+            crate::delivery::phone::mask(carried.phone.as_deref().unwrap_or_default())
+        ),
+        Method::Voice => "Answer the call, then press Enter.".into(),
+        Method::Totp => app.config().challenge.prompt.clone(),
+    }
+}
+
+/// A switch or resend refused before anything was sent (the send limit, the provider):
+/// its message. Not a lock or a block, whose refusal ends the prompt too.
+fn nothing_sent(v: &Verdict) -> Option<&str> {
+    if v.reply.code != ReplyCode::Reject {
+        return None;
+    }
+    let m = v.reply.messages.first()?.as_str();
+    [oob::RATE_LIMITED, oob::NOT_SENT, oob::NOT_CALLED]
+        .contains(&m)
+        .then_some(m)
 }
 
 async fn totp(

@@ -42,8 +42,8 @@ const DEFAULT_WINDOW_SECS: i64 = 300;
 
 pub const RATE_LIMITED: &str =
     "Too many codes or calls were requested. Wait a few minutes, then try again.";
-const NOT_SENT: &str = "The code could not be sent. Try again later or use another method.";
-const NOT_CALLED: &str = "The call could not be placed. Try again later or use another method.";
+pub const NOT_SENT: &str = "The code could not be sent. Try again later or use another method.";
+pub const NOT_CALLED: &str = "The call could not be placed. Try again later or use another method.";
 
 /// The same for every retransmit of `req`, on any node: the NAS's configured name, its
 /// address and port, the Identifier and the Request Authenticator (RFC 5080 §2.2.2).
