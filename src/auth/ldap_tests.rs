@@ -43,6 +43,46 @@ fn new_validates() {
     assert!(LdapAuth::new(s).is_ok());
 }
 
+/// A bind that succeeds on an expired password: FreeIPA after an admin's reset (its expiry
+/// set to now) and 389-ds on a grace login attach the Netscape expired control, OpenLDAP's
+/// ppolicy the graceAuthNsRemaining warning. Refused, as AD's 532 and 773 are; a warning of
+/// time before expiration is not.
+#[test]
+fn binds_on_expired_passwords_are_refused() {
+    use ldap3::controls::{Control, RawControl};
+    let with = |ctype: &str, val: &[u8]| {
+        let mut r = result(0, "");
+        r.ctrls = vec![Control(
+            None,
+            RawControl {
+                ctype: ctype.into(),
+                crit: false,
+                val: Some(val.to_vec()),
+            },
+        )];
+        bind_outcome(&r)
+    };
+    let ppolicy = super::super::ppolicy::OID;
+    for (ctype, val) in [
+        (super::super::ppolicy::NETSCAPE_EXPIRED_OID, &b"0"[..]),
+        (ppolicy, &[0x30, 0x05, 0xa0, 0x03, 0x81, 0x01, 0x02][..]),
+        (ppolicy, &[0x30, 0x03, 0x81, 0x01, 0x02][..]),
+    ] {
+        assert!(
+            matches!(
+                with(ctype, val),
+                Ok(PrimaryOutcome::Denied(Denial::MustChangePassword))
+            ),
+            "{ctype} {val:?}"
+        );
+    }
+    // Expires in 5 s: still a good password.
+    assert!(matches!(
+        with(ppolicy, &[0x30, 0x05, 0xa0, 0x03, 0x80, 0x01, 0x05]),
+        Ok(PrimaryOutcome::Accepted(_))
+    ));
+}
+
 #[test]
 fn bind_results() {
     assert!(matches!(

@@ -3,8 +3,10 @@
 //!
 //! A password an admin reset with "must change" (`pwdReset` with `pwdMustChange`) still binds
 //! (result 0): the session may then only change the password. Only this control says so,
-//! and only when the bind asked for it. Active Directory refuses such a bind itself (data
-//! 773) and ignores the control, which is not critical.
+//! and only when the bind asked for it. So does an expired password on a grace login (the
+//! control's graceAuthNsRemaining warning, or 389-ds's and FreeIPA's Netscape expired
+//! control, which FreeIPA also sends after an admin's reset). Active Directory refuses such
+//! binds itself (data 773, 532) and ignores the control, which is not critical.
 //!
 //! Hand-written for the response: ldap3 sends any raw control but parses only a few.
 
@@ -26,13 +28,46 @@ pub fn request() -> RawControl {
     }
 }
 
-/// Whether the bind's answer says the password must be changed before anything else.
+/// Netscape's "password expired" response control, which 389-ds and FreeIPA attach to a
+/// bind that succeeded on an expired password (a grace login, or FreeIPA's reset: an admin
+/// reset there sets the password's expiry to now and never says changeAfterReset).
+pub const NETSCAPE_EXPIRED_OID: &str = "2.16.840.1.113730.3.4.4";
+
+/// Whether the bind's answer says the password must be changed before anything else: reset
+/// by an admin with "must change" (changeAfterReset), or expired and let in on a grace
+/// login (the ppolicy warning graceAuthNsRemaining, or the Netscape expired control). A
+/// grace login is for changing the password; Active Directory refuses an expired one (532).
 pub fn must_change(res: &LdapResult) -> bool {
-    res.ctrls
-        .iter()
-        .filter(|c| c.1.ctype == OID)
-        .filter_map(|c| c.1.val.as_deref())
-        .any(|v| error(v) == Some(CHANGE_AFTER_RESET))
+    res.ctrls.iter().any(|c| {
+        let c = &c.1;
+        if c.ctype == NETSCAPE_EXPIRED_OID {
+            return true;
+        }
+        c.ctype == OID
+            && c.val
+                .as_deref()
+                .is_some_and(|v| error(v) == Some(CHANGE_AFTER_RESET) || grace_login(v))
+    })
+}
+
+/// `warning [0] CHOICE { timeBeforeExpiration [0], graceAuthNsRemaining [1] }`: whether the
+/// warning is graceAuthNsRemaining, sent only for a bind on an expired password.
+fn grace_login(value: &[u8]) -> bool {
+    let Ok((_, seq)) = parse_tag(value) else {
+        return false;
+    };
+    let PL::C(items) = seq.payload else {
+        return false;
+    };
+    items
+        .into_iter()
+        .filter(|t| t.class == TagClass::Context && t.id == 0)
+        .any(|warning| match warning.payload {
+            PL::C(choice) => choice
+                .iter()
+                .any(|t| t.class == TagClass::Context && t.id == 1),
+            _ => false,
+        })
 }
 
 /// `PasswordPolicyResponseValue ::= SEQUENCE { warning [0] CHOICE {…} OPTIONAL,
@@ -69,6 +104,11 @@ mod tests {
             error(&[0x30, 0x08, 0xa0, 0x03, 0x80, 0x01, 0x05, 0x81, 0x01, 0x00]),
             Some(0)
         );
+        // grace logins left: the password has expired; time before expiration: it has not
+        assert!(grace_login(&[0x30, 0x05, 0xa0, 0x03, 0x81, 0x01, 0x03]));
+        assert!(!grace_login(&[0x30, 0x05, 0xa0, 0x03, 0x80, 0x01, 0x05]));
+        assert!(!grace_login(&[0x30, 0x03, 0x81, 0x01, 0x02]));
+        assert!(!grace_login(&[0xff, 0xff]));
         // empty sequence, garbage, truncated
         assert_eq!(error(&[0x30, 0x00]), None);
         assert_eq!(error(&[0xff, 0xff]), None);
