@@ -302,10 +302,14 @@ async fn a_password_the_directory_says_must_be_changed_is_refused() {
                          ou: policies\n\n\
                          dn: cn=default,ou=policies,dc=example,dc=org\n\
                          objectClass: organizationalRole\nobjectClass: pwdPolicy\n\
-                         cn: default\npwdAttribute: userPassword\npwdMustChange: TRUE\n\n\
+                         cn: default\npwdAttribute: userPassword\npwdMustChange: TRUE\n\
+                         pwdMaxAge: 3600\npwdGraceAuthNLimit: 3\n\n\
                          dn: uid=temp,ou=people,dc=example,dc=org\n\
                          objectClass: inetOrgPerson\nuid: temp\ncn: Temp User\nsn: User\n\
-                         userPassword: temp-reset-pw\npwdReset: TRUE\n\n"
+                         userPassword: temp-reset-pw\npwdReset: TRUE\n\n\
+                         dn: uid=old,ou=people,dc=example,dc=org\n\
+                         objectClass: inetOrgPerson\nuid: old\ncn: Old User\nsn: User\n\
+                         userPassword: old-pw\npwdChangedTime: 20000101000000Z\n\n"
                 .into(),
             ..Default::default()
         },
@@ -313,6 +317,18 @@ async fn a_password_the_directory_says_must_be_changed_is_refused() {
     let auth = auth_for(&slapd);
     let out = auth
         .authenticate("temp", &Secret::from("temp-reset-pw"))
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        denied(Denial::MustChangePassword),
+        "{}",
+        slapd.log_tail()
+    );
+    // Expired (changed in 2000, pwdMaxAge an hour) and let in on one of its grace logins:
+    // the bind succeeds with the graceAuthNsRemaining warning, for changing it only.
+    let out = auth
+        .authenticate("old", &Secret::from("old-pw"))
         .await
         .unwrap();
     assert_eq!(
