@@ -169,6 +169,23 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
                     .into(),
             );
         }
+        // slapd's bind refuses a locked account only where the policy has pwdLockout TRUE
+        // (not its default): a remembered entry is bound without the filter's search.
+        let ppolicy_lock = l.enabled_filter.as_deref().is_some_and(|f| {
+            f.to_ascii_lowercase()
+                .replace(' ', "")
+                .contains("pwdaccountlockedtime")
+        });
+        if ppolicy_lock && !l.entry_cache_ttl.is_zero() {
+            out.push(format!(
+                "ldap: entry_cache_seconds = {} with an enabled_filter on pwdAccountLockedTime: \
+                 a remembered entry is bound without that search, and slapd's bind refuses \
+                 a locked account only where its password policy has pwdLockout: TRUE (not \
+                 the default); without it a user locked for good keeps logging in until the \
+                 entry is forgotten",
+                l.entry_cache_ttl.as_secs()
+            ));
+        }
         if !l.starttls {
             for url in l.urls.iter().filter(|u| cleartext_off_host(u)) {
                 out.push(format!(
@@ -729,6 +746,25 @@ mod tests {
             "http://127.0.0.1:8080/2010-04-01"
         ));
         assert!(!scheme_off_host("http://", "http://localhost/send"));
+    }
+
+    #[test]
+    fn a_ppolicy_lock_filter_with_the_entry_cache_is_warned_about() {
+        let config = |extra: &str| {
+            let text = format!(
+                "[ldap]\nurls = [\"ldap://127.0.0.1\"]\nbind_dn = \"cn=a\"\n\
+                 bind_password = \"pw\"\nbase_dn = \"dc=example,dc=org\"\n{extra}\n\
+                 [[client]]\nname = \"nas\"\naddress = \"127.0.0.1\"\n\
+                 secret = \"0123456789abcdef\"\n"
+            );
+            Config::parse(&text, std::path::Path::new("radmfa.toml")).expect("valid")
+        };
+        let said = |c: &Config| warnings(c).iter().any(|w| w.contains("pwdLockout: TRUE"));
+        let lock = "enabled_filter = \"(!(pwdAccountLockedTime=000001010000Z))\"";
+        assert!(said(&config(&format!("{lock}\nentry_cache_seconds = 60"))));
+        assert!(!said(&config(lock)));
+        let ad = "enabled_filter = \"(!(userAccountControl:1.2.840.113556.1.4.803:=2))\"";
+        assert!(!said(&config(&format!("{ad}\nentry_cache_seconds = 60"))));
     }
 
     #[test]

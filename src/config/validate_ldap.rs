@@ -195,7 +195,7 @@ pub(super) fn ldap_settings(raw: RawLdap, base: &Path) -> Result<LdapSettings, C
                      again; allowed are Active Directory's disabled bit \
                      \"(!(userAccountControl:1.2.840.113556.1.4.803:=2))\" and ppolicy's \
                      \"(!(pwdAccountLockedTime=000001010000Z))\" (or =*), which the directory's \
-                     bind enforces too"
+                     bind enforces too (slapd's where the policy has pwdLockout: TRUE)"
                 ),
             ));
         }
