@@ -1087,6 +1087,11 @@ struct RefusingDirectory {
 
 impl RefusingDirectory {
     fn start(search_rc: u8) -> RefusingDirectory {
+        Self::start_with(0, search_rc)
+    }
+
+    /// Answers every bind with `bind_rc`, every search with `search_rc`.
+    fn start_with(bind_rc: u8, search_rc: u8) -> RefusingDirectory {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("ldap://{}", listener.local_addr().unwrap());
         let searches = Arc::new(AtomicUsize::new(0));
@@ -1116,7 +1121,7 @@ impl RefusingDirectory {
                         let id_len = usize::from(body[1]);
                         let id = &body[2..2 + id_len];
                         let (op, rc) = match body[2 + id_len] {
-                            0x60 => (0x61, 0), // BindRequest → BindResponse success
+                            0x60 => (0x61, bind_rc), // BindRequest → BindResponse
                             0x63 => {
                                 counted.fetch_add(1, Ordering::SeqCst);
                                 (0x65, search_rc) // SearchRequest → SearchResultDone
@@ -1141,6 +1146,27 @@ impl RefusingDirectory {
         });
         RefusingDirectory { url, searches }
     }
+}
+
+/// A server whose backend is offline answers the service bind with unwillingToPerform (53,
+/// as 389-ds does): the next server is asked, as for busy or unavailable. It was taken for
+/// the directory refusing the service account, and every login failed while the next
+/// server would have answered.
+#[tokio::test]
+async fn a_service_bind_refused_by_an_unwilling_server_fails_over() {
+    let slapd = Slapd::start(&users());
+    let refusing = RefusingDirectory::start_with(53, 0);
+    let auth = LdapAuth::new(settings(
+        &slapd,
+        vec![refusing.url.clone(), slapd.url.clone()],
+    ))
+    .unwrap();
+    let out = auth
+        .authenticate("bob", &Secret::from("bob-pw"))
+        .await
+        .unwrap();
+    assert!(matches!(out, PrimaryOutcome::Accepted(_)), "{out:?}");
+    assert_eq!(refusing.searches.load(Ordering::SeqCst), 0);
 }
 
 /// A replica that answers "busy" (51) or "unavailable" (52) did not run the search: the next

@@ -471,9 +471,15 @@ impl LdapAuth {
                         continue;
                     }
                     // 48 inappropriateAuthentication, 49 invalidCredentials,
-                    // 50 insufficientAccessRights, 53 unwillingToPerform: the directory
-                    // refuses this account; another server of it would say the same.
-                    Ok(Ok(res)) if matches!(res.rc, 48..=50 | 53) => {
+                    // 50 insufficientAccessRights, and 53 unwillingToPerform when its text
+                    // speaks of the account: the directory refuses this account; another
+                    // server of it would say the same. A 53 about the server (389-ds's
+                    // offline or read-only backend) is this server's trouble, below.
+                    Ok(Ok(res))
+                        if matches!(res.rc, 48..=50)
+                            || (res.rc == RC_UNWILLING_TO_PERFORM
+                                && speaks_of_the_account(&res.text)) =>
+                    {
                         tracing::error!(%url, bind_dn = %self.settings.bind_dn, result = %res,
                             "LDAP service account bind refused");
                         self.mark_good(idx);
@@ -774,7 +780,9 @@ impl LdapAuth {
                     return Err(AuthError::Unavailable(format!("{url}: user bind: {e}")));
                 }
                 Ok(Ok(res))
-                    if server_unwilling(res.rc) && !retried && self.settings.urls.len() > 1 =>
+                    if (server_unwilling(res.rc) || unwilling_server(&res))
+                        && !retried
+                        && self.settings.urls.len() > 1 =>
                 {
                     // busy / unavailable: the server did not check the password (nothing
                     // counted against the account), so the next server may.
@@ -947,6 +955,12 @@ fn bind_outcome(res: &LdapResult) -> Result<PrimaryOutcome, AuthError> {
         }));
     }
     Err(AuthError::Ldap(format!("user bind: {res}")))
+}
+
+/// An unwillingToPerform about the server, not the account (389-ds's backend offline or
+/// read-only): the password was not checked, so the next server may check it.
+fn unwilling_server(res: &LdapResult) -> bool {
+    res.rc == RC_UNWILLING_TO_PERFORM && !speaks_of_the_account(&res.text)
 }
 
 /// Whether an unwillingToPerform's text is about the account (389-ds: "Account
