@@ -1199,3 +1199,32 @@ async fn a_server_that_says_busy_or_unavailable_is_passed_over() {
         );
     }
 }
+
+/// The request's deadline cuts the LDAP operations short before their own timeout (here:
+/// each login given 1.5 s, `timeout_ms` 3 s). A hung first server must still be left for
+/// the second: an operation cut after waiting a second holds its server off, as its own
+/// timeout would. Before, the hung server was never held off and every login waited on it.
+#[tokio::test]
+async fn a_hung_server_cut_short_by_the_deadline_is_left_for_the_next() {
+    let slapd = Slapd::start(&users());
+    let (_listener, hung) = hung_server();
+    let mut s = settings(&slapd, vec![hung, slapd.url.clone()]);
+    s.op_timeout = Duration::from_secs(3);
+    let auth = LdapAuth::new(s).unwrap();
+    let password = Secret::from("alice-pw");
+    let login = || {
+        tokio::time::timeout(
+            Duration::from_millis(1500),
+            auth.authenticate("alice", &password),
+        )
+    };
+    assert!(
+        login().await.is_err(),
+        "the first login waits on the hung server"
+    );
+    let out = login()
+        .await
+        .expect("the next login waited on the hung server again")
+        .unwrap();
+    assert!(matches!(out, PrimaryOutcome::Accepted(_)), "{out:?}");
+}

@@ -402,6 +402,16 @@ impl LdapAuth {
         self.binds.drop_idle_to(idx);
     }
 
+    /// Watches an operation on `idx` (see [`CutShort`]).
+    fn watch(&self, idx: usize) -> CutShort<'_> {
+        CutShort {
+            auth: self,
+            idx,
+            started: Instant::now(),
+            done: false,
+        }
+    }
+
     fn mark_failed(&self, idx: usize) {
         self.held_off_until.lock().expect("held_off_until lock")[idx] =
             Some(Instant::now() + FAILED_URL_HOLDOFF);
@@ -412,7 +422,10 @@ impl LdapAuth {
     pub(super) async fn connect_one(&self, idx: usize) -> Result<Ldap, ConnectFailure> {
         let url = &self.settings.urls[idx];
         let fut = LdapConnAsync::with_settings(self.conn_settings.clone(), url);
-        match timeout(self.settings.connect_timeout, fut).await {
+        let watch = self.watch(idx);
+        let connected = timeout(self.settings.connect_timeout, fut).await;
+        watch.done();
+        match connected {
             Err(_) => Err(ConnectFailure::Timeout),
             Ok(Err(e)) => Err(classify_connect_error(e)),
             Ok(Ok((conn, ldap))) => {
@@ -454,7 +467,10 @@ impl LdapAuth {
                         AuthError::ServiceBind("bind password is not UTF-8".into())
                     })?;
                 let bind = ldap.simple_bind(&self.settings.bind_dn, password);
-                match timeout(self.settings.op_timeout, bind).await {
+                let watch = self.watch(idx);
+                let answer = timeout(self.settings.op_timeout, bind).await;
+                watch.done();
+                match answer {
                     Err(_) => {
                         tracing::warn!(%url, "LDAP service bind timed out");
                         all_tls = false;
@@ -605,7 +621,10 @@ impl LdapAuth {
                 .with_search_options(SearchOptions::new().sizelimit(size_limit))
                 .with_timeout(op_timeout)
                 .search(base, scope, filter, attrs);
-            let result = match timeout(op_timeout, search).await {
+            let watch = self.watch(conn.url_idx);
+            let answer = timeout(op_timeout, search).await;
+            watch.done();
+            let result = match answer {
                 Err(_) | Ok(Err(LdapError::Timeout { .. })) => {
                     let url = &self.settings.urls[conn.url_idx];
                     tracing::warn!(%url, user, "LDAP search timed out");
@@ -758,7 +777,10 @@ impl LdapAuth {
                 .conn
                 .with_controls(super::ppolicy::request())
                 .simple_bind(dn, password);
-            match timeout(self.settings.op_timeout, bind).await {
+            let watch = self.watch(conn.url_idx);
+            let answer = timeout(self.settings.op_timeout, bind).await;
+            watch.done();
+            match answer {
                 // Not retried anywhere: the bind may have reached the server and counted
                 // against the account's lockout. The connection is dropped.
                 Err(_) | Ok(Err(LdapError::Timeout { .. })) => {
@@ -911,6 +933,41 @@ pub(crate) fn same_dn(a: &str, b: &str) -> bool {
             .collect()
     }
     canonical(a) == canonical(b)
+}
+
+/// How long an operation must have waited for its answer before its future being dropped
+/// unfinished says something about the server: healthy ones answer in milliseconds.
+const CUT_SHORT_AFTER: Duration = Duration::from_secs(1);
+
+/// An operation on a server whose future is dropped before its answer (the request's
+/// deadline came first) after waiting at least [`CUT_SHORT_AFTER`]: the server is held off
+/// and its idle connections go, as after the operation's own timeout. With `timeout_ms`
+/// near or above the time a request has to decide, a hung server's operations were always
+/// cut by the deadline first, so it was never held off and stayed preferred: every login
+/// failed while the next server would have answered.
+struct CutShort<'a> {
+    auth: &'a LdapAuth,
+    idx: usize,
+    started: Instant,
+    done: bool,
+}
+
+impl CutShort<'_> {
+    /// The operation ended (answered, failed or timed out): its own outcome decides.
+    fn done(mut self) {
+        self.done = true;
+    }
+}
+
+impl Drop for CutShort<'_> {
+    fn drop(&mut self) {
+        if !self.done && self.started.elapsed() >= CUT_SHORT_AFTER {
+            let url = &self.auth.settings.urls[self.idx];
+            tracing::warn!(%url, waited = ?self.started.elapsed(),
+                "LDAP operation cut short by the request deadline; trying the next server first");
+            self.auth.timed_out(self.idx);
+        }
+    }
 }
 
 /// LDAP result codes that say the server did not do the operation, for its own reasons:
