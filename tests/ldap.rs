@@ -362,6 +362,29 @@ async fn wrong_password_is_bad_password() {
     assert!(matches!(out, PrimaryOutcome::Accepted(_)));
 }
 
+/// What slapd saw, not only radmfa's own count: after the refusals, one real login, whose
+/// bind (once slapd has logged it) must be the only one besides the service account's. An
+/// empty simple bind is an anonymous bind that succeeds, wherever radmfa might make it.
+async fn slapd_saw_no_bind_before(slapd: &Slapd, auth: &LdapAuth) {
+    let out = auth
+        .authenticate("alice", &Secret::from("alice-pw"))
+        .await
+        .unwrap();
+    assert!(matches!(out, PrimaryOutcome::Accepted(_)), "{out:?}");
+    let alice = LdapUser::new("alice", "").dn();
+    let until = Instant::now() + Duration::from_secs(5);
+    while slapd.bind_count(&alice) == 0 {
+        assert!(Instant::now() < until, "slapd never logged alice's bind");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        slapd.binds_but_the_service_accounts(),
+        1,
+        "{}",
+        slapd.log_tail()
+    );
+}
+
 #[tokio::test]
 async fn unknown_user_is_unknown_without_bind() {
     let slapd = Slapd::start(&users());
@@ -374,6 +397,7 @@ async fn unknown_user_is_unknown_without_bind() {
     assert_eq!(auth.bind_count(), 0);
     let out = auth.authenticate("", &Secret::from("x")).await.unwrap();
     assert_eq!(out, denied(Denial::UnknownUser));
+    slapd_saw_no_bind_before(&slapd, &auth).await;
 }
 
 #[tokio::test]
@@ -385,6 +409,7 @@ async fn empty_password_is_refused_before_any_bind() {
         assert_eq!(out, denied(Denial::EmptyPassword), "user {user:?}");
     }
     assert_eq!(auth.bind_count(), 0);
+    slapd_saw_no_bind_before(&slapd, &auth).await;
 }
 
 #[tokio::test]
@@ -408,6 +433,7 @@ async fn filter_injection_matches_nothing() {
         assert_eq!(auth.lookup(user).await.unwrap(), None, "lookup {user:?}");
     }
     assert_eq!(auth.bind_count(), 0);
+    slapd_saw_no_bind_before(&slapd, &auth).await;
 }
 
 /// Refused before the search, for a known and an unknown user alike: answered after it, the
@@ -424,6 +450,7 @@ async fn non_utf8_password_is_bad_password_without_bind() {
         assert_eq!(out, denied(Denial::BadPassword), "{user}");
     }
     assert_eq!(auth.bind_count(), 0);
+    slapd_saw_no_bind_before(&slapd, &auth).await;
 }
 
 #[tokio::test]

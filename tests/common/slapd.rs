@@ -378,6 +378,20 @@ impl Slapd {
         log.lines().filter(|l| matches(l)).count() as u64
     }
 
+    /// Binds slapd has received for any DN but the service account's (an anonymous one
+    /// too, whose DN is empty).
+    pub fn binds_but_the_service_accounts(&self) -> u64 {
+        let service = format!(
+            " bind dn=\"{}\" method=",
+            self.service_dn.to_ascii_lowercase()
+        );
+        self.stats_count(|l| {
+            let l = l.to_ascii_lowercase();
+            // One line per bind request ("method="; slapd logs the outcome as "mech=").
+            l.contains(" bind dn=\"") && l.contains(" method=") && !l.contains(&service)
+        })
+    }
+
     /// Simple binds slapd has received for `dn` (successful or not).
     pub fn bind_count(&self, dn: &str) -> u64 {
         let needle = format!(" bind dn=\"{}\" method=", dn.to_ascii_lowercase());
