@@ -383,7 +383,9 @@ fn a_lock_from_another_node_during_the_password_check_stops_the_code() {
             ],
         )
     });
-    std::thread::sleep(Duration::from_millis(500));
+    // The login waits on the frozen directory (past its first lockout read) before the
+    // lock lands.
+    slapd.wait_for_unread_request();
     pg.psql(
         "postgres",
         &format!(

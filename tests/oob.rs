@@ -850,7 +850,9 @@ fn a_lock_that_comes_during_the_password_check_stops_the_sms() {
             )
         })
     };
-    std::thread::sleep(Duration::from_millis(500));
+    // The login waits on the frozen directory (past its first lockout read) before the
+    // lock lands.
+    slapd.wait_for_unread_request();
     let db = rusqlite::Connection::open(srv.dir.path().join("radmfa.db")).unwrap();
     db.busy_timeout(Duration::from_secs(5)).unwrap();
     db.execute(

@@ -378,6 +378,60 @@ impl Slapd {
         log.lines().filter(|l| matches(l)).count() as u64
     }
 
+    /// Waits (up to 10 s) until a request to this slapd sits unread in its socket: with
+    /// slapd stopped (SIGSTOP), proof that a login has reached the directory and waits on
+    /// it. A fixed sleep proved nothing on a loaded machine: the login could arrive later.
+    pub fn wait_for_unread_request(&self) {
+        self.wait_for_unread_requests(1);
+    }
+
+    /// [`Slapd::wait_for_unread_request`] for `n` connections at once (`n` logins waiting).
+    pub fn wait_for_unread_requests(&self, n: usize) {
+        let port = self
+            .url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse::<u16>().ok());
+        let port = port.expect("a port in the URL");
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let waiting: usize = ["/proc/net/tcp", "/proc/net/tcp6"]
+                .iter()
+                .map(|f| {
+                    let table = fs::read_to_string(f).unwrap_or_default();
+                    table
+                        .lines()
+                        .skip(1)
+                        .filter(|l| {
+                            let cols: Vec<&str> = l.split_whitespace().collect();
+                            let local_port = cols
+                                .get(1)
+                                .and_then(|a| a.rsplit(':').next())
+                                .and_then(|p| u16::from_str_radix(p, 16).ok());
+                            let rx_queue = cols
+                                .get(4)
+                                .and_then(|q| q.split(':').nth(1))
+                                .and_then(|q| u64::from_str_radix(q, 16).ok());
+                            // Not the listening socket (state 0A), whose queue counts
+                            // connections not yet accepted, not requests.
+                            local_port == Some(port)
+                                && cols.get(3) != Some(&"0A")
+                                && rx_queue.is_some_and(|q| q > 0)
+                        })
+                        .count()
+                })
+                .sum();
+            if waiting >= n {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < until,
+                "{waiting} of {n} requests reached slapd on port {port}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
     /// Binds slapd has received for any DN but the service account's (an anonymous one
     /// too, whose DN is empty).
     pub fn binds_but_the_service_accounts(&self) -> u64 {
