@@ -13,7 +13,7 @@ use common::peers::{now, python_first_line, radclient, require, totp};
 use common::pki::Pki;
 use common::postgres::PgCluster;
 use common::radmfa::{http_get, Options, Server, SECRET};
-use common::slapd::{LdapUser, Slapd};
+use common::slapd::{free_port, LdapUser, Slapd};
 
 const PROXY_SECRET: &str = "proxy-side-secret-1234";
 
@@ -64,12 +64,29 @@ impl Proxy {
         cert: &Path,
         key: &Path,
     ) -> Proxy {
+        // A port from the suite's register (never handed out twice), and if another
+        // socket takes it all the same before radsecproxy binds it, another port.
+        for _ in 0..5 {
+            if let Some(proxy) = Self::start_on(free_port(), dir, name, radsec_ports, ca, cert, key)
+            {
+                return proxy;
+            }
+        }
+        panic!("radsecproxy could not bind a UDP port in five tries");
+    }
+
+    /// radsecproxy on `udp_port`; `None` if the port was taken before it could bind it.
+    #[allow(clippy::too_many_arguments)]
+    fn start_on(
+        udp_port: u16,
+        dir: &Path,
+        name: &str,
+        radsec_ports: &[u16],
+        ca: &Path,
+        cert: &Path,
+        key: &Path,
+    ) -> Option<Proxy> {
         let bin = require("radsecproxy", "radsecproxy");
-        let udp_port = UdpSocket::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
         let conf = dir.join(format!("{name}.conf"));
         std::fs::write(
             &conf,
@@ -116,11 +133,17 @@ client 127.0.0.1 {{
         // Ready once its UDP port is bound: radclient sends once (-r 1), so a request that
         // came before would go unanswered. Watched in /proc, since binding the port to test
         // it could take it from radsecproxy.
+        // Its own socket, not any on that port: one of a test's outgoing sockets there
+        // looked ready, and radclient's request then went to it.
         let until = Instant::now() + Duration::from_secs(10);
-        while !udp_bound(udp_port) {
+        while !udp_bound_by(udp_port, child.id()) {
             let log = || std::fs::read_to_string(dir.join(format!("{name}.log")));
             if let Some(status) = child.try_wait().unwrap() {
-                panic!("radsecproxy exited ({status}): {:?}", log());
+                let log = log().unwrap_or_default();
+                if log.contains("in use") {
+                    return None;
+                }
+                panic!("radsecproxy exited ({status}): {log}");
             }
             assert!(
                 Instant::now() < until,
@@ -129,7 +152,7 @@ client 127.0.0.1 {{
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        Proxy { child, udp_port }
+        Some(Proxy { child, udp_port })
     }
 
     fn addr(&self) -> String {
@@ -137,14 +160,28 @@ client 127.0.0.1 {{
     }
 }
 
-/// Whether a socket is bound to this UDP port on 127.0.0.1.
-fn udp_bound(port: u16) -> bool {
+/// Whether process `pid` holds a socket bound to this UDP port on 127.0.0.1 (its inode,
+/// from /proc/net/udp, among the process's open files).
+fn udp_bound_by(port: u16, pid: u32) -> bool {
     let local = format!("0100007F:{port:04X}");
-    std::fs::read_to_string("/proc/net/udp")
+    let inodes: Vec<String> = std::fs::read_to_string("/proc/net/udp")
         .expect("reading /proc/net/udp")
         .lines()
         .skip(1)
-        .any(|l| l.split_whitespace().nth(1) == Some(&local))
+        .filter_map(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            (cols.get(1) == Some(&local.as_str())).then(|| cols.get(9).map(|i| i.to_string()))?
+        })
+        .collect();
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.flatten().any(|fd| {
+        std::fs::read_link(fd.path()).is_ok_and(|target| {
+            let target = target.to_string_lossy();
+            inodes.iter().any(|i| target == format!("socket:[{i}]"))
+        })
+    })
 }
 
 impl Drop for Proxy {
