@@ -841,25 +841,6 @@ fn rd_gateway_request_calls_without_an_ldap_bind() {
         "no call for an MS-CHAP password change"
     );
 
-    // RD Gateway's shape with Service-Type Authorize-Only (RFC 5176: authorization after a
-    // CoA, no authentication): not a login, so no call.
-    let (pkt, _) = AccessRequestBuilder::new(12, "alice")
-        .attribute(6, &17u32.to_be_bytes())
-        .attribute(61, &5u32.to_be_bytes())
-        .attribute(30, b"UserAuthType:PW")
-        .build(SECRET.as_bytes());
-    sock.send(&pkt).unwrap();
-    sock.recv(&mut buf).expect("a reply");
-    assert_eq!(buf[0], 3, "Access-Reject");
-    assert_eq!(standin.calls().len(), 2, "no call for Authorize-Only");
-    let rec = &srv.audit_json("alice")[0];
-    assert!(
-        rec["reason"]
-            .as_str()
-            .is_some_and(|r| r.contains("Authorize-Only")),
-        "{rec}"
-    );
-
     // The same request from a normal client: no password, no login, no call.
     let r = rdg("127.0.0.2");
     assert_eq!(code_of(&r), "Access-Reject", "{r}");

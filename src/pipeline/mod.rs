@@ -350,9 +350,6 @@ fn invisible_format(c: char) -> bool {
         | '\u{E0020}'..='\u{E007F}' | '\u{E0100}'..='\u{E01EF}')
 }
 
-/// Service-Type Authorize-Only (RFC 5176 §3.3).
-const AUTHORIZE_ONLY: u32 = 17;
-
 async fn decide(
     app: &AppState,
     ctx: &RequestContext,
@@ -369,15 +366,6 @@ async fn decide(
     if user.chars().any(|c| c.is_control() || invisible_format(c)) {
         return Ok(Verdict::reject(
             "a User-Name with control or invisible formatting characters",
-        ));
-    }
-    // RFC 5176's Authorize-Only asks for a session's authorization after a CoA, with no
-    // authentication: nothing radmfa offers. Answered as a login, a second_factor_only
-    // client's request (no password is checked there) would ring the user's phone.
-    if req.service_type() == Some(AUTHORIZE_ONLY) {
-        return Ok(Verdict::reject(
-            "Service-Type Authorize-Only: radmfa authenticates and has no authorization-only \
-             service",
         ));
     }
     let mut v = match req.state() {

@@ -130,11 +130,6 @@ impl Request {
         text(self.packet.lookup(rfc2865::CALLED_STATION_ID_TYPE))
     }
 
-    /// Service-Type (6); a value of the wrong size counts as absent.
-    pub fn service_type(&self) -> Option<u32> {
-        rfc2865::lookup_service_type(&self.packet).and_then(Result::ok)
-    }
-
     pub fn nas_port_type(&self) -> Option<u32> {
         rfc2865::lookup_nas_port_type(&self.packet).and_then(Result::ok)
     }
