@@ -120,49 +120,18 @@ pub async fn answer(
         _ => None,
     };
     if let Some(method) = switch {
-        // The old prompt ends here; the new method gets a new State.
-        if !app.store.consume_challenge(&hash).await? {
-            return Ok(with_context(Verdict::reject("State already used")));
-        }
-        let started = carried.started_at.unwrap_or(pending.created_at);
-        let chain = PROMPT_CHAIN_TIMEOUTS * app.config().challenge.timeout.as_secs() as i64;
-        if now - started >= chain {
-            return Ok(with_context(
-                Verdict::reject(format!(
-                    "{} requested {} s after the password check (at most {chain} s)",
-                    if method == current {
-                        "resend"
-                    } else {
-                        "switch"
-                    },
-                    now - started
-                ))
-                .with_reply(Reply::reject().with_message(EXPIRED_MESSAGE)),
-            ));
-        }
-        let subject = Subject {
-            user,
-            info: info.clone(),
-            phone: carried.phone.clone(),
-            available: allowed,
-            client_ip: carried.client_ip.clone(),
+        // Boxed: rare, and its awaits would otherwise sit in every request's future.
+        let asked = Switch {
+            method,
+            current,
+            allowed,
             oath_mode: oath_mode(&view.tokens),
-            started_at: Some(started),
+            now,
         };
-        let key = oob::request_key(ctx, req);
-        let v = methods::begin(app, ctx, &key, &subject, method).await?;
-        if let Some(why) = nothing_sent(&v) {
-            // The send limit, or the provider, refused the new code or call: the prompt
-            // being answered stays, so a code already on its way (the one a "resend" was
-            // typed for, slow to arrive) still finishes the login. It was taken above so that
-            // one State cannot ask twice at once; put back as it was, attempts and all.
-            app.store.put_challenge(&pending).await?;
-            let ask = prompt_for(app, current, &carried);
-            let mut reply = Reply::challenge(state.to_vec(), format!("{why} {ask}"));
-            reply.session_timeout = Some((pending.expires_at - now).max(1) as u32);
-            return Ok(with_context(Verdict { reply, ..v }));
-        }
-        return Ok(with_context(v));
+        let v = Box::pin(switch_method(
+            app, ctx, req, user, state, pending, &carried, &info, asked,
+        ));
+        return Ok(with_context(v.await?));
     }
     // A prompt word this prompt does not offer ("resend" at an app code's prompt, "call"
     // where calls are not allowed, "app" at the app's prompt) is no guess at a code: the
@@ -199,6 +168,85 @@ pub async fn answer(
         Method::Voice => followup_oob::call_answered(app, ctx, user, &round).await?,
     };
     Ok(with_context(v))
+}
+
+/// A switch or resend typed at a prompt, and what it asks for.
+struct Switch {
+    method: Method,
+    current: Method,
+    allowed: Vec<Method>,
+    oath_mode: &'static str,
+    now: i64,
+}
+
+/// The prompt ends, and the method asked for starts with a new State; unless nothing could
+/// be sent (the send limit, the provider), when the prompt stays.
+#[allow(clippy::too_many_arguments)]
+async fn switch_method(
+    app: &AppState,
+    ctx: &RequestContext,
+    req: &Request,
+    user: &str,
+    state: &[u8],
+    pending: PendingChallenge,
+    carried: &ChallengeContext,
+    info: &UserInfo,
+    asked: Switch,
+) -> Result<Verdict, Fault> {
+    let Switch {
+        method,
+        current,
+        allowed,
+        oath_mode,
+        now,
+    } = asked;
+    if !app.store.consume_challenge(&pending.state_hash).await? {
+        return Ok(Verdict::reject("State already used"));
+    }
+    let started = carried.started_at.unwrap_or(pending.created_at);
+    let chain = PROMPT_CHAIN_TIMEOUTS * app.config().challenge.timeout.as_secs() as i64;
+    if now - started >= chain {
+        return Ok(Verdict::reject(format!(
+            "{} requested {} s after the password check (at most {chain} s)",
+            if method == current {
+                "resend"
+            } else {
+                "switch"
+            },
+            now - started
+        ))
+        .with_reply(Reply::reject().with_message(EXPIRED_MESSAGE)));
+    }
+    let subject = Subject {
+        user,
+        info: info.clone(),
+        phone: carried.phone.clone(),
+        available: allowed,
+        client_ip: carried.client_ip.clone(),
+        oath_mode,
+        started_at: Some(started),
+    };
+    let key = oob::request_key(ctx, req);
+    let v = methods::begin(app, ctx, &key, &subject, method).await?;
+    if let Some(why) = nothing_sent(&v) {
+        // The send limit, or the provider, refused the new code or call: the prompt being
+        // answered stays, so a code already on its way (the one a "resend" was typed for,
+        // slow to arrive) still finishes the login. It was taken above so that one State
+        // cannot ask twice at once, and is put back with its expiry and at most one
+        // attempt left: its count as read at the start may miss attempts answers sent
+        // meanwhile took, and putting that count back would give them again.
+        let max = app.config().challenge.max_attempts;
+        let restored = PendingChallenge {
+            attempts: pending.attempts.max(max.saturating_sub(1)),
+            ..pending
+        };
+        app.store.put_challenge(&restored).await?;
+        let ask = prompt_for(app, current, carried);
+        let mut reply = Reply::challenge(state.to_vec(), format!("{why} {ask}"));
+        reply.session_timeout = Some((restored.expires_at - now).max(1) as u32);
+        return Ok(Verdict { reply, ..v });
+    }
+    Ok(v)
 }
 
 /// What the prompt being answered asks for, to ask it again.
