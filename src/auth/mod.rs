@@ -63,7 +63,8 @@ pub enum Denial {
     /// The upstream server accepted the password, but the directory has no such user.
     NotInDirectory,
     /// The password binds, but the directory's password policy says it must be changed
-    /// first (an admin reset it): not yet the user's password.
+    /// first: an admin reset it (not yet the user's password), or it expired and the bind
+    /// was one of its grace logins (meant for changing it).
     MustChangePassword,
     /// A directory other than AD refused this account's bind for its state, with a result
     /// code of its own: 389-ds/FreeIPA answer a policy lockout with 19 (constraintViolation,
@@ -98,7 +99,7 @@ impl Denial {
             }
             Denial::MustChangePassword => {
                 "the directory's password policy says this password must be changed first \
-                 (reset by an admin)"
+                 (reset by an admin, or expired and let in on a grace login)"
                     .into()
             }
         }

@@ -26,6 +26,10 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::store::{AuditRecord, StoreError};
 
+/// The longest a batch's `INSERT` may take, whatever the request deadlines: a healthy
+/// database answers in milliseconds, and the default deadline is 4 s.
+const MAX_BATCH_WAIT: Duration = Duration::from_secs(5);
+
 /// Most records in one `INSERT` (16 parameters each; PostgreSQL allows 65,535).
 const MAX_BATCH: usize = 256;
 
@@ -55,10 +59,13 @@ impl std::fmt::Debug for AuditBatcher {
 }
 
 impl AuditBatcher {
-    pub(super) fn new(limit: Duration) -> Self {
+    /// `longest_request`: the longest request deadline of any client. The limit is that,
+    /// but at most [`MAX_BATCH_WAIT`]: one client holding calls makes it 50 s, and every
+    /// login on the node would queue behind a dead connection that long.
+    pub(super) fn new(longest_request: Duration) -> Self {
         AuditBatcher {
             queue: Mutex::default(),
-            limit,
+            limit: longest_request.min(MAX_BATCH_WAIT),
         }
     }
 
@@ -215,4 +222,19 @@ where
         )));
     }
     Ok(ids)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One client holding calls (a 50 s budget) must not make a dead connection hold every
+    /// login's record that long; a short deadline stays the limit.
+    #[test]
+    fn a_batch_waits_at_most_the_cap() {
+        let held = AuditBatcher::new(Duration::from_secs(50));
+        assert_eq!(held.limit, MAX_BATCH_WAIT);
+        let short = AuditBatcher::new(Duration::from_millis(800));
+        assert_eq!(short.limit, Duration::from_millis(800));
+    }
 }
