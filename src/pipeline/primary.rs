@@ -110,9 +110,13 @@ async fn by_upstream(
     // The name as the user typed it: the upstream server may want the domain radmfa strips.
     // Its octets, not the text radmfa reads from them: a lossy re-encoding of a name that is
     // not UTF-8 grows (each bad octet becomes three) past what one attribute can carry.
-    let typed = req
+    // Less the trailing NULs some NASes end strings with, as radmfa reads the name.
+    let mut typed = req
         .raw_attribute(rfc2865::USER_NAME_TYPE)
         .unwrap_or_else(|| user.as_bytes().to_vec());
+    while typed.len() > 1 && typed.last() == Some(&0) {
+        typed.pop();
+    }
     let check = Check {
         user_name: &typed,
         password,
