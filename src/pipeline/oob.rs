@@ -140,11 +140,10 @@ async fn claim(
     // The lockout as it stands now, not as the request read it before the password check:
     // wrong codes counted meanwhile (another prompt, another node) may have locked the
     // user, and a locked user gets no more codes sent or calls placed. Read before the
-    // claim is written, and after this request's earlier writes are committed: on
-    // PostgreSQL those writes hold a pooled connection and the read takes another, so with
-    // more SMS or call logins at once than the pool has connections, each would wait for a
-    // second one while holding one, until the acquire timeout. The claim, its send slot
-    // and a refusal then still commit together.
+    // claim is written, and after this request's earlier writes are committed (on
+    // PostgreSQL the read then sees every node's committed lock; it no longer needs a second
+    // pooled connection since reads go through the request's transaction, `reader`). The
+    // claim, its send slot and a refusal then still commit together.
     durability::settle().await?;
     if super::second_factor::is_locked(app, &txn.user).await? {
         return Ok(Some(Delivered::No(NotSent {

@@ -304,7 +304,8 @@ impl Metrics {
             "radmfa_replies_not_sent_total",
             "counter",
             "UDP replies the system would not send (no route, a firewall rule, a local \
-             address gone): counted in radmfa_replies_total too, yet their NAS never got them.",
+             address gone), Status-Server answers and replayed duplicates included: their NAS \
+             never got them.",
             &[("", get(&self.replies_not_sent))],
         );
         family(
