@@ -707,7 +707,17 @@ async fn write_loop(
                 None => break,
             },
         };
-        match tokio::time::timeout(WRITE_TIMEOUT, wr.write_all(&bytes)).await {
+        // The replies queued meanwhile go with it, then a flush: tokio-rustls may keep the
+        // encrypted records it could not write yet (the socket full), and without a flush
+        // they waited for the next reply, which on a quiet connection may never come.
+        let written = tokio::time::timeout(WRITE_TIMEOUT, async {
+            wr.write_all(&bytes).await?;
+            while let Ok(more) = rx.try_recv() {
+                wr.write_all(&more).await?;
+            }
+            wr.flush().await
+        });
+        match written.await {
             Ok(Ok(())) => {}
             Ok(Err(_)) => {
                 close.cancel(); // broken: the reader stops too
