@@ -535,6 +535,22 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
         if f.app_passwords {
             warn("app_passwords = true: an app password replaces both factors".into());
         }
+        // An app password is checked by radmfa alone: the upstream server is not asked, so
+        // its policy's refusals do not apply and its attributes are not passed on.
+        if let (true, Primary::Upstream(group)) = (f.app_passwords, &c.primary) {
+            if cfg
+                .upstream_group(group)
+                .is_some_and(|u| !u.pass_through.is_empty())
+            {
+                warn(
+                    "app_passwords = true with an upstream server whose attributes are passed \
+                     through (pass_through): a login with an app password does not ask that \
+                     server, so its Accept carries none of them (the NAS applies its default \
+                     policy) and the server's own refusals do not apply"
+                        .into(),
+                );
+            }
+        }
         // An app password login binds no user, so only enabled_filter keeps a disabled
         // directory account from logging in with one (Active Directory refuses a disabled
         // account's bind, and that is all that stops it on the password path). RD Gateway
@@ -746,6 +762,25 @@ mod tests {
             "http://127.0.0.1:8080/2010-04-01"
         ));
         assert!(!scheme_off_host("http://", "http://localhost/send"));
+    }
+
+    #[test]
+    fn app_passwords_beside_passed_through_upstream_attributes_are_warned_about() {
+        let config = |pass: &str, apps: bool| {
+            let text = format!(
+                "[ldap]\nurls = [\"ldap://127.0.0.1\"]\nbind_dn = \"cn=a\"\n\
+                 bind_password = \"pw\"\nbase_dn = \"dc=example,dc=org\"\n\
+                 enabled_filter = \"(!(userAccountControl:1.2.840.113556.1.4.803:=2))\"\n\
+                 [upstream]\nservers = [\"127.0.0.1:1812\"]\nsecret = \"0123456789abcdef\"\n\
+                 {pass}\n[[client]]\nname = \"nas\"\naddress = \"127.0.0.1\"\n\
+                 secret = \"0123456789abcdef\"\nprimary = \"upstream\"\napp_passwords = {apps}\n"
+            );
+            Config::parse(&text, std::path::Path::new("radmfa.toml")).expect("valid")
+        };
+        let said = |c: &Config| warnings(c).iter().any(|w| w.contains("pass_through"));
+        assert!(said(&config("pass_through = [\"Class\"]", true)));
+        assert!(!said(&config("pass_through = [\"Class\"]", false)));
+        assert!(!said(&config("", true)));
     }
 
     #[test]
