@@ -627,13 +627,15 @@ fn config_check_summarises_clients_and_warns_about_weakened_settings() {
         "warning: client \"halves\": address 0.0.0.0/1: a network wider than a /8",
         "warning: client \"halves\": address 128.0.0.0/1: a network wider than a /8",
         "warning: upstream: shared secret",
+        "warning: client \"legacy\": app_passwords = true with an upstream server whose \
+         attributes are passed through",
     ] {
         assert!(
             warnings.iter().any(|w| w.starts_with(needle)),
             "no {needle:?}:\n{out}"
         );
     }
-    assert_eq!(warnings.len(), 17, "{out}");
+    assert_eq!(warnings.len(), 18, "{out}");
     for line in [
         "upstream: 192.0.2.50:1812, 192.0.2.51:1812 (1900 ms each; passes on Class)",
         "client \"legacy\": 10.0.0.0/8; password, then a prompt (password checked upstream)",
