@@ -559,6 +559,25 @@ fn a_certificate_not_issued_to_the_clients_radsec_name_gets_no_answer() {
     );
 }
 
+/// A wildcard certificate (`*.example.org`) from the right CA does not pass for the one
+/// name an entry pins: `radsec_name` means that certificate, not any that a web server of
+/// that name could use. webpki's name check, made for servers, accepted it.
+#[test]
+fn a_wildcard_certificate_does_not_pass_for_the_clients_radsec_name() {
+    let pki_dir = tempfile::tempdir().unwrap();
+    let wild = Pki::make_with_client_san(pki_dir.path(), "wild", "DNS:*.example.org");
+    let slapd = Slapd::start(&[LdapUser::new("alice", "alice-pw")]);
+    let srv = start(&slapd, &wild, "nas.example.org");
+    let port = radsec_port(&srv);
+    let out = our_client(port, &wild, &wild.ca, &["status", "--timeout", "2"]);
+    assert!(!out.status.success(), "answered: {out:?}");
+    assert!(
+        srv.log_shows("not issued to this [[client]] entry's radsec_name"),
+        "{}",
+        srv.log()
+    );
+}
+
 /// `openssl s_client` holding a RadSec connection open (its stdin stays open).
 struct Holder(Child);
 

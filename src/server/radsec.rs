@@ -419,13 +419,19 @@ fn pem_certs(
     Ok(certs)
 }
 
-/// Is `cert` (already verified against `ca_file`) issued to the DNS name `name`?
+/// Is `cert` (already verified against `ca_file`) issued to the DNS name `name`? That very
+/// name among its subjectAltNames: a wildcard (`*.example.org`), which webpki's check for
+/// servers accepts, does not pin one NAS (any host with such a certificate from an
+/// enterprise CA would pass).
 pub(super) fn issued_to(cert: &rustls::pki_types::CertificateDer<'_>, name: &str) -> bool {
     let Ok(dns) = rustls::pki_types::ServerName::try_from(name) else {
         return false;
     };
-    webpki::EndEntityCert::try_from(cert)
-        .is_ok_and(|c| c.verify_is_valid_for_subject_name(&dns).is_ok())
+    webpki::EndEntityCert::try_from(cert).is_ok_and(|c| {
+        c.verify_is_valid_for_subject_name(&dns).is_ok()
+            && c.valid_dns_names()
+                .any(|san| !san.contains('*') && san.eq_ignore_ascii_case(name))
+    })
 }
 
 /// What every RadSec listener shares: the TLS configuration, the request permits, and the

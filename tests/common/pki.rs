@@ -16,6 +16,12 @@ pub struct Pki {
 impl Pki {
     /// Files named `<name>-*.pem` in `dir`.
     pub fn make(dir: &Path, name: &str) -> Pki {
+        Self::make_with_client_san(dir, name, "DNS:nas.example.org")
+    }
+
+    /// [`Pki::make`] with the client certificate's subjectAltName `san`.
+    pub fn make_with_client_san(dir: &Path, name: &str, san: &str) -> Pki {
+        let client_ext = format!("subjectAltName={san}\nextendedKeyUsage=clientAuth\n");
         let run = |args: &[&str]| {
             let out = Command::new("openssl")
                 .current_dir(dir)
@@ -60,10 +66,7 @@ impl Pki {
                 "server",
                 "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
             ),
-            (
-                "client",
-                "subjectAltName=DNS:nas.example.org\nextendedKeyUsage=clientAuth\n",
-            ),
+            ("client", client_ext.as_str()),
         ] {
             let (key, csr, pem, extfile) = (
                 f(&format!("{who}-key")),
