@@ -135,6 +135,15 @@ impl Closer {
         }
     }
 
+    /// The periodic check ([`RECHECK`]) found the certificate expired, or no longer trusted
+    /// (a CRL past its nextUpdate): counted with the reloads' closes.
+    pub(super) fn dropped_by_recheck(&self, why: &str) {
+        if self.close_counted(&self.app.metrics.radsec_reload_closed) {
+            let (peer, nas) = (self.peer, self.nas());
+            warn!(%peer, nas = %nas, "radsec: closing the connection: {why}");
+        }
+    }
+
     /// RFC 6613 §2.6.4: over TCP, "silently discard" means discard and close: a packet that
     /// fails verification leaves the stream suspect (a wrong secret, a broken peer), and the
     /// NAS, which never retransmits on the same connection, learns of it only this way.
@@ -501,6 +510,7 @@ pub(super) async fn accept_loop(
             tracker: tracker.clone(),
             shutdown: shutdown.clone(),
             acceptors: shared.acceptors.clone(),
+            checked: std::time::Instant::now(),
         };
         tracker.spawn(conn.serve(tcp, shared.acceptors.current(), slot));
     }
@@ -519,7 +529,15 @@ struct Connection {
     shutdown: CancellationToken,
     /// The TLS files as they are now: a reload checks the connection's certificate again.
     acceptors: Arc<Acceptors>,
+    /// When its entry and certificate were last checked (see [`RECHECK`]).
+    checked: std::time::Instant,
 }
+
+/// How often a connection in use has its entry and certificate checked again without a
+/// reload: a client certificate that expires, or a CRL past its nextUpdate, must end the
+/// session too (fail closed), not only new handshakes. A busy proxy's connection may never
+/// be idle long enough to close, and nobody reloads for an expiry.
+const RECHECK: Duration = Duration::from_secs(60);
 
 impl Connection {
     /// Serves one connection; `slot` is held until its last reply is written and its reader
@@ -663,10 +681,14 @@ impl Connection {
     /// After a reload, takes the entry the new table has for this connection: true to go
     /// on, false if the connection was closed instead (`radsec_reload`).
     fn follow_reload(&mut self, chain: &[CertificateDer<'static>], closer: &Closer) -> bool {
-        if !self.reloads.has_changed().unwrap_or(false) {
+        let reloaded = self.reloads.has_changed().unwrap_or(false);
+        if !reloaded && self.checked.elapsed() < RECHECK {
             return true;
         }
-        self.reloads.mark_unchanged();
+        if reloaded {
+            self.reloads.mark_unchanged();
+        }
+        self.checked = std::time::Instant::now();
         match radsec_reload::entry_for(&self.app, self.peer, chain, &self.acceptors) {
             Ok(client) => {
                 closer.follow_name(&client.name);
@@ -674,7 +696,11 @@ impl Connection {
                 true
             }
             Err(why) => {
-                closer.dropped_by_reload(&why);
+                if reloaded {
+                    closer.dropped_by_reload(&why);
+                } else {
+                    closer.dropped_by_recheck(&why);
+                }
                 false
             }
         }
