@@ -353,18 +353,7 @@ fn a_lock_from_another_node_during_the_password_check_stops_the_code() {
     );
     let nodes = pair(&slapd, &pg.url(), &inline);
     let seed = nodes.a.enroll("alice", &[]);
-    let slapd_pid = std::fs::read_to_string(slapd.dir().join("slapd.pid"))
-        .unwrap()
-        .trim()
-        .to_string();
-    let signal = |sig: &str| {
-        assert!(std::process::Command::new("kill")
-            .args([sig, &slapd_pid])
-            .status()
-            .unwrap()
-            .success());
-    };
-    signal("-STOP");
+    slapd.signal("-STOP");
     let port = nodes.b.port();
     let login = std::thread::spawn(move || {
         let field = format!("{ALICE_PW},{}", totp(&seed, now(), &[]));
@@ -394,7 +383,7 @@ fn a_lock_from_another_node_during_the_password_check_stops_the_code() {
             now() + 900
         ),
     );
-    signal("-CONT");
+    slapd.signal("-CONT");
     let r = login.join().unwrap();
     assert_eq!(code_of(&r), "Access-Reject", "{r}\n{}", nodes.b.log());
     let rec = &nodes.b.audit_json("alice")[0];

@@ -627,21 +627,10 @@ async fn a_server_that_hangs_with_pooled_connections_is_left_after_one_timeout()
         let out = w.await.unwrap().unwrap();
         assert!(matches!(out, PrimaryOutcome::Accepted(_)), "{out:?}");
     }
-    let pid = std::fs::read_to_string(first.dir().join("slapd.pid"))
-        .unwrap()
-        .trim()
-        .to_string();
-    let signal = |sig: &str| {
-        assert!(std::process::Command::new("kill")
-            .args([sig, &pid])
-            .status()
-            .unwrap()
-            .success())
-    };
-    signal("-STOP");
+    first.signal("-STOP");
     let first_try = auth.authenticate("alice", &Secret::from("alice-pw")).await;
     let next = auth.authenticate("bob", &Secret::from("bob-pw")).await;
-    signal("-CONT");
+    first.signal("-CONT");
     assert!(
         matches!(first_try, Err(AuthError::Timeout(_))),
         "the first login waits on the hung server: {first_try:?}"

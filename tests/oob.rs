@@ -827,19 +827,7 @@ fn a_lock_that_comes_during_the_password_check_stops_the_sms() {
     let slapd = directory();
     let standin = Standin::start();
     let srv = start(&slapd, &standin, "", "", &sms_client(""));
-    let slapd_pid: u32 = std::fs::read_to_string(slapd.dir().join("slapd.pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    let signal = |sig: &str| {
-        assert!(std::process::Command::new("kill")
-            .args([sig, &slapd_pid.to_string()])
-            .status()
-            .unwrap()
-            .success());
-    };
-    signal("-STOP");
+    slapd.signal("-STOP");
     let login = {
         let port = srv.port();
         std::thread::spawn(move || {
@@ -862,7 +850,7 @@ fn a_lock_that_comes_during_the_password_check_stops_the_sms() {
     )
     .unwrap();
     drop(db);
-    signal("-CONT");
+    slapd.signal("-CONT");
     let r = login.join().unwrap();
     assert_eq!(code_of(&r), "Access-Reject", "{r}\n{}", srv.log());
     assert!(message(&r).contains("Too many wrong codes"), "{r}");

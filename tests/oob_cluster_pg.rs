@@ -84,18 +84,7 @@ fn more_sms_logins_at_once_than_pool_connections_all_get_their_code() {
     // The four must be at the store together: the directory is frozen until each waits on
     // it, then let go (started as separate processes, they would otherwise scatter by tens
     // of milliseconds, each login taking a few, and run one after another).
-    let slapd_pid = std::fs::read_to_string(slapd.dir().join("slapd.pid"))
-        .unwrap()
-        .trim()
-        .to_string();
-    let signal = |sig: &str| {
-        assert!(std::process::Command::new("kill")
-            .args([sig, &slapd_pid])
-            .status()
-            .unwrap()
-            .success());
-    };
-    signal("-STOP");
+    slapd.signal("-STOP");
     let replies: Vec<serde_json::Value> = std::thread::scope(|s| {
         let logins: Vec<_> = (0..4)
             .map(|_| {
@@ -109,7 +98,7 @@ fn more_sms_logins_at_once_than_pool_connections_all_get_their_code() {
             })
             .collect();
         slapd.wait_for_unread_requests(4);
-        signal("-CONT");
+        slapd.signal("-CONT");
         logins.into_iter().map(|l| l.join().unwrap()).collect()
     });
     for r in &replies {

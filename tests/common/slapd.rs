@@ -378,6 +378,18 @@ impl Slapd {
         log.lines().filter(|l| matches(l)).count() as u64
     }
 
+    /// Sends `sig` ("-STOP", "-CONT") to slapd: frozen, it keeps its connections open and
+    /// answers nothing (a paused VM, a hung process).
+    #[allow(dead_code)] // not every test binary freezes the directory
+    pub fn signal(&self, sig: &str) {
+        let pid = fs::read_to_string(self.dir.path().join("slapd.pid")).expect("slapd.pid");
+        let status = std::process::Command::new("kill")
+            .args([sig, pid.trim()])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill {sig} slapd");
+    }
+
     /// Waits (up to 10 s) until a request to this slapd sits unread in its socket: with
     /// slapd stopped (SIGSTOP), proof that a login has reached the directory and waits on
     /// it. A fixed sleep proved nothing on a loaded machine: the login could arrive later.
