@@ -179,23 +179,23 @@ fn answers_to_prompts_need_one_pool_connection() {
             r["state"].as_str().unwrap().to_string()
         })
         .collect();
-    let replies: Vec<serde_json::Value> = std::thread::scope(|s| {
-        let answers: Vec<_> = states
-            .iter()
-            .map(|state| {
-                s.spawn(move || {
-                    pyrad(
-                        port,
-                        SECRET,
-                        &["--user", "alice", "--password", "000000", "--state", state],
-                    )
-                })
-            })
-            .collect();
-        answers.into_iter().map(|a| a.join().unwrap()).collect()
-    });
-    for r in &replies {
-        assert_eq!(r["code"], "Access-Reject", "{r}\n{}", node.log());
+    // Sent back to back from one socket, so the four are in the server together (four
+    // client processes would scatter by tens of milliseconds and rarely overlap).
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    for (i, state) in states.iter().enumerate() {
+        let (pkt, _) = AccessRequestBuilder::new(40 + i as u8, "alice")
+            .password(b"000000")
+            .state(&hex::decode(state).unwrap())
+            .build(SECRET.as_bytes());
+        sock.send_to(&pkt, node.addr).unwrap();
+    }
+    let mut buf = [0u8; 4096];
+    for _ in 0..4 {
+        let n = sock.recv(&mut buf).expect("every answer answered");
+        let reply = parse_reply(&buf[..n]).unwrap();
+        assert_eq!(reply.code, 3, "Access-Reject\n{}", node.log());
     }
     assert!(
         !node.log().contains("pool timed out"),
