@@ -250,7 +250,7 @@ async fn switch_method(
 }
 
 /// What the prompt being answered asks for, to ask it again.
-fn prompt_for(app: &AppState, current: Method, carried: &ChallengeContext) -> String {
+pub(super) fn prompt_for(app: &AppState, current: Method, carried: &ChallengeContext) -> String {
     match current {
         Method::Sms => format!(
             "Enter the code sent to {}",

@@ -8,7 +8,7 @@ use super::methods::{call_verdict, Subject};
 use super::second_factor::{self, Standing};
 use super::{oob, Fault, RequestContext, Verdict};
 use crate::app::AppState;
-use crate::delivery::phone::mask;
+use crate::mfa::method::Method;
 use crate::mfa::sms::verify_code;
 use crate::radius::Reply;
 use crate::store::{OobKind, OobStatus};
@@ -45,12 +45,7 @@ pub async fn sms_code(
         app.store.consume_challenge(&r.hash).await?;
         return Ok(sms_reject("SMS code already used", SMS_EXPIRED));
     }
-    let prompt = || {
-        format!(
-            "Enter the code sent to {}",
-            mask(r.carried.phone.as_deref().unwrap_or_default())
-        )
-    };
+    let prompt = || super::followup::prompt_for(app, Method::Sms, &r.carried);
     // As for OATH codes: checked in the user's turn against the lockout as it stands, so
     // answers sent all at once (to one State or to several) are counted one after another
     // and stop at the lockout threshold.
