@@ -86,7 +86,7 @@ struct Kind {
     counter: u64,
 }
 
-const KINDS: [Kind; 4] = [
+const KINDS: [Kind; 6] = [
     Kind {
         tag: "t1",
         kind: "totp",
@@ -119,11 +119,28 @@ const KINDS: [Kind; 4] = [
         period: 0,
         counter: 5,
     },
+    Kind {
+        tag: "t3",
+        kind: "totp",
+        hash: "sha512",
+        digits: 7,
+        period: 30,
+        counter: 0,
+    },
+    Kind {
+        tag: "h3",
+        kind: "hotp",
+        hash: "sha512",
+        digits: 7,
+        period: 0,
+        counter: 2,
+    },
 ];
 
 /// Acceptance 1: python-pskc files — plain, AES-128-CBC + HMAC-SHA1, AES-256-CBC +
 /// HMAC-SHA256, KW-AES128, PBKDF2 — import, and every token logs its user in over RADIUS
-/// with an oathtool code: TOTP and HOTP, 6 and 8 digits, SHA1 and SHA256, 30 and 60 s.
+/// with an oathtool code: TOTP and HOTP, 6, 7 and 8 digits, SHA1, SHA256 and SHA512, 30 and
+/// 60 s.
 #[test]
 fn python_pskc_files_import_and_log_users_in() {
     let key16 = "000102030405060708090a0b0c0d0e0f";
@@ -185,7 +202,11 @@ fn python_pskc_files_import_and_log_users_in() {
     for (m, make_args, secret_file) in &modes {
         let mut list = Vec::new();
         for k in &KINDS {
-            let len = if k.hash == "sha256" { 32 } else { 20 };
+            let len = match k.hash {
+                "sha256" => 32,
+                "sha512" => 64,
+                _ => 20,
+            };
             let seed: Vec<u8> = (0..len).map(|_| rand::random::<u8>()).collect();
             list.push(serde_json::json!({
                 "serial": format!("{m}-{}", k.tag), "secret_hex": hex::encode(&seed),
@@ -209,8 +230,9 @@ fn python_pskc_files_import_and_log_users_in() {
             args.push(&secret_path);
         }
         let out = cli_ok(&srv, &args);
+        let n = KINDS.len();
         assert!(
-            out.contains("imported 4 token(s) (4 assigned"),
+            out.contains(&format!("imported {n} token(s) ({n} assigned")),
             "{m}: {out}"
         );
     }
