@@ -1178,12 +1178,13 @@ async fn a_service_bind_refused_by_an_unwilling_server_fails_over() {
     assert_eq!(refusing.searches.load(Ordering::SeqCst), 0);
 }
 
-/// A replica that answers "busy" (51) or "unavailable" (52) did not run the search: the next
-/// server is asked, and the refusing one is put behind it for the logins after.
+/// A replica that answers "busy" (51), "unavailable" (52) or "unwilling" (53: 389-ds with
+/// its backend offline) did not run the search: the next server is asked, and the refusing
+/// one is put behind it for the logins after. A 53 failed the login at once before.
 #[tokio::test]
 async fn a_server_that_says_busy_or_unavailable_is_passed_over() {
     let slapd = Slapd::start(&users());
-    for rc in [51u8, 52] {
+    for rc in [51u8, 52, 53] {
         let refusing = RefusingDirectory::start(rc);
         let auth = LdapAuth::new(settings(
             &slapd,

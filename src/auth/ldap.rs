@@ -53,8 +53,9 @@
 //! every other URL has failed too. An operation that fails with an I/O error on a *reused*
 //! pooled connection (server restarted, idle connection cut) is retried once on a fresh
 //! connection, since it never reached the server. A search or bind the server answers with
-//! busy (51) or unavailable (52) did not run there either: that server is put behind the
-//! others and the operation asked once of the next. All URLs unreachable →
+//! busy (51) or unavailable (52), a search answered unwillingToPerform (53) and a bind's 53
+//! about the server rather than the account did not run there either: that server is put
+//! behind the others and the operation asked once of the next. All URLs unreachable →
 //! [`AuthError::Unavailable`] (or [`AuthError::Tls`] when every failure was a TLS failure);
 //! an operation that outlives `op_timeout` → [`AuthError::Timeout`]. A timed-out user bind
 //! is not retried at all (not on another server, not on a fresh connection), since the first
@@ -648,9 +649,12 @@ impl LdapAuth {
                 Ok(Ok(result)) => result,
             };
             let ldap3::SearchResult(entries, res) = result;
-            if server_unwilling(res.rc) && !retried && self.settings.urls.len() > 1 {
-                // busy / unavailable: this server's trouble, not the search's. Put it behind
-                // the others and ask the next one (it did not run the search).
+            // A search is never about one account, so an unwillingToPerform (389-ds: backend
+            // offline) is the server's trouble like busy / unavailable.
+            let refused = server_unwilling(res.rc) || res.rc == RC_UNWILLING_TO_PERFORM;
+            if refused && !retried && self.settings.urls.len() > 1 {
+                // This server's trouble, not the search's. Put it behind the others and ask
+                // the next one (it did not run the search).
                 let url = &self.settings.urls[conn.url_idx];
                 tracing::warn!(%url, result = %res, "LDAP server refused the search; trying the next");
                 self.mark_failed(conn.url_idx);
