@@ -371,6 +371,41 @@ fn provider_failure_allow_does_not_fail_open_for_a_user_with_a_token() {
     assert_eq!(srv.audit_json("bob")[0]["mode"], "fail-open");
 }
 
+/// Nor by switching away from a method that worked: bob (phone only) is being called, the
+/// SMS API is down, and typing "sms" at the call's prompt must not let the password alone
+/// in. It did: the failed send of the switch failed open.
+#[test]
+fn provider_failure_allow_does_not_fail_open_on_a_switch() {
+    let slapd = directory();
+    let standin = Standin::start();
+    standin.fail_sms(Some((503, 20503, "Service Unavailable")));
+    let srv = start(
+        &slapd,
+        &standin,
+        "",
+        "",
+        &[client(
+            "vpn",
+            "127.0.0.1",
+            "methods = [\"voice\", \"sms\"]\nvoice_mode = \"challenge\"\n\
+             provider_failure = \"allow\"",
+        )],
+    );
+    let r1 = login(&srv, "bob", BOB_PW);
+    assert_eq!(code_of(&r1), "Access-Challenge", "{r1}\n{}", srv.log());
+    assert_eq!(
+        standin.calls().len(),
+        1,
+        "the first method, a call, went out"
+    );
+    let r2 = answer(&srv, "bob", "sms", &r1["state"]);
+    assert_eq!(code_of(&r2), "Access-Challenge", "{r2}\n{}", srv.log());
+    assert_eq!(r2["state"], r1["state"], "the call's prompt stays");
+    assert!(message(&r2).contains("could not be sent"), "{r2}");
+    let audit = srv.audit_json("bob");
+    assert!(audit.iter().all(|r| r["mode"] != "fail-open"), "{audit:?}");
+}
+
 /// A refusal of the one message (Twilio's 400 for a number that cannot take an SMS) is not
 /// an outage: `provider_failure = "allow"` does not let the password alone in. Otherwise a
 /// caller with the password could pick the method that always fails for this user.

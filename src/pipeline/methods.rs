@@ -184,7 +184,10 @@ async fn sms_prompt(
 /// alone (fail open), audited as mode `fail-open` with the provider's error. Never for a
 /// user with a token usable here: fail-open is for users whose only factor is the phone,
 /// and a caller with the password must not get in by typing "sms" at a code prompt while
-/// the provider is down.
+/// the provider is down. Nor for a switch or resend (`started_at` set): the first SMS or
+/// call went out, so the provider is not down for this user, and a caller with the
+/// password must not get in by typing "sms" at a call's prompt while only the SMS API
+/// fails (or "call" while only calls fail); the prompt stays instead.
 fn not_delivered(
     app: &AppState,
     ctx: &RequestContext,
@@ -203,6 +206,13 @@ fn not_delivered(
                 Reply::reject().with_message(message),
                 mode,
                 format!("{reason}; not failed open: the user has a token for this client"),
+            );
+        }
+        if s.started_at.is_some() {
+            return s.verdict(
+                Reply::reject().with_message(message),
+                mode,
+                format!("{reason}; not failed open: a switch or resend, after a first send"),
             );
         }
         Metrics::inc(&app.metrics.fail_open);
