@@ -130,7 +130,11 @@ if [ "${BENCH_STORE:-sqlite}" = postgres ]; then
   BENCH_STORE_TOML="type = \"postgres\"\nurl = \"$PG_URL\"\nkey_file = \"$W/radmfa.key\""
 fi
 RADSEC_TOML=""
+CLIENT_TRANSPORT=""
 if [ -n "${BENCH_RADSEC:-}" ]; then
+  # Each client entry takes both UDP and RadSec (its certificate: DNS:bench-nas).
+  CLIENT_TRANSPORT='transport = "both"
+radsec_name = "bench-nas"'
   SPORT=$(free_port tcp)
   P=$W/pki; mkdir -p "$P"
   ec=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes)
@@ -202,6 +206,7 @@ name = "challenge-nas"
 address = "127.0.0.1"
 secret = "$SECRET"
 otp_mode = "challenge"
+$CLIENT_TRANSPORT
 
 [[client]]
 name = "inline-nas"
@@ -209,6 +214,7 @@ address = "127.0.0.2"
 secret = "$SECRET"
 otp_mode = "inline"
 inline_delimiter = ","
+$CLIENT_TRANSPORT
 EOF
 
 echo "==> $USERS users (directory LDIF, users.csv, radmfa enrollments)" >&2

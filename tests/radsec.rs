@@ -16,6 +16,8 @@ use common::radmfa::{http_get, Options, Server, SECRET};
 use common::slapd::{free_port, LdapUser, Slapd};
 
 const PROXY_SECRET: &str = "proxy-side-secret-1234";
+/// The client entry's keys for a test that sends over UDP and RadSec from one address.
+const BOTH: &str = "transport = \"both\"";
 
 /// The RadSec port radmfa bound, from its log.
 fn radsec_port(srv: &Server) -> u16 {
@@ -249,6 +251,12 @@ fn radsec_config(
     } else {
         r#"listen = ["127.0.0.1:0"]"#
     };
+    // An empty name: an entry without radsec_name (for UDP unless `client` says otherwise).
+    let radsec_name = if radsec_name.is_empty() {
+        String::new()
+    } else {
+        format!("radsec_name = {radsec_name:?}")
+    };
     o.extra = format!(
         r#"
 [radsec]
@@ -262,7 +270,7 @@ ca_file = {:?}
 name = "local"
 address = "127.0.0.1"
 secret = "{SECRET}"
-radsec_name = "{radsec_name}"
+{radsec_name}
 {client}
 "#,
         pki.server_cert, pki.server_key, pki.ca
@@ -559,6 +567,67 @@ fn refused_for_its_name(san: &str, radsec_name: &str) {
     );
 }
 
+/// A `[[client]]` entry is for one transport: with radsec_name for RadSec only (its secret,
+/// which TLS does not use, is no key to UDP), without it for UDP only (turning `[radsec]` on
+/// does not let any certificate from its CA in from the entry's addresses), and for both
+/// when it says so. Before, every entry took both.
+#[test]
+fn a_client_entry_is_for_its_transport_only() {
+    let pki_dir = tempfile::tempdir().unwrap();
+    let pki = Pki::make(pki_dir.path(), "pki");
+    let slapd = Slapd::start(&[LdapUser::new("alice", "alice-pw")]);
+    let udp = |srv: &Server| {
+        radclient(
+            &format!("127.0.0.1:{}", srv.port()),
+            SECRET,
+            "User-Name = alice, User-Password = alice-pw, Message-Authenticator = 0x00",
+        )
+    };
+    let tls = |srv: &Server| {
+        our_client(
+            radsec_port(srv),
+            &pki,
+            &pki.ca,
+            &["status", "--timeout", "2"],
+        )
+    };
+    let wrong = "is not for this transport";
+
+    let radsec_only = start(&slapd, &pki, "nas.example.org");
+    radsec_only.enroll("alice", &[]);
+    assert!(tls(&radsec_only).status.success(), "{}", radsec_only.log());
+    let r = udp(&radsec_only);
+    assert_eq!(r.code, "none", "{}", r.output);
+    assert!(radsec_only.log_shows(wrong), "{}", radsec_only.log());
+
+    let udp_only = start(&slapd, &pki, "");
+    udp_only.enroll("alice", &[]);
+    let r = udp(&udp_only);
+    assert_eq!(
+        r.code,
+        "Access-Challenge",
+        "{}\n{}",
+        r.output,
+        udp_only.log()
+    );
+    let out = tls(&udp_only);
+    assert!(!out.status.success(), "answered over TLS: {out:?}");
+    assert!(udp_only.log_shows(wrong), "{}", udp_only.log());
+
+    let both = start_client_opts(
+        Options::new(&slapd.url),
+        &pki,
+        "nas.example.org",
+        "",
+        4000,
+        BOTH,
+    );
+    both.enroll("alice", &[]);
+    assert!(tls(&both).status.success(), "{}", both.log());
+    let r = udp(&both);
+    assert_eq!(r.code, "Access-Challenge", "{}\n{}", r.output, both.log());
+}
+
 #[test]
 fn a_certificate_not_issued_to_the_clients_radsec_name_gets_no_answer() {
     // A certificate from the right CA, but issued to nas.example.org.
@@ -725,7 +794,8 @@ fn a_peer_that_stops_reading_is_disconnected_and_udp_goes_on() {
     let pki_dir = tempfile::tempdir().unwrap();
     let good = Pki::make(pki_dir.path(), "good");
     let slapd = Slapd::start(&[LdapUser::new("alice", "alice-pw")]);
-    let srv = start(&slapd, &good, "nas.example.org");
+    let o = Options::new(&slapd.url);
+    let srv = start_client_opts(o, &good, "nas.example.org", "", 4000, BOTH);
     let port = radsec_port(&srv);
 
     let port = port.to_string();
@@ -951,11 +1021,9 @@ fn one_address_cannot_take_every_slot() {
     let pki_dir = tempfile::tempdir().unwrap();
     let good = Pki::make(pki_dir.path(), "good");
     let slapd = Slapd::start(&[LdapUser::new("alice", "alice-pw")]);
-    let radsec = format!(
-        "max_connections = 3\nmax_connections_per_address = 2\n\n[[client]]\n\
-         name = \"second\"\naddress = \"127.0.0.2\"\nsecret = \"{SECRET}\"\n"
-    );
-    let srv = start_with(&slapd, &good, "nas.example.org", &radsec, 4000);
+    let radsec = "max_connections = 3\nmax_connections_per_address = 2\n\n[[client]]\n\
+                  name = \"second\"\naddress = \"127.0.0.2\"\ntransport = \"radsec\"\n";
+    let srv = start_with(&slapd, &good, "nas.example.org", radsec, 4000);
     let port = radsec_port(&srv);
 
     let _held = [Holder::connect(port, &good), Holder::connect(port, &good)];
@@ -1655,7 +1723,7 @@ fn one_radsec_connection_leaves_request_slots_for_udp() {
     let mut o = Options::new(&format!("ldap://{}", mute.local_addr().unwrap()));
     o.ldap_timeout_ms = 3000;
     o.server_extra = "max_in_flight = 4".into();
-    let srv = start_opts(o, &good, "nas.example.org", "", 4000);
+    let srv = start_client_opts(o, &good, "nas.example.org", "", 4000, BOTH);
     let (mut peer, line) = radsec_peer(FOUR_AT_ONCE, &srv, &good);
     assert_eq!(line, "sent");
     std::thread::sleep(Duration::from_millis(300)); // the four reach radmfa

@@ -443,10 +443,27 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
         }
     }
     if cfg.radsec.is_none() {
-        for c in cfg.clients.iter().filter(|c| c.radsec_name.is_some()) {
+        for c in cfg.clients.iter().filter(|c| c.transport.radsec()) {
             out.push(format!(
-                "client {:?}: radsec_name is set but there is no [radsec] section: it listens \
-                 for RADIUS over UDP only",
+                "client {:?}: it is for RadSec (radsec_name or transport) but there is no \
+                 [radsec] section: {}",
+                c.name,
+                if c.transport.udp() {
+                    "it gets requests over UDP only"
+                } else {
+                    "no request can reach it"
+                }
+            ));
+        }
+    } else {
+        for c in cfg
+            .clients
+            .iter()
+            .filter(|c| c.transport.radsec() && c.radsec_name.is_none())
+        {
+            out.push(format!(
+                "client {:?}: RadSec without radsec_name: any certificate from radsec.ca_file \
+                 is let in from its addresses; set radsec_name to the NAS's certificate name",
                 c.name
             ));
         }
@@ -878,6 +895,41 @@ mod tests {
             "no [radsec] section"
         ));
         assert!(!said(&config("", ""), "no [radsec] section"));
+        assert!(said(
+            &config("", "transport = \"both\""),
+            "it gets requests over UDP only"
+        ));
+        // With [radsec]: an entry for RadSec without radsec_name lets any CA-signed
+        // certificate in from its addresses.
+        let dir = tempfile::tempdir().unwrap();
+        for f in ["c.pem", "k.pem", "ca.pem"] {
+            let path = dir.path().join(f);
+            std::fs::write(&path, "").unwrap();
+            let private = std::os::unix::fs::PermissionsExt::from_mode(0o600);
+            std::fs::set_permissions(&path, private).unwrap();
+        }
+        let radsec = |client: &str| {
+            let text = format!(
+                "[ldap]\nurls = [\"ldap://127.0.0.1\"]\nbind_dn = \"cn=a\"\n\
+                 bind_password = \"pw\"\nbase_dn = \"dc=example,dc=org\"\n[radsec]\n\
+                 cert_file = \"c.pem\"\nkey_file = \"k.pem\"\nca_file = \"ca.pem\"\n\
+                 [[client]]\nname = \"nas\"\naddress = \"127.0.0.1\"\n{client}\n"
+            );
+            Config::parse(&text, &dir.path().join("radmfa.toml")).expect("valid")
+        };
+        assert!(said(
+            &radsec("transport = \"radsec\""),
+            "without radsec_name"
+        ));
+        assert!(!said(
+            &radsec("radsec_name = \"nas.example.org\""),
+            "without radsec_name"
+        ));
+        // A UDP entry (a secret, the default transport) is not let in over TLS at all.
+        assert!(!said(
+            &radsec("secret = \"0123456789abcdef\""),
+            "without radsec_name"
+        ));
         let rdg = "second_factor_only = true\nmethods = [\"voice\"]\nvoice_mode = \"hold\"";
         assert!(said(
             &config("", rdg),

@@ -235,6 +235,30 @@ pub struct ClientConfig {
     /// RadSec: the DNS name the client's certificate must be issued to (SAN); `None` = any
     /// certificate from `radsec.ca_file`.
     pub radsec_name: Option<String>,
+    /// Which listeners this entry's requests may come through.
+    pub transport: Transport,
+}
+
+/// A client entry's `transport`: an entry is for UDP or for RadSec, not both unless it
+/// says so. Otherwise a RadSec-only entry's secret (which RadSec does not use, so it is
+/// often a throwaway) would be live on UDP for its whole address range, and turning
+/// `[radsec]` on would let any host in a UDP entry's range in with any certificate from
+/// `radsec.ca_file`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Udp,
+    Radsec,
+    Both,
+}
+
+impl Transport {
+    pub fn udp(self) -> bool {
+        matches!(self, Transport::Udp | Transport::Both)
+    }
+
+    pub fn radsec(self) -> bool {
+        matches!(self, Transport::Radsec | Transport::Both)
+    }
 }
 
 /// A client's `accept_attributes` and `group_attributes`.

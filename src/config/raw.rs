@@ -397,6 +397,9 @@ pub struct RawClient {
     pub group_attributes: Vec<RawGroupAttributes>,
     #[serde(default)]
     pub radsec_name: Option<String>,
+    /// "udp", "radsec" or "both"; default "radsec" with `radsec_name`, else "udp".
+    #[serde(default)]
+    pub transport: Option<String>,
 }
 
 /// `[[client.group_attributes]]`: attributes for the members of one group.

@@ -869,8 +869,27 @@ fn client_configs(raw: Vec<RawClient>, base: &Path) -> Result<Vec<ClientConfig>,
             accept_attributes,
             group_attributes,
             radsec_name,
+            transport,
         } = c;
         let key = |k: &str| format!("client[{i}].{k}");
+        let transport = match transport.as_deref() {
+            None if radsec_name.is_some() => Transport::Radsec,
+            None | Some("udp") => Transport::Udp,
+            Some("radsec") => Transport::Radsec,
+            Some("both") => Transport::Both,
+            Some(other) => {
+                return Err(ConfigError::invalid(
+                    key("transport"),
+                    format!("{other:?} is not one of \"udp\", \"radsec\", \"both\""),
+                ))
+            }
+        };
+        if transport == Transport::Udp && radsec_name.is_some() {
+            return Err(ConfigError::invalid(
+                key("radsec_name"),
+                "is for RadSec, but transport = \"udp\"",
+            ));
+        }
         if name.trim().is_empty() {
             return Err(ConfigError::invalid(key("name"), "must not be empty"));
         }
@@ -889,7 +908,14 @@ fn client_configs(raw: Vec<RawClient>, base: &Path) -> Result<Vec<ClientConfig>,
         if networks.is_empty() {
             return Err(ConfigError::invalid(key("address"), "must not be empty"));
         }
-        let secret = shared_secret(&key("secret"), secret, secret_file, base)?;
+        // Over TLS the shared secret is "radsec" (RFC 6614) whatever the entry says, so a
+        // RadSec-only entry needs none.
+        let secret = if transport == Transport::Radsec && secret.is_none() && secret_file.is_none()
+        {
+            Secret::from("radsec")
+        } else {
+            shared_secret(&key("secret"), secret, secret_file, base)?
+        };
         let otp_mode = match otp_mode.as_str() {
             "challenge" => OtpMode::Challenge,
             "inline" => {
@@ -1002,6 +1028,7 @@ fn client_configs(raw: Vec<RawClient>, base: &Path) -> Result<Vec<ClientConfig>,
                         })
                 })
                 .transpose()?,
+            transport,
         });
     }
     // Overlapping networks would make the shared secret depend on table order.

@@ -59,6 +59,7 @@ mod tests {
             groups: Default::default(),
             accept_attributes: Default::default(),
             radsec_name: None,
+            transport: crate::config::Transport::Udp,
         }
     }
 

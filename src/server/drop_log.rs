@@ -24,6 +24,8 @@ pub const MAX_SOURCES: usize = 64;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DropKind {
     UnknownClient,
+    /// The address's `[[client]]` entry is for the other transport (UDP or RadSec).
+    WrongTransport,
     Malformed,
     NotARequest,
     MissingMessageAuthenticator,
@@ -84,6 +86,11 @@ impl DropKind {
             DropKind::UnknownClient => {
                 "no [[client]] entry matches this address; requests from unknown clients are \
                  ignored (RFC 2865)"
+            }
+            DropKind::WrongTransport => {
+                "the [[client]] entry for this address is not for this transport: an entry \
+                 with radsec_name is for RadSec only, one without for UDP only, unless its \
+                 transport says \"both\" (or \"radsec\")"
             }
             DropKind::Malformed => "not a well-formed RADIUS packet",
             DropKind::NotARequest => "not an Access-Request or Status-Server",

@@ -204,12 +204,17 @@ async fn recv_loop(
         };
         Metrics::inc(&app.metrics.received);
         // RFC 2865 §3: a request from a client without a shared secret MUST be silently
-        // discarded.
+        // discarded. An entry for RadSec only has none for UDP.
         let Some(client) = app.client_for(src.ip()) else {
             Metrics::inc(&app.metrics.unknown_client);
             warn_drop(&app, DropKind::UnknownClient, src, None);
             continue;
         };
+        if !client.transport.udp() {
+            Metrics::inc(&app.metrics.unknown_client);
+            warn_drop(&app, DropKind::WrongTransport, src, Some(&client.name));
+            continue;
+        }
         // On a wildcard socket, the address the NAS sent to: the reply leaves from it, and
         // the audit record names it.
         let local = match (dst, bound) {

@@ -486,6 +486,12 @@ pub(super) async fn accept_loop(
             warn_drop(&app, DropKind::UnknownClient, peer, None);
             continue;
         };
+        // An entry for UDP only is no RadSec client: closed before the handshake.
+        if !client.transport.radsec() {
+            Metrics::inc(&app.metrics.unknown_client);
+            warn_drop(&app, DropKind::WrongTransport, peer, Some(&client.name));
+            continue;
+        }
         // Replies are small and independent: without this, one written while the previous
         // is unacknowledged waits for the peer's delayed ACK (Nagle), up to 40 ms, as soon as
         // a proxy has several requests in flight on the connection.

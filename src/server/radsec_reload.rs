@@ -33,6 +33,12 @@ pub(super) fn entry_for(
     let Some(client) = app.client_for(peer.ip()) else {
         return Err("no [[client]] entry covers its address any more".into());
     };
+    if !client.transport.radsec() {
+        return Err(format!(
+            "client {:?}'s entry is for UDP only now (transport)",
+            client.name
+        ));
+    }
     acceptors.still_trusted(chain)?;
     if !certificate_fits(&client, chain.first()) {
         return Err(format!(
