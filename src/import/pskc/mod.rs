@@ -231,12 +231,25 @@ fn read_key(
     device: Option<Node<'_, '_>>,
     key: Node<'_, '_>,
 ) -> Result<Option<KeyRead>, ValueError> {
-    let uri = key.attribute("Algorithm").unwrap_or("");
+    let Some(uri) = key.attribute("Algorithm") else {
+        // Schema-valid (a file may lean on a KeyProfileId), but which kind of token a
+        // secret is for is unknown: an error, not a token gone missing with a note.
+        if xml::path(key, &["Data", "Secret"]).is_some() {
+            return Err(ValueError::Other(
+                "Key has a Secret but no Algorithm attribute: not known to be HOTP or TOTP; \
+                 not imported"
+                    .into(),
+            ));
+        }
+        return Ok(None);
+    };
     let Some(kind) = oath_kind(uri) else {
         // A PIN or OCRA key is left out with a note. A vendor's spelling of an OATH
         // algorithm (`…:hotp-sha256`) is a token that would go missing without an error.
+        // An OCRA suite (`…#OCRA-1:HOTP-SHA1-6:QN08`) names HOTP inside it, and is OCRA.
         let lower = uri.to_ascii_lowercase();
-        if lower.contains("hotp") || lower.contains("totp") {
+        let ocra = lower.contains("ocra");
+        if !ocra && (lower.contains("hotp") || lower.contains("totp")) {
             return Err(ValueError::Other(format!(
                 "Algorithm {uri:?} is not the PSKC HOTP or TOTP URI \
                  (urn:ietf:params:xml:ns:keyprov:pskc:hotp or …:totp); not imported"

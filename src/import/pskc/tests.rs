@@ -421,6 +421,46 @@ fn an_unknown_oath_algorithm_uri_is_an_error() {
     );
 }
 
+/// A device with an HOTP key and an OCRA key (the algorithm-profile spelling, whose suite
+/// names HOTP): the HOTP token imports and the OCRA key is left out with a note. The OCRA
+/// key was taken for a misspelt HOTP URI, refused, and took its device's HOTP key with it.
+#[test]
+fn an_ocra_key_beside_an_hotp_key_is_left_out() {
+    let text = String::from_utf8(figure!("2").to_vec()).unwrap();
+    let text = text.replace("MTIzNA==", "MTIzNDU2Nzg5MDEyMzQ1Njc4OTA=");
+    let hotp_key = &text[text.find("<Key ").unwrap()..text.find("</Key>").unwrap() + 6];
+    let ocra_key = hotp_key.replace("12345678", "12345679").replace(
+        "urn:ietf:params:xml:ns:keyprov:pskc:hotp",
+        "urn:ietf:params:xml:ns:keyprov:pskc#OCRA-1:HOTP-SHA1-6:QN08",
+    );
+    let text = text.replace("</Key>", &format!("</Key>\n{ocra_key}"));
+    let e = parse(text.as_bytes(), &Decryption::None).unwrap();
+    assert_eq!(tokens(&e).len(), 1, "{e:?}");
+    assert!(
+        matches!(&e[1], Entry::Ignored(p) if p.message.contains("OCRA-1")),
+        "{e:?}"
+    );
+}
+
+/// A Key with a secret and no Algorithm is an error naming why: left out with a note, a
+/// token went missing with the import's exit status 0.
+#[test]
+fn a_secret_without_an_algorithm_is_an_error() {
+    let text = String::from_utf8(figure!("2").to_vec()).unwrap();
+    let text = text
+        .replace("MTIzNA==", "MTIzNDU2Nzg5MDEyMzQ1Njc4OTA=")
+        .replace(
+            "\n            Algorithm=\"urn:ietf:params:xml:ns:keyprov:pskc:hotp\"",
+            "",
+        );
+    assert!(!text.contains("Algorithm="), "{text}");
+    let e = parse(text.as_bytes(), &Decryption::None).unwrap();
+    assert!(
+        matches!(&e[0], Entry::Invalid(p) | Entry::InvalidToken(p, _) if p.message.contains("no Algorithm")),
+        "{e:?}"
+    );
+}
+
 #[test]
 fn a_userid_dn_gives_a_login_name_or_no_user() {
     use super::user_from_userid;
