@@ -4,7 +4,6 @@
 
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::{Args, Subcommand};
 
 use super::audit::fmt_time;
@@ -75,10 +74,7 @@ pub async fn run(
     match cmd {
         AppPasswordCommand::Add(a) => {
             let pw = app_password::generate();
-            let to_hash = pw.clone();
-            let hash = tokio::task::spawn_blocking(move || app_password::hash(&to_hash))
-                .await
-                .context("hashing")??;
+            let hash = app_password::hash_keyed(store.sms_code_key(), &pw);
             let id = store
                 .add_app_password(&a.user, a.label.as_deref(), &hash, SystemClock.now())
                 .await?;

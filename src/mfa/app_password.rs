@@ -1,6 +1,14 @@
 //! App passwords for clients that cannot do a second factor: 100 random bits shown once,
-//! stored as an argon2id PHC string. Users may type them with or without the dashes and in
-//! any case; the hash covers the normalised form.
+//! stored as a keyed hash (HMAC-SHA256 with a key derived from the store's key file, like
+//! the SMS codes'; `hmac-sha256$HEX`). Users may type them with or without the dashes and
+//! in any case; the hash covers the normalised form.
+//!
+//! Why keyed and not argon2 (which releases before this one stored, and which still
+//! verify): a login on an app-password client is compared with every app password of the
+//! user, and with argon2 each took milliseconds, so a holder of three answered three times
+//! slower than a name nobody has, telling which users exist. A keyed hash costs the same
+//! microseconds for any number. With ~99 random bits there is nothing for a slow hash to
+//! protect: it is what makes *chosen* passwords expensive to guess.
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
@@ -58,6 +66,61 @@ pub fn hash(password: &Secret) -> Result<String, HashError> {
         .map_err(|e| HashError(e.to_string()))
 }
 
+/// The prefix of a keyed hash (the rest: 64 hex digits).
+const KEYED: &str = "hmac-sha256$";
+
+/// HMAC-SHA256 of the normalised password, under a key of its own derived from the store
+/// key (`store_key`: [`crate::store::Store::sms_code_key`], itself derived from the key
+/// file; a further label keeps the two uses apart).
+fn tag(store_key: &[u8], typed: &str) -> [u8; 32] {
+    use hmac::{Hmac, Mac};
+    type H = Hmac<sha2::Sha256>;
+    let mut derive = <H as Mac>::new_from_slice(store_key).expect("HMAC takes any key");
+    derive.update(b"radmfa: app password key v1");
+    let key: zeroize::Zeroizing<[u8; 32]> =
+        zeroize::Zeroizing::new(derive.finalize().into_bytes().into());
+    let mut mac = <H as Mac>::new_from_slice(&key[..]).expect("HMAC takes any key");
+    mac.update(normalise(typed).as_bytes());
+    mac.finalize().into_bytes().into()
+}
+
+/// What is stored for a new app password.
+pub fn hash_keyed(store_key: &[u8], password: &Secret) -> String {
+    let typed = password.expose_str().unwrap_or_default();
+    format!("{KEYED}{}", hex::encode(tag(store_key, typed)))
+}
+
+/// Which of `stored` (keyed hashes, or argon2 PHC strings from earlier releases) `typed`
+/// is, if any. Takes the same time whichever matches and however many keyed hashes there
+/// are: every one is compared (constant time), and exactly one argon2 comparison is made
+/// when none is argon2 (against a never-matching hash), so a holder of keyed app passwords
+/// costs what a user with none does, and what a holder of one from before did. Blocking:
+/// milliseconds of CPU.
+pub fn find(store_key: &[u8], typed: &str, stored: &[&str]) -> Option<usize> {
+    use subtle::ConstantTimeEq;
+    let mine = tag(store_key, typed);
+    let mut found = None;
+    let mut argon2 = 0;
+    for (i, h) in stored.iter().enumerate() {
+        let hit = match h.strip_prefix(KEYED) {
+            Some(hex_tag) => {
+                hex::decode(hex_tag).is_ok_and(|t| bool::from(t.as_slice().ct_eq(&mine[..])))
+            }
+            None => {
+                argon2 += 1;
+                verify(typed, h)
+            }
+        };
+        if hit && found.is_none() {
+            found = Some(i);
+        }
+    }
+    if argon2 == 0 {
+        verify_against_none(typed);
+    }
+    found
+}
+
 /// Constant-time (inside argon2) check of a typed password against a PHC string.
 pub fn verify(typed: &str, phc: &str) -> bool {
     let Ok(parsed) = PasswordHash::new(phc) else {
@@ -96,5 +159,32 @@ mod tests {
         assert!(!verify("not-it", &h));
         assert!(!verify(&s, "garbage"));
         assert_ne!(generate().expose(), pw.expose());
+    }
+
+    #[test]
+    fn keyed_hashes_find_the_typed_one_under_their_key_only() {
+        let key = [7u8; 32];
+        let (a, b) = (generate(), generate());
+        let (ha, hb) = (hash_keyed(&key, &a), hash_keyed(&key, &b));
+        assert!(
+            ha.starts_with("hmac-sha256$") && ha.len() == 12 + 64,
+            "{ha}"
+        );
+        assert!(!ha.contains(&normalise(a.expose_str().unwrap())));
+        let legacy = hash(&generate()).unwrap();
+        let stored = [legacy.as_str(), ha.as_str(), hb.as_str()];
+        let typed_b = b.expose_str().unwrap().to_uppercase().replace('-', " ");
+        assert_eq!(find(&key, &typed_b, &stored), Some(2));
+        assert_eq!(find(&key, a.expose_str().unwrap(), &stored), Some(1));
+        assert_eq!(find(&key, "not-it", &stored), None);
+        assert_eq!(find(&[8u8; 32], a.expose_str().unwrap(), &stored), None);
+        assert_eq!(find(&key, "x", &[]), None);
+        // An argon2 hash from an earlier release still verifies.
+        let old = generate();
+        let old_hash = hash(&old).unwrap();
+        assert_eq!(
+            find(&key, old.expose_str().unwrap(), &[&ha, &old_hash]),
+            Some(1)
+        );
     }
 }
