@@ -1,5 +1,5 @@
 //! `radmfa user app-password add | list | delete | delete-all`. The password is printed once
-//! at `add` and stored only as an argon2id hash; `delete-all` (lost phone) takes effect for
+//! at `add` and stored only as a keyed hash ([`app_password`]); `delete-all` (lost phone) takes effect for
 //! the very next request, on every node.
 
 use std::process::ExitCode;

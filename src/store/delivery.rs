@@ -32,7 +32,7 @@ impl UserProfile {
     }
 }
 
-/// A stored app password: never the password, only its argon2id PHC string.
+/// A stored app password: never the password, only its hash (keyed, or argon2id from earlier releases).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AppPassword {
     pub id: i64,

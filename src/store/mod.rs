@@ -595,7 +595,7 @@ pub trait Store: Send + Sync + 'static {
         let _ = (user, now);
         Err(StoreError::Unsupported("take_bypass"))
     }
-    /// Stores an app password's argon2id PHC string; returns its id.
+    /// Stores an app password's hash (keyed, or argon2id from earlier releases); returns its id.
     async fn add_app_password(
         &self,
         user: &str,
