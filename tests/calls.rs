@@ -738,6 +738,62 @@ fn challenge_then_enter_with_radclient() {
     assert_eq!(r3.code, "Access-Reject", "{}", r3.output);
 }
 
+/// An approved call is a passed second factor: it forgets the wrong answers before it, as a
+/// right SMS or app code does. Before, a user who mistyped an SMS code and then finished by
+/// phone kept the count, and the next typo, days later, locked the second factor.
+#[test]
+fn an_approved_call_forgets_earlier_wrong_answers() {
+    let slapd = directory();
+    let standin = Standin::start();
+    standin.script(
+        DIRECTORY_MOBILE,
+        Script::Press("", Duration::from_millis(300)),
+    );
+    let clients = [client("vpn", "127.0.0.1", "methods = [\"sms\", \"voice\"]")];
+    let extra = "[lockout]\nthreshold = 3\n[challenge]\nmax_attempts = 3\n";
+    let srv = start(&slapd, &standin, "", extra, &clients);
+    let failures = || -> u64 {
+        let out = srv.cli(&["user", "show", "alice", "--json"]);
+        if String::from_utf8_lossy(&out.stderr).contains("no second-factor state") {
+            return 0; // nothing counted, nothing stored
+        }
+        let v: serde_json::Value =
+            serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out:?}"));
+        v["failures"].as_u64().unwrap()
+    };
+    let r1 = py(&srv, &["--user", "alice", "--password", ALICE_PW]);
+    assert_eq!(
+        code_of(&r1),
+        "Access-Challenge",
+        "{r1}\n{}\n{:?}",
+        srv.log(),
+        srv.audit_json("alice")
+    );
+    let state = r1["state"].as_str().unwrap().to_string();
+    let sent = standin.wait_sms(1, Duration::from_secs(5))[0].code();
+    let wrong = if sent == "000000" { "111111" } else { "000000" };
+    let answer = |text: &str, state: &str| {
+        py(
+            &srv,
+            &["--user", "alice", "--password", text, "--state", state],
+        )
+    };
+    let r2 = answer(wrong, &state);
+    assert_eq!(code_of(&r2), "Access-Challenge", "{r2}");
+    assert_eq!(failures(), 1);
+    let r3 = answer("call", r2["state"].as_str().unwrap());
+    assert_eq!(code_of(&r3), "Access-Challenge", "{r3}\n{}", srv.log());
+    assert!(message(&r3).contains("Answer the call"), "{r3}");
+    std::thread::sleep(Duration::from_millis(1500));
+    let r4 = answer("", r3["state"].as_str().unwrap());
+    assert_eq!(code_of(&r4), "Access-Accept", "{r4}\n{}", srv.log());
+    assert_eq!(
+        failures(),
+        0,
+        "the approved call left the wrong answer counted"
+    );
+}
+
 #[test]
 fn rd_gateway_request_calls_without_an_ldap_bind() {
     let slapd = directory();
