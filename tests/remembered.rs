@@ -12,7 +12,8 @@ use common::oob_env::{
 };
 use common::peers::{pyrad, FreshCodes};
 use common::provider_standin::{Script, Standin};
-use common::radmfa::{Server, SECRET};
+use common::radmfa::{Options, Server, SECRET};
+use common::slapd::{LdapUser, Slapd};
 
 const STATION_A: &str = "203.0.113.5";
 const STATION_B: &str = "198.51.100.7";
@@ -400,4 +401,50 @@ fn a_fraud_report_forgets_what_was_remembered() {
     );
     assert_eq!(code_of(&held(STATION_A)), "Access-Accept");
     assert_eq!(standin.calls().len(), 3, "station A was called again");
+}
+
+/// An expired remembered login (it says where a user logged in from) is deleted on a site
+/// without SMS or calls too. The purge ran only with a provider configured, and such rows
+/// stayed forever where TOTP was the only factor.
+#[test]
+fn expired_remembered_logins_are_purged_without_sms_or_calls() {
+    let slapd = Slapd::start(&[LdapUser::new("alice", "alice-pw")]);
+    let dir = tempfile::tempdir().unwrap();
+    let config = common::radmfa::write_config(dir.path(), &Options::new(&slapd.url));
+    let migrate = std::process::Command::new(common::radmfa::bin())
+        .arg("--config")
+        .arg(&config)
+        .args(["db", "migrate"])
+        .output()
+        .unwrap();
+    assert!(migrate.status.success(), "{migrate:?}");
+    let db = rusqlite::Connection::open(dir.path().join("radmfa.db")).unwrap();
+    db.busy_timeout(Duration::from_secs(5)).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    for (station, expires) in [(STATION_A, now - 3600), (STATION_B, now + 3600)] {
+        db.execute(
+            "INSERT INTO remembered_logins (user, nas, station, mode, verified_at, expires_at) \
+             VALUES ('alice', 'local', ?1, 'totp', ?2, ?3)",
+            rusqlite::params![station, expires - 900, expires],
+        )
+        .unwrap();
+    }
+    let srv = Server::start_with(dir, config);
+    let stations = || -> Vec<String> {
+        let mut q = db
+            .prepare("SELECT station FROM remembered_logins ORDER BY station")
+            .unwrap();
+        q.query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while stations().len() > 1 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(stations(), [STATION_B], "{}", srv.log());
 }

@@ -207,11 +207,11 @@ async fn housekeeping(app: std::sync::Arc<AppState>, stop: CancellationToken) {
                     tracing::warn!(error = %e, "purging expired challenges");
                 }
                 let config = app.config();
-                let delivery = &config.delivery;
-                if delivery.sms.is_some() || delivery.voice.is_some() {
-                    if let Err(e) = app.store.purge_delivery_state(app.clock.now()).await {
-                        tracing::warn!(error = %e, "purging SMS/call transactions");
-                    }
+                // Whatever is configured: remembered logins (which say where each user logged
+                // in from) expire on a TOTP-only site too, and SMS/call state (phone numbers)
+                // stays behind when a provider is taken out of the file.
+                if let Err(e) = app.store.purge_delivery_state(app.clock.now()).await {
+                    tracing::warn!(error = %e, "purging SMS/call state and remembered logins");
                 }
                 if let Some(days) = config.audit.keep_days {
                     purge_old_audit(&app, days, &stop).await;
