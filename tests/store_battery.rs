@@ -90,6 +90,7 @@ store_battery! {
         duplicate_serial_is_conflict,
         seed_round_trips,
         delete_user_tokens_counts,
+        token_ids_are_not_reused,
         totp_step_consumed_once,
         hotp_compare_and_set,
         user_status_and_list_users,

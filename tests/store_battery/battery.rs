@@ -34,6 +34,7 @@ where
     duplicate_serial_is_conflict(&*make().await).await;
     seed_round_trips(&*make().await).await;
     delete_user_tokens_counts(&*make().await).await;
+    token_ids_are_not_reused(&*make().await).await;
     totp_step_consumed_once(&*make().await).await;
     race_totp_step(make().await).await;
     hotp_compare_and_set(&*make().await).await;
@@ -336,6 +337,28 @@ pub async fn delete_user_tokens_counts(store: &dyn Store) {
         .add_token(totp("A1", Some("alice"), b"new"))
         .await
         .unwrap();
+}
+
+/// A deleted token's id is never given to another: a login that read alice's token before
+/// her reset would otherwise use up a step of whoever got the id next (the step is taken by
+/// id), and be accepted. SQLite gave the newest row's id out again until migration 11.
+pub async fn token_ids_are_not_reused(store: &dyn Store) {
+    let old = store
+        .add_token(totp("OLD", Some("alice"), b"a"))
+        .await
+        .unwrap();
+    store.delete_user_tokens("alice").await.unwrap();
+    let new = store
+        .add_token(totp("NEW", Some("bob"), b"b"))
+        .await
+        .unwrap();
+    assert_ne!(old, new, "the deleted token's id was given out again");
+    assert!(!store.consume_totp_step(old, 100).await.unwrap());
+    let bob = &store.tokens_for_user("bob").await.unwrap()[0];
+    assert_eq!(
+        bob.last_step, None,
+        "bob's step was taken through alice's old id"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
