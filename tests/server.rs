@@ -875,6 +875,32 @@ fn one_time_bypass_lets_one_login_in_without_a_code() {
     assert_eq!(admin[0], "cancelled");
 }
 
+/// On an inline client, a password that holds the delimiter and is sent alone (a bypass
+/// waiting) is the password: the field is split only where digits follow the last
+/// delimiter. It was split into "pa" and the "code" "ss-word", and the bind with "pa"
+/// failed (and counted against the directory's lockout).
+#[test]
+fn an_inline_password_holding_the_delimiter_is_not_split_without_a_code_after_it() {
+    let slapd = Slapd::start(&[LdapUser::new("carl", "pa,ss-word")]);
+    let srv = start(&slapd, |o| {
+        o.clients = vec![Nas {
+            otp_mode: "inline",
+            ..Nas::challenge("inline-nas", "127.0.0.1")
+        }];
+    });
+    let seed = srv.enroll("carl", &[]);
+    let inline = |pw: &str| pyrad(srv.port(), SECRET, &["--user", "carl", "--password", pw]);
+    let out = srv.cli(&["user", "bypass", "carl"]);
+    assert!(out.status.success(), "{out:?}");
+    let r = inline("pa,ss-word");
+    assert_eq!(code_of(&r), "Access-Accept", "{r}\n{}", srv.log());
+    assert_eq!(srv.audit_json("carl")[0]["mode"], "bypass");
+    // With a code after it, the same password splits at the last delimiter as before.
+    let code = totp(&seed, now(), &[]);
+    let r = inline(&format!("pa,ss-word,{code}"));
+    assert_eq!(code_of(&r), "Access-Accept", "{r}\n{}", srv.log());
+}
+
 #[test]
 fn expired_state_is_rejected() {
     let slapd = directory();

@@ -430,7 +430,10 @@ fn code_lengths(tokens: &[TokenRecord]) -> Vec<usize> {
 
 /// Splits `password<delim>code`, or with an empty delimiter the trailing digits whose count
 /// is one of `lengths` (the user's tokens' code lengths, ascending). The password may itself
-/// contain the delimiter, so the split is at the last one.
+/// contain the delimiter, so the split is at the last one, and only where what follows it
+/// is digits (spaces allowed: "123 456"): "pa,ss" is a password that holds the delimiter,
+/// sent alone (a bypass, a remembered station), not "pa" and the code "ss" — whose bind
+/// would have failed and counted against the account's directory lockout.
 fn split_inline(field: &Secret, delimiter: &str, lengths: &[usize]) -> Option<(Secret, Secret)> {
     let text = field.expose_str()?;
     if delimiter.is_empty() {
@@ -446,7 +449,9 @@ fn split_inline(field: &Secret, delimiter: &str, lengths: &[usize]) -> Option<(S
         None
     } else {
         let (p, c) = text.rsplit_once(delimiter)?;
-        if p.is_empty() || c.is_empty() {
+        let digits = c.bytes().any(|b| b.is_ascii_digit())
+            && c.bytes().all(|b| b.is_ascii_digit() || b == b' ');
+        if p.is_empty() || !digits {
             return None;
         }
         Some((Secret::from(p), Secret::from(c)))
@@ -474,6 +479,19 @@ mod tests {
         );
         assert_eq!(split("password", ",", &[6]), None);
         assert_eq!(split(",123456", ",", &[6]), None);
+        // Not a code after the last delimiter: the whole field is the password.
+        assert_eq!(split("pa,ss", ",", &[6]), None);
+        assert_eq!(split("pw,", ",", &[6]), None);
+        assert_eq!(split("pw, ", ",", &[6]), None);
+        // Digits are the code, of any length (a mistyped one is a wrong code), in groups too.
+        assert_eq!(
+            split("pw,12345", ",", &[6]),
+            Some(("pw".into(), "12345".into()))
+        );
+        assert_eq!(
+            split("pw,123 456", ",", &[6]),
+            Some(("pw".into(), "123 456".into()))
+        );
     }
 
     #[test]
