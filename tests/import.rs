@@ -648,3 +648,29 @@ fn example_token_files_import() {
         assert_eq!(owned, assigned, "{file}: {stored:?}");
     }
 }
+
+/// A passphrase or hex key file saved with a byte-order mark (PowerShell 5, old Notepad)
+/// and Windows line ends is read as what was typed, as the config's secret files are. The
+/// mark was taken for part of the passphrase, and the import failed as a wrong key.
+#[test]
+fn key_and_passphrase_files_with_a_byte_order_mark() {
+    let a = Admin::new();
+    let fixture = |n: u32| {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(format!("tests/fixtures/rfc6030/figure{n}.pskcxml"))
+    };
+    let pass = a.write("pass", "\u{feff}qwerty\r\n");
+    let (ok, out, err) = a.import(&fixture(7), &["--passphrase-file", pass.to_str().unwrap()]);
+    assert!(ok, "{out}{err}");
+    let key = a.write("key", "\u{feff}12345678901234567890123456789012\r\n");
+    let (ok, out, err) = a.import(
+        &fixture(6),
+        &[
+            "--key-file",
+            key.to_str().unwrap(),
+            "--replace",
+            "--dry-run",
+        ],
+    );
+    assert!(ok, "{out}{err}");
+}

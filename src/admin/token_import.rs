@@ -95,10 +95,15 @@ fn read_limited(path: &Path) -> anyhow::Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// The first line, less what editors add that nobody typed (as the config's secret files
+/// are read): a byte-order mark (PowerShell 5, old Notepad) and a carriage return ending
+/// it. Kept, the passphrase was wrong and the file "could not be decrypted".
 fn first_line(path: &Path) -> anyhow::Result<Secret> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    Ok(Secret::from(text.lines().next().unwrap_or("").to_string()))
+    let first = text.lines().next().unwrap_or("");
+    let first = first.strip_prefix('\u{feff}').unwrap_or(first);
+    Ok(Secret::from(first.trim_end_matches('\r').to_string()))
 }
 
 fn parse_hex_key(text: &str) -> anyhow::Result<Secret> {
@@ -116,7 +121,9 @@ fn parse_hex_key(text: &str) -> anyhow::Result<Secret> {
 
 fn key_from_file(path: &Path) -> anyhow::Result<Secret> {
     let raw = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    match std::str::from_utf8(&raw) {
+    // A hex key saved with a byte-order mark is still the hex key.
+    let unmarked = std::str::from_utf8(&raw).map(|t| t.strip_prefix('\u{feff}').unwrap_or(t));
+    match unmarked {
         Ok(text)
             if !text.trim().is_empty()
                 && text
