@@ -39,7 +39,11 @@ fn reply_code(request_code: u8) -> Option<u8> {
 /// The reply copies the request's Proxy-States in order (RFC 2866 §5, "Proxy-State ... MUST
 /// be copied unmodified") and carries Error-Cause 406, signed with the Response
 /// Authenticator of RFC 2866 §3.
-pub fn refusal(raw: &[u8], secret: &[u8]) -> Option<Vec<u8>> {
+///
+/// A verified request whose refusal would not fit in a packet (its Proxy-States within six
+/// octets of the limit) gets [`Refusal::TooBig`]: nothing to send, but not a forgery either,
+/// so the RadSec connection it came on stays.
+pub fn refusal(raw: &[u8], secret: &[u8]) -> Option<Refusal> {
     let pkt = framed(raw)?;
     let code = reply_code(pkt[0])?;
     let spans = attribute_spans(&pkt[HEADER_LEN..])?;
@@ -63,13 +67,33 @@ pub fn refusal(raw: &[u8], secret: &[u8]) -> Option<Vec<u8>> {
         out.extend_from_slice(&attrs[s.value.start - 2..s.value.end]);
     }
     // The request fit in 4096 octets; its Proxy-States plus six octets may not.
-    let len = u16::try_from(out.len())
+    let Some(len) = u16::try_from(out.len())
         .ok()
-        .filter(|&l| usize::from(l) <= super::MAX_PACKET)?;
+        .filter(|&l| usize::from(l) <= super::MAX_PACKET)
+    else {
+        return Some(Refusal::TooBig);
+    };
     out[2..4].copy_from_slice(&len.to_be_bytes());
     let auth = response_authenticator(&out, secret);
     out[4..HEADER_LEN].copy_from_slice(&auth);
-    Some(out)
+    Some(Refusal::Reply(out))
+}
+
+/// What [`refusal`] makes of a verified request.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refusal {
+    Reply(Vec<u8>),
+    TooBig,
+}
+
+impl Refusal {
+    #[cfg(test)]
+    fn bytes(self) -> Vec<u8> {
+        match self {
+            Refusal::Reply(b) => b,
+            Refusal::TooBig => panic!("no refusal: too big"),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -96,7 +120,9 @@ mod tests {
         // Acct-Status-Type Start, then two Proxy-States.
         let attrs = [40, 6, 0, 0, 0, 1, 33, 3, b'a', 33, 4, b'b', b'c'];
         let req = signed(4, &attrs, b"radsec");
-        let r = refusal(&req, b"radsec").expect("a verified Accounting-Request is answered");
+        let r = refusal(&req, b"radsec")
+            .expect("a verified Accounting-Request is answered")
+            .bytes();
         assert_eq!(r[0], 5, "Accounting-Response");
         assert_eq!(r[1], 7, "same identifier");
         assert_eq!(usize::from(u16::from_be_bytes([r[2], r[3]])), r.len());
@@ -114,8 +140,33 @@ mod tests {
 
     #[test]
     fn coa_and_disconnect_get_their_naks() {
-        assert_eq!(refusal(&signed(43, &[], b"s"), b"s").unwrap()[0], 45);
-        assert_eq!(refusal(&signed(40, &[], b"s"), b"s").unwrap()[0], 42);
+        assert_eq!(
+            refusal(&signed(43, &[], b"s"), b"s").unwrap().bytes()[0],
+            45
+        );
+        assert_eq!(
+            refusal(&signed(40, &[], b"s"), b"s").unwrap().bytes()[0],
+            42
+        );
+    }
+
+    /// Proxy-States that fill the request to the limit: the refusal (six octets more)
+    /// cannot be sent, but the request verified, and is not taken for a forgery.
+    #[test]
+    fn a_refusal_too_big_to_send_is_told_from_a_forgery() {
+        let mut attrs = Vec::new();
+        while HEADER_LEN + attrs.len() + 255 <= crate::radius::MAX_PACKET {
+            attrs.push(33);
+            attrs.push(255);
+            attrs.extend_from_slice(&[b'p'; 253]);
+        }
+        let rest = crate::radius::MAX_PACKET - HEADER_LEN - attrs.len();
+        attrs.extend_from_slice(&[33, rest as u8]);
+        attrs.extend(std::iter::repeat_n(b'q', rest - 2));
+        let req = signed(4, &attrs, b"s");
+        assert_eq!(req.len(), crate::radius::MAX_PACKET);
+        assert_eq!(refusal(&req, b"s"), Some(Refusal::TooBig));
+        assert_eq!(refusal(&req, b"other"), None);
     }
 
     #[test]

@@ -409,7 +409,7 @@ pub(crate) async fn dispatch(
             match replies.conn.wait_for_slot(permits, wait_until()).await {
                 Some(permit) => permit,
                 None => {
-                    Metrics::inc(&app.metrics.overloaded);
+                    // Counted as overloaded there when the wait timed out only.
                     app.dedup.abandon(key);
                     return;
                 }
@@ -467,14 +467,27 @@ async fn serve_one(
                 // RadSec carries accounting and CoA on the same connection, and its client
                 // waits for an answer (RFC 6614 §2.5); the entry in the duplicate cache goes
                 // with `pending`, so nothing of this is kept.
-                if let Some(bytes) = radius::unsupported::refusal(raw, secret) {
-                    Metrics::inc(&app.metrics.radsec_unsupported_refused);
-                    debug!(
-                        code = raw[0],
-                        "refused with Error-Cause 406: not served here"
-                    );
-                    replies.send(&Arc::from(bytes));
-                    return;
+                match radius::unsupported::refusal(raw, secret) {
+                    Some(radius::unsupported::Refusal::Reply(bytes)) => {
+                        Metrics::inc(&app.metrics.radsec_unsupported_refused);
+                        debug!(
+                            code = raw[0],
+                            "refused with Error-Cause 406: not served here"
+                        );
+                        replies.send(&Arc::from(bytes));
+                        return;
+                    }
+                    // Verified, so no forgery: the connection stays; only the refusal,
+                    // with its copies of the Proxy-States, would not fit in a packet.
+                    Some(radius::unsupported::Refusal::TooBig) => {
+                        Metrics::inc(&app.metrics.radsec_unsupported_refused);
+                        debug!(
+                            code = raw[0],
+                            "not served here; its refusal would exceed 4096 octets, none sent"
+                        );
+                        return;
+                    }
+                    None => {}
                 }
                 // Accounting or CoA whose authenticator does not verify: forged or broken,
                 // and the connection goes as for a forged Access-Request (RFC 6613 §2.6.4).

@@ -170,9 +170,11 @@ impl Closer {
         match poll_for_permit(permits, until, [&self.close, &self.shutdown]).await {
             Waited::Permit(permit) => Some(permit),
             Waited::TimedOut => {
+                Metrics::inc(&self.app.metrics.overloaded);
                 self.overloaded();
                 None
             }
+            // Closed, or radmfa stopping: not a request dropped for want of a slot.
             Waited::Stopped => None,
         }
     }
