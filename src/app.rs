@@ -211,7 +211,8 @@ pub fn sqlite_sealer(
             path.display()
         );
     }
-    KeyFile::load_or_create(key_file).with_context(|| format!("key file {}", key_file.display()))
+    // The error names the file already.
+    KeyFile::load_or_create(key_file).context("store.key_file")
 }
 
 /// Opens the SQLite store at `path` with the key from `key_file`; a key that is not the one

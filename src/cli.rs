@@ -215,6 +215,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if let Some(r) = &cfg.radsec {
                 crate::server::radsec::Acceptors::new(r)?;
             }
+            // The key file as `serve` reads it (mode, contents), when there is one: one at
+            // 0640 passed here and stopped the next start. A missing one is made at the
+            // first start, and --connect says whether the database needs it.
+            let key_file = match &cfg.store {
+                crate::config::StoreConfig::Sqlite { key_file, .. }
+                | crate::config::StoreConfig::Postgres { key_file, .. } => key_file,
+            };
+            if key_file.exists() {
+                crate::store::KeyFile::load(key_file).context("store.key_file")?;
+            }
             println!("{}: ok", cli.config.display());
             for line in admin::review::summary(&cfg) {
                 println!("  {line}");

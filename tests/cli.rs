@@ -150,6 +150,32 @@ fn config_check_connect_fails_a_key_file_without_its_database() {
     );
 }
 
+/// `config check` reads the key file as `serve` will: one the group may read (0640, the
+/// mode the other secret files get) passed the check and stopped the next start.
+#[test]
+fn config_check_refuses_a_key_file_serve_would_refuse() {
+    use std::os::unix::fs::PermissionsExt;
+    let (d, cfg) = setup();
+    let (ok, _, err) = run(&cfg, &["user", "enroll-totp", "alice", "--uri-only"]);
+    assert!(ok, "{err}");
+    let key = d.path().join("radmfa.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let (ok, out, err) = run(&cfg, &["config", "check"]);
+    assert!(!ok, "{out}");
+    assert!(err.contains("store.key_file"), "{err}");
+    // What `serve` and the admin commands say names it once, not "key file K: key file K:".
+    let (ok, _, err) = run(&cfg, &["user", "enroll-totp", "bob", "--uri-only"]);
+    assert!(!ok);
+    let twice = format!("key file {k}: key file {k}", k = key.display());
+    assert!(
+        err.contains("store.key_file") && !err.contains(&twice),
+        "{err}"
+    );
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (ok, out, err) = run(&cfg, &["config", "check"]);
+    assert!(ok, "{out}{err}");
+}
+
 /// A key file that is not the database's (regenerated, or a backup's database restored beside
 /// today's key) stops the server and every command at once, naming the key, and is left as it
 /// is: before the key check the server started and failed each login whose seed it could not
