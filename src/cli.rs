@@ -232,10 +232,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             for line in admin::review::warnings(&cfg) {
                 println!("warning: {line}");
             }
-            for line in admin::review_file::warnings(&cli.config, &text)
-                .into_iter()
-                .chain(admin::review_file::trust_file_warnings(&cfg))
-            {
+            for line in admin::review_file::warnings(&cli.config, &text) {
                 println!("warning: {line}");
             }
             if args.connect {

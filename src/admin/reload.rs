@@ -188,10 +188,7 @@ impl Reloader {
             );
         }
         super::review::log_warnings(&app.config());
-        for w in super::review_file::warnings(&self.path, &text)
-            .into_iter()
-            .chain(super::review_file::trust_file_warnings(&app.config()))
-        {
+        for w in super::review_file::warnings(&self.path, &text) {
             tracing::warn!("{w}");
         }
         // For monitoring: an applied reload whose file also changed what only a restart

@@ -2,49 +2,14 @@
 //! into it (not in `*_file` keys) while every account on the host may read it. A secret
 //! file open to everyone is refused (`config::validate::not_for_everyone`); the file that
 //! names it is only warned about, because the samples ship world-readable and an install
-//! that keeps every secret in files is fine at 0644.
+//! that keeps every secret in files is fine at 0644. (A config, CA or CRL file every
+//! account may *change* is refused: `config::validate::not_writable_by_everyone`.)
 
 use std::path::Path;
 
-/// The warnings for `path` (whose text is `text`), and for the files `cfg` trusts.
+/// The warnings for `path` (whose text is `text`).
 pub fn warnings(path: &Path, text: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    if let Some(mode) = others_may_write(path) {
-        out.push(format!(
-            "{} can be changed by every account on this host (mode {mode:o}): any of them \
-             could point [ldap] at a server of its own or exempt itself, from the next \
-             reload; `chmod o-w` it (0640, owner root, group radmfa)",
-            path.display()
-        ));
-    }
-    out.extend(inline_warning(path, text));
-    out
-}
-
-/// Files whose contents decide whom radmfa trusts (CA certificates, CRLs): one every
-/// account can change lets any of them add a CA of its own.
-pub fn trust_file_warnings(cfg: &crate::config::Config) -> Vec<String> {
-    let mut files: Vec<(&str, &Path)> = Vec::new();
-    if let Some(f) = cfg.ldap.as_ref().and_then(|l| l.ca_file.as_deref()) {
-        files.push(("ldap.ca_file", f));
-    }
-    if let Some(r) = &cfg.radsec {
-        files.push(("radsec.ca_file", &r.ca_file));
-        if let Some(f) = &r.crl_file {
-            files.push(("radsec.crl_file", f));
-        }
-    }
-    files
-        .into_iter()
-        .filter_map(|(key, f)| {
-            let mode = others_may_write(f)?;
-            Some(format!(
-                "{key}: {} can be changed by every account on this host (mode {mode:o}): any \
-                 of them could add a CA of its own; `chmod o-w` it",
-                f.display()
-            ))
-        })
-        .collect()
+    inline_warning(path, text).into_iter().collect()
 }
 
 fn inline_warning(path: &Path, text: &str) -> Option<String> {
@@ -60,11 +25,6 @@ fn inline_warning(path: &Path, text: &str) -> Option<String> {
         path.display(),
         inline.join(", ")
     ))
-}
-
-/// The file's mode when every account may write it.
-fn others_may_write(path: &Path) -> Option<u32> {
-    mode_with(path, 0o002)
 }
 
 /// The file's mode when every account may read it.
@@ -264,7 +224,7 @@ token_file = "/etc/radmfa/sms-token"
 
     #[cfg(unix)]
     #[test]
-    fn a_ca_file_everyone_may_change_is_warned_about() {
+    fn a_ca_file_everyone_may_change_is_refused() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let ca = dir.path().join("ca.pem");
@@ -275,17 +235,40 @@ token_file = "/etc/radmfa/sms-token"
              address = \"127.0.0.1\"\nsecret = \"0123456789abcdef\"\n",
             ca.display()
         );
-        let cfg = crate::config::Config::parse(&text, &dir.path().join("radmfa.toml")).unwrap();
+        let parse = || crate::config::Config::parse(&text, &dir.path().join("radmfa.toml"));
         let set = |mode| std::fs::set_permissions(&ca, std::fs::Permissions::from_mode(mode));
         set(0o644).unwrap();
-        assert!(trust_file_warnings(&cfg).is_empty());
+        assert!(parse().is_ok());
         set(0o666).unwrap();
-        let w = trust_file_warnings(&cfg);
-        assert_eq!(w.len(), 1, "{w:?}");
+        let e = parse().unwrap_err().to_string();
         assert!(
-            w[0].starts_with("ldap.ca_file: ") && w[0].contains("mode 666"),
-            "{w:?}"
+            e.starts_with("ldap.ca_file: ") && e.contains("mode 666"),
+            "{e}"
         );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_config_file_everyone_may_change_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("radmfa.toml");
+        std::fs::write(
+            &f,
+            "[ldap]\nurls = [\"ldap://127.0.0.1\"]\nbase_dn = \"dc=example,dc=org\"\n\
+             bind_dn = \"\"\n[[client]]\nname = \"nas\"\naddress = \"127.0.0.1\"\n\
+             secret_file = \"s\"\n",
+        )
+        .unwrap();
+        let secret = dir.path().join("s");
+        std::fs::write(&secret, "0123456789abcdef\n").unwrap();
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let set = |mode| std::fs::set_permissions(&f, std::fs::Permissions::from_mode(mode));
+        set(0o644).unwrap();
+        assert!(crate::config::Config::load(&f).is_ok());
+        set(0o646).unwrap();
+        let e = crate::config::Config::load(&f).unwrap_err().to_string();
+        assert!(e.contains("can be changed by every account"), "{e}");
     }
 
     #[test]
@@ -318,10 +301,5 @@ token_file = "/etc/radmfa/sms-token"
         assert!(warnings(&f, text).is_empty());
         set(0o644).unwrap();
         assert!(warnings(&f, "[[client]]\nsecret_file = \"/x\"\n").is_empty());
-        // Writable by everyone: warned about whatever it holds.
-        set(0o646).unwrap();
-        let w = warnings(&f, "[[client]]\nsecret_file = \"/x\"\n");
-        assert_eq!(w.len(), 1, "{w:?}");
-        assert!(w[0].contains("can be changed by every account"), "{w:?}");
     }
 }

@@ -26,10 +26,7 @@ pub async fn serve(cfg: Config, text: &str, path: &std::path::Path) -> anyhow::R
     };
     let app = AppState::build(cfg).await?;
     super::review::log_warnings(&app.config());
-    for w in super::review_file::warnings(path, text)
-        .into_iter()
-        .chain(super::review_file::trust_file_warnings(&app.config()))
-    {
+    for w in super::review_file::warnings(path, text) {
         tracing::warn!("{w}");
     }
     let delivery = &app.config().delivery;

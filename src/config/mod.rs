@@ -292,6 +292,7 @@ impl Config {
             path: path.display().to_string(),
             source,
         })?;
+        validate::not_writable_by_everyone(&path.display().to_string(), path)?;
         Ok((Self::parse(&text, path)?, text))
     }
 

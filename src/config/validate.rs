@@ -315,12 +315,18 @@ fn radsec_config(
     let cert_file = file("cert_file", cert_file)?;
     let key_file = file("key_file", key_file)?;
     not_for_everyone("radsec.key_file", &key_file)?;
+    let ca_file = file("ca_file", ca_file)?;
+    not_writable_by_everyone("radsec.ca_file", &ca_file)?;
+    let crl_file = crl_file.map(|p| file("crl_file", p)).transpose()?;
+    if let Some(crl) = &crl_file {
+        not_writable_by_everyone("radsec.crl_file", crl)?;
+    }
     Ok(RadsecConfig {
         listen,
         cert_file,
         key_file,
-        ca_file: file("ca_file", ca_file)?,
-        crl_file: crl_file.map(|p| file("crl_file", p)).transpose()?,
+        ca_file,
+        crl_file,
         max_connections: max_connections as usize,
         max_connections_per_address: max_connections_per_address as usize,
         idle_timeout,
@@ -492,6 +498,36 @@ pub(super) fn not_for_everyone(key: &str, path: &Path) -> Result<(), ConfigError
             ),
         ));
     }
+    Ok(())
+}
+
+/// A file that decides whom radmfa trusts or what it does (the config file itself, a CA or
+/// CRL file) that every local account may change is refused, naming `key`: any of them
+/// could point [ldap] at a server of its own, exempt itself, or add a CA, from the next
+/// reload. Unix permissions only.
+#[cfg(unix)]
+pub(crate) fn not_writable_by_everyone(key: &str, path: &Path) -> Result<(), ConfigError> {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(meta) = std::fs::metadata(path) else {
+        return Ok(());
+    };
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o002 != 0 {
+        return Err(ConfigError::invalid(
+            key,
+            format!(
+                "{} can be changed by every account on this host (mode {mode:o}), so any of \
+                 them could decide whom radmfa trusts; `chmod o-w` it (0640, owner root, group \
+                 radmfa; 0644 for a CA file)",
+                path.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+pub(crate) fn not_writable_by_everyone(_key: &str, _path: &Path) -> Result<(), ConfigError> {
     Ok(())
 }
 

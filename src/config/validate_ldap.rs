@@ -56,6 +56,7 @@ pub(super) fn ldap_settings(raw: RawLdap, base: &Path) -> Result<LdapSettings, C
                 format!("{} does not exist", ca.display()),
             ));
         }
+        super::validate::not_writable_by_everyone("ldap.ca_file", ca)?;
     }
     if !user_filter.contains("{user}") {
         return Err(ConfigError::invalid(
