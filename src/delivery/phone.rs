@@ -40,6 +40,11 @@ impl PhoneError {
 /// `06 1234 5678` is `+39 06 1234 5678`): Italy, San Marino, Vatican City.
 const KEEPS_LEADING_ZERO: [&str; 3] = ["39", "378", "379"];
 
+/// Countries whose national trunk prefix is not a lone 0: Russia and Kazakhstan (8,
+/// `8 912 345-67-89` is `+7 912 345 67 89`), Hungary (06), Belarus (8 0), Turkmenistan (8).
+/// Dropping a 0 there made a number of the wrong length that still passed the length check.
+const TRUNK_PREFIXES: [(&str, &str); 4] = [("7", "8"), ("36", "06"), ("375", "80"), ("993", "8")];
+
 /// `+49 (0)171 123-4567` → `+491711234567`; `0171 1234567` with country code 49 → the same;
 /// `0049…` → `+49…`.
 pub fn normalise(raw: &str, default_country_code: &str) -> Result<String, PhoneError> {
@@ -81,9 +86,13 @@ pub fn normalise(raw: &str, default_country_code: &str) -> Result<String, PhoneE
     } else if KEEPS_LEADING_ZERO.contains(&default_country_code) {
         format!("{default_country_code}{digits}")
     } else {
+        let trunk = TRUNK_PREFIXES
+            .iter()
+            .find(|(cc, _)| *cc == default_country_code)
+            .map_or("0", |(_, t)| t);
         format!(
             "{default_country_code}{}",
-            digits.strip_prefix('0').unwrap_or(&digits)
+            digits.strip_prefix(trunk).unwrap_or(&digits)
         )
     };
     // "+0…" or "000…": a typo or a trunk prefix too many, never a country code. Sent as is,
@@ -330,6 +339,18 @@ mod tests {
         assert_eq!(normalise("0549 123456", "378"), Ok("+3780549123456".into()));
         // Everywhere else the 0 is the trunk prefix.
         assert_eq!(normalise("06 1234 5678", "33"), Ok("+33612345678".into()));
+    }
+
+    #[test]
+    fn trunk_prefixes_other_than_zero() {
+        assert_eq!(normalise("8 912 345-67-89", "7"), Ok("+79123456789".into()));
+        assert_eq!(normalise("912 345 67 89", "7"), Ok("+79123456789".into()));
+        assert_eq!(normalise("06 30 123 4567", "36"), Ok("+36301234567".into()));
+        assert_eq!(
+            normalise("8 029 123 45 67", "375"),
+            Ok("+375291234567".into())
+        );
+        assert_eq!(normalise("8 12 345678", "993"), Ok("+99312345678".into()));
     }
 
     #[test]
