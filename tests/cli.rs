@@ -1035,3 +1035,44 @@ fn reset_forgets_wrong_codes_below_the_threshold() {
     let (ok, _, err) = run(&cfg, &["user", "reset", "carol"]);
     assert!(!ok && err.contains("nothing to reset"), "{err}");
 }
+
+/// Processes that open a database behind by a migration at the same moment (the service
+/// restarting while an admin runs a command) all succeed: sqlx's SQLite migrator takes no
+/// lock, both applied the migration, and the second failed with the first's table already
+/// there.
+#[test]
+fn processes_migrating_one_database_at_once_all_succeed() {
+    let (d, cfg) = setup();
+    let (ok, _, err) = run(&cfg, &["user", "enroll-totp", "alice", "--uri-only"]);
+    assert!(ok, "{err}");
+    let db = rusqlite::Connection::open(d.path().join("radmfa.db")).unwrap();
+    db.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
+    let last: i64 = db
+        .query_row("SELECT MAX(version) FROM _sqlx_migrations", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    for round in 0..8 {
+        // The last migration (a table rebuild, which may run again) is due once more.
+        db.execute("DELETE FROM _sqlx_migrations WHERE version = ?1", [last])
+            .unwrap();
+        let children: Vec<_> = (0..4)
+            .map(|_| {
+                Command::new(bin())
+                    .arg("--config")
+                    .arg(&cfg)
+                    .args(["db", "migrate"])
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for child in children {
+            let out = child.wait_with_output().unwrap();
+            assert!(out.status.success(), "round {round}: {out:?}");
+        }
+    }
+    let (ok, out, err) = run(&cfg, &["user", "show", "alice"]);
+    assert!(ok && out.contains("TOTP-"), "{out}{err}");
+}

@@ -109,7 +109,16 @@ impl SqliteStore {
             .max_connections(MAX_CONNECTIONS)
             .connect_with(options)
             .await?;
-        MIGRATOR.run(&pool).await?;
+        if let Err(first) = MIGRATOR.run(&pool).await {
+            // sqlx's SQLite migrator takes no lock: two processes opening a database behind
+            // by a migration (the service restarting while an admin runs a command) both
+            // read "not applied" and both apply it; the second's transaction fails (the
+            // migration's own statements, or its version row) and rolls back whole. Asked
+            // again, it finds the migration applied. A migration that fails on its own
+            // fails again, and that error is the one reported.
+            tracing::debug!(error = %first, "schema migration failed; trying once more");
+            MIGRATOR.run(&pool).await?;
+        }
         let version: Option<i64> =
             sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
                 .fetch_one(&pool)
