@@ -151,7 +151,11 @@ echo "$OUT" | sed 's/^/   /'
 STATE=$(echo "$OUT" | sed -nE 's/.*State = (0x[0-9a-f]+).*/\1/p' | head -1)
 [ -n "$STATE" ] || { echo "no Access-Challenge; see $DATA/radmfa.log" >&2; exit 1; }
 
-CODE=$(oathtool --totp -b "$SEED")
+T_CODE=$(date +%s)
+CODE=$(oathtool --totp -b "$SEED" -N "@$T_CODE")
+# The last time step the walk-through uses; a code of that step or an earlier one is
+# refused as a replay, so the reader's own first login works from the step after it.
+LAST_STEP=$(( T_CODE / 30 ))
 say "2. Code (round 2): the code from the app (here oathtool --totp -b $SEED → $CODE) with the State"
 echo "   \$ echo 'User-Name = alice, User-Password = $CODE, State = $STATE, Message-Authenticator = 0x00' | radclient -x 127.0.0.1:$RAD_PORT auth $SECRET"
 OUT=$(echo "User-Name = \"alice\", User-Password = \"$CODE\", State = $STATE, Message-Authenticator = 0x00" \
@@ -159,8 +163,10 @@ OUT=$(echo "User-Name = \"alice\", User-Password = \"$CODE\", State = $STATE, Me
 echo "$OUT" | sed 's/^/   /'
 echo "$OUT" | grep -q "Access-Accept" || { echo "login failed; see $DATA/radmfa.log" >&2; exit 1; }
 
-NEXT=$(oathtool --totp -b "$SEED" -N "@$(( $(date +%s) + 30 ))")
+T_NEXT=$(( $(date +%s) + 30 ))
+NEXT=$(oathtool --totp -b "$SEED" -N "@$T_NEXT")
 if [ "$IPV6" = 1 ]; then
+LAST_STEP=$(( T_NEXT / 30 ))
 say "3. Inline (one round): password,code in one field, for NAS boxes that cannot prompt"
 echo "   (the demo config treats requests over IPv6 loopback as such a NAS; the code is the"
 echo "   next step's, $NEXT, because the code from step 2 has been used)"
@@ -188,6 +194,8 @@ cat <<TXT
 
   Try it yourself: scan alice's QR code above with an authenticator app (or use
   oathtool --totp -b $SEED), then repeat steps 1 and 2.
+  Each code is accepted once, and the walk-through used the codes shown until
+  $(date -d "@$(( LAST_STEP * 30 + 29 ))" +%H:%M:%S): use one shown from $(date -d "@$(( (LAST_STEP + 1) * 30 ))" +%H:%M:%S) on.
 TXT
 if [ "$IPV6" = 1 ]; then
 cat <<TXT
@@ -196,7 +204,7 @@ cat <<TXT
 TXT
 fi
 cat <<TXT
-  (each code is accepted once: wait for the next 30-second step between logins.)
+  (Between logins, wait for the next 30-second code: a used one gets Access-Reject.)
   Admin: $RADMFA --config $CONF user list      (also: user show alice, audit)
 TXT
 say "Press Ctrl-C to stop radmfa and slapd."
