@@ -354,12 +354,16 @@ pub async fn call_verdict(
                     // A passed second factor, as a right code is: the wrong answers before
                     // it (an SMS code mistyped, then "call") are forgotten, under every
                     // name of the entry, or the next typo days later would lock.
-                    app.store.clear_failures(&txn.user).await?;
-                    super::second_factor::clear_under_other_names(
-                        app,
-                        &txn.user,
-                        &s.info.other_names,
-                    )
+                    // Boxed: inline, it took the request's future past its bound.
+                    Box::pin(async {
+                        app.store.clear_failures(&txn.user).await?;
+                        super::second_factor::clear_under_other_names(
+                            app,
+                            &txn.user,
+                            &s.info.other_names,
+                        )
+                        .await
+                    })
                     .await?;
                     let mut v = s.verdict(Reply::accept(), "voice", "approved on the call");
                     v.reason = None;

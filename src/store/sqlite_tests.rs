@@ -526,7 +526,10 @@ async fn a_big_transaction_does_not_leave_a_big_wal_behind() {
 
 /// The previous release keeps running on a migrated store (rolling upgrades, rollbacks; see
 /// `MIGRATOR`), so no migration of either store may drop or rename anything, and a column
-/// added to an existing table is nullable or has a default.
+/// added to an existing table is nullable or has a default. The one exception is SQLite's
+/// way of changing what `ALTER TABLE` cannot (AUTOINCREMENT, in 0011): a table rebuilt as
+/// `T_new`, filled from `T`, then `T` dropped and `T_new` renamed to `T`, which leaves the
+/// name and the columns the previous release uses.
 #[test]
 fn every_migration_only_adds() {
     for dialect in ["sqlite", "postgres"] {
@@ -544,6 +547,24 @@ fn every_migration_only_adds() {
                 .collect::<Vec<_>>()
                 .join("\n")
                 .to_lowercase();
+            // A rebuild's drop and rename, once each per table, taken out before the check.
+            let mut sql = sql;
+            for stmt in sql.clone().split(';') {
+                let stmt = stmt.split_whitespace().collect::<Vec<_>>().join(" ");
+                let Some(table) = stmt.strip_prefix("drop table ") else {
+                    continue;
+                };
+                let rename = format!("alter table {table}_new rename to {table}");
+                let create = format!("create table {table}_new (");
+                let copy = format!("insert into {table}_new");
+                let flat = sql.split_whitespace().collect::<Vec<_>>().join(" ");
+                assert!(
+                    flat.contains(&create) && flat.contains(&copy) && flat.contains(&rename),
+                    "{}: {stmt:?} is not part of a rebuild of {table}",
+                    path.display()
+                );
+                sql = flat.replace(&stmt, "").replace(&rename, "");
+            }
             for word in ["drop ", "rename ", "alter column"] {
                 assert!(!sql.contains(word), "{}: {word:?}", path.display());
             }
