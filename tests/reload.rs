@@ -120,6 +120,31 @@ fn sighup_swaps_the_client_table_and_keeps_it_when_the_file_is_bad() {
     assert_eq!(restart_pending(), 1.0);
 }
 
+/// A config file every account may change is refused at a reload as at start: its clients
+/// are not applied. The reload read the file without the check that `Config::load` makes.
+#[test]
+fn sighup_refuses_a_config_file_every_account_may_change() {
+    use std::os::unix::fs::PermissionsExt;
+    let srv = Server::start(&Options::new("ldap://127.0.0.1:1"));
+    let original = std::fs::read_to_string(&srv.config).unwrap();
+    let rotated = original.replace(
+        &format!("secret = \"{SECRET}\""),
+        &format!("secret = \"{NEW_SECRET}\""),
+    );
+    assert_ne!(rotated, original);
+    std::fs::write(&srv.config, &rotated).unwrap();
+    let writable = std::fs::Permissions::from_mode(0o646);
+    std::fs::set_permissions(&srv.config, writable).unwrap();
+    hup(&srv);
+    assert!(
+        srv.log_shows("can be changed by every account on this host"),
+        "{}",
+        srv.log()
+    );
+    assert_eq!(ask(&srv, SECRET), "Access-Reject", "the file was applied");
+    assert_eq!(ask(&srv, NEW_SECRET), "none");
+}
+
 /// slapd with alice, and radmfa in front of it with a token enrolled for her.
 fn alice_behind_radmfa() -> (Slapd, Server) {
     let slapd = Slapd::start(&[LdapUser::new("alice", "alice-pw")]);

@@ -84,6 +84,10 @@ impl Reloader {
         // text, even if the file is being rewritten (an editor, a config tool) meanwhile.
         let text = std::fs::read_to_string(&self.path)
             .map_err(|e| format!("reading {}: {e}", self.path.display()))?;
+        // As at start (`Config::load`): a file every account may change is not applied.
+        let file = self.path.display().to_string();
+        crate::config::validate::not_writable_by_everyone(&file, &self.path)
+            .map_err(|e| e.to_string())?;
         let new = Config::parse(&text, &self.path).map_err(|e| e.to_string())?;
         let running = app.config();
         let longest = longest_request(&running, &new.clients);

@@ -481,7 +481,7 @@ fn hostname() -> String {
 /// lets anyone on the host forge requests and unhide User-Passwords. Group access stays
 /// allowed (mode 0640, group radmfa, as the README sets it up). Unix permissions only.
 #[cfg(unix)]
-pub(super) fn not_for_everyone(key: &str, path: &Path) -> Result<(), ConfigError> {
+pub(crate) fn not_for_everyone(key: &str, path: &Path) -> Result<(), ConfigError> {
     use std::os::unix::fs::PermissionsExt;
     // A file that cannot be read is reported by the caller's read, with its reason.
     let Ok(meta) = std::fs::metadata(path) else {
@@ -532,7 +532,7 @@ pub(crate) fn not_writable_by_everyone(_key: &str, _path: &Path) -> Result<(), C
 }
 
 #[cfg(not(unix))]
-pub(super) fn not_for_everyone(_key: &str, _path: &Path) -> Result<(), ConfigError> {
+pub(crate) fn not_for_everyone(_key: &str, _path: &Path) -> Result<(), ConfigError> {
     Ok(())
 }
 

@@ -358,6 +358,13 @@ fn stamps(cfg: &RadsecConfig) -> Vec<FileStamp> {
 
 /// The TLS server configuration from `[radsec]`; errors name the key and file.
 fn build(cfg: &RadsecConfig) -> anyhow::Result<Tls> {
+    // As at start (config::validate): files replaced since may not be open to everyone.
+    use crate::config::validate::{not_for_everyone, not_writable_by_everyone};
+    not_for_everyone("radsec.key_file", &cfg.key_file)?;
+    not_writable_by_everyone("radsec.ca_file", &cfg.ca_file)?;
+    if let Some(crl) = &cfg.crl_file {
+        not_writable_by_everyone("radsec.crl_file", crl)?;
+    }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let certs = pem_certs(&cfg.cert_file).context("radsec.cert_file")?;
     let key = rustls_pemfile::private_key(&mut read(&cfg.key_file).context("radsec.key_file")?)
