@@ -1037,9 +1037,9 @@ fn reset_forgets_wrong_codes_below_the_threshold() {
 }
 
 /// Processes that open a database behind by a migration at the same moment (the service
-/// restarting while an admin runs a command) all succeed: sqlx's SQLite migrator takes no
-/// lock, both applied the migration, and the second failed with the first's table already
-/// there.
+/// restarting while an admin runs a command) all succeed, and so do processes that create
+/// one from nothing at once (every migration due): sqlx's SQLite migrator takes no lock, both
+/// applied the same migration, and the second failed.
 #[test]
 fn processes_migrating_one_database_at_once_all_succeed() {
     let (d, cfg) = setup();
@@ -1052,15 +1052,13 @@ fn processes_migrating_one_database_at_once_all_succeed() {
             r.get(0)
         })
         .unwrap();
-    for round in 0..8 {
-        // The last migration (a table rebuild, which may run again) is due once more.
-        db.execute("DELETE FROM _sqlx_migrations WHERE version = ?1", [last])
-            .unwrap();
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let four_at_once = |cfg: &std::path::Path, what: &str| {
         let children: Vec<_> = (0..4)
             .map(|_| {
                 Command::new(bin())
                     .arg("--config")
-                    .arg(&cfg)
+                    .arg(cfg)
                     .args(["db", "migrate"])
                     .stdout(std::process::Stdio::piped())
                     .stderr(std::process::Stdio::piped())
@@ -1070,8 +1068,28 @@ fn processes_migrating_one_database_at_once_all_succeed() {
             .collect();
         for child in children {
             let out = child.wait_with_output().unwrap();
-            assert!(out.status.success(), "round {round}: {out:?}");
+            assert!(out.status.success(), "{what}: {out:?}");
         }
+    };
+    for round in 0..6 {
+        // The last migration (a table rebuild, which may run again) is due once more.
+        db.execute("DELETE FROM _sqlx_migrations WHERE version = ?1", [last])
+            .unwrap();
+        four_at_once(&cfg, &format!("round {round}"));
+        // A database (and key file) made from nothing by all four.
+        let fresh = d.path().join(format!("fresh{round}.toml"));
+        let fresh_text = text
+            .replace(
+                "path = \"radmfa.db\"",
+                &format!("path = \"fresh{round}.db\""),
+            )
+            .replace(
+                "key_file = \"radmfa.key\"",
+                &format!("key_file = \"fresh{round}.key\""),
+            );
+        assert_ne!(fresh_text, text);
+        std::fs::write(&fresh, fresh_text).unwrap();
+        four_at_once(&fresh, &format!("fresh database, round {round}"));
     }
     let (ok, out, err) = run(&cfg, &["user", "show", "alice"]);
     assert!(ok && out.contains("TOTP-"), "{out}{err}");

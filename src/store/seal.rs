@@ -213,17 +213,21 @@ impl KeyFile {
         Ok(Sealer::from_key_ref(&key))
     }
 
+    /// Written whole to a private temporary file beside `path`, then linked into place
+    /// (`link(2)` fails if `path` exists): a process that loses the race to create it never
+    /// reads it half-written (it did, and failed with "malformed"), and a crash leaves no
+    /// truncated key at `path`.
     fn create(path: &Path) -> Result<Sealer, CreateError> {
-        let mut file = match create_private(path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => return Err(CreateError::Exists),
-            Err(e) => {
-                return Err(CreateError::Other(key_err(
-                    path,
-                    format!("cannot create: {e}"),
-                )))
-            }
+        let other = |what: &str, e: std::io::Error| {
+            CreateError::Other(key_err(path, format!("cannot {what}: {e}")))
         };
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        let tmp = path.with_file_name(format!(
+            ".{name}.{}.{:016x}.tmp",
+            std::process::id(),
+            rand::rngs::OsRng.next_u64()
+        ));
+        let mut file = create_private(&tmp).map_err(|e| other("create", e))?;
         let mut key = Zeroizing::new([0u8; KEY_LEN]);
         rand::rngs::OsRng.fill_bytes(&mut key[..]);
         let mut text = Zeroizing::new(hex::encode(&key[..]));
@@ -231,15 +235,17 @@ impl KeyFile {
         let written = file
             .write_all(text.as_bytes())
             .and_then(|()| file.sync_all());
-        if let Err(e) = written {
-            drop(file);
-            // Do not leave a truncated key behind for the next start to choke on.
-            let _ = std::fs::remove_file(path);
-            return Err(CreateError::Other(key_err(
-                path,
-                format!("cannot write: {e}"),
-            )));
-        }
+        drop(file);
+        let linked =
+            written.map_err(|e| other("write", e)).and_then(|()| {
+                match std::fs::hard_link(&tmp, path) {
+                    Ok(()) => Ok(()),
+                    Err(e) if e.kind() == ErrorKind::AlreadyExists => Err(CreateError::Exists),
+                    Err(e) => Err(other("create", e)),
+                }
+            });
+        let _ = std::fs::remove_file(&tmp);
+        linked?;
         sync_parent_dir(path);
         Ok(Sealer::from_key_ref(&key))
     }

@@ -96,6 +96,14 @@ impl SqliteStore {
     /// to date. The key file stays elsewhere: `sealer` comes from [`super::KeyFile`].
     pub async fn open(path: &Path, sealer: Sealer) -> Result<Self, StoreError> {
         precreate_private(path)?;
+        // sqlx's SQLite migrator takes no lock: two processes opening a database behind by
+        // a migration (the service restarting while an admin runs a command, or both
+        // creating it) both read "not applied" and both apply it, and the second failed;
+        // two creating it at once also met each other switching it to WAL ("database is
+        // locked"). One at a time, then, from the first connection to the last migration:
+        // an exclusive flock(2) on the database file (SQLite's own locks are fcntl(2)
+        // locks, which flock does not touch).
+        let guard = migration_lock(path).await?;
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -109,16 +117,8 @@ impl SqliteStore {
             .max_connections(MAX_CONNECTIONS)
             .connect_with(options)
             .await?;
-        if let Err(first) = MIGRATOR.run(&pool).await {
-            // sqlx's SQLite migrator takes no lock: two processes opening a database behind
-            // by a migration (the service restarting while an admin runs a command) both
-            // read "not applied" and both apply it; the second's transaction fails (the
-            // migration's own statements, or its version row) and rolls back whole. Asked
-            // again, it finds the migration applied. A migration that fails on its own
-            // fails again, and that error is the one reported.
-            tracing::debug!(error = %first, "schema migration failed; trying once more");
-            MIGRATOR.run(&pool).await?;
-        }
+        MIGRATOR.run(&pool).await?;
+        drop(guard);
         let version: Option<i64> =
             sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
                 .fetch_one(&pool)
@@ -161,6 +161,24 @@ impl SqliteStore {
 
 /// Creates the database file with mode 0600 if it does not exist yet. SQLite gives the -wal
 /// and -shm files the database file's permissions, so none of them is world-readable.
+/// An exclusive `flock` on the database file, waited for off the async workers.
+async fn migration_lock(path: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, StoreError> {
+    let io = |e: std::io::Error| {
+        StoreError::Db(sqlx::Error::Io(std::io::Error::new(
+            e.kind(),
+            format!("locking {} to migrate it: {e}", path.display()),
+        )))
+    };
+    let file = std::fs::File::open(path).map_err(io)?;
+    tokio::task::spawn_blocking(move || {
+        nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, errno)| std::io::Error::from(errno))
+    })
+    .await
+    .map_err(|e| io(std::io::Error::other(e)))?
+    .map_err(io)
+}
+
 fn precreate_private(path: &Path) -> Result<(), StoreError> {
     match super::seal::create_private(path) {
         Ok(_) => Ok(()),
