@@ -40,10 +40,17 @@ impl PhoneError {
 /// `06 1234 5678` is `+39 06 1234 5678`): Italy, San Marino, Vatican City.
 const KEEPS_LEADING_ZERO: [&str; 3] = ["39", "378", "379"];
 
-/// Countries whose national trunk prefix is not a lone 0: Russia and Kazakhstan (8,
-/// `8 912 345-67-89` is `+7 912 345 67 89`), Hungary (06), Belarus (8 0), Turkmenistan (8).
+/// Countries whose national trunk prefix is not a lone 0, and the lengths of their national
+/// numbers: Russia and Kazakhstan (8, `8 912 345-67-89` is `+7 912 345 67 89`), Hungary
+/// (06), Belarus (8 0), Turkmenistan (8). The prefix is taken off only where what is left
+/// has such a length: St Petersburg's `812 345 67 89`, written without it, keeps its 8.
 /// Dropping a 0 there made a number of the wrong length that still passed the length check.
-const TRUNK_PREFIXES: [(&str, &str); 4] = [("7", "8"), ("36", "06"), ("375", "80"), ("993", "8")];
+const TRUNK_PREFIXES: [(&str, &str, &[usize]); 4] = [
+    ("7", "8", &[10]),
+    ("36", "06", &[8, 9]),
+    ("375", "80", &[9]),
+    ("993", "8", &[8]),
+];
 
 /// `+49 (0)171 123-4567` → `+491711234567`; `0171 1234567` with country code 49 → the same;
 /// `0049…` → `+49…`.
@@ -86,14 +93,17 @@ pub fn normalise(raw: &str, default_country_code: &str) -> Result<String, PhoneE
     } else if KEEPS_LEADING_ZERO.contains(&default_country_code) {
         format!("{default_country_code}{digits}")
     } else {
-        let trunk = TRUNK_PREFIXES
+        let national = TRUNK_PREFIXES
             .iter()
-            .find(|(cc, _)| *cc == default_country_code)
-            .map_or("0", |(_, t)| t);
-        format!(
-            "{default_country_code}{}",
-            digits.strip_prefix(trunk).unwrap_or(&digits)
-        )
+            .find(|(cc, _, _)| *cc == default_country_code)
+            .and_then(|(_, trunk, lengths)| {
+                digits
+                    .strip_prefix(trunk)
+                    .filter(|rest| lengths.contains(&rest.len()))
+            })
+            .or_else(|| digits.strip_prefix('0'))
+            .unwrap_or(&digits);
+        format!("{default_country_code}{national}")
     };
     // "+0…" or "000…": a typo or a trunk prefix too many, never a country code. Sent as is,
     // the provider would call or text whatever number the digits make.
@@ -351,6 +361,15 @@ mod tests {
             Ok("+375291234567".into())
         );
         assert_eq!(normalise("8 12 345678", "993"), Ok("+99312345678".into()));
+        // An area code that starts with the trunk digit, written without the prefix.
+        assert_eq!(normalise("812 345 67 89", "7"), Ok("+78123456789".into()));
+        assert_eq!(normalise("8 812 345 67 89", "7"), Ok("+78123456789".into()));
+        // The lone 0 is still taken off where it is written so.
+        assert_eq!(
+            normalise("029 123 45 67", "375"),
+            Ok("+375291234567".into())
+        );
+        assert_eq!(normalise("06 1 234 5678", "36"), Ok("+3612345678".into()));
     }
 
     #[test]
