@@ -508,9 +508,12 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
     }
     out.extend(delivery_time_warnings(cfg));
     for (i, c) in cfg.clients.iter().enumerate() {
-        let weak = weak_secret(c.secret.expose());
+        // A RadSec-only entry's secret is never used (TLS uses "radsec"): nothing to warn.
+        let udp = c.transport.udp();
+        let weak = weak_secret(c.secret.expose()).filter(|_| udp);
         let shared_with: Vec<&str> = cfg.clients[..i]
             .iter()
+            .filter(|o| udp && o.transport.udp())
             .filter(|o| crate::radius::crypto::ct_eq(o.secret.expose(), c.secret.expose()))
             .map(|o| o.name.as_str())
             .collect();
@@ -930,6 +933,11 @@ mod tests {
             &radsec("secret = \"0123456789abcdef\""),
             "without radsec_name"
         ));
+        // A RadSec-only entry's secret is never used: no word about it, alone or shared.
+        let two = "transport = \"radsec\"\n[[client]]\nname = \"nas2\"\n\
+                   address = \"127.0.0.2\"\ntransport = \"radsec\"";
+        let w = warnings(&radsec(two));
+        assert!(!w.iter().any(|w| w.contains("shared secret")), "{w:?}");
         let rdg = "second_factor_only = true\nmethods = [\"voice\"]\nvoice_mode = \"hold\"";
         assert!(said(
             &config("", rdg),
