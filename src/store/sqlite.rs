@@ -101,8 +101,7 @@ impl SqliteStore {
         // creating it) both read "not applied" and both apply it, and the second failed;
         // two creating it at once also met each other switching it to WAL ("database is
         // locked"). One at a time, then, from the first connection to the last migration:
-        // an exclusive flock(2) on the database file (SQLite's own locks are fcntl(2)
-        // locks, which flock does not touch).
+        // an exclusive flock(2) on the database's directory (see `migration_lock`).
         let guard = migration_lock(path).await?;
         let options = SqliteConnectOptions::new()
             .filename(path)
@@ -161,15 +160,28 @@ impl SqliteStore {
 
 /// Creates the database file with mode 0600 if it does not exist yet. SQLite gives the -wal
 /// and -shm files the database file's permissions, so none of them is world-readable.
-/// An exclusive `flock` on the database file, waited for off the async workers.
+/// An exclusive `flock` on the directory the database is in, waited for off the async
+/// workers. Not on the database file itself: SQLite locks it with fcntl(2) locks, which a
+/// process loses, all of them, when it closes *any* descriptor of that file, so opening and
+/// closing the file here would drop the locks of this process's own connections (seen as
+/// "disk I/O error" on the next write). Another database in the same directory waits too,
+/// for a moment.
 async fn migration_lock(path: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, StoreError> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
     let io = |e: std::io::Error| {
         StoreError::Db(sqlx::Error::Io(std::io::Error::new(
             e.kind(),
-            format!("locking {} to migrate it: {e}", path.display()),
+            format!(
+                "locking {} to migrate {}: {e}",
+                dir.display(),
+                path.display()
+            ),
         )))
     };
-    let file = std::fs::File::open(path).map_err(io)?;
+    let file = std::fs::File::open(dir).map_err(io)?;
     tokio::task::spawn_blocking(move || {
         nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
             .map_err(|(_, errno)| std::io::Error::from(errno))
