@@ -1046,7 +1046,9 @@ fn without_a_directory_the_upstream_server_vouches_for_the_user() {
     assert!(!text.contains("ldap://"), "no directory is probed: {text}");
     assert!(text.contains("user alice: 1 token(s) enrolled"), "{text}");
     assert!(
-        text.contains("strip_domains with primary = \"upstream\" (client(s) vpn, prompting-vpn)"),
+        text.contains(
+            "strip_domains with a password checked elsewhere (client(s) vpn, prompting-vpn"
+        ),
         "{text}"
     );
 

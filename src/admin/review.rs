@@ -246,26 +246,29 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
             ));
         }
     }
-    // The upstream server checks the password of the name as typed; radmfa then looks the
-    // name up, and keys tokens and groups, without the domain. In AD a UPN's prefix need not
-    // be its account's sAMAccountName: jsmith@corp.example.org may be one person and the
-    // account jsmith another, whose groups (and tokens) the first would then get.
-    let upstream_clients: Vec<&str> = cfg
+    // The upstream server (or, for a second-factor-only client, RD Gateway's NPS) checks
+    // the password of the name as typed; radmfa then looks the name up, and keys tokens and
+    // groups, without the domain. In AD a UPN's prefix need not be its account's
+    // sAMAccountName: jsmith@corp.example.org may be one person and the account jsmith
+    // another, whose groups (exemptions), tokens, phone and remembered logins the first
+    // would then get.
+    let checked_elsewhere: Vec<&str> = cfg
         .clients
         .iter()
-        .filter(|c| matches!(c.primary, Primary::Upstream(_)))
+        .filter(|c| matches!(c.primary, Primary::Upstream(_)) || c.factors.second_factor_only)
         .map(|c| c.name.as_str())
         .collect();
-    if cfg.user_names.strips_domains() && !upstream_clients.is_empty() {
+    if cfg.user_names.strips_domains() && !checked_elsewhere.is_empty() {
         out.push(format!(
-            "users: strip_domains with primary = \"upstream\" (client(s) {}): the upstream \
-             server checks the password of the name as typed (alice@corp.example.org), while \
-             radmfa keys tokens (and looks up groups and phones in the directory) on the \
-             name without the domain \
-             (alice); make sure both name the same account (in Active Directory a UPN's \
-             prefix may be another account's sAMAccountName), or send the upstream server \
-             names without the domain",
-            upstream_clients.join(", ")
+            "users: strip_domains with a password checked elsewhere (client(s) {}: primary = \
+             \"upstream\", or second_factor_only behind RD Gateway's NPS): that server checks \
+             the name as typed (alice@corp.example.org), while radmfa keys tokens (and looks \
+             up groups, exemptions and phones in the directory) on the name without the \
+             domain (alice); make sure both name the same account (in Active Directory a \
+             UPN's prefix may be another account's sAMAccountName: list only the NetBIOS \
+             domain, CORP, whose DOMAIN\\user is the sAMAccountName), or send names without \
+             the domain",
+            checked_elsewhere.join(", ")
         ));
     }
     // A threshold no one reaches turns the lockout off, and leaves six-digit codes to be
