@@ -189,6 +189,15 @@ impl Server {
     /// Starts `cmd` (a `radmfa … serve` command line, set up by the caller: another user,
     /// other arguments) and waits until it listens.
     pub fn spawn(dir: tempfile::TempDir, config: PathBuf, mut cmd: Command) -> Server {
+        // The provider stand-ins are on loopback: a proxy in the runner's environment
+        // (reqwest honours it, as radmfa means it to in production) would carry the test
+        // traffic, tokens and codes off the machine. A test that wants a proxy sets one
+        // after this, on `cmd`, and it is kept.
+        for var in PROXY_VARS {
+            if cmd.get_envs().all(|(k, _)| k != var) {
+                cmd.env_remove(var);
+            }
+        }
         let mut child = cmd
             .env_remove("RUST_LOG")
             .stdout(Stdio::null())
@@ -466,10 +475,25 @@ impl Drop for Server {
     }
 }
 
-/// A plain HTTP/1.0 GET: (status line, headers lower-cased, body).
+/// The environment variables reqwest takes a proxy from.
+pub const PROXY_VARS: [&str; 8] = [
+    "http_proxy",
+    "HTTP_PROXY",
+    "https_proxy",
+    "HTTPS_PROXY",
+    "all_proxy",
+    "ALL_PROXY",
+    "no_proxy",
+    "NO_PROXY",
+];
+
+/// A plain HTTP/1.0 GET: (status line, headers lower-cased, body). A server that keeps the
+/// connection open fails the test after 10 s instead of hanging the run.
 pub fn http_get(addr: SocketAddr, path: &str) -> (String, String, String) {
     use std::io::Write;
     let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
     write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
     let mut raw = String::new();
     s.read_to_string(&mut raw).unwrap();
