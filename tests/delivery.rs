@@ -134,8 +134,17 @@ fn an_untrusted_certificate_is_not_an_outage_and_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let pki = common::pki::Pki::make(dir.path(), "provider");
     let port = common::slapd::free_port();
-    let mut server = std::process::Command::new("openssl")
-        .args(["s_server", "-quiet", "-www", "-accept", &port.to_string()])
+    // On loopback only, and stopped when the test ends, however it ends.
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let server = std::process::Command::new("openssl")
+        .args(["s_server", "-quiet", "-www"])
+        .args(["-accept", &format!("127.0.0.1:{port}")])
         .arg("-cert")
         .arg(&pki.server_cert)
         .arg("-key")
@@ -145,6 +154,7 @@ fn an_untrusted_certificate_is_not_an_outage_and_is_named() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("openssl s_server");
+    let server = Killed(server);
     let until = Instant::now() + Duration::from_secs(5);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(Instant::now() < until, "openssl s_server did not start");
@@ -157,8 +167,7 @@ fn an_untrusted_certificate_is_not_an_outage_and_is_named() {
     ));
     let (t, c) = text("111111");
     let e = run(p.send_sms("+15550100", &t, &c)).unwrap_err();
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(server);
     assert!(matches!(e, ProviderError::Transport { .. }), "{e}");
     assert!(
         !e.is_outage(),

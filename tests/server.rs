@@ -2030,6 +2030,12 @@ fn status_server_follows_the_backends_for_no_reply_clients() {
     slapd.stop();
     // A login meets the failure (and gets no reply); then Status-Server goes silent too.
     assert_eq!(code_of(&py_password(&srv, "alice", ALICE_PW)), "timeout");
+    // Silence, not a reply pyrad dropped as badly signed: the log says it was held back.
+    assert!(
+        srv.log_shows("not answered (on_backend_failure = \\\"no_reply\\\")"),
+        "{}",
+        srv.log()
+    );
     assert_eq!(radclient_status(&srv), "none", "{}", srv.log());
     slapd.restart();
     answered_within_15_s(&srv, "the directory came back");

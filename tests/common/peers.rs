@@ -109,7 +109,10 @@ pub fn radclient(server: &str, secret: &str, attrs: &str) -> RadclientReply {
         .find(|c| output.contains(&format!("Received {c}")))
         .map(|c| c.to_string())
         .unwrap_or_else(|| "none".into());
-    let state = output.lines().find_map(|l| {
+    // The reply's State: radclient -x prints the request it sent (a State too, on a second
+    // round) before the reply.
+    let reply = output.find("Received ").map_or("", |at| &output[at..]);
+    let state = reply.lines().find_map(|l| {
         let l = l.trim();
         l.strip_prefix("State = ").map(|s| s.trim().to_string())
     });

@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """One RADIUS request with pyrad (a client nobody on radmfa wrote), result as JSON.
 
-enforce_ma=True: pyrad refuses a reply without a valid Message-Authenticator, so a reply that
-lacks one shows up here as "invalid" instead of a code.
+enforce_ma=True: pyrad drops a reply without a valid Message-Authenticator (or one signed
+with another secret) and goes on waiting, so such a reply shows up here as "timeout", as
+silence does. A test that expects silence should wait past the server's deadline and check
+the server's log for why it did not answer.
 """
 import argparse
 import json
