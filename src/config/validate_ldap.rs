@@ -47,6 +47,20 @@ pub(super) fn ldap_settings(raw: RawLdap, base: &Path) -> Result<LdapSettings, C
                 format!("StartTLS cannot be used with {u:?}, which is already TLS"),
             ));
         }
+        // ldap3 names the TLS server after the URL's host as written, brackets and all, and
+        // "[2001:db8::5]" is no name rustls takes: every connection would fail as a TLS
+        // error while the file looked fine.
+        let tls = starttls || u.starts_with("ldaps://");
+        let host = u.split_once("://").map_or("", |(_, rest)| rest);
+        if tls && host.starts_with('[') {
+            return Err(ConfigError::invalid(
+                format!("ldap.urls[{i}]"),
+                format!(
+                    "{u:?}: TLS to an IPv6 address literal cannot connect (the directory \
+                     client cannot check a certificate for it); use the server's DNS name"
+                ),
+            ));
+        }
     }
     let ca_file = ca_file.map(|p| resolve(base, p));
     if let Some(ca) = &ca_file {
