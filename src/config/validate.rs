@@ -482,13 +482,7 @@ fn hostname() -> String {
 /// allowed (mode 0640, group radmfa, as the README sets it up). Unix permissions only.
 #[cfg(unix)]
 pub(crate) fn not_for_everyone(key: &str, path: &Path) -> Result<(), ConfigError> {
-    use std::os::unix::fs::PermissionsExt;
-    // A file that cannot be read is reported by the caller's read, with its reason.
-    let Ok(meta) = std::fs::metadata(path) else {
-        return Ok(());
-    };
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o007 != 0 {
+    if let Some(mode) = mode_with(path, 0o007) {
         return Err(ConfigError::invalid(
             key,
             format!(
@@ -501,18 +495,22 @@ pub(crate) fn not_for_everyone(key: &str, path: &Path) -> Result<(), ConfigError
     Ok(())
 }
 
+/// `path`'s permission bits when any of `bits` is set. A file that cannot be stat'ed has
+/// none: the caller's read reports it, with its reason.
+#[cfg(unix)]
+fn mode_with(path: &Path, bits: u32) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+    (mode & bits != 0).then_some(mode)
+}
+
 /// A file that decides whom radmfa trusts or what it does (the config file itself, a CA or
 /// CRL file) that every local account may change is refused, naming `key`: any of them
 /// could point [ldap] at a server of its own, exempt itself, or add a CA, from the next
 /// reload. Unix permissions only.
 #[cfg(unix)]
 pub(crate) fn not_writable_by_everyone(key: &str, path: &Path) -> Result<(), ConfigError> {
-    use std::os::unix::fs::PermissionsExt;
-    let Ok(meta) = std::fs::metadata(path) else {
-        return Ok(());
-    };
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o002 != 0 {
+    if let Some(mode) = mode_with(path, 0o002) {
         return Err(ConfigError::invalid(
             key,
             format!(

@@ -318,6 +318,16 @@ impl Server {
 
     /// Whether `needle` shows up in the log within 5 s: a thread copies the log, so it lags
     /// the process, most of all on a busy machine.
+    /// Whether the log says `user`'s request was left unanswered on purpose
+    /// (`on_backend_failure = "no_reply"`): silence, told from a reply the test's client
+    /// dropped (pyrad drops a badly signed one and reports a timeout, as for silence).
+    pub fn left_unanswered(&self, user: &str) -> bool {
+        self.log().lines().any(|l| {
+            l.contains(&format!("user=\"{user}\""))
+                && l.contains("not answered (on_backend_failure = \\\"no_reply\\\")")
+        })
+    }
+
     pub fn log_shows(&self, needle: &str) -> bool {
         let until = std::time::Instant::now() + Duration::from_secs(5);
         while !self.log().contains(needle) {
