@@ -228,13 +228,32 @@ pub async fn gather(
     // A fraud report stands even when the call was decided before it came (a held login
     // whose budget ran out while the phone rang on): someone else has the password either
     // way. Only a repeat of this very report is not acted on twice. The block comes first,
-    // tried a few times (Twilio does not retry a <Gather> action that failed, by default):
-    // if it still fails, the provider gets a 503 and the call is not marked, so a report
-    // sent again blocks rather than finding it already handled.
+    // tried a few times. If it still fails, the report is not lost in silence: Twilio does
+    // not send a <Gather> action again, so the call is marked fraud if the store takes that
+    // (the login it was about is refused, and the call's status callback cannot turn it
+    // into a decline), the audit stream says the block is missing, and the callee is told
+    // to tell the administrator.
     if decision == CallDecision::Fraud && txn.status != OobStatus::Fraud {
         if let Err(e) = block_for_fraud_patiently(&app, &txn).await {
             tracing::error!(error = %e, user = txn.user.as_str(), "blocking user after fraud alert");
-            return StatusCode::SERVICE_UNAVAILABLE.into_response();
+            let why = "fraud alert: the user reported the call as not theirs; the block could \
+                       not be written";
+            if let Err(e) = app
+                .store
+                .resolve_oob(&txn.id, OobStatus::Fraud, Some(why))
+                .await
+            {
+                tracing::error!(error = %e, "callback: recording the fraud report");
+            }
+            app.delivery.wake_waiters();
+            tracing::warn!(
+                target: "radmfa::audit",
+                user = txn.user.as_str(),
+                result = "fraud",
+                "fraud alert: the user could NOT be blocked (store error); someone else has \
+                 the password: disable the account in the directory"
+            );
+            return twiml(crate::mfa::voice::fraud_not_recorded_twiml());
         }
     }
     let taken = match app.store.resolve_oob(&txn.id, status, reason).await {

@@ -91,6 +91,15 @@ pub fn outcome_twiml(decision: CallDecision, taken: bool) -> String {
     )
 }
 
+/// What the callee hears when their fraud report could not be recorded (the store failed
+/// through every try): Twilio will not send it again, so a person has to act on it.
+pub fn fraud_not_recorded_twiml() -> String {
+    "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Say>Thank you. The sign-in was \
+     refused, but your report could not be recorded. Please tell your administrator at once. \
+     Goodbye.</Say><Hangup/></Response>"
+        .to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
