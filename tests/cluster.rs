@@ -448,7 +448,8 @@ fn node_killed_mid_login_the_next_attempt_on_b_completes() {
     assert_eq!(code_of(&r2), "Access-Accept", "{r2}");
 
     // 2. A node dies with the password request in flight: the NAS times out and sends the
-    // login to B, which completes it.
+    // login to B, which completes it. In flight for sure: the directory is frozen until
+    // C's search sits unread at it, and C is killed then, before any answer.
     let dir = tempfile::tempdir().unwrap();
     std::fs::copy(
         b.dir.path().join("radmfa.key"),
@@ -461,10 +462,15 @@ fn node_killed_mid_login_the_next_attempt_on_b_completes() {
     let (pkt, _) = radmfa::radius::client::AccessRequestBuilder::new(7, "alice")
         .password(ALICE_PW.as_bytes())
         .build(SECRET.as_bytes());
+    slapd.signal("-STOP");
     sock.send(&pkt).unwrap();
+    slapd.wait_for_unread_request();
     drop(c);
+    slapd.signal("-CONT");
+    sock.set_read_timeout(Some(std::time::Duration::from_secs(1)))
+        .unwrap();
     let mut buf = [0u8; 4096];
-    let _ = sock.recv(&mut buf); // a reply or nothing: the node is gone either way
+    assert!(sock.recv(&mut buf).is_err(), "the killed node answered");
     let r3 = password(&b, "alice", ALICE_PW);
     assert_eq!(code_of(&r3), "Access-Challenge", "{r3}");
     let r4 = answer(&b, "alice", &totp(&seed, now() + 30, &[]), &state_of(&r3));
