@@ -337,6 +337,14 @@ impl Slapd {
                 TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
             });
             if all_up {
+                // Whoever answered must be our slapd: one that found the port taken (the
+                // connect above reached the other listener) exits at once.
+                std::thread::sleep(Duration::from_millis(50));
+                if let Some(child) = self.child.as_mut() {
+                    if let Ok(Some(_status)) = child.try_wait() {
+                        return Err(true);
+                    }
+                }
                 return Ok(());
             }
             if Instant::now() > deadline {
