@@ -1186,6 +1186,15 @@ fn forged_callbacks_change_nothing() {
     let r3 = enter();
     assert_eq!(code_of(&r3), "Access-Accept", "{r3}");
     assert!(srv.log().contains("provider callback refused"));
+    // Anyone who reaches the listener can send unsigned ones by the thousand: they are
+    // refused, and counted rather than logged a line each (the journal would drop radmfa's
+    // own audit lines).
+    for _ in 0..50 {
+        let forged = standin.post_callback(&call.status_callback, vec![], Some("AAAA".into()));
+        assert_eq!(forged.status, 403);
+    }
+    let lines = srv.log().matches("provider callback refused: bad").count();
+    assert!(lines <= 2, "{lines} lines for 52 refusals:\n{}", srv.log());
 }
 
 /// `#` pressed after the call's lifetime (the prompt's State has expired with it): the

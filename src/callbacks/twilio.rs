@@ -51,13 +51,46 @@ fn authenticate(
         && param(params, "AccountSid") == Some(twilio.account_sid.as_str());
     if !ok {
         // Neither the parameters nor the path (it holds the transaction id) are logged.
-        tracing::warn!(
-            signed = !given.is_empty(),
-            "provider callback refused: bad or missing signature"
-        );
+        unsigned_refused();
         return Err(StatusCode::FORBIDDEN);
     }
     Ok(())
+}
+
+/// How often refusals of unsigned (or wrongly signed) callbacks are logged: anyone who can
+/// reach the listener can send them by the thousand, and a line each would flood the
+/// journal until it drops radmfa's own audit lines (as `server::drop_log` keeps UDP floods
+/// out of the log).
+const REFUSAL_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Logs the first refusal, then at most one line per [`REFUSAL_LOG_INTERVAL`] with how
+/// many came since.
+fn unsigned_refused() {
+    use std::sync::Mutex;
+    use std::time::Instant;
+    static LAST: Mutex<Option<(Instant, u64)>> = Mutex::new(None);
+    let mut last = LAST.lock().unwrap_or_else(|p| p.into_inner());
+    let now = Instant::now();
+    match *last {
+        Some((at, n)) if now.duration_since(at) < REFUSAL_LOG_INTERVAL => {
+            *last = Some((at, n + 1));
+        }
+        Some((_, n)) => {
+            tracing::warn!(
+                more = n,
+                "provider callback refused: bad or missing signature (and `more` since the \
+                 last such line)"
+            );
+            *last = Some((now, 0));
+        }
+        None => {
+            tracing::warn!(
+                "provider callback refused: bad or missing signature (further ones are \
+                 counted, one line a minute)"
+            );
+            *last = Some((now, 0));
+        }
+    }
 }
 
 /// `url`, and the same URL with its port left out, or with the scheme's default port put
@@ -100,10 +133,7 @@ async fn signed_call(
         .and_then(|v| v.to_str().ok())
         .is_some_and(signature::well_formed)
     {
-        tracing::warn!(
-            signed = false,
-            "provider callback refused: bad or missing signature"
-        );
+        unsigned_refused();
         return Err(StatusCode::FORBIDDEN);
     }
     let params = params(body);
