@@ -257,34 +257,19 @@ pub async fn gather(
     };
     // A fraud report stands even when the call was decided before it came (a held login
     // whose budget ran out while the phone rang on): someone else has the password either
-    // way. Only a repeat of this very report is not acted on twice. The block comes first,
-    // tried a few times. If it still fails, the report is not lost in silence: Twilio does
-    // not send a <Gather> action again, so the call is marked fraud if the store takes that
-    // (the login it was about is refused, and the call's status callback cannot turn it
-    // into a decline), the audit stream says the block is missing, and the callee is told
-    // to tell the administrator.
-    if decision == CallDecision::Fraud && txn.status != OobStatus::Fraud {
-        if let Err(e) = block_for_fraud_patiently(&app, &txn).await {
-            tracing::error!(error = %e, user = txn.user.as_str(), "blocking user after fraud alert");
-            let why = "fraud alert: the user reported the call as not theirs; the block could \
-                       not be written";
-            if let Err(e) = app
-                .store
-                .resolve_oob(&txn.id, OobStatus::Fraud, Some(why))
-                .await
-            {
-                tracing::error!(error = %e, "callback: recording the fraud report");
+    // way (see `settle_fraud`).
+    if decision == CallDecision::Fraud {
+        // In a task of its own: the listener cuts a request off at its 10 s limit, and a
+        // store slow to answer (a PostgreSQL failover) must not cancel the block half-way,
+        // or its fallback, with the report never coming again.
+        let settled = tokio::spawn(settle_fraud(app.clone(), txn.clone())).await;
+        return match settled {
+            Ok(FraudSettled::Recorded) => twiml(outcome_twiml(decision, true)),
+            Ok(FraudSettled::NotBlocked) => twiml(crate::mfa::voice::fraud_not_recorded_twiml()),
+            Ok(FraudSettled::StoreFailed) | Err(_) => {
+                StatusCode::SERVICE_UNAVAILABLE.into_response()
             }
-            app.delivery.wake_waiters();
-            tracing::warn!(
-                target: "radmfa::audit",
-                user = txn.user.as_str(),
-                result = "fraud",
-                "fraud alert: the user could NOT be blocked (store error); someone else has \
-                 the password: disable the account in the directory"
-            );
-            return twiml(crate::mfa::voice::fraud_not_recorded_twiml());
-        }
+        };
     }
     let taken = match app.store.resolve_oob(&txn.id, status, reason).await {
         Ok(taken) => taken,
@@ -309,6 +294,68 @@ pub async fn gather(
     }
     app.delivery.wake_waiters();
     twiml(outcome_twiml(decision, taken && !late))
+}
+
+/// How a fraud report ended.
+enum FraudSettled {
+    /// The user blocked (or already blocked by this report) and the call marked fraud.
+    Recorded,
+    /// The block could not be written; the call marked fraud if the store took that.
+    NotBlocked,
+    /// The block was written but the call's status was not.
+    StoreFailed,
+}
+
+/// The fraud report on `txn`: the block first, tried a few times, then the call marked
+/// fraud. If the block still fails, the report is not lost in silence: Twilio does not send
+/// a <Gather> action again, so the call is marked fraud if the store takes that (the login
+/// it was about is refused, and the call's status callback cannot turn it into a decline),
+/// the audit stream says the block is missing, and the callee is told to tell the
+/// administrator. A repeat of this very report (the call already fraud) blocks nothing twice.
+async fn settle_fraud(app: Arc<AppState>, txn: OobTransaction) -> FraudSettled {
+    let reason = "fraud alert: the user reported the call as not theirs";
+    if txn.status != OobStatus::Fraud {
+        if let Err(e) = block_for_fraud_patiently(&app, &txn).await {
+            tracing::error!(error = %e, user = txn.user.as_str(), "blocking user after fraud alert");
+            let why = format!("{reason}; the block could not be written");
+            if let Err(e) = app
+                .store
+                .resolve_oob(&txn.id, OobStatus::Fraud, Some(&why))
+                .await
+            {
+                tracing::error!(error = %e, "callback: recording the fraud report");
+            }
+            app.delivery.wake_waiters();
+            tracing::warn!(
+                target: "radmfa::audit",
+                user = txn.user.as_str(),
+                result = "fraud",
+                "fraud alert: the user could NOT be blocked (store error); someone else has \
+                 the password: disable the account in the directory"
+            );
+            return FraudSettled::NotBlocked;
+        }
+    }
+    let settled = match app
+        .store
+        .resolve_oob(&txn.id, OobStatus::Fraud, Some(reason))
+        .await
+    {
+        Ok(taken) => {
+            tracing::info!(
+                user = txn.user.as_str(),
+                taken,
+                "call answered: fraud report"
+            );
+            FraudSettled::Recorded
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "callback: recording the call decision");
+            FraudSettled::StoreFailed
+        }
+    };
+    app.delivery.wake_waiters();
+    settled
 }
 
 /// How many times a fraud report's block is tried before the callback fails, the waits
