@@ -30,6 +30,8 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// bytes) and the handler (a store write). Without it a body sent a byte at a time held its
 /// slot for the whole connection lifetime, and a few dozen such connections took them all.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// The read buffer a connection's request head may fill (hyper's floor is 8 KiB + 1).
+const MAX_HEAD_BYTES: usize = 16 * 1024;
 /// A callback or a scrape is one short request; a kept-alive connection reconnects after.
 pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
 /// Time a request in progress gets to finish when the lifetime ends or the server stops.
@@ -85,6 +87,10 @@ async fn serve_with(
             let conn = http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_READ_TIMEOUT)
+                // hyper lets a request head grow to ~400 KiB; a Twilio callback's or a
+                // scrape's is well under 8 KiB, and 256 connections at the default would
+                // hold ~100 MiB.
+                .max_buf_size(MAX_HEAD_BYTES)
                 .serve_connection(TokioIo::new(stream), service);
             tokio::pin!(conn);
             let done = tokio::select! {
@@ -185,6 +191,43 @@ mod tests {
     use super::*;
 
     /// A body sent slower than the request timeout gets 408, and its connection goes.
+    /// A request head past [`MAX_HEAD_BYTES`] is refused (431) instead of growing the
+    /// connection's buffer to hyper's ~400 KiB.
+    #[tokio::test]
+    async fn an_oversized_request_head_is_refused() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let router = axum::Router::new().route("/m", axum::routing::get(|| async { "ok" }));
+        let stop = CancellationToken::new();
+        let server = tokio::spawn(serve_with(
+            listener,
+            router,
+            stop.clone(),
+            "test",
+            Duration::from_secs(5),
+        ));
+        let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let filler = "a".repeat(64 * 1024);
+        let head = format!("GET /m HTTP/1.1\r\nHost: x\r\nX-Filler: {filler}\r\n\r\n");
+        let _ = c.write_all(head.as_bytes()).await;
+        let mut reply = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), c.read_to_end(&mut reply)).await;
+        assert!(read.is_ok(), "still open after 5 s");
+        let reply = String::from_utf8_lossy(&reply);
+        assert!(reply.starts_with("HTTP/1.1 431"), "{reply}");
+        // A head of ordinary size is still served.
+        let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+        c.write_all(b"GET /m HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut reply = Vec::new();
+        c.read_to_end(&mut reply).await.unwrap();
+        assert!(String::from_utf8_lossy(&reply).starts_with("HTTP/1.1 200"));
+        stop.cancel();
+        let _ = server.await;
+    }
+
     #[tokio::test]
     async fn a_body_that_never_finishes_is_cut_off() {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
