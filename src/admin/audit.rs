@@ -85,7 +85,7 @@ pub async fn run(cfg: &Config, args: AuditArgs) -> anyhow::Result<ExitCode> {
         with_existing_store(&cfg.store, async |store| Ok(store.audit(&filter).await?)).await?;
     if args.json {
         for r in rows {
-            println!("{}", serde_json::to_string(&r)?);
+            println!("{}", super::json_printable(serde_json::to_string(&r)?));
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -228,7 +228,7 @@ fn report(
     };
     if json {
         for g in &all[..shown] {
-            println!("{}", serde_json::to_string(g)?);
+            println!("{}", super::json_printable(serde_json::to_string(g)?));
         }
         return Ok(ExitCode::SUCCESS);
     }

@@ -27,7 +27,7 @@ pub async fn follow(store: &dyn Store, filter: AuditFilter, json: bool) -> anyho
     let table = Table::fitting(&first).at_least(MIN_WIDTH);
     let print = |r: &AuditRecord| -> std::io::Result<()> {
         let line = if json {
-            serde_json::to_string(r)?
+            super::json_printable(serde_json::to_string(r)?)
         } else {
             table.row(r)
         };

@@ -57,6 +57,27 @@ pub fn user_name(s: &str) -> Result<String, String> {
     Ok(s.to_string())
 }
 
+/// JSON for a terminal: what [`printable`] escapes in a table is written as `\uXXXX` (still
+/// the same JSON to a parser). serde_json leaves U+007F-U+009F (C1 controls: U+009B is a
+/// CSI to xterm), invisible and bidirectional format characters as they are.
+pub fn json_printable(json: String) -> String {
+    if !json.chars().any(hides) {
+        return json;
+    }
+    let mut out = String::with_capacity(json.len() + 16);
+    for c in json.chars() {
+        if hides(c) {
+            let mut units = [0u16; 2];
+            for u in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{u:04x}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// A value for a terminal: control characters written as escapes. User names, NAS names and
 /// reasons come from the network (a User-Name may hold ESC sequences that would move the
 /// cursor or erase lines and so hide records from the admin reading them).
@@ -119,6 +140,34 @@ fn hides(c: char) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn json_for_a_terminal_escapes_what_tables_escape_and_parses_the_same() {
+        use super::{hides, json_printable};
+        let v = serde_json::json!({"user": "bob\u{202e}tpecca\u{9b}2J\u{200b}", "n": "plain"});
+        let raw = serde_json::to_string(&v).unwrap();
+        assert!(
+            raw.contains('\u{9b}'),
+            "serde_json leaves C1 controls: {raw}"
+        );
+        let shown = json_printable(raw);
+        assert!(!shown.chars().any(hides), "{shown}");
+        assert!(
+            shown.contains("\\u202e") && shown.contains("\\u009b"),
+            "{shown}"
+        );
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&shown).unwrap(),
+            v
+        );
+        // Outside the BMP: a surrogate pair (a tag character).
+        let tag = serde_json::json!("a\u{E0041}");
+        let shown = json_printable(serde_json::to_string(&tag).unwrap());
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&shown).unwrap(),
+            tag
+        );
+    }
+
     #[test]
     fn invisible_and_reordering_characters_are_escaped() {
         assert_eq!(super::printable("al\u{200b}ice"), "al\\u{200b}ice");

@@ -314,7 +314,10 @@ async fn list(cfg: &Config, store: &dyn Store, a: ListArgs) -> anyhow::Result<Ex
     let tokens = store.list_tokens(&filter).await?;
     if a.json {
         let rows: Vec<_> = tokens.iter().map(to_json).collect();
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        println!(
+            "{}",
+            super::json_printable(serde_json::to_string_pretty(&rows)?)
+        );
         return Ok(ExitCode::SUCCESS);
     }
     println!(
@@ -349,7 +352,10 @@ async fn show(store: &dyn Store, serial: &str, json: bool) -> anyhow::Result<Exi
     };
     let v = to_json(&r);
     if json {
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        println!(
+            "{}",
+            super::json_printable(serde_json::to_string_pretty(&v)?)
+        );
         return Ok(ExitCode::SUCCESS);
     }
     let fmt_time = super::audit::fmt_time;

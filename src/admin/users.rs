@@ -480,7 +480,10 @@ async fn list(store: &dyn Store, json: bool) -> anyhow::Result<ExitCode> {
                 })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        println!(
+            "{}",
+            super::json_printable(serde_json::to_string_pretty(&rows)?)
+        );
     } else {
         println!("{:<32} {:>6} {:>8}  LOCKED", "USER", "TOKENS", "FAILURES");
         for u in users {
@@ -544,7 +547,10 @@ async fn show(store: &dyn Store, user: &str, json: bool) -> anyhow::Result<ExitC
                 "last_used_at": p.last_used_at,
             })).collect::<Vec<_>>(),
         });
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        println!(
+            "{}",
+            super::json_printable(serde_json::to_string_pretty(&v)?)
+        );
     } else {
         println!("user:     {user}");
         println!("failures: {}", status.failures);
