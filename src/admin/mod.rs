@@ -61,12 +61,15 @@ pub fn user_name(s: &str) -> Result<String, String> {
 /// the same JSON to a parser). serde_json leaves U+007F-U+009F (C1 controls: U+009B is a
 /// CSI to xterm), invisible and bidirectional format characters as they are.
 pub fn json_printable(json: String) -> String {
-    if !json.chars().any(hides) {
+    // Below U+0020 serde_json escapes inside strings itself; what is left there is the
+    // layout of pretty output (newlines, indentation).
+    let hidden = |c: char| c >= '\u{20}' && hides(c);
+    if !json.chars().any(hidden) {
         return json;
     }
     let mut out = String::with_capacity(json.len() + 16);
     for c in json.chars() {
-        if hides(c) {
+        if hidden(c) {
             let mut units = [0u16; 2];
             for u in c.encode_utf16(&mut units) {
                 out.push_str(&format!("\\u{u:04x}"));
@@ -151,6 +154,13 @@ mod tests {
         );
         let shown = json_printable(raw);
         assert!(!shown.chars().any(hides), "{shown}");
+        // Pretty output keeps its layout.
+        let pretty = json_printable(serde_json::to_string_pretty(&v).unwrap());
+        assert!(pretty.contains('\n'), "{pretty}");
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&pretty).unwrap(),
+            v
+        );
         assert!(
             shown.contains("\\u202e") && shown.contains("\\u009b"),
             "{shown}"
