@@ -891,3 +891,49 @@ async fn an_audit_batch_on_a_dead_connection_gives_way() {
     );
     drop(stopped);
 }
+
+/// A request cut off by its deadline while its server stopped answering (a failover whose
+/// old primary went silent, no reset) gives back a connection that still owes an answer.
+/// It is closed within seconds and the next store call gets a new one. Before, sqlx's ping
+/// on the way back waited for the answer until TCP gave up (~15 minutes), holding the slot:
+/// with pool_size = 1, every later call failed while new connections worked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_connection_cut_off_mid_statement_gives_its_slot_back() {
+    let cluster = PgCluster::shared();
+    let url = cluster.fresh_database();
+    let db = PgCluster::database_of(&url);
+    let mut settings = PgSettings::new(url);
+    settings.pool_size = 1;
+    settings.connect_timeout = Duration::from_secs(8);
+    let store = Arc::new(
+        PgStore::open(&settings, super::test_sealer())
+            .await
+            .unwrap(),
+    );
+    store.user_status("alice").await.unwrap();
+    let pids: Vec<i32> = cluster
+        .psql(
+            "postgres",
+            &format!(
+                "SELECT pid FROM pg_stat_activity WHERE datname = '{db}' \
+                 AND pid <> pg_backend_pid()"
+            ),
+        )
+        .lines()
+        .map(|l| l.trim().parse().unwrap())
+        .collect();
+    assert!(!pids.is_empty(), "the pool's connection");
+    // Used again a moment before its server stops, so it is handed out unpinged.
+    store.user_status("alice").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let stopped = Stopped::now(&pids);
+    let cut = tokio::time::timeout(Duration::from_millis(800), store.user_status("bob")).await;
+    assert!(cut.is_err(), "answered by a stopped server: {cut:?}");
+    let started = Instant::now();
+    let next = tokio::time::timeout(Duration::from_secs(10), store.user_status("carol")).await;
+    let elapsed = started.elapsed();
+    drop(stopped);
+    next.expect("the next call waited on the stopped connection's slot")
+        .expect("the next call, on a new connection");
+    assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
+}

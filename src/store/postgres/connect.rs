@@ -383,7 +383,46 @@ fn serving_pool(settings: &PgSettings) -> Result<PgPool, StoreError> {
             })
         })
         .after_connect(|conn, _| Box::pin(async move { refuse_standby(conn).await }))
+        .after_release(|conn, _| Box::pin(async move { fit_to_reuse(conn).await }))
         .connect_lazy_with(options))
+}
+
+/// How long a connection given back may take to show it is fit for the next borrower.
+const RELEASE_CHECK: Duration = Duration::from_secs(2);
+
+/// Run on every connection given back to the pool, before sqlx's own ping (which has no
+/// time limit): one round trip, bounded, that shows the session answers and is not inside
+/// a transaction. A connection that fails it is closed, and its slot freed.
+///
+/// - A request cut off by its deadline mid-statement gives its connection back with the
+///   answer still owed. After a failover whose old server went silent (no reset), sqlx's
+///   ping waited for it until TCP gave up, ~15 minutes, holding the pool slot; with every
+///   slot held so, the node refused every login while the new primary was up.
+/// - A `BEGIN` cut off before its answer (sqlx 0.8.6, transact-rs/sqlx#4393) leaves the
+///   session inside a transaction that sqlx does not know of: the next borrower's writes
+///   would land in it, reported done but not committed. Inside a transaction, `now()` is
+///   its start, before this statement's; outside, a simple query is its own transaction,
+///   started with the statement, and the two are the same. (Sent as a simple query: over
+///   the extended protocol they differed.)
+async fn fit_to_reuse(conn: &mut sqlx::PgConnection) -> Result<bool, sqlx::Error> {
+    use sqlx::{Executor, Row};
+    // A bare &str has no arguments, and sqlx sends it as a simple query.
+    let check = conn.fetch_one("SELECT now() = statement_timestamp()");
+    match tokio::time::timeout(RELEASE_CHECK, check).await {
+        Ok(Ok(row)) if row.try_get::<bool, _>(0)? => Ok(true),
+        Ok(Ok(_)) => {
+            tracing::warn!(
+                "a database connection came back inside a transaction (a cut-off BEGIN); \
+                 closed"
+            );
+            Ok(false)
+        }
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(sqlx::Error::Io(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "a connection given back did not answer within 2 s; closed",
+        ))),
+    }
 }
 
 /// The settings each serving connection asks for in its startup packet's `options`.
