@@ -795,6 +795,23 @@ async fn audit_only_requests_are_batched_and_fail_alone() {
 
 /// Backends of a database, stopped (SIGSTOP) until dropped: to their clients they are a
 /// server lost without closing its sockets (a failover, a cut link).
+/// The server processes of the pool's connections to `db` (at least one).
+fn backend_pids(cluster: &PgCluster, db: &str) -> Vec<i32> {
+    let pids: Vec<i32> = cluster
+        .psql(
+            "postgres",
+            &format!(
+                "SELECT pid FROM pg_stat_activity WHERE datname = '{db}' \
+                 AND pid <> pg_backend_pid()"
+            ),
+        )
+        .lines()
+        .map(|l| l.trim().parse().unwrap())
+        .collect();
+    assert!(!pids.is_empty(), "the pool's connection");
+    pids
+}
+
 struct Stopped(Vec<i32>);
 
 impl Stopped {
@@ -855,18 +872,7 @@ async fn an_audit_batch_on_a_dead_connection_gives_way() {
     let (written, durable) = in_request().await.expect("a first record");
     written.unwrap();
     durable.unwrap();
-    let pids: Vec<i32> = cluster
-        .psql(
-            "postgres",
-            &format!(
-                "SELECT pid FROM pg_stat_activity WHERE datname = '{db}' \
-                 AND pid <> pg_backend_pid()"
-            ),
-        )
-        .lines()
-        .map(|l| l.trim().parse().unwrap())
-        .collect();
-    assert!(!pids.is_empty(), "the pool's connection");
+    let pids = backend_pids(&cluster, &db);
     // Used a moment before its server stops, so the pool hands it out again unpinged (sqlx
     // pings a connection on its way back into the pool, without a limit: 20 ms for that,
     // well within the 100 ms after which the store pings it on its way out).
@@ -911,18 +917,7 @@ async fn a_connection_cut_off_mid_statement_gives_its_slot_back() {
             .unwrap(),
     );
     store.user_status("alice").await.unwrap();
-    let pids: Vec<i32> = cluster
-        .psql(
-            "postgres",
-            &format!(
-                "SELECT pid FROM pg_stat_activity WHERE datname = '{db}' \
-                 AND pid <> pg_backend_pid()"
-            ),
-        )
-        .lines()
-        .map(|l| l.trim().parse().unwrap())
-        .collect();
-    assert!(!pids.is_empty(), "the pool's connection");
+    let pids = backend_pids(&cluster, &db);
     // Used again a moment before its server stops, so it is handed out unpinged.
     store.user_status("alice").await.unwrap();
     tokio::time::sleep(Duration::from_millis(20)).await;
