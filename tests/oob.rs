@@ -329,25 +329,28 @@ fn provider_failure_allow_fails_open_for_outages_only() {
     );
 }
 
-/// Fail-open is for users whose only factor is the phone. One with a token gets a code
-/// prompt; typing "sms" there while the provider is down must not turn the password alone
-/// into an Accept.
-#[test]
-fn provider_failure_allow_does_not_fail_open_for_a_user_with_a_token() {
+/// The SMS API down (503) and a client `vpn` with `provider_failure = "allow"` and `keys`.
+fn sms_down_fail_open(keys: &str) -> (common::slapd::Slapd, Standin, Server) {
     let slapd = directory();
     let standin = Standin::start();
     standin.fail_sms(Some((503, 20503, "Service Unavailable")));
+    let keys = format!("{keys}\nprovider_failure = \"allow\"");
     let srv = start(
         &slapd,
         &standin,
         "",
         "",
-        &[client(
-            "vpn",
-            "127.0.0.1",
-            "methods = [\"totp\", \"sms\"]\nprovider_failure = \"allow\"",
-        )],
+        &[client("vpn", "127.0.0.1", &keys)],
     );
+    (slapd, standin, srv)
+}
+
+/// Fail-open is for users whose only factor is the phone. One with a token gets a code
+/// prompt; typing "sms" there while the provider is down must not turn the password alone
+/// into an Accept.
+#[test]
+fn provider_failure_allow_does_not_fail_open_for_a_user_with_a_token() {
+    let (_slapd, _standin, srv) = sms_down_fail_open("methods = [\"totp\", \"sms\"]");
     srv.enroll("alice", &[]);
     let r1 = login(&srv, "alice", ALICE_PW);
     assert_eq!(code_of(&r1), "Access-Challenge", "{r1}");
@@ -376,21 +379,8 @@ fn provider_failure_allow_does_not_fail_open_for_a_user_with_a_token() {
 /// in. It did: the failed send of the switch failed open.
 #[test]
 fn provider_failure_allow_does_not_fail_open_on_a_switch() {
-    let slapd = directory();
-    let standin = Standin::start();
-    standin.fail_sms(Some((503, 20503, "Service Unavailable")));
-    let srv = start(
-        &slapd,
-        &standin,
-        "",
-        "",
-        &[client(
-            "vpn",
-            "127.0.0.1",
-            "methods = [\"voice\", \"sms\"]\nvoice_mode = \"challenge\"\n\
-             provider_failure = \"allow\"",
-        )],
-    );
+    let (_slapd, standin, srv) =
+        sms_down_fail_open("methods = [\"voice\", \"sms\"]\nvoice_mode = \"challenge\"");
     let r1 = login(&srv, "bob", BOB_PW);
     assert_eq!(code_of(&r1), "Access-Challenge", "{r1}\n{}", srv.log());
     assert_eq!(

@@ -190,80 +190,72 @@ impl Drop for Slot {
 mod tests {
     use super::*;
 
-    /// A body sent slower than the request timeout gets 408, and its connection goes.
+    /// `router` served on a fresh loopback port with `timeout` per request.
+    async fn serving(
+        router: axum::Router,
+        timeout: Duration,
+    ) -> (SocketAddr, CancellationToken, tokio::task::JoinHandle<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = CancellationToken::new();
+        let server = tokio::spawn(serve_with(listener, router, stop.clone(), "test", timeout));
+        (addr, stop, server)
+    }
+
+    /// `request` sent on a new connection, and everything until the server closes it
+    /// (within 5 s, or the test fails).
+    async fn reply_to(addr: SocketAddr, request: &[u8]) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+        // The server may close before taking all of an oversized head: its reply counts.
+        let _ = c.write_all(request).await;
+        let mut reply = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), c.read_to_end(&mut reply)).await;
+        assert!(read.is_ok(), "still open after 5 s");
+        String::from_utf8_lossy(&reply).into_owned()
+    }
+
     /// A request head past [`MAX_HEAD_BYTES`] is refused (431) instead of growing the
     /// connection's buffer to hyper's ~400 KiB.
     #[tokio::test]
     async fn an_oversized_request_head_is_refused() {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
         let router = axum::Router::new().route("/m", axum::routing::get(|| async { "ok" }));
-        let stop = CancellationToken::new();
-        let server = tokio::spawn(serve_with(
-            listener,
-            router,
-            stop.clone(),
-            "test",
-            Duration::from_secs(5),
-        ));
-        let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (addr, stop, server) = serving(router, Duration::from_secs(5)).await;
         let filler = "a".repeat(64 * 1024);
         let head = format!("GET /m HTTP/1.1\r\nHost: x\r\nX-Filler: {filler}\r\n\r\n");
-        let _ = c.write_all(head.as_bytes()).await;
-        let mut reply = Vec::new();
-        let read = tokio::time::timeout(Duration::from_secs(5), c.read_to_end(&mut reply)).await;
-        assert!(read.is_ok(), "still open after 5 s");
-        let reply = String::from_utf8_lossy(&reply);
+        let reply = reply_to(addr, head.as_bytes()).await;
         assert!(reply.starts_with("HTTP/1.1 431"), "{reply}");
         // A head of ordinary size is still served.
-        let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
-        c.write_all(b"GET /m HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            .await
-            .unwrap();
-        let mut reply = Vec::new();
-        c.read_to_end(&mut reply).await.unwrap();
-        assert!(String::from_utf8_lossy(&reply).starts_with("HTTP/1.1 200"));
+        let reply = reply_to(
+            addr,
+            b"GET /m HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
         stop.cancel();
-        let _ = server.await;
+        server.await.unwrap();
     }
 
+    /// A body sent slower than the request timeout gets 408, and its connection goes.
     #[tokio::test]
     async fn a_body_that_never_finishes_is_cut_off() {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
         let router = axum::Router::new().route(
             "/cb",
             axum::routing::post(|body: axum::body::Bytes| async move { body.len().to_string() }),
         );
-        let stop = CancellationToken::new();
-        let server = tokio::spawn(serve_with(
-            listener,
-            router,
-            stop.clone(),
-            "test",
-            Duration::from_millis(300),
-        ));
-        let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
-        c.write_all(b"POST /cb HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc")
-            .await
-            .unwrap();
-        let mut reply = Vec::new();
-        let read = tokio::time::timeout(Duration::from_secs(5), c.read_to_end(&mut reply)).await;
-        assert!(read.is_ok(), "still open after 5 s");
-        let reply = String::from_utf8_lossy(&reply);
+        let (addr, stop, server) = serving(router, Duration::from_millis(300)).await;
+        let reply = reply_to(
+            addr,
+            b"POST /cb HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc",
+        )
+        .await;
         assert!(reply.starts_with("HTTP/1.1 408"), "{reply}");
         // A whole body in time is served.
-        let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
-        c.write_all(
+        let reply = reply_to(
+            addr,
             b"POST /cb HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc",
         )
-        .await
-        .unwrap();
-        let mut reply = Vec::new();
-        c.read_to_end(&mut reply).await.unwrap();
-        let reply = String::from_utf8_lossy(&reply);
+        .await;
         assert!(
             reply.starts_with("HTTP/1.1 200") && reply.ends_with('3'),
             "{reply}"

@@ -250,27 +250,24 @@ pub async fn gather(
         CallDecision::Approve => (OobStatus::Approved, None),
         CallDecision::Deny if !pressed => (OobStatus::Denied, Some("no key pressed on the call")),
         CallDecision::Deny => (OobStatus::Denied, Some("declined on the call")),
-        CallDecision::Fraud => (
-            OobStatus::Fraud,
-            Some("fraud alert: the user reported the call as not theirs"),
-        ),
+        // A fraud report stands even when the call was decided before it came (a held
+        // login whose budget ran out while the phone rang on): someone else has the
+        // password either way (see `settle_fraud`). In a task of its own: the listener
+        // cuts a request off at its 10 s limit, and a store slow to answer (a PostgreSQL
+        // failover) must not cancel the block half-way, or its fallback, with the report
+        // never coming again.
+        CallDecision::Fraud => {
+            return match tokio::spawn(settle_fraud(app.clone(), txn)).await {
+                Ok(FraudSettled::Recorded) => twiml(outcome_twiml(decision, true)),
+                Ok(FraudSettled::NotBlocked) => {
+                    twiml(crate::mfa::voice::fraud_not_recorded_twiml())
+                }
+                Ok(FraudSettled::StoreFailed) | Err(_) => {
+                    StatusCode::SERVICE_UNAVAILABLE.into_response()
+                }
+            };
+        }
     };
-    // A fraud report stands even when the call was decided before it came (a held login
-    // whose budget ran out while the phone rang on): someone else has the password either
-    // way (see `settle_fraud`).
-    if decision == CallDecision::Fraud {
-        // In a task of its own: the listener cuts a request off at its 10 s limit, and a
-        // store slow to answer (a PostgreSQL failover) must not cancel the block half-way,
-        // or its fallback, with the report never coming again.
-        let settled = tokio::spawn(settle_fraud(app.clone(), txn.clone())).await;
-        return match settled {
-            Ok(FraudSettled::Recorded) => twiml(outcome_twiml(decision, true)),
-            Ok(FraudSettled::NotBlocked) => twiml(crate::mfa::voice::fraud_not_recorded_twiml()),
-            Ok(FraudSettled::StoreFailed) | Err(_) => {
-                StatusCode::SERVICE_UNAVAILABLE.into_response()
-            }
-        };
-    }
     let taken = match app.store.resolve_oob(&txn.id, status, reason).await {
         Ok(taken) => taken,
         Err(e) => {
