@@ -1182,6 +1182,32 @@ fn a_reload_applies_to_open_radsec_connections() {
     let proxy = start_proxy("good-again");
     assert_eq!(ask(&proxy), "Access-Reject", "{}", srv.log());
     let mut idle = Holder::connect(port, &good);
+
+    // The entry turns UDP-only: its RadSec connections are closed as for a lost entry,
+    // and the address is served over UDP with the entry's secret.
+    let udp_only = renamed.replace("radsec_name = \"nas.example.org\"", "transport = \"udp\"");
+    assert_ne!(udp_only, renamed);
+    reload(&udp_only);
+    assert!(idle.closed_within(Duration::from_secs(3)), "{}", srv.log());
+    assert!(
+        srv.log_shows("entry is for UDP only now (transport)"),
+        "{}",
+        srv.log()
+    );
+    assert_eq!(closed_by_reload(), 4, "{}", srv.log());
+    assert_eq!(ask(&proxy), "none");
+    let over_udp = radclient(
+        &format!("127.0.0.1:{}", srv.port()),
+        SECRET,
+        "User-Name = nobody, User-Password = pw, Message-Authenticator = 0x00",
+    );
+    assert_eq!(over_udp.code, "Access-Reject", "{}", srv.log());
+    drop(proxy);
+
+    reload(&renamed);
+    let proxy = start_proxy("good-third");
+    assert_eq!(ask(&proxy), "Access-Reject", "{}", srv.log());
+    let mut idle = Holder::connect(port, &good);
     let gone = renamed.replace("address = \"127.0.0.1\"", "address = \"127.0.0.9\"");
     assert_ne!(gone, renamed);
     reload(&gone);
@@ -1191,7 +1217,7 @@ fn a_reload_applies_to_open_radsec_connections() {
         "{}",
         srv.log()
     );
-    assert_eq!(closed_by_reload(), 4, "{}", srv.log());
+    assert_eq!(closed_by_reload(), 6, "{}", srv.log());
     assert_eq!(ask(&proxy), "none");
 }
 
@@ -1420,6 +1446,41 @@ fn a_forged_accounting_request_closes_its_radsec_connection() {
         srv.log()
     );
 }
+
+/// A verified Accounting-Request whose Proxy-States leave no room for the Error-Cause of its
+/// refusal gets no answer, but it is no forgery: the connection stays and serves the next
+/// request.
+#[test]
+fn an_accounting_request_too_big_to_refuse_keeps_its_radsec_connection() {
+    let (_pki_dir, good, _slapd, srv) = alice_with_metrics(1500);
+    let script = DISCARDS.replace(
+        &DISCARDS[DISCARDS.find("send(packet(2, 1)").unwrap()..],
+        TOO_BIG_TO_REFUSE,
+    );
+    let said = radsec_script(&script, &srv, &good);
+    let lines: Vec<&str> = said.lines().collect();
+    assert_eq!(lines, ["silent", "reply 2"], "{}", srv.log());
+    let body = http_get(srv.metrics_addr(), "/metrics").2;
+    assert!(
+        body.contains("radmfa_radsec_unsupported_refused_total 1"),
+        "{body}"
+    );
+    assert!(!body.contains("reason=\"discarded\"} 1"), "{body}");
+}
+
+/// A 4096-octet Accounting-Request of Proxy-States only (signed as RFC 2866 §3 says): its
+/// refusal would be six octets longer. Then a Status-Server on the same connection.
+const TOO_BIG_TO_REFUSE: &str = r#"
+ps = b"".join(b"\x21\xff" + bytes([65 + n]) * 253 for n in range(15)) + b"\x21\xfb" + b"z" * 249
+head = struct.pack("!BBH", 4, 9, 20 + len(ps))
+assert 20 + len(ps) == 4096
+send(head + hashlib.md5(head + bytes(16) + ps + b"radsec").digest() + ps)
+s.settimeout(1.5)
+print(answer())
+s.settimeout(3)
+send(packet(12, 10))
+print(answer(), flush=True)
+"#;
 
 /// A Status-Server with a wrong Message-Authenticator (which closes the connection) and, in
 /// the same write, the header of a second packet whose body never comes. Prints "closed"
