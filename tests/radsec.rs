@@ -913,6 +913,27 @@ fn a_revoked_certificate_is_refused_once_the_new_crl_is_in_place() {
         "{}",
         srv.log()
     );
+
+    // A CRL that lifts the revocation, but writable by every account: refused, and the
+    // revocation stays. Once `chmod o-w`, it is taken (a chmod moves neither the file's
+    // modification time nor its length).
+    use std::os::unix::fs::PermissionsExt as _;
+    good.write_crl(&crl, &[]);
+    std::fs::set_permissions(&crl, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let out = status();
+    assert!(!out.status.success(), "answered with an open CRL file");
+    assert!(
+        srv.log_shows("radsec.crl_file: ") && srv.log_shows("can be changed by every account"),
+        "{}",
+        srv.log()
+    );
+    std::fs::set_permissions(&crl, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = status();
+    assert!(
+        out.status.success(),
+        "the CRL was not taken after its chmod: {out:?}\n{}",
+        srv.log()
+    );
 }
 
 /// `radmfa client load` over RadSec: two-round logins of real users, every reply verified,
