@@ -385,6 +385,85 @@ fn a_fraud_report_ends_the_users_other_calls() {
     assert_eq!(standin.calls().len(), 2);
 }
 
+/// Runs `sql` on `srv`'s SQLite store from another process, as an admin's `sqlite3` would.
+fn sqlite(srv: &Server, sql: &str) {
+    let out = std::process::Command::new(common::peers::python())
+        .args([
+            "-c",
+            "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.execute(sys.argv[2]); \
+             c.commit()",
+        ])
+        .arg(srv.dir.path().join("radmfa.db"))
+        .arg(sql)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+}
+
+/// A fraud report whose block cannot be written (the store refuses it on every try): the
+/// login is still refused, the caller hears that the report was not recorded, and the log
+/// says the user could NOT be blocked, so that an admin acts.
+#[test]
+fn a_fraud_report_whose_block_fails_still_refuses_and_says_so() {
+    let slapd = directory();
+    let standin = Standin::start();
+    let clients = [client(
+        "vpn",
+        "127.0.0.1",
+        "voice_mode = \"hold\"\nvoice_budget_secs = 20",
+    )];
+    let srv = start(&slapd, &standin, "", "", &clients);
+    srv.enroll("alice", &[]);
+    cli_ok(&srv, &["user", "set-method", "alice", "voice"]);
+    // A real SQLite refusal of every write that sets a block.
+    for (name, when) in [("ins", "INSERT"), ("upd", "UPDATE OF blocked_at")] {
+        sqlite(
+            &srv,
+            &format!(
+                "CREATE TRIGGER refuse_block_{name} BEFORE {when} ON user_profile \
+                 WHEN NEW.blocked_at IS NOT NULL \
+                 BEGIN SELECT RAISE(ABORT, 'blocks refused by the test'); END"
+            ),
+        );
+    }
+    standin.script(
+        DIRECTORY_MOBILE,
+        Script::Press("0", Duration::from_millis(500)),
+    );
+    let (r, _) = held_login(&srv, "25");
+    assert_eq!(code_of(&r), "Access-Reject", "{r}\n{}", srv.log());
+    let callbacks = standin.callbacks();
+    assert!(
+        callbacks
+            .iter()
+            .any(|c| c.status == 200 && c.body.contains("could not be recorded")),
+        "the caller was not told: {callbacks:#?}\n{}",
+        srv.log()
+    );
+    assert!(
+        srv.log_shows("the user could NOT be blocked"),
+        "{}",
+        srv.log()
+    );
+    assert_eq!(
+        srv.log().matches("trying again").count(),
+        3,
+        "tried four times:\n{}",
+        srv.log()
+    );
+    let show: serde_json::Value =
+        serde_json::from_str(&cli_ok(&srv, &["user", "show", "alice", "--json"])).unwrap();
+    assert!(show["blocked_at"].is_null(), "{show}");
+    let audit = srv.audit_json("alice");
+    assert!(
+        audit.iter().any(|r| r["mode"] == "voice"
+            && r["reason"]
+                .as_str()
+                .is_some_and(|t| t.contains("the block could not be written"))),
+        "{audit:#?}"
+    );
+}
+
 /// A held login as `user` rings; then `blocked` is blocked (as a fraud report on another
 /// call leaves it) without this call being cancelled, the window a login that placed its
 /// call just after the report's cancel falls into; then the callee presses #. The # must
