@@ -346,7 +346,18 @@ impl Server {
         // What the server wrote last (shutdown counters, the store's closing line) is in
         // the log once the reader has reached the end of the pipe.
         let _ = self.log_done.recv_timeout(Duration::from_secs(5));
+        self.assert_no_panic();
         status
+    }
+
+    /// A request task that panics dies in silence as far as its NAS can tell (tokio catches
+    /// it, nothing is answered, the server goes on): tests that expect silence would pass.
+    /// So every test fails if the server's log shows a panic.
+    fn assert_no_panic(&self) {
+        let log = self.log();
+        if !std::thread::panicking() && log.contains("panicked at") {
+            panic!("radmfa panicked; log:\n{log}");
+        }
     }
 
     /// A UDP socket connected to the server, for raw-byte tests.
@@ -481,6 +492,8 @@ impl Drop for Server {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
+            let _ = self.log_done.recv_timeout(Duration::from_secs(5));
+            self.assert_no_panic();
         }
     }
 }
