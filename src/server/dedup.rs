@@ -277,6 +277,9 @@ mod tests {
         let reply: Arc<[u8]> = Arc::from(&b"reply"[..]);
         assert_eq!(c.finish(key(1), Some(reply.clone())), 1);
         assert_eq!(c.begin(key(1), b"abc"), Seen::Replay(reply));
+        // A datagram that copies an answered request's header but not its body (forged or
+        // broken) is not given the cached reply.
+        assert_eq!(c.begin(key(1), b"abd"), Seen::Mismatch);
         assert_eq!(
             c.begin(key(2), b"abc"),
             Seen::New,

@@ -137,7 +137,39 @@ fn hostile_datagrams_get_no_answer_and_logins_still_work() {
         started.elapsed()
     );
 
+    // Copies of an answered request with its header (identifier, authenticator) kept and
+    // its body changed: the duplicate cache holds the answer under the header, and none of
+    // them may be given it. The request itself, sent again, is (the entry was there).
+    let (asked, auth) = AccessRequestBuilder::new(200, "bob")
+        .password(b"wrong")
+        .build(SECRET.as_bytes());
     let sock = socket_from("127.0.0.1", srv.addr, 3000);
+    sock.send(&asked).unwrap();
+    let n = sock.recv(&mut buf).expect("an answer to bob");
+    let first = buf[..n].to_vec();
+    assert_eq!(verify_reply(&first, &auth, SECRET.as_bytes()), Ok(()));
+    sock.set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    let mut copies_answered = 0;
+    for _ in 0..50 {
+        let mut copy = asked.clone();
+        while copy == asked {
+            let i = rng.gen_range(20..copy.len());
+            copy[i] = rng.gen();
+        }
+        sock.send(&copy).unwrap();
+        copies_answered += usize::from(sock.recv(&mut buf).is_ok());
+    }
+    assert_eq!(
+        copies_answered, 0,
+        "the cached reply went to changed copies"
+    );
+    sock.set_read_timeout(Some(Duration::from_millis(3000)))
+        .unwrap();
+    sock.send(&asked).unwrap();
+    let n = sock.recv(&mut buf).expect("the retransmit answered");
+    assert_eq!(buf[..n], first[..], "the retransmit gets the cached reply");
+
     assert!(
         full_login(&sock, "alice", PW, &seed, 0),
         "valid login after the storm"
