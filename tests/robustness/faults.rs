@@ -406,6 +406,21 @@ fn a_locked_database_still_answers_by_the_deadline() {
         rtt < Duration::from_millis(1500 + 750),
         "the Reject took {rtt:?}, beyond the 1.5 s deadline"
     );
+    // A wrong password writes nothing but its audit record, and that is committed before
+    // the Reject leaves too: here it cannot be, so the Reject waits for the deadline (an
+    // audit record written after the reply could be lost to a crash with the NAS told).
+    let field = format!("not-{PW},000000");
+    let reply = ask(
+        &sock,
+        AccessRequestBuilder::new(3, "alice").password(field.as_bytes()),
+    );
+    let (code_seen, _, rtt) = reply.expect("a reply to a wrong password");
+    assert_eq!(code_seen, 3);
+    assert!(
+        rtt >= Duration::from_millis(1500 - 100),
+        "the Reject of a wrong password left after {rtt:?}, before its audit record could \
+         be written"
+    );
 
     drop(holder.stdin.take()); // the holder rolls back and exits
     assert!(holder.wait().unwrap().success());
