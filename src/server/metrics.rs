@@ -66,6 +66,7 @@ counters!(
     radsec_idle_closed,
     radsec_not_reading,
     radsec_reload_closed,
+    radsec_recheck_closed,
     radsec_discard_closed,
     radsec_overload_closed,
     radsec_unsupported_refused,
@@ -197,7 +198,8 @@ impl Metrics {
             "RadSec connections closed by radmfa: over radsec.max_connections or \
              max_connections_per_address, idle for \
              radsec.idle_timeout_secs, not reading their replies, left without a client \
-             entry (or a matching radsec_name) by a reload, after a packet that failed \
+             entry (or a matching radsec_name) by a reload, found by the periodic check with \
+             an expired or no longer trusted certificate, after a packet that failed \
              verification (RFC 6613 section 2.6.4), or waiting longer than half the \
              request deadline for a free request slot.",
             &[
@@ -212,6 +214,7 @@ impl Metrics {
                 ("{reason=\"idle\"}", get(&self.radsec_idle_closed)),
                 ("{reason=\"not_reading\"}", get(&self.radsec_not_reading)),
                 ("{reason=\"reload\"}", get(&self.radsec_reload_closed)),
+                ("{reason=\"recheck\"}", get(&self.radsec_recheck_closed)),
                 ("{reason=\"discarded\"}", get(&self.radsec_discard_closed)),
                 ("{reason=\"overloaded\"}", get(&self.radsec_overload_closed)),
             ],

@@ -136,9 +136,10 @@ impl Closer {
     }
 
     /// The periodic check ([`RECHECK`]) found the certificate expired, or no longer trusted
-    /// (a CRL past its nextUpdate): counted with the reloads' closes.
+    /// (a CRL past its nextUpdate): counted apart from the reloads' closes, which an alert
+    /// may expect only after a reload.
     pub(super) fn dropped_by_recheck(&self, why: &str) {
-        if self.close_counted(&self.app.metrics.radsec_reload_closed) {
+        if self.close_counted(&self.app.metrics.radsec_recheck_closed) {
             let (peer, nas) = (self.peer, self.nas());
             warn!(%peer, nas = %nas, "radsec: closing the connection: {why}");
         }
