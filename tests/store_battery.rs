@@ -127,6 +127,7 @@ store_battery! {
         import_replace_keeps_owner_and_what_was_learned,
         import_replace_rescales_steps_to_a_new_period,
         totp_drift_is_stored_with_the_step,
+        totp_step_moves_back_only_from_the_step_seen,
         hotp_resync_pending_round_trips,
         user_snapshot_matches_separate_reads,
         request_scope_writes_are_durable_at_its_end,

@@ -569,6 +569,71 @@ fn totp_token_with_clock_drift() {
     assert_eq!(login(&srv, "carol", "carol-pw", &later), "Access-Accept");
 }
 
+/// A token resynchronised while its clock ran an hour ahead, and then put right: every code
+/// it shows is before its last used step, so logins are refused as replays. A plain resync
+/// says so (not "already used"); `--clock-went-back` takes the codes and logins work.
+#[test]
+fn a_totp_token_whose_clock_went_back_is_resynchronised_explicitly() {
+    let slapd = Slapd::start(&[LdapUser::new("carol", "carol-pw")]);
+    let srv = inline_server(&slapd, "");
+    let seed = b"fast-then-fixed-seed";
+    let csv = srv.dir.path().join("tokens.csv");
+    std::fs::write(&csv, format!("TT-2,{},30,carol\n", b32(seed))).unwrap();
+    cli_ok(&srv, &["token", "import", csv.to_str().unwrap()]);
+    let at_step = |step: i64| totp_code(seed, step * 30, "sha1", 6, 30);
+    let ahead = 120;
+    let step = now() / 30 + ahead;
+    let (first, second) = (at_step(step), at_step(step + 1));
+    let out = cli_ok(&srv, &["token", "resync", "TT-2", &first, &second]);
+    assert!(out.contains("clock drift set to"), "{out}");
+
+    // The clock put right: a code of now is refused.
+    let cur = now() / 30;
+    assert_eq!(
+        login(&srv, "carol", "carol-pw", &at_step(cur)),
+        "Access-Reject"
+    );
+    let (first, second) = (at_step(cur + 2), at_step(cur + 3));
+    let plain = srv.cli(&["token", "resync", "TT-2", &first, &second]);
+    let said = String::from_utf8_lossy(&plain.stderr);
+    assert!(!plain.status.success(), "{said}");
+    assert!(said.contains("--clock-went-back"), "{said}");
+    assert!(!said.contains("were already used"), "{said}");
+    let out = cli_ok(
+        &srv,
+        &[
+            "token",
+            "resync",
+            "TT-2",
+            &first,
+            &second,
+            "--clock-went-back",
+        ],
+    );
+    assert!(out.contains("moved back"), "{out}");
+    // The codes given are used; the one after them logs in (one step past the learned
+    // drift, as in the test above: a boundary passing meanwhile moves both alike).
+    let show: serde_json::Value =
+        serde_json::from_str(&cli_ok(&srv, &["token", "show", "TT-2", "--json"])).unwrap();
+    let drift = show["drift"].as_i64().unwrap();
+    assert!((1..=3).contains(&drift), "drift {drift}");
+    let next = at_step(now() / 30 + drift + 1);
+    assert_eq!(login(&srv, "carol", "carol-pw", &next), "Access-Accept");
+    assert_eq!(
+        login(&srv, "carol", "carol-pw", &first),
+        "Access-Reject",
+        "a code given to the resync works again"
+    );
+    let audit = srv.audit_json("carol");
+    assert!(
+        audit.iter().any(|r| r["result"] == "resync"
+            && r["reason"]
+                .as_str()
+                .is_some_and(|t| t.contains("--clock-went-back"))),
+        "{audit:#?}"
+    );
+}
+
 /// An HOTP-only user at a challenge prompt: the prompt and the wrong answers are audited as
 /// `hotp` (not `totp`), and with `[hotp] self_resync` a code far ahead tells the user, in the
 /// prompt that stays open, that the token's next code will resynchronise it — which it does.

@@ -80,6 +80,10 @@ pub struct ResyncArgs {
     pub code1: String,
     /// The token's next code (press the button again, or wait for the next time step).
     pub code2: String,
+    /// A TOTP token whose clock ran ahead and was put right: take codes from before its
+    /// last used one. Codes it showed while ahead work again once their time comes.
+    #[arg(long)]
+    pub clock_went_back: bool,
 }
 
 pub async fn run(cfg: &Config, cmd: TokenCommand) -> anyhow::Result<ExitCode> {
@@ -374,6 +378,46 @@ async fn show(store: &dyn Store, serial: &str, json: bool) -> anyhow::Result<Exi
     Ok(ExitCode::SUCCESS)
 }
 
+/// A TOTP resync whose codes are not after the token's last used step. Either a login used
+/// them (or later ones) meanwhile, or the token's clock ran ahead, was resynchronised there,
+/// and has since been put right: then every code it shows is at or before the last used
+/// step and refused as used, for as long as it had been ahead. Saying "already used" there
+/// sent the admin the wrong way; `--clock-went-back` moves the step back.
+async fn behind_last_used(
+    store: &dyn Store,
+    a: &ResyncArgs,
+    id: i64,
+    step: i64,
+    drift: i64,
+    period: u32,
+) -> anyhow::Result<Result<String, String>> {
+    let last = store
+        .token_record(&a.serial)
+        .await?
+        .filter(|r| r.token.id == id)
+        .and_then(|r| r.token.last_step);
+    let Some(last) = last else {
+        return Ok(Err("the token changed meanwhile; try again".to_string()));
+    };
+    let behind = last - step;
+    if !a.clock_went_back {
+        return Ok(Err(format!(
+            "its last used code is {behind} step(s) of {period} s later than these codes: \
+             codes it showed with its clock ahead were used. If its clock has been put \
+             right, run again with --clock-went-back (the codes it showed ahead work again \
+             once their time comes); if not, these codes were used by a login"
+        )));
+    }
+    Ok(if store.rewind_totp_step(id, last, step, drift).await? {
+        Ok(format!(
+            "clock drift set to {drift} step(s) of {period} s; its last used step moved back \
+             {behind} step(s) (--clock-went-back)"
+        ))
+    } else {
+        Err("the token changed meanwhile (a login used it); try again".to_string())
+    })
+}
+
 async fn resync(cfg: &Config, store: &dyn Store, a: ResyncArgs) -> anyhow::Result<ExitCode> {
     let Some(r) = store.token_record(&a.serial).await? else {
         eprintln!("{}: no such token", a.serial);
@@ -418,7 +462,7 @@ async fn resync(cfg: &Config, store: &dyn Store, a: ResyncArgs) -> anyhow::Resul
                             t.period
                         ))
                     } else {
-                        Err("those codes were already used".to_string())
+                        behind_last_used(store, &a, t.id, step, drift, t.period).await?
                     }
                 }
                 None => Err(format!(

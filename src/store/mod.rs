@@ -479,6 +479,20 @@ pub trait Store: Send + Sync + 'static {
         let _ = (token_id, step, drift);
         Err(StoreError::Unsupported("consume_totp_step_with_drift"))
     }
+    /// Moves a TOTP token's last used step BACK from `from` to `step`, with `drift`: for an
+    /// admin's `token resync --clock-went-back` only (a token whose clock ran ahead and was
+    /// put right shows only codes at or before its last used step). True only if
+    /// `last_step` was still `from`: a login that used the token meanwhile wins.
+    async fn rewind_totp_step(
+        &self,
+        token_id: i64,
+        from: i64,
+        step: i64,
+        drift: i64,
+    ) -> Result<bool, StoreError> {
+        let _ = (token_id, from, step, drift);
+        Err(StoreError::Unsupported("rewind_totp_step"))
+    }
     /// Sets or clears the pending HOTP self-service resynchronisation ([`TokenExtra::resync`]).
     async fn set_hotp_resync(
         &self,

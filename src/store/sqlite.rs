@@ -413,6 +413,17 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn rewind_totp_step(
+        &self,
+        token_id: i64,
+        from: i64,
+        step: i64,
+        drift: i64,
+    ) -> Result<bool, StoreError> {
+        self.rewind_totp_step_impl(token_id, from, step, drift)
+            .await
+    }
+
     async fn set_hotp_resync(
         &self,
         token_id: i64,

@@ -195,6 +195,27 @@ impl SqliteStore {
             .await
     }
 
+    pub(super) async fn rewind_totp_step_impl(
+        &self,
+        token_id: i64,
+        from: i64,
+        step: i64,
+        drift: i64,
+    ) -> Result<bool, StoreError> {
+        self.writer
+            .write(move |c| {
+                let changed = c
+                    .prepare_cached(
+                        "UPDATE tokens SET last_step = ?1, drift = ?3 \
+                         WHERE id = ?2 AND last_step = ?4 AND ?1 <= ?4",
+                    )
+                    .and_then(|mut st| st.execute(rusqlite::params![step, token_id, drift, from]))
+                    .map_err(sqlite_err)?;
+                Ok(changed == 1)
+            })
+            .await
+    }
+
     pub(super) async fn set_hotp_resync_impl(
         &self,
         token_id: i64,

@@ -66,6 +66,7 @@ where
     import_is_all_or_nothing(&*make().await).await;
     import_replace_keeps_owner_and_what_was_learned(&*make().await).await;
     totp_drift_is_stored_with_the_step(&*make().await).await;
+    totp_step_moves_back_only_from_the_step_seen(&*make().await).await;
     hotp_resync_pending_round_trips(&*make().await).await;
     race_import_same_serial(make().await).await;
     profile_phone_method_round_trip(&*make().await).await;
@@ -1602,6 +1603,40 @@ pub async fn totp_drift_is_stored_with_the_step(store: &dyn Store) {
         store.token_record("T1").await.unwrap().unwrap().extra.drift,
         -1
     );
+}
+
+/// `token resync --clock-went-back`: the last used step moves back, with the drift, only
+/// if it is still the one the admin's command read, and never forward.
+pub async fn totp_step_moves_back_only_from_the_step_seen(store: &dyn Store) {
+    let id = store
+        .add_token(totp("T1", Some("alice"), b"s"))
+        .await
+        .unwrap();
+    let step = T / 30;
+    assert!(store
+        .consume_totp_step_with_drift(id, step + 120, 120)
+        .await
+        .unwrap());
+    // Not from a step it is not at (a login moved it meanwhile), not forward.
+    assert!(!store
+        .rewind_totp_step(id, step + 119, step, 0)
+        .await
+        .unwrap());
+    assert!(!store
+        .rewind_totp_step(id, step + 120, step + 121, 1)
+        .await
+        .unwrap());
+    let r = store.token_record("T1").await.unwrap().unwrap();
+    assert_eq!((r.extra.drift, r.token.last_step), (120, Some(step + 120)));
+    assert!(store
+        .rewind_totp_step(id, step + 120, step, 1)
+        .await
+        .unwrap());
+    let r = store.token_record("T1").await.unwrap().unwrap();
+    assert_eq!((r.extra.drift, r.token.last_step), (1, Some(step)));
+    // The step given is used; the next one is not.
+    assert!(!store.consume_totp_step(id, step).await.unwrap());
+    assert!(store.consume_totp_step(id, step + 1).await.unwrap());
 }
 
 pub async fn hotp_resync_pending_round_trips(store: &dyn Store) {

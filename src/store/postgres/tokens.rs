@@ -288,6 +288,28 @@ impl PgStore {
         Ok(done.rows_affected() == 1)
     }
 
+    pub(super) async fn rewind_totp_step_impl(
+        &self,
+        token_id: i64,
+        from: i64,
+        step: i64,
+        drift: i64,
+    ) -> Result<bool, StoreError> {
+        let mut w = self.writer().await?;
+        let r = sqlx::query(
+            "UPDATE tokens SET last_step = $1, drift = $3 \
+             WHERE id = $2 AND last_step = $4 AND $1 <= $4",
+        )
+        .bind(step)
+        .bind(token_id)
+        .bind(drift)
+        .bind(from)
+        .execute(w.conn())
+        .await;
+        let done = w.done(r)?;
+        Ok(done.rows_affected() == 1)
+    }
+
     pub(super) async fn set_hotp_resync_impl(
         &self,
         token_id: i64,
