@@ -569,6 +569,52 @@ fn totp_token_with_clock_drift() {
     assert_eq!(login(&srv, "carol", "carol-pw", &later), "Access-Accept");
 }
 
+/// No delimiter (OpenVPN's static challenge "concat"), a password ending in two digits and
+/// tokens of 6 and 8 digits: "Summer24" and a 6-digit code also end in 8 digits, and that
+/// split always won, so the 6-digit token never worked (and each try was a wrong password
+/// for the directory). Both tokens log in.
+#[test]
+fn no_delimiter_tokens_of_two_lengths_and_a_password_ending_in_digits() {
+    let slapd = Slapd::start(&[LdapUser::new("dana", "Summer24")]);
+    let mut o = Options::new(&slapd.url);
+    o.clients = vec![Nas {
+        otp_mode: "inline",
+        delimiter: "",
+        ..Nas::challenge("concat-nas", "127.0.0.1")
+    }];
+    let srv = Server::start(&o);
+    let app_seed = srv.enroll("dana", &[]);
+    let hw_seed = b"12345678901234567890";
+    let csv = srv.dir.path().join("hw.csv");
+    let hex: String = hw_seed.iter().map(|b| format!("{b:02x}")).collect();
+    std::fs::write(&csv, format!("HW-8,{hex},hotp,8,0,dana\n")).unwrap();
+    cli_ok(&srv, &["token", "import", csv.to_str().unwrap()]);
+    let go = |field: String| {
+        let r = pyrad(
+            srv.port(),
+            SECRET,
+            &["--user", "dana", "--password", &field],
+        );
+        r["code"].as_str().unwrap().to_string()
+    };
+    let six = totp(&app_seed, now(), &[]);
+    assert_eq!(
+        go(format!("Summer24{six}")),
+        "Access-Accept",
+        "{}",
+        srv.log()
+    );
+    let eight = hotp(hw_seed, 0, "sha1", 8);
+    assert_eq!(
+        go(format!("Summer24{eight}")),
+        "Access-Accept",
+        "{}",
+        srv.log()
+    );
+    // A wrong code is still one wrong code (the longest split, as before).
+    assert_eq!(go("Summer2412345678".to_string()), "Access-Reject");
+}
+
 /// A token resynchronised while its clock ran an hour ahead, and then put right: every code
 /// it shows is before its last used step, so logins are refused as replays. A plain resync
 /// says so (not "already used"); `--clock-went-back` takes the codes and logins work.

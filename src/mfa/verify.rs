@@ -83,6 +83,25 @@ pub async fn verify_token(
     }
 }
 
+/// Whether `code` is one this token would take now or has already used, by the readings
+/// [`verify_token`] and [`is_replay`] make, without using anything up. Only for telling
+/// where a password ends and a code begins (`inline_delimiter = ""` and tokens of several
+/// lengths): a yes here is still checked, and consumed, as any code is.
+pub fn fits(opts: &VerifyOptions, rec: &TokenRecord, code: &str, now: i64) -> bool {
+    let t = &rec.token;
+    if !t.enabled || !valid_at(rec, now) || code.len() != t.digits as usize {
+        return false;
+    }
+    is_replay(opts, rec, code, now)
+        || match t.kind {
+            TokenKind::Totp => {
+                otp::match_totp_with_drift(t, code, now, opts.totp_window, rec.extra.drift)
+                    .is_some()
+            }
+            TokenKind::Hotp => hotp::match_hotp(t, code, opts.hotp.window).is_some(),
+        }
+}
+
 /// Whether `code` is one this token already used, by the same reading [`verify_token`]
 /// makes (a used TOTP step in the window, the HOTP code just before the counter). Only
 /// reads: asked of every token before any is checked (`second_factor::check_code`).

@@ -18,6 +18,7 @@ use crate::auth::{Denial, PrimaryOutcome, UserInfo};
 use crate::config::delivery::VoiceMode;
 use crate::config::{NoFactorPolicy, OtpMode, Primary};
 use crate::mfa::method::{available, choose, Capabilities, Method};
+use crate::mfa::verify::{self, VerifyOptions};
 use crate::radius::{Reply, Request};
 use crate::secret::Secret;
 use crate::store::TokenRecord;
@@ -75,7 +76,14 @@ pub async fn start(
         (Some(parts), _) => parts,
         (None, OtpMode::Inline { .. }) if tokens.is_empty() || !takes_codes => (field, None),
         (None, OtpMode::Inline { delimiter }) => {
-            match split_inline(&field, delimiter, &code_lengths(tokens)) {
+            let now = app.clock.now();
+            let config = app.config();
+            let opts = VerifyOptions {
+                totp_window: config.totp.window,
+                hotp: config.hotp.clone(),
+            };
+            let fits = |code: &str| tokens.iter().any(|t| verify::fits(&opts, t, code, now));
+            match split_inline(&field, delimiter, &code_lengths(tokens), fits) {
                 Some((p, c)) => (p, Some(c)),
                 None => (field, None),
             }
@@ -434,19 +442,32 @@ fn code_lengths(tokens: &[TokenRecord]) -> Vec<usize> {
 /// is digits (spaces allowed: "123 456"): "pa,ss" is a password that holds the delimiter,
 /// sent alone (a bypass, a remembered station), not "pa" and the code "ss" — whose bind
 /// would have failed and counted against the account's directory lockout.
-fn split_inline(field: &Secret, delimiter: &str, lengths: &[usize]) -> Option<(Secret, Secret)> {
+///
+/// Without a delimiter, a user with tokens of two lengths whose password ends in digits
+/// ("Summer24" and a 6-digit code) has two splits that both end in digits; the longest
+/// always won, so the 6-digit token could never be used and each try was a wrong password
+/// counted by the directory. So where several lengths fit, the split whose code `fits` one
+/// of the user's tokens (a read-only check) is taken, else the longest.
+fn split_inline(
+    field: &Secret,
+    delimiter: &str,
+    lengths: &[usize],
+    fits: impl Fn(&str) -> bool,
+) -> Option<(Secret, Secret)> {
     let text = field.expose_str()?;
     if delimiter.is_empty() {
         // Longest first: an 8-digit token's code ends with 6 digits too.
-        for &n in lengths.iter().rev() {
-            if text.len() > n && text.is_char_boundary(text.len() - n) {
-                let (p, c) = text.split_at(text.len() - n);
-                if c.bytes().all(|b| b.is_ascii_digit()) {
-                    return Some((Secret::from(p), Secret::from(c)));
-                }
-            }
-        }
-        None
+        let mut splits = lengths.iter().rev().filter_map(|&n| {
+            let at = text.len().checked_sub(n).filter(|&at| at > 0)?;
+            let (p, c) = (text.get(..at)?, text.get(at..)?);
+            c.bytes().all(|b| b.is_ascii_digit()).then_some((p, c))
+        });
+        let longest = splits.next()?;
+        let (p, c) = std::iter::once(longest)
+            .chain(splits)
+            .find(|(_, c)| fits(c))
+            .unwrap_or(longest);
+        Some((Secret::from(p), Secret::from(c)))
     } else {
         let (p, c) = text.rsplit_once(delimiter)?;
         let digits = c.bytes().any(|b| b.is_ascii_digit())
@@ -463,7 +484,16 @@ mod tests {
     use super::*;
 
     fn split(field: &str, delim: &str, digits: &[usize]) -> Option<(String, String)> {
-        split_inline(&Secret::from(field), delim, digits).map(|(p, c)| {
+        split_fitting(field, delim, digits, |_| false)
+    }
+
+    fn split_fitting(
+        field: &str,
+        delim: &str,
+        digits: &[usize],
+        fits: impl Fn(&str) -> bool,
+    ) -> Option<(String, String)> {
+        split_inline(&Secret::from(field), delim, digits, fits).map(|(p, c)| {
             (
                 p.expose_str().unwrap().to_string(),
                 c.expose_str().unwrap().to_string(),
@@ -506,5 +536,34 @@ mod tests {
         );
         assert_eq!(split("secret", "", &[6]), None);
         assert_eq!(split("123456", "", &[6]), None, "no password left");
+        assert_eq!(
+            split("é123456", "", &[6, 8]),
+            Some(("é".into(), "123456".into()))
+        );
+    }
+
+    /// "Summer24" and a 6-digit code: the 8-digit split ends in digits too, and only the
+    /// user's tokens can tell which was meant.
+    #[test]
+    fn a_password_ending_in_digits_splits_where_a_token_fits() {
+        let field = "Summer24123456";
+        assert_eq!(
+            split_fitting(field, "", &[6, 8], |c| c == "123456"),
+            Some(("Summer24".into(), "123456".into()))
+        );
+        assert_eq!(
+            split_fitting(field, "", &[6, 8], |c| c == "24123456"),
+            Some(("Summer".into(), "24123456".into()))
+        );
+        // Neither fits: the longest, as before (one wrong code, counted once).
+        assert_eq!(
+            split_fitting(field, "", &[6, 8], |_| false),
+            Some(("Summer".into(), "24123456".into()))
+        );
+        // Only the lengths whose tail is all digits are asked.
+        assert_eq!(
+            split_fitting("Summerx123456", "", &[6, 8], |c| c.len() == 8),
+            Some(("Summerx".into(), "123456".into()))
+        );
     }
 }
