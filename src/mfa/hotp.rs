@@ -85,6 +85,9 @@ pub fn match_hotp(token: &Token, code: &str, window: u64) -> Option<u64> {
 /// may come up again within the window ahead (one in 10^digits per counter), and a code
 /// someone watched being typed must not work twice: the caller refuses it as a replay,
 /// which costs a user whose next code happens to repeat the last one a second press.
+/// Only the last used code: once the user has logged in again, an older watched code can
+/// still match a twin ahead in the window, with the odds of any guess (about window in
+/// 10^digits), so it is worth no more to whoever watched than a random code.
 pub fn repeats_last_used(token: &Token, code: &str) -> bool {
     token.kind == TokenKind::Hotp
         && token.counter > 0
