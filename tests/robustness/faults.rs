@@ -13,9 +13,19 @@ fn stalled_directory_caps_work_and_recovers() {
     let text = std::fs::read_to_string(&config).unwrap().replace(
         "request_deadline_ms = 4000",
         "request_deadline_ms = 1500\nmax_in_flight = 16",
-    );
+    ) + "\n[metrics]\nlisten = \"127.0.0.1:0\"\n";
     std::fs::write(&config, text).unwrap();
     let mut srv = Server::start_with(tempfile::tempdir().unwrap(), config.clone());
+    let metrics = srv.metrics_addr();
+    let scrape = || common::radmfa::http_get(metrics, "/metrics").2;
+    let value = |body: &str, name: &str| -> u64 {
+        body.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("no {name} in:\n{body}"))
+            .trim()
+            .parse()
+            .unwrap()
+    };
     let seed = srv.enroll("alice", &[]);
     let pid = pid_of(&config);
     let rss_before = rss_kib(pid);
@@ -40,6 +50,32 @@ fn stalled_directory_caps_work_and_recovers() {
             sent += 1;
         }
     }
+    // Well before the deadline: at most 16 requests are in flight, and every other one
+    // read is already dropped as overloaded, not waiting for a slot.
+    // One scrape: its counters are read as it starts (with the directory down, it then
+    // waits up to 2 s for a health probe before it answers).
+    std::thread::sleep(Duration::from_millis(300));
+    let asked = sent_at.elapsed();
+    let body = scrape();
+    let (in_flight, dropped, read) = (
+        value(&body, "radmfa_requests_in_flight"),
+        value(
+            &body,
+            "radmfa_requests_dropped_total{reason=\"overloaded\"}",
+        ),
+        value(&body, "radmfa_datagrams_received_total"),
+    );
+    assert!(
+        asked < Duration::from_millis(1000),
+        "too slow to tell: {asked:?}"
+    );
+    eprintln!("at +300 ms: {read} read, {in_flight} in flight, {dropped} dropped");
+    assert!(in_flight <= 16, "{in_flight} requests in flight");
+    assert!(read > 16, "only {read} read");
+    assert!(
+        dropped + 16 >= read,
+        "{read} read, {dropped} dropped at once: the rest waited"
+    );
     let (mut replies, mut slowest) = (0, Duration::ZERO);
     let mut buf = [0u8; 4096];
     while sent_at.elapsed() < Duration::from_secs(4) {
@@ -71,6 +107,38 @@ fn stalled_directory_caps_work_and_recovers() {
         "RSS grew from {rss_before} to {rss_during} KiB"
     );
 
+    // Requests of about 3,900 octets, 20 MB of them, while the directory is still stalled:
+    // those dropped leave nothing behind (were they queued, RSS would grow by about that).
+    let big_sock = socket_from("127.0.0.1", srv.addr, 10);
+    let read_before = value(&scrape(), "radmfa_datagrams_received_total");
+    let rss_base = rss_kib(pid);
+    let mut rss_peak = rss_base;
+    let vsa = [0x41u8; 250];
+    for i in 0..5000u32 {
+        let mut b = AccessRequestBuilder::new(i as u8, "alice").password(PW.as_bytes());
+        for _ in 0..15 {
+            b = b.attribute(26, &vsa);
+        }
+        let (raw, _) = b.build(SECRET.as_bytes());
+        assert!(raw.len() > 3800);
+        big_sock.send(&raw).unwrap();
+        if i % 50 == 49 {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        if i % 500 == 499 {
+            rss_peak = rss_peak.max(rss_kib(pid));
+        }
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    rss_peak = rss_peak.max(rss_kib(pid));
+    let big_read = value(&scrape(), "radmfa_datagrams_received_total") - read_before;
+    eprintln!("{big_read} big requests read; RSS {rss_base} -> peak {rss_peak} KiB");
+    assert!(big_read >= 2500, "only {big_read} of 5000 read");
+    assert!(
+        rss_peak < rss_base + 12 * 1024,
+        "RSS grew from {rss_base} to {rss_peak} KiB with {big_read} big requests read"
+    );
+
     signal(slapd_pid, "-CONT");
     let sock = socket_from("127.0.0.1", srv.addr, 3000);
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -82,6 +150,17 @@ fn stalled_directory_caps_work_and_recovers() {
         std::thread::sleep(Duration::from_millis(300));
     }
     recovery += 4;
+    // The big requests that held the slots are answered too (refused at the deadline, or
+    // challenged once the directory was back).
+    big_sock
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut big_replies = 0;
+    while big_sock.recv(&mut buf).is_ok() {
+        big_replies += 1;
+    }
+    assert!(big_replies <= 16, "{big_replies} big requests answered");
+    replies += big_replies;
     // The rest were dropped by radmfa at once, not queued: every datagram it read (its own
     // count, from its shutdown line) was answered or dropped as overloaded, but for the
     // recovery logins above.
