@@ -229,6 +229,30 @@ async fn the_store_keeps_read_committed_whatever_the_database_default() {
     consume_and_count_once(&nodes_on(&url, 2, &super::test_sealer()).await).await;
 }
 
+/// The store's connections commit durably whatever the database's default: the test
+/// cluster itself runs with synchronous_commit off (speed), and a DBA may set it off for
+/// the database too. A reply waits for its commit; with it off, a used step or State
+/// committed before the reply could vanish in a database crash and be accepted again.
+#[tokio::test]
+async fn the_store_commits_durably_whatever_the_database_default() {
+    let cluster = PgCluster::shared();
+    let url = cluster.fresh_database();
+    let db = PgCluster::database_of(&url);
+    cluster.psql(
+        "postgres",
+        &format!("ALTER DATABASE {db} SET synchronous_commit = 'off'"),
+    );
+    assert_eq!(cluster.psql(&db, "SHOW synchronous_commit"), "off");
+    let store = &nodes_on(&url, 1, &super::test_sealer()).await[0];
+    for _ in 0..3 {
+        let on: String = sqlx::query_scalar("SHOW synchronous_commit")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(on, "on");
+    }
+}
+
 async fn consume_and_count_once(nodes: &[Arc<PgStore>]) {
     let id = nodes[0]
         .add_token(battery::totp("T1", Some("alice"), b"seed"))
