@@ -195,8 +195,10 @@ fn inline_setup(users: &[LdapUser]) -> (Slapd, tempfile::TempDir, std::path::Pat
 }
 
 /// `kill -9` in the middle of a stream of inline logins, then a restart on the same store:
-/// every enrollment made before is there, every acknowledged accept has its audit record,
-/// and no code accepted before the kill is accepted again.
+/// every acknowledged accept and reject has its audit record, no code accepted before the
+/// kill is accepted again, and the enrollments are there. (Enrollment is the `radmfa user`
+/// command's own committed write, not the server's, so the kill cannot reach it; SQLite's
+/// `synchronous = FULL`, which keeps it across a power cut, has a unit test.)
 #[test]
 fn kill_9_under_load_loses_nothing_acknowledged() {
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -214,15 +216,19 @@ fn kill_9_under_load_loses_nothing_acknowledged() {
 
     // (user, the password field sent, the TOTP step of its code)
     let accepted = Arc::new(Mutex::new(Vec::<(String, String, i64)>::new()));
+    // Users whose wrong code was answered with a Reject (a request whose only write is its
+    // audit record), once per Reject.
+    let rejected = Arc::new(Mutex::new(Vec::<String>::new()));
     let count = Arc::new(AtomicUsize::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let addr = first.addr;
     let workers: Vec<_> = seeds
         .chunks(10)
         .map(|chunk| {
-            let (chunk, accepted, count, stop) = (
+            let (chunk, accepted, rejected, count, stop) = (
                 chunk.to_vec(),
                 accepted.clone(),
+                rejected.clone(),
                 count.clone(),
                 stop.clone(),
             );
@@ -230,9 +236,21 @@ fn kill_9_under_load_loses_nothing_acknowledged() {
                 let sock = socket_from("127.0.0.1", addr, 1000);
                 // Steps -1, 0, +1 in order: each a new step for the token, all in the window.
                 for offset in [-1i64, 0, 1] {
-                    for (user, pw, seed) in &chunk {
+                    for (i, (user, pw, seed)) in chunk.iter().enumerate() {
                         if stop.load(Ordering::Relaxed) {
                             return;
+                        }
+                        if offset == -1 && i % 2 == 0 {
+                            // A code 40 steps off: outside every window, a wrong code.
+                            let wrong = format!("{pw},{}", code(now(), seed, 40));
+                            match ask(
+                                &sock,
+                                AccessRequestBuilder::new(2, user).password(wrong.as_bytes()),
+                            ) {
+                                Some((3, _, _)) => rejected.lock().unwrap().push(user.clone()),
+                                Some(_) => {}
+                                None => return,
+                            }
                         }
                         let t = now();
                         let field = format!("{pw},{}", code(t, seed, offset));
@@ -274,7 +292,16 @@ fn kill_9_under_load_loses_nothing_acknowledged() {
     }
     drop(first);
     let acked = accepted.lock().unwrap().clone();
-    eprintln!("{} logins acknowledged before kill -9", acked.len());
+    let refused = rejected.lock().unwrap().clone();
+    eprintln!(
+        "{} logins and {} wrong codes acknowledged before kill -9",
+        acked.len(),
+        refused.len()
+    );
+    assert!(
+        !refused.is_empty(),
+        "no wrong code answered before the kill"
+    );
     // The kill came while logins were still being sent, not after the last of them.
     assert!(
         acked.len() < seeds.len() * 3,
@@ -318,6 +345,18 @@ fn kill_9_under_load_loses_nothing_acknowledged() {
         assert!(
             used.is_some_and(|u| u >= *step),
             "{user}: step {step} was acknowledged, the store says {used:?}: {t}"
+        );
+    }
+    for user in &refused {
+        let answered = refused.iter().filter(|u| *u == user).count();
+        let records = second
+            .audit_json(user)
+            .iter()
+            .filter(|r| r["result"] == "reject" && r["reason"] == "wrong code")
+            .count();
+        assert!(
+            records >= answered,
+            "{user}: {answered} wrong code(s) refused, {records} audited"
         );
     }
     for (user, field, _) in &acked {
