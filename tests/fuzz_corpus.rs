@@ -151,3 +151,32 @@ fn captured_seeds_decode() {
         "only {decoded} seeds decode with the fuzz secret"
     );
 }
+
+/// A mutated signed seed fails verification; re-signed (`resign`), it decodes, so the
+/// targets' mutations reach what lies behind the check: here a Proxy-State's value changed.
+#[test]
+fn resigned_mutations_get_past_the_message_authenticator() {
+    let seeds = seeds("packet_roundtrip");
+    let with_proxy_state = seeds
+        .iter()
+        .find(|s| {
+            radmfa::radius::decode_request(s, b"fuzz-secret", true)
+                .is_ok_and(|r| !r.proxy_states().is_empty())
+        })
+        .expect("a captured seed with Proxy-State and Message-Authenticator");
+    let req = radmfa::radius::decode_request(with_proxy_state, b"fuzz-secret", true).unwrap();
+    let ps = req.proxy_states()[0].clone();
+    let at = with_proxy_state
+        .windows(ps.len() + 2)
+        .position(|w| w[0] == 33 && w[2..] == ps[..])
+        .unwrap();
+    let mut mutated = with_proxy_state.clone();
+    mutated[at + 2] ^= 0x20;
+    assert!(radmfa::radius::decode_request(&mutated, b"fuzz-secret", true).is_err());
+    let signed = resign(&mutated).expect("one Message-Authenticator");
+    let req = radmfa::radius::decode_request(&signed, b"fuzz-secret", true)
+        .expect("re-signed, it verifies");
+    assert_ne!(req.proxy_states()[0], ps);
+    // Not a way around the check for anything else: another secret still fails.
+    assert!(radmfa::radius::decode_request(&signed, b"other-secret", true).is_err());
+}

@@ -2,9 +2,44 @@
 // corpus test (tests/fuzz_corpus.rs), which `include!` this file. Each takes arbitrary bytes
 // and panics only on a real bug.
 
-/// decode → reply → verify → parse must agree (the library's own round-trip check).
+/// decode → reply → verify → parse must agree (the library's own round-trip check); also
+/// on the input re-signed, so that mutations of signed packets get past the check.
 pub fn packet_roundtrip(data: &[u8]) {
     radmfa::radius::request::fuzz_roundtrip(data);
+    if let Some(signed) = resign(data) {
+        radmfa::radius::request::fuzz_roundtrip(&signed);
+    }
+}
+
+/// `data` framed by its Length field with its one 18-octet Message-Authenticator recomputed
+/// for the fuzz secret; None if it has not exactly one. The fuzzer cannot forge an HMAC, so
+/// without this every mutation of a signed seed fails verification, and what lies behind
+/// the check (Proxy-State echoes, EAP, State, the reply encoder) only ever sees the seeds.
+pub fn resign(data: &[u8]) -> Option<Vec<u8>> {
+    let len = usize::from(u16::from_be_bytes([*data.get(2)?, *data.get(3)?]));
+    if len < 20 || len > data.len() {
+        return None;
+    }
+    let mut pkt = data[..len].to_vec();
+    let (mut at, mut i) = (None, 20);
+    while i < len {
+        let l = usize::from(*pkt.get(i + 1)?);
+        if l < 2 || i + l > len {
+            return None;
+        }
+        if pkt[i] == 80 {
+            if l != 18 || at.is_some() {
+                return None;
+            }
+            at = Some(i + 2);
+        }
+        i += l;
+    }
+    let at = at?;
+    pkt[at..at + 16].fill(0);
+    let mac = radmfa::radius::crypto::message_authenticator(&pkt, b"fuzz-secret");
+    pkt[at..at + 16].copy_from_slice(&mac);
+    Some(pkt)
 }
 
 /// Message-Authenticator and attribute handling:
@@ -29,6 +64,17 @@ pub fn message_authenticator(data: &[u8]) {
             "required but absent, yet decoded"
         );
     }
+    tamper_check(data);
+    if let Some(signed) = resign(data) {
+        tamper_check(&signed);
+    }
+}
+
+/// A decoded packet that carries a Message-Authenticator stops decoding when any octet
+/// inside Length changes.
+fn tamper_check(data: &[u8]) {
+    use radmfa::radius::decode_request;
+    const SECRET: &[u8] = b"fuzz-secret";
     let Ok(req) = decode_request(data, SECRET, false) else {
         return;
     };
