@@ -12,7 +12,12 @@ cargo fmt --all -- --check
 echo "==> cargo clippy"
 cargo clippy --all-targets --quiet -- -D warnings
 echo "==> cargo test"
+mkdir -p target/tmp
+rm -f target/tmp/timing-distribution.txt
 cargo test --all-targets 2>&1 | tee target/test-output.txt
+# The user-enumeration tests' latency distributions (libtest hides a passing test's output).
+echo "==> reply latency, known user with a wrong password vs unknown user (tests/timing.rs)"
+cat target/tmp/timing-distribution.txt
 # An integration test file that ran nothing (a renamed module, a cfg gate) is a broken
 # harness, not a pass; a failing test already stopped us above (pipefail).
 awk '/Running tests\// { file = $2 }

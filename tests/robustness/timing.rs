@@ -44,14 +44,33 @@ fn interleaved(
     }
     assert_eq!(shapes.len(), 1, "replies differ: {shapes:?}");
     let (a, b) = (percentiles(a), percentiles(b));
-    eprintln!("latency ms          p10    p25    p50    p75    p90");
-    for (label, p) in [(first.0, a), (second.0, b)] {
-        eprintln!(
-            "{label:<18}{:>6.2}{:>7.2}{:>7.2}{:>7.2}{:>7.2}",
+    show_distribution(&[(first.0, a), (second.0, b)]);
+    (a, b)
+}
+
+/// Prints the latency percentiles, and appends them to `timing-distribution.txt` in the
+/// test's scratch directory (`target/tmp/`), which `scripts/test.sh` prints after the
+/// tests: libtest hides a passing test's output, and the distribution is the evidence.
+fn show_distribution(rows: &[(&str, [f64; 5])]) {
+    let mut table = format!(
+        "{}\nlatency ms              p10    p25    p50    p75    p90\n",
+        std::thread::current().name().unwrap_or("timing")
+    );
+    for (label, p) in rows {
+        table += &format!(
+            "{label:<22}{:>6.2}{:>7.2}{:>7.2}{:>7.2}{:>7.2}\n",
             p[0], p[1], p[2], p[3], p[4]
         );
     }
-    (a, b)
+    eprint!("{table}");
+    use std::io::Write as _;
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("timing-distribution.txt");
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .unwrap();
+    f.write_all(table.as_bytes()).unwrap();
 }
 
 /// `rounds` requests with `password`, alternating unknown names and user00000..user00019.
@@ -162,13 +181,7 @@ fn remembered_entries_do_not_tell_known_users_apart() {
         "{searched} searches: a refusal did not search again"
     );
     let (k, u) = (percentiles(known), percentiles(unknown));
-    eprintln!("latency ms          p10    p25    p50    p75    p90");
-    for (label, p) in [("remembered, wrong", k), ("unknown user", u)] {
-        eprintln!(
-            "{label:<18}{:>6.2}{:>7.2}{:>7.2}{:>7.2}{:>7.2}",
-            p[0], p[1], p[2], p[3], p[4]
-        );
-    }
+    show_distribution(&[("remembered, wrong", k), ("unknown user", u)]);
     // As in `no_user_enumeration_by_reply_or_timing`: without the padding, 0.78-0.82.
     assert!(
         u[0] > k[0] * 0.9 && u[1] > k[1] * 0.9,
