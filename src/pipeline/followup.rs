@@ -143,13 +143,8 @@ pub async fn answer(
     );
     if word && current != Method::Voice {
         let ask = prompt_for(app, current, &carried);
-        let mut reply = Reply::challenge(
-            state.to_vec(),
-            format!(
-                "{:?} is not available here. {ask}",
-                typed.to_ascii_lowercase()
-            ),
-        );
+        let why = format!("{:?} is not available here.", typed.to_ascii_lowercase());
+        let mut reply = Reply::challenge(state.to_vec(), reask(&why, &ask));
         reply.session_timeout = Some((pending.expires_at - now).max(1) as u32);
         return Ok(with_context(
             Verdict::reject("a prompt word this prompt does not offer").with_reply(reply),
@@ -242,11 +237,27 @@ async fn switch_method(
         };
         app.store.put_challenge(&restored).await?;
         let ask = prompt_for(app, current, carried);
-        let mut reply = Reply::challenge(state.to_vec(), format!("{why} {ask}"));
+        let mut reply = Reply::challenge(state.to_vec(), reask(why, &ask));
         reply.session_timeout = Some((restored.expires_at - now).max(1) as u32);
         return Ok(Verdict { reply, ..v });
     }
     Ok(v)
+}
+
+/// One Reply-Message attribute's worth of text (RFC 2865 §5.18).
+const ONE_REPLY_MESSAGE: usize = 253;
+
+/// `why` the prompt is shown again, then the prompt: in one Reply-Message, the only one
+/// pam_radius_auth shows. A long `[challenge] prompt` (up to 222 bytes) after a refusal (up
+/// to 76) would be split in two, and the user would see the prompt cut off mid-word; the
+/// prompt was shown in full a moment ago, so a short one stands in for it then.
+fn reask(why: &str, ask: &str) -> String {
+    let full = format!("{why} {ask}");
+    if full.len() <= ONE_REPLY_MESSAGE {
+        full
+    } else {
+        format!("{why} Enter the code.")
+    }
 }
 
 /// What the prompt being answered asks for, to ask it again.
@@ -385,4 +396,31 @@ pub async fn wrong_answer(
     };
     v.mode = mode;
     Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The longest prompt the config takes, after the longest refusal: one Reply-Message.
+    #[test]
+    fn a_re_prompt_after_a_refusal_fits_one_reply_message() {
+        let longest_prompt = "x".repeat(222);
+        let typed = format!("{:?} is not available here.", "resend");
+        for why in [
+            oob::RATE_LIMITED,
+            oob::NOT_SENT,
+            oob::NOT_CALLED,
+            typed.as_str(),
+        ] {
+            let long = reask(why, &longest_prompt);
+            assert!(long.len() <= ONE_REPLY_MESSAGE, "{} bytes", long.len());
+            assert!(long.starts_with(why));
+            let short = reask(why, "Enter the code from your authenticator app");
+            assert_eq!(
+                short,
+                format!("{why} Enter the code from your authenticator app")
+            );
+        }
+    }
 }
