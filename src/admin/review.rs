@@ -418,6 +418,22 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
             cfg.server.shutdown_grace.as_millis()
         ));
     }
+    // NPS forwarding a request to a remote RADIUS server group evaluates none of its own
+    // network policies, and RD Gateway's connection policies (RD CAPs) are such policies:
+    // their user-group conditions no longer apply once radmfa answers.
+    for c in cfg
+        .clients
+        .iter()
+        .filter(|c| c.factors.second_factor_only && c.groups.allow.is_empty())
+    {
+        out.push(format!(
+            "client {:?}: second_factor_only without allow_groups: behind RD Gateway, NPS \
+             forwards the request to radmfa without evaluating its network policies, so the \
+             RD CAP's user groups no longer limit who connects; copy them into allow_groups \
+             (docs/rd-gateway.md)",
+            c.name
+        ));
+    }
     if cfg.delivery.voice.is_none() {
         for c in cfg.clients.iter().filter(|c| c.factors.second_factor_only) {
             out.push(format!(
@@ -947,6 +963,15 @@ mod tests {
             "second_factor_only without a [voice]"
         ));
         assert!(!said(&config("", rdg), "voice_mode = \"hold\" without"));
+        assert!(said(
+            &config("", rdg),
+            "second_factor_only without allow_groups"
+        ));
+        let rdg_groups = format!("{rdg}\nallow_groups = [\"cn=rdg-users,dc=example,dc=org\"]");
+        assert!(!said(
+            &config("", &rdg_groups),
+            "second_factor_only without allow_groups"
+        ));
         let held = "voice_mode = \"hold\"\nvoice_budget_secs = 45";
         assert!(said(
             &config("", held),
