@@ -25,7 +25,8 @@ if ((${#missing[@]})); then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -q
   # slapd's debconf would ask for a domain; the tests run their own slapd from a temp dir.
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+  # Through env: sudo's env_reset would drop a DEBIAN_FRONTEND set before it.
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 # The packaged slapd service is not used; stop it so it does not hold port 389 or CPU.
 # The same for radsecproxy's, tinyproxy's and FreeRADIUS's packaged services (FreeRADIUS's
@@ -56,6 +57,7 @@ if ! command -v cargo >/dev/null || [ -z "$have_rust" ] ||
   echo "==> installing the Rust toolchain (rustup, stable, with rustfmt and clippy; found rustc ${have_rust:-none}, need $need_rust)"
   curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs \
     | sh -s -- -y --profile minimal --default-toolchain stable -c rustfmt -c clippy
+  echo "==> Rust installed in ~/.cargo/bin; for cargo in this shell: . \"\$HOME/.cargo/env\""
 fi
 command -v cargo >/dev/null || { echo "missing after install: cargo" >&2; exit 1; }
 # A toolchain already there may lack the checkers the test command runs (rustup's minimal

@@ -81,6 +81,9 @@ struct Host {
     _dir: tempfile::TempDir,
     config: PathBuf,
     state: PathBuf,
+    /// A copy of the binary, where the service user can reach it: a clone under /root
+    /// (mode 0700) keeps `target/` out of its reach, as /usr/local/bin is not.
+    bin: PathBuf,
 }
 
 impl Host {
@@ -102,10 +105,14 @@ impl Host {
         std::fs::write(&config, toml).unwrap();
         std::os::unix::fs::chown(&config, Some(0), Some(SERVICE_UID)).unwrap();
         std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let bin_copy = dir.path().join("radmfa");
+        std::fs::copy(bin(), &bin_copy).unwrap();
+        std::fs::set_permissions(&bin_copy, std::fs::Permissions::from_mode(0o755)).unwrap();
         Host {
             _dir: dir,
             config,
             state,
+            bin: bin_copy,
         }
     }
 
@@ -143,7 +150,7 @@ impl Host {
             .map(|w| w.replace("/etc/radmfa/radmfa.toml", self.config.to_str().unwrap()))
             .collect();
         assert!(args.iter().any(|a| a == "serve"), "{exec}");
-        let mut cmd = Command::new(bin());
+        let mut cmd = Command::new(&self.bin);
         cmd.args(&args);
         cmd
     }
