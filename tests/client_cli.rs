@@ -288,3 +288,58 @@ fn a_backup_taken_while_serving_restores_to_a_working_server() {
     let out = login(&restored, &next);
     assert!(out.status.success(), "{}", text(&out));
 }
+
+/// Inputs the packet encoder cannot take are refused naming the option, not found by a
+/// worker as a panic: a NAS-Identifier over 253 octets, an empty shared secret (given
+/// outright, or as the empty first line of a --secret-file).
+#[test]
+fn unencodable_options_are_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty_first = dir.path().join("nas.secret");
+    std::fs::write(&empty_first, "\nthe secret on line 2 is not read\n").unwrap();
+    let empty_first = empty_first.to_str().unwrap();
+    let long = "n".repeat(254);
+    // Nothing listens on the discard port: were a request sent, it would only time out.
+    let target = [
+        "--server",
+        "127.0.0.1:9",
+        "--timeout",
+        "0.2",
+        "--retries",
+        "0",
+    ];
+    let login = ["login", "alice", "--password", "pw", "--code", "123456"];
+    let load = ["load", "--generated", "1", "-n", "1", "--flow", "reject"];
+    let cases: [(&[&str], &[&str], &str); 6] = [
+        (
+            &login,
+            &["--secret", "s", "--nas-identifier", &long],
+            "--nas-identifier",
+        ),
+        (
+            &load,
+            &["--secret", "s", "--nas-identifier", &long],
+            "--nas-identifier",
+        ),
+        (&login, &["--secret", ""], "--secret"),
+        (&load, &["--secret", ""], "--secret"),
+        (&login, &["--secret-file", empty_first], "--secret-file"),
+        (&load, &["--secret-file", empty_first], "--secret-file"),
+    ];
+    for (cmd, extra, flag) in cases {
+        let out = Command::new(bin())
+            .arg("client")
+            .args(cmd)
+            .args(extra)
+            .args(target)
+            .env_remove("RADMFA_SECRET")
+            .output()
+            .unwrap();
+        let t = text(&out);
+        assert!(
+            matches!(out.status.code(), Some(1 | 2)) && t.contains(flag) && !t.contains("panicked"),
+            "{cmd:?} {flag}: {:?} {t}",
+            out.status.code()
+        );
+    }
+}

@@ -79,15 +79,26 @@ impl Target {
     fn secret(&self) -> anyhow::Result<Secret> {
         // The flags conflict with each other; the environment is read only without them, so
         // a variable left from another NAS never overrides the file or secret named here.
+        // An empty secret cannot hide a password (RFC 2865 §5.2): refused here, naming its
+        // source, rather than found by the packet encoder as a panic.
         match (&self.secret, &self.secret_file) {
             (_, Some(f)) => {
                 let text = std::fs::read_to_string(f)
                     .with_context(|| format!("reading {}", f.display()))?;
                 // The first line, as the server reads a `secret_file`: the same file works
                 // for both, a note on a later line included.
-                Ok(Secret::from(text.lines().next().unwrap_or("")))
+                let first = text.lines().next().unwrap_or("");
+                anyhow::ensure!(
+                    !first.is_empty(),
+                    "--secret-file {}: the first line (the shared secret) is empty",
+                    f.display()
+                );
+                Ok(Secret::from(first))
             }
-            (Some(s), None) => Ok(Secret::from(s.as_str())),
+            (Some(s), None) => {
+                anyhow::ensure!(!s.is_empty(), "--secret: the shared secret is empty");
+                Ok(Secret::from(s.as_str()))
+            }
             (None, None) => match env_secret() {
                 Some(s) => Ok(s),
                 None => anyhow::bail!(
@@ -99,6 +110,19 @@ impl Target {
 
     fn timeout(&self) -> Duration {
         Duration::from_secs_f64(self.timeout.max(0.001))
+    }
+
+    /// RFC 2865 §5.32: NAS-Identifier is 1 to 253 octets; a longer one cannot be encoded and
+    /// would otherwise surface as a panic when the first request is built.
+    fn nas_identifier(&self) -> anyhow::Result<Option<String>> {
+        if let Some(nas) = &self.nas_identifier {
+            anyhow::ensure!(
+                (1..=253).contains(&nas.len()),
+                "--nas-identifier: {} octets; RADIUS carries 1 to 253",
+                nas.len()
+            );
+        }
+        Ok(self.nas_identifier.clone())
     }
 }
 
@@ -310,7 +334,7 @@ fn login_spec(
         radsec: radsec.enabled().then(|| radsec.clone()),
         secret: secret_for(t, radsec)?,
         user,
-        nas_identifier: t.nas_identifier.clone(),
+        nas_identifier: t.nas_identifier()?,
         timeout: t.timeout(),
         retries: t.retries,
         verify: t.verify,
@@ -410,7 +434,7 @@ fn load_spec(a: LoadArgs) -> anyhow::Result<(LoadSpec, Arc<Vec<users::LoadUser>>
             replay_guard: !a.no_replay_guard,
         },
         verify: a.target.verify,
-        nas_identifier: a.target.nas_identifier,
+        nas_identifier: a.target.nas_identifier()?,
         source: a.source,
         radsec: match a.radsec.enabled() {
             true => Some(radsec::client_config(&a.radsec)?),
