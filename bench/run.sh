@@ -85,30 +85,31 @@ note() { # label server key value: a single measurement that is not a load phase
 # load SERVER LABEL HOSTPORT ARGS...: one load run, JSON lines tagged and appended.
 load() {
   local server=$1 label=$2 target=$3; shift 3
-  local extra=() pid c0 sent0
+  local extra=() pid c0 replies0
   # FreeRADIUS 3.2.1 puts Message-Authenticator anywhere, but is told to sign every reply.
   [ "$server" = freeradius ] && extra=(--verify signed --no-replay-guard)
   # The server's CPU per reply over this run: steadier than the rate on a shared machine.
   # slapd's too: what each login costs the directory under either server.
   local s0
   pid=$RADMFA_PID; [ "$server" = freeradius ] && pid=$FR_PID
-  c0=$(cpu_ticks "$pid"); s0=$(cpu_ticks "$SLAPD_PID"); sent0=$(sent_so_far)
+  c0=$(cpu_ticks "$pid"); s0=$(cpu_ticks "$SLAPD_PID"); replies0=$(replies_so_far)
   RADMFA_SECRET=$SECRET "$BIN" client load --server "$target" --users "$W/users.csv" \
     -p "$C" --json "${extra[@]}" "$@" |
     while read -r line; do
       echo "{\"label\":\"$label\",\"server\":\"$server\",${line#\{}" >>"$RESULTS"
       echo "   $server $label: $(python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print("%s %.0f req/s, %d expected of %d, p50 %.2f ms, p99 %.2f ms" % (r["phase"], r["replies_per_sec"], r["expected"], r["sent"], r["p50_ms"], r["p99_ms"]))' "$line")" >&2
     done
-  local replies=$(( $(sent_so_far) - sent0 ))
+  local replies=$(( $(replies_so_far) - replies0 ))
   [ "$replies" -gt 0 ] || return 0
   note "cpu-$label" "$server" cpu_us_per_reply \
     "$(( ($(cpu_ticks "$pid") - c0) * 1000000 / $(getconf CLK_TCK) / replies ))"
   note "slapd-cpu-$label" "$server" cpu_us_per_reply \
     "$(( ($(cpu_ticks "$SLAPD_PID") - s0) * 1000000 / $(getconf CLK_TCK) / replies ))"
 }
-# Replies of every load run so far (the runs' "sent" summed).
-sent_so_far() {
-  python3 -c 'import json,sys; print(sum(json.loads(l).get("sent", 0) for l in open(sys.argv[1]) if l.strip()))' "$RESULTS"
+# Verified replies of every load run so far: CPU is per reply (BENCHMARKS.md), and a request
+# that timed out cost the server nothing it answered ("sent" counted those too).
+replies_so_far() {
+  python3 -c 'import json,sys; print(sum(json.loads(l).get("replies", 0) for l in open(sys.argv[1]) if l.strip()))' "$RESULTS"
 }
 wait_udp() { # HOSTPORT: wait until the server answers Status-Server
   for _ in $(seq 100); do

@@ -423,13 +423,23 @@ pub async fn exchange(
     // again, or the previous phase used it on this socket), and the genuine one may follow.
     let mut forged = None;
     for attempt in 0..=spec.retries {
+        let until = tokio::time::Instant::now() + spec.timeout;
+        // A closed port answers with ICMP port-unreachable, which a connected UDP socket
+        // reports at once as an error of the next send or recv. The attempt still waits out
+        // its timeout, as it would for silence: otherwise every retry is spent in
+        // microseconds and a `-d` run spins at full CPU recording ~0 ms timeouts.
         if sock.send(packet).await.is_err() {
+            tokio::time::sleep_until(until).await;
             continue;
         }
-        let until = tokio::time::Instant::now() + spec.timeout;
         loop {
-            let Ok(Ok(len)) = tokio::time::timeout_at(until, sock.recv(&mut buf)).await else {
-                break;
+            let len = match tokio::time::timeout_at(until, sock.recv(&mut buf)).await {
+                Ok(Ok(len)) => len,
+                Ok(Err(_)) => {
+                    tokio::time::sleep_until(until).await;
+                    break;
+                }
+                Err(_) => break,
             };
             let reply = &buf[..len];
             if len < 20 || reply[1] != packet[1] {
@@ -467,6 +477,10 @@ async fn exchange_tls(
 ) -> (Outcome, Duration, Option<Vec<u8>>, u32) {
     use tokio::io::AsyncWriteExt;
     let t0 = Instant::now();
+    let budget = spec.timeout * (spec.retries + 1);
+    // As over UDP, a refused or broken connection waits out the budget like silence would,
+    // so a closed port does not turn the run into a busy loop of instant failures.
+    let wait_out = || tokio::time::sleep_until((t0 + budget).into());
     if link.is_none() {
         *link = open(spec).await.ok().and_then(|c| match c {
             Conn::Tls(l) => l,
@@ -474,9 +488,9 @@ async fn exchange_tls(
         });
     }
     let Some(tls) = link.as_mut() else {
+        wait_out().await;
         return (Outcome::Timeout, t0.elapsed(), None, 0);
     };
-    let budget = spec.timeout * (spec.retries + 1);
     let got = tokio::time::timeout(budget, async {
         tls.write_all(packet).await?;
         loop {
@@ -489,6 +503,7 @@ async fn exchange_tls(
     .await;
     let Ok(Ok(reply)) = got else {
         *link = None;
+        wait_out().await;
         return (Outcome::Timeout, t0.elapsed(), None, 0);
     };
     let latency = t0.elapsed();

@@ -94,6 +94,8 @@ pub struct PhaseReport {
     pub timeouts: u64,
     pub retransmits: u64,
     pub skipped: u64,
+    /// Verified replies of any code: what the bench divides server CPU by.
+    pub replies: u64,
     pub seconds: f64,
     /// Verified replies (of any code) per second.
     pub replies_per_sec: f64,
@@ -141,6 +143,7 @@ impl PhaseReport {
             timeouts: t.timeouts,
             retransmits: t.retransmits,
             skipped: t.skipped,
+            replies: t.replies,
             seconds: secs,
             replies_per_sec: replies / secs,
             ok_per_sec: t.expected as f64 / secs,
