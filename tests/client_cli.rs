@@ -169,6 +169,26 @@ fn load_runs_every_flow_with_verified_replies() {
         ],
     );
     assert!(!out.status.success(), "{}", text(&out));
+    // Mostly failures is a failure too: half the users have a wrong password, so half the
+    // round-1 requests get Access-Reject where a Challenge was due. Above the default
+    // --max-error-ratio (0.01) that exits 1; allowed 0.6, the same run passes.
+    let half = srv.dir.path().join("half-wrong.csv");
+    std::fs::write(&half, "user00000,pw-user00000\nuser00001,wrong\n").unwrap();
+    let half = half.to_str().unwrap();
+    let mixed = |extra: &[&str]| {
+        let mut args = vec!["load", "--users", half, "-p", "1", "--flow", "round1"];
+        args.extend_from_slice(&["-n", "10", "--json"]);
+        args.extend_from_slice(extra);
+        client(&srv, &args)
+    };
+    let out = mixed(&[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("--max-error-ratio"), "{}", text(&out));
+    let r = load_json(&mixed(&["--max-error-ratio", "0.6"]));
+    assert_eq!(
+        (r[0]["expected"].as_u64(), r[0]["sent"].as_u64()),
+        (Some(5), Some(10))
+    );
     // Bounds that would overflow or divide by zero are refused up front, naming the flag.
     for (flag, value) in [
         ("--rate", "1e-20"),
@@ -176,6 +196,7 @@ fn load_runs_every_flow_with_verified_replies() {
         ("--totp-period", "0"),
         ("--timeout", "inf"),
         ("--timeout", "1e30"),
+        ("--max-error-ratio", "1.5"),
     ] {
         let out = client(&srv, &["load", "--users", file, "-n", "1", flag, value]);
         assert!(
