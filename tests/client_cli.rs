@@ -393,3 +393,85 @@ fn a_closed_port_is_waited_out_not_spun_on() {
     );
     assert!(!out.status.success(), "{}", text(&out));
 }
+
+/// Round 2 keeps to --duration: a server that challenges every password but never answers
+/// a State (one that died between the rounds) leaves 200 States, each a 0.3 s timeout, 2 in
+/// flight: 30 s unbounded, about 1 s with the deadline; the States not answered are skipped.
+#[test]
+fn round_two_ends_at_its_duration_when_the_server_goes_quiet() {
+    use radmfa::radius::{reply, request};
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = sock.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok((len, from)) = sock.recv_from(&mut buf) {
+            let Ok(req) = request::decode_request(&buf[..len], b"s", false) else {
+                continue;
+            };
+            if has_state(&buf[..len]) {
+                continue;
+            }
+            let r = reply::Reply::challenge(b"st".to_vec(), "Code");
+            sock.send_to(&reply::encode_reply(&req, &r, b"s"), from)
+                .ok();
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("users.csv");
+    std::fs::write(&users, "u0,pw,GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ\n").unwrap();
+    let mut child = Command::new(bin())
+        .args([
+            "client",
+            "load",
+            "--flow",
+            "two-round",
+            "--no-replay-guard",
+            "--users",
+        ])
+        .arg(&users)
+        .args([
+            "-n",
+            "200",
+            "-d",
+            "1",
+            "-p",
+            "2",
+            "--timeout",
+            "0.3",
+            "--retries",
+            "0",
+        ])
+        .args(["--json", "--secret", "s", "--server", &addr.to_string()])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if t0.elapsed() > std::time::Duration::from_secs(15) {
+            child.kill().ok();
+            panic!("round 2 ran past its --duration");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    let r: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(r[0]["expected"], 200, "{r:?}");
+    let (sent, skipped) = (r[1]["sent"].as_u64(), r[1]["skipped"].as_u64());
+    assert_eq!(sent.unwrap() + skipped.unwrap(), 200, "{r:?}");
+    assert!(sent.unwrap() < 20, "{r:?}");
+}
+
+/// Whether a request carries a State (type 24), walking its attributes.
+fn has_state(raw: &[u8]) -> bool {
+    let mut at = 20;
+    while at + 2 <= raw.len() {
+        if raw[at] == 24 {
+            return true;
+        }
+        at += usize::from(raw[at + 1]).max(2);
+    }
+    false
+}

@@ -190,14 +190,19 @@ pub async fn run(spec: &LoadSpec, users: Arc<Vec<LoadUser>>) -> anyhow::Result<V
     let (tally, states, elapsed, conns) = run_phase(first.clone(), conns).await?;
     let mut reports = vec![PhaseReport::new(name, tally, elapsed)];
     if spec.flow == Flow::TwoRound {
+        // Round 2 has the same --duration of its own: without it, a server that stopped
+        // answering held the run for every State × timeout × attempts (hours).
         let second = Arc::new(Phase {
             spec: spec.clone(),
             users,
-            schedule: Schedule::new(states.len() as u64, None, spec.rate),
+            schedule: Schedule::new(states.len() as u64, spec.duration, spec.rate),
             answers: spread_by_user(states),
             round2: true,
         });
-        let (tally, _, elapsed, _) = run_phase(second, conns).await?;
+        let (mut tally, _, elapsed, _) = run_phase(second.clone(), conns).await?;
+        // Answers the deadline cut off are counted, not lost without a trace.
+        let unsent = (second.answers.len() as u64).saturating_sub(tally.sent + tally.skipped);
+        tally.skipped += unsent;
         reports.push(PhaseReport::new("round2", tally, elapsed));
     }
     Ok(reports)

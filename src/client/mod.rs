@@ -176,7 +176,8 @@ pub struct LoadArgs {
     /// Stop after this many requests (round 1 of two-round).
     #[arg(long, short = 'n')]
     pub count: Option<u64>,
-    /// Stop after this many seconds.
+    /// Stop after this many seconds (two-round: each round; States round 2 has no time
+    /// for count as skipped).
     #[arg(long, short = 'd')]
     pub duration: Option<f64>,
     /// Requests per second across all workers (default: as fast as replies come).

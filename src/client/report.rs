@@ -30,7 +30,8 @@ pub struct Tally {
     pub forged: u64,
     pub timeouts: u64,
     pub retransmits: u64,
-    /// Requests not sent: the run ended while no user had a TOTP step left to use.
+    /// Requests not sent: the run ended while no user had a TOTP step left to use, or
+    /// before round 2 got to every State.
     pub skipped: u64,
     /// Microseconds from first send to verified reply, for every reply of the expected
     /// code (a fast Reject of the wrong kind would make the percentiles look better).
@@ -176,7 +177,7 @@ impl PhaseReport {
             let _ = write!(s, "  {code} {n}");
         }
         if self.skipped > 0 {
-            let _ = write!(s, "  skipped (no TOTP step left) {}", self.skipped);
+            let _ = write!(s, "  skipped (not sent before the end) {}", self.skipped);
         }
         s
     }
