@@ -191,12 +191,15 @@ pub async fn run(spec: &LoadSpec, users: Arc<Vec<LoadUser>>) -> anyhow::Result<V
     let mut reports = vec![PhaseReport::new(name, tally, elapsed)];
     if spec.flow == Flow::TwoRound {
         // Round 2 has the same --duration of its own: without it, a server that stopped
-        // answering held the run for every State × timeout × attempts (hours).
+        // answering held the run for every State × timeout × attempts (hours). The answers
+        // are ordered first: the clock starts with the schedule, and sorting a long run's
+        // States is the generator's time, not the server's.
+        let answers = spread_by_user(states);
         let second = Arc::new(Phase {
             spec: spec.clone(),
             users,
-            schedule: Schedule::new(states.len() as u64, spec.duration, spec.rate),
-            answers: spread_by_user(states),
+            schedule: Schedule::new(answers.len() as u64, spec.duration, spec.rate),
+            answers,
             round2: true,
         });
         let (mut tally, _, elapsed, _) = run_phase(second.clone(), conns).await?;
