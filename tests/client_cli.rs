@@ -205,6 +205,29 @@ fn load_runs_every_flow_with_verified_replies() {
             text(&out)
         );
     }
+    // Two-round keeps every State for round 2: a run that would need more than the cap is
+    // refused up front (unbounded memory before), whether by -n or by -d × --rate.
+    for bound in [
+        &["-n", "4000001", "-d", "0.5"][..],
+        &["-d", "0.5", "--rate", "1e7"],
+    ] {
+        let mut args = vec![
+            "load",
+            "--users",
+            file,
+            "--flow",
+            "two-round",
+            "--timeout",
+            "0.2",
+        ];
+        args.extend_from_slice(bound);
+        let out = client(&srv, &args);
+        assert!(
+            !out.status.success() && text(&out).contains("keeps every State"),
+            "{bound:?}: {}",
+            text(&out)
+        );
+    }
     for user in ["user00000", "user00029"] {
         let audit = srv.audit_json(user);
         assert!(

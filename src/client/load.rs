@@ -82,6 +82,10 @@ pub struct LoadSpec {
     pub radsec: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
 }
 
+/// Round-1 requests of a two-round run, and so States kept for round 2 (each some 80 bytes
+/// with its allocation: about 320 MB at most).
+pub const MAX_STATES: u64 = 4_000_000;
+
 /// One worker's line to the server.
 enum Conn {
     Udp(UdpSocket),
@@ -168,7 +172,12 @@ pub async fn run(spec: &LoadSpec, users: Arc<Vec<LoadUser>>) -> anyhow::Result<V
             spec.flow
         );
     }
-    let limit = spec.count.unwrap_or(u64::MAX);
+    let mut limit = spec.count.unwrap_or(u64::MAX);
+    if spec.flow == Flow::TwoRound {
+        // Every State is kept for round 2: bounded, since a run paced only by the server's
+        // speed has no bound the spec could check (`load_spec` refuses larger -n or -d × rate).
+        limit = limit.min(MAX_STATES);
+    }
     // Connections first: the clock (the schedule) starts when the phase is built.
     let mut conns = Vec::with_capacity(spec.concurrency);
     for _ in 0..spec.concurrency {

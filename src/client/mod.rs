@@ -10,6 +10,7 @@
 //! - [`bench`]: hidden helpers for `bench/run.sh` (bulk users, raw LDAP bind rate).
 
 pub mod bench;
+pub mod histogram;
 pub mod load;
 pub mod login;
 pub mod radsec;
@@ -173,7 +174,8 @@ pub struct LoadArgs {
     /// Requests in flight (-p as in radclient; -c is the global --config).
     #[arg(long, short = 'p', default_value_t = 100)]
     pub concurrency: usize,
-    /// Stop after this many requests (round 1 of two-round).
+    /// Stop after this many requests (round 1 of two-round, which keeps every State for
+    /// round 2 and so stops at 4,000,000 however long it may run).
     #[arg(long, short = 'n')]
     pub count: Option<u64>,
     /// Stop after this many seconds (two-round: each round; States round 2 has no time
@@ -412,6 +414,22 @@ fn load_spec(a: LoadArgs) -> anyhow::Result<(LoadSpec, Arc<Vec<users::LoadUser>>
             r.is_finite() && (0.001..=10_000_000.0).contains(&r),
             "--rate {r}: 0.001 to 10000000 requests per second"
         );
+    }
+    if a.flow == Flow::TwoRound {
+        // Round 1 keeps every State: a run that would need more than the cap is refused here
+        // rather than cut short without being asked.
+        let bound = match (a.count, a.duration, a.rate) {
+            (Some(n), _, _) => Some((n as f64, "--count")),
+            (None, Some(d), Some(r)) => Some((d * r, "--duration × --rate")),
+            _ => None,
+        };
+        if let Some((n, what)) = bound.filter(|(n, _)| *n > load::MAX_STATES as f64) {
+            anyhow::bail!(
+                "{what}: {n:.0} round-1 requests; two-round keeps every State for round 2, \
+                 at most {}",
+                load::MAX_STATES
+            );
+        }
     }
     anyhow::ensure!(
         (1..=3600).contains(&a.totp_period),
