@@ -26,7 +26,7 @@
 # slapd, radmfa, and FreeRADIUS as a foreground process with its own config. The system's
 # freeradius and slapd services are neither used nor touched. Results: a table on stdout and
 # JSON lines in target/bench/results-<date>.jsonl.
-set -euo pipefail
+set -Eeuo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 export PATH="$HOME/.cargo/bin:$PATH:/usr/sbin"
@@ -65,8 +65,14 @@ cleanup() {
   [ -n "${BENCH_KEEP:-}" ] && echo "work directory kept: $W" >&2 || rm -rf "$W"
 }
 trap cleanup EXIT
-RESULTS=$W/results.jsonl
+# Anything else that fails stops the run (set -e): say where, the results so far are kept.
+trap 'echo "bench/run.sh: failed at line $LINENO: $BASH_COMMAND" >&2' ERR
+# Written where they are kept from the first line: a failure late in a 15-minute run (the
+# EXIT trap deletes $W) no longer loses what was measured before it.
+mkdir -p target/bench
+RESULTS=$ROOT/target/bench/results-$(date -u +%Y%m%dT%H%M%SZ).jsonl
 : >"$RESULTS"
+FAILED=()
 
 free_port() { # $1 = tcp|udp
   python3 -c "import socket,sys
@@ -93,12 +99,18 @@ load() {
   local s0
   pid=$RADMFA_PID; [ "$server" = freeradius ] && pid=$FR_PID
   c0=$(cpu_ticks "$pid"); s0=$(cpu_ticks "$SLAPD_PID"); replies0=$(replies_so_far)
-  RADMFA_SECRET=$SECRET "$BIN" client load --server "$target" --users "$W/users.csv" \
+  # A phase the client calls failed (exit 1: a forged reply, no expected reply, or more
+  # errors than --max-error-ratio) is named and the run goes on; the script exits 1 at the
+  # end. Before, set -e ended the run here and took every result with it.
+  if ! RADMFA_SECRET=$SECRET "$BIN" client load --server "$target" --users "$W/users.csv" \
     -p "$C" --json "${extra[@]}" "$@" |
     while read -r line; do
       echo "{\"label\":\"$label\",\"server\":\"$server\",${line#\{}" >>"$RESULTS"
       echo "   $server $label: $(python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print("%s %.0f req/s, %d expected of %d, p50 %.2f ms, p99 %.2f ms" % (r["phase"], r["replies_per_sec"], r["expected"], r["sent"], r["p50_ms"], r["p99_ms"]))' "$line")" >&2
-    done
+    done; then
+    echo "   FAILED: $server $label (radmfa client load exited non-zero; its lines above)" >&2
+    FAILED+=("$server $label")
+  fi
   local replies=$(( $(replies_so_far) - replies0 ))
   [ "$replies" -gt 0 ] || return 0
   note "cpu-$label" "$server" cpu_us_per_reply \
@@ -347,11 +359,13 @@ if [ -z "${BENCH_SKIP_FREERADIUS:-}" ]; then
 fi
 
 # ---- report ------------------------------------------------------------------------------
-mkdir -p target/bench
-OUT=target/bench/results-$(date -u +%Y%m%dT%H%M%SZ).jsonl
-cp "$RESULTS" "$OUT"
+OUT=$RESULTS
 echo
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(date -u +%F)"
 echo "users: $USERS, in flight: $C, seconds per workload: $SECS"
 python3 bench/table.py "$OUT"
 echo "raw results: $OUT"
+if [ "${#FAILED[@]}" -gt 0 ]; then
+  echo "failed phases: ${FAILED[*]}" >&2
+  exit 1
+fi
