@@ -356,20 +356,34 @@ fn state_of(raw: &[u8]) -> Option<Vec<u8>> {
         .map(|(_, v)| v)
 }
 
-/// The code `user` should send now, or `None` when it has no unused step left in the window.
+/// The code `user` should send now, or `None` when it has no step it may use now (the
+/// caller waits and tries again).
 fn code_for(p: &TotpParams, user: &LoadUser) -> Option<String> {
     let seed = user.seed.as_ref()?;
-    let now = unix_now() as i64;
-    let cur = now / p.period.max(1) as i64;
-    let step = if p.replay_guard {
+    let step = step_at(p, user, unix_now())?;
+    Some(totp_code(seed, p.algorithm, p.digits, p.period, step))
+}
+
+/// Without a replay guard, no code is made this close (seconds) to the next step boundary,
+/// at most a quarter of the period.
+const BOUNDARY_MARGIN: f64 = 1.0;
+
+/// The step `user` should send a code of at `now` (Unix seconds).
+fn step_at(p: &TotpParams, user: &LoadUser, now: f64) -> Option<i64> {
+    let period = f64::from(p.period.max(1));
+    let cur = (now / period).floor() as i64;
+    if p.replay_guard {
         // Keep one step of margin on each side: a request made just before a step boundary
         // reaches the server just after it.
         let w = p.window.saturating_sub(1) as i64;
-        user.claim_step(cur - w, cur + w)?
+        user.claim_step(cur - w, cur + w)
     } else {
-        cur
-    };
-    Some(totp_code(seed, p.algorithm, p.digits, p.period, step))
+        // FreeRADIUS 3.2.1's rlm_totp accepts only the step current when it reads the
+        // request: a code made just before a boundary and read after it was refused (the
+        // few dozen inline Rejects per FreeRADIUS run). So near a boundary, wait for it.
+        let to_next = (cur + 1) as f64 * period - now;
+        (to_next > BOUNDARY_MARGIN.min(period / 4.0)).then_some(cur)
+    }
 }
 
 /// Builds request number `i`: returns the user index, the datagram and its authenticator.
@@ -533,6 +547,34 @@ async fn exchange_tls(
 #[cfg(test)]
 mod tests {
     use super::spread_by_user;
+
+    /// Without a replay guard the current step's code is sent, but not in the last second
+    /// before a step boundary: it would reach a server checking only the current step
+    /// (FreeRADIUS 3.2.1) after the boundary and be refused.
+    #[test]
+    fn no_code_is_made_just_before_a_step_boundary() {
+        use super::{step_at, LoadUser, OtpAlgorithm, TotpParams};
+        let p = TotpParams {
+            algorithm: OtpAlgorithm::Sha1,
+            digits: 6,
+            period: 30,
+            window: 1,
+            replay_guard: false,
+        };
+        let u = LoadUser::new("u", "p", None);
+        let t0 = 30.0 * 1_000.0;
+        assert_eq!(step_at(&p, &u, t0), Some(1_000));
+        assert_eq!(step_at(&p, &u, t0 + 28.9), Some(1_000));
+        assert_eq!(
+            step_at(&p, &u, t0 + 29.5),
+            None,
+            "0.5 s before the boundary"
+        );
+        assert_eq!(step_at(&p, &u, t0 + 30.0), Some(1_001));
+        // A short period keeps most of each step usable.
+        let short = TotpParams { period: 2, ..p };
+        assert_eq!(step_at(&short, &u, 2.0 * 500.0 + 1.4), Some(500));
+    }
 
     /// With a rate, each request says when it was due (latency counts from there), and
     /// the schedule does not drift: request i is due at start + i / rate.
