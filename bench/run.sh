@@ -201,8 +201,8 @@ user_filter = "(uid={user})"
 pool_size = 32
 $(printf '%b' "${BENCH_LDAP_TOML:-}")
 
-# The widest window radmfa allows, so that each user may log in up to 19 times per 30 s
-# without reusing a code (radmfa refuses a used step); see BENCHMARKS.md.
+# The widest window radmfa allows, so that each user may log in 19 times at once and then
+# once per step without reusing a code (radmfa refuses a used step); see BENCHMARKS.md.
 [totp]
 window = 10
 

@@ -10,8 +10,8 @@
 //!
 //! TOTP and replays: radmfa refuses a step a token has already used, so the generator hands
 //! each user strictly increasing steps from the window the server accepts
-//! ([`LoadUser::claim_step`]). A user can therefore log in at most `2·window − 1` times per
-//! period plus once per new step. Give the run many more users than requests in flight: two
+//! ([`LoadUser::claim_step`]), from `window − 1` steps back to as many ahead. A user can
+//! therefore log in `2·window − 1` times at once, then once per new step. Give the run many more users than requests in flight: two
 //! requests of one user in flight at once may arrive out of order, and the server then
 //! refuses the earlier step as a replay. With `--no-replay-guard` (servers that keep no
 //! used-step record, such as FreeRADIUS 3.2.1's rlm_totp) every request uses the current step.
