@@ -3,6 +3,7 @@
 
 mod crypto;
 mod envelope;
+mod policy;
 mod xml;
 
 pub use envelope::Need;
@@ -68,7 +69,7 @@ pub fn parse(bytes: &[u8], decryption: &Decryption) -> Result<Vec<Entry>, Import
                 out.push(refused(origin, message));
                 continue;
             }
-            match read_key(&env, device, *key) {
+            match read_key(&env, &lines, device, *key) {
                 Ok(Some((token, extra, encrypted))) => {
                     crypto_ok += usize::from(encrypted);
                     out.push(match check_token(&token, &extra) {
@@ -228,6 +229,7 @@ fn key_serial(device: Option<Node<'_, '_>>, key: Node<'_, '_>) -> Option<String>
 /// each time.
 fn read_key(
     env: &Envelope,
+    lines: &Lines,
     device: Option<Node<'_, '_>>,
     key: Node<'_, '_>,
 ) -> Result<Option<KeyRead>, ValueError> {
@@ -261,6 +263,10 @@ fn read_key(
     let dev_text = |n: &str| device.and_then(|d| text(d, &[n]));
     let serial = key_serial(device, key)
         .ok_or_else(|| other("no DeviceInfo/SerialNo and no Key Id to use as the serial"))?;
+    let policy = child(key, "Policy");
+    if let Some(p) = policy {
+        policy::check(p, lines)?;
+    }
     let params = child(key, "AlgorithmParameters");
     let format = params.and_then(|p| child(p, "ResponseFormat"));
     if let Some(enc) = format.and_then(|f| f.attribute("Encoding")) {
@@ -316,7 +322,6 @@ fn read_key(
     let user = text(key, &["UserId"])
         .or_else(|| dev_text("UserId"))
         .and_then(|u| user_from_userid(&u));
-    let policy = child(key, "Policy");
     let pol_text = |n: &str| policy.and_then(|p| text(p, &[n]));
     let extra = TokenExtra {
         manufacturer: dev_text("Manufacturer"),

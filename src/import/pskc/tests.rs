@@ -485,3 +485,67 @@ fn a_userid_dn_gives_a_login_name_or_no_user() {
         assert_eq!(user_from_userid(display), None, "{display}");
     }
 }
+
+/// Figure 5's problems: what an import of `text` refused, as "origin: message".
+fn problems(text: &str) -> Vec<String> {
+    parse(text.as_bytes(), &Decryption::None)
+        .unwrap()
+        .iter()
+        .filter_map(|e| match e {
+            Entry::Invalid(p) | Entry::InvalidToken(p, _) => Some(p.to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// RFC 6030 §5: a policy the server does not enforce makes the key unusable. Figure 5's
+/// PIN is checked by the device ("Local") and imports; with "Prepend" the server would have
+/// to check the PIN typed before the code, and with NumberOfTransactions limit its uses:
+/// both keys were imported as plain tokens, the rule dropped without a word.
+#[test]
+fn a_policy_radmfa_does_not_enforce_refuses_the_key() {
+    let fig5 = String::from_utf8(figure!("5").to_vec()).unwrap();
+    assert!(problems(&fig5).is_empty(), "{:?}", problems(&fig5));
+    let prepend = fig5.replace("PINUsageMode=\"Local\"", "PINUsageMode=\"Prepend\"");
+    assert_eq!(
+        problems(&prepend),
+        [
+            "KeyPackage 1 (line 10): <PINPolicy> in <Policy> (line 34) has \
+          PINUsageMode=\"Prepend\": only a PIN the device checks itself (\"Local\") needs \
+          nothing of radmfa; RFC 6030 §5 makes a key with a policy the server does not \
+          enforce unusable, so it is not imported"
+        ]
+    );
+    let cases = [
+        (
+            "<KeyUsage>OTP</KeyUsage>",
+            "<KeyUsage>OTP</KeyUsage>\n<NumberOfTransactions>5</NumberOfTransactions>",
+            "<NumberOfTransactions> in <Policy> (line 38) is a rule radmfa does not enforce",
+        ),
+        (
+            "<KeyUsage>OTP</KeyUsage>",
+            "<KeyUsage>CR</KeyUsage><KeyUsage>Unlock</KeyUsage>",
+            "<KeyUsage> in <Policy> (line 37) does not allow OTP",
+        ),
+        (
+            "PINUsageMode=\"Local\"",
+            "PINUsageMode=\"Local\" Extra=\"1\"",
+            "<PINPolicy> in <Policy> (line 34) has an unknown attribute Extra",
+        ),
+        (
+            "PINUsageMode=\"Local\"",
+            "",
+            "<PINPolicy> in <Policy> (line 34) has no PINUsageMode",
+        ),
+    ];
+    for (from, to, expected) in cases {
+        let p = problems(&fig5.replace(from, to));
+        assert!(p.len() == 1 && p[0].contains(expected), "{to}: {p:?}");
+    }
+    // Several usages, one of them OTP: the key may be used for OTP.
+    let both = fig5.replace(
+        "<KeyUsage>OTP</KeyUsage>",
+        "<KeyUsage>CR</KeyUsage><KeyUsage>OTP</KeyUsage>",
+    );
+    assert!(problems(&both).is_empty(), "{:?}", problems(&both));
+}
