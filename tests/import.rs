@@ -555,6 +555,45 @@ fn encrypted_pskc_with_wrong_key_or_passphrase_imports_nothing() {
     assert!(!ok && err.contains("cannot be used with"), "{err}");
 }
 
+/// Counter, TimeInterval and TimeDrift encrypted by python-pskc, which writes the shortest
+/// unsigned big-endian bytes: 200 is the one byte C8. Read as signed it was -56: the HOTP
+/// token was refused with a counter of -56, and the TOTP drift stored as -56 unnoticed.
+#[test]
+fn encrypted_integers_from_python_pskc_read_as_it_wrote_them() {
+    let a = Admin::new();
+    let seed = "3132333435363738393031323334353637383930";
+    let tokens = serde_json::json!([
+        {"serial": "E-1", "secret_hex": seed, "type": "hotp", "digits": 6, "counter": 200},
+        {"serial": "E-2", "secret_hex": seed, "type": "totp", "digits": 6, "period": 30,
+         "time_drift": 200},
+    ]);
+    let key = "000102030405060708090a0b0c0d0e0f";
+    let file = a.path("integers.pskcxml");
+    let fields = "secret,counter,time_interval,time_drift";
+    let args = [
+        "--protection",
+        "aes128-cbc",
+        "--key",
+        key,
+        "--fields",
+        fields,
+    ];
+    make_pskc(&file, &tokens, &args);
+    assert!(!std::fs::read_to_string(&file)
+        .unwrap()
+        .contains("PlainValue"));
+    let key_file = a.write("k.hex", key);
+    let (ok, out, err) = a.import(&file, &["--key-file", key_file.to_str().unwrap()]);
+    assert!(ok, "{out}{err}");
+    let t = a.tokens();
+    let by = |s: &str| t.iter().find(|t| t["serial"] == s).unwrap().clone();
+    assert_eq!(by("E-1")["counter"], 200, "{t:?}");
+    assert_eq!(
+        (by("E-2")["drift"].clone(), by("E-2")["period"].clone()),
+        (200.into(), 30.into())
+    );
+}
+
 #[test]
 fn hostile_xml_is_refused_quickly() {
     let a = Admin::new();

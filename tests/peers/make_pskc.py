@@ -2,10 +2,12 @@
 """Writes a PSKC (RFC 6030) file with python-pskc, an implementation radmfa did not write.
 
 Tokens come as JSON on stdin: a list of {serial, secret_hex, type (totp|hotp), digits,
-hash (sha1|sha256|sha512), period or counter, user, manufacturer?, model?}.
+hash (sha1|sha256|sha512), period or counter, time_drift?, user, manufacturer?, model?}.
 
 --protection: plain | aes128-cbc | aes192-cbc | aes256-cbc | kw-aes128 | kw-aes256 | pbkdf2
   (pbkdf2 uses --cipher for the values, default aes128-cbc). --mac: hmac-sha1 | hmac-sha256.
+--fields: the Key fields python-pskc encrypts, comma-separated (default secret; also
+  counter, time_interval, time_drift).
 """
 import argparse
 import binascii
@@ -24,6 +26,7 @@ def main():
     ap.add_argument("--cipher", default="aes128-cbc")
     ap.add_argument("--mac", default="hmac-sha1")
     ap.add_argument("--iterations", type=int, default=1000)
+    ap.add_argument("--fields", default="secret")
     a = ap.parse_args()
 
     p = pskc.PSKC()
@@ -42,6 +45,8 @@ def main():
             kw["time_interval"] = t["period"]
         else:
             kw["counter"] = t["counter"]
+        if t.get("time_drift") is not None:
+            kw["time_drift"] = t["time_drift"]
         if t.get("user"):
             kw["key_userid"] = t["user"]
         for f in ("manufacturer", "model"):
@@ -50,11 +55,14 @@ def main():
         p.add_key(**kw)
 
     prot = a.protection
+    fields = a.fields.split(",")
     if prot == "pbkdf2":
-        p.encryption.setup_pbkdf2(a.passphrase, iterations=a.iterations, algorithm=a.cipher)
+        p.encryption.setup_pbkdf2(a.passphrase, iterations=a.iterations, algorithm=a.cipher,
+                                  fields=fields)
         p.mac.setup(algorithm=a.mac)
     elif prot != "plain":
-        p.encryption.setup_preshared_key(key=binascii.a2b_hex(a.key), algorithm=prot)
+        p.encryption.setup_preshared_key(key=binascii.a2b_hex(a.key), algorithm=prot,
+                                         fields=fields)
         if prot.endswith("-cbc"):
             p.mac.setup(algorithm=a.mac)
     p.write(a.out)

@@ -186,30 +186,37 @@ fn data_int<T: TryFrom<i128>>(
         Value::Plain(s) => s
             .parse()
             .map_err(|_| ValueError::Other(format!("{name} {s:?} is not a whole number")))?,
-        // Encrypted integers are big-endian bytes of an xs:long (RFC 6030 §4.3.5): signed,
-        // two's complement (an encrypted TimeDrift of -4 is FF FF FF FC).
-        Value::Decrypted(b) if !b.is_empty() && b.len() <= 8 => xs_long(b.expose()),
-        Value::Decrypted(_) => {
-            return Err(ValueError::Other(format!(
-                "{name} is not 1 to 8 bytes long"
-            )))
-        }
+        Value::Decrypted(b) => decrypted_int(name, b.expose())?,
     };
     T::try_from(n)
         .map(Some)
         .map_err(|_| ValueError::Other(format!("{name} {n} is out of range")))
 }
 
-/// Big-endian two's complement bytes (1 to 8 of them) as a number.
-fn xs_long(bytes: &[u8]) -> i128 {
-    let start = if bytes.first().is_some_and(|b| b & 0x80 != 0) {
-        -1i128
-    } else {
-        0
-    };
-    bytes
-        .iter()
-        .fold(start, |acc, x| (acc << 8) | i128::from(*x))
+/// An encrypted integer's bytes, read as python-pskc (whose files radmfa's tests import)
+/// reads them. It writes the shortest unsigned big-endian bytes (`'%x' % value`: a Counter
+/// of 200 is the one byte C8, which read as signed was -56), and reads bytes that are all
+/// ASCII digits as decimal (some vendors encrypt the number's text: its
+/// tests/misc/integers.pskcxml). Both readings of such bytes are possible; python-pskc's
+/// is taken, so a file reads here as it reads there (its own 50, written as "2", reads as
+/// 2 in both). It cannot encrypt a negative number (its hex of -4 is "-4", which it fails
+/// to unhexlify), so only a full 8-byte TimeDrift, an xs:long's width, is two's complement.
+fn decrypted_int(name: &str, b: &[u8]) -> Result<i128, ValueError> {
+    if !b.is_empty() && b.iter().all(u8::is_ascii_digit) {
+        return std::str::from_utf8(b)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| ValueError::Other(format!("{name} is out of range")));
+    }
+    match b.len() {
+        8 if name == "TimeDrift" => Ok(i128::from(i64::from_be_bytes(
+            b.try_into().expect("8 bytes"),
+        ))),
+        1..=8 => Ok(b.iter().fold(0i128, |acc, x| (acc << 8) | i128::from(*x))),
+        _ => Err(ValueError::Other(format!(
+            "{name} is not 1 to 8 bytes long"
+        ))),
+    }
 }
 
 type KeyRead = (NewToken, TokenExtra, bool);

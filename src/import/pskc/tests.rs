@@ -255,15 +255,32 @@ fn not_pskc_is_refused() {
     assert!(parse(&[0xff, 0xfe, 0x3c], &Decryption::None).is_err());
 }
 
+/// Encrypted integers as python-pskc writes and reads them: shortest unsigned big-endian
+/// bytes (200 is C8, once read as -56), ASCII digits as decimal, and a negative TimeDrift
+/// only in a full 8 bytes (which python-pskc cannot write).
 #[test]
-fn encrypted_integers_are_signed() {
-    assert_eq!(xs_long(&[0xff, 0xff, 0xff, 0xfc]), -4);
-    assert_eq!(xs_long(&[0x00, 0x00, 0x00, 0x2a]), 42);
-    assert_eq!(xs_long(&[0x80]), -128);
+fn encrypted_integers_read_as_python_pskc_reads_them() {
+    let int = |name: &str, b: &[u8]| decrypted_int(name, b).map_err(ValueError::message);
+    assert_eq!(int("Counter", &[0xc8]), Ok(200));
+    assert_eq!(int("TimeDrift", &[0xc8]), Ok(200));
+    assert_eq!(int("Counter", &[0x01, 0x00]), Ok(256));
+    assert_eq!(int("Counter", &[0xff; 8]), Ok(i128::from(u64::MAX)));
+    assert_eq!(int("TimeDrift", &[0xff, 0xff, 0xff, 0xfc]), Ok(0xffff_fffc));
     assert_eq!(
-        xs_long(&[0x7f; 8]),
-        i128::from(i64::from_be_bytes([0x7f; 8]))
+        int(
+            "TimeDrift",
+            &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfc]
+        ),
+        Ok(-4)
     );
+    assert_eq!(int("Counter", b"298507"), Ok(298_507));
+    assert_eq!(int("Counter", b"0"), Ok(0));
+    for bad in [&[][..], &[1; 9]] {
+        assert_eq!(
+            int("Counter", bad),
+            Err("Counter is not 1 to 8 bytes long".into())
+        );
+    }
 }
 
 /// In an encrypted file every seed must be encrypted: a Secret put there in plain text (or
