@@ -658,6 +658,37 @@ fn an_endless_file_is_cut_off_at_the_size_limit() {
     assert!(a.tokens().is_empty());
 }
 
+/// A file of nothing but bad rows: every one of them was held as a problem (64 MiB of
+/// "x" lines is 33 million, gigabytes). Reading stops after 10,000 problems, the first are
+/// listed, and nothing is imported (with --skip-invalid too: the rest was never read).
+#[test]
+fn a_file_of_bad_rows_stops_at_the_problem_limit() {
+    let a = Admin::new();
+    let b32 = b32(&[7u8; 20]);
+    let file = a.write(
+        "bad.csv",
+        &format!("SN1,{b32},30\n{}", "x\n".repeat(100_000)),
+    );
+    for extra in [&[][..], &["--skip-invalid"]] {
+        let started = Instant::now();
+        let (ok, _, err) = a.import(&file, extra);
+        assert!(!ok, "{extra:?}");
+        assert!(
+            err.contains(
+                "more than 10,000 problems: reading stopped at line 10002; nothing was imported"
+            ),
+            "{extra:?}: {}",
+            &err[err.len().saturating_sub(400)..]
+        );
+        assert!(
+            err.contains("error: line 2: ") && err.contains("… and 9950 more"),
+            "{err}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(20));
+    }
+    assert!(a.tokens().is_empty());
+}
+
 /// The files in `examples/tokens/` import as their comments say (one store per file, so
 /// the same demo serial may appear in two of them).
 #[test]

@@ -153,7 +153,11 @@ pub fn import_csv(data: &[u8]) {
         ..CsvDefaults::default()
     };
     for defaults in [CsvDefaults::default(), forced] {
-        for entry in csv::parse(data, &defaults) {
+        // Past the problem or token limit the whole file is refused: nothing to check.
+        let Ok(entries) = csv::parse(data, &defaults) else {
+            continue;
+        };
+        for entry in entries {
             if let Entry::Token(t) = entry {
                 assert!(check_token(&t.token, &t.extra).is_ok());
                 assert!(t.origin.starts_with("line "));

@@ -232,7 +232,14 @@ pub async fn run(cfg: &Config, store: &dyn Store, a: ImportArgs) -> anyhow::Resu
             )
         })?,
     };
-    let entries = import::parse(&bytes, Some(format), &dec, &defaults)?;
+    let entries = match import::parse(&bytes, Some(format), &dec, &defaults) {
+        // The problems before reading stopped, as any problems are listed.
+        Err(e @ import::ImportError::CutOff { .. }) => {
+            show_problems(import::limits::first_problems(&e));
+            bail!("{}: {e}", a.file.display())
+        }
+        r => r?,
+    };
     drop(dec);
     let map = match &a.map {
         Some(p) => {
@@ -272,12 +279,7 @@ pub async fn run(cfg: &Config, store: &dyn Store, a: ImportArgs) -> anyhow::Resu
     for i in &p.ignored {
         eprintln!("note: {i}");
     }
-    for pr in p.problems.iter().take(SHOW_PROBLEMS) {
-        eprintln!("error: {pr}");
-    }
-    if p.problems.len() > SHOW_PROBLEMS {
-        eprintln!("error: … and {} more", p.problems.len() - SHOW_PROBLEMS);
-    }
+    show_problems(&p.problems);
     if !p.problems.is_empty() && !a.skip_invalid {
         eprintln!(
             "{}: {} problem(s); nothing was imported (fix them, or use --skip-invalid to import the {} valid token(s))",
@@ -349,6 +351,15 @@ pub async fn run(cfg: &Config, store: &dyn Store, a: ImportArgs) -> anyhow::Resu
         started.elapsed().as_secs_f64()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+fn show_problems(problems: &[import::Problem]) {
+    for pr in problems.iter().take(SHOW_PROBLEMS) {
+        eprintln!("error: {pr}");
+    }
+    if problems.len() > SHOW_PROBLEMS {
+        eprintln!("error: … and {} more", problems.len() - SHOW_PROBLEMS);
+    }
 }
 
 /// One audit row per token the import gave to a user. Written a few dozen at a time, so

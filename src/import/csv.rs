@@ -12,7 +12,8 @@
 //!   user/upn/owner, manufacturer, model. An unknown column is an error, not ignored data.
 
 use super::keys::decode_key;
-use super::{check_token, shown, CsvDefaults, Entry, ImportedToken, Problem};
+use super::limits::Entries;
+use super::{check_token, shown, CsvDefaults, Entry, ImportError, ImportedToken, Problem};
 use crate::secret::Secret;
 use crate::store::{user_key, NewToken, OtpAlgorithm, TokenExtra, TokenKind};
 
@@ -111,12 +112,20 @@ fn split_line(line: &[u8]) -> Result<Vec<String>, String> {
 
 /// Parses a CSV file; each data row becomes an [`Entry`] naming its line. Lines are split
 /// here rather than by the CSV reader, whose positions skip blank lines: the line number in
-/// a message must be the one an editor shows.
-pub fn parse(bytes: &[u8], defaults: &CsvDefaults) -> Vec<Entry> {
+/// a message must be the one an editor shows. Past the limits of [`Entries`] the file is
+/// refused.
+pub fn parse(bytes: &[u8], defaults: &CsvDefaults) -> Result<Vec<Entry>, ImportError> {
+    parse_into(bytes, defaults, Entries::new())
+}
+
+pub(crate) fn parse_into(
+    bytes: &[u8],
+    defaults: &CsvDefaults,
+    mut out: Entries,
+) -> Result<Vec<Entry>, ImportError> {
     let text = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     let mut header: Option<Vec<Column>> = None;
     let mut first = true;
-    let mut out = Vec::new();
     for (i, raw) in text.split(|&b| b == b'\n').enumerate() {
         let line = i as u64 + 1;
         let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
@@ -131,10 +140,13 @@ pub fn parse(bytes: &[u8], defaults: &CsvDefaults) -> Vec<Entry> {
             let serial = split_line(String::from_utf8_lossy(head).as_bytes())
                 .ok()
                 .and_then(|f| serial_of(&f, header.as_deref()));
-            out.push(match serial {
-                Some(serial) => Entry::InvalidToken(problem(line, m), serial),
-                None => invalid(line, m),
-            });
+            out.push(
+                match serial {
+                    Some(serial) => Entry::InvalidToken(problem(line, m), serial),
+                    None => invalid(line, m),
+                },
+                line,
+            )?;
             continue;
         }
         if raw.iter().all(u8::is_ascii_whitespace) || raw.trim_ascii_start().starts_with(b"#") {
@@ -149,10 +161,13 @@ pub fn parse(bytes: &[u8], defaults: &CsvDefaults) -> Vec<Entry> {
                 let serial = split_line(lossy.as_bytes())
                     .ok()
                     .and_then(|f| serial_of(&f, header.as_deref()));
-                out.push(match serial {
-                    Some(serial) => Entry::InvalidToken(problem(line, m), serial),
-                    None => invalid(line, m),
-                });
+                out.push(
+                    match serial {
+                        Some(serial) => Entry::InvalidToken(problem(line, m), serial),
+                        None => invalid(line, m),
+                    },
+                    line,
+                )?;
                 continue;
             }
         };
@@ -169,53 +184,59 @@ pub fn parse(bytes: &[u8], defaults: &CsvDefaults) -> Vec<Entry> {
                 // one holds the value is a guess, and a wrong guess seals a name as the seed.
                 Ok(cols) if repeated(&cols).is_some() => {
                     let i = repeated(&cols).unwrap_or(0);
-                    out.push(invalid(
-                        line,
-                        format!(
-                            "column {} in the header repeats another with the same meaning \
+                    out.push(
+                        invalid(
+                            line,
+                            format!(
+                                "column {} in the header repeats another with the same meaning \
                              (column names are matched loosely: upn and user, key and \
                              secret are one)",
-                            shown(&fields[i])
+                                shown(&fields[i])
+                            ),
                         ),
-                    ));
-                    return out;
+                        line,
+                    )?;
+                    return Ok(out.into_vec());
                 }
                 Ok(cols) if cols.contains(&Column::Serial) && cols.contains(&Column::Secret) => {
                     header = Some(cols)
                 }
                 Ok(_) => {
-                    out.push(invalid(
+                    out.push(
+                        invalid(line, "header needs a serial and a secret column".into()),
                         line,
-                        "header needs a serial and a secret column".into(),
-                    ));
-                    return out;
+                    )?;
+                    return Ok(out.into_vec());
                 }
                 Err(f) => {
-                    out.push(invalid(
+                    out.push(
+                        invalid(line, format!("unknown column {} in the header", shown(f))),
                         line,
-                        format!("unknown column {} in the header", shown(f)),
-                    ));
-                    return out;
+                    )?;
+                    return Ok(out.into_vec());
                 }
             }
             continue;
         }
-        out.push(match row(&fields, header.as_deref(), defaults) {
-            Ok((token, extra)) => match check_token(&token, &extra) {
-                Ok(()) => Entry::Token(Box::new(ImportedToken {
-                    origin: format!("line {line}"),
-                    token,
-                    extra,
-                })),
-                Err(m) => Entry::InvalidToken(problem(line, m), token.serial),
+        out.push(
+            match row(&fields, header.as_deref(), defaults) {
+                Ok((token, extra)) => match check_token(&token, &extra) {
+                    Ok(()) => Entry::Token(Box::new(ImportedToken {
+                        origin: format!("line {line}"),
+                        token,
+                        extra,
+                    })),
+                    Err(m) => Entry::InvalidToken(problem(line, m), token.serial),
+                },
+                Err(m) => match serial_of(&fields, header.as_deref()) {
+                    Some(serial) => Entry::InvalidToken(problem(line, m), serial),
+                    None => invalid(line, m),
+                },
             },
-            Err(m) => match serial_of(&fields, header.as_deref()) {
-                Some(serial) => Entry::InvalidToken(problem(line, m), serial),
-                None => invalid(line, m),
-            },
-        });
+            line,
+        )?;
     }
-    out
+    Ok(out.into_vec())
 }
 
 fn invalid(line: u64, message: String) -> Entry {
@@ -347,6 +368,7 @@ mod tests {
 
     fn tokens(text: &str) -> Vec<Result<ImportedToken, String>> {
         parse(text.as_bytes(), &CsvDefaults::default())
+            .unwrap()
             .into_iter()
             .map(|e| match e {
                 Entry::Token(t) => Ok(*t),
@@ -370,7 +392,7 @@ mod tests {
             "SN1,JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP,30\r,x",
         ] {
             let text = format!("SN1,{B32},30\n{bad}\nSN2,{B32},30\n");
-            let entries = parse(text.as_bytes(), &CsvDefaults::default());
+            let entries = parse(text.as_bytes(), &CsvDefaults::default()).unwrap();
             let p = crate::import::plan::plan(
                 entries,
                 &Default::default(),
@@ -391,7 +413,7 @@ mod tests {
         // j\xfcrgen in Latin-1: the UTF-8 ü (C3 BC) becomes the single byte FC.
         let at = bytes.windows(2).position(|w| w == [0xC3, 0xBC]).unwrap();
         bytes.splice(at..at + 2, [0xFC]);
-        let entries = parse(&bytes, &CsvDefaults::default());
+        let entries = parse(&bytes, &CsvDefaults::default()).unwrap();
         assert!(
             entries
                 .iter()

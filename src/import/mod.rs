@@ -8,6 +8,7 @@
 
 pub mod csv;
 pub mod keys;
+pub mod limits;
 pub mod plan;
 pub mod pskc;
 
@@ -69,6 +70,9 @@ pub enum ImportError {
     WrongKey(String),
     #[error("{0}")]
     BadKey(String),
+    /// Reading stopped at a limit of [`limits`]; the problems found before it, to show.
+    #[error("{reason}; nothing was imported")]
+    CutOff { reason: String, first: Vec<Problem> },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,7 +136,7 @@ pub fn parse(
         });
     }
     match format.unwrap_or_else(|| detect(bytes)) {
-        Format::Csv => Ok(csv::parse(bytes, csv_defaults)),
+        Format::Csv => csv::parse(bytes, csv_defaults),
         Format::Pskc => pskc::parse(bytes, decryption),
     }
 }

@@ -50,6 +50,44 @@ pub fn read_map(text: &str) -> Result<HashMap<String, (String, usize)>, Problem>
     Ok(map)
 }
 
+/// Where a serial appears again: the first few places and how many more. All of them
+/// were kept, and a file of one serial on a million rows held (and printed) them all.
+#[derive(Debug, Default)]
+struct Origins {
+    first: Vec<String>,
+    more: usize,
+}
+
+/// Places named per serial; the rest are counted.
+const SHOW_ORIGINS: usize = 5;
+
+impl Origins {
+    fn add(&mut self, origin: &str) {
+        if self.first.len() < SHOW_ORIGINS {
+            self.first.push(origin.to_string());
+        } else {
+            self.more += 1;
+        }
+    }
+
+    fn merge(&mut self, other: Origins) {
+        for o in &other.first {
+            self.add(o);
+        }
+        self.more += other.more;
+    }
+}
+
+impl std::fmt::Display for Origins {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.first.join(", "))?;
+        if self.more > 0 {
+            write!(f, " and {} more", self.more)?;
+        }
+        Ok(())
+    }
+}
+
 pub fn plan(
     entries: Vec<Entry>,
     map: &HashMap<String, (String, usize)>,
@@ -61,10 +99,10 @@ pub fn plan(
     let mut seen: HashMap<String, String> = HashMap::new();
     // Serials the file has more than once: which of its seeds is right is not known, so none
     // of them is imported (with --skip-invalid either).
-    let mut repeated: HashMap<String, Vec<String>> = HashMap::new();
+    let mut repeated: HashMap<String, Origins> = HashMap::new();
     // Serials of rows that are not valid tokens, and where: a valid row with one of them
     // is not imported either, with --skip-invalid too (the bad row may be the one meant).
-    let mut refused: HashMap<String, Vec<String>> = HashMap::new();
+    let mut refused: HashMap<String, Origins> = HashMap::new();
     for entry in entries {
         tick();
         let mut t = match entry {
@@ -74,7 +112,7 @@ pub fn plan(
                 continue;
             }
             Entry::InvalidToken(p, serial) => {
-                refused.entry(serial).or_default().push(p.origin.clone());
+                refused.entry(serial).or_default().add(&p.origin);
                 out.problems.push(p);
                 continue;
             }
@@ -87,7 +125,7 @@ pub fn plan(
             repeated
                 .entry(t.token.serial.clone())
                 .or_default()
-                .push(t.origin.clone());
+                .add(&t.origin);
             out.problems.push(Problem {
                 origin: t.origin,
                 message: format!("serial {} appears again (first at {first})", t.token.serial),
@@ -111,7 +149,7 @@ pub fn plan(
         out.ready.push(t);
     }
     for (serial, at) in refused {
-        repeated.entry(serial).or_default().extend(at);
+        repeated.entry(serial).or_default().merge(at);
     }
     if !repeated.is_empty() {
         let (keep, dropped): (Vec<_>, Vec<_>) = std::mem::take(&mut out.ready)
@@ -119,7 +157,7 @@ pub fn plan(
             .partition(|t| !repeated.contains_key(&t.token.serial));
         out.ready = keep;
         for t in dropped {
-            let again = repeated[&t.token.serial].join(", ");
+            let again = &repeated[&t.token.serial];
             out.problems.push(Problem {
                 origin: t.origin,
                 message: format!(
@@ -139,4 +177,33 @@ pub fn plan(
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::import::{csv, CsvDefaults};
+
+    /// A serial on many rows: the problem of its first row names the first few others and
+    /// counts the rest, instead of listing (and holding) every one.
+    #[test]
+    fn a_serial_repeated_on_many_rows_names_a_few_of_them() {
+        let b32 = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
+        let text = format!("SN1,{b32},30\n").repeat(100);
+        let entries = csv::parse(text.as_bytes(), &CsvDefaults::default()).unwrap();
+        let p = plan(
+            entries,
+            &Default::default(),
+            &Default::default(),
+            false,
+            || {},
+        );
+        assert!(p.ready.is_empty());
+        let first = p.problems.iter().find(|p| p.origin == "line 1").unwrap();
+        assert_eq!(
+            first.message,
+            "serial SN1 appears again at line 2, line 3, line 4, line 5, line 6 and 94 more; \
+             which seed is right is not known, so none is imported"
+        );
+    }
 }
