@@ -594,6 +594,36 @@ fn encrypted_integers_from_python_pskc_read_as_it_wrote_them() {
     );
 }
 
+/// python-pskc makes an HMAC-SHA224 MAC key 28 bytes, a length an altered file could
+/// carry (4 bytes of CBC padding), which radmfa refuses. With the right key the message
+/// said "wrong key or passphrase"; it names the MAC key and SHA-224.
+#[test]
+fn a_python_pskc_hmac_sha224_file_is_refused_naming_it() {
+    let a = Admin::new();
+    let tokens = serde_json::json!([
+        {"serial": "M-1", "secret_hex": "3132333435363738393031323334353637383930", "type": "totp", "digits": 6, "period": 30},
+    ]);
+    let key = "000102030405060708090a0b0c0d0e0f";
+    let file = a.path("sha224.pskcxml");
+    let args = [
+        "--protection",
+        "aes128-cbc",
+        "--key",
+        key,
+        "--mac",
+        "hmac-sha224",
+    ];
+    make_pskc(&file, &tokens, &args);
+    let key_file = a.write("k.hex", key);
+    let (ok, _, err) = a.import(&file, &["--key-file", key_file.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(
+        err.contains("the MAC key is 28 bytes, HMAC-SHA224's length") && !err.contains("wrong key"),
+        "{err}"
+    );
+    assert!(a.tokens().is_empty());
+}
+
 #[test]
 fn hostile_xml_is_refused_quickly() {
     let a = Admin::new();

@@ -5,7 +5,7 @@ Tokens come as JSON on stdin: a list of {serial, secret_hex, type (totp|hotp), d
 hash (sha1|sha256|sha512), period or counter, time_drift?, user, manufacturer?, model?}.
 
 --protection: plain | aes128-cbc | aes192-cbc | aes256-cbc | kw-aes128 | kw-aes256 | pbkdf2
-  (pbkdf2 uses --cipher for the values, default aes128-cbc). --mac: hmac-sha1 | hmac-sha256.
+  (pbkdf2 uses --cipher for the values, default aes128-cbc). --mac: hmac-sha1 | hmac-sha224 | hmac-sha256 | ….
 --fields: the Key fields python-pskc encrypts, comma-separated (default secret; also
   counter, time_interval, time_drift).
 """
@@ -56,15 +56,17 @@ def main():
 
     prot = a.protection
     fields = a.fields.split(",")
+    # The MAC first: python-pskc then makes its key the hash's length (28 bytes for
+    # HMAC-SHA224), as it does for a caller who names the MAC before the encryption; set up
+    # after, the key is the 20 bytes of the default HMAC-SHA1 whatever the MAC.
+    if prot == "pbkdf2" or prot.endswith("-cbc"):
+        p.mac.setup(algorithm=a.mac)
     if prot == "pbkdf2":
         p.encryption.setup_pbkdf2(a.passphrase, iterations=a.iterations, algorithm=a.cipher,
                                   fields=fields)
-        p.mac.setup(algorithm=a.mac)
     elif prot != "plain":
         p.encryption.setup_preshared_key(key=binascii.a2b_hex(a.key), algorithm=prot,
                                          fields=fields)
-        if prot.endswith("-cbc"):
-            p.mac.setup(algorithm=a.mac)
     p.write(a.out)
     return 0
 

@@ -18,8 +18,8 @@ use crate::secret::Secret;
 /// pairs, and N known blocks (a bulk file whose Counter or TimeInterval values are
 /// encrypted) give N² pairs, so 4 bytes fall to some 65,000 of them. So keys shorter than 16
 /// bytes, or ending in fewer than 8 bytes of padding (2^64 pairs), are refused. The usual
-/// ones pass: 20 bytes (HMAC-SHA1's length, which python-pskc uses whatever the MAC), 32,
-/// 48, 64. A wrong key or passphrase decrypts it to such a length about once in 256 (its
+/// ones pass: the MAC's hash length, which python-pskc uses (20 bytes for HMAC-SHA1, 32,
+/// 48, 64), except SHA-224's 28 (see `check_sha224_mac_key`). A wrong key or passphrase decrypts it to such a length about once in 256 (its
 /// padding check passes by chance): the message names both causes.
 pub(super) fn check_mac_key_length(len: usize) -> Result<(), ImportError> {
     let padding = 16 - len % 16;
@@ -31,6 +31,25 @@ pub(super) fn check_mac_key_length(len: usize) -> Result<(), ImportError> {
          key shorter than 16 bytes, or of 9 to 15 bytes past a multiple of 16): this key does \
          not fit the file, or the file was altered"
     )))
+}
+
+/// python-pskc makes an HMAC-SHA224 MAC key 28 bytes, the hash's length: 4 bytes of
+/// padding, which `check_mac_key_length` refuses (a forger finds a key of that length in
+/// some 2^32 pairs of known blocks). Named as what it is: with the right key, "wrong key or
+/// altered" sent people looking for another key. A wrong key decrypts to exactly 28 bytes
+/// about once in 2^32.
+fn check_sha224_mac_key(alg: MacAlg, len: usize) -> Result<(), ImportError> {
+    if alg != MacAlg::Sha224 || len != 28 {
+        return Ok(());
+    }
+    Err(ImportError::Unsupported(
+        "the MAC key is 28 bytes, HMAC-SHA224's length (as python-pskc writes an HMAC-SHA224 \
+         file): a CBC-encrypted MAC key of that length ends in only 4 bytes of padding, so a \
+         file altered to carry a MAC key of its forger's choosing could not be told from this \
+         one; nothing was imported. Ask for the file with an HMAC-SHA256, SHA384, SHA512 or \
+         SHA1 MAC"
+            .into(),
+    ))
 }
 
 /// PBKDF2 iteration counts above this are refused: a hostile file must not make the import
@@ -204,6 +223,7 @@ impl Envelope {
                     let k = env.decrypt_cipher_value(mk).map_err(|e| {
                         ImportError::WrongKey(format!("cannot decrypt the MAC key ({e})"))
                     })?;
+                    check_sha224_mac_key(alg, k.expose().len())?;
                     check_mac_key_length(k.expose().len())?;
                     Some(k)
                 }
