@@ -207,6 +207,9 @@ fn decryption(need: &Need, a: &ImportArgs) -> anyhow::Result<Decryption> {
 pub async fn run(cfg: &Config, store: &dyn Store, a: ImportArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let bytes = read_limited(&a.file)?;
+    // Before anything reads it as UTF-8 (a key given for it would be refused as given for
+    // a file with nothing encrypted).
+    import::refuse_utf16(&bytes).with_context(|| a.file.display().to_string())?;
     let format = match a.format.as_deref().map(str::to_ascii_lowercase).as_deref() {
         None => import::detect(&bytes),
         Some("csv") => Format::Csv,

@@ -91,6 +91,20 @@ pub fn detect(bytes: &[u8]) -> Format {
     }
 }
 
+/// Refuses a UTF-16 file (Notepad's "Unicode", PowerShell 5's `Out-File`): its byte order
+/// mark, or the NUL bytes ASCII text has in UTF-16, in the first line. Read as UTF-8 it was
+/// taken for CSV (its first byte is no `<`) and every line reported as a bad row.
+pub fn refuse_utf16(bytes: &[u8]) -> Result<(), ImportError> {
+    let first_line = bytes.split(|&b| b == b'\n').next().unwrap_or(bytes);
+    let first_line = &first_line[..first_line.len().min(4096)];
+    if bytes.starts_with(b"\xFF\xFE") || bytes.starts_with(b"\xFE\xFF") || first_line.contains(&0) {
+        return Err(ImportError::Unsupported(
+            "the file is UTF-16; save it as UTF-8".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// How to decrypt an encrypted PSKC file.
 #[derive(Debug, Clone, Default)]
 pub enum Decryption {
@@ -135,6 +149,7 @@ pub fn parse(
             limit: MAX_FILE_BYTES,
         });
     }
+    refuse_utf16(bytes)?;
     match format.unwrap_or_else(|| detect(bytes)) {
         Format::Csv => csv::parse(bytes, csv_defaults),
         Format::Pskc => pskc::parse(bytes, decryption),
@@ -216,4 +231,40 @@ pub fn check_token(t: &NewToken, extra: &TokenExtra) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// UTF-16 with either byte order mark, or none: refused by name, whichever format is
+    /// asked for or detected (a PSKC file was read as CSV, a flood of bad rows).
+    #[test]
+    fn a_utf16_file_is_refused_by_name() {
+        let text = "<?xml version=\"1.0\"?>\n<KeyContainer Version=\"1.0\"/>\n";
+        let le: Vec<u8> = text.encode_utf16().flat_map(u16::to_le_bytes).collect();
+        let be: Vec<u8> = text.encode_utf16().flat_map(u16::to_be_bytes).collect();
+        let csv: Vec<u8> = "SN1,GEZDGNBVGY3TQOJQ,30\n"
+            .encode_utf16()
+            .flat_map(u16::to_le_bytes)
+            .collect();
+        let files = [
+            [&b"\xFF\xFE"[..], &le].concat(),
+            [&b"\xFE\xFF"[..], &be].concat(),
+            le,
+            csv,
+        ];
+        for bytes in &files {
+            for format in [None, Some(Format::Csv), Some(Format::Pskc)] {
+                let d = CsvDefaults::default();
+                let err = parse(bytes, format, &Decryption::None, &d).unwrap_err();
+                assert_eq!(err.to_string(), "the file is UTF-16; save it as UTF-8");
+            }
+            let err = pskc::need(bytes).unwrap_err();
+            assert_eq!(err.to_string(), "the file is UTF-16; save it as UTF-8");
+        }
+        // UTF-8, with or without its own mark, is read.
+        assert!(refuse_utf16(text.as_bytes()).is_ok());
+        assert!(refuse_utf16(&[&b"\xEF\xBB\xBF"[..], text.as_bytes()].concat()).is_ok());
+    }
 }

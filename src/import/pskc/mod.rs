@@ -17,6 +17,7 @@ use crate::secret::Secret;
 use crate::store::{user_key, NewToken, OtpAlgorithm, TokenExtra, TokenKind};
 
 fn document(bytes: &[u8]) -> Result<Document<'_>, ImportError> {
+    crate::import::refuse_utf16(bytes)?;
     let text =
         std::str::from_utf8(bytes).map_err(|e| ImportError::Xml(format!("not UTF-8: {e}")))?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
