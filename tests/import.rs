@@ -624,6 +624,34 @@ fn a_python_pskc_hmac_sha224_file_is_refused_naming_it() {
     assert!(a.tokens().is_empty());
 }
 
+/// python-pskc writes a PBKDF2 PRF other than HMAC-SHA1 as the `<PRF>` element's text,
+/// not its Algorithm attribute. Taken as no PRF (HMAC-SHA1), the right passphrase failed
+/// as "wrong key or passphrase".
+#[test]
+fn a_python_pskc_pbkdf2_file_with_an_hmac_sha256_prf_imports() {
+    let a = Admin::new();
+    let tokens = serde_json::json!([
+        {"serial": "F-1", "secret_hex": "3132333435363738393031323334353637383930", "type": "totp", "digits": 6, "period": 30},
+    ]);
+    let file = a.path("prf.pskcxml");
+    let args = [
+        "--protection",
+        "pbkdf2",
+        "--passphrase",
+        "correct horse",
+        "--prf",
+        "hmac-sha256",
+    ];
+    make_pskc(&file, &tokens, &args);
+    assert!(std::fs::read_to_string(&file)
+        .unwrap()
+        .contains("hmac-sha256</PRF>"));
+    let pass = a.write("pass", "correct horse\n");
+    let (ok, out, err) = a.import(&file, &["--passphrase-file", pass.to_str().unwrap()]);
+    assert!(ok, "{out}{err}");
+    assert_eq!(a.tokens().len(), 1);
+}
+
 #[test]
 fn hostile_xml_is_refused_quickly() {
     let a = Admin::new();

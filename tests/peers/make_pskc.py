@@ -6,6 +6,7 @@ hash (sha1|sha256|sha512), period or counter, time_drift?, user, manufacturer?, 
 
 --protection: plain | aes128-cbc | aes192-cbc | aes256-cbc | kw-aes128 | kw-aes256 | pbkdf2
   (pbkdf2 uses --cipher for the values, default aes128-cbc). --mac: hmac-sha1 | hmac-sha224 | hmac-sha256 | ….
+--prf: the PBKDF2 PRF (python-pskc writes its URI as the PRF element's text).
 --fields: the Key fields python-pskc encrypts, comma-separated (default secret; also
   counter, time_interval, time_drift).
 """
@@ -27,6 +28,7 @@ def main():
     ap.add_argument("--mac", default="hmac-sha1")
     ap.add_argument("--iterations", type=int, default=1000)
     ap.add_argument("--fields", default="secret")
+    ap.add_argument("--prf", help="PBKDF2 PRF, e.g. hmac-sha256 (default: python-pskc's)")
     a = ap.parse_args()
 
     p = pskc.PSKC()
@@ -63,7 +65,7 @@ def main():
         p.mac.setup(algorithm=a.mac)
     if prot == "pbkdf2":
         p.encryption.setup_pbkdf2(a.passphrase, iterations=a.iterations, algorithm=a.cipher,
-                                  fields=fields)
+                                  fields=fields, prf=a.prf)
     elif prot != "plain":
         p.encryption.setup_preshared_key(key=binascii.a2b_hex(a.key), algorithm=prot,
                                          fields=fields)

@@ -146,9 +146,25 @@ fn pbkdf2_params(dk: Node<'_, '_>) -> Result<Pbkdf2Params, ImportError> {
         ),
         None => None,
     };
-    let prf = match child(params, "PRF").and_then(|p| p.attribute("Algorithm")) {
+    // The URI belongs in the Algorithm attribute (XML Encryption 1.1); python-pskc writes
+    // it as the element's text. Read as absent, that was HMAC-SHA1 and the right
+    // passphrase failed as a wrong one.
+    let prf = match child(params, "PRF") {
         None => MacAlg::Sha1,
-        Some(uri) => MacAlg::from_uri(uri).ok_or_else(|| bad(&format!("PRF {uri:?}")))?,
+        Some(p) => {
+            let uri = match (p.attribute("Algorithm").map(str::trim), text(p, &[])) {
+                (Some(a), Some(t)) if a != t => {
+                    return Err(bad("PRF has an Algorithm and a different text"))
+                }
+                (Some(uri), _) => Some(uri.to_string()),
+                (None, uri) => uri,
+            };
+            match uri {
+                // RFC 6030 Figure 7's `<PRF/>`: PKCS #5's default.
+                None => MacAlg::Sha1,
+                Some(uri) => MacAlg::from_uri(&uri).ok_or_else(|| bad(&format!("PRF {uri:?}")))?,
+            }
+        }
     };
     Ok(Pbkdf2Params {
         salt,
