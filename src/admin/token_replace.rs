@@ -65,19 +65,22 @@ pub fn refuse_moves(
         };
         let holder = old.token.user.as_deref();
         let who = |u: Option<&str>| super::printable(u.unwrap_or("(stock)")).into_owned();
+        // Escaped as `token list` shows it: a right-to-left override in a serial would
+        // reorder the rest of the problem's line.
+        let serial = super::printable(&t.token.serial);
         let message = if old.extra.enrolled {
             format!(
                 "serial {} is an authenticator-app seed enrolled for {}; an import does not \
                  replace it (delete it first: `radmfa token delete {}`)",
-                t.token.serial,
+                serial,
                 who(holder),
-                t.token.serial
+                serial
             )
         } else {
             match (holder, t.token.user.as_deref()) {
                 (Some(h), Some(new)) if h != new && !force => format!(
                     "serial {} is held by {}; the file gives it to {} (add --force to move it)",
-                    t.token.serial,
+                    serial,
                     who(Some(h)),
                     who(Some(new))
                 ),

@@ -5,6 +5,9 @@
 use std::collections::{HashMap, HashSet};
 
 use super::{Entry, ImportedToken, Problem};
+// Serials are shown as `token list` shows them: one holding a right-to-left override or a
+// control character would otherwise reorder or rewrite the terminal line of its problem.
+use crate::admin::printable;
 use crate::store::user_key;
 
 #[derive(Debug, Default)]
@@ -128,7 +131,10 @@ pub fn plan(
                 .add(&t.origin);
             out.problems.push(Problem {
                 origin: t.origin,
-                message: format!("serial {} appears again (first at {first})", t.token.serial),
+                message: format!(
+                    "serial {} appears again (first at {first})",
+                    printable(&t.token.serial)
+                ),
             });
             continue;
         }
@@ -138,7 +144,7 @@ pub fn plan(
                 origin: t.origin,
                 message: format!(
                     "serial {} is already in the inventory (use --replace to overwrite it)",
-                    t.token.serial
+                    printable(&t.token.serial)
                 ),
             });
             continue;
@@ -163,7 +169,7 @@ pub fn plan(
                 message: format!(
                     "serial {} appears again at {again}; which seed is right is not known, \
                      so none is imported",
-                    t.token.serial
+                    printable(&t.token.serial)
                 ),
             });
         }
@@ -172,7 +178,7 @@ pub fn plan(
         if !seen.contains_key(serial) {
             out.problems.push(Problem {
                 origin: format!("map line {line}"),
-                message: format!("serial {serial} is not in the import file"),
+                message: format!("serial {} is not in the import file", printable(serial)),
             });
         }
     }
@@ -183,6 +189,28 @@ pub fn plan(
 mod tests {
     use super::*;
     use crate::import::{csv, CsvDefaults};
+
+    /// A serial with a right-to-left override, on two rows: its problems show it escaped.
+    #[test]
+    fn serials_in_problems_are_escaped() {
+        let b32 = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
+        let text = format!("SN\u{202e}1,{b32},30\n").repeat(2);
+        let entries = csv::parse(text.as_bytes(), &CsvDefaults::default()).unwrap();
+        let p = plan(
+            entries,
+            &Default::default(),
+            &Default::default(),
+            false,
+            || {},
+        );
+        assert_eq!(p.problems.len(), 2);
+        for pr in &p.problems {
+            assert!(
+                pr.message.contains("SN\\u{202e}1") && !pr.message.contains('\u{202e}'),
+                "{pr}"
+            );
+        }
+    }
 
     /// A serial on many rows: the problem of its first row names the first few others and
     /// counts the rest, instead of listing (and holding) every one.
