@@ -194,20 +194,32 @@ fn data_int<T: TryFrom<i128>>(
         .map_err(|_| ValueError::Other(format!("{name} {n} is out of range")))
 }
 
-/// An encrypted integer's bytes, read as python-pskc (whose files radmfa's tests import)
-/// reads them. It writes the shortest unsigned big-endian bytes (`'%x' % value`: a Counter
-/// of 200 is the one byte C8, which read as signed was -56), and reads bytes that are all
-/// ASCII digits as decimal (some vendors encrypt the number's text: its
-/// tests/misc/integers.pskcxml). Both readings of such bytes are possible; python-pskc's
-/// is taken, so a file reads here as it reads there (its own 50, written as "2", reads as
-/// 2 in both). It cannot encrypt a negative number (its hex of -4 is "-4", which it fails
-/// to unhexlify), so only a full 8-byte TimeDrift, an xs:long's width, is two's complement.
+/// An encrypted integer's bytes. python-pskc (whose files radmfa's tests import) writes
+/// the shortest unsigned big-endian bytes (`'%x' % value`: a Counter of 200 is the one
+/// byte C8, which read as signed was -56). Some vendors encrypt the number's text instead,
+/// which python-pskc reads as decimal when every byte is an ASCII digit
+/// (its tests/misc/integers.pskcxml) — and so misreads its own 50, written as the byte
+/// "2". Such bytes are refused rather than guessed: read too low, an HOTP counter makes
+/// codes already used work again; read too high (text "10" as 12,592), the token's codes
+/// never match again. More than 8 such bytes can only be text. python-pskc cannot encrypt
+/// a negative number (its hex of -4 is "-4", which it fails to unhexlify), so only a full
+/// 8-byte TimeDrift, an xs:long's width, is two's complement.
 fn decrypted_int(name: &str, b: &[u8]) -> Result<i128, ValueError> {
     if !b.is_empty() && b.iter().all(u8::is_ascii_digit) {
-        return std::str::from_utf8(b)
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| ValueError::Other(format!("{name} is out of range")));
+        let text: Option<i128> = std::str::from_utf8(b).ok().and_then(|s| s.parse().ok());
+        let Some(text) = text else {
+            return Err(ValueError::Other(format!("{name} is out of range")));
+        };
+        if b.len() > 8 {
+            return Ok(text);
+        }
+        let bytes = b.iter().fold(0i128, |acc, x| (acc << 8) | i128::from(*x));
+        return Err(ValueError::Other(format!(
+            "{name}'s encrypted value is all ASCII digits: it reads as {bytes} (its bytes) \
+             or as {text} (its text, as some vendors write it); not guessed. Export the \
+             file with {name} unencrypted, or import with --skip-invalid and set the token \
+             up afresh"
+        )));
     }
     match b.len() {
         8 if name == "TimeDrift" => Ok(i128::from(i64::from_be_bytes(

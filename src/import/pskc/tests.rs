@@ -255,9 +255,10 @@ fn not_pskc_is_refused() {
     assert!(parse(&[0xff, 0xfe, 0x3c], &Decryption::None).is_err());
 }
 
-/// Encrypted integers as python-pskc writes and reads them: shortest unsigned big-endian
-/// bytes (200 is C8, once read as -56), ASCII digits as decimal, and a negative TimeDrift
-/// only in a full 8 bytes (which python-pskc cannot write).
+/// Encrypted integers as python-pskc writes them: shortest unsigned big-endian bytes (200
+/// is C8, once read as -56), and a negative TimeDrift only in a full 8 bytes (which
+/// python-pskc cannot write). Bytes that are all ASCII digits read two ways (python-pskc
+/// writes 50 as "2" and reads it back as 2): refused, naming both readings.
 #[test]
 fn encrypted_integers_read_as_python_pskc_reads_them() {
     let int = |name: &str, b: &[u8]| decrypted_int(name, b).map_err(ValueError::message);
@@ -273,8 +274,20 @@ fn encrypted_integers_read_as_python_pskc_reads_them() {
         ),
         Ok(-4)
     );
-    assert_eq!(int("Counter", b"298507"), Ok(298_507));
-    assert_eq!(int("Counter", b"0"), Ok(0));
+    assert_eq!(
+        int("Counter", b"298507123"),
+        Ok(298_507_123),
+        "9 digits: only text"
+    );
+    for (digits, bytes, text) in [(&b"0"[..], 48, 0), (b"2", 50, 2), (b"10", 12592, 10)] {
+        let said = int("Counter", digits).unwrap_err();
+        assert!(
+            said.contains(&format!(
+                "reads as {bytes} (its bytes) or as {text} (its text"
+            )),
+            "{said}"
+        );
+    }
     for bad in [&[][..], &[1; 9]] {
         assert_eq!(
             int("Counter", bad),
