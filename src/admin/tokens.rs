@@ -383,12 +383,14 @@ async fn show(store: &dyn Store, serial: &str, json: bool) -> anyhow::Result<Exi
 /// and has since been put right: then every code it shows is at or before the last used
 /// step and refused as used, for as long as it had been ahead. Saying "already used" there
 /// sent the admin the wrong way; `--clock-went-back` moves the step back.
+///
+/// Only for codes of now (a drift within `[totp] window`): old codes, which whoever filmed
+/// the token's display could give, would reopen every later code they saw.
 async fn behind_last_used(
     store: &dyn Store,
     a: &ResyncArgs,
     id: i64,
-    step: i64,
-    drift: i64,
+    (step, drift, window): (i64, i64, u32),
     period: u32,
 ) -> anyhow::Result<Result<String, String>> {
     let last = store
@@ -400,6 +402,20 @@ async fn behind_last_used(
         return Ok(Err("the token changed meanwhile; try again".to_string()));
     };
     let behind = last - step;
+    if drift.unsigned_abs() > u64::from(window) {
+        return Ok(Err(format!(
+            "these codes are {} step(s) of {period} s {} now and not after its last used \
+             code: old codes, or a clock far off; not resynchronised (set the token's clock, \
+             then give two codes it shows)",
+            drift.unsigned_abs(),
+            if drift < 0 { "before" } else { "after" },
+        )));
+    }
+    if behind <= i64::from(window) {
+        return Ok(Err(
+            "those codes were already used (by a login): give the next two".to_string(),
+        ));
+    }
     if !a.clock_went_back {
         return Ok(Err(format!(
             "its last used code is {behind} step(s) of {period} s later than these codes: \
@@ -462,7 +478,8 @@ async fn resync(cfg: &Config, store: &dyn Store, a: ResyncArgs) -> anyhow::Resul
                             t.period
                         ))
                     } else {
-                        behind_last_used(store, &a, t.id, step, drift, t.period).await?
+                        let near = (step, drift, cfg.totp.window);
+                        behind_last_used(store, &a, t.id, near, t.period).await?
                     }
                 }
                 None => Err(format!(
