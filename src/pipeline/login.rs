@@ -82,7 +82,12 @@ pub async fn start(
                 totp_window: config.totp.window,
                 hotp: config.hotp.clone(),
             };
-            let fits = |code: &str| tokens.iter().any(|t| verify::fits(&opts, t, code, now));
+            // Every token asked (no early exit), so the time taken does not say which fits.
+            let fits = |code: &str| {
+                tokens
+                    .iter()
+                    .fold(false, |any, t| any | verify::fits(&opts, t, code, now))
+            };
             match split_inline(&field, delimiter, &code_lengths(tokens), fits) {
                 Some((p, c)) => (p, Some(c)),
                 None => (field, None),
@@ -457,16 +462,28 @@ fn split_inline(
     let text = field.expose_str()?;
     if delimiter.is_empty() {
         // Longest first: an 8-digit token's code ends with 6 digits too.
-        let mut splits = lengths.iter().rev().filter_map(|&n| {
-            let at = text.len().checked_sub(n).filter(|&at| at > 0)?;
-            let (p, c) = (text.get(..at)?, text.get(at..)?);
-            c.bytes().all(|b| b.is_ascii_digit()).then_some((p, c))
-        });
-        let longest = splits.next()?;
-        let (p, c) = std::iter::once(longest)
-            .chain(splits)
-            .find(|(_, c)| fits(c))
-            .unwrap_or(longest);
+        let splits: Vec<(&str, &str)> = lengths
+            .iter()
+            .rev()
+            .filter_map(|&n| {
+                let at = text.len().checked_sub(n).filter(|&at| at > 0)?;
+                let (p, c) = (text.get(..at)?, text.get(at..)?);
+                c.bytes().all(|b| b.is_ascii_digit()).then_some((p, c))
+            })
+            .collect();
+        let longest = *splits.first()?;
+        // One split: nothing to choose, and no code is looked at before the password.
+        // Several: each is asked (no early exit), the longest that fits taken.
+        let (p, c) = if splits.len() == 1 {
+            longest
+        } else {
+            let fitting: Vec<bool> = splits.iter().map(|(_, c)| fits(c)).collect();
+            splits
+                .iter()
+                .zip(fitting)
+                .find_map(|(s, f)| f.then_some(*s))
+                .unwrap_or(longest)
+        };
         Some((Secret::from(p), Secret::from(c)))
     } else {
         let (p, c) = text.rsplit_once(delimiter)?;
@@ -560,10 +577,24 @@ mod tests {
             split_fitting(field, "", &[6, 8], |_| false),
             Some(("Summer".into(), "24123456".into()))
         );
-        // Only the lengths whose tail is all digits are asked.
+        // Only the lengths whose tail is all digits are asked, and with one such split,
+        // none: nothing about a code is looked at before the password.
+        let asked = std::cell::Cell::new(0);
+        let counting = |c: &str| {
+            asked.set(asked.get() + 1);
+            c.len() == 8
+        };
         assert_eq!(
-            split_fitting("Summerx123456", "", &[6, 8], |c| c.len() == 8),
+            split_fitting("Summerx123456", "", &[6, 8], counting),
             Some(("Summerx".into(), "123456".into()))
         );
+        assert_eq!(
+            split_fitting("secret123456", "", &[6], counting).unwrap().1,
+            "123456"
+        );
+        assert_eq!(asked.get(), 0);
+        // Several: every one asked, even after one fits.
+        split_fitting(field, "", &[6, 8], counting);
+        assert_eq!(asked.get(), 2);
     }
 }
