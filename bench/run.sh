@@ -45,7 +45,7 @@ if [ -z "${BENCH_SKIP_FREERADIUS:-}" ]; then
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
       SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
       $SUDO apt-get update -q
-      DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends \
+      $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
         freeradius freeradius-ldap
       break
     fi
@@ -297,23 +297,26 @@ workloads() { # SERVER HOSTPORT
 }
 # Round-1 throughput as unanswered challenges pile up: fill to each level (bounded by
 # BENCH_FILL_SECONDS: a server that slows down may not get there), then measure. The level
-# actually reached is recorded as pending-at-LEVEL.
+# actually reached is recorded as pending-at-LEVEL. A server that times out under the pile
+# is what is measured here, not a failed phase (--max-error-ratio 1).
 pending() { # SERVER HOSTPORT PID
   local have=0 level n
   for level in $PENDING; do
     n=$((level - have))
     if [ "$n" -gt 0 ]; then
-      load "$1" "fill-to-$level" "$2" --flow round1 -n "$n" -d "$FILL_SECS"
-      have=$((have + $(last_expected)))
+      load "$1" "fill-to-$level" "$2" --flow round1 -n "$n" -d "$FILL_SECS" --max-error-ratio 1
+      have=$((have + $(last_expected "$1" "fill-to-$level")))
     fi
     note "pending-at-$level" "$1" pending "$have"
     note "rss-pending-$level" "$1" rss_kib "$(rss_kib "$3")"
-    load "$1" "pending-$level" "$2" --flow round1 -d "$SECS"
-    have=$((have + $(last_expected)))
+    load "$1" "pending-$level" "$2" --flow round1 -d "$SECS" --max-error-ratio 1
+    have=$((have + $(last_expected "$1" "pending-$level")))
   done
 }
-last_expected() { # the "expected" count of the last load run (CPU notes follow each run)
-  python3 -c 'import json,sys; print([r for r in map(json.loads, open(sys.argv[1])) if "expected" in r][-1]["expected"])' "$RESULTS"
+last_expected() { # SERVER LABEL: "expected" of that load run; 0 if it wrote no line (failed)
+  python3 -c 'import json,sys
+rs = [r for r in map(json.loads, open(sys.argv[1])) if r.get("server") == sys.argv[2] and r.get("label") == sys.argv[3] and "expected" in r]
+print(rs[-1]["expected"] if rs else 0)' "$RESULTS" "$1" "$2"
 }
 
 start_radmfa() {

@@ -432,14 +432,20 @@ fn a_fraud_report_whose_block_fails_still_refuses_and_says_so() {
     );
     let (r, _) = held_login(&srv, "25");
     assert_eq!(code_of(&r), "Access-Reject", "{r}\n{}", srv.log());
-    let callbacks = standin.callbacks();
-    assert!(
-        callbacks
-            .iter()
-            .any(|c| c.status == 200 && c.body.contains("could not be recorded")),
-        "the caller was not told: {callbacks:#?}\n{}",
-        srv.log()
-    );
+    // The login is woken before the provider has the callback's answer: wait for it.
+    let told = |c: &common::provider_standin::CallbackResult| {
+        c.status == 200 && c.body.contains("could not be recorded")
+    };
+    let t = Instant::now();
+    while !standin.callbacks().iter().any(told) {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "the caller was not told: {:#?}\n{}",
+            standin.callbacks(),
+            srv.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     assert!(
         srv.log_shows("the user could NOT be blocked"),
         "{}",

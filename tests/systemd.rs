@@ -108,6 +108,20 @@ impl Host {
         let bin_copy = dir.path().join("radmfa");
         std::fs::copy(bin(), &bin_copy).unwrap();
         std::fs::set_permissions(&bin_copy, std::fs::Permissions::from_mode(0o755)).unwrap();
+        // A process another test thread forked while the copy was open for writing holds
+        // that descriptor until it execs, and running the copy meanwhile fails with
+        // ETXTBSY (rust-lang/rust#114554): run it once, trying again briefly, first.
+        for tries in 0.. {
+            match Command::new(&bin_copy).arg("--version").output() {
+                Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < 100 => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                done => {
+                    assert!(done.unwrap().status.success());
+                    break;
+                }
+            }
+        }
         Host {
             _dir: dir,
             config,
