@@ -223,7 +223,8 @@ impl Metrics {
             "radmfa_radsec_unsupported_refused_total",
             "counter",
             "Accounting-, CoA- and Disconnect-Requests received over RadSec and refused with \
-             Error-Cause 406 (RFC 6614 section 2.5); over UDP they are dropped.",
+             Error-Cause 406 (RFC 6614 section 2.5), or left unanswered when that refusal would \
+             exceed 4096 octets; over UDP they are dropped.",
             &[("", get(&self.radsec_unsupported_refused))],
         );
         family(
