@@ -583,10 +583,23 @@ fn sqlite_deployment_moved_to_postgres_logs_in_on_both_nodes() {
     );
     // A challenge still open when the node is stopped for the move.
     let open_state = state_of(&password(&single, "alice", ALICE_PW));
-    assert!(single.stop().success());
-
     let pg = PgCluster::start();
     let url = pg.url();
+    // Not while the node serves the file: what it wrote after the copy would be lost.
+    let out = std::process::Command::new(common::radmfa::bin())
+        .arg("--config")
+        .arg(&single.config)
+        .args(["store", "migrate-to-postgres"])
+        .env("RADMFA_PG_URL", &url)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("radmfa is serving this database"),
+        "{err}"
+    );
+    assert!(single.stop().success());
+
     let migrate = |extra: &[&str]| {
         let mut args = vec!["store", "migrate-to-postgres"];
         args.extend_from_slice(extra);

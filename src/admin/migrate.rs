@@ -147,6 +147,11 @@ pub async fn store(cfg: &Config, cmd: StoreCommand) -> anyhow::Result<ExitCode> 
             path.display()
         );
     }
+    // Held until the copy is committed: a server still serving the file would write what
+    // the snapshot below misses.
+    #[cfg(unix)]
+    let _copying = crate::store::serving_lock::migrating(path)
+        .with_context(|| format!("store.path {}", path.display()))?;
     let sealer = KeyFile::load(key_file)?;
     // Bring the source to the current schema, so it has exactly the columns copied below.
     crate::app::open_sqlite(path, key_file, sealer.clone())

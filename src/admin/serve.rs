@@ -24,6 +24,15 @@ pub async fn serve(cfg: Config, text: &str, path: &std::path::Path) -> anyhow::R
         Some(r) => Some(radsec_listeners(r).await?),
         None => None,
     };
+    // Held while serving: `store migrate-to-postgres` refuses to copy a database in use.
+    #[cfg(unix)]
+    let _serving = match &cfg.store {
+        crate::config::StoreConfig::Sqlite { path, .. } => Some(
+            crate::store::serving_lock::serving(path)
+                .with_context(|| format!("store.path {}", path.display()))?,
+        ),
+        _ => None,
+    };
     let app = AppState::build(cfg).await?;
     super::review::log_warnings(&app.config());
     for w in super::review_file::warnings(path, text) {

@@ -13,6 +13,8 @@ pub mod durability;
 mod pool_close;
 pub mod postgres;
 pub mod seal;
+#[cfg(unix)]
+pub mod serving_lock;
 pub mod sqlite;
 mod sqlite_delivery;
 mod sqlite_key_check;

@@ -1,0 +1,95 @@
+//! "A radmfa is serving this SQLite database": a shared flock(2) on `<database>.serving`,
+//! held by `radmfa serve` for as long as it runs, and taken exclusively by
+//! `store migrate-to-postgres` for its copy. The copy is one snapshot: what a server still
+//! serving the file wrote after it would be lost at the cutover (an HOTP counter moved
+//! back lets used codes work again, a revocation is undone, audit records vanish), so the
+//! migration refuses while the lock is held, and a server does not start during a copy.
+//! A file of its own beside the database: not the database (SQLite's fcntl locks on it go
+//! when any descriptor of it closes) nor its directory (held while a store opens).
+
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::{Flock, FlockArg};
+
+/// Held while it lives.
+pub struct SqliteLock(#[allow(dead_code)] Flock<File>);
+
+fn lock_path(db: &Path) -> PathBuf {
+    let mut name = db.as_os_str().to_owned();
+    name.push(".serving");
+    PathBuf::from(name)
+}
+
+fn open(db: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(lock_path(db))
+}
+
+fn lock(db: &Path, how: FlockArg, held: &str) -> io::Result<SqliteLock> {
+    let path = lock_path(db);
+    // A first start: the directory the store is about to be made in.
+    if let Some(dir) = db.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let file =
+        open(db).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+    Flock::lock(file, how)
+        .map(SqliteLock)
+        .map_err(|(_, errno)| {
+            if errno == nix::errno::Errno::EWOULDBLOCK {
+                io::Error::new(io::ErrorKind::WouldBlock, held.to_string())
+            } else {
+                io::Error::other(format!("{}: {errno}", path.display()))
+            }
+        })
+}
+
+/// For `radmfa serve`: refused while a migration copies the database.
+pub fn serving(db: &Path) -> io::Result<SqliteLock> {
+    lock(
+        db,
+        FlockArg::LockSharedNonblock,
+        "`radmfa store migrate-to-postgres` is copying this database; start radmfa on the \
+         PostgreSQL store once it is done",
+    )
+}
+
+/// For `store migrate-to-postgres`: refused while a radmfa serves the database.
+pub fn migrating(db: &Path) -> io::Result<SqliteLock> {
+    lock(
+        db,
+        FlockArg::LockExclusiveNonblock,
+        "radmfa is serving this database: stop it first (`systemctl stop radmfa`), or what \
+         it writes after the copy is lost at the cutover",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_serving_lock_keeps_a_migration_out_and_the_other_way_round() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("radmfa.db");
+        let serve = serving(&db).unwrap();
+        let second = serving(&db).unwrap();
+        let refused = migrating(&db).err().expect("refused while served");
+        assert_eq!(refused.kind(), io::ErrorKind::WouldBlock);
+        assert!(refused.to_string().contains("stop it first"), "{refused}");
+        drop((serve, second));
+        let copy = migrating(&db).unwrap();
+        let refused = serving(&db).err().expect("refused while copied");
+        assert!(refused.to_string().contains("is copying"), "{refused}");
+        drop(copy);
+        serving(&db).unwrap();
+    }
+}
