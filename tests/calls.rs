@@ -510,6 +510,46 @@ fn approval_after_a_block(slapd: &common::slapd::Slapd, user: &str, password: &s
     assert!(message(&r).contains("blocked"), "{r}");
 }
 
+/// `user delete` while the user's call rings (a leaver's password in someone else's hands):
+/// the login is refused, and the 0# pressed on the still-ringing phone blocks the name.
+/// The call's row was deleted with the user: the report found nothing and blocked no one,
+/// and with no factor left the password alone could let the caller in.
+#[test]
+fn a_fraud_report_on_a_call_ringing_when_the_user_was_deleted_blocks_the_name() {
+    let slapd = directory();
+    let standin = Standin::start();
+    standin.script(DIRECTORY_MOBILE, Script::Silent);
+    let srv = start(&slapd, &standin, "", "", &hold_client(20));
+    let port = srv.port();
+    let login = std::thread::spawn(move || {
+        pyrad(
+            port,
+            SECRET,
+            &["--user", "alice", "--password", ALICE_PW, "--timeout", "25"],
+        )
+    });
+    wait_for_a_call(&standin);
+    cli_ok(&srv, &["user", "delete", "alice"]);
+    let r = login.join().unwrap();
+    assert_eq!(code_of(&r), "Access-Reject", "{r}\n{}", srv.log());
+    let call = standin.calls()[0].clone();
+    let res = standin.post_callback(
+        &call.gather_action(),
+        Standin::gather_params(&call, "0"),
+        None,
+    );
+    assert_eq!(res.status, 200, "{res:?}\n{}", srv.log());
+    let show: serde_json::Value =
+        serde_json::from_str(&cli_ok(&srv, &["user", "show", "alice", "--json"])).unwrap();
+    assert!(
+        show["blocked_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("fraud")),
+        "{show}\n{}",
+        srv.log()
+    );
+}
+
 #[test]
 fn an_approval_after_the_user_was_blocked_does_not_accept() {
     approval_after_a_block(&directory(), "alice", ALICE_PW, "alice");

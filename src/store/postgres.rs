@@ -409,7 +409,10 @@ impl Store for PgStore {
             "DELETE FROM user_profile WHERE username = $1 AND (phone IS NOT NULL \
              OR method IS NOT NULL OR blocked_at IS NOT NULL OR bypass_until IS NOT NULL)",
             "DELETE FROM app_passwords WHERE username = $1",
-            "DELETE FROM oob_transactions WHERE username = $1",
+            // As in SQLite's: calls' rows stay their grace, a ringing one failed.
+            "UPDATE oob_transactions SET status = 'failed', reason = 'the user was deleted' \
+             WHERE username = $1 AND kind = 'voice' AND status = 'pending'",
+            "DELETE FROM oob_transactions WHERE username = $1 AND kind <> 'voice'",
             "DELETE FROM remembered_logins WHERE username = $1",
         ] {
             removed += sqlx::query(sql)

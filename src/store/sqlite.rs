@@ -572,7 +572,12 @@ impl Store for SqliteStore {
             "DELETE FROM user_profile WHERE user = ?1 AND (phone IS NOT NULL \
              OR method IS NOT NULL OR blocked_at IS NOT NULL OR bypass_until IS NOT NULL)",
             "DELETE FROM app_passwords WHERE user = ?1",
-            "DELETE FROM oob_transactions WHERE user = ?1",
+            // A call's row stays its grace (VOICE_ROW_GRACE, then purged), a ringing one
+            // failed: the 0# of a call still ringing must find it and block the name, or
+            // whoever started it keeps a password that, with no factor left, may let them in.
+            "UPDATE oob_transactions SET status = 'failed', reason = 'the user was deleted' \
+             WHERE user = ?1 AND kind = 'voice' AND status = 'pending'",
+            "DELETE FROM oob_transactions WHERE user = ?1 AND kind <> 'voice'",
             "DELETE FROM remembered_logins WHERE user = ?1",
         ] {
             removed += sqlx::query(sql)

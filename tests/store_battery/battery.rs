@@ -2181,11 +2181,21 @@ pub async fn delete_user_removes_delivery_state(store: &dyn Store) {
         .begin_oob(&oob_txn("a", "r-a", "alice", T + 60))
         .await
         .unwrap();
+    let call = OobTransaction {
+        kind: OobKind::Voice,
+        code_hash: None,
+        ..oob_txn("v", "r-v", "alice", T + 60)
+    };
+    store.begin_oob(&call).await.unwrap();
     store.add_app_password("bob", None, "$h", T).await.unwrap();
     assert!(store.delete_user("alice").await.unwrap());
     assert_eq!(store.user_profile("alice").await.unwrap().phone, None);
     assert!(store.app_passwords("alice").await.unwrap().is_empty());
     assert_eq!(store.oob("a").await.unwrap(), None);
+    // A call still ringing is failed, not removed: its 0# must still find it and block the
+    // name (the row goes with the others of its age).
+    let kept = store.oob("v").await.unwrap().expect("the call's row");
+    assert_eq!(kept.status, OobStatus::Failed);
     assert_eq!(store.app_passwords("bob").await.unwrap().len(), 1);
 }
 
