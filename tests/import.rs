@@ -377,7 +377,14 @@ fn held_tokens_move_only_with_force_and_app_seeds_never() {
     );
     // Giving it back to its own user changes nothing and is not refused; deleting works.
     assert!(a.run(&["token", "assign", app.as_str(), "erin"]).0);
-    assert!(a.run(&["token", "delete", app.as_str()]).0);
+    // Deleting a token someone holds takes --force: a mistyped serial must not silently
+    // take a colleague's.
+    let (ok, _, err) = a.run(&["token", "delete", app.as_str()]);
+    assert!(
+        !ok && err.contains("held by erin") && err.contains("--force"),
+        "{err}"
+    );
+    assert!(a.run(&["token", "delete", app.as_str(), "--force"]).0);
 }
 
 #[test]

@@ -71,7 +71,7 @@ pub fn refuse_moves(
         let message = if old.extra.enrolled {
             format!(
                 "serial {} is an authenticator-app seed enrolled for {}; an import does not \
-                 replace it (delete it first: `radmfa token delete {}`)",
+                 replace it (delete it first: `radmfa token delete {} --force`)",
                 serial,
                 who(holder),
                 serial

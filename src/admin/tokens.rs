@@ -29,8 +29,8 @@ pub enum TokenCommand {
     Disable(SerialArg),
     /// Let a disabled token verify again.
     Enable(SerialArg),
-    /// Remove a token and its secret for good.
-    Delete(SerialArg),
+    /// Remove a token and its secret for good (one someone holds: with --force).
+    Delete(DeleteArgs),
     /// Bring a token back in step with two consecutive codes from it (HOTP: counter; TOTP:
     /// clock drift). Searches [hotp] resync_window counters or time steps.
     Resync(ResyncArgs),
@@ -62,6 +62,14 @@ pub struct ShowArgs {
 #[derive(Debug, Args)]
 pub struct SerialArg {
     pub serial: String,
+}
+
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    pub serial: String,
+    /// Delete it although a user holds it (their second factor goes with it).
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]
@@ -115,7 +123,7 @@ async fn run_on(cfg: &Config, store: &dyn Store, cmd: TokenCommand) -> anyhow::R
         TokenCommand::Unassign(a) => (a.serial, Action::Unassign, None, false),
         TokenCommand::Disable(a) => (a.serial, Action::Disable, None, false),
         TokenCommand::Enable(a) => (a.serial, Action::Enable, None, false),
-        TokenCommand::Delete(a) => (a.serial, Action::Delete, None, false),
+        TokenCommand::Delete(a) => (a.serial, Action::Delete, None, a.force),
     };
     let Some(before) = store.token_record(&serial).await? else {
         eprintln!("{serial}: no such token");
@@ -208,6 +216,15 @@ fn refuse_move(
     force: bool,
 ) -> Option<String> {
     let previous = before.token.user.as_deref();
+    // A seed, once deleted, is back only from the vendor's file (or a new enrollment): a
+    // mistyped serial, one digit off a colleague's, must not silently take theirs.
+    if let (Action::Delete, Some(holder), false) = (action, previous, force) {
+        return Some(format!(
+            "held by {}; add --force to delete it and its secret for good (`radmfa token \
+             disable` stops it reversibly)",
+            super::printable(holder)
+        ));
+    }
     let moves = match action {
         Action::Assign => previous.is_some_and(|p| Some(p) != owner),
         Action::Unassign => previous.is_some(),
@@ -223,8 +240,8 @@ fn refuse_move(
     if before.extra.enrolled {
         return Some(format!(
             "an authenticator-app seed enrolled for {old}; it exists on that phone, so it \
-             is never given to another user or returned to stock. Use `radmfa token delete` \
-             (or `radmfa user reset`) and enroll the new user afresh"
+             is never given to another user or returned to stock. Use `radmfa token delete \
+             --force` (or `radmfa user reset`) and enroll the new user afresh"
         ));
     }
     match action {

@@ -459,7 +459,7 @@ async fn enroll_verified(
             )),
             Err(undo) => e.context(format!(
                 "token {serial} is stored for {user} and could not be removed ({undo}); run \
-                 `radmfa token delete {serial}`"
+                 `radmfa token delete {serial} --force`"
             )),
         });
     }
