@@ -96,6 +96,34 @@ fn reading_commands_do_not_create_a_store() {
     assert!(ok && out.contains("alice"), "{out}{err}");
 }
 
+/// Revocations given a name with nothing to revoke (most often mistyped: the real user keeps
+/// what was to go) exit 1 and say so, and no audit record claims them; as `user reset`.
+/// They exited 0 with "0 deleted", so a runbook checking the exit code reported done.
+#[test]
+fn revocations_of_nothing_under_a_name_fail_and_are_not_audited() {
+    let (_d, cfg) = setup();
+    assert!(run(&cfg, &["user", "enroll-totp", "alice", "--uri-only"]).0);
+    for args in [
+        &["user", "app-password", "delete-all", "alcie"][..],
+        &["user", "forget", "alcie"],
+        &["user", "bypass", "alcie", "--cancel"],
+    ] {
+        let (ok, out, err) = run(&cfg, args);
+        assert!(
+            !ok && err.contains("check the spelling"),
+            "{args:?}: {out}{err}"
+        );
+    }
+    // One JSON object per line: none.
+    let (ok, out, _) = run(&cfg, &["audit", "--user", "alcie", "--json"]);
+    assert!(ok && out.trim().is_empty(), "{out}");
+    // With something there, they work as before.
+    assert!(run(&cfg, &["user", "app-password", "add", "alice"]).0);
+    assert!(run(&cfg, &["user", "app-password", "delete-all", "alice"]).0);
+    assert!(run(&cfg, &["user", "bypass", "alice", "--for", "1h"]).0);
+    assert!(run(&cfg, &["user", "bypass", "alice", "--cancel"]).0);
+}
+
 /// A database whose key file is gone is not given a new key by whichever command runs
 /// first: everything enrolled after would be sealed with a key no backup has.
 #[test]

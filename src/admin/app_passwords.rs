@@ -157,6 +157,15 @@ pub async fn run(
         }
         AppPasswordCommand::DeleteAll(a) => {
             let n = store.delete_app_passwords(&a.user).await?;
+            // The lost-laptop revocation: on a mistyped name, "0 deleted" and success would
+            // let a runbook report done while the real user's app passwords still work.
+            if n == 0 {
+                eprintln!(
+                    "{}: no app passwords under this name; check the spelling",
+                    super::printable(&a.user)
+                );
+                return Ok(ExitCode::from(1));
+            }
             admin_audit(
                 cfg,
                 store,

@@ -34,21 +34,16 @@ pub async fn run(cfg: &Config, store: &dyn Store, a: BypassArgs) -> anyhow::Resu
             .await?
             .bypass_pending(SystemClock.now());
         store.set_bypass(&a.user, None).await?;
-        let what = if had {
-            "cancelled"
-        } else {
-            "cancel: none was waiting"
-        };
-        admin_audit(cfg, store, &a.user, "bypass", Some(what.into())).await?;
-        println!(
-            "{}: {}",
-            a.user,
-            if had {
-                "bypass cancelled"
-            } else {
-                "had no bypass waiting"
-            }
-        );
+        if !had {
+            // A mistyped name: the real user's bypass is still waiting.
+            eprintln!(
+                "{}: had no bypass waiting; check the spelling",
+                super::printable(&a.user)
+            );
+            return Ok(ExitCode::from(1));
+        }
+        admin_audit(cfg, store, &a.user, "bypass", Some("cancelled".into())).await?;
+        println!("{}: bypass cancelled", a.user);
         return Ok(ExitCode::SUCCESS);
     }
     let secs = parse_secs(&a.valid_for).with_context(|| format!("--for {:?}", a.valid_for))?;
