@@ -133,13 +133,18 @@ fn a_database_without_its_key_file_is_refused_not_rekeyed() {
     assert!(ok, "{err}");
     let key = d.path().join("radmfa.key");
     std::fs::remove_file(&key).unwrap();
+    let backup = d.path().join("b.db");
+    let backup_arg = backup.to_str().unwrap();
     for args in [
         &["user", "list"][..],
         &["user", "enroll-totp", "bob"][..],
         &["db", "migrate"][..],
+        // No copy is made that its audit record could not tell of.
+        &["db", "backup", backup_arg][..],
     ] {
         let (ok, _, err) = run(&cfg, args);
         assert!(!ok, "{args:?}");
+        assert!(!backup.exists(), "{args:?} left a backup behind");
         assert!(
             err.contains("store.key_file") && err.contains("is missing") && err.contains("backup"),
             "{err}"

@@ -66,6 +66,14 @@ fn copy_and_check(from: &Path, to: &Path) -> anyhow::Result<Summary> {
     std::fs::File::open(to)
         .and_then(|f| f.sync_all())
         .with_context(|| format!("syncing {}", to.display()))?;
+    // And its name: a new file's directory entry is not on disk until its directory is.
+    let dir = match to.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("syncing {}", dir.display()))?;
     Ok(summary)
 }
 

@@ -94,22 +94,18 @@ async fn backup(cfg: &Config, file: PathBuf) -> anyhow::Result<ExitCode> {
              own tools (pg_dump, or your database service's backups), and the key file with it"
         );
     };
+    // Opened first: a store that cannot take the backup's audit record (its key file gone,
+    // say) gets no copy made, rather than a copy on disk that no record tells of.
+    let store = crate::app::open_store(&cfg.store).await?;
     let from = path.clone();
     let to = file.clone();
     let s = tokio::task::spawn_blocking(move || super::backup::sqlite_backup(&from, &to))
         .await
         .context("backup task")??;
-    println!(
-        "{}: {} token(s), {} audit record(s), from {}",
-        file.display(),
-        s.tokens,
-        s.audit,
-        path.display()
-    );
     // A copy of every sealed seed, phone number and the audit trail now exists elsewhere:
-    // who made it, and where, goes on the record (after the copy, so it is not in it).
-    let store = crate::app::open_store(&cfg.store).await?;
-    super::users::admin_audit(
+    // who made it, and where, goes on the record (after the copy, so it is not in it), or
+    // the copy goes.
+    let recorded = super::users::admin_audit(
         cfg,
         store.as_ref(),
         "",
@@ -122,7 +118,29 @@ async fn backup(cfg: &Config, file: PathBuf) -> anyhow::Result<ExitCode> {
             s.audit
         )),
     )
-    .await?;
+    .await;
+    if let Err(e) = recorded {
+        let removed = std::fs::remove_file(&file);
+        store.close().await;
+        return Err(e.context(match removed {
+            Ok(()) => format!(
+                "the backup's audit record could not be written, so {} was removed",
+                file.display()
+            ),
+            Err(r) => format!(
+                "the backup's audit record could not be written, and {} could not be removed \
+                 ({r}): delete it",
+                file.display()
+            ),
+        }));
+    }
+    println!(
+        "{}: {} token(s), {} audit record(s), from {}",
+        file.display(),
+        s.tokens,
+        s.audit,
+        path.display()
+    );
     store.close().await;
     eprintln!(
         "The key file {} is not in the backup: keep a copy of it apart from the backups. \
