@@ -81,6 +81,8 @@ fn reading_commands_do_not_create_a_store() {
         &["user", "delete", "alice"],
         &["token", "disable", "T-1"],
         &["token", "import", csv.to_str().unwrap(), "--dry-run"],
+        // Not an empty new database backed up as a success (a nightly job's typo).
+        &["db", "backup", d.path().join("b.db").to_str().unwrap()],
     ] {
         let (ok, _, err) = run(&cfg, args);
         assert!(
@@ -105,7 +107,6 @@ fn revocations_of_nothing_under_a_name_fail_and_are_not_audited() {
     assert!(run(&cfg, &["user", "enroll-totp", "alice", "--uri-only"]).0);
     for args in [
         &["user", "app-password", "delete-all", "alcie"][..],
-        &["user", "forget", "alcie"],
         &["user", "bypass", "alcie", "--cancel"],
     ] {
         let (ok, out, err) = run(&cfg, args);

@@ -248,11 +248,23 @@ fn the_service_user_keeps_serving_while_root_runs_admin_commands() {
     let names = |files: &[(String, u32, u32)]| -> Vec<String> {
         files.iter().map(|(n, _, _)| n.clone()).collect()
     };
+    // (and the lock file a serving radmfa holds, which stays, the service user's).
     let files = owners(state);
-    assert_eq!(names(&files), ["radmfa.db", "radmfa.key"], "{files:?}");
+    assert_eq!(
+        names(&files),
+        ["radmfa.db", "radmfa.db.serving", "radmfa.key"],
+        "{files:?}"
+    );
+    let lock = files
+        .iter()
+        .find(|(n, _, _)| n == "radmfa.db.serving")
+        .unwrap();
+    assert_eq!((lock.1, lock.2), (SERVICE_UID, 0o600), "{files:?}");
 
     // Root runs the server by hand and it dies without closing the database: SQLite's -wal
-    // and -shm files, made by root, stay behind.
+    // and -shm files, made by root, stay behind; so does the lock file, made by root here
+    // (as by a migration run before the service ever served): all must be the service's.
+    std::fs::remove_file(state.join("radmfa.db.serving")).unwrap();
     let by_hand = host.start_as_root();
     drop(by_hand); // SIGKILL
     let files = owners(state);

@@ -66,14 +66,20 @@ fn copy_and_check(from: &Path, to: &Path) -> anyhow::Result<Summary> {
     std::fs::File::open(to)
         .and_then(|f| f.sync_all())
         .with_context(|| format!("syncing {}", to.display()))?;
-    // And its name: a new file's directory entry is not on disk until its directory is.
+    // And its name: a new file's directory entry is not on disk until its directory is. A
+    // directory that cannot be opened to read (mode -wx) or synced (some filesystems
+    // refuse) costs that only, not the checked backup: said, not fatal.
     let dir = match to.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .with_context(|| format!("syncing {}", dir.display()))?;
+    if let Err(e) = std::fs::File::open(dir).and_then(|d| d.sync_all()) {
+        eprintln!(
+            "warning: {}: the directory could not be synced ({e}); the backup is written, \
+             but a power cut in the next seconds could lose its name",
+            dir.display()
+        );
+    }
     Ok(summary)
 }
 

@@ -94,46 +94,49 @@ async fn backup(cfg: &Config, file: PathBuf) -> anyhow::Result<ExitCode> {
              own tools (pg_dump, or your database service's backups), and the key file with it"
         );
     };
-    // Opened first: a store that cannot take the backup's audit record (its key file gone,
-    // say) gets no copy made, rather than a copy on disk that no record tells of.
-    let store = crate::app::open_store(&cfg.store).await?;
-    let from = path.clone();
-    let to = file.clone();
-    let s = tokio::task::spawn_blocking(move || super::backup::sqlite_backup(&from, &to))
-        .await
-        .context("backup task")??;
-    // A copy of every sealed seed, phone number and the audit trail now exists elsewhere:
-    // who made it, and where, goes on the record (after the copy, so it is not in it), or
-    // the copy goes.
-    let recorded = super::users::admin_audit(
-        cfg,
-        store.as_ref(),
-        "",
-        "backup",
-        // The whole path: "b1.db" says nothing about where the copy went.
-        Some(format!(
-            "database copied to {} ({} token(s), {} audit record(s))",
-            std::path::absolute(&file).unwrap_or(file.clone()).display(),
-            s.tokens,
-            s.audit
-        )),
-    )
-    .await;
-    if let Err(e) = recorded {
-        let removed = std::fs::remove_file(&file);
-        store.close().await;
-        return Err(e.context(match removed {
-            Ok(()) => format!(
-                "the backup's audit record could not be written, so {} was removed",
-                file.display()
-            ),
-            Err(r) => format!(
-                "the backup's audit record could not be written, and {} could not be removed \
-                 ({r}): delete it",
-                file.display()
-            ),
-        }));
-    }
+    // Opened first, as an existing store (a mistyped store.path must fail, not make an
+    // empty database and key to back up): a store that cannot take the backup's audit
+    // record (its key file gone, say) gets no copy made, rather than a copy on disk that
+    // no record tells of.
+    let s = crate::app::with_existing_store(&cfg.store, async |store| {
+        let from = path.clone();
+        let to = file.clone();
+        let s = tokio::task::spawn_blocking(move || super::backup::sqlite_backup(&from, &to))
+            .await
+            .context("backup task")??;
+        // A copy of every sealed seed, phone number and the audit trail now exists
+        // elsewhere: who made it, and where, goes on the record (after the copy, so it is
+        // not in it), or the copy goes.
+        let recorded = super::users::admin_audit(
+            cfg,
+            store,
+            "",
+            "backup",
+            // The whole path: "b1.db" says nothing about where the copy went.
+            Some(format!(
+                "database copied to {} ({} token(s), {} audit record(s))",
+                std::path::absolute(&file).unwrap_or(file.clone()).display(),
+                s.tokens,
+                s.audit
+            )),
+        )
+        .await;
+        if let Err(e) = recorded {
+            return Err(e.context(match std::fs::remove_file(&file) {
+                Ok(()) => format!(
+                    "the backup's audit record could not be written, so {} was removed",
+                    file.display()
+                ),
+                Err(r) => format!(
+                    "the backup's audit record could not be written, and {} could not be \
+                     removed ({r}): delete it",
+                    file.display()
+                ),
+            }));
+        }
+        Ok(s)
+    })
+    .await?;
     println!(
         "{}: {} token(s), {} audit record(s), from {}",
         file.display(),
@@ -141,7 +144,6 @@ async fn backup(cfg: &Config, file: PathBuf) -> anyhow::Result<ExitCode> {
         s.audit,
         path.display()
     );
-    store.close().await;
     eprintln!(
         "The key file {} is not in the backup: keep a copy of it apart from the backups. \
          Without it the seeds in any backup cannot be opened.",
@@ -166,10 +168,17 @@ pub async fn store(cfg: &Config, cmd: StoreCommand) -> anyhow::Result<ExitCode> 
         );
     }
     // Held until the copy is committed: a server still serving the file would write what
-    // the snapshot below misses.
+    // the snapshot below misses. A dry run commits nothing, and rehearses a move without
+    // stopping the service.
     #[cfg(unix)]
-    let _copying = crate::store::serving_lock::migrating(path)
-        .with_context(|| format!("store.path {}", path.display()))?;
+    let _copying = if args.dry_run {
+        None
+    } else {
+        Some(
+            crate::store::serving_lock::migrating(path)
+                .with_context(|| format!("store.path {}", path.display()))?,
+        )
+    };
     let sealer = KeyFile::load(key_file)?;
     // Bring the source to the current schema, so it has exactly the columns copied below.
     crate::app::open_sqlite(path, key_file, sealer.clone())

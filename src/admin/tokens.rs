@@ -23,7 +23,7 @@ pub enum TokenCommand {
     /// needs --force; a seed enrolled for someone's authenticator app is never moved.
     Assign(AssignArgs),
     /// Take a hardware or imported token from its user and return it to stock (a seed
-    /// enrolled for an app is deleted instead: `token delete`).
+    /// enrolled for an app is deleted instead: `token delete --force`).
     Unassign(SerialArg),
     /// Stop a token from verifying (lost, broken) without forgetting it.
     Disable(SerialArg),

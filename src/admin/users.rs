@@ -62,15 +62,9 @@ async fn run_on(cfg: &Config, store: &dyn Store, cmd: UserCommand) -> anyhow::Re
         UserCommand::Bypass(a) => super::bypass::run(cfg, store, a).await,
         UserCommand::AppPassword(c) => super::app_passwords::run(cfg, store, c).await,
         UserCommand::Forget(a) => {
-            // The mark is set whatever the count: a login in flight is not remembered after.
+            // Done (and audited) whatever the count: its mark stops a login in flight from
+            // being remembered after it, for a user with no remembered login yet too.
             let n = store.forget_logins(&a.user, SystemClock.now()).await?;
-            if n == 0 {
-                eprintln!(
-                    "{}: no remembered logins under this name; check the spelling",
-                    super::printable(&a.user)
-                );
-                return Ok(ExitCode::from(1));
-            }
             admin_audit(
                 cfg,
                 store,

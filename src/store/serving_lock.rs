@@ -22,15 +22,33 @@ fn lock_path(db: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// The lock file, made if missing. Made by root (an admin's migration, a server run by
+/// hand) it is given to the database's owner, as SQLite gives its -wal and -shm files: a
+/// root-owned 0600 file would keep the service user's server from starting. One it cannot
+/// write is opened to read (flock needs no more).
 fn open(db: &Path) -> io::Result<File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let path = lock_path(db);
+    let made = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
-        .create(true)
-        .truncate(false)
+        .create_new(true)
         .mode(0o600)
-        .open(lock_path(db))
+        .open(&path);
+    match made {
+        Ok(file) => {
+            if nix::unistd::geteuid().is_root() {
+                let owner = std::fs::metadata(db)
+                    .or_else(|_| std::fs::metadata(path.parent().unwrap_or(Path::new("."))));
+                if let Ok(m) = owner {
+                    std::os::unix::fs::fchown(&file, Some(m.uid()), Some(m.gid()))?;
+                }
+            }
+            Ok(file)
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => std::fs::File::open(&path),
+        Err(e) => Err(e),
+    }
 }
 
 fn lock(db: &Path, how: FlockArg, held: &str) -> io::Result<SqliteLock> {
