@@ -474,6 +474,9 @@ pub async fn exchange(
                 // restarting): keep listening for this attempt's reply, paced so that an
                 // error that repeats cannot spin.
                 Ok(Err(_)) => {
+                    if tokio::time::Instant::now() >= until {
+                        break;
+                    }
                     tokio::time::sleep(Duration::from_millis(10)).await;
                     continue;
                 }
