@@ -270,8 +270,9 @@ fn a_held_call_at_shutdown_is_answered_and_audited_within_the_grace() {
     }
 }
 
-#[test]
-fn fraud_report_rejects_and_blocks_until_unblock() {
+/// A client that holds logins for a call (20 s), and alice, enrolled, whose method is the
+/// call: the directory, the provider's stand-in, the server and alice's TOTP seed.
+fn alice_on_held_calls() -> (common::slapd::Slapd, Standin, Server, String) {
     let slapd = directory();
     let standin = Standin::start();
     let clients = [client(
@@ -282,6 +283,12 @@ fn fraud_report_rejects_and_blocks_until_unblock() {
     let srv = start(&slapd, &standin, "", "", &clients);
     let seed = srv.enroll("alice", &[]);
     cli_ok(&srv, &["user", "set-method", "alice", "voice"]);
+    (slapd, standin, srv, seed)
+}
+
+#[test]
+fn fraud_report_rejects_and_blocks_until_unblock() {
+    let (_slapd, standin, srv, seed) = alice_on_held_calls();
     standin.script(
         DIRECTORY_MOBILE,
         Script::Press("0", Duration::from_millis(500)),
@@ -405,16 +412,7 @@ fn sqlite(srv: &Server, sql: &str) {
 /// says the user could NOT be blocked, so that an admin acts.
 #[test]
 fn a_fraud_report_whose_block_fails_still_refuses_and_says_so() {
-    let slapd = directory();
-    let standin = Standin::start();
-    let clients = [client(
-        "vpn",
-        "127.0.0.1",
-        "voice_mode = \"hold\"\nvoice_budget_secs = 20",
-    )];
-    let srv = start(&slapd, &standin, "", "", &clients);
-    srv.enroll("alice", &[]);
-    cli_ok(&srv, &["user", "set-method", "alice", "voice"]);
+    let (_slapd, standin, srv, _) = alice_on_held_calls();
     // A real SQLite refusal of every write that sets a block.
     for (name, when) in [("ins", "INSERT"), ("upd", "UPDATE OF blocked_at")] {
         sqlite(

@@ -190,19 +190,23 @@ mod tests {
     use super::*;
     use crate::import::{csv, CsvDefaults};
 
-    /// A serial with a right-to-left override, on two rows: its problems show it escaped.
-    #[test]
-    fn serials_in_problems_are_escaped() {
-        let b32 = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
-        let text = format!("SN\u{202e}1,{b32},30\n").repeat(2);
+    /// The plan for CSV `text` against an empty store, nothing replaced.
+    fn plan_csv(text: &str) -> Plan {
         let entries = csv::parse(text.as_bytes(), &CsvDefaults::default()).unwrap();
-        let p = plan(
+        plan(
             entries,
             &Default::default(),
             &Default::default(),
             false,
             || {},
-        );
+        )
+    }
+
+    /// A serial with a right-to-left override, on two rows: its problems show it escaped.
+    #[test]
+    fn serials_in_problems_are_escaped() {
+        let b32 = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
+        let p = plan_csv(&format!("SN\u{202e}1,{b32},30\n").repeat(2));
         assert_eq!(p.problems.len(), 2);
         for pr in &p.problems {
             assert!(
@@ -217,15 +221,7 @@ mod tests {
     #[test]
     fn a_serial_repeated_on_many_rows_names_a_few_of_them() {
         let b32 = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
-        let text = format!("SN1,{b32},30\n").repeat(100);
-        let entries = csv::parse(text.as_bytes(), &CsvDefaults::default()).unwrap();
-        let p = plan(
-            entries,
-            &Default::default(),
-            &Default::default(),
-            false,
-            || {},
-        );
+        let p = plan_csv(&format!("SN1,{b32},30\n").repeat(100));
         assert!(p.ready.is_empty());
         let first = p.problems.iter().find(|p| p.origin == "line 1").unwrap();
         assert_eq!(
