@@ -125,6 +125,37 @@ fn revocations_of_nothing_under_a_name_fail_and_are_not_audited() {
     assert!(run(&cfg, &["user", "bypass", "alice", "--cancel"]).0);
 }
 
+/// Exit status: 1 for a refusal (nothing changed, the reason said), 2 for an error.
+#[test]
+fn refusals_exit_1_and_errors_exit_2() {
+    let (_d, cfg) = setup();
+    let code = |args: &[&str]| {
+        Command::new(bin())
+            .arg("--config")
+            .arg(&cfg)
+            .args(args)
+            .output()
+            .unwrap()
+            .status
+            .code()
+    };
+    assert_eq!(
+        code(&["user", "enroll-totp", "alice", "--uri-only"]),
+        Some(0)
+    );
+    // Already enrolled: refused.
+    assert_eq!(
+        code(&["user", "enroll-totp", "alice", "--uri-only"]),
+        Some(1)
+    );
+    assert_eq!(code(&["token", "show", "NO-SUCH"]), Some(1));
+    // A bad option value: an error.
+    assert_eq!(
+        code(&["user", "enroll-totp", "bob", "--digits", "9"]),
+        Some(2)
+    );
+}
+
 /// A database whose key file is gone is not given a new key by whichever command runs
 /// first: everything enrolled after would be sealed with a key no backup has.
 #[test]

@@ -206,11 +206,13 @@ pub async fn store(cfg: &Config, cmd: StoreCommand) -> anyhow::Result<ExitCode> 
             .fetch_one(&mut *tx)
             .await?;
         if dest_rows > 0 {
-            bail!(
+            // A refusal (exit 1), not an error: see docs/operations.md.
+            eprintln!(
                 "the destination already holds {dest_rows} row(s) in {}: refusing to merge \
                  into a database in use (give an empty database)",
                 table.pg
             );
+            return Ok(ExitCode::from(1));
         }
         let n = tables::copy(&mut snapshot, &mut tx, table).await?;
         copied.push((table.pg, n));

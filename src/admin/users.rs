@@ -325,12 +325,14 @@ async fn enroll_totp(
     }
     let existing = store.tokens_for_user(&args.user).await?;
     if !existing.is_empty() && !args.force {
-        bail!(
+        // A refusal (exit 1), not an error (exit 2): see docs/operations.md.
+        eprintln!(
             "{} already has {} token(s); use --force to add another, or `radmfa user reset {}` first",
-            args.user,
+            super::printable(&args.user),
             existing.len(),
-            args.user
+            super::printable(&args.user)
         );
+        return Ok(ExitCode::from(1));
     }
     let seed = enroll::new_seed(algorithm);
     let mut tag = [0u8; 4];
