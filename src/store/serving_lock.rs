@@ -16,8 +16,17 @@ use nix::fcntl::{Flock, FlockArg};
 /// Held while it lives.
 pub struct SqliteLock(#[allow(dead_code)] Flock<File>);
 
+/// Beside the database as the filesystem has it (symbolic links and `..` resolved): two
+/// configs reaching one file by different paths must meet on one lock.
 fn lock_path(db: &Path) -> PathBuf {
-    let mut name = db.as_os_str().to_owned();
+    let dir = match db.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let real = std::fs::canonicalize(db)
+        .or_else(|_| std::fs::canonicalize(dir).map(|d| d.join(db.file_name().unwrap_or_default())))
+        .unwrap_or_else(|_| db.to_path_buf());
+    let mut name = real.into_os_string();
     name.push(".serving");
     PathBuf::from(name)
 }
@@ -52,11 +61,11 @@ fn open(db: &Path) -> io::Result<File> {
 }
 
 fn lock(db: &Path, how: FlockArg, held: &str) -> io::Result<SqliteLock> {
-    let path = lock_path(db);
     // A first start: the directory the store is about to be made in.
     if let Some(dir) = db.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
+    let path = lock_path(db);
     let file =
         open(db).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
     Flock::lock(file, how)
@@ -109,5 +118,21 @@ mod tests {
         assert!(refused.to_string().contains("is copying"), "{refused}");
         drop(copy);
         serving(&db).unwrap();
+    }
+
+    /// The same database by another path (a symbolic link to the file, elsewhere) is one
+    /// lock: the lock file goes beside the file itself, not beside the link.
+    #[test]
+    fn another_path_to_the_database_meets_the_same_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("state");
+        let other = dir.path().join("other");
+        std::fs::create_dir(&real).unwrap();
+        std::fs::create_dir(&other).unwrap();
+        std::fs::write(real.join("radmfa.db"), b"").unwrap();
+        std::os::unix::fs::symlink(real.join("radmfa.db"), other.join("radmfa.db")).unwrap();
+        let _serve = serving(&real.join("radmfa.db")).unwrap();
+        assert!(migrating(&other.join("radmfa.db")).is_err());
+        assert!(migrating(&real.join("../state/./radmfa.db")).is_err());
     }
 }
