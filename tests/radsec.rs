@@ -1078,6 +1078,72 @@ fn one_address_cannot_take_every_slot() {
     }
 }
 
+/// Opens `n` TCP connections to `port` from `source` and sends nothing (no TLS ClientHello):
+/// prints "up", then "closed N" once N of them are closed by the server, and holds the rest
+/// until stdin closes.
+const SILENT_FROM: &str = r#"
+import select, socket, sys
+port, source, n = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+socks = []
+for _ in range(n):
+    s = socket.socket()
+    s.bind((source, 0))
+    s.connect(("127.0.0.1", port))
+    socks.append(s)
+print("up", flush=True)
+sys.stdin.read()
+"#;
+
+/// Connections that finish no handshake (no certificate shown) give their slots up when
+/// every slot is taken: two hosts of a RadSec entry's range, each at its per-address share
+/// of silent connections, filled max_connections, and the NAS could not reconnect.
+/// Connections past their handshake are never given up (`one_address_cannot_take_every_slot`).
+#[test]
+fn silent_connections_give_their_slots_up_to_a_nas() {
+    let pki_dir = tempfile::tempdir().unwrap();
+    let good = Pki::make(pki_dir.path(), "good");
+    let slapd = Slapd::start(&[LdapUser::new("alice", "alice-pw")]);
+    let radsec = "max_connections = 4\nmax_connections_per_address = 2\n\n[[client]]\n\
+                  name = \"wide\"\naddress = \"127.0.0.2/31\"\ntransport = \"radsec\"\n";
+    let srv = start_with(&slapd, &good, "nas.example.org", radsec, 4000);
+    let port = radsec_port(&srv).to_string();
+    let before = sockets_of(srv.pid());
+    let mut holders = Vec::new();
+    for source in ["127.0.0.2", "127.0.0.3"] {
+        let (child, said) = common::peers::python_first_line(SILENT_FROM, &[&port, source, "2"]);
+        assert_eq!(said, "up");
+        holders.push(child);
+    }
+    // All four slots are held by connections in their handshake, once the server has
+    // accepted them.
+    let t = Instant::now();
+    while sockets_of(srv.pid()) < before + 4 {
+        assert!(t.elapsed() < Duration::from_secs(5), "{}", srv.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = our_client(
+        radsec_port(&srv),
+        &good,
+        &good.ca,
+        &["status", "--timeout", "3"],
+    );
+    assert!(
+        out.status.success(),
+        "the NAS got no slot: {out:?}\n{}",
+        srv.log()
+    );
+    assert!(
+        srv.log_shows("cut short: every connection slot was taken"),
+        "{}",
+        srv.log()
+    );
+    for mut h in holders {
+        drop(h.stdin.take());
+        let _ = h.kill();
+        let _ = h.wait();
+    }
+}
+
 /// Times `needle` shows in the log, waiting up to 5 s for it to reach `n`.
 fn log_count(srv: &Server, needle: &str, n: usize) -> usize {
     let until = Instant::now() + Duration::from_secs(5);

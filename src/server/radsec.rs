@@ -506,7 +506,7 @@ pub(super) async fn accept_loop(
         // is unacknowledged waits for the peer's delayed ACK (Nagle), up to 40 ms, as soon as
         // a proxy has several requests in flight on the connection.
         let _ = tcp.set_nodelay(true);
-        let slot = match shared.slots.take(peer.ip(), &app) {
+        let slot = match shared.slots.take(peer.ip(), &app).await {
             Ok(slot) => slot,
             Err(limit) => {
                 warn_drop(&app, limit, peer, Some(&client.name));
@@ -528,7 +528,30 @@ pub(super) async fn accept_loop(
             acceptors: shared.acceptors.clone(),
             checked: std::time::Instant::now(),
         };
-        tracker.spawn(conn.serve(tcp, shared.acceptors.current(), slot));
+        let handshake = Handshake::started(&shared.slots);
+        tracker.spawn(conn.serve(tcp, shared.acceptors.current(), slot, handshake));
+    }
+}
+
+/// A connection's place among those in their TLS handshake (see `radsec_slots`).
+struct Handshake {
+    slots: Arc<Slots>,
+    id: u64,
+    cut: CancellationToken,
+}
+
+impl Handshake {
+    fn started(slots: &Arc<Slots>) -> Handshake {
+        let (id, cut) = slots.handshake_started();
+        Handshake {
+            slots: slots.clone(),
+            id,
+            cut,
+        }
+    }
+
+    fn done(&self) {
+        self.slots.handshake_done(self.id);
     }
 }
 
@@ -559,18 +582,32 @@ impl Connection {
     /// Serves one connection; `slot` is held until its last reply is written and its reader
     /// has stopped: a reader still blocked on the socket holds the session and the socket,
     /// so it must count against the caps as long as it does.
-    async fn serve(mut self, tcp: TcpStream, acceptor: TlsAcceptor, slot: Slot) {
+    async fn serve(
+        mut self,
+        tcp: TcpStream,
+        acceptor: TlsAcceptor,
+        slot: Slot,
+        handshake: Handshake,
+    ) {
         let slot = Arc::new(slot);
         let peer = self.peer;
         let nas: Arc<str> = Arc::from(self.client.name.as_str());
-        let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await;
-        let tls = match handshake {
-            Ok(Ok(tls)) => tls,
-            failed => {
-                let why = match failed {
-                    Ok(Err(e)) => e.to_string(),
-                    _ => "timed out".to_string(),
-                };
+        let shaken = tokio::select! {
+            r = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)) => match r {
+                Ok(Ok(tls)) => Ok(tls),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err("timed out".to_string()),
+            },
+            _ = handshake.cut.cancelled() => Err(
+                "cut short: every connection slot was taken, and this one had been in its \
+                 handshake longest"
+                    .to_string(),
+            ),
+        };
+        handshake.done();
+        let tls = match shaken {
+            Ok(tls) => tls,
+            Err(why) => {
                 Metrics::inc(&self.app.metrics.radsec_handshake_failures);
                 // Rate-limited like other drops: any host in a client's network can try.
                 let now = std::time::Instant::now();

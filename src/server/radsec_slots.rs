@@ -3,12 +3,21 @@
 //! client's network (a /24 entry, say) cannot take every slot from the NAS boxes beside it.
 //! A slot is taken before the TLS handshake and held until the connection's last reply is
 //! written; `radmfa_radsec_connections` counts the slots held.
+//!
+//! A connection that has not finished its handshake has shown no certificate: when every
+//! slot is taken, the one longest in its handshake gives its slot up to the newcomer.
+//! Otherwise max_connections / max_connections_per_address hosts of a wide entry's range,
+//! connecting and sending nothing each handshake timeout, held every slot, and a NAS
+//! reconnecting found none. Connections past their handshake are never given up.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
 
 use super::drop_log::DropKind;
 use super::metrics::Metrics;
@@ -18,7 +27,14 @@ pub(super) struct Slots {
     all: Arc<Semaphore>,
     per_address: usize,
     by_address: Mutex<HashMap<IpAddr, usize>>,
+    /// Connections in their TLS handshake, oldest first: what cuts each one short.
+    handshaking: Mutex<BTreeMap<u64, CancellationToken>>,
+    next: AtomicU64,
 }
+
+/// How long a newcomer waits for the slot of the handshake cut short to come free (its task
+/// ends at once; this bounds the accept loop's pause).
+const FREED_WITHIN: Duration = Duration::from_millis(500);
 
 impl Slots {
     pub(super) fn new(max: usize, per_address: usize) -> Arc<Slots> {
@@ -26,19 +42,70 @@ impl Slots {
             all: Arc::new(Semaphore::new(max)),
             per_address,
             by_address: Mutex::new(HashMap::new()),
+            handshaking: Mutex::new(BTreeMap::new()),
+            next: AtomicU64::new(0),
         })
     }
 
+    /// A connection starts its handshake: its place in line and what cuts it short.
+    pub(super) fn handshake_started(&self) -> (u64, CancellationToken) {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let cut = CancellationToken::new();
+        let mut h = self.handshaking.lock().unwrap_or_else(|p| p.into_inner());
+        h.insert(id, cut.clone());
+        (id, cut)
+    }
+
+    /// Its handshake is over, one way or the other.
+    pub(super) fn handshake_done(&self, id: u64) {
+        let mut h = self.handshaking.lock().unwrap_or_else(|p| p.into_inner());
+        h.remove(&id);
+    }
+
+    /// Cuts short the handshake that has lasted longest; false if none is under way.
+    fn cut_oldest_handshake(&self) -> bool {
+        let mut h = self.handshaking.lock().unwrap_or_else(|p| p.into_inner());
+        match h.pop_first() {
+            Some((_, cut)) => {
+                cut.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn address_full(&self, ip: IpAddr) -> bool {
+        let by = self.by_address.lock().unwrap_or_else(|p| p.into_inner());
+        by.get(&address_share(ip))
+            .is_some_and(|&n| n >= self.per_address)
+    }
+
     /// A slot for a connection from `ip`, or which limit is reached (counted). The total
-    /// is checked first: when every slot is taken, that is what the admin needs to know.
-    pub(super) fn take(
+    /// is checked first: when every slot is taken, that is what the admin needs to know;
+    /// unless a connection still in its handshake gives its slot up (a host at its own
+    /// share gets none that way).
+    pub(super) async fn take(
         self: &Arc<Self>,
         ip: IpAddr,
         app: &Arc<AppState>,
     ) -> Result<Slot, DropKind> {
-        let Ok(permit) = self.all.clone().try_acquire_owned() else {
-            Metrics::inc(&app.metrics.radsec_connection_limit);
-            return Err(DropKind::TlsConnectionLimit);
+        let permit = match self.all.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                let freed = if self.address_full(ip) || !self.cut_oldest_handshake() {
+                    None
+                } else {
+                    tokio::time::timeout(FREED_WITHIN, self.all.clone().acquire_owned())
+                        .await
+                        .ok()
+                        .and_then(Result::ok)
+                };
+                let Some(permit) = freed else {
+                    Metrics::inc(&app.metrics.radsec_connection_limit);
+                    return Err(DropKind::TlsConnectionLimit);
+                };
+                permit
+            }
         };
         let ip = address_share(ip);
         let mut by = self.by_address.lock().unwrap_or_else(|p| p.into_inner());
