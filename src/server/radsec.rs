@@ -16,7 +16,8 @@
 //! Bounds, since any host in a client's address range can connect and a TLS connection
 //! costs memory for as long as it stays open: at most `radsec.max_connections` at once, and
 //! `max_connections_per_address` from one address (handshakes included; more are closed on
-//! arrival; `radsec_slots.rs`), a handshake gets
+//! arrival, unless a connection still in its handshake gives its slot up:
+//! `radsec_slots.rs`), a handshake gets
 //! [`HANDSHAKE_TIMEOUT`], a connection that sends nothing for `radsec.idle_timeout_secs`
 //! is closed, and so is one whose peer stops reading its replies. A request never waits
 //! for its reply to be written: that would hold its in-flight permit, and a peer that does
@@ -528,7 +529,7 @@ pub(super) async fn accept_loop(
             acceptors: shared.acceptors.clone(),
             checked: std::time::Instant::now(),
         };
-        let handshake = Handshake::started(&shared.slots);
+        let handshake = Handshake::started(&shared.slots, peer.ip());
         tracker.spawn(conn.serve(tcp, shared.acceptors.current(), slot, handshake));
     }
 }
@@ -541,16 +542,19 @@ struct Handshake {
 }
 
 impl Handshake {
-    fn started(slots: &Arc<Slots>) -> Handshake {
-        let (id, cut) = slots.handshake_started();
+    fn started(slots: &Arc<Slots>, ip: std::net::IpAddr) -> Handshake {
+        let (id, cut) = slots.handshake_started(ip);
         Handshake {
             slots: slots.clone(),
             id,
             cut,
         }
     }
+}
 
-    fn done(&self) {
+/// Over however it ended (a task dropped at shutdown included): no stale entry is cut later.
+impl Drop for Handshake {
+    fn drop(&mut self) {
         self.slots.handshake_done(self.id);
     }
 }
@@ -604,7 +608,7 @@ impl Connection {
                     .to_string(),
             ),
         };
-        handshake.done();
+        drop(handshake);
         let tls = match shaken {
             Ok(tls) => tls,
             Err(why) => {
