@@ -9,7 +9,11 @@ async fn main() -> std::process::ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("radmfa: {e:#}");
-            std::process::ExitCode::from(2)
+            // A refusal found deep in a command exits as the others do (docs/operations.md).
+            let refused = e
+                .chain()
+                .any(|c| c.downcast_ref::<radmfa::admin::Refused>().is_some());
+            std::process::ExitCode::from(if refused { 1 } else { 2 })
         }
     }
 }

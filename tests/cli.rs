@@ -149,6 +149,10 @@ fn refusals_exit_1_and_errors_exit_2() {
         Some(1)
     );
     assert_eq!(code(&["token", "show", "NO-SUCH"]), Some(1));
+    // A backup onto a file that exists: refused, found deep in the command.
+    let taken = cfg.with_file_name("taken.db");
+    std::fs::write(&taken, b"not empty").unwrap();
+    assert_eq!(code(&["db", "backup", taken.to_str().unwrap()]), Some(1));
     // A bad option value: an error.
     assert_eq!(
         code(&["user", "enroll-totp", "bob", "--digits", "9"]),

@@ -89,10 +89,11 @@ fn copy_and_check(from: &Path, to: &Path) -> anyhow::Result<Summary> {
 fn create_private(to: &Path) -> anyhow::Result<()> {
     if let Ok(m) = std::fs::symlink_metadata(to) {
         if m.len() > 0 || !m.is_file() {
-            bail!(
+            return Err(super::Refused(format!(
                 "{} exists; give a new file name (a backup never overwrites one)",
                 to.display()
-            );
+            ))
+            .into());
         }
         #[cfg(unix)]
         {
@@ -100,11 +101,12 @@ fn create_private(to: &Path) -> anyhow::Result<()> {
             // SAFETY: geteuid has no preconditions and cannot fail.
             let me = unsafe { libc::geteuid() };
             if m.uid() != me {
-                bail!(
+                return Err(super::Refused(format!(
                     "{} exists and belongs to another user (uid {}); give a new file name",
                     to.display(),
                     m.uid()
-                );
+                ))
+                .into());
             }
         }
         // Someone's empty placeholder: the copy in it gets the same mode as a new file.

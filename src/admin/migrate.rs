@@ -174,10 +174,17 @@ pub async fn store(cfg: &Config, cmd: StoreCommand) -> anyhow::Result<ExitCode> 
     let _copying = if args.dry_run {
         None
     } else {
-        Some(
-            crate::store::serving_lock::migrating(path)
-                .with_context(|| format!("store.path {}", path.display()))?,
-        )
+        Some(crate::store::serving_lock::migrating(path).map_err(|e| {
+            // radmfa serving the file: a refusal, not an error (see `Refused`).
+            if e.kind() == std::io::ErrorKind::WouldBlock {
+                anyhow::Error::new(super::Refused(format!(
+                    "store.path {}: {e}",
+                    path.display()
+                )))
+            } else {
+                anyhow::Error::new(e).context(format!("store.path {}", path.display()))
+            }
+        })?)
     };
     let sealer = KeyFile::load(key_file)?;
     // Bring the source to the current schema, so it has exactly the columns copied below.

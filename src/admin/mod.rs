@@ -201,3 +201,17 @@ mod tests {
         );
     }
 }
+
+/// A command that refuses, changing nothing, for a reason the admin can act on: exits 1,
+/// not 2 like an error (docs/operations.md, "Exit status"). Returned where the refusal is
+/// found deep in a command, as `Err(Refused(..).into())`.
+#[derive(Debug)]
+pub struct Refused(pub String);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Refused {}
