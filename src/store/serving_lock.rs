@@ -17,16 +17,33 @@ use nix::fcntl::{Flock, FlockArg};
 pub struct SqliteLock(#[allow(dead_code)] Flock<File>);
 
 /// Beside the database as the filesystem has it (symbolic links and `..` resolved): two
-/// configs reaching one file by different paths must meet on one lock.
+/// configs reaching one file by different paths must meet on one lock. A link to a file
+/// not made yet (a first start) is followed too, to where SQLite will make it.
 fn lock_path(db: &Path) -> PathBuf {
-    let dir = match db.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let real = std::fs::canonicalize(db)
-        .or_else(|_| std::fs::canonicalize(dir).map(|d| d.join(db.file_name().unwrap_or_default())))
-        .unwrap_or_else(|_| db.to_path_buf());
-    let mut name = real.into_os_string();
+    let mut p = db.to_path_buf();
+    for _ in 0..16 {
+        if let Ok(real) = std::fs::canonicalize(&p) {
+            p = real;
+            break;
+        }
+        let Ok(target) = std::fs::read_link(&p) else {
+            break; // not there yet, and no link
+        };
+        p = match p.parent() {
+            Some(dir) if target.is_relative() => dir.join(target),
+            _ => target,
+        };
+    }
+    if !p.exists() {
+        let dir = match p.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        if let (Ok(dir), Some(name)) = (std::fs::canonicalize(dir), p.file_name()) {
+            p = dir.join(name);
+        }
+    }
+    let mut name = p.into_os_string();
     name.push(".serving");
     PathBuf::from(name)
 }
@@ -134,5 +151,19 @@ mod tests {
         let _serve = serving(&real.join("radmfa.db")).unwrap();
         assert!(migrating(&other.join("radmfa.db")).is_err());
         assert!(migrating(&real.join("../state/./radmfa.db")).is_err());
+    }
+
+    /// A link to a database not made yet (a first start) locks where the file will be.
+    #[test]
+    fn a_link_to_a_database_not_made_yet_locks_beside_its_target() {
+        let dir = tempfile::tempdir().unwrap();
+        let (real, other) = (dir.path().join("data"), dir.path().join("state"));
+        std::fs::create_dir(&real).unwrap();
+        std::fs::create_dir(&other).unwrap();
+        std::os::unix::fs::symlink("../data/radmfa.db", other.join("radmfa.db")).unwrap();
+        let _serve = serving(&other.join("radmfa.db")).unwrap();
+        std::fs::write(real.join("radmfa.db"), b"").unwrap();
+        assert!(migrating(&real.join("radmfa.db")).is_err());
+        assert!(real.join("radmfa.db.serving").exists());
     }
 }
