@@ -519,13 +519,7 @@ fn a_fraud_report_on_a_call_ringing_when_the_user_was_deleted_blocks_the_name() 
     standin.script(DIRECTORY_MOBILE, Script::Silent);
     let srv = start(&slapd, &standin, "", "", &hold_client(20));
     let port = srv.port();
-    let login = std::thread::spawn(move || {
-        pyrad(
-            port,
-            SECRET,
-            &["--user", "alice", "--password", ALICE_PW, "--timeout", "25"],
-        )
-    });
+    let login = std::thread::spawn(move || alice_held_on(port));
     wait_for_a_call(&standin);
     cli_ok(&srv, &["user", "delete", "alice"]);
     let r = login.join().unwrap();

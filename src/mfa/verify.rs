@@ -34,6 +34,16 @@ pub struct VerifyOptions {
     pub hotp: HotpConfig,
 }
 
+impl VerifyOptions {
+    /// The `[totp]` and `[hotp]` settings of `config`.
+    pub fn of(config: &crate::config::Config) -> Self {
+        VerifyOptions {
+            totp_window: config.totp.window,
+            hotp: config.hotp.clone(),
+        }
+    }
+}
+
 /// Is the token usable at `now` by its validity dates?
 pub fn valid_at(rec: &TokenRecord, now: i64) -> bool {
     rec.extra.valid_from.is_none_or(|f| now >= f) && rec.extra.valid_until.is_none_or(|u| now < u)

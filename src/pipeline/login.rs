@@ -76,14 +76,10 @@ pub async fn start(
         (Some(parts), _) => parts,
         (None, OtpMode::Inline { .. }) if tokens.is_empty() || !takes_codes => (field, None),
         (None, OtpMode::Inline { delimiter }) => {
-            let now = app.clock.now();
-            let config = app.config();
-            let opts = VerifyOptions {
-                totp_window: config.totp.window,
-                hotp: config.hotp.clone(),
-            };
             // Every token asked (no early exit), so the time taken does not say which fits.
+            // Only called where two splits end in digits: nothing to set up otherwise.
             let fits = |code: &str| {
+                let (opts, now) = (VerifyOptions::of(&app.config()), app.clock.now());
                 tokens
                     .iter()
                     .fold(false, |any, t| any | verify::fits(&opts, t, code, now))

@@ -138,10 +138,7 @@ pub async fn check_code(
     let mut reason = "wrong code";
     let mut resync = false;
     if otp::looks_like_code(code) {
-        let opts = VerifyOptions {
-            totp_window: config.totp.window,
-            hotp: config.hotp.clone(),
-        };
+        let opts = VerifyOptions::of(&config);
         // With more than one token: a code one of them already used is refused, uncounted,
         // before any is asked; the others must not check it (a used code known to whoever
         // sends it, say one a VPN client kept, would make an uncounted guess at every other
