@@ -1086,6 +1086,81 @@ async fn enabled_filter_hides_disabled_accounts() {
     ));
 }
 
+/// Active Directory's `accountExpires` compared with now through `{now_filetime}`: an
+/// account expired (a date in 2020) is not found, one expiring in 2100, one that never
+/// expires (0 or the largest value) and one without the attribute are. A fixed filter could
+/// not say this; before the placeholder, an expired account's app passwords kept working.
+#[tokio::test]
+async fn enabled_filter_compares_account_expiry_with_now() {
+    // 100 ns intervals since 1601: 2020-01-01 and 2100-01-01, UTC.
+    let (past, future) = ("132223104000000000", "157469184000000000");
+    let mut extra = String::new();
+    for (uid, expires) in [
+        ("expired", Some(past)),
+        ("later", Some(future)),
+        ("never0", Some("0")),
+        ("nevermax", Some("9223372036854775807")),
+        ("unset", None),
+    ] {
+        extra.push_str(&format!(
+            "dn: uid={uid},ou=people,dc=example,dc=org\nobjectClass: inetOrgPerson\n\
+             objectClass: radmfaTestAdUser\nuid: {uid}\ncn: {uid}\nsn: {uid}\n\
+             userPassword: {}\n",
+            common::slapd::ssha("pw")
+        ));
+        if let Some(e) = expires {
+            extra.push_str(&format!("accountExpires: {e}\n"));
+        }
+        extra.push('\n');
+    }
+    let slapd = Slapd::start_with(
+        &users(),
+        SlapdOptions {
+            extra_ldif: extra,
+            ad_like_schema: true,
+            ..Default::default()
+        },
+    );
+    let mut s = settings(&slapd, vec![slapd.url.clone()]);
+    s.enabled_filter =
+        Some("(|(!(accountExpires=*))(accountExpires=0)(accountExpires>={now_filetime}))".into());
+    let auth = LdapAuth::new(s).unwrap();
+    for (uid, found) in [
+        ("expired", false),
+        ("later", true),
+        ("never0", true),
+        ("nevermax", true),
+        ("unset", true),
+    ] {
+        assert_eq!(
+            auth.lookup(uid).await.unwrap().is_some(),
+            found,
+            "{uid}: found = {found}"
+        );
+    }
+    assert_eq!(
+        auth.authenticate("expired", &Secret::from("pw"))
+            .await
+            .unwrap(),
+        denied(Denial::UnknownUser),
+        "an expired account answers as an unknown user"
+    );
+    // The time is read at each search: expiring `later` now hides it from the next one.
+    slapd.modify(&format!(
+        "dn: uid=later,ou=people,dc=example,dc=org\nchangetype: modify\n\
+         replace: accountExpires\naccountExpires: {past}\n"
+    ));
+    assert!(auth.lookup("later").await.unwrap().is_none());
+
+    // A misspelt placeholder is named, not sent (it would match no one).
+    let mut s = settings(&slapd, vec![slapd.url.clone()]);
+    s.enabled_filter = Some("(accountExpires>={now})".into());
+    let Err(err) = LdapAuth::new(s) else {
+        panic!("unknown placeholder accepted")
+    };
+    assert!(err.to_string().contains("{now}"), "{err}");
+}
+
 /// A stand-in directory server that accepts every bind and answers every search with
 /// `search_rc` (written in BER by hand: nobody ships an LDAP server that says "busy" on
 /// demand). Counts the searches it refused.

@@ -1172,6 +1172,55 @@ fn app_passwords_on_legacy_clients_only_and_delete_all_revokes() {
     );
 }
 
+/// An app password binds no user, so Active Directory never gets to say the account has
+/// expired: `enabled_filter` with `{now_filetime}` says it for AD. Before the placeholder,
+/// a contractor whose account expired kept logging in with their app passwords.
+#[test]
+fn app_password_of_an_expired_account_is_refused() {
+    use common::slapd::{LdapUser, Slapd, SlapdOptions};
+    // 2100-01-01 and 2020-01-01 in AD's 100 ns intervals since 1601.
+    let (future, past) = ("157469184000000000", "132223104000000000");
+    let slapd = Slapd::start_with(
+        &[LdapUser::new("alice", ALICE_PW)],
+        SlapdOptions {
+            extra_ldif: format!(
+                "dn: uid=carol,ou=people,dc=example,dc=org\nobjectClass: inetOrgPerson\n\
+                 objectClass: radmfaTestAdUser\nuid: carol\ncn: Carol\nsn: Carol\n\
+                 accountExpires: {future}\nuserPassword: carol-pw\n\n"
+            ),
+            ad_like_schema: true,
+            ..Default::default()
+        },
+    );
+    let mut o = Options::new(&slapd.url);
+    o.clients = Vec::new();
+    o.ldap_extra = "enabled_filter = \"(|(!(accountExpires=*))(accountExpires=0)\
+                    (accountExpires>={now_filetime}))\""
+        .into();
+    o.extra = client("legacy-mail", "127.0.0.1", "app_passwords = true");
+    let srv = Server::start(&o);
+    let carol = cli_ok(&srv, &["user", "app-password", "add", "carol"]);
+    let alice = cli_ok(&srv, &["user", "app-password", "add", "alice"]);
+    let app = |user: &str, pw: &str| py(&srv, &["--user", user, "--password", pw.trim()]);
+    assert_eq!(code_of(&app("carol", &carol)), "Access-Accept");
+    assert_eq!(
+        code_of(&app("alice", &alice)),
+        "Access-Accept",
+        "no expiry set"
+    );
+
+    slapd.modify(&format!(
+        "dn: uid=carol,ou=people,dc=example,dc=org\nchangetype: modify\n\
+         replace: accountExpires\naccountExpires: {past}\n"
+    ));
+    let r = app("carol", &carol);
+    assert_eq!(code_of(&r), "Access-Reject", "{r}");
+    let rec = &srv.audit_json("carol")[0];
+    assert_eq!(rec["mode"], "app-password", "{rec}");
+    assert_eq!(rec["result"], "reject", "{rec}");
+    assert_eq!(code_of(&app("alice", &alice)), "Access-Accept");
+}
+
 #[test]
 fn no_sms_code_or_app_password_in_logs_or_audit() {
     let slapd = directory();

@@ -157,6 +157,7 @@ pub struct LdapSettings {
     /// ANDed to `user_filter` on every search, so a disabled account is not found — which
     /// matters where no password bind happens (second-factor-only clients such as RD
     /// Gateway). Active Directory: `(!(userAccountControl:1.2.840.113556.1.4.803:=2))`.
+    /// May hold the time placeholders of [`super::ldap_now`], filled in per search.
     pub enabled_filter: Option<String>,
     /// Membership test for the clients' `allow_groups` / `exempt_groups`: searched with the
     /// group's DN as base (scope base); `{dn}` is the user's DN and `{user}` the user name,
@@ -294,7 +295,14 @@ impl LdapAuth {
             )));
         }
         if let Some(f) = &settings.enabled_filter {
-            if ldap3::parse_filter(f).is_err() {
+            if let Some(word) = super::ldap_now::unknown_placeholder(f) {
+                return Err(config_error(format_args!(
+                    "enabled_filter {f:?} has {word}, which is not {{now_filetime}} or \
+                     {{now_generalized}}"
+                )));
+            }
+            if ldap3::parse_filter(super::ldap_now::fill(f, std::time::SystemTime::now())).is_err()
+            {
                 return Err(config_error(format_args!(
                     "enabled_filter {f:?} is not a valid LDAP filter"
                 )));
@@ -554,6 +562,9 @@ impl LdapAuth {
         let escaped = ldap3::ldap_escape(user);
         let mut filter = self.settings.user_filter.replace("{user}", &escaped);
         if let Some(enabled) = &self.settings.enabled_filter {
+            // Time placeholders are filled in now, per search (an account expiring while
+            // radmfa runs is refused from that moment).
+            let enabled = super::ldap_now::fill(enabled, std::time::SystemTime::now());
             filter = format!("(&{filter}{enabled})");
         }
         let base = &self.settings.base_dn;

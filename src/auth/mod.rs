@@ -7,6 +7,7 @@ pub mod ldap;
 mod ldap_cache;
 mod ldap_check;
 mod ldap_groups;
+pub mod ldap_now;
 mod ldap_pool;
 mod ldap_tls;
 mod no_directory;

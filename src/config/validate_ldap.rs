@@ -79,7 +79,18 @@ pub(super) fn ldap_settings(raw: RawLdap, base: &Path) -> Result<LdapSettings, C
         ));
     }
     if let Some(f) = &enabled_filter {
-        if !(f.starts_with('(') && f.ends_with(')')) || ldap3::parse_filter(f).is_err() {
+        if let Some(word) = crate::auth::ldap_now::unknown_placeholder(f) {
+            return Err(ConfigError::invalid(
+                "ldap.enabled_filter",
+                format!(
+                    "{f:?} has {word}, which is not one of its placeholders {{now_filetime}} \
+                     (Active Directory's accountExpires) and {{now_generalized}} (an LDAP \
+                     GeneralizedTime); write a literal brace as \\7b or \\7d"
+                ),
+            ));
+        }
+        let sample = crate::auth::ldap_now::fill(f, std::time::SystemTime::now());
+        if !(f.starts_with('(') && f.ends_with(')')) || ldap3::parse_filter(&sample).is_err() {
             return Err(ConfigError::invalid(
                 "ldap.enabled_filter",
                 format!("{f:?} is not an LDAP filter in parentheses"),

@@ -119,6 +119,9 @@ pub struct SlapdOptions {
     /// Load the ppolicy overlay, with `cn=default,ou=policies,…` as the default policy (the
     /// caller's `extra_ldif` makes that entry).
     pub ppolicy: bool,
+    /// Load `tests/fixtures/ldap/ad-like.schema`: Active Directory's `accountExpires`, on
+    /// the auxiliary class `radmfaTestAdUser`.
+    pub ad_like_schema: bool,
 }
 
 /// Files of the test CA and server certificate.
@@ -192,6 +195,7 @@ impl Slapd {
             &data_dir,
             tls.as_ref(),
             opts.ppolicy,
+            opts.ad_like_schema,
         );
         let conf_path = dir.path().join("slapd.conf");
         fs::write(&conf_path, conf).expect("write slapd.conf");
@@ -580,10 +584,15 @@ fn slapd_conf(
     data_dir: &Path,
     tls: Option<&TlsFiles>,
     ppolicy: bool,
+    ad_like_schema: bool,
 ) -> String {
     let mut c = String::new();
     for schema in ["core", "cosine", "inetorgperson", "nis"] {
         writeln!(c, "include {}/{schema}.schema", schema_dir.display()).unwrap();
+    }
+    if ad_like_schema {
+        let ad = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ldap/ad-like.schema");
+        writeln!(c, "include {}", ad.display()).unwrap();
     }
     writeln!(c, "pidfile {}/slapd.pid", dir.display()).unwrap();
     writeln!(c, "argsfile {}/slapd.args", dir.display()).unwrap();
