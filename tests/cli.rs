@@ -832,9 +832,22 @@ fn under_shrinking_disks<T>(
     args: &[&str],
     stored: impl Fn(&rusqlite::Connection) -> T,
 ) -> Vec<(u32, bool, String, T)> {
+    under_shrinking_disks_after(&[], args, stored)
+}
+
+/// [`under_shrinking_disks`], with `before` run once (on a full disk) first.
+fn under_shrinking_disks_after<T>(
+    before: &[&str],
+    args: &[&str],
+    stored: impl Fn(&rusqlite::Connection) -> T,
+) -> Vec<(u32, bool, String, T)> {
     let (template, cfg) = setup();
     let (ok, _, err) = run(&cfg, &["db", "migrate"]);
     assert!(ok, "{err}");
+    if !before.is_empty() {
+        let (ok, _, err) = run(&cfg, before);
+        assert!(ok, "{before:?}: {err}");
+    }
     let hold = rusqlite::Connection::open(template.path().join("radmfa.db")).unwrap();
     hold.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
         .unwrap();
@@ -897,6 +910,49 @@ fn an_enrollment_the_disk_cannot_finish_is_never_left_unexplained() {
             }
         }
     }
+}
+
+/// A bypass whose audit record fails is taken back, and only it: one granted (and audited)
+/// earlier still waits. Taking the new one back used to clear the column, so the earlier
+/// bypass the admin had told the user about was gone too.
+#[test]
+fn a_bypass_whose_audit_record_fails_leaves_the_earlier_one() {
+    let until = |db: &rusqlite::Connection| {
+        db.query_row(
+            "SELECT bypass_until - CAST(strftime('%s','now') AS INTEGER) FROM user_profile \
+             WHERE user = 'alice'",
+            [],
+            |r| r.get::<_, Option<i64>>(0),
+        )
+        .unwrap()
+    };
+    let outcomes = under_shrinking_disks_after(
+        &["user", "bypass", "alice", "--for", "2h"],
+        &["user", "bypass", "alice", "--for", "5m"],
+        until,
+    );
+    let mut taken_back = 0;
+    for (blocks, ok, err, left) in outcomes {
+        let left = left.unwrap_or_else(|| panic!("limit {blocks}: no bypass left: {err}"));
+        // Seconds still to wait: about 300 for the new one, about 7200 for the earlier.
+        let new = (250..=300).contains(&left);
+        let earlier = (7000..=7200).contains(&left);
+        if ok {
+            assert!(new, "limit {blocks}: granted, but {left} s left");
+        } else if earlier {
+            if err.contains("is not changed") {
+                taken_back += 1;
+                assert!(err.contains("the one granted earlier, until"), "{err}");
+            }
+        } else {
+            assert!(new, "limit {blocks}: {left} s left: {err}");
+            assert!(err.contains("stands"), "limit {blocks}: {err}");
+        }
+    }
+    assert!(
+        taken_back > 0,
+        "no limit fell between the bypass and its record"
+    );
 }
 
 #[test]

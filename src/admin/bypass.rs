@@ -47,20 +47,30 @@ pub async fn run(cfg: &Config, store: &dyn Store, a: BypassArgs) -> anyhow::Resu
         return Ok(ExitCode::SUCCESS);
     }
     let secs = parse_secs(&a.valid_for).with_context(|| format!("--for {:?}", a.valid_for))?;
-    let until = SystemClock.now() + secs;
+    let now = SystemClock.now();
+    let until = now + secs;
+    // What a failed audit record puts back: a bypass granted (and audited) earlier stays as
+    // it was, rather than being taken away with the new one.
+    let earlier = store.user_profile(&a.user).await?.pending_bypass(now);
     store.set_bypass(&a.user, Some(until)).await?;
     let when = super::audit::fmt_time(until);
     // A login without a second factor, granted: never left standing without its record
     // (as an enrollment and an app password are taken back when theirs fails).
     let reason = Some(format!("until {when}"));
     if let Err(e) = super::users::write_admin_audit(cfg, store, &a.user, "bypass", reason).await {
-        let undone = store.set_bypass(&a.user, None).await;
-        return Err(anyhow::Error::new(e).context(match undone {
-            Ok(()) => format!(
+        let undone = store.set_bypass(&a.user, earlier).await;
+        return Err(anyhow::Error::new(e).context(match (undone, earlier) {
+            (Ok(()), None) => format!(
                 "the bypass for {} is not granted: its audit record could not be written",
                 a.user
             ),
-            Err(_) => format!(
+            (Ok(()), Some(t)) => format!(
+                "the bypass for {} is not changed: its audit record could not be written; \
+                 the one granted earlier, until {}, still waits",
+                a.user,
+                super::audit::fmt_time(t)
+            ),
+            (Err(_), _) => format!(
                 "the bypass for {} until {when} stands, but its audit record could not be \
                  written, and taking it back failed too: run `radmfa user bypass {} --cancel`",
                 a.user, a.user
