@@ -855,6 +855,72 @@ fn challenge_then_enter_with_radclient() {
     assert_eq!(r3.code, "Access-Reject", "{}", r3.output);
 }
 
+/// Typing "sms" at the call's prompt ends the call: the provider is asked to hang up (the
+/// phone rang on for a login no longer waiting on it, and the # pressed on it approved
+/// nothing), and a # that still comes in approves nothing and is told so. The SMS code
+/// finishes the login.
+#[test]
+fn choosing_sms_at_the_calls_prompt_hangs_the_call_up() {
+    let slapd = directory();
+    let standin = Standin::start();
+    // The callee would answer and press # after 3 s.
+    standin.script(DIRECTORY_MOBILE, Script::Press("", Duration::from_secs(3)));
+    let clients = [client("vpn", "127.0.0.1", "methods = [\"voice\", \"sms\"]")];
+    let srv = start(&slapd, &standin, "", "", &clients);
+    let r1 = py(&srv, &["--user", "alice", "--password", ALICE_PW]);
+    assert_eq!(code_of(&r1), "Access-Challenge", "{r1}\n{}", srv.log());
+    assert!(message(&r1).contains("Answer the call"), "{r1}");
+    wait_for_a_call(&standin);
+    let call = standin.calls()[0].clone();
+    let answer = |text: &str, state: &serde_json::Value| {
+        py(
+            &srv,
+            &[
+                "--user",
+                "alice",
+                "--password",
+                text,
+                "--state",
+                state.as_str().unwrap(),
+            ],
+        )
+    };
+    let r2 = answer("sms", &r1["state"]);
+    assert_eq!(code_of(&r2), "Access-Challenge", "{r2}\n{}", srv.log());
+    let until = Instant::now() + Duration::from_secs(5);
+    while standin.ended_calls().is_empty() {
+        assert!(
+            Instant::now() < until,
+            "the call was not hung up\n{}",
+            srv.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        standin.ended_calls(),
+        vec![(call.sid.clone(), "completed".to_string())],
+        "one hang-up of that call, which also ends an answered one"
+    );
+    // A # that was on its way when the call ended: no approval, and the callee hears so.
+    let late = standin.post_callback(
+        &call.gather_action(),
+        Standin::gather_params(&call, ""),
+        None,
+    );
+    assert_eq!(late.status, 200, "{late:?}");
+    assert!(
+        late.body.contains("already ended without approval"),
+        "{late:?}"
+    );
+    let code = standin.wait_sms(1, Duration::from_secs(5))[0].code();
+    let r3 = answer(&code, &r2["state"]);
+    assert_eq!(code_of(&r3), "Access-Accept", "{r3}\n{}", srv.log());
+    assert_eq!(standin.calls().len(), 1, "no second call");
+    assert!(srv
+        .log()
+        .contains("call hung up: the user chose another method"));
+}
+
 /// An approved call is a passed second factor: it forgets the wrong answers before it, as a
 /// right SMS or app code does. Before, a user who mistyped an SMS code and then finished by
 /// phone kept the count, and the next typo, days later, locked the second factor.

@@ -204,6 +204,9 @@ pub struct CallRequest {
 pub trait VoiceCaller: Send + Sync + 'static {
     /// Places the call; returns the provider's call id.
     async fn place_call(&self, call: &CallRequest) -> Result<Option<String>, ProviderError>;
+    /// Hangs up the call `provider_ref` (ringing or answered), for a login that no longer
+    /// waits on it: the user chose another method at the prompt.
+    async fn end_call(&self, provider_ref: &str) -> Result<(), ProviderError>;
 }
 
 /// The providers built from the config, plus the in-process wake-up for requests waiting on

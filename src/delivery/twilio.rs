@@ -50,6 +50,33 @@ async fn create(
     form: &[(&str, &str)],
     also_hidden: &[&str],
 ) -> Result<Option<String>, ProviderError> {
+    let json = post(provider, cfg, client, resource, form, also_hidden).await?;
+    let sid = json.get("sid").and_then(|s| s.as_str()).map(str::to_string);
+    if sid.is_none() {
+        return Err(ProviderError::NotAccepted {
+            provider,
+            detail: "no sid in the response".into(),
+        });
+    }
+    if json.get("status").and_then(|s| s.as_str()) == Some("failed") {
+        return Err(ProviderError::NotAccepted {
+            provider,
+            detail: "status failed".into(),
+        });
+    }
+    Ok(sid)
+}
+
+/// POSTs `form` to `/2010-04-01/Accounts/{sid}/{resource}`; the JSON of a 2xx answer, or
+/// Twilio's error as a [`ProviderError`].
+async fn post(
+    provider: &'static str,
+    cfg: &TwilioConfig,
+    client: &Result<reqwest::Client, String>,
+    resource: &str,
+    form: &[(&str, &str)],
+    also_hidden: &[&str],
+) -> Result<serde_json::Value, ProviderError> {
     let client = client
         .as_ref()
         .map_err(|e| ProviderError::Setup(e.clone()))?;
@@ -111,20 +138,7 @@ async fn create(
             detail,
         });
     }
-    let sid = json.get("sid").and_then(|s| s.as_str()).map(str::to_string);
-    if sid.is_none() {
-        return Err(ProviderError::NotAccepted {
-            provider,
-            detail: "no sid in the response".into(),
-        });
-    }
-    if json.get("status").and_then(|s| s.as_str()) == Some("failed") {
-        return Err(ProviderError::NotAccepted {
-            provider,
-            detail: "status failed".into(),
-        });
-    }
-    Ok(sid)
+    Ok(json)
 }
 
 #[async_trait]
@@ -169,5 +183,29 @@ impl VoiceCaller for TwilioVoice {
             &[],
         )
         .await
+    }
+
+    /// Twilio's "modify a live call": `Status=completed` hangs up a call in progress, and a
+    /// queued or ringing one too (`canceled` would leave an answered call running).
+    async fn end_call(&self, provider_ref: &str) -> Result<(), ProviderError> {
+        // A call SID is "CA" and 32 hex digits; anything else is not put into the path.
+        if !(provider_ref.len() == 34
+            && provider_ref.starts_with("CA")
+            && provider_ref[2..].bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            return Err(ProviderError::Setup(format!(
+                "twilio voice: {provider_ref:?} is not a call SID"
+            )));
+        }
+        post(
+            "twilio voice",
+            &self.cfg,
+            &self.client,
+            &format!("Calls/{provider_ref}.json"),
+            &[("Status", "completed")],
+            &[],
+        )
+        .await
+        .map(|_| ())
     }
 }

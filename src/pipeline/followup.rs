@@ -241,6 +241,12 @@ async fn switch_method(
         reply.session_timeout = Some((restored.expires_at - now).max(1) as u32);
         return Ok(Verdict { reply, ..v });
     }
+    if current == Method::Voice {
+        if let Some(id) = carried.oob.as_deref() {
+            let why = format!("abandoned: the user chose {} instead", method.as_str());
+            oob::abandon_call(app, id, &why).await?;
+        }
+    }
     Ok(v)
 }
 

@@ -4,6 +4,9 @@
 //! - `POST /2010-04-01/Accounts/{AccountSid}/Messages.json` (form: To, From, Body)
 //! - `POST /2010-04-01/Accounts/{AccountSid}/Calls.json` (form: To, From, Twiml,
 //!   StatusCallback, ...)
+//! - `POST /2010-04-01/Accounts/{AccountSid}/Calls/{CallSid}.json` (form: Status =
+//!   `completed` or `canceled`): ends the call; its script stops, and the StatusCallback
+//!   gets `canceled` (every call here is still ringing until its script plays)
 //!
 //! with HTTP basic auth (Account SID : auth token), answering 201 with Twilio-shaped JSON or
 //! Twilio's error object. SMS are recorded. A call plays its script: after a delay it posts
@@ -136,6 +139,8 @@ struct Recorded {
     sms_failure: Option<(u16, u32, String)>,
     generic_reply: (u16, String),
     generic_delay: Duration,
+    /// Calls ended through the API: (CallSid, the Status asked for).
+    ended: Vec<(String, String)>,
 }
 
 type Shared = Arc<Mutex<Recorded>>;
@@ -234,6 +239,61 @@ async fn messages(
     });
     (
         StatusCode::CREATED,
+        [("content-type", "application/json")],
+        reply.to_string(),
+    )
+        .into_response()
+}
+
+/// Twilio's "modify a live call", for ending it.
+async fn update_call(
+    State(st): State<Shared>,
+    Path((account, call)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if account != ACCOUNT_SID || !authorized(&headers) {
+        return twilio_error(StatusCode::UNAUTHORIZED, 20003, "Authenticate");
+    }
+    let sid = call.strip_suffix(".json").unwrap_or(&call).to_string();
+    let status = form(&body).get("Status").cloned().unwrap_or_default();
+    if status != "completed" && status != "canceled" {
+        return twilio_error(
+            StatusCode::BAD_REQUEST,
+            21218,
+            "Invalid Status: must be canceled or completed",
+        );
+    }
+    let (placed, first) = {
+        let mut g = st.lock().unwrap();
+        let placed = g.calls.iter().find(|c| c.sid == sid).cloned();
+        let first = placed.is_some() && !g.ended.iter().any(|(s, _)| *s == sid);
+        if placed.is_some() {
+            g.ended.push((sid.clone(), status.clone()));
+        }
+        (placed, first)
+    };
+    let Some(placed) = placed else {
+        return twilio_error(
+            StatusCode::NOT_FOUND,
+            20404,
+            "The requested resource was not found",
+        );
+    };
+    if first {
+        let st = st.clone();
+        let call = placed.clone();
+        tokio::spawn(async move {
+            let url = call.status_callback.clone();
+            webhook(&st, &url, call_params(&call, "canceled"), None).await;
+        });
+    }
+    let reply = serde_json::json!({
+        "sid": sid, "account_sid": ACCOUNT_SID, "to": placed.to, "from": placed.from,
+        "status": "canceled", "direction": "outbound-api",
+    });
+    (
+        StatusCode::OK,
         [("content-type", "application/json")],
         reply.to_string(),
     )
@@ -341,10 +401,14 @@ fn call_params(call: &Call, status: &str) -> Vec<(String, String)> {
 }
 
 async fn play(st: Shared, call: Call, script: Script) {
+    let ended = |st: &Shared| st.lock().unwrap().ended.iter().any(|(s, _)| *s == call.sid);
     match script {
         Script::Silent => {}
         Script::Press(_, after) | Script::Silence(after) => {
             tokio::time::sleep(after).await;
+            if ended(&st) {
+                return;
+            }
             let keys = match &script {
                 Script::Press(digits, _) => format!("{digits}#"),
                 _ => String::new(),
@@ -365,6 +429,9 @@ async fn play(st: Shared, call: Call, script: Script) {
         }
         Script::HangUp(after) => {
             tokio::time::sleep(after).await;
+            if ended(&st) {
+                return;
+            }
             webhook(
                 &st,
                 &call.status_callback,
@@ -375,6 +442,9 @@ async fn play(st: Shared, call: Call, script: Script) {
         }
         Script::NoAnswer(after) => {
             tokio::time::sleep(after).await;
+            if ended(&st) {
+                return;
+            }
             webhook(
                 &st,
                 &call.status_callback,
@@ -428,6 +498,10 @@ impl Standin {
                 post(messages),
             )
             .route("/2010-04-01/Accounts/{account}/Calls.json", post(calls))
+            .route(
+                "/2010-04-01/Accounts/{account}/Calls/{call}",
+                post(update_call),
+            )
             .route("/generic/send", post(generic).get(generic))
             .with_state(state.clone());
         let listener = rt
@@ -453,6 +527,11 @@ impl Standin {
 
     pub fn sms(&self) -> Vec<Sms> {
         self.state.lock().unwrap().sms.clone()
+    }
+
+    /// Calls ended through the API: (CallSid, Status asked for).
+    pub fn ended_calls(&self) -> Vec<(String, String)> {
+        self.state.lock().unwrap().ended.clone()
     }
 
     pub fn calls(&self) -> Vec<Call> {
