@@ -291,3 +291,40 @@ key_file = "/etc/radmfa/key"
         "a secret in {shown}"
     );
 }
+
+/// The README and the NAS notes once gave FortiGate's `remoteauthtimeout` as 60 and 10: with
+/// two nodes, 60 made every login wait a minute while one was down. One value everywhere.
+#[test]
+fn the_docs_give_one_fortigate_timeout() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut docs = vec![root.join("README.md")];
+    docs.extend(
+        std::fs::read_dir(root.join("docs"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "md")),
+    );
+    let mut values = std::collections::BTreeSet::new();
+    for doc in &docs {
+        let text = std::fs::read_to_string(doc).unwrap();
+        for (i, _) in text.match_indices("remoteauthtimeout ") {
+            let value: String = text[i + "remoteauthtimeout ".len()..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            if !value.is_empty() {
+                values.insert((
+                    value,
+                    doc.file_name().unwrap().to_string_lossy().to_string(),
+                ));
+            }
+        }
+    }
+    let distinct: std::collections::BTreeSet<&String> = values.iter().map(|(v, _)| v).collect();
+    assert!(!values.is_empty(), "no remoteauthtimeout found in the docs");
+    assert_eq!(
+        distinct.len(),
+        1,
+        "different FortiGate timeouts: {values:?}"
+    );
+}

@@ -18,7 +18,8 @@ pub struct SetPhoneArgs {
     #[arg(value_parser = super::user_name)]
     pub user: String,
     /// E.164 (+15550100123), or a national number when [phone] default_country_code is set;
-    /// "none" removes the stored number (the directory's is used again).
+    /// "none" removes the stored number (the directory's mobile or telephoneNumber is used
+    /// then only where [phone] sources lists it; by default the user has no number).
     pub phone: String,
 }
 
