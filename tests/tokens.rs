@@ -613,6 +613,38 @@ fn no_delimiter_tokens_of_two_lengths_and_a_password_ending_in_digits() {
     );
     // A wrong code is still one wrong code (the longest split, as before).
     assert_eq!(go("Summer2412345678".to_string()), "Access-Reject");
+
+    // Wrong 6-digit codes with the right password: none fits, so the 8-digit split's
+    // password ("Summer") was bound, refused, and never counted as a wrong code: guessing
+    // went on without a lockout until a guess fitted. Now each is a counted wrong code.
+    let near: Vec<String> = (-3..=3)
+        .map(|k| totp(&app_seed, now() + 30 * k, &[]))
+        .collect();
+    let wrong = ["000000", "111111", "222222"]
+        .into_iter()
+        .find(|c| !near.iter().any(|n| n == c))
+        .unwrap();
+    for _ in 0..5 {
+        assert_eq!(go(format!("Summer24{wrong}")), "Access-Reject");
+    }
+    let audit = srv.audit_json("dana");
+    let reason = audit[0]["reason"].as_str().unwrap();
+    assert!(
+        !reason.contains("password"),
+        "counted as a bad password: {audit:?}"
+    );
+    // The lockout (5 by default) stands: the next step's right code is refused too.
+    let next = totp(&app_seed, now() + 30, &[]);
+    let r = pyrad(
+        srv.port(),
+        SECRET,
+        &["--user", "dana", "--password", &format!("Summer24{next}")],
+    );
+    assert_eq!(r["code"], "Access-Reject", "{r}\n{}", srv.log());
+    assert!(
+        r["messages"].to_string().contains("Too many wrong codes"),
+        "{r}"
+    );
 }
 
 /// A token resynchronised while its clock ran an hour ahead, and then put right: every code

@@ -72,7 +72,10 @@ pub async fn start(
     // code to find, and a password that holds the delimiter (or ends in digits) is the
     // password.
     let takes_codes = ctx.client.factors.methods.contains(&Method::Totp);
-    let (password, code) = match (static_parts, &ctx.client.otp_mode) {
+    // Other splits of the field, tried in turn when the directory refuses the password of
+    // the one taken (see `split_inline`).
+    let mut other_splits: Vec<(Secret, Secret)> = Vec::new();
+    let (mut password, mut code) = match (static_parts, &ctx.client.otp_mode) {
         (Some(parts), _) => parts,
         (None, OtpMode::Inline { .. }) if tokens.is_empty() || !takes_codes => (field, None),
         (None, OtpMode::Inline { delimiter }) => {
@@ -84,9 +87,13 @@ pub async fn start(
                     .iter()
                     .fold(false, |any, t| any | verify::fits(&opts, t, code, now))
             };
-            match split_inline(&field, delimiter, &code_lengths(tokens), fits) {
-                Some((p, c)) => (p, Some(c)),
-                None => (field, None),
+            let mut splits = split_inline(&field, delimiter, &code_lengths(tokens), fits);
+            if splits.is_empty() {
+                (field, None)
+            } else {
+                let (p, c) = splits.remove(0);
+                other_splits = splits;
+                (p, Some(c))
             }
         }
         (None, OtpMode::Challenge) => (field, None),
@@ -151,8 +158,32 @@ pub async fn start(
         return Ok(Verdict::reject(NO_INLINE_CODE));
     }
 
-    let asked = Instant::now();
-    let checked = primary::check(app, ctx, req, user, &password).await?;
+    let mut asked = Instant::now();
+    let mut checked = primary::check(app, ctx, req, user, &password).await?;
+    // No split's code fitted a token, so the longest was taken; its password refused, the
+    // next split's is asked. Otherwise a caller with the password could try codes for the
+    // shorter token without end: each wrong one made the longest split's password wrong, a
+    // refusal the second-factor lockout never counted, and the right one fitted and got in.
+    // Now the right password is found whatever the code, and its wrong code is counted.
+    // (A user who mistypes a code pays one more refused bind; a caller without the password
+    // two binds where a fitting guess costs one, which tells them of a code they cannot use
+    // without the password.)
+    for (p, c) in other_splits {
+        let refused = matches!(
+            checked,
+            PrimaryOutcome::Denied(
+                Denial::BadPassword
+                    | Denial::UpstreamReject(_)
+                    | Denial::Directory(crate::auth::ad_codes::AdReason::BadPassword)
+            )
+        );
+        if !refused {
+            break;
+        }
+        (password, code) = (p, Some(c));
+        asked = Instant::now();
+        checked = primary::check(app, ctx, req, user, &password).await?;
+    }
     // The floor under the refusal above: the upstream servers' own refusals only. Their
     // accepts are followed by a directory lookup, and a server may delay its rejects
     // (FreeRADIUS: reject_delay), so an average of all answers would tell them apart.
@@ -448,14 +479,20 @@ fn code_lengths(tokens: &[TokenRecord]) -> Vec<usize> {
 /// ("Summer24" and a 6-digit code) has two splits that both end in digits; the longest
 /// always won, so the 6-digit token could never be used and each try was a wrong password
 /// counted by the directory. So where several lengths fit, the split whose code `fits` one
-/// of the user's tokens (a read-only check) is taken, else the longest.
+/// of the user's tokens (a read-only check) is taken alone; where none fits, every split,
+/// longest first, for the caller to try each password in turn.
+///
+/// Empty: no code in the field.
 fn split_inline(
     field: &Secret,
     delimiter: &str,
     lengths: &[usize],
     fits: impl Fn(&str) -> bool,
-) -> Option<(Secret, Secret)> {
-    let text = field.expose_str()?;
+) -> Vec<(Secret, Secret)> {
+    let Some(text) = field.expose_str() else {
+        return Vec::new();
+    };
+    let pair = |(p, c): (&str, &str)| (Secret::from(p), Secret::from(c));
     if delimiter.is_empty() {
         // Longest first: an 8-digit token's code ends with 6 digits too.
         let splits: Vec<(&str, &str)> = lengths
@@ -467,28 +504,29 @@ fn split_inline(
                 c.bytes().all(|b| b.is_ascii_digit()).then_some((p, c))
             })
             .collect();
-        let longest = *splits.first()?;
         // One split: nothing to choose, and no code is looked at before the password.
         // Several: each is asked (no early exit), the longest that fits taken.
-        let (p, c) = if splits.len() == 1 {
-            longest
-        } else {
+        if splits.len() > 1 {
             let fitting: Vec<bool> = splits.iter().map(|(_, c)| fits(c)).collect();
-            splits
+            if let Some(s) = splits
                 .iter()
                 .zip(fitting)
                 .find_map(|(s, f)| f.then_some(*s))
-                .unwrap_or(longest)
-        };
-        Some((Secret::from(p), Secret::from(c)))
+            {
+                return vec![pair(s)];
+            }
+        }
+        splits.into_iter().map(pair).collect()
     } else {
-        let (p, c) = text.rsplit_once(delimiter)?;
+        let Some((p, c)) = text.rsplit_once(delimiter) else {
+            return Vec::new();
+        };
         let digits = c.bytes().any(|b| b.is_ascii_digit())
             && c.bytes().all(|b| b.is_ascii_digit() || b == b' ');
         if p.is_empty() || !digits {
-            return None;
+            return Vec::new();
         }
-        Some((Secret::from(p), Secret::from(c)))
+        vec![pair((p, c))]
     }
 }
 
@@ -500,18 +538,34 @@ mod tests {
         split_fitting(field, delim, digits, |_| false)
     }
 
+    /// The split taken first.
     fn split_fitting(
         field: &str,
         delim: &str,
         digits: &[usize],
         fits: impl Fn(&str) -> bool,
     ) -> Option<(String, String)> {
-        split_inline(&Secret::from(field), delim, digits, fits).map(|(p, c)| {
-            (
-                p.expose_str().unwrap().to_string(),
-                c.expose_str().unwrap().to_string(),
-            )
-        })
+        splits_fitting(field, delim, digits, fits)
+            .into_iter()
+            .next()
+    }
+
+    /// Every split, in the order they are tried.
+    fn splits_fitting(
+        field: &str,
+        delim: &str,
+        digits: &[usize],
+        fits: impl Fn(&str) -> bool,
+    ) -> Vec<(String, String)> {
+        split_inline(&Secret::from(field), delim, digits, fits)
+            .into_iter()
+            .map(|(p, c)| {
+                (
+                    p.expose_str().unwrap().to_string(),
+                    c.expose_str().unwrap().to_string(),
+                )
+            })
+            .collect()
     }
 
     #[test]
@@ -568,10 +622,19 @@ mod tests {
             split_fitting(field, "", &[6, 8], |c| c == "24123456"),
             Some(("Summer".into(), "24123456".into()))
         );
-        // Neither fits: the longest, as before (one wrong code, counted once).
+        // One fits: that one alone.
         assert_eq!(
-            split_fitting(field, "", &[6, 8], |_| false),
-            Some(("Summer".into(), "24123456".into()))
+            splits_fitting(field, "", &[6, 8], |c| c == "123456").len(),
+            1
+        );
+        // Neither fits: both, longest first, so the password that binds is found and its
+        // wrong code counted, whichever length was meant.
+        assert_eq!(
+            splits_fitting(field, "", &[6, 8], |_| false),
+            vec![
+                ("Summer".into(), "24123456".into()),
+                ("Summer24".into(), "123456".into())
+            ]
         );
         // Only the lengths whose tail is all digits are asked, and with one such split,
         // none: nothing about a code is looked at before the password.
