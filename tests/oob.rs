@@ -480,6 +480,52 @@ fn a_directory_number_left_out_of_the_sources_is_no_way_in_on_the_password() {
     assert_eq!(standin.sms().len(), 1);
 }
 
+/// Nor is a directory number in a listed source that cannot be dialled: written nationally
+/// ("0171 1234567") with no `[phone] default_country_code`. It was skipped as if there were
+/// none, and `no_factor = "allow"` let the user in on the password alone.
+#[test]
+fn an_undiallable_directory_number_is_no_way_in_on_the_password() {
+    let slapd = common::slapd::Slapd::start_with(
+        &[],
+        common::slapd::SlapdOptions {
+            extra_ldif: "dn: uid=erin,ou=people,dc=example,dc=org\nobjectClass: inetOrgPerson\n\
+                         uid: erin\ncn: Erin\nsn: Erin\nmobile: 0171 1234567\n\
+                         userPassword: erin-pw\n\n"
+                .into(),
+            ..Default::default()
+        },
+    );
+    let standin = Standin::start();
+    let srv = start(
+        &slapd,
+        &standin,
+        "",
+        "",
+        &sms_client("no_factor = \"allow\""),
+    );
+    let r = login(&srv, "erin", "erin-pw");
+    assert_eq!(code_of(&r), "Access-Reject", "{r}\n{}", srv.log());
+    assert!(message(&r).contains("cannot be used here"), "{r}");
+    let rec = &srv.audit_json("erin")[0];
+    let reason = rec["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("phone number for this user cannot be used")
+            && reason.contains("default_country_code"),
+        "{rec}"
+    );
+    assert!(!reason.contains("1234567"), "the number is masked: {rec}");
+    assert!(standin.sms().is_empty());
+    // `config check --connect --user` says the same.
+    let out = srv.cli(&["config", "check", "--connect", "--user", "erin"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("cannot be dialled"), "{text}");
+    // A number stored in radmfa is used.
+    cli_ok(&srv, &["user", "set-phone", "erin", "+15550123456"]);
+    let r = login(&srv, "erin", "erin-pw");
+    assert_eq!(code_of(&r), "Access-Challenge", "{r}");
+    assert_eq!(standin.sms().len(), 1);
+}
+
 /// `no_factor = "allow"` is for users with no second factor. One with a token on a client
 /// whose methods leave OATH codes out is refused, not let in on the password alone; once
 /// his token is gone, bob (whose directory phone this inline client cannot call) is.

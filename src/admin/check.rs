@@ -250,13 +250,20 @@ fn phone_line(
             mask(&number),
             source_name(source)
         ),
-        None if crate::delivery::phone::unlisted_number(phone, info) => {
-            "no number texts or calls could use: the directory has one, in an attribute \
-             [phone] sources leaves out (such a user is refused, not let in without a \
-             second factor)"
-                .into()
-        }
-        None => "no number texts or calls could use".into(),
+        None => match crate::delivery::phone::unused_number(phone, info) {
+            Some(crate::delivery::phone::UnusedNumber::Unlisted) => {
+                "no number texts or calls could use: the directory has one, in an attribute \
+                 [phone] sources leaves out (such a user is refused, not let in without a \
+                 second factor)"
+                    .into()
+            }
+            Some(crate::delivery::phone::UnusedNumber::Unusable(why)) => format!(
+                "no number texts or calls could use: the directory's cannot be dialled \
+                 ({why}; set [phone] default_country_code or store one with user set-phone; \
+                 such a user is refused, not let in without a second factor)"
+            ),
+            None => "no number texts or calls could use".into(),
+        },
     };
     line(true, format!("user {user}: {what}"));
 }

@@ -221,13 +221,36 @@ pub fn phone_from(
     None
 }
 
-/// Whether the directory holds a number for the user in an attribute `[phone] sources`
-/// leaves out (`pipeline::oob::unlisted_directory_number`).
-pub fn unlisted_number(cfg: &PhoneConfig, info: &UserInfo) -> bool {
+/// A number the directory holds for the user that texts and calls do not use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UnusedNumber {
+    /// In an attribute `[phone] sources` leaves out.
+    Unlisted,
+    /// In a listed attribute, but not a number radmfa can dial: why, masked (a national
+    /// number without `default_country_code`, an extension).
+    Unusable(String),
+}
+
+/// Whether the directory holds a number for the user that texts and calls do not use
+/// (`pipeline::oob::unused_directory_number`): such a user was meant to get texts or calls,
+/// and is not one without a second factor.
+pub fn unused_number(cfg: &PhoneConfig, info: &UserInfo) -> Option<UnusedNumber> {
     let sources = &cfg.sources;
-    let has = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.trim().is_empty());
-    (has(&info.mobile) && !sources.contains(&PhoneSource::Mobile))
-        || (has(&info.telephone) && !sources.contains(&PhoneSource::Telephone))
+    let mut unlisted = false;
+    for (source, value) in [
+        (PhoneSource::Mobile, &info.mobile),
+        (PhoneSource::Telephone, &info.telephone),
+    ] {
+        let Some(raw) = value.as_deref().filter(|s| !s.trim().is_empty()) else {
+            continue;
+        };
+        if !sources.contains(&source) {
+            unlisted = true;
+        } else if let Err(e) = normalise(raw, &cfg.default_country_code) {
+            return Some(UnusedNumber::Unusable(e.masked().to_string()));
+        }
+    }
+    unlisted.then_some(UnusedNumber::Unlisted)
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ use crate::app::AppState;
 use crate::auth::{Denial, PrimaryOutcome, UserInfo};
 use crate::config::delivery::VoiceMode;
 use crate::config::{NoFactorPolicy, OtpMode, Primary};
+use crate::delivery::phone::UnusedNumber;
 use crate::mfa::method::{available, choose, Capabilities, Method};
 use crate::mfa::verify::{self, VerifyOptions};
 use crate::radius::{Reply, Request};
@@ -297,22 +298,32 @@ pub async fn start(
                 )),
         );
     }
-    if usable.is_empty()
-        && oob::unlisted_directory_number(app, &info)
-        && !available(
+    let unused = if usable.is_empty() {
+        oob::unused_directory_number(app, &info)
+    } else {
+        None
+    };
+    if let Some(unused) = unused.filter(|_| {
+        !available(
             &ctx.client.factors.methods,
             capabilities(app, ctx, false, true),
         )
         .is_empty()
-    {
+    }) {
         // A text or a call would work here if the directory's number counted (it did by
-        // default before the store-only default): not a user without a second factor.
-        return Ok(Verdict::reject(
-            "the directory has a phone number for this user, but [phone] sources leaves the \
-             directory out: list \"mobile\" there or store the number (user set-phone)",
-        )
-        .with_info(Some(info))
-        .with_reply(
+        // default before the store-only default), or could be dialled (written nationally,
+        // with no [phone] default_country_code): not a user without a second factor.
+        let reason = match unused {
+            UnusedNumber::Unlisted => "the directory has a phone number for this user, but \
+                 [phone] sources leaves the directory out: list \"mobile\" there or store \
+                 the number (user set-phone)"
+                .to_string(),
+            UnusedNumber::Unusable(why) => format!(
+                "the directory's phone number for this user cannot be used ({why}): set \
+                 [phone] default_country_code or store the number (user set-phone)"
+            ),
+        };
+        return Ok(Verdict::reject(reason).with_info(Some(info)).with_reply(
             Reply::reject().with_message(
                 "Your second factor cannot be used here. Contact your administrator.",
             ),

@@ -70,12 +70,14 @@ pub fn phone_for(app: &AppState, profile: &UserProfile, info: &UserInfo) -> Opti
     phone::phone_from(&app.config().delivery.phone, profile, info).map(|(_, p)| p)
 }
 
-/// Whether the directory has a number for the user in an attribute `[phone] sources` leaves
-/// out (the store only, by default since directory numbers are often the user's own to
-/// change). Such a user was enrolled for texts or calls where the directory was listed:
-/// not "no second factor", so `no_factor = "allow"` must not let them in on the password.
-pub fn unlisted_directory_number(app: &AppState, info: &UserInfo) -> bool {
-    phone::unlisted_number(&app.config().delivery.phone, info)
+/// Whether the directory has a number for the user that texts and calls do not use: in an
+/// attribute `[phone] sources` leaves out (the store only, by default since directory
+/// numbers are often the user's own to change), or in a listed one but not dialable (a
+/// national number without `default_country_code`). Such a user was meant to get texts or
+/// calls: not "no second factor", so `no_factor = "allow"` must not let them in on the
+/// password.
+pub fn unused_directory_number(app: &AppState, info: &UserInfo) -> Option<phone::UnusedNumber> {
+    phone::unused_number(&app.config().delivery.phone, info)
 }
 
 /// What came of an attempt to send or call.
