@@ -375,8 +375,13 @@ fn held_tokens_move_only_with_force_and_app_seeds_never() {
         ok && out.contains("0 replacing") && out.contains("1 invalid skipped"),
         "{out}{err}"
     );
-    // Giving it back to its own user changes nothing and is not refused; deleting works.
-    assert!(a.run(&["token", "assign", app.as_str(), "erin"]).0);
+    // Giving it back to its own user is not refused as a move: it changes nothing, and says
+    // so (exit 1, nothing audited).
+    let (ok, _, err) = a.run(&["token", "assign", app.as_str(), "erin"]);
+    assert!(
+        !ok && err.contains("already held by erin; nothing done"),
+        "{err}"
+    );
     // Deleting a token someone holds takes --force: a mistyped serial must not silently
     // take a colleague's.
     let (ok, _, err) = a.run(&["token", "delete", app.as_str()]);
@@ -428,6 +433,18 @@ fn inventory_commands_and_their_audit() {
     assert_eq!(a.tokens()[0]["enabled"], true);
     assert!(a.run(&["token", "unassign", "H-1"]).0);
     assert_eq!(a.tokens()[0]["user"], serde_json::Value::Null);
+    // What would change nothing is said, exits 1 and is not audited (below: one record of
+    // each). A stock token was "returned to stock" under user "" before.
+    for (args, said) in [
+        (["token", "unassign", "H-1"], "already in stock"),
+        (["token", "enable", "H-1"], "already enabled"),
+    ] {
+        let (ok, _, err) = a.run(&args);
+        assert!(!ok && err.contains(said), "{args:?}: {err}");
+    }
+    assert!(a.run(&["token", "disable", "H-1"]).0);
+    let (ok, _, err) = a.run(&["token", "disable", "H-1"]);
+    assert!(!ok && err.contains("already disabled"), "{err}");
     assert!(a.run(&["token", "delete", "H-1"]).0);
     let (ok, _, err) = a.run(&["token", "delete", "H-1"]);
     assert!(!ok && err.contains("no such token"));
@@ -454,13 +471,16 @@ fn inventory_commands_and_their_audit() {
         "disable:bob",
         "enable:bob",
         "unassign:bob",
+        "disable:",
         "delete-token:",
     ] {
-        assert!(
-            results.iter().any(|r| r == want),
-            "{want} not in {results:?}"
+        assert_eq!(
+            results.iter().filter(|r| *r == want).count(),
+            1,
+            "{want} not once in {results:?}"
         );
     }
+    assert_eq!(results.len(), 6, "{results:?}");
     assert!(out.contains("\"result\":\"import\""), "{out}");
 }
 

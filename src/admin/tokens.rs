@@ -133,7 +133,23 @@ async fn run_on(cfg: &Config, store: &dyn Store, cmd: TokenCommand) -> anyhow::R
         eprintln!("{serial}: {refusal}");
         return Ok(ExitCode::from(1));
     }
+    // Nothing to do is said (exit 1, as the docs' convention has it), not audited as a
+    // change that was never made: a stock token "returned to stock" under user "", say.
     let holder = before.token.user.as_deref();
+    let unchanged = match action {
+        Action::Unassign if holder.is_none() => Some("already in stock".to_string()),
+        Action::Assign if holder.is_some() && holder == owner.as_deref() => Some(format!(
+            "already held by {}",
+            super::printable(holder.unwrap_or_default())
+        )),
+        Action::Disable if !before.token.enabled => Some("already disabled".into()),
+        Action::Enable if before.token.enabled => Some("already enabled".into()),
+        _ => None,
+    };
+    if let Some(why) = unchanged {
+        eprintln!("{serial}: {why}; nothing done");
+        return Ok(ExitCode::from(1));
+    }
     let done = match action {
         Action::Assign => {
             store
