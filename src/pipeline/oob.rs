@@ -293,8 +293,14 @@ async fn settle(
     let (user, phone) = (txn.user.as_str(), txn.phone.as_str());
     match sent {
         Ok(provider_ref) => {
-            if let Some(r) = provider_ref {
-                app.store.set_oob_provider_ref(&txn.id, &r).await?;
+            match provider_ref.as_deref().map(storable_ref) {
+                Some(Some(r)) => app.store.set_oob_provider_ref(&txn.id, r).await?,
+                Some(None) => tracing::warn!(
+                    user,
+                    "the provider's reference is not kept: \
+                     it has control characters or is over 128 bytes"
+                ),
+                None => {}
             }
             tracing::info!(user, phone = %mask(phone), "{done}");
             Ok(Delivered::Yes(txn))
@@ -313,6 +319,14 @@ async fn settle(
             }))
         }
     }
+}
+
+/// A provider's reference as it may be stored: Twilio's SIDs are 34 letters and digits. One
+/// with control characters (a NUL, which PostgreSQL refuses in text, so the login failed
+/// there after its SMS or call went out, and not on SQLite) or over 128 bytes, from a
+/// look-alike gateway, is not kept: callbacks then match the call by its number.
+fn storable_ref(r: &str) -> Option<&str> {
+    (!r.is_empty() && r.len() <= 128 && !r.chars().any(char::is_control)).then_some(r)
 }
 
 /// Places the approval call for this request (once, within the rate limit).
@@ -456,4 +470,20 @@ pub async fn abandon_call(app: &AppState, id: &str, why: &str) -> Result<(), Fau
         }
     });
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::storable_ref;
+
+    #[test]
+    fn only_plain_provider_references_are_stored() {
+        let sid = "CA0123456789abcdef0123456789abcdef";
+        assert_eq!(storable_ref(sid), Some(sid));
+        assert_eq!(storable_ref("SM1\u{0}"), None, "PostgreSQL refuses a NUL");
+        assert_eq!(storable_ref("a\nb"), None);
+        assert_eq!(storable_ref(""), None);
+        assert_eq!(storable_ref(&"x".repeat(129)), None);
+        assert_eq!(storable_ref(&"x".repeat(128)).map(str::len), Some(128));
+    }
 }
