@@ -357,7 +357,7 @@ async fn concurrent_audit_appends_get_their_own_ids() {
 }
 
 #[tokio::test]
-async fn a_panicking_write_fails_alone_and_the_writer_goes_on() {
+async fn a_panicking_write_fails_and_the_writer_goes_on() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(&dir.path().join("p.db"), sealer())
         .await

@@ -31,7 +31,9 @@
 //! undoes only itself. `BEGIN IMMEDIATE` takes the database's write lock for the whole batch,
 //! so other connections and processes on the same file (the admin commands) stay correct
 //! too. If the commit fails, every caller of the batch gets the error: a write that may not
-//! be on disk is never reported as done (fail closed).
+//! be on disk is never reported as done (fail closed). So does a write that panics (a bug):
+//! what it left half-done cannot be told apart, so its whole batch is rolled back and every
+//! caller in it gets an error, never a success.
 //!
 //! Hand-written: neither sqlx nor rusqlite has group commit, and a generic batching crate
 //! could not run the batch inside one SQLite transaction.
