@@ -73,10 +73,10 @@ pub async fn start(
     // code to find, and a password that holds the delimiter (or ends in digits) is the
     // password.
     let takes_codes = ctx.client.factors.methods.contains(&Method::Totp);
-    // Other splits of the field, tried in turn when the directory refuses the password of
-    // the one taken (see `split_inline`).
-    let mut other_splits: Vec<(Secret, Secret)> = Vec::new();
-    let (mut password, mut code) = match (static_parts, &ctx.client.otp_mode) {
+    // The field split two ways (see `split_inline`): a refused password may be the right one
+    // sent with a wrong code.
+    let mut split_two_ways = false;
+    let (password, code) = match (static_parts, &ctx.client.otp_mode) {
         (Some(parts), _) => parts,
         (None, OtpMode::Inline { .. }) if tokens.is_empty() || !takes_codes => (field, None),
         (None, OtpMode::Inline { delimiter }) => {
@@ -88,13 +88,16 @@ pub async fn start(
                     .iter()
                     .fold(false, |any, t| any | verify::fits(&opts, t, code, now))
             };
-            let mut splits = split_inline(&field, delimiter, &code_lengths(tokens), fits);
-            if splits.is_empty() {
-                (field, None)
-            } else {
-                let (p, c) = splits.remove(0);
-                other_splits = splits;
-                (p, Some(c))
+            match split_inline(&field, delimiter, &code_lengths(tokens), fits) {
+                Some(InlineSplit {
+                    password,
+                    code,
+                    ambiguous,
+                }) => {
+                    split_two_ways = ambiguous;
+                    (password, Some(code))
+                }
+                None => (field, None),
             }
         }
         (None, OtpMode::Challenge) => (field, None),
@@ -159,31 +162,28 @@ pub async fn start(
         return Ok(Verdict::reject(NO_INLINE_CODE));
     }
 
-    let mut asked = Instant::now();
-    let mut checked = primary::check(app, ctx, req, user, &password).await?;
-    // No split's code fitted a token, so the longest was taken; its password refused, the
-    // next split's is asked. Otherwise a caller with the password could try codes for the
-    // shorter token without end: each wrong one made the longest split's password wrong, a
-    // refusal the second-factor lockout never counted, and the right one fitted and got in.
-    // Now the right password is found whatever the code, and its wrong code is counted.
-    // (A user who mistypes a code pays one more refused bind; a caller without the password
-    // two binds where a fitting guess costs one, which tells them of a code they cannot use
-    // without the password.)
-    for (p, c) in other_splits {
-        let refused = matches!(
+    let asked = Instant::now();
+    let checked = primary::check(app, ctx, req, user, &password).await?;
+    // A field that splits two ways, refused: either the password was wrong, or it was right
+    // and its code fitted no token (so the other split, with part of the password, was
+    // asked). Counted toward the second-factor lockout either way. Otherwise a caller with
+    // the password could try codes for the shorter token without end: each wrong one made
+    // the longest split's password wrong, a refusal never counted, and the right one fitted
+    // and got in. Counted whatever fitted, so the time taken (the count's write) does not
+    // say whether a guess fitted; and no second bind (which would count twice against the
+    // directory's own lockout). A user with tokens of two lengths who mistypes the password
+    // before a code pays one count too.
+    if split_two_ways
+        && matches!(
             checked,
             PrimaryOutcome::Denied(
                 Denial::BadPassword
                     | Denial::UpstreamReject(_)
                     | Denial::Directory(crate::auth::ad_codes::AdReason::BadPassword)
             )
-        );
-        if !refused {
-            break;
-        }
-        (password, code) = (p, Some(c));
-        asked = Instant::now();
-        checked = primary::check(app, ctx, req, user, &password).await?;
+        )
+    {
+        super::second_factor::count_split_refusal(app, user).await?;
     }
     // The floor under the refusal above: the upstream servers' own refusals only. Their
     // accepts are followed by a directory lookup, and a server may delay its rejects
@@ -490,20 +490,20 @@ fn code_lengths(tokens: &[TokenRecord]) -> Vec<usize> {
 /// ("Summer24" and a 6-digit code) has two splits that both end in digits; the longest
 /// always won, so the 6-digit token could never be used and each try was a wrong password
 /// counted by the directory. So where several lengths fit, the split whose code `fits` one
-/// of the user's tokens (a read-only check) is taken alone; where none fits, every split,
-/// longest first, for the caller to try each password in turn.
-///
-/// Empty: no code in the field.
+/// of the user's tokens (a read-only check) is taken, else the longest; and the split is
+/// `ambiguous`: a refused password may be the right one with a wrong code.
 fn split_inline(
     field: &Secret,
     delimiter: &str,
     lengths: &[usize],
     fits: impl Fn(&str) -> bool,
-) -> Vec<(Secret, Secret)> {
-    let Some(text) = field.expose_str() else {
-        return Vec::new();
+) -> Option<InlineSplit> {
+    let text = field.expose_str()?;
+    let one = |(p, c): (&str, &str), ambiguous| InlineSplit {
+        password: Secret::from(p),
+        code: Secret::from(c),
+        ambiguous,
     };
-    let pair = |(p, c): (&str, &str)| (Secret::from(p), Secret::from(c));
     if delimiter.is_empty() {
         // Longest first: an 8-digit token's code ends with 6 digits too.
         let splits: Vec<(&str, &str)> = lengths
@@ -515,30 +515,36 @@ fn split_inline(
                 c.bytes().all(|b| b.is_ascii_digit()).then_some((p, c))
             })
             .collect();
+        let longest = *splits.first()?;
         // One split: nothing to choose, and no code is looked at before the password.
         // Several: each is asked (no early exit), the longest that fits taken.
-        if splits.len() > 1 {
-            let fitting: Vec<bool> = splits.iter().map(|(_, c)| fits(c)).collect();
-            if let Some(s) = splits
-                .iter()
-                .zip(fitting)
-                .find_map(|(s, f)| f.then_some(*s))
-            {
-                return vec![pair(s)];
-            }
+        if splits.len() == 1 {
+            return Some(one(longest, false));
         }
-        splits.into_iter().map(pair).collect()
+        let fitting: Vec<bool> = splits.iter().map(|(_, c)| fits(c)).collect();
+        let taken = splits
+            .iter()
+            .zip(fitting)
+            .find_map(|(s, f)| f.then_some(*s))
+            .unwrap_or(longest);
+        Some(one(taken, true))
     } else {
-        let Some((p, c)) = text.rsplit_once(delimiter) else {
-            return Vec::new();
-        };
+        let (p, c) = text.rsplit_once(delimiter)?;
         let digits = c.bytes().any(|b| b.is_ascii_digit())
             && c.bytes().all(|b| b.is_ascii_digit() || b == b' ');
         if p.is_empty() || !digits {
-            return Vec::new();
+            return None;
         }
-        vec![pair((p, c))]
+        Some(one((p, c), false))
     }
+}
+
+/// What [`split_inline`] found in an inline field.
+struct InlineSplit {
+    password: Secret,
+    code: Secret,
+    /// Another split ended in digits too (see `split_inline`).
+    ambiguous: bool,
 }
 
 #[cfg(test)]
@@ -549,34 +555,22 @@ mod tests {
         split_fitting(field, delim, digits, |_| false)
     }
 
-    /// The split taken first.
     fn split_fitting(
         field: &str,
         delim: &str,
         digits: &[usize],
         fits: impl Fn(&str) -> bool,
     ) -> Option<(String, String)> {
-        splits_fitting(field, delim, digits, fits)
-            .into_iter()
-            .next()
+        split_inline(&Secret::from(field), delim, digits, fits).map(|s| {
+            (
+                s.password.expose_str().unwrap().to_string(),
+                s.code.expose_str().unwrap().to_string(),
+            )
+        })
     }
 
-    /// Every split, in the order they are tried.
-    fn splits_fitting(
-        field: &str,
-        delim: &str,
-        digits: &[usize],
-        fits: impl Fn(&str) -> bool,
-    ) -> Vec<(String, String)> {
-        split_inline(&Secret::from(field), delim, digits, fits)
-            .into_iter()
-            .map(|(p, c)| {
-                (
-                    p.expose_str().unwrap().to_string(),
-                    c.expose_str().unwrap().to_string(),
-                )
-            })
-            .collect()
+    fn ambiguous(field: &str, delim: &str, digits: &[usize]) -> bool {
+        split_inline(&Secret::from(field), delim, digits, |_| false).is_some_and(|s| s.ambiguous)
     }
 
     #[test]
@@ -633,20 +627,14 @@ mod tests {
             split_fitting(field, "", &[6, 8], |c| c == "24123456"),
             Some(("Summer".into(), "24123456".into()))
         );
-        // One fits: that one alone.
+        // Neither fits: the longest, as before; ambiguous, so a refusal is counted.
         assert_eq!(
-            splits_fitting(field, "", &[6, 8], |c| c == "123456").len(),
-            1
+            split_fitting(field, "", &[6, 8], |_| false),
+            Some(("Summer".into(), "24123456".into()))
         );
-        // Neither fits: both, longest first, so the password that binds is found and its
-        // wrong code counted, whichever length was meant.
-        assert_eq!(
-            splits_fitting(field, "", &[6, 8], |_| false),
-            vec![
-                ("Summer".into(), "24123456".into()),
-                ("Summer24".into(), "123456".into())
-            ]
-        );
+        assert!(ambiguous(field, "", &[6, 8]));
+        assert!(!ambiguous("Summerx123456", "", &[6, 8]));
+        assert!(!ambiguous("secret,12345678", ",", &[6, 8]));
         // Only the lengths whose tail is all digits are asked, and with one such split,
         // none: nothing about a code is looked at before the password.
         let asked = std::cell::Cell::new(0);
