@@ -183,11 +183,16 @@ fn changing_the_number_during_a_held_call_cancels_it() {
         wait_for_a_call(&standin);
         let out = cli_ok(&srv, &["user", "set-phone", "alice", "+15550199"]);
         assert!(
-            out.contains("1 pending SMS code(s) or call(s) cancelled"),
+            out.contains("1 pending SMS code(s) or call(s) cancelled (1 call(s) hung up)"),
             "{out}"
         );
-        // The # pressed on the old phone now, after the change: it approves nothing.
+        // And the old phone stops ringing: the provider was asked to end that call.
         let call = standin.calls()[0].clone();
+        assert_eq!(
+            standin.ended_calls(),
+            vec![(call.sid.clone(), "completed".to_string())]
+        );
+        // The # pressed on the old phone now, after the change: it approves nothing.
         let res = standin.post_callback(
             &call.gather_action(),
             Standin::gather_params(&call, ""),
@@ -381,6 +386,17 @@ fn a_fraud_report_ends_the_users_other_calls() {
         );
         assert_eq!(approve.status, 200, "{approve:?}");
         assert!(!approve.body.contains("is approved"), "{approve:?}");
+        // The other call was hung up (not the reported one: the callee is on it, hearing
+        // the outcome).
+        let t = Instant::now();
+        while standin.ended_calls().is_empty() {
+            assert!(t.elapsed() < Duration::from_secs(5), "no hang-up");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(
+            standin.ended_calls(),
+            vec![(calls[1].sid.clone(), "completed".to_string())]
+        );
         logins
             .into_iter()
             .map(|l| l.join().unwrap())
@@ -855,16 +871,16 @@ fn challenge_then_enter_with_radclient() {
     assert_eq!(r3.code, "Access-Reject", "{}", r3.output);
 }
 
-/// Typing "sms" at the call's prompt ends the call: the provider is asked to hang up (the
-/// phone rang on for a login no longer waiting on it, and the # pressed on it approved
-/// nothing), and a # that still comes in approves nothing and is told so. The SMS code
-/// finishes the login.
+/// Typing "sms" at the call's prompt fails the call: a # pressed on it approves nothing and
+/// the callee hears that the sign-in ended (it heard "approved" before, for a login no
+/// longer waiting). The call is not hung up: its owner can still report fraud on it, which
+/// someone with the password who switched away at once must not be able to silence. The
+/// SMS code finishes the login.
 #[test]
-fn choosing_sms_at_the_calls_prompt_hangs_the_call_up() {
+fn choosing_sms_at_the_calls_prompt_fails_the_call_but_leaves_the_fraud_report() {
     let slapd = directory();
     let standin = Standin::start();
-    // The callee would answer and press # after 3 s.
-    standin.script(DIRECTORY_MOBILE, Script::Press("", Duration::from_secs(3)));
+    standin.script(DIRECTORY_MOBILE, Script::Silent);
     let clients = [client("vpn", "127.0.0.1", "methods = [\"voice\", \"sms\"]")];
     let srv = start(&slapd, &standin, "", "", &clients);
     let r1 = py(&srv, &["--user", "alice", "--password", ALICE_PW]);
@@ -887,38 +903,31 @@ fn choosing_sms_at_the_calls_prompt_hangs_the_call_up() {
     };
     let r2 = answer("sms", &r1["state"]);
     assert_eq!(code_of(&r2), "Access-Challenge", "{r2}\n{}", srv.log());
-    let until = Instant::now() + Duration::from_secs(5);
-    while standin.ended_calls().is_empty() {
-        assert!(
-            Instant::now() < until,
-            "the call was not hung up\n{}",
-            srv.log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert_eq!(
-        standin.ended_calls(),
-        vec![(call.sid.clone(), "completed".to_string())],
-        "one hang-up of that call, which also ends an answered one"
-    );
-    // A # that was on its way when the call ended: no approval, and the callee hears so.
-    let late = standin.post_callback(
+    let pressed = standin.post_callback(
         &call.gather_action(),
         Standin::gather_params(&call, ""),
         None,
     );
-    assert_eq!(late.status, 200, "{late:?}");
+    assert_eq!(pressed.status, 200, "{pressed:?}");
     assert!(
-        late.body.contains("already ended without approval"),
-        "{late:?}"
+        pressed.body.contains("already ended without approval"),
+        "{pressed:?}"
     );
     let code = standin.wait_sms(1, Duration::from_secs(5))[0].code();
     let r3 = answer(&code, &r2["state"]);
     assert_eq!(code_of(&r3), "Access-Accept", "{r3}\n{}", srv.log());
-    assert_eq!(standin.calls().len(), 1, "no second call");
-    assert!(srv
-        .log()
-        .contains("call hung up: the user chose another method"));
+    assert!(standin.ended_calls().is_empty(), "the call was hung up");
+    // Its owner did not start this: 0# on the call left ringing still blocks the user.
+    let fraud = standin.post_callback(
+        &call.gather_action(),
+        Standin::gather_params(&call, "0"),
+        None,
+    );
+    assert_eq!(fraud.status, 200, "{fraud:?}");
+    let r4 = py(&srv, &["--user", "alice", "--password", ALICE_PW]);
+    assert_eq!(code_of(&r4), "Access-Reject", "{r4}");
+    let audit = srv.audit_json("alice");
+    assert!(audit.iter().any(|r| r["result"] == "fraud"), "{audit:#?}");
 }
 
 /// An approved call is a passed second factor: it forgets the wrong answers before it, as a

@@ -443,32 +443,14 @@ pub async fn await_call(
     }
 }
 
-/// The user chose another method at the call's prompt: the call fails (a # pressed on it now
-/// approves nothing) and the provider is asked to hang up, so the phone does not go on
-/// ringing for a login that no longer waits on it. The hang-up is not waited for: the reply
-/// to the switch goes out at once, and a provider that does not answer changes nothing.
+/// The user chose another method at the call's prompt: the call fails, so a # pressed on it
+/// now approves nothing and the callee is told the sign-in ended. It is not hung up: the
+/// phone ringing on is what lets its owner report fraud (0#) when someone with the password
+/// switched away at once, and an attacker could otherwise silence it within a second.
 pub async fn abandon_call(app: &AppState, id: &str, why: &str) -> Result<(), Fault> {
-    if !app
-        .store
+    app.store
         .resolve_oob(id, OobStatus::Failed, Some(why))
-        .await?
-    {
-        // Decided already (answered, refused, fraud, not answered): nothing rings.
-        return Ok(());
-    }
-    let (Some(voice), Some(txn)) = (app.delivery.voice.clone(), app.store.oob(id).await?) else {
-        return Ok(());
-    };
-    let Some(sid) = txn.provider_ref else {
-        return Ok(());
-    };
-    let user = txn.user;
-    tokio::spawn(async move {
-        match voice.end_call(&sid).await {
-            Ok(()) => tracing::info!(user, "call hung up: the user chose another method"),
-            Err(e) => tracing::warn!(user, error = %e, "the abandoned call could not be hung up"),
-        }
-    });
+        .await?;
     Ok(())
 }
 
