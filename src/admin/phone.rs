@@ -46,7 +46,7 @@ pub async fn set_phone(
     };
     store.set_phone(&a.user, e164.as_deref()).await?;
     // The number is changed from here on: whatever follows fails, the change is audited.
-    let forgot = forget_logins(store, &a.user).await;
+    let forgot = forget_logins(cfg, store, &a.user).await;
     // The audit record masks the number; the admin who typed it sees it whole.
     let (audited, said) = match &e164 {
         None => (
@@ -85,10 +85,37 @@ pub async fn set_phone(
     Ok(ExitCode::SUCCESS)
 }
 
+/// Asks the provider to hang up the calls just cancelled (a lost phone must stop ringing for
+/// a login that can no longer be approved on it); a note for the command's output. A
+/// provider that does not answer changes nothing the command did: the calls are failed
+/// already, and a # pressed on one approves nothing.
+pub(super) async fn hang_up(cfg: &Config, calls: &[String]) -> String {
+    if calls.is_empty() {
+        return String::new();
+    }
+    let Some(voice) = crate::delivery::Delivery::from_config(&cfg.delivery).voice else {
+        return String::new();
+    };
+    let mut failed = Vec::new();
+    for sid in calls {
+        if let Err(e) = voice.end_call(sid).await {
+            failed.push(e.to_string());
+        }
+    }
+    match failed.first() {
+        None => format!(" ({} call(s) hung up)", calls.len()),
+        Some(e) => format!(
+            " ({} of {} call(s) could not be hung up: {e})",
+            failed.len(),
+            calls.len()
+        ),
+    }
+}
+
 /// A number is changed most often because the old phone was lost, stolen or given away: a
 /// login remembered after a code sent to it must not outlive it (as with a token taken away),
 /// and a prompt opened before must not resend a code to it (or switch to a call to it).
-async fn forget_logins(store: &dyn Store, user: &str) -> anyhow::Result<String> {
+async fn forget_logins(cfg: &Config, store: &dyn Store, user: &str) -> anyhow::Result<String> {
     let n = store.forget_logins(user, SystemClock.now()).await?;
     let closed = store.close_challenges(user).await?;
     // A login held while the old phone rings (voice_mode = "hold") has no prompt to close:
@@ -103,9 +130,11 @@ async fn forget_logins(store: &dyn Store, user: &str) -> anyhow::Result<String> 
     if closed > 0 {
         note.push_str(&format!("; {closed} open prompt(s) closed"));
     }
-    if cancelled > 0 {
+    if cancelled.count > 0 {
+        let hung_up = hang_up(cfg, &cancelled.calls).await;
         note.push_str(&format!(
-            "; {cancelled} pending SMS code(s) or call(s) cancelled"
+            "; {} pending SMS code(s) or call(s) cancelled{hung_up}",
+            cancelled.count
         ));
     }
     Ok(note)

@@ -113,7 +113,7 @@ async fn run_on(cfg: &Config, store: &dyn Store, cmd: UserCommand) -> anyhow::Re
 /// partial reset before the error is shown (running the command again finishes it).
 async fn reset(cfg: &Config, store: &dyn Store, user: &str) -> anyhow::Result<ExitCode> {
     let mut done: Vec<String> = Vec::new();
-    let outcome = reset_steps(store, user, &mut done).await;
+    let outcome = reset_steps(cfg, store, user, &mut done).await;
     let what = done.join(", ");
     match outcome {
         // Nothing under this name: most often a mistyped one, whose real user keeps the
@@ -145,6 +145,7 @@ async fn reset(cfg: &Config, store: &dyn Store, user: &str) -> anyhow::Result<Ex
 
 /// True if anything was there to take away.
 async fn reset_steps(
+    cfg: &Config,
     store: &dyn Store,
     user: &str,
     done: &mut Vec<String>,
@@ -197,9 +198,11 @@ async fn reset_steps(
     let cancelled = store
         .cancel_oob(user, None, "cancelled: the user was reset")
         .await?;
-    if cancelled > 0 {
+    if cancelled.count > 0 {
+        let hung_up = super::phone::hang_up(cfg, &cancelled.calls).await;
         done.push(format!(
-            "{cancelled} pending SMS code(s) or call(s) cancelled"
+            "{} pending SMS code(s) or call(s) cancelled{hung_up}",
+            cancelled.count
         ));
         found = true;
     }

@@ -395,13 +395,25 @@ async fn block_for_fraud(app: &AppState, txn: &OobTransaction) -> Result<(), Sto
     // one of them in. This call is left pending: its caller marks it fraud next, and a
     // login held on it that read it failed in between would answer "not answered in
     // time". Part of the block: if it fails, the block is tried again (see its caller).
-    app.store
+    let cancelled = app
+        .store
         .cancel_oob(
             &txn.user,
             Some(&txn.id),
             "cancelled: fraud alert on another call",
         )
         .await?;
+    // And they stop ringing (not waited for: the caller hears the outcome at once).
+    if let (false, Some(voice)) = (cancelled.calls.is_empty(), app.delivery.voice.clone()) {
+        let user = txn.user.clone();
+        tokio::spawn(async move {
+            for sid in cancelled.calls {
+                if let Err(e) = voice.end_call(&sid).await {
+                    tracing::warn!(user, error = %e, "a call cancelled by a fraud report could not be hung up");
+                }
+            }
+        });
+    }
     if let Err(e) = app.store.forget_logins(&txn.user, now).await {
         tracing::error!(error = %e, user = txn.user.as_str(), "forgetting remembered logins after fraud alert");
     }

@@ -61,6 +61,27 @@ pub enum OobKind {
     Voice,
 }
 
+/// What `Store::cancel_oob` failed: how many transactions, and the provider's references of
+/// the calls among them (to hang up: the phone rings on otherwise).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CancelledOob {
+    pub count: u64,
+    pub calls: Vec<String>,
+}
+
+impl CancelledOob {
+    pub(crate) fn from_rows(rows: impl IntoIterator<Item = (String, Option<String>)>) -> Self {
+        let mut c = CancelledOob::default();
+        for (kind, provider_ref) in rows {
+            c.count += 1;
+            if kind == OobKind::Voice.as_str() {
+                c.calls.extend(provider_ref);
+            }
+        }
+        c
+    }
+}
+
 impl OobKind {
     pub fn as_str(self) -> &'static str {
         match self {

@@ -34,8 +34,8 @@ use serde::{Deserialize, Serialize};
 use crate::secret::Secret;
 
 pub use delivery::{
-    AppPassword, OobBegin, OobKind, OobStatus, OobTransaction, RememberedLogin, SendLimit,
-    UserProfile,
+    AppPassword, CancelledOob, OobBegin, OobKind, OobStatus, OobTransaction, RememberedLogin,
+    SendLimit, UserProfile,
 };
 pub use postgres::PgStore;
 pub use seal::{KeyFile, Sealer};
@@ -702,7 +702,7 @@ pub trait Store: Send + Sync + 'static {
         user: &str,
         except: Option<&str>,
         reason: &str,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<CancelledOob, StoreError> {
         let _ = (user, except, reason);
         Err(StoreError::Unsupported("cancel_oob"))
     }

@@ -18,10 +18,10 @@ use sqlx::postgres::PgPool;
 use sqlx::{Postgres, QueryBuilder, Row};
 
 use super::{
-    AppPassword, AuditCount, AuditFilter, AuditGroup, AuditRecord, ChallengeAttempt, NewToken,
-    OobBegin, OobStatus, OobTransaction, PendingChallenge, RememberedLogin, Sealer, SendLimit,
-    Store, StoreError, Token, TokenExtra, TokenFilter, TokenRecord, TokensRemoved, UserProfile,
-    UserSnapshot, UserStatus,
+    AppPassword, AuditCount, AuditFilter, AuditGroup, AuditRecord, CancelledOob, ChallengeAttempt,
+    NewToken, OobBegin, OobStatus, OobTransaction, PendingChallenge, RememberedLogin, Sealer,
+    SendLimit, Store, StoreError, Token, TokenExtra, TokenFilter, TokenRecord, TokensRemoved,
+    UserProfile, UserSnapshot, UserStatus,
 };
 
 use super::audit_sql::{self, Dialect};
@@ -697,18 +697,19 @@ impl Store for PgStore {
         user: &str,
         except: Option<&str>,
         reason: &str,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<CancelledOob, StoreError> {
         let mut w = self.writer().await?;
-        let r = sqlx::query(
+        let r: Result<Vec<(String, Option<String>)>, _> = sqlx::query_as(
             "UPDATE oob_transactions SET status = 'failed', reason = $2 \
-             WHERE username = $1 AND status = 'pending' AND ($3::text IS NULL OR id <> $3)",
+             WHERE username = $1 AND status = 'pending' AND ($3::text IS NULL OR id <> $3) \
+             RETURNING kind, provider_ref",
         )
         .bind(user)
         .bind(reason)
         .bind(except)
-        .execute(w.conn())
+        .fetch_all(w.conn())
         .await;
-        Ok(w.done(r)?.rows_affected())
+        Ok(CancelledOob::from_rows(w.done(r)?))
     }
 
     async fn purge_delivery_state(&self, now: i64) -> Result<u64, StoreError> {

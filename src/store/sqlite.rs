@@ -31,10 +31,10 @@ use super::audit_sql::{self, Dialect};
 use super::sqlite_reads::Readers;
 use super::sqlite_writer::{is_unique_violation as writer_unique_violation, sqlite_err, Writer};
 use super::{
-    AppPassword, AuditCount, AuditFilter, AuditGroup, AuditRecord, ChallengeAttempt, NewToken,
-    OobBegin, OobStatus, OobTransaction, PendingChallenge, RememberedLogin, Sealer, SendLimit,
-    Store, StoreError, Token, TokenExtra, TokenFilter, TokenRecord, TokensRemoved, UserProfile,
-    UserSnapshot, UserStatus,
+    AppPassword, AuditCount, AuditFilter, AuditGroup, AuditRecord, CancelledOob, ChallengeAttempt,
+    NewToken, OobBegin, OobStatus, OobTransaction, PendingChallenge, RememberedLogin, Sealer,
+    SendLimit, Store, StoreError, Token, TokenExtra, TokenFilter, TokenRecord, TokensRemoved,
+    UserProfile, UserSnapshot, UserStatus,
 };
 
 /// The schema's migrations. A file migrated by a newer release is not refused
@@ -861,17 +861,19 @@ impl Store for SqliteStore {
         user: &str,
         except: Option<&str>,
         reason: &str,
-    ) -> Result<u64, StoreError> {
-        let done = sqlx::query(
+    ) -> Result<CancelledOob, StoreError> {
+        // fetch_all: RETURNING through sqlx's SQLite driver must be read to the end.
+        let rows: Vec<(String, Option<String>)> = sqlx::query_as(
             "UPDATE oob_transactions SET status = 'failed', reason = ?2 \
-             WHERE user = ?1 AND status = 'pending' AND (?3 IS NULL OR id <> ?3)",
+             WHERE user = ?1 AND status = 'pending' AND (?3 IS NULL OR id <> ?3) \
+             RETURNING kind, provider_ref",
         )
         .bind(user)
         .bind(reason)
         .bind(except)
-        .execute(&self.pool)
+        .fetch_all(&self.pool)
         .await?;
-        Ok(done.rows_affected())
+        Ok(CancelledOob::from_rows(rows))
     }
 
     async fn purge_delivery_state(&self, now: i64) -> Result<u64, StoreError> {

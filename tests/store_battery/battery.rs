@@ -13,9 +13,9 @@ use std::sync::Arc;
 use radmfa::secret::Secret;
 use radmfa::store::durability;
 use radmfa::store::{
-    AuditFilter, AuditGroup, AuditRecord, ChallengeAttempt, NewToken, OobBegin, OobKind, OobStatus,
-    OobTransaction, OtpAlgorithm, PendingChallenge, RememberedLogin, SendLimit, Store, StoreError,
-    TokenExtra, TokenFilter, TokenKind, UserProfile, UserStatus,
+    AuditFilter, AuditGroup, AuditRecord, CancelledOob, ChallengeAttempt, NewToken, OobBegin,
+    OobKind, OobStatus, OobTransaction, OtpAlgorithm, PendingChallenge, RememberedLogin, SendLimit,
+    Store, StoreError, TokenExtra, TokenFilter, TokenKind, UserProfile, UserStatus,
 };
 use tokio::sync::Barrier;
 
@@ -2003,26 +2003,35 @@ pub async fn cancel_oob_of_one_user(store: &dyn Store) {
         ("b1", "bob"),
         ("a3", "alice"),
     ] {
-        let t = oob_txn(id, &format!("req-{id}"), user, T + 300);
+        let mut t = oob_txn(id, &format!("req-{id}"), user, T + 300);
+        if id == "a2" {
+            t.kind = OobKind::Voice;
+            t.code_hash = None;
+        }
         assert_eq!(store.begin_oob(&t).await.unwrap(), OobBegin::Created);
     }
+    store.set_oob_provider_ref("a2", "CA-a2").await.unwrap();
     assert!(store
         .resolve_oob("a3", OobStatus::Approved, None)
         .await
         .unwrap());
+    // The calls among them come back by their provider's reference, to be hung up.
     assert_eq!(
         store
             .cancel_oob("alice", None, "phone changed")
             .await
             .unwrap(),
-        2
+        CancelledOob {
+            count: 2,
+            calls: vec!["CA-a2".into()]
+        }
     );
     assert_eq!(
         store
             .cancel_oob("alice", None, "phone changed")
             .await
             .unwrap(),
-        0
+        CancelledOob::default()
     );
     for id in ["a1", "a2"] {
         let t = store.oob(id).await.unwrap().unwrap();
@@ -2061,7 +2070,8 @@ pub async fn cancel_oob_of_one_user(store: &dyn Store) {
         store
             .cancel_oob("alice", Some("a4"), "fraud alert on another call")
             .await
-            .unwrap(),
+            .unwrap()
+            .count,
         1
     );
     assert_eq!(
