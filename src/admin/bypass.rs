@@ -58,13 +58,20 @@ pub async fn run(cfg: &Config, store: &dyn Store, a: BypassArgs) -> anyhow::Resu
     // (as an enrollment and an app password are taken back when theirs fails).
     let reason = Some(format!("until {when}"));
     if let Err(e) = super::users::write_admin_audit(cfg, store, &a.user, "bypass", reason).await {
-        let undone = store.set_bypass(&a.user, earlier).await;
+        // Only if still this one: a login may have used it meanwhile (then there is nothing
+        // to take back, and the earlier one was replaced), or another admin replaced it.
+        let undone = store.restore_bypass(&a.user, until, earlier).await;
         return Err(anyhow::Error::new(e).context(match (undone, earlier) {
-            (Ok(()), None) => format!(
+            (Ok(false), _) => format!(
+                "the bypass for {} until {when} was used or replaced before its audit record \
+                 could be written (see the audit for its use)",
+                a.user
+            ),
+            (Ok(true), None) => format!(
                 "the bypass for {} is not granted: its audit record could not be written",
                 a.user
             ),
-            (Ok(()), Some(t)) => format!(
+            (Ok(true), Some(t)) => format!(
                 "the bypass for {} is not changed: its audit record could not be written; \
                  the one granted earlier, until {}, still waits",
                 a.user,

@@ -605,6 +605,18 @@ pub trait Store: Send + Sync + 'static {
         let _ = (user, until);
         Err(StoreError::Unsupported("set_bypass"))
     }
+    /// Puts `earlier` back as the user's bypass only if it is still `expected` (set by the
+    /// caller, not used or replaced since): true if it was. An admin's bypass whose audit
+    /// record failed is taken back this way, without bringing back one a login used.
+    async fn restore_bypass(
+        &self,
+        user: &str,
+        expected: i64,
+        earlier: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        let _ = (user, expected, earlier);
+        Err(StoreError::Unsupported("restore_bypass"))
+    }
     /// Uses the user's bypass if one is valid at `now`: true for the one caller that
     /// cleared it, so it works once even when two nodes race.
     async fn take_bypass(&self, user: &str, now: i64) -> Result<bool, StoreError> {

@@ -604,6 +604,25 @@ impl Store for PgStore {
         self.take_bypass_impl(user, now).await
     }
 
+    async fn restore_bypass(
+        &self,
+        user: &str,
+        expected: i64,
+        earlier: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        let mut w = self.writer().await?;
+        let r = sqlx::query(
+            "UPDATE user_profile SET bypass_until = $3 \
+             WHERE username = $1 AND bypass_until = $2",
+        )
+        .bind(user)
+        .bind(expected)
+        .bind(earlier)
+        .execute(w.conn())
+        .await;
+        Ok(w.done(r)?.rows_affected() == 1)
+    }
+
     async fn remember_login(&self, login: &RememberedLogin) -> Result<(), StoreError> {
         self.remember_login_impl(login).await
     }

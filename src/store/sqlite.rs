@@ -768,6 +768,23 @@ impl Store for SqliteStore {
         self.take_bypass_impl(user, now).await
     }
 
+    async fn restore_bypass(
+        &self,
+        user: &str,
+        expected: i64,
+        earlier: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE user_profile SET bypass_until = ?3 WHERE user = ?1 AND bypass_until = ?2",
+        )
+        .bind(user)
+        .bind(expected)
+        .bind(earlier)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn remember_login(&self, login: &RememberedLogin) -> Result<(), StoreError> {
         self.remember_login_impl(login).await
     }

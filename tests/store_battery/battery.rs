@@ -1829,6 +1829,26 @@ pub async fn bypass_is_taken_once_before_it_expires(store: &dyn Store) {
     store.set_bypass("bob", Some(T + 300)).await.unwrap();
     store.set_bypass("bob", None).await.unwrap();
     assert!(!store.take_bypass("bob", T).await.unwrap(), "cancelled");
+
+    // Taking an admin's bypass back (its audit record failed) puts the earlier one back,
+    // but not once a login used the new one: that would be a second use of one grant.
+    store.set_bypass("carol", Some(T + 7200)).await.unwrap();
+    store.set_bypass("carol", Some(T + 300)).await.unwrap();
+    assert!(store
+        .restore_bypass("carol", T + 300, Some(T + 7200))
+        .await
+        .unwrap());
+    assert_eq!(
+        store.user_profile("carol").await.unwrap().bypass_until,
+        Some(T + 7200)
+    );
+    store.set_bypass("carol", Some(T + 300)).await.unwrap();
+    assert!(store.take_bypass("carol", T).await.unwrap());
+    assert!(!store
+        .restore_bypass("carol", T + 300, Some(T + 7200))
+        .await
+        .unwrap());
+    assert!(!store.take_bypass("carol", T).await.unwrap(), "used once");
 }
 
 pub async fn race_take_bypass(store: Arc<dyn Store>) {
