@@ -490,7 +490,10 @@ fn an_undiallable_directory_number_is_no_way_in_on_the_password() {
         common::slapd::SlapdOptions {
             extra_ldif: "dn: uid=erin,ou=people,dc=example,dc=org\nobjectClass: inetOrgPerson\n\
                          uid: erin\ncn: Erin\nsn: Erin\nmobile: 0171 1234567\n\
-                         userPassword: erin-pw\n\n"
+                         userPassword: erin-pw\n\n\
+                         dn: uid=finn,ou=people,dc=example,dc=org\nobjectClass: inetOrgPerson\n\
+                         uid: finn\ncn: Finn\nsn: Finn\nmobile: n/a\n\
+                         userPassword: finn-pw\n\n"
                 .into(),
             ..Default::default()
         },
@@ -514,6 +517,17 @@ fn an_undiallable_directory_number_is_no_way_in_on_the_password() {
         "{rec}"
     );
     assert!(!reason.contains("1234567"), "the number is masked: {rec}");
+    // Not a number at all: the advice is to correct it, not to set a country code.
+    let r = login(&srv, "finn", "finn-pw");
+    assert_eq!(code_of(&r), "Access-Reject", "{r}");
+    let rec = &srv.audit_json("finn")[0];
+    assert!(
+        rec["reason"]
+            .as_str()
+            .unwrap()
+            .contains("correct it in the directory"),
+        "{rec}"
+    );
     assert!(standin.sms().is_empty());
     // `config check --connect --user` says the same.
     let out = srv.cli(&["config", "check", "--connect", "--user", "erin"]);

@@ -257,10 +257,18 @@ fn phone_line(
                  second factor)"
                     .into()
             }
-            Some(crate::delivery::phone::UnusedNumber::Unusable(why)) => format!(
+            Some(crate::delivery::phone::UnusedNumber::Unusable {
+                why,
+                no_country_code,
+            }) => format!(
                 "no number texts or calls could use: the directory's cannot be dialled \
-                 ({why}; set [phone] default_country_code or store one with user set-phone; \
-                 such a user is refused, not let in without a second factor)"
+                 ({why}; {}, or store one with user set-phone; such a user is refused, not \
+                 let in without a second factor)",
+                if no_country_code {
+                    "set [phone] default_country_code"
+                } else {
+                    "correct it in the directory"
+                }
             ),
             None => "no number texts or calls could use".into(),
         },

@@ -226,9 +226,10 @@ pub fn phone_from(
 pub enum UnusedNumber {
     /// In an attribute `[phone] sources` leaves out.
     Unlisted,
-    /// In a listed attribute, but not a number radmfa can dial: why, masked (a national
-    /// number without `default_country_code`, an extension).
-    Unusable(String),
+    /// In a listed attribute, but not a number radmfa can dial: why, masked, and whether it
+    /// is only the country code that is missing (a national number without
+    /// `default_country_code`) rather than the number that is wrong (an extension, text).
+    Unusable { why: String, no_country_code: bool },
 }
 
 /// Whether the directory holds a number for the user that texts and calls do not use
@@ -247,7 +248,10 @@ pub fn unused_number(cfg: &PhoneConfig, info: &UserInfo) -> Option<UnusedNumber>
         if !sources.contains(&source) {
             unlisted = true;
         } else if let Err(e) = normalise(raw, &cfg.default_country_code) {
-            return Some(UnusedNumber::Unusable(e.masked().to_string()));
+            return Some(UnusedNumber::Unusable {
+                why: e.masked(),
+                no_country_code: matches!(e, PhoneError::NoCountryCode(_)),
+            });
         }
     }
     unlisted.then_some(UnusedNumber::Unlisted)

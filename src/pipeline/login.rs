@@ -318,9 +318,16 @@ pub async fn start(
                  [phone] sources leaves the directory out: list \"mobile\" there or store \
                  the number (user set-phone)"
                 .to_string(),
-            UnusedNumber::Unusable(why) => format!(
-                "the directory's phone number for this user cannot be used ({why}): set \
-                 [phone] default_country_code or store the number (user set-phone)"
+            UnusedNumber::Unusable {
+                why,
+                no_country_code,
+            } => format!(
+                "the directory's phone number for this user cannot be used ({why}): {}",
+                if no_country_code {
+                    "set [phone] default_country_code or store the number (user set-phone)"
+                } else {
+                    "correct it in the directory or store a number (user set-phone)"
+                }
             ),
         };
         return Ok(Verdict::reject(reason).with_info(Some(info)).with_reply(
