@@ -25,7 +25,7 @@ fn upstream_users() -> FreeRadius {
             name: "alice",
             password: ALICE_UP,
             reply: "Class = \"nps-vpn-policy\", Filter-Id = \"staff-acl\", \
-                    Framed-IP-Address = 10.8.0.7",
+                    Framed-IP-Address = 10.8.0.7, Session-Timeout = 28800",
         },
         // As the upstream server knows her when she types her domain.
         UpstreamUser {
@@ -155,16 +155,41 @@ fn the_upstream_server_checks_the_password_and_its_attributes_reach_the_nas() {
     let fr = upstream_users();
     let sections = upstream_section(
         &[local(fr.signed)],
-        "pass_through = [\"Class\", \"Framed-IP-Address\"]",
+        "pass_through = [\"Class\", \"Framed-IP-Address\", \"Session-Timeout\"]",
     );
     let clients = [
         client("vpn", "127.0.0.1", "primary = \"upstream\""),
         client("inline-vpn", "127.0.0.2", INLINE_UPSTREAM),
         client("ldap-vpn", "127.0.0.3", ""),
+        client(
+            "pinned-vpn",
+            "127.0.0.4",
+            &format!("{INLINE_UPSTREAM}\naccept_attributes = [\"Session-Timeout = 3600\"]"),
+        ),
     ];
     let srv = start(&slapd, &sections, &clients);
     let codes = FreshCodes::new(srv.enroll("alice", &[]));
     let policy_hex = hex(b"nps-vpn-policy");
+
+    // The admin's own Session-Timeout wins, alone: one value of a single-valued
+    // attribute, not the admin's and then the upstream's (a NAS reading the last one took
+    // the upstream's 8 hours). What the admin did not set still passes.
+    let r = inline_login(&srv, "127.0.0.4", ALICE_UP, &codes);
+    assert_eq!(code(&r), "Access-Accept", "{r}");
+    assert_eq!(
+        attribute(&r, "Session-Timeout"),
+        Some(&serde_json::json!(["3600"])),
+        "{r}"
+    );
+    assert_eq!(
+        attribute(&r, "Framed-IP-Address"),
+        Some(&serde_json::json!(["10.8.0.7"]))
+    );
+    assert_eq!(
+        attribute(&r, "Class"),
+        Some(&serde_json::json!([policy_hex])),
+        "{r}"
+    );
 
     // Inline: the upstream password with the code.
     let r = inline_login(&srv, "127.0.0.2", ALICE_UP, &codes);

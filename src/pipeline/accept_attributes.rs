@@ -24,11 +24,24 @@ pub async fn add(ctx: &RequestContext, user: &str, v: &mut Verdict) -> Result<()
     }
     if v.reply.code == ReplyCode::Accept {
         if let Some(info) = &v.info {
-            v.reply.attributes.extend(info.granted.iter().cloned());
+            // One of a single-valued attribute only (RFC 2865 §5.44: 0-1 in an Accept): a
+            // NAS that reads the last one would apply the upstream's Session-Timeout or
+            // Service-Type over the admin's.
+            let admins: Vec<u8> = v.reply.attributes.iter().map(|a| a.typ).collect();
+            let granted = info
+                .granted
+                .iter()
+                .filter(|a| !(SINGLE_VALUED.contains(&a.typ) && admins.contains(&a.typ)));
+            v.reply.attributes.extend(granted.cloned());
         }
     }
     Ok(())
 }
+
+/// Attributes RFC 2865 §5.44 allows at most once in an Access-Accept: Service-Type (6),
+/// Framed-Protocol (7), Framed-IP-Address (8), Framed-IP-Netmask (9), Framed-Routing (10),
+/// Framed-MTU (12), Session-Timeout (27), Idle-Timeout (28), Termination-Action (29).
+const SINGLE_VALUED: [u8; 9] = [6, 7, 8, 9, 10, 12, 27, 28, 29];
 
 /// `group_attributes`: one base search per rule, at the moment of the accept.
 async fn add_group_attributes(
