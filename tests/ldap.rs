@@ -1205,7 +1205,15 @@ impl RefusingDirectory {
                         let id_len = usize::from(body[1]);
                         let id = &body[2..2 + id_len];
                         let (op, rc) = match body[2 + id_len] {
-                            0x60 => (0x61, bind_rc), // BindRequest → BindResponse
+                            // BindRequest → BindResponse: `bind_rc` for the service
+                            // account's password, invalidCredentials (49) for any other
+                            // (a user's), so a user bind sent here is never an accept.
+                            0x60 => {
+                                let service = common::slapd::SERVICE_PASSWORD.as_bytes();
+                                let bind = &body[2 + id_len..];
+                                let ok = bind.windows(service.len()).any(|w| w == service);
+                                (0x61, if ok { bind_rc } else { 49 })
+                            }
                             0x63 => {
                                 counted.fetch_add(1, Ordering::SeqCst);
                                 (0x65, search_rc) // SearchRequest → SearchResultDone
@@ -1282,6 +1290,12 @@ async fn a_server_that_says_busy_or_unavailable_is_passed_over() {
             1,
             "rc {rc}: the refusing server was asked again at once"
         );
+        // And a wrong password is refused: the bind went to the directory that knows bob.
+        let out = auth
+            .authenticate("bob", &Secret::from("wrong"))
+            .await
+            .unwrap();
+        assert_eq!(out, denied(Denial::BadPassword), "rc {rc}");
     }
 }
 

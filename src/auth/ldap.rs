@@ -805,8 +805,10 @@ impl LdapAuth {
                 }
                 Ok(Err(e)) if conn.reused && !retried => {
                     // The pooled connection died while idle (server restart, idle cut), so
-                    // the bind never reached the server: drop it and its siblings to that
-                    // URL and try once more on a fresh connection.
+                    // the bind most likely never reached the server: drop it and its
+                    // siblings to that URL and try once more on a fresh connection. (ldap3
+                    // cannot tell that from a server that read the bind and died before
+                    // answering; then, rarely, the password is tried twice.)
                     tracing::debug!(%url, error = %e, "pooled LDAP bind connection dead, reconnecting");
                     self.binds.drop_idle_to(conn.url_idx);
                     retried = true;
