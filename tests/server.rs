@@ -1930,36 +1930,8 @@ fn a_retransmit_with_other_contents_is_dropped_and_logged() {
     );
 }
 
-/// Status-Server as radclient sends it: "Access-Accept", "none" (no reply at all) or
-/// "other: …" (any other reply, or one radclient could not verify: a node that answers
-/// with a Reject is alive to many proxies, so it is not silence).
 fn radclient_status(srv: &Server) -> String {
-    let bin = common::peers::require("radclient", "freeradius-utils");
-    let out = common::peers::with_input(
-        std::process::Command::new(bin).args([
-            "-x",
-            "-r",
-            "1",
-            "-t",
-            "2",
-            &srv.addr.to_string(),
-            "status",
-            SECRET,
-        ]),
-        b"Message-Authenticator = 0x00",
-    );
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    if text.contains("Received Access-Accept") {
-        "Access-Accept".into()
-    } else if text.contains("Received ") || !text.contains("No reply from server") {
-        format!("other: {text}")
-    } else {
-        "none".into()
-    }
+    common::peers::radclient_status(&srv.addr.to_string(), SECRET)
 }
 
 /// An inline client with on_backend_failure = "no_reply" while the directory is down: an

@@ -775,6 +775,60 @@ fn silent_server_checked_between_logins(kind: &str, check_code: u8) {
     }
 }
 
+/// A node whose upstream servers are all silent answers no login of a no-reply client, so
+/// it must not answer that client's Status-Server either: a proxy checking with it
+/// (radsecproxy, FreeRADIUS) would bring the node back and fail over again, login after
+/// login. With a status check the node says "alive" again once a server answers it.
+#[test]
+fn status_server_is_silent_while_every_upstream_server_is() {
+    let slapd = directory();
+    let fr = upstream_users();
+    let relay = LossyRelay::start(fr.signed, usize::MAX);
+    let srv = start(
+        &slapd,
+        &upstream_section(
+            &[local(relay.port)],
+            "timeout_ms = 500\ndead_time_secs = 4\nstatus_check = \"status-server\"\n\
+             check_interval_secs = 1",
+        ),
+        &[client(
+            "vpn",
+            "127.0.0.1",
+            &format!("{INLINE_UPSTREAM}\non_backend_failure = \"no_reply\""),
+        )],
+    );
+    let addr = srv.addr.to_string();
+    let status = || common::peers::radclient_status(&addr, SECRET);
+    assert_eq!(status(), "Access-Accept", "not asked yet: answering");
+    let codes = FreshCodes::new(srv.enroll("alice", &[]));
+    let r = pyrad(
+        srv.port(),
+        SECRET,
+        &[
+            "--user",
+            "alice",
+            "--password",
+            &format!("{ALICE_UP},{}", codes.next()),
+            "--timeout",
+            "3",
+        ],
+    );
+    assert_eq!(
+        code(&r),
+        "timeout",
+        "no reply while the upstream is silent: {r}"
+    );
+    assert_eq!(status(), "none", "{}", srv.log());
+    relay.pass();
+    let t = Instant::now();
+    while status() != "Access-Accept" {
+        assert!(t.elapsed() < Duration::from_secs(10), "{}", srv.log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let r = inline_login(&srv, "127.0.0.1", ALICE_UP, &codes);
+    assert_eq!(code(&r), "Access-Accept", "{r}");
+}
+
 #[test]
 fn a_silent_server_is_checked_with_status_server() {
     silent_server_checked_between_logins("status-server", 12);

@@ -22,6 +22,27 @@ use std::time::{Duration, Instant};
 use crate::app::AppState;
 use crate::store::PendingChallenge;
 
+/// For a client whose passwords go to upstream RADIUS servers (`primary = "upstream"`):
+/// whether one of its group's servers answers. Only where the group has a `status_check`,
+/// which asks silent servers between logins and so finds them back while this node is
+/// silent; without one only a login finds a server back, and the logins that would have
+/// are the ones a proxy sends elsewhere while this node does not answer Status-Server.
+pub fn upstream_answering(app: &AppState, ctx: &super::RequestContext) -> bool {
+    let crate::config::Primary::Upstream(group) = &ctx.client.primary else {
+        return true;
+    };
+    let config = app.config();
+    let Some(g) = config
+        .upstream_group(group)
+        .filter(|g| g.status_check.is_some())
+    else {
+        return true;
+    };
+    g.servers
+        .iter()
+        .any(|s| app.upstream_health.answering(&g.group, s))
+}
+
 /// The least time between two probes.
 pub const PROBE_EVERY: Duration = Duration::from_secs(2);
 /// A probe that takes longer than this counts as failed.

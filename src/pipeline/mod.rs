@@ -152,7 +152,8 @@ pub async fn handle(app: &AppState, ctx: &RequestContext, req: &Request) -> Opti
         // Access-Accept. A client that wants silence when the backends fail gets silence
         // here too while they do, so its NAS or proxy keeps using another node.
         Metrics::inc(&app.metrics.status_server);
-        if ctx.client.on_backend_failure == BackendFailure::NoReply && !health::answering(app).await
+        if ctx.client.on_backend_failure == BackendFailure::NoReply
+            && !(health::answering(app).await && health::upstream_answering(app, ctx))
         {
             return None;
         }

@@ -276,3 +276,26 @@ pub fn reveals(log: &str, needle: &str) -> bool {
             && !after.is_some_and(|b| b.is_ascii_digit())
     })
 }
+
+/// Status-Server as radclient sends it: "Access-Accept", "none" (no reply at all) or
+/// "other: …" (any other reply, or one radclient could not verify: a node that answers
+/// with a Reject is alive to many proxies, so it is not silence).
+pub fn radclient_status(addr: &str, secret: &str) -> String {
+    let bin = require("radclient", "freeradius-utils");
+    let out = with_input(
+        std::process::Command::new(bin).args(["-x", "-r", "1", "-t", "2", addr, "status", secret]),
+        b"Message-Authenticator = 0x00",
+    );
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if text.contains("Received Access-Accept") {
+        "Access-Accept".into()
+    } else if text.contains("Received ") || !text.contains("No reply from server") {
+        format!("other: {text}")
+    } else {
+        "none".into()
+    }
+}
