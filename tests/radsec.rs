@@ -1491,6 +1491,51 @@ send(packet(12, 5, spoil=True))
 print(answer(), flush=True)
 "#;
 
+/// An older proxy adds Proxy-State and signs nothing (FreeRADIUS before 3.2.5). Over UDP
+/// that is the BlastRADIUS pattern and is dropped whatever the client's setting; over
+/// RadSec no one but the peer can add a Proxy-State, so a client that does not require
+/// Message-Authenticator is answered (here: Reject, no password), with its Proxy-State.
+/// It was dropped, the connection kept, and every login through that proxy timed out.
+#[test]
+fn an_unsigned_request_with_proxy_state_over_radsec_is_answered_where_allowed() {
+    const UNSIGNED: &str = r#"
+import os, socket, ssl, struct, sys
+port, cert, key, ca = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+ctx = ssl.create_default_context(cafile=ca)
+ctx.check_hostname = False
+ctx.load_cert_chain(cert, key)
+s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port)))
+s.settimeout(2)
+attrs = b"\x01\x07alice" + b"\x21\x06hop1"
+s.sendall(struct.pack("!BBH", 1, 9, 20 + len(attrs)) + os.urandom(16) + attrs)
+try:
+    data = s.recv(4096)
+    print("reply %d %s" % (data[0], "proxy-state" if b"\x21\x06hop1" in data else "-"))
+except socket.timeout:
+    print("silent")
+"#;
+    let pki_dir = tempfile::tempdir().unwrap();
+    let good = Pki::make(pki_dir.path(), "good");
+    let slapd = Slapd::start(&[LdapUser::new("alice", "alice-pw")]);
+    let srv = start_client_opts(
+        Options::new(&slapd.url),
+        &good,
+        "nas.example.org",
+        "",
+        4000,
+        "require_message_authenticator = false",
+    );
+    assert_eq!(
+        radsec_script(UNSIGNED, &srv, &good).trim(),
+        "reply 3 proxy-state",
+        "{}",
+        srv.log()
+    );
+    // A client that requires Message-Authenticator still drops it.
+    let strict = start(&slapd, &good, "nas.example.org");
+    assert_eq!(radsec_script(UNSIGNED, &strict, &good).trim(), "silent");
+}
+
 #[test]
 fn a_packet_that_fails_verification_closes_its_radsec_connection() {
     let (_pki_dir, good, _slapd, srv) = alice_with_metrics(1500);

@@ -11,7 +11,7 @@ pub mod request;
 pub mod unsupported;
 
 pub use reply::{attributes_fit, encode_reply, state_fits, Reply, ReplyCode};
-pub use request::{decode_request, DecodeError, Request, RequestKind};
+pub use request::{decode_request, decode_request_over, DecodeError, Request, RequestKind};
 
 /// RFC 2865 §3: "The maximum length is 4096" octets.
 pub const MAX_PACKET: usize = 4096;

@@ -271,6 +271,20 @@ pub fn decode_request(
     secret: &[u8],
     require_message_authenticator: bool,
 ) -> Result<Request, DecodeError> {
+    decode_request_over(raw, secret, require_message_authenticator, false)
+}
+
+/// [`decode_request`] for a packet that came `over_tls` (RadSec) or over UDP. Over TLS a
+/// request with Proxy-State needs no Message-Authenticator unless the client requires one:
+/// the rule against it is for UDP, where a man in the middle can add the MD5 collision
+/// blocks (BlastRADIUS) in a Proxy-State; TLS lets no one but the peer add anything. An
+/// older proxy (FreeRADIUS before 3.2.5) adds Proxy-State without signing.
+pub fn decode_request_over(
+    raw: &[u8],
+    secret: &[u8],
+    require_message_authenticator: bool,
+    over_tls: bool,
+) -> Result<Request, DecodeError> {
     // RFC 2865 §3: "Octets outside the range of the Length field MUST be treated as padding and
     // ignored on reception. If the packet is shorter than the Length field indicates, it MUST
     // be silently discarded. The minimum length is 20 and maximum length is 4096."
@@ -338,7 +352,7 @@ pub fn decode_request(
         // Same draft, "limit Proxy-State": 'RADIUS servers MUST require that all Access-Request
         // packets which contain a Proxy-State attribute also contain a Message-Authenticator
         // attribute.' Proxy-State is the attacker's vehicle for the MD5 collision blocks.
-        None if spans.iter().any(|s| s.typ == rfc2865::PROXY_STATE_TYPE) => {
+        None if !over_tls && spans.iter().any(|s| s.typ == rfc2865::PROXY_STATE_TYPE) => {
             return Err(DecodeError::ProxyStateWithoutMessageAuthenticator)
         }
         // RFC 3579 §3.1: "the Message-Authenticator attribute MUST be used to protect all

@@ -460,7 +460,12 @@ async fn serve_one(
         settled: false,
     };
     let secret = ctx.client.secret.expose();
-    let req = match radius::decode_request(raw, secret, ctx.client.require_message_authenticator) {
+    let req = match radius::decode_request_over(
+        raw,
+        secret,
+        ctx.client.require_message_authenticator,
+        ctx.over_tls,
+    ) {
         Ok(r) => r,
         Err(e) => {
             if let (ReplyTo::Tls(replies), DecodeError::NotARequest(_)) = (reply_to, &e) {
