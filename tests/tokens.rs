@@ -614,10 +614,26 @@ fn no_delimiter_tokens_of_two_lengths_and_a_password_ending_in_digits() {
     // A wrong code is still one wrong code (the longest split, as before).
     assert_eq!(go("Summer2412345678".to_string()), "Access-Reject");
 
+    let dn = "uid=dana,ou=people,dc=example,dc=org";
+    // A wrong password counts toward no second-factor lockout, however the field splits:
+    // knowing the name must not be enough to lock dana out. Each split's password is asked
+    // (one refused bind per split).
+    let binds = slapd.bind_count(dn);
+    for _ in 0..6 {
+        assert_eq!(go("nope12345678".to_string()), "Access-Reject");
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(slapd.bind_count(dn) - binds, 12);
+    assert_eq!(
+        go(format!("Summer24{}", hotp(hw_seed, 1, "sha1", 8))),
+        "Access-Accept",
+        "not locked by wrong passwords"
+    );
+
     // Wrong 6-digit codes with the right password: none fits, so the 8-digit split's
     // password ("Summer") is bound and refused. That refusal was never counted: guessing
-    // went on without a lockout until a guess fitted. Now a refusal of a field that splits
-    // two ways counts toward the second-factor lockout.
+    // went on without a lockout until a guess fitted. Now the other split's password is
+    // asked too, binds, and its wrong code is counted.
     let near: Vec<String> = (-3..=3)
         .map(|k| totp(&app_seed, now() + 30 * k, &[]))
         .collect();
@@ -625,7 +641,6 @@ fn no_delimiter_tokens_of_two_lengths_and_a_password_ending_in_digits() {
         .into_iter()
         .find(|c| !near.iter().any(|n| n == c))
         .unwrap();
-    let dn = "uid=dana,ou=people,dc=example,dc=org";
     let binds = slapd.bind_count(dn);
     for _ in 0..5 {
         assert_eq!(go(format!("Summer24{wrong}")), "Access-Reject");
@@ -635,9 +650,9 @@ fn no_delimiter_tokens_of_two_lengths_and_a_password_ending_in_digits() {
         audit.iter().any(|r| r["result"] == "lock"),
         "no lock: {audit:#?}"
     );
-    // One bind each, not one per split: the directory's own lockout counts each once.
+    // Two binds each: "Summer" refused, "Summer24" accepted.
     std::thread::sleep(std::time::Duration::from_millis(300));
-    assert_eq!(slapd.bind_count(dn) - binds, 5);
+    assert_eq!(slapd.bind_count(dn) - binds, 10);
     // The lockout (5 by default) stands: the next step's right code is refused too.
     let next = totp(&app_seed, now() + 30, &[]);
     let r = pyrad(

@@ -73,10 +73,10 @@ pub async fn start(
     // code to find, and a password that holds the delimiter (or ends in digits) is the
     // password.
     let takes_codes = ctx.client.factors.methods.contains(&Method::Totp);
-    // The field split two ways (see `split_inline`): a refused password may be the right one
-    // sent with a wrong code.
-    let mut split_two_ways = false;
-    let (password, code) = match (static_parts, &ctx.client.otp_mode) {
+    // The field's other splits (see `split_inline`), whose passwords are asked in turn when
+    // the directory refuses the one taken.
+    let mut other_splits: Vec<InlineSplit> = Vec::new();
+    let (mut password, mut code) = match (static_parts, &ctx.client.otp_mode) {
         (Some(parts), _) => parts,
         (None, OtpMode::Inline { .. }) if tokens.is_empty() || !takes_codes => (field, None),
         (None, OtpMode::Inline { delimiter }) => {
@@ -88,16 +88,13 @@ pub async fn start(
                     .iter()
                     .fold(false, |any, t| any | verify::fits(&opts, t, code, now))
             };
-            match split_inline(&field, delimiter, &code_lengths(tokens), fits) {
-                Some(InlineSplit {
-                    password,
-                    code,
-                    ambiguous,
-                }) => {
-                    split_two_ways = ambiguous;
-                    (password, Some(code))
-                }
-                None => (field, None),
+            let mut splits = split_inline(&field, delimiter, &code_lengths(tokens), fits);
+            if splits.is_empty() {
+                (field, None)
+            } else {
+                let first = splits.remove(0);
+                other_splits = splits;
+                (first.password, Some(first.code))
             }
         }
         (None, OtpMode::Challenge) => (field, None),
@@ -162,28 +159,33 @@ pub async fn start(
         return Ok(Verdict::reject(NO_INLINE_CODE));
     }
 
-    let asked = Instant::now();
-    let checked = primary::check(app, ctx, req, user, &password).await?;
-    // A field that splits two ways, refused: either the password was wrong, or it was right
-    // and its code fitted no token (so the other split, with part of the password, was
-    // asked). Counted toward the second-factor lockout either way. Otherwise a caller with
-    // the password could try codes for the shorter token without end: each wrong one made
-    // the longest split's password wrong, a refusal never counted, and the right one fitted
-    // and got in. Counted whatever fitted, so the time taken (the count's write) does not
-    // say whether a guess fitted; and no second bind (which would count twice against the
-    // directory's own lockout). A user with tokens of two lengths who mistypes the password
-    // before a code pays one count too.
-    if split_two_ways
-        && matches!(
+    let mut asked = Instant::now();
+    let mut checked = primary::check(app, ctx, req, user, &password).await?;
+    // A field that splits two ways, its password refused: the other split's is asked, so a
+    // right password is found whichever code was meant, and its wrong code is counted
+    // toward the lockout. Without it, a caller with the password could try codes for the
+    // shorter token without end: each wrong one made the longest split's password wrong, a
+    // refusal never counted, and the right one fitted and got in. Every split is asked on a
+    // refusal, whatever fitted, so the time a wrong password takes does not tell whether a
+    // guessed code fitted. Not counted without a password that binds: no one can lock a
+    // user's second factor by knowing the name. The cost: a wrong password in such a field
+    // is one refused bind per split (the directory's own lockout counts each), and takes
+    // that much longer than one for a user whose field splits one way.
+    for next in other_splits {
+        let refused = matches!(
             checked,
             PrimaryOutcome::Denied(
                 Denial::BadPassword
                     | Denial::UpstreamReject(_)
                     | Denial::Directory(crate::auth::ad_codes::AdReason::BadPassword)
             )
-        )
-    {
-        super::second_factor::count_split_refusal(app, user).await?;
+        );
+        if !refused {
+            break;
+        }
+        (password, code) = (next.password, Some(next.code));
+        asked = Instant::now();
+        checked = primary::check(app, ctx, req, user, &password).await?;
     }
     // The floor under the refusal above: the upstream servers' own refusals only. Their
     // accepts are followed by a directory lookup, and a server may delay its rejects
@@ -496,20 +498,23 @@ fn code_lengths(tokens: &[TokenRecord]) -> Vec<usize> {
 /// Without a delimiter, a user with tokens of two lengths whose password ends in digits
 /// ("Summer24" and a 6-digit code) has two splits that both end in digits; the longest
 /// always won, so the 6-digit token could never be used and each try was a wrong password
-/// counted by the directory. So where several lengths fit, the split whose code `fits` one
-/// of the user's tokens (a read-only check) is taken, else the longest; and the split is
-/// `ambiguous`: a refused password may be the right one with a wrong code.
+/// counted by the directory. So where several lengths fit, every split is returned, for the
+/// caller to ask each password in turn: first the one whose code `fits` one of the user's
+/// tokens (a read-only check), if one does, then the others longest first.
+///
+/// Empty: no code in the field.
 fn split_inline(
     field: &Secret,
     delimiter: &str,
     lengths: &[usize],
     fits: impl Fn(&str) -> bool,
-) -> Option<InlineSplit> {
-    let text = field.expose_str()?;
-    let one = |(p, c): (&str, &str), ambiguous| InlineSplit {
+) -> Vec<InlineSplit> {
+    let Some(text) = field.expose_str() else {
+        return Vec::new();
+    };
+    let one = |(p, c): (&str, &str)| InlineSplit {
         password: Secret::from(p),
         code: Secret::from(c),
-        ambiguous,
     };
     if delimiter.is_empty() {
         // Longest first: an 8-digit token's code ends with 6 digits too.
@@ -522,36 +527,34 @@ fn split_inline(
                 c.bytes().all(|b| b.is_ascii_digit()).then_some((p, c))
             })
             .collect();
-        let longest = *splits.first()?;
         // One split: nothing to choose, and no code is looked at before the password.
-        // Several: each is asked (no early exit), the longest that fits taken.
-        if splits.len() == 1 {
-            return Some(one(longest, false));
+        // Several: each is asked (no early exit), the longest that fits put first.
+        let mut splits = splits;
+        if splits.len() > 1 {
+            let fitting: Vec<bool> = splits.iter().map(|(_, c)| fits(c)).collect();
+            if let Some(at) = fitting.iter().position(|&f| f) {
+                let taken = splits.remove(at);
+                splits.insert(0, taken);
+            }
         }
-        let fitting: Vec<bool> = splits.iter().map(|(_, c)| fits(c)).collect();
-        let taken = splits
-            .iter()
-            .zip(fitting)
-            .find_map(|(s, f)| f.then_some(*s))
-            .unwrap_or(longest);
-        Some(one(taken, true))
+        splits.into_iter().map(one).collect()
     } else {
-        let (p, c) = text.rsplit_once(delimiter)?;
+        let Some((p, c)) = text.rsplit_once(delimiter) else {
+            return Vec::new();
+        };
         let digits = c.bytes().any(|b| b.is_ascii_digit())
             && c.bytes().all(|b| b.is_ascii_digit() || b == b' ');
         if p.is_empty() || !digits {
-            return None;
+            return Vec::new();
         }
-        Some(one((p, c), false))
+        vec![one((p, c))]
     }
 }
 
-/// What [`split_inline`] found in an inline field.
+/// A password and code [`split_inline`] found in an inline field.
 struct InlineSplit {
     password: Secret,
     code: Secret,
-    /// Another split ended in digits too (see `split_inline`).
-    ambiguous: bool,
 }
 
 #[cfg(test)]
@@ -562,22 +565,34 @@ mod tests {
         split_fitting(field, delim, digits, |_| false)
     }
 
+    /// The split asked first.
     fn split_fitting(
         field: &str,
         delim: &str,
         digits: &[usize],
         fits: impl Fn(&str) -> bool,
     ) -> Option<(String, String)> {
-        split_inline(&Secret::from(field), delim, digits, fits).map(|s| {
-            (
-                s.password.expose_str().unwrap().to_string(),
-                s.code.expose_str().unwrap().to_string(),
-            )
-        })
+        splits_fitting(field, delim, digits, fits)
+            .into_iter()
+            .next()
     }
 
-    fn ambiguous(field: &str, delim: &str, digits: &[usize]) -> bool {
-        split_inline(&Secret::from(field), delim, digits, |_| false).is_some_and(|s| s.ambiguous)
+    /// Every split, in the order their passwords are asked.
+    fn splits_fitting(
+        field: &str,
+        delim: &str,
+        digits: &[usize],
+        fits: impl Fn(&str) -> bool,
+    ) -> Vec<(String, String)> {
+        split_inline(&Secret::from(field), delim, digits, fits)
+            .into_iter()
+            .map(|s| {
+                (
+                    s.password.expose_str().unwrap().to_string(),
+                    s.code.expose_str().unwrap().to_string(),
+                )
+            })
+            .collect()
     }
 
     #[test]
@@ -634,14 +649,26 @@ mod tests {
             split_fitting(field, "", &[6, 8], |c| c == "24123456"),
             Some(("Summer".into(), "24123456".into()))
         );
-        // Neither fits: the longest, as before; ambiguous, so a refusal is counted.
+        // Every split is returned whatever fits (so a refused password costs the same time
+        // either way): the fitting one first, else longest first.
+        let both = |first: (&str, &str), second: (&str, &str)| {
+            vec![
+                (first.0.to_string(), first.1.to_string()),
+                (second.0.to_string(), second.1.to_string()),
+            ]
+        };
         assert_eq!(
-            split_fitting(field, "", &[6, 8], |_| false),
-            Some(("Summer".into(), "24123456".into()))
+            splits_fitting(field, "", &[6, 8], |c| c == "123456"),
+            both(("Summer24", "123456"), ("Summer", "24123456"))
         );
-        assert!(ambiguous(field, "", &[6, 8]));
-        assert!(!ambiguous("Summerx123456", "", &[6, 8]));
-        assert!(!ambiguous("secret,12345678", ",", &[6, 8]));
+        assert_eq!(
+            splits_fitting(field, "", &[6, 8], |_| false),
+            both(("Summer", "24123456"), ("Summer24", "123456"))
+        );
+        assert_eq!(
+            splits_fitting("Summerx123456", "", &[6, 8], |_| false).len(),
+            1
+        );
         // Only the lengths whose tail is all digits are asked, and with one such split,
         // none: nothing about a code is looked at before the password.
         let asked = std::cell::Cell::new(0);

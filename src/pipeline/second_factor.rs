@@ -318,15 +318,6 @@ pub async fn clear_under_other_names(
     Ok(())
 }
 
-/// A refused password from an inline field that split two ways (`login::split_inline`):
-/// it may have been the right password sent with a wrong code, so it counts toward the
-/// second-factor lockout, in the user's turn, as a wrong code would.
-pub async fn count_split_refusal(app: &AppState, user: &str) -> Result<(), StoreError> {
-    let turn = take_turn(app, user, &[]).await;
-    count_failure_after(app, &turn, user, "wrong passwords or codes", 0).await?;
-    Ok(())
-}
-
 /// Counts a wrong code or answer toward the user's lockout, in the user's `turn`, and waits
 /// until the count is on disk, so the next turn reads it; when this one locks the second
 /// factor, the lock gets an audit record of its own. `what` names the failures in its
