@@ -778,7 +778,8 @@ fn silent_server_checked_between_logins(kind: &str, check_code: u8) {
 /// A node whose upstream servers are all silent answers no login of a no-reply client, so
 /// it must not answer that client's Status-Server either: a proxy checking with it
 /// (radsecproxy, FreeRADIUS) would bring the node back and fail over again, login after
-/// login. With a status check the node says "alive" again once a server answers it.
+/// login. It says "alive" again once a server answers (here a status check), or after
+/// `dead_time_secs`, so that a proxy sends a login again.
 #[test]
 fn status_server_is_silent_while_every_upstream_server_is() {
     let slapd = directory();
@@ -788,7 +789,7 @@ fn status_server_is_silent_while_every_upstream_server_is() {
         &slapd,
         &upstream_section(
             &[local(relay.port)],
-            "timeout_ms = 500\ndead_time_secs = 4\nstatus_check = \"status-server\"\n\
+            "timeout_ms = 500\ndead_time_secs = 8\nstatus_check = \"status-server\"\n\
              check_interval_secs = 1",
         ),
         &[client(
@@ -801,6 +802,7 @@ fn status_server_is_silent_while_every_upstream_server_is() {
     let status = || common::peers::radclient_status(&addr, SECRET);
     assert_eq!(status(), "Access-Accept", "not asked yet: answering");
     let codes = FreshCodes::new(srv.enroll("alice", &[]));
+    let login_sent = Instant::now();
     let r = pyrad(
         srv.port(),
         SECRET,
@@ -819,6 +821,36 @@ fn status_server_is_silent_while_every_upstream_server_is() {
         "no reply while the upstream is silent: {r}"
     );
     assert_eq!(status(), "none", "{}", srv.log());
+    // For dead_time_secs (8) at most: then "alive" again, so a proxy sends a login, the
+    // only way a group whose servers ignore the checks is found back. (The relay drops the
+    // checks too.)
+    while status() != "Access-Accept" {
+        assert!(
+            login_sent.elapsed() < Duration::from_secs(14),
+            "{}",
+            srv.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        login_sent.elapsed() >= Duration::from_secs(7),
+        "silent too briefly: {:?}",
+        login_sent.elapsed()
+    );
+    let r = pyrad(
+        srv.port(),
+        SECRET,
+        &[
+            "--user",
+            "alice",
+            "--password",
+            &format!("{ALICE_UP},{}", codes.next()),
+            "--timeout",
+            "3",
+        ],
+    );
+    assert_eq!(code(&r), "timeout", "{r}");
+    assert_eq!(status(), "none", "silent again after that login");
     relay.pass();
     let t = Instant::now();
     while status() != "Access-Accept" {

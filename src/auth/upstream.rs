@@ -119,6 +119,7 @@ pub async fn check<'a>(
             }
         }
     }
+    health.login_unanswered(&cfg.group);
     // "no upstream server answered", or "no upstream branch server answered".
     Err(AuthError::Upstream(format!(
         "no {} server answered ({})",

@@ -21,6 +21,9 @@ pub struct Health {
     /// Per group, servers whose last request went unanswered: when they go back to their
     /// place.
     dead_until: Mutex<HashMap<String, HashMap<String, Instant>>>,
+    /// Per group, when a login last found none of its servers answering, until one answers
+    /// again (a login or a status check).
+    unanswered_login: Mutex<HashMap<String, Instant>>,
     names: Mutex<HashMap<String, Resolved>>,
     /// Names never resolved yet whose lookup a login has started, and when. The others fail
     /// at once meanwhile: each lookup holds a blocking thread until the resolver answers,
@@ -71,10 +74,36 @@ impl Health {
                 .or_default()
                 .insert(server.name.clone(), Instant::now() + d)
                 .is_none(),
-            None => all
-                .get_mut(group)
-                .is_some_and(|dead| dead.remove(&server.name).is_some()),
+            None => {
+                self.unanswered_login
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(group);
+                all.get_mut(group)
+                    .is_some_and(|dead| dead.remove(&server.name).is_some())
+            }
         }
+    }
+
+    /// A login found none of `group`'s servers answering.
+    pub(super) fn login_unanswered(&self, group: &str) {
+        self.unanswered_login
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(group.to_string(), Instant::now());
+    }
+
+    /// Whether a login found none of `group`'s servers answering within the last `within`
+    /// and none has answered since (for Status-Server, `pipeline::health`). Bounded in
+    /// time: past it, Status-Server says "alive" again and a proxy sends a login, the only
+    /// way a group without status checks (or with checks its servers do not answer, such
+    /// as Status-Server to NPS) is found back.
+    pub fn logins_unanswered(&self, group: &str, within: Duration) -> bool {
+        self.unanswered_login
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(group)
+            .is_some_and(|t| t.elapsed() < within)
     }
 
     /// Did `server` answer the last time it was asked (or has it not been asked yet)? Unlike

@@ -23,24 +23,20 @@ use crate::app::AppState;
 use crate::store::PendingChallenge;
 
 /// For a client whose passwords go to upstream RADIUS servers (`primary = "upstream"`):
-/// whether one of its group's servers answers. Only where the group has a `status_check`,
-/// which asks silent servers between logins and so finds them back while this node is
-/// silent; without one only a login finds a server back, and the logins that would have
-/// are the ones a proxy sends elsewhere while this node does not answer Status-Server.
+/// false while a login found none of its group's servers answering, for the group's
+/// `dead_time_secs` at most or until one answers (a login, or a status check). Bounded, so
+/// that a proxy that stopped sending logins here sends one again: without status checks
+/// (or with checks the servers ignore, Status-Server to NPS) a login is the only way to
+/// find a server back, and a node silent until then would stay out for good.
 pub fn upstream_answering(app: &AppState, ctx: &super::RequestContext) -> bool {
     let crate::config::Primary::Upstream(group) = &ctx.client.primary else {
         return true;
     };
     let config = app.config();
-    let Some(g) = config
-        .upstream_group(group)
-        .filter(|g| g.status_check.is_some())
-    else {
+    let Some(g) = config.upstream_group(group) else {
         return true;
     };
-    g.servers
-        .iter()
-        .any(|s| app.upstream_health.answering(&g.group, s))
+    !app.upstream_health.logins_unanswered(&g.group, g.dead_time)
 }
 
 /// The least time between two probes.
