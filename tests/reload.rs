@@ -177,7 +177,14 @@ fn ldap_applied(srv: &Server, n: usize) -> usize {
 /// without a restart; settings that cannot be used change nothing.
 #[test]
 fn sighup_applies_new_ldap_settings() {
-    let (_slapd, srv) = alice_behind_radmfa();
+    let slapd = Slapd::start(&[LdapUser::new("alice", "alice-pw")]);
+    let mut o = Options::new(&slapd.url);
+    o.clients = vec![common::radmfa::Nas {
+        on_backend_failure: "no_reply",
+        ..common::radmfa::Nas::challenge("local", "127.0.0.1")
+    }];
+    let srv = Server::start(&o);
+    srv.enroll("alice", &[]);
     let login = || alice_login(&srv);
     assert_eq!(login(), "Access-Challenge", "{}", srv.log());
 
@@ -187,10 +194,15 @@ fn sighup_applies_new_ldap_settings() {
     let right = "bind_password = \"adminpw\"";
     assert!(original.contains(right), "the harness's [ldap] changed");
     let wrong = original.replace(right, "bind_password = \"not-the-password\"");
+    let status = || common::peers::radclient_status(&srv.addr.to_string(), SECRET);
+    assert_eq!(status(), "Access-Accept", "{}", srv.log());
     std::fs::write(&srv.config, &wrong).unwrap();
     hup(&srv);
     assert_eq!(ldap_applied(&srv, 1), 1, "{}", srv.log());
-    assert_eq!(login(), "Access-Reject", "{}", srv.log());
+    // Unproven, as at start: a no-reply client's Status-Server probes the new settings
+    // (which fail) instead of saying "alive" on the old directory's last answer.
+    assert_eq!(status(), "none", "{}", srv.log());
+    assert_ne!(login(), "Access-Challenge", "{}", srv.log());
     assert!(
         !srv.log().contains("[ldap] changed in"),
         "reported as needing a restart"
@@ -208,9 +220,9 @@ fn sighup_applies_new_ldap_settings() {
     hup(&srv);
     assert!(srv.log_shows("holds no PEM certificate"), "{}", srv.log());
     assert!(srv.log().contains("reload: [ldap]: "), "{}", srv.log());
-    assert_eq!(
+    assert_ne!(
         login(),
-        "Access-Reject",
+        "Access-Challenge",
         "the unusable settings were applied"
     );
 
@@ -219,6 +231,10 @@ fn sighup_applies_new_ldap_settings() {
     hup(&srv);
     assert_eq!(ldap_applied(&srv, 2), 2, "{}", srv.log());
     assert_eq!(login(), "Access-Challenge", "{}", srv.log());
+    let t = std::time::Instant::now();
+    while status() != "Access-Accept" {
+        assert!(t.elapsed().as_secs() < 10, "{}", srv.log());
+    }
 }
 
 /// `entry_cache_seconds` through the server: radclient's logins after the first cost slapd

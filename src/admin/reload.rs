@@ -158,6 +158,11 @@ impl Reloader {
         }
         if let Some(directory) = directory {
             app.set_primary(directory);
+            // New directory settings are unproven, as at start: the node's health (the
+            // gauge, no-reply clients' Status-Server) follows a probe of them, not the old
+            // directory's last answer, so a new DC out of reach or a wrong rotated
+            // password does not say "alive" until a login fails.
+            app.backend_health.failed();
             self.ldap = ldap;
             self.ldap_ca = ldap_ca;
             self.ldap_password = ldap_password;
