@@ -127,7 +127,8 @@ pub fn state_fits(req: &Request, reply: &Reply) -> bool {
 /// Never panics and never exceeds 4096 octets: what does not fit is dropped, messages first,
 /// then configured attributes from the last, then Session-Timeout, then State.
 /// Message-Authenticator and the Proxy-State echo always fit: `decode_request` refuses
-/// Proxy-State without a Message-Authenticator, so the request already held both. The result is empty only if the crate refused to encode, which these size limits
+/// Proxy-State without a Message-Authenticator (over RadSec, Proxy-States that leave no
+/// room for one), so the request already held both, or room for both. The result is empty only if the crate refused to encode, which these size limits
 /// rule out.
 pub fn encode_reply(req: &Request, reply: &Reply, secret: &[u8]) -> Vec<u8> {
     // RFC 2865 §5.33: Proxy-State "MUST be returned unmodified in the Access-Accept,

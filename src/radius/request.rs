@@ -355,6 +355,18 @@ pub fn decode_request_over(
         None if !over_tls && spans.iter().any(|s| s.typ == rfc2865::PROXY_STATE_TYPE) => {
             return Err(DecodeError::ProxyStateWithoutMessageAuthenticator)
         }
+        // Over TLS it may come unsigned, but its reply must still hold every Proxy-State and
+        // the Message-Authenticator radmfa adds: Proxy-States that leave no room for it
+        // could not be answered (`reply::encode_reply`), so the request is refused here.
+        None if spans
+            .iter()
+            .filter(|s| s.typ == rfc2865::PROXY_STATE_TYPE)
+            .map(|s| 2 + s.value.len())
+            .sum::<usize>()
+            > MAX_PACKET - HEADER_LEN - 18 =>
+        {
+            return Err(DecodeError::ProxyStateWithoutMessageAuthenticator)
+        }
         // RFC 3579 §3.1: "the Message-Authenticator attribute MUST be used to protect all
         // Access-Request, Access-Challenge, Access-Accept, and Access-Reject packets containing
         // an EAP-Message attribute."
@@ -604,6 +616,32 @@ mod tests {
         let (raw, _) = unsigned.clone().proxy_state(b"ps").build(SECRET);
         assert_eq!(
             decode(&raw, false).unwrap_err(),
+            ProxyStateWithoutMessageAuthenticator
+        );
+        // Over TLS it is taken (no one but the peer can add a Proxy-State) unless the
+        // client requires Message-Authenticator, and unless its Proxy-States leave no room
+        // for the Message-Authenticator of the reply.
+        assert!(decode_request_over(&raw, SECRET, false, true).is_ok());
+        assert_eq!(
+            decode_request_over(&raw, SECRET, true, true).unwrap_err(),
+            MissingMessageAuthenticator
+        );
+        // Proxy-States of `total` octets (15 of 255, then the rest) in a request with nothing
+        // else but a one-letter name: a reply has room for 4058.
+        let filled = |total: usize| {
+            let mut b = AccessRequestBuilder::new(1, "a").message_authenticator(false);
+            for _ in 0..15 {
+                b = b.proxy_state(&[7; 253]);
+            }
+            b.proxy_state(&vec![7; total - 15 * 255 - 2])
+                .build(SECRET)
+                .0
+        };
+        let (fits, too_many) = (filled(4058), filled(4059));
+        assert!(decode_request_over(&fits, SECRET, false, true).is_ok());
+        assert!(too_many.len() <= MAX_PACKET, "{}", too_many.len());
+        assert_eq!(
+            decode_request_over(&too_many, SECRET, false, true).unwrap_err(),
             ProxyStateWithoutMessageAuthenticator
         );
         let (raw, _) = unsigned
