@@ -481,6 +481,19 @@ fn config_check_connect_names_each_server_and_what_a_login_would_find() {
     let want = "ok   user alice: texts and calls go to ••••6789 (from the number stored with \
                 user set-phone)";
     assert!(text.contains(want), "missing {want:?} in:\n{text}");
+    // A displayName the user wrote herself ("by self write") with terminal escapes in it
+    // (move up, erase the line: a FAIL line above would vanish) is shown escaped.
+    slapd.modify(&format!(
+        "dn: uid=alice,ou=people,dc=example,dc=org\nchangetype: modify\n\
+         replace: displayName\ndisplayName:: QWxpY2UbWzFBG1sySw==\n"
+    ));
+    let out = check(&srv.config);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !text.contains('\x1b'),
+        "a raw escape reached the terminal:\n{text:?}"
+    );
+    assert!(text.contains("name Alice\\u{1b}[1A"), "{text}");
 
     // A dead second server and a wrong service password: each named, exit status 1.
     let config = std::fs::read_to_string(&srv.config).unwrap();

@@ -16,8 +16,12 @@ use crate::delivery::phone::mask;
 
 pub async fn connect(cfg: &Config, user: Option<&str>) -> anyhow::Result<bool> {
     let mut ok = true;
+    // What the directory and the servers say (a user's displayName, an error text) is
+    // theirs to write: escaped, so no control character can rewrite the admin's terminal
+    // (hide a FAIL line, say).
     let mut line = |good: bool, what: String| {
         ok &= good;
+        let what = super::printable(&what);
         println!("{} {what}", if good { "ok  " } else { "FAIL" });
     };
     let ldap = cfg
