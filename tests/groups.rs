@@ -483,10 +483,10 @@ fn config_check_connect_names_each_server_and_what_a_login_would_find() {
     assert!(text.contains(want), "missing {want:?} in:\n{text}");
     // A displayName the user wrote herself ("by self write") with terminal escapes in it
     // (move up, erase the line: a FAIL line above would vanish) is shown escaped.
-    slapd.modify(&format!(
+    slapd.modify(
         "dn: uid=alice,ou=people,dc=example,dc=org\nchangetype: modify\n\
-         replace: displayName\ndisplayName:: QWxpY2UbWzFBG1sySw==\n"
-    ));
+         replace: displayName\ndisplayName:: QWxpY2UbWzFBG1sySw==\n",
+    );
     let out = check(&srv.config);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
