@@ -258,6 +258,17 @@ fn duplicates_replace_and_mapping_file() {
                 && r["reason"].as_str().unwrap_or("").contains("(was alice's)")),
         "{out}"
     );
+    // And alice's own history says she lost it.
+    let (ok, out, _) = a.run(&["audit", "--json", "--user", "alice"]);
+    assert!(ok);
+    assert!(
+        out.lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .any(|r| r["result"] == "unassign"
+                && r["token_serial"] == "A1"
+                && r["reason"].as_str().unwrap_or("").contains("given to bob")),
+        "{out}"
+    );
     // A serial twice in one file.
     let twice = a.write("twice.csv", &format!("B1,{seed},30\nB1,{seed},30\n"));
     let (ok, _, err) = a.import(&twice, &[]);
@@ -331,6 +342,13 @@ fn held_tokens_move_only_with_force_and_app_seeds_never() {
     assert!(ok, "{err}");
     assert!(out.contains("assigned to dave"), "{out}");
     assert_eq!(a.tokens()[0]["user"], "dave");
+    // carol's own history (audit --user) says it was taken from her.
+    let (ok, out, _) = a.run(&["audit", "--json", "--user", "carol"]);
+    assert!(
+        ok && out.contains("\"result\":\"unassign\"")
+            && out.contains("taken by token assign --force"),
+        "{out}"
+    );
 
     // An app seed lives on its user's phone: never handed on, never back to stock.
     let (ok, _, err) = a.run(&["user", "enroll-totp", "erin", "--uri-only"]);

@@ -96,8 +96,18 @@ pub fn refuse_moves(
     problems
 }
 
+/// A replaced token's new owner as an audit reason names it.
+fn printable_owner(owner: &str) -> String {
+    if owner.is_empty() {
+        "stock".into()
+    } else {
+        super::printable(owner).into_owned()
+    }
+}
+
 /// After the import: forgets the remembered logins of previous owners and audits each
-/// replaced token under its owner. Every step is tried; the first error is returned.
+/// replaced token under its owner (and under the previous owner, who lost it). Every step
+/// is tried; the first error is returned.
 pub async fn after_import(
     cfg: &Config,
     store: &dyn Store,
@@ -117,6 +127,15 @@ pub async fn after_import(
             }
         }
         let owner = r.owner.as_deref().unwrap_or_default();
+        // Taken from someone: their own history (`audit --user`) says so too.
+        if let Some(old) = r.taken_from.as_deref().filter(|old| *old != owner) {
+            let lost = format!("{what}, and given to {}", printable_owner(owner));
+            if let Err(e) =
+                super::tokens::audit(cfg, store, old, "unassign", &r.serial, Some(lost)).await
+            {
+                first_error.get_or_insert(e);
+            }
+        }
         if let Err(e) =
             super::tokens::audit(cfg, store, owner, "replace", &r.serial, Some(what)).await
         {

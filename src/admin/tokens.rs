@@ -209,7 +209,16 @@ async fn run_on(cfg: &Config, store: &dyn Store, cmd: TokenCommand) -> anyhow::R
         }
         _ => format!("token {serial} {what}"),
     };
-    let recorded = audit(cfg, store, &who, result, &serial, Some(reason)).await;
+    let mut recorded = audit(cfg, store, &who, result, &serial, Some(reason)).await;
+    // Taken from someone (--force): their own history (`audit --user`) says so too.
+    if let (Action::Assign, Some(old), true) =
+        (&action, &previous, previous.as_ref() != owner.as_ref())
+    {
+        let lost = format!("token {serial} taken by token assign --force: {what}");
+        if let Err(e) = audit(cfg, store, old, "unassign", &serial, Some(lost)).await {
+            recorded = recorded.and(Err(e));
+        }
+    }
     if let Some((old, e)) = forget_failed {
         return Err(anyhow::Error::new(e).context(format!(
             "{serial}: {what}{}; run `radmfa user forget {old}`",
