@@ -183,7 +183,7 @@ fn changing_the_number_during_a_held_call_cancels_it() {
         wait_for_a_call(&standin);
         let out = cli_ok(&srv, &["user", "set-phone", "alice", "+15550199"]);
         assert!(
-            out.contains("1 pending SMS code(s) or call(s) cancelled (1 call(s) hung up)"),
+            out.contains("1 pending SMS code(s) or call(s) cancelled; 1 call(s) hung up"),
             "{out}"
         );
         // And the old phone stops ringing: the provider was asked to end that call.
@@ -213,6 +213,38 @@ fn changing_the_number_during_a_held_call_cancels_it() {
     );
     assert!(audit.iter().all(|r| r["result"] != "accept"), "{audit:#?}");
     assert_eq!(standin.calls().len(), 1);
+}
+
+/// The number changed while the call to the old one is still being placed (the provider
+/// has not answered with its SID yet): the cancel finds no call to hang up, so it is hung
+/// up once the SID comes. It rang on before.
+#[test]
+fn a_call_cancelled_while_it_is_placed_is_hung_up_when_placed() {
+    let slapd = directory();
+    let standin = Standin::start();
+    standin.script(DIRECTORY_MOBILE, Script::Silent);
+    standin.set_call_delay(Duration::from_millis(1500));
+    let srv = start(&slapd, &standin, "", "", &hold_client(20));
+    std::thread::scope(|s| {
+        let port = srv.port();
+        let login = s.spawn(move || alice_held_on(port));
+        wait_for_a_call(&standin);
+        let out = cli_ok(&srv, &["user", "set-phone", "alice", "+15550199"]);
+        assert!(
+            out.contains("1 pending SMS code(s) or call(s) cancelled"),
+            "{out}"
+        );
+        assert!(standin.ended_calls().is_empty(), "no SID to hang up yet");
+        let sid = standin.calls()[0].sid.clone();
+        let t = Instant::now();
+        while standin.ended_calls().is_empty() {
+            assert!(t.elapsed() < Duration::from_secs(5), "{}", srv.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(standin.ended_calls(), vec![(sid, "completed".to_string())]);
+        let r = login.join().unwrap();
+        assert_eq!(code_of(&r), "Access-Reject", "{r}");
+    });
 }
 
 /// SIGTERM while a held login waits for its call: a keypress within the shutdown grace

@@ -46,7 +46,7 @@ pub async fn set_phone(
     };
     store.set_phone(&a.user, e164.as_deref()).await?;
     // The number is changed from here on: whatever follows fails, the change is audited.
-    let forgot = forget_logins(cfg, store, &a.user).await;
+    let forgot = forget_logins(store, &a.user).await;
     // The audit record masks the number; the admin who typed it sees it whole.
     let (audited, said) = match &e164 {
         None => (
@@ -56,7 +56,7 @@ pub async fn set_phone(
         Some(p) => (mask(p), format!("phone set to {p}")),
     };
     let note = match &forgot {
-        Ok(note) => note.clone(),
+        Ok((note, _)) => note.clone(),
         Err(_) => "; forgetting the remembered logins or closing open prompts failed".to_string(),
     };
     let recorded = admin_audit(
@@ -68,9 +68,11 @@ pub async fn set_phone(
     )
     .await;
     let forgot = match forgot {
-        Ok(note) => {
+        Ok((note, calls)) => {
             recorded?;
-            note
+            // After the record: a slow provider, or an admin's Ctrl-C while it answers,
+            // must not leave the change unaudited.
+            format!("{note}{}", hang_up(cfg, &calls).await)
         }
         Err(e) => {
             return Err(e.context(format!(
@@ -96,16 +98,16 @@ pub(super) async fn hang_up(cfg: &Config, calls: &[String]) -> String {
     let Some(voice) = crate::delivery::Delivery::from_config(&cfg.delivery).voice else {
         return String::new();
     };
-    let mut failed = Vec::new();
-    for sid in calls {
-        if let Err(e) = voice.end_call(sid).await {
-            failed.push(e.to_string());
-        }
-    }
+    // At once, not one after another: each may take the provider's whole timeout.
+    let ended = futures_util::future::join_all(calls.iter().map(|sid| voice.end_call(sid))).await;
+    let failed: Vec<String> = ended
+        .into_iter()
+        .filter_map(|r| r.err().map(|e| e.to_string()))
+        .collect();
     match failed.first() {
-        None => format!(" ({} call(s) hung up)", calls.len()),
+        None => format!("; {} call(s) hung up", calls.len()),
         Some(e) => format!(
-            " ({} of {} call(s) could not be hung up: {e})",
+            "; {} of {} call(s) could not be hung up: {e}",
             failed.len(),
             calls.len()
         ),
@@ -115,7 +117,8 @@ pub(super) async fn hang_up(cfg: &Config, calls: &[String]) -> String {
 /// A number is changed most often because the old phone was lost, stolen or given away: a
 /// login remembered after a code sent to it must not outlive it (as with a token taken away),
 /// and a prompt opened before must not resend a code to it (or switch to a call to it).
-async fn forget_logins(cfg: &Config, store: &dyn Store, user: &str) -> anyhow::Result<String> {
+/// What was done, for the record and the output, and the cancelled calls to hang up.
+async fn forget_logins(store: &dyn Store, user: &str) -> anyhow::Result<(String, Vec<String>)> {
     let n = store.forget_logins(user, SystemClock.now()).await?;
     let closed = store.close_challenges(user).await?;
     // A login held while the old phone rings (voice_mode = "hold") has no prompt to close:
@@ -131,13 +134,12 @@ async fn forget_logins(cfg: &Config, store: &dyn Store, user: &str) -> anyhow::R
         note.push_str(&format!("; {closed} open prompt(s) closed"));
     }
     if cancelled.count > 0 {
-        let hung_up = hang_up(cfg, &cancelled.calls).await;
         note.push_str(&format!(
-            "; {} pending SMS code(s) or call(s) cancelled{hung_up}",
+            "; {} pending SMS code(s) or call(s) cancelled",
             cancelled.count
         ));
     }
-    Ok(note)
+    Ok((note, cancelled.calls))
 }
 
 pub async fn set_method(

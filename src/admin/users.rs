@@ -113,7 +113,8 @@ async fn run_on(cfg: &Config, store: &dyn Store, cmd: UserCommand) -> anyhow::Re
 /// partial reset before the error is shown (running the command again finishes it).
 async fn reset(cfg: &Config, store: &dyn Store, user: &str) -> anyhow::Result<ExitCode> {
     let mut done: Vec<String> = Vec::new();
-    let outcome = reset_steps(cfg, store, user, &mut done).await;
+    let mut calls: Vec<String> = Vec::new();
+    let outcome = reset_steps(store, user, &mut done, &mut calls).await;
     let what = done.join(", ");
     match outcome {
         // Nothing under this name: most often a mistyped one, whose real user keeps the
@@ -128,7 +129,9 @@ async fn reset(cfg: &Config, store: &dyn Store, user: &str) -> anyhow::Result<Ex
         }
         Ok(true) => {
             admin_audit(cfg, store, user, "reset", Some(what.clone())).await?;
-            println!("{user}: {what}; the user must enroll again");
+            // After the record: a slow provider must not keep the reset from the audit.
+            let hung_up = super::phone::hang_up(cfg, &calls).await;
+            println!("{user}: {what}{hung_up}; the user must enroll again");
             Ok(ExitCode::SUCCESS)
         }
         Err(e) if done.is_empty() => Err(e),
@@ -145,10 +148,10 @@ async fn reset(cfg: &Config, store: &dyn Store, user: &str) -> anyhow::Result<Ex
 
 /// True if anything was there to take away.
 async fn reset_steps(
-    cfg: &Config,
     store: &dyn Store,
     user: &str,
     done: &mut Vec<String>,
+    calls: &mut Vec<String>,
 ) -> anyhow::Result<bool> {
     let now = SystemClock.now();
     let r = store.delete_user_tokens(user).await?;
@@ -199,11 +202,11 @@ async fn reset_steps(
         .cancel_oob(user, None, "cancelled: the user was reset")
         .await?;
     if cancelled.count > 0 {
-        let hung_up = super::phone::hang_up(cfg, &cancelled.calls).await;
         done.push(format!(
-            "{} pending SMS code(s) or call(s) cancelled{hung_up}",
+            "{} pending SMS code(s) or call(s) cancelled",
             cancelled.count
         ));
+        *calls = cancelled.calls;
         found = true;
     }
     Ok(found)

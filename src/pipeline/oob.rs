@@ -294,7 +294,21 @@ async fn settle(
     match sent {
         Ok(provider_ref) => {
             match provider_ref.as_deref().map(storable_ref) {
-                Some(Some(r)) => app.store.set_oob_provider_ref(&txn.id, r).await?,
+                Some(Some(r)) => {
+                    let now = app.store.set_oob_provider_ref(&txn.id, r).await?;
+                    // Cancelled while it was being placed (user reset, a new number, a
+                    // fraud report on another call): that cancel found no call to hang up.
+                    if txn.kind == OobKind::Voice && now == Some(OobStatus::Failed) {
+                        if let Some(voice) = app.delivery.voice.clone() {
+                            let (sid, user) = (r.to_string(), txn.user.clone());
+                            tokio::spawn(async move {
+                                if let Err(e) = voice.end_call(&sid).await {
+                                    tracing::warn!(user, error = %e, "a call cancelled while it was placed could not be hung up");
+                                }
+                            });
+                        }
+                    }
+                }
                 Some(None) => tracing::warn!(
                     user,
                     "the provider's reference is not kept: \

@@ -686,7 +686,13 @@ pub trait Store: Send + Sync + 'static {
         let _ = id;
         Err(StoreError::Unsupported("oob"))
     }
-    async fn set_oob_provider_ref(&self, id: &str, provider_ref: &str) -> Result<(), StoreError> {
+    /// Records the provider's reference; returns the transaction's status as it is then (a
+    /// call cancelled while it was being placed is `Failed` already, and must be hung up).
+    async fn set_oob_provider_ref(
+        &self,
+        id: &str,
+        provider_ref: &str,
+    ) -> Result<Option<OobStatus>, StoreError> {
         let _ = (id, provider_ref);
         Err(StoreError::Unsupported("set_oob_provider_ref"))
     }

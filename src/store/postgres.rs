@@ -698,7 +698,11 @@ impl Store for PgStore {
         self.oob_impl(id).await
     }
 
-    async fn set_oob_provider_ref(&self, id: &str, provider_ref: &str) -> Result<(), StoreError> {
+    async fn set_oob_provider_ref(
+        &self,
+        id: &str,
+        provider_ref: &str,
+    ) -> Result<Option<OobStatus>, StoreError> {
         self.set_oob_provider_ref_impl(id, provider_ref).await
     }
 

@@ -330,13 +330,16 @@ impl SqliteStore {
         &self,
         id: &str,
         provider_ref: &str,
-    ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE oob_transactions SET provider_ref = ?2 WHERE id = ?1")
-            .bind(id)
-            .bind(provider_ref)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+    ) -> Result<Option<OobStatus>, StoreError> {
+        // fetch_all: RETURNING through sqlx's SQLite driver must be read to the end.
+        let rows: Vec<(String,)> = sqlx::query_as(
+            "UPDATE oob_transactions SET provider_ref = ?2 WHERE id = ?1 RETURNING status",
+        )
+        .bind(id)
+        .bind(provider_ref)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.first().and_then(|(s,)| OobStatus::parse(s)))
     }
 
     pub(super) async fn resolve_oob_impl(

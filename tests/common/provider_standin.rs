@@ -135,6 +135,8 @@ struct Recorded {
     generic: Vec<GenericRequest>,
     scripts: HashMap<String, Script>,
     sms_delay: Duration,
+    /// How long the Calls API takes to answer, after the call is recorded (and placed).
+    call_delay: Duration,
     /// When set, the Messages API answers with this Twilio error (HTTP status, code, text).
     sms_failure: Option<(u16, u32, String)>,
     generic_reply: (u16, String),
@@ -329,12 +331,16 @@ async fn calls(
         status_callback: get("StatusCallback"),
         timeout: get("Timeout"),
     };
-    let script = {
+    let (script, delay) = {
         let mut g = st.lock().unwrap();
         g.calls.push(call.clone());
-        g.scripts.get(&call.to).cloned().unwrap_or(Script::Silent)
+        (
+            g.scripts.get(&call.to).cloned().unwrap_or(Script::Silent),
+            g.call_delay,
+        )
     };
     tokio::spawn(play(st.clone(), call.clone(), script));
+    tokio::time::sleep(delay).await;
     let reply = serde_json::json!({
         "sid": call.sid, "account_sid": ACCOUNT_SID, "to": call.to, "from": call.from,
         "status": "queued", "direction": "outbound-api",
@@ -553,6 +559,11 @@ impl Standin {
             .unwrap()
             .scripts
             .insert(phone.into(), script);
+    }
+
+    /// Slows the Calls API's answer down (the call is placed, its SID not yet known).
+    pub fn set_call_delay(&self, d: Duration) {
+        self.state.lock().unwrap().call_delay = d;
     }
 
     /// Slows the Messages API down (to catch retransmits while the SMS is in flight).

@@ -2030,7 +2030,10 @@ pub async fn cancel_oob_of_one_user(store: &dyn Store) {
         }
         assert_eq!(store.begin_oob(&t).await.unwrap(), OobBegin::Created);
     }
-    store.set_oob_provider_ref("a2", "CA-a2").await.unwrap();
+    assert_eq!(
+        store.set_oob_provider_ref("a2", "CA-a2").await.unwrap(),
+        Some(OobStatus::Pending)
+    );
     assert!(store
         .resolve_oob("a3", OobStatus::Approved, None)
         .await
@@ -2052,6 +2055,16 @@ pub async fn cancel_oob_of_one_user(store: &dyn Store) {
             .await
             .unwrap(),
         CancelledOob::default()
+    );
+    // A call's reference arriving after its cancel (it was being placed): the caller learns
+    // the call is failed, to hang it up.
+    assert_eq!(
+        store.set_oob_provider_ref("a1", "CA-late").await.unwrap(),
+        Some(OobStatus::Failed)
+    );
+    assert_eq!(
+        store.set_oob_provider_ref("nope", "CA-x").await.unwrap(),
+        None
     );
     for id in ["a1", "a2"] {
         let t = store.oob(id).await.unwrap().unwrap();

@@ -371,15 +371,16 @@ impl PgStore {
         &self,
         id: &str,
         provider_ref: &str,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Option<OobStatus>, StoreError> {
         let mut w = self.writer().await?;
-        let r = sqlx::query("UPDATE oob_transactions SET provider_ref = $2 WHERE id = $1")
-            .bind(id)
-            .bind(provider_ref)
-            .execute(w.conn())
-            .await;
-        w.done(r)?;
-        Ok(())
+        let r: Result<Option<(String,)>, _> = sqlx::query_as(
+            "UPDATE oob_transactions SET provider_ref = $2 WHERE id = $1 RETURNING status",
+        )
+        .bind(id)
+        .bind(provider_ref)
+        .fetch_optional(w.conn())
+        .await;
+        Ok(w.done(r)?.and_then(|(s,)| OobStatus::parse(&s)))
     }
 
     pub(super) async fn resolve_oob_impl(
