@@ -231,12 +231,15 @@ pub async fn handle(app: &AppState, ctx: &RequestContext, req: &Request) -> Opti
 
 /// The audit line above (and the record, should the store recover and write it) said
 /// "accept", or may have; this one, on the same target, says what the NAS got, for whoever
-/// reads the log (or a SIEM fed from it) instead of the table.
+/// reads the log (or a SIEM fed from it) instead of the table. And a record saying so goes
+/// to the store after it, in the background (the store is failing; the reply does not wait):
+/// the "accept" record already handed to the store's writer may still be written when it
+/// recovers (a PostgreSQL INSERT waiting on a lock commits once the lock goes), and the
+/// table must not be left saying this login got in. Both writers keep their order, so it
+/// lands after that record; if that one never lands, this is the only one, and true.
 fn overturned(app: &AppState, ctx: &RequestContext, req: &Request, reason: &str) {
-    let user = app
-        .config()
-        .user_names
-        .key(&req.user_name().unwrap_or_default());
+    let config = app.config();
+    let user = config.user_names.key(&req.user_name().unwrap_or_default());
     let result = if on_failure(ctx).is_some() {
         "reject"
     } else {
@@ -250,6 +253,27 @@ fn overturned(app: &AppState, ctx: &RequestContext, req: &Request, reason: &str)
         nas = %ctx.client.name,
         "auth"
     );
+    let rec = crate::store::AuditRecord {
+        time: app.clock.now(),
+        user,
+        mode: "none".into(),
+        result: result.into(),
+        reason: Some(format!("overturned: {reason}")),
+        server_name: config.server.name.clone(),
+        server_ip: ctx.local.map(|a| a.ip().to_string()),
+        client_ip: req
+            .calling_station_id()
+            .or_else(|| Some(ctx.src.ip().to_string())),
+        nas_name: Some(ctx.client.name.clone()),
+        latency_ms: ctx.received.elapsed().as_millis() as i64,
+        ..Default::default()
+    };
+    let store = app.store.clone();
+    tokio::spawn(async move {
+        if let Err(e) = store.append_audit(&rec).await {
+            tracing::error!(error = %e, "the overturned login's record could not be written");
+        }
+    });
 }
 
 /// The reply when a backend failed: a Reject, or none for a client whose NAS should ask

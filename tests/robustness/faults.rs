@@ -559,6 +559,33 @@ fn a_locked_database_still_answers_by_the_deadline() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    // What was decided is not known when the deadline passes (it may have been an accept,
+    // whose record would land once the lock goes): a record of what the NAS got follows the
+    // decided one in the table, not only in the log.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let audit = srv.audit_json("alice");
+        let id_of = |pred: &dyn Fn(&str) -> bool| {
+            audit
+                .iter()
+                .find(|r| pred(r["reason"].as_str().unwrap_or("")))
+                .map(|r| r["id"].as_i64().unwrap())
+        };
+        let decided = id_of(&|s| s.contains("deadline") && !s.starts_with("overturned"));
+        let overturned = id_of(&|s| s.starts_with("overturned: "));
+        if let (Some(d), Some(o)) = (decided, overturned) {
+            assert!(o > d, "the correction came before the record: {audit:#?}");
+            assert!(audit
+                .iter()
+                .any(|r| r["id"] == o && r["result"] == "reject"));
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no record of the overturned verdict: {audit:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let field = format!("{PW},{}", code(now(), &seed, 1));
     let again = ask(
         &sock,
