@@ -235,8 +235,9 @@ pub async fn handle(app: &AppState, ctx: &RequestContext, req: &Request) -> Opti
 /// to the store after it, in the background (the store is failing; the reply does not wait):
 /// the "accept" record already handed to the store's writer may still be written when it
 /// recovers (a PostgreSQL INSERT waiting on a lock commits once the lock goes), and the
-/// table must not be left saying this login got in. Both writers keep their order, so it
-/// lands after that record; if that one never lands, this is the only one, and true.
+/// table must not be left saying this login got in. SQLite's writer keeps their order; on
+/// PostgreSQL a record stuck behind a lock on an abandoned connection may get the higher
+/// id, but not the later time. If that one never lands, this is the only one, and true.
 fn overturned(app: &AppState, ctx: &RequestContext, req: &Request, reason: &str) {
     let config = app.config();
     let user = config.user_names.key(&req.user_name().unwrap_or_default());
