@@ -1100,3 +1100,38 @@ fn reading_commands_do_not_set_up_a_postgres_store() {
     let (ok, err) = run(&["user", "list"]);
     assert!(ok, "{err}");
 }
+
+/// A login refused because the database is down counts once in
+/// `radmfa_backend_failures_total{backend="store"}`: its decision met the outage, and so did
+/// its audit record, and each counted (2 per login), so the store's failures could not be
+/// set beside the directory's, which count once.
+#[test]
+fn a_login_refused_in_a_store_outage_counts_once() {
+    let slapd = directory();
+    let pg = PgCluster::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = pg_config(
+        dir.path(),
+        &slapd,
+        &pg.url(),
+        "node-a",
+        "\n[metrics]\nlisten = \"127.0.0.1:0\"\n",
+    );
+    let srv = Server::start_with(dir, config);
+    srv.enroll("alice", &[]);
+    let store_failures = || {
+        let m = prometheus_parse(&http_get(srv.metrics_addr(), "/metrics").2);
+        m.get("radmfa_backend_failures_total{backend=store}")
+            .copied()
+            .unwrap_or(0.0)
+    };
+    assert_eq!(store_failures(), 0.0);
+    pg.stop();
+    let r = pyrad(
+        srv.port(),
+        SECRET,
+        &["--user", "alice", "--password", ALICE_PW, "--timeout", "8"],
+    );
+    assert_eq!(code_of(&r), "Access-Reject", "{r}\n{}", srv.log());
+    assert_eq!(store_failures(), 1.0, "{}", srv.log());
+}

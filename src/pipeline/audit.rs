@@ -69,7 +69,7 @@ pub async fn record(
         Ok(_) => true,
         Err(e) => {
             tracing::error!(error = %e, "audit record could not be written");
-            crate::server::metrics::Metrics::inc(&app.metrics.store_failures);
+            ctx.store_failed(app);
             false
         }
     }

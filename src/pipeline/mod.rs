@@ -61,6 +61,21 @@ pub struct RequestContext {
     /// The directory as the request found it: a reload that swaps `[ldap]` meanwhile must
     /// not have the password checked on one directory and the groups on another.
     pub primary: Arc<dyn crate::auth::PrimaryAuth>,
+    /// This request's store failure is counted (once: the decision, its audit record and
+    /// its commit may each meet the same outage).
+    pub store_failure_counted: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl RequestContext {
+    /// Counts this request in `radmfa_backend_failures_total{backend="store"}`, once.
+    pub fn store_failed(&self, app: &AppState) {
+        if !self
+            .store_failure_counted
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            Metrics::inc(&app.metrics.store_failures);
+        }
+    }
 }
 
 impl std::fmt::Debug for RequestContext {
@@ -187,7 +202,7 @@ pub async fn handle(app: &AppState, ctx: &RequestContext, req: &Request) -> Opti
         }
         Ok(((decided, _), Err(e))) => {
             tracing::error!(error = %e, "the request's store writes were not committed; rejecting");
-            Metrics::inc(&app.metrics.store_failures);
+            ctx.store_failed(app);
             app.backend_health.failed();
             if decided.is_some_and(|r| r.code == ReplyCode::Accept) {
                 overturned(
@@ -208,7 +223,7 @@ pub async fn handle(app: &AppState, ctx: &RequestContext, req: &Request) -> Opti
                  deadline; rejecting",
                 deadline.as_millis()
             );
-            Metrics::inc(&app.metrics.store_failures);
+            ctx.store_failed(app);
             app.backend_health.failed();
             // What was decided is not known here; whatever the audit line said, this is
             // what the NAS got.
@@ -325,11 +340,13 @@ async fn answer(
                 if !matches!(fault, Fault::Auth(AuthError::Upstream(_))) {
                     app.backend_health.failed();
                 }
-                Metrics::inc(match fault {
-                    Fault::Auth(AuthError::Upstream(_)) => &app.metrics.upstream_failures,
-                    Fault::Auth(_) => &app.metrics.directory_failures,
-                    Fault::Store(_) => &app.metrics.store_failures,
-                });
+                match fault {
+                    Fault::Auth(AuthError::Upstream(_)) => {
+                        Metrics::inc(&app.metrics.upstream_failures)
+                    }
+                    Fault::Auth(_) => Metrics::inc(&app.metrics.directory_failures),
+                    Fault::Store(_) => ctx.store_failed(app),
+                }
                 failed(fault.to_string())
             }
             Err(_) => {

@@ -424,6 +424,7 @@ pub(crate) async fn dispatch(
         received,
         over_tls: matches!(reply_to, ReplyTo::Tls(_)),
         primary: app.primary(),
+        store_failure_counted: Default::default(),
     };
     let app = app.clone();
     let reply_to = reply_to.clone();
