@@ -15,7 +15,7 @@ macro_rules! counters {
         #[derive(Debug, Default)]
         pub struct Metrics {
             $(pub $name: AtomicU64,)*
-            /// Access-Requests being processed now.
+            /// Requests (Access-Request, Status-Server) being processed now.
             pub in_flight: AtomicU64,
             /// RadSec connections open now (handshakes included).
             pub radsec_connections: AtomicU64,
@@ -336,7 +336,7 @@ impl Metrics {
         family(
             "radmfa_requests_in_flight",
             "gauge",
-            "Access-Requests being processed.",
+            "Requests being processed (Access-Request and Status-Server, from arrival to reply).",
             &[("", get(&self.in_flight))],
         );
         family(
