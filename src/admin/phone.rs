@@ -69,10 +69,13 @@ pub async fn set_phone(
     .await;
     let forgot = match forgot {
         Ok((note, calls)) => {
-            recorded?;
             // After the record: a slow provider, or an admin's Ctrl-C while it answers,
-            // must not leave the change unaudited.
-            format!("{note}{}", hang_up(cfg, &calls).await)
+            // must not leave the change unaudited. And whether or not it was written: the
+            // calls are cancelled already, and running the command again would not find
+            // them to hang up.
+            let hung_up = hang_up(cfg, &calls).await;
+            recorded?;
+            format!("{note}{hung_up}")
         }
         Err(e) => {
             return Err(e.context(format!(
@@ -124,7 +127,14 @@ async fn forget_logins(store: &dyn Store, user: &str) -> anyhow::Result<(String,
     // A login held while the old phone rings (voice_mode = "hold") has no prompt to close:
     // its call is failed, so a # pressed on the lost phone approves nothing.
     let cancelled = store
-        .cancel_oob(user, None, "cancelled: the phone number was changed")
+        .cancel_oob(
+            user,
+            None,
+            &format!(
+                "{}the phone number was changed",
+                crate::store::OOB_CANCELLED
+            ),
+        )
         .await?;
     let mut note = String::new();
     if n > 0 {

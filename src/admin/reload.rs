@@ -161,8 +161,11 @@ impl Reloader {
             // New directory settings are unproven, as at start: the node's health (the
             // gauge, no-reply clients' Status-Server) follows a probe of them, not the old
             // directory's last answer, so a new DC out of reach or a wrong rotated
-            // password does not say "alive" until a login fails.
-            app.backend_health.failed();
+            // password does not say "alive" until a login fails. (Not for a directory
+            // rebuilt only to empty its entry cache: nothing about it is new.)
+            if ldap != self.ldap || ldap_ca != self.ldap_ca || ldap_password != self.ldap_password {
+                app.backend_health.failed();
+            }
             self.ldap = ldap;
             self.ldap_ca = ldap_ca;
             self.ldap_password = ldap_password;

@@ -128,9 +128,12 @@ async fn reset(cfg: &Config, store: &dyn Store, user: &str) -> anyhow::Result<Ex
             Ok(ExitCode::from(1))
         }
         Ok(true) => {
-            admin_audit(cfg, store, user, "reset", Some(what.clone())).await?;
-            // After the record: a slow provider must not keep the reset from the audit.
+            let recorded = admin_audit(cfg, store, user, "reset", Some(what.clone())).await;
+            // After the record: a slow provider must not keep the reset from the audit. And
+            // whether or not it was written: the calls are cancelled already, and running the
+            // command again would not find them to hang up.
             let hung_up = super::phone::hang_up(cfg, &calls).await;
+            recorded?;
             println!("{user}: {what}{hung_up}; the user must enroll again");
             Ok(ExitCode::SUCCESS)
         }
@@ -199,7 +202,11 @@ async fn reset_steps(
     }
     // And a login held on a call (no prompt to close) must not be approved from the phone.
     let cancelled = store
-        .cancel_oob(user, None, "cancelled: the user was reset")
+        .cancel_oob(
+            user,
+            None,
+            &format!("{}the user was reset", crate::store::OOB_CANCELLED),
+        )
         .await?;
     if cancelled.count > 0 {
         done.push(format!(

@@ -86,6 +86,7 @@ pub async fn check<'a>(
             server,
             armed: failures.is_empty(),
             asked_at: std::time::Instant::now(),
+            done: false,
         };
         let asked = ask(cfg, health, server, c).await;
         waiting.disarm();
@@ -145,16 +146,25 @@ struct CutOff<'a> {
     server: &'a UpstreamServer,
     armed: bool,
     asked_at: std::time::Instant,
+    /// The ask ended (answered or not) rather than being dropped by the login's deadline.
+    done: bool,
 }
 
 impl CutOff<'_> {
     fn disarm(mut self) {
         self.armed = false;
+        self.done = true;
     }
 }
 
 impl Drop for CutOff<'_> {
     fn drop(&mut self) {
+        // Cut off mid-ask: no server answered this login (one that had would have ended
+        // the check), which Status-Server of no-reply clients follows, as it does a check
+        // that ran through every server.
+        if !self.done {
+            self.health.login_unanswered(&self.cfg.group);
+        }
         if self.armed
             && self.asked_at.elapsed() >= (self.cfg.timeout / 2).min(FAIR_WAIT)
             && self
@@ -604,6 +614,7 @@ mod tests {
                 server: &server,
                 armed: true,
                 asked_at,
+                done: false,
             })
         };
         // Asked "later" than now: no time waited, however slowly this test runs.
@@ -612,6 +623,8 @@ mod tests {
             health.answering(&c.group, &server),
             "no fair chance, not marked"
         );
+        // But the login went unanswered, whatever the wait: Status-Server follows that.
+        assert!(health.logins_unanswered(&c.group, c.dead_time));
         cut(std::time::Instant::now() - c.timeout);
         assert!(
             !health.answering(&c.group, &server),
@@ -628,6 +641,7 @@ mod tests {
                 server: &server,
                 armed: true,
                 asked_at,
+                done: false,
             })
         };
         cut(std::time::Instant::now() + std::time::Duration::from_secs(60));

@@ -400,7 +400,7 @@ async fn block_for_fraud(app: &AppState, txn: &OobTransaction) -> Result<(), Sto
         .cancel_oob(
             &txn.user,
             Some(&txn.id),
-            "cancelled: fraud alert on another call",
+            &format!("{}fraud alert on another call", crate::store::OOB_CANCELLED),
         )
         .await?;
     // And they stop ringing (not waited for: the caller hears the outcome at once).

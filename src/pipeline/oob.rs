@@ -298,7 +298,13 @@ async fn settle(
                     let now = app.store.set_oob_provider_ref(&txn.id, r).await?;
                     // Cancelled while it was being placed (user reset, a new number, a
                     // fraud report on another call): that cancel found no call to hang up.
-                    if txn.kind == OobKind::Voice && now == Some(OobStatus::Failed) {
+                    // Not one the user switched away from ("abandoned"): that one rings on
+                    // for a fraud report (`abandon_call`).
+                    let cancelled = matches!(
+                        &now,
+                        Some((OobStatus::Failed, Some(why))) if why.starts_with(crate::store::OOB_CANCELLED)
+                    );
+                    if txn.kind == OobKind::Voice && cancelled {
                         if let Some(voice) = app.delivery.voice.clone() {
                             let (sid, user) = (r.to_string(), txn.user.clone());
                             tokio::spawn(async move {

@@ -61,6 +61,10 @@ pub enum OobKind {
     Voice,
 }
 
+/// How the reasons given to `Store::cancel_oob` begin (an admin's change, a fraud report):
+/// calls failed that way are hung up, unlike those a user switched away from.
+pub const OOB_CANCELLED: &str = "cancelled: ";
+
 /// What `Store::cancel_oob` failed: how many transactions, and the provider's references of
 /// the calls among them (to hang up: the phone rings on otherwise).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

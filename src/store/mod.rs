@@ -35,7 +35,7 @@ use crate::secret::Secret;
 
 pub use delivery::{
     AppPassword, CancelledOob, OobBegin, OobKind, OobStatus, OobTransaction, RememberedLogin,
-    SendLimit, UserProfile,
+    SendLimit, UserProfile, OOB_CANCELLED,
 };
 pub use postgres::PgStore;
 pub use seal::{KeyFile, Sealer};
@@ -686,13 +686,14 @@ pub trait Store: Send + Sync + 'static {
         let _ = id;
         Err(StoreError::Unsupported("oob"))
     }
-    /// Records the provider's reference; returns the transaction's status as it is then (a
-    /// call cancelled while it was being placed is `Failed` already, and must be hung up).
+    /// Records the provider's reference; returns the transaction's status and reason as they
+    /// are then (a call cancelled while it was being placed is `Failed` already, and must be
+    /// hung up).
     async fn set_oob_provider_ref(
         &self,
         id: &str,
         provider_ref: &str,
-    ) -> Result<Option<OobStatus>, StoreError> {
+    ) -> Result<Option<(OobStatus, Option<String>)>, StoreError> {
         let _ = (id, provider_ref);
         Err(StoreError::Unsupported("set_oob_provider_ref"))
     }

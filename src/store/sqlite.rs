@@ -864,7 +864,7 @@ impl Store for SqliteStore {
         &self,
         id: &str,
         provider_ref: &str,
-    ) -> Result<Option<OobStatus>, StoreError> {
+    ) -> Result<Option<(OobStatus, Option<String>)>, StoreError> {
         self.set_oob_provider_ref_impl(id, provider_ref).await
     }
 

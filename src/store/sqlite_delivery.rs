@@ -330,16 +330,19 @@ impl SqliteStore {
         &self,
         id: &str,
         provider_ref: &str,
-    ) -> Result<Option<OobStatus>, StoreError> {
+    ) -> Result<Option<(OobStatus, Option<String>)>, StoreError> {
         // fetch_all: RETURNING through sqlx's SQLite driver must be read to the end.
-        let rows: Vec<(String,)> = sqlx::query_as(
-            "UPDATE oob_transactions SET provider_ref = ?2 WHERE id = ?1 RETURNING status",
+        let rows: Vec<(String, Option<String>)> = sqlx::query_as(
+            "UPDATE oob_transactions SET provider_ref = ?2 WHERE id = ?1 RETURNING status, reason",
         )
         .bind(id)
         .bind(provider_ref)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.first().and_then(|(s,)| OobStatus::parse(s)))
+        Ok(rows
+            .into_iter()
+            .next()
+            .and_then(|(s, r)| Some((OobStatus::parse(&s)?, r))))
     }
 
     pub(super) async fn resolve_oob_impl(

@@ -2032,7 +2032,7 @@ pub async fn cancel_oob_of_one_user(store: &dyn Store) {
     }
     assert_eq!(
         store.set_oob_provider_ref("a2", "CA-a2").await.unwrap(),
-        Some(OobStatus::Pending)
+        Some((OobStatus::Pending, None))
     );
     assert!(store
         .resolve_oob("a3", OobStatus::Approved, None)
@@ -2060,7 +2060,7 @@ pub async fn cancel_oob_of_one_user(store: &dyn Store) {
     // the call is failed, to hang it up.
     assert_eq!(
         store.set_oob_provider_ref("a1", "CA-late").await.unwrap(),
-        Some(OobStatus::Failed)
+        Some((OobStatus::Failed, Some("phone changed".to_string())))
     );
     assert_eq!(
         store.set_oob_provider_ref("nope", "CA-x").await.unwrap(),

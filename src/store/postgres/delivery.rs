@@ -371,16 +371,18 @@ impl PgStore {
         &self,
         id: &str,
         provider_ref: &str,
-    ) -> Result<Option<OobStatus>, StoreError> {
+    ) -> Result<Option<(OobStatus, Option<String>)>, StoreError> {
         let mut w = self.writer().await?;
-        let r: Result<Option<(String,)>, _> = sqlx::query_as(
-            "UPDATE oob_transactions SET provider_ref = $2 WHERE id = $1 RETURNING status",
+        let r: Result<Option<(String, Option<String>)>, _> = sqlx::query_as(
+            "UPDATE oob_transactions SET provider_ref = $2 WHERE id = $1 \
+             RETURNING status, reason",
         )
         .bind(id)
         .bind(provider_ref)
         .fetch_optional(w.conn())
         .await;
-        Ok(w.done(r)?.and_then(|(s,)| OobStatus::parse(&s)))
+        Ok(w.done(r)?
+            .and_then(|(s, r)| Some((OobStatus::parse(&s)?, r))))
     }
 
     pub(super) async fn resolve_oob_impl(
