@@ -177,10 +177,7 @@ fn changing_the_number_during_a_held_call_cancels_it() {
     let standin = Standin::start();
     standin.script(DIRECTORY_MOBILE, Script::Silent);
     let srv = start(&slapd, &standin, "", "", &hold_client(20));
-    std::thread::scope(|s| {
-        let port = srv.port();
-        let login = s.spawn(move || alice_held_on(port));
-        wait_for_a_call(&standin);
+    let r = held_while(&srv, &standin, || {
         let out = cli_ok(&srv, &["user", "set-phone", "alice", "+15550199"]);
         assert!(
             out.contains("1 pending SMS code(s) or call(s) cancelled; 1 call(s) hung up"),
@@ -199,9 +196,8 @@ fn changing_the_number_during_a_held_call_cancels_it() {
             None,
         );
         assert_eq!(res.status, 200, "{res:?}");
-        let r = login.join().unwrap();
-        assert_eq!(code_of(&r), "Access-Reject", "{r}\n{}", srv.log());
     });
+    assert_eq!(code_of(&r), "Access-Reject", "{r}\n{}", srv.log());
     let audit = srv.audit_json("alice");
     let login = audit.iter().find(|r| r["mode"] == "voice").unwrap();
     assert!(
@@ -225,10 +221,7 @@ fn a_call_cancelled_while_it_is_placed_is_hung_up_when_placed() {
     standin.script(DIRECTORY_MOBILE, Script::Silent);
     standin.set_call_delay(Duration::from_millis(1500));
     let srv = start(&slapd, &standin, "", "", &hold_client(20));
-    std::thread::scope(|s| {
-        let port = srv.port();
-        let login = s.spawn(move || alice_held_on(port));
-        wait_for_a_call(&standin);
+    let r = held_while(&srv, &standin, || {
         let out = cli_ok(&srv, &["user", "set-phone", "alice", "+15550199"]);
         assert!(
             out.contains("1 pending SMS code(s) or call(s) cancelled"),
@@ -242,9 +235,20 @@ fn a_call_cancelled_while_it_is_placed_is_hung_up_when_placed() {
             std::thread::sleep(Duration::from_millis(20));
         }
         assert_eq!(standin.ended_calls(), vec![(sid, "completed".to_string())]);
-        let r = login.join().unwrap();
-        assert_eq!(code_of(&r), "Access-Reject", "{r}");
     });
+    assert_eq!(code_of(&r), "Access-Reject", "{r}");
+}
+
+/// Runs `during` while alice's password login is held on its call (once the call is
+/// placed); what the login got.
+fn held_while(srv: &Server, standin: &Standin, during: impl FnOnce()) -> serde_json::Value {
+    std::thread::scope(|s| {
+        let port = srv.port();
+        let login = s.spawn(move || alice_held_on(port));
+        wait_for_a_call(standin);
+        during();
+        login.join().unwrap()
+    })
 }
 
 /// SIGTERM while a held login waits for its call: a keypress within the shutdown grace
