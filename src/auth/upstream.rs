@@ -159,14 +159,17 @@ impl CutOff<'_> {
 
 impl Drop for CutOff<'_> {
     fn drop(&mut self) {
-        // Cut off mid-ask: no server answered this login (one that had would have ended
-        // the check), which Status-Server of no-reply clients follows, as it does a check
-        // that ran through every server.
-        if !self.done {
+        let fair = self.asked_at.elapsed() >= (self.cfg.timeout / 2).min(FAIR_WAIT);
+        // Cut off mid-ask after a fair wait (here, or a server before this one ran out its
+        // own timeout): no server answered this login, which Status-Server of no-reply
+        // clients follows, as it does a check that ran through every server. Not a login
+        // whose time went elsewhere (a slow store) and reached its server with none left:
+        // the group would stay silent for its dead time with nothing to clear it.
+        if !self.done && (fair || !self.armed) {
             self.health.login_unanswered(&self.cfg.group);
         }
         if self.armed
-            && self.asked_at.elapsed() >= (self.cfg.timeout / 2).min(FAIR_WAIT)
+            && fair
             && self
                 .health
                 .mark(&self.cfg.group, self.server, Some(self.cfg.dead_time))
@@ -623,13 +626,14 @@ mod tests {
             health.answering(&c.group, &server),
             "no fair chance, not marked"
         );
-        // But the login went unanswered, whatever the wait: Status-Server follows that.
-        assert!(health.logins_unanswered(&c.group, c.dead_time));
+        // Nor is the login taken as unanswered by the group (for Status-Server).
+        assert!(!health.logins_unanswered(&c.group, c.dead_time));
         cut(std::time::Instant::now() - c.timeout);
         assert!(
             !health.answering(&c.group, &server),
             "waited past its resend: marked"
         );
+        assert!(health.logins_unanswered(&c.group, c.dead_time));
         // A timeout longer than the login may wait: a second is chance enough.
         let mut slow = cfg(true);
         slow.timeout = std::time::Duration::from_secs(8);
