@@ -957,12 +957,7 @@ fn postgres_with_a_full_disk_refuses_logins_and_recovers() {
     common::peers::clear_of_step_boundary(5);
     let r = login(&totp(&seed, now(), &[]));
     assert_eq!(code_of(&r), "Access-Accept", "before: {r}");
-    let store_failures = || {
-        let m = prometheus_parse(&http_get(srv.metrics_addr(), "/metrics").2);
-        m.get("radmfa_backend_failures_total{backend=store}")
-            .copied()
-            .unwrap_or(0.0)
-    };
+    let store_failures = || store_failures_of(&srv);
     assert_eq!(store_failures(), 0.0);
 
     let log_before_full = srv.log().len();
@@ -1119,12 +1114,7 @@ fn a_login_refused_in_a_store_outage_counts_once() {
     );
     let srv = Server::start_with(dir, config);
     srv.enroll("alice", &[]);
-    let store_failures = || {
-        let m = prometheus_parse(&http_get(srv.metrics_addr(), "/metrics").2);
-        m.get("radmfa_backend_failures_total{backend=store}")
-            .copied()
-            .unwrap_or(0.0)
-    };
+    let store_failures = || store_failures_of(&srv);
     assert_eq!(store_failures(), 0.0);
     pg.stop();
     let r = pyrad(
@@ -1134,4 +1124,12 @@ fn a_login_refused_in_a_store_outage_counts_once() {
     );
     assert_eq!(code_of(&r), "Access-Reject", "{r}\n{}", srv.log());
     assert_eq!(store_failures(), 1.0, "{}", srv.log());
+}
+
+/// `radmfa_backend_failures_total{backend="store"}` as `srv`'s /metrics shows it now.
+fn store_failures_of(srv: &Server) -> f64 {
+    let m = prometheus_parse(&http_get(srv.metrics_addr(), "/metrics").2);
+    m.get("radmfa_backend_failures_total{backend=store}")
+        .copied()
+        .unwrap_or(0.0)
 }
