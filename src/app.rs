@@ -47,6 +47,10 @@ pub struct AppState {
     /// Cancelled when radmfa is told to stop (SIGTERM): requests waiting on a call end
     /// within the shutdown grace instead of being cut off unanswered and unaudited.
     pub stopping: tokio_util::sync::CancellationToken,
+    /// Work that outlives the request or callback that started it and must still reach the
+    /// store (a fraud report's block, an overturned verdict's record, hang-ups): waited for,
+    /// briefly, before the store closes at shutdown.
+    pub background: tokio_util::task::TaskTracker,
 }
 
 impl AppState {
@@ -84,6 +88,7 @@ impl AppState {
             upstream_latency: Default::default(),
             backend_health: crate::pipeline::health::BackendHealth::unproven(),
             stopping: Default::default(),
+            background: Default::default(),
         })
     }
 }

@@ -75,9 +75,25 @@ pub async fn serve(cfg: Config, text: &str, path: &std::path::Path) -> anyhow::R
     });
     crate::server::run(app.clone(), sockets, radsec, shutdown).await;
     http_shutdown.cancel();
+    // A fraud report being recorded, an overturned verdict's record: finished before the
+    // store closes under them, within a bound that keeps the stop inside the unit's
+    // TimeoutStopSec with the default grace.
+    app.background.close();
+    if tokio::time::timeout(BACKGROUND_GRACE, app.background.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            left = app.background.len(),
+            "background work (a fraud block, a record) not finished at shutdown"
+        );
+    }
     app.store.close().await;
     Ok(())
 }
+
+/// How long the stop waits for background work after the requests in flight.
+const BACKGROUND_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The TLS configuration (certificates checked now, so a bad file stops the start) and the
 /// bound `[radsec] listen` addresses.

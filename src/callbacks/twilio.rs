@@ -257,7 +257,7 @@ pub async fn gather(
         // failover) must not cancel the block half-way, or its fallback, with the report
         // never coming again.
         CallDecision::Fraud => {
-            return match tokio::spawn(settle_fraud(app.clone(), txn)).await {
+            return match app.background.spawn(settle_fraud(app.clone(), txn)).await {
                 Ok(FraudSettled::Recorded) => twiml(outcome_twiml(decision, true)),
                 Ok(FraudSettled::NotBlocked) => {
                     twiml(crate::mfa::voice::fraud_not_recorded_twiml())
@@ -406,7 +406,7 @@ async fn block_for_fraud(app: &AppState, txn: &OobTransaction) -> Result<(), Sto
     // And they stop ringing (not waited for: the caller hears the outcome at once).
     if let (false, Some(voice)) = (cancelled.calls.is_empty(), app.delivery.voice.clone()) {
         let user = txn.user.clone();
-        tokio::spawn(async move {
+        app.background.spawn(async move {
             for sid in cancelled.calls {
                 if let Err(e) = voice.end_call(&sid).await {
                     tracing::warn!(user, error = %e, "a call cancelled by a fraud report could not be hung up");

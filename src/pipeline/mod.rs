@@ -285,7 +285,7 @@ fn overturned(app: &AppState, ctx: &RequestContext, req: &Request, reason: &str)
         ..Default::default()
     };
     let store = app.store.clone();
-    tokio::spawn(async move {
+    app.background.spawn(async move {
         if let Err(e) = store.append_audit(&rec).await {
             tracing::error!(error = %e, "the overturned login's record could not be written");
         }

@@ -307,7 +307,7 @@ async fn settle(
                     if txn.kind == OobKind::Voice && cancelled {
                         if let Some(voice) = app.delivery.voice.clone() {
                             let (sid, user) = (r.to_string(), txn.user.clone());
-                            tokio::spawn(async move {
+                            app.background.spawn(async move {
                                 if let Err(e) = voice.end_call(&sid).await {
                                     tracing::warn!(user, error = %e, "a call cancelled while it was placed could not be hung up");
                                 }
