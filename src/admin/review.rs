@@ -551,7 +551,8 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
             ));
         }
         let f = &c.factors;
-        if !c.require_message_authenticator {
+        // Over RadSec alone there is no one in the path to forge a packet: nothing to warn.
+        if !c.require_message_authenticator && c.transport.udp() {
             warn(
                 "require_message_authenticator = false: its Access-Requests are not protected \
                  against BlastRADIUS (CVE-2024-3596); only for a NAS that cannot send it"
@@ -820,6 +821,41 @@ mod tests {
         assert!(said(&config("pass_through = [\"Class\"]", true)));
         assert!(!said(&config("pass_through = [\"Class\"]", false)));
         assert!(!said(&config("", true)));
+    }
+
+    /// Over RadSec alone no one in the path can forge a packet: no BlastRADIUS warning for
+    /// a client that does not require Message-Authenticator there.
+    #[test]
+    fn unsigned_requests_are_warned_about_on_udp_only() {
+        let dir = tempfile::tempdir().unwrap();
+        for f in ["cert.pem", "key.pem", "ca.pem"] {
+            let path = dir.path().join(f);
+            std::fs::write(&path, "").unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        let config = |transport: &str| {
+            let text = format!(
+                "[ldap]\nurls = [\"ldap://127.0.0.1\"]\nbind_dn = \"cn=a\"\n\
+                 bind_password = \"pw\"\nbase_dn = \"dc=example,dc=org\"\n\
+                 [radsec]\ncert_file = {:?}\nkey_file = {:?}\nca_file = {:?}\n\
+                 [[client]]\nname = \"nas\"\naddress = \"127.0.0.1\"\n\
+                 secret = \"0123456789abcdef\"\nrequire_message_authenticator = false\n\
+                 transport = \"{transport}\"\n",
+                dir.path().join("cert.pem"),
+                dir.path().join("key.pem"),
+                dir.path().join("ca.pem"),
+            );
+            Config::parse(&text, std::path::Path::new("radmfa.toml")).expect("valid")
+        };
+        let warned = |t: &str| {
+            warnings(&config(t))
+                .iter()
+                .any(|w| w.contains("not protected against BlastRADIUS"))
+        };
+        assert!(warned("udp"));
+        assert!(warned("both"));
+        assert!(!warned("radsec"));
     }
 
     #[test]
