@@ -92,7 +92,16 @@ pub struct ResyncArgs {
     /// last used one. Codes it showed while ahead work again once their time comes.
     #[arg(long)]
     pub clock_went_back: bool,
+    /// A TOTP token whose clock is more than 20 minutes slow: take codes that old. Without
+    /// it such codes are refused, as they could be codes someone saw on its display long
+    /// ago, and a drift set to them would let the codes after them in.
+    #[arg(long)]
+    pub clock_behind: bool,
 }
+
+/// How far behind a TOTP token's clock a resync takes without `--clock-behind`: a hardware
+/// token's clock loses minutes a year, not hours.
+const SLOW_CLOCK_LIMIT_SECS: i64 = 20 * 60;
 
 pub async fn run(cfg: &Config, cmd: TokenCommand) -> anyhow::Result<ExitCode> {
     // Only an import may be an installation's first command (hardware tokens before the
@@ -509,6 +518,20 @@ async fn resync(cfg: &Config, store: &dyn Store, a: ResyncArgs) -> anyhow::Resul
         TokenKind::Totp => {
             let now = SystemClock.now();
             match otp::find_consecutive_steps(t, c1, c2, now, window as i64) {
+                Some(step)
+                    if (step - otp::current_step(t, now)) * i64::from(t.period)
+                        < -SLOW_CLOCK_LIMIT_SECS
+                        && !a.clock_behind =>
+                {
+                    let behind = (otp::current_step(t, now) - step) * i64::from(t.period);
+                    Err(format!(
+                        "these codes are {} min old: the token's clock would be that slow, or \
+                         the codes were seen on its display that long ago (filmed, say), and a \
+                         drift set to them would let the codes that came after them in. Check \
+                         the token's clock; if it is that slow, run again with --clock-behind",
+                        behind / 60
+                    ))
+                }
                 Some(step) => {
                     let drift = step - otp::current_step(t, now);
                     if store
