@@ -638,6 +638,8 @@ fn enroll_with_verify_stores_the_token_only_after_a_matching_code() {
         (child, out, secret)
     };
     let finish = |mut child: std::process::Child, mut out: BufReader<std::process::ChildStdout>| {
+        // Nothing more will be typed: a prompt asking again sees the end, not a wait.
+        drop(child.stdin.take());
         let mut rest = String::new();
         std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
         let mut err = String::new();
@@ -651,7 +653,8 @@ fn enroll_with_verify_stores_the_token_only_after_a_matching_code() {
     let wrong = totp(&seed, now() + 3600, &[]);
     let stdin = child.stdin.as_mut().unwrap();
     writeln!(stdin, "{wrong}").unwrap();
-    writeln!(stdin, "{code}").unwrap();
+    // Typed as the app shows it, in two groups.
+    writeln!(stdin, "{} {}", &code[..3], &code[3..]).unwrap();
     let (status, said, err) = finish(child, out);
     assert!(status.success(), "{status}: {err}");
     assert!(said.contains("Verified: token TOTP-"), "{said}");

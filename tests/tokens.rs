@@ -715,16 +715,13 @@ fn a_resync_to_codes_from_long_ago_needs_clock_behind() {
         ],
     );
     assert!(out.contains("clock drift set to -99 "), "{out}");
-    // Then a clock five minutes slow: as before, no flag.
+    // Then a clock five minutes slow: as before, no flag (the second code typed as the
+    // token shows it, in two groups).
+    let second = at_step(cur - 9);
+    let spaced = format!("{} {}", &second[..3], &second[3..]);
     let out = cli_ok(
         &srv,
-        &[
-            "token",
-            "resync",
-            "TT-3",
-            &at_step(cur - 10),
-            &at_step(cur - 9),
-        ],
+        &["token", "resync", "TT-3", &at_step(cur - 10), &spaced],
     );
     assert!(out.contains("clock drift set to -9 "), "{out}");
 }

@@ -491,7 +491,9 @@ async fn resync(cfg: &Config, store: &dyn Store, a: ResyncArgs) -> anyhow::Resul
         return Ok(ExitCode::from(1));
     };
     let t = &r.token;
-    let (c1, c2) = (a.code1.trim(), a.code2.trim());
+    // Typed as the token shows it ("123 456"): the spaces are no part of the code.
+    let (c1, c2) = (otp::without_spaces(&a.code1), otp::without_spaces(&a.code2));
+    let (c1, c2) = (c1.as_str(), c2.as_str());
     let owner = t.user.clone().unwrap_or_default();
     let window = cfg.hotp.resync_window;
     let outcome = match t.kind {

@@ -439,7 +439,10 @@ async fn enroll_verified(
         if std::io::stdin().read_line(&mut line)? == 0 || line.trim().is_empty() {
             break;
         }
-        step = otp::match_totp(&probe, line.trim(), SystemClock.now(), cfg.totp.window);
+        // Typed as the app shows it ("123 456"): the spaces are no part of the code, as at
+        // a login.
+        let code = otp::without_spaces(&line);
+        step = otp::match_totp(&probe, &code, SystemClock.now(), cfg.totp.window);
         if step.is_some() {
             break;
         }

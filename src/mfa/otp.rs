@@ -67,6 +67,12 @@ impl Drop for TotpCodes {
     }
 }
 
+/// `code` without the spaces apps and tokens show codes in groups with ("123 456"), and
+/// without a line's end.
+pub fn without_spaces(code: &str) -> String {
+    code.chars().filter(|c| !c.is_whitespace()).collect()
+}
+
 /// Does `code` look like an OTP at all (digits only, 6 to 8 of them)?
 pub fn looks_like_code(code: &str) -> bool {
     (6..=8).contains(&code.len()) && code.bytes().all(|b| b.is_ascii_digit())
