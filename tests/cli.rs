@@ -1224,3 +1224,37 @@ fn processes_migrating_one_database_at_once_all_succeed() {
     let (ok, out, err) = run(&cfg, &["user", "show", "alice"]);
     assert!(ok && out.contains("TOTP-"), "{out}{err}");
 }
+
+/// The secret of a new token that cannot be shown (stdout a full disk, a closed pipe) is no
+/// token anyone has: the enrollment is taken back and says so. It panicked after storing
+/// the token, which then stood with its secret lost.
+#[test]
+fn an_enrollment_whose_secret_cannot_be_shown_is_taken_back() {
+    let (dir, cfg) = setup();
+    let (ok, _, err) = run(&cfg, &["db", "migrate"]);
+    assert!(ok, "{err}");
+    for args in [
+        &["user", "enroll-totp", "--uri-only", "alice"][..],
+        &["user", "enroll-totp", "--no-qr", "alice"][..],
+    ] {
+        let out = Command::new(bin())
+            .arg("--config")
+            .arg(&cfg)
+            .args(args)
+            .stdout(std::fs::File::create("/dev/full").unwrap())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains("enrollment of alice undone"), "{err}");
+        assert!(!err.contains("panicked"), "{err}");
+        let db = rusqlite::Connection::open(dir.path().join("radmfa.db")).unwrap();
+        let tokens: i64 = db
+            .query_row("SELECT COUNT(*) FROM tokens", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(tokens, 0, "{args:?}: a token whose secret nobody saw");
+    }
+    // And one that can be shown is enrolled, as ever.
+    let (ok, out, err) = run(&cfg, &["user", "enroll-totp", "--uri-only", "alice"]);
+    assert!(ok && out.starts_with("otpauth://totp/"), "{out}{err}");
+}

@@ -371,10 +371,23 @@ async fn enroll_totp(
     );
     if args.verify {
         // Shown first, stored only once the app proves it has it: nothing to undo.
-        println!("New TOTP token {serial} for {}.", args.user);
-        show_enrollment(&uri, &seed, args.no_qr);
+        let text = format!(
+            "New TOTP token {serial} for {}.\n{}",
+            args.user,
+            enrollment_text(&uri, &seed, args.no_qr)
+        );
+        write_out(&text).context("showing the new token (nothing stored)")?;
         return enroll_verified(cfg, store, token, &args.user).await;
     }
+    let text = if args.uri_only {
+        format!("{uri}\n")
+    } else {
+        format!(
+            "Enrolled TOTP token {serial} for {}.\n{}",
+            args.user,
+            enrollment_text(&uri, &seed, args.no_qr)
+        )
+    };
     store.add_token(token).await?;
     // An enrollment without its audit record is taken back: its secret is never shown, so
     // a token left behind could only be a trap ("already has a token" on the retry).
@@ -397,27 +410,58 @@ async fn enroll_totp(
             )),
         });
     }
-    if args.uri_only {
-        println!("{uri}");
-        return Ok(ExitCode::SUCCESS);
+    // A secret that could not be shown (stdout a full disk, a closed pipe) makes a token
+    // nobody has: taken back, and said so, as when its record fails.
+    if let Err(e) = write_out(&text) {
+        let e = anyhow::Error::new(e).context("showing the new token's secret");
+        let undone = store.delete_token(&serial).await;
+        let record = format!("token {serial}: enrollment undone, its secret could not be shown");
+        let recorded = admin_audit(cfg, store, &args.user, "delete-token", Some(record)).await;
+        return Err(match (undone, recorded) {
+            (Ok(_), Ok(())) => e.context(format!("enrollment of {} undone", args.user)),
+            (Ok(_), Err(r)) => e.context(format!(
+                "enrollment of {} undone; its record could not be written: {r}",
+                args.user
+            )),
+            (Err(undo), _) => e.context(format!(
+                "token {serial} was stored for {user} but its secret was not shown, and it \
+                 could not be removed ({undo}); run `radmfa user reset {user}`",
+                user = args.user
+            )),
+        });
     }
-    println!("Enrolled TOTP token {serial} for {}.", args.user);
-    show_enrollment(&uri, &seed, args.no_qr);
     Ok(ExitCode::SUCCESS)
 }
 
+/// Writes `text` to stdout, all of it or an error (`println!` would panic on a closed pipe
+/// or a full disk, after the token was stored).
+fn write_out(text: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()
+}
+
 /// The QR code, URI and secret for the user's app.
-fn show_enrollment(uri: &str, seed: &Secret, no_qr: bool) {
-    println!("Scan this with Google Authenticator, Microsoft Authenticator or any TOTP app,");
-    println!("or type the secret in by hand. It is shown only now.\n");
+fn enrollment_text(uri: &str, seed: &Secret, no_qr: bool) -> String {
+    let mut text = String::from(
+        "Scan this with Google Authenticator, Microsoft Authenticator or any TOTP app,\n\
+         or type the secret in by hand. It is shown only now.\n\n",
+    );
     if !no_qr {
         match enroll::qr_text(uri) {
-            Ok(qr) => println!("{qr}"),
+            Ok(qr) => {
+                text.push_str(&qr);
+                text.push('\n');
+            }
             Err(e) => eprintln!("(cannot draw QR code: {e})"),
         }
     }
-    println!("URI:    {uri}");
-    println!("Secret: {}", enroll::base32(seed));
+    text.push_str(&format!(
+        "URI:    {uri}\nSecret: {}\n",
+        enroll::base32(seed)
+    ));
+    text
 }
 
 /// Tries a code from the app may take at `enroll-totp --verify`.
