@@ -314,6 +314,22 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
             from_directory.join(", ")
         ));
     }
+    // Google Authenticator ignores algorithm, digits and period in the URI (Google's
+    // Key-Uri-Format page), and shows SHA1, 6-digit, 30 s codes whatever it says: tokens
+    // enrolled with anything else never match there, and without --verify nobody notices
+    // before the first login fails.
+    let t = &cfg.totp;
+    if t.algorithm != crate::store::OtpAlgorithm::Sha1 || t.digits != 6 || t.period != 30 {
+        out.push(format!(
+            "totp: algorithm {}, digits {} and period {} s: Google Authenticator (and some \
+             other apps) show SHA1, 6-digit, 30 s codes whatever the enrollment says, so \
+             those tokens never match; keep the defaults, or enroll with `user enroll-totp \
+             --verify` so a mismatch shows before the token is stored",
+            t.algorithm.as_str(),
+            t.digits,
+            t.period
+        ));
+    }
     // OATH codes against the lockout: each guess is compared with every code the window
     // accepts, so a wide window with a short lock adds up (a 1 s lock is no lock at all).
     // Six digits, the common length; the bar, a 1 in 100 chance a day, leaves the defaults
@@ -856,6 +872,28 @@ mod tests {
         assert!(warned("udp"));
         assert!(warned("both"));
         assert!(!warned("radsec"));
+    }
+
+    #[test]
+    fn totp_settings_apps_ignore_are_warned_about() {
+        let config = |totp: &str| {
+            let text = format!(
+                "[ldap]\nurls = [\"ldap://127.0.0.1\"]\nbind_dn = \"cn=a\"\n\
+                 bind_password = \"pw\"\nbase_dn = \"dc=example,dc=org\"\n[totp]\n{totp}\n\
+                 [[client]]\nname = \"nas\"\naddress = \"127.0.0.1\"\n\
+                 secret = \"0123456789abcdef\"\n"
+            );
+            Config::parse(&text, std::path::Path::new("radmfa.toml")).expect("valid")
+        };
+        let warned = |t: &str| {
+            warnings(&config(t))
+                .iter()
+                .any(|w| w.contains("Google Authenticator"))
+        };
+        assert!(!warned(""));
+        assert!(warned("digits = 8"));
+        assert!(warned("period = 60"));
+        assert!(warned("algorithm = \"SHA256\""));
     }
 
     #[test]
