@@ -404,16 +404,12 @@ async fn block_for_fraud(app: &AppState, txn: &OobTransaction) -> Result<(), Sto
         )
         .await?;
     // And they stop ringing (not waited for: the caller hears the outcome at once).
-    if let (false, Some(voice)) = (cancelled.calls.is_empty(), app.delivery.voice.clone()) {
-        let user = txn.user.clone();
-        app.background.spawn(async move {
-            for sid in cancelled.calls {
-                if let Err(e) = voice.end_call(&sid).await {
-                    tracing::warn!(user, error = %e, "a call cancelled by a fraud report could not be hung up");
-                }
-            }
-        });
-    }
+    app.delivery.hang_up_later(
+        &app.background,
+        txn.user.clone(),
+        cancelled.calls,
+        "by a fraud report",
+    );
     if let Err(e) = app.store.forget_logins(&txn.user, now).await {
         tracing::error!(error = %e, user = txn.user.as_str(), "forgetting remembered logins after fraud alert");
     }

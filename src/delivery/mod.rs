@@ -218,6 +218,28 @@ pub struct Delivery {
 }
 
 impl Delivery {
+    /// Hangs up `calls` (provider references) on `tasks`, not waited for: the request or
+    /// callback that cancelled them answers at once. A failure is logged with `why` (what
+    /// cancelled them); the calls approve nothing either way.
+    pub fn hang_up_later(
+        &self,
+        tasks: &tokio_util::task::TaskTracker,
+        user: String,
+        calls: Vec<String>,
+        why: &'static str,
+    ) {
+        let Some(voice) = self.voice.clone().filter(|_| !calls.is_empty()) else {
+            return;
+        };
+        tasks.spawn(async move {
+            for sid in calls {
+                if let Err(e) = voice.end_call(&sid).await {
+                    tracing::warn!(user, error = %e, "a call cancelled {why} could not be hung up");
+                }
+            }
+        });
+    }
+
     pub fn from_config(cfg: &DeliveryConfig) -> Delivery {
         let sms: Option<Arc<dyn CodeSender>> = match (&cfg.sms, &cfg.twilio, &cfg.http_sms) {
             (Some(s), Some(t), _) if s.provider == SmsProvider::Twilio => {

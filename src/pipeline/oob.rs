@@ -305,14 +305,12 @@ async fn settle(
                         Some((OobStatus::Failed, Some(why))) if why.starts_with(crate::store::OOB_CANCELLED)
                     );
                     if txn.kind == OobKind::Voice && cancelled {
-                        if let Some(voice) = app.delivery.voice.clone() {
-                            let (sid, user) = (r.to_string(), txn.user.clone());
-                            app.background.spawn(async move {
-                                if let Err(e) = voice.end_call(&sid).await {
-                                    tracing::warn!(user, error = %e, "a call cancelled while it was placed could not be hung up");
-                                }
-                            });
-                        }
+                        app.delivery.hang_up_later(
+                            &app.background,
+                            txn.user.clone(),
+                            vec![r.to_string()],
+                            "while it was placed",
+                        );
                     }
                 }
                 Some(None) => tracing::warn!(
