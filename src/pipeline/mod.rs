@@ -50,7 +50,6 @@ use crate::server::metrics::Metrics;
 use crate::store::{durability, RememberedLogin, StoreError};
 
 /// Where a request came from and when, and the directory it is served by.
-#[derive(Clone)]
 pub struct RequestContext {
     pub client: Arc<ClientConfig>,
     pub src: SocketAddr,
@@ -63,7 +62,7 @@ pub struct RequestContext {
     pub primary: Arc<dyn crate::auth::PrimaryAuth>,
     /// This request's store failure is counted (once: the decision, its audit record and
     /// its commit may each meet the same outage).
-    pub store_failure_counted: Arc<std::sync::atomic::AtomicBool>,
+    pub store_failure_counted: std::sync::atomic::AtomicBool,
 }
 
 impl RequestContext {
