@@ -130,11 +130,9 @@ impl Reloader {
         // With an entry cache, every reload starts a new one: `systemctl reload` is how an
         // admin makes a changed phone number or a renamed account count at once.
         let caching = caches_entries(&new);
-        let directory = if ldap != self.ldap
-            || ldap_ca != self.ldap_ca
-            || ldap_password != self.ldap_password
-            || caching
-        {
+        let ldap_changed =
+            ldap != self.ldap || ldap_ca != self.ldap_ca || ldap_password != self.ldap_password;
+        let directory = if ldap_changed || caching {
             Some(crate::auth::directory(new.ldap.as_ref()).map_err(|e| format!("[ldap]: {e}"))?)
         } else {
             None
@@ -163,7 +161,7 @@ impl Reloader {
             // directory's last answer, so a new DC out of reach or a wrong rotated
             // password does not say "alive" until a login fails. (Not for a directory
             // rebuilt only to empty its entry cache: nothing about it is new.)
-            if ldap != self.ldap || ldap_ca != self.ldap_ca || ldap_password != self.ldap_password {
+            if ldap_changed {
                 app.backend_health.failed();
             }
             self.ldap = ldap;
