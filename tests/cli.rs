@@ -1258,3 +1258,93 @@ fn an_enrollment_whose_secret_cannot_be_shown_is_taken_back() {
     let (ok, out, err) = run(&cfg, &["user", "enroll-totp", "--uri-only", "alice"]);
     assert!(ok && out.starts_with("otpauth://totp/"), "{out}{err}");
 }
+
+/// One token whose seed no longer opens (a damaged row; here its ciphertext has a flipped
+/// byte) must not stop the admin commands that would find and remove it: `token list`,
+/// `token show`, `user show` and imports work and name it BROKEN, it cannot be handed out,
+/// turned on or resynchronised, and `token delete` removes it.
+#[test]
+fn a_token_whose_seed_does_not_open_is_shown_and_can_be_deleted() {
+    let (d, cfg) = setup();
+    assert!(run(&cfg, &["user", "enroll-totp", "alice", "--uri-only"]).0);
+    assert!(run(&cfg, &["user", "enroll-totp", "bob", "--uri-only"]).0);
+    let db = rusqlite::Connection::open(d.path().join("radmfa.db")).unwrap();
+    let serial: String = db
+        .query_row("SELECT serial FROM tokens WHERE user = 'alice'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    let mut sealed: Vec<u8> = db
+        .query_row(
+            "SELECT secret FROM tokens WHERE serial = ?1",
+            [&serial],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let last = sealed.len() - 1;
+    sealed[last] ^= 1;
+    db.execute(
+        "UPDATE tokens SET secret = ?1 WHERE serial = ?2",
+        rusqlite::params![sealed, serial],
+    )
+    .unwrap();
+    drop(db);
+
+    let (ok, out, err) = run(&cfg, &["token", "list"]);
+    assert!(ok, "{err}");
+    let line = out.lines().find(|l| l.starts_with(&serial)).expect(&out);
+    assert!(line.contains("BROKEN") && line.contains("alice"), "{out}");
+    assert!(out.contains("bob") && out.contains("2 token(s)"), "{out}");
+    assert!(err.contains("1 token(s) BROKEN"), "{err}");
+
+    let (ok, out, err) = run(&cfg, &["token", "show", &serial, "--json"]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(
+        v["seed_unreadable"]
+            .as_str()
+            .is_some_and(|s| s.contains(&serial)),
+        "{v}"
+    );
+    let (ok, out, err) = run(&cfg, &["user", "show", "alice"]);
+    assert!(ok && out.contains("BROKEN"), "{out}{err}");
+    let (ok, out, err) = run(&cfg, &["user", "show", "bob"]);
+    assert!(
+        ok && !out.contains("BROKEN") && out.contains("enabled"),
+        "{out}{err}"
+    );
+
+    // An import of other tokens reads every stored one first.
+    let csv = d.path().join("more.csv");
+    std::fs::write(
+        &csv,
+        "serial,secret,interval\nMORE-1,GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ,30\n",
+    )
+    .unwrap();
+    let (ok, out, err) = run(&cfg, &["token", "import", csv.to_str().unwrap()]);
+    assert!(ok, "{out}{err}");
+
+    let refused = |args: &[&str]| {
+        let out = Command::new(bin())
+            .arg("--config")
+            .arg(&cfg)
+            .args(args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains("does not open"), "{args:?}: {err}");
+    };
+    refused(&["token", "resync", &serial, "123456", "234567"]);
+    assert!(run(&cfg, &["token", "disable", &serial]).0);
+    refused(&["token", "enable", &serial]);
+
+    let (ok, _, err) = run(&cfg, &["token", "delete", &serial, "--force"]);
+    assert!(ok, "{err}");
+    let (ok, out, err) = run(&cfg, &["token", "list"]);
+    assert!(
+        ok && !out.contains("BROKEN") && !err.contains("BROKEN"),
+        "{out}{err}"
+    );
+    assert!(!out.contains(&serial), "{out}");
+}

@@ -327,3 +327,100 @@ async fn plaintext_seed_never_reaches_the_database_files() {
         .expect_err("another key cannot open the store");
     assert!(err.to_string().contains("is not the key"), "{err}");
 }
+
+/// A seed that no longer opens under the right key (a damaged row: `corrupt` appends a byte
+/// to the ciphertext of `T-BAD`): the admin reads report it in the record instead of failing
+/// on it, a login's read of its holder still fails (a store error, never an empty seed that
+/// verifies), other users are unaffected, and it can be deleted.
+async fn a_seed_that_does_not_open_is_reported_not_fatal(
+    store: &dyn Store,
+    corrupt: impl FnOnce(&str),
+) {
+    for (serial, user) in [("T-BAD", "alice"), ("T-GOOD", "alice"), ("T-BOB", "bob")] {
+        store
+            .add_token(battery::totp(
+                serial,
+                Some(user),
+                &rand::random::<[u8; 20]>(),
+            ))
+            .await
+            .unwrap();
+    }
+    corrupt("T-BAD");
+    let all = store
+        .list_tokens(&radmfa::store::TokenFilter::default())
+        .await
+        .unwrap();
+    let broken: Vec<&str> = all
+        .iter()
+        .filter(|r| r.extra.unreadable_seed.is_some())
+        .map(|r| r.token.serial.as_str())
+        .collect();
+    assert_eq!((all.len(), broken), (3, vec!["T-BAD"]));
+    let bad = store.token_record("T-BAD").await.unwrap().unwrap();
+    assert!(bad.token.secret.is_empty(), "no seed is made up");
+    assert!(
+        bad.extra
+            .unreadable_seed
+            .as_deref()
+            .unwrap()
+            .contains("T-BAD"),
+        "{:?}",
+        bad.extra
+    );
+    let good = store.token_record("T-GOOD").await.unwrap().unwrap();
+    assert_eq!(
+        (good.extra.unreadable_seed, good.token.secret.len()),
+        (None, 20)
+    );
+    assert!(matches!(
+        store.user_snapshot("alice").await,
+        Err(radmfa::store::StoreError::Decrypt(_))
+    ));
+    assert!(store.tokens_for_user("alice").await.is_err());
+    assert_eq!(store.user_snapshot("bob").await.unwrap().tokens.len(), 1);
+    assert!(store.delete_token("T-BAD").await.unwrap());
+    assert_eq!(store.user_snapshot("alice").await.unwrap().tokens.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_a_seed_that_does_not_open_is_reported_not_fatal() {
+    let (dir, store) = sqlite_store().await;
+    let path = dir.path().join("radmfa.db");
+    a_seed_that_does_not_open_is_reported_not_fatal(&*store, |serial| {
+        let db = rusqlite::Connection::open(&path).unwrap();
+        let mut sealed: Vec<u8> = db
+            .query_row(
+                "SELECT secret FROM tokens WHERE serial = ?1",
+                [serial],
+                |r| r.get(0),
+            )
+            .unwrap();
+        sealed.push(0);
+        db.execute(
+            "UPDATE tokens SET secret = ?1 WHERE serial = ?2",
+            rusqlite::params![sealed, serial],
+        )
+        .unwrap();
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_a_seed_that_does_not_open_is_reported_not_fatal() {
+    let cluster = pg_cluster::PgCluster::shared();
+    let url = cluster.fresh_database();
+    let store = PgStore::open(&PgSettings::new(url.clone()), test_sealer())
+        .await
+        .unwrap();
+    let db = pg_cluster::PgCluster::database_of(&url);
+    a_seed_that_does_not_open_is_reported_not_fatal(&store, |serial| {
+        cluster.psql(
+            &db,
+            &format!(
+                "UPDATE tokens SET secret = secret || '\\x00'::bytea WHERE serial = '{serial}'"
+            ),
+        );
+    })
+    .await;
+}

@@ -142,6 +142,16 @@ async fn run_on(cfg: &Config, store: &dyn Store, cmd: TokenCommand) -> anyhow::R
         eprintln!("{serial}: {refusal}");
         return Ok(ExitCode::from(1));
     }
+    // A holder's logins fail on a seed that does not open: giving one out or turning one
+    // on helps nobody. Unassign, disable and delete stay open, to clear it up.
+    if let (Some(why), Action::Assign | Action::Enable) = (&before.extra.unreadable_seed, &action) {
+        eprintln!(
+            "{serial}: its seed does not open ({}); nothing done. Delete it and import or \
+             enroll it again",
+            super::printable(why)
+        );
+        return Ok(ExitCode::from(1));
+    }
     // Nothing to do is said (exit 1, as the docs' convention has it), not audited as a
     // change that was never made: a stock token "returned to stock" under user "", say.
     let holder = before.token.user.as_deref();
@@ -357,6 +367,7 @@ fn to_json(r: &TokenRecord) -> serde_json::Value {
         "drift": (t.kind == TokenKind::Totp).then_some(x.drift),
         "resync_pending": x.resync.is_some(),
         "created_at": t.created_at, "last_used_step": t.last_step,
+        "seed_unreadable": x.unreadable_seed,
     })
 }
 
@@ -392,11 +403,25 @@ async fn list(cfg: &Config, store: &dyn Store, a: ListArgs) -> anyhow::Result<Ex
             t.algorithm.as_str(),
             t.digits,
             step,
-            if t.enabled { "enabled" } else { "disabled" },
+            match (&r.extra.unreadable_seed, t.enabled) {
+                (Some(_), _) => "BROKEN",
+                (None, true) => "enabled",
+                (None, false) => "disabled",
+            },
             super::printable(t.user.as_deref().unwrap_or("(stock)"))
         );
     }
     println!("{} token(s)", tokens.len());
+    let broken = tokens
+        .iter()
+        .filter(|r| r.extra.unreadable_seed.is_some())
+        .count();
+    if broken > 0 {
+        eprintln!(
+            "{broken} token(s) BROKEN: the seed does not open (`radmfa token show SERIAL` says \
+             why); their holders cannot log in with any token until they are deleted"
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -490,6 +515,15 @@ async fn resync(cfg: &Config, store: &dyn Store, a: ResyncArgs) -> anyhow::Resul
         eprintln!("{}: no such token", a.serial);
         return Ok(ExitCode::from(1));
     };
+    if let Some(why) = &r.extra.unreadable_seed {
+        eprintln!(
+            "{}: its seed does not open ({}); nothing to resynchronise. Delete it and import \
+             or enroll it again",
+            super::printable(&a.serial),
+            super::printable(why)
+        );
+        return Ok(ExitCode::from(1));
+    }
     let t = &r.token;
     // Typed as the token shows it ("123 456"): the spaces are no part of the code.
     let (c1, c2) = (otp::without_spaces(&a.code1), otp::without_spaces(&a.code2));

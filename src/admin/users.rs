@@ -11,7 +11,9 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::mfa::{enroll, otp};
 use crate::secret::Secret;
-use crate::store::{AuditRecord, NewToken, OtpAlgorithm, Store, StoreError, TokenKind};
+use crate::store::{
+    AuditRecord, NewToken, OtpAlgorithm, Store, StoreError, TokenFilter, TokenKind,
+};
 
 pub async fn run(cfg: &Config, mut cmd: UserCommand) -> anyhow::Result<ExitCode> {
     fold_user_name(cfg, &mut cmd);
@@ -308,6 +310,14 @@ pub(crate) fn admin_record(
     }
 }
 
+/// The tokens `user` holds, for [`Store::list_tokens`].
+fn holder_of(user: &str) -> TokenFilter {
+    TokenFilter {
+        user: Some(user.to_string()),
+        unassigned: false,
+    }
+}
+
 fn valid_user_name(user: &str) -> bool {
     !user.is_empty() && user.len() <= 253 && !user.chars().any(|c| c.is_control())
 }
@@ -336,7 +346,8 @@ async fn enroll_totp(
     if !(10..=300).contains(&period) {
         bail!("--period {period}: use 10 to 300 seconds");
     }
-    let existing = store.tokens_for_user(&args.user).await?;
+    // The admin read: a token whose seed does not open is still counted, and named below.
+    let existing = store.list_tokens(&holder_of(&args.user)).await?;
     if !existing.is_empty() && !args.force {
         // A refusal (exit 1), not an error (exit 2): see docs/operations.md.
         eprintln!(
@@ -568,7 +579,10 @@ async fn list(store: &dyn Store, json: bool) -> anyhow::Result<ExitCode> {
 
 async fn show(store: &dyn Store, user: &str, json: bool) -> anyhow::Result<ExitCode> {
     let status = store.user_status(user).await?;
-    let tokens = store.tokens_for_user(user).await?;
+    // The admin read, in enrollment order: a token whose seed does not open is shown as such
+    // (a login's read fails on it), not an error that hides the rest.
+    let mut tokens = store.list_tokens(&holder_of(user)).await?;
+    tokens.sort_by_key(|r| r.token.id);
     let profile = store.user_profile(user).await?;
     let now = SystemClock.now();
     let remembered = store.remembered_logins(user, now).await?;
@@ -589,11 +603,13 @@ async fn show(store: &dyn Store, user: &str, json: bool) -> anyhow::Result<ExitC
     if json {
         let toks: Vec<_> = tokens
             .iter()
-            .map(|t| {
+            .map(|r| {
+                let t = &r.token;
                 serde_json::json!({
                     "serial": t.serial, "type": t.kind, "algorithm": t.algorithm,
                     "digits": t.digits, "period": t.period, "enabled": t.enabled,
                     "created_at": t.created_at, "last_used_step": t.last_step,
+                    "seed_unreadable": r.extra.unreadable_seed,
                 })
             })
             .collect();
@@ -657,7 +673,8 @@ async fn show(store: &dyn Store, user: &str, json: bool) -> anyhow::Result<ExitC
             );
         }
         println!("tokens:");
-        for t in tokens {
+        for r in &tokens {
+            let t = &r.token;
             println!(
                 "  {:<16} {} {} {} digits, {} s, {}, enrolled {}",
                 super::printable(&t.serial),
@@ -665,7 +682,11 @@ async fn show(store: &dyn Store, user: &str, json: bool) -> anyhow::Result<ExitC
                 t.algorithm.as_str(),
                 t.digits,
                 t.period,
-                if t.enabled { "enabled" } else { "disabled" },
+                match (&r.extra.unreadable_seed, t.enabled) {
+                    (Some(_), _) => "BROKEN (its seed does not open: delete it)",
+                    (None, true) => "enabled",
+                    (None, false) => "disabled",
+                },
                 super::audit::fmt_time(t.created_at)
             );
         }

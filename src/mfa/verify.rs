@@ -44,6 +44,12 @@ impl VerifyOptions {
     }
 }
 
+/// Enabled, and its seed opened: a record whose seed did not ([`crate::store::TokenExtra::
+/// unreadable_seed`]) carries an empty one, which must match nothing.
+fn usable(rec: &TokenRecord) -> bool {
+    rec.token.enabled && rec.extra.unreadable_seed.is_none() && !rec.token.secret.is_empty()
+}
+
 /// Is the token usable at `now` by its validity dates?
 pub fn valid_at(rec: &TokenRecord, now: i64) -> bool {
     rec.extra.valid_from.is_none_or(|f| now >= f) && rec.extra.valid_until.is_none_or(|u| now < u)
@@ -57,7 +63,7 @@ pub async fn verify_token(
     now: i64,
 ) -> Result<TokenCheck, StoreError> {
     let t = &rec.token;
-    if !t.enabled {
+    if !usable(rec) {
         return Ok(TokenCheck::NoMatch);
     }
     if !valid_at(rec, now) {
@@ -99,7 +105,7 @@ pub async fn verify_token(
 /// lengths): a yes here is still checked, and consumed, as any code is.
 pub fn fits(opts: &VerifyOptions, rec: &TokenRecord, code: &str, now: i64) -> bool {
     let t = &rec.token;
-    if !t.enabled || !valid_at(rec, now) || code.len() != t.digits as usize {
+    if !usable(rec) || !valid_at(rec, now) || code.len() != t.digits as usize {
         return false;
     }
     is_replay(opts, rec, code, now)
@@ -117,7 +123,7 @@ pub fn fits(opts: &VerifyOptions, rec: &TokenRecord, code: &str, now: i64) -> bo
 /// reads: asked of every token before any is checked (`second_factor::check_code`).
 pub fn is_replay(opts: &VerifyOptions, rec: &TokenRecord, code: &str, now: i64) -> bool {
     let t = &rec.token;
-    if !t.enabled {
+    if !usable(rec) {
         return false;
     }
     match t.kind {
@@ -376,6 +382,26 @@ mod tests {
             let far = later / 30 + 3 * later_offset;
             assert_eq!(check(&s, &o, &c(far), later).await, TokenCheck::NoMatch);
         }
+    }
+
+    /// A record whose seed did not open (an admin read) verifies nothing, even were its seed
+    /// field somehow filled: the mark alone is enough.
+    #[tokio::test]
+    async fn a_token_whose_seed_did_not_open_matches_nothing() {
+        let s = store_with(TokenKind::Hotp, TokenExtra::default()).await;
+        let o = opts(false);
+        let mut rec = record(&s).await;
+        assert!(fits(&o, &rec, &code(0), 0), "control: the code fits");
+        rec.extra.unreadable_seed = Some("damaged".into());
+        assert!(!fits(&o, &rec, &code(0), 0));
+        let got = verify_token(&s, &o, &rec, &code(0), 0).await.unwrap();
+        assert_eq!(got, TokenCheck::NoMatch);
+        let mut rec = record(&s).await;
+        rec.token.secret = Secret::new(Vec::new());
+        let empty_key = hotp::hotp_code(&rec.token.secret, OtpAlgorithm::Sha1, 6, 0);
+        let got = verify_token(&s, &o, &rec, &empty_key, 0).await.unwrap();
+        assert_eq!(got, TokenCheck::NoMatch, "an empty seed matches nothing");
+        assert_eq!(record(&s).await.token.counter, 0, "nothing was consumed");
     }
 
     #[tokio::test]

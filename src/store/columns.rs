@@ -59,6 +59,22 @@ pub fn open_seed(sealer: &Sealer, serial: &str, sealed: &[u8]) -> Result<Secret,
     })
 }
 
+/// [`open_seed`] for the admin reads: a seed that does not open under the right key (the
+/// key itself is checked when the store opens) gives an empty seed and the reason, so one
+/// damaged row does not stop `token list`, `user show`, imports or the `token delete` that
+/// would remove it. Any other error is still an error.
+pub fn open_seed_or_reason(
+    sealer: &Sealer,
+    serial: &str,
+    sealed: &[u8],
+) -> Result<(Secret, Option<String>), StoreError> {
+    match open_seed(sealer, serial, sealed) {
+        Ok(secret) => Ok((secret, None)),
+        Err(StoreError::Decrypt(reason)) => Ok((Secret::new(Vec::new()), Some(reason))),
+        Err(e) => Err(e),
+    }
+}
+
 /// Whether a token stored as `kind` with the seed `sealed` has the seed and kind of `new`
 /// (compared in constant time): a re-import of the same token, whose counter must then not
 /// go back. A seed that does not open counts as another.

@@ -206,6 +206,12 @@ pub struct TokenExtra {
     /// exists nowhere else, so it is never given to another user or returned to stock (the
     /// store's `origin = 'enroll'`). Imports never set it.
     pub enrolled: bool,
+    /// Set, with the reason, when the token's seed did not open (a damaged row, or one whose
+    /// serial was changed outside radmfa: the serial is the seed's associated data). Only the
+    /// admin reads ([`Store::list_tokens`], [`Store::token_record`]) return such a token,
+    /// with an empty seed, so an admin can see it and delete or replace it; it verifies no
+    /// code, and a login's own read of the user's tokens still fails on it.
+    pub unreadable_seed: Option<String>,
 }
 
 /// A token with its inventory data, as the token commands and verification see it.

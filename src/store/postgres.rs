@@ -136,7 +136,9 @@ impl Store for PgStore {
         .fetch_all(rd.conn())
         .await;
         let rows = rd.done(rows)?;
-        rows.iter().map(|r| self.token_from_row(r)).collect()
+        rows.iter()
+            .map(|r| self.token_from_row(r, false).map(|(t, _)| t))
+            .collect()
     }
 
     async fn token_by_serial(&self, serial: &str) -> Result<Option<Token>, StoreError> {
@@ -148,7 +150,9 @@ impl Store for PgStore {
         .fetch_optional(rd.conn())
         .await;
         let row = rd.done(row)?;
-        row.as_ref().map(|r| self.token_from_row(r)).transpose()
+        row.as_ref()
+            .map(|r| self.token_from_row(r, false).map(|(t, _)| t))
+            .transpose()
     }
 
     async fn consume_totp_step(&self, token_id: i64, step: i64) -> Result<bool, StoreError> {

@@ -28,7 +28,7 @@ use sqlx::sqlite::{
 use sqlx::{QueryBuilder, Row, Sqlite};
 
 use super::audit_sql::{self, Dialect};
-use super::sqlite_reads::Readers;
+use super::sqlite_reads::{Readers, Seed::MustOpen};
 use super::sqlite_writer::{is_unique_violation as writer_unique_violation, sqlite_err, Writer};
 use super::{
     AppPassword, AuditCount, AuditFilter, AuditGroup, AuditRecord, CancelledOob, ChallengeAttempt,
@@ -299,16 +299,19 @@ impl Store for SqliteStore {
     }
 
     async fn tokens_for_user(&self, user: &str) -> Result<Vec<Token>, StoreError> {
-        let records =
-            self.readers
-                .token_records(&self.sealer, "WHERE user = ?1 ORDER BY id", [user])?;
+        let records = self.readers.token_records(
+            &self.sealer,
+            "WHERE user = ?1 ORDER BY id",
+            [user],
+            MustOpen,
+        )?;
         Ok(records.into_iter().map(|r| r.token).collect())
     }
 
     async fn token_by_serial(&self, serial: &str) -> Result<Option<Token>, StoreError> {
-        let records = self
-            .readers
-            .token_records(&self.sealer, "WHERE serial = ?1", [serial])?;
+        let records =
+            self.readers
+                .token_records(&self.sealer, "WHERE serial = ?1", [serial], MustOpen)?;
         Ok(records.into_iter().next().map(|r| r.token))
     }
 

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row};
 
-use super::columns::{open_seed, to_u32, to_u64, token_algorithm, token_kind};
+use super::columns::{open_seed, open_seed_or_reason, to_u32, to_u64, token_algorithm, token_kind};
 use super::sqlite_writer::sqlite_err;
 use super::{
     PendingChallenge, Sealer, StoreError, Token, TokenExtra, TokenRecord, UserProfile,
@@ -111,7 +111,8 @@ impl Readers {
                 }
                 let id: Option<i64> = row.get(7).map_err(sqlite_err)?;
                 if id.is_some() {
-                    snap.tokens.push(token_record(sealer, row, 7)?);
+                    snap.tokens
+                        .push(token_record(sealer, row, 7, Seed::MustOpen)?);
                 }
             }
             snap.status.token_count = snap.tokens.len() as u32;
@@ -125,6 +126,7 @@ impl Readers {
         sealer: &Sealer,
         rest: &str,
         params: P,
+        seed: Seed,
     ) -> Result<Vec<TokenRecord>, StoreError> {
         self.with(|c| {
             let mut st = c
@@ -133,7 +135,7 @@ impl Readers {
             let mut rows = st.query(params).map_err(sqlite_err)?;
             let mut out = Vec::new();
             while let Some(row) = rows.next().map_err(sqlite_err)? {
-                out.push(token_record(sealer, row, 0)?);
+                out.push(token_record(sealer, row, 0, seed)?);
             }
             Ok(out)
         })
@@ -225,8 +227,21 @@ static SNAPSHOT_SQL: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
+/// What a seed that does not open makes of a token read: an error for logins, a mark on the
+/// record for the admin reads ([`open_seed_or_reason`]).
+#[derive(Clone, Copy)]
+pub(super) enum Seed {
+    MustOpen,
+    MayFail,
+}
+
 /// A token record from [`RECORD_COLUMNS`] starting at column `at` of `row`.
-fn token_record(sealer: &Sealer, row: &Row<'_>, at: usize) -> Result<TokenRecord, StoreError> {
+fn token_record(
+    sealer: &Sealer,
+    row: &Row<'_>,
+    at: usize,
+    seed: Seed,
+) -> Result<TokenRecord, StoreError> {
     let col = |i: usize| at + i;
     let serial: String = row.get(col(1)).map_err(sqlite_err)?;
     let kind: String = row.get(col(3)).map_err(sqlite_err)?;
@@ -237,6 +252,10 @@ fn token_record(sealer: &Sealer, row: &Row<'_>, at: usize) -> Result<TokenRecord
     let resync = match (resync_counter, resync_at) {
         (Some(c), Some(at)) => Some((to_u64(c, "tokens.resync_counter")?, at)),
         _ => None,
+    };
+    let (secret, unreadable_seed) = match seed {
+        Seed::MustOpen => (open_seed(sealer, &serial, &sealed)?, None),
+        Seed::MayFail => open_seed_or_reason(sealer, &serial, &sealed)?,
     };
     let token = Token {
         id: row.get(col(0)).map_err(sqlite_err)?,
@@ -249,7 +268,7 @@ fn token_record(sealer: &Sealer, row: &Row<'_>, at: usize) -> Result<TokenRecord
         last_step: row.get(col(8)).map_err(sqlite_err)?,
         enabled: row.get(col(9)).map_err(sqlite_err)?,
         created_at: row.get(col(10)).map_err(sqlite_err)?,
-        secret: open_seed(sealer, &serial, &sealed)?,
+        secret,
         serial,
     };
     Ok(TokenRecord {
@@ -261,6 +280,7 @@ fn token_record(sealer: &Sealer, row: &Row<'_>, at: usize) -> Result<TokenRecord
             drift: row.get(col(16)).map_err(sqlite_err)?,
             resync,
             enrolled: row.get::<_, String>(col(19)).map_err(sqlite_err)? == "enroll",
+            unreadable_seed,
         },
         token,
     })

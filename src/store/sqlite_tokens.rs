@@ -6,6 +6,7 @@
 
 use super::columns::same_seed;
 use super::sqlite::{counter_to_sql, is_unique_violation, kind_str, now_unix};
+use super::sqlite_reads::Seed::MayFail;
 use super::sqlite_writer::sqlite_err;
 use super::{NewToken, SqliteStore, StoreError, TokenExtra, TokenFilter, TokenRecord};
 
@@ -110,17 +111,23 @@ impl SqliteStore {
     ) -> Result<Vec<TokenRecord>, StoreError> {
         let sealer = &self.sealer;
         match (&filter.user, filter.unassigned) {
-            (Some(user), false) => {
-                self.readers
-                    .token_records(sealer, "WHERE user = ?1 ORDER BY serial", [user])
-            }
+            (Some(user), false) => self.readers.token_records(
+                sealer,
+                "WHERE user = ?1 ORDER BY serial",
+                [user],
+                MayFail,
+            ),
             // Owned by `user` and by nobody: never both.
             (Some(_), true) => Ok(Vec::new()),
-            (None, true) => {
-                self.readers
-                    .token_records(sealer, "WHERE user IS NULL ORDER BY serial", [])
-            }
-            (None, false) => self.readers.token_records(sealer, "ORDER BY serial", []),
+            (None, true) => self.readers.token_records(
+                sealer,
+                "WHERE user IS NULL ORDER BY serial",
+                [],
+                MayFail,
+            ),
+            (None, false) => self
+                .readers
+                .token_records(sealer, "ORDER BY serial", [], MayFail),
         }
     }
 
@@ -128,9 +135,9 @@ impl SqliteStore {
         &self,
         serial: &str,
     ) -> Result<Option<TokenRecord>, StoreError> {
-        let records = self
-            .readers
-            .token_records(&self.sealer, "WHERE serial = ?1", [serial])?;
+        let records =
+            self.readers
+                .token_records(&self.sealer, "WHERE serial = ?1", [serial], MayFail)?;
         Ok(records.into_iter().next())
     }
 

@@ -1321,6 +1321,7 @@ fn extra(manufacturer: &str) -> TokenExtra {
         drift: -2,
         resync: None,
         enrolled: false,
+        unreadable_seed: None,
     }
 }
 

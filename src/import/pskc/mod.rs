@@ -370,6 +370,7 @@ fn read_key(
         },
         resync: None,
         enrolled: false,
+        unreadable_seed: None,
     };
     let token = NewToken {
         serial,

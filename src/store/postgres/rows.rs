@@ -1,7 +1,7 @@
 //! Row conversion and the small helpers every `PgStore` file shares.
 
 pub(super) use crate::store::columns::{counter_to_sql, kind_str, to_u32, to_u64};
-use crate::store::columns::{open_seed, token_algorithm, token_kind};
+use crate::store::columns::{open_seed, open_seed_or_reason, token_algorithm, token_kind};
 use sqlx::postgres::PgRow;
 use sqlx::Row;
 
@@ -9,15 +9,25 @@ use super::PgStore;
 use crate::store::{AuditRecord, PendingChallenge, StoreError, Token, UserStatus};
 
 impl PgStore {
-    pub(super) fn token_from_row(&self, row: &PgRow) -> Result<Token, StoreError> {
+    /// The token in `row`, and why its seed did not open if `seed_may_fail` (the admin
+    /// reads: [`crate::store::columns::open_seed_or_reason`]); otherwise that is an error.
+    pub(super) fn token_from_row(
+        &self,
+        row: &PgRow,
+        seed_may_fail: bool,
+    ) -> Result<(Token, Option<String>), StoreError> {
         let serial: String = row.try_get("serial")?;
         let kind: String = row.try_get("kind")?;
         let kind = token_kind(&serial, &kind)?;
         let algorithm: String = row.try_get("algorithm")?;
         let algorithm = token_algorithm(&serial, &algorithm)?;
         let sealed: Vec<u8> = row.try_get("secret")?;
-        let secret = open_seed(&self.sealer, &serial, &sealed)?;
-        Ok(Token {
+        let (secret, unreadable) = if seed_may_fail {
+            open_seed_or_reason(&self.sealer, &serial, &sealed)?
+        } else {
+            (open_seed(&self.sealer, &serial, &sealed)?, None)
+        };
+        let token = Token {
             id: row.try_get("id")?,
             user: row.try_get("username")?,
             kind,
@@ -30,7 +40,8 @@ impl PgStore {
             created_at: row.try_get("created_at")?,
             secret,
             serial,
-        })
+        };
+        Ok((token, unreadable))
     }
 }
 

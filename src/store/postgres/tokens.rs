@@ -52,7 +52,7 @@ impl PgStore {
         for row in &rows {
             let id: Option<i64> = row.try_get("id")?;
             if id.is_some() {
-                tokens.push(self.record_from_row(row)?);
+                tokens.push(self.record_from_row(row, false)?);
             }
         }
         let failures: Option<i64> = first.try_get("snap_failures")?;
@@ -75,8 +75,8 @@ impl PgStore {
         })
     }
 
-    fn record_from_row(&self, row: &PgRow) -> Result<TokenRecord, StoreError> {
-        let token = self.token_from_row(row)?;
+    fn record_from_row(&self, row: &PgRow, seed_may_fail: bool) -> Result<TokenRecord, StoreError> {
+        let (token, unreadable_seed) = self.token_from_row(row, seed_may_fail)?;
         let resync_counter: Option<i64> = row.try_get("resync_counter")?;
         let resync_at: Option<i64> = row.try_get("resync_at")?;
         let resync = match (resync_counter, resync_at) {
@@ -92,6 +92,7 @@ impl PgStore {
                 drift: row.try_get("drift")?,
                 resync,
                 enrolled: row.try_get::<String, _>("origin")? == "enroll",
+                unreadable_seed,
             },
             token,
         })
@@ -205,7 +206,7 @@ impl PgStore {
         }
         q.push(" ORDER BY serial");
         let rows = q.build().fetch_all(&self.pool).await?;
-        rows.iter().map(|r| self.record_from_row(r)).collect()
+        rows.iter().map(|r| self.record_from_row(r, true)).collect()
     }
 
     pub(super) async fn token_record_impl(
@@ -218,7 +219,9 @@ impl PgStore {
         .bind(serial)
         .fetch_optional(&self.pool)
         .await?;
-        row.as_ref().map(|r| self.record_from_row(r)).transpose()
+        row.as_ref()
+            .map(|r| self.record_from_row(r, true))
+            .transpose()
     }
 
     pub(super) async fn assign_token_impl(
