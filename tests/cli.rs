@@ -1274,21 +1274,8 @@ fn a_token_whose_seed_does_not_open_is_shown_and_can_be_deleted() {
             r.get(0)
         })
         .unwrap();
-    let mut sealed: Vec<u8> = db
-        .query_row(
-            "SELECT secret FROM tokens WHERE serial = ?1",
-            [&serial],
-            |r| r.get(0),
-        )
-        .unwrap();
-    let last = sealed.len() - 1;
-    sealed[last] ^= 1;
-    db.execute(
-        "UPDATE tokens SET secret = ?1 WHERE serial = ?2",
-        rusqlite::params![sealed, serial],
-    )
-    .unwrap();
     drop(db);
+    break_seed(d.path(), &serial);
 
     let (ok, out, err) = run(&cfg, &["token", "list"]);
     assert!(ok, "{err}");
@@ -1347,4 +1334,62 @@ fn a_token_whose_seed_does_not_open_is_shown_and_can_be_deleted() {
         "{out}{err}"
     );
     assert!(!out.contains(&serial), "{out}");
+}
+
+/// Flips the last byte of `serial`'s sealed seed in the store under `dir`.
+fn break_seed(dir: &Path, serial: &str) {
+    let db = rusqlite::Connection::open(dir.join("radmfa.db")).unwrap();
+    let mut sealed: Vec<u8> = db
+        .query_row(
+            "SELECT secret FROM tokens WHERE serial = ?1",
+            [serial],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let last = sealed.len() - 1;
+    sealed[last] ^= 1;
+    db.execute(
+        "UPDATE tokens SET secret = ?1 WHERE serial = ?2",
+        rusqlite::params![sealed, serial],
+    )
+    .unwrap();
+}
+
+/// A BROKEN hardware token imported again from the vendor's file with --replace: the seed
+/// is the file's again, and the HOTP counter stays where logins had moved it (the file's 0
+/// would make used codes valid again); the import says so.
+#[test]
+fn a_broken_token_reimported_keeps_its_counter() {
+    let (d, cfg) = setup();
+    let csv = d.path().join("vendor.csv");
+    std::fs::write(
+        &csv,
+        "serial,secret,type,counter,user\nHW-1,GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ,hotp,0,carol\n",
+    )
+    .unwrap();
+    let (ok, out, err) = run(&cfg, &["token", "import", csv.to_str().unwrap()]);
+    assert!(ok, "{out}{err}");
+    let db = rusqlite::Connection::open(d.path().join("radmfa.db")).unwrap();
+    db.execute("UPDATE tokens SET counter = 40 WHERE serial = 'HW-1'", [])
+        .unwrap();
+    drop(db);
+    break_seed(d.path(), "HW-1");
+    let (ok, out, err) = run(
+        &cfg,
+        &["token", "import", "--replace", csv.to_str().unwrap()],
+    );
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("note: HW-1: was BROKEN"), "{out}");
+    let (ok, out, err) = run(&cfg, &["token", "show", "HW-1", "--json"]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (&v["counter"], &v["seed_unreadable"], &v["user"]),
+        (
+            &serde_json::json!(40),
+            &serde_json::Value::Null,
+            &serde_json::json!("carol")
+        ),
+        "{v}"
+    );
 }

@@ -125,6 +125,7 @@ store_battery! {
         inventory_import_list_assign_enable_delete,
         import_is_all_or_nothing,
         import_replace_keeps_owner_and_what_was_learned,
+        import_replace_keeps_the_counter_across_a_kind_change,
         import_replace_rescales_steps_to_a_new_period,
         totp_drift_is_stored_with_the_step,
         totp_step_moves_back_only_from_the_step_seen,
@@ -334,9 +335,14 @@ async fn plaintext_seed_never_reaches_the_database_files() {
 /// verifies), other users are unaffected, and it can be deleted.
 async fn a_seed_that_does_not_open_is_reported_not_fatal(
     store: &dyn Store,
-    corrupt: impl FnOnce(&str),
+    corrupt: impl Fn(&str),
 ) {
-    for (serial, user) in [("T-BAD", "alice"), ("T-GOOD", "alice"), ("T-BOB", "bob")] {
+    let bad_seed: [u8; 20] = rand::random();
+    store
+        .add_token(battery::hotp("T-BAD", Some("alice"), &bad_seed, 40))
+        .await
+        .unwrap();
+    for (serial, user) in [("T-GOOD", "alice"), ("T-BOB", "bob")] {
         store
             .add_token(battery::totp(
                 serial,
@@ -379,6 +385,24 @@ async fn a_seed_that_does_not_open_is_reported_not_fatal(
     ));
     assert!(store.tokens_for_user("alice").await.is_err());
     assert_eq!(store.user_snapshot("bob").await.unwrap().tokens.len(), 1);
+
+    // The vendor's file again, with --replace: the seed opens again, and the counter, which
+    // may be this seed's, does not go back to the file's 0 (used codes would log in again).
+    let again = battery::hotp("T-BAD", None, &bad_seed, 0);
+    store
+        .import_tokens(&[(again, Default::default())], true)
+        .await
+        .unwrap();
+    let fixed = store.token_record("T-BAD").await.unwrap().unwrap();
+    assert_eq!(fixed.extra.unreadable_seed, None);
+    assert_eq!(fixed.token.secret.expose(), &bad_seed[..]);
+    assert_eq!(
+        (fixed.token.counter, fixed.token.user.as_deref()),
+        (40, Some("alice"))
+    );
+    assert_eq!(store.user_snapshot("alice").await.unwrap().tokens.len(), 2);
+
+    corrupt("T-BAD");
     assert!(store.delete_token("T-BAD").await.unwrap());
     assert_eq!(store.user_snapshot("alice").await.unwrap().tokens.len(), 1);
 }

@@ -297,6 +297,17 @@ pub async fn run(cfg: &Config, store: &dyn Store, a: ImportArgs) -> anyhow::Resu
     } else {
         Vec::new()
     };
+    // Replacing a token whose stored seed did not open: its HOTP counter stays as stored
+    // (`kept_on_replace`), which is right when the file has the same seed.
+    let broken: Vec<String> = replaced
+        .iter()
+        .filter(|r| {
+            stored
+                .get(r.serial())
+                .is_some_and(|s| s.extra.unreadable_seed.is_some())
+        })
+        .map(|r| r.serial().to_string())
+        .collect();
     drop(stored);
     let assigned = p.ready.iter().filter(|t| t.token.user.is_some()).count();
     let summary = format!(
@@ -353,6 +364,14 @@ pub async fn run(cfg: &Config, store: &dyn Store, a: ImportArgs) -> anyhow::Resu
         a.file.display(),
         started.elapsed().as_secs_f64()
     );
+    for serial in broken {
+        println!(
+            "note: {}: was BROKEN (its stored seed did not open), now has the file's seed; \
+             an HOTP counter stayed as stored, so used codes stay used: if the token's codes \
+             are refused, `radmfa token resync` it",
+            super::printable(&serial)
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -75,16 +75,50 @@ pub fn open_seed_or_reason(
     }
 }
 
-/// Whether a token stored as `kind` with the seed `sealed` has the seed and kind of `new`
-/// (compared in constant time): a re-import of the same token, whose counter must then not
-/// go back. A seed that does not open counts as another.
-pub fn same_seed(sealer: &Sealer, new: &super::NewToken, kind: &str, sealed: &[u8]) -> bool {
+/// What a `token import --replace` keeps of the token it overwrites.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Kept {
+    /// The HOTP counter never goes back: a lower one would make used codes valid again.
+    pub counter: bool,
+    /// The TOTP drift radmfa learned stays.
+    pub drift: bool,
+}
+
+impl Kept {
+    /// A new serial, or another seed.
+    pub const NOTHING: Kept = Kept {
+        counter: false,
+        drift: false,
+    };
+}
+
+/// What replacing the token stored as `kind` with the seed `sealed` by `new` keeps (seeds
+/// compared in constant time). The same seed keeps its counter whatever the kinds (a file
+/// that got the type wrong, then one that got it right, must not send it back) and its drift
+/// if the kind is the same too. A stored seed that does not open (a BROKEN token) may well
+/// be this one, since a hardware token's serial rarely gets another seed: its counter stays,
+/// at worst a token that needs a resync, and its drift goes.
+pub fn kept_on_replace(
+    sealer: &Sealer,
+    new: &super::NewToken,
+    kind: &str,
+    sealed: &[u8],
+) -> Result<Kept, StoreError> {
     use subtle::ConstantTimeEq;
-    if kind != kind_str(new.kind) {
-        return false;
+    let (old, unreadable) = open_seed_or_reason(sealer, &new.serial, sealed)?;
+    if unreadable.is_some() {
+        return Ok(Kept {
+            counter: true,
+            drift: false,
+        });
     }
-    open_seed(sealer, &new.serial, sealed)
-        .is_ok_and(|old| bool::from(old.expose().ct_eq(new.secret.expose())))
+    if !bool::from(old.expose().ct_eq(new.secret.expose())) {
+        return Ok(Kept::NOTHING);
+    }
+    Ok(Kept {
+        counter: true,
+        drift: kind == kind_str(new.kind),
+    })
 }
 
 #[cfg(test)]

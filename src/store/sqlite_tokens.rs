@@ -4,7 +4,7 @@
 //! Kept apart from `sqlite.rs` so that file stays about the core trait; the trait impl there
 //! delegates here.
 
-use super::columns::same_seed;
+use super::columns::{kept_on_replace, Kept};
 use super::sqlite::{counter_to_sql, is_unique_violation, kind_str, now_unix};
 use super::sqlite_reads::Seed::MayFail;
 use super::sqlite_writer::sqlite_err;
@@ -30,8 +30,9 @@ impl SqliteStore {
             // The owner stays when the new data names none. What radmfa learned about the
             // token stays too: disabled stays disabled, the last TOTP step used stays used
             // (with a new seed that refuses only steps already past), and for the same seed
-            // (?15) the counter never goes back and the learned drift stays. A pending
-            // resync goes. The seed is compared under this transaction's write lock, so no
+            // the counter never goes back and the learned drift stays. A pending
+            // resync goes. (?15: the counter is kept, ?16: the drift; `kept_on_replace`
+            // says when.) The seed is compared under this transaction's write lock, so no
             // login can move the counter in between. Steps and drift are counted in periods,
             // so a new period rescales them: the used step becomes the last new step that
             // starts before the old one ended (a 30 s step number read as a 60 s one would
@@ -47,7 +48,7 @@ impl SqliteStore {
              secret = excluded.secret, manufacturer = excluded.manufacturer, \
              model = excluded.model, valid_from = excluded.valid_from, \
              valid_until = excluded.valid_until, \
-             drift = CASE WHEN NOT ?15 THEN excluded.drift \
+             drift = CASE WHEN NOT ?16 THEN excluded.drift \
                  WHEN tokens.period = excluded.period OR tokens.period <= 0 \
                      OR excluded.period <= 0 THEN tokens.drift \
                  ELSE (tokens.drift * tokens.period) / excluded.period END, \
@@ -63,13 +64,19 @@ impl SqliteStore {
         );
         let mut written = 0;
         for (t, x, counter, sealed) in rows {
-            let same_seed = replace && {
-                let stored: Option<(String, Vec<u8>)> =
-                    sqlx::query_as("SELECT kind, secret FROM tokens WHERE serial = ?1")
-                        .bind(&t.serial)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                stored.is_some_and(|(kind, old)| same_seed(&self.sealer, t, &kind, &old))
+            let kept = match replace {
+                false => Kept::NOTHING,
+                true => {
+                    let stored: Option<(String, Vec<u8>)> =
+                        sqlx::query_as("SELECT kind, secret FROM tokens WHERE serial = ?1")
+                            .bind(&t.serial)
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                    match stored {
+                        Some((kind, old)) => kept_on_replace(&self.sealer, t, &kind, &old)?,
+                        None => Kept::NOTHING,
+                    }
+                }
             };
             let query = sqlx::query(&sql)
                 .bind(&t.serial)
@@ -87,7 +94,7 @@ impl SqliteStore {
                 .bind(x.valid_until)
                 .bind(x.drift);
             let query = if replace {
-                query.bind(same_seed)
+                query.bind(kept.counter).bind(kept.drift)
             } else {
                 query
             };

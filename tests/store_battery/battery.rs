@@ -65,6 +65,7 @@ where
     inventory_import_list_assign_enable_delete(&*make().await).await;
     import_is_all_or_nothing(&*make().await).await;
     import_replace_keeps_owner_and_what_was_learned(&*make().await).await;
+    import_replace_keeps_the_counter_across_a_kind_change(&*make().await).await;
     totp_drift_is_stored_with_the_step(&*make().await).await;
     totp_step_moves_back_only_from_the_step_seen(&*make().await).await;
     hotp_resync_pending_round_trips(&*make().await).await;
@@ -1527,6 +1528,50 @@ pub async fn import_replace_keeps_owner_and_what_was_learned(store: &dyn Store) 
             .unwrap()
             .len(),
         1
+    );
+}
+
+/// The same seed re-imported under the wrong type (a CSV without a `type` column makes
+/// TOTP), then the right one: the HOTP counter stays where it was through both, or codes
+/// used before would log in again.
+pub async fn import_replace_keeps_the_counter_across_a_kind_change(store: &dyn Store) {
+    store
+        .add_token(hotp("H9", Some("alice"), b"the-seed", 40))
+        .await
+        .unwrap();
+    let as_totp = totp("H9", None, b"the-seed");
+    store
+        .import_tokens(&[(as_totp, TokenExtra::default())], true)
+        .await
+        .unwrap();
+    let r = store.token_record("H9").await.unwrap().unwrap();
+    assert_eq!((r.token.kind, r.token.counter), (TokenKind::Totp, 40));
+    store
+        .import_tokens(
+            &[(hotp("H9", None, b"the-seed", 0), TokenExtra::default())],
+            true,
+        )
+        .await
+        .unwrap();
+    let r = store.token_record("H9").await.unwrap().unwrap();
+    assert_eq!((r.token.kind, r.token.counter), (TokenKind::Hotp, 40));
+    // Another seed under the other type starts where its file says.
+    store
+        .import_tokens(
+            &[(hotp("H9", None, b"other-seed", 3), TokenExtra::default())],
+            true,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .token_record("H9")
+            .await
+            .unwrap()
+            .unwrap()
+            .token
+            .counter,
+        3
     );
 }
 

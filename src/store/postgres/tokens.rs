@@ -8,7 +8,7 @@ use sqlx::{Postgres, QueryBuilder, Row};
 
 use super::to_u32;
 use super::{counter_to_sql, is_unique_violation, kind_str, now_unix, to_u64, PgStore};
-use crate::store::columns::same_seed;
+use crate::store::columns::{kept_on_replace, Kept};
 use crate::store::{
     NewToken, StoreError, TokenExtra, TokenFilter, TokenRecord, UserProfile, UserSnapshot,
     UserStatus,
@@ -117,8 +117,9 @@ impl PgStore {
         let now = now_unix();
         let upsert = if replace {
             // As in the SQLite store: what radmfa learned about the token stays, and for the
-            // same seed ($15) the counter never goes back, and a new period rescales the used
-            // step and the drift. The seed is read FOR UPDATE, so no login on any node moves
+            // same seed the counter never goes back ($15: the counter is kept, $16: the
+            // drift; `kept_on_replace` says when), and a new period rescales the used step
+            // and the drift. The seed is read FOR UPDATE, so no login on any node moves
             // the counter in between.
             " ON CONFLICT (serial) DO UPDATE SET \
              username = COALESCE(excluded.username, tokens.username), \
@@ -132,7 +133,7 @@ impl PgStore {
              secret = excluded.secret, manufacturer = excluded.manufacturer, \
              model = excluded.model, valid_from = excluded.valid_from, \
              valid_until = excluded.valid_until, \
-             drift = CASE WHEN NOT $15 THEN excluded.drift \
+             drift = CASE WHEN NOT $16 THEN excluded.drift \
                  WHEN tokens.period = excluded.period OR tokens.period <= 0 \
                      OR excluded.period <= 0 THEN tokens.drift \
                  ELSE (tokens.drift * tokens.period) / excluded.period END, \
@@ -149,13 +150,20 @@ impl PgStore {
         );
         let mut written = 0;
         for (t, x, counter, sealed) in rows {
-            let same_seed = replace && {
-                let stored: Option<(String, Vec<u8>)> =
-                    sqlx::query_as("SELECT kind, secret FROM tokens WHERE serial = $1 FOR UPDATE")
-                        .bind(&t.serial)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                stored.is_some_and(|(kind, old)| same_seed(&self.sealer, t, &kind, &old))
+            let kept = match replace {
+                false => Kept::NOTHING,
+                true => {
+                    let stored: Option<(String, Vec<u8>)> = sqlx::query_as(
+                        "SELECT kind, secret FROM tokens WHERE serial = $1 FOR UPDATE",
+                    )
+                    .bind(&t.serial)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    match stored {
+                        Some((kind, old)) => kept_on_replace(&self.sealer, t, &kind, &old)?,
+                        None => Kept::NOTHING,
+                    }
+                }
             };
             let query = sqlx::query(&sql)
                 .bind(&t.serial)
@@ -173,7 +181,7 @@ impl PgStore {
                 .bind(x.valid_until)
                 .bind(x.drift);
             let query = if replace {
-                query.bind(same_seed)
+                query.bind(kept.counter).bind(kept.drift)
             } else {
                 query
             };
