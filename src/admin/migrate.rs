@@ -635,11 +635,15 @@ mod tables {
             .map(|(serial, _)| serial.as_str())
             .collect();
         if !bad.is_empty() {
+            // The key itself was proven when the store opened (its key_check row): these
+            // are damaged rows, which `token list` marks BROKEN.
             bail!(
-                "{} token seed(s) do not open with this key file (first: {}): is store.key_file \
-                 the key this SQLite database was made with? Nothing was written.",
+                "{} token seed(s) do not open, though the key file is this database's (first: \
+                 {}): damaged rows, marked BROKEN by `radmfa token list`. Import those tokens \
+                 again with `radmfa token import --replace` or delete them (docs/operations.md), \
+                 then migrate. Nothing was written.",
                 bad.len(),
-                bad[0]
+                super::super::printable(bad[0])
             );
         }
         Ok(())
