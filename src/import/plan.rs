@@ -175,7 +175,8 @@ pub fn plan(
         }
     }
     for (serial, (_, line)) in map {
-        if !seen.contains_key(serial) {
+        // A serial whose row was refused is in the file: that row's problem says why.
+        if !seen.contains_key(serial) && !repeated.contains_key(serial) {
             out.problems.push(Problem {
                 origin: format!("map line {line}"),
                 message: format!("serial {} is not in the import file", printable(serial)),
@@ -228,6 +229,29 @@ mod tests {
             first.message,
             "serial SN1 appears again at line 2, line 3, line 4, line 5, line 6 and 94 more; \
              which seed is right is not known, so none is imported"
+        );
+    }
+
+    /// A map line for a serial whose row is refused: the row's problem is the one to fix; the
+    /// map line is not also called a serial "not in the import file".
+    #[test]
+    fn a_map_line_for_a_refused_row_is_not_called_missing() {
+        let b32 = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
+        let text = format!("SN1,not-base32!,30\nSN2,{b32},30\n");
+        let entries = csv::parse(text.as_bytes(), &CsvDefaults::default()).unwrap();
+        let map: HashMap<String, (String, usize)> = [
+            ("SN1".to_string(), ("alice".to_string(), 1)),
+            ("SN3".to_string(), ("bob".to_string(), 2)),
+        ]
+        .into();
+        let p = plan(entries, &map, &Default::default(), false, || {});
+        let said: Vec<String> = p.problems.iter().map(|p| p.to_string()).collect();
+        assert_eq!(said.len(), 2, "{said:?}");
+        assert!(said.iter().any(|p| p.starts_with("line 1")), "{said:?}");
+        assert!(
+            said.iter()
+                .any(|p| p.contains("map line 2") && p.contains("SN3 is not in the import file")),
+            "{said:?}"
         );
     }
 }
