@@ -132,10 +132,13 @@ impl Schedule {
         let mut due = None;
         if let Some(rate) = self.rate {
             let at = self.start + Duration::from_secs_f64(i as f64 / rate);
-            tokio::time::sleep_until(at.into()).await;
-            if self.expired() {
+            // Due after the deadline: not sent, and not slept for. Every worker takes a
+            // number at once, so sleeping first held a run of `-d 3 --rate 2 -p 100` for
+            // 50 s (and kept round 2 waiting while round 1's States aged).
+            if self.deadline.is_some_and(|d| at >= d) {
                 return None;
             }
+            tokio::time::sleep_until(at.into()).await;
             due = Some(at);
         }
         Some((i, due))
@@ -602,6 +605,41 @@ mod tests {
         }
         let unpaced = super::Schedule::new(1, None, None);
         assert_eq!(unpaced.next().await, Some((0, None)));
+    }
+
+    /// Under `--rate` the deadline ends the run on time: numbers due after it are not slept
+    /// for (at 1/s, 50 workers would otherwise sleep up to 49 s past a 0.1 s run).
+    #[tokio::test]
+    async fn a_paced_schedule_stops_at_its_deadline_not_at_the_last_due_time() {
+        use std::sync::Arc;
+        use std::time::{Duration, Instant};
+        let s = Arc::new(super::Schedule::new(
+            u64::MAX,
+            Some(Duration::from_millis(100)),
+            Some(1.0),
+        ));
+        let started = Instant::now();
+        let mut workers = tokio::task::JoinSet::new();
+        for _ in 0..50 {
+            let s = s.clone();
+            workers.spawn(async move {
+                let mut got = Vec::new();
+                while let Some((i, _)) = s.next().await {
+                    got.push(i);
+                }
+                got
+            });
+        }
+        let mut sent = Vec::new();
+        while let Some(got) = workers.join_next().await {
+            sent.extend(got.unwrap());
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(sent, [0], "only the request due before the deadline");
     }
 
     #[test]
