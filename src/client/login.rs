@@ -140,18 +140,11 @@ pub async fn login(spec: &LoginSpec, answers: &mut dyn Answerer) -> anyhow::Resu
 
 /// A Reply-Message as the terminal shows it: the reply is verified, but its text may come
 /// from an upstream server or a configuration someone else wrote, and control characters
-/// in it (ESC sequences, CR) could rewrite the admin's screen or fake a prompt.
+/// in it (ESC sequences, CR) could rewrite the admin's screen or fake a prompt, and
+/// bidirectional overrides reorder the line. Escaped as the admin commands escape what came
+/// from the network ([`crate::admin::printable`]).
 fn shown(v: &[u8]) -> String {
-    String::from_utf8_lossy(v)
-        .chars()
-        .flat_map(|c| {
-            if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') {
-                c.escape_unicode().collect::<Vec<_>>()
-            } else {
-                vec![c]
-            }
-        })
-        .collect()
+    crate::admin::printable(&String::from_utf8_lossy(v)).into_owned()
 }
 
 /// One Status-Server probe; returns the round-trip time.
@@ -252,8 +245,10 @@ mod tests {
         assert_eq!(super::shown(b"Enter code"), "Enter code");
         assert_eq!(
             super::shown(b"\x1b[2J\rAccess-Accept"),
-            "\\u{1b}[2J\\u{d}Access-Accept"
+            "\\u{1b}[2J\\rAccess-Accept"
         );
+        // A right-to-left override would show "tpeccA" as "Accept".
+        assert_eq!(super::shown("\u{202e}tpeccA".as_bytes()), "\\u{202e}tpeccA");
         assert_eq!(super::shown("Code (\u{fc})".as_bytes()), "Code (\u{fc})");
     }
 }
