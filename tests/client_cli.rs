@@ -50,17 +50,24 @@ fn login_follows_the_challenge_and_status_probe_answers() {
 
     // --secret-file reads the first line, as the server reads a client's secret_file: the
     // same file (a note on its second line included) works for both.
+    // So does a file an editor saved with a byte-order mark, or ending in a lone CR.
     let file = srv.dir.path().join("nas.secret");
-    std::fs::write(&file, format!("{SECRET}\nrotated 2026-11\n")).unwrap();
-    // The file named wins over a RADMFA_SECRET left in the environment.
-    let out = Command::new(bin())
-        .args(["client", "status", "--secret-file"])
-        .arg(&file)
-        .args(["--retries", "0", "--server", &srv.addr.to_string()])
-        .env("RADMFA_SECRET", "another-nas-secret")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out));
+    for saved in [
+        format!("{SECRET}\nrotated 2026-11\n"),
+        format!("\u{feff}{SECRET}\r\n"),
+        format!("{SECRET}\r"),
+    ] {
+        std::fs::write(&file, &saved).unwrap();
+        // The file named wins over a RADMFA_SECRET left in the environment.
+        let out = Command::new(bin())
+            .args(["client", "status", "--secret-file"])
+            .arg(&file)
+            .args(["--retries", "0", "--server", &srv.addr.to_string()])
+            .env("RADMFA_SECRET", "another-nas-secret")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{saved:?}: {}", text(&out));
+    }
 
     // A wrong shared secret: replies fail verification, so no answer is believed.
     let out = Command::new(bin())
@@ -76,6 +83,54 @@ fn login_follows_the_challenge_and_status_probe_answers() {
         .output()
         .unwrap();
     assert!(!out.status.success(), "{}", text(&out));
+}
+
+/// Tokens of another hash and length (`[totp] algorithm = "SHA256"`, 8 digits): the load
+/// generator makes their codes with `--totp-algorithm` and `--totp-digits`; without the
+/// flag its SHA1 codes are refused and the run fails.
+#[test]
+fn load_makes_codes_of_the_servers_totp_algorithm() {
+    let users = LdapUser::generate(4);
+    let slapd = Slapd::start(&users);
+    let mut o = Options::new(&slapd.url);
+    o.clients = vec![Nas {
+        otp_mode: "inline",
+        ..Nas::challenge("inline-nas", "127.0.0.1")
+    }];
+    o.extra = "\n[totp]\nalgorithm = \"SHA256\"\ndigits = 8\n".into();
+    let srv = Server::start(&o);
+    let mut csv = String::new();
+    for u in &users {
+        let seed = srv.enroll(&u.uid, &[]);
+        csv.push_str(&format!("{},{},{seed}\n", u.uid, u.password));
+    }
+    let file = srv.dir.path().join("users.csv");
+    std::fs::write(&file, csv).unwrap();
+    let file = file.to_str().unwrap();
+    let load = |extra: &[&str]| {
+        let mut args = vec![
+            "load", "--users", file, "--flow", "inline", "-n", "2", "--json",
+        ];
+        args.extend_from_slice(extra);
+        client(&srv, &args)
+    };
+    let out = load(&[
+        "--range",
+        "0:2",
+        "--totp-algorithm",
+        "sha256",
+        "--totp-digits",
+        "8",
+    ]);
+    assert_eq!(load_json(&out)[0]["expected"], 2, "{}", text(&out));
+    let out = load(&["--range", "2:4", "--totp-digits", "8"]);
+    assert_eq!(out.status.code(), Some(1), "SHA1 codes: {}", text(&out));
+    let out = load(&["--totp-algorithm", "md5"]);
+    assert!(
+        text(&out).contains("use sha1, sha256 or sha512"),
+        "{}",
+        text(&out)
+    );
 }
 
 fn load_json(out: &Output) -> Vec<serde_json::Value> {
@@ -497,4 +552,102 @@ fn has_state(raw: &[u8]) -> bool {
         at += usize::from(raw[at + 1]).max(2);
     }
     false
+}
+
+/// A responder that answers every request with an Access-Accept signed with another secret:
+/// every reply the client gets fails verification. Nothing is believed: `status` and
+/// `login` report the forged replies and fail (exit 2, no valid reply), and `load` counts
+/// them as forged and fails (exit 1). The server itself drops mis-signed requests, so only
+/// a responder like this reaches the client's checks.
+#[test]
+fn replies_that_fail_verification_are_never_believed() {
+    use radmfa::radius::{reply, request};
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = sock.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok((len, from)) = sock.recv_from(&mut buf) {
+            let Ok(req) = request::decode_request(&buf[..len], b"s", false) else {
+                continue;
+            };
+            let forged = reply::encode_reply(&req, &reply::Reply::accept(), b"not-s");
+            sock.send_to(&forged, from).ok();
+        }
+    });
+    let run = |args: &[&str]| {
+        Command::new(bin())
+            .arg("client")
+            .args(args)
+            .args(["--secret", "s", "--retries", "0", "--timeout", "0.3"])
+            .args(["--server", &addr.to_string()])
+            .output()
+            .unwrap()
+    };
+    for args in [&["status"][..], &["login", "alice", "--password", "pw"][..]] {
+        let out = run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
+        assert!(
+            text(&out).contains("ignored a reply that failed verification")
+                && !text(&out).contains("Access-Accept"),
+            "{args:?}: {}",
+            text(&out)
+        );
+    }
+    let out = run(&[
+        "load",
+        "--flow",
+        "status",
+        "--generated",
+        "1",
+        "-n",
+        "3",
+        "-p",
+        "1",
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let r: serde_json::Value = serde_json::from_str(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .next()
+            .expect("a report"),
+    )
+    .unwrap();
+    assert_eq!(
+        (&r["forged"], &r["expected"]),
+        (&3.into(), &0.into()),
+        "{r}"
+    );
+}
+
+/// `client ldap-binds` (the benchmark's raw-bind ceiling) against a directory that accepts
+/// connections and never answers: the run ends a bounded time after its duration, counting
+/// timeouts, instead of hanging the benchmark script.
+#[test]
+fn ldap_binds_end_when_the_directory_stops_answering() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("ldap://{}", silent.local_addr().unwrap());
+    let held = std::thread::spawn(move || {
+        // Accepted and held open, never read from: a paused slapd.
+        let conns: Vec<_> = silent.incoming().take(2).collect();
+        std::thread::sleep(std::time::Duration::from_secs(20));
+        drop(conns);
+    });
+    let started = std::time::Instant::now();
+    let out = Command::new(bin())
+        .args(["client", "ldap-binds", "--url", &url, "--users", "1"])
+        .args(["-p", "2", "-d", "0.5", "--json"])
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    assert!(
+        took < std::time::Duration::from_secs(12),
+        "{took:?}: {}",
+        text(&out)
+    );
+    let r: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).expect(&text(&out));
+    assert!(r["timeouts"].as_u64().unwrap() >= 2, "{r}");
+    assert_eq!(r["expected"], 0, "{r}");
+    drop(held);
 }

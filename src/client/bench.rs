@@ -149,6 +149,9 @@ pub enum BindMode {
     ConnectBind,
 }
 
+/// The longest one connect and bind of [`ldap_binds`] may take.
+const BIND_LIMIT: Duration = Duration::from_secs(5);
+
 /// Simple binds as users `user00000..` (password `pw-<uid>`) from `concurrency` workers for
 /// `duration`; the rate is the ceiling for every LDAP-bound RADIUS workload.
 pub async fn ldap_binds(
@@ -172,21 +175,32 @@ pub async fn ldap_binds(
                 i += concurrency;
                 let dn = format!("uid={name},{PEOPLE_DN}");
                 let t0 = Instant::now();
-                if conn.is_none() || mode == BindMode::ConnectBind {
-                    let (c, ldap) = ldap3::LdapConnAsync::new(&url).await?;
-                    ldap3::drive!(c);
-                    conn = Some(ldap);
-                }
-                let ldap = conn.as_mut().expect("connected above");
-                let res = ldap.simple_bind(&dn, &generated_password(&name)).await?;
-                let outcome = if res.rc == 0 {
+                // Bounded, so a directory that stops answering (paused, firewalled) ends
+                // the run soon after its duration instead of never: counted as a timeout,
+                // and the connection is given up.
+                let bind = async {
+                    if conn.is_none() || mode == BindMode::ConnectBind {
+                        let (c, ldap) = ldap3::LdapConnAsync::new(&url).await?;
+                        ldap3::drive!(c);
+                        conn = Some(ldap);
+                    }
+                    let ldap = conn.as_mut().expect("connected above");
+                    anyhow::Ok(ldap.simple_bind(&dn, &generated_password(&name)).await?)
+                };
+                let Ok(res) = tokio::time::timeout(BIND_LIMIT, bind).await else {
+                    conn = None;
+                    tally.record(Outcome::Timeout, t0.elapsed());
+                    continue;
+                };
+                let outcome = if res?.rc == 0 {
                     Outcome::Expected
                 } else {
                     Outcome::Unexpected(3)
                 };
                 if mode == BindMode::ConnectBind {
-                    let _ = ldap.unbind().await;
-                    conn = None;
+                    if let Some(mut ldap) = conn.take() {
+                        let _ = ldap.unbind().await;
+                    }
                 }
                 tally.record(outcome, t0.elapsed());
             }

@@ -86,9 +86,8 @@ impl Target {
             (_, Some(f)) => {
                 let text = std::fs::read_to_string(f)
                     .with_context(|| format!("reading {}", f.display()))?;
-                // The first line, as the server reads a `secret_file`: the same file works
-                // for both, a note on a later line included.
-                let first = text.lines().next().unwrap_or("");
+                // As the server reads a `secret_file`: the same file works for both.
+                let first = crate::config::validate::secret_file_value(&text);
                 anyhow::ensure!(
                     !first.is_empty(),
                     "--secret-file {}: the first line (the shared secret) is empty",
@@ -195,6 +194,9 @@ pub struct LoadArgs {
     pub totp_period: u32,
     #[arg(long, default_value_t = 6)]
     pub totp_digits: u32,
+    /// The tokens' hash, as the server's `[totp] algorithm`: sha1, sha256 or sha512.
+    #[arg(long, default_value = "sha1", value_parser = parse_algorithm)]
+    pub totp_algorithm: OtpAlgorithm,
     /// The server accepts a code again (no used-step record), so always send the current one.
     #[arg(long)]
     pub no_replay_guard: bool,
@@ -333,6 +335,10 @@ pub async fn run(config: &Path, cmd: ClientCommand) -> anyhow::Result<ExitCode> 
 }
 
 /// A finite wait: `inf` or `1e30` would overflow the Duration it becomes (a panic).
+fn parse_algorithm(s: &str) -> Result<OtpAlgorithm, String> {
+    OtpAlgorithm::parse(s).ok_or_else(|| format!("{s:?}: use sha1, sha256 or sha512"))
+}
+
 fn parse_timeout(s: &str) -> Result<f64, String> {
     let v: f64 = s.parse().map_err(|e| format!("{s:?}: {e}"))?;
     if v.is_finite() && (0.001..=3600.0).contains(&v) {
@@ -467,7 +473,7 @@ fn load_spec(a: LoadArgs) -> anyhow::Result<(LoadSpec, Arc<Vec<users::LoadUser>>
         retries: a.target.retries,
         delimiter: a.delimiter,
         totp: TotpParams {
-            algorithm: OtpAlgorithm::Sha1,
+            algorithm: a.totp_algorithm,
             digits: a.totp_digits,
             period: a.totp_period,
             window: a.totp_window,

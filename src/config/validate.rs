@@ -495,6 +495,17 @@ pub(crate) fn not_for_everyone(key: &str, path: &Path) -> Result<(), ConfigError
     Ok(())
 }
 
+/// The secret a `*_file` holds: its first line, as conf/radmfa.toml says (a note on a later
+/// line, "rotated 2026-11", is not part of it), less what editors add that no one typed: a
+/// byte-order mark (PowerShell 5, old Notepad) and a carriage return ending the line (an old
+/// Mac file, or a lone CR left by a tool). Kept, every request from the NAS failed as if
+/// signed with another secret. `radmfa client --secret-file` reads the same way.
+pub fn secret_file_value(text: &str) -> &str {
+    let first = text.lines().next().unwrap_or("");
+    let first = first.strip_prefix('\u{feff}').unwrap_or(first);
+    first.trim_end_matches('\r')
+}
+
 /// `path`'s permission bits when any of `bits` is set. A file that cannot be stat'ed has
 /// none: the caller's read reports it, with its reason.
 #[cfg(unix)]
@@ -641,15 +652,7 @@ pub(super) fn secret_value(
             let text = std::fs::read_to_string(&f).map_err(|e| {
                 ConfigError::invalid(format!("{key}_file"), format!("{}: {e}", f.display()))
             })?;
-            // The first line, as conf/radmfa.toml says: a note on a later line ("rotated
-            // 2026-11") is not part of the secret. Less what editors add that no one typed:
-            // a byte-order mark (PowerShell 5, old Notepad) and a carriage return ending the
-            // line (an old Mac file, or a lone CR left by a tool): kept, every request from
-            // the NAS failed as if signed with another secret.
-            let first = text.lines().next().unwrap_or("");
-            let first = first.strip_prefix('\u{feff}').unwrap_or(first);
-            let first = first.trim_end_matches('\r');
-            Ok(Secret::from(first.to_string()))
+            Ok(Secret::from(secret_file_value(&text).to_string()))
         }
         (None, None) => Err(ConfigError::invalid(
             key,
