@@ -31,35 +31,46 @@ if [ -e "$dir" ]; then
     exit 1
   fi
 fi
-bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1)
+# `|| true`: without PostgreSQL, ls fails, and under pipefail the script would stop here
+# without the message below.
+bin=$({ ls -d /usr/lib/postgresql/*/bin 2>/dev/null || true; } | sort -V | tail -n1)
 [ -x "$bin/initdb" ] || { echo "PostgreSQL is not installed: run scripts/install-deps.sh" >&2; exit 1; }
 
 as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-url() { echo "postgres://postgres@127.0.0.1:$(cat "$dir/port")/radmfa?sslmode=disable"; }
+# The superuser's password, made at initdb: with `trust` on 127.0.0.1 any account on the
+# machine could connect as superuser and run programs as the server's user (COPY … TO
+# PROGRAM). The local socket sits in the cluster's own directory, for its owner only.
+url() { echo "postgres://postgres:$(cat "$dir/password")@127.0.0.1:$(cat "$dir/port")/radmfa?sslmode=disable"; }
+running() { [ -f "$dir/data/postmaster.pid" ] && as_pg "$bin/pg_ctl" -D "$dir/data" status >/dev/null 2>&1; }
 
 case "$cmd" in
 start)
-  if [ -f "$dir/data/postmaster.pid" ]; then url; exit 0; fi
+  # A postmaster.pid left by a crash is not a running server: pg_ctl asks the process.
+  if running; then url; exit 0; fi
   port=${3:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
-  mkdir -p "$dir"
+  mkdir -p -m 700 "$dir"
+  chmod 700 "$dir"
   [ "$(id -u)" -ne 0 ] || chown postgres: "$dir"
   if [ ! -d "$dir/data" ]; then
-    as_pg "$bin/initdb" -D "$dir/data" -A trust -U postgres -E UTF8 --locale=C >/dev/null
+    (umask 077; python3 -c 'import secrets; print(secrets.token_hex(16), end="")' >"$dir/password")
+    [ "$(id -u)" -ne 0 ] || chown postgres: "$dir/password"
+    as_pg "$bin/initdb" -D "$dir/data" --auth-local=peer --auth-host=scram-sha-256 \
+      --pwfile="$dir/password" -U postgres -E UTF8 --locale=C >/dev/null
   fi
   echo "$port" >"$dir/port"
   extra=""
   [ "${FAST:-0}" = 1 ] && extra="-c fsync=off -c synchronous_commit=off"
   as_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -w -o \
     "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=300 $extra" start >/dev/null
-  "$bin/psql" -X -q -h 127.0.0.1 -p "$port" -U postgres -d postgres \
-    -c "CREATE DATABASE radmfa" 2>/dev/null || true
+  PGPASSWORD=$(cat "$dir/password") "$bin/psql" -X -q -h 127.0.0.1 -p "$port" -U postgres \
+    -d postgres -c "CREATE DATABASE radmfa" 2>/dev/null || true
   url
   ;;
 url)
   url
   ;;
 stop)
-  if [ -f "$dir/data/postmaster.pid" ]; then
+  if running; then
     as_pg "$bin/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null
   fi
   rm -rf "$dir"

@@ -645,8 +645,8 @@ fn ldap_binds_end_when_the_directory_stops_answering() {
         "{took:?}: {}",
         text(&out)
     );
-    let r: serde_json::Value =
-        serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).expect(&text(&out));
+    let r: serde_json::Value = serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim())
+        .unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
     assert!(r["timeouts"].as_u64().unwrap() >= 2, "{r}");
     assert_eq!(r["expected"], 0, "{r}");
     drop(held);

@@ -464,13 +464,21 @@ fn node_killed_mid_login_the_next_attempt_on_b_completes() {
         .build(SECRET.as_bytes());
     slapd.signal("-STOP");
     sock.send(&pkt).unwrap();
+    let sent_at = std::time::Instant::now();
     slapd.wait_for_unread_request();
     drop(c);
     slapd.signal("-CONT");
     sock.set_read_timeout(Some(std::time::Duration::from_secs(1)))
         .unwrap();
     let mut buf = [0u8; 4096];
-    assert!(sock.recv(&mut buf).is_err(), "the killed node answered");
+    if let Ok(n) = sock.recv(&mut buf) {
+        // Said in full: seen once under a loaded parallel run, not understood yet.
+        panic!(
+            "the killed node answered: code {} ({n} bytes) after {:?}",
+            buf[0],
+            sent_at.elapsed()
+        );
+    }
     let r3 = password(&b, "alice", ALICE_PW);
     assert_eq!(code_of(&r3), "Access-Challenge", "{r3}");
     let r4 = answer(&b, "alice", &totp(&seed, now() + 30, &[]), &state_of(&r3));

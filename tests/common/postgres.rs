@@ -29,6 +29,10 @@ pub struct PgCluster {
     extra: String,
     /// PEM of the CA that signed the server certificate, when started with TLS.
     pub ca_file: Option<PathBuf>,
+    /// The superuser's password over TCP: with `trust` there, any account on the machine
+    /// could connect as superuser and run programs as the server's user (`COPY … TO
+    /// PROGRAM`) while the tests run.
+    password: String,
 }
 
 /// The server binaries: `RADMFA_TEST_PG_BIN`, else the newest /usr/lib/postgresql/*/bin.
@@ -106,14 +110,27 @@ impl PgCluster {
             port: 0,
             extra: String::new(),
             ca_file: None,
+            password: format!("{:032x}", rand::random::<u128>()),
         };
+        // Read by initdb, as `postgres` when we are root; gone once it has run.
+        let pwfile = cluster.dir.path().join("pwfile");
+        std::fs::write(&pwfile, &cluster.password).unwrap();
+        if is_root() {
+            let st = Command::new("chown")
+                .args(["postgres:", &pwfile.display().to_string()])
+                .status()
+                .expect("chown");
+            assert!(st.success(), "chown postgres {}", pwfile.display());
+        }
         let out = cluster.server_cmd(
             "initdb",
             &[
                 "-D",
                 &cluster.data().display().to_string(),
-                "-A",
-                "trust",
+                // The socket sits in the cluster's own 0700 directory; TCP needs the password.
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+                &format!("--pwfile={}", pwfile.display()),
                 "-U",
                 "postgres",
                 "-E",
@@ -123,6 +140,7 @@ impl PgCluster {
             ],
         );
         assert!(out.status.success(), "initdb failed: {}", text(&out));
+        std::fs::remove_file(&pwfile).unwrap();
         if tls {
             cluster.make_tls_files();
         }
@@ -161,11 +179,11 @@ impl PgCluster {
         std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
     }
 
-    /// URL of database `db` (superuser, no password: trust on loopback).
+    /// URL of database `db` (superuser, with the cluster's password).
     pub fn url_for(&self, db: &str) -> String {
         format!(
-            "postgres://postgres@127.0.0.1:{}/{db}?sslmode=disable",
-            self.port
+            "postgres://postgres:{}@127.0.0.1:{}/{db}?sslmode=disable",
+            self.password, self.port
         )
     }
 
@@ -198,6 +216,7 @@ impl PgCluster {
             .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"])
             .args(["-h", "127.0.0.1", "-U", "postgres", "-d", db])
             .args(["-p", &self.port.to_string(), "-c", sql])
+            .env("PGPASSWORD", &self.password)
             .output()
             .expect("running psql");
         assert!(out.status.success(), "psql {sql:?}: {}", text(&out));
@@ -209,6 +228,7 @@ impl PgCluster {
         let out = Command::new(self.bin.join("pg_dump"))
             .args(["-h", "127.0.0.1", "-U", "postgres", "-d", db])
             .args(["-p", &self.port.to_string()])
+            .env("PGPASSWORD", &self.password)
             .output()
             .expect("running pg_dump");
         assert!(out.status.success(), "pg_dump: {}", text(&out));

@@ -479,10 +479,8 @@ async fn tls_settings_are_applied() {
     let cluster = PgCluster::start_with_tls();
     let ca = cluster.ca_file.clone().unwrap();
     let tls = |mode: &str, root: Option<std::path::PathBuf>| {
-        let mut s = PgSettings::new(format!(
-            "postgres://postgres@127.0.0.1:{}/postgres",
-            cluster.port
-        ));
+        // Its sslmode=disable is overridden by `ssl_mode` below.
+        let mut s = PgSettings::new(cluster.url());
         s.ssl_mode = Some(mode.parse().unwrap());
         s.ssl_root_cert = root;
         s.connect_timeout = Duration::from_millis(500);
@@ -956,4 +954,25 @@ async fn a_connection_cut_off_mid_statement_gives_its_slot_back() {
     next.expect("the next call waited on the stopped connection's slot")
         .expect("the next call, on a new connection");
     assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
+}
+
+/// The private clusters the tests start take no password-less TCP connection: with `trust`
+/// on 127.0.0.1 any account on the machine could connect as superuser while the tests run,
+/// and run programs as the server's user.
+#[tokio::test]
+async fn the_test_cluster_wants_its_password_over_tcp() {
+    use sqlx::Connection;
+    let cluster = PgCluster::shared();
+    let url = cluster.url();
+    let (before, after) = url.split_once('@').unwrap();
+    let without = format!("{}@{after}", before.rsplit_once(':').unwrap().0);
+    assert!(
+        without.starts_with("postgres://postgres@127.0.0.1:"),
+        "{without}"
+    );
+    let err = sqlx::PgConnection::connect(&without)
+        .await
+        .expect_err("connected without the password");
+    assert!(err.to_string().contains("password"), "{err}");
+    sqlx::PgConnection::connect(&url).await.unwrap();
 }
