@@ -18,7 +18,10 @@ scripts/install-deps.sh
 export PATH="$HOME/.cargo/bin:$PATH:/usr/sbin"
 echo "==> building radmfa (release)"
 cargo build --release --quiet
-RADMFA="$ROOT/target/release/radmfa"
+# Where cargo put it: CARGO_TARGET_DIR or a build.target-dir may move target/.
+TARGET=$(cargo metadata --format-version 1 --no-deps \
+  | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+RADMFA="$TARGET/release/radmfa"
 CONF="$ROOT/conf/demo.toml"
 DATA="$ROOT/demo-data"
 SECRET=demo-shared-secret
@@ -27,10 +30,13 @@ LDAP_PORT=3890
 RAD_PORT=11812
 
 # A demo killed outright (kill -9, a closed terminal) leaves its slapd and radmfa running
-# on the demo's ports: stop them by their pid files before starting afresh.
+# on the demo's ports: stop them by their pid files before starting afresh. Only a process
+# that is this demo's (its command line names the demo's files): after a reboot the pid may
+# be another radmfa's or slapd's.
+ours() { tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null | grep -qF "$DATA/"; }
 for pidfile in "$DATA/radmfa.pid" "$DATA/slapd/slapd.pid"; do
   pid=$(cat "$pidfile" 2>/dev/null || true)
-  if [ -n "$pid" ] && grep -qE 'radmfa|slapd' "/proc/$pid/comm" 2>/dev/null; then
+  if [ -n "$pid" ] && grep -qE 'radmfa|slapd' "/proc/$pid/comm" 2>/dev/null && ours "$pid"; then
     kill "$pid" 2>/dev/null || true
     for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
   fi
@@ -45,6 +51,8 @@ for p in "$LDAP_PORT/tcp" "$RAD_PORT/udp"; do
   fi
 done
 
+# Everything the demo writes is for this account only: enroll.txt holds alice's seed.
+umask 077
 rm -rf "$DATA"; mkdir -p "$DATA/slapd/db"
 
 # The config runs from a copy next to the data (its relative paths, ../demo-data/...,
@@ -75,6 +83,7 @@ cleanup() {
     [ "$alive" = 1 ] || break
     sleep 0.1
   done
+  rm -f "$DATA/radmfa.pid" "$DATA/slapd/slapd.pid"
 }
 trap cleanup EXIT
 
