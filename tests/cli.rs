@@ -1323,6 +1323,21 @@ fn a_token_whose_seed_does_not_open_is_shown_and_can_be_deleted() {
         assert!(err.contains("does not open"), "{args:?}: {err}");
     };
     refused(&["token", "resync", &serial, "123456", "234567"]);
+    // An app's token is repaired by enrolling again; not with --force beside it, though:
+    // the user's logins fail on the broken one whatever else they hold.
+    let out = Command::new(bin())
+        .arg("--config")
+        .arg(&cfg)
+        .args(["user", "enroll-totp", "alice", "--force", "--uri-only"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&serial) && err.contains("BROKEN") && err.contains("enroll its user again"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty(), "nothing enrolled");
     assert!(run(&cfg, &["token", "disable", &serial]).0);
     refused(&["token", "enable", &serial]);
 
@@ -1374,6 +1389,18 @@ fn a_broken_token_reimported_keeps_its_counter() {
         .unwrap();
     drop(db);
     break_seed(d.path(), "HW-1");
+    // What the commands say to do is the re-import, not delete and import (which would
+    // start the counter at the file's 0).
+    for args in [
+        &["token", "resync", "HW-1", "123456", "234567"][..],
+        &["token", "list"],
+    ] {
+        let (_, _, err) = run(&cfg, args);
+        assert!(
+            err.contains("token import --replace") && !err.contains("token delete"),
+            "{args:?}: {err}"
+        );
+    }
     let (ok, out, err) = run(
         &cfg,
         &["token", "import", "--replace", csv.to_str().unwrap()],

@@ -639,9 +639,9 @@ mod tables {
             // are damaged rows, which `token list` marks BROKEN.
             bail!(
                 "{} token seed(s) do not open, though the key file is this database's (first: \
-                 {}): damaged rows, marked BROKEN by `radmfa token list`. Import those tokens \
-                 again with `radmfa token import --replace` or delete them (docs/operations.md), \
-                 then migrate. Nothing was written.",
+                 {}): damaged rows, marked BROKEN by `radmfa token list`. Import imported \
+                 tokens again with `radmfa token import --replace`; delete an app's token and \
+                 enroll its user again (docs/operations.md); then migrate. Nothing was written.",
                 bad.len(),
                 super::super::printable(bad[0])
             );

@@ -146,9 +146,9 @@ async fn run_on(cfg: &Config, store: &dyn Store, cmd: TokenCommand) -> anyhow::R
     // on helps nobody. Unassign, disable and delete stay open, to clear it up.
     if let (Some(why), Action::Assign | Action::Enable) = (&before.extra.unreadable_seed, &action) {
         eprintln!(
-            "{serial}: its seed does not open ({}); nothing done. Delete it and import or \
-             enroll it again",
-            super::printable(why)
+            "{serial}: its seed does not open ({}); nothing done. {}",
+            super::printable(why),
+            broken_repair(&before)
         );
         return Ok(ExitCode::from(1));
     }
@@ -346,6 +346,21 @@ pub(super) async fn audit(
     super::users::record_made_change(store, &rec, &what).await
 }
 
+/// How to repair a token whose seed does not open. Not delete and import: a new row starts
+/// at the file's HOTP counter, and used codes would log in again.
+pub(super) fn broken_repair(r: &TokenRecord) -> String {
+    let serial = super::printable(&r.token.serial);
+    if r.extra.enrolled {
+        format!(
+            "An app's token: `radmfa token delete {serial} --force`, then enroll its user again"
+        )
+    } else {
+        "Import the vendor's file again with `radmfa token import --replace` (it keeps the \
+         owner and the HOTP counter)"
+            .to_string()
+    }
+}
+
 fn kind_str(k: TokenKind) -> &'static str {
     match k {
         TokenKind::Totp => "totp",
@@ -419,7 +434,9 @@ async fn list(cfg: &Config, store: &dyn Store, a: ListArgs) -> anyhow::Result<Ex
     if broken > 0 {
         eprintln!(
             "{broken} token(s) BROKEN: the seed does not open (`radmfa token show SERIAL` says \
-             why); their holders cannot log in with any token until they are deleted"
+             why); their holders cannot log in with any token until they are repaired: \
+             import an imported token again with `radmfa token import --replace` (it keeps \
+             the HOTP counter), delete an app's token and enroll its user again"
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -517,10 +534,10 @@ async fn resync(cfg: &Config, store: &dyn Store, a: ResyncArgs) -> anyhow::Resul
     };
     if let Some(why) = &r.extra.unreadable_seed {
         eprintln!(
-            "{}: its seed does not open ({}); nothing to resynchronise. Delete it and import \
-             or enroll it again",
+            "{}: its seed does not open ({}); nothing to resynchronise. {}",
             super::printable(&a.serial),
-            super::printable(why)
+            super::printable(why),
+            broken_repair(&r)
         );
         return Ok(ExitCode::from(1));
     }

@@ -346,8 +346,19 @@ async fn enroll_totp(
     if !(10..=300).contains(&period) {
         bail!("--period {period}: use 10 to 300 seconds");
     }
-    // The admin read: a token whose seed does not open is still counted, and named below.
+    // The admin read: a token whose seed does not open is counted too, and stops even a
+    // --force: the user's logins fail on it whatever else they hold.
     let existing = store.list_tokens(&holder_of(&args.user)).await?;
+    if let Some(r) = existing.iter().find(|r| r.extra.unreadable_seed.is_some()) {
+        eprintln!(
+            "{}: holds token {}, whose seed does not open (BROKEN), and no login of theirs \
+             works until it is repaired; nothing enrolled. {}",
+            super::printable(&args.user),
+            super::printable(&r.token.serial),
+            super::tokens::broken_repair(r)
+        );
+        return Ok(ExitCode::from(1));
+    }
     if !existing.is_empty() && !args.force {
         // A refusal (exit 1), not an error (exit 2): see docs/operations.md.
         eprintln!(
@@ -683,7 +694,7 @@ async fn show(store: &dyn Store, user: &str, json: bool) -> anyhow::Result<ExitC
                 t.digits,
                 t.period,
                 match (&r.extra.unreadable_seed, t.enabled) {
-                    (Some(_), _) => "BROKEN (its seed does not open: delete it)",
+                    (Some(_), _) => "BROKEN (its seed does not open: `radmfa token list`)",
                     (None, true) => "enabled",
                     (None, false) => "disabled",
                 },

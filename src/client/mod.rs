@@ -334,11 +334,11 @@ pub async fn run(config: &Path, cmd: ClientCommand) -> anyhow::Result<ExitCode> 
     }
 }
 
-/// A finite wait: `inf` or `1e30` would overflow the Duration it becomes (a panic).
 fn parse_algorithm(s: &str) -> Result<OtpAlgorithm, String> {
     OtpAlgorithm::parse(s).ok_or_else(|| format!("{s:?}: use sha1, sha256 or sha512"))
 }
 
+/// A finite wait: `inf` or `1e30` would overflow the Duration it becomes (a panic).
 fn parse_timeout(s: &str) -> Result<f64, String> {
     let v: f64 = s.parse().map_err(|e| format!("{s:?}: {e}"))?;
     if v.is_finite() && (0.001..=3600.0).contains(&v) {

@@ -520,8 +520,14 @@ pub trait Store: Send + Sync + 'static {
             user: Some(user.to_string()),
             unassigned: false,
         };
+        let tokens = self.list_tokens(&filter).await?;
+        // The admin read marks a seed that does not open; a login's read fails on it, as
+        // the backends' own snapshots do (docs/operations.md).
+        if let Some(why) = tokens.iter().find_map(|r| r.extra.unreadable_seed.clone()) {
+            return Err(StoreError::Decrypt(why));
+        }
         Ok(UserSnapshot {
-            tokens: self.list_tokens(&filter).await?,
+            tokens,
             status: self.user_status(user).await?,
             profile: self.user_profile(user).await?,
         })

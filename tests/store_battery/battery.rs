@@ -1555,10 +1555,28 @@ pub async fn import_replace_keeps_the_counter_across_a_kind_change(store: &dyn S
         .unwrap();
     let r = store.token_record("H9").await.unwrap().unwrap();
     assert_eq!((r.token.kind, r.token.counter), (TokenKind::Hotp, 40));
-    // Another seed under the other type starts where its file says.
+    // Another seed, of the other type too, starts where its file says.
     store
         .import_tokens(
-            &[(hotp("H9", None, b"other-seed", 3), TokenExtra::default())],
+            &[(totp("H9", None, b"other-seed"), TokenExtra::default())],
+            true,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .token_record("H9")
+            .await
+            .unwrap()
+            .unwrap()
+            .token
+            .counter,
+        0
+    );
+    // And another seed of the same type.
+    store
+        .import_tokens(
+            &[(hotp("H9", None, b"third-seed", 3), TokenExtra::default())],
             true,
         )
         .await
