@@ -108,6 +108,8 @@ fn revocations_of_nothing_under_a_name_fail_and_are_not_audited() {
     for args in [
         &["user", "app-password", "delete-all", "alcie"][..],
         &["user", "bypass", "alcie", "--cancel"],
+        &["user", "set-phone", "alcie", "none"],
+        &["user", "set-method", "alcie", "none"],
     ] {
         let (ok, out, err) = run(&cfg, args);
         assert!(
@@ -123,6 +125,10 @@ fn revocations_of_nothing_under_a_name_fail_and_are_not_audited() {
     assert!(run(&cfg, &["user", "app-password", "delete-all", "alice"]).0);
     assert!(run(&cfg, &["user", "bypass", "alice", "--for", "1h"]).0);
     assert!(run(&cfg, &["user", "bypass", "alice", "--cancel"]).0);
+    assert!(run(&cfg, &["user", "set-phone", "alice", "+15550100123"]).0);
+    assert!(run(&cfg, &["user", "set-phone", "alice", "none"]).0);
+    assert!(run(&cfg, &["user", "set-method", "alice", "totp"]).0);
+    assert!(run(&cfg, &["user", "set-method", "alice", "none"]).0);
 }
 
 /// Exit status: 1 for a refusal (nothing changed, the reason said), 2 for an error.

@@ -44,6 +44,16 @@ pub async fn set_phone(
             Err(e) => bail!("phone number {e}"),
         }
     };
+    // Removing what is not there changes nothing: said (exit 1) and not audited, so a
+    // mistyped name is not reported as the lost phone's number taken away.
+    if e164.is_none() && store.user_profile(&a.user).await?.phone.is_none() {
+        eprintln!(
+            "{}: no phone number stored here; nothing changed (check the spelling; a number \
+             from the directory, where [phone] sources lists it, is changed there)",
+            super::printable(&a.user)
+        );
+        return Ok(ExitCode::from(1));
+    }
     store.set_phone(&a.user, e164.as_deref()).await?;
     // The number is changed from here on: whatever follows fails, the change is audited.
     let forgot = forget_logins(store, &a.user).await;
@@ -165,6 +175,13 @@ pub async fn set_method(
             None => bail!("method {:?}: use totp, sms, voice or none", a.method),
         }
     };
+    if method.is_none() && store.user_profile(&a.user).await?.method.is_none() {
+        eprintln!(
+            "{}: no default method stored; nothing changed (check the spelling)",
+            super::printable(&a.user)
+        );
+        return Ok(ExitCode::from(1));
+    }
     store.set_method(&a.user, method).await?;
     admin_audit(
         cfg,
