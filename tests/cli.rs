@@ -51,6 +51,42 @@ fn user_show_lists_app_passwords() {
     assert!(ok);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["app_passwords"][0]["label"], "mail", "{v}");
+    // Labels reach other admins' terminals: control characters are refused, and what is
+    // left that reorders or hides text is escaped in the JSON too.
+    let (ok, _, err) = run(
+        &cfg,
+        &[
+            "user",
+            "app-password",
+            "add",
+            "carol",
+            "--label",
+            "a\u{9b}2J",
+        ],
+    );
+    assert!(!ok && err.contains("control characters"), "{err}");
+    let (ok, _, err) = run(
+        &cfg,
+        &[
+            "user",
+            "app-password",
+            "add",
+            "carol",
+            "--label",
+            "tpecca\u{202e}",
+        ],
+    );
+    assert!(ok, "{err}");
+    let (ok, out, _) = run(&cfg, &["user", "app-password", "list", "carol", "--json"]);
+    assert!(
+        ok && out.contains("tpecca\\u202e") && !out.contains('\u{202e}'),
+        "{out}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        v[1]["label"], "tpecca\u{202e}",
+        "the same JSON to a parser: {v}"
+    );
 }
 
 /// Commands that only read do not make a store where there is none: a mistyped
@@ -103,7 +139,7 @@ fn reading_commands_do_not_create_a_store() {
 /// They exited 0 with "0 deleted", so a runbook checking the exit code reported done.
 #[test]
 fn revocations_of_nothing_under_a_name_fail_and_are_not_audited() {
-    let (_d, cfg) = setup();
+    let (d, cfg) = setup();
     assert!(run(&cfg, &["user", "enroll-totp", "alice", "--uri-only"]).0);
     for args in [
         &["user", "app-password", "delete-all", "alcie"][..],
@@ -127,6 +163,22 @@ fn revocations_of_nothing_under_a_name_fail_and_are_not_audited() {
     assert!(run(&cfg, &["user", "bypass", "alice", "--cancel"]).0);
     assert!(run(&cfg, &["user", "set-phone", "alice", "+15550100123"]).0);
     assert!(run(&cfg, &["user", "set-phone", "alice", "none"]).0);
+    // A bypass for a user a fraud report blocked is granted, and said to wait behind the
+    // block (logins check the block first).
+    let db = rusqlite::Connection::open(d.path().join("radmfa.db")).unwrap();
+    db.execute(
+        "UPDATE user_profile SET blocked_at = 1, blocked_reason = 'fraud' WHERE user = 'alice'",
+        [],
+    )
+    .unwrap();
+    drop(db);
+    let (ok, out, err) = run(&cfg, &["user", "bypass", "alice", "--for", "1h"]);
+    assert!(
+        ok && out.contains("is blocked") && out.contains("user unblock alice"),
+        "{out}{err}"
+    );
+    let (ok, out, _) = run(&cfg, &["user", "bypass", "alice", "--cancel"]);
+    assert!(ok && !out.contains("is blocked"), "{out}");
     assert!(run(&cfg, &["user", "set-method", "alice", "totp"]).0);
     assert!(run(&cfg, &["user", "set-method", "alice", "none"]).0);
 }

@@ -29,9 +29,19 @@ pub enum AppPasswordCommand {
 pub struct AddArgs {
     #[arg(value_parser = super::user_name)]
     pub user: String,
-    /// What it is for, e.g. "mail on old phone".
-    #[arg(long)]
+    /// What it is for, e.g. "mail on old phone" (at most 100 bytes, no control characters:
+    /// other admins' terminals show it).
+    #[arg(long, value_parser = label)]
     pub label: Option<String>,
+}
+
+fn label(s: &str) -> Result<String, String> {
+    if s.len() > 100 || s.chars().any(char::is_control) {
+        return Err(format!(
+            "{s:?} is longer than 100 bytes or has control characters"
+        ));
+    }
+    Ok(s.to_string())
 }
 
 #[derive(Debug, Args)]
@@ -121,7 +131,10 @@ pub async fn run(
                         })
                     })
                     .collect();
-                println!("{}", serde_json::to_string_pretty(&rows)?);
+                println!(
+                    "{}",
+                    super::json_printable(serde_json::to_string_pretty(&rows)?)
+                );
             } else {
                 println!("{:>5}  {:<20}  {:<20}  LABEL", "ID", "CREATED", "LAST USED");
                 for p in list {

@@ -51,7 +51,8 @@ pub async fn run(cfg: &Config, store: &dyn Store, a: BypassArgs) -> anyhow::Resu
     let until = now + secs;
     // What a failed audit record puts back: a bypass granted (and audited) earlier stays as
     // it was, rather than being taken away with the new one.
-    let earlier = store.user_profile(&a.user).await?.pending_bypass(now);
+    let profile = store.user_profile(&a.user).await?;
+    let earlier = profile.pending_bypass(now);
     store.set_bypass(&a.user, Some(until)).await?;
     let when = super::audit::fmt_time(until);
     // A login without a second factor, granted: never left standing without its record
@@ -88,6 +89,14 @@ pub async fn run(cfg: &Config, store: &dyn Store, a: BypassArgs) -> anyhow::Resu
         "{}: the next login with the right password until {when} needs no second factor (once)",
         a.user
     );
+    // Logins check a fraud block before a bypass: granted, it waits behind the block.
+    if profile.blocked_at.is_some() {
+        println!(
+            "note: {} is blocked (a fraud report): every login is \
+             refused, this one too, until `radmfa user unblock {}`",
+            a.user, a.user
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -115,7 +115,11 @@ pub(super) async fn hang_up(cfg: &Config, calls: &[String]) -> String {
     let ended = futures_util::future::join_all(calls.iter().map(|sid| voice.end_call(sid))).await;
     let failed: Vec<String> = ended
         .into_iter()
-        .filter_map(|r| r.err().map(|e| e.to_string()))
+        // The provider's words: no terminal escapes from them reach the admin's screen.
+        .filter_map(|r| {
+            r.err()
+                .map(|e| super::printable(&e.to_string()).into_owned())
+        })
         .collect();
     match failed.first() {
         None => format!("; {} call(s) hung up", calls.len()),
