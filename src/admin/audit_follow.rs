@@ -124,7 +124,10 @@ async fn poll(
             break;
         }
     }
-    window.settle(Instant::now());
+    // Read after the records: every id up to it had been handed out when they were read,
+    // so it settles like them. A store without it keeps the floor at the last match.
+    let top = store.audit_top_id().await.ok();
+    window.settle_to(Instant::now(), top);
     Ok(())
 }
 
@@ -161,7 +164,16 @@ impl Window {
     }
 
     fn settle(&mut self, now: Instant) {
-        let top = self.seen.last().copied().unwrap_or(self.floor);
+        self.settle_to(now, None);
+    }
+
+    /// [`Window::settle`], where `table_top` is the largest id in the table when this poll
+    /// read it: with a filter few records match (`--result lock`, a quiet user) the floor
+    /// follows the table, not the last match (which may lie millions of rows back), so each
+    /// poll reads from near the end instead of scanning all that lies after the match.
+    fn settle_to(&mut self, now: Instant, table_top: Option<i64>) {
+        let seen_top = self.seen.last().copied().unwrap_or(self.floor);
+        let top = seen_top.max(table_top.unwrap_or(0));
         self.polls.push_back((now, top));
         while let Some(&(at, id)) = self.polls.front() {
             if now.duration_since(at) < SETTLE {
@@ -213,5 +225,23 @@ mod tests {
         w.settle(t0 + SETTLE * 2);
         assert_eq!(w.floor, 15);
         assert!(w.seen.is_empty());
+    }
+
+    /// Nothing matches the filter, but the table grows: the floor follows the table's top
+    /// once it has settled, so later queries start there.
+    #[test]
+    fn the_floor_follows_the_table_when_nothing_matches() {
+        let t0 = Instant::now();
+        let mut w = Window::starting_with(&[], t0);
+        w.settle_to(t0 + Duration::from_secs(1), Some(5_000));
+        assert_eq!(w.floor, 0, "not before it has settled");
+        w.settle_to(t0 + Duration::from_secs(2), Some(9_000));
+        w.settle_to(t0 + Duration::from_secs(1) + SETTLE, Some(9_500));
+        assert_eq!(w.floor, 5_000);
+        w.settle_to(t0 + Duration::from_secs(2) + SETTLE, None);
+        assert_eq!(
+            w.floor, 9_000,
+            "a store without the top id changes nothing after"
+        );
     }
 }

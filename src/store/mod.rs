@@ -791,6 +791,12 @@ pub trait Store: Send + Sync + 'static {
     async fn append_audit(&self, record: &AuditRecord) -> Result<i64, StoreError>;
     /// Newest first.
     async fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError>;
+    /// The largest audit record id, whatever it matches (0 for none): how far `audit
+    /// --follow` may move its settled floor when no new record matches its filter, so its
+    /// queries start near the table's end instead of rescanning from the last match.
+    async fn audit_top_id(&self) -> Result<i64, StoreError> {
+        Err(StoreError::Unsupported("audit_top_id"))
+    }
     /// Records matching `filter` (its limit ignored), counted per group and result: the
     /// authentication and usage reports. Unordered.
     async fn audit_counts(

@@ -768,6 +768,13 @@ impl Store for PgStore {
         rows.iter().map(audit_from_row).collect()
     }
 
+    async fn audit_top_id(&self) -> Result<i64, StoreError> {
+        let top: Option<i64> = sqlx::query_scalar("SELECT MAX(id) FROM audit")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(top.unwrap_or(0))
+    }
+
     async fn audit_counts(
         &self,
         filter: &AuditFilter,

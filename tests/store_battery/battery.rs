@@ -1070,6 +1070,7 @@ pub async fn audit_filters_order_and_limit(store: &dyn Store) {
 
 /// `radmfa audit --follow`: records after an id, oldest first, the other filters applying.
 pub async fn audit_after_id_reads_newer_records_oldest_first(store: &dyn Store) {
+    assert_eq!(store.audit_top_id().await.unwrap(), 0, "no record yet");
     let mut ids = Vec::new();
     for (i, user) in ["alice", "bob", "alice", "alice", "bob"].iter().enumerate() {
         let rec = audit_record(T + i as i64, user, "accept");
@@ -1101,6 +1102,8 @@ pub async fn audit_after_id_reads_newer_records_oldest_first(store: &dyn Store) 
         .await
         .unwrap()
         .is_empty());
+    // `audit --follow` moves past records its filter leaves out up to this id.
+    assert_eq!(store.audit_top_id().await.unwrap(), ids[4]);
 }
 
 pub async fn audit_default_limit_is_100(store: &dyn Store) {
