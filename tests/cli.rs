@@ -181,6 +181,30 @@ fn revocations_of_nothing_under_a_name_fail_and_are_not_audited() {
     assert!(ok && !out.contains("is blocked"), "{out}");
     assert!(run(&cfg, &["user", "set-method", "alice", "totp"]).0);
     assert!(run(&cfg, &["user", "set-method", "alice", "none"]).0);
+    // No number stored (it comes from the directory, or an earlier run removed it and then
+    // failed): "none" still ends what hangs on the phone, here a remembered login.
+    let db = rusqlite::Connection::open(d.path().join("radmfa.db")).unwrap();
+    db.execute(
+        "INSERT INTO remembered_logins (user, nas, station, mode, verified_at, expires_at) \
+         VALUES ('alice', 'vpn', '', 'sms', 1, 4000000000)",
+        [],
+    )
+    .unwrap();
+    let (ok, out, err) = run(&cfg, &["user", "set-phone", "alice", "none"]);
+    assert!(
+        ok && out.contains("1 remembered login(s) forgotten"),
+        "{out}{err}"
+    );
+    let left: i64 = db
+        .query_row("SELECT COUNT(*) FROM remembered_logins", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(left, 0);
+    drop(db);
+    let (ok, _, err) = run(&cfg, &["user", "set-phone", "alice", "none"]);
+    assert!(
+        !ok && err.contains("check the spelling"),
+        "then nothing is left: {err}"
+    );
 }
 
 /// Exit status: 1 for a refusal (nothing changed, the reason said), 2 for an error.

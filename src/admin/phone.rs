@@ -44,21 +44,33 @@ pub async fn set_phone(
             Err(e) => bail!("phone number {e}"),
         }
     };
-    // Removing what is not there changes nothing: said (exit 1) and not audited, so a
-    // mistyped name is not reported as the lost phone's number taken away.
-    if e164.is_none() && store.user_profile(&a.user).await?.phone.is_none() {
+    // "none" with no number stored: what hangs on the phone (remembered logins, open
+    // prompts, calls) is still taken away: the number may come from the directory, or this
+    // is the retry an earlier run's failure asked for. With nothing at all to take, it is
+    // said (exit 1) and not audited: a mistyped name is not reported as a lost phone dealt
+    // with.
+    let nothing_stored = e164.is_none() && store.user_profile(&a.user).await?.phone.is_none();
+    if !nothing_stored {
+        store.set_phone(&a.user, e164.as_deref()).await?;
+    }
+    // The number is changed from here on: whatever follows fails, the change is audited.
+    let forgot = forget_logins(store, &a.user).await;
+    if nothing_stored && matches!(&forgot, Ok((note, calls)) if note.is_empty() && calls.is_empty())
+    {
         eprintln!(
-            "{}: no phone number stored here; nothing changed (check the spelling; a number \
-             from the directory, where [phone] sources lists it, is changed there)",
+            "{}: no phone number stored here, and no remembered login, open prompt or call to \
+             end; nothing changed (check the spelling; a number from the directory, where \
+             [phone] sources lists it, is changed there)",
             super::printable(&a.user)
         );
         return Ok(ExitCode::from(1));
     }
-    store.set_phone(&a.user, e164.as_deref()).await?;
-    // The number is changed from here on: whatever follows fails, the change is audited.
-    let forgot = forget_logins(store, &a.user).await;
     // The audit record masks the number; the admin who typed it sees it whole.
     let (audited, said) = match &e164 {
+        None if nothing_stored => (
+            "no stored number".to_string(),
+            "no stored phone number".to_string(),
+        ),
         None => (
             "removed".to_string(),
             "stored phone number removed".to_string(),
