@@ -304,6 +304,12 @@ fn server(s: &str) -> Result<UpstreamServer, String> {
         Ok(p) if p > 0 => p,
         _ => return Err(format!("{s:?}: {port:?} is not a port {usage}")),
     };
+    if looks_like_ipv4(host) {
+        return Err(format!(
+            "{s:?}: {host:?} looks like an IPv4 address but is not one (four numbers 0-255, \
+             no leading zeros) {usage}"
+        ));
+    }
     if !is_dns_name(host) {
         return Err(format!(
             "{s:?}: {host:?} is neither an IP address nor a DNS name {usage}"
@@ -314,6 +320,24 @@ fn server(s: &str) -> Result<UpstreamServer, String> {
         name: format!("{host}:{port}"),
         host: UpstreamHost::Name(host, port),
     })
+}
+
+/// A host that is no IPv4 address as Rust reads one, but that the system resolver would
+/// take for one: its last label all digits, or a hex number (no top-level domain is numeric,
+/// RFC 3696 §2). glibc reads "192.168.110" as 192.168.0.110 and "10.0.0.010" as 10.0.0.8 (the
+/// old inet_aton forms), so a mistyped address would send logins to another host instead of
+/// being refused.
+pub(super) fn looks_like_ipv4(host: &str) -> bool {
+    let host = host.strip_suffix('.').unwrap_or(host);
+    if host.parse::<std::net::Ipv4Addr>().is_ok() {
+        return false;
+    }
+    let last = host.rsplit('.').next().unwrap_or(host);
+    let hex = last
+        .strip_prefix("0x")
+        .or_else(|| last.strip_prefix("0X"))
+        .is_some_and(|h| h.bytes().all(|b| b.is_ascii_hexdigit()));
+    !last.is_empty() && (last.bytes().all(|b| b.is_ascii_digit()) || hex)
 }
 
 /// Letters, digits and hyphens in dot-separated labels of 1–63 characters (RFC 1123), at
@@ -361,6 +385,10 @@ mod tests {
             ("-nps.example:1812", "neither"),
             ("nps..example:1812", "neither"),
             (":1812", "neither"),
+            // What glibc would take for 192.168.0.110, 10.0.0.8 and 10.0.0.1.
+            ("192.168.110:1812", "looks like an IPv4 address"),
+            ("10.0.0.010:1812", "looks like an IPv4 address"),
+            ("0xa000001:1812", "looks like an IPv4 address"),
         ] {
             let e = server(bad).unwrap_err();
             assert!(e.contains(says), "{bad}: {e}");

@@ -52,6 +52,12 @@ pub(super) fn ldap_settings(raw: RawLdap, base: &Path) -> Result<LdapSettings, C
         // error while the file looked fine.
         let tls = starttls || u.starts_with("ldaps://");
         let host = u.split_once("://").map_or("", |(_, rest)| rest);
+        if let Some(why) = url_host_problem(host) {
+            return Err(ConfigError::invalid(
+                format!("ldap.urls[{i}]"),
+                format!("{u:?}: {why}"),
+            ));
+        }
         if tls && host.starts_with('[') {
             return Err(ConfigError::invalid(
                 format!("ldap.urls[{i}]"),
@@ -341,9 +347,67 @@ fn split_terms(s: &str) -> Option<Vec<&str>> {
     (depth == 0 && !terms.is_empty()).then_some(terms)
 }
 
+/// What is wrong with the `host[:port][/…]` of an LDAP URL, checked here because the
+/// directory client finds it only at the first login (every one then fails), or not at all:
+/// a host the system resolver takes for another IPv4 address (`10.0.0.010` is 10.0.0.8 to
+/// it), a port that is no port.
+fn url_host_problem(rest: &str) -> Option<String> {
+    let authority = rest.split(['/', '?']).next().unwrap_or("");
+    if authority.starts_with('[') {
+        let port = authority.split_once("]:").map(|(_, p)| p);
+        return port.and_then(port_problem);
+    }
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (authority, None),
+    };
+    if host.is_empty() {
+        return Some("has no host".into());
+    }
+    if super::upstream::looks_like_ipv4(host) {
+        return Some(format!(
+            "{host:?} looks like an IPv4 address but is not one (four numbers 0-255, no \
+             leading zeros)"
+        ));
+    }
+    port.and_then(port_problem)
+}
+
+fn port_problem(port: &str) -> Option<String> {
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 => None,
+        _ => Some(format!("{port:?} is not a port")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::bind_enforces;
+    use super::url_host_problem;
+
+    #[test]
+    fn ldap_url_hosts_the_resolver_would_misread_and_bad_ports_are_refused() {
+        for fine in [
+            "dc1.corp.example",
+            "dc1.corp.example:636",
+            "10.0.0.10:389/",
+            "[2001:db8::5]:389",
+            "localhost",
+        ] {
+            assert_eq!(url_host_problem(fine), None, "{fine}");
+        }
+        for (bad, says) in [
+            ("10.0.0.010", "looks like an IPv4 address"),
+            ("192.168.110:389", "looks like an IPv4 address"),
+            ("dc1:63a6", "is not a port"),
+            ("dc1:0", "is not a port"),
+            ("[2001:db8::5]:x", "is not a port"),
+            (":389", "has no host"),
+        ] {
+            let why = url_host_problem(bad).unwrap_or_default();
+            assert!(why.contains(says), "{bad}: {why:?}");
+        }
+    }
     use super::filter_condition_besides_name as extra;
 
     #[test]
