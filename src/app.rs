@@ -94,9 +94,14 @@ impl AppState {
 }
 
 impl AppState {
-    /// The `[[client]]` entry for a source address, from the live table.
-    pub fn client_for(&self, ip: std::net::IpAddr) -> Option<Arc<crate::config::ClientConfig>> {
-        self.clients.load().lookup(ip).cloned()
+    /// The `[[client]]` entry for a source address over UDP or RadSec (`over_tls`), from the
+    /// live table ([`crate::server::clients::ClientTable::lookup`]).
+    pub fn client_for(
+        &self,
+        ip: std::net::IpAddr,
+        over_tls: bool,
+    ) -> Option<Arc<crate::config::ClientConfig>> {
+        self.clients.load().lookup(ip, over_tls).cloned()
     }
 
     /// The configuration as it is now. A request takes it once per stage; SIGHUP may swap

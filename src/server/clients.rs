@@ -29,13 +29,24 @@ impl ClientTable {
         ClientTable { entries }
     }
 
-    pub fn lookup(&self, ip: IpAddr) -> Option<&Arc<ClientConfig>> {
+    /// The most specific entry covering `ip` that takes requests over this listener (RadSec
+    /// when `over_tls`, else UDP): a RadSec-only host entry inside a UDP network leaves that
+    /// host's UDP requests to the network's entry, and the other way round. With none for
+    /// this listener, the most specific entry covering `ip` at all, so the caller drops the
+    /// request saying which entry is for the other transport.
+    pub fn lookup(&self, ip: IpAddr, over_tls: bool) -> Option<&Arc<ClientConfig>> {
         // A dual-stack socket reports IPv4 peers as ::ffff:a.b.c.d; match them as IPv4.
         let ip = ip.to_canonical();
-        self.entries
-            .iter()
-            .find(|(net, _)| net.contains(&ip))
-            .map(|(_, c)| c)
+        let mut covering = self.entries.iter().filter(|(net, _)| net.contains(&ip));
+        let first = covering.clone().next().map(|(_, c)| c);
+        let takes = |c: &ClientConfig| {
+            if over_tls {
+                c.transport.radsec()
+            } else {
+                c.transport.udp()
+            }
+        };
+        covering.find(|(_, c)| takes(c)).map(|(_, c)| c).or(first)
     }
 }
 
@@ -69,11 +80,30 @@ mod tests {
             client("lan", &["10.0.0.0/8"]),
             client("vpn", &["10.1.2.3/32", "2001:db8::/64"]),
         ]);
-        let name = |ip: &str| t.lookup(ip.parse().unwrap()).map(|c| c.name.clone());
+        let name = |ip: &str| t.lookup(ip.parse().unwrap(), false).map(|c| c.name.clone());
         assert_eq!(name("10.1.2.3").as_deref(), Some("vpn"));
         assert_eq!(name("10.9.9.9").as_deref(), Some("lan"));
         assert_eq!(name("::ffff:10.1.2.3").as_deref(), Some("vpn"));
         assert_eq!(name("2001:db8::5").as_deref(), Some("vpn"));
         assert_eq!(name("192.0.2.1"), None);
+    }
+
+    /// A RadSec-only proxy's host entry inside a UDP network: its UDP requests go to the
+    /// network's entry, its TLS connections to its own; a host only a UDP entry covers is
+    /// still found over TLS, for the caller to refuse as the wrong transport.
+    #[test]
+    fn the_most_specific_entry_for_the_listener_wins() {
+        let mut proxy = client("proxy", &["10.20.0.5/32"]);
+        proxy.transport = crate::config::Transport::Radsec;
+        let t = ClientTable::new(&[client("branch", &["10.20.0.0/16"]), proxy]);
+        let name = |ip: &str, tls| t.lookup(ip.parse().unwrap(), tls).map(|c| c.name.clone());
+        assert_eq!(name("10.20.0.5", false).as_deref(), Some("branch"));
+        assert_eq!(name("10.20.0.5", true).as_deref(), Some("proxy"));
+        assert_eq!(
+            name("10.20.0.6", true).as_deref(),
+            Some("branch"),
+            "for the caller"
+        );
+        assert_eq!(name("10.21.0.5", true), None);
     }
 }

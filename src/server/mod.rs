@@ -205,7 +205,7 @@ async fn recv_loop(
         Metrics::inc(&app.metrics.received);
         // RFC 2865 §3: a request from a client without a shared secret MUST be silently
         // discarded. An entry for RadSec only has none for UDP.
-        let Some(client) = app.client_for(src.ip()) else {
+        let Some(client) = app.client_for(src.ip(), false) else {
             Metrics::inc(&app.metrics.unknown_client);
             warn_drop(&app, DropKind::UnknownClient, src, None);
             continue;

@@ -492,7 +492,7 @@ pub(super) async fn accept_loop(
         };
         // Subscribed before the lookup: a reload in between shows as a change to follow.
         let reloads = app.clients_reloaded.subscribe();
-        let Some(client) = app.client_for(peer.ip()) else {
+        let Some(client) = app.client_for(peer.ip(), true) else {
             Metrics::inc(&app.metrics.unknown_client);
             warn_drop(&app, DropKind::UnknownClient, peer, None);
             continue;

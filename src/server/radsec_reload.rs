@@ -30,7 +30,7 @@ pub(super) fn entry_for(
     chain: &[CertificateDer<'static>],
     acceptors: &Acceptors,
 ) -> Result<Arc<ClientConfig>, String> {
-    let Some(client) = app.client_for(peer.ip()) else {
+    let Some(client) = app.client_for(peer.ip(), true) else {
         return Err("no [[client]] entry covers its address any more".into());
     };
     if !client.transport.radsec() {
