@@ -675,6 +675,22 @@ fn config_check_summarises_clients_and_warns_about_weakened_settings() {
             "{secs}:\n{out}"
         );
     }
+    // The same for a held login's budget (the sample's RD Gateway: 50 s, just enough for
+    // 30 s of ringing).
+    for (secs, warned) in [(30, false), (31, true)] {
+        let f = d.path().join("late-ring-held.toml");
+        let text = sample.replace(ring, &format!("\nring_timeout_secs = {secs}\n"));
+        std::fs::write(&f, text).unwrap();
+        let (ok, out, err) = run(&f, &["config", "check"]);
+        assert!(ok, "{err}");
+        assert_eq!(
+            out.contains(
+                "warning: client \"rd-gateway\": voice_budget_secs = 50 refuses a held login"
+            ),
+            warned,
+            "{secs}:\n{out}"
+        );
+    }
 
     // A lockout threshold too high to protect the codes.
     let d = tempfile::tempdir().unwrap();

@@ -1,5 +1,6 @@
 //! SIGHUP: read the config file again and swap in its `[[client]]` table, its policy
-//! sections (`[totp]`, `[hotp]`, `[challenge]`, `[lockout]`, `[audit]`) and, if it changed
+//! sections (`[users]`, `[totp]`, `[hotp]`, `[challenge]`, `[lockout]`, `[audit]`,
+//! `[upstream]`, `[upstreams.*]`: [`POLICY`]) and, if it changed
 //! (or the file its `ca_file` names did), its `[ldap]` settings — so a NAS can be added, a
 //! shared secret rotated, a client's policy or the lockout threshold changed, the
 //! directory's service password rotated or a new directory server listed without a restart

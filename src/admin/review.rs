@@ -734,6 +734,28 @@ fn delivery_time_warnings(cfg: &Config) -> Vec<String> {
     }
     for c in &cfg.clients {
         let methods = &c.factors.methods;
+        // A held login is refused at its budget: a call answered near the last ring still
+        // has the greeting and the keypad's wait ahead, and its # would come too late.
+        if let Some(v) = &d.voice {
+            let answer =
+                v.ring_timeout + Duration::from_secs(crate::mfa::voice::GATHER_TIMEOUT_SECS + 5);
+            if c.factors.voice_mode == crate::config::delivery::VoiceMode::Hold
+                && methods.contains(&Method::Voice)
+                && c.factors.voice_budget < answer
+            {
+                out.push(format!(
+                    "client {:?}: voice_budget_secs = {} refuses a held login whose call is \
+                     answered at the last ring (ring_timeout_secs = {}) before its # can come \
+                     (the greeting and the keypad's {} s wait follow the answer), and the \
+                     phone rings on; make it at least {}",
+                    c.name,
+                    c.factors.voice_budget.as_secs(),
+                    v.ring_timeout.as_secs(),
+                    crate::mfa::voice::GATHER_TIMEOUT_SECS,
+                    answer.as_secs()
+                ));
+            }
+        }
         let voice = twilio.filter(|_| methods.contains(&Method::Voice));
         let sms = sms.filter(|_| methods.contains(&Method::Sms));
         let Some(provider) = voice.max(sms) else {

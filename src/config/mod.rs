@@ -349,11 +349,16 @@ fn parse_message(text: &str, key: &str, e: &toml::de::Error) -> String {
 }
 
 /// Replaces what serde quotes in an error message (`...` and "...") with a placeholder.
+/// serde writes a string value with Debug escapes (`"k\"ey"`): an escaped character does not
+/// end the quote, or the rest of a secret holding a quote would be shown.
 pub(crate) fn hide_quoted(message: &str) -> String {
     let mut out = String::with_capacity(message.len());
     let mut quote: Option<char> = None;
+    let mut escaped = false;
     for c in message.chars() {
         match quote {
+            Some('"') if escaped => escaped = false,
+            Some('"') if c == '\\' => escaped = true,
             Some(q) if c == q => {
                 out.push_str("(value not shown)");
                 out.push(c);
@@ -372,4 +377,23 @@ pub(crate) fn hide_quoted(message: &str) -> String {
         out.push_str("(value not shown)");
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    /// serde writes a string value with Debug escapes: a quote inside a secret must not end
+    /// the hidden part early.
+    #[test]
+    fn a_quote_inside_a_quoted_value_stays_hidden() {
+        let shown =
+            super::hide_quoted(r#"invalid type: string "k\"ey-very-secret\\", expected a map"#);
+        assert_eq!(
+            shown,
+            r#"invalid type: string "(value not shown)", expected a map"#
+        );
+        assert_eq!(
+            super::hide_quoted("invalid value: `7`, expected a string"),
+            "invalid value: `(value not shown)`, expected a string"
+        );
+    }
 }
