@@ -53,7 +53,7 @@ measure() { # LABEL ARGS...
   python3 -c 'import json, sys
 r = json.loads(sys.argv[1]); ticks = int(sys.argv[2]); hz = int(sys.argv[3])
 print("inline %-6s %6.0f logins/s (%d of %d as expected), CPU %3d us per reply" % (sys.argv[4],
-      r["ok_per_sec"], r["expected"], r["sent"], ticks * 1e6 / hz / r["sent"]))' \
+      r["ok_per_sec"], r["expected"], r["sent"], ticks * 1e6 / hz / max(1, r["sent"] - r["timeouts"])))' \
     "$out" "$((c1 - c0))" "$(getconf CLK_TCK)" "$label"
 }
 P=$W/pki

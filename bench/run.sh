@@ -80,6 +80,9 @@ t=socket.SOCK_STREAM if sys.argv[1]=='tcp' else socket.SOCK_DGRAM
 s=socket.socket(socket.AF_INET,t); s.bind(('127.0.0.1',0)); print(s.getsockname()[1])" "$1"
 }
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+# The resident high-water mark since the process started (VmRSS after the last workload
+# would miss a peak the allocator has given back since).
+rss_peak_kib() { awk '/^VmHWM/ {print $2}' "/proc/$1/status"; }
 # CPU time (user + system) a process has used, in clock ticks.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 note() { # label server key value: a single measurement that is not a load phase
@@ -337,7 +340,7 @@ echo "==> radmfa on 127.0.0.1:$RPORT" >&2
 start_radmfa
 note rss-start radmfa rss_kib "$(rss_kib $RADMFA_PID)"
 workloads radmfa "127.0.0.1:$RPORT"
-note rss-after-workloads radmfa rss_kib "$(rss_kib $RADMFA_PID)"
+note rss-after-workloads radmfa rss_kib "$(rss_peak_kib $RADMFA_PID)"
 stop $RADMFA_PID
 start_radmfa
 pending radmfa "127.0.0.1:$RPORT" $RADMFA_PID
@@ -354,7 +357,7 @@ if [ -z "${BENCH_SKIP_FREERADIUS:-}" ]; then
   start_freeradius
   note rss-start freeradius rss_kib "$(rss_kib $FR_PID)"
   workloads freeradius "127.0.0.1:$FPORT"
-  note rss-after-workloads freeradius rss_kib "$(rss_kib $FR_PID)"
+  note rss-after-workloads freeradius rss_kib "$(rss_peak_kib $FR_PID)"
   stop $FR_PID
   start_freeradius
   pending freeradius "127.0.0.1:$FPORT" $FR_PID
