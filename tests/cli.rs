@@ -200,6 +200,24 @@ fn revocations_of_nothing_under_a_name_fail_and_are_not_audited() {
         .unwrap();
     assert_eq!(left, 0);
     drop(db);
+    let (_, audit, _) = run(
+        &cfg,
+        &[
+            "audit",
+            "--user",
+            "alice",
+            "--result",
+            "set-phone",
+            "--json",
+        ],
+    );
+    assert!(
+        audit
+            .lines()
+            .next()
+            .is_some_and(|l| l.contains("no stored number; 1 remembered")),
+        "{audit}"
+    );
     let (ok, _, err) = run(&cfg, &["user", "set-phone", "alice", "none"]);
     assert!(
         !ok && err.contains("check the spelling"),

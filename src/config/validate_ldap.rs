@@ -353,6 +353,12 @@ fn split_terms(s: &str) -> Option<Vec<&str>> {
 /// it), a port that is no port.
 fn url_host_problem(rest: &str) -> Option<String> {
     let authority = rest.split(['/', '?']).next().unwrap_or("");
+    // User information (which the directory client ignores) is no part of the host.
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    // `ldap:///`: the directory client connects to localhost.
+    if authority.is_empty() {
+        return None;
+    }
     if authority.starts_with('[') {
         let port = authority.split_once("]:").map(|(_, p)| p);
         return port.and_then(port_problem);
@@ -393,6 +399,9 @@ mod tests {
             "10.0.0.10:389/",
             "[2001:db8::5]:389",
             "localhost",
+            "/",
+            "/dc=example,dc=com??sub?",
+            "u:p@dc1",
         ] {
             assert_eq!(url_host_problem(fine), None, "{fine}");
         }
@@ -403,6 +412,7 @@ mod tests {
             ("dc1:0", "is not a port"),
             ("[2001:db8::5]:x", "is not a port"),
             (":389", "has no host"),
+            ("u@10.0.0.010", "looks like an IPv4 address"),
         ] {
             let why = url_host_problem(bad).unwrap_or_default();
             assert!(why.contains(says), "{bad}: {why:?}");
