@@ -651,6 +651,16 @@ fn sqlite_deployment_moved_to_postgres_logs_in_on_both_nodes() {
         !url.contains("@") || !err.contains(&url),
         "the URL is never echoed"
     );
+    // Nor its password alone (the test cluster's, made at initdb).
+    let pg_password = url
+        .split_once("postgres://postgres:")
+        .and_then(|(_, rest)| rest.split_once('@'))
+        .map(|(p, _)| p)
+        .expect("a password in the test cluster's URL");
+    assert!(
+        pg_password.len() >= 16 && !err.contains(pg_password),
+        "{err}"
+    );
 
     // A row the rowid paging cannot reach (rowid 0: only a hand-made insert gives one) is
     // not left behind in silence.

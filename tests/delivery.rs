@@ -113,16 +113,11 @@ fn provider_that_does_not_answer_times_out_below_the_nas_interval() {
         "{:?}",
         start.elapsed()
     );
-    // Nothing listening at all: a transport error, quickly.
+    // Nothing listening at all: a transport error (the connection refused), not the
+    // timeout waited out.
     drop(silent);
     let e = run(p.send_sms("+15550100", &t, &c)).unwrap_err();
-    assert!(
-        matches!(
-            e,
-            ProviderError::Transport { .. } | ProviderError::Timeout { .. }
-        ),
-        "{e}"
-    );
+    assert!(matches!(e, ProviderError::Transport { .. }), "{e}");
 }
 
 /// A certificate that is not trusted (a TLS-inspecting egress proxy, a wrong host) is no

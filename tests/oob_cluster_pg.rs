@@ -202,6 +202,19 @@ fn answers_to_prompts_need_one_pool_connection() {
         "an answer waited for a second connection:\n{}",
         node.log()
     );
+    // A Reject comes from a pool timeout too: each of the four must have been a code
+    // checked and found wrong (its audit record says so), not a store failure.
+    let checked = node
+        .audit_json("alice")
+        .into_iter()
+        .filter(|r| {
+            r["result"] == "reject"
+                && r["reason"]
+                    .as_str()
+                    .is_some_and(|w| w.contains("wrong code"))
+        })
+        .count();
+    assert_eq!(checked, 4, "{:#?}", node.audit_json("alice"));
 }
 
 #[test]

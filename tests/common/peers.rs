@@ -109,6 +109,12 @@ pub fn radclient(server: &str, secret: &str, attrs: &str) -> RadclientReply {
         .find(|c| output.contains(&format!("Received {c}")))
         .map(|c| c.to_string())
         .unwrap_or_else(|| "none".into());
+    // "none" is a request sent and left unanswered, what the tests assert it for; not a
+    // radclient that failed before sending (bad input, an attribute its dictionary lacks).
+    assert!(
+        code != "none" || output.contains("No reply from server"),
+        "radclient neither got a reply nor timed out waiting for one:\n{output}"
+    );
     // The reply's State: radclient -x prints the request it sent (a State too, on a second
     // round) before the reply.
     let reply = output.find("Received ").map_or("", |at| &output[at..]);
