@@ -92,20 +92,23 @@ impl Kept {
     };
 }
 
-/// What replacing the token stored as `kind` with the seed `sealed` by `new` keeps (seeds
+/// What replacing the token stored (as `kind`, with the seed `sealed`) by `new` keeps (seeds
 /// compared in constant time). The same seed keeps its counter whatever the kinds (a file
 /// that got the type wrong, then one that got it right, must not send it back) and its drift
 /// if the kind is the same too. A stored seed that does not open (a BROKEN token) may well
 /// be this one, since a hardware token's serial rarely gets another seed: its counter stays,
 /// at worst a token that needs a resync, and its drift goes.
+/// `stored` is the token's stored kind and sealed seed, `None` for a new serial.
 pub fn kept_on_replace(
     sealer: &Sealer,
     new: &super::NewToken,
-    kind: &str,
-    sealed: &[u8],
+    stored: Option<(String, Vec<u8>)>,
 ) -> Result<Kept, StoreError> {
     use subtle::ConstantTimeEq;
-    let (old, unreadable) = open_seed_or_reason(sealer, &new.serial, sealed)?;
+    let Some((kind, sealed)) = stored else {
+        return Ok(Kept::NOTHING);
+    };
+    let (old, unreadable) = open_seed_or_reason(sealer, &new.serial, &sealed)?;
     if unreadable.is_some() {
         return Ok(Kept {
             counter: true,

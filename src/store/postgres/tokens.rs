@@ -159,10 +159,7 @@ impl PgStore {
                     .bind(&t.serial)
                     .fetch_optional(&mut *tx)
                     .await?;
-                    match stored {
-                        Some((kind, old)) => kept_on_replace(&self.sealer, t, &kind, &old)?,
-                        None => Kept::NOTHING,
-                    }
+                    kept_on_replace(&self.sealer, t, stored)?
                 }
             };
             let query = sqlx::query(&sql)
