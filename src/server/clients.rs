@@ -37,16 +37,17 @@ impl ClientTable {
     pub fn lookup(&self, ip: IpAddr, over_tls: bool) -> Option<&Arc<ClientConfig>> {
         // A dual-stack socket reports IPv4 peers as ::ffff:a.b.c.d; match them as IPv4.
         let ip = ip.to_canonical();
-        let mut covering = self.entries.iter().filter(|(net, _)| net.contains(&ip));
-        let first = covering.clone().next().map(|(_, c)| c);
-        let takes = |c: &ClientConfig| {
-            if over_tls {
-                c.transport.radsec()
-            } else {
-                c.transport.udp()
+        let mut first = None;
+        for (net, c) in &self.entries {
+            if !net.contains(&ip) {
+                continue;
             }
-        };
-        covering.find(|(_, c)| takes(c)).map(|(_, c)| c).or(first)
+            if (over_tls && c.transport.radsec()) || (!over_tls && c.transport.udp()) {
+                return Some(c);
+            }
+            first.get_or_insert(c);
+        }
+        first
     }
 }
 
