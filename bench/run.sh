@@ -334,6 +334,19 @@ start_freeradius() {
 }
 stop() { kill "$1"; wait "$1" 2>/dev/null || true; }
 
+# FreeRADIUS's configuration on a port free now, checked.
+freeradius_conf() {
+  FPORT=$(free_port udp)
+  F=$W/freeradius; mkdir -p "$F/log" "$F/run" "$F/radacct"
+  : >"$F/dictionary"
+  sed -e "s|@DIR@|$F|g" -e "s|@PORT@|$FPORT|g" -e "s|@LDAP_PORT@|$LPORT|g" \
+      -e "s|@SECRET@|$SECRET|g" bench/freeradius/radiusd.conf.in >"$F/radiusd.conf"
+  freeradius -C -d "$F" >/dev/null 2>&1 || { freeradius -XC -d "$F" | tail -20; exit 1; }
+}
+# Checked first, so a broken install stops the run now, not after radmfa's half; written
+# again before FreeRADIUS starts (a port picked minutes earlier may be taken by then).
+[ -n "${BENCH_SKIP_FREERADIUS:-}" ] || freeradius_conf
+
 # Each server: the workloads, then a restart (so resident memory at each pending level is
 # not the high-water mark of the Status-Server flood), then the pending-challenge levels.
 echo "==> radmfa on 127.0.0.1:$RPORT" >&2
@@ -347,12 +360,7 @@ pending radmfa "127.0.0.1:$RPORT" $RADMFA_PID
 stop $RADMFA_PID
 
 if [ -z "${BENCH_SKIP_FREERADIUS:-}" ]; then
-  FPORT=$(free_port udp)
-  F=$W/freeradius; mkdir -p "$F/log" "$F/run" "$F/radacct"
-  : >"$F/dictionary"
-  sed -e "s|@DIR@|$F|g" -e "s|@PORT@|$FPORT|g" -e "s|@LDAP_PORT@|$LPORT|g" \
-      -e "s|@SECRET@|$SECRET|g" bench/freeradius/radiusd.conf.in >"$F/radiusd.conf"
-  freeradius -C -d "$F" >/dev/null 2>&1 || { freeradius -XC -d "$F" | tail -20; exit 1; }
+  freeradius_conf
   echo "==> FreeRADIUS $(freeradius -v | head -1 | grep -o 'Version [0-9.]*') on 127.0.0.1:$FPORT" >&2
   start_freeradius
   note rss-start freeradius rss_kib "$(rss_kib $FR_PID)"
