@@ -715,10 +715,13 @@ fn delivery_time_warnings(cfg: &Config) -> Vec<String> {
     };
     let mut out = Vec::new();
     // Answered at the last ring, the callee still hears the greeting and has the keypad's
-    // wait to press #; an approval after the call's lifetime does not count.
-    if let Some(v) = &d.voice {
-        let answer =
-            v.ring_timeout + Duration::from_secs(crate::mfa::voice::GATHER_TIMEOUT_SECS + 5);
+    // wait to press #: how long a call may need to approve. An approval after the call's
+    // lifetime, or a held login's budget, does not count.
+    let answer = d
+        .voice
+        .as_ref()
+        .map(|v| v.ring_timeout + Duration::from_secs(crate::mfa::voice::GATHER_TIMEOUT_SECS + 5));
+    if let (Some(v), Some(answer)) = (&d.voice, answer) {
         if answer > v.call_lifetime {
             out.push(format!(
                 "voice: call_lifetime_secs = {} leaves a call answered at the last ring \
@@ -736,9 +739,7 @@ fn delivery_time_warnings(cfg: &Config) -> Vec<String> {
         let methods = &c.factors.methods;
         // A held login is refused at its budget: a call answered near the last ring still
         // has the greeting and the keypad's wait ahead, and its # would come too late.
-        if let Some(v) = &d.voice {
-            let answer =
-                v.ring_timeout + Duration::from_secs(crate::mfa::voice::GATHER_TIMEOUT_SECS + 5);
+        if let (Some(v), Some(answer)) = (&d.voice, answer) {
             if c.factors.voice_mode == crate::config::delivery::VoiceMode::Hold
                 && methods.contains(&Method::Voice)
                 && c.factors.voice_budget < answer
