@@ -992,6 +992,8 @@ fn postgres_with_a_full_disk_refuses_logins_and_recovers() {
     let store_failures = || store_failures_of(&srv);
     assert_eq!(store_failures(), 0.0);
 
+    // The log is copied by a thread: the accept must be in before the mark is taken.
+    assert!(srv.log_shows("result=accept"), "{}", srv.log());
     let log_before_full = srv.log().len();
     disk.fill();
     // Wrong passwords until a request's writes no longer fit: each adds an audit row, and
@@ -1019,10 +1021,20 @@ fn postgres_with_a_full_disk_refuses_logins_and_recovers() {
     // Either the code's own writes failed (a plain reject), or the code passed and only its
     // audit record failed: then the log must not leave it at "accept". Only what was
     // logged once the disk was full counts (the login before it was accepted).
+    // Waits for alice's verdict after the mark (the log lags the process), and then for the
+    // withheld line if it was an accept.
+    let verdicts = srv.log_lines_at_least(2, |l| {
+        l.contains("user=\"alice\"") && (l.contains("result=accept") || l.contains("result=reject"))
+    });
+    assert!(
+        verdicts >= 2,
+        "no verdict logged for the refused login:\n{}",
+        srv.log()
+    );
     let since_full = srv.log()[log_before_full..].to_string();
     if since_full.contains("result=accept") {
         assert!(
-            since_full.contains(
+            srv.log_shows(
                 "result=reject reason=\"accept withheld: its audit record could not be written\""
             ),
             "{since_full}"

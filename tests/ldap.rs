@@ -664,18 +664,22 @@ async fn server_down_fails_fast_then_recovers() {
         .authenticate("alice", &Secret::from("alice-pw"))
         .await
         .unwrap_err();
+    // A refused connection is known at once: no op_timeout (1 s) is waited out.
+    assert!(matches!(err, AuthError::Unavailable(_)), "{err:?}");
     assert!(
-        matches!(err, AuthError::Unavailable(_) | AuthError::Timeout(_)),
-        "{err:?}"
+        t.elapsed() < Duration::from_millis(900),
+        "{:?}",
+        t.elapsed()
     );
-    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
     let t = Instant::now();
     let err = auth.lookup("alice").await.unwrap_err();
+    // A refused connection is known at once: no op_timeout (1 s) is waited out.
+    assert!(matches!(err, AuthError::Unavailable(_)), "{err:?}");
     assert!(
-        matches!(err, AuthError::Unavailable(_) | AuthError::Timeout(_)),
-        "{err:?}"
+        t.elapsed() < Duration::from_millis(900),
+        "{:?}",
+        t.elapsed()
     );
-    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
 
     slapd.restart();
     let out = auth

@@ -1601,7 +1601,10 @@ fn an_accounting_request_too_big_to_refuse_keeps_its_radsec_connection() {
         body.contains("radmfa_radsec_unsupported_refused_total 1"),
         "{body}"
     );
-    assert!(!body.contains("reason=\"discarded\"} 1"), "{body}");
+    assert!(
+        body.contains("radmfa_radsec_closed_total{reason=\"discarded\"} 0\n"),
+        "{body}"
+    );
 }
 
 /// A 4096-octet Accounting-Request of Proxy-States only (signed as RFC 2866 §3 says): its

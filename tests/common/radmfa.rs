@@ -316,27 +316,43 @@ impl Server {
         self.log.lock().unwrap().clone()
     }
 
-    /// Whether `needle` shows up in the log within 5 s: a thread copies the log, so it lags
-    /// the process, most of all on a busy machine.
     /// Whether the log says `user`'s request was left unanswered on purpose
-    /// (`on_backend_failure = "no_reply"`): silence, told from a reply the test's client
-    /// dropped (pyrad drops a badly signed one and reports a timeout, as for silence).
+    /// (`on_backend_failure = "no_reply"`), within 5 s: silence, told from a reply the
+    /// test's client dropped (pyrad drops a badly signed one and reports a timeout, as for
+    /// silence).
     pub fn left_unanswered(&self, user: &str) -> bool {
-        self.log().lines().any(|l| {
-            l.contains(&format!("user=\"{user}\""))
-                && l.contains("not answered (on_backend_failure = \\\"no_reply\\\")")
-        })
+        let user = format!("user=\"{user}\"");
+        self.wait_for_lines(1, |l| {
+            l.contains(&user) && l.contains("not answered (on_backend_failure = \\\"no_reply\\\")")
+        }) > 0
     }
 
+    /// Whether `needle` shows up in the log within 5 s: a thread copies the log, so it lags
+    /// the process, most of all on a busy machine.
     pub fn log_shows(&self, needle: &str) -> bool {
+        self.wait_for_lines(1, |l| l.contains(needle)) > 0
+    }
+
+    /// How many log lines `matches`, once at least `at_least` do (or 5 s have passed), and
+    /// after a further 300 ms for lines still on their way: so that a test asserting "only
+    /// one" is not passed by a second line the log thread has not copied yet.
+    pub fn log_lines_at_least(&self, at_least: usize, matches: impl Fn(&str) -> bool) -> usize {
+        self.wait_for_lines(at_least, &matches);
+        std::thread::sleep(Duration::from_millis(300));
+        self.log().lines().filter(|l| matches(l)).count()
+    }
+
+    /// How many log lines `matches`, once at least `at_least` do or 5 s have passed.
+    fn wait_for_lines(&self, at_least: usize, matches: impl Fn(&str) -> bool) -> usize {
+        let count = || self.log().lines().filter(|l| matches(l)).count();
         let until = std::time::Instant::now() + Duration::from_secs(5);
-        while !self.log().contains(needle) {
-            if std::time::Instant::now() > until {
-                return false;
+        loop {
+            let n = count();
+            if n >= at_least || std::time::Instant::now() > until {
+                return n;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        true
     }
 
     /// SIGTERM, then wait for a clean exit.
