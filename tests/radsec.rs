@@ -1144,6 +1144,11 @@ fn silent_connections_give_their_slots_up_to_a_nas() {
         .find_map(|l| l.strip_prefix("radmfa_radsec_closed_total{reason=\"connection_limit\"} "))
         .and_then(|v| v.trim().parse::<f64>().ok());
     assert!(closed.is_some_and(|n| n >= 1.0), "{closed:?}: {body}");
+    // And not as a failed handshake: that metric means certificate or CA trouble.
+    assert!(
+        body.contains("radmfa_radsec_handshake_failures_total 0\n"),
+        "{body}"
+    );
     for mut h in holders {
         drop(h.stdin.take());
         let _ = h.kill();
@@ -1562,6 +1567,61 @@ fn a_packet_that_fails_verification_closes_its_radsec_connection() {
         "{body}"
     );
     assert!(body.contains("reason=\"malformed\"} 1"), "{body}");
+}
+
+/// A Length outside 20..4096 loses the stream's framing: the connection is closed, and
+/// counted among the closes as a packet that failed verification (it was in none).
+#[test]
+fn a_packet_whose_length_breaks_the_framing_closes_its_radsec_connection() {
+    let (_pki_dir, good, _slapd, srv) = alice_with_metrics(1500);
+    let connect = &DISCARDS[..DISCARDS.find("send(packet(2, 1)").unwrap()];
+    let script = format!(
+        "{connect}send(packet(12, 1))\nprint(answer())\n\
+         send(struct.pack(\"!BBH\", 1, 2, 5) + os.urandom(16))\nprint(answer(), flush=True)\n"
+    );
+    let said = radsec_script(&script, &srv, &good);
+    let lines: Vec<&str> = said.lines().collect();
+    assert_eq!(lines, ["reply 2", "closed"], "{}", srv.log());
+    assert!(
+        srv.log_shows("a Length of 5, outside 20..4096: the framing is lost"),
+        "{}",
+        srv.log()
+    );
+    let body = http_get(srv.metrics_addr(), "/metrics").2;
+    assert!(
+        body.contains("radmfa_radsec_closed_total{reason=\"discarded\"} 1\n"),
+        "{body}"
+    );
+    assert!(body.contains("reason=\"malformed\"} 1"), "{body}");
+}
+
+/// A host that opens a connection and says nothing does not hold up a stop: SIGTERM ends
+/// radmfa at once, and no request is said to be abandoned (it waited the whole grace
+/// period, 5 s, and said so).
+#[test]
+fn a_connection_in_its_handshake_does_not_hold_up_a_stop() {
+    let pki_dir = tempfile::tempdir().unwrap();
+    let good = Pki::make(pki_dir.path(), "good");
+    let slapd = Slapd::start(&[LdapUser::new("alice", "alice-pw")]);
+    let mut srv = start(&slapd, &good, "nas.example.org");
+    let before = sockets_of(srv.pid());
+    let silent = std::net::TcpStream::connect(("127.0.0.1", radsec_port(&srv))).unwrap();
+    let t = Instant::now();
+    while sockets_of(srv.pid()) < before + 1 {
+        assert!(t.elapsed() < Duration::from_secs(5), "{}", srv.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let t = Instant::now();
+    let status = srv.stop();
+    let took = t.elapsed();
+    assert!(status.success(), "{status:?}\n{}", srv.log());
+    assert!(
+        took < Duration::from_secs(3),
+        "took {took:?}\n{}",
+        srv.log()
+    );
+    assert!(!srv.log().contains("abandoning"), "{}", srv.log());
+    drop(silent);
 }
 
 /// An Accounting-Request whose Request Authenticator does not verify (forged, or signed

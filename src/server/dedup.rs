@@ -192,6 +192,31 @@ impl DuplicateCache {
         }
     }
 
+    /// As [`Self::forget`], unless resends attached meanwhile: then the reply is kept as
+    /// [`Self::finish`] keeps it. Over RadSec a resend on another connection waits for the
+    /// answer in the cache (`resend_when_answered`); forgotten, it would never be answered.
+    pub fn forget_unless_attached(&self, key: RequestKey, reply: Arc<[u8]>) -> u32 {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(Entry::InFlight { digest, attached }) = inner.map.get(&key) else {
+            return 0;
+        };
+        let (digest, attached) = (*digest, *attached);
+        if attached == 0 {
+            inner.map.remove(&key);
+            return 0;
+        }
+        inner.bytes += reply.len();
+        inner.map.insert(
+            key,
+            Entry::Done {
+                digest,
+                reply: Some(reply),
+            },
+        );
+        inner.expiry.push_back((Instant::now(), key));
+        attached.min(MAX_ATTACHED_COPIES)
+    }
+
     /// Where the request stands, without counting anything: for a RadSec resend that came on
     /// another connection while its first copy was being worked out, which waits for the
     /// reply to send it on its own connection.
@@ -331,6 +356,23 @@ mod tests {
         assert_eq!(c.begin(key(2), b"x"), Seen::New);
         assert_eq!(c.begin(key(2), b"x"), Seen::Attached(1));
         assert_eq!(c.forget(key(2)), 1, "a real retransmit still gets its copy");
+    }
+
+    #[test]
+    fn an_answer_awaited_by_a_resend_is_kept() {
+        let c = DuplicateCache::new(Duration::from_secs(30));
+        let reply: Arc<[u8]> = Arc::from(&b"reply"[..]);
+        assert_eq!(c.begin(key(1), b"x"), Seen::New);
+        assert_eq!(c.forget_unless_attached(key(1), reply.clone()), 0);
+        assert!(c.is_empty(), "nobody waits: not cached");
+        assert_eq!(c.begin(key(2), b"x"), Seen::New);
+        assert_eq!(c.begin(key(2), b"x"), Seen::Attached(1));
+        assert_eq!(c.forget_unless_attached(key(2), reply.clone()), 1);
+        assert_eq!(
+            c.peek(key(2)),
+            Peek::Done(Some(reply)),
+            "the waiter finds it"
+        );
     }
 
     #[test]

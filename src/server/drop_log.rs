@@ -229,11 +229,12 @@ impl DropLog {
         nas: Option<&str>,
         now: Instant,
     ) -> Option<Warning> {
-        // Overload is about this server, not the source: one line for all clients.
-        let src = if kind == DropKind::Overloaded {
-            IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+        // Overload is about this server, not the source: one line for all clients, which
+        // names none of them (the first one's name would stand for all).
+        let (src, nas) = if kind == DropKind::Overloaded {
+            (IpAddr::V4(Ipv4Addr::UNSPECIFIED), None)
         } else {
-            src
+            (src, nas)
         };
         let itemised = |held_back| Warning::Itemised {
             kind,
@@ -380,6 +381,17 @@ mod tests {
             "dropped a request from a client: server.max_in_flight requests are already \
              being processed; the NAS will retransmit"
         );
-        assert_eq!(log.record(DropKind::Overloaded, ip(2), None, t0), None);
+        assert_eq!(
+            log.record(DropKind::Overloaded, ip(2), Some("vpn"), t0),
+            None
+        );
+        let later = t0 + INTERVAL;
+        let w = log.record(DropKind::Overloaded, ip(3), Some("vpn"), later);
+        assert!(
+            w.unwrap()
+                .to_string()
+                .starts_with("dropped a request from a client: "),
+            "a RadSec connection's overload names no one client"
+        );
     }
 }

@@ -200,7 +200,7 @@ impl Metrics {
              radsec.idle_timeout_secs, not reading their replies, left without a client \
              entry (or a matching radsec_name) by a reload, found by the periodic check with \
              an expired or no longer trusted certificate, after a packet that failed \
-             verification (RFC 6613 section 2.6.4), or waiting longer than half the \
+             verification (RFC 6613 section 2.6.4) or whose Length broke the framing, or waiting longer than half the \
              request deadline for a free request slot.",
             &[
                 (

@@ -540,8 +540,10 @@ async fn serve_one(
     // A Status-Server answer changes nothing and costs less to compute again than to keep:
     // not caching it keeps a health-check flood (or a monitoring system polling hard) from
     // filling the duplicate cache and the memory behind it.
-    let attached = if req.kind == RequestKind::StatusServer {
+    let attached = if req.kind == RequestKind::StatusServer && !ctx.over_tls {
         app.dedup.forget(key)
+    } else if req.kind == RequestKind::StatusServer {
+        app.dedup.forget_unless_attached(key, bytes.clone())
     } else {
         app.dedup.finish(key, Some(bytes.clone()))
     };

@@ -534,6 +534,16 @@ pub(super) async fn accept_loop(
     }
 }
 
+/// Why a connection did not get through its TLS handshake.
+enum Unshaken {
+    /// The peer's fault, or a timeout: a certificate problem for the log and the metric.
+    Failed(String),
+    /// Cut short to give its slot to a newcomer (`radsec_slots`).
+    Cut,
+    /// radmfa is stopping.
+    Stopping,
+}
+
 /// A connection's place among those in their TLS handshake (see `radsec_slots`).
 struct Handshake {
     slots: Arc<Slots>,
@@ -599,27 +609,36 @@ impl Connection {
         let shaken = tokio::select! {
             r = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)) => match r {
                 Ok(Ok(tls)) => Ok(tls),
-                Ok(Err(e)) => Err(e.to_string()),
-                Err(_) => Err("timed out".to_string()),
+                Ok(Err(e)) => Err(Unshaken::Failed(e.to_string())),
+                Err(_) => Err(Unshaken::Failed("timed out".to_string())),
             },
-            _ = handshake.cut.cancelled() => Err(
-                "cut short: every connection slot was taken, and this one had been in its \
-                 handshake longest"
-                    .to_string(),
-            ),
+            // Cut to make room for a newcomer: counted as a connection_limit close where it
+            // was cut, and logged as that, not as a certificate problem.
+            _ = handshake.cut.cancelled() => Err(Unshaken::Cut),
+            // A host that opened a connection and sent nothing must not hold a stop for the
+            // whole grace period (nor have it logged as requests abandoned).
+            _ = self.shutdown.cancelled() => Err(Unshaken::Stopping),
         };
         drop(handshake);
         let tls = match shaken {
             Ok(tls) => tls,
-            Err(why) => {
-                Metrics::inc(&self.app.metrics.radsec_handshake_failures);
+            Err(Unshaken::Stopping) => return,
+            Err(unshaken) => {
+                let (kind, why) = match unshaken {
+                    Unshaken::Failed(why) => {
+                        Metrics::inc(&self.app.metrics.radsec_handshake_failures);
+                        (DropKind::TlsHandshake, why)
+                    }
+                    Unshaken::Cut | Unshaken::Stopping => (
+                        DropKind::TlsConnectionLimit,
+                        "cut short: every connection slot was taken, and this one had \
+                         been in its handshake longest"
+                            .to_string(),
+                    ),
+                };
                 // Rate-limited like other drops: any host in a client's network can try.
                 let now = std::time::Instant::now();
-                if let Some(w) =
-                    self.app
-                        .drops
-                        .record(DropKind::TlsHandshake, peer.ip(), Some(&nas), now)
-                {
+                if let Some(w) = self.app.drops.record(kind, peer.ip(), Some(&nas), now) {
                     warn!(target: "radmfa::drops", "{w} [{why}]");
                 }
                 return;
@@ -697,13 +716,11 @@ impl Connection {
             if !(20..=MAX_PACKET).contains(&len) {
                 Metrics::inc(&self.app.metrics.received);
                 Metrics::inc(&self.app.metrics.malformed);
-                warn_drop(
-                    &self.app,
-                    DropKind::Malformed,
-                    peer,
-                    Some(&self.client.name),
-                );
-                break; // the framing is lost
+                // Closed like any packet that fails verification (and counted so).
+                closer.discarded(&format!(
+                    "a Length of {len}, outside 20..{MAX_PACKET}: the framing is lost"
+                ));
+                break;
             }
             // The rest of the packet gets no longer than a silent connection would, and
             // none at all once the connection is closed (the packet before it may have
