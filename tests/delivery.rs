@@ -324,7 +324,10 @@ secret = "0123456789abcdef"
         "Azure MFA Server: 300 s"
     );
     assert_eq!(
-        (sms.max_per_user, sms.window),
+        (
+            cfg.delivery.send_limits.max_per_user,
+            cfg.delivery.send_limits.window
+        ),
         (5, Duration::from_secs(300))
     );
     let voice = cfg.delivery.voice.as_ref().unwrap();
@@ -351,4 +354,62 @@ secret = "0123456789abcdef"
     );
     let dump = format!("{cfg:?}");
     assert!(!dump.contains("\"tok\""), "auth token masked: {dump}");
+}
+
+/// A setup with calls and no `[sms]` (an RD Gateway signing everyone in by call) sets its
+/// send limits in `[voice]`: there was no key for them, and adding `[sms]` to get one
+/// offered SMS to every client. With `[sms]` present they belong there, named so.
+#[test]
+fn calls_without_sms_take_their_send_limits_from_voice() {
+    let text = |sms: &str, voice_keys: &str| {
+        format!(
+            r#"
+[ldap]
+urls = ["ldap://127.0.0.1"]
+bind_dn = "cn=admin"
+bind_password = "pw"
+base_dn = "dc=example,dc=org"
+{sms}
+[voice]
+provider = "twilio"
+{voice_keys}
+[twilio]
+account_sid = "AC0123456789abcdef0123456789abcdef"
+auth_token = "tok"
+from = "+15550001111"
+[callbacks]
+listen = "127.0.0.1:8088"
+public_url = "https://radmfa.example.org/"
+[[client]]
+name = "rdg"
+address = "127.0.0.1"
+secret = "0123456789abcdef"
+methods = ["voice"]
+"#
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("radmfa.toml");
+    let parse = |t: String| radmfa::config::Config::parse(&t, &path);
+    let cfg = parse(text("", "max_per_nas = 2000\nwindow_secs = 600")).unwrap();
+    assert!(cfg.delivery.sms.is_none());
+    let limits = cfg.delivery.send_limits;
+    assert_eq!(
+        (limits.max_per_user, limits.max_per_nas, limits.window),
+        (5, 2000, Duration::from_secs(600))
+    );
+    let defaults = parse(text("", "")).unwrap().delivery.send_limits;
+    assert_eq!(
+        (defaults.max_per_user, defaults.max_per_nas, defaults.window),
+        (5, 200, Duration::from_secs(300))
+    );
+    let e = parse(text("[sms]\nprovider = \"twilio\"", "max_per_nas = 2000"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("voice.max_per_nas") && e.contains("[sms] is present"),
+        "{e}"
+    );
+    let e = parse(text("", "max_per_user = 0")).unwrap_err().to_string();
+    assert!(e.contains("voice.max_per_user"), "{e}");
 }

@@ -41,6 +41,12 @@ pub struct SmsConfig {
     pub code_ttl: Duration,
     /// Contains `{code}`.
     pub message: String,
+}
+
+/// Codes sent and calls placed, together: per user (and per number) and per NAS within
+/// `window`. From `[sms]`, or from `[voice]` in a setup with calls only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SendLimits {
     pub max_per_user: u32,
     pub max_per_nas: u32,
     pub window: Duration,
@@ -127,6 +133,7 @@ pub struct CallbacksConfig {
 #[derive(Debug, Clone)]
 pub struct DeliveryConfig {
     pub phone: PhoneConfig,
+    pub send_limits: SendLimits,
     pub sms: Option<SmsConfig>,
     pub voice: Option<VoiceConfig>,
     pub twilio: Option<TwilioConfig>,
@@ -141,6 +148,11 @@ impl Default for DeliveryConfig {
                 sources: vec![PhoneSource::Store],
                 sources_given: false,
                 default_country_code: String::new(),
+            },
+            send_limits: SendLimits {
+                max_per_user: super::raw_delivery::d_per_user(),
+                max_per_nas: super::raw_delivery::d_per_nas(),
+                window: Duration::from_secs(super::raw_delivery::d_window()),
             },
             sms: None,
             voice: None,

@@ -41,13 +41,13 @@ fn d_code_ttl() -> u64 {
 fn d_sms_message() -> String {
     "Your sign-in code is {code}".into()
 }
-fn d_per_user() -> u32 {
+pub(crate) fn d_per_user() -> u32 {
     5
 }
-fn d_per_nas() -> u32 {
+pub(crate) fn d_per_nas() -> u32 {
     200
 }
-fn d_window() -> u64 {
+pub(crate) fn d_window() -> u64 {
     300
 }
 
@@ -65,6 +65,13 @@ pub struct RawVoice {
     pub call_lifetime_secs: u64,
     #[serde(default = "d_greeting")]
     pub greeting: String,
+    /// The send limits, for a setup with calls and no `[sms]` (which names them for both).
+    #[serde(default)]
+    pub max_per_user: Option<u32>,
+    #[serde(default)]
+    pub max_per_nas: Option<u32>,
+    #[serde(default)]
+    pub window_secs: Option<u64>,
 }
 
 fn d_fraud() -> String {

@@ -112,7 +112,13 @@ pub fn validate(raw: RawDelivery, base: &Path) -> Result<DeliveryConfig, ConfigE
     let twilio = twilio.map(|t| twilio_config(t, base)).transpose()?;
     let http_sms = http_sms.map(|h| http_sms_config(h, base)).transpose()?;
     let callbacks = callbacks.map(callbacks_config).transpose()?;
-    let sms = sms.map(sms_config).transpose()?;
+    let (sms, mut send_limits) = match sms {
+        Some(s) => {
+            let (sms, limits) = sms_config(s)?;
+            (Some(sms), Some(limits))
+        }
+        None => (None, None),
+    };
     if let Some(s) = &sms {
         match s.provider {
             SmsProvider::Twilio if twilio.is_none() => {
@@ -147,14 +153,20 @@ pub fn validate(raw: RawDelivery, base: &Path) -> Result<DeliveryConfig, ConfigE
     }
     let voice = match voice {
         None => None,
-        Some(v) => Some(voice_config(
-            v,
-            twilio.as_ref(),
-            callbacks.as_ref().map(|c| c.public_url.as_str()),
-        )?),
+        Some(mut v) => {
+            let limits = voice_send_limits(&mut v, send_limits.is_some())?;
+            send_limits = send_limits.or(limits);
+            Some(voice_config(
+                v,
+                twilio.as_ref(),
+                callbacks.as_ref().map(|c| c.public_url.as_str()),
+            )?)
+        }
     };
+    let send_limits = send_limits.unwrap_or(DeliveryConfig::default().send_limits);
     Ok(DeliveryConfig {
         phone,
+        send_limits,
         sms,
         voice,
         twilio,
@@ -202,7 +214,60 @@ fn phone_config(raw: RawPhone) -> Result<PhoneConfig, ConfigError> {
     })
 }
 
-fn sms_config(raw: RawSms) -> Result<SmsConfig, ConfigError> {
+/// The send limits named in `[voice]` (taken out of it), for a setup with calls and no
+/// `[sms]`; with `[sms]` present they belong there, where they count SMS and calls together.
+fn voice_send_limits(
+    v: &mut RawVoice,
+    sms_present: bool,
+) -> Result<Option<SendLimits>, ConfigError> {
+    let given = [
+        ("voice.max_per_user", v.max_per_user.is_some()),
+        ("voice.max_per_nas", v.max_per_nas.is_some()),
+        ("voice.window_secs", v.window_secs.is_some()),
+    ];
+    let Some((key, _)) = given.iter().find(|(_, set)| *set) else {
+        return Ok(None);
+    };
+    if sms_present {
+        return Err(ConfigError::invalid(
+            *key,
+            "[sms] is present and its send limits count SMS and calls together: set this \
+             there",
+        ));
+    }
+    send_limits(
+        "voice",
+        v.max_per_user
+            .take()
+            .unwrap_or_else(super::raw_delivery::d_per_user),
+        v.max_per_nas
+            .take()
+            .unwrap_or_else(super::raw_delivery::d_per_nas),
+        v.window_secs
+            .take()
+            .unwrap_or_else(super::raw_delivery::d_window),
+    )
+    .map(Some)
+}
+
+fn send_limits(
+    section: &str,
+    max_per_user: u32,
+    max_per_nas: u32,
+    window_secs: u64,
+) -> Result<SendLimits, ConfigError> {
+    range(&format!("{section}.max_per_user"), max_per_user, 1, 1000)?;
+    range(&format!("{section}.max_per_nas"), max_per_nas, 1, 1_000_000)?;
+    // Send events are kept a day (store purge), so a longer window would undercount.
+    range(&format!("{section}.window_secs"), window_secs, 10, 86_400)?;
+    Ok(SendLimits {
+        max_per_user,
+        max_per_nas,
+        window: Duration::from_secs(window_secs),
+    })
+}
+
+fn sms_config(raw: RawSms) -> Result<(SmsConfig, SendLimits), ConfigError> {
     let RawSms {
         provider,
         code_length,
@@ -230,19 +295,14 @@ fn sms_config(raw: RawSms) -> Result<SmsConfig, ConfigError> {
             "must contain {code} and be at most 480 bytes",
         ));
     }
-    range("sms.max_per_user", max_per_user, 1, 1000)?;
-    range("sms.max_per_nas", max_per_nas, 1, 1_000_000)?;
-    // Send events are kept a day (store purge), so a longer window would undercount.
-    range("sms.window_secs", window_secs, 10, 86_400)?;
-    Ok(SmsConfig {
+    let limits = send_limits("sms", max_per_user, max_per_nas, window_secs)?;
+    let sms = SmsConfig {
         provider,
         code_length,
         code_ttl: Duration::from_secs(code_ttl_secs),
         message,
-        max_per_user,
-        max_per_nas,
-        window: Duration::from_secs(window_secs),
-    })
+    };
+    Ok((sms, limits))
 }
 
 fn voice_config(
@@ -257,6 +317,10 @@ fn voice_config(
         ring_timeout_secs,
         call_lifetime_secs,
         greeting,
+        // Taken out by `voice_send_limits`.
+        max_per_user: _,
+        max_per_nas: _,
+        window_secs: _,
     } = raw;
     if provider != "twilio" {
         return Err(ConfigError::invalid(

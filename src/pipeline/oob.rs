@@ -35,11 +35,6 @@ const POLL: Duration = Duration::from_millis(250);
 /// budget of 30–60 s costs the user nothing they would notice.
 const VERDICT_MARGIN: Duration = Duration::from_secs(1);
 
-/// Rate limits when `[sms]` (which names them) is absent but calls are configured.
-const DEFAULT_PER_USER: u32 = 5;
-const DEFAULT_PER_NAS: u32 = 200;
-const DEFAULT_WINDOW_SECS: i64 = 300;
-
 pub const RATE_LIMITED: &str =
     "Too many codes or calls were requested. Wait a few minutes, then try again.";
 pub const NOT_SENT: &str = "The code could not be sent. Try again later or use another method.";
@@ -109,10 +104,12 @@ fn new_id() -> String {
 /// accounts pointed at one number (from a stolen password list, at a premium-rate or
 /// "pumping" destination) do not each bring it another allowance.
 fn rate_limits(app: &AppState, ctx: &RequestContext, entry: &str, phone: &str) -> Vec<SendLimit> {
-    let (per_user, per_nas, window) = match &app.config().delivery.sms {
-        Some(s) => (s.max_per_user, s.max_per_nas, s.window.as_secs() as i64),
-        None => (DEFAULT_PER_USER, DEFAULT_PER_NAS, DEFAULT_WINDOW_SECS),
-    };
+    let limits = app.config().delivery.send_limits;
+    let (per_user, per_nas, window) = (
+        limits.max_per_user,
+        limits.max_per_nas,
+        limits.window.as_secs() as i64,
+    );
     vec![
         SendLimit {
             key: format!("user:{entry}"),
