@@ -240,6 +240,31 @@ fn generic_http_form_template_with_basic_auth() {
     );
 }
 
+/// A gateway taking the text in its url's query (GET): a space is sent as %20, which every
+/// decoder reads as a space; as `+` (form encoding) a gateway decoding by RFC 3986 texted
+/// "Your+sign-in+code+is+…".
+#[test]
+fn generic_http_get_with_the_message_in_the_url() {
+    let s = Standin::start();
+    let mut cfg = generic(&s, TemplateEncoding::Form, "", HttpAuth::None);
+    cfg.url = format!("{}/generic/send?to={{phone}}&text={{message}}", s.url);
+    cfg.method = "GET".into();
+    let (t, c) = text("135790");
+    run(HttpSms::new(cfg).send_sms("+15550100", &t, &c)).unwrap();
+    let req = &s.generic_requests()[0];
+    assert_eq!(
+        req.path_and_query,
+        "/generic/send?to=%2B15550100&text=Your%20sign-in%20code%20is%20135790"
+    );
+    let text = req.path_and_query.split("&text=").nth(1).unwrap();
+    assert_eq!(
+        percent_encoding::percent_decode_str(text)
+            .decode_utf8()
+            .unwrap(),
+        "Your sign-in code is 135790"
+    );
+}
+
 #[test]
 fn generic_http_json_bearer_and_success_tests() {
     let s = Standin::start();

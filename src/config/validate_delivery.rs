@@ -39,7 +39,8 @@ fn url_key(key: &str, url: &str) -> Result<(), ConfigError> {
             "must start with https:// or http://",
         ));
     }
-    let sample = crate::delivery::http::render(url, &SAMPLE_VALUES, crate::delivery::http::percent);
+    let sample =
+        crate::delivery::http::render(url, &SAMPLE_VALUES, crate::delivery::http::percent_in_url);
     match reqwest::Url::parse(&sample) {
         Ok(u) if u.host_str().is_some_and(|h| !h.is_empty()) => Ok(()),
         Ok(_) => Err(ConfigError::invalid(key, "has no host")),

@@ -46,8 +46,22 @@ pub fn render(template: &str, values: &[(&str, &str)], encode: impl Fn(&str) -> 
     out
 }
 
+/// For a form body (application/x-www-form-urlencoded): a space is `+`.
 pub fn percent(v: &str) -> String {
     form_urlencoded::byte_serialize(v.as_bytes()).collect()
+}
+
+/// Everything but RFC 3986's unreserved characters, percent-encoded.
+const URL_VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// For a value in the url: a space is `%20`, which every decoder reads as a space (a `+`
+/// is a space only to form-style query decoders, and a plus sign in a path).
+pub fn percent_in_url(v: &str) -> String {
+    percent_encoding::utf8_percent_encode(v, URL_VALUE).to_string()
 }
 
 /// The inside of a JSON string (the template supplies the quotes).
@@ -74,7 +88,7 @@ impl CodeSender for HttpSms {
             ("code", code.expose_str().unwrap_or_default()),
             ("message", text.expose_str().unwrap_or_default()),
         ];
-        let url = render(&c.url, &values, percent);
+        let url = render(&c.url, &values, percent_in_url);
         let body = match c.encoding {
             TemplateEncoding::Form => render(&c.body, &values, percent),
             TemplateEncoding::Json => render(&c.body, &values, json_inner),
@@ -311,6 +325,11 @@ mod tests {
             r#"{"to":"+1 555","text":"a&b \"c\""}"#
         );
         assert_eq!(render("{", &v, percent), "{");
+        // In the url a space is %20: "+" reads as a plus sign to RFC 3986 decoders.
+        assert_eq!(
+            render("/send/{message}?to={phone}", &v, percent_in_url),
+            "/send/a%26b%20%22c%22?to=%2B1%20555"
+        );
         assert_eq!(render("ü{phone}ü", &v, str::to_string), "ü+1 555ü");
     }
 
