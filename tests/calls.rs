@@ -560,6 +560,40 @@ fn approval_after_a_block(slapd: &common::slapd::Slapd, user: &str, password: &s
     assert!(message(&r).contains("blocked"), "{r}");
 }
 
+/// A fraud report lands while a login of the user is at the directory (its store reads
+/// done, before the call): the login is refused as blocked and places no call. It rang the
+/// phone seconds after the user had said it was not them.
+#[test]
+fn a_login_at_the_directory_when_the_user_is_blocked_places_no_call() {
+    let slapd = directory();
+    let standin = Standin::start();
+    let srv = start(&slapd, &standin, "", "", &hold_client(20));
+    slapd.signal("-STOP");
+    let port = srv.port();
+    let login = std::thread::spawn(move || alice_held_on(port));
+    slapd.wait_for_unread_request();
+    let config = radmfa::config::Config::load(&srv.config).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let store = radmfa::app::open_store(&config.store).await.unwrap();
+        store
+            .block_user("alice", 1_800_000_000, "fraud alert from another call")
+            .await
+            .unwrap();
+        store.close().await;
+    });
+    slapd.signal("-CONT");
+    let r = login.join().unwrap();
+    assert_eq!(code_of(&r), "Access-Reject", "{r}\n{}", srv.log());
+    assert!(message(&r).contains("blocked"), "{r}");
+    assert!(standin.calls().is_empty(), "{:?}", standin.calls());
+    let audit = srv.audit_json("alice");
+    assert_eq!(
+        audit[0]["reason"], "user blocked: fraud alert from another call",
+        "{audit:?}"
+    );
+}
+
 /// `user delete` while the user's call rings (a leaver's password in someone else's hands):
 /// the login is refused, and the 0# pressed on the still-ringing phone blocks the name.
 /// The call's row was deleted with the user: the report found nothing and blocked no one,

@@ -151,6 +151,16 @@ async fn claim(
             provider_failed: false,
         })));
     }
+    // The same for a fraud block: a report made while this login was at the directory
+    // cancelled the user's calls and codes, and this one must not text or ring the phone
+    // seconds later (it could approve nothing, but the user just said it is not them).
+    if let Some((reason, _)) = super::methods::blocked(&app.store.user_profile(&txn.user).await?) {
+        return Ok(Some(Delivered::No(NotSent {
+            message: super::methods::BLOCKED_MESSAGE,
+            reason,
+            provider_failed: false,
+        })));
+    }
     if let OobBegin::Existing(t) = app.store.begin_oob(txn).await? {
         // The key names a request by its NAS, source, Identifier and Request Authenticator,
         // not by its bytes. A transaction of another user, NAS or kind, one past its
