@@ -1171,6 +1171,8 @@ async fn enabled_filter_compares_account_expiry_with_now() {
 struct RefusingDirectory {
     url: String,
     searches: Arc<AtomicUsize>,
+    /// Binds with any password but the service account's (a user's).
+    user_binds: Arc<AtomicUsize>,
 }
 
 impl RefusingDirectory {
@@ -1183,11 +1185,14 @@ impl RefusingDirectory {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("ldap://{}", listener.local_addr().unwrap());
         let searches = Arc::new(AtomicUsize::new(0));
+        let user_binds = Arc::new(AtomicUsize::new(0));
         let counted = searches.clone();
+        let binds = user_binds.clone();
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(mut conn) = conn else { return };
                 let counted = counted.clone();
+                let binds = binds.clone();
                 std::thread::spawn(move || {
                     // One LDAPMessage at a time: 30 LL 02 01 ID <op tag> ...
                     let mut head = [0u8; 2];
@@ -1216,6 +1221,9 @@ impl RefusingDirectory {
                                 let service = common::slapd::SERVICE_PASSWORD.as_bytes();
                                 let bind = &body[2 + id_len..];
                                 let ok = bind.windows(service.len()).any(|w| w == service);
+                                if !ok {
+                                    binds.fetch_add(1, Ordering::SeqCst);
+                                }
                                 (0x61, if ok { bind_rc } else { 49 })
                             }
                             0x63 => {
@@ -1240,7 +1248,11 @@ impl RefusingDirectory {
                 });
             }
         });
-        RefusingDirectory { url, searches }
+        RefusingDirectory {
+            url,
+            searches,
+            user_binds,
+        }
     }
 }
 
@@ -1294,13 +1306,35 @@ async fn a_server_that_says_busy_or_unavailable_is_passed_over() {
             1,
             "rc {rc}: the refusing server was asked again at once"
         );
-        // And a wrong password is refused: the bind went to the directory that knows bob.
+        // And a wrong password is refused by the directory that knows bob: no user bind
+        // went to the refusing server (which refuses every one, so the answer alone would
+        // not tell).
         let out = auth
             .authenticate("bob", &Secret::from("wrong"))
             .await
             .unwrap();
         assert_eq!(out, denied(Denial::BadPassword), "rc {rc}");
+        assert_eq!(refusing.user_binds.load(Ordering::SeqCst), 0, "rc {rc}");
     }
+}
+
+/// A group in another naming context (a sibling domain of an AD forest) is answered with a
+/// referral (10), which radmfa does not follow: the group has no members, as one the
+/// directory lacks, instead of an error that failed every login through the client.
+#[tokio::test]
+async fn a_group_the_directory_refers_elsewhere_has_no_members() {
+    let slapd = Slapd::start(&users());
+    let refusing = RefusingDirectory::start(10);
+    let auth = LdapAuth::new(settings(&slapd, vec![refusing.url.clone()])).unwrap();
+    let info = radmfa::auth::UserInfo {
+        dn: "uid=alice,dc=example,dc=org".into(),
+        ..Default::default()
+    };
+    let r = auth
+        .is_member("alice", &info, "cn=vpn,dc=emea,dc=example,dc=org")
+        .await;
+    assert!(matches!(r, Err(AuthError::NoSuchGroup(_))), "{r:?}");
+    assert_eq!(refusing.searches.load(Ordering::SeqCst), 1);
 }
 
 /// The request's deadline cuts the LDAP operations short before their own timeout (here:

@@ -61,8 +61,8 @@
 //! is not retried at all (not on another server, not on a fresh connection), since the first
 //! attempt may already have counted against the account's lockout. A server that accepts
 //! TCP but does not answer the service bind in time counts as down (next URL); a service bind
-//! the directory *refuses* (rc 48/49/50/53) is [`AuthError::ServiceBind`] at once, since
-//! every server of the directory would refuse it. An empty `bind_dn` means anonymous
+//! the directory *refuses* (rc 48/49/50, and a 53 whose text is about the account) is
+//! [`AuthError::ServiceBind`] at once, since every server of the directory would refuse it. An empty `bind_dn` means anonymous
 //! searches.
 //!
 //! # TLS

@@ -12,6 +12,8 @@ use super::{AuthError, UserInfo};
 
 /// LDAP result code noSuchObject: the base DN (here, the group) does not exist.
 const NO_SUCH_OBJECT: u32 = 32;
+/// LDAP result code referral: the base DN is held by another server.
+const REFERRAL: u32 = 10;
 
 impl LdapAuth {
     pub(super) async fn member_of(
@@ -34,6 +36,20 @@ impl LdapAuth {
             // A typo in the config must not read as "member"; the caller decides what it
             // means (for allow/exempt groups: nobody is a member, and the admin is told).
             NO_SUCH_OBJECT => Err(AuthError::NoSuchGroup(group_dn.to_string())),
+            // The group is in another naming context (a sibling domain of an AD forest):
+            // the servers in `urls` can only refer to it, and ldap3 follows no referrals.
+            // As for a group they lack: nobody is a member (fail-closed for allow_groups,
+            // a normal login for exempt_groups), instead of a fault refusing every login.
+            REFERRAL => {
+                tracing::warn!(
+                    group = group_dn,
+                    referred_to = res.refs.join(" "),
+                    "the directory refers this group's search to another server, which \
+                     radmfa does not follow; use a Global Catalog (port 3268) in [ldap] urls \
+                     or a group in the users' own domain"
+                );
+                Err(AuthError::NoSuchGroup(group_dn.to_string()))
+            }
             _ => Err(AuthError::Ldap(format!("group search {group_dn}: {res}"))),
         }
     }
