@@ -53,12 +53,17 @@ fn generalized(since_unix: Duration) -> String {
 /// The first `{...}` in `filter` that is not a time placeholder, so a config check can name
 /// a misspelt one (sent as it is, it would match no entry and refuse everyone).
 pub fn unknown_placeholder(filter: &str) -> Option<&str> {
+    placeholder_other_than(filter, &[NOW_FILETIME, NOW_GENERALIZED])
+}
+
+/// The first `{...}` (or lone `{`) in `filter` that is not one of `known`.
+pub fn placeholder_other_than<'f>(filter: &'f str, known: &[&str]) -> Option<&'f str> {
     let mut rest = filter;
     while let Some(start) = rest.find('{') {
         let tail = &rest[start..];
         let end = tail.find('}').map_or(tail.len(), |e| e + 1);
         let word = &tail[..end];
-        if word != NOW_FILETIME && word != NOW_GENERALIZED {
+        if !known.contains(&word) {
             return Some(word);
         }
         rest = &tail[end..];

@@ -84,6 +84,33 @@ pub(super) fn ldap_settings(raw: RawLdap, base: &Path) -> Result<LdapSettings, C
             "must contain the {user} placeholder, e.g. \"(uid={user})\"",
         ));
     }
+    // Sent as it is, any other {...} matches no entry, and every login is refused as an
+    // unknown user, silently: AD's expiry clause from the sample belongs in enabled_filter,
+    // the only filter whose time placeholders are filled in.
+    for (key, filter, known) in [
+        ("ldap.user_filter", &user_filter, &["{user}"][..]),
+        ("ldap.group_filter", &group_filter, &["{dn}", "{user}"][..]),
+    ] {
+        if let Some(word) = crate::auth::ldap_now::placeholder_other_than(filter, known) {
+            let time = [
+                crate::auth::ldap_now::NOW_FILETIME,
+                crate::auth::ldap_now::NOW_GENERALIZED,
+            ]
+            .contains(&word);
+            let hint = if time {
+                "; time placeholders are filled in enabled_filter only: move that term there"
+            } else {
+                "; write a literal brace as \\7b or \\7d"
+            };
+            return Err(ConfigError::invalid(
+                key,
+                format!(
+                    "{filter:?} has {word}, which is not one of its placeholders ({}){hint}",
+                    known.join(", ")
+                ),
+            ));
+        }
+    }
     if let Some(f) = &enabled_filter {
         if let Some(word) = crate::auth::ldap_now::unknown_placeholder(f) {
             return Err(ConfigError::invalid(
