@@ -530,6 +530,16 @@ fn hotp_self_service_resync_at_login() {
     assert_eq!(go(303), "Access-Accept");
     assert_eq!(go(303), "Access-Reject");
     assert_eq!(go(304), "Access-Accept");
+    // Refused inline codes are recorded in the code's mode, as at a prompt (they were
+    // "none", beside requests that had no code at all).
+    let modes: Vec<(String, String)> = srv
+        .audit_json("bob")
+        .iter()
+        .filter(|r| r["mode"] != "admin")
+        .map(|r| (r["result"].to_string(), r["mode"].to_string()))
+        .collect();
+    assert_eq!(modes.len(), 5, "{modes:?}");
+    assert!(modes.iter().all(|(_, m)| m == "\"hotp\""), "{modes:?}");
 }
 
 /// A hardware TOTP token whose clock runs ahead: refused beyond the window, resynchronised

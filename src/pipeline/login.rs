@@ -354,11 +354,14 @@ pub async fn start(
     }
     let standing = view.standing;
     if locked {
-        return Ok(
-            Verdict::reject(aliases::locked_reason(locked_as.as_deref()))
-                .with_info(Some(info))
-                .with_reply(Reply::reject().with_message(LOCKED_MESSAGE)),
-        );
+        let mut v = Verdict::reject(aliases::locked_reason(locked_as.as_deref()))
+            .with_info(Some(info))
+            .with_reply(Reply::reject().with_message(LOCKED_MESSAGE));
+        if code.is_some() {
+            // A code came inline: refused as a code, in the code's mode.
+            v.mode = oath_mode(tokens);
+        }
+        return Ok(v);
     }
 
     if let Some(code) = code {
@@ -472,9 +475,13 @@ async fn inline(
                 } else {
                     Reply::reject()
                 };
-                Verdict::reject(reason)
+                let mut v = Verdict::reject(reason)
                     .with_info(Some(info))
-                    .with_reply(reply)
+                    .with_reply(reply);
+                // As a wrong code at a prompt is recorded: the mode the code was checked
+                // in (audit --count-by mode filed these under "none").
+                v.mode = oath_mode(tokens);
+                v
             }
         },
     )
