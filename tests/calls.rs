@@ -1499,6 +1499,54 @@ fn an_approval_after_the_calls_lifetime_is_not_announced_as_one() {
     assert_eq!(code_of(&r2), "Access-Reject", "{r2}");
 }
 
+/// Enter pressed after the call's lifetime, while the prompt's State still holds (it was
+/// issued once the slow Calls API had answered, 2.5 s after the call's start): refused, and
+/// the audit blames the call's lifetime, not voice_budget_secs, a held call's setting that
+/// this challenge client does not use.
+#[test]
+fn enter_after_the_calls_lifetime_names_the_lifetime() {
+    let slapd = directory();
+    let standin = Standin::start();
+    standin.script(DIRECTORY_MOBILE, Script::Silent);
+    standin.set_call_delay(Duration::from_millis(2500));
+    let sections = delivery(&standin, "");
+    let short = sections
+        .replace(
+            "[voice]\n",
+            "[voice]\ncall_lifetime_secs = 10\nring_timeout_secs = 5\n",
+        )
+        .replace("timeout_ms = 2000", "timeout_ms = 3000");
+    assert_ne!(short, sections);
+    let mut o = Options::new(&slapd.url);
+    o.clients = Vec::new();
+    o.extra = format!(
+        "{short}{}",
+        client("vpn", "127.0.0.1", "methods = [\"voice\"]")
+    );
+    let srv = Server::start(&o);
+    let r1 = py(
+        &srv,
+        &["--user", "alice", "--password", ALICE_PW, "--timeout", "6"],
+    );
+    assert_eq!(code_of(&r1), "Access-Challenge", "{r1}");
+    let state = r1["state"].as_str().unwrap().to_string();
+    // The call ends 10 s after it began (2.5 s before this reply); the State 10 s after
+    // this reply.
+    std::thread::sleep(Duration::from_millis(8_000));
+    let r2 = py(
+        &srv,
+        &["--user", "alice", "--password", "", "--state", &state],
+    );
+    assert_eq!(code_of(&r2), "Access-Reject", "{r2}");
+    let rec = &srv.audit_json("alice")[0];
+    assert_eq!(
+        rec["reason"],
+        "no answer to the call within its lifetime of 10 s ([voice] call_lifetime_secs)",
+        "{rec}\n{}",
+        srv.log()
+    );
+}
+
 /// `#` alone posts an empty Digits with FinishedOnKey "#": approve. A gather result that
 /// names no finish key (the gather timed out: no key pressed), with or without an empty
 /// Digits, is no answer, and must not approve the login.

@@ -299,10 +299,18 @@ pub async fn call_verdict(
     mut txn: OobTransaction,
 ) -> Result<Verdict, Fault> {
     if txn.status == OobStatus::Pending {
-        let budget = ctx.client.factors.voice_budget.as_secs();
         let reason = if app.stopping.is_cancelled() {
             "radmfa stopped before the call was answered".to_string()
+        } else if ctx.client.factors.voice_mode == VoiceMode::Challenge {
+            // Enter pressed after the call's own lifetime: voice_budget_secs (a held
+            // call's setting) had nothing to do with it.
+            format!(
+                "no answer to the call within its lifetime of {} s ([voice] \
+                 call_lifetime_secs)",
+                txn.expires_at - txn.created_at
+            )
         } else {
+            let budget = ctx.client.factors.voice_budget.as_secs();
             format!("no answer to the call within the client's budget of {budget} s")
         };
         if !app
