@@ -829,9 +829,22 @@ fn wrong_answers_under_one_name_count_toward_the_other_names_codes() {
     let a = answer(&srv, "jdoe", wrong, &r["state"]);
     assert_eq!(code_of(&a), "Access-Reject", "{a}");
     let audit = srv.audit_json("jdoe");
+    let lock = audit
+        .iter()
+        .find(|r| r["result"] == "lock")
+        .unwrap_or_else(|| panic!("one wrong code after two under john.doe: {audit:#?}"));
+    // Not an admin's act, through the NAS of the last wrong code, and the count explained.
+    assert_eq!(
+        (lock["mode"].as_str(), lock["nas_name"].as_str()),
+        (Some("lockout"), Some("vpn")),
+        "{lock}"
+    );
     assert!(
-        audit.iter().any(|r| r["result"] == "lock"),
-        "one wrong code after two wrong answers under john.doe: {audit:#?}"
+        lock["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("3 consecutive wrong codes (2 of them under the entry's other names);"),
+        "{lock}"
     );
 }
 

@@ -301,7 +301,8 @@ async fn totp(
         return Ok(Verdict::reject(NO_ATTEMPT));
     };
     let others = &r.carried.other_names;
-    match check_code(app, user, others, &view.tokens, view.standing, code).await? {
+    let nas = &r.pending.nas;
+    match check_code(app, user, others, &view.tokens, view.standing, code, nas).await? {
         CodeCheck::Valid { serial, mode } => {
             if !closes(app, r, attempt).await? {
                 return Ok(Verdict::reject("State already used"));

@@ -374,7 +374,7 @@ pub async fn start(
             };
             return Ok(Verdict::reject(why).with_info(Some(info)));
         }
-        return inline(app, user, tokens, standing, &code, info).await;
+        return inline(app, ctx, user, tokens, standing, &code, info).await;
     }
     let preferred = profile.method.as_deref().and_then(Method::parse);
     let Some(method) = choose(&usable, preferred) else {
@@ -450,6 +450,7 @@ const PAD_CAP: Duration = Duration::from_secs(5);
 
 async fn inline(
     app: &AppState,
+    ctx: &RequestContext,
     user: &str,
     tokens: &[TokenRecord],
     standing: Standing,
@@ -457,8 +458,9 @@ async fn inline(
     info: UserInfo,
 ) -> Result<Verdict, Fault> {
     let code = code.expose_str().unwrap_or("");
+    let nas = &ctx.client.name;
     Ok(
-        match check_code(app, user, &info.other_names, tokens, standing, code).await? {
+        match check_code(app, user, &info.other_names, tokens, standing, code, nas).await? {
             CodeCheck::Valid { serial, mode } => Verdict {
                 token_serial: Some(serial),
                 ..Verdict::accept(mode, None, info)

@@ -113,6 +113,7 @@ pub async fn check_code(
     tokens: &[TokenRecord],
     standing: Standing,
     code: &str,
+    nas: &str,
 ) -> Result<CodeCheck, StoreError> {
     // Apps and tokens show codes in groups ("123 456"), and a field may end in a space:
     // neither space is part of the code (left in, the code was refused as none and counted
@@ -195,7 +196,7 @@ pub async fn check_code(
         false
     } else {
         let elsewhere = failures_under_other_names(app, user, other_names).await?;
-        let locked = count_failure_after(app, &turn, user, "wrong codes", elsewhere).await?;
+        let locked = count_failure_after(app, &turn, user, "wrong codes", elsewhere, nas).await?;
         if locked {
             clear_under_other_names(app, user, other_names).await?;
         }
@@ -323,13 +324,15 @@ pub async fn clear_under_other_names(
 /// factor, the lock gets an audit record of its own. `what` names the failures in its
 /// reason ("wrong codes", "wrong answers"); `elsewhere` wrong answers are already counted
 /// under the entry's other names ([`failures_under_other_names`]): the lock comes that
-/// much sooner. Returns whether this failure locked the user.
+/// much sooner. `nas`: the client the failing answer came through, for the lock's record.
+/// Returns whether this failure locked the user.
 pub async fn count_failure_after(
     app: &AppState,
     turn: &Turn<'_>,
     user: &str,
     what: &str,
     elsewhere: u32,
+    nas: &str,
 ) -> Result<bool, StoreError> {
     // Marked before the write, not after it is settled: if this request is cut off (its
     // deadline) between the two, the count may still reach the disk, and the next turn
@@ -345,16 +348,24 @@ pub async fn count_failure_after(
         .record_failure(user, threshold, now, lock.duration.as_secs() as i64)
         .await?;
     if let Some(until) = locked_until {
+        // Not an admin's act (mode "admin" put it among them), and through the NAS where
+        // the last wrong answer came from, so that `audit --nas` shows it.
+        let under_others = if elsewhere > 0 {
+            format!(" ({elsewhere} of them under the entry's other names)")
+        } else {
+            String::new()
+        };
         let rec = AuditRecord {
             time: now,
             user: user.to_string(),
-            mode: "admin".into(),
+            mode: "lockout".into(),
             result: "lock".into(),
             reason: Some(format!(
-                "{} consecutive {what}; second factor locked until {until}",
+                "{} consecutive {what}{under_others}; second factor locked until {until}",
                 lock.threshold
             )),
             server_name: config.server.name.clone(),
+            nas_name: Some(nas.to_string()),
             ..Default::default()
         };
         app.store.append_audit(&rec).await?;
