@@ -141,6 +141,7 @@ store_battery! {
         race_consume_challenge,
         race_take_bypass,
         race_take_attempt,
+        race_take_attempt_against_consume,
         race_remember_and_forget,
         race_begin_oob,
         race_resolve_oob,

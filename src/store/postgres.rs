@@ -514,28 +514,33 @@ impl Store for PgStore {
             });
         }
         // Each caller gets a distinct `attempts` value back from the guarded increment (one
-        // statement, atomic on any node); whoever takes the last one deletes the row.
-        let r = sqlx::query_scalar(
+        // statement, atomic on any node); whoever takes the last one deletes the row. Both
+        // in one transaction (a savepoint inside a request's), which keeps the row locked
+        // from the increment to the delete: a consume of the State in between would delete
+        // it too, and two answers would each close the prompt.
+        let mut tx = sqlx::Connection::begin(w.conn()).await?;
+        let attempts: Option<i64> = sqlx::query_scalar(
             "UPDATE challenges SET attempts = attempts + 1 \
              WHERE state_hash = $1 AND attempts < $2 RETURNING attempts",
         )
         .bind(state_hash)
         .bind(i64::from(max_attempts))
-        .fetch_optional(w.conn())
-        .await;
-        let attempts: Option<i64> = w.done(r)?;
+        .fetch_optional(&mut *tx)
+        .await?;
         let Some(attempts) = attempts else {
+            tx.commit().await?;
             return Ok(ChallengeAttempt::Closed);
         };
         let attempts = to_u32(attempts, "challenges.attempts")?;
         if attempts >= max_attempts {
-            let r = sqlx::query("DELETE FROM challenges WHERE state_hash = $1")
+            sqlx::query("DELETE FROM challenges WHERE state_hash = $1")
                 .bind(state_hash)
-                .execute(w.conn())
-                .await;
-            w.done(r)?;
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
             return Ok(ChallengeAttempt::Last);
         }
+        tx.commit().await?;
         Ok(ChallengeAttempt::Open(attempts))
     }
 

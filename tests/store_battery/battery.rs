@@ -50,6 +50,7 @@ where
     race_consume_challenge(make().await).await;
     take_attempt_closes_at_max(&*make().await).await;
     race_take_attempt(make().await).await;
+    race_take_attempt_against_consume(make().await).await;
     race_remember_and_forget(make().await).await;
     purge_expired_challenges(&*make().await).await;
     close_challenges_of_one_user(&*make().await).await;
@@ -853,6 +854,33 @@ pub async fn race_take_attempt(store: Arc<dyn Store>) {
             "{results:?}"
         );
         assert_eq!(store.challenge(b"s1", T).await.unwrap(), None);
+    }
+}
+
+/// Attempts taken (the last one closes the prompt) racing consumes of the same State, as
+/// two right answers to one prompt do: exactly one racer closes it. On PostgreSQL the
+/// last attempt's increment and its delete were two statements outside a request scope:
+/// a consume between them deleted the row too, and two answers each closed the prompt.
+pub async fn race_take_attempt_against_consume(store: Arc<dyn Store>) {
+    for round in 0..20 {
+        store
+            .put_challenge(&challenge(b"s2", "alice", T + 60))
+            .await
+            .unwrap();
+        let closed = race(store.clone(), move |s, i| async move {
+            if i % 2 == 0 {
+                s.take_attempt(b"s2", 2).await.unwrap() == ChallengeAttempt::Last
+            } else {
+                s.consume_challenge(b"s2").await.unwrap()
+            }
+        })
+        .await;
+        assert_eq!(
+            closed.iter().filter(|c| **c).count(),
+            1,
+            "round {round}: {closed:?}"
+        );
+        assert_eq!(store.challenge(b"s2", T).await.unwrap(), None);
     }
 }
 
