@@ -148,6 +148,7 @@ store_battery! {
         race_take_send_slot,
         race_import_same_serial,
         race_totp_step_in_request_scopes,
+        race_guarded_writes_in_request_scopes,
     ],
 }
 

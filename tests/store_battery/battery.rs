@@ -51,6 +51,7 @@ where
     take_attempt_closes_at_max(&*make().await).await;
     race_take_attempt(make().await).await;
     race_take_attempt_against_consume(make().await).await;
+    race_guarded_writes_in_request_scopes(make().await).await;
     race_remember_and_forget(make().await).await;
     purge_expired_challenges(&*make().await).await;
     close_challenges_of_one_user(&*make().await).await;
@@ -2693,6 +2694,62 @@ pub async fn request_scope_failed_write_keeps_the_audit(store: &dyn Store) {
 }
 
 /// Concurrent requests, each in its own scope, racing for one TOTP step: exactly one wins.
+/// The other guarded writes of a login, each racing in requests' scopes, as they run in
+/// production (on PostgreSQL a savepoint in the request's transaction, its locks held to
+/// the request's commit; the plain races above run them as statements of their own): the
+/// send limit, the one transaction per request key, and a prompt's attempts against
+/// consumes of its State.
+pub async fn race_guarded_writes_in_request_scopes(store: Arc<dyn Store>) {
+    let slots = race(store.clone(), |s, _| async move {
+        let (taken, durable) = durability::deferred(async {
+            s.take_send_slot(&limits("scoped", 5, 1000), T)
+                .await
+                .unwrap()
+        })
+        .await;
+        durable.unwrap();
+        taken
+    })
+    .await;
+    assert_eq!(slots.iter().filter(|r| r.is_none()).count(), 5, "{slots:?}");
+
+    let begun = race(store.clone(), |s, i| async move {
+        let txn = oob_txn(&format!("scoped-{i}"), "scoped-request", "alice", T + 60);
+        let (begun, durable) =
+            durability::deferred(async { s.begin_oob(&txn).await.unwrap() }).await;
+        durable.unwrap();
+        begun
+    })
+    .await;
+    let created = begun.iter().filter(|r| **r == OobBegin::Created).count();
+    assert_eq!(created, 1, "{begun:?}");
+
+    for round in 0..10 {
+        store
+            .put_challenge(&challenge(b"s3", "alice", T + 60))
+            .await
+            .unwrap();
+        let closed = race(store.clone(), move |s, i| async move {
+            let (closed, durable) = durability::deferred(async {
+                if i % 2 == 0 {
+                    s.take_attempt(b"s3", 2).await.unwrap() == ChallengeAttempt::Last
+                } else {
+                    s.consume_challenge(b"s3").await.unwrap()
+                }
+            })
+            .await;
+            durable.unwrap();
+            closed
+        })
+        .await;
+        assert_eq!(
+            closed.iter().filter(|c| **c).count(),
+            1,
+            "round {round}: {closed:?}"
+        );
+    }
+}
+
 pub async fn race_totp_step_in_request_scopes(store: Arc<dyn Store>) {
     let id = store
         .add_token(totp("T1", Some("alice"), b"s"))
