@@ -161,7 +161,9 @@ impl Metrics {
         family(
             "radmfa_requests_dropped_total",
             "counter",
-            "Requests dropped without a reply, by reason.",
+            "Requests dropped without a reply, by reason. unknown_client: from an address \
+             with no [[client]] entry for the transport (UDP or RadSec); for RadSec it counts \
+             connections closed before their handshake.",
             &[
                 ("{reason=\"unknown_client\"}", get(&self.unknown_client)),
                 ("{reason=\"malformed\"}", get(&self.malformed)),
