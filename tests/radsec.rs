@@ -2005,6 +2005,63 @@ fn one_radsec_connection_leaves_request_slots_for_udp() {
     assert!(closed, "not closed as overloaded:\n{}", srv.log());
 }
 
+/// Sends 3 Access-Requests for alice on connection A, then (0.5 s later) the third again
+/// on a new connection B, as a peer resends one whose connection stalled; prints B's reply
+/// code, or "silent" after 10 s.
+const THIRD_RESENT_ON_ANOTHER_CONNECTION: &str = r#"
+import hashlib, hmac, os, socket, ssl, struct, sys, time
+port, cert, key, ca = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+ctx = ssl.create_default_context(cafile=ca)
+ctx.check_hostname = False
+ctx.load_cert_chain(cert, key)
+def request(i):
+    user, auth = b"alice", os.urandom(16)
+    pw = b"alice-pw".ljust(16, b"\0")
+    hidden = bytes(a ^ b for a, b in zip(pw, hashlib.md5(b"radsec" + auth).digest()))
+    attrs = bytes([1, 2 + len(user)]) + user + bytes([2, 18]) + hidden
+    head = struct.pack("!BBH", 1, i, 20 + 18 + len(attrs)) + auth
+    mac = hmac.new(b"radsec", head + b"\x50\x12" + bytes(16) + attrs, hashlib.md5).digest()
+    return head + b"\x50\x12" + mac + attrs
+third = request(3)
+a = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port)))
+a.sendall(request(1) + request(2) + third)
+time.sleep(0.5)
+b = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port)))
+b.sendall(third)
+b.settimeout(10)
+try:
+    data = b.recv(4096)
+    print("reply %d" % data[0] if data else "closed", flush=True)
+except socket.timeout:
+    print("silent", flush=True)
+"#;
+
+/// A resend on a new connection joins its first copy in flight; when that copy is given up
+/// unanswered (it waited half its deadline for one of its connection's request slots, and
+/// that connection was closed as overloaded), the resend is worked out itself and answered
+/// on its own connection. It was left unanswered: the peer waited a whole timeout more.
+#[test]
+fn a_resend_whose_first_copy_was_given_up_is_answered() {
+    let pki_dir = tempfile::tempdir().unwrap();
+    let good = Pki::make(pki_dir.path(), "good");
+    // A directory that never answers: the first two logins hold A's two request slots (its
+    // share of max_in_flight = 4) for the LDAP timeout, 3 s, longer than the third waits
+    // for one (half the 4 s deadline); every login ends in a Reject.
+    let mute = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut o = Options::new(&format!("ldap://{}", mute.local_addr().unwrap()));
+    o.ldap_timeout_ms = 3000;
+    o.server_extra = "max_in_flight = 4".into();
+    let srv = start_opts(o, &good, "nas.example.org", "", 4000);
+    let said = radsec_script(THIRD_RESENT_ON_ANOTHER_CONNECTION, &srv, &good);
+    drop(mute);
+    assert!(
+        srv.log_shows("server.max_in_flight requests are already being processed"),
+        "connection A was not closed as overloaded:\n{}",
+        srv.log()
+    );
+    assert_eq!(said.trim(), "reply 3", "{said}\n{}", srv.log());
+}
+
 /// Over RadSec too, a client with `on_backend_failure = "no_reply"` gets no Status-Server
 /// answer while the node's directory is down (here from the node's start, before any login
 /// failed), and one once a probe finds it back.

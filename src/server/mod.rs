@@ -359,10 +359,19 @@ pub(crate) async fn dispatch(
                 let deadline = client
                     .factors
                     .request_deadline(app.config().server.request_deadline);
+                let resend = Resend {
+                    app: app.clone(),
+                    permits: permits.clone(),
+                    tracker: tracker.clone(),
+                    client: client.clone(),
+                    src,
+                    local,
+                    replies: replies.clone(),
+                    raw: raw.to_vec(),
+                };
                 tracker.spawn(resend_when_answered(
-                    app.clone(),
+                    resend,
                     key,
-                    replies.clone(),
                     deadline + Duration::from_secs(1),
                 ));
             }
@@ -558,27 +567,62 @@ async fn serve_one(
     }
 }
 
+/// A RadSec resend that came while its first copy was in flight: what it takes to send it
+/// its copy of the reply, or to work it out itself.
+struct Resend {
+    app: Arc<AppState>,
+    permits: Arc<Semaphore>,
+    tracker: TaskTracker,
+    client: Arc<ClientConfig>,
+    src: SocketAddr,
+    local: Option<SocketAddr>,
+    replies: radsec::TlsReplies,
+    raw: Vec<u8>,
+}
+
 /// Sends a RadSec resend its copy of the reply once the first copy is answered (at most
 /// `limit` from now). A poll, not a wake-up: a resend during a login in flight is rare, and
-/// it keeps the duplicate cache free of connections.
-async fn resend_when_answered(
-    app: Arc<AppState>,
-    key: RequestKey,
-    replies: radsec::TlsReplies,
-    limit: Duration,
-) {
+/// it keeps the duplicate cache free of connections. If the first copy was given up
+/// unanswered (its connection closed as overloaded before it got a request slot), the
+/// resend is worked out itself, on its own connection: it was left unanswered, and its NAS
+/// waited a whole timeout more, at the moment the server was busiest.
+async fn resend_when_answered(resend: Resend, key: RequestKey, limit: Duration) {
     let until = Instant::now() + limit;
     while Instant::now() < until {
         tokio::time::sleep(Duration::from_millis(20)).await;
-        match app.dedup.peek(key) {
+        match resend.app.dedup.peek(key) {
             dedup::Peek::InFlight => continue,
             dedup::Peek::Done(Some(bytes)) => {
-                replies.send(&bytes);
+                resend.replies.send(&bytes);
                 return;
             }
-            dedup::Peek::Done(None) | dedup::Peek::Gone => return,
+            dedup::Peek::Done(None) => return,
+            dedup::Peek::Gone => return redispatch(resend).await,
         }
     }
+}
+
+/// [`dispatch`] for a resend whose first copy was given up. Its type is spelt out (a boxed
+/// `Send` future): `dispatch` spawns [`resend_when_answered`], which awaits this, and the
+/// compiler cannot prove an opaque future `Send` through such a loop.
+fn redispatch(resend: Resend) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+    Box::pin(async move {
+        let reply_to = ReplyTo::Tls(resend.replies.clone());
+        let at = Arrival {
+            client: resend.client.clone(),
+            src: resend.src,
+            local: resend.local,
+            reply_to: &reply_to,
+        };
+        dispatch(
+            &resend.app,
+            &resend.permits,
+            &resend.tracker,
+            at,
+            &resend.raw,
+        )
+        .await;
+    })
 }
 
 /// A request's in-flight duplicate entry; dropped unsettled, it is abandoned.
