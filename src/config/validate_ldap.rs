@@ -100,7 +100,7 @@ pub(super) fn ldap_settings(raw: RawLdap, base: &Path) -> Result<LdapSettings, C
             let hint = if time {
                 "; time placeholders are filled in enabled_filter only: move that term there"
             } else {
-                "; write a literal brace as \\7b or \\7d"
+                "; write a literal brace as \\7b or \\7d (\\\\7b inside a TOML \"...\" string)"
             };
             return Err(ConfigError::invalid(
                 key,
@@ -118,7 +118,8 @@ pub(super) fn ldap_settings(raw: RawLdap, base: &Path) -> Result<LdapSettings, C
                 format!(
                     "{f:?} has {word}, which is not one of its placeholders {{now_filetime}} \
                      (Active Directory's accountExpires) and {{now_generalized}} (an LDAP \
-                     GeneralizedTime); write a literal brace as \\7b or \\7d"
+                     GeneralizedTime); write a literal brace as \\7b or \\7d (\\\\7b inside a \
+                     TOML \"...\" string)"
                 ),
             ));
         }

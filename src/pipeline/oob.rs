@@ -135,6 +135,7 @@ async fn claim(
     ctx: &RequestContext,
     txn: &OobTransaction,
     entry: &str,
+    other_names: &[String],
 ) -> Result<Option<Delivered>, Fault> {
     // The lockout as it stands now, not as the request read it before the password check:
     // wrong codes counted meanwhile (another prompt, another node) may have locked the
@@ -151,10 +152,18 @@ async fn claim(
             provider_failed: false,
         })));
     }
-    // The same for a fraud block: a report made while this login was at the directory
-    // cancelled the user's calls and codes, and this one must not text or ring the phone
-    // seconds later (it could approve nothing, but the user just said it is not them).
-    if let Some((reason, _)) = super::methods::blocked(&app.store.user_profile(&txn.user).await?) {
+    // The same for a fraud block, under this name or another of the entry's (a report
+    // blocks the name whose call it was on): a report made while this login was at the
+    // directory cancelled the user's calls and codes, and this one must not text or ring
+    // the phone seconds later (it could approve nothing, but the user just said it is not
+    // them).
+    let blocked = match super::methods::blocked(&app.store.user_profile(&txn.user).await?) {
+        Some((reason, _)) => Some(reason),
+        None => super::aliases::blocked_under_another_name(app, &txn.user, other_names)
+            .await?
+            .map(|other| super::aliases::blocked_reason(&other)),
+    };
+    if let Some(reason) = blocked {
         return Ok(Some(Delivered::No(NotSent {
             message: super::methods::BLOCKED_MESSAGE,
             reason,
@@ -279,7 +288,7 @@ pub async fn send_sms(
         created_at: now,
         expires_at: now + cfg.code_ttl.as_secs() as i64,
     };
-    if let Some(done) = claim(app, ctx, &txn, &entry).await? {
+    if let Some(done) = claim(app, ctx, &txn, &entry, other_names).await? {
         return Ok(done);
     }
     let text = sms::render_message(&cfg.message, &code);
@@ -386,7 +395,7 @@ pub async fn place_call(
         created_at: now,
         expires_at: now + cfg.call_lifetime.as_secs() as i64,
     };
-    if let Some(done) = claim(app, ctx, &txn, &entry).await? {
+    if let Some(done) = claim(app, ctx, &txn, &entry, other_names).await? {
         return Ok(done);
     }
     let (Some(action), Some(status)) = (

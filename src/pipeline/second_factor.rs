@@ -349,7 +349,7 @@ pub async fn count_failure_after(
         .await?;
     if let Some(until) = locked_until {
         // Not an admin's act (mode "admin" put it among them), and through the NAS where
-        // the last wrong answer came from, so that `audit --nas` shows it.
+        // the last wrong answer came from, so that `audit --count-by nas` counts it there.
         let under_others = if elsewhere > 0 {
             format!(" ({elsewhere} of them under the entry's other names)")
         } else {

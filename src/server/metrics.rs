@@ -163,7 +163,7 @@ impl Metrics {
             "counter",
             "Requests dropped without a reply, by reason. unknown_client: from an address \
              with no [[client]] entry for the transport (UDP or RadSec); for RadSec it counts \
-             connections closed before their handshake.",
+             connections from such addresses, closed before their handshake.",
             &[
                 ("{reason=\"unknown_client\"}", get(&self.unknown_client)),
                 ("{reason=\"malformed\"}", get(&self.malformed)),

@@ -287,7 +287,8 @@ pub struct AuditRecord {
     pub phone: Option<String>,
     /// Serial of the token that verified (or was tried).
     pub token_serial: Option<String>,
-    /// totp, hotp, sms, voice, app-password, primary-only, admin, none
+    /// totp, hotp, sms, voice, app-password, exempt, bypass, remembered, fail-open,
+    /// primary-only, lockout (an automatic lock), admin, none
     pub mode: String,
     /// accept, reject, challenge, drop, lock, unlock, reset, status
     pub result: String,

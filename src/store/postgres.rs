@@ -529,6 +529,7 @@ impl Store for PgStore {
         .await?;
         let Some(attempts) = attempts else {
             tx.commit().await?;
+            w.done(Ok(()))?;
             return Ok(ChallengeAttempt::Closed);
         };
         let attempts = to_u32(attempts, "challenges.attempts")?;
@@ -538,9 +539,11 @@ impl Store for PgStore {
                 .execute(&mut *tx)
                 .await?;
             tx.commit().await?;
+            w.done(Ok(()))?;
             return Ok(ChallengeAttempt::Last);
         }
         tx.commit().await?;
+        w.done(Ok(()))?;
         Ok(ChallengeAttempt::Open(attempts))
     }
 

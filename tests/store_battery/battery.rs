@@ -2693,7 +2693,6 @@ pub async fn request_scope_failed_write_keeps_the_audit(store: &dyn Store) {
     assert_eq!(audit[0].result, "reject");
 }
 
-/// Concurrent requests, each in its own scope, racing for one TOTP step: exactly one wins.
 /// The other guarded writes of a login, each racing in requests' scopes, as they run in
 /// production (on PostgreSQL a savepoint in the request's transaction, its locks held to
 /// the request's commit; the plain races above run them as statements of their own): the
@@ -2750,6 +2749,7 @@ pub async fn race_guarded_writes_in_request_scopes(store: Arc<dyn Store>) {
     }
 }
 
+/// Concurrent requests, each in its own scope, racing for one TOTP step: exactly one wins.
 pub async fn race_totp_step_in_request_scopes(store: Arc<dyn Store>) {
     let id = store
         .add_token(totp("T1", Some("alice"), b"s"))
