@@ -283,7 +283,8 @@ impl Metrics {
             "counter",
             "Status-Server requests received and verified (RFC 5997); all are answered, but \
              those of on_backend_failure = \"no_reply\" clients while the directory or \
-             store fails.",
+             store fails, or, for primary = \"upstream\" clients, while their upstream \
+             group is not answering.",
             &[("", get(&self.status_server))],
         );
         family(
@@ -350,7 +351,8 @@ impl Metrics {
         self.latency.render(
             &mut out,
             "radmfa_request_duration_seconds",
-            "Time from an Access-Request's arrival to its reply.",
+            "Time from an Access-Request's arrival to its reply (requests left unanswered \
+             are not in it).",
         );
         out
     }
