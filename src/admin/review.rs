@@ -638,6 +638,26 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
                 ));
             }
         }
+        // An entry for RadSec only does not keep its host off UDP: a UDP request from it
+        // finds the broader UDP entry around it (the lookup is per transport), and is
+        // served there, with that entry's secret and policy.
+        if c.transport == crate::config::Transport::Radsec {
+            for net in &c.networks {
+                let around = cfg.clients.iter().find(|u| {
+                    u.name != c.name
+                        && u.transport.udp()
+                        && u.networks.iter().any(|n| n.contains(net))
+                });
+                if let Some(u) = around {
+                    warn(format!(
+                        "address {net} is for RadSec only, but lies within client {:?}'s \
+                         UDP range: a UDP request from it is still served, under {:?}'s \
+                         secret and policy (split that range to keep it off UDP)",
+                        u.name, u.name
+                    ));
+                }
+            }
+        }
         if !c.groups.exempt.is_empty() {
             warn(format!(
                 "exempt_groups: {} group(s) log in with the password alone",
@@ -895,6 +915,41 @@ mod tests {
         assert!(warned("udp"));
         assert!(warned("both"));
         assert!(!warned("radsec"));
+    }
+
+    #[test]
+    fn a_radsec_host_inside_a_udp_range_is_warned_about() {
+        let dir = tempfile::tempdir().unwrap();
+        for f in ["cert.pem", "key.pem", "ca.pem"] {
+            let path = dir.path().join(f);
+            std::fs::write(&path, "").unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        let config = |wide: &str, transport: &str| {
+            let text = format!(
+                "[ldap]\nurls = [\"ldap://127.0.0.1\"]\nbind_dn = \"cn=a\"\n\
+                 bind_password = \"pw\"\nbase_dn = \"dc=example,dc=org\"\n\
+                 [radsec]\ncert_file = {:?}\nkey_file = {:?}\nca_file = {:?}\n\
+                 [[client]]\nname = \"site\"\naddress = \"{wide}\"\n\
+                 secret = \"0123456789abcdef\"\ntransport = \"{transport}\"\n\
+                 [[client]]\nname = \"vpn1\"\naddress = \"10.1.2.3\"\n\
+                 transport = \"radsec\"\n",
+                dir.path().join("cert.pem"),
+                dir.path().join("key.pem"),
+                dir.path().join("ca.pem"),
+            );
+            Config::parse(&text, std::path::Path::new("radmfa.toml")).expect("valid")
+        };
+        let warned = |wide: &str, transport: &str| {
+            warnings(&config(wide, transport))
+                .iter()
+                .any(|w| w.contains("is for RadSec only, but lies within client \"site\""))
+        };
+        assert!(warned("10.0.0.0/8", "udp"));
+        assert!(warned("10.1.2.0/24", "both"));
+        assert!(!warned("10.1.2.0/24", "radsec"), "no UDP there");
+        assert!(!warned("10.2.0.0/16", "udp"), "elsewhere");
     }
 
     #[test]
