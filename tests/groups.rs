@@ -639,3 +639,70 @@ fn a_challenge_whose_state_does_not_fit_is_refused() {
         "{rec}"
     );
 }
+
+/// A reload that takes a group out of a client's allow_groups applies to prompts already
+/// open: alice (in vpn-users) got her code prompt; the reload leaves only mfa-exempt
+/// (carol and dave); her right code is refused, and the audit says why. A prompt opened
+/// under the new rule, for carol (in mfa-exempt, which is no longer exempt here), and one
+/// answered after a reload that kept the rule, are accepted.
+#[test]
+fn a_reload_that_narrows_allow_groups_applies_to_open_prompts() {
+    let slapd = directory();
+    let (vpn, exempt) = (group_dn("vpn-users"), group_dn("mfa-exempt"));
+    let entry = |allow: &str| {
+        format!(
+            "[[client]]\nname = \"vpn\"\naddress = \"127.0.0.1\"\nsecret = \"{SECRET}\"\n\
+             allow_groups = [\"{allow}\"]\n"
+        )
+    };
+    let srv = with_clients(&slapd, &entry(&vpn));
+    let alice = srv.enroll("alice", &[]);
+    let carol = srv.enroll("carol", &[]);
+    let reload_with = |allow: &str, n: usize| {
+        let text = std::fs::read_to_string(&srv.config).unwrap();
+        let from = text.find("[[client]]").expect("the client entry");
+        std::fs::write(&srv.config, format!("{}{}", &text[..from], entry(allow))).unwrap();
+        let hup = std::process::Command::new("kill")
+            .args(["-HUP", &srv.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(hup.success());
+        let applied =
+            srv.log_lines_at_least(n, |l| l.contains("reload: 1 [[client]] entries from"));
+        assert_eq!(applied, n, "{}", srv.log());
+    };
+    let prompt = |user: &str| {
+        let r = password(&srv, user, &format!("{user}-pw"));
+        assert_eq!(code(&r), "Access-Challenge", "{user}: {r}\n{}", srv.log());
+        r["state"].as_str().unwrap().to_string()
+    };
+    let answer = |user: &str, seed: &str, state: &str, at: i64| {
+        let c = totp(seed, at, &[]);
+        pyrad(
+            srv.port(),
+            SECRET,
+            &["--user", user, "--password", &c, "--state", state],
+        )
+    };
+
+    // The same rule after a reload: the open prompt finishes.
+    let state = prompt("alice");
+    reload_with(&vpn, 1);
+    let r = answer("alice", &alice, &state, now());
+    assert_eq!(code(&r), "Access-Accept", "{r}\n{}", srv.log());
+
+    // vpn-users taken away while alice's prompt is open.
+    let state = prompt("alice");
+    reload_with(&exempt, 2);
+    let r = answer("alice", &alice, &state, now() + 30);
+    assert_eq!(code(&r), "Access-Reject", "{r}\n{}", srv.log());
+    assert_eq!(
+        last_audit(&srv, "alice")["reason"],
+        "not a member of any allow_groups of client \"vpn\" (changed by a reload since the \
+         prompt)"
+    );
+    // Under the new rule, carol is let through to her prompt and in.
+    let state = prompt("carol");
+    let r = answer("carol", &carol, &state, now());
+    assert_eq!(code(&r), "Access-Accept", "{r}\n{}", srv.log());
+}

@@ -58,6 +58,22 @@ pub struct ChallengeContext {
     /// this name's lock, so that the names of one entry share one allowance of guesses.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub other_names: Vec<String>,
+    /// The client's allow_groups when the password was checked ([`groups_fingerprint`]):
+    /// a reload that changes them sends the answer through the group check again, so a
+    /// prompt opened before a group was taken away cannot finish under the old rule.
+    /// Absent in prompts stored before it existed: not checked again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_groups: Option<String>,
+}
+
+/// A short fingerprint of a client's allow_groups (compared, never shown).
+pub fn groups_fingerprint(groups: &[String]) -> String {
+    let mut h = Sha256::new();
+    for g in groups {
+        h.update(g.to_ascii_lowercase().as_bytes());
+        h.update([0]);
+    }
+    hex::encode(&h.finalize()[..16])
 }
 
 impl ChallengeContext {

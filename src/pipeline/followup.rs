@@ -81,6 +81,23 @@ pub async fn answer(
                 .with_reply(Reply::reject().with_message(LOCKED_MESSAGE)),
         ));
     }
+    // A reload changed the client's allow_groups since the password was checked: the
+    // group rule is applied again, as the new rule reads (a group taken away must not
+    // let a prompt opened before finish).
+    let groups_now = crate::mfa::challenge::groups_fingerprint(&ctx.client.groups.allow);
+    if carried
+        .allow_groups
+        .as_ref()
+        .is_some_and(|then| *then != groups_now)
+        && !super::groups::allowed(ctx, user, &info).await?
+    {
+        app.store.consume_challenge(&hash).await?;
+        return Ok(with_context(Verdict::reject(format!(
+            "not a member of any allow_groups of client {:?} (changed by a reload since \
+             the prompt)",
+            ctx.client.name
+        ))));
+    }
     if let Some(stopped) =
         aliases::stopped_under_another_name(app, user, &carried.other_names).await?
     {

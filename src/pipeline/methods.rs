@@ -52,6 +52,7 @@ impl Subject<'_> {
             granted: ChallengeContext::keep_granted(&self.info.granted),
             started_at: self.started_at,
             other_names: self.info.other_names.clone(),
+            allow_groups: None,
         }
     }
 
@@ -108,6 +109,11 @@ async fn issue(
 ) -> Result<Reply, Fault> {
     let now = app.clock.now();
     context.started_at.get_or_insert(now);
+    // As at the password check: a prompt that follows another (a resend, a switch) keeps
+    // the first one's, so a reload in between is still noticed.
+    context
+        .allow_groups
+        .get_or_insert_with(|| crate::mfa::challenge::groups_fingerprint(&ctx.client.groups.allow));
     let state = new_state();
     app.store
         .put_challenge(&PendingChallenge {
