@@ -34,9 +34,28 @@ pub fn read_map(text: &str) -> Result<HashMap<String, (String, usize)>, Problem>
             origin: format!("map line {}", i + 1),
             message,
         };
+        // A bare CR ends no line here: a file saved with old Mac line ends would be one
+        // line, its first serial given to a user named after the rest of the file.
+        if l.contains('\r') {
+            return Err(problem(
+                "has a carriage return inside it (old Mac line ends?): save the file with \
+                 LF or CRLF line ends"
+                    .into(),
+            ));
+        }
         let (serial, user) = l
             .split_once(',')
             .ok_or_else(|| problem("expected serial,user".into()))?;
+        // Exactly two fields: a spreadsheet's extra column ("SN1,alice," or a full name
+        // after it) would otherwise become part of the user name, and the token would go to
+        // a user who does not exist.
+        if user.contains([',', '"']) {
+            return Err(problem(
+                "expected serial,user: more than two fields, or a quote (a user name has no \
+                 comma or quote)"
+                    .into(),
+            ));
+        }
         let (serial, user) = (serial.trim(), user_key(user));
         if serial.is_empty() || user.is_empty() {
             return Err(problem("expected serial,user".into()));
@@ -201,6 +220,29 @@ mod tests {
             false,
             || {},
         )
+    }
+
+    /// A map line that is not exactly serial,user is refused, naming the line: old Mac
+    /// line ends (one line for the whole file) and a spreadsheet's extra column gave the
+    /// token to a user named after the rest of the line.
+    #[test]
+    fn a_map_line_is_exactly_serial_and_user() {
+        let refused = |text: &str| read_map(text).unwrap_err();
+        let e = refused("SN1,alice\rSN2,bob\rSN3,carol\r");
+        assert_eq!(e.origin, "map line 1");
+        assert!(e.message.contains("carriage return"), "{}", e.message);
+        for (text, line) in [
+            ("SN1,alice,\n", "map line 1"),
+            ("SN0,zed\nSN1,alice,Alice Smith\n", "map line 2"),
+            ("SN1,\"alice\"\n", "map line 1"),
+        ] {
+            let e = refused(text);
+            assert_eq!(e.origin, line, "{text:?}");
+            assert!(e.message.contains("more than two fields"), "{}", e.message);
+        }
+        let ok = read_map("\u{feff}SN1, Alice \r\n# comment\nSN2,bob\n").unwrap();
+        assert_eq!(ok["SN1"], ("alice".to_string(), 1));
+        assert_eq!(ok["SN2"], ("bob".to_string(), 3));
     }
 
     /// A serial with a right-to-left override, on two rows: its problems show it escaped.
