@@ -726,6 +726,28 @@ fn hostile_xml_is_refused_quickly() {
             ),
             "100000 problem(s)",
         ),
+        // Attributes are compared with each other by the parser (quadratic): 200,000 on one
+        // tag would take minutes.
+        (
+            "attrs.xml",
+            format!(
+                "<KeyContainer {}/>",
+                (0..200_000).map(|i| format!("a{i}=\"\" ")).collect::<String>()
+            ),
+            "more than 64 attributes",
+        ),
+        // Every key repeats an element: its line was found by counting from the file's
+        // start each time (quadratic; 40,000 took 42 s).
+        (
+            "repeats.xml",
+            format!(
+                "<KeyContainer>{}</KeyContainer>",
+                (0..100_000)
+                    .map(|i| format!(r#"<KeyPackage><Key Id="k{i}" Algorithm="urn:ietf:params:xml:ns:keyprov:pskc:hotp"><Data/><Data/></Key></KeyPackage>"#))
+                    .collect::<String>()
+            ),
+            "more than one <Data>",
+        ),
     ];
     for (name, text, expect) in cases {
         let f = a.write(name, &text);

@@ -49,7 +49,7 @@ pub fn parse(bytes: &[u8], decryption: &Decryption) -> Result<Vec<Entry>, Import
         let keys: Vec<_> = children(pkg, "Key").collect();
         // The package's own elements, once (not per key: a package of many keys would cost
         // its size times their number).
-        let package_repeat = xml::repeated_element(pkg, true);
+        let package_repeat = xml::repeated_element(pkg, true, &lines);
         let device = child(pkg, "DeviceInfo");
         for (j, key) in keys.iter().enumerate() {
             let mut origin = format!("KeyPackage {} (line {})", i + 1, lines.line(pkg));
@@ -59,7 +59,7 @@ pub fn parse(bytes: &[u8], decryption: &Decryption) -> Result<Vec<Entry>, Import
             // The package's own elements and this key's, each where RFC 6030 allows one.
             let repeated = package_repeat
                 .clone()
-                .or_else(|| xml::repeated_element(*key, false));
+                .or_else(|| xml::repeated_element(*key, false, &lines));
             // Where a key is refused, its serial if it has one: a valid key of the same
             // serial elsewhere in the file is then not imported either.
             let refused = |origin: String, message: String| match key_serial(device, *key) {
