@@ -72,6 +72,29 @@ pub fn read_map(text: &str) -> Result<HashMap<String, (String, usize)>, Problem>
     Ok(map)
 }
 
+/// Why a token's validity dates (PSKC StartDate and ExpiryDate) leave it no time to be
+/// used at or after `now`, if they do.
+fn never_valid(extra: &crate::store::TokenExtra, now: i64) -> Option<String> {
+    let until = extra.valid_until?;
+    let shown = |t: i64| {
+        time::OffsetDateTime::from_unix_timestamp(t)
+            .ok()
+            .and_then(|d| {
+                d.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
+            .unwrap_or_else(|| t.to_string())
+    };
+    if let Some(from) = extra.valid_from.filter(|&from| until <= from) {
+        return Some(format!(
+            "ExpiryDate {} is not after its StartDate {}",
+            shown(until),
+            shown(from)
+        ));
+    }
+    (until <= now).then(|| format!("ExpiryDate {} is past", shown(until)))
+}
+
 /// Where a serial appears again: the first few places and how many more. All of them
 /// were kept, and a file of one serial on a million rows held (and printed) them all.
 #[derive(Debug, Default)]
@@ -118,6 +141,9 @@ pub fn plan(
     mut tick: impl FnMut(),
 ) -> Plan {
     let mut out = Plan::default();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
     let mut seen: HashMap<String, String> = HashMap::new();
     // Serials the file has more than once: which of its seeds is right is not known, so none
     // of them is imported (with --skip-invalid either).
@@ -143,6 +169,22 @@ pub fn plan(
                 continue;
             }
         };
+        // A token whose validity has ended, or never begins, could never log in (the
+        // verifier refuses it outside its dates): a row to refuse, not to store silently.
+        if let Some(why) = never_valid(&t.extra, now) {
+            refused
+                .entry(t.token.serial.clone())
+                .or_default()
+                .add(&t.origin);
+            out.problems.push(Problem {
+                origin: t.origin,
+                message: format!(
+                    "serial {}: {why}, so it could never log in",
+                    printable(&t.token.serial)
+                ),
+            });
+            continue;
+        }
         if let Some(first) = seen.get(&t.token.serial) {
             repeated
                 .entry(t.token.serial.clone())
@@ -243,6 +285,30 @@ mod tests {
         let ok = read_map("\u{feff}SN1, Alice \r\n# comment\nSN2,bob\n").unwrap();
         assert_eq!(ok["SN1"], ("alice".to_string(), 1));
         assert_eq!(ok["SN2"], ("bob".to_string(), 3));
+    }
+
+    /// Validity dates that leave a token no time to log in: past, or ending before they
+    /// start. Dates ahead, or none, pass.
+    #[test]
+    fn tokens_that_could_never_log_in_are_named() {
+        let extra = |from: Option<i64>, until: Option<i64>| crate::store::TokenExtra {
+            valid_from: from,
+            valid_until: until,
+            ..Default::default()
+        };
+        let now = 1_800_000_000;
+        assert_eq!(
+            never_valid(&extra(None, Some(now - 1)), now).as_deref(),
+            Some("ExpiryDate 2027-01-15T07:59:59Z is past")
+        );
+        assert!(never_valid(&extra(Some(now + 100), Some(now + 50)), now)
+            .unwrap()
+            .contains("is not after its StartDate"));
+        assert_eq!(
+            never_valid(&extra(Some(now - 100), Some(now + 50)), now),
+            None
+        );
+        assert_eq!(never_valid(&extra(Some(now + 100), None), now), None);
     }
 
     /// A serial with a right-to-left override, on two rows: its problems show it escaped.
