@@ -32,8 +32,21 @@ fn directory() -> Slapd {
 
 /// The generated test config, pointed at PostgreSQL: `[store]` replaced, the node named.
 fn pg_config(dir: &Path, slapd: &Slapd, url: &str, name: &str, extra: &str) -> std::path::PathBuf {
+    pg_config_tuned(dir, slapd, url, name, extra, |_| {})
+}
+
+/// [`pg_config`] with the harness's options changed by `tune` first.
+fn pg_config_tuned(
+    dir: &Path,
+    slapd: &Slapd,
+    url: &str,
+    name: &str,
+    extra: &str,
+    tune: impl Fn(&mut Options),
+) -> std::path::PathBuf {
     let mut o = Options::new(&slapd.url);
     o.extra = extra.to_string();
+    tune(&mut o);
     let config = write_config(dir, &o);
     let text = std::fs::read_to_string(&config).unwrap();
     std::fs::write(&config, common::radmfa::on_postgres(&text, url, Some(name))).unwrap();
@@ -53,11 +66,22 @@ pub fn pair(slapd: &Slapd, url: &str, extra: &str) -> Pair {
 
 /// As [`pair`], with node A given an existing key file (a migrated deployment's).
 pub fn pair_with_key(slapd: &Slapd, url: &str, extra: &str, key: Option<&Path>) -> Pair {
+    pair_tuned(slapd, url, extra, key, |_| {})
+}
+
+/// As [`pair_with_key`], both nodes' options changed by `tune`.
+pub fn pair_tuned(
+    slapd: &Slapd,
+    url: &str,
+    extra: &str,
+    key: Option<&Path>,
+    tune: impl Fn(&mut Options),
+) -> Pair {
     let dir_a = tempfile::tempdir().unwrap();
     if let Some(key) = key {
         std::fs::copy(key, dir_a.path().join("radmfa.key")).unwrap();
     }
-    let config_a = pg_config(dir_a.path(), slapd, url, "node-a", extra);
+    let config_a = pg_config_tuned(dir_a.path(), slapd, url, "node-a", extra, &tune);
     let a = Server::start_with(dir_a, config_a);
     let dir_b = tempfile::tempdir().unwrap();
     std::fs::copy(
@@ -65,7 +89,7 @@ pub fn pair_with_key(slapd: &Slapd, url: &str, extra: &str, key: Option<&Path>) 
         dir_b.path().join("radmfa.key"),
     )
     .expect("node A created the key file");
-    let config_b = pg_config(dir_b.path(), slapd, url, "node-b", extra);
+    let config_b = pg_config_tuned(dir_b.path(), slapd, url, "node-b", extra, &tune);
     let b = Server::start_with(dir_b, config_b);
     Pair { a, b }
 }
@@ -322,6 +346,8 @@ fn code_accepted_on_a_is_refused_on_b() {
     let r4 = answer(&nodes.b, "alice", &code, &state_of(&r3));
     assert_eq!(code_of(&r4), "Access-Reject", "replayed code on B: {r4}");
     let audit = nodes.b.audit_json("alice");
+    assert_eq!(audit[0]["server_name"], "node-b", "{audit:#?}");
+    assert_eq!(audit[0]["reason"], "code already used", "{audit:#?}");
     assert!(
         audit
             .iter()
@@ -351,7 +377,11 @@ fn a_lock_from_another_node_during_the_password_check_stops_the_code() {
         "\n[[client]]\nname = \"inline\"\naddress = \"127.0.0.2\"\nsecret = \"{SECRET}\"\n\
          otp_mode = \"inline\"\n"
     );
-    let nodes = pair(&slapd, &pg.url(), &inline);
+    // The directory stays frozen while psql runs: an LDAP timeout longer than the request
+    // deadline, so that only the deadline could end the login, never the harness's 1 s.
+    let nodes = pair_tuned(&slapd, &pg.url(), &inline, None, |o| {
+        o.ldap_timeout_ms = 10_000
+    });
     let seed = nodes.a.enroll("alice", &[]);
     slapd.signal("-STOP");
     let port = nodes.b.port();
@@ -418,8 +448,11 @@ fn five_wrong_codes_over_both_nodes_lock_the_user_on_both() {
         assert!(r["state"].is_null());
     }
     let show = nodes.b.cli(&["user", "show", "alice", "--json"]);
-    let shown = String::from_utf8_lossy(&show.stdout);
-    assert!(shown.contains("locked_until"), "{shown}");
+    let shown: serde_json::Value = serde_json::from_slice(&show.stdout).expect("user show --json");
+    assert!(
+        shown["locked_until"].as_i64().is_some_and(|t| t > now()),
+        "{shown}"
+    );
     // bob (enrolled too) is not affected: he gets his challenge.
     let bob = password(&nodes.a, "bob", "bob-Secret-pw");
     assert_eq!(code_of(&bob), "Access-Challenge", "{bob}");
@@ -554,9 +587,12 @@ pub fn full_login(first: &Server, second: &Server, user: &str, pw: &str, seed: &
 fn sqlite_deployment_moved_to_postgres_logs_in_on_both_nodes() {
     let slapd = directory();
     // A single node on the embedded store, used for a while; its second NAS remembers
-    // second factors.
+    // second factors. A TOTP window of 3 steps: alice's code is replayed at the end, after
+    // a PostgreSQL cluster, the migration and two node starts, which on a loaded machine
+    // can outlast the default window, and a code out of the window is refused as wrong,
+    // not as used.
     let remembering = format!(
-        "\n[[client]]\nname = \"vpn\"\naddress = \"127.0.0.2\"\nsecret = \"{SECRET}\"\n\
+        "\n[totp]\nwindow = 3\n\n[[client]]\nname = \"vpn\"\naddress = \"127.0.0.2\"\nsecret = \"{SECRET}\"\n\
          remember_second_factor_secs = 3600\n"
     );
     let mut options = Options::new(&slapd.url);

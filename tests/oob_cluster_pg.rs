@@ -31,6 +31,9 @@ fn pg_node_with(
     store: &str,
 ) -> Server {
     let mut o = Options::new(&slapd.url);
+    // Longer than the request deadline: a directory frozen while several test clients
+    // start (more_sms_logins_at_once…) must not fail its first login at the harness's 1 s.
+    o.ldap_timeout_ms = 10_000;
     o.clients = Vec::new();
     o.extra = format!("{}{clients}", delivery(standin, ""));
     let dir = tempfile::tempdir().unwrap();

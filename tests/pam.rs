@@ -94,10 +94,15 @@ fn pam_radius_auth_answers_the_challenge() {
         "challenge prompt shown: {out}"
     );
 
-    let (ok, out) = pamtester(&svc.name, "alice", "alice-Secret-pw\n000000\n");
+    // Refused by radmfa, not left unanswered (pam_radius_auth fails on silence too): the
+    // audit says why each was.
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let (ok, out) = pamtester(&svc.name, "alice", &format!("alice-Secret-pw\n{wrong}\n"));
     assert!(!ok, "wrong code accepted:\n{out}");
+    assert_eq!(srv.audit_json("alice")[0]["reason"], "wrong code");
     let (ok, out) = pamtester(&svc.name, "alice", "wrong\n");
     assert!(!ok, "wrong password accepted:\n{out}");
+    assert_eq!(srv.audit_json("alice")[0]["reason"], "bad password");
 }
 
 #[test]

@@ -11,6 +11,11 @@ mod faults;
 mod udp;
 #[path = "robustness/wire.rs"]
 mod wire;
+/// The fuzz bodies, for `resign_with` (signed mutations sent to a live server).
+#[allow(dead_code)]
+mod bodies {
+    include!("../fuzz/common/bodies.rs");
+}
 
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};

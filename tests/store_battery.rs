@@ -7,8 +7,11 @@
 mod battery;
 #[path = "common/postgres.rs"]
 mod pg_cluster;
+// What pg_cluster reaches as `super::ports`, as in tests/common.
 #[path = "store_battery/pg.rs"]
 mod pg_specific;
+#[path = "common/ports.rs"]
+mod ports;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -16,6 +16,11 @@ pub fn packet_roundtrip(data: &[u8]) {
 /// without this every mutation of a signed seed fails verification, and what lies behind
 /// the check (Proxy-State echoes, EAP, State, the reply encoder) only ever sees the seeds.
 pub fn resign(data: &[u8]) -> Option<Vec<u8>> {
+    resign_with(data, b"fuzz-secret")
+}
+
+/// [`resign`] with another shared secret (the robustness tests sign for a live server).
+pub fn resign_with(data: &[u8], secret: &[u8]) -> Option<Vec<u8>> {
     let len = usize::from(u16::from_be_bytes([*data.get(2)?, *data.get(3)?]));
     if len < 20 || len > data.len() {
         return None;
@@ -37,7 +42,7 @@ pub fn resign(data: &[u8]) -> Option<Vec<u8>> {
     }
     let at = at?;
     pkt[at..at + 16].fill(0);
-    let mac = radmfa::radius::crypto::message_authenticator(&pkt, b"fuzz-secret");
+    let mac = radmfa::radius::crypto::message_authenticator(&pkt, secret);
     pkt[at..at + 16].copy_from_slice(&mac);
     Some(pkt)
 }

@@ -7,6 +7,7 @@ pub mod http_proxy;
 pub mod oob_env;
 pub mod peers;
 pub mod pki;
+pub mod ports;
 pub mod postgres;
 pub mod provider_standin;
 pub mod radmfa;

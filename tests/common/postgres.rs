@@ -11,7 +11,6 @@
 //! with the install command, never a skipped test.
 #![allow(dead_code)]
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -70,13 +69,9 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+// Below the ephemeral range (ports.rs): a cluster stopped and started again binds its port
+// a second time, and meanwhile any outgoing connection could take a port from that range.
+use super::ports::free_port;
 
 impl PgCluster {
     /// initdb + start on a free port. Panics (with the server log) if it cannot.
