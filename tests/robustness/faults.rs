@@ -217,9 +217,11 @@ fn inline_setup(users: &[LdapUser]) -> (Slapd, tempfile::TempDir, std::path::Pat
     (slapd, dir, config)
 }
 
-/// `kill -9` in the middle of a stream of inline logins, then a restart on the same store:
-/// every acknowledged accept and reject has its audit record, no code accepted before the
-/// kill is accepted again, and the enrollments are there. (Enrollment is the `radmfa user`
+/// `kill -9` in the middle of a stream of inline logins, sent the instant a worker reads an
+/// Access-Accept (so that a reply sent before its writes were on disk would be caught, not
+/// only found by chance), then a restart on the same store: every acknowledged accept and
+/// reject has its audit record, no code accepted before the kill is accepted again, and
+/// the enrollments are there. (Enrollment is the `radmfa user`
 /// command's own committed write, not the server's, so the kill cannot reach it; SQLite's
 /// `synchronous = FULL`, which keeps it across a power cut, has a unit test.)
 #[test]
@@ -244,16 +246,22 @@ fn kill_9_under_load_loses_nothing_acknowledged() {
     let rejected = Arc::new(Mutex::new(Vec::<String>::new()));
     let count = Arc::new(AtomicUsize::new(0));
     let stop = Arc::new(AtomicBool::new(false));
+    // Set once the late enrollment is done: the next worker to read an Accept kills.
+    let armed = Arc::new(AtomicBool::new(false));
+    let killed_after = Arc::new(Mutex::new(None::<(String, i64)>));
+    let pid = pid_of(&config);
     let addr = first.addr;
     let workers: Vec<_> = seeds
         .chunks(10)
         .map(|chunk| {
-            let (chunk, accepted, rejected, count, stop) = (
+            let (chunk, accepted, rejected, count, stop, armed, killed_after) = (
                 chunk.to_vec(),
                 accepted.clone(),
                 rejected.clone(),
                 count.clone(),
                 stop.clone(),
+                armed.clone(),
+                killed_after.clone(),
             );
             std::thread::spawn(move || {
                 let sock = socket_from("127.0.0.1", addr, 1000);
@@ -282,6 +290,11 @@ fn kill_9_under_load_loses_nothing_acknowledged() {
                             AccessRequestBuilder::new(1, user).password(field.as_bytes()),
                         ) {
                             Some((2, _, _)) => {
+                                if armed.swap(false, Ordering::SeqCst) {
+                                    signal(pid, "-9");
+                                    *killed_after.lock().unwrap() =
+                                        Some((user.clone(), t / 30 + offset));
+                                }
                                 let step = t / 30 + offset;
                                 accepted.lock().unwrap().push((user.clone(), field, step));
                                 count.fetch_add(1, Ordering::Relaxed);
@@ -308,7 +321,15 @@ fn kill_9_under_load_loses_nothing_acknowledged() {
         std::thread::sleep(Duration::from_millis(5));
     }
     let late_seed = first.enroll(&late.uid, &[]);
-    signal(pid_of(&config), "-9");
+    armed.store(true, Ordering::SeqCst);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while killed_after.lock().unwrap().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "no Accept read after the enrollment"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
     stop.store(true, Ordering::Relaxed);
     for w in workers {
         w.join().unwrap();
@@ -325,11 +346,8 @@ fn kill_9_under_load_loses_nothing_acknowledged() {
         !refused.is_empty(),
         "no wrong code answered before the kill"
     );
-    // The kill came while logins were still being sent, not after the last of them.
-    assert!(
-        acked.len() < seeds.len() * 3,
-        "every login finished before the kill"
-    );
+    let (last_user, last_step) = killed_after.lock().unwrap().clone().unwrap();
+    eprintln!("killed the instant {last_user}'s Accept (step {last_step}) was read");
 
     let second = Server::start_with(tempfile::tempdir().unwrap(), config.clone());
     let listed = second.cli(&["user", "list", "--json"]);
