@@ -748,6 +748,23 @@ fn hostile_xml_is_refused_quickly() {
             ),
             "more than one <Data>",
         ),
+        // Namespaces declared on every level: an element that declares one copies every
+        // one in scope (quadratic in them); leaves below made it minutes.
+        (
+            "namespaces.xml",
+            {
+                let level = |l: usize| {
+                    (0..64)
+                        .map(|k| format!(r#" xmlns:p{l}_{k}="u""#))
+                        .collect::<String>()
+                };
+                let open: String = (0..31).map(|l| format!("<a{}>", level(l))).collect();
+                let close: String = (0..31).map(|_| "</a>").collect();
+                let leaves = r#"<b xmlns:z="u"/>"#.repeat(20_000);
+                format!("<KeyContainer>{open}{leaves}{close}</KeyContainer>")
+            },
+            "namespace declarations in scope",
+        ),
     ];
     for (name, text, expect) in cases {
         let f = a.write(name, &text);
