@@ -313,14 +313,26 @@ pub(crate) async fn dispatch(
     at: Arrival<'_>,
     raw: &[u8],
 ) {
+    // The request's deadline counts from here, its arrival: the NAS's timeout started then.
+    dispatch_from(Instant::now(), app, permits, tracker, at, raw).await
+}
+
+/// [`dispatch`] for a request that arrived at `received` (a RadSec resend worked out
+/// after waiting for its first copy: its peer's timeout started when it came).
+async fn dispatch_from(
+    received: Instant,
+    app: &Arc<AppState>,
+    permits: &Arc<Semaphore>,
+    tracker: &TaskTracker,
+    at: Arrival<'_>,
+    raw: &[u8],
+) {
     let Arrival {
         client,
         src,
         local,
         reply_to,
     } = at;
-    // The request's deadline counts from here, its arrival: the NAS's timeout started then.
-    let received = Instant::now();
     // A RadSec peer resends only on a new connection (RFC 6613 §2.6.1), from a new port:
     // its requests are known by the peer's address alone, or the resend of a login whose
     // connection broke would be worked out a second time (a second bind, a State already
@@ -360,6 +372,7 @@ pub(crate) async fn dispatch(
                     .factors
                     .request_deadline(app.config().server.request_deadline);
                 let resend = Resend {
+                    received,
                     app: app.clone(),
                     permits: permits.clone(),
                     tracker: tracker.clone(),
@@ -570,6 +583,8 @@ async fn serve_one(
 /// A RadSec resend that came while its first copy was in flight: what it takes to send it
 /// its copy of the reply, or to work it out itself.
 struct Resend {
+    /// When the resend arrived: its deadline counts from then, not from its re-dispatch.
+    received: Instant,
     app: Arc<AppState>,
     permits: Arc<Semaphore>,
     tracker: TaskTracker,
@@ -582,10 +597,12 @@ struct Resend {
 
 /// Sends a RadSec resend its copy of the reply once the first copy is answered (at most
 /// `limit` from now). A poll, not a wake-up: a resend during a login in flight is rare, and
-/// it keeps the duplicate cache free of connections. If the first copy was given up
-/// unanswered (its connection closed as overloaded before it got a request slot), the
-/// resend is worked out itself, on its own connection: it was left unanswered, and its NAS
-/// waited a whole timeout more, at the moment the server was busiest.
+/// it keeps the duplicate cache free of connections. If the first copy ended unanswered
+/// (its connection closed as overloaded before it got a request slot; a no_reply client's
+/// failure, after which a UDP retransmit is worked out again too; a packet that failed
+/// verification, which fails again), the resend is worked out itself, on its own
+/// connection, its deadline counted from its own arrival: before, it was left unanswered,
+/// and its NAS waited a whole timeout more, at the moment the server was busiest.
 async fn resend_when_answered(resend: Resend, key: RequestKey, limit: Duration) {
     let until = Instant::now() + limit;
     while Instant::now() < until {
@@ -614,7 +631,8 @@ fn redispatch(resend: Resend) -> std::pin::Pin<Box<dyn std::future::Future<Outpu
             local: resend.local,
             reply_to: &reply_to,
         };
-        dispatch(
+        dispatch_from(
+            resend.received,
             &resend.app,
             &resend.permits,
             &resend.tracker,
