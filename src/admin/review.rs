@@ -643,16 +643,20 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
         // served there, with that entry's secret and policy.
         if c.transport == crate::config::Transport::Radsec {
             for net in &c.networks {
-                let around = cfg.clients.iter().find(|u| {
-                    u.name != c.name
-                        && u.transport.udp()
-                        && u.networks.iter().any(|n| n.contains(net))
-                });
-                if let Some(u) = around {
+                // The entry the lookup would take: the most specific UDP network holding it.
+                let around = cfg
+                    .clients
+                    .iter()
+                    .filter(|u| u.name != c.name && u.transport.udp())
+                    .flat_map(|u| u.networks.iter().map(move |n| (u, n)))
+                    .filter(|(_, n)| n.contains(net))
+                    .max_by_key(|(_, n)| n.prefix_len());
+                if let Some((u, _)) = around {
                     warn(format!(
                         "address {net} is for RadSec only, but lies within client {:?}'s \
                          UDP range: a UDP request from it is still served, under {:?}'s \
-                         secret and policy (split that range to keep it off UDP)",
+                         secret and policy (split that range to keep it off UDP, or have \
+                         that entry require Message-Authenticator)",
                         u.name, u.name
                     ));
                 }
@@ -947,6 +951,19 @@ mod tests {
                 .any(|w| w.contains("is for RadSec only, but lies within client \"site\""))
         };
         assert!(warned("10.0.0.0/8", "udp"));
+        // Named after the entry the lookup takes: the most specific one.
+        let mut two = config("10.0.0.0/8", "udp");
+        let mut site = two.clients[0].clone();
+        site.name = "inner".into();
+        site.networks = vec!["10.1.0.0/16".parse().unwrap()];
+        two.clients.push(site);
+        assert!(
+            warnings(&two)
+                .iter()
+                .any(|w| w.contains("lies within client \"inner\"")),
+            "{:?}",
+            warnings(&two)
+        );
         assert!(warned("10.1.2.0/24", "both"));
         assert!(!warned("10.1.2.0/24", "radsec"), "no UDP there");
         assert!(!warned("10.2.0.0/16", "udp"), "elsewhere");

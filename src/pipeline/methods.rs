@@ -109,8 +109,9 @@ async fn issue(
 ) -> Result<Reply, Fault> {
     let now = app.clock.now();
     context.started_at.get_or_insert(now);
-    // As at the password check: a prompt that follows another (a resend, a switch) keeps
-    // the first one's, so a reload in between is still noticed.
+    // The client's allow_groups as they are now: a prompt that follows another (a resend, a
+    // switch) takes the current ones too, after `followup::answer` checked the user against
+    // them if they changed since the earlier prompt.
     context
         .allow_groups
         .get_or_insert_with(|| crate::mfa::challenge::groups_fingerprint(&ctx.client.groups.allow));

@@ -255,9 +255,10 @@ fn signed_malformed_requests_do_not_break_the_server() {
     let mut buf = [0u8; 4096];
     let mut read_replies = |answered: &mut usize| {
         while let Ok(n) = sock.recv(&mut buf) {
-            // Whatever it answers answers a request of ours and is signed: no reply here is
-            // matched to its request, so only its shape is checked.
-            assert!(n >= 20 && [2u8, 3, 11].contains(&buf[0]), "{:?}", &buf[..n]);
+            // None of them can be let in (alice's right password gets a prompt, the State
+            // is unknown, bob's password is wrong): a Reject or a Challenge. Replies are
+            // not matched to their requests here, so only the code is checked.
+            assert!(n >= 20 && [3u8, 11].contains(&buf[0]), "{:?}", &buf[..n]);
             *answered += 1;
         }
     };
@@ -285,6 +286,11 @@ fn signed_malformed_requests_do_not_break_the_server() {
     read_replies(&mut answered);
     eprintln!("{sent} signed mutations sent, {verified} decode, {answered} answered");
     assert!(verified > sent / 4, "too few got past decoding: {verified}");
+    // Answered, not dropped (a few may be lost on a loaded machine's loopback).
+    assert!(
+        answered * 10 >= verified * 9,
+        "{verified} verified, only {answered} answered"
+    );
     let login = socket_from("127.0.0.1", srv.addr, 3000);
     assert!(
         full_login(&login, "alice", PW, &seed, 0),
