@@ -529,25 +529,9 @@ fn approval_after_a_block(slapd: &common::slapd::Slapd, user: &str, password: &s
     standin.script(DIRECTORY_MOBILE, Script::Silent);
     let srv = start(slapd, &standin, "", "", &hold_client(20));
     let port = srv.port();
-    let args: Vec<String> = ["--user", user, "--password", password, "--timeout", "25"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    let login = std::thread::spawn(move || {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        pyrad(port, SECRET, &args)
-    });
+    let login = held_login_of(port, user, password);
     wait_for_a_call(&standin);
-    let config = radmfa::config::Config::load(&srv.config).unwrap();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let store = radmfa::app::open_store(&config.store).await.unwrap();
-        store
-            .block_user(blocked, 1_800_000_000, "fraud alert from another call")
-            .await
-            .unwrap();
-        store.close().await;
-    });
+    block_from_another_call(&srv, blocked);
     let call = standin.calls()[0].clone();
     let res = standin.post_callback(
         &call.gather_action(),
@@ -580,6 +564,38 @@ fn a_login_at_the_directory_when_the_entrys_other_name_is_blocked_places_no_call
     assert!(reason.contains("\"jdoe\""), "{reason}");
 }
 
+/// `user`'s password login on `port`, on a thread of its own, held until its call decides
+/// (pyrad waits 25 s).
+fn held_login_of(
+    port: u16,
+    user: &str,
+    password: &str,
+) -> std::thread::JoinHandle<serde_json::Value> {
+    let args: Vec<String> = ["--user", user, "--password", password, "--timeout", "25"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    std::thread::spawn(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        pyrad(port, SECRET, &args)
+    })
+}
+
+/// Blocks `blocked` in `srv`'s store as a fraud report on another call does, from another
+/// process's connection.
+fn block_from_another_call(srv: &Server, blocked: &str) {
+    let config = radmfa::config::Config::load(&srv.config).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let store = radmfa::app::open_store(&config.store).await.unwrap();
+        store
+            .block_user(blocked, 1_800_000_000, "fraud alert from another call")
+            .await
+            .unwrap();
+        store.close().await;
+    });
+}
+
 /// `user` logs in with slapd stopped; `blocked` is blocked meanwhile; slapd goes on. The
 /// login must be refused as blocked with no call placed; its audit reason.
 fn login_at_the_directory_while_blocked(
@@ -592,25 +608,9 @@ fn login_at_the_directory_while_blocked(
     let srv = start(slapd, &standin, "", "", &hold_client(20));
     slapd.signal("-STOP");
     let port = srv.port();
-    let args: Vec<String> = ["--user", user, "--password", password, "--timeout", "25"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    let login = std::thread::spawn(move || {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        pyrad(port, SECRET, &args)
-    });
+    let login = held_login_of(port, user, password);
     slapd.wait_for_unread_request();
-    let config = radmfa::config::Config::load(&srv.config).unwrap();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let store = radmfa::app::open_store(&config.store).await.unwrap();
-        store
-            .block_user(blocked, 1_800_000_000, "fraud alert from another call")
-            .await
-            .unwrap();
-        store.close().await;
-    });
+    block_from_another_call(&srv, blocked);
     slapd.signal("-CONT");
     let r = login.join().unwrap();
     assert_eq!(code_of(&r), "Access-Reject", "{r}\n{}", srv.log());

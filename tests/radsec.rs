@@ -2008,23 +2008,11 @@ fn one_radsec_connection_leaves_request_slots_for_udp() {
 /// Sends 3 Access-Requests for alice on connection A, then (0.5 s later) the third again
 /// on a new connection B, as a peer resends one whose connection stalled; prints B's reply
 /// code and how long after the resend it came, or "silent" after 10 s.
+/// (After FOUR_AT_ONCE's connection `s`, connection A here, and its `request`.)
 const THIRD_RESENT_ON_ANOTHER_CONNECTION: &str = r#"
-import hashlib, hmac, os, socket, ssl, struct, sys, time
-port, cert, key, ca = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
-ctx = ssl.create_default_context(cafile=ca)
-ctx.check_hostname = False
-ctx.load_cert_chain(cert, key)
-def request(i):
-    user, auth = b"alice", os.urandom(16)
-    pw = b"alice-pw".ljust(16, b"\0")
-    hidden = bytes(a ^ b for a, b in zip(pw, hashlib.md5(b"radsec" + auth).digest()))
-    attrs = bytes([1, 2 + len(user)]) + user + bytes([2, 18]) + hidden
-    head = struct.pack("!BBH", 1, i, 20 + 18 + len(attrs)) + auth
-    mac = hmac.new(b"radsec", head + b"\x50\x12" + bytes(16) + attrs, hashlib.md5).digest()
-    return head + b"\x50\x12" + mac + attrs
+import time
 third = request(3)
-a = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port)))
-a.sendall(request(1) + request(2) + third)
+s.sendall(request(1) + request(2) + third)
 time.sleep(0.5)
 b = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port)))
 b.sendall(third)
@@ -2057,7 +2045,9 @@ fn a_resend_whose_first_copy_was_given_up_is_answered() {
     o.ldap_timeout_ms = 10_000;
     o.server_extra = "max_in_flight = 4".into();
     let srv = start_opts(o, &good, "nas.example.org", "", 4000);
-    let said = radsec_script(THIRD_RESENT_ON_ANOTHER_CONNECTION, &srv, &good);
+    let connect = &FOUR_AT_ONCE[..FOUR_AT_ONCE.find("s.sendall").unwrap()];
+    let script = format!("{connect}{THIRD_RESENT_ON_ANOTHER_CONNECTION}");
+    let said = radsec_script(&script, &srv, &good);
     drop(mute);
     assert!(
         srv.log_shows("server.max_in_flight requests are already being processed"),

@@ -2,11 +2,10 @@
 
 use super::*;
 
-/// Datagrams a hostile or broken network sends: noise, truncations, mutations of valid
-/// requests, wrong secrets, bad attribute lengths. Anything that would still verify is left
-/// out, so the server must answer none of them.
-fn hostile_stream(n: usize, rng: &mut StdRng) -> Vec<Vec<u8>> {
-    let templates: Vec<Vec<u8>> = vec![
+/// Valid, signed Access-Requests to mutate: alice's password, a code with a State, and bob
+/// with a Proxy-State, NAS-Identifier and Calling-Station-Id.
+fn signed_requests() -> Vec<Vec<u8>> {
+    vec![
         AccessRequestBuilder::new(1, "alice")
             .password(PW.as_bytes())
             .build(SECRET.as_bytes())
@@ -20,10 +19,18 @@ fn hostile_stream(n: usize, rng: &mut StdRng) -> Vec<Vec<u8>> {
             .password(b"x")
             .proxy_state(b"ps")
             .attribute(32, b"nas")
+            .attribute(31, b"203.0.113.9")
             .build(SECRET.as_bytes())
             .0,
-        status_server(4, SECRET.as_bytes()).0,
-    ];
+    ]
+}
+
+/// Datagrams a hostile or broken network sends: noise, truncations, mutations of valid
+/// requests, wrong secrets, bad attribute lengths. Anything that would still verify is left
+/// out, so the server must answer none of them.
+fn hostile_stream(n: usize, rng: &mut StdRng) -> Vec<Vec<u8>> {
+    let mut templates = signed_requests();
+    templates.push(status_server(4, SECRET.as_bytes()).0);
     let mut out = Vec::with_capacity(n);
     // Changed datagrams that verified anyway, by kind: none may, and a decoder that let
     // one through fails here instead of having it quietly left out of the stream (before,
@@ -232,24 +239,7 @@ fn signed_malformed_requests_do_not_break_the_server() {
     let mut srv = Server::start(&Options::new(&slapd.url));
     let seed = srv.enroll("alice", &[]);
     let sock = socket_from("127.0.0.1", srv.addr, 1);
-    let templates: Vec<Vec<u8>> = vec![
-        AccessRequestBuilder::new(1, "alice")
-            .password(PW.as_bytes())
-            .build(SECRET.as_bytes())
-            .0,
-        AccessRequestBuilder::new(2, "alice")
-            .password(b"123456")
-            .state(&[7; 32])
-            .build(SECRET.as_bytes())
-            .0,
-        AccessRequestBuilder::new(3, "bob")
-            .password(b"x")
-            .proxy_state(b"ps")
-            .attribute(32, b"nas")
-            .attribute(31, b"203.0.113.9")
-            .build(SECRET.as_bytes())
-            .0,
-    ];
+    let templates = signed_requests();
     let mut rng = StdRng::seed_from_u64(0x5eed_5167);
     let (mut sent, mut verified, mut answered) = (0, 0, 0);
     let mut buf = [0u8; 4096];
