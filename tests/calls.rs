@@ -1486,18 +1486,18 @@ fn forged_callbacks_change_nothing() {
     assert!(lines <= 2, "{lines} lines for 52 refusals:\n{}", srv.log());
 }
 
-/// `#` pressed after the call's lifetime (the prompt's State has expired with it): the
-/// callee must not hear that the sign-in is approved, and Enter does not accept.
-#[test]
-fn an_approval_after_the_calls_lifetime_is_not_announced_as_one() {
-    let slapd = directory();
-    let standin = Standin::start();
-    standin.script(DIRECTORY_MOBILE, Script::Silent);
-    let sections = delivery(&standin, "");
-    let short = sections.replace(
+/// radmfa with a challenge client for calls only, whose calls live 10 s (ring 5 s); the
+/// delivery sections pass through `tweak` first.
+fn with_10_s_calls(
+    slapd: &common::slapd::Slapd,
+    standin: &Standin,
+    tweak: impl Fn(String) -> String,
+) -> Server {
+    let sections = delivery(standin, "");
+    let short = tweak(sections.replace(
         "[voice]\n",
         "[voice]\ncall_lifetime_secs = 10\nring_timeout_secs = 5\n",
-    );
+    ));
     assert_ne!(short, sections);
     let mut o = Options::new(&slapd.url);
     o.clients = Vec::new();
@@ -1505,7 +1505,17 @@ fn an_approval_after_the_calls_lifetime_is_not_announced_as_one() {
         "{short}{}",
         client("vpn", "127.0.0.1", "methods = [\"voice\"]")
     );
-    let srv = Server::start(&o);
+    Server::start(&o)
+}
+
+/// `#` pressed after the call's lifetime (the prompt's State has expired with it): the
+/// callee must not hear that the sign-in is approved, and Enter does not accept.
+#[test]
+fn an_approval_after_the_calls_lifetime_is_not_announced_as_one() {
+    let slapd = directory();
+    let standin = Standin::start();
+    standin.script(DIRECTORY_MOBILE, Script::Silent);
+    let srv = with_10_s_calls(&slapd, &standin, |s| s);
     let r1 = py(&srv, &["--user", "alice", "--password", ALICE_PW]);
     assert_eq!(code_of(&r1), "Access-Challenge", "{r1}");
     let state = r1["state"].as_str().unwrap().to_string();
@@ -1536,21 +1546,9 @@ fn enter_after_the_calls_lifetime_names_the_lifetime() {
     let standin = Standin::start();
     standin.script(DIRECTORY_MOBILE, Script::Silent);
     standin.set_call_delay(Duration::from_millis(2500));
-    let sections = delivery(&standin, "");
-    let short = sections
-        .replace(
-            "[voice]\n",
-            "[voice]\ncall_lifetime_secs = 10\nring_timeout_secs = 5\n",
-        )
-        .replace("timeout_ms = 2000", "timeout_ms = 3000");
-    assert_ne!(short, sections);
-    let mut o = Options::new(&slapd.url);
-    o.clients = Vec::new();
-    o.extra = format!(
-        "{short}{}",
-        client("vpn", "127.0.0.1", "methods = [\"voice\"]")
-    );
-    let srv = Server::start(&o);
+    let srv = with_10_s_calls(&slapd, &standin, |s| {
+        s.replace("timeout_ms = 2000", "timeout_ms = 3000")
+    });
     let r1 = py(
         &srv,
         &["--user", "alice", "--password", ALICE_PW, "--timeout", "6"],

@@ -171,32 +171,28 @@ pub fn plan(
         };
         // A token whose validity has ended, or never begins, could never log in (the
         // verifier refuses it outside its dates): a row to refuse, not to store silently.
-        if let Some(why) = never_valid(&t.extra, now) {
-            refused
-                .entry(t.token.serial.clone())
-                .or_default()
-                .add(&t.origin);
+        // Noted under its serial (so a twin of it is held back too) and as a problem.
+        let mut refuse = |by: &mut HashMap<String, Origins>, message: String| {
+            by.entry(t.token.serial.clone()).or_default().add(&t.origin);
             out.problems.push(Problem {
-                origin: t.origin,
-                message: format!(
-                    "serial {}: {why}, so it could never log in",
-                    printable(&t.token.serial)
-                ),
+                origin: t.origin.clone(),
+                message,
             });
+        };
+        if let Some(why) = never_valid(&t.extra, now) {
+            let serial = printable(&t.token.serial);
+            refuse(
+                &mut refused,
+                format!("serial {serial}: {why}, so it could never log in"),
+            );
             continue;
         }
         if let Some(first) = seen.get(&t.token.serial) {
-            repeated
-                .entry(t.token.serial.clone())
-                .or_default()
-                .add(&t.origin);
-            out.problems.push(Problem {
-                origin: t.origin,
-                message: format!(
-                    "serial {} appears again (first at {first})",
-                    printable(&t.token.serial)
-                ),
-            });
+            let serial = printable(&t.token.serial);
+            refuse(
+                &mut repeated,
+                format!("serial {serial} appears again (first at {first})"),
+            );
             continue;
         }
         seen.insert(t.token.serial.clone(), t.origin.clone());
