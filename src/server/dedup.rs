@@ -51,6 +51,13 @@ enum Entry {
     },
 }
 
+/// Whether [`DuplicateCache::settle`] keeps an answered entry.
+enum Keep {
+    Always,
+    Never,
+    IfAttached,
+}
+
 #[derive(Debug, PartialEq, Eq)]
 pub enum Seen {
     /// First time: process it, then call `finish` or `abandon`.
@@ -165,55 +172,43 @@ impl DuplicateCache {
     /// Records the reply; returns how many retransmits attached meanwhile that are owed a copy
     /// (at most [`MAX_ATTACHED_COPIES`]).
     pub fn finish(&self, key: RequestKey, reply: Option<Arc<[u8]>>) -> u32 {
-        let now = Instant::now();
-        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let (digest, attached) = match inner.map.get(&key) {
-            Some(Entry::InFlight { digest, attached }) => (*digest, *attached),
-            _ => return 0,
-        };
-        inner.bytes += reply.as_ref().map_or(0, |r| r.len());
-        inner.map.insert(key, Entry::Done { digest, reply });
-        inner.expiry.push_back((now, key));
-        attached.min(MAX_ATTACHED_COPIES)
+        self.settle(key, reply, Keep::Always)
     }
 
     /// Drop an answered request's in-flight entry without caching its reply; returns how many
     /// retransmits attached meanwhile (each gets a copy of the reply). For replies that are
     /// cheaper to compute again than to keep (Status-Server).
     pub fn forget(&self, key: RequestKey) -> u32 {
-        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        match inner.map.get(&key) {
-            Some(Entry::InFlight { attached, .. }) => {
-                let attached = *attached;
-                inner.map.remove(&key);
-                attached.min(MAX_ATTACHED_COPIES)
-            }
-            _ => 0,
-        }
+        self.settle(key, None, Keep::Never)
     }
 
     /// As [`Self::forget`], unless resends attached meanwhile: then the reply is kept as
     /// [`Self::finish`] keeps it. Over RadSec a resend on another connection waits for the
     /// answer in the cache (`resend_when_answered`); forgotten, it would never be answered.
     pub fn forget_unless_attached(&self, key: RequestKey, reply: Arc<[u8]>) -> u32 {
+        self.settle(key, Some(reply), Keep::IfAttached)
+    }
+
+    /// Ends an in-flight entry: kept as answered with `reply`, or removed, as `keep` says
+    /// (decided under the lock, with the count of attached retransmits it returns).
+    fn settle(&self, key: RequestKey, reply: Option<Arc<[u8]>>, keep: Keep) -> u32 {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let Some(Entry::InFlight { digest, attached }) = inner.map.get(&key) else {
             return 0;
         };
         let (digest, attached) = (*digest, *attached);
-        if attached == 0 {
+        let kept = match keep {
+            Keep::Always => true,
+            Keep::Never => false,
+            Keep::IfAttached => attached > 0,
+        };
+        if kept {
+            inner.bytes += reply.as_ref().map_or(0, |r| r.len());
+            inner.map.insert(key, Entry::Done { digest, reply });
+            inner.expiry.push_back((Instant::now(), key));
+        } else {
             inner.map.remove(&key);
-            return 0;
         }
-        inner.bytes += reply.len();
-        inner.map.insert(
-            key,
-            Entry::Done {
-                digest,
-                reply: Some(reply),
-            },
-        );
-        inner.expiry.push_back((Instant::now(), key));
         attached.min(MAX_ATTACHED_COPIES)
     }
 
