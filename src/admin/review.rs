@@ -886,28 +886,36 @@ mod tests {
         assert!(!said(&config("", true)));
     }
 
+    /// A `[radsec]` section whose (empty, private) certificate files are in `dir`.
+    fn radsec_section(dir: &std::path::Path) -> String {
+        use std::os::unix::fs::PermissionsExt;
+        for f in ["cert.pem", "key.pem", "ca.pem"] {
+            let path = dir.join(f);
+            std::fs::write(&path, "").unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        format!(
+            "[radsec]\ncert_file = {:?}\nkey_file = {:?}\nca_file = {:?}\n",
+            dir.join("cert.pem"),
+            dir.join("key.pem"),
+            dir.join("ca.pem"),
+        )
+    }
+
     /// Over RadSec alone no one in the path can forge a packet: no BlastRADIUS warning for
     /// a client that does not require Message-Authenticator there.
     #[test]
     fn unsigned_requests_are_warned_about_on_udp_only() {
         let dir = tempfile::tempdir().unwrap();
-        for f in ["cert.pem", "key.pem", "ca.pem"] {
-            let path = dir.path().join(f);
-            std::fs::write(&path, "").unwrap();
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-        }
+        let radsec = radsec_section(dir.path());
         let config = |transport: &str| {
             let text = format!(
                 "[ldap]\nurls = [\"ldap://127.0.0.1\"]\nbind_dn = \"cn=a\"\n\
                  bind_password = \"pw\"\nbase_dn = \"dc=example,dc=org\"\n\
-                 [radsec]\ncert_file = {:?}\nkey_file = {:?}\nca_file = {:?}\n\
+                 {radsec}\
                  [[client]]\nname = \"nas\"\naddress = \"127.0.0.1\"\n\
                  secret = \"0123456789abcdef\"\nrequire_message_authenticator = false\n\
                  transport = \"{transport}\"\n",
-                dir.path().join("cert.pem"),
-                dir.path().join("key.pem"),
-                dir.path().join("ca.pem"),
             );
             Config::parse(&text, std::path::Path::new("radmfa.toml")).expect("valid")
         };
@@ -924,24 +932,16 @@ mod tests {
     #[test]
     fn a_radsec_host_inside_a_udp_range_is_warned_about() {
         let dir = tempfile::tempdir().unwrap();
-        for f in ["cert.pem", "key.pem", "ca.pem"] {
-            let path = dir.path().join(f);
-            std::fs::write(&path, "").unwrap();
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-        }
+        let radsec = radsec_section(dir.path());
         let config = |wide: &str, transport: &str| {
             let text = format!(
                 "[ldap]\nurls = [\"ldap://127.0.0.1\"]\nbind_dn = \"cn=a\"\n\
                  bind_password = \"pw\"\nbase_dn = \"dc=example,dc=org\"\n\
-                 [radsec]\ncert_file = {:?}\nkey_file = {:?}\nca_file = {:?}\n\
+                 {radsec}\
                  [[client]]\nname = \"site\"\naddress = \"{wide}\"\n\
                  secret = \"0123456789abcdef\"\ntransport = \"{transport}\"\n\
                  [[client]]\nname = \"vpn1\"\naddress = \"10.1.2.3\"\n\
                  transport = \"radsec\"\n",
-                dir.path().join("cert.pem"),
-                dir.path().join("key.pem"),
-                dir.path().join("ca.pem"),
             );
             Config::parse(&text, std::path::Path::new("radmfa.toml")).expect("valid")
         };

@@ -863,17 +863,36 @@ pub async fn race_take_attempt(store: Arc<dyn Store>) {
 /// last attempt's increment and its delete were two statements outside a request scope:
 /// a consume between them deleted the row too, and two answers each closed the prompt.
 pub async fn race_take_attempt_against_consume(store: Arc<dyn Store>) {
-    for round in 0..20 {
+    race_attempts_against_consumes(store, b"s2", 20, false).await;
+}
+
+/// `rounds` times: a prompt at `state`, its last attempt (of 2) taken by half the racers
+/// while the others consume it, in requests' scopes if `scoped`; exactly one closes it.
+async fn race_attempts_against_consumes(
+    store: Arc<dyn Store>,
+    state: &'static [u8],
+    rounds: usize,
+    scoped: bool,
+) {
+    for round in 0..rounds {
         store
-            .put_challenge(&challenge(b"s2", "alice", T + 60))
+            .put_challenge(&challenge(state, "alice", T + 60))
             .await
             .unwrap();
         let closed = race(store.clone(), move |s, i| async move {
-            if i % 2 == 0 {
-                s.take_attempt(b"s2", 2).await.unwrap() == ChallengeAttempt::Last
-            } else {
-                s.consume_challenge(b"s2").await.unwrap()
+            let close = async {
+                if i % 2 == 0 {
+                    s.take_attempt(state, 2).await.unwrap() == ChallengeAttempt::Last
+                } else {
+                    s.consume_challenge(state).await.unwrap()
+                }
+            };
+            if !scoped {
+                return close.await;
             }
+            let (closed, durable) = durability::deferred(close).await;
+            durable.unwrap();
+            closed
         })
         .await;
         assert_eq!(
@@ -881,7 +900,7 @@ pub async fn race_take_attempt_against_consume(store: Arc<dyn Store>) {
             1,
             "round {round}: {closed:?}"
         );
-        assert_eq!(store.challenge(b"s2", T).await.unwrap(), None);
+        assert_eq!(store.challenge(state, T).await.unwrap(), None);
     }
 }
 
@@ -2723,30 +2742,7 @@ pub async fn race_guarded_writes_in_request_scopes(store: Arc<dyn Store>) {
     let created = begun.iter().filter(|r| **r == OobBegin::Created).count();
     assert_eq!(created, 1, "{begun:?}");
 
-    for round in 0..10 {
-        store
-            .put_challenge(&challenge(b"s3", "alice", T + 60))
-            .await
-            .unwrap();
-        let closed = race(store.clone(), move |s, i| async move {
-            let (closed, durable) = durability::deferred(async {
-                if i % 2 == 0 {
-                    s.take_attempt(b"s3", 2).await.unwrap() == ChallengeAttempt::Last
-                } else {
-                    s.consume_challenge(b"s3").await.unwrap()
-                }
-            })
-            .await;
-            durable.unwrap();
-            closed
-        })
-        .await;
-        assert_eq!(
-            closed.iter().filter(|c| **c).count(),
-            1,
-            "round {round}: {closed:?}"
-        );
-    }
+    race_attempts_against_consumes(store, b"s3", 10, true).await;
 }
 
 /// Concurrent requests, each in its own scope, racing for one TOTP step: exactly one wins.
