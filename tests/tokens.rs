@@ -274,6 +274,56 @@ fn python_pskc_files_import_and_log_users_in() {
     assert_eq!(show["model"], "OTP c200");
 }
 
+/// A vendor's PSKC file may leave out each key's hash, digits and time step (RFC 6030 makes
+/// `Suite`, `ResponseFormat` and `TimeInterval` optional). The admin who knows the tokens
+/// are 8-digit SHA256 at 60 s says so with the import's options, as for a CSV file: before,
+/// the options were quietly ignored for PSKC, the tokens stored as 6-digit SHA1 at 30 s,
+/// and no code from them ever verified. `--key-encoding`, which no PSKC key has, is refused.
+#[test]
+fn a_pskc_file_that_leaves_out_the_parameters_takes_the_import_options() {
+    let slapd = Slapd::start(&[LdapUser::new("bare", "pw-bare")]);
+    let srv = inline_server(&slapd, "");
+    let seed: Vec<u8> = (0..32).map(|_| rand::random::<u8>()).collect();
+    let file = srv.dir.path().join("bare.pskcxml");
+    let tokens = serde_json::json!([{
+        "serial": "bare-1", "secret_hex": hex::encode(&seed), "type": "totp",
+        "digits": 8, "hash": "sha256", "period": 60, "user": "bare",
+        "leave_out_parameters": true,
+    }]);
+    make_pskc(&file, &tokens, &[]);
+    let text = std::fs::read_to_string(&file).unwrap();
+    for absent in ["ResponseFormat", "Suite", "TimeInterval"] {
+        assert!(
+            !text.contains(absent),
+            "python-pskc wrote {absent}:\n{text}"
+        );
+    }
+    let path = file.to_str().unwrap();
+    let out = srv.cli(&["token", "import", path, "--key-encoding", "hex"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("--key-encoding is for CSV files"),
+        "{out:?}"
+    );
+    let opts = ["--algorithm", "SHA256", "--digits", "8", "--period", "60"];
+    let mut args = vec!["token", "import", path];
+    args.extend(opts);
+    let out = cli_ok(&srv, &args);
+    assert!(out.contains("imported 1 token(s) (1 assigned"), "{out}");
+    let show: serde_json::Value =
+        serde_json::from_str(&cli_ok(&srv, &["token", "show", "bare-1", "--json"])).unwrap();
+    assert_eq!(
+        (
+            show["algorithm"].as_str(),
+            show["digits"].as_u64(),
+            show["period"].as_u64()
+        ),
+        (Some("SHA256"), Some(8), Some(60))
+    );
+    let code = totp_code(&seed, now(), "sha256", 8, 60);
+    assert_eq!(login(&srv, "bare", "pw-bare", &code), "Access-Accept");
+}
+
 /// Acceptance 2 over RADIUS: RFC 6030 Figures 6 (pre-shared key) and 7 (PBKDF2, "qwerty")
 /// import, and the token then logs in with the RFC's secret.
 #[test]

@@ -151,13 +151,13 @@ pub fn config(data: &[u8]) {
 /// entries (tokens, or problems naming a line), never a panic; every token returned passed
 /// the shared checks. Also with 8 digits and hex keys forced, the other CSV defaults.
 pub fn import_csv(data: &[u8]) {
-    use radmfa::import::{check_token, csv, keys::KeyEncoding, CsvDefaults, Decryption, Entry};
-    let forced = CsvDefaults {
+    use radmfa::import::{check_token, csv, keys::KeyEncoding, FileDefaults, Decryption, Entry};
+    let forced = FileDefaults {
         digits: 8,
         encoding: KeyEncoding::Hex,
-        ..CsvDefaults::default()
+        ..FileDefaults::default()
     };
-    for defaults in [CsvDefaults::default(), forced] {
+    for defaults in [FileDefaults::default(), forced] {
         // Past the problem or token limit the whole file is refused: nothing to check.
         let Ok(entries) = csv::parse(data, &defaults) else {
             continue;
@@ -169,7 +169,7 @@ pub fn import_csv(data: &[u8]) {
             }
         }
     }
-    if let Ok(entries) = radmfa::import::parse(data, None, &Decryption::None, &CsvDefaults::default()) {
+    if let Ok(entries) = radmfa::import::parse(data, None, &Decryption::None, &FileDefaults::default()) {
         for entry in entries {
             if let Entry::Token(t) = entry {
                 assert!(check_token(&t.token, &t.extra).is_ok());
@@ -183,11 +183,11 @@ pub fn import_csv(data: &[u8]) {
 /// Tried without a key and with a fixed AES-128 key, so the encrypted paths (MAC check,
 /// CBC, key wrap) are reached too.
 pub fn import_pskc(data: &[u8]) {
-    use radmfa::import::{check_token, pskc, Decryption, Entry};
+    use radmfa::import::{check_token, pskc, Decryption, Entry, FileDefaults};
     use radmfa::secret::Secret;
     let _ = pskc::need(data);
     for key in [Decryption::None, Decryption::Key(Secret::new(vec![0x42; 16]))] {
-        if let Ok(entries) = pskc::parse(data, &key) {
+        if let Ok(entries) = pskc::parse(data, &key, &FileDefaults::default()) {
             for entry in entries {
                 if let Entry::Token(t) = entry {
                     assert!(check_token(&t.token, &t.extra).is_ok());

@@ -18,7 +18,7 @@ use crate::config::Config;
 use crate::import::keys::KeyEncoding;
 use crate::import::plan::{plan, read_map};
 use crate::import::pskc::Need;
-use crate::import::{self, CsvDefaults, Decryption, Format, MAX_FILE_BYTES};
+use crate::import::{self, Decryption, FileDefaults, Format, MAX_FILE_BYTES};
 use crate::secret::Secret;
 use crate::store::{OtpAlgorithm, Store, TokenFilter, TokenRecord};
 
@@ -63,16 +63,17 @@ pub struct ImportArgs {
     #[arg(long)]
     pub dry_run: bool,
     /// CSV: the key encoding (auto, hex, base32). Auto: Base32 for the Azure MFA Server
-    /// layout, otherwise hex if the key is hex.
-    #[arg(long, default_value = "auto")]
-    pub key_encoding: String,
-    /// CSV: hash for rows that name none (SHA1, SHA256, SHA512).
+    /// layout, otherwise hex if the key is hex. Refused for PSKC (its keys are Base64).
+    #[arg(long)]
+    pub key_encoding: Option<String>,
+    /// Hash for CSV rows that name none and PSKC keys without a Suite (SHA1, SHA256,
+    /// SHA512).
     #[arg(long, default_value = "SHA1")]
     pub algorithm: String,
-    /// CSV: digits for rows that name none.
+    /// Digits for CSV rows that name none and PSKC keys without a ResponseFormat Length.
     #[arg(long, default_value_t = 6)]
     pub digits: u32,
-    /// CSV: TOTP time step for rows that name none.
+    /// TOTP time step for CSV rows that name none and PSKC keys without a TimeInterval.
     #[arg(long, default_value_t = 30)]
     pub period: u32,
 }
@@ -104,6 +105,19 @@ fn first_line(path: &Path) -> anyhow::Result<Secret> {
     let first = text.lines().next().unwrap_or("");
     let first = first.strip_prefix('\u{feff}').unwrap_or(first);
     Ok(Secret::from(first.trim_end_matches('\r').to_string()))
+}
+
+/// `--key-encoding`, which only a CSV file's key column has: a PSKC file's keys are Base64,
+/// and an admin who gave it for one expected it to change something.
+fn key_encoding(given: Option<&str>, format: Format) -> anyhow::Result<KeyEncoding> {
+    let Some(given) = given else {
+        return Ok(KeyEncoding::Auto);
+    };
+    if format == Format::Pskc {
+        bail!("--key-encoding is for CSV files: a PSKC file's keys are Base64");
+    }
+    KeyEncoding::parse(given)
+        .with_context(|| format!("--key-encoding {given:?}: use auto, hex or base32"))
 }
 
 fn parse_hex_key(text: &str) -> anyhow::Result<Secret> {
@@ -222,18 +236,13 @@ pub async fn run(cfg: &Config, store: &dyn Store, a: ImportArgs) -> anyhow::Resu
         // as for a PSKC file without encrypted values (a swapped file).
         Format::Csv => decryption(&Need::Nothing, &a)?,
     };
-    let defaults = CsvDefaults {
+    let defaults = FileDefaults {
         algorithm: OtpAlgorithm::parse(&a.algorithm).with_context(|| {
             format!("--algorithm {:?}: use SHA1, SHA256 or SHA512", a.algorithm)
         })?,
         digits: a.digits,
         period: a.period,
-        encoding: KeyEncoding::parse(&a.key_encoding).with_context(|| {
-            format!(
-                "--key-encoding {:?}: use auto, hex or base32",
-                a.key_encoding
-            )
-        })?,
+        encoding: key_encoding(a.key_encoding.as_deref(), format)?,
     };
     let entries = match import::parse(&bytes, Some(format), &dec, &defaults) {
         // The problems before reading stopped, as any problems are listed.

@@ -13,7 +13,7 @@
 
 use super::keys::decode_key;
 use super::limits::Entries;
-use super::{check_token, shown, CsvDefaults, Entry, ImportError, ImportedToken, Problem};
+use super::{check_token, shown, Entry, FileDefaults, ImportError, ImportedToken, Problem};
 use crate::secret::Secret;
 use crate::store::{user_key, NewToken, OtpAlgorithm, TokenExtra, TokenKind};
 
@@ -114,13 +114,13 @@ fn split_line(line: &[u8]) -> Result<Vec<String>, String> {
 /// here rather than by the CSV reader, whose positions skip blank lines: the line number in
 /// a message must be the one an editor shows. Past the limits of [`Entries`] the file is
 /// refused.
-pub fn parse(bytes: &[u8], defaults: &CsvDefaults) -> Result<Vec<Entry>, ImportError> {
+pub fn parse(bytes: &[u8], defaults: &FileDefaults) -> Result<Vec<Entry>, ImportError> {
     parse_into(bytes, defaults, Entries::new())
 }
 
 pub(crate) fn parse_into(
     bytes: &[u8],
-    defaults: &CsvDefaults,
+    defaults: &FileDefaults,
     mut out: Entries,
 ) -> Result<Vec<Entry>, ImportError> {
     let text = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
@@ -270,7 +270,7 @@ fn number<T: std::str::FromStr>(what: &str, v: &str) -> Result<T, String> {
 fn row(
     fields: &[String],
     header: Option<&[Column]>,
-    d: &CsvDefaults,
+    d: &FileDefaults,
 ) -> Result<(NewToken, TokenExtra), String> {
     let (cols, base32_layout) = match header {
         Some(h) => {
@@ -367,7 +367,7 @@ mod tests {
     use super::*;
 
     fn tokens(text: &str) -> Vec<Result<ImportedToken, String>> {
-        parse(text.as_bytes(), &CsvDefaults::default())
+        parse(text.as_bytes(), &FileDefaults::default())
             .unwrap()
             .into_iter()
             .map(|e| match e {
@@ -392,7 +392,7 @@ mod tests {
             "SN1,JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP,30\r,x",
         ] {
             let text = format!("SN1,{B32},30\n{bad}\nSN2,{B32},30\n");
-            let entries = parse(text.as_bytes(), &CsvDefaults::default()).unwrap();
+            let entries = parse(text.as_bytes(), &FileDefaults::default()).unwrap();
             let p = crate::import::plan::plan(
                 entries,
                 &Default::default(),
@@ -413,7 +413,7 @@ mod tests {
         // j\xfcrgen in Latin-1: the UTF-8 ü (C3 BC) becomes the single byte FC.
         let at = bytes.windows(2).position(|w| w == [0xC3, 0xBC]).unwrap();
         bytes.splice(at..at + 2, [0xFC]);
-        let entries = parse(&bytes, &CsvDefaults::default()).unwrap();
+        let entries = parse(&bytes, &FileDefaults::default()).unwrap();
         assert!(
             entries
                 .iter()

@@ -127,7 +127,7 @@ mod tests {
     fn past_the_token_limit_a_csv_file_is_refused() {
         let b32 = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
         let text = format!("SN1,{b32},30\nSN2,{b32},30\nx\nSN3,{b32},30\n");
-        let d = crate::import::CsvDefaults::default();
+        let d = crate::import::FileDefaults::default();
         let err = crate::import::csv::parse_into(text.as_bytes(), &d, Entries::with_limits(5, 2))
             .unwrap_err();
         assert!(

@@ -116,18 +116,19 @@ pub enum Decryption {
     Passphrase(Secret),
 }
 
-/// Defaults for values a CSV file leaves out.
+/// Defaults for what a file leaves out: a CSV row's hash, digits, time step and key
+/// encoding; a PSKC key's `Suite`, `ResponseFormat Length` and `TimeInterval`.
 #[derive(Debug, Clone)]
-pub struct CsvDefaults {
+pub struct FileDefaults {
     pub algorithm: OtpAlgorithm,
     pub digits: u32,
     pub period: u32,
     pub encoding: keys::KeyEncoding,
 }
 
-impl Default for CsvDefaults {
+impl Default for FileDefaults {
     fn default() -> Self {
-        CsvDefaults {
+        FileDefaults {
             algorithm: OtpAlgorithm::Sha1,
             digits: 6,
             period: 30,
@@ -141,7 +142,7 @@ pub fn parse(
     bytes: &[u8],
     format: Option<Format>,
     decryption: &Decryption,
-    csv_defaults: &CsvDefaults,
+    defaults: &FileDefaults,
 ) -> Result<Vec<Entry>, ImportError> {
     if bytes.len() > MAX_FILE_BYTES {
         return Err(ImportError::TooLarge {
@@ -151,8 +152,8 @@ pub fn parse(
     }
     refuse_utf16(bytes)?;
     match format.unwrap_or_else(|| detect(bytes)) {
-        Format::Csv => csv::parse(bytes, csv_defaults),
-        Format::Pskc => pskc::parse(bytes, decryption),
+        Format::Csv => csv::parse(bytes, defaults),
+        Format::Pskc => pskc::parse(bytes, decryption, defaults),
     }
 }
 
@@ -256,7 +257,7 @@ mod tests {
         ];
         for bytes in &files {
             for format in [None, Some(Format::Csv), Some(Format::Pskc)] {
-                let d = CsvDefaults::default();
+                let d = FileDefaults::default();
                 let err = parse(bytes, format, &Decryption::None, &d).unwrap_err();
                 assert_eq!(err.to_string(), "the file is UTF-16; save it as UTF-8");
             }

@@ -246,11 +246,11 @@ pub fn plan(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::import::{csv, CsvDefaults};
+    use crate::import::{csv, FileDefaults};
 
     /// The plan for CSV `text` against an empty store, nothing replaced.
     fn plan_csv(text: &str) -> Plan {
-        let entries = csv::parse(text.as_bytes(), &CsvDefaults::default()).unwrap();
+        let entries = csv::parse(text.as_bytes(), &FileDefaults::default()).unwrap();
         plan(
             entries,
             &Default::default(),
@@ -342,7 +342,7 @@ mod tests {
     fn a_map_line_for_a_refused_row_is_not_called_missing() {
         let b32 = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
         let text = format!("SN1,not-base32!,30\nSN2,{b32},30\n");
-        let entries = csv::parse(text.as_bytes(), &CsvDefaults::default()).unwrap();
+        let entries = csv::parse(text.as_bytes(), &FileDefaults::default()).unwrap();
         let map: HashMap<String, (String, usize)> = [
             ("SN1".to_string(), ("alice".to_string(), 1)),
             ("SN3".to_string(), ("bob".to_string(), 2)),

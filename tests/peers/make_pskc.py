@@ -2,7 +2,9 @@
 """Writes a PSKC (RFC 6030) file with python-pskc, an implementation radmfa did not write.
 
 Tokens come as JSON on stdin: a list of {serial, secret_hex, type (totp|hotp), digits,
-hash (sha1|sha256|sha512), period or counter, time_drift?, user, manufacturer?, model?}.
+hash (sha1|sha256|sha512), period or counter, time_drift?, user, manufacturer?, model?,
+leave_out_parameters?}. With leave_out_parameters the file has no ResponseFormat, Suite or
+TimeInterval (RFC 6030 makes each optional): the importer must fall back on its defaults.
 
 --protection: plain | aes128-cbc | aes192-cbc | aes256-cbc | kw-aes128 | kw-aes256 | pbkdf2
   (pbkdf2 uses --cipher for the values, default aes128-cbc). --mac: hmac-sha1 | hmac-sha224 | hmac-sha256 | ….
@@ -38,13 +40,15 @@ def main():
             serial=t["serial"],
             secret=binascii.a2b_hex(t["secret_hex"]),
             algorithm="urn:ietf:params:xml:ns:keyprov:pskc:" + t["type"],
-            response_length=t["digits"],
-            response_encoding="DECIMAL",
         )
-        if t.get("hash", "sha1") != "sha1":
+        bare = t.get("leave_out_parameters", False)
+        if not bare:
+            kw.update(response_length=t["digits"], response_encoding="DECIMAL")
+        if t.get("hash", "sha1") != "sha1" and not bare:
             kw["algorithm_suite"] = "HMAC-" + t["hash"].upper()
         if t["type"] == "totp":
-            kw["time_interval"] = t["period"]
+            if not bare:
+                kw["time_interval"] = t["period"]
         else:
             kw["counter"] = t["counter"]
         if t.get("time_drift") is not None:

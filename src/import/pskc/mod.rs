@@ -12,7 +12,9 @@ use roxmltree::{Document, Node};
 
 use self::envelope::{b64, Envelope, Value, ValueError};
 use self::xml::{child, children, text, Lines};
-use crate::import::{check_token, Decryption, Entry, ImportError, ImportedToken, Problem};
+use crate::import::{
+    check_token, Decryption, Entry, FileDefaults, ImportError, ImportedToken, Problem,
+};
 use crate::secret::Secret;
 use crate::store::{user_key, NewToken, OtpAlgorithm, TokenExtra, TokenKind};
 
@@ -37,7 +39,14 @@ pub fn need(bytes: &[u8]) -> Result<Need, ImportError> {
     envelope::need(doc.root_element())
 }
 
-pub fn parse(bytes: &[u8], decryption: &Decryption) -> Result<Vec<Entry>, ImportError> {
+/// `defaults` give the hash, digits and time step of a key whose file leaves them out
+/// (RFC 6030 makes `Suite`, `ResponseFormat` and `TimeInterval` optional): an admin who
+/// knows a vendor's tokens are 8-digit says so with `--digits 8` for PSKC as for CSV.
+pub fn parse(
+    bytes: &[u8],
+    decryption: &Decryption,
+    defaults: &FileDefaults,
+) -> Result<Vec<Entry>, ImportError> {
     let doc = document(bytes)?;
     let lines = Lines::of(doc.input_text());
     let root = doc.root_element();
@@ -70,7 +79,7 @@ pub fn parse(bytes: &[u8], decryption: &Decryption) -> Result<Vec<Entry>, Import
                 out.push(refused(origin, message));
                 continue;
             }
-            match read_key(&env, &lines, device, *key) {
+            match read_key(&env, &lines, device, *key, defaults) {
                 Ok(Some((token, extra, encrypted))) => {
                     crypto_ok += usize::from(encrypted);
                     out.push(match check_token(&token, &extra) {
@@ -122,11 +131,9 @@ fn oath_kind(uri: &str) -> Option<TokenKind> {
     }
 }
 
-/// `Suite` names the hash: "HMAC-SHA256", "SHA256", absent for SHA1.
-fn suite_algorithm(suite: Option<String>) -> Result<OtpAlgorithm, ValueError> {
-    let Some(s) = suite else {
-        return Ok(OtpAlgorithm::Sha1);
-    };
+/// `Suite` names the hash: "HMAC-SHA256", "SHA256" (left out, the import's default: SHA1
+/// unless `--algorithm` says otherwise).
+fn suite_algorithm(s: &str) -> Result<OtpAlgorithm, ValueError> {
     let up = s.to_ascii_uppercase().replace(['-', '_'], "");
     for (name, alg) in [
         ("SHA512", OtpAlgorithm::Sha512),
@@ -252,6 +259,7 @@ fn read_key(
     lines: &Lines,
     device: Option<Node<'_, '_>>,
     key: Node<'_, '_>,
+    defaults: &FileDefaults,
 ) -> Result<Option<KeyRead>, ValueError> {
     let Some(uri) = key.attribute("Algorithm") else {
         // Schema-valid (a file may lean on a KeyProfileId), but which kind of token a
@@ -311,9 +319,12 @@ fn read_key(
             .trim()
             .parse()
             .map_err(|_| other(&format!("ResponseFormat Length {l:?}")))?,
-        None => 6,
+        None => defaults.digits,
     };
-    let algorithm = suite_algorithm(params.and_then(|p| text(p, &["Suite"])))?;
+    let algorithm = match params.and_then(|p| text(p, &["Suite"])) {
+        Some(suite) => suite_algorithm(&suite)?,
+        None => defaults.algorithm,
+    };
     let secret_elem = xml::path(key, &["Data", "Secret"]).ok_or_else(|| {
         other("no Data/Secret (keys derived from a master key, RFC 6030 Figure 4, cannot be imported)")
     })?;
@@ -336,7 +347,10 @@ fn read_key(
         return Err(other("Time (T0) other than 0 is not supported"));
     }
     let (period, counter) = match kind {
-        TokenKind::Totp => (data_int(env, key, "TimeInterval")?.unwrap_or(30), 0),
+        TokenKind::Totp => (
+            data_int(env, key, "TimeInterval")?.unwrap_or(defaults.period),
+            0,
+        ),
         TokenKind::Hotp => (0, data_int(env, key, "Counter")?.unwrap_or(0)),
     };
     let user = text(key, &["UserId"])

@@ -15,6 +15,11 @@ macro_rules! figure {
 
 const RFC_SECRET: &[u8] = b"12345678901234567890";
 
+/// The file read with the import's own defaults (no `--algorithm`, `--digits`, `--period`).
+fn parse(bytes: &[u8], decryption: &Decryption) -> Result<Vec<Entry>, ImportError> {
+    super::parse(bytes, decryption, &FileDefaults::default())
+}
+
 fn key(hex_key: &str) -> Decryption {
     Decryption::Key(Secret::new(hex::decode(hex_key).unwrap()))
 }
