@@ -430,12 +430,7 @@ fn server_config(raw: RawServer) -> Result<ServerConfig, ConfigError> {
             ))
         }
     };
-    if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
-        return Err(ConfigError::invalid(
-            "server.log_level",
-            format!("{log_level:?} is not a log filter (error, warn, info, debug, trace)"),
-        ));
-    }
+    log_level_config(&log_level)?;
     let name = match name {
         Some(n) if n.trim().is_empty() => {
             return Err(ConfigError::invalid("server.name", "must not be empty"))
@@ -1085,4 +1080,62 @@ fn client_configs(raw: Vec<RawClient>, base: &Path) -> Result<Vec<ClientConfig>,
         }
     }
     Ok(out)
+}
+
+/// `server.log_level`: a level, or `target=level` directives. A bare word that is not a
+/// level parses too, as a target to log at `trace` with everything else off: `"warning"`
+/// (for `warn`) passed and then the server logged nothing at all, not even its errors.
+fn log_level_config(log_level: &str) -> Result<(), ConfigError> {
+    let hint = "use error, warn, info, debug, trace or off, or target=level directives \
+                separated by commas";
+    let refuse = |m: String| Err(ConfigError::invalid("server.log_level", m));
+    if log_level.trim().is_empty() {
+        return refuse(format!("must not be empty ({hint})"));
+    }
+    if tracing_subscriber::EnvFilter::try_new(log_level).is_err() {
+        return refuse(format!("{log_level:?} is not a log filter ({hint})"));
+    }
+    // A directive with a span or field filter may hold commas in its quotes: only plain
+    // words are checked.
+    let plain = |d: &str| !d.contains(['=', '[', ']', '{', '}', '"']);
+    for directive in log_level
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+    {
+        if plain(directive)
+            && directive
+                .parse::<tracing_subscriber::filter::LevelFilter>()
+                .is_err()
+        {
+            return refuse(format!(
+                "{directive:?} is not a level; alone it would log only a target of that name \
+                 and nothing else ({hint})"
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_level_config;
+
+    #[test]
+    fn log_levels_and_directives_pass_and_bare_words_that_are_not_levels_do_not() {
+        for good in [
+            "info",
+            "WARN",
+            "off",
+            "radmfa=debug,info",
+            "warn,radmfa::server=trace",
+            "info,",
+        ] {
+            assert!(log_level_config(good).is_ok(), "{good:?}");
+        }
+        for bad in ["", " ", "warning", "inf", "info,warning", "=debug"] {
+            let e = log_level_config(bad).expect_err(bad).to_string();
+            assert!(e.contains("server.log_level"), "{bad:?}: {e}");
+        }
+    }
 }
