@@ -5,6 +5,11 @@ use clap::Parser;
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = radmfa::cli::Cli::parse();
+    // Not for the server: it prints nothing with println!, and a hook that exits must not
+    // stand between it and a panic that needs its default report.
+    if !matches!(cli.command, radmfa::cli::Command::Serve) {
+        radmfa::admin::output::end_quietly_when_stdout_fails();
+    }
     match radmfa::cli::run(cli).await {
         Ok(code) => code,
         Err(e) => {

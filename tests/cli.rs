@@ -1375,6 +1375,75 @@ fn an_enrollment_whose_secret_cannot_be_shown_is_taken_back() {
     assert!(ok && out.starts_with("otpauth://totp/"), "{out}{err}");
 }
 
+/// An app password, like a token's secret, is shown once: one that cannot be shown is taken
+/// back. It was stored, then `println!` panicked on the full disk.
+#[test]
+fn an_app_password_that_cannot_be_shown_is_taken_back() {
+    let (dir, cfg) = setup();
+    let out = Command::new(bin())
+        .arg("--config")
+        .arg(&cfg)
+        .args(["user", "app-password", "add", "carol"])
+        .stdout(std::fs::File::create("/dev/full").unwrap())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("app password for carol undone"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let db = rusqlite::Connection::open(dir.path().join("radmfa.db")).unwrap();
+    let left: i64 = db
+        .query_row("SELECT COUNT(*) FROM app_passwords", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(left, 0, "an app password nobody saw");
+}
+
+/// Output read by a pipe whose reader has gone (`radmfa user list | head -1`) ends the
+/// command quietly, with status 0, as it ends other Unix tools; a full disk is one line and
+/// status 2. Both were a panic (status 101, "failed printing to stdout") after any change
+/// the command had made, which a script under `set -o pipefail` read as a failure.
+#[test]
+fn output_nobody_reads_ends_the_command_without_a_panic() {
+    let (_dir, cfg) = setup();
+    for user in ["alice", "bob", "carol"] {
+        let (ok, _, err) = run(&cfg, &["user", "enroll-totp", "--uri-only", user]);
+        assert!(ok, "{err}");
+    }
+    for args in [
+        &["user", "list"][..],
+        &["token", "list", "--json"][..],
+        &["audit", "--limit", "300"][..],
+    ] {
+        // A pipe whose read end is closed before the command starts: its first write
+        // fails with EPIPE, however fast it is.
+        let (read, write) = nix::unistd::pipe().unwrap();
+        drop(read);
+        let out = Command::new(bin())
+            .arg("--config")
+            .arg(&cfg)
+            .args(args)
+            .stdout(std::process::Stdio::from(write))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+        assert!(err.is_empty(), "{args:?}: {err}");
+        let out = Command::new(bin())
+            .arg("--config")
+            .arg(&cfg)
+            .args(args)
+            .stdout(std::fs::File::create("/dev/full").unwrap())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains("writing to standard output") && !err.contains("panicked"),
+            "{args:?}: {err}"
+        );
+    }
+}
+
 /// One token whose seed no longer opens (a damaged row; here its ciphertext has a flipped
 /// byte) must not stop the admin commands that would find and remove it: `token list`,
 /// `token show`, `user show` and imports work and name it BROKEN, it cannot be handed out,

@@ -116,7 +116,31 @@ pub async fn run(
                  password on clients that allow app passwords.",
                 a.user
             );
-            println!("{}", pw.expose_str().unwrap_or_default());
+            // Shown once: one that could not be (a closed pipe, a full disk) is one nobody
+            // has, taken back as enroll-totp takes back a token whose secret was not shown.
+            let shown =
+                super::output::write_out(&format!("{}\n", pw.expose_str().unwrap_or_default()));
+            if let Err(e) = shown {
+                let e = anyhow::Error::new(e).context("showing the new app password");
+                let undone = store.delete_app_password(&a.user, id).await;
+                let record = format!("id {id}: undone, it could not be shown");
+                let recorded =
+                    write_admin_audit(cfg, store, &a.user, "app-password-delete", Some(record))
+                        .await;
+                return Err(match (undone, recorded) {
+                    (Ok(_), Ok(())) => e.context(format!("app password for {} undone", a.user)),
+                    (Ok(_), Err(r)) => e.context(format!(
+                        "app password for {} undone; its record could not be written: {r}",
+                        a.user
+                    )),
+                    (Err(undo), _) => e.context(format!(
+                        "app password {id} was stored for {user} but not shown, and it could \
+                         not be removed ({undo}); run `radmfa user app-password delete {user} \
+                         {id}`",
+                        user = a.user
+                    )),
+                });
+            }
             Ok(ExitCode::SUCCESS)
         }
         AppPasswordCommand::List(a) => {

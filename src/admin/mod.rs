@@ -8,6 +8,7 @@ pub mod bypass;
 pub mod check;
 mod http_listener;
 pub mod migrate;
+pub mod output;
 pub mod phone;
 #[cfg(unix)]
 pub mod reload;

@@ -398,7 +398,7 @@ async fn enroll_totp(
             args.user,
             enrollment_text(&uri, &seed, args.no_qr)
         );
-        write_out(&text).context("showing the new token (nothing stored)")?;
+        super::output::write_out(&text).context("showing the new token (nothing stored)")?;
         return enroll_verified(cfg, store, token, &args.user).await;
     }
     let text = if args.uri_only {
@@ -434,7 +434,7 @@ async fn enroll_totp(
     }
     // A secret that could not be shown (stdout a full disk, a closed pipe) makes a token
     // nobody has: taken back, and said so, as when its record fails.
-    if let Err(e) = write_out(&text) {
+    if let Err(e) = super::output::write_out(&text) {
         let e = anyhow::Error::new(e).context("showing the new token's secret");
         let undone = store.delete_token(&serial).await;
         let record = format!("token {serial}: enrollment undone, its secret could not be shown");
@@ -453,15 +453,6 @@ async fn enroll_totp(
         });
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Writes `text` to stdout, all of it or an error (`println!` would panic on a closed pipe
-/// or a full disk, after the token was stored).
-fn write_out(text: &str) -> std::io::Result<()> {
-    use std::io::Write as _;
-    let mut out = std::io::stdout().lock();
-    out.write_all(text.as_bytes())?;
-    out.flush()
 }
 
 /// The QR code, URI and secret for the user's app.
