@@ -897,6 +897,29 @@ fn terminal_qr_code_decodes_to_the_uri() {
     assert_eq!(String::from_utf8_lossy(&dec.stdout).trim(), uri);
 }
 
+/// `db migrate` ahead of an upgrade, with store.path mistyped: it makes a new store, as a
+/// first start would, and says so. It said "schema up to date", and the admin believed the
+/// real store was ready.
+#[test]
+fn db_migrate_says_when_it_made_a_new_store() {
+    let (d, cfg) = setup();
+    let (ok, out, err) = run(&cfg, &["db", "migrate"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("no database was there; made a new, empty one")
+            && out.contains("check store.path")
+            && !out.contains("up to date"),
+        "{out}"
+    );
+    assert!(d.path().join("radmfa.db").exists());
+    let (ok, out, err) = run(&cfg, &["db", "migrate"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("schema up to date") && !out.contains("no database"),
+        "{out}"
+    );
+}
+
 #[test]
 fn a_disk_that_takes_no_more_is_reported_not_claimed_as_enrolled() {
     // The file-size limit (RLIMIT_FSIZE, SIGXFSZ ignored) fails SQLite's WAL writes as a full

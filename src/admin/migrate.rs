@@ -69,19 +69,39 @@ pub async fn db(cfg: &Config, cmd: DbCommand) -> anyhow::Result<ExitCode> {
         return backup(cfg, file).await;
     }
     match &cfg.store {
+        // Run ahead of an upgrade, on a mistyped store.path or store.url it sets a new
+        // store up, as at a first start. Said, not just "up to date": the admin believed
+        // the real store was ready for the upgrade.
         StoreConfig::Sqlite { path, key_file } => {
+            let existed = path.exists();
             let sealer = crate::app::sqlite_sealer(path, key_file)?;
             crate::app::open_sqlite(path, key_file, sealer)
                 .await?
                 .close()
                 .await;
-            println!("{}: schema up to date", path.display());
+            if existed {
+                println!("{}: schema up to date", path.display());
+            } else {
+                println!(
+                    "{}: no database was there; made a new, empty one (key file {}). If \
+                     you meant an existing store, check store.path and --config.",
+                    path.display(),
+                    key_file.display()
+                );
+            }
         }
         StoreConfig::Postgres { settings, .. } => {
+            let used = PgStore::key_recorded(settings).await.unwrap_or(true);
             let version = PgStore::migrate(settings)
                 .await
                 .context("migrating the PostgreSQL store (store.url)")?;
             println!("PostgreSQL store: schema up to date (version {version})");
+            if !used {
+                println!(
+                    "No radmfa node or command has used this database yet (it records no \
+                     key). If it should hold an existing store, check store.url."
+                );
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
