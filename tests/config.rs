@@ -213,6 +213,52 @@ fn a_secret_file_gives_its_first_line_and_must_be_private() {
     }
 }
 
+/// The PostgreSQL store's trust files are held to the rules of every other CA and key file:
+/// a CA any account can change (sqlx reads it again for each connection) lets any of them
+/// pose as the database, and a client key any account can read is no secret. Both passed
+/// before, as `store.ssl_root_cert` or as `sslrootcert`/`sslkey` in the URL.
+#[test]
+fn postgres_trust_files_open_to_every_account_are_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("pg-ca.pem");
+    let key = dir.path().join("pg-client.key");
+    std::fs::write(&ca, "-----BEGIN CERTIFICATE-----\n").unwrap();
+    std::fs::write(&key, "-----BEGIN PRIVATE KEY-----\n").unwrap();
+    let mode =
+        |f: &Path, m| std::fs::set_permissions(f, std::fs::Permissions::from_mode(m)).unwrap();
+    let config = |store: &str| {
+        let text = format!("[store]\ntype = \"postgres\"\n{store}\n{MINIMAL}");
+        Config::parse(&text, &dir.path().join("radmfa.toml")).map_err(|e| e.to_string())
+    };
+    let url = "url = \"postgres://radmfa@db.example.org/radmfa?sslmode=verify-full";
+    let with_root = format!("{url}\"\nssl_root_cert = \"pg-ca.pem\"");
+    let with_url_ca = format!("{url}&sslrootcert={}\"", ca.display());
+    let with_url_key = format!("{url}&sslkey={}\"", key.display());
+    mode(&ca, 0o644);
+    mode(&key, 0o600);
+    for ok in [&with_root, &with_url_ca, &with_url_key] {
+        config(ok).unwrap();
+    }
+    mode(&ca, 0o666);
+    let err = config(&with_root).unwrap_err();
+    assert!(
+        err.contains("store.ssl_root_cert") && err.contains("mode 666"),
+        "{err}"
+    );
+    let err = config(&with_url_ca).unwrap_err();
+    assert!(
+        err.contains("store.url (sslrootcert)") && err.contains("mode 666"),
+        "{err}"
+    );
+    mode(&key, 0o644);
+    let err = config(&with_url_key).unwrap_err();
+    assert!(
+        err.contains("store.url (sslkey)") && err.contains("mode 644"),
+        "{err}"
+    );
+}
+
 /// `bind_dn = ""` asks for anonymous searches and needs no password line; a bind_dn of
 /// blanks is the same (not a name to bind with and no password: an unauthenticated bind).
 #[test]

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::raw::*;
-use super::validate::{resolve, secret_value};
+use super::validate::{not_for_everyone, not_writable_by_everyone, resolve, secret_value};
 use super::*;
 
 pub(super) fn store_config(
@@ -62,6 +62,7 @@ pub(super) fn store_config(
             let text = url.expose_str().unwrap_or_default();
             crate::store::postgres::parse_url(text)
                 .map_err(|problem| ConfigError::invalid("store.url", problem))?;
+            url_files_guarded(text)?;
             let pool_size = pool_size.unwrap_or(DEFAULT_PG_POOL_SIZE);
             if !(1..=1000).contains(&pool_size) {
                 return Err(ConfigError::invalid(
@@ -103,6 +104,9 @@ pub(super) fn store_config(
                         format!("{} does not exist", ca.display()),
                     ));
                 }
+                // As ldap.ca_file and radsec.ca_file: sqlx reads it again for each new
+                // connection, so a CA any account can add to lets it pose as the database.
+                not_writable_by_everyone("store.ssl_root_cert", ca)?;
             }
             Ok(StoreConfig::Postgres {
                 settings: crate::store::postgres::PgSettings {
@@ -121,4 +125,26 @@ pub(super) fn store_config(
             format!("{other:?} is not a supported store (\"sqlite\", \"postgres\")"),
         )),
     }
+}
+
+/// The files a `store.url` names (`sslrootcert`, `sslcert`, `sslkey` and their sqlx
+/// spellings) are held to what the config's own `ssl_root_cert` and the other CA and key
+/// files are: a CA or certificate nobody else can change, a key nobody else can read.
+/// Relative paths are as sqlx reads them, from the working directory.
+fn url_files_guarded(url: &str) -> Result<(), ConfigError> {
+    let Some((_, query)) = url.split_once('?') else {
+        return Ok(());
+    };
+    for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+        let path = Path::new(value.as_ref());
+        let key = format!("store.url ({name})");
+        match name.as_ref() {
+            "sslkey" | "ssl-key" => not_for_everyone(&key, path)?,
+            "sslrootcert" | "ssl-root-cert" | "ssl-ca" | "sslcert" | "ssl-cert" => {
+                not_writable_by_everyone(&key, path)?
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
