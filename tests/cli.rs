@@ -920,6 +920,29 @@ fn db_migrate_says_when_it_made_a_new_store() {
     );
 }
 
+/// A SQLite store every account may read (restored with `cp` under umask 022) is warned
+/// about by `config check`, naming store.path: it holds phone numbers and the audit trail.
+/// The one radmfa makes is 0600 and gets no warning.
+#[test]
+fn config_check_warns_of_a_store_every_account_may_read() {
+    use std::os::unix::fs::PermissionsExt;
+    let (d, cfg) = setup();
+    let (ok, _, err) = run(&cfg, &["user", "enroll-totp", "alice", "--uri-only"]);
+    assert!(ok, "{err}");
+    let db = d.path().join("radmfa.db");
+    let (ok, out, err) = run(&cfg, &["config", "check"]);
+    assert!(ok && !out.contains("store.path"), "{out}{err}");
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (ok, out, err) = run(&cfg, &["config", "check"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.lines().any(|l| l.starts_with("warning: store.path")
+            && l.contains("mode 644")
+            && l.contains("chmod 0600")),
+        "{out}"
+    );
+}
+
 #[test]
 fn a_disk_that_takes_no_more_is_reported_not_claimed_as_enrolled() {
     // The file-size limit (RLIMIT_FSIZE, SIGXFSZ ignored) fails SQLite's WAL writes as a full

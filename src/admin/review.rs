@@ -133,6 +133,8 @@ fn client_line(cfg: &Config, c: &ClientConfig) -> String {
 /// RADIUS exchange itself, or cannot work as set (upstream servers the deadline cuts off).
 pub fn warnings(cfg: &Config) -> Vec<String> {
     let mut out = Vec::new();
+    #[cfg(unix)]
+    out.extend(store_file_warning(&cfg.store));
     if let Some(l) = &cfg.ldap {
         if l.tls_insecure_skip_verify {
             out.push(
@@ -838,6 +840,28 @@ fn scheme_off_host(scheme: &str, url: &str) -> bool {
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback());
     !loopback
+}
+
+/// The SQLite store made at a first start is 0600; one restored with `cp` (umask 022) or
+/// moved out of the unit's private StateDirectory is often 0644, and every account on the
+/// host can then read its phone numbers, audit trail and remembered-login addresses (not
+/// the seeds: they are sealed under the key file). Warned, not refused: a running
+/// service must not stop at its next restart for a mode it has always had.
+#[cfg(unix)]
+fn store_file_warning(store: &crate::config::StoreConfig) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let crate::config::StoreConfig::Sqlite { path, .. } = store else {
+        return None;
+    };
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+    (mode & 0o007 != 0).then(|| {
+        format!(
+            "store.path {} is open to every account on this host (mode {mode:o}): it holds \
+             phone numbers and the audit trail; `chmod 0600` it (radmfa makes its -wal and \
+             -shm files with the same mode)",
+            path.display()
+        )
+    })
 }
 
 #[cfg(test)]
