@@ -652,6 +652,30 @@ fn config_check_summarises_clients_and_warns_about_weakened_settings() {
         ),
         "{out}"
     );
+    assert!(
+        out.contains(
+            "client \"wifi-controllers\": 198.51.100.0/24; password and code in one field; totp\n"
+        ),
+        "{out}"
+    );
+    // The same inline client given texts and calls: it cannot prompt, and says so rather
+    // than listing them as if its users could use them.
+    let sample = std::fs::read_to_string(root.join("conf/radmfa.toml")).unwrap();
+    let wifi_methods = "\nmethods = [\"totp\"]\n";
+    assert_eq!(sample.matches(wifi_methods).count(), 1);
+    let d = tempfile::tempdir().unwrap();
+    let f = d.path().join("inline-sms.toml");
+    std::fs::write(&f, sample.replace(wifi_methods, "\n")).unwrap();
+    let (ok, out, err) = run(&f, &["config", "check"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains(
+            "client \"wifi-controllers\": 198.51.100.0/24; password and code in one field; \
+             totp, sms (unusable: an inline client shows no prompt), voice (unusable: an \
+             inline client shows no prompt; use voice_mode = \"hold\")\n"
+        ),
+        "{out}"
+    );
 
     // An SMS provider whose timeout takes the whole time a login has to decide.
     let d = tempfile::tempdir().unwrap();

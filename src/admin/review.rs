@@ -101,18 +101,28 @@ fn client_line(cfg: &Config, c: &ClientConfig) -> String {
             Primary::Upstream(g) => format!("{mode} (password checked by [{}])", section_key(g)),
         }
     });
-    // A method the server cannot deliver is offered to nobody: say so.
+    // A method the server cannot deliver, or this client cannot use, is offered to nobody:
+    // say so. An inline client shows no prompt, so an SMS code has nowhere to be typed and
+    // a call has no Enter to wait for unless the client holds it (the pipeline's
+    // `method::available` rule).
+    let inline = matches!(c.otp_mode, OtpMode::Inline { .. }) && !f.second_factor_only;
     let methods: Vec<String> = f
         .methods
         .iter()
         .map(|m| match m {
             Method::Sms if cfg.delivery.sms.is_none() => "sms (no [sms] section)".into(),
             Method::Voice if cfg.delivery.voice.is_none() => "voice (no [voice] section)".into(),
+            Method::Sms if inline => "sms (unusable: an inline client shows no prompt)".into(),
+            Method::Voice if inline && f.voice_mode == VoiceMode::Challenge => {
+                "voice (unusable: an inline client shows no prompt; use voice_mode = \"hold\")"
+                    .into()
+            }
             m => m.as_str().to_string(),
         })
         .collect();
     let mut methods = methods.join(", ");
-    if f.methods.contains(&Method::Voice) && cfg.delivery.voice.is_some() {
+    let voice_usable = !(inline && f.voice_mode == VoiceMode::Challenge);
+    if f.methods.contains(&Method::Voice) && cfg.delivery.voice.is_some() && voice_usable {
         methods.push_str(match f.voice_mode {
             VoiceMode::Hold => " (calls held",
             VoiceMode::Challenge => " (calls answered with Enter",
