@@ -967,6 +967,41 @@ fn config_check_warns_of_a_store_every_account_may_read() {
     );
 }
 
+/// `audit --result rejected` (for reject) printed an empty table, read during an incident as
+/// "no rejects": it now says the result is not one radmfa records. `--limit 0` meant 100
+/// records but every group with --count-by: for records it is refused.
+#[test]
+fn audit_says_when_a_filter_cannot_match_or_a_limit_means_nothing() {
+    let (_d, cfg) = setup();
+    let (ok, _, err) = run(&cfg, &["user", "enroll-totp", "alice", "--uri-only"]);
+    assert!(ok, "{err}");
+    let (ok, out, err) = run(&cfg, &["audit", "--result", "enrolled", "--json"]);
+    assert!(ok, "{err}");
+    assert!(out.is_empty(), "{out}");
+    assert!(
+        err.contains("--result \"enrolled\" is not a result radmfa records")
+            && err.contains("enroll,"),
+        "{err}"
+    );
+    let (ok, out, err) = run(&cfg, &["audit", "--result", "enroll", "--json"]);
+    assert!(ok && err.is_empty(), "{err}");
+    assert_eq!(out.lines().count(), 1, "{out}");
+    let out = Command::new(bin())
+        .arg("--config")
+        .arg(&cfg)
+        .args(["audit", "--limit", "0"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--limit 0 (every group) is for --count-by"),
+        "{err}"
+    );
+    let (ok, out, err) = run(&cfg, &["audit", "--count-by", "result", "--limit", "0"]);
+    assert!(ok && out.contains("enroll"), "{out}{err}");
+}
+
 #[test]
 fn a_disk_that_takes_no_more_is_reported_not_claimed_as_enrolled() {
     // The file-size limit (RLIMIT_FSIZE, SIGXFSZ ignored) fails SQLite's WAL writes as a full

@@ -49,8 +49,61 @@ pub fn age_secs(s: &str) -> anyhow::Result<i64> {
     Ok(n.saturating_mul(mult))
 }
 
+/// The results radmfa records, as `audit --help` lists them (a unit test keeps the two
+/// together).
+const KNOWN_RESULTS: &[&str] = &[
+    "accept",
+    "reject",
+    "challenge",
+    "unanswered",
+    "lock",
+    "fraud",
+    "enroll",
+    "unlock",
+    "reset",
+    "delete",
+    "forget",
+    "bypass",
+    "unblock",
+    "set-phone",
+    "set-method",
+    "import",
+    "replace",
+    "assign",
+    "unassign",
+    "enable",
+    "disable",
+    "delete-token",
+    "resync",
+    "app-password-add",
+    "app-password-delete",
+    "app-password-delete-all",
+    "backup",
+    "migrate",
+];
+
 pub async fn run(cfg: &Config, args: AuditArgs) -> anyhow::Result<ExitCode> {
     let now = SystemClock.now();
+    // A typo (`rejected`) matched nothing and printed an empty table: read during an
+    // incident as "no rejects". Said on stderr; the query still runs (a result written by
+    // a newer node sharing the store is one this release may not know).
+    if let Some(r) = args
+        .result
+        .as_deref()
+        .filter(|r| !KNOWN_RESULTS.contains(r))
+    {
+        eprintln!(
+            "warning: --result {:?} is not a result radmfa records ({}); records match it \
+             only if a newer release wrote them",
+            printable(r),
+            KNOWN_RESULTS.join(", ")
+        );
+    }
+    // 0 means every group with --count-by; for records it meant 100, quietly. Every record
+    // could be millions read into memory on a serving host: refused, with what to do.
+    if args.limit == 0 && args.count_by.is_none() && !args.follow {
+        bail!("--limit 0 (every group) is for --count-by; give the number of records to show");
+    }
     let filter = AuditFilter {
         user: args.user.as_deref().map(|u| cfg.user_names.key(u)),
         result: args.result,
@@ -263,6 +316,26 @@ fn report(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `--result`'s help lists what the warning calls known, and nothing else.
+    #[test]
+    fn known_results_are_those_the_help_lists() {
+        use clap::CommandFactory;
+        let cli = crate::cli::Cli::command();
+        let audit = cli.find_subcommand("audit").unwrap();
+        let arg = audit
+            .get_arguments()
+            .find(|a| a.get_id() == "result")
+            .unwrap();
+        let help = arg.get_long_help().or(arg.get_help()).unwrap().to_string();
+        let listed: Vec<&str> = help
+            .split(|c: char| !(c.is_ascii_lowercase() || c == '-'))
+            .filter(|w| KNOWN_RESULTS.contains(w))
+            .collect();
+        for r in KNOWN_RESULTS {
+            assert!(listed.contains(r), "{r} is not in the help: {help}");
+        }
+    }
 
     fn count(key: &str, result: &str, count: u64) -> AuditCount {
         AuditCount {
