@@ -410,8 +410,13 @@ pub struct RawGroupAttributes {
     pub attributes: Vec<String>,
 }
 
+/// `client.address`: one address or CIDR, or a list. Its `expecting` is what a wrong type
+/// is told, instead of serde's "did not match any variant of untagged enum OneOrMany".
 #[derive(Deserialize)]
-#[serde(untagged)]
+#[serde(
+    untagged,
+    expecting = "an address or CIDR (\"192.0.2.10\", \"10.0.0.0/8\"), or a list of them"
+)]
 pub enum OneOrMany {
     One(String),
     Many(Vec<String>),
