@@ -1002,6 +1002,34 @@ fn audit_says_when_a_filter_cannot_match_or_a_limit_means_nothing() {
     assert!(ok && out.contains("enroll"), "{out}{err}");
 }
 
+/// An enrollment with another hash, length or step, without --verify, is warned about: some
+/// apps show SHA1, 6-digit, 30 s codes whatever the URI says, and the token's codes would
+/// never match there. Only `config check` said so, and only of [totp] itself.
+#[test]
+fn enrolling_with_parameters_some_apps_ignore_is_warned_about() {
+    let (_d, cfg) = setup();
+    let (ok, out, err) = run(&cfg, &["user", "enroll-totp", "alice", "--uri-only"]);
+    assert!(ok && out.starts_with("otpauth://"), "{err}");
+    assert!(!err.contains("warning"), "{err}");
+    for (user, flag, value) in [
+        ("bob", "--algorithm", "SHA256"),
+        ("carol", "--digits", "8"),
+        ("dave", "--period", "60"),
+    ] {
+        let (ok, out, err) = run(
+            &cfg,
+            &["user", "enroll-totp", user, "--uri-only", flag, value],
+        );
+        assert!(ok && out.starts_with("otpauth://"), "{err}");
+        assert!(
+            err.starts_with("warning: ")
+                && err.contains("Microsoft Authenticator")
+                && err.contains("--verify"),
+            "{flag}: {err}"
+        );
+    }
+}
+
 #[test]
 fn a_disk_that_takes_no_more_is_reported_not_claimed_as_enrolled() {
     // The file-size limit (RLIMIT_FSIZE, SIGXFSZ ignored) fails SQLite's WAL writes as a full

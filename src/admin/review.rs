@@ -326,20 +326,19 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
             from_directory.join(", ")
         ));
     }
-    // Google Authenticator ignores algorithm, digits and period in the URI (Google's
-    // Key-Uri-Format page), and shows SHA1, 6-digit, 30 s codes whatever it says: tokens
+    // Some apps ignore algorithm, digits and period in the URI (Google's Key-Uri-Format page
+    // said so of Google Authenticator for years; Microsoft Authenticator still does): tokens
     // enrolled with anything else never match there, and without --verify nobody notices
     // before the first login fails.
     let t = &cfg.totp;
     if t.algorithm != crate::store::OtpAlgorithm::Sha1 || t.digits != 6 || t.period != 30 {
         out.push(format!(
-            "totp: algorithm {}, digits {} and period {} s: Google Authenticator (and some \
-             other apps) show SHA1, 6-digit, 30 s codes whatever the enrollment says, so \
-             those tokens never match; keep the defaults, or enroll with `user enroll-totp \
-             --verify` so a mismatch shows before the token is stored",
+            "totp: algorithm {}, digits {} and period {} s: {}; keep the defaults, or enroll \
+             with `user enroll-totp --verify` so a mismatch shows before the token is stored",
             t.algorithm.as_str(),
             t.digits,
-            t.period
+            t.period,
+            super::users::UNFOLLOWED_PARAMETERS
         ));
     }
     // OATH codes against the lockout: each guess is compared with every code the window
@@ -349,7 +348,9 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
     {
         let per_day = u64::from(cfg.lockout.threshold)
             * (86_400 / cfg.lockout.duration.as_secs().max(1)).max(1);
-        let totp_codes = 2 * u64::from(cfg.totp.window) + 1;
+        // A TOTP token with a learned drift is checked around now and around its drift
+        // (`mfa::otp::search_steps`): up to twice the window's codes.
+        let totp_codes = 2 * (2 * u64::from(cfg.totp.window) + 1);
         let hotp_codes = cfg.hotp.window + 1;
         for (what, codes) in [
             (format!("[totp] window = {}", cfg.totp.window), totp_codes),
@@ -359,9 +360,10 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
             if hits.saturating_mul(100) > 1_000_000 {
                 out.push(format!(
                     "lockout: {what} with threshold {} and duration_secs {}: whoever has a \
-                     password gets about {per_day} guesses a day, each against {codes} live \
-                     six-digit codes, a 1 in {} chance a day; narrow the window or lengthen \
-                     the lockout",
+                     password gets about {per_day} guesses a day, each against up to {codes} \
+                     live six-digit codes per token (a TOTP token with a learned drift is \
+                     checked around it and around now), a 1 in {} chance a day; narrow the \
+                     window or lengthen the lockout",
                     cfg.lockout.threshold,
                     cfg.lockout.duration.as_secs(),
                     (1_000_000 / hits).max(1),
@@ -1094,6 +1096,17 @@ mod tests {
             &config("[totp]\nwindow = 10\n"),
             "[totp] window = 10 "
         ));
+        // Window 10 against a 20-minute lock: 360 guesses a day against 21 codes is under
+        // the bar, but a drifted token is checked at 42, 1.5 % a day.
+        let drifted = config("[totp]\nwindow = 10\n[lockout]\nduration_secs = 1200\n");
+        assert!(
+            said(&drifted, "[totp] window = 10 "),
+            "{:?}",
+            warnings(&drifted)
+        );
+        assert!(warnings(&drifted)
+            .iter()
+            .any(|w| w.contains("up to 42 live six-digit codes per token")));
     }
 
     #[test]

@@ -369,6 +369,16 @@ async fn enroll_totp(
         );
         return Ok(ExitCode::from(1));
     }
+    // Only `config check` warned, and only for [totp] itself: an override here stored a
+    // token some apps cannot follow, and the printed text still named them.
+    if (algorithm != OtpAlgorithm::Sha1 || digits != 6 || period != 30) && !args.verify {
+        eprintln!(
+            "warning: {} {digits} digits, {period} s: {}; --verify would show a mismatch \
+             before the token is stored",
+            algorithm.as_str(),
+            UNFOLLOWED_PARAMETERS
+        );
+    }
     let seed = enroll::new_seed(algorithm);
     let mut tag = [0u8; 4];
     rand::rngs::OsRng.fill_bytes(&mut tag);
@@ -454,6 +464,12 @@ async fn enroll_totp(
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// Why anything but SHA1, 6 digits and 30 s is a risk at enrollment (`config check` says it
+/// of [totp] too).
+pub(crate) const UNFOLLOWED_PARAMETERS: &str = "some authenticator apps (Microsoft \
+     Authenticator, older Google Authenticator builds) show SHA1, 6-digit, 30 s codes \
+     whatever the enrollment says, and such a token's codes never match there";
 
 /// The QR code, URI and secret for the user's app.
 fn enrollment_text(uri: &str, seed: &Secret, no_qr: bool) -> String {
