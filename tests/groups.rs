@@ -322,29 +322,12 @@ attributes = ["Filter-Id = exempt", "Vendor-14823-Attr-1 = exempt-role"]
         .collect();
     let ask = |attrs: String| radclient(&host, SECRET, &attrs);
     let login = |user: &str, seed: &str| {
-        let r1 = ask(format!(
-            "User-Name = {user}, User-Password = \"{user}-pw\", Message-Authenticator = 0x00"
-        ));
-        assert_eq!(r1.code, "Access-Challenge", "{}", r1.output);
-        let received = r1.output.split("Received").nth(1).unwrap_or("").to_string();
+        let (challenge, accept) = login_with_code(&srv, user, seed);
         assert!(
-            !received.contains("Class"),
-            "a challenge carries none: {received}"
+            !challenge.contains("Class"),
+            "a challenge carries none: {challenge}"
         );
-        let state = r1.state.expect("State");
-        let code = totp(seed, now(), &[]);
-        let r2 = ask(format!(
-            "User-Name = {user}, User-Password = {code}, State = {state}, \
-             Message-Authenticator = 0x00"
-        ));
-        assert_eq!(
-            r2.code,
-            "Access-Accept",
-            "{user}: {}\n{}",
-            r2.output,
-            srv.log()
-        );
-        r2.output.split("Received").nth(1).unwrap().to_string()
+        accept
     };
     let everyone = ["Class = 0x76706e", "Service-Type = Framed-User"];
     let vpn_users = [
@@ -384,6 +367,86 @@ attributes = ["Filter-Id = exempt", "Vendor-14823-Attr-1 = exempt-role"]
     assert_eq!(r.code, "Access-Reject", "{}", r.output);
     let received = r.output.split("Received").nth(1).unwrap();
     has(received, &everyone, false);
+}
+
+/// `user` logs in with password, then code, through radclient: what the Access-Challenge
+/// and the Access-Accept carried, as radclient prints them.
+fn login_with_code(srv: &Server, user: &str, seed: &str) -> (String, String) {
+    let host = srv.addr.to_string();
+    let received = |output: &str| output.split("Received").nth(1).unwrap_or("").to_string();
+    let r1 = radclient(
+        &host,
+        SECRET,
+        &format!("User-Name = {user}, User-Password = \"{user}-pw\", Message-Authenticator = 0x00"),
+    );
+    assert_eq!(r1.code, "Access-Challenge", "{}", r1.output);
+    let state = r1.state.as_deref().expect("State");
+    let code = totp(seed, now(), &[]);
+    let r2 = radclient(
+        &host,
+        SECRET,
+        &format!(
+            "User-Name = {user}, User-Password = {code}, State = {state}, \
+             Message-Authenticator = 0x00"
+        ),
+    );
+    assert_eq!(
+        r2.code,
+        "Access-Accept",
+        "{user}: {}\n{}",
+        r2.output,
+        srv.log()
+    );
+    (received(&r1.output), received(&r2.output))
+}
+
+/// A single-valued attribute (RFC 2865 §5.44: at most one in an Access-Accept) set both
+/// client-wide and by group rules goes out once: a matching group rule's value replaces the
+/// client's, and of two matching rules the first one's (config order) is sent. Sent twice, a
+/// NAS that reads the first would give the contractor the client-wide 8-hour session.
+#[test]
+fn a_groups_single_valued_attribute_replaces_the_clients() {
+    let slapd = directory();
+    let (vpn, exempt) = (group_dn("vpn-users"), group_dn("mfa-exempt"));
+    let clients = format!(
+        r#"
+[[client]]
+name = "vpn"
+address = "127.0.0.1"
+secret = "{SECRET}"
+accept_attributes = ["Session-Timeout = 28800", "Service-Type = NAS-Prompt-User", "Class = all"]
+
+[[client.group_attributes]]
+group = "{vpn}"
+attributes = ["Session-Timeout = 3600", "Service-Type = Administrative-User", "Class = vpn"]
+
+[[client.group_attributes]]
+group = "{exempt}"
+attributes = ["Session-Timeout = 600", "Class = exempt"]
+"#
+    );
+    let srv = with_clients(&slapd, &clients);
+    let values = |reply: &str, attribute: &str| -> Vec<String> {
+        reply
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix(&format!("{attribute} = ")))
+            .map(str::to_string)
+            .collect()
+    };
+    // carol is in both groups: vpn-users' rule comes first.
+    let (_, r) = login_with_code(&srv, "carol", &srv.enroll("carol", &[]));
+    assert_eq!(values(&r, "Session-Timeout"), ["3600"], "{r}");
+    assert_eq!(values(&r, "Service-Type"), ["Administrative-User"], "{r}");
+    // Class may repeat: the client's and both groups', in that order.
+    assert_eq!(
+        values(&r, "Class"),
+        ["0x616c6c", "0x76706e", "0x6578656d7074"],
+        "{r}"
+    );
+    // bob is in neither: the client's own.
+    let (_, r) = login_with_code(&srv, "bob", &srv.enroll("bob", &[]));
+    assert_eq!(values(&r, "Session-Timeout"), ["28800"], "{r}");
+    assert_eq!(values(&r, "Service-Type"), ["NAS-Prompt-User"], "{r}");
 }
 
 /// A `group_attributes` group that is not in the directory (renamed, moved, a typo): its

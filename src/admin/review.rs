@@ -140,7 +140,8 @@ fn client_line(cfg: &Config, c: &ClientConfig) -> String {
 }
 
 /// A line per setting that lets a login through on less than both factors, or weakens the
-/// RADIUS exchange itself, or cannot work as set (upstream servers the deadline cuts off).
+/// RADIUS exchange itself, or cannot work as set (upstream servers the deadline cuts off), or
+/// leaves a NAS policy to config order (two group rules setting one single-valued attribute).
 pub fn warnings(cfg: &Config) -> Vec<String> {
     let mut out = Vec::new();
     #[cfg(unix)]
@@ -676,6 +677,12 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
                 }
             }
         }
+        for (attribute, first, later) in c.accept_attributes.contested() {
+            warn(format!(
+                "group_attributes: {attribute} is set by the rules for both {first} and \
+                 {later}: a user in both groups gets only the first rule's ({first})"
+            ));
+        }
         if !c.groups.exempt.is_empty() {
             warn(format!(
                 "exempt_groups: {} group(s) log in with the password alone",
@@ -920,6 +927,44 @@ mod tests {
         assert!(said(&config("pass_through = [\"Class\"]", true)));
         assert!(!said(&config("pass_through = [\"Class\"]", false)));
         assert!(!said(&config("", true)));
+    }
+
+    #[test]
+    fn two_group_rules_setting_one_single_valued_attribute_are_warned_about() {
+        let config = |second: &str| {
+            let text = format!(
+                "[ldap]\nurls = [\"ldap://127.0.0.1\"]\nbind_dn = \"cn=a\"\n\
+                 bind_password = \"pw\"\nbase_dn = \"dc=example,dc=org\"\n\
+                 [[client]]\nname = \"vpn\"\naddress = \"127.0.0.1\"\n\
+                 secret = \"0123456789abcdef\"\n\
+                 accept_attributes = [\"Session-Timeout = 28800\"]\n\
+                 [[client.group_attributes]]\ngroup = \"cn=contractors,dc=example,dc=org\"\n\
+                 attributes = [\"Session-Timeout = 3600\", \"Class = c\"]\n\
+                 [[client.group_attributes]]\ngroup = \"cn=staff,dc=example,dc=org\"\n\
+                 attributes = [{second}]\n"
+            );
+            Config::parse(&text, std::path::Path::new("radmfa.toml")).expect("valid")
+        };
+        let contested = |c: &Config| -> Vec<String> {
+            warnings(c)
+                .into_iter()
+                .filter(|w| w.contains("group_attributes"))
+                .collect()
+        };
+        let w = contested(&config(
+            "\"Session-Timeout = 43200\", \"Session-Timeout = 1\"",
+        ));
+        assert_eq!(w.len(), 1, "{w:?}");
+        for says in [
+            "client \"vpn\"",
+            "Session-Timeout",
+            "cn=contractors,dc=example,dc=org",
+            "cn=staff,dc=example,dc=org",
+        ] {
+            assert!(w[0].contains(says), "{says}: {}", w[0]);
+        }
+        // Attributes that may repeat, and a client-wide value a group replaces: nothing.
+        assert!(contested(&config("\"Class = s\", \"Idle-Timeout = 60\"")).is_empty());
     }
 
     /// A `[radsec]` section whose (empty, private) certificate files are in `dir`.

@@ -20,7 +20,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 use crate::auth::ldap::LdapSettings;
-use crate::radius::reply_attr::ReplyAttr;
+use crate::radius::reply_attr::{single_valued, ReplyAttr};
 use crate::secret::Secret;
 use crate::store::OtpAlgorithm;
 
@@ -268,6 +268,32 @@ pub struct AcceptAttributes {
     pub always: Vec<ReplyAttr>,
     /// (group DN, attributes) for members of the group, in config order.
     pub by_group: Vec<(String, Vec<ReplyAttr>)>,
+}
+
+impl AcceptAttributes {
+    /// Single-valued attributes (RFC 2865 §5.44) that two group rules both set: (the
+    /// attribute, the first rule's group, the later rule's group). A user in both groups
+    /// gets the first rule's value alone, which config order decides and the admin may not
+    /// have meant.
+    pub fn contested(&self) -> Vec<(String, &str, &str)> {
+        let mut out = Vec::new();
+        for (j, (later, attributes)) in self.by_group.iter().enumerate() {
+            let mut named: Vec<u8> = Vec::new();
+            for a in attributes {
+                if !single_valued(a.typ) || named.contains(&a.typ) {
+                    continue;
+                }
+                named.push(a.typ);
+                let earlier = self.by_group[..j]
+                    .iter()
+                    .find(|(_, e)| e.iter().any(|b| b.typ == a.typ));
+                if let Some((first, _)) = earlier {
+                    out.push((a.name(), first.as_str(), later.as_str()));
+                }
+            }
+        }
+        out
+    }
 }
 
 /// A client's `allow_groups` and `exempt_groups` (group DNs; empty = no such rule).

@@ -1,12 +1,14 @@
 //! A client's `accept_attributes` and `group_attributes` on an Access-Accept, then what an
 //! upstream server granted (`[upstream] pass_through`): how the NAS learns the user's policy
-//! or group. Group rules are evaluated at the moment of the accept
-//! (one base search per rule), so a user taken out of a group loses its attributes at the
-//! next login. A directory failure here refuses the login: an accept without the expected
-//! attributes could put the user under a broader default policy on the NAS.
+//! or group. Of an attribute an Accept carries at most once, a matching group rule's value
+//! replaces the client-wide one (`merge`). Group rules are evaluated at the moment of the
+//! accept (one base search per rule), so a user taken out of a group loses its attributes at
+//! the next login. A directory failure here refuses the login: an accept without the
+//! expected attributes could put the user under a broader default policy on the NAS.
 
 use super::{Fault, RequestContext, Verdict};
 use crate::auth::AuthError;
+use crate::radius::reply_attr::{single_valued, ReplyAttr};
 use crate::radius::ReplyCode;
 use crate::store::durability;
 
@@ -15,40 +17,63 @@ pub async fn add(ctx: &RequestContext, user: &str, v: &mut Verdict) -> Result<()
     if v.reply.code != ReplyCode::Accept {
         return Ok(());
     }
-    // The client's own attributes first, then what an upstream server granted at the
-    // password check: a NAS that reads the first of a single-valued attribute
-    // (Session-Timeout, Service-Type) applies the admin's value, not the upstream's.
-    v.reply.attributes.extend(rules.always.iter().cloned());
-    if !rules.by_group.is_empty() {
-        add_group_attributes(ctx, user, v).await?;
-    }
-    if v.reply.code == ReplyCode::Accept {
-        if let Some(info) = &v.info {
-            // One of a single-valued attribute only (RFC 2865 §5.44: 0-1 in an Accept): a
-            // NAS that reads the last one would apply the upstream's Session-Timeout or
-            // Service-Type over the admin's.
-            let admins: Vec<u8> = v.reply.attributes.iter().map(|a| a.typ).collect();
-            let granted = info
-                .granted
-                .iter()
-                .filter(|a| !(SINGLE_VALUED.contains(&a.typ) && admins.contains(&a.typ)));
-            v.reply.attributes.extend(granted.cloned());
+    let matched = if rules.by_group.is_empty() {
+        Vec::new()
+    } else {
+        match matching_rules(ctx, user, v).await? {
+            Some(m) => m,
+            None => return Ok(()),
         }
+    };
+    // The admin's attributes first, then what an upstream server granted at the password
+    // check: a NAS that reads the first of a single-valued attribute (Session-Timeout,
+    // Service-Type) applies the admin's value, not the upstream's.
+    v.reply.attributes.extend(merge(&rules.always, &matched));
+    if let Some(info) = &v.info {
+        // One of a single-valued attribute only (RFC 2865 §5.44: 0-1 in an Accept): a
+        // NAS that reads the last one would apply the upstream's Session-Timeout or
+        // Service-Type over the admin's.
+        let admins: Vec<u8> = v.reply.attributes.iter().map(|a| a.typ).collect();
+        let granted = info
+            .granted
+            .iter()
+            .filter(|a| !(single_valued(a.typ) && admins.contains(&a.typ)));
+        v.reply.attributes.extend(granted.cloned());
     }
     Ok(())
 }
 
-/// Attributes RFC 2865 §5.44 allows at most once in an Access-Accept: Service-Type (6),
-/// Framed-Protocol (7), Framed-IP-Address (8), Framed-IP-Netmask (9), Framed-Routing (10),
-/// Framed-MTU (12), Session-Timeout (27), Idle-Timeout (28), Termination-Action (29).
-const SINGLE_VALUED: [u8; 9] = [6, 7, 8, 9, 10, 12, 27, 28, 29];
+/// The client's `accept_attributes`, then the attributes of each group rule the user
+/// matched (in config order), with one of each single-valued attribute (RFC 2865 §5.44:
+/// 0-1 in an Accept): a matching group rule's over the client-wide one, and the first
+/// matching rule's over a later one's. Sent twice, the NAS would pick one by its own rule,
+/// often the first: the client-wide 8-hour Session-Timeout over the contractors' group's
+/// hour, or the everyone's NAS-Prompt-User over the admins' Administrative-User.
+fn merge(always: &[ReplyAttr], matched: &[&[ReplyAttr]]) -> Vec<ReplyAttr> {
+    let mut taken: Vec<u8> = Vec::new();
+    let mut first = |a: &&ReplyAttr| {
+        let dup = single_valued(a.typ) && taken.contains(&a.typ);
+        taken.push(a.typ);
+        !dup
+    };
+    // The groups choose first, so that theirs win; the client's still go out first.
+    let groups: Vec<&ReplyAttr> = matched
+        .iter()
+        .flat_map(|r| r.iter())
+        .filter(&mut first)
+        .collect();
+    let client = always.iter().filter(&mut first);
+    client.chain(groups).cloned().collect()
+}
 
-/// `group_attributes`: one base search per rule, at the moment of the accept.
-async fn add_group_attributes(
-    ctx: &RequestContext,
+/// The `group_attributes` rules whose group the user is in, in config order: one base
+/// search per rule, at the moment of the accept. `None` when the login was refused instead
+/// (the user or a group gone from the directory).
+async fn matching_rules<'a>(
+    ctx: &'a RequestContext,
     user: &str,
     v: &mut Verdict,
-) -> Result<(), Fault> {
+) -> Result<Option<Vec<&'a [ReplyAttr]>>, Fault> {
     let rules = &ctx.client.accept_attributes;
     // The login's writes (the code used, the failures cleared, the State consumed) are
     // committed before the directory is asked: on PostgreSQL they are one open transaction
@@ -66,13 +91,14 @@ async fn add_group_attributes(
                 let info = v.info.take();
                 *v = Verdict::reject("not in the directory any more (group_attributes)")
                     .with_info(info);
-                return Ok(());
+                return Ok(None);
             }
         },
     };
+    let mut matched = Vec::new();
     for (group, attributes) in &rules.by_group {
         match primary.is_member(user, &info, group).await {
-            Ok(true) => v.reply.attributes.extend(attributes.iter().cloned()),
+            Ok(true) => matched.push(attributes.as_slice()),
             Ok(false) => {}
             // A renamed or moved group whose attributes restrict (a Filter-Id for
             // contractors): accepting without them would put its members under the NAS's
@@ -87,10 +113,84 @@ async fn add_group_attributes(
                     "group_attributes group {g} is not in the directory (renamed or moved?)"
                 ))
                 .with_info(info);
-                return Ok(());
+                return Ok(None);
             }
             Err(e) => return Err(e.into()),
         }
     }
-    Ok(())
+    Ok(Some(matched))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attrs(specs: &[&str]) -> Vec<ReplyAttr> {
+        specs.iter().map(|s| ReplyAttr::parse(s).unwrap()).collect()
+    }
+
+    #[test]
+    fn a_groups_single_valued_attribute_replaces_the_clients() {
+        let always = attrs(&["Session-Timeout = 28800", "Service-Type = NAS-Prompt-User"]);
+        let admins = attrs(&[
+            "Service-Type = Administrative-User",
+            "Session-Timeout = 3600",
+        ]);
+        let sent = merge(&always, &[&admins]);
+        assert_eq!(sent, admins, "the group's values alone");
+        // Not in the group: the client's.
+        assert_eq!(merge(&always, &[]), always);
+    }
+
+    #[test]
+    fn of_two_matching_groups_the_first_rules_value_wins() {
+        let always = attrs(&["Session-Timeout = 28800"]);
+        let contractors = attrs(&["Session-Timeout = 3600", "Idle-Timeout = 300"]);
+        let staff = attrs(&["Session-Timeout = 43200", "Idle-Timeout = 1800"]);
+        assert_eq!(merge(&always, &[&contractors, &staff]), contractors);
+        assert_eq!(merge(&always, &[&staff, &contractors]), staff);
+        // One rule naming it twice: its first, as for two rules.
+        let twice = attrs(&["Idle-Timeout = 60", "Idle-Timeout = 120"]);
+        assert_eq!(merge(&[], &[&twice]), twice[..1]);
+    }
+
+    #[test]
+    fn attributes_that_may_repeat_are_all_sent_in_order() {
+        // Class, Filter-Id and Vendor-Specific are 0+ in an Access-Accept (RFC 2865 §5.44).
+        let always = attrs(&[
+            "Class = everyone",
+            "Filter-Id = base",
+            "Fortinet-Group-Name = vpn",
+        ]);
+        let admins = attrs(&[
+            "Class = admins",
+            "Filter-Id = admin-acl",
+            "Fortinet-Group-Name = admins",
+        ]);
+        let contractors = attrs(&["Class = contractors", "Filter-Id = restricted"]);
+        let sent = merge(&always, &[&admins, &contractors]);
+        let want: Vec<ReplyAttr> = [always, admins, contractors].concat();
+        assert_eq!(sent, want);
+    }
+
+    #[test]
+    fn single_valued_is_the_accept_column_of_the_rfc_tables() {
+        let single =
+            |name: &str| single_valued(ReplyAttr::parse(&format!("{name} = 1")).unwrap().typ);
+        for name in [
+            "Service-Type",
+            "Session-Timeout",
+            "Idle-Timeout",
+            "Framed-Pool",
+        ] {
+            assert!(single(name), "{name}");
+        }
+        for name in ["Class", "Filter-Id", "Fortinet-Group-Name"] {
+            assert!(!single(name), "{name}");
+        }
+        // Termination-Action (29), Framed-IP-Address (8): 0-1; Reply-Message (18),
+        // Framed-Route (22), Framed-Compression (13): 0+.
+        assert!(single_valued(29) && single_valued(8));
+        assert!(!single_valued(18) && !single_valued(22) && !single_valued(13));
+    }
 }

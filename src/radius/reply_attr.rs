@@ -70,7 +70,39 @@ const VENDOR: &[(&str, u32, u8)] = &[
     ("PaloAlto-User-Group", 25461, 5),
 ];
 
+/// Attributes an Access-Accept may carry at most once ("0-1" in the tables of RFC 2865 §5.44
+/// and RFC 2869 §5.19): Service-Type (6), Framed-Protocol (7), Framed-IP-Address (8),
+/// Framed-IP-Netmask (9), Framed-Routing (10), Framed-MTU (12), Login-Service (15),
+/// Login-TCP-Port (16), Callback-Number (19), Callback-Id (20), Framed-IPX-Network (23),
+/// Session-Timeout (27), Idle-Timeout (28), Termination-Action (29), Login-LAT-Service,
+/// -Node and -Group (34-36), Framed-AppleTalk-Link (37), Framed-AppleTalk-Zone (39),
+/// Port-Limit (62), Login-LAT-Port (63); ARAP-Features (71), ARAP-Zone-Access (72),
+/// ARAP-Challenge-Response (84), Acct-Interim-Interval (85), Framed-Pool (88). A NAS given
+/// two picks one, and which one is up to its implementation. State (24) and
+/// Message-Authenticator (80) are 0-1 too, but radmfa writes those itself. Filter-Id, Class,
+/// Reply-Message, Framed-Route, Framed-Compression, Login-IP-Host, Framed-AppleTalk-Network
+/// and Vendor-Specific may repeat ("0+").
+const SINGLE_VALUED: &[u8] = &[
+    6, 7, 8, 9, 10, 12, 15, 16, 19, 20, 23, 27, 28, 29, 34, 35, 36, 37, 39, 62, 63, 71, 72, 84, 85,
+    88,
+];
+
+/// May an Access-Accept carry the attribute `typ` at most once (see [`SINGLE_VALUED`])?
+pub fn single_valued(typ: u8) -> bool {
+    SINGLE_VALUED.contains(&typ)
+}
+
 impl ReplyAttr {
+    /// The attribute's name for a message: as configured for the ones radmfa knows by
+    /// name, `Attr-<type>` for another (a vendor attribute shows as `Attr-26`).
+    pub fn name(&self) -> String {
+        STANDARD
+            .iter()
+            .find(|&&(_, t, _)| t == self.typ)
+            .map(|&(n, _, _)| n.to_string())
+            .unwrap_or_else(|| format!("Attr-{}", self.typ))
+    }
+
     /// Parses `Name = value` (the value may be in double quotes). The error says what is
     /// wrong, for a config message that names the key.
     pub fn parse(spec: &str) -> Result<ReplyAttr, String> {
