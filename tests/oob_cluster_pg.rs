@@ -1,14 +1,15 @@
 //! Out-of-band logins across two radmfa nodes on one real PostgreSQL (issue: any node
 //! finishes any login): an SMS code sent by node A is accepted on node B, and a phone call
 //! started on A is not started again when the NAS retransmits the request to B; and more
-//! SMS logins at once than the store pool has connections do not starve it.
+//! SMS logins at once than the store pool has connections do not starve it; and a node
+//! stalled while it holds the send-slot locks holds up others' SMS logins only briefly.
 
 mod common;
 
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use common::oob_env::{client, delivery, directory, ALICE_PW, DIRECTORY_MOBILE};
+use common::oob_env::{client, delivery, directory, ALICE_PW, BOB_PW, DIRECTORY_MOBILE};
 use common::peers::pyrad;
 use common::postgres::PgCluster;
 use common::provider_standin::{Script, Standin};
@@ -288,4 +289,120 @@ fn call_started_on_node_a_is_not_started_again_by_a_retransmit_to_node_b() {
         assert_eq!(parse_reply(&buf[..n]).unwrap().code, 2, "Accept from {src}");
     }
     assert_eq!(standin.calls().len(), 1, "one call across both nodes");
+}
+
+/// Node A stalls (SIGSTOP, as a paused VM) right after it took the send-slot locks of an SMS
+/// login: its database session sits idle in transaction holding `nas:vpn` and the number's
+/// lock. Bob's SMS login through the same NAS on node B waits for those locks. The session
+/// default idle-in-transaction timeout is the longest request deadline plus a second (31 s
+/// here, with a client holding calls for 30 s), far past Bob's 4 s deadline; the
+/// send-slot transaction's own short timeout ends A's session after 2 s, and Bob gets his
+/// code.
+#[test]
+fn node_stalled_holding_send_slot_locks_blocks_other_sms_logins_only_briefly() {
+    let slapd = directory();
+    let standin = Standin::start();
+    let pg = PgCluster::start();
+    let url = pg.fresh_database();
+    let db = PgCluster::database_of(&url);
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("radmfa.key");
+    let clients = format!(
+        "{}{}",
+        client("vpn", "127.0.0.1", "methods = [\"sms\"]"),
+        client(
+            "calls",
+            "127.0.0.2",
+            "methods = [\"voice\"]\nvoice_mode = \"hold\"\nvoice_budget_secs = 30",
+        )
+    );
+    let a = pg_node(&slapd, &standin, &url, &key, &clients);
+    let b = pg_node(&slapd, &standin, &url, &key, &clients);
+    let advisory = |granted: bool| -> usize {
+        pg.psql(
+            &db,
+            &format!(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted = {granted}"
+            ),
+        )
+        .parse()
+        .unwrap()
+    };
+    let wait_until = |what: &str, ok: &dyn Fn() -> bool| {
+        let start = Instant::now();
+        while !ok() {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "waiting for {what}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+
+    // To stop A between its locks: a session of ours holds alice's (her key sorts after
+    // the NAS's and the number's), so A takes those two and waits on hers.
+    let mut holder = pg.session(&db);
+    holder.run("BEGIN; SELECT pg_advisory_xact_lock(hashtextextended('user:alice', 0));");
+    wait_until("our lock on user:alice", &|| advisory(true) == 1);
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let (pkt, _) = AccessRequestBuilder::new(1, "alice")
+        .password(ALICE_PW.as_bytes())
+        .build(SECRET.as_bytes());
+    sock.send_to(&pkt, a.addr).unwrap();
+    wait_until("node A to wait on user:alice", &|| advisory(false) == 1);
+    let _stalled = Stalled::stop(a.pid());
+    // A's session now takes alice's lock and goes idle in transaction with all three.
+    holder.run("COMMIT;");
+    wait_until("node A to hold its three locks", &|| {
+        advisory(false) == 0 && advisory(true) == 3
+    });
+
+    let started = Instant::now();
+    let r = pyrad(
+        b.port(),
+        SECRET,
+        &["--user", "bob", "--password", BOB_PW, "--timeout", "10"],
+    );
+    let waited = started.elapsed();
+    assert_eq!(
+        r["code"],
+        "Access-Challenge",
+        "bob's SMS login through the NAS whose lock the stalled node held: {r}\n{}\n{}",
+        b.log(),
+        pg.log()
+    );
+    assert!(
+        pg.log()
+            .contains("terminating connection due to idle-in-transaction timeout"),
+        "the stalled node's session was ended by its timeout:\n{}",
+        pg.log()
+    );
+    assert!(waited < Duration::from_secs(4), "answered after {waited:?}");
+    let sent = standin.sms();
+    assert_eq!(sent.len(), 1, "only bob's code went out: {sent:?}");
+}
+
+/// A process stopped with SIGSTOP, continued when this is dropped (also when the test
+/// fails), so that the node's own shutdown still runs.
+struct Stalled(u32);
+
+impl Stalled {
+    fn stop(pid: u32) -> Stalled {
+        signal(pid, "-STOP");
+        Stalled(pid)
+    }
+}
+
+impl Drop for Stalled {
+    fn drop(&mut self) {
+        signal(self.0, "-CONT");
+    }
+}
+
+fn signal(pid: u32, sig: &str) {
+    let st = std::process::Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(st.success(), "kill {sig} {pid}");
 }

@@ -218,6 +218,24 @@ impl PgCluster {
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
+    /// An open psql session on `db`, fed statements by [`PsqlSession::run`]: it stays
+    /// connected between them, so a transaction can be held open and idle (a stalled node's
+    /// connection, seen from the database). Its output is discarded.
+    pub fn session(&self, db: &str) -> PsqlSession {
+        use std::process::Stdio;
+        let child = Command::new(self.bin.join("psql"))
+            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1"])
+            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", db])
+            .args(["-p", &self.port.to_string()])
+            .env("PGPASSWORD", &self.password)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("running psql");
+        PsqlSession { child }
+    }
+
     /// `pg_dump` of database `db` (plain SQL), as an operator's backup would hold it.
     pub fn pg_dump(&self, db: &str) -> Vec<u8> {
         let out = Command::new(self.bin.join("pg_dump"))
@@ -381,6 +399,28 @@ fn text(out: &Output) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     )
+}
+
+/// See [`PgCluster::session`]; killed on drop (the server then rolls its transaction back).
+pub struct PsqlSession {
+    child: std::process::Child,
+}
+
+impl PsqlSession {
+    /// Sends `sql` (one or more statements, each ended by `;`) without waiting for it to run.
+    pub fn run(&mut self, sql: &str) {
+        use std::io::Write;
+        let stdin = self.child.stdin.as_mut().expect("psql's stdin");
+        stdin.write_all(format!("{sql}\n").as_bytes()).unwrap();
+        stdin.flush().unwrap();
+    }
+}
+
+impl Drop for PsqlSession {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 impl Drop for PgCluster {

@@ -20,6 +20,15 @@ const OOB_COLUMNS: &str =
 /// hour more, so a node whose clock runs ahead does not purge events another still counts.
 const SEND_EVENT_RETENTION: i64 = 86_400 + 3600;
 
+/// `idle_in_transaction_session_timeout` of a transaction that holds send-slot locks (see
+/// `take_send_slot_impl`): how long a stalled node can hold up other logins through its NAS
+/// or to its number. Its statements follow one another without waiting on anything but the
+/// database, so a live node never idles this long between them even when loaded; were it to,
+/// its session is ended and that one login rejected, nothing sent. Short enough that a
+/// waiter still gets the locks well inside the serving statement timeout (5 s) and a request
+/// deadline.
+const SLOT_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 fn oob_from_row(row: &PgRow) -> Result<OobTransaction, StoreError> {
     let kind: String = row.try_get("kind")?;
     let status: String = row.try_get("status")?;
@@ -278,8 +287,24 @@ impl PgStore {
         // advisory lock per key (taken in sorted order, so two nodes never deadlock) makes
         // the check and the insert one step for that key; it is released at commit.
         // Inside a request: a savepoint in its transaction (see request_tx.rs).
+        //
+        // Those locks are shared: every SMS or call through this NAS, and to this number,
+        // waits for them. Should this node stall while holding them (a paused VM, a cut link
+        // with no reset), its session sits idle in transaction, and the connection's own
+        // timeout (the longest request deadline plus a second: up to a minute with calls on
+        // hold) would hold up that NAS's logins on every node for that long. Nothing idles
+        // in this transaction once the locks are taken: the request commits right after the
+        // slot (`pipeline::oob::claim` settles before calling the provider), and a refused
+        // slot rolls the savepoint back, which releases the locks and undoes this setting.
+        // So the transaction gets a short timeout of its own, set before the first lock: a
+        // stalled holder's session is ended, and its locks freed, after SLOT_IDLE_TIMEOUT.
+        // Waiters then still fit in the statement timeout and their request's deadline.
         let mut w = self.writer().await?;
         let mut tx = sqlx::Connection::begin(w.conn()).await?;
+        sqlx::query("SELECT set_config('idle_in_transaction_session_timeout', $1, true)")
+            .bind(SLOT_IDLE_TIMEOUT.as_millis().to_string())
+            .execute(&mut *tx)
+            .await?;
         let mut keys: Vec<&str> = limits.iter().map(|l| l.key.as_str()).collect();
         keys.sort_unstable();
         keys.dedup();
