@@ -222,24 +222,31 @@ async fn housekeeping(app: std::sync::Arc<AppState>, stop: CancellationToken) {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tick.tick() => {
-                // A minute late: a node whose clock runs ahead must not delete a challenge
-                // another node (by its own clock) would still accept.
-                let a_minute_ago = app.clock.now() - 60;
-                if let Err(e) = app.store.purge_expired_challenges(a_minute_ago).await {
-                    tracing::warn!(error = %e, "purging expired challenges");
-                }
-                let config = app.config();
-                // Whatever is configured: remembered logins (which say where each user logged
-                // in from) expire on a TOTP-only site too, and SMS/call state (phone numbers)
-                // stays behind when a provider is taken out of the file.
-                if let Err(e) = app.store.purge_delivery_state(app.clock.now()).await {
-                    tracing::warn!(error = %e, "purging SMS/call state and remembered logins");
-                }
-                if let Some(days) = config.audit.keep_days {
+                purge_expired(&*app.store, app.clock.now()).await;
+                if let Some(days) = app.config().audit.keep_days {
                     purge_old_audit(&app, days, &stop).await;
                 }
             }
         }
+    }
+}
+
+/// How long after it expires housekeeping deletes a challenge, an SMS or call transaction,
+/// or a remembered login: a node whose clock runs ahead must not delete what another node
+/// (by its own clock) would still accept. Lookups refuse what has expired by themselves.
+const PURGE_LATE_SECS: i64 = 60;
+
+/// Housekeeping's deletes of expired login state, as of `now`.
+async fn purge_expired(store: &dyn crate::store::Store, now: i64) {
+    let cutoff = now - PURGE_LATE_SECS;
+    if let Err(e) = store.purge_expired_challenges(cutoff).await {
+        tracing::warn!(error = %e, "purging expired challenges");
+    }
+    // Whatever is configured: remembered logins (which say where each user logged in from)
+    // expire on a TOTP-only site too, and SMS/call state (phone numbers) stays behind when a
+    // provider is taken out of the file.
+    if let Err(e) = store.purge_delivery_state(cutoff).await {
+        tracing::warn!(error = %e, "purging SMS/call state and remembered logins");
     }
 }
 
@@ -272,5 +279,59 @@ async fn purge_old_audit(app: &AppState, days: u32, stop: &CancellationToken) {
             keep_days = days,
             "old audit records deleted"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{
+        OobKind, OobStatus, OobTransaction, RememberedLogin, Sealer, SqliteStore, Store,
+    };
+
+    const T: i64 = 1_800_000_000;
+
+    /// What expires at T is still there after housekeeping runs at T (another node whose
+    /// clock is behind still accepts it), and gone once it is a minute late.
+    #[tokio::test]
+    async fn housekeeping_keeps_delivery_state_a_minute_past_its_expiry() {
+        let store = SqliteStore::open_in_memory(Sealer::from_key([7; 32]))
+            .await
+            .unwrap();
+        let sms = OobTransaction {
+            id: "sms".into(),
+            request_key: "r-sms".into(),
+            user: "alice".into(),
+            nas: "vpn".into(),
+            kind: OobKind::Sms,
+            phone: "+15550100".into(),
+            code_hash: Some("h".into()),
+            status: OobStatus::Pending,
+            reason: None,
+            provider_ref: None,
+            created_at: T - 300,
+            expires_at: T,
+        };
+        store.begin_oob(&sms).await.unwrap();
+        let login = RememberedLogin {
+            user: "alice".into(),
+            nas: "vpn".into(),
+            station: "203.0.113.5".into(),
+            mode: "sms".into(),
+            verified_at: T - 300,
+            expires_at: T,
+        };
+        store.remember_login(&login).await.unwrap();
+
+        purge_expired(&store, T).await;
+        assert!(store.oob("sms").await.unwrap().is_some(), "SMS purged at T");
+        // Listed as of a second earlier (a node whose clock is behind): still there.
+        let remembered = store.remembered_logins("alice", T - 1).await.unwrap();
+        assert_eq!(remembered.len(), 1, "remembered login purged at T");
+
+        purge_expired(&store, T + PURGE_LATE_SECS).await;
+        assert_eq!(store.oob("sms").await.unwrap(), None);
+        let remembered = store.remembered_logins("alice", T - 1).await.unwrap();
+        assert!(remembered.is_empty());
     }
 }
