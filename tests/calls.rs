@@ -99,7 +99,8 @@ fn approved_call_accepts_with_one_call_to_the_users_phone() {
     assert_eq!(calls[0].to, DIRECTORY_MOBILE);
     assert_eq!(calls[0].from, CALLER_ID, "configured caller ID");
     assert!(
-        calls[0].twiml.contains("finishOnKey=\"#\""),
+        calls[0].twiml.contains("finishOnKey=\"#\"")
+            && calls[0].twiml.contains("press zero, then pound"),
         "{}",
         calls[0].twiml
     );

@@ -361,6 +361,27 @@ secret = "0123456789abcdef"
         "caller ID defaults to the sender"
     );
     assert_eq!(voice.fraud_digits, "0");
+    assert!(
+        voice.greeting.ends_with("press zero, then pound."),
+        "{}",
+        voice.greeting
+    );
+    // Without a greeting of its own, the callee is told the fraud keys configured: a fixed
+    // "press zero" beside fraud_digits = "9" turned every fraud report into a decline.
+    let voice_section = "[voice]\nprovider = \"twilio\"\n";
+    assert!(text.contains(voice_section));
+    let nine = text.replace(
+        voice_section,
+        &format!("{voice_section}fraud_digits = \"9*\"\n"),
+    );
+    let cfg9 = radmfa::config::Config::parse(&nine, &dir.path().join("radmfa.toml")).unwrap();
+    let voice9 = cfg9.delivery.voice.as_ref().unwrap();
+    assert_eq!(voice9.fraud_digits, "9*");
+    assert!(
+        voice9.greeting.ends_with("press nine star, then pound."),
+        "{}",
+        voice9.greeting
+    );
     let twilio = cfg.delivery.twilio.as_ref().unwrap();
     assert_eq!(twilio.auth_token.expose(), b"tok");
     assert!(twilio.timeout < Duration::from_secs(3), "below NPS's 3 s");

@@ -63,8 +63,8 @@ pub struct RawVoice {
     pub ring_timeout_secs: u64,
     #[serde(default = "d_lifetime")]
     pub call_lifetime_secs: u64,
-    #[serde(default = "d_greeting")]
-    pub greeting: String,
+    /// Left out: [`default_greeting`] for the configured `fraud_digits`.
+    pub greeting: Option<String>,
     /// The send limits, for a setup with calls and no `[sms]` (which names them for both).
     #[serde(default)]
     pub max_per_user: Option<u32>,
@@ -83,10 +83,32 @@ fn d_ring() -> u64 {
 fn d_lifetime() -> u64 {
     120
 }
-fn d_greeting() -> String {
-    "This is a sign-in request. Press pound to approve. If you did not try to sign in, \
-     press zero, then pound."
-        .into()
+/// What the callee hears when `greeting` is left out: the fraud keys as `fraud_digits` sets
+/// them. A fixed "press zero" beside `fraud_digits = "9"` (an Azure MFA Server site's own
+/// code carried over) had victims who followed it press 0#, a plain decline: no block, no
+/// fraud record, and the attacker free to try again.
+pub fn default_greeting(fraud_digits: &str) -> String {
+    let spoken: Vec<&str> = fraud_digits
+        .chars()
+        .map(|c| match c {
+            '0' => "zero",
+            '1' => "one",
+            '2' => "two",
+            '3' => "three",
+            '4' => "four",
+            '5' => "five",
+            '6' => "six",
+            '7' => "seven",
+            '8' => "eight",
+            '9' => "nine",
+            _ => "star",
+        })
+        .collect();
+    format!(
+        "This is a sign-in request. Press pound to approve. If you did not try to sign in, \
+         press {}, then pound.",
+        spoken.join(" ")
+    )
 }
 
 #[derive(Deserialize)]

@@ -372,6 +372,7 @@ fn voice_config(
             ),
         ));
     }
+    let greeting = greeting.unwrap_or_else(|| super::raw_delivery::default_greeting(&fraud_digits));
     if greeting.trim().is_empty() || greeting.len() > 1000 {
         return Err(ConfigError::invalid(
             "voice.greeting",
