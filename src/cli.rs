@@ -173,8 +173,9 @@ pub struct AuditArgs {
     /// One user's records.
     #[arg(long)]
     pub user: Option<String>,
-    /// Logins: accept, reject, challenge, unanswered (a no_reply client's request whose
-    /// verdict could not be kept: store failure, missed deadline). Events: lock, fraud;
+    /// Logins: accept, reject, challenge, unanswered (a no_reply client's request left
+    /// without a reply: a directory, upstream or store failure, a missed deadline). Events:
+    /// lock, fraud;
     /// admin actions: enroll,
     /// unlock, reset, delete, forget, bypass, unblock, set-phone, set-method, import, replace,
     /// assign, unassign, enable, disable, delete-token, resync, app-password-add,

@@ -826,12 +826,16 @@ fn status_server_is_silent_while_every_upstream_server_is() {
         "timeout",
         "no reply while the upstream is silent: {r}"
     );
-    // Left unanswered on purpose (pyrad also says "timeout" for a reply it dropped).
+    // Left unanswered on purpose (pyrad also says "timeout" for a reply it dropped), and
+    // recorded so: `audit --result unanswered` finds it (it said "reject", which the NAS
+    // never got).
     assert!(
         srv.log_shows("not answered (on_backend_failure = \\\"no_reply\\\")"),
         "{}",
         srv.log()
     );
+    let rec = &srv.audit_json("alice")[0];
+    assert_eq!(rec["result"], "unanswered", "{rec}");
     assert_eq!(status(), "none", "{}", srv.log());
     // For dead_time_secs (8) at most: then "alive" again, so a proxy sends a login, the
     // only way a group whose servers ignore the checks is found back. (The relay drops the

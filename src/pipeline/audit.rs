@@ -12,6 +12,7 @@ pub async fn record(
     req: &Request,
     user: &str,
     v: &Verdict,
+    answered: bool,
 ) -> bool {
     let config = app.config();
     let audit_cfg = config.audit;
@@ -29,7 +30,11 @@ pub async fn record(
         .calling_station_id()
         .or_else(|| v.client_ip.clone())
         .or_else(|| Some(ctx.src.ip().to_string()));
+    // A no_reply client's request whose backend failed gets no reply at all: "reject" here
+    // would say the NAS was refused, and `audit --result unanswered` (and a SIEM counting
+    // them against radmfa_requests_unanswered_total) would miss it.
     let result = match v.reply.code {
+        _ if !answered => "unanswered",
         ReplyCode::Accept => "accept",
         ReplyCode::Reject => "reject",
         ReplyCode::Challenge => "challenge",

@@ -200,7 +200,11 @@ pub async fn handle(app: &AppState, ctx: &RequestContext, req: &Request) -> Opti
             reply
         }
         Ok(((decided, _), Err(e))) => {
-            tracing::error!(error = %e, "the request's store writes were not committed; rejecting");
+            tracing::error!(
+                error = %e,
+                "the request's store writes were not committed; {}",
+                refusal(ctx)
+            );
             ctx.store_failed(app);
             app.backend_health.failed();
             if decided.is_some_and(|r| r.code == ReplyCode::Accept) {
@@ -219,8 +223,9 @@ pub async fn handle(app: &AppState, ctx: &RequestContext, req: &Request) -> Opti
         Err(_) => {
             tracing::error!(
                 "the request's audit record and writes were not committed within the {} ms \
-                 deadline; rejecting",
-                deadline.as_millis()
+                 deadline; {}",
+                deadline.as_millis(),
+                refusal(ctx)
             );
             ctx.store_failed(app);
             app.backend_health.failed();
@@ -291,6 +296,14 @@ fn overturned(app: &AppState, ctx: &RequestContext, req: &Request, reason: &str)
     });
 }
 
+/// What [`on_failure`] does, for a log line.
+fn refusal(ctx: &RequestContext) -> &'static str {
+    match ctx.client.on_backend_failure {
+        BackendFailure::Reject => "rejecting",
+        BackendFailure::NoReply => "not answering (on_backend_failure = \"no_reply\")",
+    }
+}
+
 /// The reply when a backend failed: a Reject, or none for a client whose NAS should ask
 /// its next server instead (`on_backend_failure = "no_reply"`).
 fn on_failure(ctx: &RequestContext) -> Option<Reply> {
@@ -357,7 +370,7 @@ async fn answer(
                 ))
             }
         };
-    let recorded = audit::record(app, ctx, req, &user, &verdict).await;
+    let recorded = audit::record(app, ctx, req, &user, &verdict, !unanswered).await;
     if unanswered {
         return (None, None);
     }
