@@ -8,8 +8,9 @@ use tracing_subscriber::EnvFilter;
 use crate::config::LogFormat;
 
 pub fn init(format: LogFormat, level: &str) {
+    let level = with_quiet_tls(level);
     let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(level))
+        .or_else(|_| EnvFilter::try_new(&level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     // Colours only on a terminal: under systemd, or redirected to a file, escape codes would
     // land in the journal and in whatever reads it (a SIEM, grep).
@@ -22,4 +23,29 @@ pub fn init(format: LogFormat, level: &str) {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
+}
+
+/// rustls logs its own warnings (an IP address sent as SNI, an unexpected handshake
+/// message) through the `log` bridge: one line per connection any host in a RadSec
+/// client's network can cause, with no peer address and past the drop log's rate limit.
+/// radmfa reports failed handshakes itself; rustls says only errors unless the level names
+/// it (`"info,rustls=debug"` to look into a TLS problem).
+fn with_quiet_tls(level: &str) -> String {
+    if level.contains("rustls") {
+        level.to_string()
+    } else {
+        format!("{level},rustls=error")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rustls_says_only_errors_unless_the_level_names_it() {
+        assert_eq!(super::with_quiet_tls("info"), "info,rustls=error");
+        assert_eq!(
+            super::with_quiet_tls("debug,rustls=debug"),
+            "debug,rustls=debug"
+        );
+    }
 }

@@ -66,6 +66,15 @@ fn challenge_flow_with_pyrad() {
     let slapd = directory();
     let srv = start(&slapd, |_| {});
     let seed = srv.enroll("alice", &[]);
+    // The start says which release, file, store, directory and clients it serves.
+    for says in [
+        concat!("radmfa ", env!("CARGO_PKG_VERSION"), " serving "),
+        "store:  SQLite ",
+        &format!("ldap:   {}", slapd.url),
+        "client \"",
+    ] {
+        assert!(srv.log_shows(says), "{says}:\n{}", srv.log());
+    }
 
     // Right password → Access-Challenge with a State and a prompt; MA is the first attribute.
     let r1 = py_password(&srv, "alice", ALICE_PW);

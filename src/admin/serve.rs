@@ -34,6 +34,16 @@ pub async fn serve(cfg: Config, text: &str, path: &std::path::Path) -> anyhow::R
         _ => None,
     };
     let app = AppState::build(cfg).await?;
+    // Which file, store, directory and clients this process serves, as `config check` says
+    // it: after a restart with the wrong --config the journal shows it.
+    tracing::info!(
+        "radmfa {} serving {}",
+        env!("CARGO_PKG_VERSION"),
+        path.display()
+    );
+    for line in super::review::summary(&app.config()) {
+        tracing::info!("{line}");
+    }
     super::review::log_warnings(&app.config());
     for w in super::review_file::warnings(path, text) {
         tracing::warn!("{w}");
