@@ -858,7 +858,41 @@ fn example_token_files_import() {
         assert_eq!(stored.len(), tokens, "{file}");
         let owned = stored.iter().filter(|t| !t["user"].is_null()).count();
         assert_eq!(owned, assigned, "{file}: {stored:?}");
+        // Owners named by UPN (bob@example.org) where the directory is searched by uid: no
+        // login would find their tokens, and the import says so.
+        let domain_owners = stored
+            .iter()
+            .filter(|t| t["user"].as_str().is_some_and(|u| u.contains('@')))
+            .count();
+        assert_eq!(
+            err.contains("go to names with a domain"),
+            domain_owners > 0,
+            "{file}: {err}"
+        );
+        if domain_owners > 0 {
+            assert!(
+                err.contains(&format!(
+                    "{domain_owners} token(s) go to names with a domain"
+                )) && err.contains("strip_domains")
+                    && err.contains("(uid={user})"),
+                "{file}: {err}"
+            );
+        }
     }
+    // With the domain listed in strip_domains the owners are the names users log in with,
+    // and nothing is said.
+    let a = Admin::new();
+    let mut text = std::fs::read_to_string(&a.cfg).unwrap();
+    text.push_str("\n[users]\nstrip_domains = [\"example.org\"]\n");
+    std::fs::write(&a.cfg, text).unwrap();
+    let (ok, _, err) = a.import(&dir.join("entra.csv"), &[]);
+    assert!(ok && !err.contains("with a domain"), "{err}");
+    let owners: Vec<String> = a
+        .tokens()
+        .iter()
+        .map(|t| t["user"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(owners, ["alice", "bob"]);
 }
 
 /// A passphrase or hex key file saved with a byte-order mark (PowerShell 5, old Notepad)

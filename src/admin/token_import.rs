@@ -18,7 +18,7 @@ use crate::config::Config;
 use crate::import::keys::KeyEncoding;
 use crate::import::plan::{plan, read_map};
 use crate::import::pskc::Need;
-use crate::import::{self, Decryption, FileDefaults, Format, MAX_FILE_BYTES};
+use crate::import::{self, Decryption, FileDefaults, Format, ImportedToken, MAX_FILE_BYTES};
 use crate::secret::Secret;
 use crate::store::{OtpAlgorithm, Store, TokenFilter, TokenRecord};
 
@@ -76,6 +76,34 @@ pub struct ImportArgs {
     /// TOTP time step for CSV rows that name none and PSKC keys without a TimeInterval.
     #[arg(long, default_value_t = 30)]
     pub period: u32,
+}
+
+/// Owners that keep a domain after `[users] strip_domains` (Entra's export names owners by
+/// UPN, `alice@corp.example.org`), where the directory is searched by a name without one
+/// (`sAMAccountName`, `uid`): the user logs in as `alice`, finds no token, and is refused, or
+/// with `no_factor = "allow"` let in on the password. A warning, not a refusal: a filter
+/// written otherwise may find users by such names.
+fn owners_with_a_domain(cfg: &Config, ready: &[ImportedToken]) -> Option<String> {
+    let filter = &cfg.ldap.as_ref()?.user_filter;
+    let lower = filter.to_ascii_lowercase();
+    if lower.contains("userprincipalname") || lower.contains("mail") {
+        return None;
+    }
+    let owners: Vec<&str> = ready
+        .iter()
+        .filter_map(|t| t.token.user.as_deref())
+        .filter(|u| u.contains(['@', '\\']))
+        .collect();
+    let first = owners.first()?;
+    Some(format!(
+        "{} token(s) go to names with a domain ({}{}) that [users] strip_domains leaves on, \
+         but [ldap] user_filter {filter:?} looks up the name a user types, usually without \
+         one: such a user would find no token. List the domain in [users] strip_domains \
+         (owners lose it too), or give owners with --map",
+        owners.len(),
+        super::printable(first),
+        if owners.len() > 1 { ", …" } else { "" }
+    ))
 }
 
 /// The file, if it is within the limit. Counted while reading, not from its metadata: a
@@ -283,6 +311,9 @@ pub async fn run(cfg: &Config, store: &dyn Store, a: ImportArgs) -> anyhow::Resu
         if let Some(user) = &mut t.token.user {
             *user = cfg.user_names.key(user);
         }
+    }
+    if let Some(w) = owners_with_a_domain(cfg, &p.ready) {
+        eprintln!("warning: {w}");
     }
     // The rules `token assign` keeps hold for a replacing import too.
     let refused = super::token_replace::refuse_moves(&mut p.ready, &stored, a.force);
