@@ -1294,6 +1294,21 @@ fn ldap_down_rejects_quickly_and_recovers() {
         reason.contains("directory: no LDAP server reachable"),
         "{last}"
     );
+    // More logins meet the outage: it is warned of once, not once a login (with every
+    // server down that flooded the journal), ...
+    for _ in 0..4 {
+        assert_eq!(
+            code_of(&py_password(&srv, "alice", ALICE_PW)),
+            "Access-Reject"
+        );
+    }
+    let warned = |what: &str| {
+        srv.log()
+            .lines()
+            .filter(|l| l.contains("WARN") && l.contains(what))
+            .count()
+    };
+    assert_eq!(warned("LDAP server unreachable"), 1, "{}", srv.log());
     slapd.restart();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -1304,6 +1319,8 @@ fn ldap_down_rejects_quickly_and_recovers() {
         assert!(Instant::now() < deadline, "no recovery: {r}");
         std::thread::sleep(Duration::from_millis(300));
     }
+    // ... and its end is said.
+    assert!(srv.log_shows("LDAP server answers again"), "{}", srv.log());
 }
 
 #[test]

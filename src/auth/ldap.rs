@@ -107,6 +107,29 @@ pub const DEFAULT_GROUP_FILTER: &str = "(member={dn})";
 /// How long a URL that just failed is put behind the others.
 pub const FAILED_URL_HOLDOFF: Duration = Duration::from_secs(10);
 
+/// While a URL keeps failing, its failures are warned of this often (see
+/// [`LdapAuth::warn_of`]); the rest are logged at debug.
+const REWARN_AFTER: Duration = Duration::from_secs(300);
+
+/// Per URL: when its hold-off after a failure ends, and when its outage was last warned of
+/// (set from the first failure until an operation succeeds).
+#[derive(Debug, Clone, Default)]
+struct UrlHealth {
+    held_until: Option<Instant>,
+    warned_at: Option<Instant>,
+}
+
+/// A URL's failure: a warning when [`LdapAuth::warn_of`] says one is due, else debug.
+macro_rules! url_warn {
+    ($auth:expr, $idx:expr, $($arg:tt)+) => {
+        if $auth.warn_of($idx) {
+            tracing::warn!($($arg)+)
+        } else {
+            tracing::debug!($($arg)+)
+        }
+    };
+}
+
 /// Pooled (search and bind) connections idle longer than this are closed instead of reused,
 /// so a connection silently dropped by a firewall or the server's idle timeout is not
 /// trusted.
@@ -222,8 +245,8 @@ pub struct LdapAuth {
     bind_count: AtomicU64,
     /// Index of the URL that last worked.
     preferred: AtomicUsize,
-    /// Per URL: when its hold-off after a failure ends.
-    held_off_until: Mutex<Vec<Option<Instant>>>,
+    /// Per URL: its hold-off after a failure, and whether its outage was logged.
+    url_health: Mutex<Vec<UrlHealth>>,
     /// Moving average of user-bind latency (bind, plus connect when one had to be opened).
     bind_latency: Pad,
     /// The same for refused binds only: what an unknown user's answer must look like. A
@@ -361,7 +384,7 @@ impl LdapAuth {
             binds: ConnPool::new(settings.user_bind_concurrency, POOL_MAX_IDLE),
             bind_count: AtomicU64::new(0),
             preferred: AtomicUsize::new(0),
-            held_off_until: Mutex::new(vec![None; n]),
+            url_health: Mutex::new(vec![UrlHealth::default(); n]),
             bind_latency: Pad::default(),
             refused_bind_latency: Pad::default(),
             cache: EntryCache::new(settings.entry_cache_ttl, settings.entry_cache_size),
@@ -389,16 +412,23 @@ impl LdapAuth {
         order.push(preferred);
         order.extend((0..n).filter(|&i| i != preferred));
         let now = Instant::now();
-        let held = self.held_off_until.lock().expect("held_off_until lock");
+        let health = self.url_health.lock().expect("url_health lock");
         let (fresh, held_off): (Vec<usize>, Vec<usize>) = order
             .into_iter()
-            .partition(|&i| held[i].is_none_or(|until| until <= now));
+            .partition(|&i| health[i].held_until.is_none_or(|until| until <= now));
         fresh.into_iter().chain(held_off).collect()
     }
 
     fn mark_good(&self, idx: usize) {
         self.preferred.store(idx, Ordering::Relaxed);
-        self.held_off_until.lock().expect("held_off_until lock")[idx] = None;
+        let was_down = {
+            let mut health = self.url_health.lock().expect("url_health lock");
+            std::mem::take(&mut health[idx]).warned_at.is_some()
+        };
+        if was_down {
+            let url = &self.settings.urls[idx];
+            tracing::info!(%url, "LDAP server answers again");
+        }
     }
 
     /// An operation on a connection to `idx` got no answer in time: the server may hang
@@ -422,8 +452,23 @@ impl LdapAuth {
     }
 
     fn mark_failed(&self, idx: usize) {
-        self.held_off_until.lock().expect("held_off_until lock")[idx] =
+        self.url_health.lock().expect("url_health lock")[idx].held_until =
             Some(Instant::now() + FAILED_URL_HOLDOFF);
+    }
+
+    /// Whether a failure of `idx` is worth a warning: the first of an outage, then one
+    /// every [`REWARN_AFTER`] while it lasts (the others go to debug). Each request met
+    /// it and logged it: with every URL down, a line per URL per login flooded the journal,
+    /// and nothing said when the server came back ([`Self::mark_good`] does now).
+    fn warn_of(&self, idx: usize) -> bool {
+        let now = Instant::now();
+        let mut health = self.url_health.lock().expect("url_health lock");
+        let warned = &mut health[idx].warned_at;
+        let due = warned.is_none_or(|at| now.duration_since(at) >= REWARN_AFTER);
+        if due {
+            *warned = Some(now);
+        }
+        due
     }
 
     // ---- connections ------------------------------------------------------------------
@@ -462,7 +507,7 @@ impl LdapAuth {
             let mut ldap = match self.connect_one(idx).await {
                 Ok(ldap) => ldap,
                 Err(failure) => {
-                    tracing::warn!(%url, error = %failure, "LDAP server unreachable");
+                    url_warn!(self, idx, %url, error = %failure, "LDAP server unreachable");
                     all_tls &= matches!(failure, ConnectFailure::Tls(_));
                     all_op_timeouts = false;
                     failures.push(format!("{url}: {failure}"));
@@ -481,14 +526,14 @@ impl LdapAuth {
                 watch.done();
                 match answer {
                     Err(_) => {
-                        tracing::warn!(%url, "LDAP service bind timed out");
+                        url_warn!(self, idx, %url, "LDAP service bind timed out");
                         all_tls = false;
                         failures.push(format!("{url}: service bind timed out"));
                         self.mark_failed(idx);
                         continue;
                     }
                     Ok(Err(e)) => {
-                        tracing::warn!(%url, error = %e, "LDAP service bind failed");
+                        url_warn!(self, idx, %url, error = %e, "LDAP service bind failed");
                         all_tls = false;
                         all_op_timeouts = false;
                         failures.push(format!("{url}: service bind: {e}"));
@@ -515,7 +560,7 @@ impl LdapAuth {
                     }
                     Ok(Ok(res)) if res.rc != 0 => {
                         // busy, unavailable, ...: this server's trouble, try the next.
-                        tracing::warn!(%url, result = %res, "LDAP service bind failed");
+                        url_warn!(self, idx, %url, result = %res, "LDAP service bind failed");
                         all_tls = false;
                         all_op_timeouts = false;
                         failures.push(format!("{url}: service bind: {res}"));
@@ -639,7 +684,7 @@ impl LdapAuth {
             let result = match answer {
                 Err(_) | Ok(Err(LdapError::Timeout { .. })) => {
                     let url = &self.settings.urls[conn.url_idx];
-                    tracing::warn!(%url, user, "LDAP search timed out");
+                    url_warn!(self, conn.url_idx, %url, user, "LDAP search timed out");
                     self.timed_out(conn.url_idx);
                     return Err(self.op_timeout_err());
                 }
@@ -653,7 +698,7 @@ impl LdapAuth {
                         retried = true;
                         continue;
                     }
-                    tracing::warn!(%url, error = %e, "LDAP search failed");
+                    url_warn!(self, conn.url_idx, %url, error = %e, "LDAP search failed");
                     self.mark_failed(conn.url_idx);
                     return Err(AuthError::Unavailable(format!("{url}: search: {e}")));
                 }
@@ -667,7 +712,7 @@ impl LdapAuth {
                 // This server's trouble, not the search's. Put it behind the others and ask
                 // the next one (it did not run the search).
                 let url = &self.settings.urls[conn.url_idx];
-                tracing::warn!(%url, result = %res, "LDAP server refused the search; trying the next");
+                url_warn!(self, conn.url_idx, %url, result = %res, "LDAP server refused the search; trying the next");
                 self.mark_failed(conn.url_idx);
                 self.searches.drop_idle_to(conn.url_idx);
                 retried = true;
@@ -799,7 +844,7 @@ impl LdapAuth {
                 // Not retried anywhere: the bind may have reached the server and counted
                 // against the account's lockout. The connection is dropped.
                 Err(_) | Ok(Err(LdapError::Timeout { .. })) => {
-                    tracing::warn!(%url, user, dn, "LDAP user bind timed out");
+                    url_warn!(self, conn.url_idx, %url, user, dn, "LDAP user bind timed out");
                     self.timed_out(conn.url_idx);
                     return Err(self.op_timeout_err());
                 }
@@ -814,7 +859,7 @@ impl LdapAuth {
                     retried = true;
                 }
                 Ok(Err(e)) => {
-                    tracing::warn!(%url, user, dn, error = %e, "LDAP user bind failed");
+                    url_warn!(self, conn.url_idx, %url, user, dn, error = %e, "LDAP user bind failed");
                     self.mark_failed(conn.url_idx);
                     return Err(AuthError::Unavailable(format!("{url}: user bind: {e}")));
                 }
@@ -825,7 +870,7 @@ impl LdapAuth {
                 {
                     // busy / unavailable: the server did not check the password (nothing
                     // counted against the account), so the next server may.
-                    tracing::warn!(%url, result = %res, "LDAP server refused the bind; trying the next");
+                    url_warn!(self, conn.url_idx, %url, result = %res, "LDAP server refused the bind; trying the next");
                     self.mark_failed(conn.url_idx);
                     self.binds.drop_idle_to(conn.url_idx);
                     retried = true;
@@ -980,7 +1025,7 @@ impl Drop for CutShort<'_> {
     fn drop(&mut self) {
         if !self.done && self.started.elapsed() >= CUT_SHORT_AFTER {
             let url = &self.auth.settings.urls[self.idx];
-            tracing::warn!(%url, waited = ?self.started.elapsed(),
+            url_warn!(self.auth, self.idx, %url, waited = ?self.started.elapsed(),
                 "LDAP operation cut short by the request deadline; trying the next server first");
             self.auth.timed_out(self.idx);
         }
