@@ -4,6 +4,7 @@
 mod common;
 
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
 use common::peers::{now, totp};
 use common::radmfa::{bin, Nas, Options, Server, SECRET};
@@ -618,6 +619,71 @@ fn replies_that_fail_verification_are_never_believed() {
         (&3.into(), &0.into()),
         "{r}"
     );
+}
+
+/// A server that answers for a second and then goes quiet, inside the last timeout ×
+/// attempts of a 3 s run: every worker waits out its request and nothing more is sent.
+/// The run lasted 3 s, not the 1 s the server answered in: its rate is not credited with
+/// the silence cut off. With a rate, the requests that came due while every worker waited
+/// are counted as skipped, not forgotten.
+#[test]
+fn a_server_that_goes_quiet_near_the_end_is_not_credited_with_a_short_run() {
+    use radmfa::radius::{reply, request};
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = sock.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        let mut first: Option<Instant> = None;
+        while let Ok((len, from)) = sock.recv_from(&mut buf) {
+            // Quiet a second after the first request of each run (the runs are 3 s apart
+            // at least, and a run's first request comes at once).
+            let now = Instant::now();
+            let started = *first.get_or_insert(now);
+            if now.duration_since(started) > Duration::from_secs(4) {
+                first = Some(now);
+            } else if now.duration_since(started) > Duration::from_secs(1) {
+                continue;
+            }
+            let Ok(req) = request::decode_request(&buf[..len], b"s", false) else {
+                continue;
+            };
+            sock.send_to(
+                &reply::encode_reply(&req, &reply::Reply::accept(), b"s"),
+                from,
+            )
+            .ok();
+        }
+    });
+    let load = |extra: &[&str]| {
+        let out = Command::new(bin())
+            .args(["client", "load", "--flow", "status", "--generated", "1"])
+            .args(["-p", "2", "-d", "3", "--timeout", "0.6", "--retries", "1"])
+            .args(["--secret", "s", "--server", &addr.to_string(), "--json"])
+            .args(extra)
+            .output()
+            .unwrap();
+        let line = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        let r: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+        std::thread::sleep(Duration::from_secs(5));
+        r
+    };
+    let r = load(&[]);
+    let seconds = r["seconds"].as_f64().unwrap();
+    assert!(r["expected"].as_u64().unwrap() > 0, "{r}");
+    assert!((2.8..3.6).contains(&seconds), "{seconds} s: {r}");
+    let r = load(&["--rate", "100"]);
+    // About 100 came due in the silent 2 s; the 2 workers' last requests timed out.
+    let (skipped, seconds) = (
+        r["skipped"].as_u64().unwrap(),
+        r["seconds"].as_f64().unwrap(),
+    );
+    assert!((150..=210).contains(&skipped), "{r}");
+    assert!((2.8..3.6).contains(&seconds), "{seconds} s: {r}");
 }
 
 /// `client ldap-binds` (the benchmark's raw-bind ceiling) against a directory that accepts

@@ -274,12 +274,26 @@ async fn run_phase(phase: Arc<Phase>, conns: Vec<Conn>) -> anyhow::Result<PhaseR
     // Up to the last verified reply: a request lost at the end waits out its timeout and
     // retransmits (9 s by default), which would otherwise count as time spent serving. But
     // not less than until the last request went out: a server that went quiet early did
-    // not serve its replies in the shorter time.
+    // not serve its replies in the shorter time. With a duration, not less than until the
+    // last request was given up on either, up to the run's end: a server that went quiet
+    // within the last timeout × attempts held every worker waiting (nothing more was sent),
+    // and was credited with a run that ended when it stopped answering.
     let start = phase.schedule.start;
-    let elapsed = match tally.last_reply.max(tally.last_sent) {
+    let gave_up = phase
+        .schedule
+        .deadline
+        .and_then(|end| tally.last_gave_up.map(|t| t.min(end)));
+    let elapsed = match tally.last_reply.max(tally.last_sent).max(gave_up) {
         Some(t) => t.duration_since(start),
         None => start.elapsed(),
     };
+    // With a rate and a duration, the requests that came due before the end but were never
+    // sent (every worker waiting on a silent server) are counted as skipped, not forgotten.
+    if let (Some(rate), Some(end)) = (phase.schedule.rate, phase.schedule.deadline) {
+        let due = (rate * end.duration_since(start).as_secs_f64()).ceil() as u64;
+        let due = due.min(phase.schedule.limit);
+        tally.skipped += due.saturating_sub(tally.sent + tally.skipped);
+    }
     Ok((tally, states, elapsed, conns))
 }
 

@@ -47,6 +47,11 @@ pub struct Tally {
     /// the server stopped answering well before (else its rate would count only the time
     /// it still answered).
     pub last_sent: Option<Instant>,
+    /// When the last request that got no verified reply was given up on (its retransmits
+    /// waited out): with a duration, the phase lasted at least until then, up to its end. A
+    /// server that went quiet in the last timeout × attempts of a run was otherwise
+    /// credited with the time it was silent cut off.
+    pub last_gave_up: Option<Instant>,
 }
 
 impl Tally {
@@ -65,6 +70,8 @@ impl Tally {
         if matches!(outcome, Outcome::Expected | Outcome::Unexpected(_)) {
             self.replies += 1;
             self.last_reply = Some(Instant::now());
+        } else {
+            self.last_gave_up = Some(Instant::now());
         }
     }
 
@@ -82,6 +89,7 @@ impl Tally {
         self.replies += other.replies;
         self.last_reply = self.last_reply.max(other.last_reply);
         self.last_sent = self.last_sent.max(other.last_sent);
+        self.last_gave_up = self.last_gave_up.max(other.last_gave_up);
     }
 }
 
