@@ -202,6 +202,13 @@ fn load_runs_every_flow_with_verified_replies() {
     let r = run(&["--flow", "status", "-d", "0.3"]);
     assert!(r[0]["expected"].as_u64().unwrap() > 10, "{r:?}");
     assert!(r[0]["p99_ms"].as_f64().unwrap() > 0.0);
+    // Status-Server names no user: no --users or --generated needed (BENCHMARKS.md's
+    // command was refused for want of one).
+    let r = load_json(&client(
+        &srv,
+        &["load", "--flow", "status", "-p", "4", "-d", "0.3", "--json"],
+    ));
+    assert!(r[0]["expected"].as_u64().unwrap() > 10, "{r:?}");
     // A run in which nothing went as expected fails: under another secret radmfa drops
     // every request, and a script must not read the timeouts as success.
     let out = client(

@@ -196,10 +196,18 @@ async fn send_and_wait(
     let sock = match link {
         Link::Udp(sock) => sock,
         Link::Tls(tls) => {
-            // TCP delivers or fails: no retransmits (RFC 6614 §2.5), one reply to check.
-            let reply = tokio::time::timeout(spec.timeout, super::radsec::exchange(tls, raw))
+            // TCP delivers or fails: no retransmits (RFC 6614 §2.5), one reply to check. It
+            // waits as long as UDP's attempts would (timeout × (retries + 1)), as `load`
+            // does: a client holding a phone call answers only when the call is decided.
+            let wait = spec.timeout * (spec.retries + 1);
+            let reply = tokio::time::timeout(wait, super::radsec::exchange(tls, raw))
                 .await
-                .map_err(|_| anyhow::anyhow!("no reply over RadSec within {:?}", spec.timeout))??;
+                .map_err(|_| {
+                    anyhow::anyhow!(
+                        "no reply over RadSec within {wait:?} (a client that holds calls \
+                         answers when the call is decided: raise --timeout)"
+                    )
+                })??;
             anyhow::ensure!(
                 reply[1] == raw[1],
                 "a reply to another request (ID {})",
@@ -232,7 +240,8 @@ async fn send_and_wait(
         }
     }
     bail!(
-        "no valid reply from {} after {} attempt(s) (wrong secret, unknown client, or server down?)",
+        "no valid reply from {} after {} attempt(s) (wrong secret, unknown client, or server \
+         down? a client that holds calls answers when the call is decided: raise --timeout)",
         spec.server,
         spec.retries + 1
     )

@@ -55,7 +55,8 @@ pub struct Target {
     #[arg(long, short = 's', default_value = "127.0.0.1:1812")]
     pub server: SocketAddr,
     /// Shared secret (prefer --secret-file or RADMFA_SECRET: argv is visible to others).
-    /// RADMFA_SECRET, from the environment, is used only when neither flag is given.
+    /// RADMFA_SECRET, from the environment, is used only when neither flag is given, and
+    /// not over RadSec (whose secret is "radsec" unless one of the flags says otherwise).
     #[arg(long)]
     pub secret: Option<String>,
     #[arg(long, conflicts_with = "secret")]
@@ -372,12 +373,13 @@ fn login_spec(
 }
 
 /// The shared secret: `--secret`/`--secret-file`, or over RadSec "radsec" (RFC 6614 §2.3:
-/// unless agreed otherwise) when neither is given.
+/// unless agreed otherwise) when neither is given. RADMFA_SECRET is for UDP only: an admin
+/// who exported a NAS's secret for UDP checks signed RadSec requests with it, radmfa's
+/// RadSec listener (always "radsec") closed the connection, and the error said nothing of
+/// the secret.
 fn secret_for(t: &Target, radsec: &radsec::RadsecArgs) -> anyhow::Result<Secret> {
     match (radsec.enabled(), &t.secret, &t.secret_file) {
-        (true, None, None) if env_secret().is_none() => {
-            Ok(Secret::from(crate::server::radsec::RADSEC_SECRET))
-        }
+        (true, None, None) => Ok(Secret::from(crate::server::radsec::RADSEC_SECRET)),
         _ => t.secret(),
     }
 }
@@ -394,6 +396,9 @@ fn load_spec(a: LoadArgs) -> anyhow::Result<(LoadSpec, Arc<Vec<users::LoadUser>>
     let mut users = match (&a.users, a.generated) {
         (Some(path), _) => users::load(path)?,
         (None, Some(n)) if n > 0 => users::generate(n),
+        // Status-Server names no user: BENCHMARKS.md's `--flow status -p 64 -d 4` was
+        // refused for want of one.
+        (None, None) if a.flow == Flow::Status => users::generate(1),
         _ => anyhow::bail!("give --users FILE or --generated N"),
     };
     if let Some((start, end)) = a.range {
