@@ -29,6 +29,7 @@ pub mod config;
 pub mod delivery;
 pub mod file_stamp;
 pub mod import;
+pub mod log_once;
 pub mod mfa;
 pub mod pipeline;
 pub mod radius;

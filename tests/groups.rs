@@ -497,6 +497,29 @@ attributes = ["Filter-Id = restricted"]
             .contains("is not in the directory"),
         "{rec}"
     );
+    // A setting to fix, met by every login: warned of once, not once a login.
+    let r3 = radclient(
+        &host,
+        SECRET,
+        "User-Name = alice, User-Password = \"alice-pw\", Message-Authenticator = 0x00",
+    );
+    let code = totp(&seed, now() + 30, &[]);
+    let r4 = radclient(
+        &host,
+        SECRET,
+        &format!(
+            "User-Name = alice, User-Password = {code}, State = {}, \
+             Message-Authenticator = 0x00",
+            r3.state.expect("State")
+        ),
+    );
+    assert_eq!(r4.code, "Access-Reject", "{}", r4.output);
+    let warnings = srv
+        .log()
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("group_attributes: group not found"))
+        .count();
+    assert_eq!(warnings, 1, "{}", srv.log());
 }
 
 /// `config check --connect --user`: each LDAP URL on its own (a dead one named), the store,

@@ -41,7 +41,8 @@ impl LdapAuth {
             // As for a group they lack: nobody is a member (fail-closed for allow_groups,
             // a normal login for exempt_groups), instead of a fault refusing every login.
             REFERRAL => {
-                tracing::warn!(
+                crate::warn_once!(
+                    &format!("group referred {group_dn}"),
                     group = group_dn,
                     referred_to = res.refs.join(" "),
                     "the directory refers this group's search to another server, which \

@@ -104,7 +104,8 @@ async fn matching_rules<'a>(
             // contractors): accepting without them would put its members under the NAS's
             // broader default. A setting to fix, not a directory outage: a Reject, not a fault.
             Err(AuthError::NoSuchGroup(g)) => {
-                tracing::warn!(
+                crate::warn_once!(
+                    &format!("group_attributes group {g}"),
                     group = g.as_str(),
                     "group_attributes: group not found in the directory"
                 );

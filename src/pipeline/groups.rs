@@ -45,7 +45,8 @@ async fn first_member<'g>(
             Ok(false) => {}
             // Not "member" — nor a fault that would stop every login: nobody is a member.
             Err(AuthError::NoSuchGroup(_)) => {
-                tracing::warn!(
+                crate::warn_once!(
+                    &format!("no such group {g}"),
                     group = g,
                     "group not found in the directory; it has no members"
                 )
