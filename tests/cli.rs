@@ -398,6 +398,33 @@ fn a_key_file_that_is_not_the_databases_stops_everything() {
 
 /// A typo in store.path must not copy a new, empty database to PostgreSQL and report
 /// success: the nodes switched over would know no token.
+/// A PostgreSQL store that cannot be reached says why: sqlx's pool retried in silence and
+/// reported only "pool timed out while waiting for an open connection", the same for a
+/// stopped database, a wrong port and a wrong password.
+#[test]
+fn an_unreachable_postgres_store_says_why() {
+    let (_d, cfg) = setup();
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let sqlite = "path = \"radmfa.db\"";
+    assert!(text.contains(sqlite), "{text}");
+    // Port 1 on loopback: nothing listens, the connection is refused at once.
+    let pg = "type = \"postgres\"\nurl = \"postgres://radmfa@127.0.0.1:1/radmfa\"\n\
+              connect_timeout_ms = 300";
+    std::fs::write(&cfg, text.replace(sqlite, pg)).unwrap();
+    for args in [
+        &["db", "migrate"][..],
+        &["config", "check", "--connect"][..],
+    ] {
+        let (ok, out, err) = run(&cfg, args);
+        assert!(!ok, "{args:?}: {out}");
+        let said = format!("{out}{err}");
+        assert!(
+            said.to_lowercase().contains("connection refused") && !said.contains("pool timed out"),
+            "{args:?}: {said}"
+        );
+    }
+}
+
 #[test]
 fn migrate_to_postgres_refuses_a_database_that_is_not_there() {
     let (d, cfg) = setup();

@@ -243,9 +243,14 @@ impl PgStore {
     /// nothing: for `config check`, which must not create a key file or record a key.
     pub async fn key_recorded(settings: &PgSettings) -> Result<bool, StoreError> {
         let pool = serving_pool(settings)?;
-        let table: Option<String> = sqlx::query_scalar("SELECT to_regclass('key_check')::text")
-            .fetch_one(&pool)
-            .await?;
+        let table: Option<String> =
+            match sqlx::query_scalar("SELECT to_regclass('key_check')::text")
+                .fetch_one(&pool)
+                .await
+            {
+                Ok(table) => table,
+                Err(e) => return Err(why_no_connection(settings, e).await),
+            };
         let recorded = match table {
             Some(_) => stored_key_check(&pool).await?.is_some(),
             None => false,
@@ -321,7 +326,11 @@ impl PgStore {
                     .connect_options()?
                     .options(migration_session_settings()),
             )
-            .await?;
+            .await;
+        let pool = match pool {
+            Ok(pool) => pool,
+            Err(e) => return Err(why_no_connection(settings, e).await),
+        };
         let result = async {
             // Checked here, not in `after_connect`, so the reason reaches the operator
             // instead of ending as a pool timeout.
@@ -385,6 +394,33 @@ fn serving_pool(settings: &PgSettings) -> Result<PgPool, StoreError> {
         .after_connect(|conn, _| Box::pin(async move { refuse_standby(conn).await }))
         .after_release(|conn, _| Box::pin(async move { fit_to_reuse(conn).await }))
         .connect_lazy_with(options))
+}
+
+/// sqlx's pool retries a refused or failed connection in silence until its acquire timeout
+/// and then says only "pool timed out while waiting for an open connection": a stopped
+/// database, a wrong port and a wrong password all looked alike at start. On a pool timeout
+/// one direct connection is tried, and its error (connection refused, password
+/// authentication failed, …) is the one reported.
+async fn why_no_connection(settings: &PgSettings, e: sqlx::Error) -> StoreError {
+    if !matches!(e, sqlx::Error::PoolTimedOut) {
+        return StoreError::Db(e);
+    }
+    let Ok(options) = settings.connect_options() else {
+        return StoreError::Db(e);
+    };
+    let wait = settings.connect_timeout.max(CONNECT_FLOOR);
+    let connect = <PgConnection as sqlx::Connection>::connect_with(&options);
+    match tokio::time::timeout(wait, connect).await {
+        Ok(Err(cause)) => StoreError::Db(cause),
+        Ok(Ok(conn)) => {
+            let _ = sqlx::Connection::close(conn).await;
+            StoreError::Db(e)
+        }
+        Err(_) => StoreError::Db(sqlx::Error::Io(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("no connection within {} ms", wait.as_millis()),
+        ))),
+    }
 }
 
 /// How long a connection given back may take to show it is fit for the next borrower.
