@@ -197,7 +197,7 @@ fn answers_to_prompts_need_one_pool_connection() {
     }
     let mut buf = [0u8; 4096];
     for _ in 0..4 {
-        let n = sock.recv(&mut buf).expect("every answer answered");
+        let n = retry_interrupted(|| sock.recv(&mut buf)).expect("every answer answered");
         let reply = parse_reply(&buf[..n]).unwrap();
         assert_eq!(reply.code, 3, "Access-Reject\n{}", node.log());
     }
@@ -285,7 +285,7 @@ fn call_started_on_node_a_is_not_started_again_by_a_retransmit_to_node_b() {
     sock.send_to(&pkt, b.addr).unwrap();
     let mut buf = [0u8; 4096];
     for _ in 0..2 {
-        let (n, src) = sock.recv_from(&mut buf).expect("both nodes answer");
+        let (n, src) = retry_interrupted(|| sock.recv_from(&mut buf)).expect("both nodes answer");
         assert_eq!(parse_reply(&buf[..n]).unwrap().code, 2, "Accept from {src}");
     }
     assert_eq!(standin.calls().len(), 1, "one call across both nodes");
@@ -380,6 +380,18 @@ fn node_stalled_holding_send_slot_locks_blocks_other_sms_logins_only_briefly() {
     assert!(waited < Duration::from_secs(4), "answered after {waited:?}");
     let sent = standin.sms();
     assert_eq!(sent.len(), 1, "only bob's code went out: {sent:?}");
+}
+
+/// A blocking socket read, again when a signal interrupted it: with a read timeout set,
+/// Linux never restarts it (signal(7)), and the tests in this file run beside one that
+/// stops and continues a node (SIGCHLD each time).
+fn retry_interrupted<T>(mut read: impl FnMut() -> std::io::Result<T>) -> std::io::Result<T> {
+    loop {
+        match read() {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            r => return r,
+        }
+    }
 }
 
 /// A process stopped with SIGSTOP, continued when this is dropped (also when the test

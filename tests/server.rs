@@ -1997,7 +1997,7 @@ fn no_reply_clients_are_silent_for_enrolled_users_without_a_code_too() {
         );
         assert_eq!(code_of(&r), "timeout", "{user}: {r}\n{}", srv.log());
         assert!(
-            srv.log_shows(&format!("user=\"{user}\" result=reject mode=none")),
+            srv.log_shows(&format!("user=\"{user}\" result=unanswered mode=none")),
             "{}",
             srv.log()
         );
