@@ -1264,6 +1264,54 @@ fn retransmit_gets_identical_bytes_and_one_ldap_bind() {
     assert_eq!(challenges, 2, "one audit record per distinct request");
 }
 
+/// `log_format = "json"`, as a SIEM reads it: one object per line; a login's audit line
+/// carries user, result and nas as fields, and a dropped request's line its kind, source
+/// and client as fields too (they were only in the message's prose).
+#[test]
+fn json_logs_carry_the_fields_a_siem_matches_on() {
+    let slapd = directory();
+    let srv = start(&slapd, |o| o.server_extra = "log_format = \"json\"".into());
+    srv.enroll("alice", &[]);
+    assert_eq!(
+        code_of(&py_password(&srv, "alice", ALICE_PW)),
+        "Access-Challenge"
+    );
+    let sock = srv.udp();
+    let (pkt, _) = AccessRequestBuilder::new(2, "alice")
+        .password(ALICE_PW.as_bytes())
+        .build(b"not-the-secret");
+    sock.send(&pkt).unwrap();
+    let mut buf = [0u8; 4096];
+    assert!(sock.recv(&mut buf).is_err(), "reply to a bad MA");
+    assert!(srv.log_shows("radmfa::drops"), "{}", srv.log());
+    let lines: Vec<serde_json::Value> = srv
+        .log()
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(!lines.is_empty(), "{}", srv.log());
+    let audit = lines
+        .iter()
+        .find(|l| l["target"] == "radmfa::audit")
+        .unwrap_or_else(|| panic!("{}", srv.log()));
+    assert_eq!(
+        (&audit["user"], &audit["result"], &audit["nas"]),
+        (&"alice".into(), &"challenge".into(), &"local".into()),
+        "{audit}"
+    );
+    let drop = lines
+        .iter()
+        .find(|l| l["target"] == "radmfa::drops")
+        .unwrap_or_else(|| panic!("{}", srv.log()));
+    assert_eq!(drop["src"], "127.0.0.1", "{drop}");
+    assert_eq!(drop["nas"], "local", "{drop}");
+    assert!(
+        drop["kind"].as_str().is_some_and(|k| !k.is_empty()),
+        "{drop}"
+    );
+}
+
 #[test]
 fn ldap_down_rejects_quickly_and_recovers() {
     let mut slapd = directory();

@@ -263,7 +263,8 @@ impl ReplyTo {
                         app.drops
                             .record(DropKind::ReplyNotSent, to.ip(), Some(nas), Instant::now())
                     {
-                        warn!(target: "radmfa::drops", error = %e, "{w}");
+                        warn!(target: "radmfa::drops", kind = ?DropKind::ReplyNotSent,
+                            src = %to.ip(), nas, error = %e, "{w}");
                     }
                 }
             }
@@ -675,7 +676,8 @@ fn count_drop(m: &Metrics, e: &DecodeError) {
 /// A warning for a dropped request, unless [`drop_log`] holds it back (see there).
 fn warn_drop(app: &AppState, kind: DropKind, src: SocketAddr, nas: Option<&str>) {
     if let Some(w) = app.drops.record(kind, src.ip(), nas, Instant::now()) {
-        warn!(target: "radmfa::drops", "{w}");
+        // The message says it for people; the fields for a SIEM reading the JSON log.
+        warn!(target: "radmfa::drops", kind = ?kind, src = %src.ip(), nas = nas.unwrap_or(""), "{w}");
     }
 }
 

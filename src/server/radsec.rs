@@ -639,7 +639,8 @@ impl Connection {
                 // Rate-limited like other drops: any host in a client's network can try.
                 let now = std::time::Instant::now();
                 if let Some(w) = self.app.drops.record(kind, peer.ip(), Some(&nas), now) {
-                    warn!(target: "radmfa::drops", "{w} [{why}]");
+                    warn!(target: "radmfa::drops", kind = ?kind, src = %peer.ip(),
+                        nas = %nas, "{w} [{why}]");
                 }
                 return;
             }
@@ -658,7 +659,8 @@ impl Connection {
             let kind = DropKind::TlsCertificateName;
             if let Some(w) = self.app.drops.record(kind, peer.ip(), Some(&nas), now) {
                 let name = self.client.radsec_name.as_deref().unwrap_or_default();
-                warn!(target: "radmfa::drops", "{w} [radsec_name = {name:?}]");
+                warn!(target: "radmfa::drops", kind = ?kind, src = %peer.ip(), nas = %nas,
+                    "{w} [radsec_name = {name:?}]");
             }
             return;
         }

@@ -217,7 +217,12 @@ impl Server {
             while r.read_line(&mut line).unwrap_or(0) > 0 {
                 if !sent {
                     if let Some(i) = line.find("listening on udp ") {
-                        let addr = line[i + 17..].split_whitespace().next().unwrap_or("");
+                        // Text logs end the address with a space or the line; JSON ones
+                        // with the message's closing quote.
+                        let addr = line[i + 17..]
+                            .split(|c: char| c.is_whitespace() || c == '"')
+                            .next()
+                            .unwrap_or("");
                         if let Ok(a) = addr.parse::<SocketAddr>() {
                             let _ = tx.send(a);
                             sent = true;
