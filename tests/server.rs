@@ -1371,6 +1371,34 @@ fn ldap_down_rejects_quickly_and_recovers() {
     assert!(srv.log_shows("LDAP server answers again"), "{}", srv.log());
 }
 
+/// A server that takes connections and never answers a search (anonymous searches, so no
+/// service bind comes first): each login opens a connection, and the search times out.
+/// One warning, and no "answers again": an open connection is not an answer, and taking it
+/// for one said the server was back, then warned again, at every login.
+#[test]
+fn a_server_that_connects_but_never_answers_is_warned_of_once() {
+    let hung = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("ldap://{}", hung.local_addr().unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let config = common::radmfa::write_config(dir.path(), &Options::new(&url));
+    let text = std::fs::read_to_string(&config).unwrap();
+    let service = "bind_dn = \"cn=admin,dc=example,dc=org\"\nbind_password = \"adminpw\"\n";
+    assert!(text.contains(service), "{text}");
+    std::fs::write(&config, text.replace(service, "bind_dn = \"\"\n")).unwrap();
+    let srv = Server::start_with(dir, config);
+    for _ in 0..4 {
+        assert_eq!(
+            code_of(&py_password(&srv, "alice", ALICE_PW)),
+            "Access-Reject"
+        );
+    }
+    let warned = srv.log_lines_at_least(1, |l| {
+        l.contains("WARN") && l.contains("LDAP search timed out")
+    });
+    assert_eq!(warned, 1, "{}", srv.log());
+    assert!(!srv.log().contains("answers again"), "{}", srv.log());
+}
+
 #[test]
 fn lockout_after_wrong_codes_and_unlock() {
     let slapd = directory();

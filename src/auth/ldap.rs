@@ -111,12 +111,21 @@ pub const FAILED_URL_HOLDOFF: Duration = Duration::from_secs(10);
 /// [`LdapAuth::warn_of`]); the rest are logged at debug.
 const REWARN_AFTER: Duration = Duration::from_secs(300);
 
-/// Per URL: when its hold-off after a failure ends, and when its outage was last warned of
-/// (set from the first failure until an operation succeeds).
+/// A URL that answered again since its last warning is warned of again after this long: a
+/// new outage is said, but a server that fails every other operation (answers binds, not
+/// searches) logs two lines a minute, not two a login.
+const REWARN_AFTER_RECOVERY: Duration = Duration::from_secs(60);
+
+/// Per URL: when its hold-off after a failure ends, and its outage's log bookkeeping.
 #[derive(Debug, Clone, Default)]
 struct UrlHealth {
     held_until: Option<Instant>,
+    /// When a failure was last warned of.
     warned_at: Option<Instant>,
+    /// Failed since it last answered.
+    down: bool,
+    /// "Answers again" was logged since the last warning.
+    recovery_said: bool,
 }
 
 /// A URL's failure: a warning when [`LdapAuth::warn_of`] says one is due, else debug.
@@ -419,13 +428,26 @@ impl LdapAuth {
         fresh.into_iter().chain(held_off).collect()
     }
 
+    /// A connection to `idx` opened (and its service bind, if any, passed): preferred, and
+    /// no longer held off. Not yet an answer to a search or bind (see [`Self::answered`]).
     fn mark_good(&self, idx: usize) {
         self.preferred.store(idx, Ordering::Relaxed);
-        let was_down = {
+        self.url_health.lock().expect("url_health lock")[idx].held_until = None;
+    }
+
+    /// A search or a user bind on `idx` got the server's answer: an outage warned of is
+    /// over, and said so once. Not at connect: a server that takes connections but never
+    /// answers would otherwise be "back" at every login and warned of again.
+    fn answered(&self, idx: usize) {
+        let said = {
             let mut health = self.url_health.lock().expect("url_health lock");
-            std::mem::take(&mut health[idx]).warned_at.is_some()
+            let h = &mut health[idx];
+            let say = h.down && h.warned_at.is_some() && !h.recovery_said;
+            h.down = false;
+            h.recovery_said |= say;
+            say
         };
-        if was_down {
+        if said {
             let url = &self.settings.urls[idx];
             tracing::info!(%url, "LDAP server answers again");
         }
@@ -457,16 +479,24 @@ impl LdapAuth {
     }
 
     /// Whether a failure of `idx` is worth a warning: the first of an outage, then one
-    /// every [`REWARN_AFTER`] while it lasts (the others go to debug). Each request met
-    /// it and logged it: with every URL down, a line per URL per login flooded the journal,
-    /// and nothing said when the server came back ([`Self::mark_good`] does now).
+    /// every [`REWARN_AFTER`] while it lasts, or [`REWARN_AFTER_RECOVERY`] after it last
+    /// answered (the others go to debug). Each request met it and logged it: with every URL
+    /// down, a line per URL per login flooded the journal, and nothing said when the server
+    /// came back ([`Self::answered`] does now).
     fn warn_of(&self, idx: usize) -> bool {
         let now = Instant::now();
         let mut health = self.url_health.lock().expect("url_health lock");
-        let warned = &mut health[idx].warned_at;
-        let due = warned.is_none_or(|at| now.duration_since(at) >= REWARN_AFTER);
+        let h = &mut health[idx];
+        h.down = true;
+        let after = if h.recovery_said {
+            REWARN_AFTER_RECOVERY
+        } else {
+            REWARN_AFTER
+        };
+        let due = h.warned_at.is_none_or(|at| now.duration_since(at) >= after);
         if due {
-            *warned = Some(now);
+            h.warned_at = Some(now);
+            h.recovery_said = false;
         }
         due
     }
@@ -718,6 +748,7 @@ impl LdapAuth {
                 retried = true;
                 continue;
             }
+            self.answered(conn.url_idx);
             self.searches.put(conn);
             return Ok((entries, res));
         }
@@ -877,6 +908,7 @@ impl LdapAuth {
                 }
                 Ok(Ok(res)) => {
                     // An LDAP answer, whatever its result code: the connection is healthy.
+                    self.answered(conn.url_idx);
                     self.binds.put(conn);
                     return Ok(res);
                 }
