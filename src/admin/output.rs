@@ -3,7 +3,8 @@
 //! Rust ignores SIGPIPE, so `println!` to a pipe whose reader exited (`radmfa user list |
 //! head -1`) panics: "failed printing to stdout", exit status 101, a backtrace under
 //! RUST_BACKTRACE. A command that shows a secret once writes with [`write_out`] and takes
-//! the secret back when it could not be shown; every other command's output ends quietly.
+//! the secret back when it could not be shown; every other command ends as a Unix tool
+//! does, by SIGPIPE.
 
 use std::io::Write as _;
 
@@ -15,10 +16,12 @@ pub fn write_out(text: &str) -> std::io::Result<()> {
 }
 
 /// Makes a `println!` that failed end the command as a Unix tool ends, not as a crash: a
-/// reader that went away (`| head`) ends it quietly with status 0, as it does ripgrep or
-/// git; any other failure (a full disk) is said in one line, with status 2. Whatever the
-/// command stored or changed before it printed was committed already; it is exiting, not
-/// unwinding, that keeps a half-printed list from turning into a panic after a change.
+/// reader that went away (`| head`) ends it by SIGPIPE, quietly, as it ends `ls` or git
+/// (the shell reports 141; under `set -o pipefail` that is a failure, so a command that
+/// prints before its verdict, `config check --connect`, `client load`, is never read as
+/// passed); any other failure (a full disk) is said in one line, with status 2. Whatever
+/// the command stored or changed before it printed was committed already; it is exiting,
+/// not unwinding, that keeps a half-printed list from turning into a panic after a change.
 /// Any other panic is left to the default hook.
 pub fn end_quietly_when_stdout_fails() {
     let default = std::panic::take_hook();
@@ -34,7 +37,13 @@ pub fn end_quietly_when_stdout_fails() {
             return default(info);
         };
         if why.contains("Broken pipe") || why.contains("os error 32") {
-            std::process::exit(0);
+            // SAFETY: resetting a signal's disposition and raising it; nothing else runs
+            // in this process after, and exit(141) follows should the signal not end it.
+            unsafe {
+                libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+                libc::raise(libc::SIGPIPE);
+            }
+            std::process::exit(128 + libc::SIGPIPE);
         }
         eprintln!("radmfa: writing to standard output: {why}");
         std::process::exit(2);
