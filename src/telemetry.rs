@@ -31,7 +31,11 @@ pub fn init(format: LogFormat, level: &str) {
 /// radmfa reports failed handshakes itself; rustls says only errors unless the level names
 /// it (`"info,rustls=debug"` to look into a TLS problem).
 fn with_quiet_tls(level: &str) -> String {
-    if level.contains("rustls") {
+    let names_rustls = level.split(',').any(|d| {
+        let target = d.trim().split(['=', '[']).next().unwrap_or("");
+        target == "rustls" || target.starts_with("rustls::")
+    });
+    if names_rustls || level.trim().eq_ignore_ascii_case("off") {
         level.to_string()
     } else {
         format!("{level},rustls=error")
@@ -46,6 +50,11 @@ mod tests {
         assert_eq!(
             super::with_quiet_tls("debug,rustls=debug"),
             "debug,rustls=debug"
+        );
+        assert_eq!(super::with_quiet_tls("off"), "off");
+        assert_eq!(
+            super::with_quiet_tls("info,tokio_rustls=debug"),
+            "info,tokio_rustls=debug,rustls=error"
         );
     }
 }

@@ -242,7 +242,8 @@ struct Group {
     results: BTreeMap<String, u64>,
 }
 
-/// Results with a column of their own; the admin events (enroll, lock, …) go under OTHER.
+/// Results with a column of their own; the admin events (enroll, lock, …) and a no_reply
+/// client's unanswered logins go under OTHER.
 const COLUMNS: [&str; 3] = ["accept", "reject", "challenge"];
 
 /// Pivots the counts to one line per group: the largest groups first (days: the latest

@@ -1096,21 +1096,22 @@ fn log_level_config(log_level: &str) -> Result<(), ConfigError> {
         return refuse(format!("{log_level:?} is not a log filter ({hint})"));
     }
     // A directive with a span or field filter may hold commas in its quotes: only plain
-    // words are checked.
+    // words are checked. A bare word that is not a level is a target at `trace`; beside a
+    // level ("info,radmfa::pipeline") that is what was meant, but with no level at all
+    // everything else is off.
     let plain = |d: &str| !d.contains(['=', '[', ']', '{', '}', '"']);
-    for directive in log_level
+    let is_level = |d: &str| d.parse::<tracing_subscriber::filter::LevelFilter>().is_ok();
+    let directives: Vec<&str> = log_level
         .split(',')
         .map(str::trim)
         .filter(|d| !d.is_empty())
-    {
-        if plain(directive)
-            && directive
-                .parse::<tracing_subscriber::filter::LevelFilter>()
-                .is_err()
-        {
+        .collect();
+    let has_level = directives.iter().any(|d| plain(d) && is_level(d));
+    if let Some(word) = directives.iter().find(|d| plain(d) && !is_level(d)) {
+        if !has_level {
             return refuse(format!(
-                "{directive:?} is not a level; alone it would log only a target of that name \
-                 and nothing else ({hint})"
+                "{word:?} is not a level; without one it logs only a target of that name \
+                 and nothing else, errors included ({hint})"
             ));
         }
     }
@@ -1130,10 +1131,12 @@ mod tests {
             "radmfa=debug,info",
             "warn,radmfa::server=trace",
             "info,",
+            "info,radmfa::pipeline",
+            "info,warning",
         ] {
             assert!(log_level_config(good).is_ok(), "{good:?}");
         }
-        for bad in ["", " ", "warning", "inf", "info,warning", "=debug"] {
+        for bad in ["", " ", "warning", "inf", "radmfa::pipeline", "=debug"] {
             let e = log_level_config(bad).expect_err(bad).to_string();
             assert!(e.contains("server.log_level"), "{bad:?}: {e}");
         }
