@@ -382,6 +382,32 @@ secret = "0123456789abcdef"
         "{}",
         voice9.greeting
     );
+    let greeting_warned = |c: &radmfa::config::Config| {
+        radmfa::admin::review::warnings(c)
+            .into_iter()
+            .find(|w| w.contains("greeting tells the callee"))
+    };
+    assert_eq!(greeting_warned(&cfg), None);
+    assert_eq!(greeting_warned(&cfg9), None, "the default names the keys");
+    // A greeting copied from an older radmfa.toml (or Azure MFA Server's wording) beside a
+    // site's own fraud code: config check says so.
+    let copied = nine.replace(
+        voice_section,
+        &format!(
+            "{voice_section}greeting = \"Press pound to approve. If this was not you, \
+             press zero, then pound.\"\n"
+        ),
+    );
+    let copied = radmfa::config::Config::parse(&copied, &dir.path().join("radmfa.toml")).unwrap();
+    let w = greeting_warned(&copied).expect("warned");
+    assert!(w.contains("press 0 but fraud_digits = \"9*\""), "{w}");
+    // One that names the configured keys, as digits, is fine.
+    let own = nine.replace(
+        voice_section,
+        &format!("{voice_section}greeting = \"Fraud? Press 9*, then pound.\"\n"),
+    );
+    let own = radmfa::config::Config::parse(&own, &dir.path().join("radmfa.toml")).unwrap();
+    assert_eq!(greeting_warned(&own), None);
     let twilio = cfg.delivery.twilio.as_ref().unwrap();
     assert_eq!(twilio.auth_token.expose(), b"tok");
     assert!(twilio.timeout < Duration::from_secs(3), "below NPS's 3 s");

@@ -759,6 +759,9 @@ fn delivery_time_warnings(cfg: &Config) -> Vec<String> {
         None => None,
     };
     let mut out = Vec::new();
+    if let Some(v) = &d.voice {
+        out.extend(greeting_warning(&v.greeting, &v.fraud_digits));
+    }
     // Answered at the last ring, the callee still hears the greeting and has the keypad's
     // wait to press #: how long a call may need to approve. An approval after the call's
     // lifetime, or a held login's budget, does not count.
@@ -825,6 +828,61 @@ fn delivery_time_warnings(cfg: &Config) -> Vec<String> {
         }
     }
     out
+}
+
+/// A greeting that tells the callee to press keys other than `fraud_digits` (Azure MFA
+/// Server's "press zero" kept beside a site's own code, or a greeting copied from an older
+/// radmfa.toml): a victim who follows it only declines the call. No block, no fraud record,
+/// and the attacker is free to try again.
+fn greeting_warning(greeting: &str, fraud_digits: &str) -> Option<String> {
+    let key = |w: &str| -> Option<char> {
+        Some(match w {
+            "0" | "zero" => '0',
+            "1" | "one" => '1',
+            "2" | "two" => '2',
+            "3" | "three" => '3',
+            "4" | "four" => '4',
+            "5" | "five" => '5',
+            "6" | "six" => '6',
+            "7" | "seven" => '7',
+            "8" | "eight" => '8',
+            "9" | "nine" => '9',
+            "*" | "star" => '*',
+            _ => return None,
+        })
+    };
+    let lower = greeting.to_lowercase();
+    // Words, and keys written as digits ("press 0", "press 9*"), split apart.
+    let words: Vec<String> = lower
+        .split(|c: char| !(c.is_alphanumeric() || c == '*'))
+        .filter(|w| !w.is_empty())
+        .flat_map(|w| {
+            if w.chars().all(|c| c.is_ascii_digit() || c == '*') {
+                w.chars().map(String::from).collect::<Vec<_>>()
+            } else {
+                vec![w.to_string()]
+            }
+        })
+        .collect();
+    let mut told = Vec::new();
+    for (i, w) in words.iter().enumerate() {
+        if w != "press" && w != "enter" {
+            continue;
+        }
+        let keys: String = words[i + 1..].iter().map_while(|w| key(w)).collect();
+        if !keys.is_empty() && keys != fraud_digits {
+            told.push(keys);
+        }
+    }
+    if told.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "voice: greeting tells the callee to press {} but fraud_digits = {fraud_digits:?}: \
+         a victim who follows it only declines the call (no block, no fraud record); make \
+         the greeting name fraud_digits, or leave greeting out to have them spoken",
+        told.join(", ")
+    ))
 }
 
 /// The warnings in the log, at start and after each reload: the journal keeps what a NAS was
