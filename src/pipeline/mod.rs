@@ -207,15 +207,25 @@ pub async fn handle(app: &AppState, ctx: &RequestContext, req: &Request) -> Opti
             );
             ctx.store_failed(app);
             app.backend_health.failed();
-            if decided.is_some_and(|r| r.code == ReplyCode::Accept) {
+            // The audit line said what was decided; the NAS gets the failure reply
+            // instead. Unless they are the same (a Reject to a rejecting client), a line
+            // and record after it say what the NAS got: a decided Challenge refused, or a
+            // no_reply client's Reject never sent.
+            let sent = on_failure(ctx);
+            if let Some(r) = decided.filter(|r| sent.as_ref().map(|s| s.code) != Some(r.code)) {
+                let withheld = match r.code {
+                    ReplyCode::Accept => "accept",
+                    ReplyCode::Challenge => "challenge",
+                    ReplyCode::Reject => "reject",
+                };
                 overturned(
                     app,
                     ctx,
                     req,
-                    "accept withheld: its writes were not committed",
+                    &format!("{withheld} withheld: its writes were not committed"),
                 );
             }
-            on_failure(ctx)
+            sent
         }
         // Whether its writes and its record reached the disk is unknown: fail closed. A
         // record already handed to the store's writer is still written if the store

@@ -526,6 +526,72 @@ fn a_full_disk_refuses_logins_and_the_server_carries_on() {
     );
 }
 
+/// On a full disk, what was decided but could not be committed is not what the NAS gets: a
+/// round-1 Challenge becomes a Reject, and a `no_reply` client's Reject becomes silence.
+/// The audit log's verdict line is followed by one saying what was sent instead, so that
+/// the log (and a SIEM fed from it) does not count a challenge or a reject the NAS never saw.
+#[test]
+fn a_full_disk_overturned_challenge_or_reject_is_logged_as_sent() {
+    let users = LdapUser::generate(1);
+    let slapd = Slapd::start(&users);
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = Options::new(&slapd.url);
+    o.clients = vec![
+        Nas::challenge("two-round", "127.0.0.1"),
+        Nas {
+            on_backend_failure: "no_reply",
+            ..Nas::challenge("quiet", "127.0.0.2")
+        },
+    ];
+    let config = write_config(dir.path(), &o);
+    let srv = Server::start_with(dir, config.clone());
+    let user = &users[0];
+    srv.enroll(&user.uid, &[]);
+    let two_round = socket_from("127.0.0.1", srv.addr, 3000);
+    let quiet = socket_from("127.0.0.2", srv.addr, 3000);
+    let password = |sock: &std::net::UdpSocket, id: u8, pw: &str| {
+        ask(
+            sock,
+            AccessRequestBuilder::new(id, &user.uid).password(pw.as_bytes()),
+        )
+        .map(|r| r.0)
+    };
+    assert_eq!(password(&two_round, 1, &user.password), Some(11), "before");
+
+    prlimit_fsize(pid_of(&config), "0:unlimited");
+    assert_eq!(
+        password(&two_round, 2, &user.password),
+        Some(3),
+        "a challenge whose writes failed"
+    );
+    assert_eq!(
+        password(&quiet, 3, "not-the-password"),
+        None,
+        "a no_reply client's reject whose writes failed"
+    );
+    prlimit_fsize(pid_of(&config), "unlimited:unlimited");
+
+    let withheld = |what: &str, sent: &str| {
+        srv.log_lines_at_least(1, |l| {
+            l.contains("radmfa::audit")
+                && l.contains(&format!(
+                    "result={sent} reason=\"{what} withheld: its writes were not committed\""
+                ))
+        })
+    };
+    assert_eq!(withheld("challenge", "reject"), 1, "{}", srv.log());
+    assert_eq!(withheld("reject", "unanswered"), 1, "{}", srv.log());
+    // Neither decided verdict reached the table (the disk was full for its record as for
+    // the one saying what was sent): only the enrollment and the challenge before the disk
+    // filled are there.
+    let recorded: Vec<_> = srv
+        .audit_json(&user.uid)
+        .iter()
+        .map(|r| r["result"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(recorded, ["challenge", "enroll"], "{}", srv.log());
+}
+
 /// Holds a write transaction on an SQLite database until its stdin closes, as a backup or a
 /// hand-run `sqlite3` session can.
 const HOLD_WRITE_LOCK: &str = "import sqlite3, sys
