@@ -283,7 +283,9 @@ fn upstream_attributes_carried_from_node_a_reach_the_nas_through_node_b() {
 }
 
 /// `radmfa audit --follow` outlives a PostgreSQL restart: it says the store failed, asks
-/// again each second, and shows the logins made after the restart.
+/// again each second, and shows the logins made after the restart. While the database is
+/// down, a serving node's log says why its pool has no connection (connection refused),
+/// once, rather than only sqlx's "pool timed out" on each refused login.
 #[test]
 fn audit_follow_outlives_a_postgres_restart() {
     let slapd = directory();
@@ -299,6 +301,16 @@ fn audit_follow_outlives_a_postgres_restart() {
         "no store failure reported: {}",
         follow.stderr()
     );
+    // The first login may meet a pooled connection the stop closed; the next ones find the
+    // pool empty and wait out its acquire timeout.
+    for _ in 0..3 {
+        let r = password(&nodes.b, "alice", ALICE_PW);
+        assert_ne!(code_of(&r), "Access-Challenge", "{r}");
+    }
+    let diagnosed = nodes.b.log_lines_at_least(1, |l| {
+        l.contains("a direct connection fails too") && l.to_lowercase().contains("refused")
+    });
+    assert_eq!(diagnosed, 1, "{}", nodes.b.log());
     pg.start_again();
     assert!(
         follow.stderr_shows("the store answers again", Duration::from_secs(15)),

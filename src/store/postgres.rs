@@ -29,6 +29,7 @@ use super::audit_sql::{self, Dialect};
 mod audit_batch;
 mod connect;
 mod delivery;
+mod pool_diagnosis;
 mod remembered;
 mod request_tx;
 mod rows;
@@ -77,6 +78,17 @@ pub struct PgStore {
     pool: PgPool,
     sealer: Sealer,
     audit_batch: std::sync::Arc<audit_batch::AuditBatcher>,
+    diagnosis: std::sync::Arc<pool_diagnosis::PoolDiagnosis>,
+}
+
+impl PgStore {
+    /// A serving-path error, after asking why if the pool gave no connection.
+    fn noted(&self, e: StoreError) -> StoreError {
+        if matches!(e, StoreError::Db(sqlx::Error::PoolTimedOut)) {
+            self.diagnosis.pool_timed_out(&self.pool);
+        }
+        e
+    }
 }
 
 impl PgStore {
@@ -762,7 +774,11 @@ impl Store for PgStore {
     async fn append_audit(&self, r: &AuditRecord) -> Result<i64, StoreError> {
         let r = r.storable();
         if self.audit_after_request_writes().await? {
-            return self.audit_batch.insert(&self.pool, &r).await;
+            return self
+                .audit_batch
+                .insert(&self.pool, &r)
+                .await
+                .map_err(|e| self.noted(e));
         }
         let mut w = self.writer().await?;
         let r = audit_batch::insert_records(w.conn(), std::iter::once(&*r)).await;

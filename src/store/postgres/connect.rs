@@ -185,6 +185,7 @@ impl PgStore {
         let store = PgStore {
             pool: serving_pool(settings)?,
             sealer,
+            diagnosis: Default::default(),
             audit_batch: std::sync::Arc::new(super::audit_batch::AuditBatcher::new(
                 settings.max_request,
             )),
@@ -228,6 +229,7 @@ impl PgStore {
         let store = PgStore {
             pool,
             sealer,
+            diagnosis: Default::default(),
             audit_batch: std::sync::Arc::new(super::audit_batch::AuditBatcher::new(
                 settings.max_request,
             )),
@@ -409,14 +411,27 @@ async fn why_no_connection(settings: &PgSettings, e: sqlx::Error) -> StoreError 
         return StoreError::Db(e);
     };
     let wait = settings.connect_timeout.max(CONNECT_FLOOR);
-    let connect = <PgConnection as sqlx::Connection>::connect_with(&options);
+    match direct_cause(&options, wait).await {
+        Err(cause) => StoreError::Db(cause),
+        Ok(()) => StoreError::Db(e),
+    }
+}
+
+/// One connection made directly, as the serving pool would make it (refusing a standby):
+/// `Ok` if the database takes it, else why not.
+pub(super) async fn direct_cause(
+    options: &sqlx::postgres::PgConnectOptions,
+    wait: Duration,
+) -> Result<(), sqlx::Error> {
+    let connect = async {
+        let mut conn = <PgConnection as sqlx::Connection>::connect_with(options).await?;
+        let standby = refuse_standby(&mut conn).await;
+        let _ = sqlx::Connection::close(conn).await;
+        standby
+    };
     match tokio::time::timeout(wait, connect).await {
-        Ok(Err(cause)) => StoreError::Db(cause),
-        Ok(Ok(conn)) => {
-            let _ = sqlx::Connection::close(conn).await;
-            StoreError::Db(e)
-        }
-        Err(_) => StoreError::Db(sqlx::Error::Io(std::io::Error::new(
+        Ok(outcome) => outcome,
+        Err(_) => Err(sqlx::Error::Io(std::io::Error::new(
             std::io::ErrorKind::TimedOut,
             format!("no connection within {} ms", wait.as_millis()),
         ))),
@@ -548,7 +563,7 @@ fn waited_too_long_for_a_lock(err: &sqlx::migrate::MigrateError) -> bool {
 
 /// The migration waits at least this long for the database (a node starting next to a
 /// database that is still starting up), however short `connect_timeout` is.
-const CONNECT_FLOOR: Duration = Duration::from_secs(5);
+pub(super) const CONNECT_FLOOR: Duration = Duration::from_secs(5);
 
 /// A hot standby accepts connections and reads but refuses every write: a node pointed at
 /// one (a stale DNS name after a failover) would reject every login one failed write at a

@@ -83,13 +83,18 @@ impl PgStore {
             (state, finish as durability::Finish)
         });
         let Some(shared) = shared else {
-            return Ok(WriteConn::Pooled(self.pool.acquire().await?));
+            return Ok(WriteConn::Pooled(
+                self.pool
+                    .acquire()
+                    .await
+                    .map_err(|e| self.noted(e.into()))?,
+            ));
         };
         let mut guard = shared.lock_owned().await;
         // If an earlier write was cancelled and failed, this one needs a new transaction.
         guard.check_cancelled().await;
         if guard.tx.is_none() {
-            guard.tx = Some(self.pool.begin().await?);
+            guard.tx = Some(self.pool.begin().await.map_err(|e| self.noted(e.into()))?);
         }
         Ok(WriteConn::Scoped(guard))
     }
@@ -110,7 +115,12 @@ impl PgStore {
                 return Ok(WriteConn::Scoped(guard));
             }
         }
-        Ok(WriteConn::Pooled(self.pool.acquire().await?))
+        Ok(WriteConn::Pooled(
+            self.pool
+                .acquire()
+                .await
+                .map_err(|e| self.noted(e.into()))?,
+        ))
     }
 }
 
