@@ -2103,3 +2103,53 @@ fn radsec_status_server_follows_the_backends_for_no_reply_clients() {
         );
     }
 }
+
+/// `client login` over RadSec to a server that completes the handshake and never answers
+/// (`openssl s_server`, a real TLS peer that reads and says nothing): TCP has no
+/// retransmits, so the client waits as long as UDP's attempts would, timeout × (retries
+/// + 1), and then says so; neither the first timeout alone nor forever.
+#[test]
+fn client_login_over_radsec_waits_timeout_times_attempts_then_says_so() {
+    let pki_dir = tempfile::tempdir().unwrap();
+    let pki = Pki::make(pki_dir.path(), "quiet");
+    let port = free_port();
+    let mut server = Command::new(require("openssl", "openssl"))
+        .args([
+            "s_server",
+            "-quiet",
+            "-accept",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .arg("-cert")
+        .arg(&pki.server_cert)
+        .arg("-key")
+        .arg(&pki.server_key)
+        .arg("-CAfile")
+        .arg(&pki.ca)
+        .args(["-Verify", "1"])
+        // Its stdin is what it would send: held open and empty, it answers nothing.
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let listening = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < listening, "s_server did not listen");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let login = ["login", "alice", "--password", "pw"];
+    let tuned = ["--timeout", "0.5", "--retries", "3"];
+    let started = Instant::now();
+    let out = our_client(port, &pki, &pki.ca, &[&login[..], &tuned[..]].concat());
+    let took = started.elapsed();
+    server.kill().ok();
+    server.wait().ok();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("no reply over RadSec within 2s"), "{text}");
+    assert!(
+        took >= Duration::from_millis(1900),
+        "gave up after {took:?}, before 0.5 s × 4: {text}"
+    );
+}
