@@ -387,6 +387,43 @@ fn fraud_report_rejects_and_blocks_until_unblock() {
     assert_eq!(code_of(&r), "Access-Accept", "{r}");
 }
 
+/// `fraud_digits = "9"` and no greeting: the call's TwiML tells the callee to press the keys
+/// that do report fraud ("press nine", not the default's "press zero", which a callee would
+/// follow into a plain decline), and pressing them does.
+#[test]
+fn without_a_greeting_the_call_speaks_the_configured_fraud_digits() {
+    let slapd = directory();
+    let standin = Standin::start();
+    standin.script(
+        DIRECTORY_MOBILE,
+        Script::Press("9", Duration::from_millis(500)),
+    );
+    let sections = delivery(&standin, "");
+    let voice = sections.replace("[voice]\n", "[voice]\nfraud_digits = \"9\"\n");
+    assert_ne!(voice, sections);
+    assert!(!voice.contains("greeting"), "{voice}");
+    let mut o = Options::new(&slapd.url);
+    o.clients = Vec::new();
+    o.extra = format!("{voice}{}", hold_client(20).concat());
+    let srv = Server::start(&o);
+    let (r, _) = held_login(&srv, "25");
+    let calls = standin.calls();
+    assert_eq!(calls.len(), 1, "{r}");
+    assert!(
+        calls[0].twiml.contains("press nine, then pound") && !calls[0].twiml.contains("zero"),
+        "{}",
+        calls[0].twiml
+    );
+    assert_eq!(code_of(&r), "Access-Reject", "{r}");
+    let audit = srv.audit_json("alice");
+    assert!(
+        audit
+            .iter()
+            .any(|r| r["result"] == "fraud" && r["mode"] == "voice"),
+        "9# reported fraud: {audit:#?}"
+    );
+}
+
 /// Two held logins at once (an attacker with the password starting several): the user
 /// reports the first call as fraud, then presses # on the second. The report ends every
 /// call in flight, so neither login gets in.
