@@ -60,7 +60,11 @@ pub async fn answer(
         other_names: carried.other_names.clone(),
         ..Default::default()
     };
+    // The password was checked then: a forget of remembered logins since (a token taken
+    // away, a phone changed) must keep this login from being remembered.
+    let started = carried.started_at.unwrap_or(pending.created_at);
     let with_context = |mut v: Verdict| {
+        v.started_at = Some(started);
         v.info = Some(info.clone());
         v.client_ip = carried.client_ip.clone();
         if v.phone.is_none() && carried.method.is_some_and(|m| m != Method::Totp) {
@@ -332,6 +336,8 @@ async fn totp(
                 info: None,
                 client_ip: None,
                 phone: None,
+                // Set by `answer`'s `with_context`.
+                started_at: None,
             })
         }
         CodeCheck::Invalid {

@@ -65,6 +65,7 @@ impl Subject<'_> {
             info: Some(self.info.clone()),
             client_ip: None,
             phone: self.phone.clone(),
+            started_at: self.started_at,
         }
     }
 }

@@ -102,6 +102,9 @@ pub struct Verdict {
     pub client_ip: Option<String>,
     /// The number an SMS or call went to, for the audit record.
     pub phone: Option<String>,
+    /// When the login began (its password check, Unix seconds), for a challenge's later
+    /// rounds; `None` for a login decided in this one request, which began at its arrival.
+    pub started_at: Option<i64>,
 }
 
 impl Verdict {
@@ -114,6 +117,7 @@ impl Verdict {
             info: None,
             client_ip: None,
             phone: None,
+            started_at: None,
         }
     }
 
@@ -128,6 +132,7 @@ impl Verdict {
             info: Some(info),
             client_ip: None,
             phone: None,
+            started_at: None,
         }
     }
 

@@ -7,8 +7,9 @@
 //! password alone (on a second-factor-only client, nothing beyond the gateway's check).
 //!
 //! What it never skips: the password, a fraud block, a group rule, a second-factor lockout.
-//! The period runs from the second factor itself and a remembered login does not renew it,
-//! so it ends when it says; a setting lowered or turned off by a reload applies to what is
+//! The period runs from the login in which the second factor passed (from its password
+//! check: see [`to_remember`]) and a remembered login does not renew it, so it ends when
+//! it says; a setting lowered or turned off by a reload applies to what is
 //! already remembered. The rows live in the store, so every node honours them;
 //! `radmfa user forget`, `user reset` and taking a token from its user clear them.
 //!
@@ -66,7 +67,7 @@ pub async fn take(
         return Ok(None);
     }
     let reason = format!(
-        "{} passed at {} from this station; remembered until {}",
+        "{} passed in a login begun at {} from this station; remembered until {}",
         r.mode,
         fmt_time(r.verified_at),
         fmt_time(until)
@@ -98,14 +99,25 @@ pub fn to_remember(
         ctx,
         req.calling_station_id().or_else(|| v.client_ip.clone()),
     )?;
-    let now = app.clock.now();
+    // Stamped with when the login began, not now: the store writes the row only if no
+    // forget of this user's remembered logins (`token disable`, `user set-phone`, a fraud
+    // block, ...) is marked at or after this second. Stamped now, after the code check, the
+    // group searches and the audit record, a forget made in between (its DELETE finding no
+    // row yet) was older than the stamp, and the row it was meant to stop outlived it for
+    // the whole period. The arrival's second is rounded down, so a forget in the same
+    // second counts.
+    let began = v.started_at.unwrap_or_else(|| {
+        let elapsed = ctx.received.elapsed();
+        let whole = elapsed.as_secs() + u64::from(elapsed.subsec_nanos() > 0);
+        app.clock.now() - whole as i64
+    });
     Some(RememberedLogin {
         user: user.to_string(),
         nas: ctx.client.name.clone(),
         station,
         mode: v.mode.to_string(),
-        verified_at: now,
-        expires_at: now + period.as_secs() as i64,
+        verified_at: began,
+        expires_at: began + period.as_secs() as i64,
     })
 }
 
