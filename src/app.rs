@@ -153,6 +153,25 @@ pub async fn with_command_store<T>(
         }
         sqlite => sqlite.clone(),
     };
+    // Held for the command: a migration's copy refuses to start while one runs, and a
+    // command refuses during a copy (its change would miss the snapshot).
+    // A lock file this user cannot make (a reader without write access to the directory)
+    // is no reason to refuse a command that worked before the lock existed: only a copy
+    // under way refuses.
+    #[cfg(unix)]
+    let _using = match cfg {
+        StoreConfig::Sqlite { path, .. } => match crate::store::serving_lock::command(path) {
+            Ok(lock) => Some(lock),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                return Err(anyhow::Error::new(crate::admin::Refused(format!(
+                    "store.path {}: {e}",
+                    path.display()
+                ))));
+            }
+            Err(_) => None,
+        },
+        StoreConfig::Postgres { .. } => None,
+    };
     let store = open_store(&one).await?;
     let result = command(store.as_ref()).await;
     store.close().await;

@@ -1787,3 +1787,43 @@ fn a_broken_token_reimported_keeps_its_counter() {
         "{v}"
     );
 }
+
+/// An admin command during `store migrate-to-postgres` (an offboarding script's `user
+/// delete`, a lost token disabled) is refused, saying why: its change would miss the copy's
+/// snapshot and be undone at the cutover. Once the copy is over, it runs. And the other
+/// way round: a copy does not start while a command uses the database.
+#[test]
+fn admin_commands_are_refused_while_a_migration_copies_the_database() {
+    let (_d, cfg) = setup();
+    let (ok, _, err) = run(&cfg, &["user", "enroll-totp", "alice", "--uri-only"]);
+    assert!(ok, "{err}");
+    let db = cfg.with_file_name("radmfa.db");
+    let copying = radmfa::store::serving_lock::migrating(&db).expect("no one uses it");
+    let status = Command::new(bin())
+        .arg("--config")
+        .arg(&cfg)
+        .args(["user", "delete", "alice"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&status.stderr);
+    assert_eq!(status.status.code(), Some(1), "a refusal: {err}");
+    assert!(
+        err.contains("migrate-to-postgres` is copying this database"),
+        "{err}"
+    );
+    drop(copying);
+    let (ok, out, _) = run(&cfg, &["user", "show", "alice"]);
+    assert!(
+        ok && out.contains("alice"),
+        "the refused delete changed nothing: {out}"
+    );
+    let (ok, _, err) = run(&cfg, &["user", "delete", "alice"]);
+    assert!(ok, "{err}");
+    // A command holding the database: the copy refuses to start.
+    let using = radmfa::store::serving_lock::command(&db).unwrap();
+    let refused = radmfa::store::serving_lock::migrating(&db)
+        .err()
+        .expect("refused while a command runs");
+    assert!(refused.to_string().contains("admin command"), "{refused}");
+    drop(using);
+}

@@ -106,13 +106,28 @@ pub fn serving(db: &Path) -> io::Result<SqliteLock> {
     )
 }
 
-/// For `store migrate-to-postgres`: refused while a radmfa serves the database.
+/// For an admin command (`user delete`, `token disable`, ...): refused during a copy, whose
+/// snapshot would not hold the change. An offboarding script's revocation, reported done,
+/// was undone at the cutover.
+pub fn command(db: &Path) -> io::Result<SqliteLock> {
+    lock(
+        db,
+        FlockArg::LockSharedNonblock,
+        "`radmfa store migrate-to-postgres` is copying this database, and a change made now \
+         would be lost at the cutover; once it is done, run the command with the config \
+         that names the PostgreSQL store",
+    )
+}
+
+/// For `store migrate-to-postgres`: refused while a radmfa serves the database or an admin
+/// command runs against it.
 pub fn migrating(db: &Path) -> io::Result<SqliteLock> {
     lock(
         db,
         FlockArg::LockExclusiveNonblock,
-        "radmfa is serving this database: stop it first (`systemctl stop radmfa`), or what \
-         it writes after the copy is lost at the cutover",
+        "radmfa is serving this database, or an admin command (such as `radmfa audit \
+         --follow`) is using it: stop it first (`systemctl stop radmfa`), or what it writes \
+         after the copy is lost at the cutover",
     )
 }
 
