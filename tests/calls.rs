@@ -111,6 +111,10 @@ fn approved_call_accepts_with_one_call_to_the_users_phone() {
     assert_eq!(rec["mode"], "voice");
     assert_eq!(rec["result"], "accept");
     assert_eq!(rec["phone"], DIRECTORY_MOBILE);
+    // Decided by the login: nothing is left for its call guard to close.
+    assert!(!srv
+        .log()
+        .contains("login ended before the call was decided"));
 }
 
 #[test]
@@ -800,6 +804,63 @@ fn an_approval_after_the_budget_ran_out_is_not_announced_as_one() {
     );
 }
 
+/// `#` pressed on a call whose login was refused on a store error after the call went out,
+/// before the login decided the call: the callee must not hear that the sign-in is
+/// approved (it was left pending, and the # was taken), but that it ended.
+fn pressed_after_the_login_failed(srv: &Server, standin: &Standin) {
+    let call = standin.calls()[0].clone();
+    let res = standin.post_callback(
+        &call.gather_action(),
+        Standin::gather_params(&call, ""),
+        None,
+    );
+    assert_eq!(res.status, 200, "{res:?}\n{}", srv.log());
+    assert!(!res.body.contains("is approved"), "{res:?}\n{}", srv.log());
+    assert!(res.body.contains("already ended"), "{res:?}\n{}", srv.log());
+    assert!(
+        srv.log_shows("login ended before the call was decided"),
+        "{}",
+        srv.log()
+    );
+}
+
+/// A held login whose call goes out but whose store then refuses the call's reference.
+#[test]
+fn an_approval_after_a_held_login_failed_is_not_announced_as_one() {
+    let slapd = directory();
+    let standin = Standin::start();
+    standin.script(DIRECTORY_MOBILE, Script::Silent);
+    let srv = start(&slapd, &standin, "", "", &hold_client(20));
+    sqlite(
+        &srv,
+        "CREATE TRIGGER refuse_ref BEFORE UPDATE OF provider_ref ON oob_transactions \
+         BEGIN SELECT RAISE(ABORT, 'call references refused by the test'); END",
+    );
+    let (r, _) = held_login(&srv, "25");
+    assert_eq!(code_of(&r), "Access-Reject", "{r}\n{}", srv.log());
+    assert_eq!(standin.calls().len(), 1);
+    pressed_after_the_login_failed(&srv, &standin);
+}
+
+/// The same for a call's prompt (challenge mode) whose challenge the store refuses.
+#[test]
+fn an_approval_after_a_calls_prompt_failed_is_not_announced_as_one() {
+    let slapd = directory();
+    let standin = Standin::start();
+    standin.script(DIRECTORY_MOBILE, Script::Silent);
+    let clients = [client("vpn", "127.0.0.1", "methods = [\"voice\"]")];
+    let srv = start(&slapd, &standin, "", "", &clients);
+    sqlite(
+        &srv,
+        "CREATE TRIGGER refuse_challenge BEFORE INSERT ON challenges \
+         BEGIN SELECT RAISE(ABORT, 'challenges refused by the test'); END",
+    );
+    let r = py(&srv, &["--user", "alice", "--password", ALICE_PW]);
+    assert_eq!(code_of(&r), "Access-Reject", "{r}\n{}", srv.log());
+    assert_eq!(standin.calls().len(), 1);
+    pressed_after_the_login_failed(&srv, &standin);
+}
+
 #[test]
 fn retransmits_during_a_held_call_get_one_call_and_the_same_reply() {
     let slapd = directory();
@@ -1004,6 +1065,10 @@ fn challenge_then_enter_with_radclient() {
         &format!("User-Name = \"alice\", User-Password = \"x\", State = {state}, Message-Authenticator = 0x00"),
     );
     assert_eq!(r3.code, "Access-Reject", "{}", r3.output);
+    // The prompt was issued: nothing is left for its call guard to close.
+    assert!(!srv
+        .log()
+        .contains("login ended before the call was decided"));
 }
 
 /// Typing "sms" at the call's prompt fails the call: a # pressed on it approves nothing and

@@ -242,12 +242,14 @@ async fn place(
     ctx: &RequestContext,
     request_key: &str,
     s: &Subject<'_>,
+    guard: &mut oob::CallGuard<'_>,
 ) -> Result<Result<OobTransaction, Verdict>, Fault> {
     let Some(phone) = s.phone.as_deref() else {
         return Ok(Err(s.verdict(Reply::reject(), "voice", "no phone number")));
     };
+    let names = &s.info.other_names;
     Ok(
-        match oob::place_call(app, ctx, request_key, s.user, &s.info.other_names, phone).await? {
+        match oob::place_call(app, ctx, request_key, s.user, names, phone, guard).await? {
             Delivered::Yes(t) => Ok(t),
             Delivered::No(why) => Err(not_delivered(app, ctx, s, "voice", why)),
         },
@@ -262,12 +264,17 @@ async fn held_call(
     request_key: &str,
     s: &Subject<'_>,
 ) -> Result<Verdict, Fault> {
-    let txn = match place(app, ctx, request_key, s).await? {
+    // Until `call_verdict` has decided the call: an error or the request's deadline before
+    // that would otherwise leave it pending, for a # to be announced as approved.
+    let mut guard = oob::CallGuard::new(app);
+    let txn = match place(app, ctx, request_key, s, &mut guard).await? {
         Ok(t) => t,
         Err(v) => return Ok(v),
     };
     let done = oob::await_call(app, &txn.id, oob::reply_by(app, ctx)).await?;
-    call_verdict(app, ctx, s, done.unwrap_or(txn)).await
+    let verdict = call_verdict(app, ctx, s, done.unwrap_or(txn)).await?;
+    guard.disarm();
+    Ok(verdict)
 }
 
 async fn call_prompt(
@@ -276,7 +283,9 @@ async fn call_prompt(
     request_key: &str,
     s: &Subject<'_>,
 ) -> Result<Verdict, Fault> {
-    let txn = match place(app, ctx, request_key, s).await? {
+    // Until the prompt is issued: without its challenge no Enter can decide the call.
+    let mut guard = oob::CallGuard::new(app);
+    let txn = match place(app, ctx, request_key, s, &mut guard).await? {
         Ok(t) => t,
         Err(v) => return Ok(v),
     };
@@ -295,6 +304,7 @@ async fn call_prompt(
         txn.expires_at - txn.created_at,
     )
     .await?;
+    guard.disarm();
     Ok(s.verdict(reply, "voice", "calling; waiting for the answer"))
 }
 

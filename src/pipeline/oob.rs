@@ -363,7 +363,66 @@ fn storable_ref(r: &str) -> Option<&str> {
     (!r.is_empty() && r.len() <= 128 && !r.chars().any(char::is_control)).then_some(r)
 }
 
-/// Places the approval call for this request (once, within the rate limit).
+/// A call this request placed, until its login has decided it. Only `call_verdict` closes
+/// a call still pending; a login that ends before it (a store error after the call went
+/// out, an unissued challenge, or its future dropped at the request's deadline) would leave
+/// the call pending, and a # pressed on it later would be taken and the callee told the
+/// sign-in is approved, while the NAS got a Reject (or nothing). Dropped armed, the guard
+/// closes the call as failed in the background, so the callee hears that it ended. It is
+/// not hung up, as a call whose budget ran out is not (its owner may still report fraud),
+/// unless the store refuses that write too: then a # could still be taken.
+pub struct CallGuard<'a> {
+    app: &'a AppState,
+    /// The call's transaction and user, while armed.
+    armed: Option<(String, String)>,
+    provider_ref: Option<String>,
+}
+
+impl<'a> CallGuard<'a> {
+    pub fn new(app: &'a AppState) -> Self {
+        CallGuard {
+            app,
+            armed: None,
+            provider_ref: None,
+        }
+    }
+
+    /// The login decided the call (or handed it to a challenge): nothing to close.
+    pub fn disarm(&mut self) {
+        self.armed = None;
+    }
+}
+
+impl Drop for CallGuard<'_> {
+    fn drop(&mut self) {
+        let Some((id, user)) = self.armed.take() else {
+            return;
+        };
+        let (store, voice, sid) = (
+            self.app.store.clone(),
+            self.app.delivery.voice.clone(),
+            self.provider_ref.take(),
+        );
+        self.app.background.spawn(async move {
+            let why = "login ended before the call was decided";
+            match store.resolve_oob(&id, OobStatus::Failed, Some(why)).await {
+                Ok(closed) => tracing::info!(user, closed, "{why}: a # on it approves nothing"),
+                Err(e) => {
+                    tracing::error!(user, error = %e, "{why}, and it could not be closed; hanging up");
+                    if let (Some(voice), Some(sid)) = (voice, sid) {
+                        if let Err(e) = voice.end_call(&sid).await {
+                            tracing::warn!(user, error = %e, "{why}; it could not be hung up");
+                        }
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// Places the approval call for this request (once, within the rate limit). `guard` is
+/// armed once this request places a call of its own (not one it follows), and stays armed
+/// on `Delivered::Yes`.
 pub async fn place_call(
     app: &AppState,
     ctx: &RequestContext,
@@ -371,6 +430,7 @@ pub async fn place_call(
     user: &str,
     other_names: &[String],
     phone: &str,
+    guard: &mut CallGuard<'_>,
 ) -> Result<Delivered, Fault> {
     let entry = super::aliases::entry_key(app, user, other_names);
     let (Some(cfg), Some(provider)) = (&app.config().delivery.voice, &app.delivery.voice) else {
@@ -413,14 +473,23 @@ pub async fn place_call(
         twiml: voice::call_twiml(&cfg.greeting, &action),
         status_callback: status,
     };
+    guard.armed = Some((txn.id.clone(), txn.user.clone()));
     let placed = provider.place_call(&call).await;
-    settle(
+    if let Ok(Some(sid)) = &placed {
+        guard.provider_ref = storable_ref(sid).map(str::to_string);
+    }
+    let delivered = settle(
         app,
         txn,
         placed,
         ("approval call placed", "call not placed", NOT_CALLED),
     )
-    .await
+    .await?;
+    if matches!(delivered, Delivered::No(_)) {
+        // Not placed: `settle` closed it.
+        guard.disarm();
+    }
+    Ok(delivered)
 }
 
 /// Until when a request from this client may wait on a call: the NAS gets our Reject, not
