@@ -656,23 +656,7 @@ fn sqlite_deployment_moved_to_postgres_logs_in_on_both_nodes() {
     );
     assert!(single.stop().success());
 
-    let migrate = |extra: &[&str]| {
-        let mut args = vec!["store", "migrate-to-postgres"];
-        args.extend_from_slice(extra);
-        let out = std::process::Command::new(common::radmfa::bin())
-            .arg("--config")
-            .arg(&single.config)
-            .args(&args)
-            .env("RADMFA_PG_URL", &url)
-            .output()
-            .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (out.status.success(), text)
-    };
+    let migrate = |extra: &[&str]| migrate_store(&single.config, &url, extra);
 
     // A wrong key file is refused before anything reaches PostgreSQL.
     let wrong_key = single.dir.path().join("wrong.key");
@@ -854,6 +838,276 @@ fn sqlite_deployment_moved_to_postgres_logs_in_on_both_nodes() {
     assert!(audit
         .iter()
         .any(|r| r["server_name"] == "node-a" && r["result"] == "accept"));
+}
+
+/// `radmfa store migrate-to-postgres` of `config`'s SQLite store into `url`: (success, output).
+fn migrate_store(config: &Path, url: &str, extra: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(common::radmfa::bin())
+        .arg("--config")
+        .arg(config)
+        .args(["store", "migrate-to-postgres"])
+        .args(extra)
+        .env("RADMFA_PG_URL", url)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// The rows of `sql` in the SQLite store `db`, as [`PgCluster::psql`] prints them: a line a
+/// row, `|` between columns, NULL empty (blobs must be given as `hex()`).
+fn sqlite_rows(db: &Path, sql: &str) -> String {
+    use rusqlite::types::ValueRef;
+    let c = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .unwrap();
+    let mut st = c.prepare(sql).unwrap();
+    let n = st.column_count();
+    let rows: Vec<String> = st
+        .query_map([], |r| {
+            let cols = (0..n)
+                .map(|i| {
+                    Ok(match r.get_ref(i)? {
+                        ValueRef::Null => String::new(),
+                        ValueRef::Integer(v) => v.to_string(),
+                        ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned(),
+                        other => panic!("{sql}: column {i} is {other:?}"),
+                    })
+                })
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(cols.join("|"))
+        })
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    rows.join("\n")
+}
+
+/// What [`sqlite_deployment_moved_to_postgres_logs_in_on_both_nodes`] leaves empty (the
+/// tables `user_profile`, `app_passwords`, `oob_transactions`, `send_events`): a phone
+/// number, a default method, a waiting bypass, a `user forget` mark, a fraud block (from a
+/// real call), an app password used in a login (so its `dn` is set), an SMS code still
+/// waiting and the send counts. Each is checked on the PostgreSQL nodes by the CLI, by a
+/// login, or (what no command shows) by comparing the rows with the SQLite store's.
+#[test]
+fn sqlite_deployment_moved_to_postgres_keeps_phones_blocks_bypasses_app_passwords_and_sms() {
+    use common::oob_env::{self, cli_ok, client, delivery, DIRECTORY_MOBILE};
+    use common::provider_standin::{Script, Standin};
+
+    let slapd = Slapd::start(&[
+        LdapUser::new("alice", ALICE_PW),
+        LdapUser::new("bob", "bob-Secret-pw"),
+        LdapUser::new("carol", "carol-Secret-pw"),
+    ]);
+    let standin = Standin::start();
+    // One send per user (and number) an hour: a send count lost in the move would let
+    // alice's second SMS out.
+    let sms_keys = "max_per_user = 1\nwindow_secs = 3600\n";
+    let clients = [
+        client("vpn", "127.0.0.1", "methods = [\"totp\"]"),
+        client("sms-vpn", "127.0.0.2", "methods = [\"sms\"]"),
+        client("legacy-mail", "127.0.0.3", "app_passwords = true"),
+        client(
+            "rdg",
+            "127.0.0.4",
+            "methods = [\"voice\"]\nvoice_mode = \"hold\"\nvoice_budget_secs = 20",
+        ),
+    ];
+    let mut single = oob_env::start(&slapd, &standin, sms_keys, "", &clients);
+    let on = |srv: &Server, bind: &str, user: &str, pw: &str, state: Option<&str>| {
+        let mut args = vec!["--bind", bind, "--user", user, "--password", pw];
+        args.extend(["--timeout", "25"]);
+        if let Some(s) = state {
+            args.extend(["--state", s]);
+        }
+        pyrad(srv.port(), SECRET, &args)
+    };
+
+    // alice: her own number, SMS as her method, an app password used once.
+    let phone = "+15550100123";
+    cli_ok(&single, &["user", "set-phone", "alice", phone]);
+    cli_ok(&single, &["user", "set-method", "alice", "sms"]);
+    let app_pw = cli_ok(
+        &single,
+        &[
+            "user",
+            "app-password",
+            "add",
+            "alice",
+            "--label",
+            "mail on old phone",
+        ],
+    );
+    let app_pw = app_pw.trim();
+    let r = on(&single, "127.0.0.3", "alice", app_pw, None);
+    assert_eq!(code_of(&r), "Access-Accept", "{r}");
+    // Her SMS code, sent by the SQLite node, still waiting to be typed.
+    let sms_prompt = on(&single, "127.0.0.2", "alice", ALICE_PW, None);
+    assert_eq!(code_of(&sms_prompt), "Access-Challenge", "{sms_prompt}");
+    let sms = standin.sms();
+    assert_eq!((sms.len(), sms[0].to.as_str()), (1, phone), "{sms:?}");
+    let sms_code = sms[0].code();
+    // bob: a token, a bypass waiting, and the mark `user forget` leaves.
+    single.enroll("bob", &[]);
+    cli_ok(&single, &["user", "bypass", "bob", "--for", "1h"]);
+    cli_ok(&single, &["user", "forget", "bob"]);
+    // carol: blocked by a fraud report on a real call.
+    standin.script(
+        DIRECTORY_MOBILE,
+        Script::Press("0", Duration::from_millis(300)),
+    );
+    let r = on(&single, "127.0.0.4", "carol", "carol-Secret-pw", None);
+    assert_eq!(code_of(&r), "Access-Reject", "{r}\n{}", single.log());
+    assert_eq!(standin.calls().len(), 1);
+    assert!(single.stop().success());
+
+    // What the CLI shows, and the columns it does not show, before the move.
+    let show = |config: &Path, args: &[&str]| -> serde_json::Value {
+        let out = std::process::Command::new(common::radmfa::bin())
+            .arg("--config")
+            .arg(config)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let views: [&[&str]; 4] = [
+        &["user", "show", "alice", "--json"],
+        &["user", "show", "bob", "--json"],
+        &["user", "show", "carol", "--json"],
+        &["user", "app-password", "list", "alice", "--json"],
+    ];
+    let before: Vec<serde_json::Value> = views.iter().map(|v| show(&single.config, v)).collect();
+    let (alice, bob, carol, list) = (&before[0], &before[1], &before[2], &before[3]);
+    assert_eq!(
+        (&alice["phone"], &alice["method"]),
+        (&phone.into(), &"sms".into())
+    );
+    assert!(
+        alice["app_passwords"][0]["last_used_at"].is_i64(),
+        "{alice}"
+    );
+    assert_eq!(list[0]["label"], "mail on old phone", "{list}");
+    assert!(
+        bob["bypass_until"].is_i64() && bob["tokens"][0].is_object(),
+        "{bob}"
+    );
+    assert!(carol["blocked_at"].is_i64(), "{carol}");
+    assert!(
+        carol["blocked_reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("fraud"),
+        "{carol}"
+    );
+    // Each query twice: SQLite's `user` is PostgreSQL's `username`; blobs as hex; text
+    // ordered bytewise on both.
+    let raw: [(&str, &str); 4] = [
+        (
+            "SELECT id, user, dn FROM app_passwords ORDER BY id",
+            "SELECT id, username, dn FROM app_passwords ORDER BY id",
+        ),
+        (
+            "SELECT user, logins_forgotten_at FROM user_profile ORDER BY user",
+            "SELECT username, logins_forgotten_at FROM user_profile ORDER BY username COLLATE \"C\"",
+        ),
+        (
+            "SELECT key, at FROM send_events ORDER BY key, at",
+            "SELECT key, at FROM send_events ORDER BY key COLLATE \"C\", at",
+        ),
+        (
+            "SELECT id, request_key, user, nas, kind, phone, hex(code_hash), status, reason, \
+             provider_ref, created_at, expires_at FROM oob_transactions ORDER BY id",
+            "SELECT id, request_key, username, nas, kind, phone, upper(encode(code_hash, 'hex')), \
+             status, reason, provider_ref, created_at, expires_at FROM oob_transactions \
+             ORDER BY id COLLATE \"C\"",
+        ),
+    ];
+    let db = single.dir.path().join("radmfa.db");
+    let sqlite_had: Vec<String> = raw.iter().map(|(q, _)| sqlite_rows(&db, q)).collect();
+    // Not vacuous: the app password's entry, bob's mark, the sends and both transactions.
+    assert!(
+        sqlite_had[0].ends_with("|alice|uid=alice,ou=people,dc=example,dc=org"),
+        "{}",
+        sqlite_had[0]
+    );
+    assert!(
+        sqlite_had[1]
+            .lines()
+            .any(|l| l.starts_with("bob|") && l.len() > 4),
+        "{}",
+        sqlite_had[1]
+    );
+    assert!(!sqlite_had[2].is_empty());
+    let oob = &sqlite_had[3];
+    assert!(
+        oob.lines().count() == 2
+            && oob.contains(&format!("|alice|sms-vpn|sms|{phone}|"))
+            && oob.contains("|pending|")
+            && oob.contains("|carol|rdg|voice|")
+            && oob.contains("|fraud|"),
+        "{oob}"
+    );
+
+    let pg = PgCluster::start();
+    let url = pg.url();
+    let (ok, text) = migrate_store(&single.config, &url, &[]);
+    assert!(ok, "{text}");
+    for table in ["app_passwords: 1", "oob_transactions: 2"] {
+        assert!(text.contains(&format!("{table} row(s)")), "{text}");
+    }
+    for ((_, pg_query), had) in raw.iter().zip(&sqlite_had) {
+        assert_eq!(&pg.psql("postgres", pg_query), had, "{pg_query}");
+    }
+
+    let key = single.dir.path().join("radmfa.key");
+    let nodes = pair_tuned(&slapd, &url, &clients.concat(), Some(&key), |o| {
+        // Each node its own callback listener.
+        o.clients = Vec::new();
+        o.extra = format!("{}{}", delivery(&standin, sms_keys), o.extra);
+    });
+    for node in [&nodes.a, &nodes.b] {
+        for (view, was) in views.iter().zip(&before) {
+            assert_eq!(&show(&node.config, view), was, "{view:?}");
+        }
+    }
+    // The SMS code sent before the move finishes the login on node A.
+    let r = on(
+        &nodes.a,
+        "127.0.0.2",
+        "alice",
+        &sms_code,
+        Some(&state_of(&sms_prompt)),
+    );
+    assert_eq!(code_of(&r), "Access-Accept", "{r}");
+    // The app password (its hash) logs in on node B, a legacy client only.
+    let r = on(&nodes.b, "127.0.0.3", "alice", app_pw, None);
+    assert_eq!(code_of(&r), "Access-Accept", "{r}");
+    assert_eq!(nodes.b.audit_json("alice")[0]["mode"], "app-password");
+    // Her one SMS of the hour was sent before the move: the next is refused, not sent.
+    let r = on(&nodes.b, "127.0.0.2", "alice", ALICE_PW, None);
+    assert_eq!(code_of(&r), "Access-Reject", "{r}");
+    let rec = &nodes.b.audit_json("alice")[0];
+    assert!(
+        rec["reason"].as_str().unwrap_or("").contains("rate limit"),
+        "{rec}"
+    );
+    assert_eq!(standin.sms().len(), 1);
+    // bob's bypass lets the password alone in, once.
+    let r = on(&nodes.b, "127.0.0.1", "bob", "bob-Secret-pw", None);
+    assert_eq!(code_of(&r), "Access-Accept", "{r}");
+    assert_eq!(nodes.b.audit_json("bob")[0]["mode"], "bypass");
+    let r = on(&nodes.a, "127.0.0.1", "bob", "bob-Secret-pw", None);
+    assert_eq!(code_of(&r), "Access-Challenge", "once only: {r}");
+    // carol's block refuses her without a call.
+    let r = on(&nodes.a, "127.0.0.4", "carol", "carol-Secret-pw", None);
+    assert_eq!(code_of(&r), "Access-Reject", "{r}");
+    assert!(r["messages"].to_string().contains("blocked"), "{r}");
+    assert_eq!(standin.calls().len(), 1);
 }
 
 /// `systemctl reload` while a node still waits for its database at start (up to 5 s):
