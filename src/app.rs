@@ -262,6 +262,7 @@ pub async fn open_sqlite(
 pub async fn open_store(cfg: &StoreConfig) -> anyhow::Result<Arc<dyn Store>> {
     match cfg {
         StoreConfig::Sqlite { path, key_file } => {
+            crate::store::moved::refuse_if_moved(path)?;
             for p in [path, key_file] {
                 if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
                     std::fs::create_dir_all(dir)

@@ -766,6 +766,32 @@ fn sqlite_deployment_moved_to_postgres_logs_in_on_both_nodes() {
         !ok && text.contains("refusing to merge"),
         "a second run: {text}"
     );
+    // The old store is marked moved: the old config's server and admin commands refuse it
+    // (a cron job's `user delete` there would change a store nobody reads), until the
+    // mark is deleted.
+    let mark = single.dir.path().join("radmfa.db.moved-to-postgres");
+    assert!(mark.exists(), "{text}");
+    let old_config = |args: &[&str]| {
+        std::process::Command::new(common::radmfa::bin())
+            .arg("--config")
+            .arg(&single.config)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    for args in [&["user", "delete", "bob"][..], &["serve"][..]] {
+        let out = old_config(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains("was moved to PostgreSQL"),
+            "{args:?}: {err}"
+        );
+    }
+    let moved_away = single.dir.path().join("moved-mark");
+    std::fs::rename(&mark, &moved_away).unwrap();
+    let out = old_config(&["user", "show", "bob"]);
+    assert!(out.status.success(), "{out:?}");
+    std::fs::rename(&moved_away, &mark).unwrap();
     // The migration itself is on the record, once, in the database it made.
     assert_eq!(
         pg.psql(

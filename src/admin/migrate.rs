@@ -273,10 +273,22 @@ pub async fn store(cfg: &Config, cmd: StoreCommand) -> anyhow::Result<ExitCode> 
             )),
         );
         super::users::record_made_change(&dest, &rec, "the migration").await?;
+        // The old file must not go on being served or changed by whoever still has the old
+        // config: see store::moved.
+        crate::store::moved::mark(path, crate::clock::Clock::now(&crate::clock::SystemClock))
+            .with_context(|| {
+                format!(
+                    "copied, but the mark {} could not be written: make sure nothing serves \
+                     or changes the SQLite store any more",
+                    crate::store::moved::marker(path).display()
+                )
+            })?;
         println!(
             "copied into PostgreSQL. Every radmfa node must now use the key file {} \
-             (copy it, mode 0600) and [store] type = \"postgres\".",
-            key_file.display()
+             (copy it, mode 0600) and [store] type = \"postgres\". The SQLite store is \
+             marked moved ({}): radmfa no longer serves or changes it.",
+            key_file.display(),
+            crate::store::moved::marker(path).display()
         );
     }
     Ok(ExitCode::SUCCESS)

@@ -10,6 +10,7 @@ mod audit_sql;
 pub mod columns;
 pub mod delivery;
 pub mod durability;
+pub mod moved;
 mod pool_close;
 pub mod postgres;
 pub mod seal;

@@ -1,0 +1,75 @@
+//! "This SQLite store was moved to PostgreSQL": a file beside the database, written by
+//! `store migrate-to-postgres` once its copy is committed. The SQLite file stays usable
+//! after a cutover, and a node, cron job or offboarding script still given the old config
+//! would go on serving or changing a store nobody else reads: a token disabled there, or a
+//! user deleted, stays enabled on the nodes. With the mark, `serve` and the admin commands
+//! refuse the file and say why. The migration itself ignores it (a copy into another empty
+//! database may be needed), and deleting the file makes the SQLite store usable again.
+
+use std::path::{Path, PathBuf};
+
+/// `<database>.moved-to-postgres`.
+pub fn marker(db: &Path) -> PathBuf {
+    let mut name = db.as_os_str().to_owned();
+    name.push(".moved-to-postgres");
+    PathBuf::from(name)
+}
+
+/// Writes the mark, synced: what it says must survive a power cut as the copy did. The
+/// destination's URL is not written (it may hold a password).
+pub fn mark(db: &Path, now: i64) -> std::io::Result<()> {
+    use std::io::Write;
+    let path = marker(db);
+    let mut f = std::fs::File::create(&path)?;
+    writeln!(
+        f,
+        "{} was copied into PostgreSQL by `radmfa store migrate-to-postgres` at {}.\n\
+         radmfa refuses to serve or change it while this file exists: run it with the \
+         config that names the PostgreSQL store. Delete this file to use the SQLite store \
+         again.",
+        db.display(),
+        crate::clock::fmt_time(now)
+    )?;
+    f.sync_all()?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// Refuses a store that was moved: names the mark and what to do.
+pub fn refuse_if_moved(db: &Path) -> anyhow::Result<()> {
+    let path = marker(db);
+    if path.exists() {
+        anyhow::bail!(
+            "store.path {}: this SQLite store was moved to PostgreSQL (see {}); use the \
+             config that names the PostgreSQL store, or delete that file to use this one \
+             again",
+            db.display(),
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_marked_store_is_refused_and_deleting_the_mark_frees_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("radmfa.db");
+        refuse_if_moved(&db).expect("not moved");
+        mark(&db, 1_700_000_000).unwrap();
+        let said = refuse_if_moved(&db).unwrap_err().to_string();
+        assert!(
+            said.contains("moved to PostgreSQL") && said.contains("radmfa.db.moved-to-postgres"),
+            "{said}"
+        );
+        let text = std::fs::read_to_string(marker(&db)).unwrap();
+        assert!(text.contains("Delete this file"), "{text}");
+        std::fs::remove_file(marker(&db)).unwrap();
+        refuse_if_moved(&db).expect("usable again");
+    }
+}
