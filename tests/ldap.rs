@@ -592,6 +592,36 @@ async fn failover_from_hung_server() {
     assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
 }
 
+/// With anonymous searches (no service bind to catch it at connect) a first server that
+/// takes connections and never answers costs one login its timeout; the next login goes to
+/// the second server even when it comes after the hung one's hold-off has run out (it was
+/// first again then, and a site whose logins came less often than that failed every one).
+#[tokio::test]
+async fn a_hung_first_server_is_not_preferred_again_after_its_hold_off() {
+    let slapd = Slapd::start(&users());
+    let (_listener, hung) = hung_server();
+    let mut s = settings(&slapd, vec![hung, slapd.url.clone()]);
+    s.bind_dn = String::new();
+    s.bind_password = Secret::default();
+    let auth = LdapAuth::new(s).unwrap();
+    let password = Secret::from("alice-pw");
+    let login = || auth.authenticate("alice", &password);
+    assert!(
+        matches!(login().await, Err(AuthError::Timeout(_))),
+        "the first login waits on the hung server"
+    );
+    // The next login comes after the hold-off (a quiet site): not to the hung server.
+    tokio::time::sleep(radmfa::auth::ldap::FAILED_URL_HOLDOFF + Duration::from_millis(500)).await;
+    let t = Instant::now();
+    let out = login().await.unwrap();
+    assert!(matches!(out, PrimaryOutcome::Accepted(_)), "{out:?}");
+    assert!(
+        t.elapsed() < Duration::from_millis(900),
+        "{:?}",
+        t.elapsed()
+    );
+}
+
 /// The first server hangs with its connections open (SIGSTOP: a paused VM, a firewall that
 /// drops packets). The first login after that waits out its timeout; the next must go to
 /// the second server at once, not wait out the timeout again on each pooled connection to

@@ -26,8 +26,10 @@
 //!   Active Directory sub-code ([`super::ad_codes`]): `52e` is [`Denial::BadPassword`], `525`
 //!   (account vanished between search and bind) is [`Denial::UnknownUser`], every other code is
 //!   [`Denial::Directory`] (disabled, locked out, expired, must change password, ...).
-//! * rc 19 (constraintViolation: 389-ds's policy lockout) and 53 (unwillingToPerform) whose
-//!   text speaks of the account (inactivated, disabled, locked, expired in 389-ds, FreeIPA,
+//! * rc 32 (noSuchObject: the DN is gone) → [`Denial::UnknownUser`].
+//! * rc 19 (constraintViolation: 389-ds's policy lockout), 48 (inappropriateAuthentication:
+//!   an entry without a password), 50 (insufficientAccessRights), and 53 (unwillingToPerform)
+//!   whose text speaks of the account (inactivated, disabled, locked, expired in 389-ds, FreeIPA,
 //!   eDirectory) →
 //!   [`Denial::AccountRefused`], a refusal like a wrong password, not a fault.
 //! * Any other result code is an [`AuthError::Ldap`]: the policy stage rejects, and the
@@ -50,7 +52,8 @@
 //! operation (service bind, search, user bind) and every wait for a pool or bind slot by
 //! `op_timeout`. URLs are tried in order, starting with the last one that worked. A URL
 //! that just failed is held off for [`FAILED_URL_HOLDOFF`]: it is tried only after
-//! every other URL has failed too. An operation that fails with an I/O error on a *reused*
+//! every other URL has failed too, and it is not first again when the hold-off ends (the
+//! next URL took its place). An operation that fails with an I/O error on a *reused*
 //! pooled connection (server restarted, idle connection cut) is retried once on a fresh
 //! connection, since it never reached the server. A search or bind the server answers with
 //! busy (51) or unavailable (52), a search answered unwillingToPerform (53) and a bind's 53
@@ -473,9 +476,24 @@ impl LdapAuth {
         }
     }
 
+    /// `idx` failed: held off, and if it was the preferred URL, the next one not held off
+    /// takes its place. Otherwise, once its hold-off ran out, a server that takes
+    /// connections but never answers was first again: with anonymous searches (no service
+    /// bind to catch it at connect) every login that came more than the hold-off after the
+    /// last waited out its timeout there and failed, however healthy the next URL.
     fn mark_failed(&self, idx: usize) {
-        self.url_health.lock().expect("url_health lock")[idx].held_until =
-            Some(Instant::now() + FAILED_URL_HOLDOFF);
+        let now = Instant::now();
+        let mut health = self.url_health.lock().expect("url_health lock");
+        health[idx].held_until = Some(now + FAILED_URL_HOLDOFF);
+        let n = health.len();
+        let next = (1..n)
+            .map(|k| (idx + k) % n)
+            .find(|&i| health[i].held_until.is_none_or(|until| until <= now));
+        if let Some(next) = next {
+            let _ =
+                self.preferred
+                    .compare_exchange(idx, next, Ordering::Relaxed, Ordering::Relaxed);
+        }
     }
 
     /// Whether a failure of `idx` is worth a warning: the first of an outage, then one
@@ -1088,10 +1106,21 @@ fn bind_outcome(res: &LdapResult) -> Result<PrimaryOutcome, AuthError> {
     if res.rc == 49 {
         return Ok(PrimaryOutcome::Denied(Denial::BadPassword));
     }
+    // noSuchObject: the DN bound is gone (deleted or moved since the search, or since it
+    // was cached: the caller searches again then).
+    if res.rc == RC_NO_SUCH_OBJECT {
+        return Ok(PrimaryOutcome::Denied(Denial::UnknownUser));
+    }
     // The account's state, not the directory's health (see `Denial::AccountRefused`): as a
     // fault these marked the node unhealthy, and a `no_reply` client's silence for a locked
     // account (a Reject for an unknown one) told an attacker the name exists.
+    // inappropriateAuthentication and insufficientAccessRights on a user's bind are about
+    // that entry too: older 389-ds answers 48 for an entry with no password, and as a
+    // fault it told such accounts apart (silence on no_reply clients) and flipped the
+    // node's health at every try.
     if res.rc == RC_CONSTRAINT_VIOLATION
+        || res.rc == RC_INAPPROPRIATE_AUTHENTICATION
+        || res.rc == RC_INSUFFICIENT_ACCESS
         || (res.rc == RC_UNWILLING_TO_PERFORM && speaks_of_the_account(&res.text))
     {
         let text: String = res
@@ -1135,6 +1164,9 @@ fn speaks_of_the_account(text: &str) -> bool {
 /// LDAP result codes (RFC 4511 §4.1.9) a directory answers a bind with for the account's
 /// state: a password-policy lockout (389-ds, FreeIPA) and an inactivated account.
 const RC_CONSTRAINT_VIOLATION: u32 = 19;
+const RC_NO_SUCH_OBJECT: u32 = 32;
+const RC_INAPPROPRIATE_AUTHENTICATION: u32 = 48;
+const RC_INSUFFICIENT_ACCESS: u32 = 50;
 const RC_UNWILLING_TO_PERFORM: u32 = 53;
 
 /// Every attribute `user_filter` compares the name with, as in `(uid={user})` or

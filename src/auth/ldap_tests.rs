@@ -136,6 +136,22 @@ fn bind_results() {
             ..
         }))
     ));
+    // An entry without a password (older 389-ds: 48), a bind the entry may not make (50):
+    // the account, not the directory.
+    for rc in [48, 50] {
+        assert!(
+            matches!(
+                bind_outcome(&result(rc, "")),
+                Ok(PrimaryOutcome::Denied(Denial::AccountRefused { .. }))
+            ),
+            "{rc}"
+        );
+    }
+    // A DN that is gone: as an unknown user (a cached DN is searched for again).
+    assert!(matches!(
+        bind_outcome(&result(32, "")),
+        Ok(PrimaryOutcome::Denied(Denial::UnknownUser))
+    ));
     // The same code about the server, not the account: a fault.
     assert!(matches!(
         bind_outcome(&result(53, "Backend is offline")),
@@ -184,6 +200,31 @@ fn url_order_prefers_last_good_and_holds_off_failed() {
     assert_eq!(auth.url_order(), vec![2, 1, 0]);
     auth.mark_good(0);
     assert_eq!(auth.url_order(), vec![0, 1, 2]);
+}
+
+/// A preferred server that fails gives its place to the next: once its hold-off runs out it
+/// is not first again (a server that takes connections and never answers, with anonymous
+/// searches, failed every login that came after the hold-off).
+#[test]
+fn a_failed_preferred_url_is_not_first_again_after_its_hold_off() {
+    let mut s = settings();
+    s.urls = vec!["ldap://a".into(), "ldap://b".into(), "ldap://c".into()];
+    let auth = LdapAuth::new(s).unwrap();
+    auth.mark_failed(0);
+    let expire = |i: usize| {
+        auth.url_health.lock().unwrap()[i].held_until = Some(Instant::now());
+    };
+    expire(0);
+    assert_eq!(auth.url_order(), vec![1, 0, 2]);
+    // Not the preferred one: the order stays.
+    auth.mark_failed(2);
+    assert_eq!(auth.url_order(), vec![1, 0, 2]);
+    // The next one failing, with the first free again and the third held off: the first.
+    auth.mark_failed(1);
+    assert_eq!(auth.url_order(), vec![0, 1, 2]);
+    // All held off: the preferred one stays where it is.
+    auth.mark_failed(0);
+    assert_eq!(auth.url_order()[0], 0);
 }
 
 #[tokio::test]
