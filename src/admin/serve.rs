@@ -224,14 +224,18 @@ pub(super) async fn wait_for_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-/// Once a minute: expired challenges (refused on lookup anyway; this keeps the table small),
-/// spent SMS/call state, and audit records past `[audit] keep_days`.
+/// Once a minute: dropped requests held back from the log (see server::drop_log), expired
+/// challenges (refused on lookup anyway; this keeps the table small), spent SMS/call state,
+/// and audit records past `[audit] keep_days`.
 async fn housekeeping(app: std::sync::Arc<AppState>, stop: CancellationToken) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tick.tick() => {
+                for w in app.drops.flush(std::time::Instant::now()) {
+                    w.log_flushed();
+                }
                 purge_expired(&*app.store, app.clock.now()).await;
                 if let Some(days) = app.config().audit.keep_days {
                     purge_old_audit(&app, days, &stop).await;

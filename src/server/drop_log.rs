@@ -205,6 +205,7 @@ impl fmt::Display for Warning {
 struct Entry {
     last_warned: Instant,
     held_back: u64,
+    nas: Option<String>,
 }
 
 #[derive(Default)]
@@ -265,6 +266,7 @@ impl DropLog {
                 Entry {
                     last_warned: now,
                     held_back: 0,
+                    nas: nas.map(str::to_string),
                 },
             );
             return Some(itemised(0));
@@ -280,6 +282,66 @@ impl DropLog {
         Some(Warning::Others {
             count: std::mem::take(&mut inner.others),
         })
+    }
+
+    /// The drops held back whose interval is over, each as its line, now. Without this a
+    /// count waited for the next drop of its kind from its source, which may never come (a
+    /// burst of spoofed packets, a NAS fixed after it), and the log understated what
+    /// happened. Called once an interval.
+    pub fn flush(&self, now: Instant) -> Vec<Warning> {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = Vec::new();
+        for ((src, kind), e) in inner.seen.iter_mut() {
+            if e.held_back > 0 && now.duration_since(e.last_warned) >= INTERVAL {
+                e.last_warned = now;
+                out.push(Warning::Itemised {
+                    kind: *kind,
+                    src: *src,
+                    nas: e.nas.clone(),
+                    held_back: std::mem::take(&mut e.held_back),
+                });
+            }
+        }
+        let others_due = inner
+            .others_warned
+            .is_none_or(|t| now.duration_since(t) >= INTERVAL);
+        if inner.others > 0 && others_due {
+            inner.others_warned = Some(now);
+            out.push(Warning::Others {
+                count: std::mem::take(&mut inner.others),
+            });
+        }
+        out
+    }
+}
+
+impl Warning {
+    /// The line for a drop held back and flushed: what it was, and that no drop
+    /// came since to carry the count.
+    pub fn log_flushed(&self) {
+        match self {
+            Warning::Itemised {
+                kind,
+                src,
+                nas,
+                held_back,
+            } => {
+                let who = match nas {
+                    Some(nas) => format!("client {nas:?} ({src})"),
+                    None if *kind == DropKind::Overloaded => "clients".to_string(),
+                    None => src.to_string(),
+                };
+                tracing::warn!(
+                    target: "radmfa::drops",
+                    kind = ?kind,
+                    src = %src,
+                    nas = nas.as_deref().unwrap_or(""),
+                    "dropped {held_back} more request(s) from {who} since the last warning: {}",
+                    kind.explain()
+                )
+            }
+            Warning::Others { .. } => tracing::warn!(target: "radmfa::drops", "{self}"),
+        }
     }
 }
 
@@ -344,6 +406,41 @@ mod tests {
             "{w}"
         );
         assert_eq!(log.record(bad, ip(1), Some("vpn"), t0 + INTERVAL), None);
+    }
+
+    /// Drops held back are told once their interval is over, without waiting for another
+    /// drop from the same source (which may never come).
+    #[test]
+    fn held_back_drops_are_flushed_after_the_interval() {
+        let log = DropLog::default();
+        let t0 = Instant::now();
+        let bad = DropKind::BadMessageAuthenticator;
+        assert!(log.record(bad, ip(1), Some("vpn"), t0).is_some());
+        assert!(log
+            .record(DropKind::UnknownClient, ip(3), None, t0)
+            .is_some());
+        for _ in 0..5 {
+            assert_eq!(log.record(bad, ip(1), Some("vpn"), t0), None);
+        }
+        assert_eq!(log.flush(t0 + INTERVAL / 2), vec![]);
+        assert_eq!(
+            log.flush(t0 + INTERVAL),
+            vec![Warning::Itemised {
+                kind: bad,
+                src: ip(1),
+                nas: Some("vpn".into()),
+                held_back: 5
+            }],
+            "only what was held back, with its client's name"
+        );
+        assert_eq!(log.flush(t0 + 3 * INTERVAL), vec![], "told once");
+        // Summed drops beyond the cap are flushed too.
+        let src = |i: u32| IpAddr::from((0x0a00_0000u32 + i).to_be_bytes());
+        let t1 = t0 + 3 * INTERVAL;
+        for i in 0..(MAX_SOURCES as u32 + 3) {
+            log.record(DropKind::UnknownClient, src(i), None, t1);
+        }
+        assert_eq!(log.flush(t1 + INTERVAL), vec![Warning::Others { count: 2 }]);
     }
 
     #[test]
