@@ -5,10 +5,12 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::pki::Pki;
 use common::slapd::{free_port, group_dn, groups_ldif, LdapUser, Slapd, SlapdOptions};
 use radmfa::auth::ldap::{AttributeNames, LdapSettings, DEFAULT_GROUP_FILTER};
 use radmfa::auth::{AuthError, Denial, LdapAuth, PrimaryAuth, PrimaryOutcome};
@@ -967,6 +969,136 @@ async fn ldaps_insecure_skip_verify() {
         .await
         .unwrap();
     assert!(matches!(out, PrimaryOutcome::Accepted(_)), "{out:?}");
+}
+
+/// A TLS slapd whose server certificate, signed by the CA in its `tls.ca_file`, carries
+/// only the subjectAltName `san`.
+fn tls_slapd_with_san(san: &str) -> Slapd {
+    Slapd::start_with(
+        &users(),
+        SlapdOptions {
+            tls: true,
+            tls_server_san: Some(san.into()),
+            ..Default::default()
+        },
+    )
+}
+
+/// Only a name nobody dials: the URLs say 127.0.0.1.
+const OTHER_HOST_SAN: &str = "DNS:dc.example.invalid";
+
+/// `settings` for `url`, trusting only the CA certificate in `ca_file`.
+fn tls_settings(slapd: &Slapd, url: &str, starttls: bool, ca_file: &Path) -> LdapSettings {
+    let mut s = settings(slapd, vec![url.to_string()]);
+    s.starttls = starttls;
+    s.ca_file = Some(ca_file.to_path_buf());
+    s
+}
+
+/// The CA that signed `slapd`'s certificate.
+fn own_ca(slapd: &Slapd) -> &Path {
+    &slapd.tls.as_ref().unwrap().ca_file
+}
+
+/// Logs alice in and expects a TLS refusal that names the certificate's fault (`fault`,
+/// any one of them, compared without case) and that no bind (the service account's
+/// or alice's) ever reached slapd.
+async fn assert_tls_refused_before_any_bind(slapd: &Slapd, s: LdapSettings, fault: &[&str]) {
+    let auth = LdapAuth::new(s).unwrap();
+    let err = auth
+        .authenticate("alice", &Secret::from("alice-pw"))
+        .await
+        .unwrap_err();
+    let AuthError::Tls(msg) = &err else {
+        panic!("expected AuthError::Tls, got {err:?}\n{}", slapd.log_tail());
+    };
+    let lower = msg.to_ascii_lowercase();
+    assert!(
+        lower.contains("certificate") && fault.iter().any(|f| lower.contains(f)),
+        "the TLS error should name the certificate's fault ({fault:?}): {msg}"
+    );
+    assert_eq!(auth.bind_count(), 0);
+    // slapd logs from its own threads; give a bind that got through time to show.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        slapd.bind_count(&slapd.service_dn) + slapd.binds_but_the_service_accounts(),
+        0,
+        "a bind reached slapd:\n{}",
+        slapd.log_tail()
+    );
+}
+
+/// rustls 0.23: "invalid peer certificate: certificate not valid for name "127.0.0.1"; …"
+/// (older: "…: NotValidForName").
+const NAME_FAULT: &[&str] = &["not valid for name", "notvalidforname"];
+/// rustls 0.23: "invalid peer certificate: UnknownIssuer".
+const ISSUER_FAULT: &[&str] = &["unknownissuer", "unknown issuer"];
+/// An untrusted CA that shares the trusted one's name: webpki finds the trusted
+/// certificate by the issuer's name, then the signature does not verify.
+const SIGNATURE_FAULT: &[&str] = &["badsignature", "bad signature"];
+
+#[tokio::test]
+async fn ldaps_with_certificate_for_another_host_is_tls_error() {
+    // A CA the client trusts, but a certificate for dc.example.invalid, not 127.0.0.1.
+    let slapd = tls_slapd_with_san(OTHER_HOST_SAN);
+    let url = slapd.ldaps_url.clone().unwrap();
+    let s = tls_settings(&slapd, &url, false, own_ca(&slapd));
+    assert_tls_refused_before_any_bind(&slapd, s, NAME_FAULT).await;
+}
+
+#[tokio::test]
+async fn starttls_with_certificate_for_another_host_is_tls_error() {
+    let slapd = tls_slapd_with_san(OTHER_HOST_SAN);
+    let s = tls_settings(&slapd, &slapd.url, true, own_ca(&slapd));
+    assert_tls_refused_before_any_bind(&slapd, s, NAME_FAULT).await;
+}
+
+#[tokio::test]
+async fn starttls_with_wrong_ca_is_tls_error() {
+    let slapd = tls_slapd();
+    // A CA of another name: the server's issuer is not among the trusted.
+    let pki_dir = tempfile::tempdir().unwrap();
+    let foreign = Pki::make(pki_dir.path(), "foreign");
+    let s = tls_settings(&slapd, &slapd.url, true, &foreign.ca);
+    assert_tls_refused_before_any_bind(&slapd, s, ISSUER_FAULT).await;
+    // Another slapd's CA: the same name ("slapd test CA"), another key.
+    let other = tls_slapd();
+    let s = tls_settings(&slapd, &slapd.url, true, own_ca(&other));
+    assert_tls_refused_before_any_bind(&slapd, s, SIGNATURE_FAULT).await;
+}
+
+/// The control for the two tests above: the same harness option, the same CA, with the
+/// URL's host added to the certificate, logs in over ldaps and over StartTLS, so those
+/// refusals come from the name alone.
+#[tokio::test]
+async fn certificate_naming_the_url_host_on_the_same_harness_is_accepted() {
+    let slapd = tls_slapd_with_san(&format!("{OTHER_HOST_SAN},IP:127.0.0.1"));
+    let alice_dn = users()[0].dn();
+    for (url, starttls) in [
+        (slapd.ldaps_url.clone().unwrap(), false),
+        (slapd.url.clone(), true),
+    ] {
+        let before = slapd.bind_count(&alice_dn);
+        let auth = LdapAuth::new(tls_settings(&slapd, &url, starttls, own_ca(&slapd))).unwrap();
+        let out = auth
+            .authenticate("alice", &Secret::from("alice-pw"))
+            .await
+            .unwrap_or_else(|e| panic!("{url} starttls={starttls}: {e:?}"));
+        assert!(
+            matches!(out, PrimaryOutcome::Accepted(_)),
+            "{url} starttls={starttls}: {out:?}\n{}",
+            slapd.log_tail()
+        );
+        assert_eq!(auth.bind_count(), 1);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while slapd.bind_count(&alice_dn) == before {
+            assert!(
+                Instant::now() < deadline,
+                "alice's bind never reached slapd"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 }
 
 // ---- logging --------------------------------------------------------------------------

@@ -21,7 +21,14 @@ impl Pki {
 
     /// [`Pki::make`] with the client certificate's subjectAltName `san`.
     pub fn make_with_client_san(dir: &Path, name: &str, san: &str) -> Pki {
-        let client_ext = format!("subjectAltName={san}\nextendedKeyUsage=clientAuth\n");
+        Self::make_with_sans(dir, name, "IP:127.0.0.1,DNS:localhost", san)
+    }
+
+    /// [`Pki::make`] with the server certificate's subjectAltName `server_san` and the
+    /// client certificate's `client_san` (openssl syntax: `DNS:host,IP:addr`).
+    pub fn make_with_sans(dir: &Path, name: &str, server_san: &str, client_san: &str) -> Pki {
+        let server_ext = format!("subjectAltName={server_san}\nextendedKeyUsage=serverAuth\n");
+        let client_ext = format!("subjectAltName={client_san}\nextendedKeyUsage=clientAuth\n");
         let run = |args: &[&str]| {
             let out = Command::new("openssl")
                 .current_dir(dir)
@@ -62,10 +69,7 @@ impl Pki {
         ]);
         run(&ca);
         for (who, ext) in [
-            (
-                "server",
-                "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
-            ),
+            ("server", server_ext.as_str()),
             ("client", client_ext.as_str()),
         ] {
             let (key, csr, pem, extfile) = (

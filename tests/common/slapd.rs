@@ -122,12 +122,17 @@ pub struct SlapdOptions {
     /// Load `tests/fixtures/ldap/ad-like.schema`: Active Directory's `accountExpires`, on
     /// the auxiliary class `radmfaTestAdUser`.
     pub ad_like_schema: bool,
+    /// With `tls`: the server certificate's subjectAltName (openssl syntax, e.g.
+    /// `DNS:dc.example.invalid`) instead of `IP:127.0.0.1,DNS:localhost`. Still signed by
+    /// [`TlsFiles::ca_file`], so a client trusting that CA sees only a name mismatch.
+    pub tls_server_san: Option<String>,
 }
 
 /// Files of the test CA and server certificate.
 #[derive(Debug, Clone)]
 pub struct TlsFiles {
-    /// PEM of the CA that signed the server certificate (SAN: IP 127.0.0.1, DNS localhost).
+    /// PEM of the CA that signed the server certificate (SAN: IP 127.0.0.1, DNS localhost,
+    /// unless [`SlapdOptions::tls_server_san`] says otherwise).
     pub ca_file: PathBuf,
     pub cert_file: PathBuf,
     pub key_file: PathBuf,
@@ -188,7 +193,13 @@ impl Slapd {
         let data_dir = dir.path().join("data");
         fs::create_dir(&data_dir).expect("create slapd data dir");
 
-        let tls = opts.tls.then(|| make_tls_files(dir.path()));
+        assert!(
+            opts.tls || opts.tls_server_san.is_none(),
+            "SlapdOptions::tls_server_san needs tls: true"
+        );
+        let tls = opts
+            .tls
+            .then(|| make_tls_files(dir.path(), opts.tls_server_san.as_deref()));
         let conf = slapd_conf(
             dir.path(),
             &schema_dir,
@@ -686,9 +697,15 @@ fn user_ldif(l: &mut String, u: &LdapUser) {
     l.push('\n');
 }
 
-/// A CA and a server certificate for 127.0.0.1/localhost, made with the `openssl` CLI.
-fn make_tls_files(dir: &Path) -> TlsFiles {
-    let pki = super::pki::Pki::make(dir, "slapd");
+/// A CA and a server certificate for 127.0.0.1/localhost (or for `server_san`), made with
+/// the `openssl` CLI.
+fn make_tls_files(dir: &Path, server_san: Option<&str>) -> TlsFiles {
+    let pki = super::pki::Pki::make_with_sans(
+        dir,
+        "slapd",
+        server_san.unwrap_or("IP:127.0.0.1,DNS:localhost"),
+        "DNS:nas.example.org",
+    );
     TlsFiles {
         ca_file: pki.ca,
         cert_file: pki.server_cert,
