@@ -1397,3 +1397,133 @@ fn sms_goes_through_the_proxy_the_environment_names() {
         "the proxy URL may hold a password"
     );
 }
+
+/// The undelivered-SMS counter as /metrics shows it.
+fn sms_undelivered(srv: &Server) -> f64 {
+    let body = common::radmfa::http_get(srv.metrics_addr(), "/metrics").2;
+    common::peers::prometheus_parse(&body)["radmfa_sms_undelivered_total{}"]
+}
+
+/// Twilio took the SMS but could not deliver it: with [callbacks], it was sent with a
+/// StatusCallback, and Twilio's signed report of `undelivered` is logged (the user, the
+/// masked number, the error code and what it means; never the code) and counted. Forged
+/// reports, a report about another message, and one on a call's URL count nothing. The
+/// prompt stays: a code that arrives late still signs in.
+#[test]
+fn an_undelivered_sms_is_logged_and_counted() {
+    let slapd = directory();
+    let standin = Standin::start();
+    let metrics = "\n[metrics]\nlisten = \"127.0.0.1:0\"\n";
+    let srv = start(&slapd, &standin, "", metrics, &sms_client(""));
+
+    let r1 = login(&srv, "alice", ALICE_PW);
+    assert_eq!(code_of(&r1), "Access-Challenge", "{r1}");
+    let sms = standin.sms()[0].clone();
+    let url = sms
+        .status_callback
+        .clone()
+        .expect("sent with a StatusCallback");
+    assert!(
+        url.starts_with("http://127.0.0.1:")
+            && url.contains("/twilio/sms/")
+            && url.ends_with("/status"),
+        "{url}"
+    );
+    assert_eq!(sms_undelivered(&srv), 0.0, "exported from the start");
+
+    // A status that is no failure: taken, nothing counted.
+    assert_eq!(standin.report_sms(&sms, "delivered", None).status, 204);
+
+    let undelivered = Standin::sms_status_params(&sms, "undelivered", Some("30003"));
+    let forgeries = [
+        ("no signature", Some(String::new())),
+        ("garbage", Some("bm90LWEtc2lnbmF0dXJl".into())),
+        (
+            "wrong auth token",
+            Some(common::provider_standin::twilio_signature(
+                "guessed-token",
+                &url,
+                &undelivered,
+            )),
+        ),
+    ];
+    for (what, sig) in forgeries {
+        let res = standin.post_callback(&url, undelivered.clone(), sig);
+        assert_eq!(res.status, 403, "{what}: {res:?}");
+    }
+    // Signed, but about another message than this login's.
+    let other = undelivered
+        .iter()
+        .map(|(k, v)| match k.as_str() {
+            "MessageSid" | "SmsSid" => (k.clone(), "SM00000000000000000000000000000000".into()),
+            _ => (k.clone(), v.clone()),
+        })
+        .collect();
+    assert_eq!(standin.post_callback(&url, other, None).status, 403);
+    // The SMS transaction on a call's URL is no call.
+    let voice_url = url.replace("/twilio/sms/", "/twilio/voice/");
+    assert_eq!(
+        standin
+            .post_callback(&voice_url, undelivered.clone(), None)
+            .status,
+        404
+    );
+    assert_eq!(
+        sms_undelivered(&srv),
+        0.0,
+        "refused callbacks count nothing"
+    );
+    assert!(!srv.log().contains("SMS not delivered"), "{}", srv.log());
+
+    // Twilio's genuine report.
+    let res = standin.report_sms(&sms, "undelivered", Some("30003"));
+    assert_eq!(res.status, 204, "{res:?}");
+    assert!(srv.log_shows("SMS not delivered"), "{}", srv.log());
+    let log = srv.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("SMS not delivered"))
+        .unwrap();
+    for part in [
+        "WARN",
+        "user=\"alice\"",
+        "••••0100",
+        "error_code=\"30003\"",
+        "unreachable handset",
+    ] {
+        assert!(line.contains(part), "{part:?} not in {line}");
+    }
+    assert!(
+        !line.contains(DIRECTORY_MOBILE),
+        "the number unmasked: {line}"
+    );
+    let code = sms.code();
+    assert!(!reveals(&log, &code), "the SMS code is in the log");
+    assert!(!log.contains(&sms.body), "the message body is in the log");
+    assert_eq!(sms_undelivered(&srv), 1.0);
+
+    // Nothing about the login changed: the code, arriving late, still signs in.
+    let r2 = answer(&srv, "alice", &code, &r1["state"]);
+    assert_eq!(code_of(&r2), "Access-Accept", "{r2}");
+}
+
+/// Without [callbacks], the SMS goes out without a StatusCallback (Twilio would have nowhere
+/// to report to).
+#[test]
+fn without_callbacks_an_sms_asks_for_no_status_report() {
+    let slapd = directory();
+    let standin = Standin::start();
+    let mut o = Options::new(&slapd.url);
+    o.clients = Vec::new();
+    o.extra = format!(
+        "\n[phone]\nsources = [\"store\", \"mobile\"]\n\n[sms]\nprovider = \"twilio\"\n{}{}",
+        standin.twilio_toml(),
+        sms_client("").concat()
+    );
+    let srv = Server::start(&o);
+    let r1 = login(&srv, "alice", ALICE_PW);
+    assert_eq!(code_of(&r1), "Access-Challenge", "{r1}");
+    let sent = standin.sms();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0].status_callback, None, "{sent:?}");
+}

@@ -1,7 +1,9 @@
-//! Twilio's voice callbacks. Order of checks: signature (else 403, nothing read), then the
-//! transaction (else 404), then that the callback is about that transaction's call (else
-//! 403), then one compare-and-set from `pending`, so a replayed or late callback cannot
-//! change a decided call (a fraud report marks it once, whatever it was).
+//! Twilio's callbacks: the voice call's keypad result and status, and an SMS's delivery
+//! status. Order of checks: signature (else 403, nothing read), then the transaction of the
+//! path's kind (else 404), then that the callback is about that transaction's call or
+//! message (else 403), then, for calls, one compare-and-set from `pending`, so a replayed or
+//! late callback cannot change a decided call (a fraud report marks it once, whatever it
+//! was). An SMS's status changes nothing: it is logged and counted.
 
 use std::sync::Arc;
 
@@ -14,6 +16,7 @@ use super::signature;
 use crate::app::AppState;
 use crate::delivery::phone::mask;
 use crate::mfa::voice::{interpret_digits, outcome_twiml, CallDecision};
+use crate::server::metrics::Metrics;
 use crate::store::{AuditRecord, OobKind, OobStatus, OobTransaction, StoreError};
 
 fn params(body: &[u8]) -> Vec<(String, String)> {
@@ -117,10 +120,24 @@ fn with_and_without_port(url: &str) -> Vec<String> {
     out
 }
 
-/// The checks every callback starts with, in order: the signature over the form parameters,
-/// then the call transaction the path names. Gives the parameters and the transaction.
+/// The checks every call callback starts with: [`signed`] for a voice transaction.
 async fn signed_call(
     app: &AppState,
+    id: &str,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(Vec<(String, String)>, OobTransaction), StatusCode> {
+    signed(app, OobKind::Voice, id, uri, headers, body).await
+}
+
+/// The checks every callback starts with, in order: the signature over the form parameters,
+/// then the transaction of `kind` the path names (one of another kind is unknown here),
+/// then that the callback is about its call or message. Gives the parameters and the
+/// transaction.
+async fn signed(
+    app: &AppState,
+    kind: OobKind,
     id: &str,
     uri: &Uri,
     headers: &HeaderMap,
@@ -138,19 +155,31 @@ async fn signed_call(
     }
     let params = params(body);
     authenticate(app, uri, headers, &params)?;
-    if spliced(&params) {
+    if spliced(&params, acted_on(kind)) {
         tracing::warn!("provider callback refused: a repeated or re-split parameter");
         return Err(StatusCode::BAD_REQUEST);
     }
-    let txn = voice_txn(app, id).await?;
-    if !same_call(&txn, &params) {
+    let txn = oob_txn(app, kind, id).await?;
+    if !same_delivery(&txn, &params) {
         tracing::warn!(
             user = txn.user.as_str(),
-            "provider callback refused: signed, but about another call than this login's"
+            "provider callback refused: signed, but about another {} than this login's",
+            match kind {
+                OobKind::Voice => "call",
+                OobKind::Sms => "message",
+            }
         );
         return Err(StatusCode::FORBIDDEN);
     }
     Ok((params, txn))
+}
+
+/// The parameters radmfa acts on in a callback of `kind` (see [`spliced`]).
+fn acted_on(kind: OobKind) -> &'static [&'static str] {
+    match kind {
+        OobKind::Voice => &["Digits", "FinishedOnKey"],
+        OobKind::Sms => &["MessageStatus", "ErrorCode"],
+    }
 }
 
 /// Twilio's signature covers the parameters as name‖value with nothing between them, so
@@ -160,10 +189,9 @@ async fn signed_call(
 /// the TLS proxy, a retry after a 503) could turn a decline or a fraud report into one.
 /// The same goes for names (`CallerZip12345Digits=0`) and for the boundary between a name
 /// and its value (`Dig=its0`). So the signed text is rebuilt as the signature sees it, and
-/// every place a name radmfa acts on appears in it must be the start of the parameter of
-/// exactly that name; a repeated name is refused too. Twilio sends neither.
-fn spliced(params: &[(String, String)]) -> bool {
-    const ACTED_ON: [&str; 2] = ["Digits", "FinishedOnKey"];
+/// every place a name radmfa acts on (`acted_on`) appears in it must be the start of the
+/// parameter of exactly that name; a repeated name is refused too. Twilio sends neither.
+fn spliced(params: &[(String, String)], acted_on: &[&str]) -> bool {
     let mut sorted: Vec<&(String, String)> = params.iter().collect();
     sorted.sort_by(|a, b| a.0.cmp(&b.0));
     if sorted.windows(2).any(|w| w[0].0 == w[1].0) {
@@ -173,36 +201,41 @@ fn spliced(params: &[(String, String)]) -> bool {
     let mut signed = String::new();
     let mut genuine: Vec<usize> = Vec::new();
     for (k, v) in &sorted {
-        if ACTED_ON.contains(&k.as_str()) {
+        if acted_on.contains(&k.as_str()) {
             genuine.push(signed.len());
         }
         signed.push_str(k);
         signed.push_str(v);
     }
-    ACTED_ON.iter().any(|n| {
+    acted_on.iter().any(|n| {
         signed
             .match_indices(n)
             .any(|(at, _)| !genuine.contains(&at))
     })
 }
 
-/// Whether the callback is about the call placed for `txn`: its CallSid, once the answer to
-/// the call request recorded it, else the number called. The signature proves only that
-/// Twilio sent the request; anyone who can place calls on the same account could point a
-/// call of their own at this transaction's URL and press the key.
-fn same_call(txn: &OobTransaction, params: &[(String, String)]) -> bool {
+/// Whether the callback is about the call placed (or the SMS sent) for `txn`: its CallSid
+/// (MessageSid), once the provider's answer recorded it, else the number called (texted).
+/// The signature proves only that Twilio sent the request; anyone who can place calls on
+/// the same account could point a call of their own at this transaction's URL and press
+/// the key.
+fn same_delivery(txn: &OobTransaction, params: &[(String, String)]) -> bool {
+    let sid_param = match txn.kind {
+        OobKind::Voice => "CallSid",
+        OobKind::Sms => "MessageSid",
+    };
     match &txn.provider_ref {
-        Some(sid) => param(params, "CallSid") == Some(sid.as_str()),
+        Some(sid) => param(params, sid_param) == Some(sid.as_str()),
         None => param(params, "To") == Some(txn.phone.as_str()),
     }
 }
 
-async fn voice_txn(app: &AppState, id: &str) -> Result<OobTransaction, StatusCode> {
+async fn oob_txn(app: &AppState, kind: OobKind, id: &str) -> Result<OobTransaction, StatusCode> {
     match app.store.oob(id).await {
-        Ok(Some(t)) if t.kind == OobKind::Voice => Ok(t),
+        Ok(Some(t)) if t.kind == kind => Ok(t),
         Ok(_) => Err(StatusCode::NOT_FOUND),
         Err(e) => {
-            tracing::error!(error = %e, "callback: reading the call transaction");
+            tracing::error!(error = %e, "callback: reading the {} transaction", kind.as_str());
             Err(StatusCode::SERVICE_UNAVAILABLE)
         }
     }
@@ -461,9 +494,75 @@ pub async fn status(
     StatusCode::NO_CONTENT.into_response()
 }
 
+/// An SMS's delivery status (`MessageStatus`), posted to the StatusCallback given when it was
+/// sent. `undelivered` and `failed` (the provider took the message, the phone never got it)
+/// are logged with Twilio's `ErrorCode` and counted; nothing else is done: the login's prompt
+/// stays as it is (a code that arrives late still counts, and a resend is the user's to
+/// ask for). Every other status is taken and ignored.
+pub async fn sms_status(
+    State(app): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (params, txn) = match signed(&app, OobKind::Sms, &id, &uri, &headers, &body).await {
+        Ok(checked) => checked,
+        Err(code) => return code.into_response(),
+    };
+    let status = param(&params, "MessageStatus").unwrap_or("");
+    if matches!(status, "undelivered" | "failed") {
+        // Twilio's codes are numbers; anything else is not copied into the log.
+        let code = param(&params, "ErrorCode")
+            .filter(|c| !c.is_empty() && c.len() <= 8 && c.bytes().all(|b| b.is_ascii_digit()))
+            .unwrap_or("none");
+        tracing::warn!(
+            user = txn.user.as_str(),
+            phone = %mask(&txn.phone),
+            status,
+            error_code = code,
+            meaning = sms_error_meaning(code),
+            "SMS not delivered: the provider took it, but the phone never got the code"
+        );
+        Metrics::inc(&app.metrics.sms_undelivered);
+    }
+    StatusCode::NO_CONTENT.into_response()
+}
+
+/// What Twilio's common delivery error codes mean, in a few words, for the log line.
+fn sms_error_meaning(code: &str) -> &'static str {
+    match code {
+        "30003" => "unreachable handset (switched off, out of coverage)",
+        "30004" => "message blocked (by the recipient or their carrier)",
+        "30005" => "unknown number (it does not exist or is no longer in service)",
+        "30006" => "landline or unreachable carrier (the number cannot take texts)",
+        "30007" => "filtered by the carrier (spam filtering)",
+        "30008" => "unknown error (the carrier gave no reason)",
+        _ => "see https://www.twilio.com/docs/api/errors",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::with_and_without_port;
+
+    #[test]
+    fn sms_status_parameters_are_not_resplit() {
+        let p = |v: &[(&str, &str)]| {
+            v.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<Vec<_>>()
+        };
+        let sms = super::acted_on(crate::store::OobKind::Sms);
+        let genuine = p(&[("ErrorCode", "30003"), ("MessageStatus", "undelivered")]);
+        assert!(!super::spliced(&genuine, sms));
+        // `MessageStatus=delivered` with "undelivered" spliced into another value.
+        let resplit = p(&[
+            ("From", "+1555MessageStatusundelivered"),
+            ("MessageStatus", "x"),
+        ]);
+        assert!(super::spliced(&resplit, sms));
+    }
 
     #[test]
     fn a_url_is_tried_with_and_without_its_port() {

@@ -189,6 +189,20 @@ pub trait CodeSender: Send + Sync + 'static {
         text: &Secret,
         code: &Secret,
     ) -> Result<Option<String>, ProviderError>;
+
+    /// [`send_sms`](Self::send_sms), asking the provider to report the message's fate
+    /// (delivered, undelivered, failed) to `status_callback`, where it can. A provider
+    /// that cannot (the generic HTTP gateway) sends it as `send_sms` does.
+    async fn send_sms_reporting(
+        &self,
+        to: &str,
+        text: &Secret,
+        code: &Secret,
+        status_callback: Option<&str>,
+    ) -> Result<Option<String>, ProviderError> {
+        let _ = status_callback;
+        self.send_sms(to, text, code).await
+    }
 }
 
 /// What a call needs: the number, the script, where the provider reports back.

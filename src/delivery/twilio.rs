@@ -149,14 +149,31 @@ impl CodeSender for TwilioSms {
         text: &Secret,
         code: &Secret,
     ) -> Result<Option<String>, ProviderError> {
+        self.send_sms_reporting(to, text, code, None).await
+    }
+
+    /// With a `status_callback`, Twilio POSTs the message's status changes there (signed as
+    /// the call callbacks are): `MessageStatus` and, for `undelivered` or `failed`, the
+    /// `ErrorCode` that says why the code never reached the phone.
+    async fn send_sms_reporting(
+        &self,
+        to: &str,
+        text: &Secret,
+        code: &Secret,
+        status_callback: Option<&str>,
+    ) -> Result<Option<String>, ProviderError> {
         let body = text.expose_str().unwrap_or_default();
         let code = code.expose_str().unwrap_or_default();
+        let mut form = vec![("To", to), ("From", self.cfg.from.as_str()), ("Body", body)];
+        if let Some(url) = status_callback {
+            form.push(("StatusCallback", url));
+        }
         create(
             "twilio sms",
             &self.cfg,
             &self.client,
             "Messages.json",
-            &[("To", to), ("From", &self.cfg.from), ("Body", body)],
+            &form,
             &[code],
         )
         .await

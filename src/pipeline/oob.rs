@@ -16,6 +16,7 @@ use super::{Fault, RequestContext};
 use crate::app::AppState;
 use crate::auth::UserInfo;
 use crate::callbacks::public_url;
+use crate::config::delivery::SmsProvider;
 use crate::delivery::phone::{self, mask};
 use crate::delivery::{CallRequest, ProviderError};
 use crate::mfa::{sms, voice};
@@ -292,7 +293,16 @@ pub async fn send_sms(
         return Ok(done);
     }
     let text = sms::render_message(&cfg.message, &code);
-    let sent = provider.send_sms(phone, &text, &code).await;
+    // Twilio reports an SMS it took but could not deliver (a phone off, a landline, a
+    // carrier's filter) to [callbacks], where it is logged and counted; without [callbacks]
+    // nothing is asked for. The generic HTTP gateway has no such report.
+    let status_callback = match cfg.provider {
+        SmsProvider::Twilio => public_url(app, &format!("/twilio/sms/{}/status", txn.id)),
+        SmsProvider::Http => None,
+    };
+    let sent = provider
+        .send_sms_reporting(phone, &text, &code, status_callback.as_deref())
+        .await;
     settle(app, txn, sent, ("SMS code sent", "SMS not sent", NOT_SENT)).await
 }
 

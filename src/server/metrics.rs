@@ -57,6 +57,7 @@ counters!(
     upstream_failures,
     store_failures,
     provider_failures,
+    sms_undelivered,
     fail_open,
     unanswered,
     replies_not_sent,
@@ -321,6 +322,14 @@ impl Metrics {
             "SMS or call providers that failed to take a message (an HTTP error, no answer). \
              Each refuses its login, unless the client's provider_failure = \"allow\".",
             &[("", get(&self.provider_failures))],
+        );
+        family(
+            "radmfa_sms_undelivered_total",
+            "counter",
+            "SMS the provider took but reported undelivered or failed (Twilio's status \
+             callback, with [callbacks]): the user waited for a code that never came. The \
+             log names the user, the masked number and the provider's error code.",
+            &[("", get(&self.sms_undelivered))],
         );
         family(
             "radmfa_fail_open_total",

@@ -1,7 +1,9 @@
 //! A local stand-in for Twilio's REST API, so radmfa's production HTTP client runs unchanged
 //! against it (`[twilio] api_url`). It speaks the real request shapes:
 //!
-//! - `POST /2010-04-01/Accounts/{AccountSid}/Messages.json` (form: To, From, Body)
+//! - `POST /2010-04-01/Accounts/{AccountSid}/Messages.json` (form: To, From, Body,
+//!   StatusCallback): recorded; a test reports the message's fate to its StatusCallback
+//!   (`report_sms`), signed as Twilio signs it
 //! - `POST /2010-04-01/Accounts/{AccountSid}/Calls.json` (form: To, From, Twiml,
 //!   StatusCallback, ...)
 //! - `POST /2010-04-01/Accounts/{AccountSid}/Calls/{CallSid}.json` (form: Status =
@@ -40,9 +42,12 @@ pub const SMS_FROM: &str = "+15550001111";
 
 #[derive(Debug, Clone)]
 pub struct Sms {
+    pub sid: String,
     pub to: String,
     pub from: String,
     pub body: String,
+    /// The StatusCallback the message was sent with, if any.
+    pub status_callback: Option<String>,
 }
 
 impl Sms {
@@ -228,12 +233,14 @@ async fn messages(
         return twilio_error(StatusCode::from_u16(status).unwrap(), code, &text);
     }
     tokio::time::sleep(delay).await;
+    let sid = sid("SM");
     st.lock().unwrap().sms.push(Sms {
+        sid: sid.clone(),
         to: to.clone(),
         from: from.clone(),
         body: text.clone(),
+        status_callback: f.get("StatusCallback").cloned(),
     });
-    let sid = sid("SM");
     let reply = serde_json::json!({
         "sid": sid, "account_sid": ACCOUNT_SID, "to": to, "from": from, "body": text,
         "status": "queued", "num_segments": "1", "direction": "outbound-api",
@@ -603,6 +610,41 @@ impl Standin {
     ) -> CallbackResult {
         self.rt
             .block_on(webhook(&self.state, url, params, signature))
+    }
+
+    /// The parameters of Twilio's status callback for `sms` reaching `status` (`ErrorCode`
+    /// with `undelivered` and `failed`).
+    pub fn sms_status_params(
+        sms: &Sms,
+        status: &str,
+        error_code: Option<&str>,
+    ) -> Vec<(String, String)> {
+        let mut p: Vec<(String, String)> = [
+            ("AccountSid", ACCOUNT_SID),
+            ("ApiVersion", "2010-04-01"),
+            ("From", sms.from.as_str()),
+            ("MessageSid", sms.sid.as_str()),
+            ("MessageStatus", status),
+            ("SmsSid", sms.sid.as_str()),
+            ("SmsStatus", status),
+            ("To", sms.to.as_str()),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        if let Some(code) = error_code {
+            p.push(("ErrorCode".into(), code.into()));
+        }
+        p
+    }
+
+    /// Reports `sms`'s status to the StatusCallback it was sent with, signed as Twilio does.
+    pub fn report_sms(&self, sms: &Sms, status: &str, error_code: Option<&str>) -> CallbackResult {
+        let url = sms
+            .status_callback
+            .as_deref()
+            .expect("the SMS was sent with a StatusCallback");
+        self.post_callback(url, Self::sms_status_params(sms, status, error_code), None)
     }
 
     /// The parameters Twilio sends with a `<Gather>` result for `call` when the callee
