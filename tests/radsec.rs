@@ -717,6 +717,14 @@ fn connections_are_capped_and_idle_ones_closed() {
             .unwrap()
     };
 
+    // The server certificate (valid for 2 days from now) and when it expires.
+    let expiry = metric("radmfa_radsec_certificate_expiry_timestamp_seconds") as i64;
+    let in_2_days = now() + 2 * 86_400;
+    assert!(
+        (in_2_days - 600..=in_2_days).contains(&expiry),
+        "{expiry} is not in 2 days ({in_2_days})"
+    );
+
     let opened = Instant::now();
     let mut held = [Holder::connect(port, &good), Holder::connect(port, &good)];
     assert_eq!(metric("radmfa_radsec_connections"), 2);
@@ -935,6 +943,109 @@ fn a_revoked_certificate_is_refused_once_the_new_crl_is_in_place() {
     assert!(
         out.status.success(),
         "the CRL was not taken after its chmod: {out:?}\n{}",
+        srv.log()
+    );
+}
+
+/// `radmfa config check` on the `[radsec]` of `pki` (with `radsec` lines added): its output.
+fn radsec_config_check(pki: &Pki, radsec: &str) -> String {
+    let o = Options::new("ldap://127.0.0.1:1");
+    let (_dir, config) = radsec_config(o, pki, "nas.example.org", radsec, 4000, "");
+    let out = Command::new(common::radmfa::bin())
+        .arg("--config")
+        .arg(&config)
+        .args(["config", "check"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// A server certificate about to expire is warned about by `config check` (and so in the
+/// journal at start and at each reload) while there is time to renew it; one valid for
+/// longer than 30 days is not, and its notAfter is what the gauge reports.
+#[test]
+fn config_check_warns_of_a_radsec_certificate_about_to_expire() {
+    let pki_dir = tempfile::tempdir().unwrap();
+    let long = Pki::make_with_server_days(pki_dir.path(), "long", 400);
+    let out = radsec_config_check(&long, "");
+    assert!(!out.contains("warning: radsec:"), "{out}");
+
+    let short = Pki::make_with_server_days(pki_dir.path(), "short", 1);
+    let out = radsec_config_check(&short, "");
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("warning: radsec: cert_file "))
+        .unwrap_or_else(|| panic!("no warning for the server certificate:\n{out}"));
+    assert!(
+        line.contains(&format!(
+            "cert_file {} expires on ",
+            short.server_cert.display()
+        )) && line.contains("(in 1 day)")
+            && line.contains("every NAS that checks it refuses the TLS handshake"),
+        "{line}"
+    );
+    // The CA in ca_file (valid for 2 days) too.
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("warning: radsec: ca_file ")
+                && l.contains("CA certificate \"CN=short test CA\" expires on ")
+                && l.contains("(in 2 days)")),
+        "{out}"
+    );
+}
+
+/// A CRL past its nextUpdate is warned about: radmfa enforces nextUpdate, so until a new one
+/// is published no client certificate under that CA gets a session, as the warning says.
+#[test]
+fn an_out_of_date_crl_is_warned_about_and_refuses_every_client() {
+    let pki_dir = tempfile::tempdir().unwrap();
+    let pki = Pki::make_with_server_days(pki_dir.path(), "good", 400);
+    let crl = pki_dir.path().join("clients.crl");
+    pki.write_crl(&crl, &[]);
+    let radsec = format!("crl_file = {crl:?}");
+    let out = radsec_config_check(&pki, &radsec);
+    assert!(!out.contains("warning: radsec:"), "a current CRL:\n{out}");
+
+    pki.write_crl_dated(
+        &crl,
+        &[],
+        &[
+            "-crl_lastupdate",
+            "20200101000000Z",
+            "-crl_nextupdate",
+            "20200102000000Z",
+        ],
+    );
+    let out = radsec_config_check(&pki, &radsec);
+    assert!(
+        out.contains(&format!(
+            "warning: radsec: crl_file {}: the CRL from \"CN=good test CA\" is out of date \
+             since 2020-01-02T00:00:00Z: publish a new one; until then radmfa refuses every \
+             client certificate under that CA",
+            crl.display()
+        )),
+        "{out}"
+    );
+
+    // What the warning says happens: the handshake fails, on nextUpdate.
+    let slapd = Slapd::start(&[LdapUser::new("alice", "alice-pw")]);
+    let srv = start_with(&slapd, &pki, "nas.example.org", &radsec, 4000);
+    assert!(srv.log_shows("is out of date since"), "{}", srv.log());
+    let port = radsec_port(&srv);
+    let out = our_client(port, &pki, &pki.ca, &["status", "--timeout", "2"]);
+    assert!(!out.status.success(), "answered with an expired CRL");
+    assert!(
+        srv.log()
+            .lines()
+            .any(|l| l.contains("its RadSec (TLS) handshake failed")
+                && l.contains("revocation list expired")),
+        "the handshake failure names the expired CRL:\n{}",
         srv.log()
     );
 }

@@ -505,7 +505,12 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
                 }
             ));
         }
-    } else {
+    } else if let Some(radsec) = &cfg.radsec {
+        use crate::clock::Clock;
+        out.extend(crate::server::cert_dates::warnings(
+            radsec,
+            crate::clock::SystemClock.now(),
+        ));
         for c in cfg
             .clients
             .iter()

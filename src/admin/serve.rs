@@ -45,6 +45,7 @@ pub async fn serve(cfg: Config, text: &str, path: &std::path::Path) -> anyhow::R
         tracing::info!("{line}");
     }
     super::review::log_warnings(&app.config());
+    crate::server::cert_dates::set_expiry_gauge(&app.metrics, &app.config());
     for w in super::review_file::warnings(path, text) {
         tracing::warn!("{w}");
     }

@@ -19,6 +19,9 @@ macro_rules! counters {
             pub in_flight: AtomicU64,
             /// RadSec connections open now (handshakes included).
             pub radsec_connections: AtomicU64,
+            /// The served RadSec certificate's notAfter, Unix seconds; 0 without one (set at
+            /// start and at each reload, `cert_dates::set_expiry_gauge`).
+            pub radsec_certificate_expiry: AtomicU64,
             /// Time from a request's arrival to its reply (Access-Requests answered).
             pub latency: Histogram,
             /// Replies per `[[client]]` name (the names come from the config, so the set is
@@ -357,6 +360,17 @@ impl Metrics {
             "RadSec connections open, TLS handshakes included (at most radsec.max_connections).",
             &[("", get(&self.radsec_connections))],
         );
+        let expiry = get(&self.radsec_certificate_expiry);
+        if expiry != 0 {
+            family(
+                "radmfa_radsec_certificate_expiry_timestamp_seconds",
+                "gauge",
+                "When the RadSec server certificate (the first in radsec.cert_file) expires, \
+                 as Unix time; read at start and at each reload. Every NAS that checks it \
+                 refuses the TLS handshake from then on.",
+                &[("", expiry)],
+            );
+        }
         self.latency.render(
             &mut out,
             "radmfa_request_duration_seconds",

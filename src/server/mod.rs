@@ -2,6 +2,7 @@
 //! verify, run the pipeline under a permit and a deadline, send the reply. One bad packet
 //! never stops the server.
 
+pub mod cert_dates;
 pub mod clients;
 pub mod dedup;
 pub mod drop_log;

@@ -27,6 +27,30 @@ impl Pki {
     /// [`Pki::make`] with the server certificate's subjectAltName `server_san` and the
     /// client certificate's `client_san` (openssl syntax: `DNS:host,IP:addr`).
     pub fn make_with_sans(dir: &Path, name: &str, server_san: &str, client_san: &str) -> Pki {
+        Self::make_with(dir, name, server_san, client_san, 2)
+    }
+
+    /// [`Pki::make`] with a server certificate valid for `server_days` days from now (the
+    /// CA for as long, at least 2), for the expiry warnings.
+    #[allow(dead_code)] // not every test binary needs other dates
+    pub fn make_with_server_days(dir: &Path, name: &str, server_days: u32) -> Pki {
+        Self::make_with(
+            dir,
+            name,
+            "IP:127.0.0.1,DNS:localhost",
+            "DNS:nas.example.org",
+            server_days,
+        )
+    }
+
+    fn make_with(
+        dir: &Path,
+        name: &str,
+        server_san: &str,
+        client_san: &str,
+        server_days: u32,
+    ) -> Pki {
+        let ca_days = server_days.max(2).to_string();
         let server_ext = format!("subjectAltName={server_san}\nextendedKeyUsage=serverAuth\n");
         let client_ext = format!("subjectAltName={client_san}\nextendedKeyUsage=clientAuth\n");
         let run = |args: &[&str]| {
@@ -59,7 +83,7 @@ impl Pki {
             "-out",
             &ca_pem,
             "-days",
-            "2",
+            &ca_days,
             "-subj",
             &subj,
             "-addext",
@@ -79,6 +103,7 @@ impl Pki {
                 format!("{name}-{who}.ext"),
             );
             let subj = format!("/CN={name} {who}");
+            let days = if who == "server" { server_days } else { 2 }.to_string();
             let mut req = vec!["req"];
             req.extend(ec);
             req.extend(["-keyout", &key, "-out", &csr, "-subj", &subj]);
@@ -101,7 +126,7 @@ impl Pki {
                 "-out",
                 &pem,
                 "-days",
-                "2",
+                &days,
                 "-extfile",
                 &extfile,
             ]);
@@ -122,6 +147,13 @@ impl Pki {
     /// rename, as an admin's tooling replaces the file.
     #[allow(dead_code)] // not every test binary revokes
     pub fn write_crl(&self, out: &Path, revoked: &[&Path]) {
+        self.write_crl_dated(out, revoked, &[]);
+    }
+
+    /// [`Pki::write_crl`] with `dates` added to `openssl ca -gencrl`: `-crl_lastupdate`,
+    /// `-crl_nextupdate` and their times, say, for a CRL already out of date.
+    #[allow(dead_code)] // not every test binary revokes
+    pub fn write_crl_dated(&self, out: &Path, revoked: &[&Path], dates: &[&str]) {
         let db = tempfile::tempdir().unwrap();
         std::fs::write(db.path().join("index.txt"), "").unwrap();
         std::fs::write(db.path().join("crlnumber"), "01\n").unwrap();
@@ -156,14 +188,16 @@ impl Pki {
             ]);
         }
         let tmp = out.with_extension("new");
-        run(&[
+        let mut gencrl: Vec<&std::ffi::OsStr> = vec![
             "ca".as_ref(),
             "-config".as_ref(),
             cnf.as_os_str(),
             "-gencrl".as_ref(),
             "-out".as_ref(),
             tmp.as_os_str(),
-        ]);
+        ];
+        gencrl.extend(dates.iter().map(std::ffi::OsStr::new));
+        run(&gencrl);
         std::fs::rename(&tmp, out).unwrap();
     }
 }
