@@ -172,6 +172,16 @@ pub enum Warning {
     Others { count: u64 },
 }
 
+/// Whom a drop came from, for its line: the client's name and address, or the address;
+/// `anyone` for an overload, which is about this server, not the source.
+fn source(kind: DropKind, src: &IpAddr, nas: Option<&str>, anyone: &str) -> String {
+    match nas {
+        Some(nas) => format!("client {nas:?} ({src})"),
+        None if kind == DropKind::Overloaded => anyone.to_string(),
+        None => src.to_string(),
+    }
+}
+
 impl fmt::Display for Warning {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -181,13 +191,8 @@ impl fmt::Display for Warning {
                 nas,
                 held_back,
             } => {
-                write!(f, "dropped a request from ")?;
-                match nas {
-                    Some(nas) => write!(f, "client {nas:?} ({src})")?,
-                    None if *kind == DropKind::Overloaded => write!(f, "a client")?,
-                    None => write!(f, "{src}")?,
-                }
-                write!(f, ": {}", kind.explain())?;
+                let who = source(*kind, src, nas.as_deref(), "a client");
+                write!(f, "dropped a request from {who}: {}", kind.explain())?;
                 if *held_back > 0 {
                     write!(f, " ({held_back} more like it since the last warning)")?;
                 }
@@ -326,11 +331,7 @@ impl Warning {
                 nas,
                 held_back,
             } => {
-                let who = match nas {
-                    Some(nas) => format!("client {nas:?} ({src})"),
-                    None if *kind == DropKind::Overloaded => "clients".to_string(),
-                    None => src.to_string(),
-                };
+                let who = source(*kind, src, nas.as_deref(), "clients");
                 tracing::warn!(
                     target: "radmfa::drops",
                     kind = ?kind,
