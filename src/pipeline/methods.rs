@@ -273,6 +273,9 @@ async fn held_call(
     };
     let done = oob::await_call(app, &txn.id, oob::reply_by(app, ctx)).await?;
     let verdict = call_verdict(app, ctx, s, done.unwrap_or(txn)).await?;
+    // Only once the call's decision is committed: a commit that fails later would roll
+    // it back and leave the call pending, the guard already off.
+    durability::settle().await?;
     guard.disarm();
     Ok(verdict)
 }
@@ -304,6 +307,8 @@ async fn call_prompt(
         txn.expires_at - txn.created_at,
     )
     .await?;
+    // Only once the challenge (and the call's reference) is committed: see `held_call`.
+    durability::settle().await?;
     guard.disarm();
     Ok(s.verdict(reply, "voice", "calling; waiting for the answer"))
 }
