@@ -779,7 +779,11 @@ fn sqlite_deployment_moved_to_postgres_logs_in_on_both_nodes() {
             .output()
             .unwrap()
     };
-    for args in [&["user", "delete", "bob"][..], &["serve"][..]] {
+    for args in [
+        &["user", "delete", "bob"][..],
+        &["serve"][..],
+        &["db", "migrate"][..],
+    ] {
         let out = old_config(args);
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(

@@ -404,7 +404,9 @@ secret = "0123456789abcdef"
     // One that names the configured keys, as digits, is fine.
     let own = nine.replace(
         voice_section,
-        &format!("{voice_section}greeting = \"Fraud? Press 9*, then pound.\"\n"),
+        &format!(
+            "{voice_section}greeting = \"Fraud? Press 9*. One of our staff will call you.\"\n"
+        ),
     );
     let own = radmfa::config::Config::parse(&own, &dir.path().join("radmfa.toml")).unwrap();
     assert_eq!(greeting_warned(&own), None);

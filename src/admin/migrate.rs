@@ -73,6 +73,8 @@ pub async fn db(cfg: &Config, cmd: DbCommand) -> anyhow::Result<ExitCode> {
         // store up, as at a first start. Said, not just "up to date": the admin believed
         // the real store was ready for the upgrade.
         StoreConfig::Sqlite { path, key_file } => {
+            // A store moved to PostgreSQL is not upgraded either (see store::moved).
+            crate::store::moved::refuse_if_moved(path)?;
             let existed = path.exists();
             let sealer = crate::app::sqlite_sealer(path, key_file)?;
             crate::app::open_sqlite(path, key_file, sealer)

@@ -856,10 +856,13 @@ fn greeting_warning(greeting: &str, fraud_digits: &str) -> Option<String> {
             _ => return None,
         })
     };
-    let lower = greeting.to_lowercase();
+    // A sentence or clause ends a run of keys ("press 9. One of our staff ..." is 9).
+    let lower = greeting
+        .to_lowercase()
+        .replace(['.', ',', ';', ':', '!', '?'], " | ");
     // Words, and keys written as digits ("press 0", "press 9*"), split apart.
     let words: Vec<String> = lower
-        .split(|c: char| !(c.is_alphanumeric() || c == '*'))
+        .split(|c: char| !(c.is_alphanumeric() || c == '*' || c == '|'))
         .filter(|w| !w.is_empty())
         .flat_map(|w| {
             if w.chars().all(|c| c.is_ascii_digit() || c == '*') {

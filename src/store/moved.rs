@@ -8,9 +8,11 @@
 
 use std::path::{Path, PathBuf};
 
-/// `<database>.moved-to-postgres`.
+/// `<database>.moved-to-postgres`, beside the file as the filesystem has it: a config that
+/// reaches the database through a symbolic link must meet the same mark.
 pub fn marker(db: &Path) -> PathBuf {
-    let mut name = db.as_os_str().to_owned();
+    let db = std::fs::canonicalize(db).unwrap_or_else(|_| db.to_path_buf());
+    let mut name = db.into_os_string();
     name.push(".moved-to-postgres");
     PathBuf::from(name)
 }
