@@ -82,7 +82,8 @@ pub fn looks_like_code(code: &str) -> bool {
 ///
 /// Every step in the window is computed and compared in constant time, so the time taken
 /// does not tell how close a guess was. Returns the matched step: of two showing the
-/// same code, the later (see [`match_totp_with_drift`]).
+/// same code, the nearer now; none when the code is also a used step's (see
+/// [`match_totp_with_drift`]).
 pub fn match_totp(token: &Token, code: &str, now: i64, window: u32) -> Option<i64> {
     match_totp_with_drift(token, code, now, window, 0)
 }
@@ -128,24 +129,40 @@ pub fn match_totp_with_drift(
     }
     // Every step of the window is computed and compared (no early exit), so the time taken
     // does not tell which step matched. With 2·window+1 steps, two steps showing the same
-    // code happens about once in 50,000 codes at window 10: take the latest, so that the
-    // code is used up for good. Taking the earliest left the later twin unused, and the
-    // same code, replayed by whoever saw it typed, was accepted a second time. The price,
-    // when the twin is a step still to come: the user's next codes wait until it passes.
+    // code happens about once in 50,000 codes at window 10. Of two unused twins, the one
+    // nearest where the token's clock is taken: it is the step the user most likely read,
+    // and the drift learned from it is the token's, not a twin's. The earlier rule took the
+    // latest, to use the code up for good; when that twin was steps ahead, every code the
+    // user typed until it passed was refused as used (minutes at window 10, and the load
+    // generator's few unexplained Rejects). Used up for good it still is: a code that is
+    // also the code of a used step of the window is refused, as the replay it may be. That
+    // costs a user whose fresh code happens to repeat a used one a second try at the next
+    // step — as HOTP does (`hotp::repeats_last_used`).
     let codes = TotpCodes::new(&token.secret, token.algorithm, token.digits, token.period);
+    let expected = current_step(token, now).saturating_add(drift);
     let mut matched: Option<i64> = None;
+    let mut repeats_used = false;
     for step in search_steps(token, now, window, drift) {
-        let expected = codes.at(step);
         // Steps before the epoch (a clock not yet set, or a large drift) are not steps: they
         // would all show step 0's code, and each would count as a fresh use of it.
-        let unused = step >= 0 && token.last_step.is_none_or(|last| step > last);
-        if bool::from(expected.as_bytes().ct_eq(code.as_bytes())) && unused {
-            matched = Some(matched.map_or(step, |m| m.max(step)));
+        if step < 0 {
+            continue;
+        }
+        let same = bool::from(codes.at(step).as_bytes().ct_eq(code.as_bytes()));
+        let used = token.last_step.is_some_and(|last| step <= last);
+        repeats_used |= same && used;
+        if same && !used {
+            let nearer = |m: i64| (step - expected).abs() < (m - expected).abs();
+            matched = Some(matched.map_or(step, |m| if nearer(m) { step } else { m }));
         }
     }
     // A step already used (or earlier) never verifies again; the store enforces this
     // atomically, this is just the cheap early answer.
-    matched
+    if repeats_used {
+        None
+    } else {
+        matched
+    }
 }
 
 /// Whether `code` is the code of a step in the window that is already used up: a code typed
@@ -283,26 +300,44 @@ mod tests {
     }
 
     #[test]
-    fn of_two_steps_showing_the_same_code_the_latest_wins_and_the_code_is_used_up() {
+    fn of_two_steps_showing_the_same_code_the_nearest_wins_and_the_code_is_used_up() {
         // With 1-digit codes, several of the 21 steps of a ±10 window show the same code.
         let mut t = token(SEED1, OtpAlgorithm::Sha1, 1);
-        let now = 1111111111;
-        let cur = now / 30;
-        let code = totp_code(&t.secret, t.algorithm, 1, 30, cur + 3);
-        let twins: Vec<i64> = ((cur - 10)..=(cur + 10))
-            .filter(|s| totp_code(&t.secret, t.algorithm, 1, 30, *s) == code)
-            .collect();
-        assert!(twins.len() >= 2, "test needs a collision: {twins:?}");
-        let latest = *twins.last().unwrap();
-        assert_eq!(match_totp(&t, &code, now, 10), Some(latest));
+        let code_at = |s: i64| totp_code(&t.secret, t.algorithm, 1, 30, s);
+        let twins_of = |cur: i64| -> Vec<i64> {
+            ((cur - 10)..=(cur + 10))
+                .filter(|s| code_at(*s) == code_at(cur))
+                .collect()
+        };
+        // The first step from here whose code shows again within the window ahead.
+        let cur = (1111111111 / 30..)
+            .find(|&c| twins_of(c).iter().any(|&s| s > c))
+            .unwrap();
+        let now = cur * 30 + 7;
+        let code = code_at(cur);
+        let twins = twins_of(cur);
+        assert_eq!(match_totp(&t, &code, now, 10), Some(cur), "the step of now");
         // Consumed (the store keeps the highest step used): the code works once, whichever
-        // of its steps the user meant.
-        t.last_step = Some(latest);
+        // of its steps the user meant, though a twin ahead is unused.
+        t.last_step = Some(cur);
         assert_eq!(match_totp(&t, &code, now, 10), None, "a replay of the code");
         assert!(used_before(&t, &code, now, 10, 0), "told apart as a replay");
-        // With the earlier twins used already, the latest is still taken.
-        t.last_step = Some(twins[0]);
-        assert_eq!(match_totp(&t, &code, now, 10), Some(latest));
+        // The twin ahead does not hold the user's next codes up until it passes (the latest
+        // twin used to be taken): the next step's code works, unless it too repeats a used
+        // step's code.
+        let next = code_at(cur + 1);
+        let repeats = ((cur - 10)..=cur).any(|s| code_at(s) == next);
+        assert_eq!(
+            match_totp(&t, &next, now + 30, 10),
+            (!repeats).then_some(cur + 1)
+        );
+        // Of two unused twins, the one nearest the token's learned drift.
+        t.last_step = None;
+        let ahead = *twins.iter().find(|&&s| s > cur).unwrap();
+        assert_eq!(
+            match_totp_with_drift(&t, &code, now, 10, ahead - cur),
+            Some(ahead)
+        );
     }
 
     #[test]

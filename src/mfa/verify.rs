@@ -296,6 +296,41 @@ mod tests {
         assert!(accepted(&check(&store, &o, &one_digit(first + 1), 0).await));
     }
 
+    /// A TOTP code whose twin is a step ahead in the window (1-digit codes, so often): the
+    /// step of now is used, the code never works again, and the user's next step still
+    /// works through the store, rather than waiting for the twin to pass.
+    #[tokio::test]
+    async fn a_totp_code_with_a_twin_ahead_does_not_hold_up_the_next_steps() {
+        let o = VerifyOptions {
+            totp_window: 10,
+            ..opts(false)
+        };
+        let at = |s: i64| {
+            crate::mfa::otp::totp_code(&Secret::new(SEED.to_vec()), OtpAlgorithm::Sha1, 1, 30, s)
+        };
+        // A step whose code shows again ahead in the window, and whose next step's code
+        // repeats no step up to it (that one would rightly be refused).
+        let cur = (1_000_000i64..)
+            .find(|&c| {
+                (c + 1..=c + 10).any(|s| at(s) == at(c)) && (c - 10..=c).all(|s| at(s) != at(c + 1))
+            })
+            .unwrap();
+        let store = store_with_token(TokenKind::Totp, 1, 0, TokenExtra::default()).await;
+        let now = cur * 30 + 5;
+        let got = check(&store, &o, &at(cur), now).await;
+        assert!(
+            matches!(got, TokenCheck::Accepted { mode: "totp", .. }),
+            "{got:?}"
+        );
+        assert_eq!(record(&store).await.token.last_step, Some(cur));
+        assert_eq!(check(&store, &o, &at(cur), now).await, TokenCheck::Replayed);
+        let next = check(&store, &o, &at(cur + 1), now + 30).await;
+        assert!(
+            matches!(next, TokenCheck::Accepted { mode: "totp", .. }),
+            "{next:?}"
+        );
+    }
+
     #[tokio::test]
     async fn hotp_self_resync_needs_the_very_next_code_in_time() {
         let s = store_with(TokenKind::Hotp, TokenExtra::default()).await;

@@ -143,8 +143,8 @@ pub async fn check_code(
         // With more than one token: a code one of them already used is refused, uncounted,
         // before any is asked; the others must not check it (a used code known to whoever
         // sends it, say one a VPN client kept, would make an uncounted guess at every other
-        // token each time). Not with one token: it refuses its used steps itself, and a
-        // fresh code whose twin is a used step of its window still counts as fresh.
+        // token each time). Not with one token: it refuses its used steps itself (and a
+        // fresh code whose twin is a used step of its window, as the replay it may be).
         let several = tokens.iter().filter(|r| r.token.enabled).count() > 1;
         if several && tokens.iter().any(|rec| is_replay(&opts, rec, code, now)) {
             return Ok(CodeCheck::Invalid {
