@@ -15,6 +15,9 @@
 //! requests of one user in flight at once may arrive out of order, and the server then
 //! refuses the earlier step as a replay. With `--no-replay-guard` (servers that keep no
 //! used-step record, such as FreeRADIUS 3.2.1's rlm_totp) every request uses the current step.
+//! About one code in 50,000 (6 digits, window 10) is also the code of a step the same user
+//! sent moments before; radmfa refuses it as the replay it could be. Such a Reject is counted
+//! apart, as a repeated code ([`repeats_earlier`]), not as the server's failure.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -352,7 +355,13 @@ async fn worker(phase: Arc<Phase>, mut conn: Conn, first_id: u8) -> WorkerResult
             // and the phase's clock runs on.
             tokio::time::sleep(Duration::from_millis(20)).await;
         };
-        let Some((user, packet, auth)) = built else {
+        let Some(Built {
+            user,
+            packet,
+            auth,
+            step,
+        }) = built
+        else {
             tally.skipped += 1;
             continue;
         };
@@ -369,6 +378,12 @@ async fn worker(phase: Arc<Phase>, mut conn: Conn, first_id: u8) -> WorkerResult
         };
         let outcome = match outcome {
             Outcome::Unexpected(code) if code == expected => Outcome::Expected,
+            Outcome::Unexpected(3)
+                if step
+                    .is_some_and(|s| repeats_earlier(&phase.spec.totp, &phase.users[user], s)) =>
+            {
+                Outcome::RepeatedCode
+            }
             other => other,
         };
         if outcome == Outcome::Expected && phase.spec.flow == Flow::TwoRound && !phase.round2 {
@@ -389,12 +404,30 @@ fn state_of(raw: &[u8]) -> Option<Vec<u8>> {
         .map(|(_, v)| v)
 }
 
-/// The code `user` should send now, or `None` when it has no step it may use now (the
-/// caller waits and tries again).
-fn code_for(p: &TotpParams, user: &LoadUser) -> Option<String> {
+/// The code `user` should send now and its step, or `None` when it has no step it may use
+/// now (the caller waits and tries again).
+fn code_for(p: &TotpParams, user: &LoadUser) -> Option<(String, i64)> {
     let seed = user.seed.as_ref()?;
     let step = step_at(p, user, unix_now())?;
-    Some(totp_code(seed, p.algorithm, p.digits, p.period, step))
+    Some((totp_code(seed, p.algorithm, p.digits, p.period, step), step))
+}
+
+/// Whether the code of `step` is also the code of an earlier step this user may have sent
+/// that the server's window still holds (about one code in 50,000 at window 10, 6 digits).
+/// A server with a replay guard rightly refuses it: it cannot tell it from a replay. Asked
+/// only of a Reject, so the generator spends nothing on it otherwise; checking every code
+/// before sending would cost ~2·window HMACs per request on the cores the server shares.
+fn repeats_earlier(p: &TotpParams, user: &LoadUser, step: i64) -> bool {
+    let Some(seed) = user.seed.as_ref() else {
+        return false;
+    };
+    if !p.replay_guard {
+        return false;
+    }
+    let code = |s: i64| totp_code(seed, p.algorithm, p.digits, p.period, s);
+    let sent = code(step);
+    let back = 2 * i64::from(p.window);
+    (step - back..step).any(|s| s >= 0 && code(s) == sent)
 }
 
 /// Without a replay guard, no code is made this close (seconds) to the next step boundary,
@@ -421,8 +454,17 @@ fn step_at(p: &TotpParams, user: &LoadUser, now: f64) -> Option<i64> {
     }
 }
 
-/// Builds request number `i`: returns the user index, the datagram and its authenticator.
-fn build(phase: &Phase, i: u64, id: u8) -> Option<(usize, Vec<u8>, [u8; 16])> {
+/// One request, ready to send.
+struct Built {
+    user: usize,
+    packet: Vec<u8>,
+    auth: [u8; 16],
+    /// The TOTP step of the code it carries, if any.
+    step: Option<i64>,
+}
+
+/// Builds request number `i`.
+fn build(phase: &Phase, i: u64, id: u8) -> Option<Built> {
     let spec = &phase.spec;
     let secret = spec.secret.expose();
     let users = &phase.users;
@@ -433,18 +475,28 @@ fn build(phase: &Phase, i: u64, id: u8) -> Option<(usize, Vec<u8>, [u8; 16])> {
     };
     if phase.round2 {
         let (u, state) = &phase.answers[i as usize];
-        let code = code_for(&spec.totp, &users[*u])?;
+        let (code, step) = code_for(&spec.totp, &users[*u])?;
         let b = AccessRequestBuilder::new(id, &users[*u].name)
             .password(code.as_bytes())
             .state(state);
         let (raw, auth) = with_nas(b).build(secret);
-        return Some((*u, raw, auth));
+        return Some(Built {
+            user: *u,
+            packet: raw,
+            auth,
+            step: Some(step),
+        });
     }
     let start = (i % n as u64) as usize;
     match spec.flow {
         Flow::Status => {
             let (raw, auth) = status_server(id, secret);
-            Some((start, raw, auth))
+            Some(Built {
+                user: start,
+                packet: raw,
+                auth,
+                step: None,
+            })
         }
         Flow::Round1 | Flow::TwoRound | Flow::Reject => {
             let user = &users[start];
@@ -454,19 +506,29 @@ fn build(phase: &Phase, i: u64, id: u8) -> Option<(usize, Vec<u8>, [u8; 16])> {
             }
             let b = AccessRequestBuilder::new(id, &user.name).password(&pw);
             let (raw, auth) = with_nas(b).build(secret);
-            Some((start, raw, auth))
+            Some(Built {
+                user: start,
+                packet: raw,
+                auth,
+                step: None,
+            })
         }
         Flow::Inline => {
             // The next user with a step left; with enough users this is the first one tried.
             (0..n).find_map(|k| {
                 let u = (start + k) % n;
-                let code = code_for(&spec.totp, &users[u])?;
+                let (code, step) = code_for(&spec.totp, &users[u])?;
                 let mut field = users[u].password.expose().to_vec();
                 field.extend_from_slice(spec.delimiter.as_bytes());
                 field.extend_from_slice(code.as_bytes());
                 let b = AccessRequestBuilder::new(id, &users[u].name).password(&field);
                 let (raw, auth) = with_nas(b).build(secret);
-                Some((u, raw, auth))
+                Some(Built {
+                    user: u,
+                    packet: raw,
+                    auth,
+                    step: Some(step),
+                })
             })
         }
     }
@@ -588,6 +650,33 @@ async fn exchange_tls(
 #[cfg(test)]
 mod tests {
     use super::spread_by_user;
+
+    /// A Reject is put down to a repeated code only when the code sent is also an earlier
+    /// step's within reach of the server's window, and only against a server that keeps
+    /// used steps.
+    #[test]
+    fn a_code_repeating_an_earlier_step_is_told_apart() {
+        use super::{repeats_earlier, totp_code, LoadUser, OtpAlgorithm, Secret, TotpParams};
+        let mut p = TotpParams {
+            algorithm: OtpAlgorithm::Sha1,
+            digits: 1,
+            period: 30,
+            window: 2,
+            replay_guard: true,
+        };
+        let seed = Secret::new(b"12345678901234567890".to_vec());
+        let code = |s: i64| totp_code(&seed, p.algorithm, 1, 30, s);
+        let u = LoadUser::new("u", "p", Some(seed.clone()));
+        let repeats = |s: i64| (s - 4..s).any(|e| code(e) == code(s));
+        let yes = (100..).find(|&s| repeats(s)).unwrap();
+        let no = (100..).find(|&s| !repeats(s)).unwrap();
+        assert!(repeats_earlier(&p, &u, yes));
+        assert!(!repeats_earlier(&p, &u, no));
+        // Not for a server without a replay guard, nor a user without a seed.
+        assert!(!repeats_earlier(&p, &LoadUser::new("v", "p", None), yes));
+        p.replay_guard = false;
+        assert!(!repeats_earlier(&p, &u, yes));
+    }
 
     /// Without a replay guard the current step's code is sent, but not in the last 0.2 s
     /// before a step boundary: it would reach a server checking only the current step

@@ -17,6 +17,10 @@ pub enum Outcome {
     Expected,
     /// A verified reply of another code (e.g. Reject where Accept was expected).
     Unexpected(u8),
+    /// A verified Reject of a code that is also the code of an earlier step the user sent
+    /// within the server's window: the server rightly took it for a replay. The generator's
+    /// doing (about one code in 50,000), not the server's failure.
+    RepeatedCode,
     /// A reply arrived but failed verification: never counted as an answer.
     Forged,
     /// No reply after all retransmissions.
@@ -29,6 +33,7 @@ pub struct Tally {
     pub sent: u64,
     pub expected: u64,
     pub unexpected: BTreeMap<u8, u64>,
+    pub repeated_codes: u64,
     pub forged: u64,
     pub timeouts: u64,
     pub retransmits: u64,
@@ -60,6 +65,7 @@ impl Tally {
         match outcome {
             Outcome::Expected => self.expected += 1,
             Outcome::Unexpected(code) => *self.unexpected.entry(code).or_default() += 1,
+            Outcome::RepeatedCode => self.repeated_codes += 1,
             Outcome::Forged => self.forged += 1,
             Outcome::Timeout => self.timeouts += 1,
         }
@@ -67,7 +73,10 @@ impl Tally {
             self.latencies_us
                 .record(latency.as_micros().min(u64::MAX as u128) as u64);
         }
-        if matches!(outcome, Outcome::Expected | Outcome::Unexpected(_)) {
+        if matches!(
+            outcome,
+            Outcome::Expected | Outcome::Unexpected(_) | Outcome::RepeatedCode
+        ) {
             self.replies += 1;
             self.last_reply = Some(Instant::now());
         } else {
@@ -81,6 +90,7 @@ impl Tally {
         for (k, v) in other.unexpected {
             *self.unexpected.entry(k).or_default() += v;
         }
+        self.repeated_codes += other.repeated_codes;
         self.forged += other.forged;
         self.timeouts += other.timeouts;
         self.retransmits += other.retransmits;
@@ -101,6 +111,9 @@ pub struct PhaseReport {
     pub expected: u64,
     /// Reply code → count, for verified replies of the wrong code.
     pub unexpected: BTreeMap<String, u64>,
+    /// Rejects of codes that repeat an earlier step's code in the window ([`Outcome::
+    /// RepeatedCode`]).
+    pub repeated_codes: u64,
     pub forged: u64,
     pub timeouts: u64,
     pub retransmits: u64,
@@ -144,6 +157,7 @@ impl PhaseReport {
                 .iter()
                 .map(|(k, v)| (code_name(*k), *v))
                 .collect(),
+            repeated_codes: t.repeated_codes,
             forged: t.forged,
             timeouts: t.timeouts,
             retransmits: t.retransmits,
@@ -180,6 +194,13 @@ impl PhaseReport {
         for (code, n) in &self.unexpected {
             let _ = write!(s, "  {code} {n}");
         }
+        if self.repeated_codes > 0 {
+            let _ = write!(
+                s,
+                "  repeated codes (rightly refused as replays) {}",
+                self.repeated_codes
+            );
+        }
         if self.skipped > 0 {
             let _ = write!(s, "  skipped (not sent before the end) {}", self.skipped);
         }
@@ -201,9 +222,15 @@ mod tests {
         t.record(Outcome::Unexpected(3), Duration::from_millis(200));
         let mut other = Tally::default();
         other.record(Outcome::Forged, Duration::ZERO);
+        other.record(Outcome::RepeatedCode, Duration::from_millis(1));
         t.merge(other);
         let r = PhaseReport::new("x", t, Duration::from_secs(2));
-        assert_eq!((r.sent, r.expected, r.timeouts, r.forged), (103, 100, 1, 1));
+        assert_eq!((r.sent, r.expected, r.timeouts, r.forged), (104, 100, 1, 1));
+        // A repeated code is a verified reply, neither expected nor unexpected.
+        assert_eq!((r.repeated_codes, r.replies), (1, 102));
+        assert!(r
+            .text()
+            .contains("repeated codes (rightly refused as replays) 1"));
         assert_eq!(r.unexpected["Access-Reject"], 1);
         // The Reject (200 ms, the wrong code) is not among the latencies: the maximum is
         // exact, percentiles within the histogram's 0.4 %.
@@ -211,7 +238,7 @@ mod tests {
         for (got, want) in [(r.p50_ms, 50.0), (r.p90_ms, 90.0), (r.p99_ms, 99.0)] {
             assert!((got - want).abs() <= want / 256.0, "{got} vs {want}");
         }
-        assert_eq!((r.replies_per_sec, r.ok_per_sec), (50.5, 50.0));
+        assert_eq!((r.replies_per_sec, r.ok_per_sec), (51.0, 50.0));
         assert!(r.text().contains("Access-Reject 1"));
     }
 
