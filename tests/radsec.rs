@@ -1050,6 +1050,82 @@ fn an_out_of_date_crl_is_warned_about_and_refuses_every_client() {
     );
 }
 
+/// openssl's date form (`20200102000000Z`) of Unix time `t`.
+fn openssl_date(t: i64) -> String {
+    radmfa::clock::fmt_time(t).replace(['-', ':', 'T'], "")
+}
+
+/// A CRL in the last quarter of its life is warned about before it goes out of date, by
+/// `config check` and by the running server, which reads the files again every minute (a
+/// server runs for months): the CRL replaced on disk shows in the log and in the
+/// nextUpdate gauge without a reload.
+#[test]
+fn a_crl_near_its_next_update_is_warned_about_ahead_and_watched() {
+    let pki_dir = tempfile::tempdir().unwrap();
+    let pki = Pki::make_with_server_days(pki_dir.path(), "good", 400);
+    let crl = pki_dir.path().join("clients.crl");
+    let dated = |this: i64, next: i64| {
+        pki.write_crl_dated(
+            &crl,
+            &[],
+            &[
+                "-crl_lastupdate",
+                &openssl_date(this),
+                "-crl_nextupdate",
+                &openssl_date(next),
+            ],
+        )
+    };
+    let t = now();
+    // A week-long CRL six days and 21 hours old: 3 hours left.
+    let next = t + 3 * 3_600 - 60;
+    dated(next - 7 * 86_400, next);
+    let radsec = format!("crl_file = {crl:?}\n\n[metrics]\nlisten = \"127.0.0.1:0\"");
+    let out = radsec_config_check(&pki, &radsec);
+    let ahead = format!(
+        "warning: radsec: crl_file {}: the CRL from \"CN=good test CA\" goes out of date on {} \
+         (in 3 hours): publish a new one before then",
+        crl.display(),
+        radmfa::clock::fmt_time(next)
+    );
+    assert!(out.contains(&ahead), "{out}");
+
+    // Fresh, with a week to go: nothing to say.
+    let week = t + 7 * 86_400;
+    dated(t - 60, week);
+    let out = radsec_config_check(&pki, &radsec);
+    assert!(!out.contains("warning: radsec:"), "a fresh CRL:\n{out}");
+    let slapd = Slapd::start(&[LdapUser::new("alice", "alice-pw")]);
+    let srv = start_with(&slapd, &pki, "nas.example.org", &radsec, 4000);
+    let gauge = || {
+        let body = http_get(srv.metrics_addr(), "/metrics").2;
+        common::peers::prometheus_parse(&body)["radmfa_radsec_crl_next_update_timestamp_seconds{}"]
+            as i64
+    };
+    assert_eq!(gauge(), week);
+    assert!(!srv.log().contains("goes out of date"), "{}", srv.log());
+
+    // The publishing job stalls and the file left in place nears its end: the running
+    // server says so within a minute, and the gauge follows the file, with no reload.
+    dated(next - 7 * 86_400, next);
+    let until = Instant::now() + Duration::from_secs(75);
+    while !srv.log().contains("goes out of date") && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let log = srv.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("goes out of date"))
+        .unwrap_or_else(|| panic!("no warning within 75 s:\n{log}"));
+    assert!(
+        line.contains("WARN") && line.contains("(in 3 hours)"),
+        "{line}"
+    );
+    assert_eq!(gauge(), next);
+    // Logged once, not every minute.
+    assert_eq!(log.matches("goes out of date").count(), 1, "{log}");
+}
+
 /// `radmfa client load` over RadSec: two-round logins of real users, every reply verified,
 /// on connections kept across both rounds.
 #[test]

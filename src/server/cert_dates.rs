@@ -5,7 +5,10 @@
 //! (`enforce_revocation_expiration` in `radsec::build`, webpki's `CrlExpired`), so one CRL
 //! not republished in time refuses every client certificate under its CA. `config check`,
 //! and `serve` at start and after each reload (`admin::review::log_warnings`), warn from
-//! here; the served certificate's notAfter is also a gauge, for an alert well before.
+//! here, and a running server checks again every minute ([`DateWatch`]: a server runs for
+//! months, and a certificate that was fine at its start expires one day). The served
+//! certificate's notAfter and the CRLs' earliest nextUpdate are also gauges, for alerts
+//! well before.
 //!
 //! A file that cannot be read or parsed gives no warning here: validation and the TLS build
 //! report it with the key that names it.
@@ -17,6 +20,12 @@ use crate::config::RadsecConfig;
 
 /// A certificate that expires within this many seconds is warned about.
 pub const WARN_AHEAD_SECS: i64 = 30 * 86_400;
+
+/// A CRL is warned about once less than this share of its life (thisUpdate to nextUpdate)
+/// is left: a day-and-a-half ahead for the common week-long CRL republished daily, which
+/// means the publishing job has missed several runs; 6 hours for a day-long one. A fixed
+/// lead time would warn all the time about short-lived CRLs republished every hour.
+const CRL_WARN_SHARE: i64 = 4;
 
 /// One certificate's name and validity, in Unix seconds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +63,13 @@ pub fn crl_out_of_date(next_update: Option<i64>, now: i64) -> bool {
     next_update.is_some_and(|t| now >= t)
 }
 
+/// Whether a CRL still in date at `now` has less than a [`CRL_WARN_SHARE`]th of its life
+/// left.
+fn crl_nearly_out_of_date(this_update: i64, next_update: i64, now: i64) -> bool {
+    let life = next_update - this_update;
+    now < next_update && life > 0 && next_update - now <= life / CRL_WARN_SHARE
+}
+
 /// The certificates in the PEM file `path`, in order; none if it cannot be read.
 pub fn certificates(path: &Path) -> Vec<CertDates> {
     let Ok(f) = std::fs::File::open(path) else {
@@ -73,8 +89,15 @@ pub fn certificates(path: &Path) -> Vec<CertDates> {
         .collect()
 }
 
-/// Each CRL in the PEM file `path`: its issuer and nextUpdate.
-fn crls(path: &Path) -> Vec<(String, Option<i64>)> {
+/// One CRL's issuer and dates, in Unix seconds.
+struct CrlDates {
+    issuer: String,
+    this_update: i64,
+    next_update: Option<i64>,
+}
+
+/// Each CRL in the PEM file `path`.
+fn crls(path: &Path) -> Vec<CrlDates> {
     let Ok(f) = std::fs::File::open(path) else {
         return Vec::new();
     };
@@ -82,10 +105,11 @@ fn crls(path: &Path) -> Vec<(String, Option<i64>)> {
         .map_while(Result::ok)
         .filter_map(|der| {
             let (_, crl) = x509_parser::parse_x509_crl(der.as_ref()).ok()?;
-            Some((
-                crl.issuer().to_string(),
-                crl.next_update().map(|t| t.timestamp()),
-            ))
+            Some(CrlDates {
+                issuer: crl.issuer().to_string(),
+                this_update: crl.last_update().timestamp(),
+                next_update: crl.next_update().map(|t| t.timestamp()),
+            })
         })
         .collect()
 }
@@ -95,17 +119,66 @@ pub fn served_not_after(cfg: &RadsecConfig) -> Option<i64> {
     certificates(&cfg.cert_file).first().map(|c| c.not_after)
 }
 
-/// Sets `radmfa_radsec_certificate_expiry_timestamp_seconds` from the `[radsec]` of `cfg`
-/// as the server runs it (0, and no gauge, without one or when the file cannot be read).
+/// The earliest nextUpdate of the CRLs in `crl_file`, for the gauge.
+pub fn earliest_crl_next_update(cfg: &RadsecConfig) -> Option<i64> {
+    crls(cfg.crl_file.as_ref()?)
+        .iter()
+        .filter_map(|c| c.next_update)
+        .min()
+}
+
+/// Sets `radmfa_radsec_certificate_expiry_timestamp_seconds` and
+/// `radmfa_radsec_crl_next_update_timestamp_seconds` from the `[radsec]` of `cfg` and its
+/// files as they are now (0, and no gauge, without one or when a file cannot be read).
+/// Called at start, at each reload and every minute: a renewed file is served from the
+/// next connection without a reload, and the gauges follow it.
 pub fn set_expiry_gauge(metrics: &crate::server::metrics::Metrics, cfg: &crate::config::Config) {
-    let expiry = cfg
-        .radsec
-        .as_ref()
-        .and_then(served_not_after)
-        .map_or(0, |t| u64::try_from(t).unwrap_or(0));
+    let unix = |t: Option<i64>| t.map_or(0, |t| u64::try_from(t).unwrap_or(0));
+    let radsec = cfg.radsec.as_ref();
+    let relaxed = std::sync::atomic::Ordering::Relaxed;
     metrics
         .radsec_certificate_expiry
-        .store(expiry, std::sync::atomic::Ordering::Relaxed);
+        .store(unix(radsec.and_then(served_not_after)), relaxed);
+    metrics
+        .radsec_crl_next_update
+        .store(unix(radsec.and_then(earliest_crl_next_update)), relaxed);
+}
+
+/// How often the same warning is logged again while it stands.
+const REPEAT_SECS: i64 = 86_400;
+
+/// The running server's check of the dates (see the module's text): of the warnings
+/// [`warnings`] gives each minute, the ones not logged in the last day. A countdown in the
+/// text ("in 3 days", "in 5 hours") makes each new count a new warning, so an expiry comes
+/// closer in the log once a day, and a CRL's in its last hours once an hour.
+#[derive(Debug, Default)]
+pub struct DateWatch {
+    logged: std::collections::HashMap<String, i64>,
+}
+
+impl DateWatch {
+    /// A watch that takes `already` (the warnings just logged at start) as logged at `now`.
+    pub fn after(already: Vec<String>, now: i64) -> Self {
+        DateWatch {
+            logged: already.into_iter().map(|w| (w, now)).collect(),
+        }
+    }
+
+    /// Of `current`, those to log now; remembers them. A warning that no longer stands is
+    /// forgotten, so it is logged at once if it comes back.
+    pub fn due(&mut self, current: Vec<String>, now: i64) -> Vec<String> {
+        self.logged.retain(|w, _| current.contains(w));
+        current
+            .into_iter()
+            .filter(|w| match self.logged.get(w) {
+                Some(&at) if now - at < REPEAT_SECS => false,
+                _ => {
+                    self.logged.insert(w.clone(), now);
+                    true
+                }
+            })
+            .collect()
+    }
 }
 
 /// The warnings for `cfg`'s files at `now` (Unix seconds).
@@ -142,10 +215,32 @@ pub fn warnings(cfg: &RadsecConfig, now: i64) -> Vec<String> {
         ));
     }
     if let Some(crl_file) = &cfg.crl_file {
-        for (issuer, next) in crls(crl_file) {
-            let Some(next) = next.filter(|_| crl_out_of_date(next, now)) else {
+        for CrlDates {
+            issuer,
+            this_update,
+            next_update,
+        } in crls(crl_file)
+        {
+            let Some(next) = next_update else {
                 continue;
             };
+            if crl_nearly_out_of_date(this_update, next, now) {
+                // Rounded up, as a certificate's days are.
+                let hours = (next - now + 3_599) / 3_600;
+                let plural = if hours == 1 { "" } else { "s" };
+                out.push(format!(
+                    "radsec: crl_file {}: the CRL from {issuer:?} goes out of date on {} (in \
+                     {hours} hour{plural}): publish a new one before then; from then radmfa \
+                     refuses every client certificate under that CA at the handshake (an \
+                     expired CRL fails closed)",
+                    crl_file.display(),
+                    fmt_time(next)
+                ));
+                continue;
+            }
+            if !crl_out_of_date(next_update, now) {
+                continue;
+            }
             out.push(format!(
                 "radsec: crl_file {}: the CRL from {issuer:?} is out of date since {}: \
                  publish a new one; until then radmfa refuses every client certificate under \
@@ -210,5 +305,37 @@ mod tests {
         assert!(crl_out_of_date(Some(NOW), NOW), "webpki: now >= nextUpdate");
         assert!(crl_out_of_date(Some(NOW - DAY), NOW));
         assert!(!crl_out_of_date(None, NOW));
+    }
+
+    #[test]
+    fn a_crl_is_warned_about_in_the_last_quarter_of_its_life() {
+        let hour = 3_600;
+        // A week-long CRL: from 42 hours before its nextUpdate.
+        let (this, next) = (NOW, NOW + 7 * DAY);
+        assert!(!crl_nearly_out_of_date(this, next, next - 43 * hour));
+        assert!(crl_nearly_out_of_date(this, next, next - 42 * hour));
+        assert!(crl_nearly_out_of_date(this, next, next - 1));
+        // Out of date is another warning.
+        assert!(!crl_nearly_out_of_date(this, next, next));
+        // A CRL republished every hour for a day never comes near it.
+        assert!(!crl_nearly_out_of_date(NOW, NOW + DAY, NOW + hour));
+        // Dates the wrong way round: no warning made up from them.
+        assert!(!crl_nearly_out_of_date(NOW, NOW - DAY, NOW - 2 * DAY));
+    }
+
+    #[test]
+    fn a_running_server_logs_each_date_warning_once_a_day_while_it_stands() {
+        let w = |s: &str| vec![s.to_string()];
+        let mut watch = DateWatch::after(w("a"), NOW);
+        // Logged at start: not again within the day.
+        assert!(watch.due(w("a"), NOW + 60).is_empty());
+        assert_eq!(watch.due(vec!["a".into(), "b".into()], NOW + 120), w("b"));
+        assert!(watch
+            .due(vec!["a".into(), "b".into()], NOW + 180)
+            .is_empty());
+        assert_eq!(watch.due(w("a"), NOW + DAY), w("a"), "a day on");
+        // Gone (the file renewed), then back: logged at once.
+        assert!(watch.due(Vec::new(), NOW + DAY + 60).is_empty());
+        assert_eq!(watch.due(w("a"), NOW + DAY + 120), w("a"));
     }
 }

@@ -20,8 +20,11 @@ macro_rules! counters {
             /// RadSec connections open now (handshakes included).
             pub radsec_connections: AtomicU64,
             /// The served RadSec certificate's notAfter, Unix seconds; 0 without one (set at
-            /// start and at each reload, `cert_dates::set_expiry_gauge`).
+            /// start, at each reload and every minute, `cert_dates::set_expiry_gauge`).
             pub radsec_certificate_expiry: AtomicU64,
+            /// The earliest nextUpdate of the CRLs in `radsec.crl_file`, Unix seconds; 0
+            /// without one (set with the certificate's).
+            pub radsec_crl_next_update: AtomicU64,
             /// Time from a request's arrival to its reply (Access-Requests answered).
             pub latency: Histogram,
             /// Replies per `[[client]]` name (the names come from the config, so the set is
@@ -366,9 +369,20 @@ impl Metrics {
                 "radmfa_radsec_certificate_expiry_timestamp_seconds",
                 "gauge",
                 "When the RadSec server certificate (the first in radsec.cert_file) expires, \
-                 as Unix time; read at start and at each reload. Every NAS that checks it \
-                 refuses the TLS handshake from then on.",
+                 as Unix time; read every minute. Every NAS that checks it refuses the TLS \
+                 handshake from then on.",
                 &[("", expiry)],
+            );
+        }
+        let crl_next = get(&self.radsec_crl_next_update);
+        if crl_next != 0 {
+            family(
+                "radmfa_radsec_crl_next_update_timestamp_seconds",
+                "gauge",
+                "The earliest nextUpdate of the CRLs in radsec.crl_file, as Unix time; read \
+                 every minute. From then on, until a new CRL is in place, every client \
+                 certificate under that CA is refused.",
+                &[("", crl_next)],
             );
         }
         self.latency.render(
