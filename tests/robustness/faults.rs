@@ -217,56 +217,130 @@ fn inline_setup(users: &[LdapUser]) -> (Slapd, tempfile::TempDir, std::path::Pat
     (slapd, dir, config)
 }
 
-/// `kill -9` in the middle of a stream of inline logins, sent the instant a worker reads an
-/// Access-Accept (so that a reply sent before its writes were on disk would be caught, not
-/// only found by chance), then a restart on the same store: every acknowledged accept and
-/// reject has its audit record, no code accepted before the kill is accepted again, and
-/// the enrollments are there. (Enrollment is the `radmfa user`
-/// command's own committed write, not the server's, so the kill cannot reach it; SQLite's
-/// `synchronous = FULL`, which keeps it across a power cut, has a unit test.)
+/// `kill -9` in the middle of a stream of inline logins from 14 NASes at once, sent from the
+/// thread that reads an Access-Accept the instant it reads it (a `kill(2)`, not a `kill`
+/// process a few milliseconds later), while other requests are in flight and the store's
+/// writer is batching: a reply sent before its writes were on disk would be caught, not
+/// only found by chance. The test checks that some requests were in flight at the kill.
+/// Then a restart on the same store: every acknowledged accept and reject has its own audit
+/// record (matched by the Calling-Station-Id each request carries), no code accepted before
+/// the kill is accepted again, and the enrollments are there. (Enrollment is the `radmfa
+/// user` command's own committed write, not the server's, so the kill cannot reach it;
+/// SQLite's `synchronous = FULL`, which keeps it across a power cut, has a unit test.)
 #[test]
 fn kill_9_under_load_loses_nothing_acknowledged() {
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::sync::{Arc, Mutex};
 
-    let mut users = LdapUser::generate(41);
+    // 41 enrolled users, 14 more in the directory only (their wrong passwords keep the
+    // stream going however long the late enrollment takes), and one enrolled under load.
+    let mut users = LdapUser::generate(56);
     let (_slapd, _dir, config) = inline_setup(&users);
-    // The last user is enrolled under load, just before the kill.
     let late = users.pop().unwrap();
+    let unenrolled = users.split_off(41);
     let first = Server::start_with(tempfile::tempdir().unwrap(), config.clone());
     let seeds: Vec<(String, String, String)> = users
         .iter()
         .map(|u| (u.uid.clone(), u.password.clone(), first.enroll(&u.uid, &[])))
         .collect();
 
-    // (user, the password field sent, the TOTP step of its code)
-    let accepted = Arc::new(Mutex::new(Vec::<(String, String, i64)>::new()));
-    // Users whose wrong code was answered with a Reject (a request whose only write is its
-    // audit record), once per Reject.
-    let rejected = Arc::new(Mutex::new(Vec::<String>::new()));
-    let count = Arc::new(AtomicUsize::new(0));
+    /// One acknowledged request: its user, its Calling-Station-Id, and for an Accept the
+    /// password field sent and the TOTP step of its code.
+    #[derive(Clone)]
+    struct Acked {
+        user: String,
+        station: String,
+        accept: Option<(String, i64)>,
+    }
+    let acked = Arc::new(Mutex::new(Vec::<Acked>::new()));
+    let accepts = Arc::new(AtomicUsize::new(0));
     let stop = Arc::new(AtomicBool::new(false));
-    // Set once the late enrollment is done: the next worker to read an Accept kills.
+    // Set once the late enrollment is done: the next worker to read an Accept kills. Until
+    // then, workers that have used their first step keep the stream going with wrong
+    // passwords, so that Accepts are left to kill on however long the enrollment takes.
     let armed = Arc::new(AtomicBool::new(false));
-    let killed_after = Arc::new(Mutex::new(None::<(String, i64)>));
-    let pid = pid_of(&config);
+    let enrolled = Arc::new(AtomicBool::new(false));
+    let killed = Arc::new(Mutex::new(None::<(Instant, String)>));
+    // Requests sent before the kill that never got a reply: in flight when it landed.
+    let in_flight_at_kill = Arc::new(AtomicUsize::new(0));
+    let pid = pid_of(&config) as i32;
     let addr = first.addr;
     let workers: Vec<_> = seeds
-        .chunks(10)
-        .map(|chunk| {
-            let (chunk, accepted, rejected, count, stop, armed, killed_after) = (
-                chunk.to_vec(),
-                accepted.clone(),
-                rejected.clone(),
-                count.clone(),
+        .chunks(3)
+        .zip(unenrolled.iter().cycle())
+        .enumerate()
+        .map(|(w, (chunk, idle))| {
+            let chunk = chunk.to_vec();
+            let idle = (idle.uid.clone(), format!("{}-wrong", idle.password));
+            let (acked, accepts, stop, armed, enrolled, killed, in_flight_at_kill) = (
+                acked.clone(),
+                accepts.clone(),
                 stop.clone(),
                 armed.clone(),
-                killed_after.clone(),
+                enrolled.clone(),
+                killed.clone(),
+                in_flight_at_kill.clone(),
             );
             std::thread::spawn(move || {
                 let sock = socket_from("127.0.0.1", addr, 1000);
+                let mut n = 0;
+                // Sends one request as `user`, from a station of its own; records what
+                // was acknowledged; false once the server is gone.
+                let mut send = |user: &str, field: &str, step: Option<i64>| -> bool {
+                    n += 1;
+                    let station = format!("kill9-{w}-{n}");
+                    let sent_at = Instant::now();
+                    let req = AccessRequestBuilder::new(n as u8, user)
+                        .password(field.as_bytes())
+                        .attribute(31, station.as_bytes());
+                    let Some((code, _, _)) = ask(&sock, req) else {
+                        if killed
+                            .lock()
+                            .unwrap()
+                            .as_ref()
+                            .is_some_and(|k| sent_at < k.0)
+                        {
+                            in_flight_at_kill.fetch_add(1, Ordering::SeqCst);
+                        }
+                        return false;
+                    };
+                    let accept = code == 2;
+                    if accept && armed.swap(false, Ordering::SeqCst) {
+                        // Recorded first: every request sent before this instant and not
+                        // answered was in flight.
+                        *killed.lock().unwrap() = Some((Instant::now(), user.to_string()));
+                        // SAFETY: kill(2) on the server's pid; no memory is involved.
+                        unsafe { libc::kill(pid, libc::SIGKILL) };
+                    }
+                    let accept = accept.then(|| (field.to_string(), step.unwrap()));
+                    if accept.is_some() {
+                        accepts.fetch_add(1, Ordering::SeqCst);
+                    }
+                    if code == 2 || code == 3 {
+                        acked.lock().unwrap().push(Acked {
+                            user: user.to_string(),
+                            station,
+                            accept,
+                        });
+                    }
+                    true
+                };
+                // Wrong passwords of a user with no token: Rejects whose one write is their
+                // audit record.
+                let idle_until =
+                    |flag: &AtomicBool, send: &mut dyn FnMut(&str, &str, Option<i64>) -> bool| {
+                        while !flag.load(Ordering::SeqCst) && !stop.load(Ordering::Relaxed) {
+                            if !send(&idle.0, &idle.1, None) {
+                                return false;
+                            }
+                        }
+                        true
+                    };
                 // Steps -1, 0, +1 in order: each a new step for the token, all in the window.
                 for offset in [-1i64, 0, 1] {
+                    if offset == 0 && !idle_until(&enrolled, &mut send) {
+                        return;
+                    }
                     for (i, (user, pw, seed)) in chunk.iter().enumerate() {
                         if stop.load(Ordering::Relaxed) {
                             return;
@@ -274,56 +348,35 @@ fn kill_9_under_load_loses_nothing_acknowledged() {
                         if offset == -1 && i % 2 == 0 {
                             // A code 40 steps off: outside every window, a wrong code.
                             let wrong = format!("{pw},{}", code(now(), seed, 40));
-                            match ask(
-                                &sock,
-                                AccessRequestBuilder::new(2, user).password(wrong.as_bytes()),
-                            ) {
-                                Some((3, _, _)) => rejected.lock().unwrap().push(user.clone()),
-                                Some(_) => {}
-                                None => return,
+                            if !send(user, &wrong, None) {
+                                return;
                             }
                         }
                         let t = now();
                         let field = format!("{pw},{}", code(t, seed, offset));
-                        match ask(
-                            &sock,
-                            AccessRequestBuilder::new(1, user).password(field.as_bytes()),
-                        ) {
-                            Some((2, _, _)) => {
-                                if armed.swap(false, Ordering::SeqCst) {
-                                    signal(pid, "-9");
-                                    *killed_after.lock().unwrap() =
-                                        Some((user.clone(), t / 30 + offset));
-                                }
-                                let step = t / 30 + offset;
-                                accepted.lock().unwrap().push((user.clone(), field, step));
-                                count.fetch_add(1, Ordering::Relaxed);
-                            }
-                            Some(_) => {}
-                            None => return, // the server is gone
+                        if !send(user, &field, Some(t / 30 + offset)) {
+                            return;
                         }
-                        // Paced, so that the kill lands while logins are still being sent
-                        // however fast this machine is: all 120 took less than the late
-                        // enrollment once.
-                        std::thread::sleep(Duration::from_millis(40));
                     }
                 }
+                idle_until(&stop, &mut send);
             })
         })
         .collect();
     let deadline = Instant::now() + Duration::from_secs(30);
-    while count.load(Ordering::Relaxed) < 30 {
+    while accepts.load(Ordering::SeqCst) < 30 {
         assert!(
             Instant::now() < deadline,
             "logins too slow: {}",
-            count.load(Ordering::Relaxed)
+            accepts.load(Ordering::SeqCst)
         );
         std::thread::sleep(Duration::from_millis(5));
     }
     let late_seed = first.enroll(&late.uid, &[]);
     armed.store(true, Ordering::SeqCst);
+    enrolled.store(true, Ordering::SeqCst);
     let deadline = Instant::now() + Duration::from_secs(10);
-    while killed_after.lock().unwrap().is_none() {
+    while killed.lock().unwrap().is_none() {
         assert!(
             Instant::now() < deadline,
             "no Accept read after the enrollment"
@@ -335,19 +388,28 @@ fn kill_9_under_load_loses_nothing_acknowledged() {
         w.join().unwrap();
     }
     drop(first);
-    let acked = accepted.lock().unwrap().clone();
-    let refused = rejected.lock().unwrap().clone();
+    let acked = acked.lock().unwrap().clone();
+    let logins: Vec<&Acked> = acked.iter().filter(|a| a.accept.is_some()).collect();
+    let in_flight = in_flight_at_kill.load(Ordering::SeqCst);
     eprintln!(
-        "{} logins and {} wrong codes acknowledged before kill -9",
-        acked.len(),
-        refused.len()
+        "{} accepts and {} rejects acknowledged before kill -9, {in_flight} requests in \
+         flight at it",
+        logins.len(),
+        acked.len() - logins.len()
     );
     assert!(
-        !refused.is_empty(),
-        "no wrong code answered before the kill"
+        acked
+            .iter()
+            .any(|a| a.accept.is_none() && a.user != late.uid),
+        "no Reject answered before the kill"
     );
-    let (last_user, last_step) = killed_after.lock().unwrap().clone().unwrap();
-    eprintln!("killed the instant {last_user}'s Accept (step {last_step}) was read");
+    assert!(
+        in_flight >= 1,
+        "nothing was in flight when the kill landed: it proves nothing about replies \
+         sent before their writes"
+    );
+    let (_, last_user) = killed.lock().unwrap().clone().unwrap();
+    eprintln!("killed the instant {last_user}'s Accept was read");
 
     let second = Server::start_with(tempfile::tempdir().unwrap(), config.clone());
     let listed = second.cli(&["user", "list", "--json"]);
@@ -375,54 +437,62 @@ fn kill_9_under_load_loses_nothing_acknowledged() {
     // from a replay, which a time step passing in between would refuse anyway.
     let listed = second.cli(&["token", "list", "--json"]);
     let tokens: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
-    for (user, _, step) in &acked {
+    for a in &logins {
+        let (_, step) = a.accept.as_ref().unwrap();
         let t = tokens
             .as_array()
             .unwrap()
             .iter()
-            .find(|t| t["user"] == user.as_str())
-            .unwrap_or_else(|| panic!("{user}: no token after the restart"));
+            .find(|t| t["user"] == a.user.as_str())
+            .unwrap_or_else(|| panic!("{}: no token after the restart", a.user));
         let used = t["last_used_step"].as_i64();
         assert!(
             used.is_some_and(|u| u >= *step),
-            "{user}: step {step} was acknowledged, the store says {used:?}: {t}"
+            "{}: step {step} was acknowledged, the store says {used:?}: {t}",
+            a.user
         );
     }
-    for user in &refused {
-        let answered = refused.iter().filter(|u| *u == user).count();
-        let records = second
-            .audit_json(user)
-            .iter()
-            .filter(|r| r["result"] == "reject" && r["reason"] == "wrong code")
-            .count();
+    // Every acknowledged request has its own audit record, with the result it was told.
+    let mut audit = std::collections::HashMap::new();
+    for user in acked.iter().map(|a| a.user.as_str()) {
+        audit
+            .entry(user.to_string())
+            .or_insert_with(|| second.audit_json(user));
+    }
+    for a in &acked {
+        let want = if a.accept.is_some() {
+            "accept"
+        } else {
+            "reject"
+        };
         assert!(
-            records >= answered,
-            "{user}: {answered} wrong code(s) refused, {records} audited"
+            audit[&a.user]
+                .iter()
+                .any(|r| r["client_ip"] == a.station.as_str() && r["result"] == want),
+            "{}: the {want} of request {} has no audit record",
+            a.user,
+            a.station
         );
     }
-    for (user, field, _) in &acked {
-        let audit = second.audit_json(user);
-        let acks_for_user = acked.iter().filter(|(u, _, _)| u == user).count();
-        let records = audit.iter().filter(|r| r["result"] == "accept").count();
-        assert!(
-            records >= acks_for_user,
-            "{user}: {acks_for_user} accepted, {records} audited"
-        );
+    for a in &logins {
+        let (field, _) = a.accept.as_ref().unwrap();
         let again = ask(
             &sock,
-            AccessRequestBuilder::new(9, user).password(field.as_bytes()),
+            AccessRequestBuilder::new(9, &a.user).password(field.as_bytes()),
         );
         assert_eq!(
             again.map(|r| r.0),
             Some(3),
-            "{user}: a code accepted before the kill worked again"
+            "{}: a code accepted before the kill worked again",
+            a.user
         );
         // Refused at the code check (the step used, or an earlier one, which no longer
         // matches), not for a failing store or directory.
-        let last = &second.audit_json(user)[0];
+        let last = &second.audit_json(&a.user)[0];
         assert!(
             last["reason"] == "code already used" || last["reason"] == "wrong code",
-            "{user}: {last}"
+            "{}: {last}",
+            a.user
         );
     }
 }
