@@ -1126,6 +1126,62 @@ fn a_crl_near_its_next_update_is_warned_about_ahead_and_watched() {
     assert_eq!(log.matches("goes out of date").count(), 1, "{log}");
 }
 
+/// A renewed certificate that cannot be used (here its key landed readable by everyone)
+/// leaves the old one served: the expiry gauge keeps showing the served certificate's date,
+/// not the file's, `radmfa_radsec_files_unusable` says so, and the log says why — so the
+/// alert on the expiry still fires before every NAS's handshake fails.
+#[test]
+fn a_renewed_certificate_that_cannot_be_used_does_not_move_the_gauge() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let pki_dir = tempfile::tempdir().unwrap();
+    let pki = Pki::make(pki_dir.path(), "good");
+    let renewed_dir = tempfile::tempdir().unwrap();
+    let renewed = Pki::make_with_server_days(renewed_dir.path(), "renewed", 400);
+    let slapd = Slapd::start(&[LdapUser::new("alice", "alice-pw")]);
+    let radsec = "\n[metrics]\nlisten = \"127.0.0.1:0\"";
+    let srv = start_with(&slapd, &pki, "nas.example.org", radsec, 4000);
+    let metric = |name: &str| {
+        let body = http_get(srv.metrics_addr(), "/metrics").2;
+        common::peers::prometheus_parse(&body)[&format!("{name}{{}}")] as i64
+    };
+    let served = metric("radmfa_radsec_certificate_expiry_timestamp_seconds");
+    let in_2_days = now() + 2 * 86_400;
+    assert!((in_2_days - 600..=in_2_days).contains(&served), "{served}");
+    assert_eq!(metric("radmfa_radsec_files_unusable"), 0);
+
+    std::fs::copy(&renewed.server_cert, &pki.server_cert).unwrap();
+    std::fs::copy(&renewed.server_key, &pki.server_key).unwrap();
+    std::fs::set_permissions(&pki.server_key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let until = Instant::now() + Duration::from_secs(75);
+    while metric("radmfa_radsec_files_unusable") == 0 && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert_eq!(
+        metric("radmfa_radsec_files_unusable"),
+        1,
+        "not seen within 75 s:\n{}",
+        srv.log()
+    );
+    assert_eq!(
+        metric("radmfa_radsec_certificate_expiry_timestamp_seconds"),
+        served,
+        "the gauge shows the file on disk, not the certificate served"
+    );
+    assert!(
+        srv.log_shows("changed but cannot be used") && srv.log_shows("radsec.key_file"),
+        "{}",
+        srv.log()
+    );
+    // Still serving with the old certificate.
+    let out = our_client(
+        radsec_port(&srv),
+        &pki,
+        &pki.ca,
+        &["status", "--timeout", "2"],
+    );
+    assert!(out.status.success(), "{out:?}");
+}
+
 /// `radmfa client load` over RadSec: two-round logins of real users, every reply verified,
 /// on connections kept across both rounds.
 #[test]

@@ -199,7 +199,6 @@ impl Reloader {
             );
         }
         super::review::log_warnings(&app.config());
-        crate::server::cert_dates::set_expiry_gauge(&app.metrics, &app.config());
         for w in super::review_file::warnings(&self.path, &text) {
             tracing::warn!("{w}");
         }

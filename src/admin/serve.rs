@@ -9,7 +9,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::AppState;
 use crate::config::Config;
-use crate::server::cert_dates;
 
 /// `text` is the file as `cfg` was parsed from it.
 pub async fn serve(cfg: Config, text: &str, path: &std::path::Path) -> anyhow::Result<()> {
@@ -46,7 +45,6 @@ pub async fn serve(cfg: Config, text: &str, path: &std::path::Path) -> anyhow::R
         tracing::info!("{line}");
     }
     super::review::log_warnings(&app.config());
-    cert_dates::set_expiry_gauge(&app.metrics, &app.config());
     for w in super::review_file::warnings(path, text) {
         tracing::warn!("{w}");
     }
@@ -226,14 +224,11 @@ pub(super) async fn wait_for_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-/// Once a minute: dropped requests held back from the log (see server::drop_log), the
-/// RadSec certificate and CRL dates (gauges, and warnings: see server::cert_dates), expired
+/// Once a minute: dropped requests held back from the log (see server::drop_log), expired
 /// challenges (refused on lookup anyway; this keeps the table small), spent SMS/call state,
 /// and audit records past `[audit] keep_days`.
 async fn housekeeping(app: std::sync::Arc<AppState>, stop: CancellationToken) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
-    // The start's warnings were just logged (`review::log_warnings`).
-    let mut dates = cert_dates::DateWatch::after(radsec_date_warnings(&app), app.clock.now());
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
@@ -241,24 +236,12 @@ async fn housekeeping(app: std::sync::Arc<AppState>, stop: CancellationToken) {
                 for w in app.drops.flush(std::time::Instant::now()) {
                     w.log_flushed();
                 }
-                cert_dates::set_expiry_gauge(&app.metrics, &app.config());
-                for w in dates.due(radsec_date_warnings(&app), app.clock.now()) {
-                    tracing::warn!("{w}");
-                }
                 purge_expired(&*app.store, app.clock.now()).await;
                 if let Some(days) = app.config().audit.keep_days {
                     purge_old_audit(&app, days, &stop).await;
                 }
             }
         }
-    }
-}
-
-/// What the `[radsec]` files' dates warn about now (none without `[radsec]`).
-fn radsec_date_warnings(app: &AppState) -> Vec<String> {
-    match &app.config().radsec {
-        Some(r) => cert_dates::warnings(r, app.clock.now()),
-        None => Vec::new(),
     }
 }
 

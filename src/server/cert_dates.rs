@@ -5,15 +5,25 @@
 //! (`enforce_revocation_expiration` in `radsec::build`, webpki's `CrlExpired`), so one CRL
 //! not republished in time refuses every client certificate under its CA. `config check`,
 //! and `serve` at start and after each reload (`admin::review::log_warnings`), warn from
-//! here, and a running server checks again every minute ([`DateWatch`]: a server runs for
-//! months, and a certificate that was fine at its start expires one day). The served
+//! here, and a running server checks again every minute ([`watch_dates`]: a server runs
+//! for months, and a certificate that was fine at its start expires one day). The served
 //! certificate's notAfter and the CRLs' earliest nextUpdate are also gauges, for alerts
-//! well before.
+//! well before. The running server's gauges and warnings are about what it serves: the
+//! files as its TLS configuration was last built from them, which a changed file that
+//! cannot be used does not replace.
 //!
 //! A file that cannot be read or parsed gives no warning here: validation and the TLS build
 //! report it with the key that names it.
 
 use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
+
+use super::radsec::Acceptors;
+use crate::app::AppState;
 
 use crate::clock::fmt_time;
 use crate::config::RadsecConfig;
@@ -90,6 +100,7 @@ pub fn certificates(path: &Path) -> Vec<CertDates> {
 }
 
 /// One CRL's issuer and dates, in Unix seconds.
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct CrlDates {
     issuer: String,
     this_update: i64,
@@ -114,34 +125,52 @@ fn crls(path: &Path) -> Vec<CrlDates> {
         .collect()
 }
 
-/// The served certificate's notAfter (the first in `cert_file`), for the gauge.
-pub fn served_not_after(cfg: &RadsecConfig) -> Option<i64> {
-    certificates(&cfg.cert_file).first().map(|c| c.not_after)
+/// The dates in the `[radsec]` files, read together: as `config check` finds them on disk,
+/// or as the running server last built its TLS configuration from them
+/// (`radsec::Acceptors`), which is what it serves — a renewed file that cannot be used
+/// (a key that does not match, a file open to everyone) leaves the previous one served.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RadsecDates {
+    cert: Vec<CertDates>,
+    ca: Vec<CertDates>,
+    crls: Vec<CrlDates>,
 }
 
-/// The earliest nextUpdate of the CRLs in `crl_file`, for the gauge.
-pub fn earliest_crl_next_update(cfg: &RadsecConfig) -> Option<i64> {
-    crls(cfg.crl_file.as_ref()?)
-        .iter()
-        .filter_map(|c| c.next_update)
-        .min()
+impl RadsecDates {
+    pub fn read(cfg: &RadsecConfig) -> Self {
+        RadsecDates {
+            cert: certificates(&cfg.cert_file),
+            ca: certificates(&cfg.ca_file),
+            crls: cfg.crl_file.as_deref().map(crls).unwrap_or_default(),
+        }
+    }
+
+    /// The server certificate's notAfter (the first in `cert_file`).
+    pub fn not_after(&self) -> Option<i64> {
+        self.cert.first().map(|c| c.not_after)
+    }
+
+    /// The earliest nextUpdate of the CRLs.
+    pub fn earliest_crl_next_update(&self) -> Option<i64> {
+        self.crls.iter().filter_map(|c| c.next_update).min()
+    }
 }
 
-/// Sets `radmfa_radsec_certificate_expiry_timestamp_seconds` and
-/// `radmfa_radsec_crl_next_update_timestamp_seconds` from the `[radsec]` of `cfg` and its
-/// files as they are now (0, and no gauge, without one or when a file cannot be read).
-/// Called at start, at each reload and every minute: a renewed file is served from the
-/// next connection without a reload, and the gauges follow it.
-pub fn set_expiry_gauge(metrics: &crate::server::metrics::Metrics, cfg: &crate::config::Config) {
+/// Sets `radmfa_radsec_certificate_expiry_timestamp_seconds`,
+/// `radmfa_radsec_crl_next_update_timestamp_seconds` and `radmfa_radsec_files_unusable`
+/// from what the server serves (0, and no date gauge, where there is nothing to show).
+pub fn set_gauges(metrics: &crate::server::metrics::Metrics, served: &RadsecDates, unusable: bool) {
     let unix = |t: Option<i64>| t.map_or(0, |t| u64::try_from(t).unwrap_or(0));
-    let radsec = cfg.radsec.as_ref();
     let relaxed = std::sync::atomic::Ordering::Relaxed;
     metrics
         .radsec_certificate_expiry
-        .store(unix(radsec.and_then(served_not_after)), relaxed);
+        .store(unix(served.not_after()), relaxed);
     metrics
         .radsec_crl_next_update
-        .store(unix(radsec.and_then(earliest_crl_next_update)), relaxed);
+        .store(unix(served.earliest_crl_next_update()), relaxed);
+    metrics
+        .radsec_files_unusable
+        .store(u64::from(unusable), relaxed);
 }
 
 /// How often the same warning is logged again while it stands.
@@ -181,11 +210,16 @@ impl DateWatch {
     }
 }
 
-/// The warnings for `cfg`'s files at `now` (Unix seconds).
+/// The warnings for `cfg`'s files as they are on disk, at `now` (Unix seconds).
 pub fn warnings(cfg: &RadsecConfig, now: i64) -> Vec<String> {
+    warnings_for(cfg, &RadsecDates::read(cfg), now)
+}
+
+/// The warnings for `dates`, read from `cfg`'s files, at `now` (Unix seconds).
+pub fn warnings_for(cfg: &RadsecConfig, dates: &RadsecDates, now: i64) -> Vec<String> {
     let mut out = Vec::new();
     let cert_file = cfg.cert_file.display();
-    for (i, c) in certificates(&cfg.cert_file).iter().enumerate() {
+    for (i, c) in dates.cert.iter().enumerate() {
         let Some(note) = validity_note(c, now, true) else {
             continue;
         };
@@ -201,9 +235,9 @@ pub fn warnings(cfg: &RadsecConfig, now: i64) -> Vec<String> {
         ));
     }
     let ca_file = cfg.ca_file.display();
-    for c in certificates(&cfg.ca_file) {
+    for c in &dates.ca {
         // A CA certificate's start is checked by nobody here: only its end is warned about.
-        let Some(note) = validity_note(&c, now, false) else {
+        let Some(note) = validity_note(c, now, false) else {
             continue;
         };
         out.push(format!(
@@ -219,7 +253,7 @@ pub fn warnings(cfg: &RadsecConfig, now: i64) -> Vec<String> {
             issuer,
             this_update,
             next_update,
-        } in crls(crl_file)
+        } in dates.crls.iter().cloned()
         {
             let Some(next) = next_update else {
                 continue;
@@ -252,6 +286,39 @@ pub fn warnings(cfg: &RadsecConfig, now: i64) -> Vec<String> {
         }
     }
     out
+}
+
+/// Every minute, until `stop`: the dates of what is served (a renewed file is picked up
+/// here too, without waiting for a connection) into the gauges, and their warnings (see
+/// `cert_dates`) into the log, each once a day while it stands. The start's warnings were
+/// logged already (`review::log_warnings`).
+pub async fn watch_dates(app: Arc<AppState>, acceptors: Arc<Acceptors>, stop: CancellationToken) {
+    let warnings = |served: &RadsecDates, unusable: &Option<String>| {
+        let mut w = warnings_for(acceptors.config(), served, app.clock.now());
+        if let Some(e) = unusable {
+            w.push(format!(
+                "radsec: a certificate, key, CA or CRL file changed but cannot be used, so \
+                 radmfa still serves the previous ones (and their dates): {e}"
+            ));
+        }
+        w
+    };
+    // The gauges were set as the server started (`server::run`).
+    let (served, unusable) = acceptors.served();
+    let mut logged = DateWatch::after(warnings(&served, &unusable), app.clock.now());
+    let minute = Duration::from_secs(60);
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + minute, minute);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let (served, unusable) = acceptors.served();
+        set_gauges(&app.metrics, &served, unusable.is_some());
+        for w in logged.due(warnings(&served, &unusable), app.clock.now()) {
+            warn!("{w}");
+        }
+    }
 }
 
 #[cfg(test)]

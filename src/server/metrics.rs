@@ -20,8 +20,11 @@ macro_rules! counters {
             /// RadSec connections open now (handshakes included).
             pub radsec_connections: AtomicU64,
             /// The served RadSec certificate's notAfter, Unix seconds; 0 without one (set at
-            /// start, at each reload and every minute, `cert_dates::set_expiry_gauge`).
+            /// start and every minute, `cert_dates::set_gauges`).
             pub radsec_certificate_expiry: AtomicU64,
+            /// 1 while a changed RadSec certificate, key, CA or CRL file cannot be used and
+            /// the previous ones are served.
+            pub radsec_files_unusable: AtomicU64,
             /// The earliest nextUpdate of the CRLs in `radsec.crl_file`, Unix seconds; 0
             /// without one (set with the certificate's).
             pub radsec_crl_next_update: AtomicU64,
@@ -368,10 +371,20 @@ impl Metrics {
             family(
                 "radmfa_radsec_certificate_expiry_timestamp_seconds",
                 "gauge",
-                "When the RadSec server certificate (the first in radsec.cert_file) expires, \
-                 as Unix time; read every minute. Every NAS that checks it refuses the TLS \
+                "When the RadSec server certificate being served (the first in \
+                 radsec.cert_file as last loaded) expires, as Unix time; checked every minute. Every NAS that checks it refuses the TLS \
                  handshake from then on.",
                 &[("", expiry)],
+            );
+        }
+        if expiry != 0 {
+            family(
+                "radmfa_radsec_files_unusable",
+                "gauge",
+                "1 while a RadSec certificate, key, CA or CRL file changed on disk but cannot \
+                 be used (the previous ones are still served, and the date gauges are \
+                 theirs); the log says why.",
+                &[("", get(&self.radsec_files_unusable))],
             );
         }
         let crl_next = get(&self.radsec_crl_next_update);
@@ -379,8 +392,8 @@ impl Metrics {
             family(
                 "radmfa_radsec_crl_next_update_timestamp_seconds",
                 "gauge",
-                "The earliest nextUpdate of the CRLs in radsec.crl_file, as Unix time; read \
-                 every minute. From then on, until a new CRL is in place, every client \
+                "The earliest nextUpdate of the CRLs in radsec.crl_file as last loaded, as Unix \
+                 time; checked every minute. From then on, until a new CRL is in place, every client \
                  certificate under that CA is refused.",
                 &[("", crl_next)],
             );

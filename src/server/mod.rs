@@ -130,6 +130,14 @@ pub async fn run(
         acceptors,
     }) = radsec
     {
+        // Set before any request is served, then kept up to date every minute.
+        let (served, unusable) = acceptors.served();
+        cert_dates::set_gauges(&app.metrics, &served, unusable.is_some());
+        tokio::spawn(cert_dates::watch_dates(
+            app.clone(),
+            acceptors.clone(),
+            shutdown.clone(),
+        ));
         let cfg = acceptors.config();
         let shared = radsec::Shared {
             slots: radsec_slots::Slots::new(cfg.max_connections, cfg.max_connections_per_address),

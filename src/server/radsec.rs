@@ -40,6 +40,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
+use super::cert_dates::RadsecDates;
 use super::drop_log::DropKind;
 use super::metrics::Metrics;
 use super::radsec_reload;
@@ -275,7 +276,18 @@ async fn poll_for_permit(
 /// ([`Acceptors::still_trusted`]): revoking a NAS's certificate and reloading cuts it off.
 pub struct Acceptors {
     cfg: RadsecConfig,
-    current: std::sync::Mutex<(Vec<FileStamp>, Tls)>,
+    current: std::sync::Mutex<Built>,
+}
+
+/// The TLS configuration in use, and what it was built from.
+struct Built {
+    stamps: Vec<FileStamp>,
+    tls: Tls,
+    /// The dates of the files the configuration was built from: what is served.
+    dates: RadsecDates,
+    /// Why the files on disk, changed since, could not be used (the previous ones still
+    /// served), until a change that can.
+    unusable: Option<String>,
 }
 
 /// One build of the TLS configuration: the acceptor, and its client-certificate verifier.
@@ -292,8 +304,21 @@ impl Acceptors {
         let tls = build(cfg)?;
         Ok(Acceptors {
             cfg: cfg.clone(),
-            current: std::sync::Mutex::new((stamps, tls)),
+            current: std::sync::Mutex::new(Built {
+                stamps,
+                tls,
+                dates: RadsecDates::read(cfg),
+                unusable: None,
+            }),
         })
+    }
+
+    /// The dates of the files being served, and why changed files on disk are not, if they
+    /// are not (read after looking for changes, as a new connection would).
+    pub fn served(&self) -> (RadsecDates, Option<String>) {
+        self.refreshed();
+        let cur = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        (cur.dates.clone(), cur.unusable.clone())
     }
 
     /// Whether the client certificate `chain` (leaf first) still verifies against the CA and
@@ -326,22 +351,28 @@ impl Acceptors {
     fn refreshed(&self) -> Tls {
         let stamps = stamps(&self.cfg);
         let mut cur = self.current.lock().unwrap_or_else(|p| p.into_inner());
-        if stamps != cur.0 {
-            cur.0 = stamps;
+        if stamps != cur.stamps {
+            cur.stamps = stamps;
             match build(&self.cfg) {
                 Ok(a) => {
-                    cur.1 = a;
+                    cur.tls = a;
+                    cur.dates = RadsecDates::read(&self.cfg);
+                    cur.unusable = None;
                     info!("radsec: certificate, key, CA or CRL file changed; reloaded");
                 }
                 // A file caught half-written, say: keep serving with what worked; the next
-                // change is tried again.
-                Err(e) => warn!(
-                    "radsec: a file changed but cannot be used, keeping the previous TLS \
-                     configuration: {e:#}"
-                ),
+                // change is tried again. Said again daily while it lasts (`watch_dates`),
+                // and the date gauges keep showing what is served, not the file.
+                Err(e) => {
+                    warn!(
+                        "radsec: a file changed but cannot be used, keeping the previous TLS \
+                         configuration: {e:#}"
+                    );
+                    cur.unusable = Some(format!("{e:#}"));
+                }
             }
         }
-        cur.1.clone()
+        cur.tls.clone()
     }
 }
 
