@@ -207,8 +207,23 @@ fn hostile_datagrams_get_no_answer_and_logins_still_work() {
     assert_eq!(verify_reply(&buf[..n], &auth, SECRET.as_bytes()), Ok(()));
     // "No reply" means something only if the server read them: its own count of datagrams
     // received, from its shutdown line.
-    let received = counter(&shutdown_counters(&mut srv), "received");
-    eprintln!("{sent} sent, {received} received by the server");
+    let counters = shutdown_counters(&mut srv);
+    let received = counter(&counters, "received");
+    eprintln!("{sent} sent, {received} received by the server: {counters:?}");
+    // Every datagram read was looked at: none shed unverified for want of a request slot
+    // (then "answered nothing" would hold whether it was checked or not), and each one
+    // read is counted once, as answered (accepts, rejects, challenges, Status-Server, a
+    // duplicate given its cached reply) or as dropped for a reason.
+    assert_eq!(counter(&counters, "overloaded"), 0, "{counters:?}");
+    let classified: usize = counters
+        .iter()
+        .filter(|(k, _)| k.as_str() != "received")
+        .map(|(_, v)| v)
+        .sum();
+    assert_eq!(
+        classified, received,
+        "datagrams read but not counted as answered or dropped: {counters:?}"
+    );
     // The server has stopped: anything it ever sent the hostile sockets, however late, is
     // in their buffers now.
     for s in [&known, &unknown] {
