@@ -40,6 +40,9 @@ pub struct LdapUser {
     pub sn: String,
     pub mail: String,
     pub mobile: String,
+    /// The `userPassword` value to store instead of a salted SHA-1 of `password`, e.g.
+    /// [`slow_crypt`]'s.
+    pub password_hash: Option<String>,
 }
 
 impl LdapUser {
@@ -54,6 +57,7 @@ impl LdapUser {
             sn: "Example".into(),
             mail: format!("{uid}@example.org"),
             mobile: "+15550100".into(),
+            password_hash: None,
         }
     }
 
@@ -560,6 +564,24 @@ fn find_program(name: &str, extra_dirs: &[&str]) -> Option<PathBuf> {
 pub use super::ports::free_port;
 
 /// `{SSHA}` hash as slappasswd makes it: base64(sha1(password ‖ salt) ‖ salt).
+/// `password` as a SHA-512 crypt with `rounds` rounds (`{CRYPT}$6$rounds=…`), which slapd
+/// checks through crypt(3): every bind, right password or wrong, then costs slapd that
+/// many rounds — a directory whose binds take milliseconds, as a real one's can. Made with
+/// perl (always there: Debian's perl-base is essential), whose crypt is the same glibc's.
+pub fn slow_crypt(password: &str, rounds: u32) -> String {
+    let salt: String = (0..8)
+        .map(|_| char::from(b'a' + rand::random::<u8>() % 26))
+        .collect();
+    let out = std::process::Command::new("perl")
+        .args(["-e", "print crypt($ARGV[0], $ARGV[1])", password])
+        .arg(format!("$6$rounds={rounds}${salt}$"))
+        .output()
+        .expect("perl");
+    let hash = String::from_utf8(out.stdout).unwrap();
+    assert!(hash.starts_with("$6$rounds="), "crypt gave {hash:?}");
+    format!("{{CRYPT}}{hash}")
+}
+
 pub fn ssha(password: &str) -> String {
     let salt: [u8; 8] = rand::random();
     let mut h = Sha1::new();
@@ -691,7 +713,9 @@ fn user_ldif(l: &mut String, u: &LdapUser) {
             ldif_attr(l, attr, v);
         }
     }
-    if !u.password.is_empty() {
+    if let Some(hash) = &u.password_hash {
+        ldif_attr(l, "userPassword", hash);
+    } else if !u.password.is_empty() {
         ldif_attr(l, "userPassword", &ssha(&u.password));
     }
     l.push('\n');

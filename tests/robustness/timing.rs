@@ -94,7 +94,15 @@ fn warm_up(sock: &UdpSocket, rounds: u32, password: &[u8]) {
 #[test]
 fn no_user_enumeration_by_reply_or_timing() {
     let _alone = one_at_a_time();
-    let slapd = Slapd::start(&LdapUser::generate(50));
+    // Binds that cost slapd ~10 ms (a crypt of many rounds), as a loaded directory's can:
+    // on loopback a plain bind is ~0.3 ms inside a round trip of 1-2 ms, and an unpadded
+    // unknown name came out at only 0.8-0.86 of a known one's time, close to the bound
+    // below. With these, no padding would come out near 0.2.
+    let mut users = LdapUser::generate(50);
+    for u in &mut users {
+        u.password_hash = Some(common::slapd::slow_crypt(&u.password, 20_000));
+    }
+    let slapd = Slapd::start(&users);
     let srv = Server::start(&Options::new(&slapd.url));
     let sock = socket_from("127.0.0.1", srv.addr, 3000);
     // Warm up: the padding follows the moving average of real binds.
@@ -114,8 +122,9 @@ fn no_user_enumeration_by_reply_or_timing() {
     );
     // The padding for an unknown name follows the binds' moving average, and tokio's timer
     // rounds its sleep up, so the unknown name comes out a little slower (1.0-1.1 of the
-    // known user's). With no padding at all it came out at 0.80-0.82 and the old bound here
-    // (medians within a factor of 1.5) still passed; 0.9 tells the two apart. Compared at
+    // known user's). With no padding at all it came out at 0.80-0.82 with plain binds (and
+    // the old bound here, medians within a factor of 1.5, still passed); 0.9 tells the two
+    // apart, by far with the slow binds above. Compared at
     // p10 and p25: the quickest answers show the work done, and they stay put on a loaded
     // machine, where the median goes to the scheduler (two busy loops on the two cores
     // moved it by ±25 % and left p10 and p25 on the safe side).
