@@ -229,6 +229,18 @@ fn inline_setup(users: &[LdapUser]) -> (Slapd, tempfile::TempDir, std::path::Pat
 /// SQLite's `synchronous = FULL`, which keeps it across a power cut, has a unit test.)
 #[test]
 fn kill_9_under_load_loses_nothing_acknowledged() {
+    kill_9_under_load(None);
+}
+
+/// The same on PostgreSQL, where the request's writes go through a per-request transaction
+/// and batched audit inserts: each reply must still wait for its own commit.
+#[test]
+fn kill_9_under_load_loses_nothing_acknowledged_on_postgres() {
+    let pg = common::postgres::PgCluster::start();
+    kill_9_under_load(Some(&pg));
+}
+
+fn kill_9_under_load(pg: Option<&common::postgres::PgCluster>) {
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::sync::{Arc, Mutex};
 
@@ -236,6 +248,11 @@ fn kill_9_under_load_loses_nothing_acknowledged() {
     // stream going however long the late enrollment takes), and one enrolled under load.
     let mut users = LdapUser::generate(56);
     let (_slapd, _dir, config) = inline_setup(&users);
+    if let Some(pg) = pg {
+        let text = std::fs::read_to_string(&config).unwrap();
+        let text = common::radmfa::on_postgres(&text, &pg.fresh_database(), None);
+        std::fs::write(&config, text).unwrap();
+    }
     let late = users.pop().unwrap();
     let unenrolled = users.split_off(41);
     let first = Server::start_with(tempfile::tempdir().unwrap(), config.clone());
