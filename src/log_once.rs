@@ -1,7 +1,10 @@
 //! Warnings about a setting, not a request: a group the config names that the directory
 //! does not have fails every login that asks about it, and a warning per login flooded the
 //! journal (two per login where the directory also referred the search elsewhere). Each is
-//! warned of once per [`EVERY`], keyed by what it is about; the repeats go to debug.
+//! warned of once per [`EVERY`], keyed by what it is about; the repeats go to debug. The
+//! HTTP listeners' closes at their connection caps use it too, keyed by listener and cap:
+//! what they show is a setup (a load balancer over its share), and anyone can open
+//! connections.
 
 use std::collections::HashMap;
 use std::sync::Mutex;

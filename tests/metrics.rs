@@ -112,7 +112,9 @@ fn prometheus_reads_the_counters_of_real_traffic() {
 
 /// The HTTP listeners (metrics here; the provider callbacks share the code) must not be
 /// taken by connections that send nothing: sixteen at most from one address, the head of a
-/// request within 10 s, and a scrape from elsewhere still answered meanwhile.
+/// request within 10 s, and a scrape from elsewhere still answered meanwhile. The one
+/// closed over the address's share is counted and warned of: a load balancer in front
+/// meets the same share, and its lost callbacks must show.
 #[test]
 fn idle_connections_cannot_take_the_http_listener() {
     use std::io::{Read, Write};
@@ -156,7 +158,18 @@ fn idle_connections_cannot_take_the_http_listener() {
     closed_within(&mut seventeenth, Duration::from_secs(2));
     let (status, _, body) = http_get(addr, "/metrics");
     assert!(status.contains(" 200 "), "{status}");
-    assert!(body.contains("radmfa_build_info"), "{body}");
+    let m = parse(&body);
+    let refused = |listener: &str, reason: &str| {
+        m[&format!("radmfa_http_connections_refused_total{{listener={listener},reason={reason}}}")]
+    };
+    assert_eq!(refused("metrics", "address_limit"), 1.0, "{body}");
+    assert_eq!(refused("metrics", "connection_limit"), 0.0);
+    assert_eq!(refused("callbacks", "address_limit"), 0.0);
+    assert!(
+        srv.log_shows("metrics.listen: closed a connection from 127.0.0.2: 16 connections"),
+        "{}",
+        srv.log()
+    );
     // The half-sent head and the silent ones are closed after the header-read timeout.
     let took = closed_within(&mut held[0], Duration::from_secs(13));
     assert!(

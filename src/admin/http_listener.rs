@@ -7,7 +7,9 @@
 //! are closed at once; an IPv6 /64 counts as one address, 127.0.0.1 and ::1 — a reverse
 //! proxy in front — as none), [`HEADER_READ_TIMEOUT`] to send a request's head,
 //! [`REQUEST_TIMEOUT`] for its body and answer, and [`CONNECTION_LIFETIME`] for a connection
-//! in all.
+//! in all. A connection closed for a cap is counted (`radmfa_http_connections_refused_total`)
+//! and warned of: a load balancer in front that is not on loopback has one address's share,
+//! and the callbacks it loses are a caller's keypress.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -21,6 +23,9 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
+
+use crate::app::AppState;
+use crate::server::metrics::{HttpListener, HttpRefusal};
 
 pub const MAX_CONNECTIONS: usize = 256;
 /// Twilio posts from a pool of addresses; one address needs only a few at once.
@@ -37,22 +42,35 @@ pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
 /// Time a request in progress gets to finish when the lifetime ends or the server stops.
 const FINISH_GRACE: Duration = Duration::from_secs(5);
 
-/// Serves `router` on `listener` until `stop`; `key` names the listener in logs.
+/// Serves `router` on `listener` until `stop`; `which` names the listener in logs and in
+/// `app`'s metrics.
 pub async fn serve(
     listener: TcpListener,
     router: axum::Router,
     stop: CancellationToken,
-    key: &'static str,
+    which: HttpListener,
+    app: Arc<AppState>,
 ) {
-    serve_with(listener, router, stop, key, REQUEST_TIMEOUT).await
+    let refused = move |why| app.metrics.count_http_refusal(which, why);
+    serve_with(
+        listener,
+        router,
+        stop,
+        which.key(),
+        REQUEST_TIMEOUT,
+        refused,
+    )
+    .await
 }
 
+/// [`serve`], with `refused` told of each connection closed on arrival.
 async fn serve_with(
     listener: TcpListener,
     router: axum::Router,
     stop: CancellationToken,
     key: &'static str,
     request_timeout: Duration,
+    refused: impl Fn(HttpRefusal),
 ) {
     let router = router.layer(axum::middleware::from_fn(
         move |req: axum::extract::Request, next: axum::middleware::Next| async move {
@@ -76,9 +94,13 @@ async fn serve_with(
                 }
             },
         };
-        let Some(slot) = slots.take(peer.ip()) else {
-            tracing::debug!(%peer, "{key}: connection limit reached; closed");
-            continue; // `stream` is dropped: closed
+        let slot = match slots.take(peer.ip()) {
+            Ok(slot) => slot,
+            Err(why) => {
+                refused(why);
+                warn_refused(key, peer, why);
+                continue; // `stream` is dropped: closed
+            }
         };
         let service = TowerToHyperService::new(router.clone());
         let stop = stop.clone();
@@ -108,6 +130,34 @@ async fn serve_with(
     }
 }
 
+/// A warning for a connection closed at a cap, at most one per listener and cap every
+/// [`crate::log_once::EVERY`] (the rest at debug): a flood from many addresses must not flood
+/// the log, and the counter has every one.
+fn warn_refused(key: &str, peer: SocketAddr, why: HttpRefusal) {
+    let ip = peer.ip().to_canonical();
+    match why {
+        HttpRefusal::AddressLimit => crate::warn_once!(
+            &format!("{key} address_limit"),
+            %peer,
+            "{key}: closed a connection from {ip}: {MAX_PER_ADDRESS} connections from that \
+             address (or its IPv6 /64) are open already. A load balancer or reverse proxy \
+             in front that is not on 127.0.0.1 or ::1 counts as one address: connect it \
+             through loopback, or keep its connections to each node under {MAX_PER_ADDRESS} \
+             (docs/ha.md). radmfa_http_connections_refused_total counts every such close; \
+             the next ones are logged at debug level for 5 minutes"
+        ),
+        HttpRefusal::ConnectionLimit => crate::warn_once!(
+            &format!("{key} connection_limit"),
+            %peer,
+            "{key}: closed a connection from {ip}: all {MAX_CONNECTIONS} connection slots \
+             are taken (an idle one is held for up to {}s). \
+             radmfa_http_connections_refused_total counts every such close; the next ones \
+             are logged at debug level for 5 minutes",
+            CONNECTION_LIFETIME.as_secs()
+        ),
+    }
+}
+
 fn log_end(key: &str, peer: SocketAddr, done: Option<hyper::Result<()>>) {
     if let Some(Err(e)) = done {
         tracing::debug!(%peer, error = %e, "{key}: connection ended");
@@ -133,10 +183,12 @@ impl Slots {
         }
     }
 
-    fn take(&self, ip: IpAddr) -> Option<Slot> {
-        let permit = self.all.clone().try_acquire_owned().ok()?;
+    /// A slot for a connection from `ip`, or which cap refuses it (the total first).
+    fn take(&self, ip: IpAddr) -> Result<Slot, HttpRefusal> {
+        let permit =
+            (self.all.clone().try_acquire_owned()).map_err(|_| HttpRefusal::ConnectionLimit)?;
         let Some(source) = source(ip) else {
-            return Some(Slot {
+            return Ok(Slot {
                 _permit: permit,
                 by_address: None,
             });
@@ -144,10 +196,10 @@ impl Slots {
         let mut by = self.by_address.lock().unwrap_or_else(|p| p.into_inner());
         let n = by.entry(source).or_default();
         if *n >= self.per_address {
-            return None;
+            return Err(HttpRefusal::AddressLimit);
         }
         *n += 1;
-        Some(Slot {
+        Ok(Slot {
             _permit: permit,
             by_address: Some((self.by_address.clone(), source)),
         })
@@ -198,7 +250,14 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let stop = CancellationToken::new();
-        let server = tokio::spawn(serve_with(listener, router, stop.clone(), "test", timeout));
+        let server = tokio::spawn(serve_with(
+            listener,
+            router,
+            stop.clone(),
+            "test",
+            timeout,
+            |_| {},
+        ));
         (addr, stop, server)
     }
 
@@ -264,6 +323,7 @@ mod tests {
         server.await.unwrap();
     }
 
+    /// Each refusal says which cap it met: the metric's `reason` and the warning follow it.
     #[test]
     fn slots_cap_the_total_and_each_address() {
         let slots = Slots::new(3, 2);
@@ -271,11 +331,19 @@ mod tests {
         let b: IpAddr = "192.0.2.2".parse().unwrap();
         let a1 = slots.take(a).unwrap();
         let _a2 = slots.take(a).unwrap();
-        assert!(slots.take(a).is_none(), "a's share is used up");
+        assert_eq!(
+            slots.take(a).err(),
+            Some(HttpRefusal::AddressLimit),
+            "a's share is used up"
+        );
         let _b1 = slots.take(b).unwrap();
-        assert!(slots.take(b).is_none(), "all taken");
+        assert_eq!(
+            slots.take(b).err(),
+            Some(HttpRefusal::ConnectionLimit),
+            "all taken"
+        );
         drop(a1);
-        assert!(slots.take(a).is_some(), "a slot given back is free again");
+        assert!(slots.take(a).is_ok(), "a slot given back is free again");
         assert_eq!(slots.by_address.lock().unwrap().get(&a), Some(&1));
     }
 
@@ -287,16 +355,65 @@ mod tests {
         let _l2 = slots.take(lo).unwrap();
         let other_loopback: IpAddr = "127.0.0.2".parse().unwrap();
         let _o = slots.take(other_loopback).unwrap();
-        assert!(
-            slots.take(other_loopback).is_none(),
+        assert_eq!(
+            slots.take(other_loopback).err(),
+            Some(HttpRefusal::AddressLimit),
             "only 127.0.0.1 and ::1"
         );
         let x: IpAddr = "2001:db8:1:2::1".parse().unwrap();
         let y: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
         let z: IpAddr = "2001:db8:1:3::1".parse().unwrap();
         let _x = slots.take(x).unwrap();
-        assert!(slots.take(y).is_none(), "the same /64");
+        assert_eq!(
+            slots.take(y).err(),
+            Some(HttpRefusal::AddressLimit),
+            "the same /64"
+        );
         let _z = slots.take(z).unwrap();
-        assert!(slots.take(lo).is_none(), "the total still holds");
+        assert_eq!(
+            slots.take(lo).err(),
+            Some(HttpRefusal::ConnectionLimit),
+            "the total still holds"
+        );
+    }
+
+    /// A connection over a cap is reported to `refused` (the metric) as it is closed.
+    #[tokio::test]
+    async fn a_connection_over_the_address_share_is_counted() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = CancellationToken::new();
+        let counted = Arc::new(Mutex::new(Vec::new()));
+        let c = counted.clone();
+        let router = axum::Router::new().route("/m", axum::routing::get(|| async { "ok" }));
+        let server = tokio::spawn(serve_with(
+            listener,
+            router,
+            stop.clone(),
+            "test",
+            REQUEST_TIMEOUT,
+            move |why| c.lock().unwrap().push(why),
+        ));
+        // From 127.0.0.2, which has a share (only 127.0.0.1 and ::1 have none).
+        let from = || async {
+            let s = tokio::net::TcpSocket::new_v4().unwrap();
+            s.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+            s.connect(addr).await.unwrap()
+        };
+        let mut held = Vec::new();
+        for _ in 0..MAX_PER_ADDRESS {
+            held.push(from().await);
+        }
+        let mut over = from().await;
+        let mut buf = [0u8; 16];
+        let read = tokio::time::timeout(
+            Duration::from_secs(5),
+            tokio::io::AsyncReadExt::read(&mut over, &mut buf),
+        )
+        .await;
+        assert!(matches!(read, Ok(Ok(0) | Err(_))), "{read:?}");
+        assert_eq!(*counted.lock().unwrap(), [HttpRefusal::AddressLimit]);
+        stop.cancel();
+        server.await.unwrap();
     }
 }

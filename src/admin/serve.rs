@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::AppState;
 use crate::config::Config;
+use crate::server::metrics::HttpListener;
 
 /// `text` is the file as `cfg` was parsed from it.
 pub async fn serve(cfg: Config, text: &str, path: &std::path::Path) -> anyhow::Result<()> {
@@ -65,12 +66,26 @@ pub async fn serve(cfg: Config, text: &str, path: &std::path::Path) -> anyhow::R
     // by the first request can report back to a closed port.
     if let Some(cb) = &app.config().delivery.callbacks {
         let router = crate::callbacks::router(app.clone());
-        spawn_http(&http_shutdown, cb.listen, "callbacks.listen", router).await?;
+        spawn_http(
+            &app,
+            &http_shutdown,
+            cb.listen,
+            HttpListener::Callbacks,
+            router,
+        )
+        .await?;
     }
     // Prometheus scrapes http://ADDR/metrics.
     if let Some(m) = &app.config().metrics {
         let router = crate::server::metrics_http::router(app.clone());
-        spawn_http(&http_shutdown, m.listen, "metrics.listen", router).await?;
+        spawn_http(
+            &app,
+            &http_shutdown,
+            m.listen,
+            HttpListener::Metrics,
+            router,
+        )
+        .await?;
     }
     #[cfg(unix)]
     tokio::spawn(super::reload::on_sighup(
@@ -154,14 +169,16 @@ fn bind_tcp(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::from_std(sock.into())
 }
 
-/// Binds `addr` (an error names the config `key`) and serves `router` on it until
+/// Binds `addr` (an error names the listener's config key) and serves `router` on it until
 /// `shutdown`, with the connection limits and timeouts of `http_listener`.
 async fn spawn_http(
+    app: &std::sync::Arc<AppState>,
     shutdown: &CancellationToken,
     addr: SocketAddr,
-    key: &'static str,
+    which: HttpListener,
     router: axum::Router,
 ) -> anyhow::Result<()> {
+    let key = which.key();
     // IPv6-only like every other listener: tokio's own bind on [::] took IPv4 too, so
     // `[::]:9100` beside `0.0.0.0:9100` passed `config check` and failed the start.
     let listener = bind_tcp(addr).with_context(|| format!("binding {key} {addr}"))?;
@@ -173,7 +190,8 @@ async fn spawn_http(
         listener,
         router,
         shutdown.clone(),
-        key,
+        which,
+        app.clone(),
     ));
     Ok(())
 }

@@ -80,10 +80,40 @@ counters!(
     radsec_discard_closed,
     radsec_overload_closed,
     radsec_unsupported_refused,
+    callbacks_connection_limit,
+    callbacks_address_limit,
+    metrics_connection_limit,
+    metrics_address_limit,
     reloads_applied,
     reloads_refused,
     restart_pending,
 );
+
+/// The HTTP listeners, as `radmfa_http_connections_refused_total` labels them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpListener {
+    Callbacks,
+    Metrics,
+}
+
+impl HttpListener {
+    /// The config key of its address, which names it in logs.
+    pub fn key(self) -> &'static str {
+        match self {
+            HttpListener::Callbacks => "callbacks.listen",
+            HttpListener::Metrics => "metrics.listen",
+        }
+    }
+}
+
+/// Why an HTTP listener closed a connection on arrival (`admin::http_listener`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpRefusal {
+    /// Every connection slot of the listener was taken.
+    ConnectionLimit,
+    /// The source address (or IPv6 /64) had its share open already.
+    AddressLimit,
+}
 
 /// Access-Request replies of one client, by code.
 #[derive(Debug, Default)]
@@ -126,6 +156,18 @@ impl Metrics {
 
     pub fn inc(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a connection `listener` closed on arrival.
+    pub fn count_http_refusal(&self, listener: HttpListener, why: HttpRefusal) {
+        Self::inc(match (listener, why) {
+            (HttpListener::Callbacks, HttpRefusal::ConnectionLimit) => {
+                &self.callbacks_connection_limit
+            }
+            (HttpListener::Callbacks, HttpRefusal::AddressLimit) => &self.callbacks_address_limit,
+            (HttpListener::Metrics, HttpRefusal::ConnectionLimit) => &self.metrics_connection_limit,
+            (HttpListener::Metrics, HttpRefusal::AddressLimit) => &self.metrics_address_limit,
+        });
     }
 
     pub fn get(&self, name: &str) -> u64 {
@@ -229,6 +271,35 @@ impl Metrics {
                 ("{reason=\"recheck\"}", get(&self.radsec_recheck_closed)),
                 ("{reason=\"discarded\"}", get(&self.radsec_discard_closed)),
                 ("{reason=\"overloaded\"}", get(&self.radsec_overload_closed)),
+            ],
+        );
+        // Without it, a load balancer in front of [callbacks] that holds more than the
+        // per-address share lost callbacks (a call's keypress) with nothing to show at the
+        // default log level.
+        family(
+            "radmfa_http_connections_refused_total",
+            "counter",
+            "Connections the HTTP listeners ([callbacks] and [metrics]) closed on arrival: \
+             256 already open (connection_limit), or 16 already open from the same address \
+             or IPv6 /64 (address_limit; 127.0.0.1 and ::1 have only the total). A load \
+             balancer or reverse proxy not on loopback is one address.",
+            &[
+                (
+                    "{listener=\"callbacks\",reason=\"connection_limit\"}",
+                    get(&self.callbacks_connection_limit),
+                ),
+                (
+                    "{listener=\"callbacks\",reason=\"address_limit\"}",
+                    get(&self.callbacks_address_limit),
+                ),
+                (
+                    "{listener=\"metrics\",reason=\"connection_limit\"}",
+                    get(&self.metrics_connection_limit),
+                ),
+                (
+                    "{listener=\"metrics\",reason=\"address_limit\"}",
+                    get(&self.metrics_address_limit),
+                ),
             ],
         );
         family(
@@ -512,6 +583,48 @@ mod tests {
             "\nradmfa_replies_total{client=\"odd \\\"name\\\"\",code=\"challenge\"} 1\n"
         ));
         assert_eq!(m.get("accepts"), 2);
+    }
+
+    /// Every family served has its row in docs/operations.md's metrics table: an operator
+    /// reads there what a series means (and the table once missed a new counter).
+    #[test]
+    fn the_operations_guide_lists_every_metric() {
+        let doc = include_str!("../../docs/operations.md");
+        let m = Metrics::default();
+        // Gauges served only once set.
+        m.radsec_certificate_expiry.store(1, Ordering::Relaxed);
+        m.radsec_crl_next_update.store(1, Ordering::Relaxed);
+        let text = m.prometheus();
+        let names: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split(' ').next())
+            .collect();
+        assert!(names.len() > 20, "{names:?}");
+        for name in names {
+            assert!(
+                doc.contains(&format!("| `{name}` |")),
+                "{name} is not in docs/operations.md's metrics table"
+            );
+        }
+    }
+
+    #[test]
+    fn http_refusals_are_counted_per_listener_and_reason() {
+        let m = Metrics::default();
+        m.count_http_refusal(HttpListener::Callbacks, HttpRefusal::AddressLimit);
+        m.count_http_refusal(HttpListener::Callbacks, HttpRefusal::AddressLimit);
+        m.count_http_refusal(HttpListener::Metrics, HttpRefusal::ConnectionLimit);
+        let text = m.prometheus();
+        for (labels, n) in [
+            ("listener=\"callbacks\",reason=\"address_limit\"", 2),
+            ("listener=\"callbacks\",reason=\"connection_limit\"", 0),
+            ("listener=\"metrics\",reason=\"address_limit\"", 0),
+            ("listener=\"metrics\",reason=\"connection_limit\"", 1),
+        ] {
+            let line = format!("\nradmfa_http_connections_refused_total{{{labels}}} {n}\n");
+            assert!(text.contains(&line), "{line} in {text}");
+        }
     }
 
     #[test]
