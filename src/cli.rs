@@ -188,8 +188,9 @@ pub struct AuditArgs {
     /// The same forms as --since.
     #[arg(long)]
     pub until: Option<String>,
-    /// Records shown; with --count-by, groups shown (the largest; days: the latest), 0 for
-    /// every group.
+    /// Records shown; with --follow, the earlier records shown first (0: none, only new
+    /// ones); with --count-by, groups shown (the largest; days: the latest), 0 for every
+    /// group.
     #[arg(long, default_value_t = 50)]
     pub limit: u32,
     /// One JSON object per line instead of a table.

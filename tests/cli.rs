@@ -1035,12 +1035,35 @@ fn audit_says_when_a_filter_cannot_match_or_a_limit_means_nothing() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(
-        err.contains("--limit 0 (every group) is for --count-by"),
-        "{err}"
-    );
+    assert!(err.contains("--limit 0 is for --count-by"), "{err}");
     let (ok, out, err) = run(&cfg, &["audit", "--count-by", "result", "--limit", "0"]);
     assert!(ok && out.contains("enroll"), "{out}{err}");
+}
+
+/// `audit --follow --limit 0` is `tail -n 0 -f`: no earlier record (it printed 100 of
+/// them), then each new one.
+#[test]
+fn audit_follow_with_limit_0_shows_only_new_records() {
+    use std::time::Duration;
+    let (_d, cfg) = setup();
+    for user in ["alice", "bob"] {
+        let (ok, _, err) = run(&cfg, &["user", "enroll-totp", user, "--uri-only"]);
+        assert!(ok, "{err}");
+    }
+    let follow = common::radmfa::Follower::start(&cfg, &["--limit", "0"]);
+    // The header comes once the earlier records were read: anything written after is new.
+    let header = follow.next_line();
+    assert!(header.starts_with("TIME"), "{header}");
+    let old = follow.next_within(Duration::from_millis(1500));
+    assert!(old.is_none(), "an earlier record shown: {old:?}");
+    let (ok, _, err) = run(&cfg, &["user", "enroll-totp", "carol", "--uri-only"]);
+    assert!(ok, "{err}");
+    let row = follow.next_line();
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(cols[1..3], ["carol", "enroll"], "{row}");
+    let more = follow.next_within(Duration::from_millis(1500));
+    assert!(more.is_none(), "{more:?}");
+    assert!(follow.stop().success());
 }
 
 /// An enrollment with another hash, length or step, without --verify, is warned about: some

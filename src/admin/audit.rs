@@ -99,10 +99,14 @@ pub async fn run(cfg: &Config, args: AuditArgs) -> anyhow::Result<ExitCode> {
             KNOWN_RESULTS.join(", ")
         );
     }
-    // 0 means every group with --count-by; for records it meant 100, quietly. Every record
-    // could be millions read into memory on a serving host: refused, with what to do.
+    // 0 means every group with --count-by, and no earlier records with --follow; for
+    // records it meant 100, quietly. Every record could be millions read into memory on a
+    // serving host: refused, with what to do.
     if args.limit == 0 && args.count_by.is_none() && !args.follow {
-        bail!("--limit 0 (every group) is for --count-by; give the number of records to show");
+        bail!(
+            "--limit 0 is for --count-by (every group) and --follow (only new records); \
+             give the number of records to show"
+        );
     }
     let filter = AuditFilter {
         user: args.user.as_deref().map(|u| cfg.user_names.key(u)),

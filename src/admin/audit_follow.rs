@@ -21,10 +21,25 @@ const BATCH: u32 = 1000;
 const MIN_WIDTH: usize = 12;
 
 pub async fn follow(store: &dyn Store, filter: AuditFilter, json: bool) -> anyhow::Result<()> {
-    // First the last --limit records, oldest first, as `tail -f` does.
-    let mut first = store.audit(&filter).await?;
+    // First the last --limit records, oldest first, as `tail -f` does; with --limit 0 none,
+    // as `tail -n 0 -f` (it printed the store's default 100). The newest ones are still
+    // read, to start the window at them: shown or not, they are not new.
+    let history = if filter.limit == 0 {
+        AuditFilter {
+            limit: BATCH,
+            ..filter.clone()
+        }
+    } else {
+        filter.clone()
+    };
+    let mut first = store.audit(&history).await?;
     first.reverse();
-    let table = Table::fitting(&first).at_least(MIN_WIDTH);
+    let shown = if filter.limit == 0 {
+        &[][..]
+    } else {
+        &first[..]
+    };
+    let table = Table::fitting(shown).at_least(MIN_WIDTH);
     let print = |r: &AuditRecord| -> std::io::Result<()> {
         let line = if json {
             super::json_printable(serde_json::to_string(r)?)
@@ -38,7 +53,7 @@ pub async fn follow(store: &dyn Store, filter: AuditFilter, json: bool) -> anyho
     }
     let first_ids: Vec<i64> = first.iter().map(|r| r.id).collect();
     let mut window = Window::starting_with(&first_ids, Instant::now());
-    for r in &first {
+    for r in shown {
         if print(r).is_err() {
             return Ok(());
         }
