@@ -182,10 +182,14 @@ pub struct AuditArgs {
     /// app-password-delete, app-password-delete-all; store: backup, migrate.
     #[arg(long)]
     pub result: Option<String>,
-    /// RFC 3339 time, Unix seconds, or an age such as 15m, 2h, 7d.
+    /// Records at or after this time: RFC 3339 (2026-01-31T08:00:00Z, or with an offset,
+    /// 2026-01-31T09:00:00+01:00), Unix seconds (1769846400), or an age counted back from
+    /// now (90s, 15m, 2h, 7d). An 8-digit number that reads as a date (20260131) is refused:
+    /// as Unix seconds it would be 1970.
     #[arg(long)]
     pub since: Option<String>,
-    /// The same forms as --since.
+    /// Records before this time, not at it, so consecutive windows (--since T1 --until T2,
+    /// then --since T2 --until T3) count each record once. The same forms as --since.
     #[arg(long)]
     pub until: Option<String>,
     /// Records shown; with --follow, the earlier records shown first (0: none, only new

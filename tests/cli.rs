@@ -1040,6 +1040,39 @@ fn audit_says_when_a_filter_cannot_match_or_a_limit_means_nothing() {
     assert!(ok && out.contains("enroll"), "{out}{err}");
 }
 
+/// `--until` is exclusive, so consecutive report windows count a record on their boundary
+/// once; a day typed as YYYYMMDD is refused, not read as Unix seconds in 1970 (where
+/// `--since 20260131` matched every record).
+#[test]
+fn audit_windows_are_half_open_and_a_yyyymmdd_day_is_refused() {
+    let (_d, cfg) = setup();
+    let (ok, _, err) = run(&cfg, &["user", "enroll-totp", "alice", "--uri-only"]);
+    assert!(ok, "{err}");
+    let (ok, out, err) = run(&cfg, &["audit", "--json"]);
+    assert!(ok, "{err}");
+    let record: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let t = record["time"].as_i64().unwrap().to_string();
+    let count = |args: &[&str]| {
+        let (ok, out, err) = run(&cfg, &[&["audit", "--json"], args].concat());
+        assert!(ok, "{args:?}: {err}");
+        out.lines().count()
+    };
+    assert_eq!(
+        count(&["--until", &t]),
+        0,
+        "a record at --until is not before it"
+    );
+    assert_eq!(count(&["--since", &t]), 1, "one at --since is in");
+    let (ok, _, err) = run(&cfg, &["audit", "--since", "20260131"]);
+    assert!(!ok, "{err}");
+    assert!(
+        err.contains("--since") && err.contains("reads as the date 2026-01-31"),
+        "{err}"
+    );
+    let (ok, _, err) = run(&cfg, &["audit", "--until", "20260131", "--count-by", "day"]);
+    assert!(!ok && err.contains("--until"), "{err}");
+}
+
 /// `audit --follow --limit 0` is `tail -n 0 -f`: no earlier record (it printed 100 of
 /// them), then each new one.
 #[test]

@@ -16,20 +16,44 @@ use crate::store::{AuditCount, AuditFilter, AuditGroup, AuditRecord};
 
 pub use crate::clock::fmt_time;
 
+/// The forms [`parse_time`] takes, for its errors.
+const TIME_FORMS: &str = "RFC 3339 (2026-01-31T08:00:00Z, or with an offset, \
+                          2026-01-31T09:00:00+01:00), Unix seconds (1769846400), or an age \
+                          counted back from now (90s, 15m, 2h, 7d)";
+
 /// RFC 3339, Unix seconds, or an age (`90s`, `15m`, `2h`, `7d`) counted back from `now`.
 pub fn parse_time(s: &str, now: i64) -> anyhow::Result<i64> {
     if let Ok(n) = s.parse::<i64>() {
+        // `--since 20260131` meant a day, and was read as Unix seconds in August 1970:
+        // every record matched, silently. Eight digits are 1970-04-26 to 1973-03-03 as Unix
+        // seconds, long before any radmfa record, so one that reads as a date is refused.
+        if let Some(day) = yyyymmdd(s) {
+            bail!(
+                "{s:?} reads as the date {day}, but a bare number is Unix seconds ({}); for \
+                 that day give {day}T00:00:00Z. Times are {TIME_FORMS}",
+                fmt_time(n)
+            );
+        }
         return Ok(n);
     }
     if let Ok(t) = OffsetDateTime::parse(s, &Rfc3339) {
         return Ok(t.unix_timestamp());
     }
-    let age = age_secs(s).map_err(|_| {
-        anyhow::anyhow!(
-            "{s:?}: use RFC 3339 (2026-01-31T08:00:00Z), Unix seconds, or an age like 15m"
-        )
-    })?;
+    let age = age_secs(s).map_err(|_| anyhow::anyhow!("{s:?}: use {TIME_FORMS}"))?;
     Ok(now - age)
+}
+
+/// `s` as the date it reads as, `YYYY-MM-DD`, when it is eight digits making a real date.
+fn yyyymmdd(s: &str) -> Option<String> {
+    if s.len() != 8 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let year: i32 = s[..4].parse().ok()?;
+    let month: u8 = s[4..6].parse().ok()?;
+    let day: u8 = s[6..].parse().ok()?;
+    let month = time::Month::try_from(month).ok()?;
+    time::Date::from_calendar_date(year, month, day).ok()?;
+    Some(format!("{}-{}-{}", &s[..4], &s[4..6], &s[6..]))
 }
 
 /// An age or a duration, `90s`, `15m`, `2h`, `7d`, in seconds.
@@ -392,7 +416,31 @@ mod tests {
     fn times_parse_in_all_three_forms() {
         assert_eq!(parse_time("1700000000", 0).unwrap(), 1700000000);
         assert_eq!(parse_time("2023-11-14T22:13:20Z", 0).unwrap(), 1700000000);
+        assert_eq!(
+            parse_time("2023-11-14T23:13:20+01:00", 0).unwrap(),
+            1700000000
+        );
         assert_eq!(parse_time("15m", 10_000).unwrap(), 10_000 - 900);
-        assert!(parse_time("yesterday", 0).is_err());
+        let err = parse_time("yesterday", 0).unwrap_err().to_string();
+        assert!(err.contains("RFC 3339") && err.contains("7d"), "{err}");
+    }
+
+    /// A day typed as YYYYMMDD is not taken for Unix seconds in 1970 (where every record
+    /// is later, so `--since` matched them all).
+    #[test]
+    fn an_eight_digit_date_is_refused_not_read_as_1970() {
+        let err = parse_time("20260131", 0).unwrap_err().to_string();
+        assert!(
+            err.contains("reads as the date 2026-01-31")
+                && err.contains("1970-08-23")
+                && err.contains("2026-01-31T00:00:00Z"),
+            "{err}"
+        );
+        assert!(parse_time("20240229", 0).is_err(), "a leap day is a date");
+        // Eight digits that make no date are Unix seconds still, as are other lengths.
+        assert_eq!(parse_time("20261331", 0).unwrap(), 20_261_331);
+        assert_eq!(parse_time("20230229", 0).unwrap(), 20_230_229);
+        assert_eq!(parse_time("202601310", 0).unwrap(), 202_601_310);
+        assert_eq!(parse_time("0", 0).unwrap(), 0);
     }
 }

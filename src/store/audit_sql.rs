@@ -54,8 +54,9 @@ where
     if let Some(since) = f.since {
         q.push(" AND time >= ").push_bind(since);
     }
+    // Exclusive, so that consecutive windows do not both count a record on their boundary.
     if let Some(until) = f.until {
-        q.push(" AND time <= ").push_bind(until);
+        q.push(" AND time < ").push_bind(until);
     }
     if let Some(id) = f.after_id {
         q.push(" AND id > ").push_bind(id);

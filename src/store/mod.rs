@@ -373,7 +373,10 @@ pub struct UserSnapshot {
 pub struct AuditFilter {
     pub user: Option<String>,
     pub result: Option<String>,
+    /// Records at or after this time (Unix seconds).
     pub since: Option<i64>,
+    /// Records before this time, not at it: reports over consecutive windows (`--since T1
+    /// --until T2`, then `--since T2 --until T3`) count a record stamped T2 once, not twice.
     pub until: Option<i64>,
     pub limit: u32,
     /// Only records with a larger id, oldest (lowest id) first: `radmfa audit --follow`

@@ -1067,7 +1067,7 @@ pub async fn audit_filters_order_and_limit(store: &dyn Store) {
         ),
         vec![40]
     );
-    // since and until are inclusive.
+    // since is inclusive, until exclusive: consecutive windows share no record.
     assert_eq!(
         times(
             store
@@ -1075,7 +1075,16 @@ pub async fn audit_filters_order_and_limit(store: &dyn Store) {
                 .await
                 .unwrap()
         ),
-        vec![30, 20, 10]
+        vec![20, 10]
+    );
+    assert_eq!(
+        times(
+            store
+                .audit(&f(None, None, Some(T + 30), Some(T + 50), 0))
+                .await
+                .unwrap()
+        ),
+        vec![40, 30]
     );
     assert_eq!(
         times(
@@ -1089,7 +1098,7 @@ pub async fn audit_filters_order_and_limit(store: &dyn Store) {
     assert_eq!(
         times(
             store
-                .audit(&f(None, None, None, Some(T + 9), 0))
+                .audit(&f(None, None, None, Some(T + 10), 0))
                 .await
                 .unwrap()
         ),
@@ -1239,14 +1248,19 @@ pub async fn audit_counts_per_group_and_result(store: &dyn Store) {
         counts(rejects, AuditGroup::Reason).await,
         [t("bad password", "reject", 2)]
     );
-    let since = AuditFilter {
-        since: Some(T + 1),
-        until: Some(T + 7200),
+    // The report's window is half-open too: T + 7200's reject is the next window's.
+    let window = |since, until| AuditFilter {
+        since: Some(since),
+        until: Some(until),
         ..Default::default()
     };
     assert_eq!(
-        counts(since, AuditGroup::Result).await,
-        [t("accept", "accept", 1), t("reject", "reject", 2)]
+        counts(window(T + 1, T + 7200), AuditGroup::Result).await,
+        [t("accept", "accept", 1), t("reject", "reject", 1)]
+    );
+    assert_eq!(
+        counts(window(T + 7200, T + 7300), AuditGroup::Result).await,
+        [t("enroll", "enroll", 1), t("reject", "reject", 1)]
     );
 }
 
