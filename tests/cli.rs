@@ -319,6 +319,33 @@ fn config_check_connect_fails_a_key_file_without_its_database() {
     );
 }
 
+/// `config check --connect` closes the store it opened, with --user or without. Without
+/// --user it was left to the process's exit, which could come before the store's writer
+/// had closed: then SQLite's -wal and -shm were left behind, the WAL not checkpointed (a
+/// race; tests/cluster.rs checks the PostgreSQL side without one).
+#[test]
+fn config_check_connect_closes_the_store() {
+    let (d, cfg) = setup();
+    let (ok, _, err) = run(&cfg, &["user", "enroll-totp", "alice", "--uri-only"]);
+    assert!(ok, "{err}");
+    let wal = d.path().join("radmfa.db-wal");
+    assert!(!wal.exists(), "an admin command left the WAL");
+    for args in [
+        &["config", "check", "--connect"][..],
+        &["config", "check", "--connect", "--user", "alice"],
+    ] {
+        // The directory of setup() is unreachable: the check fails, the store still opens.
+        let (_, out, _) = run(&cfg, args);
+        assert!(out.contains("ok   store: opened"), "{out}");
+        let open: Vec<String> = std::fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with("-wal") || n.ends_with("-shm"))
+            .collect();
+        assert!(open.is_empty(), "{args:?} left the store open: {open:?}");
+    }
+}
+
 /// `config check` reads the key file as `serve` will: one the group may read (0640, the
 /// mode the other secret files get) passed the check and stopped the next start.
 #[test]

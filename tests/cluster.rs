@@ -1205,6 +1205,52 @@ fn admin_commands_leave_no_connection_reset_in_the_postgres_log() {
     assert!(!log.contains("reset by peer"), "{log}");
 }
 
+/// `config check --connect` closes its store connections, also when not asked about a
+/// user (it returned before closing them then). A connection the process's exit ends skips
+/// PostgreSQL's Terminate message, and the server logs that: "Connection reset by peer"
+/// when a reply was still unread, else, at debug1, "unexpected EOF on client connection",
+/// which makes the check independent of timing.
+#[test]
+fn config_check_connect_closes_its_postgres_connections() {
+    let slapd = directory();
+    let pg = PgCluster::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = pg_config(dir.path(), &slapd, &pg.url(), "admin", "");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(common::radmfa::bin())
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    // The schema and the key file, so the check opens the store as `serve` would.
+    run(&["user", "enroll-totp", "alice", "--uri-only"]);
+    pg.psql("postgres", "ALTER SYSTEM SET log_min_messages = 'debug1'");
+    pg.psql("postgres", "SELECT pg_reload_conf()");
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    while pg.psql("postgres", "SHOW log_min_messages") != "debug1" {
+        assert!(
+            std::time::Instant::now() < until,
+            "the setting did not apply"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for args in [
+        &["config", "check", "--connect"][..],
+        &["config", "check", "--connect", "--user", "alice"],
+    ] {
+        let out = run(args);
+        assert!(out.contains("ok   store: opened"), "{args:?}: {out}");
+    }
+    let log = pg.log();
+    assert!(
+        !log.contains("unexpected EOF on client connection") && !log.contains("reset by peer"),
+        "a connection was not closed:\n{log}"
+    );
+}
+
 /// A tmpfs of a few MiB on a temp dir, owned by the `postgres` user, to hold a tablespace: a
 /// disk that can be filled (a file of zeros takes every free byte) and given room again
 /// (the file removed) while PostgreSQL runs. Unmounted when dropped, after the cluster

@@ -193,13 +193,30 @@ pub async fn connect(cfg: &Config, user: Option<&str>) -> anyhow::Result<bool> {
             None
         }
     };
-    let Some(user) = user else {
-        return Ok(ok);
-    };
+    if let Some(user) = user {
+        check_user(cfg, ldap.as_ref(), store.as_deref(), user, &mut line).await;
+    }
+    // On every path: a store left to the process's exit skipped PostgreSQL's Terminate
+    // (the server logs a reset or an unexpected EOF) and left SQLite's WAL unmerged, its
+    // -wal and -shm files behind.
+    if let Some(store) = store {
+        store.close().await;
+    }
+    Ok(ok)
+}
+
+/// What a login of `user` would find: the directory entry, the tokens, the phone number.
+async fn check_user(
+    cfg: &Config,
+    ldap: Option<&LdapAuth>,
+    store: Option<&dyn crate::store::Store>,
+    user: &str,
+    line: &mut impl FnMut(bool, String),
+) {
     let user = cfg.user_names.key(user);
     let mut entry = None;
-    if let Some(ldap) = &ldap {
-        entry = directory_entry(cfg, ldap, &user, &mut line).await;
+    if let Some(ldap) = ldap {
+        entry = directory_entry(cfg, ldap, &user, &mut *line).await;
     } else {
         line(
             true,
@@ -227,12 +244,10 @@ pub async fn connect(cfg: &Config, user: Option<&str>) -> anyhow::Result<bool> {
         let unread = ldap.is_some() && entry.is_none();
         match store.user_profile(&user).await {
             Ok(_) if unread => {}
-            Ok(profile) => phone_line(cfg, &user, &profile, entry.as_ref(), &mut line),
+            Ok(profile) => phone_line(cfg, &user, &profile, entry.as_ref(), &mut *line),
             Err(e) => line(false, format!("user {user}: reading the profile: {e}")),
         }
-        store.close().await;
     }
-    Ok(ok)
 }
 
 /// The number texts and calls would go to, found as a login finds it (`[phone] sources`

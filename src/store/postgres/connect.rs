@@ -251,14 +251,19 @@ impl PgStore {
                 .await
             {
                 Ok(table) => table,
-                Err(e) => return Err(why_no_connection(settings, e).await),
+                Err(e) => {
+                    pool.close().await;
+                    return Err(why_no_connection(settings, e).await);
+                }
             };
         let recorded = match table {
-            Some(_) => stored_key_check(&pool).await?.is_some(),
-            None => false,
+            Some(_) => stored_key_check(&pool).await.map(|k| k.is_some()),
+            None => Ok(false),
         };
+        // Closed before an error is returned too: a pool dropped at the process's exit
+        // leaves "Connection reset by peer" in the server's log.
         pool.close().await;
-        Ok(recorded)
+        recorded
     }
 
     /// Records our key's check value if the database has none yet, then verifies the stored
