@@ -2,8 +2,9 @@
 # Regenerates the seed corpora in fuzz/corpus/<target>/seed-*: real Access-Requests and
 # Status-Server probes captured off loopback from FreeRADIUS's radclient, pyrad and
 # pam_radius_auth (shared secret "fuzz-secret", the one the fuzz bodies decode with), the
-# RFC 2865 §7.1 example, and the project's sample configs. Needs scripts/install-deps.sh
-# (radclient, the pyrad venv, pamtester and libpam-radius-auth; root for /etc/pam.d).
+# RFC 2865 §7.1 example, and the project's sample configs; then FreeRADIUS's replies
+# (fuzz/make-reply-seeds.sh). Needs scripts/install-deps.sh (radclient, freeradius, the pyrad
+# venv, pamtester and libpam-radius-auth; root for /etc/pam.d).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${RADMFA_TEST_PYTHON:-$PWD/.venv/bin/python}
@@ -88,3 +89,4 @@ for f in conf/*.toml conf/invalid/*.toml; do
   [ -e "$f" ] && cp "$f" "$OUT/config/seed-$(echo "$f" | tr '/' '-')"
 done
 echo "captured $i datagrams; seeds in $OUT"
+fuzz/make-reply-seeds.sh
