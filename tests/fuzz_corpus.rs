@@ -180,3 +180,37 @@ fn resigned_mutations_get_past_the_message_authenticator() {
     // Not a way around the check for anything else: another secret still fails.
     assert!(radmfa::radius::decode_request(&signed, b"other-secret", true).is_err());
 }
+
+/// The captured replies (fuzz/make-reply-seeds.sh), re-signed by `resign_reply`, reach the
+/// reply checks' success paths: the strict one for those FreeRADIUS signed with the
+/// Message-Authenticator first, the lenient one for all of them; `reply_check` asserts the
+/// rest. Without these seeds the reply checks would see only requests re-coded as replies,
+/// none with what a real server puts in one (Reply-Message, State, Class, the Proxy-State
+/// echo) or where it puts its Message-Authenticator.
+#[test]
+fn captured_replies_verify_once_resigned() {
+    use radmfa::client::verify::{verify, Verify};
+    let auth = [7u8; 16];
+    let replies: Vec<Vec<u8>> = seeds("message_authenticator")
+        .into_iter()
+        .filter(|s| matches!(s[0], 2 | 3 | 11))
+        .map(|s| resign_reply(&s, &auth).expect("a captured reply frames"))
+        .collect();
+    let passing = |mode| {
+        replies
+            .iter()
+            .filter(|r| verify(mode, r, &auth, b"fuzz-secret").is_ok())
+            .count()
+    };
+    assert_eq!(
+        replies.len(),
+        7,
+        "Accept, Reject and Challenge, signed and not, and one signed last"
+    );
+    assert_eq!(passing(Verify::Lenient), 7);
+    assert_eq!(passing(Verify::Signed), 4);
+    assert_eq!(passing(Verify::Strict), 3);
+    for r in &replies {
+        reply_check(r, &auth);
+    }
+}
