@@ -220,16 +220,11 @@ pub fn resign_reply(data: &[u8], req_auth: &[u8; 16]) -> Option<Vec<u8>> {
     Some(pkt)
 }
 
-/// Sets the RFC 2865 §3 Response Authenticator of a framed reply:
-/// MD5(Code+ID+Length+RequestAuth+Attributes+Secret). Computed here because radmfa's own
-/// (`crypto::response_authenticator`) is crate-private.
+/// Sets the RFC 2865 §3 Response Authenticator of a framed reply, with radmfa's own
+/// `crypto::response_authenticator`.
 fn seal_reply(pkt: &mut [u8], req_auth: &[u8; 16]) {
-    use md5::Digest;
     pkt[4..20].copy_from_slice(req_auth);
-    let mut md5 = md5::Md5::new();
-    md5.update(&*pkt);
-    md5.update(b"fuzz-secret");
-    let ra: [u8; 16] = md5.finalize().into();
+    let ra = radmfa::radius::crypto::response_authenticator(pkt, b"fuzz-secret");
     pkt[4..20].copy_from_slice(&ra);
 }
 

@@ -30,7 +30,7 @@ pub fn message_authenticator(packet_with_ma_zeroed: &[u8], secret: &[u8]) -> [u8
 
 /// RFC 2865 §3: ResponseAuth = MD5(Code+ID+Length+RequestAuth+Attributes+Secret). The packet
 /// passed in must already carry the Request Authenticator in its authenticator field.
-pub(crate) fn response_authenticator(packet_with_request_auth: &[u8], secret: &[u8]) -> [u8; 16] {
+pub fn response_authenticator(packet_with_request_auth: &[u8], secret: &[u8]) -> [u8; 16] {
     let mut md5 = Md5::new();
     md5.update(packet_with_request_auth);
     md5.update(secret);
