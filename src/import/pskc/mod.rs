@@ -244,6 +244,40 @@ type KeyRead = (NewToken, TokenExtra, bool);
 /// The largest TimeDrift taken from a file: `[hotp] resync_window`'s own upper bound.
 const MAX_TIME_DRIFT: u64 = crate::config::MAX_RESYNC_WINDOW as u64;
 
+/// RFC 6030 §4.1's `Time` is "the number of time intervals passed from a specific start
+/// point" (python-pskc's `time_offset`): an exporter writes the step its token is at, not
+/// RFC 6238's T0. radmfa counts steps from 1970 and stores no start point, so 0 or a step
+/// count near now's needs nothing. Near is `MAX_TIME_DRIFT` steps either way, the most
+/// drift a token is given: a file written some weeks before the import still reads. Any
+/// other value is a start point that would shift every code: the key is refused.
+fn check_time(
+    time: i64,
+    kind: TokenKind,
+    period: u32,
+    now: i64,
+    line: usize,
+) -> Result<(), ValueError> {
+    if time == 0 {
+        return Ok(());
+    }
+    if kind == TokenKind::Hotp {
+        return Err(ValueError::Other(format!(
+            "Time {time} (line {line}) on an HOTP key: Time is for time-based keys"
+        )));
+    }
+    // `period` is checked to be 10 to 300 s later; 0 must not divide here.
+    let step = now / i64::from(period.max(1));
+    if time.abs_diff(step) <= MAX_TIME_DRIFT {
+        return Ok(());
+    }
+    Err(ValueError::Other(format!(
+        "Time {time} (line {line}) is neither 0 nor the current step (about {step} steps \
+         of {period} s since 1970; up to {MAX_TIME_DRIFT} either way is taken): RFC 6030's \
+         Time counts the steps passed, and a start point other than 1970 (RFC 6238's T0) \
+         is not supported"
+    )))
+}
+
 /// The serial a key is stored under: its device's SerialNo, else the Key's Id.
 fn key_serial(device: Option<Node<'_, '_>>, key: Node<'_, '_>) -> Option<String> {
     device
@@ -343,9 +377,6 @@ fn read_key(
         ),
         Value::Decrypted(s) => (s, true),
     };
-    if data_int::<i64>(env, key, "Time")?.unwrap_or(0) != 0 {
-        return Err(other("Time (T0) other than 0 is not supported"));
-    }
     let (period, counter) = match kind {
         TokenKind::Totp => (
             data_int(env, key, "TimeInterval")?.unwrap_or(defaults.period),
@@ -353,6 +384,11 @@ fn read_key(
         ),
         TokenKind::Hotp => (0, data_int(env, key, "Counter")?.unwrap_or(0)),
     };
+    if let Some(elem) = xml::path(key, &["Data", "Time"]) {
+        let time = data_int::<i64>(env, key, "Time")?.unwrap_or(0);
+        let now = crate::clock::Clock::now(&crate::clock::SystemClock);
+        check_time(time, kind, period, now, lines.line(elem))?;
+    }
     let user = text(key, &["UserId"])
         .or_else(|| dev_text("UserId"))
         .and_then(|u| user_from_userid(&u));

@@ -93,6 +93,48 @@ fn time_drift_is_bounded() {
     }
 }
 
+/// RFC 6030's Time counts the steps passed (python-pskc's time_offset), and a file may
+/// write the step its token is at: that is read. A value far from it would be a start
+/// point (RFC 6238's T0), refused naming the value, the element's line and the step.
+#[test]
+fn time_is_a_step_count_near_now_or_0() {
+    let with_time = |t: i64| {
+        let text = String::from_utf8(figure!("2").to_vec()).unwrap();
+        let text = text
+            .replace("MTIzNA==", "MTIzNDU2Nzg5MDEyMzQ1Njc4OTA=")
+            .replace("pskc:hotp", "pskc:totp")
+            .replace(
+                "</Secret>",
+                &format!(
+                    "</Secret>\n<Time><PlainValue>{t}</PlainValue></Time>\
+                     <TimeInterval><PlainValue>30</PlainValue></TimeInterval>"
+                ),
+            );
+        parse(text.as_bytes(), &Decryption::None).unwrap()
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    for t in [0, now / 30] {
+        let e = with_time(t);
+        assert_eq!(tokens(&e).len(), 1, "{t}: {e:?}");
+        assert_eq!(tokens(&e)[0].token.period, 30);
+    }
+    let e = with_time(12345);
+    assert!(tokens(&e).is_empty());
+    let Entry::InvalidToken(p, _) = &e[0] else {
+        panic!("{:?}", e[0])
+    };
+    assert!(
+        p.to_string().starts_with(
+            "KeyPackage 1 (line 10): Time 12345 (line 19) is neither 0 nor the current step \
+             (about "
+        ),
+        "{p}"
+    );
+}
+
 #[test]
 fn figure3_supplementary_data_and_user_dn() {
     let e = parse(figure!("3"), &Decryption::None).unwrap();
