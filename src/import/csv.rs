@@ -128,7 +128,10 @@ pub(crate) fn parse_into(
     let mut first = true;
     for (i, raw) in text.split(|&b| b == b'\n').enumerate() {
         let line = i as u64 + 1;
-        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+        // Every CR ending the line: Python's csv.writer on Windows, given a file opened
+        // without newline='', writes its own CRLF through text mode's, ending rows "\r\r\n".
+        let end = raw.iter().rposition(|&b| b != b'\r').map_or(0, |i| i + 1);
+        let raw = &raw[..end];
         // Before the comment check: a file of old Mac line endings is one "line", and one
         // that starts with a comment would otherwise be skipped whole, importing nothing.
         if raw.contains(&b'\r') {
@@ -466,6 +469,23 @@ mod tests {
             "{got:?}"
         );
         assert_eq!(got[1].as_ref().unwrap().token.serial, "SN2", "CRLF is fine");
+    }
+
+    /// Rows ending "\r\r\n" (Python's csv.writer on Windows without newline=''): each
+    /// is a row, named by its own line; no CR is left inside them.
+    #[test]
+    fn rows_ending_in_two_carriage_returns_are_read() {
+        let got = tokens(&format!("SN1,{B32},30\r\r\nSN2,{B32},30,alice\r\r\n"));
+        let origins: Vec<&str> = got
+            .iter()
+            .map(|t| t.as_ref().map(|t| t.origin.as_str()))
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(origins, ["line 1", "line 2"]);
+        assert_eq!(
+            got[1].as_ref().unwrap().token.user.as_deref(),
+            Some("alice")
+        );
     }
 
     #[test]
