@@ -225,11 +225,26 @@ fn duplicates_replace_and_mapping_file() {
         err.contains("line 2: serial A1 is already in the inventory"),
         "{err}"
     );
-    // --replace overwrites and keeps the owner.
+    // --replace overwrites and keeps the owner: the summary and the import's audit record
+    // count A1 as alice's still, though the file names no owner for it.
     let (ok, out, err) = a.import(&f, &["--replace"]);
     assert!(ok, "{err}");
-    assert!(out.contains("2 replacing"), "{out}");
+    let summary = "2 token(s) (1 assigned, 1 in stock, 2 replacing)";
+    assert!(out.contains(summary), "{out}");
     assert_eq!(a.tokens()[0]["user"], "alice");
+    let (ok, out, _) = a.run(&["audit", "--json", "--limit", "20"]);
+    assert!(ok);
+    let imports: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|r| r["result"] == "import")
+        .collect();
+    assert!(
+        imports
+            .iter()
+            .any(|r| r["reason"].as_str().unwrap_or("").contains(summary)),
+        "{out}"
+    );
     // Given to someone else by the file: audited per token under the new owner, naming
     // the previous one.
     // Only with --force: as with `token assign`, a token someone holds is not moved by a

@@ -349,7 +349,20 @@ pub async fn run(cfg: &Config, store: &dyn Store, a: ImportArgs) -> anyhow::Resu
         .map(|r| r.serial().to_string())
         .collect();
     drop(stored);
-    let assigned = p.ready.iter().filter(|t| t.token.user.is_some()).count();
+    // Owners as they will be after the import: a replaced token the file names no owner
+    // for keeps its stored one, and is not "in stock".
+    let owned: HashMap<&str, bool> = replaced
+        .iter()
+        .map(|r| (r.serial(), r.owner().is_some()))
+        .collect();
+    let assigned = p
+        .ready
+        .iter()
+        .filter(|t| {
+            let serial = t.token.serial.as_str();
+            owned.get(serial).copied().unwrap_or(t.token.user.is_some())
+        })
+        .count();
     let summary = format!(
         "{} token(s) ({} assigned, {} in stock, {} replacing), {} invalid skipped, {} ignored",
         p.ready.len(),

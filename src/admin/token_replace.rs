@@ -25,6 +25,10 @@ impl Replaced {
     pub fn serial(&self) -> &str {
         &self.serial
     }
+
+    pub fn owner(&self) -> Option<&str> {
+        self.owner.as_deref()
+    }
 }
 
 /// The stored tokens `ready` replaces.
