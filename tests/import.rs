@@ -846,6 +846,31 @@ fn a_file_of_bad_rows_stops_at_the_problem_limit() {
     assert!(a.tokens().is_empty());
 }
 
+/// A file of the pre-RFC 6030 draft format (`<Device>`, no `<KeyPackage>`, as older
+/// ActivIdentity exports): the admin is told what it is, not "no valid token" with no
+/// reason.
+#[test]
+fn a_pre_rfc_draft_pskc_file_is_named() {
+    let a = Admin::new();
+    let f = a.write(
+        "draft.pskcxml",
+        "<?xml version=\"1.0\"?>\n<KeyContainer xmlns=\"urn:ietf:params:xml:ns:keyprov:container:1.0\">\n\
+         <Device><DeviceId><SerialNo>D1</SerialNo></DeviceId>\n\
+         <Key KeyAlgorithm=\"http://www.ietf.org/keyprov/pskc#hotp\" KeyId=\"D1\">\n\
+         <Data Name=\"SECRET\"><Value>MTIzNDU2Nzg5MDEyMzQ1Njc4OTA=</Value></Data>\n\
+         </Key></Device>\n</KeyContainer>\n",
+    );
+    let (ok, _, err) = a.import(&f, &[]);
+    assert!(!ok);
+    assert!(
+        err.contains("no <KeyPackage> elements, but <Device> elements (the first on line 3)")
+            && err.contains("pre-RFC 6030 draft format"),
+        "{err}"
+    );
+    assert!(!err.contains("no valid token"), "{err}");
+    assert!(a.tokens().is_empty());
+}
+
 /// The files in `examples/tokens/` import as their comments say (one store per file, so
 /// the same demo serial may appear in two of them).
 #[test]

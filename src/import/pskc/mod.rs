@@ -30,7 +30,28 @@ fn document(bytes: &[u8]) -> Result<Document<'_>, ImportError> {
             doc.root_element().tag_name().name()
         )));
     }
+    no_key_packages(&doc)?;
     Ok(doc)
+}
+
+/// A container without `<KeyPackage>` has nothing RFC 6030 would import: said, rather than
+/// parsed to no entries and reported as "no valid token" with no reason. The pre-RFC draft
+/// format (draft-hoyer-keyprov-*, older ActivIdentity exports) holds `<Device>` elements
+/// instead, and is named so the admin knows to ask for an RFC 6030 export.
+fn no_key_packages(doc: &Document<'_>) -> Result<(), ImportError> {
+    let root = doc.root_element();
+    if children(root, "KeyPackage").next().is_some() {
+        return Ok(());
+    }
+    Err(ImportError::Unsupported(match child(root, "Device") {
+        Some(device) => format!(
+            "no <KeyPackage> elements, but <Device> elements (the first on line {}): that is \
+             the pre-RFC 6030 draft format (draft-hoyer-keyprov), which radmfa does not read; \
+             export the tokens as RFC 6030 PSKC",
+            doc.text_pos_at(device.range().start).row
+        ),
+        None => "no <KeyPackage> elements in the <KeyContainer>: no key to import".into(),
+    }))
 }
 
 /// What the file needs (nothing, a key, or a passphrase), so the CLI can ask before parsing.
@@ -60,6 +81,14 @@ pub fn parse(
         // its size times their number).
         let package_repeat = xml::repeated_element(pkg, true, &lines);
         let device = child(pkg, "DeviceInfo");
+        // Left out silently, a package's device would go missing from an import that
+        // otherwise succeeds (RFC 6030 allows a package of DeviceInfo alone).
+        if keys.is_empty() {
+            out.push(Entry::Invalid(Problem {
+                origin: format!("KeyPackage {} (line {})", i + 1, lines.line(pkg)),
+                message: "no <Key> in it: nothing to import".into(),
+            }));
+        }
         for (j, key) in keys.iter().enumerate() {
             let mut origin = format!("KeyPackage {} (line {})", i + 1, lines.line(pkg));
             if keys.len() > 1 {

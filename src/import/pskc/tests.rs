@@ -302,6 +302,58 @@ fn not_pskc_is_refused() {
     assert!(parse(&[0xff, 0xfe, 0x3c], &Decryption::None).is_err());
 }
 
+/// A container of no `<KeyPackage>` is refused by name, before a key is asked for; one
+/// of `<Device>` elements (the pre-RFC 6030 draft format) is named as that.
+#[test]
+fn a_file_without_key_packages_says_so() {
+    let draft = "<?xml version=\"1.0\"?>\n\
+        <KeyContainer xmlns=\"urn:ietf:params:xml:ns:keyprov:container:1.0\" version=\"1.0\">\n\
+        <EncryptionMethod Algorithm=\"http://www.w3.org/2001/04/xmlenc#aes128-cbc\"/>\n\
+        <Device>\n<DeviceId><SerialNo>0950380269</SerialNo></DeviceId>\n\
+        <Key KeyAlgorithm=\"http://www.ietf.org/keyprov/pskc#hotp\" KeyId=\"0950380269\">\n\
+        <Data Name=\"SECRET\"><Value>MTIzNDU2Nzg5MDEyMzQ1Njc4OTA=</Value></Data>\n\
+        </Key>\n</Device>\n</KeyContainer>\n";
+    for e in [
+        parse(draft.as_bytes(), &Decryption::None).unwrap_err(),
+        need(draft.as_bytes()).unwrap_err(),
+    ] {
+        assert_eq!(
+            e.to_string(),
+            "no <KeyPackage> elements, but <Device> elements (the first on line 4): that is \
+             the pre-RFC 6030 draft format (draft-hoyer-keyprov), which radmfa does not read; \
+             export the tokens as RFC 6030 PSKC"
+        );
+    }
+    let empty = b"<KeyContainer Version=\"1.0\" xmlns=\"urn:ietf:params:xml:ns:keyprov:pskc\"/>";
+    assert_eq!(
+        parse(empty, &Decryption::None).unwrap_err().to_string(),
+        "no <KeyPackage> elements in the <KeyContainer>: no key to import"
+    );
+}
+
+/// A KeyPackage with no Key (a DeviceInfo alone) is a problem naming it and its line; the
+/// file's other packages are read.
+#[test]
+fn a_key_package_without_a_key_is_named() {
+    let text = String::from_utf8(figure!("2").to_vec())
+        .unwrap()
+        .replace("MTIzNA==", "MTIzNDU2Nzg5MDEyMzQ1Njc4OTA=")
+        .replace(
+            "    <KeyPackage>",
+            "    <KeyPackage>\n<DeviceInfo><SerialNo>X1</SerialNo></DeviceInfo>\n\
+             </KeyPackage>\n    <KeyPackage>",
+        );
+    let e = parse(text.as_bytes(), &Decryption::None).unwrap();
+    assert_eq!(tokens(&e).len(), 1, "{e:?}");
+    let Entry::Invalid(p) = &e[0] else {
+        panic!("{:?}", e[0])
+    };
+    assert_eq!(
+        p.to_string(),
+        "KeyPackage 1 (line 10): no <Key> in it: nothing to import"
+    );
+}
+
 /// Encrypted integers as python-pskc writes them: shortest unsigned big-endian bytes (200
 /// is C8, once read as -56), and a negative TimeDrift only in a full 8 bytes (which
 /// python-pskc cannot write). Bytes that are all ASCII digits read two ways (python-pskc
