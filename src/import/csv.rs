@@ -177,6 +177,17 @@ pub(crate) fn parse_into(
         if fields.iter().all(|f| f.is_empty()) {
             continue;
         }
+        // Before the header check, which a ';'-separated header would not pass either.
+        if let Some((m, parts)) = other_separator(&fields) {
+            out.push(
+                match serial_of(&parts, header.as_deref()) {
+                    Some(serial) => Entry::InvalidToken(problem(line, m), serial),
+                    None => invalid(line, m),
+                },
+                line,
+            )?;
+            continue;
+        }
         if std::mem::take(&mut first) && fields.iter().any(|f| column(f).is_some()) {
             match fields
                 .iter()
@@ -240,6 +251,25 @@ pub(crate) fn parse_into(
         )?;
     }
     Ok(out.into_vec())
+}
+
+/// A row read as one field that holds a ';' or a tab: a file whose fields are separated
+/// by those (Excel saves "CSV" with ';' where the decimal mark is a comma), which read
+/// with commas had every row called "secret is empty". The message does not quote the
+/// row, which holds its secret; the parts are for its serial, to keep a twin out.
+fn other_separator(fields: &[String]) -> Option<(String, Vec<String>)> {
+    let [field] = fields else { return None };
+    let (sep, name) = [(';', "';'"), ('\t', "tabs")]
+        .into_iter()
+        .find(|(c, _)| field.contains(*c))?;
+    let parts = field.split(sep).map(|p| p.trim().to_string()).collect();
+    Some((
+        format!(
+            "the fields are separated by {name}, not commas (as spreadsheets save CSV in \
+             some locales): save the file as comma-separated CSV"
+        ),
+        parts,
+    ))
 }
 
 fn invalid(line: u64, message: String) -> Entry {
@@ -486,6 +516,32 @@ mod tests {
             got[1].as_ref().unwrap().token.user.as_deref(),
             Some("alice")
         );
+    }
+
+    /// Fields separated by ';' (Excel in a European locale) or tabs: each row says so,
+    /// without quoting the row (its secret), and keeps a valid twin of its serial out.
+    #[test]
+    fn other_separators_are_named_without_the_secret() {
+        for (sep, name) in [(";", "';'"), ("\t", "tabs")] {
+            let text =
+                format!("serial{sep}secret{sep}interval\nSN1{sep}{B32}{sep}30\nSN1,{B32},30\n");
+            let got = tokens(&text);
+            let want = format!(
+                "the fields are separated by {name}, not commas (as spreadsheets save CSV in \
+                 some locales): save the file as comma-separated CSV"
+            );
+            assert_eq!(got[0].as_ref().unwrap_err(), &format!("line 1: {want}"));
+            assert_eq!(got[1].as_ref().unwrap_err(), &format!("line 2: {want}"));
+            let entries = parse(text.as_bytes(), &FileDefaults::default()).unwrap();
+            assert!(
+                matches!(&entries[1], Entry::InvalidToken(_, s) if s == "SN1"),
+                "{:?}",
+                entries[1]
+            );
+        }
+        // One field with neither is still a row with no secret.
+        let got = tokens("SN1\n");
+        assert_eq!(got[0].as_ref().unwrap_err(), "line 1: secret is empty");
     }
 
     #[test]
