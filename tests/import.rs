@@ -284,8 +284,20 @@ fn duplicates_replace_and_mapping_file() {
                 && r["reason"].as_str().unwrap_or("").contains("given to bob")),
         "{out}"
     );
-    // A serial twice in one file.
-    let twice = a.write("twice.csv", &format!("B1,{seed},30\nB1,{seed},30\n"));
+    // A list pasted twice: rows the same in every field are one token, imported once;
+    // their notes are capped as problems are.
+    let list: String = (0..60).map(|i| format!("P{i:02},{seed},30\n")).collect();
+    let pasted = a.write("pasted.csv", &list.repeat(2));
+    let (ok, out, err) = a.import(&pasted, &[]);
+    assert!(ok, "{err}");
+    assert!(out.contains("imported 60 token(s)"), "{out}");
+    assert!(
+        err.contains("note: line 61: serial P00 is the same as at line 1 in every field"),
+        "{err}"
+    );
+    assert!(err.contains("note: … and 10 more"), "{err}");
+    // A serial twice in one file, with two time steps.
+    let twice = a.write("twice.csv", &format!("B1,{seed},30\nB1,{seed},60\n"));
     let (ok, _, err) = a.import(&twice, &[]);
     assert!(
         !ok && err.contains("line 2: serial B1 appears again (first at line 1)"),

@@ -275,7 +275,7 @@ pub async fn run(cfg: &Config, store: &dyn Store, a: ImportArgs) -> anyhow::Resu
     let entries = match import::parse(&bytes, Some(format), &dec, &defaults) {
         // The problems before reading stopped, as any problems are listed.
         Err(e @ import::ImportError::CutOff { .. }) => {
-            show_problems(import::limits::first_problems(&e));
+            show("error", import::limits::first_problems(&e));
             bail!("{}: {e}", a.file.display())
         }
         r => r?,
@@ -319,10 +319,9 @@ pub async fn run(cfg: &Config, store: &dyn Store, a: ImportArgs) -> anyhow::Resu
     let refused = super::token_replace::refuse_moves(&mut p.ready, &stored, a.force);
     p.problems.extend(refused);
 
-    for i in &p.ignored {
-        eprintln!("note: {i}");
-    }
-    show_problems(&p.problems);
+    // Capped as problems are: a list pasted twice has a note for each of its rows.
+    show("note", &p.ignored);
+    show("error", &p.problems);
     if !p.problems.is_empty() && !a.skip_invalid {
         eprintln!(
             "{}: {} problem(s); nothing was imported (fix them, or use --skip-invalid to import the {} valid token(s))",
@@ -428,12 +427,12 @@ pub async fn run(cfg: &Config, store: &dyn Store, a: ImportArgs) -> anyhow::Resu
     Ok(ExitCode::SUCCESS)
 }
 
-fn show_problems(problems: &[import::Problem]) {
+fn show(level: &str, problems: &[import::Problem]) {
     for pr in problems.iter().take(SHOW_PROBLEMS) {
-        eprintln!("error: {pr}");
+        eprintln!("{level}: {pr}");
     }
     if problems.len() > SHOW_PROBLEMS {
-        eprintln!("error: … and {} more", problems.len() - SHOW_PROBLEMS);
+        eprintln!("{level}: … and {} more", problems.len() - SHOW_PROBLEMS);
     }
 }
 

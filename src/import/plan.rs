@@ -133,6 +133,20 @@ impl std::fmt::Display for Origins {
     }
 }
 
+/// Two entries that are one token: every field the file gave is the same.
+fn same_token(a: &ImportedToken, b: &ImportedToken) -> bool {
+    let (x, y) = (&a.token, &b.token);
+    x.serial == y.serial
+        && x.user == y.user
+        && x.kind == y.kind
+        && x.algorithm == y.algorithm
+        && x.digits == y.digits
+        && x.period == y.period
+        && x.counter == y.counter
+        && x.secret == y.secret
+        && a.extra == b.extra
+}
+
 pub fn plan(
     entries: Vec<Entry>,
     map: &HashMap<String, (String, usize)>,
@@ -144,13 +158,18 @@ pub fn plan(
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
-    let mut seen: HashMap<String, String> = HashMap::new();
+    // Serial → its first valid entry, as the file has it (before the map).
+    let mut seen: HashMap<String, ImportedToken> = HashMap::new();
     // Serials the file has more than once: which of its seeds is right is not known, so none
     // of them is imported (with --skip-invalid either).
     let mut repeated: HashMap<String, Origins> = HashMap::new();
     // Serials of rows that are not valid tokens, and where: a valid row with one of them
     // is not imported either, with --skip-invalid too (the bad row may be the one meant).
     let mut refused: HashMap<String, Origins> = HashMap::new();
+    // Entries the same as their serial's first, with the note for each: shown unless the
+    // serial is refused after all (a third entry differs), when the first's problem says
+    // why and a note that it was read would be wrong.
+    let mut twins: Vec<(String, Problem)> = Vec::new();
     for entry in entries {
         tick();
         let mut t = match entry {
@@ -189,13 +208,24 @@ pub fn plan(
         }
         if let Some(first) = seen.get(&t.token.serial) {
             let serial = printable(&t.token.serial);
+            // A list pasted twice: one token, not two seeds to choose between.
+            if same_token(first, &t) {
+                let message = format!(
+                    "serial {serial} is the same as at {} in every field: one token, read once",
+                    first.origin
+                );
+                let origin = t.origin;
+                twins.push((t.token.serial, Problem { origin, message }));
+                continue;
+            }
+            let first = &first.origin;
             refuse(
                 &mut repeated,
                 format!("serial {serial} appears again (first at {first})"),
             );
             continue;
         }
-        seen.insert(t.token.serial.clone(), t.origin.clone());
+        seen.insert(t.token.serial.clone(), t.clone());
         if existing.contains(&t.token.serial) && !replace {
             out.problems.push(Problem {
                 origin: t.origin,
@@ -214,6 +244,8 @@ pub fn plan(
     for (serial, at) in refused {
         repeated.entry(serial).or_default().merge(at);
     }
+    let twins = twins.into_iter().filter(|(s, _)| !repeated.contains_key(s));
+    out.ignored.extend(twins.map(|(_, note)| note));
     if !repeated.is_empty() {
         let (keep, dropped): (Vec<_>, Vec<_>) = std::mem::take(&mut out.ready)
             .into_iter()
@@ -311,7 +343,7 @@ mod tests {
     #[test]
     fn serials_in_problems_are_escaped() {
         let b32 = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
-        let p = plan_csv(&format!("SN\u{202e}1,{b32},30\n").repeat(2));
+        let p = plan_csv(&format!("SN\u{202e}1,{b32},30\nSN\u{202e}1,{b32},60\n"));
         assert_eq!(p.problems.len(), 2);
         for pr in &p.problems {
             assert!(
@@ -326,13 +358,54 @@ mod tests {
     #[test]
     fn a_serial_repeated_on_many_rows_names_a_few_of_them() {
         let b32 = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
-        let p = plan_csv(&format!("SN1,{b32},30\n").repeat(100));
+        let rows: String = (0..100)
+            .map(|i| format!("SN1,{b32},{}\n", 10 + i))
+            .collect();
+        let p = plan_csv(&rows);
         assert!(p.ready.is_empty());
         let first = p.problems.iter().find(|p| p.origin == "line 1").unwrap();
         assert_eq!(
             first.message,
             "serial SN1 appears again at line 2, line 3, line 4, line 5, line 6 and 94 more; \
              which seed is right is not known, so none is imported"
+        );
+    }
+
+    /// A list pasted twice: rows the same in every field are one token, read once with a
+    /// note. Twins that differ in anything (here the owner) are still all refused, and the
+    /// pasted copy gets no note saying it was read.
+    #[test]
+    fn rows_the_same_in_every_field_are_taken_once() {
+        let b32 = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
+        let list = format!("SN1,{b32},30,alice\nSN2,{b32},60\n");
+        let p = plan_csv(&list.repeat(2));
+        let ready: Vec<&str> = p.ready.iter().map(|t| t.origin.as_str()).collect();
+        assert_eq!(ready, ["line 1", "line 2"], "{:?}", p.problems);
+        let notes: Vec<String> = p.ignored.iter().map(|p| p.to_string()).collect();
+        assert_eq!(
+            notes,
+            [
+                "line 3: serial SN1 is the same as at line 1 in every field: one token, read \
+                 once",
+                "line 4: serial SN2 is the same as at line 2 in every field: one token, read \
+                 once",
+            ]
+        );
+        let p = plan_csv(&format!("{list}{list}SN1,{b32},30,bob\n"));
+        let ready: Vec<&str> = p.ready.iter().map(|t| t.token.serial.as_str()).collect();
+        assert_eq!(ready, ["SN2"]);
+        // SN1's copy on line 3 is not called read: SN1 is refused.
+        let notes: Vec<String> = p.ignored.iter().map(|p| p.to_string()).collect();
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(notes[0].starts_with("line 4: serial SN2"), "{notes:?}");
+        let problems: Vec<String> = p.problems.iter().map(|p| p.to_string()).collect();
+        assert_eq!(
+            problems,
+            [
+                "line 5: serial SN1 appears again (first at line 1)",
+                "line 1: serial SN1 appears again at line 5; which seed is right is not \
+                 known, so none is imported",
+            ]
         );
     }
 
