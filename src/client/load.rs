@@ -15,8 +15,8 @@
 //! requests of one user in flight at once may arrive out of order, and the server then
 //! refuses the earlier step as a replay. With `--no-replay-guard` (servers that keep no
 //! used-step record, such as FreeRADIUS 3.2.1's rlm_totp) every request uses the current step.
-//! About one code in 50,000 (6 digits, window 10) is also the code of a step the same user
-//! sent moments before; radmfa refuses it as the replay it could be. Such a Reject is counted
+//! Now and then (about one code in 25,000 at 6 digits and window 10) a code is also the code
+//! of a step the same user sent moments before; radmfa refuses it as the replay it could be. Such a Reject is counted
 //! apart, as a repeated code ([`repeats_earlier`]), not as the server's failure.
 
 use std::net::{IpAddr, SocketAddr};
@@ -413,10 +413,13 @@ fn code_for(p: &TotpParams, user: &LoadUser) -> Option<(String, i64)> {
 }
 
 /// Whether the code of `step` is also the code of an earlier step this user may have sent
-/// that the server's window still holds (about one code in 50,000 at window 10, 6 digits).
-/// A server with a replay guard rightly refuses it: it cannot tell it from a replay. Asked
-/// only of a Reject, so the generator spends nothing on it otherwise; checking every code
-/// before sending would cost ~2·window HMACs per request on the cores the server shares.
+/// that radmfa still compares codes with: its window and the `2·window` steps below it,
+/// with a learned drift of up to `window` (so `6·window` back from a step the generator
+/// sends; about one code in 25,000 at window 10, 6 digits, for a user who has used most of
+/// those steps). A server with a replay guard rightly refuses it: it cannot tell it from a
+/// replay. Asked only of a Reject, so the generator spends nothing on it otherwise;
+/// checking every code before sending would cost that many HMACs per request on the
+/// cores the server shares.
 fn repeats_earlier(p: &TotpParams, user: &LoadUser, step: i64) -> bool {
     let Some(seed) = user.seed.as_ref() else {
         return false;
@@ -426,7 +429,7 @@ fn repeats_earlier(p: &TotpParams, user: &LoadUser, step: i64) -> bool {
     }
     let code = |s: i64| totp_code(seed, p.algorithm, p.digits, p.period, s);
     let sent = code(step);
-    let back = 2 * i64::from(p.window);
+    let back = 6 * i64::from(p.window);
     (step - back..step).any(|s| s >= 0 && code(s) == sent)
 }
 
@@ -667,7 +670,7 @@ mod tests {
         let seed = Secret::new(b"12345678901234567890".to_vec());
         let code = |s: i64| totp_code(&seed, p.algorithm, 1, 30, s);
         let u = LoadUser::new("u", "p", Some(seed.clone()));
-        let repeats = |s: i64| (s - 4..s).any(|e| code(e) == code(s));
+        let repeats = |s: i64| (s - 12..s).any(|e| code(e) == code(s));
         let yes = (100..).find(|&s| repeats(s)).unwrap();
         let no = (100..).find(|&s| !repeats(s)).unwrap();
         assert!(repeats_earlier(&p, &u, yes));

@@ -113,6 +113,41 @@ fn search_steps(token: &Token, now: i64, window: u32, drift: i64) -> impl Iterat
     plain.chain(around_drift.filter(outside))
 }
 
+/// The steps below [`search_steps`] that a used code may still be the twin of: the
+/// `2·window` steps under its lowest. A code accepted at step `s` whose twin `s'` lies ahead
+/// (at most `2·window` steps on) leaves `s'` unused; once the window has moved past `s` but
+/// not `s'`, the same code, replayed, would match `s'`. Looking this far back still finds
+/// it used at `s`, so it is refused (see [`match_totp_with_drift`]).
+fn twin_reach_below(token: &Token, now: i64, window: u32, drift: i64) -> std::ops::Range<i64> {
+    let now_step = current_step(token, now);
+    let w = window as i64;
+    let low = (now_step - w).min(now_step.saturating_add(drift) - w);
+    (low - 2 * w)..low
+}
+
+/// Whether `code` is the code of a used step (at or before `token.last_step`, and not
+/// before the epoch) among `steps` and the [`twin_reach_below`] them. Every such step is
+/// compared, in constant time.
+fn repeats_a_used_step(
+    token: &Token,
+    codes: &TotpCodes,
+    code: &str,
+    steps: impl Iterator<Item = i64>,
+    now: i64,
+    window: u32,
+    drift: i64,
+) -> bool {
+    let Some(last) = token.last_step else {
+        return false;
+    };
+    steps
+        .chain(twin_reach_below(token, now, window, drift))
+        .filter(|&step| step >= 0 && step <= last)
+        .fold(false, |found, step| {
+            found | bool::from(codes.at(step).as_bytes().ct_eq(code.as_bytes()))
+        })
+}
+
 /// [`match_totp`] with the window also centred on the token's learned clock drift (in
 /// steps), so a hardware token whose clock has wandered keeps working: each accepted code
 /// re-centres it (the caller stores `matched - current_step` as the new drift). See
@@ -135,13 +170,14 @@ pub fn match_totp_with_drift(
     // latest, to use the code up for good; when that twin was steps ahead, every code the
     // user typed until it passed was refused as used (minutes at window 10, and the load
     // generator's few unexplained Rejects). Used up for good it still is: a code that is
-    // also the code of a used step of the window is refused, as the replay it may be. That
-    // costs a user whose fresh code happens to repeat a used one a second try at the next
-    // step — as HOTP does (`hotp::repeats_last_used`).
+    // also the code of a used step is refused, as the replay it may be — in the window, and
+    // in the `2·window` steps below it, where the step it was accepted at may have gone
+    // while its twin ahead is still in the window ([`twin_reach_below`]). That costs a user
+    // whose fresh code happens to repeat a used one (about one login in 30,000 at window
+    // 10) a second try at the next step — as HOTP does (`hotp::repeats_last_used`).
     let codes = TotpCodes::new(&token.secret, token.algorithm, token.digits, token.period);
     let expected = current_step(token, now).saturating_add(drift);
     let mut matched: Option<i64> = None;
-    let mut repeats_used = false;
     for step in search_steps(token, now, window, drift) {
         // Steps before the epoch (a clock not yet set, or a large drift) are not steps: they
         // would all show step 0's code, and each would count as a fresh use of it.
@@ -150,15 +186,15 @@ pub fn match_totp_with_drift(
         }
         let same = bool::from(codes.at(step).as_bytes().ct_eq(code.as_bytes()));
         let used = token.last_step.is_some_and(|last| step <= last);
-        repeats_used |= same && used;
         if same && !used {
             let nearer = |m: i64| (step - expected).abs() < (m - expected).abs();
             matched = Some(matched.map_or(step, |m| if nearer(m) { step } else { m }));
         }
     }
+    let steps = search_steps(token, now, window, drift);
     // A step already used (or earlier) never verifies again; the store enforces this
     // atomically, this is just the cheap early answer.
-    if repeats_used {
+    if repeats_a_used_step(token, &codes, code, steps, now, window, drift) {
         None
     } else {
         matched
@@ -170,19 +206,17 @@ pub fn match_totp_with_drift(
 /// checked (`second_factor::check_code`), and again when this one matched nothing, so that
 /// the audit can say "code already used" rather than "wrong code".
 pub fn used_before(token: &Token, code: &str, now: i64, window: u32, drift: i64) -> bool {
-    let Some(last) = token.last_step else {
-        return false;
-    };
-    if token.kind != TokenKind::Totp || token.period == 0 || code.len() != token.digits as usize {
+    if token.last_step.is_none()
+        || token.kind != TokenKind::Totp
+        || token.period == 0
+        || code.len() != token.digits as usize
+    {
         return false;
     }
     let codes = TotpCodes::new(&token.secret, token.algorithm, token.digits, token.period);
-    // Every used step of the window compared, as in the match itself.
-    search_steps(token, now, window, drift)
-        .filter(|&step| step >= 0 && step <= last)
-        .fold(false, |found, step| {
-            found | bool::from(codes.at(step).as_bytes().ct_eq(code.as_bytes()))
-        })
+    // The same used steps compared as in the match itself.
+    let steps = search_steps(token, now, window, drift);
+    repeats_a_used_step(token, &codes, code, steps, now, window, drift)
 }
 
 /// `radmfa token resync` for TOTP: the step `s` within ±`range` steps of now (the drift
@@ -309,9 +343,13 @@ mod tests {
                 .filter(|s| code_at(*s) == code_at(cur))
                 .collect()
         };
-        // The first step from here whose code shows again within the window ahead.
+        // The first step from here whose code shows again within the window ahead, and
+        // whose next step's code repeats none as far back as a used step is looked for.
         let cur = (1111111111 / 30..)
-            .find(|&c| twins_of(c).iter().any(|&s| s > c))
+            .find(|&c| {
+                twins_of(c).iter().any(|&s| s > c)
+                    && (c - 30..=c).all(|s| code_at(s) != code_at(c + 1))
+            })
             .unwrap();
         let now = cur * 30 + 7;
         let code = code_at(cur);
@@ -323,17 +361,21 @@ mod tests {
         assert_eq!(match_totp(&t, &code, now, 10), None, "a replay of the code");
         assert!(used_before(&t, &code, now, 10, 0), "told apart as a replay");
         // The twin ahead does not hold the user's next codes up until it passes (the latest
-        // twin used to be taken): the next step's code works, unless it too repeats a used
-        // step's code.
+        // twin used to be taken): the next step's code works.
         let next = code_at(cur + 1);
-        let repeats = ((cur - 10)..=cur).any(|s| code_at(s) == next);
-        assert_eq!(
-            match_totp(&t, &next, now + 30, 10),
-            (!repeats).then_some(cur + 1)
+        assert_eq!(match_totp(&t, &next, now + 30, 10), Some(cur + 1));
+        // The code accepted at `cur`, replayed once the window has moved past `cur` but not
+        // past its twin ahead: still refused, as used.
+        let ahead = *twins.iter().find(|&&s| s > cur).unwrap();
+        let later = (ahead + 10) * 30 + 5;
+        assert!(later / 30 - 10 > cur, "cur is out of the window then");
+        assert_eq!(match_totp(&t, &code, later, 10), None, "replayed later");
+        assert!(
+            used_before(&t, &code, later, 10, 0),
+            "told apart as a replay"
         );
         // Of two unused twins, the one nearest the token's learned drift.
         t.last_step = None;
-        let ahead = *twins.iter().find(|&&s| s > cur).unwrap();
         assert_eq!(
             match_totp_with_drift(&t, &code, now, 10, ahead - cur),
             Some(ahead)
