@@ -270,15 +270,20 @@ fn decrypted_int(name: &str, b: &[u8]) -> Result<i128, ValueError> {
 
 type KeyRead = (NewToken, TokenExtra, bool);
 
+/// 2000-01-01T00:00:00Z: no token file was written before it.
+const Y2000: i64 = 946_684_800;
+
 /// The largest TimeDrift taken from a file: `[hotp] resync_window`'s own upper bound.
 const MAX_TIME_DRIFT: u64 = crate::config::MAX_RESYNC_WINDOW as u64;
 
 /// RFC 6030 §4.1's `Time` is "the number of time intervals passed from a specific start
 /// point" (python-pskc's `time_offset`): an exporter writes the step its token is at, not
-/// RFC 6238's T0. radmfa counts steps from 1970 and stores no start point, so 0 or a step
-/// count near now's needs nothing. Near is `MAX_TIME_DRIFT` steps either way, the most
-/// drift a token is given: a file written some weeks before the import still reads. Any
-/// other value is a start point that would shift every code: the key is refused.
+/// RFC 6238's T0. radmfa counts steps from 1970 and stores no start point, so 0, or a step
+/// count of any day from 2000 (when the file may have been written: vendors write theirs
+/// at manufacture, months or years before an import) up to `MAX_TIME_DRIFT` steps past
+/// now's (the most drift a token is given), needs nothing. Any other value is no step
+/// count of a day a file was written, but a start point that would shift every code: the
+/// key is refused.
 fn check_time(
     time: i64,
     kind: TokenKind,
@@ -296,14 +301,15 @@ fn check_time(
     }
     // `period` is checked to be 10 to 300 s later; 0 must not divide here.
     let step = now / i64::from(period.max(1));
-    if time.abs_diff(step) <= MAX_TIME_DRIFT {
+    let since_2000 = Y2000 / i64::from(period.max(1));
+    if (since_2000..=step.saturating_add_unsigned(MAX_TIME_DRIFT)).contains(&time) {
         return Ok(());
     }
     Err(ValueError::Other(format!(
-        "Time {time} (line {line}) is neither 0 nor the current step (about {step} steps \
-         of {period} s since 1970; up to {MAX_TIME_DRIFT} either way is taken): RFC 6030's \
-         Time counts the steps passed, and a start point other than 1970 (RFC 6238's T0) \
-         is not supported"
+        "Time {time} (line {line}) is neither 0 nor the step count of a day since 2000 \
+         (steps of {period} s since 1970: {since_2000} on 2000-01-01, about {step} now, up \
+         to {MAX_TIME_DRIFT} more taken): RFC 6030's Time counts the steps passed, and a \
+         start point other than 1970 (RFC 6238's T0) is not supported"
     )))
 }
 

@@ -97,7 +97,7 @@ fn time_drift_is_bounded() {
 /// write the step its token is at: that is read. A value far from it would be a start
 /// point (RFC 6238's T0), refused naming the value, the element's line and the step.
 #[test]
-fn time_is_a_step_count_near_now_or_0() {
+fn time_is_0_or_a_step_count_since_2000() {
     let with_time = |t: i64| {
         let text = String::from_utf8(figure!("2").to_vec()).unwrap();
         let text = text
@@ -116,23 +116,27 @@ fn time_is_a_step_count_near_now_or_0() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64;
-    for t in [0, now / 30] {
+    // 0, now's step, and that of a file written at manufacture two years before the import.
+    for t in [0, now / 30, now / 30 - 2 * 365 * 2880] {
         let e = with_time(t);
         assert_eq!(tokens(&e).len(), 1, "{t}: {e:?}");
         assert_eq!(tokens(&e)[0].token.period, 30);
     }
-    let e = with_time(12345);
-    assert!(tokens(&e).is_empty());
-    let Entry::InvalidToken(p, _) = &e[0] else {
-        panic!("{:?}", e[0])
-    };
-    assert!(
-        p.to_string().starts_with(
-            "KeyPackage 1 (line 10): Time 12345 (line 19) is neither 0 nor the current step \
-             (about "
-        ),
-        "{p}"
-    );
+    // A start point in steps (1970-01-05), and a count far past now's: refused.
+    for t in [12345, now / 30 + 200_000] {
+        let e = with_time(t);
+        assert!(tokens(&e).is_empty());
+        let Entry::InvalidToken(p, _) = &e[0] else {
+            panic!("{:?}", e[0])
+        };
+        assert!(
+            p.to_string().starts_with(&format!(
+                "KeyPackage 1 (line 10): Time {t} (line 19) is neither 0 nor the step count \
+                 of a day since 2000 (steps of 30 s since 1970: 31556160 on 2000-01-01"
+            )),
+            "{p}"
+        );
+    }
 }
 
 #[test]
