@@ -23,8 +23,13 @@ def main(path):
         r = load.get((server, label, phase))
         if not r:
             return "-", None
-        bad = r["sent"] - r["expected"]
+        # A code repeating one the same user sent moments before is rightly refused by a
+        # server that keeps used steps (src/client/load.rs, repeats_earlier): said apart.
+        repeated = r.get("repeated_codes", 0)
+        bad = r["sent"] - r["expected"] - repeated
         flag = f" ({bad} not as expected, not counted)" if bad else ""
+        if repeated:
+            flag += f" ({repeated} repeated codes, rightly refused, not counted)"
         # Requests never sent (no TOTP step left, or round 2 out of time) are not in "sent".
         if r.get("skipped"):
             flag += f" ({r['skipped']} skipped)"
