@@ -1317,26 +1317,22 @@ fn ldap_down_rejects_quickly_and_recovers() {
     let mut slapd = directory();
     let srv = start(&slapd, |o| o.ldap_timeout_ms = 1000);
     srv.enroll("alice", &[]);
-    // The same client against a working directory: what pyrad's start-up and a login cost.
-    let t = Instant::now();
     assert_eq!(
         code_of(&py_password(&srv, "alice", ALICE_PW)),
         "Access-Challenge"
     );
-    let working = t.elapsed();
     slapd.stop();
-    let t = Instant::now();
     let r = py_password(&srv, "alice", ALICE_PW);
-    let took = t.elapsed();
     assert_eq!(code_of(&r), "Access-Reject", "{r}");
-    // A refused connection is known at once: the 1 s LDAP timeout is not waited out.
-    assert!(
-        took < working + Duration::from_millis(800),
-        "took {took:?}, a working login {working:?}"
-    );
     let audit = srv.audit_json("alice");
     let last = &audit[0];
     assert_eq!(last["result"], "reject");
+    // A refused connection is known at once: the 1 s LDAP timeout is not waited out. Timed
+    // by the server itself (the audit record's latency, from arrival to verdict): the
+    // client's wall clock, with a Python start-up in it, swung by more than the margin on
+    // a loaded machine.
+    let latency = last["latency_ms"].as_i64().unwrap();
+    assert!(latency < 500, "refused after {latency} ms: {last}");
     let reason = last["reason"].as_str().unwrap();
     assert!(
         reason.contains("directory: no LDAP server reachable"),
