@@ -872,12 +872,35 @@ fn greeting_warning(greeting: &str, fraud_digits: &str) -> Option<String> {
             }
         })
         .collect();
+    // What tells a callee to press keys, and the words that may stand between it and them
+    // ("press the zero key", "dial 0", "key in 9").
+    const VERBS: [&str; 7] = ["press", "enter", "dial", "type", "hit", "push", "tap"];
+    const FILLERS: [&str; 8] = [
+        "the", "in", "key", "keys", "button", "buttons", "number", "digit",
+    ];
     let mut told = Vec::new();
     for (i, w) in words.iter().enumerate() {
-        if w != "press" && w != "enter" {
+        let key_in = w == "key" && words.get(i + 1).is_some_and(|n| n == "in");
+        if !(VERBS.contains(&w.as_str()) || key_in) {
             continue;
         }
-        let keys: String = words[i + 1..].iter().map_while(|w| key(w)).collect();
+        let rest = words[i + 1..]
+            .iter()
+            .skip_while(|w| FILLERS.contains(&w.as_str()));
+        let mut keys = String::new();
+        for w in rest {
+            match key(w) {
+                Some(k) => keys.push(k),
+                // "press zero twice" is 00.
+                None if w == "twice" => {
+                    if let Some(last) = keys.chars().last() {
+                        keys.push(last);
+                    }
+                    break;
+                }
+                None => break,
+            }
+        }
         if !keys.is_empty() && keys != fraud_digits {
             told.push(keys);
         }
@@ -951,6 +974,33 @@ fn store_file_warning(store: &crate::config::StoreConfig) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    /// The ways a greeting tells the callee which keys to press, read as the keys they
+    /// name: a greeting whose keys are not fraud_digits is warned about, one that names
+    /// them is not.
+    #[test]
+    fn a_greetings_keys_are_read_however_it_words_them() {
+        use super::greeting_warning as warned;
+        for (greeting, keys) in [
+            ("If this was not you, press zero, then pound.", "0"),
+            ("If this was not you, dial 0.", "0"),
+            ("Not you? Press the zero key.", "0"),
+            ("Not you? Key in 9 star.", "9*"),
+            ("Not you? Tap the button 9.", "9"),
+            ("Not you? Press zero twice.", "00"),
+            ("Fraud? Press 9*. One of our staff will call you.", "9*"),
+        ] {
+            assert_eq!(warned(greeting, keys), None, "{greeting:?} names {keys}");
+            let w = warned(greeting, "1").unwrap_or_else(|| panic!("{greeting:?} vs 1"));
+            assert!(
+                w.contains(&format!("press {keys} but")),
+                "{greeting:?}: {w}"
+            );
+        }
+        // Words that only look like an instruction name no keys.
+        assert_eq!(warned("Press pound to approve.", "0"), None);
+        assert_eq!(warned("This is your one-time check.", "9"), None);
+    }
+
     #[test]
     fn weak_shared_secrets_are_named() {
         assert!(weak_secret(b"Testing123")
