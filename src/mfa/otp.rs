@@ -115,9 +115,10 @@ fn search_steps(token: &Token, now: i64, window: u32, drift: i64) -> impl Iterat
 
 /// The steps below [`search_steps`] that a used code may still be the twin of: the
 /// `2·window` steps under its lowest. A code accepted at step `s` whose twin `s'` lies ahead
-/// (at most `2·window` steps on) leaves `s'` unused; once the window has moved past `s` but
-/// not `s'`, the same code, replayed, would match `s'`. Looking this far back still finds
-/// it used at `s`, so it is refused (see [`match_totp_with_drift`]).
+/// leaves `s'` unused; once the window has moved past `s` but not `s'`, the same code,
+/// replayed, would match `s'`. [`match_totp_with_drift`] takes no step more than
+/// `2·window` below an unused twin, so while `s'` is among the search steps, `s` is no
+/// further below their lowest than this: the code is found used at `s`, and refused.
 fn twin_reach_below(token: &Token, now: i64, window: u32, drift: i64) -> std::ops::Range<i64> {
     let now_step = current_step(token, now);
     let w = window as i64;
@@ -177,7 +178,7 @@ pub fn match_totp_with_drift(
     // 10) a second try at the next step — as HOTP does (`hotp::repeats_last_used`).
     let codes = TotpCodes::new(&token.secret, token.algorithm, token.digits, token.period);
     let expected = current_step(token, now).saturating_add(drift);
-    let mut matched: Option<i64> = None;
+    let mut twins: Vec<i64> = Vec::new();
     for step in search_steps(token, now, window, drift) {
         // Steps before the epoch (a clock not yet set, or a large drift) are not steps: they
         // would all show step 0's code, and each would count as a fresh use of it.
@@ -187,10 +188,21 @@ pub fn match_totp_with_drift(
         let same = bool::from(codes.at(step).as_bytes().ct_eq(code.as_bytes()));
         let used = token.last_step.is_some_and(|last| step <= last);
         if same && !used {
-            let nearer = |m: i64| (step - expected).abs() < (m - expected).abs();
-            matched = Some(matched.map_or(step, |m| if nearer(m) { step } else { m }));
+            twins.push(step);
         }
     }
+    // Only a step no more than 2·window below every unused twin may be taken: a twin
+    // further ahead (possible with a learned drift, whose range lies apart from now's)
+    // could still be in the window when the taken step is below the reach of
+    // [`twin_reach_below`], and the code would be accepted there again. Among those, the
+    // nearest `expected`; the highest twin always qualifies.
+    let highest = twins.iter().copied().max();
+    let w2 = 2 * i64::from(window);
+    let matched = twins
+        .iter()
+        .copied()
+        .filter(|&s| highest.is_some_and(|h| h - s <= w2))
+        .min_by_key(|&s| ((s - expected).abs(), s));
     let steps = search_steps(token, now, window, drift);
     // A step already used (or earlier) never verifies again; the store enforces this
     // atomically, this is just the cheap early answer.
@@ -380,6 +392,46 @@ mod tests {
             match_totp_with_drift(&t, &code, now, 10, ahead - cur),
             Some(ahead)
         );
+    }
+
+    /// With a learned drift the search covers two ranges apart, and a twin in the upper one
+    /// can lie more than 2·window above the step nearest the drift. Taking that nearer step
+    /// would leave the twin unused and out of the look-back's reach once the window moves
+    /// on, so the code could be replayed there: the twin is taken instead.
+    #[test]
+    fn a_twin_far_ahead_in_the_other_range_is_taken_not_left_open() {
+        let mut t = token(SEED1, OtpAlgorithm::Sha1, 1);
+        let (w, drift) = (2u32, -20i64);
+        let code_at = |s: i64| totp_code(&t.secret, t.algorithm, 1, 30, s);
+        // A step whose drifted step shows its code: one near the drift, one 20 above.
+        let cur = (1111111111 / 30..)
+            .find(|&c| {
+                code_at(c) == code_at(c + drift)
+                    && (c + drift + 1..c).all(|s| code_at(s) != code_at(c))
+            })
+            .unwrap();
+        let now = cur * 30 + 7;
+        let code = code_at(cur);
+        assert_eq!(
+            match_totp_with_drift(&t, &code, now, w, drift),
+            Some(cur),
+            "the twin far ahead, not the one at the drift"
+        );
+        // Used there, none of the steps that showed the code then is taken again, while
+        // the window moves on (a step that comes to show it later is another matter: with
+        // one digit, every tenth).
+        let then: Vec<i64> = search_steps(&t, now, w, drift)
+            .filter(|&s| code_at(s) == code)
+            .collect();
+        t.last_step = Some(cur);
+        for later in (0..40).map(|k| now + 30 * k) {
+            let got = match_totp_with_drift(&t, &code, later, w, drift);
+            assert!(
+                !got.is_some_and(|s| then.contains(&s)),
+                "{got:?} of {then:?} at step {}",
+                later / 30
+            );
+        }
     }
 
     #[test]
