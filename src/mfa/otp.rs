@@ -100,59 +100,42 @@ pub fn current_step(token: &Token, now: i64) -> i64 {
 /// enough to be a step late, though it is within `window` of now; with several nodes, a
 /// drift learned against one node's clock would refuse good codes on another's. With no
 /// drift, the window alone (2·window+1 steps); with one, at most twice that.
-fn search_steps(token: &Token, now: i64, window: u32, drift: i64) -> impl Iterator<Item = i64> {
-    let now_step = current_step(token, now);
-    let w = window as i64;
-    let plain = (now_step - w)..=(now_step + w);
-    let drifted = now_step.saturating_add(drift);
-    let around_drift = (drifted - w)..=(drifted + w);
-    let outside = {
-        let plain = plain.clone();
-        move |s: &i64| !plain.contains(s)
-    };
-    plain.chain(around_drift.filter(outside))
-}
-
-/// The steps below [`search_steps`] that a used code may still be the twin of: the
-/// `2·window` steps under its lowest. A code accepted at step `s` whose twin `s'` lies ahead
-/// leaves `s'` unused; once the window has moved past `s` but not `s'`, the same code,
-/// replayed, would match `s'`. [`match_totp_with_drift`] takes no step more than
-/// `2·window` below an unused twin, so while `s'` is among the search steps, `s` is no
-/// further below their lowest than this: the code is found used at `s`, and refused.
-fn twin_reach_below(token: &Token, now: i64, window: u32, drift: i64) -> std::ops::Range<i64> {
-    let now_step = current_step(token, now);
-    let w = window as i64;
-    let low = (now_step - w).min(now_step.saturating_add(drift) - w);
-    (low - 2 * w)..low
-}
-
-/// Whether `code` is the code of a used step (at or before `token.last_step`, and not
-/// before the epoch) among `steps` and the [`twin_reach_below`] them. Every such step is
-/// compared, in constant time.
-fn repeats_a_used_step(
+fn search_ranges(
     token: &Token,
-    codes: &TotpCodes,
-    code: &str,
-    steps: impl Iterator<Item = i64>,
     now: i64,
     window: u32,
     drift: i64,
-) -> bool {
-    let Some(last) = token.last_step else {
-        return false;
-    };
-    steps
-        .chain(twin_reach_below(token, now, window, drift))
-        .filter(|&step| step >= 0 && step <= last)
-        .fold(false, |found, step| {
-            found | bool::from(codes.at(step).as_bytes().ct_eq(code.as_bytes()))
-        })
+) -> [std::ops::RangeInclusive<i64>; 2] {
+    let now_step = current_step(token, now);
+    let w = window as i64;
+    let drifted = now_step.saturating_add(drift);
+    [
+        (now_step - w)..=(now_step + w),
+        (drifted - w)..=(drifted + w),
+    ]
+}
+
+/// The steps whose codes a code is compared with, to refuse one a used step showed: each of
+/// the [`search_ranges`] with the `2·window` steps below it. A code accepted at step `s`
+/// whose twin `s'` lies ahead leaves `s'` unused; once the window has moved past `s` but
+/// not `s'`, the same code, replayed, would match `s'`. [`match_totp_with_drift`] takes no
+/// step more than `2·window` below an unused twin, so while `s'` is in one of the ranges,
+/// `s` is in that range or in the `2·window` steps below it, and the code is found used
+/// there. Below each range, not only the lower one: with a drift of more than `2·window`
+/// the ranges lie apart, and `s` can sit in the gap between them.
+fn compared_steps(token: &Token, now: i64, window: u32, drift: i64) -> impl Iterator<Item = i64> {
+    let below = 2 * i64::from(window);
+    let [plain, around_drift] = search_ranges(token, now, window, drift);
+    let extend = |r: std::ops::RangeInclusive<i64>| (r.start() - below)..=*r.end();
+    let (plain, around_drift) = (extend(plain), extend(around_drift));
+    let first = plain.clone();
+    plain.chain(around_drift.filter(move |s| !first.contains(s)))
 }
 
 /// [`match_totp`] with the window also centred on the token's learned clock drift (in
 /// steps), so a hardware token whose clock has wandered keeps working: each accepted code
 /// re-centres it (the caller stores `matched - current_step` as the new drift). See
-/// [`search_steps`].
+/// [`search_ranges`].
 pub fn match_totp_with_drift(
     token: &Token,
     code: &str,
@@ -173,13 +156,17 @@ pub fn match_totp_with_drift(
     // generator's few unexplained Rejects). Used up for good it still is: a code that is
     // also the code of a used step is refused, as the replay it may be — in the window, and
     // in the `2·window` steps below it, where the step it was accepted at may have gone
-    // while its twin ahead is still in the window ([`twin_reach_below`]). That costs a user
+    // while its twin ahead is still in the window ([`compared_steps`]). That costs a user
     // whose fresh code happens to repeat a used one (about one login in 30,000 at window
     // 10) a second try at the next step — as HOTP does (`hotp::repeats_last_used`).
     let codes = TotpCodes::new(&token.secret, token.algorithm, token.digits, token.period);
     let expected = current_step(token, now).saturating_add(drift);
+    let [plain, around_drift] = search_ranges(token, now, window, drift);
     let mut twins: Vec<i64> = Vec::new();
-    for step in search_steps(token, now, window, drift) {
+    let mut repeats_used = false;
+    // Each step's code computed once: for the match (the searched steps) and for the used
+    // steps it may repeat (`compared_steps`, which holds the searched ones).
+    for step in compared_steps(token, now, window, drift) {
         // Steps before the epoch (a clock not yet set, or a large drift) are not steps: they
         // would all show step 0's code, and each would count as a fresh use of it.
         if step < 0 {
@@ -187,14 +174,16 @@ pub fn match_totp_with_drift(
         }
         let same = bool::from(codes.at(step).as_bytes().ct_eq(code.as_bytes()));
         let used = token.last_step.is_some_and(|last| step <= last);
-        if same && !used {
+        repeats_used |= same && used;
+        let searched = plain.contains(&step) || around_drift.contains(&step);
+        if same && !used && searched {
             twins.push(step);
         }
     }
     // Only a step no more than 2·window below every unused twin may be taken: a twin
     // further ahead (possible with a learned drift, whose range lies apart from now's)
     // could still be in the window when the taken step is below the reach of
-    // [`twin_reach_below`], and the code would be accepted there again. Among those, the
+    // [`compared_steps`], and the code would be accepted there again. Among those, the
     // nearest `expected`; the highest twin always qualifies.
     let highest = twins.iter().copied().max();
     let w2 = 2 * i64::from(window);
@@ -203,10 +192,9 @@ pub fn match_totp_with_drift(
         .copied()
         .filter(|&s| highest.is_some_and(|h| h - s <= w2))
         .min_by_key(|&s| ((s - expected).abs(), s));
-    let steps = search_steps(token, now, window, drift);
     // A step already used (or earlier) never verifies again; the store enforces this
     // atomically, this is just the cheap early answer.
-    if repeats_a_used_step(token, &codes, code, steps, now, window, drift) {
+    if repeats_used {
         None
     } else {
         matched
@@ -225,10 +213,16 @@ pub fn used_before(token: &Token, code: &str, now: i64, window: u32, drift: i64)
     {
         return false;
     }
+    let Some(last) = token.last_step else {
+        return false;
+    };
     let codes = TotpCodes::new(&token.secret, token.algorithm, token.digits, token.period);
     // The same used steps compared as in the match itself.
-    let steps = search_steps(token, now, window, drift);
-    repeats_a_used_step(token, &codes, code, steps, now, window, drift)
+    compared_steps(token, now, window, drift)
+        .filter(|&step| step >= 0 && step <= last)
+        .fold(false, |found, step| {
+            found | bool::from(codes.at(step).as_bytes().ct_eq(code.as_bytes()))
+        })
 }
 
 /// `radmfa token resync` for TOTP: the step `s` within ±`range` steps of now (the drift
@@ -420,7 +414,9 @@ mod tests {
         // Used there, none of the steps that showed the code then is taken again, while
         // the window moves on (a step that comes to show it later is another matter: with
         // one digit, every tenth).
-        let then: Vec<i64> = search_steps(&t, now, w, drift)
+        let [plain, around_drift] = search_ranges(&t, now, w, drift);
+        let then: Vec<i64> = plain
+            .chain(around_drift)
             .filter(|&s| code_at(s) == code)
             .collect();
         t.last_step = Some(cur);
@@ -432,6 +428,42 @@ mod tests {
                 later / 30
             );
         }
+    }
+
+    /// A token whose clock runs fast (a drift above 2·window): the search's two ranges lie
+    /// apart. A code taken near the drift with its twin just above stays refused once the
+    /// step it was taken at has dropped into the gap between the ranges, while the twin is
+    /// still in the upper one (found by a review: the look-back went below the lower range
+    /// only, and the code was accepted again at its twin).
+    #[test]
+    fn a_used_step_in_the_gap_between_the_ranges_still_refuses_its_code() {
+        let mut t = token(SEED1, OtpAlgorithm::Sha1, 1);
+        let (w, drift) = (1u32, 10i64);
+        let code_at = |s: i64| totp_code(&t.secret, t.algorithm, 1, 30, s);
+        // A step whose drifted step's code shows again one step on, and on none of the
+        // steps compared two steps later below the upper range (all before the step used,
+        // they would refuse the code by themselves).
+        let cur = (1111111111 / 30..)
+            .find(|&c| {
+                let code = code_at(c + drift);
+                code_at(c + drift + 1) == code
+                    && code_at(c + drift - 1) != code
+                    && (c - 1..=c + 3).all(|s| code_at(s) != code)
+            })
+            .unwrap();
+        let code = code_at(cur + drift);
+        let now = cur * 30 + 5;
+        let got = match_totp_with_drift(&t, &code, now, w, drift);
+        assert_eq!(got, Some(cur + drift), "the step at the drift");
+        t.last_step = got;
+        // Two steps on: the ranges are now [cur+1, cur+3] and [cur+11, cur+13], the step
+        // taken (cur+10) between them, its twin (cur+11) in the upper one.
+        let later = (cur + 2) * 30 + 5;
+        assert_eq!(match_totp_with_drift(&t, &code, later, w, drift), None);
+        assert!(
+            used_before(&t, &code, later, w, drift),
+            "told apart as a replay"
+        );
     }
 
     #[test]
