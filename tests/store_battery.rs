@@ -131,6 +131,7 @@ store_battery! {
         import_replace_keeps_the_counter_across_a_kind_change,
         import_replace_rescales_steps_to_a_new_period,
         totp_drift_is_stored_with_the_step,
+        totp_step_is_used_only_from_the_step_seen,
         totp_step_moves_back_only_from_the_step_seen,
         hotp_resync_pending_round_trips,
         user_snapshot_matches_separate_reads,

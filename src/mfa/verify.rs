@@ -83,7 +83,7 @@ pub async fn verify_token(
             let new_drift = step - otp::current_step(t, now);
             Ok(
                 if store
-                    .consume_totp_step_with_drift(t.id, step, new_drift)
+                    .consume_totp_step_seen(t.id, t.last_step, step, new_drift)
                     .await?
                 {
                     TokenCheck::Accepted {
@@ -330,6 +330,31 @@ mod tests {
             matches!(next, TokenCheck::Accepted { mode: "totp", .. }),
             "{next:?}"
         );
+    }
+
+    /// Two requests with one code, read from the same record, their nows a step apart, a
+    /// twin in the window: each matches its own step (the nearest), and only the first to
+    /// write is let in (with `step > last` alone, both were).
+    #[tokio::test]
+    async fn one_code_racing_across_a_step_boundary_is_accepted_once() {
+        let o = opts(false);
+        let at = |s: i64| {
+            crate::mfa::otp::totp_code(&Secret::new(SEED.to_vec()), OtpAlgorithm::Sha1, 1, 30, s)
+        };
+        let n = (1_000_000i64..)
+            .find(|&n| at(n) == at(n + 1) && at(n - 1) != at(n) && at(n + 2) != at(n))
+            .unwrap();
+        let store = store_with_token(TokenKind::Totp, 1, 0, TokenExtra::default()).await;
+        let rec = record(&store).await;
+        let code = at(n);
+        let first = verify_token(&store, &o, &rec, &code, n * 30 + 29)
+            .await
+            .unwrap();
+        assert!(matches!(first, TokenCheck::Accepted { .. }), "{first:?}");
+        let second = verify_token(&store, &o, &rec, &code, (n + 1) * 30)
+            .await
+            .unwrap();
+        assert_eq!(second, TokenCheck::Replayed);
     }
 
     #[tokio::test]

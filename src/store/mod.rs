@@ -492,6 +492,20 @@ pub trait Store: Send + Sync + 'static {
         let _ = (token_id, step, drift);
         Err(StoreError::Unsupported("consume_totp_step_with_drift"))
     }
+    /// `consume_totp_step_with_drift`, only if `last_step` is still `seen` (what the caller
+    /// read when it matched the code): a login's use of its code. Two requests with one
+    /// code may match different steps (a twin in the window, each request's now in another
+    /// step); with `step > last_step` alone both could win, one after the other.
+    async fn consume_totp_step_seen(
+        &self,
+        token_id: i64,
+        seen: Option<i64>,
+        step: i64,
+        drift: i64,
+    ) -> Result<bool, StoreError> {
+        let _ = (token_id, seen, step, drift);
+        Err(StoreError::Unsupported("consume_totp_step_seen"))
+    }
     /// Moves a TOTP token's last used step BACK from `from` to `step`, with `drift`: for an
     /// admin's `token resync --clock-went-back` only (a token whose clock ran ahead and was
     /// put right shows only codes at or before its last used step). True only if

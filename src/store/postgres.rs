@@ -268,6 +268,17 @@ impl Store for PgStore {
             .await
     }
 
+    async fn consume_totp_step_seen(
+        &self,
+        token_id: i64,
+        seen: Option<i64>,
+        step: i64,
+        drift: i64,
+    ) -> Result<bool, StoreError> {
+        self.consume_totp_step_seen_impl(token_id, seen, step, drift)
+            .await
+    }
+
     async fn rewind_totp_step(
         &self,
         token_id: i64,

@@ -206,6 +206,28 @@ impl SqliteStore {
             .await
     }
 
+    pub(super) async fn consume_totp_step_seen_impl(
+        &self,
+        token_id: i64,
+        seen: Option<i64>,
+        step: i64,
+        drift: i64,
+    ) -> Result<bool, StoreError> {
+        self.writer
+            .write(move |c| {
+                // `IS`: equal, NULL included.
+                let changed = c
+                    .prepare_cached(
+                        "UPDATE tokens SET last_step = ?1, drift = ?3 \
+                         WHERE id = ?2 AND last_step IS ?4 AND (?4 IS NULL OR ?4 < ?1)",
+                    )
+                    .and_then(|mut st| st.execute(rusqlite::params![step, token_id, drift, seen]))
+                    .map_err(sqlite_err)?;
+                Ok(changed == 1)
+            })
+            .await
+    }
+
     pub(super) async fn rewind_totp_step_impl(
         &self,
         token_id: i64,

@@ -69,6 +69,7 @@ where
     import_replace_keeps_owner_and_what_was_learned(&*make().await).await;
     import_replace_keeps_the_counter_across_a_kind_change(&*make().await).await;
     totp_drift_is_stored_with_the_step(&*make().await).await;
+    totp_step_is_used_only_from_the_step_seen(&*make().await).await;
     totp_step_moves_back_only_from_the_step_seen(&*make().await).await;
     hotp_resync_pending_round_trips(&*make().await).await;
     race_import_same_serial(make().await).await;
@@ -1732,6 +1733,40 @@ pub async fn totp_drift_is_stored_with_the_step(store: &dyn Store) {
         store.token_record("T1").await.unwrap().unwrap().extra.drift,
         -1
     );
+}
+
+/// A login's use of its code: only from the last used step it read. Two requests with one
+/// code that matched different steps (a twin, each one's now in another step) both read
+/// the same last step: the second to write loses, though its step is higher.
+pub async fn totp_step_is_used_only_from_the_step_seen(store: &dyn Store) {
+    let id = store
+        .add_token(totp("T1", Some("alice"), b"s"))
+        .await
+        .unwrap();
+    let step = T / 30;
+    assert!(store
+        .consume_totp_step_seen(id, None, step, 2)
+        .await
+        .unwrap());
+    assert!(
+        !store
+            .consume_totp_step_seen(id, None, step + 1, 3)
+            .await
+            .unwrap(),
+        "read before the first wrote"
+    );
+    assert!(!store
+        .consume_totp_step_seen(id, Some(step), step, 3)
+        .await
+        .unwrap());
+    let r = store.token_record("T1").await.unwrap().unwrap();
+    assert_eq!((r.token.last_step, r.extra.drift), (Some(step), 2));
+    assert!(store
+        .consume_totp_step_seen(id, Some(step), step + 1, -1)
+        .await
+        .unwrap());
+    let r = store.token_record("T1").await.unwrap().unwrap();
+    assert_eq!((r.token.last_step, r.extra.drift), (Some(step + 1), -1));
 }
 
 /// `token resync --clock-went-back`: the last used step moves back, with the drift, only

@@ -296,6 +296,29 @@ impl PgStore {
         Ok(done.rows_affected() == 1)
     }
 
+    pub(super) async fn consume_totp_step_seen_impl(
+        &self,
+        token_id: i64,
+        seen: Option<i64>,
+        step: i64,
+        drift: i64,
+    ) -> Result<bool, StoreError> {
+        let mut w = self.writer().await?;
+        let r = sqlx::query(
+            "UPDATE tokens SET last_step = $1, drift = $3 \
+             WHERE id = $2 AND last_step IS NOT DISTINCT FROM $4 \
+             AND ($4::BIGINT IS NULL OR $4 < $1)",
+        )
+        .bind(step)
+        .bind(token_id)
+        .bind(drift)
+        .bind(seen)
+        .execute(w.conn())
+        .await;
+        let done = w.done(r)?;
+        Ok(done.rows_affected() == 1)
+    }
+
     pub(super) async fn rewind_totp_step_impl(
         &self,
         token_id: i64,
