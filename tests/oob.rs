@@ -1507,48 +1507,6 @@ fn an_undelivered_sms_is_logged_and_counted() {
     assert_eq!(code_of(&r2), "Access-Accept", "{r2}");
 }
 
-/// A carrier may give up on a message long after its login is over, and the login's row is
-/// gone by then (here: its user deleted). Twilio's signed report still counts and is logged
-/// by the masked number; forged ones still count nothing.
-#[test]
-fn an_undelivered_report_after_the_login_is_gone_still_counts() {
-    let slapd = directory();
-    let standin = Standin::start();
-    let metrics = "\n[metrics]\nlisten = \"127.0.0.1:0\"\n";
-    let srv = start(&slapd, &standin, "", metrics, &sms_client(""));
-    let r1 = login(&srv, "alice", ALICE_PW);
-    assert_eq!(code_of(&r1), "Access-Challenge", "{r1}");
-    let sms = standin.sms()[0].clone();
-    let url = sms.status_callback.clone().expect("a StatusCallback");
-    cli_ok(&srv, &["user", "delete", "alice"]);
-
-    let undelivered = Standin::sms_status_params(&sms, "undelivered", Some("30005"));
-    let forged = common::provider_standin::twilio_signature("guessed-token", &url, &undelivered);
-    let res = standin.post_callback(&url, undelivered.clone(), Some(forged));
-    assert_eq!(res.status, 403, "{res:?}");
-    assert_eq!(sms_undelivered(&srv), 0.0);
-
-    let res = standin.report_sms(&sms, "undelivered", Some("30005"));
-    assert_eq!(res.status, 204, "{res:?}");
-    assert!(srv.log_shows("SMS not delivered"), "{}", srv.log());
-    assert_eq!(sms_undelivered(&srv), 1.0);
-    let log = srv.log();
-    let line = log
-        .lines()
-        .find(|l| l.contains("SMS not delivered"))
-        .unwrap();
-    for part in [
-        "record is gone",
-        "••••0100",
-        "error_code=\"30005\"",
-        "unknown number",
-    ] {
-        assert!(line.contains(part), "{part:?} not in {line}");
-    }
-    assert!(!line.contains(DIRECTORY_MOBILE), "unmasked: {line}");
-    assert!(!reveals(&log, &sms.code()), "the SMS code is in the log");
-}
-
 /// Without [callbacks], the SMS goes out without a StatusCallback (Twilio would have nowhere
 /// to report to).
 #[test]

@@ -143,30 +143,6 @@ async fn signed(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<(Vec<(String, String)>, OobTransaction), StatusCode> {
-    let params = signed_params(app, kind, uri, headers, body)?;
-    let txn = oob_txn(app, kind, id).await?;
-    if !same_delivery(&txn, &params) {
-        tracing::warn!(
-            user = txn.user.as_str(),
-            "provider callback refused: signed, but about another {} than this login's",
-            match kind {
-                OobKind::Voice => "call",
-                OobKind::Sms => "message",
-            }
-        );
-        return Err(StatusCode::FORBIDDEN);
-    }
-    Ok((params, txn))
-}
-
-/// The callback's parameters, once its signature is Twilio's and none is spliced.
-fn signed_params(
-    app: &AppState,
-    kind: OobKind,
-    uri: &Uri,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<Vec<(String, String)>, StatusCode> {
     // Requests without a signature of the right shape (base64 of an HMAC-SHA1, 20 bytes)
     // are refused before their body is parsed.
     if !headers
@@ -183,7 +159,19 @@ fn signed_params(
         tracing::warn!("provider callback refused: a repeated or re-split parameter");
         return Err(StatusCode::BAD_REQUEST);
     }
-    Ok(params)
+    let txn = oob_txn(app, kind, id).await?;
+    if !same_delivery(&txn, &params) {
+        tracing::warn!(
+            user = txn.user.as_str(),
+            "provider callback refused: signed, but about another {} than this login's",
+            match kind {
+                OobKind::Voice => "call",
+                OobKind::Sms => "message",
+            }
+        );
+        return Err(StatusCode::FORBIDDEN);
+    }
+    Ok((params, txn))
 }
 
 /// The parameters radmfa acts on in a callback of `kind` (see [`spliced`]).
@@ -511,12 +499,6 @@ pub async fn status(
 /// are logged with Twilio's `ErrorCode` and counted; nothing else is done: the login's prompt
 /// stays as it is (a code that arrives late still counts, and a resend is the user's to
 /// ask for). Every other status is taken and ignored.
-///
-/// A carrier can take hours to give up on a message, and the login's row goes when its
-/// code expires (or its user is deleted). A signed report for a row that is gone is still
-/// Twilio's about a message radmfa sent (the signature covers this URL, with the row's
-/// random id in it), so it is logged and counted too, by the number Twilio gives (`To`);
-/// only the user is no longer known.
 pub async fn sms_status(
     State(app): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -524,28 +506,9 @@ pub async fn sms_status(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let params = match signed_params(&app, OobKind::Sms, &uri, &headers, &body) {
-        Ok(p) => p,
+    let (params, txn) = match signed(&app, OobKind::Sms, &id, &uri, &headers, &body).await {
+        Ok(checked) => checked,
         Err(code) => return code.into_response(),
-    };
-    let txn = match app.store.oob(&id).await {
-        Ok(Some(t)) if t.kind == OobKind::Sms => {
-            if !same_delivery(&t, &params) {
-                tracing::warn!(
-                    user = t.user.as_str(),
-                    "provider callback refused: signed, but about another message than this \
-                     login's"
-                );
-                return StatusCode::FORBIDDEN.into_response();
-            }
-            Some(t)
-        }
-        Ok(Some(_)) => return StatusCode::NOT_FOUND.into_response(),
-        Ok(None) => None,
-        Err(e) => {
-            tracing::error!(error = %e, "callback: reading the sms transaction");
-            return StatusCode::SERVICE_UNAVAILABLE.into_response();
-        }
     };
     let status = param(&params, "MessageStatus").unwrap_or("");
     if matches!(status, "undelivered" | "failed") {
@@ -553,16 +516,9 @@ pub async fn sms_status(
         let code = param(&params, "ErrorCode")
             .filter(|c| !c.is_empty() && c.len() <= 8 && c.bytes().all(|b| b.is_ascii_digit()))
             .unwrap_or("none");
-        let (user, phone) = match &txn {
-            Some(t) => (t.user.as_str(), mask(&t.phone)),
-            None => (
-                "(unknown: the login's record is gone)",
-                mask(param(&params, "To").unwrap_or("")),
-            ),
-        };
         tracing::warn!(
-            user,
-            phone = %phone,
+            user = txn.user.as_str(),
+            phone = %mask(&txn.phone),
             status,
             error_code = code,
             meaning = sms_error_meaning(code),
