@@ -1122,8 +1122,8 @@ fn a_crl_near_its_next_update_is_warned_about_ahead_and_watched() {
         "{line}"
     );
     assert_eq!(gauge(), next);
-    // Logged once, not every minute.
-    assert_eq!(log.matches("goes out of date").count(), 1, "{log}");
+    // Once a day, not every minute: `cert_dates::DateWatch`'s unit test (waiting here for
+    // a second tick would cost another minute).
 }
 
 /// A renewed certificate that cannot be used (here its key landed readable by everyone)
