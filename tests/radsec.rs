@@ -1172,6 +1172,14 @@ fn a_renewed_certificate_that_cannot_be_used_does_not_move_the_gauge() {
         "{}",
         srv.log()
     );
+    // Said once when found, not a second time by the daily reminder in the same minute.
+    std::thread::sleep(Duration::from_secs(1));
+    let log = srv.log();
+    assert_eq!(
+        log.matches("changed but cannot be used").count(),
+        1,
+        "{log}"
+    );
     // Still serving with the old certificate.
     let out = our_client(
         radsec_port(&srv),

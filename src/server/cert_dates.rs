@@ -193,6 +193,14 @@ impl DateWatch {
         }
     }
 
+    /// Takes `w` as logged at `now` unless it already is: a warning logged elsewhere when it
+    /// arose, to be repeated from here once a day.
+    pub fn logged_elsewhere(&mut self, w: &str, now: i64) {
+        if !self.logged.contains_key(w) {
+            self.logged.insert(w.to_string(), now);
+        }
+    }
+
     /// Of `current`, those to log now; remembers them. A warning that no longer stands is
     /// forgotten, so it is logged at once if it comes back.
     pub fn due(&mut self, current: Vec<String>, now: i64) -> Vec<String> {
@@ -293,14 +301,15 @@ pub fn warnings_for(cfg: &RadsecConfig, dates: &RadsecDates, now: i64) -> Vec<St
 /// `cert_dates`) into the log, each once a day while it stands. The start's warnings were
 /// logged already (`review::log_warnings`).
 pub async fn watch_dates(app: Arc<AppState>, acceptors: Arc<Acceptors>, stop: CancellationToken) {
+    let unusable_warning = |e: &str| {
+        format!(
+            "radsec: a certificate, key, CA or CRL file changed but cannot be used, so radmfa \
+             still serves the previous ones (and their dates): {e}"
+        )
+    };
     let warnings = |served: &RadsecDates, unusable: &Option<String>| {
         let mut w = warnings_for(acceptors.config(), served, app.clock.now());
-        if let Some(e) = unusable {
-            w.push(format!(
-                "radsec: a certificate, key, CA or CRL file changed but cannot be used, so \
-                 radmfa still serves the previous ones (and their dates): {e}"
-            ));
-        }
+        w.extend(unusable.as_deref().map(unusable_warning));
         w
     };
     // The gauges were set as the server started (`server::run`).
@@ -315,6 +324,11 @@ pub async fn watch_dates(app: Arc<AppState>, acceptors: Arc<Acceptors>, stop: Ca
         }
         let (served, unusable) = acceptors.served();
         set_gauges(&app.metrics, &served, unusable.is_some());
+        // `Acceptors::refreshed` warned when it found the file unusable: repeated from here
+        // a day on, not at once.
+        if let Some(e) = &unusable {
+            logged.logged_elsewhere(&unusable_warning(e), app.clock.now());
+        }
         for w in logged.due(warnings(&served, &unusable), app.clock.now()) {
             warn!("{w}");
         }
@@ -404,5 +418,12 @@ mod tests {
         // Gone (the file renewed), then back: logged at once.
         assert!(watch.due(Vec::new(), NOW + DAY + 60).is_empty());
         assert_eq!(watch.due(w("a"), NOW + DAY + 120), w("a"));
+        // Logged elsewhere when it arose: not again at once, but a day on.
+        watch.logged_elsewhere("c", NOW + DAY + 180);
+        assert_eq!(
+            watch.due(vec!["a".into(), "c".into()], NOW + DAY + 240),
+            Vec::<String>::new()
+        );
+        assert_eq!(watch.due(w("c"), NOW + 2 * DAY + 180), w("c"));
     }
 }
