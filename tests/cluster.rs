@@ -1186,12 +1186,7 @@ fn admin_commands_leave_no_connection_reset_in_the_postgres_log() {
     let dir = tempfile::tempdir().unwrap();
     let config = pg_config(dir.path(), &slapd, &pg.url(), "admin", "");
     let run = |args: &[&str]| {
-        let out = std::process::Command::new(common::radmfa::bin())
-            .arg("--config")
-            .arg(&config)
-            .args(args)
-            .output()
-            .unwrap();
+        let out = common::radmfa::cli_on(&config, args);
         assert!(out.status.success(), "{args:?}: {out:?}");
     };
     run(&["user", "enroll-totp", "alice", "--uri-only"]);
@@ -1217,13 +1212,7 @@ fn config_check_connect_closes_its_postgres_connections() {
     let dir = tempfile::tempdir().unwrap();
     let config = pg_config(dir.path(), &slapd, &pg.url(), "admin", "");
     let run = |args: &[&str]| {
-        let out = std::process::Command::new(common::radmfa::bin())
-            .arg("--config")
-            .arg(&config)
-            .args(args)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).to_string()
+        String::from_utf8_lossy(&common::radmfa::cli_on(&config, args).stdout).to_string()
     };
     // The schema and the key file, so the check opens the store as `serve` would.
     run(&["user", "enroll-totp", "alice", "--uri-only"]);

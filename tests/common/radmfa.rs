@@ -81,6 +81,16 @@ pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_radmfa"))
 }
 
+/// `radmfa --config CONFIG ARGS...`, run to its end, without a server of the harness's.
+pub fn cli_on(config: &Path, args: &[&str]) -> Output {
+    Command::new(bin())
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
 /// The generated config's text with its `[store]` on the PostgreSQL database `url` (the key
 /// file stays `radmfa.key` beside the config) and, if given, the node named `name`.
 pub fn on_postgres(text: &str, url: &str, name: Option<&str>) -> String {
