@@ -70,33 +70,60 @@ pub async fn verify_token(
         return Ok(TokenCheck::NotValidNow);
     }
     match t.kind {
-        TokenKind::Totp => {
-            let drift = rec.extra.drift;
-            let Some(step) = otp::match_totp_with_drift(t, code, now, opts.totp_window, drift)
-            else {
-                return Ok(if otp::used_before(t, code, now, opts.totp_window, drift) {
-                    TokenCheck::Replayed
-                } else {
-                    TokenCheck::NoMatch
-                });
-            };
-            let new_drift = step - otp::current_step(t, now);
-            Ok(
-                if store
-                    .consume_totp_step_seen(t.id, t.last_step, step, new_drift)
-                    .await?
-                {
-                    TokenCheck::Accepted {
-                        mode: "totp",
-                        note: None,
-                    }
-                } else {
-                    TokenCheck::Replayed
-                },
-            )
-        }
+        TokenKind::Totp => verify_totp(store, opts, rec, code, now).await,
         TokenKind::Hotp => verify_hotp(store, &opts.hotp, rec, code, now).await,
     }
+}
+
+/// How often a TOTP code is judged again after another login of the same token used a step
+/// between this one's read and its write. Each retry means some login of this token was let
+/// in meanwhile, so a few are plenty; past them the code is refused as used.
+const TOTP_RACE_RETRIES: usize = 3;
+
+async fn verify_totp(
+    store: &dyn Store,
+    opts: &VerifyOptions,
+    rec: &TokenRecord,
+    code: &str,
+    now: i64,
+) -> Result<TokenCheck, StoreError> {
+    let mut current = std::borrow::Cow::Borrowed(rec);
+    for _ in 0..=TOTP_RACE_RETRIES {
+        let t = &current.token;
+        let drift = current.extra.drift;
+        let Some(step) = otp::match_totp_with_drift(t, code, now, opts.totp_window, drift) else {
+            return Ok(if otp::used_before(t, code, now, opts.totp_window, drift) {
+                TokenCheck::Replayed
+            } else {
+                TokenCheck::NoMatch
+            });
+        };
+        let new_drift = step - otp::current_step(t, now);
+        if store
+            .consume_totp_step_seen(t.id, t.last_step, step, new_drift)
+            .await?
+        {
+            return Ok(TokenCheck::Accepted {
+                mode: "totp",
+                note: None,
+            });
+        }
+        // Another login of this token used a step since `current` was read: judged against
+        // the step it used, this code may be a replay (the same code, or an older one) or
+        // still a fresh later one (the user's second device, a code typed again a step
+        // later), which would be refused for nothing if the stale reading decided.
+        match store.token_record(&t.serial).await? {
+            Some(fresh) if fresh.token.id == t.id && fresh.token.user == t.user => {
+                if !usable(&fresh) || !valid_at(&fresh, now) {
+                    return Ok(TokenCheck::Replayed);
+                }
+                current = std::borrow::Cow::Owned(fresh);
+            }
+            // Deleted or given to someone else meanwhile: not this login's token any more.
+            _ => return Ok(TokenCheck::Replayed),
+        }
+    }
+    Ok(TokenCheck::Replayed)
 }
 
 /// Whether `code` is one this token would take now or has already used, by the readings
@@ -355,6 +382,35 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(second, TokenCheck::Replayed);
+    }
+
+    /// Two logins of one token read the same record; the first uses an earlier step's code,
+    /// the second a later step's: the second is judged against the step the first used and
+    /// let in (it was refused as "already used"), while an older code than the one used, or
+    /// the same code, is still refused.
+    #[tokio::test]
+    async fn a_later_code_racing_an_earlier_one_is_judged_on_the_fresh_record() {
+        let o = VerifyOptions {
+            totp_window: 2,
+            ..opts(false)
+        };
+        let store = store_with(TokenKind::Totp, TokenExtra::default()).await;
+        let rec = record(&store).await;
+        let t = rec.token.clone();
+        let c = |st| otp::totp_code(&t.secret, t.algorithm, 6, 30, st);
+        let now = 1_700_000_000;
+        let step = now / 30;
+        let first = verify_token(&store, &o, &rec, &c(step), now).await.unwrap();
+        assert!(matches!(first, TokenCheck::Accepted { .. }), "{first:?}");
+        let later = verify_token(&store, &o, &rec, &c(step + 1), now)
+            .await
+            .unwrap();
+        assert!(matches!(later, TokenCheck::Accepted { .. }), "{later:?}");
+        assert_eq!(record(&store).await.token.last_step, Some(step + 1));
+        for st in [step - 1, step, step + 1] {
+            let got = verify_token(&store, &o, &rec, &c(st), now).await.unwrap();
+            assert_eq!(got, TokenCheck::Replayed, "step {}", st - step);
+        }
     }
 
     #[tokio::test]
