@@ -428,12 +428,55 @@ pub async fn run(cfg: &Config, store: &dyn Store, a: ImportArgs) -> anyhow::Resu
 }
 
 fn show(level: &str, problems: &[import::Problem]) {
-    for pr in problems.iter().take(SHOW_PROBLEMS) {
-        eprintln!("{level}: {pr}");
+    let runs = runs(problems);
+    for line in runs.iter().take(SHOW_PROBLEMS) {
+        eprintln!("{level}: {line}");
     }
-    if problems.len() > SHOW_PROBLEMS {
-        eprintln!("{level}: … and {} more", problems.len() - SHOW_PROBLEMS);
+    if runs.len() > SHOW_PROBLEMS {
+        let rest: usize = runs[SHOW_PROBLEMS..].iter().map(|r| r.count).sum();
+        eprintln!("{level}: … and {rest} more");
     }
+}
+
+/// Problems in a row with one message, told once.
+struct Run<'a> {
+    first: &'a import::Problem,
+    last: &'a import::Problem,
+    count: usize,
+}
+
+impl std::fmt::Display for Run<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.count {
+            1 => write!(f, "{}", self.first),
+            n => write!(
+                f,
+                "{} to {} ({n} in all): {}",
+                self.first.origin, self.last.origin, self.first.message
+            ),
+        }
+    }
+}
+
+/// Consecutive problems with the same message as one: a file saved with ';' between its
+/// fields says so on every row, and 50 copies of that pushed every other problem out of
+/// sight behind "… and N more".
+fn runs(problems: &[import::Problem]) -> Vec<Run<'_>> {
+    let mut runs: Vec<Run<'_>> = Vec::new();
+    for p in problems {
+        match runs.last_mut() {
+            Some(run) if run.last.message == p.message => {
+                run.last = p;
+                run.count += 1;
+            }
+            _ => runs.push(Run {
+                first: p,
+                last: p,
+                count: 1,
+            }),
+        }
+    }
+    runs
 }
 
 /// One audit row per token the import gave to a user. Written a few dozen at a time, so
@@ -454,4 +497,33 @@ async fn audit_assigned(
         .collect()
         .await;
     results.into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problem(line: u32, message: &str) -> import::Problem {
+        import::Problem {
+            origin: format!("line {line}"),
+            message: message.into(),
+        }
+    }
+
+    #[test]
+    fn a_run_of_one_message_is_one_line() {
+        let mut problems: Vec<_> = (1..=300).map(|l| problem(l, "separated by ';'")).collect();
+        problems.push(problem(301, "secret is empty"));
+        problems.push(problem(302, "separated by ';'"));
+        let shown: Vec<String> = runs(&problems).iter().map(|r| r.to_string()).collect();
+        assert_eq!(
+            shown,
+            [
+                "line 1 to line 300 (300 in all): separated by ';'",
+                "line 301: secret is empty",
+                "line 302: separated by ';'",
+            ]
+        );
+        assert!(runs(&[]).is_empty());
+    }
 }
