@@ -413,6 +413,41 @@ mod tests {
         }
     }
 
+    /// A login that loses the race to a token which, meanwhile, was given to someone else,
+    /// disabled or deleted must not be let in on the fresh reading of it.
+    #[tokio::test]
+    async fn a_racing_login_is_refused_when_its_token_changed_hands_meanwhile() {
+        let o = VerifyOptions {
+            totp_window: 2,
+            ..opts(false)
+        };
+        let now = 1_700_000_000;
+        let step = now / 30;
+        for change in ["assign", "disable", "delete"] {
+            let store = store_with(TokenKind::Totp, TokenExtra::default()).await;
+            let rec = record(&store).await;
+            let t = rec.token.clone();
+            let c = |st| otp::totp_code(&t.secret, t.algorithm, 6, 30, st);
+            let first = verify_token(&store, &o, &rec, &c(step), now).await.unwrap();
+            assert!(matches!(first, TokenCheck::Accepted { .. }), "{first:?}");
+            let changed = match change {
+                "assign" => store.assign_token("T", Some("alice"), Some("bob")).await,
+                "disable" => store.set_token_enabled("T", false).await,
+                _ => store.delete_token("T").await,
+            };
+            assert!(changed.unwrap(), "{change}");
+            let later = verify_token(&store, &o, &rec, &c(step + 1), now)
+                .await
+                .unwrap();
+            assert_eq!(later, TokenCheck::Replayed, "{change}");
+            let left = store.token_record("T").await.unwrap();
+            assert!(
+                left.is_none_or(|r| r.token.last_step == Some(step)),
+                "{change}"
+            );
+        }
+    }
+
     #[tokio::test]
     async fn hotp_self_resync_needs_the_very_next_code_in_time() {
         let s = store_with(TokenKind::Hotp, TokenExtra::default()).await;
