@@ -445,6 +445,8 @@ fn commented_examples_in_the_sample_configs_have_known_keys() {
 enum Place {
     Section(String),
     Client(String),
+    /// An item of that client's `[[client.group_attributes]]`.
+    GroupAttributes(String),
 }
 
 /// Keys the prose names, `[sms] max_per_user = 5`, `[ldap] entry_cache_seconds`,
@@ -553,6 +555,7 @@ fn config_keys_named_in_the_docs_exist() {
                     .chain(["ldap.attributes".to_string()])
                     .map(Place::Section)
                     .chain(clients.iter().cloned().map(Place::Client))
+                    .chain(clients.iter().take(1).cloned().map(Place::GroupAttributes))
                     .collect(),
             };
             let mut errors = Vec::new();
@@ -562,6 +565,18 @@ fn config_keys_named_in_the_docs_exist() {
                 fragment.insert(key.clone(), probe.clone());
                 let context = match place {
                     Place::Client(name) => ClientContext(Some(name.clone())),
+                    Place::GroupAttributes(name) => {
+                        let mut item = Table::from_iter([(
+                            "group".to_string(),
+                            Value::from("cn=admins,ou=groups,dc=example,dc=org"),
+                        )]);
+                        item.extend(fragment);
+                        fragment = Table::from_iter([(
+                            "group_attributes".to_string(),
+                            Value::Array(vec![item.into()]),
+                        )]);
+                        ClientContext(Some(name.clone()))
+                    }
                     Place::Section(path) => {
                         for part in path.split('.').rev() {
                             let part = if part == part.to_uppercase() {

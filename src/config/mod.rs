@@ -4,6 +4,7 @@
 pub mod delivery;
 pub mod raw;
 pub mod raw_delivery;
+mod raw_table;
 pub mod upstream;
 mod user_names;
 pub mod validate;

@@ -11,48 +11,52 @@ use std::path::PathBuf;
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::config::raw_table::table")]
     pub server: RawServer,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::config::raw_table::table")]
     pub store: RawStore,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::config::raw_table::table")]
     pub users: RawUsers,
     /// Optional only when every client's password goes upstream.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::config::raw_table::optional_table")]
     pub ldap: Option<RawLdap>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::config::raw_table::table")]
     pub totp: RawTotp,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::config::raw_table::table")]
     pub hotp: RawHotp,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::config::raw_table::table")]
     pub challenge: RawChallenge,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::config::raw_table::table")]
     pub lockout: RawLockout,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::config::raw_table::table")]
     pub audit: RawAudit,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::config::raw_table::optional_table")]
     pub metrics: Option<RawMetrics>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::config::raw_table::optional_table")]
     pub radsec: Option<RawRadsec>,
     // Out-of-band factors (issue 4): raw_delivery.rs.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::config::raw_table::table")]
     pub phone: super::raw_delivery::RawPhone,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::config::raw_table::optional_table")]
     pub sms: Option<super::raw_delivery::RawSms>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::config::raw_table::optional_table")]
     pub voice: Option<super::raw_delivery::RawVoice>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::config::raw_table::optional_table")]
     pub twilio: Option<super::raw_delivery::RawTwilio>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::config::raw_table::optional_table")]
     pub http_sms: Option<super::raw_delivery::RawHttpSms>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::config::raw_table::optional_table")]
     pub callbacks: Option<super::raw_delivery::RawCallbacks>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::config::raw_table::optional_table")]
     pub upstream: Option<super::upstream::RawUpstream>,
     /// Named groups of upstream servers, `[upstreams.NAME]`, for clients with `upstream = NAME`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::config::raw_table::named_tables")]
     pub upstreams: std::collections::BTreeMap<String, super::upstream::RawUpstream>,
-    #[serde(default, rename = "client")]
+    #[serde(
+        default,
+        rename = "client",
+        deserialize_with = "crate::config::raw_table::tables"
+    )]
     pub clients: Vec<RawClient>,
 }
 
@@ -170,7 +174,7 @@ pub struct RawLdap {
     /// The older place of `[users] strip_domains`, still read (config::user_names).
     #[serde(default)]
     pub strip_domains: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::config::raw_table::table")]
     pub attributes: RawLdapAttributes,
 }
 
@@ -393,7 +397,7 @@ pub struct RawClient {
     pub exempt_groups: Vec<String>,
     #[serde(default)]
     pub accept_attributes: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::config::raw_table::tables")]
     pub group_attributes: Vec<RawGroupAttributes>,
     #[serde(default)]
     pub radsec_name: Option<String>,
