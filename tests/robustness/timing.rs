@@ -251,6 +251,71 @@ fn an_enrolled_user_without_a_code_is_not_told_apart_by_timing() {
     );
 }
 
+/// Fields refused for every name before anything is asked (empty, holding a NUL, not
+/// UTF-8) must be refused at once for an enrolled user on an inline client too: unknown
+/// names get that at once, and a bind's time on enrolled names would list who is enrolled
+/// without knowing a password. Binds here cost ~8 ms, answers at once ~1 ms.
+#[test]
+fn fields_refused_for_everyone_do_not_tell_enrolled_users_apart() {
+    let _alone = one_at_a_time();
+    let mut users = LdapUser::generate(20);
+    for u in &mut users {
+        u.password_hash = Some(common::slapd::slow_crypt(&u.password, 20_000));
+    }
+    let slapd = Slapd::start(&users);
+    let mut o = Options::new(&slapd.url);
+    o.clients = vec![Nas {
+        otp_mode: "inline",
+        ..Nas::challenge("vpn", "127.0.0.1")
+    }];
+    let srv = Server::start(&o);
+    for i in 0..20 {
+        srv.enroll(&format!("user{i:05}"), &[]);
+    }
+    let sock = socket_from("127.0.0.1", srv.addr, 3000);
+    // A wrong password's bind, for comparison: what a field that reached the directory costs.
+    warm_up(&sock, 40, b"wrong-password,123456");
+    let (bind, _) = interleaved(
+        &sock,
+        30,
+        b"wrong-password,123456",
+        ("enrolled, wrong pw", &|i| format!("user{:05}", i % 20)),
+        ("unknown, wrong pw", &|i| format!("ghost{i:05}")),
+    );
+    // The PAP field is cut at its first NUL as it is decoded, so "pw\0x,123456" arrives as
+    // "pw", a field without a code: refused after a check's time, for every name alike.
+    for (field, at_once) in [
+        (&b""[..], true),
+        (b"\xff\xfe,123456", true),
+        (b"pw\0x,123456", false),
+    ] {
+        let (e, u) = interleaved(
+            &sock,
+            60,
+            field,
+            ("enrolled", &|i| format!("user{:05}", i % 20)),
+            ("unknown user", &|i| format!("ghost{i:05}")),
+        );
+        // At once: well under a bind. A bind (or its imitation) for the enrolled names
+        // only would put their p25 near the wrong password's (~8 ms against ~1).
+        assert!(
+            !at_once || (e[1] < bind[0] * 0.5 && u[1] < bind[0] * 0.5),
+            "{field:?}: not refused at once: enrolled {e:?}, unknown {u:?}, a bind {bind:?}"
+        );
+        assert!(
+            e[1] < u[1] * 1.5 + 0.5 && u[1] < e[1] * 1.5 + 0.5,
+            "{field:?}: enrolled {e:?} told apart from unknown {u:?}"
+        );
+    }
+    let audit = srv.audit_json("user00000");
+    for reason in ["empty password", "bad password"] {
+        assert!(
+            audit.iter().any(|r| r["reason"] == reason),
+            "{reason}: {audit:#?}"
+        );
+    }
+}
+
 /// On a client that takes app passwords, every password is first compared with the user's
 /// app passwords. A user who holds none must cost the same as one who holds three (one per
 /// legacy device): otherwise the time tells holders, who exist, from names nobody has. With
