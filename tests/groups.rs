@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::peers::{now, pyrad, radclient, totp};
+use common::peers::{assert_same_reply, now, pyrad, radclient, totp};
 use common::radmfa::{Options, Server, SECRET};
 use common::slapd::{group_dn, groups_ldif, LdapUser, Slapd, SlapdOptions};
 
@@ -25,7 +25,8 @@ fn directory() -> Slapd {
 }
 
 /// Two NAS: a VPN (127.0.0.1, code prompt, app passwords) open to vpn-users with mfa-exempt
-/// skipping the code, and an RD Gateway (127.0.0.2, second factor only) where mfa-exempt
+/// skipping the code, its Accepts carrying a Class and a Filter-Id (which a Reject for a
+/// right password must not leak), and an RD Gateway (127.0.0.2, second factor only) where mfa-exempt
 /// skips the call.
 fn start(slapd: &Slapd) -> Server {
     let (vpn, exempt) = (group_dn("vpn-users"), group_dn("mfa-exempt"));
@@ -40,6 +41,7 @@ secret = "{SECRET}"
 allow_groups = ["{vpn}"]
 exempt_groups = ["{exempt}"]
 app_passwords = true
+accept_attributes = ["Class = vpn-staff", "Filter-Id = vpn-acl"]
 
 [[client]]
 name = "rd-gateway"
@@ -98,14 +100,22 @@ fn allowed_groups_gate_the_client_and_exempt_groups_skip_the_second_factor() {
         &["--user", "alice", "--password", &c, "--state", &state],
     );
     assert_eq!(code(&r), "Access-Accept", "{r}");
+    // What an Accept carries here, so that a Reject leaking it would show below.
+    assert_eq!(
+        (&r["attributes"]["Class"], &r["attributes"]["Filter-Id"]),
+        (
+            &serde_json::json!([hex::encode("vpn-staff")]),
+            &serde_json::json!(["vpn-acl"])
+        ),
+        "{r}"
+    );
 
     // bob: right password, in no allowed group → Reject, the same reply as a wrong password;
     // the audit record says why.
     let right = password(&srv, "bob", "bob-pw");
     let wrong = password(&srv, "bob", "not-bobs");
     assert_eq!(code(&right), "Access-Reject", "{right}");
-    assert_eq!(code(&wrong), "Access-Reject", "{wrong}");
-    assert_eq!(right["messages"], wrong["messages"], "replies differ");
+    assert_same_reply(&right, &wrong);
     let audit = srv.audit_json("bob");
     assert_eq!(audit[0]["reason"], "bad password", "{audit:?}");
     assert!(
@@ -124,6 +134,7 @@ fn allowed_groups_gate_the_client_and_exempt_groups_skip_the_second_factor() {
     };
     let r = password(&srv, "bob", &app_password("bob"));
     assert_eq!(code(&r), "Access-Reject", "{r}");
+    assert_same_reply(&r, &wrong);
     let rec = last_audit(&srv, "bob");
     assert_eq!(rec["mode"], "app-password", "{rec}");
     assert!(
@@ -152,9 +163,11 @@ fn allowed_groups_gate_the_client_and_exempt_groups_skip_the_second_factor() {
     let r = password(&srv, "carol", "wrong");
     assert_eq!(code(&r), "Access-Reject", "{r}");
 
-    // dave: exempt but not in an allowed group: the allowed groups come first.
+    // dave: exempt but not in an allowed group: the allowed groups come first, and his
+    // Reject is anyone's.
     let r = password(&srv, "dave", "dave-pw");
     assert_eq!(code(&r), "Access-Reject", "{r}");
+    assert_same_reply(&r, &wrong);
 
     // RD Gateway (second factor only): an exempt user needs no call; others would.
     let rdg = |user: &str| {

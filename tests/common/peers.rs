@@ -151,6 +151,31 @@ pub fn pyrad(port: u16, secret: &str, args: &[&str]) -> serde_json::Value {
     })
 }
 
+/// What a NAS, or anyone watching the wire, could tell two of [`pyrad`]'s replies apart by:
+/// the code, the State, which attribute comes first, and every attribute with all its values
+/// — a Class or Filter-Id leaking into one Reject shows here, as a Reply-Message of another
+/// wording does. All but the Message-Authenticator's value: it signs the whole packet, the
+/// Identifier and the request's Authenticator with it, so it differs between any two replies.
+pub fn reply_shape(v: &serde_json::Value) -> serde_json::Value {
+    let mut attributes = v["attributes"]
+        .as_object()
+        .unwrap_or_else(|| panic!("no attributes in {v}"))
+        .clone();
+    attributes.remove("Message-Authenticator");
+    serde_json::json!({
+        "code": v["code"],
+        "state": v["state"],
+        "first_attribute": v["first_attribute"],
+        "attributes": attributes,
+    })
+}
+
+/// Two of [`pyrad`]'s replies are the same by [`reply_shape`].
+#[track_caller]
+pub fn assert_same_reply(a: &serde_json::Value, b: &serde_json::Value) {
+    assert_eq!(reply_shape(a), reply_shape(b), "replies differ:\n{a}\n{b}");
+}
+
 /// Runs the Python program `script` (`python -c`) with `args`, stdin and stdout piped, and
 /// waits for the first line it prints (ready, or its result), trimmed. The child keeps
 /// running until its stdin is closed (take and drop `child.stdin`) or it is killed.
