@@ -153,9 +153,16 @@ fn revocations_of_nothing_under_a_name_fail_and_are_not_audited() {
             "{args:?}: {out}{err}"
         );
     }
-    // One JSON object per line: none.
+    // One JSON object per line: none. Yet alice's one (her enrollment) is found: the empty
+    // answer is for the misspelt name, not from a filter that finds nobody.
     let (ok, out, _) = run(&cfg, &["audit", "--user", "alcie", "--json"]);
     assert!(ok && out.trim().is_empty(), "{out}");
+    let (ok, out, err) = run(&cfg, &["audit", "--user", "alice", "--json"]);
+    let users: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["user"].clone())
+        .collect();
+    assert!(ok && users == [serde_json::json!("alice")], "{out}{err}");
     // With something there, they work as before.
     assert!(run(&cfg, &["user", "app-password", "add", "alice"]).0);
     assert!(run(&cfg, &["user", "app-password", "delete-all", "alice"]).0);

@@ -800,11 +800,16 @@ async fn concurrent_user_binds_keep_at_most_user_bind_concurrency_connections() 
         }
     }
     assert_eq!(auth.bind_count(), 3 * users.len() as u64);
+    // slapd logs from its own threads; give the last connections time to show.
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let accepted = ldap_connections(&slapd);
+    // At least the search connection and one bind connection: fewer means the log was not
+    // read, and the bound above would hold of nothing.
     assert!(
-        accepted <= pool_size + concurrency,
-        "{accepted} connections for {} logins",
-        3 * users.len()
+        (2..=pool_size + concurrency).contains(&accepted),
+        "{accepted} connections for {} logins\n{}",
+        3 * users.len(),
+        slapd.log_tail()
     );
 }
 
