@@ -1723,6 +1723,39 @@ fn an_inline_call_client_calls_a_user_who_also_has_a_token() {
     assert_eq!(srv.audit_json("alice")[0]["mode"], "voice");
 }
 
+/// An inline client that takes codes and holds calls: a token holder who chose calls
+/// (`user set-method voice`) logs in with the password alone and the call; one who did not
+/// is still refused for the missing code, and no call is placed for them.
+#[test]
+fn an_inline_client_with_codes_and_calls_calls_a_token_holder_who_chose_calls() {
+    let slapd = directory();
+    let standin = Standin::start();
+    standin.script(
+        DIRECTORY_MOBILE,
+        Script::Press("", Duration::from_millis(300)),
+    );
+    let clients = [client(
+        "vpn",
+        "127.0.0.1",
+        "methods = [\"totp\", \"voice\"]\nvoice_mode = \"hold\"\notp_mode = \"inline\"\n\
+         voice_budget_secs = 20",
+    )];
+    let srv = start(&slapd, &standin, "", "", &clients);
+    srv.enroll("alice", &[]);
+    let (r, _) = held_login(&srv, "25");
+    assert_eq!(code_of(&r), "Access-Reject", "{r}\n{}", srv.log());
+    assert!(standin.calls().is_empty());
+    assert_eq!(
+        srv.audit_json("alice")[0]["reason"],
+        "no code found in the password field"
+    );
+    cli_ok(&srv, &["user", "set-method", "alice", "voice"]);
+    let (r, _) = held_login(&srv, "25");
+    assert_eq!(code_of(&r), "Access-Accept", "{r}\n{}", srv.log());
+    assert_eq!(standin.calls().len(), 1);
+    assert_eq!(srv.audit_json("alice")[0]["mode"], "voice");
+}
+
 /// On that client the field is never split, even for a token holder: it takes no codes, so
 /// a password that holds the delimiter followed by digits is the password.
 #[test]

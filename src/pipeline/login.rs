@@ -108,10 +108,17 @@ pub async fn start(
     let inline_client = matches!(ctx.client.otp_mode, OtpMode::Inline { .. });
     // Only where codes are a method: on an inline client that holds phone calls and takes
     // no codes, a token holder's password alone leads to the call.
+    // Nor for a token holder whose chosen method (`user set-method voice`) is a call this
+    // client holds: the password alone leads to it, as for a user without a token. The
+    // choice is read with the tokens, for every name alike.
+    let calls_instead = ctx.client.factors.voice_mode == VoiceMode::Hold
+        && ctx.client.factors.methods.contains(&Method::Voice)
+        && view.profile.method.as_deref().and_then(Method::parse) == Some(Method::Voice);
     let code_missing = inline_client
         && code.is_none()
         && !tokens.is_empty()
-        && ctx.client.factors.methods.contains(&Method::Totp);
+        && ctx.client.factors.methods.contains(&Method::Totp)
+        && !calls_instead;
     let may_skip_code = !ctx.client.groups.exempt.is_empty()
         || ctx.client.factors.remember.is_some()
         || exempt_station.is_some()
