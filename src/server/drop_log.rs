@@ -48,11 +48,23 @@ pub enum DropKind {
     TlsAddressLimit,
     /// A RadSec connection whose peer stopped reading its replies.
     TlsNotReading,
+    /// A RadSec connection closed because no request slot of the server's came free within
+    /// half the request deadline (over UDP that is [`DropKind::Overloaded`]).
+    TlsOverloaded,
+    /// A RadSec connection closed because it kept its own share of request slots full for
+    /// half the request deadline: that peer's doing, so it is named.
+    TlsConnectionShare,
     /// The reply to a request was decided but the system would not send it.
     ReplyNotSent,
 }
 
 impl DropKind {
+    /// An overload of this server, not something its source did: one line for every
+    /// source, naming none.
+    fn about_the_server(self) -> bool {
+        matches!(self, DropKind::Overloaded | DropKind::TlsOverloaded)
+    }
+
     /// [`DropKind::of`] for a packet of this code: a Status-Server without
     /// Message-Authenticator is refused by RFC 5997, not by the client's setting, and the
     /// log must not send the admin to a setting that cannot help.
@@ -141,6 +153,17 @@ impl DropKind {
                  already open, so this one was closed; a NAS needs one or a few: look for \
                  one that leaks connections, or raise the limit"
             }
+            DropKind::TlsOverloaded => {
+                "server.max_in_flight requests were being processed for half the request \
+                 deadline, so this RadSec connection was closed; the NAS sends again on a new \
+                 connection or to another server"
+            }
+            DropKind::TlsConnectionShare => {
+                "this RadSec connection kept its own share of requests in flight (half of \
+                 server.max_in_flight, at most 256) for half the request deadline, so it was \
+                 closed; a NAS or proxy sending this much should spread its requests over \
+                 more connections, or raise server.max_in_flight"
+            }
             DropKind::TlsNotReading => {
                 "its RadSec connection stopped reading replies (256 unread, or one unwritten \
                  for 10 s), so it was closed and its unsent replies dropped; the NAS resends \
@@ -177,7 +200,7 @@ pub enum Warning {
 fn source(kind: DropKind, src: &IpAddr, nas: Option<&str>, anyone: &str) -> String {
     match nas {
         Some(nas) => format!("client {nas:?} ({src})"),
-        None if kind == DropKind::Overloaded => anyone.to_string(),
+        None if kind.about_the_server() => anyone.to_string(),
         None => src.to_string(),
     }
 }
@@ -237,7 +260,7 @@ impl DropLog {
     ) -> Option<Warning> {
         // Overload is about this server, not the source: one line for all clients, which
         // names none of them (the first one's name would stand for all).
-        let (src, nas) = if kind == DropKind::Overloaded {
+        let (src, nas) = if kind.about_the_server() {
             (IpAddr::V4(Ipv4Addr::UNSPECIFIED), None)
         } else {
             (src, nas)
@@ -484,12 +507,37 @@ mod tests {
             None
         );
         let later = t0 + INTERVAL;
-        let w = log.record(DropKind::Overloaded, ip(3), Some("vpn"), later);
+        let w = log.record(DropKind::TlsOverloaded, ip(3), Some("vpn"), later);
         assert!(
             w.unwrap()
                 .to_string()
-                .starts_with("dropped a request from a client: "),
-            "a RadSec connection's overload names no one client"
+                .starts_with("dropped a request from a client: server.max_in_flight"),
+            "a RadSec connection closed for the server's overload names no one client"
         );
+        assert_eq!(
+            log.record(DropKind::TlsOverloaded, ip(4), Some("vpn2"), later),
+            None
+        );
+    }
+
+    /// A RadSec connection that kept its own share full is that peer's doing: named, and
+    /// told apart from the server's overload, which sends the admin to other causes.
+    #[test]
+    fn a_connection_over_its_share_is_named() {
+        let log = DropLog::default();
+        let t0 = Instant::now();
+        let w = log
+            .record(DropKind::TlsConnectionShare, ip(5), Some("proxy"), t0)
+            .unwrap();
+        let line = w.to_string();
+        assert!(line.contains("client \"proxy\" (192.0.2.5)"), "{line}");
+        assert!(
+            line.contains("its own share of requests in flight"),
+            "{line}"
+        );
+        assert!(!line.contains("already being processed"), "{line}");
+        assert!(log
+            .record(DropKind::TlsConnectionShare, ip(6), Some("other"), t0)
+            .is_some());
     }
 }

@@ -174,7 +174,7 @@ impl Closer {
             Waited::Permit(permit) => Some(permit),
             Waited::TimedOut => {
                 Metrics::inc(&self.app.metrics.overloaded);
-                self.overloaded();
+                self.overloaded(DropKind::TlsOverloaded);
                 None
             }
             // Closed, or radmfa stopping: not a request dropped for want of a slot.
@@ -197,22 +197,18 @@ impl Closer {
             p = self.own.clone().acquire_owned() => p.ok(),
             _ = tokio::time::sleep_until(until) => {
                 Metrics::inc(&self.app.metrics.overloaded);
-                self.overloaded();
+                self.overloaded(DropKind::TlsConnectionShare);
                 None
             }
         }
     }
 
-    /// No request slot came free within half the request deadline: closed, so that the NAS
-    /// sends again on a new connection (or to another server) rather than wait for ever.
-    pub(super) fn overloaded(&self) {
+    /// No request slot (the server's, or this connection's own share: `kind`) came free
+    /// within half the request deadline: closed, so that the NAS sends again on a new
+    /// connection (or to another server) rather than wait for ever.
+    pub(super) fn overloaded(&self, kind: DropKind) {
         if self.close_counted(&self.app.metrics.radsec_overload_closed) {
-            warn_drop(
-                &self.app,
-                DropKind::Overloaded,
-                self.peer,
-                Some(&self.nas()),
-            );
+            warn_drop(&self.app, kind, self.peer, Some(&self.nas()));
         }
     }
 
