@@ -4,7 +4,7 @@
 
 use crate::config::HotpConfig;
 use crate::mfa::{hotp, otp};
-use crate::store::{Store, StoreError, TokenKind, TokenRecord};
+use crate::store::{StepUse, Store, StoreError, TokenKind, TokenRecord};
 
 /// How long a remembered out-of-window HOTP code waits for its successor.
 pub const RESYNC_PENDING_SECS: i64 = 600;
@@ -87,40 +87,42 @@ async fn verify_totp(
     code: &str,
     now: i64,
 ) -> Result<TokenCheck, StoreError> {
-    let mut current = std::borrow::Cow::Borrowed(rec);
+    let mut t = rec.token.clone();
+    let mut drift = rec.extra.drift;
     for _ in 0..=TOTP_RACE_RETRIES {
-        let t = &current.token;
-        let drift = current.extra.drift;
-        let Some(step) = otp::match_totp_with_drift(t, code, now, opts.totp_window, drift) else {
-            return Ok(if otp::used_before(t, code, now, opts.totp_window, drift) {
-                TokenCheck::Replayed
-            } else {
-                TokenCheck::NoMatch
-            });
+        let Some(step) = otp::match_totp_with_drift(&t, code, now, opts.totp_window, drift) else {
+            return Ok(
+                if otp::used_before(&t, code, now, opts.totp_window, drift) {
+                    TokenCheck::Replayed
+                } else {
+                    TokenCheck::NoMatch
+                },
+            );
         };
-        let new_drift = step - otp::current_step(t, now);
-        if store
-            .consume_totp_step_seen(t.id, t.last_step, step, new_drift)
+        let new_drift = step - otp::current_step(&t, now);
+        match store
+            .consume_totp_step_seen(t.id, t.user.as_deref(), t.last_step, step, new_drift)
             .await?
         {
-            return Ok(TokenCheck::Accepted {
-                mode: "totp",
-                note: None,
-            });
-        }
-        // Another login of this token used a step since `current` was read: judged against
-        // the step it used, this code may be a replay (the same code, or an older one) or
-        // still a fresh later one (the user's second device, a code typed again a step
-        // later), which would be refused for nothing if the stale reading decided.
-        match store.token_record(&t.serial).await? {
-            Some(fresh) if fresh.token.id == t.id && fresh.token.user == t.user => {
-                if !usable(&fresh) || !valid_at(&fresh, now) {
-                    return Ok(TokenCheck::Replayed);
-                }
-                current = std::borrow::Cow::Owned(fresh);
+            StepUse::Taken => {
+                return Ok(TokenCheck::Accepted {
+                    mode: "totp",
+                    note: None,
+                })
             }
-            // Deleted or given to someone else meanwhile: not this login's token any more.
-            _ => return Ok(TokenCheck::Replayed),
+            // Another login of this token used a step since it was read: judged against
+            // the step it used, this code may be a replay (the same code, or an older one)
+            // or still a fresh later one (the user's second device, a code typed again a
+            // step later), which would be refused for nothing if the stale reading decided.
+            StepUse::Moved {
+                last_step,
+                drift: now_drift,
+            } => {
+                t.last_step = last_step;
+                drift = now_drift;
+            }
+            // Disabled, deleted or given to someone else meanwhile: not this login's token.
+            StepUse::Gone => return Ok(TokenCheck::Replayed),
         }
     }
     Ok(TokenCheck::Replayed)
@@ -413,23 +415,30 @@ mod tests {
         }
     }
 
-    /// A login that loses the race to a token which, meanwhile, was given to someone else,
-    /// disabled or deleted must not be let in on the fresh reading of it.
+    /// A login whose token, since the login read it, was given to someone else, disabled or
+    /// deleted must not be let in: with another login of the token racing it (judged again
+    /// on the fresh reading) or without (its own write finds the token changed).
     #[tokio::test]
-    async fn a_racing_login_is_refused_when_its_token_changed_hands_meanwhile() {
+    async fn a_login_is_refused_when_its_token_changed_hands_meanwhile() {
         let o = VerifyOptions {
             totp_window: 2,
             ..opts(false)
         };
         let now = 1_700_000_000;
         let step = now / 30;
-        for change in ["assign", "disable", "delete"] {
+        for (change, raced) in ["assign", "disable", "delete"]
+            .into_iter()
+            .flat_map(|c| [(c, true), (c, false)])
+        {
             let store = store_with(TokenKind::Totp, TokenExtra::default()).await;
             let rec = record(&store).await;
             let t = rec.token.clone();
             let c = |st| otp::totp_code(&t.secret, t.algorithm, 6, 30, st);
-            let first = verify_token(&store, &o, &rec, &c(step), now).await.unwrap();
-            assert!(matches!(first, TokenCheck::Accepted { .. }), "{first:?}");
+            let first_step = raced.then_some(step);
+            if raced {
+                let first = verify_token(&store, &o, &rec, &c(step), now).await.unwrap();
+                assert!(matches!(first, TokenCheck::Accepted { .. }), "{first:?}");
+            }
             let changed = match change {
                 "assign" => store.assign_token("T", Some("alice"), Some("bob")).await,
                 "disable" => store.set_token_enabled("T", false).await,
@@ -439,11 +448,11 @@ mod tests {
             let later = verify_token(&store, &o, &rec, &c(step + 1), now)
                 .await
                 .unwrap();
-            assert_eq!(later, TokenCheck::Replayed, "{change}");
+            assert_eq!(later, TokenCheck::Replayed, "{change}, raced {raced}");
             let left = store.token_record("T").await.unwrap();
             assert!(
-                left.is_none_or(|r| r.token.last_step == Some(step)),
-                "{change}"
+                left.is_none_or(|r| r.token.last_step == first_step),
+                "{change}, raced {raced}"
             );
         }
     }

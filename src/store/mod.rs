@@ -187,6 +187,18 @@ pub struct Token {
     pub secret: Secret,
 }
 
+/// What [`Store::consume_totp_step_seen`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepUse {
+    /// The step is this login's.
+    Taken,
+    /// Another login used a step since `seen` was read: the token's last used step and
+    /// drift now.
+    Moved { last_step: Option<i64>, drift: i64 },
+    /// Deleted, disabled or given to someone else since it was read.
+    Gone,
+}
+
 /// Inventory data and verification state of a token beyond [`Token`]. A separate type so
 /// code that builds `Token` values is unaffected by the hardware-token inventory.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -493,17 +505,21 @@ pub trait Store: Send + Sync + 'static {
         Err(StoreError::Unsupported("consume_totp_step_with_drift"))
     }
     /// `consume_totp_step_with_drift`, only if `last_step` is still `seen` (what the caller
-    /// read when it matched the code): a login's use of its code. Two requests with one
-    /// code may match different steps (a twin in the window, each request's now in another
-    /// step); with `step > last_step` alone both could win, one after the other.
+    /// read when it matched the code) and the token is still enabled and `owner`'s: a
+    /// login's use of its code. Two requests with one code may match different steps (a
+    /// twin in the window, each request's now in another step); with `step > last_step`
+    /// alone both could win, one after the other. When the step is not taken, the token's
+    /// state is read where the write was tried, so that a winner's write not yet committed
+    /// (SQLite's batch, PostgreSQL's row lock) is seen.
     async fn consume_totp_step_seen(
         &self,
         token_id: i64,
+        owner: Option<&str>,
         seen: Option<i64>,
         step: i64,
         drift: i64,
-    ) -> Result<bool, StoreError> {
-        let _ = (token_id, seen, step, drift);
+    ) -> Result<StepUse, StoreError> {
+        let _ = (token_id, owner, seen, step, drift);
         Err(StoreError::Unsupported("consume_totp_step_seen"))
     }
     /// Moves a TOTP token's last used step BACK from `from` to `step`, with `drift`: for an

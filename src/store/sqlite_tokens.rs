@@ -8,7 +8,8 @@ use super::columns::{kept_on_replace, Kept};
 use super::sqlite::{counter_to_sql, is_unique_violation, kind_str, now_unix};
 use super::sqlite_reads::Seed::MayFail;
 use super::sqlite_writer::sqlite_err;
-use super::{NewToken, SqliteStore, StoreError, TokenExtra, TokenFilter, TokenRecord};
+use super::{NewToken, SqliteStore, StepUse, StoreError, TokenExtra, TokenFilter, TokenRecord};
+use rusqlite::OptionalExtension;
 
 impl SqliteStore {
     pub(super) async fn import_tokens_impl(
@@ -209,21 +210,46 @@ impl SqliteStore {
     pub(super) async fn consume_totp_step_seen_impl(
         &self,
         token_id: i64,
+        owner: Option<&str>,
         seen: Option<i64>,
         step: i64,
         drift: i64,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<StepUse, StoreError> {
+        let owner = owner.map(str::to_string);
         self.writer
             .write(move |c| {
                 // `IS`: equal, NULL included.
                 let changed = c
                     .prepare_cached(
                         "UPDATE tokens SET last_step = ?1, drift = ?3 \
-                         WHERE id = ?2 AND last_step IS ?4 AND (?4 IS NULL OR ?4 < ?1)",
+                         WHERE id = ?2 AND last_step IS ?4 AND (?4 IS NULL OR ?4 < ?1) \
+                         AND enabled = 1 AND user IS ?5",
                     )
-                    .and_then(|mut st| st.execute(rusqlite::params![step, token_id, drift, seen]))
+                    .and_then(|mut st| {
+                        st.execute(rusqlite::params![step, token_id, drift, seen, owner])
+                    })
                     .map_err(sqlite_err)?;
-                Ok(changed == 1)
+                if changed == 1 {
+                    return Ok(StepUse::Taken);
+                }
+                // On the writer's connection: it sees the batch's writes not yet committed,
+                // which a reader would not.
+                let now = c
+                    .prepare_cached(
+                        "SELECT last_step, drift FROM tokens \
+                         WHERE id = ?1 AND enabled = 1 AND user IS ?2",
+                    )
+                    .and_then(|mut st| {
+                        st.query_row(rusqlite::params![token_id, owner], |r| {
+                            Ok((r.get::<_, Option<i64>>(0)?, r.get::<_, i64>(1)?))
+                        })
+                        .optional()
+                    })
+                    .map_err(sqlite_err)?;
+                Ok(match now {
+                    Some((last_step, drift)) => StepUse::Moved { last_step, drift },
+                    None => StepUse::Gone,
+                })
             })
             .await
     }

@@ -15,7 +15,7 @@ use radmfa::store::durability;
 use radmfa::store::{
     AuditFilter, AuditGroup, AuditRecord, CancelledOob, ChallengeAttempt, NewToken, OobBegin,
     OobKind, OobStatus, OobTransaction, OtpAlgorithm, PendingChallenge, RememberedLogin, SendLimit,
-    Store, StoreError, TokenExtra, TokenFilter, TokenKind, UserProfile, UserStatus,
+    StepUse, Store, StoreError, TokenExtra, TokenFilter, TokenKind, UserProfile, UserStatus,
 };
 use tokio::sync::Barrier;
 
@@ -1744,27 +1744,57 @@ pub async fn totp_step_is_used_only_from_the_step_seen(store: &dyn Store) {
         .await
         .unwrap();
     let step = T / 30;
-    assert!(store
-        .consume_totp_step_seen(id, None, step, 2)
-        .await
-        .unwrap());
-    assert!(
-        !store
-            .consume_totp_step_seen(id, None, step + 1, 3)
+    let alice = Some("alice");
+    let taken = |u: StepUse| u == StepUse::Taken;
+    assert!(taken(
+        store
+            .consume_totp_step_seen(id, alice, None, step, 2)
+            .await
+            .unwrap()
+    ));
+    // The loser is told where the token is now, to judge its code again.
+    assert_eq!(
+        store
+            .consume_totp_step_seen(id, alice, None, step + 1, 3)
             .await
             .unwrap(),
+        StepUse::Moved {
+            last_step: Some(step),
+            drift: 2
+        },
         "read before the first wrote"
     );
-    assert!(!store
-        .consume_totp_step_seen(id, Some(step), step, 3)
-        .await
-        .unwrap());
+    assert!(!taken(
+        store
+            .consume_totp_step_seen(id, alice, Some(step), step, 3)
+            .await
+            .unwrap()
+    ));
     let r = store.token_record("T1").await.unwrap().unwrap();
     assert_eq!((r.token.last_step, r.extra.drift), (Some(step), 2));
-    assert!(store
-        .consume_totp_step_seen(id, Some(step), step + 1, -1)
-        .await
-        .unwrap());
+    // Not the owner's any more, or disabled: gone for this login, and nothing written.
+    assert_eq!(
+        store
+            .consume_totp_step_seen(id, Some("bob"), Some(step), step + 1, 0)
+            .await
+            .unwrap(),
+        StepUse::Gone
+    );
+    assert!(store.set_token_enabled("T1", false).await.unwrap());
+    assert_eq!(
+        store
+            .consume_totp_step_seen(id, alice, Some(step), step + 1, 0)
+            .await
+            .unwrap(),
+        StepUse::Gone
+    );
+    assert!(store.set_token_enabled("T1", true).await.unwrap());
+    assert!(taken(
+        store
+            .consume_totp_step_seen(id, alice, Some(step), step + 1, -1)
+            .await
+            .unwrap()
+    ));
     let r = store.token_record("T1").await.unwrap().unwrap();
     assert_eq!((r.token.last_step, r.extra.drift), (Some(step + 1), -1));
 }

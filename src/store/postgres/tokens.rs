@@ -10,7 +10,7 @@ use super::to_u32;
 use super::{counter_to_sql, is_unique_violation, kind_str, now_unix, to_u64, PgStore};
 use crate::store::columns::{kept_on_replace, Kept};
 use crate::store::{
-    NewToken, StoreError, TokenExtra, TokenFilter, TokenRecord, UserProfile, UserSnapshot,
+    NewToken, StepUse, StoreError, TokenExtra, TokenFilter, TokenRecord, UserProfile, UserSnapshot,
     UserStatus,
 };
 
@@ -299,24 +299,42 @@ impl PgStore {
     pub(super) async fn consume_totp_step_seen_impl(
         &self,
         token_id: i64,
+        owner: Option<&str>,
         seen: Option<i64>,
         step: i64,
         drift: i64,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<StepUse, StoreError> {
         let mut w = self.writer().await?;
         let r = sqlx::query(
             "UPDATE tokens SET last_step = $1, drift = $3 \
              WHERE id = $2 AND last_step IS NOT DISTINCT FROM $4 \
-             AND ($4::BIGINT IS NULL OR $4 < $1)",
+             AND ($4::BIGINT IS NULL OR $4 < $1) \
+             AND enabled AND username IS NOT DISTINCT FROM $5",
         )
         .bind(step)
         .bind(token_id)
         .bind(drift)
         .bind(seen)
+        .bind(owner)
         .execute(w.conn())
         .await;
-        let done = w.done(r)?;
-        Ok(done.rows_affected() == 1)
+        if w.done(r)?.rows_affected() == 1 {
+            return Ok(StepUse::Taken);
+        }
+        // On the request's own connection: a second one from the pool could wait for ever
+        // on a pool of one, and the update above already waited for the winner's commit.
+        let r = sqlx::query_as::<_, (Option<i64>, i64)>(
+            "SELECT last_step, drift FROM tokens \
+             WHERE id = $1 AND enabled AND username IS NOT DISTINCT FROM $2",
+        )
+        .bind(token_id)
+        .bind(owner)
+        .fetch_optional(w.conn())
+        .await;
+        Ok(match w.done(r)? {
+            Some((last_step, drift)) => StepUse::Moved { last_step, drift },
+            None => StepUse::Gone,
+        })
     }
 
     pub(super) async fn rewind_totp_step_impl(
