@@ -1756,6 +1756,36 @@ fn an_inline_client_with_codes_and_calls_calls_a_token_holder_who_chose_calls() 
     assert_eq!(srv.audit_json("alice")[0]["mode"], "voice");
 }
 
+/// The same client and choice, for a token holder with no number that can be called:
+/// refused for the missing code, with why, and not sent the code prompt the choice falls
+/// back to (this client cannot show it).
+#[test]
+fn a_token_holder_who_chose_calls_without_a_number_is_refused_on_an_inline_client() {
+    let slapd = common::slapd::Slapd::start(&[LdapUser {
+        mobile: String::new(),
+        ..LdapUser::new("alice", ALICE_PW)
+    }]);
+    let standin = Standin::start();
+    let clients = [client(
+        "vpn",
+        "127.0.0.1",
+        "methods = [\"totp\", \"voice\"]\nvoice_mode = \"hold\"\notp_mode = \"inline\"\n\
+         voice_budget_secs = 20",
+    )];
+    let srv = start(&slapd, &standin, "", "", &clients);
+    srv.enroll("alice", &[]);
+    cli_ok(&srv, &["user", "set-method", "alice", "voice"]);
+    let (r, _) = held_login(&srv, "25");
+    assert_eq!(code_of(&r), "Access-Reject", "{r}\n{}", srv.log());
+    assert!(standin.calls().is_empty());
+    let reason = srv.audit_json("alice")[0]["reason"].to_string();
+    assert!(
+        reason.contains("no code found in the password field")
+            && reason.contains("no number that can be called"),
+        "{reason}"
+    );
+}
+
 /// On that client the field is never split, even for a token holder: it takes no codes, so
 /// a password that holds the delimiter followed by digits is the password.
 #[test]

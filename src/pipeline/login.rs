@@ -114,11 +114,11 @@ pub async fn start(
     let calls_instead = ctx.client.factors.voice_mode == VoiceMode::Hold
         && ctx.client.factors.methods.contains(&Method::Voice)
         && view.profile.method.as_deref().and_then(Method::parse) == Some(Method::Voice);
-    let code_missing = inline_client
+    let no_code = inline_client
         && code.is_none()
         && !tokens.is_empty()
-        && ctx.client.factors.methods.contains(&Method::Totp)
-        && !calls_instead;
+        && ctx.client.factors.methods.contains(&Method::Totp);
+    let code_missing = no_code && !calls_instead;
     let may_skip_code = !ctx.client.groups.exempt.is_empty()
         || ctx.client.factors.remember.is_some()
         || exempt_station.is_some()
@@ -271,6 +271,15 @@ pub async fn start(
         &ctx.client.factors.methods,
         capabilities(app, ctx, !tokens.is_empty(), phone.is_some()),
     );
+    if no_code && !usable.contains(&Method::Voice) {
+        // Chose calls, but no number of theirs can be called: the code prompt the choice
+        // would fall back to cannot be shown on this client.
+        return Ok(Verdict::reject(format!(
+            "{NO_INLINE_CODE}; the user chose calls (user set-method voice), but has no \
+             number that can be called"
+        ))
+        .with_info(Some(info)));
+    }
 
     if usable.is_empty() && !tokens.is_empty() {
         // Enrolled, but this client cannot use the token (its methods leave OATH codes
