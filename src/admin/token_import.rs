@@ -458,14 +458,15 @@ impl std::fmt::Display for Run<'_> {
     }
 }
 
-/// Consecutive problems with the same message as one: a file saved with ';' between its
-/// fields says so on every row, and 50 copies of that pushed every other problem out of
-/// sight behind "… and N more".
+/// Problems with the same message on consecutive lines (or key packages) as one: a file
+/// saved with ';' between its fields says so on every row, and 50 copies of that pushed
+/// every other problem out of sight behind "… and N more". Lines apart stay apart, each
+/// named, so that "line 17 to line 933" never hides which lines between are fine.
 fn runs(problems: &[import::Problem]) -> Vec<Run<'_>> {
     let mut runs: Vec<Run<'_>> = Vec::new();
     for p in problems {
         match runs.last_mut() {
-            Some(run) if run.last.message == p.message => {
+            Some(run) if run.last.message == p.message && follows(&run.last.origin, &p.origin) => {
                 run.last = p;
                 run.count += 1;
             }
@@ -499,6 +500,19 @@ async fn audit_assigned(
     results.into_iter().collect()
 }
 
+/// Whether origin `b` comes right after `a`: "line 8" after "line 7", "KeyPackage 4 (line
+/// 52)" after "KeyPackage 3 (line 40)". The first number counts, after the same words.
+fn follows(a: &str, b: &str) -> bool {
+    fn split(o: &str) -> Option<(&str, u64)> {
+        let start = o.find(|c: char| c.is_ascii_digit())?;
+        let digits = o[start..]
+            .find(|c: char| !c.is_ascii_digit())
+            .map_or(&o[start..], |end| &o[start..start + end]);
+        Some((&o[..start], digits.parse().ok()?))
+    }
+    matches!((split(a), split(b)), (Some((pa, na)), Some((pb, nb))) if pa == pb && nb == na + 1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -525,5 +539,23 @@ mod tests {
             ]
         );
         assert!(runs(&[]).is_empty());
+    }
+
+    /// The same message on lines apart is not one run: every line is named.
+    #[test]
+    fn lines_apart_are_named_each() {
+        let problems = [1, 5, 9, 10].map(|l| problem(l, "secret is empty"));
+        let shown: Vec<String> = runs(&problems).iter().map(|r| r.to_string()).collect();
+        assert_eq!(
+            shown,
+            [
+                "line 1: secret is empty",
+                "line 5: secret is empty",
+                "line 9 to line 10 (2 in all): secret is empty",
+            ]
+        );
+        assert!(follows("KeyPackage 3 (line 40)", "KeyPackage 4 (line 52)"));
+        assert!(!follows("line 3", "map line 4"));
+        assert!(!follows("line 3", "line 3"));
     }
 }
