@@ -162,7 +162,8 @@ impl DropKind {
                 "this RadSec connection kept its own share of requests in flight (half of \
                  server.max_in_flight, at most 256) for half the request deadline, so it was \
                  closed; a NAS or proxy sending this much should spread its requests over \
-                 more connections, or raise server.max_in_flight"
+                 more connections (raising server.max_in_flight helps only below 512, where \
+                 the share is under its 256 cap)"
             }
             DropKind::TlsNotReading => {
                 "its RadSec connection stopped reading replies (256 unread, or one unwritten \
