@@ -549,7 +549,11 @@ async fn resync(cfg: &Config, store: &dyn Store, a: ResyncArgs) -> anyhow::Resul
     let window = cfg.hotp.resync_window;
     let outcome = match t.kind {
         TokenKind::Hotp => match hotp::find_consecutive(t, c1, c2, window) {
-            Some(c) if store.advance_hotp_counter(t.id, t.counter, c + 1).await? => {
+            Some(c)
+                if store
+                    .advance_hotp_counter(t.id, t.counter, c + 1, None)
+                    .await? =>
+            {
                 // The counter has moved: that change gets its audit record whatever happens
                 // to this tidy-up (a `?` here returned before the record was written).
                 let left = match store.set_hotp_resync(t.id, None).await {

@@ -175,7 +175,10 @@ async fn verify_hotp(
     if let Some(c) = hotp::match_hotp(t, code, cfg.window) {
         // Compare-and-set: a racing request with the same code, on any node, loses here.
         return Ok(
-            if store.advance_hotp_counter(t.id, t.counter, c + 1).await? {
+            if store
+                .advance_hotp_counter(t.id, t.counter, c + 1, t.user.as_deref())
+                .await?
+            {
                 if rec.extra.resync.is_some() {
                     store.set_hotp_resync(t.id, None).await?;
                 }
@@ -200,7 +203,7 @@ async fn verify_hotp(
         };
         if fresh && hotp::match_hotp(&as_token, code, 0) == Some(expected) {
             if store
-                .advance_hotp_counter(t.id, t.counter, expected + 1)
+                .advance_hotp_counter(t.id, t.counter, expected + 1, t.user.as_deref())
                 .await?
             {
                 store.set_hotp_resync(t.id, None).await?;
@@ -454,6 +457,25 @@ mod tests {
                 left.is_none_or(|r| r.token.last_step == first_step),
                 "{change}, raced {raced}"
             );
+        }
+    }
+
+    /// An HOTP login whose token was disabled or given to bob since the login read it is
+    /// refused, and the counter stays.
+    #[tokio::test]
+    async fn an_hotp_login_is_refused_when_its_token_changed_hands_meanwhile() {
+        let o = opts(false);
+        for change in ["assign", "disable"] {
+            let store = store_with(TokenKind::Hotp, TokenExtra::default()).await;
+            let rec = record(&store).await;
+            let changed = match change {
+                "assign" => store.assign_token("T", Some("alice"), Some("bob")).await,
+                _ => store.set_token_enabled("T", false).await,
+            };
+            assert!(changed.unwrap(), "{change}");
+            let got = verify_token(&store, &o, &rec, &code(0), 0).await.unwrap();
+            assert!(!accepted(&got), "{change}: {got:?}");
+            assert_eq!(record(&store).await.token.counter, 0, "{change}");
         }
     }
 

@@ -434,11 +434,15 @@ pub trait Store: Send + Sync + 'static {
     /// Returns false if that step (or a later one) was already used: a replay.
     async fn consume_totp_step(&self, token_id: i64, step: i64) -> Result<bool, StoreError>;
     /// Atomically moves an HOTP counter from `expected` to `new_counter` (compare-and-set).
+    /// `login_owner`: a login's use of a code, which also needs the token still enabled and
+    /// that user's (an admin may have disabled it or given it away since the login read
+    /// it); `None` for `token resync`, which an admin runs on any token.
     async fn advance_hotp_counter(
         &self,
         token_id: i64,
         expected: u64,
         new_counter: u64,
+        login_owner: Option<&str>,
     ) -> Result<bool, StoreError>;
     /// Takes every token away from `user`: seeds enrolled for an app are deleted (they exist
     /// nowhere else), imported tokens go back to stock, unassigned, keeping their counter

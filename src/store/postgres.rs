@@ -186,6 +186,7 @@ impl Store for PgStore {
         token_id: i64,
         expected: u64,
         new_counter: u64,
+        login_owner: Option<&str>,
     ) -> Result<bool, StoreError> {
         let mut w = self.writer().await?;
         // A counter only moves forward: going back would make used codes valid again.
@@ -194,12 +195,16 @@ impl Store for PgStore {
         }
         let expected = counter_to_sql(expected)?;
         let new_counter = counter_to_sql(new_counter)?;
-        let r = sqlx::query("UPDATE tokens SET counter = $1 WHERE id = $2 AND counter = $3")
-            .bind(new_counter)
-            .bind(token_id)
-            .bind(expected)
-            .execute(w.conn())
-            .await;
+        let r = sqlx::query(
+            "UPDATE tokens SET counter = $1 WHERE id = $2 AND counter = $3 \
+             AND ($4::TEXT IS NULL OR (enabled AND username = $4))",
+        )
+        .bind(new_counter)
+        .bind(token_id)
+        .bind(expected)
+        .bind(login_owner)
+        .execute(w.conn())
+        .await;
         let done = w.done(r)?;
         Ok(done.rows_affected() == 1)
     }

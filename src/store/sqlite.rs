@@ -335,6 +335,7 @@ impl Store for SqliteStore {
         token_id: i64,
         expected: u64,
         new_counter: u64,
+        login_owner: Option<&str>,
     ) -> Result<bool, StoreError> {
         // A counter only moves forward: going back would make used codes valid again.
         if new_counter <= expected {
@@ -342,12 +343,21 @@ impl Store for SqliteStore {
         }
         let expected = counter_to_sql(expected)?;
         let new_counter = counter_to_sql(new_counter)?;
+        let login_owner = login_owner.map(str::to_string);
         self.writer
             .write(move |c| {
                 let changed = c
-                    .prepare_cached("UPDATE tokens SET counter = ?1 WHERE id = ?2 AND counter = ?3")
+                    .prepare_cached(
+                        "UPDATE tokens SET counter = ?1 WHERE id = ?2 AND counter = ?3 \
+                         AND (?4 IS NULL OR (enabled = 1 AND user IS ?4))",
+                    )
                     .and_then(|mut st| {
-                        st.execute(rusqlite::params![new_counter, token_id, expected])
+                        st.execute(rusqlite::params![
+                            new_counter,
+                            token_id,
+                            expected,
+                            login_owner
+                        ])
                     })
                     .map_err(sqlite_err)?;
                 Ok(changed == 1)

@@ -380,11 +380,14 @@ async fn hotp_counter_never_moves_backwards() {
     t.kind = TokenKind::Hotp;
     t.counter = 5;
     let id = store.add_token(t).await.unwrap();
-    assert!(!store.advance_hotp_counter(id, 5, 5).await.unwrap());
-    assert!(!store.advance_hotp_counter(id, 5, 4).await.unwrap());
-    assert!(store.advance_hotp_counter(id, 5, 6).await.unwrap());
+    assert!(!store.advance_hotp_counter(id, 5, 5, None).await.unwrap());
+    assert!(!store.advance_hotp_counter(id, 5, 4, None).await.unwrap());
+    assert!(store.advance_hotp_counter(id, 5, 6, None).await.unwrap());
     // Beyond i64 is refused, never wrapped.
-    assert!(store.advance_hotp_counter(id, 6, u64::MAX).await.is_err());
+    assert!(store
+        .advance_hotp_counter(id, 6, u64::MAX, None)
+        .await
+        .is_err());
     let mut big = totp("H2", "alice");
     big.counter = u64::MAX;
     assert!(store.add_token(big).await.is_err());

@@ -443,13 +443,13 @@ pub async fn hotp_compare_and_set(store: &dyn Store) {
         .add_token(hotp("H1", Some("alice"), b"s", 5))
         .await
         .unwrap();
-    assert!(store.advance_hotp_counter(id, 5, 6).await.unwrap());
+    assert!(store.advance_hotp_counter(id, 5, 6, None).await.unwrap());
     assert!(
-        !store.advance_hotp_counter(id, 5, 6).await.unwrap(),
+        !store.advance_hotp_counter(id, 5, 6, None).await.unwrap(),
         "stale expected"
     );
     assert!(
-        !store.advance_hotp_counter(id, 5, 9).await.unwrap(),
+        !store.advance_hotp_counter(id, 5, 9, None).await.unwrap(),
         "stale expected"
     );
     assert_eq!(
@@ -457,12 +457,27 @@ pub async fn hotp_compare_and_set(store: &dyn Store) {
         6
     );
     // Look-ahead resynchronisation: jump several values at once.
-    assert!(store.advance_hotp_counter(id, 6, 10).await.unwrap());
+    assert!(store.advance_hotp_counter(id, 6, 10, None).await.unwrap());
     assert_eq!(
         store.token_by_serial("H1").await.unwrap().unwrap().counter,
         10
     );
-    assert!(!store.advance_hotp_counter(id + 1000, 10, 11).await.unwrap());
+    assert!(!store
+        .advance_hotp_counter(id + 1000, 10, 11, None)
+        .await
+        .unwrap());
+    // A login's use: only while the token is enabled and still the login's user's.
+    let alice = Some("alice");
+    assert!(!store
+        .advance_hotp_counter(id, 10, 11, Some("bob"))
+        .await
+        .unwrap());
+    assert!(store.set_token_enabled("H1", false).await.unwrap());
+    assert!(!store.advance_hotp_counter(id, 10, 11, alice).await.unwrap());
+    // An admin's resync works on a disabled token.
+    assert!(store.advance_hotp_counter(id, 10, 11, None).await.unwrap());
+    assert!(store.set_token_enabled("H1", true).await.unwrap());
+    assert!(store.advance_hotp_counter(id, 11, 12, alice).await.unwrap());
 }
 
 pub async fn race_hotp_counter(store: Arc<dyn Store>) {
@@ -471,7 +486,7 @@ pub async fn race_hotp_counter(store: Arc<dyn Store>) {
         .await
         .unwrap();
     let results = race(store.clone(), move |s, _| async move {
-        s.advance_hotp_counter(id, 0, 1).await.unwrap()
+        s.advance_hotp_counter(id, 0, 1, None).await.unwrap()
     })
     .await;
     assert_eq!(results.iter().filter(|&&won| won).count(), 1, "{results:?}");
@@ -1551,7 +1566,10 @@ pub async fn import_replace_keeps_owner_and_what_was_learned(store: &dyn Store) 
     assert_eq!(r.extra, extra("Acme"));
     // The same seed again with a lower counter: the counter does not go back.
     store.set_token_enabled("T1", true).await.unwrap();
-    assert!(store.advance_hotp_counter(r.token.id, 9, 15).await.unwrap());
+    assert!(store
+        .advance_hotp_counter(r.token.id, 9, 15, None)
+        .await
+        .unwrap());
     let mut again = hotp("T1", None, b"new-seed", 2);
     again.digits = 6;
     store
