@@ -1723,6 +1723,16 @@ fn an_inline_call_client_calls_a_user_who_also_has_a_token() {
     assert_eq!(srv.audit_json("alice")[0]["mode"], "voice");
 }
 
+/// An inline client (`vpn`) that takes codes and holds calls.
+fn inline_client_with_codes_and_calls() -> String {
+    client(
+        "vpn",
+        "127.0.0.1",
+        "methods = [\"totp\", \"voice\"]\nvoice_mode = \"hold\"\notp_mode = \"inline\"\n\
+         voice_budget_secs = 20",
+    )
+}
+
 /// An inline client that takes codes and holds calls: a token holder who chose calls
 /// (`user set-method voice`) logs in with the password alone and the call; one who did not
 /// is still refused for the missing code, and no call is placed for them.
@@ -1734,12 +1744,7 @@ fn an_inline_client_with_codes_and_calls_calls_a_token_holder_who_chose_calls() 
         DIRECTORY_MOBILE,
         Script::Press("", Duration::from_millis(300)),
     );
-    let clients = [client(
-        "vpn",
-        "127.0.0.1",
-        "methods = [\"totp\", \"voice\"]\nvoice_mode = \"hold\"\notp_mode = \"inline\"\n\
-         voice_budget_secs = 20",
-    )];
+    let clients = [inline_client_with_codes_and_calls()];
     let srv = start(&slapd, &standin, "", "", &clients);
     srv.enroll("alice", &[]);
     let (r, _) = held_login(&srv, "25");
@@ -1766,12 +1771,7 @@ fn a_token_holder_who_chose_calls_without_a_number_is_refused_on_an_inline_clien
         ..LdapUser::new("alice", ALICE_PW)
     }]);
     let standin = Standin::start();
-    let clients = [client(
-        "vpn",
-        "127.0.0.1",
-        "methods = [\"totp\", \"voice\"]\nvoice_mode = \"hold\"\notp_mode = \"inline\"\n\
-         voice_budget_secs = 20",
-    )];
+    let clients = [inline_client_with_codes_and_calls()];
     let srv = start(&slapd, &standin, "", "", &clients);
     srv.enroll("alice", &[]);
     cli_ok(&srv, &["user", "set-method", "alice", "voice"]);

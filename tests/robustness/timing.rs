@@ -73,6 +73,23 @@ fn show_distribution(rows: &[(&str, [f64; 5])]) {
     f.write_all(table.as_bytes()).unwrap();
 }
 
+/// A directory of `users`, radmfa with one inline client, every user enrolled, and a
+/// socket to it.
+fn inline_client_with_enrolled(users: Vec<LdapUser>) -> (Slapd, Server, UdpSocket) {
+    let slapd = Slapd::start(&users);
+    let mut o = Options::new(&slapd.url);
+    o.clients = vec![Nas {
+        otp_mode: "inline",
+        ..Nas::challenge("vpn", "127.0.0.1")
+    }];
+    let srv = Server::start(&o);
+    for u in &users {
+        srv.enroll(&u.uid, &[]);
+    }
+    let sock = socket_from("127.0.0.1", srv.addr, 3000);
+    (slapd, srv, sock)
+}
+
 /// `rounds` requests with `password`, alternating unknown names and user00000..user00019.
 fn warm_up(sock: &UdpSocket, rounds: u32, password: &[u8]) {
     for i in 0..rounds {
@@ -213,17 +230,7 @@ fn remembered_entries_do_not_tell_known_users_apart() {
 #[test]
 fn an_enrolled_user_without_a_code_is_not_told_apart_by_timing() {
     let _alone = one_at_a_time();
-    let slapd = Slapd::start(&LdapUser::generate(20));
-    let mut o = Options::new(&slapd.url);
-    o.clients = vec![Nas {
-        otp_mode: "inline",
-        ..Nas::challenge("vpn", "127.0.0.1")
-    }];
-    let srv = Server::start(&o);
-    for i in 0..20 {
-        srv.enroll(&format!("user{i:05}"), &[]);
-    }
-    let sock = socket_from("127.0.0.1", srv.addr, 3000);
+    let (_slapd, srv, sock) = inline_client_with_enrolled(LdapUser::generate(20));
     // Warm up: the first requests open the directory connections, and the padding follows
     // the moving average of real binds (wrong passwords here).
     warm_up(&sock, 60, b"wrong-password,123456");
@@ -262,17 +269,7 @@ fn fields_refused_for_everyone_do_not_tell_enrolled_users_apart() {
     for u in &mut users {
         u.password_hash = Some(common::slapd::slow_crypt(&u.password, 20_000));
     }
-    let slapd = Slapd::start(&users);
-    let mut o = Options::new(&slapd.url);
-    o.clients = vec![Nas {
-        otp_mode: "inline",
-        ..Nas::challenge("vpn", "127.0.0.1")
-    }];
-    let srv = Server::start(&o);
-    for i in 0..20 {
-        srv.enroll(&format!("user{i:05}"), &[]);
-    }
-    let sock = socket_from("127.0.0.1", srv.addr, 3000);
+    let (_slapd, srv, sock) = inline_client_with_enrolled(users);
     // A wrong password's bind, for comparison: what a field that reached the directory costs.
     warm_up(&sock, 40, b"wrong-password,123456");
     let (bind, _) = interleaved(
