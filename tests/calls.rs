@@ -842,6 +842,47 @@ fn an_approval_after_a_held_login_failed_is_not_announced_as_one() {
     pressed_after_the_login_failed(&srv, &standin);
 }
 
+/// A held login that fails after its call went out, with the store refusing to close the
+/// call as well: the call guard cannot mark it failed, so it hangs the call up, and a #
+/// pressed on it cannot be heard as an approval (the callee is gone).
+#[test]
+fn a_call_the_store_cannot_close_after_its_login_failed_is_hung_up() {
+    let slapd = directory();
+    let standin = Standin::start();
+    standin.script(DIRECTORY_MOBILE, Script::Silent);
+    let srv = start(&slapd, &standin, "", "", &hold_client(20));
+    sqlite(
+        &srv,
+        "CREATE TRIGGER refuse_ref BEFORE UPDATE OF provider_ref ON oob_transactions \
+         BEGIN SELECT RAISE(ABORT, 'call references refused by the test'); END",
+    );
+    sqlite(
+        &srv,
+        "CREATE TRIGGER refuse_close BEFORE UPDATE OF status ON oob_transactions \
+         BEGIN SELECT RAISE(ABORT, 'closing calls refused by the test'); END",
+    );
+    let (r, _) = held_login(&srv, "25");
+    assert_eq!(code_of(&r), "Access-Reject", "{r}\n{}", srv.log());
+    let calls = standin.calls();
+    assert_eq!(calls.len(), 1);
+    let until = Instant::now() + Duration::from_secs(10);
+    while standin.ended_calls().is_empty() {
+        assert!(Instant::now() < until, "not hung up:\n{}", srv.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        standin.ended_calls().len(),
+        1,
+        "{:?}",
+        standin.ended_calls()
+    );
+    assert!(
+        srv.log_shows("login ended before the call was decided, and it could not be closed"),
+        "{}",
+        srv.log()
+    );
+}
+
 /// The same for a call's prompt (challenge mode) whose challenge the store refuses.
 #[test]
 fn an_approval_after_a_calls_prompt_failed_is_not_announced_as_one() {
