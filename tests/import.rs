@@ -199,7 +199,11 @@ fn duplicates_replace_and_mapping_file() {
     let seed = b32(b"12345678901234567890");
     let f = a.write(
         "t.csv",
-        &format!("serial,secret,interval\nA1,{seed},30\nA2,{seed},60\n"),
+        // A seed per serial: one seed under two serials is refused (tests below).
+        &format!(
+            "serial,secret,interval\nA1,{seed},30\nA2,{},60\n",
+            b32(b"12345678901234567891")
+        ),
     );
     let map = a.write("map.csv", "# serial,user\nA1,Alice\n");
     let (ok, out, err) = a.import(&f, &["--map", map.to_str().unwrap()]);
@@ -286,7 +290,14 @@ fn duplicates_replace_and_mapping_file() {
     );
     // A list pasted twice: rows the same in every field are one token, imported once;
     // their notes are capped as problems are.
-    let list: String = (0..60).map(|i| format!("P{i:02},{seed},30\n")).collect();
+    let list: String = (0..60)
+        .map(|i| {
+            format!(
+                "P{i:02},{},30\n",
+                b32(format!("pasted-seed-{i:08}").as_bytes())
+            )
+        })
+        .collect();
     let pasted = a.write("pasted.csv", &list.repeat(2));
     let (ok, out, err) = a.import(&pasted, &[]);
     assert!(ok, "{err}");
@@ -297,7 +308,8 @@ fn duplicates_replace_and_mapping_file() {
     );
     assert!(err.contains("note: … and 10 more"), "{err}");
     // A serial twice in one file, with two time steps.
-    let twice = a.write("twice.csv", &format!("B1,{seed},30\nB1,{seed},60\n"));
+    let b1 = b32(b"seed-of-B1-in-a-file");
+    let twice = a.write("twice.csv", &format!("B1,{b1},30\nB1,{b1},60\n"));
     let (ok, _, err) = a.import(&twice, &[]);
     assert!(
         !ok && err.contains("line 2: serial B1 appears again (first at line 1)"),
@@ -318,7 +330,11 @@ fn duplicates_replace_and_mapping_file() {
     // meant, so it is not imported with --skip-invalid either; other serials are.
     let one_bad = a.write(
         "one-bad.csv",
-        &format!("C1,not*base32,30\nC1,{seed},30\nC2,{seed},30\n"),
+        &format!(
+            "C1,not*base32,30\nC1,{},30\nC2,{},30\n",
+            b32(b"seed-of-C1-in-a-file"),
+            b32(b"seed-of-C2-in-a-file")
+        ),
     );
     let (ok, out, err) = a.import(&one_bad, &["--skip-invalid"]);
     assert!(ok, "{err}");
@@ -350,6 +366,47 @@ fn duplicates_replace_and_mapping_file() {
         !ok && err.contains("map line 1: serial ZZ is not in the import file"),
         "{err}"
     );
+}
+
+/// One seed under two serials (a file imported twice under other serials, a demo file's
+/// RFC key): whoever holds one token could log in as the other's owner. Refused wherever
+/// the other serial is, naming it, and nothing imported; with --skip-invalid the others go
+/// in. The seed is in no message.
+#[test]
+fn one_seed_under_two_serials_is_refused() {
+    let a = Admin::new();
+    let shared = b32(b"one-seed-two-serials");
+    let f = a.write(
+        "shared.csv",
+        &format!(
+            "S1,{shared},30\nS2,{shared},30\nS3,{},30\n",
+            b32(b"a seed of its own...")
+        ),
+    );
+    let (ok, _, err) = a.import(&f, &[]);
+    assert!(!ok, "{err}");
+    assert!(
+        err.contains("line 1: serial S1 has the same seed as serial S2 at line 2")
+            && err.contains("line 2: serial S2 has the same seed as serial S1 at line 1"),
+        "{err}"
+    );
+    assert!(!err.contains(&shared), "{err}");
+    assert!(a.tokens().is_empty());
+    let (ok, out, err) = a.import(&f, &["--skip-invalid"]);
+    assert!(ok && out.contains("1 token(s)"), "{out}{err}");
+    // A later file giving a stored token's seed to a new serial.
+    let again = a.write(
+        "again.csv",
+        &format!("S9,{},30\n", b32(b"a seed of its own...")),
+    );
+    let (ok, _, err) = a.import(&again, &[]);
+    assert!(
+        !ok && err.contains("line 1: serial S9 has the same seed as serial S3 in the store"),
+        "{err}"
+    );
+    // Re-importing S3 itself with --replace is not a second holder.
+    let (ok, _, err) = a.import(&f, &["--replace", "--skip-invalid"]);
+    assert!(ok, "{err}");
 }
 
 #[test]
@@ -413,7 +470,11 @@ fn held_tokens_move_only_with_force_and_app_seeds_never() {
     // one is not counted as replacing anything.
     let mixed = a.write(
         "mixed.csv",
-        &format!("{app},{seed},totp,6,30,mallory\nNEW-1,{seed},totp,6,30\n"),
+        &format!(
+            "{app},{},totp,6,30,mallory\nNEW-1,{},totp,6,30\n",
+            hex::encode(b"a seed for the app's"),
+            hex::encode(b"a seed for NEW-1 now")
+        ),
     );
     let (ok, out, err) = a.import(&mixed, &["--replace", "--skip-invalid"]);
     assert!(
@@ -443,7 +504,10 @@ fn inventory_commands_and_their_audit() {
     let seed = hex::encode(b"12345678901234567890");
     let f = a.write(
         "o.csv",
-        &format!("H-1,{seed},hotp,6,0\nT-1,{seed},totp,8,60,carol\n"),
+        &format!(
+            "H-1,{seed},hotp,6,0\nT-1,{},totp,8,60,carol\n",
+            hex::encode(b"09876543210987654321")
+        ),
     );
     assert!(a.import(&f, &[]).0);
     let (ok, out, _) = a.run(&["token", "list"]);
@@ -534,7 +598,7 @@ fn encrypted_pskc_with_wrong_key_or_passphrase_imports_nothing() {
     let a = Admin::new();
     let tokens = serde_json::json!([
         {"serial": "P-1", "secret_hex": "3132333435363738393031323334353637383930", "type": "totp", "digits": 6, "period": 30},
-        {"serial": "P-2", "secret_hex": "3132333435363738393031323334353637383930", "type": "hotp", "digits": 6, "counter": 0},
+        {"serial": "P-2", "secret_hex": "3039383736353433323130393837363534333231", "type": "hotp", "digits": 6, "counter": 0},
     ]);
     let key = "000102030405060708090a0b0c0d0e0f";
     let cbc = a.path("cbc.pskcxml");
@@ -636,7 +700,7 @@ fn encrypted_integers_from_python_pskc_read_as_it_wrote_them() {
     let seed = "3132333435363738393031323334353637383930";
     let tokens = serde_json::json!([
         {"serial": "E-1", "secret_hex": seed, "type": "hotp", "digits": 6, "counter": 200},
-        {"serial": "E-2", "secret_hex": seed, "type": "totp", "digits": 6, "period": 30,
+        {"serial": "E-2", "secret_hex": "3039383736353433323130393837363534333231", "type": "totp", "digits": 6, "period": 30,
          "time_drift": 200},
     ]);
     let key = "000102030405060708090a0b0c0d0e0f";

@@ -429,16 +429,29 @@ fn a_code_one_token_used_is_not_checked_against_the_others() {
     common::peers::clear_of_step_boundary(10);
     let step = now() / 30;
     let csv = srv.dir.path().join("two.csv");
+    // An import refuses one seed under two serials, so TT-B comes with a seed of its own and
+    // gets HW-A's in the database, sealed as radmfa seals it (bound to its serial).
     std::fs::write(
         &csv,
         format!(
-            "serial,key,type,digits,counter,user\nHW-A,{k},hotp,6,{},alice\nTT-B,{k},totp,6,0,alice\n",
+            "serial,key,type,digits,counter,user\nHW-A,{},hotp,6,{},alice\nTT-B,{},totp,6,0,alice\n",
+            hex::encode(seed),
             step + 1,
-            k = hex::encode(seed)
+            hex::encode(b"not-the-shared-seed!"),
         ),
     )
     .unwrap();
     cli_ok(&srv, &["token", "import", csv.to_str().unwrap()]);
+    let sealer = radmfa::store::seal::KeyFile::load(&srv.dir.path().join("radmfa.key")).unwrap();
+    let db = rusqlite::Connection::open(srv.dir.path().join("radmfa.db")).unwrap();
+    let changed = db
+        .execute(
+            "UPDATE tokens SET secret = ?1 WHERE serial = 'TT-B'",
+            [sealer.seal(seed, b"TT-B")],
+        )
+        .unwrap();
+    assert_eq!(changed, 1);
+    drop(db);
     let used_by_a = hotp(seed, step as u64, "sha1", 6);
     let b32 = data_encoding::BASE32.encode(seed);
     assert_eq!(used_by_a, totp(&b32, now(), &[]), "the twin");

@@ -318,6 +318,8 @@ pub async fn run(cfg: &Config, store: &dyn Store, a: ImportArgs) -> anyhow::Resu
     // The rules `token assign` keeps hold for a replacing import too.
     let refused = super::token_replace::refuse_moves(&mut p.ready, &stored, a.force);
     p.problems.extend(refused);
+    let shared = import::shared_seeds::refuse_shared_seeds(&mut p.ready, &stored);
+    p.problems.extend(shared);
 
     // Capped as problems are: a list pasted twice has a note for each of its rows.
     show("note", &p.ignored);

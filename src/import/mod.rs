@@ -11,6 +11,7 @@ pub mod keys;
 pub mod limits;
 pub mod plan;
 pub mod pskc;
+pub mod shared_seeds;
 
 use crate::secret::Secret;
 use crate::store::{NewToken, OtpAlgorithm, TokenExtra, TokenKind};

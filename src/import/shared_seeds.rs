@@ -1,0 +1,165 @@
+//! One seed under two serials: whoever holds either token can compute the other's codes, so
+//! the two owners can log in as each other. A vendor file imported twice under different
+//! serials, a seed column pasted into two rows, or a demo file with the RFC test key do it.
+//! Such rows are refused, naming the other serial (and where it is), as duplicate serials
+//! are: which of them is right is not known.
+
+use std::collections::HashMap;
+
+use sha2::{Digest, Sha256};
+
+use super::{ImportedToken, Problem};
+use crate::admin::printable;
+use crate::store::TokenRecord;
+
+/// Where a seed was seen: a serial, and the row of the file or "the store".
+struct Holder {
+    serial: String,
+    place: String,
+}
+
+/// Takes out of `ready` every token whose seed another serial has, in the file or in the
+/// store (`stored`, by serial, seeds opened). A token replacing its own serial's stored
+/// seed (`--replace`) is not a second holder.
+pub fn refuse_shared_seeds(
+    ready: &mut Vec<ImportedToken>,
+    stored: &HashMap<String, TokenRecord>,
+) -> Vec<Problem> {
+    // A digest, so that the seeds are not copied into the map (they stay in their Secret).
+    let digest = |seed: &[u8]| -> [u8; 32] { Sha256::digest(seed).into() };
+    let mut holders: HashMap<[u8; 32], Vec<Holder>> = HashMap::new();
+    // Tokens the file replaces do not hold their old seed any more.
+    for r in stored.values() {
+        let replaced = ready.iter().any(|t| t.token.serial == r.token.serial);
+        if r.token.secret.is_empty() || replaced {
+            continue;
+        }
+        holders
+            .entry(digest(r.token.secret.expose()))
+            .or_default()
+            .push(Holder {
+                serial: r.token.serial.clone(),
+                place: "in the store".into(),
+            });
+    }
+    for t in ready.iter() {
+        holders
+            .entry(digest(t.token.secret.expose()))
+            .or_default()
+            .push(Holder {
+                serial: t.token.serial.clone(),
+                place: format!("at {}", t.origin),
+            });
+    }
+    let mut problems = Vec::new();
+    ready.retain(|t| {
+        let Some(others) = holders.get(&digest(t.token.secret.expose())) else {
+            return true;
+        };
+        let Some(other) = others.iter().find(|h| h.serial != t.token.serial) else {
+            return true;
+        };
+        problems.push(Problem {
+            origin: t.origin.clone(),
+            message: format!(
+                "serial {} has the same seed as serial {} {}: whoever holds one token could \
+                 log in as the other's owner. A seed belongs to one token; check which \
+                 serial is right",
+                printable(&t.token.serial),
+                printable(&other.serial),
+                other.place
+            ),
+        });
+        false
+    });
+    problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::Secret;
+    use crate::store::{NewToken, OtpAlgorithm, Token, TokenExtra, TokenKind};
+
+    fn imported(serial: &str, seed: &[u8], line: u32) -> ImportedToken {
+        ImportedToken {
+            origin: format!("line {line}"),
+            token: NewToken {
+                serial: serial.into(),
+                user: None,
+                kind: TokenKind::Totp,
+                algorithm: OtpAlgorithm::Sha1,
+                digits: 6,
+                period: 30,
+                counter: 0,
+                secret: Secret::new(seed.to_vec()),
+            },
+            extra: TokenExtra::default(),
+        }
+    }
+
+    fn stored(serial: &str, seed: &[u8]) -> (String, TokenRecord) {
+        let token = Token {
+            id: 1,
+            serial: serial.into(),
+            user: Some("alice".into()),
+            kind: TokenKind::Totp,
+            algorithm: OtpAlgorithm::Sha1,
+            digits: 6,
+            period: 30,
+            counter: 0,
+            last_step: None,
+            enabled: true,
+            created_at: 0,
+            secret: Secret::new(seed.to_vec()),
+        };
+        (
+            serial.into(),
+            TokenRecord {
+                token,
+                extra: TokenExtra::default(),
+            },
+        )
+    }
+
+    #[test]
+    fn a_seed_under_two_serials_is_refused_wherever_the_other_is() {
+        let store: HashMap<_, _> = [stored("OLD1", b"seed-in-store"), stored("SAME", b"kept")]
+            .into_iter()
+            .collect();
+        let mut ready = vec![
+            imported("A1", b"seed-twice", 1),
+            imported("A2", b"seed-twice", 2),
+            imported("B1", b"seed-in-store", 3),
+            imported("C1", b"fresh", 4),
+            // Replacing its own serial with the seed it has: not a second holder.
+            imported("SAME", b"kept", 5),
+        ];
+        let problems = refuse_shared_seeds(&mut ready, &store);
+        let kept: Vec<&str> = ready.iter().map(|t| t.token.serial.as_str()).collect();
+        assert_eq!(kept, ["C1", "SAME"]);
+        let shown: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+        assert!(shown[0].starts_with("line 1: serial A1 has the same seed as serial A2 at line 2"));
+        assert!(shown[1].starts_with("line 2: serial A2 has the same seed as serial A1 at line 1"));
+        assert!(
+            shown[2].starts_with("line 3: serial B1 has the same seed as serial OLD1 in the store")
+        );
+        assert_eq!(shown.len(), 3);
+        // No seed in any message.
+        assert!(shown.iter().all(|m| !m.contains("seed-")), "{shown:?}");
+    }
+
+    /// The store's old seed for a serial the file replaces is not a holder any more: the
+    /// file may move that seed to another serial only if nothing else keeps it.
+    #[test]
+    fn a_replaced_seed_does_not_count() {
+        let store: HashMap<_, _> = [stored("OLD1", b"moving")].into_iter().collect();
+        let mut ready = vec![
+            imported("OLD1", b"new-seed", 1),
+            imported("NEW1", b"moving", 2),
+        ];
+        let problems = refuse_shared_seeds(&mut ready, &store);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(ready.len(), 2);
+    }
+}
