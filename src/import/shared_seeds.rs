@@ -4,7 +4,7 @@
 //! Such rows are refused, naming the other serial (and where it is), as duplicate serials
 //! are: which of them is right is not known.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use sha2::{Digest, Sha256};
 
@@ -29,9 +29,9 @@ pub fn refuse_shared_seeds(
     let digest = |seed: &[u8]| -> [u8; 32] { Sha256::digest(seed).into() };
     let mut holders: HashMap<[u8; 32], Vec<Holder>> = HashMap::new();
     // Tokens the file replaces do not hold their old seed any more.
+    let replacing: HashSet<&str> = ready.iter().map(|t| t.token.serial.as_str()).collect();
     for r in stored.values() {
-        let replaced = ready.iter().any(|t| t.token.serial == r.token.serial);
-        if r.token.secret.is_empty() || replaced {
+        if r.token.secret.is_empty() || replacing.contains(r.token.serial.as_str()) {
             continue;
         }
         holders
