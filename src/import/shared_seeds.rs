@@ -20,11 +20,25 @@ struct Holder {
 
 /// Takes out of `ready` every token whose seed another serial has, in the file or in the
 /// store (`stored`, by serial, seeds opened). A token replacing its own serial's stored
-/// seed (`--replace`) is not a second holder.
+/// seed (`--replace`) is not a second holder of that old seed, unless its replacement is
+/// refused itself: then the old seed stays, and is checked again.
 pub fn refuse_shared_seeds(
     ready: &mut Vec<ImportedToken>,
     stored: &HashMap<String, TokenRecord>,
 ) -> Vec<Problem> {
+    // Each pass takes rows out; a refused replacement puts its stored seed back in play,
+    // which the next pass sees. Passes end when one refuses nothing.
+    let mut problems = Vec::new();
+    loop {
+        let found = one_pass(ready, stored);
+        if found.is_empty() {
+            return problems;
+        }
+        problems.extend(found);
+    }
+}
+
+fn one_pass(ready: &mut Vec<ImportedToken>, stored: &HashMap<String, TokenRecord>) -> Vec<Problem> {
     // A digest, so that the seeds are not copied into the map (they stay in their Secret).
     let digest = |seed: &[u8]| -> [u8; 32] { Sha256::digest(seed).into() };
     let mut holders: HashMap<[u8; 32], Vec<Holder>> = HashMap::new();
@@ -147,6 +161,21 @@ mod tests {
         assert_eq!(shown.len(), 3);
         // No seed in any message.
         assert!(shown.iter().all(|m| !m.contains("seed-")), "{shown:?}");
+    }
+
+    /// A replacement that is refused itself leaves its old seed in the store: a row giving
+    /// that seed to a new serial is refused too (with --skip-invalid it was kept).
+    #[test]
+    fn a_refused_replacement_keeps_its_old_seed() {
+        let store: HashMap<_, _> = [stored("OLD1", b"moving"), stored("OTHER", b"z")]
+            .into_iter()
+            .collect();
+        let mut ready = vec![imported("OLD1", b"z", 1), imported("NEW1", b"moving", 2)];
+        let problems = refuse_shared_seeds(&mut ready, &store);
+        assert!(ready.is_empty(), "kept: {:?}", ready.len());
+        assert!(problems[1]
+            .to_string()
+            .starts_with("line 2: serial NEW1 has the same seed as serial OLD1 in the store"));
     }
 
     /// The store's old seed for a serial the file replaces is not a holder any more: the
