@@ -4,7 +4,7 @@
 
 use crate::config::HotpConfig;
 use crate::mfa::{hotp, otp};
-use crate::store::{StepUse, Store, StoreError, TokenKind, TokenRecord};
+use crate::store::{StepUse, Store, StoreError, TokenAsRead, TokenKind, TokenRecord};
 
 /// How long a remembered out-of-window HOTP code waits for its successor.
 pub const RESYNC_PENDING_SECS: i64 = 600;
@@ -101,7 +101,16 @@ async fn verify_totp(
         };
         let new_drift = step - otp::current_step(&t, now);
         match store
-            .consume_totp_step_seen(t.id, t.user.as_deref(), t.last_step, step, new_drift)
+            .consume_totp_step_seen(
+                t.id,
+                TokenAsRead {
+                    owner: t.user.as_deref(),
+                    period: t.period,
+                },
+                t.last_step,
+                step,
+                new_drift,
+            )
             .await?
         {
             StepUse::Taken => {
@@ -121,7 +130,8 @@ async fn verify_totp(
                 t.last_step = last_step;
                 drift = now_drift;
             }
-            // Disabled, deleted or given to someone else meanwhile: not this login's token.
+            // Disabled, deleted, given to someone else or replaced with another period
+            // meanwhile: not the token this login read.
             StepUse::Gone => return Ok(TokenCheck::Replayed),
         }
     }
@@ -458,6 +468,47 @@ mod tests {
                 "{change}, raced {raced}"
             );
         }
+    }
+
+    /// A TOTP token replaced (`token import --replace`) with another period while a login
+    /// was on its way: the login's step, in the old period's numbers, must not be written
+    /// into the new one (twice the current step, it refused every code for decades), and
+    /// its code, of the old seed, is not accepted.
+    #[tokio::test]
+    async fn a_login_does_not_write_its_step_into_a_token_replaced_with_another_period() {
+        let o = VerifyOptions {
+            totp_window: 2,
+            ..opts(false)
+        };
+        let now = 1_700_000_000;
+        let step = now / 30;
+        let store = store_with(TokenKind::Totp, TokenExtra::default()).await;
+        let first = record(&store).await;
+        let t = first.token.clone();
+        let c = |st| otp::totp_code(&t.secret, t.algorithm, 6, 30, st);
+        let got = verify_token(&store, &o, &first, &c(step - 2), now)
+            .await
+            .unwrap();
+        assert!(matches!(got, TokenCheck::Accepted { .. }), "{got:?}");
+        let rec = record(&store).await;
+        let replacement = NewToken {
+            serial: "T".into(),
+            user: Some("alice".into()),
+            kind: TokenKind::Totp,
+            algorithm: OtpAlgorithm::Sha1,
+            digits: 6,
+            period: 60,
+            counter: 0,
+            secret: Secret::new(b"another seed, period".to_vec()),
+        };
+        store
+            .import_tokens(&[(replacement, TokenExtra::default())], true)
+            .await
+            .unwrap();
+        let converted = record(&store).await.token.last_step;
+        let got = verify_token(&store, &o, &rec, &c(step), now).await.unwrap();
+        assert_eq!(got, TokenCheck::Replayed);
+        assert_eq!(record(&store).await.token.last_step, converted);
     }
 
     /// An HOTP login whose token was disabled or given to bob since the login read it is

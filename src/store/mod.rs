@@ -187,6 +187,14 @@ pub struct Token {
     pub secret: Secret,
 }
 
+/// What a login read of a token, which must still hold when it uses a code: an admin may
+/// have given the token away, or replaced it with another period, meanwhile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenAsRead<'a> {
+    pub owner: Option<&'a str>,
+    pub period: u32,
+}
+
 /// What [`Store::consume_totp_step_seen`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StepUse {
@@ -509,7 +517,8 @@ pub trait Store: Send + Sync + 'static {
         Err(StoreError::Unsupported("consume_totp_step_with_drift"))
     }
     /// `consume_totp_step_with_drift`, only if `last_step` is still `seen` (what the caller
-    /// read when it matched the code) and the token is still enabled and `owner`'s: a
+    /// read when it matched the code) and the token is still enabled, and as `read` (its
+    /// owner, and its period: steps of another period are other numbers): a
     /// login's use of its code. Two requests with one code may match different steps (a
     /// twin in the window, each request's now in another step); with `step > last_step`
     /// alone both could win, one after the other. When the step is not taken, the token's
@@ -518,12 +527,12 @@ pub trait Store: Send + Sync + 'static {
     async fn consume_totp_step_seen(
         &self,
         token_id: i64,
-        owner: Option<&str>,
+        read: TokenAsRead<'_>,
         seen: Option<i64>,
         step: i64,
         drift: i64,
     ) -> Result<StepUse, StoreError> {
-        let _ = (token_id, owner, seen, step, drift);
+        let _ = (token_id, read, seen, step, drift);
         Err(StoreError::Unsupported("consume_totp_step_seen"))
     }
     /// Moves a TOTP token's last used step BACK from `from` to `step`, with `drift`: for an

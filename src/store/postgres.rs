@@ -20,8 +20,8 @@ use sqlx::{Postgres, QueryBuilder, Row};
 use super::{
     AppPassword, AuditCount, AuditFilter, AuditGroup, AuditRecord, CancelledOob, ChallengeAttempt,
     NewToken, OobBegin, OobStatus, OobTransaction, PendingChallenge, RememberedLogin, Sealer,
-    SendLimit, StepUse, Store, StoreError, Token, TokenExtra, TokenFilter, TokenRecord,
-    TokensRemoved, UserProfile, UserSnapshot, UserStatus,
+    SendLimit, StepUse, Store, StoreError, Token, TokenAsRead, TokenExtra, TokenFilter,
+    TokenRecord, TokensRemoved, UserProfile, UserSnapshot, UserStatus,
 };
 
 use super::audit_sql::{self, Dialect};
@@ -276,12 +276,12 @@ impl Store for PgStore {
     async fn consume_totp_step_seen(
         &self,
         token_id: i64,
-        owner: Option<&str>,
+        read: TokenAsRead<'_>,
         seen: Option<i64>,
         step: i64,
         drift: i64,
     ) -> Result<StepUse, StoreError> {
-        self.consume_totp_step_seen_impl(token_id, owner, seen, step, drift)
+        self.consume_totp_step_seen_impl(token_id, read, seen, step, drift)
             .await
     }
 

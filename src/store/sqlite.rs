@@ -33,8 +33,8 @@ use super::sqlite_writer::{is_unique_violation as writer_unique_violation, sqlit
 use super::{
     AppPassword, AuditCount, AuditFilter, AuditGroup, AuditRecord, CancelledOob, ChallengeAttempt,
     NewToken, OobBegin, OobStatus, OobTransaction, PendingChallenge, RememberedLogin, Sealer,
-    SendLimit, StepUse, Store, StoreError, Token, TokenExtra, TokenFilter, TokenRecord,
-    TokensRemoved, UserProfile, UserSnapshot, UserStatus,
+    SendLimit, StepUse, Store, StoreError, Token, TokenAsRead, TokenExtra, TokenFilter,
+    TokenRecord, TokensRemoved, UserProfile, UserSnapshot, UserStatus,
 };
 
 /// The schema's migrations. A file migrated by a newer release is not refused
@@ -429,12 +429,12 @@ impl Store for SqliteStore {
     async fn consume_totp_step_seen(
         &self,
         token_id: i64,
-        owner: Option<&str>,
+        read: TokenAsRead<'_>,
         seen: Option<i64>,
         step: i64,
         drift: i64,
     ) -> Result<StepUse, StoreError> {
-        self.consume_totp_step_seen_impl(token_id, owner, seen, step, drift)
+        self.consume_totp_step_seen_impl(token_id, read, seen, step, drift)
             .await
     }
 

@@ -8,7 +8,9 @@ use super::columns::{kept_on_replace, Kept};
 use super::sqlite::{counter_to_sql, is_unique_violation, kind_str, now_unix};
 use super::sqlite_reads::Seed::MayFail;
 use super::sqlite_writer::sqlite_err;
-use super::{NewToken, SqliteStore, StepUse, StoreError, TokenExtra, TokenFilter, TokenRecord};
+use super::{
+    NewToken, SqliteStore, StepUse, StoreError, TokenAsRead, TokenExtra, TokenFilter, TokenRecord,
+};
 use rusqlite::OptionalExtension;
 
 impl SqliteStore {
@@ -210,12 +212,13 @@ impl SqliteStore {
     pub(super) async fn consume_totp_step_seen_impl(
         &self,
         token_id: i64,
-        owner: Option<&str>,
+        read: TokenAsRead<'_>,
         seen: Option<i64>,
         step: i64,
         drift: i64,
     ) -> Result<StepUse, StoreError> {
-        let owner = owner.map(str::to_string);
+        let owner = read.owner.map(str::to_string);
+        let period = i64::from(read.period);
         self.writer
             .write(move |c| {
                 // `IS`: equal, NULL included.
@@ -223,10 +226,12 @@ impl SqliteStore {
                     .prepare_cached(
                         "UPDATE tokens SET last_step = ?1, drift = ?3 \
                          WHERE id = ?2 AND last_step IS ?4 AND (?4 IS NULL OR ?4 < ?1) \
-                         AND enabled = 1 AND user IS ?5",
+                         AND enabled = 1 AND user IS ?5 AND period = ?6",
                     )
                     .and_then(|mut st| {
-                        st.execute(rusqlite::params![step, token_id, drift, seen, owner])
+                        st.execute(rusqlite::params![
+                            step, token_id, drift, seen, owner, period
+                        ])
                     })
                     .map_err(sqlite_err)?;
                 if changed == 1 {
@@ -237,10 +242,10 @@ impl SqliteStore {
                 let now = c
                     .prepare_cached(
                         "SELECT last_step, drift FROM tokens \
-                         WHERE id = ?1 AND enabled = 1 AND user IS ?2",
+                         WHERE id = ?1 AND enabled = 1 AND user IS ?2 AND period = ?3",
                     )
                     .and_then(|mut st| {
-                        st.query_row(rusqlite::params![token_id, owner], |r| {
+                        st.query_row(rusqlite::params![token_id, owner, period], |r| {
                             Ok((r.get::<_, Option<i64>>(0)?, r.get::<_, i64>(1)?))
                         })
                         .optional()

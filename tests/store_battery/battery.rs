@@ -15,7 +15,8 @@ use radmfa::store::durability;
 use radmfa::store::{
     AuditFilter, AuditGroup, AuditRecord, CancelledOob, ChallengeAttempt, NewToken, OobBegin,
     OobKind, OobStatus, OobTransaction, OtpAlgorithm, PendingChallenge, RememberedLogin, SendLimit,
-    StepUse, Store, StoreError, TokenExtra, TokenFilter, TokenKind, UserProfile, UserStatus,
+    StepUse, Store, StoreError, TokenAsRead, TokenExtra, TokenFilter, TokenKind, UserProfile,
+    UserStatus,
 };
 use tokio::sync::Barrier;
 
@@ -1763,17 +1764,18 @@ pub async fn totp_step_is_used_only_from_the_step_seen(store: &dyn Store) {
         .unwrap();
     let step = T / 30;
     let alice = Some("alice");
+    let read = |owner| TokenAsRead { owner, period: 30 };
     let taken = |u: StepUse| u == StepUse::Taken;
     assert!(taken(
         store
-            .consume_totp_step_seen(id, alice, None, step, 2)
+            .consume_totp_step_seen(id, read(alice), None, step, 2)
             .await
             .unwrap()
     ));
     // The loser is told where the token is now, to judge its code again.
     assert_eq!(
         store
-            .consume_totp_step_seen(id, alice, None, step + 1, 3)
+            .consume_totp_step_seen(id, read(alice), None, step + 1, 3)
             .await
             .unwrap(),
         StepUse::Moved {
@@ -1784,7 +1786,7 @@ pub async fn totp_step_is_used_only_from_the_step_seen(store: &dyn Store) {
     );
     assert!(!taken(
         store
-            .consume_totp_step_seen(id, alice, Some(step), step, 3)
+            .consume_totp_step_seen(id, read(alice), Some(step), step, 3)
             .await
             .unwrap()
     ));
@@ -1793,7 +1795,24 @@ pub async fn totp_step_is_used_only_from_the_step_seen(store: &dyn Store) {
     // Not the owner's any more, or disabled: gone for this login, and nothing written.
     assert_eq!(
         store
-            .consume_totp_step_seen(id, Some("bob"), Some(step), step + 1, 0)
+            .consume_totp_step_seen(id, read(Some("bob")), Some(step), step + 1, 0)
+            .await
+            .unwrap(),
+        StepUse::Gone
+    );
+    // Read with another period (the token replaced meanwhile): gone for this login.
+    assert_eq!(
+        store
+            .consume_totp_step_seen(
+                id,
+                TokenAsRead {
+                    owner: alice,
+                    period: 60
+                },
+                Some(step),
+                step + 1,
+                0
+            )
             .await
             .unwrap(),
         StepUse::Gone
@@ -1801,7 +1820,7 @@ pub async fn totp_step_is_used_only_from_the_step_seen(store: &dyn Store) {
     assert!(store.set_token_enabled("T1", false).await.unwrap());
     assert_eq!(
         store
-            .consume_totp_step_seen(id, alice, Some(step), step + 1, 0)
+            .consume_totp_step_seen(id, read(alice), Some(step), step + 1, 0)
             .await
             .unwrap(),
         StepUse::Gone
@@ -1809,7 +1828,7 @@ pub async fn totp_step_is_used_only_from_the_step_seen(store: &dyn Store) {
     assert!(store.set_token_enabled("T1", true).await.unwrap());
     assert!(taken(
         store
-            .consume_totp_step_seen(id, alice, Some(step), step + 1, -1)
+            .consume_totp_step_seen(id, read(alice), Some(step), step + 1, -1)
             .await
             .unwrap()
     ));

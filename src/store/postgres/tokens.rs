@@ -10,8 +10,8 @@ use super::to_u32;
 use super::{counter_to_sql, is_unique_violation, kind_str, now_unix, to_u64, PgStore};
 use crate::store::columns::{kept_on_replace, Kept};
 use crate::store::{
-    NewToken, StepUse, StoreError, TokenExtra, TokenFilter, TokenRecord, UserProfile, UserSnapshot,
-    UserStatus,
+    NewToken, StepUse, StoreError, TokenAsRead, TokenExtra, TokenFilter, TokenRecord, UserProfile,
+    UserSnapshot, UserStatus,
 };
 
 const RECORD_COLUMNS: &str = "id, serial, username, kind, algorithm, digits, period, counter, \
@@ -299,23 +299,25 @@ impl PgStore {
     pub(super) async fn consume_totp_step_seen_impl(
         &self,
         token_id: i64,
-        owner: Option<&str>,
+        read: TokenAsRead<'_>,
         seen: Option<i64>,
         step: i64,
         drift: i64,
     ) -> Result<StepUse, StoreError> {
+        let (owner, period) = (read.owner, i64::from(read.period));
         let mut w = self.writer().await?;
         let r = sqlx::query(
             "UPDATE tokens SET last_step = $1, drift = $3 \
              WHERE id = $2 AND last_step IS NOT DISTINCT FROM $4 \
              AND ($4::BIGINT IS NULL OR $4 < $1) \
-             AND enabled AND username IS NOT DISTINCT FROM $5",
+             AND enabled AND username IS NOT DISTINCT FROM $5 AND period = $6",
         )
         .bind(step)
         .bind(token_id)
         .bind(drift)
         .bind(seen)
         .bind(owner)
+        .bind(period)
         .execute(w.conn())
         .await;
         if w.done(r)?.rows_affected() == 1 {
@@ -325,10 +327,11 @@ impl PgStore {
         // on a pool of one, and the update above already waited for the winner's commit.
         let r = sqlx::query_as::<_, (Option<i64>, i64)>(
             "SELECT last_step, drift FROM tokens \
-             WHERE id = $1 AND enabled AND username IS NOT DISTINCT FROM $2",
+             WHERE id = $1 AND enabled AND username IS NOT DISTINCT FROM $2 AND period = $3",
         )
         .bind(token_id)
         .bind(owner)
+        .bind(period)
         .fetch_optional(w.conn())
         .await;
         Ok(match w.done(r)? {
