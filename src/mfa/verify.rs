@@ -19,6 +19,9 @@ pub enum TokenCheck {
     },
     /// The code matched but was used already (or a racing request consumed it first).
     Replayed,
+    /// TOTP: the token was disabled, deleted, given to someone else or replaced with
+    /// another period since the login read it.
+    Withdrawn,
     /// HOTP self-service: the code lies beyond the window; remembered, waiting for the next.
     ResyncPending,
     /// The token is outside its validity period.
@@ -132,7 +135,7 @@ async fn verify_totp(
             }
             // Disabled, deleted, given to someone else or replaced with another period
             // meanwhile: not the token this login read.
-            StepUse::Gone => return Ok(TokenCheck::Replayed),
+            StepUse::Gone => return Ok(TokenCheck::Withdrawn),
         }
     }
     Ok(TokenCheck::Replayed)
@@ -461,7 +464,7 @@ mod tests {
             let later = verify_token(&store, &o, &rec, &c(step + 1), now)
                 .await
                 .unwrap();
-            assert_eq!(later, TokenCheck::Replayed, "{change}, raced {raced}");
+            assert_eq!(later, TokenCheck::Withdrawn, "{change}, raced {raced}");
             let left = store.token_record("T").await.unwrap();
             assert!(
                 left.is_none_or(|r| r.token.last_step == first_step),
@@ -507,7 +510,7 @@ mod tests {
             .unwrap();
         let converted = record(&store).await.token.last_step;
         let got = verify_token(&store, &o, &rec, &c(step), now).await.unwrap();
-        assert_eq!(got, TokenCheck::Replayed);
+        assert_eq!(got, TokenCheck::Withdrawn);
         assert_eq!(record(&store).await.token.last_step, converted);
     }
 

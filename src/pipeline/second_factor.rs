@@ -174,6 +174,12 @@ pub async fn check_code(
                     reason = REPLAYED;
                     break;
                 }
+                // An admin's change, not a guess: refused, uncounted, and said so in the
+                // audit (not "code already used", which would send the admin after a replay).
+                TokenCheck::Withdrawn => {
+                    reason = WITHDRAWN;
+                    break;
+                }
                 TokenCheck::ResyncPending => {
                     resync = true;
                     reason =
@@ -192,7 +198,7 @@ pub async fn check_code(
     // the reply is the same refusal. Counted, a VPN client reconnecting with the field it
     // kept (or a NAS failing over to another node with a login already accepted) would
     // lock its own user out.
-    let locked = if reason == REPLAYED {
+    let locked = if reason == REPLAYED || reason == WITHDRAWN {
         false
     } else {
         let elsewhere = failures_under_other_names(app, user, other_names).await?;
@@ -211,6 +217,10 @@ pub async fn check_code(
 
 /// Why a code that matched was refused: its step (or counter) was used already.
 const REPLAYED: &str = "code already used";
+
+/// Why a code was refused whose token an admin disabled, deleted, reassigned or replaced
+/// while the login was on its way.
+const WITHDRAWN: &str = "token disabled, reassigned or replaced during the login";
 
 /// The turn of the whole directory entry (`user` and its `other_names`): answers under its
 /// names are checked one after another, as one name's are, so none of them is checked
