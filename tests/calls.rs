@@ -824,9 +824,9 @@ fn pressed_after_the_login_failed(srv: &Server, standin: &Standin) {
     );
 }
 
-/// A held login whose call goes out but whose store then refuses the call's reference.
-#[test]
-fn an_approval_after_a_held_login_failed_is_not_announced_as_one() {
+/// radmfa holding calls that the stand-in leaves silent, with a store that refuses every
+/// call's reference: a held login fails after its call went out.
+fn held_calls_whose_reference_is_refused() -> (common::slapd::Slapd, Standin, Server) {
     let slapd = directory();
     let standin = Standin::start();
     standin.script(DIRECTORY_MOBILE, Script::Silent);
@@ -836,6 +836,13 @@ fn an_approval_after_a_held_login_failed_is_not_announced_as_one() {
         "CREATE TRIGGER refuse_ref BEFORE UPDATE OF provider_ref ON oob_transactions \
          BEGIN SELECT RAISE(ABORT, 'call references refused by the test'); END",
     );
+    (slapd, standin, srv)
+}
+
+/// A held login whose call goes out but whose store then refuses the call's reference.
+#[test]
+fn an_approval_after_a_held_login_failed_is_not_announced_as_one() {
+    let (_slapd, standin, srv) = held_calls_whose_reference_is_refused();
     let (r, _) = held_login(&srv, "25");
     assert_eq!(code_of(&r), "Access-Reject", "{r}\n{}", srv.log());
     assert_eq!(standin.calls().len(), 1);
@@ -847,15 +854,7 @@ fn an_approval_after_a_held_login_failed_is_not_announced_as_one() {
 /// pressed on it cannot be heard as an approval (the callee is gone).
 #[test]
 fn a_call_the_store_cannot_close_after_its_login_failed_is_hung_up() {
-    let slapd = directory();
-    let standin = Standin::start();
-    standin.script(DIRECTORY_MOBILE, Script::Silent);
-    let srv = start(&slapd, &standin, "", "", &hold_client(20));
-    sqlite(
-        &srv,
-        "CREATE TRIGGER refuse_ref BEFORE UPDATE OF provider_ref ON oob_transactions \
-         BEGIN SELECT RAISE(ABORT, 'call references refused by the test'); END",
-    );
+    let (_slapd, standin, srv) = held_calls_whose_reference_is_refused();
     sqlite(
         &srv,
         "CREATE TRIGGER refuse_close BEFORE UPDATE OF status ON oob_transactions \
