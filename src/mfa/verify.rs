@@ -90,7 +90,8 @@ async fn verify_totp(
     code: &str,
     now: i64,
 ) -> Result<TokenCheck, StoreError> {
-    let mut t = rec.token.clone();
+    // Copied (seed and all) only if a race makes it read again: not on every login.
+    let mut t = std::borrow::Cow::Borrowed(&rec.token);
     let mut drift = rec.extra.drift;
     for _ in 0..=TOTP_RACE_RETRIES {
         let Some(step) = otp::match_totp_with_drift(&t, code, now, opts.totp_window, drift) else {
@@ -130,7 +131,7 @@ async fn verify_totp(
                 last_step,
                 drift: now_drift,
             } => {
-                t.last_step = last_step;
+                t.to_mut().last_step = last_step;
                 drift = now_drift;
             }
             // Disabled, deleted, given to someone else or replaced with another period
