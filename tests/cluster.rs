@@ -974,6 +974,34 @@ fn sqlite_deployment_moved_to_postgres_keeps_phones_blocks_bypasses_app_password
     let app_pw = app_pw.trim();
     let r = on(&single, "127.0.0.3", "alice", app_pw, None);
     assert_eq!(code_of(&r), "Access-Accept", "{r}");
+    // And a newer one deleted before the move: its id must not be given out after it.
+    cli_ok(&single, &["user", "app-password", "add", "alice"]);
+    let ids = |config: &Path, user: &str| -> Vec<i64> {
+        let out = std::process::Command::new(common::radmfa::bin())
+            .arg("--config")
+            .arg(config)
+            .args(["user", "app-password", "list", user, "--json"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        list.as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["id"].as_i64().unwrap())
+            .collect()
+    };
+    let deleted = ids(&single.config, "alice")[1];
+    cli_ok(
+        &single,
+        &[
+            "user",
+            "app-password",
+            "delete",
+            "alice",
+            &deleted.to_string(),
+        ],
+    );
     // Her SMS code, sent by the SQLite node, still waiting to be typed.
     let sms_prompt = on(&single, "127.0.0.2", "alice", ALICE_PW, None);
     assert_eq!(code_of(&sms_prompt), "Access-Challenge", "{sms_prompt}");
@@ -1105,6 +1133,13 @@ fn sqlite_deployment_moved_to_postgres_keeps_phones_blocks_bypasses_app_password
             assert_eq!(&show(&node.config, view), was, "{view:?}");
         }
     }
+    // New ids continue after every id SQLite gave out, the deleted newest one included.
+    cli_ok(&nodes.a, &["user", "app-password", "add", "bob"]);
+    let new = ids(&nodes.a.config, "bob");
+    assert!(
+        new.len() == 1 && new[0] > deleted,
+        "{new:?} after {deleted}"
+    );
     // The SMS code sent before the move finishes the login on node A.
     let r = on(
         &nodes.a,

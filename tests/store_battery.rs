@@ -94,6 +94,7 @@ store_battery! {
         seed_round_trips,
         delete_user_tokens_counts,
         token_ids_are_not_reused,
+        app_password_ids_are_not_reused,
         totp_step_consumed_once,
         hotp_compare_and_set,
         user_status_and_list_users,

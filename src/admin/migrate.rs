@@ -247,7 +247,7 @@ pub async fn store(cfg: &Config, cmd: StoreCommand) -> anyhow::Result<ExitCode> 
         copied.push((table.pg, n));
     }
     tables::refuse_unknown_data(&mut snapshot).await?;
-    tables::move_sequences(&mut tx).await?;
+    tables::move_sequences(&mut snapshot, &mut tx).await?;
     if args.dry_run {
         tx.rollback().await?;
     } else {
@@ -683,13 +683,24 @@ mod tables {
         Ok(())
     }
 
-    /// New ids continue after the copied ones.
-    pub async fn move_sequences(dest: &mut Dest) -> anyhow::Result<()> {
+    /// New ids continue after the copied ones, and after every id SQLite gave out: the
+    /// rows deleted before the move (the newest token or app password) keep their ids
+    /// used, as SQLite's AUTOINCREMENT kept them, so the audit's `app-password-N` and a
+    /// login's token id name one thing each.
+    pub async fn move_sequences(src: &mut Snapshot, dest: &mut Dest) -> anyhow::Result<()> {
         for t in IDENTITIES {
+            // `sqlite_sequence` exists once any AUTOINCREMENT table does (the audit's, from
+            // the first schema on); a table not yet rebuilt with it has no row there.
+            let given_out: Option<i64> =
+                sqlx::query_scalar("SELECT seq FROM sqlite_sequence WHERE name = ?1")
+                    .bind(t)
+                    .fetch_optional(&mut **src)
+                    .await?;
             sqlx::query(&format!(
                 "SELECT setval(pg_get_serial_sequence('{t}', 'id'), \
-                 COALESCE(MAX(id), 0) + 1, false) FROM {t}"
+                 GREATEST(COALESCE(MAX(id), 0), $1) + 1, false) FROM {t}"
             ))
+            .bind(given_out.unwrap_or(0))
             .execute(&mut **dest)
             .await?;
         }

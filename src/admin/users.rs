@@ -561,8 +561,8 @@ async fn enroll_verified(
 }
 
 async fn list(store: &dyn Store, json: bool) -> anyhow::Result<ExitCode> {
-    let users = store.list_users().await?;
     let now = SystemClock.now();
+    let users = store.list_users(now).await?;
     if json {
         let rows: Vec<_> = users
             .iter()

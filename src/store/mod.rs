@@ -584,7 +584,10 @@ pub trait Store: Send + Sync + 'static {
     // --- users: lockout ---
     /// Known users: everyone who holds a token or has second-factor state (a lockout
     /// record, a profile: phone, method, block, bypass; an app password; a remembered login).
-    async fn list_users(&self) -> Result<Vec<UserStatus>, StoreError>;
+    /// Users the store holds anything of; a lock, a bypass or a remembered login counts
+    /// while it lasts at `now` (the node's clock, as logins judge them: not the database
+    /// host's).
+    async fn list_users(&self, now: i64) -> Result<Vec<UserStatus>, StoreError>;
     async fn user_status(&self, user: &str) -> Result<UserStatus, StoreError>;
     /// Atomically adds one consecutive failure; if that reaches `threshold`, locks the user
     /// until `now + lock_secs` and resets the count. Returns (failures, newly_locked_until).

@@ -312,7 +312,7 @@ impl Store for PgStore {
 
     // --- users: lockout ---
 
-    async fn list_users(&self) -> Result<Vec<UserStatus>, StoreError> {
+    async fn list_users(&self, now: i64) -> Result<Vec<UserStatus>, StoreError> {
         let rows = sqlx::query(
             "SELECT u.username AS username, \
                     COALESCE(s.failures, 0) AS failures, \
@@ -320,15 +320,16 @@ impl Store for PgStore {
                     (SELECT COUNT(*) FROM tokens t WHERE t.username = u.username) AS token_count \
              FROM (SELECT username FROM tokens WHERE username IS NOT NULL \
                    UNION SELECT username FROM user_state \
-                         WHERE failures > 0 OR locked_until > EXTRACT(EPOCH FROM now()) \
+                         WHERE failures > 0 OR locked_until > $1 \
                    UNION SELECT username FROM user_profile \
                          WHERE phone IS NOT NULL OR method IS NOT NULL \
-                            OR blocked_at IS NOT NULL OR bypass_until > EXTRACT(EPOCH FROM now()) \
+                            OR blocked_at IS NOT NULL OR bypass_until > $1 \
                    UNION SELECT username FROM app_passwords \
-                   UNION SELECT username FROM remembered_logins WHERE expires_at > EXTRACT(EPOCH FROM now())) AS u \
+                   UNION SELECT username FROM remembered_logins WHERE expires_at > $1) AS u \
              LEFT JOIN user_state s ON s.username = u.username \
-             ORDER BY u.username",
+             ORDER BY u.username COLLATE \"C\"",
         )
+        .bind(now)
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(user_status_from_row).collect()

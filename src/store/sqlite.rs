@@ -465,7 +465,7 @@ impl Store for SqliteStore {
 
     // --- users: lockout ---
 
-    async fn list_users(&self) -> Result<Vec<UserStatus>, StoreError> {
+    async fn list_users(&self, now: i64) -> Result<Vec<UserStatus>, StoreError> {
         let rows = sqlx::query(
             "SELECT u.user AS user, \
                     COALESCE(s.failures, 0) AS failures, \
@@ -473,15 +473,16 @@ impl Store for SqliteStore {
                     (SELECT COUNT(*) FROM tokens t WHERE t.user = u.user) AS token_count \
              FROM (SELECT user FROM tokens WHERE user IS NOT NULL \
                    UNION SELECT user FROM user_state \
-                         WHERE failures > 0 OR locked_until > unixepoch() \
+                         WHERE failures > 0 OR locked_until > ?1 \
                    UNION SELECT user FROM user_profile \
                          WHERE phone IS NOT NULL OR method IS NOT NULL \
-                            OR blocked_at IS NOT NULL OR bypass_until > unixepoch() \
+                            OR blocked_at IS NOT NULL OR bypass_until > ?1 \
                    UNION SELECT user FROM app_passwords \
-                   UNION SELECT user FROM remembered_logins WHERE expires_at > unixepoch()) AS u \
+                   UNION SELECT user FROM remembered_logins WHERE expires_at > ?1) AS u \
              LEFT JOIN user_state s ON s.user = u.user \
              ORDER BY u.user",
         )
+        .bind(now)
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(user_status_from_row).collect()

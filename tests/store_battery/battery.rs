@@ -36,6 +36,7 @@ where
     seed_round_trips(&*make().await).await;
     delete_user_tokens_counts(&*make().await).await;
     token_ids_are_not_reused(&*make().await).await;
+    app_password_ids_are_not_reused(&*make().await).await;
     totp_step_consumed_once(&*make().await).await;
     race_totp_step(make().await).await;
     hotp_compare_and_set(&*make().await).await;
@@ -367,6 +368,29 @@ pub async fn token_ids_are_not_reused(store: &dyn Store) {
     );
 }
 
+/// A deleted app password's id is never given to another: the audit names an app
+/// password's logins `app-password-N`, and an admin deletes one by its id. SQLite gave the
+/// newest row's id out again until migration 12.
+pub async fn app_password_ids_are_not_reused(store: &dyn Store) {
+    let old = store
+        .add_app_password("alice", Some("stolen laptop"), "$argon2id$one", T)
+        .await
+        .unwrap();
+    assert_eq!(store.delete_app_passwords("alice").await.unwrap(), 1);
+    let new = store
+        .add_app_password("bob", None, "$argon2id$two", T + 1)
+        .await
+        .unwrap();
+    assert_ne!(
+        old, new,
+        "the deleted app password's id was given out again"
+    );
+    assert!(
+        !store.delete_app_password("bob", old).await.unwrap(),
+        "bob's new password went by the deleted one's id"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // replay protection
 
@@ -501,7 +525,7 @@ pub async fn race_hotp_counter(store: Arc<dyn Store>) {
 // users and lockout
 
 pub async fn user_status_and_list_users(store: &dyn Store) {
-    assert!(store.list_users().await.unwrap().is_empty());
+    assert!(store.list_users(T).await.unwrap().is_empty());
     assert_eq!(
         store.user_status("nobody").await.unwrap(),
         UserStatus {
@@ -529,7 +553,7 @@ pub async fn user_status_and_list_users(store: &dyn Store) {
     store.record_failure("carol", 5, T, 300).await.unwrap();
     store.record_failure("alice", 5, T, 300).await.unwrap();
 
-    let mut users = store.list_users().await.unwrap();
+    let mut users = store.list_users(T).await.unwrap();
     users.sort_by(|a, b| a.user.cmp(&b.user));
     assert_eq!(
         users,
@@ -568,14 +592,18 @@ pub async fn user_status_and_list_users(store: &dyn Store) {
         store.user_status("dave").await.unwrap().locked_until,
         Some(T + 300)
     );
-    let users: Vec<String> = store
-        .list_users()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|u| u.user)
-        .collect();
-    assert_eq!(users, ["alice", "bob"]);
+    // By the caller's clock, not the database host's: dave is locked at T, not after.
+    let listed = |now: i64| async move {
+        store
+            .list_users(now)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|u| u.user)
+            .collect::<Vec<String>>()
+    };
+    assert_eq!(listed(T).await, ["alice", "bob", "dave"]);
+    assert_eq!(listed(T + 301).await, ["alice", "bob"]);
 }
 
 pub async fn lockout_threshold_lock_time_and_unlock(store: &dyn Store) {
@@ -1360,7 +1388,7 @@ pub async fn delete_user_removes_everything_of_that_user(store: &dyn Store) {
     );
     assert_eq!(store.challenge(b"sa", T).await.unwrap(), None);
     assert!(store
-        .list_users()
+        .list_users(T)
         .await
         .unwrap()
         .iter()
@@ -2109,7 +2137,7 @@ pub async fn app_passwords_add_list_delete(store: &dyn Store) {
     // with nothing left in it (a bypass long expired) does not make one.
     store.set_bypass("zed", Some(1)).await.unwrap();
     let users: Vec<String> = store
-        .list_users()
+        .list_users(T)
         .await
         .unwrap()
         .into_iter()

@@ -229,6 +229,69 @@ async fn the_store_keeps_read_committed_whatever_the_database_default() {
     consume_and_count_once(&nodes_on(&url, 2, &super::test_sealer()).await).await;
 }
 
+/// Lists come in SQLite's order (bytewise) whatever the database's collation: a database
+/// made with the distribution's default (`en_US.UTF-8`, here ICU's `en`) sorts case and
+/// punctuation away, so `token list` and `user list` would read differently after a move to
+/// PostgreSQL, and a user's tokens would be tried in another order at login.
+#[tokio::test]
+async fn lists_are_in_bytewise_order_whatever_the_database_collation() {
+    let cluster = PgCluster::shared();
+    let db = PgCluster::database_of(&cluster.fresh_database()) + "_icu";
+    cluster.psql(
+        "postgres",
+        &format!(
+            "CREATE DATABASE {db} TEMPLATE template0 LOCALE 'C' \
+             LOCALE_PROVIDER icu ICU_LOCALE 'en'"
+        ),
+    );
+    // Not vacuous: this database itself sorts the other way.
+    assert_eq!(
+        cluster.psql(
+            &db,
+            "SELECT string_agg(s, ',' ORDER BY s) FROM unnest(ARRAY['A-2','A1','C1','b1']) s"
+        ),
+        "A-2,A1,b1,C1"
+    );
+    let store = &nodes_on(&cluster.url_for(&db), 1, &super::test_sealer()).await[0];
+    let bytewise = ["A-2", "A1", "C1", "b1"];
+    for serial in ["b1", "C1", "A1", "A-2"] {
+        store
+            .add_token(battery::totp(serial, Some("alice"), serial.as_bytes()))
+            .await
+            .unwrap();
+    }
+    let listed: Vec<String> = store
+        .list_tokens(&radmfa::store::TokenFilter {
+            user: Some("alice".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.token.serial)
+        .collect();
+    assert_eq!(listed, bytewise);
+    let snapshot = store.user_snapshot("alice").await.unwrap();
+    let tried: Vec<&str> = snapshot
+        .tokens
+        .iter()
+        .map(|r| r.token.serial.as_str())
+        .collect();
+    assert_eq!(tried, bytewise);
+    for user in ["b1", "C1", "A1", "A-2"] {
+        store.record_failure(user, 5, T, 300).await.unwrap();
+    }
+    let users: Vec<String> = store
+        .list_users(T)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| u.user)
+        .filter(|u| u != "alice")
+        .collect();
+    assert_eq!(users, bytewise);
+}
+
 /// The store's connections commit durably whatever the database's default: the test
 /// cluster itself runs with synchronous_commit off (speed), and a DBA may set it off for
 /// the database too. A reply waits for its commit; with it off, a used step or State

@@ -83,7 +83,7 @@ impl PgStore {
         let mut rd = self.reader().await?;
         let rows = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM remembered_logins WHERE username = $1 AND expires_at > $2 \
-             ORDER BY expires_at, nas, station"
+             ORDER BY expires_at, nas COLLATE \"C\", station COLLATE \"C\""
         ))
         .bind(user)
         .bind(now)

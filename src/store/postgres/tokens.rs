@@ -38,7 +38,7 @@ impl PgStore {
              LEFT JOIN user_state s ON s.username = u.name \
              LEFT JOIN user_profile p ON p.username = u.name \
              LEFT JOIN tokens t ON t.username = u.name \
-             ORDER BY t.serial",
+             ORDER BY t.serial COLLATE \"C\"",
             token_columns.join(", ")
         ))
         .bind(user)
@@ -209,7 +209,7 @@ impl PgStore {
         if filter.unassigned {
             q.push(" AND username IS NULL");
         }
-        q.push(" ORDER BY serial");
+        q.push(" ORDER BY serial COLLATE \"C\"");
         let rows = q.build().fetch_all(&self.pool).await?;
         rows.iter().map(|r| self.record_from_row(r, true)).collect()
     }
