@@ -211,12 +211,11 @@ pub struct AuditArgs {
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let load =
-        || Config::load(&cli.config).with_context(|| format!("config {}", cli.config.display()));
+    let load = || Config::load(&cli.config).map_err(|e| e.in_file(&cli.config));
     match cli.command {
         Command::Config(ConfigCommand::Check(args)) => {
-            let (cfg, text) = Config::load_with_text(&cli.config)
-                .with_context(|| format!("config {}", cli.config.display()))?;
+            let (cfg, text) =
+                Config::load_with_text(&cli.config).map_err(|e| e.in_file(&cli.config))?;
             // What `serve` builds from the files before it listens: a file that exists but
             // cannot be used (a key file without a key, a CA file without certificates)
             // fails the check now, not the next restart.
@@ -255,8 +254,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve => {
-            let (cfg, text) = Config::load_with_text(&cli.config)
-                .with_context(|| format!("config {}", cli.config.display()))?;
+            let (cfg, text) =
+                Config::load_with_text(&cli.config).map_err(|e| e.in_file(&cli.config))?;
             crate::telemetry::init(cfg.server.log_format, &cfg.server.log_level);
             admin::serve::serve(cfg, &text, &cli.config).await?;
             Ok(ExitCode::SUCCESS)

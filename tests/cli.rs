@@ -680,6 +680,37 @@ fn config_check_reports_valid_and_invalid_files() {
     );
 }
 
+/// Every kind of config error names the file once and says its cause once: a missing
+/// file, an unknown key, a value out of bounds, a file every account may change.
+#[test]
+fn config_errors_name_the_file_and_the_cause_once() {
+    use std::os::unix::fs::PermissionsExt;
+    let (d, cfg) = setup();
+    let once = |err: &str, what: &str, path: &Path| {
+        let path = path.display().to_string();
+        assert_eq!(err.matches(&path).count(), 1, "{path} once: {err}");
+        assert_eq!(err.matches(what).count(), 1, "{what:?} once: {err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+    };
+    let missing = d.path().join("missing.toml");
+    let (ok, _, err) = run(&missing, &["user", "list"]);
+    assert!(!ok);
+    once(&err, "No such file or directory", &missing);
+    let bad = d.path().join("bad.toml");
+    std::fs::write(&bad, "[server]\nmax_inflight = 3\n").unwrap();
+    let (ok, _, err) = run(&bad, &["config", "check"]);
+    assert!(!ok);
+    once(&err, "server.max_inflight", &bad);
+    std::fs::write(&bad, "[server]\nmax_in_flight = 0\n").unwrap();
+    let (ok, _, err) = run(&bad, &["config", "check"]);
+    assert!(!ok);
+    once(&err, "server.max_in_flight: must be between", &bad);
+    std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let (ok, _, err) = run(&cfg, &["user", "list"]);
+    assert!(!ok);
+    once(&err, "can be changed by every account", &cfg);
+}
+
 /// `config check` lists what each NAS gets and warns about every setting that lets a login
 /// in on less than both factors; the sample configs, installed as the README says (mode
 /// 0640), draw no warning, and the PostgreSQL URL (it holds the password) is never

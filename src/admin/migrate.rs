@@ -315,7 +315,7 @@ fn destination(args: &MigrateArgs) -> anyhow::Result<PgSettings> {
             Ok(PgSettings::new(url.clone()))
         }
         (None, Some(file)) => {
-            let cfg = Config::load(file).with_context(|| format!("config {}", file.display()))?;
+            let cfg = Config::load(file).map_err(|e| e.in_file(file))?;
             match cfg.store {
                 StoreConfig::Postgres { settings, .. } => Ok(settings),
                 StoreConfig::Sqlite { .. } => bail!(

@@ -28,11 +28,10 @@ use crate::store::OtpAlgorithm;
 /// A configuration problem, always naming the key (`client[1].secret`) and what is wrong.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    // Not `source`: the message already says it, and a chain printed with `{:#}` would
+    // say it again ("No such file or directory (os error 2): No such file or ...").
+    #[error("{path}: {error}")]
+    Read { path: String, error: std::io::Error },
     #[error("{path}: {message}")]
     Parse { path: String, message: String },
     #[error("{key}: {problem}")]
@@ -40,6 +39,18 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
+    /// The error as a command reports it, naming the file once: a read or parse error
+    /// names it already, a value's problem (`server.max_in_flight: ...`) does not.
+    pub fn in_file(self, path: &Path) -> anyhow::Error {
+        let named = path.display().to_string();
+        match self {
+            ConfigError::Invalid { ref key, .. } if *key != named => {
+                anyhow::Error::new(self).context(format!("config {named}"))
+            }
+            other => anyhow::Error::new(other).context("config"),
+        }
+    }
+
     pub fn invalid(key: impl Into<String>, problem: impl Into<String>) -> Self {
         ConfigError::Invalid {
             key: key.into(),
@@ -315,9 +326,9 @@ impl Config {
     /// [`Config::load`], and the text it was parsed from: `serve` compares a reload's
     /// sections with these, which a second read could find already changed.
     pub fn load_with_text(path: &Path) -> Result<(Config, String), ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             path: path.display().to_string(),
-            source,
+            error,
         })?;
         validate::not_writable_by_everyone(&path.display().to_string(), path)?;
         Ok((Self::parse(&text, path)?, text))

@@ -517,13 +517,15 @@ fn mode_with(path: &Path, bits: u32) -> Option<u32> {
 #[cfg(unix)]
 pub(crate) fn not_writable_by_everyone(key: &str, path: &Path) -> Result<(), ConfigError> {
     if let Some(mode) = mode_with(path, 0o002) {
+        // The config file is its own key: named once, not twice.
+        let named = path.display().to_string();
+        let what = if named == key { "it" } else { &named };
         return Err(ConfigError::invalid(
             key,
             format!(
-                "{} can be changed by every account on this host (mode {mode:o}), so any of \
-                 them could decide whom radmfa trusts; `chmod o-w` it (0640, owner root, group \
-                 radmfa; 0644 for a CA file)",
-                path.display()
+                "{what} can be changed by every account on this host (mode {mode:o}), so any \
+                 of them could decide whom radmfa trusts; `chmod o-w` it (0640, owner root, \
+                 group radmfa; 0644 for a CA file)"
             ),
         ));
     }
