@@ -371,8 +371,9 @@ pub async fn count_failure_after(
             mode: "lockout".into(),
             result: "lock".into(),
             reason: Some(format!(
-                "{} consecutive {what}{under_others}; second factor locked until {until}",
-                lock.threshold
+                "{} consecutive {what}{under_others}; second factor locked until {}",
+                lock.threshold,
+                crate::clock::fmt_time(until)
             )),
             server_name: config.server.name.clone(),
             nas_name: Some(nas.to_string()),
