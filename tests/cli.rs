@@ -1922,6 +1922,51 @@ fn break_seed(dir: &Path, serial: &str) {
     .unwrap();
 }
 
+/// A serial changed by hand in SQL makes its token BROKEN (the serial is sealed with the
+/// seed). Importing the vendor's file again brings the old serial back beside it, which
+/// does not repair it: the import says the owner still holds a BROKEN token that refuses
+/// every login of theirs, and how to be rid of it.
+#[test]
+fn an_import_beside_a_broken_token_of_its_owner_warns() {
+    let (d, cfg) = setup();
+    let csv = d.path().join("vendor.csv");
+    std::fs::write(
+        &csv,
+        "serial,secret,type,counter,user\nHW-1,GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ,hotp,0,carol\n",
+    )
+    .unwrap();
+    let (ok, out, err) = run(&cfg, &["token", "import", csv.to_str().unwrap()]);
+    assert!(ok, "{out}{err}");
+    let db = rusqlite::Connection::open(d.path().join("radmfa.db")).unwrap();
+    db.execute(
+        "UPDATE tokens SET serial = 'HW-1X' WHERE serial = 'HW-1'",
+        [],
+    )
+    .unwrap();
+    drop(db);
+    let (_, out, _) = run(&cfg, &["token", "list"]);
+    let line = out.lines().find(|l| l.starts_with("HW-1X")).expect(&out);
+    assert!(line.contains("BROKEN"), "{out}");
+    let import = || {
+        run(
+            &cfg,
+            &["token", "import", "--replace", csv.to_str().unwrap()],
+        )
+    };
+    let (ok, out, err) = import();
+    assert!(ok, "{out}{err}");
+    assert!(
+        err.contains(
+            "warning: carol also holds BROKEN token HW-1X, which refuses every login of \
+             theirs, this import's token too, until `radmfa token delete HW-1X --force`"
+        ),
+        "{err}"
+    );
+    assert!(run(&cfg, &["token", "delete", "HW-1X", "--force"]).0);
+    let (ok, out, err) = import();
+    assert!(ok && !err.contains("BROKEN"), "{out}{err}");
+}
+
 /// A BROKEN hardware token imported again from the vendor's file with --replace: the seed
 /// is the file's again, and the HOTP counter stays where logins had moved it (the file's 0
 /// would make used codes valid again); the import says so.

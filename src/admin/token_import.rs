@@ -83,6 +83,41 @@ pub struct ImportArgs {
 /// (`sAMAccountName`, `uid`): the user logs in as `alice`, finds no token, and is refused, or
 /// with `no_factor = "allow"` let in on the password. A warning, not a refusal: a filter
 /// written otherwise may find users by such names.
+/// Owners of tokens in this import who also hold a BROKEN token the import does not
+/// replace: that token stops every login of theirs, the new token's too, until it is
+/// deleted or repaired (docs/operations.md). A serial changed by hand in SQL is such a
+/// token, and importing the vendor's file again brings back the old serial beside it.
+fn broken_beside(ready: &[ImportedToken], stored: &HashMap<String, TokenRecord>) -> Vec<String> {
+    let owners: HashSet<&str> = ready
+        .iter()
+        .filter_map(|t| {
+            let kept = stored
+                .get(&t.token.serial)
+                .and_then(|s| s.token.user.as_deref());
+            t.token.user.as_deref().or(kept)
+        })
+        .collect();
+    let importing: HashSet<&str> = ready.iter().map(|t| t.token.serial.as_str()).collect();
+    let mut lines: Vec<String> = stored
+        .values()
+        .filter(|s| s.extra.unreadable_seed.is_some())
+        .filter(|s| !importing.contains(s.token.serial.as_str()))
+        .filter_map(|s| {
+            let owner = s.token.user.as_deref().filter(|o| owners.contains(o))?;
+            Some(format!(
+                "{} also holds BROKEN token {}, which refuses every login of theirs, this \
+                 import's token too, until `radmfa token delete {} --force` (or, for a serial \
+                 changed by hand in SQL, until its serial is changed back)",
+                super::printable(owner),
+                super::printable(&s.token.serial),
+                super::printable(&s.token.serial)
+            ))
+        })
+        .collect();
+    lines.sort();
+    lines
+}
+
 fn owners_with_a_domain(cfg: &Config, ready: &[ImportedToken]) -> Option<String> {
     let filter = &cfg.ldap.as_ref()?.user_filter;
     let lower = filter.to_ascii_lowercase();
@@ -325,11 +360,16 @@ pub async fn run(cfg: &Config, store: &dyn Store, a: ImportArgs) -> anyhow::Resu
     show("note", &p.ignored);
     show("error", &p.problems);
     if !p.problems.is_empty() && !a.skip_invalid {
+        // --skip-invalid only helps when some token is valid: with none it imports nothing
+        // and exits 1 too.
+        let way_out = match p.ready.len() {
+            0 => "fix them; no token in the file is valid".to_string(),
+            n => format!("fix them, or use --skip-invalid to import the {n} valid token(s)"),
+        };
         eprintln!(
-            "{}: {} problem(s); nothing was imported (fix them, or use --skip-invalid to import the {} valid token(s))",
+            "{}: {} problem(s); nothing was imported ({way_out})",
             a.file.display(),
             p.problems.len(),
-            p.ready.len()
         );
         return Ok(ExitCode::from(1));
     }
@@ -349,6 +389,9 @@ pub async fn run(cfg: &Config, store: &dyn Store, a: ImportArgs) -> anyhow::Resu
         })
         .map(|r| r.serial().to_string())
         .collect();
+    for w in broken_beside(&p.ready, &stored) {
+        eprintln!("warning: {w}");
+    }
     drop(stored);
     // Owners as they will be after the import: a replaced token the file names no owner
     // for keeps its stored one, and is not "in stock".

@@ -51,7 +51,10 @@ pub enum StoreError {
     Db(sqlx::Error),
     #[error("migration failed: {0}")]
     Migrate(sqlx::migrate::MigrateError),
-    #[error("cannot decrypt a stored secret (wrong key file?): {0}")]
+    // No "wrong key file?": the key is proven when the store opens (its key check), and a
+    // key that is not the database's is refused then with its own message; a seed that
+    // does not open later is its row's problem.
+    #[error("cannot decrypt a stored secret: {0}")]
     Decrypt(String),
     #[error("key file {path}: {reason}")]
     KeyFile { path: String, reason: String },
