@@ -524,6 +524,20 @@ fn hotp_window_single_use_and_resync() {
     );
     let out = cli_ok(&srv, &["token", "resync", "HW-1", &code(60), &code(61)]);
     assert!(out.contains("counter moved from 8 to 62"), "{out}");
+    // The same two codes again (or the last used one and the next): said as used, not as
+    // codes that are not consecutive.
+    for (first, second) in [(60, 61), (61, 62)] {
+        let again = srv.cli(&["token", "resync", "HW-1", &code(first), &code(second)]);
+        let err = String::from_utf8_lossy(&again.stderr);
+        assert!(
+            !again.status.success()
+                && err.contains(&format!(
+                    "the first code is one the token already used (counter {first}; the next \
+                     is 62)"
+                )),
+            "{err}"
+        );
+    }
     assert_eq!(go(61), "Access-Reject");
     assert_eq!(go(62), "Access-Accept");
 

@@ -527,6 +527,20 @@ async fn behind_last_used(
     })
 }
 
+/// The counter of `c1` when the two codes are consecutive and the first was already used
+/// (the same resync run twice, codes read off an old note): said as such, not as codes
+/// that are not consecutive.
+fn used_pair(t: &crate::store::Token, c1: &str, c2: &str, window: u64) -> Option<u64> {
+    let start = t.counter.saturating_sub(window);
+    let earlier = crate::store::Token {
+        counter: start,
+        ..t.clone()
+    };
+    hotp::find_consecutive(&earlier, c1, c2, t.counter - start)
+        .map(|second| second - 1)
+        .filter(|first| *first < t.counter)
+}
+
 async fn resync(cfg: &Config, store: &dyn Store, a: ResyncArgs) -> anyhow::Result<ExitCode> {
     let Some(r) = store.token_record(&a.serial).await? else {
         eprintln!("{}: no such token", a.serial);
@@ -567,10 +581,17 @@ async fn resync(cfg: &Config, store: &dyn Store, a: ResyncArgs) -> anyhow::Resul
                 ))
             }
             Some(_) => Err("the token changed meanwhile (a login used it); try again".to_string()),
-            None => Err(format!(
-                "the two codes are not consecutive codes within {window} of counter {}",
-                t.counter
-            )),
+            None => Err(match used_pair(t, c1, c2, window) {
+                Some(first) => format!(
+                    "the first code is one the token already used (counter {first}; the next \
+                     is {}): press its button for two new codes",
+                    t.counter
+                ),
+                None => format!(
+                    "the two codes are not consecutive codes within {window} of counter {}",
+                    t.counter
+                ),
+            }),
         },
         TokenKind::Totp => {
             let now = SystemClock.now();
