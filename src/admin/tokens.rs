@@ -11,7 +11,7 @@ use crate::app::{with_command_store, with_existing_store};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::mfa::{hotp, otp};
-use crate::store::{Store, TokenFilter, TokenKind, TokenRecord};
+use crate::store::{CounterUse, Store, TokenFilter, TokenKind, TokenRecord};
 
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
@@ -566,7 +566,8 @@ async fn resync(cfg: &Config, store: &dyn Store, a: ResyncArgs) -> anyhow::Resul
             Some(c)
                 if store
                     .advance_hotp_counter(t.id, t.counter, c + 1, None)
-                    .await? =>
+                    .await?
+                    == CounterUse::Taken =>
             {
                 // The counter has moved: that change gets its audit record whatever happens
                 // to this tidy-up (a `?` here returned before the record was written).

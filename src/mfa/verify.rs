@@ -4,7 +4,7 @@
 
 use crate::config::HotpConfig;
 use crate::mfa::{hotp, otp};
-use crate::store::{StepUse, Store, StoreError, TokenAsRead, TokenKind, TokenRecord};
+use crate::store::{CounterUse, StepUse, Store, StoreError, TokenAsRead, TokenKind, TokenRecord};
 
 /// How long a remembered out-of-window HOTP code waits for its successor.
 pub const RESYNC_PENDING_SECS: i64 = 600;
@@ -19,8 +19,8 @@ pub enum TokenCheck {
     },
     /// The code matched but was used already (or a racing request consumed it first).
     Replayed,
-    /// TOTP: the token was disabled, deleted, given to someone else or replaced with
-    /// another period since the login read it.
+    /// The token was disabled, deleted or given to someone else since the login read it
+    /// (TOTP: or replaced with another period).
     Withdrawn,
     /// HOTP self-service: the code lies beyond the window; remembered, waiting for the next.
     ResyncPending,
@@ -78,10 +78,10 @@ pub async fn verify_token(
     }
 }
 
-/// How often a TOTP code is judged again after another login of the same token used a step
-/// between this one's read and its write. Each retry means some login of this token was let
+/// How often a code is judged again after another login of the same token used a step (or
+/// moved an HOTP counter) between this one's read and its write. Each retry means some login of this token was let
 /// in meanwhile, so a few are plenty; past them the code is refused as used.
-const TOTP_RACE_RETRIES: usize = 3;
+const RACE_RETRIES: usize = 3;
 
 async fn verify_totp(
     store: &dyn Store,
@@ -93,7 +93,7 @@ async fn verify_totp(
     // Copied (seed and all) only if a race makes it read again: not on every login.
     let mut t = std::borrow::Cow::Borrowed(&rec.token);
     let mut drift = rec.extra.drift;
-    for _ in 0..=TOTP_RACE_RETRIES {
+    for _ in 0..=RACE_RETRIES {
         let Some(step) = otp::match_totp_with_drift(&t, code, now, opts.totp_window, drift) else {
             return Ok(
                 if otp::used_before(&t, code, now, opts.totp_window, drift) {
@@ -182,29 +182,55 @@ async fn verify_hotp(
     code: &str,
     now: i64,
 ) -> Result<TokenCheck, StoreError> {
-    let t = &rec.token;
-    if hotp::repeats_last_used(t, code) {
-        return Ok(TokenCheck::Replayed);
-    }
-    if let Some(c) = hotp::match_hotp(t, code, cfg.window) {
+    // Copied only if a race makes it read again, as for TOTP.
+    let mut t = std::borrow::Cow::Borrowed(&rec.token);
+    for _ in 0..=RACE_RETRIES {
+        if hotp::repeats_last_used(&t, code) {
+            return Ok(TokenCheck::Replayed);
+        }
+        let Some(c) = hotp::match_hotp(&t, code, cfg.window) else {
+            return match t {
+                // Judged again after a race: it matched at the counter this login read, so
+                // it is a code the other login's move used up or skipped.
+                std::borrow::Cow::Owned(_) => Ok(TokenCheck::Replayed),
+                std::borrow::Cow::Borrowed(_) => beyond_window(store, cfg, rec, code, now).await,
+            };
+        };
         // Compare-and-set: a racing request with the same code, on any node, loses here.
-        return Ok(
-            if store
-                .advance_hotp_counter(t.id, t.counter, c + 1, t.user.as_deref())
-                .await?
-            {
+        match store
+            .advance_hotp_counter(t.id, t.counter, c + 1, t.user.as_deref())
+            .await?
+        {
+            CounterUse::Taken => {
                 if rec.extra.resync.is_some() {
                     store.set_hotp_resync(t.id, None).await?;
                 }
-                TokenCheck::Accepted {
+                return Ok(TokenCheck::Accepted {
                     mode: "hotp",
                     note: None,
-                }
-            } else {
-                TokenCheck::Replayed
-            },
-        );
+                });
+            }
+            // Another login moved the counter since this one read it: this code may be the
+            // one it used, an earlier one, or still a later one (two people pressing one
+            // shared token's button), which the stale reading would refuse for nothing.
+            CounterUse::Moved { counter } => t.to_mut().counter = counter,
+            // Disabled, deleted or given to someone else meanwhile.
+            CounterUse::Gone => return Ok(TokenCheck::Withdrawn),
+        }
     }
+    Ok(TokenCheck::Replayed)
+}
+
+/// A code outside the window of the counter the login read: with `[hotp] self_resync`, the
+/// first or second half of a self-service resynchronisation.
+async fn beyond_window(
+    store: &dyn Store,
+    cfg: &HotpConfig,
+    rec: &TokenRecord,
+    code: &str,
+    now: i64,
+) -> Result<TokenCheck, StoreError> {
+    let t = &rec.token;
     if !cfg.self_resync {
         return Ok(TokenCheck::NoMatch);
     }
@@ -216,17 +242,22 @@ async fn verify_hotp(
             ..t.clone()
         };
         if fresh && hotp::match_hotp(&as_token, code, 0) == Some(expected) {
-            if store
-                .advance_hotp_counter(t.id, t.counter, expected + 1, t.user.as_deref())
-                .await?
-            {
-                store.set_hotp_resync(t.id, None).await?;
-                return Ok(TokenCheck::Accepted {
-                    mode: "hotp",
-                    note: Some(format!("token resynchronised at counter {expected}")),
-                });
-            }
-            return Ok(TokenCheck::Replayed);
+            return Ok(
+                match store
+                    .advance_hotp_counter(t.id, t.counter, expected + 1, t.user.as_deref())
+                    .await?
+                {
+                    CounterUse::Taken => {
+                        store.set_hotp_resync(t.id, None).await?;
+                        TokenCheck::Accepted {
+                            mode: "hotp",
+                            note: Some(format!("token resynchronised at counter {expected}")),
+                        }
+                    }
+                    CounterUse::Moved { .. } => TokenCheck::Replayed,
+                    CounterUse::Gone => TokenCheck::Withdrawn,
+                },
+            );
         }
     }
     if let Some(c) = hotp::match_beyond_window(t, code, cfg.window, cfg.resync_window) {
@@ -515,23 +546,49 @@ mod tests {
         assert_eq!(record(&store).await.token.last_step, converted);
     }
 
-    /// An HOTP login whose token was disabled or given to bob since the login read it is
-    /// refused, and the counter stays.
+    /// An HOTP login whose token was disabled, given to bob or deleted since the login read
+    /// it is refused as withdrawn (not "code already used", which sends the admin after a
+    /// replay), and the counter stays.
     #[tokio::test]
     async fn an_hotp_login_is_refused_when_its_token_changed_hands_meanwhile() {
         let o = opts(false);
-        for change in ["assign", "disable"] {
+        for change in ["assign", "disable", "delete"] {
             let store = store_with(TokenKind::Hotp, TokenExtra::default()).await;
             let rec = record(&store).await;
             let changed = match change {
                 "assign" => store.assign_token("T", Some("alice"), Some("bob")).await,
-                _ => store.set_token_enabled("T", false).await,
+                "disable" => store.set_token_enabled("T", false).await,
+                _ => store.delete_token("T").await,
             };
             assert!(changed.unwrap(), "{change}");
             let got = verify_token(&store, &o, &rec, &code(0), 0).await.unwrap();
-            assert!(!accepted(&got), "{change}: {got:?}");
-            assert_eq!(record(&store).await.token.counter, 0, "{change}");
+            assert_eq!(got, TokenCheck::Withdrawn, "{change}");
+            let left = store.token_record("T").await.unwrap();
+            assert!(left.is_none_or(|r| r.token.counter == 0), "{change}");
         }
+    }
+
+    /// Two logins of one HOTP token read it at counter 0, and the first uses code 2: the
+    /// second's code is judged against the counter the first left (3), not refused as used
+    /// for having read the token before. A later code gets in; the one used, or one it
+    /// skipped, is refused as used.
+    #[tokio::test]
+    async fn an_hotp_code_racing_another_is_judged_on_the_counter_it_left() {
+        let o = opts(false);
+        let store = store_with(TokenKind::Hotp, TokenExtra::default()).await;
+        let rec = record(&store).await;
+        assert!(accepted(
+            &verify_token(&store, &o, &rec, &code(2), 0).await.unwrap()
+        ));
+        for used in [2, 1] {
+            let got = verify_token(&store, &o, &rec, &code(used), 0)
+                .await
+                .unwrap();
+            assert_eq!(got, TokenCheck::Replayed, "code {used}");
+        }
+        let later = verify_token(&store, &o, &rec, &code(4), 0).await.unwrap();
+        assert!(accepted(&later), "{later:?}");
+        assert_eq!(record(&store).await.token.counter, 5);
     }
 
     #[tokio::test]

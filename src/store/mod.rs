@@ -210,6 +210,18 @@ pub enum StepUse {
     Gone,
 }
 
+/// What [`Store::advance_hotp_counter`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CounterUse {
+    /// The counter moved: the code is this caller's.
+    Taken,
+    /// The counter was not at `expected` (another login or a resync moved it; or the new
+    /// counter was not ahead of it): where it is now.
+    Moved { counter: u64 },
+    /// Deleted, or for a login disabled or given to someone else, since it was read.
+    Gone,
+}
+
 /// Inventory data and verification state of a token beyond [`Token`]. A separate type so
 /// code that builds `Token` values is unaffected by the hardware-token inventory.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -447,14 +459,16 @@ pub trait Store: Send + Sync + 'static {
     /// Atomically moves an HOTP counter from `expected` to `new_counter` (compare-and-set).
     /// `login_owner`: a login's use of a code, which also needs the token still enabled and
     /// that user's (an admin may have disabled it or given it away since the login read
-    /// it); `None` for `token resync`, which an admin runs on any token.
+    /// it); `None` for `token resync`, which an admin runs on any token. When the counter
+    /// does not move, the token is read where the write was tried (a winner's write not yet
+    /// committed is seen), so the caller can tell a race it lost from a token withdrawn.
     async fn advance_hotp_counter(
         &self,
         token_id: i64,
         expected: u64,
         new_counter: u64,
         login_owner: Option<&str>,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<CounterUse, StoreError>;
     /// Takes every token away from `user`: seeds enrolled for an app are deleted (they exist
     /// nowhere else), imported tokens go back to stock, unassigned, keeping their counter
     /// and drift — a hardware token is still on someone's desk.

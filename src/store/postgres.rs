@@ -19,8 +19,8 @@ use sqlx::{Postgres, QueryBuilder, Row};
 
 use super::{
     AppPassword, AuditCount, AuditFilter, AuditGroup, AuditRecord, CancelledOob, ChallengeAttempt,
-    NewToken, OobBegin, OobStatus, OobTransaction, PendingChallenge, RememberedLogin, Sealer,
-    SendLimit, StepUse, Store, StoreError, Token, TokenAsRead, TokenExtra, TokenFilter,
+    CounterUse, NewToken, OobBegin, OobStatus, OobTransaction, PendingChallenge, RememberedLogin,
+    Sealer, SendLimit, StepUse, Store, StoreError, Token, TokenAsRead, TokenExtra, TokenFilter,
     TokenRecord, TokensRemoved, UserProfile, UserSnapshot, UserStatus,
 };
 
@@ -187,11 +187,11 @@ impl Store for PgStore {
         expected: u64,
         new_counter: u64,
         login_owner: Option<&str>,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<CounterUse, StoreError> {
         let mut w = self.writer().await?;
         // A counter only moves forward: going back would make used codes valid again.
         if new_counter <= expected {
-            return Ok(false);
+            return Ok(CounterUse::Moved { counter: expected });
         }
         let expected = counter_to_sql(expected)?;
         let new_counter = counter_to_sql(new_counter)?;
@@ -205,8 +205,25 @@ impl Store for PgStore {
         .bind(login_owner)
         .execute(w.conn())
         .await;
-        let done = w.done(r)?;
-        Ok(done.rows_affected() == 1)
+        if w.done(r)?.rows_affected() == 1 {
+            return Ok(CounterUse::Taken);
+        }
+        // On the request's own connection, as for TOTP steps: the update above already
+        // waited for a winner's commit, and a second connection could wait on a pool of one.
+        let r = sqlx::query_scalar::<_, i64>(
+            "SELECT counter FROM tokens \
+             WHERE id = $1 AND ($2::TEXT IS NULL OR (enabled AND username = $2))",
+        )
+        .bind(token_id)
+        .bind(login_owner)
+        .fetch_optional(w.conn())
+        .await;
+        Ok(match w.done(r)? {
+            Some(counter) => CounterUse::Moved {
+                counter: to_u64(counter, "HOTP counter")?,
+            },
+            None => CounterUse::Gone,
+        })
     }
 
     async fn delete_user_tokens(&self, user: &str) -> Result<TokensRemoved, StoreError> {

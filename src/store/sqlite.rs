@@ -19,7 +19,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub(super) use crate::store::columns::{counter_to_sql, kind_str, to_u32};
+pub(super) use crate::store::columns::{counter_to_sql, kind_str, to_u32, to_u64};
 use async_trait::async_trait;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
@@ -32,8 +32,8 @@ use super::sqlite_reads::{Readers, Seed::MustOpen};
 use super::sqlite_writer::{is_unique_violation as writer_unique_violation, sqlite_err, Writer};
 use super::{
     AppPassword, AuditCount, AuditFilter, AuditGroup, AuditRecord, CancelledOob, ChallengeAttempt,
-    NewToken, OobBegin, OobStatus, OobTransaction, PendingChallenge, RememberedLogin, Sealer,
-    SendLimit, StepUse, Store, StoreError, Token, TokenAsRead, TokenExtra, TokenFilter,
+    CounterUse, NewToken, OobBegin, OobStatus, OobTransaction, PendingChallenge, RememberedLogin,
+    Sealer, SendLimit, StepUse, Store, StoreError, Token, TokenAsRead, TokenExtra, TokenFilter,
     TokenRecord, TokensRemoved, UserProfile, UserSnapshot, UserStatus,
 };
 
@@ -336,15 +336,16 @@ impl Store for SqliteStore {
         expected: u64,
         new_counter: u64,
         login_owner: Option<&str>,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<CounterUse, StoreError> {
         // A counter only moves forward: going back would make used codes valid again.
         if new_counter <= expected {
-            return Ok(false);
+            return Ok(CounterUse::Moved { counter: expected });
         }
         let expected = counter_to_sql(expected)?;
         let new_counter = counter_to_sql(new_counter)?;
         let login_owner = login_owner.map(str::to_string);
-        self.writer
+        let now = self
+            .writer
             .write(move |c| {
                 let changed = c
                     .prepare_cached(
@@ -360,9 +361,33 @@ impl Store for SqliteStore {
                         ])
                     })
                     .map_err(sqlite_err)?;
-                Ok(changed == 1)
+                if changed == 1 {
+                    return Ok(None);
+                }
+                // On the writer's connection: it sees the batch's writes not yet committed,
+                // which a reader would not (a racing login's counter move).
+                c.prepare_cached(
+                    "SELECT counter FROM tokens \
+                     WHERE id = ?1 AND (?2 IS NULL OR (enabled = 1 AND user IS ?2))",
+                )
+                .and_then(|mut st| {
+                    use rusqlite::OptionalExtension;
+                    st.query_row(rusqlite::params![token_id, login_owner], |r| {
+                        r.get::<_, i64>(0)
+                    })
+                    .optional()
+                })
+                .map(Some)
+                .map_err(sqlite_err)
             })
-            .await
+            .await?;
+        Ok(match now {
+            None => CounterUse::Taken,
+            Some(Some(counter)) => CounterUse::Moved {
+                counter: to_u64(counter, "HOTP counter")?,
+            },
+            Some(None) => CounterUse::Gone,
+        })
     }
 
     async fn delete_user_tokens(&self, user: &str) -> Result<TokensRemoved, StoreError> {

@@ -380,9 +380,19 @@ async fn hotp_counter_never_moves_backwards() {
     t.kind = TokenKind::Hotp;
     t.counter = 5;
     let id = store.add_token(t).await.unwrap();
-    assert!(!store.advance_hotp_counter(id, 5, 5, None).await.unwrap());
-    assert!(!store.advance_hotp_counter(id, 5, 4, None).await.unwrap());
-    assert!(store.advance_hotp_counter(id, 5, 6, None).await.unwrap());
+    let not_moved = CounterUse::Moved { counter: 5 };
+    assert_eq!(
+        store.advance_hotp_counter(id, 5, 5, None).await.unwrap(),
+        not_moved
+    );
+    assert_eq!(
+        store.advance_hotp_counter(id, 5, 4, None).await.unwrap(),
+        not_moved
+    );
+    assert_eq!(
+        store.advance_hotp_counter(id, 5, 6, None).await.unwrap(),
+        CounterUse::Taken
+    );
     // Beyond i64 is refused, never wrapped.
     assert!(store
         .advance_hotp_counter(id, 6, u64::MAX, None)

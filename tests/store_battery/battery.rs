@@ -464,45 +464,49 @@ pub async fn race_totp_step(store: Arc<dyn Store>) {
 }
 
 pub async fn hotp_compare_and_set(store: &dyn Store) {
+    use radmfa::store::CounterUse::{Gone, Moved, Taken};
     let id = store
         .add_token(hotp("H1", Some("alice"), b"s", 5))
         .await
         .unwrap();
-    assert!(store.advance_hotp_counter(id, 5, 6, None).await.unwrap());
-    assert!(
-        !store.advance_hotp_counter(id, 5, 6, None).await.unwrap(),
-        "stale expected"
-    );
-    assert!(
-        !store.advance_hotp_counter(id, 5, 9, None).await.unwrap(),
-        "stale expected"
-    );
+    let advance = |expected: u64, new: u64, owner: Option<&'static str>| async move {
+        store
+            .advance_hotp_counter(id, expected, new, owner)
+            .await
+            .unwrap()
+    };
+    assert_eq!(advance(5, 6, None).await, Taken);
+    // A stale expected counter: told where the counter is now.
+    assert_eq!(advance(5, 6, None).await, Moved { counter: 6 });
+    assert_eq!(advance(5, 9, None).await, Moved { counter: 6 });
     assert_eq!(
         store.token_by_serial("H1").await.unwrap().unwrap().counter,
         6
     );
     // Look-ahead resynchronisation: jump several values at once.
-    assert!(store.advance_hotp_counter(id, 6, 10, None).await.unwrap());
+    assert_eq!(advance(6, 10, None).await, Taken);
     assert_eq!(
         store.token_by_serial("H1").await.unwrap().unwrap().counter,
         10
     );
-    assert!(!store
-        .advance_hotp_counter(id + 1000, 10, 11, None)
-        .await
-        .unwrap());
-    // A login's use: only while the token is enabled and still the login's user's.
+    assert_eq!(
+        store
+            .advance_hotp_counter(id + 1000, 10, 11, None)
+            .await
+            .unwrap(),
+        Gone
+    );
+    // A login's use: only while the token is enabled and still the login's user's;
+    // otherwise it is gone for that login, not moved.
     let alice = Some("alice");
-    assert!(!store
-        .advance_hotp_counter(id, 10, 11, Some("bob"))
-        .await
-        .unwrap());
+    assert_eq!(advance(10, 11, Some("bob")).await, Gone);
     assert!(store.set_token_enabled("H1", false).await.unwrap());
-    assert!(!store.advance_hotp_counter(id, 10, 11, alice).await.unwrap());
+    assert_eq!(advance(10, 11, alice).await, Gone);
     // An admin's resync works on a disabled token.
-    assert!(store.advance_hotp_counter(id, 10, 11, None).await.unwrap());
+    assert_eq!(advance(10, 11, None).await, Taken);
     assert!(store.set_token_enabled("H1", true).await.unwrap());
-    assert!(store.advance_hotp_counter(id, 11, 12, alice).await.unwrap());
+    assert_eq!(advance(10, 12, alice).await, Moved { counter: 11 });
+    assert_eq!(advance(11, 12, alice).await, Taken);
 }
 
 pub async fn race_hotp_counter(store: Arc<dyn Store>) {
@@ -511,7 +515,7 @@ pub async fn race_hotp_counter(store: Arc<dyn Store>) {
         .await
         .unwrap();
     let results = race(store.clone(), move |s, _| async move {
-        s.advance_hotp_counter(id, 0, 1, None).await.unwrap()
+        s.advance_hotp_counter(id, 0, 1, None).await.unwrap() == radmfa::store::CounterUse::Taken
     })
     .await;
     assert_eq!(results.iter().filter(|&&won| won).count(), 1, "{results:?}");
@@ -1595,10 +1599,13 @@ pub async fn import_replace_keeps_owner_and_what_was_learned(store: &dyn Store) 
     assert_eq!(r.extra, extra("Acme"));
     // The same seed again with a lower counter: the counter does not go back.
     store.set_token_enabled("T1", true).await.unwrap();
-    assert!(store
-        .advance_hotp_counter(r.token.id, 9, 15, None)
-        .await
-        .unwrap());
+    assert_eq!(
+        store
+            .advance_hotp_counter(r.token.id, 9, 15, None)
+            .await
+            .unwrap(),
+        radmfa::store::CounterUse::Taken
+    );
     let mut again = hotp("T1", None, b"new-seed", 2);
     again.digits = 6;
     store
