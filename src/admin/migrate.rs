@@ -94,9 +94,9 @@ pub async fn db(cfg: &Config, cmd: DbCommand) -> anyhow::Result<ExitCode> {
         }
         StoreConfig::Postgres { settings, .. } => {
             let used = PgStore::key_recorded(settings).await.unwrap_or(true);
-            let version = PgStore::migrate(settings)
-                .await
-                .context("migrating the PostgreSQL store (store.url)")?;
+            let version = PgStore::migrate(settings).await.with_context(|| {
+                format!("migrating the PostgreSQL store ({})", settings.url_source)
+            })?;
             println!("PostgreSQL store: schema up to date (version {version})");
             if !used {
                 println!(
@@ -113,7 +113,8 @@ async fn backup(cfg: &Config, file: PathBuf) -> anyhow::Result<ExitCode> {
     let StoreConfig::Sqlite { path, key_file } = &cfg.store else {
         bail!(
             "db backup copies the SQLite store; back a PostgreSQL store up with PostgreSQL's \
-             own tools (pg_dump, or your database service's backups), and the key file with it"
+             own tools (pg_dump, or your database service's backups), and back the key file up \
+             apart from them (docs/operations.md): a stolen backup must not open its seeds"
         );
     };
     // Opened first, as an existing store (a mistyped store.path must fail, not make an
@@ -192,6 +193,19 @@ pub async fn store(cfg: &Config, cmd: StoreCommand) -> anyhow::Result<ExitCode> 
     // Held until the copy is committed: a server still serving the file would write what
     // the snapshot below misses. A dry run commits nothing, and rehearses a move without
     // stopping the service.
+    // The rehearsal still says whether the real copy would be refused now: a dry run
+    // passing while a forgotten `serve` or `audit --follow` holds the file would make the
+    // cutover the first to find it.
+    #[cfg(unix)]
+    let would_be_refused = args
+        .dry_run
+        .then(|| match crate::store::serving_lock::migrating(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Some(e.to_string()),
+            _ => None,
+        })
+        .flatten();
+    #[cfg(not(unix))]
+    let would_be_refused: Option<String> = None;
     #[cfg(unix)]
     let _copying = if args.dry_run {
         None
@@ -259,6 +273,12 @@ pub async fn store(cfg: &Config, cmd: StoreCommand) -> anyhow::Result<ExitCode> 
     }
     if args.dry_run {
         println!("dry run: no row was copied (the schema and the key check were created)");
+        if let Some(why) = would_be_refused {
+            println!(
+                "note: the copy itself would be refused now: store.path {}: {why}",
+                path.display()
+            );
+        }
     } else {
         // The migration is on the record of the database it made, after what it copied.
         let tokens = copied

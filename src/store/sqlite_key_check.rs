@@ -57,7 +57,7 @@ async fn stored(pool: &SqlitePool) -> Result<Option<Vec<u8>>, StoreError> {
 fn wrong_key() -> StoreError {
     StoreError::Decrypt(
         "is not the key this database's seeds are sealed with; restore the key file that \
-         belongs to this database (from the backup you keep beside it)"
+         belongs to this database (from the key's own backup, kept apart from the database's)"
             .into(),
     )
 }
