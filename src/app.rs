@@ -208,13 +208,14 @@ pub async fn with_existing_store<T>(
     // can reach another one; opening would set radmfa's tables up there and tie it to the
     // key. Only a store some node or command has set up is read.
     if let StoreConfig::Postgres { settings, .. } = cfg {
+        let source = &settings.url_source;
         let recorded = crate::store::PgStore::key_recorded(settings)
             .await
-            .context("store.url")?;
+            .with_context(|| source.clone())?;
         if !recorded {
             anyhow::bail!(
-                "store.url: that database holds no radmfa store yet, so nothing to show \
-                 (radmfa sets it up at its first start or enrollment); check store.url and \
+                "{source}: that database holds no radmfa store yet, so nothing to show \
+                 (radmfa sets it up at its first start or enrollment); check the URL and \
                  --config"
             );
         }
@@ -279,7 +280,9 @@ pub async fn open_store(cfg: &StoreConfig) -> anyhow::Result<Arc<dyn Store>> {
             }
             let store = PgStore::open_with_key_file(settings, key_file)
                 .await
-                .context("opening the PostgreSQL store (store.url)")?;
+                .with_context(|| {
+                    format!("opening the PostgreSQL store ({})", settings.url_source)
+                })?;
             Ok(Arc::new(store))
         }
     }

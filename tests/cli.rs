@@ -469,6 +469,26 @@ fn an_unreachable_postgres_store_says_why() {
         );
         assert!(!said.contains("pool timed out"), "{args:?}: {said}");
     }
+    // With the URL kept in a file, as docs/ha.md advises, the messages name that key: an
+    // admin sent to store.url would not find it in their config.
+    use std::os::unix::fs::PermissionsExt;
+    let url_file = cfg.with_file_name("pg-url");
+    std::fs::write(&url_file, "postgres://radmfa@127.0.0.1:1/radmfa\n").unwrap();
+    std::fs::set_permissions(&url_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let inline = "url = \"postgres://radmfa@127.0.0.1:1/radmfa\"";
+    assert!(text.contains(inline));
+    std::fs::write(&cfg, text.replace(inline, "url_file = \"pg-url\"")).unwrap();
+    let named = format!("store.url_file {}", url_file.display());
+    for args in [&["db", "migrate"][..], &["config", "check", "--connect"]] {
+        let (ok, out, err) = run(&cfg, args);
+        let said = format!("{out}{err}");
+        assert!(!ok && said.contains(&named), "{args:?}: {said}");
+        assert!(
+            !said.contains("store.url:") && !said.contains("(store.url)"),
+            "{said}"
+        );
+    }
 }
 
 /// A typo in store.path must not copy a new, empty database to PostgreSQL and report

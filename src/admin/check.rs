@@ -170,7 +170,7 @@ pub async fn connect(cfg: &Config, user: Option<&str>) -> anyhow::Result<bool> {
                         key_file.display()
                     ),
                 ),
-                Err(e) => (false, format!("store: {e}")),
+                Err(e) => (false, format!("store: {}: {e}", settings.url_source)),
             },
         ),
         crate::config::StoreConfig::Postgres { .. } => None,

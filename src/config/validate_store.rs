@@ -58,10 +58,16 @@ pub(super) fn store_config(
         }
         "postgres" => {
             refuse("path", path.is_some(), "sqlite")?;
+            let url_source = match &url_file {
+                Some(f) if url.is_none() => {
+                    format!("store.url_file {}", resolve(base, f.clone()).display())
+                }
+                _ => "store.url".to_string(),
+            };
             let url = secret_value("store.url", url, url_file, base)?;
             let text = url.expose_str().unwrap_or_default();
             crate::store::postgres::parse_url(text)
-                .map_err(|problem| ConfigError::invalid("store.url", problem))?;
+                .map_err(|problem| ConfigError::invalid(&url_source, problem))?;
             url_files_guarded(text)?;
             let pool_size = pool_size.unwrap_or(DEFAULT_PG_POOL_SIZE);
             if !(1..=1000).contains(&pool_size) {
@@ -116,6 +122,7 @@ pub(super) fn store_config(
                     ssl_mode,
                     ssl_root_cert,
                     max_request: request_deadline,
+                    url_source,
                 },
                 key_file,
             })

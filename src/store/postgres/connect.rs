@@ -42,6 +42,9 @@ pub struct PgSettings {
     /// request's transaction that sits idle longer than this plus [`IDLE_TX_MARGIN`] belongs
     /// to a node that stalled, and the database ends it (see `serving_pool`).
     pub max_request: Duration,
+    /// Where the URL came from, for messages: `store.url`, or `store.url_file PATH` (the
+    /// key an admin who keeps the URL in a file will find in their config).
+    pub url_source: String,
 }
 
 impl PgSettings {
@@ -56,6 +59,7 @@ impl PgSettings {
             ssl_mode: None,
             ssl_root_cert: None,
             max_request: Duration::from_millis(crate::config::raw::DEFAULT_REQUEST_DEADLINE_MS),
+            url_source: "store.url".into(),
         }
     }
 
@@ -64,7 +68,7 @@ impl PgSettings {
         let url = self.url.expose_str().unwrap_or_default();
         let mut options = parse_url(url).map_err(|problem| {
             StoreError::Db(sqlx::Error::Configuration(
-                format!("store.url: {problem}").into(),
+                format!("{}: {problem}", self.url_source).into(),
             ))
         })?;
         if let Some(mode) = self.ssl_mode {
