@@ -340,6 +340,66 @@ fn audit_follow_outlives_a_postgres_restart() {
     assert!(follow.stop().success());
 }
 
+/// The database stalls (every PostgreSQL process stopped: a paused VM, a cut link) and
+/// comes back: a login meanwhile is refused, and the node's log says the database was slow
+/// or out of reach, not that every connection of store.pool_size was busy (one request
+/// was in flight), nor the direct try's own wait as the pool's.
+#[test]
+fn a_stalled_database_is_not_blamed_on_the_pool_size() {
+    let slapd = directory();
+    let pg = PgCluster::start();
+    let nodes = pair(&slapd, &pg.url(), "");
+    nodes.b.enroll("alice", &[]);
+    let postmaster: i32 = std::fs::read_to_string(pg.data().join("postmaster.pid"))
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let children = || -> Vec<i32> {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|st| {
+                    // The parent is the 4th field, after the name in parentheses.
+                    st.rsplit_once(") ")
+                        .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse().ok())
+                        == Some(postmaster)
+                })
+            })
+            .collect()
+    };
+    let all: Vec<i32> = std::iter::once(postmaster).chain(children()).collect();
+    assert!(all.len() > 3, "{all:?}");
+    let signal = |sig| {
+        for &pid in &all {
+            // SAFETY: kill(2) on a process id; no memory is involved.
+            unsafe { libc::kill(pid, sig) };
+        }
+    };
+    signal(libc::SIGSTOP);
+    let r = password(&nodes.b, "alice", ALICE_PW);
+    // The direct try started at the pool's timeout and waits up to 5 s: back before that.
+    std::thread::sleep(Duration::from_millis(500));
+    signal(libc::SIGCONT);
+    assert_ne!(code_of(&r), "Access-Challenge", "{r}");
+    let said = |l: &str| l.contains("slow or out of reach, and answers again");
+    assert_eq!(nodes.b.log_lines_at_least(1, said), 1, "{}", nodes.b.log());
+    let log = nodes.b.log();
+    assert!(
+        !log.contains("were busy") && !log.contains("5000 ms"),
+        "{log}"
+    );
+    let line = log.lines().find(|l| said(l)).unwrap();
+    assert!(
+        line.contains("within 1000 ms") && line.contains("of 16 open"),
+        "{line}"
+    );
+}
+
 #[test]
 fn code_accepted_on_a_is_refused_on_b() {
     let slapd = directory();

@@ -35,12 +35,17 @@ impl PoolDiagnosis {
             return;
         };
         let options = pool.connect_options();
-        let wait = pool
-            .options()
-            .get_acquire_timeout()
-            .max(super::connect::CONNECT_FLOOR);
+        // The pool's own wait (store.connect_timeout_ms), said as such; the direct try may
+        // wait longer, as long as a start does.
+        let acquire = pool.options().get_acquire_timeout();
+        let wait = acquire.max(super::connect::CONNECT_FLOOR);
         let size = pool.options().get_max_connections();
+        // Busy means every connection the pool may open was open and lent out: with fewer,
+        // the pool was waiting on the database for a new one, not on other requests.
+        let open = pool.size();
+        let all_busy = open >= size && pool.num_idle() == 0;
         runtime.spawn(async move {
+            let started = Instant::now();
             match super::connect::direct_cause(&options, wait).await {
                 Err(cause) => tracing::warn!(
                     error = %cause,
@@ -48,11 +53,20 @@ impl PoolDiagnosis {
                      connection fails too: logins that need the store are refused until it \
                      answers"
                 ),
+                Ok(()) if all_busy => tracing::warn!(
+                    "the store's pool had no free connection within {} ms \
+                     (store.connect_timeout_ms), yet the database takes a direct connection: \
+                     all {size} of store.pool_size were busy (raise it, or look for slow \
+                     statements or locks)",
+                    acquire.as_millis()
+                ),
                 Ok(()) => tracing::warn!(
-                    "the store's pool had no free connection within {} ms, yet the database \
-                     takes a direct connection: all {size} of store.pool_size were busy \
-                     (raise it, or look for slow statements or locks)",
-                    wait.as_millis()
+                    "the store's pool got no connection within {} ms \
+                     (store.connect_timeout_ms) with {open} of {size} open, and a direct \
+                     connection took {} ms: the database, or the network to it, was slow or \
+                     out of reach, and answers again",
+                    acquire.as_millis(),
+                    started.elapsed().as_millis()
                 ),
             }
         });
