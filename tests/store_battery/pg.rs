@@ -229,6 +229,55 @@ async fn the_store_keeps_read_committed_whatever_the_database_default() {
     consume_and_count_once(&nodes_on(&url, 2, &super::test_sealer()).await).await;
 }
 
+/// A serving role with no right to create anything in the schema (least privilege: the
+/// DBA runs `radmfa db migrate` as a more privileged role, then grants reads and writes)
+/// opens the store and serves once the schema is current. The migrator's bookkeeping table
+/// was created on every start, which that role may not do.
+#[tokio::test]
+async fn a_role_that_may_only_read_and_write_serves_a_current_schema() {
+    let cluster = PgCluster::shared();
+    let url = cluster.fresh_database();
+    let db = PgCluster::database_of(&url);
+    let sealer = super::test_sealer();
+    PgStore::open(&PgSettings::new(url.clone()), sealer.clone())
+        .await
+        .unwrap()
+        .close()
+        .await;
+    let role = format!("{db}_dml");
+    for sql in [
+        format!("CREATE ROLE {role} LOGIN PASSWORD 'dml-only-pw'"),
+        format!("GRANT CONNECT ON DATABASE {db} TO {role}"),
+    ] {
+        cluster.psql("postgres", &sql);
+    }
+    for sql in [
+        "REVOKE CREATE ON SCHEMA public FROM PUBLIC".to_string(),
+        format!("GRANT USAGE ON SCHEMA public TO {role}"),
+        format!("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}"),
+        format!("GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role}"),
+    ] {
+        cluster.psql(&db, &sql);
+    }
+    let (_, host) = url.split_once('@').unwrap();
+    let dml_url = format!("postgres://{role}:dml-only-pw@{host}");
+    let store = PgStore::open(&PgSettings::new(dml_url.clone()), sealer)
+        .await
+        .unwrap_or_else(|e| panic!("a DML-only role: {e}"));
+    let id = store
+        .add_token(battery::totp("LEAST-1", Some("alice"), b"least privilege"))
+        .await
+        .unwrap();
+    assert!(store.consume_totp_step(id, T / 30).await.unwrap());
+    store.close().await;
+    // Not vacuous: the role may not create the bookkeeping table itself.
+    let created = cluster.psql(
+        &db,
+        &format!("SELECT has_schema_privilege('{role}', 'public', 'CREATE')"),
+    );
+    assert_eq!(created, "f");
+}
+
 /// Lists come in SQLite's order (bytewise) whatever the database's collation: a database
 /// made with the distribution's default (`en_US.UTF-8`, here ICU's `en`) sorts case and
 /// punctuation away, so `token list` and `user list` would read differently after a move to

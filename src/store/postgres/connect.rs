@@ -543,6 +543,9 @@ const LOCK_NOT_AVAILABLE: &str = "55P03";
 /// out. A migration that timed out rolled back whole (each runs in its own transaction, its
 /// bookkeeping row included), so trying again is safe.
 async fn run_migrations_patiently(pool: &PgPool) -> Result<(), StoreError> {
+    if schema_is_current(pool).await? {
+        return Ok(());
+    }
     let started = std::time::Instant::now();
     loop {
         let err = match MIGRATOR.run(pool).await {
@@ -558,6 +561,30 @@ async fn run_migrations_patiently(pool: &PgPool) -> Result<(), StoreError> {
         );
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
+}
+
+/// Every migration this release knows is applied, unchanged: nothing to run. Asked before
+/// the migrator, which issues `CREATE TABLE IF NOT EXISTS _sqlx_migrations` on every run: a
+/// serving role without the right to create in the schema (a DBA's least privilege, with
+/// `radmfa db migrate` run by a more privileged role, as docs/ha.md describes) could not
+/// start at all. A migration changed since it was applied is left to the migrator, which
+/// refuses it.
+async fn schema_is_current(pool: &PgPool) -> Result<bool, sqlx::Error> {
+    let bookkept: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+        .fetch_one(pool)
+        .await?;
+    if !bookkept {
+        return Ok(false);
+    }
+    let applied: Vec<(i64, Vec<u8>)> =
+        sqlx::query_as("SELECT version, checksum FROM _sqlx_migrations WHERE success")
+            .fetch_all(pool)
+            .await?;
+    Ok(MIGRATOR.iter().all(|m| {
+        applied
+            .iter()
+            .any(|(v, sum)| *v == m.version && sum[..] == m.checksum[..])
+    }))
 }
 
 fn waited_too_long_for_a_lock(err: &sqlx::migrate::MigrateError) -> bool {
