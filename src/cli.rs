@@ -182,6 +182,10 @@ pub struct AuditArgs {
     /// app-password-delete, app-password-delete-all; store: backup, migrate.
     #[arg(long)]
     pub result: Option<String>,
+    /// One node's records (its `[server] name`; the audit's server_name), where nodes share
+    /// a PostgreSQL store.
+    #[arg(long)]
+    pub server: Option<String>,
     /// Records at or after this time: RFC 3339 (2026-01-31T08:00:00Z, or with an offset,
     /// 2026-01-31T09:00:00+01:00), Unix seconds (1769846400), or an age counted back from
     /// now (90s, 15m, 2h, 7d). An 8-digit number that reads as a date (20260131) is refused:
@@ -205,7 +209,7 @@ pub struct AuditArgs {
     #[arg(long, conflicts_with_all = ["count_by", "until"])]
     pub follow: bool,
     /// A report instead of records: how many of the matching records had each result, per
-    /// user, NAS, mode, result, reason or UTC day.
+    /// user, NAS, mode, result, reason, UTC day or server (the node that answered).
     #[arg(long, value_enum, value_name = "GROUP")]
     pub count_by: Option<crate::store::AuditGroup>,
 }

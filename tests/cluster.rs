@@ -217,6 +217,53 @@ fn challenge_from_node_a_is_answered_on_node_b() {
         "{seen:?}"
     );
     assert!(follow.stop().success());
+
+    // The table says which node answered; one node's records, and a count per node.
+    let text = |args: &[&str]| {
+        let out = nodes.a.cli(args);
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let table = text(&["audit", "--user", "alice", "--result", "accept"]);
+    let mut lines = table.lines();
+    let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(header[5..7], ["NAS", "SERVER"], "{table}");
+    let servers: Vec<&str> = lines
+        .map(|l| {
+            if l.contains("node-a") {
+                "node-a"
+            } else if l.contains("node-b") {
+                "node-b"
+            } else {
+                l
+            }
+        })
+        .collect();
+    assert_eq!(servers, ["node-a", "node-b"], "{table}");
+    let only_b = text(&["audit", "--user", "alice", "--server", "node-b", "--json"]);
+    let results: Vec<String> = only_b
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .inspect(|r| assert_eq!(r["server_name"], "node-b", "{r}"))
+        .map(|r| r["result"].as_str().unwrap().to_string())
+        .collect();
+    // Newest first; the enrollment was made through node B's CLI.
+    assert_eq!(results, ["challenge", "accept", "enroll"], "{only_b}");
+    let report = text(&["audit", "--user", "alice", "--count-by", "server", "--json"]);
+    let totals: Vec<(String, u64)> = report
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .map(|g| {
+            (
+                g["key"].as_str().unwrap().to_string(),
+                g["total"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert!(
+        totals.contains(&("node-a".into(), 3)) && totals.contains(&("node-b".into(), 3)),
+        "{report}"
+    );
 }
 
 /// A client whose password is checked by an upstream RADIUS server (Debian's FreeRADIUS):

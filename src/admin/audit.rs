@@ -145,6 +145,7 @@ pub async fn run(cfg: &Config, args: AuditArgs) -> anyhow::Result<ExitCode> {
             .map(|s| parse_time(&s, now))
             .transpose()
             .context("--until")?,
+        server: args.server,
         limit: args.limit,
         after_id: None,
     };
@@ -156,8 +157,10 @@ pub async fn run(cfg: &Config, args: AuditArgs) -> anyhow::Result<ExitCode> {
         return report(counts, by, args.limit, args.json);
     }
     if args.follow {
+        // Nodes share a PostgreSQL store: what comes next may be any node's.
+        let shared = matches!(cfg.store, crate::config::StoreConfig::Postgres { .. });
         with_existing_store(&cfg.store, async |store| {
-            super::audit_follow::follow(store, filter, args.json).await
+            super::audit_follow::follow(store, filter, args.json, shared).await
         })
         .await?;
         return Ok(ExitCode::SUCCESS);
@@ -179,7 +182,9 @@ pub async fn run(cfg: &Config, args: AuditArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// The records' table: columns as wide as their widest value (at least the header), so long
-/// NAS names and serials do not push the rest out of line.
+/// NAS names and serials do not push the rest out of line. SERVER, which node answered, only
+/// where there can be more than one (PostgreSQL's shared store): on one node it says the
+/// same on every line.
 #[derive(Clone, Copy)]
 pub(super) struct Table {
     user: usize,
@@ -187,6 +192,7 @@ pub(super) struct Table {
     mode: usize,
     token: usize,
     nas: usize,
+    server: Option<usize>,
 }
 
 impl Table {
@@ -194,6 +200,8 @@ impl Table {
         let width = |header: &str, value: &dyn Fn(&AuditRecord) -> usize| {
             rows.iter().map(value).max().unwrap_or(0).max(header.len())
         };
+        let servers: std::collections::BTreeSet<&str> =
+            rows.iter().map(|r| r.server_name.as_str()).collect();
         Table {
             user: width("USER", &|r| printable(&r.user).chars().count()),
             result: width("RESULT", &|r| printable(&r.result).chars().count()),
@@ -204,6 +212,17 @@ impl Table {
                     .as_deref()
                     .map_or(1, |n| printable(n).chars().count())
             }),
+            server: (servers.len() > 1)
+                .then(|| width("SERVER", &|r| printable(&r.server_name).chars().count())),
+        }
+    }
+
+    /// With the SERVER column even if the rows so far name one node: records still to come
+    /// (`--follow`) may be another node's.
+    pub(super) fn with_server(self, shared: bool) -> Self {
+        Table {
+            server: self.server.or(shared.then_some("SERVER".len())),
+            ..self
         }
     }
 
@@ -217,12 +236,15 @@ impl Table {
             mode: self.mode.max(min),
             token: self.token.max(min),
             nas: self.nas.max(min),
+            server: self.server.map(|w| w.max(min)),
         }
     }
 
     pub(super) fn header(&self) -> String {
         self.line(
-            ["TIME", "USER", "RESULT", "MODE", "TOKEN", "NAS", "MS"],
+            [
+                "TIME", "USER", "RESULT", "MODE", "TOKEN", "NAS", "SERVER", "MS",
+            ],
             "REASON",
         )
     }
@@ -236,6 +258,7 @@ impl Table {
                 &r.mode,
                 r.token_serial.as_deref().unwrap_or("-"),
                 r.nas_name.as_deref().unwrap_or("-"),
+                &r.server_name,
                 &r.latency_ms.to_string(),
             ],
             &match (&r.reason, &r.actor) {
@@ -246,8 +269,8 @@ impl Table {
         )
     }
 
-    fn line(&self, fields: [&str; 7], reason: &str) -> String {
-        let [time, user, result, mode, token, nas, ms] = fields.map(printable);
+    fn line(&self, fields: [&str; 8], reason: &str) -> String {
+        let [time, user, result, mode, token, nas, server, ms] = fields.map(printable);
         let reason = printable(reason);
         let Table {
             user: wu,
@@ -255,9 +278,14 @@ impl Table {
             mode: wm,
             token: wt,
             nas: wn,
+            server: ws,
         } = *self;
+        let server = match ws {
+            Some(ws) => format!(" {server:<ws$}"),
+            None => String::new(),
+        };
         format!(
-            "{time:<20} {user:<wu$} {result:<wr$} {mode:<wm$} {token:<wt$} {nas:<wn$} {ms:>6}  {reason}"
+            "{time:<20} {user:<wu$} {result:<wr$} {mode:<wm$} {token:<wt$} {nas:<wn$}{server} {ms:>6}  {reason}"
         )
     }
 }

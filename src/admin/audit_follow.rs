@@ -20,7 +20,13 @@ const BATCH: u32 = 1000;
 /// The narrowest table column, for values not seen yet.
 const MIN_WIDTH: usize = 12;
 
-pub async fn follow(store: &dyn Store, filter: AuditFilter, json: bool) -> anyhow::Result<()> {
+/// `shared`: the store is one several nodes write (PostgreSQL), so the table names the node.
+pub async fn follow(
+    store: &dyn Store,
+    filter: AuditFilter,
+    json: bool,
+    shared: bool,
+) -> anyhow::Result<()> {
     // First the last --limit records, oldest first, as `tail -f` does; with --limit 0 none,
     // as `tail -n 0 -f` (it printed the store's default 100). The newest ones are still
     // read, to start the window at them: shown or not, they are not new.
@@ -39,7 +45,9 @@ pub async fn follow(store: &dyn Store, filter: AuditFilter, json: bool) -> anyho
     } else {
         &first[..]
     };
-    let table = Table::fitting(shown).at_least(MIN_WIDTH);
+    let table = Table::fitting(shown)
+        .with_server(shared)
+        .at_least(MIN_WIDTH);
     let print = |r: &AuditRecord| -> std::io::Result<()> {
         let line = if json {
             super::json_printable(serde_json::to_string(r)?)

@@ -29,6 +29,7 @@ impl Dialect {
             (AuditGroup::Mode, _) => "mode",
             (AuditGroup::Result, _) => "result",
             (AuditGroup::Reason, _) => "COALESCE(reason, '-')",
+            (AuditGroup::Server, _) => "server_name",
             (AuditGroup::Day, Dialect::Sqlite) => "strftime('%Y-%m-%d', time, 'unixepoch')",
             (AuditGroup::Day, Dialect::Postgres) => {
                 "to_char(to_timestamp(time) AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
@@ -50,6 +51,9 @@ where
     }
     if let Some(result) = &f.result {
         q.push(" AND result = ").push_bind(result.clone());
+    }
+    if let Some(server) = &f.server {
+        q.push(" AND server_name = ").push_bind(server.clone());
     }
     if let Some(since) = f.since {
         q.push(" AND time >= ").push_bind(since);

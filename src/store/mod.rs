@@ -413,6 +413,8 @@ pub struct AuditFilter {
     /// Records before this time, not at it: reports over consecutive windows (`--since T1
     /// --until T2`, then `--since T2 --until T3`) count a record stamped T2 once, not twice.
     pub until: Option<i64>,
+    /// Only records of this node (`[server] name`).
+    pub server: Option<String>,
     pub limit: u32,
     /// Only records with a larger id, oldest (lowest id) first: `radmfa audit --follow`
     /// asking for what arrived since. Without it, records come newest first.
@@ -429,6 +431,8 @@ pub enum AuditGroup {
     Reason,
     /// The UTC calendar day, `YYYY-MM-DD`.
     Day,
+    /// The node that wrote the record (`[server] name`).
+    Server,
 }
 
 /// How many records of one group had one result.

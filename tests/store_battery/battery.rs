@@ -1086,6 +1086,7 @@ pub async fn audit_filters_order_and_limit(store: &dyn Store) {
         result: result.map(Into::into),
         since,
         until,
+        server: None,
         limit,
         after_id: None,
     };
@@ -1239,6 +1240,10 @@ pub async fn audit_counts_per_group_and_result(store: &dyn Store) {
         let mut r = audit_record(time, user, result);
         r.nas_name = nas.map(str::to_string);
         r.reason = (result == "reject").then(|| "bad password".to_string());
+        // bob's records written by the other node.
+        if user == "bob" {
+            r.server_name = "node-b".into();
+        }
         r
     };
     for r in [
@@ -1288,6 +1293,29 @@ pub async fn audit_counts_per_group_and_result(store: &dyn Store) {
             t("2023-11-15", "enroll", 1),
             t("2023-11-15", "reject", 1)
         ]
+    );
+    // Which node answered, and one node's records alone (nodes sharing PostgreSQL).
+    assert_eq!(
+        counts(AuditFilter::default(), AuditGroup::Server).await,
+        [
+            t("node-a", "accept", 2),
+            t("node-a", "reject", 1),
+            t("node-b", "enroll", 1),
+            t("node-b", "reject", 1)
+        ]
+    );
+    let node_b = AuditFilter {
+        server: Some("node-b".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        counts(node_b.clone(), AuditGroup::User).await,
+        [t("bob", "enroll", 1), t("bob", "reject", 1)]
+    );
+    let listed = store.audit(&node_b).await.unwrap();
+    assert!(
+        listed.len() == 2 && listed.iter().all(|r| r.user == "bob"),
+        "{listed:?}"
     );
     let rejects = AuditFilter {
         result: Some("reject".into()),
