@@ -1942,6 +1942,19 @@ fn break_seed(dir: &Path, serial: &str) {
     .unwrap();
 }
 
+/// The vendor's file of carol's HOTP token HW-1 (counter 0), imported; its path.
+fn carols_hardware_token(dir: &Path, cfg: &Path) -> std::path::PathBuf {
+    let csv = dir.join("vendor.csv");
+    std::fs::write(
+        &csv,
+        "serial,secret,type,counter,user\nHW-1,GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ,hotp,0,carol\n",
+    )
+    .unwrap();
+    let (ok, out, err) = run(cfg, &["token", "import", csv.to_str().unwrap()]);
+    assert!(ok, "{out}{err}");
+    csv
+}
+
 /// A serial changed by hand in SQL makes its token BROKEN (the serial is sealed with the
 /// seed). Importing the vendor's file again brings the old serial back beside it, which
 /// does not repair it: the import says the owner still holds a BROKEN token that refuses
@@ -1949,14 +1962,7 @@ fn break_seed(dir: &Path, serial: &str) {
 #[test]
 fn an_import_beside_a_broken_token_of_its_owner_warns() {
     let (d, cfg) = setup();
-    let csv = d.path().join("vendor.csv");
-    std::fs::write(
-        &csv,
-        "serial,secret,type,counter,user\nHW-1,GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ,hotp,0,carol\n",
-    )
-    .unwrap();
-    let (ok, out, err) = run(&cfg, &["token", "import", csv.to_str().unwrap()]);
-    assert!(ok, "{out}{err}");
+    let csv = carols_hardware_token(d.path(), &cfg);
     let db = rusqlite::Connection::open(d.path().join("radmfa.db")).unwrap();
     db.execute(
         "UPDATE tokens SET serial = 'HW-1X' WHERE serial = 'HW-1'",
@@ -1993,14 +1999,7 @@ fn an_import_beside_a_broken_token_of_its_owner_warns() {
 #[test]
 fn a_broken_token_reimported_keeps_its_counter() {
     let (d, cfg) = setup();
-    let csv = d.path().join("vendor.csv");
-    std::fs::write(
-        &csv,
-        "serial,secret,type,counter,user\nHW-1,GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ,hotp,0,carol\n",
-    )
-    .unwrap();
-    let (ok, out, err) = run(&cfg, &["token", "import", csv.to_str().unwrap()]);
-    assert!(ok, "{out}{err}");
+    let csv = carols_hardware_token(d.path(), &cfg);
     let db = rusqlite::Connection::open(d.path().join("radmfa.db")).unwrap();
     db.execute("UPDATE tokens SET counter = 40 WHERE serial = 'HW-1'", [])
         .unwrap();
