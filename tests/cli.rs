@@ -635,7 +635,7 @@ fn list_show_reset_delete_and_audit() {
         .collect();
     assert_eq!(
         results,
-        ["unlock", "enroll", "reset", "enroll"],
+        ["unlock", "enroll", "reset", "delete-token", "enroll"],
         "newest first"
     );
     let (_, out, _) = run(&cfg, &["audit", "--result", "reset", "--json"]);
@@ -674,6 +674,80 @@ fn list_show_reset_delete_and_audit() {
     }
     let (ok, _, err) = run(&cfg, &["audit", "--since", "yesterday"]);
     assert!(!ok && err.contains("--since"), "{err}");
+}
+
+/// Every token change is audited with the serial in `token_serial` (docs/tokens.md): a
+/// reset or delete writes one record per token it takes away, saying what became of it,
+/// besides its own; the enrollment's record names its token there too.
+#[test]
+fn reset_and_delete_audit_each_token_taken_away_by_serial() {
+    let (d, cfg) = setup();
+    let csv = d.path().join("hw.csv");
+    std::fs::write(
+        &csv,
+        "serial,key,type,user\n\
+         HW-A,3132333435363738393031323334353637383930,hotp,alice\n\
+         HW-B,3132333435363738393031323334353637383931,hotp,bob\n",
+    )
+    .unwrap();
+    let (ok, _, err) = run(&cfg, &["token", "import", csv.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let mut seeds = Vec::new();
+    for user in ["alice", "bob"] {
+        let (ok, _, err) = run(
+            &cfg,
+            &["user", "enroll-totp", user, "--uri-only", "--force"],
+        );
+        assert!(ok, "{err}");
+        let (_, out, _) = run(
+            &cfg,
+            &["audit", "--user", user, "--result", "enroll", "--json"],
+        );
+        let rec: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        let serial = rec["token_serial"]
+            .as_str()
+            .expect("enroll names its token");
+        assert!(serial.starts_with("TOTP-"), "{rec}");
+        seeds.push(serial.to_string());
+    }
+    let (ok, _, err) = run(&cfg, &["user", "reset", "alice"]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = run(&cfg, &["user", "delete", "bob"]);
+    assert!(ok, "{err}");
+    for (user, command, seed, hw) in [
+        ("alice", "reset", &seeds[0], "HW-A"),
+        ("bob", "delete", &seeds[1], "HW-B"),
+    ] {
+        let (_, out, _) = run(&cfg, &["audit", "--user", user, "--json"]);
+        let records: Vec<serde_json::Value> = out
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let of = |serial: &str, result: &str| {
+            records
+                .iter()
+                .find(|r| r["token_serial"] == serial && r["result"] == result)
+                .unwrap_or_else(|| panic!("no {result} record of {serial} in {records:#?}"))
+                .clone()
+        };
+        let deleted = of(seed, "delete-token");
+        let reason = deleted["reason"].as_str().unwrap();
+        assert!(
+            reason.contains("deleted (an app seed)") && reason.contains(command),
+            "{deleted}"
+        );
+        let returned = of(hw, "unassign");
+        let reason = returned["reason"].as_str().unwrap();
+        assert!(
+            reason.contains("returned to stock (an imported token)") && reason.contains(command),
+            "{returned}"
+        );
+        // The command's own record stays.
+        assert!(
+            records.iter().any(|r| r["result"] == command),
+            "{records:#?}"
+        );
+    }
 }
 
 #[test]

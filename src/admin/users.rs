@@ -12,7 +12,7 @@ use crate::config::Config;
 use crate::mfa::{enroll, otp};
 use crate::secret::Secret;
 use crate::store::{
-    AuditRecord, NewToken, OtpAlgorithm, Store, StoreError, TokenFilter, TokenKind,
+    AuditRecord, NewToken, OtpAlgorithm, Store, StoreError, TokenFilter, TokenKind, TokensRemoved,
 };
 
 pub async fn run(cfg: &Config, mut cmd: UserCommand) -> anyhow::Result<ExitCode> {
@@ -96,14 +96,18 @@ async fn run_on(cfg: &Config, store: &dyn Store, cmd: UserCommand) -> anyhow::Re
                 );
                 return Ok(ExitCode::from(1));
             }
-            let existed = store.delete_user(&a.user).await?;
-            if !existed {
+            let Some(tokens) = store.delete_user(&a.user).await? else {
                 // Nothing was deleted: no record claims otherwise (a mistyped name).
                 eprintln!("{}: no such user", super::printable(&a.user));
                 return Ok(ExitCode::from(1));
-            }
+            };
             let note = lifted.then(|| "the block (fraud report) lifted".to_string());
-            admin_audit(cfg, store, &a.user, "delete", note).await?;
+            // The tokens' records first: the command's own, which sums up, is the newest.
+            let tokens_recorded =
+                audit_tokens_removed(cfg, store, &a.user, "delete", &tokens).await;
+            let recorded = admin_audit(cfg, store, &a.user, "delete", note).await;
+            // The command's own failure, if any, is the one to name.
+            recorded.and(tokens_recorded)?;
             println!("{}: deleted", a.user);
             Ok(ExitCode::SUCCESS)
         }
@@ -116,7 +120,8 @@ async fn run_on(cfg: &Config, store: &dyn Store, cmd: UserCommand) -> anyhow::Re
 async fn reset(cfg: &Config, store: &dyn Store, user: &str) -> anyhow::Result<ExitCode> {
     let mut done: Vec<String> = Vec::new();
     let mut calls: Vec<String> = Vec::new();
-    let outcome = reset_steps(store, user, &mut done, &mut calls).await;
+    let mut tokens = TokensRemoved::default();
+    let outcome = reset_steps(store, user, &mut done, &mut calls, &mut tokens).await;
     let what = done.join(", ");
     match outcome {
         // Nothing under this name: most often a mistyped one, whose real user keeps the
@@ -130,19 +135,24 @@ async fn reset(cfg: &Config, store: &dyn Store, user: &str) -> anyhow::Result<Ex
             Ok(ExitCode::from(1))
         }
         Ok(true) => {
+            // The tokens' records first: the command's own, which sums up, is the newest.
+            let tokens_recorded = audit_tokens_removed(cfg, store, user, "reset", &tokens).await;
             let recorded = admin_audit(cfg, store, user, "reset", Some(what.clone())).await;
-            // After the record: a slow provider must not keep the reset from the audit. And
-            // whether or not it was written: the calls are cancelled already, and running the
-            // command again would not find them to hang up.
+            // After the records: a slow provider must not keep the reset from the audit. And
+            // whether or not they were written: the calls are cancelled already, and running
+            // the command again would not find them to hang up.
             let hung_up = super::phone::hang_up(cfg, &calls).await;
-            recorded?;
+            // The command's own failure, if any, is the one to name.
+            recorded.and(tokens_recorded)?;
             println!("{user}: {what}{hung_up}; the user must enroll again");
             Ok(ExitCode::SUCCESS)
         }
         Err(e) if done.is_empty() => Err(e),
         Err(e) => {
             let partial = format!("partial: {what}; then failed");
+            let tokens_audited = audit_tokens_removed(cfg, store, user, "reset", &tokens).await;
             let audited = admin_audit(cfg, store, user, "reset", Some(partial)).await;
+            let audited = audited.and(tokens_audited);
             Err(e.context(format!(
                 "the reset of {user} stopped part-way ({what} is done{}); run it again",
                 unaudited_note(&audited)
@@ -151,22 +161,25 @@ async fn reset(cfg: &Config, store: &dyn Store, user: &str) -> anyhow::Result<Ex
     }
 }
 
-/// True if anything was there to take away.
+/// True if anything was there to take away. The tokens taken away are left in `tokens`
+/// for their own audit records, after a later step's error too.
 async fn reset_steps(
     store: &dyn Store,
     user: &str,
     done: &mut Vec<String>,
     calls: &mut Vec<String>,
+    tokens: &mut TokensRemoved,
 ) -> anyhow::Result<bool> {
     let now = SystemClock.now();
-    let r = store.delete_user_tokens(user).await?;
+    *tokens = store.delete_user_tokens(user).await?;
     // Only what happened goes into `done`: a later step's error audits `done` as a partial
     // reset, which must not claim one for a name that had nothing.
-    let mut found = r.deleted + r.returned > 0;
+    let mut found = !tokens.is_empty();
     if found {
         done.push(format!(
             "{} app token(s) deleted, {} imported token(s) returned to stock",
-            r.deleted, r.returned
+            tokens.deleted.len(),
+            tokens.returned.len()
         ));
     }
     // Unlocking also clears a count of wrong codes below the threshold: that is state too.
@@ -219,6 +232,35 @@ async fn reset_steps(
         found = true;
     }
     Ok(found)
+}
+
+/// One record per token `command` (`reset`, `delete`) took from `user`, its serial in
+/// `token_serial` as every other token change has it: the command's own record gives only
+/// counts, and a token's history (lost, stolen, back in stock) must be found by its serial.
+/// Each is tried; the first failure is given back.
+async fn audit_tokens_removed(
+    cfg: &Config,
+    store: &dyn Store,
+    user: &str,
+    command: &str,
+    tokens: &TokensRemoved,
+) -> anyhow::Result<()> {
+    let mut recorded = Ok(());
+    for (serials, result, what) in [
+        (&tokens.deleted, "delete-token", "deleted (an app seed)"),
+        (
+            &tokens.returned,
+            "unassign",
+            "returned to stock (an imported token)",
+        ),
+    ] {
+        for serial in serials {
+            let reason = format!("token {serial} {what} by user {command}");
+            let r = super::tokens::audit(cfg, store, user, result, serial, Some(reason)).await;
+            recorded = recorded.and(r);
+        }
+    }
+    recorded
 }
 
 /// Admins type names as users do; the store keys them as logins do (`Config::user_names`).
@@ -288,6 +330,20 @@ pub(crate) async fn write_admin_audit(
     reason: Option<String>,
 ) -> Result<(), StoreError> {
     let rec = admin_record(cfg, user, result, reason);
+    store.append_audit(&rec).await.map(|_| ())
+}
+
+/// The `enroll` record of token `serial`, its serial in `token_serial` as every token
+/// change has it (and in the reason, as before); `more` is added to the reason.
+async fn write_enroll_audit(
+    cfg: &Config,
+    store: &dyn Store,
+    user: &str,
+    serial: &str,
+    more: String,
+) -> Result<(), StoreError> {
+    let mut rec = admin_record(cfg, user, "enroll", Some(format!("token {serial}{more}")));
+    rec.token_serial = Some(serial.to_string());
     store.append_audit(&rec).await.map(|_| ())
 }
 
@@ -423,15 +479,7 @@ async fn enroll_totp(
     store.add_token(token).await?;
     // An enrollment without its audit record is taken back: its secret is never shown, so
     // a token left behind could only be a trap ("already has a token" on the retry).
-    if let Err(e) = write_admin_audit(
-        cfg,
-        store,
-        &args.user,
-        "enroll",
-        Some(format!("token {serial}")),
-    )
-    .await
-    {
+    if let Err(e) = write_enroll_audit(cfg, store, &args.user, &serial, String::new()).await {
         let e = anyhow::Error::new(e).context("writing audit record");
         return Err(match store.delete_token(&serial).await {
             Ok(_) => e.context(format!("enrollment of {} undone", args.user)),
@@ -448,7 +496,15 @@ async fn enroll_totp(
         let e = anyhow::Error::new(e).context("showing the new token's secret");
         let undone = store.delete_token(&serial).await;
         let record = format!("token {serial}: enrollment undone, its secret could not be shown");
-        let recorded = admin_audit(cfg, store, &args.user, "delete-token", Some(record)).await;
+        let recorded = super::tokens::audit(
+            cfg,
+            store,
+            &args.user,
+            "delete-token",
+            &serial,
+            Some(record),
+        )
+        .await;
         return Err(match (undone, recorded) {
             (Ok(_), Ok(())) => e.context(format!("enrollment of {} undone", args.user)),
             (Ok(_), Err(r)) => e.context(format!(
@@ -534,12 +590,12 @@ async fn enroll_verified(
             .consume_totp_step(id, step)
             .await
             .context("marking the code as used")?;
-        write_admin_audit(
+        write_enroll_audit(
             cfg,
             store,
             user,
-            "enroll",
-            Some(format!("token {serial}, verified with a code from the app")),
+            &serial,
+            ", verified with a code from the app".into(),
         )
         .await
         .context("writing the audit record")

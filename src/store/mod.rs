@@ -163,16 +163,23 @@ impl NewToken {
     }
 }
 
-/// A stored token with its seed decrypted.
-/// What [`Store::delete_user_tokens`] did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// What [`Store::delete_user_tokens`] and [`Store::delete_user`] did to the user's tokens:
+/// their serials, sorted, so that the audit names each token taken away.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TokensRemoved {
     /// App seeds deleted.
-    pub deleted: u64,
+    pub deleted: Vec<String>,
     /// Imported tokens returned to stock.
-    pub returned: u64,
+    pub returned: Vec<String>,
 }
 
+impl TokensRemoved {
+    pub fn is_empty(&self) -> bool {
+        self.deleted.is_empty() && self.returned.is_empty()
+    }
+}
+
+/// A stored token with its seed decrypted.
 #[derive(Debug, Clone)]
 pub struct Token {
     pub id: i64,
@@ -623,8 +630,10 @@ pub trait Store: Send + Sync + 'static {
     async fn clear_failures(&self, user: &str) -> Result<(), StoreError>;
     /// Lifts a lock; returns whether the user was locked.
     async fn unlock_user(&self, user: &str, now: i64) -> Result<bool, StoreError>;
-    /// Removes all second-factor state of a user (tokens, counters, challenges).
-    async fn delete_user(&self, user: &str) -> Result<bool, StoreError>;
+    /// Removes all second-factor state of a user (tokens, counters, challenges), treating
+    /// tokens as [`Store::delete_user_tokens`] does. `None` when there was nothing under the
+    /// name; else the tokens taken away (perhaps none).
+    async fn delete_user(&self, user: &str) -> Result<Option<TokensRemoved>, StoreError>;
 
     // --- pending challenges ---
     async fn put_challenge(&self, challenge: &PendingChallenge) -> Result<(), StoreError>;

@@ -60,10 +60,32 @@ fn known_schema_version() -> i64 {
 
 /// A user's app seeds are deleted; their imported tokens go back to stock (see
 /// [`Store::delete_user_tokens`]).
-const DELETE_ENROLLED_PG: &str = "DELETE FROM tokens WHERE username = $1 AND origin = 'enroll'";
+/// Each gives back the serials it touched, for the audit.
+const DELETE_ENROLLED_PG: &str =
+    "DELETE FROM tokens WHERE username = $1 AND origin = 'enroll' RETURNING serial";
 const RETURN_IMPORTED_PG: &str =
     "UPDATE tokens SET username = NULL, resync_counter = NULL, resync_at = NULL \
-     WHERE username = $1";
+     WHERE username = $1 RETURNING serial";
+
+/// Takes `user`'s tokens away in `tx` (see [`Store::delete_user_tokens`]).
+async fn take_user_tokens(
+    tx: &mut sqlx::PgConnection,
+    user: &str,
+) -> Result<TokensRemoved, StoreError> {
+    let mut removed = TokensRemoved::default();
+    for (sql, serials) in [
+        (DELETE_ENROLLED_PG, &mut removed.deleted),
+        (RETURN_IMPORTED_PG, &mut removed.returned),
+    ] {
+        *serials = sqlx::query_scalar(sql)
+            .bind(user)
+            .fetch_all(&mut *tx)
+            .await?;
+        // Sorted as SQLite's are: bytewise, whatever the database's collation.
+        serials.sort();
+    }
+    Ok(removed)
+}
 
 const TOKEN_COLUMNS: &str = "id, serial, username, kind, algorithm, digits, period, counter, \
                              last_step, enabled, created_at, secret";
@@ -230,19 +252,10 @@ impl Store for PgStore {
         // Inside a request: a savepoint in its transaction (see request_tx.rs).
         let mut w = self.writer().await?;
         let mut tx = sqlx::Connection::begin(w.conn()).await?;
-        let deleted = sqlx::query(DELETE_ENROLLED_PG)
-            .bind(user)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        let returned = sqlx::query(RETURN_IMPORTED_PG)
-            .bind(user)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+        let removed = take_user_tokens(&mut tx, user).await?;
         tx.commit().await?;
         w.done(Ok(()))?;
-        Ok(TokensRemoved { deleted, returned })
+        Ok(removed)
     }
 
     // --- token inventory (postgres/tokens.rs) ---
@@ -445,15 +458,14 @@ impl Store for PgStore {
         Ok(lifted)
     }
 
-    async fn delete_user(&self, user: &str) -> Result<bool, StoreError> {
+    async fn delete_user(&self, user: &str) -> Result<Option<TokensRemoved>, StoreError> {
         // Inside a request: a savepoint in its transaction (see request_tx.rs).
         let mut w = self.writer().await?;
         let mut tx = sqlx::Connection::begin(w.conn()).await?;
         remembered::lock_users_remembered(&mut tx, user).await?;
+        let tokens = take_user_tokens(&mut tx, user).await?;
         let mut removed = 0;
         for sql in [
-            DELETE_ENROLLED_PG,
-            RETURN_IMPORTED_PG,
             "DELETE FROM user_state WHERE username = $1",
             "DELETE FROM challenges WHERE username = $1",
             // As in SQLite's: a row holding only logins_forgotten_at is no user.
@@ -485,7 +497,7 @@ impl Store for PgStore {
         .await?;
         tx.commit().await?;
         w.done(Ok(()))?;
-        Ok(removed > 0)
+        Ok((removed > 0 || !tokens.is_empty()).then_some(tokens))
     }
 
     // --- pending challenges ---

@@ -49,9 +49,31 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate::Migrator {
 
 /// A user's app seeds are deleted; their imported tokens go back to stock (see
 /// [`Store::delete_user_tokens`]).
-const DELETE_ENROLLED_SQLITE: &str = "DELETE FROM tokens WHERE user = ?1 AND origin = 'enroll'";
-const RETURN_IMPORTED_SQLITE: &str =
-    "UPDATE tokens SET user = NULL, resync_counter = NULL, resync_at = NULL WHERE user = ?1";
+/// Each gives back the serials it touched, for the audit.
+const DELETE_ENROLLED_SQLITE: &str =
+    "DELETE FROM tokens WHERE user = ?1 AND origin = 'enroll' RETURNING serial";
+const RETURN_IMPORTED_SQLITE: &str = "UPDATE tokens SET user = NULL, resync_counter = NULL, \
+     resync_at = NULL WHERE user = ?1 RETURNING serial";
+
+/// Takes `user`'s tokens away in `tx` (see [`Store::delete_user_tokens`]).
+async fn take_user_tokens(
+    tx: &mut sqlx::SqliteConnection,
+    user: &str,
+) -> Result<TokensRemoved, StoreError> {
+    let mut removed = TokensRemoved::default();
+    for (sql, serials) in [
+        (DELETE_ENROLLED_SQLITE, &mut removed.deleted),
+        (RETURN_IMPORTED_SQLITE, &mut removed.returned),
+    ] {
+        *serials = sqlx::query_scalar(sql)
+            .bind(user)
+            .fetch_all(&mut *tx)
+            .await?;
+        // RETURNING's order is unspecified: sorted, the audit reads the same on both stores.
+        serials.sort();
+    }
+    Ok(removed)
+}
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// What a WAL file is cut back to when SQLite starts it over after a checkpoint. Without
@@ -392,18 +414,9 @@ impl Store for SqliteStore {
 
     async fn delete_user_tokens(&self, user: &str) -> Result<TokensRemoved, StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let deleted = sqlx::query(DELETE_ENROLLED_SQLITE)
-            .bind(user)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        let returned = sqlx::query(RETURN_IMPORTED_SQLITE)
-            .bind(user)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+        let removed = take_user_tokens(&mut tx, user).await?;
         tx.commit().await?;
-        Ok(TokensRemoved { deleted, returned })
+        Ok(removed)
     }
 
     // --- token inventory (sqlite_tokens.rs) ---
@@ -608,14 +621,13 @@ impl Store for SqliteStore {
         Ok(lifted)
     }
 
-    async fn delete_user(&self, user: &str) -> Result<bool, StoreError> {
+    async fn delete_user(&self, user: &str) -> Result<Option<TokensRemoved>, StoreError> {
         // IMMEDIATE: take the write lock up front (a deferred transaction upgrading from read
         // to write can fail with SQLITE_BUSY without waiting).
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let tokens = take_user_tokens(&mut tx, user).await?;
         let mut removed = 0;
         for sql in [
-            DELETE_ENROLLED_SQLITE,
-            RETURN_IMPORTED_SQLITE,
             "DELETE FROM user_state WHERE user = ?1",
             "DELETE FROM challenges WHERE user = ?1",
             // A row holding only when the user's remembered logins were last forgotten (a
@@ -650,7 +662,7 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(removed > 0)
+        Ok((removed > 0 || !tokens.is_empty()).then_some(tokens))
     }
 
     // --- pending challenges ---

@@ -329,10 +329,12 @@ pub async fn delete_user_tokens_counts(store: &dyn Store) {
         .import_tokens(&[(hw, TokenExtra::default())], false)
         .await
         .unwrap();
+    // Each by its serial, sorted: the audit names every token taken away.
     let removed = store.delete_user_tokens("alice").await.unwrap();
-    assert_eq!((removed.deleted, removed.returned), (2, 1));
+    assert_eq!(removed.deleted, ["A1", "A2"]);
+    assert_eq!(removed.returned, ["HW1"]);
     let again = store.delete_user_tokens("alice").await.unwrap();
-    assert_eq!((again.deleted, again.returned), (0, 0));
+    assert!(again.is_empty(), "{again:?}");
     assert!(store.tokens_for_user("alice").await.unwrap().is_empty());
     assert!(store.token_by_serial("A1").await.unwrap().is_none());
     assert_eq!(store.tokens_for_user("bob").await.unwrap().len(), 1);
@@ -1404,7 +1406,15 @@ pub async fn delete_user_removes_everything_of_that_user(store: &dyn Store) {
         .await
         .unwrap();
 
-    assert!(store.delete_user("alice").await.unwrap());
+    let removed = store
+        .delete_user("alice")
+        .await
+        .unwrap()
+        .expect("alice existed");
+    assert_eq!(
+        (removed.deleted, removed.returned),
+        (vec!["A1".into(), "A2".into()], vec!["HW9".into()])
+    );
 
     assert!(store.tokens_for_user("alice").await.unwrap().is_empty());
     assert!(store.token_by_serial("A1").await.unwrap().is_none());
@@ -1443,12 +1453,21 @@ pub async fn delete_user_removes_everything_of_that_user(store: &dyn Store) {
         1
     );
 
-    assert!(!store.delete_user("alice").await.unwrap(), "nothing left");
-    assert!(!store.delete_user("nobody").await.unwrap());
+    assert_eq!(
+        store.delete_user("alice").await.unwrap(),
+        None,
+        "nothing left"
+    );
+    assert_eq!(store.delete_user("nobody").await.unwrap(), None);
 
     // A user with only lockout state (no tokens) can be deleted too.
     store.record_failure("carol", 5, T, 300).await.unwrap();
-    assert!(store.delete_user("carol").await.unwrap());
+    let removed = store
+        .delete_user("carol")
+        .await
+        .unwrap()
+        .expect("carol existed");
+    assert!(removed.is_empty(), "{removed:?}");
     assert_eq!(store.user_status("carol").await.unwrap().failures, 0);
 }
 
@@ -2525,7 +2544,7 @@ pub async fn delete_user_removes_delivery_state(store: &dyn Store) {
     };
     store.begin_oob(&call).await.unwrap();
     store.add_app_password("bob", None, "$h", T).await.unwrap();
-    assert!(store.delete_user("alice").await.unwrap());
+    assert!(store.delete_user("alice").await.unwrap().is_some());
     assert_eq!(store.user_profile("alice").await.unwrap().phone, None);
     assert!(store.app_passwords("alice").await.unwrap().is_empty());
     assert_eq!(store.oob("a").await.unwrap(), None);
@@ -2616,7 +2635,7 @@ pub async fn remembered_logins_are_purged_and_forgotten(store: &dyn Store) {
         .is_empty());
     assert_eq!(store.remembered_logins("bob", T).await.unwrap(), [bob]);
     assert!(
-        store.delete_user("bob").await.unwrap(),
+        store.delete_user("bob").await.unwrap().is_some(),
         "a remembered row is the user's"
     );
     assert!(store.remembered_logins("bob", T).await.unwrap().is_empty());
@@ -2627,7 +2646,7 @@ pub async fn remembered_logins_are_purged_and_forgotten(store: &dyn Store) {
     store.remember_login(&late_bob).await.unwrap();
     assert!(store.remembered_logins("bob", T).await.unwrap().is_empty());
     assert!(
-        !store.delete_user("bob").await.unwrap(),
+        store.delete_user("bob").await.unwrap().is_none(),
         "the mark is no user"
     );
 
@@ -2660,7 +2679,7 @@ pub async fn remembered_logins_are_purged_and_forgotten(store: &dyn Store) {
         .is_empty());
     // The mark alone makes no user: nothing for delete_user to report.
     store.forget_logins("carol", T).await.unwrap();
-    assert!(!store.delete_user("carol").await.unwrap());
+    assert!(store.delete_user("carol").await.unwrap().is_none());
 }
 
 /// Many nodes handle retransmits of one request at once: exactly one sends.
