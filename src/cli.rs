@@ -155,6 +155,10 @@ pub struct EnrollArgs {
     /// Add a token even if the user already has one.
     #[arg(long)]
     pub force: bool,
+    /// Enroll although the directory ([ldap]) has no such user (yet). Not --force, which
+    /// already means a second token.
+    #[arg(long)]
+    pub not_in_directory: bool,
     /// Do not draw the QR code.
     #[arg(long)]
     pub no_qr: bool,

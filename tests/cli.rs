@@ -750,6 +750,69 @@ fn reset_and_delete_audit_each_token_taken_away_by_serial() {
     }
 }
 
+/// A command that gives a user something looks the name up in the directory as a login
+/// does: a typo (`user bypass alcie`) is refused, not answered "done" while the real user
+/// still gets a prompt. The command's flag goes ahead for a name the directory lacks; a
+/// directory that cannot be asked is said, and the command goes ahead.
+#[test]
+fn granting_to_a_name_the_directory_does_not_have_is_refused() {
+    let mut slapd = common::slapd::Slapd::start(&[common::slapd::LdapUser::new("alice", "pw")]);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &Options::new(&slapd.url));
+    let csv = dir.path().join("hw.csv");
+    std::fs::write(
+        &csv,
+        "serial,key,type,user\nHW-1,3132333435363738393031323334353637383930,hotp,\n",
+    )
+    .unwrap();
+    assert!(run(&cfg, &["token", "import", csv.to_str().unwrap()]).0);
+    let grants = |user: &'static str| -> Vec<(Vec<&'static str>, &'static str)> {
+        vec![
+            (
+                vec!["user", "enroll-totp", user, "--uri-only"],
+                "--not-in-directory",
+            ),
+            (vec!["token", "assign", "HW-1", user], "--not-in-directory"),
+            (vec!["user", "bypass", user, "--for", "5m"], "--force"),
+            (vec!["user", "app-password", "add", user], "--force"),
+            (vec!["user", "set-phone", user, "+15550100123"], "--force"),
+        ]
+    };
+    for (args, flag) in grants("ghost") {
+        let (ok, out, err) = run(&cfg, &args);
+        assert!(
+            !ok,
+            "{args:?} was done for a name the directory lacks: {out}"
+        );
+        assert!(
+            err.contains("ghost: not in the directory") && err.contains(flag),
+            "{args:?}: {err}"
+        );
+    }
+    let (_, out, _) = run(&cfg, &["audit", "--user", "ghost", "--json"]);
+    assert_eq!(out.trim(), "", "nothing done, nothing audited");
+    // The same commands for a user the directory has; for the name it lacks, with the flag.
+    for (args, _) in grants("alice") {
+        let (ok, _, err) = run(&cfg, &args);
+        assert!(ok && !err.contains("directory"), "{args:?}: {err}");
+    }
+    run(&cfg, &["token", "unassign", "HW-1"]);
+    for (mut args, flag) in grants("ghost") {
+        args.push(flag);
+        let (ok, _, err) = run(&cfg, &args);
+        assert!(ok, "{args:?}: {err}");
+    }
+    // Taking away is not checked: a leaver's name is gone from the directory first.
+    assert!(run(&cfg, &["user", "reset", "ghost"]).0);
+    // A directory that cannot be asked: said, and done.
+    slapd.stop();
+    let (ok, _, err) = run(&cfg, &["user", "bypass", "nobody", "--for", "5m"]);
+    assert!(
+        ok && err.contains("nobody: not checked against the directory"),
+        "{err}"
+    );
+}
+
 #[test]
 fn config_check_reports_valid_and_invalid_files() {
     let (d, cfg) = setup();
@@ -1264,7 +1327,9 @@ fn audit_follow_with_limit_0_shows_only_new_records() {
 #[test]
 fn enrolling_with_parameters_some_apps_ignore_is_warned_about() {
     let (_d, cfg) = setup();
-    let (ok, out, err) = run(&cfg, &["user", "enroll-totp", "alice", "--uri-only"]);
+    // --not-in-directory: the directory (none answers here) is not asked, and warned about.
+    let enroll = ["user", "enroll-totp", "--not-in-directory", "--uri-only"];
+    let (ok, out, err) = run(&cfg, &[&enroll[..], &["alice"]].concat());
     assert!(ok && out.starts_with("otpauth://"), "{err}");
     assert!(!err.contains("warning"), "{err}");
     for (user, flag, value) in [
@@ -1272,10 +1337,7 @@ fn enrolling_with_parameters_some_apps_ignore_is_warned_about() {
         ("carol", "--digits", "8"),
         ("dave", "--period", "60"),
     ] {
-        let (ok, out, err) = run(
-            &cfg,
-            &["user", "enroll-totp", user, "--uri-only", flag, value],
-        );
+        let (ok, out, err) = run(&cfg, &[&enroll[..], &[user, flag, value]].concat());
         assert!(ok && out.starts_with("otpauth://"), "{err}");
         assert!(
             err.starts_with("warning: ")

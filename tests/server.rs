@@ -758,8 +758,21 @@ fn listed_domains_are_taken_off_user_names() {
     let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
     assert_eq!(listed[0]["user"], "alice", "{listed}");
-    // One listed domain comes off, as at login (CORP\CORP\alice logs in as corp\alice).
+    // One listed domain comes off, as at login (CORP\CORP\alice logs in as corp\alice),
+    // a name the directory does not have: refused under it, given with --force.
     let out = srv.cli(&["user", "app-password", "add", "CORP\\CORP\\alice"]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("corp\\alice: not in the directory"),
+        "{out:?}"
+    );
+    let out = srv.cli(&[
+        "user",
+        "app-password",
+        "add",
+        "CORP\\CORP\\alice",
+        "--force",
+    ]);
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{out:?}");
     assert!(said.contains("for corp\\alice."), "{said}");

@@ -33,6 +33,9 @@ pub struct AddArgs {
     /// other admins' terminals show it).
     #[arg(long, value_parser = label)]
     pub label: Option<String>,
+    /// Go ahead although the directory ([ldap]) has no such user (yet).
+    #[arg(long)]
+    pub force: bool,
 }
 
 fn label(s: &str) -> Result<String, String> {

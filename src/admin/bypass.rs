@@ -25,6 +25,9 @@ pub struct BypassArgs {
     /// Take back a bypass not used yet.
     #[arg(long, conflicts_with = "valid_for")]
     pub cancel: bool,
+    /// Go ahead although the directory ([ldap]) has no such user (yet).
+    #[arg(long, conflicts_with = "cancel")]
+    pub force: bool,
 }
 
 pub async fn run(cfg: &Config, store: &dyn Store, a: BypassArgs) -> anyhow::Result<ExitCode> {

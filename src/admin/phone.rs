@@ -21,6 +21,9 @@ pub struct SetPhoneArgs {
     /// "none" removes the stored number (the directory's mobile or telephoneNumber is used
     /// then only where [phone] sources lists it; by default the user has no number).
     pub phone: String,
+    /// Go ahead although the directory ([ldap]) has no such user (yet).
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]

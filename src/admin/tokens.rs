@@ -79,6 +79,10 @@ pub struct AssignArgs {
     /// Take the token from the user who has it now (needed when it has an owner).
     #[arg(long)]
     pub force: bool,
+    /// Assign although the directory ([ldap]) has no such user (yet). Not --force, which
+    /// already means taking the token from its holder.
+    #[arg(long)]
+    pub not_in_directory: bool,
 }
 
 #[derive(Debug, Args)]
@@ -126,6 +130,16 @@ async fn run_on(cfg: &Config, store: &dyn Store, cmd: TokenCommand) -> anyhow::R
                     "user name {:?} is empty, too long or has control characters",
                     a.user
                 );
+            }
+            if !super::directory_name::may_grant(
+                cfg,
+                &user,
+                "--not-in-directory",
+                a.not_in_directory,
+            )
+            .await
+            {
+                return Ok(ExitCode::from(1));
             }
             (a.serial, Action::Assign, Some(user), a.force)
         }

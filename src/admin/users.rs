@@ -17,6 +17,13 @@ use crate::store::{
 
 pub async fn run(cfg: &Config, mut cmd: UserCommand) -> anyhow::Result<ExitCode> {
     fold_user_name(cfg, &mut cmd);
+    // Before the store is opened (perhaps made): a refused name leaves nothing behind. A
+    // name no command takes is left to the command's own message.
+    if let Some((user, flag, overridden)) = grant(&cmd).filter(|g| valid_user_name(g.0)) {
+        if !super::directory_name::may_grant(cfg, user, flag, overridden).await {
+            return Ok(ExitCode::from(1));
+        }
+    }
     if !adds(&cmd) {
         return with_existing_store(&cfg.store, async |store| run_on(cfg, store, cmd).await).await;
     }
@@ -38,6 +45,21 @@ fn adds(cmd: &UserCommand) -> bool {
         UserCommand::AppPassword(AppPasswordCommand::Add(_)) => true,
         UserCommand::Bypass(b) => !b.cancel,
         _ => false,
+    }
+}
+
+/// A command that gives the user something a login uses: the user, the flag that goes
+/// ahead for a name the directory does not have, and whether it was given.
+fn grant(cmd: &UserCommand) -> Option<(&str, &'static str, bool)> {
+    use crate::admin::app_passwords::AppPasswordCommand;
+    match cmd {
+        UserCommand::EnrollTotp(a) => Some((&a.user, "--not-in-directory", a.not_in_directory)),
+        UserCommand::SetPhone(a) if !a.phone.eq_ignore_ascii_case("none") => {
+            Some((&a.user, "--force", a.force))
+        }
+        UserCommand::AppPassword(AppPasswordCommand::Add(a)) => Some((&a.user, "--force", a.force)),
+        UserCommand::Bypass(b) if !b.cancel => Some((&b.user, "--force", b.force)),
+        _ => None,
     }
 }
 
