@@ -813,6 +813,47 @@ fn granting_to_a_name_the_directory_does_not_have_is_refused() {
     );
 }
 
+/// `config check --connect --user` for a user who cannot log in (no token, no number, the
+/// clients `no_factor = "reject"`) says so, naming the clients, instead of only "ok" lines.
+#[test]
+fn config_check_warns_of_a_user_every_reject_client_would_refuse() {
+    use common::radmfa::Nas;
+    use common::slapd::{LdapUser, Slapd};
+    let slapd = Slapd::start(&[LdapUser::new("alice", "pw"), LdapUser::new("bob", "pw")]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = Options::new(&slapd.url);
+    o.clients = vec![
+        Nas::challenge("vpn", "127.0.0.1"),
+        Nas::challenge("wifi", "127.0.0.2"),
+        Nas {
+            no_factor: "allow",
+            ..Nas::challenge("lab", "127.0.0.3")
+        },
+    ];
+    let cfg = write_config(dir.path(), &o);
+    // The store is there (config check --connect makes none).
+    let (ok, _, err) = run(&cfg, &["user", "enroll-totp", "alice", "--uri-only"]);
+    assert!(ok, "{err}");
+    let check = |user| run(&cfg, &["config", "check", "--connect", "--user", user]);
+    let (ok, out, err) = check("bob");
+    assert!(ok, "a warning, not a failure: {out}{err}");
+    let warns: Vec<&str> = out.lines().filter(|l| l.starts_with("WARN")).collect();
+    assert_eq!(warns.len(), 1, "{out}");
+    assert!(
+        warns[0].starts_with("WARN user bob: would be refused on client(s) \"vpn\", \"wifi\": ")
+            && warns[0].contains("no_factor = \"reject\"")
+            && warns[0].contains("user enroll-totp"),
+        "{out}"
+    );
+    // With a token (and for alice, who has one) nothing to warn of.
+    let (ok, _, err) = run(&cfg, &["user", "enroll-totp", "bob", "--uri-only"]);
+    assert!(ok, "{err}");
+    for user in ["alice", "bob"] {
+        let (ok, out, err) = check(user);
+        assert!(ok && !out.contains("WARN"), "{out}{err}");
+    }
+}
+
 #[test]
 fn config_check_reports_valid_and_invalid_files() {
     let (d, cfg) = setup();

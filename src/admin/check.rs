@@ -205,6 +205,27 @@ pub async fn connect(cfg: &Config, user: Option<&str>) -> anyhow::Result<bool> {
     Ok(ok)
 }
 
+/// What a client's groups make of a login of the user there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Groups {
+    /// Allowed and not exempt: the second factor decides.
+    Decide,
+    /// Not in any of allow_groups: refused whatever the factors (said above).
+    NotAllowed,
+    /// In exempt_groups: the password is enough.
+    Exempt,
+    /// A membership check failed: nothing to say.
+    Unknown,
+}
+
+/// What the store and the directory hold for the user, for [`super::check_refusal`].
+pub(super) struct Held<'a> {
+    pub tokens: &'a [crate::store::Token],
+    pub profile: &'a crate::store::UserProfile,
+    pub entry: Option<&'a crate::auth::UserInfo>,
+    pub app_passwords: bool,
+}
+
 /// What a login of `user` would find: the directory entry, the tokens, the phone number.
 async fn check_user(
     cfg: &Config,
@@ -215,37 +236,65 @@ async fn check_user(
 ) {
     let user = cfg.user_names.key(user);
     let mut entry = None;
+    let mut groups = vec![Groups::Decide; cfg.clients.len()];
     if let Some(ldap) = ldap {
-        entry = directory_entry(cfg, ldap, &user, &mut *line).await;
+        entry = directory_entry(cfg, ldap, &user, &mut *line)
+            .await
+            .map(|(info, g)| {
+                groups = g;
+                info
+            });
     } else {
         line(
             true,
             format!("user {user}: no [ldap]: known by name, as the upstream server accepts it"),
         );
     }
-    if let Some(store) = store {
-        match store.tokens_for_user(&user).await {
-            Ok(tokens) => {
-                let serials: Vec<&str> = tokens.iter().map(|t| t.serial.as_str()).collect();
-                line(
-                    true,
-                    format!(
-                        "user {user}: {} token(s) enrolled{}{}",
-                        tokens.len(),
-                        if serials.is_empty() { "" } else { ": " },
-                        serials.join(", ")
-                    ),
-                );
-            }
-            Err(e) => line(false, format!("user {user}: reading tokens: {e}")),
+    let Some(store) = store else { return };
+    let tokens = match store.tokens_for_user(&user).await {
+        Ok(tokens) => {
+            let serials: Vec<&str> = tokens.iter().map(|t| t.serial.as_str()).collect();
+            line(
+                true,
+                format!(
+                    "user {user}: {} token(s) enrolled{}{}",
+                    tokens.len(),
+                    if serials.is_empty() { "" } else { ": " },
+                    serials.join(", ")
+                ),
+            );
+            Some(tokens)
         }
-        // Not where the directory has the user's entry but it could not be read (said above):
-        // its numbers would be missing from what is shown.
-        let unread = ldap.is_some() && entry.is_none();
-        match store.user_profile(&user).await {
-            Ok(_) if unread => {}
-            Ok(profile) => phone_line(cfg, &user, &profile, entry.as_ref(), &mut *line),
-            Err(e) => line(false, format!("user {user}: reading the profile: {e}")),
+        Err(e) => {
+            line(false, format!("user {user}: reading tokens: {e}"));
+            None
+        }
+    };
+    // Not where the directory has the user's entry but it could not be read (said above):
+    // its numbers would be missing from what is shown.
+    let unread = ldap.is_some() && entry.is_none();
+    let profile = match store.user_profile(&user).await {
+        Ok(_) if unread => None,
+        Ok(profile) => {
+            phone_line(cfg, &user, &profile, entry.as_ref(), &mut *line);
+            Some(profile)
+        }
+        Err(e) => {
+            line(false, format!("user {user}: reading the profile: {e}"));
+            None
+        }
+    };
+    let app_passwords = store.app_passwords(&user).await.map(|p| !p.is_empty());
+    // Only what was all read: a guess would warn of a refusal that does not happen.
+    if let (Some(tokens), Some(profile), Ok(app_passwords)) = (tokens, profile, app_passwords) {
+        let held = Held {
+            tokens: &tokens,
+            profile: &profile,
+            entry: entry.as_ref(),
+            app_passwords,
+        };
+        for warning in super::check_refusal::refusals(cfg, &user, &held, &groups) {
+            println!("WARN {}", super::printable(&warning));
         }
     }
 }
@@ -303,13 +352,14 @@ fn source_name(source: PhoneSource) -> &'static str {
     }
 }
 
-/// The user's entry and, per client, the groups that matter to it.
+/// The user's entry and, per client, the groups that matter to it: printed, and what they
+/// make of a login there (in `cfg.clients`' order).
 async fn directory_entry(
     cfg: &Config,
     ldap: &LdapAuth,
     user: &str,
     line: &mut impl FnMut(bool, String),
-) -> Option<crate::auth::UserInfo> {
+) -> Option<(crate::auth::UserInfo, Vec<Groups>)> {
     let info = match ldap.lookup(user).await {
         Ok(Some(info)) => info,
         Ok(None) => {
@@ -333,7 +383,10 @@ async fn directory_entry(
             info.mail.as_deref().unwrap_or("-"),
         ),
     );
+    let mut standing = Vec::new();
     for client in &cfg.clients {
+        // Per rule: Some(member of one of its groups), None when a check failed.
+        let (mut allowed, mut exempt) = (Some(client.groups.allow.is_empty()), Some(false));
         let attribute_groups: Vec<String> = client
             .accept_attributes
             .by_group
@@ -346,19 +399,43 @@ async fn directory_entry(
             ("group_attributes", &attribute_groups),
         ] {
             for group in groups {
-                match ldap.is_member(user, &info, group).await {
-                    Ok(m) => line(
-                        true,
-                        format!(
-                            "user {user}: {} {group} (client {:?} {kind})",
-                            if m { "member of" } else { "not a member of" },
-                            client.name
-                        ),
-                    ),
-                    Err(e) => line(false, format!("group {group}: {e}")),
-                }
+                let member = match ldap.is_member(user, &info, group).await {
+                    Ok(m) => {
+                        line(
+                            true,
+                            format!(
+                                "user {user}: {} {group} (client {:?} {kind})",
+                                if m { "member of" } else { "not a member of" },
+                                client.name
+                            ),
+                        );
+                        Some(m)
+                    }
+                    Err(e) => {
+                        // A login counts nobody a member of a group the directory lacks.
+                        let none = matches!(e, crate::auth::AuthError::NoSuchGroup(_));
+                        line(false, format!("group {group}: {e}"));
+                        none.then_some(false)
+                    }
+                };
+                let rule = match kind {
+                    "allow_groups" => &mut allowed,
+                    "exempt_groups" => &mut exempt,
+                    _ => continue,
+                };
+                *rule = match (*rule, member) {
+                    (Some(true), _) | (_, Some(true)) => Some(true),
+                    (Some(false), Some(false)) => Some(false),
+                    _ => None,
+                };
             }
         }
+        standing.push(match (allowed, exempt) {
+            (Some(false), _) => Groups::NotAllowed,
+            (Some(true), Some(true)) => Groups::Exempt,
+            (Some(true), Some(false)) => Groups::Decide,
+            _ => Groups::Unknown,
+        });
     }
-    Some(info)
+    Some((info, standing))
 }

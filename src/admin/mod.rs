@@ -6,6 +6,7 @@ pub mod audit_follow;
 pub mod backup;
 pub mod bypass;
 pub mod check;
+mod check_refusal;
 mod directory_name;
 mod http_listener;
 pub mod migrate;

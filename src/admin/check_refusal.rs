@@ -1,0 +1,89 @@
+//! `config check --connect --user`: the clients on which the user's login would be refused
+//! for want of a second factor it can use there, and why. Every other line of the check can
+//! read "ok" for a user who cannot log in anywhere (no token, no number, every client
+//! `no_factor = "reject"`), and the first to hear of it would be the user.
+//!
+//! The rules are the login's (`pipeline::login`, from `available` on): a factor the client
+//! can use passes, and so does an app password where the client takes them; a token or a
+//! stored number the client cannot use is refused whatever `no_factor` says; nothing at all
+//! is refused where `no_factor = "reject"`.
+
+use super::check::{Groups, Held};
+use crate::config::delivery::VoiceMode;
+use crate::config::{Config, NoFactorPolicy, OtpMode};
+use crate::delivery::phone::{phone_from, unused_number};
+use crate::mfa::method::{available, Capabilities};
+
+/// One line per reason, naming the clients it holds for.
+pub(super) fn refusals(
+    cfg: &Config,
+    user: &str,
+    held: &Held<'_>,
+    groups: &[Groups],
+) -> Vec<String> {
+    let empty = crate::auth::UserInfo::default();
+    let info = held.entry.unwrap_or(&empty);
+    let has_phone = phone_from(&cfg.delivery.phone, held.profile, info).is_some();
+    let has_token = held.tokens.iter().any(|t| t.enabled);
+    let mut by_reason: Vec<(String, Vec<&str>)> = Vec::new();
+    for (client, standing) in cfg.clients.iter().zip(groups) {
+        if *standing != Groups::Decide {
+            continue;
+        }
+        let caps = Capabilities {
+            has_token,
+            has_phone,
+            sms_configured: cfg.delivery.sms.is_some(),
+            voice_configured: cfg.delivery.voice.is_some(),
+            can_prompt: matches!(client.otp_mode, OtpMode::Challenge),
+            holds_calls: client.factors.voice_mode == VoiceMode::Hold,
+        };
+        if !available(&client.factors.methods, caps).is_empty()
+            || (held.app_passwords && client.factors.app_passwords)
+        {
+            continue;
+        }
+        let reason = if has_token {
+            "its tokens cannot be used there (the client's methods leave out totp)".to_string()
+        } else if !held.tokens.is_empty() {
+            "its tokens are disabled (radmfa token enable)".to_string()
+        } else if held.profile.phone.is_some() {
+            "its stored number cannot be used there (the client cannot prompt, its methods leave out \
+             sms and voice, or [sms] and [voice] are not set up)"
+                .to_string()
+        } else if unused_number(&cfg.delivery.phone, info).is_some()
+            && !available(
+                &client.factors.methods,
+                Capabilities {
+                    has_phone: true,
+                    ..caps
+                },
+            )
+            .is_empty()
+        {
+            "the directory's number is not one texts or calls could use (said above)".to_string()
+        } else if client.no_factor == NoFactorPolicy::Reject {
+            "no second factor: no token and no number texts or calls could use, and the \
+             client has no_factor = \"reject\"; enroll one (user enroll-totp) or store a \
+             number (user set-phone)"
+                .to_string()
+        } else {
+            // no_factor = "allow": the password alone.
+            continue;
+        };
+        match by_reason.iter_mut().find(|(r, _)| *r == reason) {
+            Some((_, clients)) => clients.push(&client.name),
+            None => by_reason.push((reason, vec![&client.name])),
+        }
+    }
+    by_reason
+        .into_iter()
+        .map(|(reason, clients)| {
+            let names: Vec<String> = clients.iter().map(|c| format!("{c:?}")).collect();
+            format!(
+                "user {user}: would be refused on client(s) {}: {reason}",
+                names.join(", ")
+            )
+        })
+        .collect()
+}
