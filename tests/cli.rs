@@ -854,6 +854,44 @@ fn config_check_warns_of_a_user_every_reject_client_would_refuse() {
     }
 }
 
+/// `user show` gives an HOTP token's counter, not the period it does not have ("0 s").
+#[test]
+fn user_show_gives_an_hotp_tokens_counter() {
+    let (d, cfg) = setup();
+    let csv = d.path().join("hw.csv");
+    std::fs::write(
+        &csv,
+        "serial,key,type,user,counter\n\
+         HW0001,3132333435363738393031323334353637383930,hotp,alice,7\n",
+    )
+    .unwrap();
+    let (ok, _, err) = run(&cfg, &["token", "import", csv.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = run(
+        &cfg,
+        &["user", "enroll-totp", "alice", "--uri-only", "--force"],
+    );
+    assert!(ok, "{err}");
+    let (ok, out, err) = run(&cfg, &["user", "show", "alice"]);
+    assert!(ok, "{err}");
+    let line = |serial: &str| {
+        out.lines()
+            .find(|l| l.trim_start().starts_with(serial))
+            .unwrap_or_else(|| panic!("no {serial} in {out}"))
+            .to_string()
+    };
+    let hw = line("HW0001");
+    assert!(
+        hw.contains("hotp SHA1 6 digits, counter 7, enabled"),
+        "{hw}"
+    );
+    assert!(line("TOTP-").contains("6 digits, 30 s, enabled"), "{out}");
+    let (_, out, _) = run(&cfg, &["user", "show", "alice", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["tokens"][0]["counter"], 7, "{v}");
+    assert!(v["tokens"][1]["counter"].is_null(), "{v}");
+}
+
 #[test]
 fn config_check_reports_valid_and_invalid_files() {
     let (d, cfg) = setup();

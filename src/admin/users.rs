@@ -704,6 +704,8 @@ async fn show(store: &dyn Store, user: &str, json: bool) -> anyhow::Result<ExitC
                 serde_json::json!({
                     "serial": t.serial, "type": t.kind, "algorithm": t.algorithm,
                     "digits": t.digits, "period": t.period, "enabled": t.enabled,
+                    // As `token list --json` has it: where an HOTP token is, not its period.
+                    "counter": (t.kind == TokenKind::Hotp).then_some(t.counter),
                     "created_at": t.created_at, "last_used_step": t.last_step,
                     "seed_unreadable": r.extra.unreadable_seed,
                 })
@@ -771,13 +773,18 @@ async fn show(store: &dyn Store, user: &str, json: bool) -> anyhow::Result<ExitC
         println!("tokens:");
         for r in &tokens {
             let t = &r.token;
+            // An HOTP token has no period (stored as 0): its counter is what a resync or a
+            // lost-sync report needs.
+            let step = match t.kind {
+                TokenKind::Totp => format!("{} s", t.period),
+                TokenKind::Hotp => format!("counter {}", t.counter),
+            };
             println!(
-                "  {:<16} {} {} {} digits, {} s, {}, enrolled {}",
+                "  {:<16} {} {} {} digits, {step}, {}, enrolled {}",
                 super::printable(&t.serial),
                 crate::store::columns::kind_str(t.kind),
                 t.algorithm.as_str(),
                 t.digits,
-                t.period,
                 match (&r.extra.unreadable_seed, t.enabled) {
                     (Some(_), _) => "BROKEN (its seed does not open: `radmfa token list`)",
                     (None, true) => "enabled",
