@@ -1441,10 +1441,17 @@ fn lockout_after_wrong_codes_and_unlock() {
     let until = reason
         .strip_prefix("3 consecutive wrong codes; second factor locked until ")
         .unwrap_or_else(|| panic!("{lock}"));
-    let until = time::OffsetDateTime::parse(until, &time::format_description::well_known::Rfc3339)
+    let at = time::OffsetDateTime::parse(until, &time::format_description::well_known::Rfc3339)
         .unwrap_or_else(|e| panic!("{until}: {e}"));
-    let ahead = until.unix_timestamp() - now();
+    let ahead = at.unix_timestamp() - now();
     assert!((300..=600).contains(&ahead), "{reason}");
+    // The log line says it the same way.
+    let log = srv.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("second factor locked") && l.contains(&format!("until={until}"))),
+        "{log}"
+    );
     assert!(audit.iter().any(|r| r["result"] == "unlock"));
 }
 

@@ -357,7 +357,7 @@ pub async fn count_failure_after(
         .store
         .record_failure(user, threshold, now, lock.duration.as_secs() as i64)
         .await?;
-    if let Some(until) = locked_until {
+    if let Some(until) = locked_until.map(crate::clock::fmt_time) {
         // Not an admin's act (mode "admin" put it among them), and through the NAS where
         // the last wrong answer came from, so that `audit --count-by nas` counts it there.
         let under_others = if elsewhere > 0 {
@@ -371,16 +371,16 @@ pub async fn count_failure_after(
             mode: "lockout".into(),
             result: "lock".into(),
             reason: Some(format!(
-                "{} consecutive {what}{under_others}; second factor locked until {}",
-                lock.threshold,
-                crate::clock::fmt_time(until)
+                "{} consecutive {what}{under_others}; second factor locked until {until}",
+                lock.threshold
             )),
             server_name: config.server.name.clone(),
             nas_name: Some(nas.to_string()),
             ..Default::default()
         };
         app.store.append_audit(&rec).await?;
-        tracing::warn!(target: "radmfa::audit", user, result = "lock", until, "second factor locked");
+        // As the audit says it, and `user show`: RFC 3339, not Unix seconds.
+        tracing::warn!(target: "radmfa::audit", user, result = "lock", %until, "second factor locked");
     }
     durability::settle().await?;
     // And again once it is on disk. A request that read its `seen` after the mark above but
