@@ -1188,7 +1188,8 @@ fn without_a_directory_the_upstream_server_vouches_for_the_user() {
     assert!(text.contains("user alice: 1 token(s) enrolled"), "{text}");
     assert!(
         text.contains(
-            "strip_domains with a password checked elsewhere (client(s) vpn, prompting-vpn"
+            "strip_domains lists UPN suffix(es) corp.example.org with a password checked \
+             elsewhere (client(s) vpn, prompting-vpn"
         ),
         "{text}"
     );

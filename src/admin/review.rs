@@ -271,17 +271,22 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
         .filter(|c| matches!(c.primary, Primary::Upstream(_)) || c.factors.second_factor_only)
         .map(|c| c.name.as_str())
         .collect();
-    if cfg.user_names.strips_domains() && !checked_elsewhere.is_empty() {
+    // Only UPN suffixes: a NetBIOS domain (CORP), what the docs advise listing, names the
+    // account itself, and warning of it sent admins to change what they had right.
+    let suffixes = cfg.user_names.upn_suffixes();
+    if !suffixes.is_empty() && !checked_elsewhere.is_empty() {
         out.push(format!(
-            "users: strip_domains with a password checked elsewhere (client(s) {}: primary = \
-             \"upstream\", or second_factor_only behind RD Gateway's NPS): that server checks \
-             the name as typed (alice@corp.example.org), while radmfa keys tokens (and looks \
-             up groups, exemptions and phones in the directory) on the name without the \
-             domain (alice); make sure both name the same account (in Active Directory a \
-             UPN's prefix may be another account's sAMAccountName: list only the NetBIOS \
-             domain, CORP, whose DOMAIN\\user is the sAMAccountName), or send names without \
-             the domain",
-            checked_elsewhere.join(", ")
+            "users: strip_domains lists UPN suffix(es) {} with a password checked elsewhere \
+             (client(s) {}: primary = \"upstream\", or second_factor_only behind RD \
+             Gateway's NPS): that server checks the name as typed (alice@{}), while radmfa \
+             keys tokens (and looks up groups, exemptions and phones in the directory) on the \
+             name without the domain (alice); make sure both name the same account (in \
+             Active Directory a UPN's prefix may be another account's sAMAccountName: list \
+             only the NetBIOS domain, CORP, whose DOMAIN\\user is the sAMAccountName), or \
+             send names without the domain",
+            suffixes.join(", "),
+            checked_elsewhere.join(", "),
+            suffixes[0]
         ));
     }
     // A threshold no one reaches turns the lockout off, and leaves six-digit codes to be
@@ -1043,6 +1048,36 @@ mod tests {
         assert!(said(&config("pass_through = [\"Class\"]", true)));
         assert!(!said(&config("pass_through = [\"Class\"]", false)));
         assert!(!said(&config("", true)));
+    }
+
+    /// With a password checked elsewhere (upstream, or NPS for RD Gateway), the NetBIOS
+    /// domain the docs advise listing draws no warning; a UPN suffix is named.
+    #[test]
+    fn only_upn_suffixes_in_strip_domains_are_warned_about() {
+        let config = |domains: &str| {
+            let text = format!(
+                "[ldap]\nurls = [\"ldap://127.0.0.1\"]\nbind_dn = \"cn=a\"\n\
+                 bind_password = \"pw\"\nbase_dn = \"dc=example,dc=org\"\n\
+                 enabled_filter = \"(!(userAccountControl:1.2.840.113556.1.4.803:=2))\"\n\
+                 [users]\nstrip_domains = {domains}\n\
+                 [upstream]\nservers = [\"127.0.0.1:1812\"]\nsecret = \"0123456789abcdef\"\n\
+                 [[client]]\nname = \"vpn\"\naddress = \"127.0.0.1\"\n\
+                 secret = \"0123456789abcdef\"\nprimary = \"upstream\"\n"
+            );
+            Config::parse(&text, std::path::Path::new("radmfa.toml")).expect("valid")
+        };
+        let said = |c: &Config| {
+            warnings(c)
+                .into_iter()
+                .filter(|w| w.contains("strip_domains"))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(said(&config("[\"CORP\"]")), Vec::<String>::new());
+        let w = said(&config("[\"CORP\", \"corp.example.org\"]"));
+        assert!(
+            w.len() == 1 && w[0].contains("UPN suffix(es) corp.example.org with"),
+            "{w:?}"
+        );
     }
 
     #[test]

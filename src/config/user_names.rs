@@ -49,6 +49,17 @@ impl UserNames {
         !self.domains.is_empty()
     }
 
+    /// The listed domains that are UPN suffixes (`corp.example.org`), as written: a UPN's
+    /// prefix need not be its account's sAMAccountName, while a NetBIOS domain's
+    /// `CORP\user` is.
+    pub fn upn_suffixes(&self) -> Vec<&str> {
+        self.domains
+            .iter()
+            .map(|d| d.trim())
+            .filter(|d| d.contains('.'))
+            .collect()
+    }
+
     /// The store key for a name as typed: a listed domain taken off, case and spaces folded.
     pub fn key(&self, typed: &str) -> String {
         let name = typed.trim();
