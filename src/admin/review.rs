@@ -599,6 +599,18 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
                  against BlastRADIUS (CVE-2024-3596); only for a NAS that cannot send it"
                     .into(),
             );
+            // NPS adds Proxy-State to what it forwards, and Proxy-State without
+            // Message-Authenticator is refused whatever this setting says.
+            if f.second_factor_only {
+                warn(
+                    "second_factor_only with require_message_authenticator = false: RD \
+                     Gateway's NPS forwards with Proxy-State, which is refused unsigned \
+                     whatever this setting says; tick \"Request must include message \
+                     authenticator attribute\" on its remote RADIUS server and leave the \
+                     setting on"
+                        .into(),
+                );
+            }
         }
         if c.no_factor == NoFactorPolicy::Allow {
             warn(
@@ -1384,6 +1396,11 @@ mod tests {
             &config("", &rdg_groups),
             "second_factor_only without allow_groups"
         ));
+        // Behind NPS, which forwards with Proxy-State, the flag off cannot help.
+        let nps = "second_factor_only with require_message_authenticator = false";
+        assert!(!said(&config("", rdg), nps));
+        let unsigned = format!("{rdg}\nrequire_message_authenticator = false");
+        assert!(said(&config("", &unsigned), nps));
         let held = "voice_mode = \"hold\"\nvoice_budget_secs = 45";
         assert!(said(
             &config("", held),

@@ -343,17 +343,19 @@ pub fn decode_request_over(
         None if kind == RequestKind::StatusServer => {
             return Err(DecodeError::MissingMessageAuthenticator)
         }
-        // draft-ietf-radext-deprecating-radius: 'When this flag is set to "true", all
-        // Access-Request packets which do not contain Message-Authenticator MUST be silently
-        // discarded.'
-        None if require_message_authenticator => {
-            return Err(DecodeError::MissingMessageAuthenticator)
-        }
-        // Same draft, "limit Proxy-State": 'RADIUS servers MUST require that all Access-Request
-        // packets which contain a Proxy-State attribute also contain a Message-Authenticator
-        // attribute.' Proxy-State is the attacker's vehicle for the MD5 collision blocks.
+        // draft-ietf-radext-deprecating-radius, "limit Proxy-State": 'RADIUS servers MUST
+        // require that all Access-Request packets which contain a Proxy-State attribute also
+        // contain a Message-Authenticator attribute.' Proxy-State is the attacker's vehicle
+        // for the MD5 collision blocks. Asked before the client's flag: refused whatever it
+        // says, so the drop must not be put down to the flag (whose log line advises turning
+        // it off, which cannot help an NPS that forwards for RD Gateway).
         None if !over_tls && spans.iter().any(|s| s.typ == rfc2865::PROXY_STATE_TYPE) => {
             return Err(DecodeError::ProxyStateWithoutMessageAuthenticator)
+        }
+        // Same draft: 'When this flag is set to "true", all Access-Request packets which do
+        // not contain Message-Authenticator MUST be silently discarded.'
+        None if require_message_authenticator => {
+            return Err(DecodeError::MissingMessageAuthenticator)
         }
         // Over TLS it may come unsigned, but its reply must still hold every Proxy-State and
         // the Message-Authenticator radmfa adds: Proxy-States that leave no room for it
@@ -614,10 +616,14 @@ mod tests {
         assert!(decode(&raw, false).is_ok());
 
         let (raw, _) = unsigned.clone().proxy_state(b"ps").build(SECRET);
-        assert_eq!(
-            decode(&raw, false).unwrap_err(),
-            ProxyStateWithoutMessageAuthenticator
-        );
+        // Refused whatever the client's flag, and said so: not put down to the flag, whose
+        // log line advises turning it off (which cannot help a proxy).
+        for required in [false, true] {
+            assert_eq!(
+                decode(&raw, required).unwrap_err(),
+                ProxyStateWithoutMessageAuthenticator
+            );
+        }
         // Over TLS it is taken (no one but the peer can add a Proxy-State) unless the
         // client requires Message-Authenticator, and unless its Proxy-States leave no room
         // for the Message-Authenticator of the reply.
