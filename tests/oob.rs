@@ -120,6 +120,13 @@ fn sms_code_flow_accepts_the_sent_code_and_rejects_a_wrong_one() {
     assert!(audit
         .iter()
         .any(|r| r["mode"] == "sms" && r["reason"] == "wrong SMS code"));
+    // The table says which number, masked as the prompt masks it.
+    let out = srv.cli(&["audit", "--user", "alice", "--result", "accept"]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    let row = table.lines().nth(1).unwrap_or_default();
+    let columns: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(columns.get(3..5), Some(&["sms", "••••0100"][..]), "{table}");
+    assert!(!table.contains(DIRECTORY_MOBILE), "{table}");
 }
 
 /// Wrong SMS codes count toward the lockout as wrong OATH codes do: at the threshold the

@@ -206,7 +206,7 @@ impl Table {
             user: width("USER", &|r| printable(&r.user).chars().count()),
             result: width("RESULT", &|r| printable(&r.result).chars().count()),
             mode: width("MODE", &|r| r.mode.len()),
-            token: width("TOKEN", &|r| r.token_serial.as_deref().map_or(1, str::len)),
+            token: width("TOKEN", &|r| token_column(r).chars().count()),
             nas: width("NAS", &|r| {
                 r.nas_name
                     .as_deref()
@@ -256,7 +256,7 @@ impl Table {
                 &r.user,
                 &r.result,
                 &r.mode,
-                r.token_serial.as_deref().unwrap_or("-"),
+                &token_column(r),
                 r.nas_name.as_deref().unwrap_or("-"),
                 &r.server_name,
                 &r.latency_ms.to_string(),
@@ -287,6 +287,16 @@ impl Table {
         format!(
             "{time:<20} {user:<wu$} {result:<wr$} {mode:<wm$} {token:<wt$} {nas:<wn$}{server} {ms:>6}  {reason}"
         )
+    }
+}
+
+/// What the second factor was: the token's serial, or for an SMS or a call the number used,
+/// masked as the prompts mask it (`--json` gives it whole, for the admin tracing a fraud).
+fn token_column(r: &AuditRecord) -> String {
+    match (&r.token_serial, &r.phone) {
+        (Some(serial), _) => serial.clone(),
+        (None, Some(phone)) => crate::delivery::phone::mask(phone),
+        (None, None) => "-".into(),
     }
 }
 
