@@ -470,6 +470,32 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
             c.name
         ));
     }
+    // No bind for such a client: a disabled or expired account still finds its entry, and
+    // gets the call, unless the search itself leaves it out.
+    let without_bind: Vec<&str> = cfg
+        .clients
+        .iter()
+        .filter(|c| c.factors.second_factor_only)
+        .map(|c| c.name.as_str())
+        .collect();
+    if !without_bind.is_empty()
+        && cfg
+            .ldap
+            .as_ref()
+            .is_some_and(|l| l.enabled_filter.is_none())
+    {
+        out.push(format!(
+            "ldap: no enabled_filter beside second_factor_only client(s) {}: radmfa makes no \
+             bind for them (the gateway checked the password), so disabled and expired \
+             accounts are found, and called, unless enabled_filter leaves them out (Active \
+             Directory's is in docs/rd-gateway.md)",
+            without_bind
+                .iter()
+                .map(|n| format!("{n:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
     if cfg.delivery.voice.is_none() {
         for c in cfg.clients.iter().filter(|c| c.factors.second_factor_only) {
             out.push(format!(
@@ -1396,6 +1422,12 @@ mod tests {
             &config("", &rdg_groups),
             "second_factor_only without allow_groups"
         ));
+        // No bind for such a client: without enabled_filter, disabled accounts get calls.
+        assert!(said(
+            &config("", rdg),
+            "no enabled_filter beside second_factor_only"
+        ));
+        assert!(!said(&config("", ""), "no enabled_filter"));
         // Behind NPS, which forwards with Proxy-State, the flag off cannot help.
         let nps = "second_factor_only with require_message_authenticator = false";
         assert!(!said(&config("", rdg), nps));
