@@ -1229,6 +1229,31 @@ fn legacy_client_without_message_authenticator() {
         .build(SECRET.as_bytes());
     sock.send(&pkt).unwrap();
     assert!(sock.recv(&mut buf).is_err());
+    // A NAS with another shared secret, and no Message-Authenticator to show it: the
+    // password decodes to noise. Its refusal says why, in the audit and the log, not "bad
+    // password". Noise that holds a NUL is cut there (and may be text), so a few tries.
+    for id in 10..16 {
+        let (pkt, _) = AccessRequestBuilder::new(id, "alice")
+            .password(ALICE_PW.as_bytes())
+            .message_authenticator(false)
+            .build(b"not-the-shared-secret");
+        sock.send(&pkt).unwrap();
+        let n = sock.recv(&mut buf).expect("a Reject");
+        assert_eq!(parse_reply(&buf[..n]).unwrap().code, 3);
+    }
+    let said = srv
+        .audit_json("alice")
+        .iter()
+        .filter(|r| {
+            r["reason"]
+                .as_str()
+                .is_some_and(|w| w.contains("probably have different shared secrets"))
+        })
+        .count();
+    assert!(said >= 1, "{:?}", srv.audit_json("alice"));
+    // Once for the client, not once per request.
+    let warned = |l: &str| l.contains("WARN") && l.contains("from this client did not decode");
+    assert_eq!(srv.log_lines_at_least(1, warned), 1, "{}", srv.log());
 }
 
 #[test]

@@ -55,6 +55,10 @@ pub enum Denial {
     UnknownUser,
     EmptyPassword,
     BadPassword,
+    /// The User-Password did not decode as text, which a directory client's passwords
+    /// must be: most often the NAS hides it with another shared secret than this client
+    /// entry's (with no Message-Authenticator to show that first).
+    PasswordNotText,
     /// The search matched more than one entry: refuse rather than guess.
     AmbiguousUser,
     /// Active Directory said why (sub-code from the bind error text).
@@ -85,6 +89,10 @@ impl Denial {
             Denial::UnknownUser => "unknown user".into(),
             Denial::EmptyPassword => "empty password".into(),
             Denial::BadPassword => "bad password".into(),
+            Denial::PasswordNotText => "the password did not decode as text (UTF-8): the NAS \
+                                        and this client entry probably have different shared \
+                                        secrets"
+                .into(),
             Denial::AmbiguousUser => "user filter matched several entries".into(),
             Denial::Directory(r) => r.to_string(),
             // Which server: its own log says why, and with several, the admin must know

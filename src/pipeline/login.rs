@@ -126,6 +126,18 @@ pub async fn start(
     // A password refused for every name alike is refused at once, for every name: the
     // refusal below takes a check's time, and for these a check takes none.
     if let Some(denial) = primary::refused_unasked(&ctx.client.primary, &password) {
+        if denial == Denial::PasswordNotText {
+            // A client without Message-Authenticator shows a wrong shared secret only so:
+            // the admin needs the log to say it, not only each refused user's audit record.
+            let client = &ctx.client.name;
+            crate::warn_once!(
+                &format!("password-not-text:{client}"),
+                client = %client,
+                "a User-Password from this client did not decode as text: the NAS and its \
+                 [[client]] entry probably have different shared secrets (a NAS that sends \
+                 Message-Authenticator would show it as such); compare them"
+            );
+        }
         return Ok(Verdict::reject(denial.reason()));
     }
     if code_missing && !may_skip_code {

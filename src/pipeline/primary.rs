@@ -46,7 +46,7 @@ pub fn refused_unasked(primary: &Primary, password: &Secret) -> Option<Denial> {
     }
     // A simple bind carries UTF-8 (RFC 4513 §5.1.1).
     if matches!(primary, Primary::Ldap) && password.expose_str().is_none() {
-        return Some(Denial::BadPassword);
+        return Some(Denial::PasswordNotText);
     }
     None
 }
