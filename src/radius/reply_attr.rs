@@ -103,17 +103,19 @@ impl ReplyAttr {
             .unwrap_or_else(|| format!("Attr-{}", self.typ))
     }
 
-    /// Parses `Name = value` (the value may be in double quotes). The error says what is
-    /// wrong, for a config message that names the key.
+    /// Parses `Name = value` (the value may be in double or single quotes, as FreeRADIUS
+    /// takes it). The error says what is wrong, for a config message that names the key.
     pub fn parse(spec: &str) -> Result<ReplyAttr, String> {
         let (name, value) = spec
             .split_once('=')
             .ok_or_else(|| format!("{spec:?} is not \"Name = value\""))?;
         let name = name.trim();
         let value = value.trim();
-        let value = value
-            .strip_prefix('"')
-            .and_then(|v| v.strip_suffix('"'))
+        // Single quotes too: an admin used to FreeRADIUS writes 'vpn admins', and a group
+        // name sent with its quotes matched nothing at the NAS, silently.
+        let value = ['"', '\'']
+            .iter()
+            .find_map(|&q| value.strip_prefix(q).and_then(|v| v.strip_suffix(q)))
             .unwrap_or(value);
         if value.is_empty() {
             return Err(format!("{spec:?} has no value"));
@@ -301,6 +303,15 @@ mod tests {
         );
         let unquoted = ReplyAttr::parse("Class = OU=Engineering;").unwrap();
         assert_eq!(unquoted.value, b"OU=Engineering;", "split at the first =");
+        // FreeRADIUS's single quotes are quotes too, not part of the group name.
+        let single = ReplyAttr::parse("Fortinet-Group-Name = 'vpn admins'").unwrap();
+        assert!(
+            single.value.ends_with(b"\x0cvpn admins"),
+            "{:?}",
+            single.value
+        );
+        let half = ReplyAttr::parse("Class = 'OU=x").unwrap();
+        assert_eq!(half.value, b"'OU=x", "one quote alone is the value's own");
         let st = ReplyAttr::parse("service-type=Administrative-User").unwrap();
         assert_eq!((st.typ, st.value), (6, vec![0, 0, 0, 6]));
         let to = ReplyAttr::parse("Session-Timeout = 28800").unwrap();
