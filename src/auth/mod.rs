@@ -89,10 +89,8 @@ impl Denial {
             Denial::UnknownUser => "unknown user".into(),
             Denial::EmptyPassword => "empty password".into(),
             Denial::BadPassword => "bad password".into(),
-            Denial::PasswordNotText => "the password did not decode as text (UTF-8): the NAS \
-                                        and this client entry probably have different shared \
-                                        secrets"
-                .into(),
+            // `login` adds the likelier cause, which depends on the request.
+            Denial::PasswordNotText => "the password did not decode as text (UTF-8)".into(),
             Denial::AmbiguousUser => "user filter matched several entries".into(),
             Denial::Directory(r) => r.to_string(),
             // Which server: its own log says why, and with several, the admin must know

@@ -27,6 +27,26 @@ use crate::store::TokenRecord;
 pub const LOCKED_MESSAGE: &str = "Too many wrong codes. Try again later.";
 const NO_INLINE_CODE: &str = "no code found in the password field";
 
+/// Why a password was not text, for its audit reason. Only an unsigned request over UDP can
+/// carry a password hidden with another shared secret (a signed one with a wrong secret is
+/// dropped before, and RadSec's is fixed), and such a client shows a wrong secret only so:
+/// the log says it too, once in a while per client. Otherwise the secret is proven, and the
+/// NAS sent another character set.
+fn password_not_text(ctx: &RequestContext, req: &Request) -> String {
+    if req.has_message_authenticator || ctx.over_tls {
+        return ": the NAS may send another character set (such as Latin-1)".into();
+    }
+    let client = &ctx.client.name;
+    crate::warn_once!(
+        &format!("password-not-text:{client}"),
+        client = %client,
+        "a User-Password from this client did not decode as text: the NAS and its \
+         [[client]] entry probably have different shared secrets (a NAS that sends \
+         Message-Authenticator would show it as such); compare them"
+    );
+    ": the NAS and this client entry probably have different shared secrets".into()
+}
+
 pub async fn start(
     app: &AppState,
     ctx: &RequestContext,
@@ -126,19 +146,11 @@ pub async fn start(
     // A password refused for every name alike is refused at once, for every name: the
     // refusal below takes a check's time, and for these a check takes none.
     if let Some(denial) = primary::refused_unasked(&ctx.client.primary, &password) {
+        let mut reason = denial.reason();
         if denial == Denial::PasswordNotText {
-            // A client without Message-Authenticator shows a wrong shared secret only so:
-            // the admin needs the log to say it, not only each refused user's audit record.
-            let client = &ctx.client.name;
-            crate::warn_once!(
-                &format!("password-not-text:{client}"),
-                client = %client,
-                "a User-Password from this client did not decode as text: the NAS and its \
-                 [[client]] entry probably have different shared secrets (a NAS that sends \
-                 Message-Authenticator would show it as such); compare them"
-            );
+            reason.push_str(&password_not_text(ctx, req));
         }
-        return Ok(Verdict::reject(denial.reason()));
+        return Ok(Verdict::reject(reason));
     }
     if code_missing && !may_skip_code {
         // Refused without a bind (one with a field that held no code would count against
