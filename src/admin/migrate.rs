@@ -101,7 +101,8 @@ pub async fn db(cfg: &Config, cmd: DbCommand) -> anyhow::Result<ExitCode> {
             if !used {
                 println!(
                     "No radmfa node or command has used this database yet (it records no \
-                     key). If it should hold an existing store, check store.url."
+                     key). If it should hold an existing store, check {}.",
+                    settings.url_source
                 );
             }
         }
@@ -694,8 +695,10 @@ mod tables {
             bail!(
                 "{} token seed(s) do not open, though the key file is this database's (first: \
                  {}): damaged rows, marked BROKEN by `radmfa token list`. Import imported \
-                 tokens again with `radmfa token import --replace`; delete an app's token and \
-                 enroll its user again (docs/operations.md); then migrate. Nothing was written.",
+                 tokens again with `radmfa token import --replace`, or for a serial changed \
+                 by hand in SQL change it back (or `radmfa token delete SERIAL --force`); \
+                 delete an app's token and enroll its user again (docs/operations.md); then \
+                 migrate. Nothing was written.",
                 bad.len(),
                 super::super::printable(bad[0])
             );

@@ -312,7 +312,7 @@ pub async fn run(config: &Path, cmd: ClientCommand) -> anyhow::Result<ExitCode> 
         }
         ClientCommand::BenchUsers(a) => {
             let cfg = if a.enroll {
-                Some(Config::load(config).with_context(|| format!("config {}", config.display()))?)
+                Some(Config::load(config).map_err(|e| e.in_file(config))?)
             } else {
                 None
             };

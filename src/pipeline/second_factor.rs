@@ -357,7 +357,8 @@ pub async fn count_failure_after(
         .store
         .record_failure(user, threshold, now, lock.duration.as_secs() as i64)
         .await?;
-    if let Some(until) = locked_until.map(crate::clock::fmt_time) {
+    if let Some(until) = locked_until {
+        let until_at = crate::clock::fmt_time(until);
         // Not an admin's act (mode "admin" put it among them), and through the NAS where
         // the last wrong answer came from, so that `audit --count-by nas` counts it there.
         let under_others = if elsewhere > 0 {
@@ -371,7 +372,7 @@ pub async fn count_failure_after(
             mode: "lockout".into(),
             result: "lock".into(),
             reason: Some(format!(
-                "{} consecutive {what}{under_others}; second factor locked until {until}",
+                "{} consecutive {what}{under_others}; second factor locked until {until_at}",
                 lock.threshold
             )),
             server_name: config.server.name.clone(),
@@ -379,8 +380,16 @@ pub async fn count_failure_after(
             ..Default::default()
         };
         app.store.append_audit(&rec).await?;
-        // As the audit says it, and `user show`: RFC 3339, not Unix seconds.
-        tracing::warn!(target: "radmfa::audit", user, result = "lock", %until, "second factor locked");
+        // `until` stays Unix seconds, as a SIEM has typed it; `until_at` is for people,
+        // as the audit reason and `user show` say it.
+        tracing::warn!(
+            target: "radmfa::audit",
+            user,
+            result = "lock",
+            until,
+            until_at = %until_at,
+            "second factor locked"
+        );
     }
     durability::settle().await?;
     // And again once it is on disk. A request that read its `seen` after the mark above but

@@ -610,7 +610,9 @@ async fn refuse_standby(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
         .await?;
     if standby {
         return Err(sqlx::Error::Configuration(
-            "the database is a read-only standby; point store.url at the primary".into(),
+            "the database is a read-only standby; point the store's URL (store.url or \
+             store.url_file) at the primary"
+                .into(),
         ));
     }
     Ok(())
