@@ -1784,7 +1784,11 @@ fn passwords_refused_for_everyone_are_refused_alike_for_enrolled_users() {
     let mut id = 0u8;
     for (field, reason) in [
         (&b""[..], "empty password"),
-        (b"\xff\xfe-not-utf8", "bad password"),
+        (
+            b"\xff\xfe-not-utf8",
+            "the password did not decode as text (UTF-8): the NAS may send another character \
+             set (such as Latin-1)",
+        ),
     ] {
         for user in ["alice", "nobody-here", "bob"] {
             id += 1;
