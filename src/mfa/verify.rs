@@ -321,6 +321,15 @@ mod tests {
         }
     }
 
+    /// A TOTP window of two steps each way: room for two logins of one token to match
+    /// different steps, as the race tests need.
+    fn two_steps_each_way() -> VerifyOptions {
+        VerifyOptions {
+            totp_window: 2,
+            ..opts(false)
+        }
+    }
+
     fn code(c: u64) -> String {
         hotp::hotp_code(&Secret::new(SEED.to_vec()), OtpAlgorithm::Sha1, 6, c)
     }
@@ -440,10 +449,7 @@ mod tests {
     /// the same code, is still refused.
     #[tokio::test]
     async fn a_later_code_racing_an_earlier_one_is_judged_on_the_fresh_record() {
-        let o = VerifyOptions {
-            totp_window: 2,
-            ..opts(false)
-        };
+        let o = two_steps_each_way();
         let store = store_with(TokenKind::Totp, TokenExtra::default()).await;
         let rec = record(&store).await;
         let t = rec.token.clone();
@@ -468,10 +474,7 @@ mod tests {
     /// on the fresh reading) or without (its own write finds the token changed).
     #[tokio::test]
     async fn a_login_is_refused_when_its_token_changed_hands_meanwhile() {
-        let o = VerifyOptions {
-            totp_window: 2,
-            ..opts(false)
-        };
+        let o = two_steps_each_way();
         let now = 1_700_000_000;
         let step = now / 30;
         for (change, raced) in ["assign", "disable", "delete"]
@@ -511,10 +514,7 @@ mod tests {
     /// its code, of the old seed, is not accepted.
     #[tokio::test]
     async fn a_login_does_not_write_its_step_into_a_token_replaced_with_another_period() {
-        let o = VerifyOptions {
-            totp_window: 2,
-            ..opts(false)
-        };
+        let o = two_steps_each_way();
         let now = 1_700_000_000;
         let step = now / 30;
         let store = store_with(TokenKind::Totp, TokenExtra::default()).await;
