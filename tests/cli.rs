@@ -813,6 +813,62 @@ fn granting_to_a_name_the_directory_does_not_have_is_refused() {
     );
 }
 
+/// An import's owners are looked up as `token assign`'s user is, but only warned about: an
+/// export from the old system names leavers too. A misspelt owner (or a wrong `--map`)
+/// is named, in a dry run as in the import, so the real user is not left at a code prompt.
+#[test]
+fn an_import_names_owners_the_directory_does_not_have() {
+    let mut slapd = common::slapd::Slapd::start(&[common::slapd::LdapUser::new("alice", "pw")]);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &Options::new(&slapd.url));
+    let csv = dir.path().join("hw.csv");
+    let key = "3132333435363738393031323334353637383930";
+    std::fs::write(
+        &csv,
+        format!(
+            "serial,key,type,user\nHW-1,{key},hotp,alice\nHW-2,{key}00,hotp,alcie\n\
+             HW-3,{key}01,hotp,ghost\nHW-4,{key}02,hotp,\n"
+        ),
+    )
+    .unwrap();
+    let (ok, out, err) = run(&cfg, &["token", "import", csv.to_str().unwrap()]);
+    assert!(ok, "{out}{err}");
+    assert!(
+        err.contains("2 of the 3 owner(s) are not in the directory")
+            && err.contains("alcie, ghost.")
+            && !err.contains("alice,"),
+        "{err}"
+    );
+    let (_, out, _) = run(&cfg, &["token", "show", "HW-2"]);
+    assert!(
+        out.contains("alcie"),
+        "imported under the name the file gave: {out}"
+    );
+    // A dry run says it too; owners all in the directory: nothing said.
+    let ok_csv = dir.path().join("more.csv");
+    for (owner, said) in [("bob", true), ("alice", false)] {
+        let row = format!("serial,key,type,user\nHW-5,{key}03,hotp,{owner}\n");
+        std::fs::write(&ok_csv, row).unwrap();
+        let (ok, out, err) = run(
+            &cfg,
+            &["token", "import", ok_csv.to_str().unwrap(), "--dry-run"],
+        );
+        assert!(ok && out.contains("dry run"), "{out}{err}");
+        assert_eq!(
+            err.contains("1 of the 1 owner(s) are not in the directory"),
+            said,
+            "{owner}: {err}"
+        );
+    }
+    // A directory that cannot be asked: said, and the import goes ahead.
+    slapd.stop();
+    let (ok, _, err) = run(&cfg, &["token", "import", ok_csv.to_str().unwrap()]);
+    assert!(
+        ok && err.contains("owners not checked against the directory"),
+        "{err}"
+    );
+}
+
 /// `config check --connect --user` for a user who cannot log in (no token, no number, the
 /// clients `no_factor = "reject"`) says so, naming the clients, instead of only "ok" lines.
 #[test]

@@ -49,3 +49,67 @@ pub async fn may_grant(cfg: &Config, user: &str, flag: &str, overridden: bool) -
         }
     }
 }
+
+/// How many owners an import asks the directory about at once: a 5,000-owner file is not
+/// 5,000 searches in a row, nor 5,000 at once against a directory logins also use.
+const IMPORT_LOOKUPS_AT_ONCE: usize = 8;
+
+/// An import's owners the directory has no entry for, as one warning (`None` when all are
+/// there, or without `[ldap]`). A warning, not a refusal as `token assign` gives: a file
+/// exported from the old system names leavers too, and their tokens sit harmlessly under
+/// names no login reaches. But a misspelt owner or a wrong `--map` column would otherwise
+/// import "fine" while the real user is refused at the code prompt.
+pub async fn owners_not_in_directory(cfg: &Config, owners: &[&str]) -> Option<String> {
+    use futures_util::{StreamExt, TryStreamExt};
+    let settings = cfg.ldap.as_ref()?;
+    let mut owners = owners.to_vec();
+    owners.sort_unstable();
+    owners.dedup();
+    if owners.is_empty() {
+        return None;
+    }
+    let ldap = match LdapAuth::new(settings.clone()) {
+        Ok(ldap) => ldap,
+        Err(e) => return Some(format!("owners not checked against the directory ({e})")),
+    };
+    let looked_up: Result<Vec<(&str, bool)>, _> =
+        futures_util::stream::iter(owners.iter())
+            .map(|&owner| {
+                let ldap = &ldap;
+                async move {
+                    Ok::<_, crate::auth::AuthError>((owner, ldap.lookup(owner).await?.is_some()))
+                }
+            })
+            .buffered(IMPORT_LOOKUPS_AT_ONCE)
+            .try_collect()
+            .await;
+    let missing: Vec<&str> = match looked_up {
+        Ok(found) => found
+            .into_iter()
+            .filter(|(_, f)| !f)
+            .map(|(o, _)| o)
+            .collect(),
+        Err(e) => return Some(format!("owners not checked against the directory ({e})")),
+    };
+    let first: Vec<String> = missing
+        .iter()
+        .take(5)
+        .map(|o| super::printable(o).into_owned())
+        .collect();
+    (!missing.is_empty()).then(|| {
+        format!(
+            "{} of the {} owner(s) are not in the directory (no single entry matches [ldap] \
+             user_filter): {}{}. Their tokens are imported under those names, which no login \
+             reaches; check the spelling or --map, and give such a token to the right user \
+             with `radmfa token assign SERIAL USER --force`",
+            missing.len(),
+            owners.len(),
+            first.join(", "),
+            if missing.len() > first.len() {
+                ", …"
+            } else {
+                ""
+            }
+        )
+    })
+}

@@ -373,6 +373,14 @@ pub async fn run(cfg: &Config, store: &dyn Store, a: ImportArgs) -> anyhow::Resu
         );
         return Ok(ExitCode::from(1));
     }
+    let owners: Vec<&str> = p
+        .ready
+        .iter()
+        .filter_map(|t| t.token.user.as_deref())
+        .collect();
+    if let Some(w) = super::directory_name::owners_not_in_directory(cfg, &owners).await {
+        eprintln!("warning: {w}");
+    }
     let replaced = if a.replace {
         super::token_replace::replaced(&p.ready, &stored)
     } else {
