@@ -178,6 +178,17 @@ pub async fn with_command_store<T>(
     result
 }
 
+/// Whether the configured store has been set up (by a start or a command): a SQLite
+/// database file there, or a PostgreSQL database holding radmfa's key record.
+pub async fn store_exists(cfg: &StoreConfig) -> anyhow::Result<bool> {
+    match cfg {
+        StoreConfig::Sqlite { path, .. } => Ok(path.exists()),
+        StoreConfig::Postgres { settings, .. } => crate::store::PgStore::key_recorded(settings)
+            .await
+            .with_context(|| settings.url_source.clone()),
+    }
+}
+
 /// [`with_command_store`] for a command that reads or takes away (lists, the audit log, a
 /// reset, a delete): a store that does not exist yet is reported, not made. A mistyped
 /// `store.path` would otherwise get a new empty database and key file, and "no users" or

@@ -116,7 +116,6 @@ fn reading_commands_do_not_create_a_store() {
         &["user", "unlock", "alice"],
         &["user", "delete", "alice"],
         &["token", "disable", "T-1"],
-        &["token", "import", csv.to_str().unwrap(), "--dry-run"],
         // Not an empty new database backed up as a success (a nightly job's typo).
         &["db", "backup", d.path().join("b.db").to_str().unwrap()],
     ] {
@@ -126,6 +125,13 @@ fn reading_commands_do_not_create_a_store() {
             "{args:?}: {err}"
         );
     }
+    // A dry run of an import checks the vendor's file before the first start: it goes
+    // ahead, says there is no store (a mistyped store.path shows there), and makes none.
+    let (ok, out, err) = run(
+        &cfg,
+        &["token", "import", csv.to_str().unwrap(), "--dry-run"],
+    );
+    assert!(ok && out.contains("there is no store yet"), "{out}{err}");
     assert!(!d.path().join("radmfa.db").exists(), "no database made");
     assert!(!d.path().join("radmfa.key").exists(), "no key made");
     // A command that writes makes them, as at a first enrollment.
@@ -831,6 +837,17 @@ fn an_import_names_owners_the_directory_does_not_have() {
         ),
     )
     .unwrap();
+    // A dry run is an installation's first step too: no store is made for it.
+    let (ok, out, err) = run(
+        &cfg,
+        &["token", "import", csv.to_str().unwrap(), "--dry-run"],
+    );
+    assert!(
+        ok && out.contains("would import 4 token(s)") && out.contains("no store yet"),
+        "{out}{err}"
+    );
+    assert!(err.contains("2 of the 3 owner(s)"), "{err}");
+    assert!(!dir.path().join("radmfa.db").exists() && !dir.path().join("radmfa.key").exists());
     let (ok, out, err) = run(&cfg, &["token", "import", csv.to_str().unwrap()]);
     assert!(ok, "{out}{err}");
     assert!(

@@ -281,7 +281,13 @@ fn decryption(need: &Need, a: &ImportArgs) -> anyhow::Result<Decryption> {
     })
 }
 
-pub async fn run(cfg: &Config, store: &dyn Store, a: ImportArgs) -> anyhow::Result<ExitCode> {
+/// `store` is `None` for a dry run before the store exists (an installation's first step,
+/// the file checked before the first start): the file is checked against no tokens.
+pub async fn run(
+    cfg: &Config,
+    store: Option<&dyn Store>,
+    a: ImportArgs,
+) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let bytes = read_limited(&a.file)?;
     // Before anything reads it as UTF-8 (a key given for it would be refused as given for
@@ -324,12 +330,13 @@ pub async fn run(cfg: &Config, store: &dyn Store, a: ImportArgs) -> anyhow::Resu
         }
         None => Default::default(),
     };
-    let stored: HashMap<String, TokenRecord> = store
-        .list_tokens(&TokenFilter::default())
-        .await?
-        .into_iter()
-        .map(|r| (r.token.serial.clone(), r))
-        .collect();
+    let stored: HashMap<String, TokenRecord> = match store {
+        Some(store) => store.list_tokens(&TokenFilter::default()).await?,
+        None => Vec::new(),
+    }
+    .into_iter()
+    .map(|r| (r.token.serial.clone(), r))
+    .collect();
     let existing: HashSet<String> = stored.keys().cloned().collect();
 
     let bar = ProgressBar::new(entries.len() as u64);
@@ -434,9 +441,15 @@ pub async fn run(cfg: &Config, store: &dyn Store, a: ImportArgs) -> anyhow::Resu
         return Ok(ExitCode::from(1));
     }
     if a.dry_run {
-        println!("dry run: would import {summary}; nothing was stored");
+        let fresh = if store.is_none() {
+            " (there is no store yet: checked against no tokens)"
+        } else {
+            ""
+        };
+        println!("dry run: would import {summary}; nothing was stored{fresh}");
         return Ok(ExitCode::SUCCESS);
     }
+    let store = store.context("no store to import into")?;
     let spinner =
         ProgressBar::new_spinner().with_message(format!("storing {} token(s)", p.ready.len()));
     spinner.enable_steady_tick(std::time::Duration::from_millis(100));

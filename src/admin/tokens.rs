@@ -111,6 +111,16 @@ pub async fn run(cfg: &Config, cmd: TokenCommand) -> anyhow::Result<ExitCode> {
     // Only an import may be an installation's first command (hardware tokens before the
     // first start); a dry run changes nothing, and the others act on tokens already there.
     let adds = matches!(&cmd, TokenCommand::Import(a) if !a.dry_run);
+    // Checking the vendor's file is a first step too; no store is made for it.
+    let first_dry_run = match &cmd {
+        TokenCommand::Import(a) if a.dry_run => !crate::app::store_exists(&cfg.store).await?,
+        _ => false,
+    };
+    if first_dry_run {
+        if let TokenCommand::Import(a) = cmd {
+            return super::token_import::run(cfg, None, a).await;
+        }
+    }
     if !adds {
         return with_existing_store(&cfg.store, async |store| run_on(cfg, store, cmd).await).await;
     }
@@ -122,7 +132,7 @@ async fn run_on(cfg: &Config, store: &dyn Store, cmd: TokenCommand) -> anyhow::R
         TokenCommand::List(a) => return list(cfg, store, a).await,
         TokenCommand::Show(a) => return show(store, &a.serial, a.json).await,
         TokenCommand::Resync(a) => return resync(cfg, store, a).await,
-        TokenCommand::Import(a) => return super::token_import::run(cfg, store, a).await,
+        TokenCommand::Import(a) => return super::token_import::run(cfg, Some(store), a).await,
         TokenCommand::Assign(a) => {
             let user = cfg.user_names.key(&a.user);
             if user.is_empty() || user.len() > 253 || user.chars().any(char::is_control) {
