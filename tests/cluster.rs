@@ -447,6 +447,64 @@ fn a_stalled_database_is_not_blamed_on_the_pool_size() {
     );
 }
 
+/// Every connection of the pool held up by a lock (a DBA's `LOCK TABLE` in an open
+/// transaction): the next login finds no free connection, and the log says all of
+/// store.pool_size were busy and names locks, as the database itself takes a connection.
+/// Once the lock goes, logins go through again.
+#[test]
+fn a_pool_held_up_by_a_lock_is_said_to_be_all_busy() {
+    let slapd = directory();
+    let pg = PgCluster::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = pg_config(dir.path(), &slapd, &pg.url(), "node-a", "");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let store = "key_file = \"radmfa.key\"\n";
+    assert!(text.contains(store), "{text}");
+    let text = text.replacen(store, &format!("{store}pool_size = 2\n"), 1);
+    std::fs::write(&config, text).unwrap();
+    let node = Server::start_with(dir, config);
+    node.enroll("alice", &[]);
+    let db = PgCluster::database_of(&pg.url());
+    let mut dba = pg.session(&db);
+    dba.run("BEGIN; LOCK TABLE tokens, user_state IN ACCESS EXCLUSIVE MODE;");
+    let granted = "SELECT count(*) FROM pg_locks WHERE locktype = 'relation' \
+                   AND mode = 'AccessExclusiveLock' AND granted \
+                   AND relation IN ('tokens'::regclass, 'user_state'::regclass)";
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    while pg.psql(&db, granted) != "2" {
+        assert!(std::time::Instant::now() < until, "the lock was not taken");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Two logins take the pool's two connections and wait on the lock; the third waits
+    // for the pool (store.connect_timeout_ms, 1000 ms) and gets nothing.
+    let port = node.port();
+    let logins: Vec<_> = (0..3)
+        .map(|_| {
+            std::thread::spawn(move || {
+                pyrad(port, SECRET, &["--user", "alice", "--password", ALICE_PW])
+            })
+        })
+        .collect();
+    let said = |l: &str| l.contains("were busy");
+    let seen = node.log_lines_at_least(1, said);
+    dba.run("ROLLBACK;");
+    for login in logins {
+        login.join().unwrap();
+    }
+    assert_eq!(seen, 1, "{}", node.log());
+    let log = node.log();
+    let line = log.lines().find(|l| said(l)).unwrap();
+    assert!(
+        line.contains("all 2 of store.pool_size were busy")
+            && line.contains("locks")
+            && line.contains("within 1000 ms"),
+        "{line}"
+    );
+    assert!(!log.contains("slow or out of reach"), "{log}");
+    let r = password(&node, "alice", ALICE_PW);
+    assert_eq!(code_of(&r), "Access-Challenge", "{r}");
+}
+
 #[test]
 fn code_accepted_on_a_is_refused_on_b() {
     let slapd = directory();
