@@ -1564,6 +1564,35 @@ fn a_used_code_sent_again_does_not_count_toward_the_lockout() {
     assert_eq!(code_of(&py_password(&srv, "alice", &next)), "Access-Accept");
 }
 
+/// With more attempts at a prompt than the lockout allows (`max_attempts = 6`, threshold
+/// 3), the prompt counts down to the lock, not to its own limit: "2 attempt(s) left" was
+/// followed by a lock at the very next wrong code.
+#[test]
+fn attempts_left_count_down_to_the_lockout_when_it_comes_first() {
+    let slapd = directory();
+    let srv = start(&slapd, |o| {
+        o.extra = "\n[challenge]\nmax_attempts = 6\n[lockout]\nthreshold = 3\n".into();
+    });
+    let seed = srv.enroll("alice", &[]);
+    let first = py_password(&srv, "alice", ALICE_PW);
+    assert_eq!(code_of(&first), "Access-Challenge", "{first}");
+    let state = first["state"].as_str().unwrap().to_string();
+    let good: u32 = totp(&seed, now(), &[]).parse().unwrap();
+    let wrong = |k: u32| format!("{:06}", (good + 500_000 + k) % 1_000_000);
+    let message = |r: &serde_json::Value| r["messages"].as_array().unwrap()[0].to_string();
+    for (k, left) in [(0, 2), (1, 1)] {
+        let r = py_code(&srv, "alice", &wrong(k), &state);
+        assert_eq!(code_of(&r), "Access-Challenge", "{r}");
+        assert!(
+            message(&r).contains(&format!("Wrong code. {left} attempt(s) left.")),
+            "{r}"
+        );
+    }
+    let r = py_code(&srv, "alice", &wrong(2), &state);
+    assert_eq!(code_of(&r), "Access-Reject", "{r}");
+    assert!(message(&r).contains("Too many wrong codes"), "{r}");
+}
+
 /// `[challenge] max_attempts` holds for answers sent all at once to one State: each takes
 /// an attempt before its code is checked, so however the server interleaves them, no more
 /// than `max_attempts` codes are checked (a guess beyond them could otherwise be the one

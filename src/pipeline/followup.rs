@@ -344,6 +344,7 @@ async fn totp(
             reason,
             locked,
             resync,
+            before_lock,
         } => {
             // A resync-pending HOTP token: the next code at this very prompt finishes it.
             let config = app.config();
@@ -353,7 +354,11 @@ async fn totp(
                 config.challenge.prompt.as_str()
             };
             let mode = oath_mode(&view.tokens);
-            let mut v = wrong_answer(app, r, attempt, mode, reason, locked, prompt).await?;
+            let lock = Lockout {
+                locked,
+                before_lock,
+            };
+            let mut v = wrong_answer(app, r, attempt, mode, reason, lock, prompt).await?;
             if resync && !locked && v.reply.code == ReplyCode::Reject {
                 // Out of attempts: the next login's code will do it.
                 v.reply = v.reply.with_message(RESYNC_MESSAGE);
@@ -394,6 +399,15 @@ pub async fn closes(app: &AppState, r: &Round<'_>, attempt: Attempt) -> Result<b
     })
 }
 
+/// Where a wrong answer left the user's lockout.
+#[derive(Clone, Copy, Debug)]
+pub struct Lockout {
+    /// It locked the second factor (or found it locked).
+    pub locked: bool,
+    /// Wrong answers still to go before the lock, when this one was counted.
+    pub before_lock: Option<u32>,
+}
+
 /// A wrong code: closes the prompt if the lockout hit or attempts are used up, else asks
 /// again with the same State.
 pub async fn wrong_answer(
@@ -402,10 +416,10 @@ pub async fn wrong_answer(
     attempt: Attempt,
     mode: &'static str,
     reason: String,
-    locked: bool,
+    lock: Lockout,
     prompt: &str,
 ) -> Result<Verdict, Fault> {
-    if locked {
+    if lock.locked {
         app.store.consume_challenge(&r.hash).await?;
         let mut v =
             Verdict::reject(reason).with_reply(Reply::reject().with_message(LOCKED_MESSAGE));
@@ -414,7 +428,11 @@ pub async fn wrong_answer(
     }
     let mut v = match attempt.taken {
         ChallengeAttempt::Open(n) => {
+            // The prompt's attempts, or fewer when the lockout comes first: with
+            // max_attempts above the lockout threshold, "2 attempt(s) left" was followed
+            // by a lock at the next wrong code.
             let left = attempt.max.saturating_sub(n);
+            let left = lock.before_lock.map_or(left, |b| left.min(b));
             let mut reply = Reply::challenge(
                 r.state.to_vec(),
                 format!("Wrong code. {left} attempt(s) left. {prompt}"),

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::followup::{closes, take_attempt, wrong_answer, Round, NO_ATTEMPT};
+use super::followup::{closes, take_attempt, wrong_answer, Lockout, Round, NO_ATTEMPT};
 use super::methods::{call_verdict, Subject};
 use super::second_factor::{self, Standing};
 use super::{oob, Fault, RequestContext, Verdict};
@@ -56,7 +56,11 @@ pub async fn sms_code(
     let turn = second_factor::take_turn(app, user, others).await;
     let standing = second_factor::in_turn(app, &turn, user, others, standing).await?;
     if let Some(why) = second_factor::stopped(app, user, others, standing).await? {
-        return wrong_answer(app, r, attempt, "sms", why, true, &prompt()).await;
+        let lock = Lockout {
+            locked: true,
+            before_lock: None,
+        };
+        return wrong_answer(app, r, attempt, "sms", why, lock, &prompt()).await;
     }
     let good = txn
         .code_hash
@@ -66,7 +70,7 @@ pub async fn sms_code(
         // The code went to the entry's phone, which its other names reach too.
         let elsewhere =
             second_factor::failures_under_other_names(app, user, &r.carried.other_names).await?;
-        let locked = second_factor::count_failure_after(
+        let counted = second_factor::count_failure_after(
             app,
             &turn,
             user,
@@ -75,12 +79,16 @@ pub async fn sms_code(
             &r.pending.nas,
         )
         .await?;
-        if locked {
+        if counted.locked {
             second_factor::clear_under_other_names(app, user, others).await?;
         }
         drop(turn);
         let why = "wrong SMS code".to_string();
-        return wrong_answer(app, r, attempt, "sms", why, locked, &prompt()).await;
+        let lock = Lockout {
+            locked: counted.locked,
+            before_lock: Some(counted.left),
+        };
+        return wrong_answer(app, r, attempt, "sms", why, lock, &prompt()).await;
     }
     // Single use, twice over: the State and the code's transaction each move exactly once.
     if !closes(app, r, attempt).await?

@@ -509,6 +509,7 @@ async fn inline(
                 reason,
                 locked,
                 resync,
+                ..
             } => {
                 let reply = if locked {
                     Reply::reject().with_message(LOCKED_MESSAGE)

@@ -23,6 +23,8 @@ pub enum CodeCheck {
         reason: String,
         locked: bool,
         resync: bool,
+        /// Wrong codes left before the lockout, when this one was counted.
+        before_lock: Option<u32>,
     },
 }
 
@@ -132,6 +134,7 @@ pub async fn check_code(
             reason,
             locked: true,
             resync: false,
+            before_lock: None,
         });
     }
     let now = app.clock.now();
@@ -151,6 +154,7 @@ pub async fn check_code(
                 reason: REPLAYED.to_string(),
                 locked: false,
                 resync: false,
+                before_lock: None,
             });
         }
         for rec in tokens.iter().filter(|r| r.token.enabled) {
@@ -198,20 +202,21 @@ pub async fn check_code(
     // the reply is the same refusal. Counted, a VPN client reconnecting with the field it
     // kept (or a NAS failing over to another node with a login already accepted) would
     // lock its own user out.
-    let locked = if reason == REPLAYED || reason == WITHDRAWN {
-        false
+    let (locked, before_lock) = if reason == REPLAYED || reason == WITHDRAWN {
+        (false, None)
     } else {
         let elsewhere = failures_under_other_names(app, user, other_names).await?;
-        let locked = count_failure_after(app, &turn, user, "wrong codes", elsewhere, nas).await?;
-        if locked {
+        let counted = count_failure_after(app, &turn, user, "wrong codes", elsewhere, nas).await?;
+        if counted.locked {
             clear_under_other_names(app, user, other_names).await?;
         }
-        locked
+        (counted.locked, Some(counted.left))
     };
     Ok(CodeCheck::Invalid {
         reason: reason.to_string(),
         locked,
         resync,
+        before_lock,
     })
 }
 
@@ -329,13 +334,23 @@ pub async fn clear_under_other_names(
     Ok(())
 }
 
+/// A wrong code or answer counted toward the lockout.
+#[derive(Clone, Copy, Debug)]
+pub struct Counted {
+    /// This failure locked the second factor.
+    pub locked: bool,
+    /// Wrong answers still to go before the lock (0 when locked): a prompt that offers
+    /// more attempts than this must not promise them.
+    pub left: u32,
+}
+
 /// Counts a wrong code or answer toward the user's lockout, in the user's `turn`, and waits
 /// until the count is on disk, so the next turn reads it; when this one locks the second
 /// factor, the lock gets an audit record of its own. `what` names the failures in its
 /// reason ("wrong codes", "wrong answers"); `elsewhere` wrong answers are already counted
 /// under the entry's other names ([`failures_under_other_names`]): the lock comes that
 /// much sooner. `nas`: the client the failing answer came through, for the lock's record.
-/// Returns whether this failure locked the user.
+/// Returns whether this failure locked the user, and how many more it takes.
 pub async fn count_failure_after(
     app: &AppState,
     turn: &Turn<'_>,
@@ -343,7 +358,7 @@ pub async fn count_failure_after(
     what: &str,
     elsewhere: u32,
     nas: &str,
-) -> Result<bool, StoreError> {
+) -> Result<Counted, StoreError> {
     // Marked before the write, not after it is settled: if this request is cut off (its
     // deadline) between the two, the count may still reach the disk, and the next turn
     // must read it from there rather than trust the standing its request read earlier.
@@ -353,7 +368,7 @@ pub async fn count_failure_after(
     let config = app.config();
     let lock = &config.lockout;
     let threshold = lock.threshold.saturating_sub(elsewhere).max(1);
-    let (_, locked_until) = app
+    let (failures, locked_until) = app
         .store
         .record_failure(user, threshold, now, lock.duration.as_secs() as i64)
         .await?;
@@ -397,5 +412,11 @@ pub async fn count_failure_after(
     // its `seen` matches the mark: without a second one, its turn would trust that stale
     // standing, and a guess could pass the lock this failure set.
     turn.counted();
-    Ok(locked_until.is_some())
+    Ok(Counted {
+        locked: locked_until.is_some(),
+        left: match locked_until {
+            Some(_) => 0,
+            None => threshold.saturating_sub(failures),
+        },
+    })
 }
