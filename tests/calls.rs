@@ -121,7 +121,8 @@ fn approved_call_accepts_with_one_call_to_the_users_phone() {
 fn declined_unanswered_and_silent_calls_reject_within_the_budget() {
     let slapd = directory();
     let standin = Standin::start();
-    let srv = start(&slapd, &standin, "", "", &hold_client(6));
+    // Seven calls to one user: above the default 5 sends per window.
+    let srv = start(&slapd, &standin, "max_per_user = 10\n", "", &hold_client(6));
     // Pressed another key: declined.
     standin.script(
         DIRECTORY_MOBILE,
@@ -138,6 +139,21 @@ fn declined_unanswered_and_silent_calls_reject_within_the_budget() {
     let (r, took) = held_login(&srv, "10");
     assert_eq!(code_of(&r), "Access-Reject", "{r}");
     assert!(took < Duration::from_secs(3), "{took:?}");
+    assert_eq!(message(&r), "The call was not answered in time.", "{r}");
+    // A busy line, and a number the call could not reach, are not "not answered in time":
+    // that would send the user back to wait by a phone that never rings.
+    for (status, said) in [
+        ("busy", "line was busy"),
+        ("failed", "could not be completed"),
+    ] {
+        standin.script(
+            DIRECTORY_MOBILE,
+            Script::Ends(status, Duration::from_millis(300)),
+        );
+        let (r, _) = held_login(&srv, "10");
+        assert_eq!(code_of(&r), "Access-Reject", "{r}");
+        assert!(message(&r).contains(said), "{status}: {r}");
+    }
     // Answered, no key, hung up.
     standin.script(DIRECTORY_MOBILE, Script::HangUp(Duration::from_millis(500)));
     assert_eq!(code_of(&held_login(&srv, "10").0), "Access-Reject");
@@ -157,7 +173,7 @@ fn declined_unanswered_and_silent_calls_reject_within_the_budget() {
         took >= Duration::from_secs(4) && took < Duration::from_secs(6),
         "{took:?}"
     );
-    assert_eq!(standin.calls().len(), 5);
+    assert_eq!(standin.calls().len(), 7);
     let audit = srv.audit_json("alice");
     let reasons: Vec<&str> = audit
         .iter()
@@ -170,8 +186,10 @@ fn declined_unanswered_and_silent_calls_reject_within_the_budget() {
     );
     assert!(reasons[1].contains("no key pressed"), "{reasons:?}");
     assert!(reasons[2].contains("without approval"), "{reasons:?}");
-    assert!(reasons[3].contains("no-answer"), "{reasons:?}");
-    assert!(reasons[4].contains("declined"), "{reasons:?}");
+    assert!(reasons[3].contains("call failed"), "{reasons:?}");
+    assert!(reasons[4].contains("call busy"), "{reasons:?}");
+    assert!(reasons[5].contains("no-answer"), "{reasons:?}");
+    assert!(reasons[6].contains("declined"), "{reasons:?}");
 }
 
 /// The phone is lost and the number changed while a held login rings it: the key pressed

@@ -413,9 +413,24 @@ pub async fn call_verdict(
             reason,
         ),
         OobStatus::Failed | OobStatus::Pending => s.verdict(
-            Reply::reject().with_message("The call was not answered in time."),
+            Reply::reject().with_message(unanswered_message(&reason)),
             "voice",
             reason,
         ),
     })
+}
+
+/// What the user is told of a call that ended unapproved without an answer, from the
+/// provider's status (the reason `callbacks::twilio` records). A busy line or a number the
+/// call could not reach is not "not answered in time": that sends the user back to wait by
+/// a phone that will never ring.
+fn unanswered_message(reason: &str) -> &'static str {
+    match reason {
+        "call busy" => "The line was busy. Try again when the phone is free.",
+        "call failed" => {
+            "The call could not be completed. Ask the helpdesk to check that the phone \
+             number on record can be called."
+        }
+        _ => "The call was not answered in time.",
+    }
 }

@@ -40,6 +40,9 @@ pub const RATE_LIMITED: &str =
     "Too many codes or calls were requested. Wait a few minutes, then try again.";
 pub const NOT_SENT: &str = "The code could not be sent. Try again later or use another method.";
 pub const NOT_CALLED: &str = "The call could not be placed. Try again later or use another method.";
+/// [`NOT_SENT`] and [`NOT_CALLED`] for a login's first send, answered with a Reject.
+pub const NOT_SENT_AT_LOGIN: &str = "The code could not be sent. Try again later.";
+pub const NOT_CALLED_AT_LOGIN: &str = "The call could not be placed. Try again later.";
 
 /// The same for every retransmit of `req`, on any node: the NAS's configured name, its
 /// address and port, the Identifier and the Request Authenticator (RFC 5080 §2.2.2).

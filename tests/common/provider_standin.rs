@@ -112,6 +112,9 @@ pub enum Script {
     Silence(Duration),
     /// Never answers; the provider reports `no-answer` after the delay.
     NoAnswer(Duration),
+    /// Never answered; the provider reports this `CallStatus` (`busy`, `failed`) after the
+    /// delay.
+    Ends(&'static str, Duration),
     /// Answers and hangs up without pressing a key.
     HangUp(Duration),
     /// Nothing ever comes back (provider outage, or a test that posts callbacks itself).
@@ -453,18 +456,16 @@ async fn play(st: Shared, call: Call, script: Script) {
             )
             .await;
         }
-        Script::NoAnswer(after) => {
+        Script::NoAnswer(after) | Script::Ends(_, after) => {
+            let status = match script {
+                Script::Ends(status, _) => status,
+                _ => "no-answer",
+            };
             tokio::time::sleep(after).await;
             if ended(&st) {
                 return;
             }
-            webhook(
-                &st,
-                &call.status_callback,
-                call_params(&call, "no-answer"),
-                None,
-            )
-            .await;
+            webhook(&st, &call.status_callback, call_params(&call, status), None).await;
         }
     }
 }
