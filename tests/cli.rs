@@ -1022,7 +1022,8 @@ fn config_errors_name_the_file_and_the_cause_once() {
 
 /// `config check` lists what each NAS gets and warns about every setting that lets a login
 /// in on less than both factors; the sample configs, installed as the README says (mode
-/// 0640), draw no warning, and the PostgreSQL URL (it holds the password) is never
+/// 0640), draw no warning but the full sample's two placeholders to fill in (the RD
+/// Gateway's enabled_filter, the Twilio account), and the PostgreSQL URL (it holds the password) is never
 /// printed. Readable by every account, a file that holds secrets itself is warned about.
 #[test]
 fn config_check_summarises_clients_and_warns_about_weakened_settings() {
@@ -1050,9 +1051,12 @@ fn config_check_summarises_clients_and_warns_about_weakened_settings() {
             let rdg = "no enabled_filter beside second_factor_only client(s) \"rd-gateway\"";
             let expected = usize::from(sample == "conf/radmfa.toml");
             assert_eq!(out.matches(rdg).count(), expected, "{sample}:\n{out}");
+            // So are its placeholder Twilio credentials, which fail every SMS and call.
+            let twilio = "account_sid or auth_token is still the sample config's placeholder";
+            assert_eq!(out.matches(twilio).count(), expected, "{sample}:\n{out}");
             let warnings: Vec<&str> = out
                 .lines()
-                .filter(|l| l.contains("warning") && !l.contains(rdg))
+                .filter(|l| l.contains("warning") && !l.contains(rdg) && !l.contains(twilio))
                 .collect();
             if mode == 0o640 {
                 assert!(warnings.is_empty(), "{sample}:\n{out}");

@@ -807,6 +807,7 @@ fn delivery_time_warnings(cfg: &Config) -> Vec<String> {
         None => None,
     };
     let mut out = Vec::new();
+    out.extend(d.twilio.as_ref().and_then(placeholder_twilio));
     if let Some(v) = &d.voice {
         out.extend(greeting_warning(&v.greeting, &v.fraud_digits));
     }
@@ -882,6 +883,21 @@ fn delivery_time_warnings(cfg: &Config) -> Vec<String> {
 /// Server's "press zero" kept beside a site's own code, or a greeting copied from an older
 /// radmfa.toml): a victim who follows it only declines the call. No block, no fraud record,
 /// and the attacker is free to try again.
+/// The sample config's Twilio credentials, left in: every SMS and call fails at the first
+/// login (each user refused, or let in on the password with `provider_failure = "allow"`),
+/// and nothing said it before.
+fn placeholder_twilio(t: &crate::config::delivery::TwilioConfig) -> Option<String> {
+    let sid = t.account_sid.trim_start_matches("AC");
+    let placeholder_sid = !sid.is_empty() && sid.bytes().all(|b| b == b'0');
+    let placeholder_token = t.auth_token.expose_str() == Some("change-me");
+    (placeholder_sid || placeholder_token).then(|| {
+        "twilio: account_sid or auth_token is still the sample config's placeholder: every \
+         SMS and call will fail and such logins be refused; fill in your account's values, \
+         or remove [sms], [voice], [twilio] and [callbacks]"
+            .to_string()
+    })
+}
+
 fn greeting_warning(greeting: &str, fraud_digits: &str) -> Option<String> {
     let key = |w: &str| -> Option<char> {
         Some(match w {
