@@ -849,6 +849,50 @@ fn a_peer_that_stops_reading_is_disconnected_and_udp_goes_on() {
     assert!(flood.wait().unwrap().success());
 }
 
+/// A crl_file with no CRL from a CA in ca_file (here: the other CA's file, copied by
+/// mistake) refuses every NAS under that CA, as revocation fails closed. `config check` and
+/// the server say so, naming both mismatches, and the refused handshake says what to add,
+/// not only webpki's "UnknownRevocationStatus".
+#[test]
+fn a_crl_file_without_the_ca_s_crl_is_named() {
+    let pki_dir = tempfile::tempdir().unwrap();
+    let good = Pki::make(pki_dir.path(), "good");
+    let other = Pki::make(pki_dir.path(), "other");
+    let crl = pki_dir.path().join("clients.crl");
+    other.write_crl(&crl, &[]);
+    let slapd = Slapd::start(&[LdapUser::new("alice", "alice-pw")]);
+    let srv = start_with(
+        &slapd,
+        &good,
+        "nas.example.org",
+        &format!("crl_file = {crl:?}"),
+        4000,
+    );
+    let out = srv.cli(&["config", "check"]);
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains("holds no CRL from CA") && text.contains("is from no CA in ca_file"),
+        "{text}"
+    );
+    let port = radsec_port(&srv);
+    let out = our_client(port, &good, &good.ca, &["status", "--timeout", "2"]);
+    assert!(!out.status.success(), "answered without its CA's CRL");
+    let t = Instant::now();
+    while !srv.log().lines().any(|l| {
+        l.contains("handshake failed") && l.contains("holds no CRL from the CA that issued")
+    }) {
+        assert!(t.elapsed() < Duration::from_secs(5), "{}", srv.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(srv.log_shows("holds no CRL from CA"), "{}", srv.log());
+    // With the right CA's CRL, nothing is said.
+    good.write_crl(&crl, &[]);
+    let out = srv.cli(&["config", "check"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success() && !text.contains("CRL"), "{text}");
+}
+
 /// With `crl_file`, a revoked client certificate gets no session. The file is watched: a
 /// new CRL applies to the next connection, without a restart.
 #[test]

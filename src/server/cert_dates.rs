@@ -257,6 +257,7 @@ pub fn warnings_for(cfg: &RadsecConfig, dates: &RadsecDates, now: i64) -> Vec<St
         ));
     }
     if let Some(crl_file) = &cfg.crl_file {
+        out.extend(unmatched_crls(crl_file, dates));
         for CrlDates {
             issuer,
             this_update,
@@ -290,6 +291,36 @@ pub fn warnings_for(cfg: &RadsecConfig, dates: &RadsecDates, now: i64) -> Vec<St
                  connections within a minute",
                 crl_file.display(),
                 fmt_time(next)
+            ));
+        }
+    }
+    out
+}
+
+/// With a crl_file, revocation fails closed: a CA in ca_file with no CRL in the file gets
+/// every certificate it issued refused at the handshake, and a CRL from a CA that is not in
+/// ca_file (the other CA's file, copied by mistake) protects nothing. Both passed every
+/// check before and showed only as refused NASes. Names are compared as printed: the
+/// same DN from one CA's certificate and its CRL prints the same.
+fn unmatched_crls(crl_file: &Path, dates: &RadsecDates) -> Vec<String> {
+    let crl_file = crl_file.display();
+    let mut out = Vec::new();
+    for ca in &dates.ca {
+        if !dates.crls.iter().any(|c| c.issuer == ca.subject) {
+            out.push(format!(
+                "radsec: crl_file {crl_file} holds no CRL from CA {:?} (in ca_file): every \
+                 client certificate it issued is refused at the handshake (revocation fails \
+                 closed); add its CRL to the file",
+                ca.subject
+            ));
+        }
+    }
+    for crl in &dates.crls {
+        if !dates.ca.iter().any(|ca| ca.subject == crl.issuer) {
+            out.push(format!(
+                "radsec: crl_file {crl_file}: the CRL from {:?} is from no CA in ca_file, so \
+                 it revokes nothing here (another CA's file?)",
+                crl.issuer
             ));
         }
     }

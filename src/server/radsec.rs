@@ -636,7 +636,7 @@ impl Connection {
         let shaken = tokio::select! {
             r = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)) => match r {
                 Ok(Ok(tls)) => Ok(tls),
-                Ok(Err(e)) => Err(Unshaken::Failed(e.to_string())),
+                Ok(Err(e)) => Err(Unshaken::Failed(handshake_cause(&e))),
                 Err(_) => Err(Unshaken::Failed("timed out".to_string())),
             },
             // Cut to make room for a newcomer: counted as a connection_limit close where it
@@ -865,6 +865,20 @@ async fn write_loop(
         }
     }
     let _ = tokio::time::timeout(WRITE_TIMEOUT, wr.shutdown()).await;
+}
+
+/// A failed handshake's cause for the log, with what to do where webpki's name for it says
+/// little: a CA in ca_file without a CRL in crl_file fails closed as
+/// `UnknownRevocationStatus`, and the admin looking at a refused NAS needs to read that.
+fn handshake_cause(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    if text.contains("UnknownRevocationStatus") {
+        return format!(
+            "{text}: radsec.crl_file holds no CRL from the CA that issued this certificate; \
+             add that CA's CRL to the file"
+        );
+    }
+    text
 }
 
 #[cfg(test)]
