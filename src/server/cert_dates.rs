@@ -352,6 +352,12 @@ pub async fn watch_dates(app: Arc<AppState>, acceptors: Arc<Acceptors>, stop: Ca
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
+            // A connection found a changed file: the gauges now, the log at the tick.
+            _ = acceptors.changed.notified() => {
+                let (served, unusable) = acceptors.served();
+                set_gauges(&app.metrics, &served, unusable.is_some());
+                continue;
+            }
         }
         let (served, unusable) = acceptors.served();
         set_gauges(&app.metrics, &served, unusable.is_some());

@@ -273,6 +273,9 @@ async fn poll_for_permit(
 pub struct Acceptors {
     cfg: RadsecConfig,
     current: std::sync::Mutex<Built>,
+    /// Told when a changed file was found (used or not), so `cert_dates::watch_dates` sets
+    /// the gauges then: `radmfa_radsec_files_unusable` lagged up to a minute behind the log.
+    pub(super) changed: tokio::sync::Notify,
 }
 
 /// The TLS configuration in use, and what it was built from.
@@ -306,6 +309,7 @@ impl Acceptors {
                 dates: RadsecDates::read(cfg),
                 unusable: None,
             }),
+            changed: tokio::sync::Notify::new(),
         })
     }
 
@@ -349,6 +353,7 @@ impl Acceptors {
         let mut cur = self.current.lock().unwrap_or_else(|p| p.into_inner());
         if stamps != cur.stamps {
             cur.stamps = stamps;
+            self.changed.notify_one();
             match build(&self.cfg) {
                 Ok(a) => {
                     cur.tls = a;
