@@ -594,7 +594,7 @@ fn a_client_entry_is_for_its_transport_only() {
             &["status", "--timeout", "2"],
         )
     };
-    let wrong = "is not for this transport";
+    let wrong = "does not take this transport";
 
     let radsec_only = start(&slapd, &pki, "nas.example.org");
     radsec_only.enroll("alice", &[]);

@@ -100,9 +100,9 @@ impl DropKind {
                  ignored (RFC 2865)"
             }
             DropKind::WrongTransport => {
-                "the [[client]] entry for this address is not for this transport: an entry \
-                 with radsec_name is for RadSec only, one without for UDP only, unless its \
-                 transport says \"both\" (or \"radsec\")"
+                "the [[client]] entry for this address does not take this transport: its \
+                 transport key says which (\"udp\", \"radsec\" or \"both\"); without one, an \
+                 entry with radsec_name is for RadSec only and one without for UDP only"
             }
             DropKind::Malformed => "not a well-formed RADIUS packet",
             DropKind::NotARequest => "not an Access-Request or Status-Server",
