@@ -374,3 +374,76 @@ fn the_docs_give_one_fortigate_timeout() {
         "different FortiGate timeouts: {values:?}"
     );
 }
+
+/// A `{name}` in the SMS gateway's url, body or a header that is no placeholder (a typo:
+/// `{mesage}`) is refused, naming the key: it would be sent as it is, and the user texted
+/// "{mesage}". A JSON body's own braces are not placeholders.
+#[test]
+fn an_unknown_placeholder_in_the_sms_gateway_template_is_refused() {
+    let base = |url: &str, body: &str, header: &str| {
+        format!(
+            r#"
+[ldap]
+urls = ["ldap://127.0.0.1"]
+bind_dn = "cn=admin"
+bind_password = "pw"
+base_dn = "dc=example,dc=org"
+[[client]]
+name = "nas"
+address = "127.0.0.1"
+secret = "nas-secret-long-enough"
+methods = ["totp", "sms"]
+[sms]
+provider = "http"
+[http_sms]
+url = "{url}"
+headers = {{ "X-Note" = "{header}" }}
+body = '{body}'
+encoding = "json"
+"#
+        )
+    };
+    let good = base(
+        "https://sms.example.org/send?to={phone}",
+        r#"{"text": "{message}", "meta": {"code": "{code}"}}"#,
+        "for {phone}",
+    );
+    Config::parse(&good, Path::new("radmfa.toml")).expect("valid");
+    for (text, key, name) in [
+        (
+            base(
+                "https://sms.example.org/send?to={phone}&m={mesage}",
+                "{\"t\": \"{code}\"}",
+                "x",
+            ),
+            "http_sms.url",
+            "{mesage}",
+        ),
+        (
+            base(
+                "https://sms.example.org/send",
+                "{\"to\": \"{Phone}\", \"t\": \"{code}\"}",
+                "x",
+            ),
+            "http_sms.body",
+            "{Phone}",
+        ),
+        (
+            base(
+                "https://sms.example.org/send?to={phone}",
+                "{\"t\": \"{code}\"}",
+                "{user}",
+            ),
+            "http_sms.headers.X-Note",
+            "{user}",
+        ),
+    ] {
+        let err = Config::parse(&text, Path::new("radmfa.toml"))
+            .expect_err(name)
+            .to_string();
+        assert!(
+            err.contains(key) && err.contains(&format!("{name} is not a placeholder")),
+            "{err}"
+        );
+    }
+}

@@ -84,6 +84,30 @@ const SAMPLE_VALUES: [(&str, &str); 3] = [
     ("message", "Your sign-in code is 1234567890"),
 ];
 
+/// Refuses a `{name}` that is no placeholder (`{mesage}`, `{Phone}`): it would be sent as
+/// it is, and the gateway asked to text "{mesage}" (or to a number "{Phone}"). Only a
+/// brace, letters/digits/underscores and a brace count, so a JSON body's own braces pass.
+fn known_placeholders(key: &str, template: &str) -> Result<(), ConfigError> {
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        rest = &rest[open + 1..];
+        let name_len = rest
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(rest.len());
+        let (name, after) = rest.split_at(name_len);
+        if name.is_empty() || !after.starts_with('}') {
+            continue;
+        }
+        if !SAMPLE_VALUES.iter().any(|(known, _)| *known == name) {
+            return Err(ConfigError::invalid(
+                key,
+                format!("{{{name}}} is not a placeholder: use {{phone}}, {{code}} or {{message}}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// A header must be one HTTP can carry, with its placeholders filled in. Only the name is
 /// shown: a header value is often a key.
 fn header_key(name: &str, value: &str) -> Result<(), ConfigError> {
@@ -459,6 +483,11 @@ fn http_sms_config(raw: RawHttpSms, base: &Path) -> Result<HttpSmsConfig, Config
         timeout_ms,
     } = raw;
     url_key("http_sms.url", &url)?;
+    known_placeholders("http_sms.url", &url)?;
+    known_placeholders("http_sms.body", &body)?;
+    for (name, value) in &headers {
+        known_placeholders(&format!("http_sms.headers.{name}"), value)?;
+    }
     let method = method.to_ascii_uppercase();
     if !["GET", "POST", "PUT"].contains(&method.as_str()) {
         return Err(ConfigError::invalid(
