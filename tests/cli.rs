@@ -43,6 +43,11 @@ fn user_show_lists_app_passwords() {
         out.contains("app password: #") && out.contains("mail"),
         "{out}"
     );
+    // Of the lockout's threshold: "failures: 0" beside a lock read as a contradiction.
+    assert!(
+        out.contains("failures: 0 of 5 (consecutive wrong codes"),
+        "{out}"
+    );
     assert!(
         !out.contains(pw.trim()),
         "the password itself is never shown"

@@ -67,7 +67,7 @@ async fn run_on(cfg: &Config, store: &dyn Store, cmd: UserCommand) -> anyhow::Re
     match cmd {
         UserCommand::EnrollTotp(args) => enroll_totp(cfg, store, args).await,
         UserCommand::List(flag) => list(store, flag.json).await,
-        UserCommand::Show(a) => show(store, &a.user, a.json).await,
+        UserCommand::Show(a) => show(cfg, store, &a.user, a.json).await,
         UserCommand::Unlock(a) => {
             let was = store.unlock_user(&a.user, SystemClock.now()).await?;
             let note = (!was).then(|| "was not locked".to_string());
@@ -673,7 +673,7 @@ async fn list(store: &dyn Store, json: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn show(store: &dyn Store, user: &str, json: bool) -> anyhow::Result<ExitCode> {
+async fn show(cfg: &Config, store: &dyn Store, user: &str, json: bool) -> anyhow::Result<ExitCode> {
     let status = store.user_status(user).await?;
     // The admin read, in enrollment order: a token whose seed does not open is shown as such
     // (a login's read fails on it), not an error that hides the rest.
@@ -731,7 +731,12 @@ async fn show(store: &dyn Store, user: &str, json: bool) -> anyhow::Result<ExitC
         );
     } else {
         println!("user:     {user}");
-        println!("failures: {}", status.failures);
+        // Of the threshold: "failures: 0" beside "locked: until …" read as a contradiction
+        // (a lock starts the count again).
+        println!(
+            "failures: {} of {} (consecutive wrong codes; a lock or a right code starts again)",
+            status.failures, cfg.lockout.threshold
+        );
         match locked {
             Some(t) => println!("locked:   until {}", super::audit::fmt_time(t)),
             None => println!("locked:   no"),
