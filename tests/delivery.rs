@@ -65,12 +65,15 @@ fn twilio_errors_name_status_and_twilio_code() {
         matches!(&e, ProviderError::Status { status: 401, detail, .. } if detail.contains("20003")),
         "{e}"
     );
+    // A 4xx is a refusal: nothing went out, and the send limits give the slot back.
+    assert!(e.surely_not_sent(), "{e}");
     let p = TwilioSms::new(twilio(&s.url, AUTH_TOKEN, 2000));
     let e = run(p.send_sms("+1", &t, &c)).unwrap_err();
     assert!(
         matches!(&e, ProviderError::Status { status: 400, detail, .. } if detail.contains("21211")),
         "{e}"
     );
+    assert!(e.surely_not_sent(), "{e}");
     assert!(!e.to_string().contains("246810"));
     // A Twilio-compatible gateway (or a proxy) echoing what it was sent: the code and the
     // token are blanked from the message that reaches the audit reason.
@@ -94,6 +97,8 @@ fn twilio_errors_name_status_and_twilio_code() {
     assert!(!shown.contains("246810"), "{shown}");
     assert!(!shown.contains(AUTH_TOKEN), "{shown}");
     assert!(!shown.contains(&basic[..20]), "{shown}");
+    // A 5xx may come after the message was handed on: it stays counted.
+    assert!(!e.surely_not_sent(), "{e}");
     s.fail_sms(None);
     assert!(s.sms().is_empty());
 }
@@ -108,6 +113,9 @@ fn provider_that_does_not_answer_times_out_below_the_nas_interval() {
     let start = Instant::now();
     let e = run(p.send_sms("+15550100", &t, &c)).unwrap_err();
     assert!(matches!(e, ProviderError::Timeout { ms: 300, .. }), "{e}");
+    // Connected and the request written (into the backlog): it may have been taken, so a
+    // timeout like this one stays counted against the send limits.
+    assert!(!e.surely_not_sent(), "{e}");
     assert!(
         start.elapsed() < Duration::from_millis(1500),
         "{:?}",
@@ -118,6 +126,10 @@ fn provider_that_does_not_answer_times_out_below_the_nas_interval() {
     drop(silent);
     let e = run(p.send_sms("+15550100", &t, &c)).unwrap_err();
     assert!(matches!(e, ProviderError::Transport { .. }), "{e}");
+    assert!(
+        e.surely_not_sent(),
+        "a refused connection sent nothing: {e}"
+    );
 }
 
 /// A certificate that is not trusted (a TLS-inspecting egress proxy, a wrong host) is no
@@ -170,6 +182,8 @@ fn an_untrusted_certificate_is_not_an_outage_and_is_named() {
     );
     assert!(e.to_string().to_lowercase().contains("certificate"), "{e}");
     assert!(!e.to_string().contains("111111"));
+    // The handshake failed: the request was never written.
+    assert!(e.surely_not_sent(), "{e}");
     // Nothing listening: that one is an outage.
     drop(e);
     let e = run(p.send_sms("+15550100", &t, &c)).unwrap_err();
@@ -289,6 +303,8 @@ fn generic_http_json_bearer_and_success_tests() {
     s.set_generic_reply(200, r#"{"status":"rejected"}"#, Duration::ZERO);
     let e = run(p.send_sms("+15550100", &t, &c)).unwrap_err();
     assert!(matches!(e, ProviderError::NotAccepted { .. }), "{e}");
+    // Answered 2xx: the gateway may have sent it.
+    assert!(!e.surely_not_sent(), "{e}");
     // An error status, with the gateway echoing the code: the code is blanked out.
     s.set_generic_reply(500, "cannot deliver 864200", Duration::ZERO);
     let e = run(p.send_sms("+15550100", &t, &c)).unwrap_err();
@@ -297,6 +313,15 @@ fn generic_http_json_bearer_and_success_tests() {
         "{e}"
     );
     assert!(!e.to_string().contains("864200"), "{e}");
+    assert!(!e.surely_not_sent(), "a 5xx may come after the send: {e}");
+    // The gateway's rate limit refused it: not sent.
+    s.set_generic_reply(429, "slow down", Duration::ZERO);
+    let e = run(p.send_sms("+15550100", &t, &c)).unwrap_err();
+    assert!(
+        matches!(e, ProviderError::Status { status: 429, .. }),
+        "{e}"
+    );
+    assert!(e.surely_not_sent(), "{e}");
     // Listed statuses only.
     cfg.success_status = vec![202];
     cfg.success_body_contains.clear();
@@ -306,12 +331,15 @@ fn generic_http_json_bearer_and_success_tests() {
         matches!(e, ProviderError::Status { status: 200, .. }),
         "{e}"
     );
+    // A 2xx outside the listed ones may still have been sent.
+    assert!(!e.surely_not_sent(), "{e}");
     // Too slow.
     s.set_generic_reply(200, "\"queued\"", Duration::from_secs(3));
     let start = Instant::now();
     let e = run(p.send_sms("+15550100", &t, &c)).unwrap_err();
     assert!(matches!(e, ProviderError::Timeout { .. }), "{e}");
     assert!(start.elapsed() < Duration::from_secs(2));
+    assert!(!e.surely_not_sent(), "no answer after the request: {e}");
 }
 
 #[test]

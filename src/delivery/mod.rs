@@ -21,7 +21,12 @@ use crate::secret::Secret;
 #[derive(Debug, thiserror::Error)]
 pub enum ProviderError {
     #[error("{provider}: no answer within {ms} ms")]
-    Timeout { provider: &'static str, ms: u64 },
+    Timeout {
+        provider: &'static str,
+        ms: u64,
+        /// False when the time ran out still connecting: the request never left.
+        connected: bool,
+    },
     #[error("{provider}: {detail}")]
     Transport {
         provider: &'static str,
@@ -29,6 +34,11 @@ pub enum ProviderError {
         /// False when the connection was refused for a reason that stays until someone
         /// acts: the provider's (or a TLS-inspecting proxy's) certificate not trusted.
         outage: bool,
+        /// False when no connection to the provider (or through the proxy to it) was made:
+        /// refused, a name that did not resolve, a TLS handshake or a proxy's tunnel that
+        /// failed. The request never left. True for a connection lost after it was made (the
+        /// request may have been taken) and for an answer that could not be read.
+        connected: bool,
     },
     #[error("{provider}: HTTP {status}: {detail}")]
     Status {
@@ -65,6 +75,25 @@ impl ProviderError {
         }
     }
 
+    /// The provider surely did not take the message (nor place the call), so it cost
+    /// nothing and counts against no send limit: the request never left (it could not be
+    /// built, or no connection was made), or the provider answered with a 4xx, which says
+    /// it refused the request (an invalid number, our credentials refused, its rate limit).
+    /// Anything unclear may have gone out and been paid for — a timeout or a connection lost
+    /// after the request was sent, a 5xx (a gateway may fail after handing the message on),
+    /// a 3xx (303 is how some APIs answer a POST they acted on), a 2xx whose body does not
+    /// show success, an answer that could not be read — and stays counted: the limits are
+    /// there against toll fraud and SMS pumping, which such answers must not let through.
+    pub fn surely_not_sent(&self) -> bool {
+        match self {
+            ProviderError::Timeout { connected, .. }
+            | ProviderError::Transport { connected, .. } => !connected,
+            ProviderError::Status { status, .. } => (400..500).contains(status),
+            ProviderError::NotAccepted { .. } => false,
+            ProviderError::Setup(_) => true,
+        }
+    }
+
     pub(crate) fn from_reqwest(provider: &'static str, timeout_ms: u64, e: reqwest::Error) -> Self {
         if e.is_builder() {
             // The request could not even be made (a URL or header the configuration, or a
@@ -78,12 +107,15 @@ impl ProviderError {
             ProviderError::Timeout {
                 provider,
                 ms: timeout_ms,
+                // The connect timeout: reqwest marks it as a connect error too.
+                connected: !e.is_connect(),
             }
         } else {
             // Why, from the error's causes: reqwest's own message for any failed connection
             // is "error sending request", the same for a provider down and a certificate
             // refused. A certificate is not an outage: it stays refused, and failing open on
             // it (`provider_failure = "allow"`) would turn the second factor off for days.
+            let connected = !e.is_connect();
             let mut causes: Vec<String> = Vec::new();
             let mut lasting = false;
             let mut source = std::error::Error::source(&e);
@@ -108,6 +140,9 @@ impl ProviderError {
                 provider,
                 detail,
                 outage: !lasting,
+                // reqwest says "connect" for anything that failed in its connector (DNS,
+                // TCP, TLS, a proxy's CONNECT), before a byte of the request was written.
+                connected,
             }
         }
     }
