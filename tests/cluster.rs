@@ -1249,8 +1249,9 @@ fn sqlite_deployment_moved_to_postgres_keeps_phones_blocks_bypasses_app_password
             "SELECT username, logins_forgotten_at FROM user_profile ORDER BY username COLLATE \"C\"",
         ),
         (
-            "SELECT key, at FROM send_events ORDER BY key, at",
-            "SELECT key, at FROM send_events ORDER BY key COLLATE \"C\", at",
+            // With the send each event is of (`slot`), by which a refused send gives it back.
+            "SELECT key, at, slot FROM send_events ORDER BY key, at, slot",
+            "SELECT key, at, slot FROM send_events ORDER BY key COLLATE \"C\", at, slot COLLATE \"C\"",
         ),
         (
             "SELECT id, request_key, user, nas, kind, phone, hex(code_hash), status, reason, \

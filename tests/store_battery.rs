@@ -120,6 +120,7 @@ store_battery! {
         bypass_is_taken_once_before_it_expires,
         app_passwords_add_list_delete,
         send_slots_limit_and_window,
+        send_slot_given_back_by_its_id,
         oob_begin_get_resolve,
         cancel_oob_of_one_user,
         purge_delivery_state,

@@ -468,7 +468,7 @@ mod tables {
         Table {
             sqlite: "send_events",
             pg: "send_events",
-            columns: &[("key", Text), ("at", Int)],
+            columns: &[("key", Text), ("at", Int), ("slot", Text)],
         },
         Table {
             sqlite: "oob_transactions",

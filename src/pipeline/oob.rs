@@ -229,7 +229,12 @@ async fn claim(
         }));
     }
     let limits = rate_limits(app, ctx, entry, &txn.phone);
-    if let Some(i) = app.store.take_send_slot(&limits, txn.created_at).await? {
+    // Under the transaction's id, so that this send's slot, and no other's, can be given back.
+    if let Some(i) = app
+        .store
+        .take_send_slot(&limits, txn.created_at, &txn.id)
+        .await?
+    {
         let l = &limits[i];
         // The number itself stays out of the reason (it is logged too; the audit record
         // has it in its own field).

@@ -758,15 +758,27 @@ pub trait Store: Send + Sync + 'static {
         Err(StoreError::Unsupported("touch_app_password"))
     }
     /// Atomically: if every limit has fewer than `max` events in `(now - window_secs, now]`,
-    /// records one event under each key and returns `None`; otherwise records nothing and
-    /// returns the index of the first full limit. Shared by all nodes.
+    /// records one event under each key, each marked as `slot`'s, and returns `None`;
+    /// otherwise records nothing and returns the index of the first full limit. Shared by
+    /// all nodes. `slot` names this send (its transaction's id), for
+    /// [`release_send_slot`](Self::release_send_slot).
     async fn take_send_slot(
         &self,
         limits: &[SendLimit],
         now: i64,
+        slot: &str,
     ) -> Result<Option<usize>, StoreError> {
-        let _ = (limits, now);
+        let _ = (limits, now, slot);
         Err(StoreError::Unsupported("take_send_slot"))
+    }
+    /// Gives back the events `take_send_slot` recorded as `slot`'s, under every key: a send
+    /// the provider surely did not take counts against no limit. Only that send's rows, never
+    /// another's taken at the same second; a second call finds nothing. Returns how many
+    /// were deleted. A statement of its own (on PostgreSQL not in the request's
+    /// transaction): its failure must not roll back, or fail, the request's writes.
+    async fn release_send_slot(&self, slot: &str) -> Result<u64, StoreError> {
+        let _ = slot;
+        Err(StoreError::Unsupported("release_send_slot"))
     }
     /// Inserts `txn` unless a transaction with the same `request_key` exists, which is
     /// returned instead: exactly one caller gets `Created`, also across nodes.

@@ -911,8 +911,12 @@ impl Store for SqliteStore {
         &self,
         limits: &[SendLimit],
         now: i64,
+        slot: &str,
     ) -> Result<Option<usize>, StoreError> {
-        self.take_send_slot_impl(limits, now).await
+        self.take_send_slot_impl(limits, now, slot).await
+    }
+    async fn release_send_slot(&self, slot: &str) -> Result<u64, StoreError> {
+        self.release_send_slot_impl(slot).await
     }
 
     async fn begin_oob(&self, txn: &OobTransaction) -> Result<OobBegin, StoreError> {

@@ -251,6 +251,7 @@ impl SqliteStore {
         &self,
         limits: &[SendLimit],
         now: i64,
+        slot: &str,
     ) -> Result<Option<usize>, StoreError> {
         // IMMEDIATE: the count and the insert happen under the write lock, so two racing
         // senders cannot both see "4 of 5" and both send.
@@ -268,14 +269,25 @@ impl SqliteStore {
             }
         }
         for l in limits {
-            sqlx::query("INSERT INTO send_events (key, at) VALUES (?1, ?2)")
+            sqlx::query("INSERT INTO send_events (key, at, slot) VALUES (?1, ?2, ?3)")
                 .bind(&l.key)
                 .bind(now)
+                .bind(slot)
                 .execute(&mut *tx)
                 .await?;
         }
         tx.commit().await?;
         Ok(None)
+    }
+
+    /// On the pool, as `take_send_slot_impl` is: its own autocommit statement, outside the
+    /// request's deferred writes.
+    pub(super) async fn release_send_slot_impl(&self, slot: &str) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM send_events WHERE slot = ?1")
+            .bind(slot)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
     }
 
     pub(super) async fn begin_oob_impl(&self, t: &OobTransaction) -> Result<OobBegin, StoreError> {

@@ -81,6 +81,7 @@ where
     race_take_bypass(make().await).await;
     app_passwords_add_list_delete(&*make().await).await;
     send_slots_limit_and_window(&*make().await).await;
+    send_slot_given_back_by_its_id(&*make().await).await;
     oob_begin_get_resolve(&*make().await).await;
     cancel_oob_of_one_user(&*make().await).await;
     purge_delivery_state(&*make().await).await;
@@ -2279,12 +2280,15 @@ fn limits(user: &str, user_max: u32, nas_max: u32) -> Vec<SendLimit> {
 
 pub async fn send_slots_limit_and_window(store: &dyn Store) {
     assert_eq!(
-        store.take_send_slot(&limits("a", 2, 3), T).await.unwrap(),
+        store
+            .take_send_slot(&limits("a", 2, 3), T, "s1")
+            .await
+            .unwrap(),
         None
     );
     assert_eq!(
         store
-            .take_send_slot(&limits("a", 2, 3), T + 1)
+            .take_send_slot(&limits("a", 2, 3), T + 1, "s2")
             .await
             .unwrap(),
         None
@@ -2292,14 +2296,14 @@ pub async fn send_slots_limit_and_window(store: &dyn Store) {
     // The user's limit is full; nothing is recorded for the NAS either.
     assert_eq!(
         store
-            .take_send_slot(&limits("a", 2, 3), T + 2)
+            .take_send_slot(&limits("a", 2, 3), T + 2, "s3")
             .await
             .unwrap(),
         Some(0)
     );
     assert_eq!(
         store
-            .take_send_slot(&limits("b", 2, 3), T + 3)
+            .take_send_slot(&limits("b", 2, 3), T + 3, "s4")
             .await
             .unwrap(),
         None
@@ -2307,7 +2311,7 @@ pub async fn send_slots_limit_and_window(store: &dyn Store) {
     // Now the NAS has 3 in the window: full for everyone.
     assert_eq!(
         store
-            .take_send_slot(&limits("c", 2, 3), T + 4)
+            .take_send_slot(&limits("c", 2, 3), T + 4, "s5")
             .await
             .unwrap(),
         Some(1)
@@ -2315,17 +2319,71 @@ pub async fn send_slots_limit_and_window(store: &dyn Store) {
     // The window slides: the two sends at T and T+1 leave it at T+300 and T+301.
     assert_eq!(
         store
-            .take_send_slot(&limits("a", 2, 3), T + 299)
+            .take_send_slot(&limits("a", 2, 3), T + 299, "s6")
             .await
             .unwrap(),
         Some(0)
     );
     assert_eq!(
         store
-            .take_send_slot(&limits("a", 2, 9), T + 301)
+            .take_send_slot(&limits("a", 2, 9), T + 301, "s7")
             .await
             .unwrap(),
         None
+    );
+}
+
+/// A send the provider surely did not take gives its slot back, under the user's key and the
+/// NAS's, by the slot's id: another send of the same user in the same second (the same keys
+/// and times) keeps its own. Given back once; an id never taken gives back nothing.
+pub async fn send_slot_given_back_by_its_id(store: &dyn Store) {
+    for slot in ["mine", "theirs"] {
+        assert_eq!(
+            store
+                .take_send_slot(&limits("a", 2, 2), T, slot)
+                .await
+                .unwrap(),
+            None
+        );
+    }
+    // The NAS is full.
+    assert_eq!(
+        store
+            .take_send_slot(&limits("b", 2, 2), T, "refused")
+            .await
+            .unwrap(),
+        Some(1)
+    );
+    // Given back inside a request's scope, as the pipeline does: on PostgreSQL not in the
+    // request's transaction, and the request's writes are still durable.
+    let (released, durable) = durability::deferred(store.release_send_slot("mine")).await;
+    durable.unwrap();
+    assert_eq!(released.unwrap(), 2, "the user's event and the NAS's");
+    assert_eq!(store.release_send_slot("mine").await.unwrap(), 0);
+    assert_eq!(store.release_send_slot("never-taken").await.unwrap(), 0);
+    assert_eq!(store.release_send_slot("refused").await.unwrap(), 0);
+    // Room for one more send of the user's, through that NAS.
+    assert_eq!(
+        store
+            .take_send_slot(&limits("a", 2, 2), T + 1, "next")
+            .await
+            .unwrap(),
+        None
+    );
+    // "theirs" still counts, for the user and for the NAS.
+    assert_eq!(
+        store
+            .take_send_slot(&limits("a", 2, 9), T + 2, "over-user")
+            .await
+            .unwrap(),
+        Some(0)
+    );
+    assert_eq!(
+        store
+            .take_send_slot(&limits("b", 2, 2), T + 2, "over-nas")
+            .await
+            .unwrap(),
+        Some(1)
     );
 }
 
@@ -2511,7 +2569,7 @@ pub async fn purge_delivery_state(store: &dyn Store) {
         .await
         .unwrap();
     store
-        .take_send_slot(&limits("a", 1, 100), T - 90_000)
+        .take_send_slot(&limits("a", 1, 100), T - 90_000, "s8")
         .await
         .unwrap();
     // A call's row stays an hour past its lifetime, for a late fraud report.
@@ -2757,8 +2815,10 @@ pub async fn race_remember_and_forget(store: Arc<dyn Store>) {
 
 /// Concurrent sends for one user: the limit holds exactly.
 pub async fn race_take_send_slot(store: Arc<dyn Store>) {
-    let results = race(store, |s, _| async move {
-        s.take_send_slot(&limits("a", 5, 1000), T).await.unwrap()
+    let results = race(store, |s, i| async move {
+        s.take_send_slot(&limits("a", 5, 1000), T, &format!("race-{i}"))
+            .await
+            .unwrap()
     })
     .await;
     assert_eq!(
@@ -2916,9 +2976,9 @@ pub async fn request_scope_failed_write_keeps_the_audit(store: &dyn Store) {
 /// send limit, the one transaction per request key, and a prompt's attempts against
 /// consumes of its State.
 pub async fn race_guarded_writes_in_request_scopes(store: Arc<dyn Store>) {
-    let slots = race(store.clone(), |s, _| async move {
+    let slots = race(store.clone(), |s, i| async move {
         let (taken, durable) = durability::deferred(async {
-            s.take_send_slot(&limits("scoped", 5, 1000), T)
+            s.take_send_slot(&limits("scoped", 5, 1000), T, &format!("scoped-{i}"))
                 .await
                 .unwrap()
         })

@@ -281,6 +281,7 @@ impl PgStore {
         &self,
         limits: &[SendLimit],
         now: i64,
+        slot: &str,
     ) -> Result<Option<usize>, StoreError> {
         // Count-then-insert is only safe if no other node counts the same key in between:
         // READ COMMITTED would let two senders both see "4 of 5" and both send. A transaction
@@ -328,15 +329,34 @@ impl PgStore {
             }
         }
         for l in limits {
-            sqlx::query("INSERT INTO send_events (key, at) VALUES ($1, $2)")
+            sqlx::query("INSERT INTO send_events (key, at, slot) VALUES ($1, $2, $3)")
                 .bind(&l.key)
                 .bind(now)
+                .bind(slot)
                 .execute(&mut *tx)
                 .await?;
         }
         tx.commit().await?;
         w.done(Ok(()))?;
         Ok(None)
+    }
+
+    /// On a pooled connection, never the request's transaction (`writer`): a failed
+    /// statement there aborts that transaction, rolling back the request's writes and
+    /// turning its reply into a Reject, and giving a slot back is not worth that. The caller
+    /// gives it back while the request holds no connection of its own (the claim's settle
+    /// committed it), so this takes no second one per request.
+    pub(super) async fn release_send_slot_impl(&self, slot: &str) -> Result<u64, StoreError> {
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(|e| self.noted(e.into()))?;
+        let done = sqlx::query("DELETE FROM send_events WHERE slot = $1")
+            .bind(slot)
+            .execute(&mut *conn)
+            .await?;
+        Ok(done.rows_affected())
     }
 
     pub(super) async fn begin_oob_impl(&self, t: &OobTransaction) -> Result<OobBegin, StoreError> {
