@@ -271,6 +271,86 @@ fn provider_failure_rejects_with_a_clear_audit_reason() {
     assert_eq!(code_of(&login(&srv, "alice", ALICE_PW)), "Access-Challenge");
 }
 
+/// Sends the provider refused (a 4xx: nothing went out, nothing was paid for) do not use up
+/// the send limits: after a run of them — more than the user's and the NAS's allowance — the
+/// provider is back and the user's next login gets its SMS. Without that, the user (and at
+/// `max_per_nas`, everyone behind the NAS) was refused "Too many codes or calls" for the
+/// window after the provider recovered. A failure that may have gone out (a 5xx) still
+/// counts; each refused send keeps its audit reason; a retransmit of a refused request is
+/// answered from the duplicate cache and sends nothing, even with the provider back.
+#[test]
+fn sends_the_provider_refused_do_not_use_up_the_send_limits() {
+    let slapd = directory();
+    let standin = Standin::start();
+    let srv = start(
+        &slapd,
+        &standin,
+        "max_per_user = 2\nmax_per_nas = 2\n",
+        "",
+        &sms_client(""),
+    );
+    let refusals = [
+        (400, 21211, "The 'To' number is not a valid phone number."),
+        (401, 20003, "Authenticate"),
+        (429, 20429, "Too Many Requests"),
+        (400, 21211, "The 'To' number is not a valid phone number."),
+    ];
+    for (status, code, text) in refusals {
+        standin.fail_sms(Some((status, code, text)));
+        let r = login(&srv, "alice", ALICE_PW);
+        assert_eq!(code_of(&r), "Access-Reject", "{r}\n{}", srv.log());
+        assert!(
+            message(&r).contains("could not be sent"),
+            "HTTP {status}: {r}"
+        );
+        let reason = srv.audit_json("alice")[0]["reason"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            reason.contains("SMS not sent") && reason.contains(&format!("HTTP {status}")),
+            "{reason}"
+        );
+    }
+    // One more refused, sent as raw UDP so that its copy can be sent again below.
+    let sock = srv.udp();
+    let (pkt, _) = AccessRequestBuilder::new(91, "alice")
+        .password(ALICE_PW.as_bytes())
+        .build(SECRET.as_bytes());
+    sock.send(&pkt).unwrap();
+    let mut buf = [0u8; 4096];
+    let n = sock.recv(&mut buf).expect("a reply");
+    let refused = buf[..n].to_vec();
+    assert_eq!(parse_reply(&refused).unwrap().code, 3, "Access-Reject");
+
+    // The provider is back. The refused request's retransmit gets the same Reject, and no
+    // SMS: its slot was given back, but its transaction (failed) stays, and the duplicate
+    // cache answers first.
+    standin.fail_sms(None);
+    sock.send(&pkt).unwrap();
+    let n = sock.recv(&mut buf).expect("the cached reply");
+    assert_eq!(buf[..n], refused[..], "the same reply");
+    // The user's next login gets its code.
+    let r = login(&srv, "alice", ALICE_PW);
+    assert_eq!(code_of(&r), "Access-Challenge", "{r}\n{}", srv.log());
+    assert_eq!(standin.wait_sms(1, Duration::from_secs(2)).len(), 1);
+    // A 503 may come after the message went out: it counts, and with the SMS just sent the
+    // allowance of two is used up.
+    standin.fail_sms(Some((503, 20503, "Service Unavailable")));
+    let r = login(&srv, "alice", ALICE_PW);
+    assert_eq!(code_of(&r), "Access-Reject", "{r}");
+    standin.fail_sms(None);
+    let r = login(&srv, "alice", ALICE_PW);
+    assert_eq!(code_of(&r), "Access-Reject", "{r}\n{}", srv.log());
+    assert!(message(&r).contains("Too many codes"), "{r}");
+    let reason = srv.audit_json("alice")[0]["reason"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(reason.contains("rate limit"), "{reason}");
+    assert_eq!(standin.sms().len(), 1, "one SMS in all");
+}
+
 /// `provider_failure = "allow"`: the provider's outage lets a correct password in (fail
 /// open), audited as such; a wrong password, the provider's rate limit (which a caller
 /// can bring on, with a burst of logins), our credentials refused (a mistake of ours that
@@ -283,7 +363,7 @@ fn provider_failure_allow_fails_open_for_outages_only() {
     let mut srv = start(
         &slapd,
         &standin,
-        "max_per_user = 4\n",
+        "max_per_user = 2\n",
         "",
         &sms_client("provider_failure = \"allow\""),
     );
@@ -319,8 +399,9 @@ fn provider_failure_allow_fails_open_for_outages_only() {
         "Access-Reject",
         "the password is still checked"
     );
-    // The provider is back: a code as usual, until the limit of four sends (the failed
-    // ones counted) is used up. A limit is a decision, not an outage: the next login is refused.
+    // The provider is back: a code as usual, until the limit of two sends is used up — the
+    // 503 counted (the SMS may have gone out), the refused 429 and 401 not. A limit is a
+    // decision, not an outage: the next login is refused.
     standin.fail_sms(None);
     assert_eq!(code_of(&login(&srv, "alice", ALICE_PW)), "Access-Challenge");
     let third = login(&srv, "alice", ALICE_PW);

@@ -358,6 +358,12 @@ async fn settle(
             Ok(Delivered::Yes(txn))
         }
         Err(e) => {
+            // Before the transaction is closed: on PostgreSQL that write opens the request's
+            // transaction, holding a connection, and the give-back takes one of its own (with
+            // `pool_size = 1` it would wait for the request's).
+            if e.surely_not_sent() {
+                give_back_slot(app, &txn).await;
+            }
             let reason = format!("{failed}: {e}");
             app.store
                 .resolve_oob(&txn.id, OobStatus::Failed, Some(&reason))
@@ -370,6 +376,25 @@ async fn settle(
                 provider_failed: e.is_outage(),
             }))
         }
+    }
+}
+
+/// Gives back the send-limit slot `claim` took for `txn` (under the user's, the number's and
+/// the NAS's keys), for a send the provider surely did not take
+/// ([`ProviderError::surely_not_sent`]): nothing went out and nothing was paid for. Kept, an
+/// outage or a refused credential used up every user's allowance, and at `max_per_nas`
+/// logins the whole NAS's, for the window after the provider was back. A send that may have
+/// gone out stays counted: the limits are there against toll fraud and SMS pumping.
+/// The transaction stays, failed, so a retransmit of this request still sends nothing.
+/// Best effort: a failure is logged and nothing else — the send failed either way, and the
+/// reply and the audit record stay what they were.
+async fn give_back_slot(app: &AppState, txn: &OobTransaction) {
+    if let Err(e) = app.store.release_send_slot(&txn.id).await {
+        tracing::warn!(
+            user = txn.user.as_str(),
+            error = %e,
+            "the send limits still count this send, which the provider refused"
+        );
     }
 }
 
