@@ -2,7 +2,7 @@
 """Prints the side-by-side table from bench/run.sh's JSON lines (argv[1]).
 
 Each load line has label, server, phase, replies_per_sec, ok_per_sec, expected, sent,
-skipped, timeouts, p50_ms, p90_ms, p99_ms, max_ms; single measurements (RSS, pending counts) have
+skipped, step_waits, timeouts, p50_ms, p90_ms, p99_ms, max_ms; single measurements (RSS, pending counts) have
 phase and value. Rates and ratios count only replies of the expected code (ok_per_sec): a
 Reject where an Accept was due is not throughput.
 """
@@ -33,6 +33,10 @@ def main(path):
         # Requests never sent (no TOTP step left, or round 2 out of time) are not in "sent".
         if r.get("skipped"):
             flag += f" ({r['skipped']} skipped)"
+        # The users had used every TOTP step the server would take: the rate is the
+        # generator's users', not the server's (the time includes the idle wait).
+        if r.get("step_waits"):
+            flag += f" ({r['step_waits']} waited for a TOTP step: too few users)"
         if r.get("timeouts"):
             # Percentiles leave timeouts out, so they would look better than they were.
             lat = f"{r['timeouts']} timeouts"

@@ -550,6 +550,90 @@ fn round_two_ends_at_its_duration_when_the_server_goes_quiet() {
     assert!(sent.unwrap() < 20, "{r:?}");
 }
 
+/// A UDP responder on a free port: `answer` gets each request that decodes under the
+/// secret "s" (with its raw octets) and gives the reply to send, if any.
+fn responder(
+    answer: impl Fn(&radmfa::radius::Request, &[u8]) -> Option<Vec<u8>> + Send + 'static,
+) -> std::net::SocketAddr {
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = sock.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok((len, from)) = sock.recv_from(&mut buf) {
+            let raw = &buf[..len];
+            let Ok(req) = radmfa::radius::decode_request(raw, b"s", false) else {
+                continue;
+            };
+            if let Some(reply) = answer(&req, raw) {
+                sock.send_to(&reply, from).ok();
+            }
+        }
+    });
+    addr
+}
+
+/// Three users with a one-step window can log in three times; the fourth request waits
+/// for a step that does not come before the end (a period of an hour). Before, the phase
+/// was timed to its last reply ("3 sent in 0.00 s: 2461 req/s"), the skipped requests
+/// were put down to time and the run exited 0. Now the rate is over the 2 s the phase
+/// idled, the report says the users ran out of steps, and the run fails.
+#[test]
+fn users_running_out_of_totp_steps_are_said_and_not_a_fast_run() {
+    let accept = |req: &radmfa::radius::Request, _: &[u8]| {
+        Some(radmfa::radius::encode_reply(
+            req,
+            &radmfa::radius::Reply::accept(),
+            b"s",
+        ))
+    };
+    let addr = responder(accept);
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("users.csv");
+    let seed = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
+    std::fs::write(&users, format!("a,pw,{seed}\nb,pw,{seed}\nc,pw,{seed}\n")).unwrap();
+    let run = |json: bool| {
+        Command::new(bin())
+            .args(["client", "load", "--flow", "inline", "--users"])
+            .arg(&users)
+            .args(["-p", "1", "-d", "2", "--totp-period", "3600"])
+            .args(["--secret", "s", "--server", &addr.to_string()])
+            .args(if json { &["--json"][..] } else { &[][..] })
+            .output()
+            .unwrap()
+    };
+    let out = run(true);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let r: serde_json::Value = serde_json::from_str(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .next()
+            .expect("a report"),
+    )
+    .unwrap();
+    assert_eq!(
+        (&r["expected"], &r["step_skipped"], &r["ran_out_after"]),
+        (&3.into(), &1.into(), &3.into()),
+        "{r}"
+    );
+    assert!(r["step_waits"].as_u64().unwrap() >= 1, "{r}");
+    let seconds = r["seconds"].as_f64().unwrap();
+    assert!((1.9..3.0).contains(&seconds), "{seconds} s: {r}");
+    assert!(r["ok_per_sec"].as_f64().unwrap() < 2.0, "{r}");
+    assert!(
+        text(&out).contains("users ran out of unused TOTP steps after 3 logins"),
+        "{}",
+        text(&out)
+    );
+    let out = run(false);
+    let t = text(&out);
+    assert!(
+        t.contains("skipped (no unused TOTP step before the end) 1")
+            && t.contains("WARNING: users ran out of unused TOTP steps after 3 logins")
+            && !t.contains("not sent before the end"),
+        "{t}"
+    );
+}
+
 /// Whether a request carries a State (type 24), walking its attributes.
 fn has_state(raw: &[u8]) -> bool {
     let mut at = 20;

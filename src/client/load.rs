@@ -156,6 +156,31 @@ struct Phase {
     answers: Vec<(usize, Vec<u8>)>,
     round2: bool,
     schedule: Schedule,
+    /// Requests built so far, across workers: how many logins the users had in them when
+    /// they first ran out of TOTP steps (`ran_out_after`).
+    built: AtomicU64,
+    /// `built` when a request first had to wait for a TOTP step; `u64::MAX` until then.
+    ran_out_after: AtomicU64,
+}
+
+impl Phase {
+    fn new(
+        spec: &LoadSpec,
+        users: Arc<Vec<LoadUser>>,
+        answers: Vec<(usize, Vec<u8>)>,
+        round2: bool,
+        schedule: Schedule,
+    ) -> Self {
+        Phase {
+            spec: spec.clone(),
+            users,
+            answers,
+            round2,
+            schedule,
+            built: AtomicU64::new(0),
+            ran_out_after: AtomicU64::new(u64::MAX),
+        }
+    }
 }
 
 /// What a worker hands back: its tally and, in round 1 of a two-round run, the States.
@@ -189,13 +214,13 @@ pub async fn run(spec: &LoadSpec, users: Arc<Vec<LoadUser>>) -> anyhow::Result<V
     for _ in 0..spec.concurrency {
         conns.push(open(spec).await?);
     }
-    let first = Arc::new(Phase {
-        spec: spec.clone(),
-        users: users.clone(),
-        answers: Vec::new(),
-        round2: false,
-        schedule: Schedule::new(limit, spec.duration, spec.rate),
-    });
+    let first = Arc::new(Phase::new(
+        spec,
+        users.clone(),
+        Vec::new(),
+        false,
+        Schedule::new(limit, spec.duration, spec.rate),
+    ));
     let name = match spec.flow {
         Flow::Inline => "inline",
         Flow::Round1 | Flow::TwoRound => "round1",
@@ -224,13 +249,8 @@ pub async fn run(spec: &LoadSpec, users: Arc<Vec<LoadUser>>) -> anyhow::Result<V
                 tokio::time::sleep(Duration::from_secs_f64(left + 0.01)).await;
             }
         }
-        let second = Arc::new(Phase {
-            spec: spec.clone(),
-            users,
-            schedule: Schedule::new(answers.len() as u64, spec.duration, spec.rate),
-            answers,
-            round2: true,
-        });
+        let schedule = Schedule::new(answers.len() as u64, spec.duration, spec.rate);
+        let second = Arc::new(Phase::new(spec, users, answers, true, schedule));
         let (mut tally, _, elapsed, _) = run_phase(second.clone(), conns).await?;
         // Answers the deadline cut off are counted, not lost without a trace.
         let unsent = (second.answers.len() as u64).saturating_sub(tally.sent + tally.skipped);
@@ -286,12 +306,27 @@ async fn run_phase(phase: Arc<Phase>, conns: Vec<Conn>) -> anyhow::Result<PhaseR
         .schedule
         .deadline
         .and_then(|end| tally.last_gave_up.map(|t| t.min(end)));
-    let elapsed = match tally.last_reply.max(tally.last_sent).max(gave_up) {
+    // Nor less than until the last wait for a TOTP step ended: users who ran out of steps
+    // held the workers idle (often to the deadline), and a rate over the few milliseconds
+    // their logins took measured nothing the server did (10 logins "in 0.00 s: 2461 req/s"
+    // of a 3 s run).
+    let waited = tally.last_waited.map(|t| match phase.schedule.deadline {
+        Some(end) => t.min(end),
+        None => t,
+    });
+    let elapsed = match tally
+        .last_reply
+        .max(tally.last_sent)
+        .max(gave_up)
+        .max(waited)
+    {
         Some(t) => t.duration_since(start),
         None => start.elapsed(),
     };
     // With a rate and a duration, the requests that came due before the end but were never
     // sent (every worker waiting on a silent server) are counted as skipped, not forgotten.
+    let ran_out = phase.ran_out_after.load(Ordering::Relaxed);
+    tally.ran_out_after = (ran_out != u64::MAX).then_some(ran_out);
     if let (Some(rate), Some(end)) = (phase.schedule.rate, phase.schedule.deadline) {
         let due = (rate * end.duration_since(start).as_secs_f64()).ceil() as u64;
         let due = due.min(phase.schedule.limit);
@@ -332,7 +367,6 @@ async fn worker(phase: Arc<Phase>, mut conn: Conn, first_id: u8) -> WorkerResult
     let n = phase.users.len();
     while let Some((i, due)) = phase.schedule.next().await {
         id = id.wrapping_add(1);
-        tally.last_sent = Some(Instant::now());
         // With a rate, latency counts from when the request was due, not from when a worker
         // that fell behind got round to it: otherwise a server too slow for the rate would
         // hold the generator back and its latency would look no worse (coordinated omission).
@@ -344,9 +378,24 @@ async fn worker(phase: Arc<Phase>, mut conn: Conn, first_id: u8) -> WorkerResult
         // Every user may have used up the TOTP window for now: wait for the next step and
         // send this same request then (a round-2 answer is not dropped); if the run ends
         // first, it is counted as skipped, not lost without a trace.
+        // With a replay guard, a wait here means the users have used every step the server
+        // would take: the generator, not the server, is holding the run back, and the report
+        // says so. Without one it is the short pause at each step boundary, part of every run.
+        let mut waited = false;
         let built = loop {
             if let Some(b) = build(&phase, i, id) {
                 break Some(b);
+            }
+            if phase.spec.totp.replay_guard && !waited {
+                waited = true;
+                tally.step_waits += 1;
+                let so_far = phase.built.load(Ordering::Relaxed);
+                let _ = phase.ran_out_after.compare_exchange(
+                    u64::MAX,
+                    so_far,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                );
             }
             if phase.schedule.expired() {
                 break None;
@@ -355,6 +404,9 @@ async fn worker(phase: Arc<Phase>, mut conn: Conn, first_id: u8) -> WorkerResult
             // and the phase's clock runs on.
             tokio::time::sleep(Duration::from_millis(20)).await;
         };
+        if waited {
+            tally.last_waited = Some(Instant::now());
+        }
         let Some(Built {
             user,
             packet,
@@ -363,8 +415,14 @@ async fn worker(phase: Arc<Phase>, mut conn: Conn, first_id: u8) -> WorkerResult
         }) = built
         else {
             tally.skipped += 1;
+            if waited {
+                tally.step_skipped += 1;
+            }
             continue;
         };
+        phase.built.fetch_add(1, Ordering::Relaxed);
+        // When it really went out: after any wait for a TOTP step above.
+        tally.last_sent = Some(Instant::now());
         let (outcome, latency, raw, resent) = match &mut conn {
             Conn::Udp(sock) => exchange(&phase.spec, sock, &packet, &auth).await,
             Conn::Tls(link) => exchange_tls(&phase.spec, link, &packet, &auth).await,

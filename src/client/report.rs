@@ -57,6 +57,16 @@ pub struct Tally {
     /// server that went quiet in the last timeout × attempts of a run was otherwise
     /// credited with the time it was silent cut off.
     pub last_gave_up: Option<Instant>,
+    /// Requests that had to wait for a new TOTP step: every user had used each step the
+    /// server would take (replay guard on). Each such wait idles a worker for up to a
+    /// period: the run measured the generator's users, not the server.
+    pub step_waits: u64,
+    /// Of `skipped`, the requests the run ended on while they waited for a TOTP step.
+    pub step_skipped: u64,
+    /// When the last wait for a TOTP step ended: the phase lasted at least that long.
+    pub last_waited: Option<Instant>,
+    /// How many requests the phase had built when the first had to wait for a step.
+    pub ran_out_after: Option<u64>,
 }
 
 impl Tally {
@@ -100,6 +110,13 @@ impl Tally {
         self.last_reply = self.last_reply.max(other.last_reply);
         self.last_sent = self.last_sent.max(other.last_sent);
         self.last_gave_up = self.last_gave_up.max(other.last_gave_up);
+        self.step_waits += other.step_waits;
+        self.step_skipped += other.step_skipped;
+        self.last_waited = self.last_waited.max(other.last_waited);
+        self.ran_out_after = match (self.ran_out_after, other.ran_out_after) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
     }
 }
 
@@ -125,6 +142,13 @@ pub struct PhaseReport {
     pub replies_per_sec: f64,
     /// Expected replies per second.
     pub ok_per_sec: f64,
+    /// Requests that waited for a new TOTP step (the users had used every step the server
+    /// would take); 0 in a run with enough users.
+    pub step_waits: u64,
+    /// Of `skipped`, those the run ended on while they waited for a TOTP step.
+    pub step_skipped: u64,
+    /// Requests built before the first had to wait for a TOTP step.
+    pub ran_out_after: Option<u64>,
     pub p50_ms: f64,
     pub p90_ms: f64,
     pub p99_ms: f64,
@@ -166,6 +190,9 @@ impl PhaseReport {
             seconds: secs,
             replies_per_sec: replies / secs,
             ok_per_sec: t.expected as f64 / secs,
+            step_waits: t.step_waits,
+            step_skipped: t.step_skipped,
+            ran_out_after: t.ran_out_after,
             p50_ms: ms(t.latencies_us.percentile(50.0)),
             p90_ms: ms(t.latencies_us.percentile(90.0)),
             p99_ms: ms(t.latencies_us.percentile(99.0)),
@@ -201,10 +228,54 @@ impl PhaseReport {
                 self.repeated_codes
             );
         }
-        if self.skipped > 0 {
-            let _ = write!(s, "  skipped (not sent before the end) {}", self.skipped);
+        let late = self.skipped - self.step_skipped;
+        if late > 0 {
+            let _ = write!(s, "  skipped (not sent before the end) {late}");
+        }
+        if self.step_skipped > 0 {
+            let _ = write!(
+                s,
+                "  skipped (no unused TOTP step before the end) {}",
+                self.step_skipped
+            );
+        }
+        if self.step_waits > 0 {
+            let _ = write!(
+                s,
+                "\n  WARNING: users ran out of unused TOTP steps after {} logins: {} requests \
+                 waited for a new step, and the time above includes the wait; use more users \
+                 or --totp-window",
+                self.ran_out_after.unwrap_or(0),
+                self.step_waits
+            );
         }
         s
+    }
+
+    /// Why this phase counts as failed, if it does: a reply that failed verification, no
+    /// expected reply at all, or more than `max_errors` of the requests timed out, got
+    /// another answer, or were never sent for want of a TOTP step (a run that was mostly
+    /// failures must not read as success to a script).
+    pub fn failure(&self, max_errors: f64) -> Option<String> {
+        let errors = self.timeouts + self.unexpected.values().sum::<u64>() + self.step_skipped;
+        let tried = self.sent + self.step_skipped;
+        let ratio = errors as f64 / tried.max(1) as f64;
+        if self.forged == 0 && self.sent > 0 && self.expected > 0 && ratio <= max_errors {
+            return None;
+        }
+        let mut why = format!(
+            "{}: failed: {} forged, {errors} of {tried} requests timed out, were answered \
+             otherwise or never sent for want of a TOTP step (--max-error-ratio {max_errors})",
+            self.phase, self.forged
+        );
+        if self.step_skipped > 0 {
+            why.push_str(&format!(
+                "; users ran out of unused TOTP steps after {} logins: use more users or \
+                 --totp-window",
+                self.ran_out_after.unwrap_or(0)
+            ));
+        }
+        Some(why)
     }
 }
 
