@@ -821,3 +821,47 @@ fn ldap_binds_end_when_the_directory_stops_answering() {
     assert_eq!(r["expected"], 0, "{r}");
     drop(held);
 }
+
+/// `client ldap-binds` against a directory holding half the users it binds as: the failed
+/// binds are called so (not "Access-Reject" beside RADIUS-only fields), the headline rate
+/// is of successful binds, and the run exits 1 as `load` does past --max-error-ratio.
+/// Before, it printed the rate of all binds and exited 0.
+#[test]
+fn failed_ldap_binds_are_named_and_fail_the_run() {
+    let slapd = Slapd::start(&LdapUser::generate(2));
+    let binds = |users: &str, json: bool| {
+        Command::new(bin())
+            .args([
+                "client",
+                "ldap-binds",
+                "--url",
+                &slapd.url,
+                "--users",
+                users,
+            ])
+            .args(["-p", "2", "-d", "0.5"])
+            .args(if json { &["--json"][..] } else { &[][..] })
+            .output()
+            .unwrap()
+    };
+    let out = binds("4", false);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(
+        t.contains("successful binds/s") && t.contains("bind failed") && !t.contains("Reject"),
+        "{t}"
+    );
+    assert!(!t.contains("forged") && !t.contains("retransmits"), "{t}");
+    let out = binds("4", true);
+    let r: serde_json::Value = serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim())
+        .unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    let failed = r["unexpected"]["bind failed"].as_u64().unwrap_or(0);
+    assert!(failed > 0 && r["expected"].as_u64().unwrap() > 0, "{r}");
+    assert!(
+        r["ok_per_sec"].as_f64() < r["replies_per_sec"].as_f64(),
+        "{r}"
+    );
+    // Every user there: a clean run.
+    let out = binds("2", false);
+    assert!(out.status.success(), "{}", text(&out));
+}

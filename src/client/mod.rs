@@ -44,7 +44,9 @@ pub enum ClientCommand {
     /// Benchmark set-up: N users as users.csv + users.ldif, seeds enrolled in the store.
     #[command(hide = true)]
     BenchUsers(BenchUsersArgs),
-    /// Benchmark: raw LDAP simple-bind rate of a directory.
+    /// Benchmark: raw LDAP simple-bind rate of a directory, binding as the users
+    /// bench-users writes: uid=user00000,ou=people,dc=example,dc=org … with password
+    /// pw-user00000 … (fixed names; other directories' users fail to bind).
     #[command(hide = true)]
     LdapBinds(LdapBindsArgs),
 }
@@ -236,7 +238,8 @@ pub struct BenchUsersArgs {
 pub struct LdapBindsArgs {
     #[arg(long)]
     pub url: String,
-    /// Bind as user00000 … user<N-1>.
+    /// Bind as uid=user00000,ou=people,dc=example,dc=org … uid=user<N-1>,… with password
+    /// pw-user00000 … (the DN and password pattern is fixed: bench-users's users).
     #[arg(long)]
     pub users: usize,
     #[arg(long, short = 'p', default_value_t = 100)]
@@ -250,6 +253,10 @@ pub struct LdapBindsArgs {
     /// The result as one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Exit 1 if more than this share of the binds (0 to 1) failed or timed out, or none
+    /// succeeded, as `load` does.
+    #[arg(long, default_value_t = 0.01)]
+    pub max_error_ratio: f64,
 }
 
 /// Runs a `radmfa client …` command. `config` is read only by `bench-users --enroll`.
@@ -309,6 +316,11 @@ pub async fn run(config: &Path, cmd: ClientCommand) -> anyhow::Result<ExitCode> 
             Ok(ExitCode::SUCCESS)
         }
         ClientCommand::LdapBinds(a) => {
+            let max_errors = a.max_error_ratio;
+            anyhow::ensure!(
+                (0.0..=1.0).contains(&max_errors),
+                "--max-error-ratio {max_errors}: 0 to 1"
+            );
             let d = Duration::from_secs_f64(a.duration.max(0.1));
             let (url, users, c, mode) = (a.url.clone(), a.users, a.concurrency, a.mode);
             let r = on_own_runtime(a.threads, async move {
@@ -317,9 +329,17 @@ pub async fn run(config: &Path, cmd: ClientCommand) -> anyhow::Result<ExitCode> 
             if a.json {
                 println!("{}", serde_json::to_string(&r)?);
             } else {
-                println!("{}", r.text());
+                println!("{}", bench::bind_text(&r));
             }
-            Ok(ExitCode::SUCCESS)
+            // Mostly failed binds (wrong directory, users not loaded) are no ceiling: said,
+            // and exit 1 as `load` does, so bench/run.sh stops rather than compares with it.
+            Ok(match r.failure(max_errors) {
+                Some(why) => {
+                    eprintln!("{why}");
+                    ExitCode::from(1)
+                }
+                None => ExitCode::SUCCESS,
+            })
         }
     }
 }

@@ -263,10 +263,32 @@ impl PhaseReport {
         if self.forged == 0 && self.sent > 0 && self.expected > 0 && ratio <= max_errors {
             return None;
         }
+        // Only what happened is named: the same check serves LDAP binds, which have no
+        // forged replies or TOTP steps.
+        let mut what = Vec::new();
+        if self.forged > 0 {
+            what.push(format!("{} forged", self.forged));
+        }
+        if self.timeouts > 0 {
+            what.push(format!("{} timed out", self.timeouts));
+        }
+        for (code, n) in &self.unexpected {
+            what.push(format!("{code} {n}"));
+        }
+        if self.step_skipped > 0 {
+            what.push(format!(
+                "{} never sent for want of a TOTP step",
+                self.step_skipped
+            ));
+        }
+        if self.expected == 0 {
+            what.push("none as expected".into());
+        }
         let mut why = format!(
-            "{}: failed: {} forged, {errors} of {tried} requests timed out, were answered \
-             otherwise or never sent for want of a TOTP step (--max-error-ratio {max_errors})",
-            self.phase, self.forged
+            "{}: failed: {errors} of {tried} requests went wrong ({}; --max-error-ratio \
+             {max_errors})",
+            self.phase,
+            what.join(", ")
         );
         if self.step_skipped > 0 {
             why.push_str(&format!(
