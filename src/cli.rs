@@ -25,8 +25,25 @@ pub struct Cli {
         default_value = "/etc/radmfa/radmfa.toml"
     )]
     pub config: PathBuf,
+    /// Whether --config or RADMFA_CONFIG named the file (not the default): set by
+    /// [`Cli::parse_args`]. Commands that write to a store no admin named refuse without it.
+    #[arg(skip)]
+    pub config_given: bool,
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Cli {
+    /// Parses the command line (exiting on a usage error, as `Cli::parse` does) and notes
+    /// whether the configuration file was named or is the default.
+    pub fn parse_args() -> Self {
+        use clap::{CommandFactory, FromArgMatches};
+        let matches = Self::command().get_matches();
+        let mut cli = Self::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+        cli.config_given =
+            matches.value_source("config") != Some(clap::parser::ValueSource::DefaultValue);
+        cli
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -282,6 +299,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let cfg = load()?;
             admin::tokens::run(&cfg, cmd).await
         }
-        Command::Client(cmd) => crate::client::run(&cli.config, cmd).await,
+        Command::Client(cmd) => {
+            let named = cli.config_given.then_some(cli.config.as_path());
+            crate::client::run(named, cmd).await
+        }
     }
 }

@@ -1,10 +1,8 @@
 //! The `radmfa` binary: parse the command line and hand over to the library.
 
-use clap::Parser;
-
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let cli = radmfa::cli::Cli::parse();
+    let cli = radmfa::cli::Cli::parse_args();
     // Not for the server: it prints nothing with println!, and a hook that exits must not
     // stand between it and a panic that needs its default report.
     if !matches!(cli.command, radmfa::cli::Command::Serve) {

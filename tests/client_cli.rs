@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use common::peers::{now, totp};
-use common::radmfa::{bin, Nas, Options, Server, SECRET};
+use common::radmfa::{bin, cli_on, write_config, Nas, Options, Server, SECRET};
 use common::slapd::{LdapUser, Slapd};
 
 fn client(srv: &Server, args: &[&str]) -> Output {
@@ -863,5 +863,83 @@ fn failed_ldap_binds_are_named_and_fail_the_run() {
     );
     // Every user there: a clean run.
     let out = binds("2", false);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+/// `client bench-users --enroll` writes tokens only into a store an admin named (--config or
+/// RADMFA_CONFIG, never the default /etc/radmfa/radmfa.toml), under one audit record; a
+/// store that already holds BENCH- tokens is refused before users.csv is replaced. Before,
+/// a second run replaced the files, enrolled the new users, then stopped at the first
+/// serial already there (exit 2), leaving a users.csv whose seeds the store did not hold.
+#[test]
+fn bench_users_enroll_needs_a_named_fresh_store_and_is_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &Options::new("ldap://127.0.0.1:9"));
+    let out_dir = dir.path().join("bench");
+    let csv = out_dir.join("users.csv");
+    let bench = |count: &str, config: Option<&std::path::Path>| {
+        let mut cmd = Command::new(bin());
+        cmd.env_remove("RADMFA_CONFIG");
+        if let Some(c) = config {
+            cmd.arg("--config").arg(c);
+        }
+        cmd.args([
+            "client",
+            "bench-users",
+            "--count",
+            count,
+            "--enroll",
+            "--out",
+        ])
+        .arg(&out_dir)
+        .output()
+        .unwrap()
+    };
+    // No configuration named: refused, nothing written.
+    let out = bench("3", None);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("--config or RADMFA_CONFIG"),
+        "{}",
+        text(&out)
+    );
+    assert!(!csv.exists());
+
+    let out = bench("3", Some(&config));
+    assert!(out.status.success(), "{}", text(&out));
+    let first = std::fs::read_to_string(&csv).unwrap();
+    assert_eq!(first.lines().count(), 3);
+    let audit = cli_on(&config, &["audit", "--json", "--limit", "100"]);
+    assert!(audit.status.success(), "{}", text(&audit));
+    let records: Vec<serde_json::Value> = String::from_utf8_lossy(&audit.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(records.len(), 1, "{records:?}");
+    let reason = records[0]["reason"].as_str().unwrap_or_default();
+    assert!(
+        records[0]["result"] == "import" && reason.contains("bench-users: 3 benchmark"),
+        "{records:?}"
+    );
+
+    // Again on the same store: refused before the files are touched.
+    let out = bench("5", Some(&config));
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("already holds 3 BENCH-"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(std::fs::read_to_string(&csv).unwrap(), first);
+
+    // RADMFA_CONFIG names a configuration as --config does.
+    let other = tempfile::tempdir().unwrap();
+    let config2 = write_config(other.path(), &Options::new("ldap://127.0.0.1:9"));
+    let out = Command::new(bin())
+        .env("RADMFA_CONFIG", &config2)
+        .args(["client", "bench-users", "--count", "2", "--enroll", "--out"])
+        .arg(other.path())
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", text(&out));
 }

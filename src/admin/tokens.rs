@@ -352,7 +352,7 @@ pub(super) async fn forget_previous_owner(
     }
 }
 
-pub(super) async fn audit(
+pub(crate) async fn audit(
     cfg: &Config,
     store: &dyn Store,
     user: &str,

@@ -18,7 +18,7 @@ use super::users::{generated_name, generated_password};
 use crate::app::open_store;
 use crate::config::Config;
 use crate::secret::Secret;
-use crate::store::{NewToken, OtpAlgorithm, TokenKind};
+use crate::store::{NewToken, OtpAlgorithm, Store, TokenFilter, TokenKind};
 
 /// The directory layout the bench uses (the same as the test harness's slapd).
 pub const BASE_DN: &str = "dc=example,dc=org";
@@ -26,14 +26,19 @@ pub const PEOPLE_DN: &str = "ou=people,dc=example,dc=org";
 
 /// Writes `users.csv` (user,password,base32-seed) and `users.ldif` (the directory, with the
 /// seed in `description` where FreeRADIUS's rlm_ldap reads it) into `out`, and with `cfg`
-/// enrolls the same seeds as SHA1/6-digit/`period` TOTP tokens in radmfa's store.
+/// enrolls the same seeds as SHA1/6-digit/`period` TOTP tokens `BENCH-<user>` in radmfa's
+/// store, under one audit record for the lot.
+///
+/// With a store, the files are written only once every token is in it: a run that stopped
+/// part-way left a `users.csv` whose seeds the store did not hold. A store that already
+/// holds `BENCH-` tokens (an earlier run) is refused before anything is written, since
+/// enrolling over it failed on the first serial after the files were replaced.
 pub async fn bench_users(
     count: usize,
     out: &Path,
     cfg: Option<&Config>,
     period: u32,
 ) -> anyhow::Result<()> {
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let mut csv = String::with_capacity(count * 64);
     let mut ldif = base_ldif();
     let mut seeds = Vec::with_capacity(count);
@@ -53,6 +58,11 @@ pub async fn bench_users(
         );
         seeds.push((name, Secret::new(seed)));
     }
+    let audited = match cfg {
+        Some(cfg) => enroll_all(cfg, seeds, period, out).await?,
+        None => Ok(()),
+    };
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     // Passwords and seeds: readable by the owner alone, and a file left from an earlier
     // run (or a link planted in its place) is replaced, never written through.
     for (name, text) in [("users.csv", csv), ("users.ldif", ldif)] {
@@ -64,10 +74,7 @@ pub async fn bench_users(
         use std::io::Write;
         crate::store::seal::create_private(&path)?.write_all(text.as_bytes())?;
     }
-    if let Some(cfg) = cfg {
-        enroll_all(cfg, seeds, period).await?;
-    }
-    Ok(())
+    audited
 }
 
 fn base_ldif() -> String {
@@ -89,16 +96,59 @@ fn ssha(password: &str) -> String {
     format!("{{SSHA}}{}", data_encoding::BASE64.encode(&raw))
 }
 
-async fn enroll_all(cfg: &Config, seeds: Vec<(String, Secret)>, period: u32) -> anyhow::Result<()> {
+/// The serial prefix of the benchmark's tokens.
+const BENCH_SERIAL: &str = "BENCH-";
+
+/// Enrolls the seeds. The outer error: nothing was enrolled, or enrolling stopped part-way
+/// (audited as far as it got). The inner one: every token is in, but its audit record could
+/// not be written; the caller still writes the files that match the store.
+async fn enroll_all(
+    cfg: &Config,
+    seeds: Vec<(String, Secret)>,
+    period: u32,
+    out: &Path,
+) -> anyhow::Result<anyhow::Result<()>> {
     let store = open_store(&cfg.store).await?;
+    let result = enroll_into(cfg, &store, seeds, period, out).await;
+    // Closed, not dropped: with PostgreSQL a dropped pool's connections are cut at exit,
+    // which the server logs as "connection reset by peer" (see app::with_command_store).
+    store.close().await;
+    result
+}
+
+async fn enroll_into(
+    cfg: &Config,
+    store: &Arc<dyn Store>,
+    seeds: Vec<(String, Secret)>,
+    period: u32,
+    out: &Path,
+) -> anyhow::Result<anyhow::Result<()>> {
+    let earlier = store
+        .list_tokens(&TokenFilter::default())
+        .await?
+        .iter()
+        .filter(|r| r.token.serial.starts_with(BENCH_SERIAL))
+        .count();
+    if earlier > 0 {
+        anyhow::bail!(
+            "the store already holds {earlier} {BENCH_SERIAL}* token(s) from an earlier \
+             bench-users run: use a fresh store (bench/run.sh makes one per run); nothing \
+             was enrolled or written"
+        );
+    }
     let started = Instant::now();
     let total = seeds.len();
+    let (first, last) = match (seeds.first(), seeds.last()) {
+        (Some(f), Some(l)) => (f.0.clone(), l.0.clone()),
+        _ => return Ok(Ok(())),
+    };
+    let added = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     // Eight inserts in flight: the store's connection count. Each one commits on its own, so
     // this measures nothing but set-up time; it is not part of any benchmark figure.
     let queue = Arc::new(std::sync::Mutex::new(seeds));
     let mut set = tokio::task::JoinSet::new();
     for _ in 0..8 {
-        let (store, queue) = (store.clone(), queue.clone());
+        let (store, queue, added) = (store.clone(), queue.clone(), added.clone());
         set.spawn(async move {
             loop {
                 let next = queue.lock().expect("queue lock").pop();
@@ -107,7 +157,7 @@ async fn enroll_all(cfg: &Config, seeds: Vec<(String, Secret)>, period: u32) -> 
                 };
                 store
                     .add_token(NewToken {
-                        serial: format!("BENCH-{user}"),
+                        serial: format!("{BENCH_SERIAL}{user}"),
                         user: Some(user),
                         kind: TokenKind::Totp,
                         algorithm: OtpAlgorithm::Sha1,
@@ -117,6 +167,7 @@ async fn enroll_all(cfg: &Config, seeds: Vec<(String, Secret)>, period: u32) -> 
                         secret,
                     })
                     .await?;
+                added.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
         });
     }
@@ -129,15 +180,35 @@ async fn enroll_all(cfg: &Config, seeds: Vec<(String, Secret)>, period: u32) -> 
             break;
         }
     }
-    // Closed, not dropped: with PostgreSQL a dropped pool's connections are cut at exit,
-    // which the server logs as "connection reset by peer" (see app::with_command_store).
-    store.close().await;
-    result?;
+    // One record for the lot, as `token import` writes one for a file: tokens that log
+    // users in are never added unaudited (without --config this once meant a live store).
+    let n = added.load(std::sync::atomic::Ordering::Relaxed);
+    let audited = if n > 0 {
+        let how = if result.is_ok() {
+            String::new()
+        } else {
+            format!(" (stopped part-way: {n} of {total})")
+        };
+        let reason = format!(
+            "bench-users: {n} benchmark TOTP token(s) {BENCH_SERIAL}{first} … \
+             {BENCH_SERIAL}{last} enrolled{how}, seeds in {}",
+            out.join("users.csv").display()
+        );
+        crate::admin::tokens::audit(cfg, store.as_ref(), "", "import", "", Some(reason)).await
+    } else {
+        Ok(())
+    };
+    if let Err(e) = result {
+        let note = crate::admin::users::unaudited_note(&audited);
+        return Err(e.context(format!(
+            "enrolling stopped after {n} of {total} tokens; no files were written{note}"
+        )));
+    }
     eprintln!(
         "enrolled {total} users in {:.1} s",
         started.elapsed().as_secs_f64()
     );
-    Ok(())
+    Ok(audited)
 }
 
 /// How `ldap_binds` talks to the directory.

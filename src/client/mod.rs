@@ -227,7 +227,9 @@ pub struct BenchUsersArgs {
     /// Directory for users.csv and users.ldif.
     #[arg(long)]
     pub out: PathBuf,
-    /// Also enroll the seeds in the store of --config.
+    /// Also enroll the seeds as tokens BENCH-user00000 … in the store of --config (or
+    /// RADMFA_CONFIG), which must be given and must hold no BENCH- tokens yet; one audit
+    /// record (`import`) says so. For a benchmark's own store, never a live one.
     #[arg(long)]
     pub enroll: bool,
     #[arg(long, default_value_t = 30)]
@@ -259,8 +261,9 @@ pub struct LdapBindsArgs {
     pub max_error_ratio: f64,
 }
 
-/// Runs a `radmfa client …` command. `config` is read only by `bench-users --enroll`.
-pub async fn run(config: &Path, cmd: ClientCommand) -> anyhow::Result<ExitCode> {
+/// Runs a `radmfa client …` command. `config`, the file --config or RADMFA_CONFIG named
+/// (`None` for the default), is read only by `bench-users --enroll`.
+pub async fn run(config: Option<&Path>, cmd: ClientCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         ClientCommand::Login(a) => {
             let spec = login_spec(&a.target, &a.radsec, a.user.clone())?;
@@ -307,10 +310,16 @@ pub async fn run(config: &Path, cmd: ClientCommand) -> anyhow::Result<ExitCode> 
             })
         }
         ClientCommand::BenchUsers(a) => {
-            let cfg = if a.enroll {
-                Some(Config::load(config).map_err(|e| e.in_file(config))?)
-            } else {
-                None
+            // Enrolling writes up to 100,000 tokens: never into the default configuration's
+            // store (a live deployment's) because --config was forgotten.
+            let cfg = match (a.enroll, config) {
+                (false, _) => None,
+                (true, Some(config)) => Some(Config::load(config).map_err(|e| e.in_file(config))?),
+                (true, None) => anyhow::bail!(
+                    "--enroll writes benchmark tokens into a store: name its configuration \
+                     with --config or RADMFA_CONFIG (the default, /etc/radmfa/radmfa.toml, is \
+                     not taken for it)"
+                ),
             };
             bench::bench_users(a.count, &a.out, cfg.as_ref(), a.period).await?;
             Ok(ExitCode::SUCCESS)
