@@ -943,3 +943,90 @@ fn bench_users_enroll_needs_a_named_fresh_store_and_is_audited() {
         .unwrap();
     assert!(out.status.success(), "{}", text(&out));
 }
+
+/// An Access-Accept to `raw` with right authenticators under "s" but no
+/// Message-Authenticator (`ma_last` false), or one after a Reply-Message (FreeRADIUS 3.2.1).
+fn unsigned_accept(raw: &[u8], ma_last: bool) -> Vec<u8> {
+    use radmfa::radius::crypto::{message_authenticator, response_authenticator};
+    let mut pkt = vec![2, raw[1], 0, 0];
+    pkt.extend_from_slice(&raw[4..20]);
+    if ma_last {
+        pkt.extend_from_slice(&[18, 4, b'o', b'k', 80, 18]);
+        pkt.extend_from_slice(&[0; 16]);
+    }
+    let len = (pkt.len() as u16).to_be_bytes();
+    pkt[2..4].copy_from_slice(&len);
+    if ma_last {
+        let ma = message_authenticator(&pkt, b"s");
+        let at = pkt.len() - 16;
+        pkt[at..].copy_from_slice(&ma);
+    }
+    let ra = response_authenticator(&pkt, b"s");
+    pkt[4..20].copy_from_slice(&ra);
+    pkt
+}
+
+/// Right replies that are unsigned, or signed last (FreeRADIUS 3.2.1), are not believed
+/// under the strict check, but are not called forged either: `load` counts them apart
+/// (`unsigned`) and `status`/`login` say to use `--verify lenient`, and that a reply came.
+/// Before, load counted them as forged, and status said "no attributes" then only the
+/// generic "no valid reply … server down?".
+#[test]
+fn unsigned_replies_are_counted_apart_and_point_to_verify_lenient() {
+    for ma_last in [false, true] {
+        let addr = responder(move |_, raw| Some(unsigned_accept(raw, ma_last)));
+        let run = |args: &[&str]| {
+            Command::new(bin())
+                .arg("client")
+                .args(args)
+                .args(["--secret", "s", "--retries", "0", "--timeout", "0.3"])
+                .args(["--server", &addr.to_string()])
+                .output()
+                .unwrap()
+        };
+        let out = run(&["load", "--flow", "status", "--generated", "1", "-n", "3"]);
+        let t = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{t}");
+        assert!(
+            t.contains("unsigned") && t.contains("--verify lenient"),
+            "{t}"
+        );
+        let out = run(&[
+            "load",
+            "--flow",
+            "status",
+            "--generated",
+            "1",
+            "-n",
+            "3",
+            "--json",
+        ]);
+        let r: serde_json::Value =
+            serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().next().unwrap())
+                .unwrap();
+        assert_eq!(
+            (&r["unsigned"], &r["forged"]),
+            (&3.into(), &0.into()),
+            "{r}"
+        );
+        let first = if ma_last {
+            "Message-Authenticator not first"
+        } else {
+            "no Message-Authenticator"
+        };
+        for args in [&["status"][..], &["login", "alice", "--password", "pw"][..]] {
+            let out = run(args);
+            let t = text(&out);
+            assert_eq!(out.status.code(), Some(2), "{args:?}: {t}");
+            assert!(
+                t.contains(&format!(
+                    "{first} (strict requires it first; `--verify lenient` for servers such \
+                     as FreeRADIUS 3.2)"
+                )) && t.contains("arrived but failed verification"),
+                "{args:?}: {t}"
+            );
+        }
+        let out = run(&["status", "--verify", "lenient"]);
+        assert!(out.status.success(), "{}", text(&out));
+    }
+}

@@ -30,7 +30,7 @@ use tokio::net::UdpSocket;
 use super::radsec::Link;
 use super::report::{Outcome, PhaseReport, Tally};
 use super::users::LoadUser;
-use super::verify::{verify, Verify};
+use super::verify::{check, Failure, Verify};
 use crate::mfa::otp::totp_code;
 use crate::radius::client::{parse_reply, status_server, AccessRequestBuilder};
 use crate::secret::Secret;
@@ -641,7 +641,7 @@ pub async fn exchange(
                 continue;
             }
             let latency = t0.elapsed();
-            match verify(spec.verify, reply, auth, spec.secret.expose()) {
+            match check(spec.verify, reply, auth, spec.secret.expose()) {
                 Ok(()) => {
                     return (
                         Outcome::Unexpected(reply[0]),
@@ -650,12 +650,12 @@ pub async fn exchange(
                         attempt,
                     )
                 }
-                Err(_) => forged = Some((latency, attempt)),
+                Err(why) => forged = Some((latency, attempt, failed(&why))),
             }
         }
     }
     match forged {
-        Some((latency, attempt)) => (Outcome::Forged, latency, None, attempt),
+        Some((latency, attempt, outcome)) => (outcome, latency, None, attempt),
         None => (Outcome::Timeout, t0.elapsed(), None, spec.retries),
     }
 }
@@ -702,9 +702,17 @@ async fn exchange_tls(
         return (Outcome::Timeout, t0.elapsed(), None, 0);
     };
     let latency = t0.elapsed();
-    match verify(spec.verify, &reply, auth, spec.secret.expose()) {
+    match check(spec.verify, &reply, auth, spec.secret.expose()) {
         Ok(()) => (Outcome::Unexpected(reply[0]), latency, Some(reply), 0),
-        Err(_) => (Outcome::Forged, latency, None, 0),
+        Err(why) => (failed(&why), latency, None, 0),
+    }
+}
+
+/// How a reply that failed verification is counted: unsigned apart from forged.
+fn failed(why: &Failure) -> Outcome {
+    match why {
+        Failure::Unsigned(_) => Outcome::Unsigned,
+        Failure::Bad(_) => Outcome::Forged,
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use tokio::net::UdpSocket;
 
-use super::verify::{verify, Verify};
+use super::verify::{check, Failure, Verify};
 use crate::radius::client::{parse_reply, status_server, AccessRequestBuilder};
 use crate::secret::Secret;
 
@@ -213,12 +213,15 @@ async fn send_and_wait(
                 "a reply to another request (ID {})",
                 reply[1]
             );
-            verify(spec.verify, &reply, auth, spec.secret.expose())
+            check(spec.verify, &reply, auth, spec.secret.expose())
                 .map_err(|why| anyhow::anyhow!("the reply failed verification: {why}"))?;
             return Ok(reply);
         }
     };
     let mut buf = vec![0u8; 4096];
+    // Replies that came but were not believed: the last word then says so, rather than
+    // suggesting the server may be down.
+    let mut refused: Option<(u32, Failure)> = None;
     for attempt in 0..=spec.retries {
         if attempt > 0 {
             eprintln!("no reply after {:?}; retransmitting", spec.timeout);
@@ -231,13 +234,29 @@ async fn send_and_wait(
             if len < 20 || reply[1] != raw[1] {
                 continue;
             }
-            match verify(spec.verify, reply, auth, spec.secret.expose()) {
+            match check(spec.verify, reply, auth, spec.secret.expose()) {
                 Ok(()) => return Ok(reply.to_vec()),
                 // A forged or mis-keyed reply is ignored, as a NAS would; report it, though,
                 // since a wrong shared secret looks exactly like this.
-                Err(why) => eprintln!("ignored a reply that failed verification: {why}"),
+                Err(why) => {
+                    eprintln!("ignored a reply that failed verification: {why}");
+                    let n = refused.as_ref().map_or(0, |r| r.0);
+                    refused = Some((n + 1, why));
+                }
             }
         }
+    }
+    if let Some((n, why)) = refused {
+        let hint = match why {
+            Failure::Unsigned(_) => "",
+            Failure::Bad(_) => " (a wrong shared secret looks like this)",
+        };
+        bail!(
+            "no valid reply from {} after {} attempt(s): {n} reply(ies) arrived but failed \
+             verification, the last: {why}{hint}",
+            spec.server,
+            spec.retries + 1
+        )
     }
     bail!(
         "no valid reply from {} after {} attempt(s) (wrong secret, unknown client, or server \

@@ -23,6 +23,10 @@ pub enum Outcome {
     RepeatedCode,
     /// A reply arrived but failed verification: never counted as an answer.
     Forged,
+    /// A reply whose authenticators are right but that lacks the Message-Authenticator the
+    /// check requires, or (strict) carries it elsewhere than first: not believed either,
+    /// but a server predating the rule (FreeRADIUS 3.2.1), not a forgery.
+    Unsigned,
     /// No reply after all retransmissions.
     Timeout,
 }
@@ -35,6 +39,7 @@ pub struct Tally {
     pub unexpected: BTreeMap<u8, u64>,
     pub repeated_codes: u64,
     pub forged: u64,
+    pub unsigned: u64,
     pub timeouts: u64,
     pub retransmits: u64,
     /// Requests not sent: the run ended while no user had a TOTP step left to use, or
@@ -77,6 +82,7 @@ impl Tally {
             Outcome::Unexpected(code) => *self.unexpected.entry(code).or_default() += 1,
             Outcome::RepeatedCode => self.repeated_codes += 1,
             Outcome::Forged => self.forged += 1,
+            Outcome::Unsigned => self.unsigned += 1,
             Outcome::Timeout => self.timeouts += 1,
         }
         if outcome == Outcome::Expected {
@@ -102,6 +108,7 @@ impl Tally {
         }
         self.repeated_codes += other.repeated_codes;
         self.forged += other.forged;
+        self.unsigned += other.unsigned;
         self.timeouts += other.timeouts;
         self.retransmits += other.retransmits;
         self.skipped += other.skipped;
@@ -131,7 +138,12 @@ pub struct PhaseReport {
     /// Rejects of codes that repeat an earlier step's code in the window ([`Outcome::
     /// RepeatedCode`]).
     pub repeated_codes: u64,
+    /// Replies that failed verification other than for want of a Message-Authenticator.
     pub forged: u64,
+    /// Right replies without the Message-Authenticator (first) that `--verify` requires
+    /// ([`Outcome::Unsigned`]): counted apart from `forged` since they call for `--verify
+    /// lenient`, not a look for a wrong secret.
+    pub unsigned: u64,
     pub timeouts: u64,
     pub retransmits: u64,
     pub skipped: u64,
@@ -183,6 +195,7 @@ impl PhaseReport {
                 .collect(),
             repeated_codes: t.repeated_codes,
             forged: t.forged,
+            unsigned: t.unsigned,
             timeouts: t.timeouts,
             retransmits: t.retransmits,
             skipped: t.skipped,
@@ -220,6 +233,15 @@ impl PhaseReport {
         );
         for (code, n) in &self.unexpected {
             let _ = write!(s, "  {code} {n}");
+        }
+        if self.unsigned > 0 {
+            let _ = write!(
+                s,
+                "  unsigned (no Message-Authenticator, or not first where --verify strict \
+                 requires it; {}) {}",
+                super::verify::LENIENT_HINT,
+                self.unsigned
+            );
         }
         if self.repeated_codes > 0 {
             let _ = write!(
@@ -260,7 +282,12 @@ impl PhaseReport {
         let errors = self.timeouts + self.unexpected.values().sum::<u64>() + self.step_skipped;
         let tried = self.sent + self.step_skipped;
         let ratio = errors as f64 / tried.max(1) as f64;
-        if self.forged == 0 && self.sent > 0 && self.expected > 0 && ratio <= max_errors {
+        if self.forged == 0
+            && self.unsigned == 0
+            && self.sent > 0
+            && self.expected > 0
+            && ratio <= max_errors
+        {
             return None;
         }
         // Only what happened is named: the same check serves LDAP binds, which have no
@@ -268,6 +295,13 @@ impl PhaseReport {
         let mut what = Vec::new();
         if self.forged > 0 {
             what.push(format!("{} forged", self.forged));
+        }
+        if self.unsigned > 0 {
+            what.push(format!(
+                "{} unsigned: {}",
+                self.unsigned,
+                super::verify::LENIENT_HINT
+            ));
         }
         if self.timeouts > 0 {
             what.push(format!("{} timed out", self.timeouts));
