@@ -1030,3 +1030,38 @@ fn unsigned_replies_are_counted_apart_and_point_to_verify_lenient() {
         assert!(out.status.success(), "{}", text(&out));
     }
 }
+
+/// `client login` with no controlling terminal (cron, a service, setsid) and no password
+/// given says how to give one. Before: "reading the password: No such device or address".
+#[test]
+fn login_without_a_terminal_says_how_to_give_the_password() {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new(bin());
+    cmd.args(["client", "login", "alice", "--secret", "s"])
+        .args([
+            "--server",
+            "127.0.0.1:9",
+            "--timeout",
+            "0.2",
+            "--retries",
+            "0",
+        ])
+        .env_remove("RADMFA_PASSWORD")
+        .stdin(std::process::Stdio::null());
+    // SAFETY: setsid is async-signal-safe; it only detaches the child from the terminal.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{t}");
+    assert!(
+        t.contains("no terminal to ask for the password")
+            && t.contains("RADMFA_PASSWORD")
+            && t.contains("--password"),
+        "{t}"
+    );
+}

@@ -50,6 +50,20 @@ impl Answerer for Terminal {
         if let Some(p) = self.password.take() {
             return Ok(p);
         }
+        // rpassword asks on /dev/tty; with no controlling terminal (cron, setsid, a service)
+        // opening it fails with ENXIO, which read "reading the password: No such device or
+        // address" and named no way out.
+        if std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/tty")
+            .is_err()
+        {
+            bail!(
+                "no terminal to ask for the password: give it in RADMFA_PASSWORD (or \
+                 --password, which other users can see while it runs)"
+            );
+        }
         let p = rpassword::prompt_password(format!("Password for {user}: "))
             .context("reading the password")?;
         Ok(Secret::from(p))
