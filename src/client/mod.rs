@@ -53,9 +53,10 @@ pub enum ClientCommand {
 
 #[derive(Debug, Args)]
 pub struct Target {
-    /// RADIUS server, e.g. 127.0.0.1:1812 or [::1]:1812.
-    #[arg(long, short = 's', default_value = "127.0.0.1:1812")]
-    pub server: SocketAddr,
+    /// RADIUS server, e.g. 127.0.0.1:1812 or [::1]:1812 [default: 127.0.0.1:1812, or
+    /// 127.0.0.1:2083 with --radsec-cert].
+    #[arg(long, short = 's')]
+    pub server: Option<SocketAddr>,
     /// Shared secret (prefer --secret-file or RADMFA_SECRET: argv is visible to others).
     /// RADMFA_SECRET, from the environment, is used only when neither flag is given, and
     /// not over RadSec (whose secret is "radsec" unless one of the flags says otherwise).
@@ -80,6 +81,15 @@ pub struct Target {
 }
 
 impl Target {
+    /// --server, or the port of the transport the request goes over: RadSec's help says
+    /// "to --server (port 2083)", and a default of :1812 sent TLS to the UDP port.
+    fn server(&self, radsec: &radsec::RadsecArgs) -> SocketAddr {
+        self.server.unwrap_or_else(|| {
+            let port = if radsec.enabled() { 2083 } else { 1812 };
+            SocketAddr::from(([127, 0, 0, 1], port))
+        })
+    }
+
     fn secret(&self) -> anyhow::Result<Secret> {
         // The flags conflict with each other; the environment is read only without them, so
         // a variable left from another NAS never overrides the file or secret named here.
@@ -379,7 +389,7 @@ fn login_spec(
     user: String,
 ) -> anyhow::Result<login::LoginSpec> {
     Ok(login::LoginSpec {
-        server: t.server,
+        server: t.server(radsec),
         radsec: radsec.enabled().then(|| radsec.clone()),
         secret: secret_for(t, radsec)?,
         user,
@@ -485,7 +495,7 @@ fn load_spec(a: LoadArgs) -> anyhow::Result<(LoadSpec, Arc<Vec<users::LoadUser>>
         );
     }
     let spec = LoadSpec {
-        server: a.target.server,
+        server: a.target.server(&a.radsec),
         secret: secret_for(&a.target, &a.radsec)?,
         flow: a.flow,
         concurrency: a.concurrency,
@@ -535,4 +545,51 @@ fn on_own_runtime<T: Send + 'static>(
     handle
         .join()
         .map_err(|_| anyhow::anyhow!("load runtime panicked"))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cmd {
+        #[command(subcommand)]
+        client: ClientCommand,
+    }
+
+    fn server_of(args: &[&str]) -> SocketAddr {
+        let argv = std::iter::once("radmfa").chain(args.iter().copied());
+        match Cmd::try_parse_from(argv).unwrap().client {
+            ClientCommand::Status(a) => {
+                login_spec(&a.target, &a.radsec, String::new())
+                    .unwrap()
+                    .server
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// RadSec options without --server go to RadSec's port, 2083, as the help says; they
+    /// went to 1812 ("RadSec connection to 127.0.0.1:1812: Connection refused").
+    #[test]
+    fn radsec_defaults_to_port_2083() {
+        let tls = [
+            "--radsec-cert",
+            "c",
+            "--radsec-key",
+            "k",
+            "--radsec-ca",
+            "a",
+        ];
+        let mut args = vec!["status"];
+        args.extend(tls);
+        assert_eq!(server_of(&args), "127.0.0.1:2083".parse().unwrap());
+        args.extend(["--server", "10.0.0.1:3000"]);
+        assert_eq!(server_of(&args), "10.0.0.1:3000".parse().unwrap());
+        assert_eq!(
+            server_of(&["status", "--secret", "s"]),
+            "127.0.0.1:1812".parse().unwrap()
+        );
+    }
 }

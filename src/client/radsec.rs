@@ -19,7 +19,7 @@ use tokio_rustls::TlsConnector;
 #[derive(Debug, Clone, Args)]
 pub struct RadsecArgs {
     /// RadSec: this client's certificate (PEM); with --radsec-key and --radsec-ca, the
-    /// request goes over TLS to --server (port 2083) instead of UDP.
+    /// request goes over TLS to --server (default 127.0.0.1:2083) instead of UDP.
     #[arg(long, requires_all = ["radsec_key", "radsec_ca"])]
     pub radsec_cert: Option<PathBuf>,
     /// RadSec: the private key of --radsec-cert (PEM).
