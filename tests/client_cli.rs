@@ -1065,3 +1065,57 @@ fn login_without_a_terminal_says_how_to_give_the_password() {
         "{t}"
     );
 }
+
+/// Small mistakes said as what they are: `-d 0` refused up front (it ran nothing and
+/// failed with a confusing line), an empty `--range` called empty (not "outside the
+/// users"), a closed UDP port called that (not "receiving: Connection refused"), and a
+/// latency line with no expected reply shows "-", not zeros that read as a fast server.
+#[test]
+fn small_mistakes_are_said_plainly() {
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let server = format!("127.0.0.1:{port}");
+    let run = |args: &[&str]| {
+        Command::new(bin())
+            .arg("client")
+            .args(args)
+            .args(["--secret", "s", "--timeout", "0.2", "--retries", "0"])
+            .args(["--server", &server])
+            .output()
+            .unwrap()
+    };
+    let load = ["load", "--generated", "10", "--flow", "reject"];
+    let out = run(&[&load[..], &["-d", "0"]].concat());
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("--duration 0: more than 0"),
+        "{}",
+        text(&out)
+    );
+    let out = run(&[&load[..], &["-n", "1", "--range", "5:5"]].concat());
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("--range 5:5 is empty"),
+        "{}",
+        text(&out)
+    );
+    let out = run(&["login", "alice", "--password", "pw"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!(
+            "nothing listening on {server} (ICMP port unreachable)"
+        )),
+        "{}",
+        text(&out)
+    );
+    let out = run(&[&load[..], &["-n", "1", "-p", "1"]].concat());
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("latency ms: - (no expected reply)"),
+        "{}",
+        text(&out)
+    );
+}

@@ -240,10 +240,12 @@ async fn send_and_wait(
         if attempt > 0 {
             eprintln!("no reply after {:?}; retransmitting", spec.timeout);
         }
-        sock.send(raw).await.context("sending")?;
+        sock.send(raw)
+            .await
+            .map_err(|e| unreachable(spec.server, e, "sending"))?;
         let until = tokio::time::Instant::now() + spec.timeout;
         while let Ok(r) = tokio::time::timeout_at(until, sock.recv(&mut buf)).await {
-            let len = r.context("receiving")?;
+            let len = r.map_err(|e| unreachable(spec.server, e, "receiving"))?;
             let reply = &buf[..len];
             if len < 20 || reply[1] != raw[1] {
                 continue;
@@ -278,6 +280,17 @@ async fn send_and_wait(
         spec.server,
         spec.retries + 1
     )
+}
+
+/// A socket error, said as what it means for a one-off check: a connected UDP socket
+/// reports the ICMP port-unreachable of a closed port as ECONNREFUSED ("receiving:
+/// Connection refused (os error 111)" named no address and read like TCP).
+fn unreachable(server: SocketAddr, e: std::io::Error, doing: &str) -> anyhow::Error {
+    if e.kind() == std::io::ErrorKind::ConnectionRefused {
+        anyhow::anyhow!("nothing listening on {server} (ICMP port unreachable)")
+    } else {
+        anyhow::Error::new(e).context(format!("{doing} ({server})"))
+    }
 }
 
 #[cfg(test)]

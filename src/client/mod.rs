@@ -430,8 +430,13 @@ fn load_spec(a: LoadArgs) -> anyhow::Result<(LoadSpec, Arc<Vec<users::LoadUser>>
         _ => anyhow::bail!("give --users FILE or --generated N"),
     };
     if let Some((start, end)) = a.range {
+        // An empty range is its own mistake: "outside the 200 users" sent admins counting.
         anyhow::ensure!(
-            start < end && end <= users.len(),
+            start < end,
+            "--range {start}:{end} is empty (END is exclusive: it must be above START)"
+        );
+        anyhow::ensure!(
+            end <= users.len(),
             "--range {start}:{end} is outside the {} users",
             users.len()
         );
@@ -443,9 +448,11 @@ fn load_spec(a: LoadArgs) -> anyhow::Result<(LoadSpec, Arc<Vec<users::LoadUser>>
         "give --count and/or --duration: load runs are bounded"
     );
     if let Some(d) = a.duration {
+        // Refused up front as --rate 0 is: a run of no time sends nothing and failed with
+        // a confusing line.
         anyhow::ensure!(
-            d.is_finite() && (0.0..=604_800.0).contains(&d),
-            "--duration {d}: 0 to 604800 seconds (a week)"
+            d.is_finite() && d > 0.0 && d <= 604_800.0,
+            "--duration {d}: more than 0, up to 604800 seconds (a week)"
         );
     }
     if let Some(r) = a.rate {

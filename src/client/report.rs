@@ -221,11 +221,16 @@ impl PhaseReport {
             "{}: {} sent in {:.2} s: {:.0} req/s ({:.0} expected/s)",
             self.phase, self.sent, self.seconds, self.replies_per_sec, self.ok_per_sec
         );
-        let _ = writeln!(
-            s,
-            "  latency ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}",
-            self.p50_ms, self.p90_ms, self.p99_ms, self.max_ms
-        );
+        // Latencies are of expected replies: with none, zeros would read as a fast server.
+        if self.expected == 0 {
+            let _ = writeln!(s, "  latency ms: - (no expected reply)");
+        } else {
+            let _ = writeln!(
+                s,
+                "  latency ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}",
+                self.p50_ms, self.p90_ms, self.p99_ms, self.max_ms
+            );
+        }
         let _ = write!(
             s,
             "  expected {}  timeouts {}  forged {}  retransmits {}",
