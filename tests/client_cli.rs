@@ -1119,3 +1119,45 @@ fn small_mistakes_are_said_plainly() {
         text(&out)
     );
 }
+
+/// A server whose Access-Challenge carries no State: round 1 does not count such a
+/// challenge as expected, and round 2 says there was nothing to answer. Before, round 1
+/// counted them as expected and round 2 failed with "0 of 0 requests".
+#[test]
+fn challenges_without_state_are_not_expected() {
+    let addr = responder(|req, _| {
+        // An empty State is left out of the packet.
+        let r = radmfa::radius::Reply::challenge(Vec::new(), "Code");
+        Some(radmfa::radius::encode_reply(req, &r, b"s"))
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("users.csv");
+    std::fs::write(&users, "u0,pw,GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ\n").unwrap();
+    let out = Command::new(bin())
+        .args(["client", "load", "--flow", "two-round", "--no-replay-guard"])
+        .arg("--users")
+        .arg(&users)
+        .args(["-n", "4", "-p", "1", "--timeout", "0.3", "--retries", "0"])
+        .args(["--json", "--secret", "s", "--server", &addr.to_string()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let r: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        (
+            &r[0]["expected"],
+            &r[0]["stateless_challenges"],
+            &r[1]["sent"]
+        ),
+        (&0.into(), &4.into(), &0.into()),
+        "{r:?}"
+    );
+    assert!(
+        text(&out).contains("no round-1 challenge carried a State"),
+        "{}",
+        text(&out)
+    );
+}

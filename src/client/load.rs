@@ -239,7 +239,8 @@ pub async fn run(spec: &LoadSpec, users: Arc<Vec<LoadUser>>) -> anyhow::Result<V
         // step, and the phase's clock runs on: a round 2 of half a second (FreeRADIUS's)
         // that met it lost up to a third of its rate. A round 2 that cannot end before it
         // (it lasts at most its duration) starts with the next step instead.
-        if !spec.totp.replay_guard {
+        // (With nothing to answer there is nothing to wait for.)
+        if !spec.totp.replay_guard && !answers.is_empty() {
             let period = f64::from(spec.totp.period.max(1));
             let left = period - unix_now().rem_euclid(period);
             let lasts = spec
@@ -444,11 +445,21 @@ async fn worker(phase: Arc<Phase>, mut conn: Conn, first_id: u8) -> WorkerResult
             }
             other => other,
         };
-        if outcome == Outcome::Expected && phase.spec.flow == Flow::TwoRound && !phase.round2 {
-            if let Some(state) = raw.as_deref().and_then(state_of) {
-                states.push((user % n, state));
-            }
-        }
+        // A challenge is what round 1 wants only with a State to answer it by: without one,
+        // round 1 counted it as expected and round 2 then had nothing to send.
+        let round1 = matches!(phase.spec.flow, Flow::Round1 | Flow::TwoRound) && !phase.round2;
+        let outcome = match (outcome, round1) {
+            (Outcome::Expected, true) => match raw.as_deref().and_then(state_of) {
+                Some(state) => {
+                    if phase.spec.flow == Flow::TwoRound {
+                        states.push((user % n, state));
+                    }
+                    Outcome::Expected
+                }
+                None => Outcome::StatelessChallenge,
+            },
+            (other, _) => other,
+        };
         tally.record(outcome, latency);
     }
     (tally, states, conn)

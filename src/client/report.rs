@@ -27,6 +27,9 @@ pub enum Outcome {
     /// check requires, or (strict) carries it elsewhere than first: not believed either,
     /// but a server predating the rule (FreeRADIUS 3.2.1), not a forgery.
     Unsigned,
+    /// A verified Access-Challenge with no State: the code expected, but nothing a NAS
+    /// could answer, so not counted as expected (round 2 had nothing to send).
+    StatelessChallenge,
     /// No reply after all retransmissions.
     Timeout,
 }
@@ -40,6 +43,7 @@ pub struct Tally {
     pub repeated_codes: u64,
     pub forged: u64,
     pub unsigned: u64,
+    pub stateless_challenges: u64,
     pub timeouts: u64,
     pub retransmits: u64,
     /// Requests not sent: the run ended while no user had a TOTP step left to use, or
@@ -83,6 +87,7 @@ impl Tally {
             Outcome::RepeatedCode => self.repeated_codes += 1,
             Outcome::Forged => self.forged += 1,
             Outcome::Unsigned => self.unsigned += 1,
+            Outcome::StatelessChallenge => self.stateless_challenges += 1,
             Outcome::Timeout => self.timeouts += 1,
         }
         if outcome == Outcome::Expected {
@@ -91,7 +96,10 @@ impl Tally {
         }
         if matches!(
             outcome,
-            Outcome::Expected | Outcome::Unexpected(_) | Outcome::RepeatedCode
+            Outcome::Expected
+                | Outcome::Unexpected(_)
+                | Outcome::RepeatedCode
+                | Outcome::StatelessChallenge
         ) {
             self.replies += 1;
             self.last_reply = Some(Instant::now());
@@ -109,6 +117,7 @@ impl Tally {
         self.repeated_codes += other.repeated_codes;
         self.forged += other.forged;
         self.unsigned += other.unsigned;
+        self.stateless_challenges += other.stateless_challenges;
         self.timeouts += other.timeouts;
         self.retransmits += other.retransmits;
         self.skipped += other.skipped;
@@ -144,6 +153,8 @@ pub struct PhaseReport {
     /// ([`Outcome::Unsigned`]): counted apart from `forged` since they call for `--verify
     /// lenient`, not a look for a wrong secret.
     pub unsigned: u64,
+    /// Access-Challenges without a State ([`Outcome::StatelessChallenge`]).
+    pub stateless_challenges: u64,
     pub timeouts: u64,
     pub retransmits: u64,
     pub skipped: u64,
@@ -196,6 +207,7 @@ impl PhaseReport {
             repeated_codes: t.repeated_codes,
             forged: t.forged,
             unsigned: t.unsigned,
+            stateless_challenges: t.stateless_challenges,
             timeouts: t.timeouts,
             retransmits: t.retransmits,
             skipped: t.skipped,
@@ -238,6 +250,13 @@ impl PhaseReport {
         );
         for (code, n) in &self.unexpected {
             let _ = write!(s, "  {code} {n}");
+        }
+        if self.stateless_challenges > 0 {
+            let _ = write!(
+                s,
+                "  Access-Challenge without State {}",
+                self.stateless_challenges
+            );
         }
         if self.unsigned > 0 {
             let _ = write!(
@@ -284,7 +303,16 @@ impl PhaseReport {
     /// another answer, or were never sent for want of a TOTP step (a run that was mostly
     /// failures must not read as success to a script).
     pub fn failure(&self, max_errors: f64) -> Option<String> {
-        let errors = self.timeouts + self.unexpected.values().sum::<u64>() + self.step_skipped;
+        // Round 2 of challenges that carried no State: "0 of 0 requests" said nothing.
+        if self.phase == "round2" && self.sent == 0 && self.skipped == 0 {
+            return Some(
+                "round2: failed: nothing to answer: no round-1 challenge carried a State".into(),
+            );
+        }
+        let errors = self.timeouts
+            + self.unexpected.values().sum::<u64>()
+            + self.step_skipped
+            + self.stateless_challenges;
         let tried = self.sent + self.step_skipped;
         let ratio = errors as f64 / tried.max(1) as f64;
         if self.forged == 0
@@ -313,6 +341,12 @@ impl PhaseReport {
         }
         for (code, n) in &self.unexpected {
             what.push(format!("{code} {n}"));
+        }
+        if self.stateless_challenges > 0 {
+            what.push(format!(
+                "{} Access-Challenge without State",
+                self.stateless_challenges
+            ));
         }
         if self.step_skipped > 0 {
             what.push(format!(
