@@ -320,6 +320,47 @@ fn our_client(port: u16, pki: &Pki, ca: &Path, args: &[&str]) -> std::process::O
         .unwrap()
 }
 
+/// A server certificate issued to a DNS name only, as most are: `client status` checks it
+/// against --radsec-server-name, and without one says to give it (the address is not in
+/// the certificate) instead of leaving the admin with no way to test.
+#[test]
+fn the_client_checks_a_server_certificate_by_its_dns_name() {
+    let pki_dir = tempfile::tempdir().unwrap();
+    let pki = Pki::make_with_sans(
+        pki_dir.path(),
+        "named",
+        "DNS:radmfa.example.org",
+        "DNS:nas.example.org",
+    );
+    let slapd = Slapd::start(&[LdapUser::new("alice", "alice-pw")]);
+    let srv = start(&slapd, &pki, "nas.example.org");
+    let port = radsec_port(&srv);
+    let out = our_client(port, &pki, &pki.ca, &["status", "--timeout", "2"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("--radsec-server-name"),
+        "{err}"
+    );
+    let name = ["status", "--timeout", "2", "--radsec-server-name"];
+    let out = our_client(
+        port,
+        &pki,
+        &pki.ca,
+        &[&name[..], &["radmfa.example.org"]].concat(),
+    );
+    assert!(out.status.success(), "{out:?}\n{}", srv.log());
+    let out = our_client(
+        port,
+        &pki,
+        &pki.ca,
+        &[&name[..], &["other.example.org"]].concat(),
+    );
+    assert!(
+        !out.status.success(),
+        "a name the certificate lacks: {out:?}"
+    );
+}
+
 #[test]
 fn a_login_through_radsecproxy_over_mutual_tls() {
     let pki_dir = tempfile::tempdir().unwrap();

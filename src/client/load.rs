@@ -82,7 +82,7 @@ pub struct LoadSpec {
     /// 127.0.0.2 can be a second NAS with another policy on the same machine).
     pub source: Option<IpAddr>,
     /// RadSec (TLS) instead of UDP, with this client configuration.
-    pub radsec: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
+    pub radsec: Option<super::radsec::Tls>,
 }
 
 /// Round-1 requests of a two-round run, and so States kept for round 2 (each some 80 bytes
@@ -339,8 +339,7 @@ async fn run_phase(phase: Arc<Phase>, conns: Vec<Conn>) -> anyhow::Result<PhaseR
 async fn open(spec: &LoadSpec) -> anyhow::Result<Conn> {
     Ok(match &spec.radsec {
         Some(tls) => Conn::Tls(Some(Box::new(
-            super::radsec::connect_with(spec.server, spec.source, tls.clone(), spec.timeout)
-                .await?,
+            super::radsec::connect_with(spec.server, spec.source, tls, spec.timeout).await?,
         ))),
         None => Conn::Udp(connect(spec.server, spec.source).await?),
     })

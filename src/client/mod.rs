@@ -523,7 +523,7 @@ fn load_spec(a: LoadArgs) -> anyhow::Result<(LoadSpec, Arc<Vec<users::LoadUser>>
         nas_identifier: a.target.nas_identifier()?,
         source: a.source,
         radsec: match a.radsec.enabled() {
-            true => Some(radsec::client_config(&a.radsec)?),
+            true => Some(radsec::tls(&a.radsec)?),
             false => None,
         },
     };

@@ -28,6 +28,34 @@ pub struct RadsecArgs {
     /// RadSec: the CA that signed the server's certificate (PEM).
     #[arg(long, requires = "radsec_cert")]
     pub radsec_ca: Option<PathBuf>,
+    /// RadSec: the DNS name the server's certificate is issued to. Default: --server's IP
+    /// address, which the certificate must then list (an IP subjectAltName).
+    #[arg(long, requires = "radsec_cert")]
+    pub radsec_server_name: Option<String>,
+}
+
+/// What a RadSec connection needs, read once for many connections: the TLS client
+/// configuration, and the name the server's certificate must carry (`None`: its IP).
+#[derive(Clone, Debug)]
+pub struct Tls {
+    pub config: Arc<rustls::ClientConfig>,
+    pub server_name: Option<rustls::pki_types::ServerName<'static>>,
+}
+
+/// [`client_config`] and the checked `--radsec-server-name`.
+pub fn tls(a: &RadsecArgs) -> anyhow::Result<Tls> {
+    let server_name = match &a.radsec_server_name {
+        Some(name) => Some(
+            rustls::pki_types::ServerName::try_from(name.clone()).map_err(|_| {
+                anyhow::anyhow!("--radsec-server-name {name:?} is not a DNS name or IP address")
+            })?,
+        ),
+        None => None,
+    };
+    Ok(Tls {
+        config: client_config(a)?,
+        server_name,
+    })
 }
 
 impl RadsecArgs {
@@ -38,14 +66,14 @@ impl RadsecArgs {
 
 pub type Link = TlsStream<TcpStream>;
 
-/// A TLS connection to `server`, which must present a certificate for its IP address
-/// signed by `--radsec-ca`.
+/// A TLS connection to `server`, which must present a certificate signed by
+/// `--radsec-ca` for `--radsec-server-name`, or else for its IP address.
 pub async fn connect(
     server: SocketAddr,
     a: &RadsecArgs,
     timeout: Duration,
 ) -> anyhow::Result<Link> {
-    connect_with(server, None, client_config(a)?, timeout).await
+    connect_with(server, None, &tls(a)?, timeout).await
 }
 
 /// The TLS client configuration from the files of `a` (read once, for many connections).
@@ -83,10 +111,16 @@ pub fn client_config(a: &RadsecArgs) -> anyhow::Result<Arc<rustls::ClientConfig>
 pub async fn connect_with(
     server: SocketAddr,
     source: Option<std::net::IpAddr>,
-    config: Arc<rustls::ClientConfig>,
+    tls: &Tls,
     timeout: Duration,
 ) -> anyhow::Result<Link> {
-    let name = rustls::pki_types::ServerName::IpAddress(server.ip().into());
+    // A certificate is usually issued to a DNS name; without --radsec-server-name the
+    // address has to be in it, and the error below says how to give the name.
+    let name = tls
+        .server_name
+        .clone()
+        .unwrap_or_else(|| rustls::pki_types::ServerName::IpAddress(server.ip().into()));
+    let config = tls.config.clone();
     let connect = async {
         let tcp: TcpStream = match source {
             None => TcpStream::connect(server).await?,
@@ -104,10 +138,18 @@ pub async fn connect_with(
         tcp.set_nodelay(true)?;
         TlsConnector::from(config).connect(name, tcp).await
     };
+    let by_address = tls.server_name.is_none();
     tokio::time::timeout(timeout, connect)
         .await
         .map_err(|_| anyhow::anyhow!("RadSec connection to {server} timed out"))?
-        .with_context(|| format!("RadSec connection to {server}"))
+        .map_err(|e| {
+            let hint = if by_address && e.to_string().contains("not valid for name") {
+                " (give the name the certificate is issued to with --radsec-server-name)"
+            } else {
+                ""
+            };
+            anyhow::Error::new(e).context(format!("RadSec connection to {server}{hint}"))
+        })
 }
 
 /// Writes one packet and reads the next one back (framed by its Length field).
