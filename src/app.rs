@@ -42,6 +42,9 @@ pub struct AppState {
     /// answer in 2 ms, another in 50): a floor under refusals made without sending the
     /// user's field (`pipeline::login`).
     pub upstream_latency: crate::timing_pad::PadsByName,
+    /// How long directory clients' wrong passwords of known users take, from the request's
+    /// arrival: a floor under unknown names' refusals (`pipeline::login`).
+    pub refused_login_latency: crate::timing_pad::Pad,
     /// Whether the directory and the store answered lately (`pipeline::health`).
     pub backend_health: crate::pipeline::health::BackendHealth,
     /// Cancelled when radmfa is told to stop (SIGTERM): requests waiting on a call end
@@ -86,6 +89,7 @@ impl AppState {
             upstream_health: Default::default(),
             code_turns: Default::default(),
             upstream_latency: Default::default(),
+            refused_login_latency: Default::default(),
             backend_health: crate::pipeline::health::BackendHealth::unproven(),
             stopping: Default::default(),
             background: Default::default(),

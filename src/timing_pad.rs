@@ -3,11 +3,17 @@
 //! An unknown user costs the directory a search but no bind; an enrolled user on an inline
 //! client who typed no code is refused before the directory is asked at all. Answered at
 //! once, either would tell a caller which names exist (or have a token). So such a refusal
-//! sleeps for about as long as the work it skipped recently took: a moving average of it,
-//! ±25 % jitter, under a cap.
+//! sleeps for as long as the work it skipped took lately: one of its recent durations,
+//! drawn at random, under a cap.
+//!
+//! Drawn from the durations themselves, not an average with jitter around it: a bind's time
+//! is skewed (most are quick, a few slow), so its mean sits above a typical bind, and a red
+//! team told padded refusals (slower) from real ones in 25 tries a name. The sleep's own
+//! overhead (the hop to a blocking thread and back, the timer's tick) is measured and taken
+//! off the next sleep, for the same reason.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use rand::Rng;
 
@@ -20,6 +26,10 @@ const PRECISE_BELOW: Duration = Duration::from_millis(5);
 /// not fill that pool (512 threads, shared with SQLite and the app-password hash); past this
 /// many, pads take tokio's timer, which under such load is no worse than the noise around it.
 const PRECISE_AT_ONCE: usize = 64;
+
+/// Recent durations kept per kind of work: enough to carry its spread, few enough to follow
+/// a directory that slows down within a minute of logins.
+const SAMPLES: usize = 64;
 
 /// A blocking thread's slot for a pad this short, if one of `slots` is free.
 fn precise_slot(
@@ -39,29 +49,76 @@ fn precise_slots() -> &'static std::sync::Arc<tokio::sync::Semaphore> {
     SLOTS.get_or_init(|| std::sync::Arc::new(tokio::sync::Semaphore::new(PRECISE_AT_ONCE)))
 }
 
-/// The moving average of one kind of work, and a sleep that imitates it.
-#[derive(Debug, Default)]
+/// How much longer than aimed a sleep of one kind took, in µs: a running median (each
+/// sample moves it 1 µs towards itself), the same for every pad, since it is the
+/// runtime's and the machine's. Not a mean: now and then a wake-up is late by far (a new
+/// blocking thread, a busy core), and a mean would take that off every pad, making the
+/// usual padded refusal the quicker one.
+struct Overshoot(AtomicU64);
+
+static PRECISE_OVERSHOOT: Overshoot = Overshoot(AtomicU64::new(0));
+static TIMER_OVERSHOOT: Overshoot = Overshoot(AtomicU64::new(0));
+
+impl Overshoot {
+    fn get(&self) -> Duration {
+        Duration::from_micros(self.0.load(Ordering::Relaxed))
+    }
+
+    fn record(&self, over: Duration) {
+        let over = over.as_micros().min(u64::from(u32::MAX) as u128) as u64;
+        let old = self.0.load(Ordering::Relaxed);
+        let new = match over.cmp(&old) {
+            std::cmp::Ordering::Greater => old + 1,
+            std::cmp::Ordering::Less => old - 1,
+            std::cmp::Ordering::Equal => old,
+        };
+        self.0.store(new, Ordering::Relaxed);
+    }
+}
+
+/// Recent durations of one kind of work, and a sleep that imitates it.
+#[derive(Debug)]
 pub struct Pad {
-    /// Microseconds; 0 = no sample yet.
-    avg_us: AtomicU64,
+    /// Microseconds, a ring written at `next % SAMPLES`; 0 = not written yet.
+    samples: [AtomicU64; SAMPLES],
+    /// Samples recorded so far.
+    next: AtomicUsize,
+}
+
+impl Default for Pad {
+    fn default() -> Self {
+        Pad {
+            samples: std::array::from_fn(|_| AtomicU64::new(0)),
+            next: AtomicUsize::new(0),
+        }
+    }
 }
 
 impl Pad {
-    /// One more sample of the work's duration (weight 1/8).
+    /// One more sample of the work's duration.
     pub fn record(&self, sample: Duration) {
-        let sample = sample.as_micros().min(u64::MAX as u128) as u64;
-        let old = self.avg_us.load(Ordering::Relaxed);
-        let new = if old == 0 {
-            sample.max(1)
-        } else {
-            (old - old / 8 + sample / 8).max(1)
-        };
-        self.avg_us.store(new, Ordering::Relaxed);
+        let sample = (sample.as_micros().min(u64::MAX as u128) as u64).max(1);
+        let at = self.next.fetch_add(1, Ordering::Relaxed) % SAMPLES;
+        self.samples[at].store(sample, Ordering::Relaxed);
     }
 
     /// Whether the work has been timed at least once.
     pub fn has_sample(&self) -> bool {
-        self.avg_us.load(Ordering::Relaxed) != 0
+        self.next.load(Ordering::Relaxed) != 0
+    }
+
+    /// One of the recent durations, at random (µs; 0 before any).
+    fn draw(&self) -> u64 {
+        let kept = self.next.load(Ordering::Relaxed).min(SAMPLES);
+        if kept == 0 {
+            return 0;
+        }
+        // A slot counted but not written yet (a record in progress) reads 0: the next one.
+        let first = rand::thread_rng().gen_range(0..kept);
+        (0..kept)
+            .map(|k| self.samples[(first + k) % kept].load(Ordering::Relaxed))
+            .find(|&us| us != 0)
+            .unwrap_or(0)
     }
 
     /// Sleeps about as long as the work takes, at most `cap`; not at all before a sample.
@@ -82,30 +139,39 @@ impl Pad {
     }
 
     async fn sleep_rest_or(&self, fallback: Duration, spent: Duration, cap: Duration) {
-        let avg = match self.avg_us.load(Ordering::Relaxed) {
-            0 => fallback.as_micros().min(u64::MAX as u128) as u64,
-            avg => avg,
+        let us = match self.draw() {
+            // No duration known: the fallback, ±25 % so that it is not one fixed time.
+            0 => {
+                let f = fallback.as_micros().min(u64::MAX as u128) as u64;
+                if f == 0 {
+                    return;
+                }
+                rand::thread_rng().gen_range(f / 4 * 3..=f.saturating_add(f / 4))
+            }
+            us => us,
         };
-        if avg == 0 {
-            return;
-        }
-        // avg * 3 / 4 and avg + avg / 4 without overflow, for any average.
-        let jittered = rand::thread_rng().gen_range(avg / 4 * 3..=avg.saturating_add(avg / 4));
-        let pad = Duration::from_micros(jittered)
-            .min(cap)
-            .saturating_sub(spent);
+        let pad = Duration::from_micros(us).min(cap).saturating_sub(spent);
         if pad.is_zero() {
             return;
         }
+        let started = Instant::now();
         match precise_slot(precise_slots(), pad) {
             Some(slot) => {
+                // Counted from `started`, so the hop to the thread is inside the pad; the
+                // hop back is what the overshoot takes off.
+                let aim = pad.saturating_sub(PRECISE_OVERSHOOT.get());
                 let _ = tokio::task::spawn_blocking(move || {
                     let _slot = slot;
-                    std::thread::sleep(pad)
+                    std::thread::sleep(aim.saturating_sub(started.elapsed()))
                 })
                 .await;
+                PRECISE_OVERSHOOT.record(started.elapsed().saturating_sub(aim));
             }
-            None => tokio::time::sleep(pad).await,
+            None => {
+                let aim = pad.saturating_sub(TIMER_OVERSHOOT.get());
+                tokio::time::sleep_until((started + aim).into()).await;
+                TIMER_OVERSHOOT.record(started.elapsed().saturating_sub(aim));
+            }
         }
     }
 }
@@ -126,18 +192,38 @@ impl PadsByName {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn each_name_has_its_own_average() {
+    fn each_name_has_its_own_durations() {
         let pads = super::PadsByName::default();
         pads.get("fast").record(std::time::Duration::from_millis(2));
         pads.get("slow")
             .record(std::time::Duration::from_millis(50));
         assert!(std::sync::Arc::ptr_eq(&pads.get("fast"), &pads.get("fast")));
-        let avg = |n: &str| {
-            pads.get(n)
-                .avg_us
-                .load(std::sync::atomic::Ordering::Relaxed)
-        };
-        assert_eq!((avg("fast"), avg("slow"), avg("new")), (2_000, 50_000, 0));
+        let drawn = |n: &str| pads.get(n).draw();
+        assert_eq!(
+            (drawn("fast"), drawn("slow"), drawn("new")),
+            (2_000, 50_000, 0)
+        );
+    }
+
+    /// A pad is one of the recent durations, each as likely: a skewed spread (mostly
+    /// quick, now and then slow) is imitated as it is, not as its mean. Older durations
+    /// than the last SAMPLES are gone.
+    #[test]
+    fn a_pad_is_drawn_from_the_recent_durations() {
+        let pad = super::Pad::default();
+        pad.record(std::time::Duration::from_millis(900));
+        for k in 0..super::SAMPLES {
+            let us = if k % 8 == 0 { 2_000 } else { 300 };
+            pad.record(std::time::Duration::from_micros(us));
+        }
+        let draws: Vec<u64> = (0..8_000).map(|_| pad.draw()).collect();
+        assert!(
+            draws.iter().all(|&d| d == 300 || d == 2_000),
+            "the 900 ms one is gone"
+        );
+        let slow = draws.iter().filter(|&&d| d == 2_000).count();
+        // 1 in 8 expected: 1,000 of 8,000.
+        assert!((800..1_200).contains(&slow), "{slow}");
     }
 
     #[tokio::test]
@@ -149,8 +235,8 @@ mod tests {
         pad.sleep_rest(std::time::Duration::from_millis(140), cap)
             .await;
         let slept = t.elapsed();
-        // 150-250 ms in all, 140 of them spent before: 10-110 ms left. Not subtracting
-        // what was spent would sleep at least 150, so the two ranges cannot meet.
+        // 200 ms in all, 140 of them spent before: 60 ms left. Not subtracting what
+        // was spent would sleep 200, so the two cannot meet.
         assert!(
             slept >= std::time::Duration::from_millis(5)
                 && slept < std::time::Duration::from_millis(145),

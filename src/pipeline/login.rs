@@ -162,27 +162,24 @@ pub async fn start(
         // whose refusal takes their time for a name they do not know and whose silence
         // fails this login as it fails everyone's.
         match ctx.client.primary {
-            Primary::Ldap => ctx.primary.imitate_check(user).await?,
+            Primary::Ldap => {
+                ctx.primary.imitate_check(user).await?;
+                // And the rest of a known user's refusal (see `refusal_floor`). Boxed:
+                // inline, its sleep took the request's future past its bound.
+                let cap = pad_cap(app, ctx);
+                Box::pin(
+                    app.refused_login_latency
+                        .sleep_rest(ctx.received.elapsed(), cap),
+                )
+                .await;
+            }
             Primary::Upstream(ref group) => {
                 // And not sooner than the servers' refusals of real logins take (mostly
                 // known names with a wrong password, which a server may be slower to
                 // refuse than a name it does not know).
                 let asked = Instant::now();
                 primary::imitate_upstream(app, req, group).await?;
-                // Never past the point the request must be decided by: a refusal cut off
-                // there would be a backend failure (silence on no_reply clients) that only
-                // enrolled users met.
-                let deadline = ctx
-                    .client
-                    .factors
-                    .request_deadline(app.config().server.request_deadline);
-                let decide_by = (ctx.received + deadline)
-                    .checked_sub(super::audit_reserve(deadline) + Duration::from_millis(100));
-                let cap = decide_by
-                    .map_or(Duration::ZERO, |t| {
-                        t.saturating_duration_since(Instant::now())
-                    })
-                    .min(PAD_CAP);
+                let cap = pad_cap(app, ctx);
                 let floor = app.upstream_latency.get(group);
                 floor.sleep_rest(asked.elapsed(), cap).await;
             }
@@ -234,7 +231,16 @@ pub async fn start(
             // account's state (AD's expired or must-change, a lockout) may follow the right
             // password, and the hint would tell the audit that it is all digits. The store
             // is read either way: skipping the read for some refusals would time them apart.
-            let unechoed = looks_like_unechoed_answer(app, ctx, user, &password).await;
+            // With the floor under a directory client's refusal (`refusal_floor`), in one
+            // boxed step: a wait of its own took the request's future past its bound.
+            let unechoed = Box::pin(async {
+                let unechoed = looks_like_unechoed_answer(app, ctx, user, &password).await;
+                if ctx.client.primary == Primary::Ldap {
+                    refusal_floor(app, ctx, &d).await;
+                }
+                unechoed
+            })
+            .await;
             let wrong = matches!(
                 d,
                 Denial::BadPassword
@@ -500,6 +506,45 @@ pub fn capabilities(
 
 /// The longest the floor under an imitated upstream check reaches.
 const PAD_CAP: Duration = Duration::from_secs(5);
+
+/// How long a pad may sleep: never past the point the request must be decided by (a
+/// refusal cut off there would be a backend failure, silence on no_reply clients, that
+/// only some names met), and at most [`PAD_CAP`].
+fn pad_cap(app: &AppState, ctx: &RequestContext) -> Duration {
+    let deadline = ctx
+        .client
+        .factors
+        .request_deadline(app.config().server.request_deadline);
+    let decide_by = (ctx.received + deadline)
+        .checked_sub(super::audit_reserve(deadline) + Duration::from_millis(100));
+    decide_by
+        .map_or(Duration::ZERO, |t| {
+            t.saturating_duration_since(Instant::now())
+        })
+        .min(PAD_CAP)
+}
+
+/// A directory client's refused password, timed from the request's arrival: a known
+/// user's wrong password is one more sample of what such a refusal takes; an unknown
+/// (or ambiguous) name's is topped up to one of them. The directory layer pads the
+/// unknown name's missing bind already (`LdapAuth`); what is left is the rest of the
+/// request's work that only a found entry costs, which a red team measured at ~20 µs on
+/// loopback, enough to tell names apart in a few hundred tries.
+async fn refusal_floor(app: &AppState, ctx: &RequestContext, d: &Denial) {
+    use crate::auth::ad_codes::AdReason;
+    match d {
+        Denial::BadPassword | Denial::Directory(AdReason::BadPassword) => {
+            app.refused_login_latency.record(ctx.received.elapsed())
+        }
+        Denial::UnknownUser | Denial::AmbiguousUser | Denial::Directory(AdReason::UserNotFound) => {
+            let cap = pad_cap(app, ctx);
+            app.refused_login_latency
+                .sleep_rest(ctx.received.elapsed(), cap)
+                .await
+        }
+        _ => {}
+    }
+}
 
 async fn inline(
     app: &AppState,

@@ -122,7 +122,7 @@ fn no_user_enumeration_by_reply_or_timing() {
     let slapd = Slapd::start(&users);
     let srv = Server::start(&Options::new(&slapd.url));
     let sock = socket_from("127.0.0.1", srv.addr, 3000);
-    // Warm up: the padding follows the moving average of real binds.
+    // Warm up: the padding draws from the durations of recent real binds.
     for i in 0..20 {
         ask(
             &sock,
@@ -137,9 +137,10 @@ fn no_user_enumeration_by_reply_or_timing() {
         ("known user", &|i| format!("user{:05}", i % 50)),
         ("unknown user", &|i| format!("ghost{i:05}")),
     );
-    // The padding for an unknown name follows the binds' moving average, and tokio's timer
-    // rounds its sleep up, so the unknown name comes out a little slower (1.0-1.1 of the
-    // known user's). With no padding at all it came out at 0.80-0.82 with plain binds (and
+    // The padding for an unknown name is one of the recent binds' durations, less what
+    // the sleep itself overshot lately (tokio's timer rounds up), so the unknown name
+    // comes out about as fast (it came out at 1.0-1.1 of the known user's when the pad was
+    // the binds' moving average ±25 %, and the timer's rounding was not taken off). With no padding at all it came out at 0.80-0.82 with plain binds (and
     // the old bound here, medians within a factor of 1.5, still passed); 0.9 tells the two
     // apart, by far with the slow binds above. Compared at
     // p10 and p25: the quickest answers show the work done, and they stay put on a loaded
