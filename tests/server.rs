@@ -1090,6 +1090,28 @@ fn unverifiable_requests_get_no_reply() {
     other.send_to(&pkt, srv.addr).unwrap();
     assert!(other.recv(&mut buf).is_err(), "reply to an unknown client");
 
+    // Signed, but naming two users (the second name is the one a proxy reading the last
+    // would act on), or PAP beside CHAP: malformed, no reply. The second is counted, but
+    // its log line is held back (one a minute per kind).
+    for (id, attr) in [(40u8, (1u8, &b"mallory"[..])), (41, (3, &[1u8; 17][..]))] {
+        let (pkt, _) = AccessRequestBuilder::new(id, "alice")
+            .password(ALICE_PW.as_bytes())
+            .attribute(attr.0, attr.1)
+            .build(SECRET.as_bytes());
+        sock.send(&pkt).unwrap();
+        assert!(
+            sock.recv(&mut buf).is_err(),
+            "reply to a contradicting request"
+        );
+    }
+    assert!(
+        srv.log().contains(
+            "not a well-formed RADIUS packet [malformed attributes: User-Name more than once]"
+        ),
+        "{}",
+        srv.log()
+    );
+
     // A valid request right after is answered, with a verifiable reply, MA first.
     let (pkt, auth) = AccessRequestBuilder::new(5, "alice")
         .password(ALICE_PW.as_bytes())

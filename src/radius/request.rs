@@ -387,6 +387,10 @@ pub fn decode_request_over(
         return Err(DecodeError::EmptyState);
     }
 
+    if let Some(why) = contradictory(&spans) {
+        return Err(DecodeError::Malformed(why.into()));
+    }
+
     let mut authenticator = [0u8; 16];
     authenticator.copy_from_slice(&pkt[4..HEADER_LEN]);
     Ok(Request {
@@ -396,6 +400,35 @@ pub fn decode_request_over(
         has_message_authenticator: ma.is_some(),
         packet,
     })
+}
+
+/// Why a verified request cannot be taken at its word, if it cannot. radmfa reads the first
+/// User-Name and User-Password; a proxy or policy in front that read the last would act on
+/// another user than the one radmfa checked. So what RFC 2865 §5.44 allows at most once in
+/// an Access-Request (User-Name, User-Password, CHAP-Password, State) comes once, and of
+/// User-Password, CHAP-Password and EAP-Message only one kind (RFC 2865 §5.44 note 1,
+/// RFC 3579 §3.3 note 1): a request with a PAP password beside them was answered as PAP.
+fn contradictory(spans: &[crypto::Span]) -> Option<&'static str> {
+    let count = |typ: u8| spans.iter().filter(|s| s.typ == typ).count();
+    for (typ, what) in [
+        (rfc2865::USER_NAME_TYPE, "User-Name more than once"),
+        (rfc2865::USER_PASSWORD_TYPE, "User-Password more than once"),
+        (rfc2865::CHAP_PASSWORD_TYPE, "CHAP-Password more than once"),
+        (rfc2865::STATE_TYPE, "State more than once"),
+    ] {
+        if count(typ) > 1 {
+            return Some(what);
+        }
+    }
+    let kinds = [
+        rfc2865::USER_PASSWORD_TYPE,
+        rfc2865::CHAP_PASSWORD_TYPE,
+        rfc2869::EAP_MESSAGE_TYPE,
+    ]
+    .into_iter()
+    .filter(|&t| count(t) > 0)
+    .count();
+    (kinds > 1).then_some("more than one of User-Password, CHAP-Password and EAP-Message")
 }
 
 /// Fuzz entry point: decode with a fixed secret; whatever decodes must
@@ -554,6 +587,36 @@ mod tests {
 
     fn builder() -> AccessRequestBuilder {
         AccessRequestBuilder::new(7, "alice").password(b"pw")
+    }
+
+    /// A request that names two users, or carries two passwords or two kinds of password,
+    /// is dropped as malformed: radmfa read the first, and a proxy in front that read the
+    /// last acted on another user (a red team's find: `User-Name=eve, User-Name=alice`
+    /// with eve's password was accepted as eve). One of each still decodes.
+    #[test]
+    fn repeated_or_contradicting_credentials_are_malformed() {
+        let one = builder().attribute(33, b"proxy").build(SECRET).0;
+        decode(&one, true).expect("one of each");
+        for (extra, why) in [
+            ((1u8, &b"mallory"[..]), "User-Name more than once"),
+            ((2, &[7u8; 16][..]), "User-Password more than once"),
+            ((24, &b"st"[..]), "State more than once"),
+            ((3, &[1u8; 17][..]), "more than one of User-Password"),
+            (
+                (79, &[2u8, 0, 0, 5, 1][..]),
+                "more than one of User-Password",
+            ),
+        ] {
+            let mut b = builder().attribute(extra.0, extra.1);
+            if extra.0 == 24 {
+                b = b.state(b"s1");
+            }
+            let (raw, _) = b.build(SECRET);
+            match decode(&raw, true) {
+                Err(Malformed(m)) => assert!(m.contains(why), "{m}"),
+                other => panic!("{why}: {other:?}"),
+            }
+        }
     }
 
     #[test]

@@ -545,12 +545,9 @@ async fn serve_one(
             }
             count_drop(&app.metrics, &e);
             debug!(reason = e.label(), "dropped: failed verification");
-            warn_drop(
-                app,
-                DropKind::of_packet(&e, raw[0]),
-                ctx.src,
-                Some(&ctx.client.name),
-            );
+            let kind = DropKind::of_packet(&e, raw[0]);
+            let why = (kind == DropKind::Malformed).then_some(&e);
+            warn_drop_because(app, kind, ctx.src, Some(&ctx.client.name), why);
             reply_to.discarded(&e);
             return;
         }
@@ -684,9 +681,26 @@ fn count_drop(m: &Metrics, e: &DecodeError) {
 
 /// A warning for a dropped request, unless [`drop_log`] holds it back (see there).
 fn warn_drop(app: &AppState, kind: DropKind, src: SocketAddr, nas: Option<&str>) {
+    warn_drop_because(app, kind, src, nas, None)
+}
+
+/// [`warn_drop`], with what exactly was wrong in brackets: "not a well-formed RADIUS
+/// packet" alone does not say which attribute to look for in a capture.
+fn warn_drop_because(
+    app: &AppState,
+    kind: DropKind,
+    src: SocketAddr,
+    nas: Option<&str>,
+    why: Option<&DecodeError>,
+) {
     if let Some(w) = app.drops.record(kind, src.ip(), nas, Instant::now()) {
         // The message says it for people; the fields for a SIEM reading the JSON log.
-        warn!(target: "radmfa::drops", kind = ?kind, src = %src.ip(), nas = nas.unwrap_or(""), "{w}");
+        match why {
+            Some(why) => warn!(target: "radmfa::drops", kind = ?kind, src = %src.ip(),
+                nas = nas.unwrap_or(""), "{w} [{why}]"),
+            None => warn!(target: "radmfa::drops", kind = ?kind, src = %src.ip(),
+                nas = nas.unwrap_or(""), "{w}"),
+        }
     }
 }
 
