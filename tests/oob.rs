@@ -1275,6 +1275,21 @@ fn app_passwords_on_legacy_clients_only_and_delete_all_revokes() {
     );
     // The directory password still leads to the second factor there.
     assert_eq!(code_of(&legacy(ALICE_PW)), "Access-Challenge");
+    // The second factor's lockout (five wrong codes) does not stop an app password: it
+    // guards codes against guessing, and an app password is none (conf/radmfa.toml).
+    for _ in 0..5 {
+        let r = legacy(ALICE_PW);
+        let state = r["state"].as_str().expect("a code prompt").to_string();
+        let r = py(
+            &srv,
+            &["--user", "alice", "--password", "000000", "--state", &state],
+        );
+        assert_eq!(code_of(&r), "Access-Reject", "{r}");
+    }
+    let shown = cli_ok(&srv, &["user", "show", "alice"]);
+    assert!(shown.contains("locked:   until"), "{shown}");
+    assert_eq!(code_of(&legacy(&pw)), "Access-Accept");
+    cli_ok(&srv, &["user", "unlock", "alice"]);
 
     // A client that does not allow app passwords refuses it.
     let vpn = py(
