@@ -603,13 +603,7 @@ fn users_running_out_of_totp_steps_are_said_and_not_a_fast_run() {
     };
     let out = run(true);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let r: serde_json::Value = serde_json::from_str(
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .next()
-            .expect("a report"),
-    )
-    .unwrap();
+    let r: serde_json::Value = first_report(&out);
     assert_eq!(
         (&r["expected"], &r["step_skipped"], &r["ran_out_after"]),
         (&3.into(), &1.into(), &3.into()),
@@ -698,13 +692,7 @@ fn replies_that_fail_verification_are_never_believed() {
         "--json",
     ]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let r: serde_json::Value = serde_json::from_str(
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .next()
-            .expect("a report"),
-    )
-    .unwrap();
+    let r: serde_json::Value = first_report(&out);
     assert_eq!(
         (&r["forged"], &r["expected"]),
         (&3.into(), &0.into()),
@@ -1160,4 +1148,10 @@ fn challenges_without_state_are_not_expected() {
         "{}",
         text(&out)
     );
+}
+
+/// The first line of a `--json` run's output: the first phase's report.
+fn first_report(out: &std::process::Output) -> serde_json::Value {
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(text.lines().next().expect("a report")).unwrap()
 }

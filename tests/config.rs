@@ -382,17 +382,7 @@ fn the_docs_give_one_fortigate_timeout() {
 fn an_unknown_placeholder_in_the_sms_gateway_template_is_refused() {
     let base = |url: &str, body: &str, header: &str| {
         format!(
-            r#"
-[ldap]
-urls = ["ldap://127.0.0.1"]
-bind_dn = "cn=admin"
-bind_password = "pw"
-base_dn = "dc=example,dc=org"
-[[client]]
-name = "nas"
-address = "127.0.0.1"
-secret = "nas-secret-long-enough"
-methods = ["totp", "sms"]
+            r#"{MINIMAL}
 [sms]
 provider = "http"
 [http_sms]
