@@ -41,9 +41,10 @@
 //!
 //! An unknown (or ambiguous) user costs a search but no bind. To keep "unknown user" and
 //! "wrong password" from being told apart by response time, the unknown-user path sleeps for
-//! roughly as long as recent user binds took (a moving average of the bind, plus the connect
-//! when no idle bind connection was at hand, ±25 % jitter, capped at
-//! `connect_timeout + op_timeout`). We chose this over a real bind to a dummy DN: it costs
+//! as long as one of the last refused checks of known users took, search to answer, less
+//! its own search (`timing_pad`: drawn from the durations themselves, capped at
+//! `connect_timeout + op_timeout`); the pipeline then tops the whole request up the same way
+//! (`pipeline::login`). We chose this over a real bind to a dummy DN: it costs
 //! the directory nothing and writes no failed-logon events there.
 //!
 //! # Timeouts and failover
