@@ -31,6 +31,29 @@ const PRECISE_AT_ONCE: usize = 64;
 /// a directory that slows down within a minute of logins.
 const SAMPLES: usize = 64;
 
+/// The most a pad may be, as a multiple of the recent durations' median (see `Pad::draw`).
+const OUTLIER: u64 = 4;
+
+tokio::task_local! {
+    /// The quantile every pad of one request draws at ([`one_draw`]).
+    static QUANTILE: f64;
+}
+
+/// Runs `work` (one request's handling) with one random quantile for all its pads. A
+/// refusal padded twice (the directory's pad for the bind it skipped, then the pipeline's
+/// for the whole request) with two independent draws would take the longer of two, which
+/// is slower than one real refusal two times in three; at one quantile the second pad
+/// only tops the first up.
+pub async fn one_draw<F: std::future::Future>(work: F) -> F::Output {
+    QUANTILE.scope(rand::random::<f64>(), work).await
+}
+
+fn quantile() -> f64 {
+    QUANTILE
+        .try_with(|q| *q)
+        .unwrap_or_else(|_| rand::random::<f64>())
+}
+
 /// A blocking thread's slot for a pad this short, if one of `slots` is free.
 fn precise_slot(
     slots: &std::sync::Arc<tokio::sync::Semaphore>,
@@ -107,18 +130,31 @@ impl Pad {
         self.next.load(Ordering::Relaxed) != 0
     }
 
-    /// One of the recent durations, at random (µs; 0 before any).
+    /// One of the recent durations (µs; 0 before any): the one at the request's quantile
+    /// ([`one_draw`]), or at a random one outside it. At most [`OUTLIER`] times their
+    /// median: one refusal slowed by a failover (a connect timeout) would otherwise stay in
+    /// the ring until 64 more known users mistyped, and every unknown name drawing it in
+    /// the meantime would take seconds, which no known name does.
     fn draw(&self) -> u64 {
         let kept = self.next.load(Ordering::Relaxed).min(SAMPLES);
-        if kept == 0 {
+        // A slot counted but not written yet (a record in progress) reads 0: left out.
+        let mut values = [0u64; SAMPLES];
+        let mut n = 0;
+        for slot in &self.samples[..kept] {
+            let us = slot.load(Ordering::Relaxed);
+            if us != 0 {
+                values[n] = us;
+                n += 1;
+            }
+        }
+        if n == 0 {
             return 0;
         }
-        // A slot counted but not written yet (a record in progress) reads 0: the next one.
-        let first = rand::thread_rng().gen_range(0..kept);
-        (0..kept)
-            .map(|k| self.samples[(first + k) % kept].load(Ordering::Relaxed))
-            .find(|&us| us != 0)
-            .unwrap_or(0)
+        let values = &mut values[..n];
+        values.sort_unstable();
+        let median = values[n / 2];
+        let at = ((quantile() * n as f64) as usize).min(n - 1);
+        values[at].min(median.saturating_mul(OUTLIER))
     }
 
     /// Sleeps about as long as the work takes, at most `cap`; not at all before a sample.
@@ -213,17 +249,50 @@ mod tests {
         let pad = super::Pad::default();
         pad.record(std::time::Duration::from_millis(900));
         for k in 0..super::SAMPLES {
-            let us = if k % 8 == 0 { 2_000 } else { 300 };
+            let us = if k % 8 == 0 { 1_100 } else { 300 };
             pad.record(std::time::Duration::from_micros(us));
         }
         let draws: Vec<u64> = (0..8_000).map(|_| pad.draw()).collect();
         assert!(
-            draws.iter().all(|&d| d == 300 || d == 2_000),
+            draws.iter().all(|&d| d == 300 || d == 1_100),
             "the 900 ms one is gone"
         );
-        let slow = draws.iter().filter(|&&d| d == 2_000).count();
+        let slow = draws.iter().filter(|&&d| d == 1_100).count();
         // 1 in 8 expected: 1,000 of 8,000.
         assert!((800..1_200).contains(&slow), "{slow}");
+    }
+
+    /// One refusal slowed by a failover (1.5 s among 1 ms ones) is drawn at no more than 4
+    /// times the median, not at full size for the next 64 refusals.
+    #[test]
+    fn an_outlier_is_drawn_at_most_four_times_the_median() {
+        let pad = super::Pad::default();
+        pad.record(std::time::Duration::from_millis(1_500));
+        for _ in 1..super::SAMPLES {
+            pad.record(std::time::Duration::from_millis(1));
+        }
+        let most = (0..6_400).map(|_| pad.draw()).max().unwrap();
+        assert_eq!(most, 4_000);
+    }
+
+    /// Two pads of one request draw at one quantile: the second only tops the first up, so
+    /// the request takes one draw's time, not the longer of two (slow 3 times in 4 here).
+    #[tokio::test]
+    async fn pads_of_one_request_draw_at_one_quantile() {
+        let (inner, outer) = (super::Pad::default(), super::Pad::default());
+        for k in 0..super::SAMPLES as u64 {
+            let us = if k % 2 == 0 { 1_000 } else { 15_000 };
+            inner.record(std::time::Duration::from_micros(us));
+            outer.record(std::time::Duration::from_micros(us + 100));
+        }
+        let mut slow = 0;
+        for _ in 0..2_000 {
+            let (a, b) = super::one_draw(async { (inner.draw(), outer.draw()) }).await;
+            assert_eq!(a + 100, b, "one quantile");
+            slow += usize::from(a.max(b) > 10_000);
+        }
+        // Half expected: 1,000 of 2,000 (with two draws, 1,500).
+        assert!((850..1_150).contains(&slow), "{slow}");
     }
 
     #[tokio::test]

@@ -440,7 +440,14 @@ async fn decide(
     }
     let mut v = match req.state() {
         Some(state) => followup::answer(app, ctx, req, user, &state).await?,
-        None => login::start(app, ctx, req, user).await?,
+        // One quantile for every timing pad of the login (`timing_pad::one_draw`).
+        // Boxed: the scope holds the login's future, which inline doubled the request's.
+        None => {
+            Box::pin(crate::timing_pad::one_draw(login::start(
+                app, ctx, req, user,
+            )))
+            .await?
+        }
     };
     if v.reply.code == ReplyCode::Accept {
         // Boxed: the attribute searches and the bypass's write would otherwise sit in every
