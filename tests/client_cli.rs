@@ -1075,36 +1075,32 @@ fn small_mistakes_are_said_plainly() {
             .output()
             .unwrap()
     };
+    // Each mistake: its exit code, and what it says.
+    let says = |args: &[&str], code: i32, said: &str| {
+        let out = run(args);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {}", text(&out));
+        assert!(text(&out).contains(said), "{args:?}: {}", text(&out));
+    };
     let load = ["load", "--generated", "10", "--flow", "reject"];
-    let out = run(&[&load[..], &["-d", "0"]].concat());
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(
-        text(&out).contains("--duration 0: more than 0"),
-        "{}",
-        text(&out)
+    says(
+        &[&load[..], &["-d", "0"]].concat(),
+        2,
+        "--duration 0: more than 0",
     );
-    let out = run(&[&load[..], &["-n", "1", "--range", "5:5"]].concat());
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(
-        text(&out).contains("--range 5:5 is empty"),
-        "{}",
-        text(&out)
+    says(
+        &[&load[..], &["-n", "1", "--range", "5:5"]].concat(),
+        2,
+        "--range 5:5 is empty",
     );
-    let out = run(&["login", "alice", "--password", "pw"]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(
-        text(&out).contains(&format!(
-            "nothing listening on {server} (ICMP port unreachable)"
-        )),
-        "{}",
-        text(&out)
+    says(
+        &["login", "alice", "--password", "pw"],
+        2,
+        &format!("nothing listening on {server} (ICMP port unreachable)"),
     );
-    let out = run(&[&load[..], &["-n", "1", "-p", "1"]].concat());
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(
-        text(&out).contains("latency ms: - (no expected reply)"),
-        "{}",
-        text(&out)
+    says(
+        &[&load[..], &["-n", "1", "-p", "1"]].concat(),
+        1,
+        "latency ms: - (no expected reply)",
     );
 }
 

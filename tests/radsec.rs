@@ -1234,18 +1234,22 @@ fn a_renewed_certificate_that_cannot_be_used_does_not_move_the_gauge() {
     assert!((in_2_days - 600..=in_2_days).contains(&served), "{served}");
     assert_eq!(metric("radmfa_radsec_files_unusable"), 0);
 
+    // Status-Server over a new connection, answered (with the old certificate).
+    let status = || {
+        let out = our_client(
+            radsec_port(&srv),
+            &pki,
+            &pki.ca,
+            &["status", "--timeout", "2"],
+        );
+        assert!(out.status.success(), "{out:?}");
+    };
     std::fs::copy(&renewed.server_cert, &pki.server_cert).unwrap();
     std::fs::copy(&renewed.server_key, &pki.server_key).unwrap();
     std::fs::set_permissions(&pki.server_key, std::fs::Permissions::from_mode(0o644)).unwrap();
     // A new connection finds the change: the gauge says so then, as the log does, not at
     // the next minute's check.
-    let out = our_client(
-        radsec_port(&srv),
-        &pki,
-        &pki.ca,
-        &["status", "--timeout", "2"],
-    );
-    assert!(out.status.success(), "{out:?}");
+    status();
     let until = Instant::now() + Duration::from_secs(3);
     while metric("radmfa_radsec_files_unusable") == 0 && Instant::now() < until {
         std::thread::sleep(Duration::from_millis(100));
@@ -1275,13 +1279,7 @@ fn a_renewed_certificate_that_cannot_be_used_does_not_move_the_gauge() {
         "{log}"
     );
     // Still serving with the old certificate.
-    let out = our_client(
-        radsec_port(&srv),
-        &pki,
-        &pki.ca,
-        &["status", "--timeout", "2"],
-    );
-    assert!(out.status.success(), "{out:?}");
+    status();
 }
 
 /// `radmfa client load` over RadSec: two-round logins of real users, every reply verified,
