@@ -1748,6 +1748,46 @@ fn a_login_refused_in_a_store_outage_counts_once() {
     assert_eq!(store_failures(), 1.0, "{}", srv.log());
 }
 
+/// On a client in challenge mode, a wrong password reads nothing from the store: the user's
+/// tokens are read once the directory accepted the password (before it, a read that found
+/// tokens took longer than one that found none, and told token holders from other names).
+/// So in a store outage the audit line names the wrong password, the cause an admin can act
+/// on, and a right password meets the outage.
+#[test]
+fn a_wrong_password_is_refused_as_such_in_a_store_outage() {
+    let slapd = directory();
+    let pg = PgCluster::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = pg_config(dir.path(), &slapd, &pg.url(), "node-a", "");
+    let srv = Server::start_with(dir, config);
+    srv.enroll("alice", &[]);
+    pg.stop();
+    let refusal = |pw: &str, nth: usize| {
+        let r = pyrad(
+            srv.port(),
+            SECRET,
+            &["--user", "alice", "--password", pw, "--timeout", "8"],
+        );
+        assert_eq!(code_of(&r), "Access-Reject", "{r}\n{}", srv.log());
+        let alices = |l: &str| l.contains("user=\"alice\"") && l.contains("result=reject");
+        assert!(
+            srv.log_lines_at_least(nth + 1, alices) > nth,
+            "{}",
+            srv.log()
+        );
+        let log = srv.log();
+        log.lines()
+            .filter(|l| alices(l))
+            .nth(nth)
+            .unwrap()
+            .to_string()
+    };
+    let wrong = refusal("wrong-password", 0);
+    assert!(wrong.contains("reason=\"bad password\""), "{wrong}");
+    let right = refusal(ALICE_PW, 1);
+    assert!(!right.contains("bad password"), "{right}");
+}
+
 /// `radmfa_backend_failures_total{backend="store"}` as `srv`'s /metrics shows it now.
 fn store_failures_of(srv: &Server) -> f64 {
     let m = prometheus_parse(&http_get(srv.metrics_addr(), "/metrics").2);

@@ -13,8 +13,7 @@ use crate::store::{durability, UserProfile};
 /// The audit mode of a login the bypass lets in (see [`claim`]).
 pub const MODE: &str = "bypass";
 
-/// An Accept if a bypass is waiting for this user (the snapshot read before the directory
-/// says so). Not yet used: [`claim`] takes it once the login's Accept is final, so a login
+/// An Accept if a bypass is waiting for this user (the user's snapshot says so). Not yet used: [`claim`] takes it once the login's Accept is final, so a login
 /// refused after this (a group's attributes the directory cannot give, an Accept that does
 /// not fit beside the request's Proxy-State) leaves it for the next try.
 pub async fn take(

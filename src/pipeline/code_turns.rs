@@ -1,7 +1,7 @@
 //! One code check at a time per user, on this node.
 //!
 //! The lockout counts wrong codes, but a request reads the user's lockout state early (with
-//! the tokens, before the directory bind) and counts its own wrong code only after checking
+//! the tokens; on an inline client before the directory bind) and counts its own wrong code only after checking
 //! it. Without turns, a caller who has the password could open a hundred logins at once,
 //! each with another guess: all would read "not locked", all would be checked, and the
 //! threshold would stop nothing until they were done. So a request checks its code in its

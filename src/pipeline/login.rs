@@ -82,10 +82,20 @@ pub async fn start(
             return Ok(v);
         }
     }
-    // Tokens, lockout state and profile in one read, before the directory: an unknown user
-    // costs the same read as a known one.
-    let view = user_view(app, user).await?;
-    let tokens = &view.tokens;
+    // Tokens, lockout state and profile in one read. An inline client needs them before the
+    // directory (to split the field, and to refuse an enrolled user's field that holds no
+    // code without a bind), so there every name pays for the read, an unknown one too.
+    // Elsewhere the read waits until the password is accepted, so a refused password reads
+    // nothing for any name: a read that finds tokens takes longer than one that finds none
+    // (14 µs more, measured on SQLite), and before the directory that told token holders
+    // from other names by how long their wrong passwords took to refuse.
+    let inline_client = matches!(ctx.client.otp_mode, OtpMode::Inline { .. });
+    let early = if inline_client {
+        Some(user_view(app, user).await?)
+    } else {
+        None
+    };
+    let tokens: &[TokenRecord] = early.as_ref().map_or(&[], |v| &v.tokens);
 
     // OpenVPN's static challenge carries password and code apart, whatever the mode (with
     // no code typed, the password alone); otherwise an inline client's field is split — for
@@ -123,9 +133,10 @@ pub async fn start(
     // remembers second factors, the request comes from an exempt network, or the user has
     // a bypass waiting: then the field may be the password alone, so it is checked as the
     // password, and the refusal waits for those checks.
-    let bypass_pending = view.profile.bypass_pending(app.clock.now());
+    let bypass_pending = early
+        .as_ref()
+        .is_some_and(|v| v.profile.bypass_pending(app.clock.now()));
     let exempt_station = networks::exempt_station(ctx, req);
-    let inline_client = matches!(ctx.client.otp_mode, OtpMode::Inline { .. });
     // Only where codes are a method: on an inline client that holds phone calls and takes
     // no codes, a token holder's password alone leads to the call.
     // Nor for a token holder whose chosen method (`user set-method voice`) is a call this
@@ -133,7 +144,11 @@ pub async fn start(
     // choice is read with the tokens, for every name alike.
     let calls_instead = ctx.client.factors.voice_mode == VoiceMode::Hold
         && ctx.client.factors.methods.contains(&Method::Voice)
-        && view.profile.method.as_deref().and_then(Method::parse) == Some(Method::Voice);
+        && early
+            .as_ref()
+            .and_then(|v| v.profile.method.as_deref())
+            .and_then(Method::parse)
+            == Some(Method::Voice);
     let no_code = inline_client
         && code.is_none()
         && !tokens.is_empty()
@@ -257,6 +272,11 @@ pub async fn start(
             return Ok(Verdict::reject(reason));
         }
     };
+    let view = match early {
+        Some(view) => view,
+        None => user_view(app, user).await?,
+    };
+    let tokens = &view.tokens;
     let own_state = aliases::holds_state(
         !view.tokens.is_empty() || view.has_disabled_tokens,
         &view.profile,
