@@ -7,13 +7,15 @@
 //! are closed at once; an IPv6 /64 counts as one address, 127.0.0.1 and ::1 — a reverse
 //! proxy in front — as none), [`HEADER_READ_TIMEOUT`] to send a request's head,
 //! [`REQUEST_TIMEOUT`] for its body and answer, and [`CONNECTION_LIFETIME`] for a connection
-//! in all. A connection closed for a cap is counted (`radmfa_http_connections_refused_total`)
-//! and warned of: a load balancer in front that is not on loopback has one address's share,
-//! and the callbacks it loses are a caller's keypress.
+//! in all; [`HEADER_READ_TIMEOUT`] also closes a kept-alive connection idle that long
+//! between requests. With every slot taken, a newcomer gets the slot of a connection
+//! waiting for a request (see `http_slots`). A connection closed for a cap is counted
+//! (`radmfa_http_connections_refused_total`) and warned of: a load balancer in front that
+//! is not on loopback has one address's share, and the callbacks it loses are a caller's
+//! keypress.
 
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::response::IntoResponse;
@@ -21,9 +23,9 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+use super::http_slots::{Busy, Slots};
 use crate::app::AppState;
 use crate::server::metrics::{HttpListener, HttpRefusal};
 
@@ -52,12 +54,13 @@ pub async fn serve(
     app: Arc<AppState>,
 ) {
     let refused = move |why| app.metrics.count_http_refusal(which, why);
+    let slots = Slots::new(MAX_CONNECTIONS, MAX_PER_ADDRESS);
     serve_with(
         listener,
         router,
         stop,
         which.key(),
-        REQUEST_TIMEOUT,
+        (REQUEST_TIMEOUT, slots),
         refused,
     )
     .await
@@ -69,7 +72,7 @@ async fn serve_with(
     router: axum::Router,
     stop: CancellationToken,
     key: &'static str,
-    request_timeout: Duration,
+    (request_timeout, slots): (Duration, Arc<Slots>),
     refused: impl Fn(HttpRefusal),
 ) {
     let router = router.layer(axum::middleware::from_fn(
@@ -80,7 +83,6 @@ async fn serve_with(
             }
         },
     ));
-    let slots = Slots::new(MAX_CONNECTIONS, MAX_PER_ADDRESS);
     loop {
         let (stream, peer) = tokio::select! {
             _ = stop.cancelled() => return,
@@ -94,18 +96,38 @@ async fn serve_with(
                 }
             },
         };
-        let slot = match slots.take(peer.ip()) {
-            Ok(slot) => slot,
+        let slot = match slots.take(peer.ip()).await {
+            Ok((slot, cut)) => {
+                if cut {
+                    // The waiting connection closed for this one, counted as RadSec
+                    // counts a handshake cut short.
+                    refused(HttpRefusal::ConnectionLimit);
+                    warn_refused(key, peer, HttpRefusal::ConnectionLimit);
+                }
+                Arc::new(slot)
+            }
             Err(why) => {
                 refused(why);
                 warn_refused(key, peer, why);
                 continue; // `stream` is dropped: closed
             }
         };
-        let service = TowerToHyperService::new(router.clone());
+        // Out of the line of connections that may be cut while a request is in progress.
+        let inner = TowerToHyperService::new(router.clone());
+        let in_request = slot.clone();
+        let service = hyper::service::service_fn(move |req| {
+            let busy = Busy::of(&in_request);
+            let answer = hyper::service::Service::call(&inner, req);
+            async move {
+                let answer = answer.await;
+                drop(busy);
+                answer
+            }
+        });
         let stop = stop.clone();
         tokio::spawn(async move {
-            let _slot = slot;
+            slot.waiting();
+            let close = slot.close.clone();
             let conn = http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_READ_TIMEOUT)
@@ -117,6 +139,8 @@ async fn serve_with(
             tokio::pin!(conn);
             let done = tokio::select! {
                 r = conn.as_mut() => Some(r),
+                // Cut for a newcomer while it waited for a request: closed at once.
+                _ = close.cancelled() => return,
                 _ = tokio::time::sleep(CONNECTION_LIFETIME) => None,
                 _ = stop.cancelled() => None,
             };
@@ -149,11 +173,11 @@ fn warn_refused(key: &str, peer: SocketAddr, why: HttpRefusal) {
         HttpRefusal::ConnectionLimit => crate::warn_once!(
             &format!("{key} connection_limit"),
             %peer,
-            "{key}: closed a connection from {ip}: all {MAX_CONNECTIONS} connection slots \
-             are taken (an idle one is held for up to {}s). \
-             radmfa_http_connections_refused_total counts every such close; the next ones \
-             are logged at debug level for 5 minutes",
-            CONNECTION_LIFETIME.as_secs()
+            "{key}: all {MAX_CONNECTIONS} connection slots were taken when {ip} connected: \
+             one waiting for a request was closed to make room (the oldest of the address \
+             with the most waiting), or, with every slot in a request or {ip} at its own \
+             share, the newcomer was. radmfa_http_connections_refused_total counts every \
+             such close; the next ones are logged at debug level for 5 minutes"
         ),
     }
 }
@@ -161,80 +185,6 @@ fn warn_refused(key: &str, peer: SocketAddr, why: HttpRefusal) {
 fn log_end(key: &str, peer: SocketAddr, done: Option<hyper::Result<()>>) {
     if let Some(Err(e)) = done {
         tracing::debug!(%peer, error = %e, "{key}: connection ended");
-    }
-}
-
-/// Connection slots: a total, and a share per source address.
-struct Slots {
-    all: Arc<Semaphore>,
-    per_address: usize,
-    by_address: Shares,
-}
-
-/// Connections open per source (see [`source`]).
-type Shares = Arc<Mutex<HashMap<IpAddr, usize>>>;
-
-impl Slots {
-    fn new(max: usize, per_address: usize) -> Self {
-        Slots {
-            all: Arc::new(Semaphore::new(max)),
-            per_address,
-            by_address: Arc::default(),
-        }
-    }
-
-    /// A slot for a connection from `ip`, or which cap refuses it (the total first).
-    fn take(&self, ip: IpAddr) -> Result<Slot, HttpRefusal> {
-        let permit =
-            (self.all.clone().try_acquire_owned()).map_err(|_| HttpRefusal::ConnectionLimit)?;
-        let Some(source) = source(ip) else {
-            return Ok(Slot {
-                _permit: permit,
-                by_address: None,
-            });
-        };
-        let mut by = self.by_address.lock().unwrap_or_else(|p| p.into_inner());
-        let n = by.entry(source).or_default();
-        if *n >= self.per_address {
-            return Err(HttpRefusal::AddressLimit);
-        }
-        *n += 1;
-        Ok(Slot {
-            _permit: permit,
-            by_address: Some((self.by_address.clone(), source)),
-        })
-    }
-}
-
-/// Whose share a connection from `ip` takes: an IPv4 address; an IPv6 /64 (one host is
-/// usually given a whole /64, and could otherwise take a share per address in it); none
-/// for 127.0.0.1 and ::1, where a TLS reverse proxy on the same host (the documented setup)
-/// connects from with every callback (it has only the total).
-fn source(ip: IpAddr) -> Option<IpAddr> {
-    let ip = ip.to_canonical();
-    if ip == IpAddr::from([127, 0, 0, 1]) || ip == IpAddr::from(std::net::Ipv6Addr::LOCALHOST) {
-        return None;
-    }
-    Some(crate::server::radsec_slots::address_share(ip))
-}
-
-struct Slot {
-    _permit: OwnedSemaphorePermit,
-    by_address: Option<(Shares, IpAddr)>,
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        let Some((by_address, source)) = &self.by_address else {
-            return;
-        };
-        let mut by = by_address.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = by.get_mut(source) {
-            *n -= 1;
-            if *n == 0 {
-                by.remove(source);
-            }
-        }
     }
 }
 
@@ -255,7 +205,7 @@ mod tests {
             router,
             stop.clone(),
             "test",
-            timeout,
+            (timeout, Slots::new(MAX_CONNECTIONS, MAX_PER_ADDRESS)),
             |_| {},
         ));
         (addr, stop, server)
@@ -323,83 +273,122 @@ mod tests {
         server.await.unwrap();
     }
 
-    /// Each refusal says which cap it met: the metric's `reason` and the warning follow it.
-    #[test]
-    fn slots_cap_the_total_and_each_address() {
-        let slots = Slots::new(3, 2);
-        let a: IpAddr = "192.0.2.1".parse().unwrap();
-        let b: IpAddr = "192.0.2.2".parse().unwrap();
-        let a1 = slots.take(a).unwrap();
-        let _a2 = slots.take(a).unwrap();
-        assert_eq!(
-            slots.take(a).err(),
-            Some(HttpRefusal::AddressLimit),
-            "a's share is used up"
-        );
-        let _b1 = slots.take(b).unwrap();
-        assert_eq!(
-            slots.take(b).err(),
-            Some(HttpRefusal::ConnectionLimit),
-            "all taken"
-        );
-        drop(a1);
-        assert!(slots.take(a).is_ok(), "a slot given back is free again");
-        assert_eq!(slots.by_address.lock().unwrap().get(&a), Some(&1));
-    }
-
-    #[test]
-    fn localhost_has_only_the_total_and_ipv6_shares_go_by_64() {
-        let slots = Slots::new(5, 1);
-        let lo: IpAddr = "127.0.0.1".parse().unwrap();
-        let _l1 = slots.take(lo).unwrap();
-        let _l2 = slots.take(lo).unwrap();
-        let other_loopback: IpAddr = "127.0.0.2".parse().unwrap();
-        let _o = slots.take(other_loopback).unwrap();
-        assert_eq!(
-            slots.take(other_loopback).err(),
-            Some(HttpRefusal::AddressLimit),
-            "only 127.0.0.1 and ::1"
-        );
-        let x: IpAddr = "2001:db8:1:2::1".parse().unwrap();
-        let y: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
-        let z: IpAddr = "2001:db8:1:3::1".parse().unwrap();
-        let _x = slots.take(x).unwrap();
-        assert_eq!(
-            slots.take(y).err(),
-            Some(HttpRefusal::AddressLimit),
-            "the same /64"
-        );
-        let _z = slots.take(z).unwrap();
-        assert_eq!(
-            slots.take(lo).err(),
-            Some(HttpRefusal::ConnectionLimit),
-            "the total still holds"
-        );
-    }
-
-    /// A connection over a cap is reported to `refused` (the metric) as it is closed.
-    #[tokio::test]
-    async fn a_connection_over_the_address_share_is_counted() {
+    /// `router` served with `max` connections in all and `per_address` from one, and
+    /// what `refused` was told.
+    #[allow(clippy::type_complexity)]
+    async fn serving_counted(
+        router: axum::Router,
+        (max, per_address): (usize, usize),
+    ) -> (
+        SocketAddr,
+        CancellationToken,
+        tokio::task::JoinHandle<()>,
+        Arc<std::sync::Mutex<Vec<HttpRefusal>>>,
+    ) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let stop = CancellationToken::new();
-        let counted = Arc::new(Mutex::new(Vec::new()));
+        let counted = Arc::new(std::sync::Mutex::new(Vec::new()));
         let c = counted.clone();
-        let router = axum::Router::new().route("/m", axum::routing::get(|| async { "ok" }));
         let server = tokio::spawn(serve_with(
             listener,
             router,
             stop.clone(),
             "test",
-            REQUEST_TIMEOUT,
+            (REQUEST_TIMEOUT, Slots::new(max, per_address)),
             move |why| c.lock().unwrap().push(why),
         ));
+        (addr, stop, server, counted)
+    }
+
+    /// A connection to `addr` from the loopback address `ip`.
+    async fn connect_from(ip: &str, addr: SocketAddr) -> tokio::net::TcpStream {
+        let s = tokio::net::TcpSocket::new_v4().unwrap();
+        s.bind(format!("{ip}:0").parse().unwrap()).unwrap();
+        s.connect(addr).await.unwrap()
+    }
+
+    /// Whether the server closed `c` within 5 s (what it sent before is skipped).
+    async fn closed(c: &mut tokio::net::TcpStream) -> bool {
+        let mut buf = [0u8; 256];
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let read =
+                tokio::time::timeout_at(deadline, tokio::io::AsyncReadExt::read(c, &mut buf));
+            match read.await {
+                Ok(Ok(0) | Err(_)) => return true,
+                Ok(Ok(_)) => continue,
+                Err(_) => return false,
+            }
+        }
+    }
+
+    /// Connections that send nothing, from two addresses, hold every slot: a callback
+    /// still gets in, in the slot of the oldest of the address holding the most, and a
+    /// connection in a request is not cut for it. Before, the callback was refused for as
+    /// long as the idle ones kept reconnecting.
+    #[tokio::test]
+    async fn a_request_gets_the_slot_of_a_connection_that_sends_nothing() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (release, released) = tokio::sync::watch::channel(false);
+        let router = axum::Router::new()
+            .route("/m", axum::routing::get(|| async { "ok" }))
+            .route(
+                "/slow",
+                axum::routing::get(move || {
+                    let mut released = released.clone();
+                    async move {
+                        let _ = released.wait_for(|r| *r).await;
+                        "slow"
+                    }
+                }),
+            );
+        let (addr, stop, server, counted) = serving_counted(router, (4, 2)).await;
+        let mut slow = connect_from("127.0.0.4", addr).await;
+        slow.write_all(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut flood = Vec::new();
+        for ip in ["127.0.0.2", "127.0.0.2", "127.0.0.3"] {
+            flood.push(connect_from(ip, addr).await);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let reply = reply_to(
+            addr,
+            b"GET /m HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+        assert!(
+            closed(&mut flood[0]).await,
+            "127.0.0.2's oldest was not cut"
+        );
+        assert_eq!(*counted.lock().unwrap(), [HttpRefusal::ConnectionLimit]);
+        // The request in progress kept its connection, and is answered.
+        release.send(true).unwrap();
+        let mut answer = vec![0u8; 512];
+        let n = tokio::time::timeout(Duration::from_secs(5), slow.read(&mut answer))
+            .await
+            .unwrap()
+            .unwrap();
+        let answer = String::from_utf8_lossy(&answer[..n]);
+        assert!(
+            answer.starts_with("HTTP/1.1 200") && answer.ends_with("slow"),
+            "{answer}"
+        );
+        stop.cancel();
+        server.await.unwrap();
+    }
+
+    /// A connection over a cap is reported to `refused` (the metric) as it is closed.
+    #[tokio::test]
+    async fn a_connection_over_the_address_share_is_counted() {
+        let router = axum::Router::new().route("/m", axum::routing::get(|| async { "ok" }));
+        let (addr, stop, server, counted) =
+            serving_counted(router, (MAX_CONNECTIONS, MAX_PER_ADDRESS)).await;
         // From 127.0.0.2, which has a share (only 127.0.0.1 and ::1 have none).
-        let from = || async {
-            let s = tokio::net::TcpSocket::new_v4().unwrap();
-            s.bind("127.0.0.2:0".parse().unwrap()).unwrap();
-            s.connect(addr).await.unwrap()
-        };
+        let from = || connect_from("127.0.0.2", addr);
         let mut held = Vec::new();
         for _ in 0..MAX_PER_ADDRESS {
             held.push(from().await);

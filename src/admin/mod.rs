@@ -9,6 +9,7 @@ pub mod check;
 mod check_refusal;
 mod directory_name;
 mod http_listener;
+mod http_slots;
 pub mod migrate;
 pub mod output;
 pub mod phone;

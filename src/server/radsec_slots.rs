@@ -136,7 +136,7 @@ impl Slots {
 
 /// Of handshakes `(id, address)` in arrival order, the one to cut: the oldest of the
 /// address with the most.
-fn pick_victim(handshakes: impl Iterator<Item = (u64, IpAddr)>) -> Option<u64> {
+pub(crate) fn pick_victim(handshakes: impl Iterator<Item = (u64, IpAddr)>) -> Option<u64> {
     // Per address: how many, and its oldest (the first seen, ids ascending).
     let mut by: HashMap<IpAddr, (usize, u64)> = HashMap::new();
     for (id, ip) in handshakes {
