@@ -115,6 +115,20 @@ fn approved_call_accepts_with_one_call_to_the_users_phone() {
     assert!(!srv
         .log()
         .contains("login ended before the call was decided"));
+    // The keypress posted again, as Twilio retries a request whose answer was lost: the
+    // callee hears what the first answer said (before, that the sign-in had ended
+    // without approval), and nothing more is decided.
+    let again = standin.post_callback(
+        &calls[0].gather_action(),
+        Standin::gather_params(&calls[0], ""),
+        None,
+    );
+    assert_eq!(again.status, 200, "{again:?}");
+    assert!(
+        again.body.contains("is approved") && !again.body.contains("without"),
+        "{again:?}"
+    );
+    assert_eq!(srv.audit_json("alice").len(), 1);
 }
 
 #[test]

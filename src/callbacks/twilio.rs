@@ -323,7 +323,11 @@ pub async fn gather(
         );
     }
     app.delivery.wake_waiters();
-    twiml(outcome_twiml(decision, taken && !late))
+    // The same keypress posted again (Twilio retries a request whose answer it did not
+    // get) finds the call approved: the callee hears what the first answer said, not that
+    // the sign-in ended without approval.
+    let approved = taken || (status == OobStatus::Approved && txn.status == status);
+    twiml(outcome_twiml(decision, approved && !late))
 }
 
 /// How a fraud report ended.
