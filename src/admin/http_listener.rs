@@ -14,11 +14,15 @@
 //! is not on loopback has one address's share, and the callbacks it loses are a caller's
 //! keypress.
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
@@ -27,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::http_slots::{Busy, Slots};
 use crate::app::AppState;
+use crate::callbacks::MAX_BODY;
 use crate::server::metrics::{HttpListener, HttpRefusal};
 
 pub const MAX_CONNECTIONS: usize = 256;
@@ -75,14 +80,6 @@ async fn serve_with(
     (request_timeout, slots): (Duration, Arc<Slots>),
     refused: impl Fn(HttpRefusal),
 ) {
-    let router = router.layer(axum::middleware::from_fn(
-        move |req: axum::extract::Request, next: axum::middleware::Next| async move {
-            match tokio::time::timeout(request_timeout, next.run(req)).await {
-                Ok(response) => response,
-                Err(_) => axum::http::StatusCode::REQUEST_TIMEOUT.into_response(),
-            }
-        },
-    ));
     loop {
         let (stream, peer) = tokio::select! {
             _ = stop.cancelled() => return,
@@ -112,16 +109,32 @@ async fn serve_with(
                 continue; // `stream` is dropped: closed
             }
         };
-        // Out of the line of connections that may be cut while a request is in progress.
         let inner = TowerToHyperService::new(router.clone());
         let in_request = slot.clone();
-        let service = hyper::service::service_fn(move |req| {
-            let busy = Busy::of(&in_request);
-            let answer = hyper::service::Service::call(&inner, req);
+        let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+            let (slot, inner) = (in_request.clone(), inner.clone());
+            let answer = async move {
+                // The body is read while the connection still waits in line: a head and
+                // then a body that trickles in has asked for nothing yet, and would
+                // otherwise hold a slot no newcomer can take for the whole timeout.
+                let (parts, body) = req.into_parts();
+                let body = match Limited::new(body, MAX_BODY).collect().await {
+                    Ok(body) => body.to_bytes(),
+                    Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+                        return Ok(StatusCode::PAYLOAD_TOO_LARGE.into_response());
+                    }
+                    Err(_) => return Ok(StatusCode::BAD_REQUEST.into_response()),
+                };
+                // Out of the line while the request is answered.
+                let _busy = Busy::of(&slot);
+                let req = hyper::Request::from_parts(parts, axum::body::Body::from(body));
+                hyper::service::Service::call(&inner, req).await
+            };
             async move {
-                let answer = answer.await;
-                drop(busy);
-                answer
+                match tokio::time::timeout(request_timeout, answer).await {
+                    Ok(answer) => answer,
+                    Err(_) => Ok::<_, Infallible>(StatusCode::REQUEST_TIMEOUT.into_response()),
+                }
             }
         });
         let stop = stop.clone();
@@ -377,6 +390,68 @@ mod tests {
             answer.starts_with("HTTP/1.1 200") && answer.ends_with("slow"),
             "{answer}"
         );
+        stop.cancel();
+        server.await.unwrap();
+    }
+
+    /// Heads whose bodies trickle in hold every slot: a newcomer still gets in, in the slot
+    /// of one of them (their requests have asked for nothing until the body is whole).
+    #[tokio::test]
+    async fn a_request_gets_the_slot_of_one_whose_body_trickles_in() {
+        use tokio::io::AsyncWriteExt;
+        let router = axum::Router::new().route(
+            "/cb",
+            axum::routing::post(|body: axum::body::Bytes| async move { body.len().to_string() }),
+        );
+        let (addr, stop, server, counted) = serving_counted(router, (3, 2)).await;
+        let mut trickling = Vec::new();
+        for ip in ["127.0.0.2", "127.0.0.2", "127.0.0.3"] {
+            let mut c = connect_from(ip, addr).await;
+            c.write_all(b"POST /cb HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nab")
+                .await
+                .unwrap();
+            trickling.push(c);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let reply = reply_to(
+            addr,
+            b"POST /cb HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc",
+        )
+        .await;
+        assert!(
+            reply.starts_with("HTTP/1.1 200") && reply.ends_with('3'),
+            "{reply}"
+        );
+        assert!(
+            closed(&mut trickling[0]).await,
+            "127.0.0.2's oldest was not cut"
+        );
+        assert_eq!(*counted.lock().unwrap(), [HttpRefusal::ConnectionLimit]);
+        stop.cancel();
+        server.await.unwrap();
+    }
+
+    /// A body over [`MAX_BODY`] is refused (413) before the handler, chunked or not.
+    #[tokio::test]
+    async fn an_oversized_body_is_refused() {
+        let router = axum::Router::new().route(
+            "/cb",
+            axum::routing::post(|body: axum::body::Bytes| async move { body.len().to_string() }),
+        );
+        let (addr, stop, server) = serving(router, Duration::from_secs(5)).await;
+        let big = "a".repeat(MAX_BODY + 1);
+        let head = format!(
+            "POST /cb HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{big}",
+            big.len()
+        );
+        let reply = reply_to(addr, head.as_bytes()).await;
+        assert!(reply.starts_with("HTTP/1.1 413"), "{reply}");
+        let chunked = format!(
+            "POST /cb HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n{:x}\r\n{big}\r\n0\r\n\r\n",
+            big.len()
+        );
+        let reply = reply_to(addr, chunked.as_bytes()).await;
+        assert!(reply.starts_with("HTTP/1.1 413"), "{reply}");
         stop.cancel();
         server.await.unwrap();
     }

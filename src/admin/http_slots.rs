@@ -2,13 +2,13 @@
 //! /64 counts as one; 127.0.0.1 and ::1, where a reverse proxy in front connects from, have
 //! only the total).
 //!
-//! A connection waiting for a request's head (a new one, or a kept-alive one between
-//! requests) has asked for nothing yet: when every slot is taken, the newcomer gets the slot
+//! A connection waiting for a request (a new one, a kept-alive one between requests, or one
+//! whose request's body is still coming in) has asked for nothing yet: when every slot is taken, the newcomer gets the slot
 //! of one of them, the oldest waiting of the address with the most waiting (as RadSec does
 //! with handshakes, `server::radsec_slots`). Otherwise 16 addresses, each holding its 16
 //! connections open and sending nothing, reconnecting as the head timeout closed them, kept
 //! every slot, and every Twilio callback (a caller's keypress) was refused for as long as
-//! they went on. A connection with a request in progress is never cut.
+//! they went on. A connection whose request is being answered (its body whole) is never cut.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
@@ -140,12 +140,15 @@ impl Slot {
     /// Waiting for a request's head: in line to be cut.
     pub(super) fn waiting(&self) {
         let mut line = self.slots.waiting.lock().unwrap_or_else(|p| p.into_inner());
-        if self.close.is_cancelled() {
+        let mut waiting_as = self.waiting_as.lock().unwrap_or_else(|p| p.into_inner());
+        // Once in line (a stale place would outlive the connection), and never again
+        // once cut.
+        if waiting_as.is_some() || self.close.is_cancelled() {
             return;
         }
         let id = self.slots.next.fetch_add(1, Ordering::Relaxed);
         line.insert(id, (self.ip, self.close.clone()));
-        *self.waiting_as.lock().unwrap_or_else(|p| p.into_inner()) = Some(id);
+        *waiting_as = Some(id);
     }
 
     /// A request has begun: out of the line until it is answered.
