@@ -375,6 +375,35 @@ fn the_docs_give_one_fortigate_timeout() {
     );
 }
 
+/// A gateway's 4xx or 5xx listed as success would count an SMS it refused as sent (the user
+/// waits for a code that is not coming); a 3xx (some form gateways redirect, and radmfa
+/// follows no redirect) may be one.
+#[test]
+fn sms_gateway_success_statuses_must_be_successes() {
+    let with = |statuses: &str| {
+        format!(
+            r#"{MINIMAL}
+[sms]
+provider = "http"
+[http_sms]
+url = "https://sms.example.org/send?to={{phone}}&text={{message}}"
+success_status = [{statuses}]
+"#
+        )
+    };
+    Config::parse(&with("200, 202, 302"), Path::new("radmfa.toml")).expect("valid");
+    for (statuses, at, status) in [("200, 404", 1, 404), ("500", 0, 500), ("100", 0, 100)] {
+        let err = Config::parse(&with(statuses), Path::new("radmfa.toml"))
+            .expect_err(statuses)
+            .to_string();
+        assert!(
+            err.contains(&format!("http_sms.success_status[{at}]"))
+                && err.contains(&format!("{status} is not a success")),
+            "{err}"
+        );
+    }
+}
+
 /// A `{name}` in the SMS gateway's url, body or a header that is no placeholder (a typo:
 /// `{mesage}`) is refused, naming the key: it would be sent as it is, and the user texted
 /// "{mesage}". A JSON body's own braces are not placeholders.

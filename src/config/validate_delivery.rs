@@ -592,8 +592,19 @@ fn http_sms_config(raw: RawHttpSms, base: &Path) -> Result<HttpSmsConfig, Config
             ));
         }
     }
-    for (i, s) in success_status.iter().enumerate() {
-        range(&format!("http_sms.success_status[{i}]"), *s, 100, 599)?;
+    for (i, &s) in success_status.iter().enumerate() {
+        // A 4xx or 5xx is the gateway refusing or failing: taken as success, an SMS it
+        // never sent would count as sent, and the user would wait for a code that is not
+        // coming. A 1xx is never a final answer.
+        if !(200..=399).contains(&s) {
+            return Err(ConfigError::invalid(
+                format!("http_sms.success_status[{i}]"),
+                format!(
+                    "{s} is not a success: list statuses from 200 to 399 (a 4xx or 5xx is \
+                     the gateway refusing or failing the send)"
+                ),
+            ));
+        }
     }
     range("http_sms.timeout_ms", timeout_ms, 100, 10_000)?;
     Ok(HttpSmsConfig {
