@@ -65,10 +65,21 @@ pub async fn serve(
         router,
         stop,
         which.key(),
-        (REQUEST_TIMEOUT, slots),
+        Limits {
+            request_timeout: REQUEST_TIMEOUT,
+            lifetime: CONNECTION_LIFETIME,
+            slots,
+        },
         refused,
     )
     .await
+}
+
+/// What [`serve_with`] allows a connection (tests make them short).
+struct Limits {
+    request_timeout: Duration,
+    lifetime: Duration,
+    slots: Arc<Slots>,
 }
 
 /// [`serve`], with `refused` told of each connection closed on arrival.
@@ -77,9 +88,14 @@ async fn serve_with(
     router: axum::Router,
     stop: CancellationToken,
     key: &'static str,
-    (request_timeout, slots): (Duration, Arc<Slots>),
+    limits: Limits,
     refused: impl Fn(HttpRefusal),
 ) {
+    let Limits {
+        request_timeout,
+        lifetime,
+        slots,
+    } = limits;
     loop {
         let (stream, peer) = tokio::select! {
             _ = stop.cancelled() => return,
@@ -93,16 +109,15 @@ async fn serve_with(
                 }
             },
         };
-        let slot = match slots.take(peer.ip()).await {
-            Ok((slot, cut)) => {
-                if cut {
-                    // The waiting connection closed for this one, counted as RadSec
-                    // counts a handshake cut short.
-                    refused(HttpRefusal::ConnectionLimit);
-                    warn_refused(key, peer, HttpRefusal::ConnectionLimit);
-                }
-                Arc::new(slot)
-            }
+        let (taken, cut) = slots.take(peer.ip()).await;
+        if cut {
+            // The waiting connection closed for this one, counted as RadSec counts a
+            // handshake cut short.
+            refused(HttpRefusal::ConnectionLimit);
+            warn_refused(key, peer, HttpRefusal::ConnectionLimit);
+        }
+        let slot = match taken {
+            Ok(slot) => Arc::new(slot),
             Err(why) => {
                 refused(why);
                 warn_refused(key, peer, why);
@@ -125,8 +140,11 @@ async fn serve_with(
                     }
                     Err(_) => return Ok(StatusCode::BAD_REQUEST.into_response()),
                 };
-                // Out of the line while the request is answered.
-                let _busy = Busy::of(&slot);
+                // Out of the line while the request is answered; unless it was cut a
+                // moment ago, for a newcomer that is waiting on its slot.
+                let Some(_busy) = Busy::of(&slot) else {
+                    return Ok(StatusCode::SERVICE_UNAVAILABLE.into_response());
+                };
                 let req = hyper::Request::from_parts(parts, axum::body::Body::from(body));
                 hyper::service::Service::call(&inner, req).await
             };
@@ -154,13 +172,18 @@ async fn serve_with(
                 r = conn.as_mut() => Some(r),
                 // Cut for a newcomer while it waited for a request: closed at once.
                 _ = close.cancelled() => return,
-                _ = tokio::time::sleep(CONNECTION_LIFETIME) => None,
+                _ = tokio::time::sleep(lifetime) => None,
                 _ = stop.cancelled() => None,
             };
             if done.is_none() {
-                // Lets a request in progress finish, then closes.
+                // Lets a request in progress finish, then closes; a connection still
+                // waiting (for a body, say) may be cut meanwhile, and goes at once: the
+                // newcomer it was cut for is waiting on its slot.
                 conn.as_mut().graceful_shutdown();
-                let _ = tokio::time::timeout(FINISH_GRACE, conn).await;
+                tokio::select! {
+                    _ = tokio::time::timeout(FINISH_GRACE, conn) => {}
+                    _ = close.cancelled() => return,
+                }
             }
             log_end(key, peer, done);
         });
@@ -218,7 +241,11 @@ mod tests {
             router,
             stop.clone(),
             "test",
-            (timeout, Slots::new(MAX_CONNECTIONS, MAX_PER_ADDRESS)),
+            Limits {
+                request_timeout: timeout,
+                lifetime: CONNECTION_LIFETIME,
+                slots: Slots::new(MAX_CONNECTIONS, MAX_PER_ADDRESS),
+            },
             |_| {},
         ));
         (addr, stop, server)
@@ -291,7 +318,22 @@ mod tests {
     #[allow(clippy::type_complexity)]
     async fn serving_counted(
         router: axum::Router,
+        slots: (usize, usize),
+    ) -> (
+        SocketAddr,
+        CancellationToken,
+        tokio::task::JoinHandle<()>,
+        Arc<std::sync::Mutex<Vec<HttpRefusal>>>,
+    ) {
+        serving_limited(router, slots, CONNECTION_LIFETIME).await
+    }
+
+    /// [`serving_counted`] with connections closed after `lifetime`.
+    #[allow(clippy::type_complexity)]
+    async fn serving_limited(
+        router: axum::Router,
         (max, per_address): (usize, usize),
+        lifetime: Duration,
     ) -> (
         SocketAddr,
         CancellationToken,
@@ -308,7 +350,11 @@ mod tests {
             router,
             stop.clone(),
             "test",
-            (REQUEST_TIMEOUT, Slots::new(max, per_address)),
+            Limits {
+                request_timeout: REQUEST_TIMEOUT,
+                lifetime,
+                slots: Slots::new(max, per_address),
+            },
             move |why| c.lock().unwrap().push(why),
         ));
         (addr, stop, server, counted)
@@ -426,6 +472,44 @@ mod tests {
             closed(&mut trickling[0]).await,
             "127.0.0.2's oldest was not cut"
         );
+        assert_eq!(*counted.lock().unwrap(), [HttpRefusal::ConnectionLimit]);
+        stop.cancel();
+        server.await.unwrap();
+    }
+
+    /// A connection past its lifetime, its request's body still coming in, is cut for a
+    /// newcomer at once: it waited out its grace before, deaf to the cut, and the newcomer
+    /// waiting on its slot was refused.
+    #[tokio::test]
+    async fn a_connection_in_its_grace_is_cut_for_a_newcomer() {
+        use tokio::io::AsyncWriteExt;
+        let router = axum::Router::new()
+            .route("/m", axum::routing::get(|| async { "ok" }))
+            .route(
+                "/cb",
+                axum::routing::post(
+                    |body: axum::body::Bytes| async move { body.len().to_string() },
+                ),
+            );
+        let (addr, stop, server, counted) =
+            serving_limited(router, (1, 1), Duration::from_millis(300)).await;
+        let mut trickling = connect_from("127.0.0.2", addr).await;
+        trickling
+            .write_all(b"POST /cb HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nab")
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let reply = tokio::time::timeout(
+            Duration::from_secs(1),
+            reply_to(
+                addr,
+                b"GET /m HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            ),
+        )
+        .await
+        .expect("no answer within 1 s");
+        assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+        assert!(closed(&mut trickling).await);
         assert_eq!(*counted.lock().unwrap(), [HttpRefusal::ConnectionLimit]);
         stop.cancel();
         server.await.unwrap();

@@ -48,25 +48,36 @@ impl Slots {
         })
     }
 
-    /// A slot for a connection from `ip`, and whether a waiting connection was cut for it;
-    /// or which cap refuses it (the total first: when every slot is taken by requests in
-    /// progress, or a source at its own share asks, that is what the admin needs to know).
-    pub(super) async fn take(self: &Arc<Self>, ip: IpAddr) -> Result<(Slot, bool), HttpRefusal> {
-        let mut cut = false;
+    /// A slot for a connection from `ip`, or which cap refuses it (the total first: when
+    /// every slot is taken by requests being answered, or a source at its own share asks,
+    /// that is what the admin needs to know); and whether a waiting connection was cut for
+    /// it (closed, and to be counted, even if its slot did not come free in time).
+    pub(super) async fn take(self: &Arc<Self>, ip: IpAddr) -> (Result<Slot, HttpRefusal>, bool) {
         let permit = match self.all.clone().try_acquire_owned() {
             Ok(permit) => permit,
             Err(_) => {
                 if self.address_full(ip) || !self.cut_a_waiting_one() {
-                    return Err(HttpRefusal::ConnectionLimit);
+                    return (Err(HttpRefusal::ConnectionLimit), false);
                 }
-                cut = true;
-                tokio::time::timeout(FREED_WITHIN, self.all.clone().acquire_owned())
+                let freed = tokio::time::timeout(FREED_WITHIN, self.all.clone().acquire_owned())
                     .await
                     .ok()
-                    .and_then(Result::ok)
-                    .ok_or(HttpRefusal::ConnectionLimit)?
+                    .and_then(Result::ok);
+                let Some(permit) = freed else {
+                    return (Err(HttpRefusal::ConnectionLimit), true);
+                };
+                return (self.share_for(ip, permit), true);
             }
         };
+        (self.share_for(ip, permit), false)
+    }
+
+    /// The slot of `permit`, if `ip`'s share has room.
+    fn share_for(
+        self: &Arc<Self>,
+        ip: IpAddr,
+        permit: OwnedSemaphorePermit,
+    ) -> Result<Slot, HttpRefusal> {
         let share = source(ip);
         if let Some(share) = share {
             let mut by = self.by_address.lock().unwrap_or_else(|p| p.into_inner());
@@ -84,7 +95,7 @@ impl Slots {
             close: CancellationToken::new(),
             waiting_as: Mutex::new(None),
         };
-        Ok((slot, cut))
+        Ok(slot)
     }
 
     fn address_full(&self, ip: IpAddr) -> bool {
@@ -151,8 +162,9 @@ impl Slot {
         *waiting_as = Some(id);
     }
 
-    /// A request has begun: out of the line until it is answered.
-    pub(super) fn busy(&self) {
+    /// A request has begun: out of the line until it is answered. False if the connection
+    /// was cut already (under the line's lock, so it is one or the other).
+    pub(super) fn busy(&self) -> bool {
         let mut line = self.slots.waiting.lock().unwrap_or_else(|p| p.into_inner());
         let id = self
             .waiting_as
@@ -162,6 +174,7 @@ impl Slot {
         if let Some(id) = id {
             line.remove(&id);
         }
+        !self.close.is_cancelled()
     }
 }
 
@@ -189,9 +202,9 @@ impl Drop for Slot {
 pub(super) struct Busy(pub(super) Arc<Slot>);
 
 impl Busy {
-    pub(super) fn of(slot: &Arc<Slot>) -> Self {
-        slot.busy();
-        Busy(slot.clone())
+    /// None if the connection was cut already: the request is not to be answered.
+    pub(super) fn of(slot: &Arc<Slot>) -> Option<Self> {
+        slot.busy().then(|| Busy(slot.clone()))
     }
 }
 
@@ -206,7 +219,8 @@ mod tests {
     use super::*;
 
     fn take_now(slots: &Arc<Slots>, ip: IpAddr) -> Result<(Slot, bool), HttpRefusal> {
-        block_on(slots.take(ip))
+        let (taken, cut) = block_on(slots.take(ip));
+        taken.map(|slot| (slot, cut))
     }
 
     /// The tests below never wait for a freed slot longer than a poll: a current-thread
@@ -313,12 +327,14 @@ mod tests {
         // cut, and the lone waiting one goes.
         assert!(slots.cut_a_waiting_one());
         assert!(second.close.is_cancelled() && !third.close.is_cancelled());
-        let busy = Busy::of(&third);
+        let busy = Busy::of(&third).unwrap();
         assert!(slots.cut_a_waiting_one());
         assert!(t.close.is_cancelled() && !third.close.is_cancelled());
         assert!(!slots.cut_a_waiting_one(), "only the busy one is left");
         drop(busy);
         assert!(slots.cut_a_waiting_one(), "answered, it waits again");
+        // Cut as its request began: the request is not answered.
+        assert!(Busy::of(&third).is_none());
         assert!(third.close.is_cancelled());
     }
 }
