@@ -44,7 +44,8 @@ pub struct AppState {
     pub upstream_latency: crate::timing_pad::PadsByName,
     /// How long directory clients' wrong passwords of known users take, from the request's
     /// arrival: a floor under unknown names' refusals (`pipeline::login`).
-    pub refused_login_latency: crate::timing_pad::Pad,
+    /// Per client (see [`crate::timing_pad::PadsByClient`]).
+    pub refused_login_latency: crate::timing_pad::PadsByClient,
     /// Whether the directory and the store answered lately (`pipeline::health`).
     pub backend_health: crate::pipeline::health::BackendHealth,
     /// Cancelled when radmfa is told to stop (SIGTERM): requests waiting on a call end

@@ -225,8 +225,47 @@ impl PadsByName {
     }
 }
 
+/// A [`Pad`] per client, and one for all of them, for a client before its own has a
+/// duration. Clients' refusals differ in their own work (an inline client reads the store
+/// before the directory, one that takes app passwords checks them first): padded from every
+/// client's durations, an unknown name on one client took another's time, and a mix of
+/// clients told names apart by about what that work costs.
+#[derive(Default)]
+pub struct PadsByClient {
+    all: Pad,
+    by_client: PadsByName,
+}
+
+impl PadsByClient {
+    pub fn record(&self, client: &str, sample: Duration) {
+        self.all.record(sample);
+        self.by_client.get(client).record(sample);
+    }
+
+    /// [`Pad::sleep_rest`] with the client's durations, or every client's before it has
+    /// one.
+    pub async fn sleep_rest(&self, client: &str, spent: Duration, cap: Duration) {
+        let own = self.by_client.get(client);
+        let pad = if own.has_sample() { &*own } else { &self.all };
+        pad.sleep_rest(spent, cap).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    /// A client draws from its own durations once it has one, and from every client's
+    /// before.
+    #[test]
+    fn a_client_pads_from_its_own_durations_once_it_has_them() {
+        let pads = super::PadsByClient::default();
+        pads.record("inline", std::time::Duration::from_millis(2));
+        assert_eq!(pads.all.draw(), 2_000);
+        assert!(!pads.by_client.get("challenge").has_sample());
+        pads.record("challenge", std::time::Duration::from_millis(1));
+        assert_eq!(pads.by_client.get("challenge").draw(), 1_000);
+        assert_eq!(pads.by_client.get("inline").draw(), 2_000);
+    }
+
     #[test]
     fn each_name_has_its_own_durations() {
         let pads = super::PadsByName::default();

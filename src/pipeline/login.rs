@@ -182,10 +182,11 @@ pub async fn start(
                 // And the rest of a known user's refusal (see `refusal_floor`). Boxed:
                 // inline, its sleep took the request's future past its bound.
                 let cap = pad_cap(app, ctx);
-                Box::pin(
-                    app.refused_login_latency
-                        .sleep_rest(ctx.received.elapsed(), cap),
-                )
+                Box::pin(app.refused_login_latency.sleep_rest(
+                    &ctx.client.name,
+                    ctx.received.elapsed(),
+                    cap,
+                ))
                 .await;
             }
             Primary::Upstream(ref group) => {
@@ -554,12 +555,12 @@ async fn refusal_floor(app: &AppState, ctx: &RequestContext, d: &Denial) {
     use crate::auth::ad_codes::AdReason;
     match d {
         Denial::BadPassword | Denial::Directory(AdReason::BadPassword) => {
-            app.refused_login_latency.record(ctx.received.elapsed())
+            (app.refused_login_latency).record(&ctx.client.name, ctx.received.elapsed())
         }
         Denial::UnknownUser | Denial::AmbiguousUser | Denial::Directory(AdReason::UserNotFound) => {
             let cap = pad_cap(app, ctx);
-            app.refused_login_latency
-                .sleep_rest(ctx.received.elapsed(), cap)
+            (app.refused_login_latency)
+                .sleep_rest(&ctx.client.name, ctx.received.elapsed(), cap)
                 .await
         }
         _ => {}
