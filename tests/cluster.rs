@@ -505,6 +505,72 @@ fn a_pool_held_up_by_a_lock_is_said_to_be_all_busy() {
     assert_eq!(code_of(&r), "Access-Challenge", "{r}");
 }
 
+/// Answers sent all at once for one user queue for the user's turn without holding
+/// database connections: before, each took its prompt's attempt (a write, which holds a
+/// pooled connection until the request commits) and then waited for the turn, so a burst
+/// for one user (one stolen password) took every connection, and other users' logins and
+/// audit records failed with "pool timed out".
+#[test]
+fn one_users_burst_of_answers_leaves_the_pool_to_the_others() {
+    use radmfa::radius::client::{parse_reply, AccessRequestBuilder};
+    let slapd = directory();
+    let pg = PgCluster::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = pg_config(dir.path(), &slapd, &pg.url(), "node-a", "");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let store = "key_file = \"radmfa.key\"\n";
+    let text = text.replacen(store, &format!("{store}pool_size = 2\n"), 1);
+    std::fs::write(&config, text).unwrap();
+    let node = Server::start_with(dir, config);
+    let seed = node.enroll("alice", &[]);
+    node.enroll("bob", &[]);
+    let wrong = wrong_code(&seed);
+    const ANSWERS: u8 = 40;
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.connect(("127.0.0.1", node.port())).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    let mut ask = |raw: &[u8]| {
+        sock.send(raw).unwrap();
+        let n = sock.recv(&mut buf).expect("answered");
+        parse_reply(&buf[..n]).unwrap()
+    };
+    let states: Vec<Vec<u8>> = (0..ANSWERS)
+        .map(|id| {
+            let (raw, _) = AccessRequestBuilder::new(id, "alice")
+                .password(ALICE_PW.as_bytes())
+                .build(SECRET.as_bytes());
+            let reply = ask(&raw);
+            assert_eq!(reply.code, 11, "Access-Challenge");
+            reply.attributes.into_iter().find(|a| a.0 == 24).unwrap().1
+        })
+        .collect();
+    for (id, state) in states.iter().enumerate() {
+        let (raw, _) = AccessRequestBuilder::new(100 + id as u8, "alice")
+            .password(wrong.as_bytes())
+            .state(state)
+            .build(SECRET.as_bytes());
+        sock.send(&raw).unwrap();
+    }
+    // Bob logs in while alice's answers queue.
+    let bob = password(&node, "bob", "bob-Secret-pw");
+    for _ in 0..ANSWERS {
+        let n = sock.recv(&mut buf).expect("every answer is answered");
+        assert_eq!(parse_reply(&buf[..n]).unwrap().code, 3, "Access-Reject");
+    }
+    assert_eq!(code_of(&bob), "Access-Challenge", "{bob}\n{}", node.log());
+    let log = node.log();
+    assert!(!log.contains("pool timed out"), "{log}");
+    assert!(!log.contains("could not be written"), "{log}");
+    let results: Vec<_> = node
+        .audit_json("bob")
+        .iter()
+        .map(|r| r["result"].clone())
+        .collect();
+    assert_eq!(results, ["challenge", "enroll"], "{}", node.log());
+}
+
 #[test]
 fn code_accepted_on_a_is_refused_on_b() {
     let slapd = directory();

@@ -5,7 +5,9 @@
 
 use super::login::LOCKED_MESSAGE;
 use super::methods::{self, blocked, Subject};
-use super::second_factor::{check_code, oath_mode, user_view, CodeCheck, UserView, RESYNC_MESSAGE};
+use super::second_factor::{
+    check_code_in_turn, oath_mode, take_turn, user_view, CodeCheck, UserView, RESYNC_MESSAGE,
+};
 use super::{aliases, followup_oob, oob, Fault, RequestContext, Verdict};
 use crate::app::AppState;
 use crate::auth::UserInfo;
@@ -318,12 +320,19 @@ async fn totp(
     view: &UserView,
     code: &str,
 ) -> Result<Verdict, Fault> {
+    let others = &r.carried.other_names;
+    // The turn first: the attempt is a write, and on PostgreSQL the request's transaction
+    // holds a pooled connection from its first write to its commit. Taken before the turn,
+    // answers sent all at once for one user each held a connection while they queued for
+    // it, and a few hundred took every one of the node's, refusing other users' logins
+    // and losing audit records.
+    let turn = take_turn(app, user, others).await;
     let Some(attempt) = take_attempt(app, r).await? else {
         return Ok(Verdict::reject(NO_ATTEMPT));
     };
-    let others = &r.carried.other_names;
     let nas = &r.pending.nas;
-    match check_code(app, user, others, &view.tokens, view.standing, code, nas).await? {
+    let asked = (&view.tokens[..], view.standing, code, nas.as_str());
+    match check_code_in_turn(app, &turn, user, others, asked).await? {
         CodeCheck::Valid { serial, mode } => {
             if !closes(app, r, attempt).await? {
                 return Ok(Verdict::reject("State already used"));

@@ -49,11 +49,12 @@ pub async fn sms_code(
     // As for OATH codes: checked in the user's turn against the lockout as it stands, so
     // answers sent all at once (to one State or to several) are counted one after another
     // and stop at the lockout threshold.
+    // The turn before the attempt, a write (see `followup::totp`).
+    let others = &r.carried.other_names;
+    let turn = second_factor::take_turn(app, user, others).await;
     let Some(attempt) = take_attempt(app, r).await? else {
         return Ok(Verdict::reject(NO_ATTEMPT));
     };
-    let others = &r.carried.other_names;
-    let turn = second_factor::take_turn(app, user, others).await;
     let standing = second_factor::in_turn(app, &turn, user, others, standing).await?;
     if let Some(why) = second_factor::stopped(app, user, others, standing).await? {
         let lock = Lockout {

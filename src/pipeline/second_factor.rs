@@ -117,6 +117,19 @@ pub async fn check_code(
     code: &str,
     nas: &str,
 ) -> Result<CodeCheck, StoreError> {
+    let turn = take_turn(app, user, other_names).await;
+    let asked = (tokens, standing, code, nas);
+    check_code_in_turn(app, &turn, user, other_names, asked).await
+}
+
+/// [`check_code`] in a `turn` taken already (with the prompt's attempt taken in it).
+pub async fn check_code_in_turn(
+    app: &AppState,
+    turn: &Turn<'_>,
+    user: &str,
+    other_names: &[String],
+    (tokens, standing, code, nas): (&[TokenRecord], Standing, &str, &str),
+) -> Result<CodeCheck, StoreError> {
     // Apps and tokens show codes in groups ("123 456"), and a field may end in a space:
     // neither space is part of the code (left in, the code was refused as none and counted
     // as a wrong guess).
@@ -127,8 +140,7 @@ pub async fn check_code(
     } else {
         code
     };
-    let turn = take_turn(app, user, other_names).await;
-    let standing = in_turn(app, &turn, user, other_names, standing).await?;
+    let standing = in_turn(app, turn, user, other_names, standing).await?;
     if let Some(reason) = stopped(app, user, other_names, standing).await? {
         return Ok(CodeCheck::Invalid {
             reason,
@@ -206,7 +218,7 @@ pub async fn check_code(
         (false, None)
     } else {
         let elsewhere = failures_under_other_names(app, user, other_names).await?;
-        let counted = count_failure_after(app, &turn, user, "wrong codes", elsewhere, nas).await?;
+        let counted = count_failure_after(app, turn, user, "wrong codes", elsewhere, nas).await?;
         if counted.locked {
             clear_under_other_names(app, user, other_names).await?;
         }
