@@ -130,6 +130,11 @@ impl Pad {
         self.next.load(Ordering::Relaxed) != 0
     }
 
+    /// How many durations the ring holds (at most [`SAMPLES`]).
+    fn held(&self) -> usize {
+        self.next.load(Ordering::Relaxed).min(SAMPLES)
+    }
+
     /// One of the recent durations (µs; 0 before any): the one at the request's quantile
     /// ([`one_draw`]), or at a random one outside it. At most [`OUTLIER`] times their
     /// median: one refusal slowed by a failover (a connect timeout) would otherwise stay in
@@ -242,30 +247,60 @@ impl PadsByClient {
         self.by_client.get(client).record(sample);
     }
 
-    /// [`Pad::sleep_rest`] with the client's durations, or every client's before it has
-    /// one.
+    /// [`Pad::sleep_rest`] with the client's durations once it has [`OWN_AFTER`], every
+    /// client's before: on a quiet client, one refusal slowed by a failover would be most
+    /// of a ring too small for [`OUTLIER`]'s cap, and every unknown name there would take
+    /// its time until a few more known users mistyped, which could be days.
     pub async fn sleep_rest(&self, client: &str, spent: Duration, cap: Duration) {
         let own = self.by_client.get(client);
-        let pad = if own.has_sample() { &*own } else { &self.all };
+        let pad = if own.held() >= OWN_AFTER {
+            &*own
+        } else {
+            &self.all
+        };
         pad.sleep_rest(spent, cap).await
+    }
+}
+
+/// Durations a client's own ring needs before [`PadsByClient`] draws from it.
+const OWN_AFTER: usize = SAMPLES / 4;
+
+#[cfg(test)]
+mod client_tests {
+    use super::{PadsByClient, OWN_AFTER, QUANTILE};
+    use std::time::{Duration, Instant};
+
+    async fn slept(pads: &PadsByClient, client: &str) -> Duration {
+        let t = Instant::now();
+        let cap = Duration::from_secs(5);
+        QUANTILE
+            .scope(0.9, pads.sleep_rest(client, Duration::ZERO, cap))
+            .await;
+        t.elapsed()
+    }
+
+    /// A client draws from its own durations once it has enough of them, and from every
+    /// client's before: a quiet client's one slow refusal is not its unknown names' time.
+    #[tokio::test]
+    async fn a_client_pads_from_its_own_durations_once_it_has_enough() {
+        let pads = PadsByClient::default();
+        for _ in 0..OWN_AFTER {
+            pads.record("slow", Duration::from_millis(200));
+            pads.record("fast", Duration::from_millis(1));
+        }
+        pads.record("quiet", Duration::from_millis(1_500));
+        let fast = slept(&pads, "fast").await;
+        assert!(fast < Duration::from_millis(100), "{fast:?}");
+        for client in ["new", "quiet"] {
+            let t = slept(&pads, client).await;
+            let every = Duration::from_millis(150)..Duration::from_millis(1_000);
+            assert!(every.contains(&t), "{client}: {t:?}");
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    /// A client draws from its own durations once it has one, and from every client's
-    /// before.
-    #[test]
-    fn a_client_pads_from_its_own_durations_once_it_has_them() {
-        let pads = super::PadsByClient::default();
-        pads.record("inline", std::time::Duration::from_millis(2));
-        assert_eq!(pads.all.draw(), 2_000);
-        assert!(!pads.by_client.get("challenge").has_sample());
-        pads.record("challenge", std::time::Duration::from_millis(1));
-        assert_eq!(pads.by_client.get("challenge").draw(), 1_000);
-        assert_eq!(pads.by_client.get("inline").draw(), 2_000);
-    }
-
     #[test]
     fn each_name_has_its_own_durations() {
         let pads = super::PadsByName::default();
