@@ -3,24 +3,24 @@
 //! only the total).
 //!
 //! A connection waiting for a request (a new one, a kept-alive one between requests, or one
-//! whose request's body is still coming in) has asked for nothing yet: when every slot is taken, the newcomer gets the slot
-//! of one of them, the oldest waiting of the address with the most waiting (as RadSec does
-//! with handshakes, `server::radsec_slots`). Otherwise 16 addresses, each holding its 16
-//! connections open and sending nothing, reconnecting as the head timeout closed them, kept
-//! every slot, and every Twilio callback (a caller's keypress) was refused for as long as
-//! they went on. A connection whose request is being answered (its body whole) is never cut.
+//! whose request's body is still coming in) has asked for nothing yet: when every slot is
+//! taken, one of them gives its slot up to the newcomer (see [`CutLine`] for which one), as
+//! RadSec's handshakes do. Otherwise 16 addresses, each holding its 16 connections open and
+//! sending nothing, reconnecting as the head timeout closed them, kept every slot, and every
+//! Twilio callback (a caller's keypress) was refused for as long as they went on. A
+//! connection whose request is being answered (its body whole) is never cut.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+use crate::server::cut_line::CutLine;
 use crate::server::metrics::HttpRefusal;
-use crate::server::radsec_slots::{address_share, pick_victim};
+use crate::server::radsec_slots::address_share;
 
 /// How long a newcomer waits for the slot of the connection cut to come free (its task
 /// ends at once; this bounds the accept loop's pause).
@@ -31,10 +31,8 @@ pub(super) struct Slots {
     per_address: usize,
     /// Connections open per source (see [`source`]).
     by_address: Mutex<HashMap<IpAddr, usize>>,
-    /// Connections waiting for a request's head, by when they began to wait: their
-    /// address (each its own, loopback too) and what closes them.
-    waiting: Mutex<BTreeMap<u64, (IpAddr, CancellationToken)>>,
-    next: AtomicU64,
+    /// Connections waiting for a request (each address its own, loopback too).
+    waiting: CutLine,
 }
 
 impl Slots {
@@ -43,8 +41,7 @@ impl Slots {
             all: Arc::new(Semaphore::new(max)),
             per_address,
             by_address: Mutex::default(),
-            waiting: Mutex::default(),
-            next: AtomicU64::new(0),
+            waiting: CutLine::default(),
         })
     }
 
@@ -56,7 +53,7 @@ impl Slots {
         let permit = match self.all.clone().try_acquire_owned() {
             Ok(permit) => permit,
             Err(_) => {
-                if self.address_full(ip) || !self.cut_a_waiting_one() {
+                if self.address_full(ip) || !self.waiting.cut_one() {
                     return (Err(HttpRefusal::ConnectionLimit), false);
                 }
                 let freed = tokio::time::timeout(FREED_WITHIN, self.all.clone().acquire_owned())
@@ -105,21 +102,6 @@ impl Slots {
         let by = self.by_address.lock().unwrap_or_else(|p| p.into_inner());
         by.get(&share).is_some_and(|&n| n >= self.per_address)
     }
-
-    /// Closes a waiting connection: the oldest of the address with the most waiting;
-    /// false if none is waiting. Closed under the line's lock, so one that starts a
-    /// request meanwhile finds itself either still in line (not cut) or already cut.
-    fn cut_a_waiting_one(&self) -> bool {
-        let mut line = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
-        let victim = pick_victim(line.iter().map(|(&id, (ip, _))| (id, *ip)));
-        match victim.and_then(|id| line.remove(&id)) {
-            Some((_, close)) => {
-                close.cancel();
-                true
-            }
-            None => false,
-        }
-    }
 }
 
 /// Whose share a connection from `ip` takes: an IPv4 address; an IPv6 /64 (one host is
@@ -150,29 +132,25 @@ pub(super) struct Slot {
 impl Slot {
     /// Waiting for a request's head: in line to be cut.
     pub(super) fn waiting(&self) {
-        let mut line = self.slots.waiting.lock().unwrap_or_else(|p| p.into_inner());
         let mut waiting_as = self.waiting_as.lock().unwrap_or_else(|p| p.into_inner());
         // Once in line (a stale place would outlive the connection), and never again
         // once cut.
-        if waiting_as.is_some() || self.close.is_cancelled() {
-            return;
+        if waiting_as.is_none() {
+            *waiting_as = self.slots.waiting.join(self.ip, &self.close);
         }
-        let id = self.slots.next.fetch_add(1, Ordering::Relaxed);
-        line.insert(id, (self.ip, self.close.clone()));
-        *waiting_as = Some(id);
     }
 
     /// A request has begun: out of the line until it is answered. False if the connection
-    /// was cut already (under the line's lock, so it is one or the other).
+    /// was cut already: a cut cancels under the line's lock, so once out of the line, a
+    /// token not cancelled stays so.
     pub(super) fn busy(&self) -> bool {
-        let mut line = self.slots.waiting.lock().unwrap_or_else(|p| p.into_inner());
         let id = self
             .waiting_as
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take();
         if let Some(id) = id {
-            line.remove(&id);
+            self.slots.waiting.leave(id);
         }
         !self.close.is_cancelled()
     }
@@ -325,14 +303,14 @@ mod tests {
         assert!(!t.close.is_cancelled() && !second.close.is_cancelled());
         // The flooder still has the most waiting; then a connection in a request is not
         // cut, and the lone waiting one goes.
-        assert!(slots.cut_a_waiting_one());
+        assert!(slots.waiting.cut_one());
         assert!(second.close.is_cancelled() && !third.close.is_cancelled());
         let busy = Busy::of(&third).unwrap();
-        assert!(slots.cut_a_waiting_one());
+        assert!(slots.waiting.cut_one());
         assert!(t.close.is_cancelled() && !third.close.is_cancelled());
-        assert!(!slots.cut_a_waiting_one(), "only the busy one is left");
+        assert!(!slots.waiting.cut_one(), "only the busy one is left");
         drop(busy);
-        assert!(slots.cut_a_waiting_one(), "answered, it waits again");
+        assert!(slots.waiting.cut_one(), "answered, it waits again");
         // Cut as its request began: the request is not answered.
         assert!(Busy::of(&third).is_none());
         assert!(third.close.is_cancelled());

@@ -4,6 +4,7 @@
 
 pub mod cert_dates;
 pub mod clients;
+pub(crate) mod cut_line;
 pub mod dedup;
 pub mod drop_log;
 pub mod metrics;

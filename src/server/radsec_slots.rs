@@ -6,22 +6,20 @@
 //!
 //! A connection that has not finished its handshake has shown no certificate: when every
 //! slot is taken, one still in its handshake gives its slot up to the newcomer (counted as
-//! a `connection_limit` close). Otherwise max_connections / max_connections_per_address
-//! hosts of a wide entry's range, connecting and sending nothing each handshake timeout,
-//! held every slot, and a NAS reconnecting found none. The one given up is the oldest of
-//! the address with the most handshakes under way: a NAS with its one handshake is cut
-//! only once every other address is down to one too, so a few hosts flooding cannot keep
-//! cutting it. Connections past their handshake are never given up.
+//! a `connection_limit` close; see [`CutLine`] for which one). Otherwise max_connections /
+//! max_connections_per_address hosts of a wide entry's range, connecting and sending
+//! nothing each handshake timeout, held every slot, and a NAS reconnecting found none.
+//! Connections past their handshake are never given up.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+use super::cut_line::CutLine;
 use super::drop_log::DropKind;
 use super::metrics::Metrics;
 use crate::app::AppState;
@@ -30,10 +28,8 @@ pub(super) struct Slots {
     all: Arc<Semaphore>,
     per_address: usize,
     by_address: Mutex<HashMap<IpAddr, usize>>,
-    /// Connections in their TLS handshake, oldest first: their address (share) and what
-    /// cuts each one short.
-    handshaking: Mutex<BTreeMap<u64, (IpAddr, CancellationToken)>>,
-    next: AtomicU64,
+    /// Connections in their TLS handshake.
+    handshaking: CutLine,
 }
 
 /// How long a newcomer waits for the slot of the handshake cut short to come free (its task
@@ -46,39 +42,22 @@ impl Slots {
             all: Arc::new(Semaphore::new(max)),
             per_address,
             by_address: Mutex::new(HashMap::new()),
-            handshaking: Mutex::new(BTreeMap::new()),
-            next: AtomicU64::new(0),
+            handshaking: CutLine::default(),
         })
     }
 
     /// A connection from `ip` starts its handshake: its place in line and what cuts it
     /// short.
     pub(super) fn handshake_started(&self, ip: IpAddr) -> (u64, CancellationToken) {
-        let id = self.next.fetch_add(1, Ordering::Relaxed);
         let cut = CancellationToken::new();
-        let mut h = self.handshaking.lock().unwrap_or_else(|p| p.into_inner());
-        h.insert(id, (address_share(ip), cut.clone()));
+        let id =
+            (self.handshaking.join(address_share(ip), &cut)).expect("a new token is not cancelled");
         (id, cut)
     }
 
     /// Its handshake is over, one way or the other.
     pub(super) fn handshake_done(&self, id: u64) {
-        let mut h = self.handshaking.lock().unwrap_or_else(|p| p.into_inner());
-        h.remove(&id);
-    }
-
-    /// Cuts short a handshake: the oldest of the address with the most under way (of
-    /// those tied, the one whose oldest is oldest); false if none is under way.
-    fn cut_a_handshake(&self) -> bool {
-        let mut h = self.handshaking.lock().unwrap_or_else(|p| p.into_inner());
-        let victim = pick_victim(h.iter().map(|(&id, (ip, _))| (id, *ip)));
-        match victim.and_then(|id| h.remove(&id)) {
-            Some((_, cut)) => {
-                cut.cancel();
-                true
-            }
-            None => false,
-        }
+        self.handshaking.leave(id)
     }
 
     fn address_full(&self, ip: IpAddr) -> bool {
@@ -99,7 +78,7 @@ impl Slots {
         let permit = match self.all.clone().try_acquire_owned() {
             Ok(permit) => permit,
             Err(_) => {
-                let freed = if self.address_full(ip) || !self.cut_a_handshake() {
+                let freed = if self.address_full(ip) || !self.handshaking.cut_one() {
                     None
                 } else {
                     // The cut connection was closed for the limit too.
@@ -132,19 +111,6 @@ impl Slots {
             app: app.clone(),
         })
     }
-}
-
-/// Of handshakes `(id, address)` in arrival order, the one to cut: the oldest of the
-/// address with the most.
-pub(crate) fn pick_victim(handshakes: impl Iterator<Item = (u64, IpAddr)>) -> Option<u64> {
-    // Per address: how many, and its oldest (the first seen, ids ascending).
-    let mut by: HashMap<IpAddr, (usize, u64)> = HashMap::new();
-    for (id, ip) in handshakes {
-        by.entry(ip).or_insert((0, id)).0 += 1;
-    }
-    by.into_values()
-        .max_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)))
-        .map(|(_, oldest)| oldest)
 }
 
 /// Whose share of a per-address limit a connection from `ip` takes: an IPv4 address (an
@@ -188,22 +154,8 @@ impl Drop for Slot {
 
 #[cfg(test)]
 mod tests {
-    use super::{address_share, pick_victim};
+    use super::address_share;
     use std::net::IpAddr;
-
-    /// The flooding address loses its oldest; a lone handshake (a NAS's) is cut only when
-    /// every address is down to one, and then the oldest goes.
-    #[test]
-    fn the_address_with_most_handshakes_loses_its_oldest() {
-        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
-        let nas = ip("192.0.2.1");
-        let (a, b) = (ip("192.0.2.7"), ip("192.0.2.8"));
-        let line = [(1, nas), (2, a), (3, b), (4, a), (5, b), (6, a)];
-        assert_eq!(pick_victim(line.into_iter()), Some(2));
-        assert_eq!(pick_victim([(1, nas), (3, b), (5, b)].into_iter()), Some(3));
-        assert_eq!(pick_victim([(1, nas), (3, b)].into_iter()), Some(1));
-        assert_eq!(pick_victim(std::iter::empty()), None);
-    }
 
     #[test]
     fn an_ipv6_slash_64_is_one_address_and_ipv4_stays_itself() {
