@@ -447,6 +447,18 @@ fn a_stalled_database_is_not_blamed_on_the_pool_size() {
     );
 }
 
+/// One node on `pg` with `store.pool_size = 2`.
+fn node_with_two_connections(slapd: &Slapd, pg: &PgCluster) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let config = pg_config(dir.path(), slapd, &pg.url(), "node-a", "");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let store = "key_file = \"radmfa.key\"\n";
+    assert!(text.contains(store), "{text}");
+    let text = text.replacen(store, &format!("{store}pool_size = 2\n"), 1);
+    std::fs::write(&config, text).unwrap();
+    Server::start_with(dir, config)
+}
+
 /// Every connection of the pool held up by a lock (a DBA's `LOCK TABLE` in an open
 /// transaction): the next login finds no free connection, and the log says all of
 /// store.pool_size were busy and names locks, as the database itself takes a connection.
@@ -455,14 +467,7 @@ fn a_stalled_database_is_not_blamed_on_the_pool_size() {
 fn a_pool_held_up_by_a_lock_is_said_to_be_all_busy() {
     let slapd = directory();
     let pg = PgCluster::start();
-    let dir = tempfile::tempdir().unwrap();
-    let config = pg_config(dir.path(), &slapd, &pg.url(), "node-a", "");
-    let text = std::fs::read_to_string(&config).unwrap();
-    let store = "key_file = \"radmfa.key\"\n";
-    assert!(text.contains(store), "{text}");
-    let text = text.replacen(store, &format!("{store}pool_size = 2\n"), 1);
-    std::fs::write(&config, text).unwrap();
-    let node = Server::start_with(dir, config);
+    let node = node_with_two_connections(&slapd, &pg);
     node.enroll("alice", &[]);
     let db = PgCluster::database_of(&pg.url());
     let mut dba = pg.session(&db);
@@ -515,13 +520,7 @@ fn one_users_burst_of_answers_leaves_the_pool_to_the_others() {
     use radmfa::radius::client::{parse_reply, AccessRequestBuilder};
     let slapd = directory();
     let pg = PgCluster::start();
-    let dir = tempfile::tempdir().unwrap();
-    let config = pg_config(dir.path(), &slapd, &pg.url(), "node-a", "");
-    let text = std::fs::read_to_string(&config).unwrap();
-    let store = "key_file = \"radmfa.key\"\n";
-    let text = text.replacen(store, &format!("{store}pool_size = 2\n"), 1);
-    std::fs::write(&config, text).unwrap();
-    let node = Server::start_with(dir, config);
+    let node = node_with_two_connections(&slapd, &pg);
     let seed = node.enroll("alice", &[]);
     node.enroll("bob", &[]);
     let wrong = wrong_code(&seed);

@@ -228,6 +228,18 @@ fn log_end(key: &str, peer: SocketAddr, done: Option<hyper::Result<()>>) {
 mod tests {
     use super::*;
 
+    /// `GET /m` answers "ok"; `POST /cb` answers its body's length.
+    fn test_router() -> axum::Router {
+        axum::Router::new()
+            .route("/m", axum::routing::get(|| async { "ok" }))
+            .route(
+                "/cb",
+                axum::routing::post(
+                    |body: axum::body::Bytes| async move { body.len().to_string() },
+                ),
+            )
+    }
+
     /// `router` served on a fresh loopback port with `timeout` per request.
     async fn serving(
         router: axum::Router,
@@ -268,7 +280,7 @@ mod tests {
     /// connection's buffer to hyper's ~400 KiB.
     #[tokio::test]
     async fn an_oversized_request_head_is_refused() {
-        let router = axum::Router::new().route("/m", axum::routing::get(|| async { "ok" }));
+        let router = test_router();
         let (addr, stop, server) = serving(router, Duration::from_secs(5)).await;
         let filler = "a".repeat(64 * 1024);
         let head = format!("GET /m HTTP/1.1\r\nHost: x\r\nX-Filler: {filler}\r\n\r\n");
@@ -288,10 +300,7 @@ mod tests {
     /// A body sent slower than the request timeout gets 408, and its connection goes.
     #[tokio::test]
     async fn a_body_that_never_finishes_is_cut_off() {
-        let router = axum::Router::new().route(
-            "/cb",
-            axum::routing::post(|body: axum::body::Bytes| async move { body.len().to_string() }),
-        );
+        let router = test_router();
         let (addr, stop, server) = serving(router, Duration::from_millis(300)).await;
         let reply = reply_to(
             addr,
@@ -445,10 +454,7 @@ mod tests {
     #[tokio::test]
     async fn a_request_gets_the_slot_of_one_whose_body_trickles_in() {
         use tokio::io::AsyncWriteExt;
-        let router = axum::Router::new().route(
-            "/cb",
-            axum::routing::post(|body: axum::body::Bytes| async move { body.len().to_string() }),
-        );
+        let router = test_router();
         let (addr, stop, server, counted) = serving_counted(router, (3, 2)).await;
         let mut trickling = Vec::new();
         for ip in ["127.0.0.2", "127.0.0.2", "127.0.0.3"] {
@@ -483,14 +489,7 @@ mod tests {
     #[tokio::test]
     async fn a_connection_in_its_grace_is_cut_for_a_newcomer() {
         use tokio::io::AsyncWriteExt;
-        let router = axum::Router::new()
-            .route("/m", axum::routing::get(|| async { "ok" }))
-            .route(
-                "/cb",
-                axum::routing::post(
-                    |body: axum::body::Bytes| async move { body.len().to_string() },
-                ),
-            );
+        let router = test_router();
         let (addr, stop, server, counted) =
             serving_limited(router, (1, 1), Duration::from_millis(300)).await;
         let mut trickling = connect_from("127.0.0.2", addr).await;
@@ -518,10 +517,7 @@ mod tests {
     /// A body over [`MAX_BODY`] is refused (413) before the handler, chunked or not.
     #[tokio::test]
     async fn an_oversized_body_is_refused() {
-        let router = axum::Router::new().route(
-            "/cb",
-            axum::routing::post(|body: axum::body::Bytes| async move { body.len().to_string() }),
-        );
+        let router = test_router();
         let (addr, stop, server) = serving(router, Duration::from_secs(5)).await;
         let big = "a".repeat(MAX_BODY + 1);
         let head = format!(
@@ -543,7 +539,7 @@ mod tests {
     /// A connection over a cap is reported to `refused` (the metric) as it is closed.
     #[tokio::test]
     async fn a_connection_over_the_address_share_is_counted() {
-        let router = axum::Router::new().route("/m", axum::routing::get(|| async { "ok" }));
+        let router = test_router();
         let (addr, stop, server, counted) =
             serving_counted(router, (MAX_CONNECTIONS, MAX_PER_ADDRESS)).await;
         // From 127.0.0.2, which has a share (only 127.0.0.1 and ::1 have none).
