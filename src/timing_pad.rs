@@ -230,11 +230,11 @@ impl PadsByName {
     }
 }
 
-/// A [`Pad`] per client, and one for all of them, for a client before its own has a
-/// duration. Clients' refusals differ in their own work (an inline client reads the store
-/// before the directory, one that takes app passwords checks them first): padded from every
-/// client's durations, an unknown name on one client took another's time, and a mix of
-/// clients told names apart by about what that work costs.
+/// A [`Pad`] per client, and one for all of them, for a client before its own holds [`OWN_AFTER`]
+/// durations. Clients' refusals differ in their own work (an inline client reads the store before
+/// the directory, one that takes app passwords checks them first): padded from every client's
+/// durations, an unknown name on one client took another's time, and a mix of clients told names
+/// apart by about what that work costs.
 #[derive(Default)]
 pub struct PadsByClient {
     all: Pad,

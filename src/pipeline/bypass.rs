@@ -13,9 +13,10 @@ use crate::store::{durability, UserProfile};
 /// The audit mode of a login the bypass lets in (see [`claim`]).
 pub const MODE: &str = "bypass";
 
-/// An Accept if a bypass is waiting for this user (the user's snapshot says so). Not yet used: [`claim`] takes it once the login's Accept is final, so a login
-/// refused after this (a group's attributes the directory cannot give, an Accept that does
-/// not fit beside the request's Proxy-State) leaves it for the next try.
+/// An Accept if a bypass is waiting for this user (the user's snapshot says so). Not yet
+/// used: [`claim`] takes it once the login's Accept is final, so a login refused after this
+/// (a group's attributes the directory cannot give, an Accept that does not fit beside the
+/// request's Proxy-State) leaves it for the next try.
 pub async fn take(
     app: &AppState,
     _user: &str,

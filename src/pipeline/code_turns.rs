@@ -1,14 +1,14 @@
 //! One code check at a time per user, on this node.
 //!
-//! The lockout counts wrong codes, but a request reads the user's lockout state early (with
-//! the tokens; on an inline client before the directory bind) and counts its own wrong code only after checking
-//! it. Without turns, a caller who has the password could open a hundred logins at once,
-//! each with another guess: all would read "not locked", all would be checked, and the
-//! threshold would stop nothing until they were done. So a request checks its code in its
-//! user's turn: it looks at the lockout state as the previous turn left it (read again when
-//! a wrong code was counted since the request first read it), checks the code, and counts a
-//! wrong one, on disk, before the next turn starts. Several nodes on one database each take
-//! turns of their own; a guess can then slip past the threshold only once per other node.
+//! The lockout counts wrong codes, but a request reads the user's lockout state early (with the
+//! tokens; on an inline client before the directory bind) and counts its own wrong code only after
+//! checking it. Without turns, a caller who has the password could open a hundred logins at once,
+//! each with another guess: all would read "not locked", all would be checked, and the threshold
+//! would stop nothing until they were done. So a request checks its code in its user's turn: it
+//! looks at the lockout state as the previous turn left it (read again when a wrong code was
+//! counted since the request first read it), checks the code, and counts a wrong one, on disk,
+//! before the next turn starts. Several nodes on one database each take turns of their own; a guess
+//! can then slip past the threshold only once per other node.
 //!
 //! Users share a lock by a hash of the name (a fixed table, no per-user entries to clean
 //! up): two users on one lock only wait for each other's check, which is short. Each lock
