@@ -287,11 +287,7 @@ mod tests {
         let reply = reply_to(addr, head.as_bytes()).await;
         assert!(reply.starts_with("HTTP/1.1 431"), "{reply}");
         // A head of ordinary size is still served.
-        let reply = reply_to(
-            addr,
-            b"GET /m HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-        )
-        .await;
+        let reply = reply_to(addr, GET_M).await;
         assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
         stop.cancel();
         server.await.unwrap();
@@ -376,6 +372,19 @@ mod tests {
         s.connect(addr).await.unwrap()
     }
 
+    /// A request for `/m` that closes its connection after the answer.
+    const GET_M: &[u8] = b"GET /m HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+
+    /// A connection from `ip` that sent a request's head and 2 of its body's 100 octets.
+    async fn trickling_from(ip: &str, addr: SocketAddr) -> tokio::net::TcpStream {
+        use tokio::io::AsyncWriteExt;
+        let mut c = connect_from(ip, addr).await;
+        c.write_all(b"POST /cb HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nab")
+            .await
+            .unwrap();
+        c
+    }
+
     /// Whether the server closed `c` within 5 s (what it sent before is skipped).
     async fn closed(c: &mut tokio::net::TcpStream) -> bool {
         let mut buf = [0u8; 256];
@@ -422,11 +431,7 @@ mod tests {
             flood.push(connect_from(ip, addr).await);
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let reply = reply_to(
-            addr,
-            b"GET /m HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-        )
-        .await;
+        let reply = reply_to(addr, GET_M).await;
         assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
         assert!(
             closed(&mut flood[0]).await,
@@ -453,16 +458,11 @@ mod tests {
     /// of one of them (their requests have asked for nothing until the body is whole).
     #[tokio::test]
     async fn a_request_gets_the_slot_of_one_whose_body_trickles_in() {
-        use tokio::io::AsyncWriteExt;
         let router = test_router();
         let (addr, stop, server, counted) = serving_counted(router, (3, 2)).await;
         let mut trickling = Vec::new();
         for ip in ["127.0.0.2", "127.0.0.2", "127.0.0.3"] {
-            let mut c = connect_from(ip, addr).await;
-            c.write_all(b"POST /cb HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nab")
-                .await
-                .unwrap();
-            trickling.push(c);
+            trickling.push(trickling_from(ip, addr).await);
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let reply = reply_to(
@@ -488,25 +488,14 @@ mod tests {
     /// waiting on its slot was refused.
     #[tokio::test]
     async fn a_connection_in_its_grace_is_cut_for_a_newcomer() {
-        use tokio::io::AsyncWriteExt;
         let router = test_router();
         let (addr, stop, server, counted) =
             serving_limited(router, (1, 1), Duration::from_millis(300)).await;
-        let mut trickling = connect_from("127.0.0.2", addr).await;
-        trickling
-            .write_all(b"POST /cb HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nab")
-            .await
-            .unwrap();
+        let mut trickling = trickling_from("127.0.0.2", addr).await;
         tokio::time::sleep(Duration::from_millis(400)).await;
-        let reply = tokio::time::timeout(
-            Duration::from_secs(1),
-            reply_to(
-                addr,
-                b"GET /m HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-            ),
-        )
-        .await
-        .expect("no answer within 1 s");
+        let reply = tokio::time::timeout(Duration::from_secs(1), reply_to(addr, GET_M))
+            .await
+            .expect("no answer within 1 s");
         assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
         assert!(closed(&mut trickling).await);
         assert_eq!(*counted.lock().unwrap(), [HttpRefusal::ConnectionLimit]);
