@@ -226,6 +226,11 @@ pub struct PadsByName {
 impl PadsByName {
     pub fn get(&self, name: &str) -> std::sync::Arc<Pad> {
         let mut pads = self.pads.lock().unwrap_or_else(|p| p.into_inner());
+        // Looked up before the entry is made: every refused login asks, and `entry` would
+        // allocate the name each time.
+        if let Some(pad) = pads.get(name) {
+            return pad.clone();
+        }
         pads.entry(name.to_string()).or_default().clone()
     }
 }
