@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use common::freeradius::{FreeRadius, UpstreamUser, UPSTREAM_SECRET};
 use common::peers::{now, prometheus_parse, pyrad, radclient, totp};
-use common::postgres::PgCluster;
+use common::postgres::{PgCluster, PsqlSession};
 use common::radmfa::{http_get, write_config, Follower, Options, Server, SECRET};
 use common::slapd::{LdapUser, Slapd};
 
@@ -459,16 +459,9 @@ fn node_with_two_connections(slapd: &Slapd, pg: &PgCluster) -> Server {
     Server::start_with(dir, config)
 }
 
-/// Every connection of the pool held up by a lock (a DBA's `LOCK TABLE` in an open
-/// transaction): the next login finds no free connection, and the log says all of
-/// store.pool_size were busy and names locks, as the database itself takes a connection.
-/// Once the lock goes, logins go through again.
-#[test]
-fn a_pool_held_up_by_a_lock_is_said_to_be_all_busy() {
-    let slapd = directory();
-    let pg = PgCluster::start();
-    let node = node_with_two_connections(&slapd, &pg);
-    node.enroll("alice", &[]);
+/// A DBA's `LOCK TABLE` on the token tables in an open transaction, taken once this
+/// returns; `ROLLBACK;` on the session lifts it. Returns the database's name and the session.
+fn lock_token_tables(pg: &PgCluster) -> (String, PsqlSession) {
     let db = PgCluster::database_of(&pg.url());
     let mut dba = pg.session(&db);
     dba.run("BEGIN; LOCK TABLE tokens, user_state IN ACCESS EXCLUSIVE MODE;");
@@ -480,6 +473,20 @@ fn a_pool_held_up_by_a_lock_is_said_to_be_all_busy() {
         assert!(std::time::Instant::now() < until, "the lock was not taken");
         std::thread::sleep(Duration::from_millis(20));
     }
+    (db, dba)
+}
+
+/// Every connection of the pool held up by a lock (a DBA's `LOCK TABLE` in an open
+/// transaction): the next login finds no free connection, and the log says all of
+/// store.pool_size were busy and names locks, as the database itself takes a connection.
+/// Once the lock goes, logins go through again.
+#[test]
+fn a_pool_held_up_by_a_lock_is_said_to_be_all_busy() {
+    let slapd = directory();
+    let pg = PgCluster::start();
+    let node = node_with_two_connections(&slapd, &pg);
+    node.enroll("alice", &[]);
+    let (_db, mut dba) = lock_token_tables(&pg);
     // Two logins take the pool's two connections and wait on the lock; the third waits
     // for the pool (store.connect_timeout_ms, 1000 ms) and gets nothing.
     let port = node.port();
@@ -508,6 +515,48 @@ fn a_pool_held_up_by_a_lock_is_said_to_be_all_busy() {
     assert!(!log.contains("slow or out of reach"), "{log}");
     let r = password(&node, "alice", ALICE_PW);
     assert_eq!(code_of(&r), "Access-Challenge", "{r}");
+}
+
+/// Audit records have a connection of their own: with every pooled connection held up by
+/// a lock, a wrong password (whose only write is its record) is still refused and
+/// recorded, where before its record waited for the pool, timed out and was lost.
+#[test]
+fn a_full_pool_does_not_lose_the_audit_records() {
+    let slapd = directory();
+    let pg = PgCluster::start();
+    let node = node_with_two_connections(&slapd, &pg);
+    node.enroll("alice", &[]);
+    let (db, mut dba) = lock_token_tables(&pg);
+    let port = node.port();
+    let logins: Vec<_> = (0..2)
+        .map(|_| {
+            std::thread::spawn(move || {
+                pyrad(port, SECRET, &["--user", "alice", "--password", ALICE_PW])
+            })
+        })
+        .collect();
+    let waiting = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
+                   AND backend_type = 'client backend'";
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    while pg.psql(&db, waiting) != "2" {
+        assert!(
+            std::time::Instant::now() < until,
+            "both pooled connections wait on the lock"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let bob = password(&node, "bob", "not-bobs-password");
+    dba.run("ROLLBACK;");
+    for login in logins {
+        login.join().unwrap();
+    }
+    assert_eq!(code_of(&bob), "Access-Reject", "{bob}");
+    let log = node.log();
+    assert!(!log.contains("could not be written"), "{log}");
+    let audit = node.audit_json("bob");
+    assert_eq!(audit.len(), 1, "{audit:#?}\n{log}");
+    assert_eq!(audit[0]["result"], "reject", "{audit:#?}");
+    assert_eq!(audit[0]["reason"], "bad password", "{audit:#?}");
 }
 
 /// Answers sent all at once for one user queue for the user's turn without holding

@@ -18,7 +18,10 @@ pub fn summary(cfg: &Config) -> Vec<String> {
         StoreConfig::Sqlite { path, .. } => format!("SQLite {}", path.display()),
         // The URL is a secret (it may hold the password): never printed.
         StoreConfig::Postgres { settings, .. } => {
-            format!("PostgreSQL, up to {} connections", settings.pool_size)
+            format!(
+                "PostgreSQL, up to {} connections (and one for audit records)",
+                settings.pool_size
+            )
         }
     };
     let mut lines = vec![

@@ -70,6 +70,10 @@ pub enum StoreError {
     /// A write ran but its transaction did not commit (or could not start): it is not done.
     #[error("write not committed: {0}")]
     Commit(String),
+    /// A request's audit record was not written; the request's own writes, committed
+    /// before it was handed in, stand (PostgreSQL's shared audit insert).
+    #[error("the audit insert failed: {0}")]
+    AuditNotWritten(String),
 }
 
 impl From<sqlx::Error> for StoreError {

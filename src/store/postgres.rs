@@ -818,6 +818,7 @@ impl Store for PgStore {
 
     async fn close(&self) {
         super::pool_close::close_pool(&self.pool).await;
+        super::pool_close::close_pool(self.audit_batch.pool()).await;
     }
 
     // --- audit ---
@@ -825,11 +826,7 @@ impl Store for PgStore {
     async fn append_audit(&self, r: &AuditRecord) -> Result<i64, StoreError> {
         let r = r.storable();
         if self.audit_after_request_writes().await? {
-            return self
-                .audit_batch
-                .insert(&self.pool, &r)
-                .await
-                .map_err(|e| self.noted(e));
+            return self.audit_batch.insert(&r).await.map_err(|e| self.noted(e));
         }
         let mut w = self.writer().await?;
         let r = audit_batch::insert_records(w.conn(), std::iter::once(&*r)).await;

@@ -16,6 +16,12 @@
 //! it describes is on disk. Records written outside requests (admin commands, the callback
 //! server) are inserted on their own, as before. Hand-written: sqlx has no batching of
 //! statements from different callers.
+//!
+//! The batches go through a connection of their own (a pool of one, made as the serving
+//! pool's connections are), not the serving pool: when every pooled connection is held up
+//! (slow statements, a lock, a burst of logins), a request whose only write is its record
+//! (a wrong password, an unknown name) would otherwise wait for the pool, time out and lose
+//! its record, and a login whose own writes had committed would be refused for it.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -46,6 +52,8 @@ struct Job {
 /// caller (and again if that runtime has gone: a store may outlive the runtime that first
 /// used it, as in tests).
 pub(super) struct AuditBatcher {
+    /// The batches' own connection (see the module's comment).
+    pool: PgPool,
     queue: Mutex<Option<mpsc::UnboundedSender<Job>>>,
     /// How long one batch's `INSERT` may take: the longest request deadline, after which
     /// no request waits for it any more.
@@ -59,36 +67,39 @@ impl std::fmt::Debug for AuditBatcher {
 }
 
 impl AuditBatcher {
-    /// `longest_request`: the longest request deadline of any client. The limit is that,
-    /// but at most [`MAX_BATCH_WAIT`]: one client holding calls makes it 50 s, and every
-    /// login on the node would queue behind a dead connection that long.
-    pub(super) fn new(longest_request: Duration) -> Self {
+    /// `pool`: the batches' own pool of one connection. `longest_request`: the longest
+    /// request deadline of any client. The limit is that, but at most [`MAX_BATCH_WAIT`]:
+    /// one client holding calls makes it 50 s, and every login on the node would queue
+    /// behind a dead connection that long.
+    pub(super) fn new(pool: PgPool, longest_request: Duration) -> Self {
         AuditBatcher {
+            pool,
             queue: Mutex::default(),
-            limit: longest_request.min(MAX_BATCH_WAIT),
+            limit: batch_limit(longest_request),
         }
     }
 
+    /// The batches' own pool, for closing it with the store.
+    pub(super) fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
     /// Inserts `record` in the next batch; `Ok(id)` once it is committed.
-    pub(super) async fn insert(
-        &self,
-        pool: &PgPool,
-        record: &AuditRecord,
-    ) -> Result<i64, StoreError> {
+    pub(super) async fn insert(&self, record: &AuditRecord) -> Result<i64, StoreError> {
         let (done, outcome) = oneshot::channel();
         let job = Job {
             record: record.clone(),
             done,
         };
-        self.enqueue(pool, job);
+        self.enqueue(job);
         outcome.await.unwrap_or_else(|_| {
-            Err(StoreError::Commit(
+            Err(StoreError::AuditNotWritten(
                 "the audit writer stopped before committing".into(),
             ))
         })
     }
 
-    fn enqueue(&self, pool: &PgPool, mut job: Job) {
+    fn enqueue(&self, mut job: Job) {
         let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(q) = queue.as_ref() {
             match q.send(job) {
@@ -99,11 +110,17 @@ impl AuditBatcher {
         // Unbounded, yet never longer than the requests in flight (`server.max_in_flight`):
         // each sender waits for its record's answer before it can send another.
         let (q, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(pool.clone(), rx, self.limit));
+        tokio::spawn(run(self.pool.clone(), rx, self.limit));
         // A fresh channel's receiver is alive: this send cannot fail.
         let _ = q.send(job);
         *queue = Some(q);
     }
+}
+
+/// How long one batch's `INSERT` may take: the longest request deadline, at most
+/// [`MAX_BATCH_WAIT`].
+fn batch_limit(longest_request: Duration) -> Duration {
+    longest_request.min(MAX_BATCH_WAIT)
 }
 
 /// Takes what is waiting, inserts it, answers, repeats until every sender is gone.
@@ -125,12 +142,21 @@ async fn run(pool: PgPool, mut rx: mpsc::UnboundedReceiver<Job>, limit: Duration
             // timeout, as when it wrote the record itself (a login is rejected within two
             // timeouts, see `store.connect_timeout_ms`).
             Err(e) if e.as_database_error().is_none() => {
-                let reason = format!("audit record not written: {e}");
+                // The request's own writes committed before its record was handed in: it is
+                // the record alone that is not written, and the error says so.
+                let reason = match e {
+                    sqlx::Error::PoolTimedOut => {
+                        format!("no connection to the database for audit records within {limit:?}")
+                    }
+                    e => e.to_string(),
+                };
                 // Taken before any is answered: drained lazily, a record sent by a request
                 // that got its answer here would be failed with the rest.
                 let queued: Vec<Job> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
                 for job in batch.into_iter().chain(queued) {
-                    let _ = job.done.send(Err(StoreError::Commit(reason.clone())));
+                    let _ = job
+                        .done
+                        .send(Err(StoreError::AuditNotWritten(reason.clone())));
                 }
             }
             Err(e) if batch.len() == 1 => {
@@ -232,9 +258,10 @@ mod tests {
     /// login's record that long; a short deadline stays the limit.
     #[test]
     fn a_batch_waits_at_most_the_cap() {
-        let held = AuditBatcher::new(Duration::from_secs(50));
-        assert_eq!(held.limit, MAX_BATCH_WAIT);
-        let short = AuditBatcher::new(Duration::from_millis(800));
-        assert_eq!(short.limit, Duration::from_millis(800));
+        assert_eq!(batch_limit(Duration::from_secs(50)), MAX_BATCH_WAIT);
+        assert_eq!(
+            batch_limit(Duration::from_millis(800)),
+            Duration::from_millis(800)
+        );
     }
 }

@@ -190,9 +190,7 @@ impl PgStore {
             pool: serving_pool(settings)?,
             sealer,
             diagnosis: Default::default(),
-            audit_batch: std::sync::Arc::new(super::audit_batch::AuditBatcher::new(
-                settings.max_request,
-            )),
+            audit_batch: std::sync::Arc::new(audit_batcher(settings)?),
         };
         store.check_key().await?;
         Ok(store)
@@ -234,9 +232,7 @@ impl PgStore {
             pool,
             sealer,
             diagnosis: Default::default(),
-            audit_batch: std::sync::Arc::new(super::audit_batch::AuditBatcher::new(
-                settings.max_request,
-            )),
+            audit_batch: std::sync::Arc::new(audit_batcher(settings)?),
         };
         store.check_key().await.map_err(|e| match e {
             StoreError::Decrypt(reason) => key_err(&reason),
@@ -369,7 +365,22 @@ impl PgStore {
     }
 }
 
-/// The serving pool: bounded waits, dead connections weeded out, never a standby.
+/// The requests' pool: `store.pool_size` connections.
+fn serving_pool(settings: &PgSettings) -> Result<PgPool, StoreError> {
+    pool_of(settings, settings.pool_size)
+}
+
+/// The shared audit insert with its own connection, made as the serving pool's are (see
+/// `audit_batch.rs`): one more connection per node than `store.pool_size`.
+fn audit_batcher(settings: &PgSettings) -> Result<super::audit_batch::AuditBatcher, StoreError> {
+    Ok(super::audit_batch::AuditBatcher::new(
+        pool_of(settings, 1)?,
+        settings.max_request,
+    ))
+}
+
+/// A pool of at most `size` serving connections, opened as needed: bounded waits, dead
+/// connections weeded out, never a standby.
 ///
 /// A request's writes are one transaction that holds its rows' locks until the reply
 /// (`request_tx.rs`). If the node stalls mid-request (a paused VM, a partition that sends
@@ -378,13 +389,13 @@ impl PgStore {
 /// leaves its transaction idle longer than its own deadline, so the database ends any that
 /// does: the stalled node's writes roll back (its request could not have been answered
 /// Accept without committing them) and the other nodes go on.
-fn serving_pool(settings: &PgSettings) -> Result<PgPool, StoreError> {
+fn pool_of(settings: &PgSettings, size: u32) -> Result<PgPool, StoreError> {
     let idle_tx = settings.max_request + IDLE_TX_MARGIN;
     let options = settings
         .connect_options()?
         .options(serving_session_settings(idle_tx));
     Ok(PgPoolOptions::new()
-        .max_connections(settings.pool_size)
+        .max_connections(size)
         .acquire_timeout(settings.connect_timeout)
         // After a database restart or failover the old connections are dead, and without a
         // check each would cost one failed (rejected) login before the pool noticed. sqlx
