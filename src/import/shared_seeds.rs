@@ -10,7 +10,8 @@ use sha2::{Digest, Sha256};
 
 use super::{ImportedToken, Problem};
 use crate::admin::printable;
-use crate::store::TokenRecord;
+use crate::mfa::hotp::hmac_key_form;
+use crate::store::{OtpAlgorithm, TokenRecord};
 
 /// Where a seed was seen: a serial, and the row of the file or "the store".
 struct Holder {
@@ -39,8 +40,12 @@ pub fn refuse_shared_seeds(
 }
 
 fn one_pass(ready: &mut Vec<ImportedToken>, stored: &HashMap<String, TokenRecord>) -> Vec<Problem> {
-    // A digest, so that the seeds are not copied into the map (they stay in their Secret).
-    let digest = |seed: &[u8]| -> [u8; 32] { Sha256::digest(seed).into() };
+    // A digest, so that the seeds are not copied into the map (they stay in their Secret),
+    // of the key HMAC makes of the seed: seeds padded with zero bytes, or a long seed and
+    // its hash, give the same codes (see `hmac_key_form`).
+    let digest = |alg: OtpAlgorithm, seed: &[u8]| -> [u8; 32] {
+        Sha256::digest(hmac_key_form(alg, seed).expose()).into()
+    };
     let mut holders: HashMap<[u8; 32], Vec<Holder>> = HashMap::new();
     // Tokens the file replaces do not hold their old seed any more.
     let replacing: HashSet<&str> = ready.iter().map(|t| t.token.serial.as_str()).collect();
@@ -49,7 +54,7 @@ fn one_pass(ready: &mut Vec<ImportedToken>, stored: &HashMap<String, TokenRecord
             continue;
         }
         holders
-            .entry(digest(r.token.secret.expose()))
+            .entry(digest(r.token.algorithm, r.token.secret.expose()))
             .or_default()
             .push(Holder {
                 serial: r.token.serial.clone(),
@@ -58,7 +63,7 @@ fn one_pass(ready: &mut Vec<ImportedToken>, stored: &HashMap<String, TokenRecord
     }
     for t in ready.iter() {
         holders
-            .entry(digest(t.token.secret.expose()))
+            .entry(digest(t.token.algorithm, t.token.secret.expose()))
             .or_default()
             .push(Holder {
                 serial: t.token.serial.clone(),
@@ -67,7 +72,7 @@ fn one_pass(ready: &mut Vec<ImportedToken>, stored: &HashMap<String, TokenRecord
     }
     let mut problems = Vec::new();
     ready.retain(|t| {
-        let Some(others) = holders.get(&digest(t.token.secret.expose())) else {
+        let Some(others) = holders.get(&digest(t.token.algorithm, t.token.secret.expose())) else {
             return true;
         };
         let Some(other) = others.iter().find(|h| h.serial != t.token.serial) else {
@@ -161,6 +166,28 @@ mod tests {
         assert_eq!(shown.len(), 3);
         // No seed in any message.
         assert!(shown.iter().all(|m| !m.contains("seed-")), "{shown:?}");
+    }
+
+    /// Seeds HMAC takes as one key (zero bytes appended; a seed longer than the hash's
+    /// block and its digest) give the same codes: they are one seed under two serials.
+    #[test]
+    fn seeds_that_give_the_same_codes_are_one_seed() {
+        use sha2::Digest;
+        let long: Vec<u8> = (1..=80u8).collect();
+        let digest = sha1::Sha1::digest(&long).to_vec();
+        let store: HashMap<_, _> = [stored("OLD1", b"seed-in-store")].into_iter().collect();
+        let mut ready = vec![
+            imported("PAD1", b"seed-in-store\0\0\0", 1),
+            imported("LONG1", &long, 2),
+            imported("LONG2", &digest, 3),
+            imported("C1", b"\0seed-in-store", 4),
+        ];
+        let problems = refuse_shared_seeds(&mut ready, &store);
+        let kept: Vec<&str> = ready.iter().map(|t| t.token.serial.as_str()).collect();
+        assert_eq!(kept, ["C1"], "{problems:?}");
+        let shown: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+        assert!(shown[0].starts_with("line 1: serial PAD1 has the same seed as serial OLD1"));
+        assert!(shown[1].starts_with("line 2: serial LONG1 has the same seed as serial LONG2"));
     }
 
     /// A replacement that is refused itself leaves its old seed in the store: a row giving

@@ -35,6 +35,29 @@ fn hmac_digest(secret: &[u8], algorithm: OtpAlgorithm, counter: u64) -> Vec<u8> 
     }
 }
 
+/// The seed as HMAC really uses it, so that two seeds giving the same codes compare equal:
+/// HMAC (RFC 2104) hashes a key longer than the hash's block (64 bytes for SHA-1 and
+/// SHA-256, 128 for SHA-512) and pads a shorter one with zero bytes, so `K`, `K‖00` and,
+/// for a long `K`, its digest, are one key. Without this, a seed re-exported padded to a
+/// fixed width passed as a different seed: under a second serial (two owners sharing
+/// codes), or as a replacement that reset an HOTP counter and let used codes in again.
+pub fn hmac_key_form(algorithm: OtpAlgorithm, seed: &[u8]) -> Secret {
+    use sha2::Digest;
+    let block = match algorithm {
+        OtpAlgorithm::Sha1 | OtpAlgorithm::Sha256 => 64,
+        OtpAlgorithm::Sha512 => 128,
+    };
+    let mut key = match algorithm {
+        _ if seed.len() <= block => seed.to_vec(),
+        OtpAlgorithm::Sha1 => sha1::Sha1::digest(seed).to_vec(),
+        OtpAlgorithm::Sha256 => sha2::Sha256::digest(seed).to_vec(),
+        OtpAlgorithm::Sha512 => sha2::Sha512::digest(seed).to_vec(),
+    };
+    let used = key.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+    key.truncate(used);
+    Secret::new(key)
+}
+
 /// The code for `counter`: RFC 4226 §5.3 dynamic truncation, then `digits` decimal digits.
 pub fn hotp_code(secret: &Secret, algorithm: OtpAlgorithm, digits: u32, counter: u64) -> String {
     let hs = hmac_digest(secret.expose(), algorithm, counter);
@@ -155,6 +178,51 @@ pub fn match_beyond_window(
 
 #[cfg(test)]
 mod tests {
+
+    /// Seeds that HMAC treats as one key give the same codes, and have one key form;
+    /// a seed that differs in a byte other than trailing zeros does not.
+    #[test]
+    fn seeds_that_give_the_same_codes_have_one_key_form() {
+        let seed = b"12345678901234567890".to_vec();
+        let padded = [seed.clone(), vec![0; 7]].concat();
+        let long: Vec<u8> = (0..80u8).collect();
+        let digest = {
+            use sha2::Digest;
+            sha1::Sha1::digest(&long).to_vec()
+        };
+        let long512: Vec<u8> = (0..130u8).collect();
+        let digest512 = {
+            use sha2::Digest;
+            sha2::Sha512::digest(&long512).to_vec()
+        };
+        let code = |s: &[u8], alg| hotp_code(&Secret::new(s), alg, 8, 7);
+        for (a, b, alg) in [
+            (&seed, &padded, OtpAlgorithm::Sha1),
+            (&seed, &padded, OtpAlgorithm::Sha256),
+            (&seed, &padded, OtpAlgorithm::Sha512),
+            (&long, &digest, OtpAlgorithm::Sha1),
+            (&long512, &digest512, OtpAlgorithm::Sha512),
+        ] {
+            assert_eq!(code(a, alg), code(b, alg), "{alg:?}");
+            assert_eq!(hmac_key_form(alg, a), hmac_key_form(alg, b), "{alg:?}");
+        }
+        // 80 bytes is within SHA-512's block: not hashed, so not its SHA-1 digest's form.
+        assert_ne!(
+            hmac_key_form(OtpAlgorithm::Sha512, &long),
+            hmac_key_form(OtpAlgorithm::Sha512, &digest)
+        );
+        let mut other = seed.clone();
+        other[0] ^= 1;
+        assert_ne!(
+            hmac_key_form(OtpAlgorithm::Sha1, &seed),
+            hmac_key_form(OtpAlgorithm::Sha1, &other)
+        );
+        let leading = [vec![0], seed.clone()].concat();
+        assert_ne!(
+            hmac_key_form(OtpAlgorithm::Sha1, &seed),
+            hmac_key_form(OtpAlgorithm::Sha1, &leading)
+        );
+    }
     use super::*;
 
     const SEED: &[u8] = b"12345678901234567890";

@@ -115,7 +115,14 @@ pub fn kept_on_replace(
             drift: false,
         });
     }
-    if !bool::from(old.expose().ct_eq(new.secret.expose())) {
+    // Compared as HMAC uses them: a seed padded with zero bytes gives the same codes, and
+    // must not pass for a new seed that resets the counter (used codes would work again).
+    let key = |seed: &[u8]| crate::mfa::hotp::hmac_key_form(new.algorithm, seed);
+    if !bool::from(
+        key(old.expose())
+            .expose()
+            .ct_eq(key(new.secret.expose()).expose()),
+    ) {
         return Ok(Kept::NOTHING);
     }
     Ok(Kept {
