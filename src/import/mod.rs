@@ -221,8 +221,15 @@ pub fn check_token(t: &NewToken, extra: &TokenExtra) -> Result<(), String> {
             t.period
         ));
     }
-    if t.counter > i64::MAX as u64 {
-        return Err(format!("counter {} is out of range", t.counter));
+    // Room above the counter for the look-ahead and resync searches and the counter stored
+    // after a code (one past it): a counter at the very top imported, then every login on
+    // the token failed as a corrupt row.
+    const MAX_COUNTER: u64 = i64::MAX as u64 - crate::config::MAX_RESYNC_WINDOW as u64 - 1;
+    if t.counter > MAX_COUNTER {
+        return Err(format!(
+            "counter {} is out of range: at most {MAX_COUNTER}",
+            t.counter
+        ));
     }
     if let Some(u) = &t.user {
         if u.is_empty() || u.len() > 253 || u.chars().any(char::is_control) {
@@ -238,6 +245,32 @@ pub fn check_token(t: &NewToken, extra: &TokenExtra) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A counter too near the top to count on (the store keeps the one after a used code,
+    /// and the searches look ahead) is refused at import, not at every login afterwards.
+    #[test]
+    fn an_hotp_counter_without_room_to_count_is_refused() {
+        let token = |counter: u64| NewToken {
+            serial: "H1".into(),
+            user: None,
+            kind: TokenKind::Hotp,
+            algorithm: crate::store::OtpAlgorithm::Sha1,
+            digits: 6,
+            period: 30,
+            counter,
+            secret: crate::secret::Secret::new(vec![7; 20]),
+        };
+        let extra = TokenExtra::default();
+        let top = i64::MAX as u64 - u64::from(crate::config::MAX_RESYNC_WINDOW) - 1;
+        assert!(check_token(&token(top), &extra).is_ok());
+        for counter in [top + 1, i64::MAX as u64, u64::MAX] {
+            let err = check_token(&token(counter), &extra).unwrap_err();
+            assert!(
+                err.starts_with(&format!("counter {counter} is out of range")),
+                "{err}"
+            );
+        }
+    }
 
     /// UTF-16 with either byte order mark, or none: refused by name, whichever format is
     /// asked for or detected (a PSKC file was read as CSV, a flood of bad rows).
