@@ -895,6 +895,37 @@ fn an_endless_file_is_cut_off_at_the_size_limit() {
     assert!(!out.status.success());
     assert!(err.contains("more than the 67108864-byte limit"), "{err}");
     assert!(a.tokens().is_empty());
+    // The files given beside it are cut off too: a map at the same limit, a key or a
+    // passphrase file at 64 KiB (before, each was read whole: /dev/zero filled the memory).
+    // RFC 6030's figure 3: a plain file; the key options are read before it is parsed.
+    let pskc = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rfc6030/figure3.pskcxml");
+    let csv = a.dir.path().join("one.csv");
+    std::fs::write(&csv, "SN1,GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ,30\n").unwrap();
+    for (file, option, limit) in [
+        (&csv, "--map", "67108864"),
+        (&pskc, "--key-file", "65536"),
+        (&pskc, "--passphrase-file", "65536"),
+    ] {
+        let script = format!(
+            "ulimit -v 4000000; exec timeout 60 {} --config {} token import {} {option} \
+             /dev/zero",
+            bin().display(),
+            a.cfg.display(),
+            file.display()
+        );
+        let out = Command::new("sh")
+            .args(["-c", &script])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{option}");
+        assert!(
+            err.contains(&format!("/dev/zero: more than the {limit}-byte limit")),
+            "{option}: {err}"
+        );
+    }
+    assert!(a.tokens().is_empty());
 }
 
 /// A file of nothing but bad rows: every one of them was held as a problem (64 MiB of

@@ -76,6 +76,11 @@ pub struct ImportArgs {
     /// TOTP time step for CSV rows that name none and PSKC keys without a TimeInterval.
     #[arg(long, default_value_t = 30)]
     pub period: u32,
+    /// PSKC: take a TimeDrift that sets a token's clock more than 20 minutes behind.
+    /// Without it such a key is refused: codes that old could be codes someone saw on its
+    /// display long ago, and they would work until the token's next login.
+    #[arg(long)]
+    pub clock_behind: bool,
 }
 
 /// Owners that keep a domain after `[users] strip_domains` (Entra's export names owners by
@@ -141,30 +146,36 @@ fn owners_with_a_domain(cfg: &Config, ready: &[ImportedToken]) -> Option<String>
     ))
 }
 
-/// The file, if it is within the limit. Counted while reading, not from its metadata: a
-/// pipe or `/dev/stdin` reports a length of 0.
-fn read_limited(path: &Path) -> anyhow::Result<Vec<u8>> {
+/// The most a `--key-file` or `--passphrase-file` may hold: a key or a passphrase is a line.
+const MAX_KEY_FILE_BYTES: usize = 64 * 1024;
+
+/// The file, if it is within `limit` bytes. Counted while reading, not from its metadata: a
+/// pipe or `/dev/stdin` reports a length of 0, and `/dev/zero` given by mistake must not
+/// fill the memory.
+fn read_limited(path: &Path, limit: usize) -> anyhow::Result<Vec<u8>> {
     use std::io::Read;
     let file = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
     let mut bytes = Vec::new();
-    file.take(MAX_FILE_BYTES as u64 + 1)
+    file.take(limit as u64 + 1)
         .read_to_end(&mut bytes)
         .with_context(|| format!("reading {}", path.display()))?;
-    if bytes.len() > MAX_FILE_BYTES {
-        bail!(
-            "{}: more than the {MAX_FILE_BYTES}-byte limit",
-            path.display()
-        );
+    if bytes.len() > limit {
+        bail!("{}: more than the {limit}-byte limit", path.display());
     }
     Ok(bytes)
+}
+
+/// [`read_limited`] as UTF-8 text.
+fn read_limited_text(path: &Path, limit: usize) -> anyhow::Result<String> {
+    String::from_utf8(read_limited(path, limit)?)
+        .map_err(|_| anyhow::anyhow!("{}: not UTF-8 text", path.display()))
 }
 
 /// The first line, less what editors add that nobody typed (as the config's secret files
 /// are read): a byte-order mark (PowerShell 5, old Notepad) and a carriage return ending
 /// it. Kept, the passphrase was wrong and the file "could not be decrypted".
 fn first_line(path: &Path) -> anyhow::Result<Secret> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text = read_limited_text(path, MAX_KEY_FILE_BYTES)?;
     let first = text.lines().next().unwrap_or("");
     let first = first.strip_prefix('\u{feff}').unwrap_or(first);
     Ok(Secret::from(first.trim_end_matches('\r').to_string()))
@@ -197,7 +208,7 @@ fn parse_hex_key(text: &str) -> anyhow::Result<Secret> {
 }
 
 fn key_from_file(path: &Path) -> anyhow::Result<Secret> {
-    let raw = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let raw = read_limited(path, MAX_KEY_FILE_BYTES)?;
     // A hex key saved with a byte-order mark is still the hex key.
     let unmarked = std::str::from_utf8(&raw).map(|t| t.strip_prefix('\u{feff}').unwrap_or(t));
     match unmarked {
@@ -289,7 +300,7 @@ pub async fn run(
     a: ImportArgs,
 ) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
-    let bytes = read_limited(&a.file)?;
+    let bytes = read_limited(&a.file, MAX_FILE_BYTES)?;
     // Before anything reads it as UTF-8 (a key given for it would be refused as given for
     // a file with nothing encrypted).
     import::refuse_utf16(&bytes).with_context(|| a.file.display().to_string())?;
@@ -312,6 +323,7 @@ pub async fn run(
         digits: a.digits,
         period: a.period,
         encoding: key_encoding(a.key_encoding.as_deref(), format)?,
+        clock_behind: a.clock_behind,
     };
     let entries = match import::parse(&bytes, Some(format), &dec, &defaults) {
         // The problems before reading stopped, as any problems are listed.
@@ -324,8 +336,7 @@ pub async fn run(
     drop(dec);
     let map = match &a.map {
         Some(p) => {
-            let text =
-                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            let text = read_limited_text(p, MAX_FILE_BYTES)?;
             read_map(&text).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?
         }
         None => Default::default(),

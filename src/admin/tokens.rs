@@ -103,9 +103,7 @@ pub struct ResyncArgs {
     pub clock_behind: bool,
 }
 
-/// How far behind a TOTP token's clock a resync takes without `--clock-behind`: a hardware
-/// token's clock loses minutes a year, not hours.
-const SLOW_CLOCK_LIMIT_SECS: i64 = 20 * 60;
+use crate::mfa::otp::SLOW_CLOCK_LIMIT_SECS;
 
 pub async fn run(cfg: &Config, cmd: TokenCommand) -> anyhow::Result<ExitCode> {
     // Only an import may be an installation's first command (hardware tokens before the

@@ -98,6 +98,17 @@ fn split_line(line: &[u8]) -> Result<Vec<String>, String> {
     // A lone CR ends a record for the CSV reader, which would drop the rest of the line
     // without a word; `parse` refuses such lines before they get here.
     debug_assert!(!line.contains(&b'\r'));
+    // The CSV reader takes a quote that is never closed as running to the end of its
+    // input: `"alice` was read as alice, and a field quoted across two lines (which rows
+    // split at every line do not allow) lost its second half without a word. A quoted
+    // field holds an even number of quotes (its two, and each inner one doubled).
+    if text.bytes().filter(|&b| b == b'"').count() % 2 == 1 {
+        return Err(
+            "a quote is opened and never closed on this line (a field cannot span \
+                    lines; an inner quote is written twice: \"\")"
+                .into(),
+        );
+    }
     let mut reader = ::csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)

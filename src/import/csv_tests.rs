@@ -312,3 +312,26 @@ fn garbage_does_not_panic_and_imports_nothing() {
     // A header alone is an empty file, not an error.
     assert!(tokens("serial,secret\n").is_empty());
 }
+
+/// A quote never closed was read to the end of the line (`"alice` became alice), and a
+/// field quoted across two lines lost its second half: each is refused by line, and a
+/// properly quoted field with a doubled inner quote still reads.
+#[test]
+fn a_quote_never_closed_is_refused() {
+    let text = format!(
+        "serial,key,period,user\nC-30,{B32},30,\"alice\nC-31,{B32},30,\"alice\nbob\"\n\
+         C-32,{B32},30,\"o\"\"brien\"\n"
+    );
+    let got = tokens(&text);
+    let errors: Vec<&String> = got.iter().filter_map(|r| r.as_ref().err()).collect();
+    assert_eq!(errors.len(), 3, "{got:?}");
+    for (e, line) in errors.iter().zip([2, 3, 4]) {
+        assert!(
+            e.starts_with(&format!("line {line}:")) && e.contains("never closed"),
+            "{e}"
+        );
+    }
+    let ok: Vec<_> = got.iter().filter_map(|r| r.as_ref().ok()).collect();
+    assert_eq!(ok.len(), 1, "{got:?}");
+    assert_eq!(ok[0].token.user.as_deref(), Some("o\"brien"));
+}

@@ -118,13 +118,16 @@ pub enum Decryption {
 }
 
 /// Defaults for what a file leaves out: a CSV row's hash, digits, time step and key
-/// encoding; a PSKC key's `Suite`, `ResponseFormat Length` and `TimeInterval`.
+/// encoding; a PSKC key's `Suite`, `ResponseFormat Length` and `TimeInterval`. And whether
+/// a PSKC `TimeDrift` may put a token's clock more than
+/// [`SLOW_CLOCK_LIMIT_SECS`](crate::mfa::otp::SLOW_CLOCK_LIMIT_SECS) behind (`--clock-behind`).
 #[derive(Debug, Clone)]
 pub struct FileDefaults {
     pub algorithm: OtpAlgorithm,
     pub digits: u32,
     pub period: u32,
     pub encoding: keys::KeyEncoding,
+    pub clock_behind: bool,
 }
 
 impl Default for FileDefaults {
@@ -134,6 +137,7 @@ impl Default for FileDefaults {
             digits: 6,
             period: 30,
             encoding: keys::KeyEncoding::Auto,
+            clock_behind: false,
         }
     }
 }

@@ -10,6 +10,12 @@ use totp_rs::{Algorithm, TOTP};
 use crate::secret::Secret;
 use crate::store::{OtpAlgorithm, Token, TokenKind};
 
+/// How far behind a TOTP token's clock may be set (a resync, a PSKC file's `TimeDrift`)
+/// without the admin saying it is (`--clock-behind`): a hardware token's clock loses minutes
+/// a year, not hours, and a drift that far back would let in codes seen on its display long
+/// ago (filmed, say).
+pub const SLOW_CLOCK_LIMIT_SECS: i64 = 20 * 60;
+
 fn totp_algorithm(a: OtpAlgorithm) -> Algorithm {
     match a {
         OtpAlgorithm::Sha1 => Algorithm::SHA1,

@@ -313,11 +313,16 @@ fn check_time(
     )))
 }
 
-/// The serial a key is stored under: its device's SerialNo, else the Key's Id.
+/// The serial a key is stored under: its device's SerialNo, else the Key's Id. Trimmed both:
+/// `Id=" OK-1 "` made a serial apart from `OK-1`, which the inventory checks and `token show
+/// OK-1` did not find.
 fn key_serial(device: Option<Node<'_, '_>>, key: Node<'_, '_>) -> Option<String> {
-    device
-        .and_then(|d| text(d, &["SerialNo"]))
-        .or_else(|| key.attribute("Id").map(str::to_string))
+    device.and_then(|d| text(d, &["SerialNo"])).or_else(|| {
+        key.attribute("Id")
+            .map(str::trim)
+            .filter(|id| !id.is_empty())
+            .map(str::to_string)
+    })
 }
 
 /// `device` is the package's DeviceInfo, looked up once per package: with many Keys in one
@@ -447,6 +452,16 @@ fn read_key(
                 if d.unsigned_abs() > MAX_TIME_DRIFT {
                     return Err(ValueError::Other(format!(
                         "TimeDrift {d} is more than {MAX_TIME_DRIFT} time steps either way"
+                    )));
+                }
+                // As `token resync` does: a clock that slow is the admin's to confirm.
+                let behind = -d * i64::from(period);
+                if behind > crate::mfa::otp::SLOW_CLOCK_LIMIT_SECS && !defaults.clock_behind {
+                    return Err(ValueError::Other(format!(
+                        "TimeDrift {d} sets the token's clock {} min behind: codes that old \
+                         would be taken, and they could be codes seen on its display long \
+                         ago. If its clock is that slow, import with --clock-behind",
+                        behind / 60
                     )));
                 }
                 d

@@ -63,12 +63,12 @@ fn figure2_basic_plain_secret_is_too_short() {
     assert_eq!(t[0].token.kind, TokenKind::Hotp);
 }
 
-/// A TOTP key's TimeDrift is taken up to `token resync`'s own bound; beyond it, the
-/// KeyPackage is refused (a drift that large is no clock's, and would reach past the
-/// window's arithmetic).
+/// A TOTP key's TimeDrift is taken up to `token resync`'s own bounds: more than 20 minutes
+/// behind only with `--clock-behind`, and never beyond `MAX_TIME_DRIFT` steps (a drift that
+/// large is no clock's, and would reach past the window's arithmetic).
 #[test]
 fn time_drift_is_bounded() {
-    let with_drift = |d: &str| {
+    let with_drift_and = |d: &str, defaults: &FileDefaults| {
         let text = String::from_utf8(figure!("2").to_vec()).unwrap();
         let text = text
             .replace("MTIzNA==", "MTIzNDU2Nzg5MDEyMzQ1Njc4OTA=")
@@ -77,13 +77,32 @@ fn time_drift_is_bounded() {
                 "</Secret>",
                 &format!("</Secret><TimeDrift><PlainValue>{d}</PlainValue></TimeDrift>"),
             );
-        parse(text.as_bytes(), &Decryption::None).unwrap()
+        super::parse(text.as_bytes(), &Decryption::None, defaults).unwrap()
     };
+    let with_drift = |d: &str| with_drift_and(d, &FileDefaults::default());
     let e = with_drift("-4");
     let t = tokens(&e);
     assert_eq!((t[0].token.kind, t[0].extra.drift), (TokenKind::Totp, -4));
+    // 40 steps of 30 s behind is the 20 minutes `token resync` takes without --clock-behind;
+    // one step more is refused without it (codes seen on the display long ago would work),
+    // as is any step ahead beyond the bound.
+    assert_eq!(tokens(&with_drift("-40"))[0].extra.drift, -40);
+    let e = with_drift("-41");
+    assert!(tokens(&e).is_empty());
+    assert!(
+        matches!(&e[0], Entry::Invalid(p) | Entry::InvalidToken(p, _) if p.message.starts_with("TimeDrift -41 sets the token's clock 20 min behind") && p.message.contains("--clock-behind")),
+        "{:?}",
+        e[0]
+    );
+    let behind = FileDefaults {
+        clock_behind: true,
+        ..FileDefaults::default()
+    };
+    let e = with_drift_and("-2880", &behind);
+    assert_eq!(tokens(&e)[0].extra.drift, -2880);
+    assert_eq!(tokens(&with_drift("2880"))[0].extra.drift, 2880);
     for d in ["100001", "-9223372036854775808"] {
-        let e = with_drift(d);
+        let e = with_drift_and(d, &behind);
         assert!(tokens(&e).is_empty(), "{d}");
         assert!(
             matches!(&e[0], Entry::Invalid(p) | Entry::InvalidToken(p, _) if p.message.contains("TimeDrift")),
