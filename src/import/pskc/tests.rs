@@ -701,3 +701,17 @@ fn a_policy_radmfa_does_not_enforce_refuses_the_key() {
     );
     assert!(problems(&both).is_empty(), "{:?}", problems(&both));
 }
+
+/// A Key's Id with spaces around it is the serial without them, as a SerialNo is: kept,
+/// `Id=" OK-1 "` made a serial apart from `OK-1`.
+#[test]
+fn a_key_id_is_trimmed() {
+    // Figure 2 has no DeviceInfo: its Key's Id is the serial.
+    let text = String::from_utf8(figure!("2").to_vec())
+        .unwrap()
+        .replace("MTIzNA==", "MTIzNDU2Nzg5MDEyMzQ1Njc4OTA=");
+    let padded = text.replace("<Key Id=\"12345678\"", "<Key Id=\" OK-1 \"");
+    assert_ne!(padded, text);
+    let e = parse(padded.as_bytes(), &Decryption::None).unwrap();
+    assert_eq!(tokens(&e)[0].token.serial, "OK-1", "{e:?}");
+}
