@@ -837,7 +837,7 @@ fn an_import_names_owners_the_directory_does_not_have() {
     std::fs::write(
         &csv,
         format!(
-            "serial,key,type,user\nHW-1,{key},hotp,alice\nHW-2,{key}00,hotp,alcie\n\
+            "serial,key,type,user\nHW-1,{key},hotp,alice\nHW-2,{key}04,hotp,alcie\n\
              HW-3,{key}01,hotp,ghost\nHW-4,{key}02,hotp,\n"
         ),
     )
