@@ -831,6 +831,119 @@ fn a_stripped_name_of_another_account_is_not_an_other_name() {
     );
 }
 
+/// Names of an entry the directory keeps apart: `uid` listed twice in one entry (slapadd
+/// keeps the values apart, and slapd sends the attribute twice), and a tagged `uid;lang-en`
+/// that `(uid=…)` matches too. Each is a name of the entry, so a login under the other
+/// name is refused on a client with `no_factor = "allow"`, not let in on the password alone
+/// (before, ldap3 kept only the last `uid` listed, and radmfa read no tagged one). And a
+/// name the directory matches by a rule radmfa does not follow (slapd folds a fullwidth
+/// letter) is answered as an unknown one, not let in under a name the entry does not have.
+/// And the entry's names (givenName, sn) are cut to 256 characters where they are shown.
+#[test]
+fn names_the_directory_keeps_apart_are_names_of_the_entry() {
+    use common::slapd::SlapdOptions;
+    // dave wrote himself names of 100,000 characters (OpenLDAP ACLs often let users edit
+    // givenName and sn): his audit records hold 256 of each, not the whole.
+    let dave = LdapUser {
+        given_name: "D".repeat(100_000),
+        sn: "é".repeat(100_000),
+        ..LdapUser::new("dave", "dave-Secret-pw")
+    };
+    let slapd = Slapd::start_with(
+        &[dave],
+        SlapdOptions {
+            extra_ldif: "dn: uid=carol,ou=people,dc=example,dc=org\n\
+                         objectClass: inetOrgPerson\nuid: carol\ncn: Carol\nsn: C\n\
+                         userPassword: carol-Secret-pw\nuid: carol.x\n\n\
+                         dn: uid=hank,ou=people,dc=example,dc=org\n\
+                         objectClass: inetOrgPerson\nuid: hank\nuid;lang-en: hank.x\n\
+                         cn: Hank\nsn: H\nuserPassword: hank-Secret-pw\n\n"
+                .into(),
+            ..Default::default()
+        },
+    );
+    let srv = start(&slapd, |o| {
+        o.clients = vec![Nas {
+            no_factor: "allow",
+            ..Nas::challenge("allow", "127.0.0.1")
+        }];
+    });
+    srv.enroll("carol", &[]);
+    srv.enroll("hank.x", &[]);
+    for (user, pw, enrolled) in [
+        ("carol.x", "carol-Secret-pw", "carol"),
+        ("hank", "hank-Secret-pw", "hank.x"),
+    ] {
+        let r = py_password(&srv, user, pw);
+        assert_eq!(code_of(&r), "Access-Reject", "{user}: {r}");
+        let reason = srv.audit_json(user)[0]["reason"].clone();
+        assert!(
+            reason
+                .as_str()
+                .is_some_and(|r| r.contains(&format!("also named {enrolled:?}"))),
+            "{user}: {reason}\n{}",
+            srv.log()
+        );
+    }
+    for (user, pw) in [("carol", "carol-Secret-pw"), ("hank.x", "hank-Secret-pw")] {
+        let r = py_password(&srv, user, pw);
+        assert_eq!(code_of(&r), "Access-Challenge", "{user}: {r}");
+    }
+    // dave has no second factor: the password alone lets him in, under his name only.
+    assert_eq!(
+        code_of(&py_password(&srv, "dave", "dave-Secret-pw")),
+        "Access-Accept"
+    );
+    let accepted = &srv.audit_json("dave")[0];
+    for (field, letter) in [("first_name", 'D'), ("last_name", 'é')] {
+        let shown = accepted[field].as_str().unwrap_or_default();
+        // Compared by length first: a failure would otherwise print 100,000 characters.
+        assert_eq!(shown.chars().count(), 256, "{field}");
+        assert!(shown.chars().all(|c| c == letter), "{field}");
+    }
+    let r = py_password(&srv, "\u{ff44}ave", "dave-Secret-pw");
+    assert_eq!(code_of(&r), "Access-Reject", "{r}");
+    let audit = srv.audit_json("\u{ff44}ave");
+    assert_eq!(audit[0]["reason"], "unknown user", "{audit:#?}");
+    assert!(
+        srv.log_shows("LDAP entry found for a name it does not have"),
+        "{}",
+        srv.log()
+    );
+}
+
+/// A service account the directory refuses (its password changed in the directory and not
+/// in radmfa) is not bound again for every request: each refused bind counts towards the
+/// account's lockout in Active Directory, and each logged an ERROR. The requests meanwhile
+/// are refused at once, and the audit says why and for how long.
+#[test]
+fn a_refused_service_account_is_not_bound_again_for_every_request() {
+    let slapd = directory();
+    let dir = tempfile::tempdir().unwrap();
+    let config = common::radmfa::write_config(dir.path(), &Options::new(&slapd.url));
+    let text = std::fs::read_to_string(&config).unwrap();
+    let right = "bind_password = \"adminpw\"";
+    assert!(text.contains(right), "{text}");
+    std::fs::write(&config, text.replace(right, "bind_password = \"rotated\"")).unwrap();
+    let srv = Server::start_with(dir, config);
+    for _ in 0..4 {
+        let r = py_password(&srv, "alice", ALICE_PW);
+        assert_eq!(code_of(&r), "Access-Reject", "{r}");
+    }
+    let refused = |l: &str| l.contains("LDAP service account bind refused");
+    assert_eq!(srv.log_lines_at_least(1, refused), 1, "{}", srv.log());
+    let audit = srv.audit_json("alice");
+    assert_eq!(audit.len(), 4, "{audit:#?}");
+    let reasons: Vec<&str> = audit.iter().filter_map(|r| r["reason"].as_str()).collect();
+    assert!(
+        reasons[..3]
+            .iter()
+            .all(|r| r.contains("invalidCredentials") && r.contains("not tried again for")),
+        "{reasons:?}"
+    );
+    assert!(!srv.log().contains("rotated"), "the password is logged");
+}
+
 /// `radmfa user bypass`: the next login with the right password needs no code, once, on a
 /// prompting client and on an inline one (the password alone); a wrong password does not
 /// use it up; --cancel takes it back.

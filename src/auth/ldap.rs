@@ -273,6 +273,8 @@ pub struct LdapAuth {
     refused_check_latency: Pad,
     /// Entries of users whose password was accepted lately; None unless configured.
     cache: Option<EntryCache>,
+    /// Holds service binds off after the directory refused one.
+    service_hold: super::ldap_service_hold::ServiceHold,
 }
 
 enum SearchOutcome {
@@ -407,6 +409,7 @@ impl LdapAuth {
             refused_bind_latency: Pad::default(),
             refused_check_latency: Pad::default(),
             cache: EntryCache::new(settings.entry_cache_ttl, settings.entry_cache_size),
+            service_hold: Default::default(),
             settings,
         })
     }
@@ -554,6 +557,12 @@ impl LdapAuth {
     /// the service account (a server that accepts TCP but does not answer the bind counts as
     /// down, and the next URL is tried).
     async fn connect_any(&self, service_bind: bool) -> Result<(Ldap, usize), AuthError> {
+        if service_bind && !self.settings.bind_dn.is_empty() {
+            // Refused lately: not tried again yet (see `ldap_service_hold`).
+            self.service_hold
+                .check(Instant::now())
+                .map_err(AuthError::ServiceBind)?;
+        }
         let mut failures: Vec<String> = Vec::new();
         let mut all_tls = true;
         let mut all_op_timeouts = true;
@@ -605,13 +614,14 @@ impl LdapAuth {
                             || (res.rc == RC_UNWILLING_TO_PERFORM
                                 && speaks_of_the_account(&res.text)) =>
                     {
+                        let reason = format!("{}: {res}", self.settings.bind_dn);
+                        let hold = self.service_hold.refused(Instant::now(), reason.clone());
                         tracing::error!(%url, bind_dn = %self.settings.bind_dn, result = %res,
-                            "LDAP service account bind refused");
+                            hold_secs = hold.as_secs(),
+                            "LDAP service account bind refused; not tried again until the \
+                             hold ends (each refused bind counts towards the account's lockout)");
                         self.mark_good(idx);
-                        return Err(AuthError::ServiceBind(format!(
-                            "{}: {res}",
-                            self.settings.bind_dn
-                        )));
+                        return Err(AuthError::ServiceBind(reason));
                     }
                     Ok(Ok(res)) if res.rc != 0 => {
                         // busy, unavailable, ...: this server's trouble, try the next.
@@ -622,7 +632,7 @@ impl LdapAuth {
                         self.mark_failed(idx);
                         continue;
                     }
-                    Ok(Ok(_)) => {}
+                    Ok(Ok(_)) => self.service_hold.bound(),
                 }
             }
             tracing::debug!(%url, service_bind, "LDAP connection open");
@@ -692,7 +702,28 @@ impl LdapAuth {
         Ok(match entries.len() {
             0 => SearchOutcome::NotFound,
             1 => {
-                let entry = SearchEntry::construct(entries.into_iter().next().expect("one"));
+                let entry = entries.into_iter().next().expect("one");
+                let entry = super::ldap_entry::read(entry.0).map_err(|e| {
+                    tracing::warn!(
+                        user,
+                        error = e.as_str(),
+                        "malformed entry from the directory"
+                    );
+                    AuthError::Ldap(format!("search: a malformed entry: {e}"))
+                })?;
+                if let Some(names) = self.name_not_in_entry(&entry, user) {
+                    // The directory matched the name by a rule radmfa does not follow (a
+                    // fullwidth letter, a name it keeps out of reach): keyed by what was
+                    // typed, the login would find none of the entry's second-factor state.
+                    tracing::info!(
+                        user,
+                        dn = entry.dn.as_str(),
+                        names = names.as_str(),
+                        "LDAP entry found for a name it does not have: taken as unknown; \
+                         log in with the name as the directory has it"
+                    );
+                    return Ok(SearchOutcome::NotFound);
+                }
                 SearchOutcome::Found(Box::new(self.user_info(entry, user)))
             }
             n => {
@@ -779,9 +810,39 @@ impl LdapAuth {
         }
     }
 
+    /// The entry's names (the values of `user_filter`'s naming attributes), when none of
+    /// them is `user` as radmfa compares names (`store::user_key`: case and spacing
+    /// aside). `None` when one is, and when the entry shows none (a filter without a plain
+    /// `(attr={user})`, or values the service account may not read): nothing to go by.
+    fn name_not_in_entry(&self, entry: &SearchEntry, user: &str) -> Option<String> {
+        let typed = crate::store::user_key(user);
+        let mut names = self
+            .name_attrs
+            .iter()
+            .flat_map(|attr| all_values(&entry.attrs, attr))
+            .filter(|v| !v.trim().is_empty())
+            .peekable();
+        names.peek()?;
+        let names: Vec<&String> = names.collect();
+        if names.iter().any(|v| crate::store::user_key(v) == typed) {
+            return None;
+        }
+        Some(
+            names
+                .iter()
+                .map(|v| format!("{v:?}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        )
+    }
+
     fn user_info(&self, entry: SearchEntry, user: &str) -> UserInfo {
         let a = &self.settings.attributes;
         let get = |name: &str| first_value(&entry.attrs, name);
+        // Cut to a sane length: these go into every audit record, log line and message of
+        // the user's logins, and a user may write their own (OpenLDAP ACLs often let users
+        // edit givenName and sn). 300 KB names filled the disk by 600 KB a login.
+        let shown = |name: &str| get(name).map(|v| cut_chars(v, MAX_SHOWN_CHARS));
         // The naming attribute may hold several names (`uid: jdoe`, `uid: john.doe`), in no
         // set order: the one the user logged in with, as the directory spells it.
         let name = self.name_attr.as_deref().and_then(|attr| {
@@ -810,12 +871,12 @@ impl LdapAuth {
             }
         }
         UserInfo {
-            display_name: get(&a.display_name),
-            given_name: get(&a.given_name),
-            surname: get(&a.surname),
-            mail: get(&a.mail),
-            mobile: get(&a.mobile),
-            telephone: get(&a.telephone),
+            display_name: shown(&a.display_name),
+            given_name: shown(&a.given_name),
+            surname: shown(&a.surname),
+            mail: shown(&a.mail),
+            mobile: shown(&a.mobile),
+            telephone: shown(&a.telephone),
             name,
             other_names,
             dn: entry.dn,
@@ -1209,19 +1270,38 @@ pub(crate) fn naming_attributes(user_filter: &str) -> Vec<String> {
     out
 }
 
+/// The most characters of a directory value radmfa shows (names, mail, phone numbers):
+/// far more than any real one, and bounded whatever the entry holds.
+const MAX_SHOWN_CHARS: usize = 256;
+
+/// `v` cut to at most `max` characters.
+fn cut_chars(mut v: String, max: usize) -> String {
+    if let Some((at, _)) = v.char_indices().nth(max) {
+        v.truncate(at);
+    }
+    v
+}
+
 fn first_value(attrs: &HashMap<String, Vec<String>>, name: &str) -> Option<String> {
     all_values(attrs, name).find(|s| !s.is_empty()).cloned()
 }
 
-/// Every value of the attribute `name` (its name compared without case, as LDAP does).
+/// Every value of the attribute `name` (its name compared without case, as LDAP does), and
+/// then of its subtypes (`uid;lang-en` for `uid`): a filter on `uid` matches those too, so
+/// they are names of the entry as much as the plain attribute's.
 fn all_values<'a>(
     attrs: &'a HashMap<String, Vec<String>>,
     name: &'a str,
 ) -> impl Iterator<Item = &'a String> {
-    attrs
-        .iter()
-        .filter(move |(k, _)| !name.is_empty() && k.eq_ignore_ascii_case(name))
-        .flat_map(|(_, v)| v.iter())
+    let exact = move |k: &String| !name.is_empty() && k.eq_ignore_ascii_case(name);
+    let subtype = move |k: &String| {
+        !name.is_empty()
+            && k.split_once(';')
+                .is_some_and(|(base, _)| base.eq_ignore_ascii_case(name))
+    };
+    let plain = attrs.iter().filter(move |(k, _)| exact(k));
+    let tagged = attrs.iter().filter(move |(k, _)| !exact(k) && subtype(k));
+    plain.chain(tagged).flat_map(|(_, v)| v.iter())
 }
 
 fn classify_connect_error(e: LdapError) -> ConnectFailure {

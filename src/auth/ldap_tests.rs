@@ -188,6 +188,62 @@ fn attribute_lookup_ignores_case() {
     assert_eq!(first_value(&attrs, ""), None);
 }
 
+/// Directory values shown in audit records and logs are cut to a bounded length, on a
+/// character boundary.
+#[test]
+fn shown_values_are_cut_on_a_character() {
+    assert_eq!(cut_chars("ab".repeat(200), MAX_SHOWN_CHARS).len(), 256);
+    assert_eq!(cut_chars("é".repeat(300), 256).chars().count(), 256);
+    assert_eq!(cut_chars("short".into(), 256), "short");
+}
+
+/// A tagged attribute (`uid;lang-en`) is the attribute's too, after its plain values:
+/// `(uid=…)` matches it, so its values are names of the entry.
+#[test]
+fn attribute_lookup_takes_subtypes_after_the_plain_values() {
+    let mut attrs = HashMap::new();
+    attrs.insert("uid;lang-en".to_string(), vec!["hank.x".to_string()]);
+    attrs.insert("UID".to_string(), vec!["hank".to_string()]);
+    attrs.insert("uidNumber".to_string(), vec!["1000".to_string()]);
+    let uid: Vec<&String> = all_values(&attrs, "uid").collect();
+    assert_eq!(uid, ["hank", "hank.x"]);
+    assert_eq!(first_value(&attrs, "uid").as_deref(), Some("hank"));
+    assert_eq!(all_values(&attrs, "lang-en").count(), 0);
+}
+
+/// A name the entry does not have (as radmfa compares names) is told; one it has, in
+/// any case or spacing, is not; nor is anything when the entry shows no names.
+#[test]
+fn a_name_the_entry_does_not_have_is_told() {
+    let auth = LdapAuth::new(LdapSettings {
+        user_filter: "(|(uid={user})(mail={user}))".into(),
+        ..settings()
+    })
+    .unwrap();
+    let entry = |attrs: &[(&str, &[&str])]| SearchEntry {
+        dn: "uid=dave,dc=example,dc=org".into(),
+        attrs: attrs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.iter().map(|s| s.to_string()).collect()))
+            .collect(),
+        bin_attrs: HashMap::new(),
+    };
+    let dave = entry(&[
+        ("uid", &["Dave"]),
+        ("mail", &["dave@example.org"]),
+        ("cn", &["ｄave"]),
+    ]);
+    for typed in ["dave", "DAVE", " dave ", "Dave@Example.org"] {
+        assert_eq!(auth.name_not_in_entry(&dave, typed), None, "{typed}");
+    }
+    assert_eq!(
+        auth.name_not_in_entry(&dave, "ｄave").as_deref(),
+        Some("\"Dave\", \"dave@example.org\"")
+    );
+    let hidden = entry(&[("cn", &["Dave"])]);
+    assert_eq!(auth.name_not_in_entry(&hidden, "ｄave"), None);
+}
+
 #[test]
 fn url_order_prefers_last_good_and_holds_off_failed() {
     let mut s = settings();

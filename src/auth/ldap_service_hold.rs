@@ -1,0 +1,97 @@
+//! A service account bind the directory refused is not tried again on every request.
+//!
+//! Why: a refusal (wrong password, account locked or disabled) is the same on every server
+//! and for every request until someone fixes the account or the config. Tried again per
+//! request, each try is a failed bind on the service account, and Active Directory counts
+//! those towards the account's lockout: a service password rotated in AD without updating
+//! radmfa, or a burst from anyone holding a NAS secret, locked the account, which then
+//! stayed locked after the config was fixed. One ERROR line per request flooded the log too.
+//! So a refusal holds further tries off, 5 s at first, doubling while they keep being
+//! refused, up to 10 minutes; requests meanwhile fail at once as the refused one did. A
+//! service bind that works ends the hold, and a reload (`SIGHUP`, a new config) starts
+//! afresh.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// The first hold after a refusal.
+const FIRST_HOLD: Duration = Duration::from_secs(5);
+/// The longest hold: at most six refused binds an hour, under any lockout threshold in use.
+const LONGEST_HOLD: Duration = Duration::from_secs(600);
+
+#[derive(Default)]
+pub(super) struct ServiceHold {
+    held: Mutex<Option<Held>>,
+}
+
+struct Held {
+    until: Instant,
+    hold: Duration,
+    /// The directory's answer to the refused bind, for the requests held off.
+    reason: String,
+}
+
+impl ServiceHold {
+    /// `Err` with the refusal's reason while a refusal holds tries off, at `now`.
+    pub(super) fn check(&self, now: Instant) -> Result<(), String> {
+        match &*self.held.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some(h) if now < h.until => Err(format!(
+                "{} (not tried again for {} s)",
+                h.reason,
+                h.until.duration_since(now).as_secs() + 1
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// A bind refused at `now` for `reason`: the hold it starts (twice the last, if the
+    /// last refused try was not followed by a bind that worked).
+    pub(super) fn refused(&self, now: Instant, reason: String) -> Duration {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        let hold = held
+            .as_ref()
+            .map_or(FIRST_HOLD, |h| (h.hold * 2).min(LONGEST_HOLD));
+        *held = Some(Held {
+            until: now + hold,
+            hold,
+            reason,
+        });
+        hold
+    }
+
+    /// A service bind worked: no hold.
+    pub(super) fn bound(&self) {
+        *self.held.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_hold_off_longer_each_time_until_a_bind_works() {
+        let h = ServiceHold::default();
+        let t = Instant::now();
+        assert!(h.check(t).is_ok());
+        assert_eq!(h.refused(t, "rc=49".into()), FIRST_HOLD);
+        let held = h.check(t + Duration::from_secs(1)).unwrap_err();
+        assert_eq!(held, "rc=49 (not tried again for 5 s)");
+        let t = t + FIRST_HOLD;
+        assert!(h.check(t).is_ok(), "tried again once the hold ends");
+        assert_eq!(h.refused(t, "rc=49".into()), FIRST_HOLD * 2);
+        let mut hold = FIRST_HOLD * 2;
+        for _ in 0..10 {
+            hold = h.refused(t, "rc=49".into());
+        }
+        assert_eq!(hold, LONGEST_HOLD);
+        assert!(h.check(t + LONGEST_HOLD - Duration::from_secs(1)).is_err());
+        h.bound();
+        assert!(h.check(t).is_ok());
+        assert_eq!(
+            h.refused(t, "rc=49".into()),
+            FIRST_HOLD,
+            "afresh after a bind"
+        );
+    }
+}
