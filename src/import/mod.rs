@@ -242,13 +242,72 @@ pub fn check_token(t: &NewToken, extra: &TokenExtra) -> Result<(), String> {
                 shown(u)
             ));
         }
+        if looks_like_a_key(u) {
+            return Err(format!(
+                "user {} looks like a key (Base32 or hex), not a name: are the file's \
+                 columns where its header or layout says?",
+                shown(u)
+            ));
+        }
     }
     Ok(())
+}
+
+/// A value no user name is and a seed is: 26 or more Base32 letters with a digit among them
+/// (16 bytes or more; a random one has a digit but once in 750), or 40 or more hex digits
+/// (20 bytes, the usual hardware seed; a GUID, 32, stays a name). A seed in the
+/// owner's column (columns swapped under their header) was taken as the owner's name: warned
+/// about, audited and listed as one.
+fn looks_like_a_key(user: &str) -> bool {
+    let v = user.trim_end_matches('=');
+    let base32 = v.len() >= 26
+        && v.bytes()
+            .all(|b| b.is_ascii_alphabetic() || (b'2'..=b'7').contains(&b))
+        && v.bytes().any(|b| b.is_ascii_digit());
+    let hex = v.len() >= 40 && v.bytes().all(|b| b.is_ascii_hexdigit());
+    base32 || hex
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A seed in the owner's column is refused without being printed; names, long ones
+    /// and GUIDs included, are not.
+    #[test]
+    fn a_key_in_the_owners_column_is_refused() {
+        let token = |user: &str| NewToken {
+            serial: "T1".into(),
+            user: Some(user.into()),
+            kind: TokenKind::Totp,
+            algorithm: crate::store::OtpAlgorithm::Sha1,
+            digits: 6,
+            period: 30,
+            counter: 0,
+            secret: crate::secret::Secret::new(vec![7; 20]),
+        };
+        let extra = TokenExtra::default();
+        for key in [
+            "n7x2i2ggxnyqfpcgeper4h5mb6762qls",
+            "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ",
+            "JBSWY3DPEHPK3PXPJBSWY3DPEH======",
+            "3132333435363738393031323334353637383930",
+        ] {
+            let err = check_token(&token(key), &extra).unwrap_err();
+            assert!(err.contains("looks like a key"), "{err}");
+            assert!(!err.contains(key), "{err}");
+        }
+        for name in [
+            "christopherjones",
+            "alice",
+            "administratorofthedomainxyz",
+            "john.smith2@example.org",
+            "3f2504e04f8941d39a0c0305e82c3301",
+            "CORP\\alice",
+        ] {
+            assert!(check_token(&token(name), &extra).is_ok(), "{name}");
+        }
+    }
 
     /// A counter too near the top to count on (the store keeps the one after a used code,
     /// and the searches look ahead) is refused at import, not at every login afterwards.
