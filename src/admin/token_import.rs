@@ -20,7 +20,7 @@ use crate::import::plan::{plan, read_map};
 use crate::import::pskc::Need;
 use crate::import::{self, Decryption, FileDefaults, Format, ImportedToken, MAX_FILE_BYTES};
 use crate::secret::Secret;
-use crate::store::{OtpAlgorithm, Store, TokenFilter, TokenRecord};
+use crate::store::{AuditRecord, OtpAlgorithm, Store, TokenFilter, TokenRecord};
 
 /// Problems listed before "… and N more".
 const SHOW_PROBLEMS: usize = 50;
@@ -474,19 +474,32 @@ pub async fn run(
         .filter_map(|t| Some((t.token.serial.clone(), t.token.user.clone()?)))
         .collect();
     let batch: Vec<_> = p.ready.into_iter().map(|t| (t.token, t.extra)).collect();
-    let written = store.import_tokens(&batch, a.replace).await;
+    let file = a.file.display().to_string();
+    // The import's record and one per token given to a user go into the import's own
+    // transaction: there exactly when the tokens are, whatever stops the command.
+    let token_record = super::tokens::token_record;
+    let summary_record = token_record(
+        cfg,
+        "",
+        "import",
+        "",
+        Some(format!("imported {summary} from {file}")),
+    );
+    let records: Vec<AuditRecord> = std::iter::once(summary_record)
+        .chain(assigned_now.iter().map(|(serial, user)| {
+            let reason = format!("token {serial} assigned to {user}, imported from {file}");
+            token_record(cfg, user, "assign", serial, Some(reason))
+        }))
+        .collect();
+    let written = store
+        .import_tokens_audited(&batch, a.replace, &records)
+        .await;
     spinner.finish_and_clear();
     written.context("storing the tokens; nothing was imported")?;
-    let file = a.file.display().to_string();
-    // Forgetting previous owners' remembered logins is a security step: it runs first, and
-    // whatever happens to the audit records; every failure is reported.
-    let replaced = super::token_replace::after_import(cfg, store, &replaced, &file).await;
-    let reason = format!("imported {summary} from {}", a.file.display());
-    let imported = super::tokens::audit(cfg, store, "", "import", "", Some(reason)).await;
-    let assigned = audit_assigned(cfg, store, &assigned_now, &file).await;
-    replaced
-        .and(imported)
-        .and(assigned)
+    // Forgetting previous owners' remembered logins is a security step, with its records
+    // after it; every failure is reported.
+    super::token_replace::after_import(cfg, store, &replaced, &file)
+        .await
         .context("the tokens are imported")?;
     println!(
         "imported {summary} from {} in {:.2} s",
@@ -555,26 +568,6 @@ fn runs(problems: &[import::Problem]) -> Vec<Run<'_>> {
         }
     }
     runs
-}
-
-/// One audit row per token the import gave to a user. Written a few dozen at a time, so
-/// the store commits them in groups (a 5,000-owner import is not 5,000 fsyncs in a row).
-async fn audit_assigned(
-    cfg: &Config,
-    store: &dyn Store,
-    assigned: &[(String, String)],
-    file: &str,
-) -> anyhow::Result<()> {
-    use futures_util::stream::{self, StreamExt};
-    let results: Vec<anyhow::Result<()>> = stream::iter(assigned)
-        .map(|(serial, user)| {
-            let reason = format!("token {serial} assigned to {user}, imported from {file}");
-            super::tokens::audit(cfg, store, user, "assign", serial, Some(reason))
-        })
-        .buffer_unordered(64)
-        .collect()
-        .await;
-    results.into_iter().collect()
 }
 
 /// Whether origin `b` comes right after `a`: "line 8" after "line 7", "KeyPackage 4 (line

@@ -11,7 +11,7 @@ use crate::app::{with_command_store, with_existing_store};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::mfa::{hotp, otp};
-use crate::store::{CounterUse, Store, TokenFilter, TokenKind, TokenRecord};
+use crate::store::{AuditRecord, CounterUse, Store, TokenFilter, TokenKind, TokenRecord};
 
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
@@ -358,14 +358,26 @@ pub(crate) async fn audit(
     serial: &str,
     reason: Option<String>,
 ) -> anyhow::Result<()> {
-    let mut rec = super::users::admin_record(cfg, user, result, reason);
-    rec.token_serial = (!serial.is_empty()).then(|| serial.to_string());
+    let rec = token_record(cfg, user, result, serial, reason);
     let what = if serial.is_empty() {
         result.to_string()
     } else {
         format!("{result} of token {serial}")
     };
     super::users::record_made_change(store, &rec, &what).await
+}
+
+/// The audit record of an admin's `result` on token `serial` (none if empty) for `user`.
+pub(crate) fn token_record(
+    cfg: &Config,
+    user: &str,
+    result: &str,
+    serial: &str,
+    reason: Option<String>,
+) -> AuditRecord {
+    let mut rec = super::users::admin_record(cfg, user, result, reason);
+    rec.token_serial = (!serial.is_empty()).then(|| serial.to_string());
+    rec
 }
 
 /// How to repair a token whose seed does not open. Not delete and import: a new row starts

@@ -502,7 +502,19 @@ pub trait Store: Send + Sync + 'static {
         tokens: &[(NewToken, TokenExtra)],
         replace: bool,
     ) -> Result<u64, StoreError> {
-        let _ = (tokens, replace);
+        self.import_tokens_audited(tokens, replace, &[]).await
+    }
+    /// [`Store::import_tokens`], with `audit` written in the same transaction: the records
+    /// of what the import did (whom each token was given to) are there exactly when the
+    /// tokens are. Written after it, a `kill -9` in between left 100,000 tokens with 394 of
+    /// their records, and a second run was refused for the serials it found.
+    async fn import_tokens_audited(
+        &self,
+        tokens: &[(NewToken, TokenExtra)],
+        replace: bool,
+        audit: &[AuditRecord],
+    ) -> Result<u64, StoreError> {
+        let _ = (tokens, replace, audit);
         Err(StoreError::Unsupported("import_tokens"))
     }
     /// Tokens with inventory data, ordered by serial, seeds decrypted.

@@ -260,12 +260,13 @@ impl Store for PgStore {
 
     // --- token inventory (postgres/tokens.rs) ---
 
-    async fn import_tokens(
+    async fn import_tokens_audited(
         &self,
         tokens: &[(NewToken, TokenExtra)],
         replace: bool,
+        audit: &[AuditRecord],
     ) -> Result<u64, StoreError> {
-        self.import_tokens_impl(tokens, replace).await
+        self.import_tokens_impl(tokens, replace, audit).await
     }
 
     async fn list_tokens(&self, filter: &TokenFilter) -> Result<Vec<TokenRecord>, StoreError> {

@@ -9,7 +9,8 @@ use super::sqlite::{counter_to_sql, is_unique_violation, kind_str, now_unix};
 use super::sqlite_reads::Seed::MayFail;
 use super::sqlite_writer::sqlite_err;
 use super::{
-    NewToken, SqliteStore, StepUse, StoreError, TokenAsRead, TokenExtra, TokenFilter, TokenRecord,
+    AuditRecord, NewToken, SqliteStore, StepUse, StoreError, TokenAsRead, TokenExtra, TokenFilter,
+    TokenRecord,
 };
 use rusqlite::OptionalExtension;
 
@@ -18,6 +19,7 @@ impl SqliteStore {
         &self,
         tokens: &[(NewToken, TokenExtra)],
         replace: bool,
+        audit: &[AuditRecord],
     ) -> Result<u64, StoreError> {
         // Seal outside the transaction: it is the CPU-heavy part and needs no lock.
         let mut rows = Vec::with_capacity(tokens.len());
@@ -107,6 +109,33 @@ impl SqliteStore {
                 }
                 Err(e) => return Err(e.into()),
             }
+        }
+        for r in audit {
+            let r = r.storable();
+            sqlx::query(
+                "INSERT INTO audit (time, user, first_name, last_name, email, phone, \
+                 token_serial, mode, result, reason, server_name, server_ip, client_ip, \
+                 nas_name, latency_ms, actor) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+            )
+            .bind(r.time)
+            .bind(&r.user)
+            .bind(&r.first_name)
+            .bind(&r.last_name)
+            .bind(&r.email)
+            .bind(&r.phone)
+            .bind(&r.token_serial)
+            .bind(&r.mode)
+            .bind(&r.result)
+            .bind(&r.reason)
+            .bind(&r.server_name)
+            .bind(&r.server_ip)
+            .bind(&r.client_ip)
+            .bind(&r.nas_name)
+            .bind(r.latency_ms)
+            .bind(&r.actor)
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok(written)

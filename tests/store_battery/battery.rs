@@ -1598,7 +1598,15 @@ pub async fn import_is_all_or_nothing(store: &dyn Store) {
         (totp("T5", None, b"b"), TokenExtra::default()),
         (totp("T6", None, b"c"), TokenExtra::default()),
     ];
-    let err = store.import_tokens(&batch, false).await.unwrap_err();
+    // The import's audit records go with it: none of them stays behind either.
+    let records = [
+        audit_record(T, "", "import"),
+        audit_record(T, "dave", "assign"),
+    ];
+    let err = store
+        .import_tokens_audited(&batch, false, &records)
+        .await
+        .unwrap_err();
     assert!(
         matches!(err, StoreError::Conflict(ref m) if m.contains("T5")),
         "{err:?}"
@@ -1606,6 +1614,29 @@ pub async fn import_is_all_or_nothing(store: &dyn Store) {
     let all = store.list_tokens(&TokenFilter::default()).await.unwrap();
     assert_eq!(record_serials(&all), ["T5"], "nothing of the batch stayed");
     assert_eq!(all[0].token.secret.expose(), b"old");
+    assert!(store
+        .audit(&AuditFilter::default())
+        .await
+        .unwrap()
+        .is_empty());
+    // And they are there with the tokens, all of them.
+    let fine = vec![(totp("T8", Some("dave"), b"d"), TokenExtra::default())];
+    assert_eq!(
+        store
+            .import_tokens_audited(&fine, false, &records)
+            .await
+            .unwrap(),
+        1
+    );
+    let mut results: Vec<String> = store
+        .audit(&AuditFilter::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.result)
+        .collect();
+    results.sort();
+    assert_eq!(results, ["assign", "import"]);
     // A serial twice in one batch is refused the same way.
     let twice = vec![
         (totp("T7", None, b"a"), TokenExtra::default()),

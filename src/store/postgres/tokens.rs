@@ -10,8 +10,8 @@ use super::to_u32;
 use super::{counter_to_sql, is_unique_violation, kind_str, now_unix, to_u64, PgStore};
 use crate::store::columns::{kept_on_replace, Kept};
 use crate::store::{
-    NewToken, StepUse, StoreError, TokenAsRead, TokenExtra, TokenFilter, TokenRecord, UserProfile,
-    UserSnapshot, UserStatus,
+    AuditRecord, NewToken, StepUse, StoreError, TokenAsRead, TokenExtra, TokenFilter, TokenRecord,
+    UserProfile, UserSnapshot, UserStatus,
 };
 
 const RECORD_COLUMNS: &str = "id, serial, username, kind, algorithm, digits, period, counter, \
@@ -102,6 +102,7 @@ impl PgStore {
         &self,
         tokens: &[(NewToken, TokenExtra)],
         replace: bool,
+        audit: &[AuditRecord],
     ) -> Result<u64, StoreError> {
         // Seal outside the transaction: it is the CPU-heavy part and needs no lock.
         let mut rows = Vec::with_capacity(tokens.len());
@@ -191,6 +192,11 @@ impl PgStore {
                 }
                 Err(e) => return Err(e.into()),
             }
+        }
+        // 16 parameters a record; PostgreSQL takes 65,535 in one statement.
+        for chunk in audit.chunks(4000) {
+            let storable: Vec<_> = chunk.iter().map(AuditRecord::storable).collect();
+            super::audit_batch::insert_records(&mut *tx, storable.iter().map(|r| &**r)).await?;
         }
         tx.commit().await?;
         w.done(Ok(()))?;
