@@ -618,3 +618,47 @@ fn a_request_in_flight_during_a_secret_rotation_is_answered_with_its_own_secret(
     drop(mute);
     drop(_conn);
 }
+
+/// A service account the directory refused is held off (see `a_refused_service_account_is_
+/// not_bound_again_for_every_request` in server.rs) until a bind works or a reload: an
+/// admin who fixes the account in the directory, where radmfa's file has nothing to change,
+/// reloads and is served at once, not after the hold (up to 10 minutes).
+#[test]
+fn sighup_lifts_the_hold_on_a_refused_service_account() {
+    let svc = LdapUser::new("svc", "svc-old-pw");
+    let slapd = Slapd::start(&[LdapUser::new("alice", "alice-pw"), svc.clone()]);
+    let dir = tempfile::tempdir().unwrap();
+    let config = common::radmfa::write_config(dir.path(), &Options::new(&slapd.url));
+    let text = std::fs::read_to_string(&config).unwrap();
+    let admin = "bind_dn = \"cn=admin,dc=example,dc=org\"\nbind_password = \"adminpw\"";
+    assert!(text.contains(admin), "{text}");
+    let as_svc = format!("bind_dn = \"{}\"\nbind_password = \"svc-new-pw\"", svc.dn());
+    std::fs::write(&config, text.replace(admin, &as_svc)).unwrap();
+    let srv = Server::start_with(dir, config);
+    // The enrollment's own directory check binds (and is refused) once, in its process.
+    srv.enroll("alice", &[]);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let before = slapd.bind_count(&svc.dn());
+    for _ in 0..3 {
+        assert_eq!(alice_login(&srv), "Access-Reject", "{}", srv.log());
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(
+        slapd.bind_count(&svc.dn()) - before,
+        1,
+        "one refused bind, then held"
+    );
+    // Fixed in the directory: still held until the reload.
+    slapd.modify(&format!(
+        "dn: {}\nchangetype: modify\nreplace: userPassword\nuserPassword: svc-new-pw\n",
+        svc.dn()
+    ));
+    assert_eq!(alice_login(&srv), "Access-Reject", "{}", srv.log());
+    hup(&srv);
+    let t = std::time::Instant::now();
+    while !srv.log_shows("[[client]] entries from") {
+        assert!(t.elapsed().as_secs() < 5, "{}", srv.log());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(alice_login(&srv), "Access-Challenge", "{}", srv.log());
+}

@@ -926,21 +926,39 @@ fn a_refused_service_account_is_not_bound_again_for_every_request() {
     assert!(text.contains(right), "{text}");
     std::fs::write(&config, text.replace(right, "bind_password = \"rotated\"")).unwrap();
     let srv = Server::start_with(dir, config);
-    for _ in 0..4 {
+    // Eight logins at once on an empty pool: each wants a fresh connection, and before the
+    // binds took turns each bound (and was refused) before the first refusal was known.
+    use radmfa::radius::client::{parse_reply, AccessRequestBuilder};
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.connect(srv.addr).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    for id in 0..8u8 {
+        let (raw, _) = AccessRequestBuilder::new(id, "alice")
+            .password(ALICE_PW.as_bytes())
+            .build(SECRET.as_bytes());
+        sock.send(&raw).unwrap();
+    }
+    let mut buf = [0u8; 4096];
+    for _ in 0..8 {
+        let n = sock.recv(&mut buf).expect("every login answered");
+        assert_eq!(parse_reply(&buf[..n]).unwrap().code, 3, "Access-Reject");
+    }
+    for _ in 0..2 {
         let r = py_password(&srv, "alice", ALICE_PW);
         assert_eq!(code_of(&r), "Access-Reject", "{r}");
     }
     let refused = |l: &str| l.contains("LDAP service account bind refused");
     assert_eq!(srv.log_lines_at_least(1, refused), 1, "{}", srv.log());
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(slapd.bind_count("cn=admin,dc=example,dc=org"), 1);
     let audit = srv.audit_json("alice");
-    assert_eq!(audit.len(), 4, "{audit:#?}");
+    assert_eq!(audit.len(), 10, "{audit:#?}");
     let reasons: Vec<&str> = audit.iter().filter_map(|r| r["reason"].as_str()).collect();
-    assert!(
-        reasons[..3]
-            .iter()
-            .all(|r| r.contains("invalidCredentials") && r.contains("not tried again for")),
-        "{reasons:?}"
-    );
+    let held = reasons
+        .iter()
+        .filter(|r| r.contains("invalidCredentials") && r.contains("not tried again for"))
+        .count();
+    assert_eq!(held, 9, "{reasons:?}");
     assert!(!srv.log().contains("rotated"), "the password is logged");
 }
 

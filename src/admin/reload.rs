@@ -155,6 +155,9 @@ impl Reloader {
                 self.path.display()
             );
         }
+        // A refused service account holds binds off; the admin reloading may have fixed it
+        // in the directory, where this file does not show it.
+        app.primary().forget_refusals();
         if let Some(directory) = directory {
             app.set_primary(directory);
             // New directory settings are unproven, as at start: the node's health (the

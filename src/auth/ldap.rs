@@ -584,6 +584,12 @@ impl LdapAuth {
                     self.settings.bind_password.expose_str().ok_or_else(|| {
                         AuthError::ServiceBind("bind password is not UTF-8".into())
                     })?;
+                // One service bind at a time, and none once one was refused: see
+                // `ldap_service_hold`.
+                let _turn = self.service_hold.turn().await;
+                self.service_hold
+                    .check(Instant::now())
+                    .map_err(AuthError::ServiceBind)?;
                 let bind = ldap.simple_bind(&self.settings.bind_dn, password);
                 let watch = self.watch(idx);
                 let answer = timeout(self.settings.op_timeout, bind).await;
@@ -812,9 +818,13 @@ impl LdapAuth {
 
     /// The entry's names (the values of `user_filter`'s naming attributes), when none of
     /// them is `user` as radmfa compares names (`store::user_key`: case and spacing
-    /// aside). `None` when one is, and when the entry shows none (a filter without a plain
-    /// `(attr={user})`, or values the service account may not read): nothing to go by.
+    /// aside). `None` when one is, and when the entry shows none (values the service
+    /// account may not read), or the filter also matches the name otherwise (a
+    /// `{user}@domain` term): nothing to go by.
     fn name_not_in_entry(&self, entry: &SearchEntry, user: &str) -> Option<String> {
+        if !only_plain_name_terms(&self.settings.user_filter) {
+            return None;
+        }
         let typed = crate::store::user_key(user);
         let mut names = self
             .name_attrs
@@ -1253,21 +1263,35 @@ const RC_UNWILLING_TO_PERFORM: u32 = 53;
 /// skipped by a login under another.
 pub(crate) fn naming_attributes(user_filter: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
-    for (at, _) in user_filter.match_indices("={user})") {
-        let before = &user_filter[..at];
-        let Some(open) = before.rfind('(') else {
-            continue;
-        };
-        let attr = &before[open + 1..];
-        let plain = !attr.is_empty()
-            && attr
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == ';');
-        if plain && !out.iter().any(|a| a.eq_ignore_ascii_case(attr)) {
+    for attr in plain_name_terms(user_filter) {
+        if !out.iter().any(|a| a.eq_ignore_ascii_case(attr)) {
             out.push(attr.to_string());
         }
     }
     out
+}
+
+/// The attribute of each plain `(attr={user})` term of `user_filter`, in order.
+fn plain_name_terms(user_filter: &str) -> impl Iterator<Item = &str> {
+    user_filter
+        .match_indices("={user})")
+        .filter_map(move |(at, _)| {
+            let before = &user_filter[..at];
+            let attr = &before[before.rfind('(')? + 1..];
+            let plain = !attr.is_empty()
+                && attr
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == ';');
+            plain.then_some(attr)
+        })
+}
+
+/// Whether every `{user}` in `user_filter` is a plain `(attr={user})` term: then a name the
+/// filter matched is a value of one of those attributes, and the entry's values say which
+/// names it has. A term such as `(userPrincipalName={user}@corp.example.org)` matches names
+/// no attribute holds as such (`john.doe` for that UPN).
+fn only_plain_name_terms(user_filter: &str) -> bool {
+    plain_name_terms(user_filter).count() == user_filter.matches("{user}").count()
 }
 
 /// The most characters of a directory value radmfa shows (names, mail, phone numbers):
@@ -1329,6 +1353,10 @@ fn classify_connect_error(e: LdapError) -> ConnectFailure {
 
 #[async_trait]
 impl PrimaryAuth for LdapAuth {
+    fn forget_refusals(&self) {
+        self.service_hold.bound();
+    }
+
     async fn authenticate(
         &self,
         user: &str,

@@ -242,6 +242,22 @@ fn a_name_the_entry_does_not_have_is_told() {
     );
     let hidden = entry(&[("cn", &["Dave"])]);
     assert_eq!(auth.name_not_in_entry(&hidden, "ｄave"), None);
+    // A filter that also matches a name no attribute holds as such (a UPN's prefix, the
+    // domain given in the filter): such a name is not refused.
+    let upn = LdapAuth::new(LdapSettings {
+        user_filter: "(|(uid={user})(mail={user}@example.org))".into(),
+        ..settings()
+    })
+    .unwrap();
+    let smith = entry(&[("uid", &["dave"]), ("mail", &["dave.smith@example.org"])]);
+    assert_eq!(upn.name_not_in_entry(&smith, "dave.smith"), None);
+    assert!(only_plain_name_terms(
+        "(&(objectClass=user)(sAMAccountName={user}))"
+    ));
+    assert!(!only_plain_name_terms(
+        "(|(sAMAccountName={user})(userPrincipalName={user}@corp.example.org))"
+    ));
+    assert!(!only_plain_name_terms("(uid:caseExactMatch:={user})"));
 }
 
 #[test]

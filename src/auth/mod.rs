@@ -174,4 +174,7 @@ pub trait PrimaryAuth: Send + Sync + 'static {
         info: &UserInfo,
         group_dn: &str,
     ) -> Result<bool, AuthError>;
+    /// Forgets a refusal that holds tries off (a reload: the admin may have fixed the
+    /// account in the directory, with nothing in radmfa's config to change).
+    fn forget_refusals(&self) {}
 }

@@ -92,6 +92,25 @@ fn positional(fields: &[String]) -> Result<(Vec<Column>, bool), String> {
     }
 }
 
+/// Whether a quoted field is still open at the end of `line`, as the CSV reader reads
+/// quotes: one opens a field only as its first character (`6" token` is a literal quote),
+/// and inside a quoted field `""` is a quote and a lone `"` closes it.
+fn quote_left_open(line: &str) -> bool {
+    let (mut quoted, mut field_start) = (false, true);
+    let mut bytes = line.bytes().peekable();
+    while let Some(b) = bytes.next() {
+        if quoted {
+            if b == b'"' && bytes.next_if_eq(&b'"').is_none() {
+                quoted = false;
+            }
+            continue;
+        }
+        quoted = field_start && b == b'"';
+        field_start = b == b',';
+    }
+    quoted
+}
+
 /// One physical line as CSV fields (quotes allowed; token files have no multi-line fields).
 fn split_line(line: &[u8]) -> Result<Vec<String>, String> {
     let text = std::str::from_utf8(line).map_err(|_| "not UTF-8 text".to_string())?;
@@ -100,9 +119,8 @@ fn split_line(line: &[u8]) -> Result<Vec<String>, String> {
     debug_assert!(!line.contains(&b'\r'));
     // The CSV reader takes a quote that is never closed as running to the end of its
     // input: `"alice` was read as alice, and a field quoted across two lines (which rows
-    // split at every line do not allow) lost its second half without a word. A quoted
-    // field holds an even number of quotes (its two, and each inner one doubled).
-    if text.bytes().filter(|&b| b == b'"').count() % 2 == 1 {
+    // split at every line do not allow) lost its second half without a word.
+    if quote_left_open(text) {
         return Err(
             "a quote is opened and never closed on this line (a field cannot span \
                     lines; an inner quote is written twice: \"\")"

@@ -145,9 +145,13 @@ async fn run(pool: PgPool, mut rx: mpsc::UnboundedReceiver<Job>, limit: Duration
                 // The request's own writes committed before its record was handed in: it is
                 // the record alone that is not written, and the error says so.
                 let reason = match e {
-                    sqlx::Error::PoolTimedOut => {
-                        format!("no connection to the database for audit records within {limit:?}")
-                    }
+                    // The wait for a connection is the pool's (store.connect_timeout_ms), not
+                    // the batch's limit.
+                    sqlx::Error::PoolTimedOut => format!(
+                        "no connection to the database for audit records within {} ms \
+                         (store.connect_timeout_ms)",
+                        pool.options().get_acquire_timeout().as_millis()
+                    ),
                     e => e.to_string(),
                 };
                 // Taken before any is answered: drained lazily, a record sent by a request
