@@ -1649,8 +1649,9 @@ fn lockout_after_wrong_codes_and_unlock() {
 }
 
 /// A prompt word the prompt does not offer ("resend" at an app code's prompt, "call" where
-/// the client allows no calls) is no guess: the same prompt comes back, no attempt is taken
-/// and nothing counts toward the lockout, so the right code still gets in on that State.
+/// the client allows no calls), or nothing at all, is no guess: the same prompt comes back,
+/// no attempt is taken and nothing counts toward the lockout, so the right code still gets
+/// in on that State.
 #[test]
 fn a_prompt_word_not_on_offer_asks_again_without_counting() {
     let slapd = directory();
@@ -1661,15 +1662,19 @@ fn a_prompt_word_not_on_offer_asks_again_without_counting() {
     let seed = srv.enroll("alice", &[]);
     let r = py_password(&srv, "alice", ALICE_PW);
     let s = r["state"].as_str().unwrap().to_string();
-    for word in ["resend", "call", "SMS", "app"] {
+    for word in ["resend", "call", "SMS", "app", "", "   "] {
         let r = py_code(&srv, "alice", word, &s);
         assert_eq!(code_of(&r), "Access-Challenge", "{word}: {r}");
         assert_eq!(r["state"].as_str(), Some(s.as_str()), "the same prompt");
+        // An empty answer (Enter pressed out of habit) is no guess either.
+        let said = if word.trim().is_empty() {
+            "Nothing was typed."
+        } else {
+            "is not available here"
+        };
         assert!(
-            r["messages"][0]
-                .as_str()
-                .is_some_and(|m| m.contains("is not available here")),
-            "{r}"
+            r["messages"][0].as_str().is_some_and(|m| m.contains(said)),
+            "{word:?}: {r}"
         );
     }
     let show = srv.cli(&["user", "show", "alice", "--json"]);

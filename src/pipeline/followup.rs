@@ -160,18 +160,23 @@ pub async fn answer(
     // where calls are not allowed, "app" at the app's prompt) is no guess at a code: the
     // same prompt again, no attempt taken, nothing counted toward the lockout (checked as a
     // code, it took the prompt's only attempt and counted a wrong code).
+    // Nor is an empty answer (Enter pressed out of habit after a call's prompt, which asks
+    // for just that): it never matches a code, and it cost an attempt and a wrong code.
     let word = matches!(
         parse_input(&typed),
         PromptInput::Switch(_) | PromptInput::Resend
     );
-    if word && current != Method::Voice {
+    if (word || typed.is_empty()) && current != Method::Voice {
         let ask = prompt_for(app, current, &carried);
-        let why = format!("{:?} is not available here.", typed.to_ascii_lowercase());
+        let (why, reason) = if word {
+            let why = format!("{:?} is not available here.", typed.to_ascii_lowercase());
+            (why, "a prompt word this prompt does not offer")
+        } else {
+            ("Nothing was typed.".to_string(), "an empty answer")
+        };
         let mut reply = Reply::challenge(state.to_vec(), reask(&why, &ask));
         reply.session_timeout = Some((pending.expires_at - now).max(1) as u32);
-        return Ok(with_context(
-            Verdict::reject("a prompt word this prompt does not offer").with_reply(reply),
-        ));
+        return Ok(with_context(Verdict::reject(reason).with_reply(reply)));
     }
     let round = Round {
         state,
