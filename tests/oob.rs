@@ -633,6 +633,60 @@ fn an_undiallable_directory_number_is_no_way_in_on_the_password() {
     assert_eq!(standin.sms().len(), 1);
 }
 
+/// Texts and calls go only to the countries `[phone] allowed_country_codes` lists: a
+/// satellite number a user wrote into their own entry is refused as one that cannot be
+/// dialled (no SMS sent, and not let in on the password alone), and `user set-phone`
+/// refuses such a number; one in a listed country is texted.
+#[test]
+fn numbers_outside_the_allowed_countries_get_no_sms() {
+    let slapd = common::slapd::Slapd::start_with(
+        &[],
+        common::slapd::SlapdOptions {
+            extra_ldif: "dn: uid=erin,ou=people,dc=example,dc=org\nobjectClass: inetOrgPerson\n\
+                         uid: erin\ncn: Erin\nsn: Erin\nmobile: +882 16 1234 5678\n\
+                         userPassword: erin-pw\n\n"
+                .into(),
+            ..Default::default()
+        },
+    );
+    let standin = Standin::start();
+    let mut o = Options::new(&slapd.url);
+    o.clients = Vec::new();
+    o.extra = format!(
+        "{}{}",
+        delivery(&standin, ""),
+        sms_client("no_factor = \"allow\"").concat()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &o);
+    let text = std::fs::read_to_string(&config).unwrap();
+    let sources = "sources = [\"store\", \"mobile\", \"telephone\"]";
+    assert!(text.contains(sources), "{text}");
+    let allowed = format!("{sources}\nallowed_country_codes = [\"1\"]");
+    std::fs::write(&config, text.replacen(sources, &allowed, 1)).unwrap();
+    let srv = Server::start_with(dir, config);
+    let r = login(&srv, "erin", "erin-pw");
+    assert_eq!(code_of(&r), "Access-Reject", "{r}\n{}", srv.log());
+    let reason = srv.audit_json("erin")[0]["reason"].clone();
+    assert!(
+        reason
+            .as_str()
+            .is_some_and(|r| r.contains("allowed_country_codes does not list")),
+        "{reason}"
+    );
+    assert!(standin.sms().is_empty());
+    let out = srv.cli(&["user", "set-phone", "erin", "+882 16 1234 5678"]);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("allowed_country_codes"),
+        "{out:?}"
+    );
+    cli_ok(&srv, &["user", "set-phone", "erin", "+15550123456"]);
+    let r = login(&srv, "erin", "erin-pw");
+    assert_eq!(code_of(&r), "Access-Challenge", "{r}");
+    assert_eq!(standin.sms().len(), 1);
+}
+
 /// `no_factor = "allow"` is for users with no second factor. One with a token on a client
 /// whose methods leave OATH codes out is refused, not let in on the password alone; once
 /// his token is gone, bob (whose directory phone this inline client cannot call) is.

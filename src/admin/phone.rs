@@ -9,7 +9,7 @@ use clap::Args;
 use super::users::admin_audit;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
-use crate::delivery::phone::{mask, normalise};
+use crate::delivery::phone::{dialable, mask};
 use crate::mfa::method::Method;
 use crate::store::Store;
 
@@ -42,7 +42,7 @@ pub async fn set_phone(
     let e164 = if a.phone.eq_ignore_ascii_case("none") {
         None
     } else {
-        match normalise(&a.phone, &cfg.delivery.phone.default_country_code) {
+        match dialable(&a.phone, &cfg.delivery.phone) {
             Ok(p) => Some(p),
             Err(e) => bail!("phone number {e}"),
         }

@@ -325,6 +325,15 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
                 .into(),
         );
     }
+    if delivers && cfg.delivery.phone.allowed_country_codes.is_empty() {
+        out.push(
+            "phone: allowed_country_codes is not set, so SMS codes and calls go to numbers in \
+             any country, premium-rate and satellite ones included (SMS pumping, toll \
+             fraud): list the country codes your users' phones have (and restrict the \
+             provider's own geographic permissions)"
+                .into(),
+        );
+    }
     if delivers && !from_directory.is_empty() {
         out.push(format!(
             "phone: sources lists the directory ({}): whoever can change a user's number there \

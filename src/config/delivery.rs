@@ -26,6 +26,9 @@ pub struct PhoneConfig {
     pub sources_given: bool,
     /// Digits without '+'; empty: numbers without a country code are refused.
     pub default_country_code: String,
+    /// Country calling codes (digits without '+') that texts and calls may go to; empty:
+    /// any.
+    pub allowed_country_codes: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,6 +151,7 @@ impl Default for DeliveryConfig {
                 sources: vec![PhoneSource::Store],
                 sources_given: false,
                 default_country_code: String::new(),
+                allowed_country_codes: Vec::new(),
             },
             send_limits: SendLimits {
                 max_per_user: super::raw_delivery::d_per_user(),

@@ -12,6 +12,7 @@ pub struct RawPhone {
     /// None: not in the file (the store only; see `PhoneConfig::sources_given`).
     pub sources: Option<Vec<String>>,
     pub default_country_code: String,
+    pub allowed_country_codes: Vec<String>,
 }
 
 #[derive(Deserialize)]

@@ -204,6 +204,7 @@ fn phone_config(raw: RawPhone) -> Result<PhoneConfig, ConfigError> {
     let RawPhone {
         sources,
         default_country_code,
+        allowed_country_codes,
     } = raw;
     let sources_given = sources.is_some();
     // Only numbers an admin stored, unless the file says otherwise: directory attributes
@@ -223,19 +224,55 @@ fn phone_config(raw: RawPhone) -> Result<PhoneConfig, ConfigError> {
             }
         });
     }
-    let cc = default_country_code.trim_start_matches('+').to_string();
-    if !cc.is_empty()
-        && (cc.len() > 3 || !cc.bytes().all(|b| b.is_ascii_digit()) || cc.starts_with('0'))
-    {
+    let country_code = |key: String, raw: &str| {
+        let cc = raw.trim_start_matches('+').to_string();
+        if cc.is_empty()
+            || cc.len() > 3
+            || !cc.bytes().all(|b| b.is_ascii_digit())
+            || cc.starts_with('0')
+        {
+            return Err(ConfigError::invalid(
+                key,
+                "must be 1 to 3 digits not starting with 0, e.g. \"49\" or \"1\"",
+            ));
+        }
+        Ok(cc)
+    };
+    let cc = match default_country_code.as_str() {
+        "" => String::new(),
+        given => country_code("phone.default_country_code".into(), given)?,
+    };
+    let mut allowed = Vec::new();
+    for (i, raw) in allowed_country_codes.iter().enumerate() {
+        let code = country_code(format!("phone.allowed_country_codes[{i}]"), raw)?;
+        // Country codes are a prefix code: "1" and "12" cannot both be country codes, so
+        // one given inside another is a typo.
+        if let Some(other) = allowed
+            .iter()
+            .find(|o: &&String| o.starts_with(&code) || code.starts_with(o.as_str()))
+        {
+            return Err(ConfigError::invalid(
+                format!("phone.allowed_country_codes[{i}]"),
+                format!(
+                    "{code:?} and {other:?} cannot both be country codes (one begins the other)"
+                ),
+            ));
+        }
+        allowed.push(code);
+    }
+    if !cc.is_empty() && !allowed.is_empty() && !allowed.contains(&cc) {
         return Err(ConfigError::invalid(
-            "phone.default_country_code",
-            "must be 1 to 3 digits not starting with 0, e.g. \"49\" or \"1\"",
+            "phone.allowed_country_codes",
+            format!(
+                "does not list default_country_code {cc:?}: national numbers could not be used"
+            ),
         ));
     }
     Ok(PhoneConfig {
         sources: out,
         sources_given,
         default_country_code: cc,
+        allowed_country_codes: allowed,
     })
 }
 
@@ -731,3 +768,36 @@ pub fn client_factors(
 
 /// The longest `remember_second_factor_secs`: a day.
 pub const MAX_REMEMBER_SECS: u64 = 86_400;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn phone(default: &str, allowed: &[&str]) -> Result<PhoneConfig, String> {
+        phone_config(RawPhone {
+            sources: None,
+            default_country_code: default.into(),
+            allowed_country_codes: allowed.iter().map(|s| s.to_string()).collect(),
+        })
+        .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn allowed_country_codes_are_country_codes() {
+        let ok = phone("+49", &["+49", "43", "1"]).unwrap();
+        assert_eq!(ok.allowed_country_codes, ["49", "43", "1"]);
+        assert_eq!(ok.default_country_code, "49");
+        for (allowed, said) in [
+            (&["049"][..], "phone.allowed_country_codes[0]"),
+            (&["49", "4x"][..], "phone.allowed_country_codes[1]"),
+            (&["49", ""][..], "phone.allowed_country_codes[1]"),
+            (&["1", "12"][..], "cannot both be country codes"),
+        ] {
+            let e = phone("", allowed).unwrap_err();
+            assert!(e.contains(said), "{allowed:?}: {e}");
+        }
+        let e = phone("44", &["49"]).unwrap_err();
+        assert!(e.contains("does not list default_country_code"), "{e}");
+        assert!(phone("", &[]).unwrap().allowed_country_codes.is_empty());
+    }
+}

@@ -19,6 +19,8 @@ pub enum PhoneError {
     Length(String, usize),
     #[error("{0:?} starts with 0 after the country prefix; no country code starts with 0")]
     CountryCode(String),
+    #[error("{0:?} is in a country [phone] allowed_country_codes does not list")]
+    Country(String),
 }
 
 impl PhoneError {
@@ -31,6 +33,7 @@ impl PhoneError {
             PhoneError::NoCountryCode(r) => PhoneError::NoCountryCode(hide(r)),
             PhoneError::Length(r, n) => PhoneError::Length(hide(r), *n),
             PhoneError::CountryCode(r) => PhoneError::CountryCode(hide(r)),
+            PhoneError::Country(r) => PhoneError::Country(hide(r)),
         }
         .to_string()
     }
@@ -114,6 +117,20 @@ pub fn normalise(raw: &str, default_country_code: &str) -> Result<String, PhoneE
         return Err(PhoneError::Length(raw.to_string(), international.len()));
     }
     Ok(format!("+{international}"))
+}
+
+/// `raw` as a number texts and calls may go to: normalised to E.164 with `cfg`'s
+/// default country code, and in a country `cfg.allowed_country_codes` lists (any, when it
+/// lists none). Whoever can set a number (a user writing their own directory attribute, an
+/// admin's typo) otherwise chose where the organisation's texts and calls go: premium-rate
+/// and satellite numbers cost it per message and per minute.
+pub fn dialable(raw: &str, cfg: &PhoneConfig) -> Result<String, PhoneError> {
+    let e164 = normalise(raw, &cfg.default_country_code)?;
+    let allowed = &cfg.allowed_country_codes;
+    if !allowed.is_empty() && !allowed.iter().any(|cc| e164[1..].starts_with(cc.as_str())) {
+        return Err(PhoneError::Country(raw.to_string()));
+    }
+    Ok(e164)
 }
 
 /// The last four digits only, for prompts and logs.
@@ -211,7 +228,7 @@ pub fn phone_from(
         let Some(raw) = raw.filter(|r| !r.trim().is_empty()) else {
             continue;
         };
-        match normalise(raw, &cfg.default_country_code) {
+        match dialable(raw, cfg) {
             Ok(p) => return Some((*source, p)),
             Err(e) => {
                 tracing::info!(source = ?source, problem = %e.masked(), "unusable phone number")
@@ -247,7 +264,7 @@ pub fn unused_number(cfg: &PhoneConfig, info: &UserInfo) -> Option<UnusedNumber>
         };
         if !sources.contains(&source) {
             unlisted = true;
-        } else if let Err(e) = normalise(raw, &cfg.default_country_code) {
+        } else if let Err(e) = dialable(raw, cfg) {
             return Some(UnusedNumber::Unusable {
                 why: e.masked(),
                 no_country_code: matches!(e, PhoneError::NoCountryCode(_)),
@@ -297,6 +314,34 @@ mod tests {
             super::mask_numbers("error 20003 for AC1234567890 at 12:30"),
             "error 20003 for AC1234567890 at 12:30"
         );
+    }
+
+    /// Only the countries listed, when some are: a premium or satellite number someone
+    /// wrote into their own directory entry is refused, as any undialable number is.
+    #[test]
+    fn numbers_go_only_to_the_countries_allowed() {
+        let cfg = |allowed: &[&str]| crate::config::delivery::PhoneConfig {
+            sources: vec![],
+            sources_given: true,
+            default_country_code: "49".into(),
+            allowed_country_codes: allowed.iter().map(|s| s.to_string()).collect(),
+        };
+        let open = cfg(&[]);
+        assert_eq!(
+            super::dialable("+882 16 1234 5678", &open).as_deref(),
+            Ok("+8821612345678")
+        );
+        let de_at = cfg(&["49", "43"]);
+        assert_eq!(
+            super::dialable("0171 1234567", &de_at).as_deref(),
+            Ok("+491711234567")
+        );
+        assert!(super::dialable("+43 664 1234567", &de_at).is_ok());
+        for foreign in ["+882 16 1234 5678", "+1 900 555 0199", "00 44 909 123 4567"] {
+            let e = super::dialable(foreign, &de_at).unwrap_err();
+            assert!(matches!(e, super::PhoneError::Country(_)), "{foreign}: {e}");
+            assert!(!e.masked().contains("1234 5678"), "{}", e.masked());
+        }
     }
 
     #[test]
