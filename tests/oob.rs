@@ -351,6 +351,56 @@ fn sends_the_provider_refused_do_not_use_up_the_send_limits() {
     assert_eq!(standin.sms().len(), 1, "one SMS in all");
 }
 
+/// A day's sends per user (all names of the entry) and per number are capped too: the
+/// 5-minute window alone let one stolen password send about 1,440 texts a day. Here the
+/// window would allow 5 at once; the day's cap of 2 stops the third, and names it.
+#[test]
+fn a_days_sends_are_capped_beside_the_window() {
+    let slapd = directory();
+    let standin = Standin::start();
+    let srv = start(
+        &slapd,
+        &standin,
+        "max_per_user_per_day = 2\n",
+        "",
+        &sms_client(""),
+    );
+    for _ in 0..2 {
+        let r = login(&srv, "alice", ALICE_PW);
+        assert_eq!(code_of(&r), "Access-Challenge", "{r}\n{}", srv.log());
+    }
+    let r = login(&srv, "alice", ALICE_PW);
+    assert_eq!(code_of(&r), "Access-Reject", "{r}");
+    assert!(message(&r).contains("Too many codes"), "{r}");
+    let reason = srv.audit_json("alice")[0]["reason"].clone();
+    assert!(
+        reason
+            .as_str()
+            .is_some_and(|r| r.contains("2 per 86400 s reached for user-day:alice")),
+        "{reason}"
+    );
+    assert_eq!(standin.sms().len(), 2);
+    // Out of range is refused by name.
+    let text = std::fs::read_to_string(&srv.config).unwrap();
+    let bad = srv.config.with_file_name("bad.toml");
+    std::fs::write(
+        &bad,
+        text.replace("max_per_user_per_day = 2", "max_per_user_per_day = 0"),
+    )
+    .unwrap();
+    let out = std::process::Command::new(bin())
+        .args(["--config", bad.to_str().unwrap(), "config", "check"])
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{said}");
+    assert!(said.contains("sms.max_per_user_per_day"), "{said}");
+}
+
 /// `provider_failure = "allow"`: the provider's outage lets a correct password in (fail
 /// open), audited as such; a wrong password, the provider's rate limit (which a caller
 /// can bring on, with a burst of logins), our credentials refused (a mistake of ours that

@@ -53,6 +53,8 @@ pub struct SendLimits {
     pub max_per_user: u32,
     pub max_per_nas: u32,
     pub window: Duration,
+    /// Sends to one user (all names of an entry), and to one number, in 24 hours.
+    pub max_per_user_per_day: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -157,6 +159,7 @@ impl Default for DeliveryConfig {
                 max_per_user: super::raw_delivery::d_per_user(),
                 max_per_nas: super::raw_delivery::d_per_nas(),
                 window: Duration::from_secs(super::raw_delivery::d_window()),
+                max_per_user_per_day: super::raw_delivery::d_per_user_per_day(),
             },
             sms: None,
             voice: None,

@@ -31,6 +31,8 @@ pub struct RawSms {
     pub max_per_nas: u32,
     #[serde(default = "d_window")]
     pub window_secs: u64,
+    #[serde(default = "d_per_user_per_day")]
+    pub max_per_user_per_day: u32,
 }
 
 fn d_code_length() -> u32 {
@@ -50,6 +52,9 @@ pub(crate) fn d_per_nas() -> u32 {
 }
 pub(crate) fn d_window() -> u64 {
     300
+}
+pub(crate) fn d_per_user_per_day() -> u32 {
+    30
 }
 
 #[derive(Deserialize)]
@@ -73,6 +78,8 @@ pub struct RawVoice {
     pub max_per_nas: Option<u32>,
     #[serde(default)]
     pub window_secs: Option<u64>,
+    #[serde(default)]
+    pub max_per_user_per_day: Option<u32>,
 }
 
 fn d_fraud() -> String {

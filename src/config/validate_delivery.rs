@@ -286,6 +286,10 @@ fn voice_send_limits(
         ("voice.max_per_user", v.max_per_user.is_some()),
         ("voice.max_per_nas", v.max_per_nas.is_some()),
         ("voice.window_secs", v.window_secs.is_some()),
+        (
+            "voice.max_per_user_per_day",
+            v.max_per_user_per_day.is_some(),
+        ),
     ];
     let Some((key, _)) = given.iter().find(|(_, set)| *set) else {
         return Ok(None);
@@ -308,6 +312,9 @@ fn voice_send_limits(
         v.window_secs
             .take()
             .unwrap_or_else(super::raw_delivery::d_window),
+        v.max_per_user_per_day
+            .take()
+            .unwrap_or_else(super::raw_delivery::d_per_user_per_day),
     )
     .map(Some)
 }
@@ -317,15 +324,23 @@ fn send_limits(
     max_per_user: u32,
     max_per_nas: u32,
     window_secs: u64,
+    max_per_user_per_day: u32,
 ) -> Result<SendLimits, ConfigError> {
     range(&format!("{section}.max_per_user"), max_per_user, 1, 1000)?;
     range(&format!("{section}.max_per_nas"), max_per_nas, 1, 1_000_000)?;
     // Send events are kept a day (store purge), so a longer window would undercount.
     range(&format!("{section}.window_secs"), window_secs, 10, 86_400)?;
+    range(
+        &format!("{section}.max_per_user_per_day"),
+        max_per_user_per_day,
+        1,
+        10_000,
+    )?;
     Ok(SendLimits {
         max_per_user,
         max_per_nas,
         window: Duration::from_secs(window_secs),
+        max_per_user_per_day,
     })
 }
 
@@ -338,6 +353,7 @@ fn sms_config(raw: RawSms) -> Result<(SmsConfig, SendLimits), ConfigError> {
         max_per_user,
         max_per_nas,
         window_secs,
+        max_per_user_per_day,
     } = raw;
     let provider = match provider.as_str() {
         "twilio" => SmsProvider::Twilio,
@@ -357,7 +373,13 @@ fn sms_config(raw: RawSms) -> Result<(SmsConfig, SendLimits), ConfigError> {
             "must contain {code} and be at most 480 bytes",
         ));
     }
-    let limits = send_limits("sms", max_per_user, max_per_nas, window_secs)?;
+    let limits = send_limits(
+        "sms",
+        max_per_user,
+        max_per_nas,
+        window_secs,
+        max_per_user_per_day,
+    )?;
     let sms = SmsConfig {
         provider,
         code_length,
@@ -383,6 +405,7 @@ fn voice_config(
         max_per_user: _,
         max_per_nas: _,
         window_secs: _,
+        max_per_user_per_day: _,
     } = raw;
     if provider != "twilio" {
         return Err(ConfigError::invalid(
