@@ -135,7 +135,8 @@ fn sms_code_flow_accepts_the_sent_code_and_rejects_a_wrong_one() {
 fn wrong_sms_codes_lock_the_second_factor() {
     let slapd = directory();
     let standin = Standin::start();
-    let lockout = "[lockout]\nthreshold = 2\nduration_secs = 600\n";
+    let lockout = "[lockout]\nthreshold = 2\nduration_secs = 600\n\
+                   \n[metrics]\nlisten = \"127.0.0.1:0\"\n";
     let srv = start(&slapd, &standin, "", lockout, &sms_client(""));
     for n in 1..=2 {
         let r = login(&srv, "alice", ALICE_PW);
@@ -159,6 +160,10 @@ fn wrong_sms_codes_lock_the_second_factor() {
         "2 consecutive wrong answers",
         "{lock}"
     );
+    // Counted once, for the alert on guessing.
+    let body = common::radmfa::http_get(srv.metrics_addr(), "/metrics").2;
+    let m = common::peers::prometheus_parse(&body);
+    assert_eq!(m["radmfa_lockouts_total{}"], 1.0, "{body}");
 }
 
 /// Wrong SMS answers sent all at once to one prompt (the NAS's State is all it takes) are
@@ -353,16 +358,18 @@ fn sends_the_provider_refused_do_not_use_up_the_send_limits() {
 
 /// A day's sends per user (all names of the entry) and per number are capped too: the
 /// 5-minute window alone let one stolen password send about 1,440 texts a day. Here the
-/// window would allow 5 at once; the day's cap of 2 stops the third, and names it.
+/// window would allow 5 at once; the day's cap of 2 stops the third, names it, and counts
+/// it in /metrics.
 #[test]
 fn a_days_sends_are_capped_beside_the_window() {
     let slapd = directory();
     let standin = Standin::start();
+    let metrics = "\n[metrics]\nlisten = \"127.0.0.1:0\"\n";
     let srv = start(
         &slapd,
         &standin,
         "max_per_user_per_day = 2\n",
-        "",
+        metrics,
         &sms_client(""),
     );
     for _ in 0..2 {
@@ -380,6 +387,12 @@ fn a_days_sends_are_capped_beside_the_window() {
         "{reason}"
     );
     assert_eq!(standin.sms().len(), 2);
+    // What an admin alerts on: the texts sent, and the sends the limits refused.
+    let body = common::radmfa::http_get(srv.metrics_addr(), "/metrics").2;
+    let m = common::peers::prometheus_parse(&body);
+    assert_eq!(m["radmfa_oob_sent_total{kind=sms}"], 2.0, "{body}");
+    assert_eq!(m["radmfa_oob_sent_total{kind=voice}"], 0.0, "{body}");
+    assert_eq!(m["radmfa_send_limited_total{}"], 1.0, "{body}");
     // Out of range is refused by name.
     let text = std::fs::read_to_string(&srv.config).unwrap();
     let bad = srv.config.with_file_name("bad.toml");

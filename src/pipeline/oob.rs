@@ -265,6 +265,7 @@ async fn claim(
             l.max,
             l.window_secs,
         );
+        Metrics::inc(&app.metrics.send_limited);
         app.store
             .resolve_oob(&txn.id, OobStatus::Failed, Some(&reason))
             .await?;
@@ -371,6 +372,10 @@ async fn settle(
                 None => {}
             }
             tracing::info!(user, phone = %mask(phone), "{done}");
+            Metrics::inc(match txn.kind {
+                OobKind::Sms => &app.metrics.sms_sent,
+                OobKind::Voice => &app.metrics.calls_placed,
+            });
             Ok(Delivered::Yes(txn))
         }
         Err(e) => {

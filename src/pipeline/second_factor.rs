@@ -385,6 +385,7 @@ pub async fn count_failure_after(
         .record_failure(user, threshold, now, lock.duration.as_secs() as i64)
         .await?;
     if let Some(until) = locked_until {
+        crate::server::metrics::Metrics::inc(&app.metrics.lockouts);
         let until_at = crate::clock::fmt_time(until);
         // Not an admin's act (mode "admin" put it among them), and through the NAS where
         // the last wrong answer came from, so that `audit --count-by nas` counts it there.

@@ -66,6 +66,11 @@ counters!(
     upstream_failures,
     store_failures,
     provider_failures,
+    sms_sent,
+    calls_placed,
+    send_limited,
+    lockouts,
+    fraud_reports,
     sms_undelivered,
     fail_open,
     unanswered,
@@ -402,6 +407,39 @@ impl Metrics {
             "SMS or call providers that failed to take a message (an HTTP error, no answer). \
              Each refuses its login, unless the client's provider_failure = \"allow\".",
             &[("", get(&self.provider_failures))],
+        );
+        family(
+            "radmfa_oob_sent_total",
+            "counter",
+            "SMS codes the provider took, and calls it placed: what they cost. A rise \
+             without more logins is SMS pumping or toll fraud (see \
+             radmfa_send_limited_total).",
+            &[
+                ("{kind=\"sms\"}", get(&self.sms_sent)),
+                ("{kind=\"voice\"}", get(&self.calls_placed)),
+            ],
+        );
+        family(
+            "radmfa_send_limited_total",
+            "counter",
+            "Texts and calls radmfa's send limits refused (per user, per number, per NAS, \
+             per day; the audit reason says which). Users or NASes at their limit: a \
+             stolen password, or a NAS's limit too low for its peak.",
+            &[("", get(&self.send_limited))],
+        );
+        family(
+            "radmfa_lockouts_total",
+            "counter",
+            "Second factors locked for wrong codes ([lockout] threshold reached): someone \
+             guessing with a user's password, or a user with a broken token.",
+            &[("", get(&self.lockouts))],
+        );
+        family(
+            "radmfa_fraud_reports_total",
+            "counter",
+            "Calls answered with the fraud digits: users blocked until `radmfa user \
+             unblock`. Each is a password in someone else's hands.",
+            &[("", get(&self.fraud_reports))],
         );
         family(
             "radmfa_sms_undelivered_total",
