@@ -594,6 +594,36 @@ async fn failover_from_hung_server() {
     assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
 }
 
+/// Eight logins at once on an empty pool, the first server hung: each still fails over
+/// within about one timeout. Service binds take turns (against a refused service account's
+/// bind per connection), and a bind the hung server never answers gives its turn up after
+/// a moment: held for the whole timeout, the eight waited one after another (8 s here).
+#[tokio::test]
+async fn a_burst_fails_over_from_a_hung_server_together() {
+    let slapd = Slapd::start(&users());
+    let (_listener, hung) = hung_server();
+    let mut s = settings(&slapd, vec![hung, slapd.url.clone()]);
+    s.pool_size = 8;
+    let auth = std::sync::Arc::new(LdapAuth::new(s).unwrap());
+    let t = Instant::now();
+    let logins: Vec<_> = (0..8)
+        .map(|_| {
+            let auth = auth.clone();
+            tokio::spawn(async move {
+                auth.authenticate("alice", &Secret::from("alice-pw"))
+                    .await
+                    .map(|o| matches!(o, PrimaryOutcome::Accepted(_)))
+            })
+        })
+        .collect();
+    for login in logins {
+        let accepted = login.await.unwrap();
+        assert!(matches!(accepted, Ok(true)), "{accepted:?}");
+    }
+    // One second's timeout on the hung server, a moment each for the turns, the real binds.
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+}
+
 /// With anonymous searches (no service bind to catch it at connect) a first server that
 /// takes connections and never answers costs one login its timeout; the next login goes to
 /// the second server even when it comes after the hung one's hold-off has run out (it was

@@ -340,7 +340,7 @@ fn node_stalled_holding_send_slot_locks_blocks_other_sms_logins_only_briefly() {
     };
 
     // To stop A between its locks: a session of ours holds alice's (her key sorts after
-    // the NAS's and the number's), so A takes those two and waits on hers.
+    // the NAS's, the number's and the daily ones), so A takes those four and waits on hers.
     let mut holder = pg.session(&db);
     holder.run("BEGIN; SELECT pg_advisory_xact_lock(hashtextextended('user:alice', 0));");
     wait_until("our lock on user:alice", &|| advisory(true) == 1);
@@ -351,10 +351,10 @@ fn node_stalled_holding_send_slot_locks_blocks_other_sms_logins_only_briefly() {
     sock.send_to(&pkt, a.addr).unwrap();
     wait_until("node A to wait on user:alice", &|| advisory(false) == 1);
     let stalled = Stalled::stop(a.pid());
-    // A's session now takes alice's lock and goes idle in transaction with all three.
+    // A's session now takes alice's lock and goes idle in transaction with all five.
     holder.run("COMMIT;");
-    wait_until("node A to hold its three locks", &|| {
-        advisory(false) == 0 && advisory(true) == 3
+    wait_until("node A to hold its five locks", &|| {
+        advisory(false) == 0 && advisory(true) == 5
     });
 
     let r = pyrad(

@@ -1469,6 +1469,31 @@ mod tests {
         assert!(!said(&config("", ""), "voice_mode = \"hold\" without"));
     }
 
+    /// Texts and calls to any country are warned about until the countries are listed.
+    #[test]
+    fn countries_not_listed_are_warned_about() {
+        let config = |phone: &str| {
+            let text = format!(
+                "[ldap]\nurls = [\"ldap://127.0.0.1\"]\nbind_dn = \"cn=a\"\nbind_password = \"pw\"\n\
+                 base_dn = \"dc=example,dc=org\"\n[[client]]\nname = \"nas\"\n\
+                 address = \"127.0.0.1\"\nsecret = \"0123456789abcdef\"\n\
+                 methods = [\"totp\", \"sms\"]\n{phone}\n[sms]\nprovider = \"twilio\"\n\
+                 [twilio]\naccount_sid = \"AC00000000000000000000000000000000\"\n\
+                 auth_token = \"token\"\nfrom = \"+15550001111\"\n"
+            );
+            Config::parse(&text, std::path::Path::new("radmfa.toml")).expect("valid")
+        };
+        let said = |c: &Config| {
+            warnings(c)
+                .iter()
+                .any(|w| w.contains("allowed_country_codes is not set"))
+        };
+        assert!(said(&config("")));
+        assert!(!said(&config(
+            "[phone]\nallowed_country_codes = [\"49\"]\n"
+        )));
+    }
+
     #[test]
     fn numbers_from_the_directory_are_warned_about() {
         let config = |phone: &str| {
@@ -1482,7 +1507,12 @@ mod tests {
             );
             Config::parse(&text, std::path::Path::new("radmfa.toml")).expect("valid")
         };
-        let phone_warning = |c: &Config| warnings(c).into_iter().find(|w| w.starts_with("phone:"));
+        // The sources' warnings (the countries' has a test of its own).
+        let phone_warning = |c: &Config| {
+            warnings(c)
+                .into_iter()
+                .find(|w| w.starts_with("phone:") && !w.contains("allowed_country_codes"))
+        };
         // Not set: the store only, which earlier releases widened to the directory.
         let w = phone_warning(&config("")).expect("sources not set");
         assert!(w.contains("sources is not set"), "{w}");

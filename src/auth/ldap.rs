@@ -419,6 +419,11 @@ impl LdapAuth {
         self.bind_count.load(Ordering::Relaxed)
     }
 
+    /// Until when `idx` is held off after a failure, if it is.
+    fn held_until(&self, idx: usize) -> Option<Instant> {
+        self.url_health.lock().expect("url_health lock")[idx].held_until
+    }
+
     fn op_timeout_err(&self) -> AuthError {
         AuthError::Timeout(self.settings.op_timeout.as_millis() as u64)
     }
@@ -586,13 +591,36 @@ impl LdapAuth {
                     })?;
                 // One service bind at a time, and none once one was refused: see
                 // `ldap_service_hold`.
-                let _turn = self.service_hold.turn().await;
+                let held_before = self.held_until(idx);
+                let turn = self.service_hold.turn().await;
                 self.service_hold
                     .check(Instant::now())
                     .map_err(AuthError::ServiceBind)?;
-                let bind = ldap.simple_bind(&self.settings.bind_dn, password);
+                // This URL failed another request's bind while this one waited for its turn
+                // (it hangs, say): left for the next URL, as `url_order` would have put it.
+                if self.held_until(idx) != held_before {
+                    all_tls = false;
+                    failures.push(format!("{url}: failed meanwhile"));
+                    continue;
+                }
+                let bind = timeout(
+                    self.settings.op_timeout,
+                    ldap.simple_bind(&self.settings.bind_dn, password),
+                );
+                tokio::pin!(bind);
                 let watch = self.watch(idx);
-                let answer = timeout(self.settings.op_timeout, bind).await;
+                // A bind not answered within the patience gives its turn up and goes on
+                // waiting: refusals come back in milliseconds, and a directory that hangs
+                // must not hold every other bind (on it, or on the next URL) behind its
+                // timeout.
+                let answer = match timeout(super::ldap_service_hold::TURN_PATIENCE, &mut bind).await
+                {
+                    Ok(answer) => answer,
+                    Err(_) => {
+                        drop(turn);
+                        bind.await
+                    }
+                };
                 watch.done();
                 match answer {
                     Err(_) => {

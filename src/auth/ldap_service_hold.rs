@@ -12,10 +12,15 @@
 //! binds take turns ([`ServiceHold::turn`]): a burst of logins on an empty pool (at start,
 //! after a directory restart) made one fresh connection each, all binding at once, so a
 //! refused account collected a bind per connection (16 with the default pool) before the
-//! first refusal was known.
+//! first refusal was known. A bind keeps its turn for [`TURN_PATIENCE`] at most: one that
+//! hangs lets the next go, so a hung server costs the others no more than that each.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+/// How long a service bind keeps its turn while unanswered: a refusal takes milliseconds,
+/// and a hung directory's timeout must not hold up every other bind behind it.
+pub(super) const TURN_PATIENCE: Duration = Duration::from_millis(100);
 
 /// The first hold after a refusal.
 const FIRST_HOLD: Duration = Duration::from_secs(5);
