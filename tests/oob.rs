@@ -358,8 +358,8 @@ fn sends_the_provider_refused_do_not_use_up_the_send_limits() {
 
 /// A day's sends per user (all names of the entry) and per number are capped too: the
 /// 5-minute window alone let one stolen password send about 1,440 texts a day. Here the
-/// window would allow 5 at once; the day's cap of 2 stops the third, names it, and counts
-/// it in /metrics.
+/// window would allow 5 at once; the day's cap of 2 stops the third, for the user and for
+/// the number, says it lasts the day, and counts it in /metrics.
 #[test]
 fn a_days_sends_are_capped_beside_the_window() {
     let slapd = directory();
@@ -378,12 +378,24 @@ fn a_days_sends_are_capped_beside_the_window() {
     }
     let r = login(&srv, "alice", ALICE_PW);
     assert_eq!(code_of(&r), "Access-Reject", "{r}");
-    assert!(message(&r).contains("Too many codes"), "{r}");
+    // Not "wait a few minutes": it lasts the day.
+    assert!(message(&r).contains("Try again tomorrow"), "{r}");
     let reason = srv.audit_json("alice")[0]["reason"].clone();
     assert!(
         reason
             .as_str()
-            .is_some_and(|r| r.contains("2 per 86400 s reached for user-day:alice")),
+            .is_some_and(|r| r == "sms daily limit: 2 a day reached for alice"),
+        "{reason}"
+    );
+    // bob's number is alice's (the test directory gives everyone one): its day is used up
+    // too, whoever's account asks.
+    let r = login(&srv, "bob", BOB_PW);
+    assert_eq!(code_of(&r), "Access-Reject", "{r}");
+    let reason = srv.audit_json("bob")[0]["reason"].clone();
+    assert!(
+        reason
+            .as_str()
+            .is_some_and(|r| r == "sms daily limit: 2 a day reached for the number it goes to"),
         "{reason}"
     );
     assert_eq!(standin.sms().len(), 2);
@@ -392,7 +404,7 @@ fn a_days_sends_are_capped_beside_the_window() {
     let m = common::peers::prometheus_parse(&body);
     assert_eq!(m["radmfa_oob_sent_total{kind=sms}"], 2.0, "{body}");
     assert_eq!(m["radmfa_oob_sent_total{kind=voice}"], 0.0, "{body}");
-    assert_eq!(m["radmfa_send_limited_total{}"], 1.0, "{body}");
+    assert_eq!(m["radmfa_send_limited_total{}"], 2.0, "{body}");
     // Out of range is refused by name.
     let text = std::fs::read_to_string(&srv.config).unwrap();
     let bad = srv.config.with_file_name("bad.toml");
@@ -727,6 +739,9 @@ fn numbers_outside_the_allowed_countries_get_no_sms() {
     assert!(text.contains(sources), "{text}");
     let allowed = format!("{sources}\nallowed_country_codes = [\"1\"]");
     std::fs::write(&config, text.replacen(sources, &allowed, 1)).unwrap();
+    // The same store, as an earlier config without the list saw it.
+    let open = config.with_file_name("open.toml");
+    std::fs::write(&open, &text).unwrap();
     let srv = Server::start_with(dir, config);
     let r = login(&srv, "erin", "erin-pw");
     assert_eq!(code_of(&r), "Access-Reject", "{r}\n{}", srv.log());
@@ -744,6 +759,24 @@ fn numbers_outside_the_allowed_countries_get_no_sms() {
         String::from_utf8_lossy(&out.stderr).contains("allowed_country_codes"),
         "{out:?}"
     );
+    // A number stored before the list was set: refused at login, and the reason says why.
+    let out = std::process::Command::new(bin())
+        .args(["--config", open.to_str().unwrap()])
+        .args(["user", "set-phone", "erin", "+44 7700 900123"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let r = login(&srv, "erin", "erin-pw");
+    assert_eq!(code_of(&r), "Access-Reject", "{r}");
+    let reason = srv.audit_json("erin")[0]["reason"].clone();
+    assert!(
+        reason.as_str().is_some_and(|r| r
+            .starts_with("the user's stored phone number cannot be used")
+            && r.contains("allowed_country_codes")
+            && !r.contains("900123")),
+        "{reason}"
+    );
+    assert!(standin.sms().is_empty());
     cli_ok(&srv, &["user", "set-phone", "erin", "+15550123456"]);
     let r = login(&srv, "erin", "erin-pw");
     assert_eq!(code_of(&r), "Access-Challenge", "{r}");

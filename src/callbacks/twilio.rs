@@ -349,6 +349,9 @@ enum FraudSettled {
 async fn settle_fraud(app: Arc<AppState>, txn: OobTransaction) -> FraudSettled {
     let reason = "fraud alert: the user reported the call as not theirs";
     if txn.status != OobStatus::Fraud {
+        // Counted whether or not the block can be written: a report whose block failed
+        // needs the alert most.
+        Metrics::inc(&app.metrics.fraud_reports);
         if let Err(e) = block_for_fraud_patiently(&app, &txn).await {
             tracing::error!(error = %e, user = txn.user.as_str(), "blocking user after fraud alert");
             let why = format!("{reason}; the block could not be written");
@@ -465,7 +468,6 @@ async fn block_for_fraud(app: &AppState, txn: &OobTransaction) -> Result<(), Sto
         tracing::error!(error = %e, "writing the fraud audit record");
     }
     tracing::warn!(target: "radmfa::audit", user = txn.user.as_str(), result = "fraud", "fraud alert: user blocked");
-    Metrics::inc(&app.metrics.fraud_reports);
     Ok(())
 }
 

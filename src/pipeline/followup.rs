@@ -313,9 +313,14 @@ fn nothing_sent(v: &Verdict) -> Option<&str> {
         return None;
     }
     let m = v.reply.messages.first()?.as_str();
-    [oob::RATE_LIMITED, oob::NOT_SENT, oob::NOT_CALLED]
-        .contains(&m)
-        .then_some(m)
+    [
+        oob::RATE_LIMITED,
+        oob::DAILY_LIMITED,
+        oob::NOT_SENT,
+        oob::NOT_CALLED,
+    ]
+    .contains(&m)
+    .then_some(m)
 }
 
 async fn totp(
@@ -471,6 +476,7 @@ mod tests {
         let typed = format!("{:?} is not available here.", "resend");
         for why in [
             oob::RATE_LIMITED,
+            oob::DAILY_LIMITED,
             oob::NOT_SENT,
             oob::NOT_CALLED,
             typed.as_str(),

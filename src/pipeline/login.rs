@@ -359,13 +359,22 @@ pub async fn start(
         // An admin stored a number for this user: enrolled for texts or calls, which this
         // client cannot use (it cannot prompt, its methods leave them out, or [sms] and
         // [voice] are not set up). Not "no second factor", so not a password-only login.
-        return Ok(
-            Verdict::reject("the user's stored phone cannot be used on this client")
-                .with_info(Some(info))
-                .with_reply(Reply::reject().with_message(
-                    "Your second factor cannot be used here. Contact your administrator.",
-                )),
-        );
+        // Or the number itself cannot be dialled (outside [phone] allowed_country_codes,
+        // stored before that was set): said, so the admin fixes the number, not the client.
+        let stored = profile.phone.as_deref().unwrap_or_default();
+        let reason = match crate::delivery::phone::dialable(stored, &app.config().delivery.phone) {
+            Err(e) => format!(
+                "the user's stored phone number cannot be used ({}): store another (user \
+                 set-phone)",
+                e.masked()
+            ),
+            Ok(_) => "the user's stored phone cannot be used on this client".into(),
+        };
+        return Ok(Verdict::reject(reason).with_info(Some(info)).with_reply(
+            Reply::reject().with_message(
+                "Your second factor cannot be used here. Contact your administrator.",
+            ),
+        ));
     }
     let unused = if usable.is_empty() {
         oob::unused_directory_number(app, &info)

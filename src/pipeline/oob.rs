@@ -38,6 +38,9 @@ const VERDICT_MARGIN: Duration = Duration::from_secs(1);
 
 pub const RATE_LIMITED: &str =
     "Too many codes or calls were requested. Wait a few minutes, then try again.";
+/// The day's cap ([sms] max_per_user_per_day): minutes of waiting do not lift it.
+pub const DAILY_LIMITED: &str =
+    "Today's codes and calls are used up. Try again tomorrow, or ask your administrator.";
 pub const NOT_SENT: &str = "The code could not be sent. Try again later or use another method.";
 pub const NOT_CALLED: &str = "The call could not be placed. Try again later or use another method.";
 /// [`NOT_SENT`] and [`NOT_CALLED`] for a login's first send, answered with a Reject.
@@ -223,7 +226,9 @@ async fn claim(
         // Another node (or an earlier copy) handled this very request: same outcome, no send.
         let failed = |t: &OobTransaction| {
             let reason = t.reason.clone().unwrap_or_default();
-            let message = if reason.contains("rate limit") {
+            let message = if reason.contains("daily limit") {
+                DAILY_LIMITED
+            } else if reason.contains("rate limit") {
                 RATE_LIMITED
             } else if reason == "second factor locked" {
                 super::login::LOCKED_MESSAGE
@@ -259,18 +264,28 @@ async fn claim(
         } else {
             l.key.as_str()
         };
-        let reason = format!(
-            "{} rate limit: {} per {} s reached for {whose}",
-            txn.kind.as_str(),
-            l.max,
-            l.window_secs,
-        );
+        let daily = l.window_secs == DAY;
+        let reason = if daily {
+            let whose = whose.strip_prefix("user-day:").unwrap_or(whose);
+            format!(
+                "{} daily limit: {} a day reached for {whose}",
+                txn.kind.as_str(),
+                l.max
+            )
+        } else {
+            format!(
+                "{} rate limit: {} per {} s reached for {whose}",
+                txn.kind.as_str(),
+                l.max,
+                l.window_secs,
+            )
+        };
         Metrics::inc(&app.metrics.send_limited);
         app.store
             .resolve_oob(&txn.id, OobStatus::Failed, Some(&reason))
             .await?;
         return Ok(Some(Delivered::No(NotSent {
-            message: RATE_LIMITED,
+            message: if daily { DAILY_LIMITED } else { RATE_LIMITED },
             reason,
             provider_failed: false,
         })));
