@@ -923,6 +923,14 @@ fn hotp_user_at_a_challenge_prompt_is_told_to_resync() {
     assert_eq!(answer["code"], "Access-Challenge", "{answer}");
     let told = answer["messages"][0].as_str().unwrap_or_default();
     assert!(told.contains("out of sync"), "{answer}");
+    // Enter pressed by mistake: asked again, still for the resync code.
+    let empty = send(&["--user", "dave", "--password", "", "--state", &state]);
+    assert_eq!(empty["code"], "Access-Challenge", "{empty}");
+    let told = empty["messages"][0].as_str().unwrap_or_default();
+    assert!(
+        told.contains("Nothing was typed") && told.contains("out of sync"),
+        "{empty}"
+    );
     let next = hotp(seed, 201, "sha1", 6);
     let done = send(&["--user", "dave", "--password", &next, "--state", &state]);
     assert_eq!(done["code"], "Access-Accept", "{done}");

@@ -167,7 +167,16 @@ pub async fn answer(
         PromptInput::Switch(_) | PromptInput::Resend
     );
     if (word || typed.is_empty()) && current != Method::Voice {
-        let ask = prompt_for(app, current, &carried);
+        // An HOTP token waiting for its resync code is asked for that, as the wrong code
+        // before it was.
+        let resync = current == Method::Totp
+            && app.config().hotp.self_resync
+            && view.tokens.iter().any(|t| t.extra.resync.is_some());
+        let ask = if resync {
+            RESYNC_MESSAGE.to_string()
+        } else {
+            prompt_for(app, current, &carried)
+        };
         let (why, reason) = if word {
             let why = format!("{:?} is not available here.", typed.to_ascii_lowercase());
             (why, "a prompt word this prompt does not offer")
@@ -176,7 +185,14 @@ pub async fn answer(
         };
         let mut reply = Reply::challenge(state.to_vec(), reask(&why, &ask));
         reply.session_timeout = Some((pending.expires_at - now).max(1) as u32);
-        return Ok(with_context(Verdict::reject(reason).with_reply(reply)));
+        let mut v = Verdict::reject(reason).with_reply(reply);
+        // The prompt's own mode, as its other records have (not "none").
+        v.mode = match current {
+            Method::Totp => oath_mode(&view.tokens),
+            Method::Sms => "sms",
+            Method::Voice => "voice",
+        };
+        return Ok(with_context(v));
     }
     let round = Round {
         state,
