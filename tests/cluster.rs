@@ -459,6 +459,21 @@ fn node_with_two_connections(slapd: &Slapd, pg: &PgCluster) -> Server {
     Server::start_with(dir, config)
 }
 
+/// `n` logins of alice's password through `node`, each from a thread of its own.
+fn alice_logins_in_the_background(
+    node: &Server,
+    n: usize,
+) -> Vec<std::thread::JoinHandle<serde_json::Value>> {
+    let port = node.port();
+    (0..n)
+        .map(|_| {
+            std::thread::spawn(move || {
+                pyrad(port, SECRET, &["--user", "alice", "--password", ALICE_PW])
+            })
+        })
+        .collect()
+}
+
 /// A DBA's `LOCK TABLE` on the token tables in an open transaction, taken once this
 /// returns; `ROLLBACK;` on the session lifts it. Returns the database's name and the session.
 fn lock_token_tables(pg: &PgCluster) -> (String, PsqlSession) {
@@ -489,14 +504,7 @@ fn a_pool_held_up_by_a_lock_is_said_to_be_all_busy() {
     let (_db, mut dba) = lock_token_tables(&pg);
     // Two logins take the pool's two connections and wait on the lock; the third waits
     // for the pool (store.connect_timeout_ms, 1000 ms) and gets nothing.
-    let port = node.port();
-    let logins: Vec<_> = (0..3)
-        .map(|_| {
-            std::thread::spawn(move || {
-                pyrad(port, SECRET, &["--user", "alice", "--password", ALICE_PW])
-            })
-        })
-        .collect();
+    let logins = alice_logins_in_the_background(&node, 3);
     let said = |l: &str| l.contains("were busy");
     let seen = node.log_lines_at_least(1, said);
     dba.run("ROLLBACK;");
@@ -527,14 +535,7 @@ fn a_full_pool_does_not_lose_the_audit_records() {
     let node = node_with_two_connections(&slapd, &pg);
     node.enroll("alice", &[]);
     let (db, mut dba) = lock_token_tables(&pg);
-    let port = node.port();
-    let logins: Vec<_> = (0..2)
-        .map(|_| {
-            std::thread::spawn(move || {
-                pyrad(port, SECRET, &["--user", "alice", "--password", ALICE_PW])
-            })
-        })
-        .collect();
+    let logins = alice_logins_in_the_background(&node, 2);
     let waiting = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
                    AND backend_type = 'client backend'";
     let until = std::time::Instant::now() + Duration::from_secs(10);

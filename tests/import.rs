@@ -881,18 +881,22 @@ fn hostile_xml_is_refused_quickly() {
 #[test]
 fn an_endless_file_is_cut_off_at_the_size_limit() {
     let a = Admin::new();
-    let script = format!(
-        "ulimit -v 4000000; exec timeout 60 {} --config {} token import /dev/zero --format csv",
-        bin().display(),
-        a.cfg.display()
-    );
-    let out = Command::new("sh")
-        .args(["-c", &script])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    // `token import ARGS` with at most 4 GB of memory; its failure's stderr.
+    let import_failing = |args: &str| {
+        let script = format!(
+            "ulimit -v 4000000; exec timeout 60 {} --config {} token import {args}",
+            bin().display(),
+            a.cfg.display()
+        );
+        let out = Command::new("sh")
+            .args(["-c", &script])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = import_failing("/dev/zero --format csv");
     assert!(err.contains("more than the 67108864-byte limit"), "{err}");
     assert!(a.tokens().is_empty());
     // The files given beside it are cut off too: a map at the same limit, a key or a
@@ -906,20 +910,7 @@ fn an_endless_file_is_cut_off_at_the_size_limit() {
         (&pskc, "--key-file", "65536"),
         (&pskc, "--passphrase-file", "65536"),
     ] {
-        let script = format!(
-            "ulimit -v 4000000; exec timeout 60 {} --config {} token import {} {option} \
-             /dev/zero",
-            bin().display(),
-            a.cfg.display(),
-            file.display()
-        );
-        let out = Command::new("sh")
-            .args(["-c", &script])
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{option}");
+        let err = import_failing(&format!("{} {option} /dev/zero", file.display()));
         assert!(
             err.contains(&format!("/dev/zero: more than the {limit}-byte limit")),
             "{option}: {err}"

@@ -29,6 +29,15 @@ fn start(slapd: &Slapd, f: impl FnOnce(&mut Options)) -> Server {
     Server::start(&o)
 }
 
+/// One client, from 127.0.0.1, whose users without a second factor log in on the password
+/// (`no_factor = "allow"`).
+fn allow_password_only(o: &mut Options) {
+    o.clients = vec![Nas {
+        no_factor: "allow",
+        ..Nas::challenge("allow", "127.0.0.1")
+    }];
+}
+
 /// The default test config with `line` added after the line `after` (to set a key inside
 /// a section the harness writes), in a directory of its own; for `Server::start_with`.
 fn config_with(slapd: &Slapd, after: &str, line: &str) -> (tempfile::TempDir, std::path::PathBuf) {
@@ -862,12 +871,7 @@ fn names_the_directory_keeps_apart_are_names_of_the_entry() {
             ..Default::default()
         },
     );
-    let srv = start(&slapd, |o| {
-        o.clients = vec![Nas {
-            no_factor: "allow",
-            ..Nas::challenge("allow", "127.0.0.1")
-        }];
-    });
+    let srv = start(&slapd, allow_password_only);
     srv.enroll("carol", &[]);
     srv.enroll("hank.x", &[]);
     for (user, pw, enrolled) in [
@@ -1815,12 +1819,7 @@ fn user_without_factor_follows_client_policy() {
     let r = py_password(&srv, "bob", "bob-Secret-pw");
     assert_eq!(code_of(&r), "Access-Reject");
     drop(srv);
-    let srv = start(&slapd, |o| {
-        o.clients = vec![Nas {
-            no_factor: "allow",
-            ..Nas::challenge("allow", "127.0.0.1")
-        }];
-    });
+    let srv = start(&slapd, allow_password_only);
     let r = py_password(&srv, "bob", "bob-Secret-pw");
     assert_eq!(code_of(&r), "Access-Accept");
     // The directory matches names case-insensitively; so must the token lookup, or
@@ -1873,12 +1872,7 @@ fn another_name_of_an_enrolled_entry_does_not_skip_its_second_factor() {
             ..Default::default()
         },
     );
-    let srv = start(&slapd, |o| {
-        o.clients = vec![Nas {
-            no_factor: "allow",
-            ..Nas::challenge("allow", "127.0.0.1")
-        }];
-    });
+    let srv = start(&slapd, allow_password_only);
     // Before anyone enrolls, either name is a user without a factor.
     let r = py_password(&srv, "john.doe", "jdoe-Secret-pw");
     assert_eq!(code_of(&r), "Access-Accept", "{r}\n{}", srv.log());
@@ -1897,10 +1891,7 @@ fn another_name_of_an_enrolled_entry_does_not_skip_its_second_factor() {
     // either, whichever uid the directory lists first.
     let dir = tempfile::tempdir().unwrap();
     let mut o = Options::new(&slapd.url);
-    o.clients = vec![Nas {
-        no_factor: "allow",
-        ..Nas::challenge("allow", "127.0.0.1")
-    }];
+    allow_password_only(&mut o);
     let config = common::radmfa::write_config(dir.path(), &o);
     let text = std::fs::read_to_string(&config).unwrap();
     let uid_only = "user_filter = \"(uid={user})\"";

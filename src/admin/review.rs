@@ -1469,44 +1469,35 @@ mod tests {
         assert!(!said(&config("", ""), "voice_mode = \"hold\" without"));
     }
 
+    /// A config with a client that may text, and `phone` (a `[phone]` section, or nothing).
+    fn sms_config(phone: &str) -> Config {
+        let text = format!(
+            "[ldap]\nurls = [\"ldap://127.0.0.1\"]\nbind_dn = \"cn=a\"\nbind_password = \"pw\"\n\
+             base_dn = \"dc=example,dc=org\"\n[[client]]\nname = \"nas\"\n\
+             address = \"127.0.0.1\"\nsecret = \"0123456789abcdef\"\n\
+             methods = [\"totp\", \"sms\"]\n{phone}\n[sms]\nprovider = \"twilio\"\n\
+             [twilio]\naccount_sid = \"AC00000000000000000000000000000000\"\n\
+             auth_token = \"token\"\nfrom = \"+15550001111\"\n"
+        );
+        Config::parse(&text, std::path::Path::new("radmfa.toml")).expect("valid")
+    }
+
     /// Texts and calls to any country are warned about until the countries are listed.
     #[test]
     fn countries_not_listed_are_warned_about() {
-        let config = |phone: &str| {
-            let text = format!(
-                "[ldap]\nurls = [\"ldap://127.0.0.1\"]\nbind_dn = \"cn=a\"\nbind_password = \"pw\"\n\
-                 base_dn = \"dc=example,dc=org\"\n[[client]]\nname = \"nas\"\n\
-                 address = \"127.0.0.1\"\nsecret = \"0123456789abcdef\"\n\
-                 methods = [\"totp\", \"sms\"]\n{phone}\n[sms]\nprovider = \"twilio\"\n\
-                 [twilio]\naccount_sid = \"AC00000000000000000000000000000000\"\n\
-                 auth_token = \"token\"\nfrom = \"+15550001111\"\n"
-            );
-            Config::parse(&text, std::path::Path::new("radmfa.toml")).expect("valid")
-        };
         let said = |c: &Config| {
             warnings(c)
                 .iter()
                 .any(|w| w.contains("allowed_country_codes is not set"))
         };
-        assert!(said(&config("")));
-        assert!(!said(&config(
+        assert!(said(&sms_config("")));
+        assert!(!said(&sms_config(
             "[phone]\nallowed_country_codes = [\"49\"]\n"
         )));
     }
 
     #[test]
     fn numbers_from_the_directory_are_warned_about() {
-        let config = |phone: &str| {
-            let text = format!(
-                "[ldap]\nurls = [\"ldap://127.0.0.1\"]\nbind_dn = \"cn=a\"\nbind_password = \"pw\"\n\
-                 base_dn = \"dc=example,dc=org\"\n[[client]]\nname = \"nas\"\n\
-                 address = \"127.0.0.1\"\nsecret = \"0123456789abcdef\"\n\
-                 methods = [\"totp\", \"sms\"]\n{phone}\n[sms]\nprovider = \"twilio\"\n\
-                 [twilio]\naccount_sid = \"AC00000000000000000000000000000000\"\n\
-                 auth_token = \"token\"\nfrom = \"+15550001111\"\n"
-            );
-            Config::parse(&text, std::path::Path::new("radmfa.toml")).expect("valid")
-        };
         // The sources' warnings (the countries' has a test of its own).
         let phone_warning = |c: &Config| {
             warnings(c)
@@ -1514,14 +1505,14 @@ mod tests {
                 .find(|w| w.starts_with("phone:") && !w.contains("allowed_country_codes"))
         };
         // Not set: the store only, which earlier releases widened to the directory.
-        let w = phone_warning(&config("")).expect("sources not set");
+        let w = phone_warning(&sms_config("")).expect("sources not set");
         assert!(w.contains("sources is not set"), "{w}");
         assert_eq!(
-            phone_warning(&config("[phone]\nsources = [\"store\"]\n")),
+            phone_warning(&sms_config("[phone]\nsources = [\"store\"]\n")),
             None,
             "the store only, said so"
         );
-        let w = phone_warning(&config("[phone]\nsources = [\"store\", \"mobile\"]\n"))
+        let w = phone_warning(&sms_config("[phone]\nsources = [\"store\", \"mobile\"]\n"))
             .expect("mobile from the directory");
         assert!(
             w.contains("(mobile)") && w.contains("Write Personal Information"),
