@@ -359,7 +359,7 @@ fn sends_the_provider_refused_do_not_use_up_the_send_limits() {
 /// A day's sends per user (all names of the entry) and per number are capped too: the
 /// 5-minute window alone let one stolen password send about 1,440 texts a day. Here the
 /// window would allow 5 at once; the day's cap of 2 stops the third, for the user and for
-/// the number, says it lasts the day, and counts it in /metrics.
+/// the number, says it lasts the day, and counts it in /metrics; `user unlock` lifts it.
 #[test]
 fn a_days_sends_are_capped_beside_the_window() {
     let slapd = directory();
@@ -405,6 +405,13 @@ fn a_days_sends_are_capped_beside_the_window() {
     assert_eq!(m["radmfa_oob_sent_total{kind=sms}"], 2.0, "{body}");
     assert_eq!(m["radmfa_oob_sent_total{kind=voice}"], 0.0, "{body}");
     assert_eq!(m["radmfa_send_limited_total{}"], 2.0, "{body}");
+    // An admin lifts it for alice (someone with her password may have used her day up):
+    // her sends count nowhere any more, the number's day included, and she gets her code.
+    let out = cli_ok(&srv, &["user", "unlock", "alice"]);
+    assert!(out.contains("2 send(s) no longer counted"), "{out}");
+    let r = login(&srv, "alice", ALICE_PW);
+    assert_eq!(code_of(&r), "Access-Challenge", "{r}\n{}", srv.log());
+    assert_eq!(standin.sms().len(), 3);
     // Out of range is refused by name.
     let text = std::fs::read_to_string(&srv.config).unwrap();
     let bad = srv.config.with_file_name("bad.toml");

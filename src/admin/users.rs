@@ -70,13 +70,19 @@ async fn run_on(cfg: &Config, store: &dyn Store, cmd: UserCommand) -> anyhow::Re
         UserCommand::Show(a) => show(cfg, store, &a.user, a.json).await,
         UserCommand::Unlock(a) => {
             let was = store.unlock_user(&a.user, SystemClock.now()).await?;
-            let note = (!was).then(|| "was not locked".to_string());
+            // The send limits count afresh too: someone with the password may have used up
+            // the user's day of texts and calls (`max_per_user_per_day`).
+            // Every send is counted under the day's key, and forgotten under all of its keys.
+            let sends = store.forget_sends(&format!("user-day:{}", a.user)).await?;
+            let mut said = vec![if was { "unlocked" } else { "was not locked" }.to_string()];
+            if sends > 0 {
+                said.push(format!(
+                    "{sends} send(s) no longer counted against its limits"
+                ));
+            }
+            let note = (!was || sends > 0).then(|| said.join("; "));
             admin_audit(cfg, store, &a.user, "unlock", note).await?;
-            println!(
-                "{}: {}",
-                a.user,
-                if was { "unlocked" } else { "was not locked" }
-            );
+            println!("{}: {}", a.user, said.join("; "));
             Ok(ExitCode::SUCCESS)
         }
         UserCommand::Reset(a) => reset(cfg, store, &a.user).await,

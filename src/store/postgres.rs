@@ -765,6 +765,9 @@ impl Store for PgStore {
     async fn release_send_slot(&self, slot: &str) -> Result<u64, StoreError> {
         self.release_send_slot_impl(slot).await
     }
+    async fn forget_sends(&self, key: &str) -> Result<u64, StoreError> {
+        self.forget_sends_impl(key).await
+    }
 
     async fn begin_oob(&self, txn: &OobTransaction) -> Result<OobBegin, StoreError> {
         self.begin_oob_impl(txn).await

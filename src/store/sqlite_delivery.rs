@@ -290,6 +290,22 @@ impl SqliteStore {
         Ok(done.rows_affected())
     }
 
+    pub(super) async fn forget_sends_impl(&self, key: &str) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let sends: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM send_events WHERE key = ?1")
+            .bind(key)
+            .fetch_one(&mut *tx)
+            .await?;
+        sqlx::query(
+            "DELETE FROM send_events WHERE slot IN (SELECT slot FROM send_events WHERE key = ?1)",
+        )
+        .bind(key)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(sends as u64)
+    }
+
     pub(super) async fn begin_oob_impl(&self, t: &OobTransaction) -> Result<OobBegin, StoreError> {
         let inserted = sqlx::query(&format!(
             "INSERT INTO oob_transactions ({OOB_COLUMNS}) \

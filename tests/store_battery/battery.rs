@@ -82,6 +82,7 @@ where
     app_passwords_add_list_delete(&*make().await).await;
     send_slots_limit_and_window(&*make().await).await;
     send_slot_given_back_by_its_id(&*make().await).await;
+    forgotten_sends_count_nowhere(&*make().await).await;
     oob_begin_get_resolve(&*make().await).await;
     cancel_oob_of_one_user(&*make().await).await;
     purge_delivery_state(&*make().await).await;
@@ -2376,6 +2377,55 @@ pub async fn send_slots_limit_and_window(store: &dyn Store) {
 /// A send the provider surely did not take gives its slot back, under the user's key and the
 /// NAS's, by the slot's id: another send of the same user in the same second (the same keys
 /// and times) keeps its own. Given back once; an id never taken gives back nothing.
+/// An admin forgets one user's sends (`user unlock`): under every key they were counted
+/// under, the NAS's included, and no one else's.
+pub async fn forgotten_sends_count_nowhere(store: &dyn Store) {
+    for slot in ["a1", "a2"] {
+        assert_eq!(
+            store
+                .take_send_slot(&limits("a", 2, 3), T, slot)
+                .await
+                .unwrap(),
+            None
+        );
+    }
+    assert_eq!(
+        store
+            .take_send_slot(&limits("b", 2, 3), T, "b1")
+            .await
+            .unwrap(),
+        None
+    );
+    // a is at its limit, the NAS at its.
+    assert_eq!(
+        store
+            .take_send_slot(&limits("a", 2, 3), T, "a3")
+            .await
+            .unwrap(),
+        Some(0)
+    );
+    assert_eq!(store.forget_sends("user:a").await.unwrap(), 2);
+    assert_eq!(store.forget_sends("user:a").await.unwrap(), 0);
+    // Room for a again, and under the NAS's key for two more (b's send still counts).
+    for slot in ["a4", "a5"] {
+        assert_eq!(
+            store
+                .take_send_slot(&limits("a", 2, 3), T, slot)
+                .await
+                .unwrap(),
+            None
+        );
+    }
+    assert_eq!(
+        store
+            .take_send_slot(&limits("c", 2, 3), T, "c1")
+            .await
+            .unwrap(),
+        Some(1),
+        "the NAS holds b's send and a's two new ones"
+    );
+}
+
 pub async fn send_slot_given_back_by_its_id(store: &dyn Store) {
     for slot in ["mine", "theirs"] {
         assert_eq!(

@@ -359,6 +359,21 @@ impl PgStore {
         Ok(done.rows_affected())
     }
 
+    pub(super) async fn forget_sends_impl(&self, key: &str) -> Result<u64, StoreError> {
+        let mut w = self.writer().await?;
+        // One statement: the sends under `key` are counted as they are deleted.
+        let r = sqlx::query_scalar(
+            "WITH gone AS (DELETE FROM send_events WHERE slot IN \
+             (SELECT slot FROM send_events WHERE key = $1) RETURNING key) \
+             SELECT COUNT(*) FROM gone WHERE key = $1",
+        )
+        .bind(key)
+        .fetch_one(w.conn())
+        .await;
+        let sends: i64 = w.done(r)?;
+        Ok(sends as u64)
+    }
+
     pub(super) async fn begin_oob_impl(&self, t: &OobTransaction) -> Result<OobBegin, StoreError> {
         let mut w = self.writer().await?;
         // ON CONFLICT DO NOTHING: a racing node's insert of the same request makes ours wait
