@@ -483,12 +483,17 @@ fn lock_token_tables(pg: &PgCluster) -> (String, PsqlSession) {
     let granted = "SELECT count(*) FROM pg_locks WHERE locktype = 'relation' \
                    AND mode = 'AccessExclusiveLock' AND granted \
                    AND relation IN ('tokens'::regclass, 'user_state'::regclass)";
+    wait_for_psql(pg, &db, granted, "2", "the lock taken");
+    (db, dba)
+}
+
+/// Waits up to 10 s for `query` on `db` to answer `want`; `what` names it if it never does.
+fn wait_for_psql(pg: &PgCluster, db: &str, query: &str, want: &str, what: &str) {
     let until = std::time::Instant::now() + Duration::from_secs(10);
-    while pg.psql(&db, granted) != "2" {
-        assert!(std::time::Instant::now() < until, "the lock was not taken");
+    while pg.psql(db, query) != want {
+        assert!(std::time::Instant::now() < until, "waited for {what}");
         std::thread::sleep(Duration::from_millis(20));
     }
-    (db, dba)
 }
 
 /// Every connection of the pool held up by a lock (a DBA's `LOCK TABLE` in an open
@@ -538,14 +543,13 @@ fn a_full_pool_does_not_lose_the_audit_records() {
     let logins = alice_logins_in_the_background(&node, 2);
     let waiting = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
                    AND backend_type = 'client backend'";
-    let until = std::time::Instant::now() + Duration::from_secs(10);
-    while pg.psql(&db, waiting) != "2" {
-        assert!(
-            std::time::Instant::now() < until,
-            "both pooled connections wait on the lock"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_psql(
+        &pg,
+        &db,
+        waiting,
+        "2",
+        "both pooled connections to wait on the lock",
+    );
     let bob = password(&node, "bob", "not-bobs-password");
     dba.run("ROLLBACK;");
     for login in logins {

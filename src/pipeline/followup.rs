@@ -189,8 +189,7 @@ pub async fn answer(
         // The prompt's own mode, as its other records have (not "none").
         v.mode = match current {
             Method::Totp => oath_mode(&view.tokens),
-            Method::Sms => "sms",
-            Method::Voice => "voice",
+            other => other.as_str(),
         };
         return Ok(with_context(v));
     }

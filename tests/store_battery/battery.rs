@@ -2374,76 +2374,45 @@ pub async fn send_slots_limit_and_window(store: &dyn Store) {
     );
 }
 
-/// A send the provider surely did not take gives its slot back, under the user's key and the
-/// NAS's, by the slot's id: another send of the same user in the same second (the same keys
-/// and times) keeps its own. Given back once; an id never taken gives back nothing.
+/// A send slot for `user` through a NAS allowing `nas_max` (the user 2), at `at`.
+async fn take(store: &dyn Store, user: &str, nas_max: u32, at: i64, slot: &str) -> Option<usize> {
+    store
+        .take_send_slot(&limits(user, 2, nas_max), at, slot)
+        .await
+        .unwrap()
+}
+
 /// An admin forgets one user's sends (`user unlock`): under every key they were counted
 /// under, the NAS's included, and no one else's.
 pub async fn forgotten_sends_count_nowhere(store: &dyn Store) {
     for slot in ["a1", "a2"] {
-        assert_eq!(
-            store
-                .take_send_slot(&limits("a", 2, 3), T, slot)
-                .await
-                .unwrap(),
-            None
-        );
+        assert_eq!(take(store, "a", 3, T, slot).await, None);
     }
-    assert_eq!(
-        store
-            .take_send_slot(&limits("b", 2, 3), T, "b1")
-            .await
-            .unwrap(),
-        None
-    );
+    assert_eq!(take(store, "b", 3, T, "b1").await, None);
     // a is at its limit, the NAS at its.
-    assert_eq!(
-        store
-            .take_send_slot(&limits("a", 2, 3), T, "a3")
-            .await
-            .unwrap(),
-        Some(0)
-    );
+    assert_eq!(take(store, "a", 3, T, "a3").await, Some(0));
     assert_eq!(store.forget_sends("user:a").await.unwrap(), 2);
     assert_eq!(store.forget_sends("user:a").await.unwrap(), 0);
     // Room for a again, and under the NAS's key for two more (b's send still counts).
     for slot in ["a4", "a5"] {
-        assert_eq!(
-            store
-                .take_send_slot(&limits("a", 2, 3), T, slot)
-                .await
-                .unwrap(),
-            None
-        );
+        assert_eq!(take(store, "a", 3, T, slot).await, None);
     }
     assert_eq!(
-        store
-            .take_send_slot(&limits("c", 2, 3), T, "c1")
-            .await
-            .unwrap(),
+        take(store, "c", 3, T, "c1").await,
         Some(1),
         "the NAS holds b's send and a's two new ones"
     );
 }
 
+/// A send the provider surely did not take gives its slot back, under the user's key and the
+/// NAS's, by the slot's id: another send of the same user in the same second (the same keys
+/// and times) keeps its own. Given back once; an id never taken gives back nothing.
 pub async fn send_slot_given_back_by_its_id(store: &dyn Store) {
     for slot in ["mine", "theirs"] {
-        assert_eq!(
-            store
-                .take_send_slot(&limits("a", 2, 2), T, slot)
-                .await
-                .unwrap(),
-            None
-        );
+        assert_eq!(take(store, "a", 2, T, slot).await, None);
     }
     // The NAS is full.
-    assert_eq!(
-        store
-            .take_send_slot(&limits("b", 2, 2), T, "refused")
-            .await
-            .unwrap(),
-        Some(1)
-    );
+    assert_eq!(take(store, "b", 2, T, "refused").await, Some(1));
     // Given back inside a request's scope, as the pipeline does: on PostgreSQL not in the
     // request's transaction, and the request's writes are still durable.
     let (released, durable) = durability::deferred(store.release_send_slot("mine")).await;
@@ -2453,28 +2422,10 @@ pub async fn send_slot_given_back_by_its_id(store: &dyn Store) {
     assert_eq!(store.release_send_slot("never-taken").await.unwrap(), 0);
     assert_eq!(store.release_send_slot("refused").await.unwrap(), 0);
     // Room for one more send of the user's, through that NAS.
-    assert_eq!(
-        store
-            .take_send_slot(&limits("a", 2, 2), T + 1, "next")
-            .await
-            .unwrap(),
-        None
-    );
+    assert_eq!(take(store, "a", 2, T + 1, "next").await, None);
     // "theirs" still counts, for the user and for the NAS.
-    assert_eq!(
-        store
-            .take_send_slot(&limits("a", 2, 9), T + 2, "over-user")
-            .await
-            .unwrap(),
-        Some(0)
-    );
-    assert_eq!(
-        store
-            .take_send_slot(&limits("b", 2, 2), T + 2, "over-nas")
-            .await
-            .unwrap(),
-        Some(1)
-    );
+    assert_eq!(take(store, "a", 9, T + 2, "over-user").await, Some(0));
+    assert_eq!(take(store, "b", 2, T + 2, "over-nas").await, Some(1));
 }
 
 pub async fn cancel_oob_of_one_user(store: &dyn Store) {
