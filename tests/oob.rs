@@ -726,7 +726,10 @@ fn numbers_outside_the_allowed_countries_get_no_sms() {
         common::slapd::SlapdOptions {
             extra_ldif: "dn: uid=erin,ou=people,dc=example,dc=org\nobjectClass: inetOrgPerson\n\
                          uid: erin\ncn: Erin\nsn: Erin\nmobile: +882 16 1234 5678\n\
-                         userPassword: erin-pw\n\n"
+                         userPassword: erin-pw\n\n\
+                         dn: uid=frank,ou=people,dc=example,dc=org\n\
+                         objectClass: inetOrgPerson\nuid: frank\ncn: Frank\nsn: Frank\n\
+                         mobile: +1 555 010 0777\nuserPassword: frank-pw\n\n"
                 .into(),
             ..Default::default()
         },
@@ -788,6 +791,40 @@ fn numbers_outside_the_allowed_countries_get_no_sms() {
     let r = login(&srv, "erin", "erin-pw");
     assert_eq!(code_of(&r), "Access-Challenge", "{r}");
     assert_eq!(standin.sms().len(), 1);
+    // frank's own directory entry has a number in an allowed country, but an admin stored
+    // one for him that is now outside the list: his login is refused, not texted at the
+    // directory's number instead (users can often edit that one themselves).
+    let out = std::process::Command::new(bin())
+        .args(["--config", open.to_str().unwrap()])
+        .args(["user", "set-phone", "frank", "+44 7700 900123"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let r = login(&srv, "frank", "frank-pw");
+    assert_eq!(code_of(&r), "Access-Reject", "{r}");
+    let reason = srv.audit_json("frank")[0]["reason"].clone();
+    assert!(
+        reason
+            .as_str()
+            .is_some_and(|r| r.starts_with("the user's stored phone number cannot be used")),
+        "{reason}"
+    );
+    assert_eq!(standin.sms().len(), 1, "no text to the directory's number");
+    // And the admin's views say so.
+    let out = srv.cli(&["user", "show", "frank"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("cannot be dialled now") && text.contains("allowed_country_codes"),
+        "{text}"
+    );
+    let out = srv.cli(&["config", "check", "--connect", "--user", "frank"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("the stored number cannot be dialled")
+            && text.contains("not used in its place")
+            && !text.contains("0777"),
+        "{text}"
+    );
 }
 
 /// `no_factor = "allow"` is for users with no second factor. One with a token on a client

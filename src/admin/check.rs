@@ -318,6 +318,18 @@ fn phone_line(
             mask(&number),
             source_name(source)
         ),
+        None if profile.phone.is_some() => {
+            let why = profile
+                .phone
+                .as_deref()
+                .and_then(|p| crate::delivery::phone::dialable(p, phone).err())
+                .map_or_else(String::new, |e| e.masked());
+            format!(
+                "no number texts or calls could use: the stored number cannot be dialled \
+                 ({why}; store another with user set-phone); the directory's is not used in \
+                 its place"
+            )
+        }
         None => match crate::delivery::phone::unused_number(phone, info) {
             Some(crate::delivery::phone::UnusedNumber::Unlisted) => {
                 "no number texts or calls could use: the directory has one, in an attribute \

@@ -747,7 +747,19 @@ async fn show(cfg: &Config, store: &dyn Store, user: &str, json: bool) -> anyhow
             Some(t) => println!("locked:   until {}", super::audit::fmt_time(t)),
             None => println!("locked:   no"),
         }
-        println!("phone:    {}", profile.phone.as_deref().unwrap_or("-"));
+        match profile.phone.as_deref() {
+            // Stored before [phone] allowed_country_codes left its country out, say: logins
+            // refuse texts and calls to it, and the admin should see why here.
+            Some(p) => match crate::delivery::phone::dialable(p, &cfg.delivery.phone) {
+                Ok(_) => println!("phone:    {p}"),
+                Err(e) => println!(
+                    "phone:    {p} (cannot be dialled now: {}; store another with user \
+                     set-phone)",
+                    e.masked()
+                ),
+            },
+            None => println!("phone:    -"),
+        }
         println!("method:   {}", profile.method.as_deref().unwrap_or("-"));
         if let Some(at) = profile.blocked_at {
             let why = super::printable(profile.blocked_reason.as_deref().unwrap_or(""));

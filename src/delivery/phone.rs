@@ -230,6 +230,13 @@ pub fn phone_from(
         };
         match dialable(raw, cfg) {
             Ok(p) => return Some((*source, p)),
+            // A number an admin stored is the one the user was enrolled with: when it cannot
+            // be dialled (outside allowed_country_codes, say), no text or call goes to the
+            // directory's mobile instead, which users can often edit themselves.
+            Err(e) if *source == PhoneSource::Store => {
+                tracing::info!(problem = %e.masked(), "stored phone number cannot be dialled");
+                return None;
+            }
             Err(e) => {
                 tracing::info!(source = ?source, problem = %e.masked(), "unusable phone number")
             }
@@ -342,6 +349,40 @@ mod tests {
             assert!(matches!(e, super::PhoneError::Country(_)), "{foreign}: {e}");
             assert!(!e.masked().contains("1234 5678"), "{}", e.masked());
         }
+    }
+
+    /// The stored number is the admin's: when it is outside the countries allowed, the
+    /// directory's mobile (often the user's own to edit) is not used in its place.
+    #[test]
+    fn a_stored_number_that_cannot_be_dialled_is_not_replaced_by_the_directorys() {
+        use crate::config::delivery::PhoneSource::{Mobile, Store};
+        let cfg = crate::config::delivery::PhoneConfig {
+            sources: vec![Store, Mobile],
+            sources_given: true,
+            default_country_code: "49".into(),
+            allowed_country_codes: vec!["49".into()],
+        };
+        let info = crate::auth::UserInfo {
+            mobile: Some("+49 171 7654321".into()),
+            ..Default::default()
+        };
+        let stored = |phone: Option<&str>| crate::store::UserProfile {
+            phone: phone.map(str::to_string),
+            ..Default::default()
+        };
+        assert_eq!(
+            super::phone_from(&cfg, &stored(Some("+1 900 555 0199")), &info),
+            None
+        );
+        // Nothing stored: the directory's number, as configured.
+        assert_eq!(
+            super::phone_from(&cfg, &stored(None), &info),
+            Some((Mobile, "+491717654321".into()))
+        );
+        assert_eq!(
+            super::phone_from(&cfg, &stored(Some("+49 151 1234567")), &info),
+            Some((Store, "+491511234567".into()))
+        );
     }
 
     #[test]
