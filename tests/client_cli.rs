@@ -473,9 +473,14 @@ fn a_closed_port_is_waited_out_not_spun_on() {
         serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}", text(&out)));
     let sent = r["sent"].as_u64().unwrap();
     assert!((1..=4).contains(&sent), "{r}");
+    // Said as what it is (`client login` says "nothing listening" too), not as timeouts;
+    // the last request may be cut off by the end of the run instead.
+    let unreachable = r["unreachable"].as_u64().unwrap();
+    assert!(unreachable >= 1 && sent - unreachable <= 1, "{r}");
     assert_eq!(
         (r["timeouts"].as_u64(), r["replies"].as_u64()),
-        (Some(sent), Some(0))
+        (Some(0), Some(0)),
+        "{r}"
     );
     assert!(!out.status.success(), "{}", text(&out));
 }
@@ -698,6 +703,24 @@ fn replies_that_fail_verification_are_never_believed() {
         (&3.into(), &0.into()),
         "{r}"
     );
+    // The failure line counts them: it said "0 of 3 requests went wrong".
+    let out = run(&[
+        "load",
+        "--flow",
+        "status",
+        "--generated",
+        "1",
+        "-n",
+        "3",
+        "-p",
+        "1",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("failed: 3 of 3 requests went wrong (3 forged"),
+        "{}",
+        text(&out)
+    );
 }
 
 /// A server that answers for a second and then goes quiet, inside the last timeout ×
@@ -774,8 +797,64 @@ fn a_server_that_goes_quiet_near_the_end_is_not_credited_with_a_short_run() {
     // ... so most of what came due in the silent 2 s was never sent: skipped, not
     // forgotten (at 100/s, the answered second holds about 100 of the 300).
     assert!(skipped >= 150, "{r}");
+    // They are the rate not kept: counted as such.
+    assert_eq!(count(&r, "behind_rate"), skipped, "{r}");
     let seconds = r["seconds"].as_f64().unwrap();
     assert!((2.8..3.6).contains(&seconds), "{seconds} s: {r}");
+}
+
+/// `-d` ends the run on time: against a server that never answers, with the default
+/// timeout (3 s) and retransmits (2), a 1 s run took 9 s and reported "4 sent in 1.00 s".
+/// Now no wait goes past the end; the requests still waiting are counted as unanswered
+/// when the run ended, and the run (with no reply at all) fails.
+#[test]
+fn a_duration_ends_the_run_on_time_even_against_a_silent_server() {
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap();
+    let t0 = Instant::now();
+    let out = Command::new(bin())
+        .args(["client", "load", "--flow", "status", "--generated", "1"])
+        .args(["-p", "4", "-d", "1", "--secret", "s", "--server"])
+        .arg(addr.to_string())
+        .output()
+        .unwrap();
+    let took = t0.elapsed();
+    drop(silent);
+    assert!(took < Duration::from_secs(3), "{took:?}: {}", text(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("4 sent in 1.00 s")
+            && text(&out).contains("unanswered when the run ended 4"),
+        "{}",
+        text(&out)
+    );
+}
+
+/// `--rate` is a promise the run checks: a server that answers one request per 50 ms
+/// cannot take 100/s with 2 in flight. Before, 61 % of the requests due were never sent
+/// and the run exited 0.
+#[test]
+fn a_rate_the_server_cannot_keep_is_a_failure() {
+    let addr = responder(|req, _| {
+        std::thread::sleep(Duration::from_millis(50));
+        Some(radmfa::radius::reply::encode_reply(
+            req,
+            &radmfa::radius::reply::Reply::accept(),
+            b"s",
+        ))
+    });
+    let out = Command::new(bin())
+        .args(["client", "load", "--flow", "status", "--generated", "1"])
+        .args(["-p", "2", "-d", "2", "--rate", "100", "--secret", "s"])
+        .args(["--server", &addr.to_string()])
+        .output()
+        .unwrap();
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(
+        t.contains("behind the rate (due, never sent)") && t.contains("due under --rate"),
+        "{t}"
+    );
 }
 
 /// `client ldap-binds` (the benchmark's raw-bind ceiling) against a directory that accepts
@@ -1052,6 +1131,82 @@ fn login_without_a_terminal_says_how_to_give_the_password() {
             && t.contains("--password"),
         "{t}"
     );
+    // RADMFA_PASSWORD set but empty (a script's unset variable) asks as well, rather than
+    // sending an empty password.
+    let out = cmd.env("RADMFA_PASSWORD", "").output().unwrap();
+    let t = text(&out);
+    assert!(t.contains("no terminal to ask for the password"), "{t}");
+    // A name that cannot be sent is said before a password is asked for.
+    let mut cmd = Command::new(bin());
+    cmd.args(["client", "login", "", "--secret", "s"])
+        .args(["--server", "127.0.0.1:9"])
+        .env_remove("RADMFA_PASSWORD")
+        .stdin(std::process::Stdio::null());
+    // SAFETY: as above.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{t}");
+    assert!(
+        t.contains("the user name must be 1 to 253 octets") && !t.contains("password"),
+        "{t}"
+    );
+}
+
+/// `client login` says what came back when nothing it could believe did: replies with
+/// another Identifier are named (it said "wrong secret, unknown client, or server down?"),
+/// and a reply of another code, signed with the right secret, does not blame the secret.
+#[test]
+fn odd_replies_are_named_for_what_they_are() {
+    use radmfa::radius::reply;
+    let other_id = responder(|req, _| {
+        let mut raw = reply::encode_reply(req, &reply::Reply::accept(), b"s");
+        raw[1] = raw[1].wrapping_add(1);
+        Some(raw)
+    });
+    let accounting = responder(|req, _| {
+        // An Accounting-Response (5) with a right Response Authenticator: the code is
+        // what is wrong, not the secret.
+        let mut raw = reply::encode_reply(req, &reply::Reply::reject(), b"s");
+        raw[0] = 5;
+        Some(raw)
+    });
+    let login = |addr: std::net::SocketAddr| {
+        let out = Command::new(bin())
+            .args([
+                "client",
+                "login",
+                "alice",
+                "--password",
+                "pw",
+                "--secret",
+                "s",
+            ])
+            .args(["--timeout", "0.3", "--retries", "1"])
+            .args(["--server", &addr.to_string()])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+        text(&out)
+    };
+    let t = login(other_id);
+    assert!(
+        t.contains("no valid reply after")
+            && t.contains("none a reply to this request (too short, or another Identifier)")
+            && !t.contains("wrong secret"),
+        "{t}"
+    );
+    let t = login(accounting);
+    assert!(
+        t.contains("not an Access-Accept, Access-Reject or Access-Challenge")
+            && !t.contains("wrong shared secret"),
+        "{t}"
+    );
 }
 
 /// Small mistakes said as what they are: `-d 0` refused up front (it ran nothing and
@@ -1091,6 +1246,29 @@ fn small_mistakes_are_said_plainly() {
         &[&load[..], &["-n", "1", "--range", "5:5"]].concat(),
         2,
         "--range 5:5 is empty",
+    );
+    says(&[&load[..], &["-n", "0"]].concat(), 2, "--count 0");
+    says(
+        &[&load[..], &["-n", "1", "--totp-window", "11"]].concat(),
+        2,
+        "--totp-window 11: 0 to 10",
+    );
+    // A users file line without a seed is named by its user, the flow as typed.
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("users.csv");
+    std::fs::write(&users, "u0,pw,GEZDGNBVGY3TQOJQ\nu1,pw\n").unwrap();
+    says(
+        &[
+            "load",
+            "--flow",
+            "inline",
+            "-n",
+            "1",
+            "--users",
+            users.to_str().unwrap(),
+        ],
+        2,
+        "--flow inline needs a TOTP seed for every user: \"u1\" has none",
     );
     says(
         &["login", "alice", "--password", "pw"],

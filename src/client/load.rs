@@ -197,10 +197,18 @@ pub async fn run(spec: &LoadSpec, users: Arc<Vec<LoadUser>>) -> anyhow::Result<V
     anyhow::ensure!(!users.is_empty(), "no users");
     anyhow::ensure!(spec.concurrency > 0, "concurrency must be at least 1");
     let needs_seed = matches!(spec.flow, Flow::Inline | Flow::TwoRound);
-    if needs_seed && users.iter().any(|u| u.seed.is_none()) {
+    if let Some(u) = users
+        .iter()
+        .find(|u| u.seed.is_none())
+        .filter(|_| needs_seed)
+    {
+        use clap::ValueEnum;
+        let flow = spec.flow.to_possible_value();
         anyhow::bail!(
-            "flow {:?} needs a TOTP seed for every user (--users FILE)",
-            spec.flow
+            "--flow {} needs a TOTP seed for every user: {:?} has none (a \
+             user,password,base32-seed line in --users FILE)",
+            flow.as_ref().map_or("?", |v| v.get_name()),
+            crate::admin::printable(&u.name)
         );
     }
     let mut limit = spec.count.unwrap_or(u64::MAX);
@@ -331,7 +339,9 @@ async fn run_phase(phase: Arc<Phase>, conns: Vec<Conn>) -> anyhow::Result<PhaseR
     if let (Some(rate), Some(end)) = (phase.schedule.rate, phase.schedule.deadline) {
         let due = (rate * end.duration_since(start).as_secs_f64()).ceil() as u64;
         let due = due.min(phase.schedule.limit);
-        tally.skipped += due.saturating_sub(tally.sent + tally.skipped);
+        let behind = due.saturating_sub(tally.sent + tally.skipped);
+        tally.skipped += behind;
+        tally.behind_rate += behind;
     }
     Ok((tally, states, elapsed, conns))
 }
@@ -424,8 +434,12 @@ async fn worker(phase: Arc<Phase>, mut conn: Conn, first_id: u8) -> WorkerResult
         // When it really went out: after any wait for a TOTP step above.
         tally.last_sent = Some(Instant::now());
         let (outcome, latency, raw, resent) = match &mut conn {
-            Conn::Udp(sock) => exchange(&phase.spec, sock, &packet, &auth).await,
-            Conn::Tls(link) => exchange_tls(&phase.spec, link, &packet, &auth).await,
+            Conn::Udp(sock) => {
+                exchange(&phase.spec, sock, &packet, &auth, phase.schedule.deadline).await
+            }
+            Conn::Tls(link) => {
+                exchange_tls(&phase.spec, link, &packet, &auth, phase.schedule.deadline).await
+            }
         };
         let latency = latency + late;
         tally.retransmits += resent as u64;
@@ -609,11 +623,15 @@ fn build(phase: &Phase, i: u64, id: u8) -> Option<Built> {
 /// with another identifier (late answers to an earlier request) are skipped. A verified reply
 /// comes back as `Unexpected(code)`; the caller, which knows the flow, turns the code it
 /// wanted into `Expected`. Also returns the latency, the reply bytes and the retransmits.
+/// `end`, the run's `--duration` end: no retransmit starts after it and no wait goes more
+/// than [`END_GRACE`] past it, so the run ends on time; a request still unanswered then is
+/// [`Outcome::CutOff`].
 pub async fn exchange(
     spec: &LoadSpec,
     sock: &UdpSocket,
     packet: &[u8],
     auth: &[u8; 16],
+    end: Option<Instant>,
 ) -> (Outcome, Duration, Option<Vec<u8>>, u32) {
     let t0 = Instant::now();
     let mut buf = vec![0u8; 4096];
@@ -621,13 +639,28 @@ pub async fn exchange(
     // may be a late duplicate of an earlier request's reply (the identifier came round
     // again, or the previous phase used it on this socket), and the genuine one may follow.
     let mut forged = None;
+    // The socket said ICMP port unreachable: reported as such, not as a timeout, when no
+    // reply comes (`client login` says so too).
+    let mut refused = false;
+    let mut cut = false;
+    let mut attempts = 0;
     for attempt in 0..=spec.retries {
-        let until = tokio::time::Instant::now() + spec.timeout;
+        if end.is_some_and(|e| Instant::now() >= e) {
+            cut = true;
+            break;
+        }
+        attempts = attempt;
+        let mut until = tokio::time::Instant::now() + spec.timeout;
+        if let Some(e) = end.map(|e| tokio::time::Instant::from_std(e + END_GRACE)) {
+            cut = e < until;
+            until = until.min(e);
+        }
         // A closed port answers with ICMP port-unreachable, which a connected UDP socket
         // reports at once as an error of the next send or recv. The attempt still waits out
         // its timeout, as it would for silence: otherwise every retry is spent in
         // microseconds and a `-d` run spins at full CPU recording ~0 ms timeouts.
         if sock.send(packet).await.is_err() {
+            refused = true;
             tokio::time::sleep_until(until).await;
             continue;
         }
@@ -638,6 +671,7 @@ pub async fn exchange(
                 // restarting): keep listening for this attempt's reply, paced so that an
                 // error that repeats cannot spin.
                 Ok(Err(_)) => {
+                    refused = true;
                     if tokio::time::Instant::now() >= until {
                         break;
                     }
@@ -666,9 +700,16 @@ pub async fn exchange(
     }
     match forged {
         Some((latency, attempt, outcome)) => (outcome, latency, None, attempt),
+        None if refused => (Outcome::Unreachable, t0.elapsed(), None, attempts),
+        None if cut => (Outcome::CutOff, t0.elapsed(), None, attempts),
         None => (Outcome::Timeout, t0.elapsed(), None, spec.retries),
     }
 }
+
+/// How long after a run's end the replies to requests still in flight are waited for: a
+/// server answering in milliseconds has every one counted, a silent one holds the run for
+/// no more than this (it held it for timeout × attempts, 9 s by default).
+const END_GRACE: Duration = Duration::from_millis(500);
 
 /// [`exchange`] over RadSec. TCP delivers or fails, so there is no retransmit (RFC 6614
 /// §2.5): one wait of the whole budget (`timeout` × (1 + `retries`)). A late reply to an
@@ -679,10 +720,20 @@ async fn exchange_tls(
     link: &mut Option<Box<Link>>,
     packet: &[u8],
     auth: &[u8; 16],
+    end: Option<Instant>,
 ) -> (Outcome, Duration, Option<Vec<u8>>, u32) {
     use tokio::io::AsyncWriteExt;
     let t0 = Instant::now();
-    let budget = spec.timeout * (spec.retries + 1);
+    let whole = spec.timeout * (spec.retries + 1);
+    // As over UDP, no wait goes past the run's end.
+    let left = end.map(|e| (e + END_GRACE).saturating_duration_since(t0));
+    let cut = left.is_some_and(|l| l < whole);
+    let budget = left.map_or(whole, |l| l.min(whole));
+    let gave_up = if cut {
+        Outcome::CutOff
+    } else {
+        Outcome::Timeout
+    };
     // As over UDP, a refused or broken connection waits out the budget like silence would,
     // so a closed port does not turn the run into a busy loop of instant failures.
     let wait_out = || tokio::time::sleep_until((t0 + budget).into());
@@ -694,7 +745,7 @@ async fn exchange_tls(
     }
     let Some(tls) = link.as_mut() else {
         wait_out().await;
-        return (Outcome::Timeout, t0.elapsed(), None, 0);
+        return (gave_up, t0.elapsed(), None, 0);
     };
     let got = tokio::time::timeout(budget, async {
         tls.write_all(packet).await?;
@@ -709,7 +760,7 @@ async fn exchange_tls(
     let Ok(Ok(reply)) = got else {
         *link = None;
         wait_out().await;
-        return (Outcome::Timeout, t0.elapsed(), None, 0);
+        return (gave_up, t0.elapsed(), None, 0);
     };
     let latency = t0.elapsed();
     match check(spec.verify, &reply, auth, spec.secret.expose()) {

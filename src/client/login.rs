@@ -89,6 +89,11 @@ impl Answerer for Terminal {
 }
 
 pub async fn login(spec: &LoginSpec, answers: &mut dyn Answerer) -> anyhow::Result<LoginResult> {
+    // Before the password is asked for: typing one only to hear the name cannot be sent.
+    anyhow::ensure!(
+        !spec.user.is_empty() && spec.user.len() <= 253,
+        "the user name must be 1 to 253 octets"
+    );
     let mut link = open(spec).await?;
     let mut password = answers.password(&spec.user)?;
     let mut state: Option<Vec<u8>> = None;
@@ -98,10 +103,6 @@ pub async fn login(spec: &LoginSpec, answers: &mut dyn Answerer) -> anyhow::Resu
         anyhow::ensure!(
             password.expose().len() <= 128,
             "the password or code is longer than the 128 octets RADIUS can carry"
-        );
-        anyhow::ensure!(
-            !spec.user.is_empty() && spec.user.len() <= 253,
-            "the user name must be 1 to 253 octets"
         );
         let mut b = AccessRequestBuilder::new(round, &spec.user).password(password.expose());
         if let Some(s) = &state {
@@ -236,9 +237,20 @@ async fn send_and_wait(
     // Replies that came but were not believed: the last word then says so, rather than
     // suggesting the server may be down.
     let mut refused: Option<(u32, Failure)> = None;
+    // Replies to another request (their identifier is not this one's): late answers to an
+    // earlier try, or a server that does not echo the identifier. Named at the end, so
+    // "no valid reply" does not read as silence.
+    let mut other_ids = 0u32;
     for attempt in 0..=spec.retries {
         if attempt > 0 {
-            eprintln!("no reply after {:?}; retransmitting", spec.timeout);
+            // A reply did come but was not believed: "no reply" would contradict the line
+            // above it.
+            let what = if refused.is_some() || other_ids > 0 {
+                "no valid reply"
+            } else {
+                "no reply"
+            };
+            eprintln!("{what} after {:?}; retransmitting", spec.timeout);
         }
         sock.send(raw)
             .await
@@ -248,6 +260,7 @@ async fn send_and_wait(
             let len = r.map_err(|e| unreachable(spec.server, e, "receiving"))?;
             let reply = &buf[..len];
             if len < 20 || reply[1] != raw[1] {
+                other_ids += 1;
                 continue;
             }
             match check(spec.verify, reply, auth, spec.secret.expose()) {
@@ -263,13 +276,25 @@ async fn send_and_wait(
         }
     }
     if let Some((n, why)) = refused {
+        // Only a wrong authenticator points at the secret: a reply of another code (an
+        // Accounting-Response, say) or a broken packet is checked before the secret is used.
         let hint = match why {
-            Failure::Unsigned(_) => "",
-            Failure::Bad(_) => " (a wrong shared secret looks like this)",
+            Failure::Bad("bad Response Authenticator" | "bad Message-Authenticator") => {
+                " (a wrong shared secret looks like this)"
+            }
+            _ => "",
         };
         bail!(
             "no valid reply from {} after {} attempt(s): {n} reply(ies) arrived but failed \
              verification, the last: {why}{hint}",
+            spec.server,
+            spec.retries + 1
+        )
+    }
+    if other_ids > 0 {
+        bail!(
+            "no valid reply from {} after {} attempt(s): {other_ids} datagram(s) arrived, \
+             none a reply to this request (too short, or another Identifier)",
             spec.server,
             spec.retries + 1
         )

@@ -222,10 +222,11 @@ pub struct LoadArgs {
     /// Print JSON lines (one per phase) instead of text.
     #[arg(long)]
     pub json: bool,
-    /// Exit 1 if in any phase more than this share of the requests (0 to 1) timed out, got
-    /// a reply of another code than expected, or were never sent because the users had no
-    /// unused TOTP step left. Exit 1 always on a forged reply, or a phase with no expected
-    /// reply at all.
+    /// Exit 1 if in any phase more than this share of the requests (0 to 1) timed out,
+    /// found nothing listening, got a reply of another code than expected, or were never
+    /// sent because the users had no unused TOTP step left or (with --rate) no worker was
+    /// free when they came due. Exit 1 always on a reply that failed verification, or a
+    /// phase with no expected reply at all.
     #[arg(long, default_value_t = 0.01)]
     pub max_error_ratio: f64,
 }
@@ -278,7 +279,9 @@ pub async fn run(config: Option<&Path>, cmd: ClientCommand) -> anyhow::Result<Ex
         ClientCommand::Login(a) => {
             let spec = login_spec(&a.target, &a.radsec, a.user.clone())?;
             let mut term = login::Terminal {
-                password: a.password.map(Secret::from),
+                // RADMFA_PASSWORD= (set but empty, a script's unset variable) asks, as no
+                // password given does, rather than sending an empty one.
+                password: a.password.filter(|p| !p.is_empty()).map(Secret::from),
                 codes: a.code.into_iter().map(Secret::from).collect(),
             };
             Ok(match login::login(&spec, &mut term).await? {
@@ -446,6 +449,16 @@ fn load_spec(a: LoadArgs) -> anyhow::Result<(LoadSpec, Arc<Vec<users::LoadUser>>
     anyhow::ensure!(
         a.count.is_some() || a.duration.is_some(),
         "give --count and/or --duration: load runs are bounded"
+    );
+    // As --duration 0 is: a run of no requests measured nothing and then failed.
+    anyhow::ensure!(a.count != Some(0), "--count 0: at least 1 request");
+    // Codes of steps the server does not look at are wrong codes to it, and each counts
+    // towards the user's lockout: radmfa's [totp] window is at most 10.
+    anyhow::ensure!(
+        a.totp_window <= 10,
+        "--totp-window {}: 0 to 10 (the server's [totp] window; codes outside it are \
+         refused as wrong, and count towards the user's lockout)",
+        a.totp_window
     );
     if let Some(d) = a.duration {
         // Refused up front as --rate 0 is: a run of no time sends nothing and failed with

@@ -32,6 +32,12 @@ pub enum Outcome {
     StatelessChallenge,
     /// No reply after all retransmissions.
     Timeout,
+    /// No reply, and the socket reported ICMP port unreachable: nothing listens there.
+    Unreachable,
+    /// Still waiting for its reply when the run's `--duration` ended: given up on then, not
+    /// retransmitted past the end (the run ends on time). Not a failure of the server: a
+    /// run always ends with requests in flight.
+    CutOff,
 }
 
 /// One worker's tally; merged into a [`PhaseReport`] at the end.
@@ -45,10 +51,15 @@ pub struct Tally {
     pub unsigned: u64,
     pub stateless_challenges: u64,
     pub timeouts: u64,
+    pub unreachable: u64,
+    pub cut_off: u64,
     pub retransmits: u64,
     /// Requests not sent: the run ended while no user had a TOTP step left to use, or
     /// before round 2 got to every State.
     pub skipped: u64,
+    /// Of `skipped`, those `--rate` made due before the end that no worker was free to
+    /// send (the server, or `-p` in flight, could not keep up with the rate).
+    pub behind_rate: u64,
     /// Microseconds from first send to verified reply, for every reply of the expected
     /// code (a fast Reject of the wrong kind would make the percentiles look better).
     pub latencies_us: Histogram,
@@ -89,6 +100,8 @@ impl Tally {
             Outcome::Unsigned => self.unsigned += 1,
             Outcome::StatelessChallenge => self.stateless_challenges += 1,
             Outcome::Timeout => self.timeouts += 1,
+            Outcome::Unreachable => self.unreachable += 1,
+            Outcome::CutOff => self.cut_off += 1,
         }
         if outcome == Outcome::Expected {
             self.latencies_us
@@ -119,8 +132,11 @@ impl Tally {
         self.unsigned += other.unsigned;
         self.stateless_challenges += other.stateless_challenges;
         self.timeouts += other.timeouts;
+        self.unreachable += other.unreachable;
+        self.cut_off += other.cut_off;
         self.retransmits += other.retransmits;
         self.skipped += other.skipped;
+        self.behind_rate += other.behind_rate;
         self.latencies_us.merge(&other.latencies_us);
         self.replies += other.replies;
         self.last_reply = self.last_reply.max(other.last_reply);
@@ -156,8 +172,14 @@ pub struct PhaseReport {
     /// Access-Challenges without a State ([`Outcome::StatelessChallenge`]).
     pub stateless_challenges: u64,
     pub timeouts: u64,
+    /// No reply, and ICMP port unreachable ([`Outcome::Unreachable`]).
+    pub unreachable: u64,
+    /// Unanswered when the run ended ([`Outcome::CutOff`]).
+    pub cut_off: u64,
     pub retransmits: u64,
     pub skipped: u64,
+    /// Of `skipped`, due under `--rate` but never sent ([`Tally::behind_rate`]).
+    pub behind_rate: u64,
     /// Verified replies of any code: what the bench divides server CPU by.
     pub replies: u64,
     pub seconds: f64,
@@ -209,8 +231,11 @@ impl PhaseReport {
             unsigned: t.unsigned,
             stateless_challenges: t.stateless_challenges,
             timeouts: t.timeouts,
+            unreachable: t.unreachable,
+            cut_off: t.cut_off,
             retransmits: t.retransmits,
             skipped: t.skipped,
+            behind_rate: t.behind_rate,
             replies: t.replies,
             seconds: secs,
             replies_per_sec: replies / secs,
@@ -230,7 +255,7 @@ impl PhaseReport {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "{}: {} sent in {:.2} s: {:.0} req/s ({:.0} expected/s)",
+            "{}: {} sent in {:.2} s: {:.0} replies/s ({:.0} expected/s)",
             self.phase, self.sent, self.seconds, self.replies_per_sec, self.ok_per_sec
         );
         // Latencies are of expected replies: with none, zeros would read as a fast server.
@@ -250,6 +275,16 @@ impl PhaseReport {
         );
         for (code, n) in &self.unexpected {
             let _ = write!(s, "  {code} {n}");
+        }
+        if self.unreachable > 0 {
+            let _ = write!(
+                s,
+                "  unreachable (ICMP port unreachable: nothing listening?) {}",
+                self.unreachable
+            );
+        }
+        if self.cut_off > 0 {
+            let _ = write!(s, "  unanswered when the run ended {}", self.cut_off);
         }
         if self.stateless_challenges > 0 {
             let _ = write!(
@@ -274,7 +309,14 @@ impl PhaseReport {
                 self.repeated_codes
             );
         }
-        let late = self.skipped - self.step_skipped;
+        let late = self.skipped - self.step_skipped - self.behind_rate;
+        if self.behind_rate > 0 {
+            let _ = write!(
+                s,
+                "  behind the rate (due, never sent) {}",
+                self.behind_rate
+            );
+        }
         if late > 0 {
             let _ = write!(s, "  skipped (not sent before the end) {late}");
         }
@@ -309,11 +351,19 @@ impl PhaseReport {
                 "round2: failed: nothing to answer: no round-1 challenge carried a State".into(),
             );
         }
+        // Every request that did not get the reply it should have, replies that failed
+        // verification included ("0 of 20 went wrong" beside 20 forged replies read as a
+        // pass), and under --rate the requests due that were never sent (a run asked for
+        // 100/s that managed 38 did not show the server takes 100/s).
         let errors = self.timeouts
+            + self.unreachable
+            + self.forged
+            + self.unsigned
             + self.unexpected.values().sum::<u64>()
             + self.step_skipped
+            + self.behind_rate
             + self.stateless_challenges;
-        let tried = self.sent + self.step_skipped;
+        let tried = self.sent + self.step_skipped + self.behind_rate;
         let ratio = errors as f64 / tried.max(1) as f64;
         if self.forged == 0
             && self.unsigned == 0
@@ -338,6 +388,19 @@ impl PhaseReport {
         }
         if self.timeouts > 0 {
             what.push(format!("{} timed out", self.timeouts));
+        }
+        if self.unreachable > 0 {
+            what.push(format!(
+                "{} unreachable (ICMP port unreachable: nothing listening there?)",
+                self.unreachable
+            ));
+        }
+        if self.behind_rate > 0 {
+            what.push(format!(
+                "{} due under --rate but never sent (the server, or -p requests in flight, \
+                 could not keep up)",
+                self.behind_rate
+            ));
         }
         for (code, n) in &self.unexpected {
             what.push(format!("{code} {n}"));
