@@ -1914,3 +1914,61 @@ fn store_failures_of(srv: &Server) -> f64 {
         .copied()
         .unwrap_or(0.0)
 }
+
+/// Audit records that PostgreSQL refuses (here a trigger, as a full disk or a locked table
+/// would): a no_reply client's wrong password gets no reply at all (it got its Reject with
+/// no record anywhere), and Status-Server goes silent, since its probe now tries an audit
+/// insert too (it wrote a challenge, found the store fine and called the node alive while
+/// every login failed). Once records are taken again, both come back, and the refused
+/// requests' own records say what happened where they could be written.
+#[test]
+fn status_server_and_no_reply_clients_follow_the_audit_table() {
+    let slapd = directory();
+    let pg = PgCluster::start();
+    let url = pg.fresh_database();
+    let db = PgCluster::database_of(&url);
+    let dir = tempfile::tempdir().unwrap();
+    let config = pg_config_tuned(dir.path(), &slapd, &url, "node-a", "", |o| {
+        o.clients = vec![common::radmfa::Nas {
+            on_backend_failure: "no_reply",
+            ..common::radmfa::Nas::challenge("silent-on-failure", "127.0.0.1")
+        }];
+    });
+    let srv = Server::start_with(dir, config);
+    let status = || common::peers::radclient_status(&srv.addr.to_string(), SECRET);
+    let until_answered = || {
+        let until = Instant::now() + Duration::from_secs(15);
+        while status() != "Access-Accept" {
+            assert!(Instant::now() < until, "never answered:\n{}", srv.log());
+        }
+    };
+    until_answered();
+    assert_eq!(code_of(&password(&srv, "bob", "wrong")), "Access-Reject");
+    pg.psql(
+        &db,
+        "CREATE FUNCTION refuse_audit() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN RAISE EXCEPTION 'audit refused by the test'; END $$; \
+         CREATE TRIGGER refuse BEFORE INSERT ON audit FOR EACH ROW \
+         EXECUTE FUNCTION refuse_audit();",
+    );
+    let r = password(&srv, "bob", "wrong");
+    assert_eq!(code_of(&r), "timeout", "{r}\n{}", srv.log());
+    assert!(
+        srv.log_shows("reject withheld: its audit record could not be written"),
+        "{}",
+        srv.log()
+    );
+    assert_eq!(status(), "none", "{}", srv.log());
+    pg.psql(&db, "DROP TRIGGER refuse ON audit");
+    until_answered();
+    assert_eq!(code_of(&password(&srv, "bob", "wrong")), "Access-Reject");
+    // The trial inserts left nothing behind.
+    assert_eq!(
+        pg.psql(
+            &db,
+            "SELECT count(*) FROM audit WHERE username = 'radmfa-health-probe'"
+        )
+        .trim(),
+        "0"
+    );
+}

@@ -7,7 +7,8 @@
 //! A request that meets a directory or store failure, or runs out of time, marks the node
 //! failing. Only a probe clears that: while failing, a Status-Server runs one (a directory
 //! search for a name nobody has, then a store write and delete of an already expired
-//! challenge, since most store failures are failed writes), at most one per
+//! challenge, since most store failures are failed writes, and a check that the audit
+//! table takes records), at most one per
 //! [`PROBE_EVERY`] on the whole node. Requests do not clear it: many are decided without
 //! touching the backend that failed (no User-Name, a follow-up round that reads only the
 //! store), and one that started before the outage may end after it. A failure recorded
@@ -143,8 +144,12 @@ async fn probe(app: &AppState) -> bool {
         attempts: 0,
         context: "{}".into(),
     };
+    // And the audit table: every answered request needs its record, and a table locked
+    // or out of reach while challenges still write (PostgreSQL's records go through a
+    // connection of their own) left every login failing behind a Status-Server "alive".
     app.store.put_challenge(&probe).await.is_ok()
         && app.store.consume_challenge(&probe.state_hash).await.is_ok()
+        && app.store.audit_writable().await.is_ok()
 }
 
 #[cfg(test)]

@@ -389,16 +389,28 @@ async fn answer(
     if unanswered {
         return (None, None);
     }
-    if !recorded && verdict.reply.code == ReplyCode::Accept {
+    if !recorded {
+        // The store is failing: a Status-Server must not call this node alive (its probe
+        // clears this only once the audit table takes rows again).
         app.backend_health.failed();
-        // A login that cannot be recorded is not granted: the store is failing, fail closed.
-        overturned(
-            app,
-            ctx,
-            req,
-            "accept withheld: its audit record could not be written",
-        );
-        return (on_failure(ctx), None);
+        let code = verdict.reply.code;
+        // A login that cannot be recorded is not granted, nor taken to its next round: fail
+        // closed. A Reject stays a Reject, except for a no_reply client, whose NAS asks a
+        // node that can record it (every answered request has its record).
+        if code != ReplyCode::Reject || on_failure(ctx).is_none() {
+            let withheld = match code {
+                ReplyCode::Accept => "accept",
+                ReplyCode::Challenge => "challenge",
+                ReplyCode::Reject => "reject",
+            };
+            overturned(
+                app,
+                ctx,
+                req,
+                &format!("{withheld} withheld: its audit record could not be written"),
+            );
+            return (on_failure(ctx), None);
+        }
     }
     let remember = remembered::to_remember(app, ctx, req, &user, &verdict);
     (Some(verdict.reply), remember)

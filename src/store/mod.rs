@@ -906,6 +906,13 @@ pub trait Store: Send + Sync + 'static {
 
     // --- audit ---
     async fn append_audit(&self, record: &AuditRecord) -> Result<i64, StoreError>;
+    /// Whether the audit table takes records now, leaving none behind: the health probe's
+    /// check (`pipeline::health`), since every answered request needs its record. Default
+    /// (SQLite): yes, its one writer commits the probe's challenge write and the records
+    /// alike.
+    async fn audit_writable(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
     /// Newest first.
     async fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError>;
     /// The largest audit record id, whatever it matches (0 for none): how far `audit

@@ -837,6 +837,10 @@ impl Store for PgStore {
         Ok(w.done(r)?[0])
     }
 
+    async fn audit_writable(&self) -> Result<(), StoreError> {
+        self.audit_batch.writable().await.map_err(|e| self.noted(e))
+    }
+
     async fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {
         let mut q: QueryBuilder<Postgres> =
             audit_sql::records_query(Dialect::Postgres, AUDIT_COLUMNS, filter);

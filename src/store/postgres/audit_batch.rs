@@ -84,6 +84,35 @@ impl AuditBatcher {
         &self.pool
     }
 
+    /// Whether a batch could insert now, on the batches' own connection: a record inserted
+    /// in a transaction that is rolled back (never seen; it may use up a sequence number,
+    /// as any rolled-back insert does). A table locked by someone else, a full disk, a
+    /// trigger refusing rows, a lost connection fail it; waiting for a lock is cut at a
+    /// second.
+    pub(super) async fn writable(&self) -> Result<(), StoreError> {
+        let probe = AuditRecord {
+            user: "radmfa-health-probe".into(),
+            mode: "none".into(),
+            result: "reject".into(),
+            ..Default::default()
+        };
+        let check = async {
+            let mut tx = self.pool.begin().await?;
+            sqlx::query("SET LOCAL lock_timeout = '1s'")
+                .execute(&mut *tx)
+                .await?;
+            insert_records(&mut *tx, std::iter::once(&probe)).await?;
+            tx.rollback().await
+        };
+        match tokio::time::timeout(self.limit, check).await {
+            Ok(r) => r.map_err(|e| StoreError::AuditNotWritten(e.to_string())),
+            Err(_) => Err(StoreError::AuditNotWritten(format!(
+                "no answer to a trial audit insert within {:?}",
+                self.limit
+            ))),
+        }
+    }
+
     /// Inserts `record` in the next batch; `Ok(id)` once it is committed.
     pub(super) async fn insert(&self, record: &AuditRecord) -> Result<i64, StoreError> {
         let (done, outcome) = oneshot::channel();
