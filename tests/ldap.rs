@@ -1562,3 +1562,50 @@ async fn a_hung_server_cut_short_by_the_deadline_is_left_for_the_next() {
         .unwrap();
     assert!(matches!(out, PrimaryOutcome::Accepted(_)), "{out:?}");
 }
+
+/// Logins that queue for the service bind's turn while the directory hangs, and find the
+/// server failed meanwhile (another login's bind cut short by its request deadline), are
+/// not reported as having timed out themselves: their reason claimed "timed out after
+/// 2000 ms" after a wait of 100 ms, and an admin reading the audit would lower `[ldap]
+/// timeout_ms` for nothing. Here every login has 1.2 s (its request deadline) and the
+/// operation timeout is 2 s: no answer within the deadline may be a `Timeout`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn only_a_login_that_waited_the_timeout_says_it_timed_out() {
+    let slapd = Slapd::start(&users());
+    let mut s = settings(&slapd, vec![slapd.url.clone()]);
+    s.op_timeout = Duration::from_secs(2);
+    s.pool_size = 16;
+    let auth = Arc::new(LdapAuth::new(s).unwrap());
+    slapd.signal("-STOP");
+    let mut tasks = Vec::new();
+    // Staggered: the later ones wait for their turn when the first is cut short.
+    for i in 0..16u64 {
+        let auth = auth.clone();
+        tasks.push(tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(80 * i)).await;
+            let t = Instant::now();
+            let out = tokio::time::timeout(
+                Duration::from_millis(1200),
+                auth.authenticate("alice", &Secret::from("alice-pw")),
+            )
+            .await;
+            (out.ok(), t.elapsed())
+        }));
+    }
+    let mut results = Vec::new();
+    for t in tasks {
+        results.push(t.await.unwrap());
+    }
+    slapd.signal("-CONT");
+    for (out, took) in &results {
+        match out {
+            Some(Err(AuthError::Timeout(ms))) => {
+                panic!("claimed a {ms} ms timeout after {took:?}: {results:?}")
+            }
+            Some(Ok(o)) => panic!("answered by a stopped directory: {o:?}"),
+            Some(Err(_)) | None => {}
+        }
+    }
+    // Some were told the server failed meanwhile (not all were cut by their deadline).
+    assert!(results.iter().any(|(o, _)| o.is_some()), "{results:?}");
+}

@@ -599,8 +599,13 @@ impl LdapAuth {
                 // This URL failed another request's bind while this one waited for its turn
                 // (it hangs, say): left for the next URL, as `url_order` would have put it.
                 if self.held_until(idx) != held_before {
+                    // Not this request's timeout: the reason must not claim it waited the
+                    // op_timeout (audited as "timed out after 2000 ms" at 100 ms).
                     all_tls = false;
-                    failures.push(format!("{url}: failed meanwhile"));
+                    all_op_timeouts = false;
+                    failures.push(format!(
+                        "{url}: failed another request while this one waited its turn"
+                    ));
                     continue;
                 }
                 let bind = timeout(
