@@ -962,3 +962,60 @@ fn hotp_user_at_a_challenge_prompt_is_told_to_resync() {
         "{modes:?}"
     );
 }
+
+/// A token outside its validity dates (PSKC StartDate two days ahead, and one whose
+/// ExpiryDate passes a few seconds after import) refuses every code, and the admin views say
+/// so: `token list` and `user show` called them "enabled", and `config check --connect
+/// --user` said "ok" for a user whose every login ends in a Reject.
+#[test]
+fn tokens_outside_their_dates_are_shown_as_such() {
+    let slapd = Slapd::start(&[LdapUser::new("carol", "pw-carol")]);
+    let srv = inline_server(&slapd, "");
+    let file = srv.dir.path().join("dated.pskcxml");
+    let t = now();
+    let tokens = serde_json::json!([
+        {"serial": "FUT001", "secret_hex": "3132333435363738393031323334353637383930",
+         "type": "totp", "digits": 6, "period": 30, "user": "carol",
+         "start_date": t + 2 * 86_400},
+        {"serial": "EXP001", "secret_hex": "3039383736353433323130393837363534333231",
+         "type": "totp", "digits": 6, "period": 30, "user": "carol",
+         "expiry_date": t + 3},
+    ]);
+    make_pskc(&file, &tokens, &[]);
+    cli_ok(&srv, &["token", "import", file.to_str().unwrap()]);
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    let list = cli_ok(&srv, &["token", "list"]);
+    let state = |serial: &str| {
+        list.lines()
+            .find(|l| l.starts_with(serial))
+            .unwrap_or_else(|| panic!("{serial} in {list}"))
+            .to_string()
+    };
+    assert!(state("FUT001").contains("not yet valid"), "{list}");
+    assert!(state("EXP001").contains("expired"), "{list}");
+    let show = cli_ok(&srv, &["user", "show", "carol"]);
+    assert!(
+        show.contains("not yet valid (before its valid_from") && show.contains("expired (past"),
+        "{show}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&cli_ok(&srv, &["user", "show", "carol", "--json"])).unwrap();
+    assert!(
+        json["tokens"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|tok| tok["valid_until"].as_i64() == Some(t + 3)),
+        "{json}"
+    );
+    let out = srv.cli(&["config", "check", "--connect", "--user", "carol"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("WARN user carol: would be refused")
+            && text.contains("outside their validity dates"),
+        "{text}"
+    );
+    // And so it is.
+    let code = totp_code(b"12345678901234567890", now(), "sha1", 6, 30);
+    assert_eq!(login(&srv, "carol", "pw-carol", &code), "Access-Reject");
+}

@@ -221,6 +221,8 @@ pub(super) enum Groups {
 /// What the store and the directory hold for the user, for [`super::check_refusal`].
 pub(super) struct Held<'a> {
     pub tokens: &'a [crate::store::Token],
+    /// Serials of the tokens whose validity dates refuse every code now.
+    pub out_of_dates: &'a [String],
     pub profile: &'a crate::store::UserProfile,
     pub entry: Option<&'a crate::auth::UserInfo>,
     pub app_passwords: bool,
@@ -285,9 +287,28 @@ async fn check_user(
         }
     };
     let app_passwords = store.app_passwords(&user).await.map(|p| !p.is_empty());
+    // The tokens' validity dates (imported hardware tokens carry them): enabled, yet every
+    // code refused, is no usable token.
+    let now = crate::clock::Clock::now(&crate::clock::SystemClock);
+    let out_of_dates = store
+        .list_tokens(&crate::store::TokenFilter {
+            user: Some(user.clone()),
+            unassigned: false,
+        })
+        .await
+        .map(|records| {
+            records
+                .iter()
+                .filter(|r| crate::mfa::verify::validity_at(r, now).is_some())
+                .map(|r| r.token.serial.clone())
+                .collect::<Vec<_>>()
+        });
     // Only what was all read: a guess would warn of a refusal that does not happen.
-    if let (Some(tokens), Some(profile), Ok(app_passwords)) = (tokens, profile, app_passwords) {
+    if let (Some(tokens), Some(profile), Ok(app_passwords), Ok(out_of_dates)) =
+        (tokens, profile, app_passwords, out_of_dates)
+    {
         let held = Held {
+            out_of_dates: &out_of_dates,
             tokens: &tokens,
             profile: &profile,
             entry: entry.as_ref(),

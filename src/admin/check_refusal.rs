@@ -24,7 +24,11 @@ pub(super) fn refusals(
     let empty = crate::auth::UserInfo::default();
     let info = held.entry.unwrap_or(&empty);
     let has_phone = phone_from(&cfg.delivery.phone, held.profile, info).is_some();
-    let has_token = held.tokens.iter().any(|t| t.enabled);
+    let has_token = held
+        .tokens
+        .iter()
+        .any(|t| t.enabled && !held.out_of_dates.contains(&t.serial));
+    let enabled = held.tokens.iter().any(|t| t.enabled);
     let mut by_reason: Vec<(String, Vec<&str>)> = Vec::new();
     for (client, standing) in cfg.clients.iter().zip(groups) {
         if *standing != Groups::Decide {
@@ -45,6 +49,10 @@ pub(super) fn refusals(
         }
         let reason = if has_token {
             "its tokens cannot be used there (the client's methods leave out totp)".to_string()
+        } else if enabled {
+            "its tokens are outside their validity dates (expired, or not yet valid: radmfa \
+             token list shows which; every code is refused)"
+                .to_string()
         } else if !held.tokens.is_empty() {
             "its tokens are disabled (radmfa token enable)".to_string()
         } else if held.profile.phone.is_some() {

@@ -439,12 +439,14 @@ async fn list(cfg: &Config, store: &dyn Store, a: ListArgs) -> anyhow::Result<Ex
         "{:<20} {:<4} {:<6} {:>2} {:>9}  {:<8} OWNER",
         "SERIAL", "TYPE", "HASH", "D", "STEP/CTR", "STATE"
     );
+    let now = crate::clock::Clock::now(&crate::clock::SystemClock);
     for r in &tokens {
         let t = &r.token;
         let step = match t.kind {
             TokenKind::Totp => format!("{} s", t.period),
             TokenKind::Hotp => t.counter.to_string(),
         };
+        let validity = crate::mfa::verify::validity_at(r, now);
         println!(
             "{:<20} {:<4} {:<6} {:>2} {:>9}  {:<8} {}",
             super::printable(&t.serial),
@@ -452,10 +454,12 @@ async fn list(cfg: &Config, store: &dyn Store, a: ListArgs) -> anyhow::Result<Ex
             t.algorithm.as_str(),
             t.digits,
             step,
-            match (&r.extra.unreadable_seed, t.enabled) {
-                (Some(_), _) => "BROKEN",
-                (None, true) => "enabled",
-                (None, false) => "disabled",
+            match (&r.extra.unreadable_seed, t.enabled, validity) {
+                (Some(_), _, _) => "BROKEN",
+                (None, false, _) => "disabled",
+                // Enabled, but every code is refused until (or since) its dates.
+                (None, true, Some(why)) => why,
+                (None, true, None) => "enabled",
             },
             super::printable(t.user.as_deref().unwrap_or("(stock)"))
         );

@@ -710,6 +710,7 @@ async fn show(cfg: &Config, store: &dyn Store, user: &str, json: bool) -> anyhow
                 serde_json::json!({
                     "serial": t.serial, "type": t.kind, "algorithm": t.algorithm,
                     "digits": t.digits, "period": t.period, "enabled": t.enabled,
+                    "valid_from": r.extra.valid_from, "valid_until": r.extra.valid_until,
                     // As `token list --json` has it: where an HOTP token is, not its period.
                     "counter": (t.kind == TokenKind::Hotp).then_some(t.counter),
                     "created_at": t.created_at, "last_used_step": t.last_step,
@@ -808,10 +809,20 @@ async fn show(cfg: &Config, store: &dyn Store, user: &str, json: bool) -> anyhow
                 crate::store::columns::kind_str(t.kind),
                 t.algorithm.as_str(),
                 t.digits,
-                match (&r.extra.unreadable_seed, t.enabled) {
-                    (Some(_), _) => "BROKEN (its seed does not open: `radmfa token list`)",
-                    (None, true) => "enabled",
-                    (None, false) => "disabled",
+                match (
+                    &r.extra.unreadable_seed,
+                    t.enabled,
+                    crate::mfa::verify::validity_at(r, now),
+                ) {
+                    (Some(_), _, _) => "BROKEN (its seed does not open: `radmfa token list`)",
+                    (None, false, _) => "disabled",
+                    (None, true, Some("expired")) => {
+                        "expired (past its valid_until: every code is refused)"
+                    }
+                    (None, true, Some(_)) => {
+                        "not yet valid (before its valid_from: every code is refused)"
+                    }
+                    (None, true, None) => "enabled",
                 },
                 super::audit::fmt_time(t.created_at)
             );

@@ -55,7 +55,20 @@ fn usable(rec: &TokenRecord) -> bool {
 
 /// Is the token usable at `now` by its validity dates?
 pub fn valid_at(rec: &TokenRecord, now: i64) -> bool {
-    rec.extra.valid_from.is_none_or(|f| now >= f) && rec.extra.valid_until.is_none_or(|u| now < u)
+    validity_at(rec, now).is_none()
+}
+
+/// Why the token's validity dates refuse it at `now`: "expired" or "not yet valid"; `None`
+/// within them. What the admin views show in place of "enabled", since every code of such a
+/// token is refused ("token outside its validity period").
+pub fn validity_at(rec: &TokenRecord, now: i64) -> Option<&'static str> {
+    if rec.extra.valid_until.is_some_and(|u| now >= u) {
+        Some("expired")
+    } else if rec.extra.valid_from.is_some_and(|f| now < f) {
+        Some("not yet valid")
+    } else {
+        None
+    }
 }
 
 pub async fn verify_token(

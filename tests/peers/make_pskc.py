@@ -13,6 +13,7 @@ TimeInterval (RFC 6030 makes each optional): the importer must fall back on its 
   counter, time_interval, time_drift).
 """
 import argparse
+import datetime
 import binascii
 import json
 import sys
@@ -58,6 +59,10 @@ def main():
         for f in ("manufacturer", "model"):
             if t.get(f):
                 kw[f] = t[f]
+        # Validity dates, as Unix seconds.
+        for f in ("start_date", "expiry_date"):
+            if t.get(f) is not None:
+                kw[f] = datetime.datetime.fromtimestamp(t[f], datetime.timezone.utc)
         p.add_key(**kw)
 
     prot = a.protection
