@@ -2382,3 +2382,36 @@ fn admin_commands_are_refused_while_a_migration_copies_the_database() {
     assert!(refused.to_string().contains("admin command"), "{refused}");
     drop(using);
 }
+
+/// Every `user` command checks the name the same way before doing anything: `unlock` took
+/// a name with an ESC in it (printed raw to the terminal, and audited) and a 3,000-character
+/// one; `enroll-totp --not-in-directory` took a right-to-left override and turned a newline
+/// into a space. Names no login could send are refused, say why, and leave no audit row.
+#[test]
+fn every_user_command_refuses_names_no_login_could_send() {
+    let (_d, cfg) = setup();
+    let long = "u".repeat(3000);
+    for args in [
+        vec!["user", "unlock", "evil\u{1b}[31mX"],
+        vec!["user", "show", "x\u{1b}[31m"],
+        vec!["user", "forget", "evil\u{1b}]0;owned\u{7}"],
+        vec!["user", "unlock", &long],
+        vec!["user", "enroll-totp", "bob\nfake", "--not-in-directory"],
+    ] {
+        let (ok, out, err) = run(&cfg, &args);
+        assert!(!ok, "{args:?}: {out}{err}");
+        assert!(
+            err.contains("user name") && err.contains("control characters"),
+            "{args:?}: {err}"
+        );
+        assert!(!out.contains('\u{1b}') && !err.contains('\u{1b}'), "{err}");
+    }
+    let (ok, _, err) = run(
+        &cfg,
+        &["user", "enroll-totp", "\u{202e}evil", "--not-in-directory"],
+    );
+    assert!(!ok, "{err}");
+    assert!(err.contains("invisible or bidirectional"), "{err}");
+    let (_, out, _) = run(&cfg, &["audit", "--json", "--limit", "10"]);
+    assert!(!out.contains("unlock") && !out.contains("enroll"), "{out}");
+}

@@ -181,7 +181,11 @@ pub async fn run(
         AppPasswordCommand::Delete(a) => {
             let gone = store.delete_app_password(&a.user, a.id).await?;
             if !gone {
-                eprintln!("{}: no app password with id {}", a.user, a.id);
+                eprintln!(
+                    "{}: no app password with id {}",
+                    super::printable(&a.user),
+                    a.id
+                );
                 return Ok(ExitCode::from(1));
             }
             admin_audit(
@@ -192,7 +196,11 @@ pub async fn run(
                 Some(format!("id {}", a.id)),
             )
             .await?;
-            println!("{}: app password {} deleted", a.user, a.id);
+            println!(
+                "{}: app password {} deleted",
+                super::printable(&a.user),
+                a.id
+            );
             Ok(ExitCode::SUCCESS)
         }
         AppPasswordCommand::DeleteAll(a) => {
@@ -214,7 +222,7 @@ pub async fn run(
                 Some(format!("{n} deleted")),
             )
             .await?;
-            println!("{}: {n} app password(s) deleted", a.user);
+            println!("{}: {n} app password(s) deleted", super::printable(&a.user));
             Ok(ExitCode::SUCCESS)
         }
     }

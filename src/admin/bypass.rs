@@ -46,7 +46,7 @@ pub async fn run(cfg: &Config, store: &dyn Store, a: BypassArgs) -> anyhow::Resu
             return Ok(ExitCode::from(1));
         }
         admin_audit(cfg, store, &a.user, "bypass", Some("cancelled".into())).await?;
-        println!("{}: bypass cancelled", a.user);
+        println!("{}: bypass cancelled", super::printable(&a.user));
         return Ok(ExitCode::SUCCESS);
     }
     let secs = parse_secs(&a.valid_for).with_context(|| format!("--for {:?}", a.valid_for))?;

@@ -111,7 +111,7 @@ pub async fn set_phone(
             )))
         }
     };
-    println!("{}: {said}{forgot}", a.user);
+    println!("{}: {said}{forgot}", super::printable(&a.user));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -210,7 +210,11 @@ pub async fn set_method(
         Some(method.unwrap_or("none").into()),
     )
     .await?;
-    println!("{}: default method {}", a.user, method.unwrap_or("none"));
+    println!(
+        "{}: default method {}",
+        super::printable(&a.user),
+        method.unwrap_or("none")
+    );
     Ok(ExitCode::SUCCESS)
 }
 

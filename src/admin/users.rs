@@ -16,7 +16,7 @@ use crate::store::{
 };
 
 pub async fn run(cfg: &Config, mut cmd: UserCommand) -> anyhow::Result<ExitCode> {
-    fold_user_name(cfg, &mut cmd);
+    fold_user_name(cfg, &mut cmd)?;
     // Before the store is opened (perhaps made): a refused name leaves nothing behind. A
     // name no command takes is left to the command's own message.
     if let Some((user, flag, overridden)) = grant(&cmd).filter(|g| valid_user_name(g.0)) {
@@ -82,7 +82,7 @@ async fn run_on(cfg: &Config, store: &dyn Store, cmd: UserCommand) -> anyhow::Re
             }
             let note = (!was || sends > 0).then(|| said.join("; "));
             admin_audit(cfg, store, &a.user, "unlock", note).await?;
-            println!("{}: {}", a.user, said.join("; "));
+            println!("{}: {}", super::printable(&a.user), said.join("; "));
             Ok(ExitCode::SUCCESS)
         }
         UserCommand::Reset(a) => reset(cfg, store, &a.user).await,
@@ -105,7 +105,7 @@ async fn run_on(cfg: &Config, store: &dyn Store, cmd: UserCommand) -> anyhow::Re
             .await?;
             println!(
                 "{}: {n} remembered login(s) forgotten; the next login asks for a second factor",
-                a.user
+                super::printable(&a.user)
             );
             Ok(ExitCode::SUCCESS)
         }
@@ -136,7 +136,7 @@ async fn run_on(cfg: &Config, store: &dyn Store, cmd: UserCommand) -> anyhow::Re
             let recorded = admin_audit(cfg, store, &a.user, "delete", note).await;
             // The command's own failure, if any, is the one to name.
             recorded.and(tokens_recorded)?;
-            println!("{}: deleted", a.user);
+            println!("{}: deleted", super::printable(&a.user));
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -172,7 +172,10 @@ async fn reset(cfg: &Config, store: &dyn Store, user: &str) -> anyhow::Result<Ex
             let hung_up = super::phone::hang_up(cfg, &calls).await;
             // The command's own failure, if any, is the one to name.
             recorded.and(tokens_recorded)?;
-            println!("{user}: {what}{hung_up}; the user must enroll again");
+            println!(
+                "{}: {what}{hung_up}; the user must enroll again",
+                super::printable(user)
+            );
             Ok(ExitCode::SUCCESS)
         }
         Err(e) if done.is_empty() => Err(e),
@@ -292,7 +295,12 @@ async fn audit_tokens_removed(
 }
 
 /// Admins type names as users do; the store keys them as logins do (`Config::user_names`).
-fn fold_user_name(cfg: &Config, cmd: &mut UserCommand) {
+/// Checked first, the same for every command: no name a login could never send (empty,
+/// over 253 octets, control characters: `unlock` printed an ESC raw to the terminal and
+/// audited a 3,000-character name), and nothing given to a name with invisible or
+/// bidirectional formatting characters, which logins refuse.
+fn fold_user_name(cfg: &Config, cmd: &mut UserCommand) -> anyhow::Result<()> {
+    let gives = adds(cmd);
     let name = match cmd {
         UserCommand::EnrollTotp(a) => &mut a.user,
         UserCommand::Show(a) => &mut a.user,
@@ -305,9 +313,20 @@ fn fold_user_name(cfg: &Config, cmd: &mut UserCommand) {
         UserCommand::SetMethod(a) => &mut a.user,
         UserCommand::Bypass(a) => &mut a.user,
         UserCommand::AppPassword(c) => c.user_mut(),
-        UserCommand::List(_) => return,
+        UserCommand::List(_) => return Ok(()),
     };
+    if let Err(why) = super::user_name(name) {
+        anyhow::bail!("user name {}", super::printable(&why));
+    }
+    if gives && super::printable(name) != name.as_str() {
+        anyhow::bail!(
+            "user name {:?} has invisible or bidirectional formatting characters: logins \
+             under it are refused",
+            super::printable(name)
+        );
+    }
     *name = cfg.user_names.key(name);
+    Ok(())
 }
 
 /// Writes the audit record of an admin action that has been made. If the record fails,
@@ -699,7 +718,10 @@ async fn show(cfg: &Config, store: &dyn Store, user: &str, json: bool) -> anyhow
     // A lock that has run out is no state (`user list` leaves it out too).
     let locked = status.locked_until.filter(|t| *t > now);
     if tokens.is_empty() && status.failures == 0 && locked.is_none() && !has_profile {
-        eprintln!("{user}: no tokens and no second-factor state");
+        eprintln!(
+            "{}: no tokens and no second-factor state",
+            super::printable(user)
+        );
         return Ok(ExitCode::from(1));
     }
     if json {
@@ -737,7 +759,7 @@ async fn show(cfg: &Config, store: &dyn Store, user: &str, json: bool) -> anyhow
             super::json_printable(serde_json::to_string_pretty(&v)?)
         );
     } else {
-        println!("user:     {user}");
+        println!("user:     {}", super::printable(user));
         // Of the threshold: "failures: 0" beside "locked: until …" read as a contradiction
         // (a lock starts the count again).
         println!(

@@ -928,6 +928,14 @@ fn client_configs(raw: Vec<RawClient>, base: &Path) -> Result<Vec<ClientConfig>,
         if name.trim().is_empty() {
             return Err(ConfigError::invalid(key("name"), "must not be empty"));
         }
+        // It goes into log lines, audit rows and metric labels: a control character (an
+        // ESC sequence) would reach whoever reads them.
+        if name.chars().any(char::is_control) {
+            return Err(ConfigError::invalid(
+                key("name"),
+                "must not contain control characters",
+            ));
+        }
         // Case aside too: "nas" and "NAS" would be two metrics series and two audit names
         // for what reads as one client.
         if let Some(o) = out.iter().find(|o| o.name.eq_ignore_ascii_case(&name)) {
