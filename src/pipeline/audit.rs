@@ -73,7 +73,7 @@ pub async fn record(
     match app.store.append_audit(&rec).await {
         Ok(_) => true,
         Err(e) => {
-            tracing::error!(error = %e, "audit record could not be written");
+            super::fault_log::AUDIT.error("audit record could not be written", &e);
             ctx.store_failed(app);
             false
         }

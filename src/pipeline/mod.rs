@@ -24,6 +24,7 @@ mod app_login;
 mod audit;
 mod bypass;
 pub mod code_turns;
+mod fault_log;
 mod followup;
 mod followup_oob;
 mod groups;
@@ -205,10 +206,12 @@ pub async fn handle(app: &AppState, ctx: &RequestContext, req: &Request) -> Opti
             reply
         }
         Ok(((decided, _), Err(e))) => {
-            tracing::error!(
-                error = %e,
-                "the request's store writes were not committed; {}",
-                refusal(ctx)
+            fault_log::COMMIT.error(
+                &format!(
+                    "the request's store writes were not committed; {}",
+                    refusal(ctx)
+                ),
+                &e,
             );
             ctx.store_failed(app);
             app.backend_health.failed();
@@ -236,11 +239,14 @@ pub async fn handle(app: &AppState, ctx: &RequestContext, req: &Request) -> Opti
         // record already handed to the store's writer is still written if the store
         // recovers (both stores' writers finish what they were given).
         Err(_) => {
-            tracing::error!(
-                "the request's audit record and writes were not committed within the {} ms \
-                 deadline; {}",
-                deadline.as_millis(),
-                refusal(ctx)
+            fault_log::COMMIT.error(
+                &format!(
+                    "the request's audit record and writes were not committed within the {} \
+                     ms deadline; {}",
+                    deadline.as_millis(),
+                    refusal(ctx)
+                ),
+                &"deadline",
             );
             ctx.store_failed(app);
             app.backend_health.failed();
@@ -304,11 +310,16 @@ fn overturned(app: &AppState, ctx: &RequestContext, req: &Request, reason: &str)
         ..Default::default()
     };
     let store = app.store.clone();
-    app.background.spawn(async move {
-        if let Err(e) = store.append_audit(&rec).await {
-            tracing::error!(error = %e, "the overturned login's record could not be written");
-        }
-    });
+    // In the request's span (user, client, request id): the line must say whose it was.
+    let span = tracing::Span::current();
+    app.background.spawn(tracing::Instrument::instrument(
+        async move {
+            if let Err(e) = store.append_audit(&rec).await {
+                fault_log::AUDIT.error("the overturned login's record could not be written", &e);
+            }
+        },
+        span,
+    ));
 }
 
 /// What [`on_failure`] does, for a log line.
