@@ -195,6 +195,15 @@ fn revocations_of_nothing_under_a_name_fail_and_are_not_audited() {
         ok && out.contains("is blocked") && out.contains("user unblock alice"),
         "{out}{err}"
     );
+    // A second bypass says what it replaces; a bare number (seconds, where minutes were
+    // likely meant) is refused.
+    let (ok, out, err) = run(&cfg, &["user", "bypass", "alice", "--for", "2h"]);
+    assert!(
+        ok && out.contains("it replaces the bypass that waited until"),
+        "{out}{err}"
+    );
+    let (ok, _, err) = run(&cfg, &["user", "bypass", "alice", "--for", "5"]);
+    assert!(!ok && err.contains("give a unit"), "{err}");
     let (ok, out, _) = run(&cfg, &["user", "bypass", "alice", "--cancel"]);
     assert!(ok && !out.contains("is blocked"), "{out}");
     assert!(run(&cfg, &["user", "set-method", "alice", "totp"]).0);
@@ -651,8 +660,15 @@ fn list_show_reset_delete_and_audit() {
     );
     let (_, out, _) = run(&cfg, &["audit", "--result", "reset", "--json"]);
     assert_eq!(out.lines().count(), 1);
-    let (_, out, _) = run(&cfg, &["audit", "--since", "1h", "--until", "0", "--json"]);
-    assert_eq!(out.lines().count(), 0, "until the epoch: nothing");
+    // A window back to front (until the epoch, or an hour ago until two hours ago) is
+    // refused: it read as "no records".
+    for until in ["0", "2h"] {
+        let (ok, out, err) = run(&cfg, &["audit", "--since", "1h", "--until", until]);
+        assert!(
+            !ok && out.is_empty() && err.contains("is not before --until"),
+            "{out}{err}"
+        );
+    }
     // A name longer than any fixed column would be.
     assert!(
         run(

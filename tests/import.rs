@@ -622,6 +622,13 @@ fn encrypted_pskc_with_wrong_key_or_passphrase_imports_nothing() {
     let (ok, _, err) = a.import(&cbc, &["--key-file", bad_key.to_str().unwrap()]);
     assert!(!ok);
     assert!(err.contains("wrong key or passphrase"), "{err}");
+    // Written with the usual umask, the key file is open to every account: said.
+    assert!(
+        err.contains("is readable by every account on this host"),
+        "{err}"
+    );
+    let (_, _, err) = a.import(&cbc, &["--key", "000102030405060708090a0b0c0d0e0e"]);
+    assert!(err.contains("visible to other accounts"), "{err}");
     let (ok, _, err) = a.import(&pb, &["--passphrase-file", bad_pass.to_str().unwrap()]);
     assert!(!ok);
     assert!(err.contains("wrong key or passphrase"), "{err}");

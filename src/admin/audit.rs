@@ -149,6 +149,18 @@ pub async fn run(cfg: &Config, args: AuditArgs) -> anyhow::Result<ExitCode> {
         limit: args.limit,
         after_id: None,
     };
+    // `--since 1h --until 2h` (an hour ago until two hours ago) matches nothing: said, so
+    // an incident report does not read "no records" where the window was back to front.
+    if let (Some(since), Some(until)) = (filter.since, filter.until) {
+        if since >= until {
+            bail!(
+                "--since ({}) is not before --until ({}): no record could match (ages count \
+                 back from now: --since 2h --until 1h)",
+                fmt_time(since),
+                fmt_time(until)
+            );
+        }
+    }
     if let Some(by) = args.count_by {
         let counts = with_existing_store(&cfg.store, async |store| {
             Ok(store.audit_counts(&filter, by).await?)

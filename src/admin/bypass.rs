@@ -92,6 +92,12 @@ pub async fn run(cfg: &Config, store: &dyn Store, a: BypassArgs) -> anyhow::Resu
         "{}: the next login with the right password until {when} needs no second factor (once)",
         a.user
     );
+    if let Some(t) = earlier {
+        println!(
+            "note: it replaces the bypass that waited until {}",
+            super::audit::fmt_time(t)
+        );
+    }
     // Logins check a fraud block before a bypass: granted, it waits behind the block.
     if profile.blocked_at.is_some() {
         println!(
@@ -103,13 +109,14 @@ pub async fn run(cfg: &Config, store: &dyn Store, a: BypassArgs) -> anyhow::Resu
     Ok(ExitCode::SUCCESS)
 }
 
-/// `90` or, as `radmfa audit --since` takes ages, `90s`, `5m`, `2h`: seconds, from 1 to
-/// [`MAX_SECS`].
+/// As `radmfa audit --since` takes ages, `90s`, `5m`, `2h`: seconds, from 1 to
+/// [`MAX_SECS`]. A bare number is refused: `--for 5` was five seconds, where an admin on
+/// the phone with the user meant minutes.
 fn parse_secs(s: &str) -> anyhow::Result<i64> {
-    let secs = match s.parse::<i64>() {
-        Ok(n) => n,
-        Err(_) => super::audit::age_secs(s)?,
-    };
+    if s.parse::<i64>().is_ok() {
+        bail!("give a unit: 90s, 5m, 2h");
+    }
+    let secs = super::audit::age_secs(s)?;
     if !(1..=MAX_SECS).contains(&secs) {
         bail!("must be between 1 s and 24 h");
     }
@@ -122,8 +129,11 @@ mod tests {
 
     #[test]
     fn durations_in_seconds_minutes_and_hours() {
-        assert_eq!(parse_secs("90").unwrap(), 90);
         assert_eq!(parse_secs("90s").unwrap(), 90);
+        assert!(parse_secs("5")
+            .unwrap_err()
+            .to_string()
+            .contains("give a unit"));
         assert_eq!(parse_secs("5m").unwrap(), 300);
         assert_eq!(parse_secs("24h").unwrap(), 86_400);
         for bad in ["0", "25h", "5d", "m", "-5m", ""] {

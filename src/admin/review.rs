@@ -794,6 +794,23 @@ fn weak_secret(secret: &[u8]) -> Option<String> {
     {
         return Some("is a well-known default: anyone may guess it".into());
     }
+    // FreeRADIUS and shells expand these; radmfa takes the text as it is, and every NAS
+    // then fails its Message-Authenticator with no word of why.
+    let looks_like_a_reference = secret.starts_with(b"${")
+        || secret.starts_with(b"$ENV{")
+        || secret.starts_with(b"env:")
+        || (secret.len() > 1
+            && secret[0] == b'$'
+            && secret[1..]
+                .iter()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || *b == b'_'));
+    if looks_like_a_reference {
+        return Some(
+            "looks like a variable reference, which radmfa does not expand: the text itself \
+             is the secret (use secret_file for a secret kept elsewhere)"
+                .into(),
+        );
+    }
     (secret.len() < 16).then(|| {
         format!(
             "has {} characters: use 16 or more random ones (a captured request lets a short \
@@ -1081,6 +1098,19 @@ mod tests {
             .unwrap()
             .contains("has 8 characters"));
         assert_eq!(weak_secret(b"a-long-random-shared-secret"), None);
+        for reference in [
+            &b"${NAS_SECRET}"[..],
+            b"$ENV{RADIUS_SECRET_LONG}",
+            b"env:NAS_SECRET_FOR_THE_VPN",
+            b"$NAS_SHARED_SECRET",
+        ] {
+            assert!(
+                weak_secret(reference)
+                    .unwrap()
+                    .contains("variable reference"),
+                "{reference:?}"
+            );
+        }
     }
 
     use super::*;

@@ -245,6 +245,22 @@ fn prompt(what: &str) -> anyhow::Result<Secret> {
     Ok(Secret::from(text))
 }
 
+/// A key or passphrase file other accounts on this host can read: said (the config's own
+/// secret files are refused for it).
+fn warn_if_others_can_read(path: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path) {
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o004 != 0 {
+            eprintln!(
+                "warning: {} is readable by every account on this host (mode {mode:o}): \
+                 `chmod o-rwx` it, or delete it once the import is done",
+                path.display()
+            );
+        }
+    }
+}
+
 /// The key or passphrase the file needs, from the first source given.
 fn decryption(need: &Need, a: &ImportArgs) -> anyhow::Result<Decryption> {
     // The flags conflict with their files; the environment is read only when no flag names
@@ -255,6 +271,18 @@ fn decryption(need: &Need, a: &ImportArgs) -> anyhow::Result<Decryption> {
         || a.passphrase.is_some()
         || a.passphrase_file.is_some();
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty() && !named);
+    // Whoever has the key and the file has every seed in it: said, not refused (the key
+    // may be a one-off from the vendor's shipment).
+    if a.key.is_some() || a.passphrase.is_some() {
+        eprintln!(
+            "warning: a key or passphrase given on the command line is visible to other \
+             accounts while this runs and stays in shell history: prefer --key-file, \
+             --passphrase-file or the prompt"
+        );
+    }
+    for f in [&a.key_file, &a.passphrase_file].into_iter().flatten() {
+        warn_if_others_can_read(f);
+    }
     let key = match (&a.key, &a.key_file) {
         (_, Some(f)) => Some(key_from_file(f)?),
         (Some(k), None) => Some(parse_hex_key(k)?),

@@ -90,6 +90,18 @@ pub fn parse_url(url: &str) -> Result<PgConnectOptions, String> {
         return Err("must start with postgres:// or postgresql://".into());
     }
     if let Some((_, query)) = url.split_once('?') {
+        for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+            // sqlx's own message hides both the value and the parameter's name (both
+            // quoted), so a mistyped mode said nothing: checked here, by name. The value is
+            // not repeated (after an unescaped '&' in a password it could be the password's
+            // tail).
+            if matches!(key.as_ref(), "sslmode" | "ssl-mode") && !SSL_MODES.contains(&&*value) {
+                return Err(format!(
+                    "the parameter {key:?} takes one of {}",
+                    SSL_MODES.join(", ")
+                ));
+            }
+        }
         for (n, (key, _)) in form_urlencoded::parse(query.as_bytes()).enumerate() {
             let known = KNOWN_PARAMETERS.contains(&key.as_ref())
                 || (key.starts_with("options[") && key.ends_with(']'));
@@ -118,12 +130,28 @@ pub fn parse_url(url: &str) -> Result<PgConnectOptions, String> {
     // but may quote a value ("unknown value \"…\" for `ssl_mode`"): after a password
     // with an unescaped '&', that value is the password's tail. Quoted text is left out.
     PgConnectOptions::from_str(url).map_err(|e| {
+        // sqlx says "error with configuration: " twice over.
+        let said = e.to_string();
+        let mut said = said.as_str();
+        while let Some(rest) = said.strip_prefix("error with configuration: ") {
+            said = rest;
+        }
         format!(
             "is not a valid connection URL: {}",
-            crate::config::hide_quoted(&e.to_string())
+            crate::config::hide_quoted(said)
         )
     })
 }
+
+/// libpq's `sslmode` values (sqlx takes the same).
+const SSL_MODES: &[&str] = &[
+    "disable",
+    "allow",
+    "prefer",
+    "require",
+    "verify-ca",
+    "verify-full",
+];
 
 /// libpq connection parameters sqlx-postgres does not read: named when refused, as is one
 /// of [`KNOWN_PARAMETERS`] in other case (`SSLMode`); anything else may be part of a
@@ -654,5 +682,25 @@ mod tests {
             .map(|(name, _)| name)
             .collect();
         assert_eq!(listed, sent);
+    }
+
+    /// A mistyped sslmode is named: sqlx's message hid both the value and the parameter
+    /// ("unknown value \"(value not shown)\" for `(value not shown)`"), under a doubled
+    /// prefix.
+    #[test]
+    fn a_mistyped_sslmode_is_named() {
+        let e = parse_url("postgres://u:p@127.0.0.1/db?sslmode=disabled").unwrap_err();
+        assert_eq!(
+            e,
+            "the parameter \"sslmode\" takes one of disable, allow, prefer, require, \
+             verify-ca, verify-full"
+        );
+        assert!(parse_url("postgres://u:p@127.0.0.1/db?sslmode=verify-full").is_ok());
+        let e = parse_url("postgres://u:p@127.0.0.1:99999/db").unwrap_err();
+        assert!(
+            e.starts_with("is not a valid connection URL: ")
+                && !e.contains("error with configuration: error with configuration"),
+            "{e}"
+        );
     }
 }
