@@ -2422,12 +2422,17 @@ fn every_user_command_refuses_names_no_login_could_send() {
         );
         assert!(!out.contains('\u{1b}') && !err.contains('\u{1b}'), "{err}");
     }
-    let (ok, _, err) = run(
-        &cfg,
-        &["user", "enroll-totp", "\u{202e}evil", "--not-in-directory"],
-    );
-    assert!(!ok, "{err}");
-    assert!(err.contains("invisible or bidirectional"), "{err}");
+    for name in ["\u{202e}evil", "alice\u{34F}"] {
+        let (ok, _, err) = run(&cfg, &["user", "enroll-totp", name, "--not-in-directory"]);
+        assert!(!ok, "{name:?}: {err}");
+        assert!(err.contains("invisible formatting characters"), "{err}");
+    }
     let (_, out, _) = run(&cfg, &["audit", "--json", "--limit", "10"]);
     assert!(!out.contains("unlock") && !out.contains("enroll"), "{out}");
+    // A joiner Persian names are spelt with is a name logins take: so does enroll.
+    let (ok, out, err) = run(
+        &cfg,
+        &["user", "enroll-totp", "mi\u{200C}na", "--not-in-directory"],
+    );
+    assert!(ok, "{out}{err}");
 }

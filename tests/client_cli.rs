@@ -631,6 +631,30 @@ fn users_running_out_of_totp_steps_are_said_and_not_a_fast_run() {
             && !t.contains("not sent before the end"),
         "{t}"
     );
+    // Under --rate the requests due while the worker waited for a step are not sent
+    // either: put down to the steps, not to the server.
+    let out = Command::new(bin())
+        .args(["client", "load", "--flow", "inline", "--users"])
+        .arg(&users)
+        .args([
+            "-p",
+            "1",
+            "-d",
+            "2",
+            "--rate",
+            "20",
+            "--totp-period",
+            "3600",
+        ])
+        .args(["--secret", "s", "--server", &addr.to_string()])
+        .output()
+        .unwrap();
+    let t = text(&out);
+    assert!(
+        t.contains("due under --rate but never sent (workers were waiting for unused TOTP")
+            && !t.contains("could not keep up"),
+        "{t}"
+    );
 }
 
 /// Whether a request carries a State (type 24), walking its attributes.
@@ -827,6 +851,23 @@ fn a_duration_ends_the_run_on_time_even_against_a_silent_server() {
             && text(&out).contains("unanswered when the run ended 4"),
         "{}",
         text(&out)
+    );
+    // A request that had waited a whole --timeout (and was retransmitted) before the end
+    // is a timeout, not "unanswered when the run ended": attempts at 0, 0.4 and 0.8 s, the
+    // fourth would start after the end.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let out = Command::new(bin())
+        .args(["client", "load", "--flow", "status", "--generated", "1"])
+        .args(["-p", "1", "-d", "1", "--timeout", "0.4", "--retries", "3"])
+        .args(["--json", "--secret", "s", "--server"])
+        .arg(silent.local_addr().unwrap().to_string())
+        .output()
+        .unwrap();
+    let r = first_report(&out);
+    assert_eq!(
+        (r["timeouts"].as_u64(), r["cut_off"].as_u64()),
+        (Some(1), Some(0)),
+        "{r}"
     );
 }
 
@@ -1207,6 +1248,15 @@ fn odd_replies_are_named_for_what_they_are() {
             && !t.contains("wrong shared secret"),
         "{t}"
     );
+    // Signed with another secret and without a Message-Authenticator: the authenticator
+    // is what is wrong, and the secret is named (not only "no Message-Authenticator").
+    let unsigned_and_wrong = responder(|_, raw| {
+        let mut wrong = unsigned_accept(raw, false);
+        wrong[4] ^= 0xff;
+        Some(wrong)
+    });
+    let t = login(unsigned_and_wrong);
+    assert!(t.contains("wrong shared secret"), "{t}");
 }
 
 /// Small mistakes said as what they are: `-d 0` refused up front (it ran nothing and

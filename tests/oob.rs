@@ -825,6 +825,25 @@ fn numbers_outside_the_allowed_countries_get_no_sms() {
             && !text.contains("0777"),
         "{text}"
     );
+    // Where [phone] sources leaves the store out, a stored number (erin's is dialable) is
+    // not blamed for being undialable.
+    let no_store = open.with_file_name("no-store.toml");
+    let open_text = std::fs::read_to_string(&open).unwrap();
+    std::fs::write(
+        &no_store,
+        open_text.replacen(sources, "sources = [\"telephone\"]", 1),
+    )
+    .unwrap();
+    let out = std::process::Command::new(bin())
+        .args(["--config", no_store.to_str().unwrap()])
+        .args(["config", "check", "--connect", "--user", "erin"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("user erin: no number") && !text.contains("cannot be dialled"),
+        "{text}"
+    );
 }
 
 /// `no_factor = "allow"` is for users with no second factor. One with a token on a client

@@ -339,7 +339,15 @@ fn phone_line(
             mask(&number),
             source_name(source)
         ),
-        None if profile.phone.is_some() => {
+        // Listed, but not dialable (the login stops there, see `phone_from`).
+        None if phone
+            .sources
+            .contains(&crate::config::delivery::PhoneSource::Store)
+            && profile
+                .phone
+                .as_deref()
+                .is_some_and(|p| crate::delivery::phone::dialable(p, phone).is_err()) =>
+        {
             let why = profile
                 .phone
                 .as_deref()

@@ -318,14 +318,15 @@ fn fold_user_name(cfg: &Config, cmd: &mut UserCommand) -> anyhow::Result<()> {
     if let Err(why) = super::user_name(name) {
         anyhow::bail!("user name {}", super::printable(&why));
     }
-    if gives && super::printable(name) != name.as_str() {
+    *name = cfg.user_names.key(name);
+    // The login's own rule (`pipeline::decide`), on the key as the login checks it: ZWNJ
+    // and ZWJ, which Persian and Indic names are spelt with, pass.
+    if gives && name.chars().any(crate::pipeline::invisible_format) {
         anyhow::bail!(
-            "user name {:?} has invisible or bidirectional formatting characters: logins \
-             under it are refused",
+            "user name {:?} has invisible formatting characters: logins under it are refused",
             super::printable(name)
         );
     }
-    *name = cfg.user_names.key(name);
     Ok(())
 }
 

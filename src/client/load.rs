@@ -701,7 +701,11 @@ pub async fn exchange(
     match forged {
         Some((latency, attempt, outcome)) => (outcome, latency, None, attempt),
         None if refused => (Outcome::Unreachable, t0.elapsed(), None, attempts),
-        None if cut => (Outcome::CutOff, t0.elapsed(), None, attempts),
+        // Cut off only if it had not yet waited a whole --timeout: one that had (and was
+        // retransmitted) is a timeout, end of the run or not.
+        None if cut && t0.elapsed() < spec.timeout => {
+            (Outcome::CutOff, t0.elapsed(), None, attempts)
+        }
         None => (Outcome::Timeout, t0.elapsed(), None, spec.retries),
     }
 }
@@ -729,10 +733,13 @@ async fn exchange_tls(
     let left = end.map(|e| (e + END_GRACE).saturating_duration_since(t0));
     let cut = left.is_some_and(|l| l < whole);
     let budget = left.map_or(whole, |l| l.min(whole));
-    let gave_up = if cut {
-        Outcome::CutOff
-    } else {
-        Outcome::Timeout
+    // As over UDP: cut off only before a whole --timeout was waited.
+    let gave_up = || {
+        if cut && t0.elapsed() < spec.timeout {
+            Outcome::CutOff
+        } else {
+            Outcome::Timeout
+        }
     };
     // As over UDP, a refused or broken connection waits out the budget like silence would,
     // so a closed port does not turn the run into a busy loop of instant failures.
@@ -745,7 +752,7 @@ async fn exchange_tls(
     }
     let Some(tls) = link.as_mut() else {
         wait_out().await;
-        return (gave_up, t0.elapsed(), None, 0);
+        return (gave_up(), t0.elapsed(), None, 0);
     };
     let got = tokio::time::timeout(budget, async {
         tls.write_all(packet).await?;
@@ -760,7 +767,7 @@ async fn exchange_tls(
     let Ok(Ok(reply)) = got else {
         *link = None;
         wait_out().await;
-        return (gave_up, t0.elapsed(), None, 0);
+        return (gave_up(), t0.elapsed(), None, 0);
     };
     let latency = t0.elapsed();
     match check(spec.verify, &reply, auth, spec.secret.expose()) {

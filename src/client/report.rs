@@ -396,9 +396,15 @@ impl PhaseReport {
             ));
         }
         if self.behind_rate > 0 {
+            // Workers waiting for an unused TOTP step take no new requests: then that, not
+            // the server, is why.
+            let why = if self.step_waits > 0 {
+                "workers were waiting for unused TOTP steps: use more users or --totp-window"
+            } else {
+                "the server, or -p requests in flight, could not keep up"
+            };
             what.push(format!(
-                "{} due under --rate but never sent (the server, or -p requests in flight, \
-                 could not keep up)",
+                "{} due under --rate but never sent ({why})",
                 self.behind_rate
             ));
         }

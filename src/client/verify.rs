@@ -103,7 +103,9 @@ pub fn check(
                 "{unsigned} ({rule}; {LENIENT_HINT})"
             )))
         }
-        Err(_) => Err(Failure::Bad(why)),
+        // Its authenticators are wrong too: that, not the missing signature, is what to say
+        // (a wrong shared secret looks like this).
+        Err(e) => Err(Failure::Bad(e)),
     }
 }
 

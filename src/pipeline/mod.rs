@@ -434,7 +434,7 @@ async fn answer(
 /// alone on purpose: ZWNJ and ZWJ (U+200C, U+200D) and the Mongolian vowel separator,
 /// which Persian, Indic and Mongolian names are spelt with (the alias check stands guard
 /// there: a name must be one of its entry's own).
-fn invisible_format(c: char) -> bool {
+pub(crate) fn invisible_format(c: char) -> bool {
     matches!(c,
         '\u{AD}' | '\u{34F}' | '\u{61C}' | '\u{1806}' | '\u{180B}'..='\u{180D}' | '\u{180F}'
         | '\u{200B}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}'

@@ -95,7 +95,9 @@ pub fn parse_url(url: &str) -> Result<PgConnectOptions, String> {
             // quoted), so a mistyped mode said nothing: checked here, by name. The value is
             // not repeated (after an unescaped '&' in a password it could be the password's
             // tail).
-            if matches!(key.as_ref(), "sslmode" | "ssl-mode") && !SSL_MODES.contains(&&*value) {
+            // Any case, as sqlx reads it (`sslmode=Require` worked, and must go on working).
+            let mode = value.to_ascii_lowercase();
+            if matches!(key.as_ref(), "sslmode" | "ssl-mode") && !SSL_MODES.contains(&&*mode) {
                 return Err(format!(
                     "the parameter {key:?} takes one of {}",
                     SSL_MODES.join(", ")
@@ -696,6 +698,7 @@ mod tests {
              verify-ca, verify-full"
         );
         assert!(parse_url("postgres://u:p@127.0.0.1/db?sslmode=verify-full").is_ok());
+        assert!(parse_url("postgres://u:p@127.0.0.1/db?sslmode=Require").is_ok());
         let e = parse_url("postgres://u:p@127.0.0.1:99999/db").unwrap_err();
         assert!(
             e.starts_with("is not a valid connection URL: ")
