@@ -359,6 +359,12 @@ async fn settle(
     let (user, phone) = (txn.user.as_str(), txn.phone.as_str());
     match sent {
         Ok(provider_ref) => {
+            // Counted as soon as the provider took it: it is sent (and paid for) even if
+            // keeping its reference below fails on the store.
+            Metrics::inc(match txn.kind {
+                OobKind::Sms => &app.metrics.sms_sent,
+                OobKind::Voice => &app.metrics.calls_placed,
+            });
             match provider_ref.as_deref().map(storable_ref) {
                 Some(Some(r)) => {
                     let now = app.store.set_oob_provider_ref(&txn.id, r).await?;
@@ -387,10 +393,6 @@ async fn settle(
                 None => {}
             }
             tracing::info!(user, phone = %mask(phone), "{done}");
-            Metrics::inc(match txn.kind {
-                OobKind::Sms => &app.metrics.sms_sent,
-                OobKind::Voice => &app.metrics.calls_placed,
-            });
             Ok(Delivered::Yes(txn))
         }
         Err(e) => {
