@@ -803,6 +803,7 @@ fn granting_to_a_name_the_directory_does_not_have_is_refused() {
             (vec!["user", "bypass", user, "--for", "5m"], "--force"),
             (vec!["user", "app-password", "add", user], "--force"),
             (vec!["user", "set-phone", user, "+15550100123"], "--force"),
+            (vec!["user", "set-method", user, "sms"], "--force"),
         ]
     };
     for (args, flag) in grants("ghost") {

@@ -32,6 +32,9 @@ pub struct SetMethodArgs {
     pub user: String,
     /// totp, sms or voice; "none" removes the preference.
     pub method: String,
+    /// Go ahead although the directory ([ldap]) has no such user (yet).
+    #[arg(long)]
+    pub force: bool,
 }
 
 pub async fn set_phone(

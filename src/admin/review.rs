@@ -655,6 +655,26 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
                 "no_factor = \"allow\": users with no second factor get in with the password"
                     .into(),
             );
+            // A pilot's surprise: most directory entries carry a mobile, and a user the
+            // client could text is refused rather than let in (see `pipeline::login`).
+            let texts = (cfg.delivery.sms.is_some() && f.methods.contains(&Method::Sms))
+                || (cfg.delivery.voice.is_some() && f.methods.contains(&Method::Voice));
+            let reads_directory = cfg
+                .delivery
+                .phone
+                .sources
+                .iter()
+                .any(|s| *s != PhoneSource::Store);
+            if texts && !reads_directory {
+                warn(
+                    "no_factor = \"allow\" does not let in a user whose directory entry has \
+                     a mobile or telephoneNumber: [phone] sources leaves the directory out, \
+                     and such a user, who could get texts or calls here, is refused (not \
+                     taken for one without a second factor); store their numbers (user \
+                     set-phone) or list the attribute in [phone] sources"
+                        .into(),
+                );
+            }
         }
         if f.provider_failure == ProviderFailure::Allow {
             warn(
@@ -1510,6 +1530,22 @@ mod tests {
              auth_token = \"token\"\nfrom = \"+15550001111\"\n"
         );
         Config::parse(&text, std::path::Path::new("radmfa.toml")).expect("valid")
+    }
+
+    /// A pilot with `no_factor = "allow"` on a client that could text refuses users whose
+    /// directory entry has a number the sources leave out: said.
+    #[test]
+    fn no_factor_allow_with_the_directory_left_out_is_warned_about() {
+        let said = |c: &Config| {
+            warnings(c)
+                .iter()
+                .any(|w| w.contains("does not let in a user whose directory entry has"))
+        };
+        assert!(said(&sms_config("no_factor = \"allow\"\n")));
+        assert!(!said(&sms_config(
+            "no_factor = \"allow\"\n[phone]\nsources = [\"store\", \"mobile\"]\n"
+        )));
+        assert!(!said(&sms_config("")));
     }
 
     /// Texts and calls to any country are warned about until the countries are listed.

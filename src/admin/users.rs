@@ -59,6 +59,11 @@ fn grant(cmd: &UserCommand) -> Option<(&str, &'static str, bool)> {
         }
         UserCommand::AppPassword(AppPasswordCommand::Add(a)) => Some((&a.user, "--force", a.force)),
         UserCommand::Bypass(b) if !b.cancel => Some((&b.user, "--force", b.force)),
+        // A preference for a misspelt name (a scripted import) made a profile nobody
+        // logs in with, where set-phone refused the same name.
+        UserCommand::SetMethod(a) if !a.method.eq_ignore_ascii_case("none") => {
+            Some((&a.user, "--force", a.force))
+        }
         _ => None,
     }
 }

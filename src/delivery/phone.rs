@@ -10,7 +10,8 @@ use crate::store::UserProfile;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PhoneError {
     #[error(
-        "{0:?} has characters other than digits, spaces, dashes, dots, slashes and parentheses"
+        "{0:?} has characters other than digits, spaces, dashes, dots, slashes and parentheses \
+         (an extension, \"x123\" or \"ext. 123\", cannot be dialled: leave it out)"
     )]
     Characters(String),
     #[error("{0:?} has no country code and no [phone] default_country_code is set")]

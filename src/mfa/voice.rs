@@ -82,9 +82,7 @@ pub fn outcome_twiml(decision: CallDecision, taken: bool) -> String {
         }
         CallDecision::Approve => "Thank you. Your sign-in is approved.",
         CallDecision::Deny => "Your sign-in was not approved. Goodbye.",
-        CallDecision::Fraud => {
-            "Thank you. The sign-in was blocked and your administrator will be told."
-        }
+        CallDecision::Fraud => "Thank you. The sign-in was blocked and reported.",
     };
     format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Say>{text}</Say><Hangup/></Response>"
