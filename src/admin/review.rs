@@ -637,6 +637,22 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
                  against BlastRADIUS (CVE-2024-3596); only for a NAS that cannot send it"
                     .into(),
             );
+            // Meant for one NAS that cannot sign: on a range, every host in it may send
+            // unsigned requests (docs/nas.md: not on a shared range).
+            let ranges: Vec<String> = c
+                .networks
+                .iter()
+                .filter(|n| n.prefix_len() < n.max_prefix_len())
+                .map(|n| n.to_string())
+                .collect();
+            if !ranges.is_empty() {
+                warn(format!(
+                    "require_message_authenticator = false on a range ({}): every host in it \
+                     may send unsigned requests; give the NAS that cannot sign an entry of \
+                     its own address",
+                    ranges.join(", ")
+                ));
+            }
             // NPS adds Proxy-State to what it forwards, and Proxy-State without
             // Message-Authenticator is refused whatever this setting says.
             if f.second_factor_only {
@@ -756,6 +772,17 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
                     ));
                 }
             }
+        }
+        for (attribute, list) in c.accept_attributes.repeated() {
+            let list = if list == "accept_attributes" {
+                list.to_string()
+            } else {
+                format!("the group_attributes rule for {list}")
+            };
+            warn(format!(
+                "{list} sets {attribute} twice: an Accept carries one value of it, the first, \
+                 and the later one is dropped"
+            ));
         }
         for (attribute, first, later) in c.accept_attributes.contested() {
             warn(format!(
@@ -1218,9 +1245,7 @@ mod tests {
                 .filter(|w| w.contains("group_attributes"))
                 .collect()
         };
-        let w = contested(&config(
-            "\"Session-Timeout = 43200\", \"Session-Timeout = 1\"",
-        ));
+        let w = contested(&config("\"Session-Timeout = 43200\", \"Class = s\""));
         assert_eq!(w.len(), 1, "{w:?}");
         for says in [
             "client \"vpn\"",
@@ -1232,6 +1257,39 @@ mod tests {
         }
         // Attributes that may repeat, and a client-wide value a group replaces: nothing.
         assert!(contested(&config("\"Class = s\", \"Idle-Timeout = 60\"")).is_empty());
+        // One rule naming a single-valued attribute twice: its second value is dropped.
+        let w = contested(&config(
+            "\"Idle-Timeout = 60\", \"Class = a\", \"Idle-Timeout = 30\", \"Class = b\"",
+        ));
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].contains(
+                "the group_attributes rule for cn=staff,dc=example,dc=org sets \
+                           Idle-Timeout twice"
+            ),
+            "{w:?}"
+        );
+    }
+
+    /// `accept_attributes` naming a single-valued attribute twice: only the first is sent.
+    #[test]
+    fn a_single_valued_attribute_twice_in_one_list_is_warned_about() {
+        let text = "[ldap]\nurls = [\"ldap://127.0.0.1\"]\nbind_dn = \"cn=a\"\n\
+                    bind_password = \"pw\"\nbase_dn = \"dc=example,dc=org\"\n\
+                    [[client]]\nname = \"vpn\"\naddress = \"127.0.0.1\"\n\
+                    secret = \"0123456789abcdef\"\n\
+                    accept_attributes = [\"Session-Timeout = 3600\", \"Session-Timeout = 60\", \
+                    \"Class = a\", \"Class = b\"]\n";
+        let c = Config::parse(text, std::path::Path::new("radmfa.toml")).expect("valid");
+        let w: Vec<String> = warnings(&c)
+            .into_iter()
+            .filter(|w| w.contains("twice"))
+            .collect();
+        assert_eq!(w.len(), 1, "Class may repeat: {w:?}");
+        assert!(
+            w[0].contains("accept_attributes sets Session-Timeout twice"),
+            "{w:?}"
+        );
     }
 
     /// A `[radsec]` section whose (empty, private) certificate files are in `dir`.
@@ -1275,6 +1333,20 @@ mod tests {
         assert!(warned("udp"));
         assert!(warned("both"));
         assert!(!warned("radsec"));
+        // Unsigned from a whole range: said, naming it; from one address, not.
+        let on = |address: &str| {
+            let text = format!(
+                "[ldap]\nurls = [\"ldap://127.0.0.1\"]\nbind_dn = \"cn=a\"\n\
+                 bind_password = \"pw\"\nbase_dn = \"dc=example,dc=org\"\n\
+                 [[client]]\nname = \"nas\"\naddress = \"{address}\"\n\
+                 secret = \"0123456789abcdef\"\nrequire_message_authenticator = false\n",
+            );
+            let c = Config::parse(&text, std::path::Path::new("radmfa.toml")).expect("valid");
+            warnings(&c).into_iter().find(|w| w.contains("on a range"))
+        };
+        let w = on("127.0.0.0/24").expect("a range");
+        assert!(w.contains("(127.0.0.0/24)"), "{w}");
+        assert_eq!(on("127.0.0.7"), None);
     }
 
     #[test]

@@ -287,6 +287,28 @@ impl AcceptAttributes {
     /// attribute, the first rule's group, the later rule's group). A user in both groups
     /// gets the first rule's value alone, which config order decides and the admin may not
     /// have meant.
+    /// Single-valued attributes one list names twice (`accept_attributes`, or one group
+    /// rule's): (the attribute, the list: "accept_attributes" or the group's DN). An Accept
+    /// carries one, the first, and the second is dropped.
+    pub fn repeated(&self) -> Vec<(String, &str)> {
+        let lists = std::iter::once(("accept_attributes", &self.always))
+            .chain(self.by_group.iter().map(|(g, a)| (g.as_str(), a)));
+        let mut out = Vec::new();
+        for (list, attributes) in lists {
+            let mut seen: Vec<u8> = Vec::new();
+            for a in attributes.iter().filter(|a| single_valued(a.typ)) {
+                if seen.contains(&a.typ) {
+                    if !out.iter().any(|(n, l)| *n == a.name() && *l == list) {
+                        out.push((a.name(), list));
+                    }
+                } else {
+                    seen.push(a.typ);
+                }
+            }
+        }
+        out
+    }
+
     pub fn contested(&self) -> Vec<(String, &str, &str)> {
         let mut out = Vec::new();
         for (j, (later, attributes)) in self.by_group.iter().enumerate() {
