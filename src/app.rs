@@ -38,6 +38,8 @@ pub struct AppState {
     pub upstream_health: crate::auth::upstream::Health,
     /// One code check at a time per user, so the lockout counts every guess.
     pub code_turns: crate::pipeline::code_turns::CodeTurns,
+    /// Empty answers per open prompt, on this node (`pipeline::empty_answers`).
+    pub empty_answers: crate::pipeline::empty_answers::EmptyAnswers,
     /// How long each upstream group takes to refuse a login (per group: one server may
     /// answer in 2 ms, another in 50): a floor under refusals made without sending the
     /// user's field (`pipeline::login`).
@@ -89,6 +91,7 @@ impl AppState {
             clock,
             upstream_health: Default::default(),
             code_turns: Default::default(),
+            empty_answers: Default::default(),
             upstream_latency: Default::default(),
             refused_login_latency: Default::default(),
             backend_health: crate::pipeline::health::BackendHealth::unproven(),

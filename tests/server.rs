@@ -1689,6 +1689,36 @@ fn a_prompt_word_not_on_offer_asks_again_without_counting() {
     assert_eq!(code_of(&r), "Access-Accept", "{r}\n{}", srv.log());
 }
 
+/// A client answering empty in a loop (pam_radius_auth fed no input sent 49 in a second,
+/// each audited) is stopped: after five empty answers the prompt is closed, and the right
+/// code on it no longer gets in.
+#[test]
+fn empty_answers_in_a_loop_close_the_prompt() {
+    let slapd = directory();
+    let srv = start(&slapd, |_| {});
+    let seed = srv.enroll("alice", &[]);
+    let r = py_password(&srv, "alice", ALICE_PW);
+    let s = r["state"].as_str().unwrap().to_string();
+    for i in 0..5 {
+        let r = py_code(&srv, "alice", "", &s);
+        assert_eq!(code_of(&r), "Access-Challenge", "empty answer {i}: {r}");
+    }
+    let r = py_code(&srv, "alice", "", &s);
+    assert_eq!(code_of(&r), "Access-Reject", "{r}");
+    assert!(
+        r["messages"][0]
+            .as_str()
+            .is_some_and(|m| m.contains("Log in again")),
+        "{r}"
+    );
+    assert!(srv.audit_json("alice")[0]["reason"]
+        .as_str()
+        .is_some_and(|m| m.contains("more than 5 empty answers")));
+    common::peers::clear_of_step_boundary(5);
+    let r = py_code(&srv, "alice", &totp(&seed, now(), &[]), &s);
+    assert_eq!(code_of(&r), "Access-Reject", "the prompt is closed: {r}");
+}
+
 /// A VPN client reconnecting with the field it kept sends a used code again and again: each
 /// is refused, as used, but none counts toward the lockout (it is no guess), so the loop
 /// does not lock its user out, and the next fresh code gets in.

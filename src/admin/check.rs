@@ -362,8 +362,9 @@ fn phone_line(
         None => match crate::delivery::phone::unused_number(phone, info) {
             Some(crate::delivery::phone::UnusedNumber::Unlisted) => {
                 "no number texts or calls could use: the directory has one, in an attribute \
-                 [phone] sources leaves out (such a user is refused, not let in without a \
-                 second factor)"
+                 [phone] sources leaves out (without another second factor, such a user is \
+                 refused where texts or calls could be used, not let in on the password: a \
+                 WARN line below names those clients)"
                     .into()
             }
             Some(crate::delivery::phone::UnusedNumber::Unusable {
@@ -371,8 +372,9 @@ fn phone_line(
                 no_country_code,
             }) => format!(
                 "no number texts or calls could use: the directory's cannot be dialled \
-                 ({why}; {}, or store one with user set-phone; such a user is refused, not \
-                 let in without a second factor)",
+                 ({why}; {}, or store one with user set-phone; without another second \
+                 factor, such a user is refused where texts or calls could be used: a WARN \
+                 line below names those clients)",
                 if no_country_code {
                     "set [phone] default_country_code"
                 } else {

@@ -177,6 +177,17 @@ pub async fn answer(
         } else {
             prompt_for(app, current, &carried)
         };
+        // A client answering empty in a loop (no input behind it) is stopped.
+        if !word && app.empty_answers.note(&hash) > super::empty_answers::MAX_EMPTY_ANSWERS {
+            app.store.consume_challenge(&hash).await?;
+            return Ok(with_context(
+                Verdict::reject(format!(
+                    "more than {} empty answers: the prompt is closed",
+                    super::empty_answers::MAX_EMPTY_ANSWERS
+                ))
+                .with_reply(Reply::reject().with_message("Nothing was typed. Log in again.")),
+            ));
+        }
         let (why, reason) = if word {
             let why = format!("{:?} is not available here.", typed.to_ascii_lowercase());
             (why, "a prompt word this prompt does not offer")

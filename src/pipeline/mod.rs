@@ -24,6 +24,7 @@ mod app_login;
 mod audit;
 mod bypass;
 pub mod code_turns;
+pub mod empty_answers;
 mod fault_log;
 mod followup;
 mod followup_oob;
