@@ -1139,11 +1139,22 @@ fn unsigned_replies_are_counted_apart_and_point_to_verify_lenient() {
     }
 }
 
+/// Runs `cmd` in a session of its own: no controlling terminal, as under cron or a service.
+fn without_terminal(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: setsid is async-signal-safe; it only detaches the child from the terminal.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+}
+
 /// `client login` with no controlling terminal (cron, a service, setsid) and no password
 /// given says how to give one. Before: "reading the password: No such device or address".
 #[test]
 fn login_without_a_terminal_says_how_to_give_the_password() {
-    use std::os::unix::process::CommandExt;
     let mut cmd = Command::new(bin());
     cmd.args(["client", "login", "alice", "--secret", "s"])
         .args([
@@ -1156,13 +1167,7 @@ fn login_without_a_terminal_says_how_to_give_the_password() {
         ])
         .env_remove("RADMFA_PASSWORD")
         .stdin(std::process::Stdio::null());
-    // SAFETY: setsid is async-signal-safe; it only detaches the child from the terminal.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::setsid();
-            Ok(())
-        });
-    }
+    without_terminal(&mut cmd);
     let out = cmd.output().unwrap();
     let t = text(&out);
     assert_eq!(out.status.code(), Some(2), "{t}");
@@ -1183,13 +1188,7 @@ fn login_without_a_terminal_says_how_to_give_the_password() {
         .args(["--server", "127.0.0.1:9"])
         .env_remove("RADMFA_PASSWORD")
         .stdin(std::process::Stdio::null());
-    // SAFETY: as above.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::setsid();
-            Ok(())
-        });
-    }
+    without_terminal(&mut cmd);
     let out = cmd.output().unwrap();
     let t = text(&out);
     assert_eq!(out.status.code(), Some(2), "{t}");

@@ -769,12 +769,17 @@ fn numbers_outside_the_allowed_countries_get_no_sms() {
         String::from_utf8_lossy(&out.stderr).contains("allowed_country_codes"),
         "{out:?}"
     );
+    // The admin CLI under another config file.
+    let under = |config: &std::path::Path, args: &[&str]| {
+        std::process::Command::new(bin())
+            .arg("--config")
+            .arg(config)
+            .args(args)
+            .output()
+            .unwrap()
+    };
     // A number stored before the list was set: refused at login, and the reason says why.
-    let out = std::process::Command::new(bin())
-        .args(["--config", open.to_str().unwrap()])
-        .args(["user", "set-phone", "erin", "+44 7700 900123"])
-        .output()
-        .unwrap();
+    let out = under(&open, &["user", "set-phone", "erin", "+44 7700 900123"]);
     assert!(out.status.success(), "{out:?}");
     let r = login(&srv, "erin", "erin-pw");
     assert_eq!(code_of(&r), "Access-Reject", "{r}");
@@ -794,11 +799,7 @@ fn numbers_outside_the_allowed_countries_get_no_sms() {
     // frank's own directory entry has a number in an allowed country, but an admin stored
     // one for him that is now outside the list: his login is refused, not texted at the
     // directory's number instead (users can often edit that one themselves).
-    let out = std::process::Command::new(bin())
-        .args(["--config", open.to_str().unwrap()])
-        .args(["user", "set-phone", "frank", "+44 7700 900123"])
-        .output()
-        .unwrap();
+    let out = under(&open, &["user", "set-phone", "frank", "+44 7700 900123"]);
     assert!(out.status.success(), "{out:?}");
     let r = login(&srv, "frank", "frank-pw");
     assert_eq!(code_of(&r), "Access-Reject", "{r}");
@@ -834,11 +835,10 @@ fn numbers_outside_the_allowed_countries_get_no_sms() {
         open_text.replacen(sources, "sources = [\"telephone\"]", 1),
     )
     .unwrap();
-    let out = std::process::Command::new(bin())
-        .args(["--config", no_store.to_str().unwrap()])
-        .args(["config", "check", "--connect", "--user", "erin"])
-        .output()
-        .unwrap();
+    let out = under(
+        &no_store,
+        &["config", "check", "--connect", "--user", "erin"],
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.contains("user erin: no number") && !text.contains("cannot be dialled"),

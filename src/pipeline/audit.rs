@@ -3,7 +3,7 @@
 
 use super::{RequestContext, Verdict};
 use crate::app::AppState;
-use crate::radius::{ReplyCode, Request};
+use crate::radius::Request;
 use crate::store::AuditRecord;
 
 pub async fn record(
@@ -33,11 +33,10 @@ pub async fn record(
     // A no_reply client's request whose backend failed gets no reply at all: "reject" here
     // would say the NAS was refused, and `audit --result unanswered` (and a SIEM counting
     // them against radmfa_requests_unanswered_total) would miss it.
-    let result = match v.reply.code {
-        _ if !answered => "unanswered",
-        ReplyCode::Accept => "accept",
-        ReplyCode::Reject => "reject",
-        ReplyCode::Challenge => "challenge",
+    let result = if answered {
+        v.reply.code.as_str()
+    } else {
+        "unanswered"
     };
     let rec = AuditRecord {
         id: 0,

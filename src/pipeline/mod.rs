@@ -222,16 +222,14 @@ pub async fn handle(app: &AppState, ctx: &RequestContext, req: &Request) -> Opti
             // no_reply client's Reject never sent.
             let sent = on_failure(ctx);
             if let Some(r) = decided.filter(|r| sent.as_ref().map(|s| s.code) != Some(r.code)) {
-                let withheld = match r.code {
-                    ReplyCode::Accept => "accept",
-                    ReplyCode::Challenge => "challenge",
-                    ReplyCode::Reject => "reject",
-                };
                 overturned(
                     app,
                     ctx,
                     req,
-                    &format!("{withheld} withheld: its writes were not committed"),
+                    &format!(
+                        "{} withheld: its writes were not committed",
+                        r.code.as_str()
+                    ),
                 );
             }
             sent
@@ -410,16 +408,14 @@ async fn answer(
         // closed. A Reject stays a Reject, except for a no_reply client, whose NAS asks a
         // node that can record it (every answered request has its record).
         if code != ReplyCode::Reject || on_failure(ctx).is_none() {
-            let withheld = match code {
-                ReplyCode::Accept => "accept",
-                ReplyCode::Challenge => "challenge",
-                ReplyCode::Reject => "reject",
-            };
             overturned(
                 app,
                 ctx,
                 req,
-                &format!("{withheld} withheld: its audit record could not be written"),
+                &format!(
+                    "{} withheld: its audit record could not be written",
+                    code.as_str()
+                ),
             );
             return (on_failure(ctx), None);
         }

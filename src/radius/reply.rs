@@ -22,6 +22,17 @@ pub enum ReplyCode {
     Challenge,
 }
 
+impl ReplyCode {
+    /// As the audit's `result` column and log lines write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReplyCode::Accept => "accept",
+            ReplyCode::Reject => "reject",
+            ReplyCode::Challenge => "challenge",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
     pub code: ReplyCode,
