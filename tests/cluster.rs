@@ -1951,13 +1951,28 @@ fn status_server_and_no_reply_clients_follow_the_audit_table() {
          CREATE TRIGGER refuse BEFORE INSERT ON audit FOR EACH ROW \
          EXECUTE FUNCTION refuse_audit();",
     );
-    let r = password(&srv, "bob", "wrong");
-    assert_eq!(code_of(&r), "timeout", "{r}\n{}", srv.log());
-    assert!(
-        srv.log_shows("reject withheld: its audit record could not be written"),
-        "{}",
+    // One request, sent twice as a NAS retransmits it: decided once (its wrong password
+    // counted once), the retransmit gets the same silence.
+    let (pkt, _) = radmfa::radius::client::AccessRequestBuilder::new(7, "bob")
+        .password(b"wrong")
+        .build(SECRET.as_bytes());
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    sock.send_to(&pkt, srv.addr).unwrap();
+    let withheld = "reject withheld: its audit record could not be written";
+    assert!(srv.log_shows(withheld), "{}", srv.log());
+    sock.send_to(&pkt, srv.addr).unwrap();
+    let mut buf = [0u8; 4096];
+    assert!(sock.recv_from(&mut buf).is_err(), "no reply to either");
+    assert_eq!(
+        srv.log().matches(withheld).count(),
+        1,
+        "the retransmit was decided again:\n{}",
         srv.log()
     );
+    assert!(srv.log_shows("a login met a directory or store failure"));
+    let r = password(&srv, "bob", "wrong");
+    assert_eq!(code_of(&r), "timeout", "{r}\n{}", srv.log());
     assert_eq!(status(), "none", "{}", srv.log());
     pg.psql(&db, "DROP TRIGGER refuse ON audit");
     until_answered();

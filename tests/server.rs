@@ -1711,9 +1711,14 @@ fn empty_answers_in_a_loop_close_the_prompt() {
             .is_some_and(|m| m.contains("Log in again")),
         "{r}"
     );
-    assert!(srv.audit_json("alice")[0]["reason"]
-        .as_str()
-        .is_some_and(|m| m.contains("more than 5 empty answers")));
+    let closed = &srv.audit_json("alice")[0];
+    assert!(
+        closed["reason"]
+            .as_str()
+            .is_some_and(|m| m.contains("more than 5 empty answers"))
+            && closed["mode"] == "totp",
+        "{closed}"
+    );
     common::peers::clear_of_step_boundary(5);
     let r = py_code(&srv, "alice", &totp(&seed, now(), &[]), &s);
     assert_eq!(code_of(&r), "Access-Reject", "the prompt is closed: {r}");

@@ -672,22 +672,32 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
                     .into(),
             );
             // A pilot's surprise: most directory entries carry a mobile, and a user the
-            // client could text is refused rather than let in (see `pipeline::login`).
-            let texts = (cfg.delivery.sms.is_some() && f.methods.contains(&Method::Sms))
-                || (cfg.delivery.voice.is_some() && f.methods.contains(&Method::Voice));
-            let reads_directory = cfg
-                .delivery
-                .phone
-                .sources
-                .iter()
-                .any(|s| *s != PhoneSource::Store);
-            if texts && !reads_directory {
+            // client could text is refused rather than let in. The login's own rule
+            // (`pipeline::login`, as `check_refusal` applies it): texts or calls this client
+            // could use for a user with a number, and a directory attribute the sources
+            // leave out.
+            let could_text = !crate::mfa::method::available(
+                &f.methods,
+                crate::mfa::method::Capabilities {
+                    has_token: false,
+                    has_phone: true,
+                    sms_configured: cfg.delivery.sms.is_some(),
+                    voice_configured: cfg.delivery.voice.is_some(),
+                    can_prompt: matches!(c.otp_mode, OtpMode::Challenge),
+                    holds_calls: f.voice_mode == VoiceMode::Hold,
+                },
+            )
+            .is_empty();
+            let sources = &cfg.delivery.phone.sources;
+            let leaves_out = !sources.contains(&PhoneSource::Mobile)
+                || !sources.contains(&PhoneSource::Telephone);
+            if could_text && leaves_out {
                 warn(
                     "no_factor = \"allow\" does not let in a user whose directory entry has \
-                     a mobile or telephoneNumber: [phone] sources leaves the directory out, \
-                     and such a user, who could get texts or calls here, is refused (not \
-                     taken for one without a second factor); store their numbers (user \
-                     set-phone) or list the attribute in [phone] sources"
+                     a number in an attribute [phone] sources leaves out (mobile or \
+                     telephoneNumber): such a user, who could get texts or calls here, is \
+                     refused (not taken for one without a second factor); store their \
+                     numbers (user set-phone) or list the attribute in [phone] sources"
                         .into(),
                 );
             }
@@ -1614,8 +1624,16 @@ mod tests {
                 .any(|w| w.contains("does not let in a user whose directory entry has"))
         };
         assert!(said(&sms_config("no_factor = \"allow\"\n")));
+        // One directory attribute left out is enough: a user with only that one is refused.
+        assert!(said(&sms_config(
+            "no_factor = \"allow\"\n[phone]\nsources = [\"store\", \"telephone\"]\n"
+        )));
         assert!(!said(&sms_config(
-            "no_factor = \"allow\"\n[phone]\nsources = [\"store\", \"mobile\"]\n"
+            "no_factor = \"allow\"\n[phone]\nsources = [\"store\", \"mobile\", \"telephone\"]\n"
+        )));
+        // An inline client cannot prompt for a texted code: such users get in there.
+        assert!(!said(&sms_config(
+            "otp_mode = \"inline\"\nno_factor = \"allow\"\n"
         )));
         assert!(!said(&sms_config("")));
     }

@@ -706,7 +706,7 @@ pub async fn exchange(
         None if cut && t0.elapsed() < spec.timeout => {
             (Outcome::CutOff, t0.elapsed(), None, attempts)
         }
-        None => (Outcome::Timeout, t0.elapsed(), None, spec.retries),
+        None => (Outcome::Timeout, t0.elapsed(), None, attempts),
     }
 }
 

@@ -423,6 +423,12 @@ impl PhaseReport {
                 self.step_skipped
             ));
         }
+        if self.cut_off > 0 {
+            what.push(format!(
+                "{} unanswered when the run ended (not counted as errors)",
+                self.cut_off
+            ));
+        }
         if self.expected == 0 {
             what.push("none as expected".into());
         }

@@ -283,10 +283,6 @@ pub struct AcceptAttributes {
 }
 
 impl AcceptAttributes {
-    /// Single-valued attributes (RFC 2865 §5.44) that two group rules both set: (the
-    /// attribute, the first rule's group, the later rule's group). A user in both groups
-    /// gets the first rule's value alone, which config order decides and the admin may not
-    /// have meant.
     /// Single-valued attributes one list names twice (`accept_attributes`, or one group
     /// rule's): (the attribute, the list: "accept_attributes" or the group's DN). An Accept
     /// carries one, the first, and the second is dropped.
@@ -309,6 +305,10 @@ impl AcceptAttributes {
         out
     }
 
+    /// Single-valued attributes (RFC 2865 §5.44) that two group rules both set: (the
+    /// attribute, the first rule's group, the later rule's group). A user in both groups
+    /// gets the first rule's value alone, which config order decides and the admin may not
+    /// have meant.
     pub fn contested(&self) -> Vec<(String, &str, &str)> {
         let mut out = Vec::new();
         for (j, (later, attributes)) in self.by_group.iter().enumerate() {

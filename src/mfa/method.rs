@@ -116,9 +116,34 @@ pub fn switch_hint(available: &[Method], current: Method) -> String {
     }
 }
 
+/// `prompt` with `hint` ([`switch_hint`]) added: before a closing colon (and the spaces
+/// after it), so that a prompt written for pam_radius_auth and SSH, which show it as it is
+/// ("Code: "), reads "Code, or type sms: " rather than "Code: , or type sms".
+pub fn with_hint(prompt: &str, hint: &str) -> String {
+    let body = prompt.trim_end();
+    match body.strip_suffix(':') {
+        Some(head) if !hint.is_empty() => format!("{head}{hint}{}", &prompt[head.len()..]),
+        _ => format!("{prompt}{hint}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_hint_goes_before_a_closing_colon() {
+        assert_eq!(with_hint("Code: ", ", or type sms"), "Code, or type sms: ");
+        assert_eq!(with_hint("Code:", ", or type sms"), "Code, or type sms:");
+        assert_eq!(
+            with_hint(
+                "Enter the code from your authenticator app",
+                ", or type sms"
+            ),
+            "Enter the code from your authenticator app, or type sms"
+        );
+        assert_eq!(with_hint("Code: ", ""), "Code: ");
+    }
 
     const ALL: [Method; 3] = [Method::Totp, Method::Sms, Method::Voice];
 

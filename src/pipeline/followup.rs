@@ -178,15 +178,20 @@ pub async fn answer(
             prompt_for(app, current, &carried)
         };
         // A client answering empty in a loop (no input behind it) is stopped.
+        // The prompt's own mode, as its other records have (not "none").
+        let mode = match current {
+            Method::Totp => oath_mode(&view.tokens),
+            other => other.as_str(),
+        };
         if !word && app.empty_answers.note(&hash) > super::empty_answers::MAX_EMPTY_ANSWERS {
             app.store.consume_challenge(&hash).await?;
-            return Ok(with_context(
-                Verdict::reject(format!(
-                    "more than {} empty answers: the prompt is closed",
-                    super::empty_answers::MAX_EMPTY_ANSWERS
-                ))
-                .with_reply(Reply::reject().with_message("Nothing was typed. Log in again.")),
-            ));
+            let mut v = Verdict::reject(format!(
+                "more than {} empty answers: the prompt is closed",
+                super::empty_answers::MAX_EMPTY_ANSWERS
+            ))
+            .with_reply(Reply::reject().with_message("Nothing was typed. Log in again."));
+            v.mode = mode;
+            return Ok(with_context(v));
         }
         let (why, reason) = if word {
             let why = format!("{:?} is not available here.", typed.to_ascii_lowercase());
@@ -197,11 +202,7 @@ pub async fn answer(
         let mut reply = Reply::challenge(state.to_vec(), reask(&why, &ask));
         reply.session_timeout = Some((pending.expires_at - now).max(1) as u32);
         let mut v = Verdict::reject(reason).with_reply(reply);
-        // The prompt's own mode, as its other records have (not "none").
-        v.mode = match current {
-            Method::Totp => oath_mode(&view.tokens),
-            other => other.as_str(),
-        };
+        v.mode = mode;
         return Ok(with_context(v));
     }
     let round = Round {

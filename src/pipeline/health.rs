@@ -70,6 +70,14 @@ struct State {
 impl BackendHealth {
     pub fn failed(&self) {
         let mut s = self.lock();
+        // Said once as it happens, as the way back is ("answer again"): until then the
+        // node looks down to proxies that check it with Status-Server.
+        if !s.failing {
+            tracing::warn!(
+                "a login met a directory or store failure: Status-Server from no_reply \
+                 clients goes unanswered until a probe finds both answering"
+            );
+        }
         s.failing = true;
         s.generation += 1;
     }

@@ -139,7 +139,8 @@ async fn totp_prompt(
     s: &Subject<'_>,
 ) -> Result<Verdict, Fault> {
     let cfg = &app.config().challenge;
-    let prompt = format!("{}{}", cfg.prompt, switch_hint(&s.available, Method::Totp));
+    let prompt =
+        crate::mfa::method::with_hint(&cfg.prompt, &switch_hint(&s.available, Method::Totp));
     let reply = issue(
         app,
         ctx,

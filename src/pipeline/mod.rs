@@ -65,6 +65,11 @@ pub struct RequestContext {
     /// This request's store failure is counted (once: the decision, its audit record and
     /// its commit may each meet the same outage).
     pub store_failure_counted: std::sync::atomic::AtomicBool,
+    /// No reply, though a decision was made whose writes may be on disk (its audit record
+    /// failed, or its commit ran past the deadline): a retransmit must not decide again. A
+    /// wrong code or password checked afresh counted towards the lockout (and the
+    /// directory's bad-password count) once per resend.
+    pub withheld: std::sync::atomic::AtomicBool,
 }
 
 impl RequestContext {
@@ -240,8 +245,8 @@ pub async fn handle(app: &AppState, ctx: &RequestContext, req: &Request) -> Opti
         Err(_) => {
             fault_log::COMMIT.error(
                 &format!(
-                    "the request's audit record and writes were not committed within the {} \
-                     ms deadline; {}",
+                    "the request's audit record and writes were not known to be committed \
+                     within the {} ms deadline (they may be, later); {}",
                     deadline.as_millis(),
                     refusal(ctx)
                 ),
@@ -249,6 +254,9 @@ pub async fn handle(app: &AppState, ctx: &RequestContext, req: &Request) -> Opti
             );
             ctx.store_failed(app);
             app.backend_health.failed();
+            Metrics::inc(&app.metrics.deadline_exceeded);
+            ctx.withheld
+                .store(true, std::sync::atomic::Ordering::Relaxed);
             // What was decided is not known here; whatever the audit line said, this is
             // what the NAS got.
             overturned(
@@ -417,6 +425,8 @@ async fn answer(
                     code.as_str()
                 ),
             );
+            ctx.withheld
+                .store(true, std::sync::atomic::Ordering::Relaxed);
             return (on_failure(ctx), None);
         }
     }

@@ -458,6 +458,7 @@ async fn dispatch_from(
         over_tls: matches!(reply_to, ReplyTo::Tls(_)),
         primary: app.primary(),
         store_failure_counted: Default::default(),
+        withheld: Default::default(),
     };
     let app = app.clone();
     let reply_to = reply_to.clone();
@@ -555,7 +556,14 @@ async fn serve_one(
     };
     let Some(reply) = pipeline::handle(app, &ctx, &req).await else {
         // A backend failed and this client wants no reply: its NAS asks its next server.
-        // The in-flight entry goes (unsettled), so a retransmit is tried afresh.
+        // The in-flight entry goes (unsettled), so a retransmit is tried afresh, unless a
+        // decision was made and withheld (its writes may be on disk): then its
+        // retransmits get the same silence for the duplicate window, and are not decided
+        // (and counted) again.
+        if ctx.withheld.load(std::sync::atomic::Ordering::Relaxed) {
+            app.dedup.finish(key, None);
+            pending.settled = true;
+        }
         return;
     };
     let bytes = radius::encode_reply(&req, &reply, secret);

@@ -79,7 +79,14 @@ impl PgSettings {
         }
         // sqlx sends `extra_float_digits` in every startup packet by default; pgbouncer
         // refuses a startup parameter it does not know, and radmfa stores no floats.
-        Ok(options.application_name("radmfa").extra_float_digits(None))
+        // sqlx warns of each statement over a second with its whole text: behind a locked
+        // table that was a 700-character line per login, past radmfa's own once-a-minute
+        // error lines (pipeline::fault_log). Kept, at debug level.
+        use sqlx::ConnectOptions;
+        Ok(options
+            .application_name("radmfa")
+            .extra_float_digits(None)
+            .log_slow_statements(log::LevelFilter::Debug, Duration::from_secs(1)))
     }
 }
 
