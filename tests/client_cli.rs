@@ -708,7 +708,7 @@ fn replies_that_fail_verification_are_never_believed() {
             text(&out)
         );
     }
-    let out = run(&[
+    let load = [
         "load",
         "--flow",
         "status",
@@ -718,8 +718,8 @@ fn replies_that_fail_verification_are_never_believed() {
         "3",
         "-p",
         "1",
-        "--json",
-    ]);
+    ];
+    let out = run(&[&load[..], &["--json"]].concat());
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let r: serde_json::Value = first_report(&out);
     assert_eq!(
@@ -728,17 +728,7 @@ fn replies_that_fail_verification_are_never_believed() {
         "{r}"
     );
     // The failure line counts them: it said "0 of 3 requests went wrong".
-    let out = run(&[
-        "load",
-        "--flow",
-        "status",
-        "--generated",
-        "1",
-        "-n",
-        "3",
-        "-p",
-        "1",
-    ]);
+    let out = run(&load);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(
         text(&out).contains("failed: 3 of 3 requests went wrong (3 forged"),
