@@ -1319,13 +1319,15 @@ fn config_check_summarises_clients_and_warns_about_weakened_settings() {
         "warning: upstream: shared secret",
         "warning: client \"legacy\": app_passwords = true with an upstream server whose \
          attributes are passed through",
+        "warning: client \"legacy\": require_message_authenticator = false on a range \
+         (10.0.0.0/8)",
     ] {
         assert!(
             warnings.iter().any(|w| w.starts_with(needle)),
             "no {needle:?}:\n{out}"
         );
     }
-    assert_eq!(warnings.len(), 18, "{out}");
+    assert_eq!(warnings.len(), 19, "{out}");
     for line in [
         "upstream: 192.0.2.50:1812, 192.0.2.51:1812 (1900 ms each; passes on Class)",
         "client \"legacy\": 10.0.0.0/8; password, then a prompt (password checked upstream)",

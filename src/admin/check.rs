@@ -364,7 +364,7 @@ fn phone_line(
                 "no number texts or calls could use: the directory has one, in an attribute \
                  [phone] sources leaves out (without another second factor, such a user is \
                  refused where texts or calls could be used, not let in on the password: a \
-                 WARN line below names those clients)"
+                 warning below names those clients)"
                     .into()
             }
             Some(crate::delivery::phone::UnusedNumber::Unusable {
@@ -373,8 +373,8 @@ fn phone_line(
             }) => format!(
                 "no number texts or calls could use: the directory's cannot be dialled \
                  ({why}; {}, or store one with user set-phone; without another second \
-                 factor, such a user is refused where texts or calls could be used: a WARN \
-                 line below names those clients)",
+                 factor, such a user is refused where texts or calls could be used: a \
+                 warning below names those clients)",
                 if no_country_code {
                     "set [phone] default_country_code"
                 } else {
