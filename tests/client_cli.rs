@@ -1145,19 +1145,24 @@ fn without_terminal(cmd: &mut Command) {
 /// given says how to give one. Before: "reading the password: No such device or address".
 #[test]
 fn login_without_a_terminal_says_how_to_give_the_password() {
-    let mut cmd = Command::new(bin());
-    cmd.args(["client", "login", "alice", "--secret", "s"])
-        .args([
-            "--server",
-            "127.0.0.1:9",
-            "--timeout",
-            "0.2",
-            "--retries",
-            "0",
-        ])
-        .env_remove("RADMFA_PASSWORD")
-        .stdin(std::process::Stdio::null());
-    without_terminal(&mut cmd);
+    // `client login USER`, no password given, no terminal, nothing listening.
+    let login_as = |user: &str| {
+        let mut cmd = Command::new(bin());
+        cmd.args(["client", "login", user, "--secret", "s"])
+            .args([
+                "--server",
+                "127.0.0.1:9",
+                "--timeout",
+                "0.2",
+                "--retries",
+                "0",
+            ])
+            .env_remove("RADMFA_PASSWORD")
+            .stdin(std::process::Stdio::null());
+        without_terminal(&mut cmd);
+        cmd
+    };
+    let mut cmd = login_as("alice");
     let out = cmd.output().unwrap();
     let t = text(&out);
     assert_eq!(out.status.code(), Some(2), "{t}");
@@ -1173,13 +1178,7 @@ fn login_without_a_terminal_says_how_to_give_the_password() {
     let t = text(&out);
     assert!(t.contains("no terminal to ask for the password"), "{t}");
     // A name that cannot be sent is said before a password is asked for.
-    let mut cmd = Command::new(bin());
-    cmd.args(["client", "login", "", "--secret", "s"])
-        .args(["--server", "127.0.0.1:9"])
-        .env_remove("RADMFA_PASSWORD")
-        .stdin(std::process::Stdio::null());
-    without_terminal(&mut cmd);
-    let out = cmd.output().unwrap();
+    let out = login_as("").output().unwrap();
     let t = text(&out);
     assert_eq!(out.status.code(), Some(2), "{t}");
     assert!(
