@@ -461,6 +461,7 @@ mod tables {
                 ("label", Text),
                 ("hash", Text),
                 ("dn", Text),
+                ("entry_id", Text),
                 ("created_at", Int),
                 ("last_used_at", Int),
             ],

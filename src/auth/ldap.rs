@@ -387,9 +387,13 @@ impl LdapAuth {
                 search_attrs.push(attr.clone());
             }
         }
-        if search_attrs.is_empty() {
-            // RFC 4511: "1.1" asks for no attributes.
-            search_attrs.push("1.1".into());
+        // The entry's identity, for what must stay with the entry and not with its name
+        // (app passwords). Operational attributes come only when asked for by name; a
+        // directory ignores the names it does not know (RFC 4511 4.5.1.8).
+        for attr in ENTRY_ID_ATTRS {
+            if !search_attrs.iter().any(|a| a.eq_ignore_ascii_case(attr)) {
+                search_attrs.push((*attr).into());
+            }
         }
 
         let n = settings.urls.len();
@@ -922,6 +926,7 @@ impl LdapAuth {
             telephone: shown(&a.telephone),
             name,
             other_names,
+            entry_id: entry_id(&entry),
             dn: entry.dn,
             granted: Vec::new(),
         }
@@ -1337,6 +1342,35 @@ fn cut_chars(mut v: String, max: usize) -> String {
         v.truncate(at);
     }
     v
+}
+
+/// The attributes that hold an entry's lasting identity, in the order tried: RFC 4530's
+/// (OpenLDAP, 389 DS 1.4.4+, OpenDJ), Active Directory's and Samba's, 389 DS's and
+/// FreeIPA's own.
+const ENTRY_ID_ATTRS: &[&str] = &["entryUUID", "objectGUID", "nsUniqueId"];
+
+/// The entry's identity as `attribute:value` (see [`UserInfo::entry_id`]): text values
+/// lower-cased (a UUID's case means nothing), binary ones (AD's `objectGUID`) in hex.
+fn entry_id(entry: &SearchEntry) -> Option<String> {
+    ENTRY_ID_ATTRS.iter().find_map(|attr| {
+        let binary = entry
+            .bin_attrs
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(attr))
+            .and_then(|(_, v)| v.iter().find(|b| !b.is_empty()))
+            .map(hex::encode);
+        // A GUID whose 16 bytes happen to be UTF-8 arrives as text: it is still the bytes.
+        let text = || {
+            first_value(&entry.attrs, attr).map(|v| {
+                if attr.eq_ignore_ascii_case("objectGUID") {
+                    hex::encode(v.as_bytes())
+                } else {
+                    v.trim().to_ascii_lowercase()
+                }
+            })
+        };
+        binary.or_else(text).map(|v| format!("{attr}:{v}"))
+    })
 }
 
 fn first_value(attrs: &HashMap<String, Vec<String>>, name: &str) -> Option<String> {

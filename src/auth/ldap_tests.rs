@@ -375,3 +375,42 @@ async fn the_padding_waits_for_a_bind_slot_like_a_bind() {
     drop(held);
     assert!(auth.pad_like_a_bind(Duration::ZERO).await.is_ok());
 }
+
+#[test]
+fn an_entrys_identity_is_read_from_text_or_binary_values() {
+    let entry = |attrs: &[(&str, &str)], bin: &[(&str, &[u8])]| SearchEntry {
+        dn: "uid=frank,dc=example,dc=org".into(),
+        attrs: attrs
+            .iter()
+            .map(|(k, v)| (k.to_string(), vec![v.to_string()]))
+            .collect(),
+        bin_attrs: bin
+            .iter()
+            .map(|(k, v)| (k.to_string(), vec![v.to_vec()]))
+            .collect(),
+    };
+    // OpenLDAP's entryUUID, whatever the case of the name or the value.
+    let e = entry(
+        &[("entryuuid", "0F6C3D2A-1111-4E5E-9A9A-00000000000A")],
+        &[],
+    );
+    assert_eq!(
+        entry_id(&e).as_deref(),
+        Some("entryUUID:0f6c3d2a-1111-4e5e-9a9a-00000000000a")
+    );
+    // AD's objectGUID: 16 bytes, as binary or (when they happen to be UTF-8) as text.
+    let guid: &[u8] = &[0xa1, 0, 0xff, 7, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 0xfe];
+    let e = entry(&[], &[("objectGUID", guid)]);
+    assert_eq!(
+        entry_id(&e).as_deref(),
+        Some("objectGUID:a100ff070102030405060708090a0bfe")
+    );
+    let e = entry(&[("objectGUID", "abcdefghijklmnop")], &[]);
+    assert_eq!(
+        entry_id(&e).as_deref(),
+        Some("objectGUID:6162636465666768696a6b6c6d6e6f70")
+    );
+    // None shown: no identity, rather than an empty one.
+    assert_eq!(entry_id(&entry(&[("entryUUID", "")], &[])), None);
+    assert_eq!(entry_id(&entry(&[("uid", "frank")], &[])), None);
+}

@@ -45,6 +45,13 @@ pub struct UserInfo {
     /// the directory finds this same person by, which radmfa would key apart.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub other_names: Vec<String>,
+    /// The entry's own identity, which outlives renames and is never reused: `entryUUID`
+    /// (RFC 4530: OpenLDAP, 389 DS), `objectGUID` (Active Directory, Samba, in hex) or
+    /// `nsUniqueId`, as `attribute:value`. A DN is not that: a leaver's entry deleted and a
+    /// new hire's made under the same name get the same DN. None when the directory shows
+    /// none of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entry_id: Option<String>,
     /// Attributes an upstream RADIUS server's Access-Accept granted (`[upstream]
     /// pass_through`), for radmfa's Access-Accept. Carried with a challenge, not here.
     #[serde(skip)]

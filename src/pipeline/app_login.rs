@@ -33,8 +33,16 @@ pub async fn try_app_password(
 ) -> Result<Option<Verdict>, Fault> {
     let stored = app.store.app_passwords(user).await?;
     let typed = field.expose_str().unwrap_or_default().to_string();
-    let hashes: Vec<(i64, String, Option<String>)> =
-        stored.into_iter().map(|p| (p.id, p.hash, p.dn)).collect();
+    let hashes: Vec<(i64, String, Bound)> = stored
+        .into_iter()
+        .map(|p| {
+            let bound = Bound {
+                dn: p.dn,
+                entry_id: p.entry_id,
+            };
+            (p.id, p.hash, bound)
+        })
+        .collect();
     let key = zeroize::Zeroizing::new(app.store.sms_code_key().to_vec());
     // argon2 takes milliseconds of CPU: off the async workers, and no more at once than
     // there are cores, so a flood of logins on this client queues (and meets the request
@@ -92,24 +100,19 @@ pub async fn try_app_password(
     // An app password belongs to the entry that first used it: a name given to another
     // account since (a leaver's, reused for a new hire) does not pass the old one's app
     // passwords on. (One made before radmfa recorded entries binds at its next use.)
-    if let Some(bound) = bound_to.as_deref().filter(|d| !d.is_empty()) {
-        if !info.dn.is_empty() && !crate::auth::ldap::same_dn(bound, &info.dn) {
-            let mut v = Verdict::reject(format!(
-                "app password of another directory entry ({bound}); the name is {}'s now: \
-                 delete it (user app-password delete)",
-                info.dn
-            ));
-            v.mode = "app-password";
-            v.token_serial = serial;
-            return Ok(Some(v));
-        }
+    if let Some(reason) = bound_to.other_entry(&info) {
+        let mut v = Verdict::reject(format!("{reason}: delete it (user app-password delete)"));
+        v.mode = "app-password";
+        v.token_serial = serial;
+        return Ok(Some(v));
     }
     let dn = Some(info.dn.as_str()).filter(|d| !d.is_empty());
+    let entry_id = info.entry_id.as_deref();
     // Deleted while this login was checked (argon2, the directory): an admin taking app
     // passwords away after a lost phone must not watch one more login get in with one.
     if !app
         .store
-        .touch_app_password(id, user, &hash, app.clock.now(), dn)
+        .touch_app_password(id, user, &hash, app.clock.now(), dn, entry_id)
         .await?
     {
         let mut v = Verdict::reject("app password deleted while it was checked");
@@ -122,4 +125,94 @@ pub async fn try_app_password(
         token_serial: serial,
         ..Verdict::accept("app-password", None, info)
     }))
+}
+
+/// The directory entry an app password was first used by, as recorded then.
+struct Bound {
+    dn: Option<String>,
+    entry_id: Option<String>,
+}
+
+impl Bound {
+    /// Why the entry the name finds now is not the one recorded, if it is not: another DN
+    /// (the name moved to another account), or the same DN with another identity (the
+    /// entry deleted and made again: a leaver's name given to a new hire in a directory
+    /// that names entries by it). What was never recorded, or what the directory does not
+    /// show, is not held against it.
+    fn other_entry(&self, now: &crate::auth::UserInfo) -> Option<String> {
+        if let Some(bound) = self.dn.as_deref().filter(|d| !d.is_empty()) {
+            if !now.dn.is_empty() && !crate::auth::ldap::same_dn(bound, &now.dn) {
+                return Some(format!(
+                    "app password of another directory entry ({bound}); the name is {}'s now",
+                    now.dn
+                ));
+            }
+        }
+        match (self.entry_id.as_deref(), now.entry_id.as_deref()) {
+            (Some(then), Some(id)) if then != id => Some(format!(
+                "app password of another directory entry ({then}); {} is {id} now (deleted \
+                 and made again)",
+                now.dn
+            )),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Bound;
+    use crate::auth::UserInfo;
+
+    fn info(dn: &str, id: Option<&str>) -> UserInfo {
+        UserInfo {
+            dn: dn.into(),
+            entry_id: id.map(String::from),
+            ..UserInfo::default()
+        }
+    }
+
+    fn bound(dn: Option<&str>, id: Option<&str>) -> Bound {
+        Bound {
+            dn: dn.map(String::from),
+            entry_id: id.map(String::from),
+        }
+    }
+
+    #[test]
+    fn the_same_dn_with_another_identity_is_another_entry() {
+        let dn = "uid=frank,ou=people,dc=example,dc=org";
+        let b = bound(Some(dn), Some("entryUUID:aaaa"));
+        assert_eq!(b.other_entry(&info(dn, Some("entryUUID:aaaa"))), None);
+        let why = b
+            .other_entry(&info(dn, Some("entryUUID:bbbb")))
+            .expect("recreated entry");
+        assert!(why.contains("entryUUID:aaaa") && why.contains("deleted and made again"));
+        // Another DN is another entry whatever the identity says.
+        assert!(b
+            .other_entry(&info(
+                "uid=frank,ou=gone,dc=example,dc=org",
+                Some("entryUUID:aaaa")
+            ))
+            .is_some());
+    }
+
+    #[test]
+    fn what_was_not_recorded_or_is_not_shown_counts_for_nothing() {
+        let dn = "uid=frank,ou=people,dc=example,dc=org";
+        assert_eq!(bound(None, None).other_entry(&info(dn, Some("x"))), None);
+        assert_eq!(
+            bound(Some(dn), None).other_entry(&info(dn, Some("x"))),
+            None
+        );
+        assert_eq!(
+            bound(Some(dn), Some("x")).other_entry(&info(dn, None)),
+            None
+        );
+        // No directory (upstream passwords only): no DN to compare.
+        assert_eq!(
+            bound(Some(dn), Some("x")).other_entry(&info("", None)),
+            None
+        );
+    }
 }

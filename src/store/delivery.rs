@@ -43,6 +43,9 @@ pub struct AppPassword {
     pub last_used_at: Option<i64>,
     /// The directory entry that first used it (see `Store::touch_app_password`).
     pub dn: Option<String>,
+    /// That entry's lasting identity ([`crate::auth::UserInfo::entry_id`]).
+    #[serde(default)]
+    pub entry_id: Option<String>,
 }
 
 /// One sliding-window limit for [`super::Store::take_send_slot`].

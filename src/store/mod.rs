@@ -759,7 +759,8 @@ pub trait Store: Send + Sync + 'static {
         Err(StoreError::Unsupported("delete_app_passwords"))
     }
     /// Records that an app password was just used, and by which directory entry if none is
-    /// recorded yet (`dn`; None where there is no directory): it is that entry's from then on.
+    /// recorded yet (`dn` and `entry_id`, each kept once set; None where there is no
+    /// directory, or it shows no identity): it is that entry's from then on.
     /// False when it no longer exists (deleted while the login was being checked): `user`
     /// and `hash` as the login read them, so an id reused since (SQLite) is not it.
     async fn touch_app_password(
@@ -769,8 +770,9 @@ pub trait Store: Send + Sync + 'static {
         hash: &str,
         now: i64,
         dn: Option<&str>,
+        entry_id: Option<&str>,
     ) -> Result<bool, StoreError> {
-        let _ = (id, user, hash, now, dn);
+        let _ = (id, user, hash, now, dn, entry_id);
         Err(StoreError::Unsupported("touch_app_password"))
     }
     /// Atomically: if every limit has fewer than `max` events in `(now - window_secs, now]`,

@@ -904,8 +904,10 @@ impl Store for SqliteStore {
         hash: &str,
         now: i64,
         dn: Option<&str>,
+        entry_id: Option<&str>,
     ) -> Result<bool, StoreError> {
-        self.touch_app_password_impl(id, user, hash, now, dn).await
+        self.touch_app_password_impl(id, user, hash, now, dn, entry_id)
+            .await
     }
 
     async fn take_send_slot(

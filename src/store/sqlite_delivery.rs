@@ -183,7 +183,8 @@ impl SqliteStore {
         user: &str,
     ) -> Result<Vec<AppPassword>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, user, label, hash, created_at, last_used_at, dn FROM app_passwords \
+            "SELECT id, user, label, hash, created_at, last_used_at, dn, entry_id \
+             FROM app_passwords \
              WHERE user = ?1 ORDER BY id",
         )
         .bind(user)
@@ -199,6 +200,7 @@ impl SqliteStore {
                     created_at: r.try_get("created_at")?,
                     last_used_at: r.try_get("last_used_at")?,
                     dn: r.try_get("dn")?,
+                    entry_id: r.try_get("entry_id")?,
                 })
             })
             .collect()
@@ -232,16 +234,18 @@ impl SqliteStore {
         hash: &str,
         now: i64,
         dn: Option<&str>,
+        entry_id: Option<&str>,
     ) -> Result<bool, StoreError> {
         let done = sqlx::query(
-            "UPDATE app_passwords SET last_used_at = ?2, dn = COALESCE(dn, ?3) \
-             WHERE id = ?1 AND user = ?4 AND hash = ?5",
+            "UPDATE app_passwords SET last_used_at = ?2, dn = COALESCE(dn, ?3), \
+             entry_id = COALESCE(entry_id, ?6) WHERE id = ?1 AND user = ?4 AND hash = ?5",
         )
         .bind(id)
         .bind(now)
         .bind(dn)
         .bind(user)
         .bind(hash)
+        .bind(entry_id)
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)

@@ -2248,13 +2248,39 @@ pub async fn app_passwords_add_list_delete(store: &dyn Store) {
     assert_eq!(list[0].dn, None);
     let entry = "uid=alice,ou=people,dc=example,dc=org";
     assert!(store
-        .touch_app_password(a1, "alice", "$argon2id$one", T + 60, Some(entry))
+        .touch_app_password(a1, "alice", "$argon2id$one", T + 60, Some(entry), None)
         .await
         .unwrap());
     let used = &store.app_passwords("alice").await.unwrap()[0];
     assert_eq!(
-        (used.last_used_at, used.dn.as_deref()),
-        (Some(T + 60), Some(entry))
+        (
+            used.last_used_at,
+            used.dn.as_deref(),
+            used.entry_id.as_deref()
+        ),
+        (Some(T + 60), Some(entry), None)
+    );
+    // The entry's identity, first seen at a later use (a directory that showed none, a
+    // release that did not record it), is recorded then, and kept.
+    let id = "entryUUID:0f6c3d2a-1111-4e5e-9a9a-000000000001";
+    for other in [id, "entryUUID:0f6c3d2a-2222-4e5e-9a9a-000000000002"] {
+        assert!(store
+            .touch_app_password(
+                a1,
+                "alice",
+                "$argon2id$one",
+                T + 70,
+                Some(entry),
+                Some(other)
+            )
+            .await
+            .unwrap());
+    }
+    assert_eq!(
+        store.app_passwords("alice").await.unwrap()[0]
+            .entry_id
+            .as_deref(),
+        Some(id)
     );
     // The first entry stays: a later use under another entry does not rebind it.
     assert!(store
@@ -2263,7 +2289,8 @@ pub async fn app_passwords_add_list_delete(store: &dyn Store) {
             "alice",
             "$argon2id$one",
             T + 90,
-            Some("uid=other,dc=example,dc=org")
+            Some("uid=other,dc=example,dc=org"),
+            None
         )
         .await
         .unwrap());
@@ -2277,16 +2304,16 @@ pub async fn app_passwords_add_list_delete(store: &dyn Store) {
     assert!(!store.delete_app_password("alice", a1).await.unwrap());
     // A login that checked it before the delete learns it is gone.
     assert!(!store
-        .touch_app_password(a1, "alice", "$argon2id$one", T + 120, None)
+        .touch_app_password(a1, "alice", "$argon2id$one", T + 120, None, None)
         .await
         .unwrap());
     // Nor is another user's row, or another password, under the id it had.
     assert!(!store
-        .touch_app_password(b1, "alice", "$argon2id$bob", T + 120, None)
+        .touch_app_password(b1, "alice", "$argon2id$bob", T + 120, None, None)
         .await
         .unwrap());
     assert!(!store
-        .touch_app_password(a2, "alice", "$argon2id$one", T + 120, None)
+        .touch_app_password(a2, "alice", "$argon2id$one", T + 120, None, None)
         .await
         .unwrap());
     assert_eq!(

@@ -207,7 +207,8 @@ impl PgStore {
     ) -> Result<Vec<AppPassword>, StoreError> {
         let mut rd = self.reader().await?;
         let rows = sqlx::query(
-            "SELECT id, username, label, hash, created_at, last_used_at, dn FROM app_passwords \
+            "SELECT id, username, label, hash, created_at, last_used_at, dn, entry_id \
+             FROM app_passwords \
              WHERE username = $1 ORDER BY id",
         )
         .bind(user)
@@ -224,6 +225,7 @@ impl PgStore {
                     created_at: r.try_get("created_at")?,
                     last_used_at: r.try_get("last_used_at")?,
                     dn: r.try_get("dn")?,
+                    entry_id: r.try_get("entry_id")?,
                 })
             })
             .collect()
@@ -261,17 +263,19 @@ impl PgStore {
         hash: &str,
         now: i64,
         dn: Option<&str>,
+        entry_id: Option<&str>,
     ) -> Result<bool, StoreError> {
         let mut w = self.writer().await?;
         let r = sqlx::query(
-            "UPDATE app_passwords SET last_used_at = $2, dn = COALESCE(dn, $3) \
-             WHERE id = $1 AND username = $4 AND hash = $5",
+            "UPDATE app_passwords SET last_used_at = $2, dn = COALESCE(dn, $3), \
+             entry_id = COALESCE(entry_id, $6) WHERE id = $1 AND username = $4 AND hash = $5",
         )
         .bind(id)
         .bind(now)
         .bind(dn)
         .bind(user)
         .bind(hash)
+        .bind(entry_id)
         .execute(w.conn())
         .await;
         Ok(w.done(r)?.rows_affected() == 1)
