@@ -1015,7 +1015,57 @@ fn tokens_outside_their_dates_are_shown_as_such() {
             && text.contains("outside their validity dates"),
         "{text}"
     );
-    // And so it is.
-    let code = totp_code(b"12345678901234567890", now(), "sha1", 6, 30);
-    assert_eq!(login(&srv, "carol", "pw-carol", &code), "Access-Reject");
+    // And so it is, before any code is checked: the right code of the expired token is
+    // no wrong guess, and must not lock the user out (it counted toward [lockout]).
+    for _ in 0..3 {
+        let code = totp_code(b"09876543210987654321", now(), "sha1", 6, 30);
+        let r = pyrad(
+            srv.port(),
+            SECRET,
+            &["--user", "carol", "--password", &format!("pw-carol,{code}")],
+        );
+        assert_eq!(r["code"], "Access-Reject", "{r}");
+        assert_eq!(
+            r["messages"][0], "Your second factor has expired. Contact your administrator.",
+            "{r}"
+        );
+    }
+    let rec = &srv.audit_json("carol")[0];
+    assert_eq!(
+        rec["reason"], "token outside its validity period (expired)",
+        "{rec}"
+    );
+    let show = cli_ok(&srv, &["user", "show", "carol"]);
+    assert!(show.contains("failures: 0"), "{show}");
+}
+
+/// A token that expires between the prompt and the answer: the right code is refused as
+/// outside the token's dates, and not counted as a wrong guess toward the lockout.
+#[test]
+fn a_token_expiring_at_the_prompt_refuses_the_answer_uncounted() {
+    let slapd = Slapd::start(&[LdapUser::new("erin", "erin-pw")]);
+    let mut o = Options::new(&slapd.url);
+    o.extra = "\n[lockout]\nthreshold = 1\n".into();
+    let srv = Server::start(&o);
+    let file = srv.dir.path().join("soon.pskcxml");
+    let seed = b"expiring-soon-seed-1";
+    let tokens = serde_json::json!([
+        {"serial": "SOON01", "secret_hex": hex::encode(seed), "type": "totp", "digits": 6,
+         "period": 30, "user": "erin", "expiry_date": now() + 3},
+    ]);
+    make_pskc(&file, &tokens, &[]);
+    cli_ok(&srv, &["token", "import", file.to_str().unwrap()]);
+    let send = |args: &[&str]| pyrad(srv.port(), SECRET, args);
+    let first = send(&["--user", "erin", "--password", "erin-pw"]);
+    assert_eq!(first["code"], "Access-Challenge", "{first}");
+    let state = first["state"].as_str().unwrap().to_string();
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    let code = totp_code(seed, now(), "sha1", 6, 30);
+    let answer = send(&["--user", "erin", "--password", &code, "--state", &state]);
+    assert_eq!(answer["code"], "Access-Reject", "{answer}");
+    let rec = &srv.audit_json("erin")[0];
+    assert_eq!(rec["reason"], "token outside its validity period", "{rec}");
+    // With threshold = 1 a counted answer would have locked her.
+    let show = cli_ok(&srv, &["user", "show", "erin"]);
+    assert!(!show.contains("locked:   until"), "{show}");
 }

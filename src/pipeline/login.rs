@@ -318,9 +318,11 @@ pub async fn start(
         return Ok(Verdict::reject(NO_INLINE_CODE).with_info(Some(info)));
     }
     let phone = oob::phone_for(app, profile, &info);
+    // Tokens outside their validity dates refuse every code: no prompt for them.
+    let has_tokens = !tokens.is_empty() && view.outside_validity.is_none();
     let usable = available(
         &ctx.client.factors.methods,
-        capabilities(app, ctx, !tokens.is_empty(), phone.is_some()),
+        capabilities(app, ctx, has_tokens, phone.is_some()),
     );
     if no_code && !usable.contains(&Method::Voice) {
         // Chose calls, but no number of theirs can be called: the code prompt the choice
@@ -332,7 +334,7 @@ pub async fn start(
         .with_info(Some(info)));
     }
 
-    if usable.is_empty() && !tokens.is_empty() {
+    if usable.is_empty() && has_tokens {
         // Enrolled, but this client cannot use the token (its methods leave OATH codes
         // out): no_factor is for users who have no second factor, not for this one.
         return Ok(Verdict::reject(
@@ -354,6 +356,22 @@ pub async fn start(
                 Reply::reject()
                     .with_message("Your second factor is disabled. Contact your administrator."),
             ));
+    }
+    if let (true, Some(why)) = (usable.is_empty(), view.outside_validity) {
+        // Every code would be refused, and counted toward the lockout: a user typing the
+        // right code of an expired hardware token locked themselves out. Like a disabled
+        // token, not "never enrolled": no_factor = "allow" does not let them in.
+        let message = if why == "expired" {
+            "Your second factor has expired. Contact your administrator."
+        } else {
+            "Your second factor is not valid yet. Contact your administrator."
+        };
+        return Ok(Verdict::reject(format!(
+            "{} ({why})",
+            super::second_factor::OUTSIDE_VALIDITY
+        ))
+        .with_info(Some(info))
+        .with_reply(Reply::reject().with_message(message)));
     }
     if usable.is_empty() && profile.phone.is_some() {
         // An admin stored a number for this user: enrolled for texts or calls, which this

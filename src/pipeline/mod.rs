@@ -537,11 +537,13 @@ mod tests {
     /// request. Rare paths (connecting to LDAP, SMS and calls) are boxed to keep it small,
     /// and `durability::deferred` must not hold the request's future twice. In a debug build
     /// this was 2,720 bytes, and 4,016 on 2026-12-03 (a prompt's switch or resend is boxed
-    /// since it went past the bound); the old `deferred` alone made it 7,952 (11,016 for the
-    /// whole task in a release build before both fixes).
+    /// since it went past the bound), and 4,136 on 2026-12-05 (the directory entry's
+    /// identity in `UserInfo`, held at several awaits, and the tokens' validity in the
+    /// user's view); the old `deferred` alone made it 7,952 (11,016 for the whole task in a
+    /// release build before both fixes).
     #[test]
     fn a_requests_future_stays_small() {
         let size = future_size(handle);
-        assert!(size <= 4096, "pipeline::handle's future is {size} bytes");
+        assert!(size <= 4352, "pipeline::handle's future is {size} bytes");
     }
 }

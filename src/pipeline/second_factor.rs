@@ -4,7 +4,9 @@
 use super::code_turns::Turn;
 use crate::app::AppState;
 use crate::mfa::otp;
-use crate::mfa::verify::{is_replay, verify_token, TokenCheck, VerifyOptions};
+use crate::mfa::verify::{
+    is_replay, valid_at, validity_at, verify_token, TokenCheck, VerifyOptions,
+};
 use crate::store::{
     durability, AuditRecord, StoreError, TokenKind, TokenRecord, UserProfile, UserStatus,
 };
@@ -73,6 +75,9 @@ pub struct UserView {
     pub tokens: Vec<TokenRecord>,
     /// The user holds tokens that are all or partly disabled (reported lost, say).
     pub has_disabled_tokens: bool,
+    /// Every enabled token is outside its validity dates: why ("expired", "not yet
+    /// valid"). None when one is usable now, or there are none.
+    pub outside_validity: Option<&'static str>,
     pub standing: Standing,
     pub profile: UserProfile,
 }
@@ -83,8 +88,15 @@ pub async fn user_view(app: &AppState, user: &str) -> Result<UserView, StoreErro
     let mut snap = app.store.user_snapshot(user).await?;
     let has_disabled_tokens = snap.tokens.iter().any(|r| !r.token.enabled);
     snap.tokens.retain(|r| r.token.enabled);
+    let now = app.clock.now();
+    let outside_validity = if snap.tokens.iter().any(|r| valid_at(r, now)) {
+        None
+    } else {
+        snap.tokens.iter().find_map(|r| validity_at(r, now))
+    };
     Ok(UserView {
         has_disabled_tokens,
+        outside_validity,
         standing: Standing::of(app, &snap.status, seen),
         tokens: snap.tokens,
         profile: snap.profile,
@@ -153,6 +165,8 @@ pub async fn check_code_in_turn(
     let config = app.config();
     let mut reason = "wrong code";
     let mut resync = false;
+    // Whether any token could check the code (one outside its validity dates cannot).
+    let mut checked = false;
     if otp::looks_like_code(code) {
         let opts = VerifyOptions::of(&config);
         // With more than one token: a code one of them already used is refused, uncounted,
@@ -188,24 +202,35 @@ pub async fn check_code_in_turn(
                 // check): refused here too, before any other token is asked.
                 TokenCheck::Replayed => {
                     reason = REPLAYED;
+                    checked = true;
                     break;
                 }
                 // An admin's change, not a guess: refused, uncounted, and said so in the
                 // audit (not "code already used", which would send the admin after a replay).
                 TokenCheck::Withdrawn => {
                     reason = WITHDRAWN;
+                    checked = true;
                     break;
                 }
                 TokenCheck::ResyncPending => {
+                    checked = true;
                     resync = true;
                     reason =
                         "HOTP token out of sync: log in again with its next code to resynchronise"
                 }
-                TokenCheck::NotValidNow if reason == "wrong code" => {
-                    reason = "token outside its validity period"
-                }
-                TokenCheck::NotValidNow | TokenCheck::NoMatch => {}
+                TokenCheck::NotValidNow => {}
+                TokenCheck::NoMatch => checked = true,
             }
+        }
+        if !checked && tokens.iter().any(|r| r.token.enabled) {
+            // Every token is outside its validity dates (one expired between the prompt
+            // and the answer): no code could pass, so this was no guess to count.
+            return Ok(CodeCheck::Invalid {
+                reason: OUTSIDE_VALIDITY.to_string(),
+                locked: false,
+                resync: false,
+                before_lock: None,
+            });
         }
     } else {
         reason = "not a code";
@@ -231,6 +256,9 @@ pub async fn check_code_in_turn(
         before_lock,
     })
 }
+
+/// Why a code was refused when every token of the user is outside its validity dates.
+pub const OUTSIDE_VALIDITY: &str = "token outside its validity period";
 
 /// Why a code that matched was refused: its step (or counter) was used already.
 const REPLAYED: &str = "code already used";
