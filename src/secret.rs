@@ -6,8 +6,19 @@
 
 use std::fmt;
 
-#[derive(Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default)]
 pub struct Secret(Vec<u8>);
+
+/// In constant time for values of one length (only the length may show), so that no
+/// comparison of secret material, now or added later, leaks how much of it matched.
+impl PartialEq for Secret {
+    fn eq(&self, other: &Self) -> bool {
+        use subtle::ConstantTimeEq as _;
+        self.0.ct_eq(&other.0).into()
+    }
+}
+
+impl Eq for Secret {}
 
 impl Secret {
     pub fn new(bytes: impl Into<Vec<u8>>) -> Self {
@@ -74,5 +85,13 @@ mod tests {
         assert_eq!(format!("{s:?}"), "Secret(***)");
         assert_eq!(format!("{s}"), "***");
         assert_eq!(s.expose(), b"hunter2");
+    }
+
+    #[test]
+    fn equal_when_the_bytes_are() {
+        assert_eq!(Secret::from("hunter2"), Secret::from("hunter2"));
+        assert_ne!(Secret::from("hunter2"), Secret::from("hunter3"));
+        assert_ne!(Secret::from("hunter2"), Secret::from("hunter"));
+        assert_eq!(Secret::default(), Secret::from(""));
     }
 }
