@@ -150,6 +150,15 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
     #[cfg(unix)]
     out.extend(store_file_warning(&cfg.store));
     if let Some(l) = &cfg.ldap {
+        // Every search would fail its bind, and `--connect` says only "invalid credentials".
+        if looks_like_a_reference(l.bind_password.expose()) {
+            out.push(
+                "ldap: bind_password looks like a variable reference, which radmfa does not \
+                 expand: the text itself is the password (use bind_password_file for one kept \
+                 elsewhere)"
+                    .into(),
+            );
+        }
         if l.tls_insecure_skip_verify {
             out.push(
                 "ldap: tls_insecure_skip_verify = true: whoever is on the path to the directory \
@@ -853,15 +862,7 @@ fn weak_secret(secret: &[u8]) -> Option<String> {
     }
     // FreeRADIUS and shells expand these; radmfa takes the text as it is, and every NAS
     // then fails its Message-Authenticator with no word of why.
-    let looks_like_a_reference = secret.starts_with(b"${")
-        || secret.starts_with(b"$ENV{")
-        || secret.starts_with(b"env:")
-        || (secret.len() > 1
-            && secret[0] == b'$'
-            && secret[1..]
-                .iter()
-                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || *b == b'_'));
-    if looks_like_a_reference {
+    if looks_like_a_reference(secret) {
         return Some(
             "looks like a variable reference, which radmfa does not expand: the text itself \
              is the secret (use secret_file for a secret kept elsewhere)"
@@ -875,6 +876,19 @@ fn weak_secret(secret: &[u8]) -> Option<String> {
             secret.len()
         )
     })
+}
+
+/// Whether a secret reads like `${NAS_SECRET}`, `$ENV{X}`, `env:X` or `$LDAP_PW`: a
+/// reference that FreeRADIUS or a shell would expand, and radmfa takes as the text itself.
+fn looks_like_a_reference(secret: &[u8]) -> bool {
+    secret.starts_with(b"${")
+        || secret.starts_with(b"$ENV{")
+        || secret.starts_with(b"env:")
+        || (secret.len() > 1
+            && secret[0] == b'$'
+            && secret[1..]
+                .iter()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || *b == b'_'))
 }
 
 /// The SMS is sent (and a call placed) before the Access-Challenge goes out, after the
@@ -1182,6 +1196,27 @@ mod tests {
             "http://127.0.0.1:8080/2010-04-01"
         ));
         assert!(!scheme_off_host("http://", "http://localhost/send"));
+    }
+
+    #[test]
+    fn a_bind_password_like_a_variable_reference_is_warned_about() {
+        let config = |pw: &str| {
+            let text = format!(
+                "[ldap]\nurls = [\"ldap://127.0.0.1\"]\nbind_dn = \"cn=a\"\n\
+                 bind_password = \"{pw}\"\nbase_dn = \"dc=example,dc=org\"\n\
+                 [[client]]\nname = \"nas\"\naddress = \"127.0.0.1\"\n\
+                 secret = \"0123456789abcdef\"\n"
+            );
+            Config::parse(&text, std::path::Path::new("radmfa.toml")).expect("valid")
+        };
+        let said = |c: &Config| {
+            warnings(c)
+                .iter()
+                .any(|w| w.contains("bind_password looks like a variable reference"))
+        };
+        assert!(said(&config("${LDAP_BIND_PASSWORD}")));
+        assert!(said(&config("$LDAP_PW_ENV")));
+        assert!(!said(&config("a real password")));
     }
 
     #[test]
