@@ -166,7 +166,7 @@ impl Reloader {
             // password does not say "alive" until a login fails. (Not for a directory
             // rebuilt only to empty its entry cache: nothing about it is new.)
             if ldap_changed {
-                app.backend_health.failed();
+                app.backend_health.prove_again();
             }
             self.ldap = ldap;
             self.ldap_ca = ldap_ca;

@@ -68,16 +68,25 @@ struct State {
 }
 
 impl BackendHealth {
-    pub fn failed(&self) {
+    /// A request met a failure, `what` (said in the log: "a login met a store failure").
+    pub fn failed(&self, what: &str) {
         let mut s = self.lock();
         // Said once as it happens, as the way back is ("answer again"): until then the
         // node looks down to proxies that check it with Status-Server.
         if !s.failing {
             tracing::warn!(
-                "a login met a directory or store failure: Status-Server from no_reply \
-                 clients goes unanswered until a probe finds both answering"
+                "{what}: Status-Server from no_reply clients goes unanswered until a probe \
+                 finds the directory and the store answering"
             );
         }
+        s.failing = true;
+        s.generation += 1;
+    }
+
+    /// Backends not yet proven (new directory settings from a reload), as at start: no
+    /// failure to warn of, and the next Status-Server probes them.
+    pub fn prove_again(&self) {
+        let mut s = self.lock();
         s.failing = true;
         s.generation += 1;
     }
@@ -177,13 +186,13 @@ mod tests {
     fn one_probe_per_interval_and_a_failure_during_a_probe_stands() {
         let h = BackendHealth::default();
         assert!(!h.is_failing());
-        h.failed();
+        h.failed("a test");
         assert!(h.is_failing());
         let t0 = Instant::now();
         let g = h.take_probe(t0).expect("a first probe");
         assert!(h.take_probe(t0 + PROBE_EVERY / 2).is_none());
         // A failure while the probe ran: its success does not clear it.
-        h.failed();
+        h.failed("a test");
         h.probed_ok(g);
         assert!(h.is_failing());
         let g = h.take_probe(t0 + PROBE_EVERY).expect("the next probe");

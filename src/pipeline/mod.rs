@@ -220,7 +220,8 @@ pub async fn handle(app: &AppState, ctx: &RequestContext, req: &Request) -> Opti
                 &e,
             );
             ctx.store_failed(app);
-            app.backend_health.failed();
+            app.backend_health
+                .failed("a login's store writes were not committed");
             // The audit line said what was decided; the NAS gets the failure reply
             // instead. Unless they are the same (a Reject to a rejecting client), a line
             // and record after it say what the NAS got: a decided Challenge refused, or a
@@ -253,7 +254,8 @@ pub async fn handle(app: &AppState, ctx: &RequestContext, req: &Request) -> Opti
                 &"deadline",
             );
             ctx.store_failed(app);
-            app.backend_health.failed();
+            app.backend_health
+                .failed("a login's writes were not known to be committed within its deadline");
             Metrics::inc(&app.metrics.deadline_exceeded);
             ctx.withheld
                 .store(true, std::sync::atomic::Ordering::Relaxed);
@@ -382,8 +384,10 @@ async fn answer(
             Ok(Err(fault)) => {
                 // An upstream RADIUS server has its own health (`[upstream]` dead time);
                 // the probe here checks the directory and the store.
-                if !matches!(fault, Fault::Auth(AuthError::Upstream(_))) {
-                    app.backend_health.failed();
+                match &fault {
+                    Fault::Auth(AuthError::Upstream(_)) => {}
+                    Fault::Auth(_) => app.backend_health.failed("a login met a directory failure"),
+                    Fault::Store(_) => app.backend_health.failed("a login met a store failure"),
                 }
                 match fault {
                     Fault::Auth(AuthError::Upstream(_)) => {
@@ -395,7 +399,10 @@ async fn answer(
                 failed(fault.to_string())
             }
             Err(_) => {
-                app.backend_health.failed();
+                app.backend_health.failed(
+                    "a login ran past its request deadline (a slow directory, store or upstream \
+                     server)",
+                );
                 Metrics::inc(&app.metrics.deadline_exceeded);
                 failed(format!(
                     "request deadline of {} ms exceeded",
@@ -410,7 +417,8 @@ async fn answer(
     if !recorded {
         // The store is failing: a Status-Server must not call this node alive (its probe
         // clears this only once the audit table takes rows again).
-        app.backend_health.failed();
+        app.backend_health
+            .failed("a login's audit record could not be written");
         let code = verdict.reply.code;
         // A login that cannot be recorded is not granted, nor taken to its next round: fail
         // closed. A Reject stays a Reject, except for a no_reply client, whose NAS asks a
