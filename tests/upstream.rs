@@ -570,6 +570,30 @@ fn config_check_connect_probes_each_upstream_server() {
     );
 }
 
+/// A stock FreeRADIUS holds every reject for `reject_delay` (1 s): a wrong password then
+/// lands at the edge of `timeout_ms`, and one past it counted the server down. `config
+/// check --connect` warns when the made-up user's reject took half of `timeout_ms` or more.
+#[test]
+fn config_check_connect_warns_of_a_server_that_holds_its_rejects() {
+    let slapd = directory();
+    let fr = FreeRadius::start_with_reject_delay(&[], 1);
+    let srv = start(
+        &slapd,
+        &upstream_section(&[local(fr.signed)], "timeout_ms = 1800"),
+        &[client("vpn", "127.0.0.1", "primary = \"upstream\"")],
+    );
+    let out = srv.cli(&["config", "check", "--connect"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "a slow reject is no failure:\n{text}");
+    assert!(
+        text.lines().any(|l| l.starts_with("WARN upstream")
+            && l.contains("its reject took")
+            && l.contains("reject_delay")
+            && l.contains("upstream.timeout_ms")),
+        "{text}"
+    );
+}
+
 /// A UDP relay in front of FreeRADIUS that drops the first `drop` datagrams from radmfa:
 /// packet loss on the path, on loopback. Replies go back to whoever sent last.
 struct LossyRelay {

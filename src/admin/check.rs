@@ -64,14 +64,35 @@ pub async fn connect(cfg: &Config, user: Option<&str>) -> anyhow::Result<bool> {
                 }
             };
             match probe(up, &health, server, &cfg.server.name).await {
-                Ok(Answer::Reject) => line(
-                    true,
-                    format!(
-                        "{label} {shown}: rejected a made-up user in {} ms (reached; address, \
-                         secret and signing accepted)",
-                        t.elapsed().as_millis()
-                    ),
-                ),
+                Ok(Answer::Reject) => {
+                    let took = t.elapsed();
+                    line(
+                        true,
+                        format!(
+                            "{label} {shown}: rejected a made-up user in {} ms (reached; \
+                             address, secret and signing accepted)",
+                            took.as_millis()
+                        ),
+                    );
+                    // FreeRADIUS holds every reject for reject_delay (1 s by default): a
+                    // wrong password then lands at the edge of timeout_ms, and one that
+                    // lands past it counts as the server down, for dead_time_secs.
+                    if took >= up.timeout / 2 {
+                        println!(
+                            "WARN {}",
+                            super::printable(&format!(
+                                "{label} {shown}: its reject took {} ms of {} = {}: a server \
+                                 that holds its rejects (FreeRADIUS reject_delay, 1 s by \
+                                 default) makes a wrong password look like the server down; \
+                                 set reject_delay = 0 there, or raise {}",
+                                took.as_millis(),
+                                up.key("timeout_ms"),
+                                up.timeout.as_millis(),
+                                up.key("timeout_ms")
+                            ))
+                        );
+                    }
+                }
                 Ok(Answer::Accept(_)) => line(
                     false,
                     format!(

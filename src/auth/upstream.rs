@@ -423,7 +423,8 @@ async fn exchange(
                 // it does not know (FreeRADIUS and NPS drop those).
                 let mut why = format!(
                     "no reply{from} within {} ms, sent twice (down, or not configured for this \
-                     address and secret)",
+                     address and secret, or slower: FreeRADIUS holds each reject for its \
+                     reject_delay)",
                     cfg.timeout.as_millis()
                 );
                 if ignored > 0 {

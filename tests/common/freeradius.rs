@@ -39,10 +39,16 @@ pub struct FreeRadius {
 
 impl FreeRadius {
     pub fn start(users: &[UpstreamUser]) -> FreeRadius {
+        Self::start_with_reject_delay(users, 0)
+    }
+
+    /// As [`FreeRadius::start`], holding each Access-Reject for `secs` (its
+    /// `security.reject_delay`; a stock install says 1).
+    pub fn start_with_reject_delay(users: &[UpstreamUser], secs: u32) -> FreeRadius {
         // A port free when chosen can be taken before FreeRADIUS binds it (by any test's
         // outgoing socket): then it exits saying so, and starts again on other ports.
         for _ in 0..3 {
-            match Self::try_start(users) {
+            match Self::try_start(users, secs) {
                 Ok(fr) => return fr,
                 Err(log) if log.contains("Address already in use") => continue,
                 Err(log) => panic!("freeradius did not start:\n{log}"),
@@ -52,7 +58,7 @@ impl FreeRadius {
     }
 
     /// Started and ready, or everything it printed.
-    fn try_start(users: &[UpstreamUser]) -> Result<FreeRadius, String> {
+    fn try_start(users: &[UpstreamUser], reject_delay: u32) -> Result<FreeRadius, String> {
         let bin = require("freeradius", "freeradius");
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path().display().to_string();
@@ -74,7 +80,11 @@ impl FreeRadius {
         let signed_v6 = free_port();
         std::fs::write(
             dir.path().join("radiusd.conf"),
-            config(&d, [signed, unsigned, other_secret, signed_v6]),
+            config(
+                &d,
+                [signed, unsigned, other_secret, signed_v6],
+                reject_delay,
+            ),
         )
         .unwrap();
         let log = std::fs::File::create(dir.path().join("log/stdout")).unwrap();
@@ -128,7 +138,11 @@ impl Drop for FreeRadius {
     }
 }
 
-fn config(dir: &str, [signed, unsigned, other_secret, signed_v6]: [u16; 4]) -> String {
+fn config(
+    dir: &str,
+    [signed, unsigned, other_secret, signed_v6]: [u16; 4],
+    reject_delay: u32,
+) -> String {
     let listen = |port: u16, clients: &str| {
         let addr = if clients.ends_with("v6") {
             "ipv6addr = ::1"
@@ -179,7 +193,7 @@ log {{
 }}
 security {{
 	max_attributes = 200
-	reject_delay = 0
+	reject_delay = {reject_delay}
 	status_server = yes
 }}
 clients radmfa {{
