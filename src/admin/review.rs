@@ -238,6 +238,27 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
                 }
             ));
         }
+        // radmfa asking itself: every login goes round until its deadline.
+        for server in &u.servers {
+            let crate::config::upstream::UpstreamHost::Addr(addr) = server.host else {
+                continue;
+            };
+            let own = cfg.server.listen.iter().any(|l| {
+                *l == addr
+                    || (l.port() == addr.port()
+                        && l.ip().is_unspecified()
+                        && l.is_ipv4() == addr.is_ipv4()
+                        && addr.ip().is_loopback())
+            });
+            if own {
+                out.push(format!(
+                    "{label}: server {} is this radmfa's own [server] listen address: logins \
+                     sent there come back to radmfa itself, round and round until their \
+                     deadline",
+                    server.name
+                ));
+            }
+        }
         // The servers are asked one after the other; the request's deadline does not wait,
         // and a login decides by the deadline less what is kept for its audit record.
         let shortest = users
@@ -1196,6 +1217,30 @@ mod tests {
             "http://127.0.0.1:8080/2010-04-01"
         ));
         assert!(!scheme_off_host("http://", "http://localhost/send"));
+    }
+
+    #[test]
+    fn an_upstream_server_at_radmfas_own_address_is_warned_about() {
+        let config = |listen: &str, server: &str| {
+            let text = format!(
+                "[server]\nlisten = [\"{listen}\"]\n\
+                 [ldap]\nurls = [\"ldap://127.0.0.1\"]\nbind_dn = \"cn=a\"\n\
+                 bind_password = \"pw\"\nbase_dn = \"dc=example,dc=org\"\n\
+                 [upstream]\nservers = [\"{server}\"]\nsecret = \"0123456789abcdef\"\n\
+                 [[client]]\nname = \"nas\"\naddress = \"127.0.0.1\"\n\
+                 secret = \"0123456789abcdef\"\nprimary = \"upstream\"\n"
+            );
+            Config::parse(&text, std::path::Path::new("radmfa.toml")).expect("valid")
+        };
+        let said = |c: &Config| {
+            warnings(c)
+                .iter()
+                .any(|w| w.contains("own [server] listen"))
+        };
+        assert!(said(&config("127.0.0.1:1812", "127.0.0.1:1812")));
+        assert!(said(&config("0.0.0.0:1812", "127.0.0.1:1812")));
+        assert!(!said(&config("0.0.0.0:1812", "127.0.0.1:1645")));
+        assert!(!said(&config("127.0.0.1:1812", "10.0.0.5:1812")));
     }
 
     #[test]

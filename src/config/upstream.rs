@@ -62,6 +62,14 @@ pub enum StatusCheck {
     AccessRequest,
 }
 
+fn status_check_name(c: Option<StatusCheck>) -> &'static str {
+    match c {
+        None => "none",
+        Some(StatusCheck::StatusServer) => "status-server",
+        Some(StatusCheck::AccessRequest) => "access-request",
+    }
+}
+
 /// One entry of `servers`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamServer {
@@ -245,6 +253,18 @@ fn upstream_config(
             ))
         }
     };
+    // Checks run while a server is held back: with no dead time there is none.
+    if status_check.is_some() && dead_time_secs < 2 {
+        return Err(ConfigError::invalid(
+            key("dead_time_secs"),
+            format!(
+                "{dead_time_secs} leaves no time between checks of a silent server \
+                 (status_check = {:?} checks it every check_interval_secs while it is held \
+                 back): use 2 or more, or status_check = \"none\"",
+                status_check_name(status_check)
+            ),
+        ));
+    }
     if status_check.is_some() && !(1..dead_time_secs).contains(&check_interval_secs) {
         return Err(ConfigError::invalid(
             key("check_interval_secs"),
@@ -288,6 +308,21 @@ fn server(s: &str) -> Result<UpstreamServer, String> {
     if let Ok(addr) = s.parse::<SocketAddr>() {
         if addr.port() == 0 {
             return Err(format!("{s:?}: 0 is not a port {usage}"));
+        }
+        // No one server answers there: a listener's wildcard, or a group of hosts.
+        let ip = addr.ip();
+        let v4_broadcast = matches!(ip, std::net::IpAddr::V4(v4) if v4.is_broadcast());
+        if ip.is_unspecified() || ip.is_multicast() || v4_broadcast {
+            return Err(format!(
+                "{s:?}: {ip} is a {} address, not one server's {usage}",
+                if ip.is_unspecified() {
+                    "wildcard (unspecified)"
+                } else if v4_broadcast {
+                    "broadcast"
+                } else {
+                    "multicast"
+                }
+            ));
         }
         return Ok(UpstreamServer {
             name: addr.to_string(),
@@ -380,6 +415,11 @@ mod tests {
             ("2001:db8::5", "not an address with its port"),
             ("[2001:db8::5]", "not an address with its port"),
             ("10.0.0.5:0", "is not a port"),
+            ("0.0.0.0:1812", "wildcard (unspecified)"),
+            ("[::]:1812", "wildcard (unspecified)"),
+            ("255.255.255.255:1812", "broadcast"),
+            ("224.0.0.1:1812", "multicast"),
+            ("[ff02::1]:1812", "multicast"),
             ("nps:radius", "is not a port"),
             ("nps_1.example:1812", "neither an IP address nor a DNS name"),
             ("-nps.example:1812", "neither"),
