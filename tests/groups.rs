@@ -590,6 +590,33 @@ fn config_check_connect_names_each_server_and_what_a_login_would_find() {
     let want = "ok   user alice: texts and calls go to ••••6789 (from the number stored with \
                 user set-phone)";
     assert!(text.contains(want), "missing {want:?} in:\n{text}");
+    // Bob is in none of the VPN's allow_groups: the membership check itself is fine
+    // ("ok"), the login is not, and a WARN says so.
+    let out = srv.cli(&["config", "check", "--connect", "--user", "bob"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let want = "WARN user bob: would be refused on client(s) \"vpn\": not a member of any of \
+                the client's allow_groups";
+    assert!(text.contains(want), "missing {want:?} in:\n{text}");
+    // A locked second factor refuses every login that needs it: said, with the way out.
+    for _ in 0..5 {
+        let r = password(&srv, "alice", "alice-pw");
+        let state = r["state"].as_str().expect("a challenge").to_string();
+        pyrad(
+            srv.port(),
+            SECRET,
+            &["--user", "alice", "--password", "000000", "--state", &state],
+        );
+    }
+    let out = check(&srv.config);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.lines().any(
+            |l| l.starts_with("WARN user alice: second factor locked until")
+                && l.contains("radmfa user unlock")
+        ),
+        "{text}"
+    );
+    assert!(srv.cli(&["user", "unlock", "alice"]).status.success());
     // A displayName the user wrote herself ("by self write") with terminal escapes in it
     // (move up, erase the line: a FAIL line above would vanish) is shown escaped.
     slapd.modify(

@@ -338,6 +338,27 @@ async fn check_user(
         for warning in super::check_refusal::refusals(cfg, &user, &held, &groups) {
             println!("WARN {}", super::printable(&warning));
         }
+        // Whatever the factors: a fraud block or a lockout refuses the login everywhere.
+        if profile.blocked_at.is_some() {
+            println!(
+                "WARN user {}: blocked after a fraud report (user show says when and why): \
+                 every login with a second factor is refused until radmfa user unblock",
+                super::printable(&user)
+            );
+        }
+    }
+    match store.user_status(&user).await {
+        Ok(status) => {
+            if let Some(until) = status.locked_until.filter(|t| *t > now) {
+                println!(
+                    "WARN user {}: second factor locked until {} after wrong codes: every \
+                     login that needs it is refused until then, or radmfa user unlock",
+                    super::printable(&user),
+                    super::audit::fmt_time(until)
+                );
+            }
+        }
+        Err(e) => line(false, format!("user {user}: reading the lockout: {e}")),
     }
 }
 

@@ -1,5 +1,5 @@
 //! `config check --connect --user`: the clients on which the user's login would be refused
-//! for want of a second factor it can use there, and why. Every other line of the check can
+//! for want of a second factor it can use there, or for want of a group, and why. Every other line of the check can
 //! read "ok" for a user who cannot log in anywhere (no token, no number, every client
 //! `no_factor = "reject"`), and the first to hear of it would be the user.
 //!
@@ -31,6 +31,14 @@ pub(super) fn refusals(
     let enabled = held.tokens.iter().any(|t| t.enabled);
     let mut by_reason: Vec<(String, Vec<&str>)> = Vec::new();
     for (client, standing) in cfg.clients.iter().zip(groups) {
+        if *standing == Groups::NotAllowed {
+            let reason = "not a member of any of the client's allow_groups".to_string();
+            match by_reason.iter_mut().find(|(r, _)| *r == reason) {
+                Some((_, clients)) => clients.push(&client.name),
+                None => by_reason.push((reason, vec![&client.name])),
+            }
+            continue;
+        }
         if *standing != Groups::Decide {
             continue;
         }
