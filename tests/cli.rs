@@ -206,7 +206,14 @@ fn revocations_of_nothing_under_a_name_fail_and_are_not_audited() {
     assert!(!ok && err.contains("give a unit"), "{err}");
     let (ok, out, _) = run(&cfg, &["user", "bypass", "alice", "--cancel"]);
     assert!(ok && !out.contains("is blocked"), "{out}");
-    assert!(run(&cfg, &["user", "set-method", "alice", "totp"]).0);
+    let (ok, _, err) = run(&cfg, &["user", "set-method", "alice", "totp"]);
+    assert!(ok && !err.contains("note:"), "{err}");
+    // Stored, but said to change nothing yet: this config has no [sms] section.
+    let (ok, out, err) = run(&cfg, &["user", "set-method", "alice", "sms"]);
+    assert!(
+        ok && out.contains("default method sms") && err.contains("no [sms] section"),
+        "{out}{err}"
+    );
     assert!(run(&cfg, &["user", "set-method", "alice", "none"]).0);
     // No number stored (it comes from the directory, or an earlier run removed it and then
     // failed): "none" still ends what hangs on the phone, here a remembered login.

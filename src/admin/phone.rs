@@ -218,6 +218,26 @@ pub async fn set_method(
         super::printable(&a.user),
         method.unwrap_or("none")
     );
+    // Stored either way (the section may come with the next reload, the token tomorrow),
+    // but a setting that changes nothing yet is said: logins fall back meanwhile.
+    let unusable = match method {
+        Some("sms") if cfg.delivery.sms.is_none() => {
+            Some("this config has no [sms] section".to_string())
+        }
+        Some("voice") if cfg.delivery.voice.is_none() => {
+            Some("this config has no [voice] section".to_string())
+        }
+        Some("totp") if store.tokens_for_user(&a.user).await?.is_empty() => Some(format!(
+            "{} holds no token (user enroll-totp, token assign)",
+            super::printable(&a.user)
+        )),
+        _ => None,
+    };
+    if let Some(why) = unusable {
+        eprintln!(
+            "note: {why}: until then logins use the user's other methods, as if none were set"
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
