@@ -99,7 +99,15 @@ fn pam_radius_auth_answers_the_challenge() {
     let wrong = if code == "000000" { "111111" } else { "000000" };
     let (ok, out) = pamtester(&svc.name, "alice", &format!("alice-Secret-pw\n{wrong}\n"));
     assert!(!ok, "wrong code accepted:\n{out}");
-    assert_eq!(srv.audit_json("alice")[0]["reason"], "wrong code");
+    let rec = &srv.audit_json("alice")[0];
+    assert_eq!(rec["reason"], "wrong code");
+    // Her one token: the record names it, so an admin sees which token keeps failing.
+    assert!(
+        rec["token_serial"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("TOTP-")),
+        "{rec}"
+    );
     let (ok, out) = pamtester(&svc.name, "alice", "wrong\n");
     assert!(!ok, "wrong password accepted:\n{out}");
     assert_eq!(srv.audit_json("alice")[0]["reason"], "bad password");

@@ -6,7 +6,8 @@
 use super::login::LOCKED_MESSAGE;
 use super::methods::{self, blocked, Subject};
 use super::second_factor::{
-    check_code_in_turn, oath_mode, take_turn, user_view, CodeCheck, UserView, RESYNC_MESSAGE,
+    check_code_in_turn, oath_mode, sole_serial, take_turn, user_view, CodeCheck, UserView,
+    RESYNC_MESSAGE,
 };
 use super::{aliases, followup_oob, oob, Fault, RequestContext, Verdict};
 use crate::app::AppState;
@@ -405,6 +406,7 @@ async fn totp(
                 before_lock,
             };
             let mut v = wrong_answer(app, r, attempt, mode, reason, lock, prompt).await?;
+            v.token_serial = sole_serial(&view.tokens);
             if resync && !locked && v.reply.code == ReplyCode::Reject {
                 // Out of attempts: the next login's code will do it.
                 v.reply = v.reply.with_message(RESYNC_MESSAGE);

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use super::aliases::{self, OtherName};
 use super::groups::{self, Membership};
 use super::methods::{self, blocked, Subject};
-use super::second_factor::{check_code, oath_mode, user_view, CodeCheck, Standing, RESYNC_MESSAGE};
+use super::second_factor::{
+    check_code, oath_mode, sole_serial, user_view, CodeCheck, Standing, RESYNC_MESSAGE,
+};
 use super::{
     app_login, bypass, networks, oob, primary, rdg, remembered, static_challenge, Fault,
     RequestContext, Verdict,
@@ -630,6 +632,7 @@ async fn inline(
                 // As a wrong code at a prompt is recorded: the mode the code was checked
                 // in (audit --count-by mode filed these under "none").
                 v.mode = oath_mode(tokens);
+                v.token_serial = sole_serial(tokens);
                 v
             }
         },

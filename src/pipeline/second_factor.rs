@@ -35,6 +35,17 @@ pub enum CodeCheck {
 pub const RESYNC_MESSAGE: &str =
     "Your token is out of sync: enter its next code to resynchronise it.";
 
+/// The serial a wrong code is recorded under: the user's token when there is one (which
+/// token keeps failing, a hardware token drifting, say, is what the admin looks for); none
+/// when several could have been meant.
+pub fn sole_serial(tokens: &[TokenRecord]) -> Option<String> {
+    let mut enabled = tokens.iter().filter(|r| r.token.enabled);
+    match (enabled.next(), enabled.next()) {
+        (Some(only), None) => Some(only.token.serial.clone()),
+        _ => None,
+    }
+}
+
 /// The audit mode of a code prompt or a wrong code: `hotp` when every token the user has is
 /// an HOTP token, else `totp`.
 pub fn oath_mode(tokens: &[TokenRecord]) -> &'static str {
