@@ -204,6 +204,12 @@ pub struct AuditArgs {
     /// app-password-delete, app-password-delete-all; store: backup, migrate.
     #[arg(long)]
     pub result: Option<String>,
+    /// How the login was decided: totp, hotp, sms, voice, app-password; or without a
+    /// second factor: bypass, exempt, remembered, primary-only, fail-open; lockout (an
+    /// automatic lock), admin (admin actions), none. `--mode bypass --result accept` lists
+    /// the logins a bypass let in.
+    #[arg(long)]
+    pub mode: Option<String>,
     /// One node's records (its `[server] name`; the audit's server_name), where nodes share
     /// a PostgreSQL store.
     #[arg(long)]

@@ -1993,6 +1993,23 @@ fn reset_forgets_wrong_codes_below_the_threshold() {
     assert!(!ok && err.contains("nothing to reset"), "{err}");
 }
 
+/// `audit --mode`: the records of one way of deciding (here the admin's own), and a mode
+/// radmfa does not record is warned about rather than read as "none happened".
+#[test]
+fn audit_filters_by_mode() {
+    let (_d, cfg) = setup();
+    assert!(run(&cfg, &["user", "enroll-totp", "alice", "--uri-only"]).0);
+    let (ok, out, err) = run(&cfg, &["audit", "--mode", "admin", "--json"]);
+    assert!(
+        ok && out.contains("\"enroll\"") && err.is_empty(),
+        "{out}{err}"
+    );
+    let (ok, out, _) = run(&cfg, &["audit", "--mode", "bypass", "--json"]);
+    assert!(ok && out.trim().is_empty(), "{out}");
+    let (ok, _, err) = run(&cfg, &["audit", "--mode", "by-pass"]);
+    assert!(ok && err.contains("is not a mode radmfa records"), "{err}");
+}
+
 /// Processes that open a database behind by a migration at the same moment (the service
 /// restarting while an admin runs a command) all succeed, and so do processes that create
 /// one from nothing at once (every migration due): sqlx's SQLite migrator takes no lock, both

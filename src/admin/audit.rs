@@ -75,6 +75,23 @@ pub fn age_secs(s: &str) -> anyhow::Result<i64> {
 
 /// The results radmfa records, as `audit --help` lists them (a unit test keeps the two
 /// together).
+/// The modes radmfa records: the factor checked, or how a login passed without one.
+const KNOWN_MODES: &[&str] = &[
+    "totp",
+    "hotp",
+    "sms",
+    "voice",
+    "app-password",
+    "bypass",
+    "exempt",
+    "remembered",
+    "primary-only",
+    "fail-open",
+    "lockout",
+    "admin",
+    "none",
+];
+
 const KNOWN_RESULTS: &[&str] = &[
     "accept",
     "reject",
@@ -111,6 +128,14 @@ pub async fn run(cfg: &Config, args: AuditArgs) -> anyhow::Result<ExitCode> {
     // A typo (`rejected`) matched nothing and printed an empty table: read during an
     // incident as "no rejects". Said on stderr; the query still runs (a result written by
     // a newer node sharing the store is one this release may not know).
+    if let Some(m) = args.mode.as_deref().filter(|m| !KNOWN_MODES.contains(m)) {
+        eprintln!(
+            "warning: --mode {:?} is not a mode radmfa records ({}); records match it only \
+             if a newer release wrote them",
+            printable(m),
+            KNOWN_MODES.join(", ")
+        );
+    }
     if let Some(r) = args
         .result
         .as_deref()
@@ -135,6 +160,7 @@ pub async fn run(cfg: &Config, args: AuditArgs) -> anyhow::Result<ExitCode> {
     let filter = AuditFilter {
         user: args.user.as_deref().map(|u| cfg.user_names.key(u)),
         result: args.result,
+        mode: args.mode,
         since: args
             .since
             .map(|s| parse_time(&s, now))

@@ -52,6 +52,9 @@ where
     if let Some(result) = &f.result {
         q.push(" AND result = ").push_bind(result.clone());
     }
+    if let Some(mode) = &f.mode {
+        q.push(" AND mode = ").push_bind(mode.clone());
+    }
     if let Some(server) = &f.server {
         q.push(" AND server_name = ").push_bind(server.clone());
     }

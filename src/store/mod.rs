@@ -419,6 +419,8 @@ pub struct UserSnapshot {
 pub struct AuditFilter {
     pub user: Option<String>,
     pub result: Option<String>,
+    /// How the login was decided (the record's mode: totp, bypass, exempt, …).
+    pub mode: Option<String>,
     /// Records at or after this time (Unix seconds).
     pub since: Option<i64>,
     /// Records before this time, not at it: reports over consecutive windows (`--since T1

@@ -1088,6 +1088,7 @@ pub async fn audit_filters_order_and_limit(store: &dyn Store) {
     let f = |user: Option<&str>, result: Option<&str>, since, until, limit| AuditFilter {
         user: user.map(Into::into),
         result: result.map(Into::into),
+        mode: None,
         since,
         until,
         server: None,
@@ -1177,6 +1178,25 @@ pub async fn audit_filters_order_and_limit(store: &dyn Store) {
         .await
         .unwrap()
         .is_empty());
+    // By mode: how the login was decided.
+    store
+        .append_audit(&AuditRecord {
+            mode: "bypass".into(),
+            ..audit_record(T + 45, "carol", "accept")
+        })
+        .await
+        .unwrap();
+    let bypassed = store
+        .audit(&AuditFilter {
+            mode: Some("bypass".into()),
+            ..AuditFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        bypassed.iter().map(|r| r.user.as_str()).collect::<Vec<_>>(),
+        ["carol"]
+    );
 }
 
 /// `radmfa audit --follow`: records after an id, oldest first, the other filters applying.
