@@ -97,6 +97,8 @@ fn a_passed_second_factor_spares_the_code_from_the_same_station_only() {
         "{reason}"
     );
     assert_eq!(rec["client_ip"], STATION_A);
+    // And the box the request came from, beside the user's station.
+    assert_eq!(rec["nas_ip"], "127.0.0.1", "{rec}");
 
     // The password is still checked, and the same reply as for anyone with a wrong one.
     let r = send(&srv, "127.0.0.1", Some(STATION_A), "wrong-password", None);

@@ -434,6 +434,7 @@ mod tables {
                 ("server_name", Text),
                 ("server_ip", Text),
                 ("client_ip", Text),
+                ("nas_ip", Text),
                 ("nas_name", Text),
                 ("latency_ms", Int),
                 ("actor", Text),

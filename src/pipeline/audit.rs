@@ -53,6 +53,7 @@ pub async fn record(
         server_name: config.server.name.clone(),
         server_ip: ctx.local.map(|a| a.ip().to_string()),
         client_ip,
+        nas_ip: Some(ctx.src.ip().to_canonical().to_string()),
         nas_name: Some(ctx.client.name.clone()),
         latency_ms: ctx.received.elapsed().as_millis() as i64,
         actor: None,
@@ -66,6 +67,7 @@ pub async fn record(
         token = rec.token_serial.as_deref().unwrap_or(""),
         client_ip = rec.client_ip.as_deref().unwrap_or(""),
         nas = %ctx.client.name,
+        nas_ip = rec.nas_ip.as_deref().unwrap_or(""),
         latency_ms = rec.latency_ms,
         "auth"
     );

@@ -344,6 +344,10 @@ pub struct AuditRecord {
     pub server_ip: Option<String>,
     /// Calling-Station-Id, or the NAS address when there is none.
     pub client_ip: Option<String>,
+    /// The address the request came from: the NAS, or a proxy in front of it. None for
+    /// admin records.
+    #[serde(default)]
+    pub nas_ip: Option<String>,
     pub nas_name: Option<String>,
     pub latency_ms: i64,
     /// Admin records: the account that ran the command (see `admin::actor`).

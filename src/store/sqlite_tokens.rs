@@ -115,8 +115,9 @@ impl SqliteStore {
             sqlx::query(
                 "INSERT INTO audit (time, user, first_name, last_name, email, phone, \
                  token_serial, mode, result, reason, server_name, server_ip, client_ip, \
-                 nas_name, latency_ms, actor) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+                 nas_name, latency_ms, actor, nas_ip) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, \
+                 ?17)",
             )
             .bind(r.time)
             .bind(&r.user)
@@ -134,6 +135,7 @@ impl SqliteStore {
             .bind(&r.nas_name)
             .bind(r.latency_ms)
             .bind(&r.actor)
+            .bind(&r.nas_ip)
             .execute(&mut *tx)
             .await?;
         }

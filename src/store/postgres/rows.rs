@@ -84,6 +84,7 @@ pub(super) fn audit_from_row(row: &PgRow) -> Result<AuditRecord, StoreError> {
         server_name: row.try_get("server_name")?,
         server_ip: row.try_get("server_ip")?,
         client_ip: row.try_get("client_ip")?,
+        nas_ip: row.try_get("nas_ip")?,
         nas_name: row.try_get("nas_name")?,
         latency_ms: row.try_get("latency_ms")?,
         actor: row.try_get("actor")?,
