@@ -286,6 +286,16 @@ fn upstream_config(
             )),
         })
         .collect::<Result<Vec<_>, _>>()?;
+    // Listed twice, one of them under another spelling (Class and Attr-25), it reads as
+    // two rules where there is one.
+    for (i, (name, k)) in pass_through.iter().enumerate() {
+        if let Some((first, _)) = pass_through[..i].iter().find(|(_, other)| other == k) {
+            return Err(ConfigError::invalid(
+                format!("{section}.pass_through[{i}]"),
+                format!("{name:?} is {first:?} again: list each attribute once"),
+            ));
+        }
+    }
     Ok(UpstreamConfig {
         group: group.to_string(),
         servers,

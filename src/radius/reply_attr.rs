@@ -194,7 +194,15 @@ impl AttrKey {
             .or_else(|| name.strip_prefix("Attr-")?.parse::<u8>().ok());
         if let Some(typ) = standard {
             if typ == 0 || NOT_PASSED.contains(&typ) {
-                return Err(format!("{name:?} cannot be passed through"));
+                let why = match typ {
+                    2 | 3 => "a password, which only requests carry",
+                    24 | 33 => "it belongs to the exchange between radmfa and the upstream server",
+                    26 => "name the vendor attribute itself (Cisco-AVPair, Vendor-9-Attr-1)",
+                    79 => "radmfa does not relay EAP",
+                    80 => "it signs the exchange between radmfa and the upstream server",
+                    _ => "type 0 is no attribute",
+                };
+                return Err(format!("{name:?} cannot be passed through: {why}"));
             }
             if ENCRYPTED_STANDARD.contains(&typ) {
                 return Err(format!("{name:?} {ENCRYPTED}"));
@@ -364,6 +372,18 @@ mod tests {
             assert!(err.contains("encrypted"), "{encrypted}: {err}");
         }
         assert!(AttrKey::by_name("Vendor-311-Attr-25").is_ok());
+        // Each refusal says why.
+        for (bad, why) in [
+            ("Attr-33", "belongs to the exchange"),
+            ("Attr-24", "belongs to the exchange"),
+            ("Attr-80", "signs the exchange"),
+            ("Attr-26", "name the vendor attribute"),
+            ("Attr-79", "EAP"),
+            ("Attr-2", "a password"),
+        ] {
+            let err = AttrKey::by_name(bad).unwrap_err();
+            assert!(err.contains(why), "{bad}: {err}");
+        }
     }
 
     #[test]
