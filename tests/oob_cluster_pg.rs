@@ -318,15 +318,28 @@ fn node_stalled_holding_send_slot_locks_blocks_other_sms_logins_only_briefly() {
     );
     let a = pg_node(&slapd, &standin, &url, &key, &clients);
     let b = pg_node(&slapd, &standin, &url, &key, &clients);
+    // On one connection kept open, not a psql started per look: A's session holds its
+    // locks for 2 s only (its idle-in-transaction timeout), and on a loaded machine a few
+    // psql starts took longer than that, so the test never saw them held.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let watcher = std::cell::RefCell::new(
+        rt.block_on(<sqlx::PgConnection as sqlx::Connection>::connect(&url))
+            .unwrap(),
+    );
     let advisory = |granted: bool| -> usize {
-        pg.psql(
-            &db,
-            &format!(
-                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted = {granted}"
-            ),
-        )
-        .parse()
-        .unwrap()
+        let n: i64 = rt
+            .block_on(
+                sqlx::query_scalar(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted = $1",
+                )
+                .bind(granted)
+                .fetch_one(&mut *watcher.borrow_mut()),
+            )
+            .unwrap();
+        n as usize
     };
     let wait_until = |what: &str, ok: &dyn Fn() -> bool| {
         let start = Instant::now();
