@@ -1381,6 +1381,49 @@ fn rd_gateway_request_calls_without_an_ldap_bind() {
     assert_eq!(standin.calls().len(), 2);
 }
 
+/// `no_factor = "allow"` on a second-factor-only client: a user with no number and no
+/// token is let in on the gateway's own check (Azure MFA Server's "User match required"
+/// unticked), audited as such; one whose token cannot be used there is not. It was
+/// accepted by `config check` and then ignored.
+#[test]
+fn rd_gateway_no_factor_allow_lets_in_only_users_never_enrolled() {
+    let slapd = common::slapd::Slapd::start_with(
+        &[LdapUser::new("alice", ALICE_PW)],
+        common::slapd::SlapdOptions {
+            extra_ldif: "dn: uid=carol,ou=people,dc=example,dc=org\nobjectClass: inetOrgPerson\n\
+                         uid: carol\ncn: Carol\nsn: Carol\nuserPassword: carol-pw\n\n\
+                         dn: uid=dave,ou=people,dc=example,dc=org\nobjectClass: inetOrgPerson\n\
+                         uid: dave\ncn: Dave\nsn: Dave\nuserPassword: dave-pw\n\n"
+                .into(),
+            ..Default::default()
+        },
+    );
+    let standin = Standin::start();
+    let clients = [client(
+        "rd-gateway",
+        "127.0.0.1",
+        "second_factor_only = true\nmethods = [\"voice\"]\nvoice_mode = \"hold\"\n\
+         voice_budget_secs = 30\nno_factor = \"allow\"",
+    )];
+    let srv = start(&slapd, &standin, "", "", &clients);
+    srv.enroll("dave", &[]);
+    let r = rd_gateway_request_for(&srv, "127.0.0.1", "carol");
+    assert_eq!(code_of(&r), "Access-Accept", "{r}");
+    let rec = &srv.audit_json("carol")[0];
+    assert_eq!(rec["mode"], "primary-only", "{rec}");
+    assert!(standin.calls().is_empty());
+    // A token is a second factor, if not one a gateway can use: refused.
+    let r = rd_gateway_request_for(&srv, "127.0.0.1", "dave");
+    assert_eq!(code_of(&r), "Access-Reject", "{r}");
+    let out = srv.cli(&["config", "check", "--connect", "--user", "dave"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("WARN user dave: would be refused on client(s) \"rd-gateway\": its tokens")
+            && text.contains("user set-phone"),
+        "{text}"
+    );
+}
+
 /// One entry, two names (`uid: jdoe`, `uid: john.doe`), its phone stored under jdoe. RD
 /// Gateway asking for john.doe gets no call: that name holds nothing of its own, and the
 /// stored phone (or a fraud block) belongs to the other; as for a password login.

@@ -42,20 +42,39 @@ pub(super) fn refusals(
         if *standing != Groups::Decide {
             continue;
         }
+        // Behind RD Gateway only the approval call can finish a login (pipeline::rdg).
+        let calls_only = client.factors.second_factor_only;
         let caps = Capabilities {
-            has_token,
+            has_token: has_token && !calls_only,
             has_phone,
-            sms_configured: cfg.delivery.sms.is_some(),
+            sms_configured: cfg.delivery.sms.is_some() && !calls_only,
             voice_configured: cfg.delivery.voice.is_some(),
-            can_prompt: matches!(client.otp_mode, OtpMode::Challenge),
-            holds_calls: client.factors.voice_mode == VoiceMode::Hold,
+            can_prompt: matches!(client.otp_mode, OtpMode::Challenge) && !calls_only,
+            holds_calls: client.factors.voice_mode == VoiceMode::Hold || calls_only,
         };
         if !available(&client.factors.methods, caps).is_empty()
             || (held.app_passwords && client.factors.app_passwords)
         {
             continue;
         }
-        let reason = if has_token {
+        let reason = if calls_only && (has_phone || !held.tokens.is_empty()) {
+            if has_phone {
+                "its number cannot be called from there ([voice] is not set up)".to_string()
+            } else {
+                "its tokens cannot be used there (a second-factor-only client only calls: \
+                 store a number, user set-phone)"
+                    .to_string()
+            }
+        } else if calls_only && client.no_factor == NoFactorPolicy::Reject {
+            "no number an approval call could use (a second-factor-only client only calls), \
+             and the client has no_factor = \"reject\"; store one (user set-phone)"
+                .to_string()
+        } else if calls_only && unused_number(&cfg.delivery.phone, info).is_some() {
+            "the directory's number is not one calls could use (said above)".to_string()
+        } else if calls_only {
+            // no_factor = "allow": the gateway's own check alone.
+            continue;
+        } else if has_token {
             "its tokens cannot be used there (the client's methods leave out totp)".to_string()
         } else if enabled {
             "its tokens are outside their validity dates (expired, or not yet valid: radmfa \

@@ -11,6 +11,7 @@ use super::methods::{self, blocked, Subject};
 use super::second_factor::is_locked;
 use super::{aliases, bypass, networks, oob, remembered, Fault, RequestContext, Verdict};
 use crate::app::AppState;
+use crate::config::NoFactorPolicy;
 use crate::mfa::method::{available, Method};
 use crate::radius::{Reply, Request};
 
@@ -106,6 +107,23 @@ pub async fn start(
         capabilities(app, ctx, false, phone.is_some()),
     );
     if usable.is_empty() {
+        // Never enrolled (no token, no number anywhere, not even one the directory holds
+        // that cannot be used): `no_factor` decides, as on a password client. Azure MFA
+        // Server's "User match required" unticked let such users through RD Gateway.
+        let never_enrolled = phone.is_none()
+            && snapshot.tokens.is_empty()
+            && profile.phone.is_none()
+            && oob::unused_directory_number(app, &info).is_none();
+        if never_enrolled && ctx.client.no_factor == NoFactorPolicy::Allow {
+            return Ok(Verdict::accept(
+                "primary-only",
+                Some(
+                    "no second factor enrolled; client policy allows the gateway's check only"
+                        .into(),
+                ),
+                info,
+            ));
+        }
         let why = if phone.is_none() {
             "no phone number for the approval call"
         } else {
