@@ -38,6 +38,53 @@ fn allow_password_only(o: &mut Options) {
     }];
 }
 
+/// A State answered through another client entry (one NAS's IPv6 address, the other proxy
+/// of a pair, each with an entry of its own) is refused, saying which entry issued it and
+/// what to do, and is not burned: the same answer through the first entry still logs in.
+#[test]
+fn a_state_answered_through_another_client_entry_says_which() {
+    let slapd = Slapd::start(&[LdapUser::new("alice", ALICE_PW)]);
+    let srv = start(&slapd, |o| {
+        o.clients = vec![
+            Nas::challenge("proxy1", "127.0.0.1"),
+            Nas::challenge("proxy2", "127.0.0.2"),
+        ];
+    });
+    let seed = srv.enroll("alice", &[]);
+    let r1 = py_password(&srv, "alice", ALICE_PW);
+    let state = r1["state"].as_str().expect("a challenge").to_string();
+    let code = totp(&seed, now(), &[]);
+    let other = pyrad(
+        srv.port(),
+        SECRET,
+        &[
+            "--bind",
+            "127.0.0.2",
+            "--user",
+            "alice",
+            "--password",
+            &code,
+            "--state",
+            &state,
+        ],
+    );
+    assert_eq!(code_of(&other), "Access-Reject", "{other}");
+    assert_eq!(
+        other["messages"][0], "The code prompt has expired. Please log in again.",
+        "{other}"
+    );
+    let reason = srv.audit_json("alice")[0]["reason"].clone();
+    assert!(
+        reason
+            .as_str()
+            .is_some_and(|r| r.contains("issued through client \"proxy1\"")
+                && r.contains("one [[client]] entry listing them all")),
+        "{reason}"
+    );
+    let done = py_code(&srv, "alice", &code, &state);
+    assert_eq!(code_of(&done), "Access-Accept", "{done}");
+}
+
 /// The default test config with `line` added after the line `after` (to set a key inside
 /// a section the harness writes), in a directory of its own; for `Server::start_with`.
 fn config_with(slapd: &Slapd, after: &str, line: &str) -> (tempfile::TempDir, std::path::PathBuf) {
@@ -131,7 +178,7 @@ fn challenge_flow_with_pyrad() {
     assert_eq!(code_of(&r10), "Access-Reject", "{r10}");
     assert_eq!(
         srv.audit_json("bob")[0]["reason"],
-        "State was issued to another user or NAS"
+        "State was issued to another user"
     );
     let r11 = py_code(&srv, "alice", &totp(&seed, now() + 30, &[]), &s9);
     assert_eq!(code_of(&r11), "Access-Accept", "{r11}");

@@ -651,7 +651,10 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
         }
         if !shared_with.is_empty() {
             warn(format!(
-                "the same shared secret as {}: one NAS's secret, leaked, opens the others",
+                "the same shared secret as {}: one NAS's secret, leaked, opens the others \
+                 (one NAS or proxy pair reaching radmfa from several addresses belongs in one \
+                 entry listing them all: a login's second round may come from another \
+                 of them)",
                 shared_with
                     .iter()
                     .map(|n| format!("{n:?}"))

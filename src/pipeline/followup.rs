@@ -48,9 +48,21 @@ pub async fn answer(
             .with_reply(Reply::reject().with_message(EXPIRED_MESSAGE)));
     };
     // A State is bound to the user and NAS it was issued to; someone else's State must not
-    // finish this login (nor be burned by it).
-    if pending.user != user || pending.nas != ctx.client.name {
-        return Ok(Verdict::reject("State was issued to another user or NAS"));
+    // finish this login (nor be burned by it). The user hears only that the prompt is over.
+    if pending.user != user {
+        return Ok(Verdict::reject("State was issued to another user")
+            .with_reply(Reply::reject().with_message(EXPIRED_MESSAGE)));
+    }
+    if pending.nas != ctx.client.name {
+        // Most often one NAS, or a proxy pair, with an entry per address (IPv4 and IPv6,
+        // proxy1 and proxy2): the answer came through another entry than the password.
+        return Ok(Verdict::reject(format!(
+            "State was issued through client {:?}, not this one: a NAS or proxy pair that \
+             reaches radmfa from several addresses needs one [[client]] entry listing them \
+             all",
+            pending.nas
+        ))
+        .with_reply(Reply::reject().with_message(EXPIRED_MESSAGE)));
     }
     let carried: ChallengeContext = serde_json::from_str(&pending.context).unwrap_or_default();
     let info = UserInfo {
