@@ -51,7 +51,25 @@ fn a_state_answered_through_another_client_entry_says_which() {
         ];
     });
     let seed = srv.enroll("alice", &[]);
-    let r1 = py_password(&srv, "alice", ALICE_PW);
+    // A NAS behind a proxy names itself: the record keeps that beside the source address.
+    let r1 = pyrad(
+        srv.port(),
+        SECRET,
+        &[
+            "--user",
+            "alice",
+            "--password",
+            ALICE_PW,
+            "--nas-ipv6-address",
+            "2001:db8::44",
+        ],
+    );
+    let rec = &srv.audit_json("alice")[0];
+    assert_eq!(
+        (rec["nas_ip"].as_str(), rec["nas_identifier"].as_str()),
+        (Some("127.0.0.1"), Some("2001:db8::44")),
+        "{rec}"
+    );
     let state = r1["state"].as_str().expect("a challenge").to_string();
     let code = totp(&seed, now(), &[]);
     let other = pyrad(

@@ -1,4 +1,5 @@
--- radmfa PostgreSQL schema, version 12 (SQLite's 15): the address the request came from
--- (the NAS, or the proxy in front of it), in every login's audit record; see the SQLite
--- migration of the same name.
+-- radmfa PostgreSQL schema, version 12 (SQLite's 15): which NAS a login came through (the
+-- request's source address, and what the NAS calls itself), in every login's audit record;
+-- see the SQLite migration of the same name.
 ALTER TABLE audit ADD COLUMN nas_ip TEXT;
+ALTER TABLE audit ADD COLUMN nas_identifier TEXT;

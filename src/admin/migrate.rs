@@ -435,6 +435,7 @@ mod tables {
                 ("server_ip", Text),
                 ("client_ip", Text),
                 ("nas_ip", Text),
+                ("nas_identifier", Text),
                 ("nas_name", Text),
                 ("latency_ms", Int),
                 ("actor", Text),

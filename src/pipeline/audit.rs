@@ -54,6 +54,10 @@ pub async fn record(
         server_ip: ctx.local.map(|a| a.ip().to_string()),
         client_ip,
         nas_ip: Some(ctx.src.ip().to_canonical().to_string()),
+        nas_identifier: req
+            .nas_identifier()
+            .filter(|n| !n.is_empty())
+            .or_else(|| req.nas_ip_address().map(|ip| ip.to_string())),
         nas_name: Some(ctx.client.name.clone()),
         latency_ms: ctx.received.elapsed().as_millis() as i64,
         actor: None,
@@ -68,6 +72,7 @@ pub async fn record(
         client_ip = rec.client_ip.as_deref().unwrap_or(""),
         nas = %ctx.client.name,
         nas_ip = rec.nas_ip.as_deref().unwrap_or(""),
+        nas_identifier = rec.nas_identifier.as_deref().unwrap_or(""),
         latency_ms = rec.latency_ms,
         "auth"
     );

@@ -348,6 +348,10 @@ pub struct AuditRecord {
     /// admin records.
     #[serde(default)]
     pub nas_ip: Option<String>,
+    /// What the NAS calls itself: NAS-Identifier, else NAS-IP-Address or
+    /// NAS-IPv6-Address (a proxy passes these on). None for admin records.
+    #[serde(default)]
+    pub nas_identifier: Option<String>,
     pub nas_name: Option<String>,
     pub latency_ms: i64,
     /// Admin records: the account that ran the command (see `admin::actor`).
@@ -374,6 +378,8 @@ impl AuditRecord {
             Some(&self.server_name),
             self.server_ip.as_ref(),
             self.client_ip.as_ref(),
+            self.nas_ip.as_ref(),
+            self.nas_identifier.as_ref(),
             self.nas_name.as_ref(),
             self.actor.as_ref(),
         ];
@@ -398,6 +404,8 @@ impl AuditRecord {
             &mut r.reason,
             &mut r.server_ip,
             &mut r.client_ip,
+            &mut r.nas_ip,
+            &mut r.nas_identifier,
             &mut r.nas_name,
             &mut r.actor,
         ]

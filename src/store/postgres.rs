@@ -93,7 +93,8 @@ const CHALLENGE_COLUMNS: &str =
     "state_hash, username, nas, created_at, expires_at, attempts, context";
 const AUDIT_COLUMNS: &str = "id, time, username, first_name, last_name, email, phone, \
                              token_serial, mode, result, reason, server_name, server_ip, \
-                             client_ip, nas_name, latency_ms, actor, nas_ip";
+                             client_ip, nas_name, latency_ms, actor, nas_ip, \
+                             nas_identifier";
 
 #[derive(Debug, Clone)]
 pub struct PgStore {

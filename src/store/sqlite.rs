@@ -85,7 +85,7 @@ const MAX_CONNECTIONS: u32 = 8;
 const CHALLENGE_COLUMNS: &str = "state_hash, user, nas, created_at, expires_at, attempts, context";
 const AUDIT_COLUMNS: &str = "id, time, user, first_name, last_name, email, phone, token_serial, \
                              mode, result, reason, server_name, server_ip, client_ip, nas_name, \
-                             latency_ms, actor, nas_ip";
+                             latency_ms, actor, nas_ip, nas_identifier";
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -267,6 +267,7 @@ fn audit_from_row(row: &SqliteRow) -> Result<AuditRecord, StoreError> {
         server_ip: row.try_get("server_ip")?,
         client_ip: row.try_get("client_ip")?,
         nas_ip: row.try_get("nas_ip")?,
+        nas_identifier: row.try_get("nas_identifier")?,
         nas_name: row.try_get("nas_name")?,
         latency_ms: row.try_get("latency_ms")?,
         actor: row.try_get("actor")?,
@@ -1001,9 +1002,9 @@ impl Store for SqliteStore {
                 c.prepare_cached(
                     "INSERT INTO audit (time, user, first_name, last_name, email, phone, \
                      token_serial, mode, result, reason, server_name, server_ip, client_ip, \
-                     nas_name, latency_ms, actor, nas_ip) \
+                     nas_name, latency_ms, actor, nas_ip, nas_identifier) \
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, \
-                     ?16, ?17)",
+                     ?16, ?17, ?18)",
                 )
                 .and_then(|mut st| {
                     st.insert(rusqlite::params![
@@ -1023,7 +1024,8 @@ impl Store for SqliteStore {
                         r.nas_name,
                         r.latency_ms,
                         r.actor,
-                        r.nas_ip
+                        r.nas_ip,
+                        r.nas_identifier
                     ])
                 })
                 .map_err(sqlite_err)

@@ -115,9 +115,9 @@ impl SqliteStore {
             sqlx::query(
                 "INSERT INTO audit (time, user, first_name, last_name, email, phone, \
                  token_serial, mode, result, reason, server_name, server_ip, client_ip, \
-                 nas_name, latency_ms, actor, nas_ip) \
+                 nas_name, latency_ms, actor, nas_ip, nas_identifier) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, \
-                 ?17)",
+                 ?17, ?18)",
             )
             .bind(r.time)
             .bind(&r.user)
@@ -136,6 +136,7 @@ impl SqliteStore {
             .bind(r.latency_ms)
             .bind(&r.actor)
             .bind(&r.nas_ip)
+            .bind(&r.nas_identifier)
             .execute(&mut *tx)
             .await?;
         }

@@ -142,7 +142,7 @@ async fn a_migration_waiting_for_a_lock_does_not_stall_the_serving_nodes() {
     );
     cluster.psql(
         &db,
-        "ALTER TABLE audit DROP COLUMN nas_ip; \
+        "ALTER TABLE audit DROP COLUMN nas_ip, DROP COLUMN nas_identifier; \
          DELETE FROM _sqlx_migrations WHERE version = 12",
     );
 

@@ -36,12 +36,12 @@ use crate::store::{AuditRecord, StoreError};
 /// database answers in milliseconds, and the default deadline is 4 s.
 const MAX_BATCH_WAIT: Duration = Duration::from_secs(5);
 
-/// Most records in one `INSERT` (17 parameters each; PostgreSQL allows 65,535).
+/// Most records in one `INSERT` (18 parameters each; PostgreSQL allows 65,535).
 const MAX_BATCH: usize = 256;
 
 const INSERT: &str = "INSERT INTO audit (time, username, first_name, last_name, email, phone, \
      token_serial, mode, result, reason, server_name, server_ip, client_ip, nas_name, \
-     latency_ms, actor, nas_ip) ";
+     latency_ms, actor, nas_ip, nas_identifier) ";
 
 struct Job {
     record: AuditRecord,
@@ -267,7 +267,8 @@ where
             .push_bind(&r.nas_name)
             .push_bind(r.latency_ms)
             .push_bind(&r.actor)
-            .push_bind(&r.nas_ip);
+            .push_bind(&r.nas_ip)
+            .push_bind(&r.nas_identifier);
     });
     q.push(" RETURNING id");
     let mut ids: Vec<i64> = q.build_query_scalar().fetch_all(db).await?;

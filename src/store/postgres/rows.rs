@@ -85,6 +85,7 @@ pub(super) fn audit_from_row(row: &PgRow) -> Result<AuditRecord, StoreError> {
         server_ip: row.try_get("server_ip")?,
         client_ip: row.try_get("client_ip")?,
         nas_ip: row.try_get("nas_ip")?,
+        nas_identifier: row.try_get("nas_identifier")?,
         nas_name: row.try_get("nas_name")?,
         latency_ms: row.try_get("latency_ms")?,
         actor: row.try_get("actor")?,
