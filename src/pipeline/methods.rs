@@ -324,7 +324,7 @@ pub async fn call_verdict(
 ) -> Result<Verdict, Fault> {
     if txn.status == OobStatus::Pending {
         let reason = if app.stopping.is_cancelled() {
-            "radmfa stopped before the call was answered".to_string()
+            STOPPED_DURING_CALL.to_string()
         } else if ctx.client.factors.voice_mode == VoiceMode::Challenge {
             // Enter pressed after the call's own lifetime: voice_budget_secs (a held
             // call's setting) had nothing to do with it.
@@ -432,6 +432,31 @@ fn unanswered_message(reason: &str) -> &'static str {
             "The call could not be completed. Ask the helpdesk to check that the phone \
              number on record can be called."
         }
+        // Ended by radmfa, not by the callee (a fraud report on another call, a number
+        // changed, a user reset): "not answered in time" would send them back to the phone.
+        r if r.starts_with(crate::store::OOB_CANCELLED) => {
+            "The call was cancelled. Contact your administrator if you did not expect this."
+        }
+        STOPPED_DURING_CALL => "The sign-in was interrupted. Please try again.",
         _ => "The call was not answered in time.",
+    }
+}
+
+/// Why a held call's login ended when radmfa stopped.
+const STOPPED_DURING_CALL: &str = "radmfa stopped before the call was answered";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_call_radmfa_ended_is_not_said_to_be_unanswered() {
+        let cancelled = format!("{}fraud alert on another call", crate::store::OOB_CANCELLED);
+        assert!(unanswered_message(&cancelled).contains("cancelled"));
+        assert!(unanswered_message(STOPPED_DURING_CALL).contains("interrupted"));
+        assert_eq!(
+            unanswered_message("no key pressed on the call"),
+            "The call was not answered in time."
+        );
     }
 }
