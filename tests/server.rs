@@ -1241,6 +1241,31 @@ fn openvpn_static_challenge_answers_log_in() {
                 .any(|r| r["result"] == "accept" && r["mode"] == "totp"),
             "{mode}: {audit:#?}"
         );
+        // A mangled field (the code part not base64): refused without a directory bind,
+        // which would only count a failed logon against the account.
+        let binds = slapd.bind_count(&LdapUser::new("alice", "").dn());
+        let mangled = format!("SCRV1:{}:!!notbase64", BASE64.encode(ALICE_PW.as_bytes()));
+        let r = radclient(
+            &host,
+            SECRET,
+            &format!(
+                "User-Name = \"alice\", User-Password = \"{mangled}\", \
+                 Message-Authenticator = 0x00"
+            ),
+        );
+        assert_eq!(r.code, "Access-Reject", "{mode}");
+        let reason = srv.audit_json("alice")[0]["reason"].clone();
+        assert!(
+            reason
+                .as_str()
+                .is_some_and(|r| r.contains("mangled OpenVPN")),
+            "{mode}: {reason}"
+        );
+        assert_eq!(
+            slapd.bind_count(&LdapUser::new("alice", "").dn()),
+            binds,
+            "{mode}"
+        );
     }
 }
 

@@ -78,6 +78,12 @@ pub async fn start(
     // OpenVPN's static challenge wraps the field: the password (or app password) and the
     // code come apart.
     let static_parts = static_challenge::split(&field);
+    if static_parts.is_none() && static_challenge::malformed(&field) {
+        return Ok(Verdict::reject(
+            "a mangled OpenVPN static-challenge field (SCRV1: with a password part but no \
+             base64 code part): not sent to the directory",
+        ));
+    }
     if ctx.client.factors.app_passwords {
         let typed = static_parts.as_ref().map_or(&field, |(p, _)| p);
         if let Some(v) = app_login::try_app_password(app, ctx, user, typed).await? {

@@ -32,9 +32,37 @@ pub fn split(field: &Secret) -> Option<(Secret, Option<Secret>)> {
     Some((Secret::new(password), code))
 }
 
+/// A field that is OpenVPN's SCRV1 form by its start (the prefix, then a password part that
+/// decodes) but not by its rest (no code part, one that is not base64, a third part): a
+/// client or plugin that mangled it. Not taken as a password: binding the whole string
+/// would only count a failed logon against the account in the directory.
+pub fn malformed(field: &Secret) -> bool {
+    let Some(rest) = field.expose().strip_prefix(PREFIX) else {
+        return false;
+    };
+    let Some(colon) = rest.iter().position(|&b| b == b':') else {
+        return false;
+    };
+    split(field).is_none() && STANDARD.decode(&rest[..colon]).is_ok_and(|p| !p.is_empty())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_mangled_scrv1_field_is_told_from_a_password() {
+        let bad = |f: &str| malformed(&Secret::from(f));
+        assert!(bad("SCRV1:ZnJhbmstcHc=:!!notbase64"));
+        assert!(bad("SCRV1:ZnJhbmstcHc=:MTIz:MTIz"));
+        assert!(!bad("SCRV1:ZnJhbmstcHc=:MTIzNDU2"), "well formed");
+        assert!(
+            !bad("SCRV1:not base64 at all:x"),
+            "a password that starts so"
+        );
+        assert!(!bad("SCRV1:ZnJhbmstcHc="), "no colon after the first part");
+        assert!(!bad("hunter2"));
+    }
 
     fn parts(field: &str) -> Option<(String, Option<String>)> {
         split(&Secret::from(field)).map(|(p, c)| {
