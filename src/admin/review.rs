@@ -512,6 +512,41 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
             c.name
         ));
     }
+    // Only the approval call can finish a login without a prompt or a password to carry a
+    // code (pipeline::rdg): other methods listed there are never offered.
+    for c in cfg.clients.iter().filter(|c| c.factors.second_factor_only) {
+        let unused: Vec<&str> = c
+            .factors
+            .methods
+            .iter()
+            .filter(|m| **m != crate::mfa::method::Method::Voice)
+            .map(|m| m.as_str())
+            .collect();
+        if !unused.is_empty() {
+            out.push(format!(
+                "client {:?}: methods lists {} beside voice, but a second_factor_only client \
+                 only calls (there is no prompt, and no password field to carry a code)",
+                c.name,
+                unused.join(", ")
+            ));
+        }
+    }
+    // An upstream server that knows a NAS's secret can forge that NAS's requests, and the
+    // other way round.
+    for u in &cfg.upstreams {
+        for c in cfg
+            .clients
+            .iter()
+            .filter(|c| crate::radius::crypto::ct_eq(c.secret.expose(), u.secret.expose()))
+        {
+            out.push(format!(
+                "{}: the same shared secret as client {:?}: whoever holds one can forge the \
+                 other's RADIUS traffic; give each its own",
+                u.label(),
+                c.name
+            ));
+        }
+    }
     // No bind for such a client: a disabled or expired account still finds its entry, and
     // gets the call, unless the search itself leaves it out.
     let without_bind: Vec<&str> = cfg
@@ -1220,6 +1255,40 @@ mod tests {
             "http://127.0.0.1:8080/2010-04-01"
         ));
         assert!(!scheme_off_host("http://", "http://localhost/send"));
+    }
+
+    #[test]
+    fn an_upstream_secret_shared_with_a_nas_and_unused_methods_are_warned_about() {
+        let config = |upstream_secret: &str, methods: &str| {
+            let text = format!(
+                "[ldap]\nurls = [\"ldap://127.0.0.1\"]\nbind_dn = \"cn=a\"\n\
+                 bind_password = \"pw\"\nbase_dn = \"dc=example,dc=org\"\n\
+                 [upstream]\nservers = [\"10.0.0.5:1812\"]\nsecret = \"{upstream_secret}\"\n\
+                 [[client]]\nname = \"nas\"\naddress = \"127.0.0.1\"\n\
+                 secret = \"0123456789abcdef\"\nprimary = \"upstream\"\n\
+                 [[client]]\nname = \"rdg\"\naddress = \"127.0.0.2\"\n\
+                 secret = \"another-long-secret-for-rdg\"\nsecond_factor_only = true\n\
+                 allow_groups = [\"cn=g,dc=example,dc=org\"]\nmethods = {methods}\n\
+                 voice_mode = \"hold\"\n"
+            );
+            Config::parse(&text, std::path::Path::new("radmfa.toml")).expect("valid")
+        };
+        let said = |c: &Config, what: &str| warnings(c).iter().any(|w| w.contains(what));
+        let shared = "the same shared secret as client \"nas\"";
+        assert!(said(&config("0123456789abcdef", "[\"voice\"]"), shared));
+        assert!(!said(
+            &config("upstream-only-secret-16", "[\"voice\"]"),
+            shared
+        ));
+        let only_calls = "methods lists totp beside voice";
+        assert!(said(
+            &config("upstream-only-secret-16", "[\"totp\", \"voice\"]"),
+            only_calls
+        ));
+        assert!(!said(
+            &config("upstream-only-secret-16", "[\"voice\"]"),
+            only_calls
+        ));
     }
 
     #[test]
