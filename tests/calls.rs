@@ -1412,6 +1412,20 @@ fn rd_gateway_no_factor_allow_lets_in_only_users_never_enrolled() {
     let rec = &srv.audit_json("carol")[0];
     assert_eq!(rec["mode"], "primary-only", "{rec}");
     assert!(standin.calls().is_empty());
+    // Not RD Gateway's own shape (another policy NPS forwards from that address, with no
+    // password): not let in on nothing.
+    let r = py(
+        &srv,
+        &[
+            "--user",
+            "carol",
+            "--nas-port-type",
+            "15",
+            "--timeout",
+            "10",
+        ],
+    );
+    assert_eq!(code_of(&r), "Access-Reject", "{r}");
     // A token is a second factor, if not one a gateway can use: refused.
     let r = rd_gateway_request_for(&srv, "127.0.0.1", "dave");
     assert_eq!(code_of(&r), "Access-Reject", "{r}");

@@ -73,8 +73,6 @@ pub fn age_secs(s: &str) -> anyhow::Result<i64> {
     Ok(n.saturating_mul(mult))
 }
 
-/// The results radmfa records, as `audit --help` lists them (a unit test keeps the two
-/// together).
 /// The modes radmfa records: the factor checked, or how a login passed without one.
 const KNOWN_MODES: &[&str] = &[
     "totp",
@@ -92,6 +90,8 @@ const KNOWN_MODES: &[&str] = &[
     "none",
 ];
 
+/// The results radmfa records, as `audit --help` lists them (a unit test keeps the two
+/// together).
 const KNOWN_RESULTS: &[&str] = &[
     "accept",
     "reject",

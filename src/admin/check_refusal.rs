@@ -69,6 +69,8 @@ pub(super) fn refusals(
             "no number an approval call could use (a second-factor-only client only calls), \
              and the client has no_factor = \"reject\"; store one (user set-phone)"
                 .to_string()
+        } else if calls_only && held.profile.phone.is_some() {
+            "its stored number cannot be called (said above)".to_string()
         } else if calls_only && unused_number(&cfg.delivery.phone, info).is_some() {
             "the directory's number is not one calls could use (said above)".to_string()
         } else if calls_only {

@@ -140,22 +140,32 @@ impl Bound {
     /// that names entries by it). What was never recorded, or what the directory does not
     /// show, is not held against it.
     fn other_entry(&self, now: &crate::auth::UserInfo) -> Option<String> {
-        if let Some(bound) = self.dn.as_deref().filter(|d| !d.is_empty()) {
-            if !now.dn.is_empty() && !crate::auth::ldap::same_dn(bound, &now.dn) {
+        // The identity decides where both show it under the same attribute: a value that
+        // differs is another entry, whatever the DN; one that matches is the same entry,
+        // moved or renamed since (an AD user moved to another OU). Under different
+        // attributes (389 DS gaining entryUUID beside nsUniqueId, an ACL hiding one) it
+        // says nothing, and the DN decides.
+        let then = self.entry_id.as_deref().and_then(|i| i.split_once(':'));
+        let id = now.entry_id.as_deref().and_then(|i| i.split_once(':'));
+        if let (Some((attr, was)), Some((now_attr, is))) = (then, id) {
+            if attr.eq_ignore_ascii_case(now_attr) {
+                if was == is {
+                    return None;
+                }
                 return Some(format!(
-                    "app password of another directory entry ({bound}); the name is {}'s now",
+                    "app password of another directory entry ({attr}:{was}); {} is \
+                     {now_attr}:{is} now (deleted and made again)",
                     now.dn
                 ));
             }
         }
-        match (self.entry_id.as_deref(), now.entry_id.as_deref()) {
-            (Some(then), Some(id)) if then != id => Some(format!(
-                "app password of another directory entry ({then}); {} is {id} now (deleted \
-                 and made again)",
+        let bound = self.dn.as_deref().filter(|d| !d.is_empty())?;
+        (!now.dn.is_empty() && !crate::auth::ldap::same_dn(bound, &now.dn)).then(|| {
+            format!(
+                "app password of another directory entry ({bound}); the name is {}'s now",
                 now.dn
-            )),
-            _ => None,
-        }
+            )
+        })
     }
 }
 
@@ -188,13 +198,26 @@ mod tests {
             .other_entry(&info(dn, Some("entryUUID:bbbb")))
             .expect("recreated entry");
         assert!(why.contains("entryUUID:aaaa") && why.contains("deleted and made again"));
-        // Another DN is another entry whatever the identity says.
-        assert!(b
-            .other_entry(&info(
-                "uid=frank,ou=gone,dc=example,dc=org",
-                Some("entryUUID:aaaa")
-            ))
-            .is_some());
+        // The same identity under another DN is the same entry, moved or renamed.
+        let moved = info(
+            "uid=frank,ou=moved,dc=example,dc=org",
+            Some("entryUUID:aaaa"),
+        );
+        assert_eq!(b.other_entry(&moved), None);
+    }
+
+    #[test]
+    fn an_identity_under_another_attribute_leaves_it_to_the_dn() {
+        let dn = "uid=frank,ou=people,dc=example,dc=org";
+        // 389 DS: recorded under nsUniqueId, entryUUID shown since its fixup task ran.
+        let b = bound(Some(dn), Some("nsUniqueId:1111"));
+        assert_eq!(b.other_entry(&info(dn, Some("entryUUID:2222"))), None);
+        // ...and then the DN is all there is to go by.
+        let elsewhere = info(
+            "uid=frank,ou=other,dc=example,dc=org",
+            Some("entryUUID:2222"),
+        );
+        assert!(b.other_entry(&elsewhere).is_some());
     }
 
     #[test]

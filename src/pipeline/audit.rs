@@ -26,10 +26,11 @@ pub async fn record(
     let email = info
         .and_then(|i| i.mail.clone())
         .filter(|_| audit_cfg.include_email);
+    let from = Source::of(ctx, req);
     let client_ip = req
         .calling_station_id()
         .or_else(|| v.client_ip.clone())
-        .or_else(|| Some(ctx.src.ip().to_string()));
+        .or_else(|| from.nas_ip.clone());
     // A no_reply client's request whose backend failed gets no reply at all: "reject" here
     // would say the NAS was refused, and `audit --result unanswered` (and a SIEM counting
     // them against radmfa_requests_unanswered_total) would miss it.
@@ -53,11 +54,8 @@ pub async fn record(
         server_name: config.server.name.clone(),
         server_ip: ctx.local.map(|a| a.ip().to_string()),
         client_ip,
-        nas_ip: Some(ctx.src.ip().to_canonical().to_string()),
-        nas_identifier: req
-            .nas_identifier()
-            .filter(|n| !n.is_empty())
-            .or_else(|| req.nas_ip_address().map(|ip| ip.to_string())),
+        nas_ip: from.nas_ip,
+        nas_identifier: from.nas_identifier,
         nas_name: Some(ctx.client.name.clone()),
         latency_ms: ctx.received.elapsed().as_millis() as i64,
         actor: None,
@@ -82,6 +80,27 @@ pub async fn record(
             super::fault_log::AUDIT.error("audit record could not be written", &e);
             ctx.store_failed(app);
             false
+        }
+    }
+}
+
+/// Where a request came from, as its audit record says it.
+pub(super) struct Source {
+    /// The address it came from (the NAS, or a proxy in front of it); an IPv4 NAS reaching
+    /// a dual-stack listener as itself, not as `::ffff:…`.
+    pub nas_ip: Option<String>,
+    /// What the NAS calls itself: NAS-Identifier, else NAS-IP-Address or NAS-IPv6-Address.
+    pub nas_identifier: Option<String>,
+}
+
+impl Source {
+    pub(super) fn of(ctx: &RequestContext, req: &Request) -> Source {
+        Source {
+            nas_ip: Some(ctx.src.ip().to_canonical().to_string()),
+            nas_identifier: req
+                .nas_identifier()
+                .filter(|n| !n.is_empty())
+                .or_else(|| req.nas_ip_address().map(|ip| ip.to_string())),
         }
     }
 }

@@ -303,6 +303,7 @@ fn overturned(app: &AppState, ctx: &RequestContext, req: &Request, reason: &str)
         nas = %ctx.client.name,
         "auth"
     );
+    let from = audit::Source::of(ctx, req);
     let rec = crate::store::AuditRecord {
         time: app.clock.now(),
         user,
@@ -311,9 +312,9 @@ fn overturned(app: &AppState, ctx: &RequestContext, req: &Request, reason: &str)
         reason: Some(format!("overturned: {reason}")),
         server_name: config.server.name.clone(),
         server_ip: ctx.local.map(|a| a.ip().to_string()),
-        client_ip: req
-            .calling_station_id()
-            .or_else(|| Some(ctx.src.ip().to_string())),
+        client_ip: req.calling_station_id().or_else(|| from.nas_ip.clone()),
+        nas_ip: from.nas_ip,
+        nas_identifier: from.nas_identifier,
         nas_name: Some(ctx.client.name.clone()),
         latency_ms: ctx.received.elapsed().as_millis() as i64,
         ..Default::default()

@@ -114,7 +114,10 @@ pub async fn start(
             && snapshot.tokens.is_empty()
             && profile.phone.is_none()
             && oob::unused_directory_number(app, &info).is_none();
-        if never_enrolled && ctx.client.no_factor == NoFactorPolicy::Allow {
+        // Only on RD Gateway's own shape: a password-less request of another policy NPS
+        // forwards from the same address (a VPN's) needed a call before, and must not be
+        // let in on nothing.
+        if never_enrolled && rd_gateway_shape && ctx.client.no_factor == NoFactorPolicy::Allow {
             return Ok(Verdict::accept(
                 "primary-only",
                 Some(
