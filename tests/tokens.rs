@@ -1049,9 +1049,12 @@ fn a_token_expiring_at_the_prompt_refuses_the_answer_uncounted() {
     let srv = Server::start(&o);
     let file = srv.dir.path().join("soon.pskcxml");
     let seed = b"expiring-soon-seed-1";
+    // Long enough for the import and the first round on a slow machine; the answer waits
+    // until it has passed.
+    let expiry = now() + 8;
     let tokens = serde_json::json!([
         {"serial": "SOON01", "secret_hex": hex::encode(seed), "type": "totp", "digits": 6,
-         "period": 30, "user": "erin", "expiry_date": now() + 3},
+         "period": 30, "user": "erin", "expiry_date": expiry},
     ]);
     make_pskc(&file, &tokens, &[]);
     cli_ok(&srv, &["token", "import", file.to_str().unwrap()]);
@@ -1059,7 +1062,9 @@ fn a_token_expiring_at_the_prompt_refuses_the_answer_uncounted() {
     let first = send(&["--user", "erin", "--password", "erin-pw"]);
     assert_eq!(first["code"], "Access-Challenge", "{first}");
     let state = first["state"].as_str().unwrap().to_string();
-    std::thread::sleep(std::time::Duration::from_secs(4));
+    while now() <= expiry {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
     let code = totp_code(seed, now(), "sha1", 6, 30);
     let answer = send(&["--user", "erin", "--password", &code, "--state", &state]);
     assert_eq!(answer["code"], "Access-Reject", "{answer}");
