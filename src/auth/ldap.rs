@@ -243,6 +243,9 @@ pub struct LdapAuth {
     conn_settings: LdapConnSettings,
     /// Attribute list sent with the search.
     search_attrs: Vec<String>,
+    /// `search_attrs` and the entry's identity ([`ENTRY_ID_ATTRS`]), for
+    /// [`PrimaryAuth::lookup_with_identity`].
+    identity_attrs: Vec<String>,
     /// The attribute `user_filter` matches the name with first, read into `UserInfo::name`.
     name_attr: Option<String>,
     /// Every attribute the filter compares the name with (`naming_attributes`).
@@ -387,12 +390,23 @@ impl LdapAuth {
                 search_attrs.push(attr.clone());
             }
         }
+        if search_attrs.is_empty() {
+            // RFC 4511: "1.1" asks for no attributes.
+            search_attrs.push("1.1".into());
+        }
         // The entry's identity, for what must stay with the entry and not with its name
-        // (app passwords). Operational attributes come only when asked for by name; a
-        // directory ignores the names it does not know (RFC 4511 4.5.1.8).
+        // (app passwords), in searches of their own: asked for in every login's search,
+        // slapd spent 11-12 µs more per login (72 → 83 µs, quick benchmark). Operational
+        // attributes come only when asked for by name; a directory ignores the names it
+        // does not know (RFC 4511 4.5.1.8).
+        let mut identity_attrs: Vec<String> = search_attrs
+            .iter()
+            .filter(|a| *a != "1.1")
+            .cloned()
+            .collect();
         for attr in ENTRY_ID_ATTRS {
-            if !search_attrs.iter().any(|a| a.eq_ignore_ascii_case(attr)) {
-                search_attrs.push((*attr).into());
+            if !identity_attrs.iter().any(|a| a.eq_ignore_ascii_case(attr)) {
+                identity_attrs.push((*attr).into());
             }
         }
 
@@ -402,6 +416,7 @@ impl LdapAuth {
             user_bind_slots: Semaphore::new(settings.user_bind_concurrency),
             conn_settings,
             search_attrs,
+            identity_attrs,
             name_attr,
             name_attrs,
             searches: ConnPool::new(settings.pool_size, POOL_MAX_IDLE),
@@ -712,6 +727,14 @@ impl LdapAuth {
     }
 
     async fn search_user(&self, user: &str) -> Result<SearchOutcome, AuthError> {
+        self.search_user_for(user, &self.search_attrs).await
+    }
+
+    async fn search_user_for(
+        &self,
+        user: &str,
+        attrs: &[String],
+    ) -> Result<SearchOutcome, AuthError> {
         let escaped = ldap3::ldap_escape(user);
         let mut filter = self.settings.user_filter.replace("{user}", &escaped);
         if let Some(enabled) = &self.settings.enabled_filter {
@@ -721,7 +744,6 @@ impl LdapAuth {
             filter = format!("(&{filter}{enabled})");
         }
         let base = &self.settings.base_dn;
-        let attrs = &self.search_attrs;
         let (entries, res) = self
             .search(base, Scope::Subtree, &filter, attrs, 2, user)
             .await?;
@@ -1480,6 +1502,18 @@ impl PrimaryAuth for LdapAuth {
             SearchOutcome::Found(info) => Some(*info),
             SearchOutcome::NotFound | SearchOutcome::Ambiguous => None,
         })
+    }
+
+    async fn lookup_with_identity(&self, user: &str) -> Result<Option<UserInfo>, AuthError> {
+        if user.is_empty() {
+            return Ok(None);
+        }
+        Ok(
+            match self.search_user_for(user, &self.identity_attrs).await? {
+                SearchOutcome::Found(info) => Some(*info),
+                SearchOutcome::NotFound | SearchOutcome::Ambiguous => None,
+            },
+        )
     }
 
     async fn is_member(

@@ -163,6 +163,13 @@ pub trait PrimaryAuth: Send + Sync + 'static {
     ) -> Result<PrimaryOutcome, AuthError>;
     /// Search only: does the user exist (used by second-factor-only clients).
     async fn lookup(&self, user: &str) -> Result<Option<UserInfo>, AuthError>;
+    /// [`lookup`](Self::lookup), with the entry's lasting identity ([`UserInfo::entry_id`])
+    /// where the directory shows one: for what stays with an entry (app passwords). Asked
+    /// for only there: the operational attributes cost the directory about a fifth more
+    /// per search, measured on slapd.
+    async fn lookup_with_identity(&self, user: &str) -> Result<Option<UserInfo>, AuthError> {
+        self.lookup(user).await
+    }
     /// Takes about as long as [`authenticate`](Self::authenticate) with a wrong password,
     /// without a bind: for a refusal that must not be told apart by its time from one the
     /// directory made (an unknown user), and that must not count against the account's

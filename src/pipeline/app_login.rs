@@ -75,7 +75,7 @@ pub async fn try_app_password(
         return Ok(Some(v));
     }
     // The directory stays the authority on whether the account exists.
-    let Some(info) = ctx.primary.lookup(user).await? else {
+    let Some(info) = ctx.primary.lookup_with_identity(user).await? else {
         let mut v = Verdict::reject("app password for a user not in the directory");
         v.mode = "app-password";
         return Ok(Some(v));
