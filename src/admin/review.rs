@@ -1257,83 +1257,72 @@ mod tests {
         assert!(!scheme_off_host("http://", "http://localhost/send"));
     }
 
+    /// An `[ldap]` section for the tests' configs.
+    const LDAP: &str = "[ldap]\nurls = [\"ldap://127.0.0.1\"]\nbind_dn = \"cn=a\"\n\
+                        bind_password = \"pw\"\nbase_dn = \"dc=example,dc=org\"\n";
+
+    /// Whether `config check` warns of `what` (a part of the line) for the config `text`.
+    fn warns_of(text: &str, what: &str) -> bool {
+        let c = Config::parse(text, std::path::Path::new("radmfa.toml")).expect("valid");
+        warnings(&c).iter().any(|w| w.contains(what))
+    }
+
     #[test]
     fn an_upstream_secret_shared_with_a_nas_and_unused_methods_are_warned_about() {
         let config = |upstream_secret: &str, methods: &str| {
-            let text = format!(
-                "[ldap]\nurls = [\"ldap://127.0.0.1\"]\nbind_dn = \"cn=a\"\n\
-                 bind_password = \"pw\"\nbase_dn = \"dc=example,dc=org\"\n\
-                 [upstream]\nservers = [\"10.0.0.5:1812\"]\nsecret = \"{upstream_secret}\"\n\
+            format!(
+                "{LDAP}[upstream]\nservers = [\"10.0.0.5:1812\"]\nsecret = \"{upstream_secret}\"\n\
                  [[client]]\nname = \"nas\"\naddress = \"127.0.0.1\"\n\
                  secret = \"0123456789abcdef\"\nprimary = \"upstream\"\n\
                  [[client]]\nname = \"rdg\"\naddress = \"127.0.0.2\"\n\
                  secret = \"another-long-secret-for-rdg\"\nsecond_factor_only = true\n\
                  allow_groups = [\"cn=g,dc=example,dc=org\"]\nmethods = {methods}\n\
                  voice_mode = \"hold\"\n"
-            );
-            Config::parse(&text, std::path::Path::new("radmfa.toml")).expect("valid")
+            )
         };
-        let said = |c: &Config, what: &str| warnings(c).iter().any(|w| w.contains(what));
+        let (own, calls, both) = (
+            "upstream-only-secret-16",
+            "[\"voice\"]",
+            "[\"totp\", \"voice\"]",
+        );
         let shared = "the same shared secret as client \"nas\"";
-        assert!(said(&config("0123456789abcdef", "[\"voice\"]"), shared));
-        assert!(!said(
-            &config("upstream-only-secret-16", "[\"voice\"]"),
-            shared
-        ));
+        assert!(warns_of(&config("0123456789abcdef", calls), shared));
+        assert!(!warns_of(&config(own, calls), shared));
         let only_calls = "methods lists totp beside voice";
-        assert!(said(
-            &config("upstream-only-secret-16", "[\"totp\", \"voice\"]"),
-            only_calls
-        ));
-        assert!(!said(
-            &config("upstream-only-secret-16", "[\"voice\"]"),
-            only_calls
-        ));
+        assert!(warns_of(&config(own, both), only_calls));
+        assert!(!warns_of(&config(own, calls), only_calls));
     }
 
     #[test]
     fn an_upstream_server_at_radmfas_own_address_is_warned_about() {
-        let config = |listen: &str, server: &str| {
+        let said = |listen: &str, server: &str| {
             let text = format!(
-                "[server]\nlisten = [\"{listen}\"]\n\
-                 [ldap]\nurls = [\"ldap://127.0.0.1\"]\nbind_dn = \"cn=a\"\n\
-                 bind_password = \"pw\"\nbase_dn = \"dc=example,dc=org\"\n\
+                "[server]\nlisten = [\"{listen}\"]\n{LDAP}\
                  [upstream]\nservers = [\"{server}\"]\nsecret = \"0123456789abcdef\"\n\
                  [[client]]\nname = \"nas\"\naddress = \"127.0.0.1\"\n\
                  secret = \"0123456789abcdef\"\nprimary = \"upstream\"\n"
             );
-            Config::parse(&text, std::path::Path::new("radmfa.toml")).expect("valid")
+            warns_of(&text, "own [server] listen")
         };
-        let said = |c: &Config| {
-            warnings(c)
-                .iter()
-                .any(|w| w.contains("own [server] listen"))
-        };
-        assert!(said(&config("127.0.0.1:1812", "127.0.0.1:1812")));
-        assert!(said(&config("0.0.0.0:1812", "127.0.0.1:1812")));
-        assert!(!said(&config("0.0.0.0:1812", "127.0.0.1:1645")));
-        assert!(!said(&config("127.0.0.1:1812", "10.0.0.5:1812")));
+        assert!(said("127.0.0.1:1812", "127.0.0.1:1812"));
+        assert!(said("0.0.0.0:1812", "127.0.0.1:1812"));
+        assert!(!said("0.0.0.0:1812", "127.0.0.1:1645"));
+        assert!(!said("127.0.0.1:1812", "10.0.0.5:1812"));
     }
 
     #[test]
     fn a_bind_password_like_a_variable_reference_is_warned_about() {
-        let config = |pw: &str| {
+        let said = |pw: &str| {
             let text = format!(
-                "[ldap]\nurls = [\"ldap://127.0.0.1\"]\nbind_dn = \"cn=a\"\n\
-                 bind_password = \"{pw}\"\nbase_dn = \"dc=example,dc=org\"\n\
-                 [[client]]\nname = \"nas\"\naddress = \"127.0.0.1\"\n\
-                 secret = \"0123456789abcdef\"\n"
+                "{}[[client]]\nname = \"nas\"\naddress = \"127.0.0.1\"\n\
+                 secret = \"0123456789abcdef\"\n",
+                LDAP.replace("\"pw\"", &format!("{pw:?}"))
             );
-            Config::parse(&text, std::path::Path::new("radmfa.toml")).expect("valid")
+            warns_of(&text, "bind_password looks like a variable reference")
         };
-        let said = |c: &Config| {
-            warnings(c)
-                .iter()
-                .any(|w| w.contains("bind_password looks like a variable reference"))
-        };
-        assert!(said(&config("${LDAP_BIND_PASSWORD}")));
-        assert!(said(&config("$LDAP_PW_ENV")));
-        assert!(!said(&config("a real password")));
+        assert!(said("${LDAP_BIND_PASSWORD}"));
+        assert!(said("$LDAP_PW_ENV"));
+        assert!(!said("a real password"));
     }
 
     #[test]
