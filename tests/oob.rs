@@ -1505,10 +1505,13 @@ fn app_passwords_on_legacy_clients_only_and_delete_all_revokes() {
     cli_ok(&srv, &["user", "unlock", "alice"]);
 
     // A client that does not allow app passwords refuses it.
-    let vpn = py(
-        &srv,
-        &["--bind", "127.0.0.2", "--user", "alice", "--password", &pw],
-    );
+    let on_vpn = |pw: &str| {
+        py(
+            &srv,
+            &["--bind", "127.0.0.2", "--user", "alice", "--password", pw],
+        )
+    };
+    let vpn = on_vpn(&pw);
     assert_eq!(code_of(&vpn), "Access-Reject", "{vpn}");
 
     // Deleting one keeps the other; delete-all revokes at once.
@@ -1531,17 +1534,7 @@ fn app_passwords_on_legacy_clients_only_and_delete_all_revokes() {
         "{out}"
     );
     assert_eq!(code_of(&legacy(pw.trim())), "Access-Reject");
-    let vpn = py(
-        &srv,
-        &[
-            "--bind",
-            "127.0.0.2",
-            "--user",
-            "alice",
-            "--password",
-            ALICE_PW,
-        ],
-    );
+    let vpn = on_vpn(ALICE_PW);
     assert_ne!(code_of(&vpn), "Access-Accept", "no bypass left: {vpn}");
 
     // An app password belongs to the directory entry that first used it, known by its
@@ -1577,17 +1570,7 @@ fn app_passwords_on_legacy_clients_only_and_delete_all_revokes() {
     );
     // The new hire's own password passes (the entry, not the name, was refused); she has
     // no second factor yet.
-    py(
-        &srv,
-        &[
-            "--bind",
-            "127.0.0.2",
-            "--user",
-            "alice",
-            "--password",
-            "new-hire-password",
-        ],
-    );
+    on_vpn("new-hire-password");
     let rec = &srv.audit_json("alice")[0];
     assert_eq!(rec["reason"], "no second factor enrolled", "{rec}");
 }

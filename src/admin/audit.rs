@@ -128,25 +128,18 @@ pub async fn run(cfg: &Config, args: AuditArgs) -> anyhow::Result<ExitCode> {
     // A typo (`rejected`) matched nothing and printed an empty table: read during an
     // incident as "no rejects". Said on stderr; the query still runs (a result written by
     // a newer node sharing the store is one this release may not know).
-    if let Some(m) = args.mode.as_deref().filter(|m| !KNOWN_MODES.contains(m)) {
-        eprintln!(
-            "warning: --mode {:?} is not a mode radmfa records ({}); records match it only \
-             if a newer release wrote them",
-            printable(m),
-            KNOWN_MODES.join(", ")
-        );
-    }
-    if let Some(r) = args
-        .result
-        .as_deref()
-        .filter(|r| !KNOWN_RESULTS.contains(r))
-    {
-        eprintln!(
-            "warning: --result {:?} is not a result radmfa records ({}); records match it \
-             only if a newer release wrote them",
-            printable(r),
-            KNOWN_RESULTS.join(", ")
-        );
+    for (flag, value, known) in [
+        ("mode", &args.mode, KNOWN_MODES),
+        ("result", &args.result, KNOWN_RESULTS),
+    ] {
+        if let Some(v) = value.as_deref().filter(|v| !known.contains(v)) {
+            eprintln!(
+                "warning: --{flag} {:?} is not a {flag} radmfa records ({}); records match it \
+                 only if a newer release wrote them",
+                printable(v),
+                known.join(", ")
+            );
+        }
     }
     // 0 means every group with --count-by, and no earlier records with --follow; for
     // records it meant 100, quietly. Every record could be millions read into memory on a

@@ -730,6 +730,23 @@ impl LdapAuth {
         self.search_user_for(user, &self.search_attrs).await
     }
 
+    /// The entry of `user`, read with `attrs`: `Ok(None)` for an unknown user, and also
+    /// for an ambiguous one (logged as a warning): a name that matches several entries
+    /// identifies nobody.
+    async fn lookup_for(
+        &self,
+        user: &str,
+        attrs: &[String],
+    ) -> Result<Option<UserInfo>, AuthError> {
+        if user.is_empty() {
+            return Ok(None);
+        }
+        Ok(match self.search_user_for(user, attrs).await? {
+            SearchOutcome::Found(info) => Some(*info),
+            SearchOutcome::NotFound | SearchOutcome::Ambiguous => None,
+        })
+    }
+
     async fn search_user_for(
         &self,
         user: &str,
@@ -1492,28 +1509,12 @@ impl PrimaryAuth for LdapAuth {
         }
     }
 
-    /// `Ok(None)` for an unknown user, and also for an ambiguous one (logged as a warning):
-    /// a name that matches several entries identifies nobody.
     async fn lookup(&self, user: &str) -> Result<Option<UserInfo>, AuthError> {
-        if user.is_empty() {
-            return Ok(None);
-        }
-        Ok(match self.search_user(user).await? {
-            SearchOutcome::Found(info) => Some(*info),
-            SearchOutcome::NotFound | SearchOutcome::Ambiguous => None,
-        })
+        self.lookup_for(user, &self.search_attrs).await
     }
 
     async fn lookup_with_identity(&self, user: &str) -> Result<Option<UserInfo>, AuthError> {
-        if user.is_empty() {
-            return Ok(None);
-        }
-        Ok(
-            match self.search_user_for(user, &self.identity_attrs).await? {
-                SearchOutcome::Found(info) => Some(*info),
-                SearchOutcome::NotFound | SearchOutcome::Ambiguous => None,
-            },
-        )
+        self.lookup_for(user, &self.identity_attrs).await
     }
 
     async fn is_member(
