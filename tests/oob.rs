@@ -16,8 +16,12 @@ use common::provider_standin::{Standin, SMS_FROM};
 use common::radmfa::{bin, write_config, Options, Server, SECRET};
 use radmfa::radius::client::{parse_reply, AccessRequestBuilder};
 
+/// No test here expects silence, so a "timeout" fails at once with the server's log, which
+/// says where the request spent its time.
 fn py(srv: &Server, args: &[&str]) -> serde_json::Value {
-    pyrad(srv.port(), SECRET, args)
+    let r = pyrad(srv.port(), SECRET, args);
+    assert_ne!(r["code"], "timeout", "no reply to {args:?}\n{}", srv.log());
+    r
 }
 
 fn login(srv: &Server, user: &str, pw: &str) -> serde_json::Value {

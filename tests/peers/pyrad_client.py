@@ -37,7 +37,9 @@ def main():
     ap.add_argument("--nas-ipv6-address")
     ap.add_argument("--bind", help="source address, to act as another NAS")
     ap.add_argument("--status", action="store_true", help="send Status-Server")
-    ap.add_argument("--timeout", type=float, default=3)
+    # Past radmfa's default request deadline (4 s): on a loaded machine a reply can come
+    # after 3 s, and a client that gave up sooner reads a slow answer as none at all.
+    ap.add_argument("--timeout", type=float, default=5)
     a = ap.parse_args()
 
     here = os.path.dirname(os.path.abspath(__file__))
