@@ -95,8 +95,10 @@ pub fn make_pskc(out: &Path, tokens: &serde_json::Value, args: &[&str]) {
 /// Sends one request with FreeRADIUS's radclient. `attrs` is radclient's input syntax.
 pub fn radclient(server: &str, secret: &str, attrs: &str) -> RadclientReply {
     let bin = require("radclient", "freeradius-utils");
+    // 5 s: past radmfa's default request deadline (4 s), as pyrad_client.py waits, so a slow
+    // reply on a loaded machine is not read as none.
     let out = with_input(
-        Command::new(bin).args(["-x", "-r", "1", "-t", "3", server, "auth", secret]),
+        Command::new(bin).args(["-x", "-r", "1", "-t", "5", server, "auth", secret]),
         attrs.as_bytes(),
     );
     let output = format!(
