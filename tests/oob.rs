@@ -164,6 +164,7 @@ fn wrong_sms_codes_lock_the_second_factor() {
         "2 consecutive wrong answers",
         "{lock}"
     );
+    assert_eq!(lock["nas_ip"], "127.0.0.1", "{lock}");
     // Counted once, for the alert on guessing.
     let body = common::radmfa::http_get(srv.metrics_addr(), "/metrics").2;
     let m = common::peers::prometheus_parse(&body);

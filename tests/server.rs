@@ -1722,6 +1722,9 @@ fn lockout_after_wrong_codes_and_unlock() {
         .iter()
         .find(|r| r["result"] == "lock")
         .expect("lock row");
+    // Through which NAS the last wrong code came, as the login records say it.
+    assert_eq!(lock["nas_ip"], "127.0.0.1", "{lock}");
+    assert_eq!(lock["nas_name"], "local", "{lock}");
     // Until when, as every other reason and `user show` say it: RFC 3339, not Unix seconds.
     let reason = lock["reason"].as_str().unwrap();
     let until = reason

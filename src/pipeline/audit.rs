@@ -85,7 +85,8 @@ pub async fn record(
 }
 
 /// Where a request came from, as its audit record says it.
-pub(super) struct Source {
+#[derive(Clone)]
+pub(crate) struct Source {
     /// The address it came from (the NAS, or a proxy in front of it); an IPv4 NAS reaching
     /// a dual-stack listener as itself, not as `::ffff:…`.
     pub nas_ip: Option<String>,
@@ -94,7 +95,7 @@ pub(super) struct Source {
 }
 
 impl Source {
-    pub(super) fn of(ctx: &RequestContext, req: &Request) -> Source {
+    pub(crate) fn of(ctx: &RequestContext, req: &Request) -> Source {
         Source {
             nas_ip: Some(ctx.src.ip().to_canonical().to_string()),
             nas_identifier: req

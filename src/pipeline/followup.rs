@@ -6,7 +6,7 @@
 use super::login::LOCKED_MESSAGE;
 use super::methods::{self, blocked, Subject};
 use super::second_factor::{
-    check_code_in_turn, oath_mode, sole_serial, take_turn, user_view, CodeCheck, UserView,
+    check_code_in_turn, oath_mode, sole_serial, take_turn, user_view, CodeCheck, UserView, Via,
     RESYNC_MESSAGE,
 };
 use super::{aliases, followup_oob, oob, Fault, RequestContext, Verdict};
@@ -32,6 +32,8 @@ pub struct Round<'a> {
     pub pending: PendingChallenge,
     pub carried: ChallengeContext,
     pub now: i64,
+    /// The request that answers the prompt.
+    pub via: Via<'a>,
 }
 
 pub async fn answer(
@@ -224,6 +226,7 @@ pub async fn answer(
         pending,
         carried: carried.clone(),
         now,
+        via: Via { ctx, req },
     };
     let v = match current {
         Method::Totp => totp(app, user, &round, &view, &typed).await?,
@@ -380,8 +383,7 @@ async fn totp(
     let Some(attempt) = take_attempt(app, r).await? else {
         return Ok(Verdict::reject(NO_ATTEMPT));
     };
-    let nas = &r.pending.nas;
-    let asked = (&view.tokens[..], view.standing, code, nas.as_str());
+    let asked = (&view.tokens[..], view.standing, code, r.via);
     match check_code_in_turn(app, &turn, user, others, asked).await? {
         CodeCheck::Valid { serial, mode } => {
             if !closes(app, r, attempt).await? {

@@ -71,15 +71,9 @@ pub async fn sms_code(
         // The code went to the entry's phone, which its other names reach too.
         let elsewhere =
             second_factor::failures_under_other_names(app, user, &r.carried.other_names).await?;
-        let counted = second_factor::count_failure_after(
-            app,
-            &turn,
-            user,
-            "wrong answers",
-            elsewhere,
-            &r.pending.nas,
-        )
-        .await?;
+        let counted =
+            second_factor::count_failure_after(app, &turn, user, "wrong answers", elsewhere, r.via)
+                .await?;
         if counted.locked {
             second_factor::clear_under_other_names(app, user, others).await?;
         }

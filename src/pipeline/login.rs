@@ -9,7 +9,7 @@ use super::aliases::{self, OtherName};
 use super::groups::{self, Membership};
 use super::methods::{self, blocked, Subject};
 use super::second_factor::{
-    check_code, oath_mode, sole_serial, user_view, CodeCheck, Standing, RESYNC_MESSAGE,
+    check_code, oath_mode, sole_serial, user_view, CodeCheck, Standing, Via, RESYNC_MESSAGE,
 };
 use super::{
     app_login, bypass, networks, oob, primary, rdg, remembered, static_challenge, Fault,
@@ -476,7 +476,8 @@ pub async fn start(
             };
             return Ok(Verdict::reject(why).with_info(Some(info)));
         }
-        return inline(app, ctx, user, tokens, standing, &code, info).await;
+        let via = Via { ctx, req };
+        return inline(app, via, user, tokens, standing, &code, info).await;
     }
     let preferred = profile.method.as_deref().and_then(Method::parse);
     let Some(method) = choose(&usable, preferred) else {
@@ -604,7 +605,7 @@ async fn refusal_floor(app: &AppState, ctx: &RequestContext, d: &Denial) {
 
 async fn inline(
     app: &AppState,
-    ctx: &RequestContext,
+    via: Via<'_>,
     user: &str,
     tokens: &[TokenRecord],
     standing: Standing,
@@ -612,9 +613,8 @@ async fn inline(
     info: UserInfo,
 ) -> Result<Verdict, Fault> {
     let code = code.expose_str().unwrap_or("");
-    let nas = &ctx.client.name;
     Ok(
-        match check_code(app, user, &info.other_names, tokens, standing, code, nas).await? {
+        match check_code(app, user, &info.other_names, tokens, standing, code, via).await? {
             CodeCheck::Valid { serial, mode } => Verdict {
                 token_serial: Some(serial),
                 ..Verdict::accept(mode, None, info)

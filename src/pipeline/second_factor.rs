@@ -138,7 +138,7 @@ pub async fn check_code(
     tokens: &[TokenRecord],
     standing: Standing,
     code: &str,
-    nas: &str,
+    nas: Via<'_>,
 ) -> Result<CodeCheck, StoreError> {
     let turn = take_turn(app, user, other_names).await;
     let asked = (tokens, standing, code, nas);
@@ -151,7 +151,7 @@ pub async fn check_code_in_turn(
     turn: &Turn<'_>,
     user: &str,
     other_names: &[String],
-    (tokens, standing, code, nas): (&[TokenRecord], Standing, &str, &str),
+    (tokens, standing, code, nas): (&[TokenRecord], Standing, &str, Via<'_>),
 ) -> Result<CodeCheck, StoreError> {
     // Apps and tokens show codes in groups ("123 456"), and a field may end in a space:
     // neither space is part of the code (left in, the code was refused as none and counted
@@ -395,12 +395,21 @@ pub struct Counted {
     pub left: u32,
 }
 
+/// The request a wrong code came in, for the lock's record: the client entry, and the NAS
+/// behind it (read only if the failure locks).
+#[derive(Clone, Copy)]
+pub(crate) struct Via<'a> {
+    pub ctx: &'a super::RequestContext,
+    pub req: &'a crate::radius::request::Request,
+}
+
 /// Counts a wrong code or answer toward the user's lockout, in the user's `turn`, and waits
 /// until the count is on disk, so the next turn reads it; when this one locks the second
 /// factor, the lock gets an audit record of its own. `what` names the failures in its
 /// reason ("wrong codes", "wrong answers"); `elsewhere` wrong answers are already counted
 /// under the entry's other names ([`failures_under_other_names`]): the lock comes that
-/// much sooner. `nas`: the client the failing answer came through, for the lock's record.
+/// much sooner. `nas`: the client entry and the NAS the failing answer came through, for the
+/// lock's record.
 /// Returns whether this failure locked the user, and how many more it takes.
 pub async fn count_failure_after(
     app: &AppState,
@@ -408,7 +417,7 @@ pub async fn count_failure_after(
     user: &str,
     what: &str,
     elsewhere: u32,
-    nas: &str,
+    nas: Via<'_>,
 ) -> Result<Counted, StoreError> {
     // Marked before the write, not after it is settled: if this request is cut off (its
     // deadline) between the two, the count may still reach the disk, and the next turn
@@ -433,6 +442,7 @@ pub async fn count_failure_after(
         } else {
             String::new()
         };
+        let from = super::audit::Source::of(nas.ctx, nas.req);
         let rec = AuditRecord {
             time: now,
             user: user.to_string(),
@@ -443,7 +453,9 @@ pub async fn count_failure_after(
                 lock.threshold
             )),
             server_name: config.server.name.clone(),
-            nas_name: Some(nas.to_string()),
+            nas_name: Some(nas.ctx.client.name.clone()),
+            nas_ip: from.nas_ip,
+            nas_identifier: from.nas_identifier,
             ..Default::default()
         };
         app.store.append_audit(&rec).await?;
