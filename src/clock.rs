@@ -43,6 +43,14 @@ impl Clock for FixedClock {
     }
 }
 
+/// How far ahead of now a stored time may be and still be taken as written by a clock that
+/// was right: a remembered login's or a prompt's start stamped later than this was written
+/// while this node's clock ran ahead (before an NTP step back, a VM resumed), or by another
+/// node whose clock does. Trusted, it would last as long as the clock's error (a day of
+/// password-only logins from a 10-minute setting). Two minutes covers the skew between
+/// synchronised nodes.
+pub const FUTURE_SLACK_SECS: i64 = 120;
+
 /// Unix seconds as RFC 3339 UTC (`2026-12-01T08:00:00Z`), for people: audit tables, reasons.
 pub fn fmt_time(t: i64) -> String {
     use time::format_description::well_known::Rfc3339;

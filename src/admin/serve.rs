@@ -244,8 +244,10 @@ pub(super) async fn wait_for_signal() {
 
 /// Once a minute: dropped requests held back from the log (see server::drop_log), expired
 /// challenges (refused on lookup anyway; this keeps the table small), spent SMS/call state,
-/// and audit records past `[audit] keep_days`.
+/// and audit records past `[audit] keep_days`, unless the wall clock stepped ahead.
 async fn housekeeping(app: std::sync::Arc<AppState>, stop: CancellationToken) {
+    super::clock_watch::warn_if_behind_the_audit(&*app.store, app.clock.now()).await;
+    let mut clock = super::clock_watch::ClockWatch::new(app.clock.now());
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
     loop {
         tokio::select! {
@@ -254,8 +256,10 @@ async fn housekeeping(app: std::sync::Arc<AppState>, stop: CancellationToken) {
                 for w in app.drops.flush(std::time::Instant::now()) {
                     w.log_flushed();
                 }
-                purge_expired(&*app.store, app.clock.now()).await;
-                if let Some(days) = app.config().audit.keep_days {
+                let now = app.clock.now();
+                purge_expired(&*app.store, now).await;
+                let purge_allowed = clock.purge_allowed(now);
+                if let (Some(days), true) = (app.config().audit.keep_days, purge_allowed) {
                     purge_old_audit(&app, days, &stop).await;
                 }
             }

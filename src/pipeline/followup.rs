@@ -66,6 +66,17 @@ pub async fn answer(
         ))
         .with_reply(Reply::reject().with_message(EXPIRED_MESSAGE)));
     }
+    if pending.created_at > now + crate::clock::FUTURE_SLACK_SECS {
+        // Issued while a clock ran ahead (this node's before a step back, or another
+        // node's): its expiry is as far off as that clock was wrong, so it is over now.
+        app.store.consume_challenge(&hash).await?;
+        return Ok(Verdict::reject(format!(
+            "State issued at {}, ahead of this server's clock: this clock or the one that \
+             issued it is wrong (check NTP)",
+            crate::clock::fmt_time(pending.created_at)
+        ))
+        .with_reply(Reply::reject().with_message(EXPIRED_MESSAGE)));
+    }
     let carried: ChallengeContext = serde_json::from_str(&pending.context).unwrap_or_default();
     let info = UserInfo {
         dn: carried.dn.clone().unwrap_or_default(),

@@ -53,6 +53,18 @@ pub async fn take(
     else {
         return Ok(None);
     };
+    if r.verified_at > now + crate::clock::FUTURE_SLACK_SECS {
+        // Stamped by a clock that ran ahead: its end is as far off as the clock was wrong.
+        // The user logs in with a second factor again, which writes a sound row.
+        tracing::warn!(
+            user,
+            verified_at = %fmt_time(r.verified_at),
+            now = %fmt_time(now),
+            "a remembered login is stamped ahead of this server's clock, not used: this \
+             clock or the one that wrote it is wrong (check NTP)"
+        );
+        return Ok(None);
+    }
     // The row's end was set by the period in force then; a period shortened since (by a
     // reload) applies to it too, so an admin who lowers the setting gets what it says.
     let until = r.expires_at.min(r.verified_at + period.as_secs() as i64);

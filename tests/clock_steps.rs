@@ -1,0 +1,141 @@
+//! State stamped while a clock ran ahead (this node's before an NTP step back, a VM resumed,
+//! another node's): the real radmfa binary and slapd, pyrad as the NAS, oathtool's codes.
+//! The stamps are written into the database as such a clock would have written them.
+
+mod common;
+
+use std::time::Duration;
+
+use common::oob_env::client;
+use common::peers::{now, pyrad, FreshCodes};
+use common::radmfa::{bin, write_config, Options, Server, SECRET};
+use common::slapd::{LdapUser, Slapd};
+
+const PW: &str = "alice-pw";
+const STATION_A: &str = "203.0.113.5";
+const STATION_B: &str = "198.51.100.7";
+const DAY: i64 = 86_400;
+
+fn code_of(v: &serde_json::Value) -> &str {
+    v["code"].as_str().unwrap()
+}
+
+fn send(srv: &Server, station: &str, password: &str, state: Option<&str>) -> serde_json::Value {
+    let mut args = vec![
+        "--user",
+        "alice",
+        "--password",
+        password,
+        "--calling-station-id",
+        station,
+    ];
+    if let Some(s) = state {
+        args.extend(["--state", s]);
+    }
+    pyrad(srv.port(), SECRET, &args)
+}
+
+/// A config (one client that remembers second factors for 10 minutes) and its database,
+/// made before the server starts so that rows can be put in first.
+fn prepared(slapd: &Slapd) -> (tempfile::TempDir, std::path::PathBuf, rusqlite::Connection) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = Options::new(&slapd.url);
+    o.clients = Vec::new();
+    o.extra = client("local", "127.0.0.1", "remember_second_factor_secs = 600");
+    let config = write_config(dir.path(), &o);
+    let migrate = std::process::Command::new(bin())
+        .arg("--config")
+        .arg(&config)
+        .args(["db", "migrate"])
+        .output()
+        .unwrap();
+    assert!(migrate.status.success(), "{migrate:?}");
+    let db = rusqlite::Connection::open(dir.path().join("radmfa.db")).unwrap();
+    db.busy_timeout(Duration::from_secs(5)).unwrap();
+    (dir, config, db)
+}
+
+/// A remembered login written by a clock a day ahead would last that day, not its 10
+/// minutes: it is not used, and the user gets the prompt. One written by a right clock
+/// still spares the code.
+#[test]
+fn a_remembered_login_stamped_ahead_of_the_clock_is_not_used() {
+    let slapd = Slapd::start(&[LdapUser::new("alice", PW)]);
+    let (dir, config, db) = prepared(&slapd);
+    let t = now();
+    for (station, verified_at) in [(STATION_A, t + DAY), (STATION_B, t - 10)] {
+        db.execute(
+            "INSERT INTO remembered_logins (user, nas, station, mode, verified_at, expires_at) \
+             VALUES ('alice', 'local', ?1, 'totp', ?2, ?3)",
+            rusqlite::params![station, verified_at, verified_at + 600],
+        )
+        .unwrap();
+    }
+    let srv = Server::start_with(dir, config);
+    srv.enroll("alice", &[]);
+    let sound = send(&srv, STATION_B, PW, None);
+    assert_eq!(code_of(&sound), "Access-Accept", "{sound}\n{}", srv.log());
+    let ahead = send(&srv, STATION_A, PW, None);
+    assert_eq!(
+        code_of(&ahead),
+        "Access-Challenge",
+        "{ahead}\n{}",
+        srv.log()
+    );
+    assert!(
+        srv.log_shows("a remembered login is stamped ahead of this server's clock"),
+        "{}",
+        srv.log()
+    );
+}
+
+/// A prompt issued by a clock an hour ahead would take its answer for an hour more: it is
+/// over, and the answer is refused with a reason that names the clock.
+#[test]
+fn a_prompt_stamped_ahead_of_the_clock_is_over() {
+    let slapd = Slapd::start(&[LdapUser::new("alice", PW)]);
+    let (dir, config, db) = prepared(&slapd);
+    let srv = Server::start_with(dir, config);
+    let codes = FreshCodes::new(srv.enroll("alice", &[]));
+    let r1 = send(&srv, STATION_A, PW, None);
+    assert_eq!(code_of(&r1), "Access-Challenge", "{r1}");
+    let moved = db
+        .execute(
+            "UPDATE challenges SET created_at = created_at + 3600, \
+             expires_at = expires_at + 3600 WHERE user = 'alice'",
+            [],
+        )
+        .unwrap();
+    assert_eq!(moved, 1);
+    let state = r1["state"].as_str().unwrap();
+    let r2 = send(&srv, STATION_A, &codes.next(), Some(state));
+    assert_eq!(code_of(&r2), "Access-Reject", "{r2}\n{}", srv.log());
+    let rec = &srv.audit_json("alice")[0];
+    let reason = rec["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("ahead of this server's clock"), "{rec}");
+    // Over for good: the same State with the next code is refused as unknown.
+    let again = send(&srv, STATION_A, &codes.next(), Some(state));
+    assert_eq!(code_of(&again), "Access-Reject", "{again}");
+}
+
+/// A server started with its clock behind the newest audit record says so: every right
+/// code would be refused as wrong, and counted toward the lockout, with nothing else to
+/// tell the admin why.
+#[test]
+fn a_clock_behind_the_audit_trail_is_warned_of_at_start() {
+    let slapd = Slapd::start(&[LdapUser::new("alice", PW)]);
+    let (dir, config, db) = prepared(&slapd);
+    db.execute(
+        "INSERT INTO audit (time, user, mode, result, server_name, latency_ms) \
+         VALUES (?1, 'alice', 'totp', 'accept', 'other-node', 3)",
+        [now() + DAY],
+    )
+    .unwrap();
+    let srv = Server::start_with(dir, config);
+    assert!(
+        srv.log_shows("ahead of this server's clock: this clock is behind"),
+        "{}",
+        srv.log()
+    );
+    assert!(srv.log().contains("other-node"), "{}", srv.log());
+}
