@@ -43,7 +43,14 @@ impl RequestKey {
 enum Entry {
     InFlight {
         digest: u64,
+        /// Copies that came where the first one did: it sends them their replies.
         attached: u32,
+        /// The address the first copy was sent to (`None`: not told).
+        path: Option<SocketAddr>,
+        /// Copies that came to another of radmfa's addresses or ports (a NAS failing over
+        /// with the same bytes): each waits for the reply and sends it from where it came,
+        /// since a NAS drops a reply from another address than it asked.
+        elsewhere: u32,
     },
     Done {
         digest: u64,
@@ -69,6 +76,10 @@ pub enum Seen {
     /// Still being processed: it will be answered when the original completes. The number
     /// of retransmits attached so far, this one included.
     Attached(u32),
+    /// Still being processed, and this copy came to another address or port than the first:
+    /// it waits for the reply ([`DuplicateCache::peek`]) and sends it from its own. The
+    /// number of such copies so far, this one included.
+    AttachedElsewhere(u32),
     /// Same key, different content: not a retransmit.
     Mismatch,
 }
@@ -143,6 +154,11 @@ impl DuplicateCache {
     }
 
     pub fn begin(&self, key: RequestKey, raw: &[u8]) -> Seen {
+        self.begin_at(key, raw, None)
+    }
+
+    /// [`Self::begin`] for a copy sent to `path`, one of radmfa's addresses.
+    pub fn begin_at(&self, key: RequestKey, raw: &[u8], path: Option<SocketAddr>) -> Seen {
         let digest = self.digest(raw);
         let now = Instant::now();
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
@@ -153,12 +169,22 @@ impl DuplicateCache {
                 v.insert(Entry::InFlight {
                     digest,
                     attached: 0,
+                    path,
+                    elsewhere: 0,
                 });
                 Seen::New
             }
             MapEntry::Occupied(mut o) => match o.get_mut() {
                 Entry::InFlight { digest: d, .. } if *d != digest => Seen::Mismatch,
                 Entry::Done { digest: d, .. } if *d != digest => Seen::Mismatch,
+                Entry::InFlight {
+                    path: first,
+                    elsewhere,
+                    ..
+                } if *first != path => {
+                    *elsewhere = elsewhere.saturating_add(1);
+                    Seen::AttachedElsewhere(*elsewhere)
+                }
                 Entry::InFlight { attached, .. } => {
                     *attached = attached.saturating_add(1);
                     Seen::Attached(*attached)
@@ -193,14 +219,20 @@ impl DuplicateCache {
     /// (decided under the lock, with the count of attached retransmits it returns).
     fn settle(&self, key: RequestKey, reply: Option<Arc<[u8]>>, keep: Keep) -> u32 {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(Entry::InFlight { digest, attached }) = inner.map.get(&key) else {
+        let Some(&Entry::InFlight {
+            digest,
+            attached,
+            elsewhere,
+            ..
+        }) = inner.map.get(&key)
+        else {
             return 0;
         };
-        let (digest, attached) = (*digest, *attached);
+        // Copies waiting elsewhere read the reply from here: it is kept for them.
         let kept = match keep {
             Keep::Always => true,
             Keep::Never => false,
-            Keep::IfAttached => attached > 0,
+            Keep::IfAttached => attached > 0 || elsewhere > 0,
         };
         if kept {
             inner.bytes += reply.as_ref().map_or(0, |r| r.len());
@@ -368,6 +400,28 @@ mod tests {
             Peek::Done(Some(reply)),
             "the waiter finds it"
         );
+    }
+
+    #[test]
+    fn a_copy_sent_to_another_address_waits_for_the_reply_itself() {
+        let c = DuplicateCache::new(Duration::from_secs(30));
+        let (a, b) = (
+            Some("127.0.0.1:1812".parse().unwrap()),
+            Some("127.0.0.1:1645".parse().unwrap()),
+        );
+        let reply: Arc<[u8]> = Arc::from(&b"reply"[..]);
+        assert_eq!(c.begin_at(key(1), b"x", a), Seen::New);
+        assert_eq!(c.begin_at(key(1), b"x", b), Seen::AttachedElsewhere(1));
+        assert_eq!(c.begin_at(key(1), b"x", a), Seen::Attached(1));
+        assert_eq!(c.begin_at(key(1), b"x", b), Seen::AttachedElsewhere(2));
+        // The first copy sends the one that came where it did; the others read the cache.
+        assert_eq!(c.forget_unless_attached(key(1), reply.clone()), 1);
+        assert_eq!(c.peek(key(1)), Peek::Done(Some(reply.clone())));
+        // A Status-Server answer is kept for a copy elsewhere alone, too.
+        assert_eq!(c.begin_at(key(2), b"x", a), Seen::New);
+        assert_eq!(c.begin_at(key(2), b"x", b), Seen::AttachedElsewhere(1));
+        assert_eq!(c.forget_unless_attached(key(2), reply.clone()), 0);
+        assert_eq!(c.peek(key(2)), Peek::Done(Some(reply)));
     }
 
     #[test]

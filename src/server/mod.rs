@@ -364,14 +364,33 @@ async fn dispatch_from(
     // and ignored on reception." So a retransmit padded differently is the same request.
     let declared = usize::from(u16::from_be_bytes([raw[2], raw[3]]));
     let raw = &raw[..declared.clamp(HEADER_LEN, raw.len())];
-    match app.dedup.begin(key, raw) {
+    // Where this copy was sent: a copy of a request in flight sent to another of radmfa's
+    // addresses is answered from that one (`Seen::AttachedElsewhere`).
+    let path = if over_tls { None } else { local };
+    match app.dedup.begin_at(key, raw, path) {
         Seen::New => {}
         Seen::Replay(bytes) => {
             Metrics::inc(&app.metrics.duplicate_replayed);
             reply_to.send(app, &bytes, src, &client.name).await;
             return;
         }
-        Seen::Attached(nth) => {
+        Seen::AttachedElsewhere(nth) if !over_tls => {
+            Metrics::inc(&app.metrics.duplicate_in_flight);
+            if nth <= dedup::MAX_ATTACHED_COPIES {
+                let deadline = client
+                    .factors
+                    .request_deadline(app.config().server.request_deadline);
+                tracker.spawn(udp_copy_when_answered(
+                    app.clone(),
+                    key,
+                    reply_to.clone(),
+                    (src, client.name.clone()),
+                    deadline + Duration::from_secs(1),
+                ));
+            }
+            return;
+        }
+        Seen::Attached(nth) | Seen::AttachedElsewhere(nth) => {
             Metrics::inc(&app.metrics.duplicate_in_flight);
             // A RadSec resend comes on a new connection (the first one broke): the reply
             // goes out on the first one, so this one waits for it and sends its own copy.
@@ -578,9 +597,9 @@ async fn serve_one(
     // A Status-Server answer changes nothing and costs less to compute again than to keep:
     // not caching it keeps a health-check flood (or a monitoring system polling hard) from
     // filling the duplicate cache and the memory behind it.
-    let attached = if req.kind == RequestKind::StatusServer && !ctx.over_tls {
-        app.dedup.forget(key)
-    } else if req.kind == RequestKind::StatusServer {
+    let attached = if req.kind == RequestKind::StatusServer {
+        // Kept only for copies that wait for it: a RadSec resend on another connection, a
+        // UDP copy sent to another of radmfa's addresses.
         app.dedup.forget_unless_attached(key, bytes.clone())
     } else {
         app.dedup.finish(key, Some(bytes.clone()))
@@ -631,6 +650,32 @@ async fn resend_when_answered(resend: Resend, key: RequestKey, limit: Duration) 
             }
             dedup::Peek::Done(None) => return,
             dedup::Peek::Gone => return redispatch(resend).await,
+        }
+    }
+}
+
+/// Sends a UDP copy that came to another of radmfa's addresses or ports while its first copy
+/// was in flight its reply, from the address it came to, once the first copy is answered
+/// (at most `limit` from now). If the first ended unanswered, so does this copy: the NAS
+/// sends again, and that copy is worked out afresh. A poll, as for RadSec resends: a NAS
+/// failing over with the same bytes during a login is rare.
+async fn udp_copy_when_answered(
+    app: Arc<AppState>,
+    key: RequestKey,
+    reply_to: ReplyTo,
+    (src, nas): (SocketAddr, String),
+    limit: Duration,
+) {
+    let until = Instant::now() + limit;
+    while Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        match app.dedup.peek(key) {
+            dedup::Peek::InFlight => continue,
+            dedup::Peek::Done(Some(bytes)) => {
+                reply_to.send(&app, &bytes, src, &nas).await;
+                return;
+            }
+            dedup::Peek::Done(None) | dedup::Peek::Gone => return,
         }
     }
 }
