@@ -1004,6 +1004,32 @@ fn config_check_reports_valid_and_invalid_files() {
     let (ok, _, err) = run(&bad, &["config", "check"]);
     assert!(!ok);
     assert!(err.contains("server.listen[0]"), "the bad key named: {err}");
+    // An IPv4-mapped address passed the check, then failed the start ("Invalid argument"):
+    // radmfa's IPv6 sockets are IPv6-only.
+    let good = std::fs::read_to_string(&cfg).unwrap();
+    let ours = "listen = [\"127.0.0.1:0\"]";
+    assert!(good.contains(ours), "{good}");
+    for (key, text) in [
+        (
+            "server.listen[1]",
+            good.replace(
+                ours,
+                "listen = [\"127.0.0.1:0\", \"[::ffff:127.0.0.1]:1645\"]",
+            ),
+        ),
+        (
+            "metrics.listen",
+            format!("{good}\n[metrics]\nlisten = \"[::ffff:127.0.0.1]:9812\"\n"),
+        ),
+    ] {
+        std::fs::write(&bad, &text).unwrap();
+        let (ok, _, err) = run(&bad, &["config", "check"]);
+        assert!(!ok, "{text}");
+        assert!(
+            err.contains(key) && err.contains("IPv4-mapped") && err.contains("\"127.0.0.1:"),
+            "{err}"
+        );
+    }
     // A client that needs the directory, and no [ldap].
     std::fs::write(
         &bad,
@@ -1334,7 +1360,16 @@ fn config_check_summarises_clients_and_warns_about_weakened_settings() {
             "no {needle:?}:\n{out}"
         );
     }
-    assert_eq!(warnings.len(), 19, "{out}");
+    // The test listens on loopback alone, which no NAS in 10/8 or 128/1 reaches (0/1 and
+    // 0/0 hold 127/8).
+    for net in [
+        "\"legacy\": address 10.0.0.0/8",
+        "\"halves\": address 128.0.0.0/1",
+    ] {
+        let needle = format!("warning: client {net}: server.listen has only loopback");
+        assert!(warnings.iter().any(|w| w.starts_with(&needle)), "{out}");
+    }
+    assert_eq!(warnings.len(), 21, "{out}");
     for line in [
         "upstream: 192.0.2.50:1812, 192.0.2.51:1812 (1900 ms each; passes on Class)",
         "client \"legacy\": 10.0.0.0/8; password, then a prompt (password checked upstream)",

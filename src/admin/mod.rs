@@ -18,6 +18,7 @@ pub mod phone;
 pub mod reload;
 pub mod review;
 pub mod review_file;
+mod review_listen;
 pub mod serve;
 pub mod token_import;
 mod token_replace;

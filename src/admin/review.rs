@@ -826,6 +826,18 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
                      secret"
                 ));
             }
+            if c.transport.udp() {
+                let listen = &cfg.server.listen;
+                if let Some(w) = super::review_listen::unreachable("server.listen", listen, net) {
+                    warn(w);
+                }
+            }
+            if let (Some(r), true) = (&cfg.radsec, c.transport.radsec()) {
+                if let Some(w) = super::review_listen::unreachable("radsec.listen", &r.listen, net)
+                {
+                    warn(w);
+                }
+            }
         }
         // An entry for RadSec only does not keep its host off UDP: a UDP request from it
         // finds the broader UDP entry around it (the lookup is per transport), and is

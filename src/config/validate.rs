@@ -345,14 +345,34 @@ fn listen_addrs(key: &str, addrs: &[String], port: u16) -> Result<Vec<SocketAddr
         .iter()
         .enumerate()
         .map(|(i, a)| {
-            a.parse::<SocketAddr>().map_err(|_| {
+            let addr = a.parse::<SocketAddr>().map_err(|_| {
                 ConfigError::invalid(
                     format!("{key}[{i}]"),
                     format!("{a:?} is not an address:port (IPv6 as \"[::]:{port}\")"),
                 )
-            })
+            })?;
+            not_v4_mapped(&format!("{key}[{i}]"), addr)
         })
         .collect()
+}
+
+/// radmfa's IPv6 sockets are IPv6-only (an IPv4 address is listed as itself), and such a
+/// socket cannot bind an IPv4-mapped address: the start failed with "Invalid argument",
+/// after `config check` and a reload had passed it.
+pub(super) fn not_v4_mapped(key: &str, addr: SocketAddr) -> Result<SocketAddr, ConfigError> {
+    match addr {
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => Err(ConfigError::invalid(
+                key,
+                format!(
+                    "\"{addr}\" is an IPv4-mapped address: write it as IPv4, \"{v4}:{}\"",
+                    v6.port()
+                ),
+            )),
+            None => Ok(addr),
+        },
+        SocketAddr::V4(_) => Ok(addr),
+    }
 }
 
 fn metrics_config(raw: RawMetrics) -> Result<MetricsConfig, ConfigError> {
@@ -365,6 +385,7 @@ fn metrics_config(raw: RawMetrics) -> Result<MetricsConfig, ConfigError> {
             ),
         )
     })?;
+    let listen = not_v4_mapped("metrics.listen", listen)?;
     Ok(MetricsConfig { listen })
 }
 

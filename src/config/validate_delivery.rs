@@ -689,6 +689,7 @@ fn callbacks_config(raw: RawCallbacks) -> Result<CallbacksConfig, ConfigError> {
             format!("{listen:?} is not an address:port"),
         )
     })?;
+    let listen = super::validate::not_v4_mapped("callbacks.listen", listen)?;
     url_key("callbacks.public_url", &public_url)?;
     public_url_shape(&public_url)?;
     Ok(CallbacksConfig {
