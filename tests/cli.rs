@@ -406,6 +406,45 @@ fn config_check_refuses_a_key_file_serve_would_refuse() {
     assert!(ok, "{out}{err}");
 }
 
+/// A listen address that cannot be bound stops the start with what to do about it, not
+/// the OS's words alone.
+#[test]
+fn a_listen_address_that_cannot_be_bound_says_why() {
+    let (_d, cfg) = setup();
+    let good = std::fs::read_to_string(&cfg).unwrap();
+    let ours = "listen = [\"127.0.0.1:0\"]";
+    assert!(good.contains(ours), "{good}");
+    let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    for (listen, hint) in [
+        // TEST-NET-1: on no interface here.
+        (
+            "192.0.2.1:1812".to_string(),
+            "no interface of this host has that address",
+        ),
+        (format!("127.0.0.1:{port}"), "another process listens there"),
+    ] {
+        std::fs::write(
+            &cfg,
+            good.replace(ours, &format!("listen = [\"{listen}\"]")),
+        )
+        .unwrap();
+        let serve = Command::new("timeout")
+            .args(["20", bin().to_str().unwrap(), "--config"])
+            .arg(&cfg)
+            .arg("serve")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&serve.stderr);
+        let code = serve.status.code();
+        assert!(code.is_some_and(|c| c != 0 && c != 124), "{code:?}: {err}");
+        assert!(
+            err.contains(&format!("binding udp {listen}")) && err.contains(hint),
+            "{err}"
+        );
+    }
+}
+
 /// A key file that is not the database's (regenerated, or a backup's database restored beside
 /// today's key) stops the server and every command at once, naming the key, and is left as it
 /// is: before the key check the server started and failed each login whose seed it could not

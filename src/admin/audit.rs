@@ -37,7 +37,10 @@ pub fn parse_time(s: &str, now: i64) -> anyhow::Result<i64> {
         return Ok(n);
     }
     if let Ok(t) = OffsetDateTime::parse(s, &Rfc3339) {
-        return Ok(t.unix_timestamp());
+        // Records are stamped in whole seconds, `--since` takes those at or after the time
+        // and `--until` those before it: a fraction moves both to the next second. Cut
+        // off, `--until 08:20:41.9Z` left out the records stamped 08:20:41.
+        return Ok(t.unix_timestamp() + i64::from(t.nanosecond() > 0));
     }
     let age = age_secs(s).map_err(|_| anyhow::anyhow!("{s:?}: use {TIME_FORMS}"))?;
     Ok(now - age)
@@ -490,6 +493,10 @@ mod tests {
             1700000000
         );
         assert_eq!(parse_time("15m", 10_000).unwrap(), 10_000 - 900);
+        // A fraction: the next whole second, for --until's "before" as for --since's
+        // "at or after".
+        assert_eq!(parse_time("2023-11-14T22:13:19.9Z", 0).unwrap(), 1700000000);
+        assert_eq!(parse_time("2023-11-14T22:13:20.0Z", 0).unwrap(), 1700000000);
         let err = parse_time("yesterday", 0).unwrap_err().to_string();
         assert!(err.contains("RFC 3339") && err.contains("7d"), "{err}");
     }

@@ -812,7 +812,27 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
                     .into(),
             );
         }
-        for net in &c.networks {
+        for (i, net) in c.networks.iter().enumerate() {
+            // `0.0.0.0` or `::` alone: no request comes from there, and it reads like a
+            // short way to write "everyone".
+            if net.addr().is_unspecified() && net.prefix_len() == net.max_prefix_len() {
+                warn(format!(
+                    "address {}: no request comes from the unspecified address, so this \
+                     matches nothing (every address is {}/0, which is seldom meant)",
+                    net.addr(),
+                    net.addr()
+                ));
+            }
+            // Within one entry (across entries is refused): a repeat, or an address inside
+            // a wider network of the entry, adds nothing.
+            let covered = c
+                .networks
+                .iter()
+                .enumerate()
+                .find(|&(j, n)| j != i && n.contains(net) && (n != net || j < i));
+            if let Some((_, wider)) = covered {
+                warn(format!("address {net}: already in {wider}, in this entry"));
+            }
             if net.prefix_len() == 0 {
                 warn(format!(
                     "address {net}: every address on the internet may use this client's \
@@ -1303,6 +1323,30 @@ mod tests {
         let only_calls = "methods lists totp beside voice";
         assert!(warns_of(&config(own, both), only_calls));
         assert!(!warns_of(&config(own, calls), only_calls));
+    }
+
+    #[test]
+    fn client_addresses_that_match_nothing_or_nothing_more_are_warned_about() {
+        let with = |address: &str| {
+            format!(
+                "[server]\nlisten = [\"0.0.0.0:1812\", \"[::]:1812\"]\n{LDAP}\
+                 [[client]]\nname = \"nas\"\naddress = {address}\n\
+                 secret = \"0123456789abcdef\"\n"
+            )
+        };
+        let nothing = "no request comes from the unspecified address";
+        assert!(warns_of(&with("\"0.0.0.0\""), nothing));
+        assert!(warns_of(&with("\"::\""), nothing));
+        assert!(!warns_of(&with("\"0.0.0.0/0\""), nothing));
+        let again = "already in";
+        for repeated in [
+            "[\"10.0.0.1\", \"10.0.0.1/32\"]",
+            "[\"10.0.0.1\", \"10.0.0.0/8\"]",
+            "[\"10.0.0.0/8\", \"10.1.0.0/16\"]",
+        ] {
+            assert!(warns_of(&with(repeated), again), "{repeated}");
+        }
+        assert!(!warns_of(&with("[\"10.0.0.1\", \"10.0.0.2\"]"), again));
     }
 
     #[test]

@@ -136,7 +136,8 @@ async fn radsec_listeners(
                 tracing::warn!(%addr, "this host has no IPv6 ({e}); RadSec not listening on {addr}");
             }
             Err(e) => {
-                return Err(e).with_context(|| format!("binding radsec.listen[{i}] {addr}"));
+                let hint = crate::server::bind_hint(addr, &e);
+                return Err(e).with_context(|| format!("binding radsec.listen[{i}] {addr}{hint}"));
             }
         }
     }
@@ -181,7 +182,10 @@ async fn spawn_http(
     let key = which.key();
     // IPv6-only like every other listener: tokio's own bind on [::] took IPv4 too, so
     // `[::]:9100` beside `0.0.0.0:9100` passed `config check` and failed the start.
-    let listener = bind_tcp(addr).with_context(|| format!("binding {key} {addr}"))?;
+    let listener = bind_tcp(addr).map_err(|e| {
+        let hint = crate::server::bind_hint(&addr, &e);
+        anyhow::Error::new(e).context(format!("binding {key} {addr}{hint}"))
+    })?;
     // Logged here, before the RADIUS sockets serve, so the line precedes "listening on udp".
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "{key}: serving http://{addr}/");

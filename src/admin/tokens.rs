@@ -436,7 +436,8 @@ async fn list(cfg: &Config, store: &dyn Store, a: ListArgs) -> anyhow::Result<Ex
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "{:<20} {:<4} {:<6} {:>2} {:>9}  {:<8} OWNER",
+        // STATE as wide as its longest value, "not yet valid".
+        "{:<20} {:<4} {:<6} {:>2} {:>9}  {:<13} OWNER",
         "SERIAL", "TYPE", "HASH", "D", "STEP/CTR", "STATE"
     );
     let now = crate::clock::Clock::now(&crate::clock::SystemClock);
@@ -448,7 +449,7 @@ async fn list(cfg: &Config, store: &dyn Store, a: ListArgs) -> anyhow::Result<Ex
         };
         let validity = crate::mfa::verify::validity_at(r, now);
         println!(
-            "{:<20} {:<4} {:<6} {:>2} {:>9}  {:<8} {}",
+            "{:<20} {:<4} {:<6} {:>2} {:>9}  {:<13} {}",
             super::printable(&t.serial),
             kind_str(t.kind),
             t.algorithm.as_str(),

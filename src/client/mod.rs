@@ -53,9 +53,10 @@ pub enum ClientCommand {
 
 #[derive(Debug, Args)]
 pub struct Target {
-    /// RADIUS server, e.g. 127.0.0.1:1812 or [::1]:1812 [default: 127.0.0.1:1812, or
+    /// RADIUS server, e.g. 127.0.0.1:1812, [::1]:1812 or radius1.example.org:1812 (a name
+    /// is looked up once, its first address used) [default: 127.0.0.1:1812, or
     /// 127.0.0.1:2083 with --radsec-cert].
-    #[arg(long, short = 's')]
+    #[arg(long, short = 's', value_parser = parse_server)]
     pub server: Option<SocketAddr>,
     /// Shared secret (prefer --secret-file or RADMFA_SECRET: argv is visible to others).
     /// RADMFA_SECRET, from the environment, is used only when neither flag is given, and
@@ -370,6 +371,20 @@ fn parse_algorithm(s: &str) -> Result<OtpAlgorithm, String> {
     OtpAlgorithm::parse(s).ok_or_else(|| format!("{s:?}: use sha1, sha256 or sha512"))
 }
 
+/// An address:port, or a host name and port (`localhost:1812`), as radclient takes one.
+fn parse_server(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    use std::net::ToSocketAddrs;
+    let mut found = s.to_socket_addrs().map_err(|e| {
+        format!("{s:?}: give an address:port or a host name and port (localhost:1812): {e}")
+    })?;
+    found
+        .next()
+        .ok_or_else(|| format!("{s:?}: the name has no address"))
+}
+
 /// A finite wait: `inf` or `1e30` would overflow the Duration it becomes (a panic).
 fn parse_timeout(s: &str) -> Result<f64, String> {
     let v: f64 = s.parse().map_err(|e| format!("{s:?}: {e}"))?;
@@ -611,5 +626,19 @@ mod tests {
             server_of(&["status", "--secret", "s"]),
             "127.0.0.1:1812".parse().unwrap()
         );
+    }
+
+    /// A host name, as radclient takes one; `localhost:1812` was refused as "invalid
+    /// socket address syntax".
+    #[test]
+    fn a_server_may_be_named() {
+        let a = server_of(&["status", "--secret", "s", "-s", "localhost:1645"]);
+        assert!(a.ip().is_loopback() && a.port() == 1645, "{a}");
+        let argv = ["radmfa", "status", "-s", "localhost"];
+        let err = Cmd::try_parse_from(argv)
+            .err()
+            .expect("no port")
+            .to_string();
+        assert!(err.contains("host name and port"), "{err}");
     }
 }

@@ -67,6 +67,24 @@ pub(crate) fn no_ipv6_here(addr: &SocketAddr, e: &std::io::Error) -> bool {
         && e.raw_os_error() == Some(nix::libc::EAFNOSUPPORT)
 }
 
+/// What to do about a failed bind, for its error: the OS's words alone ("Permission
+/// denied", "Cannot assign requested address") leave the admin to guess.
+pub(crate) fn bind_hint(addr: &SocketAddr, e: &std::io::Error) -> &'static str {
+    use std::io::ErrorKind;
+    match e.kind() {
+        ErrorKind::PermissionDenied if addr.port() < 1024 => {
+            " (a port under 1024 needs root or CAP_NET_BIND_SERVICE: in conf/radmfa.service, \
+             CapabilityBoundingSet= and AmbientCapabilities= CAP_NET_BIND_SERVICE)"
+        }
+        ErrorKind::AddrNotAvailable => " (no interface of this host has that address)",
+        ErrorKind::AddrInUse => {
+            " (another process listens there, or another radmfa: `ss -lunp` and `ss -ltnp` \
+             name it)"
+        }
+        _ => "",
+    }
+}
+
 fn bind_one(addr: &SocketAddr) -> std::io::Result<UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};
     let domain = if addr.is_ipv6() {
@@ -82,8 +100,10 @@ fn bind_one(addr: &SocketAddr) -> std::io::Result<UdpSocket> {
     let _ = sock.set_recv_buffer_size(4 << 20);
     sock.set_nonblocking(true)?;
     udp_source::enable(&sock, addr)?;
-    sock.bind(&(*addr).into())
-        .map_err(|e| std::io::Error::new(e.kind(), format!("binding udp {addr}: {e}")))?;
+    sock.bind(&(*addr).into()).map_err(|e| {
+        let hint = bind_hint(addr, &e);
+        std::io::Error::new(e.kind(), format!("binding udp {addr}: {e}{hint}"))
+    })?;
     UdpSocket::from_std(sock.into())
 }
 
