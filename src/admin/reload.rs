@@ -180,6 +180,9 @@ impl Reloader {
         let policy_changed = changed_sections(&self.policy, &policy);
         self.policy = policy;
         let clients = new.clients.len();
+        if let Some(what) = client_changes(&running.clients, &new.clients) {
+            info!("reload: [[client]] entries {what}");
+        }
         app.metrics
             .add_clients(new.clients.iter().map(|c| c.name.as_str()));
         app.set_clients(ClientTable::new(&new.clients));
@@ -339,15 +342,74 @@ fn sections_of(text: &str, path: &Path) -> anyhow::Result<Sections> {
     })
 }
 
-/// The top-level keys (sections) that differ, as `[name]`.
+/// What differs: the keys of a section in both (`server.max_in_flight`), else the section
+/// added or taken out (`[metrics]`). "[server] changed" left the admin to find the key.
 fn changed_sections(old: &toml::Table, new: &toml::Table) -> Vec<String> {
-    let mut keys: Vec<&String> = old.keys().chain(new.keys()).collect();
+    let mut out = Vec::new();
+    for k in union(old, new) {
+        match (old.get(k), new.get(k)) {
+            (a, b) if a == b => {}
+            (Some(toml::Value::Table(a)), Some(toml::Value::Table(b))) => out.extend(
+                union(a, b)
+                    .into_iter()
+                    .filter(|key| a.get(*key) != b.get(*key))
+                    .map(|key| format!("{k}.{key}")),
+            ),
+            _ => out.push(format!("[{k}]")),
+        }
+    }
+    out
+}
+
+/// The keys of both tables, sorted, each once.
+fn union<'a>(a: &'a toml::Table, b: &'a toml::Table) -> Vec<&'a String> {
+    let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
     keys.sort();
     keys.dedup();
-    keys.into_iter()
-        .filter(|k| old.get(*k) != new.get(*k))
-        .map(|k| format!("[{k}]"))
-        .collect()
+    keys
+}
+
+/// The `[[client]]` entries a reload adds, takes out and changes, by name, for its log
+/// line ("3 entries" said nothing of a client removed or a secret rotated). `None`: the
+/// same entries.
+fn client_changes(old: &[ClientConfig], new: &[ClientConfig]) -> Option<String> {
+    let named = |list: &[ClientConfig], name: &str| list.iter().find(|c| c.name == name).cloned();
+    let mut parts = Vec::new();
+    let added: Vec<&str> = new
+        .iter()
+        .filter(|c| named(old, &c.name).is_none())
+        .map(|c| c.name.as_str())
+        .collect();
+    let removed: Vec<&str> = old
+        .iter()
+        .filter(|c| named(new, &c.name).is_none())
+        .map(|c| c.name.as_str())
+        .collect();
+    let mut changed = Vec::new();
+    for c in new {
+        let Some(was) = named(old, &c.name) else {
+            continue;
+        };
+        // Debug masks the secret: compared on its own, and said apart from the rest.
+        let secret = !crate::radius::crypto::ct_eq(was.secret.expose(), c.secret.expose());
+        let rest = format!("{was:?}") != format!("{c:?}");
+        match (secret, rest) {
+            (true, true) => changed.push(format!("{} (its secret too)", c.name)),
+            (true, false) => changed.push(format!("{} (its secret)", c.name)),
+            (false, true) => changed.push(c.name.clone()),
+            (false, false) => {}
+        }
+    }
+    for (what, names) in [
+        ("added", added.join(", ")),
+        ("removed", removed.join(", ")),
+        ("changed", changed.join(", ")),
+    ] {
+        if !names.is_empty() {
+            parts.push(format!("{what}: {names}"));
+        }
+    }
+    (!parts.is_empty()).then(|| parts.join("; "))
 }
 
 #[cfg(test)]
@@ -365,6 +427,39 @@ mod tests {
         let same = t("[ldap]\nurls = []\n[server]\nmax_in_flight = 5\n[[client]]\nname = \"b\"\n");
         assert!(changed_sections(&old, &same).is_empty());
         let new = t("[server]\nmax_in_flight = 6\n[ldap]\nurls = []\n[metrics]\nlisten = \"x\"\n");
-        assert_eq!(changed_sections(&old, &new), ["[metrics]", "[server]"]);
+        assert_eq!(
+            changed_sections(&old, &new),
+            ["[metrics]", "server.max_in_flight"]
+        );
+    }
+
+    #[test]
+    fn client_changes_are_named() {
+        let c = |name: &str, secret: &str, address: &str| {
+            let text = format!(
+                "[ldap]\nurls = [\"ldap://127.0.0.1\"]\nbind_dn = \"cn=a\"\n\
+                 bind_password = \"pw\"\nbase_dn = \"dc=example,dc=org\"\n\
+                 [[client]]\nname = \"{name}\"\naddress = \"{address}\"\n\
+                 secret = \"{secret}\"\n"
+            );
+            let cfg = Config::parse(&text, Path::new("radmfa.toml")).expect("valid");
+            cfg.clients[0].clone()
+        };
+        let (s1, s2) = ("0123456789abcdef", "fedcba9876543210");
+        let old = [
+            c("a", s1, "10.0.0.1"),
+            c("b", s1, "10.0.0.2"),
+            c("d", s1, "10.0.0.4"),
+        ];
+        let new = [
+            c("a", s2, "10.0.0.1"),
+            c("c", s1, "10.0.0.3"),
+            c("d", s2, "10.0.0.5"),
+        ];
+        assert_eq!(
+            client_changes(&old, &new).unwrap(),
+            "added: c; removed: b; changed: a (its secret), d (its secret too)"
+        );
+        assert_eq!(client_changes(&old, &old), None);
     }
 }
