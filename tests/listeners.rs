@@ -7,7 +7,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
 use common::ports::free_port;
-use common::radmfa::{Options, Server, SECRET};
+use common::radmfa::{http_get, Options, Server, SECRET};
 use common::slapd::{LdapUser, Slapd};
 use radmfa::radius::client::{parse_reply, AccessRequestBuilder};
 
@@ -24,6 +24,7 @@ fn a_copy_sent_to_another_port_in_flight_is_answered_from_that_port() {
     o.listen = Box::leak(format!("127.0.0.1:{p1}\", \"127.0.0.1:{p2}").into_boxed_str());
     // Frozen below for longer than the default: the first copy must still be in flight.
     o.ldap_timeout_ms = 3000;
+    o.extra.push_str("\n[metrics]\nlisten = \"127.0.0.1:0\"\n");
     let srv = Server::start(&o);
     srv.enroll("alice", &[]);
     let nas = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -32,11 +33,30 @@ fn a_copy_sent_to_another_port_in_flight_is_answered_from_that_port() {
         .password(b"alice-pw")
         .build(SECRET.as_bytes());
     let to = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
+    // Read off the exposition by hand: Prometheus's parser (a Python start per look) is
+    // too slow for the login's deadline.
+    let joined = || {
+        let body = http_get(srv.metrics_addr(), "/metrics").2;
+        let line = body
+            .lines()
+            .find_map(|l| l.strip_prefix("radmfa_duplicates_total{outcome=\"in_flight\"} "));
+        line.and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // A scrape proves the directory first: one made while it is frozen would wait for
+    // the health probe (2 s) and eat the login's deadline.
+    assert_eq!(joined(), 0.0);
     slapd.signal("-STOP");
     nas.send_to(&pkt, to(p1)).unwrap();
     slapd.wait_for_unread_request();
     nas.send_to(&pkt, to(p2)).unwrap();
-    std::thread::sleep(Duration::from_millis(200));
+    // The second copy joined the first while it was in flight (not a replay of its answer,
+    // which would come from p2 without the fix too).
+    let until = std::time::Instant::now() + Duration::from_secs(5);
+    while joined() < 1.0 && std::time::Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(joined(), 1.0, "{}", srv.log());
     slapd.signal("-CONT");
     let mut buf = [0u8; 4096];
     let mut from = Vec::new();
@@ -56,7 +76,8 @@ fn a_copy_sent_to_another_port_in_flight_is_answered_from_that_port() {
     assert_eq!(
         parse_reply(&replies[0]).unwrap().code,
         11,
-        "Access-Challenge"
+        "Access-Challenge\n{}",
+        srv.log()
     );
     // One login worked out, not two.
     let audit = srv.audit_json("alice");

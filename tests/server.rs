@@ -1739,7 +1739,9 @@ fn lockout_after_wrong_codes_and_unlock() {
     assert!(
         log.lines().any(|l| l.contains("second factor locked")
             && l.contains(&format!("until={} ", at.unix_timestamp()))
-            && l.contains(&format!("until_at={until}"))),
+            && l.contains(&format!("until_at={until}"))
+            && l.contains("nas=local")
+            && l.contains("nas_ip=\"127.0.0.1\"")),
         "{log}"
     );
     assert!(audit.iter().any(|r| r["result"] == "unlock"));

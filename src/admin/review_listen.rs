@@ -28,10 +28,12 @@ pub(super) fn unreachable(key: &str, listen: &[SocketAddr], net: &IpNet) -> Opti
     }
     let port = listen.first().map_or(1812, |l| l.port());
     Some(if same_family.is_empty() {
-        let (family, wildcard) = if net.addr().is_ipv4() {
-            ("IPv4", format!("0.0.0.0:{port}"))
-        } else {
-            ("IPv6", format!("[::]:{port}"))
+        // For a client on this host, its loopback address; else the wildcard.
+        let (family, wildcard) = match (net.addr().is_ipv4(), net.addr().is_loopback()) {
+            (true, true) => ("IPv4", format!("127.0.0.1:{port}")),
+            (true, false) => ("IPv4", format!("0.0.0.0:{port}")),
+            (false, true) => ("IPv6", format!("[::1]:{port}")),
+            (false, false) => ("IPv6", format!("[::]:{port}")),
         };
         format!(
             "address {net}: {key} has no {family} address, so its requests go unanswered \
@@ -68,6 +70,8 @@ mod tests {
             w.contains("no IPv6 address") && w.contains("\"[::]:1812\""),
             "{w}"
         );
+        let w = check(&["127.0.0.1:1812"], "::1/128").unwrap();
+        assert!(w.contains("\"[::1]:1812\""), "{w}");
         let w = check(&["[::1]:1812", "0.0.0.0:1812"], "2001:db8::/32").unwrap();
         assert!(w.contains("only loopback"), "{w}");
         assert!(check(&["127.0.0.1:1812"], "10.0.0.0/8").is_some());

@@ -248,10 +248,10 @@ pub(super) async fn wait_for_signal() {
 
 /// Once a minute: dropped requests held back from the log (see server::drop_log), expired
 /// challenges (refused on lookup anyway; this keeps the table small), spent SMS/call state,
-/// and audit records past `[audit] keep_days`, unless the wall clock stepped ahead.
+/// and audit records past `[audit] keep_days` (counted as `clock_watch` allows).
 async fn housekeeping(app: std::sync::Arc<AppState>, stop: CancellationToken) {
-    super::clock_watch::warn_if_behind_the_audit(&*app.store, app.clock.now()).await;
-    let mut clock = super::clock_watch::ClockWatch::new(app.clock.now());
+    let newest = super::clock_watch::newest_audit(&*app.store, app.clock.now()).await;
+    let mut clock = super::clock_watch::ClockWatch::new(app.clock.now(), newest);
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
     loop {
         tokio::select! {
@@ -262,9 +262,10 @@ async fn housekeeping(app: std::sync::Arc<AppState>, stop: CancellationToken) {
                 }
                 let now = app.clock.now();
                 purge_expired(&*app.store, now).await;
-                let purge_allowed = clock.purge_allowed(now);
-                if let (Some(days), true) = (app.config().audit.keep_days, purge_allowed) {
-                    purge_old_audit(&app, days, &stop).await;
+                let days = app.config().audit.keep_days;
+                let keep = days.map(|d| std::time::Duration::from_secs(u64::from(d) * 86_400));
+                if let (Some(days), Some(before)) = (days, clock.audit_cutoff(now, keep)) {
+                    purge_old_audit(&app, days, before, &stop).await;
                 }
             }
         }
@@ -296,8 +297,7 @@ const AUDIT_PURGE_BATCH: u32 = 2_000;
 /// `[audit] keep_days`: deletes older records in batches, a pause between them so that a
 /// backlog (the setting just turned on) does not crowd out logins. Every node of a cluster
 /// does this; the deletes are idempotent.
-async fn purge_old_audit(app: &AppState, days: u32, stop: &CancellationToken) {
-    let before = app.clock.now() - i64::from(days) * 86_400;
+async fn purge_old_audit(app: &AppState, days: u32, before: i64, stop: &CancellationToken) {
     let mut total = 0;
     loop {
         let n = match app.store.purge_audit(before, AUDIT_PURGE_BATCH).await {

@@ -54,8 +54,10 @@ pub enum ClientCommand {
 #[derive(Debug, Args)]
 pub struct Target {
     /// RADIUS server, e.g. 127.0.0.1:1812, [::1]:1812 or radius1.example.org:1812 (a name
-    /// is looked up once, its first address used) [default: 127.0.0.1:1812, or
-    /// 127.0.0.1:2083 with --radsec-cert].
+    /// is looked up once, its IPv4 address used if it has one: a server's [[client]] entry
+    /// names one source address; over RadSec give the certificate's name with
+    /// --radsec-server-name) [default: 127.0.0.1:1812, or 127.0.0.1:2083 with
+    /// --radsec-cert].
     #[arg(long, short = 's', value_parser = parse_server)]
     pub server: Option<SocketAddr>,
     /// Shared secret (prefer --secret-file or RADMFA_SECRET: argv is visible to others).
@@ -377,11 +379,19 @@ fn parse_server(s: &str) -> Result<SocketAddr, String> {
         return Ok(a);
     }
     use std::net::ToSocketAddrs;
-    let mut found = s.to_socket_addrs().map_err(|e| {
-        format!("{s:?}: give an address:port or a host name and port (localhost:1812): {e}")
-    })?;
+    let found: Vec<SocketAddr> = s
+        .to_socket_addrs()
+        .map_err(|e| {
+            format!("{s:?}: give an address:port or a host name and port (localhost:1812): {e}")
+        })?
+        .collect();
+    // IPv4 first: `localhost` is often ::1 first, and the server's [[client]] entry for this
+    // host is most often its IPv4 address; a request from ::1 would be dropped unanswered.
     found
-        .next()
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(found.first())
+        .copied()
         .ok_or_else(|| format!("{s:?}: the name has no address"))
 }
 
@@ -634,6 +644,7 @@ mod tests {
     fn a_server_may_be_named() {
         let a = server_of(&["status", "--secret", "s", "-s", "localhost:1645"]);
         assert!(a.ip().is_loopback() && a.port() == 1645, "{a}");
+        assert!(a.is_ipv4(), "IPv4 first: {a}");
         let argv = ["radmfa", "status", "-s", "localhost"];
         let err = Cmd::try_parse_from(argv)
             .err()

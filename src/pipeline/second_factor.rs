@@ -460,11 +460,14 @@ pub async fn count_failure_after(
         };
         app.store.append_audit(&rec).await?;
         // `until` stays Unix seconds, as a SIEM has typed it; `until_at` is for people,
-        // as the audit reason and `user show` say it.
+        // as the audit reason and `user show` say it. The NAS as the record names it.
         tracing::warn!(
             target: "radmfa::audit",
             user,
             result = "lock",
+            nas = %nas.ctx.client.name,
+            nas_ip = rec.nas_ip.as_deref().unwrap_or(""),
+            nas_identifier = rec.nas_identifier.as_deref().unwrap_or(""),
             until,
             until_at = %until_at,
             "second factor locked"
