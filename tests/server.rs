@@ -1697,8 +1697,11 @@ fn lockout_after_wrong_codes_and_unlock() {
         o.extra = "\n[lockout]\nthreshold = 3\nduration_secs = 600\n".into();
     });
     let seed = srv.enroll("alice", &[]);
+    // The user's station comes with the password only, as most NASes send it.
+    let station = ["--calling-station-id", "198.51.100.23"];
     for _ in 0..3 {
-        let r = py_password(&srv, "alice", ALICE_PW);
+        let args = [&["--user", "alice", "--password", ALICE_PW][..], &station].concat();
+        let r = pyrad(srv.port(), SECRET, &args);
         let s = r["state"].as_str().unwrap().to_string();
         let good = totp(&seed, now(), &[]);
         let wrong = if good == "999999" { "888888" } else { "999999" };
@@ -1725,6 +1728,9 @@ fn lockout_after_wrong_codes_and_unlock() {
     // Through which NAS the last wrong code came, as the login records say it.
     assert_eq!(lock["nas_ip"], "127.0.0.1", "{lock}");
     assert_eq!(lock["nas_name"], "local", "{lock}");
+    // And where the guessing came from: the station the prompt's first round carried.
+    assert_eq!(lock["client_ip"], "198.51.100.23", "{lock}");
+    assert_eq!(lock["server_ip"], "127.0.0.1", "{lock}");
     // Until when, as every other reason and `user show` say it: RFC 3339, not Unix seconds.
     let reason = lock["reason"].as_str().unwrap();
     let until = reason

@@ -177,7 +177,8 @@ pub async fn run(cfg: &Config, args: AuditArgs) -> anyhow::Result<ExitCode> {
         if since >= until {
             bail!(
                 "--since ({}) is not before --until ({}): no record could match (ages count \
-                 back from now: --since 2h --until 1h)",
+                 back from now: --since 2h --until 1h; records are stamped in whole seconds, \
+                 and a fraction counts from the next one)",
                 fmt_time(since),
                 fmt_time(until)
             );

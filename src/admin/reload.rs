@@ -139,6 +139,9 @@ impl Reloader {
             None
         };
         let mut changed = changed_sections(&self.fixed, &now);
+        // A key written out with its default (a config tool writing every key) changes
+        // nothing in effect: not reported as waiting for a restart.
+        changed.retain(|key| !same_in_effect(&running, &new, key));
         // A secret read from a file (`auth_token_file`, `url_file`) changes with the file,
         // not the section's text: a rotated one must not look applied.
         changed.extend(
@@ -369,6 +372,25 @@ fn union<'a>(a: &'a toml::Table, b: &'a toml::Table) -> Vec<&'a String> {
     keys
 }
 
+/// Whether the section `key` names (`server.max_in_flight`, `[metrics]`) has the same
+/// settings in effect in `old` and `new`, for the sections a reload does not apply. Secrets
+/// are masked in what is compared; [`fixed_secrets_changed`] compares them.
+fn same_in_effect(old: &Config, new: &Config, key: &str) -> bool {
+    let section = key.trim_start_matches('[').split(['.', ']']).next();
+    let same =
+        |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") == format!("{b:?}");
+    match section {
+        Some("server") => same(&old.server, &new.server),
+        Some("store") => same(&old.store, &new.store),
+        Some("metrics") => same(&old.metrics, &new.metrics),
+        Some("radsec") => same(&old.radsec, &new.radsec),
+        Some("sms" | "voice" | "twilio" | "http_sms" | "callbacks" | "phone") => {
+            same(&old.delivery, &new.delivery)
+        }
+        _ => false,
+    }
+}
+
 /// The `[[client]]` entries a reload adds, takes out and changes, by name, for its log
 /// line ("3 entries" said nothing of a client removed or a secret rotated). `None`: the
 /// same entries.
@@ -390,9 +412,15 @@ fn client_changes(old: &[ClientConfig], new: &[ClientConfig]) -> Option<String> 
         let Some(was) = named(old, &c.name) else {
             continue;
         };
-        // Debug masks the secret: compared on its own, and said apart from the rest.
+        // Debug masks the secret: compared on its own, and said apart from the rest. The
+        // addresses' order matters to no lookup.
         let secret = !crate::radius::crypto::ct_eq(was.secret.expose(), c.secret.expose());
-        let rest = format!("{was:?}") != format!("{c:?}");
+        let sorted = |c: &ClientConfig| {
+            let mut c = c.clone();
+            c.networks.sort();
+            format!("{c:?}")
+        };
+        let rest = sorted(&was) != sorted(c);
         match (secret, rest) {
             (true, true) => changed.push(format!("{} (its secret too)", c.name)),
             (true, false) => changed.push(format!("{} (its secret)", c.name)),
@@ -461,5 +489,36 @@ mod tests {
             "added: c; removed: b; changed: a (its secret), d (its secret too)"
         );
         assert_eq!(client_changes(&old, &old), None);
+        let two = |first: &str, second: &str| {
+            let text = format!(
+                "[ldap]\nurls = [\"ldap://127.0.0.1\"]\nbind_dn = \"cn=a\"\n\
+                 bind_password = \"pw\"\nbase_dn = \"dc=example,dc=org\"\n\
+                 [[client]]\nname = \"b\"\naddress = [\"{first}\", \"{second}\"]\n\
+                 secret = \"{s1}\"\n"
+            );
+            Config::parse(&text, Path::new("radmfa.toml"))
+                .expect("valid")
+                .clients
+        };
+        let (a, b) = ("10.20.0.0/16", "10.30.0.0/16");
+        assert_eq!(client_changes(&two(a, b), &two(b, a)), None, "reordered");
+    }
+
+    /// A default written out is no change waiting for a restart; another value is.
+    #[test]
+    fn a_default_written_out_changes_nothing() {
+        let cfg = |server: &str| {
+            let text = format!(
+                "[server]\n{server}\n[ldap]\nurls = [\"ldap://127.0.0.1\"]\n\
+                 bind_dn = \"cn=a\"\nbind_password = \"pw\"\nbase_dn = \"dc=example,dc=org\"\n\
+                 [[client]]\nname = \"a\"\naddress = \"10.0.0.1\"\n\
+                 secret = \"0123456789abcdef\"\n"
+            );
+            Config::parse(&text, Path::new("radmfa.toml")).expect("valid")
+        };
+        let (bare, written) = (cfg(""), cfg("log_format = \"text\""));
+        assert!(same_in_effect(&bare, &written, "server.log_format"));
+        let json = cfg("log_format = \"json\"");
+        assert!(!same_in_effect(&bare, &json, "server.log_format"));
     }
 }

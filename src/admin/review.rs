@@ -817,11 +817,13 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
             // short way to write "everyone".
             if net.addr().is_unspecified() && net.prefix_len() == net.max_prefix_len() {
                 warn(format!(
-                    "address {}: no request comes from the unspecified address, so this \
+                    "address \"{}\": no request comes from the unspecified address, so this \
                      matches nothing (every address is {}/0, which is seldom meant)",
                     net.addr(),
                     net.addr()
                 ));
+                // Nothing more to say of an address no NAS has.
+                continue;
             }
             // Within one entry (across entries is refused): a repeat, or an address inside
             // a wider network of the entry, adds nothing.
@@ -830,8 +832,14 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
                 .iter()
                 .enumerate()
                 .find(|&(j, n)| j != i && n.contains(net) && (n != net || j < i));
-            if let Some((_, wider)) = covered {
-                warn(format!("address {net}: already in {wider}, in this entry"));
+            match covered {
+                Some((_, same)) if same == net => {
+                    warn(format!("address {net}: listed twice in this entry"))
+                }
+                Some((_, wider)) => {
+                    warn(format!("address {net}: already in {wider}, in this entry"))
+                }
+                None => {}
             }
             if net.prefix_len() == 0 {
                 warn(format!(
@@ -1338,15 +1346,22 @@ mod tests {
         assert!(warns_of(&with("\"0.0.0.0\""), nothing));
         assert!(warns_of(&with("\"::\""), nothing));
         assert!(!warns_of(&with("\"0.0.0.0/0\""), nothing));
+        assert!(warns_of(
+            &with("[\"10.0.0.1\", \"10.0.0.1/32\"]"),
+            "listed twice"
+        ));
         let again = "already in";
         for repeated in [
-            "[\"10.0.0.1\", \"10.0.0.1/32\"]",
             "[\"10.0.0.1\", \"10.0.0.0/8\"]",
             "[\"10.0.0.0/8\", \"10.1.0.0/16\"]",
         ] {
             assert!(warns_of(&with(repeated), again), "{repeated}");
         }
         assert!(!warns_of(&with("[\"10.0.0.1\", \"10.0.0.2\"]"), again));
+        assert!(!warns_of(
+            &with("[\"10.0.0.1\", \"10.0.0.2\"]"),
+            "listed twice"
+        ));
     }
 
     #[test]

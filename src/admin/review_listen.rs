@@ -35,10 +35,15 @@ pub(super) fn unreachable(key: &str, listen: &[SocketAddr], net: &IpNet) -> Opti
             (false, true) => ("IPv6", format!("[::1]:{port}")),
             (false, false) => ("IPv6", format!("[::]:{port}")),
         };
+        // Admins expect [::] to take IPv4 too, as Linux's default sockets do.
+        let why = if net.addr().is_ipv4() {
+            " (an IPv6 address such as [::] takes IPv6 only)"
+        } else {
+            ""
+        };
         format!(
-            "address {net}: {key} has no {family} address, so its requests go unanswered \
-             (an IPv6 address such as [::] takes IPv6 only); add \"{wildcard}\" or one of \
-             this host's {family} addresses"
+            "address {net}: {key} has no {family} address, so its requests go unanswered{why}; \
+             add \"{wildcard}\" or one of this host's {family} addresses"
         )
     } else {
         format!(

@@ -237,7 +237,11 @@ pub async fn answer(
         pending,
         carried: carried.clone(),
         now,
-        via: Via { ctx, req },
+        via: Via {
+            ctx,
+            req,
+            station: carried.client_ip.as_deref(),
+        },
     };
     let v = match current {
         Method::Totp => totp(app, user, &round, &view, &typed).await?,

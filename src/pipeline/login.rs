@@ -476,7 +476,11 @@ pub async fn start(
             };
             return Ok(Verdict::reject(why).with_info(Some(info)));
         }
-        let via = Via { ctx, req };
+        let via = Via {
+            ctx,
+            req,
+            station: None,
+        };
         return inline(app, via, user, tokens, standing, &code, info).await;
     }
     let preferred = profile.method.as_deref().and_then(Method::parse);

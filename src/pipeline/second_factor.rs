@@ -401,6 +401,9 @@ pub struct Counted {
 pub(crate) struct Via<'a> {
     pub ctx: &'a super::RequestContext,
     pub req: &'a crate::radius::request::Request,
+    /// The user's station as the prompt's first round carried it, for an answer that
+    /// comes without Calling-Station-Id.
+    pub station: Option<&'a str>,
 }
 
 /// Counts a wrong code or answer toward the user's lockout, in the user's `turn`, and waits
@@ -443,6 +446,12 @@ pub async fn count_failure_after(
             String::new()
         };
         let from = super::audit::Source::of(nas.ctx, nas.req);
+        // Where the guessing came from, as the login records beside it say it.
+        let client_ip = nas
+            .req
+            .calling_station_id()
+            .or_else(|| nas.station.map(str::to_string))
+            .or_else(|| from.nas_ip.clone());
         let rec = AuditRecord {
             time: now,
             user: user.to_string(),
@@ -454,6 +463,8 @@ pub async fn count_failure_after(
             )),
             server_name: config.server.name.clone(),
             nas_name: Some(nas.ctx.client.name.clone()),
+            server_ip: nas.ctx.local.map(|a| a.ip().to_string()),
+            client_ip,
             nas_ip: from.nas_ip,
             nas_identifier: from.nas_identifier,
             ..Default::default()
@@ -466,6 +477,7 @@ pub async fn count_failure_after(
             user,
             result = "lock",
             nas = %nas.ctx.client.name,
+            client_ip = rec.client_ip.as_deref().unwrap_or(""),
             nas_ip = rec.nas_ip.as_deref().unwrap_or(""),
             nas_identifier = rec.nas_identifier.as_deref().unwrap_or(""),
             until,

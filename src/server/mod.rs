@@ -76,7 +76,12 @@ pub(crate) fn bind_hint(addr: &SocketAddr, e: &std::io::Error) -> &'static str {
             " (a port under 1024 needs root or CAP_NET_BIND_SERVICE: in conf/radmfa.service, \
              CapabilityBoundingSet= and AmbientCapabilities= CAP_NET_BIND_SERVICE)"
         }
-        ErrorKind::AddrNotAvailable => " (no interface of this host has that address)",
+        ErrorKind::AddrNotAvailable => {
+            " (no interface of this host has that address: on a VRRP backup, whose virtual \
+             address is elsewhere, listen on 0.0.0.0 or [::] (replies leave from the address \
+             each request came to) or set net.ipv4.ip_nonlocal_bind; an IPv6 address may \
+             still be in duplicate address detection just after boot)"
+        }
         ErrorKind::AddrInUse => {
             " (another process listens there, or another radmfa: `ss -lunp` and `ss -ltnp` \
              name it)"
