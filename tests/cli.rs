@@ -13,6 +13,17 @@ fn setup() -> (tempfile::TempDir, std::path::PathBuf) {
     (dir, cfg)
 }
 
+/// The config file's text, which must hold `line`: the harness's line a test replaces.
+fn text_holding(cfg: &std::path::Path, line: &str) -> String {
+    let text = std::fs::read_to_string(cfg).unwrap();
+    assert!(
+        text.contains(line),
+        "no {line:?} in the harness's config:
+{text}"
+    );
+    text
+}
+
 fn run(cfg: &std::path::Path, args: &[&str]) -> (bool, String, String) {
     let out = Command::new(bin())
         .arg("--config")
@@ -411,9 +422,8 @@ fn config_check_refuses_a_key_file_serve_would_refuse() {
 #[test]
 fn a_listen_address_that_cannot_be_bound_says_why() {
     let (_d, cfg) = setup();
-    let good = std::fs::read_to_string(&cfg).unwrap();
     let ours = "listen = [\"127.0.0.1:0\"]";
-    assert!(good.contains(ours), "{good}");
+    let good = text_holding(&cfg, ours);
     let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
     for (listen, hint) in [
@@ -502,9 +512,8 @@ fn a_key_file_that_is_not_the_databases_stops_everything() {
 #[test]
 fn an_unreachable_postgres_store_says_why() {
     let (_d, cfg) = setup();
-    let text = std::fs::read_to_string(&cfg).unwrap();
     let sqlite = "path = \"radmfa.db\"";
-    assert!(text.contains(sqlite), "{text}");
+    let text = text_holding(&cfg, sqlite);
     // Port 1 on loopback: nothing listens, the connection is refused at once.
     let pg = "type = \"postgres\"\nurl = \"postgres://radmfa@127.0.0.1:1/radmfa\"\n\
               connect_timeout_ms = 300";
@@ -541,9 +550,8 @@ fn an_unreachable_postgres_store_says_why() {
     let url_file = cfg.with_file_name("pg-url");
     std::fs::write(&url_file, "postgres://radmfa@127.0.0.1:1/radmfa\n").unwrap();
     std::fs::set_permissions(&url_file, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let text = std::fs::read_to_string(&cfg).unwrap();
     let inline = "url = \"postgres://radmfa@127.0.0.1:1/radmfa\"";
-    assert!(text.contains(inline));
+    let text = text_holding(&cfg, inline);
     std::fs::write(&cfg, text.replace(inline, "url_file = \"pg-url\"")).unwrap();
     let named = format!("store.url_file {}", url_file.display());
     for args in [&["db", "migrate"][..], &["config", "check", "--connect"]] {
@@ -1045,9 +1053,8 @@ fn config_check_reports_valid_and_invalid_files() {
     assert!(err.contains("server.listen[0]"), "the bad key named: {err}");
     // An IPv4-mapped address passed the check, then failed the start ("Invalid argument"):
     // radmfa's IPv6 sockets are IPv6-only.
-    let good = std::fs::read_to_string(&cfg).unwrap();
     let ours = "listen = [\"127.0.0.1:0\"]";
-    assert!(good.contains(ours), "{good}");
+    let good = text_holding(&cfg, ours);
     for (key, text) in [
         (
             "server.listen[1]",

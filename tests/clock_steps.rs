@@ -4,11 +4,9 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::oob_env::client;
 use common::peers::{now, pyrad, FreshCodes};
-use common::radmfa::{bin, write_config, Options, Server, SECRET};
+use common::radmfa::{migrated, write_config, Options, Server, SECRET};
 use common::slapd::{LdapUser, Slapd};
 
 const PW: &str = "alice-pw";
@@ -43,15 +41,7 @@ fn prepared(slapd: &Slapd) -> (tempfile::TempDir, std::path::PathBuf, rusqlite::
     o.clients = Vec::new();
     o.extra = client("local", "127.0.0.1", "remember_second_factor_secs = 600");
     let config = write_config(dir.path(), &o);
-    let migrate = std::process::Command::new(bin())
-        .arg("--config")
-        .arg(&config)
-        .args(["db", "migrate"])
-        .output()
-        .unwrap();
-    assert!(migrate.status.success(), "{migrate:?}");
-    let db = rusqlite::Connection::open(dir.path().join("radmfa.db")).unwrap();
-    db.busy_timeout(Duration::from_secs(5)).unwrap();
+    let db = migrated(dir.path(), &config);
     (dir, config, db)
 }
 

@@ -426,15 +426,7 @@ fn expired_remembered_logins_are_purged_without_sms_or_calls() {
     let slapd = Slapd::start(&[LdapUser::new("alice", "alice-pw")]);
     let dir = tempfile::tempdir().unwrap();
     let config = common::radmfa::write_config(dir.path(), &Options::new(&slapd.url));
-    let migrate = std::process::Command::new(common::radmfa::bin())
-        .arg("--config")
-        .arg(&config)
-        .args(["db", "migrate"])
-        .output()
-        .unwrap();
-    assert!(migrate.status.success(), "{migrate:?}");
-    let db = rusqlite::Connection::open(dir.path().join("radmfa.db")).unwrap();
-    db.busy_timeout(Duration::from_secs(5)).unwrap();
+    let db = common::radmfa::migrated(dir.path(), &config);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()

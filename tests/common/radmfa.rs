@@ -556,6 +556,21 @@ pub fn http_get(addr: SocketAddr, path: &str) -> (String, String, String) {
     (status.into(), headers.to_lowercase(), body.into())
 }
 
+/// The database of the config at `config` in `dir`, made by `radmfa db migrate` before any
+/// server starts on it, open for a test to put rows in as a running radmfa would have.
+pub fn migrated(dir: &Path, config: &Path) -> rusqlite::Connection {
+    let migrate = Command::new(bin())
+        .arg("--config")
+        .arg(config)
+        .args(["db", "migrate"])
+        .output()
+        .unwrap();
+    assert!(migrate.status.success(), "{migrate:?}");
+    let db = rusqlite::Connection::open(dir.join("radmfa.db")).unwrap();
+    db.busy_timeout(Duration::from_secs(5)).unwrap();
+    db
+}
+
 /// radmfa's process id, found by its config path on the command line.
 pub fn pid_of(config: &Path) -> u32 {
     let needle = config.to_string_lossy().to_string();
