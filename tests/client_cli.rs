@@ -48,6 +48,15 @@ fn login_follows_the_challenge_and_status_probe_answers() {
 
     let out = client(&srv, &["status"]);
     assert!(out.status.success(), "{}", text(&out));
+    // By name, as radclient takes one: `localhost` is 127.0.0.1 here (its IPv4 address
+    // first), the address the server's entry names.
+    let by_name = Command::new(bin())
+        .args(["client", "status", "--server"])
+        .arg(format!("localhost:{}", srv.port()))
+        .env("RADMFA_SECRET", SECRET)
+        .output()
+        .unwrap();
+    assert!(by_name.status.success(), "{}", text(&by_name));
 
     // --secret-file reads the first line, as the server reads a client's secret_file: the
     // same file (a note on its second line included) works for both.

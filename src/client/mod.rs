@@ -53,13 +53,13 @@ pub enum ClientCommand {
 
 #[derive(Debug, Args)]
 pub struct Target {
-    /// RADIUS server, e.g. 127.0.0.1:1812, [::1]:1812 or radius1.example.org:1812 (a name
-    /// is looked up once, its IPv4 address used if it has one: a server's [[client]] entry
-    /// names one source address; over RadSec give the certificate's name with
-    /// --radsec-server-name) [default: 127.0.0.1:1812, or 127.0.0.1:2083 with
-    /// --radsec-cert].
+    /// RADIUS server, e.g. 127.0.0.1:1812, [::1]:1812 or radius1.example.org (the port,
+    /// when left out, is 1812, or 2083 over RadSec; a name is looked up once, its IPv4
+    /// address used if it has one, as a server's [[client]] entry names one source
+    /// address; over RadSec the name is the one the certificate must carry, unless
+    /// --radsec-server-name says another) [default: 127.0.0.1].
     #[arg(long, short = 's', value_parser = parse_server)]
-    pub server: Option<SocketAddr>,
+    pub server: Option<String>,
     /// Shared secret (prefer --secret-file or RADMFA_SECRET: argv is visible to others).
     /// RADMFA_SECRET, from the environment, is used only when neither flag is given, and
     /// not over RadSec (whose secret is "radsec" unless one of the flags says otherwise).
@@ -86,11 +86,44 @@ pub struct Target {
 impl Target {
     /// --server, or the port of the transport the request goes over: RadSec's help says
     /// "to --server (port 2083)", and a default of :1812 sent TLS to the UDP port.
-    fn server(&self, radsec: &radsec::RadsecArgs) -> SocketAddr {
-        self.server.unwrap_or_else(|| {
-            let port = if radsec.enabled() { 2083 } else { 1812 };
-            SocketAddr::from(([127, 0, 0, 1], port))
-        })
+    fn server(&self, radsec: &radsec::RadsecArgs) -> anyhow::Result<SocketAddr> {
+        let default_port = if radsec.enabled() { 2083 } else { 1812 };
+        let Some(given) = &self.server else {
+            return Ok(SocketAddr::from(([127, 0, 0, 1], default_port)));
+        };
+        let (host, port) = split_host_port(given);
+        let port = port.map_or(Ok(default_port), str::parse)?;
+        if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+            return Ok(SocketAddr::new(ip, port));
+        }
+        use std::net::ToSocketAddrs;
+        let found: Vec<SocketAddr> = (host, port)
+            .to_socket_addrs()
+            .with_context(|| format!("--server {given}: looking up {host:?}"))?
+            .collect();
+        // IPv4 first: `localhost` is often ::1 first, and the server's [[client]] entry
+        // for this host is most often its IPv4 address; a request from ::1 would be
+        // dropped unanswered.
+        found
+            .iter()
+            .find(|a| a.is_ipv4())
+            .or(found.first())
+            .copied()
+            .ok_or_else(|| anyhow::anyhow!("--server {given}: {host:?} has no address"))
+    }
+
+    /// RadSec's settings, with `--server`'s host name as the name the server's certificate
+    /// must carry when `--radsec-server-name` gives none: a certificate is issued to the
+    /// name, and checked against the address it failed.
+    fn radsec(&self, radsec: &radsec::RadsecArgs) -> radsec::RadsecArgs {
+        let mut r = radsec.clone();
+        let host = self.server.as_deref().map(|s| split_host_port(s).0);
+        if r.radsec_server_name.is_none() {
+            r.radsec_server_name = host
+                .filter(|h| h.parse::<std::net::IpAddr>().is_err())
+                .map(str::to_string);
+        }
+        r
     }
 
     fn secret(&self) -> anyhow::Result<Secret> {
@@ -373,26 +406,34 @@ fn parse_algorithm(s: &str) -> Result<OtpAlgorithm, String> {
     OtpAlgorithm::parse(s).ok_or_else(|| format!("{s:?}: use sha1, sha256 or sha512"))
 }
 
-/// An address:port, or a host name and port (`localhost:1812`), as radclient takes one.
-fn parse_server(s: &str) -> Result<SocketAddr, String> {
-    if let Ok(a) = s.parse::<SocketAddr>() {
-        return Ok(a);
+/// `--server` as given: an address, or a host name, each with or without a port
+/// (`localhost`, `radius1.example.org:1812`, `[::1]:1812`, `10.0.0.5`), as radclient takes
+/// one. The port left out is the transport's, and a name is looked up when the request is
+/// sent ([`Target::server`]).
+fn parse_server(s: &str) -> Result<String, String> {
+    let (host, port) = split_host_port(s);
+    if host.is_empty() || port.is_some_and(|p| p.parse::<u16>().is_err()) {
+        return Err(format!(
+            "{s:?}: give an address or a host name, with a port if not the transport's \
+             (radius1.example.org:1812, [::1]:1812)"
+        ));
     }
-    use std::net::ToSocketAddrs;
-    let found: Vec<SocketAddr> = s
-        .to_socket_addrs()
-        .map_err(|e| {
-            format!("{s:?}: give an address:port or a host name and port (localhost:1812): {e}")
-        })?
-        .collect();
-    // IPv4 first: `localhost` is often ::1 first, and the server's [[client]] entry for this
-    // host is most often its IPv4 address; a request from ::1 would be dropped unanswered.
-    found
-        .iter()
-        .find(|a| a.is_ipv4())
-        .or(found.first())
-        .copied()
-        .ok_or_else(|| format!("{s:?}: the name has no address"))
+    Ok(s.to_string())
+}
+
+/// `host` and its port, if given: `[::1]:1812`, `10.0.0.5:1645`, `name:1812`; an IPv6
+/// address without brackets is all host.
+fn split_host_port(s: &str) -> (&str, Option<&str>) {
+    if let Some(rest) = s.strip_prefix('[') {
+        return match rest.split_once(']') {
+            Some((host, tail)) => (host, tail.strip_prefix(':')),
+            None => ("", None),
+        };
+    }
+    match s.split_once(':') {
+        Some((host, port)) if !port.contains(':') => (host, Some(port)),
+        _ => (s, None),
+    }
 }
 
 /// A finite wait: `inf` or `1e30` would overflow the Duration it becomes (a panic).
@@ -417,8 +458,8 @@ fn login_spec(
     user: String,
 ) -> anyhow::Result<login::LoginSpec> {
     Ok(login::LoginSpec {
-        server: t.server(radsec),
-        radsec: radsec.enabled().then(|| radsec.clone()),
+        server: t.server(radsec)?,
+        radsec: radsec.enabled().then(|| t.radsec(radsec)),
         secret: secret_for(t, radsec)?,
         user,
         nas_identifier: t.nas_identifier()?,
@@ -540,7 +581,7 @@ fn load_spec(a: LoadArgs) -> anyhow::Result<(LoadSpec, Arc<Vec<users::LoadUser>>
         );
     }
     let spec = LoadSpec {
-        server: a.target.server(&a.radsec),
+        server: a.target.server(&a.radsec)?,
         secret: secret_for(&a.target, &a.radsec)?,
         flow: a.flow,
         concurrency: a.concurrency,
@@ -561,7 +602,7 @@ fn load_spec(a: LoadArgs) -> anyhow::Result<(LoadSpec, Arc<Vec<users::LoadUser>>
         nas_identifier: a.target.nas_identifier()?,
         source: a.source,
         radsec: match a.radsec.enabled() {
-            true => Some(radsec::tls(&a.radsec)?),
+            true => Some(radsec::tls(&a.target.radsec(&a.radsec))?),
             false => None,
         },
     };
@@ -645,11 +686,49 @@ mod tests {
         let a = server_of(&["status", "--secret", "s", "-s", "localhost:1645"]);
         assert!(a.ip().is_loopback() && a.port() == 1645, "{a}");
         assert!(a.is_ipv4(), "IPv4 first: {a}");
-        let argv = ["radmfa", "status", "-s", "localhost"];
-        let err = Cmd::try_parse_from(argv)
-            .err()
-            .expect("no port")
-            .to_string();
-        assert!(err.contains("host name and port"), "{err}");
+        // The port left out is the transport's.
+        let a = server_of(&["status", "--secret", "s", "-s", "localhost"]);
+        assert_eq!(a, "127.0.0.1:1812".parse().unwrap());
+        let a = server_of(&["status", "--secret", "s", "-s", "::1"]);
+        assert_eq!(a, "[::1]:1812".parse().unwrap());
+        let a = server_of(&["status", "--secret", "s", "-s", "[::1]:1645"]);
+        assert_eq!(a, "[::1]:1645".parse().unwrap());
+        for bad in ["localhost:radius", "[::1", ":1812"] {
+            let argv = ["radmfa", "status", "-s", bad];
+            let err = Cmd::try_parse_from(argv).err().expect(bad).to_string();
+            assert!(err.contains("give an address or a host name"), "{err}");
+        }
+    }
+
+    /// Over RadSec, the host name is the name the certificate is checked for, unless
+    /// --radsec-server-name says another; an address is checked as itself.
+    #[test]
+    fn over_radsec_the_server_name_is_the_certificates() {
+        let tls = [
+            "--radsec-cert",
+            "c",
+            "--radsec-key",
+            "k",
+            "--radsec-ca",
+            "a",
+        ];
+        let name = |server: &str, extra: &[&str]| {
+            let argv = [&["radmfa", "status", "-s", server][..], &tls, extra].concat();
+            match Cmd::try_parse_from(argv).unwrap().client {
+                ClientCommand::Status(a) => {
+                    let spec = login_spec(&a.target, &a.radsec, String::new()).unwrap();
+                    assert_eq!(spec.server.port(), 2083);
+                    spec.radsec.unwrap().radsec_server_name
+                }
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(name("localhost", &[]).as_deref(), Some("localhost"));
+        let other = ["--radsec-server-name", "radius.example.org"];
+        assert_eq!(
+            name("localhost", &other).as_deref(),
+            Some("radius.example.org")
+        );
+        assert_eq!(name("127.0.0.1", &[]), None);
     }
 }
