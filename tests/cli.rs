@@ -5,12 +5,23 @@ mod common;
 
 use common::radmfa::{bin, write_config, Options};
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Output};
 
 fn setup() -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path(), &Options::new("ldap://127.0.0.1:1"));
     (dir, cfg)
+}
+
+/// `radmfa serve` for a config it must refuse to start on. Under `timeout`: a server that
+/// starts anyway is stopped after 20 s, and the test fails on its status (124).
+fn serve_until_it_stops(cfg: &std::path::Path) -> Output {
+    Command::new("timeout")
+        .args(["20", bin().to_str().unwrap(), "--config"])
+        .arg(cfg)
+        .arg("serve")
+        .output()
+        .unwrap()
 }
 
 /// The config file's text, which must hold `line`: the harness's line a test replaces.
@@ -439,12 +450,7 @@ fn a_listen_address_that_cannot_be_bound_says_why() {
             good.replace(ours, &format!("listen = [\"{listen}\"]")),
         )
         .unwrap();
-        let serve = Command::new("timeout")
-            .args(["20", bin().to_str().unwrap(), "--config"])
-            .arg(&cfg)
-            .arg("serve")
-            .output()
-            .unwrap();
+        let serve = serve_until_it_stops(&cfg);
         let err = String::from_utf8_lossy(&serve.stderr);
         let code = serve.status.code();
         assert!(code.is_some_and(|c| c != 0 && c != 124), "{code:?}: {err}");
@@ -470,13 +476,7 @@ fn a_key_file_that_is_not_the_databases_stops_everything() {
     radmfa::store::KeyFile::load_or_create(&key).unwrap();
     let wrong = std::fs::read(&key).unwrap();
     assert_ne!(right, wrong);
-    // `timeout`: a server that starts anyway is stopped, and the test fails on its status.
-    let serve = Command::new("timeout")
-        .args(["20", bin().to_str().unwrap(), "--config"])
-        .arg(&cfg)
-        .arg("serve")
-        .output()
-        .unwrap();
+    let serve = serve_until_it_stops(&cfg);
     let serve_err = String::from_utf8_lossy(&serve.stderr).to_string();
     let code = serve.status.code();
     assert!(

@@ -656,20 +656,22 @@ mod tests {
         }
     }
 
+    /// The RadSec options that make a client speak RadSec (the files are not read here).
+    const TLS: [&str; 6] = [
+        "--radsec-cert",
+        "c",
+        "--radsec-key",
+        "k",
+        "--radsec-ca",
+        "a",
+    ];
+
     /// RadSec options without --server go to RadSec's port, 2083, as the help says; they
     /// went to 1812 ("RadSec connection to 127.0.0.1:1812: Connection refused").
     #[test]
     fn radsec_defaults_to_port_2083() {
-        let tls = [
-            "--radsec-cert",
-            "c",
-            "--radsec-key",
-            "k",
-            "--radsec-ca",
-            "a",
-        ];
         let mut args = vec!["status"];
-        args.extend(tls);
+        args.extend(TLS);
         assert_eq!(server_of(&args), "127.0.0.1:2083".parse().unwrap());
         args.extend(["--server", "10.0.0.1:3000"]);
         assert_eq!(server_of(&args), "10.0.0.1:3000".parse().unwrap());
@@ -704,16 +706,8 @@ mod tests {
     /// --radsec-server-name says another; an address is checked as itself.
     #[test]
     fn over_radsec_the_server_name_is_the_certificates() {
-        let tls = [
-            "--radsec-cert",
-            "c",
-            "--radsec-key",
-            "k",
-            "--radsec-ca",
-            "a",
-        ];
         let name = |server: &str, extra: &[&str]| {
-            let argv = [&["radmfa", "status", "-s", server][..], &tls, extra].concat();
+            let argv = [&["radmfa", "status", "-s", server][..], &TLS, extra].concat();
             match Cmd::try_parse_from(argv).unwrap().client {
                 ClientCommand::Status(a) => {
                     let spec = login_spec(&a.target, &a.radsec, String::new()).unwrap();
