@@ -395,7 +395,9 @@ fn same_in_effect(old: &Config, new: &Config, key: &str) -> bool {
 /// line ("3 entries" said nothing of a client removed or a secret rotated). `None`: the
 /// same entries.
 fn client_changes(old: &[ClientConfig], new: &[ClientConfig]) -> Option<String> {
-    let named = |list: &[ClientConfig], name: &str| list.iter().find(|c| c.name == name).cloned();
+    fn named<'a>(list: &'a [ClientConfig], name: &str) -> Option<&'a ClientConfig> {
+        list.iter().find(|c| c.name == name)
+    }
     let mut parts = Vec::new();
     let added: Vec<&str> = new
         .iter()
@@ -420,7 +422,7 @@ fn client_changes(old: &[ClientConfig], new: &[ClientConfig]) -> Option<String> 
             c.networks.sort();
             format!("{c:?}")
         };
-        let rest = sorted(&was) != sorted(c);
+        let rest = sorted(was) != sorted(c);
         match (secret, rest) {
             (true, true) => changed.push(format!("{} (its secret too)", c.name)),
             (true, false) => changed.push(format!("{} (its secret)", c.name)),

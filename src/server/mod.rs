@@ -409,7 +409,7 @@ async fn dispatch_from(
                     app.clone(),
                     key,
                     reply_to.clone(),
-                    (src, client.name.clone()),
+                    client.name.clone(),
                     deadline + Duration::from_secs(1),
                 ));
             }
@@ -688,7 +688,7 @@ async fn udp_copy_when_answered(
     app: Arc<AppState>,
     key: RequestKey,
     reply_to: ReplyTo,
-    (src, nas): (SocketAddr, String),
+    nas: String,
     limit: Duration,
 ) {
     let until = Instant::now() + limit;
@@ -697,7 +697,8 @@ async fn udp_copy_when_answered(
         match app.dedup.peek(key) {
             dedup::Peek::InFlight => continue,
             dedup::Peek::Done(Some(bytes)) => {
-                reply_to.send(&app, &bytes, src, &nas).await;
+                // Over UDP the key's source is the NAS's address and port.
+                reply_to.send(&app, &bytes, key.src, &nas).await;
                 return;
             }
             dedup::Peek::Done(None) | dedup::Peek::Gone => return,
