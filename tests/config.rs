@@ -174,6 +174,53 @@ fn a_parse_error_does_not_quote_a_secret() {
     );
 }
 
+/// A problem with a client's key names the client too: `client[2]` is counted from zero
+/// through a file that may hold twenty entries.
+#[test]
+fn a_client_problem_names_the_client() {
+    let entry = |name: &str, address: &str, secret: &str| {
+        format!("[[client]]\nname = \"{name}\"\naddress = \"{address}\"\nsecret = \"{secret}\"\n")
+    };
+    let good = "0123456789abcdef";
+    let parse = |text: String| {
+        Config::parse(&text, Path::new("radmfa.toml"))
+            .expect_err(&text)
+            .to_string()
+    };
+    let err = parse(format!(
+        "{}{}",
+        entry("asa-1", "192.0.2.1", good),
+        entry("rdg-2", "192.0.2.2", "short")
+    ));
+    assert!(
+        err.contains("client[1].secret") && err.contains("named \"rdg-2\""),
+        "{err}"
+    );
+    assert!(!err.contains("asa-1"), "{err}");
+    // The later of two entries listing one address is the one named.
+    let err = parse(format!(
+        "{}{}",
+        entry("asa-1", "192.0.2.1", good),
+        entry("rdg-2", "192.0.2.1", good)
+    ));
+    assert!(
+        err.contains("client[1].address")
+            && err.contains("named \"rdg-2\"")
+            && err.contains("\"asa-1\" (client[0])"),
+        "{err}"
+    );
+    // Where the name is the problem, it is not repeated as a name.
+    let err = parse(format!(
+        "{}{}",
+        entry("asa-1", "192.0.2.1", good),
+        entry("ASA-1", "192.0.2.2", good)
+    ));
+    assert!(
+        err.contains("client[1].name") && !err.contains("named"),
+        "{err}"
+    );
+}
+
 /// A `*_file` secret is the file's first line: a note on a later line is not part of it.
 /// A file every account on the host may read is refused, naming the key: the shared secret
 /// in it lets anyone there forge requests and unhide passwords.

@@ -900,18 +900,200 @@ fn client_configs(raw: Vec<RawClient>, base: &Path) -> Result<Vec<ClientConfig>,
     }
     let mut out: Vec<ClientConfig> = Vec::new();
     for (i, c) in raw.into_iter().enumerate() {
-        let RawClient {
-            name,
-            address,
-            secret,
-            secret_file,
-            require_message_authenticator,
-            primary,
-            upstream,
-            otp_mode,
-            inline_delimiter,
-            no_factor,
-            on_backend_failure,
+        let name = c.name.clone();
+        let client = client_config(i, c, &out, base).map_err(|e| naming_client(e, i, &name))?;
+        out.push(client);
+    }
+    // Overlapping networks would make the shared secret depend on table order.
+    for (i, a) in out.iter().enumerate() {
+        for (j, b) in out.iter().enumerate().skip(i + 1) {
+            for na in &a.networks {
+                for nb in &b.networks {
+                    if na == nb {
+                        let e = ConfigError::invalid(
+                            format!("client[{j}].address"),
+                            format!("{nb} is also listed for client {:?} (client[{i}])", a.name),
+                        );
+                        return Err(naming_client(e, j, &b.name));
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Adds the client's name to a problem with one of its keys: `client[7]` alone sends an
+/// admin counting `[[client]]` blocks from zero through a file of twenty, and a refused
+/// reload is read in a log, away from the file. Not where the name itself is the problem.
+fn naming_client(e: ConfigError, i: usize, name: &str) -> ConfigError {
+    match e {
+        ConfigError::Invalid { key, problem }
+            if key.starts_with(&format!("client[{i}]"))
+                && !key.ends_with(".name")
+                && !name.trim().is_empty()
+                && !name.chars().any(char::is_control) =>
+        {
+            ConfigError::Invalid {
+                key,
+                problem: format!("{problem} (in the [[client]] named {name:?})"),
+            }
+        }
+        other => other,
+    }
+}
+
+/// One `[[client]]` entry; `earlier` are the entries before it, whose names it must not
+/// repeat.
+fn client_config(
+    i: usize,
+    c: RawClient,
+    earlier: &[ClientConfig],
+    base: &Path,
+) -> Result<ClientConfig, ConfigError> {
+    let RawClient {
+        name,
+        address,
+        secret,
+        secret_file,
+        require_message_authenticator,
+        primary,
+        upstream,
+        otp_mode,
+        inline_delimiter,
+        no_factor,
+        on_backend_failure,
+        methods,
+        voice_mode,
+        voice_budget_secs,
+        app_passwords,
+        second_factor_only,
+        provider_failure,
+        remember_second_factor_secs,
+        exempt_networks,
+        allow_groups,
+        exempt_groups,
+        accept_attributes,
+        group_attributes,
+        radsec_name,
+        transport,
+    } = c;
+    let key = |k: &str| format!("client[{i}].{k}");
+    let transport = match transport.as_deref() {
+        None if radsec_name.is_some() => Transport::Radsec,
+        None | Some("udp") => Transport::Udp,
+        Some("radsec") => Transport::Radsec,
+        Some("both") => Transport::Both,
+        Some(other) => {
+            return Err(ConfigError::invalid(
+                key("transport"),
+                format!("{other:?} is not one of \"udp\", \"radsec\", \"both\""),
+            ))
+        }
+    };
+    if transport == Transport::Udp && radsec_name.is_some() {
+        return Err(ConfigError::invalid(
+            key("radsec_name"),
+            "is for RadSec, but transport = \"udp\"",
+        ));
+    }
+    if name.trim().is_empty() {
+        return Err(ConfigError::invalid(key("name"), "must not be empty"));
+    }
+    // It goes into log lines, audit rows and metric labels: a control character (an
+    // ESC sequence) would reach whoever reads them.
+    if name.chars().any(char::is_control) {
+        return Err(ConfigError::invalid(
+            key("name"),
+            "must not contain control characters",
+        ));
+    }
+    // Case aside too: "nas" and "NAS" would be two metrics series and two audit names
+    // for what reads as one client.
+    if let Some(o) = earlier.iter().find(|o| o.name.eq_ignore_ascii_case(&name)) {
+        return Err(ConfigError::invalid(
+            key("name"),
+            format!("{name:?} is used by another client ({:?})", o.name),
+        ));
+    }
+    let mut networks = Vec::new();
+    for a in address.items() {
+        networks.push(exact_network(&key("address"), &a)?);
+    }
+    if networks.is_empty() {
+        return Err(ConfigError::invalid(key("address"), "must not be empty"));
+    }
+    // Over TLS the shared secret is "radsec" (RFC 6614) whatever the entry says, so a
+    // RadSec-only entry needs none.
+    let secret = if transport == Transport::Radsec && secret.is_none() && secret_file.is_none() {
+        Secret::from("radsec")
+    } else {
+        shared_secret(&key("secret"), secret, secret_file, base)?
+    };
+    let otp_mode = match otp_mode.as_str() {
+        "challenge" => OtpMode::Challenge,
+        "inline" => {
+            if inline_delimiter.chars().any(|ch| ch.is_ascii_digit()) {
+                return Err(ConfigError::invalid(
+                    key("inline_delimiter"),
+                    "must not contain digits",
+                ));
+            }
+            OtpMode::Inline {
+                delimiter: inline_delimiter,
+            }
+        }
+        other => {
+            return Err(ConfigError::invalid(
+                key("otp_mode"),
+                format!("{other:?} is not one of \"challenge\", \"inline\""),
+            ))
+        }
+    };
+    let primary = match (primary.as_str(), upstream) {
+        ("upstream", _) if second_factor_only => {
+            return Err(ConfigError::invalid(
+                key("primary"),
+                "\"upstream\" checks a password, and a second_factor_only client sends none",
+            ))
+        }
+        ("upstream", group) => Primary::Upstream(group.unwrap_or_else(|| DEFAULT_GROUP.into())),
+        ("ldap", Some(_)) => {
+            return Err(ConfigError::invalid(
+                key("upstream"),
+                "names a group of upstream servers, for primary = \"upstream\" only",
+            ))
+        }
+        ("ldap", None) => Primary::Ldap,
+        (other, _) => {
+            return Err(ConfigError::invalid(
+                key("primary"),
+                format!("{other:?} is not one of \"ldap\", \"upstream\""),
+            ))
+        }
+    };
+    let no_factor = match no_factor.as_str() {
+        "reject" => NoFactorPolicy::Reject,
+        "allow" => NoFactorPolicy::Allow,
+        other => {
+            return Err(ConfigError::invalid(
+                key("no_factor"),
+                format!("{other:?} is not one of \"reject\", \"allow\""),
+            ))
+        }
+    };
+    let on_backend_failure = match on_backend_failure.as_str() {
+        "reject" => BackendFailure::Reject,
+        "no_reply" => BackendFailure::NoReply,
+        other => {
+            return Err(ConfigError::invalid(
+                key("on_backend_failure"),
+                format!("{other:?} is not one of \"reject\", \"no_reply\""),
+            ))
+        }
+    };
+    let factors = super::validate_delivery::client_factors(
+        super::raw_delivery::RawClientFactors {
             methods,
             voice_mode,
             voice_budget_secs,
@@ -920,197 +1102,47 @@ fn client_configs(raw: Vec<RawClient>, base: &Path) -> Result<Vec<ClientConfig>,
             provider_failure,
             remember_second_factor_secs,
             exempt_networks,
-            allow_groups,
-            exempt_groups,
-            accept_attributes,
-            group_attributes,
-            radsec_name,
-            transport,
-        } = c;
-        let key = |k: &str| format!("client[{i}].{k}");
-        let transport = match transport.as_deref() {
-            None if radsec_name.is_some() => Transport::Radsec,
-            None | Some("udp") => Transport::Udp,
-            Some("radsec") => Transport::Radsec,
-            Some("both") => Transport::Both,
-            Some(other) => {
-                return Err(ConfigError::invalid(
-                    key("transport"),
-                    format!("{other:?} is not one of \"udp\", \"radsec\", \"both\""),
-                ))
-            }
-        };
-        if transport == Transport::Udp && radsec_name.is_some() {
-            return Err(ConfigError::invalid(
-                key("radsec_name"),
-                "is for RadSec, but transport = \"udp\"",
-            ));
-        }
-        if name.trim().is_empty() {
-            return Err(ConfigError::invalid(key("name"), "must not be empty"));
-        }
-        // It goes into log lines, audit rows and metric labels: a control character (an
-        // ESC sequence) would reach whoever reads them.
-        if name.chars().any(char::is_control) {
-            return Err(ConfigError::invalid(
-                key("name"),
-                "must not contain control characters",
-            ));
-        }
-        // Case aside too: "nas" and "NAS" would be two metrics series and two audit names
-        // for what reads as one client.
-        if let Some(o) = out.iter().find(|o| o.name.eq_ignore_ascii_case(&name)) {
-            return Err(ConfigError::invalid(
-                key("name"),
-                format!("{name:?} is used by another client ({:?})", o.name),
-            ));
-        }
-        let mut networks = Vec::new();
-        for a in address.items() {
-            networks.push(exact_network(&key("address"), &a)?);
-        }
-        if networks.is_empty() {
-            return Err(ConfigError::invalid(key("address"), "must not be empty"));
-        }
-        // Over TLS the shared secret is "radsec" (RFC 6614) whatever the entry says, so a
-        // RadSec-only entry needs none.
-        let secret = if transport == Transport::Radsec && secret.is_none() && secret_file.is_none()
-        {
-            Secret::from("radsec")
-        } else {
-            shared_secret(&key("secret"), secret, secret_file, base)?
-        };
-        let otp_mode = match otp_mode.as_str() {
-            "challenge" => OtpMode::Challenge,
-            "inline" => {
-                if inline_delimiter.chars().any(|ch| ch.is_ascii_digit()) {
-                    return Err(ConfigError::invalid(
-                        key("inline_delimiter"),
-                        "must not contain digits",
-                    ));
-                }
-                OtpMode::Inline {
-                    delimiter: inline_delimiter,
-                }
-            }
-            other => {
-                return Err(ConfigError::invalid(
-                    key("otp_mode"),
-                    format!("{other:?} is not one of \"challenge\", \"inline\""),
-                ))
-            }
-        };
-        let primary = match (primary.as_str(), upstream) {
-            ("upstream", _) if second_factor_only => {
-                return Err(ConfigError::invalid(
-                    key("primary"),
-                    "\"upstream\" checks a password, and a second_factor_only client sends none",
-                ))
-            }
-            ("upstream", group) => Primary::Upstream(group.unwrap_or_else(|| DEFAULT_GROUP.into())),
-            ("ldap", Some(_)) => {
-                return Err(ConfigError::invalid(
-                    key("upstream"),
-                    "names a group of upstream servers, for primary = \"upstream\" only",
-                ))
-            }
-            ("ldap", None) => Primary::Ldap,
-            (other, _) => {
-                return Err(ConfigError::invalid(
-                    key("primary"),
-                    format!("{other:?} is not one of \"ldap\", \"upstream\""),
-                ))
-            }
-        };
-        let no_factor = match no_factor.as_str() {
-            "reject" => NoFactorPolicy::Reject,
-            "allow" => NoFactorPolicy::Allow,
-            other => {
-                return Err(ConfigError::invalid(
-                    key("no_factor"),
-                    format!("{other:?} is not one of \"reject\", \"allow\""),
-                ))
-            }
-        };
-        let on_backend_failure = match on_backend_failure.as_str() {
-            "reject" => BackendFailure::Reject,
-            "no_reply" => BackendFailure::NoReply,
-            other => {
-                return Err(ConfigError::invalid(
-                    key("on_backend_failure"),
-                    format!("{other:?} is not one of \"reject\", \"no_reply\""),
-                ))
-            }
-        };
-        let factors = super::validate_delivery::client_factors(
-            super::raw_delivery::RawClientFactors {
-                methods,
-                voice_mode,
-                voice_budget_secs,
-                app_passwords,
-                second_factor_only,
-                provider_failure,
-                remember_second_factor_secs,
-                exempt_networks,
-            },
-            &key,
-        )?;
-        for (k, groups) in [
-            ("allow_groups", &allow_groups),
-            ("exempt_groups", &exempt_groups),
-        ] {
-            for (j, g) in groups.iter().enumerate() {
-                group_dn(&key(&format!("{k}[{j}]")), g)?;
-            }
-        }
-        let accept_attributes =
-            accept_attributes_config(&key, accept_attributes, group_attributes)?;
-        out.push(ClientConfig {
-            name,
-            networks,
-            secret,
-            require_message_authenticator,
-            primary,
-            otp_mode,
-            no_factor,
-            on_backend_failure,
-            factors,
-            groups: GroupPolicy {
-                allow: allow_groups,
-                exempt: exempt_groups,
-            },
-            accept_attributes,
-            radsec_name: radsec_name
-                .map(|n| {
-                    rustls::pki_types::DnsName::try_from(n.as_str())
-                        .map(|_| n.clone())
-                        .map_err(|_| {
-                            ConfigError::invalid(
-                                key("radsec_name"),
-                                format!("{n:?} is not a DNS name, e.g. \"vpn1.example.org\""),
-                            )
-                        })
-                })
-                .transpose()?,
-            transport,
-        });
-    }
-    // Overlapping networks would make the shared secret depend on table order.
-    for (i, a) in out.iter().enumerate() {
-        for (j, b) in out.iter().enumerate().skip(i + 1) {
-            for na in &a.networks {
-                for nb in &b.networks {
-                    if na == nb {
-                        return Err(ConfigError::invalid(
-                            format!("client[{j}].address"),
-                            format!("{nb} is also listed for client {:?} (client[{i}])", a.name),
-                        ));
-                    }
-                }
-            }
+        },
+        &key,
+    )?;
+    for (k, groups) in [
+        ("allow_groups", &allow_groups),
+        ("exempt_groups", &exempt_groups),
+    ] {
+        for (j, g) in groups.iter().enumerate() {
+            group_dn(&key(&format!("{k}[{j}]")), g)?;
         }
     }
-    Ok(out)
+    let accept_attributes = accept_attributes_config(&key, accept_attributes, group_attributes)?;
+    Ok(ClientConfig {
+        name,
+        networks,
+        secret,
+        require_message_authenticator,
+        primary,
+        otp_mode,
+        no_factor,
+        on_backend_failure,
+        factors,
+        groups: GroupPolicy {
+            allow: allow_groups,
+            exempt: exempt_groups,
+        },
+        accept_attributes,
+        radsec_name: radsec_name
+            .map(|n| {
+                rustls::pki_types::DnsName::try_from(n.as_str())
+                    .map(|_| n.clone())
+                    .map_err(|_| {
+                        ConfigError::invalid(
+                            key("radsec_name"),
+                            format!("{n:?} is not a DNS name, e.g. \"vpn1.example.org\""),
+                        )
+                    })
+            })
+            .transpose()?,
+        transport,
+    })
 }
 
 /// `server.log_level`: a level, or `target=level` directives. A bare word that is not a
