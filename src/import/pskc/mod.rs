@@ -204,11 +204,34 @@ fn user_from_userid(id: &str) -> Option<String> {
 fn date(s: Option<String>, what: &str) -> Result<Option<i64>, ValueError> {
     let Some(s) = s else { return Ok(None) };
     let fmt = &time::format_description::well_known::Rfc3339;
-    time::OffsetDateTime::parse(&s, fmt)
+    // xs:dateTime writes the end of a day as 24:00:00 (the next day's 00:00:00), as an
+    // ExpiryDate "valid through 2027-12-31" may; RFC 3339 has no hour 24.
+    let (text, days) = match end_of_day(&s) {
+        Some(midnight) => (midnight, 1),
+        None => (s.clone(), 0),
+    };
+    time::OffsetDateTime::parse(&text, fmt)
         // Files often leave out the zone (python-pskc does); RFC 6030 times are UTC.
-        .or_else(|_| time::OffsetDateTime::parse(&format!("{s}Z"), fmt))
-        .map(|t| Some(t.unix_timestamp()))
+        .or_else(|_| time::OffsetDateTime::parse(&format!("{text}Z"), fmt))
+        .map(|t| Some(t.unix_timestamp() + days * 86_400))
         .map_err(|_| ValueError::Other(format!("{what} {s:?} is not an xs:dateTime")))
+}
+
+/// `2027-12-31T24:00:00[.0…][zone]` as `2027-12-31T00:00:00[zone]`, the caller adding the
+/// day; `None` for any other time, 24:00:00.5 included (not an xs:dateTime).
+fn end_of_day(s: &str) -> Option<String> {
+    let (day, rest) = s.split_once("T24:00:00")?;
+    let zone = match rest.strip_prefix('.') {
+        Some(fraction) => {
+            let zeros = fraction.len() - fraction.trim_start_matches('0').len();
+            if zeros == 0 {
+                return None;
+            }
+            &fraction[zeros..]
+        }
+        None => rest,
+    };
+    Some(format!("{day}T00:00:00{zone}"))
 }
 
 fn data_int<T: TryFrom<i128>>(

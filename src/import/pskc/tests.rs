@@ -318,6 +318,34 @@ fn figure10_bulk_with_validity_dates() {
     assert_eq!(t[0].extra.valid_until, Some(1_149_033_600));
 }
 
+/// xs:dateTime's 24:00:00 is the next day's midnight; RFC 3339, which reads the rest, has
+/// no hour 24.
+#[test]
+fn an_expiry_at_24_00_is_the_next_midnight() {
+    let at = |s: &str| date(Some(s.to_string()), "ExpiryDate");
+    // 2028-01-01T00:00:00Z
+    for s in [
+        "2027-12-31T24:00:00Z",
+        "2027-12-31T24:00:00",
+        "2027-12-31T24:00:00.000Z",
+        "2028-01-01T00:00:00Z",
+    ] {
+        assert_eq!(at(s).unwrap(), Some(1_830_297_600), "{s}");
+    }
+    assert_eq!(
+        at("2027-12-31T24:00:00+01:00").unwrap(),
+        Some(1_830_297_600 - 3600)
+    );
+    for s in [
+        "2027-12-31T24:00:01Z",
+        "2027-12-31T24:00:00.5Z",
+        "2027-12-31T25:00:00Z",
+    ] {
+        let err = format!("{:?}", at(s).unwrap_err());
+        assert!(err.contains("is not an xs:dateTime"), "{s}: {err}");
+    }
+}
+
 #[test]
 fn not_pskc_is_refused() {
     assert!(parse(b"<html/>", &Decryption::None).is_err());
