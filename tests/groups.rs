@@ -324,7 +324,7 @@ attributes = ["Fortinet-Group-Name = vpn-users", "PaloAlto-User-Group = \"vpn us
 
 [[client.group_attributes]]
 group = "{exempt}"
-attributes = ["Filter-Id = exempt", "Vendor-14823-Attr-1 = exempt-role"]
+attributes = ["Filter-Id = exempt", "Vendor-14823-Attr-1 = exempt-role", "CP-Gaia-SuperUser-Access = 1", "SonicWall-User-Privilege = Access-To-VPN"]
 "#
     );
     let srv = with_clients(&slapd, &clients);
@@ -350,6 +350,10 @@ attributes = ["Filter-Id = exempt", "Vendor-14823-Attr-1 = exempt-role"]
     let exempt_users = [
         "Filter-Id = \"exempt\"",
         "Aruba-User-Role = \"exempt-role\"",
+        // Integers: radclient reads four octets with its dictionary, so a value sent as
+        // text would show as raw octets instead.
+        "CP-Gaia-SuperUser-Access = 1",
+        "SonicWall-User-Privilege = Access-To-VPN",
     ];
     let has = |reply: &str, attrs: &[&str], want: bool| {
         for a in attrs {

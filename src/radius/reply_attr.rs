@@ -57,17 +57,42 @@ const STANDARD: &[(&str, u8, Kind)] = &[
     ("Framed-Pool", 88, Kind::Text),
 ];
 
-/// Vendor string attributes: name, vendor id, vendor type (FreeRADIUS's dictionaries).
-const VENDOR: &[(&str, u32, u8)] = &[
-    ("Cisco-AVPair", 9, 1),
-    ("Juniper-Local-User-Name", 2636, 1),
-    ("Juniper-Local-Group-Name", 2636, 46),
-    ("Fortinet-Group-Name", 12356, 1),
-    ("Fortinet-Access-Profile", 12356, 6),
-    ("Aruba-User-Role", 14823, 1),
-    ("Aruba-Admin-Role", 14823, 4),
-    ("PaloAlto-Admin-Role", 25461, 1),
-    ("PaloAlto-User-Group", 25461, 5),
+/// SonicWall-User-Privilege (FreeRADIUS's dictionary.sonicwall).
+const SONICWALL_PRIVILEGES: &[(&str, u32)] = &[
+    ("Remote-Access", 1),
+    ("Bypass-Filters", 2),
+    ("VPN-Client-Access", 3),
+    ("Access-To-VPN", 4),
+    ("Limited-Management", 5),
+    ("L2TP-Client-Access", 6),
+    ("Wireless-Guest", 7),
+    ("Wireless-Add-ACL", 8),
+    ("Internet-Access", 9),
+];
+
+/// Vendor attributes: name, vendor id, vendor type, kind (FreeRADIUS's dictionaries). The
+/// integer ones are here because `Vendor-<id>-Attr-<type>` sends text: Check Point's
+/// CP-Gaia-SuperUser-Access given as "1" is one octet, not the four of an integer.
+const VENDOR: &[(&str, u32, u8, Kind)] = &[
+    ("Cisco-AVPair", 9, 1, Kind::Text),
+    ("Citrix-User-Groups", 66, 16, Kind::Text),
+    ("CP-Gaia-User-Role", 2620, 229, Kind::Text),
+    ("CP-Gaia-SuperUser-Access", 2620, 230, Kind::Integer(&[])),
+    ("Juniper-Local-User-Name", 2636, 1, Kind::Text),
+    ("Juniper-Local-Group-Name", 2636, 46, Kind::Text),
+    (
+        "SonicWall-User-Privilege",
+        8741,
+        1,
+        Kind::Integer(SONICWALL_PRIVILEGES),
+    ),
+    ("SonicWall-User-Group", 8741, 3, Kind::Text),
+    ("Fortinet-Group-Name", 12356, 1, Kind::Text),
+    ("Fortinet-Access-Profile", 12356, 6, Kind::Text),
+    ("Aruba-User-Role", 14823, 1, Kind::Text),
+    ("Aruba-Admin-Role", 14823, 4, Kind::Text),
+    ("PaloAlto-Admin-Role", 25461, 1, Kind::Text),
+    ("PaloAlto-User-Group", 25461, 5, Kind::Text),
 ];
 
 /// Attributes an Access-Accept may carry at most once ("0-1" in the tables of RFC 2865 §5.44
@@ -130,11 +155,21 @@ impl ReplyAttr {
             };
             return fits(name, typ, value);
         }
-        let (vendor, vtype) = match VENDOR.iter().find(|(n, _, _)| n.eq_ignore_ascii_case(name)) {
-            Some(&(_, vendor, vtype)) => (vendor, vtype),
-            None => generic_vendor(name).ok_or_else(|| unknown(name))?,
+        let (vendor, vtype, kind) = match VENDOR
+            .iter()
+            .find(|(n, _, _, _)| n.eq_ignore_ascii_case(name))
+        {
+            Some(&(_, vendor, vtype, kind)) => (vendor, vtype, kind),
+            None => {
+                let (vendor, vtype) = generic_vendor(name).ok_or_else(|| unknown(name))?;
+                (vendor, vtype, Kind::Text)
+            }
         };
-        let data = value.as_bytes();
+        let data = match kind {
+            Kind::Text => value.as_bytes().to_vec(),
+            Kind::Integer(names) => integer(name, value, names)?.to_be_bytes().to_vec(),
+        };
+        let data = data.as_slice();
         if data.len() > MAX_VALUE - VSA_HEADER {
             return Err(too_long(name, MAX_VALUE - VSA_HEADER));
         }
@@ -211,8 +246,8 @@ impl AttrKey {
         }
         let vendor = VENDOR
             .iter()
-            .find(|(n, _, _)| n.eq_ignore_ascii_case(name))
-            .map(|&(_, v, t)| (v, t))
+            .find(|(n, _, _, _)| n.eq_ignore_ascii_case(name))
+            .map(|&(_, v, t, _)| (v, t))
             .or_else(|| generic_vendor(name));
         if vendor.is_some_and(|vt| ENCRYPTED_VENDOR.contains(&vt)) {
             return Err(format!("{name:?} {ENCRYPTED}"));
@@ -280,7 +315,7 @@ fn too_long(name: &str, max: usize) -> String {
 
 fn unknown(name: &str) -> String {
     let standard: Vec<&str> = STANDARD.iter().map(|(n, _, _)| *n).collect();
-    let vendor: Vec<&str> = VENDOR.iter().map(|(n, _, _)| *n).collect();
+    let vendor: Vec<&str> = VENDOR.iter().map(|(n, _, _, _)| *n).collect();
     format!(
         "{name:?} is not an attribute radmfa knows: use one of {}, {}, or \
          Vendor-<vendor id>-Attr-<type> for another vendor's string attribute",
@@ -396,6 +431,33 @@ mod tests {
         assert_eq!(f.value, want);
         let g = ReplyAttr::parse("Vendor-12356-Attr-1 = vpn-admins").unwrap();
         assert_eq!(g, f, "the generic spelling encodes the same");
+    }
+
+    /// Check Point's and SonicWall's integer attributes go as four octets, by number or by
+    /// FreeRADIUS's value name; the generic spelling would send the digits as text.
+    #[test]
+    fn vendor_integer_attributes_are_four_octets() {
+        let vsa = |vendor: u32, vtype: u8, data: &[u8]| {
+            let mut v = vendor.to_be_bytes().to_vec();
+            v.extend_from_slice(&[vtype, 2 + data.len() as u8]);
+            v.extend_from_slice(data);
+            v
+        };
+        let su = ReplyAttr::parse("CP-Gaia-SuperUser-Access = 1").unwrap();
+        assert_eq!((su.typ, su.value), (26, vsa(2620, 230, &[0, 0, 0, 1])));
+        let text = ReplyAttr::parse("Vendor-2620-Attr-230 = 1").unwrap();
+        assert_eq!(text.value, vsa(2620, 230, b"1"));
+        let named = ReplyAttr::parse("SonicWall-User-Privilege = Access-To-VPN").unwrap();
+        assert_eq!(named.value, vsa(8741, 1, &[0, 0, 0, 4]));
+        let role = ReplyAttr::parse("CP-Gaia-User-Role = adminRole").unwrap();
+        assert_eq!(role.value, vsa(2620, 229, b"adminRole"));
+        let e = ReplyAttr::parse("CP-Gaia-SuperUser-Access = yes").unwrap_err();
+        assert!(e.contains("is not a number"), "{e}");
+        // Passed through from an upstream server by name too.
+        assert_eq!(
+            AttrKey::by_name("Citrix-User-Groups").unwrap(),
+            AttrKey::Vendor(66, 16)
+        );
     }
 
     #[test]
