@@ -591,7 +591,7 @@ fn config_check_connect_names_each_server_and_what_a_login_would_find() {
     assert!(out.status.success(), "{out:?}");
     let out = check(&srv.config);
     let text = String::from_utf8_lossy(&out.stdout);
-    let want = "ok   user alice: texts and calls go to ••••6789 (from the number stored with \
+    let want = "ok   user alice: texts and calls go to ****6789 (from the number stored with \
                 user set-phone)";
     assert!(text.contains(want), "missing {want:?} in:\n{text}");
     // Bob is in none of the VPN's allow_groups: the membership check itself is fine

@@ -1,5 +1,5 @@
 //! Phone numbers: whatever the directory or an admin wrote, normalised to E.164 (`+` and
-//! 8 to 15 digits), and masked for prompts ("••••1234"). A hand check rather than a full
+//! 8 to 15 digits), and masked for prompts ("****1234"). A hand check rather than a full
 //! numbering-plan library: providers validate the number again, and a wrong number fails
 //! the send with a clear audit reason.
 
@@ -134,9 +134,11 @@ pub fn dialable(raw: &str, cfg: &PhoneConfig) -> Result<String, PhoneError> {
     Ok(e164)
 }
 
-/// The last four digits only, for prompts and logs.
+/// The last four digits only, for prompts and logs. ASCII: a prompt is a Reply-Message,
+/// and a NAS that shows it as Latin-1 (or in a terminal without UTF-8) would turn a "•"
+/// into "â€¢".
 pub fn mask(e164: &str) -> String {
-    format!("••••{}", last_four(e164))
+    format!("****{}", last_four(e164))
 }
 
 /// `text` (a provider's error message) with every phone number masked as [`mask`] does:
@@ -288,21 +290,21 @@ mod tests {
     fn numbers_in_a_provider_message_are_masked() {
         assert_eq!(
             super::mask_numbers("Invalid 'To' Phone Number: +4915112345678, see +1 and +"),
-            "Invalid 'To' Phone Number: ••••5678, see +1 and +"
+            "Invalid 'To' Phone Number: ****5678, see +1 and +"
         );
         assert_eq!(super::mask_numbers("no number"), "no number");
         // Brackets and dots, as people and some gateways write numbers.
         assert_eq!(
             super::mask_numbers("to +1 (555) 010-0123 or (555) 010-0123 or +44.20.7946.0958"),
-            "to ••••0123 or ••••0123 or ••••0958"
+            "to ****0123 or ****0123 or ****0958"
         );
         // A sentence's full stop is not part of the number before it.
         assert_eq!(
             super::mask_numbers("to +4915112345678. 30 retries"),
-            "to ••••5678. 30 retries"
+            "to ****5678. 30 retries"
         );
         // Before a number is whole, a stray dot does not cut it short.
-        assert_eq!(super::mask_numbers("+1 555 .010 0123"), "••••0123");
+        assert_eq!(super::mask_numbers("+1 555 .010 0123"), "****0123");
         // Not a number: dotted addresses, dates, short codes in brackets.
         assert_eq!(
             super::mask_numbers("from 192.0.2.1 on 2026.12.03 (error 20003) (12) 34"),
@@ -311,11 +313,11 @@ mod tests {
         // As a gateway may echo them: percent-encoded, spaced, without the plus.
         assert_eq!(
             super::mask_numbers("bad to=%2B4915112345678&x=1"),
-            "bad to=••••5678&x=1"
+            "bad to=****5678&x=1"
         );
         assert_eq!(
             super::mask_numbers("msisdn 4915112345678 rejected (+49 151 1234-5678)"),
-            "msisdn ••••5678 rejected (••••5678)"
+            "msisdn ****5678 rejected (****5678)"
         );
         // Short numbers (error codes, counts) and digits inside words stay.
         assert_eq!(
@@ -488,7 +490,7 @@ mod tests {
 
     #[test]
     fn masks_all_but_four() {
-        assert_eq!(mask("+15550101234"), "••••1234");
-        assert_eq!(mask("+12"), "••••+12");
+        assert_eq!(mask("+15550101234"), "****1234");
+        assert_eq!(mask("+12"), "****+12");
     }
 }
