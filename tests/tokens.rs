@@ -661,8 +661,22 @@ fn totp_token_with_clock_drift() {
     // One step past the learned drift: at least 5 steps ahead, far outside the default
     // window of 1, so only a window that follows the drift accepts it. A boundary passing
     // before the check only brings it closer to the drift.
-    let later = at_step(now() / 30 + drift + 1);
-    assert_eq!(login(&srv, "carol", "carol-pw", &later), "Access-Accept");
+    let used = now() / 30 + drift + 1;
+    assert_eq!(
+        login(&srv, "carol", "carol-pw", &at_step(used)),
+        "Access-Accept"
+    );
+    // `token show` gives the used step as the time its code appeared, not a bare count.
+    let show = cli_ok(&srv, &["token", "show", "TT-1"]);
+    let line = show
+        .lines()
+        .find(|l| l.starts_with("last_used_step:"))
+        .unwrap_or_else(|| panic!("{show}"));
+    let at = radmfa::clock::fmt_time(used * 30);
+    assert!(
+        line.contains(&format!("{used} (the code shown from {at})")),
+        "{line}"
+    );
 }
 
 /// No delimiter (OpenVPN's static challenge "concat"), a password ending in two digits and

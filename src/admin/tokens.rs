@@ -501,6 +501,13 @@ async fn show(store: &dyn Store, serial: &str, json: bool) -> anyhow::Result<Exi
             ("valid_from" | "valid_until" | "created_at", serde_json::Value::Number(n)) => {
                 fmt_time(n.as_i64().unwrap_or(0))
             }
+            // A step count says nothing to an admin asking when the token was last used:
+            // the step's start is when its code appeared.
+            ("last_used_step", serde_json::Value::Number(n)) if r.token.kind == TokenKind::Totp => {
+                let step = n.as_i64().unwrap_or(0);
+                let at = step.saturating_mul(i64::from(r.token.period));
+                format!("{step} (the code shown from {})", fmt_time(at))
+            }
             // From an import file: serial, manufacturer, model, owner.
             (_, serde_json::Value::String(s)) => super::printable(s).into_owned(),
             (_, other) => other.to_string(),
