@@ -788,7 +788,13 @@ fn reset_and_delete_audit_each_token_taken_away_by_serial() {
         let serial = rec["token_serial"]
             .as_str()
             .expect("enroll names its token");
-        assert!(serial.starts_with("TOTP-"), "{rec}");
+        // 56 random bits in hex, so a large site's serials do not repeat.
+        assert!(
+            serial.len() == 19
+                && serial.starts_with("TOTP-")
+                && serial[5..].chars().all(|c| c.is_ascii_hexdigit()),
+            "{rec}"
+        );
         seeds.push(serial.to_string());
     }
     let (ok, _, err) = run(&cfg, &["user", "reset", "alice"]);

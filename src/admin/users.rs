@@ -489,7 +489,12 @@ async fn enroll_totp(
         );
     }
     let seed = enroll::new_seed(algorithm);
-    let mut tag = [0u8; 4];
+    // 56 random bits. 32 were too few for a large site: among 100,000 tokens about one pair
+    // would share a serial (the second enrollment failing on the UNIQUE column), and
+    // re-enrollments over the years would bring a deleted token's serial back for another
+    // user, making the audit trail's token_serial ambiguous. 7 bytes keep the serial within
+    // `token list`'s 20-character column.
+    let mut tag = [0u8; 7];
     rand::rngs::OsRng.fill_bytes(&mut tag);
     let serial = format!("TOTP-{}", hex::encode_upper(tag));
     let token = NewToken {
