@@ -1548,6 +1548,48 @@ fn audit_says_when_a_filter_cannot_match_or_a_limit_means_nothing() {
 /// `--until` is exclusive, so consecutive report windows count a record on their boundary
 /// once; a day typed as YYYYMMDD is refused, not read as Unix seconds in 1970 (where
 /// `--since 20260131` matched every record).
+/// A listing longer than a page (5,000) is read a page at a time, and still gives every
+/// record once, newest first, also where several share the second a page ends in.
+#[test]
+fn a_long_audit_listing_gives_every_record_once_newest_first() {
+    let (dir, cfg) = setup();
+    let mut db = common::radmfa::migrated(dir.path(), &cfg);
+    let t0 = 1_790_000_000_i64;
+    let tx = db.transaction().unwrap();
+    for i in 0..12_001_i64 {
+        // Three records a second: page boundaries fall inside a second.
+        tx.execute(
+            "INSERT INTO audit (time, user, mode, result, server_name, latency_ms) \
+             VALUES (?1, ?2, 'totp', 'accept', 'node', 3)",
+            rusqlite::params![t0 + i / 3, format!("user{i:05}")],
+        )
+        .unwrap();
+    }
+    tx.commit().unwrap();
+    drop(db);
+    let (ok, out, err) = run(&cfg, &["audit", "--json", "--limit", "12000"]);
+    assert!(ok, "{err}");
+    let rows: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 12_000);
+    // Inserted in time order, so newest first is user12000 down to user00001.
+    let users: Vec<&str> = rows.iter().map(|r| r["user"].as_str().unwrap()).collect();
+    let want: Vec<String> = (1..=12_000).rev().map(|i| format!("user{i:05}")).collect();
+    assert!(users == want, "records missing, repeated or out of order");
+    // The table: a header, then the records.
+    let (ok, out, err) = run(&cfg, &["audit", "--limit", "7000"]);
+    assert!(ok, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 7_001, "{}", lines[0]);
+    assert!(lines[0].starts_with("TIME") && lines[1].contains("user12000"));
+    assert!(lines[7_000].contains("user05001"), "{}", lines[7_000]);
+    // More than there are: all of them, and the listing ends.
+    let (ok, out, _) = run(&cfg, &["audit", "--json", "--limit", "20000"]);
+    assert!(ok && out.lines().count() == 12_001);
+}
+
 #[test]
 fn audit_windows_are_half_open_and_a_yyyymmdd_day_is_refused() {
     let (_d, cfg) = setup();

@@ -68,6 +68,16 @@ where
     if let Some(id) = f.after_id {
         q.push(" AND id > ").push_bind(id);
     }
+    // Written so the time index bounds the scan (an OR of the two cases would not).
+    if let Some((time, id)) = f.before {
+        q.push(" AND time <= ")
+            .push_bind(time)
+            .push(" AND (time < ")
+            .push_bind(time)
+            .push(" OR id < ")
+            .push_bind(id)
+            .push(")");
+    }
 }
 
 /// Records returned when the filter's limit is 0.

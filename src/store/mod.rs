@@ -444,6 +444,9 @@ pub struct AuditFilter {
     /// Only records with a larger id, oldest (lowest id) first: `radmfa audit --follow`
     /// asking for what arrived since. Without it, records come newest first.
     pub after_id: Option<i64>,
+    /// Newest first, only records after this one (its time and id) in that order: the next
+    /// page of a listing read a page at a time.
+    pub before: Option<(i64, i64)>,
 }
 
 /// What [`Store::audit_counts`] groups records by (`radmfa audit --count-by`).

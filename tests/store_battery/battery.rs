@@ -1098,7 +1098,34 @@ pub async fn audit_filters_order_and_limit(store: &dyn Store) {
         server: None,
         limit,
         after_id: None,
+        before: None,
     };
+    // Read a page at a time (`radmfa audit` does, so a long export is not held in memory):
+    // each page starts after the last record of the one before, ties in time by id.
+    let mut pages = Vec::new();
+    let mut page = f(None, None, None, None, 2);
+    loop {
+        let rows = store.audit(&page).await.unwrap();
+        let Some(last) = rows.last() else { break };
+        page.before = Some((last.time, last.id));
+        pages.push(times(rows));
+    }
+    assert_eq!(pages, vec![vec![40, 30], vec![20, 10], vec![0]]);
+    let all = store.audit(&AuditFilter::default()).await.unwrap();
+    let twenty = all.iter().find(|r| r.time == T + 20).unwrap().id;
+    let after = |time, id| AuditFilter {
+        before: Some((time, id)),
+        ..AuditFilter::default()
+    };
+    assert_eq!(
+        times(store.audit(&after(T + 20, i64::MAX)).await.unwrap()),
+        vec![20, 10, 0],
+        "a record of the cursor's second with a smaller id comes after it"
+    );
+    assert_eq!(
+        times(store.audit(&after(T + 20, twenty)).await.unwrap()),
+        vec![10, 0]
+    );
     assert_eq!(
         times(
             store
