@@ -165,6 +165,7 @@ fn reading_commands_do_not_create_a_store() {
     assert!(run(&cfg, &["user", "enroll-totp", "alice", "--uri-only"]).0);
     let (ok, out, err) = run(&cfg, &["user", "list"]);
     assert!(ok && out.contains("alice"), "{out}{err}");
+    assert_eq!(out.lines().last(), Some("1 user(s)"), "{out}");
 }
 
 /// Revocations given a name with nothing to revoke (most often mistyped: the real user keeps

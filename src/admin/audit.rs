@@ -1,7 +1,6 @@
 //! `radmfa audit`: recent records, filtered, as a table or JSON lines.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
@@ -224,7 +223,6 @@ async fn print_pages(
 ) -> anyhow::Result<()> {
     let mut left = filter.limit;
     let mut table: Option<Table> = None;
-    let mut out = std::io::stdout().lock();
     while left > 0 {
         filter.limit = left.min(PAGE);
         let rows = store.audit(&filter).await?;
@@ -246,12 +244,10 @@ async fn print_pages(
                 t.row(r)
             });
         }
+        // println!: a reader gone (`| head`) ends the command by SIGPIPE, as everywhere
+        // (`output::end_quietly_when_stdout_fails`).
         for line in lines {
-            match writeln!(out, "{line}") {
-                // `radmfa audit | head`: the reader has what it wanted.
-                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
-                other => other.context("writing the records")?,
-            }
+            println!("{line}");
         }
         let Some(last) = rows.last().filter(|_| rows.len() == filter.limit as usize) else {
             break;
@@ -259,10 +255,7 @@ async fn print_pages(
         filter.before = Some((last.time, last.id));
         left -= filter.limit;
     }
-    match out.flush() {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        other => other.context("writing the records"),
-    }
+    Ok(())
 }
 
 /// The records' table: columns as wide as their widest value (at least the header), so long

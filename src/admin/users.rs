@@ -693,6 +693,7 @@ async fn list(store: &dyn Store, json: bool) -> anyhow::Result<ExitCode> {
         );
     } else {
         println!("{:<32} {:>6} {:>8}  LOCKED", "USER", "TOKENS", "FAILURES");
+        let count = users.len();
         for u in users {
             let locked = match u.locked_until {
                 Some(t) if t > now => format!("until {}", super::audit::fmt_time(t)),
@@ -705,6 +706,8 @@ async fn list(store: &dyn Store, json: bool) -> anyhow::Result<ExitCode> {
                 u.failures
             );
         }
+        // As `token list` ends: a count an admin would otherwise pipe to wc.
+        println!("{count} user(s)");
     }
     Ok(ExitCode::SUCCESS)
 }
