@@ -59,6 +59,25 @@ impl ConfigError {
     }
 }
 
+/// The value `options` gives for the word `value` of the key `key`; an unknown word is
+/// refused with the words there are: `"jsn" is not one of "text", "json"`.
+pub(crate) fn one_of<T: Copy>(
+    key: impl Into<String>,
+    value: &str,
+    options: &[(&str, T)],
+) -> Result<T, ConfigError> {
+    match options.iter().find(|(word, _)| *word == value) {
+        Some(&(_, v)) => Ok(v),
+        None => {
+            let words: Vec<String> = options.iter().map(|(w, _)| format!("{w:?}")).collect();
+            Err(ConfigError::invalid(
+                key,
+                format!("{value:?} is not one of {}", words.join(", ")),
+            ))
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub server: ServerConfig,

@@ -242,17 +242,15 @@ fn upstream_config(
             ));
         }
     }
-    let status_check = match status_check.as_str() {
-        "none" => None,
-        "status-server" => Some(StatusCheck::StatusServer),
-        "access-request" => Some(StatusCheck::AccessRequest),
-        other => {
-            return Err(ConfigError::invalid(
-                key("status_check"),
-                format!("{other:?} is not one of \"none\", \"status-server\", \"access-request\""),
-            ))
-        }
-    };
+    let status_check = super::one_of(
+        key("status_check"),
+        &status_check,
+        &[
+            ("none", None),
+            ("status-server", Some(StatusCheck::StatusServer)),
+            ("access-request", Some(StatusCheck::AccessRequest)),
+        ],
+    )?;
     // Checks run while a server is held back: with no dead time there is none.
     if status_check.is_some() && dead_time_secs < 2 {
         return Err(ConfigError::invalid(

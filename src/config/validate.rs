@@ -441,16 +441,11 @@ fn server_config(raw: RawServer) -> Result<ServerConfig, ConfigError> {
             "must be between 1 and 300 (RFC 5080 suggests about 30)",
         ));
     }
-    let log_format = match log_format.as_str() {
-        "text" => LogFormat::Text,
-        "json" => LogFormat::Json,
-        other => {
-            return Err(ConfigError::invalid(
-                "server.log_format",
-                format!("{other:?} is not one of \"text\", \"json\""),
-            ))
-        }
-    };
+    let log_format = super::one_of(
+        "server.log_format",
+        &log_format,
+        &[("text", LogFormat::Text), ("json", LogFormat::Json)],
+    )?;
     log_level_config(&log_level)?;
     let name = match name {
         Some(n) if n.trim().is_empty() => {
@@ -1072,26 +1067,22 @@ fn client_config(
             ))
         }
     };
-    let no_factor = match no_factor.as_str() {
-        "reject" => NoFactorPolicy::Reject,
-        "allow" => NoFactorPolicy::Allow,
-        other => {
-            return Err(ConfigError::invalid(
-                key("no_factor"),
-                format!("{other:?} is not one of \"reject\", \"allow\""),
-            ))
-        }
-    };
-    let on_backend_failure = match on_backend_failure.as_str() {
-        "reject" => BackendFailure::Reject,
-        "no_reply" => BackendFailure::NoReply,
-        other => {
-            return Err(ConfigError::invalid(
-                key("on_backend_failure"),
-                format!("{other:?} is not one of \"reject\", \"no_reply\""),
-            ))
-        }
-    };
+    let no_factor = super::one_of(
+        key("no_factor"),
+        &no_factor,
+        &[
+            ("reject", NoFactorPolicy::Reject),
+            ("allow", NoFactorPolicy::Allow),
+        ],
+    )?;
+    let on_backend_failure = super::one_of(
+        key("on_backend_failure"),
+        &on_backend_failure,
+        &[
+            ("reject", BackendFailure::Reject),
+            ("no_reply", BackendFailure::NoReply),
+        ],
+    )?;
     let factors = super::validate_delivery::client_factors(
         super::raw_delivery::RawClientFactors {
             methods,

@@ -212,17 +212,15 @@ fn phone_config(raw: RawPhone) -> Result<PhoneConfig, ConfigError> {
     let sources = sources.unwrap_or_else(|| vec!["store".into()]);
     let mut out = Vec::new();
     for (i, s) in sources.iter().enumerate() {
-        out.push(match s.as_str() {
-            "store" => PhoneSource::Store,
-            "mobile" => PhoneSource::Mobile,
-            "telephone" => PhoneSource::Telephone,
-            other => {
-                return Err(ConfigError::invalid(
-                    format!("phone.sources[{i}]"),
-                    format!("{other:?} is not one of \"store\", \"mobile\", \"telephone\""),
-                ))
-            }
-        });
+        out.push(super::one_of(
+            format!("phone.sources[{i}]"),
+            s,
+            &[
+                ("store", PhoneSource::Store),
+                ("mobile", PhoneSource::Mobile),
+                ("telephone", PhoneSource::Telephone),
+            ],
+        )?);
     }
     let country_code = |key: String, raw: &str| {
         let cc = raw.trim_start_matches('+').to_string();
@@ -355,16 +353,11 @@ fn sms_config(raw: RawSms) -> Result<(SmsConfig, SendLimits), ConfigError> {
         window_secs,
         max_per_user_per_day,
     } = raw;
-    let provider = match provider.as_str() {
-        "twilio" => SmsProvider::Twilio,
-        "http" => SmsProvider::Http,
-        other => {
-            return Err(ConfigError::invalid(
-                "sms.provider",
-                format!("{other:?} is not one of \"twilio\", \"http\""),
-            ))
-        }
-    };
+    let provider = super::one_of(
+        "sms.provider",
+        &provider,
+        &[("twilio", SmsProvider::Twilio), ("http", SmsProvider::Http)],
+    )?;
     range("sms.code_length", code_length, 4, 10)?;
     range("sms.code_ttl_secs", code_ttl_secs, 1, 3600)?;
     if !message.contains("{code}") || message.len() > 480 {
@@ -580,17 +573,18 @@ fn http_sms_config(raw: RawHttpSms, base: &Path) -> Result<HttpSmsConfig, Config
             "the url or the body must contain {code} or {message}",
         ));
     }
-    let (encoding, default_type) = match encoding.as_str() {
-        "form" => (TemplateEncoding::Form, "application/x-www-form-urlencoded"),
-        "json" => (TemplateEncoding::Json, "application/json"),
-        "none" => (TemplateEncoding::None, "text/plain"),
-        other => {
-            return Err(ConfigError::invalid(
-                "http_sms.encoding",
-                format!("{other:?} is not one of \"form\", \"json\", \"none\""),
-            ))
-        }
-    };
+    let (encoding, default_type) = super::one_of(
+        "http_sms.encoding",
+        &encoding,
+        &[
+            (
+                "form",
+                (TemplateEncoding::Form, "application/x-www-form-urlencoded"),
+            ),
+            ("json", (TemplateEncoding::Json, "application/json")),
+            ("none", (TemplateEncoding::None, "text/plain")),
+        ],
+    )?;
     // Credentials the chosen `auth` does not send would be dropped without a word, and the
     // gateway asked without them: refuse the mismatch instead.
     let given = |set: &[(&str, bool)]| -> Option<String> {
@@ -713,16 +707,14 @@ pub fn client_factors(
         remember_second_factor_secs,
         exempt_networks,
     } = raw;
-    let provider_failure = match provider_failure.as_str() {
-        "reject" => ProviderFailure::Reject,
-        "allow" => ProviderFailure::Allow,
-        other => {
-            return Err(ConfigError::invalid(
-                key("provider_failure"),
-                format!("{other:?} is not one of \"reject\", \"allow\""),
-            ))
-        }
-    };
+    let provider_failure = super::one_of(
+        key("provider_failure"),
+        &provider_failure,
+        &[
+            ("reject", ProviderFailure::Reject),
+            ("allow", ProviderFailure::Allow),
+        ],
+    )?;
     let mut parsed = Vec::new();
     for m in &methods {
         let method = Method::parse(m).ok_or_else(|| {
@@ -738,16 +730,14 @@ pub fn client_factors(
     if parsed.is_empty() {
         return Err(ConfigError::invalid(key("methods"), "must not be empty"));
     }
-    let voice_mode = match voice_mode.as_str() {
-        "hold" => VoiceMode::Hold,
-        "challenge" => VoiceMode::Challenge,
-        other => {
-            return Err(ConfigError::invalid(
-                key("voice_mode"),
-                format!("{other:?} is not one of \"hold\", \"challenge\""),
-            ))
-        }
-    };
+    let voice_mode = super::one_of(
+        key("voice_mode"),
+        &voice_mode,
+        &[
+            ("hold", VoiceMode::Hold),
+            ("challenge", VoiceMode::Challenge),
+        ],
+    )?;
     range(&key("voice_budget_secs"), voice_budget_secs, 3, 120)?;
     if second_factor_only {
         // RD Gateway's client cannot show a prompt: only a held call can finish the login.
