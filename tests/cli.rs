@@ -1546,9 +1546,6 @@ fn audit_says_when_a_filter_cannot_match_or_a_limit_means_nothing() {
     assert!(ok && out.contains("enroll"), "{out}{err}");
 }
 
-/// `--until` is exclusive, so consecutive report windows count a record on their boundary
-/// once; a day typed as YYYYMMDD is refused, not read as Unix seconds in 1970 (where
-/// `--since 20260131` matched every record).
 /// A listing longer than a page (5,000) is read a page at a time, and still gives every
 /// record once, newest first, also where several share the second a page ends in.
 #[test]
@@ -1591,6 +1588,9 @@ fn a_long_audit_listing_gives_every_record_once_newest_first() {
     assert!(ok && out.lines().count() == 12_001);
 }
 
+/// `--until` is exclusive, so consecutive report windows count a record on their boundary
+/// once; a day typed as YYYYMMDD is refused, not read as Unix seconds in 1970 (where
+/// `--since 20260131` matched every record).
 #[test]
 fn audit_windows_are_half_open_and_a_yyyymmdd_day_is_refused() {
     let (_d, cfg) = setup();

@@ -219,6 +219,15 @@ fn a_client_problem_names_the_client() {
         err.contains("client[1].name") && !err.contains("named"),
         "{err}"
     );
+    // Checks made once every entry is read name it too.
+    let err = parse(format!(
+        "{}primary = \"upstream\"\n",
+        entry("asa-1", "192.0.2.1", good)
+    ));
+    assert!(
+        err.contains("client[0].primary") && err.contains("named \"asa-1\""),
+        "{err}"
+    );
 }
 
 /// A `*_file` secret is the file's first line: a note on a later line is not part of it.

@@ -666,17 +666,23 @@ fn totp_token_with_clock_drift() {
         login(&srv, "carol", "carol-pw", &at_step(used)),
         "Access-Accept"
     );
-    // `token show` gives the used step as the time its code appeared, not a bare count.
+    // `token show` gives the used step as the time it was used, by this server's clock
+    // (the token's step less its drift, as learned by then), not a bare count.
+    let json: serde_json::Value =
+        serde_json::from_str(&cli_ok(&srv, &["token", "show", "TT-1", "--json"])).unwrap();
+    let drift = json["drift"].as_i64().unwrap();
+    assert_eq!(json["last_used_step"].as_i64(), Some(used));
     let show = cli_ok(&srv, &["token", "show", "TT-1"]);
     let line = show
         .lines()
         .find(|l| l.starts_with("last_used_step:"))
         .unwrap_or_else(|| panic!("{show}"));
-    let at = radmfa::clock::fmt_time(used * 30);
+    let at = radmfa::clock::fmt_time((used - drift) * 30);
     assert!(
-        line.contains(&format!("{used} (the code shown from {at})")),
+        line.contains(&format!("{used} (used at about {at})")),
         "{line}"
     );
+    assert!(((used - drift) * 30 - now()).abs() <= 60, "{line}");
 }
 
 /// No delimiter (OpenVPN's static challenge "concat"), a password ending in two digits and

@@ -501,12 +501,15 @@ async fn show(store: &dyn Store, serial: &str, json: bool) -> anyhow::Result<Exi
             ("valid_from" | "valid_until" | "created_at", serde_json::Value::Number(n)) => {
                 fmt_time(n.as_i64().unwrap_or(0))
             }
-            // A step count says nothing to an admin asking when the token was last used:
-            // the step's start is when its code appeared.
+            // A step count says nothing to an admin asking when the token was last used.
+            // The step is the token's own, drift included: by this server's clock its code
+            // appeared `drift` steps earlier (or later), as far as the drift is known now.
             ("last_used_step", serde_json::Value::Number(n)) if r.token.kind == TokenKind::Totp => {
                 let step = n.as_i64().unwrap_or(0);
-                let at = step.saturating_mul(i64::from(r.token.period));
-                format!("{step} (the code shown from {})", fmt_time(at))
+                let at = step
+                    .saturating_sub(r.extra.drift)
+                    .saturating_mul(i64::from(r.token.period));
+                format!("{step} (used at about {})", fmt_time(at))
             }
             // From an import file: serial, manufacturer, model, owner.
             (_, serde_json::Value::String(s)) => super::printable(s).into_owned(),

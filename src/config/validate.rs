@@ -14,6 +14,11 @@ use super::*;
 use crate::radius::reply_attr::ReplyAttr;
 
 pub fn validate(raw: RawConfig, origin: &Path) -> Result<Config, ConfigError> {
+    let names: Vec<String> = raw.clients.iter().map(|c| c.name.clone()).collect();
+    checked(raw, origin).map_err(|e| naming_client(e, &names))
+}
+
+fn checked(raw: RawConfig, origin: &Path) -> Result<Config, ConfigError> {
     // Destructured exhaustively: a new section that is not wired here fails to compile.
     let RawConfig {
         server,
@@ -895,8 +900,7 @@ fn client_configs(raw: Vec<RawClient>, base: &Path) -> Result<Vec<ClientConfig>,
     }
     let mut out: Vec<ClientConfig> = Vec::new();
     for (i, c) in raw.into_iter().enumerate() {
-        let name = c.name.clone();
-        let client = client_config(i, c, &out, base).map_err(|e| naming_client(e, i, &name))?;
+        let client = client_config(i, c, &out, base)?;
         out.push(client);
     }
     // Overlapping networks would make the shared secret depend on table order.
@@ -905,11 +909,10 @@ fn client_configs(raw: Vec<RawClient>, base: &Path) -> Result<Vec<ClientConfig>,
             for na in &a.networks {
                 for nb in &b.networks {
                     if na == nb {
-                        let e = ConfigError::invalid(
+                        return Err(ConfigError::invalid(
                             format!("client[{j}].address"),
                             format!("{nb} is also listed for client {:?} (client[{i}])", a.name),
-                        );
-                        return Err(naming_client(e, j, &b.name));
+                        ));
                     }
                 }
             }
@@ -918,23 +921,26 @@ fn client_configs(raw: Vec<RawClient>, base: &Path) -> Result<Vec<ClientConfig>,
     Ok(out)
 }
 
-/// Adds the client's name to a problem with one of its keys: `client[7]` alone sends an
-/// admin counting `[[client]]` blocks from zero through a file of twenty, and a refused
-/// reload is read in a log, away from the file. Not where the name itself is the problem.
-fn naming_client(e: ConfigError, i: usize, name: &str) -> ConfigError {
-    match e {
-        ConfigError::Invalid { key, problem }
-            if key.starts_with(&format!("client[{i}]"))
-                && !key.ends_with(".name")
-                && !name.trim().is_empty()
-                && !name.chars().any(char::is_control) =>
-        {
-            ConfigError::Invalid {
-                key,
-                problem: format!("{problem} (in the [[client]] named {name:?})"),
-            }
-        }
-        other => other,
+/// Adds the client's name to a problem with one of its keys (`client[7].…`, `names` in
+/// file order): `client[7]` alone sends an admin counting `[[client]]` blocks from zero
+/// through a file of twenty, and a refused reload is read in a log, away from the file.
+/// Not where the name itself is the problem.
+fn naming_client(e: ConfigError, names: &[String]) -> ConfigError {
+    let ConfigError::Invalid { key, problem } = e else {
+        return e;
+    };
+    let name = key
+        .strip_prefix("client[")
+        .and_then(|rest| rest.split_once(']'))
+        .and_then(|(i, _)| i.parse::<usize>().ok())
+        .and_then(|i| names.get(i))
+        .filter(|n| !n.trim().is_empty() && !n.chars().any(char::is_control));
+    match name {
+        Some(name) if !key.ends_with(".name") => ConfigError::Invalid {
+            problem: format!("{problem} (in the [[client]] named {name:?})"),
+            key,
+        },
+        _ => ConfigError::Invalid { key, problem },
     }
 }
 
