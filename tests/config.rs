@@ -174,6 +174,41 @@ fn a_parse_error_does_not_quote_a_secret() {
     );
 }
 
+/// `otp_mode = "code_only"` refuses what needs a password or a prompt, naming the key; SMS
+/// and calls, in the default methods, are left out rather than refused.
+#[test]
+fn a_code_only_client_refuses_what_needs_a_password_or_a_prompt() {
+    let base = "[ldap]\nurls = [\"ldap://127.0.0.1\"]\nbase_dn = \"dc=example,dc=org\"\n\
+                bind_dn = \"\"\n[[client]]\nname = \"ns\"\naddress = \"192.0.2.1\"\n\
+                secret = \"0123456789abcdef\"\notp_mode = \"code_only\"\n";
+    let cfg = Config::parse(base, Path::new("radmfa.toml")).unwrap();
+    assert_eq!(
+        cfg.clients[0].factors.methods,
+        vec![radmfa::mfa::method::Method::Totp]
+    );
+    for (line, key) in [
+        (
+            "second_factor_only = true\nvoice_mode = \"hold\"",
+            "client[0].second_factor_only",
+        ),
+        ("primary = \"upstream\"", "client[0].primary"),
+        ("app_passwords = true", "client[0].app_passwords"),
+        (
+            "remember_second_factor_secs = 600",
+            "client[0].remember_second_factor_secs",
+        ),
+        ("methods = [\"sms\", \"voice\"]", "client[0].methods"),
+    ] {
+        let err = Config::parse(&format!("{base}{line}\n"), Path::new("radmfa.toml"))
+            .expect_err(line)
+            .to_string();
+        assert!(
+            err.contains(key) && err.contains("code_only"),
+            "{line}: {err}"
+        );
+    }
+}
+
 /// A problem with a client's key names the client too: `client[2]` is counted from zero
 /// through a file that may hold twenty entries.
 #[test]

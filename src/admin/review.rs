@@ -95,6 +95,7 @@ fn client_line(cfg: &Config, c: &ClientConfig) -> String {
                 "password and code in one field".to_string()
             }
             OtpMode::Inline { delimiter } => format!("password{delimiter}code in one field"),
+            OtpMode::CodeOnly => "the code alone (the NAS checks the password)".to_string(),
         };
         match &c.primary {
             Primary::Ldap => mode,

@@ -215,6 +215,9 @@ pub enum OtpMode {
     /// Password and code in one User-Password: `password<delim>code`, or the trailing digits
     /// when the delimiter is empty.
     Inline { delimiter: String },
+    /// The code alone in User-Password: the NAS checked the password itself (NetScaler's
+    /// LDAP-then-RADIUS policies, a secondary server in an Ivanti realm). Token codes only.
+    CodeOnly,
 }
 
 /// What to do with a user who has no enrolled factor.

@@ -944,6 +944,57 @@ fn naming_client(e: ConfigError, names: &[String]) -> ConfigError {
     }
 }
 
+/// What `otp_mode = "code_only"` cannot go with. Its request carries a code and nothing
+/// else, so there is no password to send upstream, to take as an app password or to log
+/// in with alone (a remembered second factor); nor a prompt to send an SMS or make a call
+/// from, so those methods are left out (they are in the default `methods`).
+fn code_only_client(
+    key: &dyn Fn(&str) -> String,
+    primary: &Primary,
+    factors: &mut crate::config::delivery::ClientFactors,
+) -> Result<(), ConfigError> {
+    let refuse = |k: &str, why: &str| Err(ConfigError::invalid(key(k), why.to_string()));
+    if factors.second_factor_only {
+        return refuse(
+            "second_factor_only",
+            "is for RD Gateway (no password, a held call); otp_mode = \"code_only\" takes a \
+             code: choose one",
+        );
+    }
+    if matches!(primary, Primary::Upstream(_)) {
+        return refuse(
+            "primary",
+            "\"upstream\" checks a password, and with otp_mode = \"code_only\" the NAS \
+             checked it and sends only the code",
+        );
+    }
+    if factors.app_passwords {
+        return refuse(
+            "app_passwords",
+            "an app password stands in for password and code; with otp_mode = \"code_only\" \
+             the NAS sends only the code",
+        );
+    }
+    if factors.remember.is_some() {
+        return refuse(
+            "remember_second_factor_secs",
+            "with otp_mode = \"code_only\" every request is a code: there is no login \
+             without one to remember it for",
+        );
+    }
+    factors
+        .methods
+        .retain(|m| *m == crate::mfa::method::Method::Totp);
+    if factors.methods.is_empty() {
+        return refuse(
+            "methods",
+            "must include \"totp\": a code_only client takes codes from tokens (an SMS or a \
+             call needs a prompt)",
+        );
+    }
+    Ok(())
+}
+
 /// One `[[client]]` entry; `earlier` are the entries before it, whose names it must not
 /// repeat.
 fn client_config(
@@ -1044,10 +1095,11 @@ fn client_config(
                 delimiter: inline_delimiter,
             }
         }
+        "code_only" => OtpMode::CodeOnly,
         other => {
             return Err(ConfigError::invalid(
                 key("otp_mode"),
-                format!("{other:?} is not one of \"challenge\", \"inline\""),
+                format!("{other:?} is not one of \"challenge\", \"inline\", \"code_only\""),
             ))
         }
     };
@@ -1089,7 +1141,7 @@ fn client_config(
             ("no_reply", BackendFailure::NoReply),
         ],
     )?;
-    let factors = super::validate_delivery::client_factors(
+    let mut factors = super::validate_delivery::client_factors(
         super::raw_delivery::RawClientFactors {
             methods,
             voice_mode,
@@ -1102,6 +1154,9 @@ fn client_config(
         },
         &key,
     )?;
+    if otp_mode == OtpMode::CodeOnly {
+        code_only_client(&key, &primary, &mut factors)?;
+    }
     for (k, groups) in [
         ("allow_groups", &allow_groups),
         ("exempt_groups", &exempt_groups),

@@ -28,6 +28,20 @@ use crate::store::TokenRecord;
 
 pub const LOCKED_MESSAGE: &str = "Too many wrong codes. Try again later.";
 const NO_INLINE_CODE: &str = "no code found in the password field";
+/// A code-only client's User-Password that holds no code: most often a NAS that sends the
+/// password there, which this entry does not check.
+const NOT_A_CODE: &str = "the User-Password is not a code (4 to 10 digits), and this client has \
+     otp_mode = \"code_only\": its NAS must check the password itself and send only the code \
+     (a NAS that sends the password wants \"challenge\" or \"inline\")";
+
+/// 4 to 10 digits, spaces aside (as typed from a token's display, "123 456").
+fn is_code(field: &Secret) -> bool {
+    let Some(s) = field.expose_str() else {
+        return false;
+    };
+    let digits = s.chars().filter(char::is_ascii_digit).count();
+    s.chars().all(|c| c.is_ascii_digit() || c == ' ') && (4..=10).contains(&digits)
+}
 
 /// Why a password was not text, for its audit reason. Only an unsigned request over UDP can
 /// carry a password hidden with another shared secret (a signed one with a wrong secret is
@@ -75,10 +89,22 @@ pub async fn start(
         };
         return Ok(Verdict::reject(why));
     };
+    // The NAS checked the password and sends only the code: the directory is asked whether
+    // the user exists, never to bind (a code taken as a password would count toward the
+    // account's lockout there).
+    let code_only = ctx.client.otp_mode == OtpMode::CodeOnly;
+    if code_only && !is_code(&field) {
+        // Before any read, and not counted toward the lockout: no code was tried.
+        return Ok(Verdict::reject(NOT_A_CODE));
+    }
     // OpenVPN's static challenge wraps the field: the password (or app password) and the
     // code come apart.
-    let static_parts = static_challenge::split(&field);
-    if static_parts.is_none() && static_challenge::malformed(&field) {
+    let static_parts = if code_only {
+        None
+    } else {
+        static_challenge::split(&field)
+    };
+    if !code_only && static_parts.is_none() && static_challenge::malformed(&field) {
         return Ok(Verdict::reject(
             "a mangled OpenVPN static-challenge field (SCRV1: with a password part but no \
              base64 code part): not sent to the directory",
@@ -115,6 +141,7 @@ pub async fn start(
     // the directory refuses the one taken.
     let mut other_splits: Vec<InlineSplit> = Vec::new();
     let (mut password, mut code) = match (static_parts, &ctx.client.otp_mode) {
+        (_, OtpMode::CodeOnly) => (Secret::from(""), Some(field)),
         (Some(parts), _) => parts,
         (None, OtpMode::Inline { .. }) if tokens.is_empty() || !takes_codes => (field, None),
         (None, OtpMode::Inline { delimiter }) => {
@@ -168,7 +195,9 @@ pub async fn start(
         || bypass_pending;
     // A password refused for every name alike is refused at once, for every name: the
     // refusal below takes a check's time, and for these a check takes none.
-    if let Some(denial) = primary::refused_unasked(&ctx.client.primary, &password) {
+    if let Some(denial) =
+        primary::refused_unasked(&ctx.client.primary, &password).filter(|_| !code_only)
+    {
         let mut reason = denial.reason();
         if denial == Denial::PasswordNotText {
             reason.push_str(&password_not_text(ctx, req));
@@ -212,7 +241,14 @@ pub async fn start(
     }
 
     let mut asked = Instant::now();
-    let mut checked = primary::check(app, ctx, req, user, &password).await?;
+    let mut checked = if code_only {
+        match ctx.primary.lookup(user).await? {
+            Some(info) => PrimaryOutcome::Accepted(info),
+            None => PrimaryOutcome::Denied(Denial::UnknownUser),
+        }
+    } else {
+        primary::check(app, ctx, req, user, &password).await?
+    };
     // A field that splits two ways, its password refused: the other split's is asked, so a
     // right password is found whichever code was meant, and its wrong code is counted
     // toward the lockout. Without it, a caller with the password could try codes for the
