@@ -48,6 +48,10 @@ pub struct AppState {
     /// arrival: a floor under unknown names' refusals (`pipeline::login`).
     /// Per client (see [`crate::timing_pad::PadsByClient`]).
     pub refused_login_latency: crate::timing_pad::PadsByClient,
+    /// The same for code-only clients' wrong codes of known users (a lookup, the tokens
+    /// read, a failure written): a floor under their unknown names' refusals. Apart from
+    /// the passwords': a bind takes another time, and a code-only client makes none.
+    pub refused_code_latency: crate::timing_pad::PadsByClient,
     /// Whether the directory and the store answered lately (`pipeline::health`).
     pub backend_health: crate::pipeline::health::BackendHealth,
     /// Cancelled when radmfa is told to stop (SIGTERM): requests waiting on a call end
@@ -94,6 +98,7 @@ impl AppState {
             empty_answers: Default::default(),
             upstream_latency: Default::default(),
             refused_login_latency: Default::default(),
+            refused_code_latency: Default::default(),
             backend_health: crate::pipeline::health::BackendHealth::unproven(),
             stopping: Default::default(),
             background: Default::default(),

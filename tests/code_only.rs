@@ -111,3 +111,32 @@ fn a_code_only_client_takes_the_code_and_never_the_password() {
         "{said}"
     );
 }
+
+/// config check says what no_factor = "allow" means on a code-only entry: the name and any
+/// digits, not "the password", which radmfa never sees there.
+#[test]
+fn config_check_says_what_no_factor_allow_means_here() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = Options::new("ldap://127.0.0.1:1");
+    o.clients = vec![Nas {
+        otp_mode: "code_only",
+        no_factor: "allow",
+        ..Nas::challenge("netscaler", "127.0.0.1")
+    }];
+    let cfg = common::radmfa::write_config(dir.path(), &o);
+    let out = std::process::Command::new(common::radmfa::bin())
+        .arg("--config")
+        .arg(&cfg)
+        .args(["config", "check"])
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        said.contains("get in with their name and any 4 to 10 digits"),
+        "{said}"
+    );
+}

@@ -736,10 +736,14 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
             }
         }
         if c.no_factor == NoFactorPolicy::Allow {
-            warn(
-                "no_factor = \"allow\": users with no second factor get in with the password"
-                    .into(),
-            );
+            warn(if c.otp_mode == crate::config::OtpMode::CodeOnly {
+                // The NAS checked the password; radmfa sees only digits.
+                "no_factor = \"allow\": users with no second factor get in with their name \
+                 and any 4 to 10 digits, on the NAS's password check alone"
+                    .into()
+            } else {
+                "no_factor = \"allow\": users with no second factor get in with the password".into()
+            });
             // A pilot's surprise: most directory entries carry a mobile, and a user the
             // client could text is refused rather than let in. The login's own rule
             // (`pipeline::login`, as `check_refusal` applies it): texts or calls this client

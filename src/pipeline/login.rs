@@ -294,6 +294,10 @@ pub async fn start(
             // With the floor under a directory client's refusal (`refusal_floor`), in one
             // boxed step: a wait of its own took the request's future past its bound.
             let unechoed = Box::pin(async {
+                if code_only {
+                    code_refusal_floor(app, ctx, &d).await;
+                    return false;
+                }
                 let unechoed = looks_like_unechoed_answer(app, ctx, user, &password).await;
                 if ctx.client.primary == Primary::Ldap {
                     refusal_floor(app, ctx, &d).await;
@@ -517,7 +521,17 @@ pub async fn start(
             req,
             station: None,
         };
-        return inline(app, via, user, tokens, standing, &code, info).await;
+        let v = inline(app, via, user, tokens, standing, &code, info).await?;
+        // A plain wrong code (no lock, no resync message): what an unknown name's refusal
+        // must look like on this client (`code_refusal_floor`).
+        if code_only
+            && v.reply.code == crate::radius::ReplyCode::Reject
+            && v.reply.messages.is_empty()
+        {
+            app.refused_code_latency
+                .record(&ctx.client.name, ctx.received.elapsed());
+        }
+        return Ok(v);
     }
     let preferred = profile.method.as_deref().and_then(Method::parse);
     let Some(method) = choose(&usable, preferred) else {
@@ -640,6 +654,23 @@ async fn refusal_floor(app: &AppState, ctx: &RequestContext, d: &Denial) {
                 .await
         }
         _ => {}
+    }
+}
+
+/// A code-only client's unknown name, topped up to a known user's wrong code on such a
+/// client: the reply is the same, and without the pad the name's absence showed in the
+/// time (1.5 against 3.2 ms median on loopback; beside a directory client, padded to its
+/// binds, 91 against 5 ms). Only code-only clients' refusals fill this ring.
+async fn code_refusal_floor(app: &AppState, ctx: &RequestContext, d: &Denial) {
+    use crate::auth::ad_codes::AdReason;
+    if matches!(
+        d,
+        Denial::UnknownUser | Denial::AmbiguousUser | Denial::Directory(AdReason::UserNotFound)
+    ) {
+        let cap = pad_cap(app, ctx);
+        app.refused_code_latency
+            .sleep_rest(&ctx.client.name, ctx.received.elapsed(), cap)
+            .await
     }
 }
 

@@ -362,3 +362,51 @@ fn app_password_holders_are_not_told_apart_by_timing() {
         "an unknown user is answered slower than an app-password holder: {u:?} vs {h:?}"
     );
 }
+
+/// On a code-only client (the NAS checked the password, radmfa gets the code alone) an
+/// unknown name and a known user's wrong code get the same reply, and the unknown name is
+/// not answered measurably faster: it skips the tokens' read and the failure's write, and
+/// is padded to this client's wrong codes. Unpadded it came out at about half their time.
+#[test]
+fn code_only_unknown_names_are_not_told_apart_by_timing() {
+    let _alone = one_at_a_time();
+    // 100 users, so that no one reaches the lockout's 5 wrong codes (a locked user's
+    // reply says so, and would differ).
+    let users = LdapUser::generate(100);
+    let slapd = Slapd::start(&users);
+    let mut o = Options::new(&slapd.url);
+    o.clients = vec![Nas {
+        otp_mode: "code_only",
+        ..Nas::challenge("netscaler", "127.0.0.1")
+    }];
+    let srv = Server::start(&o);
+    for u in &users {
+        srv.enroll(&u.uid, &[]);
+    }
+    let sock = socket_from("127.0.0.1", srv.addr, 3000);
+    // Warm up: the padding draws from the durations of recent wrong codes.
+    for i in 0..40u32 {
+        ask(
+            &sock,
+            AccessRequestBuilder::new(i as u8, &format!("user{:05}", 60 + i % 40))
+                .password(b"000000"),
+        )
+        .unwrap();
+    }
+    let (k, u) = interleaved(
+        &sock,
+        120,
+        b"000000",
+        ("known, wrong code", &|i| format!("user{:05}", i % 60)),
+        ("unknown user", &|i| format!("ghost{i:05}")),
+    );
+    // As in `no_user_enumeration_by_reply_or_timing`: p10 and p25.
+    assert!(
+        u[0] > k[0] * 0.9 && u[1] > k[1] * 0.9,
+        "unknown user answered faster: {u:?} vs {k:?}"
+    );
+    assert!(
+        u[0] < k[0] * 1.5 && u[1] < k[1] * 1.5,
+        "unknown user answered slower: {u:?} vs {k:?}"
+    );
+}
