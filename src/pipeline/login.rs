@@ -647,7 +647,7 @@ async fn refusal_floor(app: &AppState, ctx: &RequestContext, d: &Denial) {
         Denial::BadPassword | Denial::Directory(AdReason::BadPassword) => app
             .refused_login_latency
             .record(&ctx.client.name, ctx.received.elapsed()),
-        Denial::UnknownUser | Denial::AmbiguousUser | Denial::Directory(AdReason::UserNotFound) => {
+        d if names_no_user(d) => {
             let cap = pad_cap(app, ctx);
             app.refused_login_latency
                 .sleep_rest(&ctx.client.name, ctx.received.elapsed(), cap)
@@ -657,16 +657,21 @@ async fn refusal_floor(app: &AppState, ctx: &RequestContext, d: &Denial) {
     }
 }
 
+/// An unknown (or ambiguous) name: the refusals padded to a known user's.
+fn names_no_user(d: &Denial) -> bool {
+    use crate::auth::ad_codes::AdReason;
+    matches!(
+        d,
+        Denial::UnknownUser | Denial::AmbiguousUser | Denial::Directory(AdReason::UserNotFound)
+    )
+}
+
 /// A code-only client's unknown name, topped up to a known user's wrong code on such a
 /// client: the reply is the same, and without the pad the name's absence showed in the
 /// time (1.5 against 3.2 ms median on loopback; beside a directory client, padded to its
 /// binds, 91 against 5 ms). Only code-only clients' refusals fill this ring.
 async fn code_refusal_floor(app: &AppState, ctx: &RequestContext, d: &Denial) {
-    use crate::auth::ad_codes::AdReason;
-    if matches!(
-        d,
-        Denial::UnknownUser | Denial::AmbiguousUser | Denial::Directory(AdReason::UserNotFound)
-    ) {
+    if names_no_user(d) {
         let cap = pad_cap(app, ctx);
         app.refused_code_latency
             .sleep_rest(&ctx.client.name, ctx.received.elapsed(), cap)
