@@ -226,28 +226,21 @@ async fn print_pages(
     while left > 0 {
         filter.limit = left.min(PAGE);
         let rows = store.audit(&filter).await?;
-        let mut lines = Vec::with_capacity(rows.len() + 1);
-        let t = match table {
-            Some(t) => t,
-            None => {
-                let t = Table::fitting(&rows);
-                if !json {
-                    lines.push(t.header());
-                }
-                *table.insert(t)
-            }
-        };
-        for r in &rows {
-            lines.push(if json {
-                super::json_printable(serde_json::to_string(r)?)
-            } else {
-                t.row(r)
-            });
-        }
         // println!: a reader gone (`| head`) ends the command by SIGPIPE, as everywhere
         // (`output::end_quietly_when_stdout_fails`).
-        for line in lines {
-            println!("{line}");
+        let t = *table.get_or_insert_with(|| {
+            let t = Table::fitting(&rows);
+            if !json {
+                println!("{}", t.header());
+            }
+            t
+        });
+        for r in &rows {
+            if json {
+                println!("{}", super::json_printable(serde_json::to_string(r)?));
+            } else {
+                println!("{}", t.row(r));
+            }
         }
         let Some(last) = rows.last().filter(|_| rows.len() == filter.limit as usize) else {
             break;
