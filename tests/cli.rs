@@ -403,6 +403,29 @@ fn config_check_connect_closes_the_store() {
     }
 }
 
+/// A name that `[ldap] enabled_filter` leaves out (a disabled account) is refused by every
+/// login as an unknown user, and audited so: `config check --user` says why.
+#[test]
+fn config_check_names_an_account_the_enabled_filter_leaves_out() {
+    let slapd = common::slapd::Slapd::start(&[
+        common::slapd::LdapUser::new("alice", "pw"),
+        common::slapd::LdapUser::new("carol", "pw"),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = Options::new(&slapd.url);
+    o.ldap_extra = "enabled_filter = \"(!(uid=carol))\"".into();
+    let cfg = write_config(dir.path(), &o);
+    let (_, out, err) = run(&cfg, &["config", "check", "--connect", "--user", "carol"]);
+    assert!(
+        out.contains("uid=carol,") && out.contains("left out by [ldap] enabled_filter"),
+        "{out}{err}"
+    );
+    let (_, out, _) = run(&cfg, &["config", "check", "--connect", "--user", "nobody"]);
+    assert!(out.contains("user nobody: not found"), "{out}");
+    let (_, out, _) = run(&cfg, &["config", "check", "--connect", "--user", "alice"]);
+    assert!(out.contains("user alice: uid=alice,"), "{out}");
+}
+
 /// `config check` reads the key file as `serve` will: one the group may read (0640, the
 /// mode the other secret files get) passed the check and stopped the next start.
 #[test]

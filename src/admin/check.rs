@@ -448,10 +448,16 @@ async fn directory_entry(
     let info = match ldap.lookup(user).await {
         Ok(Some(info)) => info,
         Ok(None) => {
-            line(
-                false,
-                format!("user {user}: not found (or not unique) with the user filter"),
-            );
+            // Logins refuse such a name as unknown (the reply must not tell): the admin
+            // asking why alice cannot log in is told here.
+            let why = match ldap.excluded_by_enabled_filter(user).await {
+                Ok(Some(dn)) => format!(
+                    "{dn} is left out by [ldap] enabled_filter (a disabled, locked or expired \
+                     account): every login refused, audited as an unknown user"
+                ),
+                _ => "not found (or not unique) with the user filter".into(),
+            };
+            line(false, format!("user {user}: {why}"));
             return None;
         }
         Err(e) => {

@@ -730,6 +730,41 @@ impl LdapAuth {
         self.search_user_for(user, &self.search_attrs).await
     }
 
+    /// For `config check --user` only, never a login: the DN of the one entry `user_filter`
+    /// finds for a name that `enabled_filter` leaves out (a disabled, locked or expired
+    /// account), which logins refuse as an unknown user. `None` without an enabled_filter,
+    /// or when the name matches no entry, or several, without it either.
+    pub async fn excluded_by_enabled_filter(
+        &self,
+        user: &str,
+    ) -> Result<Option<String>, AuthError> {
+        if self.settings.enabled_filter.is_none() || user.is_empty() {
+            return Ok(None);
+        }
+        let filter = self
+            .settings
+            .user_filter
+            .replace("{user}", &ldap3::ldap_escape(user));
+        let no_attrs = ["1.1".to_string()];
+        let (entries, res) = self
+            .search(
+                &self.settings.base_dn,
+                Scope::Subtree,
+                &filter,
+                &no_attrs,
+                2,
+                user,
+            )
+            .await?;
+        if res.rc != 0 && res.rc != 4 {
+            return Err(AuthError::Ldap(format!("search: {res}")));
+        }
+        Ok(match entries.as_slice() {
+            [one] if res.rc == 0 => Some(ldap3::SearchEntry::construct(one.clone()).dn),
+            _ => None,
+        })
+    }
+
     /// The entry of `user`, read with `attrs`: `Ok(None)` for an unknown user, and also
     /// for an ambiguous one (logged as a warning): a name that matches several entries
     /// identifies nobody.
