@@ -112,17 +112,18 @@ fn a_code_only_client_takes_the_code_and_never_the_password() {
     );
 }
 
-/// config check says what no_factor = "allow" means on a code-only entry: the name and any
-/// digits, not "the password", which radmfa never sees there.
+/// config check says what no_factor = "allow" and an exempt network mean on a code-only
+/// entry: the name and any digits, not "the password", which radmfa never sees there.
 #[test]
 fn config_check_says_what_no_factor_allow_means_here() {
     let dir = tempfile::tempdir().unwrap();
     let mut o = Options::new("ldap://127.0.0.1:1");
-    o.clients = vec![Nas {
-        otp_mode: "code_only",
-        no_factor: "allow",
-        ..Nas::challenge("netscaler", "127.0.0.1")
-    }];
+    o.clients = Vec::new();
+    o.extra = format!(
+        "[[client]]\nname = \"netscaler\"\naddress = \"127.0.0.1\"\nsecret = \"{SECRET}\"\n\
+         otp_mode = \"code_only\"\nno_factor = \"allow\"\n\
+         exempt_networks = [\"198.51.100.0/24\"]\n"
+    );
     let cfg = common::radmfa::write_config(dir.path(), &o);
     let out = std::process::Command::new(common::radmfa::bin())
         .arg("--config")
@@ -137,6 +138,11 @@ fn config_check_says_what_no_factor_allow_means_here() {
     );
     assert!(
         said.contains("get in with their name and any 4 to 10 digits"),
+        "{said}"
+    );
+    assert!(
+        said.contains("logins from 198.51.100.0/24 need their name and any 4 to 10 digits")
+            && !said.contains("the password alone"),
         "{said}"
     );
 }

@@ -913,9 +913,16 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
                  {later}: a user in both groups gets only the first rule's ({first})"
             ));
         }
+        // On a code-only entry radmfa sees no password: what lets an exempt user in is the
+        // NAS's check, and any digits typed here.
+        let alone = if c.otp_mode == crate::config::OtpMode::CodeOnly {
+            "their name and any 4 to 10 digits (the NAS checks the password)"
+        } else {
+            "the password alone"
+        };
         if !c.groups.exempt.is_empty() {
             warn(format!(
-                "exempt_groups: {} group(s) log in with the password alone",
+                "exempt_groups: {} group(s) log in with {alone}",
                 c.groups.exempt.len()
             ));
         }
@@ -923,7 +930,7 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
             // A /8 or wider is most of a continent, or everyone: almost surely a mistake.
             let wide = n.prefix_len() <= if n.addr().is_ipv4() { 8 } else { 32 };
             warn(format!(
-                "exempt_networks: logins from {n} need the password alone{}",
+                "exempt_networks: logins from {n} need {alone}{}",
                 if wide {
                     " (that is a very wide network)"
                 } else {

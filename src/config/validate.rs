@@ -944,7 +944,11 @@ fn naming_client(e: ConfigError, names: &[String]) -> ConfigError {
     }
 }
 
-/// What `otp_mode = "code_only"` cannot go with. Its request carries a code and nothing
+const CODE_ONLY_NOT_SECOND_FACTOR_ONLY: &str = "is for RD Gateway (no password, a held \
+     call); otp_mode = \"code_only\" takes a code: choose one";
+
+/// What else `otp_mode = "code_only"` cannot go with (second_factor_only is refused
+/// before the factors are read). Its request carries a code and nothing
 /// else, so there is no password to send upstream, to take as an app password or to log
 /// in with alone (a remembered second factor); nor a prompt to send an SMS or make a call
 /// from, so those methods are left out (they are in the default `methods`).
@@ -954,13 +958,6 @@ fn code_only_client(
     factors: &mut crate::config::delivery::ClientFactors,
 ) -> Result<(), ConfigError> {
     let refuse = |k: &str, why: &str| Err(ConfigError::invalid(key(k), why.to_string()));
-    if factors.second_factor_only {
-        return refuse(
-            "second_factor_only",
-            "is for RD Gateway (no password, a held call); otp_mode = \"code_only\" takes a \
-             code: choose one",
-        );
-    }
     if matches!(primary, Primary::Upstream(_)) {
         return refuse(
             "primary",
@@ -1141,6 +1138,14 @@ fn client_config(
             ("no_reply", BackendFailure::NoReply),
         ],
     )?;
+    // Before the factors' own checks: one of those asks a second_factor_only entry for
+    // held calls, which is not the way out here.
+    if otp_mode == OtpMode::CodeOnly && second_factor_only {
+        return Err(ConfigError::invalid(
+            key("second_factor_only"),
+            CODE_ONLY_NOT_SECOND_FACTOR_ONLY,
+        ));
+    }
     let mut factors = super::validate_delivery::client_factors(
         super::raw_delivery::RawClientFactors {
             methods,

@@ -484,7 +484,13 @@ pub async fn start(
         return Ok(match ctx.client.no_factor {
             NoFactorPolicy::Allow => Verdict::accept(
                 "primary-only",
-                Some("no second factor enrolled; client policy allows password only".into()),
+                Some(if code_only {
+                    "no second factor enrolled; client policy allows the NAS's password check \
+                     alone"
+                        .into()
+                } else {
+                    "no second factor enrolled; client policy allows password only".into()
+                }),
                 info,
             ),
             NoFactorPolicy::Reject => Verdict::reject("no second factor enrolled")

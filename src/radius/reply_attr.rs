@@ -160,9 +160,16 @@ impl ReplyAttr {
             .find(|(n, _, _, _)| n.eq_ignore_ascii_case(name))
         {
             Some(&(_, vendor, vtype, kind)) => (vendor, vtype, kind),
+            // Written by number, an attribute radmfa knows by name is still what it is:
+            // `Vendor-2620-Attr-230 = 1` (CP-Gaia-SuperUser-Access) went as the text "1",
+            // which Gaia cannot read as the integer it expects.
             None => {
                 let (vendor, vtype) = generic_vendor(name).ok_or_else(|| unknown(name))?;
-                (vendor, vtype, Kind::Text)
+                let kind = VENDOR
+                    .iter()
+                    .find(|&&(_, v, t, _)| (v, t) == (vendor, vtype))
+                    .map_or(Kind::Text, |&(_, _, _, kind)| kind);
+                (vendor, vtype, kind)
             }
         };
         let data = match kind {
@@ -290,13 +297,15 @@ fn integer(name: &str, value: &str, names: &[(&str, u32)]) -> Result<u32, String
         .find(|(n, _)| n.eq_ignore_ascii_case(value))
         .map(|&(_, v)| v)
         .ok_or_else(|| {
+            // "4294967296" is a number, just not one an attribute's four octets hold.
             let known: Vec<&str> = names.iter().map(|(n, _)| *n).collect();
             if known.is_empty() {
-                format!("{name}: {value:?} is not a number")
+                format!("{name}: {value:?} is not a number from 0 to {}", u32::MAX)
             } else {
                 format!(
-                    "{name}: {value:?} is not a number or one of {}",
-                    known.join(", ")
+                    "{name}: {value:?} is not one of {} or a number from 0 to {}",
+                    known.join(", "),
+                    u32::MAX
                 )
             }
         })
@@ -444,9 +453,13 @@ mod tests {
             v
         };
         let su = ReplyAttr::parse("CP-Gaia-SuperUser-Access = 1").unwrap();
-        assert_eq!((su.typ, su.value), (26, vsa(2620, 230, &[0, 0, 0, 1])));
-        let text = ReplyAttr::parse("Vendor-2620-Attr-230 = 1").unwrap();
-        assert_eq!(text.value, vsa(2620, 230, b"1"));
+        assert_eq!((su.typ, &su.value), (26, &vsa(2620, 230, &[0, 0, 0, 1])));
+        let by_number = ReplyAttr::parse("Vendor-2620-Attr-230 = 1").unwrap();
+        assert_eq!(by_number, su, "the generic spelling of a known integer");
+        let text = ReplyAttr::parse("Vendor-2620-Attr-231 = 1").unwrap();
+        assert_eq!(text.value, vsa(2620, 231, b"1"), "an unknown one is text");
+        let e = ReplyAttr::parse("CP-Gaia-SuperUser-Access = 4294967296").unwrap_err();
+        assert!(e.contains("from 0 to 4294967295"), "{e}");
         let named = ReplyAttr::parse("SonicWall-User-Privilege = Access-To-VPN").unwrap();
         assert_eq!(named.value, vsa(8741, 1, &[0, 0, 0, 4]));
         let role = ReplyAttr::parse("CP-Gaia-User-Role = adminRole").unwrap();
@@ -466,7 +479,7 @@ mod tests {
             ("Class", "is not \"Name = value\""),
             ("Class = ", "has no value"),
             ("Frobnicate = 1", "is not an attribute radmfa knows"),
-            ("Service-Type = Superuser", "not a number or one of"),
+            ("Service-Type = Superuser", "is not one of Login-User"),
             ("Session-Timeout = forever", "is not a number"),
             ("Vendor-0-Attr-1 = x", "is not an attribute"),
         ] {
