@@ -73,13 +73,16 @@ fn show_distribution(rows: &[(&str, [f64; 5])]) {
     f.write_all(table.as_bytes()).unwrap();
 }
 
-/// A directory of `users`, radmfa with one inline client, every user enrolled, and a
-/// socket to it.
-fn inline_client_with_enrolled(users: Vec<LdapUser>) -> (Slapd, Server, UdpSocket) {
+/// A directory of `users`, radmfa with one client of `otp_mode`, every user enrolled, and
+/// a socket to it.
+fn client_with_enrolled(
+    otp_mode: &'static str,
+    users: Vec<LdapUser>,
+) -> (Slapd, Server, UdpSocket) {
     let slapd = Slapd::start(&users);
     let mut o = Options::new(&slapd.url);
     o.clients = vec![Nas {
-        otp_mode: "inline",
+        otp_mode,
         ..Nas::challenge("vpn", "127.0.0.1")
     }];
     let srv = Server::start(&o);
@@ -238,7 +241,7 @@ fn remembered_entries_do_not_tell_known_users_apart() {
 #[test]
 fn an_enrolled_user_without_a_code_is_not_told_apart_by_timing() {
     let _alone = one_at_a_time();
-    let (_slapd, srv, sock) = inline_client_with_enrolled(LdapUser::generate(20));
+    let (_slapd, srv, sock) = client_with_enrolled("inline", LdapUser::generate(20));
     // Warm up: the first requests open the directory connections, and the padding follows
     // the moving average of real binds (wrong passwords here).
     warm_up(&sock, 60, b"wrong-password,123456");
@@ -277,7 +280,7 @@ fn fields_refused_for_everyone_do_not_tell_enrolled_users_apart() {
     for u in &mut users {
         u.password_hash = Some(common::slapd::slow_crypt(&u.password, 20_000));
     }
-    let (_slapd, srv, sock) = inline_client_with_enrolled(users);
+    let (_slapd, srv, sock) = client_with_enrolled("inline", users);
     // A wrong password's bind, for comparison: what a field that reached the directory costs.
     warm_up(&sock, 40, b"wrong-password,123456");
     let (bind, _) = interleaved(
@@ -379,18 +382,7 @@ fn code_only_unknown_names_are_not_told_apart_by_timing() {
     let _alone = one_at_a_time();
     // 100 users, so that no one reaches the lockout's 5 wrong codes (a locked user's
     // reply says so, and would differ).
-    let users = LdapUser::generate(100);
-    let slapd = Slapd::start(&users);
-    let mut o = Options::new(&slapd.url);
-    o.clients = vec![Nas {
-        otp_mode: "code_only",
-        ..Nas::challenge("netscaler", "127.0.0.1")
-    }];
-    let srv = Server::start(&o);
-    for u in &users {
-        srv.enroll(&u.uid, &[]);
-    }
-    let sock = socket_from("127.0.0.1", srv.addr, 3000);
+    let (_slapd, _srv, sock) = client_with_enrolled("code_only", LdapUser::generate(100));
     // Warm up: the padding draws from the durations of recent wrong codes.
     for i in 0..40u32 {
         ask(
