@@ -417,10 +417,11 @@ fn login_with_code(srv: &Server, user: &str, seed: &str) -> (String, String) {
     (received(&r1.output), received(&r2.output))
 }
 
-/// A single-valued attribute (RFC 2865 §5.44: at most one in an Access-Accept) set both
-/// client-wide and by group rules goes out once: a matching group rule's value replaces the
-/// client's, and of two matching rules the first one's (config order) is sent. Sent twice, a
-/// NAS that reads the first would give the contractor the client-wide 8-hour session.
+/// A single-valued attribute (RFC 2865 §5.44: at most one in an Access-Accept; or a vendor
+/// attribute that names one thing, such as an admin role) set both client-wide and by group
+/// rules goes out once: a matching group rule's value replaces the client's, and of two
+/// matching rules the first one's (config order) is sent. Sent twice, a NAS that reads the
+/// first would give the contractor the client-wide 8-hour session.
 #[test]
 fn a_groups_single_valued_attribute_replaces_the_clients() {
     let slapd = directory();
@@ -431,15 +432,15 @@ fn a_groups_single_valued_attribute_replaces_the_clients() {
 name = "vpn"
 address = "127.0.0.1"
 secret = "{SECRET}"
-accept_attributes = ["Session-Timeout = 28800", "Service-Type = NAS-Prompt-User", "Class = all"]
+accept_attributes = ["Session-Timeout = 28800", "Service-Type = NAS-Prompt-User", "Class = all", "CP-Gaia-SuperUser-Access = 0", "Fortinet-Group-Name = everyone", "Vendor-25461-Attr-1 = read-only"]
 
 [[client.group_attributes]]
 group = "{vpn}"
-attributes = ["Session-Timeout = 3600", "Service-Type = Administrative-User", "Class = vpn"]
+attributes = ["Session-Timeout = 3600", "Service-Type = Administrative-User", "Class = vpn", "CP-Gaia-SuperUser-Access = 1", "Fortinet-Group-Name = vpn", "PaloAlto-Admin-Role = net-admin"]
 
 [[client.group_attributes]]
 group = "{exempt}"
-attributes = ["Session-Timeout = 600", "Class = exempt"]
+attributes = ["Session-Timeout = 600", "Class = exempt", "PaloAlto-Admin-Role = auditor"]
 "#
     );
     let srv = with_clients(&slapd, &clients);
@@ -460,10 +461,22 @@ attributes = ["Session-Timeout = 600", "Class = exempt"]
         ["0x616c6c", "0x76706e", "0x6578656d7074"],
         "{r}"
     );
+    // Vendor attributes that name one thing go once too (Gaia given SuperUser-Access 0 and
+    // 1 picks one by its own rule); a group name may repeat, and each counts. The admin
+    // role written by number in the client's list is the one named in the groups'.
+    assert_eq!(values(&r, "CP-Gaia-SuperUser-Access"), ["1"], "{r}");
+    assert_eq!(values(&r, "PaloAlto-Admin-Role"), ["\"net-admin\""], "{r}");
+    assert_eq!(
+        values(&r, "Fortinet-Group-Name"),
+        ["\"everyone\"", "\"vpn\""],
+        "{r}"
+    );
     // bob is in neither: the client's own.
     let (_, r) = login_with_code(&srv, "bob", &srv.enroll("bob", &[]));
     assert_eq!(values(&r, "Session-Timeout"), ["28800"], "{r}");
     assert_eq!(values(&r, "Service-Type"), ["NAS-Prompt-User"], "{r}");
+    assert_eq!(values(&r, "CP-Gaia-SuperUser-Access"), ["0"], "{r}");
+    assert_eq!(values(&r, "PaloAlto-Admin-Role"), ["\"read-only\""], "{r}");
 }
 
 /// A `group_attributes` group that is not in the directory (renamed, moved, a typo): its

@@ -1503,6 +1503,27 @@ mod tests {
             ),
             "{w:?}"
         );
+        // A vendor attribute that names one thing (an admin role), by name and by number;
+        // a group name may repeat.
+        let w = contested(&config(
+            "\"Vendor-25461-Attr-1 = ro\", \"Fortinet-Group-Name = s\"",
+        ));
+        assert!(w.is_empty(), "only one rule names it: {w:?}");
+        let text = "[ldap]\nurls = [\"ldap://127.0.0.1\"]\nbind_dn = \"cn=a\"\n\
+             bind_password = \"pw\"\nbase_dn = \"dc=example,dc=org\"\n\
+             [[client]]\nname = \"vpn\"\naddress = \"127.0.0.1\"\n\
+             secret = \"0123456789abcdef\"\n\
+             [[client.group_attributes]]\ngroup = \"cn=a,dc=example,dc=org\"\n\
+             attributes = [\"PaloAlto-Admin-Role = rw\", \"Fortinet-Group-Name = a\"]\n\
+             [[client.group_attributes]]\ngroup = \"cn=b,dc=example,dc=org\"\n\
+             attributes = [\"Vendor-25461-Attr-1 = ro\", \"Fortinet-Group-Name = b\"]\n";
+        let c = Config::parse(text, std::path::Path::new("radmfa.toml")).expect("valid");
+        let w = contested(&c);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].contains("PaloAlto-Admin-Role is set by the rules for both"),
+            "{w:?}"
+        );
     }
 
     /// `accept_attributes` naming a single-valued attribute twice: only the first is sent.

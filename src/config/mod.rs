@@ -21,7 +21,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 use crate::auth::ldap::LdapSettings;
-use crate::radius::reply_attr::{single_valued, ReplyAttr};
+use crate::radius::reply_attr::{AttrKey, ReplyAttr};
 use crate::secret::Secret;
 use crate::store::OtpAlgorithm;
 
@@ -313,36 +313,36 @@ impl AcceptAttributes {
             .chain(self.by_group.iter().map(|(g, a)| (g.as_str(), a)));
         let mut out = Vec::new();
         for (list, attributes) in lists {
-            let mut seen: Vec<u8> = Vec::new();
-            for a in attributes.iter().filter(|a| single_valued(a.typ)) {
-                if seen.contains(&a.typ) {
+            let mut seen: Vec<AttrKey> = Vec::new();
+            for a in attributes.iter().filter(|a| a.single()) {
+                if seen.contains(&a.key()) {
                     if !out.iter().any(|(n, l)| *n == a.name() && *l == list) {
                         out.push((a.name(), list));
                     }
                 } else {
-                    seen.push(a.typ);
+                    seen.push(a.key());
                 }
             }
         }
         out
     }
 
-    /// Single-valued attributes (RFC 2865 §5.44) that two group rules both set: (the
+    /// Single-valued attributes (RFC 2865 §5.44, and the vendor ones that name one thing) that two group rules both set: (the
     /// attribute, the first rule's group, the later rule's group). A user in both groups
     /// gets the first rule's value alone, which config order decides and the admin may not
     /// have meant.
     pub fn contested(&self) -> Vec<(String, &str, &str)> {
         let mut out = Vec::new();
         for (j, (later, attributes)) in self.by_group.iter().enumerate() {
-            let mut named: Vec<u8> = Vec::new();
+            let mut named: Vec<AttrKey> = Vec::new();
             for a in attributes {
-                if !single_valued(a.typ) || named.contains(&a.typ) {
+                if !a.single() || named.contains(&a.key()) {
                     continue;
                 }
-                named.push(a.typ);
+                named.push(a.key());
                 let earlier = self.by_group[..j]
                     .iter()
-                    .find(|(_, e)| e.iter().any(|b| b.typ == a.typ));
+                    .find(|(_, e)| e.iter().any(|b| b.key() == a.key()));
                 if let Some((first, _)) = earlier {
                     out.push((a.name(), first.as_str(), later.as_str()));
                 }

@@ -8,7 +8,7 @@
 
 use super::{Fault, RequestContext, Verdict};
 use crate::auth::AuthError;
-use crate::radius::reply_attr::{single_valued, ReplyAttr};
+use crate::radius::reply_attr::{AttrKey, ReplyAttr};
 use crate::radius::ReplyCode;
 use crate::store::durability;
 
@@ -33,11 +33,11 @@ pub async fn add(ctx: &RequestContext, user: &str, v: &mut Verdict) -> Result<()
         // One of a single-valued attribute only (RFC 2865 §5.44: 0-1 in an Accept): a
         // NAS that reads the last one would apply the upstream's Session-Timeout or
         // Service-Type over the admin's.
-        let admins: Vec<u8> = v.reply.attributes.iter().map(|a| a.typ).collect();
+        let admins: Vec<AttrKey> = v.reply.attributes.iter().map(|a| a.key()).collect();
         let granted = info
             .granted
             .iter()
-            .filter(|a| !(single_valued(a.typ) && admins.contains(&a.typ)));
+            .filter(|a| !(a.single() && admins.contains(&a.key())));
         v.reply.attributes.extend(granted.cloned());
     }
     Ok(())
@@ -50,10 +50,10 @@ pub async fn add(ctx: &RequestContext, user: &str, v: &mut Verdict) -> Result<()
 /// often the first: the client-wide 8-hour Session-Timeout over the contractors' group's
 /// hour, or the everyone's NAS-Prompt-User over the admins' Administrative-User.
 fn merge(always: &[ReplyAttr], matched: &[&[ReplyAttr]]) -> Vec<ReplyAttr> {
-    let mut taken: Vec<u8> = Vec::new();
+    let mut taken: Vec<AttrKey> = Vec::new();
     let mut first = |a: &&ReplyAttr| {
-        let dup = single_valued(a.typ) && taken.contains(&a.typ);
-        taken.push(a.typ);
+        let dup = a.single() && taken.contains(&a.key());
+        taken.push(a.key());
         !dup
     };
     // The groups choose first, so that theirs win; the client's still go out first.
@@ -125,6 +125,7 @@ async fn matching_rules<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::radius::reply_attr::single_valued;
 
     fn attrs(specs: &[&str]) -> Vec<ReplyAttr> {
         specs.iter().map(|s| ReplyAttr::parse(s).unwrap()).collect()
@@ -172,6 +173,56 @@ mod tests {
         let sent = merge(&always, &[&admins, &contractors]);
         let want: Vec<ReplyAttr> = [always, admins, contractors].concat();
         assert_eq!(sent, want);
+    }
+
+    #[test]
+    fn a_vendor_attribute_naming_one_thing_is_replaced_and_a_group_name_repeats() {
+        let always = attrs(&[
+            "CP-Gaia-SuperUser-Access = 0",
+            "Vendor-12356-Attr-6 = read-only",
+            "Fortinet-Group-Name = everyone",
+        ]);
+        let admins = attrs(&[
+            "CP-Gaia-SuperUser-Access = 1",
+            "Fortinet-Access-Profile = super_admin",
+            "Fortinet-Group-Name = admins",
+        ]);
+        let sent = merge(&always, &[&admins]);
+        let want = attrs(&[
+            "Fortinet-Group-Name = everyone",
+            "CP-Gaia-SuperUser-Access = 1",
+            "Fortinet-Access-Profile = super_admin",
+            "Fortinet-Group-Name = admins",
+        ]);
+        assert_eq!(sent, want);
+    }
+
+    #[test]
+    fn vendor_attributes_are_told_apart_by_vendor_and_type() {
+        let a = |s: &str| ReplyAttr::parse(s).unwrap();
+        assert_eq!(a("Aruba-User-Role = x").key(), AttrKey::Vendor(14823, 1));
+        assert_eq!(a("Vendor-14823-Attr-1 = x").name(), "Aruba-User-Role");
+        assert_eq!(a("Vendor-9999-Attr-7 = x").name(), "Vendor-9999-Attr-7");
+        assert_eq!(a("Class = x").key(), AttrKey::Standard(25));
+        for once in [
+            "CP-Gaia-SuperUser-Access = 1",
+            "Fortinet-Access-Profile = p",
+            "PaloAlto-Admin-Role = r",
+            "Aruba-User-Role = r",
+            "Aruba-Admin-Role = r",
+            "Juniper-Local-User-Name = u",
+        ] {
+            assert!(a(once).single(), "{once}");
+        }
+        for many in [
+            "Fortinet-Group-Name = g",
+            "PaloAlto-User-Group = g",
+            "Cisco-AVPair = a=b",
+            "SonicWall-User-Privilege = 1",
+            "Vendor-9999-Attr-7 = x",
+        ] {
+            assert!(!a(many).single(), "{many}");
+        }
     }
 
     #[test]

@@ -117,15 +117,62 @@ pub fn single_valued(typ: u8) -> bool {
     SINGLE_VALUED.contains(&typ)
 }
 
+/// Vendor attributes that name one thing a NAS applies, so two values make it pick one by
+/// its own rule: a yes/no flag (CP-Gaia-SuperUser-Access), the one admin profile or role
+/// (Fortinet-Access-Profile, PaloAlto-Admin-Role, Aruba-Admin-Role), the one user role an
+/// Aruba controller puts the session in (Aruba-User-Role), the one local template account
+/// (Juniper-Local-User-Name). RFC 2865 lets Vendor-Specific repeat, so no vendor attribute
+/// is single-valued by the RFC's tables; these are by meaning. Group names
+/// (Fortinet-Group-Name, PaloAlto-User-Group, …), AVPairs and SonicWall's privileges do
+/// repeat, and each value counts.
+const SINGLE_VALUED_VENDOR: &[(u32, u8)] = &[
+    (2620, 230),
+    (2636, 1),
+    (12356, 6),
+    (14823, 1),
+    (14823, 4),
+    (25461, 1),
+];
+
 impl ReplyAttr {
     /// The attribute's name for a message: as configured for the ones radmfa knows by
-    /// name, `Attr-<type>` for another (a vendor attribute shows as `Attr-26`).
+    /// name, `Attr-<type>` for another standard attribute and `Vendor-<id>-Attr-<type>` for
+    /// another vendor's.
     pub fn name(&self) -> String {
-        STANDARD
-            .iter()
-            .find(|&&(_, t, _)| t == self.typ)
-            .map(|&(n, _, _)| n.to_string())
-            .unwrap_or_else(|| format!("Attr-{}", self.typ))
+        match self.key() {
+            AttrKey::Standard(typ) => STANDARD
+                .iter()
+                .find(|&&(_, t, _)| t == typ)
+                .map(|&(n, _, _)| n.to_string())
+                .unwrap_or_else(|| format!("Attr-{typ}")),
+            AttrKey::Vendor(vendor, vtype) => VENDOR
+                .iter()
+                .find(|&&(_, v, t, _)| (v, t) == (vendor, vtype))
+                .map(|&(n, _, _, _)| n.to_string())
+                .unwrap_or_else(|| format!("Vendor-{vendor}-Attr-{vtype}")),
+        }
+    }
+
+    /// Which attribute this is: its type, or for Vendor-Specific the vendor and the vendor
+    /// type (each [`ReplyAttr`] holds one vendor attribute, as [`ReplyAttr::parse`] builds
+    /// it and the upstream reply's reader splits them).
+    pub fn key(&self) -> AttrKey {
+        match (self.typ, self.value.as_slice()) {
+            (VENDOR_SPECIFIC, [a, b, c, d, vtype, ..]) => {
+                AttrKey::Vendor(u32::from_be_bytes([*a, *b, *c, *d]), *vtype)
+            }
+            (typ, _) => AttrKey::Standard(typ),
+        }
+    }
+
+    /// May an Access-Accept carry this attribute at most once: the RFCs' 0-1 attributes
+    /// ([`SINGLE_VALUED`]) and the vendor attributes that name one thing
+    /// ([`SINGLE_VALUED_VENDOR`]).
+    pub fn single(&self) -> bool {
+        match self.key() {
+            AttrKey::Standard(typ) => single_valued(typ),
+            AttrKey::Vendor(vendor, vtype) => SINGLE_VALUED_VENDOR.contains(&(vendor, vtype)),
+        }
     }
 
     /// Parses `Name = value` (the value may be in double or single quotes, as FreeRADIUS
