@@ -352,6 +352,21 @@ fn sighup_says_a_rotated_provider_token_file_needs_a_restart() {
         srv.log()
     );
     assert!(!srv.log().contains("second-token"), "the token is logged");
+
+    // A key in the gateway's URL (its Debug masks the URL, so the section looked the same):
+    // rotated, it must not look applied either, nor be logged. (The token rotated above is
+    // still waiting for the restart too.)
+    let text = std::fs::read_to_string(&srv.config).unwrap();
+    let rotated = text.replace("send?to=", "send?apikey=rotated-key-77&to=");
+    assert_ne!(text, rotated);
+    std::fs::write(&srv.config, rotated).unwrap();
+    hup(&srv);
+    assert!(
+        srv.log_shows("reload: http_sms.url, http_sms.token changed in"),
+        "{}",
+        srv.log()
+    );
+    assert!(!srv.log().contains("rotated-key-77"), "the key is logged");
 }
 
 /// A CA bundle replaced at the same `[ldap] ca_file` path is read again on SIGHUP, though

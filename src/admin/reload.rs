@@ -144,11 +144,11 @@ impl Reloader {
         changed.retain(|key| !same_in_effect(&running, &new, key));
         // A secret read from a file (`auth_token_file`, `url_file`) changes with the file,
         // not the section's text: a rotated one must not look applied.
-        changed.extend(
-            fixed_secrets_changed(&running, &new)
-                .into_iter()
-                .map(String::from),
-        );
+        for key in fixed_secrets_changed(&running, &new) {
+            if !changed.iter().any(|c| c == key) {
+                changed.push(key.to_string());
+            }
+        }
         if !changed.is_empty() {
             warn!(
                 "reload: {} changed in {} (or a file it names); only [[client]] entries, \
@@ -239,7 +239,25 @@ fn fixed_secrets_changed(old: &Config, new: &Config) -> Vec<&'static str> {
         (Some(a), Some(b)) => !crate::radius::crypto::ct_eq(a.expose(), b.expose()),
         (a, b) => a.is_some() != b.is_some(),
     };
+    // The gateway's URL, headers and body are masked in its Debug (an API key in the query,
+    // an X-Api-Key header, a key in a JSON body), so the section comparison cannot see a
+    // rotated key there: compared here, as the secrets are.
+    let gateway = |c: &Config, part: fn(&crate::config::delivery::HttpSmsConfig) -> String| {
+        c.delivery.http_sms.as_ref().map(|h| Secret::from(part(h)))
+    };
+    let url = |h: &crate::config::delivery::HttpSmsConfig| h.url.clone();
+    let headers = |h: &crate::config::delivery::HttpSmsConfig| format!("{:?}", h.headers);
+    let body = |h: &crate::config::delivery::HttpSmsConfig| h.body.clone();
     [
+        ("http_sms.url", differ(gateway(old, url), gateway(new, url))),
+        (
+            "http_sms.headers",
+            differ(gateway(old, headers), gateway(new, headers)),
+        ),
+        (
+            "http_sms.body",
+            differ(gateway(old, body), gateway(new, body)),
+        ),
         ("twilio.auth_token", differ(twilio(old), twilio(new))),
         (
             "http_sms.password",
