@@ -1094,3 +1094,61 @@ fn a_token_expiring_at_the_prompt_refuses_the_answer_uncounted() {
     let show = cli_ok(&srv, &["user", "show", "erin"]);
     assert!(!show.contains("locked:   until"), "{show}");
 }
+
+/// A token an admin takes from the user between the prompt and the answer (disabled as
+/// reported lost, or deleted): the right code is refused, as a new login would be, and not
+/// counted toward the lockout. Counted, a user told to try again locked themselves out.
+#[test]
+fn a_token_taken_away_at_the_prompt_refuses_the_answer_uncounted() {
+    let slapd = Slapd::start(&[LdapUser::new("erin", "erin-pw")]);
+    let mut o = Options::new(&slapd.url);
+    o.extra = "\n[lockout]\nthreshold = 1\n".into();
+    let srv = Server::start(&o);
+    let seed = srv.enroll("erin", &[]);
+    let serial = {
+        let out = cli_ok(&srv, &["token", "list", "--user", "erin", "--json"]);
+        let list: serde_json::Value = serde_json::from_str(&out).unwrap();
+        list[0]["serial"].as_str().unwrap().to_string()
+    };
+    let send = |args: &[&str]| pyrad(srv.port(), SECRET, args);
+    for (takes, reason, says) in [
+        (
+            "disable",
+            "the user's tokens are disabled",
+            "Your second factor is disabled",
+        ),
+        (
+            "delete",
+            "token disabled, reassigned or replaced during the login",
+            "Please log in again",
+        ),
+    ] {
+        let first = send(&["--user", "erin", "--password", "erin-pw"]);
+        assert_eq!(first["code"], "Access-Challenge", "{takes}: {first}");
+        let state = first["state"].as_str().unwrap().to_string();
+        let force: &[&str] = if takes == "delete" { &["--force"] } else { &[] };
+        cli_ok(&srv, &[&["token", takes, &serial], force].concat());
+        let code = common::peers::totp(&seed, now(), &[]);
+        let answer = send(&["--user", "erin", "--password", &code, "--state", &state]);
+        assert_eq!(answer["code"], "Access-Reject", "{takes}: {answer}");
+        assert!(answer.to_string().contains(says), "{takes}: {answer}");
+        let rec = &srv.audit_json("erin")[0];
+        assert_eq!(rec["reason"], reason, "{takes}: {rec}");
+        // With threshold = 1 a counted answer would have locked her.
+        let show = srv.cli(&["user", "show", "erin", "--json"]);
+        if takes == "delete" {
+            // No token and no failure recorded: nothing to show.
+            let err = String::from_utf8_lossy(&show.stderr);
+            assert!(
+                err.contains("no tokens and no second-factor state"),
+                "{err}"
+            );
+        } else {
+            let status: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
+            assert_eq!(status["failures"], 0, "{takes}: {status}");
+        }
+        if takes == "disable" {
+            cli_ok(&srv, &["token", "enable", &serial]);
+        }
+    }
+}

@@ -389,6 +389,23 @@ async fn totp(
     code: &str,
 ) -> Result<Verdict, Fault> {
     let others = &r.carried.other_names;
+    // Every token taken from the user since the prompt (disabled, deleted, given to another
+    // user, on any node): an admin's change, not a guess. No code could be checked, so
+    // none is counted toward the lockout (the code was counted as wrong, and a user told
+    // to try again after a lost token was reported locked themselves out), and the reply
+    // says what a new login would.
+    if view.tokens.is_empty() {
+        app.store.consume_challenge(&r.hash).await?;
+        let (reason, message) = if view.has_disabled_tokens {
+            (
+                "the user's tokens are disabled",
+                "Your second factor is disabled. Contact your administrator.",
+            )
+        } else {
+            (super::second_factor::WITHDRAWN, EXPIRED_MESSAGE)
+        };
+        return Ok(Verdict::reject(reason).with_reply(Reply::reject().with_message(message)));
+    }
     // The turn first: the attempt is a write, and on PostgreSQL the request's transaction
     // holds a pooled connection from its first write to its commit. Taken before the turn,
     // answers sent all at once for one user each held a connection while they queued for

@@ -276,7 +276,7 @@ const REPLAYED: &str = "code already used";
 
 /// Why a code was refused whose token an admin disabled, deleted, reassigned or replaced
 /// while the login was on its way.
-const WITHDRAWN: &str = "token disabled, reassigned or replaced during the login";
+pub const WITHDRAWN: &str = "token disabled, reassigned or replaced during the login";
 
 /// The turn of the whole directory entry (`user` and its `other_names`): answers under its
 /// names are checked one after another, as one name's are, so none of them is checked
