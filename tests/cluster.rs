@@ -240,6 +240,13 @@ fn challenge_from_node_a_is_answered_on_node_b() {
         })
         .collect();
     assert_eq!(servers, ["node-a", "node-b"], "{table}");
+    // Records of one node alone still say which: the column is there on a shared store.
+    let one = text(&[
+        "audit", "--user", "alice", "--result", "accept", "--limit", "1",
+    ]);
+    let header: Vec<&str> = one.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(header[5..7], ["NAS", "SERVER"], "{one}");
+    assert!(one.lines().nth(1).unwrap().contains("node-a"), "{one}");
     let only_b = text(&["audit", "--user", "alice", "--server", "node-b", "--json"]);
     let results: Vec<String> = only_b
         .lines()

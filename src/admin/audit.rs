@@ -201,8 +201,11 @@ pub async fn run(cfg: &Config, args: AuditArgs) -> anyhow::Result<ExitCode> {
         .await?;
         return Ok(ExitCode::SUCCESS);
     }
+    // On a shared store the SERVER column is always there, even when the records shown
+    // are one node's: which node answered is what an admin reading them wants to know.
+    let shared = matches!(cfg.store, crate::config::StoreConfig::Postgres { .. });
     with_existing_store(&cfg.store, async |store| {
-        print_pages(store, filter, args.json).await
+        print_pages(store, filter, args.json, shared).await
     })
     .await?;
     Ok(ExitCode::SUCCESS)
@@ -220,6 +223,7 @@ async fn print_pages(
     store: &dyn crate::store::Store,
     mut filter: AuditFilter,
     json: bool,
+    shared: bool,
 ) -> anyhow::Result<()> {
     let mut left = filter.limit;
     let mut table: Option<Table> = None;
@@ -229,7 +233,7 @@ async fn print_pages(
         // println!: a reader gone (`| head`) ends the command by SIGPIPE, as everywhere
         // (`output::end_quietly_when_stdout_fails`).
         let t = *table.get_or_insert_with(|| {
-            let t = Table::fitting(&rows);
+            let t = Table::fitting(&rows).with_server(shared);
             if !json {
                 println!("{}", t.header());
             }
@@ -287,8 +291,9 @@ impl Table {
         }
     }
 
-    /// With the SERVER column even if the rows so far name one node: records still to come
-    /// (`--follow`) may be another node's.
+    /// With the SERVER column even if the rows so far name one node: on a shared store
+    /// (PostgreSQL) they are one node's of several, and records still to come (`--follow`)
+    /// may be another's.
     pub(super) fn with_server(self, shared: bool) -> Self {
         Table {
             server: self.server.or(shared.then_some("SERVER".len())),
