@@ -207,6 +207,15 @@ pub fn check_token(t: &NewToken, extra: &TokenExtra) -> Result<(), String> {
             t.serial
         ));
     }
+    // A seed in the serial's column (columns swapped) was imported as the serial: shown by
+    // `token list`, stored unsealed, and written into every audit record of its logins.
+    if looks_like_a_key(&t.serial) {
+        return Err(format!(
+            "serial {} looks like a key (Base32 or hex), not a serial: are the file's \
+             columns where its header or layout says?",
+            shown(&t.serial)
+        ));
+    }
     // RFC 4226 asks for at least 128 bits and recommends 160; 80 bits (10 bytes) is the least
     // any authenticator app or hardware token in use generates. Shorter falls to a search
     // from one observed code.
@@ -257,9 +266,9 @@ pub fn check_token(t: &NewToken, extra: &TokenExtra) -> Result<(), String> {
 /// (16 bytes or more; a random one has a digit but once in 750), or 40 or more hex digits
 /// (20 bytes, the usual hardware seed; a GUID, 32, stays a name). A seed in the
 /// owner's column (columns swapped under their header) was taken as the owner's name: warned
-/// about, audited and listed as one.
-fn looks_like_a_key(user: &str) -> bool {
-    let v = user.trim_end_matches('=');
+/// about, audited and listed as one; in the serial's column, as the serial.
+fn looks_like_a_key(value: &str) -> bool {
+    let v = value.trim_end_matches('=');
     let base32 = v.len() >= 26
         && v.bytes()
             .all(|b| b.is_ascii_alphabetic() || (b'2'..=b'7').contains(&b))
@@ -306,6 +315,42 @@ mod tests {
             "CORP\\alice",
         ] {
             assert!(check_token(&token(name), &extra).is_ok(), "{name}");
+        }
+    }
+
+    /// A seed in the serial's column is refused too, without being printed; serials as
+    /// vendors print them are not.
+    #[test]
+    fn a_key_in_the_serials_column_is_refused() {
+        let token = |serial: &str| NewToken {
+            serial: serial.into(),
+            user: None,
+            kind: TokenKind::Totp,
+            algorithm: crate::store::OtpAlgorithm::Sha1,
+            digits: 6,
+            period: 30,
+            counter: 0,
+            secret: crate::secret::Secret::new(vec![7; 20]),
+        };
+        let extra = TokenExtra::default();
+        for key in [
+            "KNSWKZCNIFJEWRKSMVZGS3SVKBJVINZX",
+            "3132333435363738393031323334353637383930",
+        ] {
+            let err = check_token(&token(key), &extra).unwrap_err();
+            assert!(err.starts_with("serial (a "), "{err}");
+            assert!(err.contains("looks like a key"), "{err}");
+            assert!(!err.contains(key), "{err}");
+        }
+        for serial in [
+            "TOKENSERIALAAAAA",
+            "TOTP-0123456789abcd",
+            "GALT12345678",
+            "1234567890",
+            "3f2504e04f8941d39a0c0305e82c3301",
+            "FTK-2000-ABCDEFGHIJKLMNOPQRSTUV",
+        ] {
+            assert!(check_token(&token(serial), &extra).is_ok(), "{serial}");
         }
     }
 
