@@ -130,6 +130,57 @@ fn sighup_swaps_the_client_table_and_keeps_it_when_the_file_is_bad() {
     assert_eq!(restart_pending(), 1.0);
 }
 
+/// A NAS taken out by a reload is cut off with its open prompts: an entry of that name added
+/// again later (another device, another address and secret) does not finish the old one's
+/// logins. Before, the prompt outlived the removal and the right code was accepted.
+#[test]
+fn sighup_removing_a_client_closes_its_open_prompts() {
+    let slapd = Slapd::start(&[LdapUser::new("alice", "alice-pw")]);
+    let srv = Server::start(&Options::new(&slapd.url));
+    let seed = srv.enroll("alice", &[]);
+    let host = srv.addr.to_string();
+    let first = radclient(
+        &host,
+        SECRET,
+        "User-Name = alice, User-Password = alice-pw, Message-Authenticator = 0x00",
+    );
+    assert_eq!(first.code, "Access-Challenge", "{}", first.output);
+    let state = first.state.expect("State");
+
+    let original = std::fs::read_to_string(&srv.config).unwrap();
+    let entry =
+        format!("[[client]]\nname = \"local\"\naddress = \"127.0.0.1\"\nsecret = \"{SECRET}\"");
+    assert!(original.contains(&entry), "{original}");
+    let elsewhere = "[[client]]\nname = \"elsewhere\"\naddress = \"192.0.2.1\"\n\
+                     secret = \"another-nas-secret-123\"";
+    std::fs::write(&srv.config, original.replace(&entry, elsewhere)).unwrap();
+    hup(&srv);
+    assert!(
+        srv.log_shows("reload: 1 open prompt(s) of removed client \"local\" closed"),
+        "{}",
+        srv.log()
+    );
+    // The entry back (here the same device; a replacement would do the same).
+    std::fs::write(&srv.config, &original).unwrap();
+    hup(&srv);
+    assert!(
+        srv.log_shows("entries added: local; removed: elsewhere"),
+        "{}",
+        srv.log()
+    );
+    let code = totp(&seed, common::peers::now(), &[]);
+    let answer = radclient(
+        &host,
+        SECRET,
+        &format!(
+            "User-Name = alice, User-Password = {code}, State = {state}, \
+             Message-Authenticator = 0x00"
+        ),
+    );
+    assert_eq!(answer.code, "Access-Reject", "{}", answer.output);
+    assert!(answer.output.contains("expired"), "{}", answer.output);
+}
+
 /// A config file every account may change is refused at a reload as at start: its clients
 /// are not applied. The reload read the file without the check that `Config::load` makes.
 #[test]

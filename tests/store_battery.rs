@@ -107,6 +107,7 @@ store_battery! {
         take_attempt_closes_at_max,
         purge_expired_challenges,
         close_challenges_of_one_user,
+        close_challenges_of_one_client,
         audit_append_and_round_trip,
         audit_records_with_a_nul_are_kept,
         audit_filters_order_and_limit,

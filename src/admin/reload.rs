@@ -79,8 +79,9 @@ impl Reloader {
     }
 
     /// Reloads the client table, the policy sections (and the directory, if `[ldap]`
-    /// changed) from the file; the number of clients, or why not.
-    pub fn reload(&mut self, app: &AppState) -> Result<usize, String> {
+    /// changed) from the file; the number of clients and the names of the entries taken
+    /// out, or why not.
+    pub fn reload(&mut self, app: &AppState) -> Result<(usize, Vec<String>), String> {
         // Read once: the configuration and the sections compared below come from the same
         // text, even if the file is being rewritten (an editor, a config tool) meanwhile.
         let text = std::fs::read_to_string(&self.path)
@@ -183,6 +184,12 @@ impl Reloader {
         let policy_changed = changed_sections(&self.policy, &policy);
         self.policy = policy;
         let clients = new.clients.len();
+        let removed: Vec<String> = running
+            .clients
+            .iter()
+            .filter(|c| !new.clients.iter().any(|n| n.name == c.name))
+            .map(|c| c.name.clone())
+            .collect();
         if let Some(what) = client_changes(&running.clients, &new.clients) {
             info!("reload: [[client]] entries {what}");
         }
@@ -217,7 +224,7 @@ impl Reloader {
             u64::from(!changed.is_empty()),
             std::sync::atomic::Ordering::Relaxed,
         );
-        Ok(clients)
+        Ok((clients, removed))
     }
 }
 
@@ -290,12 +297,13 @@ pub async fn on_sighup(app: Arc<AppState>, mut reloader: Reloader, stop: Cancell
             r = hup.recv() => if r.is_none() { return },
         }
         match reloader.reload(&app) {
-            Ok(n) => {
+            Ok((n, removed)) => {
                 Metrics::inc(&app.metrics.reloads_applied);
                 info!(
                     "reload: {n} [[client]] entries from {}",
                     reloader.path.display()
-                )
+                );
+                close_prompts_of(&app, &removed).await;
             }
             Err(e) => {
                 // `systemctl reload` returns success whatever happens here: the counter is
@@ -303,6 +311,26 @@ pub async fn on_sighup(app: Arc<AppState>, mut reloader: Reloader, stop: Cancell
                 Metrics::inc(&app.metrics.reloads_refused);
                 error!("reload: {e}; the running configuration is unchanged")
             }
+        }
+    }
+}
+
+/// Ends the open prompts of the entries a reload took out. A NAS removed is cut off, and
+/// its prompts with it: kept, they waited for the challenge timeout, and an entry added
+/// again under the name (another device at another address, with another secret) finished
+/// the old device's logins. On a shared store this ends them on every node, as the removal
+/// will once each node reloads. The entry is already out of the table, so nothing can
+/// answer them meanwhile; a store that fails here leaves them to expire, and says so.
+async fn close_prompts_of(app: &AppState, removed: &[String]) {
+    for name in removed {
+        match app.store.close_client_challenges(name).await {
+            Ok(0) => {}
+            Ok(n) => info!("reload: {n} open prompt(s) of removed client {name:?} closed"),
+            Err(e) => warn!(
+                error = %e,
+                "reload: the open prompts of removed client {name:?} could not be closed; \
+                 they expire with [challenge] timeout_secs"
+            ),
         }
     }
 }

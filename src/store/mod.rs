@@ -698,6 +698,10 @@ pub trait Store: Send + Sync + 'static {
     /// Closes every open prompt of `user` (an admin took the number or the tokens away:
     /// a prompt opened before must not go on to resend or switch); returns how many.
     async fn close_challenges(&self, user: &str) -> Result<u64, StoreError>;
+    /// Closes every open prompt issued through client `nas` (a reload took the entry out:
+    /// a later entry of that name, another device perhaps, must not finish them); returns
+    /// how many.
+    async fn close_client_challenges(&self, nas: &str) -> Result<u64, StoreError>;
 
     // --- out-of-band factors (issue 4) ---
     // Defaults refuse, as for the token inventory, so a backend that lacks them fails closed.

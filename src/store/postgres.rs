@@ -647,6 +647,16 @@ impl Store for PgStore {
         Ok(done.rows_affected())
     }
 
+    async fn close_client_challenges(&self, nas: &str) -> Result<u64, StoreError> {
+        let mut w = self.writer().await?;
+        let r = sqlx::query("DELETE FROM challenges WHERE nas = $1")
+            .bind(nas)
+            .execute(w.conn())
+            .await;
+        let done = w.done(r)?;
+        Ok(done.rows_affected())
+    }
+
     // --- out-of-band factors (postgres/delivery.rs) ---
 
     async fn user_profile(&self, user: &str) -> Result<UserProfile, StoreError> {

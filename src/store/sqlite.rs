@@ -804,6 +804,14 @@ impl Store for SqliteStore {
         Ok(done.rows_affected())
     }
 
+    async fn close_client_challenges(&self, nas: &str) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM challenges WHERE nas = ?1")
+            .bind(nas)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
     // --- out-of-band factors (sqlite_delivery.rs) ---
 
     async fn user_profile(&self, user: &str) -> Result<UserProfile, StoreError> {

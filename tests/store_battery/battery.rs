@@ -57,6 +57,7 @@ where
     race_remember_and_forget(make().await).await;
     purge_expired_challenges(&*make().await).await;
     close_challenges_of_one_user(&*make().await).await;
+    close_challenges_of_one_client(&*make().await).await;
     audit_append_and_round_trip(&*make().await).await;
     audit_records_with_a_nul_are_kept(&*make().await).await;
     import_replace_rescales_steps_to_a_new_period(&*make().await).await;
@@ -995,6 +996,22 @@ pub async fn close_challenges_of_one_user(store: &dyn Store) {
     assert!(
         store.challenge(b"b1", T).await.unwrap().is_some(),
         "bob's stays"
+    );
+}
+
+pub async fn close_challenges_of_one_client(store: &dyn Store) {
+    for (state, nas) in [(&b"v1"[..], "vpn-1"), (b"v2", "vpn-1"), (b"w1", "wifi")] {
+        let mut c = challenge(state, "alice", T + 600);
+        c.nas = nas.into();
+        store.put_challenge(&c).await.unwrap();
+    }
+    assert_eq!(store.close_client_challenges("vpn-1").await.unwrap(), 2);
+    assert_eq!(store.close_client_challenges("vpn-1").await.unwrap(), 0);
+    assert!(store.challenge(b"v1", T).await.unwrap().is_none());
+    assert!(store.challenge(b"v2", T).await.unwrap().is_none());
+    assert!(
+        store.challenge(b"w1", T).await.unwrap().is_some(),
+        "the other client's stays"
     );
 }
 
