@@ -139,17 +139,7 @@ impl Reloader {
         } else {
             None
         };
-        let mut changed = changed_sections(&self.fixed, &now);
-        // A key written out with its default (a config tool writing every key) changes
-        // nothing in effect: not reported as waiting for a restart.
-        changed.retain(|key| !same_in_effect(&running, &new, key));
-        // A secret read from a file (`auth_token_file`, `url_file`) changes with the file,
-        // not the section's text: a rotated one must not look applied.
-        for key in fixed_secrets_changed(&running, &new) {
-            if !changed.iter().any(|c| c == key) {
-                changed.push(key.to_string());
-            }
-        }
+        let changed = waiting_for_restart(&self.fixed, &now, &running, &new);
         if !changed.is_empty() {
             warn!(
                 "reload: {} changed in {} (or a file it names); only [[client]] entries, \
@@ -175,7 +165,11 @@ impl Reloader {
             self.ldap = ldap;
             self.ldap_ca = ldap_ca;
             self.ldap_password = ldap_password;
-            info!("reload: new [ldap] settings in use from the next request");
+            // Not said for a directory rebuilt only to empty its entry cache: nothing in
+            // [ldap] changed, and the line sent the admin looking for what had.
+            if ldap_changed {
+                info!("reload: new [ldap] settings in use from the next request");
+            }
             // Said only when there was one to empty (not when this reload turns it on).
             if caches_entries(&running) {
                 info!("reload: LDAP entry cache emptied");
@@ -214,6 +208,20 @@ impl Reloader {
                 policy_changed.join(", ")
             );
         }
+        // Each new or changed entry as the start-up log describes it, against the sections
+        // running: a client given methods = ["voice"] while [voice] waits for a restart
+        // showed only its name, and refused everyone until the restart with nothing said.
+        let applied = app.config();
+        for c in &applied.clients {
+            let was = running.clients.iter().find(|o| o.name == c.name);
+            if was.is_none_or(|o| format!("{o:?}") != format!("{c:?}")) {
+                info!(
+                    "reload: client {:?}: {}",
+                    c.name,
+                    super::review::client_line(&applied, c)
+                );
+            }
+        }
         super::review::log_warnings(&app.config());
         for w in super::review_file::warnings(&self.path, &text) {
             tracing::warn!("{w}");
@@ -226,6 +234,33 @@ impl Reloader {
         );
         Ok((clients, removed))
     }
+}
+
+/// The keys and sections a reload does not apply that differ between the running
+/// configuration and the file: `fixed` and `now` are their sections as written.
+fn waiting_for_restart(
+    fixed: &toml::Table,
+    now: &toml::Table,
+    running: &Config,
+    new: &Config,
+) -> Vec<String> {
+    let mut changed = changed_sections(fixed, now);
+    // A key written out with its default (a config tool writing every key) changes
+    // nothing in effect: not reported as waiting for a restart.
+    changed.retain(|key| !same_in_effect(running, new, key));
+    // A secret read from a file (`auth_token_file`, `url_file`) changes with the file, not
+    // the section's text: a rotated one must not look applied. Not named again when its
+    // whole section is (`[twilio]` added: not "[twilio], twilio.auth_token").
+    for key in fixed_secrets_changed(running, new) {
+        let section = key.split('.').next().map(|s| format!("[{s}]"));
+        if !changed
+            .iter()
+            .any(|c| c == key || Some(c) == section.as_ref())
+        {
+            changed.push(key.to_string());
+        }
+    }
+    changed
 }
 
 /// The secrets of the sections a reload does not apply that differ between `old` and `new`,
@@ -491,6 +526,39 @@ fn client_changes(old: &[ClientConfig], new: &[ClientConfig]) -> Option<String> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A section added whole is named once, not again by the secrets in it; a secret
+    /// rotated in a section otherwise the same is named by its key.
+    #[test]
+    fn a_section_added_is_named_once_and_a_rotated_secret_by_its_key() {
+        let base = "[ldap]\nurls = [\"ldap://127.0.0.1\"]\nbind_dn = \"cn=a\"\n\
+                    bind_password = \"pw\"\nbase_dn = \"dc=example,dc=org\"\n\
+                    [[client]]\nname = \"vpn\"\naddress = \"127.0.0.1\"\n\
+                    secret = \"0123456789abcdef\"\n";
+        let gateway = |key: &str| {
+            format!(
+                "{base}[http_sms]\nurl = \"https://sms.example.org/send?key={key}&to={{phone}}\
+                 &text={{message}}\"\nmethod = \"GET\"\nauth = \"bearer\"\ntoken = \"{key}\"\n"
+            )
+        };
+        let path = Path::new("radmfa.toml");
+        let read = |text: &str| {
+            let config = Config::parse(text, path).expect("valid");
+            (sections_of(text, path).unwrap().fixed, config)
+        };
+        let (none, without) = read(base);
+        let (first, with) = read(&gateway("first"));
+        let (_, rotated) = read(&gateway("second"));
+        assert_eq!(
+            waiting_for_restart(&none, &first, &without, &with),
+            ["[http_sms]"]
+        );
+        let (second, _) = read(&gateway("second"));
+        assert_eq!(
+            waiting_for_restart(&first, &second, &with, &rotated),
+            ["http_sms.url", "http_sms.token"]
+        );
+    }
 
     #[test]
     fn changed_sections_are_named_and_clients_ignored() {

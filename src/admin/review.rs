@@ -71,7 +71,9 @@ pub fn summary(cfg: &Config) -> Vec<String> {
     lines
 }
 
-fn client_line(cfg: &Config, c: &ClientConfig) -> String {
+/// One client as `config check` and the start-up log describe it: addresses, how it logs
+/// in, the methods it offers (and which of them the running sections cannot deliver).
+pub fn client_line(cfg: &Config, c: &ClientConfig) -> String {
     // A single host as its address, a network as its CIDR.
     let addresses: Vec<String> = c
         .networks
