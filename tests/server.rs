@@ -140,8 +140,10 @@ fn challenge_flow_with_pyrad() {
     let slapd = directory();
     let srv = start(&slapd, |_| {});
     let seed = srv.enroll("alice", &[]);
-    // The start says which release, file, store, directory and clients it serves.
+    // The start says which release, file, store, directory and clients it serves, and
+    // that it made the seed key (the first start).
     for says in [
+        "created a new seed key in ",
         concat!("radmfa ", env!("CARGO_PKG_VERSION"), " serving "),
         "store:  SQLite ",
         &format!("ldap:   {}", slapd.url),

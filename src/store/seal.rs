@@ -247,6 +247,13 @@ impl KeyFile {
         let _ = std::fs::remove_file(&tmp);
         linked?;
         sync_parent_dir(path);
+        // Said, because nothing else shows it: the seeds are lost without this file, and
+        // every node of a shared store needs a copy (docs/ha.md, docs/operations.md).
+        tracing::info!(
+            "created a new seed key in {} (mode 0600): back it up apart from the database; \
+             every node sharing the store needs a copy of it",
+            path.display()
+        );
         Ok(Sealer::from_key_ref(&key))
     }
 }
