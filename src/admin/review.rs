@@ -1210,7 +1210,10 @@ fn scheme_off_host(scheme: &str, url: &str) -> bool {
     else {
         return false;
     };
-    let authority = rest.split('/').next().unwrap_or("");
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    // `http://user:password@127.0.0.1`: the host is after the user information (read
+    // before it, "user" was taken for another host).
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
     let host = match authority.strip_prefix('[') {
         Some(v6) => v6.split(']').next().unwrap_or(""),
         None => authority.split(':').next().unwrap_or(""),
@@ -1309,6 +1312,16 @@ mod tests {
             "http://127.0.0.1:8080/2010-04-01"
         ));
         assert!(!scheme_off_host("http://", "http://localhost/send"));
+        // The host comes after the user information.
+        assert!(!scheme_off_host("http://", "http://AC01:pw@127.0.0.1:8080"));
+        assert!(scheme_off_host(
+            "http://",
+            "http://127.0.0.1:pw@sms.example.org"
+        ));
+        assert!(!scheme_off_host(
+            "http://",
+            "http://localhost?to=x@example.org"
+        ));
     }
 
     /// An `[ldap]` section for the tests' configs.
