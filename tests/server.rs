@@ -1753,6 +1753,34 @@ fn lockout_after_wrong_codes_and_unlock() {
         "{log}"
     );
     assert!(audit.iter().any(|r| r["result"] == "unlock"));
+
+    // Two wrong codes, then the threshold lowered to two: `user show` says why she is at it
+    // and not locked (the count stands; the next wrong code locks).
+    for _ in 0..2 {
+        let r = py_password(&srv, "alice", ALICE_PW);
+        let s = r["state"].as_str().unwrap().to_string();
+        let good = totp(&seed, now(), &[]);
+        let wrong = if good == "999999" { "888888" } else { "999999" };
+        assert_eq!(code_of(&py_code(&srv, "alice", wrong, &s)), "Access-Reject");
+    }
+    let show = |srv: &Server| {
+        let out = srv.cli(&["user", "show", "alice"]);
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert!(
+        show(&srv).contains("failures: 2 of 3 (consecutive"),
+        "{}",
+        show(&srv)
+    );
+    let text = std::fs::read_to_string(&srv.config).unwrap();
+    std::fs::write(&srv.config, text.replace("threshold = 3", "threshold = 2")).unwrap();
+    let shown = show(&srv);
+    assert!(
+        shown.contains("failures: 2 of 2 (at or over a threshold lowered since"),
+        "{shown}"
+    );
+    assert!(shown.contains("locked:   no"), "{shown}");
 }
 
 /// A prompt word the prompt does not offer ("resend" at an app code's prompt, "call" where

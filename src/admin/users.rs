@@ -776,9 +776,19 @@ async fn show(cfg: &Config, store: &dyn Store, user: &str, json: bool) -> anyhow
         println!("user:     {}", super::printable(user));
         // Of the threshold: "failures: 0" beside "locked: until …" read as a contradiction
         // (a lock starts the count again).
+        // At or over the threshold without a lock: it was lowered since (a reload keeps the
+        // count); "3 of 2, locked: no" read as a failed lock.
+        let over = status.failures >= cfg.lockout.threshold && locked.is_none();
         println!(
-            "failures: {} of {} (consecutive wrong codes; a lock or a right code starts again)",
-            status.failures, cfg.lockout.threshold
+            "failures: {} of {} ({})",
+            status.failures,
+            cfg.lockout.threshold,
+            if over {
+                "at or over a threshold lowered since they were counted: the next wrong code \
+                 locks; a right code starts again"
+            } else {
+                "consecutive wrong codes; a lock or a right code starts again"
+            }
         );
         match locked {
             Some(t) => println!("locked:   until {}", super::audit::fmt_time(t)),
