@@ -175,7 +175,8 @@ fn a_parse_error_does_not_quote_a_secret() {
 }
 
 /// `otp_mode = "code_only"` refuses what needs a password or a prompt, naming the key; SMS
-/// and calls, in the default methods, are left out rather than refused.
+/// and calls, in the default methods, are left out rather than refused, and refused when
+/// the admin's own methods list names them.
 #[test]
 fn a_code_only_client_refuses_what_needs_a_password_or_a_prompt() {
     let base = "[ldap]\nurls = [\"ldap://127.0.0.1\"]\nbase_dn = \"dc=example,dc=org\"\n\
@@ -185,6 +186,15 @@ fn a_code_only_client_refuses_what_needs_a_password_or_a_prompt() {
     assert_eq!(
         cfg.clients[0].factors.methods,
         vec![radmfa::mfa::method::Method::Totp]
+    );
+    let totp = Config::parse(
+        &format!("{base}methods = [\"totp\"]\n"),
+        Path::new("radmfa.toml"),
+    )
+    .unwrap();
+    assert_eq!(
+        totp.clients[0].factors.methods,
+        cfg.clients[0].factors.methods
     );
     for (line, key) in [
         // Named first, before the factors' own check asks it for held calls.
@@ -196,6 +206,8 @@ fn a_code_only_client_refuses_what_needs_a_password_or_a_prompt() {
             "client[0].remember_second_factor_secs",
         ),
         ("methods = [\"sms\", \"voice\"]", "client[0].methods"),
+        // Asked for by name, an SMS is refused rather than dropped quietly.
+        ("methods = [\"totp\", \"sms\"]", "client[0].methods"),
     ] {
         let err = Config::parse(&format!("{base}{line}\n"), Path::new("radmfa.toml"))
             .expect_err(line)

@@ -951,13 +951,23 @@ const CODE_ONLY_NOT_SECOND_FACTOR_ONLY: &str = "is for RD Gateway (no password, 
 /// before the factors are read). Its request carries a code and nothing
 /// else, so there is no password to send upstream, to take as an app password or to log
 /// in with alone (a remembered second factor); nor a prompt to send an SMS or make a call
-/// from, so those methods are left out (they are in the default `methods`).
+/// from, so those methods are left out of the default `methods`, and refused in a list the
+/// admin wrote (`methods_written`).
 fn code_only_client(
     key: &dyn Fn(&str) -> String,
     primary: &Primary,
     factors: &mut crate::config::delivery::ClientFactors,
+    methods_written: bool,
 ) -> Result<(), ConfigError> {
     let refuse = |k: &str, why: &str| Err(ConfigError::invalid(key(k), why.to_string()));
+    let totp_only = |m: &crate::mfa::method::Method| *m == crate::mfa::method::Method::Totp;
+    if methods_written && !factors.methods.iter().all(totp_only) {
+        return refuse(
+            "methods",
+            "with otp_mode = \"code_only\" only \"totp\" can be used: an SMS or a call \
+             needs a prompt, and the NAS sends only the code (methods = [\"totp\"])",
+        );
+    }
     if matches!(primary, Primary::Upstream(_)) {
         return refuse(
             "primary",
@@ -979,9 +989,7 @@ fn code_only_client(
              without one to remember it for",
         );
     }
-    factors
-        .methods
-        .retain(|m| *m == crate::mfa::method::Method::Totp);
+    factors.methods.retain(totp_only);
     if factors.methods.is_empty() {
         return refuse(
             "methods",
@@ -1146,6 +1154,9 @@ fn client_config(
             CODE_ONLY_NOT_SECOND_FACTOR_ONLY,
         ));
     }
+    // Written out by the admin (not the default list, which code_only narrows quietly):
+    // an sms or voice there is asked for, and cannot be given.
+    let methods_written = methods != super::raw_delivery::d_methods();
     let mut factors = super::validate_delivery::client_factors(
         super::raw_delivery::RawClientFactors {
             methods,
@@ -1160,7 +1171,7 @@ fn client_config(
         &key,
     )?;
     if otp_mode == OtpMode::CodeOnly {
-        code_only_client(&key, &primary, &mut factors)?;
+        code_only_client(&key, &primary, &mut factors, methods_written)?;
     }
     for (k, groups) in [
         ("allow_groups", &allow_groups),
