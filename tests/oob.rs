@@ -133,6 +133,37 @@ fn sms_code_flow_accepts_the_sent_code_and_rejects_a_wrong_one() {
     assert!(!table.contains(DIRECTORY_MOBILE), "{table}");
 }
 
+/// `user set-method sms` for a user no text could reach (no number stored, none in the
+/// directory's listed attributes) is stored but said: a bulk script from an old system's
+/// export left such users behind silently. A number from the directory counts.
+#[test]
+fn set_method_sms_says_when_the_user_has_no_number() {
+    let slapd = directory();
+    let standin = Standin::start();
+    let srv = start(&slapd, &standin, "", "", &sms_client(""));
+    let set = |user: &str| {
+        let out = srv.cli(&["user", "set-method", user, "sms"]);
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stderr).unwrap()
+    };
+    // alice's number is the directory's mobile.
+    let err = set("alice");
+    assert!(!err.contains("note:"), "{err}");
+    // Texts go to stored numbers only now (the commands read the file): bob has none.
+    let text = std::fs::read_to_string(&srv.config).unwrap();
+    let listed = "sources = [\"store\", \"mobile\", \"telephone\"]";
+    assert!(text.contains(listed), "{text}");
+    std::fs::write(&srv.config, text.replace(listed, "sources = [\"store\"]")).unwrap();
+    let err = set("bob");
+    assert!(
+        err.contains("note: bob has no number texts or calls could use"),
+        "{err}"
+    );
+    cli_ok(&srv, &["user", "set-phone", "bob", "+15550100777"]);
+    let err = set("bob");
+    assert!(!err.contains("note:"), "{err}");
+}
+
 /// Wrong SMS codes count toward the lockout as wrong OATH codes do: at the threshold the
 /// second factor locks (audited with why), and a locked user gets no more SMS.
 #[test]

@@ -231,6 +231,14 @@ pub async fn set_method(
             "{} holds no token (user enroll-totp, token assign)",
             super::printable(&a.user)
         )),
+        // A number as logins find it ([phone] sources): a bulk script from an export left
+        // users without one at "default method sms", and nothing said so.
+        Some("sms" | "voice") if number_for(cfg, store, &a.user).await?.is_none() => Some(format!(
+            "{} has no number texts or calls could use (user set-phone; `config check \
+                 --connect --user {}` says why)",
+            super::printable(&a.user),
+            super::printable(&a.user)
+        )),
         _ => None,
     };
     if let Some(why) = unusable {
@@ -239,6 +247,27 @@ pub async fn set_method(
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The number logins would text or call for `user`: the first of `[phone] sources` that
+/// holds a dialable one. The directory is asked only where the sources name it; one that
+/// cannot answer counts as having no number there.
+async fn number_for(cfg: &Config, store: &dyn Store, user: &str) -> anyhow::Result<Option<String>> {
+    use crate::auth::PrimaryAuth;
+    use crate::config::delivery::PhoneSource;
+    let profile = store.user_profile(user).await?;
+    let phone = &cfg.delivery.phone;
+    let info = match &cfg.ldap {
+        Some(settings) if phone.sources.iter().any(|s| *s != PhoneSource::Store) => {
+            let looked_up = match crate::auth::LdapAuth::new(settings.clone()) {
+                Ok(ldap) => ldap.lookup(user).await.ok().flatten(),
+                Err(_) => None,
+            };
+            looked_up.unwrap_or_default()
+        }
+        _ => crate::auth::UserInfo::default(),
+    };
+    Ok(crate::delivery::phone::phone_from(phone, &profile, &info).map(|(_, n)| n))
 }
 
 pub async fn unblock(cfg: &Config, store: &dyn Store, user: &str) -> anyhow::Result<ExitCode> {
