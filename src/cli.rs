@@ -12,7 +12,7 @@ use crate::config::Config;
 #[derive(Debug, Parser)]
 #[command(
     name = "radmfa",
-    version,
+    version = crate::VERSION,
     about = "RADIUS proxy adding MFA (LDAP password + TOTP)"
 )]
 pub struct Cli {

@@ -18,6 +18,10 @@
 //! - [`client`]: our own RADIUS client: interactive login and the load generator.
 //! - [`app`], [`cli`], [`telemetry`], [`clock`], [`secret`]: wiring and small shared types.
 
+/// The release and the build (`0.1.0 (git 0315531, 2026-12-05)`; see build.rs): what
+/// `--version`, the start-up log and `radmfa_build_info` say.
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("RADMFA_BUILD"), ")");
+
 pub mod admin;
 pub mod app;
 pub mod auth;

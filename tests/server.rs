@@ -144,7 +144,7 @@ fn challenge_flow_with_pyrad() {
     // that it made the seed key (the first start).
     for says in [
         "created a new seed key in ",
-        concat!("radmfa ", env!("CARGO_PKG_VERSION"), " serving "),
+        &format!("radmfa {} serving ", radmfa::VERSION),
         "store:  SQLite ",
         &format!("ldap:   {}", slapd.url),
         "client \"",

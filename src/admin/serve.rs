@@ -37,11 +37,7 @@ pub async fn serve(cfg: Config, text: &str, path: &std::path::Path) -> anyhow::R
     let app = AppState::build(cfg).await?;
     // Which file, store, directory and clients this process serves, as `config check` says
     // it: after a restart with the wrong --config the journal shows it.
-    tracing::info!(
-        "radmfa {} serving {}",
-        env!("CARGO_PKG_VERSION"),
-        path.display()
-    );
+    tracing::info!("radmfa {} serving {}", crate::VERSION, path.display());
     for line in super::review::summary(&app.config()) {
         tracing::info!("{line}");
     }

@@ -206,8 +206,17 @@ impl Metrics {
         family(
             "radmfa_build_info",
             "gauge",
-            "Always 1; the version is a label.",
-            &[(concat!("{version=\"", env!("CARGO_PKG_VERSION"), "\"}"), 1)],
+            "Always 1; the version and the build are labels.",
+            &[(
+                concat!(
+                    "{version=\"",
+                    env!("CARGO_PKG_VERSION"),
+                    "\",build=\"",
+                    env!("RADMFA_BUILD"),
+                    "\"}"
+                ),
+                1,
+            )],
         );
         family(
             "radmfa_datagrams_received_total",
