@@ -376,6 +376,56 @@ fn config_check_connect_fails_a_key_file_without_its_database() {
     );
 }
 
+/// `config check --connect` of a new release, run before it is installed (as the upgrade
+/// notes advise), does not migrate the store the running release uses: it says the schema
+/// is behind and reads no further. It migrated, and older releases then refused the store.
+#[test]
+fn config_check_connect_does_not_migrate_an_older_store() {
+    let (d, cfg) = setup();
+    let (ok, _, err) = run(&cfg, &["user", "enroll-totp", "alice", "--uri-only"]);
+    assert!(ok, "{err}");
+    // The newest migration taken off the books, as a release without it left the store.
+    let db = rusqlite::Connection::open(d.path().join("radmfa.db")).unwrap();
+    let newest: i64 = db
+        .query_row("SELECT MAX(version) FROM _sqlx_migrations", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    db.execute(
+        "CREATE TABLE kept AS SELECT * FROM _sqlx_migrations WHERE version = ?1",
+        [newest],
+    )
+    .unwrap();
+    db.execute("DELETE FROM _sqlx_migrations WHERE version = ?1", [newest])
+        .unwrap();
+    let count = |db: &rusqlite::Connection| -> i64 {
+        db.query_row("SELECT COUNT(*) FROM _sqlx_migrations", [], |r| r.get(0))
+            .unwrap()
+    };
+    let before = count(&db);
+    drop(db);
+    for args in [
+        &["config", "check", "--connect"][..],
+        &["config", "check", "--connect", "--user", "alice"],
+    ] {
+        let (_, out, err) = run(&cfg, args);
+        let says = format!(
+            "ok   store: reached; its schema is at version {} and this release's at {newest}",
+            newest - 1
+        );
+        assert!(out.contains(&says), "{args:?}: {out}{err}");
+        let db = rusqlite::Connection::open(d.path().join("radmfa.db")).unwrap();
+        assert_eq!(count(&db), before, "{args:?} migrated the store");
+    }
+    // Its books put back (the migration's change is still there): current, so opened.
+    let db = rusqlite::Connection::open(d.path().join("radmfa.db")).unwrap();
+    db.execute_batch("INSERT INTO _sqlx_migrations SELECT * FROM kept; DROP TABLE kept")
+        .unwrap();
+    drop(db);
+    let (_, out, _) = run(&cfg, &["config", "check", "--connect"]);
+    assert!(out.contains("ok   store: opened"), "{out}");
+}
+
 /// `config check --connect` closes the store it opened, with --user or without. Without
 /// --user it was left to the process's exit, which could come before the store's writer
 /// had closed: then SQLite's -wal and -shm were left behind, the WAL not checkpointed (a
@@ -1512,6 +1562,55 @@ fn db_migrate_says_when_it_made_a_new_store() {
         out.contains("schema up to date") && !out.contains("no database"),
         "{out}"
     );
+}
+
+/// `db migrate` on a store an older release left (its first ten migrations, run from this
+/// release's own files) says from which version to which it brought it; run again, that it
+/// was current. `config check --connect` says the schema is behind before, opens it after.
+#[test]
+fn db_migrate_says_from_which_version_it_migrated() {
+    let (d, cfg) = setup();
+    let db = d.path().join("radmfa.db");
+    radmfa::store::KeyFile::load_or_create(&d.path().join("radmfa.key")).unwrap();
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let files = tempfile::tempdir().unwrap();
+        let mut names: Vec<std::path::PathBuf> =
+            std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite"))
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .collect();
+        names.sort();
+        for f in &names[..10] {
+            std::fs::copy(f, files.path().join(f.file_name().unwrap())).unwrap();
+        }
+        let older = sqlx::migrate::Migrator::new(files.path()).await.unwrap();
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&db)
+            .create_if_missing(true);
+        let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+        older.run(&pool).await.unwrap();
+        pool.close().await;
+    });
+    let newest = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite"))
+        .unwrap()
+        .count();
+    let (_, out, _) = run(&cfg, &["config", "check", "--connect"]);
+    assert!(
+        out.contains(&format!(
+            "its schema is at version 10 and this release's at {newest}"
+        )),
+        "{out}"
+    );
+    let (ok, out, err) = run(&cfg, &["db", "migrate"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains(&format!("schema migrated from version 10 to {newest}")),
+        "{out}"
+    );
+    let (ok, out, err) = run(&cfg, &["db", "migrate"]);
+    assert!(ok && out.contains("schema up to date"), "{out}{err}");
+    let (_, out, _) = run(&cfg, &["config", "check", "--connect"]);
+    assert!(out.contains("ok   store: opened"), "{out}");
 }
 
 /// A SQLite store every account may read (restored with `cp` under umask 022) is warned

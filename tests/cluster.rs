@@ -1582,6 +1582,68 @@ fn config_check_connect_closes_its_postgres_connections() {
     );
 }
 
+/// `config check --connect` of a new release, run before it is installed, leaves a
+/// PostgreSQL store behind its schema as it is (an older node must go on using it), says
+/// so, and sets up no empty database either.
+#[test]
+fn config_check_connect_does_not_migrate_a_postgres_store() {
+    let slapd = directory();
+    let pg = PgCluster::shared();
+    let url = pg.fresh_database();
+    let db = PgCluster::database_of(&url);
+    let dir = tempfile::tempdir().unwrap();
+    let config = pg_config(dir.path(), &slapd, &url, "admin", "");
+    radmfa::store::KeyFile::load_or_create(&dir.path().join("radmfa.key")).unwrap();
+    let check = || {
+        let out = common::radmfa::cli_on(&config, &["config", "check", "--connect"]);
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let out = check();
+    assert!(
+        out.contains("ok   store: reached; it holds no radmfa schema yet"),
+        "{out}"
+    );
+    let tables = "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'";
+    assert_eq!(
+        pg.psql(&db, tables).trim(),
+        "0",
+        "the check set the store up"
+    );
+    assert!(common::radmfa::cli_on(&config, &["db", "migrate"])
+        .status
+        .success());
+    let newest: i64 = pg
+        .psql(&db, "SELECT MAX(version) FROM _sqlx_migrations")
+        .trim()
+        .parse()
+        .unwrap();
+    pg.psql(
+        &db,
+        &format!(
+            "CREATE TABLE kept AS SELECT * FROM _sqlx_migrations WHERE version = {newest}; \
+             DELETE FROM _sqlx_migrations WHERE version = {newest}"
+        ),
+    );
+    let out = check();
+    let says = format!(
+        "ok   store: reached; its schema is at version {} and this release's at {newest}",
+        newest - 1
+    );
+    assert!(out.contains(&says), "{out}");
+    let books = "SELECT count(*) FROM _sqlx_migrations";
+    assert_eq!(
+        pg.psql(&db, books).trim(),
+        (newest - 1).to_string(),
+        "migrated"
+    );
+    pg.psql(
+        &db,
+        "INSERT INTO _sqlx_migrations SELECT * FROM kept; DROP TABLE kept",
+    );
+    let out = check();
+    assert!(out.contains("ok   store: opened"), "{out}");
+}
+
 /// A tmpfs of a few MiB on a temp dir, owned by the `postgres` user, to hold a tablespace: a
 /// disk that can be filled (a file of zeros takes every free byte) and given room again
 /// (the file removed) while PostgreSQL runs. Unmounted when dropped, after the cluster

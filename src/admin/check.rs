@@ -196,6 +196,13 @@ pub async fn connect(cfg: &Config, user: Option<&str>) -> anyhow::Result<bool> {
         ),
         crate::config::StoreConfig::Postgres { .. } => None,
     };
+    // A store behind this release's schema is not opened: opening migrates it, and a check
+    // of a new release run before installing it upgraded the running one's store, which
+    // older releases then refused.
+    let unopened = match unopened {
+        Some(said) => Some(said),
+        None => schema_behind(&cfg.store).await,
+    };
     let store = match unopened {
         Some((good, what)) => {
             line(good, what);
@@ -427,6 +434,38 @@ fn phone_line(
         },
     };
     line(true, format!("user {user}: {what}"));
+}
+
+/// What to say instead of opening a store whose schema this release would upgrade (and
+/// the check passes: the first start does it), or that cannot be asked; `None` to open it.
+async fn schema_behind(store: &crate::config::StoreConfig) -> Option<(bool, String)> {
+    let behind = match store {
+        crate::config::StoreConfig::Sqlite { path, .. } => {
+            crate::store::sqlite::SqliteStore::schema_behind(path).await
+        }
+        crate::config::StoreConfig::Postgres { settings, .. } => {
+            crate::store::postgres::PgStore::schema_behind(settings).await
+        }
+    };
+    match behind {
+        Ok(None) => None,
+        Ok(Some((0, _))) => Some((
+            true,
+            "store: reached; it holds no radmfa schema yet: `radmfa serve` (or `radmfa db \
+             migrate`) sets it up. This check changed nothing"
+                .into(),
+        )),
+        Ok(Some((version, known))) => Some((
+            true,
+            format!(
+                "store: reached; its schema is at version {version} and this release's at \
+                 {known}: this release's first start (or `radmfa db migrate`) brings it up to \
+                 date. This check changed nothing, so it read nothing further from the store \
+                 (see Upgrading in docs/operations.md before migrating)"
+            ),
+        )),
+        Err(e) => Some((false, format!("store: {e}"))),
+    }
 }
 
 fn source_name(source: PhoneSource) -> &'static str {

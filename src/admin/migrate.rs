@@ -64,6 +64,16 @@ pub struct MigrateArgs {
     pub dry_run: bool,
 }
 
+/// What `db migrate` did to an existing store's schema: `behind` as it stood before
+/// (its version, the one it was brought to), `None` when it was current.
+fn migrated(behind: Option<(i64, i64)>) -> String {
+    match behind {
+        Some((0, to)) => format!("schema set up (version {to})"),
+        Some((from, to)) => format!("schema migrated from version {from} to {to}"),
+        None => "schema up to date".into(),
+    }
+}
+
 pub async fn db(cfg: &Config, cmd: DbCommand) -> anyhow::Result<ExitCode> {
     if let DbCommand::Backup { file } = cmd {
         return backup(cfg, file).await;
@@ -76,13 +86,20 @@ pub async fn db(cfg: &Config, cmd: DbCommand) -> anyhow::Result<ExitCode> {
             // A store moved to PostgreSQL is not upgraded either (see store::moved).
             crate::store::moved::refuse_if_moved(path)?;
             let existed = path.exists();
+            // Said with its versions: "up to date" alone did not tell an admin whether the
+            // upgrade had just happened or had happened before.
+            let behind = if existed {
+                crate::store::sqlite::SqliteStore::schema_behind(path).await?
+            } else {
+                None
+            };
             let sealer = crate::app::sqlite_sealer(path, key_file)?;
             crate::app::open_sqlite(path, key_file, sealer)
                 .await?
                 .close()
                 .await;
             if existed {
-                println!("{}: schema up to date", path.display());
+                println!("{}: {}", path.display(), migrated(behind));
             } else {
                 println!(
                     "{}: no database was there; made a new, empty one (key file {}). If \
@@ -94,10 +111,15 @@ pub async fn db(cfg: &Config, cmd: DbCommand) -> anyhow::Result<ExitCode> {
         }
         StoreConfig::Postgres { settings, .. } => {
             let used = PgStore::key_recorded(settings).await.unwrap_or(true);
+            let behind = PgStore::schema_behind(settings).await.ok().flatten();
             let version = PgStore::migrate(settings).await.with_context(|| {
                 format!("migrating the PostgreSQL store ({})", settings.url_source)
             })?;
-            println!("PostgreSQL store: schema up to date (version {version})");
+            let said = match behind {
+                Some((from, _)) => migrated(Some((from, version))),
+                None => format!("schema up to date (version {version})"),
+            };
+            println!("PostgreSQL store: {said}");
             if !used {
                 println!(
                     "No radmfa node or command has used this database yet (it records no \

@@ -138,6 +138,7 @@ impl SqliteStore {
             .max_connections(MAX_CONNECTIONS)
             .connect_with(options)
             .await?;
+        super::sqlite_key_check::check_recorded_key(&pool, &sealer).await?;
         MIGRATOR.run(&pool).await?;
         drop(guard);
         let version: Option<i64> =
@@ -164,6 +165,23 @@ impl SqliteStore {
         })
     }
 
+    /// How far the database at `path` is behind this release's schema, without changing
+    /// it: (its newest migration, this release's newest) when one of this release's is not
+    /// applied; `None` when none is missing. For `config check`, which must not upgrade the
+    /// store it only looks at (an admin checking a new release before installing it left
+    /// the running one unable to start).
+    pub async fn schema_behind(path: &Path) -> Result<Option<(i64, i64)>, StoreError> {
+        use sqlx::Connection;
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(false)
+            .busy_timeout(BUSY_TIMEOUT);
+        let mut conn = sqlx::SqliteConnection::connect_with(&options).await?;
+        let result = applied_migrations(&mut conn).await;
+        let _ = conn.close().await;
+        Ok(behind(&MIGRATOR, &result?))
+    }
+
     /// A private throwaway database (tests): a file in the temp directory, deleted when the
     /// last clone of the store is dropped. Not `:memory:`, because the writer thread needs a
     /// connection of its own to the same database.
@@ -178,6 +196,32 @@ impl SqliteStore {
         store._temp = Some(temp);
         Ok(store)
     }
+}
+
+/// The versions of the migrations applied to the database (none for a database without
+/// the migrator's table: a new one, or a young one whose tables are still in its WAL).
+async fn applied_migrations(conn: &mut sqlx::SqliteConnection) -> Result<Vec<i64>, StoreError> {
+    let bookkept: Option<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
+    if bookkept.is_none() {
+        return Ok(Vec::new());
+    }
+    Ok(
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+            .fetch_all(&mut *conn)
+            .await?,
+    )
+}
+
+/// (the newest applied, the newest `migrator` has) when one of `migrator`'s is not in
+/// `applied`.
+pub(super) fn behind(migrator: &sqlx::migrate::Migrator, applied: &[i64]) -> Option<(i64, i64)> {
+    let known = migrator.iter().map(|m| m.version).max().unwrap_or(0);
+    let missing = migrator.iter().any(|m| !applied.contains(&m.version));
+    missing.then(|| (applied.iter().copied().max().unwrap_or(0), known))
 }
 
 /// Creates the database file with mode 0600 if it does not exist yet. SQLite gives the -wal

@@ -46,6 +46,28 @@ pub(super) async fn check_key(pool: &SqlitePool, sealer: &Sealer) -> Result<(), 
     }
 }
 
+/// Checks the key against a `key_check` row the database already has, before anything
+/// changes it: a wrong key file (a restored database with today's key) is refused before
+/// the migrations run, not after they upgraded a store it then could not use. A database
+/// without the row (new, or from before schema version 8) is left to [`check_key`].
+pub(super) async fn check_recorded_key(
+    pool: &SqlitePool,
+    sealer: &Sealer,
+) -> Result<(), StoreError> {
+    let table: Option<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'key_check'",
+    )
+    .fetch_optional(pool)
+    .await?;
+    if table.is_none() {
+        return Ok(());
+    }
+    match stored(pool).await? {
+        Some(row) if !opens_key_check(sealer, &row) => Err(wrong_key()),
+        _ => Ok(()),
+    }
+}
+
 async fn stored(pool: &SqlitePool) -> Result<Option<Vec<u8>>, StoreError> {
     Ok(
         sqlx::query_scalar("SELECT sealed FROM key_check WHERE id = 1")

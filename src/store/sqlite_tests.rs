@@ -92,6 +92,66 @@ async fn an_older_release_opens_a_file_a_newer_one_migrated() {
     store.add_token(totp("T1", "alice")).await.unwrap();
 }
 
+/// A database as a release with the first `n` migrations left it (the files copied from
+/// migrations/sqlite, so their checksums are this release's), with `key` recorded.
+async fn older_database(path: &Path, n: usize, key: &Sealer) {
+    let files = tempfile::tempdir().unwrap();
+    let mut names: Vec<std::path::PathBuf> =
+        std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+    names.sort();
+    for f in &names[..n] {
+        std::fs::copy(f, files.path().join(f.file_name().unwrap())).unwrap();
+    }
+    let older = sqlx::migrate::Migrator::new(files.path()).await.unwrap();
+    let options = SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true);
+    let pool = SqlitePool::connect_with(options).await.unwrap();
+    older.run(&pool).await.unwrap();
+    sqlx::query("INSERT INTO key_check (id, sealed, created_at) VALUES (1, ?, 0)")
+        .bind(crate::store::seal::seal_key_check(key))
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+}
+
+/// An older release's database is told apart without being changed (`config check`), and a
+/// wrong key file is refused before it is migrated: the upgrade is left to the right key,
+/// and the older release can still run on it.
+#[tokio::test]
+async fn an_older_database_is_not_migrated_by_a_look_or_a_wrong_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("radmfa.db");
+    older_database(&path, 10, &sealer()).await;
+    let known = MIGRATOR.iter().map(|m| m.version).max().unwrap();
+    assert!(known > 10);
+    assert_eq!(
+        SqliteStore::schema_behind(&path).await.unwrap(),
+        Some((10, known))
+    );
+    let err = match SqliteStore::open(&path, Sealer::from_key([7; 32])).await {
+        Ok(_) => panic!("a wrong key is refused"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("is not the key"), "{err}");
+    assert_eq!(
+        SqliteStore::schema_behind(&path).await.unwrap(),
+        Some((10, known)),
+        "not migrated"
+    );
+    let store = SqliteStore::open(&path, sealer()).await.unwrap();
+    store.close().await;
+    assert_eq!(SqliteStore::schema_behind(&path).await.unwrap(), None);
+    // No database there: an error, and none made.
+    let none = dir.path().join("none.db");
+    assert!(SqliteStore::schema_behind(&none).await.is_err());
+    assert!(!none.exists());
+}
+
 #[tokio::test]
 async fn reopen_keeps_data_and_migrations_are_idempotent() {
     let dir = tempfile::tempdir().unwrap();

@@ -280,6 +280,30 @@ impl PgStore {
 
     /// Whether a node has set this database up (its key's check value is recorded), changing
     /// nothing: for `config check`, which must not create a key file or record a key.
+    /// How far the database is behind this release's schema, without changing it, as
+    /// [`crate::store::sqlite::SqliteStore::schema_behind`] says it for SQLite.
+    pub async fn schema_behind(settings: &PgSettings) -> Result<Option<(i64, i64)>, StoreError> {
+        let pool = pool_of(settings, 1)?;
+        let applied = async {
+            let bookkept: bool =
+                sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+                    .fetch_one(&pool)
+                    .await?;
+            if !bookkept {
+                return Ok(Vec::new());
+            }
+            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+                .fetch_all(&pool)
+                .await
+        }
+        .await;
+        crate::store::pool_close::close_pool(&pool).await;
+        match applied {
+            Ok(applied) => Ok(crate::store::sqlite::behind(&MIGRATOR, &applied)),
+            Err(e) => Err(why_no_connection(settings, e).await),
+        }
+    }
+
     pub async fn key_recorded(settings: &PgSettings) -> Result<bool, StoreError> {
         let pool = serving_pool(settings)?;
         let table: Option<String> =
