@@ -1030,14 +1030,20 @@ fn example_token_files_import() {
             );
         }
     }
-    // With the domain listed in strip_domains the owners are the names users log in with,
-    // and nothing is said.
+    // With the domain listed in strip_domains the owners are the names users log in with:
+    // no warning, but a note that the part before the @ decides (in Active Directory a
+    // UPN's prefix may be another account's sAMAccountName).
     let a = Admin::new();
     let mut text = std::fs::read_to_string(&a.cfg).unwrap();
     text.push_str("\n[users]\nstrip_domains = [\"example.org\"]\n");
     std::fs::write(&a.cfg, text).unwrap();
     let (ok, _, err) = a.import(&dir.join("entra.csv"), &[]);
     assert!(ok && !err.contains("with a domain"), "{err}");
+    assert!(
+        err.contains("note: 2 owner(s) are named by UPN (alice@example.org, …)")
+            && err.contains("--map"),
+        "{err}"
+    );
     let owners: Vec<String> = a
         .tokens()
         .iter()

@@ -83,11 +83,6 @@ pub struct ImportArgs {
     pub clock_behind: bool,
 }
 
-/// Owners that keep a domain after `[users] strip_domains` (Entra's export names owners by
-/// UPN, `alice@corp.example.org`), where the directory is searched by a name without one
-/// (`sAMAccountName`, `uid`): the user logs in as `alice`, finds no token, and is refused, or
-/// with `no_factor = "allow"` let in on the password. A warning, not a refusal: a filter
-/// written otherwise may find users by such names.
 /// Owners of tokens in this import who also hold a BROKEN token the import does not
 /// replace: that token stops every login of theirs, the new token's too, until it is
 /// deleted or repaired (docs/operations.md). A serial changed by hand in SQL is such a
@@ -123,6 +118,11 @@ fn broken_beside(ready: &[ImportedToken], stored: &HashMap<String, TokenRecord>)
     lines
 }
 
+/// Owners that keep a domain after `[users] strip_domains` (Entra's export names owners by
+/// UPN, `alice@corp.example.org`), where the directory is searched by a name without one
+/// (`sAMAccountName`, `uid`): the user logs in as `alice`, finds no token, and is refused, or
+/// with `no_factor = "allow"` let in on the password. A warning, not a refusal: a filter
+/// written otherwise may find users by such names.
 fn owners_with_a_domain(cfg: &Config, ready: &[ImportedToken]) -> Option<String> {
     let filter = &cfg.ldap.as_ref()?.user_filter;
     let lower = filter.to_ascii_lowercase();
@@ -388,10 +388,29 @@ pub async fn run(
     let mut p = plan(entries, &map, &existing, a.replace, || bar.inc(1));
     bar.finish_and_clear();
     // Owners as logins will name them: CORP\alice in a file is alice with strip_domains.
+    let mut by_upn: Vec<String> = Vec::new();
     for t in &mut p.ready {
         if let Some(user) = &mut t.token.user {
-            *user = cfg.user_names.key(user);
+            let key = cfg.user_names.key(user);
+            if user.contains('@') && !key.contains('@') {
+                by_upn.push(user.clone());
+            }
+            *user = key;
         }
+    }
+    if let Some(first) = by_upn.first() {
+        // In Active Directory a UPN's prefix may be another account's sAMAccountName
+        // (jsmith@corp for Jane, whose sAMAccountName is jsmith2, beside John's jsmith):
+        // the token went to John, silently, and Jane was refused.
+        eprintln!(
+            "note: {} owner(s) are named by UPN ({}{}) and go to the account named by the \
+             part before the @, as [users] strip_domains makes logins do. Where a UPN's \
+             prefix is another account's sAMAccountName, that account gets the token: \
+             compare with the directory, or give those owners with --map",
+            by_upn.len(),
+            super::printable(first),
+            if by_upn.len() > 1 { ", …" } else { "" }
+        );
     }
     if let Some(w) = owners_with_a_domain(cfg, &p.ready) {
         eprintln!("warning: {w}");

@@ -41,8 +41,32 @@ impl PhoneError {
 }
 
 /// Countries whose national numbers keep their leading 0 after the country code (Italy's
-/// `06 1234 5678` is `+39 06 1234 5678`): Italy, San Marino, Vatican City.
-const KEEPS_LEADING_ZERO: [&str; 3] = ["39", "378", "379"];
+/// `06 1234 5678` is `+39 06 1234 5678`): Italy, San Marino, Vatican City, and Côte d'Ivoire
+/// and the Republic of the Congo, whose ten- and nine-digit numbers start with one.
+const KEEPS_LEADING_ZERO: [&str; 5] = ["39", "378", "379", "225", "242"];
+
+/// The two-digit country codes (E.164's assignments: +1 and +7 have one digit, every code
+/// not listed here three). Country codes are a prefix code, so this tells where one ends.
+const TWO_DIGIT_COUNTRY_CODES: [&str; 44] = [
+    "20", "27", "30", "31", "32", "33", "34", "36", "39", "40", "41", "43", "44", "45", "46", "47",
+    "48", "49", "51", "52", "53", "54", "55", "56", "57", "58", "60", "61", "62", "63", "64", "65",
+    "66", "81", "82", "84", "86", "90", "91", "92", "93", "94", "95", "98",
+];
+
+/// The country code an international number (digits after the `+`) starts with.
+fn country_code(international: &str) -> &str {
+    let len = match international.as_bytes().first() {
+        Some(b'1' | b'7') => 1,
+        _ if international
+            .get(..2)
+            .is_some_and(|p| TWO_DIGIT_COUNTRY_CODES.contains(&p)) =>
+        {
+            2
+        }
+        _ => 3,
+    };
+    international.get(..len).unwrap_or(international)
+}
 
 /// Countries whose national trunk prefix is not a lone 0, and the lengths of their national
 /// numbers: Russia and Kazakhstan (8, `8 912 345-67-89` is `+7 912 345 67 89`), Hungary
@@ -55,6 +79,22 @@ const TRUNK_PREFIXES: [(&str, &str, &[usize]); 4] = [
     ("375", "80", &[9]),
     ("993", "8", &[8]),
 ];
+
+/// An international number with the national trunk 0 after its country code (`+49 0171…`,
+/// a country code column and a national number joined by a script) without it, as `(0)`
+/// is dropped: the 0 is dialled only within the country, and `+4901711234567` reaches no
+/// one. Not where national numbers keep it ([`KEEPS_LEADING_ZERO`]), nor after a code
+/// that starts with 0 (refused below).
+fn without_trunk_zero(international: String) -> String {
+    let cc = country_code(&international);
+    let rest = &international[cc.len()..];
+    match rest.strip_prefix('0') {
+        Some(national) if !cc.starts_with('0') && !KEEPS_LEADING_ZERO.contains(&cc) => {
+            format!("{cc}{national}")
+        }
+        _ => international,
+    }
+}
 
 /// `+49 (0)171 123-4567` → `+491711234567`; `0171 1234567` with country code 49 → the same;
 /// `0049…` → `+49…`.
@@ -81,9 +121,9 @@ pub fn normalise(raw: &str, default_country_code: &str) -> Result<String, PhoneE
         }
     }
     let international = if plus {
-        digits
+        without_trunk_zero(digits)
     } else if let Some(rest) = digits.strip_prefix("00") {
-        rest.to_string()
+        without_trunk_zero(rest.to_string())
     } else if default_country_code == "1" {
         // North America: no area code starts with 0 or 1, so a leading 1 is the country
         // code already ("1 (555) 010-0123") and 011 the international prefix.
@@ -415,6 +455,37 @@ mod tests {
             Ok("+491711234567".into())
         );
         assert_eq!(normalise("0171/1234567", "49"), Ok("+491711234567".into()));
+        // The trunk 0 written after the country code (a script joining an export's
+        // country code column to its national number), as "(0)" is.
+        for joined in [
+            "+49 0171 1234567",
+            "+49 (0171) 123-4567",
+            "0049 0171 1234567",
+        ] {
+            assert_eq!(
+                normalise(joined, ""),
+                Ok("+491711234567".into()),
+                "{joined}"
+            );
+        }
+        assert_eq!(
+            normalise("+44 020 7946 0958", ""),
+            Ok("+442079460958".into())
+        );
+        assert_eq!(normalise("+1 0555 010 0123", ""), Ok("+15550100123".into()));
+        assert_eq!(
+            normalise("+353 087 123 4567", ""),
+            Ok("+353871234567".into())
+        );
+        // Where national numbers keep their 0: kept.
+        assert_eq!(
+            normalise("+39 06 1234 5678", ""),
+            Ok("+390612345678".into())
+        );
+        assert_eq!(
+            normalise("+225 07 07 12 34 56", ""),
+            Ok("+2250707123456".into())
+        );
         assert_eq!(normalise("(555) 010-0123", "1"), Ok("+15550100123".into()));
         // North America's own ways of writing the country code and the way out.
         assert_eq!(
