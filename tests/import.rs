@@ -1077,3 +1077,32 @@ fn key_and_passphrase_files_with_a_byte_order_mark() {
     );
     assert!(ok, "{out}{err}");
 }
+
+/// What a spreadsheet does to an export, named: a serial it wrote back in scientific
+/// notation (its digits lost) and a column radmfa does not read (listing the ones it
+/// does). Nothing is imported either way.
+#[test]
+fn a_spreadsheets_marks_on_a_file_are_named() {
+    let a = Admin::new();
+    let seed = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
+    let rewritten = a.write(
+        "excel.csv",
+        &format!("serial,secret,interval\r\n1.00001E+11,{seed},30\r\n"),
+    );
+    let (ok, _, err) = a.import(&rewritten, &[]);
+    assert!(
+        !ok && err.contains("line 2: serial \"1.00001E+11\" is a number a spreadsheet rewrote"),
+        "{err}"
+    );
+    let extra = a.write(
+        "dated.csv",
+        &format!("serial,secret,start date\nGALT0001,{seed},2026-01-01\n"),
+    );
+    let (ok, _, err) = a.import(&extra, &[]);
+    assert!(
+        !ok && err
+            .contains("unknown column \"start date\" in the header (the columns read: serial"),
+        "{err}"
+    );
+    assert!(a.tokens().is_empty());
+}

@@ -253,7 +253,16 @@ pub(crate) fn parse_into(
                 }
                 Err(f) => {
                     out.push(
-                        invalid(line, format!("unknown column {} in the header", shown(f))),
+                        invalid(
+                            line,
+                            format!(
+                                "unknown column {} in the header (the columns read: serial, \
+                                 secret, type, digits, counter, interval, algorithm, user, \
+                                 manufacturer, model; delete a column radmfa has no use \
+                                 for)",
+                                shown(f)
+                            ),
+                        ),
                         line,
                     )?;
                     return Ok(out.into_vec());

@@ -207,6 +207,17 @@ pub fn check_token(t: &NewToken, extra: &TokenExtra) -> Result<(), String> {
             t.serial
         ));
     }
+    // A serial a spreadsheet turned into a number and wrote back in scientific notation
+    // (100001234567 saved as 1.00001E+11): its digits are gone, and it was imported as
+    // the serial "1.00001E+11", matching no token's label.
+    if looks_like_scientific_notation(&t.serial) {
+        return Err(format!(
+            "serial {} is a number a spreadsheet rewrote in scientific notation, and its \
+             digits are lost: export the file again without saving it from a spreadsheet \
+             (or format that column as text)",
+            shown(&t.serial)
+        ));
+    }
     // A seed in the serial's column (columns swapped) was imported as the serial: shown by
     // `token list`, stored unsealed, and written into every audit record of its logins.
     if looks_like_a_key(&t.serial) {
@@ -277,9 +288,41 @@ fn looks_like_a_key(value: &str) -> bool {
     base32 || hex
 }
 
+/// `1.00001E+11`, `1E+12`, `9.9e+10`: how spreadsheets write a long number back.
+fn looks_like_scientific_notation(v: &str) -> bool {
+    let Some((mantissa, exponent)) = v.split_once(['E', 'e']) else {
+        return false;
+    };
+    // Spreadsheets write the sign; a serial such as 2E12345 has none.
+    let Some(exponent) = exponent.strip_prefix('+') else {
+        return false;
+    };
+    let (whole, fraction) = mantissa.split_once(['.', ',']).unwrap_or((mantissa, "0"));
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    digits(whole) && digits(fraction) && digits(exponent)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_serial_a_spreadsheet_rewrote_is_refused() {
+        for rewritten in ["1.00001E+11", "1E+12", "9,87654E+14", "1.2e+10"] {
+            assert!(looks_like_scientific_notation(rewritten), "{rewritten}");
+        }
+        for serial in [
+            "1234567890",
+            "E12345",
+            "GALT1E5",
+            "1E",
+            "TOTP-1E+5x",
+            "2E-5A",
+            "2E12345",
+        ] {
+            assert!(!looks_like_scientific_notation(serial), "{serial}");
+        }
+    }
 
     /// A seed in the owner's column is refused without being printed; names, long ones
     /// and GUIDs included, are not.
