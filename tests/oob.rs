@@ -149,6 +149,13 @@ fn set_method_sms_says_when_the_user_has_no_number() {
     // alice's number is the directory's mobile.
     let err = set("alice");
     assert!(!err.contains("note:"), "{err}");
+    // The check of her account says which method her logins start with.
+    let out = srv.cli(&["config", "check", "--connect", "--user", "alice"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("ok   user alice: default method sms"),
+        "{text}"
+    );
     // Texts go to stored numbers only now (the commands read the file): bob has none.
     let text = std::fs::read_to_string(&srv.config).unwrap();
     let listed = "sources = [\"store\", \"mobile\", \"telephone\"]";

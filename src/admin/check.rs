@@ -307,6 +307,14 @@ async fn check_user(
         Ok(_) if unread => None,
         Ok(profile) => {
             phone_line(cfg, &user, &profile, entry.as_ref(), &mut *line);
+            // The method a login starts with where several are offered, as `user show`
+            // says it: the admin asking why alice was texted, not prompted, sees it here.
+            if let Some(method) = &profile.method {
+                line(
+                    true,
+                    format!("user {user}: default method {method} (user set-method)"),
+                );
+            }
             Some(profile)
         }
         Err(e) => {
