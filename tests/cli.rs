@@ -2706,10 +2706,16 @@ fn every_user_command_refuses_names_no_login_could_send() {
         );
         assert!(!out.contains('\u{1b}') && !err.contains('\u{1b}'), "{err}");
     }
-    for name in ["\u{202e}evil", "alice\u{34F}"] {
+    for name in ["\u{202e}evil", "alice\u{34F}", "\u{feff}alice"] {
         let (ok, _, err) = run(&cfg, &["user", "enroll-totp", name, "--not-in-directory"]);
         assert!(!ok, "{name:?}: {err}");
         assert!(err.contains("invisible formatting characters"), "{err}");
+        // A script's first line from a file saved with a byte order mark: said so.
+        assert_eq!(
+            err.contains("byte order mark"),
+            name.starts_with('\u{feff}'),
+            "{err}"
+        );
     }
     let (_, out, _) = run(&cfg, &["audit", "--json", "--limit", "10"]);
     assert!(!out.contains("unlock") && !out.contains("enroll"), "{out}");

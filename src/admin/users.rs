@@ -327,8 +327,17 @@ fn fold_user_name(cfg: &Config, cmd: &mut UserCommand) -> anyhow::Result<()> {
     // The login's own rule (`pipeline::decide`), on the key as the login checks it: ZWNJ
     // and ZWJ, which Persian and Indic names are spelt with, pass.
     if gives && name.chars().any(crate::pipeline::invisible_format) {
+        // A script reading an export saved with a byte order mark passes it on with the
+        // first name: said by name, since nothing shows it.
+        let bom = if name.starts_with('\u{feff}') {
+            " (it starts with a byte order mark: the first line of a file saved as \
+             \"UTF-8 with BOM\"; strip it in the script)"
+        } else {
+            ""
+        };
         anyhow::bail!(
-            "user name {:?} has invisible formatting characters: logins under it are refused",
+            "user name {:?} has invisible formatting characters{bom}: logins under it are \
+             refused",
             super::printable(name)
         );
     }
