@@ -953,6 +953,15 @@ fn granting_to_a_name_the_directory_does_not_have_is_refused() {
     }
     let (_, out, _) = run(&cfg, &["audit", "--user", "ghost", "--json"]);
     assert_eq!(out.trim(), "", "nothing done, nothing audited");
+    // A name copied with its domain, which strip_domains leaves on: the refusal says so.
+    let (ok, _, err) = run(
+        &cfg,
+        &["user", "set-phone", "alice@example.org", "+15550100123"],
+    );
+    assert!(
+        !ok && err.contains("the name keeps its domain") && err.contains("strip_domains"),
+        "{err}"
+    );
     // The same commands for a user the directory has; for the name it lacks, with the flag.
     for (args, _) in grants("alice") {
         let (ok, _, err) = run(&cfg, &args);

@@ -27,10 +27,18 @@ pub async fn may_grant(cfg: &Config, user: &str, flag: &str, overridden: bool) -
     match looked_up {
         Ok(Some(_)) => true,
         Ok(None) => {
+            // A name copied with its domain from an export (alice@corp.example.org, CORP\alice)
+            // that [users] strip_domains leaves on: the fix is the name, not the spelling.
+            let domain = if user.contains(['@', '\\']) {
+                " (the name keeps its domain: give the name users log in with, or list the \
+                 domain in [users] strip_domains)"
+            } else {
+                ""
+            };
             // A refusal (exit 1), not an error: see docs/operations.md.
             eprintln!(
                 "{name}: not in the directory (no single entry matches [ldap] user_filter{}), \
-                 so no login would reach a second factor; nothing done. Check the spelling, \
+                 so no login would reach a second factor; nothing done. Check the spelling{domain}, \
                  or add {flag} if the name is right and the directory does not have it yet",
                 if settings.enabled_filter.is_some() {
                     " and enabled_filter"
