@@ -39,13 +39,12 @@ pub(super) fn ldap_settings(raw: RawLdap, base: &Path) -> Result<LdapSettings, C
         // service account is bind_dn and bind_password), so all it did was print the
         // password in config check, the start line and every connection's debug line.
         // Refused, and the messages below never show it.
-        let authority = u
-            .split_once("://")
-            .map_or(u.as_str(), |(_, rest)| rest)
-            .split(['/', '?'])
-            .next()
-            .unwrap_or("");
-        if authority.contains('@') {
+        // Anywhere after the scheme, not only before the first '/': a password holding a
+        // '/' or '?' (`svc:Se/cret@dc1`) ends what a parser takes for the host early, and
+        // the host check below then quoted the URL, password and all. A directory URL has
+        // no other use for an '@' ([ldap] takes no DN or filter from it).
+        let rest = u.split_once("://").map_or(u.as_str(), |(_, rest)| rest);
+        if rest.contains('@') {
             return Err(ConfigError::invalid(
                 format!("ldap.urls[{i}]"),
                 "carries a user name or password (user:password@): remove it; radmfa binds \

@@ -41,9 +41,10 @@ impl PhoneError {
 }
 
 /// Countries whose national numbers keep their leading 0 after the country code (Italy's
-/// `06 1234 5678` is `+39 06 1234 5678`): Italy, San Marino, Vatican City, and Côte d'Ivoire
-/// and the Republic of the Congo, whose ten- and nine-digit numbers start with one.
-const KEEPS_LEADING_ZERO: [&str; 5] = ["39", "378", "379", "225", "242"];
+/// `06 1234 5678` is `+39 06 1234 5678`): Italy, San Marino, Vatican City; Côte d'Ivoire
+/// (2021) and Benin (2024), whose ten-digit numbers start with 0 (`+229 01 97 12 34 56`);
+/// the Republic of the Congo, whose nine-digit ones do.
+const KEEPS_LEADING_ZERO: [&str; 6] = ["39", "378", "379", "225", "229", "242"];
 
 /// The two-digit country codes (E.164's assignments: +1 and +7 have one digit, every code
 /// not listed here three). Country codes are a prefix code, so this tells where one ends.
@@ -485,6 +486,14 @@ mod tests {
         assert_eq!(
             normalise("+225 07 07 12 34 56", ""),
             Ok("+2250707123456".into())
+        );
+        assert_eq!(
+            normalise("+229 01 97 12 34 56", ""),
+            Ok("+2290197123456".into())
+        );
+        assert_eq!(
+            normalise("00229 0197123456", ""),
+            Ok("+2290197123456".into())
         );
         assert_eq!(normalise("(555) 010-0123", "1"), Ok("+15550100123".into()));
         // North America's own ways of writing the country code and the way out.
