@@ -417,6 +417,24 @@ fn config_check_connect_does_not_migrate_an_older_store() {
         let db = rusqlite::Connection::open(d.path().join("radmfa.db")).unwrap();
         assert_eq!(count(&db), before, "{args:?} migrated the store");
     }
+    // A wrong key file is still found (from the key the database recorded), unmigrated.
+    let key = d.path().join("radmfa.key");
+    let right = std::fs::read(&key).unwrap();
+    std::fs::remove_file(&key).unwrap();
+    radmfa::store::KeyFile::load_or_create(&key).unwrap();
+    let (ok, out, _) = run(&cfg, &["config", "check", "--connect"]);
+    assert!(
+        !ok && out.contains("FAIL store: store.key_file") && out.contains("is not the key"),
+        "{out}"
+    );
+    let db = rusqlite::Connection::open(d.path().join("radmfa.db")).unwrap();
+    assert_eq!(
+        count(&db),
+        before,
+        "the wrong key's check migrated the store"
+    );
+    drop(db);
+    std::fs::write(&key, right).unwrap();
     // Its books put back (the migration's change is still there): current, so opened.
     let db = rusqlite::Connection::open(d.path().join("radmfa.db")).unwrap();
     db.execute_batch("INSERT INTO _sqlx_migrations SELECT * FROM kept; DROP TABLE kept")

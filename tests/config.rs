@@ -208,6 +208,11 @@ fn a_code_only_client_refuses_what_needs_a_password_or_a_prompt() {
         ("methods = [\"sms\", \"voice\"]", "client[0].methods"),
         // Asked for by name, an SMS is refused rather than dropped quietly.
         ("methods = [\"totp\", \"sms\"]", "client[0].methods"),
+        // Written out whole too, though it is the default list.
+        (
+            "methods = [\"totp\", \"sms\", \"voice\"]",
+            "client[0].methods",
+        ),
     ] {
         let err = Config::parse(&format!("{base}{line}\n"), Path::new("radmfa.toml"))
             .expect_err(line)

@@ -138,7 +138,7 @@ fn sms_code_flow_accepts_the_sent_code_and_rejects_a_wrong_one() {
 /// export left such users behind silently. A number from the directory counts.
 #[test]
 fn set_method_sms_says_when_the_user_has_no_number() {
-    let slapd = directory();
+    let mut slapd = directory();
     let standin = Standin::start();
     let srv = start(&slapd, &standin, "", "", &sms_client(""));
     let set = |user: &str| {
@@ -169,6 +169,15 @@ fn set_method_sms_says_when_the_user_has_no_number() {
     cli_ok(&srv, &["user", "set-phone", "bob", "+15550100777"]);
     let err = set("bob");
     assert!(!err.contains("note:"), "{err}");
+    // The directory's numbers listed again, and the directory gone: alice's number is
+    // unknown, not missing, and said so.
+    std::fs::write(&srv.config, text).unwrap();
+    slapd.stop();
+    let err = set("alice");
+    assert!(
+        err.contains("alice's number was not checked: the directory did not answer"),
+        "{err}"
+    );
 }
 
 /// Wrong SMS codes count toward the lockout as wrong OATH codes do: at the threshold the

@@ -186,6 +186,47 @@ fn sighup_removing_a_client_closes_its_open_prompts() {
     assert_eq!(answer.code, "Access-Reject", "{}", answer.output);
     assert!(answer.output.contains("expired"), "{}", answer.output);
 
+    // The entry given other addresses in one reload (another device under the name): a
+    // prompt opened before is over too, however the change came.
+    let first = radclient(
+        &host,
+        SECRET,
+        "User-Name = alice, User-Password = alice-pw, Message-Authenticator = 0x00",
+    );
+    assert_eq!(first.code, "Access-Challenge", "{}", first.output);
+    let state = first.state.expect("State");
+    let moved = original.replace(
+        &entry,
+        &entry.replace(
+            "address = \"127.0.0.1\"",
+            "address = [\"127.0.0.1\", \"192.0.2.7\"]",
+        ),
+    );
+    assert_ne!(moved, original);
+    std::fs::write(&srv.config, &moved).unwrap();
+    hup(&srv);
+    assert!(srv.log_shows("entries changed: local"), "{}", srv.log());
+    let code = totp(&seed, common::peers::now(), &[]);
+    let answer = radclient(
+        &host,
+        SECRET,
+        &format!(
+            "User-Name = alice, User-Password = {code}, State = {state}, \
+             Message-Authenticator = 0x00"
+        ),
+    );
+    assert_eq!(answer.code, "Access-Reject", "{}", answer.output);
+    let reason = srv.audit_json("alice")[0]["reason"].clone();
+    assert!(
+        reason
+            .as_str()
+            .unwrap_or_default()
+            .contains("when it had other addresses"),
+        "{reason}"
+    );
+    std::fs::write(&srv.config, &original).unwrap();
+    hup(&srv);
+
     // Calls for it, while [voice] waits for a restart: said at the reload.
     let voice = original.replace(&entry, &format!("{entry}\nmethods = [\"voice\"]"));
     std::fs::write(&srv.config, voice).unwrap();

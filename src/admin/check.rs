@@ -448,8 +448,16 @@ fn phone_line(
 /// the check passes: the first start does it), or that cannot be asked; `None` to open it.
 async fn schema_behind(store: &crate::config::StoreConfig) -> Option<(bool, String)> {
     let behind = match store {
-        crate::config::StoreConfig::Sqlite { path, .. } => {
-            crate::store::sqlite::SqliteStore::schema_behind(path).await
+        crate::config::StoreConfig::Sqlite { path, key_file } => {
+            let behind = crate::store::sqlite::SqliteStore::schema_behind(path).await;
+            // The key is still checked, from what the database recorded, without opening
+            // it as the start does: a wrong key file passed the check and stopped the start.
+            if let Ok(Some(_)) = behind {
+                if let Some(refused) = sqlite_key_refused(path, key_file).await {
+                    return Some((false, refused));
+                }
+            }
+            behind
         }
         crate::config::StoreConfig::Postgres { settings, .. } => {
             crate::store::postgres::PgStore::schema_behind(settings).await
@@ -473,6 +481,23 @@ async fn schema_behind(store: &crate::config::StoreConfig) -> Option<(bool, Stri
             ),
         )),
         Err(e) => Some((false, format!("store: {e}"))),
+    }
+}
+
+/// Why the SQLite store's key file is not the one its database recorded, if it is not.
+async fn sqlite_key_refused(path: &std::path::Path, key_file: &std::path::Path) -> Option<String> {
+    let sealer = match crate::store::KeyFile::load(key_file) {
+        Ok(sealer) => sealer,
+        Err(e) => return Some(format!("store: {e}")),
+    };
+    match crate::store::sqlite::SqliteStore::key_matches(path, &sealer).await {
+        Ok(true) => None,
+        Ok(false) => Some(format!(
+            "store: store.key_file {}: is not the key this database's seeds are sealed with; \
+             restore the key file that belongs to this database",
+            key_file.display()
+        )),
+        Err(e) => Some(format!("store: {e}")),
     }
 }
 

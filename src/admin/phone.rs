@@ -233,12 +233,19 @@ pub async fn set_method(
         )),
         // A number as logins find it ([phone] sources): a bulk script from an export left
         // users without one at "default method sms", and nothing said so.
-        Some("sms" | "voice") if number_for(cfg, store, &a.user).await?.is_none() => Some(format!(
-            "{} has no number texts or calls could use (user set-phone; `config check \
+        Some("sms" | "voice") => match number_for(cfg, store, &a.user).await? {
+            Ok(Some(_)) => None,
+            Ok(None) => Some(format!(
+                "{} has no number texts or calls could use (user set-phone; `config check \
                  --connect --user {}` says why)",
-            super::printable(&a.user),
-            super::printable(&a.user)
-        )),
+                super::printable(&a.user),
+                super::printable(&a.user)
+            )),
+            Err(why) => Some(format!(
+                "{}'s number was not checked: the directory did not answer ({why})",
+                super::printable(&a.user)
+            )),
+        },
         _ => None,
     };
     if let Some(why) = unusable {
@@ -250,24 +257,35 @@ pub async fn set_method(
 }
 
 /// The number logins would text or call for `user`: the first of `[phone] sources` that
-/// holds a dialable one. The directory is asked only where the sources name it; one that
-/// cannot answer counts as having no number there.
-async fn number_for(cfg: &Config, store: &dyn Store, user: &str) -> anyhow::Result<Option<String>> {
+/// holds a dialable one. The directory is asked only where the sources name it; the inner
+/// error says why it could not be (then the number is unknown, not missing).
+async fn number_for(
+    cfg: &Config,
+    store: &dyn Store,
+    user: &str,
+) -> anyhow::Result<Result<Option<String>, String>> {
     use crate::auth::PrimaryAuth;
     use crate::config::delivery::PhoneSource;
+    use crate::delivery::phone::phone_from;
     let profile = store.user_profile(user).await?;
     let phone = &cfg.delivery.phone;
+    let none = crate::auth::UserInfo::default();
     let info = match &cfg.ldap {
         Some(settings) if phone.sources.iter().any(|s| *s != PhoneSource::Store) => {
             let looked_up = match crate::auth::LdapAuth::new(settings.clone()) {
-                Ok(ldap) => ldap.lookup(user).await.ok().flatten(),
-                Err(_) => None,
+                Ok(ldap) => ldap.lookup(user).await,
+                Err(e) => Err(e),
             };
-            looked_up.unwrap_or_default()
+            match looked_up {
+                Ok(info) => info.unwrap_or_default(),
+                // A stored number, listed first, needs no directory.
+                Err(_) if phone_from(phone, &profile, &none).is_some() => none,
+                Err(e) => return Ok(Err(e.to_string())),
+            }
         }
-        _ => crate::auth::UserInfo::default(),
+        _ => none,
     };
-    Ok(crate::delivery::phone::phone_from(phone, &profile, &info).map(|(_, n)| n))
+    Ok(Ok(phone_from(phone, &profile, &info).map(|(_, n)| n)))
 }
 
 pub async fn unblock(cfg: &Config, store: &dyn Store, user: &str) -> anyhow::Result<ExitCode> {

@@ -1210,7 +1210,9 @@ fn scheme_off_host(scheme: &str, url: &str) -> bool {
     else {
         return false;
     };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    // A backslash ends the host too, as URL parsers read http (WHATWG):
+    // `http://sms.example.org\@127.0.0.1` goes to sms.example.org.
+    let authority = rest.split(['/', '\\', '?', '#']).next().unwrap_or("");
     // `http://user:password@127.0.0.1`: the host is after the user information (read
     // before it, "user" was taken for another host).
     let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
@@ -1321,6 +1323,10 @@ mod tests {
         assert!(!scheme_off_host(
             "http://",
             "http://localhost?to=x@example.org"
+        ));
+        assert!(scheme_off_host(
+            "http://",
+            "http://sms.example.org\\@127.0.0.1/send"
         ));
     }
 

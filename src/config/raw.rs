@@ -375,8 +375,10 @@ pub struct RawClient {
     #[serde(default = "default_on_backend_failure")]
     pub on_backend_failure: String,
     // Issue 4, validated by validate_delivery::client_factors.
-    #[serde(default = "super::raw_delivery::d_methods")]
-    pub methods: Vec<String>,
+    /// `None` where the file leaves it out (the default list then; see `d_methods`): a
+    /// code_only entry narrows the default quietly, and refuses sms or voice written out.
+    #[serde(default)]
+    pub methods: Option<Vec<String>>,
     #[serde(default = "super::raw_delivery::d_voice_mode")]
     pub voice_mode: String,
     #[serde(default = "super::raw_delivery::d_budget")]

@@ -1156,7 +1156,8 @@ fn client_config(
     }
     // Written out by the admin (not the default list, which code_only narrows quietly):
     // an sms or voice there is asked for, and cannot be given.
-    let methods_written = methods != super::raw_delivery::d_methods();
+    let methods_written = methods.is_some();
+    let methods = methods.unwrap_or_else(super::raw_delivery::d_methods);
     let mut factors = super::validate_delivery::client_factors(
         super::raw_delivery::RawClientFactors {
             methods,

@@ -64,6 +64,25 @@ pub struct ChallengeContext {
     /// Absent in prompts stored before it existed: not checked again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allow_groups: Option<String>,
+    /// The addresses of the client entry the prompt was opened through, when it was
+    /// ([`networks_fingerprint`]): an entry of the same name with other addresses (another
+    /// device, put in by a reload, or by a restart that no reload saw) does not finish it.
+    /// Not the secret, whose rotation open prompts outlive. Absent in prompts stored before
+    /// it existed: not checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_networks: Option<String>,
+}
+
+/// A short fingerprint of a client entry's addresses, in any order (compared, never shown).
+pub fn networks_fingerprint(networks: &[ipnet::IpNet]) -> String {
+    let mut sorted = networks.to_vec();
+    sorted.sort();
+    let mut h = Sha256::new();
+    for n in &sorted {
+        h.update(n.to_string().as_bytes());
+        h.update([0]);
+    }
+    hex::encode(&h.finalize()[..16])
 }
 
 /// A short fingerprint of a client's allow_groups (compared, never shown).

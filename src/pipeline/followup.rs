@@ -78,6 +78,23 @@ pub async fn answer(
         .with_reply(Reply::reject().with_message(EXPIRED_MESSAGE)));
     }
     let carried: ChallengeContext = serde_json::from_str(&pending.context).unwrap_or_default();
+    // The entry of this name has other addresses than when the prompt was opened: another
+    // device took the name over (a reload removed the entry and added it back, or a restart
+    // did), and must not finish the old one's logins.
+    let networks_now = crate::mfa::challenge::networks_fingerprint(&ctx.client.networks);
+    if carried
+        .client_networks
+        .as_ref()
+        .is_some_and(|then| *then != networks_now)
+    {
+        app.store.consume_challenge(&hash).await?;
+        return Ok(Verdict::reject(format!(
+            "State was issued through client {:?} when it had other addresses (changed \
+             since the prompt)",
+            pending.nas
+        ))
+        .with_reply(Reply::reject().with_message(EXPIRED_MESSAGE)));
+    }
     let info = UserInfo {
         dn: carried.dn.clone().unwrap_or_default(),
         given_name: carried.first_name.clone(),

@@ -154,8 +154,9 @@ impl ReplyAttr {
     }
 
     /// Which attribute this is: its type, or for Vendor-Specific the vendor and the vendor
-    /// type (each [`ReplyAttr`] holds one vendor attribute, as [`ReplyAttr::parse`] builds
-    /// it and the upstream reply's reader splits them).
+    /// type. Each [`ReplyAttr`] holds one vendor attribute: [`ReplyAttr::parse`] builds it
+    /// so, and an upstream server's Vendor-Specific packing several is not passed through
+    /// ([`AttrKey::matches`]).
     pub fn key(&self) -> AttrKey {
         match (self.typ, self.value.as_slice()) {
             (VENDOR_SPECIFIC, [a, b, c, d, vtype, ..]) => {

@@ -182,6 +182,27 @@ impl SqliteStore {
         Ok(behind(&MIGRATOR, &result?))
     }
 
+    /// Whether `sealer` is the key the database at `path` recorded (yes where it has
+    /// recorded none yet), without changing the database: `config check` of a store it does
+    /// not open, because opening would migrate it.
+    pub async fn key_matches(path: &Path, sealer: &Sealer) -> Result<bool, StoreError> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(false)
+            .busy_timeout(BUSY_TIMEOUT);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await?;
+        let checked = super::sqlite_key_check::check_recorded_key(&pool, sealer).await;
+        pool.close().await;
+        match checked {
+            Ok(()) => Ok(true),
+            Err(StoreError::Decrypt(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// A private throwaway database (tests): a file in the temp directory, deleted when the
     /// last clone of the store is dropped. Not `:memory:`, because the writer thread needs a
     /// connection of its own to the same database.

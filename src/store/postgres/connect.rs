@@ -278,8 +278,6 @@ impl PgStore {
         Ok(store)
     }
 
-    /// Whether a node has set this database up (its key's check value is recorded), changing
-    /// nothing: for `config check`, which must not create a key file or record a key.
     /// How far the database is behind this release's schema, without changing it, as
     /// [`crate::store::sqlite::SqliteStore::schema_behind`] says it for SQLite.
     pub async fn schema_behind(settings: &PgSettings) -> Result<Option<(i64, i64)>, StoreError> {
@@ -304,6 +302,8 @@ impl PgStore {
         }
     }
 
+    /// Whether a node has set this database up (its key's check value is recorded), changing
+    /// nothing: for `config check`, which must not create a key file or record a key.
     pub async fn key_recorded(settings: &PgSettings) -> Result<bool, StoreError> {
         let pool = serving_pool(settings)?;
         let table: Option<String> =
