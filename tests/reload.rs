@@ -130,6 +130,30 @@ fn sighup_swaps_the_client_table_and_keeps_it_when_the_file_is_bad() {
     assert_eq!(restart_pending(), 1.0);
 }
 
+/// alice's password through radclient: the State of the prompt it opens.
+fn alice_prompt(host: &str) -> String {
+    let first = radclient(
+        host,
+        SECRET,
+        "User-Name = alice, User-Password = alice-pw, Message-Authenticator = 0x00",
+    );
+    assert_eq!(first.code, "Access-Challenge", "{}", first.output);
+    first.state.expect("State")
+}
+
+/// alice's current code from `seed`, at the prompt `state`: the reply.
+fn alice_answer(host: &str, seed: &str, state: &str) -> common::peers::RadclientReply {
+    let code = totp(seed, common::peers::now(), &[]);
+    radclient(
+        host,
+        SECRET,
+        &format!(
+            "User-Name = alice, User-Password = {code}, State = {state}, \
+             Message-Authenticator = 0x00"
+        ),
+    )
+}
+
 /// A NAS taken out by a reload is cut off with its open prompts: an entry of that name added
 /// again later (another device, another address and secret) does not finish the old one's
 /// logins. Before, the prompt outlived the removal and the right code was accepted.
@@ -139,13 +163,7 @@ fn sighup_removing_a_client_closes_its_open_prompts() {
     let srv = Server::start(&Options::new(&slapd.url));
     let seed = srv.enroll("alice", &[]);
     let host = srv.addr.to_string();
-    let first = radclient(
-        &host,
-        SECRET,
-        "User-Name = alice, User-Password = alice-pw, Message-Authenticator = 0x00",
-    );
-    assert_eq!(first.code, "Access-Challenge", "{}", first.output);
-    let state = first.state.expect("State");
+    let state = alice_prompt(&host);
 
     let original = std::fs::read_to_string(&srv.config).unwrap();
     let entry =
@@ -174,27 +192,13 @@ fn sighup_removing_a_client_closes_its_open_prompts() {
         "{}",
         srv.log()
     );
-    let code = totp(&seed, common::peers::now(), &[]);
-    let answer = radclient(
-        &host,
-        SECRET,
-        &format!(
-            "User-Name = alice, User-Password = {code}, State = {state}, \
-             Message-Authenticator = 0x00"
-        ),
-    );
+    let answer = alice_answer(&host, &seed, &state);
     assert_eq!(answer.code, "Access-Reject", "{}", answer.output);
     assert!(answer.output.contains("expired"), "{}", answer.output);
 
     // The entry given other addresses in one reload (another device under the name): a
     // prompt opened before is over too, however the change came.
-    let first = radclient(
-        &host,
-        SECRET,
-        "User-Name = alice, User-Password = alice-pw, Message-Authenticator = 0x00",
-    );
-    assert_eq!(first.code, "Access-Challenge", "{}", first.output);
-    let state = first.state.expect("State");
+    let state = alice_prompt(&host);
     let moved = original.replace(
         &entry,
         &entry.replace(
@@ -206,15 +210,7 @@ fn sighup_removing_a_client_closes_its_open_prompts() {
     std::fs::write(&srv.config, &moved).unwrap();
     hup(&srv);
     assert!(srv.log_shows("entries changed: local"), "{}", srv.log());
-    let code = totp(&seed, common::peers::now(), &[]);
-    let answer = radclient(
-        &host,
-        SECRET,
-        &format!(
-            "User-Name = alice, User-Password = {code}, State = {state}, \
-             Message-Authenticator = 0x00"
-        ),
-    );
+    let answer = alice_answer(&host, &seed, &state);
     assert_eq!(answer.code, "Access-Reject", "{}", answer.output);
     let reason = srv.audit_json("alice")[0]["reason"].clone();
     assert!(

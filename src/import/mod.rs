@@ -306,6 +306,20 @@ fn looks_like_scientific_notation(v: &str) -> bool {
 mod tests {
     use super::*;
 
+    /// A valid TOTP token with this serial and owner, for checks of one field.
+    fn totp_token(serial: &str, user: Option<&str>) -> NewToken {
+        NewToken {
+            serial: serial.into(),
+            user: user.map(str::to_string),
+            kind: TokenKind::Totp,
+            algorithm: crate::store::OtpAlgorithm::Sha1,
+            digits: 6,
+            period: 30,
+            counter: 0,
+            secret: crate::secret::Secret::new(vec![7; 20]),
+        }
+    }
+
     #[test]
     fn a_serial_a_spreadsheet_rewrote_is_refused() {
         for rewritten in ["1.00001E+11", "1E+12", "9,87654E+14", "1.2e+10"] {
@@ -328,16 +342,7 @@ mod tests {
     /// and GUIDs included, are not.
     #[test]
     fn a_key_in_the_owners_column_is_refused() {
-        let token = |user: &str| NewToken {
-            serial: "T1".into(),
-            user: Some(user.into()),
-            kind: TokenKind::Totp,
-            algorithm: crate::store::OtpAlgorithm::Sha1,
-            digits: 6,
-            period: 30,
-            counter: 0,
-            secret: crate::secret::Secret::new(vec![7; 20]),
-        };
+        let token = |user: &str| totp_token("T1", Some(user));
         let extra = TokenExtra::default();
         for key in [
             "n7x2i2ggxnyqfpcgeper4h5mb6762qls",
@@ -365,16 +370,7 @@ mod tests {
     /// vendors print them are not.
     #[test]
     fn a_key_in_the_serials_column_is_refused() {
-        let token = |serial: &str| NewToken {
-            serial: serial.into(),
-            user: None,
-            kind: TokenKind::Totp,
-            algorithm: crate::store::OtpAlgorithm::Sha1,
-            digits: 6,
-            period: 30,
-            counter: 0,
-            secret: crate::secret::Secret::new(vec![7; 20]),
-        };
+        let token = |serial: &str| totp_token(serial, None);
         let extra = TokenExtra::default();
         for key in [
             "KNSWKZCNIFJEWRKSMVZGS3SVKBJVINZX",
