@@ -55,12 +55,17 @@ fn git_commit() -> Option<String> {
     let common = git(&["rev-parse", "--git-common-dir"])
         .map(|d| absolute(&here, &d))
         .unwrap_or_else(|| git_dir.clone());
+    // The refs as directories too (cargo scans a directory's files): a commit after
+    // `git pack-refs` writes a loose ref that was not there to watch, and a reftable
+    // repository keeps its refs in `reftable/` with HEAD a stub.
     let mut watched = vec![git_dir.join("HEAD"), git_dir.join("logs/HEAD")];
     watched.push(common.join("packed-refs"));
+    watched.push(common.join("refs/heads"));
+    watched.push(common.join("reftable"));
     if let Some(branch) = git(&["symbolic-ref", "-q", "HEAD"]) {
         watched.push(common.join(branch));
     }
-    // Only files that exist: cargo runs a build script whose watched file is missing on
+    // Only paths that exist: cargo runs a build script whose watched path is missing on
     // every build.
     for f in watched.iter().filter(|f| f.exists()) {
         println!("cargo:rerun-if-changed={}", f.display());

@@ -241,10 +241,14 @@ pub async fn set_method(
                 super::printable(&a.user),
                 super::printable(&a.user)
             )),
-            Err(why) => Some(format!(
-                "{}'s number was not checked: the directory did not answer ({why})",
-                super::printable(&a.user)
-            )),
+            Err(why) => {
+                // Not known to be missing: no "until then" for it.
+                eprintln!(
+                    "note: {}'s number was not checked: the directory did not answer ({why})",
+                    super::printable(&a.user)
+                );
+                None
+            }
         },
         _ => None,
     };

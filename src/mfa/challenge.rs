@@ -64,25 +64,15 @@ pub struct ChallengeContext {
     /// Absent in prompts stored before it existed: not checked again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allow_groups: Option<String>,
-    /// The addresses of the client entry the prompt was opened through, when it was
-    /// ([`networks_fingerprint`]): an entry of the same name with other addresses (another
-    /// device, put in by a reload, or by a restart that no reload saw) does not finish it.
-    /// Not the secret, whose rotation open prompts outlive. Absent in prompts stored before
-    /// it existed: not checked.
+    /// The addresses of the client entry the prompt was opened through, as they were then
+    /// (CIDRs): an answer is taken only from an address they covered. An entry of the same
+    /// name put in for another device (by a reload, or a restart no reload saw) does not
+    /// finish the old one's prompts; a member added to a NAS cluster's entry, or the same
+    /// addresses written otherwise, or a node whose file has not caught up, change nothing
+    /// for the members that were there. Not the secret, whose rotation open prompts
+    /// outlive. Absent in prompts stored before it existed: not checked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub client_networks: Option<String>,
-}
-
-/// A short fingerprint of a client entry's addresses, in any order (compared, never shown).
-pub fn networks_fingerprint(networks: &[ipnet::IpNet]) -> String {
-    let mut sorted = networks.to_vec();
-    sorted.sort();
-    let mut h = Sha256::new();
-    for n in &sorted {
-        h.update(n.to_string().as_bytes());
-        h.update([0]);
-    }
-    hex::encode(&h.finalize()[..16])
+    pub client_addresses: Option<Vec<String>>,
 }
 
 /// A short fingerprint of a client's allow_groups (compared, never shown).
@@ -96,6 +86,23 @@ pub fn groups_fingerprint(groups: &[String]) -> String {
 }
 
 impl ChallengeContext {
+    /// Whether `ip` may answer this prompt: covered by the entry's addresses when it was
+    /// opened (or the prompt predates the record). An address that does not parse covers
+    /// nothing.
+    pub fn answerable_from(&self, ip: std::net::IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.client_addresses.as_ref().is_none_or(|nets| {
+            nets.iter()
+                .filter_map(|n| n.parse::<ipnet::IpNet>().ok())
+                .any(|n| n.contains(&ip))
+        })
+    }
+
+    /// The entry's addresses as [`ChallengeContext::client_addresses`] keeps them.
+    pub fn addresses_of(networks: &[ipnet::IpNet]) -> Vec<String> {
+        networks.iter().map(|n| n.to_string()).collect()
+    }
+
     /// `granted` in the form it is kept in.
     pub fn keep_granted(attrs: &[ReplyAttr]) -> Vec<(u8, String)> {
         attrs
@@ -122,6 +129,34 @@ impl ChallengeContext {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A prompt is answered from an address its entry covered when it was opened: any
+    /// spelling of it, an IPv4-mapped one too; a prompt from before the record, from any.
+    #[test]
+    fn a_prompt_is_answered_from_the_addresses_it_was_opened_for() {
+        let nets: Vec<ipnet::IpNet> = vec![
+            "10.0.0.0/24".parse().unwrap(),
+            "10.0.0.1/32".parse().unwrap(),
+            "2001:db8::5/128".parse().unwrap(),
+        ];
+        let c = ChallengeContext {
+            client_addresses: Some(ChallengeContext::addresses_of(&nets)),
+            ..Default::default()
+        };
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        for from in ["10.0.0.7", "::ffff:10.0.0.7", "2001:db8::5"] {
+            assert!(c.answerable_from(ip(from)), "{from}");
+        }
+        for from in ["10.0.1.7", "2001:db8::6", "127.0.0.1"] {
+            assert!(!c.answerable_from(ip(from)), "{from}");
+        }
+        assert!(ChallengeContext::default().answerable_from(ip("192.0.2.1")));
+        // Kept and read back as the store keeps it.
+        let back: ChallengeContext =
+            serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
+        assert!(back.answerable_from(ip("10.0.0.200")));
+        assert!(!back.answerable_from(ip("10.0.1.1")));
+    }
 
     #[test]
     fn states_are_unique_and_long() {

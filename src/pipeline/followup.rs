@@ -78,19 +78,14 @@ pub async fn answer(
         .with_reply(Reply::reject().with_message(EXPIRED_MESSAGE)));
     }
     let carried: ChallengeContext = serde_json::from_str(&pending.context).unwrap_or_default();
-    // The entry of this name has other addresses than when the prompt was opened: another
-    // device took the name over (a reload removed the entry and added it back, or a restart
-    // did), and must not finish the old one's logins.
-    let networks_now = crate::mfa::challenge::networks_fingerprint(&ctx.client.networks);
-    if carried
-        .client_networks
-        .as_ref()
-        .is_some_and(|then| *then != networks_now)
-    {
+    // Answered from an address the entry of this name did not cover when the prompt was
+    // opened: another device took the name over (a reload removed the entry and added it
+    // back elsewhere, or a restart did), and must not finish the old one's logins.
+    if !carried.answerable_from(ctx.src.ip()) {
         app.store.consume_challenge(&hash).await?;
         return Ok(Verdict::reject(format!(
-            "State was issued through client {:?} when it had other addresses (changed \
-             since the prompt)",
+            "State was issued through client {:?} when its addresses did not include this \
+             NAS's (changed since the prompt)",
             pending.nas
         ))
         .with_reply(Reply::reject().with_message(EXPIRED_MESSAGE)));

@@ -53,7 +53,7 @@ impl Subject<'_> {
             started_at: self.started_at,
             other_names: self.info.other_names.clone(),
             allow_groups: None,
-            client_networks: None,
+            client_addresses: None,
         }
     }
 
@@ -118,8 +118,8 @@ async fn issue(
         .allow_groups
         .get_or_insert_with(|| crate::mfa::challenge::groups_fingerprint(&ctx.client.groups.allow));
     context
-        .client_networks
-        .get_or_insert_with(|| crate::mfa::challenge::networks_fingerprint(&ctx.client.networks));
+        .client_addresses
+        .get_or_insert_with(|| ChallengeContext::addresses_of(&ctx.client.networks));
     let state = new_state();
     app.store
         .put_challenge(&PendingChallenge {

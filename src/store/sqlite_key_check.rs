@@ -18,14 +18,7 @@ const SEEDS_TRIED: i64 = 3;
 /// when the key opens a seed already in the database, or there is none.
 pub(super) async fn check_key(pool: &SqlitePool, sealer: &Sealer) -> Result<(), StoreError> {
     if stored(pool).await?.is_none() {
-        let seeds: Vec<(String, Vec<u8>)> =
-            sqlx::query_as("SELECT serial, secret FROM tokens ORDER BY id LIMIT ?")
-                .bind(SEEDS_TRIED)
-                .fetch_all(pool)
-                .await?;
-        let opens =
-            |(serial, sealed): &(String, Vec<u8>)| open_seed(sealer, serial, sealed).is_ok();
-        if !seeds.is_empty() && !seeds.iter().any(opens) {
+        if !opens_a_seed_if_any(pool, sealer).await? {
             return Err(wrong_key());
         }
         // Two processes opening a pre-check database at once both insert-or-skip, then both
@@ -48,8 +41,9 @@ pub(super) async fn check_key(pool: &SqlitePool, sealer: &Sealer) -> Result<(), 
 
 /// Checks the key against a `key_check` row the database already has, before anything
 /// changes it: a wrong key file (a restored database with today's key) is refused before
-/// the migrations run, not after they upgraded a store it then could not use. A database
-/// without the row (new, or from before schema version 8) is left to [`check_key`].
+/// the migrations run, not after they upgraded a store it then could not use.
+/// A database without the row (new, or from before schema version 8) is checked against
+/// its first seeds instead, as [`check_key`] does before recording one.
 pub(super) async fn check_recorded_key(
     pool: &SqlitePool,
     sealer: &Sealer,
@@ -59,13 +53,38 @@ pub(super) async fn check_recorded_key(
     )
     .fetch_optional(pool)
     .await?;
+    let row = match table {
+        Some(_) => stored(pool).await?,
+        None => None,
+    };
+    match row {
+        Some(row) if opens_key_check(sealer, &row) => Ok(()),
+        Some(_) => Err(wrong_key()),
+        None if opens_a_seed_if_any(pool, sealer).await? => Ok(()),
+        None => Err(wrong_key()),
+    }
+}
+
+/// Whether the key opens one of the database's first seeds, or there is none to try (no
+/// token, or no table yet: a new database before its migrations).
+async fn opens_a_seed_if_any(pool: &SqlitePool, sealer: &Sealer) -> Result<bool, StoreError> {
+    let table: Option<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'tokens'",
+    )
+    .fetch_optional(pool)
+    .await?;
     if table.is_none() {
-        return Ok(());
+        return Ok(true);
     }
-    match stored(pool).await? {
-        Some(row) if !opens_key_check(sealer, &row) => Err(wrong_key()),
-        _ => Ok(()),
-    }
+    let seeds: Vec<(String, Vec<u8>)> =
+        sqlx::query_as("SELECT serial, secret FROM tokens ORDER BY id LIMIT ?")
+            .bind(SEEDS_TRIED)
+            .fetch_all(pool)
+            .await?;
+    Ok(seeds.is_empty()
+        || seeds
+            .iter()
+            .any(|(serial, sealed)| open_seed(sealer, serial, sealed).is_ok()))
 }
 
 async fn stored(pool: &SqlitePool) -> Result<Option<Vec<u8>>, StoreError> {

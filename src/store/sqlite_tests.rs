@@ -93,7 +93,8 @@ async fn an_older_release_opens_a_file_a_newer_one_migrated() {
 }
 
 /// A database as a release with the first `n` migrations left it (the files copied from
-/// migrations/sqlite, so their checksums are this release's), with `key` recorded.
+/// migrations/sqlite, so their checksums are this release's), with `key` recorded (from
+/// schema version 8, which brought the record) and one token sealed with it.
 async fn older_database(path: &Path, n: usize, key: &Sealer) {
     let files = tempfile::tempdir().unwrap();
     let mut names: Vec<std::path::PathBuf> =
@@ -111,12 +112,46 @@ async fn older_database(path: &Path, n: usize, key: &Sealer) {
         .create_if_missing(true);
     let pool = SqlitePool::connect_with(options).await.unwrap();
     older.run(&pool).await.unwrap();
-    sqlx::query("INSERT INTO key_check (id, sealed, created_at) VALUES (1, ?, 0)")
-        .bind(crate::store::seal::seal_key_check(key))
-        .execute(&pool)
-        .await
-        .unwrap();
+    if n >= 8 {
+        sqlx::query("INSERT INTO key_check (id, sealed, created_at) VALUES (1, ?, 0)")
+            .bind(crate::store::seal::seal_key_check(key))
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    sqlx::query(
+        "INSERT INTO tokens (serial, user, kind, algorithm, digits, period, secret, \
+         created_at) VALUES ('T1', 'alice', 'totp', 'SHA1', 6, 30, ?, 0)",
+    )
+    .bind(key.seal(b"12345678901234567890", b"T1"))
+    .execute(&pool)
+    .await
+    .unwrap();
     pool.close().await;
+}
+
+/// A store from before the key record (schema 7) is checked against its seeds instead,
+/// without being changed: by a look (`config check`) and before the start migrates it.
+#[tokio::test]
+async fn a_wrong_key_is_found_on_a_store_from_before_the_key_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("radmfa.db");
+    older_database(&path, 7, &sealer()).await;
+    let wrong = Sealer::from_key([7; 32]);
+    assert!(SqliteStore::key_matches(&path, &sealer()).await.unwrap());
+    assert!(!SqliteStore::key_matches(&path, &wrong).await.unwrap());
+    assert!(SqliteStore::open(&path, wrong).await.is_err());
+    assert_eq!(
+        SqliteStore::schema_behind(&path)
+            .await
+            .unwrap()
+            .map(|b| b.0),
+        Some(7),
+        "not migrated"
+    );
+    let store = SqliteStore::open(&path, sealer()).await.unwrap();
+    store.close().await;
+    assert_eq!(SqliteStore::schema_behind(&path).await.unwrap(), None);
 }
 
 /// An older release's database is told apart without being changed (`config check`), and a
