@@ -81,11 +81,14 @@ pub enum ConfigCommand {
 #[derive(Debug, Args)]
 pub struct CheckArgs {
     /// Also connect: bind to each LDAP URL as the service account, ask each upstream RADIUS
-    /// server, and open the store (bringing its schema up to date, as serve would).
+    /// server, and open the store. A store behind this release's schema is not opened or
+    /// changed: the check says from which version to which the first start (or `db
+    /// migrate`) brings it, and checks its key file.
     #[arg(long)]
     pub connect: bool,
     /// With --connect: look USER up as a login would (entry, groups per client, tokens,
-    /// the number texts and calls would go to).
+    /// the number texts and calls would go to, the default method; not the tokens or the
+    /// number of a store behind this release's schema).
     #[arg(long, requires = "connect")]
     pub user: Option<String>,
 }

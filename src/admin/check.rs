@@ -4,8 +4,9 @@
 //! for a user, what a login would find: the directory entry, the groups that matter to each
 //! client, and the tokens. Like Duo's connectivity tool, so an admin can tell a directory or
 //! store problem from a NAS problem before any NAS is pointed at radmfa. Prints one line per
-//! check; `Ok(false)` if any failed. The store is opened as `serve` opens it (which brings
-//! its schema up to date), but nothing is created: no SQLite database, no key file.
+//! check; `Ok(false)` if any failed. Nothing is created or changed: no SQLite database, no
+//! key file, no migration (a store behind this release's schema is reported, its key
+//! checked, and not opened; see `schema_behind`).
 
 use anyhow::Context;
 

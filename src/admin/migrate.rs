@@ -27,8 +27,10 @@ use crate::store::{KeyFile, PgStore, Store};
 
 #[derive(Debug, Subcommand)]
 pub enum DbCommand {
-    /// Bring the configured store's schema up to date, then exit. `serve` does this at start
-    /// too; run it ahead of an upgrade, or with a database role allowed to change the schema.
+    /// Bring the configured store's schema up to date, say from which version to which, and
+    /// exit. `serve` does this at start too; run it ahead of an upgrade (the release still
+    /// running must contain git commit d1d2284 to go on using the store), or with a
+    /// database role allowed to change the schema.
     Migrate,
     /// Write a consistent copy of the SQLite store to a new FILE (mode 0600), also while
     /// radmfa runs. Not `cp radmfa.db`: recent changes live in radmfa.db-wal. The key file is
