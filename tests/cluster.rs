@@ -1612,6 +1612,9 @@ fn config_check_connect_does_not_migrate_a_postgres_store() {
     assert!(common::radmfa::cli_on(&config, &["db", "migrate"])
         .status
         .success());
+    // A command that writes records the key, as a node's first start does.
+    let enrolled = common::radmfa::cli_on(&config, &["user", "enroll-totp", "alice", "--uri-only"]);
+    assert!(enrolled.status.success(), "{enrolled:?}");
     let newest: i64 = pg
         .psql(&db, "SELECT MAX(version) FROM _sqlx_migrations")
         .trim()
@@ -1636,6 +1639,35 @@ fn config_check_connect_does_not_migrate_a_postgres_store() {
         (newest - 1).to_string(),
         "migrated"
     );
+    // Another key file: found by the check from the key the database recorded, and refused
+    // by the start before any migration runs.
+    let key = dir.path().join("radmfa.key");
+    let right = std::fs::read(&key).unwrap();
+    std::fs::remove_file(&key).unwrap();
+    radmfa::store::KeyFile::load_or_create(&key).unwrap();
+    let out = check();
+    assert!(
+        out.contains("FAIL store: store.key_file") && out.contains("is not the key"),
+        "{out}"
+    );
+    let serve = std::process::Command::new("timeout")
+        .args(["20", common::radmfa::bin().to_str().unwrap(), "--config"])
+        .arg(&config)
+        .arg("serve")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&serve.stderr);
+    assert!(
+        serve.status.code().is_some_and(|c| c != 0 && c != 124) && err.contains("is not the key"),
+        "{:?}: {err}",
+        serve.status
+    );
+    assert_eq!(
+        pg.psql(&db, books).trim(),
+        (newest - 1).to_string(),
+        "migrated under a wrong key"
+    );
+    std::fs::write(&key, right).unwrap();
     pg.psql(
         &db,
         "INSERT INTO _sqlx_migrations SELECT * FROM kept; DROP TABLE kept",

@@ -460,8 +460,14 @@ async fn schema_behind(store: &crate::config::StoreConfig) -> Option<(bool, Stri
             }
             behind
         }
-        crate::config::StoreConfig::Postgres { settings, .. } => {
-            crate::store::postgres::PgStore::schema_behind(settings).await
+        crate::config::StoreConfig::Postgres { settings, key_file } => {
+            let behind = crate::store::postgres::PgStore::schema_behind(settings).await;
+            if let Ok(Some(_)) = behind {
+                if let Some(refused) = pg_key_refused(settings, key_file).await {
+                    return Some((false, refused));
+                }
+            }
+            behind
         }
     };
     match behind {
@@ -482,6 +488,30 @@ async fn schema_behind(store: &crate::config::StoreConfig) -> Option<(bool, Stri
             ),
         )),
         Err(e) => Some((false, format!("store: {e}"))),
+    }
+}
+
+/// Why the PostgreSQL store's key file is not the one its database recorded, if it is not
+/// (none to check where the file is missing: said before this, when the database is in use).
+async fn pg_key_refused(
+    settings: &crate::store::postgres::PgSettings,
+    key_file: &std::path::Path,
+) -> Option<String> {
+    if !key_file.exists() {
+        return None;
+    }
+    let sealer = match crate::store::KeyFile::load(key_file) {
+        Ok(sealer) => sealer,
+        Err(e) => return Some(format!("store: {e}")),
+    };
+    match crate::store::postgres::PgStore::recorded_key_opens(settings, &sealer).await {
+        Ok(true) => None,
+        Ok(false) => Some(format!(
+            "store: store.key_file {}: {}",
+            key_file.display(),
+            crate::store::postgres::WRONG_KEY
+        )),
+        Err(e) => Some(format!("store: {e}")),
     }
 }
 

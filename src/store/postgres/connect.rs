@@ -239,12 +239,21 @@ impl PgStore {
         settings: &PgSettings,
         key_file: &Path,
     ) -> Result<Self, StoreError> {
-        Self::migrate(settings).await?;
-        let pool = serving_pool(settings)?;
         let key_err = |reason: &str| StoreError::KeyFile {
             path: key_file.display().to_string(),
             reason: reason.into(),
         };
+        // A key file that is not the one the database recorded is refused before the
+        // migrations run, not after they upgraded a database this node then cannot use
+        // (and older nodes may refuse).
+        if key_file.exists() {
+            let sealer = KeyFile::load(key_file)?;
+            if !Self::recorded_key_opens(settings, &sealer).await? {
+                return Err(key_err(WRONG_KEY));
+            }
+        }
+        Self::migrate(settings).await?;
+        let pool = serving_pool(settings)?;
         // In use: a key recorded, or seeds sealed with one (a key_check row lost to a partial
         // restore): a new key file would only be a wrong one left behind.
         let in_use = || async {
@@ -305,6 +314,23 @@ impl PgStore {
     /// Whether a node has set this database up (its key's check value is recorded), changing
     /// nothing: for `config check`, which must not create a key file or record a key.
     pub async fn key_recorded(settings: &PgSettings) -> Result<bool, StoreError> {
+        Ok(Self::recorded_key_check(settings).await?.is_some())
+    }
+
+    /// Whether `sealer` is the key the database recorded (yes where it records none), changing
+    /// nothing: checked before the migrations run, and by `config check` of a database
+    /// behind this release's schema, which it does not open.
+    pub async fn recorded_key_opens(
+        settings: &PgSettings,
+        sealer: &Sealer,
+    ) -> Result<bool, StoreError> {
+        Ok(Self::recorded_key_check(settings)
+            .await?
+            .is_none_or(|row| opens_key_check(sealer, &row)))
+    }
+
+    /// The database's recorded key check value, if it has one.
+    async fn recorded_key_check(settings: &PgSettings) -> Result<Option<Vec<u8>>, StoreError> {
         let pool = serving_pool(settings)?;
         let table: Option<String> =
             match sqlx::query_scalar("SELECT to_regclass('key_check')::text")
@@ -313,17 +339,17 @@ impl PgStore {
             {
                 Ok(table) => table,
                 Err(e) => {
-                    pool.close().await;
+                    crate::store::pool_close::close_pool(&pool).await;
                     return Err(why_no_connection(settings, e).await);
                 }
             };
         let recorded = match table {
-            Some(_) => stored_key_check(&pool).await.map(|k| k.is_some()),
-            None => Ok(false),
+            Some(_) => stored_key_check(&pool).await,
+            None => Ok(None),
         };
         // Closed before an error is returned too: a pool dropped at the process's exit
         // leaves "Connection reset by peer" in the server's log.
-        pool.close().await;
+        crate::store::pool_close::close_pool(&pool).await;
         recorded
     }
 
@@ -364,11 +390,7 @@ impl PgStore {
         if opens_key_check(&self.sealer, &stored) {
             return Ok(());
         }
-        Err(StoreError::Decrypt(
-            "is not the key this database was set up with; every node must use the same key \
-             file"
-                .into(),
-        ))
+        Err(StoreError::Decrypt(WRONG_KEY.into()))
     }
 
     /// Applies pending migrations on a connection of its own (no statement timeout: a
@@ -593,6 +615,10 @@ fn migration_session_settings() -> Vec<(&'static str, String)> {
         MIGRATION_LOCK_TIMEOUT.as_millis().to_string(),
     )]
 }
+
+/// Why a key file is refused whose key the database did not record.
+pub const WRONG_KEY: &str =
+    "is not the key this database was set up with; every node must use the same key file";
 
 async fn stored_key_check(pool: &PgPool) -> Result<Option<Vec<u8>>, StoreError> {
     Ok(
