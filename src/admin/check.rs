@@ -448,28 +448,22 @@ fn phone_line(
 /// What to say instead of opening a store whose schema this release would upgrade (and
 /// the check passes: the first start does it), or that cannot be asked; `None` to open it.
 async fn schema_behind(store: &crate::config::StoreConfig) -> Option<(bool, String)> {
+    use crate::config::StoreConfig;
     let behind = match store {
-        crate::config::StoreConfig::Sqlite { path, key_file } => {
-            let behind = crate::store::sqlite::SqliteStore::schema_behind(path).await;
-            // The key is still checked, from what the database recorded, without opening
-            // it as the start does: a wrong key file passed the check and stopped the start.
-            if let Ok(Some(_)) = behind {
-                if let Some(refused) = sqlite_key_refused(path, key_file).await {
-                    return Some((false, refused));
-                }
-            }
-            behind
+        StoreConfig::Sqlite { path, .. } => {
+            crate::store::sqlite::SqliteStore::schema_behind(path).await
         }
-        crate::config::StoreConfig::Postgres { settings, key_file } => {
-            let behind = crate::store::postgres::PgStore::schema_behind(settings).await;
-            if let Ok(Some(_)) = behind {
-                if let Some(refused) = pg_key_refused(settings, key_file).await {
-                    return Some((false, refused));
-                }
-            }
-            behind
+        StoreConfig::Postgres { settings, .. } => {
+            crate::store::postgres::PgStore::schema_behind(settings).await
         }
     };
+    // The key is still checked, from what the database recorded, without opening it as the
+    // start does: a wrong key file passed the check and stopped the start.
+    if let Ok(Some(_)) = behind {
+        if let Some(refused) = key_refused(store).await {
+            return Some((false, refused));
+        }
+    }
     match behind {
         Ok(None) => None,
         Ok(Some((0, _))) => Some((
@@ -491,12 +485,13 @@ async fn schema_behind(store: &crate::config::StoreConfig) -> Option<(bool, Stri
     }
 }
 
-/// Why the PostgreSQL store's key file is not the one its database recorded, if it is not
-/// (none to check where the file is missing: said before this, when the database is in use).
-async fn pg_key_refused(
-    settings: &crate::store::postgres::PgSettings,
-    key_file: &std::path::Path,
-) -> Option<String> {
+/// Why the store's key file is not the one its database recorded, if it is not (none to
+/// check where the file is missing: said before this, when the database is in use).
+async fn key_refused(store: &crate::config::StoreConfig) -> Option<String> {
+    use crate::config::StoreConfig;
+    let key_file = match store {
+        StoreConfig::Sqlite { key_file, .. } | StoreConfig::Postgres { key_file, .. } => key_file,
+    };
     if !key_file.exists() {
         return None;
     }
@@ -504,28 +499,21 @@ async fn pg_key_refused(
         Ok(sealer) => sealer,
         Err(e) => return Some(format!("store: {e}")),
     };
-    match crate::store::postgres::PgStore::recorded_key_opens(settings, &sealer).await {
-        Ok(true) => None,
-        Ok(false) => Some(format!(
-            "store: store.key_file {}: {}",
-            key_file.display(),
-            crate::store::postgres::WRONG_KEY
-        )),
-        Err(e) => Some(format!("store: {e}")),
-    }
-}
-
-/// Why the SQLite store's key file is not the one its database recorded, if it is not.
-async fn sqlite_key_refused(path: &std::path::Path, key_file: &std::path::Path) -> Option<String> {
-    let sealer = match crate::store::KeyFile::load(key_file) {
-        Ok(sealer) => sealer,
-        Err(e) => return Some(format!("store: {e}")),
+    let (opens, wrong) = match store {
+        StoreConfig::Sqlite { path, .. } => (
+            crate::store::sqlite::SqliteStore::key_matches(path, &sealer).await,
+            "is not the key this database's seeds are sealed with; restore the key file that \
+             belongs to this database",
+        ),
+        StoreConfig::Postgres { settings, .. } => (
+            crate::store::postgres::PgStore::recorded_key_opens(settings, &sealer).await,
+            crate::store::postgres::WRONG_KEY,
+        ),
     };
-    match crate::store::sqlite::SqliteStore::key_matches(path, &sealer).await {
+    match opens {
         Ok(true) => None,
         Ok(false) => Some(format!(
-            "store: store.key_file {}: is not the key this database's seeds are sealed with; \
-             restore the key file that belongs to this database",
+            "store: store.key_file {}: {wrong}",
             key_file.display()
         )),
         Err(e) => Some(format!("store: {e}")),

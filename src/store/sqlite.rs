@@ -171,31 +171,19 @@ impl SqliteStore {
     /// store it only looks at (an admin checking a new release before installing it left
     /// the running one unable to start).
     pub async fn schema_behind(path: &Path) -> Result<Option<(i64, i64)>, StoreError> {
-        use sqlx::Connection;
-        let options = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(false)
-            .busy_timeout(BUSY_TIMEOUT);
-        let mut conn = sqlx::SqliteConnection::connect_with(&options).await?;
-        let result = applied_migrations(&mut conn).await;
-        let _ = conn.close().await;
-        Ok(behind(&MIGRATOR, &result?))
+        let pool = look_at(path).await?;
+        let applied = applied_migrations(&pool).await;
+        super::pool_close::close_pool(&pool).await;
+        Ok(behind(&MIGRATOR, &applied?))
     }
 
     /// Whether `sealer` is the key the database at `path` recorded (yes where it has
     /// recorded none yet), without changing the database: `config check` of a store it does
     /// not open, because opening would migrate it.
     pub async fn key_matches(path: &Path, sealer: &Sealer) -> Result<bool, StoreError> {
-        let options = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(false)
-            .busy_timeout(BUSY_TIMEOUT);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(options)
-            .await?;
+        let pool = look_at(path).await?;
         let checked = super::sqlite_key_check::check_recorded_key(&pool, sealer).await;
-        pool.close().await;
+        super::pool_close::close_pool(&pool).await;
         match checked {
             Ok(()) => Ok(true),
             Err(StoreError::Decrypt(_)) => Ok(false),
@@ -219,20 +207,39 @@ impl SqliteStore {
     }
 }
 
+/// One connection to the existing database at `path`, to look at it without opening the
+/// store (which would migrate it) and without creating a database that is not there.
+async fn look_at(path: &Path) -> Result<SqlitePool, StoreError> {
+    let options = SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(false)
+        .busy_timeout(BUSY_TIMEOUT);
+    Ok(SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(options)
+        .await?)
+}
+
+/// Whether the database has the table `name` (an older schema, or a new database before
+/// its migrations, may not).
+pub(super) async fn has_table(pool: &SqlitePool, name: &str) -> Result<bool, StoreError> {
+    let found: Option<String> =
+        sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table' AND name = ?1")
+            .bind(name)
+            .fetch_optional(pool)
+            .await?;
+    Ok(found.is_some())
+}
+
 /// The versions of the migrations applied to the database (none for a database without
 /// the migrator's table: a new one, or a young one whose tables are still in its WAL).
-async fn applied_migrations(conn: &mut sqlx::SqliteConnection) -> Result<Vec<i64>, StoreError> {
-    let bookkept: Option<String> = sqlx::query_scalar(
-        "SELECT name FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
-    )
-    .fetch_optional(&mut *conn)
-    .await?;
-    if bookkept.is_none() {
+async fn applied_migrations(pool: &SqlitePool) -> Result<Vec<i64>, StoreError> {
+    if !has_table(pool, "_sqlx_migrations").await? {
         return Ok(Vec::new());
     }
     Ok(
         sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
-            .fetch_all(&mut *conn)
+            .fetch_all(pool)
             .await?,
     )
 }

@@ -5,7 +5,7 @@
 
 use super::columns::open_seed;
 use super::seal::{opens_key_check, seal_key_check};
-use super::sqlite::now_unix;
+use super::sqlite::{has_table, now_unix};
 use super::{Sealer, StoreError};
 use sqlx::SqlitePool;
 
@@ -48,14 +48,10 @@ pub(super) async fn check_recorded_key(
     pool: &SqlitePool,
     sealer: &Sealer,
 ) -> Result<(), StoreError> {
-    let table: Option<String> = sqlx::query_scalar(
-        "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'key_check'",
-    )
-    .fetch_optional(pool)
-    .await?;
-    let row = match table {
-        Some(_) => stored(pool).await?,
-        None => None,
+    let row = if has_table(pool, "key_check").await? {
+        stored(pool).await?
+    } else {
+        None
     };
     match row {
         Some(row) if opens_key_check(sealer, &row) => Ok(()),
@@ -68,12 +64,7 @@ pub(super) async fn check_recorded_key(
 /// Whether the key opens one of the database's first seeds, or there is none to try (no
 /// token, or no table yet: a new database before its migrations).
 async fn opens_a_seed_if_any(pool: &SqlitePool, sealer: &Sealer) -> Result<bool, StoreError> {
-    let table: Option<String> = sqlx::query_scalar(
-        "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'tokens'",
-    )
-    .fetch_optional(pool)
-    .await?;
-    if table.is_none() {
+    if !has_table(pool, "tokens").await? {
         return Ok(true);
     }
     let seeds: Vec<(String, Vec<u8>)> =
