@@ -351,6 +351,10 @@ fn a_held_call_at_shutdown_is_answered_and_audited_within_the_grace() {
 /// A client that holds logins for a call (20 s), and alice, enrolled, whose method is the
 /// call: the directory, the provider's stand-in, the server and alice's TOTP seed.
 fn alice_on_held_calls() -> (common::slapd::Slapd, Standin, Server, String) {
+    alice_on_held_calls_with("")
+}
+
+fn alice_on_held_calls_with(extra: &str) -> (common::slapd::Slapd, Standin, Server, String) {
     let slapd = directory();
     let standin = Standin::start();
     let clients = [client(
@@ -358,7 +362,7 @@ fn alice_on_held_calls() -> (common::slapd::Slapd, Standin, Server, String) {
         "127.0.0.1",
         "voice_mode = \"hold\"\nvoice_budget_secs = 20",
     )];
-    let srv = start(&slapd, &standin, "", "", &clients);
+    let srv = start(&slapd, &standin, "", extra, &clients);
     let seed = srv.enroll("alice", &[]);
     cli_ok(&srv, &["user", "set-method", "alice", "voice"]);
     (slapd, standin, srv, seed)
@@ -366,7 +370,13 @@ fn alice_on_held_calls() -> (common::slapd::Slapd, Standin, Server, String) {
 
 #[test]
 fn fraud_report_rejects_and_blocks_until_unblock() {
-    let (_slapd, standin, srv, seed) = alice_on_held_calls();
+    let (_slapd, standin, srv, seed) =
+        alice_on_held_calls_with("\n[metrics]\nlisten = \"127.0.0.1:0\"\n");
+    let fraud_reports = || {
+        let body = common::radmfa::http_get(srv.metrics_addr(), "/metrics").2;
+        common::peers::prometheus_parse(&body)["radmfa_fraud_reports_total{}"]
+    };
+    assert_eq!(fraud_reports(), 0.0);
     standin.script(
         DIRECTORY_MOBILE,
         Script::Press("0", Duration::from_millis(500)),
@@ -386,6 +396,7 @@ fn fraud_report_rejects_and_blocks_until_unblock() {
             .any(|r| r["result"] == "fraud" && r["mode"] == "voice"),
         "{audit:#?}"
     );
+    assert_eq!(fraud_reports(), 1.0, "the fraud report counted once");
 
     // Blocked for every method: the TOTP route refuses too, without calling.
     cli_ok(&srv, &["user", "set-method", "alice", "totp"]);

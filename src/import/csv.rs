@@ -257,8 +257,8 @@ pub(crate) fn parse_into(
                             line,
                             format!(
                                 "unknown column {} in the header (the columns read: serial, \
-                                 secret, type, digits, counter, interval, algorithm, user, \
-                                 manufacturer, model; delete a column radmfa has no use \
+                                 secret, type, digits, counter, interval, counter_or_step, \
+                                 algorithm, user, manufacturer, model; delete a column radmfa has no use \
                                  for)",
                                 shown(f)
                             ),
