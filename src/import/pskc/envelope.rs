@@ -236,6 +236,11 @@ impl Envelope {
                 // No MACKey: the MAC key is the encryption key (as python-pskc reads it).
                 None => env.key.clone(),
                 Some(mk) => {
+                    // A cipher radmfa lacks, or a MACKey without its parts, is the file's
+                    // make, not a wrong key: said so, so the admin does not retype a
+                    // passphrase that was right.
+                    cipher_and_data(mk)
+                        .map_err(|e| ImportError::Unsupported(format!("MACKey: {e}")))?;
                     let k = env.decrypt_cipher_value(mk).map_err(|e| {
                         ImportError::WrongKey(format!("cannot decrypt the MAC key ({e})"))
                     })?;

@@ -13,7 +13,7 @@ use roxmltree::{Document, Node};
 use self::envelope::{b64, Envelope, Value, ValueError};
 use self::xml::{child, children, text, Lines};
 use crate::import::{
-    check_token, Decryption, Entry, FileDefaults, ImportError, ImportedToken, Problem,
+    check_token, shown, Decryption, Entry, FileDefaults, ImportError, ImportedToken, Problem,
 };
 use crate::secret::Secret;
 use crate::store::{user_key, NewToken, OtpAlgorithm, TokenExtra, TokenKind};
@@ -125,8 +125,8 @@ pub fn parse(
                 Ok(None) => out.push(Entry::Ignored(Problem {
                     origin,
                     message: format!(
-                        "algorithm {:?} is not HOTP or TOTP; left out",
-                        key.attribute("Algorithm").unwrap_or("")
+                        "algorithm {} is not HOTP or TOTP; left out",
+                        shown_uri(key.attribute("Algorithm").unwrap_or(""))
                     ),
                 })),
                 Err(e) => {
@@ -174,7 +174,8 @@ fn suite_algorithm(s: &str) -> Result<OtpAlgorithm, ValueError> {
         }
     }
     Err(ValueError::Other(format!(
-        "Suite {s:?} names no SHA1/SHA256/SHA512 hash"
+        "Suite {} names no SHA1/SHA256/SHA512 hash",
+        shown(s)
     )))
 }
 
@@ -214,7 +215,7 @@ fn date(s: Option<String>, what: &str) -> Result<Option<i64>, ValueError> {
         // Files often leave out the zone (python-pskc does); RFC 6030 times are UTC.
         .or_else(|_| time::OffsetDateTime::parse(&format!("{text}Z"), fmt))
         .map(|t| Some(t.unix_timestamp() + days * 86_400))
-        .map_err(|_| ValueError::Other(format!("{what} {s:?} is not an xs:dateTime")))
+        .map_err(|_| ValueError::Other(format!("{what} {} is not an xs:dateTime", shown_uri(&s))))
 }
 
 /// `2027-12-31T24:00:00[.0…][zone]` as `2027-12-31T00:00:00[zone]`, the caller adding the
@@ -243,14 +244,14 @@ fn data_int<T: TryFrom<i128>>(
         return Ok(None);
     };
     let n: i128 = match env.value(elem)? {
-        Value::Plain(s) => s
-            .parse()
-            .map_err(|_| ValueError::Other(format!("{name} {s:?} is not a whole number")))?,
+        Value::Plain(s) => s.parse().map_err(|_| {
+            ValueError::Other(format!("{name} {} is not a whole number", shown(&s)))
+        })?,
         Value::Decrypted(b) => decrypted_int(name, b.expose())?,
     };
     T::try_from(n)
         .map(Some)
-        .map_err(|_| ValueError::Other(format!("{name} {n} is out of range")))
+        .map_err(|_| ValueError::Other(format!("{name} {} is out of range", shown(&n.to_string()))))
 }
 
 /// An encrypted integer's bytes. python-pskc (whose files radmfa's tests import) writes
@@ -378,8 +379,9 @@ fn read_key(
         let ocra = lower.contains("ocra");
         if !ocra && (lower.contains("hotp") || lower.contains("totp")) {
             return Err(ValueError::Other(format!(
-                "Algorithm {uri:?} is not the PSKC HOTP or TOTP URI \
-                 (urn:ietf:params:xml:ns:keyprov:pskc:hotp or …:totp); not imported"
+                "Algorithm {} is not the PSKC HOTP or TOTP URI \
+                 (urn:ietf:params:xml:ns:keyprov:pskc:hotp or …:totp); not imported",
+                shown_uri(uri)
             )));
         }
         return Ok(None);
@@ -397,7 +399,8 @@ fn read_key(
     if let Some(enc) = format.and_then(|f| f.attribute("Encoding")) {
         if !enc.eq_ignore_ascii_case("DECIMAL") {
             return Err(other(&format!(
-                "ResponseFormat Encoding {enc:?}: only DECIMAL codes are supported"
+                "ResponseFormat Encoding {}: only DECIMAL codes are supported",
+                shown(enc)
             )));
         }
     }
@@ -412,10 +415,12 @@ fn read_key(
         ));
     }
     let digits = match format.and_then(|f| f.attribute("Length")) {
-        Some(l) => l
-            .trim()
-            .parse()
-            .map_err(|_| other(&format!("ResponseFormat Length {l:?}")))?,
+        Some(l) => l.trim().parse().map_err(|_| {
+            other(&format!(
+                "ResponseFormat Length {} is not a number of digits",
+                shown(l)
+            ))
+        })?,
         None => defaults.digits,
     };
     let algorithm = match params.and_then(|p| text(p, &["Suite"])) {
@@ -474,17 +479,18 @@ fn read_key(
                 let d: i64 = data_int(env, key, "TimeDrift")?.unwrap_or(0);
                 if d.unsigned_abs() > MAX_TIME_DRIFT {
                     return Err(ValueError::Other(format!(
-                        "TimeDrift {d} is more than {MAX_TIME_DRIFT} time steps either way"
+                        "TimeDrift {} is more than {MAX_TIME_DRIFT} time steps either way",
+                        shown(&d.to_string())
                     )));
                 }
                 // As `token resync` does: a clock that slow is the admin's to confirm.
                 let behind = -d * i64::from(period);
                 if behind > crate::mfa::otp::SLOW_CLOCK_LIMIT_SECS && !defaults.clock_behind {
                     return Err(ValueError::Other(format!(
-                        "TimeDrift {d} sets the token's clock {} min behind: codes that old \
+                        "TimeDrift {d} sets the token's clock {} behind: codes that old \
                          would be taken, and they could be codes seen on its display long \
                          ago. If its clock is that slow, import with --clock-behind",
-                        behind / 60
+                        minutes_and_seconds(behind)
                     )));
                 }
                 d
@@ -510,3 +516,22 @@ fn read_key(
 
 #[cfg(test)]
 mod tests;
+
+/// A URI or a date quoted in a message. These are longer than [`shown`] quotes, and hold a
+/// ':', which no Base32, hex or Base64 secret has: a value without one may be a secret in
+/// the wrong element, and is not shown.
+fn shown_uri(v: &str) -> String {
+    if v.contains(':') && v.chars().count() <= 100 {
+        format!("{v:?}")
+    } else {
+        shown(v)
+    }
+}
+
+/// `1210` as "20 min 10 s": a drift just past the limit is not rounded down onto it.
+fn minutes_and_seconds(secs: i64) -> String {
+    match (secs / 60, secs % 60) {
+        (m, 0) => format!("{m} min"),
+        (m, s) => format!("{m} min {s} s"),
+    }
+}
