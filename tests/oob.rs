@@ -1337,6 +1337,59 @@ fn a_resend_over_the_limit_keeps_the_prompt_and_its_code() {
     assert_eq!(code_of(&ok), "Access-Accept", "{ok}\n{}", srv.log());
 }
 
+/// Users type "resend" because the first text is slow; then it arrives, and its code is
+/// typed at the new prompt. It finishes the login, as the newest code does (before, it was
+/// a wrong code, counted towards the lockout). Once, and for this login only.
+#[test]
+fn the_code_of_an_sms_sent_before_a_resend_still_finishes_the_login() {
+    let slapd = directory();
+    let standin = Standin::start();
+    let srv = start(&slapd, &standin, "", "", &sms_client(""));
+    let first = login(&srv, "alice", ALICE_PW);
+    assert_eq!(code_of(&first), "Access-Challenge", "{first}");
+    let resent = answer(&srv, "alice", "resend", &first["state"]);
+    let again = answer(&srv, "alice", "resend", &resent["state"]);
+    assert_eq!(code_of(&again), "Access-Challenge", "{again}");
+    let sent = standin.sms();
+    assert_eq!(sent.len(), 3);
+    let ok = answer(&srv, "alice", &sent[0].code(), &again["state"]);
+    assert_eq!(code_of(&ok), "Access-Accept", "{ok}\n{}", srv.log());
+    let audit = srv.audit_json("alice");
+    assert!(
+        audit.iter().all(|r| r["reason"] != "wrong SMS code"),
+        "counted as a wrong code: {audit:#?}"
+    );
+
+    // Another login: the first login's codes, used or not, do not finish it.
+    let next = login(&srv, "alice", ALICE_PW);
+    let next = answer(&srv, "alice", "resend", &next["state"]);
+    assert_eq!(code_of(&next), "Access-Challenge", "{next}");
+    for old in [sent[0].code(), sent[1].code()] {
+        let r = answer(&srv, "alice", &old, &next["state"]);
+        assert_ne!(code_of(&r), "Access-Accept", "{r}");
+        if code_of(&r) == "Access-Reject" {
+            break;
+        }
+    }
+}
+
+/// An earlier SMS's code is taken only while it is valid: after its lifetime it is a wrong
+/// code, even though the newer prompt is still open.
+#[test]
+fn the_code_of_an_earlier_sms_expires_with_it() {
+    let slapd = directory();
+    let standin = Standin::start();
+    let srv = start(&slapd, &standin, "code_ttl_secs = 2", "", &sms_client(""));
+    let first = login(&srv, "alice", ALICE_PW);
+    assert_eq!(code_of(&first), "Access-Challenge", "{first}");
+    std::thread::sleep(Duration::from_millis(2200));
+    let resent = answer(&srv, "alice", "resend", &first["state"]);
+    assert_eq!(code_of(&resent), "Access-Challenge", "{resent}");
+    let r = answer(&srv, "alice", &standin.sms()[0].code(), &resent["state"]);
+    assert_eq!(code_of(&r), "Access-Reject", "{r}");
+    assert_eq!(srv.audit_json("alice")[0]["reason"], "wrong SMS code");
+}
+
 #[test]
 fn sixth_sms_in_five_minutes_is_refused_and_resend_counts() {
     let slapd = directory();

@@ -73,7 +73,16 @@ pub struct ChallengeContext {
     /// outlive. Absent in prompts stored before it existed: not checked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_addresses: Option<Vec<String>>,
+    /// This login's earlier SMS transactions, before a "resend" (oldest first, at most
+    /// [`EARLIER_SMS_KEPT`]): users type resend because the first text is slow, and then it
+    /// arrives and is typed. Its code is taken until it expires, as the newest one is.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub earlier_sms: Vec<String>,
 }
+
+/// Earlier SMS transactions a prompt keeps: the per-user send limit (5 in 5 minutes by
+/// default) stops a login sooner.
+pub const EARLIER_SMS_KEPT: usize = 4;
 
 /// A short fingerprint of a client's allow_groups (compared, never shown).
 pub fn groups_fingerprint(groups: &[String]) -> String {

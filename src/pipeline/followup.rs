@@ -12,7 +12,7 @@ use super::second_factor::{
 use super::{aliases, followup_oob, oob, Fault, RequestContext, Verdict};
 use crate::app::AppState;
 use crate::auth::UserInfo;
-use crate::mfa::challenge::{state_hash, ChallengeContext};
+use crate::mfa::challenge::{state_hash, ChallengeContext, EARLIER_SMS_KEPT};
 use crate::mfa::method::{parse_input, Method, PromptInput};
 use crate::radius::{Reply, ReplyCode, Request};
 use crate::store::{ChallengeAttempt, PendingChallenge};
@@ -318,6 +318,7 @@ async fn switch_method(
         client_ip: carried.client_ip.clone(),
         oath_mode,
         started_at: Some(started),
+        earlier_sms: earlier_sms(carried, current),
     };
     let key = oob::request_key(ctx, req);
     let v = methods::begin(app, ctx, &key, &subject, method).await?;
@@ -346,6 +347,19 @@ async fn switch_method(
         }
     }
     Ok(v)
+}
+
+/// The SMS transactions whose codes the next prompt of this login still takes: the ones
+/// this prompt kept, and its own if it was an SMS prompt (the newest last, the oldest
+/// dropped past [`EARLIER_SMS_KEPT`]).
+fn earlier_sms(carried: &ChallengeContext, current: Method) -> Vec<String> {
+    let mut ids = carried.earlier_sms.clone();
+    if current == Method::Sms {
+        ids.extend(carried.oob.clone());
+    }
+    let extra = ids.len().saturating_sub(EARLIER_SMS_KEPT);
+    ids.drain(..extra);
+    ids
 }
 
 /// One Reply-Message attribute's worth of text (RFC 2865 §5.18).

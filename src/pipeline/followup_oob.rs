@@ -63,11 +63,17 @@ pub async fn sms_code(
         };
         return wrong_answer(app, r, attempt, "sms", why, lock, &prompt()).await;
     }
-    let good = txn
-        .code_hash
-        .as_deref()
-        .is_some_and(|h| verify_code(app.store.sms_code_key(), h, typed));
-    if !good {
+    let matches = |t: &crate::store::OobTransaction| {
+        t.code_hash
+            .as_deref()
+            .is_some_and(|h| verify_code(app.store.sms_code_key(), h, typed))
+    };
+    let txn = if matches(&txn) {
+        Some(txn)
+    } else {
+        earlier_code(app, user, r, typed).await?
+    };
+    let Some(txn) = txn else {
         // The code went to the entry's phone, which its other names reach too.
         let elsewhere =
             second_factor::failures_under_other_names(app, user, &r.carried.other_names).await?;
@@ -84,7 +90,7 @@ pub async fn sms_code(
             before_lock: Some(counted.left),
         };
         return wrong_answer(app, r, attempt, "sms", why, lock, &prompt()).await;
-    }
+    };
     // Single use, twice over: the State and the code's transaction each move exactly once.
     if !closes(app, r, attempt).await?
         || !app
@@ -101,6 +107,35 @@ pub async fn sms_code(
     v.mode = "sms";
     v.phone = Some(txn.phone);
     Ok(v)
+}
+
+/// The earlier SMS of this login (before a "resend") whose code `typed` is, if it is still
+/// pending and unexpired. Each is checked, so that which one matched, or whether one had
+/// expired, takes no less time than a wrong code does.
+async fn earlier_code(
+    app: &AppState,
+    user: &str,
+    r: &Round<'_>,
+    typed: &str,
+) -> Result<Option<crate::store::OobTransaction>, Fault> {
+    let mut found = None;
+    for id in &r.carried.earlier_sms {
+        let Some(t) = app.store.oob(id).await? else {
+            continue;
+        };
+        let usable = t.kind == OobKind::Sms
+            && t.user == user
+            && t.status == OobStatus::Pending
+            && r.now < t.expires_at;
+        let good = t
+            .code_hash
+            .as_deref()
+            .is_some_and(|h| verify_code(app.store.sms_code_key(), h, typed));
+        if usable && good && found.is_none() {
+            found = Some(t);
+        }
+    }
+    Ok(found)
 }
 
 fn sms_reject(reason: impl Into<String>, message: &str) -> Verdict {
@@ -156,6 +191,7 @@ pub async fn call_answered(
         // The call's outcome is final here; no code prompt follows.
         oath_mode: "totp",
         started_at: None,
+        earlier_sms: Vec::new(),
     };
     call_verdict(app, ctx, &subject, txn).await
 }

@@ -551,6 +551,7 @@ pub async fn start(
         client_ip: req.calling_station_id(),
         oath_mode: oath_mode(tokens),
         started_at: None,
+        earlier_sms: Vec::new(),
     };
     let mut v = methods::begin(app, ctx, &oob::request_key(ctx, req), &subject, method).await?;
     // A first send that failed is answered with a Reject: there is no prompt to type

@@ -34,6 +34,8 @@ pub struct Subject<'a> {
     /// When the password was checked, for a prompt opened by a switch or resend; `None`
     /// for the first prompt of a login (now).
     pub started_at: Option<i64>,
+    /// The login's earlier SMS transactions, whose codes an SMS prompt still takes.
+    pub earlier_sms: Vec<String>,
 }
 
 impl Subject<'_> {
@@ -54,6 +56,11 @@ impl Subject<'_> {
             other_names: self.info.other_names.clone(),
             allow_groups: None,
             client_addresses: None,
+            earlier_sms: if method == Method::Sms {
+                self.earlier_sms.clone()
+            } else {
+                Vec::new()
+            },
         }
     }
 

@@ -143,6 +143,7 @@ pub async fn start(
         // Only the call is offered here; no code prompt.
         oath_mode: "totp",
         started_at: None,
+        earlier_sms: Vec::new(),
     };
     methods::begin(
         app,
