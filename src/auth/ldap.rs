@@ -50,8 +50,11 @@
 //! # Timeouts and failover
 //!
 //! Every connect (TCP, TLS handshake, StartTLS) is bounded by `connect_timeout`, every
-//! operation (service bind, search, user bind) and every wait for a pool or bind slot by
-//! `op_timeout`. URLs are tried in order, starting with the last one that worked. A URL
+//! operation (service bind, search, user bind) by `op_timeout`, and every wait for a pool or
+//! bind slot by twice that. URLs are tried in order, starting with the last one that
+//! worked. A search that times out is asked once of the next URL (it changes nothing), and
+//! so are the searches and service binds still waiting on that server: its timeout wakes
+//! them (`url_failed`), rather than each waiting out its own. A URL
 //! that just failed is held off for [`FAILED_URL_HOLDOFF`]: it is tried only after
 //! every other URL has failed too, and it is not first again when the hold-off ends (the
 //! next URL took its place). An operation that fails with an I/O error on a *reused*
@@ -263,6 +266,10 @@ pub struct LdapAuth {
     preferred: AtomicUsize,
     /// Per URL: its hold-off after a failure, and whether its outage was logged.
     url_health: Mutex<Vec<UrlHealth>>,
+    /// Per URL: woken when it is marked failed, so that searches and service binds still
+    /// waiting on it (a server paused or cut off mid-traffic) move to the next URL at once
+    /// instead of each waiting out its own timeout there.
+    url_failed: Vec<tokio::sync::Notify>,
     /// Moving average of user-bind latency (bind, plus connect when one had to be opened).
     bind_latency: Pad,
     /// The same for refused binds only: what an unknown user's answer must look like. A
@@ -424,6 +431,7 @@ impl LdapAuth {
             bind_count: AtomicU64::new(0),
             preferred: AtomicUsize::new(0),
             url_health: Mutex::new(vec![UrlHealth::default(); n]),
+            url_failed: (0..n).map(|_| tokio::sync::Notify::new()).collect(),
             bind_latency: Pad::default(),
             refused_bind_latency: Pad::default(),
             refused_check_latency: Pad::default(),
@@ -441,6 +449,14 @@ impl LdapAuth {
     /// Until when `idx` is held off after a failure, if it is.
     fn held_until(&self, idx: usize) -> Option<Instant> {
         self.url_health.lock().expect("url_health lock")[idx].held_until
+    }
+
+    /// How long a request waits for a search or bind slot: two operations' time. The
+    /// slots' holders may each wait out `op_timeout` on a server that hangs, then ask the
+    /// next one; a waiter that came with them and gave up after one `op_timeout` failed
+    /// just as the slots came free.
+    fn slot_patience(&self) -> Duration {
+        self.settings.op_timeout * 2
     }
 
     fn op_timeout_err(&self) -> AuthError {
@@ -528,6 +544,28 @@ impl LdapAuth {
                 self.preferred
                     .compare_exchange(idx, next, Ordering::Relaxed, Ordering::Relaxed);
         }
+        drop(health);
+        self.url_failed[idx].notify_waiters();
+    }
+
+    /// `op` on a connection to `idx`, unless `idx` is marked failed (by another request's
+    /// timeout, say) before it ends: then `None`, and the caller may ask the next URL.
+    /// Only for operations that may run twice (searches, service binds), never a user's
+    /// bind, which may already have counted against the account.
+    async fn unless_failed<F: std::future::Future>(&self, idx: usize, op: F) -> Option<F::Output> {
+        // Registered at creation: a failure marked from now on wakes it, polled or not.
+        let failed = self.url_failed[idx].notified();
+        tokio::select! {
+            biased;
+            out = op => Some(out),
+            () = failed => None,
+        }
+    }
+
+    /// Whether `idx` is held off now (it failed within [`FAILED_URL_HOLDOFF`]).
+    fn held_off(&self, idx: usize) -> bool {
+        self.held_until(idx)
+            .is_some_and(|until| until > Instant::now())
     }
 
     /// Whether a failure of `idx` is worth a warning: the first of an outage, then one
@@ -639,13 +677,25 @@ impl LdapAuth {
                 // timeout.
                 let answer = match timeout(super::ldap_service_hold::TURN_PATIENCE, &mut bind).await
                 {
-                    Ok(answer) => answer,
+                    Ok(answer) => Some(answer),
                     Err(_) => {
                         drop(turn);
-                        bind.await
+                        // Another request's bind or search there timing out says it
+                        // hangs: this one leaves for the next URL, not waiting out its own
+                        // timeout (a burst of logins took ~100 ms more each, up to the
+                        // request deadline).
+                        self.unless_failed(idx, bind).await
                     }
                 };
                 watch.done();
+                let Some(answer) = answer else {
+                    all_tls = false;
+                    all_op_timeouts = false;
+                    failures.push(format!(
+                        "{url}: failed another request while this one's service bind waited"
+                    ));
+                    continue;
+                };
                 match answer {
                     Err(_) => {
                         url_warn!(self, idx, %url, "LDAP service bind timed out");
@@ -868,13 +918,23 @@ impl LdapAuth {
         size_limit: i32,
         user: &str,
     ) -> Result<(Vec<ldap3::ResultEntry>, LdapResult), AuthError> {
-        let _slot = timeout(self.settings.op_timeout, self.pool_slots.acquire())
+        let _slot = timeout(self.slot_patience(), self.pool_slots.acquire())
             .await
             .map_err(|_| self.op_timeout_err())?
             .expect("pool semaphore never closed");
         let mut retried = false;
+        // A search is asked of a second URL once when the first does not answer in time
+        // (or another request found it hanging meanwhile): it changes nothing, and the next
+        // server may well answer while the request still has time.
+        let mut moved_on = false;
         loop {
             let mut conn = self.take_or_connect(&self.searches, true).await?;
+            if moved_on && self.held_off(conn.url_idx) {
+                // An idle connection to the server just left (returned meanwhile).
+                drop(conn);
+                conn = self.take_or_connect(&self.searches, true).await?;
+            }
+            let may_move = !moved_on && self.settings.urls.len() > 1;
             let op_timeout = self.settings.op_timeout;
             let search = conn
                 .conn
@@ -882,13 +942,29 @@ impl LdapAuth {
                 .with_timeout(op_timeout)
                 .search(base, scope, filter, attrs);
             let watch = self.watch(conn.url_idx);
-            let answer = timeout(op_timeout, search).await;
+            let answer = if may_move {
+                self.unless_failed(conn.url_idx, timeout(op_timeout, search))
+                    .await
+            } else {
+                Some(timeout(op_timeout, search).await)
+            };
             watch.done();
+            let Some(answer) = answer else {
+                let url = &self.settings.urls[conn.url_idx];
+                tracing::debug!(%url, user, "LDAP server failed another request; asking the next");
+                self.searches.drop_idle_to(conn.url_idx);
+                moved_on = true;
+                continue;
+            };
             let result = match answer {
                 Err(_) | Ok(Err(LdapError::Timeout { .. })) => {
                     let url = &self.settings.urls[conn.url_idx];
                     url_warn!(self, conn.url_idx, %url, user, "LDAP search timed out");
                     self.timed_out(conn.url_idx);
+                    if may_move {
+                        moved_on = true;
+                        continue;
+                    }
                     return Err(self.op_timeout_err());
                 }
                 Ok(Err(e)) => {
@@ -1014,7 +1090,7 @@ impl LdapAuth {
         info: UserInfo,
         password: &str,
     ) -> Result<PrimaryOutcome, AuthError> {
-        let _slot = timeout(self.settings.op_timeout, self.user_bind_slots.acquire())
+        let _slot = timeout(self.slot_patience(), self.user_bind_slots.acquire())
             .await
             .map_err(|_| self.op_timeout_err())?
             .expect("bind semaphore never closed");
@@ -1205,7 +1281,7 @@ impl LdapAuth {
     /// the search's own time stands in for it: one round trip to the same server.
     async fn pad_like_a_bind(&self, searched: Duration) -> Result<(), AuthError> {
         let waited = Instant::now();
-        let _slot = timeout(self.settings.op_timeout, self.user_bind_slots.acquire())
+        let _slot = timeout(self.slot_patience(), self.user_bind_slots.acquire())
             .await
             .map_err(|_| self.op_timeout_err())?
             .expect("bind semaphore never closed");
