@@ -305,13 +305,26 @@ async fn a_password_the_directory_says_must_be_changed_is_refused() {
                          dn: cn=default,ou=policies,dc=example,dc=org\n\
                          objectClass: organizationalRole\nobjectClass: pwdPolicy\n\
                          cn: default\npwdAttribute: userPassword\npwdMustChange: TRUE\n\
-                         pwdMaxAge: 3600\npwdGraceAuthNLimit: 3\n\n\
+                         pwdMaxAge: 3600\npwdGraceAuthNLimit: 3\npwdLockout: TRUE\n\n\
                          dn: uid=temp,ou=people,dc=example,dc=org\n\
                          objectClass: inetOrgPerson\nuid: temp\ncn: Temp User\nsn: User\n\
                          userPassword: temp-reset-pw\npwdReset: TRUE\n\n\
                          dn: uid=old,ou=people,dc=example,dc=org\n\
                          objectClass: inetOrgPerson\nuid: old\ncn: Old User\nsn: User\n\
-                         userPassword: old-pw\npwdChangedTime: 20000101000000Z\n\n"
+                         userPassword: old-pw\npwdChangedTime: 20000101000000Z\n\n\
+                         dn: cn=nograce,ou=policies,dc=example,dc=org\n\
+                         objectClass: organizationalRole\nobjectClass: pwdPolicy\n\
+                         cn: nograce\npwdAttribute: userPassword\npwdMaxAge: 3600\n\
+                         pwdGraceAuthNLimit: 0\n\n\
+                         dn: uid=expired,ou=people,dc=example,dc=org\n\
+                         objectClass: inetOrgPerson\nuid: expired\ncn: Expired User\n\
+                         sn: User\nuserPassword: expired-pw\n\
+                         pwdChangedTime: 20000101000000Z\n\
+                         pwdPolicySubentry: cn=nograce,ou=policies,dc=example,dc=org\n\n\
+                         dn: uid=locked,ou=people,dc=example,dc=org\n\
+                         objectClass: inetOrgPerson\nuid: locked\ncn: Locked User\n\
+                         sn: User\nuserPassword: locked-pw\n\
+                         pwdAccountLockedTime: 000001010000Z\n\n"
                 .into(),
             ..Default::default()
         },
@@ -337,6 +350,30 @@ async fn a_password_the_directory_says_must_be_changed_is_refused() {
         .await
         .unwrap();
     assert!(matches!(out, PrimaryOutcome::Accepted(_)), "{out:?}");
+    // A locked account, and an expired password with no grace logins left: slapd answers
+    // 49 as for a wrong password, and says which in the control. Audited as such, not as
+    // "bad password", which sent the helpdesk the wrong way.
+    for (user, password, why) in [
+        ("locked", "locked-pw", "account locked"),
+        ("expired", "expired-pw", "password expired"),
+    ] {
+        let out = auth
+            .authenticate(user, &Secret::from(password))
+            .await
+            .unwrap();
+        match &out {
+            PrimaryOutcome::Denied(d @ Denial::AccountRefused { rc: 49, .. }) => {
+                assert!(d.reason().contains(why), "{user}: {}", d.reason())
+            }
+            other => panic!("{user}: {other:?}\n{}", slapd.log_tail()),
+        }
+    }
+    // A wrong password of an account the policy leaves alone is still a bad password.
+    let out = auth
+        .authenticate("alice", &Secret::from("wrong"))
+        .await
+        .unwrap();
+    assert_eq!(out, denied(Denial::BadPassword));
 }
 
 #[tokio::test]

@@ -1378,6 +1378,12 @@ fn bind_outcome(res: &LdapResult) -> Result<PrimaryOutcome, AuthError> {
         }));
     }
     if res.rc == 49 {
+        if let Some(why) = super::ppolicy::refusal(res) {
+            return Ok(PrimaryOutcome::Denied(Denial::AccountRefused {
+                rc: res.rc,
+                text: format!("{why}, says the password policy control"),
+            }));
+        }
         return Ok(PrimaryOutcome::Denied(Denial::BadPassword));
     }
     // noSuchObject: the DN bound is gone (deleted or moved since the search, or since it

@@ -84,7 +84,9 @@ pub enum Denial {
     /// code of its own: 389-ds/FreeIPA answer a policy lockout with 19 (constraintViolation,
     /// "Exceed password retry limit") and an inactivated account with 53
     /// (unwillingToPerform), as eDirectory does a disabled or expired one. The directory's
-    /// own words, shortened, for the audit record.
+    /// own words, shortened, for the audit record. OpenLDAP's ppolicy answers a locked
+    /// account and an expired password with 49 and says which in the password policy
+    /// control (its words are radmfa's then).
     AccountRefused {
         rc: u32,
         text: String,

@@ -50,6 +50,29 @@ pub fn must_change(res: &LdapResult) -> bool {
     })
 }
 
+/// `passwordExpired` and `accountLocked` in the response's error enumeration.
+const PASSWORD_EXPIRED: u64 = 0;
+const ACCOUNT_LOCKED: u64 = 1;
+
+/// Why a refused bind (invalidCredentials) was refused, when the control says it is the
+/// account's state rather than the password: OpenLDAP answers 49 for a locked account
+/// (`pwdAccountLockedTime`, with `ppolicy_use_lockout`) and for an expired password with no
+/// grace logins left, and only the control tells them from a wrong password. The helpdesk
+/// needs the difference: "bad password" sent them the wrong way.
+pub fn refusal(res: &LdapResult) -> Option<&'static str> {
+    res.ctrls.iter().find_map(|c| {
+        let c = &c.1;
+        if c.ctype != OID {
+            return None;
+        }
+        match error(c.val.as_deref()?)? {
+            PASSWORD_EXPIRED => Some("password expired"),
+            ACCOUNT_LOCKED => Some("account locked"),
+            _ => None,
+        }
+    })
+}
+
 /// `warning [0] CHOICE { timeBeforeExpiration [0], graceAuthNsRemaining [1] }`: whether the
 /// warning is graceAuthNsRemaining, sent only for a bind on an expired password.
 fn grace_login(value: &[u8]) -> bool {

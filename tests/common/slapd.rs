@@ -643,6 +643,8 @@ fn slapd_conf(
     if ppolicy {
         writeln!(c, "overlay ppolicy").unwrap();
         writeln!(c, "ppolicy_default \"cn=default,ou=policies,{BASE_DN}\"").unwrap();
+        // A locked account's bind then says so in the control (else a bare 49).
+        writeln!(c, "ppolicy_use_lockout").unwrap();
     }
     writeln!(
         c,
