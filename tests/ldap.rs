@@ -793,6 +793,58 @@ async fn logins_in_flight_when_a_server_hangs_finish_on_the_next() {
     assert!(took < Duration::from_millis(2500), "{took:?}");
 }
 
+/// A failover lasts until the server listed first answers again, not until the second one
+/// fails too: the order is the admin's (the site's own domain controller first). The two
+/// directories here give alice different passwords, to tell which one checked.
+#[tokio::test]
+async fn the_server_listed_first_is_used_again_once_it_answers() {
+    let mut first = Slapd::start(&[LdapUser::new("alice", "first-pw")]);
+    let second = Slapd::start(&[LdapUser::new("alice", "second-pw")]);
+    first.stop();
+    let auth = LdapAuth::new(settings(
+        &first,
+        vec![first.url.clone(), second.url.clone()],
+    ))
+    .unwrap();
+    let login = |pw: &'static str| {
+        let auth = &auth;
+        async move { auth.authenticate("alice", &Secret::from(pw)).await.unwrap() }
+    };
+    assert!(matches!(
+        login("second-pw").await,
+        PrimaryOutcome::Accepted(_)
+    ));
+    first.restart();
+    // Before the probe is due: still the second.
+    assert!(matches!(
+        login("second-pw").await,
+        PrimaryOutcome::Accepted(_)
+    ));
+    tokio::time::sleep(radmfa::auth::ldap::FAILED_URL_HOLDOFF + Duration::from_millis(300)).await;
+    // This login starts the probe; one a moment later finds its answer and moves over.
+    assert!(matches!(
+        login("second-pw").await,
+        PrimaryOutcome::Accepted(_)
+    ));
+    let mut moved = false;
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if matches!(login("first-pw").await, PrimaryOutcome::Accepted(_)) {
+            moved = true;
+            break;
+        }
+    }
+    assert!(moved, "logins never went back to the first server");
+    // And they stay there.
+    for _ in 0..3 {
+        assert!(matches!(
+            login("first-pw").await,
+            PrimaryOutcome::Accepted(_)
+        ));
+    }
+    assert_eq!(login("second-pw").await, denied(Denial::BadPassword));
+}
+
 #[tokio::test]
 async fn hung_server_times_out() {
     let slapd = Slapd::start(&users());

@@ -57,7 +57,9 @@
 //! them (`url_failed`), rather than each waiting out its own. A URL
 //! that just failed is held off for [`FAILED_URL_HOLDOFF`]: it is tried only after
 //! every other URL has failed too, and it is not first again when the hold-off ends (the
-//! next URL took its place). An operation that fails with an I/O error on a *reused*
+//! next URL took its place): a background probe asks the URLs listed before the preferred
+//! one every [`FAILED_URL_HOLDOFF`], and the first that answers is preferred again
+//! (`ldap_return`). An operation that fails with an I/O error on a *reused*
 //! pooled connection (server restarted, idle connection cut) is retried once on a fresh
 //! connection, since it never reached the server. A search or bind the server answers with
 //! busy (51) or unavailable (52), a search answered unwillingToPerform (53) and a bind's 53
@@ -270,6 +272,8 @@ pub struct LdapAuth {
     /// waiting on it (a server paused or cut off mid-traffic) move to the next URL at once
     /// instead of each waiting out its own timeout there.
     url_failed: Vec<tokio::sync::Notify>,
+    /// Asks the URLs listed before the preferred one whether they answer again.
+    return_probe: std::sync::Arc<super::ldap_return::ReturnProbe>,
     /// Moving average of user-bind latency (bind, plus connect when one had to be opened).
     bind_latency: Pad,
     /// The same for refused binds only: what an unknown user's answer must look like. A
@@ -432,6 +436,7 @@ impl LdapAuth {
             preferred: AtomicUsize::new(0),
             url_health: Mutex::new(vec![UrlHealth::default(); n]),
             url_failed: (0..n).map(|_| tokio::sync::Notify::new()).collect(),
+            return_probe: super::ldap_return::ReturnProbe::new(),
             bind_latency: Pad::default(),
             refused_bind_latency: Pad::default(),
             refused_check_latency: Pad::default(),
@@ -559,6 +564,51 @@ impl LdapAuth {
             biased;
             out = op => Some(out),
             () = failed => None,
+        }
+    }
+
+    /// After a failover (a URL other than the first preferred): a URL listed before the
+    /// preferred one that answered the background probe is preferred again, and a probe
+    /// starts when one is due (see `ldap_return`). One atomic load otherwise.
+    fn back_to_the_listed_order(&self) {
+        let preferred = self.preferred.load(Ordering::Relaxed);
+        if preferred == 0 {
+            return;
+        }
+        if let Some(idx) = self.return_probe.take_answered().filter(|&i| i < preferred) {
+            if self
+                .preferred
+                .compare_exchange(preferred, idx, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+            {
+                self.url_health.lock().expect("url_health lock")[idx].held_until = None;
+                for other in (0..self.settings.urls.len()).filter(|&i| i != idx) {
+                    self.searches.drop_idle_to(other);
+                    self.binds.drop_idle_to(other);
+                }
+                tracing::info!(url = %self.settings.urls[idx], instead_of = %self.settings.urls[preferred],
+                    "LDAP server listed earlier answers again; new connections go to it");
+            }
+            return;
+        }
+        self.return_probe
+            .maybe_start(|| super::ldap_return::ProbeTargets {
+                urls: (0..preferred)
+                    .filter(|&i| !self.held_off(i))
+                    .map(|i| (i, self.settings.urls[i].clone()))
+                    .collect(),
+                settings: self.conn_settings.clone(),
+                connect_timeout: self.settings.connect_timeout,
+                op_timeout: self.settings.op_timeout,
+            });
+    }
+
+    /// A connection whose operation went well, back to `pool`; unless it is to a URL no
+    /// longer preferred (a failover, or the way back after one), when it is closed, so that
+    /// logins under steady load, which never leave a connection idle long, move too.
+    fn keep(&self, pool: &ConnPool<Ldap>, conn: Pooled<Ldap>) {
+        if conn.url_idx == self.preferred.load(Ordering::Relaxed) {
+            pool.put(conn);
         }
     }
 
@@ -998,7 +1048,8 @@ impl LdapAuth {
                 continue;
             }
             self.answered(conn.url_idx);
-            self.searches.put(conn);
+            self.back_to_the_listed_order();
+            self.keep(&self.searches, conn);
             return Ok((entries, res));
         }
     }
@@ -1193,7 +1244,7 @@ impl LdapAuth {
                 Ok(Ok(res)) => {
                     // An LDAP answer, whatever its result code: the connection is healthy.
                     self.answered(conn.url_idx);
-                    self.binds.put(conn);
+                    self.keep(&self.binds, conn);
                     return Ok(res);
                 }
             }

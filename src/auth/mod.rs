@@ -10,6 +10,7 @@ mod ldap_entry;
 mod ldap_groups;
 pub mod ldap_now;
 mod ldap_pool;
+mod ldap_return;
 mod ldap_service_hold;
 mod ldap_tls;
 mod no_directory;
