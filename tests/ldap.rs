@@ -376,6 +376,26 @@ async fn a_password_the_directory_says_must_be_changed_is_refused() {
     assert_eq!(out, denied(Denial::BadPassword));
 }
 
+/// A base_dn the directory does not have (a typo, another domain's) is named in the
+/// error, which `config check --connect` and the audit show: the bare noSuchObject read like
+/// a missing user.
+#[tokio::test]
+async fn a_base_dn_the_directory_lacks_is_named() {
+    let slapd = Slapd::start(&users());
+    let mut s = settings(&slapd, vec![slapd.url.clone()]);
+    s.base_dn = "ou=nowhere,dc=example,dc=org".into();
+    let auth = LdapAuth::new(s).unwrap();
+    let err = auth
+        .authenticate("alice", &Secret::from("alice-pw"))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("[ldap] base_dn \"ou=nowhere,dc=example,dc=org\" is not in the directory"),
+        "{err}"
+    );
+}
+
 #[tokio::test]
 async fn wrong_password_is_bad_password() {
     let slapd = Slapd::start(&users());

@@ -222,6 +222,35 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
                 ));
             }
         }
+        // With an operation's or a connect's timeout not below the time a login has to
+        // decide, a server that hangs gets the login refused before the next URL is asked.
+        let shortest = cfg
+            .clients
+            .iter()
+            .filter(|c| c.primary == Primary::Ldap)
+            .map(|c| c.factors.request_deadline(cfg.server.request_deadline))
+            .min();
+        if let Some(deadline) = shortest {
+            let reserve = audit_reserve(deadline);
+            for (key, t) in [
+                ("timeout_ms", l.op_timeout),
+                ("connect_timeout_ms", l.connect_timeout),
+            ] {
+                if t >= deadline - reserve {
+                    out.push(format!(
+                        "ldap: {key} = {} is not less than the {} ms a login has to decide \
+                         (the request deadline of {} ms less {} ms kept for its audit \
+                         record): a directory server that hangs gets logins refused before \
+                         the next URL is asked; keep it well below (a login makes up to two \
+                         connects and three operations)",
+                        t.as_millis(),
+                        (deadline - reserve).as_millis(),
+                        deadline.as_millis(),
+                        reserve.as_millis()
+                    ));
+                }
+            }
+        }
     }
     for u in &cfg.upstreams {
         let label = u.label();
@@ -1338,6 +1367,27 @@ mod tests {
     fn warns_of(text: &str, what: &str) -> bool {
         let c = Config::parse(text, std::path::Path::new("radmfa.toml")).expect("valid");
         warnings(&c).iter().any(|w| w.contains(what))
+    }
+
+    #[test]
+    fn ldap_timeouts_past_the_time_a_login_has_are_warned_about() {
+        let with = |ldap_keys: &str| {
+            format!(
+                "[server]\nrequest_deadline_ms = 4000\n{LDAP}{ldap_keys}\n\
+                 [[client]]\nname = \"nas\"\naddress = \"127.0.0.1\"\n\
+                 secret = \"0123456789abcdef\"\n"
+            )
+        };
+        let refused = "a directory server that hangs gets logins refused";
+        assert!(!warns_of(&with("timeout_ms = 2000"), refused));
+        assert!(warns_of(
+            &with("timeout_ms = 5000"),
+            "ldap: timeout_ms = 5000"
+        ));
+        assert!(warns_of(
+            &with("connect_timeout_ms = 3500"),
+            "ldap: connect_timeout_ms = 3500 is not less than the 3500 ms"
+        ));
     }
 
     #[test]

@@ -905,6 +905,12 @@ impl LdapAuth {
         let size_limit_hit = res.rc == 4 && !entries.is_empty();
         if res.rc != 0 && !size_limit_hit {
             tracing::warn!(user, result = %res, "LDAP search refused");
+            if res.rc == RC_NO_SUCH_OBJECT {
+                // What the admin must fix, named: the bare result reads like a missing user.
+                return Err(AuthError::Ldap(format!(
+                    "search: [ldap] base_dn {base:?} is not in the directory ({res})"
+                )));
+            }
             return Err(AuthError::Ldap(format!("search: {res}")));
         }
         if size_limit_hit {
