@@ -1146,6 +1146,25 @@ async fn ldaps_with_wrong_ca_is_tls_error() {
         .unwrap_err();
     assert!(matches!(err, AuthError::Tls(_)), "{err:?}");
     assert_eq!(auth.bind_count(), 0);
+    // Said what to check: the file named, not only rustls's "UnknownIssuer".
+    let ca = other.tls.as_ref().unwrap().ca_file.display().to_string();
+    assert!(
+        err.to_string()
+            .contains(&format!("is not from a CA in [ldap] ca_file {ca}")),
+        "{err}"
+    );
+    // Without a ca_file: the system's store, and the key to set.
+    let mut s = settings(&slapd, vec![slapd.ldaps_url.clone().unwrap()]);
+    s.ca_file = None;
+    let err = LdapAuth::new(s)
+        .unwrap()
+        .authenticate("alice", &Secret::from("alice-pw"))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("no [ldap] ca_file is set"),
+        "{err}"
+    );
 }
 
 #[tokio::test]

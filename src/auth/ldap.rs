@@ -651,7 +651,10 @@ impl LdapAuth {
         watch.done();
         match connected {
             Err(_) => Err(ConnectFailure::Timeout),
-            Ok(Err(e)) => Err(classify_connect_error(e)),
+            Ok(Err(e)) => Err(match classify_connect_error(e) {
+                ConnectFailure::Tls(msg) => ConnectFailure::Tls(self.tls_hint(msg)),
+                other => other,
+            }),
             Ok(Ok((conn, ldap))) => {
                 let url = url.clone();
                 // What `ldap3::drive!` does, logging through tracing.
@@ -663,6 +666,38 @@ impl LdapAuth {
                 Ok(ldap)
             }
         }
+    }
+
+    /// A TLS failure's text, with what to check for the two an admin meets most: rustls
+    /// says "UnknownIssuer" alike for a wrong ca_file and for none (the system's store),
+    /// and names no file.
+    fn tls_hint(&self, msg: String) -> String {
+        let lower = msg.to_ascii_lowercase();
+        // BadSignature: a CA of the issuer's name, but not the key that signed it.
+        let issuer = [
+            "unknownissuer",
+            "unknown issuer",
+            "badsignature",
+            "bad signature",
+        ];
+        let hint = if issuer.iter().any(|i| lower.contains(i)) {
+            match &self.settings.ca_file {
+                Some(path) => format!(
+                    "the server's certificate is not from a CA in [ldap] ca_file {}",
+                    path.display()
+                ),
+                None => "no [ldap] ca_file is set, and the system's CA store does not know \
+                         the server's CA: set ca_file to its PEM file"
+                    .to_string(),
+            }
+        } else if lower.contains("notvalidforname") || lower.contains("not valid for name") {
+            "the server's certificate is not issued to the host name in the URL (connect by \
+             the name it names)"
+                .to_string()
+        } else {
+            return msg;
+        };
+        format!("{msg} ({hint})")
     }
 
     /// Open a connection to the first URL that answers; with `service_bind`, also bind it as
