@@ -77,6 +77,74 @@ fn public_url_shape(url: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// `twilio.api_url` is the base that radmfa appends `/2010-04-01/Accounts/{sid}/...` to,
+/// by string: a path there doubled it (`.../2010-04-01/2010-04-01/...`, every send a 404),
+/// a query or fragment swallowed the appended path (the request went to the bare host), and
+/// a `user:password@` sent a second Authorization beside the Account SID's.
+fn api_url_shape(url: &str) -> Result<(), ConfigError> {
+    let key = "twilio.api_url";
+    let parsed = reqwest::Url::parse(url)
+        .map_err(|e| ConfigError::invalid(key, format!("is not a valid URL ({e})")))?;
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(ConfigError::invalid(
+            key,
+            "carries a user name or password (user:password@): remove it; radmfa signs in \
+             with twilio.account_sid and auth_token",
+        ));
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err(ConfigError::invalid(
+            key,
+            "has a query or fragment (? or #): give the base URL only, such as \
+             \"https://api.twilio.com\"; radmfa appends /2010-04-01/Accounts/...",
+        ));
+    }
+    if !matches!(parsed.path(), "" | "/") {
+        return Err(ConfigError::invalid(
+            key,
+            "has a path: give the base URL only, such as \"https://api.twilio.com\"; radmfa \
+             appends /2010-04-01/Accounts/...",
+        ));
+    }
+    Ok(())
+}
+
+/// A `user:password@` in `http_sms.url` is sent as Basic authentication (reqwest makes the
+/// Authorization header of it); with `http_sms.auth` or an Authorization header as well,
+/// the gateway got two, and a strict one refuses that or reads the wrong one.
+fn http_url_userinfo(
+    url: &str,
+    auth: &HttpAuth,
+    authorization_header: bool,
+) -> Result<(), ConfigError> {
+    let sample =
+        crate::delivery::http::render(url, &SAMPLE_VALUES, crate::delivery::http::percent_in_url);
+    let Ok(parsed) = reqwest::Url::parse(&sample) else {
+        return Ok(());
+    };
+    if parsed.username().is_empty() && parsed.password().is_none() {
+        return Ok(());
+    }
+    let other = if !matches!(auth, HttpAuth::None) {
+        Some("http_sms.auth")
+    } else if authorization_header {
+        Some("an Authorization header")
+    } else {
+        None
+    };
+    match other {
+        Some(other) => Err(ConfigError::invalid(
+            "http_sms.url",
+            format!(
+                "carries a user name or password (user:password@), sent as Basic \
+                 authentication beside the one {other} makes: remove one of them (auth = \
+                 \"basic\" with username and password_file keeps the password out of the url)"
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
 /// Values filled into templates to check them: the longest of each kind.
 const SAMPLE_VALUES: [(&str, &str); 3] = [
     ("phone", "+123456789012345"),
@@ -505,6 +573,7 @@ fn twilio_config(raw: RawTwilio, base: &Path) -> Result<TwilioConfig, ConfigErro
         ));
     }
     url_key("twilio.api_url", &api_url)?;
+    api_url_shape(&api_url)?;
     // The SMS is sent while the NAS waits for the challenge: stay below its retransmit
     // interval (3 s for NPS).
     range("twilio.timeout_ms", timeout_ms, 100, 10_000)?;
@@ -646,6 +715,10 @@ fn http_sms_config(raw: RawHttpSms, base: &Path) -> Result<HttpSmsConfig, Config
             ));
         }
     }
+    let authorization_header = headers
+        .keys()
+        .any(|name| name.eq_ignore_ascii_case("authorization"));
+    http_url_userinfo(&url, &auth, authorization_header)?;
     for (i, &s) in success_status.iter().enumerate() {
         // A 4xx or 5xx is the gateway refusing or failing: taken as success, an SMS it
         // never sent would count as sent, and the user would wait for a code that is not
@@ -794,6 +867,58 @@ mod tests {
             allowed_country_codes: allowed.iter().map(|s| s.to_string()).collect(),
         })
         .map_err(|e| e.to_string())
+    }
+
+    /// Twilio's base URL only: radmfa appends the API's path to it as a string, so a path
+    /// there doubled it, a query or fragment swallowed it, and user information sent a
+    /// second Authorization. `config check` said ok to each.
+    #[test]
+    fn twilio_api_url_is_a_base_url() {
+        for ok in [
+            "https://api.twilio.com",
+            "https://api.twilio.com/",
+            "http://127.0.0.1:8080",
+        ] {
+            assert_eq!(api_url_shape(ok).map_err(|e| e.to_string()), Ok(()), "{ok}");
+        }
+        for (bad, said) in [
+            ("https://api.twilio.com/?x=1", "query or fragment"),
+            ("https://api.twilio.com#top", "query or fragment"),
+            ("https://api.twilio.com/2010-04-01", "has a path"),
+            ("https://gw.example.org/twilio/", "has a path"),
+            ("https://u:p@api.twilio.com", "user name or password"),
+            ("https://u@api.twilio.com", "user name or password"),
+        ] {
+            let e = api_url_shape(bad).unwrap_err().to_string();
+            assert!(
+                e.contains("twilio.api_url") && e.contains(said),
+                "{bad}: {e}"
+            );
+            assert!(!e.contains("u:p"), "{e}");
+        }
+    }
+
+    /// A `user:password@` in the gateway's url is Basic authentication: alone it is kept
+    /// (and works); beside `auth` or an Authorization header it made a second one.
+    #[test]
+    fn http_sms_url_user_information_is_one_authorization_only() {
+        let url = "https://radmfa:s3cret@sms.example.org/send?to={phone}";
+        assert!(http_url_userinfo(url, &HttpAuth::None, false).is_ok());
+        let bearer = HttpAuth::Bearer(crate::secret::Secret::new(b"t".to_vec()));
+        for (auth, header, said) in [
+            (&bearer, false, "http_sms.auth"),
+            (&HttpAuth::None, true, "an Authorization header"),
+        ] {
+            let e = http_url_userinfo(url, auth, header)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("http_sms.url") && e.contains(said), "{e}");
+            assert!(!e.contains("s3cret"), "{e}");
+        }
+        // Without user information, anything else goes: a path and a query are the
+        // gateway's.
+        let plain = "https://sms.example.org/api/send?key=abc&to={phone}";
+        assert!(http_url_userinfo(plain, &bearer, true).is_ok());
     }
 
     #[test]
