@@ -79,6 +79,50 @@ fn held_login(srv: &Server, timeout: &str) -> (serde_json::Value, Duration) {
     (r, t.elapsed())
 }
 
+/// A call the provider refuses for the number (Twilio's 400 with 21215: the account may not
+/// call that country; 21217: not a valid number) is not "try again later", which never
+/// works: the user is told to have the helpdesk check that the number can be called, as
+/// for a call that failed once placed, and the audit reason says what the code means. A
+/// refusal of another kind still says to try again.
+#[test]
+fn a_call_the_provider_refuses_for_the_number_says_to_have_it_checked() {
+    let slapd = directory();
+    let standin = Standin::start();
+    standin.fail_calls(Some((
+        400,
+        21215,
+        "Account not authorized to call +15550100. Perhaps you need to enable some \
+         international permissions",
+    )));
+    let srv = start(&slapd, &standin, "", "", &hold_client(20));
+    let (r, _) = held_login(&srv, "10");
+    assert_eq!(code_of(&r), "Access-Reject", "{r}");
+    assert_eq!(
+        message(&r),
+        "The call could not be placed: the phone number on record cannot be called. Ask \
+         the helpdesk to check it.",
+        "{r}"
+    );
+    let reason = srv.audit_json("alice")[0]["reason"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        reason.contains("call not placed")
+            && reason.contains("21215")
+            && reason.contains("geographic permissions"),
+        "{reason}"
+    );
+    standin.fail_calls(Some((400, 21205, "Url or Twiml parameter is required.")));
+    let (r, _) = held_login(&srv, "10");
+    assert_eq!(
+        message(&r),
+        "The call could not be placed. Try again later.",
+        "{r}"
+    );
+    assert!(standin.calls().is_empty());
+}
+
 #[test]
 fn approved_call_accepts_with_one_call_to_the_users_phone() {
     let slapd = directory();

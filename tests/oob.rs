@@ -360,6 +360,12 @@ fn sends_the_provider_refused_do_not_use_up_the_send_limits() {
             message(&r).contains("could not be sent"),
             "HTTP {status}: {r}"
         );
+        // An invalid number is the number's fault: trying later would not help.
+        assert_eq!(
+            message(&r).contains("cannot take texts"),
+            code == 21211,
+            "HTTP {status}: {r}"
+        );
         let reason = srv.audit_json("alice")[0]["reason"]
             .as_str()
             .unwrap()
@@ -649,6 +655,99 @@ fn provider_failure_allow_does_not_fail_open_for_a_refused_number() {
     assert!(
         rec["reason"].as_str().unwrap().contains("HTTP 400"),
         "{rec}"
+    );
+}
+
+/// A number the provider refuses for good (Twilio's 400 with 21614: a landline; 21610: the
+/// user replied STOP) is not "try again later", which never works: the user is told the
+/// number on record cannot take texts and to have the helpdesk check it, and the audit
+/// reason says what the provider's code means. At a prompt (a switch from the call to
+/// SMS), the prompt stays, saying the same.
+#[test]
+fn a_number_the_provider_refuses_is_not_try_again_later() {
+    const CANNOT_TEXT: &str = "The code could not be sent: the phone number on record cannot \
+         take texts. Ask the helpdesk to check it.";
+    let slapd = directory();
+    let standin = Standin::start();
+    standin.fail_sms(Some((
+        400,
+        21614,
+        "To number: +15550100, is not a mobile number",
+    )));
+    let srv = start(
+        &slapd,
+        &standin,
+        "",
+        "",
+        &[
+            client("vpn", "127.0.0.1", "methods = [\"sms\"]"),
+            client(
+                "gw",
+                "127.0.0.2",
+                "methods = [\"voice\", \"sms\"]\nvoice_mode = \"challenge\"",
+            ),
+        ],
+    );
+    let r = login(&srv, "alice", ALICE_PW);
+    assert_eq!(code_of(&r), "Access-Reject", "{r}");
+    assert_eq!(message(&r), CANNOT_TEXT, "{r}");
+    let reason = srv.audit_json("alice")[0]["reason"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        reason.contains("HTTP 400")
+            && reason.contains("21614")
+            && reason.contains("not a mobile number (a landline"),
+        "{reason}"
+    );
+    assert!(!reason.contains("+15550100"), "masked: {reason}");
+    assert!(
+        srv.log()
+            .contains("the provider refuses the number on record"),
+        "{}",
+        srv.log()
+    );
+
+    // The user replied STOP to an earlier text: at the call's prompt, "sms" keeps the prompt.
+    standin.fail_sms(Some((
+        400,
+        21610,
+        "Attempt to send to unsubscribed recipient",
+    )));
+    let gw = |args: &[&str]| {
+        let mut all = vec!["--bind", "127.0.0.2"];
+        all.extend_from_slice(args);
+        py(&srv, &all)
+    };
+    let r1 = gw(&["--user", "bob", "--password", BOB_PW]);
+    assert_eq!(code_of(&r1), "Access-Challenge", "{r1}\n{}", srv.log());
+    let state = r1["state"].as_str().unwrap();
+    let r2 = gw(&["--user", "bob", "--password", "sms", "--state", state]);
+    assert_eq!(code_of(&r2), "Access-Challenge", "{r2}\n{}", srv.log());
+    assert_eq!(r2["state"], r1["state"], "the call's prompt stays");
+    // Offering "sms" no more: it just failed.
+    assert_eq!(
+        message(&r2),
+        format!("{CANNOT_TEXT} Answer the call, then press Enter."),
+        "{r2}"
+    );
+    let reason = srv.audit_json("bob")[0]["reason"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        reason.contains("21610") && reason.contains("opted out"),
+        "{reason}"
+    );
+
+    // Not every refusal is the number's: a 400 with another code is still "try again".
+    standin.fail_sms(Some((400, 21602, "Message body is required.")));
+    let r = login(&srv, "alice", ALICE_PW);
+    assert_eq!(
+        message(&r),
+        "The code could not be sent. Try again later.",
+        "{r}"
     );
 }
 

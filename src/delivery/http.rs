@@ -130,6 +130,8 @@ impl CodeSender for HttpSms {
                 provider: NAME,
                 status,
                 detail: snippet(&text, &self.credentials(&values)),
+                // A gateway's own error codes are unknown: any refusal may pass.
+                refused_number: None,
             });
         }
         if !c.success_body_contains.is_empty() && !text.contains(&c.success_body_contains) {

@@ -45,6 +45,10 @@ pub enum ProviderError {
         provider: &'static str,
         status: u16,
         detail: String,
+        /// The provider refused the number itself, in words (Twilio's 21614: "not a mobile
+        /// number"): it refuses it again on every try until the number on record changes,
+        /// or an admin changes the account's settings, so the user is not told to try later.
+        refused_number: Option<&'static str>,
     },
     #[error("{provider}: the response does not show success: {detail}")]
     NotAccepted {
@@ -91,6 +95,15 @@ impl ProviderError {
             ProviderError::Status { status, .. } => (400..500).contains(status),
             ProviderError::NotAccepted { .. } => false,
             ProviderError::Setup(_) => true,
+        }
+    }
+
+    /// Why the provider refuses the number itself ([`ProviderError::Status`]'s
+    /// `refused_number`), if that is what it said.
+    pub fn refused_number(&self) -> Option<&'static str> {
+        match self {
+            ProviderError::Status { refused_number, .. } => *refused_number,
+            _ => None,
         }
     }
 

@@ -132,13 +132,50 @@ async fn post(
             (_, Some(msg)) => snippet(msg, &hidden),
             _ => "no error details".into(),
         };
+        // Only a refusal (4xx) can be the number's: a 5xx is Twilio failing.
+        let refused_number = json
+            .get("code")
+            .and_then(serde_json::Value::as_u64)
+            .filter(|_| (400..500).contains(&status))
+            .and_then(refused_number);
         return Err(ProviderError::Status {
             provider,
             status,
             detail,
+            refused_number,
         });
     }
     Ok(json)
+}
+
+/// Twilio's error codes for a number it will not text or call, whatever the time: what each
+/// means, for the audit reason and the log. Trying again never helps, so the user is told
+/// to have the number on record checked instead (the numbers' own error pages at
+/// https://www.twilio.com/docs/api/errors/NNNNN say more). The geographic permissions
+/// (21408, 21215) are the account's, but the answer is the same: this number, as it is, is
+/// not reached until someone acts.
+fn refused_number(code: u64) -> Option<&'static str> {
+    Some(match code {
+        21211 | 21217 => "not a valid phone number",
+        21214 => "the number cannot be reached by a call",
+        21215 => {
+            "the account's geographic permissions do not allow calls to this number (Twilio \
+             console: voice geographic permissions)"
+        }
+        13224 => "Twilio does not support calling this number, or it is invalid",
+        21408 => {
+            "the account's geographic permissions do not allow texts to this country (Twilio \
+             console: messaging geographic permissions)"
+        }
+        21610 => {
+            "the recipient opted out of texts from this sender (replied STOP; texting START \
+             to it opts back in)"
+        }
+        21612 => "no route for texts to this number from this sender",
+        21614 => "not a mobile number (a landline, or an invalid number)",
+        21635 => "a landline, which cannot take texts",
+        _ => return None,
+    })
 }
 
 #[async_trait]

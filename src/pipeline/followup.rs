@@ -367,7 +367,7 @@ const ONE_REPLY_MESSAGE: usize = 253;
 
 /// `why` the prompt is shown again, then the prompt: in one Reply-Message, the only one
 /// pam_radius_auth shows. A long `[challenge] prompt` (up to 222 bytes) after a refusal (up
-/// to 76) would be split in two, and the user would see the prompt cut off mid-word; the
+/// to 107) would be split in two, and the user would see the prompt cut off mid-word; the
 /// prompt was shown in full a moment ago, so a short one stands in for it then.
 fn reask(why: &str, ask: &str) -> String {
     let full = format!("{why} {ask}");
@@ -402,6 +402,8 @@ fn nothing_sent(v: &Verdict) -> Option<&str> {
         oob::DAILY_LIMITED,
         oob::NOT_SENT,
         oob::NOT_CALLED,
+        oob::NUMBER_CANNOT_TEXT,
+        oob::NUMBER_CANNOT_CALL,
     ]
     .contains(&m)
     .then_some(m)
@@ -580,6 +582,8 @@ mod tests {
             oob::DAILY_LIMITED,
             oob::NOT_SENT,
             oob::NOT_CALLED,
+            oob::NUMBER_CANNOT_TEXT,
+            oob::NUMBER_CANNOT_CALL,
             typed.as_str(),
         ] {
             let long = reask(why, &longest_prompt);

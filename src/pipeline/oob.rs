@@ -46,6 +46,15 @@ pub const NOT_CALLED: &str = "The call could not be placed. Try again later or u
 /// [`NOT_SENT`] and [`NOT_CALLED`] for a login's first send, answered with a Reject.
 pub const NOT_SENT_AT_LOGIN: &str = "The code could not be sent. Try again later.";
 pub const NOT_CALLED_AT_LOGIN: &str = "The call could not be placed. Try again later.";
+/// The provider refuses the number itself ([`ProviderError::refused_number`]): a landline,
+/// an opted-out recipient, an invalid number. "Try again later" would never work.
+pub const NUMBER_CANNOT_TEXT: &str = "The code could not be sent: the phone number on record \
+     cannot take texts. Ask the helpdesk to check it.";
+pub const NUMBER_CANNOT_CALL: &str = "The call could not be placed: the phone number on record \
+     cannot be called. Ask the helpdesk to check it.";
+/// In the audit reason of a send whose number the provider refuses, before why: how a
+/// retransmit that reaches another node tells it from other failures.
+const NUMBER_REFUSED: &str = "the provider refuses this number";
 
 /// The same for every retransmit of `req`, on any node: the NAS's configured name, its
 /// address and port, the Identifier and the Request Authenticator (RFC 5080 §2.2.2).
@@ -232,6 +241,8 @@ async fn claim(
                 RATE_LIMITED
             } else if reason == "second factor locked" {
                 super::login::LOCKED_MESSAGE
+            } else if reason.contains(NUMBER_REFUSED) {
+                number_refused(t.kind)
             } else if t.kind == OobKind::Sms {
                 NOT_SENT
             } else {
@@ -402,11 +413,26 @@ async fn settle(
             if e.surely_not_sent() {
                 give_back_slot(app, &txn).await;
             }
-            let reason = format!("{failed}: {e}");
+            let (reason, message) = match e.refused_number() {
+                Some(why) => (
+                    format!("{failed}: {e}; {NUMBER_REFUSED}: {why}"),
+                    number_refused(txn.kind),
+                ),
+                None => (format!("{failed}: {e}"), message),
+            };
             app.store
                 .resolve_oob(&txn.id, OobStatus::Failed, Some(&reason))
                 .await?;
-            tracing::warn!(user, error = %e, "{failed}");
+            match e.refused_number() {
+                Some(why) => tracing::warn!(
+                    user,
+                    phone = %mask(phone),
+                    error = %e,
+                    refused_number = why,
+                    "{failed}: the provider refuses the number on record"
+                ),
+                None => tracing::warn!(user, error = %e, "{failed}"),
+            }
             Metrics::inc(&app.metrics.provider_failures);
             Ok(Delivered::No(NotSent {
                 message,
@@ -414,6 +440,14 @@ async fn settle(
                 provider_failed: e.is_outage(),
             }))
         }
+    }
+}
+
+/// What the user is told when the provider refuses the number for a text or a call.
+fn number_refused(kind: OobKind) -> &'static str {
+    match kind {
+        OobKind::Sms => NUMBER_CANNOT_TEXT,
+        OobKind::Voice => NUMBER_CANNOT_CALL,
     }
 }
 

@@ -147,6 +147,8 @@ struct Recorded {
     call_delay: Duration,
     /// When set, the Messages API answers with this Twilio error (HTTP status, code, text).
     sms_failure: Option<(u16, u32, String)>,
+    /// The same for the Calls API.
+    call_failure: Option<(u16, u32, String)>,
     generic_reply: (u16, String),
     generic_delay: Duration,
     /// Calls ended through the API: (CallSid, the Status asked for).
@@ -332,6 +334,10 @@ async fn calls(
             21205,
             "Url or Twiml parameter is required.",
         );
+    }
+    let failure = st.lock().unwrap().call_failure.clone();
+    if let Some((status, code, text)) = failure {
+        return twilio_error(StatusCode::from_u16(status).unwrap(), code, &text);
     }
     let call = Call {
         sid: sid("CA"),
@@ -582,6 +588,12 @@ impl Standin {
     /// Makes the Messages API fail like Twilio does (e.g. 503, 20429 "Too Many Requests").
     pub fn fail_sms(&self, failure: Option<(u16, u32, &str)>) {
         self.state.lock().unwrap().sms_failure = failure.map(|(s, c, t)| (s, c, t.to_string()));
+    }
+
+    /// Makes the Calls API fail like Twilio does (e.g. 400, 21215 for a number the
+    /// account's geographic permissions do not allow).
+    pub fn fail_calls(&self, failure: Option<(u16, u32, &str)>) {
+        self.state.lock().unwrap().call_failure = failure.map(|(s, c, t)| (s, c, t.to_string()));
     }
 
     pub fn set_generic_reply(&self, status: u16, body: &str, delay: Duration) {
