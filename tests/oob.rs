@@ -218,6 +218,46 @@ fn wrong_sms_codes_lock_the_second_factor() {
     assert_eq!(m["radmfa_lockouts_total{}"], 1.0, "{body}");
 }
 
+/// After a wrong SMS code at a prompt that allows more attempts, the prompt is asked again
+/// as it was first asked, with the words it offers: ", or type resend or call" was left
+/// out, though both still worked there. The resend it names still works.
+#[test]
+fn a_wrong_sms_code_asks_again_offering_resend_and_call() {
+    let slapd = directory();
+    let standin = Standin::start();
+    let srv = start(
+        &slapd,
+        &standin,
+        "",
+        "[challenge]\nmax_attempts = 3\n",
+        &[client(
+            "vpn",
+            "127.0.0.1",
+            "methods = [\"sms\", \"voice\"]\nvoice_mode = \"challenge\"",
+        )],
+    );
+    let r1 = login(&srv, "alice", ALICE_PW);
+    assert_eq!(code_of(&r1), "Access-Challenge", "{r1}");
+    assert_eq!(
+        message(&r1),
+        "Enter the code sent to ****0100, or type resend or call"
+    );
+    standin.wait_sms(1, Duration::from_secs(2));
+    let r2 = answer(&srv, "alice", wrong_code(&standin, 0), &r1["state"]);
+    assert_eq!(code_of(&r2), "Access-Challenge", "{r2}");
+    assert_eq!(
+        message(&r2),
+        "Wrong code. 2 attempt(s) left. Enter the code sent to ****0100, or type resend or call",
+    );
+    let r3 = answer(&srv, "alice", "resend", &r2["state"]);
+    assert_eq!(code_of(&r3), "Access-Challenge", "{r3}\n{}", srv.log());
+    let code = standin.wait_sms(2, Duration::from_secs(2))[1].code();
+    assert_eq!(
+        code_of(&answer(&srv, "alice", &code, &r3["state"])),
+        "Access-Accept"
+    );
+}
+
 /// Wrong SMS answers sent all at once to one prompt (the NAS's State is all it takes) are
 /// checked one at a time against the lockout: with more attempts allowed at the prompt
 /// than the lockout's threshold, `threshold` of them are checked, the rest find the second

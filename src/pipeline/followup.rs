@@ -13,7 +13,7 @@ use super::{aliases, followup_oob, oob, Fault, RequestContext, Verdict};
 use crate::app::AppState;
 use crate::auth::UserInfo;
 use crate::mfa::challenge::{state_hash, ChallengeContext, EARLIER_SMS_KEPT};
-use crate::mfa::method::{parse_input, Method, PromptInput};
+use crate::mfa::method::{parse_input, switch_hint, with_hint, Method, PromptInput};
 use crate::radius::{Reply, ReplyCode, Request};
 use crate::store::{ChallengeAttempt, PendingChallenge};
 
@@ -163,14 +163,7 @@ pub async fn answer(
         .and_then(|c| c.expose_str().map(|s| s.trim().to_string()))
         .unwrap_or_default();
     let current = carried.method.unwrap_or(Method::Totp);
-    // Only to methods this prompt offered that the client still allows (a reload may have
-    // taken one away since).
-    let allowed: Vec<Method> = carried
-        .methods
-        .iter()
-        .copied()
-        .filter(|m| ctx.client.factors.methods.contains(m))
-        .collect();
+    let allowed = offered(ctx, &carried);
     let switch = match parse_input(&typed) {
         PromptInput::Switch(m) if allowed.contains(&m) && m != current => Some(m),
         PromptInput::Switch(Method::Sms) | PromptInput::Resend
@@ -211,9 +204,9 @@ pub async fn answer(
             && app.config().hotp.self_resync
             && view.tokens.iter().any(|t| t.extra.resync.is_some());
         let ask = if resync {
-            RESYNC_MESSAGE.to_string()
+            Ask::plain(RESYNC_MESSAGE)
         } else {
-            prompt_for(app, current, &carried)
+            prompt_for(app, current, &carried, &allowed)
         };
         // A client answering empty in a loop (no input behind it) is stopped.
         // The prompt's own mode, as its other records have (not "none").
@@ -310,6 +303,13 @@ async fn switch_method(
         ))
         .with_reply(Reply::reject().with_message(EXPIRED_MESSAGE)));
     }
+    // Should nothing go out, the prompt stays, offering what it did but the method that
+    // just failed (a resend still offers itself: it may work once the send limit allows).
+    let still_offered: Vec<Method> = allowed
+        .iter()
+        .copied()
+        .filter(|m| *m != method || method == current)
+        .collect();
     let subject = Subject {
         user,
         info: info.clone(),
@@ -335,7 +335,7 @@ async fn switch_method(
             ..pending
         };
         app.store.put_challenge(&restored).await?;
-        let ask = prompt_for(app, current, carried);
+        let ask = prompt_for(app, current, carried, &still_offered);
         let mut reply = Reply::challenge(state.to_vec(), reask(why, &ask));
         reply.session_timeout = Some((restored.expires_at - now).max(1) as u32);
         return Ok(Verdict { reply, ..v });
@@ -365,29 +365,85 @@ fn earlier_sms(carried: &ChallengeContext, current: Method) -> Vec<String> {
 /// One Reply-Message attribute's worth of text (RFC 2865 §5.18).
 const ONE_REPLY_MESSAGE: usize = 253;
 
-/// `why` the prompt is shown again, then the prompt: in one Reply-Message, the only one
-/// pam_radius_auth shows. A long `[challenge] prompt` (up to 222 bytes) after a refusal (up
-/// to 107) would be split in two, and the user would see the prompt cut off mid-word; the
-/// prompt was shown in full a moment ago, so a short one stands in for it then.
-fn reask(why: &str, ask: &str) -> String {
-    let full = format!("{why} {ask}");
-    if full.len() <= ONE_REPLY_MESSAGE {
-        full
-    } else {
-        format!("{why} Enter the code.")
+/// `why` the prompt is shown again, then the prompt with the words it offers (", or type
+/// resend or call"): in one Reply-Message, the only one pam_radius_auth shows. A long
+/// `[challenge] prompt` (up to 222 bytes) after a refusal (up to 107) would be split in
+/// two, and the user would see the prompt cut off mid-word; the prompt was shown in full a
+/// moment ago, so a short one stands in for it then, still with the words it offers
+/// (without them a user would not know that "resend" still works), and without them only
+/// if even that does not fit.
+fn reask(why: &str, ask: &Ask) -> String {
+    [
+        format!("{why} {}", ask.text(true)),
+        format!("{why} {}", ask.text(false)),
+        format!("{why} Enter the code{}.", ask.hint),
+    ]
+    .into_iter()
+    .find(|m| m.len() <= ONE_REPLY_MESSAGE)
+    .unwrap_or_else(|| format!("{why} Enter the code."))
+}
+
+/// What the prompt being answered asks for, to ask it again as it was first asked.
+pub(super) struct Ask {
+    prompt: String,
+    /// The words it offers, as [`switch_hint`] writes them (", or type resend or call").
+    hint: String,
+    /// After the hint: the call's prompt ends with a full stop, the others do not.
+    stop: &'static str,
+}
+
+impl Ask {
+    /// A prompt that offers nothing else (the resync of an HOTP token).
+    pub(super) fn plain(prompt: &str) -> Ask {
+        Ask {
+            prompt: prompt.to_string(),
+            hint: String::new(),
+            stop: "",
+        }
+    }
+
+    fn text(&self, with_words: bool) -> String {
+        let hint = if with_words { self.hint.as_str() } else { "" };
+        format!("{}{}", with_hint(&self.prompt, hint), self.stop)
     }
 }
 
-/// What the prompt being answered asks for, to ask it again.
-pub(super) fn prompt_for(app: &AppState, current: Method, carried: &ChallengeContext) -> String {
-    match current {
-        Method::Sms => format!(
-            "Enter the code sent to {}",
-            crate::delivery::phone::mask(carried.phone.as_deref().unwrap_or_default())
+/// What the prompt being answered asks for, offering `offered` as its first round did (the
+/// re-prompt after a wrong code left out ", or type resend or call", though both still
+/// worked there).
+pub(super) fn prompt_for(
+    app: &AppState,
+    current: Method,
+    carried: &ChallengeContext,
+    offered: &[Method],
+) -> Ask {
+    let (prompt, stop) = match current {
+        Method::Sms => (
+            format!(
+                "Enter the code sent to {}",
+                crate::delivery::phone::mask(carried.phone.as_deref().unwrap_or_default())
+            ),
+            "",
         ),
-        Method::Voice => "Answer the call, then press Enter.".into(),
-        Method::Totp => app.config().challenge.prompt.clone(),
+        Method::Voice => ("Answer the call, then press Enter".into(), "."),
+        Method::Totp => (app.config().challenge.prompt.clone(), ""),
+    };
+    Ask {
+        prompt,
+        hint: switch_hint(offered, current),
+        stop,
     }
+}
+
+/// The methods a prompt offered that the client still allows (a reload may have taken one
+/// away since): what a switch at it may ask for, and what asking again offers.
+pub(super) fn offered(ctx: &RequestContext, carried: &ChallengeContext) -> Vec<Method> {
+    carried
+        .methods
+        .iter()
+        .copied()
+        .filter(|m| ctx.client.factors.methods.contains(m))
+        .collect()
 }
 
 /// A switch or resend refused before anything was sent (the send limit, the provider):
@@ -468,18 +524,22 @@ async fn totp(
             before_lock,
         } => {
             // A resync-pending HOTP token: the next code at this very prompt finishes it.
-            let config = app.config();
-            let prompt = if resync {
-                RESYNC_MESSAGE
+            let ask = if resync {
+                Ask::plain(RESYNC_MESSAGE)
             } else {
-                config.challenge.prompt.as_str()
+                prompt_for(
+                    app,
+                    Method::Totp,
+                    &r.carried,
+                    &offered(r.via.ctx, &r.carried),
+                )
             };
             let mode = oath_mode(&view.tokens);
             let lock = Lockout {
                 locked,
                 before_lock,
             };
-            let mut v = wrong_answer(app, r, attempt, mode, reason, lock, prompt).await?;
+            let mut v = wrong_answer(app, r, attempt, mode, reason, lock, &ask).await?;
             v.token_serial = sole_serial(&view.tokens);
             if resync && !locked && v.reply.code == ReplyCode::Reject {
                 // Out of attempts: the next login's code will do it.
@@ -539,7 +599,7 @@ pub async fn wrong_answer(
     mode: &'static str,
     reason: String,
     lock: Lockout,
-    prompt: &str,
+    ask: &Ask,
 ) -> Result<Verdict, Fault> {
     if lock.locked {
         app.store.consume_challenge(&r.hash).await?;
@@ -555,10 +615,8 @@ pub async fn wrong_answer(
             // by a lock at the next wrong code.
             let left = attempt.max.saturating_sub(n);
             let left = lock.before_lock.map_or(left, |b| left.min(b));
-            let mut reply = Reply::challenge(
-                r.state.to_vec(),
-                format!("Wrong code. {left} attempt(s) left. {prompt}"),
-            );
+            let why = format!("Wrong code. {left} attempt(s) left.");
+            let mut reply = Reply::challenge(r.state.to_vec(), reask(&why, ask));
             reply.session_timeout = Some((r.pending.expires_at - r.now).max(1) as u32);
             Verdict::reject(reason).with_reply(reply)
         }
@@ -572,10 +630,16 @@ pub async fn wrong_answer(
 mod tests {
     use super::*;
 
-    /// The longest prompt the config takes, after the longest refusal: one Reply-Message.
+    /// The longest prompt the config takes, after the longest refusal (or a wrong code):
+    /// one Reply-Message, keeping the words the prompt offers while they fit.
     #[test]
     fn a_re_prompt_after_a_refusal_fits_one_reply_message() {
-        let longest_prompt = "x".repeat(222);
+        let all = [Method::Totp, Method::Sms, Method::Voice];
+        let ask = |prompt: &str, current| Ask {
+            prompt: prompt.to_string(),
+            hint: switch_hint(&all, current),
+            stop: "",
+        };
         let typed = format!("{:?} is not available here.", "resend");
         for why in [
             oob::RATE_LIMITED,
@@ -584,16 +648,32 @@ mod tests {
             oob::NOT_CALLED,
             oob::NUMBER_CANNOT_TEXT,
             oob::NUMBER_CANNOT_CALL,
+            "Wrong code. 9 attempt(s) left.",
             typed.as_str(),
         ] {
-            let long = reask(why, &longest_prompt);
+            let longest = "x".repeat(222);
+            let long = reask(why, &ask(&longest, Method::Totp));
             assert!(long.len() <= ONE_REPLY_MESSAGE, "{} bytes", long.len());
             assert!(long.starts_with(why));
-            let short = reask(why, "Enter the code from your authenticator app");
+            // The whole prompt where it fits (after a wrong code: the 31 bytes the config
+            // leaves for that), else the short one with the words it offers.
+            assert!(
+                long == format!("{why} {longest}")
+                    || long == format!("{why} Enter the code, or type sms or call."),
+                "{long}"
+            );
+            let short = reask(why, &ask("Enter the code sent to ****2333", Method::Sms));
             assert_eq!(
                 short,
-                format!("{why} Enter the code from your authenticator app")
+                format!("{why} Enter the code sent to ****2333, or type resend, app or call")
             );
         }
+        // A prompt that just fits after a wrong code keeps itself whole, without the words.
+        let why = "Wrong code. 2 attempt(s) left.";
+        let fits = "x".repeat(ONE_REPLY_MESSAGE - why.len() - 1);
+        assert_eq!(
+            reask(why, &ask(&fits, Method::Totp)),
+            format!("{why} {fits}")
+        );
     }
 }

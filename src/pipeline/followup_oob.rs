@@ -45,7 +45,10 @@ pub async fn sms_code(
         app.store.consume_challenge(&r.hash).await?;
         return Ok(sms_reject("SMS code already used", SMS_EXPIRED));
     }
-    let prompt = || super::followup::prompt_for(app, Method::Sms, &r.carried);
+    let prompt = || {
+        let offered = super::followup::offered(r.via.ctx, &r.carried);
+        super::followup::prompt_for(app, Method::Sms, &r.carried, &offered)
+    };
     // As for OATH codes: checked in the user's turn against the lockout as it stands, so
     // answers sent all at once (to one State or to several) are counted one after another
     // and stop at the lockout threshold.
