@@ -368,6 +368,52 @@ fn provider_failure_rejects_with_a_clear_audit_reason() {
     assert_eq!(code_of(&login(&srv, "alice", ALICE_PW)), "Access-Challenge");
 }
 
+/// The provider failures are counted by kind: a rotated auth token (401 on every send)
+/// does not look like numbers refused (400) or the provider's outage (503), and the kinds
+/// add up to the total the shutdown line and earlier releases count.
+#[test]
+fn provider_failures_are_counted_by_kind() {
+    let slapd = directory();
+    let standin = Standin::start();
+    let metrics = "\n[metrics]\nlisten = \"127.0.0.1:0\"\n";
+    let srv = start(
+        &slapd,
+        &standin,
+        "max_per_user = 10\n",
+        metrics,
+        &sms_client(""),
+    );
+    for (status, code, text) in [
+        (401, 20003, "Authenticate"),
+        (401, 20003, "Authenticate"),
+        (400, 21614, "To number: +15550100, is not a mobile number"),
+        (503, 20503, "Service Unavailable"),
+    ] {
+        standin.fail_sms(Some((status, code, text)));
+        let r = login(&srv, "alice", ALICE_PW);
+        assert_eq!(code_of(&r), "Access-Reject", "{r}");
+    }
+    let body = common::radmfa::http_get(srv.metrics_addr(), "/metrics").2;
+    let m = common::peers::prometheus_parse(&body);
+    for (kind, n) in [
+        ("auth", 2.0),
+        ("refused", 1.0),
+        ("server", 1.0),
+        ("rate_limited", 0.0),
+        ("timeout", 0.0),
+    ] {
+        assert_eq!(
+            m.get(&format!("radmfa_provider_failures_total{{kind={kind}}}")),
+            Some(&n),
+            "{kind}: {body}"
+        );
+    }
+    assert!(
+        !m.contains_key("radmfa_provider_failures_total{}"),
+        "{body}"
+    );
+}
+
 /// Sends the provider refused (a 4xx: nothing went out, nothing was paid for) do not use up
 /// the send limits: after a run of them — more than the user's and the NAS's allowance — the
 /// provider is back and the user's next login gets its SMS. Without that, the user (and at

@@ -60,7 +60,72 @@ pub enum ProviderError {
     Setup(String),
 }
 
+/// What kind of failure a [`ProviderError`] is, as `radmfa_provider_failures_total`'s
+/// `kind` label says: a rotated auth token (every send refused) must not look like a few
+/// numbers refused, or like the provider's outage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// 401 or 403: our credentials refused, every send until someone acts.
+    Auth,
+    /// Another 4xx: this message or its number refused.
+    Refused,
+    /// 429: the provider's rate limit.
+    RateLimited,
+    /// A 5xx: the provider failing.
+    Server,
+    /// No answer within `timeout_ms`.
+    Timeout,
+    /// No connection made (refused, DNS, TLS, a proxy), or one lost.
+    Connection,
+    /// An answer that does not say: a 2xx without success, a 3xx.
+    Unclear,
+    /// radmfa's side: the request could not be built.
+    Setup,
+}
+
+impl FailureKind {
+    pub const ALL: [FailureKind; 8] = [
+        FailureKind::Auth,
+        FailureKind::Refused,
+        FailureKind::RateLimited,
+        FailureKind::Server,
+        FailureKind::Timeout,
+        FailureKind::Connection,
+        FailureKind::Unclear,
+        FailureKind::Setup,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::Auth => "auth",
+            FailureKind::Refused => "refused",
+            FailureKind::RateLimited => "rate_limited",
+            FailureKind::Server => "server",
+            FailureKind::Timeout => "timeout",
+            FailureKind::Connection => "connection",
+            FailureKind::Unclear => "unclear",
+            FailureKind::Setup => "setup",
+        }
+    }
+}
+
 impl ProviderError {
+    pub fn kind(&self) -> FailureKind {
+        match self {
+            ProviderError::Timeout { .. } => FailureKind::Timeout,
+            ProviderError::Transport { .. } => FailureKind::Connection,
+            ProviderError::Status { status, .. } => match status {
+                401 | 403 => FailureKind::Auth,
+                429 => FailureKind::RateLimited,
+                400..=499 => FailureKind::Refused,
+                500..=599 => FailureKind::Server,
+                _ => FailureKind::Unclear,
+            },
+            ProviderError::NotAccepted { .. } => FailureKind::Unclear,
+            ProviderError::Setup(_) => FailureKind::Setup,
+        }
+    }
+
     /// The provider is down right now — no answer, a server error — as opposed to a refusal
     /// of this one message (an invalid or landline number, an opted-out recipient: HTTP
     /// 400/404, a body without the success text), its rate limit (429) or our credentials

@@ -433,7 +433,7 @@ async fn settle(
                 ),
                 None => tracing::warn!(user, error = %e, "{failed}"),
             }
-            Metrics::inc(&app.metrics.provider_failures);
+            app.metrics.count_provider_failure(e.kind());
             Ok(Delivered::No(NotSent {
                 message,
                 reason,

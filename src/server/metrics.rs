@@ -8,6 +8,7 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use crate::delivery::FailureKind;
 use crate::radius::ReplyCode;
 
 macro_rules! counters {
@@ -66,6 +67,14 @@ counters!(
     upstream_failures,
     store_failures,
     provider_failures,
+    provider_failures_auth,
+    provider_failures_refused,
+    provider_failures_rate_limited,
+    provider_failures_server,
+    provider_failures_timeout,
+    provider_failures_connection,
+    provider_failures_unclear,
+    provider_failures_setup,
     sms_sent,
     calls_placed,
     send_limited,
@@ -173,6 +182,25 @@ impl Metrics {
             (HttpListener::Metrics, HttpRefusal::ConnectionLimit) => &self.metrics_connection_limit,
             (HttpListener::Metrics, HttpRefusal::AddressLimit) => &self.metrics_address_limit,
         });
+    }
+
+    /// Counts a provider failure, in the total and under its kind.
+    pub fn count_provider_failure(&self, kind: FailureKind) {
+        Self::inc(&self.provider_failures);
+        Self::inc(self.provider_failures_of(kind));
+    }
+
+    fn provider_failures_of(&self, kind: FailureKind) -> &AtomicU64 {
+        match kind {
+            FailureKind::Auth => &self.provider_failures_auth,
+            FailureKind::Refused => &self.provider_failures_refused,
+            FailureKind::RateLimited => &self.provider_failures_rate_limited,
+            FailureKind::Server => &self.provider_failures_server,
+            FailureKind::Timeout => &self.provider_failures_timeout,
+            FailureKind::Connection => &self.provider_failures_connection,
+            FailureKind::Unclear => &self.provider_failures_unclear,
+            FailureKind::Setup => &self.provider_failures_setup,
+        }
     }
 
     pub fn get(&self, name: &str) -> u64 {
@@ -410,12 +438,26 @@ impl Metrics {
              never got them.",
             &[("", get(&self.replies_not_sent))],
         );
+        let by_kind: Vec<(String, u64)> = FailureKind::ALL
+            .iter()
+            .map(|k| {
+                (
+                    format!("{{kind=\"{}\"}}", k.as_str()),
+                    get(self.provider_failures_of(*k)),
+                )
+            })
+            .collect();
+        let by_kind: Vec<(&str, u64)> = by_kind.iter().map(|(l, v)| (l.as_str(), *v)).collect();
         family(
             "radmfa_provider_failures_total",
             "counter",
-            "SMS or call providers that failed to take a message (an HTTP error, no answer). \
-             Each refuses its login, unless the client's provider_failure = \"allow\".",
-            &[("", get(&self.provider_failures))],
+            "SMS or call providers that failed to take a message, by kind: auth (401/403, \
+             our credentials refused: every send fails until someone acts), refused (another \
+             4xx: the message or its number), rate_limited (429), server (5xx), timeout, \
+             connection, unclear, setup. Each refuses its login, unless the client's \
+             provider_failure = \"allow\" and it is an outage. The sum over kind is the \
+             total.",
+            &by_kind,
         );
         family(
             "radmfa_oob_sent_total",
