@@ -78,7 +78,7 @@ fn public_url_shape(url: &str) -> Result<(), ConfigError> {
 }
 
 /// `twilio.api_url` is the base that radmfa appends `/2010-04-01/Accounts/{sid}/...` to,
-/// by string: a path there doubled it (`.../2010-04-01/2010-04-01/...`, every send a 404),
+/// by string: the API's path there doubled it (`.../2010-04-01/2010-04-01/...`, every send a 404),
 /// a query or fragment swallowed the appended path (the request went to the bare host), and
 /// a `user:password@` sent a second Authorization beside the Account SID's.
 fn api_url_shape(url: &str) -> Result<(), ConfigError> {
@@ -99,11 +99,13 @@ fn api_url_shape(url: &str) -> Result<(), ConfigError> {
              \"https://api.twilio.com\"; radmfa appends /2010-04-01/Accounts/...",
         ));
     }
-    if !matches!(parsed.path(), "" | "/") {
+    // A gateway or egress proxy may sit behind a path prefix (https://gw/twilio); the
+    // API's own path may not be there too.
+    if parsed.path().contains("2010-04-01") {
         return Err(ConfigError::invalid(
             key,
-            "has a path: give the base URL only, such as \"https://api.twilio.com\"; radmfa \
-             appends /2010-04-01/Accounts/...",
+            "has the API's path (2010-04-01): give the base URL only, such as \
+             \"https://api.twilio.com\"; radmfa appends /2010-04-01/Accounts/...",
         ));
     }
     Ok(())
@@ -869,8 +871,8 @@ mod tests {
         .map_err(|e| e.to_string())
     }
 
-    /// Twilio's base URL only: radmfa appends the API's path to it as a string, so a path
-    /// there doubled it, a query or fragment swallowed it, and user information sent a
+    /// Twilio's base URL only: radmfa appends the API's path to it as a string, so that
+    /// path there doubled it, a query or fragment swallowed it, and user information sent a
     /// second Authorization. `config check` said ok to each.
     #[test]
     fn twilio_api_url_is_a_base_url() {
@@ -878,14 +880,19 @@ mod tests {
             "https://api.twilio.com",
             "https://api.twilio.com/",
             "http://127.0.0.1:8080",
+            // A gateway behind a path prefix.
+            "https://gw.example.org/twilio/",
         ] {
             assert_eq!(api_url_shape(ok).map_err(|e| e.to_string()), Ok(()), "{ok}");
         }
         for (bad, said) in [
             ("https://api.twilio.com/?x=1", "query or fragment"),
             ("https://api.twilio.com#top", "query or fragment"),
-            ("https://api.twilio.com/2010-04-01", "has a path"),
-            ("https://gw.example.org/twilio/", "has a path"),
+            ("https://api.twilio.com/2010-04-01", "the API's path"),
+            (
+                "https://gw.example.org/2010-04-01/Accounts",
+                "the API's path",
+            ),
             ("https://u:p@api.twilio.com", "user name or password"),
             ("https://u@api.twilio.com", "user name or password"),
         ] {
