@@ -1376,3 +1376,75 @@ fn first_report(out: &std::process::Output) -> serde_json::Value {
     let text = String::from_utf8_lossy(&out.stdout);
     serde_json::from_str(text.lines().next().expect("a report")).unwrap()
 }
+
+/// Ctrl-C (SIGINT) during a long `client load` stops it and prints what it counted so far,
+/// marked as interrupted, with exit status 130. Before, SIGINT killed it: exit 130 with
+/// empty output, a long run's counts lost. A two-round run stopped in round 1 does not go
+/// on to round 2.
+#[test]
+fn ctrl_c_stops_a_load_run_and_reports_it_so_far() {
+    let users = LdapUser::generate(4);
+    let slapd = Slapd::start(&users);
+    let srv = Server::start(&Options::new(&slapd.url));
+    let mut csv = String::new();
+    for u in &users {
+        let seed = srv.enroll(&u.uid, &[]);
+        csv.push_str(&format!("{},{},{seed}\n", u.uid, u.password));
+    }
+    let file = srv.dir.path().join("users.csv");
+    std::fs::write(&file, csv).unwrap();
+    let interrupted = |args: &[&str]| {
+        let child = Command::new(bin())
+            .args(["client", "load", "-d", "30", "-p", "2"])
+            .args(args)
+            .args(["--server", &srv.addr.to_string()])
+            .env("RADMFA_SECRET", SECRET)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(1500));
+        let t0 = Instant::now();
+        // SAFETY: kill(2) on the child this test started.
+        assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "{:?} after Ctrl-C: {}",
+            t0.elapsed(),
+            text(&out)
+        );
+        assert_eq!(out.status.code(), Some(130), "{}", text(&out));
+        out
+    };
+    let out = interrupted(&["--flow", "status"]);
+    let t = text(&out);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.starts_with("status: ") && stdout.contains("INTERRUPTED (Ctrl-C)"),
+        "{t}"
+    );
+    assert!(t.contains("status: failed: INTERRUPTED"), "{t}");
+    let out = interrupted(
+        &["--flow", "two-round", "--json", "--users"]
+            .iter()
+            .copied()
+            .chain([file.to_str().unwrap()])
+            .collect::<Vec<_>>(),
+    );
+    let r: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(r.len(), 1, "round 2 is not started: {r:?}");
+    assert_eq!(
+        (&r[0]["phase"], &r[0]["interrupted"]),
+        (&"round1".into(), &true.into()),
+        "{r:?}"
+    );
+    let expected = r[0]["expected"].as_u64().unwrap();
+    assert!(expected > 0, "{r:?}");
+    // Its time is the run's until Ctrl-C, not the 30 s asked for.
+    let seconds = r[0]["seconds"].as_f64().unwrap();
+    assert!((1.0..3.0).contains(&seconds), "{seconds}: {r:?}");
+}

@@ -21,11 +21,12 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use tokio::net::UdpSocket;
+use tokio_util::sync::CancellationToken;
 
 use super::radsec::Link;
 use super::report::{Outcome, PhaseReport, Tally};
@@ -89,6 +90,40 @@ pub struct LoadSpec {
 /// with its allocation: about 320 MB at most).
 pub const MAX_STATES: u64 = 4_000_000;
 
+/// Ends a run early (Ctrl-C): no request is sent after it, the ones in flight get
+/// [`END_GRACE`] for their replies and are then counted as cut off, a two-round run does
+/// not start round 2, and the phases so far are reported, marked as interrupted. Before,
+/// SIGINT killed the process and a long run's counts were lost with it.
+#[derive(Debug, Clone, Default)]
+pub struct Stop {
+    token: CancellationToken,
+    at: Arc<OnceLock<Instant>>,
+}
+
+impl Stop {
+    pub fn stop(&self) {
+        let _ = self.at.set(Instant::now());
+        self.token.cancel();
+    }
+
+    /// When the run was stopped, if it was.
+    pub fn at(&self) -> Option<Instant> {
+        self.at.get().copied()
+    }
+
+    async fn stopped(&self) {
+        self.token.cancelled().await
+    }
+
+    /// Resolves [`END_GRACE`] after the stop: requests in flight then are given up on.
+    async fn grace_over(&self) {
+        self.stopped().await;
+        if let Some(at) = self.at() {
+            tokio::time::sleep_until((at + END_GRACE).into()).await;
+        }
+    }
+}
+
 /// One worker's line to the server.
 enum Conn {
     Udp(UdpSocket),
@@ -105,10 +140,11 @@ struct Schedule {
     limit: u64,
     deadline: Option<Instant>,
     rate: Option<f64>,
+    stop: Stop,
 }
 
 impl Schedule {
-    fn new(limit: u64, duration: Option<Duration>, rate: Option<f64>) -> Self {
+    fn new(limit: u64, duration: Option<Duration>, rate: Option<f64>, stop: Stop) -> Self {
         let start = Instant::now();
         Schedule {
             start,
@@ -116,11 +152,20 @@ impl Schedule {
             limit,
             deadline: duration.map(|d| start + d),
             rate,
+            stop,
         }
     }
 
     fn expired(&self) -> bool {
-        self.deadline.is_some_and(|d| Instant::now() >= d)
+        self.stop.at().is_some() || self.deadline.is_some_and(|d| Instant::now() >= d)
+    }
+
+    /// When the phase ended or will end: its deadline, or the stop if that came first.
+    fn end(&self) -> Option<Instant> {
+        match (self.deadline, self.stop.at()) {
+            (Some(d), Some(s)) => Some(d.min(s)),
+            (d, s) => d.or(s),
+        }
     }
 
     /// The next request number and, with a rate, when it was due.
@@ -141,7 +186,10 @@ impl Schedule {
             if self.deadline.is_some_and(|d| at >= d) {
                 return None;
             }
-            tokio::time::sleep_until(at.into()).await;
+            tokio::select! {
+                () = tokio::time::sleep_until(at.into()) => {}
+                () = self.stop.stopped() => return None,
+            }
             due = Some(at);
         }
         Some((i, due))
@@ -192,8 +240,13 @@ pub fn unix_now() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
-/// Runs the flow and returns one report per phase.
-pub async fn run(spec: &LoadSpec, users: Arc<Vec<LoadUser>>) -> anyhow::Result<Vec<PhaseReport>> {
+/// Runs the flow and returns one report per phase; `stop` ends it early, and the phase it
+/// ended is reported as interrupted (and is the last).
+pub async fn run(
+    spec: &LoadSpec,
+    users: Arc<Vec<LoadUser>>,
+    stop: &Stop,
+) -> anyhow::Result<Vec<PhaseReport>> {
     anyhow::ensure!(!users.is_empty(), "no users");
     anyhow::ensure!(spec.concurrency > 0, "concurrency must be at least 1");
     let needs_seed = matches!(spec.flow, Flow::Inline | Flow::TwoRound);
@@ -227,7 +280,7 @@ pub async fn run(spec: &LoadSpec, users: Arc<Vec<LoadUser>>) -> anyhow::Result<V
         users.clone(),
         Vec::new(),
         false,
-        Schedule::new(limit, spec.duration, spec.rate),
+        Schedule::new(limit, spec.duration, spec.rate, stop.clone()),
     ));
     let name = match spec.flow {
         Flow::Inline => "inline",
@@ -236,8 +289,8 @@ pub async fn run(spec: &LoadSpec, users: Arc<Vec<LoadUser>>) -> anyhow::Result<V
         Flow::Status => "status",
     };
     let (tally, states, elapsed, conns) = run_phase(first.clone(), conns).await?;
-    let mut reports = vec![PhaseReport::new(name, tally, elapsed)];
-    if spec.flow == Flow::TwoRound {
+    let mut reports = vec![report(name, tally, elapsed, stop)];
+    if spec.flow == Flow::TwoRound && stop.at().is_none() {
         // Round 2 has the same --duration of its own: without it, a server that stopped
         // answering held the run for every State × timeout × attempts (hours). The answers
         // are ordered first: the clock starts with the schedule, and sorting a long run's
@@ -255,18 +308,28 @@ pub async fn run(spec: &LoadSpec, users: Arc<Vec<LoadUser>>) -> anyhow::Result<V
                 .duration
                 .map_or(period, |d| d.as_secs_f64() + BOUNDARY_MARGIN);
             if left < lasts.min(period / 2.0) {
-                tokio::time::sleep(Duration::from_secs_f64(left + 0.01)).await;
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs_f64(left + 0.01)) => {}
+                    () = stop.stopped() => {}
+                }
             }
         }
-        let schedule = Schedule::new(answers.len() as u64, spec.duration, spec.rate);
+        let schedule = Schedule::new(answers.len() as u64, spec.duration, spec.rate, stop.clone());
         let second = Arc::new(Phase::new(spec, users, answers, true, schedule));
         let (mut tally, _, elapsed, _) = run_phase(second.clone(), conns).await?;
         // Answers the deadline cut off are counted, not lost without a trace.
         let unsent = (second.answers.len() as u64).saturating_sub(tally.sent + tally.skipped);
         tally.skipped += unsent;
-        reports.push(PhaseReport::new("round2", tally, elapsed));
+        reports.push(report("round2", tally, elapsed, stop));
     }
     Ok(reports)
+}
+
+/// A phase's report, marked as interrupted if the run was stopped before it ended.
+fn report(name: &str, tally: Tally, elapsed: Duration, stop: &Stop) -> PhaseReport {
+    let mut r = PhaseReport::new(name, tally, elapsed);
+    r.interrupted = stop.at().is_some();
+    r
 }
 
 /// Orders round-2 answers so that one user's answers are as far apart as possible: every
@@ -311,15 +374,13 @@ async fn run_phase(phase: Arc<Phase>, conns: Vec<Conn>) -> anyhow::Result<PhaseR
     // within the last timeout × attempts held every worker waiting (nothing more was sent),
     // and was credited with a run that ended when it stopped answering.
     let start = phase.schedule.start;
-    let gave_up = phase
-        .schedule
-        .deadline
-        .and_then(|end| tally.last_gave_up.map(|t| t.min(end)));
+    let end = phase.schedule.end();
+    let gave_up = end.and_then(|end| tally.last_gave_up.map(|t| t.min(end)));
     // Nor less than until the last wait for a TOTP step ended: users who ran out of steps
     // held the workers idle (often to the deadline), and a rate over the few milliseconds
     // their logins took measured nothing the server did (10 logins "in 0.00 s: 2461 req/s"
     // of a 3 s run).
-    let waited = tally.last_waited.map(|t| match phase.schedule.deadline {
+    let waited = tally.last_waited.map(|t| match end {
         Some(end) => t.min(end),
         None => t,
     });
@@ -336,7 +397,7 @@ async fn run_phase(phase: Arc<Phase>, conns: Vec<Conn>) -> anyhow::Result<PhaseR
     // sent (every worker waiting on a silent server) are counted as skipped, not forgotten.
     let ran_out = phase.ran_out_after.load(Ordering::Relaxed);
     tally.ran_out_after = (ran_out != u64::MAX).then_some(ran_out);
-    if let (Some(rate), Some(end)) = (phase.schedule.rate, phase.schedule.deadline) {
+    if let (Some(rate), Some(end)) = (phase.schedule.rate, end) {
         let due = (rate * end.duration_since(start).as_secs_f64()).ceil() as u64;
         let due = due.min(phase.schedule.limit);
         let behind = due.saturating_sub(tally.sent + tally.skipped);
@@ -433,12 +494,24 @@ async fn worker(phase: Arc<Phase>, mut conn: Conn, first_id: u8) -> WorkerResult
         phase.built.fetch_add(1, Ordering::Relaxed);
         // When it really went out: after any wait for a TOTP step above.
         tally.last_sent = Some(Instant::now());
-        let (outcome, latency, raw, resent) = match &mut conn {
-            Conn::Udp(sock) => {
-                exchange(&phase.spec, sock, &packet, &auth, phase.schedule.deadline).await
+        let sent_at = Instant::now();
+        let exchanged = async {
+            match &mut conn {
+                Conn::Udp(sock) => {
+                    exchange(&phase.spec, sock, &packet, &auth, phase.schedule.deadline).await
+                }
+                Conn::Tls(link) => {
+                    exchange_tls(&phase.spec, link, &packet, &auth, phase.schedule.deadline).await
+                }
             }
-            Conn::Tls(link) => {
-                exchange_tls(&phase.spec, link, &packet, &auth, phase.schedule.deadline).await
+        };
+        // Stopped (Ctrl-C): a reply still on its way has a moment to arrive, then the
+        // request is given up on as one the end of the run cut off. The connection is not
+        // used again: a stopped run sends nothing more.
+        let (outcome, latency, raw, resent) = tokio::select! {
+            r = exchanged => r,
+            () = phase.schedule.stop.grace_over() => {
+                (Outcome::CutOff, sent_at.elapsed(), None, 0)
             }
         };
         let latency = latency + late;
@@ -848,7 +921,7 @@ mod tests {
     #[tokio::test]
     async fn a_paced_schedule_gives_each_request_its_due_time() {
         use std::time::Duration;
-        let s = super::Schedule::new(3, None, Some(100.0));
+        let s = super::Schedule::new(3, None, Some(100.0), Default::default());
         let mut dues = Vec::new();
         while let Some((i, due)) = s.next().await {
             dues.push((i, due.expect("a rate gives due times")));
@@ -857,7 +930,7 @@ mod tests {
         for (i, due) in dues {
             assert_eq!(due - s.start, Duration::from_millis(10 * i));
         }
-        let unpaced = super::Schedule::new(1, None, None);
+        let unpaced = super::Schedule::new(1, None, None, Default::default());
         assert_eq!(unpaced.next().await, Some((0, None)));
     }
 
@@ -871,6 +944,7 @@ mod tests {
             u64::MAX,
             Some(Duration::from_millis(100)),
             Some(1.0),
+            Default::default(),
         ));
         let started = Instant::now();
         let mut workers = tokio::task::JoinSet::new();

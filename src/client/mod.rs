@@ -339,7 +339,11 @@ pub async fn run(config: Option<&Path>, cmd: ClientCommand) -> anyhow::Result<Ex
                 "--max-error-ratio {max_errors}: 0 to 1"
             );
             let (spec, users) = load_spec(a)?;
-            let reports = on_own_runtime(threads, async move { load::run(&spec, users).await })?;
+            let reports = on_own_runtime(threads, async move {
+                let stop = load::Stop::default();
+                stop_on_ctrl_c(stop.clone())?;
+                load::run(&spec, users, &stop).await
+            })?;
             for r in &reports {
                 if json {
                     println!("{}", serde_json::to_string(r)?);
@@ -352,7 +356,11 @@ pub async fn run(config: Option<&Path>, cmd: ClientCommand) -> anyhow::Result<Ex
                 clean = false;
                 eprintln!("{why}");
             }
-            Ok(if clean {
+            // 130, as a shell reports a command Ctrl-C ended: a script can tell a run cut
+            // short from one that failed.
+            Ok(if reports.iter().any(|r| r.interrupted) {
+                ExitCode::from(130)
+            } else if clean {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)
@@ -607,6 +615,27 @@ fn load_spec(a: LoadArgs) -> anyhow::Result<(LoadSpec, Arc<Vec<users::LoadUser>>
         },
     };
     Ok((spec, Arc::new(users)))
+}
+
+/// The first Ctrl-C (SIGINT) stops the load run, which then reports what it counted; a
+/// second ends the process at once, as Ctrl-C did before. Registered before the run starts
+/// (inside its runtime), so a Ctrl-C at any time during it is caught.
+fn stop_on_ctrl_c(stop: load::Stop) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut sigint = signal(SignalKind::interrupt()).context("catching Ctrl-C (SIGINT)")?;
+    tokio::spawn(async move {
+        if sigint.recv().await.is_some() {
+            eprintln!(
+                "Ctrl-C: stopping; replies in flight are waited for briefly, then the counts \
+                 so far are reported (Ctrl-C again to quit at once)"
+            );
+            stop.stop();
+        }
+        if sigint.recv().await.is_some() {
+            std::process::exit(130);
+        }
+    });
+    Ok(())
 }
 
 /// Runs `fut` on a runtime of its own with `threads` workers, so a benchmark can keep the

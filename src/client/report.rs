@@ -198,7 +198,14 @@ pub struct PhaseReport {
     pub p90_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
+    /// The run was stopped (Ctrl-C) before this phase's end: its counts are of the run so
+    /// far, and it fails.
+    pub interrupted: bool,
 }
+
+/// What an interrupted phase's report says.
+const INTERRUPTED: &str =
+    "INTERRUPTED (Ctrl-C) before the end of the run: the counts are of the run so far";
 
 pub fn code_name(code: u8) -> String {
     match code {
@@ -247,6 +254,7 @@ impl PhaseReport {
             p90_ms: ms(t.latencies_us.percentile(90.0)),
             p99_ms: ms(t.latencies_us.percentile(99.0)),
             max_ms: ms(t.latencies_us.max()),
+            interrupted: false,
         }
     }
 
@@ -258,6 +266,9 @@ impl PhaseReport {
             "{}: {} sent in {:.2} s: {:.0} replies/s ({:.0} expected/s)",
             self.phase, self.sent, self.seconds, self.replies_per_sec, self.ok_per_sec
         );
+        if self.interrupted {
+            let _ = writeln!(s, "  {INTERRUPTED}");
+        }
         // Latencies are of expected replies: with none, zeros would read as a fast server.
         if self.expected == 0 {
             let _ = writeln!(s, "  latency ms: - (no expected reply)");
@@ -345,6 +356,11 @@ impl PhaseReport {
     /// another answer, or were never sent for want of a TOTP step (a run that was mostly
     /// failures must not read as success to a script).
     pub fn failure(&self, max_errors: f64) -> Option<String> {
+        // Whatever the counts say, the run did not do what it was asked to: a script must
+        // not take a partial run for a measurement.
+        if self.interrupted {
+            return Some(format!("{}: failed: {INTERRUPTED}", self.phase));
+        }
         // Round 2 of challenges that carried no State: "0 of 0 requests" said nothing.
         if self.phase == "round2" && self.sent == 0 && self.skipped == 0 {
             return Some(
