@@ -739,8 +739,12 @@ fn replies_that_fail_verification_are_never_believed() {
     // The failure line counts them: it said "0 of 3 requests went wrong".
     let out = run(&load);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    // Said as `client login` says it ("forged 3" named no cause).
     assert!(
-        text(&out).contains("failed: 3 of 3 requests went wrong (3 forged"),
+        text(&out).contains(
+            "failed: 3 of 3 requests went wrong (3 failed verification (a wrong shared \
+             secret looks like this)"
+        ) && text(&out).contains("failed verification 3 (a wrong shared secret looks like this;"),
         "{}",
         text(&out)
     );

@@ -203,6 +203,12 @@ pub struct PhaseReport {
     pub interrupted: bool,
 }
 
+/// Said of replies that failed verification (`forged`), as `client login` says it: a
+/// wrong shared secret is by far the most common cause, and "forged 20" named none. The
+/// count does not keep which check failed; `client login` says it.
+const WRONG_SECRET: &str = "a wrong shared secret looks like this";
+const LOGIN_SAYS: &str = "`client login` names the check that failed";
+
 /// What an interrupted phase's report says.
 const INTERRUPTED: &str =
     "INTERRUPTED (Ctrl-C) before the end of the run: the counts are of the run so far";
@@ -281,9 +287,13 @@ impl PhaseReport {
         }
         let _ = write!(
             s,
-            "  expected {}  timeouts {}  forged {}  retransmits {}",
-            self.expected, self.timeouts, self.forged, self.retransmits
+            "  expected {}  timeouts {}  failed verification {}",
+            self.expected, self.timeouts, self.forged
         );
+        if self.forged > 0 {
+            let _ = write!(s, " ({WRONG_SECRET}; {LOGIN_SAYS})");
+        }
+        let _ = write!(s, "  retransmits {}", self.retransmits);
         for (code, n) in &self.unexpected {
             let _ = write!(s, "  {code} {n}");
         }
@@ -393,7 +403,10 @@ impl PhaseReport {
         // forged replies or TOTP steps.
         let mut what = Vec::new();
         if self.forged > 0 {
-            what.push(format!("{} forged", self.forged));
+            what.push(format!(
+                "{} failed verification ({WRONG_SECRET})",
+                self.forged
+            ));
         }
         if self.unsigned > 0 {
             what.push(format!(
