@@ -1494,3 +1494,39 @@ fn a_wait_for_a_totp_step_is_not_the_servers_latency_under_a_rate() {
     assert!(r["step_waits"].as_u64().unwrap() >= 1, "{r}");
     assert!(r["max_ms"].as_f64().unwrap() < 1000.0, "{r}");
 }
+
+/// `client login` shows what an Access-Accept carries besides Reply-Message, named as in
+/// the configuration: an admin checks `accept_attributes` without radclient. Before, it
+/// printed only the Reply-Message.
+#[test]
+fn login_shows_the_accepts_attributes() {
+    let slapd = Slapd::start(&[LdapUser::new("alice", "alice-pw")]);
+    let mut o = Options::new(&slapd.url);
+    o.clients.clear();
+    o.extra = format!(
+        r#"
+[[client]]
+name = "vpn"
+address = "127.0.0.1"
+secret = "{SECRET}"
+accept_attributes = ["Class = OU=vpn;", "Session-Timeout = 28800", "Fortinet-Group-Name = vpn admins", "Vendor-99-Attr-7 = x"]
+"#
+    );
+    let srv = Server::start(&o);
+    let code = totp(&srv.enroll("alice", &[]), now(), &[]);
+    let out = client(
+        &srv,
+        &["login", "alice", "--password", "alice-pw", "--code", &code],
+    );
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    for shown in [
+        "  Class = \"OU=vpn;\"\n",
+        "  Session-Timeout = 28800\n",
+        "  Fortinet-Group-Name = \"vpn admins\"\n",
+        "  Vendor-99-Attr-7 = \"x\"\n",
+    ] {
+        assert!(t.contains(shown), "{shown:?}: {t}");
+    }
+    assert!(!t.contains("Message-Authenticator"), "{t}");
+}

@@ -125,6 +125,14 @@ pub async fn login(spec: &LoginSpec, answers: &mut dyn Answerer) -> anyhow::Resu
         match parsed.code {
             2 => {
                 eprintln!("Access-Accept ({ms:.1} ms) {}", messages.join(" "));
+                // What the NAS would act on (Class, Filter-Id, a vendor's group name): an
+                // admin checking `accept_attributes` and `group_attributes` needed radclient.
+                // Reply-Message is on the line above; Message-Authenticator was checked.
+                for (typ, value) in &parsed.attributes {
+                    if ![18, 80].contains(typ) {
+                        eprintln!("  {}", crate::radius::reply_attr::shown(*typ, value));
+                    }
+                }
                 return Ok(LoginResult::Accepted);
             }
             3 => {

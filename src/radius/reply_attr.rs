@@ -240,6 +240,61 @@ impl ReplyAttr {
     }
 }
 
+/// An attribute of a received reply as `client login` shows it, `Name = value`: named as
+/// in the configuration where radmfa knows the name (so an admin can check
+/// `accept_attributes` and `group_attributes` without radclient), `Attr-<type>` or
+/// `Vendor-<id>-Attr-<type>` otherwise. Integers radmfa knows are shown by value name or
+/// number; other values as quoted text if they are printable UTF-8 (escaped where they
+/// hold what could drive a terminal), else as hex. A Vendor-Specific attribute that is
+/// not one well-formed vendor attribute is `Vendor-Specific = 0x…`.
+pub fn shown(typ: u8, value: &[u8]) -> String {
+    let attr = ReplyAttr {
+        typ,
+        value: value.to_vec(),
+    };
+    let (name, kind, data) = match attr.key() {
+        AttrKey::Standard(t) => {
+            let known = STANDARD.iter().find(|&&(_, st, _)| st == t);
+            let name = known.map(|&(n, _, _)| n).or_else(|| {
+                PASS_THROUGH_ONLY
+                    .iter()
+                    .find(|&&(_, st)| st == t)
+                    .map(|&(n, _)| n)
+            });
+            let name = name.map_or_else(|| format!("Attr-{t}"), str::to_string);
+            (name, known.map(|&(_, _, k)| k), value)
+        }
+        AttrKey::Vendor(vendor, vtype) if AttrKey::Vendor(vendor, vtype).matches(typ, value) => {
+            let kind = VENDOR
+                .iter()
+                .find(|&&(_, v, t, _)| (v, t) == (vendor, vtype))
+                .map(|&(_, _, _, k)| k);
+            (attr.name(), kind, &value[VSA_HEADER..])
+        }
+        AttrKey::Vendor(..) => ("Vendor-Specific".to_string(), None, value),
+    };
+    format!("{name} = {}", shown_value(kind, data))
+}
+
+fn shown_value(kind: Option<Kind>, data: &[u8]) -> String {
+    if let (Some(Kind::Integer(names)), Ok(four)) = (kind, <[u8; 4]>::try_from(data)) {
+        let n = u32::from_be_bytes(four);
+        return names
+            .iter()
+            .find(|&&(_, v)| v == n)
+            .map_or_else(|| n.to_string(), |&(name, _)| name.to_string());
+    }
+    match std::str::from_utf8(data) {
+        Ok(text) if !text.is_empty() && !text.chars().any(char::is_control) => {
+            format!("\"{}\"", crate::admin::printable(text))
+        }
+        _ => {
+            let hex: String = data.iter().map(|b| format!("{b:02x}")).collect();
+            format!("0x{hex}")
+        }
+    }
+}
+
 /// An attribute named in `[upstream] pass_through`: what to copy from an upstream server's
 /// Access-Accept into radmfa's. Matched by type (and vendor and vendor type), value as sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -518,6 +573,43 @@ mod tests {
         assert_eq!(
             AttrKey::by_name("Citrix-User-Groups").unwrap(),
             AttrKey::Vendor(66, 16)
+        );
+    }
+
+    /// What `client login` prints of an Access-Accept: names and values as configured.
+    #[test]
+    fn received_attributes_are_shown_as_configured() {
+        let show = |spec: &str| {
+            let a = ReplyAttr::parse(spec).unwrap();
+            shown(a.typ, &a.value)
+        };
+        assert_eq!(show("Class = OU=vpn;"), "Class = \"OU=vpn;\"");
+        assert_eq!(show("Session-Timeout = 28800"), "Session-Timeout = 28800");
+        assert_eq!(
+            show("Service-Type = Administrative-User"),
+            "Service-Type = Administrative-User"
+        );
+        assert_eq!(
+            show("Fortinet-Group-Name = vpn admins"),
+            "Fortinet-Group-Name = \"vpn admins\""
+        );
+        assert_eq!(
+            show("CP-Gaia-SuperUser-Access = 1"),
+            "CP-Gaia-SuperUser-Access = 1"
+        );
+        assert_eq!(show("Vendor-99-Attr-7 = x"), "Vendor-99-Attr-7 = \"x\"");
+        assert_eq!(shown(8, &[10, 0, 0, 1]), "Framed-IP-Address = 0x0a000001");
+        assert_eq!(shown(99, b"\x1b[2J"), "Attr-99 = 0x1b5b324a");
+        assert_eq!(
+            shown(99, "\u{202e}x".as_bytes()),
+            "Attr-99 = \"\\u{202e}x\""
+        );
+        // Two vendor attributes packed in one: shown whole, not as the first alone.
+        let mut packed = ReplyAttr::parse("Fortinet-Group-Name = a").unwrap().value;
+        packed.extend_from_slice(&[1, 3, b'b']);
+        assert_eq!(
+            shown(26, &packed),
+            "Vendor-Specific = 0x00003044010361010362"
         );
     }
 
