@@ -1530,3 +1530,41 @@ accept_attributes = ["Class = OU=vpn;", "Session-Timeout = 28800", "Fortinet-Gro
     }
     assert!(!t.contains("Message-Authenticator"), "{t}");
 }
+
+/// A phase's time is the time it took: a `-n` run whose requests all time out took their
+/// timeout (it said "5 sent in 0.00 s" after 0.3 s), and a `--rate` run paced to its
+/// `-d` lasted that long (`-n 5 -d 1 --rate 1` sends one request and said "1 sent in
+/// 0.00 s: 203 replies/s").
+#[test]
+fn a_phase_lasts_as_long_as_it_ran() {
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let accepts = responder(|req, _| {
+        Some(radmfa::radius::encode_reply(
+            req,
+            &radmfa::radius::Reply::accept(),
+            b"s",
+        ))
+    });
+    let run = |addr: std::net::SocketAddr, extra: &[&str]| {
+        let out = Command::new(bin())
+            .args(["client", "load", "--flow", "status", "--generated", "1"])
+            .args(["--json", "--secret", "s", "--server", &addr.to_string()])
+            .args(extra)
+            .output()
+            .unwrap();
+        first_report(&out)
+    };
+    let silent_addr = silent.local_addr().unwrap();
+    let r = run(
+        silent_addr,
+        &["-n", "5", "-p", "5", "--timeout", "0.3", "--retries", "0"],
+    );
+    assert_eq!(r["timeouts"], 5, "{r}");
+    let seconds = r["seconds"].as_f64().unwrap();
+    assert!((0.29..1.0).contains(&seconds), "{seconds}: {r}");
+    let r = run(accepts, &["-n", "5", "-d", "1", "--rate", "1"]);
+    assert_eq!((&r["sent"], &r["expected"]), (&1.into(), &1.into()), "{r}");
+    let seconds = r["seconds"].as_f64().unwrap();
+    assert!((0.99..1.5).contains(&seconds), "{seconds}: {r}");
+    assert!(r["replies_per_sec"].as_f64().unwrap() <= 1.01, "{r}");
+}

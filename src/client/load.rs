@@ -20,7 +20,7 @@
 //! apart, as a repeated code ([`repeats_earlier`]), not as the server's failure.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -145,6 +145,9 @@ struct Schedule {
     /// `start`; 0 = none has waited): with a rate, latency counts from then at the
     /// earliest ([`Schedule::late`]).
     resumed: AtomicU64,
+    /// Under `--rate`, the next request was due after the deadline: the run was paced to
+    /// its end, and lasted until it however early the last reply came.
+    paced_to_end: AtomicBool,
 }
 
 impl Schedule {
@@ -158,6 +161,7 @@ impl Schedule {
             rate,
             stop,
             resumed: AtomicU64::new(0),
+            paced_to_end: AtomicBool::new(false),
         }
     }
 
@@ -206,6 +210,7 @@ impl Schedule {
             // number at once, so sleeping first held a run of `-d 3 --rate 2 -p 100` for
             // 50 s (and kept round 2 waiting while round 1's States aged).
             if self.deadline.is_some_and(|d| at >= d) {
+                self.paced_to_end.store(true, Ordering::Relaxed);
                 return None;
             }
             tokio::select! {
@@ -391,13 +396,24 @@ async fn run_phase(phase: Arc<Phase>, conns: Vec<Conn>) -> anyhow::Result<PhaseR
     // Up to the last verified reply: a request lost at the end waits out its timeout and
     // retransmits (9 s by default), which would otherwise count as time spent serving. But
     // not less than until the last request went out: a server that went quiet early did
-    // not serve its replies in the shorter time. With a duration, not less than until the
-    // last request was given up on either, up to the run's end: a server that went quiet
-    // within the last timeout × attempts held every worker waiting (nothing more was sent),
-    // and was credited with a run that ended when it stopped answering.
+    // not serve its replies in the shorter time. Nor less than until the last request was
+    // given up on (up to the run's end, with a duration): a server that went quiet within
+    // the last timeout × attempts held every worker waiting (nothing more was sent), and was
+    // credited with a run that ended when it stopped answering; a `-n` run that ended in
+    // timeouts said "5 sent in 0.00 s" after 0.3 s.
     let start = phase.schedule.start;
     let end = phase.schedule.end();
-    let gave_up = end.and_then(|end| tally.last_gave_up.map(|t| t.min(end)));
+    let gave_up = tally.last_gave_up.map(|t| end.map_or(t, |end| t.min(end)));
+    // Under --rate, a run whose schedule reached its deadline lasts until then (less than
+    // 1/rate after its last request was due): `-n 5 -d 1 --rate 1` sends one request, and
+    // ended after its few milliseconds, "1 sent in 0.00 s: 203 replies/s".
+    let paced = end.filter(|_| phase.schedule.paced_to_end.load(Ordering::Relaxed));
+    if let Some(end) = paced {
+        tokio::select! {
+            () = tokio::time::sleep_until(end.into()) => {}
+            () = phase.schedule.stop.stopped() => {}
+        }
+    }
     // Nor less than until the last wait for a TOTP step ended: users who ran out of steps
     // held the workers idle (often to the deadline), and a rate over the few milliseconds
     // their logins took measured nothing the server did (10 logins "in 0.00 s: 2461 req/s"
@@ -411,6 +427,7 @@ async fn run_phase(phase: Arc<Phase>, conns: Vec<Conn>) -> anyhow::Result<PhaseR
         .max(tally.last_sent)
         .max(gave_up)
         .max(waited)
+        .max(paced)
     {
         Some(t) => t.duration_since(start),
         None => start.elapsed(),
