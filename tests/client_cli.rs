@@ -1321,6 +1321,19 @@ fn small_mistakes_are_said_plainly() {
         2,
         "--flow inline needs a TOTP seed for every user: \"u1\" has none",
     );
+    // More codes in flight than users: the generator's own codes would arrive out of
+    // order and be refused as replays, counted as the server's failures. Refused up front.
+    std::fs::write(&users, "u0,pw,GEZDGNBVGY3TQOJQ\nu1,pw,GEZDGNBVGY3TQOJQ\n").unwrap();
+    let users = users.to_str().unwrap();
+    for flow in ["inline", "two-round"] {
+        says(
+            &[
+                "load", "--flow", flow, "-n", "9", "-p", "3", "--users", users,
+            ],
+            2,
+            "-p 3 requests in flight for 2 users",
+        );
+    }
     says(
         &["login", "alice", "--password", "pw"],
         2,

@@ -564,6 +564,22 @@ fn load_spec(a: LoadArgs) -> anyhow::Result<(LoadSpec, Arc<Vec<users::LoadUser>>
             );
         }
     }
+    // With a replay guard, two requests of one user in flight at once may arrive out of
+    // order, and the server rightly refuses the earlier step as a replay: more requests in
+    // flight than users made the generator's own codes count as the server's failures
+    // ("code already used"). Workers beyond -n never send, so they do not count.
+    let in_flight = (a.concurrency as u64).min(a.count.unwrap_or(u64::MAX));
+    if matches!(a.flow, Flow::Inline | Flow::TwoRound)
+        && !a.no_replay_guard
+        && in_flight > users.len() as u64
+    {
+        anyhow::bail!(
+            "-p {in_flight} requests in flight for {} users: two codes of one user in flight \
+             at once can arrive out of order, and the server refuses the earlier one as a \
+             replay; give at least as many users as -p (more is better), or a lower -p",
+            users.len()
+        );
+    }
     anyhow::ensure!(
         (1..=3600).contains(&a.totp_period),
         "--totp-period {}: 1 to 3600 seconds",
