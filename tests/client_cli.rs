@@ -1334,6 +1334,12 @@ fn small_mistakes_are_said_plainly() {
             "-p 3 requests in flight for 2 users",
         );
     }
+    // An address this host does not have is named by its flag.
+    says(
+        &[&load[..], &["-n", "1", "--source", "192.0.2.1"]].concat(),
+        2,
+        "--source 192.0.2.1: binding a UDP socket",
+    );
     says(
         &["login", "alice", "--password", "pw"],
         2,

@@ -461,9 +461,12 @@ async fn connect(server: SocketAddr, source: Option<IpAddr>) -> anyhow::Result<U
         None if server.is_ipv6() => "[::]:0".parse()?,
         None => "0.0.0.0:0".parse()?,
     };
-    let sock = UdpSocket::bind(local)
-        .await
-        .context("binding a UDP socket")?;
+    // Named by its flag: "binding a UDP socket: Cannot assign requested address" did not
+    // say which address, nor that it was the one --source gave.
+    let sock = UdpSocket::bind(local).await.with_context(|| match source {
+        Some(ip) => format!("--source {ip}: binding a UDP socket (is it this host's address?)"),
+        None => "binding a UDP socket".to_string(),
+    })?;
     sock.connect(server)
         .await
         .with_context(|| format!("connecting to {server}"))?;

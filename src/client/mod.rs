@@ -420,6 +420,17 @@ fn parse_algorithm(s: &str) -> Result<OtpAlgorithm, String> {
 /// sent ([`Target::server`]).
 fn parse_server(s: &str) -> Result<String, String> {
     let (host, port) = split_host_port(s);
+    // `::1:1812` is all host (an IPv6 address holds colons), and was looked up as a name:
+    // "Name or service not known". Its port goes after the bracketed address.
+    if port.is_none() && host.contains(':') && host.parse::<std::net::IpAddr>().is_err() {
+        if let Some((addr, port)) = host.rsplit_once(':') {
+            if addr.parse::<std::net::Ipv6Addr>().is_ok() && port.parse::<u16>().is_ok() {
+                return Err(format!(
+                    "{s:?}: an IPv6 address with a port is written [{addr}]:{port}"
+                ));
+            }
+        }
+    }
     if host.is_empty() || port.is_some_and(|p| p.parse::<u16>().is_err()) {
         return Err(format!(
             "{s:?}: give an address or a host name, with a port if not the transport's \
@@ -740,6 +751,9 @@ mod tests {
         assert_eq!(a, "[::1]:1812".parse().unwrap());
         let a = server_of(&["status", "--secret", "s", "-s", "[::1]:1645"]);
         assert_eq!(a, "[::1]:1645".parse().unwrap());
+        let argv = ["radmfa", "status", "-s", "::1:26210"];
+        let err = Cmd::try_parse_from(argv).err().unwrap().to_string();
+        assert!(err.contains("is written [::1]:26210"), "{err}");
         for bad in ["localhost:radius", "[::1", ":1812"] {
             let argv = ["radmfa", "status", "-s", bad];
             let err = Cmd::try_parse_from(argv).err().expect(bad).to_string();

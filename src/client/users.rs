@@ -75,6 +75,9 @@ pub fn generate(n: usize) -> Vec<LoadUser> {
 /// Parses `user,password,base32-seed` lines (seed optional; `#` comments and blank lines
 /// skipped). The password may not contain a comma; the seed is unpadded or padded Base32.
 pub fn parse(text: &str) -> anyhow::Result<Vec<LoadUser>> {
+    // A byte-order mark (a file saved by a Windows editor) was read as part of the first
+    // user's name.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut users = Vec::new();
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -82,6 +85,11 @@ pub fn parse(text: &str) -> anyhow::Result<Vec<LoadUser>> {
             continue;
         }
         let fields: Vec<&str> = line.split(',').collect();
+        // A spreadsheet's header line (`user,password,seed`) was refused as "line 1: seed
+        // is not Base32".
+        if users.is_empty() && is_header(&fields) {
+            continue;
+        }
         let (name, password, seed) = match fields.as_slice() {
             [u, p] => (*u, *p, None),
             [u, p, ""] => (*u, *p, None),
@@ -101,6 +109,18 @@ pub fn parse(text: &str) -> anyhow::Result<Vec<LoadUser>> {
         bail!("no users");
     }
     Ok(users)
+}
+
+/// `user,password[,seed]` as column names rather than a user: the first field a name for
+/// the user column, the second one for the password.
+fn is_header(fields: &[&str]) -> bool {
+    let is = |f: &str, names: &[&str]| names.iter().any(|n| f.trim().eq_ignore_ascii_case(n));
+    fields.len() >= 2
+        && is(
+            fields[0],
+            &["user", "username", "user_name", "name", "login", "uid"],
+        )
+        && is(fields[1], &["password", "pass", "passwd", "pw"])
 }
 
 pub fn load(path: &Path) -> anyhow::Result<Vec<LoadUser>> {
@@ -146,6 +166,11 @@ mod tests {
             decode_seed("gezd gnbv gy3t qojq").unwrap().expose(),
             b"1234567890"
         );
+        // A header line is skipped, and a byte-order mark is not part of the first name.
+        let u = parse("\u{feff}user,password,seed\nalice,pw1,GEZDGNBVGY3TQOJQ\n").unwrap();
+        assert_eq!((u.len(), u[0].name.as_str()), (1, "alice"));
+        let u = parse("\u{feff}alice,pw1\n").unwrap();
+        assert_eq!(u[0].name, "alice");
         assert!(parse("a,b,c,d").is_err());
         assert!(parse("a,b,!!").is_err());
         assert!(parse("").is_err());
