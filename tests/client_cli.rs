@@ -20,6 +20,19 @@ fn client(srv: &Server, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// Enrolls each of `users` and writes the users file `client load` reads (name,
+/// password, seed), in the server's directory.
+fn enrolled_users_file(srv: &Server, users: &[LdapUser]) -> std::path::PathBuf {
+    let mut csv = String::new();
+    for u in users {
+        let seed = srv.enroll(&u.uid, &[]);
+        csv.push_str(&format!("{},{},{seed}\n", u.uid, u.password));
+    }
+    let file = srv.dir.path().join("users.csv");
+    std::fs::write(&file, csv).unwrap();
+    file
+}
+
 fn text(o: &Output) -> String {
     format!(
         "{}{}",
@@ -109,13 +122,7 @@ fn load_makes_codes_of_the_servers_totp_algorithm() {
     }];
     o.extra = "\n[totp]\nalgorithm = \"SHA256\"\ndigits = 8\n".into();
     let srv = Server::start(&o);
-    let mut csv = String::new();
-    for u in &users {
-        let seed = srv.enroll(&u.uid, &[]);
-        csv.push_str(&format!("{},{},{seed}\n", u.uid, u.password));
-    }
-    let file = srv.dir.path().join("users.csv");
-    std::fs::write(&file, csv).unwrap();
+    let file = enrolled_users_file(&srv, &users);
     let file = file.to_str().unwrap();
     let load = |extra: &[&str]| {
         let mut args = vec![
@@ -1409,13 +1416,7 @@ fn ctrl_c_stops_a_load_run_and_reports_it_so_far() {
     let users = LdapUser::generate(4);
     let slapd = Slapd::start(&users);
     let srv = Server::start(&Options::new(&slapd.url));
-    let mut csv = String::new();
-    for u in &users {
-        let seed = srv.enroll(&u.uid, &[]);
-        csv.push_str(&format!("{},{},{seed}\n", u.uid, u.password));
-    }
-    let file = srv.dir.path().join("users.csv");
-    std::fs::write(&file, csv).unwrap();
+    let file = enrolled_users_file(&srv, &users);
     let interrupted = |args: &[&str]| {
         let child = Command::new(bin())
             .args(["client", "load", "-d", "30", "-p", "2"])
