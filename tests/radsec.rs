@@ -1941,6 +1941,112 @@ fn a_packet_whose_length_breaks_the_framing_closes_its_radsec_connection() {
     assert!(body.contains("reason=\"malformed\"} 1"), "{body}");
 }
 
+/// A forged Access-Request for alice and, in the same write, a good one: the forged one
+/// closes the connection, and the good one behind it must not be worked out (before, it
+/// was: its login audited, a challenge's State and code used up, for a reply the NAS never
+/// got). Then a good request on a new connection, which is.
+const GOOD_BEHIND_A_FORGED_LOGIN: &str = r#"
+def login(i, spoil=False):
+    auth = os.urandom(16)
+    pad = hashlib.md5(b"radsec" + auth).digest()
+    hidden = bytes(a ^ b for a, b in zip(b"alice-pw".ljust(16, b"\0"), pad))
+    attrs = b"\x01\x07alice" + bytes([2, 18]) + hidden
+    head = struct.pack("!BBH", 1, i, 38 + len(attrs)) + auth
+    mac = hmac.new(b"radsec", head + b"\x50\x12" + bytes(16) + attrs, hashlib.md5).digest()
+    if spoil:
+        mac = bytes([mac[0] ^ 0xff]) + mac[1:]
+    return head + b"\x50\x12" + mac + attrs
+send(login(1, spoil=True) + login(2))
+print(answer())
+s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port)))
+s.settimeout(5)
+send(login(3))
+print(answer(), flush=True)
+"#;
+
+#[test]
+fn nothing_behind_a_packet_that_fails_verification_is_worked_out() {
+    let (_pki_dir, good, _slapd, srv) = alice_with_metrics(3000);
+    let connect = &DISCARDS[..DISCARDS.find("send(packet(2, 1)").unwrap()];
+    let said = radsec_script(
+        &format!("{connect}{GOOD_BEHIND_A_FORGED_LOGIN}"),
+        &srv,
+        &good,
+    );
+    let lines: Vec<&str> = said.lines().collect();
+    assert_eq!(lines.len(), 2, "{said}\n{}", srv.log());
+    assert_eq!(lines[0], "closed", "{}", srv.log());
+    assert!(lines[1].starts_with("reply "), "{said}\n{}", srv.log());
+    // The good request behind the forged one would have been audited a few ms after it.
+    std::thread::sleep(Duration::from_millis(500));
+    let audit = srv.audit_json("alice");
+    assert_eq!(
+        audit.len(),
+        1,
+        "only the new connection's login: {audit:#?}\n{}",
+        srv.log()
+    );
+    let body = http_get(srv.metrics_addr(), "/metrics").2;
+    assert!(
+        body.contains("radmfa_datagrams_received_total 2\n"),
+        "{body}"
+    );
+}
+
+/// A Length shorter than the packet: the packet fails verification and closes the
+/// connection, and the rest of it is not read as a packet of its own (it was, and counted
+/// a second time as received and malformed).
+#[test]
+fn the_rest_of_a_packet_whose_length_is_short_is_not_read_as_another() {
+    let (_pki_dir, good, _slapd, srv) = alice_with_metrics(1500);
+    let connect = &DISCARDS[..DISCARDS.find("send(packet(2, 1)").unwrap()];
+    let script = format!(
+        "{connect}p = bytearray(signed(12, 1, b\"\\x01\\x07alice\"))\n\
+         p[2:4] = struct.pack(\"!H\", len(p) - 10)\nsend(bytes(p))\nprint(answer(), flush=True)\n"
+    );
+    let said = radsec_script(&script, &srv, &good);
+    assert_eq!(said.trim(), "closed", "{}", srv.log());
+    let body = http_get(srv.metrics_addr(), "/metrics").2;
+    assert!(
+        body.contains("radmfa_datagrams_received_total 1\n"),
+        "{body}"
+    );
+    assert!(body.contains("reason=\"malformed\"} 1\n"), "{body}");
+    assert!(
+        body.contains("radmfa_radsec_closed_total{reason=\"discarded\"} 1\n"),
+        "{body}"
+    );
+}
+
+/// A peer that sends part of a packet and then nothing more is idle too: closed after
+/// `idle_timeout_secs`, said in the log and counted as idle (it was closed silently).
+#[test]
+fn a_peer_that_stalls_in_the_middle_of_a_packet_is_closed_as_idle() {
+    let pki_dir = tempfile::tempdir().unwrap();
+    let good = Pki::make(pki_dir.path(), "good");
+    let slapd = Slapd::start(&[LdapUser::new("alice", "alice-pw")]);
+    let radsec = "idle_timeout_secs = 2\n\n[metrics]\nlisten = \"127.0.0.1:0\"";
+    let srv = start_with(&slapd, &good, "nas.example.org", radsec, 1500);
+    let connect = &DISCARDS[..DISCARDS.find("send(packet(2, 1)").unwrap()];
+    let script = format!(
+        "{connect}s.settimeout(8)\nsend(packet(12, 1)[:10])\nprint(answer(), flush=True)\n"
+    );
+    let t = Instant::now();
+    let said = radsec_script(&script, &srv, &good);
+    assert_eq!(said.trim(), "closed", "{}", srv.log());
+    assert!(t.elapsed() >= Duration::from_secs(2), "{:?}", t.elapsed());
+    assert!(
+        srv.log_shows("closing the connection, idle for 2 s, in the middle of a packet"),
+        "{}",
+        srv.log()
+    );
+    let body = http_get(srv.metrics_addr(), "/metrics").2;
+    assert!(
+        body.contains("radmfa_radsec_closed_total{reason=\"idle\"} 1\n"),
+        "{body}"
+    );
+}
+
 /// A host that opens a connection and says nothing does not hold up a stop: SIGTERM ends
 /// radmfa at once, and no request is said to be abandoned (it waited the whole grace
 /// period, 5 s, and said so).

@@ -265,6 +265,7 @@ async fn recv_loop(
             src,
             local,
             reply_to: &reply_to,
+            verified: None,
         };
         dispatch(&app, &permits, &tracker, at, &buf[..len]).await;
     }
@@ -339,6 +340,9 @@ pub(crate) struct Arrival<'a> {
     pub src: SocketAddr,
     pub local: Option<SocketAddr>,
     pub reply_to: &'a ReplyTo,
+    /// The packet decoded and verified already ([`verify`], by a RadSec connection's
+    /// reader); `None` to have its task do it.
+    pub verified: Option<radius::Request>,
 }
 
 /// Duplicate check, a permit, then the request on a task of its own.
@@ -368,6 +372,7 @@ async fn dispatch_from(
         src,
         local,
         reply_to,
+        verified,
     } = at;
     // A RadSec peer resends only on a new connection (RFC 6613 §2.6.1), from a new port:
     // its requests are known by the peer's address alone, or the resend of a login whose
@@ -518,7 +523,7 @@ async fn dispatch_from(
             let _permit = permit;
             let _own = own;
             let _in_flight = app.metrics.start_request();
-            serve_one(&app, &reply_to, ctx, key, &raw).await;
+            serve_one(&app, &reply_to, ctx, key, &raw, verified).await;
         }
         .instrument(span),
     );
@@ -530,6 +535,7 @@ async fn serve_one(
     ctx: RequestContext,
     key: RequestKey,
     raw: &[u8],
+    verified: Option<radius::Request>,
 ) {
     // Until it answers, the request holds an in-flight entry that swallows its
     // retransmits; if it never gets to answer (a panic, a cancelled task), the entry goes.
@@ -539,64 +545,13 @@ async fn serve_one(
         settled: false,
     };
     let secret = ctx.client.secret.expose();
-    let req = match radius::decode_request_over(
-        raw,
-        secret,
-        ctx.client.require_message_authenticator,
-        ctx.over_tls,
-    ) {
-        Ok(r) => r,
-        Err(e) => {
-            if let (ReplyTo::Tls(replies), DecodeError::NotARequest(_)) = (reply_to, &e) {
-                // RadSec carries accounting and CoA on the same connection, and its client
-                // waits for an answer (RFC 6614 §2.5); the entry in the duplicate cache goes
-                // with `pending`, so nothing of this is kept.
-                match radius::unsupported::refusal(raw, secret) {
-                    Some(radius::unsupported::Refusal::Reply(bytes)) => {
-                        Metrics::inc(&app.metrics.radsec_unsupported_refused);
-                        debug!(
-                            code = raw[0],
-                            "refused with Error-Cause 406: not served here"
-                        );
-                        replies.send(&Arc::from(bytes));
-                        return;
-                    }
-                    // Verified, so no forgery: the connection stays; only the refusal,
-                    // with its copies of the Proxy-States, would not fit in a packet.
-                    Some(radius::unsupported::Refusal::TooBig) => {
-                        Metrics::inc(&app.metrics.radsec_unsupported_refused);
-                        debug!(
-                            code = raw[0],
-                            "not served here; its refusal would exceed 4096 octets, none sent"
-                        );
-                        return;
-                    }
-                    None => {}
-                }
-                // Accounting or CoA whose authenticator does not verify: forged or broken,
-                // and the connection goes as for a forged Access-Request (RFC 6613 §2.6.4).
-                if matches!(raw[0], 4 | 40 | 43) {
-                    count_drop(&app.metrics, &e);
-                    warn_drop(
-                        app,
-                        DropKind::of_packet(&e, raw[0]),
-                        ctx.src,
-                        Some(&ctx.client.name),
-                    );
-                    replies
-                        .conn
-                        .discarded("an accounting or CoA packet that does not verify");
-                    return;
-                }
-            }
-            count_drop(&app.metrics, &e);
-            debug!(reason = e.label(), "dropped: failed verification");
-            let kind = DropKind::of_packet(&e, raw[0]);
-            let why = (kind == DropKind::Malformed).then_some(&e);
-            warn_drop_because(app, kind, ctx.src, Some(&ctx.client.name), why);
-            reply_to.discarded(&e);
-            return;
-        }
+    // Verified already by a RadSec connection's reader (see [`verify`]); a UDP request here.
+    let req = match verified {
+        Some(req) => req,
+        None => match verify(app, reply_to, &ctx.client, ctx.src, raw) {
+            Some(req) => req,
+            None => return,
+        },
     };
     let Some(reply) = pipeline::handle(app, &ctx, &req).await else {
         // A backend failed and this client wants no reply: its NAS asks its next server.
@@ -638,6 +593,87 @@ async fn serve_one(
     if req.kind != RequestKind::StatusServer {
         app.metrics.latency.observe(ctx.received.elapsed());
     }
+}
+
+/// Decodes and verifies the request `raw` from `client`. One that fails is dealt with here:
+/// counted, logged, refused if RadSec carried accounting or CoA, and its RadSec connection
+/// closed when it is broken or forged (RFC 6613 §2.6.4); then `None`.
+///
+/// A RadSec connection's reader calls this before it reads the next packet: had the
+/// request's own task done it, the packets the peer sent behind a forged one (in the same
+/// write, say) would already be read and worked out, a login's State and code used up and
+/// audited for a reply nobody gets, by the time the connection closed.
+pub(crate) fn verify(
+    app: &AppState,
+    reply_to: &ReplyTo,
+    client: &ClientConfig,
+    src: SocketAddr,
+    raw: &[u8],
+) -> Option<radius::Request> {
+    let secret = client.secret.expose();
+    let over_tls = matches!(reply_to, ReplyTo::Tls(_));
+    match radius::decode_request_over(raw, secret, client.require_message_authenticator, over_tls) {
+        Ok(r) => Some(r),
+        Err(e) => {
+            refuse(app, reply_to, client, src, raw, &e);
+            None
+        }
+    }
+}
+
+/// [`verify`] for a packet that failed with `e`.
+fn refuse(
+    app: &AppState,
+    reply_to: &ReplyTo,
+    client: &ClientConfig,
+    src: SocketAddr,
+    raw: &[u8],
+    e: &DecodeError,
+) {
+    let secret = client.secret.expose();
+    if let (ReplyTo::Tls(replies), DecodeError::NotARequest(_)) = (reply_to, e) {
+        // RadSec carries accounting and CoA on the same connection, and its client
+        // waits for an answer (RFC 6614 §2.5); nothing of this is kept in the duplicate
+        // cache.
+        match radius::unsupported::refusal(raw, secret) {
+            Some(radius::unsupported::Refusal::Reply(bytes)) => {
+                Metrics::inc(&app.metrics.radsec_unsupported_refused);
+                debug!(
+                    code = raw[0],
+                    "refused with Error-Cause 406: not served here"
+                );
+                replies.send(&Arc::from(bytes));
+                return;
+            }
+            // Verified, so no forgery: the connection stays; only the refusal,
+            // with its copies of the Proxy-States, would not fit in a packet.
+            Some(radius::unsupported::Refusal::TooBig) => {
+                Metrics::inc(&app.metrics.radsec_unsupported_refused);
+                debug!(
+                    code = raw[0],
+                    "not served here; its refusal would exceed 4096 octets, none sent"
+                );
+                return;
+            }
+            None => {}
+        }
+        // Accounting or CoA whose authenticator does not verify: forged or broken,
+        // and the connection goes as for a forged Access-Request (RFC 6613 §2.6.4).
+        if matches!(raw[0], 4 | 40 | 43) {
+            count_drop(&app.metrics, e);
+            warn_drop(app, DropKind::of_packet(e, raw[0]), src, Some(&client.name));
+            replies
+                .conn
+                .discarded("an accounting or CoA packet that does not verify");
+            return;
+        }
+    }
+    count_drop(&app.metrics, e);
+    debug!(reason = e.label(), "dropped: failed verification");
+    let kind = DropKind::of_packet(e, raw[0]);
+    let why = (kind == DropKind::Malformed).then_some(e);
+    warn_drop_because(app, kind, src, Some(&client.name), why);
+    reply_to.discarded(e);
 }
 
 /// A RadSec resend that came while its first copy was in flight: what it takes to send it
@@ -717,6 +753,7 @@ fn redispatch(resend: Resend) -> std::pin::Pin<Box<dyn std::future::Future<Outpu
             src: resend.src,
             local: resend.local,
             reply_to: &reply_to,
+            verified: None,
         };
         dispatch_from(
             resend.received,

@@ -10,8 +10,10 @@
 //! Framing: RADIUS packets back to back on the stream, each sized by its Length field. A
 //! Length outside 20..=4096 loses the framing, so the connection is closed (counted as
 //! malformed). Replies go out on the connection the request came in on, in the order they
-//! are decided. Everything after framing — duplicate check, permits, the pipeline, the
-//! audit — is the UDP path's (`super::dispatch`).
+//! are decided. Each packet is verified (`super::verify`) before the next is read, so that
+//! one that fails closes the connection with nothing behind it worked out; everything after
+//! — duplicate check, permits, the pipeline, the audit — is the UDP path's
+//! (`super::dispatch`), each request on a task of its own.
 //!
 //! Bounds, since any host in a client's address range can connect and a TLS connection
 //! costs memory for as long as it stays open: at most `radsec.max_connections` at once, and
@@ -45,7 +47,7 @@ use super::drop_log::DropKind;
 use super::metrics::Metrics;
 use super::radsec_reload;
 use super::radsec_slots::{Slot, Slots};
-use super::{dispatch, warn_drop, Arrival, ReplyTo};
+use super::{dispatch, verify, warn_drop, Arrival, ReplyTo};
 use crate::app::AppState;
 use crate::config::{ClientConfig, RadsecConfig};
 use crate::file_stamp::{self, FileStamp};
@@ -738,9 +740,7 @@ impl Connection {
                 r = tokio::time::timeout(idle, rd.read_exact(&mut buf[..4])) => r,
             };
             let Ok(header) = header else {
-                Metrics::inc(&self.app.metrics.radsec_idle_closed);
-                let nas = closer.nas();
-                info!(%peer, nas = %nas, "radsec: closing the connection, idle for {} s", idle.as_secs());
+                idle_close(&closer, idle, "");
                 break;
             };
             if header.is_err() {
@@ -765,24 +765,45 @@ impl Connection {
                 _ = close.cancelled() => break,
                 r = tokio::time::timeout(idle, rd.read_exact(&mut buf[4..len])) => r,
             };
-            if !matches!(body, Ok(Ok(_))) {
-                break;
+            match body {
+                Ok(Ok(_)) => {}
+                Ok(Err(_)) => break, // closed by the client, or broken
+                // A peer that stalls mid-packet is as idle as one that sends nothing.
+                Err(_) => {
+                    idle_close(&closer, idle, ", in the middle of a packet");
+                    break;
+                }
             }
             Metrics::inc(&self.app.metrics.received);
             if !self.follow_reload(&chain, &closer) {
                 break; // this request too is not served
             }
+            // Verified here, before the next packet is read: one that fails may close the
+            // connection, and then nothing the peer sent behind it (in the same write, say)
+            // may be worked out. Only the checks wait; valid requests still run side by side.
+            let Some(req) = verify(&self.app, &reply_to, &self.client, peer, &buf[..len]) else {
+                continue; // the top of the loop stops if this closed the connection
+            };
             let at = Arrival {
                 client: self.client.clone(),
                 src: peer,
                 local: self.local,
                 reply_to: &reply_to,
+                verified: Some(req),
             };
             dispatch(&self.app, &self.permits, &self.tracker, at, &buf[..len]).await;
         }
         info!(%peer, nas = %closer.nas(), "radsec: connection closed");
         drop(slot); // the writer may hold it a little longer, flushing
     }
+}
+
+/// The connection sent nothing for `idle` (`where_` says more): counted and logged, and
+/// its reader stops.
+fn idle_close(closer: &Closer, idle: Duration, where_: &str) {
+    Metrics::inc(&closer.app.metrics.radsec_idle_closed);
+    let (peer, nas) = (closer.peer, closer.nas());
+    info!(%peer, nas = %nas, "radsec: closing the connection, idle for {} s{where_}", idle.as_secs());
 }
 
 impl Connection {
