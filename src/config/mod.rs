@@ -182,7 +182,8 @@ pub struct RadsecConfig {
     pub key_file: PathBuf,
     /// PEM: the CA certificate(s) that sign the clients' certificates.
     pub ca_file: PathBuf,
-    /// PEM: certificate revocation lists, one from every CA in `ca_file`.
+    /// PEM: certificate revocation lists, one from every CA in the clients' chains: each in
+    /// `ca_file`, and each intermediate (issuing) CA the NASes send.
     pub crl_file: Option<PathBuf>,
     /// Connections open at once, TLS handshakes included; more are closed on arrival.
     pub max_connections: usize,

@@ -299,9 +299,15 @@ pub fn warnings_for(cfg: &RadsecConfig, dates: &RadsecDates, now: i64) -> Vec<St
 
 /// With a crl_file, revocation fails closed: a CA in ca_file with no CRL in the file gets
 /// every certificate it issued refused at the handshake, and a CRL from a CA that is not in
-/// ca_file (the other CA's file, copied by mistake) protects nothing. Both passed every
-/// check before and showed only as refused NASes. Names are compared as printed: the
-/// same DN from one CA's certificate and its CRL prints the same.
+/// ca_file may be the other CA's file, copied by mistake, which protects nothing. Both
+/// passed every check before and showed only as refused NASes. Names are compared as
+/// printed: the same DN from one CA's certificate and its CRL prints the same.
+///
+/// A CRL from no CA in ca_file is not necessarily a mistake: webpki checks revocation along
+/// the whole chain a NAS presents, so the CRL of an intermediate (issuing) CA the NASes
+/// send is needed, and without it their certificates are refused. Which it is cannot be
+/// told from these files (that CA's certificate comes only in the handshakes), so the note
+/// says both.
 fn unmatched_crls(crl_file: &Path, dates: &RadsecDates) -> Vec<String> {
     let crl_file = crl_file.display();
     let mut out = Vec::new();
@@ -318,9 +324,12 @@ fn unmatched_crls(crl_file: &Path, dates: &RadsecDates) -> Vec<String> {
     for crl in &dates.crls {
         if !dates.ca.iter().any(|ca| ca.subject == crl.issuer) {
             out.push(format!(
-                "radsec: crl_file {crl_file}: the CRL from {:?} is from no CA in ca_file, so \
-                 it revokes nothing here (another CA's file?)",
-                crl.issuer
+                "radsec: crl_file {crl_file}: the CRL from {issuer:?} is from no CA in \
+                 ca_file: it applies only if {issuer:?} is an intermediate CA that the NASes \
+                 send in their certificate chains (then it is needed: without it their \
+                 certificates are refused); if not, it revokes nothing here (another CA's \
+                 file?)",
+                issuer = crl.issuer
             ));
         }
     }
@@ -386,6 +395,40 @@ mod tests {
             not_before,
             not_after,
         }
+    }
+
+    /// A CRL from a CA not in ca_file may be an issuing CA's, which the NASes' chains need:
+    /// the note must not say that it revokes nothing (it said so, for a CRL without which
+    /// every handshake under that CA was refused).
+    #[test]
+    fn a_crl_from_no_ca_in_ca_file_may_be_an_intermediate_s() {
+        let root = CertDates {
+            subject: "CN=Root CA".into(),
+            not_before: NOW - DAY,
+            not_after: NOW + 400 * DAY,
+        };
+        let crl = |issuer: &str| CrlDates {
+            issuer: issuer.into(),
+            this_update: NOW - DAY,
+            next_update: Some(NOW + 7 * DAY),
+        };
+        let dates = RadsecDates {
+            cert: vec![],
+            ca: vec![root],
+            crls: vec![crl("CN=Root CA"), crl("CN=Issuing CA")],
+        };
+        let notes = unmatched_crls(Path::new("crls.pem"), &dates);
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        let note = &notes[0];
+        assert!(
+            note.contains("\"CN=Issuing CA\" is from no CA in ca_file"),
+            "{note}"
+        );
+        assert!(
+            note.contains("applies only if \"CN=Issuing CA\" is an intermediate CA")
+                && note.contains("if not, it revokes nothing here"),
+            "{note}"
+        );
     }
 
     #[test]

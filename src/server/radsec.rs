@@ -434,7 +434,8 @@ fn build(cfg: &RadsecConfig) -> anyhow::Result<Tls> {
         // the file, or a CRL past its nextUpdate, gets no session.
         // Every certificate of the chain, intermediates included: a revoked intermediate CA
         // revokes what it issued (its CRL comes from a CA in ca_file, whose CRL the file
-        // holds already).
+        // holds already), and a NAS certificate an intermediate CA issued needs that CA's
+        // CRL in the file too, though that CA is in no ca_file (`cert_dates` says so).
         verifier = verifier.with_crls(crls).enforce_revocation_expiration();
     }
     let verifier = verifier
@@ -900,8 +901,9 @@ fn handshake_cause(e: &std::io::Error) -> String {
     let text = e.to_string();
     if text.contains("UnknownRevocationStatus") {
         return format!(
-            "{text}: radsec.crl_file holds no CRL from the CA that issued this certificate; \
-             add that CA's CRL to the file"
+            "{text}: radsec.crl_file holds no CRL from the CA that issued this certificate \
+             (in ca_file, or an intermediate CA the NAS sends), or from a CA above it in its \
+             chain; add that CA's CRL to the file"
         );
     }
     text
