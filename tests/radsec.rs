@@ -1389,7 +1389,8 @@ fn one_address_cannot_take_every_slot() {
     let good = Pki::make(pki_dir.path(), "good");
     let slapd = Slapd::start(&[LdapUser::new("alice", "alice-pw")]);
     let radsec = "max_connections = 3\nmax_connections_per_address = 2\n\n[[client]]\n\
-                  name = \"second\"\naddress = \"127.0.0.2\"\ntransport = \"radsec\"\n";
+                  name = \"second\"\naddress = \"127.0.0.2\"\ntransport = \"radsec\"\n\n\
+                  [metrics]\nlisten = \"127.0.0.1:0\"\n";
     let srv = start_with(&slapd, &good, "nas.example.org", radsec, 4000);
     let port = radsec_port(&srv);
 
@@ -1418,6 +1419,15 @@ fn one_address_cannot_take_every_slot() {
         "{}",
         srv.log()
     );
+    // A host at its own share when every slot is taken too is refused for its share: it
+    // would be with slots free (it was counted as the total's).
+    let out = our_client(port, &good, &good.ca, &["status", "--timeout", "1"]);
+    assert!(!out.status.success(), "a fifth connection, from 127.0.0.1");
+    let body = http_get(srv.metrics_addr(), "/metrics").2;
+    for (reason, n) in [("address_limit", 2), ("connection_limit", 1)] {
+        let line = format!("radmfa_radsec_closed_total{{reason=\"{reason}\"}} {n}\n");
+        assert!(body.contains(&line), "{line}{body}");
+    }
     for c in [&mut second, &mut fourth] {
         let _ = c.kill();
         let _ = c.wait();

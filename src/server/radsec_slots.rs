@@ -26,6 +26,8 @@ use crate::app::AppState;
 
 pub(super) struct Slots {
     all: Arc<Semaphore>,
+    /// `max_connections`.
+    max: usize,
     per_address: usize,
     by_address: Mutex<HashMap<IpAddr, usize>>,
     /// Connections in their TLS handshake.
@@ -40,6 +42,7 @@ impl Slots {
     pub(super) fn new(max: usize, per_address: usize) -> Arc<Slots> {
         Arc::new(Slots {
             all: Arc::new(Semaphore::new(max)),
+            max,
             per_address,
             by_address: Mutex::new(HashMap::new()),
             handshaking: CutLine::default(),
@@ -66,10 +69,13 @@ impl Slots {
             .is_some_and(|&n| n >= self.per_address)
     }
 
-    /// A slot for a connection from `ip`, or which limit is reached (counted). The total
-    /// is checked first: when every slot is taken, that is what the admin needs to know;
-    /// unless a connection still in its handshake gives its slot up (a host at its own
-    /// share gets none that way).
+    /// A slot for a connection from `ip`, or which limit is reached (counted). A host at its
+    /// own share, smaller than the total, is refused for that, every slot taken or not: it
+    /// would be refused all the same with slots free, and an alert on the total must not
+    /// fire for one host's reconnects (a share as large as the total is the total, and
+    /// `max_connections` is what to raise). Otherwise, when every slot is taken, that is
+    /// what the admin needs to know; unless a connection still in its handshake gives its
+    /// slot up (a host at its own share gets none that way).
     pub(super) async fn take(
         self: &Arc<Self>,
         ip: IpAddr,
@@ -77,6 +83,10 @@ impl Slots {
     ) -> Result<Slot, DropKind> {
         let permit = match self.all.clone().try_acquire_owned() {
             Ok(permit) => permit,
+            Err(_) if self.per_address < self.max && self.address_full(ip) => {
+                Metrics::inc(&app.metrics.radsec_address_limit);
+                return Err(DropKind::TlsAddressLimit);
+            }
             Err(_) => {
                 let freed = if self.address_full(ip) || !self.handshaking.cut_one() {
                     None
