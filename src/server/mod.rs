@@ -695,9 +695,9 @@ struct Resend {
 /// `limit` from now). A poll, not a wake-up: a resend during a login in flight is rare, and
 /// it keeps the duplicate cache free of connections. If the first copy ended unanswered
 /// (its connection closed as overloaded before it got a request slot; a no_reply client's
-/// failure, after which a UDP retransmit is worked out again too; a packet that failed
-/// verification, which fails again), the resend is worked out itself, on its own
-/// connection, its deadline counted from its own arrival: before, it was left unanswered,
+/// failure, after which a UDP retransmit is worked out again too; a packet that fails
+/// verification is refused by its reader and never gets this far), the resend is worked
+/// out itself, on its own connection, its deadline counted from its own arrival: before, it was left unanswered,
 /// and its NAS waited a whole timeout more, at the moment the server was busiest.
 async fn resend_when_answered(resend: Resend, key: RequestKey, limit: Duration) {
     let until = Instant::now() + limit;
