@@ -815,8 +815,8 @@ fn silent_server_checked_between_logins(kind: &str, check_code: u8) {
 /// A node whose upstream servers are all silent answers no login of a no-reply client, so
 /// it must not answer that client's Status-Server either: a proxy checking with it
 /// (radsecproxy, FreeRADIUS) would bring the node back and fail over again, login after
-/// login. It says "alive" again once a server answers (here a status check), or after
-/// `dead_time_secs`, so that a proxy sends a login again.
+/// login. It says "alive" again once a server answers (a login, or a status check), or
+/// after `dead_time_secs`, so that a proxy sends a login again.
 #[test]
 fn status_server_is_silent_while_every_upstream_server_is() {
     let slapd = directory();
@@ -902,14 +902,107 @@ fn status_server_is_silent_while_every_upstream_server_is() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert_eq!(status(), "none", "silent again after that login");
+    // Back: the status checks find it, but a Status-Server answer does not outweigh that
+    // unanswered login for dead_time_secs (8).
     relay.pass();
     let t = Instant::now();
     while status() != "Access-Accept" {
-        assert!(t.elapsed() < Duration::from_secs(10), "{}", srv.log());
+        assert!(t.elapsed() < Duration::from_secs(14), "{}", srv.log());
         std::thread::sleep(Duration::from_millis(200));
     }
     let r = inline_login(&srv, "127.0.0.1", ALICE_UP, &codes);
     assert_eq!(code(&r), "Access-Accept", "{r}");
+}
+
+/// A server that answers Status-Server but drops logins (a FreeRADIUS whose LDAP back end
+/// hangs, or that stopped signing its replies) is not put back first by its Status-Server
+/// answers: a login it left unanswered outweighs them for `dead_time_secs`, so the logins
+/// meanwhile go straight to the next server, and the log says what the checks found.
+#[test]
+fn a_server_answering_status_server_but_not_logins_stays_at_the_back() {
+    const ACCESS_REQUEST: u8 = 1;
+    let slapd = directory();
+    let fr = upstream_users();
+    // Status-Server reaches FreeRADIUS and is answered; logins never do.
+    let relay = LossyRelay::ignoring(fr.signed, ACCESS_REQUEST);
+    let behind = local(relay.port);
+    let srv = start(
+        &slapd,
+        &format!(
+            "\n[metrics]\nlisten = \"127.0.0.1:0\"\n{}",
+            upstream_section(
+                &[behind.clone(), local(fr.signed)],
+                "timeout_ms = 1000\ndead_time_secs = 6\nstatus_check = \"status-server\"\n\
+                 check_interval_secs = 1",
+            )
+        ),
+        &[client("vpn", "127.0.0.1", INLINE_UPSTREAM)],
+    );
+    let answering = || {
+        let m = prometheus_parse(&http_get(srv.metrics_addr(), "/metrics").2);
+        m[&format!("radmfa_upstream_answering{{group=default,server={behind}}}")]
+    };
+    let codes = FreshCodes::new(srv.enroll("alice", &[]));
+    let r = inline_login(&srv, "127.0.0.1", ALICE_UP, &codes);
+    let failed = Instant::now();
+    assert_eq!(code(&r), "Access-Accept", "{r}\n{}", srv.log());
+    let by_the_first_login = relay.count(ACCESS_REQUEST);
+    assert_eq!(by_the_first_login, 2, "asked, and asked again");
+    let t = Instant::now();
+    while !srv
+        .log()
+        .contains("answers Status-Server but did not answer a login")
+    {
+        assert!(t.elapsed() < Duration::from_secs(5), "{}", srv.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Checks answered meanwhile, logins not sent to it, nor is it said to answer.
+    let mut logins = 0;
+    loop {
+        // A fresh code may wait for the next time step: the login is timed after it.
+        let password = format!("{ALICE_UP},{}", codes.next());
+        if failed.elapsed() >= Duration::from_secs(4) {
+            break;
+        }
+        assert!(!srv.log().contains("answers again"), "{}", srv.log());
+        let started = Instant::now();
+        let r = send(&srv, "127.0.0.1", "alice", &password, None);
+        logins += 1;
+        assert_eq!(code(&r), "Access-Accept", "{r}");
+        assert!(
+            started.elapsed() < Duration::from_millis(800),
+            "a login waited for the server that drops them: {:?}\n{}",
+            started.elapsed(),
+            srv.log()
+        );
+        assert_eq!(answering(), 0.0, "{}", srv.log());
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(
+        logins >= 1 && relay.count(12) >= 2,
+        "checked: {}",
+        relay.count(12)
+    );
+    assert_eq!(relay.count(ACCESS_REQUEST), by_the_first_login);
+    // Its dead time after that login over, the next Status-Server answer puts it back (a
+    // login finds out the rest).
+    while !srv.log().contains("answers again (status check)") {
+        assert!(failed.elapsed() < Duration::from_secs(12), "{}", srv.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        failed.elapsed() >= Duration::from_secs(5),
+        "back after {:?}",
+        failed.elapsed()
+    );
+    assert_eq!(
+        srv.log()
+            .matches("answers Status-Server but did not answer a login")
+            .count(),
+        1,
+        "said once: {}",
+        srv.log()
+    );
 }
 
 #[test]

@@ -15,6 +15,7 @@ use rand::Rng;
 use tokio::net::UdpSocket;
 
 pub use super::upstream_health::Health;
+use super::upstream_health::StatusAnswer;
 use super::AuthError;
 use crate::config::upstream::{StatusCheck, UpstreamConfig, UpstreamHost, UpstreamServer};
 use crate::radius::client::{parse_reply, status_server, AccessRequestBuilder};
@@ -262,9 +263,10 @@ async fn ask_made_up(
 }
 
 /// `status_check`: is a server that stopped answering back? Records the outcome in
-/// `health` as a login's would (an answer clears the mark, silence renews it for
-/// `dead_time`); true when the server answers again. Any verified reply counts, even one a
-/// login would refuse (an Access-Challenge, say): the server is there.
+/// `health` (silence renews its dead time; see [`Health::status_server_answered`] for what
+/// a Status-Server answer is worth); true when the server takes its place again. Any
+/// verified reply to a made-up user's Access-Request counts, even one a login would refuse
+/// (an Access-Challenge, say): the server is there and answers logins.
 pub async fn status_check(
     cfg: &UpstreamConfig,
     health: &Health,
@@ -281,11 +283,35 @@ pub async fn status_check(
         }
         Some(StatusCheck::StatusServer) => status_server_probe(cfg, health, server).await,
     };
-    match outcome {
-        Ok(()) => health.mark(&cfg.group, server, None),
-        Err(why) => {
-            health.mark(&cfg.group, server, Some(cfg.dead_time));
+    match (outcome, cfg.status_check) {
+        (Ok(()), Some(StatusCheck::StatusServer)) => status_server_answered(cfg, health, server),
+        (Ok(()), _) => health.check_answered(&cfg.group, server),
+        (Err(why), _) => {
+            health.check_unanswered(&cfg.group, server, cfg.dead_time);
             tracing::debug!(group = %cfg.group, %server, "status check: still not answering: {why}");
+            false
+        }
+    }
+}
+
+fn status_server_answered(cfg: &UpstreamConfig, health: &Health, server: &UpstreamServer) -> bool {
+    match health.status_server_answered(&cfg.group, server, cfg.dead_time) {
+        StatusAnswer::Back => true,
+        StatusAnswer::WasAnswering => false,
+        StatusAnswer::LoginsUnanswered { for_, first } => {
+            let secs = for_.as_secs_f64().ceil();
+            if first {
+                // Said once per outage: the checks go on every check_interval_secs.
+                tracing::warn!(
+                    group = %cfg.group,
+                    %server,
+                    "upstream RADIUS server answers Status-Server but did not answer a login: \
+                     still asked after the others for {secs} s (is its back end, such as its \
+                     directory, answering? does it sign its replies?)"
+                );
+            } else {
+                tracing::debug!(group = %cfg.group, %server, "status check: answers Status-Server, not logins; back in {secs} s at the latest");
+            }
             false
         }
     }

@@ -18,9 +18,8 @@ pub const NAME_REFRESH: Duration = Duration::from_secs(60);
 
 #[derive(Default)]
 pub struct Health {
-    /// Per group, servers whose last request went unanswered: when they go back to their
-    /// place.
-    dead_until: Mutex<HashMap<String, HashMap<String, Instant>>>,
+    /// Per group, servers whose last request went unanswered.
+    dead_until: Mutex<HashMap<String, HashMap<String, Dead>>>,
     /// Per group, when a login last found none of its servers answering, until one answers
     /// again (a login or a status check).
     unanswered_login: Mutex<HashMap<String, Instant>>,
@@ -30,6 +29,30 @@ pub struct Health {
     /// even after its login gave up, so with the resolver down every login starting its own
     /// would pile threads up (and delay other blocking work, such as app-password hashes).
     first_lookups: Mutex<HashMap<String, Instant>>,
+}
+
+/// A server that did not answer.
+struct Dead {
+    /// When it goes back to its place.
+    until: Instant,
+    /// When a login (not a status check) last went unanswered by it: a Status-Server
+    /// answer does not outweigh that for the group's dead time (see
+    /// [`Health::status_server_answered`]).
+    login_failed: Option<Instant>,
+    /// Whether the log said that it answers Status-Server but not logins, since that login.
+    noted: bool,
+}
+
+/// What a Status-Server answer from a server marked as not answering comes to.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum StatusAnswer {
+    /// Back in its place.
+    Back,
+    /// It was not marked (a reload, a login's answer meanwhile).
+    WasAnswering,
+    /// A login went unanswered by it less than the dead time ago: it stays at the back
+    /// for that much longer. `first`: the first such answer since that login.
+    LoginsUnanswered { for_: Duration, first: bool },
 }
 
 struct Resolved {
@@ -53,36 +76,101 @@ impl Health {
         let Some(dead) = all.get(group) else {
             return servers.iter().collect();
         };
-        let is_dead = |s: &&UpstreamServer| dead.get(&s.name).is_some_and(|t| *t > now);
+        let is_dead = |s: &&UpstreamServer| dead.get(&s.name).is_some_and(|d| d.until > now);
         let (down, up): (Vec<_>, Vec<_>) = servers.iter().partition(is_dead);
         up.into_iter().chain(down).collect()
     }
 
-    /// Records an answer (`None`) or a silence (`Some(dead time)`); true if that changes
-    /// whether the server is answering, which is worth a line in the log (once, not for
-    /// every login of an outage).
+    /// Records a login's answer (`None`) or silence (`Some(dead time)`); true if that
+    /// changes whether the server is answering, which is worth a line in the log (once, not
+    /// for every login of an outage).
     pub(super) fn mark(
         &self,
         group: &str,
         server: &UpstreamServer,
         dead_for: Option<Duration>,
     ) -> bool {
-        let mut all = self.dead_until.lock().unwrap_or_else(|e| e.into_inner());
         match dead_for {
-            Some(d) => all
-                .entry(group.to_string())
-                .or_default()
-                .insert(server.name.clone(), Instant::now() + d)
-                .is_none(),
-            None => {
-                self.unanswered_login
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(group);
-                all.get_mut(group)
-                    .is_some_and(|dead| dead.remove(&server.name).is_some())
+            Some(d) => self.mark_silent(group, server, d, true),
+            None => self.mark_answered(group, server),
+        }
+    }
+
+    /// A status check that went unanswered: its dead time renewed, so that no login waits
+    /// for it while another server answers.
+    pub(super) fn check_unanswered(&self, group: &str, server: &UpstreamServer, d: Duration) {
+        self.mark_silent(group, server, d, false);
+    }
+
+    /// A status check with a made-up user's Access-Request that was answered: the server
+    /// answers logins, as a login's answer shows.
+    pub(super) fn check_answered(&self, group: &str, server: &UpstreamServer) -> bool {
+        self.mark_answered(group, server)
+    }
+
+    /// A Status-Server answer. It shows the server is there, not that it answers logins: a
+    /// FreeRADIUS whose LDAP back end hangs, or that stopped signing its replies, answers
+    /// Status-Server from its own process and drops every login. So it does not outweigh a
+    /// login that went unanswered less than `dead_time` ago: without this, the check
+    /// following that login put the server back first at once, and every other login
+    /// waited out its timeout. After that it is the best news there is, and puts it back.
+    pub(super) fn status_server_answered(
+        &self,
+        group: &str,
+        server: &UpstreamServer,
+        dead_time: Duration,
+    ) -> StatusAnswer {
+        let mut all = self.dead_until.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(dead) = all.get_mut(group).and_then(|d| d.get_mut(&server.name)) else {
+            return StatusAnswer::WasAnswering;
+        };
+        let since = dead.login_failed.map(|t| t.elapsed());
+        if let Some(left) = since.and_then(|s| dead_time.checked_sub(s)) {
+            if !left.is_zero() {
+                // Not renewed: it goes back no later than `dead_time` after the login.
+                dead.until = dead.until.max(Instant::now() + left);
+                let first = !dead.noted;
+                dead.noted = true;
+                return StatusAnswer::LoginsUnanswered { for_: left, first };
             }
         }
+        drop(all);
+        self.mark_answered(group, server);
+        StatusAnswer::Back
+    }
+
+    fn mark_silent(&self, group: &str, server: &UpstreamServer, d: Duration, login: bool) -> bool {
+        let mut all = self.dead_until.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        let dead = all.entry(group.to_string()).or_default();
+        match dead.get_mut(&server.name) {
+            Some(mark) => {
+                mark.until = now + d;
+                if login {
+                    mark.login_failed = Some(now);
+                }
+                false
+            }
+            None => {
+                let mark = Dead {
+                    until: now + d,
+                    login_failed: login.then_some(now),
+                    noted: false,
+                };
+                dead.insert(server.name.clone(), mark);
+                true
+            }
+        }
+    }
+
+    fn mark_answered(&self, group: &str, server: &UpstreamServer) -> bool {
+        let mut all = self.dead_until.lock().unwrap_or_else(|e| e.into_inner());
+        self.unanswered_login
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(group);
+        all.get_mut(group)
+            .is_some_and(|dead| dead.remove(&server.name).is_some())
     }
 
     /// A login found none of `group`'s servers answering.
@@ -353,6 +441,57 @@ mod tests {
         assert!(!h.mark(g, &b, None), "was answering");
         assert!(!h.mark("branch", &b, None), "never marked in that group");
         assert_eq!(names(h.order(g, &both)), ab, "answered again");
+    }
+
+    #[test]
+    fn a_status_server_answer_does_not_outweigh_a_login_it_left_unanswered() {
+        let (a, b) = (addr("127.0.0.1:1", 1), addr("127.0.0.1:2", 2));
+        let (h, g, dead_time) = (Health::default(), "default", Duration::from_secs(30));
+        h.mark(g, &a, Some(dead_time));
+        h.login_unanswered(g);
+        let kept = |h: &Health| match h.status_server_answered(g, &a, dead_time) {
+            StatusAnswer::LoginsUnanswered { for_, first } => {
+                assert!(for_ <= dead_time && for_ > Duration::from_secs(29));
+                first
+            }
+            other => panic!("{other:?}"),
+        };
+        assert!(kept(&h), "the first such answer");
+        assert!(!kept(&h), "said once");
+        assert!(!h.answering(g, &a));
+        assert_eq!(h.order(g, &[a.clone(), b.clone()])[0].name, b.name);
+        assert!(
+            h.logins_unanswered(g, dead_time),
+            "nor does it clear the group's"
+        );
+        // Silent checks meanwhile renew the dead time, and leave the login's failure.
+        h.check_unanswered(g, &a, dead_time);
+        assert!(!kept(&h));
+        // A dead time after that login, the answer puts it back.
+        let back_then = Instant::now() - dead_time;
+        h.dead_until
+            .lock()
+            .unwrap()
+            .get_mut(g)
+            .unwrap()
+            .get_mut(&a.name)
+            .unwrap()
+            .login_failed = Some(back_then);
+        assert_eq!(
+            h.status_server_answered(g, &a, dead_time),
+            StatusAnswer::Back
+        );
+        assert!(h.answering(g, &a) && !h.logins_unanswered(g, dead_time));
+        assert_eq!(
+            h.status_server_answered(g, &a, dead_time),
+            StatusAnswer::WasAnswering
+        );
+        // Marked by checks alone (no login asked it since it was back): it is back at once.
+        h.check_unanswered(g, &b, dead_time);
+        assert_eq!(
+            h.status_server_answered(g, &b, dead_time),
+            StatusAnswer::Back
+        );
     }
 
     fn never(_: String, _: u16) -> std::future::Ready<Result<SocketAddr, String>> {

@@ -2,7 +2,9 @@
 //! every `check_interval_secs` whether it is back (FreeRADIUS's `status_check` for home
 //! servers). While it stays silent each check renews its dead time, so no login waits for
 //! it as long as another server of its group answers; when it answers, it takes its place
-//! again and `/metrics` and the log say so, without a login having to find out.
+//! again and `/metrics` and the log say so, without a login having to find out. A
+//! Status-Server answer does so only a dead time after a login it left unanswered: it
+//! shows the server's process is there, not its back end (`Health::status_server_answered`).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
