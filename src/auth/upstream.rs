@@ -96,7 +96,7 @@ pub async fn check<'a>(
                 if health.mark(&cfg.group, server, None) {
                     tracing::info!(group = %cfg.group, %server, "upstream RADIUS server answers again");
                 }
-                return Ok((answer, server));
+                return Ok((once_each(cfg, server, answer), server));
             }
             Err(Failure::NoAnswer(why)) => {
                 if health.mark(&cfg.group, server, Some(cfg.dead_time)) {
@@ -128,6 +128,33 @@ pub async fn check<'a>(
         cfg.label(),
         failures.join("; ")
     )))
+}
+
+/// An Accept with the first of each single-valued attribute only (RFC 2865 §5.44: 0-1 in
+/// an Accept; Session-Timeout, Service-Type): passed on twice, the NAS would pick one by its
+/// own rule, a 7200 s session or a 60 s one. The first, as radmfa keeps the first of the
+/// admin's own; the log says what was left out, once in a while per server and attribute
+/// (a setting of the upstream server, not of one login).
+fn once_each(cfg: &UpstreamConfig, server: &UpstreamServer, answer: Answer) -> Answer {
+    let Answer::Accept(attrs) = answer else {
+        return answer;
+    };
+    let mut kept: Vec<ReplyAttr> = Vec::with_capacity(attrs.len());
+    for a in attrs {
+        if a.single() && kept.iter().any(|k| k.key() == a.key()) {
+            let name = a.name();
+            crate::warn_once!(
+                &format!("upstream {} {server} repeats {name}", cfg.group),
+                group = %cfg.group,
+                %server,
+                "upstream RADIUS server's Access-Accept carries {name} more than once, which \
+                 an Accept may carry once (RFC 2865): only the first is passed to the NAS"
+            );
+            continue;
+        }
+        kept.push(a);
+    }
+    Answer::Accept(kept)
 }
 
 /// A wait after which a silent server has had its chance, whatever its `timeout_ms`.
