@@ -333,6 +333,41 @@ fn an_upstream_accept_repeating_a_single_valued_attribute_passes_on_its_first() 
     }
 }
 
+/// A login whose request deadline runs out while it waits for an upstream server (its
+/// timeout_ms longer than the deadline) is refused as one no server answered: counted in
+/// `radmfa_backend_failures_total{backend="upstream"}`, and its reason names the servers
+/// and where each stood, not only the deadline.
+#[test]
+fn a_login_cut_short_waiting_for_the_upstream_is_an_upstream_failure() {
+    let slapd = directory();
+    // Takes the datagrams and never answers.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let at = local(silent.local_addr().unwrap().port());
+    let srv = start(
+        &slapd,
+        &format!(
+            "\n[metrics]\nlisten = \"127.0.0.1:0\"\n{}",
+            upstream_section(std::slice::from_ref(&at), "timeout_ms = 8000")
+        ),
+        &[client("vpn", "127.0.0.1", INLINE_UPSTREAM)],
+    );
+    let codes = FreshCodes::new(srv.enroll("alice", &[]));
+    let r = inline_login(&srv, "127.0.0.1", ALICE_UP, &codes);
+    assert_eq!(code(&r), "Access-Reject", "{r}\n{}", srv.log());
+    let rec = newest(&srv, "alice");
+    let reason = rec["reason"].as_str().unwrap();
+    let want = format!(
+        "request deadline of 4000 ms exceeded waiting for the upstream RADIUS servers ({at} \
+         asked "
+    );
+    assert!(reason.starts_with(&want), "{want:?} not in {reason:?}");
+    assert!(reason.ends_with(" ms before, no answer yet)"), "{reason}");
+    let m = prometheus_parse(&http_get(srv.metrics_addr(), "/metrics").2);
+    assert_eq!(m["radmfa_backend_failures_total{backend=upstream}"], 1.0);
+    assert_eq!(m["radmfa_deadline_exceeded_total{}"], 1.0);
+    drop(silent);
+}
+
 /// What must not pass: a reply without a Message-Authenticator (by default), replies signed
 /// with another secret, no server answering. Then failover to the next server, which is
 /// asked first while the dead one sits out `dead_time_secs`; and an admin may accept

@@ -54,6 +54,51 @@ pub struct Check<'a> {
     pub nas_identifier: &'a str,
     /// (type, value) from the NAS's request, of the [`FORWARDED`] types.
     pub forwarded: Vec<(u8, Vec<u8>)>,
+    /// Where the login keeps track of the check, if it may be cut short meanwhile.
+    pub progress: Option<&'a Progress>,
+}
+
+/// Where a login's check stands: the servers that failed it and the one it waits on. A
+/// login whose request deadline runs out meanwhile is dropped mid-wait, with no error of
+/// its own; this is what its reason and `radmfa_backend_failures_total{backend="upstream"}`
+/// go by (the pipeline reads it then), rather than a bare "deadline exceeded".
+#[derive(Default)]
+pub struct Progress(std::sync::Mutex<Option<Waiting>>);
+
+struct Waiting {
+    /// "upstream", or "upstream branch".
+    label: String,
+    failures: Vec<String>,
+    server: String,
+    since: std::time::Instant,
+    /// When the first server was asked.
+    started: std::time::Instant,
+}
+
+impl Progress {
+    fn set(&self, w: Option<Waiting>) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = w;
+    }
+
+    /// What the login waits on, when it waits on upstream servers ("the upstream RADIUS
+    /// servers (127.0.0.1:1812: no reply ...; 127.0.0.1:1813 asked 1200 ms before, no
+    /// answer yet)"), and whether they had a fair wait, as [`CutOff`] judges it (the
+    /// login's time did not all go elsewhere, a slow store before the check).
+    pub fn waiting(&self) -> Option<(String, bool)> {
+        let guard = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let w = guard.as_ref()?;
+        let mut said = w.failures.clone();
+        said.push(format!(
+            "{} asked {} ms before, no answer yet",
+            w.server,
+            w.since.elapsed().as_millis()
+        ));
+        let fair = w.started.elapsed() >= FAIR_WAIT;
+        Some((
+            format!("the {} RADIUS servers ({})", w.label, said.join("; ")),
+            fair,
+        ))
+    }
 }
 
 /// Asks the servers in turn until one answers Accept or Reject, and says which one did. No
@@ -76,8 +121,32 @@ pub async fn check<'a>(
             "the password is longer than the {MAX_PASSWORD} octets RADIUS can carry"
         )));
     }
+    let asked = ask_in_turn(cfg, health, c).await;
+    // Not on a drop: a login cut short by its deadline is dropped here, and its progress
+    // is what says so.
+    if let Some(p) = c.progress {
+        p.set(None);
+    }
+    asked
+}
+
+async fn ask_in_turn<'a>(
+    cfg: &'a UpstreamConfig,
+    health: &Health,
+    c: &Check<'_>,
+) -> Result<(Answer, &'a UpstreamServer), AuthError> {
     let mut failures = Vec::new();
+    let started = std::time::Instant::now();
     for server in health.order(&cfg.group, &cfg.servers) {
+        if let Some(p) = c.progress {
+            p.set(Some(Waiting {
+                label: cfg.label(),
+                failures: failures.clone(),
+                server: server.to_string(),
+                since: std::time::Instant::now(),
+                started,
+            }));
+        }
         // Only the first server asked can have eaten the login's time: a later one got what
         // the silent ones before it left, perhaps a few milliseconds, and marking it would
         // leave no server unmarked to fail over to.
@@ -239,6 +308,7 @@ pub async fn imitate(
     nas_identifier: &str,
     user_name: &[u8],
     forwarded: Vec<(u8, Vec<u8>)>,
+    progress: &Progress,
 ) -> Result<bool, AuthError> {
     let password: String = (0..24)
         .map(|_| char::from(rand::thread_rng().gen_range(b'a'..=b'z')))
@@ -248,6 +318,7 @@ pub async fn imitate(
         password: &Secret::from(password),
         nas_identifier,
         forwarded,
+        progress: Some(progress),
     };
     let (answer, _) = check(cfg, health, &made_up).await?;
     Ok(matches!(answer, Answer::Accept(_)))
@@ -285,6 +356,7 @@ async fn ask_made_up(
         password: &Secret::from(password),
         nas_identifier,
         forwarded: Vec::new(),
+        progress: None,
     };
     ask(cfg, health, server, &check).await
 }

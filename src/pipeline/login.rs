@@ -231,7 +231,7 @@ pub async fn start(
                 // known names with a wrong password, which a server may be slower to
                 // refuse than a name it does not know).
                 let asked = Instant::now();
-                primary::imitate_upstream(app, req, group).await?;
+                primary::imitate_upstream(app, ctx, req, group).await?;
                 let cap = pad_cap(app, ctx);
                 let floor = app.upstream_latency.get(group);
                 floor.sleep_rest(asked.elapsed(), cap).await;

@@ -70,6 +70,9 @@ pub struct RequestContext {
     /// wrong code or password checked afresh counted towards the lockout (and the
     /// directory's bad-password count) once per resend.
     pub withheld: std::sync::atomic::AtomicBool,
+    /// The upstream RADIUS servers' check in progress (`primary = "upstream"`): what a
+    /// login cut short by its deadline was waiting for.
+    pub upstream: crate::auth::upstream::Progress,
 }
 
 impl RequestContext {
@@ -400,15 +403,31 @@ async fn answer(
                 failed(fault.to_string())
             }
             Err(_) => {
-                app.backend_health.failed(
-                    "a login ran past its request deadline (a slow directory, store or upstream \
-                     server)",
-                );
                 Metrics::inc(&app.metrics.deadline_exceeded);
-                failed(format!(
-                    "request deadline of {} ms exceeded",
-                    deadline.as_millis()
-                ))
+                let exceeded = format!("request deadline of {} ms exceeded", deadline.as_millis());
+                match ctx.upstream.waiting() {
+                    // As a login no upstream server answered: counted with them, and no
+                    // mark on the directory and the store (whose probe would find them
+                    // answering and say so): the upstream's own health (`[upstream]` dead
+                    // time, Status-Server of no_reply clients) stands for it. Unless the
+                    // servers had no fair wait, the time having gone elsewhere.
+                    Some((servers, fair)) => {
+                        Metrics::inc(&app.metrics.upstream_failures);
+                        if !fair {
+                            app.backend_health.failed(
+                                "a login ran past its request deadline (a slow directory or \
+                                 store before its upstream servers were asked)",
+                            );
+                        }
+                        failed(format!("{exceeded} waiting for {servers}"))
+                    }
+                    None => {
+                        app.backend_health.failed(
+                            "a login ran past its request deadline (a slow directory or store)",
+                        );
+                        failed(exceeded)
+                    }
+                }
             }
         };
     let recorded = audit::record(app, ctx, req, &user, &verdict, !unanswered).await;

@@ -56,7 +56,12 @@ pub fn refused_unasked(primary: &Primary, password: &Secret) -> Option<Denial> {
 /// user's field upstream does instead of a check (`login::start`). Its answer decides
 /// nothing; a group that does not answer fails it as it fails a login. Upstream servers
 /// log it as a failed login of `radmfa-timing-check`.
-pub async fn imitate_upstream(app: &AppState, req: &Request, group: &str) -> Result<(), Fault> {
+pub async fn imitate_upstream(
+    app: &AppState,
+    ctx: &RequestContext,
+    req: &Request,
+    group: &str,
+) -> Result<(), Fault> {
     let cfg = app.config();
     let Some(upstream_cfg) = cfg.upstream_group(group) else {
         return Err(AuthError::Upstream(format!("no upstream group {group:?}")).into());
@@ -77,6 +82,7 @@ pub async fn imitate_upstream(app: &AppState, req: &Request, group: &str) -> Res
         &cfg.server.name,
         &name,
         forwarded,
+        &ctx.upstream,
     ))
     .await?;
     if accepted {
@@ -125,6 +131,7 @@ async fn by_upstream(
             .iter()
             .filter_map(|t| Some((*t, req.raw_attribute(*t)?)))
             .collect(),
+        progress: Some(&ctx.upstream),
     };
     match upstream::check(upstream_cfg, &app.upstream_health, &check).await? {
         (Answer::Reject, server) => Ok(PrimaryOutcome::Denied(Denial::UpstreamReject(

@@ -415,7 +415,8 @@ impl Metrics {
             "counter",
             "Directory (LDAP), upstream RADIUS or store failures met while answering \
              requests: unreachable, timed out, or an error; each refuses its request. Wrong \
-             passwords and codes are not failures.",
+             passwords and codes are not failures. A login whose request deadline ran out \
+             while it waited for upstream RADIUS servers counts as upstream.",
             &[
                 ("{backend=\"directory\"}", get(&self.directory_failures)),
                 ("{backend=\"upstream\"}", get(&self.upstream_failures)),

@@ -508,6 +508,7 @@ async fn dispatch_from(
         primary: app.primary(),
         store_failure_counted: Default::default(),
         withheld: Default::default(),
+        upstream: Default::default(),
     };
     let app = app.clone();
     let reply_to = reply_to.clone();
