@@ -62,6 +62,9 @@ impl BackendHealth {
 #[derive(Default)]
 struct State {
     failing: bool,
+    /// The log said the node is failing (a node unproven since its start, or since a
+    /// reload, was not said to be): only then is its way back "again".
+    warned: bool,
     /// Failures recorded so far: a probe clears only the failures it saw.
     generation: u64,
     last_probe: Option<Instant>,
@@ -76,8 +79,9 @@ impl BackendHealth {
         if !s.failing {
             tracing::warn!(
                 "{what}: Status-Server from no_reply clients goes unanswered until a probe \
-                 finds the directory and the store answering"
+                 finds this node's directory (if it has one) and store answering"
             );
+            s.warned = true;
         }
         s.failing = true;
         s.generation += 1;
@@ -107,12 +111,15 @@ impl BackendHealth {
         Some(s.generation)
     }
 
-    /// A probe that started at `generation` found the backends answering.
-    fn probed_ok(&self, generation: u64) {
+    /// A probe that started at `generation` found the backends answering; true if the
+    /// log said they were failing.
+    fn probed_ok(&self, generation: u64) -> bool {
         let mut s = self.lock();
-        if s.generation == generation {
-            s.failing = false;
+        if s.generation != generation {
+            return false;
         }
+        s.failing = false;
+        std::mem::take(&mut s.warned)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -133,13 +140,16 @@ pub async fn answering(app: &AppState) -> bool {
     let ok = tokio::time::timeout(PROBE_TIMEOUT, probe(app))
         .await
         .unwrap_or(false);
-    if ok {
-        health.probed_ok(generation);
-        if generation == 0 {
-            tracing::info!("the directory and the store answer: Status-Server is answered");
+    let warned = ok && health.probed_ok(generation);
+    if ok && !health.is_failing() {
+        let again = if warned { " again" } else { "" };
+        // What this node has: without [ldap] (primary = "upstream" only) no directory.
+        let what = if app.config().ldap.is_some() {
+            "the directory and the store answer"
         } else {
-            tracing::info!("the directory and the store answer again: Status-Server is answered");
-        }
+            "the store answers (no directory: no [ldap])"
+        };
+        tracing::info!("{what}{again}: Status-Server is answered");
     }
     ok && !health.is_failing()
 }
@@ -180,6 +190,22 @@ mod tests {
         let g = h.take_probe(Instant::now()).expect("a first probe at once");
         h.probed_ok(g);
         assert!(!h.is_failing());
+    }
+
+    /// "Answer again" only after the log said they did not: a node unproven since its
+    /// start whose first probe follows a login's failure had said nothing before.
+    #[test]
+    fn back_again_only_after_a_warning() {
+        let h = BackendHealth::unproven();
+        h.failed("a test");
+        let g = h.take_probe(Instant::now()).unwrap();
+        assert!(!h.probed_ok(g), "never said to fail");
+        h.failed("a test");
+        let g = h.take_probe(Instant::now() + PROBE_EVERY).unwrap();
+        assert!(h.probed_ok(g), "said to fail, then back");
+        h.prove_again();
+        let g = h.take_probe(Instant::now() + PROBE_EVERY * 2).unwrap();
+        assert!(!h.probed_ok(g), "a reload's new settings: nothing said");
     }
 
     #[test]
