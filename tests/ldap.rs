@@ -1552,7 +1552,8 @@ async fn enabled_filter_compares_account_expiry_with_now() {
 
 /// A stand-in directory server that accepts every bind and answers every search with
 /// `search_rc` (written in BER by hand: nobody ships an LDAP server that says "busy" on
-/// demand). Counts the searches it refused.
+/// demand), but a read of the root DSE (base "") with 0, as a server answers it from its
+/// own process while its directory is down. Counts the searches it refused.
 struct RefusingDirectory {
     url: String,
     searches: Arc<AtomicUsize>,
@@ -1612,8 +1613,20 @@ impl RefusingDirectory {
                                 (0x61, if ok { bind_rc } else { 49 })
                             }
                             0x63 => {
-                                counted.fetch_add(1, Ordering::SeqCst);
-                                (0x65, search_rc) // SearchRequest → SearchResultDone
+                                // SearchRequest: its length (short or long form), then
+                                // baseObject, an OCTET STRING; "" is 04 00.
+                                let rest = &body[3 + id_len..];
+                                let skip = if rest[0] & 0x80 == 0 {
+                                    1
+                                } else {
+                                    1 + usize::from(rest[0] & 0x7f)
+                                };
+                                if rest[skip..].starts_with(&[0x04, 0x00]) {
+                                    (0x65, 0)
+                                } else {
+                                    counted.fetch_add(1, Ordering::SeqCst);
+                                    (0x65, search_rc) // SearchRequest → SearchResultDone
+                                }
                             }
                             _ => return, // unbind or anything else: hang up
                         };
@@ -1639,6 +1652,35 @@ impl RefusingDirectory {
             user_binds,
         }
     }
+}
+
+/// After a failover, the server listed first is brought back only when it does what a
+/// login needs (the service bind and a search of base_dn), not when it answers a read of
+/// its root DSE, which a server whose directory is down (a proxy whose remote is gone, a
+/// hung back end) still answers: such a server was brought back every probe, and the login
+/// that found it back failed each time.
+#[tokio::test]
+async fn a_server_answering_only_its_root_dse_is_not_brought_back() {
+    let slapd = Slapd::start(&users());
+    let refusing = RefusingDirectory::start(52);
+    let auth = LdapAuth::new(settings(
+        &slapd,
+        vec![refusing.url.clone(), slapd.url.clone()],
+    ))
+    .unwrap();
+    let password = Secret::from("alice-pw");
+    let login = || auth.authenticate("alice", &password);
+    assert!(matches!(login().await, Ok(PrimaryOutcome::Accepted(_))));
+    assert_eq!(refusing.searches.load(Ordering::SeqCst), 1);
+    tokio::time::sleep(radmfa::auth::ldap::FAILED_URL_HOLDOFF + Duration::from_millis(300)).await;
+    // This login starts the probe; the next ones would go back if it said "answers".
+    assert!(matches!(login().await, Ok(PrimaryOutcome::Accepted(_))));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for _ in 0..3 {
+        assert!(matches!(login().await, Ok(PrimaryOutcome::Accepted(_))));
+    }
+    // The login's search and the probe's read of base_dn; no login was sent back.
+    assert_eq!(refusing.searches.load(Ordering::SeqCst), 2);
 }
 
 /// A server whose backend is offline answers the service bind with unwillingToPerform (53,

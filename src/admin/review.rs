@@ -241,8 +241,8 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
                         "ldap: {key} = {} is not less than the {} ms a login has to decide \
                          (the request deadline of {} ms less {} ms kept for its audit \
                          record): a directory server that hangs gets logins refused before \
-                         the next URL is asked; keep it well below (a login makes up to two \
-                         connects and three operations)",
+                         the next URL is asked; keep it well below (a login makes up to three \
+                         connects and five operations when a server hangs)",
                         t.as_millis(),
                         (deadline - reserve).as_millis(),
                         deadline.as_millis(),

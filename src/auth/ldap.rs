@@ -58,7 +58,8 @@
 //! that just failed is held off for [`FAILED_URL_HOLDOFF`]: it is tried only after
 //! every other URL has failed too, and it is not first again when the hold-off ends (the
 //! next URL took its place): a background probe asks the URLs listed before the preferred
-//! one every [`FAILED_URL_HOLDOFF`], and the first that answers is preferred again
+//! one every [`FAILED_URL_HOLDOFF`] (less often for one that keeps failing again) for a
+//! service bind and a read of `base_dn`, and the first that answers is preferred again
 //! (`ldap_return`). An operation that fails with an I/O error on a *reused*
 //! pooled connection (server restarted, idle connection cut) is retried once on a fresh
 //! connection, since it never reached the server. A search or bind the server answers with
@@ -489,8 +490,20 @@ impl LdapAuth {
     /// A connection to `idx` opened (and its service bind, if any, passed): preferred, and
     /// no longer held off. Not yet an answer to a search or bind (see [`Self::answered`]).
     fn mark_good(&self, idx: usize) {
-        self.preferred.store(idx, Ordering::Relaxed);
-        self.url_health.lock().expect("url_health lock")[idx].held_until = None;
+        let mut health = self.url_health.lock().expect("url_health lock");
+        // Preferred only in place of one held off (this connect is the failover): a connect
+        // that set out before the preferred URL changed back (`back_to_the_listed_order`)
+        // must not undo that, and send every login back to the server left behind.
+        let preferred = self.preferred.load(Ordering::Relaxed);
+        let now = Instant::now();
+        if preferred != idx
+            && health[preferred]
+                .held_until
+                .is_some_and(|until| until > now)
+        {
+            self.preferred.store(idx, Ordering::Relaxed);
+        }
+        health[idx].held_until = None;
     }
 
     /// A search or a user bind on `idx` got the server's answer: an outage warned of is
@@ -551,6 +564,7 @@ impl LdapAuth {
         }
         drop(health);
         self.url_failed[idx].notify_waiters();
+        self.return_probe.failed(idx);
     }
 
     /// `op` on a connection to `idx`, unless `idx` is marked failed (by another request's
@@ -581,11 +595,10 @@ impl LdapAuth {
                 .compare_exchange(preferred, idx, Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok()
             {
+                // Connections to the URL left behind are closed as they come back (`keep`),
+                // not here: this request's bind may be on one, and a bind is not retried.
                 self.url_health.lock().expect("url_health lock")[idx].held_until = None;
-                for other in (0..self.settings.urls.len()).filter(|&i| i != idx) {
-                    self.searches.drop_idle_to(other);
-                    self.binds.drop_idle_to(other);
-                }
+                self.return_probe.restored(idx);
                 tracing::info!(url = %self.settings.urls[idx], instead_of = %self.settings.urls[preferred],
                     "LDAP server listed earlier answers again; new connections go to it");
             }
@@ -600,6 +613,9 @@ impl LdapAuth {
                 settings: self.conn_settings.clone(),
                 connect_timeout: self.settings.connect_timeout,
                 op_timeout: self.settings.op_timeout,
+                bind_dn: self.settings.bind_dn.clone(),
+                bind_password: self.settings.bind_password.clone(),
+                base_dn: self.settings.base_dn.clone(),
             });
     }
 
