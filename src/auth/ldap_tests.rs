@@ -268,10 +268,18 @@ fn url_order_prefers_last_good_and_holds_off_failed() {
     assert_eq!(auth.url_order(), vec![0, 1, 2]);
     auth.mark_failed(0);
     assert_eq!(auth.url_order(), vec![1, 2, 0]);
+    // A connect to c that set out before b took a's place does not take b's: b answers.
     auth.mark_good(2);
-    assert_eq!(auth.url_order(), vec![2, 1, 0]);
+    assert_eq!(auth.url_order(), vec![1, 2, 0]);
+    auth.mark_failed(1);
+    assert_eq!(auth.url_order(), vec![2, 0, 1]);
+    auth.mark_good(2);
+    assert_eq!(auth.url_order(), vec![2, 0, 1]);
+    // a connects again: no longer held off, but c keeps its place (the probe brings a
+    // back, `ldap_return`).
     auth.mark_good(0);
-    assert_eq!(auth.url_order(), vec![0, 1, 2]);
+    assert_eq!(auth.url_order(), vec![2, 0, 1]);
+    assert!(auth.url_health.lock().unwrap()[0].held_until.is_none());
 }
 
 /// A preferred server that fails gives its place to the next: once its hold-off runs out it
