@@ -258,6 +258,35 @@ fn a_wrong_sms_code_asks_again_offering_resend_and_call() {
     );
 }
 
+/// sms, then "call", then "sms" again: the first text's code, slow to come, still finishes
+/// the login at the last prompt, as after a plain resend (the call's prompt lost it).
+#[test]
+fn the_first_texts_code_survives_a_switch_to_a_call_and_back() {
+    let slapd = directory();
+    let standin = Standin::start();
+    let srv = start(
+        &slapd,
+        &standin,
+        "",
+        "",
+        &[client(
+            "vpn",
+            "127.0.0.1",
+            "methods = [\"sms\", \"voice\"]\nvoice_mode = \"challenge\"",
+        )],
+    );
+    let r1 = login(&srv, "alice", ALICE_PW);
+    assert_eq!(code_of(&r1), "Access-Challenge", "{r1}");
+    let first = standin.wait_sms(1, Duration::from_secs(2))[0].code();
+    let r2 = answer(&srv, "alice", "call", &r1["state"]);
+    assert_eq!(code_of(&r2), "Access-Challenge", "{r2}\n{}", srv.log());
+    let r3 = answer(&srv, "alice", "sms", &r2["state"]);
+    assert_eq!(code_of(&r3), "Access-Challenge", "{r3}\n{}", srv.log());
+    standin.wait_sms(2, Duration::from_secs(2));
+    let ok = answer(&srv, "alice", &first, &r3["state"]);
+    assert_eq!(code_of(&ok), "Access-Accept", "{ok}\n{}", srv.log());
+}
+
 /// Wrong SMS answers sent all at once to one prompt (the NAS's State is all it takes) are
 /// checked one at a time against the lockout: with more attempts allowed at the prompt
 /// than the lockout's threshold, `threshold` of them are checked, the rest find the second

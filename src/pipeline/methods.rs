@@ -34,7 +34,8 @@ pub struct Subject<'a> {
     /// When the password was checked, for a prompt opened by a switch or resend; `None`
     /// for the first prompt of a login (now).
     pub started_at: Option<i64>,
-    /// The login's earlier SMS transactions, whose codes an SMS prompt still takes.
+    /// The login's earlier SMS transactions, whose codes an SMS prompt still takes (carried
+    /// by every prompt of the login, whatever its method).
     pub earlier_sms: Vec<String>,
 }
 
@@ -56,11 +57,9 @@ impl Subject<'_> {
             other_names: self.info.other_names.clone(),
             allow_groups: None,
             client_addresses: None,
-            earlier_sms: if method == Method::Sms {
-                self.earlier_sms.clone()
-            } else {
-                Vec::new()
-            },
+            // Kept through a call's or an app code's prompt too: sms, call, sms again, and
+            // the first text's code still finishes the login.
+            earlier_sms: self.earlier_sms.clone(),
         }
     }
 
