@@ -41,6 +41,9 @@ struct Dead {
     login_failed: Option<Instant>,
     /// Whether the log said that it answers Status-Server but not logins, since that login.
     noted: bool,
+    /// Whether a status check went unanswered since that login: the server was down, not
+    /// answering Status-Server while dropping logins, and its next answer is its return.
+    check_silent: bool,
 }
 
 /// What a Status-Server answer from a server marked as not answering comes to.
@@ -124,7 +127,11 @@ impl Health {
         let Some(dead) = all.get_mut(group).and_then(|d| d.get_mut(&server.name)) else {
             return StatusAnswer::WasAnswering;
         };
-        let since = dead.login_failed.map(|t| t.elapsed());
+        // Silent to a check since the login: it was down, and this answer is its return.
+        let since = dead
+            .login_failed
+            .filter(|_| !dead.check_silent)
+            .map(|t| t.elapsed());
         if let Some(left) = since.and_then(|s| dead_time.checked_sub(s)) {
             if !left.is_zero() {
                 // Not renewed: it goes back no later than `dead_time` after the login.
@@ -148,6 +155,9 @@ impl Health {
                 mark.until = now + d;
                 if login {
                     mark.login_failed = Some(now);
+                    mark.check_silent = false;
+                } else {
+                    mark.check_silent = true;
                 }
                 false
             }
@@ -156,6 +166,7 @@ impl Health {
                     until: now + d,
                     login_failed: login.then_some(now),
                     noted: false,
+                    check_silent: !login,
                 };
                 dead.insert(server.name.clone(), mark);
                 true
@@ -464,9 +475,6 @@ mod tests {
             h.logins_unanswered(g, dead_time),
             "nor does it clear the group's"
         );
-        // Silent checks meanwhile renew the dead time, and leave the login's failure.
-        h.check_unanswered(g, &a, dead_time);
-        assert!(!kept(&h));
         // A dead time after that login, the answer puts it back.
         let back_then = Instant::now() - dead_time;
         h.dead_until
@@ -492,6 +500,24 @@ mod tests {
             h.status_server_answered(g, &b, dead_time),
             StatusAnswer::Back
         );
+        // A check left unanswered after the login says the server was down, not answering
+        // Status-Server while dropping logins: its next answer is its return, within the
+        // dead time (it was held back for all of it, and a no_reply NAS probing with
+        // Status-Server sent no login to clear it).
+        h.mark(g, &a, Some(dead_time));
+        h.check_unanswered(g, &a, dead_time);
+        assert_eq!(
+            h.status_server_answered(g, &a, dead_time),
+            StatusAnswer::Back
+        );
+        // But a login left unanswered after that check counts again.
+        h.mark(g, &a, Some(dead_time));
+        h.check_unanswered(g, &a, dead_time);
+        h.mark(g, &a, Some(dead_time));
+        assert!(matches!(
+            h.status_server_answered(g, &a, dead_time),
+            StatusAnswer::LoginsUnanswered { .. }
+        ));
     }
 
     fn never(_: String, _: u16) -> std::future::Ready<Result<SocketAddr, String>> {
