@@ -356,11 +356,10 @@ pub async fn run(config: Option<&Path>, cmd: ClientCommand) -> anyhow::Result<Ex
                 clean = false;
                 eprintln!("{why}");
             }
-            // 130, as a shell reports a command Ctrl-C ended: a script can tell a run cut
-            // short from one that failed.
-            Ok(if reports.iter().any(|r| r.interrupted) {
-                ExitCode::from(130)
-            } else if clean {
+            if reports.iter().any(|r| r.interrupted) {
+                die_of_sigint();
+            }
+            Ok(if clean {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)
@@ -659,10 +658,27 @@ fn stop_on_ctrl_c(stop: load::Stop) -> anyhow::Result<()> {
             stop.stop();
         }
         if sigint.recv().await.is_some() {
-            std::process::exit(130);
+            die_of_sigint();
         }
     });
     Ok(())
+}
+
+/// Ends the process as Ctrl-C ends a command, once the report is out: killed by SIGINT, not
+/// exiting 130, so that a shell running a script of loads (bench/run.sh) stops the script
+/// too. With a plain exit(130) bash went on to the next command.
+fn die_of_sigint() -> ! {
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    // SAFETY: resetting SIGINT's disposition (tokio's handler caught the first) and raising
+    // it; nothing of this process is needed after, and exit(130) follows should the
+    // signal not end it.
+    unsafe {
+        libc::signal(libc::SIGINT, libc::SIG_DFL);
+        libc::raise(libc::SIGINT);
+    }
+    std::process::exit(130)
 }
 
 /// Runs `fut` on a runtime of its own with `threads` workers, so a benchmark can keep the
