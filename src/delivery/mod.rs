@@ -79,7 +79,8 @@ pub enum FailureKind {
     Connection,
     /// An answer that does not say: a 2xx without success, a 3xx.
     Unclear,
-    /// radmfa's side: the request could not be built.
+    /// radmfa's side: the request could not be built, or it went to a URL the provider
+    /// does not serve (404, 405).
     Setup,
 }
 
@@ -116,6 +117,10 @@ impl ProviderError {
             ProviderError::Transport { .. } => FailureKind::Connection,
             ProviderError::Status { status, .. } => match status {
                 401 | 403 => FailureKind::Auth,
+                // No such resource or method: the URL is wrong (an api_url path prefix, the
+                // account SID, a gateway's url), for every message, not this one refused.
+                404 | 405 => FailureKind::Setup,
+                408 => FailureKind::Timeout,
                 429 => FailureKind::RateLimited,
                 400..=499 => FailureKind::Refused,
                 500..=599 => FailureKind::Server,
@@ -452,6 +457,29 @@ mod tests {
     }
 
     use super::*;
+
+    /// A 404 or 405 is the URL, for every message (a wrong api_url path prefix, account
+    /// SID or gateway url), not this message refused: counted as setup, apart from the
+    /// numbers a provider refuses (400); a 408 is the provider's timeout.
+    #[test]
+    fn http_statuses_are_counted_by_what_they_say() {
+        let kind = |status: u16| {
+            ProviderError::Status {
+                provider: "twilio",
+                status,
+                detail: String::new(),
+                refused_number: None,
+            }
+            .kind()
+        };
+        assert_eq!(kind(400), FailureKind::Refused);
+        assert_eq!(kind(404), FailureKind::Setup);
+        assert_eq!(kind(405), FailureKind::Setup);
+        assert_eq!(kind(408), FailureKind::Timeout);
+        assert_eq!(kind(401), FailureKind::Auth);
+        assert_eq!(kind(429), FailureKind::RateLimited);
+        assert_eq!(kind(503), FailureKind::Server);
+    }
 
     /// A provider (or a proxy in front of it) that answers with a megabyte: only the first
     /// 64 KiB are read.

@@ -454,8 +454,9 @@ impl Metrics {
             "counter",
             "SMS or call providers that failed to take a message, by kind: auth (401/403, \
              our credentials refused: every send fails until someone acts), refused (another \
-             4xx: the message or its number), rate_limited (429), server (5xx), timeout, \
-             connection, unclear, setup. Each refuses its login, unless the client's \
+             4xx: the message or its number), rate_limited (429), server (5xx), timeout \
+             (408 too), connection, unclear, setup (a request radmfa could not build, or a \
+             404/405: a URL the provider does not serve). Each refuses its login, unless the client's \
              provider_failure = \"allow\" and it is an outage. The sum over kind is the \
              total.",
             &by_kind,
