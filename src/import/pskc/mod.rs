@@ -521,7 +521,9 @@ mod tests;
 /// ':', which no Base32, hex or Base64 secret has: a value without one may be a secret in
 /// the wrong element, and is not shown.
 fn shown_uri(v: &str) -> String {
-    if v.contains(':') && v.chars().count() <= 100 {
+    // An otpauth:// URI holds its secret in the query.
+    let has_secret = v.to_ascii_lowercase().contains("secret=");
+    if v.contains(':') && v.chars().count() <= 100 && !has_secret {
         format!("{v:?}")
     } else {
         shown(v)

@@ -769,6 +769,10 @@ fn a_secret_in_the_wrong_element_is_not_printed() {
         text.replace(encoding, &format!("Encoding=\"{SEED}\"")),
         text.replace(uri, &format!("Algorithm=\"{SEED}hotp\"")),
         text.replace(
+            uri,
+            &format!("Algorithm=\"otpauth://hotp/x?secret={SEED}\""),
+        ),
+        text.replace(
             "</AlgorithmParameters>",
             &format!("<Suite>{SEED}</Suite></AlgorithmParameters>"),
         ),
