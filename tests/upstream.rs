@@ -133,6 +133,12 @@ fn inline_login(srv: &Server, bind: &str, password: &str, codes: &FreshCodes) ->
     )
 }
 
+/// `radmfa_upstream_answering` of `server` in the default group, read from /metrics.
+fn answering(srv: &Server, server: &str) -> f64 {
+    let m = prometheus_parse(&http_get(srv.metrics_addr(), "/metrics").2);
+    m[&format!("radmfa_upstream_answering{{group=default,server={server}}}")]
+}
+
 fn code(v: &serde_json::Value) -> &str {
     v["code"].as_str().unwrap()
 }
@@ -836,10 +842,7 @@ fn silent_server_checked_between_logins(kind: &str, check_code: u8) {
         ),
         &[client("vpn", "127.0.0.1", INLINE_UPSTREAM)],
     );
-    let answering = || {
-        let m = prometheus_parse(&http_get(srv.metrics_addr(), "/metrics").2);
-        m[&format!("radmfa_upstream_answering{{group=default,server={behind}}}")]
-    };
+    let answering = || answering(&srv, &behind);
     let codes = FreshCodes::new(srv.enroll("alice", &[]));
     let r = inline_login(&srv, "127.0.0.1", ALICE_UP, &codes);
     assert_eq!(code(&r), "Access-Accept", "{r}\n{}", srv.log());
@@ -1024,10 +1027,7 @@ fn a_server_answering_status_server_but_not_logins_stays_at_the_back() {
         ),
         &[client("vpn", "127.0.0.1", INLINE_UPSTREAM)],
     );
-    let answering = || {
-        let m = prometheus_parse(&http_get(srv.metrics_addr(), "/metrics").2);
-        m[&format!("radmfa_upstream_answering{{group=default,server={behind}}}")]
-    };
+    let answering = || answering(&srv, &behind);
     let codes = FreshCodes::new(srv.enroll("alice", &[]));
     let r = inline_login(&srv, "127.0.0.1", ALICE_UP, &codes);
     let failed = Instant::now();
