@@ -57,24 +57,13 @@ fn url_key(key: &str, url: &str) -> Result<(), ConfigError> {
 /// the middle of the paths radmfa appends; a reverse proxy that wants a credential should
 /// check the provider's signature or source address instead.
 fn public_url_shape(url: &str) -> Result<(), ConfigError> {
-    let key = "callbacks.public_url";
-    let parsed = reqwest::Url::parse(url)
-        .map_err(|e| ConfigError::invalid(key, format!("is not a valid URL ({e})")))?;
-    if !parsed.username().is_empty() || parsed.password().is_some() {
-        return Err(ConfigError::invalid(
-            key,
-            "carries a user name or password (user:password@): remove it; the provider's \
-             requests are checked by their signature",
-        ));
-    }
-    if parsed.query().is_some() || parsed.fragment().is_some() {
-        return Err(ConfigError::invalid(
-            key,
-            "has a query or fragment (? or #): give the base URL only; radmfa appends \
-             /twilio/voice/... to it",
-        ));
-    }
-    Ok(())
+    base_url(
+        "callbacks.public_url",
+        url,
+        "the provider's requests are checked by their signature",
+        "give the base URL only; radmfa appends /twilio/voice/... to it",
+    )
+    .map(|_| ())
 }
 
 /// `twilio.api_url` is the base that radmfa appends `/2010-04-01/Accounts/{sid}/...` to,
@@ -83,22 +72,13 @@ fn public_url_shape(url: &str) -> Result<(), ConfigError> {
 /// a `user:password@` sent a second Authorization beside the Account SID's.
 fn api_url_shape(url: &str) -> Result<(), ConfigError> {
     let key = "twilio.api_url";
-    let parsed = reqwest::Url::parse(url)
-        .map_err(|e| ConfigError::invalid(key, format!("is not a valid URL ({e})")))?;
-    if !parsed.username().is_empty() || parsed.password().is_some() {
-        return Err(ConfigError::invalid(
-            key,
-            "carries a user name or password (user:password@): remove it; radmfa signs in \
-             with twilio.account_sid and auth_token",
-        ));
-    }
-    if parsed.query().is_some() || parsed.fragment().is_some() {
-        return Err(ConfigError::invalid(
-            key,
-            "has a query or fragment (? or #): give the base URL only, such as \
-             \"https://api.twilio.com\"; radmfa appends /2010-04-01/Accounts/...",
-        ));
-    }
+    let parsed = base_url(
+        key,
+        url,
+        "radmfa signs in with twilio.account_sid and auth_token",
+        "give the base URL only, such as \"https://api.twilio.com\"; radmfa appends \
+         /2010-04-01/Accounts/...",
+    )?;
     // A gateway or egress proxy may sit behind a path prefix (https://gw/twilio); the
     // API's own path may not be there too.
     if parsed.path().contains("2010-04-01") {
@@ -109,6 +89,31 @@ fn api_url_shape(url: &str) -> Result<(), ConfigError> {
         ));
     }
     Ok(())
+}
+
+/// `url` parsed, as a base radmfa appends paths to by string: no `user:password@` (`why_no_user`
+/// says what stands in for one) and no query or fragment (`appended` says what comes after).
+fn base_url(
+    key: &str,
+    url: &str,
+    why_no_user: &str,
+    appended: &str,
+) -> Result<reqwest::Url, ConfigError> {
+    let parsed = reqwest::Url::parse(url)
+        .map_err(|e| ConfigError::invalid(key, format!("is not a valid URL ({e})")))?;
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(ConfigError::invalid(
+            key,
+            format!("carries a user name or password (user:password@): remove it; {why_no_user}"),
+        ));
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err(ConfigError::invalid(
+            key,
+            format!("has a query or fragment (? or #): {appended}"),
+        ));
+    }
+    Ok(parsed)
 }
 
 /// A `user:password@` in `http_sms.url` is sent as Basic authentication (reqwest makes the
