@@ -23,6 +23,44 @@ pub fn init(format: LogFormat, level: &str) {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
+    if let Some(word) = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|v| misspelt_level(&v).map(str::to_string))
+    {
+        // Straight to stderr: the filter this word made may pass no line of ours at all.
+        let text = format!(
+            "RUST_LOG names \"{word}\", which is no level but a module name, so it hides \
+             nearly every line; the levels are trace, debug, info, warn, error and off"
+        );
+        match format {
+            LogFormat::Text => eprintln!("radmfa: {text}"),
+            LogFormat::Json => eprintln!(
+                "{}",
+                serde_json::json!({"level": "WARN", "target": "radmfa", "message": text})
+            ),
+        }
+    }
+}
+
+/// `RUST_LOG=warning` (or `err`, `fatal`…) is taken by the filter as the name of a module
+/// to log, not as a level, and the daemon then logs nothing. `log_level` in the config
+/// refuses such a word; RUST_LOG is used as written, so the mistake is named at start.
+fn misspelt_level(value: &str) -> Option<&str> {
+    const LOOK_LIKE_LEVELS: [&str; 9] = [
+        "warning",
+        "err",
+        "fatal",
+        "critical",
+        "crit",
+        "information",
+        "notice",
+        "verbose",
+        "all",
+    ];
+    value
+        .split(',')
+        .map(str::trim)
+        .find(|d| LOOK_LIKE_LEVELS.iter().any(|w| d.eq_ignore_ascii_case(w)))
 }
 
 /// rustls logs its own warnings (an IP address sent as SNI, an unexpected handshake
@@ -53,6 +91,21 @@ fn with_quiet_tls(level: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn words_that_look_like_levels_but_are_not_are_named() {
+        assert_eq!(super::misspelt_level("warning"), Some("warning"));
+        assert_eq!(super::misspelt_level("radmfa=debug, ERR"), Some("ERR"));
+        for ok in [
+            "warn",
+            "info,rustls=debug",
+            "radmfa",
+            "error",
+            "warning=debug",
+        ] {
+            assert_eq!(super::misspelt_level(ok), None, "{ok}");
+        }
+    }
+
     #[test]
     fn rustls_and_ldap3_say_only_errors_unless_the_level_names_them() {
         assert_eq!(
