@@ -405,7 +405,8 @@ pub fn decode_request_over(
 /// Why a verified request cannot be taken at its word, if it cannot. radmfa reads the first
 /// User-Name and User-Password; a proxy or policy in front that read the last would act on
 /// another user than the one radmfa checked. So what RFC 2865 §5.44 allows at most once in
-/// an Access-Request (User-Name, User-Password, CHAP-Password, State) comes once, and of
+/// an Access-Request (User-Name, User-Password, CHAP-Password, State, Calling-Station-Id)
+/// comes once, and of
 /// User-Password, CHAP-Password and EAP-Message only one kind (RFC 2865 §5.44 note 1,
 /// RFC 3579 §3.3 note 1): a request with a PAP password beside them was answered as PAP.
 fn contradictory(spans: &[crypto::Span]) -> Option<&'static str> {
@@ -415,6 +416,12 @@ fn contradictory(spans: &[crypto::Span]) -> Option<&'static str> {
         (rfc2865::USER_PASSWORD_TYPE, "User-Password more than once"),
         (rfc2865::CHAP_PASSWORD_TYPE, "CHAP-Password more than once"),
         (rfc2865::STATE_TYPE, "State more than once"),
+        // It decides exempt_networks and remembered logins: one that read the last would
+        // exempt or remember another station than the one radmfa judged.
+        (
+            rfc2865::CALLING_STATION_ID_TYPE,
+            "Calling-Station-Id more than once",
+        ),
     ] {
         if count(typ) > 1 {
             return Some(what);
@@ -595,12 +602,17 @@ mod tests {
     /// with eve's password was accepted as eve). One of each still decodes.
     #[test]
     fn repeated_or_contradicting_credentials_are_malformed() {
-        let one = builder().attribute(33, b"proxy").build(SECRET).0;
+        let one = builder()
+            .attribute(33, b"proxy")
+            .attribute(31, b"10.0.0.8")
+            .build(SECRET)
+            .0;
         decode(&one, true).expect("one of each");
         for (extra, why) in [
             ((1u8, &b"mallory"[..]), "User-Name more than once"),
             ((2, &[7u8; 16][..]), "User-Password more than once"),
             ((24, &b"st"[..]), "State more than once"),
+            ((31, &b"10.0.0.9"[..]), "Calling-Station-Id more than once"),
             ((3, &[1u8; 17][..]), "more than one of User-Password"),
             (
                 (79, &[2u8, 0, 0, 5, 1][..]),
@@ -610,6 +622,9 @@ mod tests {
             let mut b = builder().attribute(extra.0, extra.1);
             if extra.0 == 24 {
                 b = b.state(b"s1");
+            }
+            if extra.0 == 31 {
+                b = b.attribute(31, b"10.0.0.8");
             }
             let (raw, _) = b.build(SECRET);
             match decode(&raw, true) {
