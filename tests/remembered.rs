@@ -118,6 +118,11 @@ fn a_passed_second_factor_spares_the_code_from_the_same_station_only() {
     full_login("127.0.0.1", None);
     let r = send(&srv, "127.0.0.1", None, ALICE_PW, None);
     assert_eq!(code_of(&r), "Access-Challenge", "no station: {r}");
+    // Nor one whose Calling-Station-Id is blank: that names no station either (it was
+    // remembered, and `user show` listed it "from   until").
+    full_login("127.0.0.1", Some(" "));
+    let r = send(&srv, "127.0.0.1", Some(" "), ALICE_PW, None);
+    assert_eq!(code_of(&r), "Access-Challenge", "blank station: {r}");
     let show = cli_ok(&srv, &["user", "show", "alice"]);
     assert!(
         show.contains(&format!("remembered: totp on vpn from {STATION_A} until")),

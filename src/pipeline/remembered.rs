@@ -149,10 +149,12 @@ pub async fn keep(app: &AppState, login: &RememberedLogin, by: tokio::time::Inst
 }
 
 /// The station a remembered factor is bound to: the Calling-Station-Id, or "" (anywhere)
-/// on a second-factor-only client only. None: nothing is remembered for this request.
+/// on a second-factor-only client only. None: nothing is remembered for this request. A
+/// blank one (" ") names no station: it was remembered as one, for every device whose NAS
+/// sends it so.
 fn station_of(ctx: &RequestContext, station: Option<String>) -> Option<String> {
-    match station {
-        Some(s) if !s.is_empty() => Some(s),
+    match station.as_deref().map(str::trim) {
+        Some(s) if !s.is_empty() => Some(s.to_string()),
         _ if ctx.client.factors.second_factor_only => Some(String::new()),
         _ => None,
     }
