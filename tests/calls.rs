@@ -1462,11 +1462,16 @@ fn rd_gateway_no_factor_allow_lets_in_only_users_never_enrolled() {
     )];
     let srv = start(&slapd, &standin, "", "", &clients);
     srv.enroll("dave", &[]);
+    // A waiting bypass is not spent on a login let in without a factor anyway.
+    cli_ok(&srv, &["user", "bypass", "carol"]);
     let r = rd_gateway_request_for(&srv, "127.0.0.1", "carol");
     assert_eq!(code_of(&r), "Access-Accept", "{r}");
     let rec = &srv.audit_json("carol")[0];
     assert_eq!(rec["mode"], "primary-only", "{rec}");
     assert!(standin.calls().is_empty());
+    let show = cli_ok(&srv, &["user", "show", "carol"]);
+    assert!(show.contains("bypass:   until"), "still waiting: {show}");
+    cli_ok(&srv, &["user", "bypass", "carol", "--cancel"]);
     // Not RD Gateway's own shape (another policy NPS forwards from that address, with no
     // password): not let in on nothing.
     let r = py(

@@ -1100,6 +1100,53 @@ fn one_time_bypass_lets_one_login_in_without_a_code() {
     assert_eq!(admin[0], "cancelled");
 }
 
+/// A waiting bypass is for a login that needs a second factor: one that `no_factor =
+/// "allow"` lets in on the password anyway (bob has no factor) is audited primary-only and
+/// leaves it waiting, so his next login on a client that asks for a factor still gets in.
+/// It was spent there, and that next login was refused "no second factor enrolled".
+#[test]
+fn a_bypass_is_not_spent_on_a_login_that_needs_no_second_factor() {
+    let slapd = directory();
+    let srv = start(&slapd, |o| {
+        o.clients.push(Nas {
+            no_factor: "allow",
+            ..Nas::challenge("legacy", "127.0.0.2")
+        });
+    });
+    let out = srv.cli(&["user", "bypass", "bob", "--for", "5m"]);
+    assert!(out.status.success(), "{out:?}");
+    let r = pyrad(
+        srv.port(),
+        SECRET,
+        &[
+            "--bind",
+            "127.0.0.2",
+            "--user",
+            "bob",
+            "--password",
+            "bob-Secret-pw",
+        ],
+    );
+    assert_eq!(code_of(&r), "Access-Accept", "{r}");
+    let rec = &srv.audit_json("bob")[0];
+    assert_eq!(
+        (rec["mode"].as_str(), rec["result"].as_str()),
+        (Some("primary-only"), Some("accept")),
+        "{rec}"
+    );
+    let show = srv.cli(&["user", "show", "bob"]);
+    assert!(
+        String::from_utf8_lossy(&show.stdout).contains("bypass:   until"),
+        "still waiting: {show:?}"
+    );
+    // The client that asks for a factor: the bypass lets him in, once.
+    let r = py_password(&srv, "bob", "bob-Secret-pw");
+    assert_eq!(code_of(&r), "Access-Accept", "{r}");
+    assert_eq!(srv.audit_json("bob")[0]["mode"], "bypass");
+    let r = py_password(&srv, "bob", "bob-Secret-pw");
+    assert_eq!(code_of(&r), "Access-Reject", "used: {r}");
+}
+
 /// On an inline client, a password that holds the delimiter and is sent alone (a bypass
 /// waiting) is the password: the field is split only where digits follow the last
 /// delimiter. It was split into "pa" and the "code" "ss-word", and the bind with "pa"

@@ -9,7 +9,8 @@ use super::aliases::{self, OtherName};
 use super::groups::{self, Membership};
 use super::methods::{self, blocked, Subject};
 use super::second_factor::{
-    check_code, oath_mode, sole_serial, user_view, CodeCheck, Standing, Via, RESYNC_MESSAGE,
+    check_code, oath_mode, sole_serial, user_view, CodeCheck, Standing, UserView, Via,
+    RESYNC_MESSAGE,
 };
 use super::{
     app_login, bypass, networks, oob, primary, rdg, remembered, static_challenge, Fault,
@@ -22,7 +23,7 @@ use crate::config::{NoFactorPolicy, OtpMode, Primary};
 use crate::delivery::phone::UnusedNumber;
 use crate::mfa::method::{available, choose, Capabilities, Method};
 use crate::mfa::verify::{self, VerifyOptions};
-use crate::radius::{Reply, Request};
+use crate::radius::{Reply, ReplyCode, Request};
 use crate::secret::Secret;
 use crate::store::TokenRecord;
 
@@ -359,12 +360,6 @@ pub async fn start(
             return Ok(v);
         }
     }
-    if let Some(v) = bypass::take(app, user, profile, &info).await? {
-        return Ok(v);
-    }
-    if code_missing {
-        return Ok(Verdict::reject(NO_INLINE_CODE).with_info(Some(info)));
-    }
     let phone = oob::phone_for(app, profile, &info);
     // Tokens outside their validity dates refuse every code: no prompt for them.
     let has_tokens = !tokens.is_empty() && view.outside_validity.is_none();
@@ -372,6 +367,25 @@ pub async fn start(
         &ctx.client.factors.methods,
         capabilities(app, ctx, has_tokens, phone.is_some()),
     );
+    // No factor usable here: refused, or let in on the password alone (no_factor =
+    // "allow"). A login let in anyway needs no bypass, and a waiting one is not spent on it:
+    // spent, the user's next login on a client that asks for a factor was refused.
+    let without_factor = usable
+        .is_empty()
+        .then(|| without_usable_factor(app, ctx, &view, &info, has_tokens, code_only));
+    let needs_no_bypass = !code_missing
+        && !no_code
+        && without_factor
+            .as_ref()
+            .is_some_and(|v| v.reply.code == ReplyCode::Accept);
+    if !needs_no_bypass {
+        if let Some(v) = bypass::take(app, user, profile, &info).await? {
+            return Ok(v);
+        }
+    }
+    if code_missing {
+        return Ok(Verdict::reject(NO_INLINE_CODE).with_info(Some(info)));
+    }
     if no_code && !usable.contains(&Method::Voice) {
         // Chose calls, but no number of theirs can be called: the code prompt the choice
         // would fall back to cannot be shown on this client.
@@ -382,123 +396,8 @@ pub async fn start(
         .with_info(Some(info)));
     }
 
-    if usable.is_empty() && has_tokens {
-        // Enrolled, but this client cannot use the token (its methods leave OATH codes
-        // out): no_factor is for users who have no second factor, not for this one.
-        return Ok(Verdict::reject(
-            "the user's tokens cannot be used on this client (its methods leave out totp)",
-        )
-        .with_info(Some(info))
-        .with_reply(
-            Reply::reject().with_message(
-                "Your second factor cannot be used here. Contact your administrator.",
-            ),
-        ));
-    }
-    if usable.is_empty() && view.has_disabled_tokens {
-        // The admin took the user's token out of service: that is not "never enrolled", and
-        // no_factor = "allow" must not turn it into a login with the password alone.
-        return Ok(Verdict::reject("the user's tokens are disabled")
-            .with_info(Some(info))
-            .with_reply(
-                Reply::reject()
-                    .with_message("Your second factor is disabled. Contact your administrator."),
-            ));
-    }
-    if let (true, Some(why)) = (usable.is_empty(), view.outside_validity) {
-        // Every code would be refused, and counted toward the lockout: a user typing the
-        // right code of an expired hardware token locked themselves out. Like a disabled
-        // token, not "never enrolled": no_factor = "allow" does not let them in.
-        let message = if why == "expired" {
-            "Your second factor has expired. Contact your administrator."
-        } else {
-            "Your second factor is not valid yet. Contact your administrator."
-        };
-        return Ok(Verdict::reject(format!(
-            "{} ({why})",
-            super::second_factor::OUTSIDE_VALIDITY
-        ))
-        .with_info(Some(info))
-        .with_reply(Reply::reject().with_message(message)));
-    }
-    if usable.is_empty() && profile.phone.is_some() {
-        // An admin stored a number for this user: enrolled for texts or calls, which this
-        // client cannot use (it cannot prompt, its methods leave them out, or [sms] and
-        // [voice] are not set up). Not "no second factor", so not a password-only login.
-        // Or the number itself cannot be dialled (outside [phone] allowed_country_codes,
-        // stored before that was set): said, so the admin fixes the number, not the client.
-        let stored = profile.phone.as_deref().unwrap_or_default();
-        let reason = match crate::delivery::phone::dialable(stored, &app.config().delivery.phone) {
-            Err(e) => format!(
-                "the user's stored phone number cannot be used ({}): store another (user \
-                 set-phone)",
-                e.masked()
-            ),
-            Ok(_) => "the user's stored phone cannot be used on this client".into(),
-        };
-        return Ok(Verdict::reject(reason).with_info(Some(info)).with_reply(
-            Reply::reject().with_message(
-                "Your second factor cannot be used here. Contact your administrator.",
-            ),
-        ));
-    }
-    let unused = if usable.is_empty() {
-        oob::unused_directory_number(app, &info)
-    } else {
-        None
-    };
-    if let Some(unused) = unused.filter(|_| {
-        !available(
-            &ctx.client.factors.methods,
-            capabilities(app, ctx, false, true),
-        )
-        .is_empty()
-    }) {
-        // A text or a call would work here if the directory's number counted (it did by
-        // default before the store-only default), or could be dialled (written nationally,
-        // with no [phone] default_country_code): not a user without a second factor.
-        let reason = match unused {
-            UnusedNumber::Unlisted => "the directory has a phone number for this user, but \
-                 [phone] sources leaves the directory out: list \"mobile\" there or store \
-                 the number (user set-phone)"
-                .to_string(),
-            UnusedNumber::Unusable {
-                why,
-                no_country_code,
-            } => format!(
-                "the directory's phone number for this user cannot be used ({why}): {}",
-                if no_country_code {
-                    "set [phone] default_country_code or store the number (user set-phone)"
-                } else {
-                    "correct it in the directory or store a number (user set-phone)"
-                }
-            ),
-        };
-        return Ok(Verdict::reject(reason).with_info(Some(info)).with_reply(
-            Reply::reject().with_message(
-                "Your second factor cannot be used here. Contact your administrator.",
-            ),
-        ));
-    }
-    if usable.is_empty() {
-        return Ok(match ctx.client.no_factor {
-            NoFactorPolicy::Allow => Verdict::accept(
-                "primary-only",
-                Some(if code_only {
-                    "no second factor enrolled; client policy allows the NAS's password check \
-                     alone"
-                        .into()
-                } else {
-                    "no second factor enrolled; client policy allows password only".into()
-                }),
-                info,
-            ),
-            NoFactorPolicy::Reject => Verdict::reject("no second factor enrolled")
-                .with_info(Some(info))
-                .with_reply(Reply::reject().with_message(
-                    "No second factor is enrolled for your account. Contact your administrator.",
-                )),
-        });
+    if let Some(v) = without_factor {
+        return Ok(v);
     }
     let standing = view.standing;
     if locked {
@@ -602,6 +501,132 @@ async fn looks_like_unechoed_answer(
             tracing::debug!(error = %e, "open-prompt check for a failed password");
             false
         }
+    }
+}
+
+/// How a login ends with no second factor usable on this client: refused (a token this
+/// client cannot use, disabled or outside its dates; a number it cannot use), or, for a
+/// user with none at all, as the client's `no_factor` says.
+fn without_usable_factor(
+    app: &AppState,
+    ctx: &RequestContext,
+    view: &UserView,
+    info: &UserInfo,
+    has_tokens: bool,
+    code_only: bool,
+) -> Verdict {
+    let profile = &view.profile;
+    if has_tokens {
+        // Enrolled, but this client cannot use the token (its methods leave OATH codes
+        // out): no_factor is for users who have no second factor, not for this one.
+        return Verdict::reject(
+            "the user's tokens cannot be used on this client (its methods leave out totp)",
+        )
+        .with_info(Some(info.clone()))
+        .with_reply(
+            Reply::reject().with_message(
+                "Your second factor cannot be used here. Contact your administrator.",
+            ),
+        );
+    }
+    if view.has_disabled_tokens {
+        // The admin took the user's token out of service: that is not "never enrolled", and
+        // no_factor = "allow" must not turn it into a login with the password alone.
+        return Verdict::reject("the user's tokens are disabled")
+            .with_info(Some(info.clone()))
+            .with_reply(
+                Reply::reject()
+                    .with_message("Your second factor is disabled. Contact your administrator."),
+            );
+    }
+    if let Some(why) = view.outside_validity {
+        // Every code would be refused, and counted toward the lockout: a user typing the
+        // right code of an expired hardware token locked themselves out. Like a disabled
+        // token, not "never enrolled": no_factor = "allow" does not let them in.
+        let message = if why == "expired" {
+            "Your second factor has expired. Contact your administrator."
+        } else {
+            "Your second factor is not valid yet. Contact your administrator."
+        };
+        return Verdict::reject(format!(
+            "{} ({why})",
+            super::second_factor::OUTSIDE_VALIDITY
+        ))
+        .with_info(Some(info.clone()))
+        .with_reply(Reply::reject().with_message(message));
+    }
+    if profile.phone.is_some() {
+        // An admin stored a number for this user: enrolled for texts or calls, which this
+        // client cannot use (it cannot prompt, its methods leave them out, or [sms] and
+        // [voice] are not set up). Not "no second factor", so not a password-only login.
+        // Or the number itself cannot be dialled (outside [phone] allowed_country_codes,
+        // stored before that was set): said, so the admin fixes the number, not the client.
+        let stored = profile.phone.as_deref().unwrap_or_default();
+        let reason = match crate::delivery::phone::dialable(stored, &app.config().delivery.phone) {
+            Err(e) => format!(
+                "the user's stored phone number cannot be used ({}): store another (user \
+                 set-phone)",
+                e.masked()
+            ),
+            Ok(_) => "the user's stored phone cannot be used on this client".into(),
+        };
+        return Verdict::reject(reason)
+            .with_info(Some(info.clone()))
+            .with_reply(Reply::reject().with_message(
+                "Your second factor cannot be used here. Contact your administrator.",
+            ));
+    }
+    let unused = oob::unused_directory_number(app, info);
+    if let Some(unused) = unused.filter(|_| {
+        !available(
+            &ctx.client.factors.methods,
+            capabilities(app, ctx, false, true),
+        )
+        .is_empty()
+    }) {
+        // A text or a call would work here if the directory's number counted (it did by
+        // default before the store-only default), or could be dialled (written nationally,
+        // with no [phone] default_country_code): not a user without a second factor.
+        let reason = match unused {
+            UnusedNumber::Unlisted => "the directory has a phone number for this user, but \
+                 [phone] sources leaves the directory out: list \"mobile\" there or store \
+                 the number (user set-phone)"
+                .to_string(),
+            UnusedNumber::Unusable {
+                why,
+                no_country_code,
+            } => format!(
+                "the directory's phone number for this user cannot be used ({why}): {}",
+                if no_country_code {
+                    "set [phone] default_country_code or store the number (user set-phone)"
+                } else {
+                    "correct it in the directory or store a number (user set-phone)"
+                }
+            ),
+        };
+        return Verdict::reject(reason)
+            .with_info(Some(info.clone()))
+            .with_reply(Reply::reject().with_message(
+                "Your second factor cannot be used here. Contact your administrator.",
+            ));
+    }
+    match ctx.client.no_factor {
+        NoFactorPolicy::Allow => Verdict::accept(
+            "primary-only",
+            Some(if code_only {
+                "no second factor enrolled; client policy allows the NAS's password check \
+                     alone"
+                    .into()
+            } else {
+                "no second factor enrolled; client policy allows password only".into()
+            }),
+            info.clone(),
+        ),
+        NoFactorPolicy::Reject => Verdict::reject("no second factor enrolled")
+            .with_info(Some(info.clone()))
+            .with_reply(Reply::reject().with_message(
+                "No second factor is enrolled for your account. Contact your administrator.",
+            )),
     }
 }
 

@@ -90,8 +90,29 @@ pub async fn start(
             return Ok(v);
         }
     }
-    if let Some(v) = bypass::take(app, user, &profile, &info).await? {
-        return Ok(v);
+    let phone = oob::phone_for(app, &profile, &info);
+    // Only the call can finish a login without a prompt.
+    let usable = available(
+        &[Method::Voice],
+        capabilities(app, ctx, false, phone.is_some()),
+    );
+    // Never enrolled (no token, no number anywhere, not even one the directory holds that
+    // cannot be used): `no_factor` decides, as on a password client. Azure MFA Server's
+    // "User match required" unticked let such users through RD Gateway. Only on RD
+    // Gateway's own shape: a password-less request of another policy NPS forwards from the
+    // same address (a VPN's) needed a call before, and must not be let in on nothing.
+    let primary_only = usable.is_empty()
+        && phone.is_none()
+        && snapshot.tokens.is_empty()
+        && profile.phone.is_none()
+        && oob::unused_directory_number(app, &info).is_none()
+        && rd_gateway_shape
+        && ctx.client.no_factor == NoFactorPolicy::Allow;
+    // As in `login`: a login let in without a factor anyway does not spend a waiting bypass.
+    if !primary_only || locked {
+        if let Some(v) = bypass::take(app, user, &profile, &info).await? {
+            return Ok(v);
+        }
     }
     if locked {
         return Ok(
@@ -100,24 +121,8 @@ pub async fn start(
                 .with_reply(Reply::reject().with_message(LOCKED_MESSAGE)),
         );
     }
-    let phone = oob::phone_for(app, &profile, &info);
-    // Only the call can finish a login without a prompt.
-    let usable = available(
-        &[Method::Voice],
-        capabilities(app, ctx, false, phone.is_some()),
-    );
     if usable.is_empty() {
-        // Never enrolled (no token, no number anywhere, not even one the directory holds
-        // that cannot be used): `no_factor` decides, as on a password client. Azure MFA
-        // Server's "User match required" unticked let such users through RD Gateway.
-        let never_enrolled = phone.is_none()
-            && snapshot.tokens.is_empty()
-            && profile.phone.is_none()
-            && oob::unused_directory_number(app, &info).is_none();
-        // Only on RD Gateway's own shape: a password-less request of another policy NPS
-        // forwards from the same address (a VPN's) needed a call before, and must not be
-        // let in on nothing.
-        if never_enrolled && rd_gateway_shape && ctx.client.no_factor == NoFactorPolicy::Allow {
+        if primary_only {
             return Ok(Verdict::accept(
                 "primary-only",
                 Some(
