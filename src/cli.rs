@@ -128,8 +128,18 @@ pub enum UserCommand {
     #[command(subcommand)]
     AppPassword(crate::admin::app_passwords::AppPasswordCommand),
     /// Forget the user's remembered second factors (clients with
-    /// remember_second_factor_secs): the next login on every client asks again.
-    Forget(UserArg),
+    /// remember_second_factor_secs): the next login on every client asks again. --all:
+    /// every user's (an incident: a station or a client no longer to be trusted).
+    Forget(ForgetArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ForgetArgs {
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    pub user: Option<String>,
+    /// Every user's remembered second factors, in one audited action.
+    #[arg(long)]
+    pub all: bool,
 }
 
 #[derive(Debug, Args)]

@@ -180,6 +180,11 @@ fn revocations_of_nothing_under_a_name_fail_and_are_not_audited() {
         &["user", "bypass", "alcie", "--cancel"],
         &["user", "set-phone", "alcie", "none"],
         &["user", "set-method", "alcie", "none"],
+        // Not revocations, but the same typo: "0 forgotten" or an empty table and success
+        // read as done (or as "has none").
+        &["user", "forget", "alcie"],
+        &["user", "app-password", "list", "alcie"],
+        &["user", "app-password", "list", "alcie", "--json"],
     ] {
         let (ok, out, err) = run(&cfg, args);
         assert!(
@@ -197,7 +202,15 @@ fn revocations_of_nothing_under_a_name_fail_and_are_not_audited() {
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["user"].clone())
         .collect();
     assert!(ok && users == [serde_json::json!("alice")], "{out}{err}");
-    // With something there, they work as before.
+    // With something there, they work as before; a known user with nothing remembered or
+    // no app passwords is no typo.
+    let (ok, out, err) = run(&cfg, &["user", "forget", "alice"]);
+    assert!(
+        ok && out.contains("0 remembered login(s) forgotten"),
+        "{out}{err}"
+    );
+    let (ok, out, err) = run(&cfg, &["user", "app-password", "list", "alice", "--json"]);
+    assert!(ok && out.trim() == "[]", "{out}{err}");
     assert!(run(&cfg, &["user", "app-password", "add", "alice"]).0);
     assert!(run(&cfg, &["user", "app-password", "delete-all", "alice"]).0);
     assert!(run(&cfg, &["user", "bypass", "alice", "--for", "1h"]).0);
@@ -2708,6 +2721,54 @@ fn admin_commands_are_refused_while_a_migration_copies_the_database() {
         .expect("refused while a command runs");
     assert!(refused.to_string().contains("admin command"), "{refused}");
     drop(using);
+}
+
+/// `user forget --all` (an incident): every user's remembered logins go, in one `forget`
+/// record under no user that gives the counts. A name and --all, or neither, is refused.
+#[test]
+fn forget_all_forgets_every_users_remembered_logins() {
+    let (d, cfg) = setup();
+    assert!(run(&cfg, &["user", "enroll-totp", "alice", "--uri-only"]).0);
+    let db = rusqlite::Connection::open(d.path().join("radmfa.db")).unwrap();
+    for (user, nas, station) in [
+        ("alice", "vpn", "203.0.113.5"),
+        ("alice", "vpn", "203.0.113.6"),
+        ("bob", "wifi", "198.51.100.7"),
+    ] {
+        db.execute(
+            "INSERT INTO remembered_logins (user, nas, station, mode, verified_at, expires_at) \
+             VALUES (?1, ?2, ?3, 'totp', 1, 4000000000)",
+            rusqlite::params![user, nas, station],
+        )
+        .unwrap();
+    }
+    let (ok, out, err) = run(&cfg, &["user", "forget", "--all"]);
+    assert!(
+        ok && out.contains("3 remembered login(s) of 2 user(s) forgotten"),
+        "{out}{err}"
+    );
+    let left: i64 = db
+        .query_row("SELECT COUNT(*) FROM remembered_logins", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(left, 0);
+    let (ok, audit, err) = run(&cfg, &["audit", "--result", "forget", "--json"]);
+    let records: Vec<serde_json::Value> = audit
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(ok && records.len() == 1, "{audit}{err}");
+    assert_eq!(records[0]["user"], "", "{audit}");
+    assert_eq!(
+        records[0]["reason"], "every user's: 3 remembered login(s) of 2 user(s) forgotten",
+        "{audit}"
+    );
+    for args in [
+        &["user", "forget"][..],
+        &["user", "forget", "alice", "--all"],
+    ] {
+        let (ok, _, err) = run(&cfg, args);
+        assert!(!ok && err.contains("error:"), "{args:?}: {err}");
+    }
 }
 
 /// Every `user` command checks the name the same way before doing anything: `unlock` took

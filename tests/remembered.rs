@@ -189,7 +189,7 @@ fn a_passed_second_factor_spares_the_code_from_the_same_station_only() {
         .into_iter()
         .find(|r| r["result"] == "forget")
         .expect("the admin action is audited");
-    assert_eq!(forget["reason"], "3 forgotten");
+    assert_eq!(forget["reason"], "3 remembered login(s) forgotten");
 
     // A token taken from her (disabled: reported lost) is not remembered either.
     full_login("127.0.0.1", Some(STATION_A));

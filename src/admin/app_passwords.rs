@@ -148,6 +148,17 @@ pub async fn run(
         }
         AppPasswordCommand::List(a) => {
             let list = store.app_passwords(&a.user).await?;
+            // An empty list under a name the store knows nothing of is most often a
+            // mistyped one: said, as `delete-all` says it, not an empty table and success.
+            let now = SystemClock.now();
+            if list.is_empty() && !super::users::has_state(store, &a.user, now).await? {
+                eprintln!(
+                    "{}: no app passwords, nor anything else, under this name; check the \
+                     spelling",
+                    super::printable(&a.user)
+                );
+                return Ok(ExitCode::from(1));
+            }
             if a.json {
                 let rows: Vec<_> = list
                     .iter()

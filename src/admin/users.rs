@@ -96,24 +96,10 @@ async fn run_on(cfg: &Config, store: &dyn Store, cmd: UserCommand) -> anyhow::Re
         UserCommand::Unblock(a) => super::phone::unblock(cfg, store, &a.user).await,
         UserCommand::Bypass(a) => super::bypass::run(cfg, store, a).await,
         UserCommand::AppPassword(c) => super::app_passwords::run(cfg, store, c).await,
-        UserCommand::Forget(a) => {
-            // Done (and audited) whatever the count: its mark stops a login in flight from
-            // being remembered after it, for a user with no remembered login yet too.
-            let n = store.forget_logins(&a.user, SystemClock.now()).await?;
-            admin_audit(
-                cfg,
-                store,
-                &a.user,
-                "forget",
-                Some(format!("{n} forgotten")),
-            )
-            .await?;
-            println!(
-                "{}: {n} remembered login(s) forgotten; the next login asks for a second factor",
-                super::printable(&a.user)
-            );
-            Ok(ExitCode::SUCCESS)
-        }
+        UserCommand::Forget(a) => match a.user {
+            Some(user) => forget(cfg, store, &user).await,
+            None => forget_all(cfg, store).await,
+        },
         UserCommand::Delete(a) => {
             // A fraud report's block lives with the user's profile: deleting the user lifts
             // it, and with no_factor = "allow" the password alone would then let the caller
@@ -145,6 +131,84 @@ async fn run_on(cfg: &Config, store: &dyn Store, cmd: UserCommand) -> anyhow::Re
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `user forget USER`. Done whatever the count: its mark stops a login in flight from
+/// being remembered after it, for a user with no remembered login yet too. Nothing
+/// forgotten under a name the store knows nothing of is most often a mistyped one, whose
+/// real user stays remembered: said so, exit 1 and no record, as `user reset` does.
+async fn forget(cfg: &Config, store: &dyn Store, user: &str) -> anyhow::Result<ExitCode> {
+    let now = SystemClock.now();
+    let n = store.forget_logins(user, now).await?;
+    if n == 0 && !has_state(store, user, now).await? {
+        eprintln!(
+            "{}: no remembered logins, nor anything else, under this name; check the spelling",
+            super::printable(user)
+        );
+        return Ok(ExitCode::from(1));
+    }
+    let what = format!("{n} remembered login(s) forgotten");
+    admin_audit(cfg, store, user, "forget", Some(what.clone())).await?;
+    println!(
+        "{}: {what}; the next login asks for a second factor",
+        super::printable(user)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `user forget --all`: each user's as `user forget` does (with its mark), one record for
+/// the whole, under no user as `db backup`'s. Users are those the store lists, which a
+/// remembered login makes one of.
+async fn forget_all(cfg: &Config, store: &dyn Store) -> anyhow::Result<ExitCode> {
+    let now = SystemClock.now();
+    let (mut logins, mut users) = (0, 0);
+    let mut failed = None;
+    for u in store.list_users(now).await? {
+        match store.forget_logins(&u.user, now).await {
+            Ok(0) => {}
+            Ok(n) => (logins, users) = (logins + n, users + 1),
+            Err(e) => {
+                failed = Some((u.user, e));
+                break;
+            }
+        }
+    }
+    let what = format!("{logins} remembered login(s) of {users} user(s) forgotten");
+    let Some((at, e)) = failed else {
+        admin_audit(
+            cfg,
+            store,
+            "",
+            "forget",
+            Some(format!("every user's: {what}")),
+        )
+        .await?;
+        println!("{what}; each user's next login asks for a second factor");
+        return Ok(ExitCode::SUCCESS);
+    };
+    // What was forgotten stays forgotten and goes on the record before the error.
+    let partial = format!("every user's, partial: {what}; then failed at {at}");
+    let audited = admin_audit(cfg, store, "", "forget", Some(partial)).await;
+    Err(anyhow::Error::new(e).context(format!(
+        "forgetting every user's remembered logins stopped at {} ({what}{}); run it again",
+        super::printable(&at),
+        unaudited_note(&audited)
+    )))
+}
+
+/// Whether the store holds anything of `user` at `now` (`user show`'s test).
+pub(super) async fn has_state(store: &dyn Store, user: &str, now: i64) -> anyhow::Result<bool> {
+    let status = store.user_status(user).await?;
+    let profile = store.user_profile(user).await?;
+    Ok(status.token_count > 0
+        || status.failures > 0
+        || status.locked_until.is_some_and(|t| t > now)
+        || profile.phone.is_some()
+        || profile.method.is_some()
+        || profile.blocked_at.is_some()
+        || profile.bypass_pending(now)
+        || !store.app_passwords(user).await?.is_empty()
+        || !store.remembered_logins(user, now).await?.is_empty())
 }
 
 /// Takes away every second factor the user has, so they must enroll again. Each step is
@@ -309,10 +373,11 @@ fn fold_user_name(cfg: &Config, cmd: &mut UserCommand) -> anyhow::Result<()> {
     let name = match cmd {
         UserCommand::EnrollTotp(a) => &mut a.user,
         UserCommand::Show(a) => &mut a.user,
-        UserCommand::Unlock(a)
-        | UserCommand::Reset(a)
-        | UserCommand::Unblock(a)
-        | UserCommand::Forget(a) => &mut a.user,
+        UserCommand::Unlock(a) | UserCommand::Reset(a) | UserCommand::Unblock(a) => &mut a.user,
+        UserCommand::Forget(a) => match &mut a.user {
+            Some(user) => user,
+            None => return Ok(()),
+        },
         UserCommand::Delete(a) => &mut a.user,
         UserCommand::SetPhone(a) => &mut a.user,
         UserCommand::SetMethod(a) => &mut a.user,
