@@ -358,13 +358,90 @@ fn a_reload_that_shortens_or_ends_remembering_applies_at_once() {
     let r = from_a(ALICE_PW, None);
     assert_eq!(code_of(&r), "Access-Challenge", "lowered: {r}");
 
-    // Back to an hour: the login is within the hour it was remembered for, so it counts
-    // again. Then off: it is not honoured.
+    // Back to an hour: the lowered period ended that login for good; raising it again does
+    // not bring it back.
     reload_with(3600);
+    let r = from_a(ALICE_PW, None);
+    assert_eq!(code_of(&r), "Access-Challenge", "raised again: {r}");
+
+    // A new login, then off: it is not honoured, nor listed, nor back when turned on again.
+    full_login();
     assert_eq!(code_of(&from_a(ALICE_PW, None)), "Access-Accept");
     reload_with(0);
     let r = from_a(ALICE_PW, None);
     assert_eq!(code_of(&r), "Access-Challenge", "turned off: {r}");
+    let show: serde_json::Value =
+        serde_json::from_str(&cli_ok(&srv, &["user", "show", "alice", "--json"])).unwrap();
+    assert_eq!(show["remembered"], serde_json::json!([]), "{show}");
+    assert!(
+        srv.log_shows("1 remembered login(s) of client \"vpn\" forgotten"),
+        "{}",
+        srv.log()
+    );
+    reload_with(3600);
+    let r = from_a(ALICE_PW, None);
+    assert_eq!(code_of(&r), "Access-Challenge", "turned on again: {r}");
+}
+
+/// A period lowered while radmfa was stopped applies at start-up as a reload's does: the
+/// rows are cut to it, and those of a client taken out of the file are deleted.
+#[test]
+fn a_restart_with_a_lower_period_cuts_what_was_remembered() {
+    let slapd = Slapd::start(&[LdapUser::new("alice", "alice-pw")]);
+    let dir = tempfile::tempdir().unwrap();
+    let config = common::radmfa::write_config(dir.path(), &Options::new(&slapd.url));
+    let db = common::radmfa::migrated(dir.path(), &config);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    for (nas, station) in [
+        ("local", STATION_A),
+        ("local", STATION_B),
+        ("gone", STATION_A),
+    ] {
+        db.execute(
+            "INSERT INTO remembered_logins (user, nas, station, mode, verified_at, expires_at) \
+             VALUES ('alice', ?1, ?2, 'totp', ?3, ?4)",
+            rusqlite::params![nas, station, now - 10, now + 3590],
+        )
+        .unwrap();
+    }
+    // The client (the file's last entry) now remembers for a minute.
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("remember_second_factor_secs = 60\n");
+    std::fs::write(&config, text).unwrap();
+    let srv = Server::start_with(dir, config);
+    let mut q = db
+        .prepare("SELECT nas, station, expires_at FROM remembered_logins ORDER BY nas, station")
+        .unwrap();
+    let rows: Vec<(String, String, i64)> = q
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("local".to_string(), STATION_B.to_string(), now + 50),
+            ("local".to_string(), STATION_A.to_string(), now + 50),
+        ],
+        "{}",
+        srv.log()
+    );
+    let log = srv.log();
+    assert!(
+        log.contains(
+            "2 remembered login(s) of client \"local\" cut to its remember_second_factor_secs = 60"
+        ),
+        "{log}"
+    );
+    assert!(
+        log.contains(
+            "1 remembered login(s) of client \"gone\", no longer in the configuration, forgotten"
+        ),
+        "{log}"
+    );
 }
 
 /// A fraud report (0# on the call) forgets the user's remembered second factors, so after
@@ -444,6 +521,10 @@ fn expired_remembered_logins_are_purged_without_sms_or_calls() {
         )
         .unwrap();
     }
+    // The client remembers (start-up deletes the rows of one that does not).
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("remember_second_factor_secs = 3600\n");
+    std::fs::write(&config, text).unwrap();
     let srv = Server::start_with(dir, config);
     let stations = || -> Vec<String> {
         let mut q = db

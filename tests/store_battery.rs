@@ -129,6 +129,7 @@ store_battery! {
         delete_user_removes_delivery_state,
         remembered_logins_per_client_and_station,
         remembered_logins_are_purged_and_forgotten,
+        remembered_logins_are_cut_to_a_client_period,
         inventory_import_list_assign_enable_delete,
         import_is_all_or_nothing,
         import_replace_keeps_owner_and_what_was_learned,

@@ -334,6 +334,9 @@ pub async fn on_sighup(app: Arc<AppState>, mut reloader: Reloader, stop: Cancell
         match reloader.reload(&app) {
             Ok((n, removed)) => {
                 Metrics::inc(&app.metrics.reloads_applied);
+                // Before the line that says the reload is done: what it ends is ended then.
+                crate::pipeline::remembered::fit_to_clients(&*app.store, &app.config().clients)
+                    .await;
                 info!(
                     "reload: {n} [[client]] entries from {}",
                     reloader.path.display()

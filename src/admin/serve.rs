@@ -45,6 +45,9 @@ pub async fn serve(cfg: Config, text: &str, path: &std::path::Path) -> anyhow::R
     for w in super::review_file::warnings(path, text) {
         tracing::warn!("{w}");
     }
+    // A period lowered (or a client taken out) while radmfa was stopped applies to what is
+    // remembered as a reload's does; before the first request, so none is let in by it.
+    crate::pipeline::remembered::fit_to_clients(&*app.store, &app.config().clients).await;
     let delivery = &app.config().delivery;
     let proxy = crate::delivery::proxy_variables();
     if (delivery.sms.is_some() || delivery.voice.is_some()) && !proxy.is_empty() {

@@ -36,7 +36,7 @@ mod networks;
 mod oob;
 mod primary;
 mod rdg;
-mod remembered;
+pub(crate) mod remembered;
 mod second_factor;
 mod static_challenge;
 

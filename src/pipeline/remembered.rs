@@ -9,9 +9,10 @@
 //! What it never skips: the password, a fraud block, a group rule, a second-factor lockout.
 //! The period runs from the login in which the second factor passed (from its password
 //! check: see [`to_remember`]) and a remembered login does not renew it, so it ends when
-//! it says; a setting lowered or turned off by a reload applies to what is
-//! already remembered. The rows live in the store, so every node honours them;
-//! `radmfa user forget`, `user reset` and taking a token from its user clear them.
+//! it says; a setting lowered or turned off by a reload or a restart (or the client taken
+//! out) applies to what is already remembered, for good ([`fit_to_clients`]). The rows
+//! live in the store, so every node honours them; `radmfa user forget` (`--all`), `user
+//! reset` and taking a token from its user clear them.
 //!
 //! Without a Calling-Station-Id a remembered factor would hold for the user from anywhere.
 //! That is what RD Gateway needs (it sends none, and it is one gateway in front of its own
@@ -23,8 +24,9 @@ use super::{Fault, RequestContext, Verdict};
 use crate::app::AppState;
 use crate::auth::UserInfo;
 use crate::clock::fmt_time;
+use crate::config::ClientConfig;
 use crate::radius::{ReplyCode, Request};
-use crate::store::RememberedLogin;
+use crate::store::{RememberedLogin, Store};
 
 /// Verdict modes that are a second factor passing, and so may be remembered. Never a
 /// bypass, an exemption, an app password, a fail-open or a remembered login itself.
@@ -146,6 +148,57 @@ pub async fn keep(app: &AppState, login: &RememberedLogin, by: tokio::time::Inst
             "second factor not remembered: the reply's deadline came first"
         ),
     }
+}
+
+/// Cuts what the store remembers to `clients`' periods in force: the remembered logins of
+/// a client whose period was lowered end at the new one for good, and those of a client
+/// with the setting off (or taken out of the file) are deleted. [`take`] honours only the
+/// shorter of the two anyway, but the row kept its old end, and a period raised again
+/// brought back logins the admin had ended. Run at start-up and after each reload; a
+/// failure is logged, and the logins it left stay bounded by [`take`] meanwhile.
+pub async fn fit_to_clients(store: &dyn Store, clients: &[ClientConfig]) {
+    let names = match store.remembered_clients().await {
+        Ok(names) => names,
+        Err(e) => {
+            warn_unfitted(&e, "any client");
+            return;
+        }
+    };
+    for name in names {
+        let client = clients.iter().find(|c| c.name == name);
+        let period = client.and_then(|c| c.factors.remember);
+        match store
+            .cut_remembered(&name, period.map(|p| p.as_secs() as i64))
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => match (client, period) {
+                (None, _) => tracing::info!(
+                    "{n} remembered login(s) of client {name:?}, no longer in the \
+                     configuration, forgotten"
+                ),
+                (Some(_), None) => tracing::info!(
+                    "{n} remembered login(s) of client {name:?} forgotten: its \
+                     remember_second_factor_secs is 0"
+                ),
+                (Some(_), Some(p)) => tracing::info!(
+                    "{n} remembered login(s) of client {name:?} cut to its \
+                     remember_second_factor_secs = {}",
+                    p.as_secs()
+                ),
+            },
+            Err(e) => warn_unfitted(&e, &format!("client {name:?}")),
+        }
+    }
+}
+
+fn warn_unfitted(e: &crate::store::StoreError, whose: &str) {
+    tracing::warn!(
+        error = %e,
+        "the remembered logins of {whose} could not be cut to remember_second_factor_secs \
+         as configured (they are honoured only as long as it says meanwhile, but would \
+         count again if it were raised); `radmfa user forget --all` ends them"
+    );
 }
 
 /// The station a remembered factor is bound to: the Calling-Station-Id, or "" (anywhere)

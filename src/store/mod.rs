@@ -915,6 +915,19 @@ pub trait Store: Send + Sync + 'static {
         let _ = (user, now);
         Err(StoreError::Unsupported("forget_logins"))
     }
+    /// The clients (`nas`) that remembered second factors are stored for, expired ones
+    /// included, in no particular order.
+    async fn remembered_clients(&self) -> Result<Vec<String>, StoreError> {
+        Err(StoreError::Unsupported("remembered_clients"))
+    }
+    /// Ends the remembered second factors of client `nas` at `period` seconds after their
+    /// second factor passed, for good (`None`: deletes them); returns how many rows it
+    /// changed. For a period lowered or turned off (or the client taken out) since they
+    /// were written: without it, raising the period again brought them back.
+    async fn cut_remembered(&self, nas: &str, period: Option<i64>) -> Result<u64, StoreError> {
+        let _ = (nas, period);
+        Err(StoreError::Unsupported("cut_remembered"))
+    }
     /// Deletes transactions and remembered second factors expired at `now` and send events
     /// older than a day; returns how many rows went.
     async fn purge_delivery_state(&self, now: i64) -> Result<u64, StoreError> {

@@ -957,6 +957,14 @@ impl Store for SqliteStore {
         self.forget_logins_impl(user, now).await
     }
 
+    async fn remembered_clients(&self) -> Result<Vec<String>, StoreError> {
+        self.remembered_clients_impl().await
+    }
+
+    async fn cut_remembered(&self, nas: &str, period: Option<i64>) -> Result<u64, StoreError> {
+        self.cut_remembered_impl(nas, period).await
+    }
+
     async fn add_app_password(
         &self,
         user: &str,

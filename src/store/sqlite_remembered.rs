@@ -96,4 +96,40 @@ impl SqliteStore {
             .await?;
         Ok(done.rows_affected())
     }
+
+    pub(super) async fn remembered_clients_impl(&self) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query("SELECT DISTINCT nas FROM remembered_logins")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| r.try_get("nas").map_err(StoreError::from))
+            .collect()
+    }
+
+    pub(super) async fn cut_remembered_impl(
+        &self,
+        nas: &str,
+        period: Option<i64>,
+    ) -> Result<u64, StoreError> {
+        let done = match period {
+            None => {
+                sqlx::query("DELETE FROM remembered_logins WHERE nas = ?1")
+                    .bind(nas)
+                    .execute(&self.pool)
+                    .await?
+            }
+            // Only rows that run past the period: the count says how many were cut.
+            Some(secs) => {
+                sqlx::query(
+                    "UPDATE remembered_logins SET expires_at = verified_at + ?2 \
+                     WHERE nas = ?1 AND expires_at > verified_at + ?2",
+                )
+                .bind(nas)
+                .bind(secs)
+                .execute(&self.pool)
+                .await?
+            }
+        };
+        Ok(done.rows_affected())
+    }
 }

@@ -90,6 +90,7 @@ where
     delete_user_removes_delivery_state(&*make().await).await;
     remembered_logins_per_client_and_station(&*make().await).await;
     remembered_logins_are_purged_and_forgotten(&*make().await).await;
+    remembered_logins_are_cut_to_a_client_period(&*make().await).await;
     race_begin_oob(make().await).await;
     race_resolve_oob(make().await).await;
     race_take_send_slot(make().await).await;
@@ -2874,6 +2875,62 @@ pub async fn remembered_logins_are_purged_and_forgotten(store: &dyn Store) {
     // The mark alone makes no user: nothing for delete_user to report.
     store.forget_logins("carol", T).await.unwrap();
     assert!(store.delete_user("carol").await.unwrap().is_none());
+}
+
+/// A client's period lowered (or turned off) ends its remembered logins for good: cut to
+/// the period from their second factor, or deleted; other clients' rows are untouched.
+pub async fn remembered_logins_are_cut_to_a_client_period(store: &dyn Store) {
+    for login in [
+        remembered("vpn", "a", "totp", T, 3600),
+        remembered("vpn", "b", "totp", T, 60),
+        remembered("wifi", "c", "hotp", T, 3600),
+        remembered("rdg", "", "voice", T, 3600),
+    ] {
+        store.remember_login(&login).await.unwrap();
+    }
+    let mut clients = store.remembered_clients().await.unwrap();
+    clients.sort();
+    assert_eq!(clients, ["rdg", "vpn", "wifi"]);
+    // Only the row that ran past the period is changed: the count says so.
+    assert_eq!(store.cut_remembered("vpn", Some(300)).await.unwrap(), 1);
+    assert_eq!(store.cut_remembered("vpn", Some(300)).await.unwrap(), 0);
+    let ends = |user_rows: Vec<RememberedLogin>| -> Vec<(String, i64)> {
+        user_rows
+            .into_iter()
+            .map(|r| {
+                (
+                    format!("{}/{}", r.nas, r.station),
+                    r.expires_at - r.verified_at,
+                )
+            })
+            .collect()
+    };
+    let all = ends(store.remembered_logins("alice", T).await.unwrap());
+    assert_eq!(
+        all,
+        [
+            ("vpn/b".to_string(), 60),
+            ("vpn/a".to_string(), 300),
+            ("rdg/".to_string(), 3600),
+            ("wifi/c".to_string(), 3600),
+        ],
+        "{all:?}"
+    );
+    // Raising the period again does not bring the cut row back: nothing here to raise.
+    assert_eq!(store.cut_remembered("vpn", Some(3600)).await.unwrap(), 0);
+    assert_eq!(
+        store
+            .remembered_login("alice", "vpn", "a", T + 300)
+            .await
+            .unwrap(),
+        None
+    );
+    // Turned off: every row of the client goes, another client's stays.
+    assert_eq!(store.cut_remembered("wifi", None).await.unwrap(), 1);
+    assert_eq!(store.cut_remembered("nowhere", None).await.unwrap(), 0);
+    let mut clients = store.remembered_clients().await.unwrap();
+    clients.sort();
+    assert_eq!(clients, ["rdg", "vpn"]);
 }
 
 /// Many nodes handle retransmits of one request at once: exactly one sends.

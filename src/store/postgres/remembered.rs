@@ -116,6 +116,45 @@ impl PgStore {
         w.done(Ok(()))?;
         Ok(gone)
     }
+
+    pub(super) async fn remembered_clients_impl(&self) -> Result<Vec<String>, StoreError> {
+        let mut rd = self.reader().await?;
+        let rows = sqlx::query("SELECT DISTINCT nas FROM remembered_logins")
+            .fetch_all(rd.conn())
+            .await;
+        let rows = rd.done(rows)?;
+        rows.iter()
+            .map(|r| r.try_get("nas").map_err(StoreError::from))
+            .collect()
+    }
+
+    pub(super) async fn cut_remembered_impl(
+        &self,
+        nas: &str,
+        period: Option<i64>,
+    ) -> Result<u64, StoreError> {
+        let mut w = self.writer().await?;
+        let done = match period {
+            None => {
+                sqlx::query("DELETE FROM remembered_logins WHERE nas = $1")
+                    .bind(nas)
+                    .execute(w.conn())
+                    .await
+            }
+            // As in SQLite's: only rows that run past the period.
+            Some(secs) => {
+                sqlx::query(
+                    "UPDATE remembered_logins SET expires_at = verified_at + $2 \
+                     WHERE nas = $1 AND expires_at > verified_at + $2",
+                )
+                .bind(nas)
+                .bind(secs)
+                .execute(w.conn())
+                .await
+            }
+        };
+        Ok(w.done(done)?.rows_affected())
+    }
 }
 
 /// The user's remembered logins, for the rest of the transaction: a remember and a forget
