@@ -1152,6 +1152,143 @@ fn the_same_request_long_after_its_call_is_not_accepted_on_it() {
     assert_eq!(standin.calls().len(), 1);
 }
 
+/// A copy of an approved request that comes after the duplicate window (its Accept lost on
+/// the way, the NAS trying again) gets the Accept again, from the call's decision: no second
+/// call, and an audit record that says it repeats the login, not a second approved login.
+#[test]
+fn a_copy_of_an_approved_request_after_the_duplicate_window_is_audited_as_a_repeat() {
+    let slapd = directory();
+    let (srv, standin, sock, alice, auth) = alice_approved_on_a_held_call(&slapd, 20);
+    let mut buf = [0u8; 4096];
+    // Past the duplicate window (1 s), well within the request's deadline.
+    std::thread::sleep(Duration::from_millis(1600));
+    sock.send(&alice).unwrap();
+    let n = sock.recv(&mut buf).expect("the copy's reply");
+    radmfa::radius::crypto::verify_reply(&buf[..n], &auth, SECRET.as_bytes()).unwrap();
+    assert_eq!(parse_reply(&buf[..n]).unwrap().code, 2, "{}", srv.log());
+    assert_eq!(standin.calls().len(), 1, "no second call");
+    let recs = srv.audit_json("alice");
+    assert_eq!(recs.len(), 2, "{recs:?}");
+    assert_eq!(recs[1]["result"], "accept", "{recs:?}");
+    assert!(recs[1]["reason"].is_null(), "{recs:?}");
+    assert_eq!(recs[0]["result"], "accept", "{recs:?}");
+    assert_eq!(
+        recs[0]["reason"], "repeat of a decided request: approved on the call",
+        "{recs:?}"
+    );
+}
+
+/// Sends `pkt` from `sock` to `to` and returns the reply's bytes (within 10 s).
+fn exchange(sock: &std::net::UdpSocket, to: std::net::SocketAddr, pkt: &[u8]) -> Vec<u8> {
+    let mut buf = [0u8; 4096];
+    sock.send_to(pkt, to).unwrap();
+    let (n, _) = sock.recv_from(&mut buf).expect("a reply");
+    buf[..n].to_vec()
+}
+
+/// The Reply-Message of a reply.
+fn reply_message(reply: &[u8]) -> String {
+    parse_reply(reply)
+        .unwrap()
+        .attributes
+        .iter()
+        .filter(|(typ, _)| *typ == 18)
+        .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+        .collect()
+}
+
+/// A copy of a request whose call ended busy, after the duplicate window, is told the line
+/// was busy as the first copy was, byte for byte: not that the call "could not be placed"
+/// (it was), and it is audited as a repeat of the login.
+#[test]
+fn a_copy_of_a_request_whose_call_was_busy_gets_the_same_reject() {
+    let slapd = directory();
+    let standin = Standin::start();
+    standin.script(
+        DIRECTORY_MOBILE,
+        Script::Ends("busy", Duration::from_millis(300)),
+    );
+    let srv = start_tuned(
+        &slapd,
+        &standin,
+        "",
+        "",
+        &hold_client(20),
+        "info",
+        "duplicate_window_secs = 1",
+    );
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let (alice, _) = AccessRequestBuilder::new(9, "alice")
+        .password(ALICE_PW.as_bytes())
+        .build(SECRET.as_bytes());
+    let first = exchange(&sock, srv.addr, &alice);
+    assert_eq!(
+        reply_message(&first),
+        "The line was busy. Try again when the phone is free.",
+        "{}",
+        srv.log()
+    );
+    std::thread::sleep(Duration::from_millis(1600));
+    let again = exchange(&sock, srv.addr, &alice);
+    assert_eq!(reply_message(&again), reply_message(&first));
+    assert_eq!(again, first, "the same reply");
+    assert_eq!(standin.calls().len(), 1, "no second call");
+    let recs = srv.audit_json("alice");
+    assert_eq!(recs.len(), 2, "{recs:?}");
+    assert_eq!(recs[1]["reason"], "call busy", "{recs:?}");
+    assert_eq!(recs[0]["result"], "reject", "{recs:?}");
+    assert_eq!(
+        recs[0]["reason"], "repeat of a decided request: call busy",
+        "{recs:?}"
+    );
+}
+
+/// radmfa stopped during a held call and started again: the NAS's copy of the request,
+/// sent to the new process, is told what the first copy was (the sign-in was interrupted),
+/// not that the call could not be placed, and is audited as a repeat.
+#[test]
+fn a_copy_of_a_request_held_when_radmfa_stopped_gets_the_same_reject_after_a_restart() {
+    let slapd = directory();
+    let standin = Standin::start();
+    standin.script(DIRECTORY_MOBILE, Script::Silent);
+    let mut srv = start(&slapd, &standin, "", "", &hold_client(20));
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let (alice, _) = AccessRequestBuilder::new(9, "alice")
+        .password(ALICE_PW.as_bytes())
+        .build(SECRET.as_bytes());
+    sock.send_to(&alice, srv.addr).unwrap();
+    wait_for_a_call(&standin);
+    assert!(srv.stop().success(), "{}", srv.log());
+    let mut buf = [0u8; 4096];
+    let (n, _) = sock.recv_from(&mut buf).expect("the held request's reply");
+    let first = buf[..n].to_vec();
+    assert_eq!(
+        reply_message(&first),
+        "The sign-in was interrupted. Please try again."
+    );
+    srv.restart();
+    let again = exchange(&sock, srv.addr, &alice);
+    assert_eq!(
+        reply_message(&again),
+        reply_message(&first),
+        "{}",
+        srv.log()
+    );
+    assert_eq!(again, first, "the same reply");
+    assert_eq!(standin.calls().len(), 1, "no second call");
+    let recs = srv.audit_json("alice");
+    assert_eq!(recs.len(), 2, "{recs:?}");
+    assert_eq!(
+        recs[0]["reason"],
+        "repeat of a decided request: radmfa stopped before the call was answered",
+        "{recs:?}"
+    );
+}
+
 #[test]
 fn challenge_then_enter_with_radclient() {
     let slapd = directory();

@@ -282,6 +282,11 @@ async fn held_call(
         Ok(t) => t,
         Err(v) => return Ok(v),
     };
+    if txn.status != OobStatus::Pending {
+        // A call this request's earlier copy placed and that was decided since (a call
+        // placed here now is pending): a retransmit the duplicate cache no longer held.
+        return repeat_of_decided_call(app, ctx, s, txn).await;
+    }
     let done = oob::await_call(app, &txn.id, oob::reply_by(app, ctx)).await?;
     let verdict = call_verdict(app, ctx, s, done.unwrap_or(txn)).await?;
     // Only once the call's decision is committed: a commit that fails later would roll
@@ -289,6 +294,31 @@ async fn held_call(
     durability::settle().await?;
     guard.disarm();
     Ok(verdict)
+}
+
+/// A retransmit of a held login whose call is decided: the same verdict as its first copy
+/// got (the NAS may have lost that reply; a block since turns an approval into a Reject),
+/// audited as a repeat rather than as another login. The request's key holds its
+/// Authenticator, so only a copy of that very request gets here: a new login places a call
+/// of its own.
+async fn repeat_of_decided_call(
+    app: &AppState,
+    ctx: &RequestContext,
+    s: &Subject<'_>,
+    txn: OobTransaction,
+) -> Result<Verdict, Fault> {
+    Metrics::inc(&app.metrics.duplicate_replayed);
+    let began = txn.created_at;
+    let mut v = call_verdict(app, ctx, s, txn).await?;
+    let why = v
+        .reason
+        .take()
+        .unwrap_or_else(|| "approved on the call".into());
+    v.reason = Some(format!("{}{why}", oob::REPEAT));
+    // When the login began, for a remembered approval: a `user forget` since its call is
+    // not undone by its retransmit.
+    v.started_at = Some(began);
+    Ok(v)
 }
 
 async fn call_prompt(
@@ -435,7 +465,7 @@ pub async fn call_verdict(
 /// provider's status (the reason `callbacks::twilio` records). A busy line or a number the
 /// call could not reach is not "not answered in time": that sends the user back to wait by
 /// a phone that will never ring.
-fn unanswered_message(reason: &str) -> &'static str {
+pub(super) fn unanswered_message(reason: &str) -> &'static str {
     match reason {
         "call busy" => "The line was busy. Try again when the phone is free.",
         "call failed" => {

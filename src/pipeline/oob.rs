@@ -55,6 +55,15 @@ pub const NUMBER_CANNOT_CALL: &str = "The call could not be placed: the phone nu
 /// In the audit reason of a send whose number the provider refuses, before why: how a
 /// retransmit that reaches another node tells it from other failures.
 const NUMBER_REFUSED: &str = "the provider refuses this number";
+/// The audit reason's prefix for a call the provider did not take: a retransmit of its
+/// request is told the call could not be placed, not why a placed call ended.
+const CALL_NOT_PLACED: &str = "call not placed";
+/// Before the audit reason of a request whose SMS or call an earlier copy of it already
+/// decided: a retransmit that missed the duplicate cache (it came after
+/// `duplicate_window_secs`, to a restarted process, or to another node). It gets the same
+/// answer, but it is no new login: without this, one approved call read as several
+/// accepted logins in the audit.
+pub const REPEAT: &str = "repeat of a decided request: ";
 
 /// The same for every retransmit of `req`, on any node: the NAS's configured name, its
 /// address and port, the Identifier and the Request Authenticator (RFC 5080 §2.2.2).
@@ -161,6 +170,28 @@ fn rate_limits(app: &AppState, ctx: &RequestContext, entry: &str, phone: &str) -
     ]
 }
 
+/// What the user was told when the SMS or call of a transaction closed as failed for
+/// `reason`, for a retransmit of its request to be told the same.
+fn failed_message(kind: OobKind, reason: &str) -> &'static str {
+    if reason.contains("daily limit") {
+        DAILY_LIMITED
+    } else if reason.contains("rate limit") {
+        RATE_LIMITED
+    } else if reason == "second factor locked" {
+        super::login::LOCKED_MESSAGE
+    } else if reason.contains(NUMBER_REFUSED) {
+        number_refused(kind)
+    } else if kind == OobKind::Sms {
+        NOT_SENT
+    } else if reason.starts_with(CALL_NOT_PLACED) {
+        NOT_CALLED
+    } else {
+        // Placed, and ended unapproved (busy, unanswered, radmfa stopping): "could not be
+        // placed" would be false, and sent the user to another method for a busy line.
+        super::methods::unanswered_message(reason)
+    }
+}
+
 /// Claims the request's transaction and a rate-limit slot. `Ok(None)`: the caller sends.
 async fn claim(
     app: &AppState,
@@ -235,23 +266,12 @@ async fn claim(
         // Another node (or an earlier copy) handled this very request: same outcome, no send.
         let failed = |t: &OobTransaction| {
             let reason = t.reason.clone().unwrap_or_default();
-            let message = if reason.contains("daily limit") {
-                DAILY_LIMITED
-            } else if reason.contains("rate limit") {
-                RATE_LIMITED
-            } else if reason == "second factor locked" {
-                super::login::LOCKED_MESSAGE
-            } else if reason.contains(NUMBER_REFUSED) {
-                number_refused(t.kind)
-            } else if t.kind == OobKind::Sms {
-                NOT_SENT
-            } else {
-                NOT_CALLED
-            };
+            // Answered from the decision on record, as the duplicate cache would have.
+            Metrics::inc(&app.metrics.duplicate_replayed);
             // Decided on another node or an earlier copy: fail closed whatever the cause.
             Delivered::No(NotSent {
-                message,
-                reason,
+                message: failed_message(t.kind, &reason),
+                reason: format!("{REPEAT}{reason}"),
                 provider_failed: false,
             })
         };
@@ -597,7 +617,7 @@ pub async fn place_call(
         app,
         txn,
         placed,
-        ("approval call placed", "call not placed", NOT_CALLED),
+        ("approval call placed", CALL_NOT_PLACED, NOT_CALLED),
     )
     .await?;
     if matches!(delivered, Delivered::No(_)) {

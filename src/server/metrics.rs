@@ -374,7 +374,8 @@ impl Metrics {
         family(
             "radmfa_duplicates_total",
             "counter",
-            "Retransmits (RFC 5080): answered from the cache, joined to the request in flight, \
+            "Retransmits (RFC 5080): answered from the cache (or, for an SMS or call the cache \
+             no longer held, from its decision in the store), joined to the request in flight, \
              or dropped because the same ID and source carried different bytes.",
             &[
                 ("{outcome=\"replayed\"}", get(&self.duplicate_replayed)),

@@ -391,6 +391,14 @@ impl Server {
         }
     }
 
+    /// Starts radmfa again on the same config and store once [`Server::stop`]ped (as a
+    /// restart would); it listens on a new UDP port.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "stop the server before restarting it");
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+        *self = Server::start_with(dir, self.config.clone());
+    }
+
     /// A UDP socket connected to the server, for raw-byte tests.
     pub fn udp(&self) -> UdpSocket {
         let s = UdpSocket::bind("127.0.0.1:0").unwrap();
