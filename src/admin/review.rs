@@ -807,11 +807,17 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
             }
         }
         if f.provider_failure == ProviderFailure::Allow {
-            warn(
+            // A second-factor-only entry (RD Gateway) checks no password: the call is all
+            // radmfa asks for, and "the password alone" promised a check that is not made.
+            warn(if f.second_factor_only {
+                "provider_failure = \"allow\": while the call provider fails, nothing radmfa \
+                 checks gets in: the gateway's own check (the password or smart card) is all"
+                    .into()
+            } else {
                 "provider_failure = \"allow\": while the SMS/call provider fails, the password \
                  alone gets in"
-                    .into(),
-            );
+                    .into()
+            });
         }
         if f.app_passwords {
             warn("app_passwords = true: an app password replaces both factors".into());
@@ -945,8 +951,12 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
             ));
         }
         // On a code-only entry radmfa sees no password: what lets an exempt user in is the
-        // NAS's check, and any digits typed here.
-        let alone = if c.otp_mode == crate::config::OtpMode::CodeOnly {
+        // NAS's check, and any digits typed here. On a second-factor-only one (RD Gateway)
+        // it sees none either, and asks for nothing else: no call is made.
+        let alone = if f.second_factor_only {
+            "nothing radmfa checks: no call is made, and the gateway's own check (the password \
+             or smart card) is all"
+        } else if c.otp_mode == crate::config::OtpMode::CodeOnly {
             "their name and any 4 to 10 digits (the NAS checks the password)"
         } else {
             "the password alone"
@@ -1915,6 +1925,47 @@ mod tests {
             "voice_mode = \"hold\" without a [voice] section"
         ));
         assert!(!said(&config("", ""), "voice_mode = \"hold\" without"));
+    }
+
+    /// On a second-factor-only client (RD Gateway) radmfa checks no password: the warnings
+    /// about what gets in without a second factor say that nothing radmfa checks does,
+    /// not "the password alone".
+    #[test]
+    fn warnings_on_a_second_factor_only_client_do_not_promise_a_password_check() {
+        let config = |client: &str| {
+            let text = format!(
+                "[ldap]\nurls = [\"ldap://127.0.0.1\"]\nbind_dn = \"cn=a\"\n\
+                 bind_password = \"pw\"\nbase_dn = \"dc=example,dc=org\"\n[[client]]\n\
+                 name = \"nas\"\naddress = \"127.0.0.1\"\nsecret = \"0123456789abcdef\"\n\
+                 provider_failure = \"allow\"\nexempt_networks = [\"192.0.2.0/24\"]\n\
+                 exempt_groups = [\"cn=x,dc=example,dc=org\"]\n{client}\n"
+            );
+            Config::parse(&text, std::path::Path::new("radmfa.toml")).expect("valid")
+        };
+        let rdg = warnings(&config(
+            "second_factor_only = true\nmethods = [\"voice\"]\nvoice_mode = \"hold\"",
+        ));
+        assert!(
+            !rdg.iter().any(|w| w.contains("password alone")),
+            "{rdg:#?}"
+        );
+        for what in [
+            "provider_failure = \"allow\": while the call provider fails, nothing radmfa \
+             checks gets in",
+            "exempt_networks: logins from 192.0.2.0/24 need nothing radmfa checks: no call is \
+             made",
+            "exempt_groups: 1 group(s) log in with nothing radmfa checks: no call is made",
+        ] {
+            assert!(rdg.iter().any(|w| w.contains(what)), "{what}: {rdg:#?}");
+        }
+        let vpn = warnings(&config(""));
+        for what in [
+            "the SMS/call provider fails, the password alone gets in",
+            "exempt_networks: logins from 192.0.2.0/24 need the password alone",
+            "exempt_groups: 1 group(s) log in with the password alone",
+        ] {
+            assert!(vpn.iter().any(|w| w.contains(what)), "{what}: {vpn:#?}");
+        }
     }
 
     /// A config with a client that may text, and `phone` (a `[phone]` section, or nothing).
