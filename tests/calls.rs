@@ -1289,6 +1289,49 @@ fn a_copy_of_a_request_held_when_radmfa_stopped_gets_the_same_reject_after_a_res
     );
 }
 
+/// Held calls keep their requests' slots: with max_in_flight = 2 and two phones ringing, a
+/// third request is dropped as overloaded, and the drop's line names the client it came
+/// from (the address alone, with `nas=""`, read as a stranger's).
+#[test]
+fn a_request_dropped_while_held_calls_fill_the_slots_names_its_client() {
+    let slapd = directory();
+    let standin = Standin::start();
+    standin.script(DIRECTORY_MOBILE, Script::Silent);
+    let srv = start_tuned(
+        &slapd,
+        &standin,
+        "",
+        "",
+        &hold_client(3),
+        "info",
+        "max_in_flight = 2",
+    );
+    std::thread::scope(|s| {
+        let port = srv.port();
+        let held: Vec<_> = (0..2)
+            .map(|_| s.spawn(move || alice_held_on(port)))
+            .collect();
+        let until = Instant::now() + Duration::from_secs(10);
+        while standin.calls().len() < 2 {
+            assert!(Instant::now() < until, "two calls: {}", srv.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let sock = srv.udp();
+        let (bob, _) = AccessRequestBuilder::new(7, "bob")
+            .password(BOB_PW.as_bytes())
+            .build(SECRET.as_bytes());
+        sock.send(&bob).unwrap();
+        assert!(
+            srv.log_shows("kind=Overloaded src=127.0.0.1 nas=\"vpn\""),
+            "{}",
+            srv.log()
+        );
+        for h in held {
+            assert_eq!(code_of(&h.join().unwrap()), "Access-Reject");
+        }
+    });
+}
+
 #[test]
 fn challenge_then_enter_with_radclient() {
     let slapd = directory();

@@ -528,6 +528,7 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
             cfg.server.shutdown_grace.as_millis()
         ));
     }
+    out.extend(held_calls_warning(cfg));
     // NPS forwarding a request to a remote RADIUS server group evaluates none of its own
     // network policies, and RD Gateway's connection policies (RD CAPs) are such policies:
     // their user-group conditions no longer apply once radmfa answers.
@@ -992,6 +993,34 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
         }
     }
     out
+}
+
+/// A held login keeps its request, and its `[server] max_in_flight` slot, for as long as its
+/// phone rings, up to the client's budget: while they last, the other clients' requests are
+/// dropped as overloaded. What bounds the calls of one client at once is its send limit,
+/// `max_per_nas` calls within the window (a budget is at most 120 s, the window at least
+/// that in practice): said when the clients that hold calls could together take every
+/// slot.
+fn held_calls_warning(cfg: &Config) -> Option<String> {
+    cfg.delivery.voice.as_ref()?;
+    let holding = cfg
+        .clients
+        .iter()
+        .filter(|c| {
+            c.factors.voice_mode == VoiceMode::Hold && c.factors.methods.contains(&Method::Voice)
+        })
+        .count();
+    let per_nas = cfg.delivery.send_limits.max_per_nas as usize;
+    let held = holding.saturating_mul(per_nas);
+    (holding > 0 && held >= cfg.server.max_in_flight).then(|| {
+        format!(
+            "server: max_in_flight = {} while held calls can keep up to {held} requests in              flight ({holding} client(s) with voice_mode = \"hold\", each up to its send \
+             limit max_per_nas = {per_nas}): ringing phones alone could take every slot, and \
+             every other request is then dropped as overloaded; raise max_in_flight above \
+             {held}, or lower max_per_nas",
+            cfg.server.max_in_flight
+        )
+    })
 }
 
 /// Why a shared secret is weak, if it is: short (RFC 2865 §3 and the BlastRADIUS advice ask
@@ -1966,6 +1995,42 @@ mod tests {
         ] {
             assert!(vpn.iter().any(|w| w.contains(what)), "{what}: {vpn:#?}");
         }
+    }
+
+    /// Clients that hold calls keep a request slot per ringing phone, up to their send limit
+    /// each: a max_in_flight they could fill is said, one they cannot is not.
+    #[test]
+    fn a_max_in_flight_that_held_calls_could_fill_is_warned_about() {
+        let config = |server: &str, voice: &str| {
+            let text = format!(
+                "[server]\n{server}\n[ldap]\nurls = [\"ldap://127.0.0.1\"]\nbind_dn = \"cn=a\"\n\
+                 bind_password = \"pw\"\nbase_dn = \"dc=example,dc=org\"\n\
+                 [voice]\nprovider = \"twilio\"\ncaller_id = \"+15550001111\"\n{voice}\n\
+                 [twilio]\naccount_sid = \"AC00000000000000000000000000000000\"\n\
+                 auth_token = \"token\"\nfrom = \"+15550001111\"\n\
+                 [callbacks]\nlisten = \"127.0.0.1:8443\"\npublic_url = \"https://mfa.example.org\"\n\
+                 [[client]]\nname = \"rdg\"\naddress = \"127.0.0.1\"\n\
+                 secret = \"0123456789abcdef\"\nsecond_factor_only = true\n\
+                 methods = [\"voice\"]\nvoice_mode = \"hold\"\n\
+                 allow_groups = [\"cn=x,dc=example,dc=org\"]\n"
+            );
+            Config::parse(&text, std::path::Path::new("radmfa.toml")).expect("valid")
+        };
+        let said = |c: &Config| {
+            warnings(c)
+                .iter()
+                .find(|w| w.contains("ringing phones alone could take every slot"))
+                .cloned()
+        };
+        let w = said(&config("max_in_flight = 2", "")).expect("said");
+        assert!(
+            w.contains("max_in_flight = 2 while held calls can keep up to 200"),
+            "{w}"
+        );
+        assert!(said(&config("max_in_flight = 201", "")).is_none());
+        assert!(said(&config("max_in_flight = 20", "max_per_nas = 10")).is_none());
+        // The default, 512, against the default send limit of 200 for one gateway.
+        assert!(said(&config("", "")).is_none());
     }
 
     /// A config with a client that may text, and `phone` (a `[phone]` section, or nothing).

@@ -481,9 +481,11 @@ async fn dispatch_from(
     let permit = match (permits.clone().try_acquire_owned(), reply_to) {
         (Ok(permit), _) => permit,
         (Err(_), ReplyTo::Udp(_)) => {
-            // Full: drop rather than queue without bound; the NAS retransmits.
+            // Full: drop rather than queue without bound; the NAS retransmits. The line is
+            // about this server, but its fields name the client it came from (known by now):
+            // `nas=""` beside a client's address read as a stranger's.
             Metrics::inc(&app.metrics.overloaded);
-            warn_drop(app, DropKind::Overloaded, src, None);
+            warn_drop(app, DropKind::Overloaded, src, Some(&client.name));
             app.dedup.abandon(key);
             return;
         }
