@@ -384,6 +384,15 @@ fn a_held_call_at_shutdown_is_answered_and_audited_within_the_grace() {
         if let Some(reason) = reason {
             assert_eq!(rec["reason"], reason, "{rec}");
         }
+        // A call the stop ended unanswered is hung up, not left ringing for a callee who
+        // would hear that the sign-in already ended (or nothing, the process gone).
+        let ended = standin.ended_calls();
+        if approve {
+            assert!(ended.is_empty(), "{ended:?}");
+        } else {
+            let sid = standin.calls()[0].sid.clone();
+            assert_eq!(ended, [(sid, "completed".to_string())], "{}", srv.log());
+        }
         assert!(
             !srv.log().contains("abandoning requests still in flight"),
             "{}",

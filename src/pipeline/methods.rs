@@ -391,6 +391,9 @@ pub async fn call_verdict(
                 txn = t;
             }
         } else {
+            if reason == STOPPED_DURING_CALL {
+                hang_up_at_stop(app, &txn);
+            }
             txn.status = OobStatus::Failed;
             txn.reason = Some(reason);
         }
@@ -484,6 +487,21 @@ pub(super) fn unanswered_message(reason: &str) -> &'static str {
 
 /// Why a held call's login ended when radmfa stopped.
 const STOPPED_DURING_CALL: &str = "radmfa stopped before the call was answered";
+
+/// Hangs up a held call whose login ended because radmfa stops: left ringing, it was
+/// answered after the login had ended (to "the sign-in has already ended"), or after the
+/// process had gone, with no one to take its keypress. In the background, which the stop
+/// waits for within its own bound, after the requests in flight.
+fn hang_up_at_stop(app: &AppState, txn: &OobTransaction) {
+    if let Some(sid) = txn.provider_ref.clone() {
+        app.delivery.hang_up_later(
+            &app.background,
+            txn.user.clone(),
+            vec![sid],
+            "as radmfa stopped",
+        );
+    }
+}
 
 #[cfg(test)]
 mod tests {
