@@ -859,3 +859,116 @@ fn a_reload_that_narrows_allow_groups_applies_to_open_prompts() {
     let r = answer("carol", &carol, &state, now());
     assert_eq!(code(&r), "Access-Accept", "{r}\n{}", srv.log());
 }
+
+/// `config check --connect` reads each configured group as logins read it: a group whose
+/// members the service account cannot see (an ACL hiding `member` from the bind_dn), or
+/// kept in an attribute `group_filter` does not compare (a groupOfUniqueNames under the
+/// default `(member={dn})`), makes every membership check say "not a member", silently
+/// (no group_attributes sent, nobody allowed): each is warned of, naming the group.
+#[test]
+fn config_check_connect_warns_of_groups_whose_members_it_cannot_see() {
+    let users: Vec<LdapUser> = ["alice", "bob"]
+        .iter()
+        .map(|u| LdapUser::new(u, &format!("{u}-pw")))
+        .collect();
+    let mut ldif = groups_ldif(&[("contractors", &["bob"])]);
+    let unique = group_dn("unique-staff");
+    ldif.push_str(&format!(
+        "dn: {unique}\nobjectClass: groupOfUniqueNames\ncn: unique-staff\n\
+         uniqueMember: uid=bob,ou=people,dc=example,dc=org\n\n"
+    ));
+    let slapd = Slapd::start_with(
+        &users,
+        SlapdOptions {
+            extra_ldif: ldif,
+            access: vec![format!(
+                "access to dn.subtree=\"ou=groups,dc=example,dc=org\" attrs=member \
+                 by dn.exact=\"{}\" none by * read",
+                common::slapd::SERVICE_DN
+            )],
+            ..Default::default()
+        },
+    );
+    let contractors = group_dn("contractors");
+    let srv = with_clients(
+        &slapd,
+        &format!(
+            r#"
+[[client]]
+name = "up"
+address = "127.0.0.1"
+secret = "{SECRET}"
+
+[[client.group_attributes]]
+group = "{contractors}"
+attributes = ["Filter-Id = restricted"]
+
+[[client]]
+name = "staff"
+address = "127.0.0.2"
+secret = "{SECRET}"
+allow_groups = ["{unique}"]
+"#
+        ),
+    );
+    let check = |config: &std::path::Path| {
+        let out = common::radmfa::cli_on(config, &["config", "check", "--connect"]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        // Warnings, not failures: an empty group is a valid one.
+        assert!(out.status.success(), "{text}{out:?}");
+        text
+    };
+    // As the directory's admin, member is readable: only the class mismatch is warned of.
+    let text = check(&srv.config);
+    let line = |text: &str, start: &str| {
+        text.lines()
+            .find(|l| l.starts_with(start))
+            .unwrap_or_else(|| panic!("no line starting {start:?} in:\n{text}"))
+            .to_string()
+    };
+    line(
+        &text,
+        &format!(
+            "ok   group {contractors}: found, member readable (client \"up\" group_attributes)"
+        ),
+    );
+    let w = line(
+        &text,
+        &format!("WARN group {unique} (client \"staff\" allow_groups): "),
+    );
+    assert!(
+        w.contains("a groupOfUniqueNames lists its members in uniqueMember")
+            && w.contains("group_filter = \"(uniqueMember={dn})\""),
+        "{w}"
+    );
+    // As a service account the ACL keeps member from: the group named, the ACL the cause.
+    let config = std::fs::read_to_string(&srv.config).unwrap();
+    let admin = "bind_dn = \"cn=admin,dc=example,dc=org\"\nbind_password = \"adminpw\"";
+    assert!(config.contains(admin), "{config}");
+    let service = srv.dir.path().join("service.toml");
+    std::fs::write(
+        &service,
+        config.replace(
+            admin,
+            &format!(
+                "bind_dn = \"{}\"\nbind_password = \"{}\"",
+                common::slapd::SERVICE_DN,
+                common::slapd::SERVICE_PASSWORD
+            ),
+        ),
+    )
+    .unwrap();
+    let text = check(&service);
+    let w = line(
+        &text,
+        &format!("WARN group {contractors} (client \"up\" group_attributes): "),
+    );
+    assert!(
+        w.contains(&format!(
+            "none of member (what [ldap] group_filter compares) is shown to the service \
+             account {}",
+            common::slapd::SERVICE_DN
+        )) && w.contains("ACL"),
+        "{w}"
+    );
+}

@@ -34,6 +34,7 @@ pub async fn connect(cfg: &Config, user: Option<&str>) -> anyhow::Result<bool> {
         Some(l) => l.check_servers().await,
         None => Vec::new(),
     };
+    let reached = servers.iter().any(|s| s.result.is_ok());
     for s in servers {
         match s.result {
             Ok(t) => line(
@@ -46,6 +47,10 @@ pub async fn connect(cfg: &Config, user: Option<&str>) -> anyhow::Result<bool> {
             ),
             Err(e) => line(false, format!("ldap {}: {e}", s.url)),
         }
+    }
+    // Read as logins read them; not where no server could be reached (said above, once).
+    if let (Some(ldap), Some(settings), true) = (&ldap, &cfg.ldap, reached) {
+        super::check_groups::check(cfg, settings, ldap, &mut line).await;
     }
     // A health of its own: names are looked up now, as the first login after a restart
     // would.

@@ -1025,6 +1025,21 @@ impl LdapAuth {
         size_limit: i32,
         user: &str,
     ) -> Result<(Vec<ldap3::ResultEntry>, LdapResult), AuthError> {
+        let options = SearchOptions::new().sizelimit(size_limit);
+        self.search_with(base, scope, filter, attrs, options, user)
+            .await
+    }
+
+    /// [`Self::search`] with the search's options given whole (`typesonly`, for one).
+    pub(super) async fn search_with(
+        &self,
+        base: &str,
+        scope: Scope,
+        filter: &str,
+        attrs: &[String],
+        options: SearchOptions,
+        user: &str,
+    ) -> Result<(Vec<ldap3::ResultEntry>, LdapResult), AuthError> {
         let _slot = timeout(self.slot_patience(), self.pool_slots.acquire())
             .await
             .map_err(|_| self.op_timeout_err())?
@@ -1045,7 +1060,7 @@ impl LdapAuth {
             let op_timeout = self.settings.op_timeout;
             let search = conn
                 .conn
-                .with_search_options(SearchOptions::new().sizelimit(size_limit))
+                .with_search_options(options.clone())
                 .with_timeout(op_timeout)
                 .search(base, scope, filter, attrs);
             let watch = self.watch(conn.url_idx);

@@ -56,6 +56,108 @@ impl LdapAuth {
     }
 }
 
+/// What `config check --connect` reads of a configured group, as the service account
+/// sees it: a membership check that cannot read the attribute it compares says "not a
+/// member" for everyone, and nothing at login tells that apart from a real "no".
+pub struct GroupView {
+    /// The entry's objectClass values (none when they are hidden too).
+    pub object_classes: Vec<String>,
+    /// Of [`membership_attributes`], the ones the entry showed.
+    pub visible: Vec<String>,
+}
+
+impl LdapAuth {
+    /// Reads `group_dn` with the service account: its object classes, then which of the
+    /// attributes `group_filter` compares it shows (their names only: an AD group's
+    /// member list can be long). `NoSuchGroup` when the service account finds no entry.
+    pub async fn read_group(&self, group_dn: &str) -> Result<GroupView, AuthError> {
+        let classes = ["objectClass".to_string()];
+        let entry = self.read_entry(group_dn, &classes, false).await?;
+        let object_classes = entry
+            .attrs
+            .into_iter()
+            .filter(|(a, _)| a.eq_ignore_ascii_case("objectClass"))
+            .flat_map(|(_, v)| v)
+            .collect();
+        let wanted = membership_attributes(&self.settings.group_filter);
+        if wanted.is_empty() {
+            return Ok(GroupView {
+                object_classes,
+                visible: Vec::new(),
+            });
+        }
+        let entry = self.read_entry(group_dn, &wanted, true).await?;
+        let visible = wanted
+            .into_iter()
+            .filter(|w| {
+                // AD names a long list `member;range=0-1499`.
+                entry.attrs.keys().chain(entry.bin_attrs.keys()).any(|a| {
+                    a.split(';')
+                        .next()
+                        .is_some_and(|base| base.eq_ignore_ascii_case(w))
+                })
+            })
+            .collect();
+        Ok(GroupView {
+            object_classes,
+            visible,
+        })
+    }
+
+    async fn read_entry(
+        &self,
+        dn: &str,
+        attrs: &[String],
+        types_only: bool,
+    ) -> Result<ldap3::SearchEntry, AuthError> {
+        let options = ldap3::SearchOptions::new()
+            .sizelimit(1)
+            .typesonly(types_only);
+        let (entries, res) = self
+            .search_with(dn, Scope::Base, "(objectClass=*)", attrs, options, "-")
+            .await?;
+        match (res.rc, entries.into_iter().next()) {
+            (0, Some(entry)) => Ok(ldap3::SearchEntry::construct(entry)),
+            (0, None) | (NO_SUCH_OBJECT | REFERRAL, _) => {
+                Err(AuthError::NoSuchGroup(dn.to_string()))
+            }
+            _ => Err(AuthError::Ldap(format!("reading {dn}: {res}"))),
+        }
+    }
+}
+
+/// The attributes `group_filter` compares with the user's DN or name: `member` in
+/// `(member={dn})` and in AD's `(member:1.2.840.113556.1.4.1941:={dn})`, `memberUid` in
+/// `(memberUid={user})`; in the filter's order, each once.
+pub fn membership_attributes(group_filter: &str) -> Vec<String> {
+    let mut at: Vec<usize> = ["{dn}", "{user}"]
+        .iter()
+        .flat_map(|p| group_filter.match_indices(p).map(|(i, _)| i))
+        .collect();
+    at.sort_unstable();
+    let mut out: Vec<String> = Vec::new();
+    for i in at {
+        let before = &group_filter[..i];
+        let Some(open) = before.rfind('(') else {
+            continue;
+        };
+        let term = &before[open + 1..];
+        let attr = term
+            .split(['=', ':', '~', '<', '>'])
+            .next()
+            .unwrap_or("")
+            .trim();
+        let plain = !attr.is_empty()
+            && attr
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+        if plain && !out.iter().any(|a| a.eq_ignore_ascii_case(attr)) {
+            out.push(attr.to_string());
+        }
+    }
+    out
+}
+
 /// `group_filter` with `{dn}` and `{user}` filled in, both escaped, in one pass: a second
 /// pass would also fill a `{user}` that came in with the DN (a user who can name their own
 /// entry `cn={user}-admin` would be checked as someone else).
@@ -83,6 +185,21 @@ fn fill_group_filter(template: &str, dn: &str, user: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn membership_attributes_are_the_ones_compared_with_the_user() {
+        for (filter, want) in [
+            ("(member={dn})", &["member"][..]),
+            ("(member:1.2.840.113556.1.4.1941:={dn})", &["member"]),
+            (
+                "(&(objectClass=groupOfNames)(|(uniqueMember={dn})(memberUid={user})))",
+                &["uniqueMember", "memberUid"],
+            ),
+            ("(|(member={dn})(Member={dn}))", &["member"]),
+        ] {
+            assert_eq!(membership_attributes(filter), want, "{filter}");
+        }
+    }
 
     #[test]
     fn the_group_filter_is_filled_in_one_pass() {

@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use crate::secret::Secret;
 
 pub use ldap::LdapAuth;
+pub use ldap_groups::{membership_attributes, GroupView};
 pub use no_directory::directory;
 
 /// What the directory told us about a user, read during the search. Names of the LDAP

@@ -130,6 +130,10 @@ pub struct SlapdOptions {
     /// `DNS:dc.example.invalid`) instead of `IP:127.0.0.1,DNS:localhost`. Still signed by
     /// [`TlsFiles::ca_file`], so a client trusting that CA sees only a name mismatch.
     pub tls_server_san: Option<String>,
+    /// `access to …` rules (slapd.conf syntax, one per item) before the defaults (passwords
+    /// for binds only, everything else readable by all): an ACL that hides an attribute
+    /// from the service account, say.
+    pub access: Vec<String>,
 }
 
 /// Files of the test CA and server certificate.
@@ -204,14 +208,7 @@ impl Slapd {
         let tls = opts
             .tls
             .then(|| make_tls_files(dir.path(), opts.tls_server_san.as_deref()));
-        let conf = slapd_conf(
-            dir.path(),
-            &schema_dir,
-            &data_dir,
-            tls.as_ref(),
-            opts.ppolicy,
-            opts.ad_like_schema,
-        );
+        let conf = slapd_conf(dir.path(), &schema_dir, &data_dir, tls.as_ref(), &opts);
         let conf_path = dir.path().join("slapd.conf");
         fs::write(&conf_path, conf).expect("write slapd.conf");
 
@@ -597,9 +594,9 @@ fn slapd_conf(
     schema_dir: &Path,
     data_dir: &Path,
     tls: Option<&TlsFiles>,
-    ppolicy: bool,
-    ad_like_schema: bool,
+    opts: &SlapdOptions,
 ) -> String {
+    let (ppolicy, ad_like_schema) = (opts.ppolicy, opts.ad_like_schema);
     let mut c = String::new();
     for schema in ["core", "cosine", "inetorgperson", "nis"] {
         writeln!(c, "include {}/{schema}.schema", schema_dir.display()).unwrap();
@@ -645,6 +642,10 @@ fn slapd_conf(
         writeln!(c, "ppolicy_default \"cn=default,ou=policies,{BASE_DN}\"").unwrap();
         // A locked account's bind then says so in the control (else a bare 49).
         writeln!(c, "ppolicy_use_lockout").unwrap();
+    }
+    // slapd applies the first `access to` whose target matches: the test's own first.
+    for rule in &opts.access {
+        writeln!(c, "{rule}").unwrap();
     }
     writeln!(
         c,
