@@ -26,8 +26,11 @@ const VSA_HEADER: usize = 6;
 
 #[derive(Clone, Copy)]
 enum Kind {
-    /// Text or octets (Class), configured as text and sent as its bytes.
+    /// Text, configured as text and sent as its bytes.
     Text,
+    /// Octets (Class): as text, or `0x` and hex digits for the bytes themselves (see
+    /// [`octets`]).
+    Octets,
     /// 32-bit integer, by number or by one of these names.
     Integer(&'static [(&'static str, u32)]),
 }
@@ -51,7 +54,7 @@ const SERVICE_TYPES: &[(&str, u32)] = &[
 const STANDARD: &[(&str, u8, Kind)] = &[
     ("Service-Type", 6, Kind::Integer(SERVICE_TYPES)),
     ("Filter-Id", 11, Kind::Text),
-    ("Class", 25, Kind::Text),
+    ("Class", 25, Kind::Octets),
     ("Session-Timeout", 27, Kind::Integer(&[])),
     ("Idle-Timeout", 28, Kind::Integer(&[])),
     ("Framed-Pool", 88, Kind::Text),
@@ -186,10 +189,11 @@ impl ReplyAttr {
         let value = value.trim();
         // Single quotes too: an admin used to FreeRADIUS writes 'vpn admins', and a group
         // name sent with its quotes matched nothing at the NAS, silently.
-        let value = ['"', '\'']
+        let unquoted = ['"', '\'']
             .iter()
-            .find_map(|&q| value.strip_prefix(q).and_then(|v| v.strip_suffix(q)))
-            .unwrap_or(value);
+            .find_map(|&q| value.strip_prefix(q).and_then(|v| v.strip_suffix(q)));
+        let quoted = unquoted.is_some();
+        let value = unquoted.unwrap_or(value);
         if value.is_empty() {
             return Err(format!("{spec:?} has no value"));
         }
@@ -197,11 +201,7 @@ impl ReplyAttr {
             .iter()
             .find(|(n, _, _)| n.eq_ignore_ascii_case(name))
         {
-            let value = match kind {
-                Kind::Text => value.as_bytes().to_vec(),
-                Kind::Integer(names) => integer(name, value, names)?.to_be_bytes().to_vec(),
-            };
-            return fits(name, typ, value);
+            return fits(name, typ, data(name, value, quoted, kind)?);
         }
         let (vendor, vtype, kind) = match VENDOR
             .iter()
@@ -220,10 +220,7 @@ impl ReplyAttr {
                 (vendor, vtype, kind)
             }
         };
-        let data = match kind {
-            Kind::Text => value.as_bytes().to_vec(),
-            Kind::Integer(names) => integer(name, value, names)?.to_be_bytes().to_vec(),
-        };
+        let data = data(name, value, quoted, kind)?;
         let data = data.as_slice();
         if data.len() > MAX_VALUE - VSA_HEADER {
             return Err(too_long(name, MAX_VALUE - VSA_HEADER));
@@ -391,6 +388,45 @@ impl AttrKey {
     }
 }
 
+/// The value's bytes as sent, for an attribute of `kind`; `quoted` when the config wrote
+/// it in quotes.
+fn data(name: &str, value: &str, quoted: bool, kind: Kind) -> Result<Vec<u8>, String> {
+    Ok(match kind {
+        Kind::Text => value.as_bytes().to_vec(),
+        Kind::Octets => octets(name, value, quoted)?,
+        Kind::Integer(names) => integer(name, value, names)?.to_be_bytes().to_vec(),
+    })
+}
+
+/// An octets value: unquoted `0x` and hex digits are the bytes, as FreeRADIUS writes octets
+/// and `radclient -x` shows a Class (`0x4f553d...`), so a value copied from either means
+/// what it meant there, not its 2 + 2n characters of text. Any other value, and any quoted
+/// one, is text sent as its bytes. A `0x` value that is not whole bytes of hex is refused:
+/// sent as text, it would match nothing at the NAS, silently.
+fn octets(name: &str, value: &str, quoted: bool) -> Result<Vec<u8>, String> {
+    let hex = match value
+        .strip_prefix("0x")
+        .or_else(|| value.strip_prefix("0X"))
+    {
+        Some(hex) if !quoted => hex,
+        _ => return Ok(value.as_bytes().to_vec()),
+    };
+    let digits = hex.as_bytes();
+    if digits.is_empty() || digits.len() % 2 != 0 || !digits.iter().all(u8::is_ascii_hexdigit) {
+        return Err(format!(
+            "{name}: {value:?} is not 0x followed by whole bytes in hex digits (an even \
+             number of 0-9, a-f); to send this text as it is, put it in quotes"
+        ));
+    }
+    Ok(digits
+        .chunks(2)
+        .map(|pair| {
+            let pair = std::str::from_utf8(pair).expect("ASCII hex digits");
+            u8::from_str_radix(pair, 16).expect("two hex digits")
+        })
+        .collect())
+}
+
 fn integer(name: &str, value: &str, names: &[(&str, u32)]) -> Result<u32, String> {
     if let Ok(n) = value.parse::<u32>() {
         return Ok(n);
@@ -471,6 +507,36 @@ mod tests {
         assert_eq!((st.typ, st.value), (6, vec![0, 0, 0, 6]));
         let to = ReplyAttr::parse("Session-Timeout = 28800").unwrap();
         assert_eq!((to.typ, to.value), (27, 28_800u32.to_be_bytes().to_vec()));
+    }
+
+    /// Class is octets: `0x` and hex digits are its bytes, as FreeRADIUS writes it and
+    /// `radclient -x` (and `client login`) show it; quoted, or not hex, it is text.
+    #[test]
+    fn a_class_in_hex_is_its_bytes() {
+        let class = |spec: &str| ReplyAttr::parse(spec).map(|a| (a.typ, a.value));
+        assert_eq!(
+            class("Class = 0x4f553d456e67696e656572696e673b"),
+            Ok((25, b"OU=Engineering;".to_vec()))
+        );
+        assert_eq!(class("Class = 0X00ff"), Ok((25, vec![0, 0xff])));
+        assert_eq!(class("Class = \"0x4f55\""), Ok((25, b"0x4f55".to_vec())));
+        assert_eq!(class("Class = OU=x;"), Ok((25, b"OU=x;".to_vec())));
+        for bad in ["Class = 0x4f5", "Class = 0x4g55", "Class = 0x"] {
+            let e = class(bad).unwrap_err();
+            assert!(
+                e.starts_with("Class: ") && e.contains("put it in quotes"),
+                "{bad}: {e}"
+            );
+        }
+        // Shown back as configured: the text again.
+        let a = ReplyAttr::parse("Class = 0x4f553d783b").unwrap();
+        assert_eq!(shown(a.typ, &a.value), "Class = \"OU=x;\"");
+        // Text attributes take 0x as text (FreeRADIUS's string type does too).
+        let f = ReplyAttr::parse("Filter-Id = 0x41").unwrap();
+        assert_eq!(f.value, b"0x41");
+        let long = format!("Class = 0x{}", "ab".repeat(254));
+        assert!(class(&long).unwrap_err().contains("longer than"));
+        assert!(class(&format!("Class = 0x{}", "ab".repeat(253))).is_ok());
     }
 
     #[test]
