@@ -527,6 +527,12 @@ attributes = ["Filter-Id = restricted"]
             .contains("is not in the directory"),
         "{rec}"
     );
+    // The code was right: the record keeps the factor that passed, not "none".
+    assert_eq!(rec["mode"], "totp", "{rec}");
+    assert!(
+        rec["token_serial"].as_str().is_some_and(|t| !t.is_empty()),
+        "{rec}"
+    );
     // A setting to fix, met by every login: warned of once, not once a login.
     let r3 = radclient(
         &host,

@@ -88,9 +88,7 @@ async fn matching_rules<'a>(
         None => match primary.lookup(user).await? {
             Some(i) => i,
             None => {
-                let info = v.info.take();
-                *v = Verdict::reject("not in the directory any more (group_attributes)")
-                    .with_info(info);
+                v.refuse("not in the directory any more (group_attributes)");
                 return Ok(None);
             }
         },
@@ -109,11 +107,10 @@ async fn matching_rules<'a>(
                     group = g.as_str(),
                     "group_attributes: group not found in the directory"
                 );
-                let info = v.info.take();
-                *v = Verdict::reject(format!(
+                // The factor that passed stays in the record: the code was right.
+                v.refuse(format!(
                     "group_attributes group {g} is not in the directory (renamed or moved?)"
-                ))
-                .with_info(info);
+                ));
                 return Ok(None);
             }
             Err(e) => return Err(e.into()),

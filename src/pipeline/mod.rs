@@ -155,6 +155,13 @@ impl Verdict {
         self.info = info;
         self
     }
+
+    /// Turns this Accept into a Reject for `reason`, at its last steps: the user, the
+    /// mode and the token of the factor that passed stay in its audit record.
+    pub fn refuse(&mut self, reason: impl Into<String>) {
+        self.reply = Reply::reject();
+        self.reason = Some(reason.into());
+    }
 }
 
 /// A backend failed. The policy here is fail closed: the login is rejected, never accepted.
@@ -536,12 +543,10 @@ async fn finish_accept(
     if v.reply.code == ReplyCode::Accept && !crate::radius::attributes_fit(req, &v.reply) {
         // Sent without some of them, the Accept could leave the user on the NAS's broader
         // default policy: refuse rather than grant more than was configured.
-        let info = v.info.take();
-        v = Verdict::reject(
+        v.refuse(
             "the Access-Accept's attributes do not fit in one packet beside the request's \
              Proxy-State; refused rather than sent without some of them",
-        )
-        .with_info(info);
+        );
     }
     if v.reply.code == ReplyCode::Accept && v.mode == bypass::MODE {
         v = bypass::claim(app, user, v).await?;
