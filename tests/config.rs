@@ -572,3 +572,27 @@ encoding = "json"
         );
     }
 }
+
+/// accept_attributes that no Access-Accept can hold would refuse every login, found only
+/// at runtime: refused by the check, naming the key. What fits is let through.
+#[test]
+fn accept_attributes_that_no_accept_can_hold_are_refused() {
+    // Each Class of 250 octets takes 252 in a packet; an Accept has 4058 for them.
+    let with = |n: usize| {
+        let class = format!("\"Class = {}\"", "c".repeat(250));
+        format!(
+            "{MINIMAL}accept_attributes = [{}]\n",
+            vec![class; n].join(", ")
+        )
+    };
+    assert!(Config::parse(&with(16), Path::new("radmfa.toml")).is_ok());
+    let err = Config::parse(&with(18), Path::new("radmfa.toml"))
+        .expect_err("18 × 252 octets")
+        .to_string();
+    assert!(
+        err.contains("client[0].accept_attributes")
+            && err.contains("these 18 attributes take 4536 octets in a packet, more than the 4058")
+            && err.contains("every login would be refused"),
+        "{err}"
+    );
+}

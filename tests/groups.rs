@@ -758,6 +758,66 @@ accept_attributes = ["Filter-Id = a{acl}", "Filter-Id = b{acl}"]
     assert_eq!(login_from(5, 1, elsewhere).code, 3, "used once");
 }
 
+/// A user in enough group_attributes groups gets more attributes than one Accept holds,
+/// with no Proxy-State in the request at all: refused, and the reason does not blame a
+/// Proxy-State there was none of. `config check` warns of such a client beforehand.
+#[test]
+fn attributes_of_many_groups_that_do_not_fit_are_refused_and_warned_of() {
+    let slapd = directory();
+    let (vpn, exempt) = (group_dn("vpn-users"), group_dn("mfa-exempt"));
+    // 9 × (250 + 2) octets per group: each fits alone, both (4,536) do not.
+    let classes = |tag: char| {
+        let one = format!("\"Class = {}\"", tag.to_string().repeat(250));
+        vec![one; 9].join(", ")
+    };
+    let srv = with_clients(
+        &slapd,
+        &format!(
+            r#"
+[[client]]
+name = "vpn"
+address = "127.0.0.1"
+secret = "{SECRET}"
+exempt_groups = ["{exempt}"]
+accept_attributes = ["Filter-Id = vpn"]
+
+[[client.group_attributes]]
+group = "{vpn}"
+attributes = [{}]
+
+[[client.group_attributes]]
+group = "{exempt}"
+attributes = [{}]
+"#,
+            classes('v'),
+            classes('e')
+        ),
+    );
+    let out = srv.cli(&["config", "check"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        text.lines().any(|l| l.contains(
+            "client \"vpn\": accept_attributes and \
+             group_attributes together take up to 4541 octets in a packet, more than the \
+             4058 an Access-Accept has room for"
+        )),
+        "{text}"
+    );
+    // dave is in mfa-exempt only: his Accept fits. carol is in both: hers does not.
+    assert_eq!(code(&password(&srv, "dave", "dave-pw")), "Access-Accept");
+    let r = password(&srv, "carol", "carol-pw");
+    assert_eq!(code(&r), "Access-Reject", "{r}");
+    let rec = last_audit(&srv, "carol");
+    assert_eq!(
+        rec["reason"],
+        "the Access-Accept's attributes do not fit in one packet; refused rather than sent \
+         without some of them",
+        "{rec}"
+    );
+    assert_eq!(rec["mode"], "exempt", "{rec}");
+}
+
 /// The same for an Access-Challenge whose State does not fit: sent without it, the code
 /// would come back as a new login and be checked as a password.
 #[test]

@@ -945,6 +945,9 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
                  and the later one is dropped"
             ));
         }
+        if let Some(w) = attributes_may_not_fit(c) {
+            warn(w);
+        }
         for (attribute, first, later) in c.accept_attributes.contested() {
             warn(format!(
                 "group_attributes: {attribute} is set by the rules for both {first} and \
@@ -1019,6 +1022,32 @@ fn held_calls_warning(cfg: &Config) -> Option<String> {
              every other request is then dropped as overloaded; raise max_in_flight above \
              {held}, or lower max_per_nas",
             cfg.server.max_in_flight
+        )
+    })
+}
+
+/// A client whose accept_attributes and group_attributes together may not fit in one
+/// Access-Accept: a user in enough of the groups is refused at every login (the Accept is
+/// never sent without some of them). An upper bound: all of them, as a user in every
+/// group would get them (less the single-valued ones a rule replaces).
+fn attributes_may_not_fit(c: &ClientConfig) -> Option<String> {
+    use crate::radius::reply::{wire_len, ACCEPT_ROOM};
+    let rules = &c.accept_attributes;
+    if rules.by_group.is_empty() {
+        return None;
+    }
+    let all = wire_len(&rules.always)
+        + rules
+            .by_group
+            .iter()
+            .map(|(_, a)| wire_len(a))
+            .sum::<usize>();
+    (all > ACCEPT_ROOM).then(|| {
+        format!(
+            "accept_attributes and group_attributes together take up to {all} octets in a \
+             packet, more than the {ACCEPT_ROOM} an Access-Accept has room for: a user in \
+             enough of the groups is refused at every login (an Accept is not sent without \
+             some of its attributes); shorten them, or split the groups over clients"
         )
     })
 }

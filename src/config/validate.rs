@@ -874,6 +874,21 @@ fn accept_attributes_config(
         always: parse(key("accept_attributes"), &always)?,
         by_group: Vec::new(),
     };
+    // Every Accept carries them all, or the login is refused (see `pipeline::finish_accept`):
+    // more than a packet holds would refuse every login, found only at runtime.
+    let needed = crate::radius::reply::wire_len(&out.always);
+    let room = crate::radius::reply::ACCEPT_ROOM;
+    if needed > room {
+        return Err(ConfigError::invalid(
+            key("accept_attributes"),
+            format!(
+                "these {} attributes take {needed} octets in a packet, more than the {room} \
+                 an Access-Accept has room for (4096 less its header and \
+                 Message-Authenticator): every login would be refused",
+                out.always.len()
+            ),
+        ));
+    }
     for (j, g) in by_group.iter().enumerate() {
         let k = key(&format!("group_attributes[{j}]"));
         group_dn(&format!("{k}.group"), &g.group)?;

@@ -543,10 +543,17 @@ async fn finish_accept(
     if v.reply.code == ReplyCode::Accept && !crate::radius::attributes_fit(req, &v.reply) {
         // Sent without some of them, the Accept could leave the user on the NAS's broader
         // default policy: refuse rather than grant more than was configured.
-        v.refuse(
-            "the Access-Accept's attributes do not fit in one packet beside the request's \
-             Proxy-State; refused rather than sent without some of them",
-        );
+        // Proxy-State named only where the request had some: without, it is the
+        // attributes alone (a user in many group_attributes groups).
+        let beside = if req.proxy_states().is_empty() {
+            ""
+        } else {
+            " beside the request's Proxy-State"
+        };
+        v.refuse(format!(
+            "the Access-Accept's attributes do not fit in one packet{beside}; refused rather \
+             than sent without some of them"
+        ));
     }
     if v.reply.code == ReplyCode::Accept && v.mode == bypass::MODE {
         v = bypass::claim(app, user, v).await?;

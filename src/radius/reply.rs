@@ -105,6 +105,18 @@ fn tlv_len(values: &[&[u8]]) -> usize {
     values.iter().map(|v| v.len() + 2).sum()
 }
 
+/// The room for configured attributes in an Access-Accept (4096 octets less the header
+/// and the Message-Authenticator), when the request carried no Proxy-State: an Accept
+/// carries no State and no Session-Timeout of radmfa's own, and its Reply-Messages are
+/// dropped first (see [`encode_reply`]). Each Proxy-State a request carries takes its
+/// length (and 2) from this.
+pub const ACCEPT_ROOM: usize = MAX_PACKET - HEADER_LEN - 2 - MA_LEN;
+
+/// The octets `attributes` take in a packet: each value and its type and length octets.
+pub fn wire_len(attributes: &[ReplyAttr]) -> usize {
+    attributes.iter().map(|a| a.value.len() + 2).sum()
+}
+
 /// Whether every configured attribute of `reply` (the NAS's policy for the user) goes out
 /// with it: each value within one attribute, and all of them in the packet beside the
 /// Message-Authenticator, the request's Proxy-State echo, State and Session-Timeout.
@@ -115,7 +127,7 @@ pub fn attributes_fit(req: &Request, reply: &Reply) -> bool {
     let proxy_states: usize = req.proxy_states().iter().map(|p| p.len() + 2).sum();
     let state = reply.state.as_ref().map_or(0, |s| s.len() + 2);
     let timeout = 6 * usize::from(reply.session_timeout.is_some());
-    let attributes: usize = reply.attributes.iter().map(|a| a.value.len() + 2).sum();
+    let attributes = wire_len(&reply.attributes);
     reply.attributes.iter().all(|a| a.value.len() <= MAX_VALUE)
         && HEADER_LEN + 2 + MA_LEN + proxy_states + state + timeout + attributes <= MAX_PACKET
 }
