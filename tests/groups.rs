@@ -568,6 +568,71 @@ attributes = ["Filter-Id = restricted"]
     assert_eq!(warnings, 1, "{}", srv.log());
 }
 
+/// An allow or exempt group the directory no longer has (renamed while radmfa runs) has no
+/// members; the audit record says the group is missing, rather than blame the user: "not a
+/// member" alone sends the admin to the user's groups, and an exempt user asked for a code
+/// would look like a plain login.
+#[test]
+fn an_allow_or_exempt_group_missing_from_the_directory_is_named_in_the_audit() {
+    let slapd = directory();
+    let gone = group_dn("renamed-away");
+    let srv = with_clients(
+        &slapd,
+        &format!(
+            r#"
+[[client]]
+name = "allow"
+address = "127.0.0.1"
+secret = "{SECRET}"
+allow_groups = ["{gone}"]
+
+[[client]]
+name = "exempt"
+address = "127.0.0.2"
+secret = "{SECRET}"
+exempt_groups = ["{gone}"]
+"#
+        ),
+    );
+    srv.enroll("alice", &[]);
+    let r = password(&srv, "alice", "alice-pw");
+    assert_eq!(code(&r), "Access-Reject", "{r}");
+    let rec = last_audit(&srv, "alice");
+    let reason = rec["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("not a member of any allow_groups of client \"allow\"")
+            && reason.contains(&format!(
+                "allow_groups group {gone} is not in the directory (renamed or moved?)"
+            )),
+        "{rec}"
+    );
+    // On the other client alice is asked for her code, as a user outside the group; the
+    // record of that login says why she was not exempted.
+    let r = pyrad(
+        srv.port(),
+        SECRET,
+        &[
+            "--user",
+            "alice",
+            "--password",
+            "alice-pw",
+            "--bind",
+            "127.0.0.2",
+            "--timeout",
+            "5",
+        ],
+    );
+    assert_eq!(code(&r), "Access-Challenge", "{r}");
+    let rec = last_audit(&srv, "alice");
+    assert_eq!(rec["nas_name"], "exempt", "{rec}");
+    assert!(
+        rec["reason"].as_str().is_some_and(|w| w.contains(&format!(
+            "exempt_groups group {gone} is not in the directory (renamed or moved?)"
+        ))),
+        "{rec}"
+    );
+}
+
 /// `config check --connect --user`: each LDAP URL on its own (a dead one named), the store,
 /// and what a login for the user would find: the entry, the groups per client, the tokens.
 #[test]

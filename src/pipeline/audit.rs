@@ -50,7 +50,7 @@ pub async fn record(
         token_serial: v.token_serial.clone(),
         mode: v.mode.to_string(),
         result: result.to_string(),
-        reason: v.reason.clone(),
+        reason: ctx.reason_with_notes(v.reason.as_deref()),
         server_name: config.server.name.clone(),
         server_ip: ctx.local.map(|a| a.ip().to_string()),
         client_ip,

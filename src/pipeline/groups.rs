@@ -20,7 +20,7 @@ pub async fn check(ctx: &RequestContext, user: &str, info: &UserInfo) -> Result<
         return Ok(Membership::NotAllowed);
     }
     Ok(
-        match first_member(ctx, user, info, &ctx.client.groups.exempt).await? {
+        match first_member(ctx, user, info, "exempt_groups", &ctx.client.groups.exempt).await? {
             Some(group) => Membership::Exempt(group.to_string()),
             None => Membership::Allowed,
         },
@@ -30,13 +30,17 @@ pub async fn check(ctx: &RequestContext, user: &str, info: &UserInfo) -> Result<
 /// The allowed-groups rule alone: true when the client has none or the user is in one.
 pub async fn allowed(ctx: &RequestContext, user: &str, info: &UserInfo) -> Result<bool, Fault> {
     let allow = &ctx.client.groups.allow;
-    Ok(allow.is_empty() || first_member(ctx, user, info, allow).await?.is_some())
+    Ok(allow.is_empty()
+        || first_member(ctx, user, info, "allow_groups", allow)
+            .await?
+            .is_some())
 }
 
 async fn first_member<'g>(
     ctx: &RequestContext,
     user: &str,
     info: &UserInfo,
+    kind: &str,
     groups: &'g [String],
 ) -> Result<Option<&'g str>, Fault> {
     for g in groups {
@@ -44,12 +48,18 @@ async fn first_member<'g>(
             Ok(true) => return Ok(Some(g)),
             Ok(false) => {}
             // Not "member" — nor a fault that would stop every login: nobody is a member.
+            // The audit record says so, or it would blame the user (a refusal for "not a
+            // member", an exempt user asked for a code) for a group renamed in the
+            // directory.
             Err(AuthError::NoSuchGroup(_)) => {
                 crate::warn_once!(
                     &format!("no such group {g}"),
                     group = g,
                     "group not found in the directory; it has no members"
-                )
+                );
+                ctx.note(format!(
+                    "{kind} group {g} is not in the directory (renamed or moved?)"
+                ));
             }
             Err(e) => return Err(e.into()),
         }

@@ -73,9 +73,31 @@ pub struct RequestContext {
     /// The upstream RADIUS servers' check in progress (`primary = "upstream"`): what a
     /// login cut short by its deadline was waiting for.
     pub upstream: crate::auth::upstream::Progress,
+    /// What the audit record adds to the verdict's reason, each once: a configured group
+    /// the directory no longer has, met on the way to whatever was decided (a missing
+    /// exempt group makes a normal login, which must not read as a plain one).
+    pub notes: std::sync::Mutex<Vec<String>>,
 }
 
 impl RequestContext {
+    /// Adds `note` to this request's audit reason (see [`RequestContext::notes`]).
+    pub fn note(&self, note: String) {
+        let mut notes = self.notes.lock().unwrap_or_else(|e| e.into_inner());
+        if !notes.contains(&note) {
+            notes.push(note);
+        }
+    }
+
+    /// The verdict's reason with this request's notes after it.
+    pub fn reason_with_notes(&self, reason: Option<&str>) -> Option<String> {
+        let notes = self.notes.lock().unwrap_or_else(|e| e.into_inner());
+        let all: Vec<&str> = reason
+            .into_iter()
+            .chain(notes.iter().map(String::as_str))
+            .collect();
+        (!all.is_empty()).then(|| all.join("; "))
+    }
+
     /// Counts this request in `radmfa_backend_failures_total{backend="store"}`, once.
     pub fn store_failed(&self, app: &AppState) {
         if !self

@@ -511,6 +511,7 @@ async fn dispatch_from(
         store_failure_counted: Default::default(),
         withheld: Default::default(),
         upstream: Default::default(),
+        notes: Default::default(),
     };
     let app = app.clone();
     let reply_to = reply_to.clone();
