@@ -847,13 +847,87 @@ fn lockout_config(raw: RawLockout) -> Result<LockoutConfig, ConfigError> {
 }
 
 fn group_dn(key: &str, g: &str) -> Result<(), ConfigError> {
-    if !g.contains('=') || g.trim() != g {
-        return Err(ConfigError::invalid(
+    let why = if g.trim() != g {
+        Some("it starts or ends with a space".to_string())
+    } else {
+        dn_syntax_error(g)
+    };
+    match why {
+        None => Ok(()),
+        Some(why) => Err(ConfigError::invalid(
             key,
-            format!("{g:?} is not a group DN, e.g. \"cn=vpn-users,ou=groups,dc=example,dc=org\""),
+            format!(
+                "{g:?} is not a group DN ({why}), e.g. \
+                 \"cn=vpn-users,ou=groups,dc=example,dc=org\""
+            ),
+        )),
+    }
+}
+
+/// What makes `dn` no DN as RFC 4514 writes one, if anything: RDNs separated by commas,
+/// each one `attribute=value` (or several joined by `+`), the attribute a name or a dotted
+/// OID, a value's special characters escaped with `\`. The directory refuses such a DN
+/// (invalidDNSyntax) at every login's group search, a fault refusing the login: a filter
+/// pasted in its place (`(cn=vpn-users)`) or a doubled comma is found here instead.
+/// Spaces around the separators are let through, as directories take them.
+fn dn_syntax_error(dn: &str) -> Option<String> {
+    let mut parts: Vec<String> = vec![String::new()];
+    let mut chars = dn.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                let next = chars.next();
+                let special = next.is_some_and(|n| " \"#+,;<=>\\".contains(n));
+                let hex = next.is_some_and(|n| n.is_ascii_hexdigit())
+                    && chars.next().is_some_and(|n| n.is_ascii_hexdigit());
+                if !(special || hex) {
+                    return Some(
+                        "a backslash escapes a special character or two hex digits".into(),
+                    );
+                }
+                // An escaped character is part of the value, whatever it is.
+                parts.last_mut().expect("one part").push('x');
+            }
+            ',' | '+' => parts.push(String::new()),
+            '"' | '<' | '>' => {
+                return Some(format!("{c:?} in a value must be escaped as \\{c}"));
+            }
+            c => parts.last_mut().expect("one part").push(c),
+        }
+    }
+    parts.iter().find_map(|part| ava_error(part))
+}
+
+/// What makes `ava` (one `attribute=value` of a DN, escapes already taken out) wrong.
+fn ava_error(ava: &str) -> Option<String> {
+    let Some((attr, value)) = ava.split_once('=') else {
+        return Some(if ava.trim().is_empty() {
+            "an empty RDN between two commas, or at either end".into()
+        } else {
+            format!("{:?} is not attribute=value", ava.trim())
+        });
+    };
+    let attr = attr.trim();
+    let name = attr.starts_with(|c: char| c.is_ascii_alphabetic())
+        && attr.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    let oid = attr.contains('.')
+        && attr
+            .split('.')
+            .all(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()));
+    if !(name || oid) {
+        return Some(format!(
+            "{attr:?} is not an attribute name{}",
+            if attr.starts_with('(') {
+                " (an LDAP filter in place of a DN?)"
+            } else {
+                ""
+            }
         ));
     }
-    Ok(())
+    if value.trim().is_empty() {
+        return Some(format!("{attr}= has no value"));
+    }
+    None
 }
 
 fn accept_attributes_config(
@@ -1267,7 +1341,37 @@ fn log_level_config(log_level: &str) -> Result<(), ConfigError> {
 
 #[cfg(test)]
 mod tests {
-    use super::log_level_config;
+    use super::{dn_syntax_error, log_level_config};
+
+    #[test]
+    fn group_dns_are_checked_as_rfc_4514_writes_them() {
+        for good in [
+            "cn=vpn-users,ou=groups,dc=example,dc=org",
+            "CN=VPN Users,OU=Groups,DC=corp,DC=example,DC=com",
+            "cn=vpn-users, ou=groups, dc=example, dc=org",
+            "cn=Smith\\, John+uid=js,dc=x",
+            "cn=a\\2cb (contractors),dc=x",
+            "2.5.4.3=vpn,dc=x",
+            "cn=a=b,dc=x",
+        ] {
+            assert_eq!(dn_syntax_error(good), None, "{good}");
+        }
+        for (bad, says) in [
+            ("(cn=vpn-users)", "an LDAP filter in place of a DN"),
+            ("cn=foo,,dc=example,dc=org", "an empty RDN"),
+            ("cn=foo,dc=example,", "an empty RDN"),
+            ("cn=foo,dc", "is not attribute=value"),
+            ("cn=,dc=x", "has no value"),
+            ("1cn=x", "is not an attribute name"),
+            ("cn=a\\", "a backslash escapes"),
+            ("cn=a\\zz,dc=x", "a backslash escapes"),
+            ("cn=\"x\",dc=x", "must be escaped"),
+            ("vpn-users", "is not attribute=value"),
+        ] {
+            let e = dn_syntax_error(bad).unwrap_or_else(|| panic!("{bad} passed"));
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn log_levels_and_directives_pass_and_bare_words_that_are_not_levels_do_not() {
