@@ -601,7 +601,8 @@ async fn directory_entry(
                     Err(e) => {
                         // A login counts nobody a member of a group the directory lacks.
                         let none = matches!(e, crate::auth::AuthError::NoSuchGroup(_));
-                        line(false, format!("group {group}: {e}"));
+                        // Each error names the group.
+                        line(false, e.to_string());
                         none.then_some(false)
                     }
                 };

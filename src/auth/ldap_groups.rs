@@ -30,7 +30,11 @@ impl LdapAuth {
         let no_attrs = ["1.1".to_string()];
         let (entries, res) = self
             .search(group_dn, Scope::Base, &filter, &no_attrs, 1, user)
-            .await?;
+            .await
+            .map_err(|e| AuthError::During {
+                what: format!("group search {group_dn}"),
+                cause: Box::new(e),
+            })?;
         match res.rc {
             0 => Ok(!entries.is_empty()),
             // A typo in the config must not read as "member"; the caller decides what it

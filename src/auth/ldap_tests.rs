@@ -422,3 +422,27 @@ fn an_entrys_identity_is_read_from_text_or_binary_values() {
     assert_eq!(entry_id(&entry(&[("entryUUID", "")], &[])), None);
     assert_eq!(entry_id(&entry(&[("uid", "frank")], &[])), None);
 }
+
+/// A group search that times out says it was the group search: "LDAP operation timed out"
+/// alone, in an audit reason, reads as the user's own search or bind.
+#[tokio::test]
+async fn a_group_search_timeout_names_the_group() {
+    // Accepts connections (the kernel's backlog) and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut s = settings();
+    s.urls = vec![format!("ldap://{}", silent.local_addr().unwrap())];
+    s.op_timeout = Duration::from_millis(200);
+    let auth = LdapAuth::new(s).unwrap();
+    let info = UserInfo {
+        dn: "uid=alice,dc=example,dc=org".into(),
+        ..UserInfo::default()
+    };
+    let err = auth
+        .member_of("alice", &info, "cn=vpn,dc=example,dc=org")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "group search cn=vpn,dc=example,dc=org: LDAP operation timed out after 200 ms"
+    );
+}

@@ -155,6 +155,11 @@ pub enum AuthError {
     /// group_attributes name it is refused (see `pipeline::accept_attributes`).
     #[error("group {0} is not in the directory")]
     NoSuchGroup(String),
+    /// A failure met in a step that is not the login's own search or bind: `what` names
+    /// the step (a group's search: which group), so that the audit reason "timed out"
+    /// says of what.
+    #[error("{what}: {cause}")]
+    During { what: String, cause: Box<AuthError> },
 }
 
 #[async_trait]
