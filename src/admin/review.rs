@@ -1017,7 +1017,8 @@ fn held_calls_warning(cfg: &Config) -> Option<String> {
     let held = holding.saturating_mul(per_nas);
     (holding > 0 && held >= cfg.server.max_in_flight).then(|| {
         format!(
-            "server: max_in_flight = {} while held calls can keep up to {held} requests in              flight ({holding} client(s) with voice_mode = \"hold\", each up to its send \
+            "server: max_in_flight = {} while held calls can keep up to {held} requests in \
+             flight ({holding} client(s) with voice_mode = \"hold\", each up to its send \
              limit max_per_nas = {per_nas}): ringing phones alone could take every slot, and \
              every other request is then dropped as overloaded; raise max_in_flight above \
              {held}, or lower max_per_nas",
@@ -2055,6 +2056,10 @@ mod tests {
         assert!(
             w.contains("max_in_flight = 2 while held calls can keep up to 200"),
             "{w}"
+        );
+        assert!(
+            w.contains("requests in flight (1 client(s)"),
+            "one space between words: {w}"
         );
         assert!(said(&config("max_in_flight = 201", "")).is_none());
         assert!(said(&config("max_in_flight = 20", "max_per_nas = 10")).is_none());
