@@ -1533,6 +1533,13 @@ fn rd_gateway_request_calls_without_an_ldap_bind() {
         (rec["mode"].as_str(), rec["nas_name"].as_str()),
         (Some("voice"), Some("rd-gateway"))
     );
+    // Which credential the gateway checked is in the record.
+    assert!(
+        rec["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("RD Gateway logon by password")),
+        "{rec}"
+    );
 
     // A password login (a VPN policy NPS forwards from the same address) gets no call: this
     // client checks no password, so it takes none.
@@ -1579,6 +1586,28 @@ fn rd_gateway_request_calls_without_an_ldap_bind() {
     let r = empty_password("UserAuthType:PW");
     assert_eq!(code_of(&r), "Access-Accept", "{r}");
     assert_eq!(standin.calls().len(), 2);
+    // A smart card logon gets its call the same way, and says so in the record.
+    let r = empty_password("UserAuthType:SC");
+    assert_eq!(code_of(&r), "Access-Accept", "{r}");
+    assert_eq!(standin.calls().len(), 3);
+    let rec = &srv.audit_json("alice")[0];
+    assert!(
+        rec["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("RD Gateway logon by smart card")),
+        "{rec}"
+    );
+    // A call the provider cannot place: there is no other method to offer behind a
+    // gateway, so the user is not told to use one.
+    standin.fail_calls(Some((503, 20500, "Service unavailable")));
+    let r = rdg("127.0.0.1");
+    assert_eq!(code_of(&r), "Access-Reject", "{r}");
+    assert_eq!(
+        message(&r),
+        "The call could not be placed. Try again later.",
+        "{r}"
+    );
+    standin.fail_calls(None);
 
     // MS-CHAP's password change (a VPN user whose password expired) brings no User-Password
     // and no MS-CHAP response, but MS-CHAP-Challenge and MS-CHAP2-CPW: a password login all
@@ -1601,14 +1630,14 @@ fn rd_gateway_request_calls_without_an_ldap_bind() {
     assert_eq!(buf[0], 3, "Access-Reject");
     assert_eq!(
         standin.calls().len(),
-        2,
+        3,
         "no call for an MS-CHAP password change"
     );
 
     // The same request from a normal client: no password, no login, no call.
     let r = rdg("127.0.0.2");
     assert_eq!(code_of(&r), "Access-Reject", "{r}");
-    assert_eq!(standin.calls().len(), 2);
+    assert_eq!(standin.calls().len(), 3);
     // An unknown user gets no call either.
     let r = py(
         &srv,
@@ -1622,7 +1651,7 @@ fn rd_gateway_request_calls_without_an_ldap_bind() {
         ],
     );
     assert_eq!(code_of(&r), "Access-Reject", "{r}");
-    assert_eq!(standin.calls().len(), 2);
+    assert_eq!(standin.calls().len(), 3);
 }
 
 /// `no_factor = "allow"` on a second-factor-only client: a user with no number and no

@@ -452,20 +452,8 @@ pub async fn start(
         started_at: None,
         earlier_sms: Vec::new(),
     };
-    let mut v = methods::begin(app, ctx, &oob::request_key(ctx, req), &subject, method).await?;
-    // A first send that failed is answered with a Reject: there is no prompt to type
-    // "call" or "sms" at, so the reply does not offer "another method" (a prompt's failed
-    // switch keeps the prompt, and says it).
-    if v.reply.code == crate::radius::ReplyCode::Reject {
-        for m in &mut v.reply.messages {
-            match m.as_str() {
-                oob::NOT_SENT => *m = oob::NOT_SENT_AT_LOGIN.to_string(),
-                oob::NOT_CALLED => *m = oob::NOT_CALLED_AT_LOGIN.to_string(),
-                _ => {}
-            }
-        }
-    }
-    Ok(v)
+    let v = methods::begin(app, ctx, &oob::request_key(ctx, req), &subject, method).await?;
+    Ok(oob::no_other_method(v))
 }
 
 /// Appended to the audit reason of a failed password that was probably a code answering

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-use super::{Fault, RequestContext};
+use super::{Fault, RequestContext, Verdict};
 use crate::app::AppState;
 use crate::auth::UserInfo;
 use crate::callbacks::public_url;
@@ -46,6 +46,22 @@ pub const NOT_CALLED: &str = "The call could not be placed. Try again later or u
 /// [`NOT_SENT`] and [`NOT_CALLED`] for a login's first send, answered with a Reject.
 pub const NOT_SENT_AT_LOGIN: &str = "The code could not be sent. Try again later.";
 pub const NOT_CALLED_AT_LOGIN: &str = "The call could not be placed. Try again later.";
+
+/// A first send or call that failed at login is answered with a Reject: there is no prompt
+/// to type "call" or "sms" at (nor any other method on RD Gateway), so the reply does not
+/// offer "another method" (a prompt's failed switch keeps the prompt, and says it).
+pub fn no_other_method(mut v: Verdict) -> Verdict {
+    if v.reply.code == crate::radius::ReplyCode::Reject {
+        for m in &mut v.reply.messages {
+            match m.as_str() {
+                NOT_SENT => *m = NOT_SENT_AT_LOGIN.to_string(),
+                NOT_CALLED => *m = NOT_CALLED_AT_LOGIN.to_string(),
+                _ => {}
+            }
+        }
+    }
+    v
+}
 /// The provider refuses the number itself ([`ProviderError::refused_number`]): a landline,
 /// an opted-out recipient, an invalid number. "Try again later" would never work.
 pub const NUMBER_CANNOT_TEXT: &str = "The code could not be sent: the phone number on record \

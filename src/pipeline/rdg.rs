@@ -51,6 +51,11 @@ pub async fn start(
         ));
     }
     tracing::debug!(rd_gateway_shape, "second-factor-only request");
+    // Which credential the gateway checked, for the helpdesk reading the audit: NPS says
+    // "UserAuthType:PW" or ":SC" and the record would not tell them apart otherwise.
+    if let Some(how) = req.called_station_id().as_deref().and_then(gateway_logon) {
+        ctx.note(format!("RD Gateway logon by {how}"));
+    }
     let Some(info) = ctx.primary.lookup(user).await? else {
         return Ok(Verdict::reject("unknown user (second-factor-only client)"));
     };
@@ -150,12 +155,22 @@ pub async fn start(
         started_at: None,
         earlier_sms: Vec::new(),
     };
-    methods::begin(
+    let v = methods::begin(
         app,
         ctx,
         &oob::request_key(ctx, req),
         &subject,
         Method::Voice,
     )
-    .await
+    .await?;
+    Ok(oob::no_other_method(v))
+}
+
+/// The credential RD Gateway checked, from its Called-Station-Id.
+fn gateway_logon(called: &str) -> Option<&'static str> {
+    match called.strip_prefix("UserAuthType:")? {
+        "PW" => Some("password"),
+        "SC" => Some("smart card"),
+        _ => None,
+    }
 }
