@@ -212,7 +212,8 @@ impl ReplyAttr {
             // `Vendor-2620-Attr-230 = 1` (CP-Gaia-SuperUser-Access) went as the text "1",
             // which Gaia cannot read as the integer it expects.
             None => {
-                let (vendor, vtype) = generic_vendor(name).ok_or_else(|| unknown(name))?;
+                let (vendor, vtype) = generic_vendor(name).ok_or_else(|| not_generic(name))?;
+                generic_vendor_sendable(name, vendor, vtype)?;
                 let kind = VENDOR
                     .iter()
                     .find(|&&(_, v, t, _)| (v, t) == (vendor, vtype))
@@ -481,6 +482,58 @@ fn generic_vendor(name: &str) -> Option<(u32, u8)> {
     (vendor > 0 && vendor < 1 << 24 && vtype > 0).then_some((vendor, vtype))
 }
 
+/// Why `name` is no attribute: [`unknown`], or for `Vendor-<id>-Attr-<type>` with a type
+/// past 255, that such a type needs a layout radmfa does not write.
+fn not_generic(name: &str) -> String {
+    let wide = name
+        .strip_prefix("Vendor-")
+        .and_then(|r| r.split_once("-Attr-"))
+        .and_then(|(_, t)| t.parse::<u32>().ok())
+        .is_some_and(|t| t > 255);
+    if wide {
+        format!(
+            "{name:?}: a vendor type past 255 needs a vendor layout with wider types, and \
+             radmfa writes a 1-octet type only"
+        )
+    } else {
+        unknown(name)
+    }
+}
+
+/// Vendors whose attributes are not laid out as RFC 2865 §5.26 suggests (a 1-octet type
+/// and a 1-octet length), with FreeRADIUS's dictionary `format=` for each: written as
+/// such, their NAS would read the type and length from the wrong octets.
+const OTHER_LAYOUT_VENDORS: [(u32, &str); 8] = [
+    (54, "2,1"),      // DHCP
+    (429, "4,0"),     // USR
+    (637, "2,1"),     // Alcatel-ESAM
+    (4846, "2,1"),    // Lucent
+    (5323, "1,1,c"),  // Telrad (a continuation octet)
+    (8164, "2,2"),    // Starent
+    (16445, "2,1"),   // Kineto
+    (24757, "1,1,c"), // WiMAX (a continuation octet)
+];
+
+/// Whether `Vendor-<vendor>-Attr-<vtype>` can be sent as radmfa sends it: as text, in the
+/// usual layout. Microsoft's MPPE keys are encrypted with the NAS's secret (RFC 2548),
+/// which radmfa does not do: sent plain they would be read as garbage keys.
+fn generic_vendor_sendable(name: &str, vendor: u32, vtype: u8) -> Result<(), String> {
+    if ENCRYPTED_VENDOR.contains(&(vendor, vtype)) {
+        return Err(format!(
+            "{name:?} is sent encrypted with the NAS's shared secret (RFC 2548), which \
+             radmfa does not do: the NAS would read a plain value as a garbage key"
+        ));
+    }
+    if let Some((_, format)) = OTHER_LAYOUT_VENDORS.iter().find(|(v, _)| *v == vendor) {
+        return Err(format!(
+            "{name:?}: vendor {vendor} lays out its attributes differently (FreeRADIUS's \
+             dictionary says format={format}), and radmfa writes a 1-octet type and length \
+             only, which its NAS would misread"
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -607,6 +660,24 @@ mod tests {
         want.extend_from_slice(&[1, 2 + 10]);
         want.extend_from_slice(b"vpn-admins");
         assert_eq!(f.value, want);
+        for (bad, why) in [
+            (
+                "Vendor-311-Attr-16 = key",
+                "encrypted with the NAS's shared secret",
+            ),
+            (
+                "Vendor-311-Attr-12 = key",
+                "encrypted with the NAS's shared secret",
+            ),
+            ("Vendor-4846-Attr-1 = x", "format=2,1"),
+            ("Vendor-429-Attr-1 = x", "format=4,0"),
+            ("Vendor-24757-Attr-1 = x", "format=1,1,c"),
+            ("Vendor-9-Attr-256 = x", "vendor type past 255"),
+        ] {
+            let err = ReplyAttr::parse(bad).unwrap_err();
+            assert!(err.contains(why), "{bad}: {err}");
+        }
+        assert!(ReplyAttr::parse("Vendor-311-Attr-25 = x").is_ok());
         let g = ReplyAttr::parse("Vendor-12356-Attr-1 = vpn-admins").unwrap();
         assert_eq!(g, f, "the generic spelling encodes the same");
     }
