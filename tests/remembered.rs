@@ -325,29 +325,8 @@ fn a_reload_that_shortens_or_ends_remembering_applies_at_once() {
     };
     let setting = Cell::new(3600);
     let reload_with = |secs: u32| {
-        let text = std::fs::read_to_string(&srv.config).unwrap();
-        let old = format!("remember_second_factor_secs = {}", setting.get());
-        assert!(text.contains(&old));
-        let text = text.replace(&old, &format!("remember_second_factor_secs = {secs}"));
-        std::fs::write(&srv.config, text).unwrap();
+        reload_remember(&srv, setting.get(), secs);
         setting.set(secs);
-        // Logged once the new configuration is in place.
-        let done = "[[client]] entries from";
-        let before = srv.log().matches(done).count();
-        let hup = std::process::Command::new("kill")
-            .args(["-HUP", &srv.pid().to_string()])
-            .status()
-            .unwrap();
-        assert!(hup.success());
-        let until = std::time::Instant::now() + Duration::from_secs(10);
-        while srv.log().matches(done).count() == before {
-            assert!(
-                std::time::Instant::now() < until,
-                "no reload: {}",
-                srv.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
     };
     full_login();
     assert_eq!(code_of(&from_a(ALICE_PW, None)), "Access-Accept");
@@ -381,6 +360,80 @@ fn a_reload_that_shortens_or_ends_remembering_applies_at_once() {
     reload_with(3600);
     let r = from_a(ALICE_PW, None);
     assert_eq!(code_of(&r), "Access-Challenge", "turned on again: {r}");
+}
+
+/// Rewrites the client's `remember_second_factor_secs` from `from` to `to` and reloads
+/// (SIGHUP); returns once the log says the new configuration is in place.
+fn reload_remember(srv: &Server, from: u32, to: u32) {
+    let text = std::fs::read_to_string(&srv.config).unwrap();
+    let old = format!("remember_second_factor_secs = {from}");
+    assert!(text.contains(&old));
+    let text = text.replace(&old, &format!("remember_second_factor_secs = {to}"));
+    std::fs::write(&srv.config, text).unwrap();
+    let done = "[[client]] entries from";
+    let before = srv.log().matches(done).count();
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &srv.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    while srv.log().matches(done).count() == before {
+        assert!(
+            std::time::Instant::now() < until,
+            "no reload: {}",
+            srv.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A login under way while a reload turns remembering off is not remembered once it
+/// passes: it ran under the old configuration, and wrote its row with the old period after
+/// the reload's cut, so the period raised again brought it back.
+#[test]
+fn a_login_under_way_during_a_reload_is_held_to_the_new_period() {
+    let slapd = directory();
+    let standin = Standin::start();
+    let clients = [client(
+        "inline-vpn",
+        "127.0.0.1",
+        "otp_mode = \"inline\"\nremember_second_factor_secs = 3600",
+    )];
+    let srv = start(&slapd, &standin, "", "\n[totp]\nwindow = 3\n", &clients);
+    let codes = FreshCodes::new(srv.enroll("alice", &[]));
+    let field = format!("{ALICE_PW},{}", codes.next());
+    // The directory frozen, so the login waits in its bind while the reload happens.
+    slapd.signal("-STOP");
+    let port = srv.port();
+    let pending = std::thread::spawn(move || {
+        let args = [
+            "--bind",
+            "127.0.0.1",
+            "--user",
+            "alice",
+            "--password",
+            &field,
+            "--calling-station-id",
+            STATION_A,
+        ];
+        pyrad(port, SECRET, &args)
+    });
+    slapd.wait_for_unread_request();
+    reload_remember(&srv, 3600, 0);
+    slapd.signal("-CONT");
+    let login = pending.join().unwrap();
+    assert_eq!(code_of(&login), "Access-Accept", "{login}");
+    let show: serde_json::Value =
+        serde_json::from_str(&cli_ok(&srv, &["user", "show", "alice", "--json"])).unwrap();
+    assert_eq!(show["remembered"], serde_json::json!([]), "{show}");
+    reload_remember(&srv, 0, 3600);
+    let r = send(&srv, "127.0.0.1", Some(STATION_A), ALICE_PW, None);
+    assert_eq!(
+        code_of(&r),
+        "Access-Reject",
+        "the password alone, turned on again: {r}"
+    );
 }
 
 /// A period lowered while radmfa was stopped applies at start-up as a reload's does: the

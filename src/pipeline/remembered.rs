@@ -138,16 +138,54 @@ pub fn to_remember(
 /// Writes what [`to_remember`] gave, after the Accept is on disk, before `by` (the reply's
 /// deadline). A failure costs the user a second factor next time, nothing more: logged.
 pub async fn keep(app: &AppState, login: &RememberedLogin, by: tokio::time::Instant) {
-    match tokio::time::timeout_at(by, app.store.remember_login(login)).await {
+    // The login ran under the configuration of its arrival. A reload since then that
+    // lowered the period (or turned it off) has cut the rows already written; this one is
+    // held to it too, or it would outlive the cut with the old period.
+    let Some(login) = within_current_period(app, login) else {
+        return;
+    };
+    match tokio::time::timeout_at(by, app.store.remember_login(&login)).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => {
-            tracing::warn!(error = %e, user = login.user.as_str(), "second factor not remembered")
+            tracing::warn!(error = %e, user = login.user.as_str(), "second factor not remembered");
+            return;
         }
-        Err(_) => tracing::warn!(
-            user = login.user.as_str(),
-            "second factor not remembered: the reply's deadline came first"
-        ),
+        Err(_) => {
+            tracing::warn!(
+                user = login.user.as_str(),
+                "second factor not remembered: the reply's deadline came first"
+            );
+            return;
+        }
     }
+    // A reload may have come between the check above and the write, its own cut finding
+    // no row yet: cut again what it lowered (the reload swaps the configuration before
+    // it cuts, so one of the two sees this row).
+    if within_current_period(app, &login).as_ref() != Some(&login) {
+        let period = current_period(app, &login.nas).map(|p| p.as_secs() as i64);
+        if let Err(e) = app.store.cut_remembered(&login.nas, period).await {
+            warn_unfitted(&e, &format!("client {:?}", login.nas));
+        }
+    }
+}
+
+/// The period of client `nas` in the configuration now in force (None: off, or the client
+/// is gone).
+fn current_period(app: &AppState, nas: &str) -> Option<std::time::Duration> {
+    app.config()
+        .clients
+        .iter()
+        .find(|c| c.name == nas)
+        .and_then(|c| c.factors.remember)
+}
+
+/// `login` ending no later than the current configuration allows, or None if it no longer
+/// remembers for that client.
+fn within_current_period(app: &AppState, login: &RememberedLogin) -> Option<RememberedLogin> {
+    let period = current_period(app, &login.nas)?.as_secs() as i64;
+    let mut login = login.clone();
+    login.expires_at = login.expires_at.min(login.verified_at + period);
+    Some(login)
 }
 
 /// Cuts what the store remembers to `clients`' periods in force: the remembered logins of
