@@ -869,12 +869,30 @@ fn group_dn(key: &str, g: &str) -> Result<(), ConfigError> {
 /// OID, a value's special characters escaped with `\`. The directory refuses such a DN
 /// (invalidDNSyntax) at every login's group search, a fault refusing the login: a filter
 /// pasted in its place (`(cn=vpn-users)`) or a doubled comma is found here instead.
-/// Spaces around the separators are let through, as directories take them.
+/// Spaces around the separators are let through, as directories take them; so are what
+/// directories take beside RFC 4514: Active Directory's `<GUID=…>` and `<SID=…>` (a name
+/// that survives renames), an LDAPv2 quoted value (`cn="VPN Users"`) and an empty value.
 fn dn_syntax_error(dn: &str) -> Option<String> {
+    if ad_extended_dn(dn) {
+        return None;
+    }
     let mut parts: Vec<String> = vec![String::new()];
     let mut chars = dn.chars();
+    let mut quoted = false;
     while let Some(c) = chars.next() {
+        if quoted {
+            match c {
+                '"' => quoted = false,
+                '\\' => {
+                    chars.next();
+                }
+                _ => {}
+            }
+            parts.last_mut().expect("one part").push('x');
+            continue;
+        }
         match c {
+            '"' if parts.last().is_some_and(|p| p.trim_end().ends_with('=')) => quoted = true,
             '\\' => {
                 let next = chars.next();
                 let special = next.is_some_and(|n| " \"#+,;<=>\\".contains(n));
@@ -895,12 +913,30 @@ fn dn_syntax_error(dn: &str) -> Option<String> {
             c => parts.last_mut().expect("one part").push(c),
         }
     }
+    if quoted {
+        return Some("a quoted value has no closing '\"'".into());
+    }
     parts.iter().find_map(|part| ava_error(part))
+}
+
+/// `<GUID=…>`, `<SID=…>` or `<WKGUID=…>`: Active Directory takes these as a DN.
+fn ad_extended_dn(dn: &str) -> bool {
+    dn.strip_prefix('<')
+        .and_then(|d| d.strip_suffix('>'))
+        .and_then(|d| d.split_once('='))
+        .is_some_and(|(kind, value)| {
+            ["GUID", "SID", "WKGUID"]
+                .iter()
+                .any(|k| k.eq_ignore_ascii_case(kind))
+                && !value.is_empty()
+                && !value.contains(['<', '>'])
+        })
 }
 
 /// What makes `ava` (one `attribute=value` of a DN, escapes already taken out) wrong.
 fn ava_error(ava: &str) -> Option<String> {
-    let Some((attr, value)) = ava.split_once('=') else {
+    // An empty value is allowed: RFC 4514's attributeValue may be empty.
+    let Some((attr, _value)) = ava.split_once('=') else {
         return Some(if ava.trim().is_empty() {
             "an empty RDN between two commas, or at either end".into()
         } else {
@@ -923,9 +959,6 @@ fn ava_error(ava: &str) -> Option<String> {
                 ""
             }
         ));
-    }
-    if value.trim().is_empty() {
-        return Some(format!("{attr}= has no value"));
     }
     None
 }
@@ -1353,6 +1386,10 @@ mod tests {
             "cn=a\\2cb (contractors),dc=x",
             "2.5.4.3=vpn,dc=x",
             "cn=a=b,dc=x",
+            "<GUID=0f3a9f1e-5c1b-4b8e-9d3e-2a1b3c4d5e6f>",
+            "<SID=S-1-5-21-1004336348-1177238915-682003330-512>",
+            "cn=\"VPN, Users\",ou=groups,dc=x",
+            "cn=,dc=x",
         ] {
             assert_eq!(dn_syntax_error(good), None, "{good}");
         }
@@ -1361,11 +1398,12 @@ mod tests {
             ("cn=foo,,dc=example,dc=org", "an empty RDN"),
             ("cn=foo,dc=example,", "an empty RDN"),
             ("cn=foo,dc", "is not attribute=value"),
-            ("cn=,dc=x", "has no value"),
+            ("cn=\"x,dc=x", "no closing"),
+            ("<GUID=>", "must be escaped"),
             ("1cn=x", "is not an attribute name"),
             ("cn=a\\", "a backslash escapes"),
             ("cn=a\\zz,dc=x", "a backslash escapes"),
-            ("cn=\"x\",dc=x", "must be escaped"),
+            ("cn=a\"x\",dc=x", "must be escaped"),
             ("vpn-users", "is not attribute=value"),
         ] {
             let e = dn_syntax_error(bad).unwrap_or_else(|| panic!("{bad} passed"));
