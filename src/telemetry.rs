@@ -29,8 +29,9 @@ pub fn init(format: LogFormat, level: &str) {
     {
         // Straight to stderr: the filter this word made may pass no line of ours at all.
         let text = format!(
-            "RUST_LOG names \"{word}\", which is no level but a module name, so it hides \
-             nearly every line; the levels are trace, debug, info, warn, error and off"
+            "RUST_LOG names \"{word}\", which is no level: alone it is taken as a module's \
+             name and hides nearly every line, after a module's name it is dropped; the \
+             levels are trace, debug, info, warn, error and off"
         );
         match format {
             LogFormat::Text => eprintln!("radmfa: {text}"),
@@ -57,9 +58,11 @@ fn misspelt_level(value: &str) -> Option<&str> {
         "verbose",
         "all",
     ];
+    // A bare word, or the level after a module's name (`radmfa=warning`, which the filter
+    // drops, leaving that module at the default level).
     value
         .split(',')
-        .map(str::trim)
+        .map(|d| d.rsplit_once('=').map_or(d, |(_, level)| level).trim())
         .find(|d| LOOK_LIKE_LEVELS.iter().any(|w| d.eq_ignore_ascii_case(w)))
 }
 
@@ -95,6 +98,10 @@ mod tests {
     fn words_that_look_like_levels_but_are_not_are_named() {
         assert_eq!(super::misspelt_level("warning"), Some("warning"));
         assert_eq!(super::misspelt_level("radmfa=debug, ERR"), Some("ERR"));
+        assert_eq!(
+            super::misspelt_level("info,radmfa=warning"),
+            Some("warning")
+        );
         for ok in [
             "warn",
             "info,rustls=debug",
