@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use common::peers::{now, totp};
-use common::radmfa::{bin, write_config, Options, Server, SECRET};
+use common::radmfa::{bin, cli_on, write_config, Options, Server, SECRET};
 use common::slapd::{LdapUser, Slapd};
 
 /// `nobody`: stands in for the unit's `radmfa` user; it owns nothing else here.
@@ -132,6 +132,16 @@ impl Host {
 
     /// The unit's ExecStart, with this host's binary and config, as the service user.
     fn start_service(&self) -> Server {
+        // The server's own temp dir stays empty: the host's files live in `self.dir`.
+        Server::spawn(
+            tempfile::tempdir().unwrap(),
+            self.config.clone(),
+            self.as_service(),
+        )
+    }
+
+    /// The unit's ExecStart as the unit runs it: as the service user, with its umask.
+    fn as_service(&self) -> Command {
         let mut cmd = self.exec_start();
         cmd.uid(SERVICE_UID).gid(SERVICE_UID);
         // The unit's UMask=; std drops root's supplementary groups with the uid.
@@ -141,8 +151,7 @@ impl Host {
                 Ok(())
             });
         }
-        // The server's own temp dir stays empty: the host's files live in `self.dir`.
-        Server::spawn(tempfile::tempdir().unwrap(), self.config.clone(), cmd)
+        cmd
     }
 
     /// The same command line run by root from a shell, as an admin debugging would.
@@ -285,4 +294,75 @@ fn the_service_user_keeps_serving_while_root_runs_admin_commands() {
     assert!(out.status.success(), "{}\n{}", text(&out), srv2.log());
     let out = login(&srv2, "alice", &totp(&alice, now() + 30, &[]));
     assert!(out.status.success(), "{}\n{}", text(&out), srv2.log());
+}
+
+/// The service's start, which must end on its own: one that is still running after a
+/// while (serving) is killed and fails the test.
+fn refused_start(host: &Host) -> Output {
+    let mut child = host
+        .as_service()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > std::time::Duration::from_secs(20) {
+            child.kill().unwrap();
+            let out = child.wait_with_output().unwrap();
+            panic!("the service started and kept running:\n{}", text(&out));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// A store the service user cannot write (a backup restored by root, the chown forgotten)
+/// is refused at start, and by `config check --connect` run as root, each naming
+/// store.path, the service user and the chown that fixes it. SQLite opened the file
+/// read-only, the server started, and every login was refused with "attempt to write a
+/// readonly database" and no audit record.
+#[test]
+fn a_store_the_service_user_cannot_write_is_refused_at_start() {
+    let slapd = Slapd::start(&[LdapUser::new("alice", "alice-pw")]);
+    let host = Host::new(&slapd.url);
+    let mut srv = host.start_service();
+    assert!(srv.stop().success(), "{}", srv.log());
+    let db = host.state.join("radmfa.db");
+    let chown = format!("chown nobody {}", db.display());
+    let named = |out: &Output, what: &str| {
+        let said = text(out);
+        assert!(!out.status.success(), "{said}");
+        for needle in [
+            format!("store.path {}", db.display()),
+            what.into(),
+            chown.clone(),
+        ] {
+            assert!(said.contains(&needle), "{needle:?} in {said}");
+        }
+    };
+
+    // The restore: root's copy, readable by all, writable by root alone.
+    std::os::unix::fs::chown(&db, Some(0), Some(0)).unwrap();
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = refused_start(&host);
+    named(
+        &out,
+        "the user radmfa runs as, nobody (uid 65534), cannot read and write",
+    );
+    let out = cli_on(&host.config, &["config", "check", "--connect"]);
+    named(&out, "presumably nobody (uid 65534)");
+    assert!(!text(&out).contains("store: opened"), "{}", text(&out));
+
+    // Root's own, 0600: SQLite said "unable to open database file".
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = refused_start(&host);
+    named(&out, "permission denied; owner root, mode 0600");
+
+    // Given back to the service user, it serves again.
+    std::os::unix::fs::chown(&db, Some(SERVICE_UID), Some(SERVICE_UID)).unwrap();
+    let out = cli_on(&host.config, &["config", "check", "--connect"]);
+    assert!(text(&out).contains("store: opened"), "{}", text(&out));
+    let mut srv = host.start_service();
+    assert!(srv.stop().success(), "{}", srv.log());
 }

@@ -202,6 +202,13 @@ pub async fn connect(cfg: &Config, user: Option<&str>) -> anyhow::Result<bool> {
         ),
         crate::config::StoreConfig::Postgres { .. } => None,
     };
+    // A store the service cannot write fails every login however good the rest: said
+    // before anything good is said of it, as `serve` refuses it.
+    let unopened = match (unopened, unwritable(&cfg.store)) {
+        (Some((false, said)), _) => Some((false, said)),
+        (_, Err(e)) => Some((false, format!("store: {e:#}"))),
+        (said, Ok(())) => said,
+    };
     // A store behind this release's schema is not opened: opening migrates it, and a check
     // of a new release run before installing it upgraded the running one's store, which
     // older releases then refused.
@@ -448,6 +455,18 @@ fn phone_line(
         },
     };
     line(true, format!("user {user}: {what}"));
+}
+
+/// A SQLite store the service could not write, refused as `serve` refuses it (and, for a
+/// check run as root, as the service's user would find it: see `store::writable`).
+fn unwritable(store: &crate::config::StoreConfig) -> anyhow::Result<()> {
+    match store {
+        #[cfg(unix)]
+        crate::config::StoreConfig::Sqlite { path, .. } => {
+            crate::store::writable::refuse_unwritable_by_service(path)
+        }
+        _ => Ok(()),
+    }
 }
 
 /// What to say instead of opening a store whose schema this release would upgrade (and

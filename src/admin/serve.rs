@@ -28,10 +28,13 @@ pub async fn serve(cfg: Config, text: &str, path: &std::path::Path) -> anyhow::R
     // Held while serving: `store migrate-to-postgres` refuses to copy a database in use.
     #[cfg(unix)]
     let _serving = match &cfg.store {
-        crate::config::StoreConfig::Sqlite { path, .. } => Some(
+        crate::config::StoreConfig::Sqlite { path, .. } => Some({
+            // Said before the lock file, which a directory it cannot write refuses too,
+            // with less to go on.
+            crate::store::writable::refuse_unwritable(path)?;
             crate::store::serving_lock::serving(path)
-                .with_context(|| format!("store.path {}", path.display()))?,
-        ),
+                .with_context(|| format!("store.path {}", path.display()))?
+        }),
         _ => None,
     };
     let app = AppState::build(cfg).await?;

@@ -23,6 +23,8 @@ mod sqlite_reads;
 mod sqlite_remembered;
 mod sqlite_tokens;
 mod sqlite_writer;
+#[cfg(unix)]
+pub mod writable;
 
 /// A call's row outlives the call by this long: a fraud report (0#) may come after the
 /// call's lifetime (a long greeting, a slow callee), and with the row gone it would find

@@ -98,6 +98,14 @@ impl Writer {
     /// clone is dropped.
     pub(super) fn start(path: &Path, busy_timeout: Duration) -> Result<Self, StoreError> {
         let conn = Connection::open(path).map_err(sqlite_err)?;
+        // SQLite opens a file it may not write read-only without a word, and every write
+        // would fail (`store::writable` refuses the cases it can see before this).
+        if conn
+            .is_readonly(rusqlite::DatabaseName::Main)
+            .map_err(sqlite_err)?
+        {
+            return Err(StoreError::Sqlite(read_only(path)));
+        }
         conn.busy_timeout(busy_timeout).map_err(sqlite_err)?;
         // The same settings as the sqlx pool: an acknowledged write survives a power cut.
         conn.execute_batch(&format!(
@@ -330,4 +338,17 @@ impl<'c> Batch<'c> {
         }
         commit.is_ok()
     }
+}
+
+/// What to say of a database SQLite opened read-only.
+fn read_only(path: &Path) -> String {
+    #[cfg(unix)]
+    let who = format!(" ({})", super::writable::runs_as());
+    #[cfg(not(unix))]
+    let who = String::new();
+    format!(
+        "{} opened read-only (a read-only filesystem or mount, or a file this user may \
+         not write): every login would fail; give it to the user radmfa runs as{who}",
+        path.display()
+    )
 }

@@ -1,0 +1,234 @@
+//! A SQLite store radmfa cannot write is refused when it opens, not at the first login.
+//! SQLite opens a database file it may only read read-only without a word, and a directory
+//! it cannot create files in fails only when it makes the -wal, -shm or journal file: a
+//! server started on a restore copied by root, the chown forgotten, started normally and
+//! then refused every login ("attempt to write a readonly database") and wrote no audit
+//! record, while `config check --connect` said "store: opened".
+
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::unistd::{AccessFlags, Gid, Uid, User};
+
+/// Who must be able to write the store.
+enum Who {
+    /// This process, asked with faccessat(2) (its effective ids, groups and ACLs count).
+    /// Root may write anything, so an admin command run as root is never refused.
+    Me,
+    /// The account owning the store's directory, judged by the files' modes: a check run
+    /// as root stands in for the service, whose directory the shipped unit's
+    /// StateDirectory= gives to its user.
+    Owner(User, Vec<Gid>),
+}
+
+/// The account this process runs as, for a message telling the admin whom to give a file
+/// to: its name and uid ("radmfa (uid 998)"), or the uid alone.
+pub fn runs_as() -> String {
+    account(nix::unistd::geteuid())
+}
+
+fn account(uid: Uid) -> String {
+    match User::from_uid(uid) {
+        Ok(Some(user)) => format!("{} (uid {uid})", user.name),
+        _ => format!("uid {uid}"),
+    }
+}
+
+/// For `serve`: refuses a database at `db` (or the directory it is to be made in) that
+/// this process cannot read and write. What is missing is not refused: a first start
+/// makes it (and a directory it cannot make says so when it is made).
+pub fn refuse_unwritable(db: &Path) -> anyhow::Result<()> {
+    refuse(db, &Who::Me)
+}
+
+/// For `config check`: [`refuse_unwritable`], and, run as root (which may write anything),
+/// the same for the account that owns the store's directory, which the service runs as: a
+/// restore copied by root passed a check run as root and failed every login of the
+/// service.
+pub fn refuse_unwritable_by_service(db: &Path) -> anyhow::Result<()> {
+    refuse(db, &Who::Me)?;
+    if !nix::unistd::geteuid().is_root() {
+        return Ok(());
+    }
+    match directory_owner(db) {
+        Some(owner) => refuse(db, &owner),
+        None => Ok(()),
+    }
+}
+
+fn directory(db: &Path) -> &Path {
+    match db.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    }
+}
+
+/// The account owning `db`'s directory, and its groups, when it is not root's.
+fn directory_owner(db: &Path) -> Option<Who> {
+    use std::os::unix::fs::MetadataExt;
+    let uid = std::fs::metadata(directory(db)).ok()?.uid();
+    let user = User::from_uid(Uid::from_raw(uid)).ok()??;
+    if user.uid.is_root() {
+        return None;
+    }
+    let name = std::ffi::CString::new(user.name.clone()).ok()?;
+    let groups = nix::unistd::getgrouplist(&name, user.gid).unwrap_or_else(|_| vec![user.gid]);
+    Some(Who::Owner(user, groups))
+}
+
+fn refuse(db: &Path, who: &Who) -> anyhow::Result<()> {
+    let dir = directory(db);
+    if let Some(why) = denied(dir, AccessFlags::W_OK | AccessFlags::X_OK, who) {
+        anyhow::bail!(
+            "store.path {}: {} cannot create files in the directory {} ({why}); SQLite \
+             makes the database's -wal, -shm and journal files there, so every login would \
+             fail. Give the directory to that user: chown {} {}",
+            db.display(),
+            who.described(dir),
+            dir.display(),
+            who.chown_name(),
+            dir.display()
+        );
+    }
+    // The database and what SQLite keeps beside it: a -wal or -shm file root's server left
+    // behind, root's own, is as fatal as the database.
+    for file in beside(db) {
+        let Some(why) = denied(&file, AccessFlags::R_OK | AccessFlags::W_OK, who) else {
+            continue;
+        };
+        anyhow::bail!(
+            "store.path {}: {} cannot read and write {} ({why}); SQLite would open it \
+             read-only or not at all, and every login would fail. Give it to that user: \
+             chown {} {}",
+            db.display(),
+            who.described(dir),
+            file.display(),
+            who.chown_name(),
+            file.display()
+        );
+    }
+    Ok(())
+}
+
+/// The database and SQLite's files beside it.
+fn beside(db: &Path) -> impl Iterator<Item = PathBuf> + '_ {
+    ["", "-wal", "-shm", "-journal"]
+        .into_iter()
+        .map(move |suffix| {
+            let mut name = db.as_os_str().to_owned();
+            name.push(suffix);
+            PathBuf::from(name)
+        })
+}
+
+impl Who {
+    /// The subject of the message: who cannot.
+    fn described(&self, dir: &Path) -> String {
+        match self {
+            Who::Me => format!("the user radmfa runs as, {},", runs_as()),
+            Who::Owner(user, _) => format!(
+                "the user radmfa serve runs as (presumably {}, the owner of {})",
+                account(user.uid),
+                dir.display()
+            ),
+        }
+    }
+
+    fn chown_name(&self) -> String {
+        match self {
+            Who::Me => {
+                let uid = nix::unistd::geteuid();
+                User::from_uid(uid)
+                    .ok()
+                    .flatten()
+                    .map_or_else(|| uid.to_string(), |u| u.name)
+            }
+            Who::Owner(user, _) => user.name.clone(),
+        }
+    }
+}
+
+/// Why `who` may not use `path` as `how` asks, with the file's owner and mode; `None` when
+/// it may, or when there is nothing there.
+fn denied(path: &Path, how: AccessFlags, who: &Who) -> Option<String> {
+    let meta = std::fs::metadata(path).ok()?;
+    let why = match who {
+        Who::Me => match nix::unistd::faccessat(
+            nix::fcntl::AT_FDCWD,
+            path,
+            how,
+            nix::fcntl::AtFlags::AT_EACCESS,
+        ) {
+            Ok(()) => return None,
+            Err(Errno::EACCES | Errno::EPERM) => "permission denied".to_string(),
+            Err(Errno::EROFS) => "a read-only filesystem".to_string(),
+            Err(other) => other.desc().to_string(),
+        },
+        Who::Owner(user, groups) if !mode_allows(&meta, how, user, groups) => {
+            "permission denied".to_string()
+        }
+        Who::Owner(..) => return None,
+    };
+    Some(format!("{why}; {}", owner_and_mode(&meta)))
+}
+
+/// Whether `meta`'s mode bits give `user` (in `groups`) what `how` asks (ACLs aside).
+fn mode_allows(meta: &std::fs::Metadata, how: AccessFlags, user: &User, groups: &[Gid]) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let shift = if meta.uid() == user.uid.as_raw() {
+        6
+    } else if groups.iter().any(|g| g.as_raw() == meta.gid()) {
+        3
+    } else {
+        0
+    };
+    let want = how.bits() as u32 & 0o7;
+    (meta.mode() >> shift) & want == want
+}
+
+/// "owner root, mode 0644".
+fn owner_and_mode(meta: &std::fs::Metadata) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let owner = match User::from_uid(Uid::from_raw(meta.uid())) {
+        Ok(Some(user)) => user.name,
+        _ => format!("uid {}", meta.uid()),
+    };
+    format!("owner {owner}, mode {:04o}", meta.mode() & 0o7777)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The service's account, judged by the modes (as a check run as root judges it): a
+    /// file of root's it may only read is refused, naming the file and the chown; the same
+    /// file given to it, or missing, passes.
+    #[test]
+    fn a_file_the_service_account_may_only_read_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("radmfa.db");
+        let nobody = User::from_name("nobody")
+            .unwrap()
+            .expect("a nobody account");
+        let uid = nobody.uid;
+        let service = Who::Owner(nobody, Vec::new());
+        // The directory is the service's, as StateDirectory= makes it.
+        std::os::unix::fs::chown(dir.path(), Some(uid.as_raw()), None).unwrap();
+        refuse(&db, &service).unwrap();
+        std::fs::write(&db, b"").unwrap();
+        std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::os::unix::fs::chown(&db, Some(0), Some(0)).unwrap();
+        let refused = refuse(&db, &service).unwrap_err().to_string();
+        for said in ["cannot read and write", "mode 0644", "chown nobody"] {
+            assert!(refused.contains(said), "{said:?} in {refused}");
+        }
+        std::os::unix::fs::chown(&db, Some(uid.as_raw()), None).unwrap();
+        refuse(&db, &service).unwrap();
+        // A -wal file root's server left behind is refused as the database is.
+        let wal = dir.path().join("radmfa.db-wal");
+        std::fs::write(&wal, b"").unwrap();
+        let refused = refuse(&db, &service).unwrap_err().to_string();
+        assert!(refused.contains("radmfa.db-wal"), "{refused}");
+    }
+}
