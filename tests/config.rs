@@ -596,3 +596,58 @@ fn accept_attributes_that_no_accept_can_hold_are_refused() {
         "{err}"
     );
 }
+
+/// A config file or a secret file in a directory every account may change is refused,
+/// naming the directory, though the file's own mode is right: anyone could rename a file
+/// of their own over it. A sticky directory (as /tmp is) lets no one replace what is not
+/// theirs, and passes.
+#[test]
+fn a_file_in_a_directory_every_account_may_change_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let top = tempfile::tempdir().unwrap();
+    let dir = top.path().join("radmfa");
+    std::fs::create_dir(&dir).unwrap();
+    let config = dir.join("radmfa.toml");
+    let text = "[ldap]\nurls = [\"ldap://127.0.0.1\"]\nbase_dn = \"dc=example,dc=org\"\nbind_dn = \"\"\nbind_password = \"\"\n\
+                [[client]]\nname = \"nas\"\naddress = \"127.0.0.1\"\nsecret_file = \"secrets/nas.secret\"\n";
+    std::fs::write(&config, text).unwrap();
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let secrets = dir.join("secrets");
+    std::fs::create_dir(&secrets).unwrap();
+    let secret = secrets.join("nas.secret");
+    std::fs::write(&secret, "0123456789abcdef\n").unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let mode = |d: &std::path::Path, m| {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(m)).unwrap()
+    };
+    Config::load(&config).expect("private directories");
+
+    mode(&secrets, 0o777);
+    let err = Config::load(&config).unwrap_err().to_string();
+    assert!(
+        err.contains("client[0].secret_file")
+            && err.contains(&format!(
+                "the directory {} can be changed",
+                secrets.display()
+            ))
+            && err.contains("mode 777")
+            && err.contains(&format!("chmod o-w {}", secrets.display())),
+        "{err}"
+    );
+    mode(&secrets, 0o1777);
+    Config::load(&config).expect("a sticky directory");
+    mode(&secrets, 0o700);
+
+    // The config file's own directory, and one further up.
+    for open in [&dir, &top.path().to_path_buf()] {
+        mode(open, 0o777);
+        let err = Config::load(&config).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("the directory {} can be changed", open.display()))
+                && err.contains(&format!("in place of it; `chmod o-w {}`", open.display())),
+            "{err}"
+        );
+        mode(open, 0o755);
+    }
+    Config::load(&config).expect("closed again");
+}

@@ -508,7 +508,7 @@ pub(crate) fn not_for_everyone(key: &str, path: &Path) -> Result<(), ConfigError
             ),
         ));
     }
-    Ok(())
+    not_in_open_directory(key, path)
 }
 
 /// The secret a `*_file` holds: its first line, as conf/radmfa.toml says (a note on a later
@@ -550,7 +550,47 @@ pub(crate) fn not_writable_by_everyone(key: &str, path: &Path) -> Result<(), Con
             ),
         ));
     }
-    Ok(())
+    not_in_open_directory(key, path)
+}
+
+/// A file (checked by the two above) in a directory every account may change is refused
+/// as the file would be, naming the directory: any account could rename a file of its own
+/// over it, whatever the file's own mode (a `chmod 777 /etc/radmfa` passed unnoticed).
+#[cfg(unix)]
+fn not_in_open_directory(key: &str, path: &Path) -> Result<(), ConfigError> {
+    let Some((dir, mode)) = open_directory(path) else {
+        return Ok(());
+    };
+    // The config file is its own key: named once, not twice.
+    let named = path.display().to_string();
+    let what = if named == key { "it" } else { &named };
+    Err(ConfigError::invalid(
+        key,
+        format!(
+            "the directory {} can be changed by every account on this host (mode {mode:o}, \
+             no sticky bit), so any of them could put a file of their own in place of \
+             {what}; `chmod o-w {}`",
+            dir.display(),
+            dir.display()
+        ),
+    ))
+}
+
+/// The nearest directory above `path` that every account may write to and that has no
+/// sticky bit, with its mode. A sticky directory (/tmp) lets no one rename over an entry
+/// that is not theirs. Both the path as written and where it leads are walked: a symbolic
+/// link is replaced in its own directory, its target in the target's.
+#[cfg(unix)]
+fn open_directory(path: &Path) -> Option<(PathBuf, u32)> {
+    use std::os::unix::fs::PermissionsExt;
+    let written = std::path::absolute(path).ok();
+    let real = std::fs::canonicalize(path).ok();
+    [written, real].into_iter().flatten().find_map(|p| {
+        p.ancestors().skip(1).find_map(|dir| {
+            let mode = std::fs::metadata(dir).ok()?.permissions().mode() & 0o7777;
+            (mode & 0o002 != 0 && mode & 0o1000 == 0).then(|| (dir.to_path_buf(), mode))
+        })
+    })
 }
 
 #[cfg(not(unix))]
