@@ -6,7 +6,7 @@
 //! UDP, with codes from oathtool. PostgreSQL is a private cluster in a temp dir
 //! (tests/common/postgres.rs).
 //!
-//! SMS codes and phone calls across nodes are in `oob_cluster.rs` and `oob_cluster_pg.rs`.
+//! SMS codes and phone calls across nodes are in `oob_cluster_pg.rs`.
 
 mod common;
 #[path = "cluster/load.rs"]

@@ -2636,3 +2636,63 @@ fn a_name_with_invisible_characters_is_refused() {
         "{newest}"
     );
 }
+
+/// A second `radmfa serve` on the SQLite store another one serves (a copy of the config
+/// with other ports) is refused, naming the store and saying another server uses it: a
+/// SQLite store is one node's, and two processes split the lockout's serialisation and the
+/// duplicate cache. Admin commands still run beside the first server.
+#[test]
+fn a_second_server_on_the_same_sqlite_store_is_refused() {
+    let slapd = Slapd::start(&[LdapUser::new("alice", "alice-pw")]);
+    let first = Server::start(&Options::new(&slapd.url));
+    let db = first.dir.path().join("radmfa.db");
+    let key = first.dir.path().join("radmfa.key");
+    let text = std::fs::read_to_string(&first.config)
+        .unwrap()
+        .replace(
+            "path = \"radmfa.db\"",
+            &format!("path = {:?}", db.display().to_string()),
+        )
+        .replace(
+            "key_file = \"radmfa.key\"",
+            &format!("key_file = {:?}", key.display().to_string()),
+        );
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("radmfa.toml");
+    std::fs::write(&copy, text).unwrap();
+    let mut second = std::process::Command::new(common::radmfa::bin())
+        .arg("--config")
+        .arg(&copy)
+        .arg("serve")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while second.try_wait().unwrap().is_none() {
+        if started.elapsed() > Duration::from_secs(20) {
+            second.kill().unwrap();
+            let out = second.wait_with_output().unwrap();
+            panic!(
+                "a second server started on the same store:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = second.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains(&format!("store.path {}", db.display()))
+            && err.contains("another `radmfa serve` is serving this database"),
+        "{err}"
+    );
+    // Beside the first server, admin commands run as before.
+    let listed = first.cli(&["user", "list"]);
+    assert!(
+        listed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+}

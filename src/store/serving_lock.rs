@@ -6,6 +6,14 @@
 //! migration refuses while the lock is held, and a server does not start during a copy.
 //! A file of its own beside the database: not the database (SQLite's fcntl locks on it go
 //! when any descriptor of it closes) nor its directory (held while a store opens).
+//!
+//! One `radmfa serve` per database, too: the SQLite store is one node's. A second server
+//! on the same file (a copy of the config with other ports) split the lockout's
+//! serialisation and the duplicate cache between two processes, without a word. Each server
+//! also holds a write lock on the lock file's first byte, an open file description lock
+//! (fcntl(2) `F_OFD_SETLK`): it conflicts with another server's only, never with the flock
+//! above that admin commands share with the servers, and, unlike a classic fcntl lock,
+//! closing another descriptor of the file does not drop it.
 
 use std::fs::File;
 use std::io;
@@ -13,8 +21,11 @@ use std::path::{Path, PathBuf};
 
 use nix::fcntl::{Flock, FlockArg};
 
-/// Held while it lives.
-pub struct SqliteLock(#[allow(dead_code)] Flock<File>);
+/// Held while it lives (for a server, with its one-server lock: see the top of the file).
+pub struct SqliteLock(
+    #[allow(dead_code)] Flock<File>,
+    #[allow(dead_code)] Option<File>,
+);
 
 /// Beside the database as the filesystem has it (symbolic links and `..` resolved): two
 /// configs reaching one file by different paths must meet on one lock. A link to a file
@@ -86,7 +97,7 @@ fn lock(db: &Path, how: FlockArg, held: &str) -> io::Result<SqliteLock> {
     let file =
         open(db).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
     Flock::lock(file, how)
-        .map(SqliteLock)
+        .map(|flock| SqliteLock(flock, None))
         .map_err(|(_, errno)| {
             if errno == nix::errno::Errno::EWOULDBLOCK {
                 io::Error::new(io::ErrorKind::WouldBlock, held.to_string())
@@ -96,14 +107,52 @@ fn lock(db: &Path, how: FlockArg, held: &str) -> io::Result<SqliteLock> {
         })
 }
 
-/// For `radmfa serve`: refused while a migration copies the database.
+/// For `radmfa serve`: refused while a migration copies the database, and while another
+/// `radmfa serve` serves it.
 pub fn serving(db: &Path) -> io::Result<SqliteLock> {
-    lock(
+    let SqliteLock(shared, _) = lock(
         db,
         FlockArg::LockSharedNonblock,
         "`radmfa store migrate-to-postgres` is copying this database; start radmfa on the \
          PostgreSQL store once it is done",
-    )
+    )?;
+    Ok(SqliteLock(shared, Some(only_server(db)?)))
+}
+
+/// The one-server lock, on a descriptor of its own (the flock's may be open to read only,
+/// and a write lock needs one open to write).
+#[cfg(target_os = "linux")]
+fn only_server(db: &Path) -> io::Result<File> {
+    let path = lock_path(db);
+    let named = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", path.display()));
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(named)?;
+    let first_byte = libc::flock {
+        l_type: libc::F_WRLCK as libc::c_short,
+        l_whence: libc::SEEK_SET as libc::c_short,
+        l_start: 0,
+        l_len: 1,
+        l_pid: 0,
+    };
+    match nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_OFD_SETLK(&first_byte)) {
+        Ok(_) => Ok(file),
+        Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EACCES) => Err(io::Error::new(
+            io::ErrorKind::WouldBlock,
+            "another `radmfa serve` is serving this database (check `ps -C radmfa -o \
+             pid,args` for its --config). A SQLite store serves one node: stop the other \
+             server, give this one a store.path of its own, or share a PostgreSQL store \
+             between nodes (docs/ha.md)",
+        )),
+        Err(errno) => Err(named(errno.into())),
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn only_server(db: &Path) -> io::Result<File> {
+    File::open(lock_path(db))
 }
 
 /// For an admin command (`user delete`, `token disable`, ...): refused during a copy, whose
@@ -140,16 +189,38 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("radmfa.db");
         let serve = serving(&db).unwrap();
-        let second = serving(&db).unwrap();
+        let command = command(&db).unwrap();
         let refused = migrating(&db).err().expect("refused while served");
         assert_eq!(refused.kind(), io::ErrorKind::WouldBlock);
         assert!(refused.to_string().contains("stop it first"), "{refused}");
-        drop((serve, second));
+        drop((serve, command));
         let copy = migrating(&db).unwrap();
         let refused = serving(&db).err().expect("refused while copied");
         assert!(refused.to_string().contains("is copying"), "{refused}");
         drop(copy);
         serving(&db).unwrap();
+    }
+
+    /// One server per database: a second is refused and told why, while admin commands
+    /// go on beside the first; once the first is gone, another may serve. (Two locks of one
+    /// process conflict as two processes' do: each is its own open file description.)
+    #[test]
+    fn a_second_server_is_refused_and_commands_still_run_beside_the_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("radmfa.db");
+        let first = serving(&db).unwrap();
+        let refused = serving(&db).err().expect("a second server refused");
+        assert_eq!(refused.kind(), io::ErrorKind::WouldBlock);
+        assert!(
+            refused
+                .to_string()
+                .contains("another `radmfa serve` is serving this database"),
+            "{refused}"
+        );
+        let commands = (command(&db).unwrap(), command(&db).unwrap());
+        drop(first);
+        let _second = serving(&db).unwrap();
+        drop(commands);
     }
 
     /// The same database by another path (a symbolic link to the file, elsewhere) is one
