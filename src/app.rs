@@ -284,16 +284,23 @@ pub async fn open_sqlite(
     })
 }
 
+/// Makes the directories `files` are to be made in, as a first start does (`/var/lib/radmfa`
+/// on a new host).
+pub fn make_directories(files: &[&std::path::Path]) -> anyhow::Result<()> {
+    for p in files {
+        if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("creating directory {}", dir.display()))?;
+        }
+    }
+    Ok(())
+}
+
 pub async fn open_store(cfg: &StoreConfig) -> anyhow::Result<Arc<dyn Store>> {
     match cfg {
         StoreConfig::Sqlite { path, key_file } => {
             crate::store::moved::refuse_if_moved(path)?;
-            for p in [path, key_file] {
-                if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(dir)
-                        .with_context(|| format!("creating directory {}", dir.display()))?;
-                }
-            }
+            make_directories(&[path, key_file])?;
             let sealer = sqlite_sealer(path, key_file)?;
             Ok(Arc::new(open_sqlite(path, key_file, sealer).await?))
         }

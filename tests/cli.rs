@@ -1653,6 +1653,28 @@ fn db_migrate_says_from_which_version_it_migrated() {
     assert!(out.contains("ok   store: opened"), "{out}");
 }
 
+/// `db migrate` on a new host makes the store as a first start would, the directory it is
+/// in included: it failed with "key file …: cannot create: No such file or directory" where
+/// /var/lib/radmfa was not there yet, though serve and `user enroll-totp` make it.
+#[test]
+fn db_migrate_makes_the_store_directory_as_a_first_start_would() {
+    let (d, cfg) = setup();
+    let text = text_holding(&cfg, "path = \"radmfa.db\"")
+        .replace("path = \"radmfa.db\"", "path = \"state/radmfa.db\"")
+        .replace(
+            "key_file = \"radmfa.key\"",
+            "key_file = \"state/radmfa.key\"",
+        );
+    std::fs::write(&cfg, text).unwrap();
+    let (ok, out, err) = run(&cfg, &["db", "migrate"]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("made a new, empty one"), "{out}");
+    let state = d.path().join("state");
+    assert!(state.join("radmfa.db").is_file() && state.join("radmfa.key").is_file());
+    let (ok, out, err) = run(&cfg, &["db", "migrate"]);
+    assert!(ok && out.contains("schema up to date"), "{out}{err}");
+}
+
 /// A SQLite store every account may read (restored with `cp` under umask 022) is warned
 /// about by `config check`, naming store.path: it holds phone numbers and the audit trail.
 /// The one radmfa makes is 0600 and gets no warning.

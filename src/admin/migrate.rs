@@ -95,6 +95,8 @@ pub async fn db(cfg: &Config, cmd: DbCommand) -> anyhow::Result<ExitCode> {
             } else {
                 None
             };
+            // "As a first start would": its directory too (a new host's /var/lib/radmfa).
+            crate::app::make_directories(&[path, key_file])?;
             let sealer = crate::app::sqlite_sealer(path, key_file)?;
             crate::app::open_sqlite(path, key_file, sealer)
                 .await?
