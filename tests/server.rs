@@ -2696,3 +2696,42 @@ fn a_second_server_on_the_same_sqlite_store_is_refused() {
         String::from_utf8_lossy(&listed.stderr)
     );
 }
+
+/// A stop whose grace ends before a request does (shutdown_grace_ms below the request
+/// deadline, the directory hung) says how many requests it abandons, and that they get no
+/// reply and no audit record; their dropped tasks do not log a cause that is not theirs
+/// ("cut short by the request deadline", after "store closed").
+#[test]
+fn a_stop_says_how_many_requests_its_grace_abandons() {
+    let slapd = directory();
+    let mut o = Options::new(&slapd.url);
+    o.ldap_timeout_ms = 10_000;
+    let dir = tempfile::tempdir().unwrap();
+    let config = common::radmfa::write_config(dir.path(), &o);
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains("shutdown_grace_ms = 2000"), "{text}");
+    std::fs::write(
+        &config,
+        text.replace("shutdown_grace_ms = 2000", "shutdown_grace_ms = 1500"),
+    )
+    .unwrap();
+    let mut srv = Server::start_with(dir, config);
+    slapd.signal("-STOP");
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let (pkt, _) = AccessRequestBuilder::new(7, "alice")
+        .password(ALICE_PW.as_bytes())
+        .build(SECRET.as_bytes());
+    sock.send_to(&pkt, srv.addr).unwrap();
+    slapd.wait_for_unread_request();
+    let status = srv.stop();
+    slapd.signal("-CONT");
+    let log = srv.log();
+    assert!(status.success(), "{log}");
+    assert!(
+        log.contains(
+            "abandoning 1 request(s) still in flight: they get no reply and no audit record"
+        ),
+        "{log}"
+    );
+    assert!(!log.contains("cut short by the request deadline"), "{log}");
+}

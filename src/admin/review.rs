@@ -529,6 +529,9 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
         ));
     }
     out.extend(held_calls_warning(cfg));
+    if let Some(w) = grace_below_deadline(cfg) {
+        out.push(w);
+    }
     // NPS forwarding a request to a remote RADIUS server group evaluates none of its own
     // network policies, and RD Gateway's connection policies (RD CAPs) are such policies:
     // their user-group conditions no longer apply once radmfa answers.
@@ -1325,6 +1328,26 @@ fn scheme_off_host(scheme: &str, url: &str) -> bool {
     !loopback
 }
 
+/// A shutdown grace shorter than the request deadline: a request still waiting on a
+/// stalled directory or upstream when the grace ends is dropped, with no reply and no audit
+/// record. A call-holding client's voice_budget_secs does not count: at a stop its wait for
+/// the call is cut to half the grace (`pipeline::oob::await_call`), and the request then
+/// answers; what else it waits on is bound by the same backends' timeouts as any request.
+fn grace_below_deadline(cfg: &Config) -> Option<String> {
+    let (grace, deadline) = (cfg.server.shutdown_grace, cfg.server.request_deadline);
+    (grace < deadline).then(|| {
+        format!(
+            "server: shutdown_grace_ms = {} is shorter than server.request_deadline_ms = {}: \
+             a request still running when a stop's grace ends is dropped, with no reply and \
+             no audit record; raise shutdown_grace_ms to {} (below the unit's \
+             TimeoutStopSec)",
+            grace.as_millis(),
+            deadline.as_millis(),
+            deadline.as_millis()
+        )
+    })
+}
+
 /// The SQLite store made at a first start is 0600; one restored with `cp` (umask 022) or
 /// moved out of the unit's private StateDirectory is often 0644, and every account on the
 /// host can then read its phone numbers, audit trail and remembered-login addresses (not
@@ -1906,6 +1929,20 @@ mod tests {
         assert!(!said(
             &config("shutdown_grace_ms = 5000", ""),
             "TimeoutStopSec"
+        ));
+        // A grace shorter than the request deadline drops what is still running.
+        let short = config("shutdown_grace_ms = 1000", "");
+        assert!(
+            said(
+                &short,
+                "shutdown_grace_ms = 1000 is shorter than server.request_deadline_ms = 4000"
+            ),
+            "{:?}",
+            warnings(&short)
+        );
+        assert!(!said(
+            &config("shutdown_grace_ms = 4000", ""),
+            "is shorter than"
         ));
         assert!(said(
             &config("", "radsec_name = \"nas.example.org\""),

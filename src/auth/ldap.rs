@@ -1470,7 +1470,8 @@ impl CutShort<'_> {
 
 impl Drop for CutShort<'_> {
     fn drop(&mut self) {
-        if !self.done && self.started.elapsed() >= CUT_SHORT_AFTER {
+        // Dropped with a request abandoned at shutdown: not the deadline's doing, and said.
+        if !self.done && self.started.elapsed() >= CUT_SHORT_AFTER && !crate::server::abandoned() {
             let url = &self.auth.settings.urls[self.idx];
             url_warn!(self.auth, self.idx, %url, waited = ?self.started.elapsed(),
                 "LDAP operation cut short by the request deadline; trying the next server first");

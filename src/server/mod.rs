@@ -140,6 +140,16 @@ pub struct RadsecListeners {
     pub acceptors: Arc<radsec::Acceptors>,
 }
 
+/// Set once the shutdown grace is over and the requests still in flight are abandoned:
+/// what their dropped tasks would log as they go (an LDAP operation "cut short by the
+/// request deadline", after "store closed") is not their cause.
+static ABANDONED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether this process abandoned its requests in flight at the end of a shutdown.
+pub fn abandoned() -> bool {
+    ABANDONED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Serves until `shutdown` is cancelled, then lets in-flight requests finish within the
 /// configured grace period.
 pub async fn run(
@@ -202,7 +212,20 @@ pub async fn run(
         .await
         .is_err()
     {
-        warn!("shutdown grace period over; abandoning requests still in flight");
+        // The requests holding an in-flight permit: those past their duplicate check,
+        // waiting on a backend. Their tasks are dropped with the runtime, unanswered.
+        let abandoned = app
+            .config()
+            .server
+            .max_in_flight
+            .saturating_sub(permits.available_permits());
+        ABANDONED.store(true, std::sync::atomic::Ordering::Relaxed);
+        warn!(
+            abandoned,
+            "shutdown grace period over; abandoning {abandoned} request(s) still in flight: \
+             they get no reply and no audit record (server.shutdown_grace_ms is shorter \
+             than they were allowed to take)"
+        );
     }
     let counters: Vec<String> = app
         .metrics
