@@ -29,6 +29,12 @@ fn prometheus_reads_the_counters_of_real_traffic() {
     o.extra.push_str("\n[metrics]\nlisten = \"127.0.0.1:0\"\n");
     let srv = Server::start(&o);
     let addr = srv.metrics_addr();
+    // The start-up line gives the URL Prometheus scrapes, not one that answers 404.
+    assert!(
+        srv.log_shows(&format!("metrics.listen: serving http://{addr}/metrics")),
+        "{}",
+        srv.log()
+    );
 
     let (status, headers, body) = http_get(addr, "/metrics");
     assert!(status.contains(" 200 "), "{status}");

@@ -190,7 +190,7 @@ async fn spawn_http(
     })?;
     // Logged here, before the RADIUS sockets serve, so the line precedes "listening on udp".
     if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, "{key}: serving http://{addr}/");
+        tracing::info!(%addr, "{key}: serving http://{addr}{}", which.path());
     }
     tokio::spawn(super::http_listener::serve(
         listener,

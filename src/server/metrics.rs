@@ -118,6 +118,15 @@ impl HttpListener {
             HttpListener::Metrics => "metrics.listen",
         }
     }
+
+    /// Where on it to look, for the start-up line: the scrape's path (`/` alone answered
+    /// 404); the callbacks' URLs are each a call's or a text's own.
+    pub fn path(self) -> &'static str {
+        match self {
+            HttpListener::Callbacks => "/",
+            HttpListener::Metrics => "/metrics",
+        }
+    }
 }
 
 /// Why an HTTP listener closed a connection on arrival (`admin::http_listener`).
