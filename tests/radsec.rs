@@ -1072,7 +1072,8 @@ fn config_check_warns_of_a_radsec_certificate_about_to_expire() {
             "cert_file {} expires on ",
             short.server_cert.display()
         )) && line.contains("(in 1 day)")
-            && line.contains("every NAS that checks it refuses the TLS handshake"),
+            && line
+                .contains("every NAS that checks it will refuse the TLS handshake once it expires"),
         "{line}"
     );
     // The CA in ca_file (valid for 2 days) too.

@@ -236,10 +236,17 @@ pub fn warnings_for(cfg: &RadsecConfig, dates: &RadsecDates, now: i64) -> Vec<St
         } else {
             format!("cert_file {cert_file}: chain certificate {:?}", c.subject)
         };
+        // Said as it stands: a certificate that still works is refused only once it expires.
+        let refused = if now >= c.not_before && now < c.not_after {
+            "radmfa goes on presenting it, and every NAS that checks it will refuse the TLS \
+             handshake once it expires"
+        } else {
+            "radmfa presents it all the same, and every NAS that checks it refuses the TLS \
+             handshake"
+        };
         out.push(format!(
-            "radsec: {which} {note}: radmfa presents it all the same, and every NAS that checks \
-             it refuses the TLS handshake; install a renewed certificate (it is used from the \
-             next connection, no restart)"
+            "radsec: {which} {note}: {refused}; install a renewed certificate (it is used from \
+             the next connection, no restart)"
         ));
     }
     let ca_file = cfg.ca_file.display();
