@@ -1152,3 +1152,128 @@ fn a_token_taken_away_at_the_prompt_refuses_the_answer_uncounted() {
         }
     }
 }
+
+/// A user with several tokens, one of them expired and one not valid yet (PSKC ExpiryDate
+/// and StartDate), beside a valid TOTP and an HOTP token: the right code of the expired or
+/// the future token is refused as that token's, named in the audit, told as a login with
+/// that token alone is, and not counted toward the lockout. It was "wrong code", counted,
+/// with no token named. A code that matches none of the tokens is still a counted wrong
+/// code: only the unusable token's own code is spared, so no guess goes uncounted.
+#[test]
+fn the_code_of_an_unusable_token_beside_usable_ones_is_told_and_not_counted() {
+    let slapd = Slapd::start(&[LdapUser::new("hank", "hank-pw")]);
+    let srv = inline_server(&slapd, "");
+    let file = srv.dir.path().join("hank.pskcxml");
+    let (exp_seed, fut_seed) = (b"hank-expiring-seed-1", b"hank-future-seed-001");
+    // Long enough for the import on a slow machine; the codes wait until it has passed.
+    let expiry = now() + 6;
+    let tokens = serde_json::json!([
+        {"serial": "PS-HANK-OK", "secret_hex": hex::encode(b"hank-valid-totp-seed"),
+         "type": "totp", "digits": 6, "period": 30, "user": "hank"},
+        {"serial": "PS-HANK-EXP", "secret_hex": hex::encode(exp_seed), "type": "totp",
+         "digits": 6, "period": 30, "user": "hank", "expiry_date": expiry},
+        {"serial": "PS-HANK-FUT", "secret_hex": hex::encode(fut_seed), "type": "totp",
+         "digits": 6, "period": 30, "user": "hank", "start_date": now() + 86_400},
+        {"serial": "PS-HANK-H", "secret_hex": hex::encode(b"hank-hotp-seed-00001"),
+         "type": "hotp", "digits": 6, "counter": 0, "user": "hank"},
+    ]);
+    make_pskc(&file, &tokens, &[]);
+    cli_ok(&srv, &["token", "import", file.to_str().unwrap()]);
+    while now() <= expiry {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let failures = || {
+        let out = cli_ok(&srv, &["user", "show", "hank", "--json"]);
+        let show: serde_json::Value = serde_json::from_str(&out).unwrap();
+        show["failures"].as_u64().unwrap()
+    };
+    for (seed, serial, why, says) in [
+        (
+            exp_seed,
+            "PS-HANK-EXP",
+            "expired",
+            "Your second factor has expired. Contact your administrator.",
+        ),
+        (
+            fut_seed,
+            "PS-HANK-FUT",
+            "not yet valid",
+            "Your second factor is not valid yet. Contact your administrator.",
+        ),
+    ] {
+        let code = totp_code(seed, now(), "sha1", 6, 30);
+        let r = pyrad(
+            srv.port(),
+            SECRET,
+            &["--user", "hank", "--password", &format!("hank-pw,{code}")],
+        );
+        assert_eq!(r["code"], "Access-Reject", "{serial}: {r}");
+        assert_eq!(r["messages"][0], says, "{serial}: {r}");
+        let rec = &srv.audit_json("hank")[0];
+        assert_eq!(
+            rec["reason"],
+            format!("code of token {serial}, token outside its validity period ({why})"),
+            "{rec}"
+        );
+        assert_eq!(rec["token_serial"], serial, "{rec}");
+        assert_eq!(failures(), 0, "{serial}");
+    }
+    // Not an oracle: a code of none of the tokens is a wrong code, counted, and told no
+    // more than before.
+    let valid = totp_code(b"hank-valid-totp-seed", now(), "sha1", 6, 30);
+    let wrong = format!("{:06}", (valid.parse::<u32>().unwrap() + 1) % 1_000_000);
+    let r = pyrad(
+        srv.port(),
+        SECRET,
+        &["--user", "hank", "--password", &format!("hank-pw,{wrong}")],
+    );
+    assert_eq!(r["code"], "Access-Reject", "{r}");
+    assert!(r["messages"].as_array().is_none_or(|m| m.is_empty()), "{r}");
+    assert_eq!(srv.audit_json("hank")[0]["reason"], "wrong code");
+    assert_eq!(failures(), 1);
+    assert_eq!(login(&srv, "hank", "hank-pw", &valid), "Access-Accept");
+}
+
+/// At a code prompt, the right code of the user's expired token (another one still valid)
+/// is refused as that token's, told so, and not counted: with threshold = 1 a counted answer
+/// would have locked the user out, as "wrong code" did.
+#[test]
+fn a_prompt_answered_with_an_expired_tokens_code_is_told_so() {
+    let slapd = Slapd::start(&[LdapUser::new("hank", "hank-pw")]);
+    let mut o = Options::new(&slapd.url);
+    o.extra = "\n[lockout]\nthreshold = 1\n".into();
+    let srv = Server::start(&o);
+    srv.enroll("hank", &[]);
+    let file = srv.dir.path().join("exp.pskcxml");
+    let seed = b"hank-expiring-seed-2";
+    let expiry = now() + 6;
+    let tokens = serde_json::json!([
+        {"serial": "PS-HANK-EXP", "secret_hex": hex::encode(seed), "type": "totp",
+         "digits": 6, "period": 30, "user": "hank", "expiry_date": expiry},
+    ]);
+    make_pskc(&file, &tokens, &[]);
+    cli_ok(&srv, &["token", "import", file.to_str().unwrap()]);
+    while now() <= expiry {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let send = |args: &[&str]| pyrad(srv.port(), SECRET, args);
+    let first = send(&["--user", "hank", "--password", "hank-pw"]);
+    assert_eq!(first["code"], "Access-Challenge", "{first}");
+    let state = first["state"].as_str().unwrap().to_string();
+    let code = totp_code(seed, now(), "sha1", 6, 30);
+    let answer = send(&["--user", "hank", "--password", &code, "--state", &state]);
+    assert_eq!(answer["code"], "Access-Reject", "{answer}");
+    assert_eq!(
+        answer["messages"][0], "Your second factor has expired. Contact your administrator.",
+        "{answer}"
+    );
+    let rec = &srv.audit_json("hank")[0];
+    assert_eq!(
+        rec["reason"], "code of token PS-HANK-EXP, token outside its validity period (expired)",
+        "{rec}"
+    );
+    assert_eq!(rec["token_serial"], "PS-HANK-EXP", "{rec}");
+    let show = cli_ok(&srv, &["user", "show", "hank"]);
+    assert!(!show.contains("locked:   until"), "{show}");
+    assert!(show.contains("failures: 0"), "{show}");
+}

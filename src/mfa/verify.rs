@@ -174,6 +174,24 @@ pub fn fits(opts: &VerifyOptions, rec: &TokenRecord, code: &str, now: i64) -> bo
         }
 }
 
+/// Whether `code` is one this token would take now were it enabled and within its validity
+/// dates, by the reading [`verify_token`] makes, without using anything up. Only for a code
+/// every usable token refused: the right code of a token the user cannot use now (expired,
+/// not valid yet, disabled) is no guess, and is told as what it is
+/// (`second_factor::check_code`), where "wrong code" counted it toward the lockout.
+pub fn matches_unusable(opts: &VerifyOptions, rec: &TokenRecord, code: &str, now: i64) -> bool {
+    let t = &rec.token;
+    if rec.extra.unreadable_seed.is_some() || t.secret.is_empty() {
+        return false;
+    }
+    match t.kind {
+        TokenKind::Totp => {
+            otp::match_totp_with_drift(t, code, now, opts.totp_window, rec.extra.drift).is_some()
+        }
+        TokenKind::Hotp => hotp::match_hotp(t, code, opts.hotp.window).is_some(),
+    }
+}
+
 /// Whether `code` is one this token already used, by the same reading [`verify_token`]
 /// makes (a used TOTP step in the window, the HOTP code just before the counter). Only
 /// reads: asked of every token before any is checked (`second_factor::check_code`).

@@ -7,7 +7,7 @@ use super::login::LOCKED_MESSAGE;
 use super::methods::{self, blocked, Subject};
 use super::second_factor::{
     check_code_in_turn, oath_mode, sole_serial, take_turn, user_view, CodeCheck, UserView, Via,
-    RESYNC_MESSAGE,
+    DISABLED_MESSAGE, RESYNC_MESSAGE,
 };
 use super::{aliases, followup_oob, oob, Fault, RequestContext, Verdict};
 use crate::app::AppState;
@@ -179,7 +179,7 @@ pub async fn answer(
             method,
             current,
             allowed,
-            oath_mode: oath_mode(&view.tokens),
+            oath_mode: oath_mode(view.tokens()),
             now,
         };
         let v = Box::pin(switch_method(
@@ -202,7 +202,7 @@ pub async fn answer(
         // before it was.
         let resync = current == Method::Totp
             && app.config().hotp.self_resync
-            && view.tokens.iter().any(|t| t.extra.resync.is_some());
+            && view.tokens().iter().any(|t| t.extra.resync.is_some());
         let ask = if resync {
             Ask::plain(RESYNC_MESSAGE)
         } else {
@@ -211,7 +211,7 @@ pub async fn answer(
         // A client answering empty in a loop (no input behind it) is stopped.
         // The prompt's own mode, as its other records have (not "none").
         let mode = match current {
-            Method::Totp => oath_mode(&view.tokens),
+            Method::Totp => oath_mode(view.tokens()),
             other => other.as_str(),
         };
         if !word && app.empty_answers.note(&hash) > super::empty_answers::MAX_EMPTY_ANSWERS {
@@ -478,13 +478,10 @@ async fn totp(
     // none is counted toward the lockout (the code was counted as wrong, and a user told
     // to try again after a lost token was reported locked themselves out), and the reply
     // says what a new login would.
-    if view.tokens.is_empty() {
+    if view.tokens().is_empty() {
         app.store.consume_challenge(&r.hash).await?;
-        let (reason, message) = if view.has_disabled_tokens {
-            (
-                "the user's tokens are disabled",
-                "Your second factor is disabled. Contact your administrator.",
-            )
+        let (reason, message) = if view.has_disabled_tokens() {
+            ("the user's tokens are disabled", DISABLED_MESSAGE)
         } else {
             (super::second_factor::WITHDRAWN, EXPIRED_MESSAGE)
         };
@@ -499,7 +496,7 @@ async fn totp(
     let Some(attempt) = take_attempt(app, r).await? else {
         return Ok(Verdict::reject(NO_ATTEMPT));
     };
-    let asked = (&view.tokens[..], view.standing, code, r.via);
+    let asked = (view, code, r.via);
     match check_code_in_turn(app, &turn, user, others, asked).await? {
         CodeCheck::Valid { serial, mode } => {
             if !closes(app, r, attempt).await? {
@@ -522,6 +519,8 @@ async fn totp(
             locked,
             resync,
             before_lock,
+            serial,
+            message,
         } => {
             // A resync-pending HOTP token: the next code at this very prompt finishes it.
             let ask = if resync {
@@ -534,13 +533,16 @@ async fn totp(
                     &offered(r.via.ctx, &r.carried),
                 )
             };
-            let mode = oath_mode(&view.tokens);
+            let mode = oath_mode(view.tokens());
             let lock = Lockout {
                 locked,
                 before_lock,
             };
-            let mut v = wrong_answer(app, r, attempt, mode, reason, lock, &ask).await?;
-            v.token_serial = sole_serial(&view.tokens);
+            // The code of a token the user cannot use now: said so, as a login with that
+            // token alone is told (the prompt stays while attempts are left, for a code of
+            // another token).
+            let mut v = wrong_answer(app, r, attempt, mode, reason, lock, &ask, message).await?;
+            v.token_serial = serial.or_else(|| sole_serial(view.tokens()));
             if resync && !locked && v.reply.code == ReplyCode::Reject {
                 // Out of attempts: the next login's code will do it.
                 v.reply = v.reply.with_message(RESYNC_MESSAGE);
@@ -591,7 +593,9 @@ pub struct Lockout {
 }
 
 /// A wrong code: closes the prompt if the lockout hit or attempts are used up, else asks
-/// again with the same State.
+/// again with the same State. `said`: what the user is told instead of "Wrong code.", before
+/// the attempts left or as the refusal's message.
+#[allow(clippy::too_many_arguments)]
 pub async fn wrong_answer(
     app: &AppState,
     r: &Round<'_>,
@@ -600,6 +604,7 @@ pub async fn wrong_answer(
     reason: String,
     lock: Lockout,
     ask: &Ask,
+    said: Option<&str>,
 ) -> Result<Verdict, Fault> {
     if lock.locked {
         app.store.consume_challenge(&r.hash).await?;
@@ -615,12 +620,15 @@ pub async fn wrong_answer(
             // by a lock at the next wrong code.
             let left = attempt.max.saturating_sub(n);
             let left = lock.before_lock.map_or(left, |b| left.min(b));
-            let why = format!("Wrong code. {left} attempt(s) left.");
+            let why = format!("{} {left} attempt(s) left.", said.unwrap_or("Wrong code."));
             let mut reply = Reply::challenge(r.state.to_vec(), reask(&why, ask));
             reply.session_timeout = Some((r.pending.expires_at - r.now).max(1) as u32);
             Verdict::reject(reason).with_reply(reply)
         }
-        ChallengeAttempt::Last | ChallengeAttempt::Closed => Verdict::reject(reason),
+        ChallengeAttempt::Last | ChallengeAttempt::Closed => match said {
+            Some(said) => Verdict::reject(reason).with_reply(Reply::reject().with_message(said)),
+            None => Verdict::reject(reason),
+        },
     };
     v.mode = mode;
     Ok(v)

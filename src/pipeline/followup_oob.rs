@@ -64,7 +64,7 @@ pub async fn sms_code(
             locked: true,
             before_lock: None,
         };
-        return wrong_answer(app, r, attempt, "sms", why, lock, &prompt()).await;
+        return wrong_answer(app, r, attempt, "sms", why, lock, &prompt(), None).await;
     }
     let matches = |t: &crate::store::OobTransaction| {
         t.code_hash
@@ -92,7 +92,7 @@ pub async fn sms_code(
             locked: counted.locked,
             before_lock: Some(counted.left),
         };
-        return wrong_answer(app, r, attempt, "sms", why, lock, &prompt()).await;
+        return wrong_answer(app, r, attempt, "sms", why, lock, &prompt(), None).await;
     };
     // Single use, twice over: the State and the code's transaction each move exactly once.
     if !closes(app, r, attempt).await?

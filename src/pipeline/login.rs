@@ -9,8 +9,8 @@ use super::aliases::{self, OtherName};
 use super::groups::{self, Membership};
 use super::methods::{self, blocked, Subject};
 use super::second_factor::{
-    check_code, oath_mode, sole_serial, user_view, CodeCheck, Standing, UserView, Via,
-    RESYNC_MESSAGE,
+    check_code, oath_mode, sole_serial, user_view, validity_message, CodeCheck, UserView, Via,
+    DISABLED_MESSAGE, RESYNC_MESSAGE,
 };
 use super::{
     app_login, bypass, networks, oob, primary, rdg, remembered, static_challenge, Fault,
@@ -130,7 +130,7 @@ pub async fn start(
     } else {
         None
     };
-    let tokens: &[TokenRecord] = early.as_ref().map_or(&[], |v| &v.tokens);
+    let tokens: &[TokenRecord] = early.as_ref().map_or(&[], |v| v.tokens());
 
     // OpenVPN's static challenge carries password and code apart, whatever the mode (with
     // no code typed, the password alone); otherwise an inline client's field is split — for
@@ -326,9 +326,9 @@ pub async fn start(
         Some(view) => view,
         None => user_view(app, user).await?,
     };
-    let tokens = &view.tokens;
+    let tokens = view.tokens();
     let own_state = aliases::holds_state(
-        !view.tokens.is_empty() || view.has_disabled_tokens,
+        !view.tokens().is_empty() || view.has_disabled_tokens(),
         &view.profile,
     );
     let mut locked_as = None;
@@ -399,7 +399,6 @@ pub async fn start(
     if let Some(v) = without_factor {
         return Ok(v);
     }
-    let standing = view.standing;
     if locked {
         let mut v = Verdict::reject(aliases::locked_reason(locked_as.as_deref()))
             .with_info(Some(info))
@@ -426,7 +425,7 @@ pub async fn start(
             req,
             station: None,
         };
-        let v = inline(app, via, user, tokens, standing, &code, info).await?;
+        let v = inline(app, via, user, &view, &code, info).await?;
         // A plain wrong code (no lock, no resync message): what an unknown name's refusal
         // must look like on this client (`code_refusal_floor`).
         if code_only
@@ -517,25 +516,18 @@ fn without_usable_factor(
             ),
         );
     }
-    if view.has_disabled_tokens {
+    if view.has_disabled_tokens() {
         // The admin took the user's token out of service: that is not "never enrolled", and
         // no_factor = "allow" must not turn it into a login with the password alone.
         return Verdict::reject("the user's tokens are disabled")
             .with_info(Some(info.clone()))
-            .with_reply(
-                Reply::reject()
-                    .with_message("Your second factor is disabled. Contact your administrator."),
-            );
+            .with_reply(Reply::reject().with_message(DISABLED_MESSAGE));
     }
     if let Some(why) = view.outside_validity {
         // Every code would be refused, and counted toward the lockout: a user typing the
         // right code of an expired hardware token locked themselves out. Like a disabled
         // token, not "never enrolled": no_factor = "allow" does not let them in.
-        let message = if why == "expired" {
-            "Your second factor has expired. Contact your administrator."
-        } else {
-            "Your second factor is not valid yet. Contact your administrator."
-        };
+        let message = validity_message(why);
         return Verdict::reject(format!(
             "{} ({why})",
             super::second_factor::OUTSIDE_VALIDITY
@@ -703,14 +695,14 @@ async fn inline(
     app: &AppState,
     via: Via<'_>,
     user: &str,
-    tokens: &[TokenRecord],
-    standing: Standing,
+    view: &UserView,
     code: &Secret,
     info: UserInfo,
 ) -> Result<Verdict, Fault> {
     let code = code.expose_str().unwrap_or("");
+    let tokens = view.tokens();
     Ok(
-        match check_code(app, user, &info.other_names, tokens, standing, code, via).await? {
+        match check_code(app, user, &info.other_names, view, code, via).await? {
             CodeCheck::Valid { serial, mode } => Verdict {
                 token_serial: Some(serial),
                 ..Verdict::accept(mode, None, info)
@@ -719,12 +711,16 @@ async fn inline(
                 reason,
                 locked,
                 resync,
+                serial,
+                message,
                 ..
             } => {
                 let reply = if locked {
                     Reply::reject().with_message(LOCKED_MESSAGE)
                 } else if resync {
                     Reply::reject().with_message(RESYNC_MESSAGE)
+                } else if let Some(message) = message {
+                    Reply::reject().with_message(message)
                 } else {
                     Reply::reject()
                 };
@@ -734,7 +730,7 @@ async fn inline(
                 // As a wrong code at a prompt is recorded: the mode the code was checked
                 // in (audit --count-by mode filed these under "none").
                 v.mode = oath_mode(tokens);
-                v.token_serial = sole_serial(tokens);
+                v.token_serial = serial.or_else(|| sole_serial(tokens));
                 v
             }
         },

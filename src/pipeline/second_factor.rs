@@ -5,7 +5,7 @@ use super::code_turns::Turn;
 use crate::app::AppState;
 use crate::mfa::otp;
 use crate::mfa::verify::{
-    is_replay, valid_at, validity_at, verify_token, TokenCheck, VerifyOptions,
+    is_replay, matches_unusable, valid_at, validity_at, verify_token, TokenCheck, VerifyOptions,
 };
 use crate::store::{
     durability, AuditRecord, StoreError, TokenKind, TokenRecord, UserProfile, UserStatus,
@@ -27,7 +27,32 @@ pub enum CodeCheck {
         resync: bool,
         /// Wrong codes left before the lockout, when this one was counted.
         before_lock: Option<u32>,
+        /// The token the refusal is about, when the code was one of the user's tokens that
+        /// cannot be used now (disabled, or outside its validity dates).
+        serial: Option<String>,
+        /// What the user is told, in every flow, when the code was such a token's.
+        message: Option<&'static str>,
     },
+}
+
+/// Told to the user whose token is past its validity dates (PSKC ExpiryDate).
+pub const EXPIRED_MESSAGE: &str = "Your second factor has expired. Contact your administrator.";
+
+/// Told to the user whose token is before its validity dates (PSKC StartDate).
+pub const NOT_YET_VALID_MESSAGE: &str =
+    "Your second factor is not valid yet. Contact your administrator.";
+
+/// Told to the user whose token an admin disabled (reported lost, say).
+pub const DISABLED_MESSAGE: &str = "Your second factor is disabled. Contact your administrator.";
+
+/// What the user is told for a token outside its validity dates, by why
+/// ([`validity_at`]: "expired" or "not yet valid").
+pub fn validity_message(why: &str) -> &'static str {
+    if why == "expired" {
+        EXPIRED_MESSAGE
+    } else {
+        NOT_YET_VALID_MESSAGE
+    }
 }
 
 /// Told to the user whose HOTP token ran ahead of its window (with `[hotp] self_resync`):
@@ -82,10 +107,13 @@ impl Standing {
 
 /// What a request needs about the user, from one store read.
 pub struct UserView {
-    /// The enabled tokens with their inventory data (drift, resync state, validity).
-    pub tokens: Vec<TokenRecord>,
-    /// The user holds tokens that are all or partly disabled (reported lost, say).
-    pub has_disabled_tokens: bool,
+    /// The user's tokens with their inventory data (drift, resync state, validity): the
+    /// enabled ones first ([`UserView::tokens`]), then the disabled ones
+    /// ([`UserView::disabled`]). One list: every request's future holds a view, and its size
+    /// is paid per request.
+    held: Vec<TokenRecord>,
+    /// How many of `held` are enabled.
+    enabled: u32,
     /// Every enabled token is outside its validity dates: why ("expired", "not yet
     /// valid"). None when one is usable now, or there are none.
     pub outside_validity: Option<&'static str>,
@@ -97,21 +125,42 @@ pub async fn user_view(app: &AppState, user: &str) -> Result<UserView, StoreErro
     // Before the read: a wrong code counted after it shows as a changed count.
     let seen = app.code_turns.seen(user);
     let mut snap = app.store.user_snapshot(user).await?;
-    let has_disabled_tokens = snap.tokens.iter().any(|r| !r.token.enabled);
-    snap.tokens.retain(|r| r.token.enabled);
+    // Stable: each part stays in the store's order (by serial).
+    snap.tokens.sort_by_key(|r| !r.token.enabled);
+    let enabled = snap.tokens.iter().filter(|r| r.token.enabled).count();
+    let tokens = &snap.tokens[..enabled];
     let now = app.clock.now();
-    let outside_validity = if snap.tokens.iter().any(|r| valid_at(r, now)) {
+    let outside_validity = if tokens.iter().any(|r| valid_at(r, now)) {
         None
     } else {
-        snap.tokens.iter().find_map(|r| validity_at(r, now))
+        tokens.iter().find_map(|r| validity_at(r, now))
     };
     Ok(UserView {
-        has_disabled_tokens,
         outside_validity,
         standing: Standing::of(app, &snap.status, seen),
-        tokens: snap.tokens,
+        held: snap.tokens,
+        enabled: enabled as u32,
         profile: snap.profile,
     })
+}
+
+impl UserView {
+    /// The enabled tokens: the ones codes are checked against.
+    pub fn tokens(&self) -> &[TokenRecord] {
+        &self.held[..self.enabled as usize]
+    }
+
+    /// The disabled tokens (reported lost, say): never checked, only recognised (a code of
+    /// theirs is told as such, not counted as a wrong guess), and their code lengths used
+    /// to split an inline field.
+    pub fn disabled(&self) -> &[TokenRecord] {
+        &self.held[self.enabled as usize..]
+    }
+
+    /// The user holds tokens that are all or partly disabled.
+    pub fn has_disabled_tokens(&self) -> bool {
+        !self.disabled().is_empty()
+    }
 }
 
 /// Is the user's second factor locked right now?
@@ -119,7 +168,7 @@ pub async fn is_locked(app: &AppState, user: &str) -> Result<bool, StoreError> {
     Ok(Standing::of(app, &app.store.user_status(user).await?, 0).locked)
 }
 
-/// Verifies `code` against `tokens` (from [`user_view`]); a match is consumed
+/// Verifies `code` against the user's tokens (`view`, from [`user_view`]); a match is consumed
 /// atomically in the store, so it works exactly once, on any node. Failures count toward the
 /// lockout; success resets the count — a write skipped when `standing` (read earlier in the
 /// same request) saw no failures, which saves a commit on nearly every login.
@@ -135,13 +184,12 @@ pub async fn check_code(
     app: &AppState,
     user: &str,
     other_names: &[String],
-    tokens: &[TokenRecord],
-    standing: Standing,
+    view: &UserView,
     code: &str,
     nas: Via<'_>,
 ) -> Result<CodeCheck, StoreError> {
     let turn = take_turn(app, user, other_names).await;
-    let asked = (tokens, standing, code, nas);
+    let asked = (view, code, nas);
     check_code_in_turn(app, &turn, user, other_names, asked).await
 }
 
@@ -151,8 +199,9 @@ pub async fn check_code_in_turn(
     turn: &Turn<'_>,
     user: &str,
     other_names: &[String],
-    (tokens, standing, code, nas): (&[TokenRecord], Standing, &str, Via<'_>),
+    (view, code, nas): (&UserView, &str, Via<'_>),
 ) -> Result<CodeCheck, StoreError> {
+    let (tokens, standing) = (view.tokens(), view.standing);
     // Apps and tokens show codes in groups ("123 456"), and a field may end in a space:
     // neither space is part of the code (left in, the code was refused as none and counted
     // as a wrong guess).
@@ -170,11 +219,13 @@ pub async fn check_code_in_turn(
             locked: true,
             resync: false,
             before_lock: None,
+            serial: None,
+            message: None,
         });
     }
     let now = app.clock.now();
     let config = app.config();
-    let mut reason = "wrong code";
+    let mut reason = WRONG_CODE;
     let mut resync = false;
     // Whether any token could check the code (one outside its validity dates cannot).
     let mut checked = false;
@@ -192,6 +243,8 @@ pub async fn check_code_in_turn(
                 locked: false,
                 resync: false,
                 before_lock: None,
+                serial: None,
+                message: None,
             });
         }
         for rec in tokens.iter().filter(|r| r.token.enabled) {
@@ -241,7 +294,22 @@ pub async fn check_code_in_turn(
                 locked: false,
                 resync: false,
                 before_lock: None,
+                serial: None,
+                message: tokens
+                    .iter()
+                    .find_map(|r| validity_at(r, now))
+                    .map(validity_message),
             });
+        }
+        // Every usable token refused it: the right code of a token the user cannot use now
+        // (one of several expired, not valid yet, or disabled) is no guess either. Counted,
+        // a user trying their expired token's code with another one still valid locked
+        // themselves out, told only "wrong code". Only a code that matches such a token
+        // gets this: any other is a wrong code, counted, as before.
+        if let (true, Some(unusable)) =
+            (reason == WRONG_CODE, unusable_match(&opts, view, code, now))
+        {
+            return Ok(unusable.refusal());
         }
     } else {
         reason = "not a code";
@@ -265,6 +333,72 @@ pub async fn check_code_in_turn(
         locked,
         resync,
         before_lock,
+        serial: None,
+        message: None,
+    })
+}
+
+/// Why a code was refused that matched none of the user's tokens.
+const WRONG_CODE: &str = "wrong code";
+
+/// A token of the user's that cannot be used now, whose code was typed.
+struct Unusable<'a> {
+    serial: &'a str,
+    /// "expired", "not yet valid" ([`validity_at`]) or "disabled".
+    why: &'static str,
+}
+
+impl Unusable<'_> {
+    /// Refused, uncounted, naming the token (the admin sees which one the user still
+    /// tries), and telling the user what a login with that token alone would.
+    fn refusal(&self) -> CodeCheck {
+        let (reason, message) = if self.why == "disabled" {
+            (
+                format!("code of token {}, which is disabled", self.serial),
+                DISABLED_MESSAGE,
+            )
+        } else {
+            (
+                format!(
+                    "code of token {}, {OUTSIDE_VALIDITY} ({})",
+                    self.serial, self.why
+                ),
+                validity_message(self.why),
+            )
+        };
+        CodeCheck::Invalid {
+            reason,
+            locked: false,
+            resync: false,
+            before_lock: None,
+            serial: Some(self.serial.to_string()),
+            message: Some(message),
+        }
+    }
+}
+
+/// The first of the user's tokens that cannot be used now (enabled but outside its dates,
+/// or disabled) whose code `code` is. Each is computed (no early exit), so the time taken
+/// does not tell which one matched, nor whether one did.
+fn unusable_match<'a>(
+    opts: &VerifyOptions,
+    view: &'a UserView,
+    code: &str,
+    now: i64,
+) -> Option<Unusable<'a>> {
+    let dated = view
+        .tokens()
+        .iter()
+        .filter_map(|r| Some((r, validity_at(r, now)?)));
+    let disabled = view.disabled().iter().map(|r| (r, "disabled"));
+    dated.chain(disabled).fold(None, |found, (rec, why)| {
+        let matched = matches_unusable(opts, rec, code, now);
+        found.or_else(|| {
+            matched.then_some(Unusable {
+                serial: &rec.token.serial,
+                why,
+            })
+        })
     })
 }
 
