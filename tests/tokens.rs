@@ -1277,3 +1277,63 @@ fn a_prompt_answered_with_an_expired_tokens_code_is_told_so() {
     assert!(!show.contains("locked:   until"), "{show}");
     assert!(show.contains("failures: 0"), "{show}");
 }
+
+/// No delimiter, a disabled 6-digit TOTP token beside an enabled 8-digit HOTP token: the
+/// disabled token's code split the field 8 from the end ("pass12" refused by the directory,
+/// "bad password", a bind its lockout counted), for a user who typed the right password.
+/// Its length splits the field too: the password binds once, and the code is told as the
+/// disabled token's, uncounted, as a login with that token alone is told.
+#[test]
+fn no_delimiter_a_disabled_tokens_code_finds_the_password() {
+    let slapd = Slapd::start(&[LdapUser::new("pin", "pass1234")]);
+    let mut o = Options::new(&slapd.url);
+    o.clients = vec![Nas {
+        otp_mode: "inline",
+        delimiter: "",
+        ..Nas::challenge("concat-nas", "127.0.0.1")
+    }];
+    let srv = Server::start(&o);
+    let app_seed = srv.enroll("pin", &[]);
+    let totp_serial = {
+        let out = cli_ok(&srv, &["token", "list", "--user", "pin", "--json"]);
+        let list: serde_json::Value = serde_json::from_str(&out).unwrap();
+        list[0]["serial"].as_str().unwrap().to_string()
+    };
+    let hw_seed = b"12345678901234567890";
+    let csv = srv.dir.path().join("hw.csv");
+    std::fs::write(
+        &csv,
+        format!("HW-PIN-H,{},hotp,8,0,pin\n", hex::encode(hw_seed)),
+    )
+    .unwrap();
+    cli_ok(&srv, &["token", "import", csv.to_str().unwrap()]);
+    cli_ok(&srv, &["token", "disable", &totp_serial]);
+    let go = |field: String| pyrad(srv.port(), SECRET, &["--user", "pin", "--password", &field]);
+    let dn = "uid=pin,ou=people,dc=example,dc=org";
+    let binds = slapd.bind_count(dn);
+    let r = go(format!("pass1234{}", totp(&app_seed, now(), &[])));
+    assert_eq!(r["code"], "Access-Reject", "{r}");
+    assert_eq!(
+        r["messages"][0], "Your second factor is disabled. Contact your administrator.",
+        "{r}"
+    );
+    let rec = &srv.audit_json("pin")[0];
+    assert_eq!(
+        rec["reason"],
+        format!("code of token {totp_serial}, which is disabled"),
+        "{rec}"
+    );
+    assert_eq!(rec["token_serial"], totp_serial.as_str(), "{rec}");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(
+        slapd.bind_count(dn) - binds,
+        1,
+        "one bind, the right password's"
+    );
+    let show: serde_json::Value =
+        serde_json::from_str(&cli_ok(&srv, &["user", "show", "pin", "--json"])).unwrap();
+    assert_eq!(show["failures"], 0, "{show}");
+    // The enabled token still logs in.
+    let r = go(format!("pass1234{}", hotp(hw_seed, 0, "sha1", 8)));
+    assert_eq!(r["code"], "Access-Accept", "{r}");
+}

@@ -131,6 +131,11 @@ pub async fn start(
         None
     };
     let tokens: &[TokenRecord] = early.as_ref().map_or(&[], |v| v.tokens());
+    // Disabled tokens split the field too (never checked: a code of theirs is told as one):
+    // without their lengths, a disabled 6-digit token's code beside an 8-digit token was
+    // cut 8 from the end, and the password's last two characters went with it — a refused
+    // bind, counted by the directory, for a user who typed the right password.
+    let disabled: &[TokenRecord] = early.as_ref().map_or(&[], |v| v.disabled());
 
     // OpenVPN's static challenge carries password and code apart, whatever the mode (with
     // no code typed, the password alone); otherwise an inline client's field is split — for
@@ -150,11 +155,16 @@ pub async fn start(
             // Only called where two splits end in digits: nothing to set up otherwise.
             let fits = |code: &str| {
                 let (opts, now) = (VerifyOptions::of(&app.config()), app.clock.now());
-                tokens
+                let usable = tokens
                     .iter()
-                    .fold(false, |any, t| any | verify::fits(&opts, t, code, now))
+                    .fold(false, |any, t| any | verify::fits(&opts, t, code, now));
+                // A disabled token's code fits too: its split's password is the one typed.
+                disabled.iter().fold(usable, |any, t| {
+                    any | verify::matches_unusable(&opts, t, code, now)
+                })
             };
-            let mut splits = split_inline(&field, delimiter, &code_lengths(tokens), fits);
+            let lengths = code_lengths(tokens.iter().chain(disabled));
+            let mut splits = split_inline(&field, delimiter, &lengths, fits);
             if splits.is_empty() {
                 (field, None)
             } else {
@@ -738,8 +748,8 @@ async fn inline(
 }
 
 /// The code lengths of the user's tokens, shortest first, each once.
-fn code_lengths(tokens: &[TokenRecord]) -> Vec<usize> {
-    let mut lengths: Vec<usize> = tokens.iter().map(|t| t.token.digits as usize).collect();
+fn code_lengths<'a>(tokens: impl Iterator<Item = &'a TokenRecord>) -> Vec<usize> {
+    let mut lengths: Vec<usize> = tokens.map(|t| t.token.digits as usize).collect();
     lengths.sort_unstable();
     lengths.dedup();
     lengths
