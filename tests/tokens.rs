@@ -482,6 +482,49 @@ fn a_code_typed_with_spaces_is_the_code() {
     assert_eq!(login(&srv, "alice", "alice-pw", &next), "Access-Accept");
 }
 
+/// A code written with a dash, as some tokens and apps show it ("426-679"), or in full-width
+/// digits (an East Asian input method), is the code: it was refused as "not a code" and
+/// counted toward the lockout. At a prompt, an answer that is no code at all ("abc") is
+/// refused without counting (threshold = 1 here: counted, it locked the user out), as a
+/// code-only client refuses one.
+#[test]
+fn a_code_with_a_dash_or_full_width_digits_is_the_code_and_no_code_is_no_guess() {
+    let slapd = Slapd::start(&[LdapUser::new("alice", "alice-pw")]);
+    let srv = inline_server(&slapd, "");
+    let seed = srv.enroll("alice", &[]);
+    common::peers::clear_of_step_boundary(8);
+    let step = now() / 30;
+    let code = |s: i64| totp(&seed, s * 30, &[]);
+    let now_code = code(step);
+    let dashed = format!("{}-{}", &now_code[..3], &now_code[3..]);
+    assert_eq!(login(&srv, "alice", "alice-pw", &dashed), "Access-Accept");
+    let wide: String = code(step + 1)
+        .chars()
+        .map(|c| char::from_u32(0xFF10 + c.to_digit(10).unwrap()).unwrap())
+        .collect();
+    assert_eq!(login(&srv, "alice", "alice-pw", &wide), "Access-Accept");
+
+    let slapd = Slapd::start(&[LdapUser::new("erin", "erin-pw")]);
+    let mut o = Options::new(&slapd.url);
+    o.extra = "\n[lockout]\nthreshold = 1\n[challenge]\nmax_attempts = 2\n".into();
+    let srv = Server::start(&o);
+    let seed = srv.enroll("erin", &[]);
+    let send = |args: &[&str]| pyrad(srv.port(), SECRET, args);
+    let first = send(&["--user", "erin", "--password", "erin-pw"]);
+    assert_eq!(first["code"], "Access-Challenge", "{first}");
+    let state = first["state"].as_str().unwrap().to_string();
+    let answer = send(&["--user", "erin", "--password", "abc", "--state", &state]);
+    assert_eq!(answer["code"], "Access-Challenge", "{answer}");
+    let rec = &srv.audit_json("erin")[0];
+    assert_eq!(rec["reason"], "not a code (4 to 10 digits)", "{rec}");
+    let show = cli_ok(&srv, &["user", "show", "erin"]);
+    assert!(show.contains("failures: 0"), "{show}");
+    let code = totp(&seed, now(), &[]);
+    let dashed = format!("{}-{}", &code[..3], &code[3..]);
+    let answer = send(&["--user", "erin", "--password", &dashed, "--state", &state]);
+    assert_eq!(answer["code"], "Access-Accept", "{answer}");
+}
+
 /// Acceptance 4: an HOTP code works once; a code 5 ahead works and the earlier ones then
 /// fail; a token 50 ahead is refused until resynchronised with two consecutive codes.
 #[test]

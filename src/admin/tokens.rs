@@ -605,9 +605,9 @@ async fn resync(cfg: &Config, store: &dyn Store, a: ResyncArgs) -> anyhow::Resul
         return Ok(ExitCode::from(1));
     }
     let t = &r.token;
-    // Typed as the token shows it ("123 456"): the spaces are no part of the code.
-    let (c1, c2) = (otp::without_spaces(&a.code1), otp::without_spaces(&a.code2));
-    let (c1, c2) = (c1.as_str(), c2.as_str());
+    // Typed as the token shows it ("123 456", "123-456"): no part of the code.
+    let (c1, c2) = (otp::plain_code(&a.code1), otp::plain_code(&a.code2));
+    let (c1, c2) = (c1.as_ref(), c2.as_ref());
     let owner = t.user.clone().unwrap_or_default();
     let window = cfg.hotp.resync_window;
     let outcome = match t.kind {

@@ -702,7 +702,7 @@ async fn enroll_verified(
         }
         // Typed as the app shows it ("123 456"): the spaces are no part of the code, as at
         // a login.
-        let code = otp::without_spaces(&line);
+        let code = otp::plain_code(&line);
         step = otp::match_totp(&probe, &code, SystemClock.now(), cfg.totp.window);
         if step.is_some() {
             break;

@@ -73,10 +73,30 @@ impl Drop for TotpCodes {
     }
 }
 
-/// `code` without the spaces apps and tokens show codes in groups with ("123 456"), and
-/// without a line's end.
-pub fn without_spaces(code: &str) -> String {
-    code.chars().filter(|c| !c.is_whitespace()).collect()
+/// `code` as typed, made plain: without the spaces or dashes apps and hardware tokens show
+/// codes in groups with ("123 456", "123-456"), a line's end or a field's trailing space,
+/// and with full-width digits (an East Asian input method's "１２３４５６") made ASCII.
+/// Anything else stays, to be refused as no code. Left in, each was refused as "not a
+/// code" and counted as a wrong guess. Borrowed when there is nothing to change (nearly
+/// always).
+pub fn plain_code(code: &str) -> std::borrow::Cow<'_, str> {
+    if code.bytes().all(|b| b.is_ascii_digit()) {
+        return std::borrow::Cow::Borrowed(code);
+    }
+    let plain = code.chars().filter_map(|c| match c {
+        '-' | '\u{FF0D}' => None,
+        c if c.is_whitespace() => None,
+        '\u{FF10}'..='\u{FF19}' => char::from_digit(u32::from(c) - 0xFF10, 10),
+        c => Some(c),
+    });
+    std::borrow::Cow::Owned(plain.collect())
+}
+
+/// Something typed as a code, once [`plain_code`]: 4 to 10 digits. One of a length no
+/// token has is a mistyped code, a wrong one; anything else is no code at all, and no
+/// guess at one.
+pub fn is_code_attempt(plain: &str) -> bool {
+    (4..=10).contains(&plain.len()) && plain.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// Does `code` look like an OTP at all (digits only, 6 to 8 of them)?
@@ -267,6 +287,31 @@ pub fn find_consecutive_steps(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// As tokens, apps and input methods write codes: spaces, dashes, full-width digits.
+    #[test]
+    fn a_code_is_made_plain_as_typed() {
+        for typed in [
+            "426679",
+            "426 679",
+            "426-679",
+            "426679 ",
+            " 426-679\n",
+            "４２６６７９",
+            "４２６－６７９",
+        ] {
+            assert_eq!(plain_code(typed), "426679", "{typed:?}");
+            assert!(is_code_attempt(&plain_code(typed)), "{typed:?}");
+        }
+        assert!(matches!(
+            plain_code("426679"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        for typed in ["abc", "12", "12345678901", "42667x", "", "--", "pass word"] {
+            assert!(!is_code_attempt(&plain_code(typed)), "{typed:?}");
+        }
+        assert!(is_code_attempt("1234") && is_code_attempt("1234567890"));
+    }
 
     fn token(seed: &[u8], alg: OtpAlgorithm, digits: u32) -> Token {
         Token {

@@ -22,6 +22,7 @@ use crate::config::delivery::VoiceMode;
 use crate::config::{NoFactorPolicy, OtpMode, Primary};
 use crate::delivery::phone::UnusedNumber;
 use crate::mfa::method::{available, choose, Capabilities, Method};
+use crate::mfa::otp;
 use crate::mfa::verify::{self, VerifyOptions};
 use crate::radius::{Reply, ReplyCode, Request};
 use crate::secret::Secret;
@@ -35,13 +36,12 @@ const NOT_A_CODE: &str = "the User-Password is not a code (4 to 10 digits), and 
      otp_mode = \"code_only\": its NAS must check the password itself and send only the code \
      (a NAS that sends the password wants \"challenge\" or \"inline\")";
 
-/// 4 to 10 digits, spaces aside (as typed from a token's display, "123 456").
+/// 4 to 10 digits, spaces and dashes aside (as typed from a token's display, "123 456",
+/// "123-456"; see [`otp::plain_code`]).
 fn is_code(field: &Secret) -> bool {
-    let Some(s) = field.expose_str() else {
-        return false;
-    };
-    let digits = s.chars().filter(char::is_ascii_digit).count();
-    s.chars().all(|c| c.is_ascii_digit() || c == ' ') && (4..=10).contains(&digits)
+    field
+        .expose_str()
+        .is_some_and(|s| otp::is_code_attempt(&otp::plain_code(s)))
 }
 
 /// Why a password was not text, for its audit reason. Only an unsigned request over UDP can
@@ -809,8 +809,9 @@ fn split_inline(
         let Some((p, c)) = text.rsplit_once(delimiter) else {
             return Vec::new();
         };
-        let digits = c.bytes().any(|b| b.is_ascii_digit())
-            && c.bytes().all(|b| b.is_ascii_digit() || b == b' ');
+        // Digits, as a code is typed ([`otp::plain_code`]: "123 456", "123-456").
+        let plain = otp::plain_code(c);
+        let digits = !plain.is_empty() && plain.bytes().all(|b| b.is_ascii_digit());
         if p.is_empty() || !digits {
             return Vec::new();
         }
@@ -883,6 +884,17 @@ mod tests {
             split("pw,123 456", ",", &[6]),
             Some(("pw".into(), "123 456".into()))
         );
+        // Dashes and full-width digits, as a token or an input method writes them.
+        assert_eq!(
+            split("pw,426-679", ",", &[6]),
+            Some(("pw".into(), "426-679".into()))
+        );
+        assert_eq!(
+            split("pw,４２６６７９", ",", &[6]),
+            Some(("pw".into(), "４２６６７９".into()))
+        );
+        assert_eq!(split("pw,-", ",", &[6]), None);
+        assert_eq!(split("pw,12a", ",", &[6]), None);
     }
 
     #[test]

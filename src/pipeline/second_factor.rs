@@ -202,16 +202,11 @@ pub async fn check_code_in_turn(
     (view, code, nas): (&UserView, &str, Via<'_>),
 ) -> Result<CodeCheck, StoreError> {
     let (tokens, standing) = (view.tokens(), view.standing);
-    // Apps and tokens show codes in groups ("123 456"), and a field may end in a space:
-    // neither space is part of the code (left in, the code was refused as none and counted
-    // as a wrong guess).
-    let spaced: String;
-    let code = if code.contains(|c: char| c.is_ascii_whitespace()) {
-        spaced = code.chars().filter(|c| !c.is_ascii_whitespace()).collect();
-        spaced.as_str()
-    } else {
-        code
-    };
+    // Apps and tokens show codes in groups ("123 456", "123-456"), a field may end in a
+    // space, an input method may type full-width digits: none of that is the code's (left
+    // in, the code was refused as none and counted as a wrong guess).
+    let plain = otp::plain_code(code);
+    let code = plain.as_ref();
     let standing = in_turn(app, turn, user, other_names, standing).await?;
     if let Some(reason) = stopped(app, user, other_names, standing).await? {
         return Ok(CodeCheck::Invalid {
@@ -311,8 +306,23 @@ pub async fn check_code_in_turn(
         {
             return Ok(unusable.refusal());
         }
+    } else if otp::is_code_attempt(code) {
+        // 4 to 10 digits of a length no token has: a mistyped code, counted as any wrong
+        // code is.
+        reason = "not a code (not 6 to 8 digits)";
     } else {
-        reason = "not a code";
+        // No code at all ("abc", a password typed at the prompt, a digit or two): no guess
+        // at one, since it can match nothing; not counted, as a code-only client refuses
+        // such a field uncounted before anything is asked. Counted, a user confused at the
+        // prompt locked themselves out without trying a single code.
+        return Ok(CodeCheck::Invalid {
+            reason: NO_CODE.to_string(),
+            locked: false,
+            resync: false,
+            before_lock: None,
+            serial: None,
+            message: None,
+        });
     }
     // A code already used is no guess: it matched, it can never be accepted again, and
     // the reply is the same refusal. Counted, a VPN client reconnecting with the field it
@@ -337,6 +347,10 @@ pub async fn check_code_in_turn(
         message: None,
     })
 }
+
+/// Why an answer was refused that is no code at all (not 4 to 10 digits, spaces and dashes
+/// aside).
+pub const NO_CODE: &str = "not a code (4 to 10 digits)";
 
 /// Why a code was refused that matched none of the user's tokens.
 const WRONG_CODE: &str = "wrong code";
