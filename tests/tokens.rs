@@ -525,6 +525,37 @@ fn a_code_with_a_dash_or_full_width_digits_is_the_code_and_no_code_is_no_guess()
     assert_eq!(answer["code"], "Access-Accept", "{answer}");
 }
 
+/// A TOTP code from two steps before the last used one (beyond the window, never used) is
+/// refused as older than the last code used, uncounted; it was "code already used", which
+/// sent the admin after a replay. The very code used is still "code already used".
+#[test]
+fn an_old_totp_code_is_told_apart_from_a_replay() {
+    let slapd = Slapd::start(&[LdapUser::new("alice", "alice-pw")]);
+    let srv = inline_server(&slapd, "");
+    let seed = srv.enroll("alice", &[]);
+    common::peers::clear_of_step_boundary(8);
+    let step = now() / 30;
+    let code = |s: i64| totp(&seed, s * 30, &[]);
+    assert_eq!(
+        login(&srv, "alice", "alice-pw", &code(step)),
+        "Access-Accept"
+    );
+    let reason = |c: &str| {
+        assert_eq!(login(&srv, "alice", "alice-pw", c), "Access-Reject");
+        srv.audit_json("alice")[0]["reason"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    // Unless the old step's code happens to be the used one's (one in a million).
+    if code(step - 2) != code(step) {
+        assert_eq!(reason(&code(step - 2)), "code older than the last one used");
+    }
+    assert_eq!(reason(&code(step)), "code already used");
+    let show = cli_ok(&srv, &["user", "show", "alice"]);
+    assert!(show.contains("failures: 0"), "{show}");
+}
+
 /// Acceptance 4: an HOTP code works once; a code 5 ahead works and the earlier ones then
 /// fail; a token 50 ahead is refused until resynchronised with two consecutive codes.
 #[test]
@@ -567,19 +598,25 @@ fn hotp_window_single_use_and_resync() {
     );
     let out = cli_ok(&srv, &["token", "resync", "HW-1", &code(60), &code(61)]);
     assert!(out.contains("counter moved from 8 to 62"), "{out}");
-    // The same two codes again (or the last used one and the next): said as used, not as
-    // codes that are not consecutive.
-    for (first, second) in [(60, 61), (61, 62)] {
+    // The same two codes again (or the last used one and the next): said as used, or as
+    // older than the last used, not as codes that are not consecutive. Only the last used
+    // one is called used: an earlier one may have been skipped.
+    for (first, second, said) in [
+        (
+            60,
+            61,
+            "the first code is older than the last one the token used (counter 60; the last \
+             used is 61, the next 62)",
+        ),
+        (
+            61,
+            62,
+            "the first code is the one the token used last (counter 61; the next is 62)",
+        ),
+    ] {
         let again = srv.cli(&["token", "resync", "HW-1", &code(first), &code(second)]);
         let err = String::from_utf8_lossy(&again.stderr);
-        assert!(
-            !again.status.success()
-                && err.contains(&format!(
-                    "the first code is one the token already used (counter {first}; the next \
-                     is 62)"
-                )),
-            "{err}"
-        );
+        assert!(!again.status.success() && err.contains(said), "{err}");
     }
     assert_eq!(go(61), "Access-Reject");
     assert_eq!(go(62), "Access-Accept");

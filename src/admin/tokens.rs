@@ -553,10 +553,18 @@ async fn behind_last_used(
             if drift < 0 { "before" } else { "after" },
         )));
     }
-    if behind <= i64::from(window) {
+    if behind == 0 {
         return Ok(Err(
-            "those codes were already used (by a login): give the next two".to_string(),
+            "the second code is the last one the token used (by a login): give the next two"
+                .to_string(),
         ));
+    }
+    if behind <= i64::from(window) {
+        // Before the last used step: used or skipped, only the last one is known.
+        return Ok(Err(format!(
+            "those codes are older than the last one the token used ({behind} step(s) of \
+             {period} s later, by a login): give the next two"
+        )));
     }
     if !a.clock_went_back {
         return Ok(Err(format!(
@@ -632,9 +640,18 @@ async fn resync(cfg: &Config, store: &dyn Store, a: ResyncArgs) -> anyhow::Resul
             }
             Some(_) => Err("the token changed meanwhile (a login used it); try again".to_string()),
             None => Err(match used_pair(t, c1, c2, window) {
-                Some(first) => format!(
-                    "the first code is one the token already used (counter {first}; the next \
+                // The counter last used: the same resync run twice, a login with that code.
+                Some(first) if first + 1 == t.counter => format!(
+                    "the first code is the one the token used last (counter {first}; the next \
                      is {}): press its button for two new codes",
+                    t.counter
+                ),
+                // Before it: maybe skipped (a login further ahead), not necessarily used.
+                Some(first) => format!(
+                    "the first code is older than the last one the token used (counter \
+                     {first}; the last used is {}, the next {}): press its button for two new \
+                     codes",
+                    t.counter - 1,
                     t.counter
                 ),
                 None => format!(

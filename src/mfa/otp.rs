@@ -251,6 +251,24 @@ pub fn used_before(token: &Token, code: &str, now: i64, window: u32, drift: i64)
         })
 }
 
+/// Whether `code` is the code of the very step the token used last: a replay, where a
+/// [`used_before`] code of an earlier step is older than the last used one (a code from
+/// minutes ago, skipped or used: only the last step is known).
+pub fn is_last_step_code(token: &Token, code: &str) -> bool {
+    let Some(last) = token.last_step.filter(|&l| l >= 0) else {
+        return false;
+    };
+    token.kind == TokenKind::Totp
+        && token.period > 0
+        && code.len() == token.digits as usize
+        && bool::from(
+            TotpCodes::new(&token.secret, token.algorithm, token.digits, token.period)
+                .at(last)
+                .as_bytes()
+                .ct_eq(code.as_bytes()),
+        )
+}
+
 /// `radmfa token resync` for TOTP: the step `s` within ±`range` steps of now (the drift
 /// left out: this is what finds it) where `code1` = code(s) and `code2` = code(s + 1). Returns `s + 1`.
 pub fn find_consecutive_steps(

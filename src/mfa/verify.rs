@@ -19,6 +19,9 @@ pub enum TokenCheck {
     },
     /// The code matched but was used already (or a racing request consumed it first).
     Replayed,
+    /// The code is one of a step before the last one the token used: older than the last
+    /// code used, so never accepted now, but not necessarily used itself (skipped, say).
+    Stale,
     /// The token was disabled, deleted or given to someone else since the login read it
     /// (TOTP: or replaced with another period).
     Withdrawn,
@@ -110,7 +113,11 @@ async fn verify_totp(
         let Some(step) = otp::match_totp_with_drift(&t, code, now, opts.totp_window, drift) else {
             return Ok(
                 if otp::used_before(&t, code, now, opts.totp_window, drift) {
-                    TokenCheck::Replayed
+                    if otp::is_last_step_code(&t, code) {
+                        TokenCheck::Replayed
+                    } else {
+                        TokenCheck::Stale
+                    }
                 } else {
                     TokenCheck::NoMatch
                 },
@@ -204,6 +211,17 @@ pub fn is_replay(opts: &VerifyOptions, rec: &TokenRecord, code: &str, now: i64) 
         TokenKind::Totp => otp::used_before(t, code, now, opts.totp_window, rec.extra.drift),
         TokenKind::Hotp => hotp::repeats_last_used(t, code),
     }
+}
+
+/// Whether `code` is the very code this token used last (the TOTP step last used, the HOTP
+/// counter before the current one): a replay. Any other [`is_replay`] code is older than it.
+pub fn is_last_used(rec: &TokenRecord, code: &str) -> bool {
+    let t = &rec.token;
+    usable(rec)
+        && match t.kind {
+            TokenKind::Totp => otp::is_last_step_code(t, code),
+            TokenKind::Hotp => hotp::repeats_last_used(t, code),
+        }
 }
 
 async fn verify_hotp(
@@ -494,9 +512,15 @@ mod tests {
             .unwrap();
         assert!(matches!(later, TokenCheck::Accepted { .. }), "{later:?}");
         assert_eq!(record(&store).await.token.last_step, Some(step + 1));
-        for st in [step - 1, step, step + 1] {
+        // The step used last is a replay; the ones before it are older than it (the first
+        // login's step among them: only the last used step is known).
+        for (st, want) in [
+            (step - 1, TokenCheck::Stale),
+            (step, TokenCheck::Stale),
+            (step + 1, TokenCheck::Replayed),
+        ] {
             let got = verify_token(&store, &o, &rec, &c(st), now).await.unwrap();
-            assert_eq!(got, TokenCheck::Replayed, "step {}", st - step);
+            assert_eq!(got, want, "step {}", st - step);
         }
     }
 
@@ -705,10 +729,10 @@ mod tests {
                 "drift {first_offset}, then a code {later_offset} step(s) from now"
             );
             // Two steps from now and from the drift: still refused (behind, a step before
-            // the last used: told apart as used).
+            // the last used: told apart as older than it).
             let far = later / 30 + 3 * later_offset;
             let want = if later_offset < 0 {
-                TokenCheck::Replayed
+                TokenCheck::Stale
             } else {
                 TokenCheck::NoMatch
             };

@@ -5,7 +5,8 @@ use super::code_turns::Turn;
 use crate::app::AppState;
 use crate::mfa::otp;
 use crate::mfa::verify::{
-    is_replay, matches_unusable, valid_at, validity_at, verify_token, TokenCheck, VerifyOptions,
+    is_last_used, is_replay, matches_unusable, valid_at, validity_at, verify_token, TokenCheck,
+    VerifyOptions,
 };
 use crate::store::{
     durability, AuditRecord, StoreError, TokenKind, TokenRecord, UserProfile, UserStatus,
@@ -232,9 +233,13 @@ pub async fn check_code_in_turn(
         // token each time). Not with one token: it refuses its used steps itself (and a
         // fresh code whose twin is a used step of its window, as the replay it may be).
         let several = tokens.iter().filter(|r| r.token.enabled).count() > 1;
-        if several && tokens.iter().any(|rec| is_replay(&opts, rec, code, now)) {
+        let used = || tokens.iter().filter(|rec| is_replay(&opts, rec, code, now));
+        if several && used().next().is_some() {
+            // The very code a token used last is a replay; an earlier one of its window is
+            // only older than that (maybe skipped, never used).
+            let again = used().any(|rec| is_last_used(rec, code));
             return Ok(CodeCheck::Invalid {
-                reason: REPLAYED.to_string(),
+                reason: if again { REPLAYED } else { STALE }.to_string(),
                 locked: false,
                 resync: false,
                 before_lock: None,
@@ -261,6 +266,12 @@ pub async fn check_code_in_turn(
                 // check): refused here too, before any other token is asked.
                 TokenCheck::Replayed => {
                     reason = REPLAYED;
+                    checked = true;
+                    break;
+                }
+                // As a replay: a code of this token, not a guess, never accepted again.
+                TokenCheck::Stale => {
+                    reason = STALE;
                     checked = true;
                     break;
                 }
@@ -328,7 +339,7 @@ pub async fn check_code_in_turn(
     // the reply is the same refusal. Counted, a VPN client reconnecting with the field it
     // kept (or a NAS failing over to another node with a login already accepted) would
     // lock its own user out.
-    let (locked, before_lock) = if reason == REPLAYED || reason == WITHDRAWN {
+    let (locked, before_lock) = if [REPLAYED, STALE, WITHDRAWN].contains(&reason) {
         (false, None)
     } else {
         let elsewhere = failures_under_other_names(app, user, other_names).await?;
@@ -420,7 +431,12 @@ fn unusable_match<'a>(
 pub const OUTSIDE_VALIDITY: &str = "token outside its validity period";
 
 /// Why a code that matched was refused: its step (or counter) was used already.
-const REPLAYED: &str = "code already used";
+pub const REPLAYED: &str = "code already used";
+
+/// Why a code that matched was refused: its step is before the one the token used last
+/// (a code from a minute ago, used or skipped; "already used" sent the admin after a
+/// replay that may not be one).
+pub const STALE: &str = "code older than the last one used";
 
 /// Why a code was refused whose token an admin disabled, deleted, reassigned or replaced
 /// while the login was on its way.
