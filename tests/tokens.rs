@@ -883,7 +883,8 @@ fn a_resync_to_codes_from_long_ago_needs_clock_behind() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
-        err.contains("99 min old") && err.contains("--clock-behind"),
+        // The first code's age (200 steps of 30 s): it said 99, the second's rounded down.
+        err.contains("100 min old") && err.contains("--clock-behind"),
         "{err}"
     );
     // The code that came after them is still refused: no drift was set.

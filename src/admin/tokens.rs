@@ -668,13 +668,15 @@ async fn resync(cfg: &Config, store: &dyn Store, a: ResyncArgs) -> anyhow::Resul
                         < -SLOW_CLOCK_LIMIT_SECS
                         && !a.clock_behind =>
                 {
-                    let behind = (otp::current_step(t, now) - step) * i64::from(t.period);
+                    // The first code's age (`step` is the second's), to the nearest
+                    // minute: the second's, rounded down, said 24 min of codes 25 min old.
+                    let behind = (otp::current_step(t, now) - (step - 1)) * i64::from(t.period);
                     Err(format!(
                         "these codes are {} min old: the token's clock would be that slow, or \
                          the codes were seen on its display that long ago (filmed, say), and a \
                          drift set to them would let the codes that came after them in. Check \
                          the token's clock; if it is that slow, run again with --clock-behind",
-                        behind / 60
+                        (behind + 30) / 60
                     ))
                 }
                 Some(step) => {
