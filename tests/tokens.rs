@@ -1418,3 +1418,34 @@ fn no_delimiter_a_disabled_tokens_code_finds_the_password() {
     let r = go(format!("pass1234{}", hotp(hw_seed, 0, "sha1", 8)));
     assert_eq!(r["code"], "Access-Accept", "{r}");
 }
+
+/// A prompt's last attempt refused for a wrong code, or for a code already used, says so:
+/// it was a bare Access-Reject, and the user could not tell the code from the server at
+/// fault. The re-prompt with attempts left already said "Wrong code.".
+#[test]
+fn a_prompts_last_wrong_or_used_code_is_said() {
+    let slapd = Slapd::start(&[LdapUser::new("erin", "erin-pw")]);
+    let srv = Server::start(&Options::new(&slapd.url));
+    let seed = srv.enroll("erin", &[]);
+    common::peers::clear_of_step_boundary(8);
+    let send = |args: &[&str]| pyrad(srv.port(), SECRET, args);
+    let answer = |code: &str| {
+        let first = send(&["--user", "erin", "--password", "erin-pw"]);
+        assert_eq!(first["code"], "Access-Challenge", "{first}");
+        let state = first["state"].as_str().unwrap().to_string();
+        send(&["--user", "erin", "--password", code, "--state", &state])
+    };
+    let code = totp(&seed, now(), &[]);
+    let wrong = format!("{:06}", (code.parse::<u32>().unwrap() + 1) % 1_000_000);
+    let r = answer(&wrong);
+    assert_eq!(r["code"], "Access-Reject", "{r}");
+    assert_eq!(r["messages"], serde_json::json!(["Wrong code."]), "{r}");
+    assert_eq!(answer(&code)["code"], "Access-Accept");
+    let r = answer(&code);
+    assert_eq!(r["code"], "Access-Reject", "{r}");
+    assert_eq!(
+        r["messages"],
+        serde_json::json!(["That code was already used; wait for the next one."]),
+        "{r}"
+    );
+}

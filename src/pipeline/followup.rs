@@ -541,14 +541,32 @@ async fn totp(
             // The code of a token the user cannot use now: said so, as a login with that
             // token alone is told (the prompt stays while attempts are left, for a code of
             // another token).
-            let mut v = wrong_answer(app, r, attempt, mode, reason, lock, &ask, message).await?;
+            let said = message.or_else(|| reused_message(&reason));
+            let mut v = wrong_answer(app, r, attempt, mode, reason, lock, &ask, said).await?;
             v.token_serial = serial.or_else(|| sole_serial(view.tokens()));
             if resync && !locked && v.reply.code == ReplyCode::Reject {
-                // Out of attempts: the next login's code will do it.
-                v.reply = v.reply.with_message(RESYNC_MESSAGE);
+                // Out of attempts: the next login's code will do it. Said instead of "Wrong
+                // code.": pam_radius_auth shows only the first Reply-Message.
+                v.reply = Reply::reject().with_message(RESYNC_MESSAGE);
             }
             Ok(v)
         }
+    }
+}
+
+/// What a prompt tells of a code a token used already (or an older one of it), instead of
+/// "Wrong code.": the user typed the code on the display, and needs its next one. Nothing
+/// an attacker learns from it: such a code is one the prompt's user saw, and the prompt
+/// already said the password was right.
+fn reused_message(reason: &str) -> Option<&'static str> {
+    match reason {
+        super::second_factor::REPLAYED => {
+            Some("That code was already used; wait for the next one.")
+        }
+        super::second_factor::STALE => {
+            Some("That code is older than the last one used; wait for the next one.")
+        }
+        _ => None,
     }
 }
 
@@ -592,9 +610,14 @@ pub struct Lockout {
     pub before_lock: Option<u32>,
 }
 
+/// Told after a wrong answer at a prompt. The prompt already said the password was right,
+/// so this tells no more than the refusal does. Not on inline or code-only clients: there a
+/// wrong code's Reject is a wrong password's, and saying it would tell them apart.
+const WRONG_CODE_MESSAGE: &str = "Wrong code.";
+
 /// A wrong code: closes the prompt if the lockout hit or attempts are used up, else asks
-/// again with the same State. `said`: what the user is told instead of "Wrong code.", before
-/// the attempts left or as the refusal's message.
+/// again with the same State. `said`: what the user is told instead of
+/// [`WRONG_CODE_MESSAGE`], before the attempts left or as the refusal's message.
 #[allow(clippy::too_many_arguments)]
 pub async fn wrong_answer(
     app: &AppState,
@@ -620,15 +643,16 @@ pub async fn wrong_answer(
             // by a lock at the next wrong code.
             let left = attempt.max.saturating_sub(n);
             let left = lock.before_lock.map_or(left, |b| left.min(b));
-            let why = format!("{} {left} attempt(s) left.", said.unwrap_or("Wrong code."));
+            let said = said.unwrap_or(WRONG_CODE_MESSAGE);
+            let why = format!("{said} {left} attempt(s) left.");
             let mut reply = Reply::challenge(r.state.to_vec(), reask(&why, ask));
             reply.session_timeout = Some((r.pending.expires_at - r.now).max(1) as u32);
             Verdict::reject(reason).with_reply(reply)
         }
-        ChallengeAttempt::Last | ChallengeAttempt::Closed => match said {
-            Some(said) => Verdict::reject(reason).with_reply(Reply::reject().with_message(said)),
-            None => Verdict::reject(reason),
-        },
+        // The prompt is over: said all the same (a bare Reject left the user guessing
+        // whether the code, the password or the server was at fault).
+        ChallengeAttempt::Last | ChallengeAttempt::Closed => Verdict::reject(reason)
+            .with_reply(Reply::reject().with_message(said.unwrap_or(WRONG_CODE_MESSAGE))),
     };
     v.mode = mode;
     Ok(v)
