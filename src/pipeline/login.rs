@@ -722,15 +722,18 @@ async fn inline(
                 locked,
                 resync,
                 serial,
-                message,
                 ..
             } => {
+                // A code of a token the user cannot use now (disabled, outside its dates) gets
+                // no message of its own here, only its audit record: inline and code-only, a
+                // Reply-Message after a refused code tells the right password (or, code-only,
+                // a known name) from a wrong one, and such codes are not counted, so whoever
+                // holds a lost token could try passwords with it. At a prompt the password is
+                // known right already, and the message is shown.
                 let reply = if locked {
                     Reply::reject().with_message(LOCKED_MESSAGE)
                 } else if resync {
                     Reply::reject().with_message(RESYNC_MESSAGE)
-                } else if let Some(message) = message {
-                    Reply::reject().with_message(message)
                 } else {
                     Reply::reject()
                 };
