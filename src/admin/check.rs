@@ -207,7 +207,12 @@ pub async fn connect(cfg: &Config, user: Option<&str>) -> anyhow::Result<bool> {
     let unopened = match (unopened, unwritable(&cfg.store)) {
         (Some((false, said)), _) => Some((false, said)),
         (_, Err(e)) => Some((false, format!("store: {e:#}"))),
-        (said, Ok(())) => said,
+        (said, Ok(presumed)) => {
+            if let Some(w) = presumed {
+                println!("WARN {}", super::printable(&format!("store: {w}")));
+            }
+            said
+        }
     };
     // A store behind this release's schema is not opened: opening migrates it, and a check
     // of a new release run before installing it upgraded the running one's store, which
@@ -459,13 +464,13 @@ fn phone_line(
 
 /// A SQLite store the service could not write, refused as `serve` refuses it (and, for a
 /// check run as root, as the service's user would find it: see `store::writable`).
-fn unwritable(store: &crate::config::StoreConfig) -> anyhow::Result<()> {
+fn unwritable(store: &crate::config::StoreConfig) -> anyhow::Result<Option<String>> {
     match store {
         #[cfg(unix)]
         crate::config::StoreConfig::Sqlite { path, .. } => {
             crate::store::writable::refuse_unwritable_by_service(path)
         }
-        _ => Ok(()),
+        _ => Ok(None),
     }
 }
 

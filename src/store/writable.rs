@@ -41,19 +41,20 @@ pub fn refuse_unwritable(db: &Path) -> anyhow::Result<()> {
     refuse(db, &Who::Me)
 }
 
-/// For `config check`: [`refuse_unwritable`], and, run as root (which may write anything),
-/// the same for the account that owns the store's directory, which the service runs as: a
-/// restore copied by root passed a check run as root and failed every login of the
-/// service.
-pub fn refuse_unwritable_by_service(db: &Path) -> anyhow::Result<()> {
+/// For `config check`: [`refuse_unwritable`] (an error), and, run as root (which may write
+/// anything), what the account the service presumably runs as would find: a restore
+/// copied by root passed a check run as root and failed every login of the service. That
+/// account is a guess (the owner of the store's directory, or of the database where the
+/// directory is root's), so what it finds is a warning (`Ok(Some(..))`), not a failure: a
+/// radmfa that does run as root, on a directory someone else owns, works.
+pub fn refuse_unwritable_by_service(db: &Path) -> anyhow::Result<Option<String>> {
     refuse(db, &Who::Me)?;
     if !nix::unistd::geteuid().is_root() {
-        return Ok(());
+        return Ok(None);
     }
-    match directory_owner(db) {
-        Some(owner) => refuse(db, &owner),
-        None => Ok(()),
-    }
+    Ok(presumed_service(db)
+        .and_then(|owner| refuse(db, &owner).err())
+        .map(|e| format!("{e:#} (if radmfa serve runs as root, ignore this)")))
 }
 
 fn directory(db: &Path) -> &Path {
@@ -63,14 +64,20 @@ fn directory(db: &Path) -> &Path {
     }
 }
 
-/// The account owning `db`'s directory, and its groups, when it is not root's.
-fn directory_owner(db: &Path) -> Option<Who> {
+/// The account the service presumably runs as, and its groups: the owner of `db`'s
+/// directory (the shipped unit's StateDirectory= gives it to the service's user), else,
+/// where that is root's, the owner of the database itself (chowned to the service's user
+/// in a directory root made); None where both are root's.
+fn presumed_service(db: &Path) -> Option<Who> {
     use std::os::unix::fs::MetadataExt;
-    let uid = std::fs::metadata(directory(db)).ok()?.uid();
+    let owner = |p: &Path| {
+        std::fs::metadata(p)
+            .ok()
+            .map(|m| m.uid())
+            .filter(|&u| u != 0)
+    };
+    let uid = owner(directory(db)).or_else(|| owner(db))?;
     let user = User::from_uid(Uid::from_raw(uid)).ok()??;
-    if user.uid.is_root() {
-        return None;
-    }
     let name = std::ffi::CString::new(user.name.clone()).ok()?;
     let groups = nix::unistd::getgrouplist(&name, user.gid).unwrap_or_else(|_| vec![user.gid]);
     Some(Who::Owner(user, groups))
