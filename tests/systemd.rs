@@ -383,8 +383,19 @@ fn a_store_the_service_user_cannot_write_is_refused_at_start() {
     let out = refused_start(&host);
     named(&out, "permission denied; owner root, mode 0600");
 
-    // Given back to the service user, it serves again.
+    // A key file root copied in (scp -p from another node) stays root's: the refusal says
+    // whom it must belong to, not "Permission denied" alone.
     std::os::unix::fs::chown(&db, Some(SERVICE_UID), Some(SERVICE_UID)).unwrap();
+    let key = host.state.join("radmfa.key");
+    std::os::unix::fs::chown(&key, Some(0), Some(0)).unwrap();
+    let said = text(&refused_start(&host));
+    assert!(
+        said.contains("radmfa runs as nobody (uid 65534), which must own it"),
+        "{said}"
+    );
+    std::os::unix::fs::chown(&key, Some(SERVICE_UID), Some(SERVICE_UID)).unwrap();
+
+    // Given back to the service user, it serves again.
     let out = cli_on(&host.config, &["config", "check", "--connect"]);
     assert!(text(&out).contains("store: opened"), "{}", text(&out));
     let mut srv = host.start_service();

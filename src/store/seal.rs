@@ -178,13 +178,13 @@ impl KeyFile {
                 Err(CreateError::Exists) => Self::load(path),
                 Err(CreateError::Other(e)) => Err(e),
             },
-            Err(e) => Err(key_err(path, format!("cannot open: {e}"))),
+            Err(e) => Err(key_err(path, cannot_open(&e))),
         }
     }
 
     /// Loads an existing key file (never creates one).
     pub fn load(path: &Path) -> Result<Sealer, StoreError> {
-        let file = File::open(path).map_err(|e| key_err(path, format!("cannot open: {e}")))?;
+        let file = File::open(path).map_err(|e| key_err(path, cannot_open(&e)))?;
         Self::load_from(path, file)
     }
 
@@ -261,6 +261,21 @@ impl KeyFile {
 enum CreateError {
     Exists,
     Other(StoreError),
+}
+
+/// Why the key file did not open; for a refusal, whom it must be readable by: a key copied
+/// by root (`scp -p` to another node) stays root's, and "Permission denied" alone did not
+/// say that the service's user must own it.
+fn cannot_open(e: &std::io::Error) -> String {
+    #[cfg(unix)]
+    if e.kind() == ErrorKind::PermissionDenied {
+        return format!(
+            "cannot open: {e}; radmfa runs as {}, which must own it (chown that user, \
+             keep mode 0600)",
+            super::writable::runs_as()
+        );
+    }
+    format!("cannot open: {e}")
 }
 
 fn key_err(path: &Path, reason: String) -> StoreError {
@@ -342,6 +357,23 @@ fn sync_parent_dir(path: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_file_refused_to_the_service_says_whom_it_must_belong_to() {
+        let denied = std::io::Error::from_raw_os_error(13); // EACCES
+        let said = cannot_open(&denied);
+        assert!(
+            said.contains("Permission denied")
+                && said.contains(&format!(
+                    "radmfa runs as {}",
+                    super::super::writable::runs_as()
+                ))
+                && said.contains("must own it"),
+            "{said}"
+        );
+        let missing = cannot_open(&std::io::Error::from(ErrorKind::NotFound));
+        assert!(!missing.contains("must own it"), "{missing}");
+    }
 
     fn sealer(b: u8) -> Sealer {
         Sealer::from_key([b; KEY_LEN])
