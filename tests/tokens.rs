@@ -1367,8 +1367,9 @@ fn a_prompt_answered_with_an_expired_tokens_code_is_told_so() {
 /// No delimiter, a disabled 6-digit TOTP token beside an enabled 8-digit HOTP token: the
 /// disabled token's code split the field 8 from the end ("pass12" refused by the directory,
 /// "bad password", a bind its lockout counted), for a user who typed the right password.
-/// Its length splits the field too: the password binds once, and the code is told as the
-/// disabled token's, uncounted, as a login with that token alone is told.
+/// Its length splits the field too: the password binds once, and the code is refused as
+/// the disabled token's, uncounted, with a bare Reject (inline, a message would tell the
+/// right password to whoever holds the disabled token) and the token named in the audit.
 #[test]
 fn no_delimiter_a_disabled_tokens_code_finds_the_password() {
     let slapd = Slapd::start(&[LdapUser::new("pin", "pass1234")]);
@@ -1399,10 +1400,7 @@ fn no_delimiter_a_disabled_tokens_code_finds_the_password() {
     let binds = slapd.bind_count(dn);
     let r = go(format!("pass1234{}", totp(&app_seed, now(), &[])));
     assert_eq!(r["code"], "Access-Reject", "{r}");
-    assert_eq!(
-        r["messages"][0], "Your second factor is disabled. Contact your administrator.",
-        "{r}"
-    );
+    assert!(r["messages"].as_array().is_none_or(|m| m.is_empty()), "{r}");
     let rec = &srv.audit_json("pin")[0];
     assert_eq!(
         rec["reason"],
