@@ -38,18 +38,17 @@ pub fn hash_code(key: &[u8], code: &Secret) -> Vec<u8> {
     out
 }
 
-/// Constant-time check of a typed code against [`hash_code`]'s output. ASCII whitespace
-/// anywhere is left out, as for OATH codes (`pipeline::second_factor::check_code`): a code
-/// typed in groups ("123 456") is the code, not a wrong guess counted toward the lockout.
+/// Constant-time check of a typed code against [`hash_code`]'s output. The code is read as
+/// an OATH code is ([`crate::mfa::otp::plain_code`]: spaces and dashes left out, full-width
+/// digits made ASCII): a code typed in groups ("123 456", "123-456") is the code, not a
+/// wrong guess counted toward the lockout.
 pub fn verify_code(key: &[u8], stored: &[u8], typed: &str) -> bool {
     if stored.len() <= SALT_LEN {
         return false;
     }
     let (salt, tag) = stored.split_at(SALT_LEN);
     let mut m = mac(key, salt);
-    for part in typed.split(|c: char| c.is_ascii_whitespace()) {
-        m.update(part.as_bytes());
-    }
+    m.update(crate::mfa::otp::plain_code(typed).as_bytes());
     m.verify_slice(tag).is_ok()
 }
 
@@ -86,6 +85,12 @@ mod tests {
         assert!(verify_code(&key, &h, " 123456 "));
         assert!(verify_code(&key, &h, "123 456"));
         assert!(verify_code(&key, &h, "12 34\t56\n"));
+        assert!(verify_code(&key, &h, "123-456"));
+        assert!(verify_code(
+            &key,
+            &h,
+            "\u{FF11}\u{FF12}\u{FF13}\u{FF14}\u{FF15}\u{FF16}"
+        ));
         assert!(!verify_code(&key, &h, "123457"));
         assert!(!verify_code(&key, &h, ""));
         assert!(!verify_code(&key, &h[..10], "123456"));
