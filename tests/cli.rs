@@ -168,6 +168,50 @@ fn reading_commands_do_not_create_a_store() {
     assert_eq!(out.lines().last(), Some("1 user(s)"), "{out}");
 }
 
+/// `user list` says why a user without a token is listed, and shows what a helpdesk scanning
+/// the list must not miss: a fraud block, a waiting bypass, app passwords. Those rows read
+/// "0 tokens, 0 failures, not locked", as if the user were there for nothing.
+#[test]
+fn user_list_shows_what_else_is_held_of_each_user() {
+    let (_d, cfg) = setup();
+    assert!(run(&cfg, &["user", "enroll-totp", "alice", "--uri-only"]).0);
+    assert!(run(&cfg, &["user", "bypass", "bob"]).0);
+    let (ok, _, err) = run(
+        &cfg,
+        &["user", "app-password", "add", "carol", "--label", "mail"],
+    );
+    assert!(ok, "{err}");
+    assert!(run(&cfg, &["user", "set-method", "dave", "sms"]).0);
+    let (ok, out, err) = run(&cfg, &["user", "list"]);
+    assert!(ok, "{out}{err}");
+    let row = |u: &str| {
+        out.lines()
+            .find(|l| l.starts_with(&format!("{u} ")))
+            .unwrap_or_else(|| panic!("{u} not listed: {out}"))
+            .to_string()
+    };
+    assert!(out.lines().next().unwrap().ends_with("ALSO"), "{out}");
+    assert!(row("alice").ends_with(" -"), "{out}");
+    assert!(row("bob").contains("bypass until 20"), "{out}");
+    assert!(row("carol").contains("1 app password(s)"), "{out}");
+    assert!(row("dave").contains("method sms"), "{out}");
+    let (ok, out, err) = run(&cfg, &["user", "list", "--json"]);
+    assert!(ok, "{err}");
+    let rows: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let carol = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["user"] == "carol")
+        .unwrap();
+    assert_eq!(carol["app_passwords"], 1, "{out}");
+    assert!(rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["user"] == "bob" && r["bypass_until"].is_i64()));
+}
+
 /// Revocations given a name with nothing to revoke (most often mistyped: the real user keeps
 /// what was to go) exit 1 and say so, and no audit record claims them; as `user reset`.
 /// They exited 0 with "0 deleted", so a runbook checking the exit code reported done.

@@ -164,6 +164,7 @@ async fn forget_all(cfg: &Config, store: &dyn Store) -> anyhow::Result<ExitCode>
     let (mut logins, mut users) = (0, 0);
     let mut failed = None;
     for u in store.list_users(now).await? {
+        let u = u.status;
         match store.forget_logins(&u.user, now).await {
             Ok(0) => {}
             Ok(n) => (logins, users) = (logins + n, users + 1),
@@ -755,9 +756,13 @@ async fn list(store: &dyn Store, json: bool) -> anyhow::Result<ExitCode> {
         let rows: Vec<_> = users
             .iter()
             .map(|u| {
+                let s = &u.status;
                 serde_json::json!({
-                    "user": u.user, "tokens": u.token_count, "failures": u.failures,
-                    "locked_until": u.locked_until.filter(|t| *t > now),
+                    "user": s.user, "tokens": s.token_count, "failures": s.failures,
+                    "locked_until": s.locked_until.filter(|t| *t > now),
+                    "method": u.method, "phone": u.phone, "blocked_at": u.blocked_at,
+                    "bypass_until": u.bypass_until, "app_passwords": u.app_passwords,
+                    "remembered": u.remembered,
                 })
             })
             .collect();
@@ -766,24 +771,59 @@ async fn list(store: &dyn Store, json: bool) -> anyhow::Result<ExitCode> {
             super::json_printable(serde_json::to_string_pretty(&rows)?)
         );
     } else {
-        println!("{:<32} {:>6} {:>8}  LOCKED", "USER", "TOKENS", "FAILURES");
+        println!(
+            "{:<32} {:>6} {:>8}  {:<26}  ALSO",
+            "USER", "TOKENS", "FAILURES", "LOCKED"
+        );
         let count = users.len();
         for u in users {
-            let locked = match u.locked_until {
+            let s = &u.status;
+            let locked = match s.locked_until {
                 Some(t) if t > now => format!("until {}", super::audit::fmt_time(t)),
                 _ => "-".into(),
             };
             println!(
-                "{:<32} {:>6} {:>8}  {locked}",
-                super::printable(&u.user),
-                u.token_count,
-                u.failures
+                "{:<32} {:>6} {:>8}  {locked:<26}  {}",
+                super::printable(&s.user),
+                s.token_count,
+                s.failures,
+                also(&u)
             );
         }
         // As `token list` ends: a count an admin would otherwise pipe to wc.
         println!("{count} user(s)");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What else the store holds of a listed user, in a few words: a user listed with no token
+/// and no failures is there for one of these, and a fraud block or a waiting bypass is what
+/// a helpdesk scanning the list must not miss. `user show USER` has the details.
+fn also(u: &crate::store::UserSummary) -> String {
+    let mut parts = Vec::new();
+    if u.blocked_at.is_some() {
+        parts.push("BLOCKED (fraud report)".to_string());
+    }
+    if let Some(t) = u.bypass_until {
+        parts.push(format!("bypass until {}", super::audit::fmt_time(t)));
+    }
+    if let Some(m) = &u.method {
+        parts.push(format!("method {m}"));
+    }
+    if u.phone {
+        parts.push("phone".into());
+    }
+    if u.app_passwords > 0 {
+        parts.push(format!("{} app password(s)", u.app_passwords));
+    }
+    if u.remembered > 0 {
+        parts.push(format!("{} remembered login(s)", u.remembered));
+    }
+    if parts.is_empty() {
+        "-".into()
+    } else {
+        parts.join(", ")
+    }
 }
 
 async fn show(cfg: &Config, store: &dyn Store, user: &str, json: bool) -> anyhow::Result<ExitCode> {

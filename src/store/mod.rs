@@ -290,6 +290,25 @@ pub struct UserStatus {
     pub token_count: u32,
 }
 
+/// A user as `user list` shows them: the lockout state and what else the store holds of
+/// them, so that a row with no token says why the user is listed (a waiting bypass, a fraud
+/// block, an app password) without a `user show` per user.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserSummary {
+    pub status: UserStatus,
+    /// The stored default method (`user set-method`), if any.
+    pub method: Option<String>,
+    /// A phone number stored with `user set-phone` (not the directory's).
+    pub phone: bool,
+    /// Blocked by a fraud report since this instant.
+    pub blocked_at: Option<i64>,
+    /// A one-time bypass waiting until this instant (at the `now` of the listing).
+    pub bypass_until: Option<i64>,
+    pub app_passwords: u32,
+    /// Remembered logins still in force at the `now` of the listing.
+    pub remembered: u32,
+}
+
 /// A challenge waiting for the user's code. Keyed by a hash of the State we sent, so the
 /// database alone cannot be used to answer someone's pending challenge.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -650,7 +669,7 @@ pub trait Store: Send + Sync + 'static {
     /// Users the store holds anything of; a lock, a bypass or a remembered login counts
     /// while it lasts at `now` (the node's clock, as logins judge them: not the database
     /// host's).
-    async fn list_users(&self, now: i64) -> Result<Vec<UserStatus>, StoreError>;
+    async fn list_users(&self, now: i64) -> Result<Vec<UserSummary>, StoreError>;
     async fn user_status(&self, user: &str) -> Result<UserStatus, StoreError>;
     /// Atomically adds one consecutive failure; if that reaches `threshold`, locks the user
     /// until `now + lock_secs` and resets the count. Returns (failures, newly_locked_until).

@@ -21,7 +21,7 @@ use super::{
     AppPassword, AuditCount, AuditFilter, AuditGroup, AuditRecord, CancelledOob, ChallengeAttempt,
     CounterUse, NewToken, OobBegin, OobStatus, OobTransaction, PendingChallenge, RememberedLogin,
     Sealer, SendLimit, StepUse, Store, StoreError, Token, TokenAsRead, TokenExtra, TokenFilter,
-    TokenRecord, TokensRemoved, UserProfile, UserSnapshot, UserStatus,
+    TokenRecord, TokensRemoved, UserProfile, UserSnapshot, UserStatus, UserSummary,
 };
 
 use super::audit_sql::{self, Dialect};
@@ -38,7 +38,7 @@ mod tokens;
 pub use connect::{parse_url, PgSettings, MIGRATION_LOCK_TIMEOUT, WRONG_KEY};
 use rows::{
     audit_from_row, challenge_from_row, counter_to_sql, is_unique_violation, kind_str, now_unix,
-    to_u32, to_u64, user_status_from_row,
+    to_u32, to_u64, user_status_from_row, user_summary_from_row,
 };
 
 /// The schema's migrations. A database migrated by a newer release is not refused
@@ -344,12 +344,19 @@ impl Store for PgStore {
 
     // --- users: lockout ---
 
-    async fn list_users(&self, now: i64) -> Result<Vec<UserStatus>, StoreError> {
+    async fn list_users(&self, now: i64) -> Result<Vec<UserSummary>, StoreError> {
         let rows = sqlx::query(
             "SELECT u.username AS username, \
                     COALESCE(s.failures, 0) AS failures, \
                     s.locked_until AS locked_until, \
-                    (SELECT COUNT(*) FROM tokens t WHERE t.username = u.username) AS token_count \
+                    (SELECT COUNT(*) FROM tokens t WHERE t.username = u.username) AS token_count, \
+                    p.method AS method, p.phone IS NOT NULL AS has_phone, \
+                    p.blocked_at AS blocked_at, \
+                    CASE WHEN p.bypass_until > $1 THEN p.bypass_until END AS bypass_until, \
+                    (SELECT COUNT(*) FROM app_passwords a WHERE a.username = u.username) \
+                        AS app_password_count, \
+                    (SELECT COUNT(*) FROM remembered_logins r \
+                      WHERE r.username = u.username AND r.expires_at > $1) AS remembered_count \
              FROM (SELECT username FROM tokens WHERE username IS NOT NULL \
                    UNION SELECT username FROM user_state \
                          WHERE failures > 0 OR locked_until > $1 \
@@ -359,12 +366,13 @@ impl Store for PgStore {
                    UNION SELECT username FROM app_passwords \
                    UNION SELECT username FROM remembered_logins WHERE expires_at > $1) AS u \
              LEFT JOIN user_state s ON s.username = u.username \
+             LEFT JOIN user_profile p ON p.username = u.username \
              ORDER BY u.username COLLATE \"C\"",
         )
         .bind(now)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(user_status_from_row).collect()
+        rows.iter().map(user_summary_from_row).collect()
     }
 
     async fn user_status(&self, user: &str) -> Result<UserStatus, StoreError> {

@@ -34,7 +34,7 @@ use super::{
     AppPassword, AuditCount, AuditFilter, AuditGroup, AuditRecord, CancelledOob, ChallengeAttempt,
     CounterUse, NewToken, OobBegin, OobStatus, OobTransaction, PendingChallenge, RememberedLogin,
     Sealer, SendLimit, StepUse, Store, StoreError, Token, TokenAsRead, TokenExtra, TokenFilter,
-    TokenRecord, TokensRemoved, UserProfile, UserSnapshot, UserStatus,
+    TokenRecord, TokensRemoved, UserProfile, UserSnapshot, UserStatus, UserSummary,
 };
 
 /// The schema's migrations. A file migrated by a newer release is not refused
@@ -355,6 +355,18 @@ fn user_status_from_row(row: &SqliteRow) -> Result<UserStatus, StoreError> {
     })
 }
 
+fn user_summary_from_row(row: &SqliteRow) -> Result<UserSummary, StoreError> {
+    Ok(UserSummary {
+        status: user_status_from_row(row)?,
+        method: row.try_get("method")?,
+        phone: row.try_get("has_phone")?,
+        blocked_at: row.try_get("blocked_at")?,
+        bypass_until: row.try_get("bypass_until")?,
+        app_passwords: to_u32(row.try_get("app_password_count")?, "app password count")?,
+        remembered: to_u32(row.try_get("remembered_count")?, "remembered login count")?,
+    })
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     fn sms_code_key(&self) -> &[u8] {
@@ -578,12 +590,19 @@ impl Store for SqliteStore {
 
     // --- users: lockout ---
 
-    async fn list_users(&self, now: i64) -> Result<Vec<UserStatus>, StoreError> {
+    async fn list_users(&self, now: i64) -> Result<Vec<UserSummary>, StoreError> {
         let rows = sqlx::query(
             "SELECT u.user AS user, \
                     COALESCE(s.failures, 0) AS failures, \
                     s.locked_until AS locked_until, \
-                    (SELECT COUNT(*) FROM tokens t WHERE t.user = u.user) AS token_count \
+                    (SELECT COUNT(*) FROM tokens t WHERE t.user = u.user) AS token_count, \
+                    p.method AS method, p.phone IS NOT NULL AS has_phone, \
+                    p.blocked_at AS blocked_at, \
+                    CASE WHEN p.bypass_until > ?1 THEN p.bypass_until END AS bypass_until, \
+                    (SELECT COUNT(*) FROM app_passwords a WHERE a.user = u.user) \
+                        AS app_password_count, \
+                    (SELECT COUNT(*) FROM remembered_logins r \
+                      WHERE r.user = u.user AND r.expires_at > ?1) AS remembered_count \
              FROM (SELECT user FROM tokens WHERE user IS NOT NULL \
                    UNION SELECT user FROM user_state \
                          WHERE failures > 0 OR locked_until > ?1 \
@@ -593,12 +612,13 @@ impl Store for SqliteStore {
                    UNION SELECT user FROM app_passwords \
                    UNION SELECT user FROM remembered_logins WHERE expires_at > ?1) AS u \
              LEFT JOIN user_state s ON s.user = u.user \
+             LEFT JOIN user_profile p ON p.user = u.user \
              ORDER BY u.user",
         )
         .bind(now)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(user_status_from_row).collect()
+        rows.iter().map(user_summary_from_row).collect()
     }
 
     async fn user_status(&self, user: &str) -> Result<UserStatus, StoreError> {

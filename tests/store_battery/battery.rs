@@ -565,7 +565,13 @@ pub async fn user_status_and_list_users(store: &dyn Store) {
     store.record_failure("carol", 5, T, 300).await.unwrap();
     store.record_failure("alice", 5, T, 300).await.unwrap();
 
-    let mut users = store.list_users(T).await.unwrap();
+    let mut users: Vec<UserStatus> = store
+        .list_users(T)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| u.status)
+        .collect();
     users.sort_by(|a, b| a.user.cmp(&b.user));
     assert_eq!(
         users,
@@ -611,11 +617,70 @@ pub async fn user_status_and_list_users(store: &dyn Store) {
             .await
             .unwrap()
             .into_iter()
-            .map(|u| u.user)
+            .map(|u| u.status.user)
             .collect::<Vec<String>>()
     };
     assert_eq!(listed(T).await, ["alice", "bob", "dave"]);
     assert_eq!(listed(T + 301).await, ["alice", "bob"]);
+
+    // What else the store holds of each listed user comes with the listing (`user list`
+    // shows why a user without a token is there): a stored method and phone, a fraud
+    // block, a waiting bypass, app passwords, remembered logins in force.
+    store.set_method("erin", Some("sms")).await.unwrap();
+    store.set_phone("erin", Some("+15550100")).await.unwrap();
+    store.block_user("frank", T - 5, "fraud key").await.unwrap();
+    store.set_bypass("gina", Some(T + 600)).await.unwrap();
+    for label in ["mail", "phone"] {
+        store
+            .add_app_password("hal", Some(label), "hash", T)
+            .await
+            .unwrap();
+    }
+    store
+        .remember_login(&RememberedLogin {
+            user: "ivy".into(),
+            ..remembered("vpn", "", "totp", T, 3600)
+        })
+        .await
+        .unwrap();
+    let summary = |u: &str| {
+        let u = u.to_string();
+        async move {
+            store
+                .list_users(T)
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|s| s.status.user == u)
+                .unwrap()
+        }
+    };
+    let erin = summary("erin").await;
+    assert_eq!(
+        (erin.method.as_deref(), erin.phone),
+        (Some("sms"), true),
+        "{erin:?}"
+    );
+    assert_eq!(summary("frank").await.blocked_at, Some(T - 5));
+    assert_eq!(summary("gina").await.bypass_until, Some(T + 600));
+    assert_eq!(summary("hal").await.app_passwords, 2);
+    assert_eq!(summary("ivy").await.remembered, 1);
+    let alice = summary("alice").await;
+    assert_eq!(
+        (
+            alice.method,
+            alice.phone,
+            alice.blocked_at,
+            alice.bypass_until
+        ),
+        (None, false, None, None)
+    );
+    assert_eq!((alice.app_passwords, alice.remembered), (0, 0));
+    // A bypass or remembered login past its time is not shown (nor lists its user).
+    let later: Vec<_> = store.list_users(T + 3601).await.unwrap();
+    assert!(later
+        .iter()
+        .all(|s| s.status.user != "gina" && s.status.user != "ivy"));
 }
 
 pub async fn lockout_threshold_lock_time_and_unlock(store: &dyn Store) {
@@ -1505,7 +1570,7 @@ pub async fn delete_user_removes_everything_of_that_user(store: &dyn Store) {
         .await
         .unwrap()
         .iter()
-        .all(|u| u.user != "alice"));
+        .all(|u| u.status.user != "alice"));
 
     // bob is untouched.
     let bob = store.user_status("bob").await.unwrap();
@@ -2306,7 +2371,7 @@ pub async fn app_passwords_add_list_delete(store: &dyn Store) {
         .await
         .unwrap()
         .into_iter()
-        .map(|u| u.user)
+        .map(|u| u.status.user)
         .collect();
     assert_eq!(users, ["alice", "bob"]);
     let list = store.app_passwords("alice").await.unwrap();

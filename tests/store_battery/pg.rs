@@ -335,7 +335,7 @@ async fn lists_are_in_bytewise_order_whatever_the_database_collation() {
         .await
         .unwrap()
         .into_iter()
-        .map(|u| u.user)
+        .map(|u| u.status.user)
         .filter(|u| u != "alice")
         .collect();
     assert_eq!(users, bytewise);

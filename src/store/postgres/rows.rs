@@ -6,7 +6,7 @@ use sqlx::postgres::PgRow;
 use sqlx::Row;
 
 use super::PgStore;
-use crate::store::{AuditRecord, PendingChallenge, StoreError, Token, UserStatus};
+use crate::store::{AuditRecord, PendingChallenge, StoreError, Token, UserStatus, UserSummary};
 
 impl PgStore {
     /// The token in `row`, and why its seed did not open if `seed_may_fail` (the admin
@@ -98,5 +98,17 @@ pub(super) fn user_status_from_row(row: &PgRow) -> Result<UserStatus, StoreError
         failures: to_u32(row.try_get("failures")?, "user_state.failures")?,
         locked_until: row.try_get("locked_until")?,
         token_count: to_u32(row.try_get("token_count")?, "token count")?,
+    })
+}
+
+pub(super) fn user_summary_from_row(row: &PgRow) -> Result<UserSummary, StoreError> {
+    Ok(UserSummary {
+        status: user_status_from_row(row)?,
+        method: row.try_get("method")?,
+        phone: row.try_get("has_phone")?,
+        blocked_at: row.try_get("blocked_at")?,
+        bypass_until: row.try_get("bypass_until")?,
+        app_passwords: to_u32(row.try_get("app_password_count")?, "app password count")?,
+        remembered: to_u32(row.try_get("remembered_count")?, "remembered login count")?,
     })
 }
