@@ -217,17 +217,30 @@ fn the_backends_gauge_follows_the_directory() {
     let srv = Server::start(&o);
     let addr = srv.metrics_addr();
     let gauge = || parse(&http_get(addr, "/metrics").2)["radmfa_backends_answering{}"];
+    // `/health` says the same to an HTTP health check: 503 while failing, 200 once not.
+    let health = || http_get(addr, "/health");
     assert_eq!(gauge(), 0.0, "{}", srv.log());
+    let (status, _, body) = health();
+    assert!(
+        status.contains(" 503 ") && body.starts_with("failing"),
+        "{status}{body}"
+    );
     slapd.restart();
     let until = std::time::Instant::now() + std::time::Duration::from_secs(15);
     while gauge() != 1.0 {
         assert!(std::time::Instant::now() < until, "{}", srv.log());
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
+    let (status, _, body) = health();
+    assert!(
+        status.contains(" 200 ") && body.starts_with("ok"),
+        "{status}{body}"
+    );
     slapd.stop();
     let out = client(&srv, SECRET, &["login", "alice", "--password", "alice-pw"]);
     assert!(!out.status.success(), "{out:?}");
     assert_eq!(gauge(), 0.0, "{}", srv.log());
+    assert!(health().0.contains(" 503 "), "{}", srv.log());
 }
 
 /// `[::]:P` for one HTTP listener beside `0.0.0.0:P` for the other: both start, each

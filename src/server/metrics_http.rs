@@ -1,4 +1,5 @@
-//! `GET /metrics` for Prometheus, on `[metrics] listen` (axum). Plain HTTP and no
+//! `GET /metrics` for Prometheus and `GET /health` for HTTP health checks, on `[metrics]
+//! listen` (axum). Plain HTTP and no
 //! authentication, like most exporters: it holds counts only (no user names or secrets;
 //! its labels name `[[client]]` entries, groups and upstream servers' host:port), so bind
 //! it to a management address, not the NAS-facing one.
@@ -18,7 +19,29 @@ const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 pub fn router(app: Arc<AppState>) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
+        .route("/health", get(health))
         .with_state(app)
+}
+
+/// `GET /health` for an HTTP health check (keepalived, an orchestrator, a load balancer
+/// that cannot send Status-Server): 200 while this node's directory and store answer, 503
+/// otherwise, from the same state and probe as `radmfa_backends_answering`. Status-Server
+/// stays the check for RADIUS peers; this one is for tools that speak only HTTP.
+async fn health(State(app): State<Arc<AppState>>) -> impl IntoResponse {
+    use axum::http::StatusCode;
+    let (status, text) = if crate::pipeline::health::answering(&app).await {
+        (StatusCode::OK, "ok: the directory and the store answer\n")
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "failing: the directory or the store did not answer (the log says which)\n",
+        )
+    };
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        text,
+    )
 }
 
 async fn metrics(State(app): State<Arc<AppState>>) -> impl IntoResponse {
