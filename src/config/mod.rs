@@ -479,4 +479,30 @@ mod tests {
             "invalid value: `(value not shown)`, expected a string"
         );
     }
+
+    /// A list key written as one string is that one item: `listen = "…"` read
+    /// "invalid type: string, expected a sequence". A wrong type still names the key.
+    #[test]
+    fn a_single_string_is_a_list_of_one() {
+        let text = |listen: &str| {
+            format!(
+                "[server]\nlisten = {listen}\n[ldap]\nurls = \"ldap://127.0.0.1:389\"\n\
+                 bind_dn = \"cn=admin,dc=x\"\nbind_password = \"pw\"\nbase_dn = \"dc=x\"\n\
+                 [store]\npath = \"/tmp/x.db\"\n[[client]]\nname = \"vpn\"\n\
+                 address = \"127.0.0.1\"\nsecret = \"a-long-enough-shared-secret\"\n\
+                 exempt_groups = \"cn=admins,dc=x\"\n"
+            )
+        };
+        let cfg = super::Config::parse(&text("\"127.0.0.1:1812\""), "t.toml".as_ref()).unwrap();
+        assert_eq!(cfg.server.listen.len(), 1);
+        assert_eq!(cfg.ldap.as_ref().unwrap().urls.len(), 1);
+        let e = super::Config::parse(&text("1812"), "t.toml".as_ref())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("server.listen") && e.contains("a string, or a list of strings"),
+            "{e}"
+        );
+    }
 }

@@ -65,6 +65,7 @@ pub struct RawConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct RawUsers {
     /// Domains taken off `DOMAIN\user` and `user@domain` (config::user_names).
+    #[serde(deserialize_with = "string_or_list")]
     pub strip_domains: Vec<String>,
 }
 
@@ -72,6 +73,7 @@ pub struct RawUsers {
 #[serde(deny_unknown_fields, default)]
 pub struct RawServer {
     pub name: Option<String>,
+    #[serde(deserialize_with = "string_or_list")]
     pub listen: Vec<String>,
     pub max_in_flight: usize,
     pub request_deadline_ms: u64,
@@ -140,6 +142,7 @@ impl Default for RawStore {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawLdap {
+    #[serde(deserialize_with = "string_or_list")]
     pub urls: Vec<String>,
     #[serde(default)]
     pub starttls: bool,
@@ -172,7 +175,7 @@ pub struct RawLdap {
     #[serde(default = "default_entry_cache_size")]
     pub entry_cache_size: usize,
     /// The older place of `[users] strip_domains`, still read (config::user_names).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "string_or_list")]
     pub strip_domains: Vec<String>,
     #[serde(default, deserialize_with = "crate::config::raw_table::table")]
     pub attributes: RawLdapAttributes,
@@ -313,7 +316,7 @@ pub struct RawAudit {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRadsec {
-    #[serde(default = "default_radsec_listen")]
+    #[serde(default = "default_radsec_listen", deserialize_with = "string_or_list")]
     pub listen: Vec<String>,
     pub cert_file: PathBuf,
     pub key_file: PathBuf,
@@ -391,11 +394,11 @@ pub struct RawClient {
     pub provider_failure: String,
     #[serde(default)]
     pub remember_second_factor_secs: u64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "string_or_list")]
     pub exempt_networks: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "string_or_list")]
     pub allow_groups: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "string_or_list")]
     pub exempt_groups: Vec<String>,
     #[serde(default)]
     pub accept_attributes: Vec<String>,
@@ -435,6 +438,22 @@ impl OneOrMany {
             OneOrMany::Many(v) => v.clone(),
         }
     }
+}
+
+/// A list of strings that also takes one string: `listen = "0.0.0.0:1812"` is what most
+/// people write for one address, and "invalid type: string, expected a sequence" told them
+/// only that it was wrong.
+fn string_or_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged, expecting = "a string, or a list of strings")]
+    enum List {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match List::deserialize(d)? {
+        List::One(s) => vec![s],
+        List::Many(v) => v,
+    })
 }
 
 pub(super) fn yes() -> bool {
