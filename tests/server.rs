@@ -1939,14 +1939,14 @@ fn a_used_code_sent_again_does_not_count_toward_the_lockout() {
     assert_eq!(code_of(&py_password(&srv, "alice", &next)), "Access-Accept");
 }
 
-/// With more attempts at a prompt than the lockout allows (`max_attempts = 6`, threshold
+/// With more attempts at a prompt than the lockout allows (`max_attempts = 7`, threshold
 /// 3), the prompt counts down to the lock, not to its own limit: "2 attempt(s) left" was
 /// followed by a lock at the very next wrong code.
 #[test]
 fn attempts_left_count_down_to_the_lockout_when_it_comes_first() {
     let slapd = directory();
     let srv = start(&slapd, |o| {
-        o.extra = "\n[challenge]\nmax_attempts = 6\n[lockout]\nthreshold = 3\n".into();
+        o.extra = "\n[challenge]\nmax_attempts = 7\n[lockout]\nthreshold = 3\n".into();
     });
     let seed = srv.enroll("alice", &[]);
     let first = py_password(&srv, "alice", ALICE_PW);
@@ -1955,6 +1955,16 @@ fn attempts_left_count_down_to_the_lockout_when_it_comes_first() {
     let good: u32 = totp(&seed, now(), &[]).parse().unwrap();
     let wrong = |k: u32| format!("{:06}", (good + 500_000 + k) % 1_000_000);
     let message = |r: &serde_json::Value| r["messages"].as_array().unwrap()[0].to_string();
+    // An answer that is no code at all is not counted, yet the prompt counts down to the
+    // lock all the same: it said "5 attempt(s) left" (its own), with 3 before the lock.
+    let r = py_code(
+        &srv,
+        "alice",
+        "\u{0661}\u{0662}\u{0663}\u{0664}\u{0665}\u{0666}",
+        &state,
+    );
+    assert_eq!(code_of(&r), "Access-Challenge", "{r}");
+    assert!(message(&r).contains("3 attempt(s) left."), "{r}");
     for (k, left) in [(0, 2), (1, 1)] {
         let r = py_code(&srv, "alice", &wrong(k), &state);
         assert_eq!(code_of(&r), "Access-Challenge", "{r}");

@@ -534,15 +534,28 @@ async fn totp(
                 )
             };
             let mode = oath_mode(view.tokens());
-            let lock = Lockout {
-                locked,
-                before_lock,
-            };
             // The code of a token the user cannot use now: said so, as a login with that
             // token alone is told (the prompt stays while attempts are left, for a code of
             // another token).
             let said = message.or_else(|| reused_message(&reason));
-            let mut v = wrong_answer(app, r, attempt, mode, reason, lock, &ask, said).await?;
+            // Boxed with the re-prompt: a wrong answer's path, kept out of every request's
+            // future (its size is bounded by a test).
+            let mut v = Box::pin(async {
+                // Not counted (no code at all, a used one): the lockout as it stands still
+                // bounds the attempts left.
+                let before_lock = match before_lock {
+                    None if !locked => {
+                        Some(super::second_factor::left_before_lock(app, user, others).await?)
+                    }
+                    counted => counted,
+                };
+                let lock = Lockout {
+                    locked,
+                    before_lock,
+                };
+                wrong_answer(app, r, attempt, mode, reason, lock, &ask, said).await
+            })
+            .await?;
             v.token_serial = serial.or_else(|| sole_serial(view.tokens()));
             if resync && !locked && v.reply.code == ReplyCode::Reject {
                 // Out of attempts: the next login's code will do it. Said instead of "Wrong

@@ -516,6 +516,27 @@ pub async fn in_turn(
 /// guesses, so a wrong answer under one name locks it once all of them together reach
 /// the threshold. The lock lands on the name used; its other names are then refused too
 /// (`aliases::OtherName::Locked`), and `radmfa user unlock` of that name lifts it.
+/// Wrong answers still to go before the lock, for an answer that was not counted (no code
+/// at all, a used one): the re-prompt's "N attempt(s) left" must not fall back to the
+/// prompt's own attempts when the lockout comes first. The entry's other names' count
+/// shares the allowance, as a counted answer's `left` has it.
+pub async fn left_before_lock(
+    app: &AppState,
+    user: &str,
+    other_names: &[String],
+) -> Result<u32, StoreError> {
+    let here = app.store.user_status(user).await?.failures;
+    let elsewhere = failures_under_other_names(app, user, other_names).await?;
+    Ok(app
+        .config()
+        .lockout
+        .threshold
+        .saturating_sub(here.saturating_add(elsewhere))
+        // At or over a threshold lowered since they were counted: the next wrong code
+        // locks, one attempt, as a counted answer's allowance never goes below.
+        .max(1))
+}
+
 pub async fn failures_under_other_names(
     app: &AppState,
     user: &str,
