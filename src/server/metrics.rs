@@ -79,6 +79,10 @@ counters!(
     calls_placed,
     send_limited,
     lockouts,
+    wrong_codes,
+    refused_bad_password,
+    refused_unknown_user,
+    refused_account,
     fraud_reports,
     sms_undelivered,
     fail_open,
@@ -496,6 +500,28 @@ impl Metrics {
             "Second factors locked for wrong codes ([lockout] threshold reached): someone \
              guessing with a user's password, or a user with a broken token.",
             &[("", get(&self.lockouts))],
+        );
+        family(
+            "radmfa_wrong_codes_total",
+            "counter",
+            "Wrong second-factor answers counted towards the lockout (codes already used, \
+             answers that are no code at all and refusals for a lock are not): a rise \
+             without lockouts is guessing spread over many users.",
+            &[("", get(&self.wrong_codes))],
+        );
+        family(
+            "radmfa_password_refusals_total",
+            "counter",
+            "Logins refused at the password, by reason: bad_password (the directory or \
+             the upstream server refused it), unknown_user (no such entry, or several), \
+             account (the account's state: disabled, locked, expired, must change its \
+             password). A rise across many users is password spraying; of unknown_user, a \
+             list of guessed names.",
+            &[
+                ("{reason=\"bad_password\"}", get(&self.refused_bad_password)),
+                ("{reason=\"unknown_user\"}", get(&self.refused_unknown_user)),
+                ("{reason=\"account\"}", get(&self.refused_account)),
+            ],
         );
         family(
             "radmfa_fraud_reports_total",
