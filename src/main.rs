@@ -11,7 +11,7 @@ async fn main() -> std::process::ExitCode {
     match radmfa::cli::run(cli).await {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("radmfa: {e:#}");
+            eprintln!("radmfa: {}", radmfa::admin::error_text(&e));
             // A refusal found deep in a command exits as the others do (docs/operations.md).
             let refused = e
                 .chain()

@@ -1176,6 +1176,168 @@ fn sqlite_deployment_moved_to_postgres_logs_in_on_both_nodes() {
         .any(|r| r["server_name"] == "node-a" && r["result"] == "accept"));
 }
 
+/// The migration holds the destination for its whole copy: it waits for a session writing
+/// there (then would see its row, and refuse), a write meanwhile waits for the copy's commit
+/// and then lands after the copied ids, and a node started on the destination meanwhile says
+/// that it waits for the copy, then serves logins on the copied tokens. (A node that served
+/// during the copy had its logins hang and its audit insert take the id the copy then
+/// wrote, and the migration still reported success.)
+#[test]
+fn a_node_started_during_the_migration_waits_for_the_copy() {
+    let slapd = directory();
+    let mut single = Server::start(&Options::new(&slapd.url));
+    let seed = single.enroll("alice", &[]);
+    assert!(full_login(&single, &single, "alice", ALICE_PW, &seed));
+    assert!(single.stop().success());
+    let pg = PgCluster::start();
+    let url = pg.fresh_database();
+    let db = PgCluster::database_of(&url);
+    // The destination's schema and key check, as a rehearsal leaves them.
+    let (ok, text) = migrate_store(&single.config, &url, &["--dry-run"]);
+    assert!(ok, "{text}");
+    // A session writing to the last table the copy locks, open until ROLLBACK.
+    let mut writer = pg.session(&db);
+    writer.run("BEGIN; LOCK TABLE remembered_logins IN ROW EXCLUSIVE MODE;");
+    let waiting = "SELECT count(*) FROM pg_locks WHERE NOT granted";
+    let granted = "SELECT count(*) FROM pg_locks WHERE granted AND mode = 'RowExclusiveLock' \
+                   AND relation = 'remembered_logins'::regclass";
+    wait_for_psql(&pg, &db, granted, "1", "the writer's lock");
+    let config = single.config.clone();
+    let to = url.clone();
+    let migration = std::thread::spawn(move || migrate_store(&config, &to, &[]));
+    wait_for_psql(
+        &pg,
+        &db,
+        waiting,
+        "1",
+        "the migration waiting for the writer",
+    );
+    // Meanwhile the tables it holds take no write: an audit insert waits.
+    let mut late = pg.session(&db);
+    late.run(
+        "INSERT INTO audit (time, username, mode, result, server_name, latency_ms) \
+         VALUES (1, 'late', 'admin', 'test', 'psql', 0);",
+    );
+    wait_for_psql(
+        &pg,
+        &db,
+        waiting,
+        "2",
+        "the late insert waiting for the copy",
+    );
+    // A node started now waits for the copy before it serves, and says so.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        single.dir.path().join("radmfa.key"),
+        dir.path().join("radmfa.key"),
+    )
+    .unwrap();
+    let node_config = pg_config(dir.path(), &slapd, &url, "node-a", "");
+    let node = std::thread::spawn(move || Server::start_with(dir, node_config));
+    let node_waits = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted";
+    wait_for_psql(&pg, &db, node_waits, "1", "the node waiting for the copy");
+    assert_eq!(
+        pg.psql(&db, "SELECT count(*) FROM audit"),
+        "0",
+        "nothing visible before the copy commits"
+    );
+    writer.run("ROLLBACK;");
+    let (ok, text) = migration.join().unwrap();
+    assert!(ok && text.contains("copied into PostgreSQL"), "{text}");
+    let node = node.join().unwrap();
+    assert!(
+        node.log_shows("is copying into this database; waiting for the copy"),
+        "{}",
+        node.log()
+    );
+    // The late insert went in after the copy, with an id after the copied ones.
+    let copied_audit: i64 = text
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("audit: ")?
+                .strip_suffix(" row(s)")?
+                .parse()
+                .ok()
+        })
+        .expect("the audit's count");
+    assert!(copied_audit >= 2, "{text}");
+    wait_for_psql(
+        &pg,
+        &db,
+        "SELECT count(*) FROM audit WHERE username = 'late'",
+        "1",
+        "the late insert",
+    );
+    // Beside every copied row (the migration's own record is written after its commit).
+    assert_eq!(
+        pg.psql(
+            &db,
+            "SELECT count(*), bool_and(id < (SELECT id FROM audit WHERE username = 'late')) \
+             FROM audit WHERE username <> 'late' AND result <> 'migrate'"
+        ),
+        format!("{copied_audit}|t")
+    );
+    // The node serves the copied token, and its login is on the record.
+    let code = totp(&seed, now() + 30, &[]);
+    let r = password(&node, "alice", ALICE_PW);
+    assert_eq!(
+        code_of(&answer(&node, "alice", &code, &state_of(&r))),
+        "Access-Accept"
+    );
+    assert!(node
+        .audit_json("alice")
+        .iter()
+        .any(|r| r["server_name"] == "node-a" && r["result"] == "accept"));
+}
+
+/// With docs/ha.md's least-privilege role (reads and writes only), the copy cannot move
+/// the id sequences on: refused before anything is copied, naming the role and the owner
+/// whose URL it needs, the database's message said once. (It failed after the whole copy,
+/// from setval, with the message twice and no hint.)
+#[test]
+fn a_least_privilege_role_is_sent_to_the_owner_before_the_copy() {
+    let slapd = directory();
+    let mut single = Server::start(&Options::new(&slapd.url));
+    single.enroll("alice", &[]);
+    assert!(single.stop().success());
+    let pg = PgCluster::start();
+    let url = pg.fresh_database();
+    let db = PgCluster::database_of(&url);
+    // The owner (the superuser here) sets the schema up, as `db migrate` would.
+    let (ok, text) = migrate_store(&single.config, &url, &["--dry-run"]);
+    assert!(ok, "{text}");
+    pg.psql(
+        &db,
+        "CREATE ROLE serving LOGIN PASSWORD 'serving-pw'; \
+         GRANT USAGE ON SCHEMA public TO serving; \
+         GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO serving; \
+         GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO serving;",
+    );
+    let serving = format!(
+        "postgres://serving:serving-pw@127.0.0.1:{}/{db}?sslmode=disable",
+        pg.port
+    );
+    let (ok, text) = migrate_store(&single.config, &serving, &[]);
+    assert!(
+        !ok && text.contains("role serving may not move the id sequences of tokens")
+            && text.contains("the schema's owner, postgres")
+            && text.contains("Nothing was copied"),
+        "{text}"
+    );
+    assert_eq!(pg.psql(&db, "SELECT COUNT(*) FROM tokens"), "0");
+    assert!(
+        !single
+            .dir
+            .path()
+            .join("radmfa.db.moved-to-postgres")
+            .exists(),
+        "{text}"
+    );
+    // The owner's URL copies.
+    let (ok, text) = migrate_store(&single.config, &url, &[]);
+    assert!(ok && text.contains("tokens: 1 row(s)"), "{text}");
+}
+
 /// `radmfa store migrate-to-postgres` of `config`'s SQLite store into `url`: (success, output).
 fn migrate_store(config: &Path, url: &str, extra: &[&str]) -> (bool, String) {
     let out = std::process::Command::new(common::radmfa::bin())

@@ -265,10 +265,14 @@ pub async fn store(cfg: &Config, cmd: StoreCommand) -> anyhow::Result<ExitCode> 
     tables::check_seeds(&mut snapshot, &sealer).await?;
     // Creates the schema and records (or checks) the key, so the new nodes' key check
     // passes with exactly this key file.
+    let place = settings.place().unwrap_or_default();
     let dest = PgStore::open(&settings, sealer.clone())
         .await
-        .context("opening the destination")?;
+        .with_context(|| format!("opening the destination ({place})"))?;
     let mut tx = dest.pool().begin().await?;
+    tables::check_sequence_rights(&mut tx).await?;
+    // Before the emptiness check below: a row written after it would be merged into the copy.
+    tables::hold(&mut tx).await?;
     let mut copied = Vec::new();
     for table in tables::TABLES {
         tables::check_source_columns(&mut snapshot, table).await?;
@@ -544,6 +548,83 @@ mod tables {
             "username"
         } else {
             c
+        }
+    }
+
+    /// The copy ends by moving the id sequences on (`setval`, which needs UPDATE on each):
+    /// a role granted only reads and writes (docs/ha.md's least privilege) failed there,
+    /// after the whole copy. Checked first, naming the role that can.
+    pub async fn check_sequence_rights(dest: &mut Dest) -> anyhow::Result<()> {
+        let denied: Vec<String> = sqlx::query_scalar(
+            "SELECT t FROM unnest($1::text[]) AS t \
+             WHERE NOT has_sequence_privilege(pg_get_serial_sequence(t, 'id'), 'UPDATE')",
+        )
+        .bind(IDENTITIES)
+        .fetch_all(&mut **dest)
+        .await?;
+        if denied.is_empty() {
+            return Ok(());
+        }
+        let (role, owner): (String, String) = sqlx::query_as(
+            "SELECT current_user::text, pg_get_userbyid(relowner)::text FROM pg_class \
+             WHERE oid = 'tokens'::regclass",
+        )
+        .fetch_one(&mut **dest)
+        .await?;
+        bail!(
+            "the destination's role {role} may not move the id sequences of {} (setval needs \
+             UPDATE on them), which the copy does so that new ids follow the copied ones: run \
+             the migration with the URL of the schema's owner, {owner} (the role `radmfa db \
+             migrate` runs as; docs/ha.md). Nothing was copied",
+            denied.join(", ")
+        )
+    }
+
+    /// How long the copy waits for a session that holds one of the destination's tables
+    /// (a node's request, a DBA's open transaction) before it gives up.
+    const HOLD_WAIT: &str = "30s";
+
+    /// Holds the destination until the copy is committed or rolled back. Every table copied
+    /// into is locked against writes (reads go on): a node started on the destination, or an
+    /// admin command, writing during the copy would take ids the copy then inserts (its audit
+    /// record lost to a duplicate key) or have its rows merged into the copy after the
+    /// emptiness check. Their writes wait until the copy is over and then go on the copied
+    /// rows. The advisory lock tells a node starting meanwhile to wait before it serves
+    /// (`PgStore::open_with_key_file`), instead of rejecting logins stuck behind the locks.
+    pub async fn hold(dest: &mut Dest) -> anyhow::Result<()> {
+        // The serving connection's 5 s statement timeout would end the wait for a node's
+        // request (or a long copy's statement) early; the lock timeout bounds the wait.
+        sqlx::query("SET LOCAL statement_timeout = 0")
+            .execute(&mut **dest)
+            .await?;
+        sqlx::query(&format!("SET LOCAL lock_timeout = '{HOLD_WAIT}'"))
+            .execute(&mut **dest)
+            .await?;
+        let names: Vec<&str> = TABLES.iter().map(|t| t.pg).collect();
+        let held = async {
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+                .bind(crate::store::postgres::COPY_LOCK)
+                .execute(&mut **dest)
+                .await?;
+            sqlx::query(&format!(
+                "LOCK TABLE {} IN EXCLUSIVE MODE",
+                names.join(", ")
+            ))
+            .execute(&mut **dest)
+            .await
+        }
+        .await;
+        match held {
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("55P03") => bail!(
+                "the destination's tables stayed in use by another session for {HOLD_WAIT} \
+                 (a radmfa node or admin command on that database, another migration, or an \
+                 open transaction; pg_locks shows who): nothing was copied. Stop what uses \
+                 it, or give an empty database no one uses"
+            ),
+            other => {
+                other?;
+                Ok(())
+            }
         }
     }
 

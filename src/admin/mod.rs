@@ -222,3 +222,55 @@ impl std::fmt::Display for Refused {
 }
 
 impl std::error::Error for Refused {}
+
+/// An error and its causes joined by ": ", as `{:#}` prints them, less a cause the text so
+/// far already ends with. sqlx's database error says "error returned from database: X" and
+/// has X as its source, so `{:#}` printed the server's message twice ("permission denied
+/// for sequence …: permission denied for sequence …").
+pub fn error_text(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.ends_with(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
+#[cfg(test)]
+mod error_text_tests {
+    /// As sqlx's database error: its message ends with its source's.
+    #[derive(Debug)]
+    struct Repeats(std::io::Error);
+
+    impl std::fmt::Display for Repeats {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "error returned from database: {}", self.0)
+        }
+    }
+
+    impl std::error::Error for Repeats {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn a_cause_its_parent_already_says_is_said_once() {
+        let denied = std::io::Error::other("permission denied for sequence tokens_id_seq");
+        let e = anyhow::Error::new(Repeats(denied)).context("copying");
+        assert_eq!(
+            super::error_text(&e),
+            "copying: error returned from database: permission denied for sequence \
+             tokens_id_seq"
+        );
+        // Causes that differ are all kept, as `{:#}` keeps them.
+        let e = anyhow::anyhow!("no such file").context("store.key_file /x");
+        assert_eq!(super::error_text(&e), format!("{e:#}"));
+    }
+}

@@ -35,7 +35,7 @@ mod request_tx;
 mod rows;
 mod tokens;
 
-pub use connect::{parse_url, PgSettings, MIGRATION_LOCK_TIMEOUT, WRONG_KEY};
+pub use connect::{parse_url, PgSettings, COPY_LOCK, MIGRATION_LOCK_TIMEOUT, WRONG_KEY};
 use rows::{
     audit_from_row, challenge_from_row, counter_to_sql, is_unique_violation, kind_str, now_unix,
     to_u32, to_u64, user_status_from_row, user_summary_from_row,

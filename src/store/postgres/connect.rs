@@ -63,6 +63,20 @@ impl PgSettings {
         }
     }
 
+    /// Where the URL points, for messages and the moved mark: "database D on HOST:PORT as
+    /// USER", never the password. `None` for a URL that does not parse.
+    pub fn place(&self) -> Option<String> {
+        let url = self.url.expose_str().unwrap_or_default();
+        let o = parse_url(url).ok()?;
+        Some(format!(
+            "database {} on {}:{} as {}",
+            o.get_database().unwrap_or(o.get_username()),
+            o.get_host(),
+            o.get_port(),
+            o.get_username()
+        ))
+    }
+
     /// The connection options the URL and the TLS keys describe.
     pub fn connect_options(&self) -> Result<PgConnectOptions, StoreError> {
         let url = self.url.expose_str().unwrap_or_default();
@@ -254,6 +268,7 @@ impl PgStore {
         }
         Self::migrate(settings).await?;
         let pool = serving_pool(settings)?;
+        wait_for_copy(&pool).await?;
         // In use: a key recorded, or seeds sealed with one (a key_check row lost to a partial
         // restore): a new key file would only be a wrong one left behind.
         let in_use = || async {
@@ -626,6 +641,74 @@ async fn stored_key_check(pool: &PgPool) -> Result<Option<Vec<u8>>, StoreError> 
             .fetch_optional(pool)
             .await?,
     )
+}
+
+/// Held (an advisory lock on its hash) by `store migrate-to-postgres` until its copy is
+/// committed or rolled back; see [`wait_for_copy`].
+pub const COPY_LOCK: &str = "radmfa store migrate-to-postgres";
+/// How often a node waiting for a copy says that it still waits.
+const COPY_WAIT_SAID_EVERY: Duration = Duration::from_secs(60);
+
+/// Waits while `store migrate-to-postgres` copies into this database. Its table locks keep
+/// the copy whole anyway (a write waits until the copy is committed), but a node started
+/// during a long copy would serve meanwhile: every login's writes stuck behind those locks
+/// until the request deadline, rejected, with nothing in the log to say why. So a node (or
+/// an admin command) waits before using the database, and says what it waits for.
+async fn wait_for_copy(pool: &PgPool) -> Result<(), StoreError> {
+    // Shared and at once given back (a transaction of its own): only the copy's exclusive
+    // hold of the same lock makes it fail.
+    let free: bool =
+        sqlx::query_scalar("SELECT pg_try_advisory_xact_lock_shared(hashtextextended($1, 0))")
+            .bind(COPY_LOCK)
+            .fetch_one(pool)
+            .await?;
+    if free {
+        return Ok(());
+    }
+    let started = std::time::Instant::now();
+    tracing::warn!(
+        "`radmfa store migrate-to-postgres` is copying into this database; waiting for the \
+         copy to be committed before using it"
+    );
+    while !copy_over_within(pool, COPY_WAIT_SAID_EVERY).await? {
+        tracing::warn!(
+            "still waiting for `radmfa store migrate-to-postgres` to finish its copy into \
+             this database ({} s so far)",
+            started.elapsed().as_secs()
+        );
+    }
+    tracing::info!(
+        "the copy into this database is over (waited {} s); going on",
+        started.elapsed().as_secs()
+    );
+    Ok(())
+}
+
+/// Waits for the copy's lock (shown in `pg_locks` as an advisory lock not granted) for at
+/// most `wait`: true once the copy is over, false when it still runs.
+async fn copy_over_within(pool: &PgPool, wait: Duration) -> Result<bool, StoreError> {
+    let mut tx = pool.begin().await?;
+    // The serving connection's statement timeout would cut each wait to 5 s.
+    for set in [
+        format!("SET LOCAL lock_timeout = {}", wait.as_millis()),
+        format!("SET LOCAL statement_timeout = {}", wait.as_millis() + 1000),
+    ] {
+        sqlx::query(&set).execute(&mut *tx).await?;
+    }
+    let waited = sqlx::query("SELECT pg_advisory_xact_lock_shared(hashtextextended($1, 0))")
+        .bind(COPY_LOCK)
+        .execute(&mut *tx)
+        .await;
+    match waited {
+        Ok(_) => {
+            tx.commit().await?;
+            Ok(true)
+        }
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some(LOCK_NOT_AVAILABLE) => {
+            Ok(false)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// How long one of the migration's lock waits may last before it gives up (and lets the
