@@ -748,6 +748,57 @@ fn migrate_to_postgres_refuses_a_database_that_is_not_there() {
     );
 }
 
+/// What is wrong with the destination is said by the name the admin gave it (`--to`, or
+/// the RADMFA_PG_URL variable), with a hint for a password that needs percent-encoding and
+/// the host and port that refused, never the password.
+#[test]
+fn migrate_to_postgres_names_what_is_wrong_with_the_destination() {
+    let (_d, cfg) = setup();
+    let (ok, _, err) = run(&cfg, &["user", "enroll-totp", "alice", "--uri-only"]);
+    assert!(ok, "{err}");
+    let migrate = |args: &[&str], env: Option<&str>| {
+        let mut cmd = Command::new(bin());
+        cmd.arg("--config")
+            .arg(&cfg)
+            .args(["store", "migrate-to-postgres"])
+            .args(args)
+            .env_remove("RADMFA_PG_URL");
+        if let Some(url) = env {
+            cmd.env("RADMFA_PG_URL", url);
+        }
+        let out = cmd.output().unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = migrate(&[], Some("postgres://radmfa:pa#ss@127.0.0.1:1/radmfa"));
+    assert!(
+        err.starts_with("radmfa: RADMFA_PG_URL: is not a valid connection URL")
+            && err.contains("must be percent-encoded")
+            && !err.contains("pa#ss"),
+        "{err}"
+    );
+    let err = migrate(
+        &[
+            "--to",
+            "postgres://radmfa:pw@127.0.0.1:1/radmfa?sslmode=bogus",
+        ],
+        None,
+    );
+    assert!(
+        err.starts_with("radmfa: --to: the parameter \"sslmode\" takes one of disable,"),
+        "{err}"
+    );
+    let err = migrate(
+        &["--to", "postgres://radmfa:s3cret-pw@127.0.0.1:1/radmfa"],
+        None,
+    );
+    assert!(
+        err.contains("opening the destination (database radmfa on 127.0.0.1:1 as radmfa)")
+            && !err.contains("s3cret-pw"),
+        "{err}"
+    );
+}
+
 #[test]
 fn enroll_prints_uri_qr_and_secret_once() {
     let (_d, cfg) = setup();

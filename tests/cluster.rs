@@ -1047,8 +1047,37 @@ fn sqlite_deployment_moved_to_postgres_logs_in_on_both_nodes() {
         "{text}"
     );
     assert_eq!(pg.psql("postgres", "SELECT COUNT(*) FROM tokens"), "0");
-    let (ok, text) = migrate(&[]);
+    // The destination's config names its own key file: one that exists must hold this
+    // store's key (the nodes would refuse the copy), refused before anything is copied,
+    // naming both files.
+    let dest_dir = tempfile::tempdir().unwrap();
+    let dest_config = pg_config(dest_dir.path(), &slapd, &url, "node-a", "");
+    let dest_key = dest_dir.path().join("radmfa.key");
+    radmfa::store::KeyFile::load_or_create(&dest_key).unwrap();
+    let to_config = ["--to-config", dest_config.to_str().unwrap()];
+    let (ok, text) = migrate(&to_config);
+    let source_key = single.dir.path().join("radmfa.key");
+    assert!(
+        !ok && text.contains(&format!(
+            "store.key_file {} is not the key file",
+            dest_key.display()
+        )) && text.contains(&source_key.display().to_string())
+            && text.contains("nothing was copied"),
+        "{text}"
+    );
+    assert_eq!(pg.psql("postgres", "SELECT COUNT(*) FROM tokens"), "0");
+    // Not there yet: the copy goes on, and says where the key must be copied.
+    std::fs::remove_file(&dest_key).unwrap();
+    let (ok, text) = migrate(&to_config);
     assert!(ok, "{text}");
+    assert!(
+        text.contains(&format!(
+            "Copy the key file {} to {}",
+            source_key.display(),
+            dest_key.display()
+        )),
+        "{text}"
+    );
     assert_eq!(
         pg.psql(
             "postgres",
@@ -1067,11 +1096,29 @@ fn sqlite_deployment_moved_to_postgres_logs_in_on_both_nodes() {
         ),
         "enroll"
     );
+    // A second run from the file marked moved is refused, saying when and where it went and
+    // what a copy of the stale file would undo; with --again, it is the destination in use
+    // that is refused.
     let (ok, text) = migrate(&[]);
     assert!(
-        !ok && text.contains("refusing to merge"),
+        !ok && text.contains("was already copied")
+            && text.contains(&format!(
+                "(database postgres on 127.0.0.1:{} as postgres)",
+                pg.port
+            ))
+            && text.contains("used HOTP codes accepted again")
+            && text.contains("--again"),
         "a second run: {text}"
     );
+    let (ok, text) = migrate(&["--again"]);
+    assert!(
+        !ok && text.contains("radmfa: the destination already holds")
+            && text.contains("refusing to merge"),
+        "a second run with --again: {text}"
+    );
+    // Into another empty database it copies again.
+    let (ok, text) = migrate_store(&single.config, &pg.fresh_database(), &["--again"]);
+    assert!(ok && text.contains("tokens: 2 row(s)"), "{text}");
     // The old store is marked moved: the old config's server and admin commands refuse it
     // (a cron job's `user delete` there would change a store nobody reads), until the
     // mark is deleted.

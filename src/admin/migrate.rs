@@ -13,7 +13,7 @@
 //! re-encrypted. The whole copy is one PostgreSQL transaction read from one SQLite snapshot:
 //! it lands completely or not at all.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
@@ -64,6 +64,12 @@ pub struct MigrateArgs {
     /// it makes them): point it only at the database meant for radmfa.
     #[arg(long)]
     pub dry_run: bool,
+    /// Copy a SQLite store already marked moved (`<store.path>.moved-to-postgres`) once more,
+    /// into another empty database. Only when the first copy was lost before any node used
+    /// it: the file does not have what the nodes changed since (used HOTP codes would work
+    /// again, disabled tokens and deleted users come back).
+    #[arg(long)]
+    pub again: bool,
 }
 
 /// What `db migrate` did to an existing store's schema: `behind` as it stood before
@@ -207,7 +213,8 @@ pub async fn store(cfg: &Config, cmd: StoreCommand) -> anyhow::Result<ExitCode> 
     let StoreConfig::Sqlite { path, key_file } = &cfg.store else {
         bail!("store.type: the configured store must be the SQLite one to copy from");
     };
-    let settings = destination(&args)?;
+    let (settings, dest_key) = destination(&args)?;
+    refuse_a_second_copy(path, args.again)?;
     // Opening a path that is not there would make a new, empty database and copy it: a typo
     // in store.path would "succeed" with no tokens, and the new nodes would know nobody.
     if !std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() > 0) {
@@ -250,6 +257,14 @@ pub async fn store(cfg: &Config, cmd: StoreCommand) -> anyhow::Result<ExitCode> 
         })?)
     };
     let sealer = KeyFile::load(key_file)?;
+    if let Some(dest_key) = &dest_key {
+        same_key_file(
+            key_file,
+            &sealer,
+            dest_key,
+            args.to_config.as_deref().unwrap(),
+        )?;
+    }
     // Bring the source to the current schema, so it has exactly the columns copied below.
     crate::app::open_sqlite(path, key_file, sealer.clone())
         .await?
@@ -281,12 +296,11 @@ pub async fn store(cfg: &Config, cmd: StoreCommand) -> anyhow::Result<ExitCode> 
             .await?;
         if dest_rows > 0 {
             // A refusal (exit 1), not an error: see docs/operations.md.
-            eprintln!(
+            bail!(super::Refused(format!(
                 "the destination already holds {dest_rows} row(s) in {}: refusing to merge \
                  into a database in use (give an empty database)",
                 table.pg
-            );
-            return Ok(ExitCode::from(1));
+            )));
         }
         let n = tables::copy(&mut snapshot, &mut tx, table).await?;
         copied.push((table.pg, n));
@@ -328,26 +342,99 @@ pub async fn store(cfg: &Config, cmd: StoreCommand) -> anyhow::Result<ExitCode> 
         super::users::record_made_change(&dest, &rec, "the migration").await?;
         // The old file must not go on being served or changed by whoever still has the old
         // config: see store::moved.
-        crate::store::moved::mark(path, crate::clock::Clock::now(&crate::clock::SystemClock))
-            .with_context(|| {
-                format!(
-                    "copied, but the mark {} could not be written: make sure nothing serves \
+        let now = crate::clock::Clock::now(&crate::clock::SystemClock);
+        crate::store::moved::mark(path, now, &place).with_context(|| {
+            format!(
+                "copied, but the mark {} could not be written: make sure nothing serves \
                      or changes the SQLite store any more",
-                    crate::store::moved::marker(path).display()
-                )
-            })?;
+                crate::store::moved::marker(path).display()
+            )
+        })?;
         println!(
-            "copied into PostgreSQL. Every radmfa node must now use the key file {} \
-             (copy it, mode 0600) and [store] type = \"postgres\". The SQLite store is \
-             marked moved ({}): radmfa no longer serves or changes it.",
-            key_file.display(),
+            "copied into PostgreSQL. {} and [store] type = \"postgres\". The SQLite store \
+             is marked moved ({}): radmfa no longer serves or changes it.",
+            key_to_use(key_file, dest_key.as_deref(), args.to_config.as_deref()),
             crate::store::moved::marker(path).display()
         );
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn destination(args: &MigrateArgs) -> anyhow::Result<PgSettings> {
+/// Which key file the nodes need, said after the copy. The destination config's `key_file`
+/// may name a path that does not exist here (the nodes are other hosts): the source key must
+/// be copied there, or the nodes refuse the copied database.
+fn key_to_use(source: &Path, dest: Option<&Path>, dest_config: Option<&Path>) -> String {
+    match (dest, dest_config) {
+        (Some(dest), Some(config)) if !dest.exists() => format!(
+            "Copy the key file {} to {} (store.key_file of {}), mode 0600, on every radmfa \
+             node: the nodes need exactly that key",
+            source.display(),
+            dest.display(),
+            config.display()
+        ),
+        (Some(dest), _) => format!(
+            "Every radmfa node must now use the key file {} (the same key as {}; copy it, \
+             mode 0600)",
+            dest.display(),
+            source.display()
+        ),
+        _ => format!(
+            "Every radmfa node must now use the key file {} (copy it, mode 0600)",
+            source.display()
+        ),
+    }
+}
+
+/// A store already copied is copied again only with `--again`: the file misses what the
+/// nodes changed since, and a second copy serving it would undo that.
+fn refuse_a_second_copy(path: &Path, again: bool) -> anyhow::Result<()> {
+    let Some(note) = crate::store::moved::moved_note(path) else {
+        return Ok(());
+    };
+    if again {
+        return Ok(());
+    }
+    bail!(super::Refused(format!(
+        "store.path {}: this SQLite store was already copied: {note} A copy of it now would \
+         bring back what the nodes changed since (used HOTP codes accepted again, disabled \
+         tokens, deleted users and fraud blocks undone). Give --again only if that copy was \
+         lost before any node used it.",
+        path.display()
+    )))
+}
+
+/// The destination config's key file must hold the source's key, or not exist yet (it is
+/// then copied there, as the success message says): nodes started with another key would
+/// refuse the copied database, after the copy had succeeded.
+fn same_key_file(
+    source: &Path,
+    sealer: &crate::store::Sealer,
+    dest: &Path,
+    dest_config: &Path,
+) -> anyhow::Result<()> {
+    if !dest.exists() {
+        return Ok(());
+    }
+    use crate::store::seal::{opens_key_check, seal_key_check};
+    let theirs = KeyFile::load(dest)
+        .with_context(|| format!("store.key_file of {}", dest_config.display()))?;
+    if opens_key_check(&theirs, &seal_key_check(sealer)) {
+        return Ok(());
+    }
+    bail!(
+        "{}: store.key_file {} is not the key file of this SQLite store ({}), whose seeds the \
+         copy keeps sealed as they are: the nodes would refuse the copied database. Copy {} \
+         to {} (mode 0600), or point key_file at it; nothing was copied",
+        dest_config.display(),
+        dest.display(),
+        source.display(),
+        source.display(),
+        dest.display()
+    )
+}
+
+/// The destination's settings, and the key file its config names (`--to-config` only).
+fn destination(args: &MigrateArgs) -> anyhow::Result<(PgSettings, Option<PathBuf>)> {
     // The environment only when no flag names the destination: a variable left in the shell
     // must not override (or, as a clap default, conflict with) the file named here.
     let from_env = || {
@@ -361,14 +448,21 @@ fn destination(args: &MigrateArgs) -> anyhow::Result<PgSettings> {
     };
     match (&to, &args.to_config) {
         (Some(url), None) => {
-            crate::store::postgres::parse_url(url)
-                .map_err(|p| anyhow::anyhow!("--to: the URL {p}"))?;
-            Ok(PgSettings::new(url.clone()))
+            // Named as the admin gave it: no --to was typed when it came from the variable.
+            let source = if args.to.is_some() {
+                "--to"
+            } else {
+                "RADMFA_PG_URL"
+            };
+            crate::store::postgres::parse_url(url).map_err(|p| anyhow::anyhow!("{source}: {p}"))?;
+            let mut settings = PgSettings::new(url.clone());
+            settings.url_source = source.into();
+            Ok((settings, None))
         }
         (None, Some(file)) => {
             let cfg = Config::load(file).map_err(|e| e.in_file(file))?;
             match cfg.store {
-                StoreConfig::Postgres { settings, .. } => Ok(settings),
+                StoreConfig::Postgres { settings, key_file } => Ok((settings, Some(key_file))),
                 StoreConfig::Sqlite { .. } => bail!(
                     "{}: store.type must be \"postgres\" to be a destination",
                     file.display()

@@ -3,8 +3,10 @@
 //! after a cutover, and a node, cron job or offboarding script still given the old config
 //! would go on serving or changing a store nobody else reads: a token disabled there, or a
 //! user deleted, stays enabled on the nodes. With the mark, `serve` and the admin commands
-//! refuse the file and say why. The migration itself ignores it (a copy into another empty
-//! database may be needed), and deleting the file makes the SQLite store usable again.
+//! refuse the file and say why. The migration refuses it too: a second copy from the stale
+//! file would bring back what the nodes changed since (used HOTP codes, undone revocations),
+//! so it takes `--again` (the first copy lost before any node used it). Deleting the file
+//! makes the SQLite store usable again.
 
 use std::path::{Path, PathBuf};
 
@@ -17,15 +19,16 @@ pub fn marker(db: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// Writes the mark, synced: what it says must survive a power cut as the copy did. The
-/// destination's URL is not written (it may hold a password).
-pub fn mark(db: &Path, now: i64) -> std::io::Result<()> {
+/// Writes the mark, synced: what it says must survive a power cut as the copy did. `place`
+/// says where the copy went (database, host and port; the URL is not written, it may hold a
+/// password).
+pub fn mark(db: &Path, now: i64, place: &str) -> std::io::Result<()> {
     use std::io::Write;
     let path = marker(db);
     let mut f = std::fs::File::create(&path)?;
     writeln!(
         f,
-        "{} was copied into PostgreSQL by `radmfa store migrate-to-postgres` at {}.\n\
+        "{} was copied into PostgreSQL ({place}) by `radmfa store migrate-to-postgres` at {}.\n\
          radmfa refuses to serve or change it while this file exists: run it with the \
          config that names the PostgreSQL store. Delete this file to use the SQLite store \
          again.",
@@ -37,6 +40,23 @@ pub fn mark(db: &Path, now: i64) -> std::io::Result<()> {
         std::fs::File::open(dir)?.sync_all()?;
     }
     Ok(())
+}
+
+/// What the mark of a moved store says first (what was copied, where, when), or `None`
+/// when the store was not moved.
+pub fn moved_note(db: &Path) -> Option<String> {
+    let path = marker(db);
+    if !path.exists() {
+        return None;
+    }
+    // A mark that cannot be read still marks the store moved.
+    let text = std::fs::read_to_string(&path).unwrap_or_default();
+    Some(
+        text.lines()
+            .next()
+            .filter(|l| !l.trim().is_empty())
+            .map_or_else(|| format!("see {}", path.display()), str::to_string),
+    )
 }
 
 /// Refuses a store that was moved: names the mark and what to do.
@@ -63,7 +83,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("radmfa.db");
         refuse_if_moved(&db).expect("not moved");
-        mark(&db, 1_700_000_000).unwrap();
+        assert_eq!(moved_note(&db), None);
+        mark(&db, 1_700_000_000, "database radmfa on db.example.org:5432").unwrap();
+        let note = moved_note(&db).expect("moved");
+        assert!(
+            note.contains("(database radmfa on db.example.org:5432)")
+                && note.contains(&crate::clock::fmt_time(1_700_000_000)),
+            "{note}"
+        );
         let said = refuse_if_moved(&db).unwrap_err().to_string();
         assert!(
             said.contains("moved to PostgreSQL") && said.contains("radmfa.db.moved-to-postgres"),

@@ -160,10 +160,25 @@ pub fn parse_url(url: &str) -> Result<PgConnectOptions, String> {
             said = rest;
         }
         format!(
-            "is not a valid connection URL: {}",
-            crate::config::hide_quoted(said)
+            "is not a valid connection URL: {}{}",
+            crate::config::hide_quoted(said),
+            percent_encoding_hint(url)
         )
     })
+}
+
+/// A '/', '#', '?' or '@' in the password ends the URL's user part early, and sqlx then
+/// complains of the port or the host, which hides the cause. Said when the text before
+/// the URL's last '@' holds one; the password itself is not repeated.
+fn percent_encoding_hint(url: &str) -> &'static str {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let userinfo = rest.rsplit_once('@').map_or("", |(user, _)| user);
+    if userinfo.contains(['/', '#', '?', '@']) {
+        " (a '/', '#', '?' or '@' in the user name or password must be percent-encoded: \
+         %2F, %23, %3F, %40)"
+    } else {
+        ""
+    }
 }
 
 /// libpq's `sslmode` values (sqlx takes the same).
@@ -839,7 +854,19 @@ mod tests {
         );
         assert!(parse_url("postgres://u:p@127.0.0.1/db?sslmode=verify-full").is_ok());
         assert!(parse_url("postgres://u:p@127.0.0.1/db?sslmode=Require").is_ok());
+        // A password holding '#' or '/' unencoded: the hint, never the password.
+        for url in [
+            "postgres://u:pa#ss@127.0.0.1/db",
+            "postgres://u:pa/ss@127.0.0.1:5432/db",
+        ] {
+            let e = parse_url(url).unwrap_err();
+            assert!(
+                e.contains("must be percent-encoded: %2F, %23") && !e.contains("ss@"),
+                "{e}"
+            );
+        }
         let e = parse_url("postgres://u:p@127.0.0.1:99999/db").unwrap_err();
+        assert!(!e.contains("percent-encoded"), "{e}");
         assert!(
             e.starts_with("is not a valid connection URL: ")
                 && !e.contains("error with configuration: error with configuration"),
