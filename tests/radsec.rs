@@ -1625,7 +1625,7 @@ fn a_reload_applies_to_open_radsec_connections() {
         .collect();
     assert_eq!(closing.len(), 2, "{log}");
     assert!(
-        closing.iter().all(|l| l.contains("nas=local-renamed")),
+        closing.iter().all(|l| l.contains("nas=\"local-renamed\"")),
         "named as accepted, not as renamed:\n{log}"
     );
     assert_eq!(ask(&proxy), "none");

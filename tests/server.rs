@@ -387,6 +387,34 @@ fn a_user_name_cannot_forge_fields_in_the_text_log() {
     );
 }
 
+/// The client's name is quoted in the text log as every other string field is: a name
+/// with a space ("RD Gateway") split under a logfmt parser, `nas=RD Gateway` read as
+/// `nas=RD` and a stray `Gateway`, in the audit line and in the request span alike.
+#[test]
+fn a_client_name_is_quoted_in_the_text_log() {
+    let slapd = directory();
+    let srv = start(&slapd, |o| {
+        o.clients = vec![Nas::challenge("RD Gateway", "127.0.0.1")];
+    });
+    let r = py_password(&srv, "alice", "wrong");
+    assert_eq!(code_of(&r), "Access-Reject", "{r}");
+    assert!(
+        srv.log_shows("user=\"alice\" result=reject"),
+        "{}",
+        srv.log()
+    );
+    let log = srv.log();
+    let audit = log
+        .lines()
+        .find(|l| l.contains("user=\"alice\" result=reject"))
+        .unwrap();
+    assert!(
+        audit.contains("request{nas=\"RD Gateway\"") && audit.contains(" nas=\"RD Gateway\" "),
+        "the span's and the line's nas unquoted:\n{audit}"
+    );
+    assert!(!log.contains("nas=RD Gateway"), "an unquoted name:\n{log}");
+}
+
 /// A NAS that does not send State back (F5 FirePass does this) turns the answer to our
 /// prompt into a fresh login whose password is the code. It cannot be accepted, but the
 /// audit reason says what happened, so the admin knows to switch that client to inline.
@@ -1795,7 +1823,7 @@ fn lockout_after_wrong_codes_and_unlock() {
         log.lines().any(|l| l.contains("second factor locked")
             && l.contains(&format!("until={} ", at.unix_timestamp()))
             && l.contains(&format!("until_at={until}"))
-            && l.contains("nas=local")
+            && l.contains("nas=\"local\"")
             && l.contains("nas_ip=\"127.0.0.1\"")),
         "{log}"
     );

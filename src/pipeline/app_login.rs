@@ -120,7 +120,11 @@ pub async fn try_app_password(
         v.token_serial = serial;
         return Ok(Some(v));
     }
-    tracing::debug!(user, nas = %ctx.client.name, "app password accepted");
+    tracing::debug!(
+        user,
+        nas = ctx.client.name.as_str(),
+        "app password accepted"
+    );
     Ok(Some(Verdict {
         token_serial: serial,
         ..Verdict::accept("app-password", None, info)

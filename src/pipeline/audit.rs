@@ -68,7 +68,7 @@ pub async fn record(
         reason = rec.reason.as_deref().unwrap_or(""),
         token = rec.token_serial.as_deref().unwrap_or(""),
         client_ip = rec.client_ip.as_deref().unwrap_or(""),
-        nas = %ctx.client.name,
+        nas = ctx.client.name.as_str(),
         nas_ip = rec.nas_ip.as_deref().unwrap_or(""),
         nas_identifier = rec.nas_identifier.as_deref().unwrap_or(""),
         latency_ms = rec.latency_ms,

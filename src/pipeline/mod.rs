@@ -332,7 +332,7 @@ fn overturned(app: &AppState, ctx: &RequestContext, req: &Request, reason: &str)
         user = user,
         result = %result,
         reason = reason,
-        nas = %ctx.client.name,
+        nas = ctx.client.name.as_str(),
         "auth"
     );
     let from = audit::Source::of(ctx, req);

@@ -662,7 +662,7 @@ pub async fn count_failure_after(
             target: "radmfa::audit",
             user,
             result = "lock",
-            nas = %nas.ctx.client.name,
+            nas = nas.ctx.client.name.as_str(),
             client_ip = rec.client_ip.as_deref().unwrap_or(""),
             nas_ip = rec.nas_ip.as_deref().unwrap_or(""),
             nas_identifier = rec.nas_identifier.as_deref().unwrap_or(""),

@@ -540,7 +540,7 @@ async fn dispatch_from(
     let reply_to = reply_to.clone();
     let span = tracing::info_span!(
         "request",
-        nas = %ctx.client.name,
+        nas = ctx.client.name.as_str(),
         %src,
         id = key.id,
         user = tracing::field::Empty

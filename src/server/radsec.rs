@@ -135,7 +135,7 @@ impl Closer {
     pub(super) fn dropped_by_reload(&self, why: &str) {
         if self.close_counted(&self.app.metrics.radsec_reload_closed) {
             let (peer, nas) = (self.peer, self.nas());
-            warn!(%peer, nas = %nas, "radsec: closing the connection after a reload: {why}");
+            warn!(%peer, nas = &*nas, "radsec: closing the connection after a reload: {why}");
         }
     }
 
@@ -145,7 +145,7 @@ impl Closer {
     pub(super) fn dropped_by_recheck(&self, why: &str) {
         if self.close_counted(&self.app.metrics.radsec_recheck_closed) {
             let (peer, nas) = (self.peer, self.nas());
-            warn!(%peer, nas = %nas, "radsec: closing the connection: {why}");
+            warn!(%peer, nas = &*nas, "radsec: closing the connection: {why}");
         }
     }
 
@@ -155,7 +155,7 @@ impl Closer {
     pub(super) fn discarded(&self, why: &str) {
         if self.close_counted(&self.app.metrics.radsec_discard_closed) {
             let (peer, nas) = (self.peer, self.nas());
-            warn!(%peer, nas = %nas, "radsec: closing the connection after a packet that failed verification ({why})");
+            warn!(%peer, nas = &*nas, "radsec: closing the connection after a packet that failed verification ({why})");
         }
     }
 
@@ -675,7 +675,7 @@ impl Connection {
                 let now = std::time::Instant::now();
                 if let Some(w) = self.app.drops.record(kind, peer.ip(), Some(&nas), now) {
                     warn!(target: "radmfa::drops", kind = ?kind, src = %peer.ip(),
-                        nas = %nas, "{w} [{why}]");
+                        nas = &*nas, "{w} [{why}]");
                 }
                 return;
             }
@@ -694,12 +694,12 @@ impl Connection {
             let kind = DropKind::TlsCertificateName;
             if let Some(w) = self.app.drops.record(kind, peer.ip(), Some(&nas), now) {
                 let name = self.client.radsec_name.as_deref().unwrap_or_default();
-                warn!(target: "radmfa::drops", kind = ?kind, src = %peer.ip(), nas = %nas,
+                warn!(target: "radmfa::drops", kind = ?kind, src = %peer.ip(), nas = &*nas,
                     "{w} [radsec_name = {name:?}]");
             }
             return;
         }
-        info!(%peer, nas = %nas, "radsec: connection up");
+        info!(%peer, nas = &*nas, "radsec: connection up");
         let (mut rd, wr) = tokio::io::split(tls);
         let (tx, rx) = mpsc::channel::<Arc<[u8]>>(WRITE_QUEUE);
         let closer = Arc::new(Closer {
@@ -794,7 +794,7 @@ impl Connection {
             };
             dispatch(&self.app, &self.permits, &self.tracker, at, &buf[..len]).await;
         }
-        info!(%peer, nas = %closer.nas(), "radsec: connection closed");
+        info!(%peer, nas = &*closer.nas(), "radsec: connection closed");
         drop(slot); // the writer may hold it a little longer, flushing
     }
 }
@@ -804,7 +804,7 @@ impl Connection {
 fn idle_close(closer: &Closer, idle: Duration, where_: &str) {
     Metrics::inc(&closer.app.metrics.radsec_idle_closed);
     let (peer, nas) = (closer.peer, closer.nas());
-    info!(%peer, nas = %nas, "radsec: closing the connection, idle for {} s{where_}", idle.as_secs());
+    info!(%peer, nas = &*nas, "radsec: closing the connection, idle for {} s{where_}", idle.as_secs());
 }
 
 impl Connection {
