@@ -237,9 +237,10 @@ pub struct AuditArgs {
     /// then --since T2 --until T3) count each record once. The same forms as --since.
     #[arg(long)]
     pub until: Option<String>,
-    /// Records shown; with --follow, the earlier records shown first (0: none, only new
-    /// ones); with --count-by, groups shown (the largest; days: the latest), 0 for every
-    /// group.
+    /// Records shown, the newest (0: every matching record); with --follow, the earlier
+    /// records shown first (0: none, only new ones); with --count-by, groups shown (the
+    /// largest; days: the latest), 0 for every group. When more match than are shown, a
+    /// note on stderr says so (stdout stays the table or the JSON).
     #[arg(long, default_value_t = 50)]
     pub limit: u32,
     /// One JSON object per line instead of a table.

@@ -1798,7 +1798,9 @@ fn config_check_warns_of_a_store_every_account_may_read() {
 
 /// `audit --result rejected` (for reject) printed an empty table, read during an incident as
 /// "no rejects": it now says the result is not one radmfa records. `--limit 0` meant 100
-/// records but every group with --count-by: for records it is refused.
+/// records but every group with --count-by; it was then refused for records, and is now
+/// every record, as for groups. Records or groups left off are said on stderr, for the
+/// JSON as for the table: an export cut at the default 50 said nothing.
 #[test]
 fn audit_says_when_a_filter_cannot_match_or_a_limit_means_nothing() {
     let (_d, cfg) = setup();
@@ -1815,17 +1817,50 @@ fn audit_says_when_a_filter_cannot_match_or_a_limit_means_nothing() {
     let (ok, out, err) = run(&cfg, &["audit", "--result", "enroll", "--json"]);
     assert!(ok && err.is_empty(), "{err}");
     assert_eq!(out.lines().count(), 1, "{out}");
-    let out = Command::new(bin())
-        .arg("--config")
-        .arg(&cfg)
-        .args(["audit", "--limit", "0"])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains("--limit 0 is for --count-by"), "{err}");
+    let (ok, _, err) = run(&cfg, &["user", "enroll-totp", "bob", "--uri-only"]);
+    assert!(ok, "{err}");
     let (ok, out, err) = run(&cfg, &["audit", "--count-by", "result", "--limit", "0"]);
-    assert!(ok && out.contains("enroll"), "{out}{err}");
+    assert!(ok && out.contains("enroll") && err.is_empty(), "{out}{err}");
+    // Two records: one shown, the other said on stderr, the JSON left pure.
+    let (ok, out, err) = run(&cfg, &["audit", "--json", "--limit", "1"]);
+    assert!(ok, "{err}");
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(
+        out.lines()
+            .all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()),
+        "{out}"
+    );
+    assert!(
+        err.contains("the newest 1 records shown; more match") && err.contains("--limit 0 for all"),
+        "{err}"
+    );
+    let (ok, out, err) = run(&cfg, &["audit", "--limit", "1"]);
+    assert!(ok && out.lines().count() == 2, "{out}{err}");
+    assert!(err.contains("more match"), "{err}");
+    // As many as there are: nothing left off, nothing said.
+    let (ok, out, err) = run(&cfg, &["audit", "--json", "--limit", "2"]);
+    assert!(
+        ok && out.lines().count() == 2 && err.is_empty(),
+        "{out}{err}"
+    );
+    let (ok, out, err) = run(&cfg, &["audit", "--json", "--limit", "0"]);
+    assert!(
+        ok && out.lines().count() == 2 && err.is_empty(),
+        "{out}{err}"
+    );
+    // A report: the groups left off are said for --json too, on stderr.
+    let (ok, out, err) = run(
+        &cfg,
+        &["audit", "--count-by", "user", "--limit", "1", "--json"],
+    );
+    assert!(ok && out.lines().count() == 1, "{out}{err}");
+    assert!(
+        err.contains("(1 more groups, 1 records; raise --limit"),
+        "{err}"
+    );
+    let (ok, out, err) = run(&cfg, &["audit", "--count-by", "user", "--limit", "1"]);
+    assert!(ok && out.lines().count() == 2, "{out}{err}");
+    assert!(err.contains("(1 more groups, 1 records"), "{err}");
 }
 
 /// A listing longer than a page (5,000) is read a page at a time, and still gives every
@@ -1865,9 +1900,26 @@ fn a_long_audit_listing_gives_every_record_once_newest_first() {
     assert_eq!(lines.len(), 7_001, "{}", lines[0]);
     assert!(lines[0].starts_with("TIME") && lines[1].contains("user12000"));
     assert!(lines[7_000].contains("user05001"), "{}", lines[7_000]);
+    assert!(
+        err.contains("the newest 7000 records shown; more match"),
+        "{err}"
+    );
     // More than there are: all of them, and the listing ends.
-    let (ok, out, _) = run(&cfg, &["audit", "--json", "--limit", "20000"]);
-    assert!(ok && out.lines().count() == 12_001);
+    let (ok, out, err) = run(&cfg, &["audit", "--json", "--limit", "20000"]);
+    assert!(
+        ok && out.lines().count() == 12_001 && err.is_empty(),
+        "{err}"
+    );
+    // 0: every record, over several pages; and a limit ending on a page's end still
+    // looks past it for more.
+    let (ok, out, err) = run(&cfg, &["audit", "--json", "--limit", "0"]);
+    assert!(
+        ok && out.lines().count() == 12_001 && err.is_empty(),
+        "{err}"
+    );
+    let (ok, out, err) = run(&cfg, &["audit", "--json", "--limit", "10000"]);
+    assert!(ok && out.lines().count() == 10_000, "{err}");
+    assert!(err.contains("the newest 10000 records shown"), "{err}");
 }
 
 /// `--until` is exclusive, so consecutive report windows count a record on their boundary

@@ -144,15 +144,6 @@ pub async fn run(cfg: &Config, args: AuditArgs) -> anyhow::Result<ExitCode> {
             );
         }
     }
-    // 0 means every group with --count-by, and no earlier records with --follow; for
-    // records it meant 100, quietly. Every record could be millions read into memory on a
-    // serving host: refused, with what to do.
-    if args.limit == 0 && args.count_by.is_none() && !args.follow {
-        bail!(
-            "--limit 0 is for --count-by (every group) and --follow (only new records); \
-             give the number of records to show"
-        );
-    }
     let filter = AuditFilter {
         user: args.user.as_deref().map(|u| cfg.user_names.key(u)),
         result: args.result,
@@ -204,32 +195,48 @@ pub async fn run(cfg: &Config, args: AuditArgs) -> anyhow::Result<ExitCode> {
     // On a shared store the SERVER column is always there, even when the records shown
     // are one node's: which node answered is what an admin reading them wants to know.
     let shared = matches!(cfg.store, crate::config::StoreConfig::Postgres { .. });
-    with_existing_store(&cfg.store, async |store| {
+    let shown = with_existing_store(&cfg.store, async |store| {
         print_pages(store, filter, args.json, shared).await
     })
     .await?;
+    if let Some(shown) = shown {
+        // On stderr: stdout stays the table or the JSON lines. An export cut short at the
+        // default 50 without a word was read as every record of the window.
+        eprintln!(
+            "(the newest {shown} records shown; more match: raise --limit, or --limit 0 for \
+             all)"
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
 /// Records are read this many at a time, each page printed before the next is read: an
 /// export of 90 days (`--json --limit 2000000`) held every record in memory at once,
-/// 5.7 GiB for 1.55 million on SQLite, on what may be a serving host.
+/// 5.7 GiB for 1.55 million on SQLite, on what may be a serving host. So `--limit 0`,
+/// every record, costs no more memory than a page.
 const PAGE: u32 = 5_000;
 
-/// The records `filter` selects, newest first, at most `filter.limit`. The table's columns
-/// fit the first page: a listing of one page fits them all, a longer one is printed as it
-/// is read, and a wider value further down pushes its own line out.
+/// Prints the records `filter` selects, newest first, at most `filter.limit` (0: all of
+/// them). The table's columns fit the first page: a listing of one page fits them all, a
+/// longer one is printed as it is read, and a wider value further down pushes its own line
+/// out. Returns how many were shown when more match than the limit let through.
 async fn print_pages(
     store: &dyn crate::store::Store,
     mut filter: AuditFilter,
     json: bool,
     shared: bool,
-) -> anyhow::Result<()> {
-    let mut left = filter.limit;
+) -> anyhow::Result<Option<u64>> {
+    let mut left = (filter.limit > 0).then_some(filter.limit);
+    let mut shown = 0_u64;
     let mut table: Option<Table> = None;
-    while left > 0 {
-        filter.limit = left.min(PAGE);
-        let rows = store.audit(&filter).await?;
+    loop {
+        let page = left.map_or(PAGE, |l| l.min(PAGE));
+        // One more than the page: whether any are left after it, without a count that
+        // scans every matching record.
+        filter.limit = page + 1;
+        let mut rows = store.audit(&filter).await?;
+        let more = rows.len() > page as usize;
+        rows.truncate(page as usize);
         // println!: a reader gone (`| head`) ends the command by SIGPIPE, as everywhere
         // (`output::end_quietly_when_stdout_fails`).
         let t = *table.get_or_insert_with(|| {
@@ -246,13 +253,18 @@ async fn print_pages(
                 println!("{}", t.row(r));
             }
         }
-        let Some(last) = rows.last().filter(|_| rows.len() == filter.limit as usize) else {
-            break;
+        shown += rows.len() as u64;
+        let Some(last) = rows.last().filter(|_| more) else {
+            return Ok(None);
         };
         filter.before = Some((last.time, last.id));
-        left -= filter.limit;
+        if let Some(l) = left.as_mut() {
+            *l -= page;
+            if *l == 0 {
+                return Ok(Some(shown));
+            }
+        }
     }
-    Ok(())
 }
 
 /// The records' table: columns as wide as their widest value (at least the header), so long
@@ -425,6 +437,7 @@ fn report(
         for g in &all[..shown] {
             println!("{}", super::json_printable(serde_json::to_string(g)?));
         }
+        more_groups(&all[shown..]);
         return Ok(ExitCode::SUCCESS);
     }
     let name = format!("{by:?}").to_uppercase();
@@ -445,14 +458,21 @@ fn report(
             printable(&g.key)
         );
     }
-    if shown < all.len() {
-        let rest: u64 = all[shown..].iter().map(|g| g.total).sum();
-        println!(
-            "({} more groups, {rest} records; raise --limit)",
-            all.len() - shown
+    more_groups(&all[shown..]);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Says on stderr what a report left off, for the table and the JSON alike: a script
+/// reading `--json` took the groups shown for all of them. Not on stdout, which stays the
+/// table or the JSON lines.
+fn more_groups(rest: &[Group]) {
+    if !rest.is_empty() {
+        let records: u64 = rest.iter().map(|g| g.total).sum();
+        eprintln!(
+            "({} more groups, {records} records; raise --limit, or --limit 0 for all)",
+            rest.len()
         );
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(test)]
