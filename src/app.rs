@@ -10,6 +10,7 @@ use crate::config::{Config, StoreConfig};
 use crate::server::clients::ClientTable;
 use crate::server::dedup::DuplicateCache;
 use crate::server::metrics::Metrics;
+use crate::store::audit_reader::AuditReader;
 use crate::store::{KeyFile, PgStore, SqliteStore, Store};
 
 pub struct AppState {
@@ -210,17 +211,10 @@ pub async fn with_existing_store<T>(
     cfg: &StoreConfig,
     command: impl AsyncFnOnce(&dyn Store) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
-    let (database, key_file) = match cfg {
-        StoreConfig::Sqlite { path, key_file } => (Some(path), key_file),
-        StoreConfig::Postgres { key_file, .. } => (None, key_file),
+    let key_file = match cfg {
+        StoreConfig::Sqlite { key_file, .. } | StoreConfig::Postgres { key_file, .. } => key_file,
     };
-    if let Some(path) = database.filter(|p| !p.exists()) {
-        anyhow::bail!(
-            "store.path {}: no database there, so nothing to show or change (radmfa makes \
-             it at its first start or enrollment); check store.path and --config",
-            path.display()
-        );
-    }
+    refuse_unless_set_up(cfg).await?;
     if !key_file.exists() {
         anyhow::bail!(
             "store.key_file {} is missing; a command that reads or takes away makes none \
@@ -228,23 +222,92 @@ pub async fn with_existing_store<T>(
             key_file.display()
         );
     }
-    // PostgreSQL: the database exists (someone made it), but a mistyped name in store.url
-    // can reach another one; opening would set radmfa's tables up there and tie it to the
-    // key. Only a store some node or command has set up is read.
-    if let StoreConfig::Postgres { settings, .. } = cfg {
-        let source = &settings.url_source;
-        let recorded = crate::store::PgStore::key_recorded(settings)
-            .await
-            .with_context(|| source.clone())?;
-        if !recorded {
-            anyhow::bail!(
-                "{source}: that database holds no radmfa store yet, so nothing to show \
-                 (radmfa sets it up at its first start or enrollment); check the URL and \
-                 --config"
-            );
+    with_command_store(cfg, command).await
+}
+
+/// Refuses a store no start or command has set up: a SQLite database that is not there,
+/// a PostgreSQL database without radmfa's key record.
+async fn refuse_unless_set_up(cfg: &StoreConfig) -> anyhow::Result<()> {
+    match cfg {
+        StoreConfig::Sqlite { path, .. } if !path.exists() => anyhow::bail!(
+            "store.path {}: no database there, so nothing to show or change (radmfa makes \
+             it at its first start or enrollment); check store.path and --config",
+            path.display()
+        ),
+        StoreConfig::Sqlite { .. } => Ok(()),
+        // PostgreSQL: the database exists (someone made it), but a mistyped name in
+        // store.url can reach another one; opening would set radmfa's tables up there and
+        // tie it to the key. Only a store some node or command has set up is read.
+        StoreConfig::Postgres { settings, .. } => {
+            let source = &settings.url_source;
+            let recorded = crate::store::PgStore::key_recorded(settings)
+                .await
+                .with_context(|| source.clone())?;
+            if !recorded {
+                anyhow::bail!(
+                    "{source}: that database holds no radmfa store yet, so nothing to show \
+                     (radmfa sets it up at its first start or enrollment); check the URL and \
+                     --config"
+                );
+            }
+            Ok(())
         }
     }
-    with_command_store(cfg, command).await
+}
+
+/// Runs `radmfa audit` against the audit log alone, read-only and without the key file: a
+/// report changes nothing and unseals nothing, so an auditor's account needs only read
+/// access to the database (or a PostgreSQL role that may read radmfa's tables). The store is not
+/// migrated either: one behind this release's schema is reported.
+/// `snapshot_ok`: a SQLite database no process has open may be read as it is (a report);
+/// not for `--follow`, which waits for records still to come.
+pub async fn with_audit_reader<T>(
+    cfg: &StoreConfig,
+    snapshot_ok: bool,
+    command: impl AsyncFnOnce(&AuditReader) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    refuse_unless_set_up(cfg).await?;
+    let reader = match cfg {
+        StoreConfig::Sqlite { path, .. } => {
+            crate::store::moved::refuse_if_moved(path)?;
+            AuditReader::sqlite(path, snapshot_ok)
+                .await
+                .map_err(|e| unreadable_sqlite(path, e))?
+        }
+        StoreConfig::Postgres { settings, .. } => AuditReader::postgres(settings)
+            .with_context(|| format!("opening the PostgreSQL store ({})", settings.url_source))?,
+    };
+    let result = async {
+        let behind = reader.schema_behind().await?;
+        if let Some((at, known)) = behind {
+            anyhow::bail!(
+                "the store's schema is at version {at}, behind this release's {known}: its \
+                 audit log is read as it is, not migrated; run `radmfa db migrate` (as the \
+                 user radmfa runs as), or start radmfa, then ask again"
+            );
+        }
+        command(&reader).await
+    }
+    .await;
+    reader.close().await;
+    result
+}
+
+/// Why the SQLite database at `path` could not be read, and what it takes. SQLite reads a
+/// WAL database (radmfa's are) through its -wal and -shm files: where they are not there,
+/// a reader that may not write the directory cannot make them.
+fn unreadable_sqlite(path: &std::path::Path, e: crate::store::StoreError) -> anyhow::Error {
+    let mut shm = path.as_os_str().to_owned();
+    shm.push("-shm");
+    let reading = format!("reading database {}", path.display());
+    if std::path::Path::new(&shm).exists() {
+        return anyhow::Error::new(e).context(reading);
+    }
+    anyhow::anyhow!(
+        "{reading}: {e}. It is in WAL mode: reading it as it changes needs its -wal and -shm \
+         files, there while radmfa runs, or write access to its directory to make them. Run \
+         this while radmfa runs, or as the user radmfa runs as"
+    )
 }
 
 /// Opens (creating and migrating if needed) the configured store.

@@ -1863,6 +1863,86 @@ fn audit_says_when_a_filter_cannot_match_or_a_limit_means_nothing() {
     assert!(err.contains("(1 more groups, 1 records"), "{err}");
 }
 
+/// `audit` reads the audit log alone, read-only and without the seed key: an auditor's
+/// account given read access to the database (not to its directory, not to the key that
+/// unseals every seed) gets its records. It opened the whole store, read-write with the
+/// key: "attempt to write a readonly database", or where it could write the directory,
+/// serve's advice to give the database to the user radmfa runs as, and -wal and -shm files
+/// of the auditor's left behind.
+#[test]
+fn audit_reads_a_store_it_may_only_read_without_the_key() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let (d, cfg) = setup();
+    for user in ["alice", "bob"] {
+        let (ok, _, err) = run(&cfg, &["user", "enroll-totp", user, "--uri-only"]);
+        assert!(ok, "{err}");
+    }
+    let mode = |p: &std::path::Path, m: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
+    };
+    // The auditor may read the directory, the config and the database; nothing more.
+    mode(d.path(), 0o755);
+    mode(&cfg, 0o644);
+    mode(&d.path().join("radmfa.db"), 0o644);
+    mode(&d.path().join("radmfa.key"), 0o600);
+    let files = || {
+        let mut names: Vec<String> = std::fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let before = files();
+    let as_nobody = |args: &[&str]| {
+        // Under `timeout`: a --follow that started after all would run until killed.
+        let out = Command::new("timeout")
+            .uid(65534)
+            .gid(65534)
+            .arg("20")
+            .arg(bin())
+            .arg("--config")
+            .arg(&cfg)
+            .args(args)
+            .output()
+            .expect("run as nobody (the suite runs as root, as CI does)");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, out, err) = as_nobody(&["audit", "--json"]);
+    assert!(ok && err.is_empty(), "{err}");
+    let users: Vec<String> = out
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["user"].to_string())
+        .collect();
+    assert_eq!(users, ["\"bob\"", "\"alice\""], "{out}");
+    let (ok, out, err) = as_nobody(&["audit", "--count-by", "user"]);
+    assert!(
+        ok && out.contains("alice") && out.contains("bob"),
+        "{out}{err}"
+    );
+    // With no -wal there, nothing has the database open: a report reads the file as it
+    // is. --follow, which must see the records to come, says what it needs instead.
+    let (ok, _, err) = as_nobody(&["audit", "--follow"]);
+    assert!(
+        !ok && err.contains("needs its -wal and -shm files"),
+        "{err}"
+    );
+    assert_eq!(files(), before, "the auditor left files behind");
+    // No key at all: a report unseals nothing, so needs none (and makes none).
+    let key = d.path().join("radmfa.key");
+    let away = d.path().join("radmfa.key.away");
+    std::fs::rename(&key, &away).unwrap();
+    let (ok, out, err) = run(&cfg, &["audit", "--result", "enroll"]);
+    assert!(ok && out.contains("alice"), "{out}{err}");
+    assert!(!key.exists(), "a key file was made");
+    std::fs::rename(&away, &key).unwrap();
+}
+
 /// A listing longer than a page (5,000) is read a page at a time, and still gives every
 /// record once, newest first, also where several share the second a page ends in.
 #[test]

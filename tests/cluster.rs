@@ -2150,6 +2150,15 @@ fn reading_commands_do_not_set_up_a_postgres_store() {
     assert!(run(&["user", "enroll-totp", "alice", "--uri-only"]).0);
     let (ok, err) = run(&["user", "list"]);
     assert!(ok, "{err}");
+    // `audit` reads without the key file: an auditor's account is not given the key that
+    // unseals every seed.
+    let key = dir.path().join("radmfa.key");
+    std::fs::rename(&key, dir.path().join("away.key")).unwrap();
+    for args in [&["audit"][..], &["audit", "--count-by", "user"]] {
+        let (ok, err) = run(args);
+        assert!(ok && err.is_empty(), "{args:?}: {err}");
+    }
+    assert!(!key.exists(), "a key file was made");
 }
 
 /// A login refused because the database is down counts once in

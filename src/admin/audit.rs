@@ -8,7 +8,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use super::printable;
-use crate::app::with_existing_store;
+use crate::app::with_audit_reader;
 use crate::cli::AuditArgs;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
@@ -177,7 +177,7 @@ pub async fn run(cfg: &Config, args: AuditArgs) -> anyhow::Result<ExitCode> {
         }
     }
     if let Some(by) = args.count_by {
-        let counts = with_existing_store(&cfg.store, async |store| {
+        let counts = with_audit_reader(&cfg.store, true, async |store| {
             Ok(store.audit_counts(&filter, by).await?)
         })
         .await?;
@@ -186,7 +186,7 @@ pub async fn run(cfg: &Config, args: AuditArgs) -> anyhow::Result<ExitCode> {
     if args.follow {
         // Nodes share a PostgreSQL store: what comes next may be any node's.
         let shared = matches!(cfg.store, crate::config::StoreConfig::Postgres { .. });
-        with_existing_store(&cfg.store, async |store| {
+        with_audit_reader(&cfg.store, false, async |store| {
             super::audit_follow::follow(store, filter, args.json, shared).await
         })
         .await?;
@@ -195,7 +195,7 @@ pub async fn run(cfg: &Config, args: AuditArgs) -> anyhow::Result<ExitCode> {
     // On a shared store the SERVER column is always there, even when the records shown
     // are one node's: which node answered is what an admin reading them wants to know.
     let shared = matches!(cfg.store, crate::config::StoreConfig::Postgres { .. });
-    let shown = with_existing_store(&cfg.store, async |store| {
+    let shown = with_audit_reader(&cfg.store, true, async |store| {
         print_pages(store, filter, args.json, shared).await
     })
     .await?;
@@ -221,7 +221,7 @@ const PAGE: u32 = 5_000;
 /// longer one is printed as it is read, and a wider value further down pushes its own line
 /// out. Returns how many were shown when more match than the limit let through.
 async fn print_pages(
-    store: &dyn crate::store::Store,
+    store: &crate::store::audit_reader::AuditReader,
     mut filter: AuditFilter,
     json: bool,
     shared: bool,

@@ -7,7 +7,8 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use super::audit::Table;
-use crate::store::{AuditFilter, AuditRecord, Store, StoreError};
+use crate::store::audit_reader::AuditReader;
+use crate::store::{AuditFilter, AuditRecord, StoreError};
 
 /// How often the store is asked for new records.
 const POLL: Duration = Duration::from_secs(1);
@@ -22,7 +23,7 @@ const MIN_WIDTH: usize = 12;
 
 /// `shared`: the store is one several nodes write (PostgreSQL), so the table names the node.
 pub async fn follow(
-    store: &dyn Store,
+    store: &AuditReader,
     filter: AuditFilter,
     json: bool,
     shared: bool,
@@ -123,7 +124,7 @@ enum Poll {
 
 /// Prints the records that arrived since the last poll, each once.
 async fn poll(
-    store: &dyn Store,
+    store: &AuditReader,
     filter: &AuditFilter,
     window: &mut Window,
     print: &impl Fn(&AuditRecord) -> std::io::Result<()>,

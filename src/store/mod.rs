@@ -6,6 +6,7 @@
 //! once, a State consumed once, the failure counter) is a single atomic statement in the
 //! database, never a read-then-write in a node's memory, so it stays correct across nodes.
 
+pub mod audit_reader;
 mod audit_sql;
 pub mod columns;
 pub mod delivery;

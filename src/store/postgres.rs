@@ -35,6 +35,7 @@ mod request_tx;
 mod rows;
 mod tokens;
 
+pub(super) use connect::{audit_reading_pool, schema_behind_on};
 pub use connect::{parse_url, PgSettings, COPY_LOCK, MIGRATION_LOCK_TIMEOUT, WRONG_KEY};
 use rows::{
     audit_from_row, challenge_from_row, counter_to_sql, is_unique_violation, kind_str, now_unix,
@@ -871,17 +872,11 @@ impl Store for PgStore {
     }
 
     async fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {
-        let mut q: QueryBuilder<Postgres> =
-            audit_sql::records_query(Dialect::Postgres, AUDIT_COLUMNS, filter);
-        let rows = q.build().fetch_all(&self.pool).await?;
-        rows.iter().map(audit_from_row).collect()
+        audit_records(&self.pool, filter).await
     }
 
     async fn audit_top_id(&self) -> Result<i64, StoreError> {
-        let top: Option<i64> = sqlx::query_scalar("SELECT MAX(id) FROM audit")
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(top.unwrap_or(0))
+        audit_top_id(&self.pool).await
     }
 
     async fn audit_counts(
@@ -889,9 +884,7 @@ impl Store for PgStore {
         filter: &AuditFilter,
         by: AuditGroup,
     ) -> Result<Vec<AuditCount>, StoreError> {
-        let mut q: QueryBuilder<Postgres> = audit_sql::counts_query(Dialect::Postgres, filter, by);
-        let rows = q.build().fetch_all(&self.pool).await?;
-        rows.iter().map(audit_sql::count_from_row).collect()
+        audit_counts(&self.pool, filter, by).await
     }
 
     async fn purge_audit(&self, before: i64, batch: u32) -> Result<u64, StoreError> {
@@ -906,4 +899,37 @@ impl Store for PgStore {
         .await;
         Ok(w.done(r)?.rows_affected())
     }
+}
+
+// The audit log's reads on a pool: the store's, or `radmfa audit`'s read-only one
+// (`super::audit_reader`), which has neither the seed key nor write access.
+
+/// [`Store::audit`].
+pub(super) async fn audit_records(
+    pool: &PgPool,
+    filter: &AuditFilter,
+) -> Result<Vec<AuditRecord>, StoreError> {
+    let mut q: QueryBuilder<Postgres> =
+        audit_sql::records_query(Dialect::Postgres, AUDIT_COLUMNS, filter);
+    let rows = q.build().fetch_all(pool).await?;
+    rows.iter().map(audit_from_row).collect()
+}
+
+/// [`Store::audit_top_id`].
+pub(super) async fn audit_top_id(pool: &PgPool) -> Result<i64, StoreError> {
+    let top: Option<i64> = sqlx::query_scalar("SELECT MAX(id) FROM audit")
+        .fetch_one(pool)
+        .await?;
+    Ok(top.unwrap_or(0))
+}
+
+/// [`Store::audit_counts`].
+pub(super) async fn audit_counts(
+    pool: &PgPool,
+    filter: &AuditFilter,
+    by: AuditGroup,
+) -> Result<Vec<AuditCount>, StoreError> {
+    let mut q: QueryBuilder<Postgres> = audit_sql::counts_query(Dialect::Postgres, filter, by);
+    let rows = q.build().fetch_all(pool).await?;
+    rows.iter().map(audit_sql::count_from_row).collect()
 }

@@ -75,7 +75,7 @@ async fn take_user_tokens(
     Ok(removed)
 }
 
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// What a WAL file is cut back to when SQLite starts it over after a checkpoint. Without
 /// it the file keeps the size of the largest transaction it ever held (a big import) for
 /// good; normal load keeps it near 4 MiB (the auto-checkpoint's 1,000 pages), under this.
@@ -172,9 +172,9 @@ impl SqliteStore {
     /// the running one unable to start).
     pub async fn schema_behind(path: &Path) -> Result<Option<(i64, i64)>, StoreError> {
         let pool = look_at(path).await?;
-        let applied = applied_migrations(&pool).await;
+        let behind = schema_behind_on(&pool).await;
         super::pool_close::close_pool(&pool).await;
-        Ok(behind(&MIGRATOR, &applied?))
+        behind
     }
 
     /// Whether `sealer` is the key the database at `path` recorded (yes where it has
@@ -242,6 +242,11 @@ async fn applied_migrations(pool: &SqlitePool) -> Result<Vec<i64>, StoreError> {
             .fetch_all(pool)
             .await?,
     )
+}
+
+/// [`SqliteStore::schema_behind`] of the database `pool` reads.
+pub(super) async fn schema_behind_on(pool: &SqlitePool) -> Result<Option<(i64, i64)>, StoreError> {
+    Ok(behind(&MIGRATOR, &applied_migrations(pool).await?))
 }
 
 /// (the newest applied, the newest `migrator` has) when one of `migrator`'s is not in
@@ -1142,17 +1147,11 @@ impl Store for SqliteStore {
     }
 
     async fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {
-        let mut q: QueryBuilder<Sqlite> =
-            audit_sql::records_query(Dialect::Sqlite, AUDIT_COLUMNS, filter);
-        let rows = q.build().fetch_all(&self.pool).await?;
-        rows.iter().map(audit_from_row).collect()
+        audit_records(&self.pool, filter).await
     }
 
     async fn audit_top_id(&self) -> Result<i64, StoreError> {
-        let top: Option<i64> = sqlx::query_scalar("SELECT MAX(id) FROM audit")
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(top.unwrap_or(0))
+        audit_top_id(&self.pool).await
     }
 
     async fn audit_counts(
@@ -1160,9 +1159,7 @@ impl Store for SqliteStore {
         filter: &AuditFilter,
         by: AuditGroup,
     ) -> Result<Vec<AuditCount>, StoreError> {
-        let mut q: QueryBuilder<Sqlite> = audit_sql::counts_query(Dialect::Sqlite, filter, by);
-        let rows = q.build().fetch_all(&self.pool).await?;
-        rows.iter().map(audit_sql::count_from_row).collect()
+        audit_counts(&self.pool, filter, by).await
     }
 
     async fn purge_audit(&self, before: i64, batch: u32) -> Result<u64, StoreError> {
@@ -1176,6 +1173,39 @@ impl Store for SqliteStore {
         .await?;
         Ok(done.rows_affected())
     }
+}
+
+// The audit log's reads on a pool: the store's, or `radmfa audit`'s read-only one
+// (`super::audit_reader`), which has neither the seed key nor write access.
+
+/// [`Store::audit`].
+pub(super) async fn audit_records(
+    pool: &SqlitePool,
+    filter: &AuditFilter,
+) -> Result<Vec<AuditRecord>, StoreError> {
+    let mut q: QueryBuilder<Sqlite> =
+        audit_sql::records_query(Dialect::Sqlite, AUDIT_COLUMNS, filter);
+    let rows = q.build().fetch_all(pool).await?;
+    rows.iter().map(audit_from_row).collect()
+}
+
+/// [`Store::audit_top_id`].
+pub(super) async fn audit_top_id(pool: &SqlitePool) -> Result<i64, StoreError> {
+    let top: Option<i64> = sqlx::query_scalar("SELECT MAX(id) FROM audit")
+        .fetch_one(pool)
+        .await?;
+    Ok(top.unwrap_or(0))
+}
+
+/// [`Store::audit_counts`].
+pub(super) async fn audit_counts(
+    pool: &SqlitePool,
+    filter: &AuditFilter,
+    by: AuditGroup,
+) -> Result<Vec<AuditCount>, StoreError> {
+    let mut q: QueryBuilder<Sqlite> = audit_sql::counts_query(Dialect::Sqlite, filter, by);
+    let rows = q.build().fetch_all(pool).await?;
+    rows.iter().map(audit_sql::count_from_row).collect()
 }
 
 #[cfg(test)]

@@ -321,22 +321,10 @@ impl PgStore {
     /// [`crate::store::sqlite::SqliteStore::schema_behind`] says it for SQLite.
     pub async fn schema_behind(settings: &PgSettings) -> Result<Option<(i64, i64)>, StoreError> {
         let pool = pool_of(settings, 1)?;
-        let applied = async {
-            let bookkept: bool =
-                sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
-                    .fetch_one(&pool)
-                    .await?;
-            if !bookkept {
-                return Ok(Vec::new());
-            }
-            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
-                .fetch_all(&pool)
-                .await
-        }
-        .await;
+        let behind = schema_behind_on(&pool).await;
         crate::store::pool_close::close_pool(&pool).await;
-        match applied {
-            Ok(applied) => Ok(crate::store::sqlite::behind(&MIGRATOR, &applied)),
+        match behind {
+            Ok(behind) => Ok(behind),
             Err(e) => Err(why_no_connection(settings, e).await),
         }
     }
@@ -478,9 +466,32 @@ impl PgStore {
     }
 }
 
+/// [`PgStore::schema_behind`] of the database `pool` reads.
+pub(in crate::store) async fn schema_behind_on(
+    pool: &PgPool,
+) -> Result<Option<(i64, i64)>, sqlx::Error> {
+    let bookkept: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+        .fetch_one(pool)
+        .await?;
+    if !bookkept {
+        return Ok(crate::store::sqlite::behind(&MIGRATOR, &[]));
+    }
+    let applied: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+            .fetch_all(pool)
+            .await?;
+    Ok(crate::store::sqlite::behind(&MIGRATOR, &applied))
+}
+
 /// The requests' pool: `store.pool_size` connections.
 fn serving_pool(settings: &PgSettings) -> Result<PgPool, StoreError> {
     pool_of(settings, settings.pool_size)
+}
+
+/// One connection for `radmfa audit`, which reads the audit log and nothing else: no key
+/// file, no migrations (`super::super::audit_reader`).
+pub(in crate::store) fn audit_reading_pool(settings: &PgSettings) -> Result<PgPool, StoreError> {
+    pool_of(settings, 1)
 }
 
 /// The shared audit insert with its own connection, made as the serving pool's are (see
