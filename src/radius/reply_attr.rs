@@ -214,10 +214,14 @@ impl ReplyAttr {
             None => {
                 let (vendor, vtype) = generic_vendor(name).ok_or_else(|| not_generic(name))?;
                 generic_vendor_sendable(name, vendor, vtype)?;
+                // Any other: octets, as FreeRADIUS takes an attribute it has no dictionary
+                // entry for. Text is sent as its bytes all the same; an unquoted 0x value is
+                // the bytes it spells (it went as the text "0x41", where FreeRADIUS sent
+                // "A", so a value copied from its config meant something else here).
                 let kind = VENDOR
                     .iter()
                     .find(|&&(_, v, t, _)| (v, t) == (vendor, vtype))
-                    .map_or(Kind::Text, |&(_, _, _, kind)| kind);
+                    .map_or(Kind::Octets, |&(_, _, _, kind)| kind);
                 (vendor, vtype, kind)
             }
         };
@@ -564,6 +568,23 @@ mod tests {
 
     /// Class is octets: `0x` and hex digits are its bytes, as FreeRADIUS writes it and
     /// `radclient -x` (and `client login`) show it; quoted, or not hex, it is text.
+    /// A vendor attribute written by number is octets, as FreeRADIUS takes it: unquoted
+    /// 0x and hex digits are those bytes; text, or a quoted value, is sent as written.
+    #[test]
+    fn a_generic_vendor_attribute_in_hex_is_its_bytes() {
+        let data = |spec: &str| ReplyAttr::parse(spec).map(|a| a.value[VSA_HEADER..].to_vec());
+        assert_eq!(data("Vendor-99999-Attr-7 = 0x41ff"), Ok(vec![0x41, 0xff]));
+        assert_eq!(data("Vendor-99999-Attr-7 = \"0x41\""), Ok(b"0x41".to_vec()));
+        assert_eq!(
+            data("Vendor-99999-Attr-7 = vpn-admins"),
+            Ok(b"vpn-admins".to_vec())
+        );
+        let e = data("Vendor-99999-Attr-7 = 0x4").unwrap_err();
+        assert!(e.contains("put it in quotes"), "{e}");
+        // A vendor attribute radmfa knows by name keeps its kind written by number.
+        assert_eq!(data("Vendor-12356-Attr-1 = 0x41"), Ok(b"0x41".to_vec()));
+    }
+
     #[test]
     fn a_class_in_hex_is_its_bytes() {
         let class = |spec: &str| ReplyAttr::parse(spec).map(|a| (a.typ, a.value));
