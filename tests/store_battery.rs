@@ -91,6 +91,7 @@ store_battery! {
     plain: [
         tokens_add_list_by_serial,
         duplicate_serial_is_conflict,
+        first_token_only_where_no_name_holds_one,
         seed_round_trips,
         delete_user_tokens_counts,
         token_ids_are_not_reused,
@@ -145,6 +146,7 @@ store_battery! {
     ],
     racing: [
         race_totp_step,
+        race_add_first_token,
         race_hotp_counter,
         race_record_failure,
         race_consume_challenge,

@@ -170,6 +170,16 @@ impl NewToken {
     }
 }
 
+/// What [`Store::add_first_token`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FirstToken {
+    /// Stored, with this id.
+    Added(i64),
+    /// Nothing stored: these names hold tokens, as (name, serial), by name asked for, each
+    /// name's tokens in the order they were stored.
+    Held(Vec<(String, String)>),
+}
+
 /// What [`Store::delete_user_tokens`] and [`Store::delete_user`] did to the user's tokens:
 /// their serials, sorted, so that the audit names each token taken away.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -504,6 +514,16 @@ pub trait Store: Send + Sync + 'static {
     // --- tokens ---
     /// Creates a token; `Conflict` if the serial exists.
     async fn add_token(&self, token: NewToken) -> Result<i64, StoreError>;
+    /// [`Store::add_token`] only if none of `holders` (the token's owner, and the other
+    /// names of its owner's directory entry) holds a token, enabled or not: the look and the
+    /// insert are one step, taken in turn with every other call naming one of them. Checked
+    /// first and stored after, two enrollments at once (two admins, a script run twice) both
+    /// found no token and both stored one.
+    async fn add_first_token(
+        &self,
+        token: NewToken,
+        holders: &[String],
+    ) -> Result<FirstToken, StoreError>;
     /// Enabled and disabled tokens owned by `user`, seeds decrypted.
     async fn tokens_for_user(&self, user: &str) -> Result<Vec<Token>, StoreError>;
     async fn token_by_serial(&self, serial: &str) -> Result<Option<Token>, StoreError>;

@@ -19,9 +19,9 @@ use sqlx::{Postgres, QueryBuilder, Row};
 
 use super::{
     AppPassword, AuditCount, AuditFilter, AuditGroup, AuditRecord, CancelledOob, ChallengeAttempt,
-    CounterUse, NewToken, OobBegin, OobStatus, OobTransaction, PendingChallenge, RememberedLogin,
-    Sealer, SendLimit, StepUse, Store, StoreError, Token, TokenAsRead, TokenExtra, TokenFilter,
-    TokenRecord, TokensRemoved, UserProfile, UserSnapshot, UserStatus, UserSummary,
+    CounterUse, FirstToken, NewToken, OobBegin, OobStatus, OobTransaction, PendingChallenge,
+    RememberedLogin, Sealer, SendLimit, StepUse, Store, StoreError, Token, TokenAsRead, TokenExtra,
+    TokenFilter, TokenRecord, TokensRemoved, UserProfile, UserSnapshot, UserStatus, UserSummary,
 };
 
 use super::audit_sql::{self, Dialect};
@@ -131,36 +131,19 @@ impl Store for PgStore {
     // --- tokens ---
 
     async fn add_token(&self, token: NewToken) -> Result<i64, StoreError> {
+        let row = self.sealed_row(&token)?;
         let mut w = self.writer().await?;
-        let counter = counter_to_sql(token.counter)?;
-        let sealed = self
-            .sealer
-            .seal(token.secret.expose(), token.serial.as_bytes());
-        let r = sqlx::query_scalar::<_, i64>(
-            "INSERT INTO tokens (serial, username, kind, algorithm, digits, period, counter, \
-             last_step, enabled, created_at, secret, origin) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, TRUE, $8, $9, 'enroll') RETURNING id",
-        )
-        .bind(&token.serial)
-        .bind(&token.user)
-        .bind(kind_str(token.kind))
-        .bind(token.algorithm.as_str())
-        .bind(i64::from(token.digits))
-        .bind(i64::from(token.period))
-        .bind(counter)
-        .bind(now_unix())
-        .bind(sealed)
-        .fetch_one(w.conn())
-        .await;
-        let result = w.done(r);
-        match result {
-            Ok(id) => Ok(id),
-            Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!(
-                "token serial {}",
-                token.serial
-            ))),
-            Err(e) => Err(e.into()),
-        }
+        let r = tokens::insert_token(w.conn(), &token, row).await;
+        w.done(r)
+            .map_err(|e| tokens::insert_error(e, &token.serial))
+    }
+
+    async fn add_first_token(
+        &self,
+        token: NewToken,
+        holders: &[String],
+    ) -> Result<FirstToken, StoreError> {
+        self.add_first_token_impl(token, holders).await
     }
 
     async fn tokens_for_user(&self, user: &str) -> Result<Vec<Token>, StoreError> {

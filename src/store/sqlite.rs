@@ -32,9 +32,9 @@ use super::sqlite_reads::{Readers, Seed::MustOpen};
 use super::sqlite_writer::{is_unique_violation as writer_unique_violation, sqlite_err, Writer};
 use super::{
     AppPassword, AuditCount, AuditFilter, AuditGroup, AuditRecord, CancelledOob, ChallengeAttempt,
-    CounterUse, NewToken, OobBegin, OobStatus, OobTransaction, PendingChallenge, RememberedLogin,
-    Sealer, SendLimit, StepUse, Store, StoreError, Token, TokenAsRead, TokenExtra, TokenFilter,
-    TokenRecord, TokensRemoved, UserProfile, UserSnapshot, UserStatus, UserSummary,
+    CounterUse, FirstToken, NewToken, OobBegin, OobStatus, OobTransaction, PendingChallenge,
+    RememberedLogin, Sealer, SendLimit, StepUse, Store, StoreError, Token, TokenAsRead, TokenExtra,
+    TokenFilter, TokenRecord, TokensRemoved, UserProfile, UserSnapshot, UserStatus, UserSummary,
 };
 
 /// The schema's migrations. A file migrated by a newer release is not refused
@@ -381,34 +381,16 @@ impl Store for SqliteStore {
     // --- tokens ---
 
     async fn add_token(&self, token: NewToken) -> Result<i64, StoreError> {
-        let counter = counter_to_sql(token.counter)?;
-        let sealed = self
-            .sealer
-            .seal(token.secret.expose(), token.serial.as_bytes());
-        let result = sqlx::query_scalar::<_, i64>(
-            "INSERT INTO tokens (serial, user, kind, algorithm, digits, period, counter, \
-             last_step, enabled, created_at, secret, origin) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL, 1, ?8, ?9, 'enroll') RETURNING id",
-        )
-        .bind(&token.serial)
-        .bind(&token.user)
-        .bind(kind_str(token.kind))
-        .bind(token.algorithm.as_str())
-        .bind(i64::from(token.digits))
-        .bind(i64::from(token.period))
-        .bind(counter)
-        .bind(now_unix())
-        .bind(sealed)
-        .fetch_all(&self.pool)
-        .await;
-        match result {
-            Ok(ids) => returned_id(ids),
-            Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!(
-                "token serial {}",
-                token.serial
-            ))),
-            Err(e) => Err(e.into()),
-        }
+        let mut conn = self.pool.acquire().await?;
+        self.insert_token(&mut conn, &token).await
+    }
+
+    async fn add_first_token(
+        &self,
+        token: NewToken,
+        holders: &[String],
+    ) -> Result<FirstToken, StoreError> {
+        self.add_first_token_impl(token, holders).await
     }
 
     async fn tokens_for_user(&self, user: &str) -> Result<Vec<Token>, StoreError> {

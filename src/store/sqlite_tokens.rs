@@ -5,16 +5,79 @@
 //! delegates here.
 
 use super::columns::{kept_on_replace, Kept};
-use super::sqlite::{counter_to_sql, is_unique_violation, kind_str, now_unix};
+use super::sqlite::{counter_to_sql, is_unique_violation, kind_str, now_unix, returned_id};
 use super::sqlite_reads::Seed::MayFail;
 use super::sqlite_writer::sqlite_err;
 use super::{
-    AuditRecord, NewToken, SqliteStore, StepUse, StoreError, TokenAsRead, TokenExtra, TokenFilter,
-    TokenRecord,
+    AuditRecord, FirstToken, NewToken, SqliteStore, StepUse, StoreError, TokenAsRead, TokenExtra,
+    TokenFilter, TokenRecord,
 };
 use rusqlite::OptionalExtension;
+use sqlx::SqliteConnection;
 
 impl SqliteStore {
+    /// Inserts `token` as enrolled, on `conn` (the pool's, or a transaction's).
+    pub(super) async fn insert_token(
+        &self,
+        conn: &mut SqliteConnection,
+        token: &NewToken,
+    ) -> Result<i64, StoreError> {
+        let counter = counter_to_sql(token.counter)?;
+        let sealed = self
+            .sealer
+            .seal(token.secret.expose(), token.serial.as_bytes());
+        let result = sqlx::query_scalar::<_, i64>(
+            "INSERT INTO tokens (serial, user, kind, algorithm, digits, period, counter, \
+             last_step, enabled, created_at, secret, origin) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL, 1, ?8, ?9, 'enroll') RETURNING id",
+        )
+        .bind(&token.serial)
+        .bind(&token.user)
+        .bind(kind_str(token.kind))
+        .bind(token.algorithm.as_str())
+        .bind(i64::from(token.digits))
+        .bind(i64::from(token.period))
+        .bind(counter)
+        .bind(now_unix())
+        .bind(sealed)
+        .fetch_all(conn)
+        .await;
+        match result {
+            Ok(ids) => returned_id(ids),
+            Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!(
+                "token serial {}",
+                token.serial
+            ))),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub(super) async fn add_first_token_impl(
+        &self,
+        token: NewToken,
+        holders: &[String],
+    ) -> Result<FirstToken, StoreError> {
+        // IMMEDIATE: the look and the insert under the file's write lock, which another
+        // process's enrollment waits for (busy_timeout) and then sees this token.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut held = Vec::new();
+        for holder in holders {
+            let serials: Vec<String> =
+                sqlx::query_scalar("SELECT serial FROM tokens WHERE user = ?1 ORDER BY id")
+                    .bind(holder)
+                    .fetch_all(&mut *tx)
+                    .await?;
+            held.extend(serials.into_iter().map(|s| (holder.clone(), s)));
+        }
+        if !held.is_empty() {
+            tx.rollback().await?;
+            return Ok(FirstToken::Held(held));
+        }
+        let id = self.insert_token(&mut tx, &token).await?;
+        tx.commit().await?;
+        Ok(FirstToken::Added(id))
+    }
+
     pub(super) async fn import_tokens_impl(
         &self,
         tokens: &[(NewToken, TokenExtra)],

@@ -13,10 +13,10 @@ use std::sync::Arc;
 use radmfa::secret::Secret;
 use radmfa::store::durability;
 use radmfa::store::{
-    AuditFilter, AuditGroup, AuditRecord, CancelledOob, ChallengeAttempt, NewToken, OobBegin,
-    OobKind, OobStatus, OobTransaction, OtpAlgorithm, PendingChallenge, RememberedLogin, SendLimit,
-    StepUse, Store, StoreError, TokenAsRead, TokenExtra, TokenFilter, TokenKind, UserProfile,
-    UserStatus,
+    AuditFilter, AuditGroup, AuditRecord, CancelledOob, ChallengeAttempt, FirstToken, NewToken,
+    OobBegin, OobKind, OobStatus, OobTransaction, OtpAlgorithm, PendingChallenge, RememberedLogin,
+    SendLimit, StepUse, Store, StoreError, TokenAsRead, TokenExtra, TokenFilter, TokenKind,
+    UserProfile, UserStatus,
 };
 use tokio::sync::Barrier;
 
@@ -33,6 +33,8 @@ where
 {
     tokens_add_list_by_serial(&*make().await).await;
     duplicate_serial_is_conflict(&*make().await).await;
+    first_token_only_where_no_name_holds_one(&*make().await).await;
+    race_add_first_token(make().await).await;
     seed_round_trips(&*make().await).await;
     delete_user_tokens_counts(&*make().await).await;
     token_ids_are_not_reused(&*make().await).await;
@@ -284,6 +286,65 @@ pub async fn duplicate_serial_is_conflict(store: &dyn Store) {
     assert!(store.tokens_for_user("mallory").await.unwrap().is_empty());
 }
 
+/// `add_first_token` stores only for a user none of whose names holds a token (a disabled
+/// one counts), and says which of them holds which.
+pub async fn first_token_only_where_no_name_holds_one(store: &dyn Store) {
+    let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    // Another user's token, and one in stock, are nobody's of these names.
+    store
+        .add_token(totp("B1", Some("bob"), b"b"))
+        .await
+        .unwrap();
+    store.add_token(totp("S1", None, b"s")).await.unwrap();
+    let first = store
+        .add_first_token(
+            totp("A1", Some("alice"), b"a1"),
+            &names(&["alice", "asmith"]),
+        )
+        .await
+        .unwrap();
+    let FirstToken::Added(id) = first else {
+        panic!("alice held nothing: {first:?}")
+    };
+    assert_eq!(store.token_by_serial("A1").await.unwrap().unwrap().id, id);
+    // Under the other name of her entry, and under her own: refused, naming what is held.
+    let again = |serial: &'static str, holders: &'static [&'static str]| {
+        let user = holders[0];
+        async move {
+            store
+                .add_first_token(totp(serial, Some(user), b"x"), &names(holders))
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(
+        again("A2", &["asmith", "alice"]).await,
+        FirstToken::Held(vec![("alice".into(), "A1".into())])
+    );
+    assert!(store.set_token_enabled("A1", false).await.unwrap());
+    store
+        .add_token(totp("A3", Some("alice"), b"a3"))
+        .await
+        .unwrap();
+    assert_eq!(
+        again("A4", &["alice"]).await,
+        FirstToken::Held(vec![
+            ("alice".into(), "A1".into()),
+            ("alice".into(), "A3".into())
+        ])
+    );
+    for serial in ["A2", "A4"] {
+        assert!(store.token_by_serial(serial).await.unwrap().is_none());
+    }
+    // A serial already there is still a conflict, and stores nothing.
+    let err = store
+        .add_first_token(totp("B1", Some("carol"), b"c"), &names(&["carol"]))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "got {err:?}");
+    assert!(store.tokens_for_user("carol").await.unwrap().is_empty());
+}
+
 pub async fn seed_round_trips(store: &dyn Store) {
     let seeds: Vec<Vec<u8>> = vec![
         b"12345678901234567890".to_vec(),
@@ -469,6 +530,34 @@ pub async fn race_totp_step(store: Arc<dyn Store>) {
             .last_step,
         Some(step)
     );
+}
+
+/// Enrollments racing under both names of one directory entry: exactly one stores its
+/// token. Checked, then inserted apart, every one of them found no token and stored one.
+pub async fn race_add_first_token(store: Arc<dyn Store>) {
+    let results = race(store.clone(), |s, i| async move {
+        // Half under each name, each listing its own name first.
+        let (user, other) = if i % 2 == 0 {
+            ("carol", "cjones")
+        } else {
+            ("cjones", "carol")
+        };
+        let holders = [user.to_string(), other.to_string()];
+        let token = totp(&format!("C{i}"), Some(user), b"c");
+        s.add_first_token(token, &holders).await.unwrap()
+    })
+    .await;
+    let added = results
+        .iter()
+        .filter(|r| matches!(r, FirstToken::Added(_)))
+        .count();
+    assert_eq!(
+        added, 1,
+        "exactly one of {RACERS} enrollments stores: {results:?}"
+    );
+    let held = store.tokens_for_user("carol").await.unwrap().len()
+        + store.tokens_for_user("cjones").await.unwrap().len();
+    assert_eq!(held, 1);
 }
 
 pub async fn hotp_compare_and_set(store: &dyn Store) {

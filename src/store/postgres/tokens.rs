@@ -4,21 +4,79 @@
 //! delegates here.
 
 use sqlx::postgres::PgRow;
-use sqlx::{Postgres, QueryBuilder, Row};
+use sqlx::{PgConnection, Postgres, QueryBuilder, Row};
 
 use super::to_u32;
 use super::{counter_to_sql, is_unique_violation, kind_str, now_unix, to_u64, PgStore};
 use crate::store::columns::{kept_on_replace, Kept};
 use crate::store::{
-    AuditRecord, NewToken, StepUse, StoreError, TokenAsRead, TokenExtra, TokenFilter, TokenRecord,
-    UserProfile, UserSnapshot, UserStatus,
+    AuditRecord, FirstToken, NewToken, StepUse, StoreError, TokenAsRead, TokenExtra, TokenFilter,
+    TokenRecord, UserProfile, UserSnapshot, UserStatus,
 };
 
 const RECORD_COLUMNS: &str = "id, serial, username, kind, algorithm, digits, period, counter, \
                               last_step, enabled, created_at, secret, manufacturer, model, \
                               valid_from, valid_until, drift, resync_counter, resync_at, origin";
 
+/// A token's counter and sealed seed, ready to bind.
+pub(super) struct SealedRow {
+    counter: i64,
+    sealed: Vec<u8>,
+}
+
 impl PgStore {
+    pub(super) fn sealed_row(&self, token: &NewToken) -> Result<SealedRow, StoreError> {
+        Ok(SealedRow {
+            counter: counter_to_sql(token.counter)?,
+            sealed: self
+                .sealer
+                .seal(token.secret.expose(), token.serial.as_bytes()),
+        })
+    }
+
+    pub(super) async fn add_first_token_impl(
+        &self,
+        token: NewToken,
+        holders: &[String],
+    ) -> Result<FirstToken, StoreError> {
+        let row = self.sealed_row(&token)?;
+        // READ COMMITTED lets two transactions both see no token and both insert (no row
+        // to wait on): a transaction advisory lock per name makes the look and the insert
+        // one step for it. Taken in sorted order, so two calls never deadlock; released at
+        // commit. Inside a request: a savepoint in its transaction (see request_tx.rs).
+        let mut names: Vec<&String> = holders.iter().collect();
+        names.sort_unstable();
+        names.dedup();
+        let mut w = self.writer().await?;
+        let mut tx = sqlx::Connection::begin(w.conn()).await?;
+        for name in names {
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+                .bind(format!("tokens:{name}"))
+                .execute(&mut *tx)
+                .await?;
+        }
+        let mut held = Vec::new();
+        for holder in holders {
+            let serials: Vec<String> =
+                sqlx::query_scalar("SELECT serial FROM tokens WHERE username = $1 ORDER BY id")
+                    .bind(holder)
+                    .fetch_all(&mut *tx)
+                    .await?;
+            held.extend(serials.into_iter().map(|s| (holder.clone(), s)));
+        }
+        if !held.is_empty() {
+            tx.rollback().await?;
+            w.done(Ok(()))?;
+            return Ok(FirstToken::Held(held));
+        }
+        let id = insert_token(&mut tx, &token, row)
+            .await
+            .map_err(|e| insert_error(e, &token.serial))?;
+        tx.commit().await?;
+        w.done(Ok(()))?;
+        Ok(FirstToken::Added(id))
+    }
+
     /// [`crate::store::Store::user_snapshot`] in one round trip: one row per token (ordered
     /// by serial, as `list_tokens`), or one row with NULL token columns for a user without
     /// tokens; the lockout and profile columns repeat on every row.
@@ -386,5 +444,38 @@ impl PgStore {
             .await;
         w.done(r)?;
         Ok(())
+    }
+}
+
+/// Inserts `token` as enrolled, on `conn` (a pooled connection, or a transaction's).
+pub(super) async fn insert_token(
+    conn: &mut PgConnection,
+    token: &NewToken,
+    row: SealedRow,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar::<_, i64>(
+        "INSERT INTO tokens (serial, username, kind, algorithm, digits, period, counter, \
+         last_step, enabled, created_at, secret, origin) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, TRUE, $8, $9, 'enroll') RETURNING id",
+    )
+    .bind(&token.serial)
+    .bind(&token.user)
+    .bind(kind_str(token.kind))
+    .bind(token.algorithm.as_str())
+    .bind(i64::from(token.digits))
+    .bind(i64::from(token.period))
+    .bind(row.counter)
+    .bind(now_unix())
+    .bind(row.sealed)
+    .fetch_one(conn)
+    .await
+}
+
+/// [`insert_token`]'s error: a serial already there is a `Conflict`.
+pub(super) fn insert_error(e: sqlx::Error, serial: &str) -> StoreError {
+    if is_unique_violation(&e) {
+        StoreError::Conflict(format!("token serial {serial}"))
+    } else {
+        e.into()
     }
 }
