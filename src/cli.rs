@@ -183,7 +183,8 @@ pub struct EnrollArgs {
     /// Time step in seconds. Default: [totp] period.
     #[arg(long)]
     pub period: Option<u32>,
-    /// Add a token even if the user already has one.
+    /// Add a token even if the user, or another name of their directory entry (a second
+    /// `uid`), already has one.
     #[arg(long)]
     pub force: bool,
     /// Enroll although the directory ([ldap]) has no such user (yet). Not --force, which

@@ -837,6 +837,120 @@ fn enroll_prints_uri_qr_and_secret_once() {
     assert!(!ok && err.contains("--digits"), "{err}");
 }
 
+/// The serials of `user`'s tokens, from `token list --json`.
+fn serials_of(cfg: &Path, user: &str) -> Vec<String> {
+    let (ok, out, err) = run(cfg, &["token", "list", "--user", user, "--json"]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["serial"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// `enroll-totp --verify` stores when the code matches, minutes after it looked for a token:
+/// an enrollment that went through meanwhile must not be joined by a second token. It was:
+/// both exited 0 and carol held two.
+#[test]
+fn enroll_verify_refuses_a_token_stored_while_it_waited() {
+    use std::io::{BufRead, BufReader, Write};
+    let (_d, cfg) = setup();
+    let mut child = Command::new(bin())
+        .arg("--config")
+        .arg(&cfg)
+        .args(["user", "enroll-totp", "carol", "--verify", "--no-qr"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    let seed = loop {
+        line.clear();
+        assert!(out.read_line(&mut line).unwrap() > 0, "no secret shown");
+        if let Some(s) = line.strip_prefix("Secret: ") {
+            break s.trim().to_string();
+        }
+    };
+    // At the code prompt: another enrollment of carol goes through.
+    let (ok, _, err) = run(&cfg, &["user", "enroll-totp", "carol", "--uri-only"]);
+    assert!(ok, "{err}");
+    let first = serials_of(&cfg, "carol");
+    assert_eq!(first.len(), 1);
+    let code = common::peers::totp(&seed, common::peers::now(), &[]);
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "{code}").unwrap();
+    drop(stdin);
+    let output = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("carol got a token meanwhile ({})", first[0]))
+            && err.contains("nothing stored")
+            && err.contains("--force"),
+        "{err}"
+    );
+    assert_eq!(serials_of(&cfg, "carol"), first, "no second token");
+}
+
+/// A directory entry with two names (`uid: alice`, `uid: asmith`): logins under either pass,
+/// each with its own tokens. Enrolling "the new phone" under the other name left the lost
+/// one working under the first; without --force it is refused, naming what the other name
+/// holds. A directory that cannot be asked leaves the names unchecked, as before.
+#[test]
+fn enrolling_under_another_name_of_an_entry_that_holds_tokens_is_refused() {
+    use common::slapd::{LdapUser, Slapd, SlapdOptions};
+    let mut slapd = Slapd::start_with(
+        &[LdapUser::new("bob", "bob-pw")],
+        SlapdOptions {
+            extra_ldif: "dn: uid=alice,ou=people,dc=example,dc=org\n\
+                         objectClass: inetOrgPerson\nuid: alice\nuid: asmith\n\
+                         cn: Alice Smith\nsn: Smith\nuserPassword: alice-pw\n\n"
+                .into(),
+            ..Default::default()
+        },
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &Options::new(&slapd.url));
+    let (ok, _, err) = run(&cfg, &["user", "enroll-totp", "alice", "--uri-only"]);
+    assert!(ok, "{err}");
+    let alices = serials_of(&cfg, "alice");
+    let (ok, _, err) = run(&cfg, &["user", "enroll-totp", "asmith", "--uri-only"]);
+    assert!(!ok, "enrolled beside alice's token: {err}");
+    assert!(
+        err.contains("also named alice")
+            && err.contains(&alices[0])
+            && err.contains("radmfa user reset alice")
+            && err.contains("--force"),
+        "{err}"
+    );
+    assert!(serials_of(&cfg, "asmith").is_empty());
+    // bob's entry has one name: nothing changes for him.
+    assert!(run(&cfg, &["user", "enroll-totp", "bob", "--uri-only"]).0);
+    // The way the refusal gives: the old token taken away, then the new one.
+    assert!(run(&cfg, &["user", "reset", "alice"]).0);
+    let (ok, _, err) = run(&cfg, &["user", "enroll-totp", "asmith", "--uri-only"]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = run(&cfg, &["user", "enroll-totp", "alice", "--uri-only"]);
+    assert!(!ok && err.contains("also named asmith"), "{err}");
+    // Or on purpose, both.
+    let (ok, _, err) = run(
+        &cfg,
+        &["user", "enroll-totp", "alice", "--uri-only", "--force"],
+    );
+    assert!(ok, "{err}");
+    // A directory that cannot be asked: said, and done, as for any name.
+    assert!(run(&cfg, &["user", "reset", "alice"]).0);
+    slapd.stop();
+    let (ok, _, err) = run(&cfg, &["user", "enroll-totp", "alice", "--uri-only"]);
+    assert!(
+        ok && err.contains("alice: not checked against the directory"),
+        "{err}"
+    );
+}
+
 #[test]
 fn list_show_reset_delete_and_audit() {
     let (_d, cfg) = setup();

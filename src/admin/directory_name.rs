@@ -13,11 +13,22 @@ use crate::config::Config;
 /// the directory cannot be asked (said on stderr: the name was not checked). No, with the
 /// refusal on stderr, when the directory answers that no entry is that user's.
 pub async fn may_grant(cfg: &Config, user: &str, flag: &str, overridden: bool) -> bool {
+    granted_entry(cfg, user, flag, overridden).await.is_some()
+}
+
+/// [`may_grant`], with what a yes found: the entry's other names (a multi-valued `uid`), none
+/// where the directory was not asked or could not be. `None` for a no.
+pub async fn granted_entry(
+    cfg: &Config,
+    user: &str,
+    flag: &str,
+    overridden: bool,
+) -> Option<Vec<String>> {
     let Some(settings) = &cfg.ldap else {
-        return true;
+        return Some(Vec::new());
     };
     if overridden {
-        return true;
+        return Some(Vec::new());
     }
     let name = super::printable(user);
     let looked_up = match LdapAuth::new(settings.clone()) {
@@ -25,7 +36,7 @@ pub async fn may_grant(cfg: &Config, user: &str, flag: &str, overridden: bool) -
         Err(e) => Err(e),
     };
     match looked_up {
-        Ok(Some(_)) => true,
+        Ok(Some(info)) => Some(info.other_names),
         Ok(None) => {
             // A name copied with its domain from an export (alice@corp.example.org, CORP\alice)
             // that [users] strip_domains leaves on: the fix is the name, not the spelling.
@@ -46,14 +57,14 @@ pub async fn may_grant(cfg: &Config, user: &str, flag: &str, overridden: bool) -
                     ""
                 }
             );
-            false
+            None
         }
         Err(e) => {
             eprintln!(
                 "warning: {name}: not checked against the directory ({e}); going ahead as if \
                  the name were right"
             );
-            true
+            Some(Vec::new())
         }
     }
 }

@@ -12,22 +12,32 @@ use crate::config::Config;
 use crate::mfa::{enroll, otp};
 use crate::secret::Secret;
 use crate::store::{
-    AuditRecord, NewToken, OtpAlgorithm, Store, StoreError, TokenFilter, TokenKind, TokensRemoved,
+    AuditRecord, FirstToken, NewToken, OtpAlgorithm, Store, StoreError, TokenFilter, TokenKind,
+    TokensRemoved,
 };
 
 pub async fn run(cfg: &Config, mut cmd: UserCommand) -> anyhow::Result<ExitCode> {
     fold_user_name(cfg, &mut cmd)?;
     // Before the store is opened (perhaps made): a refused name leaves nothing behind. A
     // name no command takes is left to the command's own message.
+    let mut other_names = Vec::new();
     if let Some((user, flag, overridden)) = grant(&cmd).filter(|g| valid_user_name(g.0)) {
-        if !super::directory_name::may_grant(cfg, user, flag, overridden).await {
-            return Ok(ExitCode::from(1));
+        match super::directory_name::granted_entry(cfg, user, flag, overridden).await {
+            Some(names) => other_names = names,
+            None => return Ok(ExitCode::from(1)),
         }
     }
+    let other_names = &other_names;
     if !adds(&cmd) {
-        return with_existing_store(&cfg.store, async |store| run_on(cfg, store, cmd).await).await;
+        return with_existing_store(&cfg.store, async |store| {
+            run_on(cfg, store, cmd, other_names).await
+        })
+        .await;
     }
-    with_command_store(&cfg.store, async |store| run_on(cfg, store, cmd).await).await
+    with_command_store(&cfg.store, async |store| {
+        run_on(cfg, store, cmd, other_names).await
+    })
+    .await
 }
 
 /// Whether the command gives a user something (a token, a number, an app password, a
@@ -68,9 +78,16 @@ fn grant(cmd: &UserCommand) -> Option<(&str, &'static str, bool)> {
     }
 }
 
-async fn run_on(cfg: &Config, store: &dyn Store, cmd: UserCommand) -> anyhow::Result<ExitCode> {
+/// `other_names`: the other names of the user's directory entry, where a command that gives
+/// looked it up.
+async fn run_on(
+    cfg: &Config,
+    store: &dyn Store,
+    cmd: UserCommand,
+    other_names: &[String],
+) -> anyhow::Result<ExitCode> {
     match cmd {
-        UserCommand::EnrollTotp(args) => enroll_totp(cfg, store, args).await,
+        UserCommand::EnrollTotp(args) => enroll_totp(cfg, store, args, other_names).await,
         UserCommand::List(flag) => list(store, flag.json).await,
         UserCommand::Show(a) => show(cfg, store, &a.user, a.json).await,
         UserCommand::Unlock(a) => {
@@ -506,10 +523,13 @@ fn valid_user_name(user: &str) -> bool {
     !user.is_empty() && user.len() <= 253 && !user.chars().any(|c| c.is_control())
 }
 
+/// `other_names`: the other names of the user's directory entry (none where it was not
+/// looked up), whose tokens count as the user's: logins under either name pass.
 async fn enroll_totp(
     cfg: &Config,
     store: &dyn Store,
     args: EnrollArgs,
+    other_names: &[String],
 ) -> anyhow::Result<ExitCode> {
     if !valid_user_name(&args.user) {
         bail!(
@@ -553,6 +573,20 @@ async fn enroll_totp(
         );
         return Ok(ExitCode::from(1));
     }
+    let others = crate::pipeline::aliases::entry_names_of(&cfg.user_names, &args.user, other_names);
+    if !args.force {
+        if let Some(refusal) = held_under_another_name(store, &args.user, &others).await? {
+            eprintln!("{refusal}");
+            return Ok(ExitCode::from(1));
+        }
+    }
+    // Without --force, the store looks again as it stores (add_first_token): another
+    // enrollment of this entry may have stored a token since the look above.
+    let holders = (!args.force).then(|| {
+        std::iter::once(args.user.clone())
+            .chain(others.into_iter().map(|(_, key)| key))
+            .collect::<Vec<_>>()
+    });
     // Only `config check` warned, and only for [totp] itself: an override here stored a
     // token some apps cannot follow, and the printed text still named them.
     if (algorithm != OtpAlgorithm::Sha1 || digits != 6 || period != 30) && !args.verify {
@@ -598,7 +632,7 @@ async fn enroll_totp(
             enrollment_text(&uri, &seed, args.no_qr)
         );
         super::output::write_out(&text).context("showing the new token (nothing stored)")?;
-        return enroll_verified(cfg, store, token, &args.user).await;
+        return enroll_verified(cfg, store, token, &args.user, holders.as_deref()).await;
     }
     let text = if args.uri_only {
         format!("{uri}\n")
@@ -609,7 +643,14 @@ async fn enroll_totp(
             enrollment_text(&uri, &seed, args.no_qr)
         )
     };
-    store.add_token(token).await?;
+    if let Err(held) = store_token(store, token, holders.as_deref()).await? {
+        eprintln!(
+            "{}; nothing enrolled; {}",
+            held_meanwhile(&args.user, &held),
+            FORCE_A_SECOND
+        );
+        return Ok(ExitCode::from(1));
+    }
     // An enrollment without its audit record is taken back: its secret is never shown, so
     // a token left behind could only be a trap ("already has a token" on the retry).
     if let Err(e) = write_enroll_audit(cfg, store, &args.user, &serial, String::new()).await {
@@ -654,6 +695,74 @@ async fn enroll_totp(
     Ok(ExitCode::SUCCESS)
 }
 
+/// The refusal of an enrollment (without --force) for a user whose directory entry's other
+/// name (`others`: shown, key) holds tokens. Logins under either name pass, each with its
+/// own: "enroll the new phone" under the other name left the stolen phone working under
+/// the first.
+async fn held_under_another_name(
+    store: &dyn Store,
+    user: &str,
+    others: &[(String, String)],
+) -> anyhow::Result<Option<String>> {
+    for (shown, key) in others {
+        let held = store.list_tokens(&holder_of(key)).await?;
+        if held.is_empty() {
+            continue;
+        }
+        let serials: Vec<_> = held
+            .iter()
+            .map(|r| super::printable(&r.token.serial).into_owned())
+            .collect();
+        return Ok(Some(format!(
+            "{user}: the directory entry is also named {other}, which holds token(s) {serials}; \
+             logins under either name pass, so those would keep working beside the new one. \
+             Nothing enrolled. Run `radmfa user reset {other}` first (a new phone for a lost \
+             one), or add --force to keep both",
+            user = super::printable(user),
+            other = super::printable(shown),
+            serials = serials.join(", "),
+        )));
+    }
+    Ok(None)
+}
+
+/// How a refusal for a token stored meanwhile ends.
+const FORCE_A_SECOND: &str = "use --force to add a second";
+
+/// Stores `token`: where `holders` is given (no --force), only if none of them holds a
+/// token yet, looked at in the same step as the insert. `Err` with what they hold.
+async fn store_token(
+    store: &dyn Store,
+    token: NewToken,
+    holders: Option<&[String]>,
+) -> Result<Result<i64, Vec<(String, String)>>, StoreError> {
+    let Some(holders) = holders else {
+        return store.add_token(token).await.map(Ok);
+    };
+    Ok(match store.add_first_token(token, holders).await? {
+        FirstToken::Added(id) => Ok(id),
+        FirstToken::Held(held) => Err(held),
+    })
+}
+
+/// "carol got a token meanwhile (TOTP-…)", for tokens `held` (name, serial) stored by
+/// another enrollment between this one's look and its insert.
+fn held_meanwhile(user: &str, held: &[(String, String)]) -> String {
+    let serials: Vec<_> = held
+        .iter()
+        .map(|(_, serial)| super::printable(serial).into_owned())
+        .collect();
+    let under = match held.iter().find(|(name, _)| name != user) {
+        Some((other, _)) => format!(" under {}", super::printable(other)),
+        None => String::new(),
+    };
+    format!(
+        "{} got a token meanwhile{under} ({})",
+        super::printable(user),
+        serials.join(", ")
+    )
+}
+
 /// Why anything but SHA1, 6 digits and 30 s is a risk at enrollment (`config check` says it
 /// of [totp] too).
 pub(crate) const UNFOLLOWED_PARAMETERS: &str = "some authenticator apps (Microsoft \
@@ -692,6 +801,7 @@ async fn enroll_verified(
     store: &dyn Store,
     token: NewToken,
     user: &str,
+    holders: Option<&[String]>,
 ) -> anyhow::Result<ExitCode> {
     let probe = token.preview();
     let mut step = None;
@@ -715,7 +825,18 @@ async fn enroll_verified(
         return Ok(ExitCode::from(1));
     };
     let serial = token.serial.clone();
-    let id = store.add_token(token).await?;
+    // Looked at again now: the code prompt may have waited minutes, while another
+    // enrollment of this user went through.
+    let id = match store_token(store, token, holders).await? {
+        Ok(id) => id,
+        Err(held) => {
+            eprintln!(
+                "{}; nothing stored (remove its entry from the app); {FORCE_A_SECOND}",
+                held_meanwhile(user, &held)
+            );
+            return Ok(ExitCode::from(1));
+        }
+    };
     // Its code's step used up and its audit record written, or the token goes again: one
     // left behind would log in with the very code just typed, unaudited.
     let finished = async {

@@ -38,7 +38,16 @@ pub enum OtherName {
 /// value (`alice@corp.example.org` as bob's userPrincipalName) logs in as whichever account
 /// its bare name (`alice`) is, so it is that account's name, not this entry's.
 pub fn entry_names(app: &AppState, user: &str, other_names: &[String]) -> Vec<(String, String)> {
-    let names = &app.config().user_names;
+    entry_names_of(&app.config().user_names, user, other_names)
+}
+
+/// [`entry_names`] under `names` (`[users]`), for the admin commands, which have no
+/// [`AppState`].
+pub fn entry_names_of(
+    names: &crate::config::UserNames,
+    user: &str,
+    other_names: &[String],
+) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = Vec::new();
     for other in other_names {
         let key = names.key(other);

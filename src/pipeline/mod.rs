@@ -19,7 +19,7 @@
 //! exit, and no reply leaves before the request's writes (audit record included) are on disk.
 
 mod accept_attributes;
-mod aliases;
+pub(crate) mod aliases;
 mod app_login;
 mod audit;
 mod bypass;
