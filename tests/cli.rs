@@ -1756,22 +1756,12 @@ fn config_check_summarises_clients_and_warns_about_weakened_settings() {
     }
 }
 
-/// The QR code drawn in the terminal must be what a phone's scanner reads: decode it with
-/// zbarimg (an independent decoder) and compare with the URI.
-#[test]
-fn terminal_qr_code_decodes_to_the_uri() {
-    let (d, cfg) = setup();
-    let (ok, out, err) = run(&cfg, &["user", "enroll-totp", "alice"]);
-    assert!(ok, "{err}");
-    let uri = out
-        .lines()
-        .find_map(|l| l.strip_prefix("URI:"))
-        .unwrap()
-        .trim()
-        .to_string();
-    let txt = d.path().join("enroll.txt");
-    let pgm = d.path().join("qr.pgm");
-    std::fs::write(&txt, &out).unwrap();
+/// What zbarimg (an independent decoder) reads in the QR code of enrollment text `out`,
+/// rebuilt as an image: black modules on white, as a phone's camera sees the screen.
+fn decoded_qr(dir: &Path, out: &str) -> String {
+    let txt = dir.join("enroll.txt");
+    let pgm = dir.join("qr.pgm");
+    std::fs::write(&txt, out).unwrap();
     let script =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/qr_text_to_pgm.py");
     let st = Command::new("python3")
@@ -1790,7 +1780,58 @@ fn terminal_qr_code_decodes_to_the_uri() {
         .arg(&pgm)
         .output()
         .unwrap();
-    assert_eq!(String::from_utf8_lossy(&dec.stdout).trim(), uri);
+    String::from_utf8_lossy(&dec.stdout).trim().to_string()
+}
+
+fn uri_in(out: &str) -> String {
+    out.lines()
+        .find_map(|l| l.strip_prefix("URI:"))
+        .unwrap_or_else(|| panic!("no URI: {out}"))
+        .trim()
+        .to_string()
+}
+
+/// The QR code drawn must be what a phone's scanner reads, dark modules dark. Into a file or
+/// pipe: plain text, a block for a dark module, no escapes. It was drawn for dark terminals
+/// only (blocks for light modules): inverted on paper and on a light theme, where zbar read
+/// nothing.
+#[test]
+fn terminal_qr_code_decodes_to_the_uri() {
+    let (d, cfg) = setup();
+    let (ok, out, err) = run(&cfg, &["user", "enroll-totp", "alice"]);
+    assert!(ok, "{err}");
+    assert!(!out.contains('\u{1b}'), "escapes into a pipe: {out:?}");
+    assert_eq!(decoded_qr(d.path(), &out), uri_in(&out));
+}
+
+/// On a terminal (here a pseudo-terminal from script(1)), each line of the code is black on
+/// white whatever the theme's colours, and still decodes once the colours are taken off.
+#[test]
+fn qr_code_on_a_terminal_is_black_on_white() {
+    let (d, cfg) = setup();
+    let command = format!(
+        "{} --config {} user enroll-totp alice",
+        bin().display(),
+        cfg.display()
+    );
+    let out = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env_remove("NO_COLOR")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{text}");
+    let qr: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("\u{1b}[30;107m"))
+        .collect();
+    assert!(qr.len() > 10, "no coloured QR code: {text:?}");
+    assert!(
+        qr.iter()
+            .all(|l| l.trim_end_matches('\r').ends_with("\u{1b}[0m")),
+        "a line not reset: {text:?}"
+    );
+    assert_eq!(decoded_qr(d.path(), &text), uri_in(&text));
 }
 
 /// `db migrate` ahead of an upgrade, with store.path mistyped: it makes a new store, as a

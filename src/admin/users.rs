@@ -776,7 +776,7 @@ fn enrollment_text(uri: &str, seed: &Secret, no_qr: bool) -> String {
          or type the secret in by hand. It is shown only now.\n\n",
     );
     if !no_qr {
-        match enroll::qr_text(uri) {
+        match enroll::qr_text(uri, qr_colours()) {
             Ok(qr) => {
                 text.push_str(&qr);
                 text.push('\n');
@@ -789,6 +789,14 @@ fn enrollment_text(uri: &str, seed: &Secret, no_qr: bool) -> String {
         enroll::base32(seed)
     ));
     text
+}
+
+/// Whether the QR code is drawn in fixed colours (black on white): on a terminal, whose
+/// background may be dark or light, unless NO_COLOR asks for none (then it is drawn as for
+/// a light background). Not into a file or pipe, which gets plain text, dark on light.
+fn qr_colours() -> bool {
+    use std::io::IsTerminal;
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
 }
 
 /// Tries a code from the app may take at `enroll-totp --verify`.
