@@ -781,7 +781,11 @@ fn enrollment_text(uri: &str, seed: &Secret, no_qr: bool) -> String {
                 text.push_str(&qr);
                 text.push('\n');
             }
-            Err(e) => eprintln!("(cannot draw QR code: {e})"),
+            // Said where the QR code would be, so whoever reads the text knows to type.
+            Err(e) => text.push_str(&format!(
+                "(No QR code: the URI does not fit in one ({e}). Type the secret below into \
+                 the app by hand.)\n\n"
+            )),
         }
     }
     text.push_str(&format!(
@@ -1118,4 +1122,24 @@ async fn show(cfg: &Config, store: &dyn Store, user: &str, json: bool) -> anyhow
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A URI too long for a QR code: the text says, where the code would be, to type the
+    /// secret in by hand; it said only "(cannot draw QR code: data too long)" on stderr.
+    #[test]
+    fn a_uri_no_qr_code_holds_says_to_type_the_secret() {
+        let seed = Secret::new(b"12345678901234567890".to_vec());
+        let uri = format!("otpauth://totp/{}:a?secret=x", "x".repeat(3000));
+        let text = enrollment_text(&uri, &seed, false);
+        assert!(
+            text.contains("No QR code") && text.contains("by hand"),
+            "{text}"
+        );
+        assert!(text.contains(&format!("URI:    {uri}")), "{text}");
+        assert!(text.contains(&format!("Secret: {}", enroll::base32(&seed))));
+    }
 }

@@ -719,6 +719,9 @@ pub(super) fn secret_value(
     }
 }
 
+/// The longest `[totp] issuer`, in characters.
+const MAX_ISSUER_CHARS: usize = 64;
+
 fn totp_config(raw: RawTotp) -> Result<TotpConfig, ConfigError> {
     let RawTotp {
         issuer,
@@ -752,6 +755,18 @@ fn totp_config(raw: RawTotp) -> Result<TotpConfig, ConfigError> {
         return Err(ConfigError::invalid(
             "totp.issuer",
             "must be non-empty and contain no ':'",
+        ));
+    }
+    // It goes into every enrollment's URI twice: a long one made a QR code too big to draw
+    // (every enrollment then had the URI typed in by hand), and apps cut it off anyway.
+    if issuer.chars().count() > MAX_ISSUER_CHARS {
+        return Err(ConfigError::invalid(
+            "totp.issuer",
+            format!(
+                "is {} characters; at most {MAX_ISSUER_CHARS} (the app shows it beside the \
+                 account name, and the QR code holds it twice)",
+                issuer.chars().count()
+            ),
         ));
     }
     Ok(TotpConfig {
