@@ -194,7 +194,8 @@ pub struct EnrollArgs {
     /// Do not draw the QR code.
     #[arg(long)]
     pub no_qr: bool,
-    /// Print only the otpauth:// URI (for scripts).
+    /// Print only the otpauth:// URI (for scripts); the new token's serial goes to stderr
+    /// as `serial: TOTP-…`.
     #[arg(long, conflicts_with = "verify")]
     pub uri_only: bool,
     /// Keep the token only once a code from the app matches (asked on the terminal, three

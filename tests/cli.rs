@@ -812,7 +812,7 @@ fn enroll_prints_uri_qr_and_secret_once() {
     let (ok, _, err) = run(&cfg, &["user", "enroll-totp", "alice"]);
     assert!(!ok);
     assert!(err.contains("--force"), "{err}");
-    let (ok, out, _) = run(
+    let (ok, out, err) = run(
         &cfg,
         &[
             "user",
@@ -832,6 +832,17 @@ fn enroll_prints_uri_qr_and_secret_once() {
     assert!(
         out.trim().ends_with("algorithm=SHA256&digits=8&period=60"),
         "{out}"
+    );
+    // --uri-only: stdout the URI alone; the serial, for `token show`, on stderr.
+    assert_eq!(out.lines().count(), 1, "{out}");
+    let serial = err
+        .lines()
+        .find_map(|l| l.strip_prefix("serial: "))
+        .unwrap_or_else(|| panic!("no serial: {err}"));
+    let (ok, shown, _) = run(&cfg, &["token", "show", serial]);
+    assert!(
+        ok && shown.contains("alice") && shown.contains("SHA256"),
+        "{shown}"
     );
     let (ok, _, err) = run(&cfg, &["user", "enroll-totp", "bob", "--digits", "5"]);
     assert!(!ok && err.contains("--digits"), "{err}");
@@ -3205,6 +3216,8 @@ fn every_user_command_refuses_names_no_login_could_send() {
         let (ok, _, err) = run(&cfg, &["user", "enroll-totp", name, "--not-in-directory"]);
         assert!(!ok, "{name:?}: {err}");
         assert!(err.contains("invisible formatting characters"), "{err}");
+        // Escaped once, as a control character is: `"\u{202e}evil"`, not `"\\u{202e}evil"`.
+        assert!(!err.contains(r"\\u{"), "escaped twice: {err}");
         // A script's first line from a file saved with a byte order mark: said so.
         assert_eq!(
             err.contains("byte order mark"),

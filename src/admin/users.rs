@@ -418,8 +418,10 @@ fn fold_user_name(cfg: &Config, cmd: &mut UserCommand) -> anyhow::Result<()> {
         } else {
             ""
         };
+        // Quoted by hand: printable() has escaped them, and {:?} would escape its
+        // backslashes again ("ev\\u{202e}il").
         anyhow::bail!(
-            "user name {:?} has invisible formatting characters{bom}: logins under it are \
+            "user name \"{}\" has invisible formatting characters{bom}: logins under it are \
              refused",
             super::printable(name)
         );
@@ -691,6 +693,11 @@ async fn enroll_totp(
                 user = args.user
             )),
         });
+    }
+    if args.uri_only {
+        // stdout stays the URI alone, for the script that reads it; the serial links the
+        // URI to `token show`, the audit and `token delete`.
+        eprintln!("serial: {serial}");
     }
     Ok(ExitCode::SUCCESS)
 }
