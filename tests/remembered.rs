@@ -260,6 +260,60 @@ fn a_passed_second_factor_spares_the_code_from_the_same_station_only() {
     assert_eq!(newest(&srv)["mode"], "sms");
 }
 
+/// A NAS that reports the station as `ip:port` sends a new port with each connection, and
+/// NAS boxes write a MAC address in several forms: a login is remembered for the address
+/// or the MAC, not for its spelling, and `user show` and the audit name it so.
+#[test]
+fn a_station_is_remembered_whatever_form_its_nas_writes_it_in() {
+    let slapd = directory();
+    let standin = Standin::start();
+    let clients = [client(
+        "vpn",
+        "127.0.0.1",
+        "remember_second_factor_secs = 600",
+    )];
+    let srv = start(&slapd, &standin, "", "\n[totp]\nwindow = 3\n", &clients);
+    let codes = FreshCodes::new(srv.enroll("alice", &[]));
+    let full_login = |station: &str| {
+        let r1 = send(&srv, "127.0.0.1", Some(station), ALICE_PW, None);
+        assert_eq!(code_of(&r1), "Access-Challenge", "{r1}");
+        let state = r1["state"].as_str().unwrap().to_string();
+        let r2 = send(&srv, "127.0.0.1", None, &codes.next(), Some(&state));
+        assert_eq!(code_of(&r2), "Access-Accept", "{r2}");
+    };
+    let password_alone = |station: &str| send(&srv, "127.0.0.1", Some(station), ALICE_PW, None);
+
+    full_login("198.51.100.7:51234");
+    for station in ["198.51.100.7:51999", "198.51.100.7", "::ffff:198.51.100.7"] {
+        let r = password_alone(station);
+        assert_eq!(code_of(&r), "Access-Accept", "{station}: {r}");
+        let rec = newest(&srv);
+        assert_eq!(rec["mode"], "remembered", "{station}: {rec}");
+        // The record keeps what the NAS sent; its reason names the station remembered.
+        assert_eq!(rec["client_ip"], station, "{rec}");
+        let reason = rec["reason"].as_str().unwrap();
+        assert!(reason.contains("from station 198.51.100.7;"), "{reason}");
+    }
+    let r = password_alone("198.51.100.8:51234");
+    assert_eq!(code_of(&r), "Access-Challenge", "another address: {r}");
+
+    full_login("00-11-22-33-44-6A");
+    for station in ["00:11:22:33:44:6a", "00-11-22-33-44-6a", "0011.2233.446A"] {
+        let r = password_alone(station);
+        assert_eq!(code_of(&r), "Access-Accept", "{station}: {r}");
+    }
+    let r = password_alone("00:11:22:33:44:6b");
+    assert_eq!(code_of(&r), "Access-Challenge", "another MAC: {r}");
+
+    let show = cli_ok(&srv, &["user", "show", "alice"]);
+    for station in ["198.51.100.7", "00:11:22:33:44:6a"] {
+        assert!(
+            show.contains(&format!("remembered: totp on vpn from {station} until")),
+            "{show}"
+        );
+    }
+}
+
 /// RD Gateway asks again for every new connection or RemoteApp, and each ask would be a
 /// phone call: with a remembered call, one call per period. It sends no Calling-Station-Id,
 /// so the call is remembered for the user on that gateway.

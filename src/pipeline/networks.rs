@@ -35,6 +35,43 @@ fn parse_station(station: &str) -> Option<IpAddr> {
         .map(|ip| ip.to_canonical())
 }
 
+/// What a remembered login is stored and looked up under for this Calling-Station-Id
+/// (trimmed, not blank): the same device or address however its NAS writes it. An address
+/// is its bare IP as [`parse_station`] reads it: a NAS that reports `ip:port` sends a new
+/// port with each connection, and compared as text no remembered login ever matched there.
+/// A MAC address is lowercase and colon-separated, whichever of the usual forms it came
+/// in. Anything else (a phone number, a name) is the text as sent.
+pub fn station_key(station: &str) -> String {
+    let station = station.trim();
+    if let Some(ip) = parse_station(station) {
+        return ip.to_string();
+    }
+    canonical_mac(station).unwrap_or_else(|| station.to_string())
+}
+
+/// `00-11-22-33-44-55` (RFC 3580's form) and `00:11:22:33:44:55`, in either case, and
+/// Cisco's `0011.2233.4455`, as `00:11:22:33:44:55`. Twelve bare hex digits are left
+/// alone: a phone number can be that too.
+fn canonical_mac(station: &str) -> Option<String> {
+    let groups: Vec<&str> = match station.as_bytes() {
+        [_, _, sep @ (b'-' | b':'), ..] => station.split(char::from(*sep)).collect(),
+        [_, _, _, _, b'.', ..] => station.split('.').collect(),
+        _ => return None,
+    };
+    let sizes_fit = match groups.len() {
+        6 => groups.iter().all(|g| g.len() == 2),
+        3 => groups.iter().all(|g| g.len() == 4),
+        _ => false,
+    };
+    let hex = groups.concat();
+    if !sizes_fit || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let hex = hex.to_ascii_lowercase();
+    let pairs: Vec<&str> = (0..12).step_by(2).map(|i| &hex[i..i + 2]).collect();
+    Some(pairs.join(":"))
+}
+
 /// The station's address if it is in the client's `exempt_networks`.
 pub fn exempt_station(ctx: &RequestContext, req: &Request) -> Option<IpAddr> {
     let networks = &ctx.client.factors.exempt_networks;
@@ -55,7 +92,7 @@ pub fn exempt(ip: IpAddr, info: UserInfo) -> Verdict {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_station;
+    use super::{parse_station, station_key};
 
     fn ip(s: &str) -> Option<String> {
         parse_station(s).map(|ip| ip.to_string())
@@ -82,6 +119,40 @@ mod tests {
             "example.org",
         ] {
             assert_eq!(ip(s), None, "{s:?}");
+        }
+    }
+
+    #[test]
+    fn a_station_is_remembered_under_one_form_of_its_address_or_mac() {
+        for (sent, key) in [
+            ("198.51.100.7", "198.51.100.7"),
+            ("198.51.100.7:51234", "198.51.100.7"),
+            (" 198.51.100.7:51999 ", "198.51.100.7"),
+            ("::ffff:198.51.100.7", "198.51.100.7"),
+            ("[2001:DB8::5]:443", "2001:db8::5"),
+            ("2001:0db8:0:0:0:0:0:5", "2001:db8::5"),
+            ("00-11-22-33-44-6A", "00:11:22:33:44:6a"),
+            ("00:11:22:33:44:6a", "00:11:22:33:44:6a"),
+            ("00:11:22:33:44:6A", "00:11:22:33:44:6a"),
+            ("0011.2233.446A", "00:11:22:33:44:6a"),
+        ] {
+            assert_eq!(station_key(sent), key, "{sent:?}");
+        }
+    }
+
+    #[test]
+    fn a_station_that_is_no_address_or_mac_is_kept_as_sent() {
+        for (sent, key) in [
+            (" +4930123456 ", "+4930123456"),
+            ("001122334455", "001122334455"),
+            ("00-11:22-33:44-55", "00-11:22-33:44-55"),
+            ("00-11-22-33-44", "00-11-22-33-44"),
+            ("00-11-22-33-44-5g", "00-11-22-33-44-5g"),
+            ("0011.2233.4455.6677", "0011.2233.4455.6677"),
+            ("host.example", "host.example"),
+            ("é1-22-33-44-55-66", "é1-22-33-44-55-66"),
+        ] {
+            assert_eq!(station_key(sent), key, "{sent:?}");
         }
     }
 }

@@ -80,8 +80,15 @@ pub async fn take(
     if super::second_factor::is_locked(app, user).await? {
         return Ok(None);
     }
+    // The station as remembered (and as `user show` lists it), which may differ from the
+    // Calling-Station-Id in the record by a port or a MAC's spelling.
+    let station = if station.is_empty() {
+        "any station".to_string()
+    } else {
+        format!("station {station}")
+    };
     let reason = format!(
-        "{} passed in a login begun at {} from this station; remembered until {}",
+        "{} passed in a login begun at {} from {station}; remembered until {}",
         r.mode,
         fmt_time(r.verified_at),
         fmt_time(until)
@@ -239,13 +246,15 @@ fn warn_unfitted(e: &crate::store::StoreError, whose: &str) {
     );
 }
 
-/// The station a remembered factor is bound to: the Calling-Station-Id, or "" (anywhere)
-/// on a second-factor-only client only. None: nothing is remembered for this request. A
-/// blank one (" ") names no station: it was remembered as one, for every device whose NAS
-/// sends it so.
+/// The station a remembered factor is bound to: the Calling-Station-Id in one form per
+/// address or MAC ([`station_key`](super::networks::station_key): `ip:port` from a NAS
+/// that sends a new port each time is the address alone), or "" (anywhere) on a
+/// second-factor-only client only. None: nothing is remembered for this request. A blank
+/// one (" ") names no station: it was remembered as one, for every device whose NAS sends
+/// it so.
 fn station_of(ctx: &RequestContext, station: Option<String>) -> Option<String> {
     match station.as_deref().map(str::trim) {
-        Some(s) if !s.is_empty() => Some(s.to_string()),
+        Some(s) if !s.is_empty() => Some(super::networks::station_key(s)),
         _ if ctx.client.factors.second_factor_only => Some(String::new()),
         _ => None,
     }
