@@ -568,6 +568,64 @@ attributes = ["Filter-Id = restricted"]
     assert_eq!(warnings, 1, "{}", srv.log());
 }
 
+/// The directory hangs (SIGSTOP) between the prompt and the answer on a client with
+/// `group_attributes`: the right code is refused for the directory's failure, but neither
+/// the code nor the prompt is used up by it, so the same answer once the directory is back
+/// is accepted with the group's attributes. Searched after the code, the retry met "The
+/// code prompt has expired" and a new login "That code was already used".
+#[test]
+fn a_directory_failure_at_the_answer_leaves_the_code_and_the_prompt_usable() {
+    let slapd = directory();
+    let vpn = group_dn("vpn-users");
+    let clients = format!(
+        r#"
+[[client]]
+name = "vpn"
+address = "127.0.0.1"
+secret = "{SECRET}"
+
+[[client.group_attributes]]
+group = "{vpn}"
+attributes = ["Filter-Id = vpn-acl"]
+"#
+    );
+    let srv = with_clients(&slapd, &clients);
+    let seed = srv.enroll("alice", &[]);
+    let r1 = password(&srv, "alice", "alice-pw");
+    assert_eq!(code(&r1), "Access-Challenge", "{r1}");
+    let state = r1["state"].as_str().expect("State").to_string();
+    let code_now = totp(&seed, now(), &[]);
+    let answer = || {
+        pyrad(
+            srv.port(),
+            SECRET,
+            &[
+                "--user",
+                "alice",
+                "--password",
+                &code_now,
+                "--state",
+                &state,
+            ],
+        )
+    };
+    slapd.signal("-STOP");
+    let r2 = answer();
+    slapd.signal("-CONT");
+    assert_eq!(code(&r2), "Access-Reject", "{r2}\n{}", srv.log());
+    let rec = last_audit(&srv, "alice");
+    assert!(
+        rec["reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("directory: ")),
+        "{rec}"
+    );
+    // The answer again (the user's retry, or a NAS's retransmit past its duplicate window).
+    let r3 = answer();
+    assert_eq!(code(&r3), "Access-Accept", "{r3}\n{}", srv.log());
+    assert_eq!(r3["attributes"]["Filter-Id"][0], "vpn-acl", "{r3}");
+}
+
 /// An allow or exempt group the directory no longer has (renamed while radmfa runs) has no
 /// members; the audit record says the group is missing, rather than blame the user: "not a
 /// member" alone sends the admin to the user's groups, and an exempt user asked for a code

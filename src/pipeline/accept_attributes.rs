@@ -2,12 +2,12 @@
 //! upstream server granted (`[upstream] pass_through`): how the NAS learns the user's policy
 //! or group. Of an attribute an Accept carries at most once, a matching group rule's value
 //! replaces the client-wide one (`merge`). Group rules are evaluated at the moment of the
-//! accept (one base search per rule), so a user taken out of a group loses its attributes at
-//! the next login. A directory failure here refuses the login: an accept without the
+//! accept (one base search per rule; for an answer to a code prompt, just before its code is
+//! checked), so a user taken out of a group loses its attributes at the next login. A directory failure here refuses the login: an accept without the
 //! expected attributes could put the user under a broader default policy on the NAS.
 
 use super::{Fault, RequestContext, Verdict};
-use crate::auth::AuthError;
+use crate::auth::{AuthError, UserInfo};
 use crate::radius::reply_attr::{AttrKey, ReplyAttr};
 use crate::radius::ReplyCode;
 use crate::store::durability;
@@ -17,12 +17,20 @@ pub async fn add(ctx: &RequestContext, user: &str, v: &mut Verdict) -> Result<()
     if v.reply.code != ReplyCode::Accept {
         return Ok(());
     }
-    let matched = if rules.by_group.is_empty() {
-        Vec::new()
-    } else {
-        match matching_rules(ctx, user, v).await? {
-            Some(m) => m,
-            None => return Ok(()),
+    let found = match v.groups.take() {
+        Some(found) => *found,
+        None => search(ctx, user, v.info.as_ref()).await?,
+    };
+    let matched: Vec<&[ReplyAttr]> = match found {
+        GroupMatch::Rules(indices) => indices
+            .iter()
+            .filter_map(|&i| rules.by_group.get(i))
+            .map(|(_, attributes)| attributes.as_slice())
+            .collect(),
+        GroupMatch::Refused(reason) => {
+            // The factor that passed stays in the record: the code was right.
+            v.refuse(reason);
+            return Ok(());
         }
     };
     // The admin's attributes first, then what an upstream server granted at the password
@@ -66,15 +74,28 @@ fn merge(always: &[ReplyAttr], matched: &[&[ReplyAttr]]) -> Vec<ReplyAttr> {
     client.chain(groups).cloned().collect()
 }
 
-/// The `group_attributes` rules whose group the user is in, in config order: one base
-/// search per rule, at the moment of the accept. `None` when the login was refused instead
-/// (the user or a group gone from the directory).
-async fn matching_rules<'a>(
-    ctx: &'a RequestContext,
+/// What the directory said of the user's `group_attributes` groups.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupMatch {
+    /// The rules whose group the user is in (indices into `by_group`, config order).
+    Rules(Vec<usize>),
+    /// The login is refused for this reason instead (the user or a group gone from the
+    /// directory), though its factor passed.
+    Refused(String),
+}
+
+/// The `group_attributes` rules whose group the user is in: one base search per rule, at
+/// the moment of the accept, or, for an answer to a code prompt, before its code is checked
+/// ([`before_the_code`]). `info`: the entry found at the password check, if any.
+pub async fn search(
+    ctx: &RequestContext,
     user: &str,
-    v: &mut Verdict,
-) -> Result<Option<Vec<&'a [ReplyAttr]>>, Fault> {
+    info: Option<&UserInfo>,
+) -> Result<GroupMatch, Fault> {
     let rules = &ctx.client.accept_attributes;
+    if rules.by_group.is_empty() {
+        return Ok(GroupMatch::Rules(Vec::new()));
+    }
     // The login's writes (the code used, the failures cleared, the State consumed) are
     // committed before the directory is asked: on PostgreSQL they are one open transaction
     // holding a pooled connection and the user's row locks, which a slow directory would
@@ -83,20 +104,21 @@ async fn matching_rules<'a>(
     // The DN is known from the password check or carried with the challenge; a second
     // factor without either (an older challenge) searches once.
     let primary = ctx.primary.clone();
-    let info = match v.info.as_ref().filter(|i| !i.dn.is_empty()) {
+    let info = match info.filter(|i| !i.dn.is_empty()) {
         Some(i) => i.clone(),
         None => match primary.lookup(user).await? {
             Some(i) => i,
             None => {
-                v.refuse("not in the directory any more (group_attributes)");
-                return Ok(None);
+                return Ok(GroupMatch::Refused(
+                    "not in the directory any more (group_attributes)".into(),
+                ))
             }
         },
     };
     let mut matched = Vec::new();
-    for (group, attributes) in &rules.by_group {
+    for (i, (group, _)) in rules.by_group.iter().enumerate() {
         match primary.is_member(user, &info, group).await {
-            Ok(true) => matched.push(attributes.as_slice()),
+            Ok(true) => matched.push(i),
             Ok(false) => {}
             // A renamed or moved group whose attributes restrict (a Filter-Id for
             // contractors): accepting without them would put its members under the NAS's
@@ -107,16 +129,33 @@ async fn matching_rules<'a>(
                     group = g.as_str(),
                     "group_attributes: group not found in the directory"
                 );
-                // The factor that passed stays in the record: the code was right.
-                v.refuse(format!(
+                return Ok(GroupMatch::Refused(format!(
                     "group_attributes group {g} is not in the directory (renamed or moved?)"
-                ));
-                return Ok(None);
+                )));
             }
             Err(e) => return Err(e.into()),
         }
     }
-    Ok(Some(matched))
+    Ok(GroupMatch::Rules(matched))
+}
+
+/// For an answer to a code prompt on a client with `group_attributes`: the group searches
+/// its Accept needs, made before the code is checked. A code that passes is used up and its
+/// prompt closed; searched after that, a directory that timed out refused a right code and
+/// left the user nothing to retry with (the prompt gone, the code "already used") until the
+/// next code. Searched first, a directory failure leaves the code unused and the prompt
+/// open: the user's retry, or the NAS's retransmit, goes through. Each answer, right or
+/// wrong, costs the searches; wrong ones are bounded by `[lockout]`.
+pub async fn before_the_code(
+    ctx: &RequestContext,
+    user: &str,
+    info: &UserInfo,
+) -> Result<Option<Box<GroupMatch>>, Fault> {
+    if ctx.client.accept_attributes.by_group.is_empty() {
+        return Ok(None);
+    }
+    let found = search(ctx, user, Some(info)).await?;
+    Ok(Some(Box::new(found)))
 }
 
 #[cfg(test)]

@@ -236,6 +236,17 @@ pub async fn answer(
         v.mode = mode;
         return Ok(with_context(v));
     }
+    // A typed code's Accept needs the directory's groups: asked before the code is used up,
+    // so that a directory failure leaves the code and the prompt for a retry. (A call
+    // answered is not used up by a failure: it is searched for when accepted.) Boxed: only
+    // clients with group_attributes search, and the searches would otherwise sit in every
+    // request's future.
+    let groups = match current {
+        Method::Voice => None,
+        Method::Totp | Method::Sms => {
+            Box::pin(super::accept_attributes::before_the_code(ctx, user, &info)).await?
+        }
+    };
     let round = Round {
         state,
         hash,
@@ -248,11 +259,12 @@ pub async fn answer(
             station: carried.client_ip.as_deref(),
         },
     };
-    let v = match current {
+    let mut v = match current {
         Method::Totp => totp(app, user, &round, &view, &typed).await?,
         Method::Sms => followup_oob::sms_code(app, user, &round, &typed, view.standing).await?,
         Method::Voice => followup_oob::call_answered(app, ctx, user, &round).await?,
     };
+    v.groups = groups;
     Ok(with_context(v))
 }
 
@@ -510,8 +522,9 @@ async fn totp(
                 info: None,
                 client_ip: None,
                 phone: None,
-                // Set by `answer`'s `with_context`.
+                // Set by `answer`'s `with_context`, and the groups after it.
                 started_at: None,
+                groups: None,
             })
         }
         CodeCheck::Invalid {

@@ -73,6 +73,8 @@ impl Subject<'_> {
             client_ip: None,
             phone: self.phone.clone(),
             started_at: self.started_at,
+
+            groups: None,
         }
     }
 }

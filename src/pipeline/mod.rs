@@ -137,6 +137,10 @@ pub struct Verdict {
     /// When the login began (its password check, Unix seconds), for a challenge's later
     /// rounds; `None` for a login decided in this one request, which began at its arrival.
     pub started_at: Option<i64>,
+    /// The `group_attributes` found before an answer's code was checked, for its Accept
+    /// (`accept_attributes::before_the_code`); `None`: searched when the Accept is made.
+    /// Boxed: a verdict is held across awaits in every request's future, and this is rare.
+    pub groups: Option<Box<accept_attributes::GroupMatch>>,
 }
 
 impl Verdict {
@@ -150,6 +154,7 @@ impl Verdict {
             client_ip: None,
             phone: None,
             started_at: None,
+            groups: None,
         }
     }
 
@@ -165,6 +170,7 @@ impl Verdict {
             client_ip: None,
             phone: None,
             started_at: None,
+            groups: None,
         }
     }
 
@@ -601,11 +607,12 @@ mod tests {
     /// this was 2,720 bytes, and 4,016 on 2026-12-03 (a prompt's switch or resend is boxed
     /// since it went past the bound), and 4,136 on 2026-12-05 (the directory entry's
     /// identity in `UserInfo`, held at several awaits, and the tokens' validity in the
-    /// user's view); the old `deferred` alone made it 7,952 (11,016 for the whole task in a
-    /// release build before both fixes).
+    /// user's view), and 4,360 later that day (the group_attributes found before an answer's
+    /// code is checked, boxed, held in the verdict); the old `deferred` alone made it 7,952
+    /// (11,016 for the whole task in a release build before both fixes).
     #[test]
     fn a_requests_future_stays_small() {
         let size = future_size(handle);
-        assert!(size <= 4352, "pipeline::handle's future is {size} bytes");
+        assert!(size <= 4384, "pipeline::handle's future is {size} bytes");
     }
 }
