@@ -89,9 +89,10 @@ fn pam_radius_auth_answers_the_challenge() {
     let code = totp(&seed, now(), &[]);
     let (ok, out) = pamtester(&svc.name, "alice", &format!("alice-Secret-pw\n{code}\n"));
     assert!(ok, "pam login failed:\n{out}");
+    // With its ": ", or the code typed is glued to the prompt's last word.
     assert!(
-        out.contains("Enter the code"),
-        "challenge prompt shown: {out}"
+        out.contains("Enter the code from your authenticator app: "),
+        "challenge prompt shown, ending in \": \": {out}"
     );
 
     // Refused by radmfa, not left unanswered (pam_radius_auth fails on silence too): the

@@ -282,7 +282,9 @@ impl Default for RawChallenge {
         RawChallenge {
             timeout_secs: 120,
             max_attempts: 1,
-            prompt: "Enter the code from your authenticator app".into(),
+            // Ends in ": ": pam_radius_auth (SSH, sudo) shows the prompt as it is, and the
+            // code typed was glued to its last word. A GUI NAS shows it as harmlessly.
+            prompt: "Enter the code from your authenticator app: ".into(),
         }
     }
 }

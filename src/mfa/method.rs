@@ -143,6 +143,14 @@ mod tests {
             "Enter the code from your authenticator app, or type sms"
         );
         assert_eq!(with_hint("Code: ", ""), "Code: ");
+        // The default prompt.
+        assert_eq!(
+            with_hint(
+                "Enter the code from your authenticator app: ",
+                ", or type sms or call"
+            ),
+            "Enter the code from your authenticator app, or type sms or call: "
+        );
     }
 
     const ALL: [Method; 3] = [Method::Totp, Method::Sms, Method::Voice];
