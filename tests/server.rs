@@ -38,6 +38,36 @@ fn allow_password_only(o: &mut Options) {
     }];
 }
 
+/// A NAS behind a proxy (NPS forwarding for RD Gateway) that sends both NAS-Identifier and
+/// NAS-IP-Address: the record keeps both, since the source address is the proxy's.
+#[test]
+fn a_nas_that_sends_its_name_and_address_is_recorded_with_both() {
+    let slapd = directory();
+    let srv = start(&slapd, |_| {});
+    srv.enroll("alice", &[]);
+    let r = pyrad(
+        srv.port(),
+        SECRET,
+        &[
+            "--user",
+            "alice",
+            "--password",
+            ALICE_PW,
+            "--nas-ip-address",
+            "10.1.1.1",
+            "--nas-identifier",
+            "RDG01",
+        ],
+    );
+    assert_eq!(code_of(&r), "Access-Challenge", "{r}");
+    let rec = &srv.audit_json("alice")[0];
+    assert_eq!(
+        (rec["nas_ip"].as_str(), rec["nas_identifier"].as_str()),
+        (Some("127.0.0.1"), Some("RDG01 (10.1.1.1)")),
+        "{rec}"
+    );
+}
+
 /// A State answered through another client entry (one NAS's IPv6 address, the other proxy
 /// of a pair, each with an entry of its own) is refused, saying which entry issued it and
 /// what to do, and is not burned: the same answer through the first entry still logs in.

@@ -90,7 +90,8 @@ pub(crate) struct Source {
     /// The address it came from (the NAS, or a proxy in front of it); an IPv4 NAS reaching
     /// a dual-stack listener as itself, not as `::ffff:…`.
     pub nas_ip: Option<String>,
-    /// What the NAS calls itself: NAS-Identifier, else NAS-IP-Address or NAS-IPv6-Address.
+    /// What the NAS calls itself: NAS-Identifier, NAS-IP-Address (or NAS-IPv6-Address), or
+    /// both as "RDG01 (10.1.1.1)".
     pub nas_identifier: Option<String>,
 }
 
@@ -98,10 +99,18 @@ impl Source {
     pub(crate) fn of(ctx: &RequestContext, req: &Request) -> Source {
         Source {
             nas_ip: Some(ctx.src.ip().to_canonical().to_string()),
-            nas_identifier: req
-                .nas_identifier()
-                .filter(|n| !n.is_empty())
-                .or_else(|| req.nas_ip_address().map(|ip| ip.to_string())),
+            nas_identifier: nas_identity(req.nas_identifier(), req.nas_ip_address()),
         }
+    }
+}
+
+/// A NAS's name and its own address where it sends both: behind a proxy (NPS forwarding
+/// for RD Gateway) the source address is the proxy's, and with the name alone the NAS's
+/// address was in no record.
+fn nas_identity(name: Option<String>, ip: Option<std::net::IpAddr>) -> Option<String> {
+    let name = name.filter(|n| !n.is_empty());
+    match (name, ip) {
+        (Some(name), Some(ip)) => Some(format!("{name} ({ip})")),
+        (name, ip) => name.or_else(|| ip.map(|ip| ip.to_string())),
     }
 }

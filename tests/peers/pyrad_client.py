@@ -35,6 +35,8 @@ def main():
     ap.add_argument("--called-station-id")
     ap.add_argument("--nas-port-type", type=int)
     ap.add_argument("--nas-ipv6-address")
+    ap.add_argument("--nas-ip-address")
+    ap.add_argument("--nas-identifier")
     ap.add_argument("--bind", help="source address, to act as another NAS")
     ap.add_argument("--status", action="store_true", help="send Status-Server")
     # Past radmfa's default request deadline (4 s): on a loaded machine a reply can come
@@ -65,6 +67,10 @@ def main():
             req["NAS-Port-Type"] = a.nas_port_type
         if a.nas_ipv6_address:
             req["NAS-IPv6-Address"] = a.nas_ipv6_address
+        if a.nas_ip_address:
+            req["NAS-IP-Address"] = a.nas_ip_address
+        if a.nas_identifier:
+            req["NAS-Identifier"] = a.nas_identifier
         for ps in a.proxy_state:
             req.AddAttribute("Proxy-State", bytes.fromhex(ps))
     try:
