@@ -648,3 +648,55 @@ fn expired_remembered_logins_are_purged_without_sms_or_calls() {
     }
     assert_eq!(stations(), [STATION_B], "{}", srv.log());
 }
+
+/// A remembered code stands on the token that made it: once the user's only token has
+/// expired (PSKC ExpiryDate), the password alone from the remembered station is refused as
+/// a new login would be ("Your second factor has expired"). Disabling, deleting or
+/// reassigning the token ended it; its expiry did not, and let her in for the rest of the
+/// period.
+#[test]
+fn a_remembered_code_ends_when_the_users_token_expires() {
+    let slapd = directory();
+    let standin = Standin::start();
+    let clients = [client(
+        "vpn",
+        "127.0.0.1",
+        "methods = [\"totp\"]\nremember_second_factor_secs = 600",
+    )];
+    let srv = start(&slapd, &standin, "", "\n[totp]\nwindow = 3\n", &clients);
+    let seed = b"remembered-expiring-";
+    // Long enough for the import and two logins on a slow machine (checked below).
+    let expiry = common::peers::now() + 12;
+    let file = srv.dir.path().join("expiring.pskcxml");
+    let tokens = serde_json::json!([
+        {"serial": "PX0001", "secret_hex": hex::encode(seed), "type": "totp", "digits": 6,
+         "period": 30, "user": "alice", "expiry_date": expiry},
+    ]);
+    common::peers::make_pskc(&file, &tokens, &[]);
+    cli_ok(&srv, &["token", "import", file.to_str().unwrap()]);
+    let codes = FreshCodes::new(data_encoding::BASE32_NOPAD.encode(seed));
+
+    let r1 = send(&srv, "127.0.0.1", Some(STATION_A), ALICE_PW, None);
+    assert_eq!(code_of(&r1), "Access-Challenge", "{r1}");
+    let state = r1["state"].as_str().unwrap().to_string();
+    let r2 = send(&srv, "127.0.0.1", None, &codes.next(), Some(&state));
+    assert_eq!(code_of(&r2), "Access-Accept", "{r2}");
+    let r = send(&srv, "127.0.0.1", Some(STATION_A), ALICE_PW, None);
+    assert!(
+        common::peers::now() < expiry,
+        "the machine was too slow: the token expired before the remembered login"
+    );
+    assert_eq!(code_of(&r), "Access-Accept", "remembered: {r}");
+    assert_eq!(newest(&srv)["mode"], "remembered");
+
+    while common::peers::now() <= expiry {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let r = send(&srv, "127.0.0.1", Some(STATION_A), ALICE_PW, None);
+    assert_eq!(code_of(&r), "Access-Reject", "remembered past expiry: {r}");
+    assert_eq!(
+        r["messages"][0], "Your second factor has expired. Contact your administrator.",
+        "{r}"
+    );
+    assert_ne!(newest(&srv)["mode"], "remembered");
+}

@@ -367,7 +367,7 @@ pub async fn start(
     // A remembered second factor is not one more chance at a locked one; and it is asked
     // before the bypass so that a waiting bypass is not spent when it was not needed.
     if !locked {
-        if let Some(v) = remembered::take(app, ctx, req, user, &info).await? {
+        if let Some(v) = remembered::take(app, ctx, req, user, &info, tokens).await? {
             return Ok(v);
         }
     }

@@ -91,7 +91,7 @@ pub async fn start(
     // Each new RDP connection or RemoteApp asks again: a remembered call spares the user
     // one call per connection. As in `login`: not past a lockout, and before the bypass.
     if !locked {
-        if let Some(v) = remembered::take(app, ctx, req, user, &info).await? {
+        if let Some(v) = remembered::take(app, ctx, req, user, &info, &snapshot.tokens).await? {
             return Ok(v);
         }
     }

@@ -12,7 +12,9 @@
 //! it says; a setting lowered or turned off by a reload or a restart (or the client taken
 //! out) applies to what is already remembered, for good ([`fit_to_clients`]). The rows
 //! live in the store, so every node honours them; `radmfa user forget` (`--all`), `user
-//! reset` and taking a token from its user clear them.
+//! reset` and taking a token from its user clear them. A remembered code (TOTP, HOTP)
+//! counts only while the user still holds a token that could pass now: one that expired
+//! (PSKC ExpiryDate) ends it as disabling it would ([`holds_a_usable_token`]).
 //!
 //! Without a Calling-Station-Id a remembered factor would hold for the user from anywhere.
 //! That is what RD Gateway needs (it sends none, and it is one gateway in front of its own
@@ -25,8 +27,9 @@ use crate::app::AppState;
 use crate::auth::UserInfo;
 use crate::clock::fmt_time;
 use crate::config::ClientConfig;
+use crate::mfa::verify::valid_at;
 use crate::radius::{ReplyCode, Request};
-use crate::store::{RememberedLogin, Store};
+use crate::store::{RememberedLogin, Store, TokenRecord};
 
 /// Verdict modes that are a second factor passing, and so may be remembered. Never a
 /// bypass, an exemption, an app password, a fail-open or a remembered login itself.
@@ -34,12 +37,14 @@ const SECOND_FACTORS: &[&str] = &["totp", "hotp", "sms", "voice"];
 
 /// An Accept if this client remembers second factors and this user passed one here from
 /// this station, still valid. Call it only once everything it must not skip has passed.
+/// `tokens`: the user's tokens as this request read them (disabled ones may be among them).
 pub async fn take(
     app: &AppState,
     ctx: &RequestContext,
     req: &Request,
     user: &str,
     info: &UserInfo,
+    tokens: &[TokenRecord],
 ) -> Result<Option<Verdict>, Fault> {
     let Some(period) = ctx.client.factors.remember else {
         return Ok(None);
@@ -73,6 +78,17 @@ pub async fn take(
     if now >= until {
         return Ok(None);
     }
+    if !holds_a_usable_token(&r.mode, tokens, now) {
+        // The login goes on as one without a remembered factor, and is told why its code
+        // cannot pass ("Your second factor has expired").
+        tracing::info!(
+            user,
+            "a remembered {} login not used: none of the user's tokens can pass now \
+             (expired or not yet valid)",
+            r.mode
+        );
+        return Ok(None);
+    }
     // The caller read the lockout before the password check; wrong codes counted since (on
     // another node, or another request of this user's) may have locked the second factor,
     // and a remembered one is no way around that. One read, only when something is
@@ -98,6 +114,16 @@ pub async fn take(
         Some(reason),
         info.clone(),
     )))
+}
+
+/// Whether a login remembered for `mode` still stands on a token of the user's: for a code
+/// (TOTP, HOTP), one enabled and within its validity dates at `now`. Disabling, deleting or
+/// reassigning a token forgets the rows; a token's expiry is no event that could, so it is
+/// checked here, and a user whose only token expired was still let in on the password
+/// alone for the rest of the period. SMS and calls reach a phone, which has no such date:
+/// they stand (`user set-phone` and a fraud block forget them).
+fn holds_a_usable_token(mode: &str, tokens: &[TokenRecord], now: i64) -> bool {
+    !matches!(mode, "totp" | "hotp") || tokens.iter().any(|r| r.token.enabled && valid_at(r, now))
 }
 
 /// After the verdict: a second factor that passed on a client that remembers them is to be
