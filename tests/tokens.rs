@@ -556,6 +556,42 @@ fn an_old_totp_code_is_told_apart_from_a_replay() {
     assert!(show.contains("failures: 0"), "{show}");
 }
 
+/// An HOTP code from an earlier press typed again (not the last used one) is refused as
+/// older than the last one used, and not counted toward the lockout, as TOTP's earlier
+/// steps are: it counted as a wrong code ("failures: 1 of 5").
+#[test]
+fn an_earlier_hotp_code_again_is_older_than_the_last_used_and_uncounted() {
+    let slapd = Slapd::start(&[LdapUser::new("alice", "alice-pw")]);
+    let srv = inline_server(&slapd, "");
+    let seed = b"hotp-look-behind-123";
+    let csv = srv.dir.path().join("hw.csv");
+    std::fs::write(
+        &csv,
+        format!(
+            "# serial,key,type,digits,counter,user\nHB-1,{},hotp,6,1001,alice\n",
+            hex::encode(seed)
+        ),
+    )
+    .unwrap();
+    cli_ok(&srv, &["token", "import", csv.to_str().unwrap()]);
+    let go = |c| login(&srv, "alice", "alice-pw", &hotp(seed, c, "sha1", 6));
+    let reason = || {
+        srv.audit_json("alice")[0]["reason"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(go(1001), "Access-Accept");
+    assert_eq!(go(1002), "Access-Accept");
+    assert_eq!(go(1001), "Access-Reject");
+    assert_eq!(reason(), "code older than the last one used");
+    assert_eq!(go(1002), "Access-Reject");
+    assert_eq!(reason(), "code already used");
+    let show = cli_ok(&srv, &["user", "show", "alice"]);
+    assert!(show.contains("failures: 0"), "{show}");
+    assert_eq!(go(1003), "Access-Accept", "the next press still works");
+}
+
 /// Acceptance 4: an HOTP code works once; a code 5 ahead works and the earlier ones then
 /// fail; a token 50 ahead is refused until resynchronised with two consecutive codes.
 #[test]

@@ -126,6 +126,30 @@ pub fn repeats_last_used(token: &Token, code: &str) -> bool {
         )
 }
 
+/// Whether `code` is the code of one of the `span` counters before the last used one
+/// (`token.counter - 1 - span ..= token.counter - 2`): a code the token showed before its
+/// last used one, used or skipped, never accepted again. The caller asks only of a code
+/// that matched nothing ahead (a twin ahead is a fresh code, and [`repeats_last_used`]
+/// says why an older watched code is worth no more than a guess there), and refuses it
+/// uncounted as older than the last one used: a user typing a code from an earlier press
+/// again is no guesser, and TOTP's earlier steps are refused so too. Every counter is
+/// computed and compared in constant time, as [`match_hotp`] does.
+pub fn older_than_last_used(token: &Token, code: &str, span: u64) -> bool {
+    if token.kind != TokenKind::Hotp || token.counter < 2 || code.len() != token.digits as usize {
+        return false;
+    }
+    let last_used = token.counter - 1;
+    let from = last_used.saturating_sub(span);
+    let mut matched = false;
+    for c in from..last_used {
+        matched |= code_eq(
+            &hotp_code(&token.secret, token.algorithm, token.digits, c),
+            code,
+        );
+    }
+    matched
+}
+
 /// Finds `c` in `[token.counter, token.counter + window]` with `code1` = code(c) and
 /// `code2` = code(c + 1); returns `c + 1`, the counter of the second code. Two consecutive
 /// codes make a false match over a wide window unlikely (about window / 10^(2·digits)),

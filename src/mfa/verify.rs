@@ -19,8 +19,9 @@ pub enum TokenCheck {
     },
     /// The code matched but was used already (or a racing request consumed it first).
     Replayed,
-    /// The code is one of a step before the last one the token used: older than the last
-    /// code used, so never accepted now, but not necessarily used itself (skipped, say).
+    /// The code is one of a step (HOTP: a counter) before the last one the token used:
+    /// older than the last code used, so never accepted now, but not necessarily used
+    /// itself (skipped, say).
     Stale,
     /// The token was disabled, deleted or given to someone else since the login read it
     /// (TOTP: or replaced with another period).
@@ -200,8 +201,9 @@ pub fn matches_unusable(opts: &VerifyOptions, rec: &TokenRecord, code: &str, now
 }
 
 /// Whether `code` is one this token already used, by the same reading [`verify_token`]
-/// makes (a used TOTP step in the window, the HOTP code just before the counter). Only
-/// reads: asked of every token before any is checked (`second_factor::check_code`).
+/// makes (a used TOTP step in the window; the HOTP code just before the counter, or one of
+/// the `[hotp] window` before it that no code ahead matches). Only reads: asked of every
+/// token before any is checked (`second_factor::check_code`).
 pub fn is_replay(opts: &VerifyOptions, rec: &TokenRecord, code: &str, now: i64) -> bool {
     let t = &rec.token;
     if !usable(rec) {
@@ -209,7 +211,13 @@ pub fn is_replay(opts: &VerifyOptions, rec: &TokenRecord, code: &str, now: i64) 
     }
     match t.kind {
         TokenKind::Totp => otp::used_before(t, code, now, opts.totp_window, rec.extra.drift),
-        TokenKind::Hotp => hotp::repeats_last_used(t, code),
+        TokenKind::Hotp => {
+            hotp::repeats_last_used(t, code)
+                // The look-behind first: the window ahead is computed only for the rare
+                // code found behind (a twin ahead makes it a fresh code).
+                || (hotp::older_than_last_used(t, code, opts.hotp.window)
+                    && hotp::match_hotp(t, code, opts.hotp.window).is_none())
+        }
     }
 }
 
@@ -242,6 +250,13 @@ async fn verify_hotp(
                 // Judged again after a race: it matched at the counter this login read, so
                 // it is a code the other login's move used up or skipped.
                 std::borrow::Cow::Owned(_) => Ok(TokenCheck::Replayed),
+                // A code of an earlier press (the look-behind as long as the window ahead):
+                // the user's, typed again, not a guess to count toward the lockout.
+                std::borrow::Cow::Borrowed(_)
+                    if hotp::older_than_last_used(&t, code, cfg.window) =>
+                {
+                    Ok(TokenCheck::Stale)
+                }
                 std::borrow::Cow::Borrowed(_) => beyond_window(store, cfg, rec, code, now).await,
             };
         };
@@ -400,11 +415,58 @@ mod tests {
         // The code just used is told apart from a wrong one.
         assert_eq!(check(&s, &o, &code(0), 0).await, TokenCheck::Replayed);
         assert!(accepted(&check(&s, &o, &code(6), 0).await), "5 ahead");
+        // Used (0) or skipped (1 to 5): older than the last one used, never a wrong guess.
         for c in 0..=5 {
-            assert_eq!(check(&s, &o, &code(c), 0).await, TokenCheck::NoMatch, "{c}");
+            assert_eq!(check(&s, &o, &code(c), 0).await, TokenCheck::Stale, "{c}");
         }
         assert_eq!(check(&s, &o, &code(6), 0).await, TokenCheck::Replayed);
         assert_eq!(record(&s).await.token.counter, 7);
+    }
+
+    /// An earlier used HOTP code typed again is refused as older than the last one used
+    /// (uncounted), as far back as the window reaches ahead, and so the several-tokens
+    /// reading ([`is_replay`]) has it; past the look-behind it is a wrong code. Only the
+    /// very last code was told apart, and the one before it counted as a wrong guess.
+    #[tokio::test]
+    async fn an_earlier_used_hotp_code_is_older_than_the_last_one_used() {
+        let s = store_with_token(TokenKind::Hotp, 6, 1001, TokenExtra::default()).await;
+        let o = opts(false);
+        assert!(accepted(&check(&s, &o, &code(1001), 0).await));
+        assert!(accepted(&check(&s, &o, &code(1002), 0).await));
+        assert_eq!(check(&s, &o, &code(1002), 0).await, TokenCheck::Replayed);
+        assert_eq!(check(&s, &o, &code(1001), 0).await, TokenCheck::Stale);
+        let rec = record(&s).await;
+        assert!(is_replay(&o, &rec, &code(1001), 0));
+        assert!(!is_last_used(&rec, &code(1001)));
+        // The look-behind is the window's size: 10 codes before the last used one.
+        let edge = 1002 - o.hotp.window;
+        assert_eq!(check(&s, &o, &code(edge), 0).await, TokenCheck::Stale);
+        // Codes of those counters matching nothing else (6 digits: a chance twin is rare).
+        let far = edge - 1;
+        assert_ne!(code(far), code(edge));
+        assert_eq!(check(&s, &o, &code(far), 0).await, TokenCheck::NoMatch);
+        assert!(!is_replay(&o, &rec, &code(far), 0));
+        // Nothing was consumed, and the next press still works.
+        assert_eq!(record(&s).await.token.counter, 1003);
+        assert!(accepted(&check(&s, &o, &code(1003), 0).await));
+    }
+
+    /// A code found behind the counter that is also a fresh code ahead (1-digit codes, so
+    /// nearly always) is the fresh one: accepted, as before the look-behind.
+    #[tokio::test]
+    async fn an_hotp_code_behind_with_a_twin_ahead_is_accepted() {
+        let o = opts(false);
+        let one_digit = |c| hotp::hotp_code(&Secret::new(SEED.to_vec()), OtpAlgorithm::Sha1, 1, c);
+        // Counter 20 is next: a code of 10..=18 (behind), not 19's (the last used), found
+        // ahead in 20..=30.
+        let twin = (10..=18u64)
+            .map(one_digit)
+            .find(|d| *d != one_digit(19) && (20..=30).any(|c| one_digit(c) == *d))
+            .unwrap();
+        let store = store_with_token(TokenKind::Hotp, 1, 20, TokenExtra::default()).await;
+        let rec = record(&store).await;
+        assert!(!is_replay(&o, &rec, &twin, 0));
+        assert!(accepted(&check(&store, &o, &twin, 0).await));
     }
 
     /// A code comes up again within the window ahead now and then (here 1-digit codes, so
