@@ -504,6 +504,60 @@ fn held_tokens_move_only_with_force_and_app_seeds_never() {
     assert!(a.run(&["token", "delete", app.as_str(), "--force"]).0);
 }
 
+/// `token assign` of a disabled or expired token is refused, naming its state, unless
+/// --force: it was handed out silently ("EN0001: assigned to dave", exit 0), and its new
+/// holder's next login told "Your second factor has expired".
+#[test]
+fn a_disabled_or_expired_token_is_assigned_only_with_force() {
+    let a = Admin::new();
+    let f = a.write(
+        "en.csv",
+        &format!("EN0001,{},hotp,6,0\n", hex::encode(b"12345678901234567890")),
+    );
+    assert!(a.import(&f, &[]).0);
+    assert!(a.run(&["token", "disable", "EN0001"]).0);
+    let (ok, out, err) = a.run(&["token", "assign", "EN0001", "dave"]);
+    assert!(
+        !ok && err.contains("EN0001: disabled")
+            && err.contains("radmfa token enable EN0001")
+            && err.contains("--force")
+            && !out.contains("assigned"),
+        "{out}{err}"
+    );
+    let owner = |serial: &str| {
+        a.tokens()
+            .into_iter()
+            .find(|t| t["serial"] == serial)
+            .unwrap()["user"]
+            .clone()
+    };
+    assert_eq!(owner("EN0001"), serde_json::Value::Null);
+    let (ok, out, err) = a.run(&["token", "assign", "EN0001", "dave", "--force"]);
+    assert!(ok && out.contains("EN0001: assigned to dave"), "{out}{err}");
+
+    // Expired: past its PSKC ExpiryDate (imported a moment before it).
+    let pskc = a.path("ex.pskcxml");
+    let expiry = common::peers::now() + 2;
+    let tokens = serde_json::json!([
+        {"serial": "EX0001", "secret_hex": hex::encode(b"09876543210987654321"),
+         "type": "totp", "digits": 6, "period": 30, "expiry_date": expiry},
+    ]);
+    make_pskc(&pskc, &tokens, &[]);
+    let (ok, _, err) = a.import(&pskc, &[]);
+    assert!(ok, "{err}");
+    while common::peers::now() <= expiry {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (ok, _, err) = a.run(&["token", "assign", "EX0001", "dave"]);
+    assert!(
+        !ok && err.contains("EX0001: expired (valid until ") && err.contains("--force"),
+        "{err}"
+    );
+    assert_eq!(owner("EX0001"), serde_json::Value::Null);
+    assert!(a.run(&["token", "assign", "EX0001", "dave", "--force"]).0);
+    assert_eq!(owner("EX0001"), "dave");
+}
+
 #[test]
 fn inventory_commands_and_their_audit() {
     let a = Admin::new();

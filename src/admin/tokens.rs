@@ -19,8 +19,9 @@ pub enum TokenCommand {
     List(ListArgs),
     /// Show one token's parameters and state (never its secret).
     Show(ShowArgs),
-    /// Give a token to USER (a user may hold several tokens). A token another user holds
-    /// needs --force; a seed enrolled for someone's authenticator app is never moved.
+    /// Give a token to USER (a user may hold several tokens). A token another user holds,
+    /// or a disabled or expired one, needs --force; a seed enrolled for someone's
+    /// authenticator app is never moved.
     Assign(AssignArgs),
     /// Take a hardware or imported token from its user and return it to stock (a seed
     /// enrolled for an app is deleted instead: `token delete --force`).
@@ -76,7 +77,8 @@ pub struct DeleteArgs {
 pub struct AssignArgs {
     pub serial: String,
     pub user: String,
-    /// Take the token from the user who has it now (needed when it has an owner).
+    /// Take the token from the user who has it now (needed when it has an owner), or
+    /// assign a disabled or expired one.
     #[arg(long)]
     pub force: bool,
     /// Assign although the directory ([ldap]) has no such user (yet). Not --force, which
@@ -190,6 +192,12 @@ async fn run_on(cfg: &Config, store: &dyn Store, cmd: TokenCommand) -> anyhow::R
     if let Some(why) = unchanged {
         eprintln!("{serial}: {why}; nothing done");
         return Ok(ExitCode::from(1));
+    }
+    if let (Action::Assign, false) = (&action, force) {
+        if let Some(why) = refuse_unusable(&before, SystemClock.now()) {
+            eprintln!("{serial}: {why}");
+            return Ok(ExitCode::from(1));
+        }
     }
     let done = match action {
         Action::Assign => {
@@ -314,6 +322,32 @@ fn refuse_move(
         Action::Assign if !force => Some(format!(
             "held by {old}; add --force to take it from them and give it to {}",
             super::printable(owner.unwrap_or_default())
+        )),
+        _ => None,
+    }
+}
+
+/// Why `before`, a token that cannot pass a code now, is not handed out without --force:
+/// its new holder's logins would be refused ("Your second factor has expired", "is
+/// disabled") with nothing said to the admin who assigned it. A token not valid yet is
+/// given out (handed out ahead of its start date, say), as is one its holder already has.
+fn refuse_unusable(before: &TokenRecord, now: i64) -> Option<String> {
+    let serial = super::printable(&before.token.serial);
+    if !before.token.enabled {
+        return Some(format!(
+            "disabled (reported lost, say); nothing done. `radmfa token enable {serial}` \
+             first, or add --force to assign it disabled"
+        ));
+    }
+    match (
+        crate::mfa::verify::validity_at(before, now),
+        before.extra.valid_until,
+    ) {
+        (Some("expired"), Some(until)) => Some(format!(
+            "expired (valid until {}): every code of it is refused; nothing done. Add --force \
+             to assign it anyway, or import it again with new dates (`radmfa token import \
+             --replace`)",
+            crate::clock::fmt_time(until)
         )),
         _ => None,
     }
