@@ -592,6 +592,54 @@ fn an_earlier_hotp_code_again_is_older_than_the_last_used_and_uncounted() {
     assert_eq!(go(1003), "Access-Accept", "the next press still works");
 }
 
+/// `token delete` of an HOTP token that has used codes warns that the vendor's file
+/// imported again would let them in again, and takes --force for it, in stock too: deleted
+/// and re-imported (counter 0 in the file), a code already used logged in again.
+#[test]
+fn deleting_a_used_hotp_token_takes_force_and_says_what_a_reimport_would_do() {
+    let slapd = Slapd::start(&[LdapUser::new("bob", "bob-pw")]);
+    let srv = inline_server(&slapd, "");
+    let seed = b"hotp-delete-reimport";
+    let csv = srv.dir.path().join("re7.csv");
+    std::fs::write(
+        &csv,
+        format!(
+            "# serial,key,type,digits,counter\nHH0004,{},hotp,6,0\n",
+            hex::encode(seed)
+        ),
+    )
+    .unwrap();
+    cli_ok(&srv, &["token", "import", csv.to_str().unwrap()]);
+    // Unused: deleted as before, without --force.
+    cli_ok(&srv, &["token", "delete", "HH0004"]);
+    cli_ok(&srv, &["token", "import", csv.to_str().unwrap()]);
+    cli_ok(&srv, &["token", "assign", "HH0004", "bob"]);
+    let code = |c| hotp(seed, c, "sha1", 6);
+    assert_eq!(login(&srv, "bob", "bob-pw", &code(1)), "Access-Accept");
+    cli_ok(&srv, &["token", "unassign", "HH0004"]);
+    // In stock, and used up to counter 2: refused without --force, saying why and what to
+    // do instead.
+    let out = srv.cli(&["token", "delete", "HH0004"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && err.contains("HH0004: an HOTP token at counter 2")
+            && err.contains("the codes it has used would log in again")
+            && err.contains("`counter` column of 2")
+            && err.contains("radmfa token disable")
+            && err.contains("--force"),
+        "{err}"
+    );
+    assert!(cli_ok(&srv, &["token", "list"]).contains("HH0004"));
+    // With --force it goes, and the counter it had is said once more.
+    let out = srv.cli(&["token", "delete", "HH0004", "--force"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && err.contains("note: HH0004 was an HOTP token at counter 2"),
+        "{err}"
+    );
+}
+
 /// Acceptance 4: an HOTP code works once; a code 5 ahead works and the earlier ones then
 /// fail; a token 50 ahead is refused until resynchronised with two consecutive codes.
 #[test]

@@ -30,7 +30,8 @@ pub enum TokenCommand {
     Disable(SerialArg),
     /// Let a disabled token verify again.
     Enable(SerialArg),
-    /// Remove a token and its secret for good (one someone holds: with --force).
+    /// Remove a token and its secret for good (one someone holds, or an HOTP token that
+    /// has used codes: with --force).
     Delete(DeleteArgs),
     /// Bring a token back in step with two consecutive codes from it (HOTP: counter; TOTP:
     /// clock drift). Searches [hotp] resync_window counters or time steps.
@@ -68,7 +69,9 @@ pub struct SerialArg {
 #[derive(Debug, Args)]
 pub struct DeleteArgs {
     pub serial: String,
-    /// Delete it although a user holds it (their second factor goes with it).
+    /// Delete it although a user holds it (their second factor goes with it), or although
+    /// it is an HOTP token that has used codes (imported again from the vendor's file, it
+    /// would take them again).
     #[arg(long)]
     pub force: bool,
 }
@@ -276,6 +279,10 @@ async fn run_on(cfg: &Config, store: &dyn Store, cmd: TokenCommand) -> anyhow::R
     }
     recorded?;
     println!("{serial}: {what}");
+    if let (Action::Delete, Some(used)) = (&action, used_codes_warning(&before)) {
+        // Deleted with --force: the counter it had is worth keeping where the admin sees it.
+        eprintln!("note: {serial} was {used}");
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -292,12 +299,20 @@ fn refuse_move(
     let previous = before.token.user.as_deref();
     // A seed, once deleted, is back only from the vendor's file (or a new enrollment): a
     // mistyped serial, one digit off a colleague's, must not silently take theirs.
-    if let (Action::Delete, Some(holder), false) = (action, previous, force) {
-        return Some(format!(
-            "held by {}; add --force to delete it and its secret for good (`radmfa token \
-             disable` stops it reversibly)",
-            super::printable(holder)
-        ));
+    if let (Action::Delete, false) = (action, force) {
+        let held = previous.map(|h| format!("held by {}", super::printable(h)));
+        return match (held, used_codes_warning(before)) {
+            (Some(held), None) => Some(format!(
+                "{held}; add --force to delete it and its secret for good (`radmfa token \
+                 disable` stops it reversibly)"
+            )),
+            (held, Some(used)) => Some(format!(
+                "{}{used}; `radmfa token disable` takes it out of use and keeps its counter. \
+                 Add --force to delete it and its secret anyway",
+                held.map(|h| h + "; ").unwrap_or_default()
+            )),
+            (None, None) => None,
+        };
     }
     let moves = match action {
         Action::Assign => previous.is_some_and(|p| Some(p) != owner),
@@ -325,6 +340,24 @@ fn refuse_move(
         )),
         _ => None,
     }
+}
+
+/// What deleting `before` would lose, if it has used codes: an HOTP token's counter. Its
+/// seed is back only from the vendor's file, whose counter (0, often) is behind it, and a
+/// re-import starts there again, so every code it used would log in once more; `import
+/// --replace` keeps the counter for the same seed, but a deleted token has none to keep.
+/// A TOTP token's used codes go stale with the clock within `[totp] window` steps: nothing
+/// to warn of. `None`: nothing used (or nothing known to be).
+fn used_codes_warning(before: &TokenRecord) -> Option<String> {
+    let t = &before.token;
+    (t.kind == TokenKind::Hotp && t.counter > 0).then(|| {
+        format!(
+            "an HOTP token at counter {n}: deleted and imported again from the vendor's file, \
+             it would start at the file's counter, and the codes it has used would log in \
+             again (should it come back, import it with a `counter` column of {n})",
+            n = t.counter
+        )
+    })
 }
 
 /// Why `before`, a token that cannot pass a code now, is not handed out without --force:
