@@ -1536,3 +1536,70 @@ fn a_prompts_last_wrong_or_used_code_is_said() {
         "{r}"
     );
 }
+
+/// An HOTP user at a prompt is told to press the button for a new code after a used or an
+/// older code ("wait for the next one" is a TOTP user's advice), and `token resync` says
+/// what is wrong with a code that is no code, or has the wrong length for the token, where
+/// it said "the two codes are not consecutive codes within 1000 of counter N".
+#[test]
+fn hotp_users_and_admins_are_told_what_is_wrong_with_a_code() {
+    let slapd = Slapd::start(&[LdapUser::new("erin", "erin-pw")]);
+    let srv = Server::start(&Options::new(&slapd.url));
+    let seed = b"hotp-eight-digits-01";
+    let csv = srv.dir.path().join("h8.csv");
+    std::fs::write(
+        &csv,
+        format!(
+            "# serial,key,type,digits,counter,user\nH8-1,{},hotp,8,0,erin\n",
+            hex::encode(seed)
+        ),
+    )
+    .unwrap();
+    cli_ok(&srv, &["token", "import", csv.to_str().unwrap()]);
+    let code = |c| hotp(seed, c, "sha1", 8);
+    let send = |args: &[&str]| pyrad(srv.port(), SECRET, args);
+    let answer = |code: &str| {
+        let first = send(&["--user", "erin", "--password", "erin-pw"]);
+        assert_eq!(first["code"], "Access-Challenge", "{first}");
+        let state = first["state"].as_str().unwrap().to_string();
+        send(&["--user", "erin", "--password", code, "--state", &state])
+    };
+    assert_eq!(answer(&code(0))["code"], "Access-Accept");
+    assert_eq!(answer(&code(1))["code"], "Access-Accept");
+    for (c, said) in [
+        (
+            1,
+            "That code was already used; press the button for a new one.",
+        ),
+        (
+            0,
+            "That code is older than the last one used; press the button for a new one.",
+        ),
+    ] {
+        let r = answer(&code(c));
+        assert_eq!(r["code"], "Access-Reject", "{r}");
+        assert_eq!(r["messages"], serde_json::json!([said]), "{r}");
+    }
+
+    for (first, second, said) in [
+        (
+            "abc".to_string(),
+            "12".to_string(),
+            "the first code \"abc\" is not a code",
+        ),
+        (
+            code(5),
+            "123456".to_string(),
+            "the second code has 6 digits, but this token shows 8",
+        ),
+    ] {
+        let out = srv.cli(&["token", "resync", "H8-1", &first, &second]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains(said) && !err.contains("consecutive"),
+            "{err}"
+        );
+    }
+    let out = cli_ok(&srv, &["token", "resync", "H8-1", &code(5), &code(6)]);
+    assert!(out.contains("counter moved from 2 to 7"), "{out}");
+}

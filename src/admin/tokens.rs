@@ -665,6 +665,28 @@ fn used_pair(t: &crate::store::Token, c1: &str, c2: &str, window: u64) -> Option
         .filter(|first| *first < t.counter)
 }
 
+/// Why one of `codes` (which, and as typed, spaces and dashes taken out) cannot be a code
+/// of a token showing `digits` digits: said before any search, which would only answer
+/// "not consecutive codes within 1000 of counter N" and send the admin pressing the button
+/// for codes of the length they already typed.
+fn unfit_code(digits: u32, codes: [(&str, &str); 2]) -> Option<String> {
+    codes.into_iter().find_map(|(which, code)| {
+        if code.is_empty() || !code.bytes().all(|b| b.is_ascii_digit()) {
+            Some(format!(
+                "the {which} code {:?} is not a code (digits only)",
+                super::printable(code)
+            ))
+        } else if code.len() != digits as usize {
+            Some(format!(
+                "the {which} code has {} digits, but this token shows {digits}",
+                code.len()
+            ))
+        } else {
+            None
+        }
+    })
+}
+
 async fn resync(cfg: &Config, store: &dyn Store, a: ResyncArgs) -> anyhow::Result<ExitCode> {
     let Some(r) = store.token_record(&a.serial).await? else {
         eprintln!("{}: no such token", a.serial);
@@ -683,6 +705,10 @@ async fn resync(cfg: &Config, store: &dyn Store, a: ResyncArgs) -> anyhow::Resul
     // Typed as the token shows it ("123 456", "123-456"): no part of the code.
     let (c1, c2) = (otp::plain_code(&a.code1), otp::plain_code(&a.code2));
     let (c1, c2) = (c1.as_ref(), c2.as_ref());
+    if let Some(why) = unfit_code(t.digits, [("first", c1), ("second", c2)]) {
+        eprintln!("{}: not resynchronised: {why}", t.serial);
+        return Ok(ExitCode::from(1));
+    }
     let owner = t.user.clone().unwrap_or_default();
     let window = cfg.hotp.resync_window;
     let outcome = match t.kind {

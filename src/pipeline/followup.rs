@@ -550,7 +550,7 @@ async fn totp(
             // The code of a token the user cannot use now: said so, as a login with that
             // token alone is told (the prompt stays while attempts are left, for a code of
             // another token).
-            let said = message.or_else(|| reused_message(&reason));
+            let said = message.or_else(|| reused_message(&reason, mode));
             // Boxed with the re-prompt: a wrong answer's path, kept out of every request's
             // future (its size is bounded by a test).
             let mut v = Box::pin(async {
@@ -583,11 +583,19 @@ async fn totp(
 /// What a prompt tells of a code a token used already (or an older one of it), instead of
 /// "Wrong code.": the user typed the code on the display, and needs its next one. Nothing
 /// an attacker learns from it: such a code is one the prompt's user saw, and the prompt
-/// already said the password was right.
-fn reused_message(reason: &str) -> Option<&'static str> {
+/// already said the password was right. `mode`: "hotp" when every token of the user's is
+/// an HOTP token, whose next code comes with a press of its button, not by waiting.
+fn reused_message(reason: &str, mode: &str) -> Option<&'static str> {
+    let hotp = mode == "hotp";
     match reason {
+        super::second_factor::REPLAYED if hotp => {
+            Some("That code was already used; press the button for a new one.")
+        }
         super::second_factor::REPLAYED => {
             Some("That code was already used; wait for the next one.")
+        }
+        super::second_factor::STALE if hotp => {
+            Some("That code is older than the last one used; press the button for a new one.")
         }
         super::second_factor::STALE => {
             Some("That code is older than the last one used; wait for the next one.")
