@@ -174,22 +174,29 @@ pub async fn with_command_store<T>(
     // under way refuses.
     #[cfg(unix)]
     let _using = match cfg {
-        StoreConfig::Sqlite { path, .. } => match crate::store::serving_lock::command(path) {
-            Ok(lock) => Some(lock),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                return Err(anyhow::Error::new(crate::admin::Refused(format!(
-                    "store.path {}: {e}",
-                    path.display()
-                ))));
-            }
-            Err(_) => None,
-        },
+        StoreConfig::Sqlite { path, .. } => command_lock(path)?,
         StoreConfig::Postgres { .. } => None,
     };
     let store = open_store(&one).await?;
     let result = command(store.as_ref()).await;
     store.close().await;
     result
+}
+
+/// An admin command's shared lock on a SQLite store: refused while a migration copies it;
+/// none where this account cannot take it (no reason to refuse what worked before the lock
+/// existed).
+#[cfg(unix)]
+fn command_lock(
+    path: &std::path::Path,
+) -> anyhow::Result<Option<crate::store::serving_lock::SqliteLock>> {
+    match crate::store::serving_lock::command(path) {
+        Ok(lock) => Ok(Some(lock)),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Err(anyhow::Error::new(
+            crate::admin::Refused(format!("store.path {}: {e}", path.display())),
+        )),
+        Err(_) => Ok(None),
+    }
 }
 
 /// Whether the configured store has been set up (by a start or a command): a SQLite
@@ -267,6 +274,19 @@ pub async fn with_audit_reader<T>(
     command: impl AsyncFnOnce(&AuditReader) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
     refuse_unless_set_up(cfg).await?;
+    // The shared lock other commands take, so that a migration does not copy the database
+    // from under a running `--follow`, which would go on following a file nothing writes
+    // any more. Only where the lock file is there already: made by this account, it would
+    // be one the service may not open to write, and it would not start.
+    #[cfg(unix)]
+    let _using = match cfg {
+        StoreConfig::Sqlite { path, .. }
+            if crate::store::serving_lock::lock_path(path).exists() =>
+        {
+            command_lock(path)?
+        }
+        _ => None,
+    };
     let reader = match cfg {
         StoreConfig::Sqlite { path, .. } => {
             crate::store::moved::refuse_if_moved(path)?;
@@ -304,9 +324,9 @@ fn unreadable_sqlite(path: &std::path::Path, e: crate::store::StoreError) -> any
         return anyhow::Error::new(e).context(reading);
     }
     anyhow::anyhow!(
-        "{reading}: {e}. It is in WAL mode: reading it as it changes needs its -wal and -shm \
-         files, there while radmfa runs, or write access to its directory to make them. Run \
-         this while radmfa runs, or as the user radmfa runs as"
+        "{reading}: {e}. It is in WAL mode: following it as it changes needs its -wal and \
+         -shm files, there while radmfa runs. Run this while radmfa runs, or as the user \
+         radmfa runs as"
     )
 }
 

@@ -2095,10 +2095,22 @@ fn audit_reads_a_store_it_may_only_read_without_the_key() {
     // is. --follow, which must see the records to come, says what it needs instead.
     let (ok, _, err) = as_nobody(&["audit", "--follow"]);
     assert!(
-        !ok && err.contains("needs its -wal and -shm files"),
+        !ok && err.contains("needs its -wal and") && err.contains("-shm files"),
         "{err}"
     );
     assert_eq!(files(), before, "the auditor left files behind");
+    // Nor where it may write the directory: a read-only open made -wal and -shm files,
+    // owned by the auditor, and left them (a read-only connection cannot checkpoint) for
+    // the service to trip over at its next start.
+    std::os::unix::fs::chown(d.path(), None, Some(65534)).unwrap();
+    mode(d.path(), 0o775);
+    let (ok, out, err) = as_nobody(&["audit", "--json"]);
+    assert!(ok && out.lines().count() == 2, "{out}{err}");
+    let (ok, _, err) = as_nobody(&["audit", "--follow"]);
+    assert!(!ok && err.contains("while radmfa runs"), "{err}");
+    assert_eq!(files(), before, "the auditor left files behind");
+    mode(d.path(), 0o755);
+    std::os::unix::fs::chown(d.path(), None, Some(0)).unwrap();
     // No key at all: a report unseals nothing, so needs none (and makes none).
     let key = d.path().join("radmfa.key");
     let away = d.path().join("radmfa.key.away");
@@ -3099,6 +3111,46 @@ fn a_broken_token_reimported_keeps_its_counter() {
         ),
         "{v}"
     );
+}
+
+/// A running `audit --follow` holds the database as other commands do: the copy refuses to
+/// start, as docs/ha.md says. Reading the audit log without the store proper, it had
+/// dropped the lock, and a copy went ahead with the follower left on a file nothing writes.
+#[test]
+fn a_running_audit_follow_keeps_a_migration_out() {
+    let (_d, cfg) = setup();
+    let (ok, _, err) = run(&cfg, &["user", "enroll-totp", "alice", "--uri-only"]);
+    assert!(ok, "{err}");
+    let db = cfg.with_file_name("radmfa.db");
+    let mut follow = Command::new(bin())
+        .arg("--config")
+        .arg(&cfg)
+        .args(["audit", "--follow"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Probing takes the lock for an instant, which a --follow starting just then would
+    // find taken: it is given time to start first, and must still be running.
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let refused = loop {
+        assert!(follow.try_wait().unwrap().is_none(), "--follow ended");
+        match radmfa::store::serving_lock::migrating(&db) {
+            Err(e) => break e,
+            Ok(lock) => drop(lock),
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "--follow never took the lock"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    follow.kill().unwrap();
+    follow.wait().unwrap();
+    assert_eq!(refused.kind(), std::io::ErrorKind::WouldBlock, "{refused}");
+    assert!(refused.to_string().contains("audit"), "{refused}");
+    radmfa::store::serving_lock::migrating(&db).expect("free once --follow ended");
 }
 
 /// An admin command during `store migrate-to-postgres` (an offboarding script's `user

@@ -21,27 +21,31 @@ pub enum AuditReader {
 impl AuditReader {
     /// The SQLite database at `path`, opened read-only: nothing is created, changed or
     /// migrated. SQLite reads a WAL database (radmfa's are) through its -wal and -shm
-    /// files, there while radmfa has it open; where they are not, it makes them, and a
-    /// reader that may not write the directory fails ("attempt to write a readonly
-    /// database"). Without a -wal file every record is in the database file itself, and no
-    /// process is writing it (the last to close removed it): that file is then read as it
-    /// is (SQLite's `immutable`), if `snapshot_ok`, as for a report; `--follow`, which must
-    /// see the records still to come, is refused instead.
+    /// files, there while radmfa has it open. Where there is no -wal file, no process has
+    /// the database open (the last to close removed it) and every record is in the file
+    /// itself: a report (`snapshot_ok`) reads it as it is (SQLite's `immutable`), since a
+    /// read-only open would make the two files, owned by this account, and leave them
+    /// (a read-only connection cannot checkpoint) for the service to trip over, or fail
+    /// where the directory is not writable. `--follow`, which must see the records still to
+    /// come, opens it as usual only as the database's owner (the files it makes are then
+    /// the service's own), and is refused otherwise.
     pub async fn sqlite(path: &Path, snapshot_ok: bool) -> Result<Self, StoreError> {
-        let pool = sqlite_pool(path, false).await?;
-        let Err(e) = sqlx::query("SELECT 1 FROM sqlite_master LIMIT 1")
-            .fetch_optional(&pool)
-            .await
-        else {
-            return Ok(AuditReader::Sqlite(pool));
-        };
-        super::pool_close::close_pool(&pool).await;
         let mut wal = path.as_os_str().to_owned();
         wal.push("-wal");
-        if !(snapshot_ok && cannot_make_wal_files(&e) && !Path::new(&wal).exists()) {
-            return Err(e.into());
+        if !Path::new(&wal).exists() {
+            if snapshot_ok {
+                return Ok(AuditReader::Sqlite(sqlite_pool(path, true).await?));
+            }
+            if !owns(path) {
+                return Err(StoreError::Sqlite(
+                    "no process has the database open (no -wal file beside it), and following \
+                     it as another account than its owner would leave -wal and -shm files \
+                     the service could not use"
+                        .into(),
+                ));
+            }
         }
-        Ok(AuditReader::Sqlite(sqlite_pool(path, true).await?))
+        Ok(AuditReader::Sqlite(sqlite_pool(path, false).await?))
     }
 
     /// The PostgreSQL store `settings` name, as one connection; the key file is not read.
@@ -112,11 +116,10 @@ async fn sqlite_pool(path: &Path, immutable: bool) -> Result<SqlitePool, StoreEr
         .await?)
 }
 
-/// Whether SQLite could not open a WAL database's -shm file for a read-only connection:
-/// SQLITE_READONLY_CANTINIT (1544), or SQLITE_CANTOPEN (14).
-fn cannot_make_wal_files(e: &sqlx::Error) -> bool {
-    let sqlx::Error::Database(db) = e else {
-        return false;
-    };
-    matches!(db.code().as_deref(), Some("1544" | "14"))
+/// Whether this process runs as the owner of `path`. Root counts: SQLite gives the -wal and
+/// -shm files root makes to the database's owner.
+fn owns(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let me = nix::unistd::geteuid();
+    me.is_root() || std::fs::metadata(path).is_ok_and(|m| m.uid() == me.as_raw())
 }

@@ -30,7 +30,7 @@ pub struct SqliteLock(
 /// Beside the database as the filesystem has it (symbolic links and `..` resolved): two
 /// configs reaching one file by different paths must meet on one lock. A link to a file
 /// not made yet (a first start) is followed too, to where SQLite will make it.
-fn lock_path(db: &Path) -> PathBuf {
+pub fn lock_path(db: &Path) -> PathBuf {
     let mut p = db.to_path_buf();
     for _ in 0..16 {
         if let Ok(real) = std::fs::canonicalize(&p) {
