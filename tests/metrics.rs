@@ -127,11 +127,11 @@ fn prometheus_reads_the_counters_of_real_traffic() {
     assert!(status.contains(" 404 "), "{status}");
 }
 
-/// Refusals at the password by reason, and wrong codes counted towards the lockout: what
-/// password spraying and code guessing show as (the replies' reject count lumps together
-/// every refusal).
+/// Refusals at the password, and wrong codes counted towards the lockout: what password
+/// spraying and code guessing show as (the replies' reject count lumps together every
+/// refusal, wrong codes and locks included).
 #[test]
-fn refusals_are_counted_by_reason() {
+fn password_refusals_and_wrong_codes_are_counted() {
     let slapd = Slapd::start(&[LdapUser::new("alice", "alice-pw")]);
     let mut o = Options::new(&slapd.url);
     o.extra.push_str("\n[metrics]\nlisten = \"127.0.0.1:0\"\n");
@@ -150,15 +150,9 @@ fn refusals_are_counted_by_reason() {
     );
     assert!(!out.status.success(), "{out:?}");
     let m = parse(&http_get(srv.metrics_addr(), "/metrics").2);
-    assert_eq!(
-        m["radmfa_password_refusals_total{reason=bad_password}"], 2.0,
-        "{m:#?}"
-    );
-    assert_eq!(
-        m["radmfa_password_refusals_total{reason=unknown_user}"],
-        1.0
-    );
-    assert_eq!(m["radmfa_password_refusals_total{reason=account}"], 0.0);
+    // One count for the wrong passwords and the unknown user alike: the reasons apart
+    // would tell whoever reads the metrics which names exist.
+    assert_eq!(m["radmfa_password_refusals_total{}"], 3.0, "{m:#?}");
     assert_eq!(m["radmfa_wrong_codes_total{}"], 1.0, "{m:#?}");
 }
 

@@ -297,7 +297,9 @@ pub async fn start(
     let info = match checked {
         PrimaryOutcome::Accepted(info) => info,
         PrimaryOutcome::Denied(d) => {
-            count_refusal(app, &d);
+            // One count for every reason, as the NAS's reply is one: by reason, the
+            // metrics would tell a name that exists from one that does not.
+            crate::server::metrics::Metrics::inc(&app.metrics.password_refusals);
             let mut reason = d.reason();
             // Only where the password was wrong (or the name unknown): a refusal for the
             // account's state (AD's expired or must-change, a lockout) may follow the right
@@ -827,29 +829,6 @@ fn split_inline(
 struct InlineSplit {
     password: Secret,
     code: Secret,
-}
-
-/// `radmfa_password_refusals_total` by reason: what password spraying (many users, one
-/// password each) and a list of guessed names show as, which the replies' count alone
-/// (rejects of every kind together) does not.
-fn count_refusal(app: &AppState, d: &Denial) {
-    use crate::auth::ad_codes::AdReason;
-    let m = &app.metrics;
-    let counter = match d {
-        Denial::BadPassword
-        | Denial::EmptyPassword
-        | Denial::PasswordNotText
-        | Denial::UpstreamReject(_)
-        | Denial::Directory(AdReason::BadPassword) => &m.refused_bad_password,
-        Denial::UnknownUser
-        | Denial::AmbiguousUser
-        | Denial::NotInDirectory
-        | Denial::Directory(AdReason::UserNotFound) => &m.refused_unknown_user,
-        Denial::Directory(_) | Denial::AccountRefused { .. } | Denial::MustChangePassword => {
-            &m.refused_account
-        }
-    };
-    crate::server::metrics::Metrics::inc(counter);
 }
 
 #[cfg(test)]
