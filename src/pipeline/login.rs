@@ -297,9 +297,6 @@ pub async fn start(
     let info = match checked {
         PrimaryOutcome::Accepted(info) => info,
         PrimaryOutcome::Denied(d) => {
-            // One count for every reason, as the NAS's reply is one: by reason, the
-            // metrics would tell a name that exists from one that does not.
-            crate::server::metrics::Metrics::inc(&app.metrics.password_refusals);
             let mut reason = d.reason();
             // Only where the password was wrong (or the name unknown): a refusal for the
             // account's state (AD's expired or must-change, a lockout) may follow the right

@@ -620,7 +620,6 @@ pub async fn count_failure_after(
         .store
         .record_failure(user, threshold, now, lock.duration.as_secs() as i64)
         .await?;
-    crate::server::metrics::Metrics::inc(&app.metrics.wrong_codes);
     if let Some(until) = locked_until {
         crate::server::metrics::Metrics::inc(&app.metrics.lockouts);
         let until_at = crate::clock::fmt_time(until);

@@ -79,8 +79,6 @@ counters!(
     calls_placed,
     send_limited,
     lockouts,
-    wrong_codes,
-    password_refusals,
     fraud_reports,
     sms_undelivered,
     fail_open,
@@ -498,23 +496,6 @@ impl Metrics {
             "Second factors locked for wrong codes ([lockout] threshold reached): someone \
              guessing with a user's password, or a user with a broken token.",
             &[("", get(&self.lockouts))],
-        );
-        family(
-            "radmfa_wrong_codes_total",
-            "counter",
-            "Wrong second-factor answers counted towards the lockout (codes already used, \
-             answers that are no code at all and refusals for a lock are not): a rise \
-             without lockouts is guessing spread over many users.",
-            &[("", get(&self.wrong_codes))],
-        );
-        family(
-            "radmfa_password_refusals_total",
-            "counter",
-            "Logins refused at the password: a wrong one, an unknown user, or the \
-             account's state. One count for all, as the NAS gets one reply for all: by \
-             reason, it would tell whoever reads it whether a name exists. A rise across \
-             many users is password spraying (audit --count-by reason says which).",
-            &[("", get(&self.password_refusals))],
         );
         family(
             "radmfa_fraud_reports_total",
