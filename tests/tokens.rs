@@ -77,6 +77,28 @@ fn cli_ok(srv: &Server, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// Imports one HOTP token (SHA-1) from a CSV file in the OATH layout written for it, held
+/// by `user` (in stock when empty); returns the file, for a test that imports it again.
+fn import_hotp(
+    srv: &Server,
+    serial: &str,
+    seed: &[u8],
+    digits: u32,
+    counter: u64,
+    user: &str,
+) -> std::path::PathBuf {
+    let csv = srv.dir.path().join(format!("{serial}.csv"));
+    let row = format!("{serial},{},hotp,{digits},{counter}", hex::encode(seed));
+    let text = if user.is_empty() {
+        format!("# serial,key,type,digits,counter\n{row}\n")
+    } else {
+        format!("# serial,key,type,digits,counter,user\n{row},{user}\n")
+    };
+    std::fs::write(&csv, text).unwrap();
+    cli_ok(srv, &["token", "import", csv.to_str().unwrap()]);
+    csv
+}
+
 struct Kind {
     tag: &'static str,
     kind: &'static str,
@@ -564,16 +586,7 @@ fn an_earlier_hotp_code_again_is_older_than_the_last_used_and_uncounted() {
     let slapd = Slapd::start(&[LdapUser::new("alice", "alice-pw")]);
     let srv = inline_server(&slapd, "");
     let seed = b"hotp-look-behind-123";
-    let csv = srv.dir.path().join("hw.csv");
-    std::fs::write(
-        &csv,
-        format!(
-            "# serial,key,type,digits,counter,user\nHB-1,{},hotp,6,1001,alice\n",
-            hex::encode(seed)
-        ),
-    )
-    .unwrap();
-    cli_ok(&srv, &["token", "import", csv.to_str().unwrap()]);
+    import_hotp(&srv, "HB-1", seed, 6, 1001, "alice");
     let go = |c| login(&srv, "alice", "alice-pw", &hotp(seed, c, "sha1", 6));
     let reason = || {
         srv.audit_json("alice")[0]["reason"]
@@ -600,16 +613,7 @@ fn deleting_a_used_hotp_token_takes_force_and_says_what_a_reimport_would_do() {
     let slapd = Slapd::start(&[LdapUser::new("bob", "bob-pw")]);
     let srv = inline_server(&slapd, "");
     let seed = b"hotp-delete-reimport";
-    let csv = srv.dir.path().join("re7.csv");
-    std::fs::write(
-        &csv,
-        format!(
-            "# serial,key,type,digits,counter\nHH0004,{},hotp,6,0\n",
-            hex::encode(seed)
-        ),
-    )
-    .unwrap();
-    cli_ok(&srv, &["token", "import", csv.to_str().unwrap()]);
+    let csv = import_hotp(&srv, "HH0004", seed, 6, 0, "");
     // Unused: deleted as before, without --force.
     cli_ok(&srv, &["token", "delete", "HH0004"]);
     cli_ok(&srv, &["token", "import", csv.to_str().unwrap()]);
@@ -647,16 +651,7 @@ fn hotp_window_single_use_and_resync() {
     let slapd = Slapd::start(&[LdapUser::new("alice", "alice-pw")]);
     let srv = inline_server(&slapd, "");
     let seed = b"hotp-seed-0123456789";
-    let csv = srv.dir.path().join("hw.csv");
-    std::fs::write(
-        &csv,
-        format!(
-            "# serial,key,type,digits,counter,user\nHW-1,{},hotp,6,0,alice\n",
-            hex::encode(seed)
-        ),
-    )
-    .unwrap();
-    cli_ok(&srv, &["token", "import", csv.to_str().unwrap()]);
+    let csv = import_hotp(&srv, "HW-1", seed, 6, 0, "alice");
     let code = |c| hotp(seed, c, "sha1", 6);
     let go = |c| login(&srv, "alice", "alice-pw", &code(c));
 
@@ -1088,16 +1083,7 @@ fn hotp_user_at_a_challenge_prompt_is_told_to_resync() {
     o.extra = "\n[hotp]\nself_resync = true\n[challenge]\nmax_attempts = 2\n".into();
     let srv = Server::start(&o);
     let seed = b"challenge-hotp-seed1";
-    let csv = srv.dir.path().join("hw.csv");
-    std::fs::write(
-        &csv,
-        format!(
-            "serial,key,type,digits,counter,user\nHW-3,{},hotp,6,0,dave\n",
-            hex::encode(seed)
-        ),
-    )
-    .unwrap();
-    cli_ok(&srv, &["token", "import", csv.to_str().unwrap()]);
+    import_hotp(&srv, "HW-3", seed, 6, 0, "dave");
     let send = |args: &[&str]| pyrad(srv.port(), SECRET, args);
 
     let first = send(&["--user", "dave", "--password", "dave-pw"]);
@@ -1546,16 +1532,7 @@ fn hotp_users_and_admins_are_told_what_is_wrong_with_a_code() {
     let slapd = Slapd::start(&[LdapUser::new("erin", "erin-pw")]);
     let srv = Server::start(&Options::new(&slapd.url));
     let seed = b"hotp-eight-digits-01";
-    let csv = srv.dir.path().join("h8.csv");
-    std::fs::write(
-        &csv,
-        format!(
-            "# serial,key,type,digits,counter,user\nH8-1,{},hotp,8,0,erin\n",
-            hex::encode(seed)
-        ),
-    )
-    .unwrap();
-    cli_ok(&srv, &["token", "import", csv.to_str().unwrap()]);
+    import_hotp(&srv, "H8-1", seed, 8, 0, "erin");
     let code = |c| hotp(seed, c, "sha1", 8);
     let send = |args: &[&str]| pyrad(srv.port(), SECRET, args);
     let answer = |code: &str| {
