@@ -479,6 +479,15 @@ attributes = ["Session-Timeout = 600", "Class = exempt", "PaloAlto-Admin-Role = 
     assert_eq!(values(&r, "PaloAlto-Admin-Role"), ["\"read-only\""], "{r}");
 }
 
+/// The `vpn` client on 127.0.0.1 with one `group_attributes` entry: `group` gets
+/// `attribute`.
+fn one_group_client(group: &str, attribute: &str) -> String {
+    format!(
+        "[[client]]\nname = \"vpn\"\naddress = \"127.0.0.1\"\nsecret = \"{SECRET}\"\n\n\
+         [[client.group_attributes]]\ngroup = \"{group}\"\nattributes = [\"{attribute}\"]\n"
+    )
+}
+
 /// A `group_attributes` group that is not in the directory (renamed, moved, a typo): its
 /// attributes may be what restricts its members (a Filter-Id), so the login is refused
 /// rather than accepted without them. An allow or exempt group that is missing just has no
@@ -487,18 +496,7 @@ attributes = ["Session-Timeout = 600", "Class = exempt", "PaloAlto-Admin-Role = 
 fn a_group_attributes_group_missing_from_the_directory_refuses_the_login() {
     let slapd = directory();
     let gone = group_dn("renamed-away");
-    let clients = format!(
-        r#"
-[[client]]
-name = "vpn"
-address = "127.0.0.1"
-secret = "{SECRET}"
-
-[[client.group_attributes]]
-group = "{gone}"
-attributes = ["Filter-Id = restricted"]
-"#
-    );
+    let clients = one_group_client(&gone, "Filter-Id = restricted");
     let srv = with_clients(&slapd, &clients);
     let seed = srv.enroll("alice", &[]);
     let host = srv.addr.to_string();
@@ -577,18 +575,7 @@ attributes = ["Filter-Id = restricted"]
 fn a_directory_failure_at_the_answer_leaves_the_code_and_the_prompt_usable() {
     let slapd = directory();
     let vpn = group_dn("vpn-users");
-    let clients = format!(
-        r#"
-[[client]]
-name = "vpn"
-address = "127.0.0.1"
-secret = "{SECRET}"
-
-[[client.group_attributes]]
-group = "{vpn}"
-attributes = ["Filter-Id = vpn-acl"]
-"#
-    );
+    let clients = one_group_client(&vpn, "Filter-Id = vpn-acl");
     let srv = with_clients(&slapd, &clients);
     let seed = srv.enroll("alice", &[]);
     let r1 = password(&srv, "alice", "alice-pw");
