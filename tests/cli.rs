@@ -3122,32 +3122,25 @@ fn a_running_audit_follow_keeps_a_migration_out() {
     let (ok, _, err) = run(&cfg, &["user", "enroll-totp", "alice", "--uri-only"]);
     assert!(ok, "{err}");
     let db = cfg.with_file_name("radmfa.db");
-    let mut follow = Command::new(bin())
-        .arg("--config")
-        .arg(&cfg)
-        .args(["audit", "--follow"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    // Killed when dropped, a failed assertion included.
+    let follow = common::radmfa::Follower::start(&cfg, &[]);
     // Probing takes the lock for an instant, which a --follow starting just then would
-    // find taken: it is given time to start first, and must still be running.
+    // find taken: it is given time to start first.
     std::thread::sleep(std::time::Duration::from_secs(1));
     let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let refused = loop {
-        assert!(follow.try_wait().unwrap().is_none(), "--follow ended");
         match radmfa::store::serving_lock::migrating(&db) {
             Err(e) => break e,
             Ok(lock) => drop(lock),
         }
         assert!(
             std::time::Instant::now() < until,
-            "--follow never took the lock"
+            "--follow never took the lock: {}",
+            follow.stderr()
         );
         std::thread::sleep(std::time::Duration::from_millis(100));
     };
-    follow.kill().unwrap();
-    follow.wait().unwrap();
+    assert!(follow.stop().success());
     assert_eq!(refused.kind(), std::io::ErrorKind::WouldBlock, "{refused}");
     assert!(refused.to_string().contains("audit"), "{refused}");
     radmfa::store::serving_lock::migrating(&db).expect("free once --follow ended");
