@@ -240,14 +240,14 @@ fn a_wrong_sms_code_asks_again_offering_resend_and_call() {
     assert_eq!(code_of(&r1), "Access-Challenge", "{r1}");
     assert_eq!(
         message(&r1),
-        "Enter the code sent to ****0100, or type resend or call"
+        "Enter the code sent to ****0100, or type resend or call: "
     );
     standin.wait_sms(1, Duration::from_secs(2));
     let r2 = answer(&srv, "alice", wrong_code(&standin, 0), &r1["state"]);
     assert_eq!(code_of(&r2), "Access-Challenge", "{r2}");
     assert_eq!(
         message(&r2),
-        "Wrong code. 2 attempt(s) left. Enter the code sent to ****0100, or type resend or call",
+        "Wrong code. 2 attempt(s) left. Enter the code sent to ****0100, or type resend or call: ",
     );
     let r3 = answer(&srv, "alice", "resend", &r2["state"]);
     assert_eq!(code_of(&r3), "Access-Challenge", "{r3}\n{}", srv.log());

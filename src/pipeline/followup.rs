@@ -432,7 +432,7 @@ pub(super) fn prompt_for(
     let (prompt, stop) = match current {
         Method::Sms => (
             format!(
-                "Enter the code sent to {}",
+                "Enter the code sent to {}: ",
                 crate::delivery::phone::mask(carried.phone.as_deref().unwrap_or_default())
             ),
             "",
@@ -728,10 +728,10 @@ mod tests {
                     || long == format!("{why} Enter the code, or type sms or call."),
                 "{long}"
             );
-            let short = reask(why, &ask("Enter the code sent to ****2333", Method::Sms));
+            let short = reask(why, &ask("Enter the code sent to ****2333: ", Method::Sms));
             assert_eq!(
                 short,
-                format!("{why} Enter the code sent to ****2333, or type resend, app or call")
+                format!("{why} Enter the code sent to ****2333, or type resend, app or call: ")
             );
         }
         // A prompt that just fits after a wrong code keeps itself whole, without the words.

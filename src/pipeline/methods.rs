@@ -182,10 +182,11 @@ async fn sms_prompt(
         Delivered::Yes(t) => t,
         Delivered::No(why) => return Ok(not_delivered(app, ctx, s, "sms", why)),
     };
-    let prompt = format!(
-        "Enter the code sent to {}{}",
-        mask(phone),
-        switch_hint(&s.available, Method::Sms)
+    // Ends ": " as the app's default prompt does: pam_radius_auth and SSH show the prompt
+    // as it is, and the user types right after it.
+    let prompt = crate::mfa::method::with_hint(
+        &format!("Enter the code sent to {}: ", mask(phone)),
+        &switch_hint(&s.available, Method::Sms),
     );
     let lifetime = (txn.expires_at - txn.created_at) + SMS_PROMPT_GRACE_SECS;
     let reply = issue(
