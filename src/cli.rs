@@ -229,6 +229,14 @@ pub struct AuditArgs {
     /// a PostgreSQL store.
     #[arg(long)]
     pub server: Option<String>,
+    /// One client entry's records: the NAS's `name` in the configuration (the audit's
+    /// nas_name, the NAS column).
+    #[arg(long)]
+    pub nas: Option<String>,
+    /// One token's records, by serial: the logins it decided and the admin actions on it
+    /// (import, assign, resync, …), whoever held it at the time.
+    #[arg(long)]
+    pub token: Option<String>,
     /// Records at or after this time: RFC 3339 (2026-01-31T08:00:00Z, or with an offset,
     /// 2026-01-31T09:00:00+01:00), Unix seconds (1769846400), or an age counted back from
     /// now (90s, 15m, 2h, 7d). An 8-digit number that reads as a date (20260131) is refused:

@@ -2732,6 +2732,30 @@ fn audit_filters_by_mode() {
     assert!(ok && err.contains("is not a mode radmfa records"), "{err}");
 }
 
+/// `audit --token SERIAL`: one token's trail (its enrollment here), not another user's.
+#[test]
+fn audit_filters_by_token() {
+    let (_d, cfg) = setup();
+    for user in ["alice", "bob"] {
+        assert!(run(&cfg, &["user", "enroll-totp", user, "--uri-only"]).0);
+    }
+    let (ok, out, err) = run(&cfg, &["audit", "--user", "alice", "--json"]);
+    assert!(ok, "{err}");
+    let rec: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    let serial = rec["token_serial"]
+        .as_str()
+        .expect("the enrollment names its token");
+    let (ok, out, err) = run(&cfg, &["audit", "--token", serial, "--json"]);
+    assert!(ok, "{err}");
+    let users: Vec<String> = out
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["user"].to_string())
+        .collect();
+    assert_eq!(users, ["\"alice\""], "{out}");
+    let (ok, out, _) = run(&cfg, &["audit", "--token", "NO-SUCH-TOKEN", "--json"]);
+    assert!(ok && out.trim().is_empty(), "{out}");
+}
+
 /// Processes that open a database behind by a migration at the same moment (the service
 /// restarting while an admin runs a command) all succeed, and so do processes that create
 /// one from nothing at once (every migration due): sqlx's SQLite migrator takes no lock, both

@@ -159,6 +159,8 @@ pub async fn run(cfg: &Config, args: AuditArgs) -> anyhow::Result<ExitCode> {
             .transpose()
             .context("--until")?,
         server: args.server,
+        nas: args.nas,
+        token: args.token,
         limit: args.limit,
         after_id: None,
         before: None,

@@ -58,6 +58,12 @@ where
     if let Some(server) = &f.server {
         q.push(" AND server_name = ").push_bind(server.clone());
     }
+    if let Some(nas) = &f.nas {
+        q.push(" AND nas_name = ").push_bind(nas.clone());
+    }
+    if let Some(token) = &f.token {
+        q.push(" AND token_serial = ").push_bind(token.clone());
+    }
     if let Some(since) = f.since {
         q.push(" AND time >= ").push_bind(since);
     }

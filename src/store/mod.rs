@@ -472,6 +472,10 @@ pub struct AuditFilter {
     pub until: Option<i64>,
     /// Only records of this node (`[server] name`).
     pub server: Option<String>,
+    /// Only records of this client entry (the NAS's name in the configuration).
+    pub nas: Option<String>,
+    /// Only records naming this token (a login it decided, an admin action on it).
+    pub token: Option<String>,
     pub limit: u32,
     /// Only records with a larger id, oldest (lowest id) first: `radmfa audit --follow`
     /// asking for what arrived since. Without it, records come newest first.

@@ -1268,6 +1268,8 @@ pub async fn audit_filters_order_and_limit(store: &dyn Store) {
         since,
         until,
         server: None,
+        nas: None,
+        token: None,
         limit,
         after_id: None,
         before: None,
@@ -1467,6 +1469,7 @@ pub async fn audit_counts_per_group_and_result(store: &dyn Store) {
         let mut r = audit_record(time, user, result);
         r.nas_name = nas.map(str::to_string);
         r.reason = (result == "reject").then(|| "bad password".to_string());
+        r.token_serial = (result == "accept").then(|| format!("TOK-{time}"));
         // bob's records written by the other node.
         if user == "bob" {
             r.server_name = "node-b".into();
@@ -1544,6 +1547,23 @@ pub async fn audit_counts_per_group_and_result(store: &dyn Store) {
         listed.len() == 2 && listed.iter().all(|r| r.user == "bob"),
         "{listed:?}"
     );
+    // One NAS's records, one token's records (`radmfa audit --nas`, `--token`).
+    let wifi = AuditFilter {
+        nas: Some("wifi".into()),
+        ..Default::default()
+    };
+    let listed = store.audit(&wifi).await.unwrap();
+    assert!(listed.len() == 1 && listed[0].user == "bob", "{listed:?}");
+    assert_eq!(
+        counts(wifi, AuditGroup::Result).await,
+        [t("reject", "reject", 1)]
+    );
+    let token = AuditFilter {
+        token: Some(format!("TOK-{}", T + 1)),
+        ..Default::default()
+    };
+    let listed = store.audit(&token).await.unwrap();
+    assert!(listed.len() == 1 && listed[0].time == T + 1, "{listed:?}");
     let rejects = AuditFilter {
         result: Some("reject".into()),
         ..Default::default()
