@@ -74,6 +74,16 @@ pub(super) fn ldap_settings(raw: RawLdap, base: &Path) -> Result<LdapSettings, C
                 format!("{u:?}: {why}"),
             ));
         }
+        // The directory client parses the URL with the url crate at each connection: one
+        // it refuses failed every login, logged as an unreachable server (in a failover
+        // list, one that looked down). Whatever the checks above miss is refused here, so
+        // what passes load is what the client can use.
+        if let Err(e) = url::Url::parse(u) {
+            return Err(ConfigError::invalid(
+                format!("ldap.urls[{i}]"),
+                format!("{u:?} is not a URL the directory client can use: {e}"),
+            ));
+        }
         if tls && host.starts_with('[') {
             return Err(ConfigError::invalid(
                 format!("ldap.urls[{i}]"),
@@ -401,9 +411,8 @@ fn url_host_problem(rest: &str) -> Option<String> {
     if authority.is_empty() {
         return None;
     }
-    if authority.starts_with('[') {
-        let port = authority.split_once("]:").map(|(_, p)| p);
-        return port.and_then(port_problem);
+    if let Some(bracketed) = authority.strip_prefix('[') {
+        return bracketed_host_problem(bracketed);
     }
     let (host, port) = match authority.rsplit_once(':') {
         Some((h, p)) => (h, Some(p)),
@@ -412,6 +421,16 @@ fn url_host_problem(rest: &str) -> Option<String> {
     if host.is_empty() {
         return Some("has no host".into());
     }
+    // `ldap://::1:389`: splitting at the last ':' would take `::1` for the host, but the
+    // directory client's URL parser reads up to the first ':' and finds no host at all, so
+    // every login failed as "server unreachable". RFC 3986 writes IPv6 hosts in brackets.
+    if host.contains(':') {
+        return Some(
+            "an IPv6 address in a URL must be in brackets, with the port after them \
+             (e.g. ldap://[2001:db8::5]:389)"
+                .into(),
+        );
+    }
     if super::upstream::looks_like_ipv4(host) {
         return Some(format!(
             "{host:?} looks like an IPv4 address but is not one (four numbers 0-255, no \
@@ -419,6 +438,43 @@ fn url_host_problem(rest: &str) -> Option<String> {
         ));
     }
     port.and_then(port_problem)
+}
+
+/// What is wrong with the `IPv6]:port` after an authority's `[`: the inside must be an IPv6
+/// address (the directory client connects to nothing else there), and only `:port` may
+/// follow the `]`.
+fn bracketed_host_problem(bracketed: &str) -> Option<String> {
+    let Some((inside, after)) = bracketed.split_once(']') else {
+        return Some("has a '[' without its closing ']'".into());
+    };
+    // A link-local address needs its interface (`fe80::1%eth0`), and the directory
+    // client's URL parser takes no zone id (every connection would fail to parse); without
+    // one, every connect fails (the kernel cannot tell which link is meant).
+    let instead = "use a global or unique-local address of the server, or its DNS name";
+    if inside.contains('%') {
+        return Some(format!(
+            "[{inside}] has a zone id (%…), which the directory client cannot connect \
+             with; {instead}"
+        ));
+    }
+    let Ok(ip) = inside.parse::<std::net::Ipv6Addr>() else {
+        return Some(format!("[{inside}] is not an IPv6 address"));
+    };
+    if ip.is_unicast_link_local() {
+        return Some(format!(
+            "[{inside}] is link-local, which the directory client cannot reach (it takes \
+             no zone id); {instead}"
+        ));
+    }
+    if after.is_empty() {
+        return None;
+    }
+    match after.strip_prefix(':') {
+        Some(port) => port_problem(port),
+        None => Some(format!(
+            "{after:?} after [{inside}] is not a port (write [{inside}]:PORT)"
+        )),
+    }
 }
 
 fn port_problem(port: &str) -> Option<String> {
@@ -440,6 +496,8 @@ mod tests {
             "dc1.corp.example:636",
             "10.0.0.10:389/",
             "[2001:db8::5]:389",
+            "[::1]",
+            "[::ffff:10.0.0.5]:389/",
             "localhost",
             "/",
             "/dc=example,dc=com??sub?",
@@ -453,6 +511,16 @@ mod tests {
             ("dc1:0", "is not a port"),
             ("[2001:db8::5]:x", "is not a port"),
             (":389", "has no host"),
+            // The directory client's parser finds no host in these: every login failed.
+            ("::1:29389", "must be in brackets"),
+            ("2001:db8::5", "must be in brackets"),
+            ("[::1:29389", "without its closing ']'"),
+            ("[::1:29389]", "is not an IPv6 address"),
+            ("[dc1.corp.example]:389", "is not an IPv6 address"),
+            ("[fe80::fc:ff:fe00:1%eth0]:29389", "has a zone id"),
+            ("[fe80::1%25eth0]", "has a zone id"),
+            ("[fe80::fc:ff:fe00:1]:29389", "is link-local"),
+            ("[::1]389", "is not a port"),
         ] {
             let why = url_host_problem(bad).unwrap_or_default();
             assert!(why.contains(says), "{bad}: {why:?}");
