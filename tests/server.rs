@@ -2472,6 +2472,71 @@ fn a_wildcard_listener_answers_from_the_address_the_nas_asked() {
     assert!(ips.contains(&"127.0.0.2"), "{audit:#?}");
 }
 
+/// The host's first IPv6 address of `scope` ("00" global, "20" link-local) and its
+/// interface's index, from /proc/net/if_inet6 (address, ifindex, prefix length, scope,
+/// flags, name). The test needs one: it fails saying so rather than passing untested.
+fn an_ipv6_address(scope: &str) -> (std::net::Ipv6Addr, u32) {
+    let table = std::fs::read_to_string("/proc/net/if_inet6").unwrap_or_default();
+    table
+        .lines()
+        .find_map(|l| match l.split_whitespace().collect::<Vec<_>>()[..] {
+            [address, ifindex, _, s, _, _] if s == scope => Some((
+                u128::from_str_radix(address, 16).ok()?.into(),
+                u32::from_str_radix(ifindex, 16).ok()?,
+            )),
+            _ => None,
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "this test needs an IPv6 address of scope {scope} on the machine (e.g. \
+                 `ip -6 addr add fd00::2/64 dev eth0`); /proc/net/if_inet6 has none:\n{table}"
+            )
+        })
+}
+
+/// On `[::]`, a reply is sent from the address the NAS asked; it must not also be pinned to
+/// the interface the request came in on. A NAS on this host sending from ::1 to the host's
+/// global address arrives "on" eth0 while the route back is lo: pinned to eth0, the kernel
+/// took the reply and dropped it, and the NAS heard nothing. A link-local address is
+/// nothing without its interface, and is still answered on it.
+#[test]
+fn a_wildcard_ipv6_listener_answers_a_local_nas_asking_a_global_address() {
+    let (global, _) = an_ipv6_address("00");
+    let (link_local, ifindex) = an_ipv6_address("20");
+    let slapd = directory();
+    let srv = start(&slapd, |o| {
+        o.listen = "[::]:0";
+        o.clients = vec![
+            Nas::challenge("v6", "::1/128"),
+            Nas::challenge("link", "fe80::/10"),
+        ];
+    });
+    srv.enroll("alice", &[]);
+    // A link-local address (the NAS's and the one asked) with its interface's index.
+    let on = |ip, scope| std::net::SocketAddrV6::new(ip, 0, 0, scope);
+    for (nas, asked) in [
+        (on(std::net::Ipv6Addr::LOCALHOST, 0), on(global, 0)),
+        (on(link_local, ifindex), on(link_local, ifindex)),
+    ] {
+        let sock = std::net::UdpSocket::bind(nas).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        let (pkt, auth) = AccessRequestBuilder::new(7, "alice")
+            .password(ALICE_PW.as_bytes())
+            .build(SECRET.as_bytes());
+        let mut to = asked;
+        to.set_port(srv.port());
+        let to = std::net::SocketAddr::from(to);
+        sock.send_to(&pkt, to).unwrap();
+        let mut buf = [0u8; 4096];
+        let (n, from) = sock
+            .recv_from(&mut buf)
+            .unwrap_or_else(|e| panic!("no reply from {to} ({e}); log:\n{}", srv.log()));
+        assert_eq!(from, to, "the reply comes from the address asked");
+        verify_reply(&buf[..n], &auth, SECRET.as_bytes()).unwrap();
+        assert_eq!(parse_reply(&buf[..n]).unwrap().code, 11, "Access-Challenge");
+    }
+}
+
 /// A NAS set to CHAP or MS-CHAP (ASA with password-management, FortiGate's `auth-type
 /// auto`) sends no User-Password: the login is refused, and the audit record says why, so
 /// the admin knows to switch the NAS to PAP. radclient computes CHAP-Password and the

@@ -139,7 +139,7 @@ fn send_from(
     from: Destination,
 ) -> io::Result<usize> {
     let iov = [IoSlice::new(bytes)];
-    let to = SockaddrStorage::from(to);
+    let dest = SockaddrStorage::from(to);
     let sent = match from.ip {
         IpAddr::V4(ip) => {
             // An interface index of 0 leaves the route to the kernel; only the source is set.
@@ -151,20 +151,50 @@ fn send_from(
                 ipi_addr: libc::in_addr { s_addr: 0 },
             };
             let cmsg = [ControlMessage::Ipv4PacketInfo(&info)];
-            sendmsg(sock.as_raw_fd(), &iov, &cmsg, MsgFlags::empty(), Some(&to))
+            sendmsg(
+                sock.as_raw_fd(),
+                &iov,
+                &cmsg,
+                MsgFlags::empty(),
+                Some(&dest),
+            )
         }
         IpAddr::V6(ip) => {
             let info = libc::in6_pktinfo {
                 ipi6_addr: libc::in6_addr {
                     s6_addr: ip.octets(),
                 },
-                ipi6_ifindex: from.ifindex,
+                ipi6_ifindex: reply_ifindex(ip, &to, from.ifindex),
             };
             let cmsg = [ControlMessage::Ipv6PacketInfo(&info)];
-            sendmsg(sock.as_raw_fd(), &iov, &cmsg, MsgFlags::empty(), Some(&to))
+            sendmsg(
+                sock.as_raw_fd(),
+                &iov,
+                &cmsg,
+                MsgFlags::empty(),
+                Some(&dest),
+            )
         }
     };
     Ok(sent?)
+}
+
+/// The interface an IPv6 reply is pinned to: the one the request arrived on where the
+/// reply's source or the peer is link-local (such an address means nothing without its
+/// link), else 0, which leaves the route to the kernel as the IPv4 branch does. Pinning
+/// every reply lost some: a NAS on this host that sent from ::1 to the host's own fd00::2
+/// arrives "on" eth0, but the route back to ::1 is lo, and the kernel took the sendmsg
+/// pinned to eth0 and dropped the datagram, while the audit said the request was answered.
+fn reply_ifindex(from: Ipv6Addr, to: &SocketAddr, arrived_on: u32) -> u32 {
+    let peer_link_local = match to {
+        SocketAddr::V6(v6) => v6.ip().is_unicast_link_local(),
+        SocketAddr::V4(_) => false,
+    };
+    if from.is_unicast_link_local() || peer_link_local {
+        arrived_on
+    } else {
+        0
+    }
 }
 
 #[cfg(test)]
@@ -174,6 +204,26 @@ mod tests {
     #[test]
     fn the_control_buffer_holds_both_packet_infos() {
         assert!(nix::cmsg_space!(libc::in_pktinfo, libc::in6_pktinfo).len() <= CMSG_ROOM);
+    }
+
+    #[test]
+    fn only_link_local_replies_are_pinned_to_the_interface_asked() {
+        let global: Ipv6Addr = "fd00::2".parse().unwrap();
+        let link_local: Ipv6Addr = "fe80::fc:ff:fe00:1".parse().unwrap();
+        let peer = |s: &str| s.parse::<SocketAddr>().unwrap();
+        // The route decides: ::1 → fd00::2 arrives on eth0 but goes back over lo.
+        assert_eq!(reply_ifindex(global, &peer("[::1]:1812"), 4), 0);
+        assert_eq!(reply_ifindex(global, &peer("[2001:db8::7]:1812"), 4), 0);
+        assert_eq!(
+            reply_ifindex(Ipv6Addr::LOCALHOST, &peer("[::1]:1812"), 1),
+            0
+        );
+        // A link-local source or peer exists only on its link.
+        assert_eq!(reply_ifindex(link_local, &peer("[fe80::2%4]:1812"), 4), 4);
+        assert_eq!(reply_ifindex(link_local, &peer("[fd00::9]:1812"), 4), 4);
+        assert_eq!(reply_ifindex(global, &peer("[fe80::2%4]:1812"), 4), 4);
+        assert_eq!(reply_ifindex(global, &peer("[febf::1]:1812"), 4), 4);
+        assert_eq!(reply_ifindex(global, &peer("[fec0::1]:1812"), 4), 0);
     }
 
     /// Loopback owns all of 127.0.0.0/8: a datagram to 127.0.0.2 on a wildcard socket is
