@@ -1678,7 +1678,7 @@ fn config_check_summarises_clients_and_warns_about_weakened_settings() {
          [metrics]\nlisten = \"0.0.0.0:9812\"\n\n\
          [[client]]\nname = \"anyone\"\naddress = \"0.0.0.0/0\"\n\
          secret = \"0123456789abcdef\"\n\n\
-         [[client]]\nname = \"halves\"\naddress = [\"0.0.0.0/1\", \"128.0.0.0/1\"]\n\
+         [[client]]\nname = \"halves\"\naddress = [\"0.0.0.0/1\", \"128.0.0.0/1\", \"fd00::/8\"]\n\
          secret = \"another-long-random-secret-1\"\n",
         std::fs::read_to_string(&cfg)
             .unwrap()
@@ -1735,6 +1735,8 @@ fn config_check_summarises_clients_and_warns_about_weakened_settings() {
         "warning: client \"anyone\": the same shared secret as \"legacy\"",
         "warning: client \"halves\": address 0.0.0.0/1: a network wider than a /8",
         "warning: client \"halves\": address 128.0.0.0/1: a network wider than a /8",
+        // IPv6's threshold is its own, and the message names it.
+        "warning: client \"halves\": address fd00::/8: a network wider than a /16 may use",
         "warning: upstream: shared secret",
         "warning: client \"legacy\": app_passwords = true with an upstream server whose \
          attributes are passed through",
@@ -1749,8 +1751,14 @@ fn config_check_summarises_clients_and_warns_about_weakened_settings() {
             "no {needle:?}:\n{out}"
         );
     }
-    // The test listens on loopback alone, which no NAS in 10/8 or 128/1 reaches (0/1 and
-    // 0/0 hold 127/8).
+    // The test listens on IPv4 loopback alone, which no NAS in 10/8 or 128/1 reaches (0/1
+    // and 0/0 hold 127/8), and none in fd00::/8.
+    assert!(
+        warnings.iter().any(|w| w.starts_with(
+            "warning: client \"halves\": address fd00::/8: server.listen has no IPv6 address"
+        )),
+        "{out}"
+    );
     for net in [
         "\"legacy\": address 10.0.0.0/8",
         "\"halves\": address 128.0.0.0/1",
@@ -1758,7 +1766,7 @@ fn config_check_summarises_clients_and_warns_about_weakened_settings() {
         let needle = format!("warning: client {net}: server.listen has only loopback");
         assert!(warnings.iter().any(|w| w.starts_with(&needle)), "{out}");
     }
-    assert_eq!(warnings.len(), 22, "{out}");
+    assert_eq!(warnings.len(), 24, "{out}");
     for line in [
         "upstream: 192.0.2.50:1812, 192.0.2.51:1812 (1900 ms each; passes on Class)",
         "client \"legacy\": 10.0.0.0/8; password, then a prompt (password checked upstream)",

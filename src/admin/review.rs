@@ -892,12 +892,13 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
                     "address {net}: every address on the internet may use this client's \
                      shared secret"
                 ));
-            } else if net.prefix_len() < if net.addr().is_ipv4() { 8 } else { 16 } {
-                // Wider than a /8 (10.0.0.0/8, all of a private range, is a common choice):
-                // 0.0.0.0/1 and 128.0.0.0/1 are the internet in two halves.
+            } else if net.prefix_len() < widest_usual_prefix(net) {
+                // 0.0.0.0/1 and 128.0.0.0/1 are the internet in two halves. The message
+                // names the family's own threshold: fd00::/8 is a /8 and still warned of.
                 warn(format!(
-                    "address {net}: a network wider than a /8 may use this client's shared \
-                     secret"
+                    "address {net}: a network wider than a /{} may use this client's shared \
+                     secret",
+                    widest_usual_prefix(net)
                 ));
             }
             if c.transport.udp() {
@@ -1007,6 +1008,17 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
 /// `max_per_nas` calls within the window (a budget is at most 120 s, the window at least
 /// that in practice): said when the clients that hold calls could together take every
 /// slot.
+/// The widest client network `config check` takes without a warning: a /8 for IPv4
+/// (10.0.0.0/8, all of a private range, is a common choice), a /16 for IPv6, where even a
+/// site's own allocation is a /48 and fd00::/8 is every unique-local network there is.
+fn widest_usual_prefix(net: &ipnet::IpNet) -> u8 {
+    if net.addr().is_ipv4() {
+        8
+    } else {
+        16
+    }
+}
+
 fn held_calls_warning(cfg: &Config) -> Option<String> {
     cfg.delivery.voice.as_ref()?;
     let holding = cfg
