@@ -479,6 +479,48 @@ attributes = ["Session-Timeout = 600", "Class = exempt", "PaloAlto-Admin-Role = 
     assert_eq!(values(&r, "PaloAlto-Admin-Role"), ["\"read-only\""], "{r}");
 }
 
+/// A VPN concentrator assigning IPv6 addressing takes it from the Accept (RFC 3162, 4818,
+/// 6911): each attribute arrives in the layout its RFC gives, so radclient's dictionary
+/// decodes it to the value configured; a group's pool replaces the client's (it goes once).
+#[test]
+fn ipv6_addressing_attributes_arrive_as_configured() {
+    let slapd = directory();
+    let vpn = group_dn("vpn-users");
+    let clients = format!(
+        r#"
+[[client]]
+name = "vpn"
+address = "127.0.0.1"
+secret = "{SECRET}"
+accept_attributes = ["Framed-IPv6-Prefix = 2001:db8:0:7::/64", "Framed-Interface-Id = 0:0:0:1", "Framed-IPv6-Address = 2001:db8:0:7::1", "DNS-Server-IPv6-Address = 2001:db8::53", "DNS-Server-IPv6-Address = 2001:db8::54", "Delegated-IPv6-Prefix = 2001:db8:1200::/40", "Framed-IPv6-Route = \"2001:db8:5::/48 :: 1\"", "Framed-IPv6-Pool = everyone", "Delegated-IPv6-Prefix-Pool = pd-pool"]
+
+[[client.group_attributes]]
+group = "{vpn}"
+attributes = ["Framed-IPv6-Pool = vpn-v6"]
+"#
+    );
+    let srv = with_clients(&slapd, &clients);
+    let (_, r) = login_with_code(&srv, "carol", &srv.enroll("carol", &[]));
+    let values = |attribute: &str| -> Vec<String> {
+        r.lines()
+            .filter_map(|l| l.trim().strip_prefix(&format!("{attribute} = ")))
+            .map(str::to_string)
+            .collect()
+    };
+    for (attribute, expected) in [
+        ("Framed-IPv6-Prefix", &["2001:db8:0:7::/64"][..]),
+        ("Framed-Interface-Id", &["0:0:0:1"]),
+        ("Framed-IPv6-Address", &["2001:db8:0:7::1"]),
+        ("DNS-Server-IPv6-Address", &["2001:db8::53", "2001:db8::54"]),
+        ("Delegated-IPv6-Prefix", &["2001:db8:1200::/40"]),
+        ("Framed-IPv6-Route", &["\"2001:db8:5::/48 :: 1\""]),
+        ("Framed-IPv6-Pool", &["\"vpn-v6\""]),
+        ("Delegated-IPv6-Prefix-Pool", &["\"pd-pool\""]),
+    ] {
+        assert_eq!(values(attribute), expected, "{attribute}:\n{r}");
+    }
+}
+
 /// The `vpn` client on 127.0.0.1 with one `group_attributes` entry: `group` gets
 /// `attribute`.
 fn one_group_client(group: &str, attribute: &str) -> String {

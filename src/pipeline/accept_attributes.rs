@@ -280,5 +280,13 @@ mod tests {
         // Framed-Route (22), Framed-Compression (13): 0+.
         assert!(single_valued(29) && single_valued(8));
         assert!(!single_valued(18) && !single_valued(22) && !single_valued(13));
+        // RFC 3162, 4818, 6911: the interface id and the pools once; prefixes, routes and
+        // addresses may repeat.
+        for typ in [96, 100, 171, 172] {
+            assert!(single_valued(typ), "{typ}");
+        }
+        for typ in [97, 99, 123, 168, 169] {
+            assert!(!single_valued(typ), "{typ}");
+        }
     }
 }

@@ -33,6 +33,14 @@ enum Kind {
     Octets,
     /// 32-bit integer, by number or by one of these names.
     Integer(&'static [(&'static str, u32)]),
+    /// An IPv6 address (`2001:db8::1`), its 16 octets.
+    Ipv6Addr,
+    /// An IPv6 prefix (`2001:db8::/64`): a reserved octet of 0, the prefix length and the
+    /// prefix's octets (RFC 3162 §2.3).
+    Ipv6Prefix,
+    /// An IPv6 interface identifier (`0:0:0:1`, four groups of hex as FreeRADIUS writes
+    /// it): 8 octets (RFC 3162 §2.1).
+    Ifid,
 }
 
 /// RFC 2865 §5.6.
@@ -50,7 +58,9 @@ const SERVICE_TYPES: &[(&str, u32)] = &[
     ("Callback-Administrative", 11),
 ];
 
-/// Standard attributes a NAS takes authorization from (RFC 2865, RFC 2869 Framed-Pool).
+/// Standard attributes a NAS takes authorization from (RFC 2865, RFC 2869 Framed-Pool), and
+/// the IPv6 addressing a VPN concentrator assigns (RFC 3162, 4818, 6911): typed, so their
+/// values are checked at load and sent as the NAS reads them, not as text.
 const STANDARD: &[(&str, u8, Kind)] = &[
     ("Service-Type", 6, Kind::Integer(SERVICE_TYPES)),
     ("Filter-Id", 11, Kind::Text),
@@ -58,6 +68,14 @@ const STANDARD: &[(&str, u8, Kind)] = &[
     ("Session-Timeout", 27, Kind::Integer(&[])),
     ("Idle-Timeout", 28, Kind::Integer(&[])),
     ("Framed-Pool", 88, Kind::Text),
+    ("Framed-Interface-Id", 96, Kind::Ifid),
+    ("Framed-IPv6-Prefix", 97, Kind::Ipv6Prefix),
+    ("Framed-IPv6-Route", 99, Kind::Text),
+    ("Framed-IPv6-Pool", 100, Kind::Text),
+    ("Delegated-IPv6-Prefix", 123, Kind::Ipv6Prefix),
+    ("Framed-IPv6-Address", 168, Kind::Ipv6Addr),
+    ("DNS-Server-IPv6-Address", 169, Kind::Ipv6Addr),
+    ("Delegated-IPv6-Prefix-Pool", 171, Kind::Text),
 ];
 
 /// SonicWall-User-Privilege (FreeRADIUS's dictionary.sonicwall).
@@ -105,14 +123,16 @@ const VENDOR: &[(&str, u32, u8, Kind)] = &[
 /// Session-Timeout (27), Idle-Timeout (28), Termination-Action (29), Login-LAT-Service,
 /// -Node and -Group (34-36), Framed-AppleTalk-Link (37), Framed-AppleTalk-Zone (39),
 /// Port-Limit (62), Login-LAT-Port (63); ARAP-Features (71), ARAP-Zone-Access (72),
-/// ARAP-Challenge-Response (84), Acct-Interim-Interval (85), Framed-Pool (88). A NAS given
+/// ARAP-Challenge-Response (84), Acct-Interim-Interval (85), Framed-Pool (88); RFC 3162's
+/// Framed-Interface-Id (96) and Framed-IPv6-Pool (100), RFC 6911's Delegated-IPv6-Prefix-Pool
+/// (171) and Stateful-IPv6-Address-Pool (172). A NAS given
 /// two picks one, and which one is up to its implementation. State (24) and
 /// Message-Authenticator (80) are 0-1 too, but radmfa writes those itself. Filter-Id, Class,
-/// Reply-Message, Framed-Route, Framed-Compression, Login-IP-Host, Framed-AppleTalk-Network
-/// and Vendor-Specific may repeat ("0+").
+/// Reply-Message, Framed-Route, Framed-Compression, Login-IP-Host, Framed-AppleTalk-Network,
+/// Vendor-Specific and the IPv6 prefixes, routes and addresses may repeat ("0+").
 const SINGLE_VALUED: &[u8] = &[
     6, 7, 8, 9, 10, 12, 15, 16, 19, 20, 23, 27, 28, 29, 34, 35, 36, 37, 39, 62, 63, 71, 72, 84, 85,
-    88,
+    88, 96, 100, 171, 172,
 ];
 
 /// May an Access-Accept carry the attribute `typ` at most once (see [`SINGLE_VALUED`])?
@@ -286,6 +306,9 @@ fn shown_value(kind: Option<Kind>, data: &[u8]) -> String {
             .find(|&&(_, v)| v == n)
             .map_or_else(|| n.to_string(), |&(name, _)| name.to_string());
     }
+    if let Some(addressing) = kind.and_then(|k| shown_ipv6(k, data)) {
+        return addressing;
+    }
     match std::str::from_utf8(data) {
         Ok(text) if !text.is_empty() && !text.chars().any(char::is_control) => {
             format!("\"{}\"", crate::admin::printable(text))
@@ -294,6 +317,36 @@ fn shown_value(kind: Option<Kind>, data: &[u8]) -> String {
             let hex: String = data.iter().map(|b| format!("{b:02x}")).collect();
             format!("0x{hex}")
         }
+    }
+}
+
+/// An IPv6 address, prefix or interface id as configured; None for another kind, or a
+/// value that is not well formed (shown as hex then).
+fn shown_ipv6(kind: Kind, data: &[u8]) -> Option<String> {
+    match kind {
+        Kind::Ipv6Addr => {
+            Some(std::net::Ipv6Addr::from(<[u8; 16]>::try_from(data).ok()?).to_string())
+        }
+        Kind::Ipv6Prefix => {
+            let (&[0, len], prefix) = data.split_first_chunk::<2>()? else {
+                return None;
+            };
+            if len > 128 || prefix.len() > 16 {
+                return None;
+            }
+            let mut octets = [0u8; 16];
+            octets[..prefix.len()].copy_from_slice(prefix);
+            Some(format!("{}/{len}", std::net::Ipv6Addr::from(octets)))
+        }
+        Kind::Ifid => {
+            let id = <[u8; 8]>::try_from(data).ok()?;
+            let groups: Vec<String> = id
+                .chunks(2)
+                .map(|g| format!("{:x}", u16::from_be_bytes([g[0], g[1]])))
+                .collect();
+            Some(groups.join(":"))
+        }
+        _ => None,
     }
 }
 
@@ -400,7 +453,58 @@ fn data(name: &str, value: &str, quoted: bool, kind: Kind) -> Result<Vec<u8>, St
         Kind::Text => value.as_bytes().to_vec(),
         Kind::Octets => octets(name, value, quoted)?,
         Kind::Integer(names) => integer(name, value, names)?.to_be_bytes().to_vec(),
+        Kind::Ipv6Addr => value
+            .parse::<std::net::Ipv6Addr>()
+            .map_err(|_| format!("{name}: {value:?} is not an IPv6 address"))?
+            .octets()
+            .to_vec(),
+        Kind::Ipv6Prefix => ipv6_prefix(name, value)?,
+        Kind::Ifid => interface_id(name, value)?.to_vec(),
     })
+}
+
+/// `2001:db8::/64` → 0, 64, and the prefix's first 8 octets: the octets the length covers,
+/// as RFC 8044 §3.10 allows (up to 16). Bits past the length must be zero there, so an
+/// address with its host part (`2001:db8::1/64`) is refused: which prefix was meant?
+fn ipv6_prefix(name: &str, value: &str) -> Result<Vec<u8>, String> {
+    let net: ipnet::Ipv6Net = value.parse().map_err(|_| {
+        format!("{name}: {value:?} is not an IPv6 prefix with its length (e.g. 2001:db8::/64)")
+    })?;
+    if net.network() != net.addr() {
+        return Err(format!(
+            "{name}: {value:?} has bits set past its length /{}: write {}",
+            net.prefix_len(),
+            net.trunc()
+        ));
+    }
+    let len = net.prefix_len();
+    let mut v = vec![0, len];
+    v.extend_from_slice(&net.addr().octets()[..usize::from(len).div_ceil(8)]);
+    Ok(v)
+}
+
+/// `0:0:0:1`, four groups of hex as FreeRADIUS writes an interface id → its 8 octets.
+fn interface_id(name: &str, value: &str) -> Result<[u8; 8], String> {
+    let bad = || {
+        format!(
+            "{name}: {value:?} is not an interface id: four groups of 1-4 hex digits, e.g. \
+             0:0:0:1 or 21a:2bff:fe3c:4d5e"
+        )
+    };
+    let groups: Vec<&str> = value.split(':').collect();
+    if groups.len() != 4 {
+        return Err(bad());
+    }
+    let mut id = [0u8; 8];
+    for (i, g) in groups.iter().enumerate() {
+        // Checked first: from_str_radix takes a leading '+'.
+        if !(1..=4).contains(&g.len()) || !g.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(bad());
+        }
+        let n = u16::from_str_radix(g, 16).map_err(|_| bad())?;
+        id[2 * i..2 * i + 2].copy_from_slice(&n.to_be_bytes());
+    }
+    Ok(id)
 }
 
 /// An octets value: unquoted `0x` and hex digits are the bytes, as FreeRADIUS writes octets
@@ -736,6 +840,99 @@ mod tests {
 
     /// What `client login` prints of an Access-Accept: names and values as configured.
     #[test]
+    fn ipv6_addressing_attributes_go_as_the_rfcs_lay_them_out() {
+        let a = |spec: &str| {
+            let r = ReplyAttr::parse(spec).unwrap_or_else(|e| panic!("{spec}: {e}"));
+            (r.typ, r.value)
+        };
+        // RFC 3162 §2.3: reserved 0, the length, the octets the length covers.
+        assert_eq!(
+            a("Framed-IPv6-Prefix = 2001:db8::/64"),
+            (97, vec![0, 64, 0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0])
+        );
+        assert_eq!(
+            a("Delegated-IPv6-Prefix = \"2001:db8:1200::/40\""),
+            (123, vec![0, 40, 0x20, 0x01, 0x0d, 0xb8, 0x12])
+        );
+        assert_eq!(a("Framed-IPv6-Prefix = ::/0"), (97, vec![0, 0]));
+        let mut host = vec![0, 128];
+        host.extend_from_slice(
+            &"2001:db8::7"
+                .parse::<std::net::Ipv6Addr>()
+                .unwrap()
+                .octets(),
+        );
+        assert_eq!(a("framed-ipv6-prefix = 2001:db8::7/128"), (97, host));
+        assert_eq!(
+            a("Framed-Interface-Id = 0:0:0:1"),
+            (96, vec![0, 0, 0, 0, 0, 0, 0, 1])
+        );
+        assert_eq!(
+            a("Framed-Interface-Id = 21a:2bff:fe3c:4d5e").1,
+            [0x02, 0x1a, 0x2b, 0xff, 0xfe, 0x3c, 0x4d, 0x5e]
+        );
+        let dns = a("DNS-Server-IPv6-Address = 2001:db8::53");
+        assert_eq!((dns.0, dns.1.len(), dns.1[15]), (169, 16, 0x53));
+        assert_eq!(a("Framed-IPv6-Address = ::1").0, 168);
+        assert_eq!(
+            a("Framed-IPv6-Pool = v6-users"),
+            (100, b"v6-users".to_vec())
+        );
+        assert_eq!(a("Delegated-IPv6-Prefix-Pool = pd").0, 171);
+        assert_eq!(a("Framed-IPv6-Route = \"2001:db8:5::/48 :: 1\"").0, 99);
+        for (bad, says) in [
+            ("Framed-IPv6-Prefix = 2001:db8::", "is not an IPv6 prefix"),
+            ("Framed-IPv6-Prefix = 10.0.0.0/8", "is not an IPv6 prefix"),
+            (
+                "Framed-IPv6-Prefix = 2001:db8::/129",
+                "is not an IPv6 prefix",
+            ),
+            ("Framed-IPv6-Prefix = 2001:db8::1/64", "write 2001:db8::/64"),
+            ("Delegated-IPv6-Prefix = pool", "is not an IPv6 prefix"),
+            (
+                "Framed-IPv6-Address = 2001:db8::/64",
+                "is not an IPv6 address",
+            ),
+            (
+                "DNS-Server-IPv6-Address = 10.0.0.53",
+                "is not an IPv6 address",
+            ),
+            ("Framed-Interface-Id = ::1", "is not an interface id"),
+            ("Framed-Interface-Id = 0:0:0:+1", "is not an interface id"),
+            (
+                "Framed-Interface-Id = 0:0:0:10000",
+                "is not an interface id",
+            ),
+        ] {
+            let err = ReplyAttr::parse(bad).unwrap_err();
+            assert!(err.contains(says), "{bad}: {err}");
+        }
+        // Shown by `client login` as configured; a malformed one as its bytes.
+        assert_eq!(
+            shown(97, &[0, 64, 0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0]),
+            "Framed-IPv6-Prefix = 2001:db8::/64"
+        );
+        assert_eq!(
+            shown(96, &[0, 0, 0, 0, 0, 0, 0, 1]),
+            "Framed-Interface-Id = 0:0:0:1"
+        );
+        assert_eq!(
+            shown(169, &a("DNS-Server-IPv6-Address = 2001:db8::53").1),
+            "DNS-Server-IPv6-Address = 2001:db8::53"
+        );
+        assert_eq!(shown(97, &[1, 64]), "Framed-IPv6-Prefix = 0x0140");
+        // Named in pass_through too, where Attr-100 is Framed-IPv6-Pool.
+        assert_eq!(
+            AttrKey::by_name("Framed-IPv6-Pool"),
+            AttrKey::by_name("Attr-100")
+        );
+        assert_eq!(
+            AttrKey::by_name("Delegated-IPv6-Prefix"),
+            Ok(AttrKey::Standard(123))
+        );
+    }
+
+    #[test]
     fn received_attributes_are_shown_as_configured() {
         let show = |spec: &str| {
             let a = ReplyAttr::parse(spec).unwrap();
@@ -757,10 +954,10 @@ mod tests {
         );
         assert_eq!(show("Vendor-99-Attr-7 = x"), "Vendor-99-Attr-7 = \"x\"");
         assert_eq!(shown(8, &[10, 0, 0, 1]), "Framed-IP-Address = 0x0a000001");
-        assert_eq!(shown(99, b"\x1b[2J"), "Attr-99 = 0x1b5b324a");
+        assert_eq!(shown(98, b"\x1b[2J"), "Attr-98 = 0x1b5b324a");
         assert_eq!(
-            shown(99, "\u{202e}x".as_bytes()),
-            "Attr-99 = \"\\u{202e}x\""
+            shown(98, "\u{202e}x".as_bytes()),
+            "Attr-98 = \"\\u{202e}x\""
         );
         // Two vendor attributes packed in one: shown whole, not as the first alone.
         let mut packed = ReplyAttr::parse("Fortinet-Group-Name = a").unwrap().value;
