@@ -2472,26 +2472,76 @@ fn a_wildcard_listener_answers_from_the_address_the_nas_asked() {
     assert!(ips.contains(&"127.0.0.2"), "{audit:#?}");
 }
 
-/// The host's first IPv6 address of `scope` ("00" global, "20" link-local) and its
-/// interface's index, from /proc/net/if_inet6 (address, ifindex, prefix length, scope,
-/// flags, name). The test needs one: it fails saying so rather than passing untested.
+/// This thread's first IPv6 address of `scope` ("00" global, "20" link-local) and its
+/// interface's index, from if_inet6 (address, ifindex, prefix length, scope, flags, name);
+/// the thread's own table, as it may be in a network namespace of its own.
+/// A link-local address appears a moment after its link comes up, later on a busy
+/// machine: waited for, up to 10 s.
 fn an_ipv6_address(scope: &str) -> (std::net::Ipv6Addr, u32) {
-    let table = std::fs::read_to_string("/proc/net/if_inet6").unwrap_or_default();
-    table
-        .lines()
-        .find_map(|l| match l.split_whitespace().collect::<Vec<_>>()[..] {
-            [address, ifindex, _, s, _, _] if s == scope => Some((
-                u128::from_str_radix(address, 16).ok()?.into(),
-                u32::from_str_radix(ifindex, 16).ok()?,
-            )),
-            _ => None,
-        })
-        .unwrap_or_else(|| {
-            panic!(
-                "this test needs an IPv6 address of scope {scope} on the machine (e.g. \
-                 `ip -6 addr add fd00::2/64 dev eth0`); /proc/net/if_inet6 has none:\n{table}"
-            )
-        })
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let table = std::fs::read_to_string("/proc/thread-self/net/if_inet6").unwrap_or_default();
+        let found =
+            table
+                .lines()
+                .find_map(|l| match l.split_whitespace().collect::<Vec<_>>()[..] {
+                    [address, ifindex, _, s, _, _] if s == scope => Some((
+                        u128::from_str_radix(address, 16).ok()?.into(),
+                        u32::from_str_radix(ifindex, 16).ok()?,
+                    )),
+                    _ => None,
+                });
+        match found {
+            Some(f) => return f,
+            None if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+            None => panic!("no IPv6 address of scope {scope}:\n{table}"),
+        }
+    }
+}
+
+/// Runs `f` on a thread in a network namespace of its own (as root, which the test suite
+/// runs as), where lo is up and a veth pair's end rv0 holds the global address fd00::2
+/// and each end its link-local one: what the test needs, whatever the machine's own
+/// interfaces are. Processes the thread starts (slapd, radmfa) are in it too.
+fn in_own_network<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    std::thread::spawn(move || {
+        // SAFETY: unshare(2) with CLONE_NEWNET moves only the calling thread.
+        let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+        assert_eq!(
+            rc,
+            0,
+            "unshare(CLONE_NEWNET), which needs root: {}",
+            std::io::Error::last_os_error()
+        );
+        // No duplicate address detection: the addresses are usable at once, not after
+        // a second or two of "tentative".
+        for dad in ["all", "default"] {
+            // /proc/sys/net is the namespace of the task that opens it: this thread's.
+            let knob = format!("/proc/sys/net/ipv6/conf/{dad}/accept_dad");
+            std::fs::write(&knob, "0").unwrap_or_else(|e| panic!("{knob}: {e}"));
+        }
+        for args in [
+            "link set lo up",
+            "link add rv0 type veth peer name rv1",
+            "-6 addr add fd00::2/64 dev rv0 nodad",
+            "link set rv0 up",
+            "link set rv1 up",
+        ] {
+            // iproute2's, in /usr/sbin, which a non-login PATH may lack.
+            let ip = ["/usr/sbin/ip", "/sbin/ip"]
+                .into_iter()
+                .find(|p| std::path::Path::new(p).exists())
+                .unwrap_or("ip");
+            let out = std::process::Command::new(ip)
+                .args(args.split(' '))
+                .output()
+                .unwrap_or_else(|e| panic!("ip {args} (iproute2): {e}"));
+            assert!(out.status.success(), "ip {args}: {out:?}");
+        }
+        f()
+    })
+    .join()
+    .unwrap_or_else(|e| std::panic::resume_unwind(e))
 }
 
 /// On `[::]`, a reply is sent from the address the NAS asked; it must not also be pinned to
@@ -2501,6 +2551,10 @@ fn an_ipv6_address(scope: &str) -> (std::net::Ipv6Addr, u32) {
 /// nothing without its interface, and is still answered on it.
 #[test]
 fn a_wildcard_ipv6_listener_answers_a_local_nas_asking_a_global_address() {
+    in_own_network(a_local_nas_asking_a_global_address_is_answered);
+}
+
+fn a_local_nas_asking_a_global_address_is_answered() {
     let (global, _) = an_ipv6_address("00");
     let (link_local, ifindex) = an_ipv6_address("20");
     let slapd = directory();
