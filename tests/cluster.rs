@@ -459,6 +459,120 @@ fn a_stalled_database_is_not_blamed_on_the_pool_size() {
     );
 }
 
+/// A DBA freezes writes (`ALTER DATABASE … SET default_transaction_read_only = on`) and ends
+/// the node's sessions: the node reconnects at once, to read-only sessions. Logins are
+/// refused (never accepted) and the log names the setting; once the DBA resets it, logins
+/// work again within seconds, without a restart. Before, the read-only sessions were taken
+/// like any other and kept, and every login failed with "cannot execute UPDATE in a
+/// read-only transaction" until sqlx's connection lifetime (30 min) ran out.
+#[test]
+fn a_database_made_read_only_and_writable_again_serves_again() {
+    let slapd = directory();
+    let pg = PgCluster::start();
+    // A database of its own: the DBA's statements run from `postgres`, which stays writable.
+    let url = pg.fresh_database();
+    let db = PgCluster::database_of(&url);
+    let node = node_with_health(&slapd, &url);
+    let seed = node.enroll("alice", &[]);
+    let r = password(&node, "alice", ALICE_PW);
+    assert_eq!(code_of(&r), "Access-Challenge", "{r}");
+
+    pg.psql(
+        "postgres",
+        &format!("ALTER DATABASE {db} SET default_transaction_read_only = on"),
+    );
+    let end_sessions = format!(
+        "SELECT count(pg_terminate_backend(pid)) > 0 FROM pg_stat_activity \
+         WHERE datname = '{db}' AND application_name = 'radmfa'"
+    );
+    assert_eq!(pg.psql("postgres", &end_sessions), "t");
+    let r = password(&node, "alice", ALICE_PW);
+    assert_eq!(code_of(&r), "Access-Reject", "{r}");
+    assert!(
+        node.log_shows("default_transaction_read_only is on (set for the database"),
+        "the log names the setting: {}",
+        node.log()
+    );
+    let (status, _, body) = http_get(node.metrics_addr(), "/health");
+    assert!(status.contains(" 503 "), "{status}{body}");
+
+    pg.psql(
+        "postgres",
+        &format!("ALTER DATABASE {db} RESET default_transaction_read_only"),
+    );
+    logs_in_again(&node, &seed);
+}
+
+/// Writes frozen for the whole server by ALTER SYSTEM and a reload, which turns the node's
+/// open sessions read-only under it: a connection that comes back read-only is closed, and
+/// the new ones are refused, so the log names the setting. Before, the pooled connections
+/// were kept, every login failed on them, and nothing said why beyond the failed statement.
+#[test]
+fn a_server_made_read_only_by_alter_system_is_named_and_served_again() {
+    let slapd = directory();
+    let pg = PgCluster::start();
+    let node = node_with_health(&slapd, &pg.url());
+    let seed = node.enroll("alice", &[]);
+    let r = password(&node, "alice", ALICE_PW);
+    assert_eq!(code_of(&r), "Access-Challenge", "{r}");
+
+    // ALTER SYSTEM writes a file, not the database: a read-only session may run it.
+    let reload = || pg.psql("postgres", "SELECT pg_reload_conf()");
+    pg.psql(
+        "postgres",
+        "ALTER SYSTEM SET default_transaction_read_only = on",
+    );
+    reload();
+    let said = "default_transaction_read_only is on (set in postgresql.conf or by ALTER SYSTEM)";
+    // The first logins may meet the pool's connections made before, each closed once it
+    // comes back read-only; then no connection is to be had, and the diagnosis says why.
+    for _ in 0..10 {
+        let r = password(&node, "alice", ALICE_PW);
+        assert_eq!(code_of(&r), "Access-Reject", "{r}");
+        if node.log().contains(said) {
+            break;
+        }
+    }
+    assert!(
+        node.log_shows(said),
+        "the log names the setting: {}",
+        node.log()
+    );
+
+    pg.psql(
+        "postgres",
+        "ALTER SYSTEM RESET default_transaction_read_only",
+    );
+    reload();
+    logs_in_again(&node, &seed);
+}
+
+/// One node on `url` with a metrics listener (`/health`).
+fn node_with_health(slapd: &Slapd, url: &str) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = "\n[metrics]\nlisten = \"127.0.0.1:0\"\n";
+    let config = pg_config(dir.path(), slapd, url, "node-a", metrics);
+    Server::start_with(dir, config)
+}
+
+/// The database was made writable again just now: alice logs in within 5 s, and `/health`
+/// says 200 (its probe runs at most once per 2 s) within 10 s.
+fn logs_in_again(node: &Server, seed: &str) {
+    let reset = Instant::now();
+    while !full_login(node, node, "alice", ALICE_PW, seed) {
+        assert!(
+            reset.elapsed() < Duration::from_secs(5),
+            "no login 5 s after the reset: {}",
+            node.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    while !http_get(node.metrics_addr(), "/health").0.contains(" 200 ") {
+        assert!(reset.elapsed() < Duration::from_secs(10), "{}", node.log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// One node on `pg` with `store.pool_size = 2`.
 fn node_with_two_connections(slapd: &Slapd, pg: &PgCluster) -> Server {
     let dir = tempfile::tempdir().unwrap();

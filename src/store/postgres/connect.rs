@@ -442,7 +442,7 @@ impl PgStore {
         let result = async {
             // Checked here, not in `after_connect`, so the reason reaches the operator
             // instead of ending as a pool timeout.
-            refuse_standby(&mut *pool.acquire().await?).await?;
+            refuse_read_only(&mut *pool.acquire().await?).await?;
             run_migrations_patiently(&pool).await?;
             let version: Option<i64> =
                 sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
@@ -504,7 +504,7 @@ fn audit_batcher(settings: &PgSettings) -> Result<super::audit_batch::AuditBatch
 }
 
 /// A pool of at most `size` serving connections, opened as needed: bounded waits, dead
-/// connections weeded out, never a standby.
+/// connections weeded out, never a standby or a read-only session.
 ///
 /// A request's writes are one transaction that holds its rows' locks until the reply
 /// (`request_tx.rs`). If the node stalls mid-request (a paused VM, a partition that sends
@@ -537,7 +537,7 @@ fn pool_of(settings: &PgSettings, size: u32) -> Result<PgPool, StoreError> {
                 Ok(sqlx::Connection::ping(conn).await.is_ok())
             })
         })
-        .after_connect(|conn, _| Box::pin(async move { refuse_standby(conn).await }))
+        .after_connect(|conn, _| Box::pin(async move { refuse_read_only(conn).await }))
         .after_release(|conn, _| Box::pin(async move { fit_to_reuse(conn).await }))
         .connect_lazy_with(options))
 }
@@ -561,7 +561,8 @@ async fn why_no_connection(settings: &PgSettings, e: sqlx::Error) -> StoreError 
     }
 }
 
-/// One connection made directly, as the serving pool would make it (refusing a standby):
+/// One connection made directly, as the serving pool would make it (refusing a standby or
+/// a read-only session):
 /// `Ok` if the database takes it, else why not.
 pub(super) async fn direct_cause(
     options: &sqlx::postgres::PgConnectOptions,
@@ -569,7 +570,7 @@ pub(super) async fn direct_cause(
 ) -> Result<(), sqlx::Error> {
     let connect = async {
         let mut conn = <PgConnection as sqlx::Connection>::connect_with(options).await?;
-        let standby = refuse_standby(&mut conn).await;
+        let standby = refuse_read_only(&mut conn).await;
         let _ = sqlx::Connection::close(conn).await;
         standby
     };
@@ -599,19 +600,33 @@ const RELEASE_CHECK: Duration = Duration::from_secs(2);
 ///   its start, before this statement's; outside, a simple query is its own transaction,
 ///   started with the statement, and the two are the same. (Sent as a simple query: over
 ///   the extended protocol they differed.)
+/// - A session that became read-only after it was made (`default_transaction_read_only`
+///   turned on by ALTER SYSTEM and a reload) fails every write with SQLSTATE 25006. Kept,
+///   it would go on failing logins; closed, the pool makes a new one, which
+///   [`refuse_read_only`] refuses while the setting lasts and takes once it is reset.
 async fn fit_to_reuse(conn: &mut sqlx::PgConnection) -> Result<bool, sqlx::Error> {
     use sqlx::{Executor, Row};
     // A bare &str has no arguments, and sqlx sends it as a simple query.
-    let check = conn.fetch_one("SELECT now() = statement_timestamp()");
+    let check = conn.fetch_one(
+        "SELECT now() = statement_timestamp(), current_setting('transaction_read_only') = 'on'",
+    );
     match tokio::time::timeout(RELEASE_CHECK, check).await {
-        Ok(Ok(row)) if row.try_get::<bool, _>(0)? => Ok(true),
-        Ok(Ok(_)) => {
+        Ok(Ok(row)) if !row.try_get::<bool, _>(0)? => {
             tracing::warn!(
                 "a database connection came back inside a transaction (a cut-off BEGIN); \
                  closed"
             );
             Ok(false)
         }
+        Ok(Ok(row)) if row.try_get::<bool, _>(1)? => {
+            tracing::warn!(
+                "a database connection's session is read-only now \
+                 (default_transaction_read_only, or the server became a standby); closed, \
+                 and no new one is taken while the database stays read-only"
+            );
+            Ok(false)
+        }
+        Ok(Ok(_)) => Ok(true),
         Ok(Err(e)) => Err(e),
         Err(_) => Err(sqlx::Error::Io(std::io::Error::new(
             std::io::ErrorKind::TimedOut,
@@ -811,10 +826,21 @@ pub(super) const CONNECT_FLOOR: Duration = Duration::from_secs(5);
 /// A hot standby accepts connections and reads but refuses every write: a node pointed at
 /// one (a stale DNS name after a failover) would reject every login one failed write at a
 /// time. Refusing the connection instead makes the pool retry until the primary answers.
-async fn refuse_standby(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
-    let standby: bool = sqlx::query_scalar("SELECT pg_is_in_recovery()")
-        .fetch_one(&mut *conn)
-        .await?;
+///
+/// A primary's session can be read-only too: `default_transaction_read_only = on` set by a
+/// DBA who froze writes (for the database, the role, or the whole server). It is refused
+/// alike, not overridden in the startup packet: the DBA means it. While it lasts logins are
+/// refused and the pool's diagnosis says why; once it is reset, the next connection made is
+/// writable and logins work again. (Accepted, such a session kept every login failing with
+/// "cannot execute UPDATE in a read-only transaction" long after the reset, since a
+/// database's or role's settings are read only when a session starts.)
+async fn refuse_read_only(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    let (standby, read_only, source): (bool, bool, Option<String>) = sqlx::query_as(
+        "SELECT pg_is_in_recovery(), current_setting('transaction_read_only') = 'on', \
+         (SELECT source FROM pg_settings WHERE name = 'default_transaction_read_only')",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
     if standby {
         return Err(sqlx::Error::Configuration(
             "the database is a read-only standby; point the store's URL (store.url or \
@@ -822,7 +848,34 @@ async fn refuse_standby(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
                 .into(),
         ));
     }
+    if read_only {
+        return Err(sqlx::Error::Configuration(
+            format!(
+                "the database session is read-only: default_transaction_read_only is on \
+                 ({}); radmfa writes on every login, so it takes no connection (and \
+                 refuses logins) until the setting is reset",
+                set_by(source.as_deref().unwrap_or("unknown"))
+            )
+            .into(),
+        ));
+    }
     Ok(())
+}
+
+/// Where a setting came from, from `pg_settings.source`, as the DBA would undo it.
+fn set_by(source: &str) -> String {
+    match source {
+        "database" => {
+            "set for the database: ALTER DATABASE … RESET default_transaction_read_only".into()
+        }
+        "user" => "set for the role: ALTER ROLE … RESET default_transaction_read_only".into(),
+        "database user" => "set for the role in this database: ALTER ROLE … IN DATABASE … \
+                            RESET default_transaction_read_only"
+            .into(),
+        "configuration file" => "set in postgresql.conf or by ALTER SYSTEM".into(),
+        "client" => "set in the connection's options".into(),
+        other => format!("set by: {other}"),
+    }
 }
 
 #[cfg(test)]
