@@ -690,6 +690,58 @@ fn a_full_pool_does_not_lose_the_audit_records() {
     assert_eq!(audit[0]["reason"], "bad password", "{audit:#?}");
 }
 
+/// The audit writer's connection is cut (an admin's `pg_terminate_backend`) while its batch
+/// waits for a DBA's lock on the table: the batch is written again on a new connection, and
+/// the record of the answered request is there. Before, the batch failed whole while the
+/// database was up, and its records (a wrong code among them, evidence of guessing) were
+/// lost.
+#[test]
+fn an_audit_batch_whose_connection_is_cut_is_written_again() {
+    let slapd = directory();
+    let pg = PgCluster::start();
+    let url = pg.fresh_database();
+    let db = PgCluster::database_of(&url);
+    let dir = tempfile::tempdir().unwrap();
+    let config = pg_config(dir.path(), &slapd, &url, "node-a", "");
+    let node = Server::start_with(dir, config);
+    // The lock holds the batch's INSERT where it can be found, and cut, on purpose.
+    let mut dba = pg.session(&db);
+    dba.run("BEGIN; LOCK TABLE audit IN ACCESS EXCLUSIVE MODE;");
+    let granted = "SELECT count(*) FROM pg_locks WHERE locktype = 'relation' \
+                   AND mode = 'AccessExclusiveLock' AND granted \
+                   AND relation = 'audit'::regclass";
+    wait_for_psql(&pg, &db, granted, "1", "the lock taken");
+    let port = node.port();
+    // A wrong password: the record is its only write.
+    let bob = std::thread::spawn(move || {
+        pyrad(
+            port,
+            SECRET,
+            &["--user", "bob", "--password", "not-bobs-password"],
+        )
+    });
+    let writer = "application_name = 'radmfa' AND wait_event_type = 'Lock'";
+    let waiting = format!("SELECT count(*) FROM pg_stat_activity WHERE {writer}");
+    wait_for_psql(
+        &pg,
+        &db,
+        &waiting,
+        "1",
+        "the audit insert to wait on the lock",
+    );
+    let cut =
+        format!("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE {writer}");
+    assert_eq!(pg.psql(&db, &cut), "1");
+    dba.run("ROLLBACK;");
+    let bob = bob.join().unwrap();
+    assert_eq!(code_of(&bob), "Access-Reject", "{bob}");
+    let log = node.log();
+    assert!(!log.contains("could not be written"), "{log}");
+    let audit = node.audit_json("bob");
+    assert_eq!(audit.len(), 1, "{audit:#?}\n{log}");
+    assert_eq!(audit[0]["reason"], "bad password", "{audit:#?}");
+}
+
 /// Answers sent all at once for one user queue for the user's turn without holding
 /// database connections: before, each took its prompt's attempt (a write, which holds a
 /// pooled connection until the request commits) and then waited for the turn, so a burst

@@ -159,7 +159,7 @@ async fn run(pool: PgPool, mut rx: mpsc::UnboundedReceiver<Job>, limit: Duration
         // Requests that gave up (deadline) no longer wait for an answer, but their records
         // are still written: an audit record describes what was answered, or not.
         let batch = std::mem::take(&mut jobs);
-        match insert_many(&pool, &batch, limit).await {
+        match insert_once_more_if_cut(&pool, &batch, limit).await {
             Ok(ids) => {
                 for (job, id) in batch.into_iter().zip(ids) {
                     let _ = job.done.send(Ok(id));
@@ -211,6 +211,53 @@ async fn run(pool: PgPool, mut rx: mpsc::UnboundedReceiver<Job>, limit: Duration
         }
     }
 }
+
+/// [`insert_many`], and once more on a fresh connection if the batch's connection was cut
+/// under it (the server restarting, an admin's `pg_terminate_backend`, a reset link): the
+/// database is up, the records are of requests already answered (a wrong code among them
+/// is evidence of guessing), and a lost connection says nothing of them. The failed
+/// connection does not come back to the pool (its release check fails), so the second try
+/// gets a new one. Not tried again: the database's refusal of the statement (handled record
+/// by record by the caller), no connection to be had within `store.connect_timeout_ms`, and
+/// no answer within `limit`, which would each only make every queued login wait twice.
+///
+/// A connection lost after the `INSERT` committed but before its answer arrived would have
+/// its records written twice: a duplicate in the audit log is the lesser harm.
+async fn insert_once_more_if_cut(
+    pool: &PgPool,
+    jobs: &[Job],
+    limit: Duration,
+) -> Result<Vec<i64>, sqlx::Error> {
+    match insert_many(pool, jobs, limit).await {
+        Err(e) if connection_cut(&e) => {
+            tracing::info!(
+                error = %e,
+                records = jobs.len(),
+                "the audit writer's database connection was cut; writing the batch again on \
+                 a new one"
+            );
+            insert_many(pool, jobs, limit).await
+        }
+        done => done,
+    }
+}
+
+/// Whether `e` says the connection ended, not that the database refused the statement:
+/// SQLSTATE class 08 (connection exception), 57P01/57P02/57P03 (terminated by an admin, a
+/// crash of another backend, a server starting or stopping), or an I/O error other than
+/// [`insert_many`]'s own timeout.
+fn connection_cut(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|code| code.starts_with("08") || CUT_OFF.contains(&code.as_ref())),
+        sqlx::Error::Io(io) => io.kind() != std::io::ErrorKind::TimedOut,
+        _ => false,
+    }
+}
+
+/// admin_shutdown, crash_shutdown, cannot_connect_now.
+const CUT_OFF: &[&str] = &["57P01", "57P02", "57P03"];
 
 /// One `INSERT` of all `jobs`' records, autocommitted; their ids, in `jobs`' order.
 ///
