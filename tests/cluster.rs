@@ -742,6 +742,36 @@ fn an_audit_batch_whose_connection_is_cut_is_written_again() {
     assert_eq!(audit[0]["reason"], "bad password", "{audit:#?}");
 }
 
+/// A record the store refuses (here a trigger; a full disk, a revoked grant) is counted in
+/// radmfa_audit_records_lost_total, which a SOC can alert on: before, only a rate-limited
+/// error line said that evidence was lost.
+#[test]
+fn an_audit_record_the_store_refuses_is_counted_as_lost() {
+    let slapd = directory();
+    let pg = PgCluster::start();
+    let url = pg.fresh_database();
+    let db = PgCluster::database_of(&url);
+    let node = node_with_health(&slapd, &url);
+    let lost = || {
+        prometheus_parse(&http_get(node.metrics_addr(), "/metrics").2)
+            ["radmfa_audit_records_lost_total{}"]
+    };
+    assert_eq!(lost(), 0.0);
+    pg.psql(
+        &db,
+        "CREATE FUNCTION refuse_audit() RETURNS trigger LANGUAGE plpgsql \
+         AS $$BEGIN RAISE EXCEPTION 'no audit records today'; END$$",
+    );
+    pg.psql(
+        &db,
+        "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit \
+         FOR EACH ROW EXECUTE FUNCTION refuse_audit()",
+    );
+    let bob = password(&node, "bob", "not-bobs-password");
+    assert_eq!(code_of(&bob), "Access-Reject", "{bob}");
+    assert_eq!(lost(), 1.0, "{}", node.log());
+}
+
 /// Answers sent all at once for one user queue for the user's turn without holding
 /// database connections: before, each took its prompt's attempt (a write, which holds a
 /// pooled connection until the request commits) and then waited for the turn, so a burst

@@ -465,6 +465,7 @@ async fn block_for_fraud(app: &AppState, txn: &OobTransaction) -> Result<(), Sto
         ..Default::default()
     };
     if let Err(e) = app.store.append_audit(&rec).await {
+        crate::pipeline::audit::count_lost(app);
         tracing::error!(error = %e, "writing the fraud audit record");
     }
     tracing::warn!(target: "radmfa::audit", user = txn.user.as_str(), result = "fraud", "fraud alert: user blocked");

@@ -77,11 +77,20 @@ pub async fn record(
     match app.store.append_audit(&rec).await {
         Ok(_) => true,
         Err(e) => {
+            count_lost(app);
             super::fault_log::AUDIT.error("audit record could not be written", &e);
             ctx.store_failed(app);
             false
         }
     }
+}
+
+/// Counts a record the store could not write in `radmfa_audit_records_lost_total`, so that
+/// lost evidence can be alerted on (the error lines are rate-limited, `fault_log`). Called
+/// where the write failed rather than wrapping it: a wrapper's future grew every
+/// request's (`pipeline::tests::a_requests_future_stays_small`).
+pub(crate) fn count_lost(app: &AppState) {
+    crate::server::metrics::Metrics::inc(&app.metrics.audit_records_lost);
 }
 
 /// Where a request came from, as its audit record says it.

@@ -21,7 +21,7 @@
 mod accept_attributes;
 pub(crate) mod aliases;
 mod app_login;
-mod audit;
+pub(crate) mod audit;
 mod bypass;
 pub mod code_turns;
 pub mod empty_answers;
@@ -358,11 +358,13 @@ fn overturned(app: &AppState, ctx: &RequestContext, req: &Request, reason: &str)
         ..Default::default()
     };
     let store = app.store.clone();
+    let lost = app.metrics.audit_records_lost.clone();
     // In the request's span (user, client, request id): the line must say whose it was.
     let span = tracing::Span::current();
     app.background.spawn(tracing::Instrument::instrument(
         async move {
             if let Err(e) = store.append_audit(&rec).await {
+                Metrics::inc(&lost);
                 fault_log::AUDIT.error("the overturned login's record could not be written", &e);
             }
         },

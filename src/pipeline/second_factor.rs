@@ -654,7 +654,10 @@ pub async fn count_failure_after(
             nas_identifier: from.nas_identifier,
             ..Default::default()
         };
-        app.store.append_audit(&rec).await?;
+        app.store
+            .append_audit(&rec)
+            .await
+            .inspect_err(|_| super::audit::count_lost(app))?;
         // `until` stays Unix seconds, as a SIEM has typed it; `until_at` is for people,
         // as the audit reason and `user show` say it. The NAS as the record names it.
         tracing::warn!(

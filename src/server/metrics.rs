@@ -18,6 +18,10 @@ macro_rules! counters {
             $(pub $name: AtomicU64,)*
             /// Requests (Access-Request, Status-Server) being processed now.
             pub in_flight: AtomicU64,
+            /// Audit records of requests and callbacks the store could not write: lost
+            /// evidence. Shared (an `Arc`) with the background task that writes a record
+            /// after the reply (`pipeline::overturned`).
+            pub audit_records_lost: std::sync::Arc<AtomicU64>,
             /// RadSec connections open now (handshakes included).
             pub radsec_connections: AtomicU64,
             /// The served RadSec certificate's notAfter, Unix seconds; 0 without one (set at
@@ -518,6 +522,14 @@ impl Metrics {
             "Logins accepted without a second factor because the provider failed \
              (provider_failure = \"allow\"). Worth an alert.",
             &[("", get(&self.fail_open))],
+        );
+        family(
+            "radmfa_audit_records_lost_total",
+            "counter",
+            "Audit records of requests (and of fraud reports on calls) that the store could \
+             not write: the log has the line, the audit table not. Lost evidence; worth an \
+             alert.",
+            &[("", get(&self.audit_records_lost))],
         );
         family(
             "radmfa_deadline_exceeded_total",
