@@ -101,8 +101,8 @@ pub enum UserCommand {
     List(JsonFlag),
     /// Show one user's tokens and lockout state.
     Show(UserJson),
-    /// Lift the second-factor lockout, and the send limits' count of the user's texts and
-    /// calls (the day's cap included).
+    /// Lift the second-factor lockout, and the user's and its number's send limits' count of
+    /// the user's texts and calls (the day's cap included; the NAS's limit still counts them).
     Unlock(UserArg),
     /// Remove the user's tokens, app passwords, waiting bypass and remembered logins, so they
     /// must enroll again, and end their open prompts and pending SMS codes and calls. App

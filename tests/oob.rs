@@ -579,7 +579,8 @@ fn a_days_sends_are_capped_beside_the_window() {
     assert_eq!(m["radmfa_oob_sent_total{kind=voice}"], 0.0, "{body}");
     assert_eq!(m["radmfa_send_limited_total{}"], 2.0, "{body}");
     // An admin lifts it for alice (someone with her password may have used her day up):
-    // her sends count nowhere any more, the number's day included, and she gets her code.
+    // her sends no longer count for her or the number's day (the NAS's cap still counts
+    // them), and she gets her code.
     let out = cli_ok(&srv, &["user", "unlock", "alice"]);
     assert!(out.contains("2 send(s) no longer counted"), "{out}");
     let r = login(&srv, "alice", ALICE_PW);

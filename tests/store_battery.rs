@@ -123,7 +123,7 @@ store_battery! {
         app_passwords_add_list_delete,
         send_slots_limit_and_window,
         send_slot_given_back_by_its_id,
-        forgotten_sends_count_nowhere,
+        forgotten_sends_still_count_for_the_nas,
         oob_begin_get_resolve,
         cancel_oob_of_one_user,
         purge_delivery_state,

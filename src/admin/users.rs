@@ -94,12 +94,14 @@ async fn run_on(
             let was = store.unlock_user(&a.user, SystemClock.now()).await?;
             // The send limits count afresh too: someone with the password may have used up
             // the user's day of texts and calls (`max_per_user_per_day`).
-            // Every send is counted under the day's key, and forgotten under all of its keys.
+            // Every send is counted under the day's key, and forgotten under the user's and
+            // the number's keys; the NAS's cap still counts them (see `USER_SEND_KEYS`).
             let sends = store.forget_sends(&format!("user-day:{}", a.user)).await?;
             let mut said = vec![if was { "unlocked" } else { "was not locked" }.to_string()];
             if sends > 0 {
                 said.push(format!(
-                    "{sends} send(s) no longer counted against its limits"
+                    "{sends} send(s) no longer counted against its own or its number's limits \
+                     (the NAS's limit still counts them)"
                 ));
             }
             let note = (!was || sends > 0).then(|| said.join("; "));

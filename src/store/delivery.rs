@@ -57,6 +57,16 @@ pub struct SendLimit {
     pub window_secs: i64,
 }
 
+/// Which of a send's events [`super::Store::forget_sends`] forgets, as an SQL condition on
+/// `send_events.key`: those of the user's limits and the number's (`user:`, `user-day:`,
+/// `phone:`, `phone-day:`, see `pipeline::oob::rate_limits`). Not the NAS's (nor any other
+/// key added later): that cap bounds what a stolen password list costs in calls and texts
+/// over all users, and a helpdesk unlocking user after user during an incident would
+/// otherwise top it up each time. The number's are forgotten with the user's because they
+/// allow as many: kept, they alone would refuse the unlocked user's next send.
+pub(super) const USER_SEND_KEYS: &str = "(key LIKE 'user:%' OR key LIKE 'user-day:%' \
+                                          OR key LIKE 'phone:%' OR key LIKE 'phone-day:%')";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OobKind {

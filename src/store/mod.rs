@@ -865,10 +865,10 @@ pub trait Store: Send + Sync + 'static {
         let _ = slot;
         Err(StoreError::Unsupported("release_send_slot"))
     }
-    /// Forgets the sends counted under `key` (`user-day:alice`) under every key they were
-    /// counted under (the user's, the number's, the NAS's): an admin lifting the send limits
-    /// for one user (`radmfa user unlock`), whose day's allowance someone with the password
-    /// used up. Returns how many sends were forgotten.
+    /// Forgets the sends counted under `key` (`user-day:alice`) under the user's and the
+    /// number's keys they were counted under, never the NAS's (see `USER_SEND_KEYS`): an
+    /// admin lifting the send limits for one user (`radmfa user unlock`), whose day's
+    /// allowance someone with the password used up. Returns how many sends were forgotten.
     async fn forget_sends(&self, key: &str) -> Result<u64, StoreError> {
         let _ = key;
         Err(StoreError::Unsupported("forget_sends"))

@@ -6,6 +6,7 @@
 use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
+use super::delivery::USER_SEND_KEYS;
 use super::sqlite::{is_unique_violation, returned_id};
 use super::{
     AppPassword, OobBegin, OobKind, OobStatus, OobTransaction, SendLimit, SqliteStore, StoreError,
@@ -300,9 +301,10 @@ impl SqliteStore {
             .bind(key)
             .fetch_one(&mut *tx)
             .await?;
-        sqlx::query(
-            "DELETE FROM send_events WHERE slot IN (SELECT slot FROM send_events WHERE key = ?1)",
-        )
+        sqlx::query(&format!(
+            "DELETE FROM send_events WHERE {USER_SEND_KEYS} AND \
+             slot IN (SELECT slot FROM send_events WHERE key = ?1)"
+        ))
         .bind(key)
         .execute(&mut *tx)
         .await?;

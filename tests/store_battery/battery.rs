@@ -85,7 +85,7 @@ where
     app_passwords_add_list_delete(&*make().await).await;
     send_slots_limit_and_window(&*make().await).await;
     send_slot_given_back_by_its_id(&*make().await).await;
-    forgotten_sends_count_nowhere(&*make().await).await;
+    forgotten_sends_still_count_for_the_nas(&*make().await).await;
     oob_begin_get_resolve(&*make().await).await;
     cancel_oob_of_one_user(&*make().await).await;
     purge_delivery_state(&*make().await).await;
@@ -2652,25 +2652,54 @@ async fn take(store: &dyn Store, user: &str, nas_max: u32, at: i64, slot: &str) 
         .unwrap()
 }
 
-/// An admin forgets one user's sends (`user unlock`): under every key they were counted
-/// under, the NAS's included, and no one else's.
-pub async fn forgotten_sends_count_nowhere(store: &dyn Store) {
+/// The limits a send of `user` to `phone` through the NAS counts against, as
+/// `pipeline::oob::rate_limits` makes them: the user 2 a window and a day, the number 2, the
+/// NAS `nas_max`.
+fn user_phone_nas(user: &str, phone: &str, nas_max: u32) -> Vec<SendLimit> {
+    let limit = |key: String, max| SendLimit {
+        key,
+        max,
+        window_secs: 300,
+    };
+    vec![
+        limit(format!("user:{user}"), 2),
+        limit(format!("phone:{phone}"), 2),
+        limit("nas:vpn".into(), nas_max),
+        limit(format!("user-day:{user}"), 2),
+    ]
+}
+
+/// An admin forgets one user's sends (`user unlock`): under the user's and the number's keys,
+/// no one else's; the NAS's cap still counts them, so unlocking user after user during an
+/// incident does not make room for more sends through the NAS.
+pub async fn forgotten_sends_still_count_for_the_nas(store: &dyn Store) {
+    let send = |user: &'static str, nas_max: u32, slot: &'static str| async move {
+        store
+            .take_send_slot(&user_phone_nas(user, "+4930", nas_max), T, slot)
+            .await
+            .unwrap()
+    };
     for slot in ["a1", "a2"] {
-        assert_eq!(take(store, "a", 3, T, slot).await, None);
+        assert_eq!(send("a", 5, slot).await, None);
     }
-    assert_eq!(take(store, "b", 3, T, "b1").await, None);
-    // a is at its limit, the NAS at its.
-    assert_eq!(take(store, "a", 3, T, "a3").await, Some(0));
-    assert_eq!(store.forget_sends("user:a").await.unwrap(), 2);
-    assert_eq!(store.forget_sends("user:a").await.unwrap(), 0);
-    // Room for a again, and under the NAS's key for two more (b's send still counts).
-    for slot in ["a4", "a5"] {
-        assert_eq!(take(store, "a", 3, T, slot).await, None);
-    }
+    // a is at its limit and so is the number (whoever's account it is).
+    assert_eq!(send("a", 5, "a3").await, Some(0));
+    assert_eq!(send("b", 5, "b0").await, Some(1));
+    assert_eq!(store.forget_sends("user-day:a").await.unwrap(), 2);
+    assert_eq!(store.forget_sends("user-day:a").await.unwrap(), 0);
+    // Room for a again, the number's allowance included...
+    assert_eq!(send("a", 5, "a4").await, None);
+    // ...but the NAS still counts a's two forgotten sends: with room for 3, it is full.
     assert_eq!(
-        take(store, "c", 3, T, "c1").await,
+        send("a", 3, "a5").await,
+        Some(2),
+        "the NAS holds a1, a2, a4"
+    );
+    assert_eq!(send("a", 4, "a6").await, None);
+    assert_eq!(
+        send("c", 4, "c1").await,
         Some(1),
-        "the NAS holds b's send and a's two new ones"
+        "the number is full again"
     );
 }
 

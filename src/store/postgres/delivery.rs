@@ -8,6 +8,7 @@ use sqlx::postgres::PgRow;
 use sqlx::Row;
 
 use super::PgStore;
+use crate::store::delivery::USER_SEND_KEYS;
 use crate::store::{
     AppPassword, OobBegin, OobKind, OobStatus, OobTransaction, SendLimit, StoreError, UserProfile,
 };
@@ -366,11 +367,11 @@ impl PgStore {
     pub(super) async fn forget_sends_impl(&self, key: &str) -> Result<u64, StoreError> {
         let mut w = self.writer().await?;
         // One statement: the sends under `key` are counted as they are deleted.
-        let r = sqlx::query_scalar(
-            "WITH gone AS (DELETE FROM send_events WHERE slot IN \
+        let r = sqlx::query_scalar(&format!(
+            "WITH gone AS (DELETE FROM send_events WHERE {USER_SEND_KEYS} AND slot IN \
              (SELECT slot FROM send_events WHERE key = $1) RETURNING key) \
-             SELECT COUNT(*) FROM gone WHERE key = $1",
-        )
+             SELECT COUNT(*) FROM gone WHERE key = $1"
+        ))
         .bind(key)
         .fetch_one(w.conn())
         .await;
