@@ -421,6 +421,9 @@ fn alice_on_held_calls_with(extra: &str) -> (common::slapd::Slapd, Standin, Serv
     (slapd, standin, srv, seed)
 }
 
+/// The fraud record names the login that placed the call (station, source address, the NAS's
+/// own name), as that login's record does: with several calls in flight during a fatigue
+/// attack, it named only the user and the client entry.
 #[test]
 fn fraud_report_rejects_and_blocks_until_unblock() {
     let (_slapd, standin, srv, seed) =
@@ -434,7 +437,21 @@ fn fraud_report_rejects_and_blocks_until_unblock() {
         DIRECTORY_MOBILE,
         Script::Press("0", Duration::from_millis(500)),
     );
-    let (r, _) = held_login(&srv, "25");
+    let r = py(
+        &srv,
+        &[
+            "--user",
+            "alice",
+            "--password",
+            ALICE_PW,
+            "--timeout",
+            "25",
+            "--calling-station-id",
+            "203.0.113.9",
+            "--nas-identifier",
+            "vpn-gw-2",
+        ],
+    );
     assert_eq!(code_of(&r), "Access-Reject", "{r}");
     assert!(
         message(&r).contains("fraud"),
@@ -443,12 +460,20 @@ fn fraud_report_rejects_and_blocks_until_unblock() {
         standin.callbacks()
     );
     let audit = srv.audit_json("alice");
-    assert!(
-        audit
-            .iter()
-            .any(|r| r["result"] == "fraud" && r["mode"] == "voice"),
-        "{audit:#?}"
-    );
+    let fraud = audit
+        .iter()
+        .find(|r| r["result"] == "fraud" && r["mode"] == "voice")
+        .unwrap_or_else(|| panic!("{audit:#?}"));
+    let login = audit
+        .iter()
+        .find(|r| r["result"] == "reject")
+        .unwrap_or_else(|| panic!("{audit:#?}"));
+    assert_eq!(fraud["client_ip"], "203.0.113.9", "{fraud}");
+    assert_eq!(fraud["nas_ip"], "127.0.0.1", "{fraud}");
+    assert_eq!(fraud["nas_identifier"], "vpn-gw-2", "{fraud}");
+    for field in ["client_ip", "nas_ip", "nas_identifier", "nas_name"] {
+        assert_eq!(fraud[field], login[field], "{field}: {fraud}\n{login}");
+    }
     assert_eq!(fraud_reports(), 1.0, "the fraud report counted once");
 
     // Blocked for every method: the TOTP route refuses too, without calling.

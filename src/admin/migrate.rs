@@ -613,6 +613,9 @@ mod tables {
                 ("provider_ref", Text),
                 ("created_at", Int),
                 ("expires_at", Int),
+                ("client_ip", Text),
+                ("nas_ip", Text),
+                ("nas_identifier", Text),
             ],
         },
         Table {

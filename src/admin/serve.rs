@@ -353,6 +353,7 @@ mod tests {
             provider_ref: None,
             created_at: T - 300,
             expires_at: T,
+            origin: Default::default(),
         };
         store.begin_oob(&sms).await.unwrap();
         let login = RememberedLogin {

@@ -461,6 +461,11 @@ async fn block_for_fraud(app: &AppState, txn: &OobTransaction) -> Result<(), Sto
         result: "fraud".into(),
         reason: Some(reason),
         server_name: app.config().server.name.clone(),
+        // The login that placed the call: during a fatigue attack, with several calls in
+        // flight, the attacker's station and NAS are what the admin needs from this record.
+        client_ip: txn.origin.client_ip.clone(),
+        nas_ip: txn.origin.nas_ip.clone(),
+        nas_identifier: txn.origin.nas_identifier.clone(),
         nas_name: Some(txn.nas.clone()),
         ..Default::default()
     };
@@ -468,7 +473,15 @@ async fn block_for_fraud(app: &AppState, txn: &OobTransaction) -> Result<(), Sto
         crate::pipeline::audit::count_lost(app);
         tracing::error!(error = %e, "writing the fraud audit record");
     }
-    tracing::warn!(target: "radmfa::audit", user = txn.user.as_str(), result = "fraud", "fraud alert: user blocked");
+    tracing::warn!(
+        target: "radmfa::audit",
+        user = txn.user.as_str(),
+        result = "fraud",
+        client_ip = rec.client_ip.as_deref().unwrap_or(""),
+        nas = txn.nas.as_str(),
+        nas_identifier = rec.nas_identifier.as_deref().unwrap_or(""),
+        "fraud alert: user blocked"
+    );
     Ok(())
 }
 

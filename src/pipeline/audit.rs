@@ -94,7 +94,7 @@ pub(crate) fn count_lost(app: &AppState) {
 }
 
 /// Where a request came from, as its audit record says it.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub(crate) struct Source {
     /// The address it came from (the NAS, or a proxy in front of it); an IPv4 NAS reaching
     /// a dual-stack listener as itself, not as `::ffff:…`.

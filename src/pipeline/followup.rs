@@ -328,6 +328,7 @@ async fn switch_method(
         phone: carried.phone.clone(),
         available: allowed,
         client_ip: carried.client_ip.clone(),
+        from: super::audit::Source::of(ctx, req),
         oath_mode,
         started_at: Some(started),
         earlier_sms: earlier_sms(carried, current),

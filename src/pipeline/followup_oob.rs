@@ -191,6 +191,7 @@ pub async fn call_answered(
         phone: Some(txn.phone.clone()),
         available: r.carried.methods.clone(),
         client_ip: None,
+        from: super::audit::Source::of(ctx, r.via.req),
         // The call's outcome is final here; no code prompt follows.
         oath_mode: "totp",
         started_at: None,

@@ -457,6 +457,7 @@ pub async fn start(
         phone,
         available: usable,
         client_ip: req.calling_station_id(),
+        from: super::audit::Source::of(ctx, req),
         oath_mode: oath_mode(tokens),
         started_at: None,
         earlier_sms: Vec::new(),

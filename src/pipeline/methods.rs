@@ -12,7 +12,9 @@ use crate::mfa::challenge::{new_state, state_hash, ChallengeContext};
 use crate::mfa::method::{switch_hint, Method};
 use crate::radius::Reply;
 use crate::server::metrics::Metrics;
-use crate::store::{durability, OobStatus, OobTransaction, PendingChallenge, UserProfile};
+use crate::store::{
+    durability, LoginOrigin, OobStatus, OobTransaction, PendingChallenge, UserProfile,
+};
 
 pub const BLOCKED_MESSAGE: &str =
     "Sign-in is blocked after a fraud alert. Contact your administrator.";
@@ -28,7 +30,10 @@ pub struct Subject<'a> {
     pub phone: Option<String>,
     /// Usable methods on this client, preferred first.
     pub available: Vec<Method>,
+    /// The Calling-Station-Id of the login's first request.
     pub client_ip: Option<String>,
+    /// The request's NAS, as its audit record names it.
+    pub from: super::audit::Source,
     /// The audit mode of a code prompt: `hotp` for a user with HOTP tokens only.
     pub oath_mode: &'static str,
     /// When the password was checked, for a prompt opened by a switch or resend; `None`
@@ -40,6 +45,16 @@ pub struct Subject<'a> {
 }
 
 impl Subject<'_> {
+    /// Where the login came from, as its audit record says it (the station, else the NAS's
+    /// address), kept with its SMS or call for the records written when that is decided.
+    fn origin(&self) -> Box<LoginOrigin> {
+        Box::new(LoginOrigin {
+            client_ip: self.client_ip.clone().or_else(|| self.from.nas_ip.clone()),
+            nas_ip: self.from.nas_ip.clone(),
+            nas_identifier: self.from.nas_identifier.clone(),
+        })
+    }
+
     fn context(&self, method: Method, oob: Option<&str>) -> ChallengeContext {
         ChallengeContext {
             client_ip: self.client_ip.clone(),
@@ -177,8 +192,8 @@ async fn sms_prompt(
     let Some(phone) = s.phone.as_deref() else {
         return Ok(s.verdict(Reply::reject(), "sms", "no phone number"));
     };
-    let txn = match oob::send_sms(app, ctx, request_key, s.user, &s.info.other_names, phone).await?
-    {
+    let (names, origin) = (&s.info.other_names, s.origin());
+    let txn = match oob::send_sms(app, ctx, request_key, s.user, names, phone, origin).await? {
         Delivered::Yes(t) => t,
         Delivered::No(why) => return Ok(not_delivered(app, ctx, s, "sms", why)),
     };
@@ -263,7 +278,18 @@ async fn place(
     };
     let names = &s.info.other_names;
     Ok(
-        match oob::place_call(app, ctx, request_key, s.user, names, phone, guard).await? {
+        match oob::place_call(
+            app,
+            ctx,
+            request_key,
+            s.user,
+            names,
+            phone,
+            s.origin(),
+            guard,
+        )
+        .await?
+        {
             Delivered::Yes(t) => Ok(t),
             Delivered::No(why) => Err(not_delivered(app, ctx, s, "voice", why)),
         },

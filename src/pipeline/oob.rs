@@ -23,7 +23,8 @@ use crate::mfa::{sms, voice};
 use crate::radius::Request;
 use crate::server::metrics::Metrics;
 use crate::store::{
-    durability, OobBegin, OobKind, OobStatus, OobTransaction, SendLimit, StoreError, UserProfile,
+    durability, LoginOrigin, OobBegin, OobKind, OobStatus, OobTransaction, SendLimit, StoreError,
+    UserProfile,
 };
 
 /// How often a request waiting on a call looks at the store (the callback may land on
@@ -351,6 +352,7 @@ pub async fn send_sms(
     user: &str,
     other_names: &[String],
     phone: &str,
+    origin: Box<LoginOrigin>,
 ) -> Result<Delivered, Fault> {
     let entry = super::aliases::entry_key(app, user, other_names);
     let (Some(cfg), Some(provider)) = (&app.config().delivery.sms, &app.delivery.sms) else {
@@ -375,6 +377,7 @@ pub async fn send_sms(
         provider_ref: None,
         created_at: now,
         expires_at: now + cfg.code_ttl.as_secs() as i64,
+        origin,
     };
     if let Some(done) = claim(app, ctx, &txn, &entry, other_names).await? {
         return Ok(done);
@@ -573,7 +576,8 @@ impl Drop for CallGuard<'_> {
 
 /// Places the approval call for this request (once, within the rate limit). `guard` is
 /// armed once this request places a call of its own (not one it follows), and stays armed
-/// on `Delivered::Yes`.
+/// on `Delivered::Yes`. `origin`: where the login came from, for the fraud report's record.
+#[allow(clippy::too_many_arguments)]
 pub async fn place_call(
     app: &AppState,
     ctx: &RequestContext,
@@ -581,6 +585,7 @@ pub async fn place_call(
     user: &str,
     other_names: &[String],
     phone: &str,
+    origin: Box<LoginOrigin>,
     guard: &mut CallGuard<'_>,
 ) -> Result<Delivered, Fault> {
     let entry = super::aliases::entry_key(app, user, other_names);
@@ -605,6 +610,7 @@ pub async fn place_call(
         provider_ref: None,
         created_at: now,
         expires_at: now + cfg.call_lifetime.as_secs() as i64,
+        origin,
     };
     if let Some(done) = claim(app, ctx, &txn, &entry, other_names).await? {
         return Ok(done);

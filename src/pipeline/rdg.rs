@@ -150,6 +150,7 @@ pub async fn start(
         phone,
         available: usable,
         client_ip: req.calling_station_id(),
+        from: super::audit::Source::of(ctx, req),
         // Only the call is offered here; no code prompt.
         oath_mode: "totp",
         started_at: None,

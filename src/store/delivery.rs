@@ -149,6 +149,20 @@ impl OobStatus {
     }
 }
 
+/// Where the login that sent an SMS or placed a call came from, as its audit records say:
+/// for the records its outcome writes later, on any node, with no request at hand (a fraud
+/// report from the callee must name the attacker's station and NAS). All None in rows
+/// written before these were kept.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoginOrigin {
+    /// Calling-Station-Id, or the NAS address when there is none (`AuditRecord::client_ip`).
+    pub client_ip: Option<String>,
+    /// The address the request came from (`AuditRecord::nas_ip`).
+    pub nas_ip: Option<String>,
+    /// What the NAS calls itself (`AuditRecord::nas_identifier`).
+    pub nas_identifier: Option<String>,
+}
+
 /// An SMS sent or a call placed for one RADIUS request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OobTransaction {
@@ -169,6 +183,9 @@ pub struct OobTransaction {
     pub provider_ref: Option<String>,
     pub created_at: i64,
     pub expires_at: i64,
+    /// Boxed: a request's future holds a transaction across awaits, and its size is paid
+    /// per request (`pipeline::tests::a_requests_future_stays_small`).
+    pub origin: Box<LoginOrigin>,
 }
 
 /// Result of [`super::Store::begin_oob`].

@@ -38,8 +38,8 @@ use serde::{Deserialize, Serialize};
 use crate::secret::Secret;
 
 pub use delivery::{
-    AppPassword, CancelledOob, OobBegin, OobKind, OobStatus, OobTransaction, RememberedLogin,
-    SendLimit, UserProfile, OOB_CANCELLED,
+    AppPassword, CancelledOob, LoginOrigin, OobBegin, OobKind, OobStatus, OobTransaction,
+    RememberedLogin, SendLimit, UserProfile, OOB_CANCELLED,
 };
 pub use postgres::PgStore;
 pub use seal::{KeyFile, Sealer};

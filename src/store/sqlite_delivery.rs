@@ -9,12 +9,13 @@ use sqlx::Row;
 use super::delivery::USER_SEND_KEYS;
 use super::sqlite::{is_unique_violation, returned_id};
 use super::{
-    AppPassword, OobBegin, OobKind, OobStatus, OobTransaction, SendLimit, SqliteStore, StoreError,
-    UserProfile,
+    AppPassword, LoginOrigin, OobBegin, OobKind, OobStatus, OobTransaction, SendLimit, SqliteStore,
+    StoreError, UserProfile,
 };
 
 const OOB_COLUMNS: &str = "id, request_key, user, nas, kind, phone, code_hash, status, reason, \
-                           provider_ref, created_at, expires_at";
+                           provider_ref, created_at, expires_at, client_ip, nas_ip, \
+                           nas_identifier";
 
 /// Send events are kept this long: the longest send window (a day, as validated) and an
 /// hour more, so a node whose clock runs ahead does not purge events another still counts.
@@ -38,6 +39,11 @@ fn oob_from_row(row: &SqliteRow) -> Result<OobTransaction, StoreError> {
         provider_ref: row.try_get("provider_ref")?,
         created_at: row.try_get("created_at")?,
         expires_at: row.try_get("expires_at")?,
+        origin: Box::new(LoginOrigin {
+            client_ip: row.try_get("client_ip")?,
+            nas_ip: row.try_get("nas_ip")?,
+            nas_identifier: row.try_get("nas_identifier")?,
+        }),
     })
 }
 
@@ -315,7 +321,7 @@ impl SqliteStore {
     pub(super) async fn begin_oob_impl(&self, t: &OobTransaction) -> Result<OobBegin, StoreError> {
         let inserted = sqlx::query(&format!(
             "INSERT INTO oob_transactions ({OOB_COLUMNS}) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
         ))
         .bind(&t.id)
         .bind(&t.request_key)
@@ -329,6 +335,9 @@ impl SqliteStore {
         .bind(&t.provider_ref)
         .bind(t.created_at)
         .bind(t.expires_at)
+        .bind(&t.origin.client_ip)
+        .bind(&t.origin.nas_ip)
+        .bind(&t.origin.nas_identifier)
         .execute(&self.pool)
         .await;
         match inserted {

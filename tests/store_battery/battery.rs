@@ -13,10 +13,10 @@ use std::sync::Arc;
 use radmfa::secret::Secret;
 use radmfa::store::durability;
 use radmfa::store::{
-    AuditFilter, AuditGroup, AuditRecord, CancelledOob, ChallengeAttempt, FirstToken, NewToken,
-    OobBegin, OobKind, OobStatus, OobTransaction, OtpAlgorithm, PendingChallenge, RememberedLogin,
-    SendLimit, StepUse, Store, StoreError, TokenAsRead, TokenExtra, TokenFilter, TokenKind,
-    UserProfile, UserStatus,
+    AuditFilter, AuditGroup, AuditRecord, CancelledOob, ChallengeAttempt, FirstToken, LoginOrigin,
+    NewToken, OobBegin, OobKind, OobStatus, OobTransaction, OtpAlgorithm, PendingChallenge,
+    RememberedLogin, SendLimit, StepUse, Store, StoreError, TokenAsRead, TokenExtra, TokenFilter,
+    TokenKind, UserProfile, UserStatus,
 };
 use tokio::sync::Barrier;
 
@@ -2328,6 +2328,12 @@ pub fn oob_txn(id: &str, request_key: &str, user: &str, expires_at: i64) -> OobT
         provider_ref: None,
         created_at: T,
         expires_at,
+        // Read back whole by `oob` (a fraud report's record names them).
+        origin: Box::new(LoginOrigin {
+            client_ip: Some("198.51.100.7".into()),
+            nas_ip: Some("127.0.0.1".into()),
+            nas_identifier: Some("vpn-gw-2".into()),
+        }),
     }
 }
 

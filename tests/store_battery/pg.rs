@@ -137,18 +137,18 @@ async fn a_migration_waiting_for_a_lock_does_not_stall_the_serving_nodes() {
         .parse()
         .unwrap();
     assert_eq!(
-        last, 12,
-        "this test undoes migration 12; update it with the next one"
+        last, 13,
+        "this test undoes migration 13; update it with the next one"
     );
     cluster.psql(
         &db,
-        "ALTER TABLE audit DROP COLUMN nas_ip, DROP COLUMN nas_identifier; \
-         DELETE FROM _sqlx_migrations WHERE version = 12",
+        "ALTER TABLE oob_transactions DROP COLUMN client_ip, DROP COLUMN nas_ip, \
+         DROP COLUMN nas_identifier; DELETE FROM _sqlx_migrations WHERE version = 13",
     );
 
     let mut idle = sqlx::PgConnection::connect(&url).await.unwrap();
     sqlx::query("BEGIN").execute(&mut idle).await.unwrap();
-    sqlx::query("SELECT COUNT(*) FROM audit")
+    sqlx::query("SELECT COUNT(*) FROM oob_transactions")
         .execute(&mut idle)
         .await
         .unwrap();
@@ -161,7 +161,7 @@ async fn a_migration_waiting_for_a_lock_does_not_stall_the_serving_nodes() {
     let started = Instant::now();
     while cluster.psql(
         &db,
-        "SELECT COUNT(*) FROM pg_locks WHERE NOT granted AND relation = 'audit'::regclass",
+        "SELECT COUNT(*) FROM pg_locks WHERE NOT granted AND relation = 'oob_transactions'::regclass",
     ) == "0"
     {
         assert!(
@@ -175,7 +175,7 @@ async fn a_migration_waiting_for_a_lock_does_not_stall_the_serving_nodes() {
     let mut serving = sqlx::PgConnection::connect(&url).await.unwrap();
     let read = tokio::time::timeout(
         radmfa::store::postgres::MIGRATION_LOCK_TIMEOUT + Duration::from_secs(8),
-        sqlx::query("SELECT COUNT(*) FROM audit").execute(&mut serving),
+        sqlx::query("SELECT COUNT(*) FROM oob_transactions").execute(&mut serving),
     )
     .await;
     assert!(
@@ -190,12 +190,12 @@ async fn a_migration_waiting_for_a_lock_does_not_stall_the_serving_nodes() {
         .expect("the migration finishes once the lock is free")
         .unwrap()
         .expect("the migration succeeds on a later try");
-    assert_eq!(version, 12);
+    assert_eq!(version, 13);
     assert_eq!(
         cluster.psql(
             &db,
             "SELECT COUNT(*) FROM information_schema.columns \
-             WHERE table_name = 'audit' AND column_name = 'nas_ip'",
+             WHERE table_name = 'oob_transactions' AND column_name = 'nas_ip'",
         ),
         "1"
     );

@@ -10,12 +10,14 @@ use sqlx::Row;
 use super::PgStore;
 use crate::store::delivery::USER_SEND_KEYS;
 use crate::store::{
-    AppPassword, OobBegin, OobKind, OobStatus, OobTransaction, SendLimit, StoreError, UserProfile,
+    AppPassword, LoginOrigin, OobBegin, OobKind, OobStatus, OobTransaction, SendLimit, StoreError,
+    UserProfile,
 };
 
 const OOB_COLUMNS: &str =
     "id, request_key, username, nas, kind, phone, code_hash, status, reason, \
-                           provider_ref, created_at, expires_at";
+                           provider_ref, created_at, expires_at, client_ip, nas_ip, \
+                           nas_identifier";
 
 /// Send events are kept this long: the longest send window (a day, as validated) and an
 /// hour more, so a node whose clock runs ahead does not purge events another still counts.
@@ -48,6 +50,11 @@ fn oob_from_row(row: &PgRow) -> Result<OobTransaction, StoreError> {
         provider_ref: row.try_get("provider_ref")?,
         created_at: row.try_get("created_at")?,
         expires_at: row.try_get("expires_at")?,
+        origin: Box::new(LoginOrigin {
+            client_ip: row.try_get("client_ip")?,
+            nas_ip: row.try_get("nas_ip")?,
+            nas_identifier: row.try_get("nas_identifier")?,
+        }),
     })
 }
 
@@ -385,7 +392,8 @@ impl PgStore {
         // for its commit and then do nothing, and we follow theirs.
         let r = sqlx::query(&format!(
             "INSERT INTO oob_transactions ({OOB_COLUMNS}) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT DO NOTHING"
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
+             ON CONFLICT DO NOTHING"
         ))
         .bind(&t.id)
         .bind(&t.request_key)
@@ -399,6 +407,9 @@ impl PgStore {
         .bind(&t.provider_ref)
         .bind(t.created_at)
         .bind(t.expires_at)
+        .bind(&t.origin.client_ip)
+        .bind(&t.origin.nas_ip)
+        .bind(&t.origin.nas_identifier)
         .execute(w.conn())
         .await;
         let inserted = w.done(r)?;
