@@ -413,7 +413,7 @@ secret = "0123456789abcdef"
     let greeting_warned = |c: &radmfa::config::Config| {
         radmfa::admin::review::warnings(c)
             .into_iter()
-            .find(|w| w.contains("greeting tells the callee"))
+            .find(|w| w.starts_with("voice: greeting"))
     };
     assert_eq!(greeting_warned(&cfg), None);
     assert_eq!(greeting_warned(&cfg9), None, "the default names the keys");
@@ -438,6 +438,14 @@ secret = "0123456789abcdef"
     );
     let own = radmfa::config::Config::parse(&own, &dir.path().join("radmfa.toml")).unwrap();
     assert_eq!(greeting_warned(&own), None);
+    // One that never names them tells a victim no way to report the call: said too.
+    let silent = text.replace(
+        voice_section,
+        &format!("{voice_section}greeting = \"Press pound to approve.\"\n"),
+    );
+    let silent = radmfa::config::Config::parse(&silent, &dir.path().join("radmfa.toml")).unwrap();
+    let w = greeting_warned(&silent).expect("warned");
+    assert!(w.contains("never names fraud_digits = \"0\""), "{w}");
     let twilio = cfg.delivery.twilio.as_ref().unwrap();
     assert_eq!(twilio.auth_token.expose(), b"tok");
     assert!(twilio.timeout < Duration::from_secs(3), "below NPS's 3 s");

@@ -1205,10 +1205,6 @@ fn delivery_time_warnings(cfg: &Config) -> Vec<String> {
     out
 }
 
-/// A greeting that tells the callee to press keys other than `fraud_digits` (Azure MFA
-/// Server's "press zero" kept beside a site's own code, or a greeting copied from an older
-/// radmfa.toml): a victim who follows it only declines the call. No block, no fraud record,
-/// and the attacker is free to try again.
 /// The sample config's Twilio credentials, left in: every SMS and call fails at the first
 /// login (each user refused, or let in on the password with `provider_failure = "allow"`),
 /// and nothing said it before.
@@ -1224,6 +1220,12 @@ fn placeholder_twilio(t: &crate::config::delivery::TwilioConfig) -> Option<Strin
     })
 }
 
+/// A greeting that tells the callee to press keys other than `fraud_digits` (Azure MFA
+/// Server's "press zero" kept beside a site's own code, or a greeting copied from an older
+/// radmfa.toml): a victim who follows it only declines the call. No block, no fraud record,
+/// and the attacker is free to try again. Or one that never names `fraud_digits` at all
+/// ("Press pound to approve."): the victim of a fatigue attack is never told how to report
+/// it, with the same outcome.
 fn greeting_warning(greeting: &str, fraud_digits: &str) -> Option<String> {
     let key = |w: &str| -> Option<char> {
         Some(match w {
@@ -1263,17 +1265,10 @@ fn greeting_warning(greeting: &str, fraud_digits: &str) -> Option<String> {
     const FILLERS: [&str; 8] = [
         "the", "in", "key", "keys", "button", "buttons", "number", "digit",
     ];
-    let mut told = Vec::new();
-    for (i, w) in words.iter().enumerate() {
-        let key_in = w == "key" && words.get(i + 1).is_some_and(|n| n == "in");
-        if !(VERBS.contains(&w.as_str()) || key_in) {
-            continue;
-        }
-        let rest = words[i + 1..]
-            .iter()
-            .skip_while(|w| FILLERS.contains(&w.as_str()));
+    // The run of keys from `words` on ("zero nine", "9 *", "zero twice").
+    let keys_in = |words: &mut dyn Iterator<Item = &String>| {
         let mut keys = String::new();
-        for w in rest {
+        for w in words {
             match key(w) {
                 Some(k) => keys.push(k),
                 // "press zero twice" is 00.
@@ -1286,19 +1281,44 @@ fn greeting_warning(greeting: &str, fraud_digits: &str) -> Option<String> {
                 None => break,
             }
         }
+        keys
+    };
+    let mut told = Vec::new();
+    for (i, w) in words.iter().enumerate() {
+        let key_in = w == "key" && words.get(i + 1).is_some_and(|n| n == "in");
+        if !(VERBS.contains(&w.as_str()) || key_in) {
+            continue;
+        }
+        let keys = keys_in(
+            &mut words[i + 1..]
+                .iter()
+                .skip_while(|w| FILLERS.contains(&w.as_str())),
+        );
         if !keys.is_empty() && keys != fraud_digits {
             told.push(keys);
         }
     }
-    if told.is_empty() {
-        return None;
+    if !told.is_empty() {
+        return Some(format!(
+            "voice: greeting tells the callee to press {} but fraud_digits = {fraud_digits:?}: \
+             a victim who follows it only declines the call (no block, no fraud record); make \
+             the greeting name fraud_digits, or leave greeting out to have them spoken",
+            told.join(", ")
+        ));
     }
-    Some(format!(
-        "voice: greeting tells the callee to press {} but fraud_digits = {fraud_digits:?}: \
-         a victim who follows it only declines the call (no block, no fraud record); make \
-         the greeting name fraud_digits, or leave greeting out to have them spoken",
-        told.join(", ")
-    ))
+    // Named anywhere, with or without a "press" ("To report it: zero, then pound."), is
+    // enough: the callee hears the keys.
+    let named = (0..words.len())
+        .filter(|&i| i == 0 || key(&words[i - 1]).is_none())
+        .any(|i| keys_in(&mut words[i..].iter()) == fraud_digits);
+    (!named).then(|| {
+        format!(
+            "voice: greeting never names fraud_digits = {fraud_digits:?}: the victim of a \
+             fatigue attack is not told how to report the call (no block, no fraud record); \
+             make the greeting tell the callee to press them (\"press zero, then pound\"), or \
+             leave greeting out to have them spoken"
+        )
+    })
 }
 
 /// The warnings in the log, at start and after each reload: the journal keeps what a NAS was
@@ -1406,9 +1426,28 @@ mod tests {
                 "{greeting:?}: {w}"
             );
         }
-        // Words that only look like an instruction name no keys.
-        assert_eq!(warned("Press pound to approve.", "0"), None);
-        assert_eq!(warned("This is your one-time check.", "9"), None);
+        // Words that only look like an instruction name no keys; nor do they name
+        // fraud_digits, and a greeting that never does is warned about too.
+        for (greeting, keys) in [
+            ("Press pound to approve.", "0"),
+            ("This is your one-time check. Press pound to approve.", "9"),
+            ("Press pound to approve, or hang up.", "0"),
+        ] {
+            let w = warned(greeting, keys).unwrap_or_else(|| panic!("{greeting:?}"));
+            assert!(
+                w.contains(&format!("never names fraud_digits = \"{keys}\"")),
+                "{greeting:?}: {w}"
+            );
+        }
+        // Named without a "press" is named.
+        assert_eq!(
+            warned("Press pound. To report it: zero, then pound.", "0"),
+            None
+        );
+        assert_eq!(
+            warned("Press pound. Fraud? 9 star, then pound.", "9*"),
+            None
+        );
     }
 
     #[test]
