@@ -1866,7 +1866,8 @@ fn a_call_waiting() -> (common::slapd::Slapd, Standin, Server, String, Call) {
     let standin = Standin::start();
     standin.script(DIRECTORY_MOBILE, Script::Silent);
     let clients = [client("vpn", "127.0.0.1", "methods = [\"voice\"]")];
-    let srv = start(&slapd, &standin, "", "", &clients);
+    let metrics = "\n[metrics]\nlisten = \"127.0.0.1:0\"\n";
+    let srv = start(&slapd, &standin, "", metrics, &clients);
     let r1 = py(&srv, &["--user", "alice", "--password", ALICE_PW]);
     assert_eq!(code_of(&r1), "Access-Challenge", "{r1}");
     let state = r1["state"].as_str().unwrap().to_string();
@@ -1996,6 +1997,20 @@ fn forged_callbacks_change_nothing() {
     twice.push(("Digits".into(), "1".into()));
     let res = standin.post_callback(&url, twice, None);
     assert_eq!(res.status, 400, "a repeated parameter: {res:?}");
+    // Each counted in /metrics by why: the log has one line a minute at most.
+    let refused = |reason: &str| {
+        let body = common::radmfa::http_get(srv.metrics_addr(), "/metrics").2;
+        common::peers::prometheus_parse(&body)
+            [&format!("radmfa_callbacks_refused_total{{reason={reason}}}")]
+    };
+    assert_eq!(refused("unsigned"), 2.0, "no signature, garbage");
+    assert_eq!(
+        refused("bad_signature"),
+        3.0,
+        "wrong token, other params, other URL"
+    );
+    assert_eq!(refused("other_delivery"), 1.0, "another call's callback");
+    assert_eq!(refused("spliced"), 4.0, "three splices and a repeat");
     // The call is still undecided: Enter gets the prompt again, not an Accept.
     let r2 = enter();
     assert_eq!(code_of(&r2), "Access-Challenge", "{r2}");

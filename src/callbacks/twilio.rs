@@ -54,6 +54,7 @@ fn authenticate(
         && param(params, "AccountSid") == Some(twilio.account_sid.as_str());
     if !ok {
         // Neither the parameters nor the path (it holds the transaction id) are logged.
+        Metrics::inc(&app.metrics.callbacks_bad_signature);
         unsigned_refused();
         return Err(StatusCode::FORBIDDEN);
     }
@@ -150,17 +151,20 @@ async fn signed(
         .and_then(|v| v.to_str().ok())
         .is_some_and(signature::well_formed)
     {
+        Metrics::inc(&app.metrics.callbacks_unsigned);
         unsigned_refused();
         return Err(StatusCode::FORBIDDEN);
     }
     let params = params(body);
     authenticate(app, uri, headers, &params)?;
     if spliced(&params, acted_on(kind)) {
+        Metrics::inc(&app.metrics.callbacks_spliced);
         tracing::warn!("provider callback refused: a repeated or re-split parameter");
         return Err(StatusCode::BAD_REQUEST);
     }
     let txn = oob_txn(app, kind, id).await?;
     if !same_delivery(&txn, &params) {
+        Metrics::inc(&app.metrics.callbacks_other_delivery);
         tracing::warn!(
             user = txn.user.as_str(),
             "provider callback refused: signed, but about another {} than this login's",

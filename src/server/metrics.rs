@@ -85,6 +85,10 @@ counters!(
     lockouts,
     fraud_reports,
     sms_undelivered,
+    callbacks_unsigned,
+    callbacks_bad_signature,
+    callbacks_spliced,
+    callbacks_other_delivery,
     fail_open,
     unanswered,
     replies_not_sent,
@@ -515,6 +519,28 @@ impl Metrics {
              callback, with [callbacks]): the user waited for a code that never came. The \
              log names the user, the masked number and the provider's error code.",
             &[("", get(&self.sms_undelivered))],
+        );
+        family(
+            "radmfa_callbacks_refused_total",
+            "counter",
+            "Provider callbacks refused, by reason: unsigned (no signature, or not one in \
+             shape), bad_signature (not signed with the auth token for this URL and \
+             parameters, or another account's), spliced (a parameter repeated or re-split \
+             under a valid signature), other_delivery (signed, but about another call or \
+             message than the login's). Someone forging keypresses or delivery reports, or \
+             a rotated auth_token not yet in radmfa.toml (bad_signature).",
+            &[
+                ("{reason=\"unsigned\"}", get(&self.callbacks_unsigned)),
+                (
+                    "{reason=\"bad_signature\"}",
+                    get(&self.callbacks_bad_signature),
+                ),
+                ("{reason=\"spliced\"}", get(&self.callbacks_spliced)),
+                (
+                    "{reason=\"other_delivery\"}",
+                    get(&self.callbacks_other_delivery),
+                ),
+            ],
         );
         family(
             "radmfa_fail_open_total",
