@@ -3311,3 +3311,27 @@ fn every_user_command_refuses_names_no_login_could_send() {
     );
     assert!(ok, "{out}{err}");
 }
+
+/// `set-phone` refusing a number too short counts what it made of what was typed, and says
+/// where the default country code was added: `"0"` with 49 said "has 2 digits".
+#[test]
+fn set_phone_says_the_default_country_code_was_added_to_a_short_number() {
+    let (_d, cfg) = setup();
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    assert!(!text.contains("[phone]"), "{text}");
+    std::fs::write(
+        &cfg,
+        format!("{text}\n[phone]\ndefault_country_code = \"49\"\n"),
+    )
+    .unwrap();
+    let (ok, _, err) = run(&cfg, &["user", "set-phone", "alice", "0"]);
+    assert!(!ok, "{err}");
+    assert!(
+        err.contains("\"0\" gives 2 digits with the default country code 49 added"),
+        "{err}"
+    );
+    // Written in full, the digits are the ones typed.
+    let (ok, _, err) = run(&cfg, &["user", "set-phone", "alice", "+49 171"]);
+    assert!(!ok, "{err}");
+    assert!(err.contains("\"+49 171\" has 5 digits"), "{err}");
+}

@@ -16,8 +16,11 @@ pub enum PhoneError {
     Characters(String),
     #[error("{0:?} has no country code and no [phone] default_country_code is set")]
     NoCountryCode(String),
-    #[error("{0:?} has {1} digits; E.164 numbers have 8 to 15")]
-    Length(String, usize),
+    /// The number written, the digits of the number it makes, and the default country code
+    /// when it was added: "0" with 49 makes "+49", and "\"0\" has 2 digits" puzzled the
+    /// admin who typed one.
+    #[error("{0:?} {made}; E.164 numbers have 8 to 15", made = digits_made(*.1, .2.as_deref()))]
+    Length(String, usize, Option<String>),
     #[error("{0:?} starts with 0 after the country prefix; no country code starts with 0")]
     CountryCode(String),
     #[error("{0:?} is in a country [phone] allowed_country_codes does not list")]
@@ -32,11 +35,20 @@ impl PhoneError {
         match self {
             PhoneError::Characters(r) => PhoneError::Characters(hide(r)),
             PhoneError::NoCountryCode(r) => PhoneError::NoCountryCode(hide(r)),
-            PhoneError::Length(r, n) => PhoneError::Length(hide(r), *n),
+            PhoneError::Length(r, n, cc) => PhoneError::Length(hide(r), *n, cc.clone()),
             PhoneError::CountryCode(r) => PhoneError::CountryCode(hide(r)),
             PhoneError::Country(r) => PhoneError::Country(hide(r)),
         }
         .to_string()
+    }
+}
+
+/// How many digits a number too short or too long made, saying so where the default country
+/// code was added to what was written.
+fn digits_made(n: usize, default_country_code: Option<&str>) -> String {
+    match default_country_code {
+        Some(cc) => format!("gives {n} digits with the default country code {cc} added"),
+        None => format!("has {n} digits"),
     }
 }
 
@@ -121,16 +133,26 @@ pub fn normalise(raw: &str, default_country_code: &str) -> Result<String, PhoneE
             _ => return Err(PhoneError::Characters(raw.to_string())),
         }
     }
+    // Whether default_country_code was put in front of what was written.
+    let mut added = true;
     let international = if plus {
+        added = false;
         without_trunk_zero(digits)
     } else if let Some(rest) = digits.strip_prefix("00") {
+        added = false;
         without_trunk_zero(rest.to_string())
     } else if default_country_code == "1" {
         // North America: no area code starts with 0 or 1, so a leading 1 is the country
         // code already ("1 (555) 010-0123") and 011 the international prefix.
         match (digits.strip_prefix("011"), digits.strip_prefix('1')) {
-            (Some(rest), _) => rest.to_string(),
-            (None, Some(_)) => digits,
+            (Some(rest), _) => {
+                added = false;
+                rest.to_string()
+            }
+            (None, Some(_)) => {
+                added = false;
+                digits
+            }
             (None, None) => format!("1{digits}"),
         }
     } else if default_country_code.is_empty() {
@@ -156,7 +178,12 @@ pub fn normalise(raw: &str, default_country_code: &str) -> Result<String, PhoneE
         return Err(PhoneError::CountryCode(raw.to_string()));
     }
     if !(8..=15).contains(&international.len()) {
-        return Err(PhoneError::Length(raw.to_string(), international.len()));
+        let added = added.then(|| default_country_code.to_string());
+        return Err(PhoneError::Length(
+            raw.to_string(),
+            international.len(),
+            added,
+        ));
     }
     Ok(format!("+{international}"))
 }
@@ -516,7 +543,7 @@ mod tests {
         ));
         assert!(matches!(
             normalise("+1 555", ""),
-            Err(PhoneError::Length(_, 4))
+            Err(PhoneError::Length(_, 4, None))
         ));
         assert!(matches!(
             normalise("+1 555 CALL NOW", ""),
@@ -524,8 +551,33 @@ mod tests {
         ));
         assert!(matches!(
             normalise("+1234567890123456", ""),
-            Err(PhoneError::Length(_, 16))
+            Err(PhoneError::Length(_, 16, None))
         ));
+    }
+
+    /// A number too short with the default country code added says so: "0" with 49 is
+    /// "+49", and "\"0\" has 2 digits" counted digits the admin never typed.
+    #[test]
+    fn a_length_error_says_when_the_default_country_code_was_added() {
+        let said = |raw: &str, cc: &str| normalise(raw, cc).unwrap_err().to_string();
+        assert_eq!(
+            said("0", "49"),
+            "\"0\" gives 2 digits with the default country code 49 added; E.164 numbers \
+             have 8 to 15"
+        );
+        assert_eq!(
+            said("555 010", "1"),
+            "\"555 010\" gives 7 digits with the default country code 1 added; E.164 \
+             numbers have 8 to 15"
+        );
+        assert_eq!(
+            said("+49 171", "49"),
+            "\"+49 171\" has 5 digits; E.164 numbers have 8 to 15"
+        );
+        assert_eq!(
+            said("0049 171", "49"),
+            "\"0049 171\" has 5 digits; E.164 numbers have 8 to 15"
+        );
     }
 
     #[test]
