@@ -316,43 +316,82 @@ fn ldap_applied(srv: &Server, n: usize) -> usize {
     srv.log().matches(needle).count()
 }
 
-/// SIGHUP applies changed `[ldap]` settings too, such as a rotated service-account password,
-/// without a restart; settings that cannot be used change nothing.
+/// SIGHUP applies changed `[ldap]` settings too, such as another server list, without a
+/// restart; settings that cannot be used change nothing. New settings are tried before they
+/// are used: a mistyped service password, or a list of servers none of which answers, is
+/// refused, and logins go on with the running settings. Before, both were applied and every
+/// login was refused until the next reload.
 #[test]
 fn sighup_applies_new_ldap_settings() {
-    let slapd = Slapd::start(&[LdapUser::new("alice", "alice-pw")]);
+    let mut slapd = Slapd::start(&[LdapUser::new("alice", "alice-pw")]);
     let mut o = Options::new(&slapd.url);
     o.clients = vec![common::radmfa::Nas {
         on_backend_failure: "no_reply",
         ..common::radmfa::Nas::challenge("local", "127.0.0.1")
     }];
+    o.extra.push_str("\n[metrics]\nlisten = \"127.0.0.1:0\"\n");
     let srv = Server::start(&o);
     srv.enroll("alice", &[]);
     let login = || alice_login(&srv);
+    let reloads = || {
+        let m = prometheus_parse(&http_get(srv.metrics_addr(), "/metrics").2);
+        let n = |r: &str| m[&format!("radmfa_config_reloads_total{{result={r}}}")];
+        (n("applied"), n("refused"))
+    };
     assert_eq!(login(), "Access-Challenge", "{}", srv.log());
+    let status = || common::peers::radclient_status(&srv.addr.to_string(), SECRET);
+    assert_eq!(status(), "Access-Accept", "{}", srv.log());
+    let refusals = |n: usize| {
+        srv.log_lines_at_least(n, |l| l.contains("the running configuration is unchanged"))
+    };
 
-    // The service password in the file no longer matches the directory's: the new setting
-    // is used (and fails) from the next request on.
+    // The service password in the file no longer matches the directory's: refused, with
+    // the key and the directory's answer; the running settings go on serving.
     let original = std::fs::read_to_string(&srv.config).unwrap();
     let right = "bind_password = \"adminpw\"";
     assert!(original.contains(right), "the harness's [ldap] changed");
     let wrong = original.replace(right, "bind_password = \"not-the-password\"");
-    let status = || common::peers::radclient_status(&srv.addr.to_string(), SECRET);
-    assert_eq!(status(), "Access-Accept", "{}", srv.log());
     std::fs::write(&srv.config, &wrong).unwrap();
     hup(&srv);
-    assert_eq!(ldap_applied(&srv, 1), 1, "{}", srv.log());
-    // Unproven, as at start: a no-reply client's Status-Server probes the new settings
-    // (which fail) instead of saying "alive" on the old directory's last answer.
-    assert_eq!(status(), "none", "{}", srv.log());
-    assert_ne!(login(), "Access-Challenge", "{}", srv.log());
+    assert_eq!(refusals(1), 1, "{}", srv.log());
+    let refusal = srv.log();
+    let refusal = refusal
+        .lines()
+        .find(|l| l.contains("the running configuration is unchanged"))
+        .unwrap();
     assert!(
-        !srv.log().contains("[ldap] changed in"),
-        "reported as needing a restart"
+        refusal.contains("ldap.bind_password changed, but no server of the new [ldap]")
+            && refusal.contains("invalidCredentials")
+            && refusal.contains("nothing of the file is applied"),
+        "{refusal}"
     );
+    assert!(!refusal.contains("not-the-password"), "{refusal}");
+    assert_eq!(reloads(), (0.0, 1.0));
+    assert_eq!(ldap_applied(&srv, 0), 0, "{}", srv.log());
+    assert_eq!(login(), "Access-Challenge", "{}", srv.log());
+    assert_eq!(status(), "Access-Accept", "{}", srv.log());
 
-    // The right password with a CA file that holds no certificate: refused, and the
-    // running (wrong) settings stay.
+    // A new server list of which no server answers: refused too.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_url = format!("ldap://{}", dead.local_addr().unwrap());
+    drop(dead);
+    let urls = format!("urls = [{:?}]", slapd.url);
+    assert!(original.contains(&urls), "the harness's [ldap] changed");
+    let unreachable = original.replace(&urls, &format!("urls = [{dead_url:?}]"));
+    std::fs::write(&srv.config, &unreachable).unwrap();
+    hup(&srv);
+    assert_eq!(refusals(2), 2, "{}", srv.log());
+    assert!(
+        srv.log().contains(&format!(
+            "ldap.urls changed, but no server of the new [ldap] settings took the service \
+             account's bind ({dead_url}: "
+        )),
+        "{}",
+        srv.log()
+    );
+    assert_eq!(login(), "Access-Challenge", "{}", srv.log());
+
+    // The right password with a CA file that holds no certificate: refused as well.
     let empty_ca = srv.config.with_file_name("empty-ca.pem");
     std::fs::write(&empty_ca, "").unwrap();
     let unusable = original.replace(
@@ -363,21 +402,35 @@ fn sighup_applies_new_ldap_settings() {
     hup(&srv);
     assert!(srv.log_shows("holds no PEM certificate"), "{}", srv.log());
     assert!(srv.log().contains("reload: [ldap]: "), "{}", srv.log());
-    assert_ne!(
-        login(),
-        "Access-Challenge",
-        "the unusable settings were applied"
-    );
+    assert_eq!(reloads(), (0.0, 3.0));
 
-    // Back to the right password: logins work again, no restart.
-    std::fs::write(&srv.config, &original).unwrap();
+    // A list whose first server is down but whose second binds: applied, no restart.
+    let failover = original.replace(&urls, &format!("urls = [{dead_url:?}, {:?}]", slapd.url));
+    std::fs::write(&srv.config, &failover).unwrap();
     hup(&srv);
-    assert_eq!(ldap_applied(&srv, 2), 2, "{}", srv.log());
+    assert_eq!(ldap_applied(&srv, 1), 1, "{}", srv.log());
+    assert!(
+        !srv.log().contains("[ldap] changed in"),
+        "reported as needing a restart"
+    );
+    assert_eq!(reloads(), (1.0, 3.0));
     assert_eq!(login(), "Access-Challenge", "{}", srv.log());
     let t = std::time::Instant::now();
     while status() != "Access-Accept" {
         assert!(t.elapsed().as_secs() < 10, "{}", srv.log());
     }
+
+    // The directory down at the reload, for a reason of its own: the change cannot be
+    // tried, so it waits (and the rest of the file with it) for a reload once it answers.
+    slapd.stop();
+    std::fs::write(&srv.config, &original).unwrap();
+    hup(&srv);
+    assert_eq!(refusals(4), 4, "{}", srv.log());
+    slapd.restart();
+    hup(&srv);
+    assert_eq!(ldap_applied(&srv, 2), 2, "{}", srv.log());
+    assert_eq!(reloads(), (2.0, 4.0));
+    assert_eq!(login(), "Access-Challenge", "{}", srv.log());
 }
 
 /// `entry_cache_seconds` through the server: radclient's logins after the first cost slapd
@@ -446,14 +499,19 @@ fn sighup_rereads_a_rotated_bind_password_file() {
     assert_eq!(ldap_applied(&srv, 1), 1, "{}", srv.log());
     assert_eq!(alice_login(&srv), "Access-Challenge", "{}", srv.log());
 
-    // Rotated in the file only (here: to one the directory refuses, which shows).
+    // Rotated in the file only (here: to one the directory refuses, which the reload
+    // finds before using it, and says whose contents changed).
     std::fs::write(&file, "not-the-password\n").unwrap();
     hup(&srv);
-    assert_eq!(ldap_applied(&srv, 2), 2, "{}", srv.log());
-    assert_eq!(alice_login(&srv), "Access-Reject", "{}", srv.log());
-    std::fs::write(&file, "adminpw\n").unwrap();
-    hup(&srv);
-    assert_eq!(ldap_applied(&srv, 3), 3, "{}", srv.log());
+    assert!(
+        srv.log_shows(
+            "reload: ldap.bind_password_file (its contents) changed, but no server of the new \
+             [ldap] settings took the service account's bind"
+        ),
+        "{}",
+        srv.log()
+    );
+    assert_eq!(ldap_applied(&srv, 1), 1, "{}", srv.log());
     assert_eq!(alice_login(&srv), "Access-Challenge", "{}", srv.log());
 }
 

@@ -7,9 +7,10 @@
 //! (which would drop the duplicate cache and the requests in flight). The other sections
 //! (`[server]`, `[store]`, `[radsec]`, `[metrics]`, the SMS and call providers) hold sockets,
 //! files and connections opened at start: a change there is logged as needing a restart,
-//! not applied. A file that does not validate, or `[ldap]` settings that
-//! cannot be set up (a CA file that does not parse, say), change nothing, and the log says
-//! why. Each UDP request looks its client up as it arrives, and so does each request on an
+//! not applied. A file that does not validate, `[ldap]` settings that
+//! cannot be set up (a CA file that does not parse, say), or changed `[ldap]` settings with
+//! which no server takes the service account's bind (a mistyped password, no server of the
+//! new list reachable), change nothing, and the log says why. Each UDP request looks its client up as it arrives, and so does each request on an
 //! open RadSec connection; a RadSec connection whose address no longer has an entry, or
 //! whose certificate no longer matches its entry's `radsec_name`, is closed at once. A
 //! request in flight finishes with the directory it started with; the next one uses the new
@@ -81,7 +82,7 @@ impl Reloader {
     /// Reloads the client table, the policy sections (and the directory, if `[ldap]`
     /// changed) from the file; the number of clients and the names of the entries taken
     /// out, or why not.
-    pub fn reload(&mut self, app: &AppState) -> Result<(usize, Vec<String>), String> {
+    pub async fn reload(&mut self, app: &AppState) -> Result<(usize, Vec<String>), String> {
         // Read once: the configuration and the sections compared below come from the same
         // text, even if the file is being rewritten (an editor, a config tool) meanwhile.
         let text = std::fs::read_to_string(&self.path)
@@ -132,10 +133,10 @@ impl Reloader {
         // With an entry cache, every reload starts a new one: `systemctl reload` is how an
         // admin makes a changed phone number or a renamed account count at once.
         let caching = caches_entries(&new);
-        let ldap_changed =
-            ldap != self.ldap || ldap_ca != self.ldap_ca || ldap_password != self.ldap_password;
+        let ldap_keys = self.ldap_changes(&ldap, &ldap_ca, &ldap_password);
+        let ldap_changed = !ldap_keys.is_empty();
         let directory = if ldap_changed || caching {
-            Some(crate::auth::directory(new.ldap.as_ref()).map_err(|e| format!("[ldap]: {e}"))?)
+            Some(directory_for(&new, &ldap_keys).await?)
         } else {
             None
         };
@@ -313,6 +314,56 @@ fn fixed_secrets_changed(old: &Config, new: &Config) -> Vec<&'static str> {
     .collect()
 }
 
+impl Reloader {
+    /// What differs between the `[ldap]` in use and the file's (`ldap`, and the files it
+    /// names as read now): its keys (`ldap.urls`), and a password or CA file replaced under
+    /// the same name. Empty: nothing.
+    fn ldap_changes(
+        &self,
+        ldap: &Option<toml::Value>,
+        ca: &FileStamp,
+        password: &Option<Secret>,
+    ) -> Vec<String> {
+        let section = |v: &Option<toml::Value>| -> toml::Table {
+            v.iter().map(|v| ("ldap".to_string(), v.clone())).collect()
+        };
+        let mut keys = changed_sections(&section(&self.ldap), &section(ldap));
+        // The text the same, the value not: read from the file the section names.
+        if keys.is_empty() && *password != self.ldap_password {
+            keys.push("ldap.bind_password_file (its contents)".into());
+        }
+        if *ca != self.ldap_ca && !keys.iter().any(|k| k == "ldap.ca_file") {
+            keys.push("ldap.ca_file (its contents)".into());
+        }
+        keys
+    }
+}
+
+/// The directory `new` describes. When its `[ldap]` changed (`changed`, its keys), the new
+/// settings are tried first, as `config check --connect` does: applied untried, a mistyped
+/// rotated password or a server list none of whose servers answers refused every login
+/// until the next reload. A reload is all or nothing, so the rest of the file waits too;
+/// the running directory keeps serving meanwhile (this runs on the reload's own task).
+async fn directory_for(
+    new: &Config,
+    changed: &[String],
+) -> Result<Arc<dyn crate::auth::PrimaryAuth>, String> {
+    let Some(settings) = new.ldap.as_ref().filter(|_| !changed.is_empty()) else {
+        return crate::auth::directory(new.ldap.as_ref()).map_err(|e| format!("[ldap]: {e}"));
+    };
+    let ldap = crate::auth::LdapAuth::new(settings.clone()).map_err(|e| format!("[ldap]: {e}"))?;
+    ldap.first_to_bind().await.map_err(|e| {
+        format!(
+            "{} changed, but no server of the new [ldap] settings took the service \
+             account's bind ({e}); nothing of the file is applied (its [[client]] entries and \
+             policy sections neither) while the new [ldap] does not work: correct it, or \
+             reload again once the directory answers",
+            changed.join(", ")
+        )
+    })?;
+    Ok(Arc::new(ldap))
+}
+
 /// Whether `config` has `[ldap] entry_cache_seconds` on.
 fn caches_entries(config: &Config) -> bool {
     config
@@ -331,7 +382,7 @@ pub async fn on_sighup(app: Arc<AppState>, mut reloader: Reloader, stop: Cancell
             _ = stop.cancelled() => return,
             r = hup.recv() => if r.is_none() { return },
         }
-        match reloader.reload(&app) {
+        match reloader.reload(&app).await {
             Ok((n, removed)) => {
                 Metrics::inc(&app.metrics.reloads_applied);
                 // Before the line that says the reload is done: what it ends is ended then.
