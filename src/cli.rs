@@ -310,10 +310,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve => {
+            // Before anything else, the file's read included: see `catch_sighup`.
+            let hup = admin::reload::catch_sighup();
             let (cfg, text) =
                 Config::load_with_text(&cli.config).map_err(|e| e.in_file(&cli.config))?;
             crate::telemetry::init(cfg.server.log_format, &cfg.server.log_level);
-            admin::serve::serve(cfg, &text, &cli.config).await?;
+            admin::serve::serve(cfg, &text, &cli.config, hup).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::User(cmd) => {

@@ -1,12 +1,23 @@
 //! The `radmfa` binary: parse the command line and hand over to the library.
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
+    // First, before the runtime's threads: a `systemctl reload` right after the start must
+    // not end the server (see `ignore_sighup`).
+    let hangup = radmfa::admin::reload::ignore_sighup();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("starting the tokio runtime")
+        .block_on(run(hangup))
+}
+
+async fn run(hangup: radmfa::admin::reload::SighupIgnored) -> std::process::ExitCode {
     let cli = radmfa::cli::Cli::parse_args();
     // Not for the server: it prints nothing with println!, and a hook that exits must not
     // stand between it and a panic that needs its default report.
     if !matches!(cli.command, radmfa::cli::Command::Serve) {
         radmfa::admin::output::end_quietly_when_stdout_fails();
+        hangup.restore();
     }
     match radmfa::cli::run(cli).await {
         Ok(code) => code,

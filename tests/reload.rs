@@ -886,3 +886,95 @@ fn sighup_lifts_the_hold_on_a_refused_service_account() {
     }
     assert_eq!(alice_login(&srv), "Access-Challenge", "{}", srv.log());
 }
+
+/// A SIGHUP while `radmfa serve` is still reading its config file (`systemctl restart`, then
+/// `reload` at once) does not end it: it is kept, and applied as a reload once the server
+/// serves. Before, the signal's default action ended the process, with nothing logged, until
+/// the reloader existed. The file is a FIFO here, so that the server waits at that read for
+/// as long as the test needs.
+#[test]
+fn sighup_while_reading_the_config_at_start_is_applied_once_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let real = common::radmfa::write_config(dir.path(), &Options::new("ldap://127.0.0.1:1"));
+    let text = std::fs::read_to_string(&real).unwrap();
+    let config = dir.path().join("fifo.toml");
+    let made = Command::new("mkfifo")
+        .args(["-m", "0600"])
+        .arg(&config)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let feeder = {
+        let config = config.clone();
+        std::thread::spawn(move || {
+            use std::io::Write;
+            // Read and write: the open does not wait for the server, and the server's read
+            // waits for the text.
+            let mut fifo = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&config)
+                .unwrap();
+            let pid = reader_of(&config);
+            let ok = Command::new("kill")
+                .args(["-HUP", &pid.to_string()])
+                .status()
+                .unwrap();
+            assert!(ok.success());
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+            let alive = status
+                .lines()
+                .any(|l| l.starts_with("State:") && !l.contains("zombie"));
+            // The reload reads the path again: a plain file by then. The server holds the
+            // FIFO open and gets the text from it. (A server gone took the directory along.)
+            if alive {
+                std::fs::rename(&real, &config).unwrap();
+                fifo.write_all(text.as_bytes()).unwrap();
+            }
+            alive
+        })
+    };
+    let mut cmd = Command::new(common::radmfa::bin());
+    cmd.arg("--config").arg(&config).arg("serve");
+    let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        Server::spawn(dir, config.clone(), cmd)
+    }));
+    assert!(
+        feeder.join().unwrap(),
+        "a SIGHUP while radmfa read its config file ended it"
+    );
+    let srv = started.unwrap_or_else(|e| std::panic::resume_unwind(e));
+    assert!(
+        srv.log_shows("reload: 1 [[client]] entries from"),
+        "the SIGHUP was not applied once serving:\n{}",
+        srv.log()
+    );
+    assert_eq!(ask(&srv, SECRET), "Access-Reject", "{}", srv.log());
+}
+
+/// The process (other than this one) that has `path` open, once one has (10 s at most).
+fn reader_of(path: &std::path::Path) -> u32 {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let pids = std::fs::read_dir("/proc").unwrap().flatten();
+        let found = pids
+            .filter_map(|p| p.file_name().to_str()?.parse::<u32>().ok())
+            .find(|pid| {
+                *pid != std::process::id()
+                    && std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|fds| {
+                        fds.flatten()
+                            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|l| l == path))
+                    })
+            });
+        if let Some(pid) = found {
+            return pid;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "no process opened {}",
+            path.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}

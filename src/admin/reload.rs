@@ -47,17 +47,54 @@ pub struct Reloader {
     /// The longest request deadline of the starting clients: PostgreSQL connections were
     /// opened with it (`idle_in_transaction_session_timeout`).
     longest: Duration,
-    /// SIGHUP, caught from the moment the reloader exists: before it, the signal's default
-    /// action ends the process, and a `systemctl reload` during a slow start (a database
-    /// still starting) must not stop the server.
+    /// SIGHUP, caught since `radmfa serve` began ([`catch_sighup`]).
     hup: Option<tokio::signal::unix::Signal>,
 }
 
+/// SIGHUP as [`catch_sighup`] caught it.
+pub type Hangups = std::io::Result<tokio::signal::unix::Signal>;
+
+/// SIGHUP, caught from here on: called first thing in `radmfa serve`, before the config
+/// file is read. The signal's default action ends the process, and systemd's
+/// `ExecReload=/bin/kill -HUP $MAINPID` sends it whenever asked (`systemctl restart` then
+/// `reload`, a reload during a slow start with the database still starting): the server
+/// died with nothing logged. A SIGHUP that arrives before the server serves is kept (tokio
+/// remembers it until it is waited for) and applied as a reload once it does, rather than
+/// dropped: the file may have changed after it was read. Before this runs (the program
+/// loading, the runtime starting) nothing can catch it.
+pub fn catch_sighup() -> Hangups {
+    use tokio::signal::unix::{signal, SignalKind};
+    signal(SignalKind::hangup())
+}
+
+/// SIGHUP's disposition as the process was started with it, while [`ignore_sighup`] has it
+/// ignored.
+pub struct SighupIgnored(libc::sighandler_t);
+
+/// SIGHUP ignored from the first line of `main`, before the runtime starts and the command
+/// line is parsed (milliseconds, in which [`catch_sighup`] cannot run yet): `serve` then
+/// catches it before reading its file, so one ignored meanwhile asked for nothing the read
+/// does not see; every other command puts it back as it was ([`SighupIgnored::restore`]), so
+/// a closed terminal still ends `audit --follow` (and `nohup` still keeps it going).
+pub fn ignore_sighup() -> SighupIgnored {
+    // SAFETY: sets a signal's disposition, before any other thread exists; no handler runs.
+    SighupIgnored(unsafe { libc::signal(libc::SIGHUP, libc::SIG_IGN) })
+}
+
+impl SighupIgnored {
+    pub fn restore(self) {
+        if self.0 != libc::SIG_ERR {
+            // SAFETY: puts back the disposition `signal` returned (SIG_DFL, or SIG_IGN).
+            unsafe { libc::signal(libc::SIGHUP, self.0) };
+        }
+    }
+}
+
 impl Reloader {
-    /// `text`: the file as `started` was parsed from it.
-    pub fn new(path: &Path, started: &Config, text: &str) -> anyhow::Result<Self> {
-        use tokio::signal::unix::{signal, SignalKind};
-        let hup = signal(SignalKind::hangup())
+    /// `text`: the file as `started` was parsed from it; `hup`: [`catch_sighup`]'s.
+    pub fn new(path: &Path, started: &Config, text: &str, hup: Hangups) -> anyhow::Result<Self> {
+        // Said here, once the log is set up.
+        let hup = hup
             .map_err(
                 |e| warn!(error = %e, "cannot catch SIGHUP; reloading clients needs a restart"),
             )

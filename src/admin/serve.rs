@@ -11,15 +11,20 @@ use crate::app::AppState;
 use crate::config::Config;
 use crate::server::metrics::HttpListener;
 
-/// `text` is the file as `cfg` was parsed from it.
-pub async fn serve(cfg: Config, text: &str, path: &std::path::Path) -> anyhow::Result<()> {
+/// `text` is the file as `cfg` was parsed from it; `hup`, SIGHUP as caught before it was
+/// read (`reload::catch_sighup`).
+pub async fn serve(
+    cfg: Config,
+    text: &str,
+    path: &std::path::Path,
+    hup: super::reload::Hangups,
+) -> anyhow::Result<()> {
     survive_file_size_limit();
     not_dumpable();
-    // First: SIGHUP is caught from here on (see `Reloader`).
     #[cfg(unix)]
-    let reloader = super::reload::Reloader::new(path, &cfg, text)?;
+    let reloader = super::reload::Reloader::new(path, &cfg, text, hup)?;
     #[cfg(not(unix))]
-    let _ = (path, text);
+    let _ = (path, text, hup);
     let sockets = crate::server::bind(&cfg.server.listen).context("binding listen addresses")?;
     let radsec = match &cfg.radsec {
         Some(r) => Some(radsec_listeners(r).await?),
