@@ -915,7 +915,7 @@ fn sighup_while_reading_the_config_at_start_is_applied_once_serving() {
                 .write(true)
                 .open(&config)
                 .unwrap();
-            let pid = reader_of(&config);
+            let pid = server_reading(&config);
             let ok = Command::new("kill")
                 .args(["-HUP", &pid.to_string()])
                 .status()
@@ -953,26 +953,30 @@ fn sighup_while_reading_the_config_at_start_is_applied_once_serving() {
     assert_eq!(ask(&srv, SECRET), "Access-Reject", "{}", srv.log());
 }
 
-/// The process (other than this one) that has `path` open, once one has (10 s at most).
-fn reader_of(path: &std::path::Path) -> u32 {
+/// The `radmfa --config PATH serve` process, once it has `path` open (10 s at most). By its
+/// command line too: a child of this test process, forked by another test and not yet
+/// running its program, has the FIFO open as well.
+fn server_reading(path: &std::path::Path) -> u32 {
     let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let reading = |pid: u32| {
+        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        cmd.contains(&*path.to_string_lossy())
+            && cmd.ends_with(" serve ")
+            && std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|fds| {
+                fds.flatten()
+                    .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|l| l == path))
+            })
+    };
     loop {
         let pids = std::fs::read_dir("/proc").unwrap().flatten();
-        let found = pids
-            .filter_map(|p| p.file_name().to_str()?.parse::<u32>().ok())
-            .find(|pid| {
-                *pid != std::process::id()
-                    && std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|fds| {
-                        fds.flatten()
-                            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|l| l == path))
-                    })
-            });
-        if let Some(pid) = found {
+        let mut pids = pids.filter_map(|p| p.file_name().to_str()?.parse::<u32>().ok());
+        if let Some(pid) = pids.find(|pid| reading(*pid)) {
             return pid;
         }
         assert!(
             std::time::Instant::now() < until,
-            "no process opened {}",
+            "no radmfa opened {}",
             path.display()
         );
         std::thread::sleep(std::time::Duration::from_millis(5));
