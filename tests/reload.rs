@@ -982,3 +982,44 @@ fn server_reading(path: &std::path::Path) -> u32 {
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
 }
+
+/// A seed key file replaced at the same `store.key_file` path changes no text of the config
+/// file, yet the next start runs with it: a reload says it waits for a restart, and that the
+/// start will refuse a key the database's seeds are not sealed with. The key put back (a
+/// new file, the same key) changes nothing. Before, the replacement went unnoticed.
+#[test]
+fn sighup_says_a_replaced_store_key_file_needs_a_restart() {
+    let mut o = Options::new("ldap://127.0.0.1:1");
+    o.extra.push_str("\n[metrics]\nlisten = \"127.0.0.1:0\"\n");
+    let srv = Server::start(&o);
+    let restart_pending = || {
+        prometheus_parse(&http_get(srv.metrics_addr(), "/metrics").2)
+            ["radmfa_config_restart_pending{}"]
+    };
+    let reloaded = |n: usize| srv.log_lines_at_least(n, |l| l.contains("[[client]] entries from"));
+    let key = srv.config.with_file_name("radmfa.key");
+    let in_use = std::fs::read_to_string(&key).unwrap();
+    std::fs::write(&key, format!("{}\n", "5a".repeat(32))).unwrap();
+    hup(&srv);
+    assert!(
+        srv.log_shows(
+            "reload: store.key_file (another key, not the one this database's seeds are sealed \
+             with: the next start refuses to run; put the key in use back) changed in"
+        ),
+        "{}",
+        srv.log()
+    );
+    assert_eq!(restart_pending(), 1.0);
+
+    std::fs::remove_file(&key).unwrap();
+    common::peers::write_private(&key, &in_use);
+    hup(&srv);
+    assert_eq!(reloaded(2), 2, "{}", srv.log());
+    assert_eq!(restart_pending(), 0.0, "{}", srv.log());
+    assert_eq!(
+        srv.log().matches("store.key_file").count(),
+        1,
+        "{}",
+        srv.log()
+    );
+}

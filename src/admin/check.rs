@@ -528,24 +528,37 @@ async fn key_refused(store: &crate::config::StoreConfig) -> Option<String> {
         Ok(sealer) => sealer,
         Err(e) => return Some(format!("store: {e}")),
     };
-    let (opens, wrong) = match store {
-        StoreConfig::Sqlite { path, .. } => (
-            crate::store::sqlite::SqliteStore::key_matches(path, &sealer).await,
+    let wrong = match store {
+        StoreConfig::Sqlite { .. } => {
             "is not the key this database's seeds are sealed with; restore the key file that \
-             belongs to this database",
-        ),
-        StoreConfig::Postgres { settings, .. } => (
-            crate::store::postgres::PgStore::recorded_key_opens(settings, &sealer).await,
-            crate::store::postgres::WRONG_KEY,
-        ),
+             belongs to this database"
+        }
+        StoreConfig::Postgres { .. } => crate::store::postgres::WRONG_KEY,
     };
-    match opens {
+    match key_opens(store, &sealer).await {
         Ok(true) => None,
         Ok(false) => Some(format!(
             "store: store.key_file {}: {wrong}",
             key_file.display()
         )),
         Err(e) => Some(format!("store: {e}")),
+    }
+}
+
+/// Whether the store's database was set up with `sealer`'s key (its `key_check` row, or its
+/// first seeds), read without opening it as the start does.
+pub(super) async fn key_opens(
+    store: &crate::config::StoreConfig,
+    sealer: &crate::store::Sealer,
+) -> Result<bool, crate::store::StoreError> {
+    use crate::config::StoreConfig;
+    match store {
+        StoreConfig::Sqlite { path, .. } => {
+            crate::store::sqlite::SqliteStore::key_matches(path, sealer).await
+        }
+        StoreConfig::Postgres { settings, .. } => {
+            crate::store::postgres::PgStore::recorded_key_opens(settings, sealer).await
+        }
     }
 }
 

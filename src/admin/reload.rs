@@ -49,6 +49,32 @@ pub struct Reloader {
     longest: Duration,
     /// SIGHUP, caught since `radmfa serve` began ([`catch_sighup`]).
     hup: Option<tokio::signal::unix::Signal>,
+    /// The store's key file as the store was opened with it (read once it was: the first
+    /// start creates it).
+    store_key: Option<StoreKey>,
+}
+
+/// `store.key_file` as in use: a key replaced at the same path changes no text of the
+/// config file, yet the next start runs with it (or refuses to).
+struct StoreKey {
+    stamp: FileStamp,
+    key: Option<crate::store::Sealer>,
+}
+
+impl StoreKey {
+    fn read(store: &StoreConfig) -> StoreKey {
+        let path = key_file(store);
+        StoreKey {
+            stamp: stamp(path),
+            key: crate::store::KeyFile::load(path).ok(),
+        }
+    }
+}
+
+fn key_file(store: &StoreConfig) -> &Path {
+    match store {
+        StoreConfig::Sqlite { key_file, .. } | StoreConfig::Postgres { key_file, .. } => key_file,
+    }
 }
 
 /// SIGHUP as [`catch_sighup`] caught it.
@@ -113,6 +139,7 @@ impl Reloader {
             ldap_password: bind_password(started),
             longest: longest_request(started, &started.clients),
             hup,
+            store_key: None,
         })
     }
 
@@ -177,7 +204,12 @@ impl Reloader {
         } else {
             None
         };
-        let changed = waiting_for_restart(&self.fixed, &now, &running, &new);
+        let mut changed = waiting_for_restart(&self.fixed, &now, &running, &new);
+        if let Some(key) = self.key_file_replaced(&new.store).await {
+            // Said once, with what the next start will make of it.
+            changed.retain(|c| c != "store.key_file");
+            changed.push(key);
+        }
         if !changed.is_empty() {
             warn!(
                 "reload: {} changed in {} (or a file it names); only [[client]] entries, \
@@ -352,6 +384,51 @@ fn fixed_secrets_changed(old: &Config, new: &Config) -> Vec<&'static str> {
 }
 
 impl Reloader {
+    /// Notes the store's key file as the store was just opened with it (the first start
+    /// creates it): a reload compares the file with this.
+    pub fn store_opened(&mut self, store: &StoreConfig) {
+        self.store_key = Some(StoreKey::read(store));
+    }
+
+    /// `store.key_file` of the file's `store` if it holds another key than the one in use,
+    /// named with what the next start will find: a key the database's seeds are not sealed
+    /// with stops it. (A file touched, or the same key copied over it, is no change.)
+    async fn key_file_replaced(&self, store: &StoreConfig) -> Option<String> {
+        let in_use = self.store_key.as_ref()?;
+        let path = key_file(store);
+        if stamp(path) == in_use.stamp {
+            return None;
+        }
+        let why = match crate::store::KeyFile::load(path) {
+            Err(_) if !path.exists() => format!(
+                "{} is gone: the next start makes a new key, which this database's seeds are \
+                 not sealed with, and refuses to run",
+                path.display()
+            ),
+            Err(e) => format!("{e}: the next start refuses to run"),
+            Ok(key) => {
+                let same = in_use
+                    .key
+                    .as_ref()
+                    .is_some_and(|k| crate::radius::crypto::ct_eq(k.code_key(), key.code_key()));
+                if same {
+                    return None;
+                }
+                match super::check::key_opens(store, &key).await {
+                    Ok(true) => "another key".to_string(),
+                    Ok(false) => "another key, not the one this database's seeds are sealed \
+                                  with: the next start refuses to run; put the key in use back"
+                        .to_string(),
+                    Err(e) => format!(
+                        "another key; whether this database's seeds are sealed with it could \
+                         not be checked: {e}"
+                    ),
+                }
+            }
+        };
+        Some(format!("store.key_file ({why})"))
+    }
+
     /// What differs between the `[ldap]` in use and the file's (`ldap`, and the files it
     /// names as read now): its keys (`ldap.urls`), and a password or CA file replaced under
     /// the same name. Empty: nothing.

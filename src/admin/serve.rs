@@ -22,7 +22,7 @@ pub async fn serve(
     survive_file_size_limit();
     not_dumpable();
     #[cfg(unix)]
-    let reloader = super::reload::Reloader::new(path, &cfg, text, hup)?;
+    let mut reloader = super::reload::Reloader::new(path, &cfg, text, hup)?;
     #[cfg(not(unix))]
     let _ = (path, text, hup);
     let sockets = crate::server::bind(&cfg.server.listen).context("binding listen addresses")?;
@@ -43,6 +43,8 @@ pub async fn serve(
         _ => None,
     };
     let app = AppState::build(cfg).await?;
+    #[cfg(unix)]
+    reloader.store_opened(&app.config().store);
     // Which file, store, directory and clients this process serves, as `config check` says
     // it: after a restart with the wrong --config the journal shows it.
     tracing::info!("radmfa {} serving {}", crate::VERSION, path.display());
