@@ -51,6 +51,15 @@ fn sighup_swaps_the_client_table_and_keeps_it_when_the_file_is_bad() {
     };
     assert_eq!(reloads(), (0.0, 0.0));
     assert_eq!(restart_pending(), 0.0);
+    let read_at = || {
+        prometheus_parse(&http_get(srv.metrics_addr(), "/metrics").2)
+            ["radmfa_config_last_reload_success_timestamp_seconds{}"]
+    };
+    let started = read_at();
+    assert!(
+        (started - common::peers::now() as f64).abs() < 60.0,
+        "{started}"
+    );
     assert_eq!(ask(&srv, SECRET), "Access-Reject");
     assert_eq!(ask(&srv, NEW_SECRET), "none", "a wrong secret is dropped");
 
@@ -67,6 +76,7 @@ fn sighup_swaps_the_client_table_and_keeps_it_when_the_file_is_bad() {
         &format!("[[client]]\nname = \"local-rotated\"\naddress = \"127.0.0.1\"\nsecret = \"{NEW_SECRET}\""),
     );
     std::fs::write(&srv.config, &rotated).unwrap();
+    common::peers::into_next_second();
     hup(&srv);
     assert!(
         srv.log_shows("reload: 1 [[client]] entries from"),
@@ -107,6 +117,9 @@ fn sighup_swaps_the_client_table_and_keeps_it_when_the_file_is_bad() {
         "{refusal}"
     );
     assert_eq!(reloads(), (1.0, 1.0));
+    // The applied reload moved it (a second later at least); the refused one did not.
+    let applied = read_at();
+    assert!(applied > started, "{started} {applied}");
     assert_eq!(
         ask(&srv, NEW_SECRET),
         "Access-Reject",
@@ -127,6 +140,7 @@ fn sighup_swaps_the_client_table_and_keeps_it_when_the_file_is_bad() {
     assert_eq!(ask(&srv, NEW_SECRET), "Access-Reject");
     // Monitoring sees that the running configuration is behind the file.
     assert_eq!(reloads(), (2.0, 1.0));
+    assert!(read_at() >= applied);
     assert_eq!(restart_pending(), 1.0);
 }
 

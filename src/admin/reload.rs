@@ -499,6 +499,7 @@ pub async fn on_sighup(app: Arc<AppState>, mut reloader: Reloader, stop: Cancell
         match reloader.reload(&app).await {
             Ok((n, removed)) => {
                 Metrics::inc(&app.metrics.reloads_applied);
+                app.metrics.config_read(app.clock.now());
                 // Before the line that says the reload is done: what it ends is ended then.
                 crate::pipeline::remembered::fit_to_clients(&*app.store, &app.config().clients)
                     .await;

@@ -43,6 +43,7 @@ pub async fn serve(
         _ => None,
     };
     let app = AppState::build(cfg).await?;
+    app.metrics.config_read(app.clock.now());
     #[cfg(unix)]
     reloader.store_opened(&app.config().store);
     // Which file, store, directory and clients this process serves, as `config check` says

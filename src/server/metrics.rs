@@ -33,6 +33,9 @@ macro_rules! counters {
             /// The earliest nextUpdate of the CRLs in `radsec.crl_file`, Unix seconds; 0
             /// without one (set with the certificate's).
             pub radsec_crl_next_update: AtomicU64,
+            /// When the configuration in use was read, Unix seconds: the start, then each
+            /// applied reload.
+            pub config_read_at: AtomicU64,
             /// Time from a request's arrival to its reply (Access-Requests answered).
             pub latency: Histogram,
             /// Replies per `[[client]]` name (the names come from the config, so the set is
@@ -228,6 +231,12 @@ impl Metrics {
             .unwrap_or(0)
     }
 
+    /// Sets `config_read_at` (at the start, an applied reload), Unix seconds.
+    pub fn config_read(&self, at: i64) {
+        self.config_read_at
+            .store(u64::try_from(at).unwrap_or(0), Ordering::Relaxed);
+    }
+
     /// Counts a request as in flight until the guard is dropped (also on cancellation).
     pub fn start_request(&self) -> InFlight<'_> {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
@@ -379,6 +388,13 @@ impl Metrics {
                 ("{result=\"applied\"}", get(&self.reloads_applied)),
                 ("{result=\"refused\"}", get(&self.reloads_refused)),
             ],
+        );
+        family(
+            "radmfa_config_last_reload_success_timestamp_seconds",
+            "gauge",
+            "When the configuration in use was read, Unix time: the start, then each applied \
+             reload. Behind the file's modification time: a reload was refused, or not sent.",
+            &[("", get(&self.config_read_at))],
         );
         family(
             "radmfa_config_restart_pending",
