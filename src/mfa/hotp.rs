@@ -174,8 +174,9 @@ pub fn find_consecutive(token: &Token, code1: &str, code2: &str, window: u64) ->
 }
 
 /// Self-service resynchronisation's first half: the counter of `code` in the resync range
-/// beyond the normal window, `(counter + window, counter + resync_window]`. The caller only
-/// remembers it; the next code must be exactly the one after it.
+/// beyond the normal window, `(counter + window, counter + resync_window]`: the first one,
+/// if the code comes up more than once there. The caller only remembers that one (the
+/// counter after it); [`completes_resync`] finds the code's other counters again.
 pub fn match_beyond_window(
     token: &Token,
     code: &str,
@@ -196,6 +197,57 @@ pub fn match_beyond_window(
         if ok && matched.is_none() {
             matched = Some(c);
         }
+    }
+    matched
+}
+
+/// The most counters of the first code a resync's second code is tried after. A code
+/// comes up again in the resync range by chance (about `resync_window` in 10^digits: one
+/// resync in ten at the largest range), so its owner's press may follow any of its
+/// counters; but each one tried is one more second code that finishes the resync, which
+/// is what a guesser aims at. Two or three are all a real range holds (eight twins of one
+/// code in 100000 counters: about one in 10^12); the cap bounds a guesser's odds whatever
+/// the range.
+const RESYNC_TWINS: usize = 8;
+
+/// Self-service resynchronisation's second half: the counter of `code` when it is the code
+/// right after one of the counters of the first code, which [`match_beyond_window`] found
+/// first at `expected - 1` (the pending resync stores `expected`). The first code may also
+/// come up later in the resync range, at the counter the user really pressed: only the
+/// first one's successor was taken, and the user's next code was refused as out of sync.
+/// The first code's counters are found again from the seed, so nothing but `expected` is
+/// stored. The earliest match wins. Every counter of the range is computed and compared in
+/// constant time, as [`match_hotp`] does.
+pub fn completes_resync(
+    token: &Token,
+    expected: u64,
+    code: &str,
+    resync_window: u64,
+) -> Option<u64> {
+    if token.kind != TokenKind::Hotp || code.len() != token.digits as usize {
+        return None;
+    }
+    let first_at = expected.checked_sub(1)?;
+    let last = token.counter.saturating_add(resync_window);
+    // Past the range (`resync_window` lowered since the first code came): no resync.
+    if first_at > last {
+        return None;
+    }
+    let hotp = |c: u64| hotp_code(&token.secret, token.algorithm, token.digits, c);
+    let first = hotp(first_at);
+    let mut twins = 0;
+    let mut matched = None;
+    let mut previous = first.clone();
+    for c in counters(first_at, last.saturating_sub(first_at)) {
+        let next = hotp(c.checked_add(1)?);
+        let twin = code_eq(&previous, &first) && twins < RESYNC_TWINS;
+        if twin {
+            twins += 1;
+        }
+        if twin && code_eq(&next, code) && matched.is_none() {
+            matched = Some(c + 1);
+        }
+        previous = next;
     }
     matched
 }
@@ -327,6 +379,57 @@ mod tests {
         assert_eq!(match_beyond_window(&t, RFC4226[9], 3, 8), None);
     }
 
+    /// The second code of a resync is the code after any counter of the first code in the
+    /// range, not only after the first one found: a pair of counters with one code, found
+    /// by search over the seed, shows it.
+    #[test]
+    fn a_resync_completes_after_any_counter_of_the_first_code() {
+        let t = token(0, 6);
+        let at = |c: u64| hotp_code(&t.secret, t.algorithm, 6, c);
+        let mut seen = std::collections::HashMap::new();
+        let (twin, pressed) = (11u64..)
+            .find_map(|c| seen.insert(at(c), c).map(|earlier| (earlier, c)))
+            .unwrap();
+        assert_eq!(at(twin), at(pressed), "a twin");
+        assert!(at(twin + 1) != at(pressed + 1) && pressed <= 100_000);
+        let found = match_beyond_window(&t, &at(pressed), 10, 100_000);
+        assert_eq!(found, Some(twin), "the first one is what is remembered");
+        let expected = twin + 1;
+        assert_eq!(
+            completes_resync(&t, expected, &at(pressed + 1), 100_000),
+            Some(pressed + 1)
+        );
+        assert_eq!(
+            completes_resync(&t, expected, &at(twin + 1), 100_000),
+            Some(twin + 1)
+        );
+        // Not after a counter of the first code: a press skipped, or one behind.
+        assert_eq!(
+            completes_resync(&t, expected, &at(pressed + 2), 100_000),
+            None
+        );
+        assert_eq!(completes_resync(&t, expected, &at(twin), 100_000), None);
+        // Not past the range: the twin beyond it is not the first code's any more.
+        assert_eq!(
+            completes_resync(&t, expected, &at(pressed + 1), pressed - 1),
+            None
+        );
+    }
+
+    /// RFC 4226's vectors: the code after the remembered counter finishes a resync.
+    #[test]
+    fn a_resync_completes_with_the_next_code() {
+        let t = token(0, 6);
+        assert_eq!(completes_resync(&t, 5, RFC4226[5], 1000), Some(5));
+        assert_eq!(completes_resync(&t, 5, RFC4226[6], 1000), None);
+        assert_eq!(
+            completes_resync(&t, 5, RFC4226[5], 3),
+            None,
+            "past the range"
+        );
+        assert_eq!(completes_resync(&t, 5, "25467", 1000), None, "wrong length");
+    }
+
     #[test]
     fn counter_at_the_top_does_not_overflow() {
         let t = token(u64::MAX - 1, 6);
@@ -346,5 +449,6 @@ mod tests {
         );
         assert_eq!(find_consecutive(&t, "000000", "111111", 10), None);
         assert_eq!(match_beyond_window(&t, "000000", 10, 100), None);
+        assert_eq!(completes_resync(&t, u64::MAX, "000000", 100), None);
     }
 }

@@ -298,24 +298,24 @@ async fn beyond_window(
     if !cfg.self_resync {
         return Ok(TokenCheck::NoMatch);
     }
-    // The second half of a self-service resync: exactly the counter after the remembered one.
-    if let Some((expected, at)) = rec.extra.resync {
-        let fresh = now.saturating_sub(at) <= RESYNC_PENDING_SECS;
-        let as_token = crate::store::Token {
-            counter: expected,
-            ..t.clone()
-        };
-        if fresh && hotp::match_hotp(&as_token, code, 0) == Some(expected) {
+    // The second half of a self-service resync: exactly the counter after the remembered one,
+    // or after a later counter of the same first code.
+    let pending = rec
+        .extra
+        .resync
+        .filter(|(_, at)| now.saturating_sub(*at) <= RESYNC_PENDING_SECS);
+    if let Some((expected, _)) = pending {
+        if let Some(second) = hotp::completes_resync(t, expected, code, cfg.resync_window) {
             return Ok(
                 match store
-                    .advance_hotp_counter(t.id, t.counter, expected + 1, t.user.as_deref())
+                    .advance_hotp_counter(t.id, t.counter, second + 1, t.user.as_deref())
                     .await?
                 {
                     CounterUse::Taken => {
                         store.set_hotp_resync(t.id, None).await?;
                         TokenCheck::Accepted {
                             mode: "hotp",
-                            note: Some(format!("token resynchronised at counter {expected}")),
+                            note: Some(format!("token resynchronised at counter {second}")),
                         }
                     }
                     CounterUse::Moved { .. } => TokenCheck::Replayed,
@@ -738,6 +738,34 @@ mod tests {
             TokenCheck::ResyncPending
         );
         assert!(accepted(&check(&s, &o, &code(202), late + 1).await));
+    }
+
+    /// The first code of a self-service resync whose code also comes up earlier in the
+    /// resync range (a chance twin: about one resync in ten with `resync_window = 100000`):
+    /// the next code after the user's press finishes it. Only the successor of the first
+    /// match was taken, so the user's next code was refused ("out of sync") and counted,
+    /// and only the one after it got in.
+    #[tokio::test]
+    async fn a_resync_whose_first_code_has_a_twin_earlier_takes_the_next_code() {
+        let mut o = opts(true);
+        o.hotp.resync_window = 100_000;
+        // The first pair of counters in the resync range (past the window of 10) with one
+        // code: found by search, so the test shows it is a twin.
+        let mut seen = std::collections::HashMap::new();
+        let (twin, pressed) = (11u64..)
+            .find_map(|c| seen.insert(code(c), c).map(|earlier| (earlier, c)))
+            .unwrap();
+        assert!(pressed <= o.hotp.resync_window, "{twin} {pressed}");
+        assert_eq!(code(twin), code(pressed));
+        let s = store_with(TokenKind::Hotp, TokenExtra::default()).await;
+        assert_eq!(
+            check(&s, &o, &code(pressed), 0).await,
+            TokenCheck::ResyncPending
+        );
+        let got = check(&s, &o, &code(pressed + 1), 10).await;
+        assert!(accepted(&got), "{got:?}");
+        assert_eq!(record(&s).await.token.counter, pressed + 2);
+        assert_eq!(record(&s).await.extra.resync, None);
     }
 
     #[tokio::test]
