@@ -832,6 +832,80 @@ fn a_self_resync_whose_first_code_has_an_earlier_twin_takes_the_next_code() {
     );
 }
 
+/// A refused code that is one token's (a code it used, one far ahead of it, the code of it
+/// disabled) is audited under that token's serial and in its kind's mode, though the user
+/// also holds a TOTP app: those were "totp" and "-", and the admin looked for an app's
+/// problem. A user with two HOTP tokens gets the used one's serial too. A code of none
+/// keeps the user's mode.
+#[test]
+fn a_refused_code_of_one_token_is_audited_as_that_tokens() {
+    let slapd = Slapd::start(&[
+        LdapUser::new("carol", "carol-pw"),
+        LdapUser::new("lee", "lee-pw"),
+    ]);
+    let srv = inline_server(&slapd, "\n[hotp]\nself_resync = true\n");
+    srv.enroll("carol", &[]);
+    let seed = b"hotp-carol-seed-0123";
+    import_hotp(&srv, "HOTP-CAROL", seed, 6, 0, "carol");
+    let code = |c| hotp(seed, c, "sha1", 6);
+    let last = |user: &str| {
+        let rec = srv.audit_json(user).remove(0);
+        let field = |k: &str| rec[k].as_str().unwrap_or("-").to_string();
+        (
+            field("result"),
+            field("mode"),
+            field("token_serial"),
+            field("reason"),
+        )
+    };
+    assert_eq!(login(&srv, "carol", "carol-pw", &code(0)), "Access-Accept");
+    let hotp_row = |reason: &str| {
+        (
+            "reject".to_string(),
+            "hotp".to_string(),
+            "HOTP-CAROL".to_string(),
+            reason.to_string(),
+        )
+    };
+    assert_eq!(login(&srv, "carol", "carol-pw", &code(0)), "Access-Reject");
+    assert_eq!(last("carol"), hotp_row("code already used"));
+    assert_eq!(
+        login(&srv, "carol", "carol-pw", &code(500)),
+        "Access-Reject"
+    );
+    assert_eq!(
+        last("carol"),
+        hotp_row("HOTP token out of sync: log in again with its next code to resynchronise")
+    );
+    // A code of none of her tokens: as before, the user's mode and no token named.
+    let wrong = if code(2) == "000000" {
+        "000001"
+    } else {
+        "000000"
+    };
+    assert_eq!(login(&srv, "carol", "carol-pw", wrong), "Access-Reject");
+    let (_, mode, serial, _) = last("carol");
+    assert_eq!((mode.as_str(), serial.as_str()), ("totp", "-"));
+    cli_ok(&srv, &["token", "disable", "HOTP-CAROL"]);
+    assert_eq!(login(&srv, "carol", "carol-pw", &code(1)), "Access-Reject");
+    assert_eq!(
+        last("carol"),
+        hotp_row("code of token HOTP-CAROL, which is disabled")
+    );
+
+    let lee = b"hotp-lee-seed-012345";
+    import_hotp(&srv, "HOTP-LEE-1", lee, 6, 0, "lee");
+    import_hotp(&srv, "HOTP-LEE-2", b"hotp-lee-seed-second", 6, 0, "lee");
+    let lee_code = hotp(lee, 0, "sha1", 6);
+    assert_eq!(login(&srv, "lee", "lee-pw", &lee_code), "Access-Accept");
+    assert_eq!(login(&srv, "lee", "lee-pw", &lee_code), "Access-Reject");
+    let (_, mode, serial, reason) = last("lee");
+    assert_eq!(
+        (mode.as_str(), serial.as_str(), reason.as_str()),
+        ("hotp", "HOTP-LEE-1", "code already used")
+    );
+}
+
 /// A hardware TOTP token whose clock runs ahead: refused beyond the window, resynchronised
 /// with two codes, and from then on the window follows its drift.
 #[test]

@@ -6,8 +6,8 @@
 use super::login::LOCKED_MESSAGE;
 use super::methods::{self, blocked, Subject};
 use super::second_factor::{
-    check_code_in_turn, oath_mode, sole_serial, take_turn, user_view, CodeCheck, UserView, Via,
-    DISABLED_MESSAGE, RESYNC_MESSAGE,
+    check_code_in_turn, oath_mode, refused_mode, sole_serial, take_turn, user_view, CodeCheck,
+    UserView, Via, DISABLED_MESSAGE, RESYNC_MESSAGE,
 };
 use super::{aliases, followup_oob, oob, Fault, RequestContext, Verdict};
 use crate::app::AppState;
@@ -534,6 +534,7 @@ async fn totp(
             resync,
             before_lock,
             serial,
+            kind,
             message,
         } => {
             // A resync-pending HOTP token: the next code at this very prompt finishes it.
@@ -547,7 +548,9 @@ async fn totp(
                     &offered(r.via.ctx, &r.carried),
                 )
             };
-            let mode = oath_mode(view.tokens());
+            // The code's token's mode, when it was one token's: "press the button" for an
+            // HOTP token's used code, though the user holds an app too.
+            let mode = refused_mode(kind, view.tokens());
             // The code of a token the user cannot use now: said so, as a login with that
             // token alone is told (the prompt stays while attempts are left, for a code of
             // another token).
@@ -584,8 +587,9 @@ async fn totp(
 /// What a prompt tells of a code a token used already (or an older one of it), instead of
 /// "Wrong code.": the user typed the code on the display, and needs its next one. Nothing
 /// an attacker learns from it: such a code is one the prompt's user saw, and the prompt
-/// already said the password was right. `mode`: "hotp" when every token of the user's is
-/// an HOTP token, whose next code comes with a press of its button, not by waiting.
+/// already said the password was right. `mode`: "hotp" when the code was an HOTP token's
+/// (or every token of the user's is one), whose next code comes with a press of its
+/// button, not by waiting.
 fn reused_message(reason: &str, mode: &str) -> Option<&'static str> {
     let hotp = mode == "hotp";
     match reason {

@@ -9,8 +9,8 @@ use super::aliases::{self, OtherName};
 use super::groups::{self, Membership};
 use super::methods::{self, blocked, Subject};
 use super::second_factor::{
-    check_code, oath_mode, sole_serial, user_view, validity_message, CodeCheck, UserView, Via,
-    DISABLED_MESSAGE, RESYNC_MESSAGE,
+    check_code, oath_mode, refused_mode, sole_serial, user_view, validity_message, CodeCheck,
+    UserView, Via, DISABLED_MESSAGE, RESYNC_MESSAGE,
 };
 use super::{
     app_login, bypass, networks, oob, primary, rdg, remembered, static_challenge, Fault,
@@ -723,6 +723,7 @@ async fn inline(
                 locked,
                 resync,
                 serial,
+                kind,
                 ..
             } => {
                 // A code of a token the user cannot use now (disabled, outside its dates) gets
@@ -742,8 +743,8 @@ async fn inline(
                     .with_info(Some(info))
                     .with_reply(reply);
                 // As a wrong code at a prompt is recorded: the mode the code was checked
-                // in (audit --count-by mode filed these under "none").
-                v.mode = oath_mode(tokens);
+                // in (audit --count-by mode filed these under "none"), or its token's.
+                v.mode = refused_mode(kind, tokens);
                 v.token_serial = serial.or_else(|| sole_serial(tokens));
                 v
             }

@@ -28,9 +28,13 @@ pub enum CodeCheck {
         resync: bool,
         /// Wrong codes left before the lockout, when this one was counted.
         before_lock: Option<u32>,
-        /// The token the refusal is about, when the code was one of the user's tokens that
-        /// cannot be used now (disabled, or outside its validity dates).
+        /// The token the refusal is about, when the code was one token's: one the user
+        /// cannot use now (disabled, or outside its validity dates), or a code it used
+        /// already, an older one, one beyond its window (a resync), or its token withdrawn.
         serial: Option<String>,
+        /// That token's kind, whose audit mode the refusal takes ([`token_mode`]), with
+        /// `serial`: an HOTP token's code is no TOTP code because the user also holds an app.
+        kind: Option<TokenKind>,
         /// What the user is told, in every flow, when the code was such a token's.
         message: Option<&'static str>,
     },
@@ -70,6 +74,12 @@ pub fn sole_serial(tokens: &[TokenRecord]) -> Option<String> {
         (Some(only), None) => Some(only.token.serial.clone()),
         _ => None,
     }
+}
+
+/// The audit mode of a refused code: the kind of the token it was found to be (`kind`), else
+/// [`oath_mode`] of the user's tokens.
+pub fn refused_mode(kind: Option<TokenKind>, tokens: &[TokenRecord]) -> &'static str {
+    kind.map_or_else(|| oath_mode(tokens), crate::store::columns::kind_str)
 }
 
 /// The audit mode of a code prompt or a wrong code: `hotp` when every token the user has is
@@ -216,12 +226,15 @@ pub async fn check_code_in_turn(
             resync: false,
             before_lock: None,
             serial: None,
+            kind: None,
             message: None,
         });
     }
     let now = app.clock.now();
     let config = app.config();
     let mut reason = WRONG_CODE;
+    // The token `reason` is about, when it is one token's (not a wrong code).
+    let mut about: Option<&TokenRecord> = None;
     let mut resync = false;
     // Whether any token could check the code (one outside its validity dates cannot).
     let mut checked = false;
@@ -234,16 +247,18 @@ pub async fn check_code_in_turn(
         // fresh code whose twin is a used step of its window, as the replay it may be).
         let several = tokens.iter().filter(|r| r.token.enabled).count() > 1;
         let used = || tokens.iter().filter(|rec| is_replay(&opts, rec, code, now));
-        if several && used().next().is_some() {
+        if let Some(first_used) = several.then(|| used().next()).flatten() {
             // The very code a token used last is a replay; an earlier one of its window is
             // only older than that (maybe skipped, never used).
-            let again = used().any(|rec| is_last_used(rec, code));
+            let last = used().find(|rec| is_last_used(rec, code));
+            let rec = last.unwrap_or(first_used);
             return Ok(CodeCheck::Invalid {
-                reason: if again { REPLAYED } else { STALE }.to_string(),
+                reason: if last.is_some() { REPLAYED } else { STALE }.to_string(),
                 locked: false,
                 resync: false,
                 before_lock: None,
-                serial: None,
+                serial: Some(rec.token.serial.clone()),
+                kind: Some(rec.token.kind),
                 message: None,
             });
         }
@@ -265,26 +280,27 @@ pub async fn check_code_in_turn(
                 // Used meanwhile (the snapshot checked above was read before the password
                 // check): refused here too, before any other token is asked.
                 TokenCheck::Replayed => {
-                    reason = REPLAYED;
+                    (reason, about) = (REPLAYED, Some(rec));
                     checked = true;
                     break;
                 }
                 // As a replay: a code of this token, not a guess, never accepted again.
                 TokenCheck::Stale => {
-                    reason = STALE;
+                    (reason, about) = (STALE, Some(rec));
                     checked = true;
                     break;
                 }
                 // An admin's change, not a guess: refused, uncounted, and said so in the
                 // audit (not "code already used", which would send the admin after a replay).
                 TokenCheck::Withdrawn => {
-                    reason = WITHDRAWN;
+                    (reason, about) = (WITHDRAWN, Some(rec));
                     checked = true;
                     break;
                 }
                 TokenCheck::ResyncPending => {
                     checked = true;
                     resync = true;
+                    about = Some(rec);
                     reason =
                         "HOTP token out of sync: log in again with its next code to resynchronise"
                 }
@@ -301,6 +317,7 @@ pub async fn check_code_in_turn(
                 resync: false,
                 before_lock: None,
                 serial: None,
+                kind: None,
                 message: tokens
                     .iter()
                     .find_map(|r| validity_at(r, now))
@@ -332,6 +349,7 @@ pub async fn check_code_in_turn(
             resync: false,
             before_lock: None,
             serial: None,
+            kind: None,
             message: None,
         });
     }
@@ -354,7 +372,8 @@ pub async fn check_code_in_turn(
         locked,
         resync,
         before_lock,
-        serial: None,
+        serial: about.map(|rec| rec.token.serial.clone()),
+        kind: about.map(|rec| rec.token.kind),
         message: None,
     })
 }
@@ -369,6 +388,7 @@ const WRONG_CODE: &str = "wrong code";
 /// A token of the user's that cannot be used now, whose code was typed.
 struct Unusable<'a> {
     serial: &'a str,
+    kind: TokenKind,
     /// "expired", "not yet valid" ([`validity_at`]) or "disabled".
     why: &'static str,
 }
@@ -397,6 +417,7 @@ impl Unusable<'_> {
             resync: false,
             before_lock: None,
             serial: Some(self.serial.to_string()),
+            kind: Some(self.kind),
             message: Some(message),
         }
     }
@@ -421,6 +442,7 @@ fn unusable_match<'a>(
         found.or_else(|| {
             matched.then_some(Unusable {
                 serial: &rec.token.serial,
+                kind: rec.token.kind,
                 why,
             })
         })
