@@ -215,7 +215,8 @@ pub struct AuditArgs {
     /// lock, fraud;
     /// admin actions: enroll,
     /// unlock, reset, delete, forget, bypass, unblock, set-phone, set-method, import, replace,
-    /// assign, unassign, enable, disable, delete-token, resync, app-password-add,
+    /// assign, unassign, enable, disable, delete-token, resync, resync-refused,
+    /// app-password-add,
     /// app-password-delete, app-password-delete-all; store: backup, migrate.
     #[arg(long)]
     pub result: Option<String>,

@@ -906,6 +906,61 @@ fn a_refused_code_of_one_token_is_audited_as_that_tokens() {
     );
 }
 
+/// A self-service resync has an audit record of its own: the accept that finishes it names
+/// the token and how far its counter moved (it was a plain accept; only the text log told,
+/// with a counter one off). A `token resync` its codes refuse is audited too, saying why,
+/// never the codes: refused attempts went unrecorded.
+#[test]
+fn self_service_and_refused_resyncs_are_audited() {
+    let slapd = Slapd::start(&[LdapUser::new("alice", "alice-pw")]);
+    let srv = inline_server(&slapd, "\n[hotp]\nself_resync = true\n");
+    let seed = b"hotp-resync-audited!";
+    import_hotp(&srv, "HOTP-ALICE", seed, 6, 0, "alice");
+    let code = |c| hotp(seed, c, "sha1", 6);
+    let go = |c| login(&srv, "alice", "alice-pw", &code(c));
+    let last = || srv.audit_json("alice").remove(0);
+    assert_eq!(go(2), "Access-Accept");
+    assert_eq!(go(15), "Access-Reject", "beyond the window of counter 3");
+    assert_eq!(go(16), "Access-Accept");
+    let rec = last();
+    assert_eq!(
+        (
+            &rec["result"],
+            &rec["mode"],
+            &rec["token_serial"],
+            &rec["reason"]
+        ),
+        (
+            &serde_json::json!("accept"),
+            &serde_json::json!("hotp"),
+            &serde_json::json!("HOTP-ALICE"),
+            &serde_json::json!("token HOTP-ALICE resynchronised: counter moved from 3 to 17")
+        ),
+        "{rec}"
+    );
+    let (c1, c2) = (code(40), code(42));
+    let out = srv.cli(&["token", "resync", "HOTP-ALICE", &c1, &c2]);
+    assert!(!out.status.success(), "{out:?}");
+    let rec = last();
+    assert_eq!(
+        (&rec["result"], &rec["mode"], &rec["token_serial"]),
+        (
+            &serde_json::json!("resync-refused"),
+            &serde_json::json!("admin"),
+            &serde_json::json!("HOTP-ALICE")
+        ),
+        "{rec}"
+    );
+    let reason = rec["reason"].as_str().unwrap();
+    assert_eq!(
+        reason, "the two codes are not consecutive codes within 1000 of counter 17",
+        "{rec}"
+    );
+    let listed = cli_ok(&srv, &["audit", "--result", "resync-refused"]);
+    assert!(!listed.contains(&c1) && !listed.contains(&c2), "{listed}");
+    assert!(listed.contains("HOTP-ALICE"), "{listed}");
+}
+
 /// A hardware TOTP token whose clock runs ahead: refused beyond the window, resynchronised
 /// with two codes, and from then on the window follows its drift.
 #[test]

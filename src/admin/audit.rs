@@ -119,6 +119,7 @@ const KNOWN_RESULTS: &[&str] = &[
     "disable",
     "delete-token",
     "resync",
+    "resync-refused",
     "app-password-add",
     "app-password-delete",
     "app-password-delete-all",

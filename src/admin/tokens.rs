@@ -801,7 +801,19 @@ async fn resync(cfg: &Config, store: &dyn Store, a: ResyncArgs) -> anyhow::Resul
         }
         Err(why) => {
             eprintln!("{}: not resynchronised: {why}", t.serial);
+            refused_resync(cfg, store, &owner, &t.serial, why).await;
             Ok(ExitCode::from(1))
         }
+    }
+}
+
+/// The audit record of a `token resync` the token's codes refused: each one tried two codes
+/// against the seed, as a login does, so the admin reviewing a token (or a helpdesk account
+/// used to guess) finds them. `why` names counters, never the codes. Written after the
+/// refusal is said: a failed write is a warning, not another reason the command failed.
+async fn refused_resync(cfg: &Config, store: &dyn Store, owner: &str, serial: &str, why: String) {
+    let rec = token_record(cfg, owner, "resync-refused", serial, Some(why));
+    if let Err(e) = store.append_audit(&rec).await {
+        eprintln!("warning: the refusal's audit record could not be written: {e}");
     }
 }

@@ -14,7 +14,8 @@ pub enum TokenCheck {
     /// The code verified and has been consumed.
     Accepted {
         mode: &'static str,
-        /// Set when this code finished a self-service resynchronisation.
+        /// Set when this code finished a self-service resynchronisation: the accept's audit
+        /// reason.
         note: Option<String>,
     },
     /// The code matched but was used already (or a racing request consumed it first).
@@ -313,9 +314,16 @@ async fn beyond_window(
                 {
                     CounterUse::Taken => {
                         store.set_hotp_resync(t.id, None).await?;
+                        // The audit reason of the accept: the resync's own record, as an
+                        // admin's `token resync` has one.
                         TokenCheck::Accepted {
                             mode: "hotp",
-                            note: Some(format!("token resynchronised at counter {second}")),
+                            note: Some(format!(
+                                "token {} resynchronised: counter moved from {} to {}",
+                                t.serial,
+                                t.counter,
+                                second + 1
+                            )),
                         }
                     }
                     CounterUse::Moved { .. } => TokenCheck::Replayed,

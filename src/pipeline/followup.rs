@@ -511,14 +511,14 @@ async fn totp(
     };
     let asked = (view, code, r.via);
     match check_code_in_turn(app, &turn, user, others, asked).await? {
-        CodeCheck::Valid { serial, mode } => {
+        CodeCheck::Valid { serial, mode, note } => {
             if !closes(app, r, attempt).await? {
                 return Ok(Verdict::reject("State already used"));
             }
             Ok(Verdict {
                 reply: Reply::accept(),
                 mode,
-                reason: None,
+                reason: note,
                 token_serial: Some(serial),
                 info: None,
                 client_ip: None,

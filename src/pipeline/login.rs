@@ -714,9 +714,9 @@ async fn inline(
     let tokens = view.tokens();
     Ok(
         match check_code(app, user, &info.other_names, view, code, via).await? {
-            CodeCheck::Valid { serial, mode } => Verdict {
+            CodeCheck::Valid { serial, mode, note } => Verdict {
                 token_serial: Some(serial),
-                ..Verdict::accept(mode, None, info)
+                ..Verdict::accept(mode, note, info)
             },
             CodeCheck::Invalid {
                 reason,

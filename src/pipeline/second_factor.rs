@@ -17,6 +17,9 @@ pub enum CodeCheck {
     Valid {
         serial: String,
         mode: &'static str,
+        /// The accept's audit reason: set when this code finished a self-service HOTP
+        /// resynchronisation, which has no record of its own.
+        note: Option<String>,
     },
     /// Wrong code; `locked` when this failure triggered the lockout, or when the second
     /// factor was locked by the time this check's turn came (the code was not checked);
@@ -269,12 +272,13 @@ pub async fn check_code_in_turn(
                         app.store.clear_failures(user).await?;
                     }
                     clear_under_other_names(app, user, other_names).await?;
-                    if let Some(note) = note {
+                    if let Some(note) = &note {
                         tracing::info!(user, token = %rec.token.serial, "{note}");
                     }
                     return Ok(CodeCheck::Valid {
                         serial: rec.token.serial.clone(),
                         mode,
+                        note,
                     });
                 }
                 // Used meanwhile (the snapshot checked above was read before the password
