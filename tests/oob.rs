@@ -1367,6 +1367,61 @@ fn a_lock_under_the_other_name_holds_for_an_enrolled_name() {
     );
 }
 
+/// `user show` and `user unlock` of a name whose entry is locked under its other name say
+/// so, and which name to unlock: they said "locked: no" and "was not locked" while the
+/// name's logins were still refused for too many wrong codes.
+#[test]
+fn show_and_unlock_name_a_lock_under_the_other_name() {
+    let slapd = directory_with_two_named_entry();
+    let standin = Standin::start();
+    let srv = start(
+        &slapd,
+        &standin,
+        "",
+        "\n[lockout]\nthreshold = 1\n",
+        &sms_client(""),
+    );
+    let r = login(&srv, "jdoe", "jdoe-Secret-pw");
+    assert_eq!(code_of(&r), "Access-Challenge", "{r}");
+    let a = answer(&srv, "jdoe", wrong_code(&standin, 0), &r["state"]);
+    assert_eq!(code_of(&a), "Access-Reject", "{a}");
+    srv.enroll("john.doe", &[]);
+    let out = |args: &[&str]| {
+        let o = srv.cli(args);
+        assert!(o.status.success(), "{args:?}: {o:?}");
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let show = out(&["user", "show", "john.doe"]);
+    assert!(
+        show.contains("locked:   not under this name")
+            && show.contains("under the entry's other name jdoe until")
+            && show.contains("`radmfa user unlock jdoe` lifts it"),
+        "{show}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&out(&["user", "show", "john.doe", "--json"])).unwrap();
+    assert_eq!(json["locked_until"], serde_json::Value::Null, "{json}");
+    assert_eq!(
+        json["locked_under_other_names"][0]["user"], "jdoe",
+        "{json}"
+    );
+    let unlock = out(&["user", "unlock", "john.doe"]);
+    assert!(
+        unlock.contains("john.doe: was not locked")
+            && unlock.contains(
+                "john.doe: still refused: locked under the entry's other name jdoe; run \
+                 `radmfa user unlock jdoe`"
+            ),
+        "{unlock}"
+    );
+    let unlock = out(&["user", "unlock", "jdoe"]);
+    assert!(unlock.contains("jdoe: unlocked"), "{unlock}");
+    let show = out(&["user", "show", "john.doe"]);
+    assert!(show.contains("locked:   no"), "{show}");
+    let r = login(&srv, "john.doe", "jdoe-Secret-pw");
+    assert_ne!(code_of(&r), "Access-Reject", "{r}");
+}
+
 /// A server (threshold 3, TOTP and SMS) where john.doe, whose only factor is the entry's
 /// directory mobile, has answered two SMS prompts wrong.
 fn two_wrong_answers_under_john_doe(slapd: &common::slapd::Slapd, standin: &Standin) -> Server {

@@ -69,6 +69,28 @@ pub async fn granted_entry(
     }
 }
 
+/// The other names of `user`'s directory entry (a multi-valued `uid`) that radmfa keys
+/// apart ([`entry_names_of`](crate::pipeline::aliases::entry_names_of)), with their store
+/// keys: empty without `[ldap]` or when the entry has none; why not, when the directory
+/// could not be asked. Logins learn them from the directory only; the store does not link
+/// the names, so `user show` and `user unlock` ask it too.
+pub async fn other_names(cfg: &Config, user: &str) -> Result<Vec<(String, String)>, String> {
+    let Some(settings) = &cfg.ldap else {
+        return Ok(Vec::new());
+    };
+    let ldap = LdapAuth::new(settings.clone()).map_err(|e| e.to_string())?;
+    let names = match ldap.lookup(user).await {
+        Ok(Some(info)) => info.other_names,
+        Ok(None) => Vec::new(),
+        Err(e) => return Err(e.to_string()),
+    };
+    Ok(crate::pipeline::aliases::entry_names_of(
+        &cfg.user_names,
+        user,
+        &names,
+    ))
+}
+
 /// How many owners an import asks the directory about at once: a 5,000-owner file is not
 /// 5,000 searches in a row, nor 5,000 at once against a directory logins also use.
 const IMPORT_LOOKUPS_AT_ONCE: usize = 8;

@@ -107,6 +107,18 @@ async fn run_on(
             let note = (!was || sends > 0).then(|| said.join("; "));
             admin_audit(cfg, store, &a.user, "unlock", note).await?;
             println!("{}: {}", super::printable(&a.user), said.join("; "));
+            // A lock lands on the name the wrong codes came under, and refuses every name of
+            // the entry: "was not locked" alone sent the helpdesk away with the user still
+            // refused. Said, not lifted: the admin typed this name.
+            for (other, _) in locked_under_other_names(cfg, store, &a.user).await? {
+                println!(
+                    "{}: still refused: locked under the entry's other name {}; run `radmfa \
+                     user unlock {}`",
+                    super::printable(&a.user),
+                    super::printable(&other),
+                    super::printable(&other)
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
         UserCommand::Reset(a) => reset(cfg, store, &a.user).await,
@@ -968,6 +980,37 @@ fn also(u: &crate::store::UserSummary) -> String {
     }
 }
 
+/// The names of `user`'s directory entry other than `user` that are locked now, with until
+/// when (see [`super::directory_name::other_names`]). A directory that cannot be asked is
+/// said on stderr, and nothing is found.
+async fn locked_under_other_names(
+    cfg: &Config,
+    store: &dyn Store,
+    user: &str,
+) -> anyhow::Result<Vec<(String, i64)>> {
+    let names = match super::directory_name::other_names(cfg, user).await {
+        Ok(names) => names,
+        Err(e) => {
+            eprintln!(
+                "warning: {}: the directory could not be asked for the entry's other names \
+                 ({e}); a lock under one of them, which refuses this name too, is not shown",
+                super::printable(user)
+            );
+            return Ok(Vec::new());
+        }
+    };
+    let now = SystemClock.now();
+    let mut locked = Vec::new();
+    for (other, key) in names {
+        if let Some(until) = store.user_status(&key).await?.locked_until {
+            if until > now {
+                locked.push((other, until));
+            }
+        }
+    }
+    Ok(locked)
+}
+
 async fn show(cfg: &Config, store: &dyn Store, user: &str, json: bool) -> anyhow::Result<ExitCode> {
     let status = store.user_status(user).await?;
     // The admin read, in enrollment order: a token whose seed does not open is shown as such
@@ -994,6 +1037,7 @@ async fn show(cfg: &Config, store: &dyn Store, user: &str, json: bool) -> anyhow
         );
         return Ok(ExitCode::from(1));
     }
+    let locked_elsewhere = locked_under_other_names(cfg, store, user).await?;
     if json {
         let toks: Vec<_> = tokens
             .iter()
@@ -1012,6 +1056,9 @@ async fn show(cfg: &Config, store: &dyn Store, user: &str, json: bool) -> anyhow
             .collect();
         let v = serde_json::json!({
             "user": user, "failures": status.failures, "locked_until": locked, "tokens": toks,
+            "locked_under_other_names": locked_elsewhere.iter().map(|(name, until)| {
+                serde_json::json!({ "user": name, "locked_until": until })
+            }).collect::<Vec<_>>(),
             "phone": profile.phone, "method": profile.method,
             "blocked_at": profile.blocked_at, "blocked_reason": profile.blocked_reason,
             "bypass_until": profile.pending_bypass(now),
@@ -1048,7 +1095,18 @@ async fn show(cfg: &Config, store: &dyn Store, user: &str, json: bool) -> anyhow
         );
         match locked {
             Some(t) => println!("locked:   until {}", super::audit::fmt_time(t)),
+            None if !locked_elsewhere.is_empty() => println!("locked:   not under this name"),
             None => println!("locked:   no"),
+        }
+        // Such a lock refuses this name's logins as its own would ("Too many wrong codes").
+        for (other, until) in &locked_elsewhere {
+            println!(
+                "locked:   under the entry's other name {} until {} (refuses this name too; \
+                 `radmfa user unlock {}` lifts it)",
+                super::printable(other),
+                super::audit::fmt_time(*until),
+                super::printable(other)
+            );
         }
         match profile.phone.as_deref() {
             // Stored before [phone] allowed_country_codes left its country out, say: logins
