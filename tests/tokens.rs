@@ -961,6 +961,39 @@ fn self_service_and_refused_resyncs_are_audited() {
     assert!(listed.contains("HOTP-ALICE"), "{listed}");
 }
 
+/// `token show` and `token list --json` say a resync is pending only while its first code
+/// waits for the next (10 minutes): past that a login starts afresh, but they said
+/// `resync_pending: true` until the token's next login.
+#[test]
+fn a_pending_resync_past_its_ten_minutes_is_not_shown_pending() {
+    let slapd = Slapd::start(&[LdapUser::new("alice", "alice-pw")]);
+    let srv = inline_server(&slapd, "\n[hotp]\nself_resync = true\n");
+    let seed = b"hotp-pending-resync!";
+    import_hotp(&srv, "HP-1", seed, 6, 0, "alice");
+    let far = hotp(seed, 50, "sha1", 6);
+    assert_eq!(login(&srv, "alice", "alice-pw", &far), "Access-Reject");
+    let pending = || {
+        let show: serde_json::Value =
+            serde_json::from_str(&cli_ok(&srv, &["token", "show", "HP-1", "--json"])).unwrap();
+        let list: serde_json::Value =
+            serde_json::from_str(&cli_ok(&srv, &["token", "list", "--json"])).unwrap();
+        assert_eq!(show["resync_pending"], list[0]["resync_pending"]);
+        show["resync_pending"].as_bool().unwrap()
+    };
+    assert!(pending());
+    // Its first code came 11 minutes ago.
+    let db = rusqlite::Connection::open(srv.dir.path().join("radmfa.db")).unwrap();
+    let aged = db
+        .execute(
+            "UPDATE tokens SET resync_at = resync_at - 660 WHERE serial = 'HP-1'",
+            [],
+        )
+        .unwrap();
+    assert_eq!(aged, 1);
+    drop(db);
+    assert!(!pending());
+}
+
 /// A hardware TOTP token whose clock runs ahead: refused beyond the window, resynchronised
 /// with two codes, and from then on the window follows its drift.
 #[test]

@@ -469,9 +469,14 @@ fn kind_str(k: TokenKind) -> &'static str {
     }
 }
 
-fn to_json(r: &TokenRecord) -> serde_json::Value {
+fn to_json(r: &TokenRecord, now: i64) -> serde_json::Value {
     let t = &r.token;
     let x = &r.extra;
+    // As a login reads it: a first code older than this waits for nothing (the row keeps it
+    // until the token's next code).
+    let resync_pending = x
+        .resync
+        .is_some_and(|(_, at)| now.saturating_sub(at) <= crate::mfa::verify::RESYNC_PENDING_SECS);
     serde_json::json!({
         "serial": t.serial, "type": kind_str(t.kind), "algorithm": t.algorithm.as_str(),
         "digits": t.digits,
@@ -481,7 +486,7 @@ fn to_json(r: &TokenRecord) -> serde_json::Value {
         "manufacturer": x.manufacturer, "model": x.model,
         "valid_from": x.valid_from, "valid_until": x.valid_until,
         "drift": (t.kind == TokenKind::Totp).then_some(x.drift),
-        "resync_pending": x.resync.is_some(),
+        "resync_pending": resync_pending,
         "created_at": t.created_at, "last_used_step": t.last_step,
         "seed_unreadable": x.unreadable_seed,
     })
@@ -495,7 +500,8 @@ async fn list(cfg: &Config, store: &dyn Store, a: ListArgs) -> anyhow::Result<Ex
     };
     let tokens = store.list_tokens(&filter).await?;
     if a.json {
-        let rows: Vec<_> = tokens.iter().map(to_json).collect();
+        let now = SystemClock.now();
+        let rows: Vec<_> = tokens.iter().map(|r| to_json(r, now)).collect();
         println!(
             "{}",
             super::json_printable(serde_json::to_string_pretty(&rows)?)
@@ -553,7 +559,7 @@ async fn show(store: &dyn Store, serial: &str, json: bool) -> anyhow::Result<Exi
         eprintln!("{serial}: no such token");
         return Ok(ExitCode::from(1));
     };
-    let v = to_json(&r);
+    let v = to_json(&r, SystemClock.now());
     if json {
         println!(
             "{}",
