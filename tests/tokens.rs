@@ -1641,6 +1641,37 @@ fn a_prompt_answered_with_an_expired_tokens_code_is_told_so() {
     assert!(show.contains("failures: 0"), "{show}");
 }
 
+/// A login of a user whose only token has expired is refused at the password naming that
+/// token in the audit (it was "-"): the one the admin renews.
+#[test]
+fn a_login_whose_only_token_expired_names_it() {
+    let slapd = Slapd::start(&[LdapUser::new("ivy", "ivy-pw")]);
+    let srv = Server::start(&Options::new(&slapd.url));
+    let file = srv.dir.path().join("exp.pskcxml");
+    let expiry = now() + 3;
+    let tokens = serde_json::json!([
+        {"serial": "PS-IVY-EXP", "secret_hex": hex::encode(b"ivy-expiring-seed-01"),
+         "type": "totp", "digits": 6, "period": 30, "user": "ivy", "expiry_date": expiry},
+    ]);
+    make_pskc(&file, &tokens, &[]);
+    cli_ok(&srv, &["token", "import", file.to_str().unwrap()]);
+    while now() <= expiry {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let r = pyrad(
+        srv.port(),
+        SECRET,
+        &["--user", "ivy", "--password", "ivy-pw"],
+    );
+    assert_eq!(r["code"], "Access-Reject", "{r}");
+    let rec = &srv.audit_json("ivy")[0];
+    assert_eq!(
+        rec["reason"], "token outside its validity period (expired)",
+        "{rec}"
+    );
+    assert_eq!(rec["token_serial"], "PS-IVY-EXP", "{rec}");
+}
+
 /// No delimiter, a disabled 6-digit TOTP token beside an enabled 8-digit HOTP token: the
 /// disabled token's code split the field 8 from the end ("pass12" refused by the directory,
 /// "bad password", a bind its lockout counted), for a user who typed the right password.

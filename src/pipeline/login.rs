@@ -539,12 +539,15 @@ fn without_usable_factor(
         // right code of an expired hardware token locked themselves out. Like a disabled
         // token, not "never enrolled": no_factor = "allow" does not let them in.
         let message = validity_message(why);
-        return Verdict::reject(format!(
+        let mut v = Verdict::reject(format!(
             "{} ({why})",
             super::second_factor::OUTSIDE_VALIDITY
         ))
         .with_info(Some(info.clone()))
         .with_reply(Reply::reject().with_message(message));
+        // Which token ran out, when there is one: what the admin renews (it was "-").
+        v.token_serial = sole_serial(view.tokens());
+        return v;
     }
     if profile.phone.is_some() {
         // An admin stored a number for this user: enrolled for texts or calls, which this
