@@ -1367,6 +1367,35 @@ fn a_lock_under_the_other_name_holds_for_an_enrolled_name() {
     );
 }
 
+/// `user unlock` of an entry's other name lifts the entry's day of sends: they are counted
+/// under one key for all its names (jdoe's), and unlocking john.doe forgot nothing, so the
+/// helpdesk's unlock left the user without texts until the next day.
+#[test]
+fn unlock_of_the_other_name_lifts_the_entrys_sends() {
+    let slapd = directory_with_two_named_entry();
+    let standin = Standin::start();
+    let srv = start(
+        &slapd,
+        &standin,
+        "max_per_user_per_day = 1\n",
+        "",
+        &sms_client(""),
+    );
+    let r = login(&srv, "john.doe", "jdoe-Secret-pw");
+    assert_eq!(code_of(&r), "Access-Challenge", "{r}\n{}", srv.log());
+    let r = login(&srv, "john.doe", "jdoe-Secret-pw");
+    assert!(message(&r).contains("Try again tomorrow"), "{r}");
+    let o = srv.cli(&["user", "unlock", "john.doe"]);
+    let said = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success() && said.contains("1 send(s) no longer counted"),
+        "{o:?}"
+    );
+    let r = login(&srv, "john.doe", "jdoe-Secret-pw");
+    assert_eq!(code_of(&r), "Access-Challenge", "{r}\n{}", srv.log());
+    assert_eq!(standin.sms().len(), 2);
+}
+
 /// `user show` and `user unlock` of a name whose entry is locked under its other name say
 /// so, and which name to unlock: they said "locked: no" and "was not locked" while the
 /// name's logins were still refused for too many wrong codes.

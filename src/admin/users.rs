@@ -96,7 +96,14 @@ async fn run_on(
             // the user's day of texts and calls (`max_per_user_per_day`).
             // Every send is counted under the day's key, and forgotten under the user's and
             // the number's keys; the NAS's cap still counts them (see `USER_SEND_KEYS`).
-            let sends = store.forget_sends(&format!("user-day:{}", a.user)).await?;
+            // Sends are counted under the entry's key, which may be another of its names
+            // (john.doe's under jdoe): each name's is forgotten. A directory that cannot be
+            // asked is said below, by the lock's check.
+            let others = super::directory_name::other_names(cfg, &a.user).await;
+            let mut sends = store.forget_sends(&format!("user-day:{}", a.user)).await?;
+            for (_, key) in others.unwrap_or_default() {
+                sends += store.forget_sends(&format!("user-day:{key}")).await?;
+            }
             let mut said = vec![if was { "unlocked" } else { "was not locked" }.to_string()];
             if sends > 0 {
                 said.push(format!(
