@@ -2355,6 +2355,15 @@ fn reading_commands_do_not_set_up_a_postgres_store() {
         assert!(ok && err.is_empty(), "{args:?}: {err}");
     }
     assert!(!key.exists(), "a key file was made");
+    // Nor does it need a writable session: an auditor's role may be read-only, and a DBA
+    // may have frozen writes during the very incident looked into (serving refuses such a
+    // session; reading must not).
+    pg.psql(
+        &db,
+        &format!("ALTER DATABASE {db} SET default_transaction_read_only = on"),
+    );
+    let (ok, err) = run(&["audit"]);
+    assert!(ok && err.is_empty(), "audit of a read-only database: {err}");
 }
 
 /// A login refused because the database is down counts once in

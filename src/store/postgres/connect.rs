@@ -349,7 +349,8 @@ impl PgStore {
 
     /// The database's recorded key check value, if it has one.
     async fn recorded_key_check(settings: &PgSettings) -> Result<Option<Vec<u8>>, StoreError> {
-        let pool = serving_pool(settings)?;
+        // It only reads: `radmfa audit` asks it first, and may run on a read-only session.
+        let pool = pool_for(settings, 1, Use::Reads)?;
         let table: Option<String> =
             match sqlx::query_scalar("SELECT to_regclass('key_check')::text")
                 .fetch_one(&pool)
@@ -488,10 +489,19 @@ fn serving_pool(settings: &PgSettings) -> Result<PgPool, StoreError> {
     pool_of(settings, settings.pool_size)
 }
 
+/// What a pool's connections are for: a read-only session is refused for writing, and is
+/// just what an auditor's reading may be given (a role with `default_transaction_read_only`,
+/// a DBA's freeze of writes during the very incident being looked into, a standby).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Use {
+    Writes,
+    Reads,
+}
+
 /// One connection for `radmfa audit`, which reads the audit log and nothing else: no key
 /// file, no migrations (`super::super::audit_reader`).
 pub(in crate::store) fn audit_reading_pool(settings: &PgSettings) -> Result<PgPool, StoreError> {
-    pool_of(settings, 1)
+    pool_for(settings, 1, Use::Reads)
 }
 
 /// The shared audit insert with its own connection, made as the serving pool's are (see
@@ -514,6 +524,10 @@ fn audit_batcher(settings: &PgSettings) -> Result<super::audit_batch::AuditBatch
 /// does: the stalled node's writes roll back (its request could not have been answered
 /// Accept without committing them) and the other nodes go on.
 fn pool_of(settings: &PgSettings, size: u32) -> Result<PgPool, StoreError> {
+    pool_for(settings, size, Use::Writes)
+}
+
+fn pool_for(settings: &PgSettings, size: u32, used: Use) -> Result<PgPool, StoreError> {
     let idle_tx = settings.max_request + IDLE_TX_MARGIN;
     let options = settings
         .connect_options()?
@@ -537,8 +551,15 @@ fn pool_of(settings: &PgSettings, size: u32) -> Result<PgPool, StoreError> {
                 Ok(sqlx::Connection::ping(conn).await.is_ok())
             })
         })
-        .after_connect(|conn, _| Box::pin(async move { refuse_read_only(conn).await }))
-        .after_release(|conn, _| Box::pin(async move { fit_to_reuse(conn).await }))
+        .after_connect(move |conn, _| {
+            Box::pin(async move {
+                match used {
+                    Use::Writes => refuse_read_only(conn).await,
+                    Use::Reads => Ok(()),
+                }
+            })
+        })
+        .after_release(move |conn, _| Box::pin(async move { fit_to_reuse(conn, used).await }))
         .connect_lazy_with(options))
 }
 
@@ -603,8 +624,9 @@ const RELEASE_CHECK: Duration = Duration::from_secs(2);
 /// - A session that became read-only after it was made (`default_transaction_read_only`
 ///   turned on by ALTER SYSTEM and a reload) fails every write with SQLSTATE 25006. Kept,
 ///   it would go on failing logins; closed, the pool makes a new one, which
-///   [`refuse_read_only`] refuses while the setting lasts and takes once it is reset.
-async fn fit_to_reuse(conn: &mut sqlx::PgConnection) -> Result<bool, sqlx::Error> {
+///   [`refuse_read_only`] refuses while the setting lasts and takes once it is reset. (Not
+///   for a reading pool's: read-only is fine there.)
+async fn fit_to_reuse(conn: &mut sqlx::PgConnection, used: Use) -> Result<bool, sqlx::Error> {
     use sqlx::{Executor, Row};
     // A bare &str has no arguments, and sqlx sends it as a simple query.
     let check = conn.fetch_one(
@@ -618,7 +640,7 @@ async fn fit_to_reuse(conn: &mut sqlx::PgConnection) -> Result<bool, sqlx::Error
             );
             Ok(false)
         }
-        Ok(Ok(row)) if row.try_get::<bool, _>(1)? => {
+        Ok(Ok(row)) if used == Use::Writes && row.try_get::<bool, _>(1)? => {
             tracing::warn!(
                 "a database connection's session is read-only now \
                  (default_transaction_read_only, or the server became a standby); closed, \
@@ -835,9 +857,8 @@ pub(super) const CONNECT_FLOOR: Duration = Duration::from_secs(5);
 /// "cannot execute UPDATE in a read-only transaction" long after the reset, since a
 /// database's or role's settings are read only when a session starts.)
 async fn refuse_read_only(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
-    let (standby, read_only, source): (bool, bool, Option<String>) = sqlx::query_as(
-        "SELECT pg_is_in_recovery(), current_setting('transaction_read_only') = 'on', \
-         (SELECT source FROM pg_settings WHERE name = 'default_transaction_read_only')",
+    let (standby, read_only): (bool, bool) = sqlx::query_as(
+        "SELECT pg_is_in_recovery(), current_setting('transaction_read_only') = 'on'",
     )
     .fetch_one(&mut *conn)
     .await?;
@@ -849,6 +870,15 @@ async fn refuse_read_only(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
         ));
     }
     if read_only {
+        // Asked only now, and only for the message: a database that hides pg_settings
+        // (REVOKE SELECT … FROM PUBLIC) must not have its writable sessions refused.
+        let source: Option<String> = sqlx::query_scalar(
+            "SELECT source FROM pg_settings WHERE name = 'default_transaction_read_only'",
+        )
+        .fetch_optional(&mut *conn)
+        .await
+        .ok()
+        .flatten();
         return Err(sqlx::Error::Configuration(
             format!(
                 "the database session is read-only: default_transaction_read_only is on \
