@@ -1002,12 +1002,6 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
     out
 }
 
-/// A held login keeps its request, and its `[server] max_in_flight` slot, for as long as its
-/// phone rings, up to the client's budget: while they last, the other clients' requests are
-/// dropped as overloaded. What bounds the calls of one client at once is its send limit,
-/// `max_per_nas` calls within the window (a budget is at most 120 s, the window at least
-/// that in practice): said when the clients that hold calls could together take every
-/// slot.
 /// The widest client network `config check` takes without a warning: a /8 for IPv4
 /// (10.0.0.0/8, all of a private range, is a common choice), a /16 for IPv6, where even a
 /// site's own allocation is a /48 and fd00::/8 is every unique-local network there is.
@@ -1019,6 +1013,12 @@ fn widest_usual_prefix(net: &ipnet::IpNet) -> u8 {
     }
 }
 
+/// A held login keeps its request, and its `[server] max_in_flight` slot, for as long as its
+/// phone rings, up to the client's budget: while they last, the other clients' requests are
+/// dropped as overloaded. What bounds the calls of one client at once is its send limit,
+/// `max_per_nas` calls within the window (a budget is at most 120 s, the window at least
+/// that in practice): said when the clients that hold calls could together take every
+/// slot.
 fn held_calls_warning(cfg: &Config) -> Option<String> {
     cfg.delivery.voice.as_ref()?;
     let holding = cfg

@@ -97,11 +97,11 @@ async fn run_on(
             // Every send is counted under the day's key, and forgotten under the user's and
             // the number's keys; the NAS's cap still counts them (see `USER_SEND_KEYS`).
             // Sends are counted under the entry's key, which may be another of its names
-            // (john.doe's under jdoe): each name's is forgotten. A directory that cannot be
-            // asked is said below, by the lock's check.
-            let others = super::directory_name::other_names(cfg, &a.user).await;
+            // (john.doe's under jdoe): each name's is forgotten. The directory is asked
+            // once, for this and for the locks under the other names below.
+            let others = entry_other_names(cfg, &a.user).await;
             let mut sends = store.forget_sends(&format!("user-day:{}", a.user)).await?;
-            for (_, key) in others.unwrap_or_default() {
+            for (_, key) in &others {
                 sends += store.forget_sends(&format!("user-day:{key}")).await?;
             }
             let mut said = vec![if was { "unlocked" } else { "was not locked" }.to_string()];
@@ -117,7 +117,13 @@ async fn run_on(
             // A lock lands on the name the wrong codes came under, and refuses every name of
             // the entry: "was not locked" alone sent the helpdesk away with the user still
             // refused. Said, not lifted: the admin typed this name.
-            for (other, _) in locked_under_other_names(cfg, store, &a.user).await? {
+            // Unlocked already, said and audited: a store error now is a warning, not the
+            // command's failure.
+            let elsewhere = locked_among(store, others).await.unwrap_or_else(|e| {
+                eprintln!("warning: the entry's other names' locks could not be read: {e}");
+                Vec::new()
+            });
+            for (other, _) in elsewhere {
                 println!(
                     "{}: still refused: locked under the entry's other name {}; run `radmfa \
                      user unlock {}`",
@@ -995,17 +1001,31 @@ async fn locked_under_other_names(
     store: &dyn Store,
     user: &str,
 ) -> anyhow::Result<Vec<(String, i64)>> {
-    let names = match super::directory_name::other_names(cfg, user).await {
-        Ok(names) => names,
-        Err(e) => {
+    let names = entry_other_names(cfg, user).await;
+    locked_among(store, names).await
+}
+
+/// The other names of `user`'s entry with their store keys (see
+/// [`super::directory_name::other_names`]); none, said on stderr, when the directory
+/// cannot be asked.
+async fn entry_other_names(cfg: &Config, user: &str) -> Vec<(String, String)> {
+    super::directory_name::other_names(cfg, user)
+        .await
+        .unwrap_or_else(|e| {
             eprintln!(
                 "warning: {}: the directory could not be asked for the entry's other names \
                  ({e}); a lock under one of them, which refuses this name too, is not shown",
                 super::printable(user)
             );
-            return Ok(Vec::new());
-        }
-    };
+            Vec::new()
+        })
+}
+
+/// Which of `names` (name, store key) are locked now, with until when.
+async fn locked_among(
+    store: &dyn Store,
+    names: Vec<(String, String)>,
+) -> anyhow::Result<Vec<(String, i64)>> {
     let now = SystemClock.now();
     let mut locked = Vec::new();
     for (other, key) in names {
