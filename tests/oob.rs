@@ -1256,6 +1256,17 @@ fn resends_end_with_the_prompt_chain_and_a_new_number_closes_open_prompts() {
     assert_eq!(code_of(&after), "Access-Reject", "{after}");
 }
 
+/// The SMS client with `[lockout] threshold`, for the entry of two names.
+fn sms_with_threshold(slapd: &common::slapd::Slapd, standin: &Standin, threshold: u32) -> Server {
+    start(
+        slapd,
+        standin,
+        "",
+        &format!("\n[lockout]\nthreshold = {threshold}\n"),
+        &sms_client(""),
+    )
+}
+
 /// One entry, two names (`uid: jdoe`, `uid: john.doe`), its only factor the directory's
 /// mobile number (nobody's stored state). The names share one allowance of wrong answers:
 /// with a threshold of 2, one wrong answer under each locks the entry, and then neither
@@ -1264,13 +1275,7 @@ fn resends_end_with_the_prompt_chain_and_a_new_number_closes_open_prompts() {
 fn the_names_of_one_entry_share_one_lockout() {
     let slapd = directory_with_two_named_entry();
     let standin = Standin::start();
-    let srv = start(
-        &slapd,
-        &standin,
-        "",
-        "\n[lockout]\nthreshold = 2\n",
-        &sms_client(""),
-    );
+    let srv = sms_with_threshold(&slapd, &standin, 2);
     for (n, name) in ["jdoe", "john.doe"].into_iter().enumerate() {
         let r = login(&srv, name, "jdoe-Secret-pw");
         assert_eq!(code_of(&r), "Access-Challenge", "{name}: {r}");
@@ -1308,13 +1313,7 @@ fn the_names_of_one_entry_share_one_lockout() {
 fn a_lock_under_the_other_name_ends_open_prompts() {
     let slapd = directory_with_two_named_entry();
     let standin = Standin::start();
-    let srv = start(
-        &slapd,
-        &standin,
-        "",
-        "\n[lockout]\nthreshold = 2\n",
-        &sms_client(""),
-    );
+    let srv = sms_with_threshold(&slapd, &standin, 2);
     let first = login(&srv, "jdoe", "jdoe-Secret-pw");
     assert_eq!(code_of(&first), "Access-Challenge", "{first}");
     let good = standin.sms()[0].code();
@@ -1345,13 +1344,7 @@ fn a_lock_under_the_other_name_ends_open_prompts() {
 fn a_lock_under_the_other_name_holds_for_an_enrolled_name() {
     let slapd = directory_with_two_named_entry();
     let standin = Standin::start();
-    let srv = start(
-        &slapd,
-        &standin,
-        "",
-        "\n[lockout]\nthreshold = 1\n",
-        &sms_client(""),
-    );
+    let srv = sms_with_threshold(&slapd, &standin, 1);
     let r = login(&srv, "jdoe", "jdoe-Secret-pw");
     assert_eq!(code_of(&r), "Access-Challenge", "{r}");
     let wrong = wrong_code(&standin, 0);
@@ -1403,13 +1396,7 @@ fn unlock_of_the_other_name_lifts_the_entrys_sends() {
 fn show_and_unlock_name_a_lock_under_the_other_name() {
     let slapd = directory_with_two_named_entry();
     let standin = Standin::start();
-    let srv = start(
-        &slapd,
-        &standin,
-        "",
-        "\n[lockout]\nthreshold = 1\n",
-        &sms_client(""),
-    );
+    let srv = sms_with_threshold(&slapd, &standin, 1);
     let r = login(&srv, "jdoe", "jdoe-Secret-pw");
     assert_eq!(code_of(&r), "Access-Challenge", "{r}");
     let a = answer(&srv, "jdoe", wrong_code(&standin, 0), &r["state"]);

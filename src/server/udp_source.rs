@@ -140,6 +140,9 @@ fn send_from(
 ) -> io::Result<usize> {
     let iov = [IoSlice::new(bytes)];
     let dest = SockaddrStorage::from(to);
+    let send = |cmsg: &[ControlMessage]| {
+        sendmsg(sock.as_raw_fd(), &iov, cmsg, MsgFlags::empty(), Some(&dest))
+    };
     let sent = match from.ip {
         IpAddr::V4(ip) => {
             // An interface index of 0 leaves the route to the kernel; only the source is set.
@@ -150,14 +153,7 @@ fn send_from(
                 },
                 ipi_addr: libc::in_addr { s_addr: 0 },
             };
-            let cmsg = [ControlMessage::Ipv4PacketInfo(&info)];
-            sendmsg(
-                sock.as_raw_fd(),
-                &iov,
-                &cmsg,
-                MsgFlags::empty(),
-                Some(&dest),
-            )
+            send(&[ControlMessage::Ipv4PacketInfo(&info)])
         }
         IpAddr::V6(ip) => {
             let info = libc::in6_pktinfo {
@@ -166,14 +162,7 @@ fn send_from(
                 },
                 ipi6_ifindex: reply_ifindex(ip, &to, from.ifindex),
             };
-            let cmsg = [ControlMessage::Ipv6PacketInfo(&info)];
-            sendmsg(
-                sock.as_raw_fd(),
-                &iov,
-                &cmsg,
-                MsgFlags::empty(),
-                Some(&dest),
-            )
+            send(&[ControlMessage::Ipv6PacketInfo(&info)])
         }
     };
     Ok(sent?)
