@@ -1037,3 +1037,48 @@ fn sighup_says_a_replaced_store_key_file_needs_a_restart() {
         srv.log()
     );
 }
+
+/// A reload logs the configuration warnings it brings, not every warning again: a config
+/// tool reloading every minute filled the log with the start's warnings (4 lines per
+/// reload, thousands a day). Those still in force are counted in one line.
+#[test]
+fn sighup_logs_only_the_warnings_it_brings() {
+    let o = Options::new("ldap://127.0.0.1:1");
+    let srv = Server::start(&o);
+    let reloaded = |n: usize| srv.log_lines_at_least(n, |l| l.contains("[[client]] entries from"));
+    // The harness's config has a shutdown grace shorter than the request deadline.
+    let grace = "is shorter than server.request_deadline_ms";
+    assert_eq!(
+        srv.log_lines_at_least(1, |l| l.contains(grace)),
+        1,
+        "{}",
+        srv.log()
+    );
+    hup(&srv);
+    assert_eq!(reloaded(1), 1, "{}", srv.log());
+    hup(&srv);
+    assert_eq!(reloaded(2), 2, "{}", srv.log());
+    let log = srv.log();
+    assert_eq!(
+        log.matches(grace).count(),
+        1,
+        "said again at a reload:\n{log}"
+    );
+    assert_eq!(
+        log.matches("warning(s) logged before still apply").count(),
+        2,
+        "{log}"
+    );
+    // A warning the reload brings is said.
+    let text = std::fs::read_to_string(&srv.config).unwrap();
+    let wide = text.replacen("address = \"127.0.0.1\"", "address = \"0.0.0.0/0\"", 1);
+    assert_ne!(text, wide, "the harness's client entry changed:\n{text}");
+    std::fs::write(&srv.config, wide).unwrap();
+    hup(&srv);
+    assert_eq!(reloaded(3), 3, "{}", srv.log());
+    assert!(
+        srv.log_shows("address 0.0.0.0/0: every address on the internet may use"),
+        "{}",
+        srv.log()
+    );
+}

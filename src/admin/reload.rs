@@ -52,6 +52,19 @@ pub struct Reloader {
     /// The store's key file as the store was opened with it (read once it was: the first
     /// start creates it).
     store_key: Option<StoreKey>,
+    /// The configuration warnings logged for the configuration in use (at the start, then
+    /// at each applied reload): a reload logs only those it brings, not all of them again
+    /// (a config tool reloading every minute filled the log with the same lines).
+    warned: std::collections::BTreeSet<String>,
+}
+
+/// Every warning `config check` gives of `cfg` read from `text` at `path`, as the start
+/// logs them.
+fn config_warnings(cfg: &Config, path: &Path, text: &str) -> std::collections::BTreeSet<String> {
+    super::review::warnings(cfg)
+        .into_iter()
+        .chain(super::review_file::warnings(path, text))
+        .collect()
 }
 
 /// `store.key_file` as in use: a key replaced at the same path changes no text of the
@@ -140,6 +153,7 @@ impl Reloader {
             longest: longest_request(started, &started.clients),
             hup,
             store_key: None,
+            warned: config_warnings(started, path, text),
         })
     }
 
@@ -292,10 +306,18 @@ impl Reloader {
                 );
             }
         }
-        super::review::log_warnings(&app.config());
-        for w in super::review_file::warnings(&self.path, &text) {
+        let warnings = config_warnings(&app.config(), &self.path, &text);
+        for w in warnings.difference(&self.warned) {
             tracing::warn!("{w}");
         }
+        let still = warnings.intersection(&self.warned).count();
+        if still > 0 {
+            info!(
+                "reload: {still} warning(s) logged before still apply (`radmfa config check` \
+                 lists every one)"
+            );
+        }
+        self.warned = warnings;
         // For monitoring: an applied reload whose file also changed what only a restart
         // applies leaves the running configuration behind the file.
         app.metrics.restart_pending.store(
