@@ -55,16 +55,14 @@ pub struct Reloader {
     /// The configuration warnings logged for the configuration in use (at the start, then
     /// at each applied reload): a reload logs only those it brings, not all of them again
     /// (a config tool reloading every minute filled the log with the same lines).
-    warned: std::collections::BTreeSet<String>,
+    warned: Vec<String>,
 }
 
-/// Every warning `config check` gives of `cfg` read from `text` at `path`, as the start
-/// logs them.
-fn config_warnings(cfg: &Config, path: &Path, text: &str) -> std::collections::BTreeSet<String> {
-    super::review::warnings(cfg)
-        .into_iter()
-        .chain(super::review_file::warnings(path, text))
-        .collect()
+/// Every warning `config check` gives of `cfg` read from `text` at `path`, in its order.
+fn config_warnings(cfg: &Config, path: &Path, text: &str) -> Vec<String> {
+    let mut all = super::review::warnings(cfg);
+    all.extend(super::review_file::warnings(path, text));
+    all
 }
 
 /// `store.key_file` as in use: a key replaced at the same path changes no text of the
@@ -155,6 +153,11 @@ impl Reloader {
             store_key: None,
             warned: config_warnings(started, path, text),
         })
+    }
+
+    /// The configuration's warnings, for the start to log (worked out once, here).
+    pub fn warnings(&self) -> &[String] {
+        &self.warned
     }
 
     /// Reloads the client table, the policy sections (and the directory, if `[ldap]`
@@ -307,10 +310,10 @@ impl Reloader {
             }
         }
         let warnings = config_warnings(&app.config(), &self.path, &text);
-        for w in warnings.difference(&self.warned) {
+        for w in warnings.iter().filter(|w| !self.warned.contains(w)) {
             tracing::warn!("{w}");
         }
-        let still = warnings.intersection(&self.warned).count();
+        let still = warnings.iter().filter(|w| self.warned.contains(w)).count();
         if still > 0 {
             info!(
                 "reload: {still} warning(s) logged before still apply (`radmfa config check` \

@@ -148,6 +148,8 @@ pub fn client_line(cfg: &Config, c: &ClientConfig) -> String {
 /// A line per setting that lets a login through on less than both factors, or weakens the
 /// RADIUS exchange itself, or cannot work as set (upstream servers the deadline cuts off), or
 /// leaves a NAS policy to config order (two group rules setting one single-valued attribute).
+/// In the log at start and after each reload that brings one: the journal keeps what a NAS
+/// was allowed to skip, and when that began.
 pub fn warnings(cfg: &Config) -> Vec<String> {
     let mut out = Vec::new();
     #[cfg(unix)]
@@ -1319,14 +1321,6 @@ fn greeting_warning(greeting: &str, fraud_digits: &str) -> Option<String> {
              leave greeting out to have them spoken"
         )
     })
-}
-
-/// The warnings in the log, at start and after each reload: the journal keeps what a NAS was
-/// allowed to skip, and when that began.
-pub fn log_warnings(cfg: &Config) {
-    for w in warnings(cfg) {
-        tracing::warn!("{w}");
-    }
 }
 
 /// An `ldap://` URL to another machine: a bind there sends the password as it is.

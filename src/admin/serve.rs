@@ -52,8 +52,7 @@ pub async fn serve(
     for line in super::review::summary(&app.config()) {
         tracing::info!("{line}");
     }
-    super::review::log_warnings(&app.config());
-    for w in super::review_file::warnings(path, text) {
+    for w in reloader.warnings() {
         tracing::warn!("{w}");
     }
     // A period lowered (or a client taken out) while radmfa was stopped applies to what is

@@ -4,9 +4,9 @@
 //! the handshake), and with `crl_file` the client verifier enforces every CRL's nextUpdate
 //! (`enforce_revocation_expiration` in `radsec::build`, webpki's `CrlExpired`), so one CRL
 //! not republished in time refuses every client certificate under its CA. `config check`,
-//! and `serve` at start and after each reload (`admin::review::log_warnings`), warn from
-//! here, and a running server checks again every minute ([`watch_dates`]: a server runs
-//! for months, and a certificate that was fine at its start expires one day). The served
+//! and `serve` at start and after each reload (`admin::review::warnings`), warn from here,
+//! and a running server checks again every minute ([`watch_dates`]: a server runs for
+//! months, and a certificate that was fine at its start expires one day). The served
 //! certificate's notAfter and the CRLs' earliest nextUpdate are also gauges, for alerts
 //! well before. The running server's gauges and warnings are about what it serves: the
 //! files as its TLS configuration was last built from them, which a changed file that
@@ -346,7 +346,7 @@ fn unmatched_crls(crl_file: &Path, dates: &RadsecDates) -> Vec<String> {
 /// Every minute, until `stop`: the dates of what is served (a renewed file is picked up
 /// here too, without waiting for a connection) into the gauges, and their warnings (see
 /// `cert_dates`) into the log, each once a day while it stands. The start's warnings were
-/// logged already (`review::log_warnings`).
+/// logged already (`review::warnings`, by `serve` and each reload).
 pub async fn watch_dates(app: Arc<AppState>, acceptors: Arc<Acceptors>, stop: CancellationToken) {
     let unusable_warning = |e: &str| {
         format!(
