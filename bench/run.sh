@@ -109,7 +109,7 @@ load() {
     -p "$C" --json "${extra[@]}" "$@" |
     while read -r line; do
       echo "{\"label\":\"$label\",\"server\":\"$server\",${line#\{}" >>"$RESULTS"
-      echo "   $server $label: $(python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print("%s %.0f req/s, %d expected of %d, p50 %.2f ms, p99 %.2f ms" % (r["phase"], r["replies_per_sec"], r["expected"], r["sent"], r["p50_ms"], r["p99_ms"]))' "$line")" >&2
+      echo "   $server $label: $(python3 -c 'import json,sys; r=json.loads(sys.argv[1]); ms=lambda v: "-" if v is None else "%.2f" % v; print("%s %.0f req/s, %d expected of %d, p50 %s ms, p99 %s ms" % (r["phase"], r["replies_per_sec"], r["expected"], r["sent"], ms(r["p50_ms"]), ms(r["p99_ms"])))' "$line")" >&2
     done; then
     echo "   FAILED: $server $label (radmfa client load exited non-zero; its lines above)" >&2
     FAILED+=("$server $label")

@@ -40,6 +40,9 @@ def main(path):
         if r.get("timeouts"):
             # Percentiles leave timeouts out, so they would look better than they were.
             lat = f"{r['timeouts']} timeouts"
+        elif r.get("p50_ms") is None:
+            # No expected reply: no latency (the JSON says null rather than 0.0).
+            lat = "no expected reply"
         else:
             lat = f"p50 {r['p50_ms']:.1f} p99 {r['p99_ms']:.1f} ms"
         return f"{ok(r):,.0f}/s  {lat}{flag}", ok(r)
@@ -71,8 +74,8 @@ def main(path):
 
     if raw_rate:
         print()
-        print(f"raw slapd simple binds, same concurrency: {raw_rate:,.0f}/s "
-              f"(p50 {raw['p50_ms']:.1f} ms)")
+        p50 = "-" if raw.get("p50_ms") is None else f"{raw['p50_ms']:.1f}"
+        print(f"raw slapd simple binds, same concurrency: {raw_rate:,.0f}/s (p50 {p50} ms)")
         cb = load.get(("slapd", "ldap-connect-bind", "ldap-bind"))
         if cb:
             # Successful binds only, as every other rate here (failed binds are no ceiling).

@@ -1270,7 +1270,8 @@ fn odd_replies_are_named_for_what_they_are() {
 /// Small mistakes said as what they are: `-d 0` refused up front (it ran nothing and
 /// failed with a confusing line), an empty `--range` called empty (not "outside the
 /// users"), a closed UDP port called that (not "receiving: Connection refused"), and a
-/// latency line with no expected reply shows "-", not zeros that read as a fast server.
+/// latency line with no expected reply shows "-" (null in JSON), not zeros that read as a
+/// fast server.
 #[test]
 fn small_mistakes_are_said_plainly() {
     let port = std::net::UdpSocket::bind("127.0.0.1:0")
@@ -1357,6 +1358,12 @@ fn small_mistakes_are_said_plainly() {
         1,
         "latency ms: - (no expected reply)",
     );
+    // The JSON says null, not 0.0, for the same run (the bench's tables read it).
+    let out = run(&[&load[..], &["-n", "1", "-p", "1", "--json"]].concat());
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for k in ["p50_ms", "p90_ms", "p99_ms", "max_ms"] {
+        assert!(r[k].is_null(), "{k}: {r}");
+    }
 }
 
 /// A server whose Access-Challenge carries no State: round 1 does not count such a

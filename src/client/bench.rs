@@ -301,14 +301,7 @@ pub async fn ldap_binds(
 /// (no retransmits, nothing forged).
 pub fn bind_text(r: &PhaseReport) -> String {
     let failed = r.unexpected.get(BIND_FAILED).copied().unwrap_or(0);
-    let latency = if r.expected == 0 {
-        "-".to_string()
-    } else {
-        format!(
-            "p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}",
-            r.p50_ms, r.p90_ms, r.p99_ms, r.max_ms
-        )
-    };
+    let latency = r.latencies().unwrap_or_else(|| "-".to_string());
     format!(
         "{}: {} binds in {:.2} s: {:.0} successful binds/s\n  latency ms (successful binds): \
          {latency}\n  successful {}  {BIND_FAILED} {failed}  timeouts {}",

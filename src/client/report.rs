@@ -194,10 +194,12 @@ pub struct PhaseReport {
     pub step_skipped: u64,
     /// Requests built before the first had to wait for a TOTP step.
     pub ran_out_after: Option<u64>,
-    pub p50_ms: f64,
-    pub p90_ms: f64,
-    pub p99_ms: f64,
-    pub max_ms: f64,
+    /// Latencies of expected replies; None (JSON null) when there was none, where 0.0
+    /// would read as a fast server to whatever reads the JSON.
+    pub p50_ms: Option<f64>,
+    pub p90_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    pub max_ms: Option<f64>,
     /// The run was stopped (Ctrl-C) before this phase's end: its counts are of the run so
     /// far, and it fails.
     pub interrupted: bool,
@@ -228,6 +230,8 @@ fn ms(us: u64) -> f64 {
 
 impl PhaseReport {
     pub fn new(phase: &str, t: Tally, elapsed: Duration) -> Self {
+        let any = t.expected > 0;
+        let latency = |us: u64| any.then(|| ms(us));
         let secs = elapsed.as_secs_f64().max(1e-9);
         let replies = t.replies as f64;
         PhaseReport {
@@ -256,12 +260,20 @@ impl PhaseReport {
             step_waits: t.step_waits,
             step_skipped: t.step_skipped,
             ran_out_after: t.ran_out_after,
-            p50_ms: ms(t.latencies_us.percentile(50.0)),
-            p90_ms: ms(t.latencies_us.percentile(90.0)),
-            p99_ms: ms(t.latencies_us.percentile(99.0)),
-            max_ms: ms(t.latencies_us.max()),
+            p50_ms: latency(t.latencies_us.percentile(50.0)),
+            p90_ms: latency(t.latencies_us.percentile(90.0)),
+            p99_ms: latency(t.latencies_us.percentile(99.0)),
+            max_ms: latency(t.latencies_us.max()),
             interrupted: false,
         }
+    }
+
+    /// "p50 … p90 … p99 … max …" in ms, or None with no expected reply.
+    pub fn latencies(&self) -> Option<String> {
+        Some(format!(
+            "p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}",
+            self.p50_ms?, self.p90_ms?, self.p99_ms?, self.max_ms?
+        ))
     }
 
     /// Human-readable block.
@@ -276,14 +288,13 @@ impl PhaseReport {
             let _ = writeln!(s, "  {INTERRUPTED}");
         }
         // Latencies are of expected replies: with none, zeros would read as a fast server.
-        if self.expected == 0 {
-            let _ = writeln!(s, "  latency ms: - (no expected reply)");
-        } else {
-            let _ = writeln!(
-                s,
-                "  latency ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}",
-                self.p50_ms, self.p90_ms, self.p99_ms, self.max_ms
-            );
+        match self.latencies() {
+            None => {
+                let _ = writeln!(s, "  latency ms: - (no expected reply)");
+            }
+            Some(l) => {
+                let _ = writeln!(s, "  latency ms: {l}");
+            }
         }
         let _ = write!(
             s,
@@ -504,8 +515,9 @@ mod tests {
         assert_eq!(r.unexpected["Access-Reject"], 1);
         // The Reject (200 ms, the wrong code) is not among the latencies: the maximum is
         // exact, percentiles within the histogram's 0.4 %.
-        assert_eq!(r.max_ms, 100.0);
+        assert_eq!(r.max_ms, Some(100.0));
         for (got, want) in [(r.p50_ms, 50.0), (r.p90_ms, 90.0), (r.p99_ms, 99.0)] {
+            let got = got.unwrap();
             assert!((got - want).abs() <= want / 256.0, "{got} vs {want}");
         }
         assert_eq!((r.replies_per_sec, r.ok_per_sec), (51.0, 50.0));
