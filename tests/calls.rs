@@ -1386,7 +1386,8 @@ fn challenge_then_enter_with_radclient() {
     );
     assert_eq!(r1.code, "Access-Challenge", "{}", r1.output);
     assert!(
-        r1.output.contains("Answer the call, then press Enter"),
+        // Ending ": " as the code prompts do: pam_radius_auth and SSH show it as it is.
+        r1.output.contains("Answer the call, then press Enter: "),
         "{}",
         r1.output
     );

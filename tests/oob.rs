@@ -845,7 +845,7 @@ fn a_number_the_provider_refuses_is_not_try_again_later() {
     // Offering "sms" no more: it just failed.
     assert_eq!(
         message(&r2),
-        format!("{CANNOT_TEXT} Answer the call, then press Enter."),
+        format!("{CANNOT_TEXT} Answer the call, then press Enter: "),
         "{r2}"
     );
     let reason = srv.audit_json("bob")[0]["reason"]

@@ -438,7 +438,7 @@ pub(super) fn prompt_for(
             ),
             "",
         ),
-        Method::Voice => ("Answer the call, then press Enter".into(), "."),
+        Method::Voice => ("Answer the call, then press Enter".into(), ": "),
         Method::Totp => (app.config().challenge.prompt.clone(), ""),
     };
     Ask {

@@ -170,7 +170,7 @@ pub async fn call_answered(
     if txn.status == OobStatus::Pending && r.now < txn.expires_at {
         let mut reply = Reply::challenge(
             r.state.to_vec(),
-            "The call is not answered yet. Answer it and press #, then press Enter.",
+            "The call is not answered yet. Answer it and press #, then press Enter: ",
         );
         reply.session_timeout = Some((r.pending.expires_at - r.now).max(1) as u32);
         let mut v = Verdict::reject("call not answered yet").with_reply(reply);

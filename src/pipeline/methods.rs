@@ -363,8 +363,10 @@ async fn call_prompt(
         Err(v) => return Ok(v),
     };
     let phone = s.phone.as_deref().unwrap_or_default();
+    // Ends ": " as the code prompts do: pam_radius_auth and SSH show the Reply-Message as
+    // it is, and what the user types (Enter, or "sms") follows it.
     let prompt = format!(
-        "We are calling {}. Answer the call, then press Enter{}",
+        "We are calling {}. Answer the call, then press Enter{}: ",
         mask(phone),
         switch_hint(&s.available, Method::Voice)
     );
