@@ -459,8 +459,14 @@ async fn answer(
                         failed(format!("{exceeded} waiting for {servers}"))
                     }
                     None => {
+                        // Either cause is possible, and the time spent queued is not
+                        // told apart: the log must not send the on-call admin to the
+                        // database while the node is simply flooded.
                         app.backend_health.failed(
-                            "a login ran past its request deadline (a slow directory or store)",
+                            "a login ran past its request deadline (a slow directory or \
+                             store, or more requests than this node can answer in time: \
+                             radmfa_requests_dropped_total{reason=\"overloaded\"} and \
+                             radmfa_backend_failures_total tell them apart)",
                         );
                         failed(exceeded)
                     }
