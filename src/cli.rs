@@ -238,6 +238,11 @@ pub struct AuditArgs {
     /// (import, assign, resync, …), whoever held it at the time.
     #[arg(long)]
     pub token: Option<String>,
+    /// Logins from one address: the audit's client_ip, the NAS's Calling-Station-Id (where
+    /// a VPN or gateway user connected from), or the NAS's own address when it sends none.
+    /// `--count-by client-ip` lists them: a password spray's sources.
+    #[arg(long)]
+    pub client_ip: Option<String>,
     /// Records at or after this time: RFC 3339 (2026-01-31T08:00:00Z, or with an offset,
     /// 2026-01-31T09:00:00+01:00), Unix seconds (1769846400), or an age counted back from
     /// now (90s, 15m, 2h, 7d). An 8-digit number that reads as a date (20260131) is refused:
@@ -262,7 +267,8 @@ pub struct AuditArgs {
     #[arg(long, conflicts_with_all = ["count_by", "until"])]
     pub follow: bool,
     /// A report instead of records: how many of the matching records had each result, per
-    /// user, NAS, mode, result, reason, UTC day or server (the node that answered).
+    /// user, NAS, mode, result, reason, UTC day, server (the node that answered) or client
+    /// address (where the logins came from).
     #[arg(long, value_enum, value_name = "GROUP")]
     pub count_by: Option<crate::store::AuditGroup>,
 }

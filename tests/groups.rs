@@ -298,6 +298,31 @@ exempt_networks = ["198.51.100.0/24"]
             .contains("allow_groups"),
         "allow_groups is checked first"
     );
+    // The audit finds the logins by where they came from (`--client-ip`), and counts them
+    // per address (`--count-by client-ip`): the two Rejects from 198.51.100.7.
+    let out = srv.cli(&["audit", "--client-ip", "203.0.113.5", "--json"]);
+    let listed: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        listed.len() == 1 && listed[0]["result"] == "challenge",
+        "{listed:?}"
+    );
+    let out = srv.cli(&[
+        "audit",
+        "--count-by",
+        "client-ip",
+        "--result",
+        "reject",
+        "--json",
+    ]);
+    let groups: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(groups[0]["key"], "198.51.100.7", "{groups:?}");
+    assert_eq!(groups[0]["total"], 2, "{groups:?}");
 
     // Inline: the password without a code, only from the exempt network.
     let r = from("127.0.0.2", "bob", "bob-pw", Some("198.51.100.9"));

@@ -162,6 +162,7 @@ pub async fn run(cfg: &Config, args: AuditArgs) -> anyhow::Result<ExitCode> {
         server: args.server,
         nas: args.nas,
         token: args.token,
+        client_ip: args.client_ip,
         limit: args.limit,
         after_id: None,
         before: None,
@@ -443,7 +444,10 @@ fn report(
         more_groups(&all[shown..]);
         return Ok(ExitCode::SUCCESS);
     }
-    let name = format!("{by:?}").to_uppercase();
+    // As typed after --count-by (CLIENT-IP), not the variant's name (CLIENTIP).
+    let name = clap::ValueEnum::to_possible_value(&by)
+        .map(|v| v.get_name().to_uppercase())
+        .unwrap_or_default();
     println!(
         "{:>9} {:>9} {:>9} {:>9} {:>9}  {name}",
         "TOTAL", "ACCEPT", "REJECT", "CHALLENGE", "OTHER"

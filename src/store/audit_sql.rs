@@ -30,6 +30,7 @@ impl Dialect {
             (AuditGroup::Result, _) => "result",
             (AuditGroup::Reason, _) => "COALESCE(reason, '-')",
             (AuditGroup::Server, _) => "server_name",
+            (AuditGroup::ClientIp, _) => "COALESCE(client_ip, '-')",
             (AuditGroup::Day, Dialect::Sqlite) => "strftime('%Y-%m-%d', time, 'unixepoch')",
             (AuditGroup::Day, Dialect::Postgres) => {
                 "to_char(to_timestamp(time) AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
@@ -63,6 +64,9 @@ where
     }
     if let Some(token) = &f.token {
         q.push(" AND token_serial = ").push_bind(token.clone());
+    }
+    if let Some(ip) = &f.client_ip {
+        q.push(" AND client_ip = ").push_bind(ip.clone());
     }
     if let Some(since) = f.since {
         q.push(" AND time >= ").push_bind(since);

@@ -476,6 +476,9 @@ pub struct AuditFilter {
     pub nas: Option<String>,
     /// Only records naming this token (a login it decided, an admin action on it).
     pub token: Option<String>,
+    /// Only records of logins from this address (the record's client_ip: the
+    /// Calling-Station-Id, or the NAS address when there is none).
+    pub client_ip: Option<String>,
     pub limit: u32,
     /// Only records with a larger id, oldest (lowest id) first: `radmfa audit --follow`
     /// asking for what arrived since. Without it, records come newest first.
@@ -497,6 +500,9 @@ pub enum AuditGroup {
     Day,
     /// The node that wrote the record (`[server] name`).
     Server,
+    /// Where the login came from (the record's client_ip: the Calling-Station-Id, or the
+    /// NAS address when there is none): a password spray's sources.
+    ClientIp,
 }
 
 /// How many records of one group had one result.

@@ -1270,6 +1270,7 @@ pub async fn audit_filters_order_and_limit(store: &dyn Store) {
         server: None,
         nas: None,
         token: None,
+        client_ip: None,
         limit,
         after_id: None,
         before: None,
@@ -1470,9 +1471,11 @@ pub async fn audit_counts_per_group_and_result(store: &dyn Store) {
         r.nas_name = nas.map(str::to_string);
         r.reason = (result == "reject").then(|| "bad password".to_string());
         r.token_serial = (result == "accept").then(|| format!("TOK-{time}"));
-        // bob's records written by the other node.
+        // bob's records written by the other node, from another address.
+        r.client_ip = Some("192.0.2.1".into());
         if user == "bob" {
             r.server_name = "node-b".into();
+            r.client_ip = (result != "enroll").then(|| "198.51.100.7".into());
         }
         r
     };
@@ -1564,6 +1567,23 @@ pub async fn audit_counts_per_group_and_result(store: &dyn Store) {
     };
     let listed = store.audit(&token).await.unwrap();
     assert!(listed.len() == 1 && listed[0].time == T + 1, "{listed:?}");
+    // Logins from one address, and the addresses logins came from (`--client-ip`,
+    // `--count-by client-ip`); an admin record has none.
+    let from = AuditFilter {
+        client_ip: Some("198.51.100.7".into()),
+        ..Default::default()
+    };
+    let listed = store.audit(&from).await.unwrap();
+    assert!(listed.len() == 1 && listed[0].user == "bob", "{listed:?}");
+    assert_eq!(
+        counts(AuditFilter::default(), AuditGroup::ClientIp).await,
+        [
+            t("-", "enroll", 1),
+            t("192.0.2.1", "accept", 2),
+            t("192.0.2.1", "reject", 1),
+            t("198.51.100.7", "reject", 1)
+        ]
+    );
     let rejects = AuditFilter {
         result: Some("reject".into()),
         ..Default::default()
