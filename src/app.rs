@@ -320,6 +320,9 @@ fn unreadable_sqlite(path: &std::path::Path, e: crate::store::StoreError) -> any
     let mut shm = path.as_os_str().to_owned();
     shm.push("-shm");
     let reading = format!("reading database {}", path.display());
+    if let crate::store::StoreError::StaleWal(said) = e {
+        return anyhow::Error::new(crate::admin::Refused(said));
+    }
     if std::path::Path::new(&shm).exists() {
         return anyhow::Error::new(e).context(reading);
     }
@@ -363,6 +366,8 @@ pub async fn open_sqlite(
         crate::store::StoreError::Decrypt(reason) => {
             anyhow::anyhow!("store.key_file {}: {reason}", key_file.display())
         }
+        // Nothing was opened or changed: a refusal, and its text names the files.
+        crate::store::StoreError::StaleWal(said) => anyhow::Error::new(crate::admin::Refused(said)),
         other => anyhow::Error::new(other).context(format!("opening database {}", path.display())),
     })
 }

@@ -104,6 +104,7 @@ impl AuditReader {
 /// One read-only connection to the SQLite database at `path`; `immutable`: read as a file
 /// no one changes, without the WAL's files or locks.
 async fn sqlite_pool(path: &Path, immutable: bool) -> Result<SqlitePool, StoreError> {
+    super::stale_wal::refuse_stale_wal(path)?;
     let options = SqliteConnectOptions::new()
         .filename(path)
         .read_only(true)

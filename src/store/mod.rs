@@ -24,6 +24,7 @@ mod sqlite_reads;
 mod sqlite_remembered;
 mod sqlite_tokens;
 mod sqlite_writer;
+mod stale_wal;
 #[cfg(unix)]
 pub mod writable;
 
@@ -77,6 +78,10 @@ pub enum StoreError {
     /// before it was handed in, stand (PostgreSQL's shared audit insert).
     #[error("the audit insert failed: {0}")]
     AuditNotWritten(String),
+    /// A SQLite database not opened, because SQLite would apply a `-wal` file that is not
+    /// its own to it (see `stale_wal`); the text names both files and what to do.
+    #[error("{0}")]
+    StaleWal(String),
 }
 
 impl From<sqlx::Error> for StoreError {

@@ -125,6 +125,7 @@ impl SqliteStore {
         // locked"). One at a time, then, from the first connection to the last migration:
         // an exclusive flock(2) on the database's directory (see `migration_lock`).
         let guard = migration_lock(path).await?;
+        super::stale_wal::refuse_stale_wal(path)?;
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -210,6 +211,7 @@ impl SqliteStore {
 /// One connection to the existing database at `path`, to look at it without opening the
 /// store (which would migrate it) and without creating a database that is not there.
 async fn look_at(path: &Path) -> Result<SqlitePool, StoreError> {
+    super::stale_wal::refuse_stale_wal(path)?;
     let options = SqliteConnectOptions::new()
         .filename(path)
         .create_if_missing(false)

@@ -1,0 +1,122 @@
+//! Backups and restores as an admin makes them (docs/operations.md), mistakes included:
+//! a backup put beside a crashed server's WAL, a damaged database, the seed key a first
+//! command makes.
+
+mod common;
+
+use common::radmfa::{cli_on, write_config, Options, Server};
+use std::path::Path;
+use std::process::Output;
+
+/// No directory: the commands and checks here need none, and `serve` starts without one.
+const NO_LDAP: &str = "ldap://127.0.0.1:1";
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn ok(config: &Path, args: &[&str]) -> String {
+    let out = cli_on(config, args);
+    assert!(out.status.success(), "{args:?}: {}", text(&out));
+    text(&out)
+}
+
+/// What `config check --connect` says (it fails on the directory, which is not there).
+fn check(config: &Path) -> String {
+    text(&cli_on(config, &["config", "check", "--connect"]))
+}
+
+/// `<dir>/radmfa.db<suffix>`.
+fn db_file(dir: &Path, suffix: &str) -> std::path::PathBuf {
+    dir.join(format!("radmfa.db{suffix}"))
+}
+
+/// A store in `dir` that a server had open when it was killed with SIGKILL: alice enrolled
+/// before the server, bob while it ran, so bob is only in the -wal it left behind.
+fn crashed_store(dir: &Path) -> std::path::PathBuf {
+    let cfg = write_config(dir, &Options::new(NO_LDAP));
+    ok(&cfg, &["user", "enroll-totp", "alice", "--uri-only"]);
+    let srv = Server::start_with(tempfile::tempdir().unwrap(), cfg.clone());
+    ok(&cfg, &["user", "enroll-totp", "bob", "--uri-only"]);
+    drop(srv); // SIGKILL: the WAL is not merged, the -wal and -shm files stay
+    let wal = std::fs::metadata(db_file(dir, "-wal")).map_or(0, |m| m.len());
+    assert!(wal > 0, "the killed server left no WAL with content");
+    cfg
+}
+
+/// Restore step 2 skipped: a `db backup` file copied over `radmfa.db` beside the -wal a
+/// killed server left. SQLite would apply that WAL to the backup (it did: "ok store:
+/// opened", then "database disk image is malformed" on every login). Every command, the
+/// check and `serve` refuse it, name both files, and leave the backup as it was; with them
+/// moved away, it opens with what the backup holds.
+#[test]
+fn a_backup_beside_a_crashed_servers_wal_is_refused_and_left_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &Options::new(NO_LDAP));
+    ok(&cfg, &["user", "enroll-totp", "alice", "--uri-only"]);
+    let backup = dir.path().join("backup.db");
+    ok(&cfg, &["db", "backup", backup.to_str().unwrap()]);
+    std::fs::remove_file(db_file(dir.path(), "")).unwrap();
+    let cfg = crashed_store(dir.path());
+    let db = db_file(dir.path(), "");
+    std::fs::copy(&backup, &db).unwrap(); // `cp backup.db radmfa.db`
+    let restored = std::fs::read(&db).unwrap();
+    let wal = db_file(dir.path(), "-wal");
+    let shm = db_file(dir.path(), "-shm");
+    let names_both = |said: &str| {
+        said.contains(&wal.display().to_string())
+            && said.contains(&shm.display().to_string())
+            && said.contains("restore step 2")
+    };
+
+    let out = cli_on(&cfg, &["config", "check", "--connect"]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("FAIL store:") && names_both(&text(&out)),
+        "{}",
+        text(&out)
+    );
+    assert!(!text(&out).contains("store: opened"), "{}", text(&out));
+    for args in [&["user", "list"][..], &["audit"], &["db", "migrate"]] {
+        let out = cli_on(&cfg, args);
+        assert!(!out.status.success(), "{args:?}: {}", text(&out));
+        assert!(names_both(&text(&out)), "{args:?}: {}", text(&out));
+    }
+    let out = std::process::Command::new("timeout")
+        .args(["20", common::radmfa::bin().to_str().unwrap(), "--config"])
+        .arg(&cfg)
+        .arg("serve")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "serve: {}", text(&out));
+    assert!(names_both(&text(&out)), "serve: {}", text(&out));
+    assert_eq!(
+        std::fs::read(&db).unwrap(),
+        restored,
+        "the backup was changed"
+    );
+    assert!(wal.exists(), "the WAL was taken away");
+
+    std::fs::rename(&wal, dir.path().join("old.db-wal")).unwrap();
+    std::fs::rename(&shm, dir.path().join("old.db-shm")).unwrap();
+    let check = check(&cfg);
+    assert!(check.contains("ok   store: opened"), "{check}");
+    let users = ok(&cfg, &["user", "list"]);
+    assert!(users.contains("alice") && !users.contains("bob"), "{users}");
+}
+
+/// The normal crash: a WAL-mode store with the -wal its killed server left is recovered
+/// as SQLite means it to be, with what was written to it while the server ran.
+#[test]
+fn a_crashed_servers_own_wal_is_recovered() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = crashed_store(dir.path());
+    let users = ok(&cfg, &["user", "list"]);
+    assert!(users.contains("alice") && users.contains("bob"), "{users}");
+    let check = check(&cfg);
+    assert!(check.contains("ok   store: opened"), "{check}");
+}
