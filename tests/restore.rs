@@ -120,3 +120,51 @@ fn a_crashed_servers_own_wal_is_recovered() {
     let check = check(&cfg);
     assert!(check.contains("ok   store: opened"), "{check}");
 }
+
+/// A database damaged where no start reads (the audit log's first page) opens and answers
+/// `/health`, then fails what reads there. `config check --connect`, which an admin runs
+/// after a restore, reads the whole file (SQLite's quick_check) and fails it, saying so.
+#[test]
+fn config_check_fails_a_damaged_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &Options::new(NO_LDAP));
+    ok(&cfg, &["user", "enroll-totp", "alice", "--uri-only"]);
+    let check = check(&cfg);
+    assert!(check.contains("ok   store: opened"), "{check}");
+    let backup = dir.path().join("backup.db");
+    ok(&cfg, &["db", "backup", backup.to_str().unwrap()]);
+    let (root, page_size): (i64, i64) = {
+        let c = rusqlite::Connection::open_with_flags(
+            &backup,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .unwrap();
+        let root = c
+            .query_row(
+                "SELECT rootpage FROM sqlite_master WHERE type = 'table' AND name = 'audit'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        (
+            root,
+            c.query_row("PRAGMA page_size", [], |r| r.get(0)).unwrap(),
+        )
+    };
+    assert!(root > 1, "audit's root page is {root}");
+    let mut bytes = std::fs::read(&backup).unwrap();
+    // The page's type byte: no b-tree page is of type 0xff.
+    bytes[((root - 1) * page_size) as usize] = 0xff;
+    std::fs::write(db_file(dir.path(), ""), &bytes).unwrap();
+
+    let out = cli_on(&cfg, &["config", "check", "--connect"]);
+    let said = text(&out);
+    assert!(!out.status.success(), "{said}");
+    assert!(
+        said.contains("FAIL store: database")
+            && said.contains("quick_check finds it damaged")
+            && said.contains("restore it from a backup"),
+        "{said}"
+    );
+    assert!(!said.contains("store: opened"), "{said}");
+}

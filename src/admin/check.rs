@@ -231,7 +231,16 @@ pub async fn connect(cfg: &Config, user: Option<&str>) -> anyhow::Result<bool> {
     let store = match store {
         Err(None) => None,
         Ok(store) => {
-            line(true, "store: opened".into());
+            let damage = match &cfg.store {
+                crate::config::StoreConfig::Sqlite { path, .. } => {
+                    super::check_integrity::damage(path).await
+                }
+                crate::config::StoreConfig::Postgres { .. } => None,
+            };
+            match damage {
+                None => line(true, "store: opened".into()),
+                Some(said) => line(false, format!("store: {said}")),
+            }
             Some(store)
         }
         Err(Some(e)) => {

@@ -7,6 +7,7 @@ pub mod backup;
 pub mod bypass;
 pub mod check;
 mod check_groups;
+mod check_integrity;
 mod check_refusal;
 mod clock_watch;
 mod directory_name;

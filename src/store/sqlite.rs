@@ -75,7 +75,7 @@ async fn take_user_tokens(
     Ok(removed)
 }
 
-pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// What a WAL file is cut back to when SQLite starts it over after a checkpoint. Without
 /// it the file keeps the size of the largest transaction it ever held (a big import) for
 /// good; normal load keeps it near 4 MiB (the auto-checkpoint's 1,000 pages), under this.
