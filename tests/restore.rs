@@ -168,3 +168,43 @@ fn config_check_fails_a_damaged_database() {
     );
     assert!(!said.contains("store: opened"), "{said}");
 }
+
+/// The first command on a new host makes the seed key: it says so, as `serve` logs it,
+/// so that an admin who enrolls or imports before the first start (scripts/demo.sh does)
+/// learns that the key must be backed up. The commands after it say nothing of it.
+#[test]
+fn the_command_that_makes_the_seed_key_says_so() {
+    let made =
+        |out: &Output| String::from_utf8_lossy(&out.stderr).contains("created a new seed key");
+    for first in [
+        &["user", "enroll-totp", "alice", "--uri-only"][..],
+        &["token", "import", "tokens.csv"],
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = write_config(dir.path(), &Options::new(NO_LDAP));
+        std::fs::write(
+            dir.path().join("tokens.csv"),
+            "serial,key,type,user\nT-1,3132333435363738393031323334353637383930,totp,\n",
+        )
+        .unwrap();
+        let args: Vec<String> = first
+            .iter()
+            .map(|a| match *a {
+                "tokens.csv" => dir.path().join(a).display().to_string(),
+                a => a.to_string(),
+            })
+            .collect();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = cli_on(&cfg, &args);
+        assert!(out.status.success(), "{args:?}: {}", text(&out));
+        let key = dir.path().join("radmfa.key");
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            made(&out) && said.contains(&key.display().to_string()) && said.contains("back it up"),
+            "{args:?}: {said}"
+        );
+        let out = cli_on(&cfg, &["user", "enroll-totp", "bob", "--uri-only"]);
+        assert!(out.status.success(), "{}", text(&out));
+        assert!(!made(&out), "said again: {}", text(&out));
+    }
+}

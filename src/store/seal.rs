@@ -249,11 +249,18 @@ impl KeyFile {
         sync_parent_dir(path);
         // Said, because nothing else shows it: the seeds are lost without this file, and
         // every node of a shared store needs a copy (docs/ha.md, docs/operations.md).
-        tracing::info!(
+        let said = format!(
             "created a new seed key in {} (mode 0600): back it up apart from the database; \
              every node sharing the store needs a copy of it",
             path.display()
         );
+        // `serve` logs it. An admin command has no log: the first enrollment or import
+        // on a new host (scripts/demo.sh enrolls before it serves) made the key unseen.
+        if tracing::dispatcher::has_been_set() {
+            tracing::info!("{said}");
+        } else {
+            eprintln!("note: {said}");
+        }
         Ok(Sealer::from_key_ref(&key))
     }
 }
