@@ -224,8 +224,10 @@ pub async fn with_existing_store<T>(
     refuse_unless_set_up(cfg).await?;
     if !key_file.exists() {
         anyhow::bail!(
-            "store.key_file {} is missing; a command that reads or takes away makes none \
-             (check store.key_file and --config, or restore the file from your backup)",
+            "store.key_file {} is missing. This command only reads or removes, so it does \
+             not create a key file (a new key would not open the seeds in the database): \
+             restore the key file from its backup (docs/operations.md), or check \
+             store.key_file and --config",
             key_file.display()
         );
     }

@@ -401,6 +401,14 @@ fn a_database_without_its_key_file_is_refused_not_rekeyed() {
         );
         assert!(!key.exists(), "{args:?} made a new key file");
     }
+    // A command that only reads or removes says plainly why it makes no key, and where the
+    // key comes from.
+    let (_, _, err) = run(&cfg, &["user", "list"]);
+    assert!(
+        err.contains("does not create a key file")
+            && err.contains("restore the key file from its backup"),
+        "{err}"
+    );
     // A fresh install (no database yet) still gets both, at its first enrollment.
     std::fs::remove_file(d.path().join("radmfa.db")).unwrap();
     let (ok, _, err) = run(&cfg, &["user", "enroll-totp", "alice", "--uri-only"]);

@@ -2299,7 +2299,9 @@ fn config_check_connect_creates_no_key_file() {
     std::fs::rename(&key, key.with_extension("moved")).unwrap();
     let out = check();
     assert!(
-        out.contains("FAIL store: the key file") && out.contains("copy it from a node"),
+        out.contains("FAIL store: the key file")
+            && out.contains("copy it from a node")
+            && out.contains("or restore it from its backup"),
         "{out}"
     );
     assert!(!key.exists(), "config check created the key file");

@@ -193,7 +193,8 @@ pub async fn connect(cfg: &Config, user: Option<&str>) -> anyhow::Result<bool> {
                     false,
                     format!(
                         "store: the key file {} is missing, and this database is in use: \
-                             copy it from a node that uses this database",
+                             copy it from a node that uses this database, or restore it \
+                             from its backup",
                         key_file.display()
                     ),
                 ),

@@ -299,7 +299,8 @@ impl PgStore {
         } else if in_use().await? {
             return Err(key_err(
                 "does not exist, and this database is already in use: copy the key file \
-                 from a node that uses this database (all nodes share one key file)",
+                 from a node that uses this database (all nodes share one key file), or \
+                 restore it from its backup",
             ));
         } else {
             KeyFile::load_or_create(key_file)?
