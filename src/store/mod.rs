@@ -82,6 +82,9 @@ pub enum StoreError {
     /// its own to it (see `stale_wal`); the text names both files and what to do.
     #[error("{0}")]
     StaleWal(String),
+    /// PostgreSQL refused radmfa's role a table at open; the text says what to grant.
+    #[error("database error: {0}")]
+    PermissionDenied(String),
 }
 
 impl From<sqlx::Error> for StoreError {

@@ -30,6 +30,7 @@ mod audit_batch;
 mod connect;
 mod delivery;
 mod pool_diagnosis;
+mod privilege;
 mod remembered;
 mod request_tx;
 mod rows;

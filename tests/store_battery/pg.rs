@@ -278,6 +278,53 @@ async fn a_role_that_may_only_read_and_write_serves_a_current_schema() {
     assert_eq!(created, "f");
 }
 
+/// A database restored by a superuser with `pg_restore --no-owner` has its tables owned by
+/// that superuser, and radmfa's role may use none of them: the open and `config check`'s
+/// look at the schema say what the role must be given, not only "permission denied".
+#[tokio::test]
+async fn a_role_denied_its_tables_is_told_what_to_give_it() {
+    let cluster = PgCluster::shared();
+    let url = cluster.fresh_database();
+    let db = PgCluster::database_of(&url);
+    let sealer = super::test_sealer();
+    // Set up as the superuser: its tables are the superuser's, as after such a restore.
+    PgStore::open(&PgSettings::new(url.clone()), sealer.clone())
+        .await
+        .unwrap()
+        .close()
+        .await;
+    let role = format!("{db}_restored");
+    for sql in [
+        format!("CREATE ROLE {role} LOGIN PASSWORD 'restored-pw'"),
+        format!("GRANT CONNECT ON DATABASE {db} TO {role}"),
+    ] {
+        cluster.psql("postgres", &sql);
+    }
+    cluster.psql(&db, &format!("GRANT USAGE ON SCHEMA public TO {role}"));
+    let (_, host) = url.split_once('@').unwrap();
+    let settings = PgSettings::new(format!("postgres://{role}:restored-pw@{host}"));
+    let told = |err: String| {
+        assert!(
+            err.contains("permission denied for")
+                && err.contains(&format!("pg_restore --no-owner --role={role}"))
+                && err.contains(&format!("OWNER TO {role}")),
+            "{err}"
+        );
+    };
+    told(
+        PgStore::open(&settings, sealer)
+            .await
+            .unwrap_err()
+            .to_string(),
+    );
+    told(
+        PgStore::schema_behind(&settings)
+            .await
+            .unwrap_err()
+            .to_string(),
+    );
+}
+
 /// Lists come in SQLite's order (bytewise) whatever the database's collation: a database
 /// made with the distribution's default (`en_US.UTF-8`, here ICU's `en`) sorts case and
 /// punctuation away, so `token list` and `user list` would read differently after a move to

@@ -251,6 +251,12 @@ impl PgStore {
     /// Connects, brings the schema up to date (see [`PgStore::migrate`]) and checks that
     /// `sealer` holds the key this database was set up with.
     pub async fn open(settings: &PgSettings, sealer: Sealer) -> Result<Self, StoreError> {
+        Self::open_as_is(settings, sealer)
+            .await
+            .map_err(|e| super::privilege::with_hint(settings, e))
+    }
+
+    async fn open_as_is(settings: &PgSettings, sealer: Sealer) -> Result<Self, StoreError> {
         Self::migrate(settings).await?;
         let store = PgStore {
             pool: serving_pool(settings)?,
@@ -265,6 +271,15 @@ impl PgStore {
     /// [`PgStore::open`] with the key from `key_file`. A missing key file is created only
     /// for a database no node has used yet; otherwise the key must be copied from a node.
     pub async fn open_with_key_file(
+        settings: &PgSettings,
+        key_file: &Path,
+    ) -> Result<Self, StoreError> {
+        Self::open_with_key_file_as_is(settings, key_file)
+            .await
+            .map_err(|e| super::privilege::with_hint(settings, e))
+    }
+
+    async fn open_with_key_file_as_is(
         settings: &PgSettings,
         key_file: &Path,
     ) -> Result<Self, StoreError> {
@@ -326,14 +341,20 @@ impl PgStore {
         crate::store::pool_close::close_pool(&pool).await;
         match behind {
             Ok(behind) => Ok(behind),
-            Err(e) => Err(why_no_connection(settings, e).await),
+            Err(e) => Err(super::privilege::with_hint(
+                settings,
+                why_no_connection(settings, e).await,
+            )),
         }
     }
 
     /// Whether a node has set this database up (its key's check value is recorded), changing
     /// nothing: for `config check`, which must not create a key file or record a key.
     pub async fn key_recorded(settings: &PgSettings) -> Result<bool, StoreError> {
-        Ok(Self::recorded_key_check(settings).await?.is_some())
+        let recorded = Self::recorded_key_check(settings)
+            .await
+            .map_err(|e| super::privilege::with_hint(settings, e))?;
+        Ok(recorded.is_some())
     }
 
     /// Whether `sealer` is the key the database recorded (yes where it records none), changing
