@@ -292,19 +292,13 @@ fn memchr_newlines(text: &str) -> Vec<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::{Duration, Instant};
 
+    // Untimed: how long a refusal takes is for the fuzz targets and benchmarks, not a unit
+    // test's clock (a 10 s bound failed on a loaded CI machine while the parse was right).
     fn refused(text: &str) -> String {
-        let t = Instant::now();
         let Err(e) = parse(text) else {
             panic!("accepted")
         };
-        // Generous for unoptimised test builds; a release build takes a fraction of this.
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "took {:?}",
-            t.elapsed()
-        );
         e.to_string()
     }
 
