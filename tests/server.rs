@@ -2777,41 +2777,59 @@ fn status_server_follows_the_backends_for_no_reply_clients() {
 /// A name with an invisible character in it (a soft hyphen, a zero-width space, a control
 /// character) is refused before the directory is asked: OpenLDAP's string preparation
 /// (RFC 4518) drops a soft hyphen, so `alice\u{AD}` finds alice's entry, while the store
-/// would key the login on another name, one without her tokens or lockout.
+/// would key the login on another name, one without her tokens or lockout. Whitespace
+/// controls too (a line break, a tab, a vertical tab), though the store's key folds them
+/// away: `alice\n` got alice's challenge, and `alice\r\nFAKE accept` was logged and audited
+/// as `alice fake accept`. The refusal is any other Reject, and its audit reason quotes the
+/// name as sent.
 #[test]
 fn a_name_with_invisible_characters_is_refused() {
     let slapd = directory();
     let srv = start(&slapd, |_| {});
     srv.enroll("alice", &[]);
     let binds = slapd.bind_count(&LdapUser::new("alice", "").dn());
-    for name in [
+    let unknown = py_password(&srv, "nobody", ALICE_PW);
+    let names = [
         "alice\u{AD}",
         "ali\u{200B}ce",
         "alice\u{1}",
         "\u{FEFF}alice",
-    ] {
+        "alice\n",
+        "\talice\r\n",
+        "al\u{B}ice",
+        "alice\r\nFAKE accept",
+    ];
+    for name in names {
         let r = py_password(&srv, name, ALICE_PW);
-        assert_eq!(code_of(&r), "Access-Reject", "{name:?}: {r}");
-        assert!(r["state"].is_null(), "{name:?}: {r}");
+        assert_same_reply(&r, &unknown);
     }
     assert_eq!(
         slapd.bind_count(&LdapUser::new("alice", "").dn()),
         binds,
         "the directory was not asked"
     );
-    let out = srv.cli(&["audit", "--json", "--limit", "10"]);
+    let out = srv.cli(&["audit", "--json", "--limit", "20"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         text.matches("control or invisible formatting characters")
             .count(),
-        4,
+        names.len(),
         "{text}"
     );
-    // The plain name still gets its challenge.
-    assert_eq!(
-        code_of(&py_password(&srv, "alice", ALICE_PW)),
-        "Access-Challenge"
-    );
+    // The name as sent, escaped (once more by JSON).
+    assert!(text.contains(r#"\"alice\\r\\nFAKE accept\""#), "{text}");
+    // And no log line of it begins with what followed the line break.
+    let log = srv.log();
+    assert!(!log.lines().any(|l| l.starts_with("FAKE")), "{log}");
+    // The plain name still gets its challenge, and so does one with ordinary spaces around
+    // it (folded, as a directory compares).
+    for name in ["alice", "alice ", " Alice"] {
+        assert_eq!(
+            code_of(&py_password(&srv, name, ALICE_PW)),
+            "Access-Challenge",
+            "{name:?}"
+        );
+    }
     // A joiner that is part of a spelling (ZWNJ in Persian names) is not refused for
     // itself: this one is no name in the directory, so an unknown user's reply.
     let r = py_password(&srv, "mi\u{200C}na", ALICE_PW);

@@ -521,23 +521,37 @@ pub(crate) fn invisible_format(c: char) -> bool {
         | '\u{E0020}'..='\u{E007F}' | '\u{E0100}'..='\u{E01EF}')
 }
 
+/// Nobody's name holds a control character or an invisible formatting one (a soft hyphen,
+/// a zero-width space, a direction mark). A directory may ignore them when it compares
+/// (`alice\u{AD}` finds alice's entry) while radmfa's store keys on them, which would give
+/// alice's password a second name with no tokens, lockout or block. Checked on the
+/// User-Name as the NAS sent it, not on its key: the key folds whitespace, so `alice\r\n`
+/// would pass as `alice` and `al\x0bice` be searched as `al ice`. The reason quotes the
+/// name escaped, as that is the only place the name as sent is kept (the log and the audit
+/// record name the key).
+fn unprintable_name(req: &Request) -> Option<Verdict> {
+    let sent = req.user_name()?;
+    sent.chars()
+        .any(|c| c.is_control() || invisible_format(c))
+        .then(|| {
+            Verdict::reject(format!(
+                "a User-Name with control or invisible formatting characters: {:?}",
+                sent
+            ))
+        })
+}
+
 async fn decide(
     app: &AppState,
     ctx: &RequestContext,
     req: &Request,
     user: &str,
 ) -> Result<Verdict, Fault> {
+    if let Some(refused) = unprintable_name(req) {
+        return Ok(refused);
+    }
     if user.is_empty() {
         return Ok(Verdict::reject("no User-Name"));
-    }
-    // Nobody's name holds a control character or an invisible formatting one (a soft
-    // hyphen, a zero-width space, a direction mark). A directory may ignore them when it
-    // compares (`alice\u{AD}` finds alice's entry) while radmfa's store keys on them, which
-    // would give alice's password a second name with no tokens, lockout or block.
-    if user.chars().any(|c| c.is_control() || invisible_format(c)) {
-        return Ok(Verdict::reject(
-            "a User-Name with control or invisible formatting characters",
-        ));
     }
     let mut v = match req.state() {
         Some(state) => followup::answer(app, ctx, req, user, &state).await?,
