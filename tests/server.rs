@@ -2842,6 +2842,45 @@ fn a_name_with_invisible_characters_is_refused() {
     );
 }
 
+/// A password spray under the documented cut for journald's rate limit,
+/// `log_level = "info,radmfa::audit=warn"`, writes no line per login: unknown users and
+/// wrong passwords each wrote an info line of their own beside the audit line (2,999 of
+/// 3,000), so the cut cut nothing. The audit table still has every one.
+#[test]
+fn a_password_spray_logs_no_line_per_login_past_the_audit_cut() {
+    let users = LdapUser::generate(10);
+    let slapd = Slapd::start(&users);
+    let srv = start(&slapd, |o| o.log_level = "info,radmfa::audit=warn");
+    let names: Vec<String> = (0..10)
+        .map(|i| format!("nobody{i:05}"))
+        .chain(users.iter().map(|u| u.uid.clone()))
+        .collect();
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.connect(srv.addr).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    for (id, name) in names.iter().enumerate() {
+        let (raw, _) = AccessRequestBuilder::new(id as u8, name)
+            .password(b"Summer2026!")
+            .build(SECRET.as_bytes());
+        sock.send(&raw).unwrap();
+    }
+    let mut buf = [0u8; 4096];
+    for _ in &names {
+        let n = sock.recv(&mut buf).expect("every login answered");
+        assert_eq!(parse_reply(&buf[..n]).unwrap().code, 3, "Access-Reject");
+    }
+    let per_login = |l: &str| l.contains("nobody0") || l.contains("user0");
+    assert_eq!(srv.log_lines_at_least(0, per_login), 0, "{}", srv.log());
+    for (name, reason) in [
+        ("nobody00003", "unknown user"),
+        ("user00003", "bad password"),
+    ] {
+        let audit = srv.audit_json(name);
+        assert_eq!(audit.len(), 1, "{audit:#?}");
+        assert_eq!(audit[0]["reason"], reason, "{audit:#?}");
+    }
+}
+
 /// A second `radmfa serve` on the SQLite store another one serves (a copy of the config
 /// with other ports) is refused, naming the store and saying another server uses it: a
 /// SQLite store is one node's, and two processes split the lockout's serialisation and the

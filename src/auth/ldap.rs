@@ -1231,8 +1231,9 @@ impl LdapAuth {
             Ok(PrimaryOutcome::Accepted(_)) => {
                 tracing::debug!(user, dn = info.dn.as_str(), "LDAP password accepted")
             }
+            // Debug, as the unknown user's line: the login's audit line and record say it.
             Ok(PrimaryOutcome::Denied(d)) => {
-                tracing::info!(user, dn = info.dn.as_str(), reason = %d.reason(), "LDAP password refused")
+                tracing::debug!(user, dn = info.dn.as_str(), reason = %d.reason(), "LDAP password refused")
             }
             Err(_) => {
                 tracing::warn!(user, dn = info.dn.as_str(), result = %res, "LDAP user bind error")
@@ -1711,15 +1712,18 @@ impl PrimaryAuth for LdapAuth {
     ) -> Result<PrimaryOutcome, AuthError> {
         // Before the search: an empty simple bind is an anonymous bind that "succeeds", and
         // answering before the search says nothing about whether the user exists.
+        // The refusals below are debug: each login has its audit line and record already,
+        // and at info a password spray would write a line per request past
+        // `radmfa::audit=warn`, the documented cut for journald's rate limit.
         if password.is_empty() {
-            tracing::info!(user, "empty password refused");
+            tracing::debug!(user, "empty password refused");
             return Ok(PrimaryOutcome::Denied(Denial::EmptyPassword));
         }
         // A simple bind carries UTF-8 (RFC 4513 §5.1.1). Refused before the search as well:
         // after it, a known user would be answered at once and an unknown one padded, and
         // the difference would tell which names exist.
         let Some(password) = password.expose_str() else {
-            tracing::info!(user, "password is not valid UTF-8, refused without a bind");
+            tracing::debug!(user, "password is not valid UTF-8, refused without a bind");
             return Ok(PrimaryOutcome::Denied(Denial::BadPassword));
         };
         if user.is_empty() {
@@ -1732,7 +1736,7 @@ impl PrimaryAuth for LdapAuth {
         let searching = Instant::now();
         match self.search_user(user).await? {
             SearchOutcome::NotFound => {
-                tracing::info!(user, "LDAP user not found");
+                tracing::debug!(user, "LDAP user not found");
                 self.pad_like_a_bind(searching.elapsed()).await?;
                 Ok(PrimaryOutcome::Denied(Denial::UnknownUser))
             }
