@@ -7,6 +7,11 @@
 //! the same source at most once per interval, with the number held back since. At most
 //! [`MAX_SOURCES`] (source, kind) pairs are itemised at a time; drops beyond that are
 //! summed into one line per interval. The counters in [`super::metrics`] count every drop.
+//!
+//! Drops from addresses a `[[client]]` entry matched (a wrong shared secret, a missing
+//! Message-Authenticator) and the server's own overload have [`MAX_SOURCES`] places of
+//! their own: a flood from spoofed unknown addresses, which anyone can send, fills only
+//! the unknown sources' places, and a configured NAS with the wrong secret is still named.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -18,7 +23,8 @@ use crate::radius::DecodeError;
 
 /// How often a repeating drop is logged again.
 pub const INTERVAL: Duration = Duration::from_secs(60);
-/// (source, kind) pairs itemised at once: bounds the memory and the log lines per interval.
+/// (source, kind) pairs itemised at once, for unknown sources and again for configured
+/// clients: bounds the memory and the log lines per interval.
 pub const MAX_SOURCES: usize = 64;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -193,7 +199,26 @@ pub enum Warning {
         held_back: u64,
     },
     /// Drops from sources beyond [`MAX_SOURCES`], summed.
-    Others { count: u64 },
+    Others { count: u64, from: Pool },
+}
+
+/// Which places a drop takes: see the module comment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pool {
+    /// No `[[client]]` entry matched the source.
+    Unknown,
+    /// A `[[client]]` entry matched it (or the drop is the server's overload).
+    Clients,
+}
+
+impl Pool {
+    fn of(kind: DropKind, nas: Option<&str>) -> Pool {
+        if nas.is_some() || kind.about_the_server() {
+            Pool::Clients
+        } else {
+            Pool::Unknown
+        }
+    }
 }
 
 /// Whom a drop came from, for its line: the client's name and address, or the address;
@@ -222,10 +247,23 @@ impl fmt::Display for Warning {
                 }
                 Ok(())
             }
-            Warning::Others { count } => write!(
+            Warning::Others {
+                count,
+                from: Pool::Unknown,
+            } => write!(
                 f,
-                "dropped {count} more request(s) from other sources (unknown clients or \
-                 failed verification; radmfa_requests_dropped_total counts them all)"
+                "dropped {count} more request(s) from other addresses no [[client]] entry \
+                 matches ({MAX_SOURCES} such addresses are named at a time; \
+                 radmfa_requests_dropped_total counts them all)"
+            ),
+            Warning::Others {
+                count,
+                from: Pool::Clients,
+            } => write!(
+                f,
+                "dropped {count} more request(s) from other addresses of [[client]] entries \
+                 ({MAX_SOURCES} such addresses and kinds are named at a time; \
+                 radmfa_requests_dropped_total counts them all by kind)"
             ),
         }
     }
@@ -237,11 +275,27 @@ struct Entry {
     nas: Option<String>,
 }
 
+/// The places of one [`Pool`].
 #[derive(Default)]
-struct Inner {
+struct Table {
     seen: HashMap<(IpAddr, DropKind), Entry>,
     others: u64,
     others_warned: Option<Instant>,
+}
+
+#[derive(Default)]
+struct Inner {
+    unknown: Table,
+    clients: Table,
+}
+
+impl Inner {
+    fn table(&mut self, pool: Pool) -> &mut Table {
+        match pool {
+            Pool::Unknown => &mut self.unknown,
+            Pool::Clients => &mut self.clients,
+        }
+    }
 }
 
 /// Decides which drops get a log line; see the module comment.
@@ -272,7 +326,9 @@ impl DropLog {
             nas: nas.map(str::to_string),
             held_back,
         };
+        let pool = Pool::of(kind, nas);
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let inner = inner.table(pool);
         if let Some(e) = inner.seen.get_mut(&(src, kind)) {
             if now.duration_since(e.last_warned) < INTERVAL {
                 e.held_back += 1;
@@ -310,6 +366,7 @@ impl DropLog {
         inner.others_warned = Some(now);
         Some(Warning::Others {
             count: std::mem::take(&mut inner.others),
+            from: pool,
         })
     }
 
@@ -320,8 +377,18 @@ impl DropLog {
     pub fn flush(&self, now: Instant) -> Vec<Warning> {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let mut out = Vec::new();
-        for ((src, kind), e) in inner.seen.iter_mut() {
-            if e.held_back > 0 && now.duration_since(e.last_warned) >= INTERVAL {
+        for pool in [Pool::Clients, Pool::Unknown] {
+            inner.table(pool).flush(now, pool, &mut out);
+        }
+        out
+    }
+}
+
+impl Table {
+    fn flush(&mut self, now: Instant, pool: Pool, out: &mut Vec<Warning>) {
+        let due = |last: Instant| now.duration_since(last) >= INTERVAL;
+        for ((src, kind), e) in self.seen.iter_mut() {
+            if e.held_back > 0 && due(e.last_warned) {
                 e.last_warned = now;
                 out.push(Warning::Itemised {
                     kind: *kind,
@@ -331,20 +398,45 @@ impl DropLog {
                 });
             }
         }
-        let others_due = inner
-            .others_warned
-            .is_none_or(|t| now.duration_since(t) >= INTERVAL);
-        if inner.others > 0 && others_due {
-            inner.others_warned = Some(now);
+        if self.others > 0 && self.others_warned.is_none_or(due) {
+            self.others_warned = Some(now);
             out.push(Warning::Others {
-                count: std::mem::take(&mut inner.others),
+                count: std::mem::take(&mut self.others),
+                from: pool,
             });
         }
-        out
+    }
+}
+
+/// The `src` field of a drop's line: none for an overload, which is about this server.
+fn src_field(kind: DropKind, src: &IpAddr) -> String {
+    if kind.about_the_server() {
+        String::new()
+    } else {
+        src.to_string()
     }
 }
 
 impl Warning {
+    /// Logs the line for a drop as it comes: the message for people, the kind, source and
+    /// client as fields for a SIEM reading the JSON log, and `detail` (what exactly was
+    /// wrong) in brackets. A sum of other sources' drops carries no such fields: the packet
+    /// that brought the line is one of many, and its source, client and kind would be taken
+    /// for all of them.
+    pub fn log(&self, detail: Option<&dyn fmt::Display>) {
+        let detail = detail.map(|d| format!(" [{d}]")).unwrap_or_default();
+        match self {
+            Warning::Itemised { kind, src, nas, .. } => tracing::warn!(
+                target: "radmfa::drops",
+                kind = ?kind,
+                src = src_field(*kind, src),
+                nas = nas.as_deref().unwrap_or(""),
+                "{self}{detail}"
+            ),
+            Warning::Others { .. } => tracing::warn!(target: "radmfa::drops", "{self}"),
+        }
+    }
+
     /// The line for a drop held back and flushed: what it was, and that no drop
     /// came since to carry the count.
     pub fn log_flushed(&self) {
@@ -359,7 +451,7 @@ impl Warning {
                 tracing::warn!(
                     target: "radmfa::drops",
                     kind = ?kind,
-                    src = %src,
+                    src = src_field(*kind, src),
                     nas = nas.as_deref().unwrap_or(""),
                     "dropped {held_back} more request(s) from {who} since the last warning: {}",
                     kind.explain()
@@ -465,7 +557,13 @@ mod tests {
         for i in 0..(MAX_SOURCES as u32 + 3) {
             log.record(DropKind::UnknownClient, src(i), None, t1);
         }
-        assert_eq!(log.flush(t1 + INTERVAL), vec![Warning::Others { count: 2 }]);
+        assert_eq!(
+            log.flush(t1 + INTERVAL),
+            vec![Warning::Others {
+                count: 2,
+                from: Pool::Unknown
+            }]
+        );
     }
 
     #[test]
@@ -478,7 +576,13 @@ mod tests {
             .collect::<Vec<_>>();
         // MAX_SOURCES itemised lines and one sum (of the first drop beyond the cap).
         assert_eq!(lines.len(), MAX_SOURCES + 1, "{lines:?}");
-        assert_eq!(lines[MAX_SOURCES], Warning::Others { count: 1 });
+        assert_eq!(
+            lines[MAX_SOURCES],
+            Warning::Others {
+                count: 1,
+                from: Pool::Unknown
+            }
+        );
         // A minute on: the itemised sources are forgotten, new ones get lines again, and
         // the drops summed meanwhile are reported.
         let later = t0 + INTERVAL;
@@ -490,7 +594,136 @@ mod tests {
         }
         let held = 10_000 - MAX_SOURCES as u64 - 1;
         let w = log.record(DropKind::UnknownClient, src(40_000), None, later);
-        assert_eq!(w, Some(Warning::Others { count: held + 1 }));
+        assert_eq!(
+            w,
+            Some(Warning::Others {
+                count: held + 1,
+                from: Pool::Unknown
+            })
+        );
+    }
+
+    /// A flood from spoofed unknown addresses fills the unknown sources' places, and a
+    /// configured client's drops keep places of their own: the NAS with the wrong secret is
+    /// named at once, and its held-back count flushed, beside the flood's sum. The red team
+    /// filled all 64 shared places from 46 spoofed addresses, and 300 drops from client
+    /// "vpn" went into "more from other sources".
+    #[test]
+    fn an_unknown_flood_cannot_hide_a_configured_client() {
+        let log = DropLog::default();
+        let t0 = Instant::now();
+        let spoofed = |i: u32| IpAddr::from((0x0a00_0000u32 + i).to_be_bytes());
+        for i in 0..(2 * MAX_SOURCES as u32) {
+            log.record(DropKind::UnknownClient, spoofed(i), None, t0);
+        }
+        let vpn = IpAddr::from([127, 0, 0, 1]);
+        let bad = DropKind::BadMessageAuthenticator;
+        let w = log.record(bad, vpn, Some("vpn"), t0).unwrap();
+        assert!(
+            w.to_string()
+                .starts_with("dropped a request from client \"vpn\" (127.0.0.1)"),
+            "{w}"
+        );
+        // So is the server's overload, which is no source's.
+        let w = log.record(DropKind::Overloaded, spoofed(1), None, t0);
+        assert!(matches!(w, Some(Warning::Itemised { .. })), "{w:?}");
+        for _ in 0..299 {
+            assert_eq!(log.record(bad, vpn, Some("vpn"), t0), None);
+        }
+        let flushed = log.flush(t0 + INTERVAL);
+        assert_eq!(
+            flushed,
+            vec![
+                Warning::Itemised {
+                    kind: bad,
+                    src: vpn,
+                    nas: Some("vpn".into()),
+                    held_back: 299
+                },
+                Warning::Others {
+                    count: MAX_SOURCES as u64 - 1,
+                    from: Pool::Unknown
+                }
+            ]
+        );
+    }
+
+    /// A configured client's places have a cap of their own too (a `[[client]]` entry for
+    /// a network matches many addresses), and their sum says whose they are.
+    #[test]
+    fn configured_clients_past_their_cap_are_summed_as_such() {
+        let log = DropLog::default();
+        let t0 = Instant::now();
+        let branch = |i: u32| IpAddr::from((0x0a01_0000u32 + i).to_be_bytes());
+        let bad = DropKind::BadMessageAuthenticator;
+        for i in 0..MAX_SOURCES as u32 {
+            let w = log.record(bad, branch(i), Some("branches"), t0);
+            assert!(matches!(w, Some(Warning::Itemised { .. })), "{w:?}");
+        }
+        let w = log.record(bad, branch(1000), Some("branches"), t0).unwrap();
+        assert_eq!(
+            w,
+            Warning::Others {
+                count: 1,
+                from: Pool::Clients
+            }
+        );
+        assert!(
+            w.to_string().contains("addresses of [[client]] entries"),
+            "{w}"
+        );
+    }
+
+    /// What [`Warning::log`] writes, as JSON lines.
+    fn logged(w: &Warning) -> String {
+        #[derive(Clone, Default)]
+        struct Buf(std::sync::Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Buf {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buf = Buf::default();
+        let out = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_writer(move || out.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || w.log(Some(&"why")));
+        let text = buf.0.lock().unwrap().clone();
+        String::from_utf8(text).unwrap()
+    }
+
+    /// The sum of other sources' drops is logged without the fields of the packet that
+    /// brought it (it carried kind=, src= and nas= of that one, as if all were its).
+    #[test]
+    fn the_sum_carries_no_one_packets_fields() {
+        let line = logged(&Warning::Others {
+            count: 1277,
+            from: Pool::Unknown,
+        });
+        assert!(line.contains("dropped 1277 more request(s)"), "{line}");
+        for field in ["\"kind\"", "\"src\"", "\"nas\""] {
+            assert!(!line.contains(field), "{line}");
+        }
+        let line = logged(&Warning::Itemised {
+            kind: DropKind::BadMessageAuthenticator,
+            src: ip(1),
+            nas: Some("vpn".into()),
+            held_back: 0,
+        });
+        for field in [
+            "\"kind\":\"BadMessageAuthenticator\"",
+            "\"src\":\"192.0.2.1\"",
+            "\"nas\":\"vpn\"",
+            "[why]",
+        ] {
+            assert!(line.contains(field), "{field}: {line}");
+        }
     }
 
     #[test]

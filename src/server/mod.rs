@@ -322,8 +322,7 @@ impl ReplyTo {
                         app.drops
                             .record(DropKind::ReplyNotSent, to.ip(), Some(nas), Instant::now())
                     {
-                        warn!(target: "radmfa::drops", kind = ?DropKind::ReplyNotSent,
-                            src = %to.ip(), nas, error = %e, "{w}");
+                        w.log(Some(&e));
                     }
                 }
             }
@@ -838,13 +837,7 @@ fn warn_drop_because(
     why: Option<&DecodeError>,
 ) {
     if let Some(w) = app.drops.record(kind, src.ip(), nas, Instant::now()) {
-        // The message says it for people; the fields for a SIEM reading the JSON log.
-        match why {
-            Some(why) => warn!(target: "radmfa::drops", kind = ?kind, src = %src.ip(),
-                nas = nas.unwrap_or(""), "{w} [{why}]"),
-            None => warn!(target: "radmfa::drops", kind = ?kind, src = %src.ip(),
-                nas = nas.unwrap_or(""), "{w}"),
-        }
+        w.log(why.map(|why| why as &dyn std::fmt::Display));
     }
 }
 

@@ -674,8 +674,7 @@ impl Connection {
                 // Rate-limited like other drops: any host in a client's network can try.
                 let now = std::time::Instant::now();
                 if let Some(w) = self.app.drops.record(kind, peer.ip(), Some(&nas), now) {
-                    warn!(target: "radmfa::drops", kind = ?kind, src = %peer.ip(),
-                        nas = &*nas, "{w} [{why}]");
+                    w.log(Some(&why));
                 }
                 return;
             }
@@ -694,8 +693,7 @@ impl Connection {
             let kind = DropKind::TlsCertificateName;
             if let Some(w) = self.app.drops.record(kind, peer.ip(), Some(&nas), now) {
                 let name = self.client.radsec_name.as_deref().unwrap_or_default();
-                warn!(target: "radmfa::drops", kind = ?kind, src = %peer.ip(), nas = &*nas,
-                    "{w} [radsec_name = {name:?}]");
+                w.log(Some(&format_args!("radsec_name = {name:?}")));
             }
             return;
         }
