@@ -26,6 +26,12 @@ pub const INTERVAL: Duration = Duration::from_secs(60);
 /// (source, kind) pairs itemised at once, for unknown sources and again for configured
 /// clients: bounds the memory and the log lines per interval.
 pub const MAX_SOURCES: usize = 64;
+/// How much earlier than [`INTERVAL`] after its last line a held-back count is flushed.
+/// The flush runs on a one-interval tick, and an entry whose last line was the previous
+/// tick's is due at this one; without the slack, a tick that found `Instant::now()` a few
+/// microseconds less late than the previous one left it for the next, two intervals on.
+/// Small against the interval, so a source still gets about one line a minute.
+pub const FLUSH_SLACK: Duration = Duration::from_secs(5);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DropKind {
@@ -386,7 +392,7 @@ impl DropLog {
 
 impl Table {
     fn flush(&mut self, now: Instant, pool: Pool, out: &mut Vec<Warning>) {
-        let due = |last: Instant| now.duration_since(last) >= INTERVAL;
+        let due = |last: Instant| now.duration_since(last) + FLUSH_SLACK >= INTERVAL;
         for ((src, kind), e) in self.seen.iter_mut() {
             if e.held_back > 0 && due(e.last_warned) {
                 e.last_warned = now;
@@ -672,6 +678,36 @@ mod tests {
             w.to_string().contains("addresses of [[client]] entries"),
             "{w}"
         );
+    }
+
+    /// The flush runs on a one-interval tick: an entry last told at one tick is due at the
+    /// next even when that tick's `now` comes a little less late than the last one's. It
+    /// waited a second interval (03:15:45.151019, then 03:17:45.150602).
+    #[test]
+    fn a_tick_a_little_early_still_flushes() {
+        let log = DropLog::default();
+        let t0 = Instant::now();
+        let bad = DropKind::BadMessageAuthenticator;
+        assert!(log.record(bad, ip(1), Some("vpn"), t0).is_some());
+        assert_eq!(log.record(bad, ip(1), Some("vpn"), t0), None);
+        let tick = t0 + INTERVAL + Duration::from_millis(1);
+        assert_eq!(log.flush(tick).len(), 1);
+        for _ in 0..3 {
+            assert_eq!(log.record(bad, ip(1), Some("vpn"), tick), None);
+        }
+        let next = tick + INTERVAL - Duration::from_micros(417);
+        assert_eq!(
+            log.flush(next),
+            vec![Warning::Itemised {
+                kind: bad,
+                src: ip(1),
+                nas: Some("vpn".into()),
+                held_back: 3
+            }]
+        );
+        // Not much earlier, though: about one line a minute.
+        assert!(log.record(bad, ip(1), Some("vpn"), next).is_none());
+        assert_eq!(log.flush(next + INTERVAL / 2), vec![]);
     }
 
     /// What [`Warning::log`] writes, as JSON lines.
