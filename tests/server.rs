@@ -1444,6 +1444,25 @@ fn unverifiable_requests_get_no_reply() {
         srv.log()
     );
 
+    // An Accounting-Request at the authentication port: dropped, and the line names it
+    // (it said only "not an Access-Request or Status-Server", whatever the code).
+    let (mut pkt, _) = AccessRequestBuilder::new(42, "alice").build(SECRET.as_bytes());
+    pkt[0] = 4;
+    sock.send(&pkt).unwrap();
+    assert!(
+        sock.recv(&mut buf).is_err(),
+        "reply to an Accounting-Request"
+    );
+    assert!(
+        srv.log_shows(
+            "(127.0.0.1): radmfa answers only Access-Request and Status-Server on this port \
+             [an Accounting-Request (code 4): radmfa does no accounting; send it to an \
+             accounting server]"
+        ),
+        "{}",
+        srv.log()
+    );
+
     // A valid request right after is answered, with a verifiable reply, MA first.
     let (pkt, auth) = AccessRequestBuilder::new(5, "alice")
         .password(ALICE_PW.as_bytes())

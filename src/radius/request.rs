@@ -221,7 +221,7 @@ pub enum DecodeError {
     LengthMismatch { header: usize, actual: usize },
     #[error("malformed attributes: {0}")]
     Malformed(String),
-    #[error("code {0} is not Access-Request or Status-Server")]
+    #[error("{}", not_a_request(*.0))]
     NotARequest(u8),
     #[error("Message-Authenticator required but absent")]
     MissingMessageAuthenticator,
@@ -239,6 +239,36 @@ pub enum DecodeError {
     /// passes on unchanged; counted as malformed.
     #[error("malformed attributes: empty State")]
     EmptyState,
+}
+
+/// What a packet of `code` is, and where it should have gone, for the admin reading why it
+/// was dropped: "code 4" alone does not say that the NAS sent its accounting here.
+fn not_a_request(code: u8) -> String {
+    let (name, advice) = match code {
+        4 => (
+            "an Accounting-Request",
+            "radmfa does no accounting; send it to an accounting server",
+        ),
+        40 => (
+            "a Disconnect-Request",
+            "radmfa takes no dynamic authorization",
+        ),
+        43 => ("a CoA-Request", "radmfa takes no dynamic authorization"),
+        2 => (
+            "an Access-Accept",
+            "a reply, sent here as if it were a request",
+        ),
+        3 => (
+            "an Access-Reject",
+            "a reply, sent here as if it were a request",
+        ),
+        11 => (
+            "an Access-Challenge",
+            "a reply, sent here as if it were a request",
+        ),
+        _ => ("a packet", "no RADIUS request radmfa knows"),
+    };
+    format!("{name} (code {code}): {advice}")
 }
 
 impl DecodeError {

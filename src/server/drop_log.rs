@@ -117,7 +117,9 @@ impl DropKind {
                  entry with radsec_name is for RadSec only and one without for UDP only"
             }
             DropKind::Malformed => "not a well-formed RADIUS packet",
-            DropKind::NotARequest => "not an Access-Request or Status-Server",
+            DropKind::NotARequest => {
+                "radmfa answers only Access-Request and Status-Server on this port"
+            }
             DropKind::MissingMessageAuthenticator => {
                 "no Message-Authenticator, and this client has require_message_authenticator \
                  = true (BlastRADIUS, CVE-2024-3596); turn it on at the NAS, or turn the \

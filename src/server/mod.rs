@@ -697,7 +697,9 @@ fn refuse(
     count_drop(&app.metrics, e);
     debug!(reason = e.label(), "dropped: failed verification");
     let kind = DropKind::of_packet(e, raw[0]);
-    let why = (kind == DropKind::Malformed).then_some(e);
+    // Which code it was, for a packet that is no request: an Accounting-Request is a NAS
+    // sending its accounting here, which the kind's text alone does not say.
+    let why = matches!(kind, DropKind::Malformed | DropKind::NotARequest).then_some(e);
     warn_drop_because(app, kind, src, Some(&client.name), why);
     reply_to.discarded(e);
 }
