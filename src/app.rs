@@ -152,8 +152,31 @@ impl AppState {
 /// opened while the first was still being checked on its release, and the exit cut that
 /// check off, so PostgreSQL logged "could not receive data from client: Connection reset by
 /// peer" for about one command in four (closing the pool alone did not stop it).
+///
+/// A store behind this release's schema is migrated, and the command says so on stderr:
+/// the release still running on it may be one that then refuses it.
 pub async fn with_command_store<T>(
     cfg: &StoreConfig,
+    command: impl AsyncFnOnce(&dyn Store) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    with_store(cfg, Schema::Migrate, command).await
+}
+
+/// What an admin command may do to a store behind this release's schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Schema {
+    /// Bring it up to date, and say so (a command that changes the store).
+    Migrate,
+    /// Refuse it (a command that only reads): a look must not upgrade the store under the
+    /// release still serving it, which an older build then refuses at its next command or
+    /// restart, as `config check --connect` and `audit` already leave it alone.
+    AsItIs,
+}
+
+/// [`with_command_store`], with what it does to a store behind this release's schema.
+async fn with_store<T>(
+    cfg: &StoreConfig,
+    schema: Schema,
     command: impl AsyncFnOnce(&dyn Store) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
     let one = match cfg {
@@ -177,10 +200,84 @@ pub async fn with_command_store<T>(
         StoreConfig::Sqlite { path, .. } => command_lock(path)?,
         StoreConfig::Postgres { .. } => None,
     };
-    let store = open_store(&one).await?;
+    let store = match schema {
+        Schema::Migrate => open_command_store(&one).await?,
+        Schema::AsItIs => {
+            refuse_behind(cfg).await?;
+            open_store(&one).await?
+        }
+    };
     let result = command(store.as_ref()).await;
     store.close().await;
     result
+}
+
+/// Opens the store for an admin command that changes it, and says on stderr when that
+/// migrated its schema, in `db migrate`'s words: an admin who ran a command with the new
+/// binary beside an older release still serving learns why that release then refuses
+/// the store.
+pub async fn open_command_store(cfg: &StoreConfig) -> anyhow::Result<Arc<dyn Store>> {
+    let (store, migrated) = open_store_migrating(cfg).await?;
+    if let Some(versions) = migrated {
+        eprintln!(
+            "{}: {}",
+            store_place(cfg),
+            crate::admin::migrate::migrated(Some(versions))
+        );
+    }
+    Ok(store)
+}
+
+/// The store as `db migrate` names it in what it says.
+fn store_place(cfg: &StoreConfig) -> String {
+    match cfg {
+        StoreConfig::Sqlite { path, .. } => path.display().to_string(),
+        StoreConfig::Postgres { .. } => "PostgreSQL store".into(),
+    }
+}
+
+/// Refuses a store behind this release's schema, for a command that only reads.
+async fn refuse_behind(cfg: &StoreConfig) -> anyhow::Result<()> {
+    if let Some((at, known)) = schema_behind(cfg).await? {
+        anyhow::bail!(
+            "the store's schema is at version {at}, behind this release's {known}: a command \
+             that only reads does not migrate it (the release still running on it may not \
+             know the new schema); run `radmfa db migrate` (as the user radmfa runs as), or \
+             start this release's `radmfa serve`, then ask again"
+        );
+    }
+    Ok(())
+}
+
+/// How far an existing store's schema is behind this release's: (its version, this
+/// release's), asked without changing anything. `None` when it is current, and for a
+/// store not set up yet (no file, no tables): setting one up is no migration to tell of.
+async fn schema_behind(cfg: &StoreConfig) -> anyhow::Result<Option<(i64, i64)>> {
+    let behind = match cfg {
+        StoreConfig::Sqlite { path, .. } if !path.exists() => None,
+        StoreConfig::Sqlite { path, .. } => {
+            // A moved store is neither read nor migrated; said as the opening says it.
+            crate::store::moved::refuse_if_moved(path)?;
+            SqliteStore::schema_behind(path)
+                .await
+                .with_context(|| format!("reading the schema version of {}", path.display()))?
+        }
+        StoreConfig::Postgres { settings, .. } => PgStore::schema_behind(settings)
+            .await
+            .with_context(|| format!("reading the schema version ({})", settings.url_source))?,
+    };
+    Ok(behind.filter(|(at, _)| *at > 0))
+}
+
+/// [`open_store`], and what it did to the store's schema: (the version it was at, this
+/// release's) when it migrated an existing store, `None` when that was current or new.
+/// Asked just before opening; a failure to ask is left to the opening, which says more.
+pub async fn open_store_migrating(
+    cfg: &StoreConfig,
+) -> anyhow::Result<(Arc<dyn Store>, Option<(i64, i64)>)> {
+    let behind = schema_behind(cfg).await.ok().flatten();
+    let store = open_store(cfg).await?;
+    Ok((store, behind))
 }
 
 /// An admin command's shared lock on a SQLite store: refused while a migration copies it;
@@ -218,6 +315,23 @@ pub async fn with_existing_store<T>(
     cfg: &StoreConfig,
     command: impl AsyncFnOnce(&dyn Store) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
+    refuse_unless_existing(cfg).await?;
+    with_command_store(cfg, command).await
+}
+
+/// [`with_existing_store`] for a command that only reads (a listing, `user show`, an
+/// import's dry run): a store behind this release's schema is refused, not migrated.
+pub async fn with_store_as_it_is<T>(
+    cfg: &StoreConfig,
+    command: impl AsyncFnOnce(&dyn Store) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    refuse_unless_existing(cfg).await?;
+    with_store(cfg, Schema::AsItIs, command).await
+}
+
+/// Refuses a store that is not set up, or whose key file is missing (see
+/// [`with_existing_store`]).
+async fn refuse_unless_existing(cfg: &StoreConfig) -> anyhow::Result<()> {
     let key_file = match cfg {
         StoreConfig::Sqlite { key_file, .. } | StoreConfig::Postgres { key_file, .. } => key_file,
     };
@@ -231,7 +345,7 @@ pub async fn with_existing_store<T>(
             key_file.display()
         );
     }
-    with_command_store(cfg, command).await
+    Ok(())
 }
 
 /// Refuses a store no start or command has set up: a SQLite database that is not there,

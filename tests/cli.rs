@@ -1890,30 +1890,7 @@ fn db_migrate_says_when_it_made_a_new_store() {
 #[test]
 fn db_migrate_says_from_which_version_it_migrated() {
     let (d, cfg) = setup();
-    let db = d.path().join("radmfa.db");
-    radmfa::store::KeyFile::load_or_create(&d.path().join("radmfa.key")).unwrap();
-    tokio::runtime::Runtime::new().unwrap().block_on(async {
-        let files = tempfile::tempdir().unwrap();
-        let mut names: Vec<std::path::PathBuf> =
-            std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite"))
-                .unwrap()
-                .map(|e| e.unwrap().path())
-                .collect();
-        names.sort();
-        for f in &names[..10] {
-            std::fs::copy(f, files.path().join(f.file_name().unwrap())).unwrap();
-        }
-        let older = sqlx::migrate::Migrator::new(files.path()).await.unwrap();
-        let options = sqlx::sqlite::SqliteConnectOptions::new()
-            .filename(&db)
-            .create_if_missing(true);
-        let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
-        older.run(&pool).await.unwrap();
-        pool.close().await;
-    });
-    let newest = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite"))
-        .unwrap()
-        .count();
+    let newest = older_store(d.path(), 10);
     let (_, out, _) = run(&cfg, &["config", "check", "--connect"]);
     assert!(
         out.contains(&format!(
@@ -1931,6 +1908,96 @@ fn db_migrate_says_from_which_version_it_migrated() {
     assert!(ok && out.contains("schema up to date"), "{out}{err}");
     let (_, out, _) = run(&cfg, &["config", "check", "--connect"]);
     assert!(out.contains("ok   store: opened"), "{out}");
+}
+
+/// The store (and its key file) in `dir` as a release with this release's first `n` SQLite
+/// migrations left it, run from this release's own files; returns this release's version.
+fn older_store(dir: &Path, n: usize) -> usize {
+    let db = dir.join("radmfa.db");
+    radmfa::store::KeyFile::load_or_create(&dir.join("radmfa.key")).unwrap();
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let files = tempfile::tempdir().unwrap();
+        let mut names: Vec<std::path::PathBuf> =
+            std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite"))
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .collect();
+        names.sort();
+        for f in &names[..n] {
+            std::fs::copy(f, files.path().join(f.file_name().unwrap())).unwrap();
+        }
+        let older = sqlx::migrate::Migrator::new(files.path()).await.unwrap();
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&db)
+            .create_if_missing(true);
+        let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+        older.run(&pool).await.unwrap();
+        pool.close().await;
+    });
+    std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite"))
+        .unwrap()
+        .count()
+}
+
+/// The schema version of the SQLite store in `dir`, read as it is.
+fn schema_version(dir: &Path) -> i64 {
+    rusqlite::Connection::open(dir.join("radmfa.db"))
+        .unwrap()
+        .query_row(
+            "SELECT MAX(version) FROM _sqlx_migrations WHERE success",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap()
+}
+
+/// With an older release still serving its store, a command of the new binary that only
+/// reads refuses the store, naming `db migrate`, and leaves it at its version, as `audit`
+/// and `config check --connect` do. `user show` migrated it without a word, and the older
+/// release's own commands and its restart then refused the store ("migration N was
+/// previously applied but is missing"). A command that changes the store migrates it, and
+/// says so in `db migrate`'s words.
+#[test]
+fn reading_commands_leave_an_older_store_alone_and_writing_ones_say_they_migrated_it() {
+    let (d, cfg) = setup();
+    let newest = older_store(d.path(), 10);
+    let tokens = d.path().join("tokens.csv");
+    std::fs::write(
+        &tokens,
+        "serial,key,type,user\nHW-1,3132333435363738393031323334353637383930,totp,\n",
+    )
+    .unwrap();
+    let tokens = tokens.to_str().unwrap();
+    for args in [
+        &["user", "show", "alice"][..],
+        &["user", "list"],
+        &["user", "app-password", "list", "alice"],
+        &["token", "list"],
+        &["token", "show", "T1"],
+        &["token", "import", tokens, "--dry-run"],
+    ] {
+        let (ok, out, err) = run(&cfg, args);
+        assert!(
+            !ok && err.contains(&format!(
+                "the store's schema is at version 10, behind this release's {newest}"
+            )) && err.contains("radmfa db migrate"),
+            "{args:?}: {out}{err}"
+        );
+        assert_eq!(schema_version(d.path()), 10, "{args:?} migrated the store");
+    }
+    let (ok, out, err) = run(&cfg, &["user", "enroll-totp", "alice", "--uri-only"]);
+    assert!(ok, "{err}");
+    let said = format!(
+        "{}: schema migrated from version 10 to {newest}\n",
+        d.path().join("radmfa.db").display()
+    );
+    assert!(err.contains(&said), "{out}{err}");
+    assert_eq!(schema_version(d.path()), newest as i64);
+    // Current now: read, and changed, with no word of the schema.
+    for args in [&["user", "show", "alice"][..], &["user", "unlock", "alice"]] {
+        let (ok, out, err) = run(&cfg, args);
+        assert!(ok && !err.contains("schema"), "{args:?}: {out}{err}");
+    }
 }
 
 /// `db migrate` on a new host makes the store as a first start would, the directory it is

@@ -28,9 +28,10 @@ use crate::store::{KeyFile, PgStore, Store};
 #[derive(Debug, Subcommand)]
 pub enum DbCommand {
     /// Bring the configured store's schema up to date, say from which version to which, and
-    /// exit. `serve` does this at start too; run it ahead of an upgrade (the release still
-    /// running must contain git commit d1d2284 to go on using the store), or with a
-    /// database role allowed to change the schema.
+    /// exit. `serve` does this at start too, as does an admin command that changes the
+    /// store (one that only reads refuses a store behind); run it ahead of an upgrade (the
+    /// release still running must contain git commit d1d2284 to go on using the store), or
+    /// with a database role allowed to change the schema.
     Migrate,
     /// Write a consistent copy of the SQLite store to a new FILE (mode 0600), also while
     /// radmfa runs. Not `cp radmfa.db`: recent changes live in radmfa.db-wal. The key file is
@@ -74,7 +75,7 @@ pub struct MigrateArgs {
 
 /// What `db migrate` did to an existing store's schema: `behind` as it stood before
 /// (its version, the one it was brought to), `None` when it was current.
-fn migrated(behind: Option<(i64, i64)>) -> String {
+pub(crate) fn migrated(behind: Option<(i64, i64)>) -> String {
     match behind {
         Some((0, to)) => format!("schema set up (version {to})"),
         Some((from, to)) => format!("schema migrated from version {from} to {to}"),

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::bail;
 use clap::{Args, Subcommand};
 
-use crate::app::{with_command_store, with_existing_store};
+use crate::app::{with_command_store, with_existing_store, with_store_as_it_is};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::mfa::{hotp, otp};
@@ -123,6 +123,16 @@ pub async fn run(cfg: &Config, cmd: TokenCommand) -> anyhow::Result<ExitCode> {
         if let TokenCommand::Import(a) = cmd {
             return super::token_import::run(cfg, None, a).await;
         }
+    }
+    // A look (and a dry run's check against the stored tokens) does not migrate a store
+    // behind this release's schema (see `app::with_store_as_it_is`).
+    let only_reads = match &cmd {
+        TokenCommand::List(_) | TokenCommand::Show(_) => true,
+        TokenCommand::Import(a) => a.dry_run,
+        _ => false,
+    };
+    if only_reads {
+        return with_store_as_it_is(&cfg.store, async |store| run_on(cfg, store, cmd).await).await;
     }
     if !adds {
         return with_existing_store(&cfg.store, async |store| run_on(cfg, store, cmd).await).await;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use rand::RngCore;
 
-use crate::app::{with_command_store, with_existing_store};
+use crate::app::{with_command_store, with_existing_store, with_store_as_it_is};
 use crate::cli::{EnrollArgs, UserCommand};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
@@ -28,6 +28,12 @@ pub async fn run(cfg: &Config, mut cmd: UserCommand) -> anyhow::Result<ExitCode>
         }
     }
     let other_names = &other_names;
+    if only_reads(&cmd) {
+        return with_store_as_it_is(&cfg.store, async |store| {
+            run_on(cfg, store, cmd, other_names).await
+        })
+        .await;
+    }
     if !adds(&cmd) {
         return with_existing_store(&cfg.store, async |store| {
             run_on(cfg, store, cmd, other_names).await
@@ -56,6 +62,18 @@ fn adds(cmd: &UserCommand) -> bool {
         UserCommand::Bypass(b) => !b.cancel,
         _ => false,
     }
+}
+
+/// Whether the command only reads: it does not migrate a store behind this release's
+/// schema either (see `app::with_store_as_it_is`).
+fn only_reads(cmd: &UserCommand) -> bool {
+    use crate::admin::app_passwords::AppPasswordCommand;
+    matches!(
+        cmd,
+        UserCommand::List(_)
+            | UserCommand::Show(_)
+            | UserCommand::AppPassword(AppPasswordCommand::List(_))
+    )
 }
 
 /// A command that gives the user something a login uses: the user, the flag that goes

@@ -15,7 +15,7 @@ use sha1::{Digest, Sha1};
 
 use super::report::{Outcome, PhaseReport, Tally};
 use super::users::{generated_name, generated_password};
-use crate::app::open_store;
+use crate::app::open_command_store;
 use crate::config::Config;
 use crate::secret::Secret;
 use crate::store::{NewToken, OtpAlgorithm, Store, TokenFilter, TokenKind};
@@ -108,7 +108,7 @@ async fn enroll_all(
     period: u32,
     out: &Path,
 ) -> anyhow::Result<anyhow::Result<()>> {
-    let store = open_store(&cfg.store).await?;
+    let store = open_command_store(&cfg.store).await?;
     let result = enroll_into(cfg, &store, seeds, period, out).await;
     // Closed, not dropped: with PostgreSQL a dropped pool's connections are cut at exit,
     // which the server logs as "connection reset by peer" (see app::with_command_store).
