@@ -67,7 +67,12 @@ pub struct AppState {
 impl AppState {
     /// Builds the production backends (LDAP, the configured store, the system clock).
     pub async fn build(config: Config) -> anyhow::Result<Arc<AppState>> {
-        let store = open_store(&config.store).await?;
+        let (store, migrated) = open_store_migrating(&config.store).await?;
+        // Said once, at the start that did it: a release that cannot go back to an older
+        // build without a restore (docs/operations.md, Upgrading) must leave a trace of when.
+        if let Some((from, to)) = migrated {
+            tracing::info!("store schema migrated from version {from} to {to}");
+        }
         let primary = crate::auth::directory(config.ldap.as_ref()).context("setting up LDAP")?;
         Ok(Self::from_parts(
             config,

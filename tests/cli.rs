@@ -2000,6 +2000,29 @@ fn reading_commands_leave_an_older_store_alone_and_writing_ones_say_they_migrate
     }
 }
 
+/// `serve` on a store an older release left logs the migration it made, once, at INFO;
+/// on a current store (the restart) it says nothing of it. The start migrated in silence.
+#[test]
+fn serve_logs_the_migration_it_made() {
+    let (d, cfg) = setup();
+    let newest = older_store(d.path(), 10);
+    let mut server = common::radmfa::Server::start_with(d, cfg);
+    let said = format!("store schema migrated from version 10 to {newest}");
+    assert!(
+        server.log_lines_at_least(1, |l| l.contains(&said) && l.contains("INFO")) == 1,
+        "{}",
+        server.log()
+    );
+    server.stop();
+    server.restart();
+    assert!(server.log_shows("listening on udp"));
+    assert!(
+        !server.log().contains("schema migrated"),
+        "{}",
+        server.log()
+    );
+}
+
 /// `db migrate` on a new host makes the store as a first start would, the directory it is
 /// in included: it failed with "key file …: cannot create: No such file or directory" where
 /// /var/lib/radmfa was not there yet, though serve and `user enroll-totp` make it.

@@ -2080,6 +2080,73 @@ fn config_check_connect_does_not_migrate_a_postgres_store() {
     assert!(out.contains("ok   store: opened"), "{out}");
 }
 
+/// The PostgreSQL store as the previous release left it: the newest migration undone.
+fn undo_newest_migration(pg: &PgCluster, db: &str) {
+    let last = pg.psql(db, "SELECT MAX(version) FROM _sqlx_migrations");
+    assert_eq!(
+        last.trim(),
+        "13",
+        "this undoes migration 13; update it with the next one"
+    );
+    pg.psql(
+        db,
+        "ALTER TABLE oob_transactions DROP COLUMN client_ip, DROP COLUMN nas_ip, \
+         DROP COLUMN nas_identifier; DELETE FROM _sqlx_migrations WHERE version = 13",
+    );
+}
+
+/// On PostgreSQL as on SQLite: with an older node still serving, a command of the new
+/// binary that only reads leaves the database at its schema, naming `db migrate`; one that
+/// changes it migrates it and says so; a node's start logs the migration it made. They
+/// migrated without a word (the start's only line was the server's notice that the
+/// migrator's table already exists, which is not logged any more).
+#[test]
+fn a_postgres_store_behind_is_read_as_it_is_and_its_migration_said() {
+    let slapd = directory();
+    let pg = PgCluster::shared();
+    let url = pg.fresh_database();
+    let db = PgCluster::database_of(&url);
+    let dir = tempfile::tempdir().unwrap();
+    let config = pg_config(dir.path(), &slapd, &url, "admin", "");
+    let enrolled = common::radmfa::cli_on(&config, &["user", "enroll-totp", "alice", "--uri-only"]);
+    assert!(enrolled.status.success(), "{enrolled:?}");
+    undo_newest_migration(&pg, &db);
+    let version = "SELECT MAX(version) FROM _sqlx_migrations";
+    for args in [
+        &["user", "list"][..],
+        &["user", "show", "alice"],
+        &["token", "list"],
+    ] {
+        let out = common::radmfa::cli_on(&config, args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success()
+                && err.contains("the store's schema is at version 12, behind this release's 13")
+                && err.contains("radmfa db migrate"),
+            "{args:?}: {err}"
+        );
+        assert_eq!(pg.psql(&db, version).trim(), "12", "{args:?} migrated");
+    }
+    let out = common::radmfa::cli_on(&config, &["user", "unlock", "alice"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success()
+            && err.contains("PostgreSQL store: schema migrated from version 12 to 13\n"),
+        "{err}"
+    );
+    assert_eq!(pg.psql(&db, version).trim(), "13");
+    undo_newest_migration(&pg, &db);
+    let mut node = Server::start_with(dir, config);
+    assert!(
+        node.log_shows("store schema migrated from version 12 to 13"),
+        "{}",
+        node.log()
+    );
+    node.stop();
+    let log = node.log();
+    assert!(!log.contains("already exists, skipping"), "{log}");
+}
+
 /// A tmpfs of a few MiB on a temp dir, owned by the `postgres` user, to hold a tablespace: a
 /// disk that can be filled (a file of zeros takes every free byte) and given room again
 /// (the file removed) while PostgreSQL runs. Unmounted when dropped, after the cluster

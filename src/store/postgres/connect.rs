@@ -452,6 +452,7 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(1)
             .acquire_timeout(settings.connect_timeout.max(CONNECT_FLOOR))
+            .after_connect(|conn, _| Box::pin(quiet_notices(conn)))
             .connect_with(
                 settings
                     .connect_options()?
@@ -487,6 +488,18 @@ impl PgStore {
         crate::store::pool_close::close_pool(&pool).await;
         result
     }
+}
+
+/// The migrating connection keeps the server's notices to itself: sqlx's migrator makes
+/// its table with `CREATE TABLE IF NOT EXISTS` at every run, and the notice that it exists
+/// ("relation \"_sqlx_migrations\" already exists, skipping") was the only line a start
+/// logged of the migrations, at INFO. Warnings still come. A statement, not a startup
+/// parameter: pgbouncer refuses a startup parameter it was not told to track (docs/ha.md).
+async fn quiet_notices(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::query("SET client_min_messages = warning")
+        .execute(conn)
+        .await
+        .map(drop)
 }
 
 /// [`PgStore::schema_behind`] of the database `pool` reads.
