@@ -154,6 +154,15 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
     let mut out = Vec::new();
     #[cfg(unix)]
     out.extend(store_file_warning(&cfg.store));
+    // Still read there, so a file from before [users] keeps working; said, so it is moved
+    // before a release stops reading it.
+    if cfg.user_names.in_ldap() {
+        out.push(
+            "ldap: strip_domains has moved to [users] strip_domains; the list is still read \
+             from [ldap], but move it to a [users] section (the same strip_domains = [...])"
+                .into(),
+        );
+    }
     if let Some(l) = &cfg.ldap {
         // Every search would fail its bind, and `--connect` says only "invalid credentials".
         if looks_like_a_reference(l.bind_password.expose()) {
@@ -2066,6 +2075,28 @@ mod tests {
             "voice_mode = \"hold\" without a [voice] section"
         ));
         assert!(!said(&config("", ""), "voice_mode = \"hold\" without"));
+    }
+
+    /// `[ldap] strip_domains`, the setting's older place, is still read, and warned of with
+    /// its new place named; the list in `[users]` is not. It was taken without a word.
+    #[test]
+    fn strip_domains_in_ldap_is_warned_of() {
+        let config = |ldap: &str, users: &str| {
+            let text = format!(
+                "[ldap]\nurls = [\"ldaps://127.0.0.1\"]\nbind_dn = \"cn=a\"\n\
+                 bind_password = \"pw\"\nbase_dn = \"dc=example,dc=org\"\n{ldap}\n{users}\n\
+                 [[client]]\nname = \"nas\"\naddress = \"127.0.0.1\"\n\
+                 secret = \"0123456789abcdef\"\n"
+            );
+            Config::parse(&text, std::path::Path::new("radmfa.toml")).expect("valid")
+        };
+        let moved = "has moved to [users] strip_domains";
+        let old = config("strip_domains = [\"CORP\"]", "");
+        assert_eq!(old.user_names.key("CORP\\alice"), "alice", "still read");
+        let said = warnings(&old);
+        assert!(said.iter().any(|w| w.contains(moved)), "{said:#?}");
+        let new = warnings(&config("", "[users]\nstrip_domains = [\"CORP\"]"));
+        assert!(!new.iter().any(|w| w.contains("strip_domains")), "{new:#?}");
     }
 
     /// On a second-factor-only client (RD Gateway) radmfa checks no password: the warnings

@@ -13,6 +13,8 @@ use crate::store::user_key;
 pub struct UserNames {
     /// As configured; compared without regard to ASCII case.
     domains: Vec<String>,
+    /// Listed in `[ldap]`, the setting's older place (see [`UserNames::in_ldap`]).
+    in_ldap: bool,
 }
 
 impl UserNames {
@@ -36,7 +38,23 @@ impl UserNames {
         }
         Ok(UserNames {
             domains: domains.into_iter().map(|d| d.trim().to_string()).collect(),
+            in_ldap: false,
         })
+    }
+
+    /// The list as read from `[ldap] strip_domains`, its older place.
+    pub(super) fn read_from_ldap(self) -> Self {
+        UserNames {
+            in_ldap: true,
+            ..self
+        }
+    }
+
+    /// Whether the domains were listed in `[ldap]`, where they are still read: `config
+    /// check` and the start warn, naming `[users]` (the list applies to every client, one
+    /// whose passwords are checked upstream included).
+    pub fn in_ldap(&self) -> bool {
+        self.in_ldap
     }
 
     /// The domains taken off, as configured.

@@ -403,7 +403,9 @@ fn user_names(users: RawUsers, ldap: Option<&RawLdap>) -> Result<UserNames, Conf
             "users.strip_domains",
             "also given as ldap.strip_domains; list the domains in one place ([users])",
         )),
-        (true, false) => UserNames::new("ldap.strip_domains", in_ldap),
+        (true, false) => {
+            UserNames::new("ldap.strip_domains", in_ldap).map(UserNames::read_from_ldap)
+        }
         _ => UserNames::new("users.strip_domains", users.strip_domains),
     }
 }
