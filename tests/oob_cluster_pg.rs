@@ -291,6 +291,133 @@ fn call_started_on_node_a_is_not_started_again_by_a_retransmit_to_node_b() {
     assert_eq!(standin.calls().len(), 1, "one call across both nodes");
 }
 
+/// A rolling restart stops node A (SIGTERM) while a held call's login waits on it, and the
+/// NAS has sent the same request to node B too (its failover retransmit), which follows the
+/// call. A leaves the call ringing and its request unanswered; the keypress, reaching B
+/// (the callbacks' load balancer sends it to a live node), is B's Accept. Before, A closed
+/// the call as failed at its stop and hung it up: both nodes answered "The sign-in was
+/// interrupted", B's record saying radmfa stopped though B never did.
+#[test]
+fn a_node_stopped_during_a_held_call_leaves_it_to_the_node_following_it() {
+    let (env, mut a, b, sock, pkt) = held_call_on_node_a(81);
+    sock.send_to(&pkt, b.addr).unwrap();
+    // B follows the call as soon as its copy gets there; the stop comes after that.
+    assert!(b.log_shows("following the call"), "{}", b.log());
+    a.stop();
+    left_to_the_other_node(&env, &a, &b, &sock);
+}
+
+/// The same stop with no copy of the request on B yet: A leaves it unanswered, and the
+/// NAS's retransmit that reaches B then follows the call A placed. Before, A's Reject was
+/// on record and B answered the retransmit with it ("repeat of a decided request").
+#[test]
+fn a_retransmit_after_a_node_stopped_during_a_held_call_follows_the_call() {
+    let (env, mut a, b, sock, pkt) = held_call_on_node_a(82);
+    a.stop();
+    sock.send_to(&pkt, b.addr).unwrap();
+    assert!(b.log_shows("following the call"), "{}", b.log());
+    left_to_the_other_node(&env, &a, &b, &sock);
+}
+
+/// The peers of a held call across two nodes: the directory, the stand-in, PostgreSQL and
+/// the key file's directory.
+struct HeldCallEnv {
+    _slapd: Slapd,
+    standin: Standin,
+    _pg: PgCluster,
+    _keys: tempfile::TempDir,
+}
+
+/// Two nodes, a client holding calls, and alice's request (Identifier `id`) sent to node A
+/// from the returned socket, once A has placed its call (whose callee never presses a key
+/// by itself).
+fn held_call_on_node_a(id: u8) -> (HeldCallEnv, Server, Server, std::net::UdpSocket, Vec<u8>) {
+    let slapd = directory();
+    let standin = Standin::start();
+    standin.script(DIRECTORY_MOBILE, Script::Silent);
+    let clients = client(
+        "rdg",
+        "127.0.0.1",
+        "methods = [\"voice\"]\nvoice_mode = \"hold\"\nvoice_budget_secs = 20",
+    );
+    let (pg, keys, a, b) = two_nodes(&slapd, &standin, &clients);
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    let (pkt, _) = AccessRequestBuilder::new(id, "alice")
+        .password(ALICE_PW.as_bytes())
+        .build(SECRET.as_bytes());
+    sock.send_to(&pkt, a.addr).unwrap();
+    let start = Instant::now();
+    while standin.calls().is_empty() {
+        assert!(start.elapsed() < Duration::from_secs(10), "{}", a.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let env = HeldCallEnv {
+        _slapd: slapd,
+        standin,
+        _pg: pg,
+        _keys: keys,
+    };
+    (env, a, b, sock, pkt)
+}
+
+/// Node A has stopped during the call that B now follows: the callee's # reaches B, and
+/// the NAS gets B's Accept and nothing from A; the call was not hung up, and A's record
+/// says it left the login to the others.
+fn left_to_the_other_node(env: &HeldCallEnv, a: &Server, b: &Server, sock: &std::net::UdpSocket) {
+    let call = &env.standin.calls()[0];
+    // Posted to B's listener, as the load balancer in front of the nodes would.
+    let at_b = call
+        .gather_action()
+        .replace(&callbacks_base(a), &callbacks_base(b));
+    let res = env
+        .standin
+        .post_callback(&at_b, Standin::gather_params(call, ""), None);
+    assert!(res.body.contains("approved"), "{res:?}\n{}", b.log());
+    let mut buf = [0u8; 4096];
+    let (n, from) = retry_interrupted(|| sock.recv_from(&mut buf)).expect("B answers");
+    assert_eq!(from, b.addr, "A answered at its stop:\n{}", a.log());
+    assert_eq!(
+        parse_reply(&buf[..n]).unwrap().code,
+        2,
+        "Accept from B\n{}",
+        b.log()
+    );
+    sock.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    assert!(sock.recv_from(&mut buf).is_err(), "one reply only");
+    assert!(env.standin.ended_calls().is_empty(), "the call was hung up");
+    let audit = b.audit_json("alice");
+    let results: Vec<_> = audit.iter().map(|r| r["result"].as_str()).collect();
+    assert!(
+        results.contains(&Some("accept")) && results.contains(&Some("unanswered")),
+        "{audit:#?}"
+    );
+    let left = audit.iter().find(|r| r["result"] == "unanswered").unwrap();
+    assert!(
+        left["reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("left to the other nodes")),
+        "{left}"
+    );
+    assert!(
+        a.log().contains("left ringing for the other nodes"),
+        "{}",
+        a.log()
+    );
+}
+
+/// A node's `[callbacks] public_url`, as its config file has it.
+fn callbacks_base(node: &Server) -> String {
+    let text = std::fs::read_to_string(&node.config).unwrap();
+    let at = text
+        .find("public_url = \"")
+        .expect("[callbacks] public_url")
+        + 14;
+    text[at..].split('"').next().unwrap().to_string()
+}
+
 /// Node A stalls (SIGSTOP, as a paused VM) right after it took the send-slot locks of an SMS
 /// login: its database session sits idle in transaction holding `nas:vpn` and the number's
 /// lock. Bob's SMS login through the same NAS on node B waits for those locks. The session

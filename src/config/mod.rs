@@ -135,6 +135,14 @@ pub enum StoreConfig {
     },
 }
 
+impl StoreConfig {
+    /// Whether other nodes may share this store (PostgreSQL): then another node can finish
+    /// what this one leaves (a held call's login at a stop), and sees what it writes.
+    pub fn shared(&self) -> bool {
+        matches!(self, StoreConfig::Postgres { .. })
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct TotpConfig {
     pub issuer: String,

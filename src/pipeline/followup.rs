@@ -526,6 +526,7 @@ async fn totp(
                 // Set by `answer`'s `with_context`, and the groups after it.
                 started_at: None,
                 groups: None,
+                unanswered: false,
             })
         }
         CodeCheck::Invalid {

@@ -2,6 +2,8 @@
 //! prompt, or a phone call (held within the client's budget, or "answer, then press Enter").
 //! Used by a fresh login, by a switch at a prompt, and by second-factor-only clients.
 
+use std::time::Instant;
+
 use super::oob::{self, Delivered, NotSent};
 use super::{Fault, RequestContext, Verdict};
 use crate::app::AppState;
@@ -88,8 +90,8 @@ impl Subject<'_> {
             client_ip: None,
             phone: self.phone.clone(),
             started_at: self.started_at,
-
             groups: None,
+            unanswered: false,
         }
     }
 }
@@ -316,14 +318,59 @@ async fn held_call(
         // placed here now is pending): a retransmit the duplicate cache no longer held.
         return repeat_of_decided_call(app, ctx, s, txn).await;
     }
-    let done = oob::await_call(app, &txn.id, oob::reply_by(app, ctx)).await?;
-    let verdict = call_verdict(app, ctx, s, done.unwrap_or(txn)).await?;
+    let reply_by = oob::reply_by(app, ctx);
+    let txn = oob::await_call(app, &txn.id, reply_by)
+        .await?
+        .unwrap_or(txn);
+    if leave_to_other_nodes(app, &txn, reply_by) {
+        // Nothing was decided: the guard must not close the call the others follow.
+        guard.disarm();
+        return Ok(left_to_other_nodes(s));
+    }
+    let verdict = call_verdict(app, ctx, s, txn).await?;
     // Only once the call's decision is committed: a commit that fails later would roll
     // it back and leave the call pending, the guard already off.
     durability::settle().await?;
     guard.disarm();
     Ok(verdict)
 }
+
+/// Whether this node stops while the call it waits on is still pending and within this
+/// request's budget, with other nodes on its store (PostgreSQL): they can follow the call
+/// and take its keypress, so a planned stop of one node (a rolling restart) must not end
+/// it. On SQLite no one else could: the call is closed as failed (`call_verdict`).
+fn leave_to_other_nodes(app: &AppState, txn: &OobTransaction, reply_by: Instant) -> bool {
+    txn.status == OobStatus::Pending
+        && app.stopping.is_cancelled()
+        && app.config().store.shared()
+        && Instant::now() < reply_by
+}
+
+/// The verdict of a held login this stopping node leaves to the others: no reply, so the
+/// NAS sends its retransmit to its next server, which finds the call pending and follows
+/// it. A Reject here (or the call closed as failed) would have been the answer that
+/// retransmit got too, as a repeat of a decided request, and the call hung up.
+fn left_to_other_nodes(s: &Subject<'_>) -> Verdict {
+    tracing::info!(
+        user = s.user,
+        "radmfa is stopping: the call is left ringing for the other nodes sharing the store, \
+         and the request unanswered so that the NAS asks its next server, which follows \
+         the call"
+    );
+    let mut v = s.verdict(
+        Reply::reject(),
+        "voice",
+        format!(
+            "{LEFT_TO_OTHER_NODES}: radmfa stopped before the call was answered; the call \
+             goes on, and the NAS's retransmit to another node follows it"
+        ),
+    );
+    v.unanswered = true;
+    v
+}
+
+/// The start of the audit reason of a held login left to the other nodes at a stop.
+const LEFT_TO_OTHER_NODES: &str = "left to the other nodes";
 
 /// A retransmit of a held login whose call is decided: the same verdict as its first copy
 /// got (the NAS may have lost that reply; a block since turns an approval into a Reject),

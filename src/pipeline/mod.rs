@@ -141,6 +141,10 @@ pub struct Verdict {
     /// (`accept_attributes::before_the_code`); `None`: searched when the Accept is made.
     /// Boxed: a verdict is held across awaits in every request's future, and this is rare.
     pub groups: Option<Box<accept_attributes::GroupMatch>>,
+    /// No reply at all, whatever the client's `on_backend_failure`: the request is left to
+    /// the NAS's next server, and audited as `unanswered` (a held call's login that a
+    /// stopping node leaves to the nodes sharing its store, see `methods::held_call`).
+    pub unanswered: bool,
 }
 
 impl Verdict {
@@ -155,6 +159,7 @@ impl Verdict {
             phone: None,
             started_at: None,
             groups: None,
+            unanswered: false,
         }
     }
 
@@ -171,6 +176,7 @@ impl Verdict {
             phone: None,
             started_at: None,
             groups: None,
+            unanswered: false,
         }
     }
 
@@ -421,7 +427,10 @@ async fn answer(
     };
     let (verdict, unanswered) =
         match tokio::time::timeout_at(decide_by, decide(app, ctx, req, &user)).await {
-            Ok(Ok(v)) => (v, false),
+            Ok(Ok(v)) => {
+                let left = v.unanswered;
+                (v, left)
+            }
             Ok(Err(fault)) => {
                 // An upstream RADIUS server has its own health (`[upstream]` dead time);
                 // the probe here checks the directory and the store.

@@ -209,6 +209,20 @@ fn failed_message(kind: OobKind, reason: &str) -> &'static str {
     }
 }
 
+/// The log line of a copy of a request that follows what an earlier copy sent.
+fn following(kind: OobKind) -> &'static str {
+    match kind {
+        OobKind::Sms => {
+            "following the SMS an earlier copy of this request sent (here or on another \
+             node); none sent again"
+        }
+        OobKind::Voice => {
+            "following the call an earlier copy of this request placed (here or on another \
+             node); none placed again"
+        }
+    }
+}
+
 /// Claims the request's transaction and a rate-limit slot. `Ok(None)`: the caller sends.
 async fn claim(
     app: &AppState,
@@ -294,6 +308,11 @@ async fn claim(
         };
         return Ok(Some(match t.status {
             OobStatus::Failed => failed(&t),
+            OobStatus::Pending => {
+                // Said, so that a login two nodes waited on reads as one in the logs.
+                tracing::info!(user = t.user.as_str(), "{}", following(t.kind));
+                Delivered::Yes(*t)
+            }
             _ => Delivered::Yes(*t),
         }));
     }

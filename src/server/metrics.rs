@@ -462,7 +462,8 @@ impl Metrics {
             "counter",
             "Requests left unanswered after a backend failure or a missed deadline, because \
              their client has on_backend_failure = \"no_reply\" (its NAS asks its next \
-             server).",
+             server), and held calls' logins that a stopping node left to the nodes sharing \
+             its PostgreSQL store.",
             &[("", get(&self.unanswered))],
         );
         family(
