@@ -289,6 +289,17 @@ fn call_started_on_node_a_is_not_started_again_by_a_retransmit_to_node_b() {
         assert_eq!(parse_reply(&buf[..n]).unwrap().code, 2, "Accept from {src}");
     }
     assert_eq!(standin.calls().len(), 1, "one call across both nodes");
+    // One logon, two records: B's says it followed A's call (it read as a second plain
+    // accept).
+    let audit = b.audit_json("alice");
+    let accepts: Vec<_> = audit.iter().filter(|r| r["result"] == "accept").collect();
+    assert_eq!(accepts.len(), 2, "{audit:#?}");
+    let followed = |r: &&&serde_json::Value| {
+        r["reason"].as_str().is_some_and(|w| {
+            w == "followed the call of an earlier copy of this request: approved on the call"
+        })
+    };
+    assert_eq!(accepts.iter().filter(followed).count(), 1, "{audit:#?}");
 }
 
 /// A rolling restart stops node A (SIGTERM) while a held call's login waits on it, and the

@@ -313,6 +313,9 @@ async fn held_call(
         Ok(t) => t,
         Err(v) => return Ok(v),
     };
+    // Armed only for a call placed here: otherwise an earlier copy of this request (on
+    // another node, or before a restart) placed it, and may record its outcome too.
+    let followed = !guard.armed();
     if txn.status != OobStatus::Pending {
         // A call this request's earlier copy placed and that was decided since (a call
         // placed here now is pending): a retransmit the duplicate cache no longer held.
@@ -327,12 +330,29 @@ async fn held_call(
         guard.disarm();
         return Ok(left_to_other_nodes(s));
     }
-    let verdict = call_verdict(app, ctx, s, txn).await?;
+    let mut verdict = call_verdict(app, ctx, s, txn).await?;
+    if followed {
+        mark_followed(&mut verdict);
+    }
     // Only once the call's decision is committed: a commit that fails later would roll
     // it back and leave the call pending, the guard already off.
     durability::settle().await?;
     guard.disarm();
     Ok(verdict)
+}
+
+/// Before the audit reason of a held login that followed a call an earlier copy of its
+/// request placed (a failover retransmit to another node while the call rang). Both copies
+/// get the call's answer and a record; without this, one approved call read as two plain
+/// accepts from two nodes.
+const FOLLOWED: &str = "followed the call of an earlier copy of this request: ";
+
+fn mark_followed(v: &mut Verdict) {
+    let why = v
+        .reason
+        .take()
+        .unwrap_or_else(|| "approved on the call".into());
+    v.reason = Some(format!("{FOLLOWED}{why}"));
 }
 
 /// Whether this node stops while the call it waits on is still pending and within this

@@ -560,6 +560,11 @@ impl<'a> CallGuard<'a> {
         }
     }
 
+    /// Whether it guards a call this request placed (not one it follows), not yet decided.
+    pub fn armed(&self) -> bool {
+        self.armed.is_some()
+    }
+
     /// The login decided the call (or handed it to a challenge): nothing to close.
     pub fn disarm(&mut self) {
         self.armed = None;
