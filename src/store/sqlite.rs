@@ -212,9 +212,13 @@ impl SqliteStore {
 /// store (which would migrate it) and without creating a database that is not there.
 async fn look_at(path: &Path) -> Result<SqlitePool, StoreError> {
     super::stale_wal::refuse_stale_wal(path)?;
+    // Read-only: as the last connection to close, a writable one would checkpoint the WAL
+    // into the file and delete it, a change nobody asked a look for (every admin command
+    // looks first, to tell a migration).
     let options = SqliteConnectOptions::new()
         .filename(path)
         .create_if_missing(false)
+        .read_only(true)
         .busy_timeout(BUSY_TIMEOUT);
     Ok(SqlitePoolOptions::new()
         .max_connections(1)
