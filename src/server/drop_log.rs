@@ -445,6 +445,31 @@ impl Warning {
         }
     }
 
+    /// [`Warning::log`] for a line brought by a packet from `src` (client `nas`): an
+    /// overload's line names no source in its text (it stands for every client's drops),
+    /// but its fields name the client whose request brought it, so a SIEM reading the JSON
+    /// sees which NAS lost a request rather than `nas=""`, read as a stranger's (20a2156).
+    pub fn log_brought_by(
+        &self,
+        src: IpAddr,
+        nas: Option<&str>,
+        detail: Option<&dyn fmt::Display>,
+    ) {
+        match self {
+            Warning::Itemised { kind, .. } if kind.about_the_server() => {
+                let detail = detail.map(|d| format!(" [{d}]")).unwrap_or_default();
+                tracing::warn!(
+                    target: "radmfa::drops",
+                    kind = ?kind,
+                    src = %src,
+                    nas = nas.unwrap_or(""),
+                    "{self}{detail}"
+                )
+            }
+            _ => self.log(detail),
+        }
+    }
+
     /// The line for a drop held back and flushed: what it was, and that no drop
     /// came since to carry the count.
     pub fn log_flushed(&self) {

@@ -839,7 +839,7 @@ fn warn_drop_because(
     why: Option<&DecodeError>,
 ) {
     if let Some(w) = app.drops.record(kind, src.ip(), nas, Instant::now()) {
-        w.log(why.map(|why| why as &dyn std::fmt::Display));
+        w.log_brought_by(src.ip(), nas, why.map(|why| why as &dyn std::fmt::Display));
     }
 }
 
