@@ -686,6 +686,115 @@ fn a_wildcard_certificate_does_not_pass_for_the_clients_radsec_name() {
     refused_for_its_name("DNS:*.example.org", "nas.example.org");
 }
 
+/// A Python TLS peer: connects to the RadSec port (argv 1) trusting the CA argv 2 for the
+/// server, with the client certificate and key argv 3 and 4 if given; prints "refused: why"
+/// if its side saw the handshake fail, else "closed" once the server closes.
+const TRY_TLS: &str = r#"
+import socket, ssl, sys
+port, ca = int(sys.argv[1]), sys.argv[2]
+ctx = ssl.create_default_context(cafile=ca)
+ctx.check_hostname = False
+if len(sys.argv) > 3:
+    ctx.load_cert_chain(sys.argv[3], sys.argv[4])
+try:
+    s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port)))
+    s.settimeout(2)
+    print("closed" if not s.recv(1) else "data")
+except (OSError, ssl.SSLError) as e:
+    print("refused: %s" % e)
+"#;
+
+/// [`TRY_TLS`] against `srv`, trusting `ca`, presenting `client`'s client certificate if
+/// given: what the peer printed.
+fn try_tls(srv: &Server, ca: &Path, client: Option<&Pki>) -> String {
+    let mut cmd = Command::new(common::peers::python());
+    cmd.args(["-c", TRY_TLS, &radsec_port(srv).to_string()])
+        .arg(ca);
+    if let Some(pki) = client {
+        cmd.arg(&pki.client_cert).arg(&pki.client_key);
+    }
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// The first log line that `matches`, waited for up to 5 s.
+fn log_line(srv: &Server, matches: impl Fn(&str) -> bool) -> String {
+    let t = Instant::now();
+    loop {
+        if let Some(l) = srv.log().lines().find(|l| matches(l)) {
+            return l.to_string();
+        }
+        assert!(t.elapsed() < Duration::from_secs(5), "{}", srv.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A NAS that does not trust radmfa's server certificate ends the handshake with a fatal
+/// alert. The log says the NAS refused radmfa's certificate and names the alert and
+/// radsec.cert_file: it blamed the NAS's certificate (none, not from ca_file, revoked), and
+/// the admin looked at the wrong host.
+#[test]
+fn a_nas_refusing_radmfas_certificate_is_told_apart_from_a_refused_nas() {
+    let pki_dir = tempfile::tempdir().unwrap();
+    let good = Pki::make(pki_dir.path(), "good");
+    let other = Pki::make(pki_dir.path(), "other");
+    let slapd = Slapd::start(&[LdapUser::new("alice", "alice-pw")]);
+    let srv = start(&slapd, &good, "nas.example.org");
+    // The NAS's certificate is good; the CA it trusts for the server is not radmfa's.
+    let said = try_tls(&srv, &other.ca, Some(&good));
+    assert!(said.starts_with("refused"), "{said}");
+    let line = log_line(&srv, |l| {
+        l.contains("radmfa::drops") && l.contains("UnknownCA")
+    });
+    assert!(
+        line.contains("the NAS refused radmfa's side of it with a fatal alert"),
+        "{line}"
+    );
+    assert!(
+        line.contains("the NAS does not trust the CA that issued radsec.cert_file"),
+        "{line}"
+    );
+    assert!(!line.contains("client certificate"), "{line}");
+}
+
+/// Each cause of refused handshakes from one source gets its first line: the rate limit
+/// was per source, so after a port probe's line, a NAS's certificate from the wrong CA, or
+/// none, was only a count a minute later, under the probe's cause.
+#[test]
+fn each_cause_of_a_failed_handshake_from_one_source_is_logged() {
+    let pki_dir = tempfile::tempdir().unwrap();
+    let good = Pki::make(pki_dir.path(), "good");
+    let other = Pki::make(pki_dir.path(), "other");
+    let slapd = Slapd::start(&[LdapUser::new("alice", "alice-pw")]);
+    let srv = start(&slapd, &good, "nas.example.org");
+    // A port probe: connects and closes.
+    drop(std::net::TcpStream::connect(("127.0.0.1", radsec_port(&srv))).unwrap());
+    let probe = "the connection closed before it was done";
+    assert!(srv.log_shows(probe), "{}", srv.log());
+    let wrong_ca = "is not signed by a CA in radsec.ca_file";
+    let none = "presented no client certificate";
+    for _ in 0..2 {
+        try_tls(&srv, &good.ca, Some(&other));
+        try_tls(&srv, &good.ca, None);
+    }
+    let drops =
+        |needle: &'static str| move |l: &str| l.contains("radmfa::drops") && l.contains(needle);
+    assert_eq!(
+        srv.log_lines_at_least(1, drops(wrong_ca)),
+        1,
+        "{}",
+        srv.log()
+    );
+    assert_eq!(srv.log_lines_at_least(1, drops(none)), 1, "{}", srv.log());
+    assert_eq!(srv.log_lines_at_least(1, drops(probe)), 1, "{}", srv.log());
+    let line = log_line(&srv, drops(wrong_ca));
+    assert!(
+        line.contains("UnknownIssuer"),
+        "its own cause in brackets: {line}"
+    );
+}
+
 /// `openssl s_client` holding a RadSec connection open (its stdin stays open).
 struct Holder(Child);
 

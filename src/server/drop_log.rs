@@ -19,6 +19,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use super::radsec::HandshakeCause;
 use crate::radius::DecodeError;
 
 /// How often a repeating drop is logged again.
@@ -50,8 +51,8 @@ pub enum DropKind {
     /// A retransmit (same source, ID and authenticator) whose bytes differ from the first.
     DuplicateMismatch,
     Overloaded,
-    /// A RadSec connection whose TLS handshake failed.
-    TlsHandshake,
+    /// A RadSec connection whose TLS handshake failed, and why: each cause is logged apart.
+    TlsHandshake(HandshakeCause),
     /// A RadSec client certificate not issued to the client's `radsec_name`.
     TlsCertificateName,
     /// A RadSec connection over `radsec.max_connections`.
@@ -189,10 +190,7 @@ impl DropKind {
                  NAS, a local firewall rule, or the send buffer full under load); the NAS \
                  will retransmit"
             }
-            DropKind::TlsHandshake => {
-                "its RadSec (TLS) handshake failed: no client certificate, one not signed by \
-                 radsec.ca_file, one revoked (radsec.crl_file), or no common TLS version"
-            }
+            DropKind::TlsHandshake(cause) => cause.explain(),
         }
     }
 }

@@ -571,8 +571,8 @@ pub(super) async fn accept_loop(
 
 /// Why a connection did not get through its TLS handshake.
 enum Unshaken {
-    /// The peer's fault, or a timeout: a certificate problem for the log and the metric.
-    Failed(String),
+    /// The peer's fault, or a timeout: for the log and the metric, with rustls's words.
+    Failed((HandshakeCause, String)),
     /// Cut short to give its slot to a newcomer (`radsec_slots`).
     Cut,
     /// radmfa is stopping.
@@ -644,8 +644,8 @@ impl Connection {
         let shaken = tokio::select! {
             r = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)) => match r {
                 Ok(Ok(tls)) => Ok(tls),
-                Ok(Err(e)) => Err(Unshaken::Failed(handshake_cause(&e))),
-                Err(_) => Err(Unshaken::Failed("timed out".to_string())),
+                Ok(Err(e)) => Err(Unshaken::Failed(handshake_failure(&e))),
+                Err(_) => Err(Unshaken::Failed((HandshakeCause::TimedOut, "timed out".into()))),
             },
             // Cut to make room for a newcomer: counted as a connection_limit close where it
             // was cut, and logged as that, not as a certificate problem.
@@ -660,9 +660,9 @@ impl Connection {
             Err(Unshaken::Stopping) => return,
             Err(unshaken) => {
                 let (kind, why) = match unshaken {
-                    Unshaken::Failed(why) => {
+                    Unshaken::Failed((cause, why)) => {
                         Metrics::inc(&self.app.metrics.radsec_handshake_failures);
-                        (DropKind::TlsHandshake, why)
+                        (DropKind::TlsHandshake(cause), why)
                     }
                     Unshaken::Cut | Unshaken::Stopping => (
                         DropKind::TlsConnectionLimit,
@@ -892,19 +892,146 @@ async fn write_loop(
     let _ = tokio::time::timeout(WRITE_TIMEOUT, wr.shutdown()).await;
 }
 
-/// A failed handshake's cause for the log, with what to do where webpki's name for it says
-/// little: a CA in ca_file without a CRL in crl_file fails closed as
-/// `UnknownRevocationStatus`, and the admin looking at a refused NAS needs to read that.
-fn handshake_cause(e: &std::io::Error) -> String {
-    let text = e.to_string();
-    if text.contains("UnknownRevocationStatus") {
-        return format!(
-            "{text}: radsec.crl_file holds no CRL from the CA that issued this certificate \
-             (in ca_file, or an intermediate CA the NAS sends), or from a CA above it in its \
-             chain; add that CA's CRL to the file"
-        );
+/// Why a RadSec handshake failed, as the log line and its rate limit tell causes apart. Each
+/// cause from one source gets a line of its own: with one line a minute for all of them, a
+/// revoked certificate after a port probe was logged only as a count under the probe's
+/// "timed out". TLS peers cannot spoof their address, and the set is small, so this stays
+/// bounded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum HandshakeCause {
+    TimedOut,
+    /// The connection closed or broke before the handshake was done (a port probe).
+    Closed,
+    /// Not TLS, or none that both sides speak.
+    Protocol,
+    NoCertificate,
+    UnknownIssuer,
+    /// Expired or not yet valid.
+    Dates,
+    Revoked,
+    /// No CRL for its CA in crl_file, or one past its nextUpdate (fails closed).
+    RevocationUnknown,
+    /// A certificate refused for anything else (its key usage, encoding, algorithm).
+    OtherCertificate,
+    /// The NAS sent a fatal alert: it refused radmfa's certificate, or the handshake.
+    PeerRefused,
+    Other,
+}
+
+impl HandshakeCause {
+    /// What it means and what to do about it, for the admin reading the log. Every one
+    /// starts alike, for a search of the log that finds them all.
+    pub fn explain(self) -> &'static str {
+        use HandshakeCause::*;
+        match self {
+            TimedOut => {
+                "its RadSec (TLS) handshake failed: not done within 10 s (a port scan or \
+                 health check that sends nothing, or a NAS that is stuck)"
+            }
+            Closed => {
+                "its RadSec (TLS) handshake failed: the connection closed before it was done \
+                 (a port scan or health check, or a NAS that gave up: its log says why)"
+            }
+            Protocol => {
+                "its RadSec (TLS) handshake failed: not TLS at all, or no TLS version (1.2, \
+                 1.3) or cipher suite in common with the NAS"
+            }
+            NoCertificate => {
+                "its RadSec (TLS) handshake failed: the NAS presented no client certificate, \
+                 which RadSec requires (mutual TLS); give the NAS its certificate and key"
+            }
+            UnknownIssuer => {
+                "its RadSec (TLS) handshake failed: its client certificate is not signed by a \
+                 CA in radsec.ca_file (or the NAS does not send the intermediate CA between)"
+            }
+            Dates => {
+                "its RadSec (TLS) handshake failed: its client certificate is expired or not \
+                 yet valid; renew it, or check both hosts' clocks"
+            }
+            Revoked => {
+                "its RadSec (TLS) handshake failed: its client certificate is revoked by a CRL \
+                 in radsec.crl_file"
+            }
+            RevocationUnknown => {
+                "its RadSec (TLS) handshake failed: its client certificate's revocation \
+                 cannot be checked against radsec.crl_file, and the check fails closed"
+            }
+            OtherCertificate => {
+                "its RadSec (TLS) handshake failed: its client certificate cannot serve a TLS \
+                 client (its key usage, encoding or signature algorithm: see the brackets)"
+            }
+            PeerRefused => {
+                "its RadSec (TLS) handshake failed: the NAS refused radmfa's side of it with a \
+                 fatal alert, most often radmfa's server certificate (radsec.cert_file \
+                 expired, missing its intermediate CA, or not from a CA the NAS trusts), else \
+                 for the NAS's TLS settings (versions, ciphers)"
+            }
+            Other => "its RadSec (TLS) handshake failed",
+        }
     }
-    text
+}
+
+/// A failed handshake's cause, and the text for the log's brackets: rustls's words, with
+/// what to do where they say little.
+fn handshake_failure(e: &std::io::Error) -> (HandshakeCause, String) {
+    use rustls::CertificateError as C;
+    use HandshakeCause::*;
+    let text = e.to_string();
+    let Some(tls) = e.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) else {
+        // Not rustls's: the socket closed or broke (EOF, reset) in the middle.
+        return (Closed, text);
+    };
+    let cause = match tls {
+        rustls::Error::AlertReceived(alert) => return (PeerRefused, alert_hint(*alert, text)),
+        rustls::Error::NoCertificatesPresented => NoCertificate,
+        rustls::Error::InvalidMessage(_)
+        | rustls::Error::InappropriateMessage { .. }
+        | rustls::Error::InappropriateHandshakeMessage { .. }
+        | rustls::Error::PeerIncompatible(_)
+        | rustls::Error::PeerMisbehaved(_) => Protocol,
+        rustls::Error::InvalidCertificate(c) => match c {
+            C::UnknownIssuer | C::BadSignature => UnknownIssuer,
+            C::Expired | C::ExpiredContext { .. } => Dates,
+            C::NotValidYet | C::NotValidYetContext { .. } => Dates,
+            C::Revoked => Revoked,
+            C::UnknownRevocationStatus => return (RevocationUnknown, no_crl(text)),
+            C::ExpiredRevocationList | C::ExpiredRevocationListContext { .. } => RevocationUnknown,
+            _ => OtherCertificate,
+        },
+        _ => Other,
+    };
+    (cause, text)
+}
+
+/// webpki's `UnknownRevocationStatus`, said so that the admin looking at a refused NAS can
+/// act on it: a CA in ca_file without a CRL in crl_file fails closed.
+fn no_crl(text: String) -> String {
+    format!(
+        "{text}: radsec.crl_file holds no CRL from the CA that issued this certificate \
+         (in ca_file, or an intermediate CA the NAS sends), or from a CA above it in its \
+         chain; add that CA's CRL to the file"
+    )
+}
+
+/// The alert the NAS sent, with where to look for the common ones: the NAS's log has the
+/// details, but the admin reading radmfa's needs to know which side to fix.
+fn alert_hint(alert: rustls::AlertDescription, text: String) -> String {
+    use rustls::AlertDescription as A;
+    let hint = match alert {
+        A::UnknownCA => "the NAS does not trust the CA that issued radsec.cert_file",
+        A::CertificateExpired => {
+            "radsec.cert_file is expired or not yet valid, as the NAS's clock has it"
+        }
+        A::BadCertificate | A::CertificateUnknown | A::UnsupportedCertificate => {
+            "the NAS does not accept radsec.cert_file (its name, key usage or chain)"
+        }
+        A::CertificateRevoked => "the NAS holds radsec.cert_file as revoked",
+        A::ProtocolVersion | A::HandshakeFailure | A::InsufficientSecurity => {
+            "no TLS version or cipher suite in common with the NAS"
+        }
+        _ => return text,
+    };
+    format!("{text}: {hint}")
 }
 
 #[cfg(test)]
