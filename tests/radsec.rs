@@ -704,14 +704,14 @@ except (OSError, ssl.SSLError) as e:
     print("refused: %s" % e)
 "#;
 
-/// [`TRY_TLS`] against `srv`, trusting `ca`, presenting `client`'s client certificate if
-/// given: what the peer printed.
-fn try_tls(srv: &Server, ca: &Path, client: Option<&Pki>) -> String {
+/// [`TRY_TLS`] against `srv`, trusting `ca`, presenting the client certificate and key
+/// `client` if given: what the peer printed.
+fn try_tls(srv: &Server, ca: &Path, client: Option<(&Path, &Path)>) -> String {
     let mut cmd = Command::new(common::peers::python());
     cmd.args(["-c", TRY_TLS, &radsec_port(srv).to_string()])
         .arg(ca);
-    if let Some(pki) = client {
-        cmd.arg(&pki.client_cert).arg(&pki.client_key);
+    if let Some((cert, key)) = client {
+        cmd.arg(cert).arg(key);
     }
     let out = cmd.output().unwrap();
     assert!(out.status.success(), "{out:?}");
@@ -742,7 +742,7 @@ fn a_nas_refusing_radmfas_certificate_is_told_apart_from_a_refused_nas() {
     let slapd = Slapd::start(&[LdapUser::new("alice", "alice-pw")]);
     let srv = start(&slapd, &good, "nas.example.org");
     // The NAS's certificate is good; the CA it trusts for the server is not radmfa's.
-    let said = try_tls(&srv, &other.ca, Some(&good));
+    let said = try_tls(&srv, &other.ca, Some((&good.client_cert, &good.client_key)));
     assert!(said.starts_with("refused"), "{said}");
     let line = log_line(&srv, |l| {
         l.contains("radmfa::drops") && l.contains("UnknownCA")
@@ -775,7 +775,11 @@ fn each_cause_of_a_failed_handshake_from_one_source_is_logged() {
     let wrong_ca = "is not signed by a CA in radsec.ca_file";
     let none = "presented no client certificate";
     for _ in 0..2 {
-        try_tls(&srv, &good.ca, Some(&other));
+        try_tls(
+            &srv,
+            &good.ca,
+            Some((&other.client_cert, &other.client_key)),
+        );
         try_tls(&srv, &good.ca, None);
     }
     let drops =
@@ -792,6 +796,98 @@ fn each_cause_of_a_failed_handshake_from_one_source_is_logged() {
     assert!(
         line.contains("UnknownIssuer"),
         "its own cause in brackets: {line}"
+    );
+}
+
+/// A client certificate from `pki`'s CA with the subject CN `cn` and no subjectAltName, in
+/// `dir`: its certificate and key.
+fn cn_only_client(pki: &Pki, dir: &Path, cn: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let ext = "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n\
+               extendedKeyUsage=clientAuth\n";
+    std::fs::write(dir.join("cn-only.ext"), ext).unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .current_dir(dir)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "openssl {args:?}: {out:?}");
+    };
+    let (ca, ca_key) = (pki.ca.to_str().unwrap(), pki.ca_key.to_str().unwrap());
+    let subj = format!("/CN={cn}");
+    run(&[
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        "cn-only-key.pem",
+        "-out",
+        "cn-only.csr",
+        "-subj",
+        &subj,
+    ]);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "cn-only.csr",
+        "-CA",
+        ca,
+        "-CAkey",
+        ca_key,
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "cn-only.ext",
+        "-out",
+        "cn-only.pem",
+    ]);
+    (dir.join("cn-only.pem"), dir.join("cn-only-key.pem"))
+}
+
+/// A certificate's serial as `openssl x509 -serial` prints it.
+fn serial_of(cert: &Path) -> String {
+    let out = Command::new("openssl")
+        .args(["x509", "-noout", "-serial", "-in"])
+        .arg(cert)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.trim()
+        .strip_prefix("serial=")
+        .expect("a serial")
+        .to_string()
+}
+
+/// A certificate with CN=nas1.test and no subjectAltName, refused for radsec_name
+/// "nas1.test": the line says what it carries, no DNS subjectAltName and a CN that is not
+/// matched, and its serial. It said only "not issued to radsec_name", and the admin, who
+/// saw CN=nas1.test on the certificate, took the message for wrong.
+#[test]
+fn a_certificate_refused_for_its_name_is_described() {
+    let pki_dir = tempfile::tempdir().unwrap();
+    let good = Pki::make(pki_dir.path(), "good");
+    let (cert, key) = cn_only_client(&good, pki_dir.path(), "nas1.test");
+    let slapd = Slapd::start(&[LdapUser::new("alice", "alice-pw")]);
+    let srv = start(&slapd, &good, "nas1.test");
+    try_tls(&srv, &good.ca, Some((&cert, &key)));
+    let line = log_line(&srv, |l| {
+        l.contains("not issued to this [[client]] entry's radsec_name")
+    });
+    let serial = serial_of(&cert);
+    assert!(
+        line.contains(&format!(
+            "certificate serial {serial}, no DNS subjectAltName"
+        )),
+        "{line}"
+    );
+    assert!(
+        line.contains("its subject CN \"nas1.test\" is not matched"),
+        "{line}"
     );
 }
 
@@ -1076,11 +1172,14 @@ fn a_revoked_certificate_is_refused_once_the_new_crl_is_in_place() {
         .status()
         .unwrap();
     assert!(hup.success());
+    // The line names the certificate, by the serial the CRL lists.
+    let closed = format!(
+        "its client certificate no longer verifies (invalid peer certificate: Revoked; \
+         certificate serial {}",
+        serial_of(&good.client_cert)
+    );
     let t = Instant::now();
-    while !srv
-        .log()
-        .contains("its client certificate no longer verifies")
-    {
+    while !srv.log().contains(&closed) {
         assert!(
             t.elapsed() < Duration::from_secs(10),
             "the revoked connection was not closed at the reload:\n{}",

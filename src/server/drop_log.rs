@@ -156,7 +156,8 @@ impl DropKind {
             }
             DropKind::TlsCertificateName => {
                 "its RadSec certificate is from radsec.ca_file but not issued to this \
-                 [[client]] entry's radsec_name"
+                 [[client]] entry's radsec_name: none of its DNS subjectAltNames is that name \
+                 (its subject CN is not matched, nor is a wildcard)"
             }
             DropKind::TlsConnectionLimit => {
                 "radsec.max_connections RadSec connections are already open, so this one was \

@@ -335,7 +335,12 @@ impl Acceptors {
             .verifier
             .verify_client_cert(leaf, intermediates, now)
             .map(|_| ())
-            .map_err(|e| format!("its client certificate no longer verifies ({e})"))
+            .map_err(|e| {
+                format!(
+                    "its client certificate no longer verifies ({e}; {})",
+                    described(leaf)
+                )
+            })
     }
 
     /// The `[radsec]` settings it was built from.
@@ -487,6 +492,51 @@ pub(super) fn issued_to(cert: &rustls::pki_types::CertificateDer<'_>, name: &str
             && c.valid_dns_names()
                 .any(|san| !san.contains('*') && san.eq_ignore_ascii_case(name))
     })
+}
+
+/// What a client certificate carries that its refusal turns on, for the log: its serial (in
+/// hex, as `openssl x509 -serial` and a CRL print it), and its DNS subjectAltNames, the only
+/// names `radsec_name` is matched against; without any, its subject CN, which an admin
+/// reads as its name but which is not matched.
+pub(super) fn described(cert: &CertificateDer<'_>) -> String {
+    use x509_parser::extensions::GeneralName;
+    let Ok((_, x)) = x509_parser::parse_x509_certificate(cert.as_ref()) else {
+        return "a certificate that cannot be parsed".into();
+    };
+    let serial = serial_hex(x.raw_serial());
+    let dns: Vec<String> = match x.subject_alternative_name() {
+        Ok(Some(san)) => san
+            .value
+            .general_names
+            .iter()
+            .filter_map(|n| match n {
+                GeneralName::DNSName(d) => Some(format!("{d:?}")),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    if !dns.is_empty() {
+        return format!("certificate serial {serial}, DNS names {}", dns.join(", "));
+    }
+    let cn = x.subject().iter_common_name().next().map(|cn| cn.as_str());
+    match cn {
+        Some(Ok(cn)) => format!(
+            "certificate serial {serial}, no DNS subjectAltName (its subject CN {cn:?} is not \
+             matched: radsec_name must be one of its DNS subjectAltNames)"
+        ),
+        _ => format!("certificate serial {serial}, no DNS subjectAltName"),
+    }
+}
+
+/// A serial number's DER bytes in upper-case hex, without the leading zero byte DER adds
+/// to keep it positive: as OpenSSL prints it, for a search of the CA's index or a CRL.
+fn serial_hex(raw: &[u8]) -> String {
+    let raw = match raw {
+        [0, rest @ ..] if !rest.is_empty() => rest,
+        _ => raw,
+    };
+    raw.iter().map(|b| format!("{b:02X}")).collect()
 }
 
 /// What every RadSec listener shares: the TLS configuration, the request permits, and the
@@ -693,7 +743,9 @@ impl Connection {
             let kind = DropKind::TlsCertificateName;
             if let Some(w) = self.app.drops.record(kind, peer.ip(), Some(&nas), now) {
                 let name = self.client.radsec_name.as_deref().unwrap_or_default();
-                w.log(Some(&format_args!("radsec_name = {name:?}")));
+                // What the certificate does carry: the admin compares it with the name.
+                let cert = leaf.map_or_else(|| "no certificate".into(), described);
+                w.log(Some(&format_args!("radsec_name = {name:?}; {cert}")));
             }
             return;
         }

@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use tokio_rustls::rustls::pki_types::CertificateDer;
 use tokio_util::sync::CancellationToken;
 
-use super::radsec::{issued_to, Acceptors, Closer, RADSEC_SECRET};
+use super::radsec::{described, issued_to, Acceptors, Closer, RADSEC_SECRET};
 use crate::app::AppState;
 use crate::config::ClientConfig;
 use crate::secret::Secret;
@@ -42,9 +42,12 @@ pub(super) fn entry_for(
     acceptors.still_trusted(chain)?;
     if !certificate_fits(&client, chain.first()) {
         return Err(format!(
-            "its certificate is not issued to client {:?}'s radsec_name {:?}",
+            "its certificate is not issued to client {:?}'s radsec_name {:?} ({})",
             client.name,
-            client.radsec_name.as_deref().unwrap_or_default()
+            client.radsec_name.as_deref().unwrap_or_default(),
+            chain
+                .first()
+                .map_or_else(|| "no certificate".into(), described)
         ));
     }
     Ok(as_radsec(&client))
