@@ -2134,6 +2134,33 @@ fn a_packet_that_fails_verification_closes_its_radsec_connection() {
     assert!(body.contains("reason=\"malformed\"} 1"), "{body}");
 }
 
+/// A NAS that signs its RadSec requests with the [[client]] entry's secret is told to use
+/// "radsec" (RFC 6614 section 2.3): the log said the NAS and the entry had different shared
+/// secrets, and sent the admin to a setting TLS does not use.
+#[test]
+fn a_wrong_secret_over_radsec_is_told_to_be_radsec() {
+    let (_pki_dir, good, _slapd, srv) = alice_with_metrics(1500);
+    let connect = &DISCARDS[..DISCARDS.find("send(packet(2, 1)").unwrap()];
+    let script = format!(
+        r#"{connect}
+head = struct.pack("!BBH", 12, 7, 38) + os.urandom(16)
+mac = hmac.new(b"{SECRET}", head + b"\x50\x12" + bytes(16), hashlib.md5).digest()
+send(head + b"\x50\x12" + mac)
+s.settimeout(3)
+print(answer(), flush=True)
+"#
+    );
+    assert_eq!(radsec_script(&script, &srv, &good).trim(), "closed");
+    let line = log_line(&srv, |l| {
+        l.contains("radmfa::drops") && l.contains("Message-Authenticator does not verify")
+    });
+    assert!(
+        line.contains("over RadSec the NAS must sign with the shared secret \"radsec\""),
+        "{line}"
+    );
+    assert!(!line.contains("different shared secrets"), "{line}");
+}
+
 /// A Length outside 20..4096 loses the stream's framing: the connection is closed, and
 /// counted among the closes as a packet that failed verification (it was in none).
 #[test]

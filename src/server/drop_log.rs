@@ -45,6 +45,8 @@ pub enum DropKind {
     /// A Status-Server without Message-Authenticator: refused whatever the client's setting.
     StatusServerWithoutMessageAuthenticator,
     BadMessageAuthenticator,
+    /// [`DropKind::BadMessageAuthenticator`] over RadSec, where the secret is always "radsec".
+    TlsBadMessageAuthenticator,
     ProxyStateWithoutMessageAuthenticator,
     /// EAP-Message without Message-Authenticator: an 802.1X authenticator pointed here.
     EapWithoutMessageAuthenticator,
@@ -134,6 +136,11 @@ impl DropKind {
             DropKind::BadMessageAuthenticator => {
                 "its Message-Authenticator does not verify: the NAS and this [[client]] \
                  entry have different shared secrets"
+            }
+            DropKind::TlsBadMessageAuthenticator => {
+                "its Message-Authenticator does not verify: over RadSec the NAS must sign with \
+                 the shared secret \"radsec\" (RFC 6614 section 2.3), whatever this [[client]] \
+                 entry's secret is; set the NAS's (or its proxy's) RadSec secret to radsec"
             }
             DropKind::ProxyStateWithoutMessageAuthenticator => {
                 "Proxy-State without Message-Authenticator, the BlastRADIUS attack pattern \

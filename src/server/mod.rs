@@ -687,7 +687,7 @@ fn refuse(
         // and the connection goes as for a forged Access-Request (RFC 6613 §2.6.4).
         if matches!(raw[0], 4 | 40 | 43) {
             count_drop(&app.metrics, e);
-            warn_drop(app, DropKind::of_packet(e, raw[0]), src, Some(&client.name));
+            warn_drop(app, drop_kind(e, raw[0], true), src, Some(&client.name));
             replies
                 .conn
                 .discarded("an accounting or CoA packet that does not verify");
@@ -696,12 +696,22 @@ fn refuse(
     }
     count_drop(&app.metrics, e);
     debug!(reason = e.label(), "dropped: failed verification");
-    let kind = DropKind::of_packet(e, raw[0]);
+    let kind = drop_kind(e, raw[0], matches!(reply_to, ReplyTo::Tls(_)));
     // Which code it was, for a packet that is no request: an Accounting-Request is a NAS
     // sending its accounting here, which the kind's text alone does not say.
     let why = matches!(kind, DropKind::Malformed | DropKind::NotARequest).then_some(e);
     warn_drop_because(app, kind, src, Some(&client.name), why);
     reply_to.discarded(e);
+}
+
+/// [`DropKind::of_packet`], told apart for RadSec where that sends the admin elsewhere:
+/// over TLS the shared secret is "radsec" whatever the entry says, and a log line naming the
+/// entry's secret sent the admin to a setting TLS does not use.
+fn drop_kind(e: &DecodeError, code: u8, over_tls: bool) -> DropKind {
+    match DropKind::of_packet(e, code) {
+        DropKind::BadMessageAuthenticator if over_tls => DropKind::TlsBadMessageAuthenticator,
+        kind => kind,
+    }
 }
 
 /// A RadSec resend that came while its first copy was in flight: what it takes to send it
