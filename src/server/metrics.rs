@@ -95,7 +95,13 @@ counters!(
     fail_open,
     unanswered,
     replies_not_sent,
-    radsec_handshake_failures,
+    radsec_handshake_timeout,
+    radsec_handshake_closed,
+    radsec_handshake_protocol,
+    radsec_handshake_client_certificate,
+    radsec_handshake_radsec_name,
+    radsec_handshake_peer_refused,
+    radsec_handshake_other,
     radsec_connection_limit,
     radsec_address_limit,
     radsec_idle_closed,
@@ -310,9 +316,34 @@ impl Metrics {
         family(
             "radmfa_radsec_handshake_failures_total",
             "counter",
-            "RadSec connections closed because their TLS handshake failed or timed out, or the \
-             client certificate was not issued to the client's radsec_name.",
-            &[("", get(&self.radsec_handshake_failures))],
+            "RadSec connections closed because their TLS handshake failed, by reason: timeout \
+             (not done within 10 s), closed (the peer closed or broke the connection first: \
+             port probes), protocol (not TLS, or no version or cipher in common), \
+             client_certificate (none, not from radsec.ca_file, expired, revoked, or its \
+             revocation unknown), radsec_name (a certificate not issued to the client's \
+             radsec_name), peer_refused (the NAS sent a fatal alert, most often refusing \
+             radmfa's certificate), other.",
+            &[
+                ("{reason=\"timeout\"}", get(&self.radsec_handshake_timeout)),
+                ("{reason=\"closed\"}", get(&self.radsec_handshake_closed)),
+                (
+                    "{reason=\"protocol\"}",
+                    get(&self.radsec_handshake_protocol),
+                ),
+                (
+                    "{reason=\"client_certificate\"}",
+                    get(&self.radsec_handshake_client_certificate),
+                ),
+                (
+                    "{reason=\"radsec_name\"}",
+                    get(&self.radsec_handshake_radsec_name),
+                ),
+                (
+                    "{reason=\"peer_refused\"}",
+                    get(&self.radsec_handshake_peer_refused),
+                ),
+                ("{reason=\"other\"}", get(&self.radsec_handshake_other)),
+            ],
         );
         family(
             "radmfa_radsec_closed_total",

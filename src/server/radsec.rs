@@ -711,7 +711,7 @@ impl Connection {
             Err(unshaken) => {
                 let (kind, why) = match unshaken {
                     Unshaken::Failed((cause, why)) => {
-                        Metrics::inc(&self.app.metrics.radsec_handshake_failures);
+                        Metrics::inc(cause.counter(&self.app.metrics));
                         (DropKind::TlsHandshake(cause), why)
                     }
                     Unshaken::Cut | Unshaken::Stopping => (
@@ -738,7 +738,7 @@ impl Connection {
             .unwrap_or_default();
         let leaf = chain.first();
         if !radsec_reload::certificate_fits(&self.client, leaf) {
-            Metrics::inc(&self.app.metrics.radsec_handshake_failures);
+            Metrics::inc(&self.app.metrics.radsec_handshake_radsec_name);
             let now = std::time::Instant::now();
             let kind = DropKind::TlsCertificateName;
             if let Some(w) = self.app.drops.record(kind, peer.ip(), Some(&nas), now) {
@@ -1019,6 +1019,22 @@ impl HandshakeCause {
                  for the NAS's TLS settings (versions, ciphers)"
             }
             Other => "its RadSec (TLS) handshake failed",
+        }
+    }
+
+    /// Its reason's counter in `radmfa_radsec_handshake_failures_total`: coarser than the
+    /// log, for an alert to tell the NAS's certificate trouble from probes and from a NAS
+    /// refusing radmfa's own certificate.
+    fn counter(self, m: &Metrics) -> &std::sync::atomic::AtomicU64 {
+        use HandshakeCause::*;
+        match self {
+            TimedOut => &m.radsec_handshake_timeout,
+            Closed => &m.radsec_handshake_closed,
+            Protocol => &m.radsec_handshake_protocol,
+            NoCertificate | UnknownIssuer | Dates | Revoked | RevocationUnknown
+            | OtherCertificate => &m.radsec_handshake_client_certificate,
+            PeerRefused => &m.radsec_handshake_peer_refused,
+            Other => &m.radsec_handshake_other,
         }
     }
 }
