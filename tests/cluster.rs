@@ -1986,17 +1986,30 @@ fn config_check_connect_closes_its_postgres_connections() {
     );
 }
 
-/// `config check --connect` of a new release, run before it is installed, leaves a
-/// PostgreSQL store behind its schema as it is (an older node must go on using it), says
-/// so, and sets up no empty database either.
-#[test]
-fn config_check_connect_does_not_migrate_a_postgres_store() {
+/// An admin's view of a fresh PostgreSQL database: the directory (kept running), the
+/// cluster, the database's name, the config's directory and its file.
+fn admin_on_a_fresh_database() -> (
+    Slapd,
+    std::sync::Arc<PgCluster>,
+    String,
+    tempfile::TempDir,
+    std::path::PathBuf,
+) {
     let slapd = directory();
     let pg = PgCluster::shared();
     let url = pg.fresh_database();
     let db = PgCluster::database_of(&url);
     let dir = tempfile::tempdir().unwrap();
     let config = pg_config(dir.path(), &slapd, &url, "admin", "");
+    (slapd, pg, db, dir, config)
+}
+
+/// `config check --connect` of a new release, run before it is installed, leaves a
+/// PostgreSQL store behind its schema as it is (an older node must go on using it), says
+/// so, and sets up no empty database either.
+#[test]
+fn config_check_connect_does_not_migrate_a_postgres_store() {
+    let (_slapd, pg, db, dir, config) = admin_on_a_fresh_database();
     radmfa::store::KeyFile::load_or_create(&dir.path().join("radmfa.key")).unwrap();
     let check = || {
         let out = common::radmfa::cli_on(&config, &["config", "check", "--connect"]);
@@ -2102,12 +2115,7 @@ fn undo_newest_migration(pg: &PgCluster, db: &str) {
 /// migrator's table already exists, which is not logged any more).
 #[test]
 fn a_postgres_store_behind_is_read_as_it_is_and_its_migration_said() {
-    let slapd = directory();
-    let pg = PgCluster::shared();
-    let url = pg.fresh_database();
-    let db = PgCluster::database_of(&url);
-    let dir = tempfile::tempdir().unwrap();
-    let config = pg_config(dir.path(), &slapd, &url, "admin", "");
+    let (_slapd, pg, db, dir, config) = admin_on_a_fresh_database();
     let enrolled = common::radmfa::cli_on(&config, &["user", "enroll-totp", "alice", "--uri-only"]);
     assert!(enrolled.status.success(), "{enrolled:?}");
     undo_newest_migration(&pg, &db);

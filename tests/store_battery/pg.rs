@@ -229,6 +229,32 @@ async fn the_store_keeps_read_committed_whatever_the_database_default() {
     consume_and_count_once(&nodes_on(&url, 2, &super::test_sealer()).await).await;
 }
 
+/// A fresh database set up by the test's superuser (its tables are the superuser's), and a
+/// role `{db}_{suffix}` that may log in with `password` and connect to it, nothing more
+/// yet: (the superuser's URL, the database, the role).
+async fn store_and_role(
+    cluster: &PgCluster,
+    sealer: &Sealer,
+    suffix: &str,
+    password: &str,
+) -> (String, String, String) {
+    let url = cluster.fresh_database();
+    let db = PgCluster::database_of(&url);
+    PgStore::open(&PgSettings::new(url.clone()), sealer.clone())
+        .await
+        .unwrap()
+        .close()
+        .await;
+    let role = format!("{db}_{suffix}");
+    for sql in [
+        format!("CREATE ROLE {role} LOGIN PASSWORD '{password}'"),
+        format!("GRANT CONNECT ON DATABASE {db} TO {role}"),
+    ] {
+        cluster.psql("postgres", &sql);
+    }
+    (url, db, role)
+}
+
 /// A serving role with no right to create anything in the schema (least privilege: the
 /// DBA runs `radmfa db migrate` as a more privileged role, then grants reads and writes)
 /// opens the store and serves once the schema is current. The migrator's bookkeeping table
@@ -236,21 +262,8 @@ async fn the_store_keeps_read_committed_whatever_the_database_default() {
 #[tokio::test]
 async fn a_role_that_may_only_read_and_write_serves_a_current_schema() {
     let cluster = PgCluster::shared();
-    let url = cluster.fresh_database();
-    let db = PgCluster::database_of(&url);
     let sealer = super::test_sealer();
-    PgStore::open(&PgSettings::new(url.clone()), sealer.clone())
-        .await
-        .unwrap()
-        .close()
-        .await;
-    let role = format!("{db}_dml");
-    for sql in [
-        format!("CREATE ROLE {role} LOGIN PASSWORD 'dml-only-pw'"),
-        format!("GRANT CONNECT ON DATABASE {db} TO {role}"),
-    ] {
-        cluster.psql("postgres", &sql);
-    }
+    let (url, db, role) = store_and_role(&cluster, &sealer, "dml", "dml-only-pw").await;
     for sql in [
         "REVOKE CREATE ON SCHEMA public FROM PUBLIC".to_string(),
         format!("GRANT USAGE ON SCHEMA public TO {role}"),
@@ -284,22 +297,9 @@ async fn a_role_that_may_only_read_and_write_serves_a_current_schema() {
 #[tokio::test]
 async fn a_role_denied_its_tables_is_told_what_to_give_it() {
     let cluster = PgCluster::shared();
-    let url = cluster.fresh_database();
-    let db = PgCluster::database_of(&url);
     let sealer = super::test_sealer();
     // Set up as the superuser: its tables are the superuser's, as after such a restore.
-    PgStore::open(&PgSettings::new(url.clone()), sealer.clone())
-        .await
-        .unwrap()
-        .close()
-        .await;
-    let role = format!("{db}_restored");
-    for sql in [
-        format!("CREATE ROLE {role} LOGIN PASSWORD 'restored-pw'"),
-        format!("GRANT CONNECT ON DATABASE {db} TO {role}"),
-    ] {
-        cluster.psql("postgres", &sql);
-    }
+    let (url, db, role) = store_and_role(&cluster, &sealer, "restored", "restored-pw").await;
     cluster.psql(&db, &format!("GRANT USAGE ON SCHEMA public TO {role}"));
     let (_, host) = url.split_once('@').unwrap();
     let settings = PgSettings::new(format!("postgres://{role}:restored-pw@{host}"));
