@@ -1367,7 +1367,8 @@ fn scheme_off_host(scheme: &str, url: &str) -> bool {
 /// stalled directory or upstream when the grace ends is dropped, with no reply and no audit
 /// record. A call-holding client's voice_budget_secs does not count: at a stop its wait for
 /// the call is cut to half the grace (`pipeline::oob::await_call`), and the request then
-/// answers (or, on PostgreSQL, is left to the other nodes, unanswered); what else it waits on is bound by the same backends' timeouts as any request.
+/// answers (or, on PostgreSQL, is left to the other nodes, unanswered); what else it waits
+/// on is bound by the same backends' timeouts as any request.
 fn grace_below_deadline(cfg: &Config) -> Option<String> {
     let (grace, deadline) = (cfg.server.shutdown_grace, cfg.server.request_deadline);
     (grace < deadline).then(|| {
