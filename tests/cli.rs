@@ -1,6 +1,8 @@
 //! The admin CLI as an admin uses it: enroll, list, show, reset, delete, unlock, audit,
 //! config check — against a real store file, no server needed.
 
+#[path = "cli/check_ldap.rs"]
+mod check_ldap;
 mod common;
 
 use common::radmfa::{bin, write_config, Options};

@@ -6,6 +6,7 @@
 //! never sent, with nothing at login to tell that from a real "no". Here it can be told.
 
 use crate::auth::ldap::LdapSettings;
+use crate::auth::ldap_hints::who;
 use crate::auth::{membership_attributes, AuthError, GroupView, LdapAuth};
 use crate::config::Config;
 
@@ -122,13 +123,4 @@ fn finding(settings: &LdapSettings, view: &GroupView) -> Option<String> {
         ));
     }
     None
-}
-
-/// The account the directory answers, for a message.
-fn who(settings: &LdapSettings) -> String {
-    if settings.bind_dn.is_empty() {
-        "an anonymous bind (no [ldap] bind_dn)".into()
-    } else {
-        format!("the service account {}", settings.bind_dn)
-    }
 }

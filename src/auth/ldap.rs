@@ -958,9 +958,8 @@ impl LdapAuth {
             tracing::warn!(user, result = %res, "LDAP search refused");
             if res.rc == RC_NO_SUCH_OBJECT {
                 // What the admin must fix, named: the bare result reads like a missing user.
-                return Err(AuthError::Ldap(format!(
-                    "search: [ldap] base_dn {base:?} is not in the directory ({res})"
-                )));
+                let missing = super::ldap_hints::base_dn_missing(&self.settings, &res);
+                return Err(AuthError::Ldap(format!("search: {missing}")));
             }
             return Err(AuthError::Ldap(format!("search: {res}")));
         }

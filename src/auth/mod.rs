@@ -8,6 +8,7 @@ mod ldap_cache;
 mod ldap_check;
 mod ldap_entry;
 mod ldap_groups;
+pub(crate) mod ldap_hints;
 pub mod ldap_now;
 mod ldap_pool;
 mod ldap_return;

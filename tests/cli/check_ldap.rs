@@ -1,0 +1,68 @@
+//! `config check --connect` against a real slapd whose directory is not as the config
+//! expects: a base_dn hidden by an ACL or misspelt, a user the filter does not find.
+
+use super::run;
+use crate::common::radmfa::{write_config, Options};
+use crate::common::slapd::{
+    LdapUser, Slapd, SlapdOptions, PEOPLE_DN, SERVICE_DN, SERVICE_PASSWORD,
+};
+
+/// The harness's config at `dir`, bound as the service account (the harness binds as the
+/// rootdn, to which no ACL applies).
+fn as_service(dir: &std::path::Path, o: &Options) -> std::path::PathBuf {
+    let cfg = write_config(dir, o);
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let (admin, admin_pw) = (
+        "bind_dn = \"cn=admin,dc=example,dc=org\"",
+        "bind_password = \"adminpw\"",
+    );
+    assert!(text.contains(admin) && text.contains(admin_pw), "{text}");
+    let text = text
+        .replace(admin, &format!("bind_dn = \"{SERVICE_DN}\""))
+        .replace(admin_pw, &format!("bind_password = \"{SERVICE_PASSWORD}\""));
+    std::fs::write(&cfg, text).unwrap();
+    cfg
+}
+
+/// `cfg`'s text with `from` (which it must hold) replaced by `to`.
+fn edit(cfg: &std::path::Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(cfg).unwrap();
+    assert!(text.contains(from), "no {from:?} in\n{text}");
+    std::fs::write(cfg, text.replace(from, to)).unwrap();
+}
+
+/// slapd answers noSuchObject for a base_dn the service account may not read as for one
+/// that is not there; the check said "not in the directory" of both, and an admin who
+/// found the spelling right was stuck. The matched DN tells them apart.
+#[test]
+fn a_base_dn_hidden_by_an_acl_is_told_from_a_misspelt_one() {
+    let slapd = Slapd::start_with(
+        &[LdapUser::new("alice", "pw")],
+        SlapdOptions {
+            access: vec![format!(
+                "access to dn.subtree=\"{PEOPLE_DN}\" by dn.exact=\"{SERVICE_DN}\" none by * break"
+            )],
+            ..Default::default()
+        },
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = as_service(dir.path(), &Options::new(&slapd.url));
+    let (ok, out, err) = run(&cfg, &["config", "check", "--connect", "--user", "alice"]);
+    assert!(!ok, "{out}{err}");
+    let hidden = format!(
+        "base_dn \"{PEOPLE_DN}\" is not in the directory, or the service account {SERVICE_DN} \
+         may not read it (an ACL)"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("FAIL user alice: ") && l.contains(&hidden)),
+        "{out}"
+    );
+    edit(&cfg, "ou=people,", "ou=users,");
+    let (ok, out, err) = run(&cfg, &["config", "check", "--connect", "--user", "alice"]);
+    assert!(!ok, "{out}{err}");
+    let typo = "base_dn \"ou=users,dc=example,dc=org\" is not in the directory: it has \
+                \"dc=example,dc=org\", but no \"ou=users,dc=example,dc=org\" (a typo?)";
+    assert!(out.contains(typo), "{out}");
+    assert!(!out.contains("(an ACL)"), "{out}");
+}
