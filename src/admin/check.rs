@@ -47,6 +47,9 @@ pub async fn connect(cfg: &Config, user: Option<&str>) -> anyhow::Result<bool> {
             ),
             Err(e) => line(false, format!("ldap {}: {e}", s.url)),
         }
+        if let Some(e) = s.base {
+            line(false, format!("ldap {}: {e}", s.url));
+        }
     }
     // Read as logins read them; not where no server could be reached (said above, once).
     if let (Some(ldap), Some(settings), true) = (&ldap, &cfg.ldap, reached) {

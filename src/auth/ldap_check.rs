@@ -1,10 +1,12 @@
 //! `radmfa config check --connect`: every LDAP URL on its own, connected and bound as the
-//! service account, so an admin sees which server of a list is down or refuses the account
-//! before a NAS sends anything (a login only says that all of them failed). A reload tries
-//! new settings the same way before it uses them (`first_to_bind`).
+//! service account, and `base_dn` read, so an admin sees which server of a list is down or
+//! refuses the account, or lacks the base, before a NAS sends anything (a login only says
+//! that all of them failed). A reload tries new settings the same way before it uses them
+//! (`first_to_bind`, the bind only).
 
 use std::time::{Duration, Instant};
 
+use ldap3::{Ldap, Scope, SearchOptions};
 use tokio::time::timeout;
 
 use super::ldap::LdapAuth;
@@ -13,17 +15,22 @@ use super::ldap::LdapAuth;
 pub struct ServerCheck {
     pub url: String,
     pub result: Result<Duration, String>,
+    /// Why `base_dn` could not be read once bound, if it could not.
+    pub base: Option<String>,
 }
 
 impl LdapAuth {
-    /// Connects to each URL in turn (not the failover order: every one of them) and binds
-    /// as the service account, if one is configured.
+    /// Connects to each URL in turn (not the failover order: every one of them), binds as
+    /// the service account, if one is configured, and reads `base_dn`.
     pub async fn check_servers(&self) -> Vec<ServerCheck> {
         let mut out = Vec::new();
         for (idx, url) in self.settings.urls.iter().enumerate() {
+            let mut base = None;
+            let result = self.check_one(idx, Some(&mut base)).await;
             out.push(ServerCheck {
                 url: url.clone(),
-                result: self.check_one(idx).await,
+                result,
+                base,
             });
         }
         out
@@ -36,7 +43,7 @@ impl LdapAuth {
     pub async fn first_to_bind(&self) -> Result<(), String> {
         let mut failures = Vec::new();
         for (idx, url) in self.settings.urls.iter().enumerate() {
-            match self.check_one(idx).await {
+            match self.check_one(idx, None).await {
                 Ok(_) => return Ok(()),
                 Err(e) => failures.push(format!("{url}: {e}")),
             }
@@ -45,7 +52,12 @@ impl LdapAuth {
     }
 
     /// The URL at `idx`, connected and bound as the service account: how long that took.
-    async fn check_one(&self, idx: usize) -> Result<Duration, String> {
+    /// With `base`, `base_dn` is read then, and why it could not be is put there.
+    async fn check_one(
+        &self,
+        idx: usize,
+        base: Option<&mut Option<String>>,
+    ) -> Result<Duration, String> {
         let t0 = Instant::now();
         let mut ldap = self.connect_one(idx).await.map_err(|e| e.to_string())?;
         if !self.settings.bind_dn.is_empty() {
@@ -63,7 +75,31 @@ impl LdapAuth {
                 return Err(format!("service bind as {}: {res}", self.settings.bind_dn));
             }
         }
+        let took = t0.elapsed();
+        if let Some(base) = base {
+            *base = self.read_base(&mut ldap).await.err();
+        }
         let _ = ldap.unbind().await;
-        Ok(t0.elapsed())
+        Ok(took)
+    }
+
+    /// `base_dn` read on `ldap` (scope base): bound and connected, yet a base that is not
+    /// there (or hidden from the account) fails every login as surely as a wrong password.
+    async fn read_base(&self, ldap: &mut Ldap) -> Result<(), String> {
+        let base = &self.settings.base_dn;
+        let search = ldap
+            .with_search_options(SearchOptions::new().sizelimit(1))
+            .with_timeout(self.settings.op_timeout)
+            .search(base, Scope::Base, "(objectClass=*)", vec!["1.1"]);
+        let res = timeout(self.settings.op_timeout, search)
+            .await
+            .map_err(|_| format!("reading [ldap] base_dn {base:?} timed out"))?
+            .map_err(|e| format!("reading [ldap] base_dn {base:?}: {e}"))?
+            .1;
+        match res.rc {
+            0 => Ok(()),
+            32 => Err(super::ldap_hints::base_dn_missing(&self.settings, &res)),
+            _ => Err(format!("reading [ldap] base_dn {base:?}: {res}")),
+        }
     }
 }

@@ -66,3 +66,38 @@ fn a_base_dn_hidden_by_an_acl_is_told_from_a_misspelt_one() {
     assert!(out.contains(typo), "{out}");
     assert!(!out.contains("(an ACL)"), "{out}");
 }
+
+/// Without `--user`, a base_dn that is not there (or hidden) passed: "connected and bound",
+/// exit 0, and every login then failed. Read after the bind, it fails the check.
+#[test]
+fn config_check_connect_reads_the_base_dn() {
+    let slapd = Slapd::start_with(
+        &[LdapUser::new("alice", "pw")],
+        SlapdOptions {
+            access: vec![format!(
+                "access to dn.subtree=\"{PEOPLE_DN}\" by dn.exact=\"{SERVICE_DN}\" none by * break"
+            )],
+            ..Default::default()
+        },
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = as_service(dir.path(), &Options::new(&slapd.url));
+    let (ok, out, err) = run(&cfg, &["config", "check", "--connect"]);
+    assert!(!ok, "{out}{err}");
+    let url = &slapd.url;
+    assert!(
+        out.contains(&format!("ok   ldap {url}: connected and bound"))
+            && out.contains(&format!(
+                "FAIL ldap {url}: [ldap] base_dn \"{PEOPLE_DN}\" is not in the directory, or \
+                 the service account {SERVICE_DN} may not read it (an ACL)"
+            )),
+        "{out}"
+    );
+    edit(&cfg, "ou=people,", "ou=users,");
+    let (ok, out, err) = run(&cfg, &["config", "check", "--connect"]);
+    assert!(!ok && out.contains("(a typo?)"), "{out}{err}");
+    // A base the account reads passes.
+    edit(&cfg, "ou=users,dc=example,dc=org", "dc=example,dc=org");
+    let (ok, out, err) = run(&cfg, &["config", "check", "--connect"]);
+    assert!(ok && !out.contains("FAIL"), "{out}{err}");
+}
