@@ -295,11 +295,12 @@ async fn check_user(
     user: &str,
     line: &mut impl FnMut(bool, String),
 ) {
+    let typed = user;
     let user = cfg.user_names.key(user);
     let mut entry = None;
     let mut groups = vec![Groups::Decide; cfg.clients.len()];
     if let Some(ldap) = ldap {
-        entry = directory_entry(cfg, ldap, &user, &mut *line)
+        entry = directory_entry(cfg, ldap, (typed, &user), &mut *line)
             .await
             .map(|(info, g)| {
                 groups = g;
@@ -588,7 +589,7 @@ fn source_name(source: PhoneSource) -> &'static str {
 async fn directory_entry(
     cfg: &Config,
     ldap: &LdapAuth,
-    user: &str,
+    (typed, user): (&str, &str),
     line: &mut impl FnMut(bool, String),
 ) -> Option<(crate::auth::UserInfo, Vec<Groups>)> {
     let info = match ldap.lookup(user).await {
@@ -596,13 +597,14 @@ async fn directory_entry(
         Ok(None) => {
             // Logins refuse such a name as unknown (the reply must not tell): the admin
             // asking why alice cannot log in is told here.
-            let why = match ldap.excluded_by_enabled_filter(user).await {
-                Ok(Some(dn)) => format!(
-                    "{dn} is left out by [ldap] enabled_filter (a disabled, locked or expired \
-                     account): every login refused, audited as an unknown user"
-                ),
-                _ => "not found (or not unique) with the user filter".into(),
+            let mut why = match ldap.why_not_found(user).await {
+                Ok(why) => why,
+                Err(e) => format!("not found (or not unique) with the user filter ({e})"),
             };
+            if let Some(hint) = domain_hint(cfg, typed) {
+                why.push_str("; ");
+                why.push_str(&hint);
+            }
             line(false, format!("user {user}: {why}"));
             return None;
         }
@@ -676,4 +678,21 @@ async fn directory_entry(
         });
     }
     Some((info, standing))
+}
+
+/// For a name not found that came with a domain (`CORP\alice`, `alice@corp.example.org`)
+/// which `[users] strip_domains` left on: the directory has `alice`, and the fix is the
+/// list, not the spelling.
+fn domain_hint(cfg: &Config, typed: &str) -> Option<String> {
+    let domain = match typed.split_once('\\') {
+        Some((domain, _)) => domain,
+        None => typed.rsplit_once('@')?.1,
+    };
+    if domain.is_empty() || cfg.user_names.key(typed) != crate::store::user_key(typed) {
+        return None;
+    }
+    Some(format!(
+        "the name keeps its domain {domain:?}, which [users] strip_domains does not take \
+         off: if users log in so, list {domain:?} there"
+    ))
 }

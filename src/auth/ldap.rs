@@ -255,7 +255,7 @@ pub struct LdapAuth {
     /// The attribute `user_filter` matches the name with first, read into `UserInfo::name`.
     name_attr: Option<String>,
     /// Every attribute the filter compares the name with (`naming_attributes`).
-    name_attrs: Vec<String>,
+    pub(super) name_attrs: Vec<String>,
     /// Idle, service-bound search connections.
     searches: ConnPool<Ldap>,
     /// One permit per search connection that may exist at once.
@@ -881,41 +881,6 @@ impl LdapAuth {
         self.search_user_for(user, &self.search_attrs).await
     }
 
-    /// For `config check --user` only, never a login: the DN of the one entry `user_filter`
-    /// finds for a name that `enabled_filter` leaves out (a disabled, locked or expired
-    /// account), which logins refuse as an unknown user. `None` without an enabled_filter,
-    /// or when the name matches no entry, or several, without it either.
-    pub async fn excluded_by_enabled_filter(
-        &self,
-        user: &str,
-    ) -> Result<Option<String>, AuthError> {
-        if self.settings.enabled_filter.is_none() || user.is_empty() {
-            return Ok(None);
-        }
-        let filter = self
-            .settings
-            .user_filter
-            .replace("{user}", &ldap3::ldap_escape(user));
-        let no_attrs = ["1.1".to_string()];
-        let (entries, res) = self
-            .search(
-                &self.settings.base_dn,
-                Scope::Subtree,
-                &filter,
-                &no_attrs,
-                2,
-                user,
-            )
-            .await?;
-        if res.rc != 0 && res.rc != 4 {
-            return Err(AuthError::Ldap(format!("search: {res}")));
-        }
-        Ok(match entries.as_slice() {
-            [one] if res.rc == 0 => Some(ldap3::SearchEntry::construct(one.clone()).dn),
-            _ => None,
-        })
-    }
-
     /// The entry of `user`, read with `attrs`: `Ok(None)` for an unknown user, and also
     /// for an ambiguous one (logged as a warning): a name that matches several entries
     /// identifies nobody.
@@ -933,19 +898,33 @@ impl LdapAuth {
         })
     }
 
+    /// `user_filter` for `user` (escaped), and `enabled_filter` with it when there is one.
+    pub(super) fn login_filter(&self, user: &str) -> String {
+        let filter = self.name_filter(user);
+        match &self.settings.enabled_filter {
+            Some(enabled) => {
+                // Time placeholders are filled in now, per search (an account expiring while
+                // radmfa runs is refused from that moment).
+                let enabled = super::ldap_now::fill(enabled, std::time::SystemTime::now());
+                format!("(&{filter}{enabled})")
+            }
+            None => filter,
+        }
+    }
+
+    /// `user_filter` for `user` (escaped), without `enabled_filter`.
+    pub(super) fn name_filter(&self, user: &str) -> String {
+        self.settings
+            .user_filter
+            .replace("{user}", &ldap3::ldap_escape(user))
+    }
+
     async fn search_user_for(
         &self,
         user: &str,
         attrs: &[String],
     ) -> Result<SearchOutcome, AuthError> {
-        let escaped = ldap3::ldap_escape(user);
-        let mut filter = self.settings.user_filter.replace("{user}", &escaped);
-        if let Some(enabled) = &self.settings.enabled_filter {
-            // Time placeholders are filled in now, per search (an account expiring while
-            // radmfa runs is refused from that moment).
-            let enabled = super::ldap_now::fill(enabled, std::time::SystemTime::now());
-            filter = format!("(&{filter}{enabled})");
-        }
+        let filter = self.login_filter(user);
         let base = &self.settings.base_dn;
         let (entries, res) = self
             .search(base, Scope::Subtree, &filter, attrs, 2, user)
@@ -1130,7 +1109,7 @@ impl LdapAuth {
     /// aside). `None` when one is, and when the entry shows none (values the service
     /// account may not read), or the filter also matches the name otherwise (a
     /// `{user}@domain` term): nothing to go by.
-    fn name_not_in_entry(&self, entry: &SearchEntry, user: &str) -> Option<String> {
+    pub(super) fn name_not_in_entry(&self, entry: &SearchEntry, user: &str) -> Option<String> {
         if !only_plain_name_terms(&self.settings.user_filter) {
             return None;
         }

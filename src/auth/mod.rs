@@ -6,6 +6,7 @@ pub mod ad_codes;
 pub mod ldap;
 mod ldap_cache;
 mod ldap_check;
+mod ldap_diagnose;
 mod ldap_entry;
 mod ldap_groups;
 pub(crate) mod ldap_hints;

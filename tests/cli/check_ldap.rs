@@ -101,3 +101,95 @@ fn config_check_connect_reads_the_base_dn() {
     let (ok, out, err) = run(&cfg, &["config", "check", "--connect"]);
     assert!(ok && !out.contains("FAIL"), "{out}{err}");
 }
+
+/// A name the user filter does not find for one entry: "not found (or not unique)" alone
+/// left the admin to guess. The check names the filter as sent and the base searched, and
+/// what may explain it.
+#[test]
+fn config_check_says_why_a_user_is_not_found() {
+    let contractors = format!(
+        "dn: ou=contractors,{PEOPLE_DN}\nobjectClass: organizationalUnit\nou: contractors\n\n\
+         dn: uid=dup,ou=contractors,{PEOPLE_DN}\nobjectClass: inetOrgPerson\nuid: dup\ncn: D\n\
+         sn: D\n\n"
+    );
+    let slapd = Slapd::start_with(
+        &[LdapUser::new("alice", "pw"), LdapUser::new("dup", "pw")],
+        SlapdOptions {
+            extra_ldif: contractors,
+            ..Default::default()
+        },
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = as_service(dir.path(), &Options::new(&slapd.url));
+    let check = |user: &str| {
+        let (ok, out, err) = run(&cfg, &["config", "check", "--connect", "--user", user]);
+        assert!(!ok, "{out}{err}");
+        out.lines()
+            .find(|l| l.starts_with("FAIL user "))
+            .unwrap_or_else(|| panic!("no FAIL user line:\n{out}{err}"))
+            .to_string()
+    };
+    // Several entries: said, and named, not "not found".
+    let several = check("dup");
+    assert!(
+        several.contains("the user filter matched several entries")
+            && several.contains(&format!("uid=dup,{PEOPLE_DN}"))
+            && several.contains(&format!("uid=dup,ou=contractors,{PEOPLE_DN}")),
+        "{several}"
+    );
+    // The filter as sent, the base searched.
+    let nobody = check("nobody");
+    assert!(
+        nobody.contains(&format!(
+            "not found: no entry under base_dn \"{PEOPLE_DN}\" matches (uid=nobody)"
+        )) && !nobody.contains("strip_domains"),
+        "{nobody}"
+    );
+    // A domain strip_domains leaves on.
+    for (typed, domain) in [
+        ("CORP\\alice", "CORP"),
+        ("alice@corp.example", "corp.example"),
+    ] {
+        let with_domain = check(typed);
+        assert!(
+            with_domain.contains(&format!(
+                "the name keeps its domain {domain:?}, which [users] strip_domains does not \
+                 take off"
+            )),
+            "{with_domain}"
+        );
+    }
+    // A filter on an attribute slapd's schema lacks (written for Active Directory).
+    edit(&cfg, "(uid={user})", "(sAMAccountName={user})");
+    let ad = check("alice");
+    assert!(
+        ad.contains("the directory's schema has no attribute \"sAMAccountName\""),
+        "{ad}"
+    );
+}
+
+/// A service account that may read base_dn but none of the entries below it finds nobody:
+/// said, not only "not found".
+#[test]
+fn config_check_says_when_the_service_account_sees_no_entries() {
+    let slapd = Slapd::start_with(
+        &[LdapUser::new("alice", "pw")],
+        SlapdOptions {
+            access: vec![format!(
+                "access to dn.children=\"{PEOPLE_DN}\" by dn.exact=\"{SERVICE_DN}\" none by * break"
+            )],
+            ..Default::default()
+        },
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = as_service(dir.path(), &Options::new(&slapd.url));
+    let (ok, out, err) = run(&cfg, &["config", "check", "--connect", "--user", "alice"]);
+    assert!(!ok, "{out}{err}");
+    assert!(
+        out.contains(&format!(
+            "FAIL user alice: not found: no entry under base_dn \"{PEOPLE_DN}\" matches \
+             (uid=alice); the service account {SERVICE_DN} sees no entry at all under base_dn"
+        )),
+        "{out}"
+    );
+}
