@@ -145,6 +145,10 @@ pub async fn connect(cfg: &Config, user: Option<&str>) -> anyhow::Result<bool> {
     // A check creates nothing: on a fresh install `radmfa serve` creates the database and
     // the key file, as its own user. A database without its key file is an error: the
     // seeds in it cannot be unsealed, and opening would make a new, wrong key.
+    // Known to hold nothing yet (no database, or one without radmfa's schema): `--user`
+    // reads it as the first login will find it, empty, not as unread.
+    let mut empty = matches!(&cfg.store, crate::config::StoreConfig::Sqlite { path, key_file }
+        if !path.exists() && !key_file.exists());
     let unopened = match &cfg.store {
         crate::config::StoreConfig::Sqlite { path, key_file } => {
             match (path.exists(), key_file.exists()) {
@@ -223,8 +227,13 @@ pub async fn connect(cfg: &Config, user: Option<&str>) -> anyhow::Result<bool> {
     // older releases then refused.
     let unopened = match unopened {
         Some(said) => Some(said),
-        None => schema_behind(&cfg.store).await,
+        None => {
+            let (said, no_schema) = schema_behind(&cfg.store).await;
+            empty |= no_schema;
+            said
+        }
     };
+    empty &= matches!(unopened, Some((true, _)));
     let store = match unopened {
         Some((good, what)) => {
             line(good, what);
@@ -253,7 +262,12 @@ pub async fn connect(cfg: &Config, user: Option<&str>) -> anyhow::Result<bool> {
         }
     };
     if let Some(user) = user {
-        check_user(cfg, ldap.as_ref(), store.as_deref(), user, &mut line).await;
+        let view = match (store.as_deref(), empty) {
+            (Some(store), _) => StoreView::Open(store),
+            (None, true) => StoreView::Empty,
+            (None, false) => StoreView::Unread,
+        };
+        check_user(cfg, ldap.as_ref(), view, user, &mut line).await;
     }
     // On every path: a store left to the process's exit skipped PostgreSQL's Terminate
     // (the server logs a reset or an unexpected EOF) and left SQLite's WAL unmerged, its
@@ -262,6 +276,15 @@ pub async fn connect(cfg: &Config, user: Option<&str>) -> anyhow::Result<bool> {
         store.close().await;
     }
     Ok(ok)
+}
+
+/// The store as `--user` reads it.
+enum StoreView<'a> {
+    Open(&'a dyn crate::store::Store),
+    /// Not there yet, or without radmfa's schema: it holds nothing for anyone.
+    Empty,
+    /// Not opened for a reason said above (behind this release's schema, failing).
+    Unread,
 }
 
 /// What a client's groups make of a login of the user there.
@@ -291,7 +314,7 @@ pub(super) struct Held<'a> {
 async fn check_user(
     cfg: &Config,
     ldap: Option<&LdapAuth>,
-    store: Option<&dyn crate::store::Store>,
+    store: StoreView<'_>,
     user: &str,
     line: &mut impl FnMut(bool, String),
 ) {
@@ -312,7 +335,11 @@ async fn check_user(
             format!("user {user}: no [ldap]: known by name, as the upstream server accepts it"),
         );
     }
-    let Some(store) = store else { return };
+    let store = match store {
+        StoreView::Open(store) => store,
+        StoreView::Empty => return nothing_stored(cfg, &user, entry.as_ref(), &groups, line),
+        StoreView::Unread => return,
+    };
     let tokens = match store.tokens_for_user(&user).await {
         Ok(tokens) => {
             let serials: Vec<&str> = tokens.iter().map(|t| t.serial.as_str()).collect();
@@ -382,9 +409,7 @@ async fn check_user(
             entry: entry.as_ref(),
             app_passwords,
         };
-        for warning in super::check_refusal::refusals(cfg, &user, &held, &groups) {
-            println!("WARN {}", super::printable(&warning));
-        }
+        warn_of_refusals(cfg, &user, &held, &groups);
         // Whatever the factors: a fraud block or a lockout refuses the login everywhere.
         if profile.blocked_at.is_some() {
             println!(
@@ -406,6 +431,42 @@ async fn check_user(
             }
         }
         Err(e) => line(false, format!("user {user}: reading the lockout: {e}")),
+    }
+}
+
+/// [`check_user`]'s tail for a store that holds nothing yet: no token, no stored number,
+/// as the first login will find it (refused where the client has `no_factor = "reject"`).
+fn nothing_stored(
+    cfg: &Config,
+    user: &str,
+    entry: Option<&crate::auth::UserInfo>,
+    groups: &[Groups],
+    line: &mut impl FnMut(bool, String),
+) {
+    line(
+        true,
+        format!("user {user}: 0 token(s) enrolled (the store holds nothing yet)"),
+    );
+    // Not where the directory has the user's entry but it could not be read (said above).
+    if cfg.ldap.is_some() && entry.is_none() {
+        return;
+    }
+    let profile = crate::store::UserProfile::default();
+    phone_line(cfg, user, &profile, entry, &mut *line);
+    let held = Held {
+        tokens: &[],
+        out_of_dates: &[],
+        profile: &profile,
+        entry,
+        app_passwords: false,
+    };
+    warn_of_refusals(cfg, user, &held, groups);
+}
+
+/// A WARN line per reason the user's login would be refused on some clients.
+fn warn_of_refusals(cfg: &Config, user: &str, held: &Held<'_>, groups: &[Groups]) {
+    for warning in super::check_refusal::refusals(cfg, user, held, groups) {
+        println!("WARN {}", super::printable(&warning));
     }
 }
 
@@ -490,7 +551,8 @@ fn unwritable(store: &crate::config::StoreConfig) -> anyhow::Result<Option<Strin
 
 /// What to say instead of opening a store whose schema this release would upgrade (and
 /// the check passes: the first start does it), or that cannot be asked; `None` to open it.
-async fn schema_behind(store: &crate::config::StoreConfig) -> Option<(bool, String)> {
+/// And whether the database holds no radmfa schema at all (nothing stored yet).
+async fn schema_behind(store: &crate::config::StoreConfig) -> (Option<(bool, String)>, bool) {
     use crate::config::StoreConfig;
     let behind = match store {
         StoreConfig::Sqlite { path, .. } => {
@@ -504,10 +566,11 @@ async fn schema_behind(store: &crate::config::StoreConfig) -> Option<(bool, Stri
     // start does: a wrong key file passed the check and stopped the start.
     if let Ok(Some(_)) = behind {
         if let Some(refused) = key_refused(store).await {
-            return Some((false, refused));
+            return (Some((false, refused)), false);
         }
     }
-    match behind {
+    let no_schema = matches!(behind, Ok(Some((0, _))));
+    let said = match behind {
         Ok(None) => None,
         Ok(Some((0, _))) => Some((
             true,
@@ -525,7 +588,8 @@ async fn schema_behind(store: &crate::config::StoreConfig) -> Option<(bool, Stri
             ),
         )),
         Err(e) => Some((false, format!("store: {e}"))),
-    }
+    };
+    (said, no_schema)
 }
 
 /// Why the store's key file is not the one its database recorded, if it is not (none to

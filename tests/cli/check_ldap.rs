@@ -1,5 +1,6 @@
 //! `config check --connect` against a real slapd whose directory is not as the config
-//! expects: a base_dn hidden by an ACL or misspelt, a user the filter does not find.
+//! expects (a base_dn hidden by an ACL or misspelt, a user the filter does not find), and
+//! `--user` before the store exists.
 
 use super::run;
 use crate::common::radmfa::{write_config, Options};
@@ -191,5 +192,38 @@ fn config_check_says_when_the_service_account_sees_no_entries() {
              (uid=alice); the service account {SERVICE_DN} sees no entry at all under base_dn"
         )),
         "{out}"
+    );
+}
+
+/// Before the first start there is no store: `--user` said "does not exist yet" and nothing
+/// of the user's factor, exit 0, while the login is refused for want of one. It reads the
+/// store as empty, as the login will find it (and so a database without radmfa's schema).
+#[test]
+fn config_check_user_reads_a_store_not_made_yet_as_empty() {
+    let slapd = Slapd::start(&[LdapUser::new("erin", "pw")]);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = as_service(dir.path(), &Options::new(&slapd.url));
+    let refused = "WARN user erin: would be refused on client(s) \"local\": no second factor";
+    let (ok, out, err) = run(&cfg, &["config", "check", "--connect", "--user", "erin"]);
+    assert!(
+        ok && out.contains("does not exist yet")
+            && out.contains("ok   user erin: 0 token(s) enrolled (the store holds nothing yet)")
+            && out.contains(refused),
+        "{out}{err}"
+    );
+    assert!(
+        !dir.path().join("radmfa.db").exists(),
+        "the check made the store"
+    );
+    // A database file with its key, but no schema in it yet.
+    rusqlite::Connection::open(dir.path().join("radmfa.db"))
+        .unwrap()
+        .execute_batch("CREATE TABLE unrelated (x INTEGER)")
+        .unwrap();
+    radmfa::store::KeyFile::load_or_create(&dir.path().join("radmfa.key")).unwrap();
+    let (ok, out, err) = run(&cfg, &["config", "check", "--connect", "--user", "erin"]);
+    assert!(
+        ok && out.contains("holds no radmfa schema yet") && out.contains(refused),
+        "{out}{err}"
     );
 }
