@@ -668,7 +668,10 @@ impl LdapAuth {
         match connected {
             Err(_) => Err(ConnectFailure::Timeout),
             Ok(Err(e)) => Err(match classify_connect_error(e) {
-                ConnectFailure::Tls(msg) => ConnectFailure::Tls(self.tls_hint(msg)),
+                ConnectFailure::Tls(msg) => {
+                    ConnectFailure::Tls(self.port_hinted(idx, self.tls_hint(msg)))
+                }
+                ConnectFailure::Other(msg) => ConnectFailure::Other(self.port_hinted(idx, msg)),
                 other => other,
             }),
             Ok(Ok((conn, ldap))) => {
@@ -806,6 +809,7 @@ impl LdapAuth {
                         continue;
                     }
                     Ok(Err(e)) => {
+                        let e = self.port_hinted(idx, e.to_string());
                         url_warn!(self, idx, %url, error = %e, "LDAP service bind failed");
                         all_tls = false;
                         all_op_timeouts = false;
@@ -1077,6 +1081,8 @@ impl LdapAuth {
                         retried = true;
                         continue;
                     }
+                    // An anonymous search is the first request on its connection.
+                    let e = self.port_hinted(conn.url_idx, e.to_string());
                     url_warn!(self, conn.url_idx, %url, error = %e, "LDAP search failed");
                     self.mark_failed(conn.url_idx);
                     return Err(AuthError::Unavailable(format!("{url}: search: {e}")));

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use ldap3::{Ldap, Scope, SearchOptions};
 use tokio::time::timeout;
 
-use super::ldap::LdapAuth;
+use super::ldap::{ConnectFailure, LdapAuth};
 
 /// One URL's result: how long connect and service bind took, or what went wrong.
 pub struct ServerCheck {
@@ -59,7 +59,16 @@ impl LdapAuth {
         base: Option<&mut Option<String>>,
     ) -> Result<Duration, String> {
         let t0 = Instant::now();
-        let mut ldap = self.connect_one(idx).await.map_err(|e| e.to_string())?;
+        let mut ldap = match self.connect_one(idx).await {
+            Ok(ldap) => ldap,
+            Err(e @ ConnectFailure::Timeout) => {
+                return Err(match self.handshake_unanswered(idx).await {
+                    Some(hint) => format!("{e} {hint}"),
+                    None => e.to_string(),
+                })
+            }
+            Err(e) => return Err(e.to_string()),
+        };
         if !self.settings.bind_dn.is_empty() {
             let password = self
                 .settings
@@ -70,14 +79,14 @@ impl LdapAuth {
             let res = timeout(self.settings.op_timeout, bind)
                 .await
                 .map_err(|_| "service bind timed out".to_string())?
-                .map_err(|e| format!("service bind: {e}"))?;
+                .map_err(|e| self.port_hinted(idx, format!("service bind: {e}")))?;
             if res.rc != 0 {
                 return Err(format!("service bind as {}: {res}", self.settings.bind_dn));
             }
         }
         let took = t0.elapsed();
         if let Some(base) = base {
-            *base = self.read_base(&mut ldap).await.err();
+            *base = self.read_base(idx, &mut ldap).await.err();
         }
         let _ = ldap.unbind().await;
         Ok(took)
@@ -85,7 +94,7 @@ impl LdapAuth {
 
     /// `base_dn` read on `ldap` (scope base): bound and connected, yet a base that is not
     /// there (or hidden from the account) fails every login as surely as a wrong password.
-    async fn read_base(&self, ldap: &mut Ldap) -> Result<(), String> {
+    async fn read_base(&self, idx: usize, ldap: &mut Ldap) -> Result<(), String> {
         let base = &self.settings.base_dn;
         let search = ldap
             .with_search_options(SearchOptions::new().sizelimit(1))
@@ -94,7 +103,7 @@ impl LdapAuth {
         let res = timeout(self.settings.op_timeout, search)
             .await
             .map_err(|_| format!("reading [ldap] base_dn {base:?} timed out"))?
-            .map_err(|e| format!("reading [ldap] base_dn {base:?}: {e}"))?
+            .map_err(|e| self.port_hinted(idx, format!("reading [ldap] base_dn {base:?}: {e}")))?
             .1;
         match res.rc {
             0 => Ok(()),

@@ -4,7 +4,74 @@
 
 use ldap3::LdapResult;
 
-use super::ldap::LdapSettings;
+use super::ldap::{LdapAuth, LdapSettings};
+
+impl LdapAuth {
+    /// `msg`, a failure on the URL at `idx`, with [`port_hint`]'s question when it fits.
+    pub(super) fn port_hinted(&self, idx: usize, msg: String) -> String {
+        let url = &self.settings.urls[idx];
+        match port_hint(url, self.settings.starttls, &msg) {
+            Some(hint) => format!("{msg} {hint}"),
+            None => msg,
+        }
+    }
+}
+
+impl LdapAuth {
+    /// For a connect to the URL at `idx` that timed out with TLS to set up (`ldaps://`, or
+    /// StartTLS): whether the server takes a bare TCP connection there in time, which says
+    /// it was the handshake that went unanswered, as when TLS and plain LDAP are crossed
+    /// (StartTLS sent to an LDAPS port waits for ever). For `config check` and the start's
+    /// check only: a login does not spend another connect on it.
+    pub(super) async fn handshake_unanswered(&self, idx: usize) -> Option<&'static str> {
+        let url = url::Url::parse(&self.settings.urls[idx]).ok()?;
+        let ldaps = url.scheme().eq_ignore_ascii_case("ldaps");
+        if !ldaps && !self.settings.starttls {
+            return None;
+        }
+        let host = url
+            .host_str()?
+            .trim_start_matches('[')
+            .trim_end_matches(']');
+        let port = url.port().unwrap_or(if ldaps { 636 } else { 389 });
+        let tcp = tokio::net::TcpStream::connect((host, port));
+        tokio::time::timeout(self.settings.connect_timeout, tcp)
+            .await
+            .ok()?
+            .ok()?;
+        Some(if ldaps {
+            "(the server takes TCP connections there but did not finish the TLS handshake: \
+             is this port plain LDAP? ldaps:// is usually port 636)"
+        } else {
+            "(the server takes TCP connections there but did not answer StartTLS: is this \
+             port LDAPS? then use ldaps:// and starttls = false)"
+        })
+    }
+}
+
+/// A question for a failure that looks like TLS and plain LDAP crossed: `ldaps://` to a
+/// plain LDAP port ends the TLS handshake ("tls handshake eof"), and `ldap://` to an LDAPS
+/// port has its first request dropped ("channel closed"). The bare errors named neither.
+/// A question, not a finding: a server going away mid-request says the same.
+pub(crate) fn port_hint(url: &str, starttls: bool, error: &str) -> Option<&'static str> {
+    let error = error.to_ascii_lowercase();
+    let tls = url.to_ascii_lowercase().starts_with("ldaps://");
+    let any = |words: &[&str]| words.iter().any(|w| error.contains(w));
+    if tls
+        && any(&[
+            "tls handshake eof",
+            "invalidcontenttype",
+            "invalid content type",
+            "corrupt message",
+        ])
+    {
+        return Some("(is this port plain LDAP? ldaps:// is usually port 636)");
+    }
+    if !tls && !starttls && any(&["channel closed", "connection reset", "broken pipe"]) {
+        return Some("(is this port LDAPS? then use ldaps://)");
+    }
+    None
+}
 
 /// The account the directory answers, for a message.
 pub(crate) fn who(settings: &LdapSettings) -> String {
@@ -67,6 +134,39 @@ fn rdns(dn: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tls_and_plain_ports_crossed_get_a_question() {
+        let plain = Some("(is this port plain LDAP? ldaps:// is usually port 636)");
+        let ldaps = Some("(is this port LDAPS? then use ldaps://)");
+        assert_eq!(
+            port_hint("ldaps://dc1:389", false, "tls handshake eof"),
+            plain
+        );
+        assert_eq!(
+            port_hint(
+                "LDAPS://dc1:389",
+                false,
+                "TLS: received corrupt message of type InvalidContentType"
+            ),
+            plain
+        );
+        assert_eq!(
+            port_hint(
+                "ldap://dc1:636",
+                false,
+                "service bind: result recv error: channel closed"
+            ),
+            ldaps
+        );
+        // Not for what has other causes: a refused connection, a timeout, StartTLS.
+        assert_eq!(
+            port_hint("ldaps://dc1", false, "Connection refused (os error 111)"),
+            None
+        );
+        assert_eq!(port_hint("ldap://dc1", false, "connect timed out"), None);
+        assert_eq!(port_hint("ldap://dc1:636", true, "channel closed"), None);
+    }
 
     fn no_such_object(matched: &str) -> LdapResult {
         LdapResult {

@@ -227,3 +227,49 @@ fn config_check_user_reads_a_store_not_made_yet_as_empty() {
         "{out}{err}"
     );
 }
+
+/// TLS and plain LDAP crossed: `ldaps://` to the plain port failed as "tls handshake eof",
+/// `ldap://` to the LDAPS port as "service bind: result recv error: channel closed", and
+/// StartTLS to the LDAPS port as "connect timed out". Each now asks whether the port is
+/// the other kind.
+#[test]
+fn tls_and_plain_ports_crossed_are_asked_about() {
+    let slapd = Slapd::start_with(
+        &[LdapUser::new("alice", "pw")],
+        SlapdOptions {
+            tls: true,
+            ..Default::default()
+        },
+    );
+    let (plain, ldaps) = (slapd.port, slapd.ldaps_port.unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    for (url, starttls, says) in [
+        (
+            format!("ldaps://127.0.0.1:{plain}"),
+            false,
+            "tls handshake eof (is this port plain LDAP? ldaps:// is usually port 636)",
+        ),
+        (
+            format!("ldap://127.0.0.1:{ldaps}"),
+            false,
+            "channel closed (is this port LDAPS? then use ldaps://)",
+        ),
+        (
+            format!("ldap://127.0.0.1:{ldaps}"),
+            true,
+            "connect timed out (the server takes TCP connections there but did not answer \
+             StartTLS: is this port LDAPS? then use ldaps:// and starttls = false)",
+        ),
+    ] {
+        let mut o = Options::new(&url);
+        if starttls {
+            o.ldap_extra = "starttls = true".into();
+        }
+        let cfg = as_service(dir.path(), &o);
+        let (ok, out, err) = run(&cfg, &["config", "check", "--connect"]);
+        assert!(
+            !ok && out.contains(&format!("FAIL ldap {url}: ")) && out.contains(says),
+            "{url} starttls={starttls}: {out}{err}"
+        );
+    }
+}
