@@ -13,8 +13,8 @@ use super::second_factor::{
     UserView, Via, DISABLED_MESSAGE, RESYNC_MESSAGE,
 };
 use super::{
-    app_login, bypass, networks, oob, primary, rdg, remembered, static_challenge, Fault,
-    RequestContext, Verdict,
+    app_login, bypass, inline_reply, networks, oob, primary, rdg, remembered, static_challenge,
+    Fault, RequestContext, Verdict,
 };
 use crate::app::AppState;
 use crate::auth::{Denial, PrimaryOutcome, UserInfo};
@@ -65,6 +65,17 @@ fn password_not_text(ctx: &RequestContext, req: &Request) -> String {
 }
 
 pub async fn start(
+    app: &AppState,
+    ctx: &RequestContext,
+    req: &Request,
+    user: &str,
+) -> Result<Verdict, Fault> {
+    // Inline, a refusal says no more than a wrong password's (see `inline_reply`).
+    let v = fresh_login(app, ctx, req, user).await?;
+    Ok(inline_reply::as_sent(ctx, v))
+}
+
+async fn fresh_login(
     app: &AppState,
     ctx: &RequestContext,
     req: &Request,
@@ -734,7 +745,8 @@ async fn inline(
                 // Reply-Message after a refused code tells the right password (or, code-only,
                 // a known name) from a wrong one, and such codes are not counted, so whoever
                 // holds a lost token could try passwords with it. At a prompt the password is
-                // known right already, and the message is shown.
+                // known right already, and the message is shown. The lock and resync messages
+                // reach code-only clients; inline, `inline_reply` sends every refusal bare.
                 let reply = if locked {
                     Reply::reject().with_message(LOCKED_MESSAGE)
                 } else if resync {

@@ -311,7 +311,8 @@ async fn held_call(
     let mut guard = oob::CallGuard::new(app);
     let txn = match place(app, ctx, request_key, s, &mut guard).await? {
         Ok(t) => t,
-        Err(v) => return Ok(v),
+        // Not placed: inline, said no more than a wrong password (`inline_reply`).
+        Err(v) => return Ok(super::inline_reply::bare_on_inline(ctx, v)),
     };
     // Armed only for a call placed here: otherwise an earlier copy of this request (on
     // another node, or before a restart) placed it, and may record its outcome too.

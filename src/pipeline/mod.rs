@@ -30,6 +30,7 @@ mod followup;
 mod followup_oob;
 mod groups;
 pub mod health;
+mod inline_reply;
 mod login;
 mod methods;
 mod networks;
