@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::peers::{assert_same_reply, now, pyrad, totp};
+use common::peers::{assert_same_reply, now, pyrad, reveals, totp};
 use common::radmfa::{Nas, Options, Server, SECRET};
 use common::slapd::{LdapUser, Slapd};
 
@@ -96,4 +96,28 @@ fn a_refusal_after_the_right_password_is_a_wrong_passwords_reply() {
         "{}",
         reason(&srv, "dave")
     );
+}
+
+/// A user without a token who types `password,123456` on an inline client: the field is
+/// the password (a password may hold the delimiter), the directory refuses it, and the
+/// audit says why, so the help desk does not reset a password that was right. Nothing of
+/// the field is written: not the digits, not the password.
+#[test]
+fn a_code_typed_by_a_user_without_a_token_is_named_in_the_refusal() {
+    let slapd = Slapd::start(&[LdapUser::new("bob", "bob-pw")]);
+    let srv = inline_server(&slapd);
+    let r = send(&srv, "bob", "bob-pw,424242");
+    assert_eq!(r["code"], "Access-Reject", "{r}");
+    assert_eq!(
+        reason(&srv, "bob"),
+        "bad password (the field ends in the delimiter and 6 digits, but this user has no \
+         token: the whole field was taken as the password)"
+    );
+    // A plain wrong password says nothing of the kind.
+    send(&srv, "bob", "not-bobs-pw");
+    assert_eq!(reason(&srv, "bob"), "bad password");
+    let audit = String::from_utf8_lossy(&srv.cli(&["audit", "--json"]).stdout).to_string();
+    for hay in [srv.log(), audit] {
+        assert!(!reveals(&hay, "424242") && !hay.contains("bob-pw"), "{hay}");
+    }
 }

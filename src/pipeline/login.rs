@@ -157,6 +157,14 @@ async fn fresh_login(
     // The field's other splits (see `split_inline`), whose passwords are asked in turn when
     // the directory refuses the one taken.
     let mut other_splits: Vec<InlineSplit> = Vec::new();
+    // An inline field taken whole though it looks like password<delim>code: said in a
+    // refused password's audit reason (see `TakenWhole`).
+    let taken_whole = match (&static_parts, &ctx.client.otp_mode) {
+        (None, OtpMode::Inline { delimiter }) if tokens.is_empty() || !takes_codes => {
+            TakenWhole::of(&field, delimiter, takes_codes, disabled.is_empty())
+        }
+        _ => None,
+    };
     let (mut password, mut code) = match (static_parts, &ctx.client.otp_mode) {
         (_, OtpMode::CodeOnly) => (Secret::from(""), Some(field)),
         (Some(parts), _) => parts,
@@ -340,6 +348,9 @@ async fn fresh_login(
             if wrong && unechoed {
                 reason.push_str(STATE_NOT_ECHOED);
             }
+            if let Some(whole) = taken_whole.filter(|_| wrong && !names_no_user(&d)) {
+                reason.push_str(&whole.to_string());
+            }
             return Ok(Verdict::reject(reason));
         }
     };
@@ -483,6 +494,54 @@ async fn fresh_login(
 const STATE_NOT_ECHOED: &str = "; the password field held only digits and this user has an \
      open code prompt from this client: the NAS may not send State back (otp_mode = \"inline\" \
      works without it)";
+
+/// An inline field taken whole as the password though it ends in the delimiter and digits,
+/// as `password,123456` does: its user has no token (or none enabled), or the client takes
+/// no codes, so there is no code to split off, and a password may hold the delimiter. When
+/// the directory refuses it, "bad password" alone sent the help desk to reset a password
+/// that was right. Only the digits' count is kept: nothing of the field is written.
+#[derive(Clone, Copy)]
+struct TakenWhole {
+    digits: usize,
+    /// Why no code was split off.
+    why: &'static str,
+}
+
+impl TakenWhole {
+    fn of(field: &Secret, delimiter: &str, takes_codes: bool, none_disabled: bool) -> Option<Self> {
+        // Without a delimiter every password that ends in digits would be one.
+        if delimiter.is_empty() {
+            return None;
+        }
+        let split = split_inline(field, delimiter, &[], |_| false)
+            .into_iter()
+            .next()?;
+        // All digits, once spaces and dashes are out (`split_inline`).
+        let digits = split
+            .code
+            .expose_str()
+            .map_or(0, |c| otp::plain_code(c).len());
+        let why = if !takes_codes {
+            "this client's methods leave out totp"
+        } else if none_disabled {
+            "this user has no token"
+        } else {
+            "this user has no enabled token"
+        };
+        Some(TakenWhole { digits, why })
+    }
+}
+
+impl std::fmt::Display for TakenWhole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            " (the field ends in the delimiter and {} digits, but {}: the whole field was \
+             taken as the password)",
+            self.digits, self.why
+        )
+    }
+}
 
 /// A failed password made of 4–10 digits, on a challenge-mode client, from a user with an
 /// open prompt from the same client. Only failed logins pay for the read; a store error just
