@@ -1054,6 +1054,53 @@ fn totp_token_with_clock_drift() {
     assert!(((used - drift) * 30 - now()).abs() <= 60, "{line}");
 }
 
+/// A phone whose clock is three minutes off: its code (oathtool's, for three minutes from
+/// now, then three minutes ago) is a wrong code, refused and counted, but the audit reason
+/// says whose time it is and points at `token resync`, where "wrong code" alone had the
+/// help desk looking for a typo. Not the code itself.
+#[test]
+fn a_code_minutes_off_is_a_wrong_code_that_names_the_clock() {
+    let slapd = Slapd::start(&[LdapUser::new("erin", "erin-pw")]);
+    let srv = inline_server(&slapd, "");
+    let seed = srv.enroll("erin", &[]);
+    let failures = || {
+        let show: serde_json::Value =
+            serde_json::from_str(&cli_ok(&srv, &["user", "show", "erin", "--json"])).unwrap();
+        show["failures"].as_i64().unwrap()
+    };
+    for (at, said) in [(180, "3 min ahead of"), (-180, "3 min behind")] {
+        let code = totp(&seed, now() + at, &[]);
+        let before = failures();
+        let r = pyrad(
+            srv.port(),
+            SECRET,
+            &["--user", "erin", "--password", &format!("erin-pw,{code}")],
+        );
+        assert_eq!(r["code"], "Access-Reject", "{r}");
+        assert_eq!(failures(), before + 1, "counted as a wrong code");
+        let rec = &srv.audit_json("erin")[0];
+        assert_eq!(
+            rec["reason"],
+            format!(
+                "wrong code (it is the token's code for {said} this server's clock: is the \
+                 phone's or token's clock off? radmfa token resync)"
+            ),
+            "{rec}"
+        );
+        assert!(!srv.log().contains(&code), "the code is in the log");
+    }
+    // A code of no time near now is a plain wrong code.
+    let near: Vec<String> = (-21..=21)
+        .map(|k| totp(&seed, now() + 30 * k, &[]))
+        .collect();
+    let wrong = (0..1_000_000)
+        .map(|n| format!("{:06}", (n * 7919 + 13) % 1_000_000))
+        .find(|c| !near.contains(c))
+        .unwrap();
+    login(&srv, "erin", "erin-pw", &wrong);
+    assert_eq!(srv.audit_json("erin")[0]["reason"], "wrong code");
+}
+
 /// No delimiter (OpenVPN's static challenge "concat"), a password ending in two digits and
 /// tokens of 6 and 8 digits: "Summer24" and a 6-digit code also end in 8 digits, and that
 /// split always won, so the 6-digit token never worked (and each try was a wrong password

@@ -269,6 +269,44 @@ pub fn is_last_step_code(token: &Token, code: &str) -> bool {
         )
 }
 
+/// How far from this server's clock (seconds, negative: behind) the token shows `code`:
+/// the step nearest now, within `reach_secs` of it, outside the steps a login searches
+/// ([`search_ranges`]) and after the last one used. For a wrong code's audit reason only
+/// (a phone or token whose clock is minutes off, which `radmfa token resync` mends): it
+/// accepts nothing, and runs after the code was refused and counted. Every step is
+/// computed (2·reach/period codes, 40 at ±10 minutes of 30 s), so the time does not tell
+/// whether one matched.
+pub fn clock_offset(
+    token: &Token,
+    code: &str,
+    now: i64,
+    window: u32,
+    drift: i64,
+    reach_secs: i64,
+) -> Option<i64> {
+    if token.kind != TokenKind::Totp || token.period == 0 || code.len() != token.digits as usize {
+        return None;
+    }
+    let period = i64::from(token.period);
+    let codes = TotpCodes::new(&token.secret, token.algorithm, token.digits, token.period);
+    let current = current_step(token, now);
+    let reach = reach_secs / period;
+    let [plain, around_drift] = search_ranges(token, now, window, drift);
+    ((current - reach)..=(current + reach))
+        .filter(|s| *s >= 0 && !plain.contains(s) && !around_drift.contains(s))
+        .filter(|s| token.last_step.is_none_or(|last| *s > last))
+        .fold(None, |nearest: Option<i64>, s| {
+            let same = bool::from(codes.at(s).as_bytes().ct_eq(code.as_bytes()));
+            let nearer = nearest.is_none_or(|n| (s - current).abs() < (n - current).abs());
+            if same && nearer {
+                Some(s)
+            } else {
+                nearest
+            }
+        })
+        .map(|s| (s - current) * period)
+}
+
 /// `radmfa token resync` for TOTP: the step `s` within ±`range` steps of now (the drift
 /// left out: this is what finds it) where `code1` = code(s) and `code2` = code(s + 1). Returns `s + 1`.
 pub fn find_consecutive_steps(
@@ -382,6 +420,39 @@ mod tests {
                 "SHA512 T={t}"
             );
         }
+    }
+
+    /// A code of a time minutes off is found for the audit, ahead or behind, but not one the
+    /// window searches, nor one at or before the last used step, nor one past the reach.
+    #[test]
+    fn a_code_minutes_off_tells_how_far() {
+        let mut t = token(SEED1, OtpAlgorithm::Sha1, 6);
+        let now = 1111111111;
+        let cur = now / 30;
+        let at = |s: i64| totp_code(&t.secret, t.algorithm, 6, 30, s);
+        assert_eq!(clock_offset(&t, &at(cur + 6), now, 1, 0, 600), Some(180));
+        assert_eq!(clock_offset(&t, &at(cur - 6), now, 1, 0, 600), Some(-180));
+        assert_eq!(
+            clock_offset(&t, &at(cur + 1), now, 1, 0, 600),
+            None,
+            "in the window"
+        );
+        assert_eq!(
+            clock_offset(&t, &at(cur + 6), now, 1, 6, 600),
+            None,
+            "the drift's"
+        );
+        assert_eq!(
+            clock_offset(&t, &at(cur + 30), now, 1, 0, 600),
+            None,
+            "past reach"
+        );
+        t.last_step = Some(cur - 3);
+        assert_eq!(
+            clock_offset(&t, &at(cur - 6), now, 1, 0, 600),
+            None,
+            "used or older"
+        );
     }
 
     #[test]

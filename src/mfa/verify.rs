@@ -201,6 +201,29 @@ pub fn matches_unusable(opts: &VerifyOptions, rec: &TokenRecord, code: &str, now
     }
 }
 
+/// How far this token's clock seems off, in seconds (negative: behind), when `code` is its
+/// code for a time up to [`CLOCK_HINT_REACH_SECS`] from now but outside the window: for a
+/// wrong code's audit reason ([`otp::clock_offset`]). TOTP tokens that could check a code
+/// now only.
+pub fn clock_offset(opts: &VerifyOptions, rec: &TokenRecord, code: &str, now: i64) -> Option<i64> {
+    if !usable(rec) || !valid_at(rec, now) || rec.token.kind != TokenKind::Totp {
+        return None;
+    }
+    otp::clock_offset(
+        &rec.token,
+        code,
+        now,
+        opts.totp_window,
+        rec.extra.drift,
+        CLOCK_HINT_REACH_SECS,
+    )
+}
+
+/// How far from now a wrong TOTP code is looked for to tell a clock that is off: a phone
+/// set by hand, a hardware token gone a few minutes astray. Within `token resync`'s reach
+/// of a slow clock ([`otp::SLOW_CLOCK_LIMIT_SECS`]).
+pub const CLOCK_HINT_REACH_SECS: i64 = 10 * 60;
+
 /// Whether `code` is one this token already used, by the same reading [`verify_token`]
 /// makes (a used TOTP step in the window; the HOTP code just before the counter, or one of
 /// the `[hotp] window` before it that no code ahead matches). Only reads: asked of every

@@ -371,8 +371,17 @@ pub async fn check_code_in_turn(
         }
         (counted.locked, Some(counted.left))
     };
+    // Refused and counted as any wrong code; only the audit reason says when it was the
+    // code of a time minutes off (the user is told nothing more).
+    let reason = match reason {
+        WRONG_CODE => clock_hint(&VerifyOptions::of(&config), tokens, code, now).map_or_else(
+            || WRONG_CODE.to_string(),
+            |hint| format!("{WRONG_CODE} {hint}"),
+        ),
+        other => other.to_string(),
+    };
     Ok(CodeCheck::Invalid {
-        reason: reason.to_string(),
+        reason,
         locked,
         resync,
         before_lock,
@@ -380,6 +389,35 @@ pub async fn check_code_in_turn(
         kind: about.map(|rec| rec.token.kind),
         message: None,
     })
+}
+
+/// "(it is the token's code for 3 min ahead of this server's clock …)" when a wrong code is
+/// one of the user's TOTP tokens' for a time minutes off ([`verify::clock_offset`]): a
+/// phone or token whose clock is off, which `radmfa token resync` mends. Without it the
+/// audit said "wrong code", and the help desk looked for a typo. Every token is asked (no
+/// early exit); nothing of the code is written.
+fn clock_hint(
+    opts: &VerifyOptions,
+    tokens: &[TokenRecord],
+    code: &str,
+    now: i64,
+) -> Option<String> {
+    let offsets: Vec<i64> = tokens
+        .iter()
+        .filter_map(|rec| crate::mfa::verify::clock_offset(opts, rec, code, now))
+        .collect();
+    let offset = offsets.into_iter().min_by_key(|o| o.abs())?;
+    let size = offset.unsigned_abs();
+    let amount = if size < 90 {
+        format!("{size} s")
+    } else {
+        format!("{} min", (size + 30) / 60)
+    };
+    let way = if offset > 0 { "ahead of" } else { "behind" };
+    Some(format!(
+        "(it is the token's code for {amount} {way} this server's clock: is the phone's or \
+         token's clock off? radmfa token resync)"
+    ))
 }
 
 /// Why an answer was refused that is no code at all (not 4 to 10 digits, spaces and dashes
