@@ -189,3 +189,67 @@ fn pam_radius_auth_fails_over_to_the_next_node_when_a_node_gives_no_reply() {
         );
     }
 }
+
+/// What OpenSSH's PAM code passes on in place of the typed password for a name it refuses
+/// whatever PAM says (no local account on the SSH host, root without PermitRootLogin),
+/// repeated to the typed password's length: pam_radius_auth sends it as the User-Password.
+/// As OpenSSH 9.2 makes it of a 16-character password (`nobody-Secret-pw`), and of a
+/// 13-character one.
+const SSH_PLACEHOLDERS: [&str; 2] = [
+    "\u{8}\n\r\u{7f}INCORRECT\u{8}\n\r",
+    "\u{8}\n\r\u{7f}INCORRECT",
+];
+
+/// Sent as pam_radius_auth sends it behind sshd: refused as a wrong password is, for a
+/// known name and an unknown one alike, and the directory is not asked (a bind with it
+/// counts toward the account's lockout in AD or ppolicy, for a login sshd would refuse
+/// anyway).
+#[test]
+fn sshds_placeholder_password_is_refused_without_a_bind() {
+    let slapd = Slapd::start(&[LdapUser::new("alice", "alice-Secret-pw")]);
+    let mut o = Options::new(&slapd.url);
+    o.clients = vec![Nas {
+        require_ma: false,
+        ..Nas::challenge("pam", "127.0.0.1")
+    }];
+    let srv = Server::start(&o);
+    srv.enroll("alice", &[]);
+    let send = |user: &str, password: &str| {
+        common::peers::pyrad(
+            srv.port(),
+            SECRET,
+            &["--user", user, "--password", password],
+        )
+    };
+    let settled_binds = || {
+        // slapd logs a bind from its own thread, a moment after it answers it.
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        slapd.binds_but_the_service_accounts()
+    };
+    let before = settled_binds();
+    let wrong = send("alice", "not-her-password");
+    assert_eq!(wrong["code"], "Access-Reject", "{wrong}");
+    let after_wrong = settled_binds();
+    assert!(
+        after_wrong > before,
+        "a wrong password is a bind: the count can tell"
+    );
+
+    for (user, placeholder) in ["alice", "nobody"].into_iter().zip(SSH_PLACEHOLDERS) {
+        let r = send(user, placeholder);
+        // What a wrong password gets: nothing tells the name or the placeholder apart.
+        common::peers::assert_same_reply(&r, &wrong);
+        let rec = &srv.audit_json(user)[0];
+        let reason = rec["reason"].as_str().unwrap_or_default();
+        assert!(
+            reason.contains("placeholder password") && reason.contains("not asked"),
+            "{rec}"
+        );
+    }
+    assert_eq!(
+        settled_binds(),
+        after_wrong,
+        "the placeholder reached the directory:\n{}",
+        slapd.log_tail()
+    );
+}

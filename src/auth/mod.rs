@@ -95,6 +95,9 @@ pub enum Denial {
         rc: u32,
         text: String,
     },
+    /// OpenSSH's placeholder for a password it will not let PAM check (see
+    /// `pipeline::primary::SSH_PLACEHOLDER`): refused without asking anyone.
+    SshPlaceholder,
 }
 
 impl Denial {
@@ -124,6 +127,10 @@ impl Denial {
                  (reset by an admin, or expired and let in on a grace login)"
                     .into()
             }
+            Denial::SshPlaceholder => "the SSH server sent its placeholder password: no local \
+                 account for this name on the SSH host, or sshd refused it (the directory was \
+                 not asked)"
+                .into(),
         }
     }
 }

@@ -29,11 +29,33 @@ pub async fn check(
     }
 }
 
+/// What OpenSSH's PAM code (auth-pam.c, `fake_password`) repeats, cut to the typed
+/// password's length, to hand PAM in place of that password when it will not let the login
+/// succeed whatever PAM says: no local account for the name, root where `PermitRootLogin`
+/// refuses it, a user `AllowUsers` leaves out. pam_radius_auth sends it on as the password
+/// (a 16-character password arrives as `\b\n\r\x7fINCORRECT\b\n\r`); asked, the directory
+/// counts a failed bind against the account's lockout (AD, ppolicy) for a login that could
+/// never have succeeded.
+const SSH_PLACEHOLDER: &[u8] = b"\x08\n\r\x7fINCORRECT";
+
+/// Whether `password` is sshd's placeholder: [`SSH_PLACEHOLDER`] repeated and cut to some
+/// length. No typed password starts with a backspace and a line break.
+pub fn is_ssh_placeholder(password: &[u8]) -> bool {
+    !password.is_empty()
+        && password
+            .iter()
+            .zip(SSH_PLACEHOLDER.iter().cycle())
+            .all(|(a, b)| a == b)
+}
+
 /// A password refused whoever the user is, before anything is asked (or, for a login
 /// refused without asking, before it imitates the time asking takes: `login::start`):
-/// empty, holding a NUL, or on a directory client not UTF-8. Answered at once for every
-/// name alike, so nothing about the name shows.
+/// empty, holding a NUL, sshd's placeholder, or on a directory client not UTF-8. Answered
+/// at once for every name alike, so nothing about the name shows.
 pub fn refused_unasked(primary: &Primary, password: &Secret) -> Option<Denial> {
+    if is_ssh_placeholder(password.expose()) {
+        return Some(Denial::SshPlaceholder);
+    }
     if password.is_empty() {
         // An empty simple bind is an anonymous bind that "succeeds"; an upstream server
         // would only be asked to refuse it.
@@ -144,5 +166,21 @@ async fn by_upstream(
             }
             None => PrimaryOutcome::Denied(Denial::NotInDirectory),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_ssh_placeholder;
+
+    #[test]
+    fn sshds_placeholder_is_known_at_any_length() {
+        assert!(is_ssh_placeholder(b"\x08\n\r\x7fINCORRECT"));
+        // As a 16-character password comes from OpenSSH 9.2, and a 3-character one.
+        assert!(is_ssh_placeholder(b"\x08\n\r\x7fINCORRECT\x08\n\r"));
+        assert!(is_ssh_placeholder(b"\x08\n\r"));
+        assert!(!is_ssh_placeholder(b""));
+        assert!(!is_ssh_placeholder(b"INCORRECT"));
+        assert!(!is_ssh_placeholder(b"\x08\n\r\x7fINCORRECT!"));
     }
 }
