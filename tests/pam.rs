@@ -22,16 +22,18 @@ struct PamService {
 impl PamService {
     /// `tag` keeps tests running in parallel threads of one process from sharing a file.
     fn new(tag: &str, conf: &std::path::Path) -> Self {
+        Self::with_auth(
+            tag,
+            &format!("auth required pam_radius_auth.so conf={}", conf.display()),
+        )
+    }
+
+    /// A service whose auth stack is `auth` (lines as in /etc/pam.d).
+    fn with_auth(tag: &str, auth: &str) -> Self {
         let name = format!("radmfa-test-{}-{tag}", std::process::id());
         let path = PathBuf::from("/etc/pam.d").join(&name);
-        std::fs::write(
-            &path,
-            format!(
-                "auth required pam_radius_auth.so conf={}\naccount required pam_permit.so\n",
-                conf.display()
-            ),
-        )
-        .unwrap_or_else(|e| panic!("writing {} (tests run as root): {e}", path.display()));
+        std::fs::write(&path, format!("{auth}\naccount required pam_permit.so\n"))
+            .unwrap_or_else(|e| panic!("writing {} (tests run as root): {e}", path.display()));
         PamService { name, path }
     }
 }
@@ -42,11 +44,15 @@ impl Drop for PamService {
     }
 }
 
-fn pamtester(service: &str, user: &str, answers: &str) -> (bool, String) {
-    let bin = ["/usr/bin/pamtester", "/usr/sbin/pamtester"]
+fn pamtester_bin() -> &'static str {
+    ["/usr/bin/pamtester", "/usr/sbin/pamtester"]
         .into_iter()
         .find(|p| std::path::Path::new(p).exists())
-        .expect("pamtester missing: run scripts/install-deps.sh (package pamtester)");
+        .expect("pamtester missing: run scripts/install-deps.sh (package pamtester)")
+}
+
+fn pamtester(service: &str, user: &str, answers: &str) -> (bool, String) {
+    let bin = pamtester_bin();
     // Debian's multiarch directories: x86_64-linux-gnu, aarch64-linux-gnu, …
     let installed = ["/lib", "/usr/lib"].iter().any(|root| {
         std::fs::read_dir(root).is_ok_and(|dirs| {
@@ -252,4 +258,111 @@ fn sshds_placeholder_password_is_refused_without_a_bind() {
         "the placeholder reached the directory:\n{}",
         slapd.log_tail()
     );
+}
+
+/// pamtester on a terminal (a pty), typing `answers` at its prompts as a person would: what
+/// the terminal showed, echoed input included, and whether the login succeeded.
+fn pamtester_on_a_terminal(service: &str, user: &str, answers: &[&str]) -> (bool, String) {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/peers/pty_answer.py");
+    let out = Command::new(common::peers::python())
+        .arg(script)
+        .args(answers)
+        .args(["--", pamtester_bin(), service, user, "authenticate"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "pty_answer.py: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    (v["status"] == 0, v["screen"].as_str().unwrap().to_string())
+}
+
+/// `challenge_echo = false` puts Prompt = No-Echo on the entry's Access-Challenges, and
+/// pam_radius_auth with `prompt_attribute` then hides the code as it is typed; an entry
+/// without the key sends no Prompt, and the code shows on the screen. Also the entry's
+/// `max_attempts = 3`: a mistyped code is asked again (pam_radius_auth shows no Reject's
+/// Reply-Message, so a refusal there reads as a wrong password), under the global 1.
+#[test]
+fn challenge_echo_false_hides_the_code_at_pam_radius_auths_prompt() {
+    let slapd = Slapd::start(&[LdapUser::new("alice", "alice-Secret-pw")]);
+    let mut o = Options::new(&slapd.url);
+    o.clients = vec![
+        Nas {
+            require_ma: false,
+            keys: "challenge_echo = false\nmax_attempts = 3",
+            ..Nas::challenge("ssh", "127.0.0.1")
+        },
+        Nas {
+            require_ma: false,
+            ..Nas::challenge("other", "127.0.0.2")
+        },
+    ];
+    let srv = Server::start(&o);
+    let seed = srv.enroll("alice", &[]);
+    // On the wire: the Prompt only from the entry that asks for it.
+    let prompt_from = |bind: &str| {
+        let r = common::peers::pyrad(
+            srv.port(),
+            SECRET,
+            &[
+                "--user",
+                "alice",
+                "--password",
+                "alice-Secret-pw",
+                "--bind",
+                bind,
+            ],
+        );
+        assert_eq!(r["code"], "Access-Challenge", "{r}");
+        r["attributes"]["Prompt"].clone()
+    };
+    assert_eq!(prompt_from("127.0.0.1"), serde_json::json!(["No-Echo"]));
+    assert_eq!(prompt_from("127.0.0.2"), serde_json::Value::Null);
+
+    let conf = srv.dir.path().join("pam_radius_auth.conf");
+    std::fs::write(&conf, format!("127.0.0.1:{} {SECRET} 3\n", srv.port())).unwrap();
+    let svc = PamService::with_auth(
+        "echo",
+        &format!(
+            "auth required pam_radius_auth.so conf={} prompt_attribute",
+            conf.display()
+        ),
+    );
+    let code = totp(&seed, now(), &[]);
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let (ok, screen) =
+        pamtester_on_a_terminal(&svc.name, "alice", &["alice-Secret-pw", wrong, &code]);
+    assert!(ok, "login failed:\n{screen}");
+    assert!(
+        screen.contains("Wrong code. 2 attempt(s) left."),
+        "the entry's max_attempts = 3 asks again:\n{screen}"
+    );
+    assert!(
+        !screen.contains(&code) && !screen.contains(wrong),
+        "a code was shown as it was typed:\n{screen}"
+    );
+    assert!(!screen.contains("alice-Secret-pw"), "{screen}");
+
+    // The same prompt through the entry without challenge_echo (pam_radius_auth sending
+    // from its address, the conf line's source_ip): the code typed shows, as it always did.
+    let conf = srv.dir.path().join("pam_radius_auth_other.conf");
+    std::fs::write(
+        &conf,
+        format!("127.0.0.1:{} {SECRET} 3 127.0.0.2\n", srv.port()),
+    )
+    .unwrap();
+    let other = PamService::with_auth(
+        "echo-other",
+        &format!(
+            "auth required pam_radius_auth.so conf={} prompt_attribute",
+            conf.display()
+        ),
+    );
+    // The next time step's code ([totp] window = 1): the current one's is used.
+    let code = totp(&seed, now() + 30, &[]);
+    let (ok, screen) = pamtester_on_a_terminal(&other.name, "alice", &["alice-Secret-pw", &code]);
+    assert!(ok, "login failed:\n{screen}");
+    assert!(screen.contains(&code), "{screen}");
 }

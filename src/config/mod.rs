@@ -1,6 +1,7 @@
 //! Configuration: `raw.rs` is the TOML as written (serde, unknown keys refused), `validate.rs`
 //! builds the checked `Config` the rest of the program uses. Every error names the key.
 
+pub mod client_challenge;
 pub mod delivery;
 pub mod raw;
 pub mod raw_delivery;
@@ -280,6 +281,8 @@ pub struct ClientConfig {
     pub radsec_name: Option<String>,
     /// Which listeners this entry's requests may come through.
     pub transport: Transport,
+    /// `challenge_echo` and `max_attempts`: this entry's own settings for its prompts.
+    pub challenge: client_challenge::ClientChallenge,
 }
 
 /// A client entry's `transport`: an entry is for UDP or for RadSec, not both unless it

@@ -411,6 +411,12 @@ pub struct RawClient {
     /// "udp", "radsec" or "both"; default "radsec" with `radsec_name`, else "udp".
     #[serde(default)]
     pub transport: Option<String>,
+    /// Prompt (RFC 2869) on this client's Access-Challenges; unset: none.
+    #[serde(default)]
+    pub challenge_echo: Option<bool>,
+    /// `[challenge] max_attempts` for this client's prompts.
+    #[serde(default)]
+    pub max_attempts: Option<u32>,
 }
 
 /// `[[client.group_attributes]]`: attributes for the members of one group.

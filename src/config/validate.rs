@@ -1213,6 +1213,8 @@ fn client_config(
         group_attributes,
         radsec_name,
         transport,
+        challenge_echo,
+        max_attempts,
     } = c;
     let key = |k: &str| format!("client[{i}].{k}");
     let transport = match transport.as_deref() {
@@ -1362,6 +1364,13 @@ fn client_config(
         }
     }
     let accept_attributes = accept_attributes_config(&key, accept_attributes, group_attributes)?;
+    let challenge = super::client_challenge::client_challenge(
+        &key,
+        &otp_mode,
+        factors.second_factor_only,
+        challenge_echo,
+        max_attempts,
+    )?;
     Ok(ClientConfig {
         name,
         networks,
@@ -1390,6 +1399,7 @@ fn client_config(
             })
             .transpose()?,
         transport,
+        challenge,
     })
 }
 

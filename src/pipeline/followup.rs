@@ -342,7 +342,7 @@ async fn switch_method(
         // cannot ask twice at once, and is put back with its expiry and at most one
         // attempt left: its count as read at the start may miss attempts answers sent
         // meanwhile took, and putting that count back would give them again.
-        let max = app.config().challenge.max_attempts;
+        let max = max_attempts(app, ctx);
         let restored = PendingChallenge {
             attempts: pending.attempts.max(max.saturating_sub(1)),
             ..pending
@@ -618,11 +618,20 @@ pub const NO_ATTEMPT: &str = "State already used, or its attempts all taken";
 /// after it: answers sent all at once to one State, whose checks interleave, would
 /// otherwise each be checked before any of them was counted.
 pub async fn take_attempt(app: &AppState, r: &Round<'_>) -> Result<Option<Attempt>, Fault> {
-    let max = app.config().challenge.max_attempts;
+    let max = max_attempts(app, r.via.ctx);
     Ok(match app.store.take_attempt(&r.hash, max).await? {
         ChallengeAttempt::Closed => None,
         taken => Some(Attempt { taken, max }),
     })
+}
+
+/// The codes a prompt of this client takes: its entry's `max_attempts`, else
+/// `[challenge] max_attempts`. The answering client is the one that opened the prompt
+/// (`answer` refuses any other), so its entry is the one that decides.
+fn max_attempts(app: &AppState, ctx: &RequestContext) -> u32 {
+    ctx.client
+        .challenge
+        .max_attempts(app.config().challenge.max_attempts)
 }
 
 /// An attempt taken at a prompt that allows `max`.

@@ -44,6 +44,9 @@ pub struct Reply {
     pub session_timeout: Option<u32>,
     /// The client's `accept_attributes` and `group_attributes` (Access-Accept only).
     pub attributes: Vec<ReplyAttr>,
+    /// Prompt (RFC 2869 §5.10) on an Access-Challenge: whether the NAS should echo what
+    /// the user types (the client's `challenge_echo`); `None`: no Prompt.
+    pub echo: Option<bool>,
 }
 
 impl Reply {
@@ -54,6 +57,7 @@ impl Reply {
             state: None,
             session_timeout: None,
             attributes: Vec::new(),
+            echo: None,
         }
     }
 
@@ -80,6 +84,15 @@ impl Reply {
 
     pub fn with_session_timeout(mut self, seconds: u32) -> Self {
         self.session_timeout = Some(seconds);
+        self
+    }
+
+    /// The client's `challenge_echo` as a Prompt, on an Access-Challenge only (RFC 2869
+    /// §5.10 allows it nowhere else).
+    pub fn with_echo(mut self, echo: Option<bool>) -> Self {
+        if self.code == ReplyCode::Challenge {
+            self.echo = echo;
+        }
         self
     }
 }
@@ -144,11 +157,11 @@ pub fn state_fits(req: &Request, reply: &Reply) -> bool {
 }
 
 /// Encodes `reply` to `req`. Attribute order: Message-Authenticator, Reply-Message(s), State,
-/// Session-Timeout, the configured attributes, then every Proxy-State of the request in its
-/// original order.
+/// Session-Timeout, Prompt, the configured attributes, then every Proxy-State of the request
+/// in its original order.
 ///
 /// Never panics and never exceeds 4096 octets: what does not fit is dropped, messages first,
-/// then configured attributes from the last, then Session-Timeout, then State.
+/// then configured attributes from the last, then Prompt, then Session-Timeout, then State.
 /// Message-Authenticator and the Proxy-State echo always fit: `decode_request` refuses
 /// Proxy-State without a Message-Authenticator (over RadSec, Proxy-States that leave no
 /// room for one), so the request already held both, or room for both. The result is empty only if the crate refused to encode, which these size limits
@@ -169,6 +182,8 @@ pub fn encode_reply(req: &Request, reply: &Reply, secret: &[u8]) -> Vec<u8> {
     used += state.map_or(0, |s| s.len() + 2);
     let timeout = reply.session_timeout.filter(|_| used + 6 <= MAX_PACKET);
     used += 6 * usize::from(timeout.is_some());
+    let prompt = reply.echo.filter(|_| used + 6 <= MAX_PACKET);
+    used += 6 * usize::from(prompt.is_some());
     // The NAS's policy for the user: before the messages, which are only for show.
     let mut attributes: Vec<&ReplyAttr> = Vec::new();
     for a in &reply.attributes {
@@ -210,6 +225,14 @@ pub fn encode_reply(req: &Request, reply: &Reply, secret: &[u8]) -> Vec<u8> {
     }
     if let Some(t) = timeout {
         rfc2865::add_session_timeout(&mut packet, t);
+    }
+    if let Some(echo) = prompt {
+        let value = if echo {
+            rfc2869::PROMPT_ECHO
+        } else {
+            rfc2869::PROMPT_NO_ECHO
+        };
+        rfc2869::add_prompt(&mut packet, value);
     }
     for a in attributes {
         packet.add(AVP::from_bytes(a.typ, &a.value));

@@ -72,6 +72,7 @@ mod tests {
             accept_attributes: Default::default(),
             radsec_name: None,
             transport: crate::config::Transport::Udp,
+            challenge: Default::default(),
         }
     }
 

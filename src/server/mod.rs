@@ -591,6 +591,7 @@ async fn serve_one(
         }
         return;
     };
+    let reply = reply.with_echo(ctx.client.challenge.echo);
     let bytes = radius::encode_reply(&req, &reply, secret);
     if bytes.is_empty() {
         // Not expected (encode_reply keeps within RADIUS's limits); no reply beats an empty

@@ -22,6 +22,8 @@ pub struct Nas {
     pub no_factor: &'static str,
     pub delimiter: &'static str,
     pub on_backend_failure: &'static str,
+    /// More keys for the entry, as written in the file (`challenge_echo = false`).
+    pub keys: &'static str,
 }
 
 impl Nas {
@@ -34,6 +36,7 @@ impl Nas {
             no_factor: "reject",
             delimiter: ",",
             on_backend_failure: "reject",
+            keys: "",
         }
     }
 }
@@ -162,6 +165,7 @@ require_message_authenticator = {}
 no_factor = "{}"
 inline_delimiter = "{}"
 on_backend_failure = "{}"
+{}
 "#,
             c.name,
             c.address,
@@ -169,7 +173,8 @@ on_backend_failure = "{}"
             c.require_ma,
             c.no_factor,
             c.delimiter,
-            c.on_backend_failure
+            c.on_backend_failure,
+            c.keys
         ));
     }
     let path = dir.join("radmfa.toml");
