@@ -1148,6 +1148,55 @@ fn no_factor_allow_does_not_pass_a_user_whose_token_the_client_cannot_use() {
     assert_eq!(srv.audit_json("bob")[0]["mode"], "primary-only");
 }
 
+/// Nor a user whose method an admin chose (`user set-method bob sms`, the number from the
+/// directory) on a client whose methods leave it out: refused as a user with a disabled
+/// token is, not let in on the password as one who never had a second factor; and
+/// `config check --user` names that client. Without a chosen method, bob's directory
+/// number alone does not count on a client that could not text or call it.
+#[test]
+fn no_factor_allow_does_not_pass_a_user_whose_chosen_method_the_client_cannot_use() {
+    let slapd = directory();
+    let standin = Standin::start();
+    let keys = "methods = [\"totp\"]\nno_factor = \"allow\"";
+    let srv = start(
+        &slapd,
+        &standin,
+        "",
+        "",
+        &[client("ssh", "127.0.0.1", keys)],
+    );
+    let r = login(&srv, "bob", BOB_PW);
+    assert_eq!(code_of(&r), "Access-Accept", "{r}");
+    assert_eq!(srv.audit_json("bob")[0]["mode"], "primary-only");
+    let check = |srv: &Server| {
+        let out = srv.cli(&["config", "check", "--connect", "--user", "bob"]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(!check(&srv).contains("would be refused"), "{}", check(&srv));
+
+    cli_ok(&srv, &["user", "set-method", "bob", "sms"]);
+    let r = login(&srv, "bob", BOB_PW);
+    assert_eq!(code_of(&r), "Access-Reject", "{r}");
+    assert!(message(&r).contains("cannot be used here"), "{r}");
+    let rec = &srv.audit_json("bob")[0];
+    assert!(
+        rec["reason"]
+            .as_str()
+            .unwrap()
+            .contains("chosen method sms (user set-method) cannot be used"),
+        "{rec}"
+    );
+    assert!(
+        standin.sms().is_empty(),
+        "nothing sent on a totp-only client"
+    );
+    let text = check(&srv);
+    assert!(
+        text.contains("would be refused on client(s) \"ssh\": its chosen method sms"),
+        "{text}"
+    );
+}
+
 #[test]
 fn sms_through_the_generic_http_provider() {
     let slapd = directory();

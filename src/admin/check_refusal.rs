@@ -4,8 +4,9 @@
 //! `no_factor = "reject"`), and the first to hear of it would be the user.
 //!
 //! The rules are the login's (`pipeline::login`, from `available` on): a factor the client
-//! can use passes, and so does an app password where the client takes them; a token or a
-//! stored number the client cannot use is refused whatever `no_factor` says; nothing at all
+//! can use passes, and so does an app password where the client takes them; a token, a
+//! stored number, or texts or calls chosen for the user (user set-method) with a number to
+//! go to, that the client cannot use, is refused whatever `no_factor` says; nothing at all
 //! is refused where `no_factor = "reject"`.
 
 use super::check::{Groups, Held};
@@ -88,6 +89,17 @@ pub(super) fn refusals(
             "its stored number cannot be used there (the client cannot prompt, its methods leave out \
              sms and voice, or [sms] and [voice] are not set up)"
                 .to_string()
+        } else if let Some(method) = held
+            .profile
+            .method
+            .as_deref()
+            .filter(|m| has_phone && matches!(*m, "sms" | "voice"))
+        {
+            // Texts or calls chosen by an admin, and a number for them: a second factor.
+            format!(
+                "its chosen method {method} (user set-method) cannot be used there (the client \
+                 cannot prompt, its methods leave it out, or its section is not set up)"
+            )
         } else if unused_number(&cfg.delivery.phone, info).is_some()
             && !available(
                 &client.factors.methods,

@@ -573,8 +573,8 @@ async fn looks_like_unechoed_answer(
 }
 
 /// How a login ends with no second factor usable on this client: refused (a token this
-/// client cannot use, disabled or outside its dates; a number it cannot use), or, for a
-/// user with none at all, as the client's `no_factor` says.
+/// client cannot use, disabled or outside its dates; a number or a chosen method it cannot
+/// use), or, for a user with none at all, as the client's `no_factor` says.
 fn without_usable_factor(
     app: &AppState,
     ctx: &RequestContext,
@@ -639,6 +639,27 @@ fn without_usable_factor(
             .with_reply(Reply::reject().with_message(
                 "Your second factor cannot be used here. Contact your administrator.",
             ));
+    }
+    let chosen = profile.method.as_deref().filter(|m| {
+        matches!(Method::parse(m), Some(Method::Sms | Method::Voice))
+            && oob::phone_for(app, profile, info).is_some()
+    });
+    if let Some(method) = chosen {
+        // An admin chose texts or calls for this user (user set-method sms), and a number
+        // is there for them (the directory's): a second factor, which this client cannot
+        // use (its methods leave it out, or it cannot prompt). Not "no second factor": with
+        // no_factor = "allow" the password alone let such a user in wherever the method was
+        // left out, while a user with a disabled token was refused there. A choice with no
+        // number to go with it is no factor (set-method says logins go on as if unset).
+        return Verdict::reject(format!(
+            "the user's chosen method {method} (user set-method) cannot be used on this client"
+        ))
+        .with_info(Some(info.clone()))
+        .with_reply(
+            Reply::reject().with_message(
+                "Your second factor cannot be used here. Contact your administrator.",
+            ),
+        );
     }
     let unused = oob::unused_directory_number(app, info);
     if let Some(unused) = unused.filter(|_| {
