@@ -54,6 +54,27 @@ fn login_follows_the_challenge_and_status_probe_answers() {
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("Access-Challenge"), "{}", text(&out));
     assert!(text(&out).contains("Access-Accept"));
+    // Typed at the prompt: the server's prompt ends in ": " already, and gets no second.
+    let out = common::peers::with_input(
+        Command::new(bin())
+            .args([
+                "client",
+                "login",
+                "alice",
+                "--password",
+                "alice-pw",
+                "--server",
+            ])
+            .arg(srv.addr.to_string())
+            .env("RADMFA_SECRET", SECRET),
+        format!("{}\n", totp(&seed, now(), &[])).as_bytes(),
+    );
+    assert!(
+        text(&out).contains("Enter the code from your authenticator app: ")
+            && !text(&out).contains(": :"),
+        "{}",
+        text(&out)
+    );
 
     let out = client(&srv, &["login", "alice", "--password", "wrong"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));

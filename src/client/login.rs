@@ -74,7 +74,7 @@ impl Answerer for Terminal {
             eprintln!("{prompt} (answered from --code)");
             return Ok(self.codes.remove(0));
         }
-        eprint!("{prompt}: ");
+        eprint!("{}", with_colon(prompt));
         std::io::stderr().flush().ok();
         let mut line = String::new();
         let n = std::io::stdin()
@@ -159,6 +159,18 @@ pub async fn login(spec: &LoginSpec, answers: &mut dyn Answerer) -> anyhow::Resu
         }
     }
     bail!("the server kept challenging; giving up after 12 rounds")
+}
+
+/// The prompt as the terminal shows it, the cursor after ": ". radmfa's own prompts end in
+/// one already (written for pam_radius_auth, which shows them as they are), and a second
+/// made "…or type sms or call: : ".
+fn with_colon(prompt: &str) -> String {
+    let body = prompt.trim_end();
+    if body.ends_with(':') {
+        format!("{body} ")
+    } else {
+        format!("{body}: ")
+    }
 }
 
 /// A Reply-Message as the terminal shows it: the reply is verified, but its text may come
@@ -338,5 +350,15 @@ mod tests {
         // A right-to-left override would show "tpeccA" as "Accept".
         assert_eq!(super::shown("\u{202e}tpeccA".as_bytes()), "\\u{202e}tpeccA");
         assert_eq!(super::shown("Code (\u{fc})".as_bytes()), "Code (\u{fc})");
+    }
+
+    #[test]
+    fn a_prompt_gets_one_colon() {
+        assert_eq!(super::with_colon("Code"), "Code: ");
+        assert_eq!(
+            super::with_colon("Enter the code, or type sms or call: "),
+            "Enter the code, or type sms or call: "
+        );
+        assert_eq!(super::with_colon("Code:"), "Code: ");
     }
 }

@@ -116,15 +116,18 @@ pub fn switch_hint(available: &[Method], current: Method) -> String {
     }
 }
 
-/// `prompt` with `hint` ([`switch_hint`]) added: before a closing colon (and the spaces
-/// after it), so that a prompt written for pam_radius_auth and SSH, which show it as it is
-/// ("Code: "), reads "Code, or type sms: " rather than "Code: , or type sms".
+/// `prompt` with `hint` ([`switch_hint`]) added, and ": " after it: pam_radius_auth and
+/// SSH show the prompt as it is, and the user types right after it. A closing colon of the
+/// prompt's own (and the spaces after it) goes, so that "Code: " reads "Code, or type sms: "
+/// rather than "Code: , or type sms", and "Verification code" reads "Verification code, or
+/// type sms: " rather than leaving the cursor glued to "sms". No hint: the prompt as written.
 pub fn with_hint(prompt: &str, hint: &str) -> String {
-    let body = prompt.trim_end();
-    match body.strip_suffix(':') {
-        Some(head) if !hint.is_empty() => format!("{head}{hint}{}", &prompt[head.len()..]),
-        _ => format!("{prompt}{hint}"),
+    if hint.is_empty() {
+        return prompt.to_string();
     }
+    let body = prompt.trim_end();
+    let head = body.strip_suffix(':').unwrap_or(body).trim_end();
+    format!("{head}{hint}: ")
 }
 
 #[cfg(test)]
@@ -134,15 +137,20 @@ mod tests {
     #[test]
     fn a_hint_goes_before_a_closing_colon() {
         assert_eq!(with_hint("Code: ", ", or type sms"), "Code, or type sms: ");
-        assert_eq!(with_hint("Code:", ", or type sms"), "Code, or type sms:");
+        assert_eq!(with_hint("Code:", ", or type sms"), "Code, or type sms: ");
         assert_eq!(
-            with_hint(
-                "Enter the code from your authenticator app",
-                ", or type sms"
-            ),
-            "Enter the code from your authenticator app, or type sms"
+            with_hint("Code :  ", ", or type sms"),
+            "Code, or type sms: "
         );
+        // A prompt of the admin's without a colon: the words it offers still end in one, or
+        // the code typed is glued to "sms".
+        assert_eq!(
+            with_hint("Verification code", ", or type sms or call"),
+            "Verification code, or type sms or call: "
+        );
+        // Nothing offered: as written.
         assert_eq!(with_hint("Code: ", ""), "Code: ");
+        assert_eq!(with_hint("Verification code", ""), "Verification code");
         // The default prompt.
         assert_eq!(
             with_hint(

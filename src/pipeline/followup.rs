@@ -401,8 +401,6 @@ pub(super) struct Ask {
     prompt: String,
     /// The words it offers, as [`switch_hint`] writes them (", or type resend or call").
     hint: String,
-    /// After the hint: the call's prompt ends with a full stop, the others do not.
-    stop: &'static str,
 }
 
 impl Ask {
@@ -411,13 +409,12 @@ impl Ask {
         Ask {
             prompt: prompt.to_string(),
             hint: String::new(),
-            stop: "",
         }
     }
 
     fn text(&self, with_words: bool) -> String {
         let hint = if with_words { self.hint.as_str() } else { "" };
-        format!("{}{}", with_hint(&self.prompt, hint), self.stop)
+        with_hint(&self.prompt, hint)
     }
 }
 
@@ -430,21 +427,17 @@ pub(super) fn prompt_for(
     carried: &ChallengeContext,
     offered: &[Method],
 ) -> Ask {
-    let (prompt, stop) = match current {
-        Method::Sms => (
-            format!(
-                "Enter the code sent to {}: ",
-                crate::delivery::phone::mask(carried.phone.as_deref().unwrap_or_default())
-            ),
-            "",
+    let prompt = match current {
+        Method::Sms => format!(
+            "Enter the code sent to {}: ",
+            crate::delivery::phone::mask(carried.phone.as_deref().unwrap_or_default())
         ),
-        Method::Voice => ("Answer the call, then press Enter".into(), ": "),
-        Method::Totp => (app.config().challenge.prompt.clone(), ""),
+        Method::Voice => "Answer the call, then press Enter: ".into(),
+        Method::Totp => app.config().challenge.prompt.clone(),
     };
     Ask {
         prompt,
         hint: switch_hint(offered, current),
-        stop,
     }
 }
 
@@ -719,7 +712,6 @@ mod tests {
         let ask = |prompt: &str, current| Ask {
             prompt: prompt.to_string(),
             hint: switch_hint(&all, current),
-            stop: "",
         };
         let typed = format!("{:?} is not available here.", "resend");
         for why in [
