@@ -251,6 +251,11 @@ fn a_wrong_sms_code_asks_again_offering_resend_and_call() {
     );
     let r3 = answer(&srv, "alice", "resend", &r2["state"]);
     assert_eq!(code_of(&r3), "Access-Challenge", "{r3}\n{}", srv.log());
+    // Not the first prompt's words again, which read as if the resend did nothing.
+    assert_eq!(
+        message(&r3),
+        "A new code was sent to ****0100. Enter the code, or type resend or call: "
+    );
     let code = standin.wait_sms(2, Duration::from_secs(2))[1].code();
     assert_eq!(
         code_of(&answer(&srv, "alice", &code, &r3["state"])),

@@ -200,11 +200,15 @@ async fn sms_prompt(
         Delivered::No(why) => return Ok(not_delivered(app, ctx, s, "sms", why)),
     };
     // Ends ": " as the app's default prompt does: pam_radius_auth and SSH show the prompt
-    // as it is, and the user types right after it.
-    let prompt = crate::mfa::method::with_hint(
-        &format!("Enter the code sent to {}: ", mask(phone)),
-        &switch_hint(&s.available, Method::Sms),
-    );
+    // as it is, and the user types right after it. After a resend (or a switch back to
+    // texts) it says that a new code went out: the same words as the first prompt's read as
+    // if nothing had happened.
+    let ask = if s.earlier_sms.is_empty() {
+        format!("Enter the code sent to {}: ", mask(phone))
+    } else {
+        format!("A new code was sent to {}. Enter the code: ", mask(phone))
+    };
+    let prompt = crate::mfa::method::with_hint(&ask, &switch_hint(&s.available, Method::Sms));
     let lifetime = (txn.expires_at - txn.created_at) + SMS_PROMPT_GRACE_SECS;
     let reply = issue(
         app,
