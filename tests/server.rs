@@ -1243,12 +1243,25 @@ fn expired_state_is_rejected() {
     std::thread::sleep(Duration::from_millis(3100));
     let r2 = py_code(&srv, "alice", &totp(&seed, now(), &[]), &state);
     assert_eq!(code_of(&r2), "Access-Reject", "{r2}");
-    let audit = srv.audit_json("alice");
+    assert_eq!(
+        r2["messages"][0],
+        "The code prompt has expired. Please log in again."
+    );
+    // The server still holds the expired prompt (housekeeping deletes it a minute later):
+    // the audit says it expired, not that the State may be unknown or used.
+    let rec = &srv.audit_json("alice")[0];
     assert!(
-        audit
-            .iter()
-            .any(|r| r["reason"].as_str().is_some_and(|s| s.contains("expired"))),
-        "{audit:#?}"
+        rec["reason"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("challenge expired: the code prompt closed")),
+        "{rec}"
+    );
+    // A State never issued is not said to have expired.
+    let r3 = py_code(&srv, "alice", &totp(&seed, now(), &[]), "00112233");
+    assert_eq!(code_of(&r3), "Access-Reject", "{r3}");
+    assert_eq!(
+        srv.audit_json("alice")[0]["reason"],
+        "unknown, used or expired State"
     );
 }
 

@@ -46,8 +46,10 @@ pub async fn answer(
     let now = app.clock.now();
     let hash = state_hash(state);
     let Some(pending) = app.store.challenge(&hash, now).await? else {
-        return Ok(Verdict::reject("unknown, used or expired State")
-            .with_reply(Reply::reject().with_message(EXPIRED_MESSAGE)));
+        return Ok(
+            Verdict::reject(Box::pin(no_prompt(app, &hash, user, now)).await)
+                .with_reply(Reply::reject().with_message(EXPIRED_MESSAGE)),
+        );
     };
     // A State is bound to the user and NAS it was issued to; someone else's State must not
     // finish this login (nor be burned by it). The user hears only that the prompt is over.
@@ -275,6 +277,21 @@ struct Switch {
     allowed: Vec<Method>,
     oath_mode: &'static str,
     now: i64,
+}
+
+/// Why no open prompt has this State, for the audit. An expired prompt stays in the store
+/// until housekeeping deletes it (a minute after: `admin::serve`'s `PURGE_LATE_SECS`): found
+/// so, and the user's, it is said to have expired, and when. Otherwise (never issued, used,
+/// gone, or a read that failed: the answer is refused either way) it cannot be told apart.
+async fn no_prompt(app: &AppState, hash: &[u8], user: &str, now: i64) -> String {
+    match app.store.challenge(hash, i64::MIN).await {
+        Ok(Some(p)) if p.user == user && p.expires_at <= now => format!(
+            "challenge expired: the code prompt closed {} s before this answer (opened at {})",
+            now - p.expires_at,
+            crate::clock::fmt_time(p.created_at)
+        ),
+        _ => "unknown, used or expired State".into(),
+    }
 }
 
 /// The prompt ends, and the method asked for starts with a new State; unless nothing could
