@@ -366,3 +366,62 @@ fn challenge_echo_false_hides_the_code_at_pam_radius_auths_prompt() {
     assert!(ok, "login failed:\n{screen}");
     assert!(screen.contains(&code), "{screen}");
 }
+
+/// The auth stack docs/nas.md gives for /etc/pam.d/sshd, pam_radius_auth as its only
+/// module: a password and code let in, a wrong code does not, and with radmfa unreachable
+/// nothing does, `localifdown` or not. Beside it, the stack Debian's example suggests
+/// (`sufficient`, then common-auth; pam_permit stands in here for a local password that
+/// pam_unix accepts) lets the login in without radmfa.
+#[test]
+fn the_documented_pam_stack_lets_in_only_what_radmfa_accepts() {
+    let slapd = Slapd::start(&[LdapUser::new("alice", "alice-Secret-pw")]);
+    let mut o = Options::new(&slapd.url);
+    o.clients = vec![Nas {
+        require_ma: false,
+        ..Nas::challenge("ssh", "127.0.0.1")
+    }];
+    let srv = Server::start(&o);
+    let seed = srv.enroll("alice", &[]);
+    let conf = srv.dir.path().join("pam_radius_auth.conf");
+    std::fs::write(&conf, format!("127.0.0.1:{} {SECRET} 3\n", srv.port())).unwrap();
+    // Nothing answers there: radmfa down, as pam_radius_auth finds it.
+    let down = srv.dir.path().join("pam_radius_auth_down.conf");
+    let port = common::slapd::free_port();
+    std::fs::write(&down, format!("127.0.0.1:{port} {SECRET} 3\n")).unwrap();
+    let documented = |tag: &str, conf: &std::path::Path, options: &str| {
+        PamService::with_auth(
+            tag,
+            &format!(
+                "auth [success=1 default=ignore] pam_radius_auth.so conf={} {options}\n\
+                 auth requisite pam_deny.so\n\
+                 auth required pam_permit.so",
+                conf.display()
+            ),
+        )
+    };
+
+    let svc = documented("stack", &conf, "prompt_attribute");
+    let code = totp(&seed, now(), &[]);
+    let (ok, out) = pamtester(&svc.name, "alice", &format!("alice-Secret-pw\n{code}\n"));
+    assert!(ok, "{out}");
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let (ok, out) = pamtester(&svc.name, "alice", &format!("alice-Secret-pw\n{wrong}\n"));
+    assert!(!ok, "{out}");
+
+    let svc = documented("stack-down", &down, "localifdown");
+    let (ok, out) = pamtester(&svc.name, "alice", "alice-Secret-pw\n");
+    assert!(!ok, "radmfa down let the login in:\n{out}");
+    let sufficient = PamService::with_auth(
+        "sufficient-down",
+        &format!(
+            "auth sufficient pam_radius_auth.so conf={} localifdown\n\
+             auth required pam_permit.so",
+            down.display()
+        ),
+    );
+    let (ok, out) = pamtester(&sufficient.name, "alice", "alice-Secret-pw\n");
+    assert!(
+        ok,
+        "the stand-in for a local password check did not pass:\n{out}"
+    );
+}
