@@ -22,7 +22,9 @@ async fn run(hangup: radmfa::admin::reload::SighupIgnored) -> std::process::Exit
     match radmfa::cli::run(cli).await {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("radmfa: {}", radmfa::admin::error_text(&e));
+            // Not eprintln!: on a full disk or a closed pipe it panics, and the exit
+            // status would be 101 instead of the documented one.
+            radmfa::telemetry::say(&format!("radmfa: {}", radmfa::admin::error_text(&e)));
             // A refusal found deep in a command exits as the others do (docs/operations.md).
             let refused = e
                 .chain()

@@ -7,6 +7,9 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
 
+mod writer;
+pub use writer::{lines_lost, say};
+
 pub fn init(format: LogFormat, level: &str) {
     let level = with_quiet_tls(level);
     let filter = EnvFilter::try_from_default_env()
@@ -18,7 +21,10 @@ pub fn init(format: LogFormat, level: &str) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi)
-        .with_writer(std::io::stderr);
+        // A line the disk or pipe will not take is dropped and counted, never a panic
+        // (see `writer`); and tracing-subscriber is not to print about it either.
+        .with_writer(writer::Stderr)
+        .log_internal_errors(false);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
@@ -34,10 +40,10 @@ pub fn init(format: LogFormat, level: &str) {
              levels are trace, debug, info, warn, error and off"
         );
         match format {
-            LogFormat::Text => eprintln!("radmfa: {text}"),
-            LogFormat::Json => eprintln!(
-                "{}",
-                serde_json::json!({"level": "WARN", "target": "radmfa", "message": text})
+            LogFormat::Text => say(&format!("radmfa: {text}")),
+            LogFormat::Json => say(
+                &serde_json::json!({"level": "WARN", "target": "radmfa", "message": text})
+                    .to_string(),
             ),
         }
     }

@@ -9,6 +9,7 @@ pub mod dedup;
 pub mod drop_log;
 pub mod metrics;
 pub mod metrics_http;
+pub mod metrics_process;
 pub mod radsec;
 mod radsec_reload;
 pub(crate) mod radsec_slots;
