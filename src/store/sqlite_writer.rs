@@ -97,6 +97,11 @@ impl Writer {
     /// and starts its thread. The thread ends on [`Writer::stop`] or when the last `Writer`
     /// clone is dropped.
     pub(super) fn start(path: &Path, busy_timeout: Duration) -> Result<Self, StoreError> {
+        Self::start_with(path, busy_timeout, writer_died)
+    }
+
+    /// [`Writer::start`], calling `died` if the thread ends in a panic.
+    fn start_with(path: &Path, busy_timeout: Duration, died: fn()) -> Result<Self, StoreError> {
         let conn = Connection::open(path).map_err(sqlite_err)?;
         // SQLite opens a file it may not write read-only without a word, and every write
         // would fail (`store::writable` refuses the cases it can see before this).
@@ -120,7 +125,7 @@ impl Writer {
         let counters = (commits.clone(), writes.clone());
         std::thread::Builder::new()
             .name("radmfa-store-writer".into())
-            .spawn(move || run(conn, rx, counters))
+            .spawn(move || supervised(move || run(conn, rx, counters), died))
             .map_err(|e| StoreError::Commit(format!("cannot start the store writer: {e}")))?;
         Ok(Writer {
             jobs,
@@ -216,6 +221,35 @@ pub(super) fn is_unique_violation(e: &rusqlite::Error) -> bool {
             if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
                 || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
     )
+}
+
+/// Exit status of a server whose store writer died: EX_SOFTWARE (sysexits.h), an internal
+/// error; any non-zero status has systemd's `Restart=on-failure` start it again.
+pub const WRITER_DIED: i32 = 70;
+
+/// Runs the writer thread's `body`, and `died` if it ends in a panic.
+fn supervised(body: impl FnOnce(), died: fn()) {
+    if std::panic::catch_unwind(AssertUnwindSafe(body)).is_err() {
+        died();
+    }
+}
+
+/// The writer thread panicked outside any one write (a write's panic is caught in
+/// [`Batch::run`]): a bug in the batching itself, or, before the log's writer stopped
+/// panicking, its warning on a full disk. Every later write would fail with "the store's
+/// writer has stopped" while the process lived on, answering Status-Server and looking
+/// alive, so nothing restarted it. Restarting the thread in place would need a new
+/// connection and a new queue under every `Writer` clone, after a batch left half answered;
+/// a fresh process is the state known to be good. So the process exits, non-zero, and
+/// systemd (conf/radmfa.service: `Restart=on-failure`) starts it again in seconds, NASes
+/// retransmitting or asking their next server meanwhile. What the thread committed is on
+/// disk; what it did not was never reported as done.
+fn writer_died() {
+    tracing::error!(
+        "the store's writer thread stopped unexpectedly (a panic, above); every login would \
+         now be refused, so radmfa exits (status {WRITER_DIED}) to be started again"
+    );
+    std::process::exit(WRITER_DIED);
 }
 
 type Counters = (Arc<AtomicU64>, Arc<AtomicU64>);
@@ -351,4 +385,42 @@ fn read_only(path: &Path) -> String {
          not write): every login would fail; give it to the user radmfa runs as{who}",
         path.display()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
+
+    use super::{Job, Msg, Queued, Writer};
+
+    /// A panic outside any one write (here in what runs after the commit) ends the writer
+    /// thread; it is reported (`writer_died` in a server, which exits), not left unseen.
+    #[tokio::test]
+    async fn a_writer_thread_that_panics_is_reported_dead() {
+        static DIED: AtomicBool = AtomicBool::new(false);
+        let dir = tempfile::tempdir().unwrap();
+        let w = Writer::start_with(&dir.path().join("w.db"), Duration::from_secs(1), || {
+            DIED.store(true, Ordering::SeqCst)
+        })
+        .unwrap();
+        w.write(|_| Ok(())).await.unwrap();
+        assert!(!DIED.load(Ordering::SeqCst), "reported dead while working");
+        let room = w.room.clone().acquire_owned().await.unwrap();
+        let job: Job = Box::new(|_| Box::new(|_| panic!("a bug after the commit")));
+        w.jobs
+            .send(Msg::Write(Queued { job, _room: room }))
+            .unwrap();
+        for _ in 0..500 {
+            if DIED.load(Ordering::SeqCst) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(
+            DIED.load(Ordering::SeqCst),
+            "the writer's death went unseen"
+        );
+        assert!(w.write(|_| Ok(())).await.is_err());
+    }
 }
