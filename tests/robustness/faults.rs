@@ -133,6 +133,7 @@ fn stalled_directory_caps_work_and_recovers() {
     let rss_base = rss_kib(pid);
     let mut rss_peak = rss_base;
     let vsa = [0x41u8; 250];
+    let big_started = Instant::now();
     for i in 0..5000u32 {
         let mut b = AccessRequestBuilder::new(i as u8, "alice").password(PW.as_bytes());
         for _ in 0..15 {
@@ -148,6 +149,7 @@ fn stalled_directory_caps_work_and_recovers() {
             rss_peak = rss_peak.max(rss_kib(pid));
         }
     }
+    let big_sending = big_started.elapsed();
     std::thread::sleep(Duration::from_millis(200));
     rss_peak = rss_peak.max(rss_kib(pid));
     let big_read = value(&scrape(), "radmfa_datagrams_received_total") - read_before;
@@ -182,7 +184,14 @@ fn stalled_directory_caps_work_and_recovers() {
     while big_sock.recv(&mut buf).is_ok() {
         big_replies += 1;
     }
-    assert!(big_replies <= 16, "{big_replies} big requests answered");
+    // The 16 slots are freed at each request's deadline (1.31 s after it arrived); on a
+    // loaded machine the 5000 sends can outlast that, and the sends after it take the
+    // freed slots again. Queued requests would be answered by the thousand.
+    let rounds = 1 + (big_sending.as_millis() / 1250) as usize;
+    assert!(
+        big_replies <= 16 * rounds,
+        "{big_replies} big requests answered (sent over {big_sending:?}, {rounds} deadline(s))"
+    );
     replies += big_replies;
     // The rest were dropped by radmfa at once, not queued: every datagram it read (its own
     // count, from its shutdown line) was answered or dropped as overloaded, but for the
