@@ -57,6 +57,13 @@ pub enum Command {
     #[command(subcommand)]
     User(UserCommand),
     /// Show recent audit records.
+    ///
+    /// Every request radmfa decides has a record (an Accept, a Reject, a Challenge, or a
+    /// no_reply client's request left unanswered), and so does every admin action. A
+    /// request dropped before it is decided has none: a wrong shared secret, an address that
+    /// no [[client]] entry matches, no Message-Authenticator, a malformed packet. Those are in
+    /// the serve log (radmfa::drops, each source and cause at most once a minute) and in
+    /// radmfa_requests_dropped_total: a NAS that reports a timeout is looked for there.
     Audit(AuditArgs),
     /// The store: bring its schema up to date, back it up.
     #[command(subcommand)]

@@ -1509,7 +1509,9 @@ fn unverifiable_requests_get_no_reply() {
     // At the default log level each cause is named once, with what to do about it; the
     // second bad Message-Authenticator from the same NAS is held back, not logged again.
     for warning in [
-        "from 127.0.0.3: no [[client]] entry matches this address",
+        "from 127.0.0.3: no [[client]] entry matches this address; requests from unknown \
+         clients are ignored (RFC 2865); add a [[client]] entry with address = \"127.0.0.3\" \
+         if this NAS is yours",
         "(127.0.0.1): no Message-Authenticator, and this client has \
          require_message_authenticator = true",
         "(127.0.0.1): its Message-Authenticator does not verify: the NAS and this [[client]] \

@@ -506,6 +506,24 @@ mod tests {
         }
     }
 
+    /// `audit --help` says what is not in the audit: a NAS that reports a timeout sent a
+    /// request that was dropped, and the admin looking for its record found nothing.
+    #[test]
+    fn the_help_says_dropped_requests_are_in_the_log() {
+        use clap::CommandFactory;
+        let cli = crate::cli::Cli::command();
+        let audit = cli.find_subcommand("audit").unwrap();
+        let about = audit.get_long_about().unwrap().to_string();
+        for said in [
+            "wrong shared secret",
+            "no [[client]] entry matches",
+            "no Message-Authenticator",
+            "serve log",
+        ] {
+            assert!(about.contains(said), "{said:?} not in: {about}");
+        }
+    }
+
     fn count(key: &str, result: &str, count: u64) -> AuditCount {
         AuditCount {
             key: key.into(),

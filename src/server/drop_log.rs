@@ -107,6 +107,18 @@ impl DropKind {
         }
     }
 
+    /// What to do about a drop from `src`, where that names the source: an unknown client's
+    /// line is the admin's first sight of a NAS they set up and forgot to list, and "ignored
+    /// (RFC 2865)" alone read as the end of it. Empty for the other kinds.
+    fn advice(self, src: &IpAddr) -> String {
+        match self {
+            DropKind::UnknownClient => {
+                format!("; add a [[client]] entry with address = \"{src}\" if this NAS is yours")
+            }
+            _ => String::new(),
+        }
+    }
+
     /// What it means and what to do about it, for the admin reading the log.
     fn explain(self) -> &'static str {
         match self {
@@ -255,7 +267,12 @@ impl fmt::Display for Warning {
                 held_back,
             } => {
                 let who = source(*kind, src, nas.as_deref(), "a client");
-                write!(f, "dropped a request from {who}: {}", kind.explain())?;
+                write!(
+                    f,
+                    "dropped a request from {who}: {}{}",
+                    kind.explain(),
+                    kind.advice(src)
+                )?;
                 if *held_back > 0 {
                     write!(f, " ({held_back} more like it since the last warning)")?;
                 }
@@ -492,8 +509,9 @@ impl Warning {
                     kind = ?kind,
                     src = src_field(*kind, src),
                     nas = nas.as_deref().unwrap_or(""),
-                    "dropped {held_back} more request(s) from {who} since the last warning: {}",
-                    kind.explain()
+                    "dropped {held_back} more request(s) from {who} since the last warning: {}{}",
+                    kind.explain(),
+                    kind.advice(src)
                 )
             }
             Warning::Others { .. } => tracing::warn!(target: "radmfa::drops", "{self}"),
@@ -531,6 +549,25 @@ mod tests {
 
     fn ip(last: u8) -> IpAddr {
         IpAddr::from([192, 0, 2, last])
+    }
+
+    /// An unknown client's line says what to add if the NAS is the admin's, with its
+    /// address; other kinds' lines add nothing.
+    #[test]
+    fn an_unknown_clients_line_says_how_to_add_it() {
+        let w = Warning::Itemised {
+            kind: DropKind::UnknownClient,
+            src: ip(9),
+            nas: None,
+            held_back: 0,
+        };
+        assert_eq!(
+            w.to_string(),
+            "dropped a request from 192.0.2.9: no [[client]] entry matches this address; \
+             requests from unknown clients are ignored (RFC 2865); add a [[client]] entry with \
+             address = \"192.0.2.9\" if this NAS is yours"
+        );
+        assert_eq!(DropKind::Malformed.advice(&ip(9)), "");
     }
 
     #[test]
