@@ -79,6 +79,14 @@ fn login_follows_the_challenge_and_status_probe_answers() {
     let out = client(&srv, &["login", "alice", "--password", "wrong"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("Access-Reject"));
+    // A bare Reject to the password: the hint says where the reason is, and how an inline
+    // client takes the code.
+    assert!(
+        text(&out).contains("radmfa audit --user alice")
+            && text(&out).contains("send password,code as the password"),
+        "{}",
+        text(&out)
+    );
 
     let out = client(&srv, &["status"]);
     assert!(out.status.success(), "{}", text(&out));
@@ -127,6 +135,31 @@ fn login_follows_the_challenge_and_status_probe_answers() {
         .output()
         .unwrap();
     assert!(!out.status.success(), "{}", text(&out));
+}
+
+/// An inline client, as an admin first tries it: the password alone is a bare Reject, and
+/// the output says to send password,code, which then logs in.
+#[test]
+fn login_to_an_inline_client_says_how_to_send_the_code() {
+    let slapd = Slapd::start(&[LdapUser::new("alice", "alice-pw")]);
+    let mut o = Options::new(&slapd.url);
+    o.clients = vec![Nas {
+        otp_mode: "inline",
+        ..Nas::challenge("vpn", "127.0.0.1")
+    }];
+    let srv = Server::start(&o);
+    let seed = srv.enroll("alice", &[]);
+    let out = client(&srv, &["login", "alice", "--password", "alice-pw"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("If this client is otp_mode = \"inline\", send password,code"),
+        "{}",
+        text(&out)
+    );
+    let field = format!("alice-pw,{}", totp(&seed, now(), &[]));
+    let out = client(&srv, &["login", "alice", "--password", &field]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!text(&out).contains("inline"), "{}", text(&out));
 }
 
 /// Tokens of another hash and length (`[totp] algorithm = "SHA256"`, 8 digits): the load

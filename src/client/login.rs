@@ -137,6 +137,9 @@ pub async fn login(spec: &LoginSpec, answers: &mut dyn Answerer) -> anyhow::Resu
             }
             3 => {
                 eprintln!("Access-Reject ({ms:.1} ms) {}", messages.join(" "));
+                if messages.is_empty() && state.is_none() {
+                    eprintln!("{}", bare_reject_hint(&spec.user));
+                }
                 return Ok(LoginResult::Rejected);
             }
             11 => {
@@ -171,6 +174,18 @@ fn with_colon(prompt: &str) -> String {
     } else {
         format!("{body}: ")
     }
+}
+
+/// Said under a bare Access-Reject to the password: an inline client (`otp_mode =
+/// "inline"`) refuses a password sent alone so, and every refusal it makes looks like a
+/// wrong password's (docs/nas.md), so an admin testing one saw only "Access-Reject".
+fn bare_reject_hint(user: &str) -> String {
+    format!(
+        "  (no Reply-Message: a wrong password, or a refusal only the audit explains: radmfa \
+         audit --user {}. If this client is otp_mode = \"inline\", send password,code as the \
+         password: --password 'PASSWORD,CODE', or type it at the prompt; see --help)",
+        crate::admin::printable(user)
+    )
 }
 
 /// A Reply-Message as the terminal shows it: the reply is verified, but its text may come

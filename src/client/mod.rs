@@ -36,6 +36,11 @@ use verify::Verify;
 #[derive(Debug, Subcommand)]
 pub enum ClientCommand {
     /// Log a user in as a NAS would, prompting for the code at an Access-Challenge.
+    ///
+    /// For an otp_mode = "inline" client, give the password and the code together as the
+    /// password (password,123456, with the client's inline_delimiter): such a client never
+    /// challenges, and refuses the password alone with a bare Access-Reject. For a
+    /// code_only client, give the code alone.
     Login(LoginArgs),
     /// Send a Status-Server probe (RFC 5997).
     Status(StatusArgs),
@@ -191,7 +196,8 @@ pub struct LoginArgs {
     pub radsec: radsec::RadsecArgs,
     pub user: String,
     /// Password (asked without echo when absent, which is best: argv is visible to other
-    /// users and kept in shell history; RADMFA_PASSWORD is read too).
+    /// users and kept in shell history; RADMFA_PASSWORD is read too). For an inline client,
+    /// the password and the code: password,123456.
     #[arg(long, env = "RADMFA_PASSWORD", hide_env_values = true)]
     pub password: Option<String>,
     /// Answer(s) to challenges, in order, instead of asking (for scripts). Like --password,
