@@ -66,6 +66,48 @@ fn every_invalid_config_names_its_key() {
     }
 }
 
+/// A command names the file one way whatever is wrong with it, `config FILE: ...`: a
+/// parse error said `config: FILE: ...` beside a value's `config FILE: key: ...`.
+#[test]
+fn a_config_error_names_the_file_one_way() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let file = |name: &str, text: &str, mode: u32| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        path
+    };
+    let cases = [
+        file(
+            "parse.toml",
+            &MINIMAL.replace("base_dn", "pool_size = \"8\"\nbase_dn"),
+            0o640,
+        ),
+        file(
+            "value.toml",
+            &format!("[totp]\ndigits = 4\n{MINIMAL}"),
+            0o640,
+        ),
+        file("open.toml", MINIMAL, 0o666),
+        dir.path().join("missing.toml"),
+    ];
+    for path in cases {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_radmfa"))
+            .arg("--config")
+            .arg(&path)
+            .args(["config", "check"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        let named = format!("radmfa: config {}: ", path.display());
+        assert!(
+            !out.status.success() && err.starts_with(&named) && !err.contains(": config:"),
+            "{err}"
+        );
+    }
+}
+
 /// The least a config needs: a directory and one client (127.0.0.1).
 const MINIMAL: &str = r#"
 [ldap]

@@ -3,6 +3,7 @@
 
 pub mod client_challenge;
 pub mod delivery;
+mod parse_words;
 pub mod raw;
 pub mod raw_delivery;
 mod raw_table;
@@ -42,13 +43,22 @@ pub enum ConfigError {
 impl ConfigError {
     /// The error as a command reports it, naming the file once: a read or parse error
     /// names it already, a value's problem (`server.max_in_flight: ...`) does not.
+    /// Always `config FILE: ...`: a parse error read `config: FILE: ...` beside a value's
+    /// `config FILE: key: ...`.
     pub fn in_file(self, path: &Path) -> anyhow::Error {
         let named = path.display().to_string();
+        let context = format!("config {named}");
         match self {
-            ConfigError::Invalid { ref key, .. } if *key != named => {
-                anyhow::Error::new(self).context(format!("config {named}"))
+            ConfigError::Read { path, error } if path == named => {
+                anyhow::Error::new(error).context(context)
             }
-            other => anyhow::Error::new(other).context("config"),
+            ConfigError::Parse { path, message } if path == named => {
+                anyhow::anyhow!(message).context(context)
+            }
+            ConfigError::Invalid { key, problem } if key == named => {
+                anyhow::anyhow!(problem).context(context)
+            }
+            other => anyhow::Error::new(other).context(context),
         }
     }
 
@@ -416,7 +426,7 @@ impl Config {
 /// password (`secret = "bad\q..."`), and a failed reload logs the error. Where the key
 /// names a secret, values quoted in the message (`invalid type: integer `12345``) go too.
 fn parse_message(text: &str, key: &str, e: &toml::de::Error) -> String {
-    let mut message = e.message().trim_end().replace('\n', "; ");
+    let mut message = parse_words::admin_words(key, e.message().trim_end()).replace('\n', "; ");
     let last = key.rsplit('.').next().unwrap_or("").to_ascii_lowercase();
     // Header values are often keys (Authorization, X-Api-Key), and a URL may carry one.
     // Not for an unknown key: what is quoted there is the key and the keys expected.

@@ -5,7 +5,7 @@
 //! are read through these functions (`#[serde(deserialize_with = ...)]`), which refuse a
 //! list with the section's key in the message.
 
-use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use std::fmt;
 
 /// What a list in a section's place is told, after "invalid type: sequence, expected".
@@ -29,16 +29,37 @@ where
     Ok(Option::<Table<T>>::deserialize(d)?.map(|t| t.0))
 }
 
-/// `[[section]]`: a list whose every item must be a table.
+/// `[[section]]`: a list whose every item must be a table. One table in its place is
+/// `[section]` written for `[[section]]`, told so ([`super::parse_words::ONE_TABLE`]): "invalid
+/// type: map, expected a sequence" did not say which brackets.
 pub fn tables<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
 where
     D: Deserializer<'de>,
     T: Deserialize<'de>,
 {
-    Ok(Vec::<Table<T>>::deserialize(d)?
-        .into_iter()
-        .map(|t| t.0)
-        .collect())
+    d.deserialize_seq(Tables(std::marker::PhantomData))
+}
+
+struct Tables<T>(std::marker::PhantomData<T>);
+
+impl<'de, T: Deserialize<'de>> Visitor<'de> for Tables<T> {
+    type Value = Vec<T>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a list of tables ([[section]] before each)")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+        let mut out = Vec::new();
+        while let Some(Table(t)) = seq.next_element::<Table<T>>()? {
+            out.push(t);
+        }
+        Ok(out)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, _: A) -> Result<Vec<T>, A::Error> {
+        Err(serde::de::Error::custom(super::parse_words::ONE_TABLE))
+    }
 }
 
 /// `[name.NAME]`: named sections, each a table.
