@@ -275,7 +275,10 @@ pub struct AuditArgs {
     pub follow: bool,
     /// A report instead of records: how many of the matching records had each result, per
     /// user, NAS, mode, result, reason, UTC day, server (the node that answered) or client
-    /// address (where the logins came from).
+    /// address (where the logins came from). Reasons are grouped by cause: their times are
+    /// written <time> and their numbers N (a lock's "until 2026-...", a count, a duration),
+    /// and notes of when ("(not tried again for 5 s)") are left out; the records and the
+    /// other options keep the full text.
     #[arg(long, value_enum, value_name = "GROUP")]
     pub count_by: Option<crate::store::AuditGroup>,
 }

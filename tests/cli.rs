@@ -2137,6 +2137,28 @@ fn audit_says_when_a_filter_cannot_match_or_a_limit_means_nothing() {
     assert!(err.contains("(1 more groups, 1 records"), "{err}");
 }
 
+/// `--count-by reason` counts causes: two bypasses until different times are one row
+/// (`until <time>`), where each made a row of its own; the records keep their times.
+#[test]
+fn audit_counts_reasons_by_cause() {
+    let (_d, cfg) = setup();
+    for (user, time) in [("alice", "5m"), ("bob", "10m")] {
+        let (ok, _, err) = run(&cfg, &["user", "bypass", user, "--for", time]);
+        assert!(ok, "{err}");
+    }
+    let (ok, out, err) = run(&cfg, &["audit", "--count-by", "reason", "--json"]);
+    assert!(ok, "{err}");
+    let rows: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 1, "{out}");
+    assert_eq!(rows[0]["key"], "until <time>", "{out}");
+    assert_eq!(rows[0]["total"], 2, "{out}");
+    let (ok, out, _) = run(&cfg, &["audit", "--json"]);
+    assert!(ok && out.matches("\"until 20").count() == 2, "{out}");
+}
+
 /// `audit` reads the audit log alone, read-only and without the seed key: an auditor's
 /// account given read access to the database (not to its directory, not to the key that
 /// unseals every seed) gets its records. It opened the whole store, read-write with the

@@ -408,8 +408,13 @@ const COLUMNS: [&str; 3] = ["accept", "reject", "challenge"];
 fn groups(counts: Vec<AuditCount>, by: AuditGroup) -> Vec<Group> {
     let mut map: BTreeMap<String, Group> = BTreeMap::new();
     for c in counts {
-        let g = map.entry(c.key.clone()).or_insert_with(|| Group {
-            key: c.key,
+        // A reason's cause, not its every wording (`reason_group`).
+        let key = match by {
+            AuditGroup::Reason => super::reason_group::reason_group(&c.key),
+            _ => c.key,
+        };
+        let g = map.entry(key.clone()).or_insert_with(|| Group {
+            key,
             ..Default::default()
         });
         g.total += c.count;
@@ -551,6 +556,31 @@ mod tests {
         assert_eq!(g[0].total, 4);
         assert_eq!(g[0].results["accept"], 3);
         assert_eq!(g[0].results["reject"], 1);
+        // Reasons group by cause: each lock's time apart, they were a row each.
+        let reasons = groups(
+            vec![
+                count(
+                    "3 consecutive wrong codes; locked until 2026-05-01T10:00:00Z",
+                    "lock",
+                    1,
+                ),
+                count(
+                    "3 consecutive wrong codes; locked until 2026-05-02T11:00:00Z",
+                    "lock",
+                    1,
+                ),
+                count("wrong code", "reject", 1),
+            ],
+            AuditGroup::Reason,
+        );
+        let keys: Vec<(&str, u64)> = reasons.iter().map(|g| (g.key.as_str(), g.total)).collect();
+        assert_eq!(
+            keys,
+            [
+                ("N consecutive wrong codes; locked until <time>", 2),
+                ("wrong code", 1)
+            ]
+        );
         let days = groups(
             vec![
                 count("2026-11-30", "accept", 9),

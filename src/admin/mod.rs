@@ -16,6 +16,7 @@ mod http_slots;
 pub mod migrate;
 pub mod output;
 pub mod phone;
+mod reason_group;
 #[cfg(unix)]
 pub mod reload;
 pub mod review;
