@@ -71,6 +71,7 @@ where
     delete_user_removes_everything_of_that_user(&*make().await).await;
     inventory_import_list_assign_enable_delete(&*make().await).await;
     import_is_all_or_nothing(&*make().await).await;
+    import_of_thousands_of_owned_tokens(&*make().await).await;
     import_replace_keeps_owner_and_what_was_learned(&*make().await).await;
     import_replace_keeps_the_counter_across_a_kind_change(&*make().await).await;
     totp_drift_is_stored_with_the_step(&*make().await).await;
@@ -1909,6 +1910,43 @@ pub async fn import_is_all_or_nothing(store: &dyn Store) {
     assert!(store.import_tokens(&twice, false).await.is_err());
     assert!(store.token_record("T7").await.unwrap().is_none());
     assert_eq!(store.import_tokens(&[], false).await.unwrap(), 0);
+}
+
+/// An import giving thousands of tokens to users, each audited in the import's transaction:
+/// more records than PostgreSQL takes parameters in one statement (65,535, 18 a record), so
+/// they go in several statements of the one transaction. 4,000 records in one statement
+/// failed every import of 3,640 owned tokens or more.
+pub async fn import_of_thousands_of_owned_tokens(store: &dyn Store) {
+    const N: usize = 4_100;
+    let batch: Vec<_> = (0..N)
+        .map(|i| {
+            let seed = format!("seed-{i:06}-0123456789");
+            let t = totp(
+                &format!("OWN{i:05}"),
+                Some(&format!("u{i}")),
+                seed.as_bytes(),
+            );
+            (t, TokenExtra::default())
+        })
+        .collect();
+    let records: Vec<_> = std::iter::once(audit_record(T, "", "import"))
+        .chain((0..N).map(|i| audit_record(T, &format!("u{i}"), "assign")))
+        .collect();
+    assert_eq!(
+        store
+            .import_tokens_audited(&batch, false, &records)
+            .await
+            .unwrap(),
+        N as u64
+    );
+    let all = store.list_tokens(&TokenFilter::default()).await.unwrap();
+    assert_eq!(all.len(), N);
+    let assigns = AuditFilter {
+        result: Some("assign".into()),
+        limit: 10_000,
+        ..Default::default()
+    };
+    assert_eq!(store.audit(&assigns).await.unwrap().len(), N);
 }
 
 pub async fn import_replace_keeps_owner_and_what_was_learned(store: &dyn Store) {

@@ -36,8 +36,15 @@ use crate::store::{AuditRecord, StoreError};
 /// database answers in milliseconds, and the default deadline is 4 s.
 const MAX_BATCH_WAIT: Duration = Duration::from_secs(5);
 
-/// Most records in one `INSERT` (18 parameters each; PostgreSQL allows 65,535).
+/// Most records in one `INSERT` of the batching task.
 const MAX_BATCH: usize = 256;
+
+/// Bind parameters of one record in [`insert_records`]'s `INSERT`.
+const PARAMS_PER_RECORD: usize = 18;
+
+/// Most records one [`insert_records`] call may take: PostgreSQL's protocol counts a
+/// statement's parameters in 16 bits, and sqlx refuses more than 65,535.
+pub(super) const RECORDS_PER_INSERT: usize = u16::MAX as usize / PARAMS_PER_RECORD;
 
 const INSERT: &str = "INSERT INTO audit (time, username, first_name, last_name, email, phone, \
      token_serial, mode, result, reason, server_name, server_ip, client_ip, nas_name, \
@@ -296,6 +303,7 @@ where
     E: sqlx::Executor<'e, Database = Postgres>,
 {
     let n = records.len();
+    debug_assert!(n <= RECORDS_PER_INSERT, "{n} audit records in one INSERT");
     let mut q: QueryBuilder<Postgres> = QueryBuilder::new(INSERT);
     q.push_values(records, |mut b, r| {
         b.push_bind(r.time)
@@ -338,6 +346,13 @@ mod tests {
 
     /// One client holding calls (a 50 s budget) must not make a dead connection hold every
     /// login's record that long; a short deadline stays the limit.
+    #[test]
+    fn records_per_insert_counts_every_column() {
+        let columns = INSERT.split_once('(').unwrap().1.matches(',').count() + 1;
+        assert_eq!(columns, PARAMS_PER_RECORD);
+        const { assert!(RECORDS_PER_INSERT * PARAMS_PER_RECORD <= 65_535) };
+    }
+
     #[test]
     fn a_batch_waits_at_most_the_cap() {
         assert_eq!(batch_limit(Duration::from_secs(50)), MAX_BATCH_WAIT);

@@ -251,8 +251,10 @@ impl PgStore {
                 Err(e) => return Err(e.into()),
             }
         }
-        // 16 parameters a record; PostgreSQL takes 65,535 in one statement.
-        for chunk in audit.chunks(4000) {
+        // In statements PostgreSQL takes (see `RECORDS_PER_INSERT`), all in this
+        // transaction: 4,000 records in one was past its limit, and every import giving
+        // 3,640 or more tokens to users failed.
+        for chunk in audit.chunks(super::audit_batch::RECORDS_PER_INSERT) {
             let storable: Vec<_> = chunk.iter().map(AuditRecord::storable).collect();
             super::audit_batch::insert_records(&mut *tx, storable.iter().map(|r| &**r)).await?;
         }
