@@ -374,6 +374,50 @@ fn duplicates_replace_and_mapping_file() {
     );
 }
 
+/// A replacing import's per-token records (`replace`, and `unassign` under a previous
+/// owner) go in the import's own transaction: a store that refuses them refuses the import,
+/// and the tokens keep their seeds. Written one commit each after the tokens were, a kill
+/// midway left 20,000 tokens replaced with 1,524 records, and 50,000 took minutes.
+#[test]
+fn replaced_tokens_and_their_records_are_stored_together() {
+    let a = Admin::new();
+    let file = |name: &str, seed: &str| {
+        let rows: String = (0..40)
+            .map(|i| {
+                let key = b32(format!("{seed}-seed-{i:08}").as_bytes());
+                format!("R{i:02},{key},30,user{i}\n")
+            })
+            .collect();
+        a.write(name, &rows)
+    };
+    let (ok, _, err) = a.import(&file("first.csv", "first"), &[]);
+    assert!(ok, "{err}");
+    let second = file("second.csv", "second");
+    let db = rusqlite::Connection::open(a.path("radmfa.db")).unwrap();
+    db.execute_batch(
+        "CREATE TRIGGER refuse_replace_records BEFORE INSERT ON audit \
+         WHEN NEW.result = 'replace' BEGIN SELECT RAISE(ABORT, 'refused by a test'); END;",
+    )
+    .unwrap();
+    let (ok, out, err) = a.import(&second, &["--replace"]);
+    assert!(!ok, "{out}");
+    assert!(err.contains("nothing was imported"), "{err}");
+    // The first file's seed is still R07's: its codes resynchronise it.
+    let now = common::peers::now();
+    let seed = b32(b"first-seed-00000007");
+    let (c1, c2) = (totp(&seed, now, &[]), totp(&seed, now + 30, &[]));
+    let (ok, out, err) = a.run(&["token", "resync", "R07", &c1, &c2]);
+    assert!(ok, "{out}{err}");
+    db.execute_batch("DROP TRIGGER refuse_replace_records")
+        .unwrap();
+    let (ok, out, err) = a.import(&second, &["--replace"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("40 replacing"), "{out}");
+    let (ok, out, _) = a.run(&["audit", "--json", "--result", "replace", "--limit", "100"]);
+    assert!(ok);
+    assert_eq!(out.lines().count(), 40, "{out}");
+}
+
 /// One seed under two serials (a file imported twice under other serials, a demo file's
 /// RFC key): whoever holds one token could log in as the other's owner. Refused wherever
 /// the other serial is, naming it, and nothing imported; with --skip-invalid the others go

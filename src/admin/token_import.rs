@@ -522,8 +522,9 @@ pub async fn run(
         .collect();
     let batch: Vec<_> = p.ready.into_iter().map(|t| (t.token, t.extra)).collect();
     let file = a.file.display().to_string();
-    // The import's record and one per token given to a user go into the import's own
-    // transaction: there exactly when the tokens are, whatever stops the command.
+    // The import's record, one per token given to a user and those of the replaced tokens
+    // go into the import's own transaction: there exactly when the tokens are, whatever
+    // stops the command.
     let token_record = super::tokens::token_record;
     let summary_record = token_record(
         cfg,
@@ -537,6 +538,7 @@ pub async fn run(
             let reason = format!("token {serial} assigned to {user}, imported from {file}");
             token_record(cfg, user, "assign", serial, Some(reason))
         }))
+        .chain(super::token_replace::records(cfg, &replaced, &file))
         .collect();
     let written = store
         .import_tokens_audited(&batch, a.replace, &records)
