@@ -1204,3 +1204,37 @@ fn a_spreadsheets_marks_on_a_file_are_named() {
     );
     assert!(a.tokens().is_empty());
 }
+
+/// `token list --serial PREFIX --limit N`: a part of a large inventory, in serial order.
+#[test]
+fn token_list_takes_a_serial_prefix_and_a_limit() {
+    let a = Admin::new();
+    let rows: String = ["A-1", "A-2", "A-3", "B-1", "a-9"]
+        .iter()
+        .map(|s| format!("{s},{},30\n", b32(format!("seed of {s} 0123").as_bytes())))
+        .collect();
+    let (ok, _, err) = a.import(&a.write("abc.csv", &rows), &[]);
+    assert!(ok, "{err}");
+    let serials = |args: &[&str]| -> Vec<String> {
+        let mut all = vec!["token", "list", "--json"];
+        all.extend_from_slice(args);
+        let (ok, out, err) = a.run(&all);
+        assert!(ok, "{err}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["serial"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(serials(&["--serial", "A-"]), ["A-1", "A-2", "A-3"]);
+    assert_eq!(serials(&["--serial", "A-", "--limit", "2"]), ["A-1", "A-2"]);
+    assert_eq!(serials(&["--limit", "1"]), ["A-1"]);
+    assert!(serials(&["--serial", "Z"]).is_empty());
+    let (ok, out, _) = a.run(&["token", "list", "--serial", "a-"]);
+    assert!(ok);
+    assert!(
+        out.contains("a-9") && out.ends_with("1 token(s)\n"),
+        "{out}"
+    );
+}

@@ -388,7 +388,7 @@ async fn check_user(
     let out_of_dates = store
         .list_tokens(&crate::store::TokenFilter {
             user: Some(user.clone()),
-            unassigned: false,
+            ..Default::default()
         })
         .await
         .map(|records| {

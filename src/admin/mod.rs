@@ -24,6 +24,7 @@ pub mod review_file;
 mod review_listen;
 pub mod serve;
 pub mod token_import;
+mod token_list;
 mod token_replace;
 pub mod tokens;
 pub mod users;

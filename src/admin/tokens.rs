@@ -11,12 +11,12 @@ use crate::app::{with_command_store, with_existing_store, with_store_as_it_is};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::mfa::{hotp, otp};
-use crate::store::{AuditRecord, CounterUse, Store, TokenFilter, TokenKind, TokenRecord};
+use crate::store::{AuditRecord, CounterUse, Store, TokenKind, TokenRecord};
 
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
     /// List tokens: serial, type, owner, state.
-    List(ListArgs),
+    List(super::token_list::ListArgs),
     /// Show one token's parameters and state (never its secret).
     Show(ShowArgs),
     /// Give a token to USER (a user may hold several tokens). A token another user holds,
@@ -38,19 +38,6 @@ pub enum TokenCommand {
     Resync(ResyncArgs),
     /// Import tokens from a CSV or PSKC (RFC 6030) file.
     Import(super::token_import::ImportArgs),
-}
-
-#[derive(Debug, Args)]
-pub struct ListArgs {
-    /// Only this user's tokens.
-    #[arg(long)]
-    pub user: Option<String>,
-    /// Only tokens in stock (no owner).
-    #[arg(long, conflicts_with = "user")]
-    pub unassigned: bool,
-    /// JSON instead of text.
-    #[arg(long)]
-    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -142,7 +129,7 @@ pub async fn run(cfg: &Config, cmd: TokenCommand) -> anyhow::Result<ExitCode> {
 
 async fn run_on(cfg: &Config, store: &dyn Store, cmd: TokenCommand) -> anyhow::Result<ExitCode> {
     let (serial, action, owner, force) = match cmd {
-        TokenCommand::List(a) => return list(cfg, store, a).await,
+        TokenCommand::List(a) => return super::token_list::list(cfg, store, a).await,
         TokenCommand::Show(a) => return show(store, &a.serial, a.json).await,
         TokenCommand::Resync(a) => return resync(cfg, store, a).await,
         TokenCommand::Import(a) => return super::token_import::run(cfg, Some(store), a).await,
@@ -472,14 +459,14 @@ pub(super) fn broken_repair(r: &TokenRecord) -> String {
     }
 }
 
-fn kind_str(k: TokenKind) -> &'static str {
+pub(super) fn kind_str(k: TokenKind) -> &'static str {
     match k {
         TokenKind::Totp => "totp",
         TokenKind::Hotp => "hotp",
     }
 }
 
-fn to_json(r: &TokenRecord, now: i64) -> serde_json::Value {
+pub(super) fn to_json(r: &TokenRecord, now: i64) -> serde_json::Value {
     let t = &r.token;
     let x = &r.extra;
     // As a login reads it: a first code older than this waits for nothing (the row keeps it
@@ -500,68 +487,6 @@ fn to_json(r: &TokenRecord, now: i64) -> serde_json::Value {
         "created_at": t.created_at, "last_used_step": t.last_step,
         "seed_unreadable": x.unreadable_seed,
     })
-}
-
-async fn list(cfg: &Config, store: &dyn Store, a: ListArgs) -> anyhow::Result<ExitCode> {
-    let filter = TokenFilter {
-        // As users type it (`CORP\alice`), like every other admin command.
-        user: a.user.as_deref().map(|u| cfg.user_names.key(u)),
-        unassigned: a.unassigned,
-    };
-    let tokens = store.list_tokens(&filter).await?;
-    if a.json {
-        let now = SystemClock.now();
-        let rows: Vec<_> = tokens.iter().map(|r| to_json(r, now)).collect();
-        println!(
-            "{}",
-            super::json_printable(serde_json::to_string_pretty(&rows)?)
-        );
-        return Ok(ExitCode::SUCCESS);
-    }
-    println!(
-        // STATE as wide as its longest value, "not yet valid".
-        "{:<20} {:<4} {:<6} {:>2} {:>9}  {:<13} OWNER",
-        "SERIAL", "TYPE", "HASH", "D", "STEP/CTR", "STATE"
-    );
-    let now = crate::clock::Clock::now(&crate::clock::SystemClock);
-    for r in &tokens {
-        let t = &r.token;
-        let step = match t.kind {
-            TokenKind::Totp => format!("{} s", t.period),
-            TokenKind::Hotp => t.counter.to_string(),
-        };
-        let validity = crate::mfa::verify::validity_at(r, now);
-        println!(
-            "{:<20} {:<4} {:<6} {:>2} {:>9}  {:<13} {}",
-            super::printable(&t.serial),
-            kind_str(t.kind),
-            t.algorithm.as_str(),
-            t.digits,
-            step,
-            match (&r.extra.unreadable_seed, t.enabled, validity) {
-                (Some(_), _, _) => "BROKEN",
-                (None, false, _) => "disabled",
-                // Enabled, but every code is refused until (or since) its dates.
-                (None, true, Some(why)) => why,
-                (None, true, None) => "enabled",
-            },
-            super::printable(t.user.as_deref().unwrap_or("(stock)"))
-        );
-    }
-    println!("{} token(s)", tokens.len());
-    let broken = tokens
-        .iter()
-        .filter(|r| r.extra.unreadable_seed.is_some())
-        .count();
-    if broken > 0 {
-        eprintln!(
-            "{broken} token(s) BROKEN: the seed does not open (`radmfa token show SERIAL` says \
-             why); their holders cannot log in with any token until they are repaired: \
-             import an imported token again with `radmfa token import --replace` (it keeps \
-             the HOTP counter), delete an app's token and enroll its user again"
-        );
-    }
-    Ok(ExitCode::SUCCESS)
 }
 
 async fn show(store: &dyn Store, serial: &str, json: bool) -> anyhow::Result<ExitCode> {

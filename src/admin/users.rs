@@ -562,7 +562,7 @@ pub(crate) fn admin_record(
 fn holder_of(user: &str) -> TokenFilter {
     TokenFilter {
         user: Some(user.to_string()),
-        unassigned: false,
+        ..Default::default()
     }
 }
 

@@ -296,6 +296,10 @@ pub struct TokenFilter {
     pub user: Option<String>,
     /// Only tokens nobody owns (in stock).
     pub unassigned: bool,
+    /// Only tokens whose serial starts with this (exactly: case counts).
+    pub serial_prefix: Option<String>,
+    /// At most this many, the first by serial.
+    pub limit: Option<u32>,
 }
 
 /// Per-user second-factor state.
@@ -687,7 +691,7 @@ pub trait Store: Send + Sync + 'static {
     async fn user_snapshot(&self, user: &str) -> Result<UserSnapshot, StoreError> {
         let filter = TokenFilter {
             user: Some(user.to_string()),
-            unassigned: false,
+            ..Default::default()
         };
         let tokens = self.list_tokens(&filter).await?;
         // The admin read marks a seed that does not open; a login's read fails on it, as

@@ -211,26 +211,36 @@ impl SqliteStore {
         &self,
         filter: &TokenFilter,
     ) -> Result<Vec<TokenRecord>, StoreError> {
-        let sealer = &self.sealer;
-        match (&filter.user, filter.unassigned) {
-            (Some(user), false) => self.readers.token_records(
-                sealer,
-                "WHERE user = ?1 ORDER BY serial",
-                [user],
-                MayFail,
-            ),
-            // Owned by `user` and by nobody: never both.
-            (Some(_), true) => Ok(Vec::new()),
-            (None, true) => self.readers.token_records(
-                sealer,
-                "WHERE user IS NULL ORDER BY serial",
-                [],
-                MayFail,
-            ),
-            (None, false) => self
-                .readers
-                .token_records(sealer, "ORDER BY serial", [], MayFail),
+        use rusqlite::types::Value;
+        let mut clauses = Vec::new();
+        let mut params: Vec<Value> = Vec::new();
+        if let Some(user) = &filter.user {
+            params.push(Value::Text(user.clone()));
+            clauses.push(format!("user = ?{}", params.len()));
         }
+        if filter.unassigned {
+            clauses.push("user IS NULL".to_string());
+        }
+        if let Some(prefix) = &filter.serial_prefix {
+            params.push(Value::Text(prefix.clone()));
+            let n = params.len();
+            clauses.push(format!("substr(serial, 1, length(?{n})) = ?{n}"));
+        }
+        let mut rest = match clauses.is_empty() {
+            true => String::new(),
+            false => format!("WHERE {}", clauses.join(" AND ")),
+        };
+        rest.push_str(" ORDER BY serial");
+        if let Some(limit) = filter.limit {
+            params.push(Value::Integer(i64::from(limit)));
+            rest.push_str(&format!(" LIMIT ?{}", params.len()));
+        }
+        self.readers.token_records(
+            &self.sealer,
+            &rest,
+            rusqlite::params_from_iter(params),
+            MayFail,
+        )
     }
 
     pub(super) async fn token_record_impl(

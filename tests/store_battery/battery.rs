@@ -3327,7 +3327,7 @@ pub async fn user_snapshot_matches_separate_reads(store: &dyn Store) {
         let snap = store.user_snapshot(user).await.unwrap();
         let filter = TokenFilter {
             user: Some(user.into()),
-            unassigned: false,
+            ..Default::default()
         };
         let listed = store.list_tokens(&filter).await.unwrap();
         let view = |recs: &[radmfa::store::TokenRecord]| -> Vec<_> {

@@ -275,7 +275,16 @@ impl PgStore {
         if filter.unassigned {
             q.push(" AND username IS NULL");
         }
+        if let Some(prefix) = &filter.serial_prefix {
+            q.push(" AND left(serial, char_length(")
+                .push_bind(prefix.clone())
+                .push(")) = ")
+                .push_bind(prefix.clone());
+        }
         q.push(" ORDER BY serial COLLATE \"C\"");
+        if let Some(limit) = filter.limit {
+            q.push(" LIMIT ").push_bind(i64::from(limit));
+        }
         let rows = q.build().fetch_all(&self.pool).await?;
         rows.iter().map(|r| self.record_from_row(r, true)).collect()
     }
