@@ -3,6 +3,7 @@
 
 mod crypto;
 mod envelope;
+mod header;
 mod policy;
 mod xml;
 
@@ -56,6 +57,10 @@ fn no_key_packages(doc: &Document<'_>) -> Result<(), ImportError> {
 
 /// What the file needs (nothing, a key, or a passphrase), so the CLI can ask before parsing.
 pub fn need(bytes: &[u8]) -> Result<Need, ImportError> {
+    crate::import::refuse_utf16(bytes)?;
+    if let Some(need) = header::need(bytes) {
+        return need;
+    }
     let doc = document(bytes)?;
     envelope::need(doc.root_element())
 }
@@ -68,10 +73,15 @@ pub fn parse(
     decryption: &Decryption,
     defaults: &FileDefaults,
 ) -> Result<Vec<Entry>, ImportError> {
+    // A wrong key or passphrase is told before the whole file is parsed.
+    let early = header::envelope(bytes, decryption).transpose()?;
     let doc = document(bytes)?;
     let lines = Lines::of(doc.input_text());
     let root = doc.root_element();
-    let env = Envelope::open(root, decryption)?;
+    let env = match early {
+        Some(env) => env,
+        None => Envelope::open(root, decryption)?,
+    };
     let mut out = Vec::new();
     // A wrong key makes every encrypted value fail: that is one clear error, not a list.
     let (mut crypto_failed, mut crypto_ok) = (None::<String>, 0usize);
