@@ -221,7 +221,8 @@ pub struct AuditArgs {
     /// without a reply: a directory, upstream or store failure, a missed deadline). Events:
     /// lock, fraud;
     /// admin actions: enroll,
-    /// unlock, reset, delete, forget, bypass, unblock, set-phone, set-method, import, replace,
+    /// unlock, reset, delete, forget, bypass, unblock, set-phone, set-method, import,
+    /// import-refused, replace,
     /// assign, unassign, enable, disable, delete-token, resync, resync-refused,
     /// app-password-add,
     /// app-password-delete, app-password-delete-all; store: backup, migrate.

@@ -1205,6 +1205,108 @@ fn a_spreadsheets_marks_on_a_file_are_named() {
     assert!(a.tokens().is_empty());
 }
 
+/// One PSKC key package, plain: `serial` (with no SerialNo, the Key's Id), `algorithm`'s
+/// last URI segment, `seed` as the secret, `user` its owner.
+fn key_package(serial: Option<&str>, id: &str, algorithm: &str, seed: &[u8], user: &str) -> String {
+    let device = match serial {
+        Some(s) => format!(
+            "<DeviceInfo><Manufacturer>Acme</Manufacturer><Model>FOB-1</Model>\
+             <SerialNo>{s}</SerialNo></DeviceInfo>"
+        ),
+        None => String::new(),
+    };
+    let secret = data_encoding::BASE64.encode(seed);
+    format!(
+        "<KeyPackage>{device}<Key Id=\"{id}\" \
+         Algorithm=\"urn:ietf:params:xml:ns:keyprov:pskc:{algorithm}\">\
+         <Data><Secret><PlainValue>{secret}</PlainValue></Secret>\
+         <TimeInterval><PlainValue>30</PlainValue></TimeInterval></Data>\
+         <UserId>{user}</UserId></Key></KeyPackage>\n"
+    )
+}
+
+fn container(packages: &str) -> String {
+    format!(
+        "<?xml version=\"1.0\"?>\n<KeyContainer Version=\"1.0\" \
+         xmlns=\"urn:ietf:params:xml:ns:keyprov:pskc\">\n{packages}</KeyContainer>\n"
+    )
+}
+
+/// What an admin reads about a PSKC file's keys: a refused key named with its serial, the
+/// refusal audited (`import-refused`), a key left out said on the last line, a serial taken
+/// from the Key Id noted, the keys `--skip-invalid` left out named in the import's record,
+/// and an imported fob shown as imported, with its make, by `user show`.
+#[test]
+fn a_pskc_files_keys_are_named_by_serial_and_what_was_left_out_is_said() {
+    let a = Admin::new();
+    let packages = [
+        key_package(
+            Some("FOB-1"),
+            "k1",
+            "totp",
+            b"a seed of fob one!!!",
+            "alice",
+        ),
+        key_package(Some("PIN-1"), "k2", "pin", b"1234", "alice"),
+        key_package(Some("BAD-1"), "k3", "totp", b"short", "bob"),
+        key_package(None, "ID-4", "totp", b"a seed of key four!!", "carol"),
+    ]
+    .concat();
+    let file = a.write("fobs.pskcxml", &container(&packages));
+    let (ok, _, err) = a.import(&file, &[]);
+    assert!(!ok);
+    assert!(
+        err.contains("error: KeyPackage 3 (line 5, serial BAD-1): secret is 5 bytes"),
+        "{err}"
+    );
+    let (ok, out, _) = a.run(&["audit", "--json", "--result", "import-refused"]);
+    assert!(ok);
+    assert!(
+        out.contains("refused: 1 problem(s): KeyPackage 3 (line 5, serial BAD-1)"),
+        "{out}"
+    );
+    // A dry run stores nothing, its refusal's record neither.
+    let (ok, _, _) = a.import(&file, &["--dry-run"]);
+    assert!(!ok);
+    let (_, again, _) = a.run(&["audit", "--json", "--result", "import-refused"]);
+    assert_eq!(again.lines().count(), 1, "{again}");
+
+    let (ok, out, err) = a.import(&file, &["--skip-invalid"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.trim_end()
+            .ends_with("1 key(s) left out (not HOTP or TOTP): see the notes above"),
+        "{out}"
+    );
+    assert!(
+        err.contains(
+            "note: KeyPackage 4 (line 6, serial ID-4): no DeviceInfo/SerialNo: the serial is \
+             the Key's Id attribute"
+        ),
+        "{err}"
+    );
+    let (ok, out, _) = a.run(&["audit", "--json", "--result", "import"]);
+    assert!(ok);
+    assert!(
+        out.contains("skipped: KeyPackage 3 (line 5, serial BAD-1)"),
+        "{out}"
+    );
+    let (ok, out, _) = a.run(&["user", "show", "alice"]);
+    assert!(ok);
+    let line = out.lines().find(|l| l.contains("FOB-1")).unwrap();
+    assert!(
+        line.contains(", imported 20") && line.ends_with(" (Acme FOB-1)"),
+        "{out}"
+    );
+    let (ok, out, _) = a.run(&["user", "show", "carol"]);
+    assert!(ok);
+    let line = out.lines().find(|l| l.contains("ID-4")).unwrap();
+    assert!(
+        line.contains(", imported 20") && !line.contains('('),
+        "{out}"
+    );
+}
+
 /// `token list --serial PREFIX --limit N`: a part of a large inventory, in serial order.
 #[test]
 fn token_list_takes_a_serial_prefix_and_a_limit() {

@@ -112,6 +112,7 @@ const KNOWN_RESULTS: &[&str] = &[
     "set-phone",
     "set-method",
     "import",
+    "import-refused",
     "replace",
     "assign",
     "unassign",

@@ -439,6 +439,7 @@ pub async fn run(
     p.problems.extend(shared);
 
     // Capped as problems are: a list pasted twice has a note for each of its rows.
+    show("note", &p.notes);
     show("note", &p.ignored);
     show("error", &p.problems);
     if !p.problems.is_empty() && !a.skip_invalid {
@@ -453,6 +454,8 @@ pub async fn run(
             a.file.display(),
             p.problems.len(),
         );
+        let why = format!("{} problem(s): {}", p.problems.len(), places(&p.problems));
+        audit_refusal(cfg, store, &a, &why).await;
         return Ok(ExitCode::from(1));
     }
     let owners: Vec<&str> = p
@@ -507,12 +510,19 @@ pub async fn run(
         p.problems.len(),
         p.ignored.len()
     );
+    // Keys left out are notes among what may be thousands of lines, and the import still
+    // succeeds: its last line says so too.
+    let left_out = match p.left_out {
+        0 => String::new(),
+        n => format!("; {n} key(s) left out (not HOTP or TOTP): see the notes above"),
+    };
     if p.ready.is_empty() {
         // A script must not read "imported" from a run that stored nothing.
         eprintln!(
-            "{}: no valid token to import ({summary}); nothing was imported",
+            "{}: no valid token to import ({summary}){left_out}; nothing was imported",
             a.file.display()
         );
+        audit_refusal(cfg, store, &a, &format!("no valid token ({summary})")).await;
         return Ok(ExitCode::from(1));
     }
     if a.dry_run {
@@ -521,7 +531,7 @@ pub async fn run(
         } else {
             ""
         };
-        println!("dry run: would import {summary}; nothing was stored{fresh}");
+        println!("dry run: would import {summary}; nothing was stored{fresh}{left_out}");
         return Ok(ExitCode::SUCCESS);
     }
     let store = store.context("no store to import into")?;
@@ -548,7 +558,10 @@ pub async fn run(
         "",
         "import",
         "",
-        Some(format!("imported {summary} from {file}")),
+        Some(format!(
+            "imported {summary} from {file}{}",
+            skipped(&p.problems)
+        )),
     );
     let records: Vec<AuditRecord> = std::iter::once(summary_record)
         .chain(assigned_now.iter().map(|(serial, user)| {
@@ -568,7 +581,7 @@ pub async fn run(
         .await
         .context("the tokens are imported")?;
     println!(
-        "imported {summary} from {} in {:.2} s",
+        "imported {summary} from {} in {:.2} s{left_out}",
         a.file.display(),
         started.elapsed().as_secs_f64()
     );
@@ -581,6 +594,49 @@ pub async fn run(
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The audit record of an import the file's problems refused (`import-refused`): an
+/// attempt to add tokens is worth finding afterwards (a helpdesk account trying files), as
+/// `token resync`'s refusals are. Not for a dry run, which stores nothing, nor for a file
+/// that could not be read at all. Where, never what: the messages may quote the file's
+/// values. Written after the refusal is said: a failed write is a warning.
+async fn audit_refusal(cfg: &Config, store: Option<&dyn Store>, a: &ImportArgs, why: &str) {
+    let Some(store) = store.filter(|_| !a.dry_run) else {
+        return;
+    };
+    let reason = format!("import of {} refused: {why}", a.file.display());
+    let rec = super::tokens::token_record(cfg, "", "import-refused", "", Some(reason));
+    if let Err(e) = store.append_audit(&rec).await {
+        eprintln!("warning: the refusal's audit record could not be written: {e}");
+    }
+}
+
+/// Rows or key elements named in an import's audit record before "and N more".
+const RECORD_PLACES: usize = 20;
+
+/// Where `problems` are, for an import's audit record (what `--skip-invalid` left out, or
+/// what refused the file): the first rows or key elements (a PSKC key's serial with it), and
+/// how many more. Not the messages, which stay on the admin's terminal: they may quote a
+/// file's values.
+fn places(problems: &[import::Problem]) -> String {
+    let first: Vec<&str> = problems
+        .iter()
+        .take(RECORD_PLACES)
+        .map(|p| p.origin.as_str())
+        .collect();
+    match problems.len().saturating_sub(RECORD_PLACES) {
+        0 => first.join(", "),
+        n => format!("{} and {n} more", first.join(", ")),
+    }
+}
+
+/// `; skipped: …` for the import's record when `--skip-invalid` left rows out.
+fn skipped(problems: &[import::Problem]) -> String {
+    match problems.is_empty() {
+        true => String::new(),
+        false => format!("; skipped: {}", places(problems)),
+    }
 }
 
 fn show(level: &str, problems: &[import::Problem]) {

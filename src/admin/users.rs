@@ -1208,8 +1208,19 @@ async fn show(cfg: &Config, store: &dyn Store, user: &str, json: bool) -> anyhow
                 TokenKind::Totp => format!("{} s", t.period),
                 TokenKind::Hotp => format!("counter {}", t.counter),
             };
+            // An inventory token was imported, not enrolled: said, with its make if the
+            // vendor's file named it.
+            let make: Vec<&str> = [&r.extra.manufacturer, &r.extra.model]
+                .into_iter()
+                .filter_map(|v| v.as_deref())
+                .collect();
+            let (origin, make) = match (r.extra.enrolled, make.is_empty()) {
+                (true, _) => ("enrolled", String::new()),
+                (false, true) => ("imported", String::new()),
+                (false, false) => ("imported", format!(" ({})", make.join(" "))),
+            };
             println!(
-                "  {:<16} {} {} {} digits, {step}, {}, enrolled {}",
+                "  {:<16} {} {} {} digits, {step}, {}, {origin} {}{}",
                 super::printable(&t.serial),
                 crate::store::columns::kind_str(t.kind),
                 t.algorithm.as_str(),
@@ -1229,7 +1240,8 @@ async fn show(cfg: &Config, store: &dyn Store, user: &str, json: bool) -> anyhow
                     }
                     (None, true, None) => "enabled",
                 },
-                super::audit::fmt_time(t.created_at)
+                super::audit::fmt_time(t.created_at),
+                super::printable(&make)
             );
         }
     }

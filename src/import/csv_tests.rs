@@ -8,7 +8,9 @@ fn tokens(text: &str) -> Vec<Result<ImportedToken, String>> {
         .into_iter()
         .map(|e| match e {
             Entry::Token(t) => Ok(*t),
-            Entry::Invalid(p) | Entry::InvalidToken(p, _) | Entry::Ignored(p) => Err(p.to_string()),
+            Entry::Invalid(p) | Entry::InvalidToken(p, _) | Entry::Ignored(p) | Entry::Note(p) => {
+                Err(p.to_string())
+            }
         })
         .collect()
 }

@@ -43,7 +43,7 @@ impl Entries {
             Entry::Invalid(_) | Entry::InvalidToken(..) => {
                 (&mut self.problems, self.max_problems, "problems")
             }
-            Entry::Ignored(_) => (&mut 0, usize::MAX, ""),
+            Entry::Ignored(_) | Entry::Note(_) => (&mut 0, usize::MAX, ""),
         };
         if *count >= limit {
             let reason = format!(

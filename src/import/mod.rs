@@ -54,6 +54,9 @@ pub enum Entry {
     InvalidToken(Problem, String),
     /// Not a token at all (a PSKC PIN key): reported, never an error.
     Ignored(Problem),
+    /// Something the admin should know about tokens that are imported (a PSKC file whose
+    /// keys have no SerialNo): reported, and nothing is left out for it.
+    Note(Problem),
 }
 
 /// A file that cannot be read as a whole (bad XML, wrong key or passphrase, too large).
@@ -278,7 +281,7 @@ pub fn check_token(t: &NewToken, extra: &TokenExtra) -> Result<(), String> {
 /// (20 bytes, the usual hardware seed; a GUID, 32, stays a name). A seed in the
 /// owner's column (columns swapped under their header) was taken as the owner's name: warned
 /// about, audited and listed as one; in the serial's column, as the serial.
-fn looks_like_a_key(value: &str) -> bool {
+pub(crate) fn looks_like_a_key(value: &str) -> bool {
     let v = value.trim_end_matches('=');
     let base32 = v.len() >= 26
         && v.bytes()

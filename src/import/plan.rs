@@ -15,8 +15,12 @@ pub struct Plan {
     pub ready: Vec<ImportedToken>,
     /// Rows that are wrong: with all-or-nothing (the default) any of them stops the import.
     pub problems: Vec<Problem>,
-    /// Not tokens (PSKC PIN keys): reported only.
+    /// Not tokens (PSKC PIN keys) and rows the same as another: reported only.
     pub ignored: Vec<Problem>,
+    /// Of `ignored`, the keys left out for not being HOTP or TOTP.
+    pub left_out: usize,
+    /// About tokens that are imported: reported only.
+    pub notes: Vec<Problem>,
 }
 
 /// Reads a mapping file: `serial,user` per line; blank lines and `#` comments skipped.
@@ -185,6 +189,11 @@ pub fn plan(
             }
             Entry::Ignored(p) => {
                 out.ignored.push(p);
+                out.left_out += 1;
+                continue;
+            }
+            Entry::Note(p) => {
+                out.notes.push(p);
                 continue;
             }
         };

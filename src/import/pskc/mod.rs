@@ -85,6 +85,8 @@ pub fn parse(
     let mut out = Vec::new();
     // A wrong key makes every encrypted value fail: that is one clear error, not a list.
     let (mut crypto_failed, mut crypto_ok) = (None::<String>, 0usize);
+    // Keys whose serial is their Key Id, for want of a SerialNo: the first, and how many.
+    let (mut by_key_id, mut by_key_id_count) = (None::<String>, 0usize);
     for (i, pkg) in children(root, "KeyPackage").enumerate() {
         let keys: Vec<_> = children(pkg, "Key").collect();
         // The package's own elements, once (not per key: a package of many keys would cost
@@ -100,9 +102,19 @@ pub fn parse(
             }));
         }
         for (j, key) in keys.iter().enumerate() {
-            let mut origin = format!("KeyPackage {} (line {})", i + 1, lines.line(pkg));
+            let serial = key_serial(device, *key);
+            let mut origin = format!("KeyPackage {} (line {}", i + 1, lines.line(pkg));
+            // The serial too, which is what the admin finds the key by in the vendor's list.
+            if let Some(serial) = serial.as_deref().and_then(shown_serial) {
+                origin.push_str(&format!(", serial {serial}"));
+            }
+            origin.push(')');
             if keys.len() > 1 {
                 origin = format!("{origin} Key {}", j + 1);
+            }
+            if serial.is_some() && device.and_then(|d| text(d, &["SerialNo"])).is_none() {
+                by_key_id.get_or_insert_with(|| origin.clone());
+                by_key_id_count += 1;
             }
             // The package's own elements and this key's, each where RFC 6030 allows one.
             let repeated = package_repeat
@@ -110,7 +122,7 @@ pub fn parse(
                 .or_else(|| xml::repeated_element(*key, false, &lines));
             // Where a key is refused, its serial if it has one: a valid key of the same
             // serial elsewhere in the file is then not imported either.
-            let refused = |origin: String, message: String| match key_serial(device, *key) {
+            let refused = |origin: String, message: String| match serial.clone() {
                 Some(serial) => Entry::InvalidToken(Problem { origin, message }, serial),
                 None => Entry::Invalid(Problem { origin, message }),
             };
@@ -153,7 +165,30 @@ pub fn parse(
     if let (Some(m), 0) = (crypto_failed, crypto_ok) {
         return Err(ImportError::WrongKey(m));
     }
+    // One note for the file, not one per key: a file without SerialNo has none anywhere.
+    if let Some(origin) = by_key_id {
+        let others = match by_key_id_count - 1 {
+            0 => String::new(),
+            n => format!(" (and {n} more key(s))"),
+        };
+        out.push(Entry::Note(Problem {
+            origin,
+            message: format!(
+                "no DeviceInfo/SerialNo{others}: the serial is the Key's Id attribute; check \
+                 that it is what is printed on the token"
+            ),
+        }));
+    }
     Ok(out)
+}
+
+/// A serial as an origin names it: escaped as `token list` shows it, and not at all when it
+/// looks like a key (a seed in the wrong element must not reach the terminal).
+fn shown_serial(serial: &str) -> Option<String> {
+    if crate::import::looks_like_a_key(serial) || serial.chars().count() > 128 {
+        return None;
+    }
+    Some(crate::admin::printable(serial).into_owned())
 }
 
 /// The algorithm URI's last segment: `urn:…:pskc:hotp`, `…#totp`, `…/hotp`.

@@ -49,7 +49,8 @@ fn figure2_basic_plain_secret_is_too_short() {
         .collect();
     assert_eq!(problems.len(), 1, "{problems:?}");
     assert!(
-        problems[0] == "KeyPackage 1 (line 10): secret is 4 bytes; it must be 10 to 256",
+        problems[0]
+            == "KeyPackage 1 (line 10, serial 12345678): secret is 4 bytes; it must be 10 to 256",
         "{problems:?}"
     );
     // With a real key in it: no DeviceInfo, so the Key Id is the serial.
@@ -150,8 +151,8 @@ fn time_is_0_or_a_step_count_since_2000() {
         };
         assert!(
             p.to_string().starts_with(&format!(
-                "KeyPackage 1 (line 10): Time {t} (line 19) is neither 0 nor the step count \
-                 of a day since 2000 (steps of 30 s since 1970: 31556160 on 2000-01-01"
+                "KeyPackage 1 (line 10, serial 12345678): Time {t} (line 19) is neither 0 nor \
+                 the step count of a day since 2000 (steps of 30 s since 1970: 31556160 on 2000-01-01"
             )),
             "{p}"
         );
@@ -571,17 +572,33 @@ fn line_numbers_point_at_each_key_package() {
     let e = parse(text.as_bytes(), &Decryption::None).unwrap();
     let origins: Vec<String> = e
         .iter()
-        .map(|e| match e {
-            Entry::Invalid(p) | Entry::InvalidToken(p, _) => p.origin.clone(),
+        .filter_map(|e| match e {
+            Entry::Invalid(p) | Entry::InvalidToken(p, _) => Some(p.origin.clone()),
+            Entry::Note(_) => None,
             other => panic!("{other:?}"),
         })
         .collect();
     assert_eq!(
         origins,
         [
-            "KeyPackage 1 (line 3)",
-            "KeyPackage 2 (line 5)",
-            "KeyPackage 3 (line 5)"
+            "KeyPackage 1 (line 3, serial x)",
+            "KeyPackage 2 (line 5, serial x)",
+            "KeyPackage 3 (line 5, serial x)"
+        ]
+    );
+    // No SerialNo anywhere: one note says whose Id became the serial, not one per key.
+    let notes: Vec<String> = e
+        .iter()
+        .filter_map(|e| match e {
+            Entry::Note(p) => Some(p.to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        notes,
+        [
+            "KeyPackage 1 (line 3, serial x): no DeviceInfo/SerialNo (and 2 more key(s)): the \
+          serial is the Key's Id attribute; check that it is what is printed on the token"
         ]
     );
 }
@@ -690,7 +707,7 @@ fn a_policy_radmfa_does_not_enforce_refuses_the_key() {
     assert_eq!(
         problems(&prepend),
         [
-            "KeyPackage 1 (line 10): <PINPolicy> in <Policy> (line 34) has \
+            "KeyPackage 1 (line 10, serial 987654321): <PINPolicy> in <Policy> (line 34) has \
           PINUsageMode=\"Prepend\": only a PIN the device checks itself (\"Local\") needs \
           nothing of radmfa; RFC 6030 §5 makes a key with a policy the server does not \
           enforce unusable, so it is not imported"
