@@ -816,6 +816,9 @@ fn a_request_in_flight_during_a_secret_rotation_is_answered_with_its_own_secret(
     let mut o = Options::new(&format!("ldap://{}", mute.local_addr().unwrap()));
     o.ldap_timeout_ms = 1500;
     let srv = Server::start(&o);
+    // The start's check of the directory connects first (before any login is sent): kept
+    // open, never answered, so that the next connection is the login's.
+    let (_check, _) = mute.accept().unwrap();
     let port = srv.port();
     let held = std::thread::spawn(move || {
         common::peers::pyrad(
@@ -873,9 +876,17 @@ fn sighup_lifts_the_hold_on_a_refused_service_account() {
     let as_svc = format!("bind_dn = \"{}\"\nbind_password = \"svc-new-pw\"", svc.dn());
     std::fs::write(&config, text.replace(admin, &as_svc)).unwrap();
     let srv = Server::start_with(dir, config);
+    // The start's check binds (and is refused) once, which holds the logins' binds off for
+    // the first hold (5 s); the logins below come after it, as after a login's refusal.
+    assert!(
+        srv.log_shows(&format!("service bind as {}: rc=49", svc.dn())),
+        "{}",
+        srv.log()
+    );
+    let hold_ends = std::time::Instant::now() + std::time::Duration::from_millis(5_500);
     // The enrollment's own directory check binds (and is refused) once, in its process.
     srv.enroll("alice", &[]);
-    std::thread::sleep(std::time::Duration::from_millis(200));
+    std::thread::sleep(hold_ends.saturating_duration_since(std::time::Instant::now()));
     let before = slapd.bind_count(&svc.dn());
     for _ in 0..3 {
         assert_eq!(alice_login(&srv), "Access-Reject", "{}", srv.log());

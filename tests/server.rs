@@ -3,6 +3,8 @@
 //! UDP for byte-level checks.
 
 mod common;
+#[path = "server/ldap_at_start.rs"]
+mod ldap_at_start;
 
 use std::os::unix::process::CommandExt;
 use std::time::{Duration, Instant};
@@ -1055,6 +1057,15 @@ fn a_refused_service_account_is_not_bound_again_for_every_request() {
     assert!(text.contains(right), "{text}");
     std::fs::write(&config, text.replace(right, "bind_password = \"rotated\"")).unwrap();
     let srv = Server::start_with(dir, config);
+    // The start's check binds once, is refused, and holds the logins' binds off for the
+    // first hold (5 s): the logins below come after it, on an empty pool.
+    assert!(
+        srv.log_shows("service bind as cn=admin,dc=example,dc=org: rc=49"),
+        "{}",
+        srv.log()
+    );
+    std::thread::sleep(Duration::from_millis(5_500));
+    assert_eq!(slapd.bind_count("cn=admin,dc=example,dc=org"), 1);
     // Eight logins at once on an empty pool: each wants a fresh connection, and before the
     // binds took turns each bound (and was refused) before the first refusal was known.
     use radmfa::radius::client::{parse_reply, AccessRequestBuilder};
@@ -1079,7 +1090,7 @@ fn a_refused_service_account_is_not_bound_again_for_every_request() {
     let refused = |l: &str| l.contains("LDAP service account bind refused");
     assert_eq!(srv.log_lines_at_least(1, refused), 1, "{}", srv.log());
     std::thread::sleep(Duration::from_millis(200));
-    assert_eq!(slapd.bind_count("cn=admin,dc=example,dc=org"), 1);
+    assert_eq!(slapd.bind_count("cn=admin,dc=example,dc=org"), 2);
     let audit = srv.audit_json("alice");
     assert_eq!(audit.len(), 10, "{audit:#?}");
     let reasons: Vec<&str> = audit.iter().filter_map(|r| r["reason"].as_str()).collect();

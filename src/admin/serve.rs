@@ -55,6 +55,11 @@ pub async fn serve(
     for w in reloader.warnings() {
         tracing::warn!("{w}");
     }
+    // What a reload checks before it applies new [ldap] settings, checked at start too,
+    // in the background (bounded by the timeouts per URL) so the listeners do not wait:
+    // a wrong bind_password or CA file was otherwise first heard of at the first login.
+    let directory = app.primary();
+    tokio::spawn(async move { directory.warn_at_start().await });
     // A period lowered (or a client taken out) while radmfa was stopped applies to what is
     // remembered as a reload's does; before the first request, so none is let in by it.
     crate::pipeline::remembered::fit_to_clients(&*app.store, &app.config().clients).await;

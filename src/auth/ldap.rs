@@ -289,7 +289,7 @@ pub struct LdapAuth {
     /// Entries of users whose password was accepted lately; None unless configured.
     cache: Option<EntryCache>,
     /// Holds service binds off after the directory refused one.
-    service_hold: super::ldap_service_hold::ServiceHold,
+    pub(super) service_hold: super::ldap_service_hold::ServiceHold,
 }
 
 enum SearchOutcome {
@@ -1536,7 +1536,7 @@ fn unwilling_server(res: &LdapResult) -> bool {
 /// inactivated", eDirectory: "login lockout", "account disabled", "account expired") rather
 /// than the server (389-ds answers 53 for a backend that is offline or read-only too: a
 /// fault, which moves logins to the next server).
-fn speaks_of_the_account(text: &str) -> bool {
+pub(super) fn speaks_of_the_account(text: &str) -> bool {
     let t = text.to_ascii_lowercase();
     [
         "account",
@@ -1687,6 +1687,10 @@ fn classify_connect_error(e: LdapError) -> ConnectFailure {
 impl PrimaryAuth for LdapAuth {
     fn forget_refusals(&self) {
         self.service_hold.bound();
+    }
+
+    async fn warn_at_start(&self) {
+        self.check_at_start().await;
     }
 
     async fn authenticate(

@@ -1,7 +1,8 @@
 //! `radmfa config check --connect`: every LDAP URL on its own, connected and bound as the
 //! service account, and `base_dn` read, so an admin sees which server of a list is down or
 //! refuses the account, or lacks the base, before a NAS sends anything (a login only says
-//! that all of them failed). A reload tries new settings the same way before it uses them
+//! that all of them failed). `serve` makes the same check at start, in the background, and
+//! warns (`warn_at_start`); a reload tries new settings the same way before it uses them
 //! (`first_to_bind`, the bind only).
 
 use std::time::{Duration, Instant};
@@ -19,6 +20,22 @@ pub struct ServerCheck {
     pub base: Option<String>,
 }
 
+/// Why a URL failed its check.
+struct Failed {
+    said: String,
+    /// The directory refused the service account's bind.
+    refused: bool,
+}
+
+impl From<String> for Failed {
+    fn from(said: String) -> Self {
+        Failed {
+            said,
+            refused: false,
+        }
+    }
+}
+
 impl LdapAuth {
     /// Connects to each URL in turn (not the failover order: every one of them), binds as
     /// the service account, if one is configured, and reads `base_dn`.
@@ -29,7 +46,7 @@ impl LdapAuth {
             let result = self.check_one(idx, Some(&mut base)).await;
             out.push(ServerCheck {
                 url: url.clone(),
-                result,
+                result: result.map_err(|f| f.said),
                 base,
             });
         }
@@ -45,10 +62,43 @@ impl LdapAuth {
         for (idx, url) in self.settings.urls.iter().enumerate() {
             match self.check_one(idx, None).await {
                 Ok(_) => return Ok(()),
-                Err(e) => failures.push(format!("{url}: {e}")),
+                Err(e) => failures.push(format!("{url}: {}", e.said)),
             }
         }
         Err(failures.join("; "))
+    }
+
+    /// `serve`'s check at start, as [`Self::check_servers`] makes it, a warning for each URL
+    /// that fails: a wrong bind_password, a server not listening or a wrong CA file was
+    /// first heard of at the first login, while a reload with the same settings was refused
+    /// with its reason. A warning only: the directory may come up later, and the logins
+    /// then work. Made on the serving `LdapAuth`, so a refused bind holds the logins' binds
+    /// off as their own refusal would; and it stops there: every server of the directory
+    /// would refuse it too, and each refused bind counts towards the account's lockout.
+    pub(super) async fn check_at_start(&self) {
+        let mut usable = 0;
+        for (idx, url) in self.settings.urls.iter().enumerate() {
+            let mut base = None;
+            match self.check_one(idx, Some(&mut base)).await {
+                Ok(_) => match base {
+                    Some(why) => tracing::warn!(%url, "ldap {url}: connected and bound, but {why}"),
+                    None => usable += 1,
+                },
+                Err(Failed { said, refused }) => {
+                    tracing::warn!(%url, "ldap {url}: {said}; logins that need it fail until \
+                        this is put right (serving anyway: the directory may come up later)");
+                    if refused {
+                        break;
+                    }
+                }
+            }
+        }
+        // One line whatever the outcome: the journal shows the directory was checked.
+        tracing::info!(
+            "ldap: start-up check done: {usable} of {} server(s) connected, bound and read \
+             base_dn",
+            self.settings.urls.len()
+        );
     }
 
     /// The URL at `idx`, connected and bound as the service account: how long that took.
@@ -57,32 +107,63 @@ impl LdapAuth {
         &self,
         idx: usize,
         base: Option<&mut Option<String>>,
-    ) -> Result<Duration, String> {
+    ) -> Result<Duration, Failed> {
         let t0 = Instant::now();
         let mut ldap = match self.connect_one(idx).await {
             Ok(ldap) => ldap,
             Err(e @ ConnectFailure::Timeout) => {
-                return Err(match self.handshake_unanswered(idx).await {
+                return Err(Failed::from(match self.handshake_unanswered(idx).await {
                     Some(hint) => format!("{e} {hint}"),
                     None => e.to_string(),
-                })
+                }))
             }
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(Failed::from(e.to_string())),
         };
         if !self.settings.bind_dn.is_empty() {
             let password = self
                 .settings
                 .bind_password
                 .expose_str()
-                .ok_or("the bind password is not UTF-8")?;
-            let bind = ldap.simple_bind(&self.settings.bind_dn, password);
-            let res = timeout(self.settings.op_timeout, bind)
-                .await
-                .map_err(|_| "service bind timed out".to_string())?
-                .map_err(|e| self.port_hinted(idx, format!("service bind: {e}")))?;
+                .ok_or_else(|| Failed::from("the bind password is not UTF-8".to_string()))?;
+            // In turn with the logins' service binds, and not while a refusal holds them
+            // off (see `ldap_service_hold`): the start's check runs beside the first logins.
+            let turn = self.service_hold.turn().await;
+            self.service_hold
+                .check(Instant::now())
+                .map_err(|held| Failed {
+                    said: format!("service bind as {}: {held}", self.settings.bind_dn),
+                    refused: true,
+                })?;
+            let bind = timeout(
+                self.settings.op_timeout,
+                ldap.simple_bind(&self.settings.bind_dn, password),
+            );
+            tokio::pin!(bind);
+            // A bind that hangs gives its turn up, as a login's does.
+            let answer = match timeout(super::ldap_service_hold::TURN_PATIENCE, &mut bind).await {
+                Ok(answer) => answer,
+                Err(_) => {
+                    drop(turn);
+                    bind.await
+                }
+            };
+            let res = answer
+                .map_err(|_| Failed::from("service bind timed out".to_string()))?
+                .map_err(|e| Failed::from(self.port_hinted(idx, format!("service bind: {e}"))))?;
             if res.rc != 0 {
-                return Err(format!("service bind as {}: {res}", self.settings.bind_dn));
+                // The account refused, as `connect_any` tells it: not this server's trouble.
+                let refused = matches!(res.rc, 48..=50)
+                    || (res.rc == 53 && super::ldap::speaks_of_the_account(&res.text));
+                if refused {
+                    let reason = format!("{}: {res}", self.settings.bind_dn);
+                    self.service_hold.refused(Instant::now(), reason);
+                }
+                return Err(Failed {
+                    said: format!("service bind as {}: {res}", self.settings.bind_dn),
+                    refused,
+                });
             }
+            self.service_hold.bound();
         }
         let took = t0.elapsed();
         if let Some(base) = base {

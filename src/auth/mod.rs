@@ -209,4 +209,7 @@ pub trait PrimaryAuth: Send + Sync + 'static {
     /// Forgets a refusal that holds tries off (a reload: the admin may have fixed the
     /// account in the directory, with nothing in radmfa's config to change).
     fn forget_refusals(&self) {}
+    /// `serve`'s check at start: each server tried as `config check --connect` tries it,
+    /// a warning for each that fails (the directory's; nothing to check without one).
+    async fn warn_at_start(&self) {}
 }

@@ -260,6 +260,18 @@ impl Server {
                 );
             }
         };
+        // `serve` checks [ldap] beside its listeners (connect, bind, a read of base_dn):
+        // waited for, so that a test that stops slapd or counts its requests right after
+        // the start does not meet the check's connection.
+        let text = std::fs::read_to_string(&config).unwrap_or_default();
+        if text.lines().any(|l| l.trim() == "[ldap]") {
+            let until = Instant::now() + Duration::from_secs(15);
+            while !log.lock().unwrap().contains("ldap: start-up check done")
+                && Instant::now() < until
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
         Server {
             child: Some(child),
             dir,
