@@ -225,6 +225,20 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
                 l.entry_cache_ttl.as_secs()
             ));
         }
+        // ca_file is for TLS only: with no URL on ldaps:// and no StartTLS it is never read,
+        // and the admin who set it took the connection for a checked one.
+        let tls = l.starttls
+            || l.urls
+                .iter()
+                .any(|u| u.to_ascii_lowercase().starts_with("ldaps://"));
+        if let (Some(ca), false) = (&l.ca_file, tls) {
+            out.push(format!(
+                "ldap: ca_file {} is set, but no connection uses TLS (ldap:// URLs and \
+                 starttls = false): it is never read; use ldaps:// URLs or starttls = true \
+                 for the TLS it is meant for, or remove it",
+                ca.display()
+            ));
+        }
         if !l.starttls {
             for url in l.urls.iter().filter(|u| cleartext_off_host(u)) {
                 out.push(format!(

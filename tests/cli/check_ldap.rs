@@ -273,3 +273,28 @@ fn tls_and_plain_ports_crossed_are_asked_about() {
         );
     }
 }
+
+/// A `ca_file` with no TLS to use it (ldap:// URLs, starttls = false) is never read: said,
+/// where before it was taken without a word, and the admin believed the server checked.
+#[test]
+fn a_ca_file_no_connection_uses_is_warned_of() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = crate::common::pki::Pki::make(dir.path(), "ldap").ca;
+    let mut o = Options::new("ldap://127.0.0.1:389");
+    o.ldap_extra = format!("ca_file = {:?}", ca.to_str().unwrap());
+    let cfg = write_config(dir.path(), &o);
+    let (ok, out, err) = run(&cfg, &["config", "check"]);
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains(&format!(
+            "warning: ldap: ca_file {} is set, but no connection uses TLS",
+            ca.display()
+        )),
+        "{out}"
+    );
+    // With StartTLS it is read: no warning.
+    o.ldap_extra.push_str("\nstarttls = true");
+    let cfg = write_config(dir.path(), &o);
+    let (ok, out, err) = run(&cfg, &["config", "check"]);
+    assert!(ok && !out.contains("ca_file"), "{out}{err}");
+}

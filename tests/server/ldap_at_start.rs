@@ -83,6 +83,18 @@ fn serve_warns_at_start_of_a_directory_it_cannot_use() {
         "{}",
         srv.log()
     );
+    // A ca_file with no TLS to use it: the start says so, as config check does.
+    let mut o = Options::new(&slapd.url);
+    o.ldap_extra = format!("ca_file = {:?}", other_ca.to_str().unwrap());
+    let srv = serve(&o, |t| t);
+    assert!(
+        srv.log_shows(&format!(
+            "ldap: ca_file {} is set, but no connection uses TLS",
+            other_ca.display()
+        )),
+        "{}",
+        srv.log()
+    );
     // And nothing of the kind where all is well: one line says the check was made.
     let mut srv = serve(&Options::new(&slapd.url), |t| t);
     assert!(
