@@ -74,6 +74,19 @@ pub(super) fn ldap_settings(raw: RawLdap, base: &Path) -> Result<LdapSettings, C
                 format!("{u:?}: {why}"),
             ));
         }
+        // An LDAP URL may carry a base DN, attributes, a scope and a filter (RFC 4516);
+        // the directory client takes only the host and port from it, so all of that was
+        // dropped without a word while the admin thought it searched there.
+        if let Some(extra) = url_path(host) {
+            return Err(ConfigError::invalid(
+                format!("ldap.urls[{i}]"),
+                format!(
+                    "{u:?} has {extra:?} after the host, which radmfa does not use: remove \
+                     it, and set the search base in [ldap] base_dn (the filter in \
+                     user_filter)"
+                ),
+            ));
+        }
         // The directory client parses the URL with the url crate at each connection: one
         // it refuses failed every login, logged as an unreachable server (in a failover
         // list, one that looked down). Whatever the checks above miss is refused here, so
@@ -477,6 +490,13 @@ fn bracketed_host_problem(bracketed: &str) -> Option<String> {
     }
 }
 
+/// What follows the host and port in `rest` (the URL after `scheme://`), other than a
+/// lone `/`: a DN, `?attributes?scope?filter`, a fragment.
+fn url_path(rest: &str) -> Option<&str> {
+    let after = &rest[rest.find(['/', '?', '#'])?..];
+    (after != "/").then_some(after)
+}
+
 fn port_problem(port: &str) -> Option<String> {
     match port.parse::<u16>() {
         Ok(p) if p > 0 => None,
@@ -527,6 +547,19 @@ mod tests {
         }
     }
     use super::filter_condition_besides_name as extra;
+
+    #[test]
+    fn only_a_lone_slash_may_follow_an_ldap_urls_host() {
+        for fine in ["dc1", "dc1:389", "dc1:389/", "[::1]:389/", "/"] {
+            assert_eq!(super::url_path(fine), None, "{fine}");
+        }
+        assert_eq!(
+            super::url_path("dc1:389/dc=example,dc=com??sub"),
+            Some("/dc=example,dc=com??sub")
+        );
+        assert_eq!(super::url_path("dc1?uid"), Some("?uid"));
+        assert_eq!(super::url_path("[::1]/x"), Some("/x"));
+    }
 
     #[test]
     fn only_what_the_bind_refuses_too_may_stand_in_enabled_filter() {
