@@ -317,6 +317,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             for line in admin::review_file::warnings(&cli.config, &text) {
                 println!("warning: {line}");
             }
+            for line in admin::review_secret_files::warnings(&cli.config, &text) {
+                println!("warning: {line}");
+            }
             if args.connect {
                 let good = admin::check::connect(&cfg, args.user.as_deref()).await?;
                 return Ok(if good {

@@ -4,6 +4,8 @@
 #[path = "cli/check_ldap.rs"]
 mod check_ldap;
 mod common;
+#[path = "cli/secret_files.rs"]
+mod secret_files;
 
 use common::radmfa::{bin, write_config, Options};
 use std::path::Path;

@@ -22,6 +22,7 @@ pub mod reload;
 pub mod review;
 pub mod review_file;
 mod review_listen;
+pub mod review_secret_files;
 pub mod serve;
 pub mod token_import;
 mod token_list;

@@ -62,6 +62,7 @@ pub struct Reloader {
 fn config_warnings(cfg: &Config, path: &Path, text: &str) -> Vec<String> {
     let mut all = super::review::warnings(cfg);
     all.extend(super::review_file::warnings(path, text));
+    all.extend(super::review_secret_files::warnings(path, text));
     all
 }
 
