@@ -1,5 +1,6 @@
-//! The single exit: one audit row and one structured log line per verified Access-Request.
-//! Neither ever holds a password, code, State or secret.
+//! The single exit: one audit row and one structured log line per verified Access-Request
+//! (the line written once the reply is known, `audit_line`). Neither ever holds a password,
+//! code, State or secret.
 
 use super::{RequestContext, Verdict};
 use crate::app::AppState;
@@ -60,22 +61,15 @@ pub async fn record(
         latency_ms: ctx.received.elapsed().as_millis() as i64,
         actor: None,
     };
-    tracing::info!(
-        target: "radmfa::audit",
-        user = rec.user.as_str(),
-        result = %rec.result,
-        mode = %rec.mode,
-        reason = rec.reason.as_deref().unwrap_or(""),
-        token = rec.token_serial.as_deref().unwrap_or(""),
-        client_ip = rec.client_ip.as_deref().unwrap_or(""),
-        nas = ctx.client.name.as_str(),
-        nas_ip = rec.nas_ip.as_deref().unwrap_or(""),
-        nas_identifier = rec.nas_identifier.as_deref().unwrap_or(""),
-        latency_ms = rec.latency_ms,
-        "auth"
-    );
+    // The log line waits for the outcome (`audit_line`); it holds the record from now, so
+    // that a request cut short at its deadline still says what was decided.
+    let rec = std::sync::Arc::new(rec);
+    ctx.audit_line.decided(rec.clone());
     match app.store.append_audit(&rec).await {
-        Ok(_) => true,
+        Ok(_) => {
+            ctx.audit_line.handed_in();
+            true
+        }
         Err(e) => {
             count_lost(app);
             super::fault_log::AUDIT.error("audit record could not be written", &e);

@@ -22,6 +22,7 @@ mod accept_attributes;
 pub(crate) mod aliases;
 mod app_login;
 pub(crate) mod audit;
+pub mod audit_line;
 mod bypass;
 pub mod code_turns;
 pub mod empty_answers;
@@ -78,6 +79,8 @@ pub struct RequestContext {
     /// the directory no longer has, met on the way to whatever was decided (a missing
     /// exempt group makes a normal login, which must not read as a plain one).
     pub notes: std::sync::Mutex<Vec<String>>,
+    /// The request's audit log line, written once its reply is known.
+    pub audit_line: audit_line::AuditLine,
 }
 
 impl RequestContext {
@@ -267,9 +270,9 @@ pub async fn handle(app: &AppState, ctx: &RequestContext, req: &Request) -> Opti
             ctx.store_failed(app);
             app.backend_health
                 .failed("a login's store writes were not committed");
-            // The audit line said what was decided; the NAS gets the failure reply
-            // instead. Unless they are the same (a Reject to a rejecting client), a line
-            // and record after it say what the NAS got: a decided Challenge refused, or a
+            // The NAS gets the failure reply instead of what was decided. Unless they are
+            // the same (a Reject to a rejecting client), the audit line and a record after
+            // the decision's say what the NAS got: a decided Challenge refused, or a
             // no_reply client's Reject never sent.
             let sent = on_failure(ctx);
             if let Some(r) = decided.filter(|r| sent.as_ref().map(|s| s.code) != Some(r.code)) {
@@ -304,8 +307,8 @@ pub async fn handle(app: &AppState, ctx: &RequestContext, req: &Request) -> Opti
             Metrics::inc(&app.metrics.deadline_exceeded);
             ctx.withheld
                 .store(true, std::sync::atomic::Ordering::Relaxed);
-            // What was decided is not known here; whatever the audit line said, this is
-            // what the NAS got.
+            // What was decided is not known here (the audit line says it, if it was
+            // recorded); this is what the NAS got.
             overturned(
                 app,
                 ctx,
@@ -320,13 +323,14 @@ pub async fn handle(app: &AppState, ctx: &RequestContext, req: &Request) -> Opti
         Some(r) => app.metrics.count_reply(&ctx.client.name, r.code),
         None => Metrics::inc(&app.metrics.unanswered),
     }
+    ctx.audit_line.write();
     reply
 }
 
-/// The audit line above (and the record, should the store recover and write it) said
-/// "accept", or may have; this one, on the same target, says what the NAS got, for whoever
-/// reads the log (or a SIEM fed from it) instead of the table. And a record saying so goes
-/// to the store after it, in the background (the store is failing; the reply does not wait):
+/// The decision's record (should the store recover and write it) says "accept", or may;
+/// the request's audit line says what the NAS got instead (`audit_line`), for whoever reads
+/// the log (or a SIEM fed from it) instead of the table. And a record saying so goes to the
+/// store after it, in the background (the store is failing; the reply does not wait):
 /// the "accept" record already handed to the store's writer may still be written when it
 /// recovers (a PostgreSQL INSERT waiting on a lock commits once the lock goes), and the
 /// table must not be left saying this login got in. SQLite's writer keeps their order; on
@@ -340,14 +344,6 @@ fn overturned(app: &AppState, ctx: &RequestContext, req: &Request, reason: &str)
     } else {
         "unanswered"
     };
-    tracing::warn!(
-        target: "radmfa::audit",
-        user = user,
-        result = %result,
-        reason = reason,
-        nas = ctx.client.name.as_str(),
-        "auth"
-    );
     let from = audit::Source::of(ctx, req);
     let rec = crate::store::AuditRecord {
         time: app.clock.now(),
@@ -364,6 +360,7 @@ fn overturned(app: &AppState, ctx: &RequestContext, req: &Request, reason: &str)
         latency_ms: ctx.received.elapsed().as_millis() as i64,
         ..Default::default()
     };
+    ctx.audit_line.overturned(rec.clone(), reason);
     let store = app.store.clone();
     let lost = app.metrics.audit_records_lost.clone();
     // In the request's span (user, client, request id): the line must say whose it was.

@@ -535,6 +535,7 @@ async fn dispatch_from(
         withheld: Default::default(),
         upstream: Default::default(),
         notes: Default::default(),
+        audit_line: Default::default(),
     };
     let app = app.clone();
     let reply_to = reply_to.clone();

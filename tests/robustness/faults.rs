@@ -614,24 +614,36 @@ fn a_full_disk_refuses_logins_and_the_server_carries_on() {
     // One each: a refused login counts once, though its decision, its audit record and
     // its commit may each meet the full disk.
     assert_eq!(failures, 2, "store_failures={failures}");
-    // The audit log said "accept" for the logins decided before their writes failed; each
-    // of those has a line after it saying what the NAS got instead.
+    // One audit line per login, written once its writes were committed or failed: "accept"
+    // only for the logins the NAS got an Accept for. A login decided before its writes
+    // failed says what was sent, what was decided, and the decision's fields to join on.
     let audit_lines = |needle: &str| {
         log.lines()
             .filter(|l| l.contains("radmfa::audit") && l.contains(needle))
             .count()
     };
+    assert_eq!(audit_lines(" auth "), 5, "one line per login:\n{log}");
     assert_eq!(
-        audit_lines("result=accept") - audit_lines("result=reject reason=\"accept withheld"),
+        audit_lines("result=accept"),
         3,
         "an accept in the audit log that the NAS did not get:\n{log}"
     );
+    for line in log.lines().filter(|l| l.contains("decided=accept")) {
+        for field in [
+            "result=reject reason=\"accept withheld",
+            "mode=totp",
+            "client_ip=\"127.0.0.1\"",
+            "latency_ms=",
+        ] {
+            assert!(line.contains(field), "no {field} in {line}");
+        }
+    }
 }
 
 /// On a full disk, what was decided but could not be committed is not what the NAS gets: a
 /// round-1 Challenge becomes a Reject, and a `no_reply` client's Reject becomes silence.
-/// The audit log's verdict line is followed by one saying what was sent instead, so that
-/// the log (and a SIEM fed from it) does not count a challenge or a reject the NAS never saw.
+/// The audit log's line says what was sent instead (and what was decided), so that the log
+/// (and a SIEM fed from it) does not count a challenge or a reject the NAS never saw.
 #[test]
 fn a_full_disk_overturned_challenge_or_reject_is_logged_as_sent() {
     let users = LdapUser::generate(1);
@@ -683,6 +695,13 @@ fn a_full_disk_overturned_challenge_or_reject_is_logged_as_sent() {
     };
     assert_eq!(withheld("challenge", "reject"), 1, "{}", srv.log());
     assert_eq!(withheld("reject", "unanswered"), 1, "{}", srv.log());
+    // Those are the requests' only lines: none says "challenge" but the one sent.
+    let challenges = srv
+        .log()
+        .lines()
+        .filter(|l| l.contains("radmfa::audit") && l.contains("result=challenge"))
+        .count();
+    assert_eq!(challenges, 1, "{}", srv.log());
     // Neither decided verdict reached the table (the disk was full for its record as for
     // the one saying what was sent): only the enrollment and the challenge before the disk
     // filled are there.
