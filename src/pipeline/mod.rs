@@ -260,13 +260,29 @@ pub async fn handle(app: &AppState, ctx: &RequestContext, req: &Request) -> Opti
             reply
         }
         Ok(((decided, _), Err(e))) => {
-            fault_log::COMMIT.error(
-                &format!(
-                    "the request's store writes were not committed; {}",
-                    refusal(ctx)
-                ),
-                &e,
-            );
+            // Its audit record went to the store with the writes that failed, and is lost
+            // with them, whatever it said: a Reject's as much as an Accept's. (On SQLite
+            // it is the request's last write, in the last batch; were that batch committed
+            // after an earlier one failed, it is counted lost though it is on disk.)
+            if ctx.audit_line.was_handed_in() {
+                audit::count_lost(app);
+                fault_log::AUDIT.error(
+                    &format!(
+                        "audit record could not be written: the request's store writes were \
+                         not committed; {}",
+                        refusal(ctx)
+                    ),
+                    &e,
+                );
+            } else {
+                fault_log::COMMIT.error(
+                    &format!(
+                        "the request's store writes were not committed; {}",
+                        refusal(ctx)
+                    ),
+                    &e,
+                );
+            }
             ctx.store_failed(app);
             app.backend_health
                 .failed("a login's store writes were not committed");

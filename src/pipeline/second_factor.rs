@@ -737,7 +737,13 @@ pub async fn count_failure_after(
             "second factor locked"
         );
     }
-    durability::settle().await?;
+    let settled = durability::settle().await;
+    if settled.is_err() && locked_until.is_some() {
+        // The lock's record went to the store with the failure count it records, and is
+        // lost with it.
+        super::audit::count_lost(app);
+    }
+    settled?;
     // And again once it is on disk. A request that read its `seen` after the mark above but
     // its snapshot before the commit holds the lockout as it was without this failure, and
     // its `seen` matches the mark: without a second one, its turn would trust that stale

@@ -600,9 +600,9 @@ impl Metrics {
         family(
             "radmfa_audit_records_lost_total",
             "counter",
-            "Audit records of requests (and of fraud reports on calls) that the store could \
-             not write: the log has the line, the audit table not. Lost evidence; worth an \
-             alert.",
+            "Audit records of requests whatever their result (and of the locks they set, \
+             and of fraud reports on calls) that the store could not write or commit: the \
+             log has the line, the audit table not. Lost evidence; worth an alert.",
             &[("", get(&self.audit_records_lost))],
         );
         family(

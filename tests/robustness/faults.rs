@@ -640,6 +640,79 @@ fn a_full_disk_refuses_logins_and_the_server_carries_on() {
     }
 }
 
+/// On a full disk the audit records of refused logins are lost as much as those of
+/// accepted ones, and counted (`radmfa_audit_records_lost_total`): a wrong password's
+/// Reject is sent as decided, but its record was not committed; a wrong code that locks
+/// the user loses the lock's record too. The log says so once, not once per login.
+#[test]
+fn a_full_disk_counts_every_lost_audit_record() {
+    let users = LdapUser::generate(2);
+    let slapd = Slapd::start(&users);
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = Options::new(&slapd.url);
+    o.clients = vec![Nas {
+        otp_mode: "inline",
+        ..Nas::challenge("inline-nas", "127.0.0.1")
+    }];
+    o.extra = "\n[lockout]\nthreshold = 1\n\n[metrics]\nlisten = \"127.0.0.1:0\"\n".into();
+    let config = write_config(dir.path(), &o);
+    let mut srv = Server::start_with(dir, config.clone());
+    let seed = srv.enroll(&users[1].uid, &[]);
+    let metric = |name: &str| -> usize {
+        let body = common::radmfa::http_get(srv.metrics_addr(), "/metrics").2;
+        body.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in\n{body}"))
+    };
+    let sock = socket_from("127.0.0.1", srv.addr, 3000);
+    let wrong = |id: u8| {
+        ask(
+            &sock,
+            AccessRequestBuilder::new(id, &users[0].uid).password(b"not-the-password"),
+        )
+        .map(|r| r.0)
+    };
+    assert_eq!(wrong(1), Some(3), "before");
+    prlimit_fsize(pid_of(&config), "0:unlimited");
+    for id in 2..6 {
+        assert_eq!(wrong(id), Some(3), "a wrong password on a full disk");
+    }
+    let failed = metric("radmfa_backend_failures_total{backend=\"store\"}");
+    assert!(failed >= 1, "no request met the full disk");
+    assert_eq!(
+        metric("radmfa_audit_records_lost_total"),
+        failed,
+        "each refused login whose writes failed lost its record"
+    );
+    // A wrong code, the first of a lockout threshold of 1: its login's record and the
+    // lock's are lost.
+    let wrong_code = format!("{},{}", users[1].password, code(now(), &seed, 3));
+    let refused = ask(
+        &sock,
+        AccessRequestBuilder::new(9, &users[1].uid).password(wrong_code.as_bytes()),
+    );
+    assert_eq!(refused.map(|r| r.0), Some(3), "a wrong code on a full disk");
+    prlimit_fsize(pid_of(&config), "unlimited:unlimited");
+    assert_eq!(
+        metric("radmfa_audit_records_lost_total"),
+        failed + 2,
+        "the wrong code's record and its lock's"
+    );
+    let rejects = srv
+        .audit_json(&users[0].uid)
+        .iter()
+        .filter(|r| r["result"] == "reject")
+        .count();
+    assert_eq!(rejects + failed, 5, "{failed} store failures");
+    srv.stop();
+    let said = srv
+        .log()
+        .lines()
+        .filter(|l| l.contains("ERROR") && l.contains("audit record could not be written"))
+        .count();
+    assert_eq!(said, 1, "{}", srv.log());
+}
+
 /// On a full disk, what was decided but could not be committed is not what the NAS gets: a
 /// round-1 Challenge becomes a Reject, and a `no_reply` client's Reject becomes silence.
 /// The audit log's line says what was sent instead (and what was decided), so that the log
