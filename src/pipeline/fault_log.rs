@@ -54,15 +54,21 @@ impl Throttle {
         Some(0)
     }
 
+    /// Whether a line of `what` for `error` is due now: `Some(n)`, `n` the lines of that
+    /// kind held back since the last one; `None` while the last is under a minute old.
+    pub fn due_now(&self, what: &str, error: &str) -> Option<u64> {
+        let kind: String = format!("{what}: {error}")
+            .chars()
+            .filter(|c| !c.is_ascii_digit())
+            .collect();
+        self.due(&kind, Instant::now())
+    }
+
     /// An ERROR line of `what`, or a debug one while the last ERROR of the same kind is
     /// under a minute old.
     pub fn error(&self, what: &str, error: &dyn Display) {
         let text = error.to_string();
-        let kind: String = format!("{what}: {text}")
-            .chars()
-            .filter(|c| !c.is_ascii_digit())
-            .collect();
-        match self.due(&kind, Instant::now()) {
+        match self.due_now(what, &text) {
             Some(0) => tracing::error!(error = %text, "{what}"),
             Some(held_back) => tracing::error!(
                 error = %text,
@@ -79,6 +85,8 @@ impl Throttle {
 pub static AUDIT: Throttle = Throttle::new();
 /// A request's store writes not committed (or not within its deadline).
 pub static COMMIT: Throttle = Throttle::new();
+/// The SQLite store's write batches that failed to start or commit (`sqlite_writer`).
+pub static BATCH: Throttle = Throttle::new();
 
 #[cfg(test)]
 mod tests {

@@ -26,7 +26,7 @@ pub mod audit_line;
 mod bypass;
 pub mod code_turns;
 pub mod empty_answers;
-mod fault_log;
+pub(crate) mod fault_log;
 mod followup;
 mod followup_oob;
 mod groups;

@@ -317,8 +317,9 @@ struct Batch<'c> {
 impl<'c> Batch<'c> {
     fn begin(conn: &'c mut Connection) -> Self {
         let failed = conn.execute_batch("BEGIN IMMEDIATE").err().map(|e| {
-            tracing::warn!(error = %e, "store write batch could not start");
-            e.to_string()
+            let e = e.to_string();
+            batch_failed("store write batch could not start", &e, None);
+            e
         });
         Batch {
             conn,
@@ -362,8 +363,11 @@ impl<'c> Batch<'c> {
             self.conn.execute_batch("COMMIT").map_err(|e| e.to_string())
         };
         if let Err(e) = &commit {
-            tracing::warn!(error = %e, writes = self.finishers.len(),
-                "store write batch failed to commit");
+            batch_failed(
+                "store write batch failed to commit",
+                e,
+                Some(self.finishers.len()),
+            );
             // Leave no transaction open for the next batch.
             let _ = self.conn.execute_batch("ROLLBACK");
         }
@@ -371,6 +375,25 @@ impl<'c> Batch<'c> {
             finish(commit.clone());
         }
         commit.is_ok()
+    }
+}
+
+/// A batch that failed, said once a minute per kind of error, not once a batch: on a full
+/// disk every batch fails, and at 20 rejects a second that was 1,200 warnings a minute
+/// beside the requests' own (rate-limited) lines. The first is a warning at once, the next
+/// ones within the minute go to debug, and the first after it says how many were held
+/// back (`pipeline::fault_log`).
+fn batch_failed(what: &str, error: &str, writes: Option<usize>) {
+    let writes = writes.map(|n| n as u64);
+    match crate::pipeline::fault_log::BATCH.due_now(what, error) {
+        Some(0) => tracing::warn!(error, writes, "{what}"),
+        Some(held_back) => tracing::warn!(
+            error,
+            writes,
+            held_back,
+            "{what} (and {held_back} more like it since the last such line, at debug level)"
+        ),
+        None => tracing::debug!(error, writes, "{what}"),
     }
 }
 

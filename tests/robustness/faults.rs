@@ -643,7 +643,8 @@ fn a_full_disk_refuses_logins_and_the_server_carries_on() {
 /// On a full disk the audit records of refused logins are lost as much as those of
 /// accepted ones, and counted (`radmfa_audit_records_lost_total`): a wrong password's
 /// Reject is sent as decided, but its record was not committed; a wrong code that locks
-/// the user loses the lock's record too. The log says so once, not once per login.
+/// the user loses the lock's record too. The log says so once a minute, not once per login
+/// or per failed batch.
 #[test]
 fn a_full_disk_counts_every_lost_audit_record() {
     let users = LdapUser::generate(2);
@@ -711,6 +712,13 @@ fn a_full_disk_counts_every_lost_audit_record() {
         .filter(|l| l.contains("ERROR") && l.contains("audit record could not be written"))
         .count();
     assert_eq!(said, 1, "{}", srv.log());
+    // Nor the store's writer for each batch that failed: once a minute.
+    let batches = srv
+        .log()
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("store write batch failed to commit"))
+        .count();
+    assert_eq!(batches, 1, "{}", srv.log());
 }
 
 /// On a full disk, what was decided but could not be committed is not what the NAS gets: a
