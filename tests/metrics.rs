@@ -243,6 +243,46 @@ fn the_backends_gauge_follows_the_directory() {
     assert!(health().0.contains(" 503 "), "{}", srv.log());
 }
 
+/// `radmfa_duplicate_cache_entries` and `radmfa_challenges_open`: a password answered with
+/// a prompt leaves one of each. The open challenge is counted in the store by the
+/// once-a-minute housekeeping, which runs at once at a start: so a restart shows it.
+#[test]
+fn the_duplicate_cache_and_the_open_challenges_are_gauged() {
+    let slapd = Slapd::start(&[LdapUser::new("alice", "alice-pw")]);
+    let mut o = Options::new(&slapd.url);
+    o.extra.push_str("\n[metrics]\nlisten = \"127.0.0.1:0\"\n");
+    let mut srv = Server::start(&o);
+    srv.enroll("alice", &[]);
+    let gauges = |srv: &Server| {
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let p = parse(&http_get(srv.metrics_addr(), "/metrics").2);
+            if let Some(open) = p.get("radmfa_challenges_open{}") {
+                return (p["radmfa_duplicate_cache_entries{}"], *open);
+            }
+            assert!(std::time::Instant::now() < until, "{}", srv.log());
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    };
+    assert_eq!(gauges(&srv), (0.0, 0.0));
+    let (raw, _) = radmfa::radius::client::AccessRequestBuilder::new(1, "alice")
+        .password(b"alice-pw")
+        .build(SECRET.as_bytes());
+    let sock = srv.udp();
+    sock.send(&raw).unwrap();
+    let mut buf = [0u8; 4096];
+    let n = sock.recv(&mut buf).unwrap();
+    assert_eq!(buf[..n][0], 11, "an Access-Challenge");
+    assert_eq!(
+        gauges(&srv).0,
+        1.0,
+        "the answered request, kept for retransmits"
+    );
+    srv.stop();
+    srv.restart();
+    assert_eq!(gauges(&srv), (0.0, 1.0), "{}", srv.log());
+}
+
 /// `[::]:P` for one HTTP listener beside `0.0.0.0:P` for the other: both start, each
 /// family reaching its own (IPv6 listeners are IPv6-only, as the RADIUS sockets are; the
 /// metrics listener took IPv4 too, so this file passed `config check` and failed the

@@ -261,8 +261,9 @@ pub(super) async fn wait_for_signal() {
 }
 
 /// Once a minute: dropped requests held back from the log (see server::drop_log), expired
-/// challenges (refused on lookup anyway; this keeps the table small), spent SMS/call state,
-/// and audit records past `[audit] keep_days` (counted as `clock_watch` allows).
+/// challenges (refused on lookup anyway; this keeps the table small) and a count of the
+/// open ones (`radmfa_challenges_open`), spent SMS/call state, and audit records past
+/// `[audit] keep_days` (counted as `clock_watch` allows).
 async fn housekeeping(app: std::sync::Arc<AppState>, stop: CancellationToken) {
     let newest = super::clock_watch::newest_audit(&*app.store, app.clock.now()).await;
     let mut clock = super::clock_watch::ClockWatch::new(app.clock.now(), newest);
@@ -276,6 +277,7 @@ async fn housekeeping(app: std::sync::Arc<AppState>, stop: CancellationToken) {
                 }
                 let now = app.clock.now();
                 purge_expired(&*app.store, now).await;
+                crate::server::metrics_process::count_challenges(&*app.store, now).await;
                 let days = app.config().audit.keep_days;
                 let keep = days.map(|d| std::time::Duration::from_secs(u64::from(d) * 86_400));
                 if let (Some(days), Some(before)) = (days, clock.audit_cutoff(now, keep)) {

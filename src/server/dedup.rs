@@ -268,6 +268,15 @@ impl DuplicateCache {
         self.inner.lock().map(|i| i.map.len()).unwrap_or(0)
     }
 
+    /// Entries held now (in flight and answered), those past the window dropped first: for
+    /// `radmfa_duplicate_cache_entries`, which would otherwise show the last burst's
+    /// answers long after it, until the next request expired them.
+    pub fn entries(&self) -> usize {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        inner.expire(Instant::now(), self.window);
+        inner.map.len()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -46,7 +46,7 @@ async fn health(State(app): State<Arc<AppState>>) -> impl IntoResponse {
 
 async fn metrics(State(app): State<Arc<AppState>>) -> impl IntoResponse {
     let mut text = app.metrics.prometheus();
-    super::metrics_process::Values::now().render(&mut text);
+    super::metrics_process::Values::now(&app).render(&mut text);
     backends_answering(&app, &mut text).await;
     upstream_answering(&app, &mut text);
     ([(header::CONTENT_TYPE, CONTENT_TYPE)], text)

@@ -759,6 +759,9 @@ pub trait Store: Send + Sync + 'static {
         -> Result<bool, StoreError>;
     /// Deletes expired challenges; returns how many.
     async fn purge_expired_challenges(&self, now: i64) -> Result<u64, StoreError>;
+    /// How many challenges are open at `now` (issued, not answered, not expired), in the
+    /// whole store: the nodes sharing one count the same. For a gauge, once a minute.
+    async fn count_open_challenges(&self, now: i64) -> Result<u64, StoreError>;
     /// Closes every open prompt of `user` (an admin took the number or the tokens away:
     /// a prompt opened before must not go on to resend or switch); returns how many.
     async fn close_challenges(&self, user: &str) -> Result<u64, StoreError>;

@@ -620,6 +620,16 @@ impl Store for PgStore {
         Ok(rd.done(open)?)
     }
 
+    async fn count_open_challenges(&self, now: i64) -> Result<u64, StoreError> {
+        let mut rd = self.reader().await?;
+        let n =
+            sqlx::query_scalar::<_, i64>("SELECT count(*) FROM challenges WHERE expires_at > $1")
+                .bind(now)
+                .fetch_one(rd.conn())
+                .await;
+        Ok(u64::try_from(rd.done(n)?).unwrap_or(0))
+    }
+
     async fn purge_expired_challenges(&self, now: i64) -> Result<u64, StoreError> {
         let mut w = self.writer().await?;
         let r = sqlx::query("DELETE FROM challenges WHERE expires_at <= $1")

@@ -881,6 +881,14 @@ impl Store for SqliteStore {
         Ok(done.rows_affected())
     }
 
+    async fn count_open_challenges(&self, now: i64) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM challenges WHERE expires_at > ?1")
+            .bind(now)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
     async fn close_challenges(&self, user: &str) -> Result<u64, StoreError> {
         let done = sqlx::query("DELETE FROM challenges WHERE user = ?1")
             .bind(user)

@@ -1128,14 +1128,19 @@ pub async fn purge_expired_challenges(store: &dyn Store) {
             .await
             .unwrap();
     }
+    // Open: those expiring after now (`radmfa_challenges_open`).
+    assert_eq!(store.count_open_challenges(T).await.unwrap(), 2);
+    assert_eq!(store.count_open_challenges(T - 100).await.unwrap(), 3);
     assert_eq!(store.purge_expired_challenges(T).await.unwrap(), 2);
     assert_eq!(store.purge_expired_challenges(T).await.unwrap(), 0);
+    assert_eq!(store.count_open_challenges(T).await.unwrap(), 2);
     assert!(!store.consume_challenge(b"old1").await.unwrap());
     assert!(!store.consume_challenge(b"old2").await.unwrap());
     assert!(store.challenge(b"live1", T).await.unwrap().is_some());
     assert!(store.challenge(b"live2", T).await.unwrap().is_some());
     assert_eq!(store.purge_expired_challenges(T + 1000).await.unwrap(), 2);
     assert!(store.challenge(b"live2", T).await.unwrap().is_none());
+    assert_eq!(store.count_open_challenges(T).await.unwrap(), 0);
 }
 
 pub async fn close_challenges_of_one_user(store: &dyn Store) {
