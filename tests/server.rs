@@ -172,14 +172,16 @@ fn challenge_flow_with_pyrad() {
     let slapd = directory();
     let srv = start(&slapd, |_| {});
     let seed = srv.enroll("alice", &[]);
-    // The start says which release, file, store, directory and clients it serves, and
-    // that it made the seed key (the first start).
+    // The start says which release, file, store, directory and clients it serves, that
+    // it made the seed key (the first start), and that the audit table grows for ever
+    // (`[audit] keep_days = 0`, the default).
     for says in [
         "created a new seed key in ",
         &format!("radmfa {} serving ", radmfa::VERSION),
         "store:  SQLite ",
         &format!("ldap:   {}", slapd.url),
         "client \"",
+        "audit records are kept forever ([audit] keep_days = 0)",
     ] {
         assert!(srv.log_shows(says), "{says}:\n{}", srv.log());
     }
@@ -559,6 +561,7 @@ db.commit()
     );
     let log = srv.log();
     assert!(log.contains("deleted=4500"), "{log}");
+    assert!(!log.contains("audit records are kept forever"), "{log}");
     assert!(srv.audit_json("olduser").is_empty(), "old records left");
     assert_eq!(
         srv.audit_json("recentuser").len(),

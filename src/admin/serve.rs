@@ -75,6 +75,7 @@ pub async fn serve(
     // The HTTP listeners stop after the requests in flight: a held login waiting for its
     // call's keypress must still hear the callback during the shutdown grace.
     let http_shutdown = CancellationToken::new();
+    say_audit_kept_forever(app.config().audit.keep_days);
     tokio::spawn(housekeeping(app.clone(), shutdown.clone()));
     // Provider callbacks (calls): bound before the RADIUS sockets serve, so no call placed
     // by the first request can report back to a closed port.
@@ -258,6 +259,21 @@ pub(super) async fn wait_for_signal() {
     }
     #[cfg(not(unix))]
     let _ = tokio::signal::ctrl_c().await;
+}
+
+/// `[audit] keep_days = 0`, the default, keeps every record: each answered request adds
+/// one (about 200 bytes in SQLite), and at a few dozen requests a second the table grows by
+/// hundreds of MB a day without a word. Said at start, where the admin reading the log
+/// learns it before the disk does; the default stays, as changing it would delete an
+/// upgrader's records.
+fn say_audit_kept_forever(keep_days: Option<u32>) {
+    if keep_days.is_none() {
+        tracing::info!(
+            "audit records are kept forever ([audit] keep_days = 0): each answered request \
+             adds one, about 200 MB per million in SQLite; set [audit] keep_days to the days \
+             to keep, and older records are deleted"
+        );
+    }
 }
 
 /// Once a minute: dropped requests held back from the log (see server::drop_log), expired
