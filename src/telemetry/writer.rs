@@ -10,13 +10,17 @@
 //! the login, and `radmfa_log_lines_lost_total` says that lines went missing.
 
 use std::io::{self, Write};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use tracing_subscriber::fmt::MakeWriter;
 
 /// Log lines stderr refused since the start (`radmfa_log_lines_lost_total`). A static:
 /// logging starts before the server's metrics exist, and the admin commands share it.
 static LINES_LOST: AtomicU64 = AtomicU64::new(0);
+
+/// A line was cut off part-way (a full disk takes what fits in the file's last block): the
+/// next line starts on a line of its own, not glued to the fragment.
+static CUT_OFF: AtomicBool = AtomicBool::new(false);
 
 /// Log lines lost so far.
 pub fn lines_lost() -> u64 {
@@ -46,8 +50,20 @@ impl Write for LineWriter {
 
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
         // Locked, so that a line is not interleaved with another thread's.
-        if io::stderr().lock().write_all(buf).is_err() {
+        let mut err = io::stderr().lock();
+        if CUT_OFF.load(Ordering::Relaxed) {
+            if written(&mut err, b"\n") < 1 {
+                LINES_LOST.fetch_add(1, Ordering::Relaxed);
+                return Ok(());
+            }
+            CUT_OFF.store(false, Ordering::Relaxed);
+        }
+        let n = written(&mut err, buf);
+        if n < buf.len() {
             LINES_LOST.fetch_add(1, Ordering::Relaxed);
+            if n > 0 {
+                CUT_OFF.store(true, Ordering::Relaxed);
+            }
         }
         Ok(())
     }
@@ -57,8 +73,65 @@ impl Write for LineWriter {
     }
 }
 
+/// How much of `buf` went to `out` before an error (all of it, or less).
+fn written(out: &mut impl Write, buf: &[u8]) -> usize {
+    let mut done = 0;
+    while done < buf.len() {
+        match out.write(&buf[done..]) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    done
+}
+
 /// Writes `text` and a newline to stderr, as `eprintln!` would, but a failure is counted
 /// as a lost line rather than a panic: for what is said outside the log's subscriber.
 pub fn say(text: &str) {
     let _ = LineWriter.write_all(format!("{text}\n").as_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{self, Write};
+
+    /// Takes `room` bytes, then refuses as a full disk does.
+    struct Full {
+        room: usize,
+        got: Vec<u8>,
+    }
+
+    impl Write for Full {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if self.room == 0 {
+                return Err(io::Error::from_raw_os_error(28)); // ENOSPC
+            }
+            let n = buf.len().min(self.room).min(3);
+            self.room -= n;
+            self.got.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn written_says_how_much_went_before_the_error() {
+        let mut full = Full {
+            room: 7,
+            got: Vec::new(),
+        };
+        assert_eq!(super::written(&mut full, b"abcdefghij"), 7);
+        assert_eq!(full.got, b"abcdefg");
+        assert_eq!(super::written(&mut full, b"k"), 0);
+        let mut roomy = Full {
+            room: 100,
+            got: Vec::new(),
+        };
+        assert_eq!(super::written(&mut roomy, b"abcdefghij"), 10);
+    }
 }

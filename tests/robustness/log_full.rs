@@ -2,7 +2,8 @@
 //! answers every write with ENOSPC), or into a pipe whose reader went away (EPIPE, a log
 //! shipper that died). The lines are lost and counted; logins are answered and audited as
 //! before. tracing-subscriber's own complaint about the failed write used to panic the
-//! task that logged: no reply, no audit record, yet the code used.
+//! task that logged: no reply, no audit record, yet the code used. And a real disk that
+//! fills under the log and empties again: the line it cut off is not glued to the next.
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, UdpSocket};
@@ -187,4 +188,101 @@ fn a_log_pipe_whose_reader_left_loses_its_lines_not_the_logins() {
     }
     drop(lines);
     logins_answered_and_audited(srv, &users[0]);
+}
+
+/// A 1 MiB tmpfs (mounted as root, unmounted when dropped) holding the log, which a file of
+/// zeros can fill and its removal empty.
+struct LogDisk {
+    _dir: tempfile::TempDir,
+    mount: PathBuf,
+}
+
+impl LogDisk {
+    fn mount() -> LogDisk {
+        let dir = tempfile::tempdir().unwrap();
+        let mount = dir.path().join("disk");
+        std::fs::create_dir(&mount).unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+            .arg(&mount)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "mount (this test mounts a tmpfs, as root): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        LogDisk { _dir: dir, mount }
+    }
+
+    /// Takes every free byte (the log file's last block keeps what room it has).
+    fn fill(&self) {
+        use std::io::Write;
+        let mut f = std::fs::File::create(self.mount.join("filler")).unwrap();
+        let chunk = vec![0u8; 4096];
+        while f.write_all(&chunk).is_ok() {}
+    }
+
+    fn free(&self) {
+        std::fs::remove_file(self.mount.join("filler")).unwrap();
+    }
+}
+
+impl Drop for LogDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.mount).status();
+    }
+}
+
+/// `radmfa serve >>/var/log/radmfa.log 2>&1` on a disk that fills up: the requests are
+/// answered and their lines counted lost, the last line that fitted in part is cut off, and
+/// once there is room the next line starts on a line of its own.
+#[test]
+fn a_log_disk_that_fills_and_empties_keeps_its_lines_whole() {
+    let users = LdapUser::generate(1);
+    let slapd = Slapd::start(&users);
+    let disk = LogDisk::mount();
+    let path = disk.mount.join("serve.log");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .unwrap();
+    let (mut srv, _) = Serving::start(&slapd, Stdio::from(log));
+    srv.until_answering();
+    disk.fill();
+    let sock = socket_from("127.0.0.1", srv.addr, 3000);
+    let wrong = |id: u8| {
+        ask(
+            &sock,
+            AccessRequestBuilder::new(id, &users[0].uid).password(b"not-the-password"),
+        )
+        .map(|a| a.0)
+    };
+    // Each audit line is some 300 bytes: the file's last block is full within 14.
+    for id in 0..30 {
+        assert_eq!(wrong(id), Some(3), "request {id} on a full log disk");
+    }
+    let lost = srv.lines_lost();
+    assert!(lost >= 16, "{lost} log lines counted lost");
+    disk.free();
+    assert_eq!(wrong(30), Some(3), "once the disk has room");
+    let text = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).to_string();
+    let last = text.lines().last().unwrap_or_default();
+    assert!(
+        last.contains("radmfa::audit: auth") && last.contains("result=reject"),
+        "the last request's line is not the log's last:\n{text}"
+    );
+    // Each line is one event: a timestamp and level at its start and nowhere else.
+    for line in text.lines() {
+        let events: usize = ["Z  INFO ", "Z  WARN ", "Z ERROR "]
+            .iter()
+            .map(|level| line.matches(level).count())
+            .sum();
+        assert!(
+            line.starts_with("20") && events == 1,
+            "a line cut off and glued to the next: {line}"
+        );
+    }
+    assert!(srv.stop().success());
 }
