@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::pki::Pki;
 use common::slapd::{free_port, group_dn, groups_ldif, LdapUser, Slapd, SlapdOptions};
+use common::wan_relay::WanRelay;
 use radmfa::auth::ldap::{AttributeNames, LdapSettings, DEFAULT_GROUP_FILTER};
 use radmfa::auth::{AuthError, Denial, LdapAuth, PrimaryAuth, PrimaryOutcome};
 use radmfa::secret::Secret;
@@ -1017,10 +1018,12 @@ async fn concurrent_user_binds_keep_at_most_user_bind_concurrency_connections() 
 }
 
 #[tokio::test]
-async fn dead_pooled_bind_connection_is_retried_once_on_a_fresh_one() {
+async fn a_dead_pooled_search_connection_takes_the_idle_bind_connections_with_it() {
     // slapd restarts behind a relay that keeps the client side of the old connections open,
-    // so radmfa only learns that its idle bind connection is dead when the next bind fails
-    // on it. That bind never reached slapd: it must be retried on a fresh connection.
+    // so radmfa only learns that its idle connections are dead when it uses one. The
+    // search found dead is asked again on a fresh connection; the bind must not go to the
+    // idle bind connection, as dead as the search's: a bind written there could not be
+    // asked again (it may have reached the server), and the login would fail.
     let mut slapd = Slapd::start(&users());
     let relay = SilentRelay::start(slapd.port);
     let auth = LdapAuth::new(settings(&slapd, vec![relay.url.clone()])).unwrap();
@@ -1043,22 +1046,93 @@ async fn dead_pooled_bind_connection_is_retried_once_on_a_fresh_one() {
         .await
         .unwrap_or_else(|e| panic!("login after restart failed: {e}\n{}", slapd.log_tail()));
     assert!(matches!(out, PrimaryOutcome::Accepted(_)), "{out:?}");
-    // The pooled search connection and the pooled bind connection were both found dead on
-    // use (the scenario this test is about), then replaced.
-    assert_eq!(relay.dead_writes(), 2);
+    // Only the pooled search connection was found dead on use; the bind went to a new one.
+    assert_eq!(relay.dead_writes(), 1);
     assert_eq!(
         auth.authenticate("bob", &Secret::from("wrong"))
             .await
             .unwrap(),
         denied(Denial::BadPassword)
     );
-    let out = auth
-        .authenticate("bob", &Secret::from("bob-pw"))
+    assert_eq!(relay.dead_writes(), 1);
+    assert_eq!(auth.bind_count(), 4);
+}
+
+#[tokio::test]
+async fn a_bind_on_a_pooled_connection_found_dead_is_not_asked_again() {
+    // With the entry cache a login binds without searching first, so nothing finds the
+    // pooled bind connection dead before the bind is written to it. ldap3 cannot tell a
+    // bind that never left from one the server took before the connection went: the login
+    // fails as a directory failure, and the next one gets a fresh connection.
+    let mut slapd = Slapd::start(&users());
+    let relay = SilentRelay::start(slapd.port);
+    let mut s = settings(&slapd, vec![relay.url.clone()]);
+    s.entry_cache_ttl = Duration::from_secs(300);
+    let auth = LdapAuth::new(s).unwrap();
+    let password = Secret::from("alice-pw");
+    let alice = || auth.authenticate("alice", &password);
+    assert!(matches!(
+        alice().await.unwrap(),
+        PrimaryOutcome::Accepted(_)
+    ));
+
+    slapd.restart();
+    std::thread::sleep(Duration::from_millis(200));
+    let err = alice().await.unwrap_err();
+    assert!(matches!(err, AuthError::BindAnswerLost { .. }), "{err:?}");
+    assert_eq!(relay.dead_writes(), 1);
+    assert_eq!(auth.bind_count(), 2, "the bind was asked once");
+    // The directory answers again, on fresh connections.
+    let out = alice()
         .await
-        .unwrap();
+        .unwrap_or_else(|e| panic!("{e}\n{}", slapd.log_tail()));
     assert!(matches!(out, PrimaryOutcome::Accepted(_)), "{out:?}");
-    assert_eq!(relay.dead_writes(), 2);
-    assert_eq!(auth.bind_count(), 5);
+    assert_eq!(relay.dead_writes(), 1);
+}
+
+/// The finding this is about: a connection reset after the DC read the user's bind, before
+/// its answer came back (a WAN middlebox, a DC's connection limit). The bind counted on the
+/// DC; asked again on a new connection, it counted twice towards the account's lockout.
+#[tokio::test]
+async fn a_bind_whose_answer_was_lost_to_a_reset_is_not_asked_again() {
+    let slapd = Slapd::start(&users());
+    let relay = WanRelay::start(slapd.port);
+    let auth = LdapAuth::new(settings(&slapd, vec![relay.url.clone()])).unwrap();
+    let alice_dn = LdapUser::new("alice", "").dn();
+    for (round, password) in ["alice-pw", "wrong"].into_iter().enumerate() {
+        // Warm: the bind goes to a pooled connection, which a retry would have replaced.
+        let out = auth
+            .authenticate("alice", &Secret::from("alice-pw"))
+            .await
+            .unwrap_or_else(|e| panic!("{e}\n{}", slapd.log_tail()));
+        assert!(matches!(out, PrimaryOutcome::Accepted(_)), "{out:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let binds = slapd.bind_count(&alice_dn);
+
+        relay.reset_after_answer(alice_dn.as_bytes());
+        let err = auth
+            .authenticate("alice", &Secret::from(password))
+            .await
+            .unwrap_err();
+        assert_eq!(relay.resets(), round + 1);
+        assert!(matches!(err, AuthError::BindAnswerLost { .. }), "{err:?}");
+        let text = err.to_string();
+        assert!(
+            text.contains(&format!(
+                "{}: the directory's answer to the user's bind was lost (connection reset): \
+                 not asked again, as the bind may have counted towards the account's lockout",
+                relay.url
+            )),
+            "{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(
+            slapd.bind_count(&alice_dn),
+            binds + 1,
+            "round {round}: the bind reached slapd once\n{}",
+            slapd.log_tail()
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -60,9 +60,13 @@
 //! next URL took its place): a background probe asks the URLs listed before the preferred
 //! one every [`FAILED_URL_HOLDOFF`] (less often for one that keeps failing again) for a
 //! service bind and a read of `base_dn`, and the first that answers is preferred again
-//! (`ldap_return`). An operation that fails with an I/O error on a *reused*
+//! (`ldap_return`). A search that fails with an I/O error on a *reused*
 //! pooled connection (server restarted, idle connection cut) is retried once on a fresh
-//! connection, since it never reached the server. A search or bind the server answers with
+//! connection, and the idle bind connections to that server are closed with it. A user's
+//! bind is asked again only when ldap3 says it was never handed to the connection (its
+//! driver had ended: "op send error"); once handed over, a connection that ends before the
+//! answer (closed, reset) may have carried it to the server, so the answer is lost
+//! ([`AuthError::BindAnswerLost`]) and the bind not asked again. A search or bind the server answers with
 //! busy (51) or unavailable (52), a search answered unwillingToPerform (53) and a bind's 53
 //! about the server rather than the account did not run there either: that server is put
 //! behind the others and the operation asked once of the next. All URLs unreachable →
@@ -98,13 +102,12 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use ldap3::{
-    Ldap, LdapConnAsync, LdapConnSettings, LdapError, LdapResult, Scope, SearchEntry, SearchOptions,
-};
+use ldap3::{LdapConnSettings, LdapError, LdapResult, Scope, SearchEntry, SearchOptions};
 use tokio::sync::Semaphore;
 use tokio::time::timeout;
 
 use super::ldap_cache::EntryCache;
+use super::ldap_conn::LdapConn;
 use super::ldap_pool::{ConnPool, Pooled};
 use super::ldap_tls::tls_config;
 use super::{ad_codes, AuthError, Denial, PrimaryAuth, PrimaryOutcome, UserInfo};
@@ -257,11 +260,11 @@ pub struct LdapAuth {
     /// Every attribute the filter compares the name with (`naming_attributes`).
     pub(super) name_attrs: Vec<String>,
     /// Idle, service-bound search connections.
-    searches: ConnPool<Ldap>,
+    searches: ConnPool<LdapConn>,
     /// One permit per search connection that may exist at once.
     pool_slots: Semaphore,
     /// Idle bind-only connections, for user password checks.
-    binds: ConnPool<Ldap>,
+    binds: ConnPool<LdapConn>,
     /// One permit per user bind in flight.
     user_bind_slots: Semaphore,
     bind_count: AtomicU64,
@@ -622,7 +625,7 @@ impl LdapAuth {
     /// A connection whose operation went well, back to `pool`; unless it is to a URL no
     /// longer preferred (a failover, or the way back after one), when it is closed, so that
     /// logins under steady load, which never leave a connection idle long, move too.
-    fn keep(&self, pool: &ConnPool<Ldap>, conn: Pooled<Ldap>) {
+    fn keep(&self, pool: &ConnPool<LdapConn>, conn: Pooled<LdapConn>) {
         if conn.url_idx == self.preferred.load(Ordering::Relaxed) {
             pool.put(conn);
         }
@@ -659,9 +662,9 @@ impl LdapAuth {
 
     // ---- connections ------------------------------------------------------------------
 
-    pub(super) async fn connect_one(&self, idx: usize) -> Result<Ldap, ConnectFailure> {
+    pub(super) async fn connect_one(&self, idx: usize) -> Result<LdapConn, ConnectFailure> {
         let url = &self.settings.urls[idx];
-        let fut = LdapConnAsync::with_settings(self.conn_settings.clone(), url);
+        let fut = LdapConn::open(url, &self.conn_settings);
         let watch = self.watch(idx);
         let connected = timeout(self.settings.connect_timeout, fut).await;
         watch.done();
@@ -674,16 +677,7 @@ impl LdapAuth {
                 ConnectFailure::Other(msg) => ConnectFailure::Other(self.port_hinted(idx, msg)),
                 other => other,
             }),
-            Ok(Ok((conn, ldap))) => {
-                let url = url.clone();
-                // What `ldap3::drive!` does, logging through tracing.
-                tokio::spawn(async move {
-                    if let Err(e) = conn.drive().await {
-                        tracing::debug!(%url, error = %e, "LDAP connection ended");
-                    }
-                });
-                Ok(ldap)
-            }
+            Ok(Ok(conn)) => Ok(conn),
         }
     }
 
@@ -722,7 +716,7 @@ impl LdapAuth {
     /// Open a connection to the first URL that answers; with `service_bind`, also bind it as
     /// the service account (a server that accepts TCP but does not answer the bind counts as
     /// down, and the next URL is tried).
-    async fn connect_any(&self, service_bind: bool) -> Result<(Ldap, usize), AuthError> {
+    async fn connect_any(&self, service_bind: bool) -> Result<(LdapConn, usize), AuthError> {
         if service_bind && !self.settings.bind_dn.is_empty() {
             // Refused lately: not tried again yet (see `ldap_service_hold`).
             self.service_hold
@@ -771,7 +765,7 @@ impl LdapAuth {
                 }
                 let bind = timeout(
                     self.settings.op_timeout,
-                    ldap.simple_bind(&self.settings.bind_dn, password),
+                    ldap.ldap.simple_bind(&self.settings.bind_dn, password),
                 );
                 tokio::pin!(bind);
                 let watch = self.watch(idx);
@@ -868,9 +862,9 @@ impl LdapAuth {
     /// An idle connection from `pool`, or a new one (service-bound for searches).
     async fn take_or_connect(
         &self,
-        pool: &ConnPool<Ldap>,
+        pool: &ConnPool<LdapConn>,
         service_bind: bool,
-    ) -> Result<Pooled<Ldap>, AuthError> {
+    ) -> Result<Pooled<LdapConn>, AuthError> {
         if let Some(conn) = pool.take() {
             return Ok(conn);
         }
@@ -1042,6 +1036,7 @@ impl LdapAuth {
             let op_timeout = self.settings.op_timeout;
             let search = conn
                 .conn
+                .ldap
                 .with_search_options(options.clone())
                 .with_timeout(op_timeout)
                 .search(base, scope, filter, attrs);
@@ -1075,17 +1070,25 @@ impl LdapAuth {
                     let url = &self.settings.urls[conn.url_idx];
                     if conn.reused && !retried {
                         // A pooled connection died (server restart, idle cut): drop its
-                        // siblings and try once more on a fresh connection.
+                        // siblings and try once more on a fresh connection (a search may
+                        // run twice). The idle bind connections to the server went the same
+                        // way, most likely, and a bind found dead cannot be asked again:
+                        // closed too, so this login's bind gets a fresh one.
                         tracing::debug!(%url, error = %e, "pooled LDAP connection dead, reconnecting");
                         self.searches.drop_idle_to(conn.url_idx);
+                        self.binds.drop_idle_to(conn.url_idx);
                         retried = true;
                         continue;
                     }
                     // An anonymous search is the first request on its connection.
-                    let e = self.port_hinted(conn.url_idx, e.to_string());
-                    url_warn!(self, conn.url_idx, %url, error = %e, "LDAP search failed");
+                    let cause = conn.conn.end_reason(&e).await;
+                    let cause = self.port_hinted(conn.url_idx, cause);
+                    url_warn!(self, conn.url_idx, %url, error = %cause, "LDAP search failed");
                     self.mark_failed(conn.url_idx);
-                    return Err(AuthError::Unavailable(format!("{url}: search: {e}")));
+                    return Err(AuthError::SearchAnswerLost {
+                        url: url.clone(),
+                        cause,
+                    });
                 }
                 Ok(Ok(result)) => result,
             };
@@ -1258,6 +1261,7 @@ impl LdapAuth {
             // an admin reset ("must change") from the user's own (see `ppolicy`).
             let bind = conn
                 .conn
+                .ldap
                 .with_controls(super::ppolicy::request())
                 .simple_bind(dn, password);
             let watch = self.watch(conn.url_idx);
@@ -1271,20 +1275,33 @@ impl LdapAuth {
                     self.timed_out(conn.url_idx);
                     return Err(self.op_timeout_err());
                 }
-                Ok(Err(e)) if conn.reused && !retried => {
-                    // The pooled connection died while idle (server restart, idle cut), so
-                    // the bind most likely never reached the server: drop it and its
-                    // siblings to that URL and try once more on a fresh connection. (ldap3
-                    // cannot tell that from a server that read the bind and died before
-                    // answering; then, rarely, the password is tried twice.)
-                    tracing::debug!(%url, error = %e, "pooled LDAP bind connection dead, reconnecting");
+                Ok(Err(LdapError::OpSend { .. })) if !retried => {
+                    // The connection had ended before the bind was handed to it (its
+                    // driver gone: ldap3's "op send error"), so nothing was written: asked
+                    // once more on a fresh connection.
+                    tracing::debug!(%url, "LDAP bind connection closed before the bind was sent, reconnecting");
                     self.binds.drop_idle_to(conn.url_idx);
                     retried = true;
                 }
                 Ok(Err(e)) => {
-                    url_warn!(self, conn.url_idx, %url, user, dn, error = %e, "LDAP user bind failed");
+                    // The bind was handed to the connection, which ended before the answer
+                    // came (ldap3's "result recv error": closed or reset). ldap3 does not say
+                    // whether it was written, and a connection that looks alive may be dead
+                    // (a DC's host rebooted, a firewall that forgot it) as well as reset
+                    // after the DC took the bind: it may have counted towards the account's
+                    // lockout, so it is asked nowhere again. The other idle connections to
+                    // the server went the same way, most likely: closed, so that the next
+                    // logins' binds are not lost too.
+                    let cause = conn.conn.end_reason(&e).await;
+                    url_warn!(self, conn.url_idx, %url, user, dn, error = %cause,
+                        "LDAP user bind's answer lost; not asked again");
                     self.mark_failed(conn.url_idx);
-                    return Err(AuthError::Unavailable(format!("{url}: user bind: {e}")));
+                    self.searches.drop_idle_to(conn.url_idx);
+                    self.binds.drop_idle_to(conn.url_idx);
+                    return Err(AuthError::BindAnswerLost {
+                        url: url.clone(),
+                        cause,
+                    });
                 }
                 Ok(Ok(res))
                     if (server_unwilling(res.rc) || unwilling_server(&res))

@@ -136,7 +136,7 @@ impl LdapAuth {
                 })?;
             let bind = timeout(
                 self.settings.op_timeout,
-                ldap.simple_bind(&self.settings.bind_dn, password),
+                ldap.ldap.simple_bind(&self.settings.bind_dn, password),
             );
             tokio::pin!(bind);
             // A bind that hangs gives its turn up, as a login's does.
@@ -167,9 +167,9 @@ impl LdapAuth {
         }
         let took = t0.elapsed();
         if let Some(base) = base {
-            *base = self.read_base(idx, &mut ldap).await.err();
+            *base = self.read_base(idx, &mut ldap.ldap).await.err();
         }
-        let _ = ldap.unbind().await;
+        let _ = ldap.ldap.unbind().await;
         Ok(took)
     }
 

@@ -10,18 +10,10 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use ldap3::Ldap;
-
 /// What the pool needs to know about a connection.
 pub(super) trait PoolConn {
     /// The connection is known to be gone (its driver task ended).
     fn is_closed(&mut self) -> bool;
-}
-
-impl PoolConn for Ldap {
-    fn is_closed(&mut self) -> bool {
-        Ldap::is_closed(self)
-    }
 }
 
 /// A connection on loan from (or on its way back to) a [`ConnPool`].

@@ -6,6 +6,7 @@ pub mod ad_codes;
 pub mod ldap;
 mod ldap_cache;
 mod ldap_check;
+mod ldap_conn;
 mod ldap_diagnose;
 mod ldap_entry;
 mod ldap_groups;
@@ -151,6 +152,17 @@ pub enum AuthError {
     Unavailable(String),
     #[error("LDAP operation timed out after {0} ms")]
     Timeout(u64),
+    /// A server was reached, and the connection ended (closed or reset) before a search's
+    /// answer came, on a new connection or a second time.
+    #[error("{url}: the directory's answer to the search was lost ({cause})")]
+    SearchAnswerLost { url: String, cause: String },
+    /// A user's bind was handed to a connection that ended before its answer came: it may
+    /// have reached the directory, so it is not asked again (see `LdapAuth::bind_on_pooled`).
+    #[error(
+        "{url}: the directory's answer to the user's bind was lost ({cause}): not asked \
+         again, as the bind may have counted towards the account's lockout"
+    )]
+    BindAnswerLost { url: String, cause: String },
     #[error("service account bind failed: {0}")]
     ServiceBind(String),
     #[error("LDAP error: {0}")]

@@ -12,3 +12,4 @@ pub mod postgres;
 pub mod provider_standin;
 pub mod radmfa;
 pub mod slapd;
+pub mod wan_relay;

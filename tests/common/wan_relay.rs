@@ -1,0 +1,153 @@
+//! A TCP relay that misbehaves as a WAN link and its middleboxes do, between radmfa and a
+//! real slapd: it resets a connection after the server answered a request (the answer
+//! never arrives).
+//!
+//! One thread per connection, both sockets non-blocking, so that a reset closes the only
+//! handle to the client's socket (with SO_LINGER 0: the kernel sends RST, not FIN).
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[derive(Default)]
+struct Faults {
+    /// A client→server chunk holding this is forwarded, and the server's answer to it
+    /// replaced by a reset of the client's connection; once per arming.
+    reset_after_answer: Option<Vec<u8>>,
+}
+
+#[derive(Default)]
+struct Shared {
+    faults: Mutex<Faults>,
+    accepted: AtomicUsize,
+    resets: AtomicUsize,
+    stop: AtomicBool,
+}
+
+pub struct WanRelay {
+    pub url: String,
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+}
+
+impl WanRelay {
+    /// Relays 127.0.0.1:`upstream_port` on a free port of 127.0.0.1.
+    pub fn start(upstream_port: u16) -> WanRelay {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shared = Arc::new(Shared::default());
+        let accepting = shared.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                if accepting.stop.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(client) = client else { return };
+                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream_port)) else {
+                    continue;
+                };
+                accepting.accepted.fetch_add(1, Ordering::SeqCst);
+                let shared = accepting.clone();
+                std::thread::spawn(move || relay(client, server, &shared));
+            }
+        });
+        WanRelay {
+            url: format!("ldap://{addr}"),
+            addr,
+            shared,
+        }
+    }
+
+    /// The next client request holding `needle` reaches the server, and the server's answer
+    /// to it is replaced by a reset (an LDAP BindRequest carries its DN as is).
+    pub fn reset_after_answer(&self, needle: &[u8]) {
+        self.shared.faults.lock().unwrap().reset_after_answer = Some(needle.to_vec());
+    }
+
+    /// Connections relayed so far.
+    pub fn accepted(&self) -> usize {
+        self.shared.accepted.load(Ordering::SeqCst)
+    }
+
+    /// Connections reset after an answer.
+    pub fn resets(&self) -> usize {
+        self.shared.resets.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for WanRelay {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(self.addr); // wakes the accept loop
+    }
+}
+
+/// Copies both ways until either side closes, with the faults armed in `shared`.
+fn relay(mut client: TcpStream, mut server: TcpStream, shared: &Shared) {
+    client.set_nonblocking(true).unwrap();
+    server.set_nonblocking(true).unwrap();
+    let mut buf = [0u8; 16384];
+    let mut reset_on_answer = false;
+    while !shared.stop.load(Ordering::SeqCst) {
+        let mut moved = false;
+        for from_client in [true, false] {
+            let (src, dst) = if from_client {
+                (&mut client, &mut server)
+            } else {
+                (&mut server, &mut client)
+            };
+            let n = match src.read(&mut buf) {
+                Ok(0) => return close(&client, &server),
+                Ok(n) => n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => continue,
+                Err(_) => return close(&client, &server),
+            };
+            moved = true;
+            let faults = shared.faults.lock().unwrap();
+            if !from_client && reset_on_answer {
+                drop(faults);
+                shared.resets.fetch_add(1, Ordering::SeqCst);
+                let _ = socket2::SockRef::from(&client).set_linger(Some(Duration::ZERO));
+                drop(client); // RST
+                let _ = server.shutdown(Shutdown::Both);
+                return;
+            }
+            let needle = faults.reset_after_answer.as_deref();
+            let chunk = &buf[..n];
+            if from_client && needle.is_some_and(|x| chunk.windows(x.len()).any(|w| w == x)) {
+                drop(faults);
+                shared.faults.lock().unwrap().reset_after_answer = None;
+                reset_on_answer = true;
+            } else {
+                drop(faults);
+            }
+            if write_all(dst, chunk).is_err() {
+                return close(&client, &server);
+            }
+        }
+        if !moved {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
+/// `write_all` on a non-blocking socket.
+fn write_all(dst: &mut TcpStream, mut data: &[u8]) -> std::io::Result<()> {
+    while !data.is_empty() {
+        match dst.write(data) {
+            Ok(n) => data = &data[n..],
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(1))
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+fn close(client: &TcpStream, server: &TcpStream) {
+    let _ = client.shutdown(Shutdown::Both);
+    let _ = server.shutdown(Shutdown::Both);
+}
