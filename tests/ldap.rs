@@ -41,6 +41,7 @@ fn settings(slapd: &Slapd, urls: Vec<String>) -> LdapSettings {
         op_timeout: Duration::from_secs(1),
         pool_size: 2,
         user_bind_concurrency: 4,
+        idle_close: Duration::from_secs(120),
         entry_cache_ttl: Duration::ZERO,
         entry_cache_size: 10_000,
     }
@@ -85,21 +86,6 @@ fn hung_server() -> (TcpListener, String) {
     let url = format!("ldap://{}", listener.local_addr().unwrap());
     // The kernel completes handshakes into the backlog; nobody ever reads.
     (listener, url)
-}
-
-/// TCP connections that carried at least one LDAP operation, read from slapd's stats log
-/// (`conn=N op=M ...` lines). The harness's readiness probes connect without any operation
-/// and are not counted.
-fn ldap_connections(slapd: &Slapd) -> usize {
-    let log = std::fs::read_to_string(slapd.dir().join("slapd.log")).unwrap_or_default();
-    let conns: std::collections::HashSet<&str> = log
-        .lines()
-        .filter_map(|l| {
-            let conn = l.split_whitespace().find(|w| w.starts_with("conn="))?;
-            l.contains(" op=").then_some(conn)
-        })
-        .collect();
-    conns.len()
 }
 
 /// A TCP relay to a local port that, when the server side of a relayed connection closes,
@@ -980,7 +966,7 @@ async fn user_binds_reuse_connections() {
         + slapd.bind_count(&LdapUser::new("bob", "").dn());
     assert_eq!(user_binds, N, "every check reached slapd");
     // One search connection and one bind connection, not one per login.
-    assert_eq!(ldap_connections(&slapd), 2, "{}", slapd.log_tail());
+    assert_eq!(slapd.connections_used(), 2, "{}", slapd.log_tail());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -1006,7 +992,7 @@ async fn concurrent_user_binds_keep_at_most_user_bind_concurrency_connections() 
     assert_eq!(auth.bind_count(), 3 * users.len() as u64);
     // slapd logs from its own threads; give the last connections time to show.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let accepted = ldap_connections(&slapd);
+    let accepted = slapd.connections_used();
     // At least the search connection and one bind connection: fewer means the log was not
     // read, and the bound above would hold of nothing.
     assert!(
@@ -1133,6 +1119,31 @@ async fn a_bind_whose_answer_was_lost_to_a_reset_is_not_asked_again() {
             slapd.log_tail()
         );
     }
+}
+
+#[tokio::test]
+async fn pooled_connections_idle_longer_than_idle_close_are_not_reused() {
+    let slapd = Slapd::start(&users());
+    let mut s = settings(&slapd, vec![slapd.url.clone()]);
+    s.idle_close = Duration::from_millis(1000);
+    let auth = LdapAuth::new(s).unwrap();
+    let password = Secret::from("alice-pw");
+    let alice = || auth.authenticate("alice", &password);
+    for _ in 0..2 {
+        assert!(matches!(
+            alice().await.unwrap(),
+            PrimaryOutcome::Accepted(_)
+        ));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(slapd.connections_used(), 2, "{}", slapd.log_tail());
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert!(matches!(
+        alice().await.unwrap(),
+        PrimaryOutcome::Accepted(_)
+    ));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(slapd.connections_used(), 4, "{}", slapd.log_tail());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

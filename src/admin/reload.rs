@@ -212,12 +212,12 @@ impl Reloader {
         // Built before anything is swapped: settings that cannot be used change nothing.
         let ldap_ca = ca_stamp(&new);
         let ldap_password = bind_password(&new);
-        // With an entry cache, every reload starts a new one: `systemctl reload` is how an
-        // admin makes a changed phone number or a renamed account count at once.
-        let caching = caches_entries(&new);
         let ldap_keys = self.ldap_changes(&ldap, &ldap_ca, &ldap_password);
         let ldap_changed = !ldap_keys.is_empty();
-        let directory = if ldap_changed || caching {
+        // An unchanged [ldap] keeps the running directory client, and its open connections:
+        // a new one made every login after the reload pay for connecting again (two round
+        // trips more at a branch office's distance from its directory, more with TLS).
+        let directory = if ldap_changed {
             Some(directory_for(&new, &ldap_keys).await?)
         } else {
             None
@@ -245,23 +245,20 @@ impl Reloader {
             // New directory settings are unproven, as at start: the node's health (the
             // gauge, no-reply clients' Status-Server) follows a probe of them, not the old
             // directory's last answer, so a new DC out of reach or a wrong rotated
-            // password does not say "alive" until a login fails. (Not for a directory
-            // rebuilt only to empty its entry cache: nothing about it is new.)
-            if ldap_changed {
-                app.backend_health.prove_again();
-            }
+            // password does not say "alive" until a login fails.
+            app.backend_health.prove_again();
             self.ldap = ldap;
             self.ldap_ca = ldap_ca;
             self.ldap_password = ldap_password;
-            // Not said for a directory rebuilt only to empty its entry cache: nothing in
-            // [ldap] changed, and the line sent the admin looking for what had.
-            if ldap_changed {
-                info!("reload: new [ldap] settings in use from the next request");
-            }
+            info!("reload: new [ldap] settings in use from the next request");
             // Said only when there was one to empty (not when this reload turns it on).
             if caches_entries(&running) {
                 info!("reload: LDAP entry cache emptied");
             }
+        } else if app.primary().empty_entry_cache() {
+            // Every reload empties the entry cache: `systemctl reload` is how an admin makes
+            // a changed phone number or a renamed account count at once.
+            info!("reload: LDAP entry cache emptied");
         }
         let policy_changed = changed_sections(&self.policy, &policy);
         self.policy = policy;

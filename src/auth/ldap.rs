@@ -152,9 +152,9 @@ macro_rules! url_warn {
     };
 }
 
-/// Pooled (search and bind) connections idle longer than this are closed instead of reused,
-/// so a connection silently dropped by a firewall or the server's idle timeout is not
-/// trusted.
+/// Pooled (search and bind) connections idle longer than this are closed instead of reused
+/// (`[ldap] idle_close_secs`'s default), so a connection silently dropped by a firewall or
+/// the server's idle timeout is not trusted.
 pub const POOL_MAX_IDLE: Duration = Duration::from_secs(120);
 
 /// Names of the LDAP attributes copied into [`UserInfo`]. An empty name means "don't read".
@@ -215,6 +215,9 @@ pub struct LdapSettings {
     pub pool_size: usize,
     /// User binds in flight at once (at least 1).
     pub user_bind_concurrency: usize,
+    /// Pooled connections idle longer than this are closed instead of reused: below the
+    /// idle timeout of every firewall on the way and of the server itself.
+    pub idle_close: Duration,
     /// How long a user's entry found for an accepted password is reused for their next
     /// logins (`ldap_cache.rs`); zero (the default) searches on every login.
     pub entry_cache_ttl: Duration,
@@ -240,6 +243,7 @@ impl Default for LdapSettings {
             op_timeout: Duration::from_secs(5),
             pool_size: 16,
             user_bind_concurrency: 32,
+            idle_close: POOL_MAX_IDLE,
             entry_cache_ttl: Duration::ZERO,
             entry_cache_size: 10_000,
         }
@@ -434,8 +438,8 @@ impl LdapAuth {
             identity_attrs,
             name_attr,
             name_attrs,
-            searches: ConnPool::new(settings.pool_size, POOL_MAX_IDLE),
-            binds: ConnPool::new(settings.user_bind_concurrency, POOL_MAX_IDLE),
+            searches: ConnPool::new(settings.pool_size, settings.idle_close),
+            binds: ConnPool::new(settings.user_bind_concurrency, settings.idle_close),
             bind_count: AtomicU64::new(0),
             preferred: AtomicUsize::new(0),
             url_health: Mutex::new(vec![UrlHealth::default(); n]),
@@ -1325,18 +1329,25 @@ impl LdapAuth {
         }
     }
 
-    /// The bind, and with `entry_cache_seconds` the entry remembered when it was accepted.
+    /// The bind, and with `entry_cache_seconds` the entry remembered when it was accepted,
+    /// unless the cache was emptied since `epoch` (taken before the search that found it).
     async fn bind_and_remember(
         &self,
         user: &str,
         info: UserInfo,
         password: &str,
+        epoch: u64,
     ) -> Result<PrimaryOutcome, AuthError> {
         let outcome = self.bind_user(user, info, password).await?;
         if let (Some(cache), PrimaryOutcome::Accepted(info)) = (&self.cache, &outcome) {
-            cache.remember(user, info);
+            cache.remember(user, info, epoch);
         }
         Ok(outcome)
+    }
+
+    /// The entry cache's epoch now (0 without one), for [`Self::bind_and_remember`].
+    fn cache_epoch(&self) -> u64 {
+        self.cache.as_ref().map_or(0, EntryCache::epoch)
     }
 
     /// A login whose entry was found lately: bind as that DN at once. Anything but an
@@ -1367,6 +1378,7 @@ impl LdapAuth {
         // other name (silence on no_reply clients) while searches fail and binds do not
         // (the service account's password expired, say). The NAS asking another node then
         // binds the same wrong password once more, as any retried backend failure does.
+        let epoch = self.cache_epoch();
         let found = self.search_user(user).await?;
         match found {
             // Bound again only where the first bind cannot have counted against the
@@ -1382,7 +1394,7 @@ impl LdapAuth {
                     new = info.dn.as_str(),
                     "LDAP entry moved since it was cached"
                 );
-                self.bind_and_remember(user, *info, password).await
+                self.bind_and_remember(user, *info, password, epoch).await
             }
             SearchOutcome::Found(_) => Ok(PrimaryOutcome::Denied(refused)),
             SearchOutcome::NotFound => {
@@ -1710,6 +1722,10 @@ impl PrimaryAuth for LdapAuth {
         self.check_at_start().await;
     }
 
+    fn empty_entry_cache(&self) -> bool {
+        self.cache.as_ref().map(EntryCache::clear).is_some()
+    }
+
     async fn authenticate(
         &self,
         user: &str,
@@ -1738,6 +1754,7 @@ impl PrimaryAuth for LdapAuth {
         if let Some(cached) = self.cache.as_ref().and_then(|c| c.fresh(user)) {
             return self.authenticate_cached(user, cached, password).await;
         }
+        let epoch = self.cache_epoch();
         let searching = Instant::now();
         match self.search_user(user).await? {
             SearchOutcome::NotFound => {
@@ -1750,7 +1767,7 @@ impl PrimaryAuth for LdapAuth {
                 Ok(PrimaryOutcome::Denied(Denial::AmbiguousUser))
             }
             SearchOutcome::Found(info) => {
-                let outcome = self.bind_and_remember(user, *info, password).await?;
+                let outcome = self.bind_and_remember(user, *info, password, epoch).await?;
                 if matches!(outcome, PrimaryOutcome::Denied(_)) {
                     self.refused_check_latency.record(searching.elapsed());
                 }

@@ -26,6 +26,7 @@
 //! passwords cannot fill it, and at most `entry_cache_size` entries are kept (quick_cache's
 //! S3-FIFO eviction). Second-factor-only clients (no bind) never read it.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -36,6 +37,10 @@ pub(super) struct EntryCache {
     /// A well-kept concurrent cache with a size bound (S3-FIFO eviction); expiry is ours,
     /// checked on read.
     entries: quick_cache::sync::Cache<String, Arc<(Instant, UserInfo)>>,
+    /// Counts [`EntryCache::clear`]s: an entry searched before one is not remembered after
+    /// it (a reload that empties the cache is how an admin makes a changed phone number
+    /// count at once, and a login in flight read the old one).
+    epoch: AtomicU64,
 }
 
 impl EntryCache {
@@ -44,6 +49,7 @@ impl EntryCache {
         (!ttl.is_zero() && capacity > 0).then(|| EntryCache {
             ttl,
             entries: quick_cache::sync::Cache::new(capacity),
+            epoch: AtomicU64::new(0),
         })
     }
 
@@ -57,12 +63,31 @@ impl EntryCache {
         None
     }
 
-    pub(super) fn remember(&self, user: &str, info: &UserInfo) {
+    /// Remembers `info`, found by a search that began at `epoch` ([`Self::epoch`]), unless
+    /// the cache was emptied since.
+    pub(super) fn remember(&self, user: &str, info: &UserInfo, epoch: u64) {
+        if self.epoch() != epoch {
+            return;
+        }
         let mut info = info.clone();
         // Granted attributes belong to one upstream answer, not to the directory entry.
         info.granted.clear();
         self.entries
             .insert(user.to_string(), Arc::new((Instant::now(), info)));
+        // Emptied between the look and the insert: not kept either.
+        if self.epoch() != epoch {
+            self.entries.remove(user);
+        }
+    }
+
+    pub(super) fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::SeqCst)
+    }
+
+    /// Forgets every entry (a reload), and whatever a search begun before finds.
+    pub(super) fn clear(&self) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        self.entries.clear();
     }
 
     pub(super) fn forget(&self, user: &str) {
@@ -95,7 +120,7 @@ mod tests {
     #[test]
     fn remembers_until_ttl_then_forgets() {
         let c = EntryCache::new(Duration::from_millis(200), 10).unwrap();
-        c.remember("alice", &info("uid=alice"));
+        c.remember("alice", &info("uid=alice"), 0);
         assert_eq!(c.fresh("alice").unwrap().dn, "uid=alice");
         assert!(c.fresh("Alice").is_none(), "keyed on the name as typed");
         std::thread::sleep(Duration::from_millis(250));
@@ -106,15 +131,32 @@ mod tests {
     #[test]
     fn forget_and_size_bound() {
         let c = EntryCache::new(Duration::from_secs(60), 100).unwrap();
-        c.remember("alice", &info("uid=alice"));
+        c.remember("alice", &info("uid=alice"), 0);
         c.forget("alice");
         assert!(c.fresh("alice").is_none());
         for i in 0..1000 {
-            c.remember(&format!("u{i}"), &info("x"));
+            c.remember(&format!("u{i}"), &info("x"), 0);
         }
         assert!(c.len() <= 100, "{} entries kept", c.len());
         // Bounded by dropping the oldest, not by emptying itself.
         assert!(c.len() >= 50, "{} entries kept", c.len());
         assert!(c.fresh("u999").is_some(), "the latest entry was dropped");
+    }
+
+    #[test]
+    fn clear_forgets_and_refuses_what_was_searched_before() {
+        let c = EntryCache::new(Duration::from_secs(60), 100).unwrap();
+        let before = c.epoch();
+        c.remember("alice", &info("uid=alice"), before);
+        c.clear();
+        assert!(c.fresh("alice").is_none());
+        // A login whose search began before the clear comes back after it.
+        c.remember("bob", &info("uid=bob"), before);
+        assert!(
+            c.fresh("bob").is_none(),
+            "an entry read before the clear was kept"
+        );
+        c.remember("bob", &info("uid=bob"), c.epoch());
+        assert_eq!(c.fresh("bob").unwrap().dn, "uid=bob");
     }
 }

@@ -224,4 +224,8 @@ pub trait PrimaryAuth: Send + Sync + 'static {
     /// `serve`'s check at start: each server tried as `config check --connect` tries it,
     /// a warning for each that fails (the directory's; nothing to check without one).
     async fn warn_at_start(&self) {}
+    /// Empties the directory's entry cache (a reload); `false` when there is none.
+    fn empty_entry_cache(&self) -> bool {
+        false
+    }
 }

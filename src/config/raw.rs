@@ -170,6 +170,8 @@ pub struct RawLdap {
     pub pool_size: usize,
     #[serde(default = "default_bind_concurrency")]
     pub max_concurrent_binds: usize,
+    #[serde(default = "default_idle_close")]
+    pub idle_close_secs: u64,
     #[serde(default)]
     pub entry_cache_seconds: u64,
     #[serde(default = "default_entry_cache_size")]
@@ -199,6 +201,9 @@ fn default_pool_size() -> usize {
 }
 fn default_bind_concurrency() -> usize {
     32
+}
+fn default_idle_close() -> u64 {
+    crate::auth::ldap::POOL_MAX_IDLE.as_secs()
 }
 fn default_entry_cache_size() -> usize {
     10_000

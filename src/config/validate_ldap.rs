@@ -25,6 +25,7 @@ pub(super) fn ldap_settings(raw: RawLdap, base: &Path) -> Result<LdapSettings, C
         timeout_ms,
         pool_size,
         max_concurrent_binds,
+        idle_close_secs,
         entry_cache_seconds,
         entry_cache_size,
         // Not the directory client's business: validate() makes it Config::user_names.
@@ -266,6 +267,15 @@ pub(super) fn ldap_settings(raw: RawLdap, base: &Path) -> Result<LdapSettings, C
             "must be between 1 and 4096",
         ));
     }
+    // An hour at most: a connection idle that long has crossed most firewalls' idle
+    // timeouts (and Active Directory's own MaxConnIdleTime, 15 minutes by default).
+    if !(1..=3600).contains(&idle_close_secs) {
+        return Err(ConfigError::invalid(
+            "ldap.idle_close_secs",
+            "must be between 1 and 3600 (keep it below the idle timeout of the firewalls \
+             between radmfa and the directory, and of the directory itself)",
+        ));
+    }
     // A quarter of an hour at most: what the cache keeps (the search's attributes, the
     // name → DN mapping) is that old on a login whose bind succeeds.
     if entry_cache_seconds > 900 {
@@ -336,6 +346,7 @@ pub(super) fn ldap_settings(raw: RawLdap, base: &Path) -> Result<LdapSettings, C
         op_timeout: Duration::from_millis(timeout_ms),
         pool_size,
         user_bind_concurrency: max_concurrent_binds,
+        idle_close: Duration::from_secs(idle_close_secs),
         entry_cache_ttl: Duration::from_secs(entry_cache_seconds),
         entry_cache_size,
     })

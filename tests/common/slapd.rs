@@ -402,6 +402,21 @@ impl Slapd {
         log.lines().filter(|l| matches(l)).count() as u64
     }
 
+    /// TCP connections that carried at least one LDAP operation, read from the stats log
+    /// (`conn=N op=M ...` lines). The harness's readiness probes connect without any
+    /// operation and are not counted.
+    pub fn connections_used(&self) -> usize {
+        let log = fs::read_to_string(self.dir.path().join("slapd.log")).unwrap_or_default();
+        let conns: std::collections::HashSet<&str> = log
+            .lines()
+            .filter_map(|l| {
+                let conn = l.split_whitespace().find(|w| w.starts_with("conn="))?;
+                l.contains(" op=").then_some(conn)
+            })
+            .collect();
+        conns.len()
+    }
+
     /// Sends `sig` ("-STOP", "-CONT") to slapd: frozen, it keeps its connections open and
     /// answers nothing (a paused VM, a hung process).
     #[allow(dead_code)] // not every test binary freezes the directory
