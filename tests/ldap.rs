@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use common::pki::Pki;
 use common::slapd::{free_port, group_dn, groups_ldif, LdapUser, Slapd, SlapdOptions};
 use common::wan_relay::WanRelay;
-use radmfa::auth::ldap::{AttributeNames, LdapSettings, DEFAULT_GROUP_FILTER};
+use radmfa::auth::ldap::{AttributeNames, LdapSettings, DEFAULT_GROUP_FILTER, IDLE_SUSPECT};
 use radmfa::auth::{AuthError, Denial, LdapAuth, PrimaryAuth, PrimaryOutcome};
 use radmfa::secret::Secret;
 
@@ -1119,6 +1119,44 @@ async fn a_bind_whose_answer_was_lost_to_a_reset_is_not_asked_again() {
             slapd.log_tail()
         );
     }
+}
+
+/// A firewall that forgets an idle connection without a word (sooner than
+/// `idle_close_secs`) leaves it looking open: the search on it gets no answer. That says
+/// nothing about the server, so the search is asked again on a new connection, and the
+/// login's bind does not go to the idle bind connection, forgotten as well.
+#[tokio::test]
+async fn a_search_on_an_idle_connection_a_firewall_forgot_is_asked_again_on_a_new_one() {
+    let slapd = Slapd::start(&users());
+    let relay = WanRelay::start(slapd.port);
+    let auth = LdapAuth::new(settings(&slapd, vec![relay.url.clone()])).unwrap();
+    let password = Secret::from("alice-pw");
+    let alice = || auth.authenticate("alice", &password);
+    assert!(matches!(
+        alice().await.unwrap(),
+        PrimaryOutcome::Accepted(_)
+    ));
+    assert_eq!(relay.accepted(), 2);
+
+    relay.forget_idle_after(IDLE_SUSPECT);
+    tokio::time::sleep(IDLE_SUSPECT + Duration::from_millis(500)).await;
+    let t0 = Instant::now();
+    let out = alice()
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", slapd.log_tail()));
+    assert!(matches!(out, PrimaryOutcome::Accepted(_)), "{out:?}");
+    // One timeout (1 s), then a search and a bind on new connections.
+    assert!(
+        t0.elapsed() < Duration::from_millis(1800),
+        "{:?}",
+        t0.elapsed()
+    );
+    assert_eq!(
+        relay.forgotten(),
+        1,
+        "only the search met a forgotten connection"
+    );
+    assert_eq!(relay.accepted(), 4);
 }
 
 #[tokio::test]

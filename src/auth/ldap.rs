@@ -52,7 +52,10 @@
 //! Every connect (TCP, TLS handshake, StartTLS) is bounded by `connect_timeout`, every
 //! operation (service bind, search, user bind) by `op_timeout`, and every wait for a pool or
 //! bind slot by twice that. URLs are tried in order, starting with the last one that
-//! worked. A search that times out is asked once of the next URL (it changes nothing), and
+//! worked. A search that times out on a pooled connection idle for [`IDLE_SUSPECT`] or more
+//! is first asked again on a new connection (a firewall may have forgotten the idle one;
+//! every connection has TCP keepalive, `ldap_conn`). A search that times out is asked once
+//! of the next URL (it changes nothing), and
 //! so are the searches and service binds still waiting on that server: its timeout wakes
 //! them (`url_failed`), rather than each waiting out its own. A URL
 //! that just failed is held off for [`FAILED_URL_HOLDOFF`]: it is tried only after
@@ -156,6 +159,11 @@ macro_rules! url_warn {
 /// (`[ldap] idle_close_secs`'s default), so a connection silently dropped by a firewall or
 /// the server's idle timeout is not trusted.
 pub const POOL_MAX_IDLE: Duration = Duration::from_secs(120);
+
+/// A search that gets no answer on a pooled connection idle at least this long is asked
+/// again on a new connection before its server counts as hung: a firewall may have dropped
+/// the idle connection without a word. Busy connections are idle for milliseconds.
+pub const IDLE_SUSPECT: Duration = Duration::from_secs(5);
 
 /// Names of the LDAP attributes copied into [`UserInfo`]. An empty name means "don't read".
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1029,8 +1037,19 @@ impl LdapAuth {
         // (or another request found it hanging meanwhile): it changes nothing, and the next
         // server may well answer while the request still has time.
         let mut moved_on = false;
+        // A search that got no answer on a connection idle for [`IDLE_SUSPECT`] or more is
+        // asked again, once, on a new connection (see the timeout below).
+        let mut asked_fresh = false;
+        let mut fresh = false;
         loop {
-            let mut conn = self.take_or_connect(&self.searches, true).await?;
+            let mut conn = if std::mem::take(&mut fresh) {
+                // The first URL in order is still the one the idle connection went to (not
+                // marked failed); if it does not answer a new connection either, the next.
+                let (ldap, url_idx) = Box::pin(self.connect_any(true)).await?;
+                Pooled::fresh(ldap, url_idx)
+            } else {
+                self.take_or_connect(&self.searches, true).await?
+            };
             if moved_on && self.held_off(conn.url_idx) {
                 // An idle connection to the server just left (returned meanwhile).
                 drop(conn);
@@ -1060,6 +1079,27 @@ impl LdapAuth {
                 continue;
             };
             let result = match answer {
+                Err(_) | Ok(Err(LdapError::Timeout { .. }))
+                    if conn.idle_for >= IDLE_SUSPECT && !asked_fresh =>
+                {
+                    // A firewall that forgets idle connections without a word (before
+                    // idle_close_secs) leaves them looking open, and a search on one waits out
+                    // timeout_ms: that says nothing about the server. Asked again on a new
+                    // connection before the server counts as hung; the other idle
+                    // connections to it are as old, and go too (a user's bind on one could
+                    // not be asked again).
+                    let url = &self.settings.urls[conn.url_idx];
+                    crate::warn_once!(&format!("ldap-idle:{url}"), %url, user,
+                        idle_secs = conn.idle_for.as_secs(), timeout_ms = op_timeout.as_millis() as u64,
+                        "LDAP search on a pooled connection that sat idle got no answer; asking \
+                         again on a new connection (a firewall may drop idle connections \
+                         silently: keep [ldap] idle_close_secs below its idle timeout)");
+                    self.searches.drop_idle_to(conn.url_idx);
+                    self.binds.drop_idle_to(conn.url_idx);
+                    asked_fresh = true;
+                    fresh = true;
+                    continue;
+                }
                 Err(_) | Ok(Err(LdapError::Timeout { .. })) => {
                     let url = &self.settings.urls[conn.url_idx];
                     url_warn!(self, conn.url_idx, %url, user, "LDAP search timed out");

@@ -24,6 +24,9 @@ pub(super) struct Pooled<C> {
     /// Taken from the idle list (`true`) rather than just opened: an I/O error on it may
     /// mean it died while idle, and the operation never reached the server.
     pub(super) reused: bool,
+    /// How long it sat idle before it was taken (zero for a fresh one): a connection idle
+    /// for long may have been dropped by a firewall without a word.
+    pub(super) idle_for: Duration,
     idle_since: Instant,
 }
 
@@ -34,6 +37,7 @@ impl<C> Pooled<C> {
             conn,
             url_idx,
             reused: false,
+            idle_for: Duration::ZERO,
             idle_since: Instant::now(),
         }
     }
@@ -61,10 +65,12 @@ impl<C: PoolConn> ConnPool<C> {
     pub(super) fn take(&self) -> Option<Pooled<C>> {
         let mut idle = self.idle.lock().expect("pool lock");
         while let Some(mut c) = idle.pop() {
-            if c.conn.is_closed() || c.idle_since.elapsed() > self.max_idle_time {
+            let idle_for = c.idle_since.elapsed();
+            if c.conn.is_closed() || idle_for > self.max_idle_time {
                 continue; // dropped: closes the connection
             }
             c.reused = true;
+            c.idle_for = idle_for;
             return Some(c);
         }
         None
@@ -135,9 +141,11 @@ mod tests {
         assert!(!a.reused);
         pool.put(a);
         pool.put(b);
+        std::thread::sleep(Duration::from_millis(2));
         let c = pool.take().unwrap();
         assert_eq!(c.conn.id, 2);
         assert!(c.reused);
+        assert!(c.idle_for > Duration::ZERO);
         assert_eq!(pool.take().unwrap().conn.id, 1);
         assert!(pool.take().is_none());
     }

@@ -1,6 +1,7 @@
 //! A TCP relay that misbehaves as a WAN link and its middleboxes do, between radmfa and a
 //! real slapd: it resets a connection after the server answered a request (the answer
-//! never arrives).
+//! never arrives), and forgets connections that sat idle (a firewall dropping their state
+//! without a word: nothing is forwarded on them again, and nothing says so).
 //!
 //! One thread per connection, both sockets non-blocking, so that a reset closes the only
 //! handle to the client's socket (with SO_LINGER 0: the kernel sends RST, not FIN).
@@ -9,13 +10,15 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 #[derive(Default)]
 struct Faults {
     /// A client→server chunk holding this is forwarded, and the server's answer to it
     /// replaced by a reset of the client's connection; once per arming.
     reset_after_answer: Option<Vec<u8>>,
+    /// Connections idle longer than this forward nothing from then on.
+    forget_idle_after: Option<Duration>,
 }
 
 #[derive(Default)]
@@ -23,6 +26,7 @@ struct Shared {
     faults: Mutex<Faults>,
     accepted: AtomicUsize,
     resets: AtomicUsize,
+    forgotten: AtomicUsize,
     stop: AtomicBool,
 }
 
@@ -66,6 +70,12 @@ impl WanRelay {
         self.shared.faults.lock().unwrap().reset_after_answer = Some(needle.to_vec());
     }
 
+    /// Connections idle longer than `after` are forgotten: what is sent on them afterwards,
+    /// either way, is dropped.
+    pub fn forget_idle_after(&self, after: Duration) {
+        self.shared.faults.lock().unwrap().forget_idle_after = Some(after);
+    }
+
     /// Connections relayed so far.
     pub fn accepted(&self) -> usize {
         self.shared.accepted.load(Ordering::SeqCst)
@@ -74,6 +84,11 @@ impl WanRelay {
     /// Connections reset after an answer.
     pub fn resets(&self) -> usize {
         self.shared.resets.load(Ordering::SeqCst)
+    }
+
+    /// Connections forgotten for being idle.
+    pub fn forgotten(&self) -> usize {
+        self.shared.forgotten.load(Ordering::SeqCst)
     }
 }
 
@@ -89,6 +104,8 @@ fn relay(mut client: TcpStream, mut server: TcpStream, shared: &Shared) {
     client.set_nonblocking(true).unwrap();
     server.set_nonblocking(true).unwrap();
     let mut buf = [0u8; 16384];
+    let mut last_traffic = Instant::now();
+    let mut forgotten = false;
     let mut reset_on_answer = false;
     while !shared.stop.load(Ordering::SeqCst) {
         let mut moved = false;
@@ -105,7 +122,16 @@ fn relay(mut client: TcpStream, mut server: TcpStream, shared: &Shared) {
                 Err(_) => return close(&client, &server),
             };
             moved = true;
+            let idle = last_traffic.elapsed();
+            last_traffic = Instant::now();
             let faults = shared.faults.lock().unwrap();
+            if !forgotten && faults.forget_idle_after.is_some_and(|after| idle > after) {
+                forgotten = true;
+                shared.forgotten.fetch_add(1, Ordering::SeqCst);
+            }
+            if forgotten {
+                continue; // swallowed: the connection stays open, and silent
+            }
             if !from_client && reset_on_answer {
                 drop(faults);
                 shared.resets.fetch_add(1, Ordering::SeqCst);
