@@ -540,6 +540,39 @@ fn config_check_connect_closes_the_store() {
     }
 }
 
+/// A failover must fit in the request deadline: `timeout_ms` on a server that hangs, then a
+/// login from cold on the next one. `config check` says when the file alone leaves too
+/// little (timeout_ms and connect_timeout_ms beyond the time a login has), and `--connect`
+/// times each server and says what timeout_ms would fit: here the second server is 400 ms
+/// away each way (a branch office's far DC), and the measured warning comes only then.
+#[test]
+fn config_check_says_whether_a_failover_fits_in_the_deadline() {
+    let slapd = common::slapd::Slapd::start(&[common::slapd::LdapUser::new("alice", "pw")]);
+    let far = common::wan_relay::WanRelay::start(slapd.port);
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = Options::new(&slapd.url);
+    o.ldap_urls.push(far.url.clone());
+    o.ldap_timeout_ms = 2000;
+    let cfg = write_config(dir.path(), &o);
+    let (_, out, err) = run(&cfg, &["config", "check", "--connect"]);
+    let file_warning = "ldap: timeout_ms = 2000 and connect_timeout_ms = 2000 add up to more \
+                        than the 3500 ms a login has to decide";
+    assert!(out.contains(file_warning), "{out}{err}");
+    assert!(!out.contains("to connect and bind"), "{out}{err}");
+
+    far.delay(std::time::Duration::from_millis(400));
+    let (_, out, err) = run(&cfg, &["config", "check", "--connect"]);
+    let measured = out
+        .lines()
+        .find(|l| l.starts_with(&format!("WARN ldap: {} took ", far.url)))
+        .unwrap_or_else(|| panic!("no measured warning: {out}{err}"));
+    assert!(
+        measured.contains("to connect and bind, so a login from cold there takes about")
+            && measured.contains("lower timeout_ms to about"),
+        "{measured}"
+    );
+}
+
 /// A name that `[ldap] enabled_filter` leaves out (a disabled account) is refused by every
 /// login as an unknown user, and audited so: `config check --user` says why.
 #[test]

@@ -35,6 +35,8 @@ pub async fn connect(cfg: &Config, user: Option<&str>) -> anyhow::Result<bool> {
         None => Vec::new(),
     };
     let reached = servers.iter().any(|s| s.result.is_ok());
+    // wan: whether a failover fits in the request deadline, from the times measured here.
+    let failover = super::ldap_failover::measured_warning(cfg, &servers);
     for s in servers {
         match s.result {
             Ok(t) => line(
@@ -50,6 +52,9 @@ pub async fn connect(cfg: &Config, user: Option<&str>) -> anyhow::Result<bool> {
         if let Some(e) = s.base {
             line(false, format!("ldap {}: {e}", s.url));
         }
+    }
+    if let Some(w) = failover {
+        println!("WARN {}", super::printable(&w));
     }
     // Read as logins read them; not where no server could be reached (said above, once).
     if let (Some(ldap), Some(settings), true) = (&ldap, &cfg.ldap, reached) {

@@ -13,6 +13,7 @@ mod clock_watch;
 mod directory_name;
 mod http_listener;
 mod http_slots;
+mod ldap_failover;
 pub mod migrate;
 pub mod output;
 pub mod phone;

@@ -277,6 +277,7 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
             }
         }
     }
+    out.extend(super::ldap_failover::file_warning(cfg));
     for u in &cfg.upstreams {
         let label = u.label();
         let users: Vec<&ClientConfig> = cfg

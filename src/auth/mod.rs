@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use crate::secret::Secret;
 
 pub use ldap::LdapAuth;
+pub use ldap_check::ServerCheck;
 pub use ldap_groups::{membership_attributes, GroupView};
 pub use no_directory::directory;
 

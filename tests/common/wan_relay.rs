@@ -1,11 +1,13 @@
 //! A TCP relay that misbehaves as a WAN link and its middleboxes do, between radmfa and a
-//! real slapd: it resets a connection after the server answered a request (the answer
-//! never arrives), and forgets connections that sat idle (a firewall dropping their state
-//! without a word: nothing is forwarded on them again, and nothing says so).
+//! real slapd: it delays what it forwards (each way), resets a connection after the server
+//! answered a request (the answer never arrives), and forgets connections that sat idle (a
+//! firewall dropping their state without a word: nothing is forwarded on them again, and
+//! nothing says so).
 //!
 //! One thread per connection, both sockets non-blocking, so that a reset closes the only
 //! handle to the client's socket (with SO_LINGER 0: the kernel sends RST, not FIN).
 
+use std::collections::VecDeque;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -19,6 +21,8 @@ struct Faults {
     reset_after_answer: Option<Vec<u8>>,
     /// Connections idle longer than this forward nothing from then on.
     forget_idle_after: Option<Duration>,
+    /// Each chunk is forwarded this long after it arrived (the link's one-way delay).
+    delay: Duration,
 }
 
 #[derive(Default)]
@@ -76,6 +80,11 @@ impl WanRelay {
         self.shared.faults.lock().unwrap().forget_idle_after = Some(after);
     }
 
+    /// What is forwarded from now on, either way, goes `one_way` later.
+    pub fn delay(&self, one_way: Duration) {
+        self.shared.faults.lock().unwrap().delay = one_way;
+    }
+
     /// Connections relayed so far.
     pub fn accepted(&self) -> usize {
         self.shared.accepted.load(Ordering::SeqCst)
@@ -107,13 +116,28 @@ fn relay(mut client: TcpStream, mut server: TcpStream, shared: &Shared) {
     let mut last_traffic = Instant::now();
     let mut forgotten = false;
     let mut reset_on_answer = false;
+    // Chunks on their way, each with when it is due: to the server, to the client.
+    let mut queued: [VecDeque<(Instant, Vec<u8>)>; 2] = Default::default();
     while !shared.stop.load(Ordering::SeqCst) {
         let mut moved = false;
-        for from_client in [true, false] {
-            let (src, dst) = if from_client {
-                (&mut client, &mut server)
+        for (to_server, q) in queued.iter_mut().enumerate() {
+            let dst = if to_server == 0 {
+                &mut server
             } else {
-                (&mut server, &mut client)
+                &mut client
+            };
+            while q.front().is_some_and(|(due, _)| *due <= Instant::now()) {
+                let (_, data) = q.pop_front().unwrap();
+                if write_all(dst, &data).is_err() {
+                    return close(&client, &server);
+                }
+            }
+        }
+        for from_client in [true, false] {
+            let src = if from_client {
+                &mut client
+            } else {
+                &mut server
             };
             let n = match src.read(&mut buf) {
                 Ok(0) => return close(&client, &server),
@@ -142,6 +166,7 @@ fn relay(mut client: TcpStream, mut server: TcpStream, shared: &Shared) {
             }
             let needle = faults.reset_after_answer.as_deref();
             let chunk = &buf[..n];
+            let due = Instant::now() + faults.delay;
             if from_client && needle.is_some_and(|x| chunk.windows(x.len()).any(|w| w == x)) {
                 drop(faults);
                 shared.faults.lock().unwrap().reset_after_answer = None;
@@ -149,9 +174,8 @@ fn relay(mut client: TcpStream, mut server: TcpStream, shared: &Shared) {
             } else {
                 drop(faults);
             }
-            if write_all(dst, chunk).is_err() {
-                return close(&client, &server);
-            }
+            // In order behind what is queued that way.
+            queued[usize::from(!from_client)].push_back((due, chunk.to_vec()));
         }
         if !moved {
             std::thread::sleep(Duration::from_millis(1));
