@@ -113,13 +113,17 @@ fn prometheus_reads_the_counters_of_real_traffic() {
     assert!(sum > 0.0 && sum < 12.0, "latency sum {sum}");
 
     assert_eq!(m["radmfa_backend_failures_total{backend=directory}"], 0.0);
+    let answering = format!("radmfa_ldap_answering{{url={}}}", slapd.url);
+    assert_eq!(m.get(&answering), Some(&1.0), "{m:#?}");
 
-    // The directory goes away: the login is refused and counted as a directory failure.
+    // The directory goes away: the login is refused and counted as a directory failure,
+    // and the server's gauge says which one stopped answering.
     drop(slapd);
     let out = client(&srv, SECRET, &["login", "alice", "--password", "alice-pw"]);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let m = parse(&http_get(addr, "/metrics").2);
     assert_eq!(m["radmfa_backend_failures_total{backend=directory}"], 1.0);
+    assert_eq!(m[&answering], 0.0);
     assert_eq!(m["radmfa_backend_failures_total{backend=store}"], 0.0);
     assert_eq!(m["radmfa_replies_total{client=local,code=reject}"], 2.0);
 

@@ -1766,6 +1766,16 @@ impl PrimaryAuth for LdapAuth {
         self.cache.as_ref().map(EntryCache::clear).is_some()
     }
 
+    fn servers_answering(&self) -> Vec<(String, bool)> {
+        let health = self.url_health.lock().expect("url_health lock");
+        self.settings
+            .urls
+            .iter()
+            .zip(health.iter())
+            .map(|(url, h)| (url.clone(), !h.down))
+            .collect()
+    }
+
     async fn authenticate(
         &self,
         user: &str,

@@ -229,4 +229,9 @@ pub trait PrimaryAuth: Send + Sync + 'static {
     fn empty_entry_cache(&self) -> bool {
         false
     }
+    /// Each directory server's URL, and whether it answered the last operation asked of it
+    /// (or has not been asked yet): `radmfa_ldap_answering`. None without a directory.
+    fn servers_answering(&self) -> Vec<(String, bool)> {
+        Vec::new()
+    }
 }

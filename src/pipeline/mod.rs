@@ -485,11 +485,16 @@ async fn answer(
                         // Either cause is possible, and the time spent queued is not
                         // told apart: the log must not send the on-call admin to the
                         // database while the node is simply flooded.
+                        // What moves with each cause: a directory server that stalls
+                        // counts no backend failure while its timeout is still running
+                        // (nor does a slow failover), only its own gauge.
                         app.backend_health.failed(
-                            "a login ran past its request deadline (a slow directory or \
-                             store, or more requests than this node can answer in time: \
-                             radmfa_requests_dropped_total{reason=\"overloaded\"} and \
-                             radmfa_backend_failures_total tell them apart)",
+                            "a login ran past its request deadline (a directory server that \
+                             stalls, or a failover that took too long: radmfa_ldap_answering \
+                             is 0 for the server and the log names it; a slow store: the log's \
+                             store lines; more requests than this node can answer in time: \
+                             radmfa_requests_in_flight near server.max_in_flight, and \
+                             radmfa_requests_dropped_total{reason=\"overloaded\"} rising)",
                         );
                         failed(exceeded)
                     }

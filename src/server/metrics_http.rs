@@ -49,6 +49,7 @@ async fn metrics(State(app): State<Arc<AppState>>) -> impl IntoResponse {
     super::metrics_process::Values::now(&app).render(&mut text);
     backends_answering(&app, &mut text).await;
     upstream_answering(&app, &mut text);
+    ldap_answering(&app, &mut text);
     ([(header::CONTENT_TYPE, CONTENT_TYPE)], text)
 }
 
@@ -92,5 +93,33 @@ fn upstream_answering(app: &AppState, out: &mut String) {
                 group.group
             );
         }
+    }
+}
+
+/// One sample per `[ldap] urls` entry: 0 from a failure of that server (unreachable, no
+/// answer in time, its connection lost under an operation, busy) until it answers a search
+/// or a bind again. A server that stalls shows here while the logins it held up only count
+/// as `radmfa_deadline_exceeded_total`.
+fn ldap_answering(app: &AppState, out: &mut String) {
+    use std::fmt::Write;
+    let servers = app.primary().servers_answering();
+    if servers.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "# HELP radmfa_ldap_answering 1 if the directory server answered the last operation \
+         asked of it (or has not been asked yet), 0 from a failure until it answers again.\n\
+         # TYPE radmfa_ldap_answering gauge"
+    );
+    for (url, up) in servers {
+        // Config text, checked at load to hold no user information; quoted as Prometheus
+        // label values are.
+        let url = url.replace('\\', "\\\\").replace('"', "\\\"");
+        let _ = writeln!(
+            out,
+            "radmfa_ldap_answering{{url=\"{url}\"}} {}",
+            u8::from(up)
+        );
     }
 }
