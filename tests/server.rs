@@ -1817,6 +1817,49 @@ fn ldap_down_rejects_quickly_and_recovers() {
     assert!(srv.log_shows("LDAP server answers again"), "{}", srv.log());
 }
 
+/// A connection reset after the directory took the user's bind, before its answer came: the
+/// login is a directory failure (a Reject here, as on_backend_failure = "reject" says), its
+/// reason says why and that the bind was not asked again, and slapd saw one bind, not two
+/// (which would have counted twice towards an Active Directory lockout).
+#[test]
+fn a_bind_answer_lost_to_a_reset_is_a_directory_failure_with_one_bind() {
+    let slapd = directory();
+    let relay = common::wan_relay::WanRelay::start(slapd.port);
+    let srv = start(&slapd, |o| o.ldap_urls = vec![relay.url.clone()]);
+    srv.enroll("alice", &[]);
+    let alice_dn = LdapUser::new("alice", "").dn();
+    assert_eq!(
+        code_of(&py_password(&srv, "alice", ALICE_PW)),
+        "Access-Challenge"
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    let binds = slapd.bind_count(&alice_dn);
+    relay.reset_after_answer(alice_dn.as_bytes());
+    let r = py_password(&srv, "alice", ALICE_PW);
+    assert_eq!(code_of(&r), "Access-Reject", "{r}");
+    assert_eq!(relay.resets(), 1);
+    let last = &srv.audit_json("alice")[0];
+    let reason = last["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with(&format!(
+            "directory: {}: the directory's answer to the user's bind was lost (connection \
+             reset): not asked again, as the bind may have counted towards the account's \
+             lockout",
+            relay.url
+        )),
+        "{last}"
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        slapd.bind_count(&alice_dn),
+        binds + 1,
+        "{}",
+        slapd.log_tail()
+    );
+    // Nothing of the password in the log.
+    assert!(!srv.log().contains(ALICE_PW));
+}
+
 /// A server that takes connections and never answers a search (anonymous searches, so no
 /// service bind comes first): each login opens a connection, and the search times out.
 /// One warning, and no "answers again": an open connection is not an answer, and taking it
