@@ -36,16 +36,27 @@ pub fn end_quietly_when_stdout_fails() {
         let Some(why) = message.strip_prefix("failed printing to stdout: ") else {
             return default(info);
         };
-        if why.contains("Broken pipe") || why.contains("os error 32") {
-            // SAFETY: resetting a signal's disposition and raising it; nothing else runs
-            // in this process after, and exit(141) follows should the signal not end it.
-            unsafe {
-                libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-                libc::raise(libc::SIGPIPE);
-            }
-            std::process::exit(128 + libc::SIGPIPE);
-        }
-        eprintln!("radmfa: writing to standard output: {why}");
-        std::process::exit(2);
+        exit_for(why);
     }));
+}
+
+/// Ends the command for a failed write to stdout as [`end_quietly_when_stdout_fails`]
+/// does for a failed `println!`: SIGPIPE for a reader gone, else one line and status 2.
+/// For output written through a buffer, whose errors come back as values.
+pub fn exit_for_stdout_error(e: &std::io::Error) -> ! {
+    exit_for(&e.to_string())
+}
+
+fn exit_for(why: &str) -> ! {
+    if why.contains("Broken pipe") || why.contains("os error 32") {
+        // SAFETY: resetting a signal's disposition and raising it; nothing else runs
+        // in this process after, and exit(141) follows should the signal not end it.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+            libc::raise(libc::SIGPIPE);
+        }
+        std::process::exit(128 + libc::SIGPIPE);
+    }
+    eprintln!("radmfa: writing to standard output: {why}");
+    std::process::exit(2);
 }

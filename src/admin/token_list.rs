@@ -43,10 +43,36 @@ pub async fn list(cfg: &Config, store: &dyn Store, a: ListArgs) -> anyhow::Resul
     // 100,000 tokens as one JSON value held them twice more (379 MiB at its peak).
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     if a.json {
-        write_json_array(&mut out, &tokens)?;
-        out.flush()?;
+        let written = write_json_array(&mut out, &tokens).and_then(|()| Ok(out.flush()?));
+        if let Err(e) = written {
+            // A reader gone (`| head`) ends the command as it ends every other list.
+            match e.downcast_ref::<std::io::Error>() {
+                Some(io) => super::output::exit_for_stdout_error(io),
+                None => return Err(e),
+            }
+        }
         return Ok(ExitCode::SUCCESS);
     }
+    if let Err(e) = write_table(&mut out, &tokens) {
+        super::output::exit_for_stdout_error(&e);
+    }
+    let broken = tokens
+        .iter()
+        .filter(|r| r.extra.unreadable_seed.is_some())
+        .count();
+    if broken > 0 {
+        eprintln!(
+            "{broken} token(s) BROKEN: the seed does not open (`radmfa token show SERIAL` says \
+             why); their holders cannot log in with any token until they are repaired: \
+             import an imported token again with `radmfa token import --replace` (it keeps \
+             the HOTP counter), delete an app's token and enroll its user again"
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The table `token list` prints, and its count.
+fn write_table(out: &mut impl std::io::Write, tokens: &[TokenRecord]) -> std::io::Result<()> {
     writeln!(
         out,
         // STATE as wide as its longest value, "not yet valid".
@@ -54,7 +80,7 @@ pub async fn list(cfg: &Config, store: &dyn Store, a: ListArgs) -> anyhow::Resul
         "SERIAL", "TYPE", "HASH", "D", "STEP/CTR", "STATE"
     )?;
     let now = crate::clock::Clock::now(&crate::clock::SystemClock);
-    for r in &tokens {
+    for r in tokens {
         let t = &r.token;
         let step = match t.kind {
             TokenKind::Totp => format!("{} s", t.period),
@@ -80,20 +106,7 @@ pub async fn list(cfg: &Config, store: &dyn Store, a: ListArgs) -> anyhow::Resul
         )?;
     }
     writeln!(out, "{} token(s)", tokens.len())?;
-    out.flush()?;
-    let broken = tokens
-        .iter()
-        .filter(|r| r.extra.unreadable_seed.is_some())
-        .count();
-    if broken > 0 {
-        eprintln!(
-            "{broken} token(s) BROKEN: the seed does not open (`radmfa token show SERIAL` says \
-             why); their holders cannot log in with any token until they are repaired: \
-             import an imported token again with `radmfa token import --replace` (it keeps \
-             the HOTP counter), delete an app's token and enroll its user again"
-        );
-    }
-    Ok(ExitCode::SUCCESS)
+    out.flush()
 }
 
 /// `tokens` as `serde_json::to_string_pretty` writes a list of [`to_json`] objects, one
