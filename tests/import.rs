@@ -973,9 +973,12 @@ fn hostile_xml_is_refused_quickly() {
         let t = Instant::now();
         let (ok, _, err) = a.import(&f, &[]);
         let took = t.elapsed();
+        eprintln!("{name}: refused in {took:?}");
         assert!(!ok, "{name} accepted");
         assert!(err.contains(expect), "{name}: {err}");
-        assert!(took < Duration::from_secs(5), "{name} took {took:?}");
+        // Each case's quadratic cost took from 42 s to minutes; linear, the largest take
+        // 2-4 s in a debug build on a quiet 2-core machine (5 s was too close on a busy one).
+        assert!(took < Duration::from_secs(15), "{name} took {took:?}");
     }
     assert!(a.tokens().is_empty());
 }
