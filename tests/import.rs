@@ -1336,6 +1336,9 @@ fn token_list_takes_a_serial_prefix_and_a_limit() {
     assert_eq!(serials(&["--serial", "A-", "--limit", "2"]), ["A-1", "A-2"]);
     assert_eq!(serials(&["--limit", "1"]), ["A-1"]);
     assert!(serials(&["--serial", "Z"]).is_empty());
+    // --limit 0 would list nothing (audit's --limit 0 lists everything): refused.
+    let (ok, _, err) = a.run(&["token", "list", "--limit", "0"]);
+    assert!(!ok && err.contains("0 is not in 1.."), "{err}");
     let (ok, out, _) = a.run(&["token", "list", "--serial", "a-"]);
     assert!(ok);
     assert!(

@@ -21,8 +21,8 @@ pub struct ListArgs {
     /// Only tokens whose serial starts with PREFIX (case counts).
     #[arg(long, value_name = "PREFIX")]
     pub serial: Option<String>,
-    /// At most N tokens, the first by serial.
-    #[arg(long, value_name = "N")]
+    /// At most N tokens (1 or more), the first by serial.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub limit: Option<u32>,
     /// JSON instead of text.
     #[arg(long)]

@@ -51,8 +51,10 @@
 //!
 //! Every connect (TCP, TLS handshake, StartTLS) is bounded by `connect_timeout`, every
 //! operation (service bind, search, user bind) by `op_timeout`, and every wait for a pool or
-//! bind slot by twice that. URLs are tried in order, starting with the last one that
-//! worked. A search that times out on a pooled connection idle for [`IDLE_SUSPECT`] or more
+//! bind slot by twice that. URLs are tried in order, starting with the preferred one:
+//! the first listed, or while it is held off the one that took its place (the first is
+//! preferred again once it answers, `back_to_the_listed_order`). A search that times out
+//! on a pooled connection idle for [`IDLE_SUSPECT`] or more
 //! is first asked again on a new connection (a firewall may have forgotten the idle one;
 //! every connection has TCP keepalive, `ldap_conn`). A search that times out is asked once
 //! of the next URL (it changes nothing), and
