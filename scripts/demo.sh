@@ -55,9 +55,11 @@ done
 umask 077
 rm -rf "$DATA"; mkdir -p "$DATA/slapd/db"
 
-# The config runs from a copy next to the data (its relative paths, ../demo-data/...,
-# resolve to the same files from there) that only this account may read: it holds the
-# demo's shared secrets, and radmfa warns about secrets in a file every account can read.
+# The config runs from a copy next to the data that only this account may read: it holds
+# the demo's shared secrets, and radmfa warns about secrets in a file every account can
+# read. Its relative paths (../demo-data/... from conf/) are made plain names there, so
+# that what radmfa prints of them ("created a new seed key in …") reads as the file's
+# path and not demo-data/../demo-data/.
 # Step 3 speaks to radmfa over IPv6 loopback. A machine (or container) without ::1 runs the
 # demo on IPv4 alone: the same config less the [::1] listener.
 IPV6=1
@@ -67,7 +69,7 @@ if ! grep -q '^00000000000000000000000000000001 ' /proc/net/if_inet6 2>/dev/null
 fi
 (umask 077
  if [ "$IPV6" = 1 ]; then cat "$CONF"; else sed 's/, "\[::1\]:11812"//' "$CONF"; fi \
-   > "$DATA/demo.toml")
+   | sed 's#"\.\./demo-data/#"#' > "$DATA/demo.toml")
 CONF="$DATA/demo.toml"
 cleanup() {
   local pids=()

@@ -832,7 +832,8 @@ fn challenge_config(raw: RawChallenge) -> Result<ChallengeConfig, ConfigError> {
         ));
     }
     // The prompt is sent with up to 31 bytes more ("Wrong code. 9 attempt(s) left. " before
-    // it at a re-prompt; ", or type sms or call", 21, after it at the first) and must still
+    // it at a re-prompt; ", or type sms or call: ", 23, after it at the first, the ": " added
+    // where the prompt has no colon of its own) and must still
     // fit one Reply-Message (253 bytes): pam_radius_auth shows only the first one, and a
     // split one breaks mid-word. After a refused switch or resend (up to 107 bytes of why),
     // a long prompt gives way to a short one (`pipeline::followup::reask`).
