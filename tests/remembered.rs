@@ -62,9 +62,11 @@ fn a_passed_second_factor_spares_the_code_from_the_same_station_only() {
         client("plain", "127.0.0.3", ""),
         client("short", "127.0.0.4", "remember_second_factor_secs = 4"),
     ];
-    let extra = "\n[totp]\nwindow = 3\n\n[lockout]\nthreshold = 2\n";
+    // A wide window: the test logs in with 18 codes, six a step at window 3 (a minute
+    // of waiting for new steps).
+    let extra = "\n[totp]\nwindow = 10\n\n[lockout]\nthreshold = 2\n";
     let srv = start(&slapd, &standin, "", extra, &clients);
-    let codes = FreshCodes::new(srv.enroll("alice", &[]));
+    let codes = FreshCodes::with_window(srv.enroll("alice", &[]), 10);
     let full_login = |bind: &str, station: Option<&str>| {
         // A login verified in the second of an admin's forget (below) is not remembered:
         // the store cannot tell it from one that passed before the forget.

@@ -266,29 +266,44 @@ pub fn into_next_second() {
 /// across a boundary.
 pub struct FreshCodes {
     seed: String,
+    /// The server's `[totp] window`.
+    window: i64,
     /// The last step given, or none yet.
     last: std::cell::Cell<Option<i64>>,
 }
 
 impl FreshCodes {
     pub fn new(seed: String) -> FreshCodes {
+        FreshCodes::with_window(seed, 3)
+    }
+
+    /// For a server with `[totp] window = WINDOW`: codes from WINDOW - 1 steps back to
+    /// WINDOW ahead, so a test that logs in many times does not wait for new steps.
+    pub fn with_window(seed: String, window: i64) -> FreshCodes {
+        assert!(window >= 2, "window {window}");
         FreshCodes {
             seed,
+            window,
             last: std::cell::Cell::new(None),
         }
     }
 
-    /// Six codes are to be had within one time step; a seventh waits for the next step.
+    /// 2 × window codes are to be had within one time step (six at window 3); the next
+    /// waits for the next step.
     pub fn next(&self) -> String {
+        let (back, ahead) = (self.window - 1, self.window);
         let now_step = now() / 30;
         let step = self
             .last
             .get()
-            .map_or(now_step - 2, |l| (l + 1).max(now_step - 2));
-        if step > now_step + 3 {
+            .map_or(now_step - back, |l| (l + 1).max(now_step - back));
+        if step > now_step + ahead {
             clear_of_step_boundary(29);
         }
-        assert!(step <= now() / 30 + 3, "step {step} is out of the window");
+        assert!(
+            step <= now() / 30 + ahead,
+            "step {step} is out of the window"
+        );
         self.last.set(Some(step));
         totp(&self.seed, step * 30, &[])
     }
