@@ -55,12 +55,19 @@ fn local(port: u16) -> String {
     format!("127.0.0.1:{port}")
 }
 
+/// The servers' `[totp] window`: wide, so that tests making many logins get their codes
+/// (`FreshCodes::with_window`) without waiting for new time steps (at 3, six a step).
+const WINDOW: i64 = 10;
+
 /// radmfa with `sections` (upstream, totp) and `clients`; the file can be rewritten and
 /// reloaded.
 fn start(slapd: &Slapd, sections: &str, clients: &[String]) -> Server {
     let mut o = Options::new(&slapd.url);
     o.clients = Vec::new();
-    o.extra = format!("\n[totp]\nwindow = 3\n{sections}{}", clients.concat());
+    o.extra = format!(
+        "\n[totp]\nwindow = {WINDOW}\n{sections}{}",
+        clients.concat()
+    );
     Server::start(&o)
 }
 
@@ -174,7 +181,7 @@ fn the_upstream_server_checks_the_password_and_its_attributes_reach_the_nas() {
         ),
     ];
     let srv = start(&slapd, &sections, &clients);
-    let codes = FreshCodes::new(srv.enroll("alice", &[]));
+    let codes = FreshCodes::with_window(srv.enroll("alice", &[]), WINDOW);
     let policy_hex = hex(b"nps-vpn-policy");
 
     // The admin's own Session-Timeout wins, alone: one value of a single-valued
@@ -309,7 +316,7 @@ fn an_upstream_accept_repeating_a_single_valued_attribute_passes_on_its_first() 
         ),
         &[client("vpn", "127.0.0.1", INLINE_UPSTREAM)],
     );
-    let codes = FreshCodes::new(srv.enroll("alice", &[]));
+    let codes = FreshCodes::with_window(srv.enroll("alice", &[]), WINDOW);
     let r = inline_login(&srv, "127.0.0.1", ALICE_UP, &codes);
     assert_eq!(code(&r), "Access-Accept", "{r}\n{}", fr.log());
     assert_eq!(
@@ -357,7 +364,7 @@ fn a_login_cut_short_waiting_for_the_upstream_is_an_upstream_failure() {
         ),
         &[client("vpn", "127.0.0.1", INLINE_UPSTREAM)],
     );
-    let codes = FreshCodes::new(srv.enroll("alice", &[]));
+    let codes = FreshCodes::with_window(srv.enroll("alice", &[]), WINDOW);
     let r = inline_login(&srv, "127.0.0.1", ALICE_UP, &codes);
     assert_eq!(code(&r), "Access-Reject", "{r}\n{}", srv.log());
     let rec = newest(&srv, "alice");
@@ -394,7 +401,7 @@ fn unsafe_or_missing_answers_refuse_and_a_dead_server_is_skipped() {
         ),
         &[client("vpn", "127.0.0.1", INLINE_UPSTREAM)],
     );
-    let codes = FreshCodes::new(srv.enroll("alice", &[]));
+    let codes = FreshCodes::with_window(srv.enroll("alice", &[]), WINDOW);
     let login = || inline_login(&srv, "127.0.0.1", ALICE_UP, &codes);
     // Refused before any code is looked at, so these take no fresh code: a made-up one.
     let refused_because = |why: &str| {
@@ -812,7 +819,7 @@ fn a_lost_request_is_sent_again() {
         &upstream_section(&[local(relay.port)], "timeout_ms = 3000"),
         &[client("vpn", "127.0.0.1", INLINE_UPSTREAM)],
     );
-    let codes = FreshCodes::new(srv.enroll("alice", &[]));
+    let codes = FreshCodes::with_window(srv.enroll("alice", &[]), WINDOW);
     let r = inline_login(&srv, "127.0.0.1", ALICE_UP, &codes);
     assert_eq!(code(&r), "Access-Accept", "{r}\n{}", srv.log());
     assert_eq!(
@@ -843,7 +850,7 @@ fn silent_server_checked_between_logins(kind: &str, check_code: u8) {
         &[client("vpn", "127.0.0.1", INLINE_UPSTREAM)],
     );
     let answering = || answering(&srv, &behind);
-    let codes = FreshCodes::new(srv.enroll("alice", &[]));
+    let codes = FreshCodes::with_window(srv.enroll("alice", &[]), WINDOW);
     let r = inline_login(&srv, "127.0.0.1", ALICE_UP, &codes);
     assert_eq!(code(&r), "Access-Accept", "{r}\n{}", srv.log());
     let asked_by_logins = relay.count(ACCESS_REQUEST);
@@ -927,7 +934,7 @@ fn status_server_is_silent_while_every_upstream_server_is() {
     let addr = srv.addr.to_string();
     let status = || common::peers::radclient_status(&addr, SECRET);
     assert_eq!(status(), "Access-Accept", "not asked yet: answering");
-    let codes = FreshCodes::new(srv.enroll("alice", &[]));
+    let codes = FreshCodes::with_window(srv.enroll("alice", &[]), WINDOW);
     // A login the silent relay leaves unanswered (pyrad gives up after 3 s).
     let unanswered = || {
         pyrad(
@@ -1028,7 +1035,7 @@ fn a_server_answering_status_server_but_not_logins_stays_at_the_back() {
         &[client("vpn", "127.0.0.1", INLINE_UPSTREAM)],
     );
     let answering = || answering(&srv, &behind);
-    let codes = FreshCodes::new(srv.enroll("alice", &[]));
+    let codes = FreshCodes::with_window(srv.enroll("alice", &[]), WINDOW);
     let r = inline_login(&srv, "127.0.0.1", ALICE_UP, &codes);
     let failed = Instant::now();
     assert_eq!(code(&r), "Access-Accept", "{r}\n{}", srv.log());
@@ -1123,7 +1130,7 @@ fn a_server_given_by_name_is_looked_up() {
         &upstream_section(std::slice::from_ref(&name), ""),
         &[client("vpn", "127.0.0.1", INLINE_UPSTREAM)],
     );
-    let codes = FreshCodes::new(srv.enroll("alice", &[]));
+    let codes = FreshCodes::with_window(srv.enroll("alice", &[]), WINDOW);
     let r = inline_login(&srv, "127.0.0.1", ALICE_UP, &codes);
     assert_eq!(code(&r), "Access-Accept", "{r}\n{}", srv.log());
     let r = inline_login(&srv, "127.0.0.1", ALICE_PW, &codes);
@@ -1189,7 +1196,7 @@ fn each_client_asks_its_own_group_of_servers() {
             ),
         ],
     );
-    let codes = FreshCodes::new(srv.enroll("alice", &[]));
+    let codes = FreshCodes::with_window(srv.enroll("alice", &[]), WINDOW);
     let login = |bind: &str| inline_login(&srv, bind, ALICE_UP, &codes);
     assert_eq!(code(&login("127.0.0.1")), "Access-Accept");
     let r = login("127.0.0.2");
@@ -1319,7 +1326,7 @@ fn without_a_directory_the_upstream_server_vouches_for_the_user() {
     let mut o = Options::new(&slapd.url);
     o.clients = Vec::new();
     o.extra = format!(
-        "\n[users]\nstrip_domains = [\"corp.example.org\"]\n[totp]\nwindow = 3\n{}{}{}",
+        "\n[users]\nstrip_domains = [\"corp.example.org\"]\n[totp]\nwindow = {WINDOW}\n{}{}{}",
         upstream_section(&[local(fr.signed)], "pass_through = [\"Class\"]"),
         client("vpn", "127.0.0.1", INLINE_UPSTREAM),
         client("prompting-vpn", "127.0.0.2", "primary = \"upstream\""),
@@ -1336,7 +1343,7 @@ fn without_a_directory_the_upstream_server_vouches_for_the_user() {
     std::fs::write(&config, &without).unwrap();
     let srv = Server::start_with(dir, config);
 
-    let codes = FreshCodes::new(srv.enroll("alice", &[]));
+    let codes = FreshCodes::with_window(srv.enroll("alice", &[]), WINDOW);
     let r = inline_login(&srv, "127.0.0.1", ALICE_UP, &codes);
     assert_eq!(code(&r), "Access-Accept", "{r}\n{}", srv.log());
     assert_eq!(
