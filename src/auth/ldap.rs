@@ -1487,17 +1487,7 @@ impl LdapAuth {
 /// Two spellings of one DN: attribute types and (for the directories radmfa meets) values
 /// compare without case, and spaces around `,` and `=` are not part of it (RFC 4514).
 pub(crate) fn same_dn(a: &str, b: &str) -> bool {
-    fn canonical(dn: &str) -> Vec<String> {
-        dn.split(',')
-            .map(|rdn| {
-                rdn.split('=')
-                    .map(|p| p.trim().to_lowercase())
-                    .collect::<Vec<_>>()
-                    .join("=")
-            })
-            .collect()
-    }
-    canonical(a) == canonical(b)
+    super::ldap_hints::rdns(a) == super::ldap_hints::rdns(b)
 }
 
 /// How long an operation must have waited for its answer before its future being dropped

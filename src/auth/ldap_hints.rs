@@ -115,9 +115,9 @@ pub(crate) fn base_dn_missing(settings: &LdapSettings, res: &LdapResult) -> Stri
     }
 }
 
-/// A DN's RDNs, compared as `same_dn` compares them: without case, and without the spaces
-/// around `,` and `=`.
-fn rdns(dn: &str) -> Vec<String> {
+/// A DN's RDNs as they compare (`same_dn`): without case, and without the spaces around
+/// `,` and `=`; none for a blank DN.
+pub(super) fn rdns(dn: &str) -> Vec<String> {
     if dn.trim().is_empty() {
         return Vec::new();
     }
