@@ -147,44 +147,35 @@ impl LdapAuth {
     /// The names (lower-cased) of the attribute types the directory's schema has, read from
     /// its subschema entry; `None` when they cannot be read.
     async fn schema_attributes(&self, user: &str) -> Option<Vec<String>> {
-        let (entries, _) = self
-            .search(
-                "",
-                Scope::Base,
-                "(objectClass=*)",
-                &["subschemaSubentry".to_string()],
-                1,
-                user,
-            )
-            .await
-            .ok()?;
-        let root = SearchEntry::construct(entries.into_iter().next()?);
-        let subschema = root
-            .attrs
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case("subschemaSubentry"))?
-            .1
+        let subschema = self
+            .base_values("", "subschemaSubentry", user)
+            .await?
             .first()?
             .clone();
+        let types = self.base_values(&subschema, "attributeTypes", user).await?;
+        let names: Vec<String> = types.iter().flat_map(|t| type_names(t)).collect();
+        (!names.is_empty()).then_some(names)
+    }
+
+    /// The values of `attr` on the entry `dn` (a base search); `None` when it cannot be read.
+    async fn base_values(&self, dn: &str, attr: &str, user: &str) -> Option<Vec<String>> {
         let (entries, _) = self
             .search(
-                &subschema,
+                dn,
                 Scope::Base,
                 "(objectClass=*)",
-                &["attributeTypes".to_string()],
+                &[attr.to_string()],
                 1,
                 user,
             )
             .await
             .ok()?;
-        let schema = SearchEntry::construct(entries.into_iter().next()?);
-        let types = schema
+        let entry = SearchEntry::construct(entries.into_iter().next()?);
+        entry
             .attrs
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case("attributeTypes"))?
-            .1;
-        let names: Vec<String> = types.iter().flat_map(|t| type_names(t)).collect();
-        (!names.is_empty()).then_some(names)
+            .into_iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(attr))
+            .map(|(_, values)| values)
     }
 }
 
