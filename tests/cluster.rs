@@ -440,6 +440,10 @@ fn a_stalled_database_is_not_blamed_on_the_pool_size() {
     // with no pool timeout to explain (CI met that when the login came 95 ms after start).
     std::thread::sleep(Duration::from_millis(300));
     signal(libc::SIGSTOP);
+    // Stopped for sure before the login (see frozen::signal).
+    for &pid in &all {
+        common::frozen::wait_stopped(pid as u32);
+    }
     let r = password(&nodes.b, "alice", ALICE_PW);
     // The direct try started at the pool's timeout and waits up to 5 s: back before that.
     std::thread::sleep(Duration::from_millis(500));

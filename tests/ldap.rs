@@ -764,8 +764,9 @@ async fn logins_in_flight_when_a_server_hangs_finish_on_the_next() {
     s.pool_size = 8;
     // Three seconds, not the suite's one: the four logins queued for a slot wait two
     // timeouts at most, through the hung server's timeout and the second server's new
-    // connections, which a CI machine running the whole suite once took more than a second
-    // to give (and at two seconds, once more than two: a login refused Timeout(2000)).
+    // connections, slow to come on a loaded machine. (The Timeout(2000) and Timeout(3000)
+    // CI met here were not that: slapd answered searches after `kill -STOP` returned, and
+    // those logins' binds hung; `signal` now waits until slapd has stopped.)
     s.op_timeout = Duration::from_secs(3);
     let auth = Arc::new(LdapAuth::new(s).unwrap());
     let users = users();

@@ -9,6 +9,7 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use common::frozen::signal;
 use common::oob_env::{client, delivery, directory, ALICE_PW, BOB_PW, DIRECTORY_MOBILE};
 use common::peers::pyrad;
 use common::postgres::PgCluster;
@@ -586,12 +587,4 @@ impl Drop for Stalled {
                 .status();
         }
     }
-}
-
-fn signal(pid: u32, sig: &str) {
-    let st = std::process::Command::new("kill")
-        .args([sig, &pid.to_string()])
-        .status()
-        .expect("kill");
-    assert!(st.success(), "kill {sig} {pid}");
 }

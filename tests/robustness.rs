@@ -22,6 +22,7 @@ mod bodies {
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
+use common::frozen::signal;
 use common::peers::now;
 use common::radmfa::{pid_of, write_config, Nas, Options, Server, SECRET};
 use common::slapd::{LdapUser, Slapd};
@@ -94,12 +95,4 @@ fn shutdown_counters(srv: &mut Server) -> std::collections::HashMap<String, usiz
 
 fn counter(counters: &std::collections::HashMap<String, usize>, name: &str) -> usize {
     counters.get(name).copied().unwrap_or(0)
-}
-
-fn signal(pid: u32, sig: &str) {
-    let ok = std::process::Command::new("kill")
-        .args([sig, &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(ok.success());
 }

@@ -5,6 +5,9 @@
 
 #[path = "store_battery/battery.rs"]
 mod battery;
+#[path = "common/frozen.rs"]
+#[allow(dead_code)] // signal: this binary stops processes by kill(2) itself
+mod frozen;
 #[path = "common/postgres.rs"]
 mod pg_cluster;
 // What pg_cluster reaches as `super::ports`, as in tests/common.

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod freeradius;
+pub mod frozen;
 pub mod http_proxy;
 pub mod oob_env;
 pub mod peers;

@@ -422,11 +422,7 @@ impl Slapd {
     #[allow(dead_code)] // not every test binary freezes the directory
     pub fn signal(&self, sig: &str) {
         let pid = fs::read_to_string(self.dir.path().join("slapd.pid")).expect("slapd.pid");
-        let status = std::process::Command::new("kill")
-            .args([sig, pid.trim()])
-            .status()
-            .expect("kill");
-        assert!(status.success(), "kill {sig} slapd");
+        super::frozen::signal(pid.trim().parse().expect("slapd.pid"), sig);
     }
 
     /// Waits (up to 10 s) until a request to this slapd sits unread in its socket: with

@@ -1010,6 +1010,10 @@ impl Stopped {
             .filter(|&pid| unsafe { libc::kill(pid, libc::SIGSTOP) } == 0)
             .collect();
         assert!(!stopped.is_empty(), "none of {pids:?} could be stopped");
+        // Stopped for sure before the test goes on (see frozen::signal).
+        for &pid in &stopped {
+            super::frozen::wait_stopped(pid as u32);
+        }
         Stopped(stopped)
     }
 }
