@@ -70,7 +70,7 @@ fn login_follows_the_challenge_and_status_probe_answers() {
         format!("{}\n", totp(&seed, now(), &[])).as_bytes(),
     );
     assert!(
-        text(&out).contains("Enter the code from your authenticator app: ")
+        text(&out).contains("Enter the code from your authenticator app or token: ")
             && !text(&out).contains(": :"),
         "{}",
         text(&out)

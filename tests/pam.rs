@@ -97,7 +97,7 @@ fn pam_radius_auth_answers_the_challenge() {
     assert!(ok, "pam login failed:\n{out}");
     // With its ": ", or the code typed is glued to the prompt's last word.
     assert!(
-        out.contains("Enter the code from your authenticator app: "),
+        out.contains("Enter the code from your authenticator app or token: "),
         "challenge prompt shown, ending in \": \": {out}"
     );
 

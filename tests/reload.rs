@@ -641,7 +641,7 @@ fn sighup_rereads_a_replaced_ldap_ca_file() {
 fn sighup_applies_new_policy_sections() {
     let (_slapd, srv) = alice_behind_radmfa();
     let seed = srv.enroll("alice", &[]); // --force: a new seed, known to this test
-    let default_prompt = "Enter the code from your authenticator app";
+    let default_prompt = "Enter the code from your authenticator app or token";
     let r = radclient(
         &srv.addr.to_string(),
         SECRET,

@@ -289,7 +289,7 @@ impl Default for RawChallenge {
             max_attempts: 1,
             // Ends in ": ": pam_radius_auth (SSH, sudo) shows the prompt as it is, and the
             // code typed was glued to its last word. A GUI NAS shows it as harmlessly.
-            prompt: "Enter the code from your authenticator app: ".into(),
+            prompt: "Enter the code from your authenticator app or token: ".into(),
         }
     }
 }

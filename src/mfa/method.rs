@@ -154,10 +154,10 @@ mod tests {
         // The default prompt.
         assert_eq!(
             with_hint(
-                "Enter the code from your authenticator app: ",
+                "Enter the code from your authenticator app or token: ",
                 ", or type sms or call"
             ),
-            "Enter the code from your authenticator app, or type sms or call: "
+            "Enter the code from your authenticator app or token, or type sms or call: "
         );
     }
 
