@@ -4,7 +4,8 @@
 //! warned of once per [`EVERY`], keyed by what it is about; the repeats go to debug. The
 //! HTTP listeners' closes at their connection caps use it too, keyed by listener and cap:
 //! what they show is a setup (a load balancer over its share), and anyone can open
-//! connections.
+//! connections. Request-made lines use [`info_once!`] (a user name the directory matched
+//! by a rule radmfa does not follow: once per entry).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -42,6 +43,20 @@ macro_rules! warn_once {
     ($key:expr, $($arg:tt)+) => {
         if $crate::log_once::due($key) {
             tracing::warn!($($arg)+)
+        } else {
+            tracing::debug!($($arg)+)
+        }
+    };
+}
+
+/// `tracing::info!` when a line about `$key` is [`due`], else `tracing::debug!`: for a line
+/// anyone can make repeat by sending requests (a near-miss user name, say), which is worth
+/// saying once per [`EVERY`] and not once per request.
+#[macro_export]
+macro_rules! info_once {
+    ($key:expr, $($arg:tt)+) => {
+        if $crate::log_once::due($key) {
+            tracing::info!($($arg)+)
         } else {
             tracing::debug!($($arg)+)
         }

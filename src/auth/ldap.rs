@@ -979,7 +979,10 @@ impl LdapAuth {
                     // The directory matched the name by a rule radmfa does not follow (a
                     // fullwidth letter, a name it keeps out of reach): keyed by what was
                     // typed, the login would find none of the entry's second-factor state.
-                    tracing::info!(
+                    // Once per entry per log_once::EVERY: a spray of such names (each
+                    // audited) flooded the log past `radmfa::audit=warn`.
+                    crate::info_once!(
+                        &format!("ldap-name-not-in-entry:{}", entry.dn),
                         user,
                         dn = entry.dn.as_str(),
                         names = names.as_str(),
