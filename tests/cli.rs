@@ -1967,7 +1967,10 @@ fn older_store(dir: &Path, n: usize) -> usize {
         let options = sqlx::sqlite::SqliteConnectOptions::new()
             .filename(&db)
             .create_if_missing(true);
-        let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+        let pool: sqlx::SqlitePool = radmfa::store::pool_options::without_reaper()
+            .connect_with(options)
+            .await
+            .unwrap();
         older.run(&pool).await.unwrap();
         pool.close().await;
     });

@@ -18,7 +18,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions, SqliteRow};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteRow};
 use sqlx::{Postgres, QueryBuilder, Row};
 
 use crate::config::{Config, StoreConfig};
@@ -271,7 +271,7 @@ pub async fn store(cfg: &Config, cmd: StoreCommand) -> anyhow::Result<ExitCode> 
         .await?
         .close()
         .await;
-    let src = SqlitePoolOptions::new()
+    let src = crate::store::pool_options::without_reaper()
         .max_connections(1)
         .connect_with(SqliteConnectOptions::new().filename(path).read_only(true))
         .await

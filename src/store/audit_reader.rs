@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use sqlx::postgres::PgPool;
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePool};
 
 use super::postgres::{self, PgSettings};
 use super::{sqlite, AuditCount, AuditFilter, AuditGroup, AuditRecord, StoreError};
@@ -111,7 +111,7 @@ async fn sqlite_pool(path: &Path, immutable: bool) -> Result<SqlitePool, StoreEr
         .immutable(immutable)
         .create_if_missing(false)
         .busy_timeout(sqlite::BUSY_TIMEOUT);
-    Ok(SqlitePoolOptions::new()
+    Ok(super::pool_options::without_reaper()
         .max_connections(1)
         .connect_with(options)
         .await?)

@@ -13,6 +13,7 @@ pub mod delivery;
 pub mod durability;
 pub mod moved;
 mod pool_close;
+pub mod pool_options;
 pub mod postgres;
 pub mod seal;
 #[cfg(unix)]

@@ -22,8 +22,7 @@ use std::time::Duration;
 pub(super) use crate::store::columns::{counter_to_sql, kind_str, to_u32, to_u64};
 use async_trait::async_trait;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqliteRow, SqliteSynchronous,
 };
 use sqlx::{QueryBuilder, Row, Sqlite};
 
@@ -135,7 +134,7 @@ impl SqliteStore {
             .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(true)
             .pragma("journal_size_limit", WAL_SIZE_LIMIT.to_string());
-        let pool = SqlitePoolOptions::new()
+        let pool = super::pool_options::without_reaper()
             .max_connections(MAX_CONNECTIONS)
             .connect_with(options)
             .await?;
@@ -220,7 +219,7 @@ async fn look_at(path: &Path) -> Result<SqlitePool, StoreError> {
         .create_if_missing(false)
         .read_only(true)
         .busy_timeout(BUSY_TIMEOUT);
-    Ok(SqlitePoolOptions::new()
+    Ok(super::pool_options::without_reaper()
         .max_connections(1)
         .connect_with(options)
         .await?)

@@ -110,7 +110,10 @@ async fn older_database(path: &Path, n: usize, key: &Sealer) {
     let options = SqliteConnectOptions::new()
         .filename(path)
         .create_if_missing(true);
-    let pool = SqlitePool::connect_with(options).await.unwrap();
+    let pool: SqlitePool = crate::store::pool_options::without_reaper()
+        .connect_with(options)
+        .await
+        .unwrap();
     older.run(&pool).await.unwrap();
     if n >= 8 {
         sqlx::query("INSERT INTO key_check (id, sealed, created_at) VALUES (1, ?, 0)")
@@ -258,10 +261,10 @@ async fn wrong_key_is_a_decrypt_error_naming_the_token() {
 
 /// The sealed seed of `serial`, read straight from the database file.
 async fn sealed_seed(path: &std::path::Path, serial: &str) -> Vec<u8> {
-    let pool =
-        sqlx::SqlitePool::connect_with(sqlx::sqlite::SqliteConnectOptions::new().filename(path))
-            .await
-            .unwrap();
+    let pool: sqlx::SqlitePool = crate::store::pool_options::without_reaper()
+        .connect_with(sqlx::sqlite::SqliteConnectOptions::new().filename(path))
+        .await
+        .unwrap();
     let sealed = sqlx::query_scalar("SELECT secret FROM tokens WHERE serial = ?")
         .bind(serial)
         .fetch_one(&pool)

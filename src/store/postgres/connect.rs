@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgSslMode};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgSslMode};
 
 use super::rows::now_unix;
 use super::{PgStore, MIGRATOR};
@@ -449,7 +449,7 @@ impl PgStore {
         // A one-connection pool rather than a bare connection: the migrator holds its lock on
         // the connection it acquires, and the pool's future is `Send` (a `&mut PgConnection`
         // run is not, so it could not be spawned).
-        let pool = PgPoolOptions::new()
+        let pool = crate::store::pool_options::without_reaper()
             .max_connections(1)
             .acquire_timeout(settings.connect_timeout.max(CONNECT_FLOOR))
             .after_connect(|conn, _| Box::pin(quiet_notices(conn)))
@@ -567,7 +567,7 @@ fn pool_for(settings: &PgSettings, size: u32, used: Use) -> Result<PgPool, Store
     let options = settings
         .connect_options()?
         .options(serving_session_settings(idle_tx));
-    Ok(PgPoolOptions::new()
+    Ok(crate::store::pool_options::without_reaper()
         .max_connections(size)
         .acquire_timeout(settings.connect_timeout)
         // After a database restart or failover the old connections are dead, and without a
