@@ -18,6 +18,7 @@ mod ports;
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use radmfa::secret::Secret;
 use radmfa::store::postgres::PgSettings;
@@ -42,9 +43,12 @@ async fn sqlite_store() -> (TempDir, Arc<SqliteStore>) {
 async fn pg_store() -> (Arc<pg_cluster::PgCluster>, Arc<PgStore>) {
     let cluster = pg_cluster::PgCluster::shared();
     let url = cluster.fresh_database();
-    let store = PgStore::open(&PgSettings::new(url), test_sealer())
-        .await
-        .unwrap();
+    // The battery checks what the store answers, not how fast: RACERS (20) calls at once
+    // against a pool of 16 wait for its connections to open, and on a loaded machine the
+    // default 1 s wait ran out (PoolTimedOut in race_consume_challenge).
+    let mut settings = PgSettings::new(url);
+    settings.connect_timeout = Duration::from_secs(10);
+    let store = PgStore::open(&settings, test_sealer()).await.unwrap();
     (cluster, Arc::new(store))
 }
 
