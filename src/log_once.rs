@@ -37,16 +37,24 @@ pub fn due(key: &str) -> bool {
     }
 }
 
-/// `tracing::warn!` when a warning about `$key` is [`due`], else `tracing::debug!`.
+/// `tracing::$level!` when a line about `$key` is [`due`], else `tracing::debug!`: what
+/// [`warn_once!`] and [`info_once!`] expand to.
+#[doc(hidden)]
 #[macro_export]
-macro_rules! warn_once {
-    ($key:expr, $($arg:tt)+) => {
+macro_rules! once_else_debug {
+    ($level:ident, $key:expr, $($arg:tt)+) => {
         if $crate::log_once::due($key) {
-            tracing::warn!($($arg)+)
+            tracing::$level!($($arg)+)
         } else {
             tracing::debug!($($arg)+)
         }
     };
+}
+
+/// `tracing::warn!` when a warning about `$key` is [`due`], else `tracing::debug!`.
+#[macro_export]
+macro_rules! warn_once {
+    ($key:expr, $($arg:tt)+) => { $crate::once_else_debug!(warn, $key, $($arg)+) };
 }
 
 /// `tracing::info!` when a line about `$key` is [`due`], else `tracing::debug!`: for a line
@@ -54,13 +62,7 @@ macro_rules! warn_once {
 /// saying once per [`EVERY`] and not once per request.
 #[macro_export]
 macro_rules! info_once {
-    ($key:expr, $($arg:tt)+) => {
-        if $crate::log_once::due($key) {
-            tracing::info!($($arg)+)
-        } else {
-            tracing::debug!($($arg)+)
-        }
-    };
+    ($key:expr, $($arg:tt)+) => { $crate::once_else_debug!(info, $key, $($arg)+) };
 }
 
 #[cfg(test)]
