@@ -20,6 +20,8 @@ use sqlx::Database;
 
 /// `PoolOptions::new()` without the idle timeout and the lifetime that start sqlx's
 /// maintenance task (see the module's comment).
+/// The one place that may call `PoolOptions::new` (clippy.toml's `disallowed-methods`).
+#[allow(clippy::disallowed_methods)]
 pub fn without_reaper<DB: Database>() -> PoolOptions<DB> {
     PoolOptions::new().idle_timeout(None).max_lifetime(None)
 }
