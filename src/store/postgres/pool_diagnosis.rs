@@ -43,7 +43,10 @@ impl PoolDiagnosis {
         // Busy means every connection the pool may open was open and lent out: with fewer,
         // the pool was waiting on the database for a new one, not on other requests.
         let open = pool.size();
-        let all_busy = open >= size && pool.num_idle() == 0;
+        // A count above the pool's size is sqlx 0.8.6's idle counter wrapped below zero for
+        // an instant (sqlx issue #3645, see store::pool_options): none was idle then.
+        let idle = pool.num_idle();
+        let all_busy = open >= size && (idle == 0 || idle > size as usize);
         runtime.spawn(async move {
             let started = Instant::now();
             match super::connect::direct_cause(&options, wait).await {
