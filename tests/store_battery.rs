@@ -43,13 +43,18 @@ async fn sqlite_store() -> (TempDir, Arc<SqliteStore>) {
 async fn pg_store() -> (Arc<pg_cluster::PgCluster>, Arc<PgStore>) {
     let cluster = pg_cluster::PgCluster::shared();
     let url = cluster.fresh_database();
-    // The battery checks what the store answers, not how fast: RACERS (20) calls at once
-    // against a pool of 16 wait for its connections to open, and on a loaded machine the
-    // default 1 s wait ran out (PoolTimedOut in race_consume_challenge).
+    let store = PgStore::open(&patient(url), test_sealer()).await.unwrap();
+    (cluster, Arc::new(store))
+}
+
+/// Settings for a store whose answers are checked, not its speed: RACERS (20) calls at once
+/// against a pool of 16 wait for its connections to open, and on a loaded machine the
+/// default 1 s wait ran out (PoolTimedOut in race_consume_challenge and in pg.rs's
+/// two-node races).
+fn patient(url: String) -> PgSettings {
     let mut settings = PgSettings::new(url);
     settings.connect_timeout = Duration::from_secs(10);
-    let store = PgStore::open(&settings, test_sealer()).await.unwrap();
-    (cluster, Arc::new(store))
+    settings
 }
 
 /// One #[tokio::test] per battery check and backend. `plain` checks take `&dyn Store`,
