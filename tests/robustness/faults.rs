@@ -393,8 +393,9 @@ fn kill_9_under_load(pg: Option<&common::postgres::PgCluster>) {
     while accepts.load(Ordering::SeqCst) < 30 {
         assert!(
             Instant::now() < deadline,
-            "logins too slow: {}",
-            accepts.load(Ordering::SeqCst)
+            "logins too slow: {} Accepts in 30 s; the server log's last lines:\n{}",
+            accepts.load(Ordering::SeqCst),
+            tail(&first.log(), 60)
         );
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -959,4 +960,10 @@ fn guesses_sent_at_once_are_stopped_by_the_lockout() {
         3,
         "locked: the right code too"
     );
+}
+
+/// The last `n` lines of `text`: enough of a server's log to say why, in a failure message.
+fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
 }
