@@ -3079,3 +3079,54 @@ fn a_stop_says_how_many_requests_its_grace_abandons() {
     );
     assert!(!log.contains("cut short by the request deadline"), "{log}");
 }
+
+/// A SIGTERM sent as soon as the log says the server is starting (an admin's Ctrl-C or
+/// `systemctl stop` on reading it, a supervisor) is a clean stop: exit status 0 and the
+/// "stopped counters=…" line. Before, the handler was set up only once the listeners were, and a
+/// signal in between ended the process with SIGTERM's default action (no exit status).
+#[test]
+fn a_stop_sent_as_the_server_starts_is_a_clean_stop() {
+    use std::io::BufRead;
+    let slapd = directory();
+    let dir = tempfile::tempdir().unwrap();
+    let config = common::radmfa::write_config(dir.path(), &Options::new(&slapd.url));
+    for attempt in 0..5 {
+        let mut child = std::process::Command::new(common::radmfa::bin())
+            .arg("--config")
+            .arg(&config)
+            .arg("serve")
+            .env_remove("RUST_LOG")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut log = String::new();
+        let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            log.push_str(&line);
+            log.push('\n');
+            if line.contains(" serving ") {
+                let sent = std::process::Command::new("kill")
+                    .args(["-TERM", &child.id().to_string()])
+                    .status()
+                    .unwrap();
+                assert!(sent.success());
+                break;
+            }
+        }
+        for line in lines {
+            log.push_str(&line.unwrap());
+            log.push('\n');
+        }
+        let status = child.wait().unwrap();
+        assert!(
+            status.success(),
+            "attempt {attempt}: {status} after a SIGTERM at start:\n{log}"
+        );
+        assert!(
+            log.contains("stopped counters="),
+            "attempt {attempt}:\n{log}"
+        );
+    }
+}

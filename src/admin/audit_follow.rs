@@ -67,7 +67,7 @@ pub async fn follow(
             return Ok(());
         }
     }
-    let stop = super::serve::wait_for_signal();
+    let stop = super::serve::StopSignals::catch().recv();
     tokio::pin!(stop);
     // A store that fails while followed (PostgreSQL restarting, a failover) is reported once
     // and asked again each second: the admin watching a login keeps watching.

@@ -43,6 +43,7 @@ pub async fn serve(
         _ => None,
     };
     let app = AppState::build(cfg).await?;
+    let stop_signals = StopSignals::catch();
     app.metrics.config_read(app.clock.now());
     #[cfg(unix)]
     reloader.store_opened(&app.config().store);
@@ -110,7 +111,7 @@ pub async fn serve(
     ));
     let signal = shutdown.clone();
     tokio::spawn(async move {
-        wait_for_signal().await;
+        stop_signals.recv().await;
         signal.cancel();
     });
     crate::server::run(app.clone(), sockets, radsec, shutdown).await;
@@ -241,24 +242,55 @@ fn survive_file_size_limit() {
     }
 }
 
-pub(super) async fn wait_for_signal() {
+/// SIGTERM and Ctrl-C (SIGINT), caught from the moment this is made: one that arrives
+/// before anything waits for it is kept (tokio remembers a delivery until it is received)
+/// and stops the process cleanly once it does. `serve` catches them as soon as its store
+/// is open, before the first lines that say it is starting: a stop sent on reading those
+/// (an admin, systemd, a test) killed it with the signal's default action instead, when it
+/// came before the task that waits for it had first run.
+pub(super) struct StopSignals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = match signal(SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                return;
+    term: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    int: Option<tokio::signal::unix::Signal>,
+}
+
+impl StopSignals {
+    pub(super) fn catch() -> StopSignals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            StopSignals {
+                term: signal(SignalKind::terminate()).ok(),
+                int: signal(SignalKind::interrupt()).ok(),
             }
-        };
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
         }
+        #[cfg(not(unix))]
+        StopSignals {}
     }
-    #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
+
+    /// Until one of them arrives (or has arrived since [`StopSignals::catch`]).
+    pub(super) async fn recv(self) {
+        #[cfg(unix)]
+        {
+            // A signal that could not be caught (no such failure is known on Linux) is
+            // waited for never, not taken as having come.
+            async fn one(s: Option<tokio::signal::unix::Signal>) {
+                match s {
+                    Some(mut s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            }
+            tokio::select! {
+                _ = one(self.term) => {}
+                _ = one(self.int) => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 /// `[audit] keep_days = 0`, the default, keeps every record: each answered request adds
