@@ -1129,7 +1129,9 @@ async fn a_connection_cut_off_mid_statement_gives_its_slot_back() {
     let db = PgCluster::database_of(&url);
     let mut settings = PgSettings::new(url);
     settings.pool_size = 1;
-    settings.connect_timeout = Duration::from_secs(8);
+    // Room for a loaded machine's new connection (8 s ran out beside CPU hogs): the slot
+    // held until TCP gave up was ~15 minutes, which the bounds below still tell apart.
+    settings.connect_timeout = Duration::from_secs(20);
     let store = Arc::new(
         PgStore::open(&settings, super::test_sealer())
             .await
@@ -1144,12 +1146,13 @@ async fn a_connection_cut_off_mid_statement_gives_its_slot_back() {
     let cut = tokio::time::timeout(Duration::from_millis(800), store.user_status("bob")).await;
     assert!(cut.is_err(), "answered by a stopped server: {cut:?}");
     let started = Instant::now();
-    let next = tokio::time::timeout(Duration::from_secs(10), store.user_status("carol")).await;
+    let next = tokio::time::timeout(Duration::from_secs(25), store.user_status("carol")).await;
     let elapsed = started.elapsed();
     drop(stopped);
     next.expect("the next call waited on the stopped connection's slot")
         .expect("the next call, on a new connection");
-    assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
+    // The release check's 2 s and a new connection: a few seconds on a quiet machine.
+    assert!(elapsed < Duration::from_secs(15), "{elapsed:?}");
 }
 
 /// The private clusters the tests start take no password-less TCP connection: with `trust`
