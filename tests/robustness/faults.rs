@@ -753,7 +753,10 @@ fn a_full_disk_overturned_challenge_or_reject_is_logged_as_sent() {
     let srv = Server::start_with(dir, config.clone());
     let user = &users[0];
     srv.enroll(&user.uid, &[]);
-    let two_round = socket_from("127.0.0.1", srv.addr, 3000);
+    // Past the request deadline (4 s), by which every answer leaves: the test is about
+    // which answer, and on a loaded machine (two test binaries at once in CI) one came
+    // later than 3 s.
+    let two_round = socket_from("127.0.0.1", srv.addr, 6000);
     let quiet = socket_from("127.0.0.2", srv.addr, 3000);
     let password = |sock: &std::net::UdpSocket, id: u8, pw: &str| {
         ask(
@@ -762,18 +765,25 @@ fn a_full_disk_overturned_challenge_or_reject_is_logged_as_sent() {
         )
         .map(|r| r.0)
     };
-    assert_eq!(password(&two_round, 1, &user.password), Some(11), "before");
+    assert_eq!(
+        password(&two_round, 1, &user.password),
+        Some(11),
+        "before: {}",
+        srv.log()
+    );
 
     prlimit_fsize(pid_of(&config), "0:unlimited");
     assert_eq!(
         password(&two_round, 2, &user.password),
         Some(3),
-        "a challenge whose writes failed"
+        "a challenge whose writes failed: {}",
+        srv.log()
     );
     assert_eq!(
         password(&quiet, 3, "not-the-password"),
         None,
-        "a no_reply client's reject whose writes failed"
+        "a no_reply client's reject whose writes failed: {}",
+        srv.log()
     );
     prlimit_fsize(pid_of(&config), "unlimited:unlimited");
 
