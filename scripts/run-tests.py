@@ -7,8 +7,11 @@ cargo runs test binaries one after another, and most of the suite's time is spen
 Each binary still runs its own tests as cargo would (in parallel threads, one process);
 only the binaries overlap.
 
-Binaries named in ALONE run afterwards, one at a time, with nothing beside them: they
-compare latency distributions, which another binary's load would blur.
+Binaries named in ALONE run afterwards, one at a time, with nothing beside them:
+tests/timing.rs compares latency distributions, which another binary's load would blur,
+and tests/robustness.rs makes the load its fault tests need (kill -9 under load, datagram
+storms, a full disk against the request deadline), which would also slow the binary beside
+it.
 
 Usage: scripts/run-tests.py [-- ARGS FOR EACH TEST BINARY]
 Environment: RADMFA_TEST_JOBS (binaries at a time, default 2), CARGO_TARGET_DIR.
@@ -26,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-ALONE = {"tests/timing.rs"}
+ALONE = ["tests/robustness.rs", "tests/timing.rs"]
 
 
 def build():
@@ -93,7 +96,7 @@ def main():
 
     binaries = build()
     together = [b for b in binaries if b[0] not in ALONE]
-    alone = [b for b in binaries if b[0] in ALONE]
+    alone = sorted((b for b in binaries if b[0] in ALONE), key=lambda b: ALONE.index(b[0]))
     # Longest first, so that the last to finish is a short one: last run's times where
     # known, else the size of the test's source.
     together.sort(key=lambda b: (durations.get(b[0], 0.0), source_size(b[0])), reverse=True)
