@@ -713,17 +713,14 @@ type Seen = (u8, Option<Vec<u8>>);
 /// The user name `status_check = "access-request"` asks about.
 const CHECK_USER: &[u8] = b"radmfa-status-check";
 
-/// The User-Name (attribute 1) of a RADIUS datagram, if it has one.
+/// The User-Name (attribute 1) of a RADIUS datagram, if it has one (the client's parser
+/// reads any packet's attributes, a request's too).
 fn user_name(datagram: &[u8]) -> Option<Vec<u8>> {
-    let mut rest = datagram.get(20..)?;
-    while let [kind, len, ..] = *rest {
-        let value = rest.get(2..usize::from(len))?;
-        if kind == 1 {
-            return Some(value.to_vec());
-        }
-        rest = &rest[usize::from(len).max(2)..];
-    }
-    None
+    let packet = radmfa::radius::client::parse_reply(datagram)?;
+    packet
+        .attributes
+        .into_iter()
+        .find_map(|(typ, value)| (typ == 1).then_some(value))
 }
 
 impl LossyRelay {
