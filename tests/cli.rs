@@ -1508,8 +1508,8 @@ fn config_errors_name_the_file_and_the_cause_once() {
 
 /// `config check` lists what each NAS gets and warns about every setting that lets a login
 /// in on less than both factors; the sample configs, installed as the README says (mode
-/// 0640), draw no warning but the full sample's two placeholders to fill in (the RD
-/// Gateway's enabled_filter, the Twilio account), and the PostgreSQL URL (it holds the password) is never
+/// 0640), draw no warning but their placeholders to fill in (the RD Gateway's
+/// enabled_filter, the Twilio account, each NAS's shared secret), and the PostgreSQL URL (it holds the password) is never
 /// printed. Readable by every account, a file that holds secrets itself is warned about.
 #[test]
 fn config_check_summarises_clients_and_warns_about_weakened_settings() {
@@ -1540,9 +1540,27 @@ fn config_check_summarises_clients_and_warns_about_weakened_settings() {
             // So are its placeholder Twilio credentials, which fail every SMS and call.
             let twilio = "account_sid or auth_token is still the sample config's placeholder";
             assert_eq!(out.matches(twilio).count(), expected, "{sample}:\n{out}");
+            // And each NAS's sample shared secret, which is published with radmfa (the
+            // demo's are used on loopback only, so they are not).
+            let sample_secret = "shared secret is the one in radmfa's example configs";
+            let nases = match sample {
+                "conf/radmfa.toml" => 3,
+                "conf/ha-node.toml" => 1,
+                _ => 0,
+            };
+            assert_eq!(
+                out.matches(sample_secret).count(),
+                nases,
+                "{sample}:\n{out}"
+            );
             let warnings: Vec<&str> = out
                 .lines()
-                .filter(|l| l.contains("warning") && !l.contains(rdg) && !l.contains(twilio))
+                .filter(|l| {
+                    l.contains("warning")
+                        && !l.contains(rdg)
+                        && !l.contains(twilio)
+                        && !l.contains(sample_secret)
+                })
                 .collect();
             if mode == 0o640 {
                 assert!(warnings.is_empty(), "{sample}:\n{out}");

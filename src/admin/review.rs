@@ -339,7 +339,7 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
                 reserve.as_millis()
             ));
         }
-        if let Some(why) = weak_secret(u.secret.expose()) {
+        if let Some(why) = weak_secret(u.secret.expose(), false) {
             out.push(format!("{label}: shared secret {why}"));
         }
         if !u.require_message_authenticator {
@@ -735,7 +735,8 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
     for (i, c) in cfg.clients.iter().enumerate() {
         // A RadSec-only entry's secret is never used (TLS uses "radsec"): nothing to warn.
         let udp = c.transport.udp();
-        let weak = weak_secret(c.secret.expose()).filter(|_| udp);
+        let loopback = c.networks.iter().all(|n| n.addr().is_loopback());
+        let weak = weak_secret(c.secret.expose(), loopback).filter(|_| udp);
         let shared_with: Vec<&str> = cfg.clients[..i]
             .iter()
             .filter(|o| udp && o.transport.udp())
@@ -1094,10 +1095,32 @@ fn attributes_may_not_fit(c: &ClientConfig) -> Option<String> {
     })
 }
 
+/// The shared secrets radmfa's own example configs carry (conf/*.toml; a unit test reads
+/// them there, so a new sample cannot slip past). Long enough to pass the length check, and
+/// published with the source: a sample installed with only the addresses changed lets
+/// anyone forge its NAS's requests and read its users' passwords.
+const SAMPLE_SECRETS: [&str; 6] = [
+    "a-long-random-shared-secret",
+    "another-long-random-secret",
+    "rd-gateway-long-random-secret",
+    "shared-with-the-upstream-server",
+    "demo-shared-secret",
+    "demo-inline-secret",
+];
+
 /// Why a shared secret is weak, if it is: short (RFC 2865 §3 and the BlastRADIUS advice ask
 /// for 16 or more random characters; a captured request lets a short one be found offline),
-/// or a well-known default.
-fn weak_secret(secret: &[u8]) -> Option<String> {
+/// a well-known default, or one of radmfa's own samples. `loopback` says the secret is used
+/// only by this host (the demo's clients): a published sample is no weaker there than the
+/// host's own accounts, so it is not warned about.
+fn weak_secret(secret: &[u8], loopback: bool) -> Option<String> {
+    if !loopback && SAMPLE_SECRETS.iter().any(|k| k.as_bytes() == secret) {
+        return Some(
+            "is the one in radmfa's example configs, published with its source: anyone may \
+             use it; make one of your own (e.g. `openssl rand -base64 24`)"
+                .into(),
+        );
+    }
     const KNOWN: [&str; 6] = [
         "testing123",
         "changeme",
@@ -1469,15 +1492,49 @@ mod tests {
         );
     }
 
+    /// Every shared secret written in conf/*.toml, commented-out ones too, is a known sample.
+    #[test]
+    fn every_example_configs_secret_is_a_known_sample() {
+        let conf = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("conf");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&conf).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_none_or(|e| e != "toml") {
+                continue;
+            }
+            for line in std::fs::read_to_string(&path).unwrap().lines() {
+                let line = line.trim_start_matches(['#', ' ']);
+                let Some(value) = line.strip_prefix("secret = \"") else {
+                    continue;
+                };
+                let value = &value[..value.find('"').unwrap()];
+                seen += 1;
+                assert!(
+                    SAMPLE_SECRETS.contains(&value),
+                    "{}: {value:?} is not in SAMPLE_SECRETS",
+                    path.display()
+                );
+            }
+        }
+        assert!(seen >= SAMPLE_SECRETS.len(), "read {seen} secrets in conf/");
+    }
+
     #[test]
     fn weak_shared_secrets_are_named() {
-        assert!(weak_secret(b"Testing123")
+        assert!(weak_secret(b"Testing123", true)
             .unwrap()
             .contains("well-known default"));
-        assert!(weak_secret(b"short-12")
+        assert!(weak_secret(b"short-12", false)
             .unwrap()
             .contains("has 8 characters"));
-        assert_eq!(weak_secret(b"a-long-random-shared-secret"), None);
+        assert_eq!(
+            weak_secret(b"a-long-random-shared-secret-of-ours", false),
+            None
+        );
+        assert!(weak_secret(b"a-long-random-shared-secret", false)
+            .unwrap()
+            .contains("example configs"));
+        assert_eq!(weak_secret(b"demo-shared-secret", true), None);
         for reference in [
             &b"${NAS_SECRET}"[..],
             b"$ENV{RADIUS_SECRET_LONG}",
@@ -1485,7 +1542,7 @@ mod tests {
             b"$NAS_SHARED_SECRET",
         ] {
             assert!(
-                weak_secret(reference)
+                weak_secret(reference, false)
                     .unwrap()
                     .contains("variable reference"),
                 "{reference:?}"
