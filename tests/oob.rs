@@ -263,6 +263,72 @@ fn a_wrong_sms_code_asks_again_offering_resend_and_call() {
     );
 }
 
+/// At the SMS prompt, an answer that is no code at all (the password typed again, a word)
+/// takes one of the prompt's attempts but is not counted toward the lockout, as at a code
+/// prompt: counted, a user confused at the prompt locked themselves out without trying a
+/// single code, and the audit said "wrong SMS code". The text's code still works after.
+#[test]
+fn no_code_at_the_sms_prompt_is_not_counted_toward_the_lockout() {
+    let slapd = directory();
+    let standin = Standin::start();
+    let srv = start(
+        &slapd,
+        &standin,
+        "",
+        "[challenge]\nmax_attempts = 4\n",
+        &[client("vpn", "127.0.0.1", "methods = [\"sms\"]")],
+    );
+    let r1 = login(&srv, "alice", ALICE_PW);
+    assert_eq!(code_of(&r1), "Access-Challenge", "{r1}");
+    let code = standin.wait_sms(1, Duration::from_secs(2))[0].code();
+    let r2 = answer(&srv, "alice", ALICE_PW, &r1["state"]);
+    assert_eq!(code_of(&r2), "Access-Challenge", "{r2}");
+    assert!(
+        message(&r2).starts_with("Wrong code. 3 attempt(s) left."),
+        "{r2}"
+    );
+    let r3 = answer(&srv, "alice", "abc", &r2["state"]);
+    assert_eq!(code_of(&r3), "Access-Challenge", "{r3}");
+    assert!(
+        message(&r3).starts_with("Wrong code. 2 attempt(s) left."),
+        "{r3}"
+    );
+    let failures = || {
+        let out = srv.cli(&["user", "show", "alice", "--json"]);
+        // Nothing stored for her yet: nothing counted either.
+        if String::from_utf8_lossy(&out.stderr).contains("no tokens and no second-factor state") {
+            return 0;
+        }
+        assert!(out.status.success(), "{out:?}");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["failures"].as_u64().unwrap()
+    };
+    assert_eq!(failures(), 0);
+    let reasons: Vec<String> = srv
+        .audit_json("alice")
+        .iter()
+        .map(|r| r["reason"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(
+        reasons
+            .iter()
+            .filter(|r| *r == "not a code (4 to 10 digits)")
+            .count(),
+        2,
+        "{reasons:?}"
+    );
+    assert!(
+        !reasons.iter().any(|r| r == "wrong SMS code"),
+        "{reasons:?}"
+    );
+    // A wrong code of digits is still counted; the text's code then gets in.
+    let r4 = answer(&srv, "alice", wrong_code(&standin, 0), &r3["state"]);
+    assert_eq!(code_of(&r4), "Access-Challenge", "{r4}");
+    assert_eq!(failures(), 1);
+    let ok = answer(&srv, "alice", &code, &r4["state"]);
+    assert_eq!(code_of(&ok), "Access-Accept", "{ok}\n{}", srv.log());
+}
+
 /// sms, then "call", then "sms" again: the first text's code, slow to come, still finishes
 /// the login at the last prompt, as after a plain resend (the call's prompt lost it).
 #[test]

@@ -66,6 +66,18 @@ pub async fn sms_code(
         };
         return wrong_answer(app, r, attempt, "sms", why, lock, &prompt(), None).await;
     }
+    // No code at all (the password typed again at the prompt, "abc", a digit or two): not
+    // counted, as at a code prompt (`second_factor::NO_CODE`). It can match no SMS code,
+    // and counted, a user confused at the prompt locked themselves out without trying one.
+    if !crate::mfa::otp::is_code_attempt(&crate::mfa::otp::plain_code(typed)) {
+        drop(turn);
+        let lock = Lockout {
+            locked: false,
+            before_lock: Some(second_factor::left_before_lock(app, user, others).await?),
+        };
+        let why = second_factor::NO_CODE.to_string();
+        return wrong_answer(app, r, attempt, "sms", why, lock, &prompt(), None).await;
+    }
     let matches = |t: &crate::store::OobTransaction| {
         t.code_hash
             .as_deref()
