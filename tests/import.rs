@@ -844,6 +844,100 @@ fn encrypted_integers_from_python_pskc_read_as_it_wrote_them() {
 /// python-pskc makes an HMAC-SHA224 MAC key 28 bytes, a length an altered file could
 /// carry (4 bytes of CBC padding), which radmfa refuses. With the right key the message
 /// said "wrong key or passphrase"; it names the MAC key and SHA-224.
+/// What python-pskc's `pskc2csv` writes (its default columns `serial, secret, algorithm,
+/// response_length, time_interval`: the secret in hex, the algorithm a PSKC URI naming the
+/// token's type) imports as it stands, and the seeds arrive intact; with its `counter`
+/// column, an HOTP token keeps its counter. Before, the import said only "unknown column (a
+/// 15-character value, not shown)".
+#[test]
+fn a_pskc2csv_export_imports_as_python_pskc_wrote_it() {
+    const HEX: &str = "3132333435363738393031323334353637383930";
+    // ABCDEFGHIJKLMNOPQRST: one seed per token.
+    const HEX2: &str = "4142434445464748494a4b4c4d4e4f5051525354";
+    let tokens = serde_json::json!([
+        {"serial": "P-1", "secret_hex": HEX, "type": "totp", "digits": 6, "period": 30},
+        {"serial": "P-2", "secret_hex": HEX2, "type": "hotp", "digits": 8, "counter": 5},
+    ]);
+    let pskc2csv = common::peers::python().with_file_name("pskc2csv");
+    for columns in [
+        None,
+        Some("serial,secret,algorithm,response_length,counter"),
+    ] {
+        let a = Admin::new();
+        let xml = a.path("plain.pskcxml");
+        make_pskc(&xml, &tokens, &[]);
+        let csv = a.path("export.csv");
+        let mut cmd = Command::new(&pskc2csv);
+        cmd.arg(&xml).arg("-o").arg(&csv);
+        if let Some(c) = columns {
+            cmd.args(["-c", c]);
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "pskc2csv: {out:?}");
+        let (ok, out, err) = a.import(&csv, &[]);
+        assert!(ok, "{columns:?}: {out}{err}");
+        let list = a.tokens();
+        let by = |serial: &str| list.iter().find(|t| t["serial"] == serial).unwrap().clone();
+        assert_eq!(list.len(), 2, "{list:?}");
+        let (p1, p2) = (by("P-1"), by("P-2"));
+        assert_eq!(
+            (&p1["type"], &p1["digits"], &p1["period"]),
+            (&"totp".into(), &6.into(), &30.into()),
+            "{p1}"
+        );
+        assert_eq!(
+            (&p2["type"], &p2["digits"]),
+            (&"hotp".into(), &8.into()),
+            "{p2}"
+        );
+        // Its counter comes along where the export has the column (pskc2csv's default
+        // columns leave it out: 0).
+        let counter = if columns.is_some() { 5 } else { 0 };
+        assert_eq!(p2["counter"], counter, "{p2}");
+        // The seeds: two consecutive oathtool codes resynchronise each token.
+        let now = common::peers::now();
+        let seed = b32(b"12345678901234567890");
+        let (c1, c2) = (totp(&seed, now, &[]), totp(&seed, now + 30, &[]));
+        let (ok, out, err) = a.run(&["token", "resync", "P-1", &c1, &c2]);
+        assert!(ok, "{columns:?}: {out}{err}");
+        let hotp = |counter: u32| {
+            let o = Command::new("oathtool")
+                .args(["--hotp", "-d", "8", "-c", &counter.to_string(), HEX2])
+                .output()
+                .unwrap();
+            String::from_utf8(o.stdout).unwrap().trim().to_string()
+        };
+        let (ok, out, err) = a.run(&["token", "resync", "P-2", &hotp(7), &hotp(8)]);
+        assert!(ok, "{columns:?}: {out}{err}");
+    }
+
+    // A column radmfa does not read is named, with its place; a hex secret under a header
+    // that makes it Base32 is told how to import.
+    let a = Admin::new();
+    let f = a.write(
+        "email.csv",
+        &format!("serial,secret,Email Address\nE-1,{HEX},e@example.org\n"),
+    );
+    let (ok, _, err) = a.import(&f, &[]);
+    assert!(!ok);
+    assert!(
+        err.contains("unknown column \"Email Address\" (column 3) in the header"),
+        "{err}"
+    );
+    let f = a.write("hex.csv", &format!("serial,secret\nH-1,{HEX}\n"));
+    let (ok, _, err) = a.import(&f, &[]);
+    assert!(!ok);
+    assert!(
+        err.contains(
+            "it is valid hex: if the file's secrets are hex, import with --key-encoding hex"
+        ) && !err.contains(HEX),
+        "{err}"
+    );
+    let (ok, out, err) = a.import(&f, &["--key-encoding", "hex"]);
+    assert!(ok, "{out}{err}");
+    assert!(a.tokens().iter().all(|t| t["serial"] != "E-1"));
+}
+
 #[test]
 fn a_python_pskc_hmac_sha224_file_is_refused_naming_it() {
     let a = Admin::new();
@@ -869,6 +963,25 @@ fn a_python_pskc_hmac_sha224_file_is_refused_naming_it() {
         "{err}"
     );
     assert!(a.tokens().is_empty());
+    // Key wrap checks its own integrity: the same 28-byte MAC key, wrapped, is no CBC risk,
+    // and the file imports.
+    let file = a.path("sha224-kw.pskcxml");
+    make_pskc(
+        &file,
+        &tokens,
+        &[
+            "--protection",
+            "kw-aes128",
+            "--key",
+            key,
+            "--mac",
+            "hmac-sha224",
+        ],
+    );
+    assert!(std::fs::read_to_string(&file).unwrap().contains("MACKey"));
+    let (ok, out, err) = a.import(&file, &["--key-file", key_file.to_str().unwrap()]);
+    assert!(ok, "{out}{err}");
+    assert_eq!(a.tokens().len(), 1);
 }
 
 /// python-pskc writes a PBKDF2 PRF other than HMAC-SHA1 as the `<PRF>` element's text,
@@ -1203,8 +1316,9 @@ fn a_spreadsheets_marks_on_a_file_are_named() {
     );
     let (ok, _, err) = a.import(&extra, &[]);
     assert!(
-        !ok && err
-            .contains("unknown column \"start date\" in the header (the columns read: serial"),
+        !ok && err.contains(
+            "unknown column \"start date\" (column 3) in the header (the columns read: serial"
+        ),
         "{err}"
     );
     assert!(a.tokens().is_empty());

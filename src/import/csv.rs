@@ -43,7 +43,8 @@ fn column(name: &str) -> Option<Column> {
         "serial" | "serialnumber" | "serialno" | "sn" => Column::Serial,
         "secret" | "secretkey" | "key" | "seed" | "otpkey" => Column::Secret,
         "type" | "tokentype" => Column::Type,
-        "digits" | "otplen" | "otplength" | "length" => Column::Digits,
+        // response_length: python-pskc's pskc2csv.
+        "digits" | "otplen" | "otplength" | "length" | "responselength" => Column::Digits,
         "counter" => Column::Counter,
         "interval" | "timeinterval" | "period" | "step" | "timestep" => Column::Interval,
         "counterorstep" => Column::CounterOrStep,
@@ -53,6 +54,29 @@ fn column(name: &str) -> Option<Column> {
         "model" => Column::Model,
         _ => return None,
     })
+}
+
+/// A header cell or a named value (an algorithm, a type) as an error names it: in full
+/// where it is a name ("Email Address", `response_length`, a PSKC URI), hidden where it
+/// could be a seed (a first row taken for a header because one of its fields is also a
+/// column's name, or columns swapped).
+fn shown_name(cell: &str) -> String {
+    if cell.chars().count() <= 64 && !crate::import::looks_like_a_key(cell) {
+        format!("{cell:?}")
+    } else {
+        shown(cell)
+    }
+}
+
+/// PSKC's algorithm URIs (RFC 6030 §10.1), which python-pskc's pskc2csv writes in its
+/// `algorithm` column: they name the token's type, not a hash (which is then SHA1, or the
+/// file's `--algorithm` default).
+fn pskc_kind(algorithm: &str) -> Option<TokenKind> {
+    match algorithm.trim().to_ascii_lowercase().as_str() {
+        "urn:ietf:params:xml:ns:keyprov:pskc:hotp" => Some(TokenKind::Hotp),
+        "urn:ietf:params:xml:ns:keyprov:pskc:totp" => Some(TokenKind::Totp),
+        _ => None,
+    }
 }
 
 /// The position of the first header column that means the same as an earlier one.
@@ -252,15 +276,16 @@ pub(crate) fn parse_into(
                     return Ok(out.into_vec());
                 }
                 Err(f) => {
+                    let at = fields.iter().position(|x| x == f).unwrap_or(0) + 1;
                     out.push(
                         invalid(
                             line,
                             format!(
-                                "unknown column {} in the header (the columns read: serial, \
-                                 secret, type, digits, counter, interval, counter_or_step, \
-                                 algorithm, user, manufacturer, model; delete a column radmfa has no use \
-                                 for)",
-                                shown(f)
+                                "unknown column {} (column {at}) in the header (the columns \
+                                 read: serial, secret, type, digits, counter, interval, \
+                                 counter_or_step, algorithm, user, manufacturer, model; delete \
+                                 a column radmfa has no use for)",
+                                shown_name(f)
                             ),
                         ),
                         line,
@@ -343,7 +368,7 @@ fn row(
     header: Option<&[Column]>,
     d: &FileDefaults,
 ) -> Result<(NewToken, TokenExtra), String> {
-    let (cols, base32_layout) = match header {
+    let (cols, mut base32_layout) = match header {
         Some(h) => {
             // Named secret columns are Base32 unless the file carries a type column (OATH).
             (h.to_vec(), !h.contains(&Column::Type))
@@ -365,11 +390,19 @@ fn row(
             .filter(|s| !s.is_empty())
     };
     let serial = get(Column::Serial).ok_or("serial is empty")?.to_string();
+    let by_uri = get(Column::Algorithm).and_then(pskc_kind);
     let kind = match get(Column::Type).map(str::to_ascii_lowercase).as_deref() {
-        None | Some("totp") => TokenKind::Totp,
+        None => by_uri.unwrap_or(TokenKind::Totp),
+        Some("totp") => TokenKind::Totp,
         Some("hotp") => TokenKind::Hotp,
-        Some(t) => return Err(format!("type {} is not hotp or totp", shown(t))),
+        Some(t) => return Err(format!("type {} is not hotp or totp", shown_name(t))),
     };
+    if by_uri.is_some_and(|k| k != kind) {
+        return Err("the type column and the algorithm column's PSKC URI disagree".into());
+    }
+    // A row that names its type (here by PSKC's URI) is an OATH row: a hex secret, as
+    // pskc2csv writes it by default, is read as hex.
+    base32_layout &= by_uri.is_none();
     let secret: Secret = match get(Column::Secret) {
         Some(s) => decode_key(s, d.encoding, base32_layout)?,
         None => return Err("secret is empty".into()),
@@ -378,11 +411,11 @@ fn row(
         Some(v) => number("digits", v)?,
         None => d.digits,
     };
-    let algorithm = match get(Column::Algorithm) {
-        Some(a) => {
-            OtpAlgorithm::parse(a.trim_start_matches("hmac-").trim_start_matches("HMAC-"))
-                .ok_or_else(|| format!("algorithm {} is not SHA1, SHA256 or SHA512", shown(a)))?
-        }
+    let algorithm = match get(Column::Algorithm).filter(|_| by_uri.is_none()) {
+        Some(a) => OtpAlgorithm::parse(a.trim_start_matches("hmac-").trim_start_matches("HMAC-"))
+            .ok_or_else(|| {
+            format!("algorithm {} is not SHA1, SHA256 or SHA512", shown_name(a))
+        })?,
         None => d.algorithm,
     };
     let either = get(Column::CounterOrStep);
@@ -392,7 +425,7 @@ fn row(
             // A counter says HOTP. Without a type column every row is read as TOTP, and the
             // counter would be dropped without a word.
             if let Some(v) = get(Column::Counter) {
-                if !cols.contains(&Column::Type) {
+                if !cols.contains(&Column::Type) && by_uri.is_none() {
                     return Err(format!(
                         "counter {} but no type column: add one (hotp or totp per row); \
                          without it every row is a TOTP token",

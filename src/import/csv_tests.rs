@@ -350,3 +350,26 @@ fn a_quote_never_closed_is_refused() {
     let got = tokens(&text);
     assert!(got[0].is_ok(), "{got:?}");
 }
+
+/// A PSKC algorithm URI in the algorithm column names the type: it must agree with a type
+/// column; a header cell that could be a seed is not quoted in the error.
+#[test]
+fn pskc_uris_name_the_type_and_seed_like_header_cells_stay_hidden() {
+    let uri = "urn:ietf:params:xml:ns:keyprov:pskc:totp";
+    let t = tokens(&format!(
+        "serial,secret,type,algorithm\nU1,{HEX},hotp,{uri}\n"
+    ));
+    let e = t[0].as_ref().unwrap_err();
+    assert!(e.contains("disagree"), "{e}");
+    let t = tokens(&format!("serial,secret,algorithm\nU2,{HEX},{uri}\n"));
+    let u2 = t[0].as_ref().unwrap();
+    assert_eq!(u2.token.kind, TokenKind::Totp);
+    assert_eq!(u2.token.secret.expose(), b"12345678901234567890");
+    let t = tokens(&format!("serial,secret,{B32}\nU3,{B32},x\n"));
+    let e = t[0].as_ref().unwrap_err();
+    assert!(
+        e.contains("unknown column (a 32-character value, not shown) (column 3)")
+            && !e.contains(B32),
+        "{e}"
+    );
+}

@@ -92,7 +92,15 @@ pub fn decode_key(
     match encoding {
         KeyEncoding::Hex => decode_hex(t),
         KeyEncoding::Base32 => decode_base32(t),
-        KeyEncoding::Auto if base32_layout => decode_base32(t),
+        // The layout says Base32, the value is hex (a header with no type column, the
+        // export of a tool that writes hex): the error says how to read it as hex.
+        KeyEncoding::Auto if base32_layout => decode_base32(t).map_err(|e| {
+            if looks_hex(t) {
+                format!("{e}; it is valid hex: if the file's secrets are hex, import with --key-encoding hex")
+            } else {
+                e
+            }
+        }),
         KeyEncoding::Auto if looks_hex(t) => decode_hex(t),
         KeyEncoding::Auto => decode_base32(t),
     }

@@ -28,7 +28,8 @@ def main():
     ap.add_argument("--key", help="pre-shared key, hex")
     ap.add_argument("--passphrase")
     ap.add_argument("--cipher", default="aes128-cbc")
-    ap.add_argument("--mac", default="hmac-sha1")
+    ap.add_argument("--mac", help="default hmac-sha1 for CBC and PBKDF2; for key wrap, "
+                    "none unless given")
     ap.add_argument("--iterations", type=int, default=1000)
     ap.add_argument("--fields", default="secret")
     ap.add_argument("--prf", help="PBKDF2 PRF, e.g. hmac-sha256 (default: python-pskc's)")
@@ -71,6 +72,9 @@ def main():
     # HMAC-SHA224), as it does for a caller who names the MAC before the encryption; set up
     # after, the key is the 20 bytes of the default HMAC-SHA1 whatever the MAC.
     if prot == "pbkdf2" or prot.endswith("-cbc"):
+        p.mac.setup(algorithm=a.mac or "hmac-sha1")
+    elif a.mac and prot != "plain":
+        # A key-wrapped file with a MAC all the same (its MACKey wrapped too).
         p.mac.setup(algorithm=a.mac)
     if prot == "pbkdf2":
         p.encryption.setup_pbkdf2(a.passphrase, iterations=a.iterations, algorithm=a.cipher,
