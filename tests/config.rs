@@ -359,6 +359,25 @@ fn a_secret_file_gives_its_first_line_and_must_be_private() {
             "{written:?}"
         );
     }
+    // An empty file, or the secret on a later line: said of the file, under its key (it
+    // was "client[0].secret: is too short", a key the config does not have).
+    for (written, said) in [
+        ("", "nas.secret is empty"),
+        ("\n", "nas.secret is empty"),
+        (
+            "\nfirst-line-secret\n",
+            "nas.secret: its first line is empty; the secret must be on the first line",
+        ),
+    ] {
+        std::fs::write(&file, written).unwrap();
+        let err = Config::parse(text, &dir.path().join("radmfa.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("client[0].secret_file: ") && err.contains(said),
+            "{written:?}: {err}"
+        );
+    }
 }
 
 /// The PostgreSQL store's trust files are held to the rules of every other CA and key file:

@@ -241,6 +241,13 @@ fn upstream_config(
                 "must be 1 to 253 characters",
             ));
         }
+        // The upstream server logs it (NPS's event log, FreeRADIUS's detail file).
+        if n.chars().any(char::is_control) {
+            return Err(ConfigError::invalid(
+                key("nas_identifier"),
+                "must not contain control characters",
+            ));
+        }
     }
     let status_check = super::one_of(
         key("status_check"),

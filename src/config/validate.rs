@@ -468,6 +468,15 @@ fn server_config(raw: RawServer) -> Result<ServerConfig, ConfigError> {
                 ),
             ))
         }
+        // Every audit record carries it, and `audit --server` reads it back: a control
+        // character (an ESC sequence) would reach whoever reads them, as a client's name
+        // would.
+        Some(n) if n.chars().any(char::is_control) => {
+            return Err(ConfigError::invalid(
+                "server.name",
+                "must not contain control characters",
+            ))
+        }
         Some(n) => n,
         None => hostname(),
     };
@@ -712,7 +721,23 @@ pub(super) fn secret_value(
             let text = std::fs::read_to_string(&f).map_err(|e| {
                 ConfigError::invalid(format!("{key}_file"), format!("{}: {e}", f.display()))
             })?;
-            Ok(Secret::from(secret_file_value(&text).to_string()))
+            let value = secret_file_value(&text);
+            // Named as the file's problem: reported under `key` ("is too short"), it sent
+            // the admin to a key they never wrote, about a secret they had written (on the
+            // second line, after a blank one).
+            if value.is_empty() {
+                let why = if text.trim().is_empty() {
+                    format!("{} is empty", f.display())
+                } else {
+                    format!(
+                        "{}: its first line is empty; the secret must be on the first line \
+                         (later lines are taken as notes)",
+                        f.display()
+                    )
+                };
+                return Err(ConfigError::invalid(format!("{key}_file"), why));
+            }
+            Ok(Secret::from(value.to_string()))
         }
         (None, None) => Err(ConfigError::invalid(
             key,
