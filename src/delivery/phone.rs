@@ -67,7 +67,7 @@ const TWO_DIGIT_COUNTRY_CODES: [&str; 44] = [
 ];
 
 /// The country code an international number (digits after the `+`) starts with.
-fn country_code(international: &str) -> &str {
+pub(crate) fn country_code(international: &str) -> &str {
     let len = match international.as_bytes().first() {
         Some(b'1' | b'7') => 1,
         _ if international
@@ -115,8 +115,10 @@ pub fn normalise(raw: &str, default_country_code: &str) -> Result<String, PhoneE
     let t = raw.trim();
     let plus = t.starts_with('+');
     let body = t.strip_prefix('+').unwrap_or(t);
-    // "(0)" is the national trunk prefix written inside an international number.
-    let body = body.replace("(0)", "");
+    // "(0)" is the national trunk prefix written inside an international number: its 0 is
+    // read as any trunk 0 after a country code is (`without_trunk_zero`), dropped where
+    // national numbers do not keep it. Dropped everywhere, `+39 (0)6 1234 5678` (written
+    // as UK and German numbers are) became +39 6…, which reaches no one in Rome.
     let mut digits = String::new();
     for c in body.chars() {
         match c {
@@ -477,6 +479,19 @@ mod tests {
         assert_eq!(
             normalise("+49 (0)171 123-4567", ""),
             Ok("+491711234567".into())
+        );
+        assert_eq!(
+            normalise("+44 (0)20 7946 0958", ""),
+            Ok("+442079460958".into())
+        );
+        // Where national numbers keep their 0, "(0)" is part of the number.
+        assert_eq!(
+            normalise("+39 (0)6 1234 5678", ""),
+            Ok("+390612345678".into())
+        );
+        assert_eq!(
+            normalise("(0)6 1234 5678", "39"),
+            Ok("+390612345678".into())
         );
         assert_eq!(
             normalise("0049 171 1234567", ""),
