@@ -309,6 +309,26 @@ fn phone_config(raw: RawPhone) -> Result<PhoneConfig, ConfigError> {
                 "must be 1 to 3 digits not starting with 0, e.g. \"49\" or \"1\"",
             ));
         }
+        // Numbers are matched by prefix: "4" or "35", a digit short, allowed every +4x or
+        // +35x country, unnoticed (and a default of either made every national number a
+        // wrong one).
+        let number = format!("{cc}0000000");
+        let whole = crate::delivery::phone::country_code(&number);
+        if whole != cc {
+            return Err(ConfigError::invalid(
+                key,
+                format!(
+                    "{cc:?} is not a country code: numbers starting {cc} have the {}-digit \
+                     country code {whole:?}{}",
+                    whole.len(),
+                    if whole.len() > cc.len() {
+                        " and its neighbours (e.g. \"353\" for Ireland, not \"35\")"
+                    } else {
+                        ""
+                    }
+                ),
+            ));
+        }
         Ok(cc)
     };
     let cc = match default_country_code.as_str() {
