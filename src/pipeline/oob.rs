@@ -190,9 +190,13 @@ fn rate_limits(app: &AppState, ctx: &RequestContext, entry: &str, phone: &str) -
 /// What the user was told when the SMS or call of a transaction closed as failed for
 /// `reason`, for a retransmit of its request to be told the same.
 fn failed_message(kind: OobKind, reason: &str) -> &'static str {
-    if reason.contains("daily limit") {
+    // By the start radmfa's own limit writes ("sms daily limit: …"): a provider's refusal
+    // is stored with its own text, which may say "rate limit" too, and the retransmit was
+    // then told "too many codes" for a text that was never limited here.
+    let limit = reason.strip_prefix(kind.as_str()).unwrap_or_default();
+    if limit.starts_with(" daily limit:") {
         DAILY_LIMITED
-    } else if reason.contains("rate limit") {
+    } else if limit.starts_with(" rate limit:") {
         RATE_LIMITED
     } else if reason == "second factor locked" {
         super::login::LOCKED_MESSAGE
@@ -741,6 +745,30 @@ pub async fn abandon_call(app: &AppState, id: &str, why: &str) -> Result<(), Fau
 #[cfg(test)]
 mod tests {
     use super::storable_ref;
+
+    /// A retransmit is told the limit only where radmfa's own limit refused the send, not
+    /// where the provider's refusal happens to say "rate limit".
+    #[test]
+    fn only_radmfas_own_limits_are_told_as_limits() {
+        use super::{failed_message, DAILY_LIMITED, RATE_LIMITED};
+        use crate::store::OobKind;
+        let said = |kind, reason: &str| failed_message(kind, reason);
+        assert_eq!(
+            said(OobKind::Sms, "sms daily limit: 10 a day reached for alice"),
+            DAILY_LIMITED
+        );
+        assert_eq!(
+            said(
+                OobKind::Voice,
+                "voice rate limit: 3 per 600 s reached for alice"
+            ),
+            RATE_LIMITED
+        );
+        let provider = "SMS not sent: twilio sms: HTTP 429: error 20429: rate limit exceeded";
+        assert_ne!(said(OobKind::Sms, provider), RATE_LIMITED);
+        let daily = "SMS not sent: gateway: HTTP 400: daily limit reached for the account";
+        assert_ne!(said(OobKind::Sms, daily), DAILY_LIMITED);
+    }
 
     #[test]
     fn only_plain_provider_references_are_stored() {
