@@ -5,7 +5,7 @@
 //! lacks (a filter written for another directory) and a service account that sees no
 //! entries at all.
 
-use ldap3::{Scope, SearchEntry};
+use ldap3::Scope;
 
 use super::ldap::LdapAuth;
 use super::AuthError;
@@ -92,14 +92,17 @@ impl LdapAuth {
         if res.rc != 0 && res.rc != 4 {
             return Err(AuthError::Ldap(format!("search: {res}")));
         }
+        // Read as a login reads them (`ldap_entry::read`): ldap3's `construct` panics on a
+        // malformed entry, and keeps one copy of an attribute listed twice.
         let found = entries
             .into_iter()
             .map(|e| {
-                let entry = SearchEntry::construct(e);
+                let entry = super::ldap_entry::read(e.0)
+                    .map_err(|e| AuthError::Ldap(format!("search: a malformed entry: {e}")))?;
                 let names = self.name_not_in_entry(&entry, user);
-                (entry.dn, names)
+                Ok((entry.dn, names))
             })
-            .collect();
+            .collect::<Result<_, AuthError>>()?;
         Ok((found, res.rc == 4))
     }
 
@@ -170,7 +173,7 @@ impl LdapAuth {
             )
             .await
             .ok()?;
-        let entry = SearchEntry::construct(entries.into_iter().next()?);
+        let entry = super::ldap_entry::read(entries.into_iter().next()?.0).ok()?;
         entry
             .attrs
             .into_iter()

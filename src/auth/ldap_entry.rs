@@ -42,6 +42,11 @@ pub fn read(entry: StructureTag) -> Result<SearchEntry, String> {
             .next()
             .and_then(StructureTag::expect_constructed)
             .ok_or_else(|| format!("attribute {kind:?} without its values"))?;
+        // Listed with no values (a types-only search, as `config check` reads a group's
+        // attributes): present all the same, as `construct` has it.
+        if values.is_empty() && !bin_attrs.keys().any(|k| k.eq_ignore_ascii_case(&kind)) {
+            gathered(&mut attrs, &kind);
+        }
         for value in values {
             let bytes = value
                 .expect_primitive()
@@ -134,6 +139,22 @@ mod tests {
         assert_eq!(e.attrs["uid"], ["carol", "carol.x"]);
         assert_eq!(e.attrs["mail"], ["carol@example.org"]);
         assert_eq!(e.bin_attrs["jpegPhoto"], [b"\xff\xd8".to_vec()]);
+        assert_eq!(e.attrs.len(), 2);
+    }
+
+    /// A types-only read lists attributes without values: each is present, as ldap3's
+    /// `construct` has it (`config check` tells a hidden `member` from a shown one so).
+    #[test]
+    fn attributes_listed_without_values_are_present() {
+        let e = read(entry(
+            b"cn=staff,dc=example",
+            Some(vec![
+                attribute(b"member", &[]),
+                attribute(b"objectClass", &[]),
+            ]),
+        ))
+        .unwrap();
+        assert!(e.attrs["member"].is_empty() && e.attrs["objectClass"].is_empty());
         assert_eq!(e.attrs.len(), 2);
     }
 

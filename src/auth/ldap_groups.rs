@@ -121,7 +121,9 @@ impl LdapAuth {
             .search_with(dn, Scope::Base, "(objectClass=*)", attrs, options, "-")
             .await?;
         match (res.rc, entries.into_iter().next()) {
-            (0, Some(entry)) => Ok(ldap3::SearchEntry::construct(entry)),
+            // Not ldap3's `construct`, which panics on a malformed entry.
+            (0, Some(entry)) => super::ldap_entry::read(entry.0)
+                .map_err(|e| AuthError::Ldap(format!("reading {dn}: a malformed entry: {e}"))),
             (0, None) | (NO_SUCH_OBJECT | REFERRAL, _) => {
                 Err(AuthError::NoSuchGroup(dn.to_string()))
             }
