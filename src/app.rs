@@ -462,6 +462,27 @@ pub fn sqlite_sealer(
     path: &std::path::Path,
     key_file: &std::path::Path,
 ) -> anyhow::Result<crate::store::Sealer> {
+    // The key file outlives its database only when the database went: a restore whose
+    // backup landed at another path, a typo in store.path, the database's mount not there.
+    // Started empty, every enrollment was gone without a word (and with no_factor =
+    // "allow", every user let in on the password alone). `config check` says the same.
+    if !path.exists() && key_file.exists() {
+        // Nothing was opened or made: a refusal (exit 1), as a stale -wal's.
+        return Err(anyhow::Error::new(crate::admin::Refused(format!(
+            "store: {} does not exist, but its key file {} does: if you are restoring a \
+             backup, it is not at store.path (or the file system holding it is not \
+             mounted); to start an empty database on purpose, move the key file away too",
+            path.display(),
+            key_file.display()
+        ))));
+    }
+    // The database before the key: a key with no database beside it is then always one
+    // whose database went, not one a first start made before it failed to make the
+    // database (its directory not writable, say).
+    if !path.exists() {
+        // Its error names the file.
+        crate::store::sqlite::precreate_private(path)?;
+    }
     let has_data = std::fs::metadata(path).is_ok_and(|m| m.len() > 0);
     if has_data && !key_file.exists() {
         anyhow::bail!(

@@ -421,8 +421,10 @@ fn a_database_without_its_key_file_is_refused_not_rekeyed() {
 }
 
 /// `config check --connect`, step 4 of a restore: a key file whose database is not at
-/// `store.path` (the backup put somewhere else) fails the check; `serve` would start an
-/// empty database beside it. With neither there, a fresh install, it is fine.
+/// `store.path` (the backup put somewhere else) fails the check; `serve` and every command
+/// that opens the store refuse it too (`serve` started an empty database beside it, and
+/// every enrollment was gone without a word). With neither there, a fresh install, it is
+/// fine.
 #[test]
 fn config_check_connect_fails_a_key_file_without_its_database() {
     let (d, cfg) = setup();
@@ -437,12 +439,88 @@ fn config_check_connect_fails_a_key_file_without_its_database() {
         "{out}"
     );
     assert!(!db.exists(), "the check made a database");
+    let out = serve_until_it_stops(&cfg);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("does not exist, but its key file") && err.contains("not at store.path"),
+        "{err}"
+    );
+    for args in [
+        &["user", "enroll-totp", "bob", "--uri-only"][..],
+        &["db", "migrate"][..],
+    ] {
+        let (ok, _, err) = run(&cfg, args);
+        assert!(
+            !ok && err.contains("does not exist, but its key file"),
+            "{args:?}: {err}"
+        );
+    }
+    assert!(!db.exists(), "a database was made");
     std::fs::remove_file(d.path().join("radmfa.key")).unwrap();
     let (_, out, _) = run(&cfg, &["config", "check", "--connect"]);
     assert!(
         out.contains("ok   store: ") && out.contains("does not exist yet"),
         "{out}"
     );
+}
+
+/// The first command to set a store up, run by root before the service's first start
+/// (`user enroll-totp` as the README's setup does), gives the database and the key file
+/// to the owner of their directory, the service's user: left root's 0600, the service
+/// could open neither and refused to start, once for each. In a root-owned directory they
+/// stay root's.
+#[test]
+fn a_store_root_sets_up_belongs_to_its_directorys_owner() {
+    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::process::CommandExt;
+    let (d, cfg) = setup();
+    let store = d.path().join("store");
+    std::fs::create_dir(&store).unwrap();
+    std::os::unix::fs::chown(&store, Some(65534), Some(65534)).unwrap();
+    let sqlite = "[store]\npath = \"radmfa.db\"\nkey_file = \"radmfa.key\"\n";
+    let text = text_holding(&cfg, sqlite).replace(
+        sqlite,
+        "[store]\npath = \"store/radmfa.db\"\nkey_file = \"store/radmfa.key\"\n",
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let (ok, _, err) = run(&cfg, &["user", "enroll-totp", "carol", "--uri-only"]);
+    assert!(ok, "{err}");
+    for name in ["radmfa.db", "radmfa.key"] {
+        let m = std::fs::metadata(store.join(name)).unwrap();
+        assert_eq!(
+            (m.uid(), m.gid(), m.mode() & 0o777),
+            (65534, 65534, 0o600),
+            "{name}"
+        );
+    }
+    // The service's user opens it: the seed unseals.
+    std::fs::set_permissions(&cfg, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    std::fs::set_permissions(
+        d.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let out = Command::new(bin())
+        .uid(65534)
+        .gid(65534)
+        .arg("--config")
+        .arg(&cfg)
+        .args(["user", "show", "carol"])
+        .output()
+        .expect("run as nobody (the suite runs as root, as CI does)");
+    assert!(out.status.success(), "{out:?}");
+    // Root's own directory: root's files, as before.
+    let (d2, cfg2) = setup();
+    let (ok, _, err) = run(&cfg2, &["user", "enroll-totp", "carol", "--uri-only"]);
+    assert!(ok, "{err}");
+    for name in ["radmfa.db", "radmfa.key"] {
+        assert_eq!(
+            std::fs::metadata(d2.path().join(name)).unwrap().uid(),
+            0,
+            "{name}"
+        );
+    }
 }
 
 /// `config check --connect` of a new release, run before it is installed (as the upgrade

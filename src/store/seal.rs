@@ -228,6 +228,7 @@ impl KeyFile {
             rand::rngs::OsRng.next_u64()
         ));
         let mut file = create_private(&tmp).map_err(|e| other("create", e))?;
+        give_to_directory_owner(&file, path).map_err(|e| other("chown", e))?;
         let mut key = Zeroizing::new([0u8; KEY_LEN]);
         rand::rngs::OsRng.fill_bytes(&mut key[..]);
         let mut text = Zeroizing::new(hex::encode(&key[..]));
@@ -316,6 +317,34 @@ pub(crate) fn create_private(path: &Path) -> std::io::Result<File> {
     // The umask can only remove bits from 0600; make it exactly 0600.
     file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
     Ok(file)
+}
+
+/// A store file root has just made (an admin's first `user enroll-totp`, `token import` or
+/// `db migrate` on a new host, before the service's first start) given to the owner of the
+/// directory it is in, the service's user, as SQLite gives its -wal and -shm files and
+/// `serving_lock` its lock file. Left root's 0600, the service refused to start, once for
+/// the database and once more for the key. A root-owned directory (`/etc/radmfa`) keeps
+/// the file root's: its owner then is root.
+#[cfg(unix)]
+pub(crate) fn give_to_directory_owner(file: &File, path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    if !nix::unistd::geteuid().is_root() {
+        return Ok(());
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let owner = std::fs::metadata(dir)?;
+    if owner.uid() == 0 {
+        return Ok(());
+    }
+    std::os::unix::fs::fchown(file, Some(owner.uid()), Some(owner.gid()))
+}
+
+#[cfg(not(unix))]
+pub(crate) fn give_to_directory_owner(_file: &File, _path: &Path) -> std::io::Result<()> {
+    Ok(())
 }
 
 #[cfg(not(unix))]

@@ -295,9 +295,13 @@ async fn migration_lock(path: &Path) -> Result<nix::fcntl::Flock<std::fs::File>,
     .map_err(io)
 }
 
-fn precreate_private(path: &Path) -> Result<(), StoreError> {
-    match super::seal::create_private(path) {
-        Ok(_) => Ok(()),
+/// The database file, made private (0600) before SQLite makes it with the umask's mode, and
+/// given to its directory's owner when root makes it.
+pub(crate) fn precreate_private(path: &Path) -> Result<(), StoreError> {
+    let made = super::seal::create_private(path)
+        .and_then(|file| super::seal::give_to_directory_owner(&file, path));
+    match made {
+        Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(StoreError::Db(sqlx::Error::Io(std::io::Error::new(
             e.kind(),
