@@ -67,7 +67,7 @@ pub struct AppState {
 impl AppState {
     /// Builds the production backends (LDAP, the configured store, the system clock).
     pub async fn build(config: Config) -> anyhow::Result<Arc<AppState>> {
-        let (store, migrated) = open_store_migrating(&config.store).await?;
+        let (store, migrated) = open_store_waiting(&config.store).await?;
         // Said once, at the start that did it: a release that cannot go back to an older
         // build without a restore (docs/operations.md, Upgrading) must leave a trace of when.
         if let Some((from, to)) = migrated {
@@ -283,6 +283,60 @@ pub async fn open_store_migrating(
     let behind = schema_behind(cfg).await.ok().flatten();
     let store = open_store(cfg).await?;
     Ok((store, behind))
+}
+
+/// [`open_store_migrating`] for `serve`: a PostgreSQL store that is not there yet (refused,
+/// no answer, starting up, a standby or read-only during a failover) is asked again, at 1,
+/// 2, 4… up to 30 s apart, each time said in the log, until it takes the node; anything
+/// else (a wrong password, an unknown database, the wrong key) ends the start as before.
+/// Exited instead, a node started during a database outage of some 20 s (a site powering
+/// up with the database host last, a failover during patching) used up systemd's start
+/// limit and stayed down until someone reset it, though a running node rides the same
+/// outage out.
+async fn open_store_waiting(
+    cfg: &StoreConfig,
+) -> anyhow::Result<(Arc<dyn Store>, Option<(i64, i64)>)> {
+    let mut delay = std::time::Duration::from_secs(1);
+    loop {
+        match open_store_migrating(cfg).await {
+            Err(e) if matches!(cfg, StoreConfig::Postgres { .. }) && not_there_yet(&e) => {
+                tracing::warn!(
+                    "the PostgreSQL store is not available yet ({}); asking again in {} s \
+                     (radmfa answers no request until it is)",
+                    crate::admin::error_text(&e),
+                    delay.as_secs()
+                );
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(std::time::Duration::from_secs(30));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Whether a store that failed to open may take the node by itself, later: no connection
+/// (refused, unreachable, timed out), the server starting up or shutting down, out of
+/// connection slots, or a standby or read-only session (a failover under way).
+fn not_there_yet(e: &anyhow::Error) -> bool {
+    let Some(crate::store::StoreError::Db(e)) = e
+        .chain()
+        .find_map(|c| c.downcast_ref::<crate::store::StoreError>())
+    else {
+        return false;
+    };
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut => true,
+        // 08: connection exception; 57P01-57P03: shutting down, crashed, starting up;
+        // 53300: too many connections.
+        sqlx::Error::Database(d) => d
+            .code()
+            .is_some_and(|c| c.starts_with("08") || c.starts_with("57P") || c == "53300"),
+        sqlx::Error::Configuration(m) => {
+            let m = m.to_string();
+            m.contains("read-only standby") || m.contains("session is read-only")
+        }
+        _ => false,
+    }
 }
 
 /// An admin command's shared lock on a SQLite store: refused while a migration copies it;

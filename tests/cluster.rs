@@ -507,6 +507,96 @@ fn a_database_made_read_only_and_writable_again_serves_again() {
     logs_in_again(&node, &seed);
 }
 
+/// A node started while PostgreSQL is down waits for it, saying so, and serves once it is
+/// back: it exited (status 2) after one try, and systemd's start limit (five in a minute)
+/// then kept it down after an outage of some 20 s, though a running node rides one out. A
+/// read-only database (a failover under way) is waited for too; a wrong password is not.
+#[test]
+fn a_node_started_while_postgres_is_down_waits_for_it() {
+    let slapd = directory();
+    let pg = PgCluster::start();
+    let url = pg.fresh_database();
+    let db = PgCluster::database_of(&url);
+    pg.stop();
+    let dir = tempfile::tempdir().unwrap();
+    let config = pg_config(dir.path(), &slapd, &url, "node-late", "");
+    let node = std::thread::scope(|s| {
+        s.spawn(|| {
+            // Past the first try's 5 s of connection attempts (the migrating pool's floor),
+            // so the node has given up once and waits.
+            std::thread::sleep(Duration::from_secs(8));
+            pg.start_again();
+        });
+        Server::start_with(dir, config.clone())
+    });
+    let waited = node.log_lines_at_least(1, |l| {
+        l.contains("the PostgreSQL store is not available yet")
+            && l.contains("refused")
+            && l.contains("asking again in 1 s")
+    });
+    assert!(waited >= 1, "{}", node.log());
+    let seed = node.enroll("alice", &[]);
+    assert!(
+        full_login(&node, &node, "alice", ALICE_PW, &seed),
+        "{}",
+        node.log()
+    );
+    // The next node gets this one's key, as an operator copies it.
+    let key = std::fs::read(node.dir.path().join("radmfa.key")).unwrap();
+    drop(node);
+
+    // Read-only: waited for until it is writable again.
+    pg.psql(
+        "postgres",
+        &format!("ALTER DATABASE {db} SET default_transaction_read_only = on"),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("radmfa.key"), key).unwrap();
+    std::fs::set_permissions(
+        dir.path().join("radmfa.key"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let config = pg_config(dir.path(), &slapd, &url, "node-late", "");
+    let node = std::thread::scope(|s| {
+        s.spawn(|| {
+            std::thread::sleep(Duration::from_secs(3));
+            pg.psql(
+                "postgres",
+                &format!("ALTER DATABASE {db} RESET default_transaction_read_only"),
+            );
+        });
+        Server::start_with(dir, config)
+    });
+    assert!(
+        node.log_shows("default_transaction_read_only is on"),
+        "{}",
+        node.log()
+    );
+    // Round 1 writes its prompt: the store takes writes.
+    let r = password(&node, "alice", ALICE_PW);
+    assert_eq!(code_of(&r), "Access-Challenge", "{r}\n{}", node.log());
+
+    // A wrong password is no outage: the start ends, naming it.
+    let dir = tempfile::tempdir().unwrap();
+    let wrong = format!(
+        "postgres://postgres:wrong-password@{}",
+        url.split_once('@').unwrap().1
+    );
+    let config = pg_config(dir.path(), &slapd, &wrong, "node-wrong", "");
+    let out = std::process::Command::new("timeout")
+        .arg("20")
+        .arg(common::radmfa::bin())
+        .arg("--config")
+        .arg(&config)
+        .arg("serve")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(!err.contains("not available yet"), "{err}");
+}
+
 /// Writes frozen for the whole server by ALTER SYSTEM and a reload, which turns the node's
 /// open sessions read-only under it: a connection that comes back read-only is closed, and
 /// the new ones are refused, so the log names the setting. Before, the pooled connections
