@@ -60,10 +60,17 @@ fn a_backup_beside_a_crashed_servers_wal_is_refused_and_left_untouched() {
     ok(&cfg, &["user", "enroll-totp", "alice", "--uri-only"]);
     let backup = dir.path().join("backup.db");
     ok(&cfg, &["db", "backup", backup.to_str().unwrap()]);
+    // The backup's key kept apart (a key file without its database is refused: the store
+    // the crash leaves behind gets a key of its own), and put back with the backup, as
+    // restore step 3 says.
     std::fs::remove_file(db_file(dir.path(), "")).unwrap();
+    let key = dir.path().join("radmfa.key");
+    let kept = dir.path().join("backup.key");
+    std::fs::rename(&key, &kept).unwrap();
     let cfg = crashed_store(dir.path());
     let db = db_file(dir.path(), "");
     std::fs::copy(&backup, &db).unwrap(); // `cp backup.db radmfa.db`
+    std::fs::rename(&kept, &key).unwrap();
     let restored = std::fs::read(&db).unwrap();
     let wal = db_file(dir.path(), "-wal");
     let shm = db_file(dir.path(), "-shm");

@@ -962,7 +962,12 @@ mod tests {
             (&["049"][..], "phone.allowed_country_codes[0]"),
             (&["49", "4x"][..], "phone.allowed_country_codes[1]"),
             (&["49", ""][..], "phone.allowed_country_codes[1]"),
-            (&["1", "12"][..], "cannot both be country codes"),
+            (&["49", "49"][..], "cannot both be country codes"),
+            // A digit short or one too many: a prefix of several countries, or of none.
+            (&["1", "12"][..], "\"12\" is not a country code"),
+            (&["4"][..], "\"4\" is not a country code"),
+            (&["35"][..], "the 3-digit country code \"350\""),
+            (&["491"][..], "the 2-digit country code \"49\""),
         ] {
             let e = phone("", allowed).unwrap_err();
             assert!(e.contains(said), "{allowed:?}: {e}");
