@@ -1457,6 +1457,26 @@ fn sqlite_deployment_moved_to_postgres_logs_in_on_both_nodes() {
         out.status.success() && said.contains("up to date"),
         "{said}"
     );
+    // A schema a newer release set up (an older node's check in a rolling upgrade) is said
+    // to be newer, not "up to date".
+    pg.psql(
+        "postgres",
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, \
+         execution_time) VALUES (9999, 'from a newer release', true, '\\x00', 0)",
+    );
+    let out = nodes.b.cli(&["db", "migrate"]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    pg.psql(
+        "postgres",
+        "DELETE FROM _sqlx_migrations WHERE version = 9999",
+    );
+    assert!(
+        out.status.success()
+            && said.contains("schema version 9999 is newer than this release knows")
+            && !said.contains("up to date"),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // The code used before the move is still used: the replay state came along (refused
     // as used, not merely as a code of a step long past).
     let replays = || {

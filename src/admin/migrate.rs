@@ -126,8 +126,16 @@ pub async fn db(cfg: &Config, cmd: DbCommand) -> anyhow::Result<ExitCode> {
             let version = PgStore::migrate(settings).await.with_context(|| {
                 format!("migrating the PostgreSQL store ({})", settings.url_source)
             })?;
+            let known = crate::store::postgres::known_schema_version();
             let said = match behind {
                 Some((from, _)) => migrated(Some((from, version))),
+                // An older node's check during a rolling upgrade or after a rollback: not
+                // "up to date", which told the admin this node was current (the store's
+                // warning goes to a log an admin command does not print).
+                None if version > known => format!(
+                    "schema version {version} is newer than this release knows ({known}): \
+                     another node was upgraded first; this one works on it, but upgrade it"
+                ),
                 None => format!("schema up to date (version {version})"),
             };
             println!("PostgreSQL store: {said}");

@@ -56,7 +56,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate::Migrator {
 };
 
 /// The newest schema version this release knows.
-fn known_schema_version() -> i64 {
+pub(crate) fn known_schema_version() -> i64 {
     MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0)
 }
 
@@ -926,4 +926,12 @@ pub(super) async fn audit_counts(
     let mut q: QueryBuilder<Postgres> = audit_sql::counts_query(Dialect::Postgres, filter, by);
     let rows = q.build().fetch_all(pool).await?;
     rows.iter().map(audit_sql::count_from_row).collect()
+}
+
+#[cfg(test)]
+mod migration_pins {
+    #[test]
+    fn every_migration_is_pinned() {
+        crate::store::assert_migrations_pinned("postgres", &super::MIGRATOR);
+    }
 }
