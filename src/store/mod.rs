@@ -1037,6 +1037,48 @@ pub trait Store: Send + Sync + 'static {
     async fn purge_audit(&self, before: i64, batch: u32) -> Result<u64, StoreError>;
 }
 
+/// Every migration `migrator` holds has the checksum migrations/checksums.txt pins for
+/// `kind` ("sqlite", "postgres"), and every pin has its migration: an applied migration
+/// edited in place (as 0015/0012 once were, minutes after being added) makes every store a
+/// build migrated refuse to open under later builds.
+#[cfg(test)]
+pub(crate) fn assert_migrations_pinned(kind: &str, migrator: &sqlx::migrate::Migrator) {
+    let pins: std::collections::BTreeMap<i64, &str> =
+        include_str!("../../migrations/checksums.txt")
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+            .filter_map(|l| {
+                let mut f = l.split_whitespace();
+                (f.next() == Some(kind)).then(|| {
+                    let version = f.next().and_then(|v| v.parse().ok()).expect("a version");
+                    (version, f.next().expect("a checksum"))
+                })
+            })
+            .collect();
+    let built: std::collections::BTreeMap<i64, String> = migrator
+        .iter()
+        .map(|m| (m.version, hex::encode(&m.checksum)))
+        .collect();
+    for (version, checksum) in &built {
+        match pins.get(version) {
+            Some(pin) => assert_eq!(
+                pin, checksum,
+                "{kind} migration {version} differs from the one stores were migrated with: \
+                 never edit an applied migration, add a new one"
+            ),
+            None => panic!(
+                "{kind} migration {version} has no line in migrations/checksums.txt: add \
+                 `{kind} {version} {checksum}` (and never edit the migration after)"
+            ),
+        }
+    }
+    assert_eq!(
+        pins.keys().collect::<Vec<_>>(),
+        built.keys().collect::<Vec<_>>(),
+        "{kind}: a pinned migration is gone"
+    );
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -690,3 +690,8 @@ fn every_migration_only_adds() {
         assert!(read >= 8, "{read} migrations read from {}", dir.display());
     }
 }
+
+#[test]
+fn every_migration_is_pinned() {
+    crate::store::assert_migrations_pinned("sqlite", &MIGRATOR);
+}
