@@ -43,7 +43,7 @@ pub fn parse_time(s: &str, now: i64) -> anyhow::Result<i64> {
         return Ok(t.unix_timestamp() + i64::from(t.nanosecond() > 0));
     }
     let age = age_secs(s).map_err(|_| anyhow::anyhow!("{s:?}: use {TIME_FORMS}"))?;
-    Ok(now - age)
+    Ok(now.saturating_sub(age))
 }
 
 /// `s` as the date it reads as, `YYYY-MM-DD`, when it is eight digits making a real date.
@@ -70,9 +70,14 @@ pub fn age_secs(s: &str) -> anyhow::Result<i64> {
         "d" => 86400,
         _ => bail!("{s:?}: use a number with s, m, h or d (15m)"),
     };
+    // Digits only: `-1h` read as an hour ahead gave an empty listing without a word (and
+    // i64::MIN overflowed `now - age`).
+    if num.is_empty() || !num.bytes().all(|b| b.is_ascii_digit()) {
+        bail!("{s:?}: the number before {unit:?} is not a whole number of them (15m)");
+    }
     let n: i64 = num
         .parse()
-        .with_context(|| format!("{s:?}: the number before {unit:?} is not a number"))?;
+        .with_context(|| format!("{s:?}: the number before {unit:?} is too large"))?;
     Ok(n.saturating_mul(mult))
 }
 
@@ -167,6 +172,7 @@ pub async fn run(cfg: &Config, args: AuditArgs) -> anyhow::Result<ExitCode> {
         limit: args.limit,
         after_id: None,
         before: None,
+        newest_by_id: false,
     };
     // `--since 1h --until 2h` (an hour ago until two hours ago) matches nothing: said, so
     // an incident report does not read "no records" where the window was back to front.
@@ -596,7 +602,18 @@ mod tests {
     fn ages_take_a_unit_and_refuse_anything_else() {
         assert_eq!(age_secs("15m").unwrap(), 900);
         assert_eq!(age_secs("2d").unwrap(), 172_800);
-        for bad in ["5é", "é", "", "m", "15", "1.5h", "15 m"] {
+        for bad in [
+            "5é",
+            "é",
+            "",
+            "m",
+            "15",
+            "1.5h",
+            "15 m",
+            "-1h",
+            "+1h",
+            "-9223372036854775808s",
+        ] {
             assert!(age_secs(bad).is_err(), "{bad:?} accepted");
         }
     }
