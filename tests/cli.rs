@@ -2478,15 +2478,37 @@ fn audit_windows_are_half_open_and_a_yyyymmdd_day_is_refused() {
 }
 
 /// `audit --follow --limit 0` is `tail -n 0 -f`: no earlier record (it printed 100 of
-/// them), then each new one.
+/// them), then each new one. Also where the first record is stamped a month ahead (a
+/// clock that ran fast once): read by time it stayed the newest, and every record written
+/// after it was printed as new.
 #[test]
 fn audit_follow_with_limit_0_shows_only_new_records() {
     use std::time::Duration;
-    let (_d, cfg) = setup();
-    for user in ["alice", "bob"] {
+    let (d, cfg) = setup();
+    for user in ["alice", "bob", "dave", "erin"] {
         let (ok, _, err) = run(&cfg, &["user", "enroll-totp", user, "--uri-only"]);
         assert!(ok, "{err}");
     }
+    let db = rusqlite::Connection::open(d.path().join("radmfa.db")).unwrap();
+    let ahead = db
+        .execute(
+            "UPDATE audit SET time = time + 30 * 86400 WHERE id = (SELECT MIN(id) FROM audit)",
+            [],
+        )
+        .unwrap();
+    assert_eq!(ahead, 1);
+    drop(db);
+    // The last two written, then nothing until something new is.
+    let follow = common::radmfa::Follower::start(&cfg, &["--limit", "2"]);
+    assert!(follow.next_line().starts_with("TIME"));
+    let shown: Vec<String> = (0..2).map(|_| follow.next_line()).collect();
+    assert!(
+        shown[0].contains("dave") && shown[1].contains("erin"),
+        "{shown:?}"
+    );
+    let old = follow.next_within(Duration::from_millis(2500));
+    assert!(old.is_none(), "an earlier record shown as new: {old:?}");
+    assert!(follow.stop().success());
     let follow = common::radmfa::Follower::start(&cfg, &["--limit", "0"]);
     // The header comes once the earlier records were read: anything written after is new.
     let header = follow.next_line();

@@ -30,14 +30,18 @@ pub async fn follow(
 ) -> anyhow::Result<()> {
     // First the last --limit records, oldest first, as `tail -f` does; with --limit 0 none,
     // as `tail -n 0 -f` (it printed the store's default 100). The newest ones are still
-    // read, to start the window at them: shown or not, they are not new.
-    let history = if filter.limit == 0 {
-        AuditFilter {
-            limit: BATCH,
-            ..filter.clone()
-        }
-    } else {
-        filter.clone()
+    // read, to start the window at them: shown or not, they are not new. The last written
+    // (by id), so that every record above the window's floor is among them: taken by time,
+    // a record stamped ahead kept the floor at its id, and each record written after it
+    // was printed as new (2,035 old records for `--limit 0` in one store).
+    let history = AuditFilter {
+        limit: if filter.limit == 0 {
+            BATCH
+        } else {
+            filter.limit
+        },
+        newest_by_id: true,
+        ..filter.clone()
     };
     let mut first = store.audit(&history).await?;
     first.reverse();

@@ -109,6 +109,8 @@ where
     push_filter(&mut q, d, f);
     q.push(if f.after_id.is_some() {
         " ORDER BY id LIMIT "
+    } else if f.newest_by_id {
+        " ORDER BY id DESC LIMIT "
     } else {
         " ORDER BY time DESC, id DESC LIMIT "
     });

@@ -499,6 +499,11 @@ pub struct AuditFilter {
     /// Newest first, only records after this one (its time and id) in that order: the next
     /// page of a listing read a page at a time.
     pub before: Option<(i64, i64)>,
+    /// Newest by id, not by time (without `after_id`): the last records written, as
+    /// `audit --follow` starts from. By time, one record stamped ahead (a clock that ran
+    /// fast once) stayed among the "newest", and every record written after it by id was
+    /// then printed again as new.
+    pub newest_by_id: bool,
 }
 
 /// What [`Store::audit_counts`] groups records by (`radmfa audit --count-by`).

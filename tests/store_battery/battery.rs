@@ -1280,6 +1280,7 @@ pub async fn audit_filters_order_and_limit(store: &dyn Store) {
         limit,
         after_id: None,
         before: None,
+        newest_by_id: false,
     };
     // Read a page at a time (`radmfa audit` does, so a long export is not held in memory):
     // each page starts after the last record of the one before, ties in time by id.
@@ -1409,6 +1410,31 @@ pub async fn audit_filters_order_and_limit(store: &dyn Store) {
         bypassed.iter().map(|r| r.user.as_str()).collect::<Vec<_>>(),
         ["carol"]
     );
+    // One stamped ahead (a clock that ran fast), written before the last: first by time,
+    // second by id (`audit --follow` starts from the last written).
+    let ahead = store
+        .append_audit(&audit_record(T + 1000, "carol", "accept"))
+        .await
+        .unwrap();
+    let last = store
+        .append_audit(&audit_record(T + 50, "carol", "accept"))
+        .await
+        .unwrap();
+    let by_time = store.audit(&AuditFilter::default()).await.unwrap();
+    assert_eq!(times(by_time)[..2], [1000, 50]);
+    let by_id = AuditFilter {
+        newest_by_id: true,
+        limit: 2,
+        ..AuditFilter::default()
+    };
+    let ids: Vec<i64> = store
+        .audit(&by_id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(ids, [last, ahead]);
 }
 
 /// `radmfa audit --follow`: records after an id, oldest first, the other filters applying.
