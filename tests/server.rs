@@ -3080,6 +3080,59 @@ fn a_stop_says_how_many_requests_its_grace_abandons() {
     assert!(!log.contains("cut short by the request deadline"), "{log}");
 }
 
+/// `/health` says 503 "stopping" from the stop on, while the requests in flight finish
+/// (the shutdown grace): it said 200 from the backends' state, and a load balancer kept
+/// sending logins to a node whose RADIUS listeners no longer read them.
+#[test]
+fn health_says_stopping_during_the_shutdown_grace() {
+    let slapd = directory();
+    let mut o = Options::new(&slapd.url);
+    o.ldap_timeout_ms = 10_000;
+    o.extra = "\n[metrics]\nlisten = \"127.0.0.1:0\"\n".into();
+    let dir = tempfile::tempdir().unwrap();
+    let config = common::radmfa::write_config(dir.path(), &o);
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains("shutdown_grace_ms = 2000"), "{text}");
+    std::fs::write(
+        &config,
+        text.replace("shutdown_grace_ms = 2000", "shutdown_grace_ms = 8000"),
+    )
+    .unwrap();
+    let mut srv = Server::start_with(dir, config);
+    let health = srv.metrics_addr();
+    let (status, _, body) = common::radmfa::http_get(health, "/health");
+    assert!(status.contains(" 200 "), "{status}{body}");
+    // A login held in flight by a directory that does not answer.
+    slapd.signal("-STOP");
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let (pkt, _) = AccessRequestBuilder::new(9, "alice")
+        .password(ALICE_PW.as_bytes())
+        .build(SECRET.as_bytes());
+    sock.send_to(&pkt, srv.addr).unwrap();
+    slapd.wait_for_unread_request();
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &srv.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !srv
+        .log()
+        .contains("shutting down: waiting for requests in flight")
+    {
+        assert!(Instant::now() < deadline, "no shutdown: {}", srv.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (status, _, body) = common::radmfa::http_get(health, "/health");
+    assert!(
+        status.contains(" 503 ") && body.contains("stopping"),
+        "{status}{body}\n{}",
+        srv.log()
+    );
+    slapd.signal("-CONT");
+    assert!(srv.stop().success(), "{}", srv.log());
+}
+
 /// A SIGTERM sent as soon as the log says the server is starting (an admin's Ctrl-C or
 /// `systemctl stop` on reading it, a supervisor) is a clean stop: exit status 0 and the
 /// "stopped counters=…" line. Before, the handler was set up only once the listeners were, and a

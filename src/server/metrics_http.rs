@@ -29,7 +29,15 @@ pub fn router(app: Arc<AppState>) -> Router {
 /// stays the check for RADIUS peers; this one is for tools that speak only HTTP.
 async fn health(State(app): State<Arc<AppState>>) -> impl IntoResponse {
     use axum::http::StatusCode;
-    let (status, text) = if crate::pipeline::health::answering(&app).await {
+    // Told to stop: the RADIUS listeners take no new request while the ones in flight
+    // finish (the shutdown grace, long where calls are held). Said 200 from the backends'
+    // state, a load balancer went on sending logins to a node that no longer read them.
+    let (status, text) = if app.stopping.is_cancelled() {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "stopping: no new requests are taken\n",
+        )
+    } else if crate::pipeline::health::answering(&app).await {
         (StatusCode::OK, "ok: the directory and the store answer\n")
     } else {
         (
