@@ -320,6 +320,32 @@ fn our_client(port: u16, pki: &Pki, ca: &Path, args: &[&str]) -> std::process::O
         .unwrap()
 }
 
+/// A `radsec_name` written fully qualified, with the root's dot ("nas.example.org."), is
+/// the name its certificate carries without one: it was taken as written and matched no
+/// certificate, so the NAS was refused with a config `config check` called fine.
+#[test]
+fn a_radsec_name_with_the_roots_dot_matches_its_certificate() {
+    let pki_dir = tempfile::tempdir().unwrap();
+    let pki = Pki::make_with_sans(
+        pki_dir.path(),
+        "named",
+        "DNS:radmfa.example.org",
+        "DNS:nas.example.org",
+    );
+    let slapd = Slapd::start(&[LdapUser::new("alice", "alice-pw")]);
+    let srv = start(&slapd, &pki, "nas.example.org.");
+    let port = radsec_port(&srv);
+    let status = [
+        "status",
+        "--timeout",
+        "2",
+        "--radsec-server-name",
+        "radmfa.example.org",
+    ];
+    let out = our_client(port, &pki, &pki.ca, &status);
+    assert!(out.status.success(), "{out:?}\n{}", srv.log());
+}
+
 /// A server certificate issued to a DNS name only, as most are: `client status` checks it
 /// against --radsec-server-name, and without one says to give it (the address is not in
 /// the certificate) instead of leaving the admin with no way to test.

@@ -1413,6 +1413,9 @@ fn client_config(
         },
         accept_attributes,
         radsec_name: radsec_name
+            // "nas.example.org." (a fully qualified name with its root dot) is the same
+            // name; kept, it matched no certificate, which carry names without the dot.
+            .map(|n| n.strip_suffix('.').map(str::to_string).unwrap_or(n))
             .map(|n| {
                 rustls::pki_types::DnsName::try_from(n.as_str())
                     .map(|_| n.clone())
