@@ -1522,12 +1522,19 @@ fn show_and_unlock_name_a_lock_under_the_other_name() {
     assert_eq!(code_of(&r), "Access-Challenge", "{r}");
     let a = answer(&srv, "jdoe", wrong_code(&standin, 0), &r["state"]);
     assert_eq!(code_of(&a), "Access-Reject", "{a}");
-    srv.enroll("john.doe", &[]);
     let out = |args: &[&str]| {
         let o = srv.cli(args);
         assert!(o.status.success(), "{args:?}: {o:?}");
         String::from_utf8(o.stdout).unwrap()
     };
+    // With nothing stored under john.doe (the number is the directory's): the lock is still
+    // said, not "no tokens and no second-factor state".
+    let show = out(&["user", "show", "john.doe"]);
+    assert!(
+        show.contains("under the entry's other name jdoe until"),
+        "{show}"
+    );
+    srv.enroll("john.doe", &[]);
     let show = out(&["user", "show", "john.doe"]);
     assert!(
         show.contains("locked:   not under this name")

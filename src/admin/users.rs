@@ -1075,14 +1075,22 @@ async fn show(cfg: &Config, store: &dyn Store, user: &str, json: bool) -> anyhow
         || !app_passwords.is_empty();
     // A lock that has run out is no state (`user list` leaves it out too).
     let locked = status.locked_until.filter(|t| *t > now);
-    if tokens.is_empty() && status.failures == 0 && locked.is_none() && !has_profile {
+    // Asked before "no state" is said: a name with nothing stored of its own is refused all
+    // the same while the entry's other name is locked (a user whose number comes from the
+    // directory), and the help desk was told there was nothing there.
+    let locked_elsewhere = locked_under_other_names(cfg, store, user).await?;
+    if tokens.is_empty()
+        && status.failures == 0
+        && locked.is_none()
+        && !has_profile
+        && locked_elsewhere.is_empty()
+    {
         eprintln!(
             "{}: no tokens and no second-factor state",
             super::printable(user)
         );
         return Ok(ExitCode::from(1));
     }
-    let locked_elsewhere = locked_under_other_names(cfg, store, user).await?;
     if json {
         let toks: Vec<_> = tokens
             .iter()
