@@ -1199,6 +1199,132 @@ fn a_crl_file_without_the_ca_s_crl_is_named() {
     assert!(out.status.success() && !text.contains("CRL"), "{text}");
 }
 
+/// An issuing CA listed in ca_file beside its root (as the "the NAS does not send the
+/// intermediate CA" hint leads an admin to do), then revoked by the root's CRL, vouches for
+/// no NAS certificate any more. Every ca_file certificate was a trust anchor, so a NAS's
+/// path ended at the issuing CA and the root's CRL was never asked about it.
+#[test]
+fn an_issuing_ca_in_ca_file_revoked_by_its_root_vouches_for_no_nas() {
+    let pki_dir = tempfile::tempdir().unwrap();
+    let d = pki_dir.path();
+    let root = Pki::make(d, "root");
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .current_dir(d)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "openssl {args:?}: {out:?}");
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let (root_ca, root_key) = (root.ca.to_str().unwrap(), root.ca_key.to_str().unwrap());
+    for (name, subj, ext, ca, ca_key) in [
+        (
+            "issuing",
+            "/CN=issuing CA",
+            "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n",
+            root_ca,
+            root_key,
+        ),
+        (
+            "nas",
+            "/CN=nas",
+            "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n\
+             subjectAltName=DNS:nas.example.org\nextendedKeyUsage=clientAuth\n",
+            "issuing.pem",
+            "issuing-key.pem",
+        ),
+    ] {
+        let (key, csr, pem, extfile) = (
+            format!("{name}-key.pem"),
+            format!("{name}.csr"),
+            format!("{name}.pem"),
+            format!("{name}.ext"),
+        );
+        let mut req = vec!["req"];
+        req.extend(ec);
+        req.extend(["-keyout", &key, "-out", &csr, "-subj", subj]);
+        run(&req);
+        std::fs::write(d.join(&extfile), ext).unwrap();
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            ca,
+            "-CAkey",
+            ca_key,
+            "-CAcreateserial",
+            "-out",
+            &pem,
+            "-days",
+            "2",
+            "-extfile",
+            &extfile,
+        ]);
+    }
+    let issuing = Pki {
+        ca: d.join("issuing.pem"),
+        ca_key: d.join("issuing-key.pem"),
+        server_cert: root.server_cert.clone(),
+        server_key: root.server_key.clone(),
+        client_cert: d.join("nas.pem"),
+        client_key: d.join("nas-key.pem"),
+    };
+    // ca_file: the root and the issuing CA; crl_file: both CAs' CRLs.
+    let bundle = d.join("ca-bundle.pem");
+    let cat = |parts: &[&Path], out: &Path| {
+        let text: String = parts
+            .iter()
+            .map(|p| std::fs::read_to_string(p).unwrap())
+            .collect();
+        let tmp = out.with_extension("tmp");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, out).unwrap();
+    };
+    cat(&[&root.ca, &issuing.ca], &bundle);
+    let (root_crl, issuing_crl, crl) =
+        (d.join("root.crl"), d.join("issuing.crl"), d.join("all.crl"));
+    root.write_crl(&root_crl, &[]);
+    issuing.write_crl(&issuing_crl, &[]);
+    cat(&[&root_crl, &issuing_crl], &crl);
+    let server = Pki {
+        ca: bundle,
+        ca_key: root.ca_key.clone(),
+        server_cert: root.server_cert.clone(),
+        server_key: root.server_key.clone(),
+        client_cert: issuing.client_cert.clone(),
+        client_key: issuing.client_key.clone(),
+    };
+    let slapd = Slapd::start(&[LdapUser::new("alice", "alice-pw")]);
+    let radsec = format!("crl_file = {crl:?}");
+    let srv = start_with(&slapd, &server, "nas.example.org", &radsec, 4000);
+    let port = radsec_port(&srv);
+    let status = || our_client(port, &server, &root.ca, &["status", "--timeout", "2"]);
+    let out = status();
+    assert!(out.status.success(), "{out:?}\n{}", srv.log());
+    // The root revokes the issuing CA: its NAS certificate gets no session.
+    root.write_crl(&root_crl, &[&issuing.ca]);
+    cat(&[&root_crl, &issuing_crl], &crl);
+    let t = Instant::now();
+    while status().status.success() {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "a NAS certificate of a revoked issuing CA still gets answers:\n{}",
+            srv.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(srv.log_shows("Revoked"), "{}", srv.log());
+}
+
 /// With `crl_file`, a revoked client certificate gets no session. The file is watched: a
 /// new CRL applies to the next connection, without a restart.
 #[test]

@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod metrics_http;
 pub mod metrics_process;
 pub mod radsec;
+mod radsec_anchors;
 mod radsec_reload;
 pub(crate) mod radsec_slots;
 mod udp_source;

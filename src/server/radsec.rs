@@ -416,8 +416,13 @@ fn build(cfg: &RadsecConfig) -> anyhow::Result<Tls> {
                 cfg.key_file.display()
             )
         })?;
+    // The CAs another in the file issued go beside the NAS's chain, not among the anchors
+    // (see `radsec_anchors`): the path then runs to the root, and the CRLs are asked about
+    // every CA on it.
+    let (anchors, intermediates) =
+        super::radsec_anchors::split(pem_certs(&cfg.ca_file).context("radsec.ca_file")?);
     let mut roots = rustls::RootCertStore::empty();
-    for ca in pem_certs(&cfg.ca_file).context("radsec.ca_file")? {
+    for ca in anchors.iter().cloned() {
         roots
             .add(ca)
             .with_context(|| format!("radsec.ca_file: {}", cfg.ca_file.display()))?;
@@ -446,6 +451,9 @@ fn build(cfg: &RadsecConfig) -> anyhow::Result<Tls> {
     let verifier = verifier
         .build()
         .context("radsec.ca_file / radsec.crl_file: client certificate verifier")?;
+    let verifier: Arc<dyn rustls::server::danger::ClientCertVerifier> = Arc::new(
+        super::radsec_anchors::WithIntermediates::new(verifier, &anchors, intermediates),
+    );
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .context("TLS versions")?
