@@ -618,6 +618,36 @@ fn a_key_file_without_a_key_stops_the_start_and_names_the_key() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "config check passed: {err}");
     assert!(err.contains("radsec.key_file: no private key in"), "{err}");
+    // A key protected by a passphrase is said to be one: it read as "no private key".
+    let locked = pki_dir.path().join("locked-key.pem");
+    let made = Command::new("openssl")
+        .args(["pkcs8", "-topk8", "-passout", "pass:secret-words", "-in"])
+        .arg(&good.server_key)
+        .arg("-out")
+        .arg(&locked)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    o.extra = format!(
+        "\n[radsec]\nlisten = [\"127.0.0.1:0\"]\ncert_file = {:?}\nkey_file = {:?}\nca_file = {:?}\n",
+        good.server_cert, locked, good.ca
+    );
+    let config = common::radmfa::write_config(dir.path(), &o);
+    let out = Command::new(common::radmfa::bin())
+        .arg("--config")
+        .arg(&config)
+        .args(["config", "check"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("holds a passphrase-protected key"),
+        "{err}"
+    );
 }
 
 /// A client certificate from the right CA with `san` gets no answer from an entry that

@@ -411,10 +411,23 @@ fn build(cfg: &RadsecConfig) -> anyhow::Result<Tls> {
     let key = rustls_pemfile::private_key(&mut read(&cfg.key_file).context("radsec.key_file")?)
         .with_context(|| format!("radsec.key_file: reading {}", cfg.key_file.display()))?
         .with_context(|| {
-            format!(
-                "radsec.key_file: no private key in {}",
-                cfg.key_file.display()
-            )
+            // rustls_pemfile skips a PEM block it cannot use, so a key protected by a
+            // passphrase read as no key at all.
+            let encrypted = std::fs::read_to_string(&cfg.key_file)
+                .is_ok_and(|t| t.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----"));
+            if encrypted {
+                format!(
+                    "radsec.key_file: {} holds a passphrase-protected key, which radmfa \
+                     cannot read: store it unencrypted (`openssl pkey -in FILE -out NEW`), \
+                     mode 0640 root:radmfa",
+                    cfg.key_file.display()
+                )
+            } else {
+                format!(
+                    "radsec.key_file: no private key in {}",
+                    cfg.key_file.display()
+                )
+            }
         })?;
     // The CAs another in the file issued go beside the NAS's chain, not among the anchors
     // (see `radsec_anchors`): the path then runs to the root, and the CRLs are asked about
