@@ -265,6 +265,52 @@ fn a_passed_second_factor_spares_the_code_from_the_same_station_only() {
 /// A NAS that reports the station as `ip:port` sends a new port with each connection, and
 /// NAS boxes write a MAC address in several forms: a login is remembered for the address
 /// or the MAC, not for its spelling, and `user show` and the audit name it so.
+/// Inline, a password that ends in the delimiter and digits ("Pass,2024", for a user whose
+/// token has 6-digit codes) is the password alone where the field may be one: it was split
+/// off as a code, "Pass" went to the directory ("bad password", counted by its lockout),
+/// and the remembered station never let the user in. Where a code is needed, the field
+/// still gets "no code" (no bind), and the password with a code still works.
+#[test]
+fn a_password_ending_in_the_delimiter_and_digits_is_remembered_whole() {
+    const PW: &str = "Pass,2024";
+    let slapd = Slapd::start(&[LdapUser::new("alice", PW)]);
+    let standin = Standin::start();
+    let clients = [client(
+        "inline-vpn",
+        "127.0.0.2",
+        "otp_mode = \"inline\"\nremember_second_factor_secs = 600",
+    )];
+    let srv = start(&slapd, &standin, "", "\n[totp]\nwindow = 3\n", &clients);
+    let codes = FreshCodes::with_window(srv.enroll("alice", &[]), 3);
+    // Not remembered yet: the code is needed, and the field without one has none.
+    let r = send(&srv, "127.0.0.2", Some(STATION_A), PW, None);
+    assert_eq!(code_of(&r), "Access-Reject", "{r}");
+    assert_eq!(
+        newest(&srv)["reason"],
+        "no code found in the password field"
+    );
+    let r = send(
+        &srv,
+        "127.0.0.2",
+        Some(STATION_A),
+        &format!("{PW},{}", codes.next()),
+        None,
+    );
+    assert_eq!(code_of(&r), "Access-Accept", "{r}");
+    let r = send(&srv, "127.0.0.2", Some(STATION_A), PW, None);
+    assert_eq!(code_of(&r), "Access-Accept", "{r}\n{}", srv.log());
+    assert_eq!(newest(&srv)["mode"], "remembered");
+    // A wrong password ending so is refused, and the audit says how the field was read.
+    let r = send(&srv, "127.0.0.2", Some(STATION_A), "Wrong,2024", None);
+    assert_eq!(code_of(&r), "Access-Reject", "{r}");
+    let reason = newest(&srv)["reason"].as_str().unwrap().to_string();
+    assert!(
+        reason.starts_with("bad password")
+            && reason.contains("no token of this user's has codes that long"),
+        "{reason}"
+    );
+}
+
 #[test]
 fn a_station_is_remembered_whatever_form_its_nas_writes_it_in() {
     let slapd = directory();

@@ -154,12 +154,35 @@ async fn fresh_login(
     // code to find, and a password that holds the delimiter (or ends in digits) is the
     // password.
     let takes_codes = ctx.client.factors.methods.contains(&Method::Totp);
+    // Inline, where the field may be the password alone: the client has exempt groups or
+    // remembers second factors, the request comes from an exempt network, or the user has
+    // a bypass waiting.
+    let bypass_pending = early
+        .as_ref()
+        .is_some_and(|v| v.profile.bypass_pending(app.clock.now()));
+    let exempt_station = networks::exempt_station(ctx, req);
+    // Only where codes are a method: on an inline client that holds phone calls and takes
+    // no codes, a token holder's password alone leads to the call.
+    // Nor for a token holder whose chosen method (`user set-method voice`) is a call this
+    // client holds: the password alone leads to it, as for a user without a token. The
+    // choice is read with the tokens, for every name alike.
+    let calls_instead = ctx.client.factors.voice_mode == VoiceMode::Hold
+        && ctx.client.factors.methods.contains(&Method::Voice)
+        && early
+            .as_ref()
+            .and_then(|v| v.profile.method.as_deref())
+            .and_then(Method::parse)
+            == Some(Method::Voice);
+    let may_skip_code = !ctx.client.groups.exempt.is_empty()
+        || ctx.client.factors.remember.is_some()
+        || exempt_station.is_some()
+        || bypass_pending;
     // The field's other splits (see `split_inline`), whose passwords are asked in turn when
     // the directory refuses the one taken.
     let mut other_splits: Vec<InlineSplit> = Vec::new();
     // An inline field taken whole though it looks like password<delim>code: said in a
     // refused password's audit reason (see `TakenWhole`).
-    let taken_whole = match (&static_parts, &ctx.client.otp_mode) {
+    let mut taken_whole = match (&static_parts, &ctx.client.otp_mode) {
         (None, OtpMode::Inline { delimiter }) if tokens.is_empty() || !takes_codes => {
             TakenWhole::of(&field, delimiter, takes_codes, disabled.is_empty())
         }
@@ -184,7 +207,25 @@ async fn fresh_login(
             };
             let lengths = code_lengths(tokens.iter().chain(disabled));
             let mut splits = split_inline(&field, delimiter, &lengths, fits);
-            if splits.is_empty() {
+            // Digits after the delimiter that no token of the user's has as many of
+            // ("Pass,2024" for 6-digit tokens) are no code, where the field may be the
+            // password alone: split, "Pass" went to the directory, and a remembered
+            // station, an exempt network, a bypass or a held call never let the user in
+            // ("bad password", each try counted by the directory's lockout). Elsewhere the
+            // field needs a code, and such digits stay a mistyped one, counted as any.
+            let tail = splits
+                .first()
+                .and_then(|sp| sp.code.expose_str().map(|c| otp::plain_code(c).len()));
+            let no_code_here = !delimiter.is_empty()
+                && (may_skip_code || calls_instead)
+                && tail.is_some_and(|n| !lengths.contains(&n));
+            if no_code_here {
+                taken_whole = tail.map(|digits| TakenWhole {
+                    digits,
+                    why: "no token of this user's has codes that long",
+                });
+            }
+            if splits.is_empty() || no_code_here {
                 (field, None)
             } else {
                 let first = splits.remove(0);
@@ -197,32 +238,12 @@ async fn fresh_login(
     // Inline, a field without a code is refused — unless the client has exempt groups or
     // remembers second factors, the request comes from an exempt network, or the user has
     // a bypass waiting: then the field may be the password alone, so it is checked as the
-    // password, and the refusal waits for those checks.
-    let bypass_pending = early
-        .as_ref()
-        .is_some_and(|v| v.profile.bypass_pending(app.clock.now()));
-    let exempt_station = networks::exempt_station(ctx, req);
-    // Only where codes are a method: on an inline client that holds phone calls and takes
-    // no codes, a token holder's password alone leads to the call.
-    // Nor for a token holder whose chosen method (`user set-method voice`) is a call this
-    // client holds: the password alone leads to it, as for a user without a token. The
-    // choice is read with the tokens, for every name alike.
-    let calls_instead = ctx.client.factors.voice_mode == VoiceMode::Hold
-        && ctx.client.factors.methods.contains(&Method::Voice)
-        && early
-            .as_ref()
-            .and_then(|v| v.profile.method.as_deref())
-            .and_then(Method::parse)
-            == Some(Method::Voice);
+    // password, and the refusal waits for those checks (`may_skip_code`, above).
     let no_code = inline_client
         && code.is_none()
         && !tokens.is_empty()
         && ctx.client.factors.methods.contains(&Method::Totp);
     let code_missing = no_code && !calls_instead;
-    let may_skip_code = !ctx.client.groups.exempt.is_empty()
-        || ctx.client.factors.remember.is_some()
-        || exempt_station.is_some()
-        || bypass_pending;
     // A password refused for every name alike is refused at once, for every name: the
     // refusal below takes a check's time, and for these a check takes none.
     if let Some(denial) =
