@@ -299,7 +299,12 @@ async fn open_store_waiting(
     let mut delay = std::time::Duration::from_secs(1);
     loop {
         match open_store_migrating(cfg).await {
-            Err(e) if matches!(cfg, StoreConfig::Postgres { .. }) && not_there_yet(&e) => {
+            Err(e)
+                if matches!(cfg, StoreConfig::Postgres { .. })
+                    && e.chain()
+                        .find_map(|c| c.downcast_ref::<crate::store::StoreError>())
+                        .is_some_and(crate::store::postgres::not_there_yet) =>
+            {
                 tracing::warn!(
                     "the PostgreSQL store is not available yet ({}); asking again in {} s \
                      (radmfa answers no request until it is)",
@@ -311,31 +316,6 @@ async fn open_store_waiting(
             }
             other => return other,
         }
-    }
-}
-
-/// Whether a store that failed to open may take the node by itself, later: no connection
-/// (refused, unreachable, timed out), the server starting up or shutting down, out of
-/// connection slots, or a standby or read-only session (a failover under way).
-fn not_there_yet(e: &anyhow::Error) -> bool {
-    let Some(crate::store::StoreError::Db(e)) = e
-        .chain()
-        .find_map(|c| c.downcast_ref::<crate::store::StoreError>())
-    else {
-        return false;
-    };
-    match e {
-        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut => true,
-        // 08: connection exception; 57P01-57P03: shutting down, crashed, starting up;
-        // 53300: too many connections.
-        sqlx::Error::Database(d) => d
-            .code()
-            .is_some_and(|c| c.starts_with("08") || c.starts_with("57P") || c == "53300"),
-        sqlx::Error::Configuration(m) => {
-            let m = m.to_string();
-            m.contains("read-only standby") || m.contains("session is read-only")
-        }
-        _ => false,
     }
 }
 
@@ -522,13 +502,9 @@ pub fn sqlite_sealer(
     // "allow", every user let in on the password alone). `config check` says the same.
     if !path.exists() && key_file.exists() {
         // Nothing was opened or made: a refusal (exit 1), as a stale -wal's.
-        return Err(anyhow::Error::new(crate::admin::Refused(format!(
-            "store: {} does not exist, but its key file {} does: if you are restoring a \
-             backup, it is not at store.path (or the file system holding it is not \
-             mounted); to start an empty database on purpose, move the key file away too",
-            path.display(),
-            key_file.display()
-        ))));
+        return Err(anyhow::Error::new(crate::admin::Refused(
+            key_without_database(path, key_file),
+        )));
     }
     // The database before the key: a key with no database beside it is then always one
     // whose database went, not one a first start made before it failed to make the
@@ -549,6 +525,18 @@ pub fn sqlite_sealer(
     }
     // The error names the file already.
     KeyFile::load_or_create(key_file).context("store.key_file")
+}
+
+/// What `serve`, the commands that make a database and `config check --connect` say of a
+/// key file whose database is not at `store.path`.
+pub(crate) fn key_without_database(path: &std::path::Path, key_file: &std::path::Path) -> String {
+    format!(
+        "store: {} does not exist, but its key file {} does: if you are restoring a backup, \
+         it is not at store.path (or the file system holding it is not mounted); to start an \
+         empty database on purpose, move the key file away too",
+        path.display(),
+        key_file.display()
+    )
 }
 
 /// Opens the SQLite store at `path` with the key from `key_file`; a key that is not the one

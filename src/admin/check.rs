@@ -160,17 +160,8 @@ pub async fn connect(cfg: &Config, user: Option<&str>) -> anyhow::Result<bool> {
                 (true, true) => None,
                 // The key file outlives its database only when the database went: moved
                 // away for a restore whose backup then landed at another path, say. `serve`
-                // would start an empty database, and every enrollment would be gone.
-                (false, true) => Some((
-                    false,
-                    format!(
-                        "store: {} does not exist, but its key file {} does: if you are \
-                         restoring a backup, it is not at store.path; to start an empty \
-                         database on purpose, move the key file away too",
-                        path.display(),
-                        key_file.display()
-                    ),
-                )),
+                // refuses to start on it, as this says.
+                (false, true) => Some((false, crate::app::key_without_database(path, key_file))),
                 (false, false) => Some((
                     true,
                     format!(

@@ -36,6 +36,7 @@ mod request_tx;
 mod rows;
 mod tokens;
 
+pub(crate) use connect::not_there_yet;
 pub(super) use connect::{audit_reading_pool, schema_behind_on};
 pub use connect::{parse_url, PgSettings, COPY_LOCK, MIGRATION_LOCK_TIMEOUT, WRONG_KEY};
 use rows::{

@@ -891,6 +891,34 @@ pub(super) const CONNECT_FLOOR: Duration = Duration::from_secs(5);
 /// writable and logins work again. (Accepted, such a session kept every login failing with
 /// "cannot execute UPDATE in a read-only transaction" long after the reset, since a
 /// database's or role's settings are read only when a session starts.)
+/// How [`refuse_read_only`]'s two refusals begin, for [`not_there_yet`].
+const STANDBY: &str = "the database is a read-only standby";
+const READ_ONLY_SESSION: &str = "the database session is read-only";
+
+/// Whether a store that failed to open may take a node by itself, later, so a starting
+/// `serve` waits for it: no connection (refused, unreachable, timed out), the server
+/// starting up or shutting down, out of connection slots, or a standby or read-only
+/// session (a failover under way). Not a wrong password, an unknown database or the wrong
+/// key, which no wait mends.
+pub(crate) fn not_there_yet(e: &StoreError) -> bool {
+    let StoreError::Db(e) = e else {
+        return false;
+    };
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut => true,
+        // 08: connection exception; 57P01-57P03: shutting down, crashed, starting up;
+        // 53300: too many connections.
+        sqlx::Error::Database(d) => d
+            .code()
+            .is_some_and(|c| c.starts_with("08") || c.starts_with("57P") || c == "53300"),
+        sqlx::Error::Configuration(m) => {
+            let m = m.to_string();
+            m.starts_with(STANDBY) || m.starts_with(READ_ONLY_SESSION)
+        }
+        _ => false,
+    }
+}
+
 async fn refuse_read_only(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
     let (standby, read_only): (bool, bool) = sqlx::query_as(
         "SELECT pg_is_in_recovery(), current_setting('transaction_read_only') = 'on'",
@@ -899,9 +927,11 @@ async fn refuse_read_only(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
     .await?;
     if standby {
         return Err(sqlx::Error::Configuration(
-            "the database is a read-only standby; point the store's URL (store.url or \
-             store.url_file) at the primary"
-                .into(),
+            format!(
+                "{STANDBY}; point the store's URL (store.url or store.url_file) at the \
+                 primary"
+            )
+            .into(),
         ));
     }
     if read_only {
@@ -916,7 +946,7 @@ async fn refuse_read_only(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
         .flatten();
         return Err(sqlx::Error::Configuration(
             format!(
-                "the database session is read-only: default_transaction_read_only is on \
+                "{READ_ONLY_SESSION}: default_transaction_read_only is on \
                  ({}); radmfa writes on every login, so it takes no connection (and \
                  refuses logins) until the setting is reset",
                 set_by(source.as_deref().unwrap_or("unknown"))
