@@ -1238,76 +1238,7 @@ fn an_issuing_ca_in_ca_file_revoked_by_its_root_vouches_for_no_nas() {
     let pki_dir = tempfile::tempdir().unwrap();
     let d = pki_dir.path();
     let root = Pki::make(d, "root");
-    let run = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .current_dir(d)
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "openssl {args:?}: {out:?}");
-    };
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    let (root_ca, root_key) = (root.ca.to_str().unwrap(), root.ca_key.to_str().unwrap());
-    for (name, subj, ext, ca, ca_key) in [
-        (
-            "issuing",
-            "/CN=issuing CA",
-            "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n",
-            root_ca,
-            root_key,
-        ),
-        (
-            "nas",
-            "/CN=nas",
-            "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n\
-             subjectAltName=DNS:nas.example.org\nextendedKeyUsage=clientAuth\n",
-            "issuing.pem",
-            "issuing-key.pem",
-        ),
-    ] {
-        let (key, csr, pem, extfile) = (
-            format!("{name}-key.pem"),
-            format!("{name}.csr"),
-            format!("{name}.pem"),
-            format!("{name}.ext"),
-        );
-        let mut req = vec!["req"];
-        req.extend(ec);
-        req.extend(["-keyout", &key, "-out", &csr, "-subj", subj]);
-        run(&req);
-        std::fs::write(d.join(&extfile), ext).unwrap();
-        run(&[
-            "x509",
-            "-req",
-            "-in",
-            &csr,
-            "-CA",
-            ca,
-            "-CAkey",
-            ca_key,
-            "-CAcreateserial",
-            "-out",
-            &pem,
-            "-days",
-            "2",
-            "-extfile",
-            &extfile,
-        ]);
-    }
-    let issuing = Pki {
-        ca: d.join("issuing.pem"),
-        ca_key: d.join("issuing-key.pem"),
-        server_cert: root.server_cert.clone(),
-        server_key: root.server_key.clone(),
-        client_cert: d.join("nas.pem"),
-        client_key: d.join("nas-key.pem"),
-    };
+    let issuing = root.issuing_ca(d, "issuing");
     // ca_file: the root and the issuing CA; crl_file: both CAs' CRLs.
     let bundle = d.join("ca-bundle.pem");
     let cat = |parts: &[&Path], out: &Path| {

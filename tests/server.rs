@@ -3041,6 +3041,23 @@ fn a_second_server_on_the_same_sqlite_store_is_refused() {
     );
 }
 
+/// A server started with `o` and `shutdown_grace_ms = grace_ms` (the harness's is 2000).
+fn with_grace(o: &Options, grace_ms: u64) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let config = common::radmfa::write_config(dir.path(), o);
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains("shutdown_grace_ms = 2000"), "{text}");
+    std::fs::write(
+        &config,
+        text.replace(
+            "shutdown_grace_ms = 2000",
+            &format!("shutdown_grace_ms = {grace_ms}"),
+        ),
+    )
+    .unwrap();
+    Server::start_with(dir, config)
+}
+
 /// A stop whose grace ends before a request does (shutdown_grace_ms below the request
 /// deadline, the directory hung) says how many requests it abandons, and that they get no
 /// reply and no audit record; their dropped tasks do not log a cause that is not theirs
@@ -3050,16 +3067,7 @@ fn a_stop_says_how_many_requests_its_grace_abandons() {
     let slapd = directory();
     let mut o = Options::new(&slapd.url);
     o.ldap_timeout_ms = 10_000;
-    let dir = tempfile::tempdir().unwrap();
-    let config = common::radmfa::write_config(dir.path(), &o);
-    let text = std::fs::read_to_string(&config).unwrap();
-    assert!(text.contains("shutdown_grace_ms = 2000"), "{text}");
-    std::fs::write(
-        &config,
-        text.replace("shutdown_grace_ms = 2000", "shutdown_grace_ms = 1500"),
-    )
-    .unwrap();
-    let mut srv = Server::start_with(dir, config);
+    let mut srv = with_grace(&o, 1500);
     slapd.signal("-STOP");
     let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let (pkt, _) = AccessRequestBuilder::new(7, "alice")
@@ -3089,16 +3097,7 @@ fn health_says_stopping_during_the_shutdown_grace() {
     let mut o = Options::new(&slapd.url);
     o.ldap_timeout_ms = 10_000;
     o.extra = "\n[metrics]\nlisten = \"127.0.0.1:0\"\n".into();
-    let dir = tempfile::tempdir().unwrap();
-    let config = common::radmfa::write_config(dir.path(), &o);
-    let text = std::fs::read_to_string(&config).unwrap();
-    assert!(text.contains("shutdown_grace_ms = 2000"), "{text}");
-    std::fs::write(
-        &config,
-        text.replace("shutdown_grace_ms = 2000", "shutdown_grace_ms = 8000"),
-    )
-    .unwrap();
-    let mut srv = Server::start_with(dir, config);
+    let mut srv = with_grace(&o, 8000);
     let health = srv.metrics_addr();
     let (status, _, body) = common::radmfa::http_get(health, "/health");
     assert!(status.contains(" 200 "), "{status}{body}");

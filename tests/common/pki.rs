@@ -4,6 +4,20 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// Runs `openssl ARGS` in `dir`; a failure fails the test with openssl's own words.
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("`openssl` not found; install the openssl package");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 pub struct Pki {
     pub ca: PathBuf,
     pub ca_key: PathBuf,
@@ -53,18 +67,7 @@ impl Pki {
         let ca_days = server_days.max(2).to_string();
         let server_ext = format!("subjectAltName={server_san}\nextendedKeyUsage=serverAuth\n");
         let client_ext = format!("subjectAltName={client_san}\nextendedKeyUsage=clientAuth\n");
-        let run = |args: &[&str]| {
-            let out = Command::new("openssl")
-                .current_dir(dir)
-                .args(args)
-                .output()
-                .expect("`openssl` not found; install the openssl package");
-            assert!(
-                out.status.success(),
-                "openssl {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
+        let run = |args: &[&str]| openssl(dir, args);
         let f = |what: &str| format!("{name}-{what}.pem");
         let ec = [
             "-newkey",
@@ -199,5 +202,78 @@ impl Pki {
         gencrl.extend(dates.iter().map(std::ffi::OsStr::new));
         run(&gencrl);
         std::fs::rename(&tmp, out).unwrap();
+    }
+
+    /// An issuing CA `<name>` under this PKI's CA, with a client certificate for
+    /// DNS:nas.example.org under it (files `<name>-*.pem` in `dir`): as a Pki whose CA is
+    /// the issuing one, whose server certificate is this one's.
+    #[allow(dead_code)] // not every test binary needs an intermediate CA
+    pub fn issuing_ca(&self, dir: &Path, name: &str) -> Pki {
+        let run = |args: &[&str]| openssl(dir, args);
+        let f = |what: &str| dir.join(format!("{name}-{what}.pem"));
+        let (ca, ca_key) = (f("ca"), f("ca-key"));
+        let (client, client_key) = (f("client"), f("client-key"));
+        for (pem, key, subj, ext, issuer, issuer_key) in [
+            (
+                &ca,
+                &ca_key,
+                format!("/CN={name} issuing CA"),
+                "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n",
+                &self.ca,
+                &self.ca_key,
+            ),
+            (
+                &client,
+                &client_key,
+                format!("/CN={name} client"),
+                "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n\
+                 subjectAltName=DNS:nas.example.org\nextendedKeyUsage=clientAuth\n",
+                &ca,
+                &ca_key,
+            ),
+        ] {
+            let (csr, extfile) = (pem.with_extension("csr"), pem.with_extension("ext"));
+            let p = |p: &Path| p.to_str().unwrap().to_string();
+            run(&[
+                "req",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-keyout",
+                &p(key),
+                "-out",
+                &p(&csr),
+                "-subj",
+                &subj,
+            ]);
+            std::fs::write(&extfile, ext).unwrap();
+            run(&[
+                "x509",
+                "-req",
+                "-in",
+                &p(&csr),
+                "-CA",
+                &p(issuer),
+                "-CAkey",
+                &p(issuer_key),
+                "-CAcreateserial",
+                "-out",
+                &p(pem),
+                "-days",
+                "2",
+                "-extfile",
+                &p(&extfile),
+            ]);
+        }
+        Pki {
+            ca,
+            ca_key,
+            server_cert: self.server_cert.clone(),
+            server_key: self.server_key.clone(),
+            client_cert: client,
+            client_key,
+        }
     }
 }
