@@ -2041,6 +2041,26 @@ fn db_migrate_says_from_which_version_it_migrated() {
     assert!(ok && out.contains("schema up to date"), "{out}{err}");
     let (_, out, _) = run(&cfg, &["config", "check", "--connect"]);
     assert!(out.contains("ok   store: opened"), "{out}");
+    // A newer release migrated it (the package was rolled back): said, not "up to date".
+    let py = std::process::Command::new(common::peers::python())
+        .args([
+            "-c",
+            "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.execute(\"INSERT INTO \
+             _sqlx_migrations (version, description, success, checksum, execution_time) \
+             VALUES (9999, 'from a newer release', 1, x'00', 0)\"); c.commit()",
+        ])
+        .arg(d.path().join("radmfa.db"))
+        .output()
+        .unwrap();
+    assert!(py.status.success(), "{py:?}");
+    let (ok, out, err) = run(&cfg, &["db", "migrate"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains(&format!(
+            "schema version 9999 is newer than this release knows ({newest})"
+        )) && !out.contains("up to date"),
+        "{out}"
+    );
 }
 
 /// The store (and its key file) in `dir` as a release with this release's first `n` SQLite

@@ -83,6 +83,17 @@ pub(crate) fn migrated(behind: Option<(i64, i64)>) -> String {
     }
 }
 
+/// `db migrate` on a schema a newer release migrated (an older node's check during a
+/// rolling upgrade, or a package rolled back): not "up to date", which told the admin this
+/// release was current (the store's own warning goes to a log an admin command does not
+/// print).
+pub(crate) fn newer_schema(version: i64, known: i64) -> String {
+    format!(
+        "schema version {version} is newer than this release knows ({known}): a newer \
+         release migrated it; this one works on it, but upgrade it"
+    )
+}
+
 pub async fn db(cfg: &Config, cmd: DbCommand) -> anyhow::Result<ExitCode> {
     if let DbCommand::Backup { file } = cmd {
         return backup(cfg, file).await;
@@ -97,10 +108,13 @@ pub async fn db(cfg: &Config, cmd: DbCommand) -> anyhow::Result<ExitCode> {
             let existed = path.exists();
             // Said with its versions: "up to date" alone did not tell an admin whether the
             // upgrade had just happened or had happened before.
-            let behind = if existed {
-                crate::store::sqlite::SqliteStore::schema_behind(path).await?
+            let (behind, ahead) = if existed {
+                (
+                    crate::store::sqlite::SqliteStore::schema_behind(path).await?,
+                    crate::store::sqlite::SqliteStore::schema_ahead(path).await?,
+                )
             } else {
-                None
+                (None, None)
             };
             // "As a first start would": its directory too (a new host's /var/lib/radmfa).
             crate::app::make_directories(&[path, key_file])?;
@@ -109,7 +123,9 @@ pub async fn db(cfg: &Config, cmd: DbCommand) -> anyhow::Result<ExitCode> {
                 .await?
                 .close()
                 .await;
-            if existed {
+            if let Some((version, known)) = ahead.filter(|_| behind.is_none()) {
+                println!("{}: {}", path.display(), newer_schema(version, known));
+            } else if existed {
                 println!("{}: {}", path.display(), migrated(behind));
             } else {
                 println!(
@@ -132,10 +148,7 @@ pub async fn db(cfg: &Config, cmd: DbCommand) -> anyhow::Result<ExitCode> {
                 // An older node's check during a rolling upgrade or after a rollback: not
                 // "up to date", which told the admin this node was current (the store's
                 // warning goes to a log an admin command does not print).
-                None if version > known => format!(
-                    "schema version {version} is newer than this release knows ({known}): \
-                     another node was upgraded first; this one works on it, but upgrade it"
-                ),
+                None if version > known => newer_schema(version, known),
                 None => format!("schema up to date (version {version})"),
             };
             println!("PostgreSQL store: {said}");

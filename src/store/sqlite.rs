@@ -177,6 +177,18 @@ impl SqliteStore {
         behind
     }
 
+    /// (the newest migration applied to the database at `path`, this release's newest) when
+    /// a newer release migrated it past this one, without changing it: `db migrate` on an
+    /// older package (after a rollback) must not call that "up to date".
+    pub async fn schema_ahead(path: &Path) -> Result<Option<(i64, i64)>, StoreError> {
+        let pool = look_at(path).await?;
+        let applied = applied_migrations(&pool).await;
+        super::pool_close::close_pool(&pool).await;
+        let newest = applied?.into_iter().max().unwrap_or(0);
+        let known = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
+        Ok((newest > known).then_some((newest, known)))
+    }
+
     /// Whether `sealer` is the key the database at `path` recorded (yes where it has
     /// recorded none yet), without changing the database: `config check` of a store it does
     /// not open, because opening would migrate it.
