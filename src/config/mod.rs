@@ -526,4 +526,43 @@ mod tests {
             "{e}"
         );
     }
+
+    /// One directory server listed twice, however written, is refused: when it is down a
+    /// failover list waits for it twice. Another scheme or port is another server.
+    #[test]
+    fn a_directory_server_listed_twice_is_refused() {
+        let text = |urls: &str| {
+            format!(
+                "[server]\nlisten = \"127.0.0.1:1812\"\n[ldap]\nurls = {urls}\n\
+                 bind_dn = \"cn=admin,dc=x\"\nbind_password = \"pw\"\nbase_dn = \"dc=x\"\n\
+                 [store]\npath = \"/tmp/x.db\"\n[[client]]\nname = \"vpn\"\n\
+                 address = \"127.0.0.1\"\nsecret = \"a-long-enough-shared-secret\"\n\
+                 exempt_groups = \"cn=admins,dc=x\"\n"
+            )
+        };
+        for twice in [
+            r#"["ldap://dc1.example.org", "ldap://dc2.example.org", "ldap://DC1.example.org:389/"]"#,
+            r#"["ldaps://dc1.example.org:636", "ldaps://dc1.example.org", "ldap://dc3"]"#,
+        ] {
+            let e = super::Config::parse(&text(twice), "t.toml".as_ref())
+                .err()
+                .unwrap_or_else(|| panic!("{twice} passed"))
+                .to_string();
+            assert!(
+                e.contains("ldap.urls[") && e.contains("names already"),
+                "{twice}: {e}"
+            );
+        }
+        for fine in [
+            r#"["ldap://dc1.example.org", "ldaps://dc1.example.org"]"#,
+            r#"["ldap://dc1.example.org:389", "ldap://dc1.example.org:3890"]"#,
+        ] {
+            let cfg = super::Config::parse(&text(fine), "t.toml".as_ref());
+            assert!(
+                cfg.is_ok(),
+                "{fine}: {:?}",
+                cfg.err().map(|e| e.to_string())
+            );
+        }
+    }
 }

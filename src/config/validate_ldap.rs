@@ -98,6 +98,29 @@ pub(super) fn ldap_settings(raw: RawLdap, base: &Path) -> Result<LdapSettings, C
                 format!("{u:?} is not a URL the directory client can use: {e}"),
             ));
         }
+        // The same server twice (`ldap://dc1` and `LDAP://DC1:389/`): a failover list that
+        // waits out its timeout twice for it when it is down, while the admin thought it
+        // named a second server.
+        let same = |v: &str| {
+            url::Url::parse(v).ok().map(|p| {
+                let scheme = p.scheme().to_ascii_lowercase();
+                let port = p
+                    .port()
+                    .unwrap_or(if scheme == "ldaps" { 636 } else { 389 });
+                let host = p.host_str().unwrap_or("").to_ascii_lowercase();
+                (scheme, host.trim_end_matches('.').to_owned(), port)
+            })
+        };
+        if let Some(j) = urls[..i].iter().position(|v| same(v) == same(u)) {
+            return Err(ConfigError::invalid(
+                format!("ldap.urls[{i}]"),
+                format!(
+                    "{u:?} is the server ldap.urls[{j}] ({:?}) names already: list each \
+                     directory server once",
+                    urls[j]
+                ),
+            ));
+        }
         if tls && host.starts_with('[') {
             return Err(ConfigError::invalid(
                 format!("ldap.urls[{i}]"),
