@@ -1539,6 +1539,29 @@ fn config_check_reports_valid_and_invalid_files() {
             "{err}"
         );
     }
+    // Multicast and broadcast addresses passed the check; RADIUS cannot be served there.
+    for (key, text, kind) in [
+        (
+            "server.listen[1]",
+            good.replace(ours, "listen = [\"127.0.0.1:0\", \"224.0.0.1:1812\"]"),
+            "multicast",
+        ),
+        (
+            "server.listen[0]",
+            good.replace(ours, "listen = [\"[ff02::1]:1812\"]"),
+            "multicast",
+        ),
+        (
+            "metrics.listen",
+            format!("{good}\n[metrics]\nlisten = \"255.255.255.255:9812\"\n"),
+            "broadcast",
+        ),
+    ] {
+        std::fs::write(&bad, &text).unwrap();
+        let (ok, _, err) = run(&bad, &["config", "check"]);
+        assert!(!ok, "{text}");
+        assert!(err.contains(key) && err.contains(kind), "{err}");
+    }
     // A client that needs the directory, and no [ldap].
     std::fs::write(
         &bad,

@@ -1146,8 +1146,8 @@ fn weak_secret(secret: &[u8], loopback: bool) -> Option<String> {
     }
     (secret.len() < 16).then(|| {
         format!(
-            "has {} characters: use 16 or more random ones (a captured request lets a short \
-             one be found offline)",
+            "is {} bytes long: use 16 or more random characters (a captured request lets a \
+             short one be found offline)",
             secret.len()
         )
     })
@@ -1526,7 +1526,7 @@ mod tests {
             .contains("well-known default"));
         assert!(weak_secret(b"short-12", false)
             .unwrap()
-            .contains("has 8 characters"));
+            .contains("is 8 bytes long"));
         assert_eq!(
             weak_secret(b"a-long-random-shared-secret-of-ours", false),
             None

@@ -364,7 +364,25 @@ fn listen_addrs(key: &str, addrs: &[String], port: u16) -> Result<Vec<SocketAddr
 /// radmfa's IPv6 sockets are IPv6-only (an IPv4 address is listed as itself), and such a
 /// socket cannot bind an IPv4-mapped address: the start failed with "Invalid argument",
 /// after `config check` and a reload had passed it.
+///
+/// Nor is a multicast or the broadcast address one to listen on: RADIUS is unicast, a TCP
+/// listener cannot bind one, and a UDP one bound there cannot answer from it.
 pub(super) fn not_v4_mapped(key: &str, addr: SocketAddr) -> Result<SocketAddr, ConfigError> {
+    let broadcast = matches!(addr.ip(), std::net::IpAddr::V4(v4) if v4.is_broadcast());
+    if addr.ip().is_multicast() || broadcast {
+        let kind = if broadcast {
+            "the broadcast"
+        } else {
+            "a multicast"
+        };
+        return Err(ConfigError::invalid(
+            key,
+            format!(
+                "\"{addr}\" is {kind} address, which nothing can be served on: give one of \
+                 this host's own addresses, or 0.0.0.0 / [::] for all of them"
+            ),
+        ));
+    }
     match addr {
         SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
             Some(v4) => Err(ConfigError::invalid(
@@ -673,10 +691,14 @@ pub(super) fn shared_secret(
 ) -> Result<Secret, ConfigError> {
     let secret = secret_value(key, inline, file, base)?;
     // RFC 2865 §3 wants the secret unguessable; RFC 6614 recommends at least 16 characters.
+    // Counted in bytes, as the RADIUS hash takes it (an accented letter is two).
     if secret.len() < 8 {
         return Err(ConfigError::invalid(
             key,
-            "is too short: use at least 8 characters (16 or more recommended)",
+            format!(
+                "is too short ({} bytes): use at least 8 characters, 16 or more recommended",
+                secret.len()
+            ),
         ));
     }
     if secret.expose().iter().all(u8::is_ascii_whitespace) {
