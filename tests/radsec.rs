@@ -648,6 +648,43 @@ fn a_key_file_without_a_key_stops_the_start_and_names_the_key() {
         !out.status.success() && err.contains("holds a passphrase-protected key"),
         "{err}"
     );
+    // An RSA key under 2048 bits is said to be too small: ring's "failed to parse private
+    // key" sent the admin looking for a damaged file.
+    let (small_key, small_cert) = (
+        pki_dir.path().join("k1024.pem"),
+        pki_dir.path().join("c1024.pem"),
+    );
+    let made = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:1024", "-nodes", "-days", "30",
+        ])
+        .args(["-subj", "/CN=radsec.test", "-keyout"])
+        .arg(&small_key)
+        .arg("-out")
+        .arg(&small_cert)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&small_key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    o.extra = format!(
+        "\n[radsec]\nlisten = [\"127.0.0.1:0\"]\ncert_file = {:?}\nkey_file = {:?}\nca_file = {:?}\n",
+        small_cert, small_key, good.ca
+    );
+    let config = common::radmfa::write_config(dir.path(), &o);
+    let out = Command::new(common::radmfa::bin())
+        .arg("--config")
+        .arg(&config)
+        .args(["config", "check"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("is a 1024-bit RSA key") && err.contains("2048"),
+        "{err}"
+    );
 }
 
 /// A client certificate from the right CA with `san` gets no answer from an entry that

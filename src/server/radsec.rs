@@ -397,6 +397,15 @@ fn stamps(cfg: &RadsecConfig) -> Vec<FileStamp> {
     .collect()
 }
 
+/// The size of `cert`'s public key when it is an RSA key.
+fn rsa_bits(cert: &CertificateDer<'_>) -> Option<usize> {
+    let (_, x) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
+    match x.public_key().parsed().ok()? {
+        x509_parser::public_key::PublicKey::RSA(rsa) => Some(rsa.key_size()),
+        _ => None,
+    }
+}
+
 /// The TLS server configuration from `[radsec]`; errors name the key and file.
 fn build(cfg: &RadsecConfig) -> anyhow::Result<Tls> {
     // As at start (config::validate): files replaced since may not be open to everyone.
@@ -467,12 +476,24 @@ fn build(cfg: &RadsecConfig) -> anyhow::Result<Tls> {
     let verifier: Arc<dyn rustls::server::danger::ClientCertVerifier> = Arc::new(
         super::radsec_anchors::WithIntermediates::new(verifier, &anchors, intermediates),
     );
+    let small_rsa = certs.first().and_then(rsa_bits).filter(|b| *b < 2048);
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .context("TLS versions")?
         .with_client_cert_verifier(verifier.clone())
         .with_single_cert(certs, key)
-        .context("radsec.cert_file and radsec.key_file do not form a usable pair")?;
+        .map_err(|e| match small_rsa {
+            // ring refuses RSA keys under 2048 bits, and says only that it could not parse
+            // the key: the admin looked for a damaged file.
+            Some(bits) => anyhow::anyhow!(
+                "radsec.key_file: {} is a {bits}-bit RSA key, and radmfa's TLS takes RSA keys \
+                 of 2048 bits or more: make a new key (RSA 3072, or ECDSA P-256) and have its \
+                 certificate issued again",
+                cfg.key_file.display()
+            ),
+            None => anyhow::Error::new(e)
+                .context("radsec.cert_file and radsec.key_file do not form a usable pair"),
+        })?;
     // No session resumption: a resumed handshake asks for no certificate, so the client's
     // expiry and its CRL's nextUpdate would go unchecked for as long as it kept resuming
     // (rustls restores the chain it verified then). RadSec connections last; a full
