@@ -114,6 +114,7 @@ store_battery! {
         lockout_threshold_lock_time_and_unlock,
         expired_lock_unlock_reports_false,
         clear_failures_resets_count,
+        a_failure_while_locked_counts_nothing,
         challenge_put_get_and_expiry,
         challenge_consumed_once,
         open_challenge_by_user_and_client,

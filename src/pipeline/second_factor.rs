@@ -637,7 +637,8 @@ pub async fn clear_under_other_names(
 /// A wrong code or answer counted toward the lockout.
 #[derive(Clone, Copy, Debug)]
 pub struct Counted {
-    /// This failure locked the second factor.
+    /// The second factor is locked: by this failure, or by another node just before it
+    /// (then nothing was counted, and the lock's record is that node's).
     pub locked: bool,
     /// Wrong answers still to go before the lock (0 when locked): a prompt that offers
     /// more attempts than this must not promise them.
@@ -749,10 +750,14 @@ pub async fn count_failure_after(
     // its `seen` matches the mark: without a second one, its turn would trust that stale
     // standing, and a guess could pass the lock this failure set.
     turn.counted();
+    // (0, None): locked already, by another node since this turn read the standing. The
+    // answer is refused as locked; the lock and its record are that node's.
+    let already = failures == 0 && locked_until.is_none();
     Ok(Counted {
-        locked: locked_until.is_some(),
+        locked: locked_until.is_some() || already,
         left: match locked_until {
             Some(_) => 0,
+            None if already => 0,
             None => threshold.saturating_sub(failures),
         },
     })

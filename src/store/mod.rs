@@ -722,6 +722,9 @@ pub trait Store: Send + Sync + 'static {
     async fn user_status(&self, user: &str) -> Result<UserStatus, StoreError>;
     /// Atomically adds one consecutive failure; if that reaches `threshold`, locks the user
     /// until `now + lock_secs` and resets the count. Returns (failures, newly_locked_until).
+    /// A user locked at `now` already (another node locked them after this login read its
+    /// standing) is left as is, and the answer is (0, None): counted, the failure would
+    /// have started the new lock period's count.
     async fn record_failure(
         &self,
         user: &str,

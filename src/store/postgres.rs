@@ -388,7 +388,8 @@ impl Store for PgStore {
         // One statement: count the failure and, if that reaches the threshold, lock and reset
         // the count. In ON CONFLICT's SET every expression sees the old row, so both CASEs
         // test the same `failures + 1`; a racing node waits for the row lock and then counts
-        // on top of the committed value. A threshold of 0 never locks.
+        // on top of the committed value, unless that value is a lock in force (the WHERE).
+        // A threshold of 0 never locks.
         let until = now.saturating_add(lock_secs);
         let r = sqlx::query(
             "INSERT INTO user_state (username, failures, locked_until) \
@@ -400,14 +401,21 @@ impl Store for PgStore {
                                  THEN 0 ELSE user_state.failures + 1 END, \
                  locked_until = CASE WHEN $2 > 0 AND user_state.failures + 1 >= $2 \
                                      THEN $3 ELSE user_state.locked_until END \
+             WHERE user_state.locked_until IS NULL OR user_state.locked_until <= $4 \
              RETURNING failures, locked_until",
         )
         .bind(user)
         .bind(i64::from(threshold))
         .bind(until)
-        .fetch_one(w.conn())
+        .bind(now)
+        .fetch_optional(w.conn())
         .await;
-        let row = w.done(r)?;
+        // No row: locked already (another node locked the user since this login read its
+        // standing). Nothing counted, so the new lock period does not start with this
+        // failure on its count.
+        let Some(row) = w.done(r)? else {
+            return Ok((0, None));
+        };
         let failures = to_u32(row.try_get("failures")?, "user_state.failures")?;
         // After this statement `failures` is at least 1 unless this very statement locked.
         if failures == 0 {

@@ -651,12 +651,14 @@ impl Store for SqliteStore {
     ) -> Result<(u32, Option<i64>), StoreError> {
         // One statement: count the failure and, if that reaches the threshold, lock and reset
         // the count. In an upsert's SET every expression sees the old row, so both CASEs test
-        // the same `failures + 1`. A threshold of 0 never locks.
+        // the same `failures + 1`. A threshold of 0 never locks. A row locked at `now` is
+        // left as it is (the WHERE), and the statement then returns no row.
         let until = now.saturating_add(lock_secs);
         let user = user.to_string();
         let (failures, locked_until): (i64, Option<i64>) = self
             .writer
             .write(move |c| {
+                use rusqlite::OptionalExtension;
                 c.prepare_cached(
                     "INSERT INTO user_state (user, failures, locked_until) \
                      VALUES (?1, \
@@ -667,16 +669,25 @@ impl Store for SqliteStore {
                                          THEN 0 ELSE user_state.failures + 1 END, \
                          locked_until = CASE WHEN ?2 > 0 AND user_state.failures + 1 >= ?2 \
                                              THEN ?3 ELSE user_state.locked_until END \
+                     WHERE user_state.locked_until IS NULL OR user_state.locked_until <= ?4 \
                      RETURNING failures, locked_until",
                 )
                 .and_then(|mut st| {
-                    st.query_row(rusqlite::params![user, i64::from(threshold), until], |r| {
-                        Ok((r.get(0)?, r.get(1)?))
-                    })
+                    st.query_row(
+                        rusqlite::params![user, i64::from(threshold), until, now],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )
+                    .optional()
                 })
                 .map_err(sqlite_err)
             })
-            .await?;
+            .await?
+            // Locked already (by another process since this login read its standing):
+            // nothing counted, so the new lock period does not start with this failure.
+            .unwrap_or((0, None));
+        if (failures, locked_until) == (0, None) {
+            return Ok((0, None));
+        }
         let failures = to_u32(failures, "user_state.failures")?;
         // After this statement `failures` is at least 1 unless this very statement locked.
         if failures == 0 {

@@ -47,6 +47,7 @@ where
     lockout_threshold_lock_time_and_unlock(&*make().await).await;
     expired_lock_unlock_reports_false(&*make().await).await;
     clear_failures_resets_count(&*make().await).await;
+    a_failure_while_locked_counts_nothing(&*make().await).await;
     race_record_failure(make().await).await;
     challenge_put_get_and_expiry(&*make().await).await;
     challenge_consumed_once(&*make().await).await;
@@ -857,23 +858,63 @@ pub async fn clear_failures_resets_count(store: &dyn Store) {
 }
 
 pub async fn race_record_failure(store: Arc<dyn Store>) {
-    // 20 simultaneous failures with threshold 5: every count 1..=4 is seen exactly
-    // RACERS/5 times and exactly RACERS/5 calls lock. No failure is lost.
+    // 20 simultaneous failures with threshold 5: counts 1..=4 are each seen once, one
+    // call locks, and the rest, arriving while the lock is in force, count nothing.
     let results = race(store.clone(), |s, _| async move {
         s.record_failure("alice", 5, T, 300).await.unwrap()
     })
     .await;
+    assert_one_lock_and_nothing_counted_after(&results);
+    let st = store.user_status("alice").await.unwrap();
+    assert_eq!((st.failures, st.locked_until), (0, Some(T + 300)));
+}
+
+/// `results` of RACERS simultaneous failures at threshold 5: no failure before the lock
+/// lost, one lock, and none counted while it was in force (they came in (0, None)).
+pub fn assert_one_lock_and_nothing_counted_after(results: &[(u32, Option<i64>)]) {
     let locks = results.iter().filter(|(_, l)| l.is_some()).count();
-    assert_eq!(locks, RACERS / 5, "{results:?}");
+    assert_eq!(locks, 1, "{results:?}");
     for n in 1..=4u32 {
         assert_eq!(
             results.iter().filter(|r| **r == (n, None)).count(),
-            RACERS / 5,
+            1,
             "count {n} in {results:?}"
         );
     }
+    assert_eq!(
+        results.iter().filter(|r| **r == (0, None)).count(),
+        RACERS - 5,
+        "{results:?}"
+    );
+}
+
+/// A failure counted while the user is locked (a wrong code that reached another node
+/// just after this one locked the user) counts nothing: counted, it started the new lock
+/// period's count, and the user was locked again one wrong code early after it.
+pub async fn a_failure_while_locked_counts_nothing(store: &dyn Store) {
+    assert_eq!(
+        store.record_failure("alice", 2, T, 300).await.unwrap(),
+        (1, None)
+    );
+    assert_eq!(
+        store.record_failure("alice", 2, T, 300).await.unwrap(),
+        (2, Some(T + 300))
+    );
+    assert_eq!(
+        store.record_failure("alice", 2, T + 1, 300).await.unwrap(),
+        (0, None),
+        "counted while locked"
+    );
     let st = store.user_status("alice").await.unwrap();
     assert_eq!((st.failures, st.locked_until), (0, Some(T + 300)));
+    // Once the lock has run out, failures count again, from one.
+    assert_eq!(
+        store
+            .record_failure("alice", 2, T + 300, 300)
+            .await
+            .unwrap(),
+        (1, None)
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
