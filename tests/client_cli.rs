@@ -391,10 +391,28 @@ fn a_backup_taken_while_serving_restores_to_a_working_server() {
 
     let bk = tempfile::tempdir().unwrap();
     let file = bk.path().join("radmfa.db");
+    let before = std::time::SystemTime::now();
     let out = srv.cli(&["db", "backup", file.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("1 token(s)"), "{}", text(&out));
     assert!(text(&out).contains("not in the backup"), "{}", text(&out));
+    // The file's time is the copy's start, not its end (changes made during a long copy
+    // were in neither the backup nor the restore's `--since` list), and the line says it.
+    let mtime = std::fs::metadata(&file).unwrap().modified().unwrap();
+    let (elapsed, copied) = (before.elapsed().unwrap(), mtime.duration_since(before));
+    assert!(
+        copied.is_ok_and(|d| d < elapsed),
+        "mtime {mtime:?} not between the command's start {before:?} and end"
+    );
+    let secs = mtime
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(
+        text(&out).contains(&format!("audit --since {secs} --limit 0")),
+        "{}",
+        text(&out)
+    );
     // Who copied every sealed seed and phone number out, and where to, is on the record.
     let out = srv.cli(&["audit", "--result", "backup", "--json"]);
     assert!(out.status.success(), "{}", text(&out));

@@ -17,6 +17,11 @@ use rusqlite::{Connection, OpenFlags};
 pub struct Summary {
     pub tokens: i64,
     pub audit: i64,
+    /// When the copy began: its snapshot holds what was committed before it. A restore
+    /// lists what changed since from the live store's audit (`--since`), and the copy's
+    /// end (the file's natural modification time) was seconds late on a large store: the
+    /// changes made during the copy were in neither.
+    pub taken: std::time::SystemTime,
 }
 
 /// Copies the database at `from` into the new file `to` (mode 0600: it holds sealed seeds,
@@ -44,6 +49,9 @@ fn copy_and_check(from: &Path, to: &Path) -> anyhow::Result<Summary> {
     let target = to
         .to_str()
         .context("the backup file's name is not valid UTF-8")?;
+    // Before the statement, so never later than its snapshot: a --since from it may list
+    // a change the backup holds already, never miss one it does not.
+    let taken = std::time::SystemTime::now();
     src.execute("VACUUM INTO ?1", [target])
         .with_context(|| format!("copying {} into {}", from.display(), to.display()))?;
     drop(src);
@@ -60,11 +68,19 @@ fn copy_and_check(from: &Path, to: &Path) -> anyhow::Result<Summary> {
     let summary = Summary {
         tokens: count("tokens")?,
         audit: count("audit")?,
+        taken,
     };
     drop(copy);
-    // VACUUM INTO does not sync its output; a backup is only one once it is on disk.
-    std::fs::File::open(to)
-        .and_then(|f| f.sync_all())
+    // The file's modification time is the snapshot's (the restore's `--since $(stat -c %Y
+    // FILE)`), then synced with it: VACUUM INTO does not sync its output, and a backup is
+    // only one once it is on disk.
+    std::fs::File::options()
+        .write(true)
+        .open(to)
+        .and_then(|f| {
+            f.set_modified(taken)?;
+            f.sync_all()
+        })
         .with_context(|| format!("syncing {}", to.display()))?;
     // And its name: a new file's directory entry is not on disk until its directory is. A
     // directory that cannot be opened to read (mode -wx) or synced (some filesystems

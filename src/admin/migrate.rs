@@ -215,12 +215,18 @@ async fn backup(cfg: &Config, file: PathBuf) -> anyhow::Result<ExitCode> {
         Ok(s)
     })
     .await?;
+    let taken = s
+        .taken
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
     println!(
-        "{}: {} token(s), {} audit record(s), from {}",
+        "{}: {} token(s), {} audit record(s), from {}, as of {} (a restore lists the \
+         changes made since with `radmfa audit --since {taken} --limit 0`)",
         file.display(),
         s.tokens,
         s.audit,
-        path.display()
+        path.display(),
+        crate::clock::fmt_time(taken),
     );
     eprintln!(
         "The key file {} is not in the backup: keep a copy of it apart from the backups. \
