@@ -457,6 +457,31 @@ fn one_seed_under_two_serials_is_refused() {
     // Re-importing S3 itself with --replace is not a second holder.
     let (ok, _, err) = a.import(&f, &["--replace", "--skip-invalid"]);
     assert!(ok, "{err}");
+    // Nor does --replace move S3's seed to another serial (a "corrected" file with the
+    // serials swapped): S3's used codes and disabled flag stay with S3, and under the new
+    // serial they worked again. Nothing of that file goes in.
+    assert!(a.run(&["token", "disable", "S3"]).0);
+    let swapped = a.write(
+        "swapped.csv",
+        &format!(
+            "S3,{},30\nS10,{},30\n",
+            b32(b"S3's corrected seed.."),
+            b32(b"a seed of its own...")
+        ),
+    );
+    let (ok, _, err) = a.import(&swapped, &["--replace"]);
+    assert!(
+        !ok && err.contains(
+            "line 2: serial S10 has the same seed as serial S3 in the store, which this file \
+             replaces"
+        ),
+        "{err}"
+    );
+    assert!(
+        !a.tokens().iter().any(|t| t["serial"] == "S10"),
+        "{:?}",
+        a.tokens()
+    );
 }
 
 #[test]

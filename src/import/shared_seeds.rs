@@ -21,25 +21,15 @@ struct Holder {
 
 /// Takes out of `ready` every token whose seed another serial has, in the file or in the
 /// store (`stored`, by serial, seeds opened). A token replacing its own serial's stored
-/// seed (`--replace`) is not a second holder of that old seed, unless its replacement is
-/// refused itself: then the old seed stays, and is checked again.
+/// seed (`--replace`) is not a second holder of it. But a serial the file replaces still
+/// holds its old seed for every other row: a seed moved to another serial (a "corrected"
+/// vendor file with the serials shifted or swapped) would leave behind its HOTP counter,
+/// its used TOTP steps and its disabled flag, which live with the serial, so used codes
+/// and a token disabled as lost would work again under the new one.
 pub fn refuse_shared_seeds(
     ready: &mut Vec<ImportedToken>,
     stored: &HashMap<String, TokenRecord>,
 ) -> Vec<Problem> {
-    // Each pass takes rows out; a refused replacement puts its stored seed back in play,
-    // which the next pass sees. Passes end when one refuses nothing.
-    let mut problems = Vec::new();
-    loop {
-        let found = one_pass(ready, stored);
-        if found.is_empty() {
-            return problems;
-        }
-        problems.extend(found);
-    }
-}
-
-fn one_pass(ready: &mut Vec<ImportedToken>, stored: &HashMap<String, TokenRecord>) -> Vec<Problem> {
     // A digest, so that the seeds are not copied into the map (they stay in their Secret),
     // of the key HMAC makes of the seed: seeds padded with zero bytes, or a long seed and
     // its hash, give the same codes (see `hmac_key_form`).
@@ -47,18 +37,21 @@ fn one_pass(ready: &mut Vec<ImportedToken>, stored: &HashMap<String, TokenRecord
         Sha256::digest(hmac_key_form(alg, seed).expose()).into()
     };
     let mut holders: HashMap<[u8; 32], Vec<Holder>> = HashMap::new();
-    // Tokens the file replaces do not hold their old seed any more.
     let replacing: HashSet<&str> = ready.iter().map(|t| t.token.serial.as_str()).collect();
-    for r in stored.values() {
-        if r.token.secret.is_empty() || replacing.contains(r.token.serial.as_str()) {
-            continue;
-        }
+    for r in stored.values().filter(|r| !r.token.secret.is_empty()) {
+        let place = if replacing.contains(r.token.serial.as_str()) {
+            "in the store, which this file replaces (its used codes, counter and disabled \
+             state stay with that serial and would not follow the seed; if that serial was \
+             wrong, delete it first: `radmfa token delete SERIAL --force`)"
+        } else {
+            "in the store"
+        };
         holders
             .entry(digest(r.token.algorithm, r.token.secret.expose()))
             .or_default()
             .push(Holder {
                 serial: r.token.serial.clone(),
-                place: "in the store".into(),
+                place: place.into(),
             });
     }
     for t in ready.iter() {
@@ -205,17 +198,34 @@ mod tests {
             .starts_with("line 2: serial NEW1 has the same seed as serial OLD1 in the store"));
     }
 
-    /// The store's old seed for a serial the file replaces is not a holder any more: the
-    /// file may move that seed to another serial only if nothing else keeps it.
+    /// The store's old seed for a serial the file replaces does not move to another
+    /// serial: its counter, used steps and disabled flag stay with the old serial, so used
+    /// codes (and a token disabled as lost) would work again under the new one. It was
+    /// taken, and a swap of two serials' seeds too.
     #[test]
-    fn a_replaced_seed_does_not_count() {
-        let store: HashMap<_, _> = [stored("OLD1", b"moving")].into_iter().collect();
+    fn a_replaced_seed_does_not_move_to_another_serial() {
+        let store: HashMap<_, _> = [stored("OLD1", b"moving"), stored("SWB", b"b-seed")]
+            .into_iter()
+            .collect();
         let mut ready = vec![
             imported("OLD1", b"new-seed", 1),
             imported("NEW1", b"moving", 2),
         ];
         let problems = refuse_shared_seeds(&mut ready, &store);
-        assert!(problems.is_empty(), "{problems:?}");
-        assert_eq!(ready.len(), 2);
+        let kept: Vec<&str> = ready.iter().map(|t| t.token.serial.as_str()).collect();
+        assert_eq!(kept, ["OLD1"], "{problems:?}");
+        let shown = problems[0].to_string();
+        assert!(
+            shown.starts_with("line 2: serial NEW1 has the same seed as serial OLD1 in the store")
+                && shown.contains("which this file replaces")
+                && shown.contains("token delete"),
+            "{shown}"
+        );
+        let mut swap = vec![
+            imported("OLD1", b"b-seed", 1),
+            imported("SWB", b"moving", 2),
+        ];
+        let problems = refuse_shared_seeds(&mut swap, &store);
+        assert!(swap.is_empty(), "{problems:?}");
     }
 }
