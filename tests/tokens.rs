@@ -1466,6 +1466,24 @@ fn tokens_outside_their_dates_are_shown_as_such() {
     );
     let show = cli_ok(&srv, &["user", "show", "carol"]);
     assert!(show.contains("failures: 0"), "{show}");
+    // Replaced from a CSV file, which has no date columns: the token stays expired (the
+    // dates were cleared, and the expired token worked again).
+    let csv = srv.dir.path().join("again.csv");
+    std::fs::write(
+        &csv,
+        "EXP001,3039383736353433323130393837363534333231,totp,6,30,carol\n",
+    )
+    .unwrap();
+    cli_ok(
+        &srv,
+        &["token", "import", csv.to_str().unwrap(), "--replace"],
+    );
+    let list = cli_ok(&srv, &["token", "list"]);
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("EXP001") && l.contains("expired")),
+        "{list}"
+    );
 }
 
 /// A token that expires between the prompt and the answer: the right code is refused as

@@ -95,7 +95,9 @@ impl SqliteStore {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let now = now_unix();
         let upsert = if replace {
-            // The owner stays when the new data names none. What radmfa learned about the
+            // The owner stays when the new data names none, and so do the validity dates
+            // (a CSV has no columns for them: an expired token came back to life). What
+            // radmfa learned about the
             // token stays too: disabled stays disabled, the last TOTP step used stays used
             // (with a new seed that refuses only steps already past), and for the same seed
             // the counter never goes back and the learned drift stays. A pending
@@ -114,8 +116,13 @@ impl SqliteStore {
              counter = CASE WHEN ?15 THEN MAX(tokens.counter, excluded.counter) \
                  ELSE excluded.counter END, \
              secret = excluded.secret, manufacturer = excluded.manufacturer, \
-             model = excluded.model, valid_from = excluded.valid_from, \
-             valid_until = excluded.valid_until, \
+             model = excluded.model, \
+             valid_from = CASE WHEN excluded.valid_from IS NULL \
+                 AND excluded.valid_until IS NULL THEN tokens.valid_from \
+                 ELSE excluded.valid_from END, \
+             valid_until = CASE WHEN excluded.valid_from IS NULL \
+                 AND excluded.valid_until IS NULL THEN tokens.valid_until \
+                 ELSE excluded.valid_until END, \
              drift = CASE WHEN NOT ?16 THEN excluded.drift \
                  WHEN tokens.period = excluded.period OR tokens.period <= 0 \
                      OR excluded.period <= 0 THEN tokens.drift \

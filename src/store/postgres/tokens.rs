@@ -190,8 +190,13 @@ impl PgStore {
              counter = CASE WHEN $15 THEN GREATEST(tokens.counter, excluded.counter) \
                  ELSE excluded.counter END, \
              secret = excluded.secret, manufacturer = excluded.manufacturer, \
-             model = excluded.model, valid_from = excluded.valid_from, \
-             valid_until = excluded.valid_until, \
+             model = excluded.model, \
+             valid_from = CASE WHEN excluded.valid_from IS NULL \
+                 AND excluded.valid_until IS NULL THEN tokens.valid_from \
+                 ELSE excluded.valid_from END, \
+             valid_until = CASE WHEN excluded.valid_from IS NULL \
+                 AND excluded.valid_until IS NULL THEN tokens.valid_until \
+                 ELSE excluded.valid_until END, \
              drift = CASE WHEN NOT $16 THEN excluded.drift \
                  WHEN tokens.period = excluded.period OR tokens.period <= 0 \
                      OR excluded.period <= 0 THEN tokens.drift \
