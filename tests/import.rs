@@ -509,6 +509,29 @@ fn held_tokens_move_only_with_force_and_app_seeds_never() {
         "{out}"
     );
 
+    // A disabled token in stock is not given out by an import's owner column without
+    // --force, as `token assign` refuses it: it stays disabled, so its new holder's every
+    // login would be refused with nothing said.
+    let lost = hex::encode(b"a disabled stock seed");
+    assert!(
+        a.import(
+            &a.write("lost.csv", &format!("LOST-1,{lost},totp,6,30\n")),
+            &[]
+        )
+        .0
+    );
+    assert!(a.run(&["token", "disable", "LOST-1"]).0);
+    let give = a.write("give.csv", &format!("LOST-1,{lost},totp,6,30,alice\n"));
+    let (ok, _, err) = a.import(&give, &["--replace"]);
+    assert!(
+        !ok && err.contains("serial LOST-1 is disabled") && err.contains("--force"),
+        "{err}"
+    );
+    let lost_now = a.tokens().into_iter().find(|t| t["serial"] == "LOST-1");
+    assert!(lost_now.expect("LOST-1")["user"].is_null());
+    let (ok, _, err) = a.import(&give, &["--replace", "--force"]);
+    assert!(ok, "{err}");
+
     // An app seed lives on its user's phone: never handed on, never back to stock.
     let (ok, _, err) = a.run(&["user", "enroll-totp", "erin", "--uri-only"]);
     assert!(ok, "{err}");

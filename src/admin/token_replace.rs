@@ -57,7 +57,7 @@ pub fn replaced(ready: &[ImportedToken], stored: &HashMap<String, TokenRecord>) 
 /// enrolled for someone's authenticator app is never replaced (the phone's codes would go
 /// on logging in whoever the token then belongs to, or the user loses it unasked), and a
 /// token someone holds goes to another user only with `force` (a mistyped serial in a map
-/// must not silently take someone's token away).
+/// must not silently take someone's token away), as does a disabled one.
 pub fn refuse_moves(
     ready: &mut Vec<ImportedToken>,
     stored: &HashMap<String, TokenRecord>,
@@ -88,6 +88,15 @@ pub fn refuse_moves(
                     serial,
                     who(Some(h)),
                     who(Some(new))
+                ),
+                // A replacement keeps the token disabled: its new holder's every login
+                // would be refused, with nothing said (`token assign`'s rule).
+                (h, Some(new)) if h != Some(new) && !old.token.enabled && !force => format!(
+                    "serial {} is disabled (reported lost, say); the file gives it to {}: \
+                     `radmfa token enable {}` first, or add --force to give it disabled",
+                    serial,
+                    who(Some(new)),
+                    serial
                 ),
                 _ => return true,
             }
