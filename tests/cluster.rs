@@ -597,6 +597,56 @@ fn a_node_started_while_postgres_is_down_waits_for_it() {
     assert!(!err.contains("not available yet"), "{err}");
 }
 
+/// A server certificate the node cannot verify (`sslmode = "verify-full"` without the CA
+/// that signed it) ends the start, naming it: it was taken for an outage and retried for
+/// good, the unit active in systemd and answering nothing. With the CA, the node serves.
+#[test]
+fn a_node_refusing_the_postgres_certificate_ends_its_start() {
+    let slapd = directory();
+    let pg = PgCluster::start_with_tls();
+    let url = pg.fresh_database();
+    let dir = tempfile::tempdir().unwrap();
+    let config = pg_config(dir.path(), &slapd, &url, "node-tls", "");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let store = "key_file = \"radmfa.key\"\n";
+    assert!(text.contains(store), "{text}");
+    std::fs::write(
+        &config,
+        text.replace(store, &format!("{store}sslmode = \"verify-full\"\n")),
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let out = std::process::Command::new("timeout")
+        .arg("30")
+        .arg(common::radmfa::bin())
+        .arg("--config")
+        .arg(&config)
+        .arg("serve")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        !err.contains("not available yet") && err.contains("UnknownIssuer"),
+        "{err}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(25), "{err}");
+    // The CA that signed it: served.
+    let ca = pg.ca_file.clone().unwrap();
+    std::fs::write(
+        &config,
+        text.replace(
+            store,
+            &format!("{store}sslmode = \"verify-full\"\nssl_root_cert = {ca:?}\n"),
+        ),
+    )
+    .unwrap();
+    let node = Server::start_with(dir, config);
+    node.enroll("alice", &[]);
+    let r = password(&node, "alice", ALICE_PW);
+    assert_eq!(code_of(&r), "Access-Challenge", "{r}\n{}", node.log());
+}
+
 /// Writes frozen for the whole server by ALTER SYSTEM and a reload, which turns the node's
 /// open sessions read-only under it: a connection that comes back read-only is closed, and
 /// the new ones are refused, so the log names the setting. Before, the pooled connections

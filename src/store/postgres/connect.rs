@@ -905,7 +905,12 @@ pub(crate) fn not_there_yet(e: &StoreError) -> bool {
         return false;
     };
     match e {
-        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut => true,
+        // A server certificate that does not verify (no CA for it in ssl_root_cert, a name
+        // it is not for, expired) comes as an I/O error too, and no wait mends it: retried,
+        // the node waited for good, active in systemd and answering nothing.
+        sqlx::Error::Io(io) => !certificate_refused(io),
+        sqlx::Error::Tls(_) => false,
+        sqlx::Error::PoolTimedOut => true,
         // 08: connection exception; 57P01-57P03: shutting down, crashed, starting up;
         // 53300: too many connections.
         sqlx::Error::Database(d) => d
@@ -917,6 +922,32 @@ pub(crate) fn not_there_yet(e: &StoreError) -> bool {
         }
         _ => false,
     }
+}
+
+/// Whether `io` is the TLS handshake refusing the server's certificate (rustls's error,
+/// which tokio-rustls wraps in an I/O error), or the server refusing ours.
+fn certificate_refused(io: &std::io::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = io.get_ref().map(|e| e as _);
+    while let Some(e) = cause {
+        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+            return matches!(
+                tls,
+                rustls::Error::InvalidCertificate(_)
+                    | rustls::Error::NoCertificatesPresented
+                    | rustls::Error::UnsupportedNameType
+                    | rustls::Error::AlertReceived(
+                        rustls::AlertDescription::BadCertificate
+                            | rustls::AlertDescription::UnknownCA
+                            | rustls::AlertDescription::CertificateExpired
+                            | rustls::AlertDescription::CertificateRevoked
+                            | rustls::AlertDescription::CertificateUnknown
+                            | rustls::AlertDescription::UnsupportedCertificate
+                    )
+            );
+        }
+        cause = e.source();
+    }
+    false
 }
 
 async fn refuse_read_only(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
@@ -976,6 +1007,27 @@ fn set_by(source: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A certificate the handshake refuses ends a start: waited for, the node never came
+    /// up and never said it would not. A connection that drops is still waited for.
+    #[test]
+    fn a_refused_certificate_is_no_outage() {
+        let tls = |e: rustls::Error| {
+            StoreError::Db(sqlx::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                e,
+            )))
+        };
+        let unknown = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        assert!(!not_there_yet(&tls(unknown)));
+        let name = rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForName);
+        assert!(!not_there_yet(&tls(name)));
+        let dropped = StoreError::Db(sqlx::Error::Io(std::io::Error::from(
+            std::io::ErrorKind::ConnectionRefused,
+        )));
+        assert!(not_there_yet(&dropped));
+        assert!(not_there_yet(&tls(rustls::Error::HandshakeNotComplete)));
+    }
 
     /// docs/ha.md tells pgbouncer users which settings to list in `track_extra_parameters`:
     /// one missing there and pgbouncer refuses every connection that sends it.
