@@ -17,8 +17,9 @@ enum Who {
     Me,
     /// The account owning the store's directory, judged by the files' modes: a check run
     /// as root stands in for the service, whose directory the shipped unit's
-    /// StateDirectory= gives to its user.
-    Owner(User, Vec<Gid>),
+    /// StateDirectory= gives to its user. The path is the file whose owner it is (the
+    /// directory, or the database where the directory is root's), for the message.
+    Owner(User, Vec<Gid>, PathBuf),
 }
 
 /// The account this process runs as, for a message telling the admin whom to give a file
@@ -76,11 +77,14 @@ fn presumed_service(db: &Path) -> Option<Who> {
             .map(|m| m.uid())
             .filter(|&u| u != 0)
     };
-    let uid = owner(directory(db)).or_else(|| owner(db))?;
+    let (uid, from) = match owner(directory(db)) {
+        Some(uid) => (uid, directory(db)),
+        None => (owner(db)?, db),
+    };
     let user = User::from_uid(Uid::from_raw(uid)).ok()??;
     let name = std::ffi::CString::new(user.name.clone()).ok()?;
     let groups = nix::unistd::getgrouplist(&name, user.gid).unwrap_or_else(|_| vec![user.gid]);
-    Some(Who::Owner(user, groups))
+    Some(Who::Owner(user, groups, from.to_path_buf()))
 }
 
 fn refuse(db: &Path, who: &Who) -> anyhow::Result<()> {
@@ -91,7 +95,7 @@ fn refuse(db: &Path, who: &Who) -> anyhow::Result<()> {
              makes the database's -wal, -shm and journal files there, so every login would \
              fail. Give the directory to that user: chown {} {}",
             db.display(),
-            who.described(dir),
+            who.described(),
             dir.display(),
             who.chown_name(),
             dir.display()
@@ -108,7 +112,7 @@ fn refuse(db: &Path, who: &Who) -> anyhow::Result<()> {
              read-only or not at all, and every login would fail. Give it to that user: \
              chown {} {}",
             db.display(),
-            who.described(dir),
+            who.described(),
             file.display(),
             who.chown_name(),
             file.display()
@@ -130,13 +134,13 @@ fn beside(db: &Path) -> impl Iterator<Item = PathBuf> + '_ {
 
 impl Who {
     /// The subject of the message: who cannot.
-    fn described(&self, dir: &Path) -> String {
+    fn described(&self) -> String {
         match self {
             Who::Me => format!("the user radmfa runs as, {},", runs_as()),
-            Who::Owner(user, _) => format!(
+            Who::Owner(user, _, from) => format!(
                 "the user radmfa serve runs as (presumably {}, the owner of {})",
                 account(user.uid),
-                dir.display()
+                from.display()
             ),
         }
     }
@@ -150,7 +154,7 @@ impl Who {
                     .flatten()
                     .map_or_else(|| uid.to_string(), |u| u.name)
             }
-            Who::Owner(user, _) => user.name.clone(),
+            Who::Owner(user, ..) => user.name.clone(),
         }
     }
 }
@@ -171,7 +175,7 @@ fn denied(path: &Path, how: AccessFlags, who: &Who) -> Option<String> {
             Err(Errno::EROFS) => "a read-only filesystem".to_string(),
             Err(other) => other.desc().to_string(),
         },
-        Who::Owner(user, groups) if !mode_allows(&meta, how, user, groups) => {
+        Who::Owner(user, groups, _) if !mode_allows(&meta, how, user, groups) => {
             "permission denied".to_string()
         }
         Who::Owner(..) => return None,
@@ -219,7 +223,7 @@ mod tests {
             .unwrap()
             .expect("a nobody account");
         let uid = nobody.uid;
-        let service = Who::Owner(nobody, Vec::new());
+        let service = Who::Owner(nobody, Vec::new(), dir.path().to_path_buf());
         // The directory is the service's, as StateDirectory= makes it.
         std::os::unix::fs::chown(dir.path(), Some(uid.as_raw()), None).unwrap();
         refuse(&db, &service).unwrap();
@@ -237,5 +241,32 @@ mod tests {
         std::fs::write(&wal, b"").unwrap();
         let refused = refuse(&db, &service).unwrap_err().to_string();
         assert!(refused.contains("radmfa.db-wal"), "{refused}");
+    }
+
+    /// In a directory that is root's, the guess comes from the database's owner, and the
+    /// message names the database: it named the directory, root's, as that user's.
+    #[test]
+    fn the_guess_names_the_file_it_came_from() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("radmfa.db");
+        std::fs::write(&db, b"").unwrap();
+        let nobody = User::from_name("nobody")
+            .unwrap()
+            .expect("a nobody account");
+        std::os::unix::fs::chown(dir.path(), Some(0), None).unwrap();
+        std::os::unix::fs::chown(&db, Some(nobody.uid.as_raw()), None).unwrap();
+        let said = presumed_service(&db)
+            .expect("nobody, from the database")
+            .described();
+        assert!(
+            said.ends_with(&format!("the owner of {})", db.display())),
+            "{said}"
+        );
+        std::os::unix::fs::chown(dir.path(), Some(nobody.uid.as_raw()), None).unwrap();
+        let said = presumed_service(&db).unwrap().described();
+        assert!(
+            said.ends_with(&format!("the owner of {})", dir.path().display())),
+            "{said}"
+        );
     }
 }
