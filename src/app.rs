@@ -263,9 +263,11 @@ async fn schema_behind(cfg: &StoreConfig) -> anyhow::Result<Option<(i64, i64)>> 
         StoreConfig::Sqlite { path, .. } => {
             // A moved store is neither read nor migrated; said as the opening says it.
             crate::store::moved::refuse_if_moved(path)?;
-            SqliteStore::schema_behind(path)
-                .await
-                .with_context(|| format!("reading the schema version of {}", path.display()))?
+            SqliteStore::schema_behind(path).await.map_err(|e| {
+                stale_wal_refused(e, || {
+                    format!("reading the schema version of {}", path.display())
+                })
+            })?
         }
         StoreConfig::Postgres { settings, .. } => PgStore::schema_behind(settings)
             .await
@@ -539,6 +541,19 @@ pub(crate) fn key_without_database(path: &std::path::Path, key_file: &std::path:
     )
 }
 
+/// A store error as a command reports it: a stale -wal beside the database is a refusal
+/// (exit 1: nothing was read or changed, and its text names the files), whichever command
+/// met it first; anything else in `context`.
+pub(crate) fn stale_wal_refused(
+    e: crate::store::StoreError,
+    context: impl FnOnce() -> String,
+) -> anyhow::Error {
+    match e {
+        crate::store::StoreError::StaleWal(said) => anyhow::Error::new(crate::admin::Refused(said)),
+        other => anyhow::Error::new(other).context(context()),
+    }
+}
+
 /// Opens the SQLite store at `path` with the key from `key_file`; a key that is not the one
 /// the database was set up with is reported as `store.key_file`'s problem.
 pub async fn open_sqlite(
@@ -550,9 +565,7 @@ pub async fn open_sqlite(
         crate::store::StoreError::Decrypt(reason) => {
             anyhow::anyhow!("store.key_file {}: {reason}", key_file.display())
         }
-        // Nothing was opened or changed: a refusal, and its text names the files.
-        crate::store::StoreError::StaleWal(said) => anyhow::Error::new(crate::admin::Refused(said)),
-        other => anyhow::Error::new(other).context(format!("opening database {}", path.display())),
+        other => stale_wal_refused(other, || format!("opening database {}", path.display())),
     })
 }
 

@@ -109,9 +109,15 @@ pub async fn db(cfg: &Config, cmd: DbCommand) -> anyhow::Result<ExitCode> {
             // Said with its versions: "up to date" alone did not tell an admin whether the
             // upgrade had just happened or had happened before.
             let (behind, ahead) = if existed {
+                let said = || format!("reading the schema version of {}", path.display());
+                let refused = |e| crate::app::stale_wal_refused(e, said);
                 (
-                    crate::store::sqlite::SqliteStore::schema_behind(path).await?,
-                    crate::store::sqlite::SqliteStore::schema_ahead(path).await?,
+                    crate::store::sqlite::SqliteStore::schema_behind(path)
+                        .await
+                        .map_err(refused)?,
+                    crate::store::sqlite::SqliteStore::schema_ahead(path)
+                        .await
+                        .map_err(refused)?,
                 )
             } else {
                 (None, None)
