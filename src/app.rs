@@ -393,7 +393,7 @@ async fn refuse_unless_existing(cfg: &StoreConfig) -> anyhow::Result<()> {
 /// a PostgreSQL database without radmfa's key record.
 async fn refuse_unless_set_up(cfg: &StoreConfig) -> anyhow::Result<()> {
     match cfg {
-        StoreConfig::Sqlite { path, .. } if !path.exists() => anyhow::bail!(
+        StoreConfig::Sqlite { path, .. } if !has_database(path) => anyhow::bail!(
             "store.path {}: no database there, so nothing to show or change (radmfa makes \
              it at its first start or enrollment); check store.path and --config",
             path.display()
@@ -502,7 +502,7 @@ pub fn sqlite_sealer(
     // backup landed at another path, a typo in store.path, the database's mount not there.
     // Started empty, every enrollment was gone without a word (and with no_factor =
     // "allow", every user let in on the password alone). `config check` says the same.
-    if !path.exists() && key_file.exists() {
+    if !has_database(path) && key_file.exists() {
         // Nothing was opened or made: a refusal (exit 1), as a stale -wal's.
         return Err(anyhow::Error::new(crate::admin::Refused(
             key_without_database(path, key_file),
@@ -532,13 +532,26 @@ pub fn sqlite_sealer(
 /// What `serve`, the commands that make a database and `config check --connect` say of a
 /// key file whose database is not at `store.path`.
 pub(crate) fn key_without_database(path: &std::path::Path, key_file: &std::path::Path) -> String {
+    let state = if path.exists() {
+        "is an empty file"
+    } else {
+        "does not exist"
+    };
     format!(
-        "store: {} does not exist, but its key file {} does: if you are restoring a backup, \
-         it is not at store.path (or the file system holding it is not mounted); to start an \
-         empty database on purpose, move the key file away too",
+        "store: {} {state}, but its key file {} does exist: if you are restoring a backup, \
+         it is not at store.path (or the file system holding it is not mounted, or the copy \
+         failed); to start an empty database on purpose, move the key file away too",
         path.display(),
         key_file.display()
     )
+}
+
+/// Whether a database is at `path`: a file with something in it. An empty file is none:
+/// what a `touch` or an `install /dev/null` before a restore leaves, or a copy that failed
+/// on a full disk. Opened, it took the schema and started an empty store beside the key
+/// file of the real one, and read-only commands wrote the schema into it.
+pub(crate) fn has_database(path: &std::path::Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| m.len() > 0)
 }
 
 /// A store error as a command reports it: a stale -wal beside the database is a refusal

@@ -457,6 +457,31 @@ fn config_check_connect_fails_a_key_file_without_its_database() {
         );
     }
     assert!(!db.exists(), "a database was made");
+    // An empty file where the database should be (a `touch` before a restore, a copy that
+    // failed): no database either. A reading command wrote the schema into it, and `serve`
+    // started an empty store beside the real one's key.
+    std::fs::write(&db, b"").unwrap();
+    for args in [
+        &["user", "list"][..],
+        &["user", "enroll-totp", "bob", "--uri-only"],
+    ] {
+        let (ok, _, err) = run(&cfg, args);
+        assert!(
+            !ok && (err.contains("is an empty file, but its key file")
+                || err.contains("no database there")),
+            "{args:?}: {err}"
+        );
+    }
+    let out = serve_until_it_stops(&cfg);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("is an empty file, but its key file"), "{err}");
+    assert_eq!(
+        std::fs::metadata(&db).unwrap().len(),
+        0,
+        "the empty file was written"
+    );
+    std::fs::remove_file(&db).unwrap();
     std::fs::remove_file(d.path().join("radmfa.key")).unwrap();
     let (_, out, _) = run(&cfg, &["config", "check", "--connect"]);
     assert!(

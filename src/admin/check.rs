@@ -153,10 +153,10 @@ pub async fn connect(cfg: &Config, user: Option<&str>) -> anyhow::Result<bool> {
     // Known to hold nothing yet (no database, or one without radmfa's schema): `--user`
     // reads it as the first login will find it, empty, not as unread.
     let mut empty = matches!(&cfg.store, crate::config::StoreConfig::Sqlite { path, key_file }
-        if !path.exists() && !key_file.exists());
+        if !crate::app::has_database(path) && !key_file.exists());
     let unopened = match &cfg.store {
         crate::config::StoreConfig::Sqlite { path, key_file } => {
-            match (path.exists(), key_file.exists()) {
+            match (crate::app::has_database(path), key_file.exists()) {
                 (true, true) => None,
                 // The key file outlives its database only when the database went: moved
                 // away for a restore whose backup then landed at another path, say. `serve`
