@@ -162,8 +162,9 @@ pub fn command(db: &Path) -> io::Result<SqliteLock> {
     lock(
         db,
         FlockArg::LockSharedNonblock,
-        "`radmfa store migrate-to-postgres` is copying this database, and a change made now \
-         would be lost at the cutover; once it is done, run the command with the config \
+        "`radmfa store migrate-to-postgres` is copying this database, so no command uses \
+         it meanwhile (a change made now would be lost at the cutover, and what a report \
+         reads now is about to move); once it is done, run the command with the config \
          that names the PostgreSQL store",
     )
 }
