@@ -1437,6 +1437,19 @@ fn a_pskc_files_keys_are_named_by_serial_and_what_was_left_out_is_said() {
     assert!(!ok);
     let (_, again, _) = a.run(&["audit", "--json", "--result", "import-refused"]);
     assert_eq!(again.lines().count(), 1, "{again}");
+    // --skip-invalid with no valid key at all: refused, and its record names the keys it
+    // skipped as the other records do (it said only how many).
+    let bad_only = a.write(
+        "bad-only.pskcxml",
+        &container(&key_package(Some("BAD-2"), "k9", "totp", b"short", "bob")),
+    );
+    let (ok, _, _) = a.import(&bad_only, &["--skip-invalid"]);
+    assert!(!ok);
+    let (_, refused, _) = a.run(&["audit", "--json", "--result", "import-refused"]);
+    assert!(
+        refused.contains("no valid token (") && refused.contains("skipped: KeyPackage 1"),
+        "{refused}"
+    );
 
     let (ok, out, err) = a.import(&file, &["--skip-invalid"]);
     assert!(ok, "{err}");

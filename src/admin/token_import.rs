@@ -522,7 +522,9 @@ pub async fn run(
             "{}: no valid token to import ({summary}){left_out}; nothing was imported",
             a.file.display()
         );
-        audit_refusal(cfg, store, &a, &format!("no valid token ({summary})")).await;
+        // The skipped rows named, as in every other import record (`skipped: line 2, …`).
+        let why = format!("no valid token ({summary}){}", skipped(&p.problems));
+        audit_refusal(cfg, store, &a, &why).await;
         return Ok(ExitCode::from(1));
     }
     if a.dry_run {
