@@ -23,15 +23,37 @@ pub struct Plan {
     pub notes: Vec<Problem>,
 }
 
-/// Reads a mapping file: `serial,user` per line; blank lines and `#` comments skipped.
+/// Whether a map file's first line is a header (`serial,user`, `Serial Number,UPN`, …).
+fn is_map_header(line: &str) -> bool {
+    let Some((serial, user)) = line.split_once(',') else {
+        return false;
+    };
+    let name = |s: &str| s.trim().trim_matches('"').to_ascii_lowercase();
+    matches!(
+        name(serial).as_str(),
+        "serial" | "serial number" | "serialnumber" | "sn"
+    ) && matches!(
+        name(user).as_str(),
+        "user" | "username" | "user name" | "upn" | "owner" | "login"
+    )
+}
+
+/// Reads a mapping file: `serial,user` per line; blank lines and `#` comments skipped,
+/// and a header row.
 pub fn read_map(text: &str) -> Result<HashMap<String, (String, usize)>, Problem> {
     let mut map = HashMap::new();
     // Spreadsheets save "CSV UTF-8" with a byte order mark, which `trim` leaves on the
     // first serial.
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut first = true;
     for (i, raw) in text.lines().enumerate() {
         let l = raw.trim();
         if l.is_empty() || l.starts_with('#') {
+            continue;
+        }
+        // A header row, as a spreadsheet saves one and the import files may have: it was
+        // read as a serial "serial" that is not in the import file.
+        if std::mem::take(&mut first) && is_map_header(l) {
             continue;
         }
         let problem = |message: String| Problem {
@@ -322,6 +344,13 @@ mod tests {
         let ok = read_map("\u{feff}SN1, Alice \r\n# comment\nSN2,bob\n").unwrap();
         assert_eq!(ok["SN1"], ("alice".to_string(), 1));
         assert_eq!(ok["SN2"], ("bob".to_string(), 3));
+        // A header row is skipped (it was "serial serial is not in the import file"); only
+        // the first line may be one.
+        let ok = read_map("# map\nSerial,User\nSN1,alice\n").unwrap();
+        assert_eq!(ok.len(), 1);
+        assert_eq!(ok["SN1"], ("alice".to_string(), 3));
+        let ok = read_map("SN1,alice\nserial,user\n").unwrap();
+        assert_eq!(ok.len(), 2, "a later line is a row");
     }
 
     /// Validity dates that leave a token no time to log in: past, or ending before they
