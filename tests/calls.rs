@@ -1730,9 +1730,26 @@ fn rd_gateway_no_factor_allow_lets_in_only_users_never_enrolled() {
         ],
     );
     assert_eq!(code_of(&r), "Access-Reject", "{r}");
+    // The audit says what decided it, not only "no phone number".
+    let rec = &srv.audit_json("carol")[0];
+    assert!(
+        rec["reason"]
+            .as_str()
+            .unwrap()
+            .contains("only on RD Gateway's own requests"),
+        "{rec}"
+    );
     // A token is a second factor, if not one a gateway can use: refused.
     let r = rd_gateway_request_for(&srv, "127.0.0.1", "dave");
     assert_eq!(code_of(&r), "Access-Reject", "{r}");
+    let rec = &srv.audit_json("dave")[0];
+    assert!(
+        rec["reason"]
+            .as_str()
+            .unwrap()
+            .contains("the user's tokens cannot answer the gateway"),
+        "{rec}"
+    );
     let out = srv.cli(&["config", "check", "--connect", "--user", "dave"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(

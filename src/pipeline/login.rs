@@ -693,24 +693,7 @@ fn without_usable_factor(
         // A text or a call would work here if the directory's number counted (it did by
         // default before the store-only default), or could be dialled (written nationally,
         // with no [phone] default_country_code): not a user without a second factor.
-        let reason = match unused {
-            UnusedNumber::Unlisted => "the directory has a phone number for this user, but \
-                 [phone] sources leaves the directory out: list \"mobile\" there or store \
-                 the number (user set-phone)"
-                .to_string(),
-            UnusedNumber::Unusable {
-                why,
-                no_country_code,
-            } => format!(
-                "the directory's phone number for this user cannot be used ({why}): {}",
-                if no_country_code {
-                    "set [phone] default_country_code or store the number (user set-phone)"
-                } else {
-                    "correct it in the directory or store a number (user set-phone)"
-                }
-            ),
-        };
-        return Verdict::reject(reason)
+        return Verdict::reject(unused_number_reason(unused))
             .with_info(Some(info.clone()))
             .with_reply(Reply::reject().with_message(
                 "Your second factor cannot be used here. Contact your administrator.",
@@ -944,6 +927,27 @@ fn split_inline(
 struct InlineSplit {
     password: Secret,
     code: Secret,
+}
+
+/// The audit reason for a directory number texts and calls do not use, with what to do.
+pub(super) fn unused_number_reason(unused: UnusedNumber) -> String {
+    match unused {
+        UnusedNumber::Unlisted => "the directory has a phone number for this user, but \
+             [phone] sources leaves the directory out: list \"mobile\" there or store the \
+             number (user set-phone)"
+            .to_string(),
+        UnusedNumber::Unusable {
+            why,
+            no_country_code,
+        } => format!(
+            "the directory's phone number for this user cannot be used ({why}): {}",
+            if no_country_code {
+                "set [phone] default_country_code or store the number (user set-phone)"
+            } else {
+                "correct it in the directory or store a number (user set-phone)"
+            }
+        ),
+    }
 }
 
 #[cfg(test)]

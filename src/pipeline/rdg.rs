@@ -137,10 +137,27 @@ pub async fn start(
                 info,
             ));
         }
-        let why = if phone.is_none() {
-            "no phone number for the approval call"
+        // Why there is no number, where something else decided it: the helpdesk saw a
+        // mobile in the directory, or a user with nothing enrolled let in on another
+        // request, and read only "no phone number".
+        let why = if phone.is_some() {
+            "calls are not configured".to_string()
+        } else if let Some(unused) = oob::unused_directory_number(app, &info) {
+            format!(
+                "no phone number for the approval call: {}",
+                super::login::unused_number_reason(unused)
+            )
+        } else if !snapshot.tokens.is_empty() {
+            "no phone number for the approval call (the user's tokens cannot answer the \
+             gateway, which sends no code)"
+                .to_string()
+        } else if ctx.client.no_factor == NoFactorPolicy::Allow && !rd_gateway_shape {
+            "no phone number for the approval call; no_factor = \"allow\" lets a user with \
+             nothing enrolled in only on RD Gateway's own requests (NAS-Port-Type Virtual, \
+             Called-Station-Id UserAuthType:), and this is not one"
+                .to_string()
         } else {
-            "calls are not configured"
+            "no phone number for the approval call".to_string()
         };
         return Ok(Verdict::reject(why).with_info(Some(info)));
     }
