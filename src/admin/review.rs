@@ -803,6 +803,11 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
                 "no_factor = \"allow\": users with no second factor get in with their name \
                  and any 4 to 10 digits, on the NAS's password check alone"
                     .into()
+            } else if f.second_factor_only {
+                // The gateway sends no password: its own check is all there is.
+                "no_factor = \"allow\": users with no second factor get in on the gateway's \
+                 own check alone (the password or smart card it checked)"
+                    .into()
             } else {
                 "no_factor = \"allow\": users with no second factor get in with the password".into()
             });
@@ -824,17 +829,25 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
             )
             .is_empty();
             let sources = &cfg.delivery.phone.sources;
-            let leaves_out = !sources.contains(&PhoneSource::Mobile)
-                || !sources.contains(&PhoneSource::Telephone);
-            if could_text && leaves_out {
-                warn(
+            // The attributes left out, by name: "mobile or telephoneNumber" was said with
+            // mobile listed.
+            let left_out: Vec<&str> = [
+                (PhoneSource::Mobile, "mobile"),
+                (PhoneSource::Telephone, "telephoneNumber"),
+            ]
+            .into_iter()
+            .filter(|(s, _)| !sources.contains(s))
+            .map(|(_, name)| name)
+            .collect();
+            if could_text && !left_out.is_empty() {
+                warn(format!(
                     "no_factor = \"allow\" does not let in a user whose directory entry has \
-                     a number in an attribute [phone] sources leaves out (mobile or \
-                     telephoneNumber): such a user, who could get texts or calls here, is \
-                     refused (not taken for one without a second factor); store their \
-                     numbers (user set-phone) or list the attribute in [phone] sources"
-                        .into(),
-                );
+                     a number in an attribute [phone] sources leaves out ({}): such a user, \
+                     who could get texts or calls here, is refused (not taken for one without \
+                     a second factor); store their numbers (user set-phone) or list the \
+                     attribute in [phone] sources",
+                    left_out.join(" or ")
+                ));
             }
         }
         if f.provider_failure == ProviderFailure::Allow {
@@ -2277,9 +2290,17 @@ mod tests {
         };
         assert!(said(&sms_config("no_factor = \"allow\"\n")));
         // One directory attribute left out is enough: a user with only that one is refused.
-        assert!(said(&sms_config(
-            "no_factor = \"allow\"\n[phone]\nsources = [\"store\", \"telephone\"]\n"
-        )));
+        // Named alone: "mobile or telephoneNumber" was said with one of them listed.
+        let one =
+            sms_config("no_factor = \"allow\"\n[phone]\nsources = [\"store\", \"telephone\"]\n");
+        assert!(said(&one));
+        assert!(
+            warnings(&one)
+                .iter()
+                .any(|w| w.contains("[phone] sources leaves out (mobile):")),
+            "{:?}",
+            warnings(&one)
+        );
         assert!(!said(&sms_config(
             "no_factor = \"allow\"\n[phone]\nsources = [\"store\", \"mobile\", \"telephone\"]\n"
         )));
