@@ -905,10 +905,11 @@ pub(crate) fn not_there_yet(e: &StoreError) -> bool {
         return false;
     };
     match e {
-        // A server certificate that does not verify (no CA for it in ssl_root_cert, a name
-        // it is not for, expired) comes as an I/O error too, and no wait mends it: retried,
-        // the node waited for good, active in systemd and answering nothing.
-        sqlx::Error::Io(io) => !certificate_refused(io),
+        // A TLS handshake that fails (a server certificate that does not verify: no CA for
+        // it in ssl_root_cert, a name it is not for, expired; no cipher in common) comes as
+        // an I/O error too, and no wait mends it: retried, the node waited for good, active
+        // in systemd and answering nothing.
+        sqlx::Error::Io(io) => !tls_handshake_failed(io),
         sqlx::Error::Tls(_) => false,
         sqlx::Error::PoolTimedOut => true,
         // 08: connection exception; 57P01-57P03: shutting down, crashed, starting up;
@@ -924,26 +925,15 @@ pub(crate) fn not_there_yet(e: &StoreError) -> bool {
     }
 }
 
-/// Whether `io` is the TLS handshake refusing the server's certificate (rustls's error,
-/// which tokio-rustls wraps in an I/O error), or the server refusing ours.
-fn certificate_refused(io: &std::io::Error) -> bool {
+/// Whether `io` is a TLS handshake that failed (rustls's error, which tokio-rustls wraps
+/// in an I/O error): a certificate that does not verify, no cipher or protocol version in
+/// common, an alert from the server. None of that mends with waiting; a connection that
+/// drops or is refused is a plain I/O error, not this.
+fn tls_handshake_failed(io: &std::io::Error) -> bool {
     let mut cause: Option<&(dyn std::error::Error + 'static)> = io.get_ref().map(|e| e as _);
     while let Some(e) = cause {
-        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
-            return matches!(
-                tls,
-                rustls::Error::InvalidCertificate(_)
-                    | rustls::Error::NoCertificatesPresented
-                    | rustls::Error::UnsupportedNameType
-                    | rustls::Error::AlertReceived(
-                        rustls::AlertDescription::BadCertificate
-                            | rustls::AlertDescription::UnknownCA
-                            | rustls::AlertDescription::CertificateExpired
-                            | rustls::AlertDescription::CertificateRevoked
-                            | rustls::AlertDescription::CertificateUnknown
-                            | rustls::AlertDescription::UnsupportedCertificate
-                    )
-            );
+        if e.downcast_ref::<rustls::Error>().is_some() {
+            return true;
         }
         cause = e.source();
     }
@@ -1026,7 +1016,13 @@ mod tests {
             std::io::ErrorKind::ConnectionRefused,
         )));
         assert!(not_there_yet(&dropped));
-        assert!(not_there_yet(&tls(rustls::Error::HandshakeNotComplete)));
+        // No cipher or protocol version in common: no wait mends that either.
+        let alert = rustls::Error::AlertReceived(rustls::AlertDescription::HandshakeFailure);
+        assert!(!not_there_yet(&tls(alert)));
+        let reset = StoreError::Db(sqlx::Error::Io(std::io::Error::from(
+            std::io::ErrorKind::ConnectionReset,
+        )));
+        assert!(not_there_yet(&reset));
     }
 
     /// docs/ha.md tells pgbouncer users which settings to list in `track_extra_parameters`:
