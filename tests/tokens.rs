@@ -1484,6 +1484,28 @@ fn tokens_outside_their_dates_are_shown_as_such() {
             .any(|l| l.starts_with("EXP001") && l.contains("expired")),
         "{list}"
     );
+    // Given to someone else by such a file: refused without --force, as `token assign`
+    // refuses it (its new holder's every code would be refused, with nothing said).
+    cli_ok(&srv, &["token", "unassign", "EXP001"]);
+    std::fs::write(
+        &csv,
+        "EXP001,3039383736353433323130393837363534333231,totp,6,30,erin\n",
+    )
+    .unwrap();
+    let out = srv.cli(&["token", "import", csv.to_str().unwrap(), "--replace"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("serial EXP001 is expired"),
+        "{err}"
+    );
+    let out = srv.cli(&[
+        "token",
+        "import",
+        csv.to_str().unwrap(),
+        "--replace",
+        "--force",
+    ]);
+    assert!(out.status.success(), "{out:?}");
 }
 
 /// A token that expires between the prompt and the answer: the right code is refused as

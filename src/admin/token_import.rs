@@ -433,7 +433,12 @@ pub async fn run(
         eprintln!("warning: {w}");
     }
     // The rules `token assign` keeps hold for a replacing import too.
-    let refused = super::token_replace::refuse_moves(&mut p.ready, &stored, a.force);
+    let refused = super::token_replace::refuse_moves(
+        &mut p.ready,
+        &stored,
+        a.force,
+        crate::clock::Clock::now(&crate::clock::SystemClock),
+    );
     p.problems.extend(refused);
     let shared = import::shared_seeds::refuse_shared_seeds(&mut p.ready, &stored);
     p.problems.extend(shared);

@@ -57,11 +57,12 @@ pub fn replaced(ready: &[ImportedToken], stored: &HashMap<String, TokenRecord>) 
 /// enrolled for someone's authenticator app is never replaced (the phone's codes would go
 /// on logging in whoever the token then belongs to, or the user loses it unasked), and a
 /// token someone holds goes to another user only with `force` (a mistyped serial in a map
-/// must not silently take someone's token away), as does a disabled one.
+/// must not silently take someone's token away), as does a disabled or expired one.
 pub fn refuse_moves(
     ready: &mut Vec<ImportedToken>,
     stored: &HashMap<String, TokenRecord>,
     force: bool,
+    now: i64,
 ) -> Vec<Problem> {
     let mut problems = Vec::new();
     ready.retain(|t| {
@@ -89,8 +90,9 @@ pub fn refuse_moves(
                     who(Some(h)),
                     who(Some(new))
                 ),
-                // A replacement keeps the token disabled: its new holder's every login
-                // would be refused, with nothing said (`token assign`'s rule).
+                // A replacement keeps the token disabled, and its dates where the file
+                // gives none: its new holder's every login would be refused, with nothing
+                // said (`token assign`'s rule).
                 (h, Some(new)) if h != Some(new) && !old.token.enabled && !force => format!(
                     "serial {} is disabled (reported lost, say); the file gives it to {}: \
                      `radmfa token enable {}` first, or add --force to give it disabled",
@@ -98,6 +100,23 @@ pub fn refuse_moves(
                     who(Some(new)),
                     serial
                 ),
+                (h, Some(new))
+                    if h != Some(new)
+                        && !force
+                        && t.extra.valid_from.is_none()
+                        && t.extra.valid_until.is_none()
+                        && crate::mfa::verify::validity_at(old, now) == Some("expired") =>
+                {
+                    format!(
+                        "serial {} is expired (valid until {}), and the file gives it to {} \
+                         with no new dates: every code of it would be refused. Import it \
+                         with new dates (a PSKC file's ExpiryDate), or add --force to give \
+                         it anyway",
+                        serial,
+                        crate::clock::fmt_time(old.extra.valid_until.unwrap_or_default()),
+                        who(Some(new))
+                    )
+                }
                 _ => return true,
             }
         };
