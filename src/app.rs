@@ -341,7 +341,7 @@ fn command_lock(
 /// database file there, or a PostgreSQL database holding radmfa's key record.
 pub async fn store_exists(cfg: &StoreConfig) -> anyhow::Result<bool> {
     match cfg {
-        StoreConfig::Sqlite { path, .. } => Ok(path.exists()),
+        StoreConfig::Sqlite { path, .. } => Ok(has_database(path)),
         StoreConfig::Postgres { settings, .. } => crate::store::PgStore::key_recorded(settings)
             .await
             .with_context(|| settings.url_source.clone()),
@@ -502,7 +502,7 @@ pub fn sqlite_sealer(
     // backup landed at another path, a typo in store.path, the database's mount not there.
     // Started empty, every enrollment was gone without a word (and with no_factor =
     // "allow", every user let in on the password alone). `config check` says the same.
-    if !has_database(path) && key_file.exists() {
+    if key_without_its_database(path, key_file) {
         // Nothing was opened or made: a refusal (exit 1), as a stale -wal's.
         return Err(anyhow::Error::new(crate::admin::Refused(
             key_without_database(path, key_file),
@@ -552,6 +552,25 @@ pub(crate) fn key_without_database(path: &std::path::Path, key_file: &std::path:
 /// file of the real one, and read-only commands wrote the schema into it.
 pub(crate) fn has_database(path: &std::path::Path) -> bool {
     std::fs::metadata(path).is_ok_and(|m| m.len() > 0)
+}
+
+/// Whether `key_file` is there without its database: no file at `path`, or an empty one
+/// made after the key (see [`has_database`]). An empty file no older than the key is a
+/// first start's (it makes the database file, then the key, then the schema): one under
+/// way in another process (two commands setting a new store up at once), or one that
+/// failed before the schema, with nothing sealed yet.
+pub(crate) fn key_without_its_database(path: &std::path::Path, key_file: &std::path::Path) -> bool {
+    let Ok(key) = std::fs::metadata(key_file) else {
+        return false;
+    };
+    match std::fs::metadata(path) {
+        Err(_) => true,
+        Ok(db) if db.len() > 0 => false,
+        Ok(db) => match (key.modified(), db.modified()) {
+            (Ok(key), Ok(db)) => key < db,
+            _ => true,
+        },
+    }
 }
 
 /// A store error as a command reports it: a stale -wal beside the database is a refusal

@@ -490,6 +490,58 @@ fn config_check_connect_fails_a_key_file_without_its_database() {
     );
 }
 
+/// Two commands setting a new store up at once (an installer's import beside the first
+/// start): each finds the other's empty database file and key, a first start under way,
+/// and goes on with it. An empty file next to an older key is refused (the test above),
+/// and this one was too, as a key file without its database, in 8 runs of 15.
+#[test]
+fn two_commands_setting_a_store_up_at_once_both_work() {
+    for round in 0..8 {
+        let (d, cfg) = setup();
+        let runs: Vec<_> = ["alice", "bob"]
+            .into_iter()
+            .map(|user| {
+                std::process::Command::new(common::radmfa::bin())
+                    .arg("--config")
+                    .arg(&cfg)
+                    .args(["user", "enroll-totp", user, "--uri-only"])
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for run in runs {
+            let out = run.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "round {round}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let (ok, out, err) = run(&cfg, &["user", "list"]);
+        assert!(
+            ok && out.contains("alice") && out.contains("bob"),
+            "{out}{err}"
+        );
+        drop(d);
+    }
+}
+
+/// `db migrate` on an empty file (a failed copy, with no key file yet) says it made a new,
+/// empty store there, as it does where no file was: it said "schema set up".
+#[test]
+fn db_migrate_on_an_empty_file_says_it_made_a_new_store() {
+    let (d, cfg) = setup();
+    std::fs::write(d.path().join("radmfa.db"), b"").unwrap();
+    let (ok, out, err) = run(&cfg, &["db", "migrate"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("no database was there; made a new, empty one"),
+        "{out}"
+    );
+}
+
 /// The first command to set a store up, run by root before the service's first start
 /// (`user enroll-totp` as the README's setup does), gives the database and the key file
 /// to the owner of their directory, the service's user: left root's 0600, the service

@@ -105,7 +105,8 @@ pub async fn db(cfg: &Config, cmd: DbCommand) -> anyhow::Result<ExitCode> {
         StoreConfig::Sqlite { path, key_file } => {
             // A store moved to PostgreSQL is not upgraded either (see store::moved).
             crate::store::moved::refuse_if_moved(path)?;
-            let existed = path.exists();
+            // An empty file is none (`app::has_database`): said as made, not "set up".
+            let existed = crate::app::has_database(path);
             // Said with its versions: "up to date" alone did not tell an admin whether the
             // upgrade had just happened or had happened before.
             let (behind, ahead) = if existed {
