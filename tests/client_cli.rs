@@ -398,7 +398,17 @@ fn a_backup_taken_while_serving_restores_to_a_working_server() {
     assert!(text(&out).contains("not in the backup"), "{}", text(&out));
     // The file's time is the copy's start, not its end (changes made during a long copy
     // were in neither the backup nor the restore's `--since` list), and the line says it.
-    let mtime = std::fs::metadata(&file).unwrap().modified().unwrap();
+    let meta = std::fs::metadata(&file).unwrap();
+    let mtime = meta.modified().unwrap();
+    {
+        // Set back to the copy's start after it was written: strictly before the last
+        // change of the file's metadata. The copy's own last write left both equal.
+        use std::os::unix::fs::MetadataExt;
+        assert!(
+            (meta.mtime(), meta.mtime_nsec()) < (meta.ctime(), meta.ctime_nsec()),
+            "mtime {mtime:?} is not before the file's ctime"
+        );
+    }
     let (elapsed, copied) = (before.elapsed().unwrap(), mtime.duration_since(before));
     assert!(
         copied.is_ok_and(|d| d < elapsed),
