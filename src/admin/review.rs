@@ -1229,16 +1229,30 @@ fn delivery_time_warnings(cfg: &Config) -> Vec<String> {
                 && methods.contains(&Method::Voice)
                 && c.factors.voice_budget < answer
             {
+                // voice_budget_secs goes up to 120: past that, only a shorter ring helps
+                // (asking for a budget over 120 asked for one the config then refused).
+                let longest = Duration::from_secs(crate::config::delivery::MAX_VOICE_BUDGET_SECS);
+                let fix = if answer <= longest {
+                    format!("make it at least {}", answer.as_secs())
+                } else {
+                    format!(
+                        "lower [voice] ring_timeout_secs to {} or less (voice_budget_secs \
+                         goes up to {})",
+                        v.ring_timeout
+                            .as_secs()
+                            .saturating_sub((answer - longest).as_secs()),
+                        longest.as_secs()
+                    )
+                };
                 out.push(format!(
                     "client {:?}: voice_budget_secs = {} refuses a held login whose call is \
                      answered at the last ring (ring_timeout_secs = {}) before its # can come \
                      (the greeting and the keypad's {} s wait follow the answer), and the \
-                     phone rings on; make it at least {}",
+                     phone rings on; {fix}",
                     c.name,
                     c.factors.voice_budget.as_secs(),
                     v.ring_timeout.as_secs(),
                     crate::mfa::voice::GATHER_TIMEOUT_SECS,
-                    answer.as_secs()
                 ));
             }
         }
@@ -2264,6 +2278,61 @@ mod tests {
         assert!(said(&config("max_in_flight = 20", "max_per_nas = 10")).is_none());
         // The default, 512, against the default send limit of 200 for one gateway.
         assert!(said(&config("", "")).is_none());
+    }
+
+    /// A held call's budget too short for its ring time asks for a longer budget while one
+    /// within voice_budget_secs' range would do, else for a shorter ring: with a ring of
+    /// 101 s it asked for a budget of 121, which the config refuses.
+    #[test]
+    fn a_held_call_budget_hint_is_one_the_config_takes() {
+        let budget = |ring: u32, budget: u32| {
+            let text = format!(
+                "[ldap]\nurls = [\"ldap://127.0.0.1\"]\nbind_dn = \"cn=a\"\n\
+                 bind_password = \"pw\"\nbase_dn = \"dc=example,dc=org\"\n\
+                 [voice]\nprovider = \"twilio\"\ncaller_id = \"+15550001111\"\n\
+                 ring_timeout_secs = {ring}\n\
+                 [twilio]\naccount_sid = \"AC00000000000000000000000000000000\"\n\
+                 auth_token = \"token\"\nfrom = \"+15550001111\"\n\
+                 [callbacks]\nlisten = \"127.0.0.1:8443\"\npublic_url = \"https://mfa.example.org\"\n\
+                 [[client]]\nname = \"rdg\"\naddress = \"127.0.0.1\"\n\
+                 secret = \"0123456789abcdef\"\nsecond_factor_only = true\n\
+                 methods = [\"voice\"]\nvoice_mode = \"hold\"\nvoice_budget_secs = {budget}\n\
+                 allow_groups = [\"cn=x,dc=example,dc=org\"]\nno_factor = \"allow\"\n"
+            );
+            let cfg = Config::parse(&text, std::path::Path::new("radmfa.toml")).expect("valid");
+            warnings(&cfg)
+        };
+        let short = budget(30, 20);
+        let w = short
+            .iter()
+            .find(|w| w.contains("refuses a held login"))
+            .expect("said");
+        assert!(w.contains("make it at least"), "{w}");
+        let long = budget(101, 120);
+        let w = long
+            .iter()
+            .find(|w| w.contains("refuses a held login"))
+            .expect("said");
+        let hinted: u64 = w
+            .split("ring_timeout_secs to ")
+            .nth(1)
+            .and_then(|r| r.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no ring time asked for: {w}"));
+        // The ring asked for, with the longest budget, draws no warning.
+        assert!(
+            !budget(hinted as u32, 120)
+                .iter()
+                .any(|w| w.contains("refuses a held login")),
+            "ring {hinted}"
+        );
+        // no_factor = "allow" there: the gateway's own check, not a password.
+        assert!(
+            short
+                .iter()
+                .any(|w| w.contains("get in on the gateway's own check alone")),
+            "{short:#?}"
+        );
     }
 
     /// A config with a client that may text, and `phone` (a `[phone]` section, or nothing).

@@ -10,6 +10,8 @@ use crate::secret::Secret;
 
 /// Default per-client time budget for a held call (`voice_budget_secs`).
 pub const DEFAULT_VOICE_BUDGET_SECS: u64 = 50;
+/// The longest `voice_budget_secs` a client may have.
+pub const MAX_VOICE_BUDGET_SECS: u64 = 120;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PhoneSource {

@@ -285,6 +285,15 @@ fn phone_config(raw: RawPhone) -> Result<PhoneConfig, ConfigError> {
     // Only numbers an admin stored, unless the file says otherwise: directory attributes
     // are often the user's own to edit (see conf/radmfa.toml, [phone]).
     let sources = sources.unwrap_or_else(|| vec!["store".into()]);
+    // Empty, no number is ever used: `user set-phone` answered "phone set" and every text
+    // or call was "cannot be used here", with `config check` saying ok.
+    if sources.is_empty() {
+        return Err(ConfigError::invalid(
+            "phone.sources",
+            "must name at least one source: \"store\" (numbers set with user set-phone), \
+             \"mobile\" or \"telephone\" (the directory's); leave it out for [\"store\"]",
+        ));
+    }
     let mut out = Vec::new();
     for (i, s) in sources.iter().enumerate() {
         out.push(super::one_of(
@@ -838,7 +847,12 @@ pub fn client_factors(
             ("challenge", VoiceMode::Challenge),
         ],
     )?;
-    range(&key("voice_budget_secs"), voice_budget_secs, 3, 120)?;
+    range(
+        &key("voice_budget_secs"),
+        voice_budget_secs,
+        3,
+        super::delivery::MAX_VOICE_BUDGET_SECS,
+    )?;
     if second_factor_only {
         // RD Gateway's client cannot show a prompt: only a held call can finish the login.
         if voice_mode != VoiceMode::Hold || !parsed.contains(&Method::Voice) {
