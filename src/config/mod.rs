@@ -527,6 +527,65 @@ mod tests {
         );
     }
 
+    /// Values that passed the check and failed later, or did nothing, named by key: an
+    /// empty path (the config's own directory), an empty [phone] sources (no number ever
+    /// used), an attribute name the directory cannot have, and a client name taken, with
+    /// the entry that has it.
+    #[test]
+    fn empty_or_impossible_values_are_named() {
+        let base =
+            "[server]\nlisten = \"127.0.0.1:1812\"\n[ldap]\nurls = \"ldap://127.0.0.1:389\"\n\
+                    bind_dn = \"cn=admin,dc=x\"\nbind_password = \"pw\"\nbase_dn = \"dc=x\"\n\
+                    {ldap}\n[store]\npath = {path}\nkey_file = \"/tmp/x.key\"\n{more}\n\
+                    [[client]]\nname = \"vpn\"\naddress = \"127.0.0.1\"\n\
+                    secret = \"a-long-enough-shared-secret\"\nexempt_groups = \"cn=admins,dc=x\"\n\
+                    {client}";
+        let refused = |ldap: &str, path: &str, more: &str, client: &str| {
+            let text = base
+                .replace("{ldap}", ldap)
+                .replace("{path}", path)
+                .replace("{more}", more)
+                .replace("{client}", client);
+            super::Config::parse(&text, "/etc/radmfa/t.toml".as_ref())
+                .err()
+                .unwrap_or_else(|| panic!("passed:\n{text}"))
+                .to_string()
+        };
+        let e = refused("", "\"\"", "", "");
+        assert!(
+            e.contains("store.path") && e.contains("must not be empty"),
+            "{e}"
+        );
+        let e = refused("ca_file = \"\"", "\"/tmp/x.db\"", "", "");
+        assert!(
+            e.contains("ldap.ca_file") && e.contains("must not be empty"),
+            "{e}"
+        );
+        let e = refused("", "\"/tmp/x.db\"", "[phone]\nsources = []", "");
+        assert!(
+            e.contains("phone.sources") && e.contains("at least one"),
+            "{e}"
+        );
+        let e = refused(
+            "[ldap.attributes]\nmobile = \"bad attr\"",
+            "\"/tmp/x.db\"",
+            "",
+            "",
+        );
+        assert!(e.contains("ldap.attributes.mobile"), "{e}");
+        let e = refused(
+            "",
+            "\"/tmp/x.db\"",
+            "",
+            "[[client]]\nname = \"VPN\"\naddress = \"127.0.0.2\"\n\
+             secret = \"a-long-enough-shared-secret\"\nexempt_groups = \"cn=admins,dc=x\"\n",
+        );
+        assert!(
+            e.contains("client[1].name") && e.contains("client[0]'s name already"),
+            "{e}"
+        );
+    }
+
     /// One directory server listed twice, however written, is refused: when it is down a
     /// failover list waits for it twice. Another scheme or port is another server.
     #[test]

@@ -307,7 +307,7 @@ fn radsec_config(
     }
     let listen = listen_addrs("radsec.listen", &listen, 2083)?;
     let file = |key: &str, p: PathBuf| {
-        let p = resolve(base, p);
+        let p = resolve(&format!("radsec.{key}"), base, p)?;
         if p.is_file() {
             Ok(p)
         } else {
@@ -632,12 +632,17 @@ pub(crate) fn not_for_everyone(_key: &str, _path: &Path) -> Result<(), ConfigErr
     Ok(())
 }
 
-pub(super) fn resolve(base: &Path, p: PathBuf) -> PathBuf {
-    if p.is_absolute() {
-        p
-    } else {
-        base.join(p)
+/// A path from the config, relative to the config file's directory. `key` names it in the
+/// error: an empty one was that directory itself, and failed later as "srv/ exists" or
+/// "… does not exist" about a directory that does.
+pub(super) fn resolve(key: &str, base: &Path, p: PathBuf) -> Result<PathBuf, ConfigError> {
+    if p.as_os_str().to_string_lossy().trim().is_empty() {
+        return Err(ConfigError::invalid(
+            key,
+            "must not be empty: give a file's path",
+        ));
     }
+    Ok(if p.is_absolute() { p } else { base.join(p) })
 }
 
 /// An address or a CIDR, as a network with its host bits cleared (`192.0.2.7/24` is
@@ -738,7 +743,7 @@ pub(super) fn secret_value(
         )),
         (Some(s), None) => Ok(Secret::from(s)),
         (None, Some(f)) => {
-            let f = resolve(base, f);
+            let f = resolve(&format!("{key}_file"), base, f)?;
             not_for_everyone(&format!("{key}_file"), &f)?;
             let text = std::fs::read_to_string(&f).map_err(|e| {
                 ConfigError::invalid(format!("{key}_file"), format!("{}: {e}", f.display()))
@@ -1296,10 +1301,14 @@ fn client_config(
     }
     // Case aside too: "nas" and "NAS" would be two metrics series and two audit names
     // for what reads as one client.
-    if let Some(o) = earlier.iter().find(|o| o.name.eq_ignore_ascii_case(&name)) {
+    if let Some((j, o)) = earlier
+        .iter()
+        .enumerate()
+        .find(|(_, o)| o.name.eq_ignore_ascii_case(&name))
+    {
         return Err(ConfigError::invalid(
             key("name"),
-            format!("{name:?} is used by another client ({:?})", o.name),
+            format!("{name:?} is client[{j}]'s name already ({:?})", o.name),
         ));
     }
     let mut networks = Vec::new();

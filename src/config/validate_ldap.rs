@@ -131,7 +131,9 @@ pub(super) fn ldap_settings(raw: RawLdap, base: &Path) -> Result<LdapSettings, C
             ));
         }
     }
-    let ca_file = ca_file.map(|p| resolve(base, p));
+    let ca_file = ca_file
+        .map(|p| resolve("ldap.ca_file", base, p))
+        .transpose()?;
     if let Some(ca) = &ca_file {
         if !ca.is_file() {
             return Err(ConfigError::invalid(
@@ -346,6 +348,25 @@ pub(super) fn ldap_settings(raw: RawLdap, base: &Path) -> Result<LdapSettings, C
         mobile,
         telephone,
     } = attributes;
+    for (key, name) in [
+        ("display_name", &display_name),
+        ("given_name", &given_name),
+        ("surname", &surname),
+        ("mail", &mail),
+        ("mobile", &mobile),
+        ("telephone", &telephone),
+    ] {
+        if !attribute_description(name) {
+            return Err(ConfigError::invalid(
+                format!("ldap.attributes.{key}"),
+                format!(
+                    "{name:?} is not an LDAP attribute name (letters, digits and hyphens, \
+                     starting with a letter, or an OID): the directory would return nothing \
+                     for it, without a word"
+                ),
+            ));
+        }
+    }
     Ok(LdapSettings {
         urls,
         starttls,
@@ -373,6 +394,23 @@ pub(super) fn ldap_settings(raw: RawLdap, base: &Path) -> Result<LdapSettings, C
         entry_cache_ttl: Duration::from_secs(entry_cache_seconds),
         entry_cache_size,
     })
+}
+
+/// Whether `name` is an attribute description as RFC 4512 §2.5 writes one: a descriptor
+/// (`mobile`, `msDS-cloudExtensionAttribute1`) or a numeric OID, with options (`;lang-en`).
+fn attribute_description(name: &str) -> bool {
+    let mut parts = name.split(';');
+    let base = parts.next().unwrap_or("");
+    let keystring = |s: &str| {
+        s.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+            && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    };
+    let oid = |s: &str| {
+        !s.is_empty()
+            && s.split('.')
+                .all(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
+    };
+    (keystring(base) || oid(base)) && parts.all(keystring)
 }
 
 /// The first condition of `user_filter` other than the name (`(attr={user})`) and the
@@ -581,6 +619,25 @@ mod tests {
         }
     }
     use super::filter_condition_besides_name as extra;
+
+    /// Attribute names as a directory takes them; an empty or spaced one returned
+    /// nothing, and the user's number or name went missing without a word.
+    #[test]
+    fn only_attribute_names_may_name_attributes() {
+        for fine in [
+            "mobile",
+            "msDS-cloudExtensionAttribute1",
+            "2.5.4.20",
+            "cn;lang-en",
+        ] {
+            assert!(super::attribute_description(fine), "{fine}");
+        }
+        for bad in [
+            "", " ", "bad attr", "1mobile", "mobile;", "2.5..4", "mo_bile", "mobile ",
+        ] {
+            assert!(!super::attribute_description(bad), "{bad:?}");
+        }
+    }
 
     #[test]
     fn only_a_lone_slash_may_follow_an_ldap_urls_host() {

@@ -23,7 +23,7 @@ pub(super) fn store_config(
         sslmode,
         ssl_root_cert,
     } = raw;
-    let key_file = resolve(base, key_file);
+    let key_file = resolve("store.key_file", base, key_file)?;
     // A key meant for the other store type is a mistake, not something to ignore.
     let refuse = |key: &str, set: bool, only: &str| {
         if set {
@@ -47,7 +47,11 @@ pub(super) fn store_config(
             )?;
             refuse("sslmode", sslmode.is_some(), "postgres")?;
             refuse("ssl_root_cert", ssl_root_cert.is_some(), "postgres")?;
-            let path = resolve(base, path.unwrap_or_else(|| DEFAULT_SQLITE_PATH.into()));
+            let path = resolve(
+                "store.path",
+                base,
+                path.unwrap_or_else(|| DEFAULT_SQLITE_PATH.into()),
+            )?;
             if path == key_file {
                 return Err(ConfigError::invalid(
                     "store.key_file",
@@ -60,7 +64,10 @@ pub(super) fn store_config(
             refuse("path", path.is_some(), "sqlite")?;
             let url_source = match &url_file {
                 Some(f) if url.is_none() => {
-                    format!("store.url_file {}", resolve(base, f.clone()).display())
+                    format!(
+                        "store.url_file {}",
+                        resolve("store.url_file", base, f.clone())?.display()
+                    )
                 }
                 _ => "store.url".to_string(),
             };
@@ -102,7 +109,9 @@ pub(super) fn store_config(
                     })
                 })
                 .transpose()?;
-            let ssl_root_cert = ssl_root_cert.map(|p| resolve(base, p));
+            let ssl_root_cert = ssl_root_cert
+                .map(|p| resolve("store.ssl_root_cert", base, p))
+                .transpose()?;
             if let Some(ca) = &ssl_root_cert {
                 if !ca.is_file() {
                     return Err(ConfigError::invalid(
