@@ -418,7 +418,19 @@ fn unsafe_or_missing_answers_refuse_and_a_dead_server_is_skipped() {
         assert!(reason.contains(why), "{why:?} not in {reason:?}");
     };
 
-    refused_because("no Message-Authenticator (upstream.require_message_authenticator)");
+    // Said as what it is, with the fix, not after "down, or not configured".
+    refused_because(
+        "without Message-Authenticator, and such replies are refused \
+         (upstream.require_message_authenticator): make the server sign its replies",
+    );
+    let rec = newest(&srv, "alice");
+    assert!(
+        !rec["reason"]
+            .as_str()
+            .unwrap()
+            .contains("down, or not configured"),
+        "{rec}"
+    );
 
     // FreeRADIUS drops a request whose Message-Authenticator its secret does not verify:
     // to radmfa that is silence, and the reason says what silence can mean.
@@ -654,7 +666,7 @@ fn config_check_connect_probes_each_upstream_server() {
     assert!(v6.starts_with("ok "), "{v6}");
     let unsigned = line(&local(fr.unsigned));
     assert!(
-        unsigned.starts_with("FAIL") && unsigned.contains("no Message-Authenticator"),
+        unsigned.starts_with("FAIL") && unsigned.contains("without Message-Authenticator"),
         "{unsigned}"
     );
     let quiet = line(&silent);

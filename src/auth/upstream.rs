@@ -544,6 +544,18 @@ async fn exchange(
                 continue;
             }
             Err(_) => {
+                // It answered, unsigned, every time: not down, and not a secret it does not
+                // know. Said first, with the fix, not after "down, or not configured" (the
+                // commonest upstream mistake, a FreeRADIUS before 3.2.5 not signing).
+                if ignored > 0 && why_ignored == NOT_SIGNED {
+                    return Err(Failure::NoAnswer(format!(
+                        "answered {ignored} time(s){from} without Message-Authenticator, and \
+                         such replies are refused ({}): make the server sign its replies \
+                         (FreeRADIUS before 3.2.5: `update reply {{ &Message-Authenticator := \
+                         0x00 }}` in its authorize section)",
+                        cfg.key("require_message_authenticator")
+                    )));
+                }
                 // A server also stays silent to a request whose secret or source address
                 // it does not know (FreeRADIUS and NPS drop those).
                 let mut why = format!(
@@ -554,9 +566,6 @@ async fn exchange(
                 );
                 if ignored > 0 {
                     why.push_str(&format!("; {ignored} reply(s) ignored: {why_ignored}"));
-                    if why_ignored == NOT_SIGNED {
-                        why.push_str(&format!(" ({})", cfg.key("require_message_authenticator")));
-                    }
                     // A reply that does not verify is most often a secret that differs.
                     if why_ignored.starts_with("bad ") {
                         why.push_str(" (is the secret the same on both sides?)");
