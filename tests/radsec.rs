@@ -301,6 +301,39 @@ fn pg_radsec_node(slapd: &Slapd, pki: &Pki, url: &str, name: &str, key: Option<&
     Server::start_with(dir, config)
 }
 
+/// The client's RadSec files that hold no certificate (a key file given for the
+/// certificate, a CRL for the CA) are named as such, before any connection: they were
+/// read as "peer sent no certificates" and the server's "UnknownIssuer".
+#[test]
+fn client_radsec_files_without_a_certificate_are_named() {
+    let pki_dir = tempfile::tempdir().unwrap();
+    let pki = Pki::make(pki_dir.path(), "files");
+    let out = our_client(9, &pki, &pki.client_key, &["status", "--timeout", "1"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("--radsec-ca: no certificate in"),
+        "{err}"
+    );
+    // And an admin's first try at one NAS over both transports, two entries for one
+    // address, is told of transport = "both".
+    let o = Options::new("ldap://127.0.0.1:1");
+    let udp_too = format!(
+        "\n[[client]]\nname = \"local-udp\"\naddress = \"127.0.0.1\"\nsecret = \"{SECRET}\"\n"
+    );
+    let (_dir, config) = radsec_config(o, &pki, "nas.example.org", "", 4000, &udp_too);
+    let out = Command::new(common::radmfa::bin())
+        .arg("--config")
+        .arg(&config)
+        .args(["config", "check"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("transport = \"both\""),
+        "{err}"
+    );
+}
+
 fn our_client(port: u16, pki: &Pki, ca: &Path, args: &[&str]) -> std::process::Output {
     Command::new(common::radmfa::bin())
         .arg("client")

@@ -88,6 +88,13 @@ pub fn client_config(a: &RadsecArgs) -> anyhow::Result<Arc<rustls::ClientConfig>
     let certs = rustls_pemfile::certs(&mut read(cert)?)
         .collect::<Result<Vec<_>, _>>()
         .context("--radsec-cert")?;
+    // A key file or a CRL given for a certificate: said here, not later as "peer sent no
+    // certificates" or the server's "UnknownIssuer".
+    anyhow::ensure!(
+        !certs.is_empty(),
+        "--radsec-cert: no certificate in {}",
+        cert.display()
+    );
     let key = rustls_pemfile::private_key(&mut read(key)?)
         .context("--radsec-key")?
         .context("--radsec-key: no private key in the file")?;
@@ -97,6 +104,11 @@ pub fn client_config(a: &RadsecArgs) -> anyhow::Result<Arc<rustls::ClientConfig>
             .add(c.context("--radsec-ca")?)
             .context("--radsec-ca")?;
     }
+    anyhow::ensure!(
+        !roots.is_empty(),
+        "--radsec-ca: no certificate in {}",
+        ca.display()
+    );
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?

@@ -274,9 +274,9 @@ fn upstream_config(
         return Err(ConfigError::invalid(
             key("check_interval_secs"),
             format!(
-                "{check_interval_secs} is outside 1..{dead_time_secs}: a check must come \
-                 before dead_time_secs runs out, or logins ask the silent server between two \
-                 checks"
+                "must be at least 1 and less than dead_time_secs ({dead_time_secs}), not \
+                 {check_interval_secs}: a check must come before dead_time_secs runs out, or \
+                 logins ask the silent server between two checks"
             ),
         ));
     }

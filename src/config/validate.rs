@@ -1141,9 +1141,20 @@ fn client_configs(raw: Vec<RawClient>, base: &Path) -> Result<Vec<ClientConfig>,
             for na in &a.networks {
                 for nb in &b.networks {
                     if na == nb {
+                        // One NAS over UDP and RadSec is one entry: said, as two entries per
+                        // transport is what an admin tries first.
+                        let hint = if a.transport != b.transport {
+                            "; one NAS that uses both UDP and RadSec is one entry with \
+                             transport = \"both\" (and its secret)"
+                        } else {
+                            ""
+                        };
                         return Err(ConfigError::invalid(
                             format!("client[{j}].address"),
-                            format!("{nb} is also listed for client {:?} (client[{i}])", a.name),
+                            format!(
+                                "{nb} is also listed for client {:?} (client[{i}]){hint}",
+                                a.name
+                            ),
                         ));
                     }
                 }
