@@ -502,7 +502,7 @@ pub fn sqlite_sealer(
     // backup landed at another path, a typo in store.path, the database's mount not there.
     // Started empty, every enrollment was gone without a word (and with no_factor =
     // "allow", every user let in on the password alone). `config check` says the same.
-    if key_without_its_database(path, key_file) {
+    if key_file.exists() && !has_database(path) {
         // Nothing was opened or made: a refusal (exit 1), as a stale -wal's.
         return Err(anyhow::Error::new(crate::admin::Refused(
             key_without_database(path, key_file),
@@ -510,13 +510,17 @@ pub fn sqlite_sealer(
     }
     // The database before the key: a key with no database beside it is then always one
     // whose database went, not one a first start made before it failed to make the
-    // database (its directory not writable, say).
+    // database (its directory not writable, say). Made whole, a header and no tables (see
+    // `precreate_private`): a radmfa database file is never empty, so an empty one beside
+    // a key is always one someone else made.
     if !path.exists() {
         // Its error names the file.
         crate::store::sqlite::precreate_private(path)?;
     }
-    let has_data = std::fs::metadata(path).is_ok_and(|m| m.len() > 0);
-    if has_data && !key_file.exists() {
+    // Data is tables: a database with none is a first start's, under way in another
+    // process (two commands setting a new store up at once) or one that stopped before
+    // the schema, with nothing sealed; its key is made, or the other process's is loaded.
+    if crate::store::sqlite::holds_tables(path) && !key_file.exists() {
         anyhow::bail!(
             "store.key_file {} is missing, but the database {} exists: the seeds in \
              it cannot be unsealed without it. Restore the key file from your backup \
@@ -552,25 +556,6 @@ pub(crate) fn key_without_database(path: &std::path::Path, key_file: &std::path:
 /// file of the real one, and read-only commands wrote the schema into it.
 pub(crate) fn has_database(path: &std::path::Path) -> bool {
     std::fs::metadata(path).is_ok_and(|m| m.len() > 0)
-}
-
-/// Whether `key_file` is there without its database: no file at `path`, or an empty one
-/// made after the key (see [`has_database`]). An empty file no older than the key is a
-/// first start's (it makes the database file, then the key, then the schema): one under
-/// way in another process (two commands setting a new store up at once), or one that
-/// failed before the schema, with nothing sealed yet.
-pub(crate) fn key_without_its_database(path: &std::path::Path, key_file: &std::path::Path) -> bool {
-    let Ok(key) = std::fs::metadata(key_file) else {
-        return false;
-    };
-    match std::fs::metadata(path) {
-        Err(_) => true,
-        Ok(db) if db.len() > 0 => false,
-        Ok(db) => match (key.modified(), db.modified()) {
-            (Ok(key), Ok(db)) => key < db,
-            _ => true,
-        },
-    }
 }
 
 /// A store error as a command reports it: a stale -wal beside the database is a refusal

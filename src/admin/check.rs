@@ -166,12 +166,8 @@ pub async fn connect(cfg: &Config, user: Option<&str>) -> anyhow::Result<bool> {
                 // The key file outlives its database only when the database went: moved
                 // away for a restore whose backup then landed at another path, say. `serve`
                 // refuses to start on it, as this says.
-                (false, true) if crate::app::key_without_its_database(path, key_file) => {
-                    Some((false, crate::app::key_without_database(path, key_file)))
-                }
-                // An empty file no older than the key: a first start's, which `serve` goes on
-                // with.
-                (false, _) => Some((true, format!("store: {} {state}", path.display()))),
+                (false, true) => Some((false, crate::app::key_without_database(path, key_file))),
+                (false, false) => Some((true, format!("store: {} {state}", path.display()))),
                 (true, false) => Some((
                     false,
                     format!(

@@ -308,18 +308,68 @@ async fn migration_lock(path: &Path) -> Result<nix::fcntl::Flock<std::fs::File>,
 }
 
 /// The database file, made private (0600) before SQLite makes it with the umask's mode, and
-/// given to its directory's owner when root makes it.
+/// given to its directory's owner when root makes it. Made whole: an SQLite header in WAL
+/// mode and no tables, written under a temporary name and linked into place, so a radmfa
+/// database file is never seen empty. An empty file is then always someone else's (a
+/// `touch` before a restore, a copy that failed on a full disk), which `app::sqlite_sealer`
+/// refuses beside a key file, while a first start under way in another process is a
+/// database without tables.
 pub(crate) fn precreate_private(path: &Path) -> Result<(), StoreError> {
-    let made = super::seal::create_private(path)
-        .and_then(|file| super::seal::give_to_directory_owner(&file, path));
-    match made {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(StoreError::Db(sqlx::Error::Io(std::io::Error::new(
+    let failed = |e: std::io::Error| {
+        StoreError::Db(sqlx::Error::Io(std::io::Error::new(
             e.kind(),
             format!("cannot create database {}: {e}", path.display()),
-        )))),
+        )))
+    };
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(
+        ".new-{}-{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    let tmp = path.with_file_name(name);
+    let made = super::seal::create_private(&tmp)
+        .and_then(|file| super::seal::give_to_directory_owner(&file, &tmp))
+        .and_then(|()| {
+            let c = rusqlite::Connection::open(&tmp).map_err(std::io::Error::other)?;
+            c.pragma_update(None, "journal_mode", "WAL")
+                .map_err(std::io::Error::other)?;
+            // Closing the only connection checkpoints and removes its -wal and -shm.
+            c.close().map_err(|(_, e)| std::io::Error::other(e))
+        })
+        .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
+        .and_then(|()| std::fs::hard_link(&tmp, path));
+    let _ = std::fs::remove_file(&tmp);
+    for suffix in ["-wal", "-shm"] {
+        let mut side = tmp.clone().into_os_string();
+        side.push(suffix);
+        let _ = std::fs::remove_file(side);
     }
+    match made {
+        Ok(()) => Ok(()),
+        // Another process's, made meanwhile: the same thing.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(failed(e)),
+    }
+}
+
+/// Whether the database at `path` holds any table: what a first start leaves before its
+/// schema (see [`precreate_private`]) holds none. One that cannot be read is taken to hold
+/// some (its opening then says why).
+pub(crate) fn holds_tables(path: &Path) -> bool {
+    if !std::fs::metadata(path).is_ok_and(|m| m.len() > 0) {
+        return false;
+    }
+    let read = || -> rusqlite::Result<bool> {
+        let c = rusqlite::Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        c.query_row("SELECT EXISTS (SELECT 1 FROM sqlite_master)", [], |r| {
+            r.get(0)
+        })
+    };
+    read().unwrap_or(true)
 }
 
 pub(super) fn now_unix() -> i64 {
