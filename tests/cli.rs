@@ -533,6 +533,34 @@ fn two_commands_setting_a_store_up_at_once_both_work() {
     }
 }
 
+/// `user set-phone` where `[phone] sources` leaves the store out keeps the number, and says
+/// that texts and calls will not use it: "phone set" alone promised texts that never came.
+#[test]
+fn set_phone_says_when_the_sources_leave_the_store_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = Options::new("ldap://127.0.0.1:1");
+    o.extra = "[phone]\nsources = [\"mobile\"]\n".into();
+    let cfg = write_config(dir.path(), &o);
+    let (ok, out, err) = run(
+        &cfg,
+        &["user", "set-phone", "alice", "+15550100123", "--force"],
+    );
+    assert!(
+        ok && out.contains("phone set to +15550100123"),
+        "{out}{err}"
+    );
+    assert!(
+        err.contains("[phone] sources does not list \"store\""),
+        "{err}"
+    );
+    let (_d2, cfg2) = setup();
+    let (ok, _, err) = run(
+        &cfg2,
+        &["user", "set-phone", "alice", "+15550100123", "--force"],
+    );
+    assert!(ok && !err.contains("does not list"), "{err}");
+}
+
 /// `db migrate` on an empty file (a failed copy, with no key file yet) says it made a new,
 /// empty store there, as it does where no file was: it said "schema set up".
 #[test]

@@ -115,6 +115,19 @@ pub async fn set_phone(
         }
     };
     println!("{}: {said}{forgot}", super::printable(&a.user));
+    // Kept, and audited, but never dialled: said, as "phone set" alone promised texts.
+    if e164.is_some()
+        && !cfg
+            .delivery
+            .phone
+            .sources
+            .contains(&crate::config::delivery::PhoneSource::Store)
+    {
+        eprintln!(
+            "warning: [phone] sources does not list \"store\": texts and calls do not use \
+             numbers stored here; add \"store\" to it"
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -573,6 +573,34 @@ mod tests {
             "",
         );
         assert!(e.contains("ldap.attributes.mobile"), "{e}");
+        // An OID: the directory answers under the name, and nothing was found.
+        let e = refused(
+            "[ldap.attributes]\ntelephone = \"2.5.4.20\"",
+            "\"/tmp/x.db\"",
+            "",
+            "",
+        );
+        assert!(e.contains("ldap.attributes.telephone"), "{e}");
+        // "" leaves an attribute unread, which a phone source must not be.
+        let e = refused(
+            "[ldap.attributes]\nmobile = \"\"",
+            "\"/tmp/x.db\"",
+            "[phone]\nsources = [\"store\", \"mobile\"]",
+            "",
+        );
+        assert!(
+            e.contains("ldap.attributes.mobile") && e.contains("not read"),
+            "{e}"
+        );
+        let unread = base
+            .replace("{ldap}", "[ldap.attributes]\nmail = \"\"\nmobile = \"\"")
+            .replace("{path}", "\"/tmp/x.db\"")
+            .replace("{more}", "")
+            .replace("{client}", "");
+        assert!(
+            super::Config::parse(&unread, "/etc/radmfa/t.toml".as_ref()).is_ok(),
+            "\"\" leaves an attribute unread, as it always did"
+        );
         let e = refused(
             "",
             "\"/tmp/x.db\"",

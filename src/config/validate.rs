@@ -109,7 +109,33 @@ fn checked(raw: RawConfig, origin: &Path) -> Result<Config, ConfigError> {
         clients,
     };
     startable(&config)?;
+    phone_sources_read(&config)?;
     Ok(config)
+}
+
+/// A directory attribute `[phone] sources` lists must be read: `""` in `[ldap.attributes]`
+/// leaves it unread, and every number there would be missed without a word.
+fn phone_sources_read(cfg: &Config) -> Result<(), ConfigError> {
+    use super::delivery::PhoneSource;
+    let Some(ldap) = &cfg.ldap else {
+        return Ok(());
+    };
+    let names = &ldap.attributes;
+    for (source, key, name) in [
+        (PhoneSource::Mobile, "mobile", &names.mobile),
+        (PhoneSource::Telephone, "telephone", &names.telephone),
+    ] {
+        if name.is_empty() && cfg.delivery.phone.sources.contains(&source) {
+            return Err(ConfigError::invalid(
+                format!("ldap.attributes.{key}"),
+                format!(
+                    "is \"\" (not read), but [phone] sources lists \"{key}\": name the \
+                     attribute, or take it out of the sources"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// What `config check` cannot otherwise see before the start fails: one address listed

@@ -356,13 +356,15 @@ pub(super) fn ldap_settings(raw: RawLdap, base: &Path) -> Result<LdapSettings, C
         ("mobile", &mobile),
         ("telephone", &telephone),
     ] {
-        if !attribute_description(name) {
+        // Empty: not read (the attribute stays out of the search and the audit record).
+        if !name.is_empty() && !attribute_description(name) {
             return Err(ConfigError::invalid(
                 format!("ldap.attributes.{key}"),
                 format!(
                     "{name:?} is not an LDAP attribute name (letters, digits and hyphens, \
-                     starting with a letter, or an OID): the directory would return nothing \
-                     for it, without a word"
+                     starting with a letter; the name the directory returns, not an OID): \
+                     the directory would return nothing under it, without a word (\"\" \
+                     leaves the attribute unread)"
                 ),
             ));
         }
@@ -396,21 +398,16 @@ pub(super) fn ldap_settings(raw: RawLdap, base: &Path) -> Result<LdapSettings, C
     })
 }
 
-/// Whether `name` is an attribute description as RFC 4512 §2.5 writes one: a descriptor
-/// (`mobile`, `msDS-cloudExtensionAttribute1`) or a numeric OID, with options (`;lang-en`).
+/// Whether `name` is an attribute description as RFC 4512 §2.5 writes one with a
+/// descriptor (`mobile`, `msDS-cloudExtensionAttribute1`), with options (`;lang-en`). Not
+/// a numeric OID: a directory returns the attribute under its name, and radmfa looks for
+/// the name it asked for, so an OID found nothing.
 fn attribute_description(name: &str) -> bool {
-    let mut parts = name.split(';');
-    let base = parts.next().unwrap_or("");
     let keystring = |s: &str| {
         s.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
             && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
     };
-    let oid = |s: &str| {
-        !s.is_empty()
-            && s.split('.')
-                .all(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
-    };
-    (keystring(base) || oid(base)) && parts.all(keystring)
+    name.split(';').all(keystring)
 }
 
 /// The first condition of `user_filter` other than the name (`(attr={user})`) and the
@@ -627,13 +624,13 @@ mod tests {
         for fine in [
             "mobile",
             "msDS-cloudExtensionAttribute1",
-            "2.5.4.20",
+            "extensionAttribute1",
             "cn;lang-en",
         ] {
             assert!(super::attribute_description(fine), "{fine}");
         }
         for bad in [
-            "", " ", "bad attr", "1mobile", "mobile;", "2.5..4", "mo_bile", "mobile ",
+            "", " ", "bad attr", "1mobile", "mobile;", "2.5.4.20", "mo_bile", "mobile ",
         ] {
             assert!(!super::attribute_description(bad), "{bad:?}");
         }
