@@ -1236,8 +1236,8 @@ fn delivery_time_warnings(cfg: &Config) -> Vec<String> {
                     format!("make it at least {}", answer.as_secs())
                 } else {
                     format!(
-                        "lower [voice] ring_timeout_secs to {} or less (voice_budget_secs \
-                         goes up to {})",
+                        "set voice_budget_secs = {1} (its most) and lower [voice] \
+                         ring_timeout_secs to {0} or less",
                         v.ring_timeout
                             .as_secs()
                             .saturating_sub((answer - longest).as_secs()),
