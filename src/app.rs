@@ -520,7 +520,7 @@ pub fn sqlite_sealer(
     // Data is tables: a database with none is a first start's, under way in another
     // process (two commands setting a new store up at once) or one that stopped before
     // the schema, with nothing sealed; its key is made, or the other process's is loaded.
-    if crate::store::sqlite::holds_tables(path) && !key_file.exists() {
+    if !key_file.exists() && crate::store::sqlite::holds_tables(path) {
         anyhow::bail!(
             "store.key_file {} is missing, but the database {} exists: the seeds in \
              it cannot be unsealed without it. Restore the key file from your backup \
