@@ -1522,6 +1522,14 @@ fn token_list_takes_a_serial_prefix_and_a_limit() {
         out.contains("a-9") && out.ends_with("1 token(s)\n"),
         "{out}"
     );
+    // Cut at --limit: said, as "2 token(s)" read as all there were. Not when all fit.
+    let (ok, out, _) = a.run(&["token", "list", "--serial", "A-", "--limit", "2"]);
+    assert!(
+        ok && out.ends_with("2 token(s) shown, the first by serial; more match (raise --limit)\n"),
+        "{out}"
+    );
+    let (ok, out, _) = a.run(&["token", "list", "--serial", "A-", "--limit", "3"]);
+    assert!(ok && out.ends_with("\n3 token(s)\n"), "{out}");
 }
 
 /// The script docs/tokens.md gives for a PSKC file over 64 MiB: its parts, each with the

@@ -36,9 +36,14 @@ pub async fn list(cfg: &Config, store: &dyn Store, a: ListArgs) -> anyhow::Resul
         user: a.user.as_deref().map(|u| cfg.user_names.key(u)),
         unassigned: a.unassigned,
         serial_prefix: a.serial.clone(),
-        limit: a.limit,
+        // One more than asked for, to tell "N tokens" from "the first N of more".
+        limit: a.limit.map(|n| n.saturating_add(1)),
     };
-    let tokens = store.list_tokens(&filter).await?;
+    let mut tokens = store.list_tokens(&filter).await?;
+    let more = matches!(a.limit, Some(n) if tokens.len() > n as usize);
+    if let Some(n) = a.limit {
+        tokens.truncate(n as usize);
+    }
     // Written a row at a time through one buffer: println! per row is a write each, and
     // 100,000 tokens as one JSON value held them twice more (379 MiB at its peak).
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
@@ -53,7 +58,7 @@ pub async fn list(cfg: &Config, store: &dyn Store, a: ListArgs) -> anyhow::Resul
         }
         return Ok(ExitCode::SUCCESS);
     }
-    if let Err(e) = write_table(&mut out, &tokens) {
+    if let Err(e) = write_table(&mut out, &tokens, more) {
         super::output::exit_for_stdout_error(&e);
     }
     let broken = tokens
@@ -72,7 +77,12 @@ pub async fn list(cfg: &Config, store: &dyn Store, a: ListArgs) -> anyhow::Resul
 }
 
 /// The table `token list` prints, and its count.
-fn write_table(out: &mut impl std::io::Write, tokens: &[TokenRecord]) -> std::io::Result<()> {
+/// `more`: the list was cut at --limit, and more tokens match.
+fn write_table(
+    out: &mut impl std::io::Write,
+    tokens: &[TokenRecord],
+    more: bool,
+) -> std::io::Result<()> {
     writeln!(
         out,
         // STATE as wide as its longest value, "not yet valid".
@@ -105,7 +115,16 @@ fn write_table(out: &mut impl std::io::Write, tokens: &[TokenRecord]) -> std::io
             super::printable(t.user.as_deref().unwrap_or("(stock)"))
         )?;
     }
-    writeln!(out, "{} token(s)", tokens.len())?;
+    if more {
+        // "3 token(s)" read as all there were.
+        writeln!(
+            out,
+            "{} token(s) shown, the first by serial; more match (raise --limit)",
+            tokens.len()
+        )?;
+    } else {
+        writeln!(out, "{} token(s)", tokens.len())?;
+    }
     out.flush()
 }
 
