@@ -76,7 +76,13 @@ pub async fn serve(
     // The HTTP listeners stop after the requests in flight: a held login waiting for its
     // call's keypress must still hear the callback during the shutdown grace.
     let http_shutdown = CancellationToken::new();
-    say_audit_kept_forever(app.config().audit.keep_days);
+    say_audit_kept_forever(
+        app.config().audit.keep_days,
+        matches!(
+            app.config().store,
+            crate::config::StoreConfig::Sqlite { .. }
+        ),
+    );
     tokio::spawn(housekeeping(app.clone(), shutdown.clone()));
     // Provider callbacks (calls): bound before the RADIUS sockets serve, so no call placed
     // by the first request can report back to a closed port.
@@ -298,12 +304,18 @@ impl StopSignals {
 /// hundreds of MB a day without a word. Said at start, where the admin reading the log
 /// learns it before the disk does; the default stays, as changing it would delete an
 /// upgrader's records.
-fn say_audit_kept_forever(keep_days: Option<u32>) {
+fn say_audit_kept_forever(keep_days: Option<u32>, sqlite: bool) {
+    // The size measured for SQLite; a PostgreSQL node's was said in SQLite's terms.
+    let size = if sqlite {
+        "about 200 MB per million"
+    } else {
+        "pg_total_relation_size('audit') says how much so far"
+    };
     if keep_days.is_none() {
         tracing::info!(
             "audit records are kept forever ([audit] keep_days = 0): each answered request \
-             adds one, about 200 MB per million in SQLite; set [audit] keep_days to the days \
-             to keep, and older records are deleted"
+             adds one, {size}; set [audit] keep_days to the days to keep, and older records \
+             are deleted"
         );
     }
 }

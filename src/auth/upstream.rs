@@ -406,7 +406,8 @@ fn status_server_answered(cfg: &UpstreamConfig, health: &Health, server: &Upstre
                     %server,
                     "upstream RADIUS server answers Status-Server but did not answer a login: \
                      still asked after the others for {secs} s (is its back end, such as its \
-                     directory, answering? does it sign its replies?)"
+                     directory, answering? does it sign its replies? does it hold rejects \
+                     longer than timeout_ms, as FreeRADIUS's reject_delay does?)"
                 );
             } else {
                 tracing::debug!(group = %cfg.group, %server, "status check: answers Status-Server, not logins; back in {secs} s at the latest");
