@@ -730,6 +730,9 @@ fn refused_for_its_name(san: &str, radsec_name: &str) {
     let port = radsec_port(&srv);
     let out = our_client(port, &pki, &pki.ca, &["status", "--timeout", "2"]);
     assert!(!out.status.success(), "answered: {out:?}");
+    // The client says what a silent close most often is ("early eof" alone, before).
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("its log says which"), "{err}");
     assert!(
         srv.log_shows("not issued to this [[client]] entry's radsec_name"),
         "{}",

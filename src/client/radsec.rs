@@ -155,14 +155,23 @@ pub async fn connect_with(
         .await
         .map_err(|_| anyhow::anyhow!("RadSec connection to {server} timed out"))?
         .map_err(|e| {
-            let hint = if by_address && e.to_string().contains("not valid for name") {
+            let said = e.to_string();
+            let hint = if by_address && said.contains("not valid for name") {
                 " (give the name the certificate is issued to with --radsec-server-name)"
+            } else if said.contains("eof") {
+                CLOSED_HINT
             } else {
                 ""
             };
             anyhow::Error::new(e).context(format!("RadSec connection to {server}{hint}"))
         })
 }
+
+/// What a connection closed without a word most often means: radmfa refuses a client
+/// whose certificate matches no RadSec entry by closing it (TLS 1.3 finishes the
+/// handshake before the server has judged the certificate), and says why only in its log.
+const CLOSED_HINT: &str = " (radmfa closes a connection whose certificate matches no \
+     [[client]] radsec_name, or from an address with no RadSec entry: its log says which)";
 
 /// Writes one packet and reads the next one back (framed by its Length field).
 pub async fn exchange(link: &mut Link, raw: &[u8]) -> anyhow::Result<Vec<u8>> {
@@ -175,7 +184,7 @@ pub async fn read_packet(link: &mut Link) -> anyhow::Result<Vec<u8>> {
     let mut reply = vec![0u8; 4];
     link.read_exact(&mut reply)
         .await
-        .context("the server closed the RadSec connection")?;
+        .with_context(|| format!("the server closed the RadSec connection{CLOSED_HINT}"))?;
     let len = usize::from(u16::from_be_bytes([reply[2], reply[3]]));
     anyhow::ensure!(
         (20..=4096).contains(&len),
