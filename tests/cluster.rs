@@ -584,17 +584,23 @@ fn a_node_started_while_postgres_is_down_waits_for_it() {
         url.split_once('@').unwrap().1
     );
     let config = pg_config(dir.path(), &slapd, &wrong, "node-wrong", "");
-    let out = std::process::Command::new("timeout")
-        .arg("20")
-        .arg(common::radmfa::bin())
-        .arg("--config")
-        .arg(&config)
-        .arg("serve")
-        .output()
-        .unwrap();
+    let out = serve_until_it_ends(&config, 20);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(!err.contains("not available yet"), "{err}");
+}
+
+/// `radmfa serve` on `config` for a start that must end by itself: under `timeout`, so one
+/// that serves (or waits) anyway is stopped after `secs` and fails its test on status 124.
+fn serve_until_it_ends(config: &Path, secs: u32) -> std::process::Output {
+    std::process::Command::new("timeout")
+        .arg(secs.to_string())
+        .arg(common::radmfa::bin())
+        .arg("--config")
+        .arg(config)
+        .arg("serve")
+        .output()
+        .unwrap()
 }
 
 /// A server certificate the node cannot verify (`sslmode = "verify-full"` without the CA
@@ -616,14 +622,7 @@ fn a_node_refusing_the_postgres_certificate_ends_its_start() {
     )
     .unwrap();
     let started = std::time::Instant::now();
-    let out = std::process::Command::new("timeout")
-        .arg("30")
-        .arg(common::radmfa::bin())
-        .arg("--config")
-        .arg(&config)
-        .arg("serve")
-        .output()
-        .unwrap();
+    let out = serve_until_it_ends(&config, 30);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
@@ -2231,12 +2230,7 @@ fn config_check_connect_does_not_migrate_a_postgres_store() {
         out.contains("FAIL store: store.key_file") && out.contains("is not the key"),
         "{out}"
     );
-    let serve = std::process::Command::new("timeout")
-        .args(["20", common::radmfa::bin().to_str().unwrap(), "--config"])
-        .arg(&config)
-        .arg("serve")
-        .output()
-        .unwrap();
+    let serve = serve_until_it_ends(&config, 20);
     let err = String::from_utf8_lossy(&serve.stderr);
     assert!(
         serve.status.code().is_some_and(|c| c != 0 && c != 124) && err.contains("is not the key"),
