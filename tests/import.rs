@@ -372,6 +372,22 @@ fn duplicates_replace_and_mapping_file() {
         !ok && err.contains("map line 1: serial ZZ is not in the import file"),
         "{err}"
     );
+    // Skipped, the stale map line is no invalid token: the file's tokens were all valid.
+    let (ok, out, err) = a.import(
+        &f,
+        &[
+            "--replace",
+            "--skip-invalid",
+            "--map",
+            bad_map.to_str().unwrap(),
+        ],
+    );
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("0 invalid skipped")
+            && out.contains("1 map line(s) naming no serial in the file"),
+        "{out}"
+    );
 }
 
 /// A replacing import's per-token records (`replace`, and `unassign` under a previous

@@ -505,14 +505,26 @@ pub async fn run(
             owned.get(serial).copied().unwrap_or(t.token.user.is_some())
         })
         .count();
+    // A map line naming a serial the file lacks is no token skipped: counted apart, or a
+    // file of 10 valid tokens with one stale map line read "1 invalid skipped".
+    let map_lines = p
+        .problems
+        .iter()
+        .filter(|p| p.origin.starts_with(import::plan::MAP_LINE))
+        .count();
+    let unused_map = match map_lines {
+        0 => String::new(),
+        n => format!(", {n} map line(s) naming no serial in the file"),
+    };
     let summary = format!(
-        "{} token(s) ({} assigned, {} in stock, {} replacing), {} invalid skipped, {} ignored",
+        "{} token(s) ({} assigned, {} in stock, {} replacing), {} invalid skipped, {} \
+         ignored{unused_map}",
         p.ready.len(),
         assigned,
         p.ready.len() - assigned,
         // What is left to replace after the refusals, not what the file named.
         replaced.len(),
-        p.problems.len(),
+        p.problems.len() - map_lines,
         p.ignored.len()
     );
     // Keys left out are notes among what may be thousands of lines, and the import still

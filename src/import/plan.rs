@@ -38,6 +38,10 @@ fn is_map_header(line: &str) -> bool {
     )
 }
 
+/// How a map-file problem's origin starts: the import's summary counts those apart from
+/// the file's own invalid rows (a map line naming no serial in the file skips no token).
+pub const MAP_LINE: &str = "map line";
+
 /// Reads a mapping file: `serial,user` per line; blank lines and `#` comments skipped,
 /// and a header row.
 pub fn read_map(text: &str) -> Result<HashMap<String, (String, usize)>, Problem> {
@@ -230,10 +234,17 @@ pub fn plan(
             });
         };
         if let Some(why) = never_valid(&t.extra, now) {
+            // A PSKC origin already names the serial ("KeyPackage 1 (line 3, serial X)"):
+            // said again it read "…, serial X): serial X: ExpiryDate …".
             let serial = printable(&t.token.serial);
+            let whose = if t.origin.contains(&format!("serial {serial})")) {
+                String::new()
+            } else {
+                format!("serial {serial}: ")
+            };
             refuse(
                 &mut refused,
-                format!("serial {serial}: {why}, so it could never log in"),
+                format!("{whose}{why}, so it could never log in"),
             );
             continue;
         }
@@ -298,7 +309,7 @@ pub fn plan(
         // A serial whose row was refused is in the file: that row's problem says why.
         if !seen.contains_key(serial) && !repeated.contains_key(serial) {
             out.problems.push(Problem {
-                origin: format!("map line {line}"),
+                origin: format!("{MAP_LINE} {line}"),
                 message: format!("serial {} is not in the import file", printable(serial)),
             });
         }
