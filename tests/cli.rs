@@ -2148,6 +2148,24 @@ fn db_migrate_says_when_it_made_a_new_store() {
         out.contains("schema up to date") && !out.contains("no database"),
         "{out}"
     );
+    // A database with no tables (what a first start stopped before its schema leaves,
+    // beside its key): not "schema set up", which read as the real store migrated.
+    let db = d.path().join("radmfa.db");
+    std::fs::remove_file(&db).unwrap();
+    let c = rusqlite::Connection::open(&db).unwrap();
+    c.pragma_update(None, "journal_mode", "WAL").unwrap();
+    drop(c);
+    assert!(std::fs::metadata(&db).unwrap().len() > 0);
+    let (ok, out, err) = run(&cfg, &["db", "migrate"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("had no tables yet")
+            && out.contains("check store.path")
+            && !out.contains("schema set up"),
+        "{out}"
+    );
+    let (ok, out, err) = run(&cfg, &["db", "migrate"]);
+    assert!(ok && out.contains("schema up to date"), "{out}{err}");
 }
 
 /// `db migrate` on a store an older release left (its first ten migrations, run from this

@@ -107,6 +107,11 @@ pub async fn db(cfg: &Config, cmd: DbCommand) -> anyhow::Result<ExitCode> {
             crate::store::moved::refuse_if_moved(path)?;
             // An empty file is none (`app::has_database`): said as made, not "set up".
             let existed = crate::app::has_database(path);
+            // A database without tables is a first start's that stopped before its schema
+            // (`precreate_private` makes the file whole first): no store to "set up" for an
+            // upgrade, which told the admin the real store had been migrated.
+            let bare = existed && !crate::store::sqlite::holds_tables(path);
+            let existed = existed && !bare;
             // Said with its versions: "up to date" alone did not tell an admin whether the
             // upgrade had just happened or had happened before.
             let (behind, ahead) = if existed {
@@ -135,9 +140,16 @@ pub async fn db(cfg: &Config, cmd: DbCommand) -> anyhow::Result<ExitCode> {
             } else if existed {
                 println!("{}: {}", path.display(), migrated(behind));
             } else {
+                let was = match bare {
+                    true => {
+                        "the database there had no tables yet (a first start that stopped \
+                             before setting it up); set it up as a new, empty store"
+                    }
+                    false => "no database was there; made a new, empty one",
+                };
                 println!(
-                    "{}: no database was there; made a new, empty one (key file {}). If \
-                     you meant an existing store, check store.path and --config.",
+                    "{}: {was} (key file {}). If you meant an existing store, check \
+                     store.path and --config.",
                     path.display(),
                     key_file.display()
                 );
