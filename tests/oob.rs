@@ -1920,6 +1920,64 @@ fn method_switch_from_totp_to_sms_at_the_prompt() {
     assert_eq!(standin.sms().len(), 2);
 }
 
+/// A reload that takes a method off a client closes the prompts waiting on it: alice's
+/// texted code and bob's app code, each asked for before the reload, are refused, and the
+/// audit says why. An SMS prompt still let its user in for as long as it stayed open (up
+/// to an hour), with SMS dropped after an SMS-pumping incident.
+#[test]
+fn a_reload_that_drops_a_method_closes_its_prompts() {
+    let slapd = directory();
+    let standin = Standin::start();
+    let both = client("vpn", "127.0.0.1", "methods = [\"totp\", \"sms\"]");
+    let srv = start(&slapd, &standin, "", "", std::slice::from_ref(&both));
+    let seed = srv.enroll("bob", &[]);
+    let reload = |from: &str, to: &str, n: usize| {
+        let text = std::fs::read_to_string(&srv.config).unwrap();
+        assert!(text.contains(from));
+        std::fs::write(&srv.config, text.replace(from, to)).unwrap();
+        let hup = std::process::Command::new("kill")
+            .args(["-HUP", &srv.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(hup.success());
+        let applied = srv.log_lines_at_least(n, |l| l.contains("reload: 1 [[client]] entries"));
+        assert_eq!(applied, n, "{}", srv.log());
+    };
+
+    let sms = login(&srv, "alice", ALICE_PW);
+    assert!(message(&sms).starts_with("Enter the code sent to"), "{sms}");
+    let texted = standin.wait_sms(1, Duration::from_secs(2))[0].code();
+    let app = login(&srv, "bob", BOB_PW);
+    assert!(message(&app).contains("authenticator app"), "{app}");
+    let totp_only = client("vpn", "127.0.0.1", "methods = [\"totp\"]");
+    reload(&both, &totp_only, 1);
+    let r = answer(&srv, "alice", &texted, &sms["state"]);
+    assert_eq!(code_of(&r), "Access-Reject", "{r}\n{}", srv.log());
+    assert_eq!(
+        srv.audit_json("alice")[0]["reason"],
+        "method sms is no longer one of client \"vpn\"'s methods (changed by a reload since \
+         the prompt)"
+    );
+    // bob's app code still finishes: totp was kept.
+    let r = answer(&srv, "bob", &totp(&seed, now(), &[]), &app["state"]);
+    assert_eq!(code_of(&r), "Access-Accept", "{r}\n{}", srv.log());
+
+    let app = login(&srv, "bob", BOB_PW);
+    assert_eq!(code_of(&app), "Access-Challenge", "{app}");
+    let sms_only = client("vpn", "127.0.0.1", "methods = [\"sms\"]");
+    reload(&totp_only, &sms_only, 2);
+    let r = answer(&srv, "bob", &totp(&seed, now() + 30, &[]), &app["state"]);
+    assert_eq!(code_of(&r), "Access-Reject", "{r}\n{}", srv.log());
+    assert!(
+        srv.audit_json("bob")[0]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("method totp is no longer one of client"),
+        "{}",
+        srv.audit_json("bob")[0]
+    );
+}
+
 #[test]
 fn client_without_voice_never_offers_or_places_a_call() {
     let slapd = directory();

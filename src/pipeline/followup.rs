@@ -144,6 +144,23 @@ pub async fn answer(
             ctx.client.name
         ))));
     }
+    // A reload took the prompt's own method off the client since it opened (SMS dropped
+    // after an SMS-pumping incident, say): the prompt closes, as one of a removed group
+    // does. A switch or resend to it was refused already (`offered`); the method the
+    // prompt waited on was not, and an open SMS prompt still let its user in.
+    let current = carried.method.unwrap_or(Method::Totp);
+    if !ctx.client.factors.methods.contains(&current) {
+        app.store.consume_challenge(&hash).await?;
+        return Ok(with_context(
+            Verdict::reject(format!(
+                "method {} is no longer one of client {:?}'s methods (changed by a reload \
+                 since the prompt)",
+                current.as_str(),
+                ctx.client.name
+            ))
+            .with_reply(Reply::reject().with_message(EXPIRED_MESSAGE)),
+        ));
+    }
     if let Some(stopped) =
         aliases::stopped_under_another_name(app, user, &carried.other_names).await?
     {
@@ -164,7 +181,6 @@ pub async fn answer(
         .user_password(ctx.client.secret.expose())
         .and_then(|c| c.expose_str().map(|s| s.trim().to_string()))
         .unwrap_or_default();
-    let current = carried.method.unwrap_or(Method::Totp);
     let allowed = offered(ctx, &carried);
     let switch = match parse_input(&typed) {
         PromptInput::Switch(m) if allowed.contains(&m) && m != current => Some(m),
