@@ -398,7 +398,7 @@ fn sighup_applies_new_ldap_settings() {
     assert!(
         srv.log().contains(&format!(
             "ldap.urls changed, but no server of the new [ldap] settings took the service \
-             account's bind ({dead_url}: "
+             account's bind and read base_dn ({dead_url}: "
         )),
         "{}",
         srv.log()
@@ -418,6 +418,27 @@ fn sighup_applies_new_ldap_settings() {
     assert!(srv.log().contains("reload: [ldap]: "), "{}", srv.log());
     assert_eq!(reloads(), (0.0, 3.0));
 
+    // A mistyped base_dn: the bind works, the base is not there, and every login would
+    // find nobody. Refused, naming the base; it was applied and logged as a success.
+    let base = original
+        .lines()
+        .find(|l| l.starts_with("base_dn = "))
+        .expect("the harness's [ldap] has base_dn")
+        .to_string();
+    let typo = original.replace(&base, "base_dn = \"ou=peple,dc=example,dc=org\"");
+    std::fs::write(&srv.config, &typo).unwrap();
+    hup(&srv);
+    assert_eq!(refusals(4), 4, "{}", srv.log());
+    assert!(
+        srv.log().contains("ldap.base_dn changed, but no server")
+            && srv.log().contains("connected and bound, but"),
+        "{}",
+        srv.log()
+    );
+    assert_eq!(ldap_applied(&srv, 0), 0, "{}", srv.log());
+    assert_eq!(reloads(), (0.0, 4.0));
+    assert_eq!(login(), "Access-Challenge", "{}", srv.log());
+
     // A list whose first server is down but whose second binds: applied, no restart.
     let failover = original.replace(&urls, &format!("urls = [{dead_url:?}, {:?}]", slapd.url));
     std::fs::write(&srv.config, &failover).unwrap();
@@ -427,7 +448,14 @@ fn sighup_applies_new_ldap_settings() {
         !srv.log().contains("[ldap] changed in"),
         "reported as needing a restart"
     );
-    assert_eq!(reloads(), (1.0, 3.0));
+    // The server that failed is warned of, as at start (only a gauge told of it).
+    assert!(
+        srv.log()
+            .contains(&format!("reload: new [ldap] settings: {dead_url}: ")),
+        "{}",
+        srv.log()
+    );
+    assert_eq!(reloads(), (1.0, 4.0));
     assert_eq!(login(), "Access-Challenge", "{}", srv.log());
     let t = std::time::Instant::now();
     while status() != "Access-Accept" {
@@ -439,11 +467,11 @@ fn sighup_applies_new_ldap_settings() {
     slapd.stop();
     std::fs::write(&srv.config, &original).unwrap();
     hup(&srv);
-    assert_eq!(refusals(4), 4, "{}", srv.log());
+    assert_eq!(refusals(5), 5, "{}", srv.log());
     slapd.restart();
     hup(&srv);
     assert_eq!(ldap_applied(&srv, 2), 2, "{}", srv.log());
-    assert_eq!(reloads(), (2.0, 4.0));
+    assert_eq!(reloads(), (2.0, 5.0));
     assert_eq!(login(), "Access-Challenge", "{}", srv.log());
 }
 

@@ -489,15 +489,23 @@ async fn directory_for(
         return crate::auth::directory(new.ldap.as_ref()).map_err(|e| format!("[ldap]: {e}"));
     };
     let ldap = crate::auth::LdapAuth::new(settings.clone()).map_err(|e| format!("[ldap]: {e}"))?;
-    ldap.first_to_bind().await.map_err(|e| {
+    let passed_over = ldap.first_to_bind().await.map_err(|e| {
         format!(
             "{} changed, but no server of the new [ldap] settings took the service \
-             account's bind ({e}); nothing of the file is applied (its [[client]] entries and \
-             policy sections neither) while the new [ldap] does not work: correct it, or \
-             reload again once the directory answers",
+             account's bind and read base_dn ({e}); nothing of the file is applied (its \
+             [[client]] entries and policy sections neither) while the new [ldap] does not \
+             work: correct it, or reload again once the directory answers",
             changed.join(", ")
         )
     })?;
+    // Servers of the new list that failed before one passed: warned of, as at start (only
+    // a gauge told of a mistyped first URL).
+    for failed in passed_over {
+        tracing::warn!(
+            "reload: new [ldap] settings: {failed}; logins that need that server fail \
+             over to the next"
+        );
+    }
     Ok(Arc::new(ldap))
 }
 

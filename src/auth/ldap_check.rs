@@ -3,7 +3,7 @@
 //! refuses the account, or lacks the base, before a NAS sends anything (a login only says
 //! that all of them failed). `serve` makes the same check at start, in the background, and
 //! warns (`warn_at_start`); a reload tries new settings the same way before it uses them
-//! (`first_to_bind`, the bind only).
+//! (`first_to_bind`, until one server passes).
 
 use std::time::{Duration, Instant};
 
@@ -54,14 +54,21 @@ impl LdapAuth {
     }
 
     /// A reload's check of new `[ldap]` settings before they replace the running ones: the
-    /// URLs in their order until one connects and takes the service account's bind, as
-    /// `check_servers` does each. Bounded by `connect_timeout + op_timeout` per URL. `Err`:
-    /// each URL's failure, for the log.
-    pub async fn first_to_bind(&self) -> Result<(), String> {
+    /// URLs in their order until one connects, takes the service account's bind and reads
+    /// `base_dn`, as `check_servers` does each. Bounded by `connect_timeout + op_timeout`
+    /// per URL. `Ok`: the failures of the URLs before the one that passed, to warn of (as
+    /// the start does); `Err`: each URL's failure, for the log.
+    /// The base is read too: a mistyped `base_dn` bound fine, was applied, and every login
+    /// then found nobody, with the reload logged as a success.
+    pub async fn first_to_bind(&self) -> Result<Vec<String>, String> {
         let mut failures = Vec::new();
         for (idx, url) in self.settings.urls.iter().enumerate() {
-            match self.check_one(idx, None).await {
-                Ok(_) => return Ok(()),
+            let mut base = None;
+            match self.check_one(idx, Some(&mut base)).await {
+                Ok(_) => match base {
+                    None => return Ok(failures),
+                    Some(why) => failures.push(format!("{url}: connected and bound, but {why}")),
+                },
                 Err(e) => failures.push(format!("{url}: {}", e.said)),
             }
         }
