@@ -918,6 +918,37 @@ async fn server_down_fails_fast_then_recovers() {
     assert_eq!(out, denied(Denial::BadPassword));
 }
 
+/// A burst of logins as the directory comes back: every one is served. A request that
+/// waited its turn for the service bind took another request's success there (which
+/// clears the server's hold) for a failure, skipped the server, and was refused as "failed
+/// another request while this one waited its turn": a few Rejects per burst of 40 for
+/// users with the right password, on a directory that had just recovered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_as_the_directory_comes_back_is_served_whole() {
+    let users = LdapUser::generate(40);
+    let mut slapd = Slapd::start(&users);
+    let auth = Arc::new(auth_for(&slapd));
+    for round in 0..3 {
+        slapd.stop();
+        let err = auth.lookup("user00000").await.unwrap_err();
+        assert!(matches!(err, AuthError::Unavailable(_)), "{err:?}");
+        slapd.restart();
+        let tasks = logins_half_wrong(&auth, users.iter().enumerate());
+        for t in tasks {
+            let (i, res) = t.await.unwrap();
+            let out = res.unwrap_or_else(|e| panic!("round {round}, user {i}: {e}"));
+            if i % 2 == 0 {
+                assert!(
+                    matches!(out, PrimaryOutcome::Accepted(_)),
+                    "round {round}, user {i}: {out:?}"
+                );
+            } else {
+                assert_eq!(out, denied(Denial::BadPassword), "user {i}");
+            }
+        }
+    }
+}
+
 #[tokio::test]
 async fn pooled_connection_survives_restart_between_calls() {
     // The server restarts while the pool holds a connection: the next call must notice the

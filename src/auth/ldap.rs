@@ -474,6 +474,15 @@ impl LdapAuth {
         self.url_health.lock().expect("url_health lock")[idx].held_until
     }
 
+    /// Whether the URL at `idx` was marked failed since its hold read `before`: a later
+    /// hold, not merely another one. Another request's success there clears the hold
+    /// (`mark_good`), and taken for a failure, every request that connected with it as a
+    /// directory came back skipped a server that worked, and was refused.
+    fn failed_since(&self, idx: usize, before: Option<Instant>) -> bool {
+        self.held_until(idx)
+            .is_some_and(|now| before.is_none_or(|before| now > before))
+    }
+
     /// How long a request waits for a search or bind slot: two operations' time. The
     /// slots' holders may each wait out `op_timeout` on a server that hangs, then ask the
     /// next one; a waiter that came with them and gave up after one `op_timeout` failed
@@ -767,7 +776,7 @@ impl LdapAuth {
                     .map_err(AuthError::ServiceBind)?;
                 // This URL failed another request's bind while this one waited for its turn
                 // (it hangs, say): left for the next URL, as `url_order` would have put it.
-                if self.held_until(idx) != held_before {
+                if self.failed_since(idx, held_before) {
                     // Not this request's timeout: the reason must not claim it waited the
                     // op_timeout (audited as "timed out after 2000 ms" at 100 ms).
                     all_tls = false;
