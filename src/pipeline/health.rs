@@ -93,6 +93,10 @@ impl BackendHealth {
         let mut s = self.lock();
         s.failing = true;
         s.generation += 1;
+        // Probed at the next check, not up to PROBE_EVERY later: meanwhile /health said
+        // "failing: … (the log says which)" and Status-Server went unanswered, with
+        // nothing failed and nothing in the log.
+        s.last_probe = None;
     }
 
     pub fn is_failing(&self) -> bool {
@@ -206,6 +210,23 @@ mod tests {
         h.prove_again();
         let g = h.take_probe(Instant::now() + PROBE_EVERY * 2).unwrap();
         assert!(!h.probed_ok(g), "a reload's new settings: nothing said");
+    }
+
+    /// A reload's new settings are probed at the next check, even one within PROBE_EVERY
+    /// of the last probe: it answered "failing" without probing, with nothing failed.
+    #[test]
+    fn a_reload_is_probed_at_the_next_check() {
+        let h = BackendHealth::unproven();
+        let t0 = Instant::now();
+        let g = h.take_probe(t0).unwrap();
+        h.probed_ok(g);
+        h.prove_again();
+        assert!(h.is_failing());
+        let g = h
+            .take_probe(t0 + PROBE_EVERY / 4)
+            .expect("probed at once after a reload");
+        h.probed_ok(g);
+        assert!(!h.is_failing());
     }
 
     #[test]
