@@ -2155,6 +2155,65 @@ fn app_passwords_on_legacy_clients_only_and_delete_all_revokes() {
 /// An app password binds no user, so Active Directory never gets to say the account has
 /// expired: `enabled_filter` with `{now_filetime}` says it for AD. Before the placeholder,
 /// a contractor whose account expired kept logging in with their app passwords.
+/// The lost laptop's app passwords, revoked under one name of a directory entry, are
+/// revoked under its other names too: its mail client may have used either (jdoe and
+/// john.doe are one entry). delete-all under jdoe left john.doe's working. A reset under
+/// one name says what the other still holds.
+#[test]
+fn delete_all_revokes_the_app_passwords_of_every_name_of_the_entry() {
+    let slapd = directory_with_two_named_entry();
+    let standin = Standin::start();
+    let clients = [client("legacy-mail", "127.0.0.1", "app_passwords = true")];
+    let srv = start(&slapd, &standin, "", "", &clients);
+    let under = |name: &str| {
+        let pw = cli_ok(&srv, &["user", "app-password", "add", name]);
+        pw.trim().to_string()
+    };
+    let (jdoe, john) = (under("jdoe"), under("john.doe"));
+    let try_as = |name: &str, pw: &str| code_of(&login(&srv, name, pw)).to_string();
+    assert_eq!(try_as("jdoe", &jdoe), "Access-Accept");
+    assert_eq!(try_as("john.doe", &john), "Access-Accept");
+
+    let out = srv.cli(&["user", "app-password", "delete-all", "jdoe"]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains("jdoe: 1 app password(s) deleted")
+            && said.contains(
+                "john.doe (another name of this directory entry): 1 app password(s) deleted"
+            ),
+        "{said}"
+    );
+    assert_eq!(try_as("jdoe", &jdoe), "Access-Reject");
+    assert_eq!(try_as("john.doe", &john), "Access-Reject");
+    assert_eq!(
+        srv.audit_json("john.doe")
+            .iter()
+            .find(|r| r["result"] == "app-password-delete-all")
+            .map(|r| r["reason"].clone()),
+        Some(serde_json::json!(
+            "1 deleted with those of jdoe (another name of its directory entry)"
+        )),
+        "{:?}",
+        srv.audit_json("john.doe")
+    );
+
+    // A reset under one name leaves the other's app password, and says so.
+    let john = under("john.doe");
+    srv.enroll("jdoe", &[]);
+    let out = srv.cli(&["user", "reset", "jdoe"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains(
+            "note: jdoe's directory entry is also named john.doe, which still holds 1 app \
+             password(s)"
+        ),
+        "{err}"
+    );
+    assert_eq!(try_as("john.doe", &john), "Access-Accept");
+}
+
 #[test]
 fn app_password_of_an_expired_account_is_refused() {
     use common::slapd::{LdapUser, Slapd, SlapdOptions};

@@ -215,25 +215,55 @@ pub async fn run(
             Ok(ExitCode::SUCCESS)
         }
         AppPasswordCommand::DeleteAll(a) => {
-            let n = store.delete_app_passwords(&a.user).await?;
+            // The lost-laptop revocation is of the person: the other names of their
+            // directory entry (a second uid) may hold app passwords too, each checked under
+            // the name it was made for. Revoked under one name, the other's kept working.
+            let others = match super::directory_name::other_names(cfg, &a.user).await {
+                Ok(names) => names,
+                Err(e) => {
+                    eprintln!(
+                        "warning: {}: the directory could not be asked for the entry's \
+                         other names ({e}); app passwords made under one of them, if any, \
+                         are not deleted: run this again once it answers",
+                        super::printable(&a.user)
+                    );
+                    Vec::new()
+                }
+            };
+            let mut total = 0;
+            let names = std::iter::once((a.user.clone(), a.user.clone())).chain(others);
+            for (i, (shown, key)) in names.enumerate() {
+                let n = store.delete_app_passwords(&key).await?;
+                if n == 0 {
+                    continue;
+                }
+                total += n;
+                let why = match i {
+                    0 => format!("{n} deleted"),
+                    _ => format!(
+                        "{n} deleted with those of {} (another name of its directory entry)",
+                        a.user
+                    ),
+                };
+                admin_audit(cfg, store, &key, "app-password-delete-all", Some(why)).await?;
+                let whose = match i {
+                    0 => String::new(),
+                    _ => " (another name of this directory entry)".to_string(),
+                };
+                println!(
+                    "{}{whose}: {n} app password(s) deleted",
+                    super::printable(&shown)
+                );
+            }
             // The lost-laptop revocation: on a mistyped name, "0 deleted" and success would
             // let a runbook report done while the real user's app passwords still work.
-            if n == 0 {
+            if total == 0 {
                 eprintln!(
                     "{}: no app passwords under this name; check the spelling",
                     super::printable(&a.user)
                 );
                 return Ok(ExitCode::from(1));
             }
-            admin_audit(
-                cfg,
-                store,
-                &a.user,
-                "app-password-delete-all",
-                Some(format!("{n} deleted")),
-            )
-            .await?;
-            println!("{}: {n} app password(s) deleted", super::printable(&a.user));
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -190,6 +190,7 @@ async fn run_on(
             // The command's own failure, if any, is the one to name.
             recorded.and(tokens_recorded)?;
             println!("{}: deleted", super::printable(&a.user));
+            left_under_other_names(cfg, store, &a.user).await?;
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -292,6 +293,7 @@ async fn reset(cfg: &Config, store: &dyn Store, user: &str) -> anyhow::Result<Ex
                  logins or open prompts under this name); check the spelling",
                 super::printable(user)
             );
+            left_under_other_names(cfg, store, user).await?;
             Ok(ExitCode::from(1))
         }
         Ok(true) => {
@@ -308,6 +310,7 @@ async fn reset(cfg: &Config, store: &dyn Store, user: &str) -> anyhow::Result<Ex
                 "{}: {what}{hung_up}; the user must enroll again",
                 super::printable(user)
             );
+            left_under_other_names(cfg, store, user).await?;
             Ok(ExitCode::SUCCESS)
         }
         Err(e) if done.is_empty() => Err(e),
@@ -322,6 +325,38 @@ async fn reset(cfg: &Config, store: &dyn Store, user: &str) -> anyhow::Result<Ex
             )))
         }
     }
+}
+
+/// After a reset or delete of `user`: what the other names of its directory entry still
+/// hold that lets a login in (tokens, app passwords, a waiting bypass), said on stderr with
+/// the command for each. Each name keeps its own; a reset under one left the other's app
+/// passwords working, with nothing said (a lost laptop's mail client used the other name).
+async fn left_under_other_names(cfg: &Config, store: &dyn Store, user: &str) -> anyhow::Result<()> {
+    let now = SystemClock.now();
+    for (shown, key) in entry_other_names(cfg, user).await {
+        let mut held = Vec::new();
+        let tokens = store.list_tokens(&holder_of(&key)).await?.len();
+        if tokens > 0 {
+            held.push(format!("{tokens} token(s)"));
+        }
+        let app = store.app_passwords(&key).await?.len();
+        if app > 0 {
+            held.push(format!("{app} app password(s)"));
+        }
+        if store.user_profile(&key).await?.bypass_pending(now) {
+            held.push("a waiting bypass".into());
+        }
+        if !held.is_empty() {
+            eprintln!(
+                "note: {user}'s directory entry is also named {other}, which still holds {}: \
+                 logins under that name still pass with them (`radmfa user reset {other}`)",
+                held.join(", "),
+                user = super::printable(user),
+                other = super::printable(&shown),
+            );
+        }
+    }
+    Ok(())
 }
 
 /// True if anything was there to take away. The tokens taken away are left in `tokens`
