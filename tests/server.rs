@@ -1159,6 +1159,16 @@ fn one_time_bypass_lets_one_login_in_without_a_code() {
     );
     let again = py_password(&srv, "alice", ALICE_PW);
     assert_eq!(code_of(&again), "Access-Challenge", "once only: {again}");
+    // Cancelled after its use: the use is the news, not "check the spelling".
+    let out = srv.cli(&["user", "bypass", "alice", "--cancel"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("its bypass was used already, by a login at")
+            && err.contains("through local")
+            && !err.contains("spelling"),
+        "{err}"
+    );
 
     // Inline: the password alone, which is otherwise refused for want of a code.
     assert_eq!(code_of(&inline(ALICE_PW)), "Access-Reject");
@@ -2263,6 +2273,21 @@ fn another_name_of_an_enrolled_entry_does_not_skip_its_second_factor() {
     let r = py_password(&srv, "john.doe", "jdoe-Secret-pw");
     assert_eq!(code_of(&r), "Access-Reject", "{r}");
     srv.refused_as_another_name("john.doe", "jdoe");
+    // A bypass under the name whose logins are refused would never be used: refused, with
+    // the name to grant it to. It said success, and the user was still refused.
+    let out = srv.cli(&["user", "bypass", "john.doe"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("Nothing granted: `radmfa user bypass jdoe`"),
+        "{err}"
+    );
+    let r = py_password(&srv, "john.doe", "jdoe-Secret-pw");
+    assert_eq!(code_of(&r), "Access-Reject", "{r}");
+    let out = srv.cli(&["user", "bypass", "jdoe"]);
+    assert!(out.status.success(), "{out:?}");
+    let r = py_password(&srv, "jdoe", "jdoe-Secret-pw");
+    assert_eq!(code_of(&r), "Access-Accept", "{r}");
     // A user with one name is not affected.
     let r = py_password(&srv, "bob", "bob-Secret-pw");
     assert_eq!(code_of(&r), "Access-Accept", "{r}");

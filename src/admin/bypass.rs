@@ -30,26 +30,47 @@ pub struct BypassArgs {
     pub force: bool,
 }
 
-pub async fn run(cfg: &Config, store: &dyn Store, a: BypassArgs) -> anyhow::Result<ExitCode> {
+/// `other_names`: the other names of the user's directory entry (looked up for a grant).
+pub async fn run(
+    cfg: &Config,
+    store: &dyn Store,
+    a: BypassArgs,
+    other_names: &[String],
+) -> anyhow::Result<ExitCode> {
     if a.cancel {
-        let had = store
-            .user_profile(&a.user)
-            .await?
-            .bypass_pending(SystemClock.now());
-        store.set_bypass(&a.user, None).await?;
-        if !had {
-            // A mistyped name: the real user's bypass is still waiting.
+        let now = SystemClock.now();
+        let profile = store.user_profile(&a.user).await?;
+        if !profile.bypass_pending(now) {
+            // Nothing changed (not even an empty profile row for a mistyped name). Why not
+            // is the news: a bypass used already, perhaps by someone else, is not "check
+            // the spelling".
             eprintln!(
-                "{}: had no bypass waiting; check the spelling",
-                super::printable(&a.user)
+                "{}: {}",
+                super::printable(&a.user),
+                why_none_waits(store, &a.user, profile.bypass_until).await
             );
             return Ok(ExitCode::from(1));
         }
+        store.set_bypass(&a.user, None).await?;
         admin_audit(cfg, store, &a.user, "bypass", Some("cancelled".into())).await?;
         println!("{}: bypass cancelled", super::printable(&a.user));
         return Ok(ExitCode::SUCCESS);
     }
     let secs = parse_secs(&a.valid_for).with_context(|| format!("--for {:?}", a.valid_for))?;
+    if let Some(other) = enrolled_under_another_name(cfg, store, &a.user, other_names).await? {
+        // Logins under a name with nothing of its own, while another name of the entry
+        // holds the second factor, are refused before a bypass is looked at: granted here,
+        // it said success and was never used, and the user was still refused.
+        eprintln!(
+            "{user}: the directory entry is also named {other}, which holds its second \
+             factor, and logins under {user} are refused (\"log in with the user name your \
+             second factor is enrolled under\"), so a bypass here would never be used. \
+             Nothing granted: `radmfa user bypass {other}`, and the user logs in as {other}",
+            user = super::printable(&a.user),
+            other = super::printable(&other),
+        );
+        return Ok(ExitCode::from(1));
+    }
     let now = SystemClock.now();
     let until = now + secs;
     // What a failed audit record puts back: a bypass granted (and audited) earlier stays as
@@ -107,6 +128,62 @@ pub async fn run(cfg: &Config, store: &dyn Store, a: BypassArgs) -> anyhow::Resu
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Why no bypass waits for `user` (whose profile's bypass ended at `until`, if it has
+/// one): expired unused, used by a login (when, through which NAS), or none granted.
+async fn why_none_waits(store: &dyn Store, user: &str, until: Option<i64>) -> String {
+    use super::audit::fmt_time;
+    if let Some(t) = until {
+        return format!(
+            "its bypass expired unused at {}; nothing to cancel",
+            fmt_time(t)
+        );
+    }
+    let used = store
+        .audit(&crate::store::AuditFilter {
+            user: Some(user.to_string()),
+            mode: Some("bypass".into()),
+            result: Some("accept".into()),
+            limit: 1,
+            ..Default::default()
+        })
+        .await;
+    match used.ok().and_then(|r| r.into_iter().next()) {
+        Some(r) => format!(
+            "its bypass was used already, by a login at {} through {} (radmfa audit --user \
+             {} --mode bypass); nothing to cancel",
+            fmt_time(r.time),
+            super::printable(r.nas_name.as_deref().unwrap_or("a NAS")),
+            super::printable(user)
+        ),
+        None => "had no bypass waiting; check the spelling".into(),
+    }
+}
+
+/// The entry's other name holding second-factor state (tokens, a phone, a block) while
+/// `user` holds none: what a login under `user` is refused for (`aliases::refused`).
+async fn enrolled_under_another_name(
+    cfg: &Config,
+    store: &dyn Store,
+    user: &str,
+    other_names: &[String],
+) -> anyhow::Result<Option<String>> {
+    use crate::pipeline::aliases::{entry_names_of, holds_state};
+    if other_names.is_empty() {
+        return Ok(None);
+    }
+    let own = store.user_snapshot(user).await?;
+    if holds_state(!own.tokens.is_empty(), &own.profile) {
+        return Ok(None);
+    }
+    for (shown, key) in entry_names_of(&cfg.user_names, user, other_names) {
+        let snap = store.user_snapshot(&key).await?;
+        if holds_state(!snap.tokens.is_empty(), &snap.profile) {
+            return Ok(Some(shown));
+        }
+    }
+    Ok(None)
 }
 
 /// As `radmfa audit --since` takes ages, `90s`, `5m`, `2h`: seconds, from 1 to

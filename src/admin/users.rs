@@ -156,7 +156,7 @@ async fn run_on(
         UserCommand::SetPhone(a) => super::phone::set_phone(cfg, store, a).await,
         UserCommand::SetMethod(a) => super::phone::set_method(cfg, store, a).await,
         UserCommand::Unblock(a) => super::phone::unblock(cfg, store, &a.user).await,
-        UserCommand::Bypass(a) => super::bypass::run(cfg, store, a).await,
+        UserCommand::Bypass(a) => super::bypass::run(cfg, store, a, other_names).await,
         UserCommand::AppPassword(c) => super::app_passwords::run(cfg, store, c).await,
         UserCommand::Forget(a) => match a.user {
             Some(user) => forget(cfg, store, &user).await,
