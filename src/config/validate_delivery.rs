@@ -862,6 +862,16 @@ pub fn client_factors(
                  (the client cannot show a prompt)",
             ));
         }
+        // The gateway sends no password (NPS checked it), so no app password can come
+        // through it: accepted, `config check` warned that app passwords replace both
+        // factors there, and counted them as a way in.
+        if app_passwords {
+            return Err(ConfigError::invalid(
+                key("app_passwords"),
+                "has no effect with second_factor_only = true: the gateway sends no \
+                 password, so no app password can be typed through it; remove it",
+            ));
+        }
     }
     // Longer than a day is a standing exemption: that is `exempt_groups`.
     let remember = match remember_second_factor_secs {
@@ -908,6 +918,30 @@ mod tests {
             allowed_country_codes: allowed.iter().map(|s| s.to_string()).collect(),
         })
         .map_err(|e| e.to_string())
+    }
+
+    /// An RD Gateway client (second_factor_only) sends no password, so app passwords can
+    /// never be typed through it: refused by key. `config check` warned that they replace
+    /// both factors there, and counted them as a way in.
+    #[test]
+    fn app_passwords_on_a_second_factor_only_client_are_refused() {
+        let raw = |app_passwords| RawClientFactors {
+            methods: vec!["voice".into()],
+            voice_mode: "hold".into(),
+            voice_budget_secs: 60,
+            app_passwords,
+            second_factor_only: true,
+            provider_failure: "reject".into(),
+            remember_second_factor_secs: 0,
+            exempt_networks: Vec::new(),
+        };
+        let key = |k: &str| format!("client[0].{k}");
+        assert!(client_factors(raw(false), &key).is_ok());
+        let e = client_factors(raw(true), &key).unwrap_err().to_string();
+        assert!(
+            e.contains("client[0].app_passwords") && e.contains("no effect"),
+            "{e}"
+        );
     }
 
     /// Twilio's base URL only: radmfa appends the API's path to it as a string, so that
