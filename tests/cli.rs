@@ -2127,6 +2127,63 @@ fn qr_code_on_a_terminal_is_black_on_white() {
     assert_eq!(decoded_qr(d.path(), &text), uri_in(&text));
 }
 
+/// What the helpdesk's commands leave behind is said: `user unlock` that forgot wrong
+/// codes below the threshold ("was not locked" alone read as nothing changed), a resync
+/// whose holder is still locked (the drift's wrong codes locked them; "resynchronised" read
+/// as done), an enrollment beside a waiting bypass (the next login takes the bypass, not
+/// the new token); and `user show --json` gives an HOTP token no period (it gave 0).
+#[test]
+fn helpdesk_commands_say_what_they_leave() {
+    let (d, cfg) = setup();
+    let csv = d.path().join("hw.csv");
+    std::fs::write(
+        &csv,
+        "serial,key,type,user\nHW-1,3132333435363738393031323334353637383930,hotp,bob\n",
+    )
+    .unwrap();
+    let (ok, out, err) = run(&cfg, &["token", "import", csv.to_str().unwrap()]);
+    assert!(ok, "{out}{err}");
+    assert!(run(&cfg, &["user", "enroll-totp", "alice", "--uri-only"]).0);
+    let db = rusqlite::Connection::open(d.path().join("radmfa.db")).unwrap();
+    let now = common::peers::now();
+    db.execute(
+        "INSERT INTO user_state (user, failures, locked_until) VALUES ('alice', 2, NULL), \
+         ('bob', 0, ?1)",
+        [now + 600],
+    )
+    .unwrap();
+    drop(db);
+
+    let (ok, out, err) = run(&cfg, &["user", "unlock", "alice"]);
+    assert!(
+        ok && out.contains("alice: was not locked; 2 wrong code(s) forgotten"),
+        "{out}{err}"
+    );
+    // RFC 4226's codes for counters 3 and 4 of this seed.
+    let (ok, out, err) = run(&cfg, &["token", "resync", "HW-1", "969429", "338314"]);
+    assert!(ok && out.contains("resynchronised"), "{out}{err}");
+    assert!(
+        out.contains("note: bob is locked until") && out.contains("radmfa user unlock bob"),
+        "{out}"
+    );
+    let (ok, out, err) = run(&cfg, &["user", "show", "bob", "--json"]);
+    assert!(ok, "{err}");
+    let shown: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(shown["tokens"][0]["type"], "hotp", "{shown}");
+    assert!(shown["tokens"][0]["period"].is_null(), "{shown}");
+    assert_eq!(shown["tokens"][0]["counter"], 5, "{shown}");
+
+    assert!(run(&cfg, &["user", "bypass", "carol", "--for", "1h"]).0);
+    let (ok, _, err) = run(&cfg, &["user", "enroll-totp", "carol", "--uri-only"]);
+    assert!(
+        ok && err.contains("note: a bypass still waits for carol until")
+            && err.contains("radmfa user bypass carol --cancel"),
+        "{err}"
+    );
+    let (ok, _, err) = run(&cfg, &["user", "enroll-totp", "dave", "--uri-only"]);
+    assert!(ok && !err.contains("bypass"), "{err}");
+}
+
 /// `db migrate` ahead of an upgrade, with store.path mistyped: it makes a new store, as a
 /// first start would, and says so. It said "schema up to date", and the admin believed the
 /// real store was ready.

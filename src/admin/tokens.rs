@@ -738,6 +738,22 @@ async fn resync(cfg: &Config, store: &dyn Store, a: ResyncArgs) -> anyhow::Resul
         Ok(what) => {
             audit(cfg, store, &owner, "resync", &t.serial, Some(what.clone())).await?;
             println!("{}: resynchronised; {what}", t.serial);
+            // A drifted token's wrong codes are what most often locked its holder: the
+            // resync alone leaves the lock, and the helpdesk read "resynchronised" as done.
+            if !owner.is_empty() {
+                let status = store.user_status(&owner).await?;
+                if let Some(until) = status
+                    .locked_until
+                    .filter(|&until| until > SystemClock.now())
+                {
+                    println!(
+                        "note: {user} is locked until {} (wrong codes, perhaps this token's \
+                         drift): `radmfa user unlock {user}` lets them in now",
+                        super::audit::fmt_time(until),
+                        user = super::printable(&owner)
+                    );
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         Err(why) => {

@@ -109,6 +109,9 @@ async fn run_on(
         UserCommand::List(flag) => list(store, flag.json).await,
         UserCommand::Show(a) => show(cfg, store, &a.user, a.json).await,
         UserCommand::Unlock(a) => {
+            // Read first: unlocking clears a count below the threshold too, which is news
+            // to say ("was not locked" alone read as nothing changed).
+            let failures = store.user_status(&a.user).await?.failures;
             let was = store.unlock_user(&a.user, SystemClock.now()).await?;
             // The send limits count afresh too: someone with the password may have used up
             // the user's day of texts and calls (`max_per_user_per_day`).
@@ -122,7 +125,11 @@ async fn run_on(
             for (_, key) in &others {
                 sends += store.forget_sends(&format!("user-day:{key}")).await?;
             }
-            let mut said = vec![if was { "unlocked" } else { "was not locked" }.to_string()];
+            let mut said = vec![match (was, failures) {
+                (true, _) => "unlocked".to_string(),
+                (false, 0) => "was not locked".to_string(),
+                (false, n) => format!("was not locked; {n} wrong code(s) forgotten"),
+            }];
             if sends > 0 {
                 said.push(format!(
                     "{sends} send(s) no longer counted against its own or its number's limits \
@@ -779,6 +786,7 @@ async fn enroll_totp(
         // URI to `token show`, the audit and `token delete`.
         eprintln!("serial: {serial}");
     }
+    bypass_still_waits(store, &args.user).await;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -966,7 +974,27 @@ async fn enroll_verified(
         });
     }
     println!("Verified: token {serial} enrolled for {user}.");
+    bypass_still_waits(store, user).await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// After an enrollment: a bypass granted for the lost phone (`user bypass`, then the new
+/// phone enrolled) still waits, and the next login takes it rather than the new token's
+/// code; said, with how to cancel it, on stderr. A store read that fails says nothing: the
+/// enrollment is done.
+async fn bypass_still_waits(store: &dyn Store, user: &str) {
+    let Ok(profile) = store.user_profile(user).await else {
+        return;
+    };
+    if let Some(until) = profile.pending_bypass(SystemClock.now()) {
+        eprintln!(
+            "note: a bypass still waits for {user} until {}: the next login with the \
+             password takes it, not a code; `radmfa user bypass {user} --cancel` if the new \
+             token replaces it",
+            super::audit::fmt_time(until),
+            user = super::printable(user)
+        );
+    }
 }
 
 async fn list(store: &dyn Store, json: bool) -> anyhow::Result<ExitCode> {
@@ -1133,9 +1161,11 @@ async fn show(cfg: &Config, store: &dyn Store, user: &str, json: bool) -> anyhow
                 let t = &r.token;
                 serde_json::json!({
                     "serial": t.serial, "type": t.kind, "algorithm": t.algorithm,
-                    "digits": t.digits, "period": t.period, "enabled": t.enabled,
+                    "digits": t.digits, "enabled": t.enabled,
                     "valid_from": r.extra.valid_from, "valid_until": r.extra.valid_until,
-                    // As `token list --json` has it: where an HOTP token is, not its period.
+                    // As `token list --json` has it: a TOTP token's period (an HOTP token's
+                    // was 0, which a script dividing by it met), an HOTP token's counter.
+                    "period": (t.kind == TokenKind::Totp).then_some(t.period),
                     "counter": (t.kind == TokenKind::Hotp).then_some(t.counter),
                     "created_at": t.created_at, "last_used_step": t.last_step,
                     "seed_unreadable": r.extra.unreadable_seed,
