@@ -53,6 +53,11 @@ pub struct AppState {
     /// read, a failure written): a floor under their unknown names' refusals. Apart from
     /// the passwords': a bind takes another time, and a code-only client makes none.
     pub refused_code_latency: crate::timing_pad::PadsByClient,
+    /// How long a client's `allow_groups` check takes a user in none of them (every
+    /// group searched; a member's check is scaled up to that): a floor under the same
+    /// client's wrong passwords, so that the right password of a user the rule keeps out
+    /// (refused after those searches) is not told from a wrong one by its time.
+    pub allow_check_latency: crate::timing_pad::PadsByClient,
     /// Whether the directory and the store answered lately (`pipeline::health`).
     pub backend_health: crate::pipeline::health::BackendHealth,
     /// Cancelled when radmfa is told to stop (SIGTERM): requests waiting on a call end
@@ -105,6 +110,7 @@ impl AppState {
             upstream_latency: Default::default(),
             refused_login_latency: Default::default(),
             refused_code_latency: Default::default(),
+            allow_check_latency: Default::default(),
             backend_health: crate::pipeline::health::BackendHealth::unproven(),
             stopping: Default::default(),
             background: Default::default(),

@@ -27,6 +27,40 @@ pub async fn check(ctx: &RequestContext, user: &str, info: &UserInfo) -> Result<
     )
 }
 
+/// [`check`] for a login whose password was just found right, with the allow rule's
+/// searches timed: a wrong password on this client sleeps about as long
+/// (`app.allow_check_latency`), or the refusal of a user the rule keeps out, which follows
+/// the right password only, told an attacker spraying passwords which were right (about a
+/// millisecond per group on loopback, a round trip each to a remote directory).
+pub async fn check_timed(
+    app: &crate::app::AppState,
+    ctx: &RequestContext,
+    user: &str,
+    info: &UserInfo,
+) -> Result<Membership, Fault> {
+    let allow = &ctx.client.groups.allow;
+    if !allow.is_empty() {
+        let t = std::time::Instant::now();
+        let member = first_member(ctx, user, info, "allow_groups", allow).await?;
+        // A member's check stops at its group: scaled to every group's search, the time
+        // a non-member's takes (which is what the wrong passwords are padded to).
+        let searched = member
+            .and_then(|g| allow.iter().position(|a| a == g))
+            .map_or(allow.len(), |i| i + 1);
+        let all = t.elapsed() * allow.len() as u32 / searched.max(1) as u32;
+        app.allow_check_latency.record(&ctx.client.name, all);
+        if member.is_none() {
+            return Ok(Membership::NotAllowed);
+        }
+    }
+    Ok(
+        match first_member(ctx, user, info, "exempt_groups", &ctx.client.groups.exempt).await? {
+            Some(group) => Membership::Exempt(group.to_string()),
+            None => Membership::Allowed,
+        },
+    )
+}
+
 /// The allowed-groups rule alone: true when the client has none or the user is in one.
 pub async fn allowed(ctx: &RequestContext, user: &str, info: &UserInfo) -> Result<bool, Fault> {
     let allow = &ctx.client.groups.allow;

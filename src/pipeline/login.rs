@@ -398,7 +398,7 @@ async fn fresh_login(
             .with_info(Some(info))
             .with_reply(reply));
     }
-    match groups::check(ctx, user, &info).await? {
+    match groups::check_timed(app, ctx, user, &info).await? {
         Membership::Allowed => {}
         Membership::NotAllowed => return Ok(groups::not_allowed(ctx, info)),
         Membership::Exempt(group) => return Ok(groups::exempt(group, info)),
@@ -765,9 +765,19 @@ fn pad_cap(app: &AppState, ctx: &RequestContext) -> Duration {
 async fn refusal_floor(app: &AppState, ctx: &RequestContext, d: &Denial) {
     use crate::auth::ad_codes::AdReason;
     match d {
-        Denial::BadPassword | Denial::Directory(AdReason::BadPassword) => app
-            .refused_login_latency
-            .record(&ctx.client.name, ctx.received.elapsed()),
+        Denial::BadPassword | Denial::Directory(AdReason::BadPassword) => {
+            // On a client with allow_groups, the right password of a user outside them is
+            // refused after the groups' searches: a wrong one waits about as long
+            // (`groups::check_timed`). Before its own time is recorded, which unknown
+            // names are topped up to.
+            if !ctx.client.groups.allow.is_empty() {
+                app.allow_check_latency
+                    .sleep_rest(&ctx.client.name, Duration::ZERO, pad_cap(app, ctx))
+                    .await;
+            }
+            app.refused_login_latency
+                .record(&ctx.client.name, ctx.received.elapsed())
+        }
         d if names_no_user(d) => {
             let cap = pad_cap(app, ctx);
             app.refused_login_latency

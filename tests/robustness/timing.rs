@@ -479,3 +479,83 @@ fn an_inline_right_password_without_a_factor_is_not_told_apart_by_timing() {
         "the right password's refusal is faster than a wrong one's: {r:?} vs {w:?}"
     );
 }
+
+/// On a client with `allow_groups`, a user outside them is refused after the password: the
+/// right password costs the groups' searches before the Reject, a wrong one did not, so the
+/// time told which passwords were right for the accounts the rule keeps out (a red team
+/// measured ~1 ms a group on loopback; a round trip each to a remote directory). The same
+/// Reject, and wrong passwords now wait about as long.
+#[test]
+fn a_right_password_outside_allow_groups_is_not_told_apart_by_timing() {
+    let _alone = one_at_a_time();
+    let users = LdapUser::generate(40);
+    let passwords: Vec<String> = users.iter().map(|u| u.password.clone()).collect();
+    // Three groups nobody here is in (each holds one other member), searched one by one.
+    let groups = ["vpn-a", "vpn-b", "vpn-c"];
+    let slapd = Slapd::start_with(
+        &users,
+        common::slapd::SlapdOptions {
+            extra_ldif: common::slapd::groups_ldif(&[
+                ("vpn-a", &["someone-else"]),
+                ("vpn-b", &["someone-else"]),
+                ("vpn-c", &["someone-else"]),
+            ]),
+            ..Default::default()
+        },
+    );
+    let allow: Vec<String> = groups
+        .iter()
+        .map(|g| format!("{:?}", common::slapd::group_dn(g)))
+        .collect();
+    let keys: &'static str = Box::leak(format!("allow_groups = [{}]\n", allow.join(", ")).into());
+    let mut o = Options::new(&slapd.url);
+    o.clients = vec![Nas {
+        keys,
+        ..Nas::challenge("vpn", "127.0.0.1")
+    }];
+    let srv = Server::start(&o);
+    let sock = socket_from("127.0.0.1", srv.addr, 3000);
+    // Both kinds first, so that each pad has its durations.
+    let right = |i: u32| {
+        let n = (i % 20) as usize;
+        (format!("user{n:05}"), passwords[n].clone().into_bytes())
+    };
+    let wrong = |i: u32| {
+        (
+            format!("user{:05}", 20 + i % 20),
+            b"wrong-password".to_vec(),
+        )
+    };
+    for i in 0..40 {
+        for (who, pw) in [right(i), wrong(i)] {
+            ask(
+                &sock,
+                AccessRequestBuilder::new(i as u8, &who).password(&pw),
+            )
+            .unwrap();
+        }
+    }
+    let (r, w) = interleaved_logins(
+        &sock,
+        150,
+        ("right pw, not allowed", &right),
+        ("wrong password", &wrong),
+    );
+    let rec = &srv.audit_json("user00000")[0];
+    assert!(
+        rec["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("not a member of any allow_groups"),
+        "{rec}"
+    );
+    // p10 and p25, as in the tests above.
+    assert!(
+        r[0] < w[0] * 1.25 && r[1] < w[1] * 1.25,
+        "the right password's refusal is slower than a wrong one's: {r:?} vs {w:?}"
+    );
+    assert!(
+        r[0] > w[0] * 0.8 && r[1] > w[1] * 0.8,
+        "the right password's refusal is faster than a wrong one's: {r:?} vs {w:?}"
+    );
+}
