@@ -1191,6 +1191,52 @@ fn one_time_bypass_lets_one_login_in_without_a_code() {
     assert_eq!(admin[0], "cancelled");
 }
 
+/// Logins that race for one bypass: one gets in, and those that lost (they passed the
+/// look at the bypass before the winner used it) are refused and audited under mode
+/// "bypass", so `audit --mode bypass` shows the race. They were audited under "none".
+#[test]
+fn the_losers_of_a_bypass_race_are_audited_as_bypass_logins() {
+    let slapd = directory();
+    let srv = start(&slapd, |_| {});
+    srv.enroll("alice", &[]);
+    for _round in 0..10 {
+        let out = srv.cli(&["user", "bypass", "alice", "--for", "5m"]);
+        assert!(out.status.success(), "{out:?}");
+        let at_once = std::sync::Arc::new(std::sync::Barrier::new(12));
+        let logins: Vec<_> = (0..12u8)
+            .map(|id| {
+                let (sock, at_once) = (srv.udp(), at_once.clone());
+                std::thread::spawn(move || {
+                    let (pkt, _) = AccessRequestBuilder::new(id, "alice")
+                        .password(ALICE_PW.as_bytes())
+                        .build(SECRET.as_bytes());
+                    at_once.wait();
+                    sock.send(&pkt).unwrap();
+                    let mut buf = [0u8; 4096];
+                    let n = sock.recv(&mut buf).expect("a reply");
+                    parse_reply(&buf[..n]).unwrap().code
+                })
+            })
+            .collect();
+        let codes: Vec<u8> = logins.into_iter().map(|t| t.join().unwrap()).collect();
+        assert_eq!(codes.iter().filter(|&&c| c == 2).count(), 1, "{codes:?}");
+        let records = srv.audit_json("alice");
+        let lost: Vec<_> = records
+            .iter()
+            .filter(|r| {
+                r["reason"]
+                    .as_str()
+                    .is_some_and(|why| why.starts_with("one-time bypass already used"))
+            })
+            .collect();
+        if !lost.is_empty() {
+            assert!(lost.iter().all(|r| r["mode"] == "bypass"), "{lost:?}");
+            return;
+        }
+    }
+    panic!("no login lost a bypass race in 10 rounds of 12 at once");
+}
+
 /// A waiting bypass is for a login that needs a second factor: one that `no_factor =
 /// "allow"` lets in on the password anyway (bob has no factor) is audited primary-only and
 /// leaves it waiting, so his next login on a client that asks for a factor still gets in.

@@ -45,8 +45,11 @@ pub async fn claim(app: &AppState, user: &str, mut v: Verdict) -> Result<Verdict
     // connection: committing the no-op releases it.
     durability::settle().await?;
     let info = v.info.take();
-    Ok(
-        Verdict::reject("one-time bypass already used by another login, or expired")
-            .with_info(info),
-    )
+    let mut lost = Verdict::reject("one-time bypass already used by another login, or expired")
+        .with_info(info);
+    // Audited under the bypass's mode, beside the login that used it: under "none",
+    // `audit --mode bypass` showed the winner only, and a race (the stolen password and the
+    // user at once) read as one plain use.
+    lost.mode = MODE;
+    Ok(lost)
 }
