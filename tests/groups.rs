@@ -258,7 +258,7 @@ exempt_networks = ["198.51.100.0/24"]
         ),
     );
     srv.enroll("alice", &[]);
-    srv.enroll("bob", &[]);
+    let bob = srv.enroll("bob", &[]);
     let from = |bind: &str, user: &str, pw: &str, station: Option<&str>| {
         let mut args = vec!["--bind", bind, "--user", user, "--password", pw];
         if let Some(s) = station {
@@ -329,6 +329,19 @@ exempt_networks = ["198.51.100.0/24"]
     assert_eq!(code(&r), "Access-Accept", "{r}");
     let r = from("127.0.0.2", "bob", "bob-pw", Some("203.0.113.5"));
     assert_eq!(code(&r), "Access-Reject", "{r}");
+    // A code typed with the password on the exempt network is used up all the same: the
+    // same field from elsewhere is refused as a used code. It logged in there as a full
+    // second factor, and a station that remembers logins would have remembered it.
+    let field = format!("bob-pw,{}", totp(&bob, now(), &[]));
+    let r = from("127.0.0.2", "bob", &field, Some("198.51.100.9"));
+    assert_eq!(code(&r), "Access-Accept", "{r}");
+    assert_eq!(last_audit(&srv, "bob")["mode"], "exempt");
+    let r = from("127.0.0.2", "bob", &field, Some("203.0.113.5"));
+    assert_eq!(code(&r), "Access-Reject", "{r}");
+    assert_eq!(last_audit(&srv, "bob")["reason"], "code already used");
+    let fresh = format!("bob-pw,{}", totp(&bob, now() + 30, &[]));
+    let r = from("127.0.0.2", "bob", &fresh, Some("203.0.113.5"));
+    assert_eq!(code(&r), "Access-Accept", "{r}");
 }
 
 #[test]

@@ -62,7 +62,7 @@ fn a_passed_second_factor_spares_the_code_from_the_same_station_only() {
         client("plain", "127.0.0.3", ""),
         client("short", "127.0.0.4", "remember_second_factor_secs = 4"),
     ];
-    // A wide window: the test logs in with 18 codes, six a step at window 3 (a minute
+    // A wide window: the test logs in with 19 codes, six a step at window 3 (a minute
     // of waiting for new steps).
     let extra = "\n[totp]\nwindow = 10\n\n[lockout]\nthreshold = 2\n";
     let srv = start(&slapd, &standin, "", extra, &clients);
@@ -150,6 +150,14 @@ fn a_passed_second_factor_spares_the_code_from_the_same_station_only() {
     assert_eq!(code_of(&inline(STATION_A, ALICE_PW)), "Access-Accept");
     assert_eq!(newest(&srv)["mode"], "remembered");
     assert_eq!(code_of(&inline(STATION_B, ALICE_PW)), "Access-Reject");
+    // A code typed with the password at the remembered station is used up all the same:
+    // the same field from another station is refused. It logged in there as a full second
+    // factor, and that station was remembered in turn.
+    let typed = format!("{ALICE_PW},{}", codes.next());
+    assert_eq!(code_of(&inline(STATION_A, &typed)), "Access-Accept");
+    assert_eq!(newest(&srv)["mode"], "remembered");
+    assert_eq!(code_of(&inline(STATION_B, &typed)), "Access-Reject");
+    assert_eq!(newest(&srv)["reason"], "code already used");
 
     // The period ends when it says, and a remembered login does not renew it.
     // The period is kept in whole seconds, so it has 3-4 s left for the pyrad run below (2 s

@@ -12,6 +12,7 @@ use super::second_factor::{
     check_code, oath_mode, refused_mode, sole_serial, user_view, validity_message, CodeCheck,
     UserView, Via, DISABLED_MESSAGE, RESYNC_MESSAGE,
 };
+use super::skipped_code;
 use super::{
     app_login, bypass, inline_reply, networks, oob, primary, rdg, remembered, static_challenge,
     Fault, RequestContext, Verdict,
@@ -398,18 +399,55 @@ async fn fresh_login(
             .with_info(Some(info))
             .with_reply(reply));
     }
+    // A code typed inline with the password of a login let in without one is used up
+    // all the same (`skipped_code`): the field must not log in again from elsewhere.
+    // Boxed: rare, and its awaits would otherwise sit in every request's future.
+    let via = || Via {
+        ctx,
+        req,
+        station: None,
+    };
     match groups::check_timed(app, ctx, user, &info).await? {
         Membership::Allowed => {}
         Membership::NotAllowed => return Ok(groups::not_allowed(ctx, info)),
-        Membership::Exempt(group) => return Ok(groups::exempt(group, info)),
+        Membership::Exempt(group) => {
+            Box::pin(skipped_code::use_up(
+                app,
+                via(),
+                user,
+                &view,
+                code.as_ref(),
+                &info,
+            ))
+            .await?;
+            return Ok(groups::exempt(group, info));
+        }
     }
     if let Some(ip) = exempt_station {
+        Box::pin(skipped_code::use_up(
+            app,
+            via(),
+            user,
+            &view,
+            code.as_ref(),
+            &info,
+        ))
+        .await?;
         return Ok(networks::exempt(ip, info));
     }
     // A remembered second factor is not one more chance at a locked one; and it is asked
     // before the bypass so that a waiting bypass is not spent when it was not needed.
     if !locked {
         if let Some(v) = remembered::take(app, ctx, req, user, &info, tokens).await? {
+            Box::pin(skipped_code::use_up(
+                app,
+                via(),
+                user,
+                &view,
+                code.as_ref(),
+                &info,
+            ))
+            .await?;
             return Ok(v);
         }
     }
@@ -433,6 +471,15 @@ async fn fresh_login(
             .is_some_and(|v| v.reply.code == ReplyCode::Accept);
     if !needs_no_bypass {
         if let Some(v) = bypass::take(app, user, profile, &info).await? {
+            Box::pin(skipped_code::use_up(
+                app,
+                via(),
+                user,
+                &view,
+                code.as_ref(),
+                &info,
+            ))
+            .await?;
             return Ok(v);
         }
     }

@@ -40,6 +40,7 @@ mod primary;
 mod rdg;
 pub(crate) mod remembered;
 mod second_factor;
+mod skipped_code;
 mod static_challenge;
 
 use std::net::SocketAddr;
