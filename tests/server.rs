@@ -2292,6 +2292,46 @@ fn user_without_factor_follows_client_policy() {
     );
 }
 
+/// A user locked for wrong codes is not let in on the password alone where users without
+/// a factor may be (no_factor = "allow"): the codes came after the right password, and
+/// whoever typed them got in once the token was deleted as lost. RD Gateway's path checked
+/// the lock first already.
+#[test]
+fn a_locked_user_is_not_let_in_on_the_password_alone() {
+    let slapd = directory();
+    let srv = start(&slapd, |o| {
+        allow_password_only(o);
+        o.extra.push_str("\n[lockout]\nthreshold = 2\n");
+    });
+    srv.enroll("alice", &[]);
+    for _ in 0..2 {
+        let r = py_password(&srv, "alice", ALICE_PW);
+        assert_eq!(code_of(&r), "Access-Challenge", "{r}");
+        let r = py_code(&srv, "alice", "000000", r["state"].as_str().unwrap());
+        assert_eq!(code_of(&r), "Access-Reject", "{r}");
+    }
+    let shown = srv.cli(&["user", "show", "alice", "--json"]);
+    let shown: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert!(shown["locked_until"].is_number(), "{shown}");
+    let serial = shown["tokens"][0]["serial"].as_str().unwrap().to_string();
+    let out = srv.cli(&["token", "delete", &serial, "--force"]);
+    assert!(out.status.success(), "{out:?}");
+    let r = py_password(&srv, "alice", ALICE_PW);
+    assert_eq!(code_of(&r), "Access-Reject", "{r}");
+    let rec = &srv.audit_json("alice")[0];
+    assert!(
+        rec["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("second factor locked"),
+        "{rec}"
+    );
+    let out = srv.cli(&["user", "unlock", "alice"]);
+    assert!(out.status.success(), "{out:?}");
+    let r = py_password(&srv, "alice", ALICE_PW);
+    assert_eq!(code_of(&r), "Access-Accept", "{r}");
+}
+
 /// One directory entry, two names (`uid: jdoe`, `uid: john.doe`). Tokens are kept under the
 /// name enrolled; the other name, with no second factor of its own, must not pass on the
 /// password alone where users without a factor may.

@@ -496,9 +496,10 @@ async fn fresh_login(
         .with_info(Some(info)));
     }
 
-    if let Some(v) = without_factor {
-        return Ok(v);
-    }
+    // The lock before a login on the password alone (no_factor = "allow" for a user with
+    // no factor usable here), as RD Gateway's path has it: the wrong codes that locked the
+    // user came after the right password, and whoever sent them got in on a client that
+    // allows users without a factor (the token then deleted as lost, say).
     if locked {
         let mut v = Verdict::reject(aliases::locked_reason(locked_as.as_deref()))
             .with_info(Some(info))
@@ -507,6 +508,9 @@ async fn fresh_login(
             // A code came inline: refused as a code, in the code's mode.
             v.mode = oath_mode(tokens);
         }
+        return Ok(v);
+    }
+    if let Some(v) = without_factor {
         return Ok(v);
     }
 
