@@ -1743,6 +1743,48 @@ fn a_least_privilege_role_is_sent_to_the_owner_before_the_copy() {
     assert!(ok && text.contains("tokens: 1 row(s)"), "{text}");
 }
 
+/// A migration whose audit record the database refuses after the copy committed: the
+/// SQLite store is marked moved all the same (the copy is the store now), and the error
+/// says so. It was left unmarked, so the old config went on changing a store the nodes no
+/// longer read (a token disabled there stayed enabled for them).
+#[test]
+fn a_migration_whose_record_fails_still_marks_the_sqlite_store_moved() {
+    let slapd = directory();
+    let mut single = Server::start(&Options::new(&slapd.url));
+    single.enroll("alice", &[]);
+    assert!(single.stop().success());
+    let pg = PgCluster::start();
+    let url = pg.fresh_database();
+    let db = PgCluster::database_of(&url);
+    let (ok, text) = migrate_store(&single.config, &url, &["--dry-run"]);
+    assert!(ok, "{text}");
+    pg.psql(
+        &db,
+        "CREATE FUNCTION refuse_migrate() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN IF NEW.result = 'migrate' THEN RAISE EXCEPTION 'refused by a test'; END IF; \
+         RETURN NEW; END $$; \
+         CREATE TRIGGER refuse_migrate BEFORE INSERT ON audit FOR EACH ROW \
+         EXECUTE FUNCTION refuse_migrate();",
+    );
+    let (ok, text) = migrate_store(&single.config, &url, &[]);
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("the copy is committed and the SQLite store is marked moved"),
+        "{text}"
+    );
+    assert_eq!(pg.psql(&db, "SELECT COUNT(*) FROM tokens"), "1");
+    assert!(
+        single
+            .dir
+            .path()
+            .join("radmfa.db.moved-to-postgres")
+            .exists(),
+        "{text}"
+    );
+    let out = single.cli(&["user", "show", "alice"]);
+    assert!(!out.status.success(), "the moved store was read: {out:?}");
+}
+
 /// `radmfa store migrate-to-postgres` of `config`'s SQLite store into `url`: (success, output).
 fn migrate_store(config: &Path, url: &str, extra: &[&str]) -> (bool, String) {
     let out = std::process::Command::new(common::radmfa::bin())

@@ -386,9 +386,11 @@ pub async fn store(cfg: &Config, cmd: StoreCommand) -> anyhow::Result<ExitCode> 
                 path.display()
             )),
         );
-        super::users::record_made_change(&dest, &rec, "the migration").await?;
         // The old file must not go on being served or changed by whoever still has the old
-        // config: see store::moved.
+        // config: see store::moved. Marked as soon as the copy is committed, before its
+        // record: a record that failed (the database restarting) left the copy in
+        // PostgreSQL and the SQLite store unmarked, so a token disabled there afterwards
+        // stayed enabled for the nodes, and a rerun was refused as "not empty".
         let now = crate::clock::Clock::now(&crate::clock::SystemClock);
         crate::store::moved::mark(path, now, &place).with_context(|| {
             format!(
@@ -397,6 +399,15 @@ pub async fn store(cfg: &Config, cmd: StoreCommand) -> anyhow::Result<ExitCode> 
                 crate::store::moved::marker(path).display()
             )
         })?;
+        super::users::record_made_change(&dest, &rec, "the migration")
+            .await
+            .with_context(|| {
+                format!(
+                    "the copy is committed and the SQLite store is marked moved ({}); \
+                     only the migration's audit record is missing",
+                    crate::store::moved::marker(path).display()
+                )
+            })?;
         println!(
             "copied into PostgreSQL. {} and [store] type = \"postgres\". The SQLite store \
              is marked moved ({}): radmfa no longer serves or changes it.",
