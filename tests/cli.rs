@@ -371,6 +371,33 @@ fn refusals_exit_1_and_errors_exit_2() {
     let taken = cfg.with_file_name("taken.db");
     std::fs::write(&taken, b"not empty").unwrap();
     assert_eq!(code(&["db", "backup", taken.to_str().unwrap()]), Some(1));
+    // The store's own -wal (empty or absent, so it passed as a new file: the backup went
+    // into it, was reported and audited, and SQLite took the file over) and a directory
+    // that is not there: refused, each said as what it is.
+    let d = cfg.parent().unwrap();
+    for (target, said) in [
+        (d.join("radmfa.db-wal"), "the store's write-ahead log"),
+        (d.join("radmfa.key"), "the store's seed key file"),
+        (
+            d.join("no-such-dir").join("b.db"),
+            "no-such-dir does not exist; create it first",
+        ),
+    ] {
+        let out = Command::new(bin())
+            .arg("--config")
+            .arg(&cfg)
+            .args(["db", "backup", target.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{target:?}: {err}");
+        assert!(err.contains(said), "{target:?}: {err}");
+    }
+    let (ok, out, _) = run(&cfg, &["audit", "--result", "backup", "--json"]);
+    assert!(
+        ok && out.trim().is_empty(),
+        "a refused backup was audited: {out}"
+    );
     // A bad option value: an error.
     assert_eq!(
         code(&["user", "enroll-totp", "bob", "--digits", "9"]),

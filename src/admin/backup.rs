@@ -99,6 +99,48 @@ fn copy_and_check(from: &Path, to: &Path) -> anyhow::Result<Summary> {
     Ok(summary)
 }
 
+/// What `to` is of the store's own files (the database at `db`, its `-wal`, `-shm` and
+/// `-journal`, the serving lock, the moved mark, the key file), if it is one. The `-wal` is
+/// empty or absent, so it passed as a new file: the backup went into it, was reported done
+/// and audited, and SQLite then took the file over as the live WAL or deleted it.
+pub fn own_file(db: &Path, key_file: &Path, to: &Path) -> Option<&'static str> {
+    // Compared as absolute paths with the directory resolved (a relative name, a link to
+    // the state directory); the file itself may not exist yet.
+    let resolved = |p: &Path| {
+        let p = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+        match (p.parent(), p.file_name()) {
+            (Some(dir), Some(name)) => std::fs::canonicalize(dir)
+                .map(|d| d.join(name))
+                .unwrap_or(p.clone()),
+            _ => p,
+        }
+    };
+    let to = resolved(to);
+    if to == resolved(key_file) {
+        return Some("the store's seed key file");
+    }
+    let db = resolved(db);
+    let named = |suffix: &str| {
+        let mut name = db.clone().into_os_string();
+        name.push(suffix);
+        name == to.as_os_str()
+    };
+    [
+        ("", "the store's database itself"),
+        ("-wal", "the store's write-ahead log (its -wal file)"),
+        ("-shm", "the store's shared-memory file (its -shm file)"),
+        ("-journal", "the store's journal (its -journal file)"),
+        (".serving", "the store's serving lock"),
+        (
+            ".moved-to-postgres",
+            "the mark of a store moved to PostgreSQL",
+        ),
+    ]
+    .into_iter()
+    .find(|(suffix, _)| named(suffix))
+    .map(|(_, what)| what)
+}
+
 /// A new file with mode 0600, or an existing empty one of ours (`mktemp`'s; VACUUM INTO
 /// also accepts it). Not a symbolic link, and not someone else's: a file another user made
 /// in /tmp for us to fill would stay theirs, seeds and all.
@@ -134,7 +176,56 @@ fn create_private(to: &Path) -> anyhow::Result<()> {
         }
         return Ok(());
     }
+    // A directory that is not there: said as such ("No such file or directory" read as if
+    // the backup file were what was missing).
+    if let Some(dir) = to.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if !dir.is_dir() {
+            return Err(super::Refused(format!(
+                "the directory {} does not exist; create it first, or give a backup file in \
+                 an existing one",
+                dir.display()
+            ))
+            .into());
+        }
+    }
     crate::store::seal::create_private(to)
         .map(|_| ())
         .with_context(|| format!("creating {}", to.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::own_file;
+    use std::path::Path;
+
+    /// The store's own files are named as such, whatever the spelling of their directory;
+    /// other names beside the store (radmfa.db.bak) are backups like any.
+    #[test]
+    fn the_stores_own_files_are_no_backup_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("radmfa.db");
+        let key = dir.path().join("radmfa.key");
+        let dotted = dir.path().join(".").join("radmfa.db-wal");
+        assert_eq!(
+            own_file(&db, &key, &dotted),
+            Some("the store's write-ahead log (its -wal file)")
+        );
+        for (name, said) in [
+            ("radmfa.db", "database itself"),
+            ("radmfa.db-shm", "shared-memory"),
+            ("radmfa.db.serving", "serving lock"),
+            ("radmfa.db.moved-to-postgres", "moved to PostgreSQL"),
+            ("radmfa.key", "seed key file"),
+        ] {
+            let what = own_file(&db, &key, &dir.path().join(name)).unwrap_or_default();
+            assert!(what.contains(said), "{name}: {what:?}");
+        }
+        for name in ["radmfa.db.bak", "radmfa-2026-12-07.db", "radmfa.db-wal.bak"] {
+            assert_eq!(own_file(&db, &key, &dir.path().join(name)), None, "{name}");
+        }
+        assert_eq!(
+            own_file(&db, &key, Path::new("/elsewhere/radmfa.db-wal")),
+            None
+        );
+    }
 }

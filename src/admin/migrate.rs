@@ -191,6 +191,13 @@ async fn backup(cfg: &Config, file: PathBuf) -> anyhow::Result<ExitCode> {
              apart from them (docs/operations.md): a stolen backup must not open its seeds"
         );
     };
+    if let Some(what) = super::backup::own_file(path, key_file, &file) {
+        return Err(super::Refused(format!(
+            "{} is {what}; give a backup its own name (radmfa.db.bak, say)",
+            file.display()
+        ))
+        .into());
+    }
     // Opened first, as an existing store (a mistyped store.path must fail, not make an
     // empty database and key to back up): a store that cannot take the backup's audit
     // record (its key file gone, say) gets no copy made, rather than a copy on disk that
