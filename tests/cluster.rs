@@ -20,6 +20,7 @@ use common::peers::{now, prometheus_parse, pyrad, radclient, totp};
 use common::postgres::{PgCluster, PsqlSession};
 use common::radmfa::{http_get, write_config, Follower, Options, Server, SECRET};
 use common::slapd::{LdapUser, Slapd};
+use common::small_disk::SmallDisk;
 
 const ALICE_PW: &str = "alice-Secret-pw";
 
@@ -2355,79 +2356,6 @@ fn a_postgres_store_behind_is_read_as_it_is_and_its_migration_said() {
     assert!(!log.contains("already exists, skipping"), "{log}");
 }
 
-/// A tmpfs of a few MiB on a temp dir, owned by the `postgres` user, to hold a tablespace: a
-/// disk that can be filled (a file of zeros takes every free byte) and given room again
-/// (the file removed) while PostgreSQL runs. Unmounted when dropped, after the cluster
-/// that used it (declare it first).
-struct SmallDisk {
-    _dir: tempfile::TempDir,
-    mount: std::path::PathBuf,
-}
-
-impl SmallDisk {
-    fn mount(mib: u32) -> SmallDisk {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        // The server's user must reach the mount point.
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        let mount = dir.path().join("disk");
-        std::fs::create_dir(&mount).unwrap();
-        let run = |program: &str, args: &[&str]| {
-            let out = std::process::Command::new(program)
-                .args(args)
-                .output()
-                .unwrap_or_else(|e| panic!("{program}: {e}"));
-            assert!(
-                out.status.success(),
-                "{program} {args:?} (this test mounts a tmpfs, as root): {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
-        let at = mount.display().to_string();
-        run(
-            "mount",
-            &[
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={mib}m,mode=0700"),
-                "tmpfs",
-                &at,
-            ],
-        );
-        let disk = SmallDisk { _dir: dir, mount };
-        run("chown", &["postgres:postgres", &at]);
-        disk
-    }
-
-    fn filler(&self) -> std::path::PathBuf {
-        self.mount.join("filler")
-    }
-
-    /// Takes every free byte.
-    fn fill(&self) {
-        use std::io::Write;
-        let mut f = std::fs::File::create(self.filler()).unwrap();
-        let chunk = vec![0u8; 64 * 1024];
-        while f.write_all(&chunk).is_ok() {}
-        let _ = f.sync_all();
-    }
-
-    /// Gives the room back.
-    fn free(&self) {
-        std::fs::remove_file(self.filler()).unwrap();
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(&self.mount)
-            .status();
-    }
-}
-
 /// PostgreSQL's disk fills up: radmfa's database lives in a tablespace on a small tmpfs,
 /// which a file of zeros then fills, so a write that has to grow a table fails ("could not
 /// extend file ...: No space left on device") while writes into pages with room still
@@ -2438,7 +2366,7 @@ impl Drop for SmallDisk {
 /// its audit record goes into the shared insert, and it was that insert that failed.)
 #[test]
 fn postgres_with_a_full_disk_refuses_logins_and_recovers() {
-    let disk = SmallDisk::mount(64);
+    let disk = SmallDisk::mount(64, Some("postgres"));
     let slapd = directory();
     let pg = PgCluster::start();
     pg.psql(

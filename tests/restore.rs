@@ -223,3 +223,36 @@ fn the_command_that_makes_the_seed_key_says_so() {
         assert!(!made(&out), "said again: {}", text(&out));
     }
 }
+
+/// The store's disk full while radmfa serves (a small tmpfs, filled): reading commands still
+/// work on the existing store, and `db backup` to another disk says the store's file system
+/// is full (the copy needs its audit record there). Every command on an existing store
+/// failed with "cannot create database" (a temporary file made at each open), and the
+/// backup's refusal read "backup for  is done, but …".
+#[test]
+fn on_a_full_store_disk_commands_say_so_and_read_on() {
+    use common::small_disk::SmallDisk;
+    let disk = SmallDisk::mount(4, None);
+    let cfg = write_config(&disk.mount, &Options::new(NO_LDAP));
+    ok(&cfg, &["user", "enroll-totp", "alice", "--uri-only"]);
+    let srv = Server::start_with(tempfile::tempdir().unwrap(), cfg.clone());
+    disk.fill();
+    let shown = ok(&cfg, &["user", "show", "alice"]);
+    assert!(shown.contains("TOTP-"), "{shown}");
+    let elsewhere = tempfile::tempdir().unwrap();
+    let backup = elsewhere.path().join("b.db");
+    let out = cli_on(&cfg, &["db", "backup", backup.to_str().unwrap()]);
+    let said = text(&out);
+    assert!(!out.status.success(), "{said}");
+    assert!(
+        said.contains(&format!(
+            "the file system holding {} is full",
+            db_file(&disk.mount, "").display()
+        )) && !said.contains("for  is"),
+        "{said}"
+    );
+    assert!(!backup.exists(), "a copy without its audit record stayed");
+    disk.free();
+    ok(&cfg, &["db", "backup", backup.to_str().unwrap()]);
+    drop(srv);
+}

@@ -226,9 +226,18 @@ async fn backup(cfg: &Config, file: PathBuf) -> anyhow::Result<ExitCode> {
         )
         .await;
         if let Err(e) = recorded {
+            // The usual cause: the store's own disk is full. The copy went elsewhere, but
+            // no copy of every seed stays without its record: said, with what to do.
+            let full = match format!("{e:#}").contains("disk is full") {
+                true => format!(
+                    " (the file system holding {} is full: free space there, then back up)",
+                    path.display()
+                ),
+                false => String::new(),
+            };
             return Err(e.context(match std::fs::remove_file(&file) {
                 Ok(()) => format!(
-                    "the backup's audit record could not be written, so {} was removed",
+                    "the backup's audit record could not be written, so {} was removed{full}",
                     file.display()
                 ),
                 Err(r) => format!(

@@ -527,7 +527,12 @@ pub(crate) async fn admin_audit(
     reason: Option<String>,
 ) -> anyhow::Result<()> {
     let rec = admin_record(cfg, user, result, reason);
-    record_made_change(store, &rec, &format!("{result} for {user}")).await
+    // Not "backup for  is done" for a record of no user.
+    let what = match user {
+        "" => result.to_string(),
+        user => format!("{result} for {user}"),
+    };
+    record_made_change(store, &rec, &what).await
 }
 
 /// For a change that stopped part-way: its audit record's failure, said beside the step's

@@ -315,6 +315,12 @@ async fn migration_lock(path: &Path) -> Result<nix::fcntl::Flock<std::fs::File>,
 /// refuses beside a key file, while a first start under way in another process is a
 /// database without tables.
 pub(crate) fn precreate_private(path: &Path) -> Result<(), StoreError> {
+    // There already (the usual open): nothing to make. Made each time, the temporary file
+    // failed on a full disk, and every command on an existing store said "cannot create
+    // database", just when the admin wanted to copy it elsewhere.
+    if std::fs::symlink_metadata(path).is_ok() {
+        return Ok(());
+    }
     let failed = |e: std::io::Error| {
         StoreError::Db(sqlx::Error::Io(std::io::Error::new(
             e.kind(),

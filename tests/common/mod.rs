@@ -13,4 +13,5 @@ pub mod postgres;
 pub mod provider_standin;
 pub mod radmfa;
 pub mod slapd;
+pub mod small_disk;
 pub mod wan_relay;
