@@ -207,6 +207,18 @@ impl ReplyAttr {
             .ok_or_else(|| format!("{spec:?} is not \"Name = value\""))?;
         let name = name.trim();
         let value = value.trim();
+        // A FreeRADIUS operator (`:=`, `+=`, `==`, `=~`, …) copied from a users file: `==`
+        // and `=~` went on the wire as "= vpn-admins" and "~ restricted", which no NAS
+        // matches, and `:=` read as an attribute named "Session-Timeout :".
+        let op_in_name = name.ends_with([':', '+', '!', '<', '>', '-']);
+        if op_in_name || value.starts_with(['=', '~']) {
+            let bare_name = name.trim_end_matches([':', '+', '!', '<', '>', '-']).trim();
+            let bare_value = value.trim_start_matches(['=', '~']).trim();
+            return Err(format!(
+                "{spec:?} has a FreeRADIUS operator: radmfa takes \"Name = value\" only \
+                 (every attribute given is sent); write \"{bare_name} = {bare_value}\""
+            ));
+        }
         // Single quotes too: an admin used to FreeRADIUS writes 'vpn admins', and a group
         // name sent with its quotes matched nothing at the NAS, silently.
         let unquoted = ['"', '\'']
@@ -668,6 +680,34 @@ mod tests {
         assert_eq!((st.typ, st.value), (6, vec![0, 0, 0, 6]));
         let to = ReplyAttr::parse("Session-Timeout = 28800").unwrap();
         assert_eq!((to.typ, to.value), (27, 28_800u32.to_be_bytes().to_vec()));
+    }
+
+    /// FreeRADIUS's operators, copied from a users file, are refused with the spec to
+    /// write: `==` and `=~` went on the wire as "= vpn-admins" and "~ restricted", and `:=`
+    /// was "not an attribute radmfa knows: use one of … Session-Timeout". A value that
+    /// holds = or ~ further on, or quoted, is a value.
+    #[test]
+    fn freeradius_operators_are_refused_with_the_spec_to_write() {
+        for (spec, write) in [
+            (
+                "Fortinet-Group-Name == vpn-admins",
+                "Fortinet-Group-Name = vpn-admins",
+            ),
+            ("Filter-Id =~ restricted", "Filter-Id = restricted"),
+            ("Session-Timeout := 3600", "Session-Timeout = 3600"),
+            (
+                "Cisco-AVPair += shell:priv-lvl=15",
+                "Cisco-AVPair = shell:priv-lvl=15",
+            ),
+        ] {
+            let e = ReplyAttr::parse(spec).unwrap_err();
+            assert!(
+                e.contains("FreeRADIUS operator") && e.contains(&format!("write \"{write}\"")),
+                "{spec}: {e}"
+            );
+        }
+        assert!(ReplyAttr::parse("Class = \"=x\"").is_ok());
+        assert!(ReplyAttr::parse("Cisco-AVPair = ip:addr~x=1").is_ok());
     }
 
     /// Class is octets: `0x` and hex digits are its bytes, as FreeRADIUS writes it and
