@@ -404,12 +404,27 @@ fn rd_gateway_calls_once_per_remembered_period() {
         .map(|r| r["mode"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(modes, ["remembered", "remembered", "voice"]);
+    // A request of another shape (no NAS-Port-Type Virtual, no UserAuthType:, no station:
+    // a bare User-Name another NPS policy forwards) does not ride the approval remembered
+    // for RD Gateway: it gets its own call. It was let in on nothing.
+    let bare = common::peers::pyrad(
+        srv.port(),
+        common::radmfa::SECRET,
+        &["--bind", "127.0.0.1", "--user", "alice", "--timeout", "35"],
+    );
+    assert_eq!(
+        srv.audit_json("alice")[0]["mode"],
+        "voice",
+        "{bare}: {}",
+        srv.audit_json("alice")[0]
+    );
+    assert_eq!(standin.calls().len(), 2, "{bare}");
 
     // A gateway without the setting calls every time.
     for _ in 0..2 {
         assert_eq!(code_of(&rdg("127.0.0.2")), "Access-Accept");
     }
-    assert_eq!(standin.calls().len(), 3);
+    assert_eq!(standin.calls().len(), 4);
 }
 
 /// A period lowered by a reload applies to what was remembered before it; turned off, none

@@ -90,7 +90,13 @@ pub async fn start(
     let locked = locked_as.is_some() || is_locked(app, user).await?;
     // Each new RDP connection or RemoteApp asks again: a remembered call spares the user
     // one call per connection. As in `login`: not past a lockout, and before the bypass.
-    if !locked {
+    // Remembered for any station ("" — RD Gateway sends none) only for RD Gateway's own
+    // shape: a request of another NPS policy with no station and no credential at all (a
+    // bare User-Name) was let in on it, where no_factor = "allow" already refuses it.
+    let station = req
+        .calling_station_id()
+        .is_some_and(|s| !s.trim().is_empty());
+    if !locked && (station || rd_gateway_shape) {
         if let Some(v) = remembered::take(app, ctx, req, user, &info, &snapshot.tokens).await? {
             return Ok(v);
         }
