@@ -31,7 +31,9 @@ pub fn mark(db: &Path, now: i64, place: &str) -> std::io::Result<()> {
         "{} was copied into PostgreSQL ({place}) by `radmfa store migrate-to-postgres` at {}.\n\
          radmfa refuses to serve or change it while this file exists: run it with the \
          config that names the PostgreSQL store. Delete this file to use the SQLite store \
-         again.",
+         again, only if no node has used the PostgreSQL store: it lacks what the nodes \
+         changed since (used HOTP codes would work again, disabled tokens and deleted users \
+         come back).",
         db.display(),
         crate::clock::fmt_time(now)
     )?;
