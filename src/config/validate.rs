@@ -1141,10 +1141,30 @@ fn accept_attributes_config(
                 "must not be empty",
             ));
         }
-        out.by_group.push((
-            g.group.clone(),
-            parse(format!("{k}.attributes"), &g.attributes)?,
-        ));
+        let attrs = parse(format!("{k}.attributes"), &g.attributes)?;
+        // A member of this one group gets the client's attributes and the rule's (a
+        // single-valued one of the rule's replacing the client's): more than a packet
+        // holds refused every member's login, where `config check` only warned "a user in
+        // enough of the groups".
+        let kept: Vec<ReplyAttr> = out
+            .always
+            .iter()
+            .filter(|a| !(a.single() && attrs.iter().any(|r| r.key() == a.key())))
+            .cloned()
+            .collect();
+        let member = crate::radius::reply::wire_len(&kept) + crate::radius::reply::wire_len(&attrs);
+        if member > room {
+            return Err(ConfigError::invalid(
+                format!("{k}.attributes"),
+                format!(
+                    "with accept_attributes, a member of {:?} gets {member} octets of \
+                     attributes, more than the {room} an Access-Accept has room for: every \
+                     login of its members would be refused",
+                    g.group
+                ),
+            ));
+        }
+        out.by_group.push((g.group.clone(), attrs));
     }
     Ok(out)
 }
