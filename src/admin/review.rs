@@ -1808,6 +1808,8 @@ mod tests {
         }
         // Attributes that may repeat, and a client-wide value a group replaces: nothing.
         assert!(contested(&config("\"Class = s\", \"Idle-Timeout = 60\"")).is_empty());
+        // Both rules giving the same value: no contest (it was warned of all the same).
+        assert!(contested(&config("\"Session-Timeout = 3600\", \"Class = s\"")).is_empty());
         // One rule naming a single-valued attribute twice: its second value is dropped.
         let w = contested(&config(
             "\"Idle-Timeout = 60\", \"Class = a\", \"Idle-Timeout = 30\", \"Class = b\"",

@@ -362,9 +362,10 @@ impl AcceptAttributes {
                     continue;
                 }
                 named.push(a.key());
+                // The same value in both rules is no contest: either rule gives it.
                 let earlier = self.by_group[..j]
                     .iter()
-                    .find(|(_, e)| e.iter().any(|b| b.key() == a.key()));
+                    .find(|(_, e)| e.iter().any(|b| b.key() == a.key() && b != a));
                 if let Some((first, _)) = earlier {
                     out.push((a.name(), first.as_str(), later.as_str()));
                 }
