@@ -1786,6 +1786,39 @@ fn a_migration_whose_record_fails_still_marks_the_sqlite_store_moved() {
     assert!(!out.status.success(), "the moved store was read: {out:?}");
 }
 
+/// A destination another seed key was recorded in (a dry run of another store with its own
+/// key file started on it first): the migration is refused naming the key file and the
+/// way out, before anything is copied. It said only "not the key this database was set up
+/// with; every node must use the same key file".
+#[test]
+fn a_destination_set_up_with_another_key_is_refused_with_the_way_out() {
+    let slapd = directory();
+    let mut first = Server::start(&Options::new(&slapd.url));
+    first.enroll("alice", &[]);
+    assert!(first.stop().success());
+    let mut other = Server::start(&Options::new(&slapd.url));
+    assert!(other.stop().success());
+    let pg = PgCluster::start();
+    let url = pg.fresh_database();
+    let db = PgCluster::database_of(&url);
+    let (ok, text) = migrate_store(&other.config, &url, &["--dry-run"]);
+    assert!(ok, "{text}");
+    let (ok, text) = migrate_store(&first.config, &url, &[]);
+    assert!(!ok, "{text}");
+    let key = first.dir.path().join("radmfa.key");
+    assert!(
+        text.contains("was set up with another seed key than store.key_file")
+            && text.contains(&key.display().to_string())
+            && text.contains("DELETE FROM key_check"),
+        "{text}"
+    );
+    assert_eq!(pg.psql(&db, "SELECT COUNT(*) FROM tokens"), "0");
+    // As it says: the key record emptied, the copy goes through with this key.
+    pg.psql(&db, "DELETE FROM key_check");
+    let (ok, text) = migrate_store(&first.config, &url, &[]);
+    assert!(ok && text.contains("tokens: 1 row(s)"), "{text}");
+}
+
 /// `radmfa store migrate-to-postgres` of `config`'s SQLite store into `url`: (success, output).
 fn migrate_store(config: &Path, url: &str, extra: &[&str]) -> (bool, String) {
     let out = std::process::Command::new(common::radmfa::bin())

@@ -344,6 +344,23 @@ pub async fn store(cfg: &Config, cmd: StoreCommand) -> anyhow::Result<ExitCode> 
     // Creates the schema and records (or checks) the key, so the new nodes' key check
     // passes with exactly this key file.
     let place = settings.place().unwrap_or_default();
+    // A destination another key was recorded in (a node, or a --dry-run of another store,
+    // started on it first): said with the key file and the way out. Opened, it said only
+    // "not the key this database was set up with; every node must use the same key file",
+    // a dead end for an admin who had copied the key as the first refusal told them.
+    if !PgStore::recorded_key_opens(&settings, &sealer)
+        .await
+        .unwrap_or(true)
+    {
+        return Err(super::Refused(format!(
+            "the destination ({place}) was set up with another seed key than store.key_file \
+             {} (a node, or a --dry-run with another key file, started on it first); \
+             nothing was copied. Give an empty database, or, while it holds no tokens, \
+             empty its key_check table (DELETE FROM key_check) and migrate again",
+            key_file.display()
+        ))
+        .into());
+    }
     let dest = PgStore::open(&settings, sealer.clone())
         .await
         .with_context(|| format!("opening the destination ({place})"))?;
