@@ -278,6 +278,34 @@ fn a_passed_second_factor_spares_the_code_from_the_same_station_only() {
 /// off as a code, "Pass" went to the directory ("bad password", counted by its lockout),
 /// and the remembered station never let the user in. Where a code is needed, the field
 /// still gets "no code" (no bind), and the password with a code still works.
+/// The code answered from another station than the password (its own Calling-Station-Id
+/// on the State round): remembered for neither. It was remembered for the code's station,
+/// a device that never typed the password.
+#[test]
+fn a_code_from_another_station_than_the_password_is_not_remembered() {
+    let slapd = directory();
+    let standin = Standin::start();
+    let clients = [client(
+        "vpn",
+        "127.0.0.1",
+        "remember_second_factor_secs = 600",
+    )];
+    let srv = start(&slapd, &standin, "", "", &clients);
+    let seed = srv.enroll("alice", &[]);
+    let r1 = send(&srv, "127.0.0.1", Some(STATION_A), ALICE_PW, None);
+    assert_eq!(code_of(&r1), "Access-Challenge", "{r1}");
+    let state = r1["state"].as_str().unwrap().to_string();
+    let code = common::peers::totp(&seed, common::peers::now(), &[]);
+    let r2 = send(&srv, "127.0.0.1", Some(STATION_B), &code, Some(&state));
+    assert_eq!(code_of(&r2), "Access-Accept", "{r2}");
+    for station in [STATION_A, STATION_B] {
+        let r = send(&srv, "127.0.0.1", Some(station), ALICE_PW, None);
+        assert_eq!(code_of(&r), "Access-Challenge", "{station}: {r}");
+    }
+    let shown = String::from_utf8_lossy(&srv.cli(&["user", "show", "alice"]).stdout).to_string();
+    assert!(!shown.contains("remembered"), "{shown}");
+}
+
 #[test]
 fn a_password_ending_in_the_delimiter_and_digits_is_remembered_whole() {
     const PW: &str = "Pass,2024";

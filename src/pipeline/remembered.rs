@@ -141,11 +141,18 @@ pub fn to_remember(
     if v.reply.code != ReplyCode::Accept || !SECOND_FACTORS.contains(&v.mode) {
         return None;
     }
-    // As the audit record: this request's station, else the one its first round carried.
-    let station = station_of(
-        ctx,
-        req.calling_station_id().or_else(|| v.client_ip.clone()),
-    )?;
+    // The station the password came from (its first round's, which a prompt carries),
+    // else this request's. The code sent from another station than the password is
+    // remembered for neither: the code round's alone bound the period to a device that
+    // never typed the password.
+    let here = req.calling_station_id().filter(|s| !s.trim().is_empty());
+    let first = v.client_ip.clone().filter(|s| !s.trim().is_empty());
+    if let (Some(here), Some(first)) = (&here, &first) {
+        if station_of(ctx, Some(here.clone())) != station_of(ctx, Some(first.clone())) {
+            return None;
+        }
+    }
+    let station = station_of(ctx, first.or(here))?;
     // Stamped with when the login began, not now: the store writes the row only if no
     // forget of this user's remembered logins (`token disable`, `user set-phone`, a fraud
     // block, ...) is marked at or after this second. Stamped now, after the code check, the
