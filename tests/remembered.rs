@@ -306,6 +306,44 @@ fn a_code_from_another_station_than_the_password_is_not_remembered() {
     assert!(!shown.contains("remembered"), "{shown}");
 }
 
+/// A reload that takes the remembered login's method off the client: the remembered login
+/// no longer spares the second factor (an app code remembered, then codes dropped for SMS
+/// only). It held for the rest of its period, by a method the client no longer takes.
+#[test]
+fn a_method_taken_off_the_client_ends_what_it_remembered() {
+    let slapd = directory();
+    let standin = Standin::start();
+    let both = "remember_second_factor_secs = 600\nmethods = [\"totp\", \"sms\"]";
+    let clients = [client("vpn", "127.0.0.1", both)];
+    let srv = start(&slapd, &standin, "", "", &clients);
+    let seed = srv.enroll("alice", &[]);
+    let r1 = send(&srv, "127.0.0.1", Some(STATION_A), ALICE_PW, None);
+    let state = r1["state"].as_str().unwrap().to_string();
+    let code = common::peers::totp(&seed, common::peers::now(), &[]);
+    let r2 = send(&srv, "127.0.0.1", Some(STATION_A), &code, Some(&state));
+    assert_eq!(code_of(&r2), "Access-Accept", "{r2}");
+    let r = send(&srv, "127.0.0.1", Some(STATION_A), ALICE_PW, None);
+    assert_eq!(code_of(&r), "Access-Accept", "remembered: {r}");
+    assert_eq!(newest(&srv)["mode"], "remembered");
+
+    let text = std::fs::read_to_string(&srv.config).unwrap();
+    std::fs::write(
+        &srv.config,
+        text.replace("methods = [\"totp\", \"sms\"]", "methods = [\"sms\"]"),
+    )
+    .unwrap();
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &srv.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    let applied = srv.log_lines_at_least(1, |l| l.contains("[[client]] entries from"));
+    assert_eq!(applied, 1, "{}", srv.log());
+    let r = send(&srv, "127.0.0.1", Some(STATION_A), ALICE_PW, None);
+    assert_eq!(code_of(&r), "Access-Challenge", "{r}");
+    assert_ne!(newest(&srv)["mode"], "remembered");
+}
+
 #[test]
 fn a_password_ending_in_the_delimiter_and_digits_is_remembered_whole() {
     const PW: &str = "Pass,2024";

@@ -78,6 +78,20 @@ pub async fn take(
     if now >= until {
         return Ok(None);
     }
+    // A method a reload took off the client since (SMS dropped after an SMS-pumping
+    // incident): what passed by it is no longer a second factor this client takes.
+    let method = match r.mode.as_str() {
+        "totp" | "hotp" => Some(crate::mfa::method::Method::Totp),
+        other => crate::mfa::method::Method::parse(other),
+    };
+    if method.is_some_and(|m| !ctx.client.factors.methods.contains(&m)) {
+        tracing::info!(
+            user,
+            "a remembered {} login not used: the client's methods no longer include it",
+            r.mode
+        );
+        return Ok(None);
+    }
     if !holds_a_usable_token(&r.mode, tokens, now) {
         // The login goes on as one without a remembered factor, and is told why its code
         // cannot pass ("Your second factor has expired").
