@@ -1739,6 +1739,15 @@ fn rd_gateway_no_factor_allow_lets_in_only_users_never_enrolled() {
             .contains("only on RD Gateway's own requests"),
         "{rec}"
     );
+    // Nor by a waiting bypass: nobody checked a password for such a request.
+    cli_ok(&srv, &["user", "bypass", "dave"]);
+    let r = py(
+        &srv,
+        &["--user", "dave", "--nas-port-type", "15", "--timeout", "10"],
+    );
+    assert_eq!(code_of(&r), "Access-Reject", "{r}");
+    assert_ne!(srv.audit_json("dave")[0]["mode"], "bypass");
+    cli_ok(&srv, &["user", "bypass", "dave", "--cancel"]);
     // A token is a second factor, if not one a gateway can use: refused.
     let r = rd_gateway_request_for(&srv, "127.0.0.1", "dave");
     assert_eq!(code_of(&r), "Access-Reject", "{r}");

@@ -2326,6 +2326,14 @@ fn a_locked_user_is_not_let_in_on_the_password_alone() {
             .starts_with("second factor locked"),
         "{rec}"
     );
+    // The helpdesk's way in for the locked user with the lost phone: a bypass, used.
+    let out = srv.cli(&["user", "bypass", "alice"]);
+    assert!(out.status.success(), "{out:?}");
+    let r = py_password(&srv, "alice", ALICE_PW);
+    assert_eq!(code_of(&r), "Access-Accept", "{r}");
+    assert_eq!(srv.audit_json("alice")[0]["mode"], "bypass");
+    let r = py_password(&srv, "alice", ALICE_PW);
+    assert_eq!(code_of(&r), "Access-Reject", "once: {r}");
     let out = srv.cli(&["user", "unlock", "alice"]);
     assert!(out.status.success(), "{out:?}");
     let r = py_password(&srv, "alice", ALICE_PW);

@@ -464,7 +464,10 @@ async fn fresh_login(
     let without_factor = usable
         .is_empty()
         .then(|| without_usable_factor(app, ctx, &view, &info, has_tokens, code_only));
-    let needs_no_bypass = !code_missing
+    // A locked user is refused that login (below): a waiting bypass is what lets them in,
+    // as on RD Gateway's path.
+    let needs_no_bypass = !locked
+        && !code_missing
         && !no_code
         && without_factor
             .as_ref()

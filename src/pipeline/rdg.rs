@@ -120,7 +120,10 @@ pub async fn start(
         && rd_gateway_shape
         && ctx.client.no_factor == NoFactorPolicy::Allow;
     // As in `login`: a login let in without a factor anyway does not spend a waiting bypass.
-    if !primary_only || locked {
+    // Nor does a request of no known shape (neither RD Gateway's nor with a station: a
+    // bare User-Name another NPS policy forwards, which nobody checked a password for),
+    // as for a remembered approval above.
+    if (!primary_only || locked) && (station || rd_gateway_shape) {
         if let Some(v) = bypass::take(app, user, &profile, &info).await? {
             return Ok(v);
         }
