@@ -2154,6 +2154,26 @@ fn qr_code_on_a_terminal_is_black_on_white() {
     assert_eq!(decoded_qr(d.path(), &text), uri_in(&text));
 }
 
+/// store.path a symbolic link made before the first start, its target not there yet: the
+/// database is made at the target, private (0600). SQLite made it with the caller's umask
+/// (0644: phone numbers and the audit trail readable by every account).
+#[cfg(unix)]
+#[test]
+fn a_store_path_linked_to_a_file_not_there_yet_is_made_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let (d, cfg) = setup();
+    let real = d.path().join("real");
+    std::fs::create_dir(&real).unwrap();
+    std::os::unix::fs::symlink(real.join("radmfa.db"), d.path().join("radmfa.db")).unwrap();
+    let (ok, out, err) = run(&cfg, &["user", "enroll-totp", "alice", "--uri-only"]);
+    assert!(ok, "{out}{err}");
+    let mode = std::fs::metadata(real.join("radmfa.db"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+}
+
 /// What the helpdesk's commands leave behind is said: `user unlock` that forgot wrong
 /// codes below the threshold ("was not locked" alone read as nothing changed), a resync
 /// whose holder is still locked (the drift's wrong codes locked them; "resynchronised" read

@@ -116,14 +116,18 @@ pub fn own_file(db: &Path, key_file: &Path, to: &Path) -> Option<&'static str> {
         }
     };
     let to = resolved(to);
-    if to == resolved(key_file) {
+    if to == resolved(key_file) || to == crate::store::serving_lock::followed(key_file) {
         return Some("the store's seed key file");
     }
-    let db = resolved(db);
+    // Both spellings of a store.path that is a symbolic link: SQLite puts the -wal beside
+    // the real file, and the lock and the mark go there too.
+    let spellings = [resolved(db), crate::store::serving_lock::followed(db)];
     let named = |suffix: &str| {
-        let mut name = db.clone().into_os_string();
-        name.push(suffix);
-        name == to.as_os_str()
+        spellings.iter().any(|db| {
+            let mut name = db.clone().into_os_string();
+            name.push(suffix);
+            name == to.as_os_str()
+        })
     };
     [
         ("", "the store's database itself"),
@@ -227,5 +231,18 @@ mod tests {
             own_file(&db, &key, Path::new("/elsewhere/radmfa.db-wal")),
             None
         );
+        // store.path a symbolic link: the real file's companions are the store's too.
+        #[cfg(unix)]
+        {
+            let real = dir.path().join("real");
+            std::fs::create_dir(&real).unwrap();
+            std::fs::write(real.join("radmfa.db"), b"x").unwrap();
+            let link = dir.path().join("link.db");
+            std::os::unix::fs::symlink(real.join("radmfa.db"), &link).unwrap();
+            for name in ["radmfa.db-wal", "radmfa.db.serving"] {
+                assert!(own_file(&link, &key, &real.join(name)).is_some(), "{name}");
+            }
+            assert!(own_file(&link, &key, &dir.path().join("link.db-wal")).is_some());
+        }
     }
 }

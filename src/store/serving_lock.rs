@@ -31,6 +31,15 @@ pub struct SqliteLock(
 /// configs reaching one file by different paths must meet on one lock. A link to a file
 /// not made yet (a first start) is followed too, to where SQLite will make it.
 pub fn lock_path(db: &Path) -> PathBuf {
+    let mut name = followed(db).into_os_string();
+    name.push(".serving");
+    PathBuf::from(name)
+}
+
+/// `db` with its symbolic links followed (up to 16), as SQLite follows them to put its
+/// `-wal` and `-shm` beside the real file; a target not there yet is spelled with its
+/// directory resolved.
+pub fn followed(db: &Path) -> PathBuf {
     let mut p = db.to_path_buf();
     for _ in 0..16 {
         if let Ok(real) = std::fs::canonicalize(&p) {
@@ -54,9 +63,7 @@ pub fn lock_path(db: &Path) -> PathBuf {
             p = dir.join(name);
         }
     }
-    let mut name = p.into_os_string();
-    name.push(".serving");
-    PathBuf::from(name)
+    p
 }
 
 /// The lock file, made if missing. Made by root (an admin's migration, a server run by

@@ -319,6 +319,15 @@ pub(crate) fn precreate_private(path: &Path) -> Result<(), StoreError> {
     // failed on a full disk, and every command on an existing store said "cannot create
     // database", just when the admin wanted to copy it elsewhere.
     if std::fs::symlink_metadata(path).is_ok() {
+        // A symbolic link to a file not there yet (made before the first start): the file
+        // is made at its target, private, as here. Left to SQLite, it was made with the
+        // caller's umask (0644: phone numbers and the audit trail readable by all).
+        if !path.exists() {
+            let target = super::serving_lock::followed(path);
+            if target != path && std::fs::symlink_metadata(&target).is_err() {
+                return precreate_private(&target);
+            }
+        }
         return Ok(());
     }
     let failed = |e: std::io::Error| {
