@@ -1459,3 +1459,77 @@ fn without_a_directory_the_upstream_server_vouches_for_the_user() {
         srv.log()
     );
 }
+
+/// An upstream server that answers with an Access-Challenge (an OTP server asking one user
+/// for a next code or a new PIN): refused as a Reject is, on a `no_reply` client too, and
+/// asked once however often the NAS resends. It was taken for an outage: the NAS heard
+/// nothing (and counted radmfa dead), and each resend sent the password upstream again.
+#[test]
+fn an_upstream_challenge_is_a_reject_even_where_outages_get_no_reply() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let slapd = directory();
+    let upstream = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    upstream
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let port = upstream.local_addr().unwrap().port();
+    let asked = Arc::new(AtomicUsize::new(0));
+    let counted = asked.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        let secret = UPSTREAM_SECRET.as_bytes();
+        loop {
+            let Ok((n, from)) = upstream.recv_from(&mut buf) else {
+                continue;
+            };
+            let Ok(req) = radmfa::radius::decode_request(&buf[..n], secret, false) else {
+                continue;
+            };
+            counted.fetch_add(1, Ordering::SeqCst);
+            let reply = radmfa::radius::Reply::challenge(b"up".to_vec(), "Enter the next code");
+            let raw = radmfa::radius::encode_reply(&req, &reply, secret);
+            let _ = upstream.send_to(&raw, from);
+        }
+    });
+    let keys = format!("{INLINE_UPSTREAM}\non_backend_failure = \"no_reply\"");
+    let srv = start(
+        &slapd,
+        &upstream_section(&[local(port)], ""),
+        &[client("vpn", "127.0.0.1", &keys)],
+    );
+    srv.enroll("alice", &[]);
+    // One request and a resend of it (same identifier and authenticator), as a NAS sends.
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.connect(srv.addr).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let (pkt, _) = AccessRequestBuilder::new(7, "alice")
+        .password(format!("{ALICE_UP},000000").as_bytes())
+        .build(SECRET.as_bytes());
+    let mut codes = Vec::new();
+    for _ in 0..2 {
+        sock.send(&pkt).unwrap();
+        let mut buf = [0u8; 4096];
+        let got = sock.recv(&mut buf).ok();
+        codes.push(got.and_then(|n| parse_reply(&buf[..n])).map(|r| r.code));
+    }
+    assert_eq!(
+        codes,
+        [Some(3), Some(3)],
+        "Access-Reject, twice\n{}",
+        srv.log()
+    );
+    let rec = newest(&srv, "alice");
+    assert!(
+        rec["reason"]
+            .as_str()
+            .unwrap()
+            .contains("answered with an Access-Challenge"),
+        "{rec}"
+    );
+    assert_eq!(
+        asked.load(Ordering::SeqCst),
+        1,
+        "asked upstream more than once"
+    );
+}

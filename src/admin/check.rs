@@ -107,6 +107,10 @@ pub async fn connect(cfg: &Config, user: Option<&str>) -> anyhow::Result<bool> {
                         );
                     }
                 }
+                Ok(Answer::Refused(why)) => {
+                    line(false, format!("{label} {shown}: {why}"));
+                    continue;
+                }
                 Ok(Answer::Accept(_)) => line(
                     false,
                     format!(

@@ -38,6 +38,11 @@ pub enum Answer {
     /// With the attributes `pass_through` names, in the order they came.
     Accept(Vec<ReplyAttr>),
     Reject,
+    /// An answer that is neither (an Access-Challenge: an OTP server asking a user for a
+    /// next code or a new PIN; an unknown code), and why: refused as a Reject is. Taken for
+    /// an outage, it left `no_reply` clients' NAS boxes waiting, counting radmfa dead, and
+    /// each retransmit sent the password upstream again.
+    Refused(String),
 }
 
 /// The request attributes passed on from the NAS, so the upstream server's policies can
@@ -185,9 +190,6 @@ async fn ask_in_turn<'a>(
                 }
                 failures.push(format!("{server}: {why}"));
             }
-            Err(Failure::Refused(why)) => {
-                return Err(AuthError::Upstream(format!("{server} {why}")));
-            }
         }
     }
     health.login_unanswered(&cfg.group);
@@ -294,7 +296,7 @@ pub async fn probe(
     ask_made_up(cfg, health, server, nas_identifier, "radmfa-config-check")
         .await
         .map_err(|f| match f {
-            Failure::NoAnswer(why) | Failure::Refused(why) => why,
+            Failure::NoAnswer(why) => why,
         })
 }
 
@@ -376,7 +378,7 @@ pub async fn status_check(
         None => return false,
         Some(StatusCheck::AccessRequest) => {
             match ask_made_up(cfg, health, server, nas_identifier, "radmfa-status-check").await {
-                Ok(_) | Err(Failure::Refused(_)) => Ok(()),
+                Ok(_) => Ok(()),
                 Err(Failure::NoAnswer(why)) => Err(why),
             }
         }
@@ -440,15 +442,13 @@ pub async fn status_server_probe(
         .await
         .map(|_| ())
         .map_err(|f| match f {
-            Failure::NoAnswer(why) | Failure::Refused(why) => why,
+            Failure::NoAnswer(why) => why,
         })
 }
 
 enum Failure {
     /// Try the next server.
     NoAnswer(String),
-    /// The server answered, but not with a password decision.
-    Refused(String),
 }
 
 async fn ask(
@@ -625,12 +625,12 @@ fn decide(
                 .collect(),
         )),
         ACCESS_REJECT => Ok(Answer::Reject),
-        ACCESS_CHALLENGE => Err(Failure::Refused(
+        ACCESS_CHALLENGE => Ok(Answer::Refused(
             "answered with an Access-Challenge; radmfa does not relay an upstream server's \
              prompts (turn its own second factor off for radmfa)"
                 .into(),
         )),
-        other => Err(Failure::Refused(format!("answered with code {other}"))),
+        other => Ok(Answer::Refused(format!("answered with code {other}"))),
     }
 }
 
@@ -854,6 +854,6 @@ mod tests {
         assert!(matches!(decide(&c, reply), Ok(Answer::Reject)));
         let (raw, auth) = reply_to(ReplyCode::Challenge, b"upstream-secret", &[]);
         let reply = as_configured(&c, &raw, 9, &auth).unwrap();
-        assert!(matches!(decide(&c, reply), Err(Failure::Refused(_))));
+        assert!(matches!(decide(&c, reply), Ok(Answer::Refused(_))));
     }
 }

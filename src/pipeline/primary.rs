@@ -159,6 +159,10 @@ async fn by_upstream(
         (Answer::Reject, server) => Ok(PrimaryOutcome::Denied(Denial::UpstreamReject(
             server.name.clone(),
         ))),
+        // Refused as a Reject is, whatever on_backend_failure says: the server answered.
+        (Answer::Refused(why), server) => Ok(PrimaryOutcome::Denied(Denial::UpstreamReject(
+            format!("{} ({why})", server.name),
+        ))),
         (Answer::Accept(granted), _) => Ok(match ctx.primary.lookup(user).await? {
             Some(mut info) => {
                 info.granted = granted;
