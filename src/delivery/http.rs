@@ -232,8 +232,14 @@ fn decoded(s: &str) -> String {
 /// an echoed request costs the diagnosis nothing.
 fn path_keys(url_without_query: &str) -> Vec<String> {
     let (_, path) = authority_and_path(url_without_query);
+    // Also a shorter one with a digit in it (`/gw/K8x2pQ7zR1/send`): a key, or a version
+    // number ("v2", "2010-04-01") whose blanking costs nothing.
+    let key_like = |seg: &str| {
+        let n = seg.chars().count();
+        n >= 12 || (n >= 6 && seg.chars().any(|c| c.is_ascii_digit()))
+    };
     path.split('/')
-        .filter(|seg| seg.chars().count() >= 12 && !seg.contains('{'))
+        .filter(|seg| key_like(seg) && !seg.contains('{'))
         .flat_map(|seg| {
             // As written and percent-decoded: an echo may show either.
             [seg.to_string(), decoded(seg)]
@@ -279,8 +285,49 @@ fn body_literals(template: &str, encoding: TemplateEncoding) -> Vec<String> {
             }
             Err(_) => key_like(),
         },
-        TemplateEncoding::None => key_like(),
+        // As-is (an XML gateway's `<password>Gw7pw-x9</password>`, `key="…"`): every literal
+        // value too, however short: an element's text, a quoted value, what follows = or
+        // :. Long words alone left an 8-character password in the audit reason.
+        TemplateEncoding::None => {
+            let mut out = key_like();
+            out.extend(as_is_values(template));
+            out
+        }
     }
+}
+
+/// The literal values of an as-is body template: the text between `>` and `<`, quoted
+/// values, and what follows `=` or `:` up to the next separator; none holding a
+/// placeholder.
+fn as_is_values(template: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut keep = |v: &str| {
+        let v = v.trim();
+        if !v.is_empty() && !v.contains('{') && !v.contains('}') {
+            out.push(v.to_string());
+        }
+    };
+    for (i, part) in template.split('>').enumerate() {
+        if i > 0 {
+            keep(part.split('<').next().unwrap_or(""));
+        }
+    }
+    for q in ['"', '\''] {
+        for (i, part) in template.split(q).enumerate() {
+            if i % 2 == 1 {
+                keep(part);
+            }
+        }
+    }
+    for sep in ['=', ':'] {
+        for part in template.split(sep).skip(1) {
+            let end = part
+                .find(|c: char| c.is_whitespace() || "&;,<>\"'".contains(c))
+                .unwrap_or(part.len());
+            keep(&part[..end]);
+        }
+    }
+    out
 }
 
 /// The start of a response body for the audit reason, with `hidden` blanked out in case
@@ -436,6 +483,19 @@ mod tests {
         keyed.cfg.body = "<sms key=\"AsIsLiteralKey42\" to=\"{phone}\"/>".into();
         let shown = snippet("echo AsIsLiteralKey42", &keyed.credentials(&v));
         assert_eq!(shown, "echo ***");
+        // Short ones too: an XML gateway's 8-character password, a 10-character key in the
+        // path (only words of 12 or more were hidden).
+        keyed.cfg.url = "https://sms.example/gw/K8x2pQ7zR1/send?to={phone}".into();
+        keyed.cfg.body = "<sms><user>acme</user><password>Gw7pw-x9</password>\
+                          <to>{phone}</to><text>{message}</text></sms>"
+            .into();
+        let echo = "Invalid request /gw/K8x2pQ7zR1/send <sms><user>acme</user>\
+                    <password>Gw7pw-x9</password></sms>";
+        let shown = snippet(echo, &keyed.credentials(&v));
+        for secret in ["Gw7pw-x9", "K8x2pQ7zR1", "acme"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(shown.contains("/gw/***/send"), "{shown}");
         // A password in the URL's userinfo, and its Basic header.
         let mut userinfo = gateway(HttpAuth::None);
         userinfo.cfg.url = "https://acct:url-pass-77@sms.example/send?to={phone}".into();
