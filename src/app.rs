@@ -597,11 +597,21 @@ pub async fn open_sqlite(
 pub fn make_directories(files: &[&std::path::Path]) -> anyhow::Result<()> {
     for p in files {
         if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("creating directory {}", dir.display()))?;
+            create_dirs(dir).with_context(|| format!("creating directory {}", dir.display()))?;
         }
     }
     Ok(())
+}
+
+/// `dir` and its missing parents, never writable by other accounts: at most 0755 whatever
+/// the caller's umask. Made under `umask 000` (a container, a permissive shell) they were
+/// 0777, and any account could delete or swap the database and the seed key in them.
+pub fn create_dirs(dir: &std::path::Path) -> std::io::Result<()> {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o755);
+    b.create(dir)
 }
 
 pub async fn open_store(cfg: &StoreConfig) -> anyhow::Result<Arc<dyn Store>> {
@@ -614,7 +624,7 @@ pub async fn open_store(cfg: &StoreConfig) -> anyhow::Result<Arc<dyn Store>> {
         }
         StoreConfig::Postgres { settings, key_file } => {
             if let Some(dir) = key_file.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir)
+                create_dirs(dir)
                     .with_context(|| format!("creating directory {}", dir.display()))?;
             }
             let store = PgStore::open_with_key_file(settings, key_file)

@@ -2174,6 +2174,42 @@ fn a_store_path_linked_to_a_file_not_there_yet_is_made_private() {
     assert_eq!(mode & 0o777, 0o600, "{mode:o}");
 }
 
+/// The directories a first command makes for the store and the key are never writable by
+/// other accounts, whatever the caller's umask: made under `umask 000` they were 0777, and
+/// any account could delete or swap the database and the seed key.
+#[cfg(unix)]
+#[test]
+fn store_directories_made_under_a_permissive_umask_are_not_world_writable() {
+    use std::os::unix::fs::PermissionsExt;
+    let (d, cfg) = setup();
+    let text = text_holding(&cfg, "path = \"radmfa.db\"\nkey_file = \"radmfa.key\"");
+    std::fs::write(
+        &cfg,
+        text.replace(
+            "path = \"radmfa.db\"\nkey_file = \"radmfa.key\"",
+            "path = \"state/db/radmfa.db\"\nkey_file = \"keys/radmfa.key\"",
+        ),
+    )
+    .unwrap();
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "umask 000; exec {} --config {} user enroll-totp alice --uri-only",
+            bin().display(),
+            cfg.display()
+        ))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    for dir in ["state", "state/db", "keys"] {
+        let mode = std::fs::metadata(d.path().join(dir))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o022, 0, "{dir}: {mode:o}");
+    }
+}
+
 /// What the helpdesk's commands leave behind is said: `user unlock` that forgot wrong
 /// codes below the threshold ("was not locked" alone read as nothing changed), a resync
 /// whose holder is still locked (the drift's wrong codes locked them; "resynchronised" read

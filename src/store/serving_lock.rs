@@ -98,7 +98,7 @@ fn open(db: &Path) -> io::Result<File> {
 fn lock(db: &Path, how: FlockArg, held: &str) -> io::Result<SqliteLock> {
     // A first start: the directory the store is about to be made in.
     if let Some(dir) = db.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
+        crate::app::create_dirs(dir)?;
     }
     let path = lock_path(db);
     let file =
