@@ -385,9 +385,54 @@ const NOT_PASSED: &[u8] = &[2, 3, 24, 26, 33, 79, 80];
 
 /// Hidden with the upstream server's secret and radmfa's Request Authenticator (RFC 2868
 /// §3.5 Tunnel-Password; RFC 2548 MS-CHAP-MPPE-Keys, MS-MPPE-Send-Key, MS-MPPE-Recv-Key):
-/// copied as sent, the NAS would decrypt them with its own secret into garbage.
+/// copied as sent, the NAS would decrypt them with its own secret into garbage. The vendor
+/// ones are every attribute FreeRADIUS 3.2's dictionaries mark `encrypt=1`, `2` or `3`
+/// (Aruba-MPSK-Passphrase, Ascend and Lucent secrets, the WiMAX and Alcatel keys, …):
+/// with only Microsoft's listed, the others passed `config check` and reached the NAS
+/// as garbage.
 const ENCRYPTED_STANDARD: &[u8] = &[69];
-const ENCRYPTED_VENDOR: &[(u32, u8)] = &[(311, 12), (311, 16), (311, 17)];
+const ENCRYPTED_VENDOR: &[(u32, u8)] = &[
+    (161, 11),
+    (311, 12),
+    (311, 16),
+    (311, 17),
+    (529, 214),
+    (529, 215),
+    (831, 116),
+    (831, 117),
+    (831, 118),
+    (831, 119),
+    (2356, 19),
+    (2356, 20),
+    (4846, 214),
+    (4846, 215),
+    (4874, 58),
+    (4874, 59),
+    (4874, 60),
+    (4874, 61),
+    (5535, 58),
+    (6527, 122),
+    (6527, 123),
+    (6527, 124),
+    (6527, 125),
+    (6527, 138),
+    (6527, 139),
+    (6527, 142),
+    (14823, 44),
+    (24757, 5),
+    (24757, 10),
+    (24757, 12),
+    (24757, 14),
+    (24757, 15),
+    (24757, 19),
+    (24757, 40),
+    (24757, 66),
+    (24757, 67),
+    (24757, 70),
+    (24757, 75),
+    (24757, 131),
+    (26928, 3),
+];
 const ENCRYPTED: &str =
     "is encrypted for the exchange between radmfa and the upstream server (its secret, \
      radmfa's Request Authenticator), so the NAS could not read it: it cannot be passed through";
@@ -640,8 +685,9 @@ const OTHER_LAYOUT_VENDORS: [(u32, &str); 8] = [
 fn generic_vendor_sendable(name: &str, vendor: u32, vtype: u8) -> Result<(), String> {
     if ENCRYPTED_VENDOR.contains(&(vendor, vtype)) {
         return Err(format!(
-            "{name:?} is sent encrypted with the NAS's shared secret (RFC 2548), which \
-             radmfa does not do: the NAS would read a plain value as a garbage key"
+            "{name:?} is sent encrypted with the NAS's shared secret (RFC 2548 and its \
+             like: the dictionary's encrypt=), which radmfa does not do: the NAS would read a \
+             plain value as garbage"
         ));
     }
     if let Some((_, format)) = OTHER_LAYOUT_VENDORS.iter().find(|(v, _)| *v == vendor) {
@@ -798,6 +844,9 @@ mod tests {
             "Vendor-311-Attr-12",
             "Vendor-311-Attr-16",
             "Vendor-311-Attr-17",
+            // Aruba-MPSK-Passphrase, Ascend-Send-Secret: not Microsoft's, as hidden.
+            "Vendor-14823-Attr-44",
+            "Vendor-529-Attr-214",
         ] {
             let err = AttrKey::by_name(encrypted).unwrap_err();
             assert!(err.contains("encrypted"), "{encrypted}: {err}");
