@@ -1179,6 +1179,14 @@ fn one_time_bypass_lets_one_login_in_without_a_code() {
     // Cancelled before use.
     bypass(&["--for", "5m"]);
     assert!(bypass(&["--cancel"]).contains("bypass cancelled"));
+    // Cancelled again: said so, not the earlier bypass's use as news.
+    let out = srv.cli(&["user", "bypass", "alice", "--cancel"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("its bypass was cancelled already, at") && !err.contains("used"),
+        "{err}"
+    );
     let r = py_password(&srv, "alice", ALICE_PW);
     assert_eq!(code_of(&r), "Access-Challenge", "{r}");
     let admin: Vec<String> = srv

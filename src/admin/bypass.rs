@@ -140,16 +140,37 @@ async fn why_none_waits(store: &dyn Store, user: &str, until: Option<i64>) -> St
             fmt_time(t)
         );
     }
-    let used = store
-        .audit(&crate::store::AuditFilter {
+    let newest = |mode: Option<&str>, result: &str| {
+        let filter = crate::store::AuditFilter {
             user: Some(user.to_string()),
-            mode: Some("bypass".into()),
-            result: Some("accept".into()),
+            mode: mode.map(str::to_string),
+            result: Some(result.to_string()),
             limit: 1,
             ..Default::default()
-        })
-        .await;
-    match used.ok().and_then(|r| r.into_iter().next()) {
+        };
+        async move { store.audit(&filter).await }
+    };
+    // The last grant or cancel: a use older than it is not this bypass's (a cancelled
+    // grant, then --cancel again, read as the earlier bypass "used already").
+    let admin = newest(None, "bypass")
+        .await
+        .ok()
+        .and_then(|r| r.into_iter().next());
+    if let Some(a) = admin
+        .as_ref()
+        .filter(|a| a.reason.as_deref() == Some("cancelled"))
+    {
+        return format!(
+            "its bypass was cancelled already, at {}; nothing to cancel",
+            fmt_time(a.time)
+        );
+    }
+    let used = newest(Some("bypass"), "accept").await;
+    let used = used
+        .ok()
+        .and_then(|r| r.into_iter().next())
+        .filter(|u| admin.as_ref().is_none_or(|a| u.time >= a.time));
+    match used {
         Some(r) => format!(
             "its bypass was used already, by a login at {} through {} (radmfa audit --user \
              {} --mode bypass); nothing to cancel",
