@@ -402,52 +402,31 @@ async fn fresh_login(
     // A code typed inline with the password of a login let in without one is used up
     // all the same (`skipped_code`): the field must not log in again from elsewhere.
     // Boxed: rare, and its awaits would otherwise sit in every request's future.
-    let via = || Via {
-        ctx,
-        req,
-        station: None,
+    let use_up = async |info: &UserInfo| {
+        let via = Via {
+            ctx,
+            req,
+            station: None,
+        };
+        skipped_code::use_up(app, via, user, &view, code.as_ref(), info).await
     };
     match groups::check_timed(app, ctx, user, &info).await? {
         Membership::Allowed => {}
         Membership::NotAllowed => return Ok(groups::not_allowed(ctx, info)),
         Membership::Exempt(group) => {
-            Box::pin(skipped_code::use_up(
-                app,
-                via(),
-                user,
-                &view,
-                code.as_ref(),
-                &info,
-            ))
-            .await?;
+            Box::pin(use_up(&info)).await?;
             return Ok(groups::exempt(group, info));
         }
     }
     if let Some(ip) = exempt_station {
-        Box::pin(skipped_code::use_up(
-            app,
-            via(),
-            user,
-            &view,
-            code.as_ref(),
-            &info,
-        ))
-        .await?;
+        Box::pin(use_up(&info)).await?;
         return Ok(networks::exempt(ip, info));
     }
     // A remembered second factor is not one more chance at a locked one; and it is asked
     // before the bypass so that a waiting bypass is not spent when it was not needed.
     if !locked {
         if let Some(v) = remembered::take(app, ctx, req, user, &info, tokens).await? {
-            Box::pin(skipped_code::use_up(
-                app,
-                via(),
-                user,
-                &view,
-                code.as_ref(),
-                &info,
-            ))
-            .await?;
+            Box::pin(use_up(&info)).await?;
             return Ok(v);
         }
     }
@@ -474,15 +453,7 @@ async fn fresh_login(
             .is_some_and(|v| v.reply.code == ReplyCode::Accept);
     if !needs_no_bypass {
         if let Some(v) = bypass::take(app, user, profile, &info).await? {
-            Box::pin(skipped_code::use_up(
-                app,
-                via(),
-                user,
-                &view,
-                code.as_ref(),
-                &info,
-            ))
-            .await?;
+            Box::pin(use_up(&info)).await?;
             return Ok(v);
         }
     }
