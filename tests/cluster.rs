@@ -1703,9 +1703,7 @@ fn a_node_started_during_the_migration_waits_for_the_copy() {
 #[test]
 fn a_least_privilege_role_is_sent_to_the_owner_before_the_copy() {
     let slapd = directory();
-    let mut single = Server::start(&Options::new(&slapd.url));
-    single.enroll("alice", &[]);
-    assert!(single.stop().success());
+    let single = stopped_sqlite_store(&slapd, &["alice"]);
     let pg = PgCluster::start();
     let url = pg.fresh_database();
     let db = PgCluster::database_of(&url);
@@ -1751,9 +1749,7 @@ fn a_least_privilege_role_is_sent_to_the_owner_before_the_copy() {
 #[test]
 fn a_migration_whose_record_fails_still_marks_the_sqlite_store_moved() {
     let slapd = directory();
-    let mut single = Server::start(&Options::new(&slapd.url));
-    single.enroll("alice", &[]);
-    assert!(single.stop().success());
+    let single = stopped_sqlite_store(&slapd, &["alice"]);
     let pg = PgCluster::start();
     let url = pg.fresh_database();
     let db = PgCluster::database_of(&url);
@@ -1793,11 +1789,8 @@ fn a_migration_whose_record_fails_still_marks_the_sqlite_store_moved() {
 #[test]
 fn a_destination_set_up_with_another_key_is_refused_with_the_way_out() {
     let slapd = directory();
-    let mut first = Server::start(&Options::new(&slapd.url));
-    first.enroll("alice", &[]);
-    assert!(first.stop().success());
-    let mut other = Server::start(&Options::new(&slapd.url));
-    assert!(other.stop().success());
+    let first = stopped_sqlite_store(&slapd, &["alice"]);
+    let other = stopped_sqlite_store(&slapd, &[]);
     let pg = PgCluster::start();
     let url = pg.fresh_database();
     let db = PgCluster::database_of(&url);
@@ -1817,6 +1810,17 @@ fn a_destination_set_up_with_another_key_is_refused_with_the_way_out() {
     pg.psql(&db, "DELETE FROM key_check");
     let (ok, text) = migrate_store(&first.config, &url, &[]);
     assert!(ok && text.contains("tokens: 1 row(s)"), "{text}");
+}
+
+/// A SQLite deployment to migrate: a server that ran with `users` enrolled, stopped (its
+/// store and key file stay in its directory).
+fn stopped_sqlite_store(slapd: &Slapd, users: &[&str]) -> Server {
+    let mut single = Server::start(&Options::new(&slapd.url));
+    for user in users {
+        single.enroll(user, &[]);
+    }
+    assert!(single.stop().success());
+    single
 }
 
 /// `radmfa store migrate-to-postgres` of `config`'s SQLite store into `url`: (success, output).

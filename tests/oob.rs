@@ -1935,13 +1935,7 @@ fn a_reload_that_drops_a_method_closes_its_prompts() {
         let text = std::fs::read_to_string(&srv.config).unwrap();
         assert!(text.contains(from));
         std::fs::write(&srv.config, text.replace(from, to)).unwrap();
-        let hup = std::process::Command::new("kill")
-            .args(["-HUP", &srv.pid().to_string()])
-            .status()
-            .unwrap();
-        assert!(hup.success());
-        let applied = srv.log_lines_at_least(n, |l| l.contains("reload: 1 [[client]] entries"));
-        assert_eq!(applied, n, "{}", srv.log());
+        assert_eq!(srv.reload(n), n, "{}", srv.log());
     };
 
     let sms = login(&srv, "alice", ALICE_PW);

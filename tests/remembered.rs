@@ -332,13 +332,7 @@ fn a_method_taken_off_the_client_ends_what_it_remembered() {
         text.replace("methods = [\"totp\", \"sms\"]", "methods = [\"sms\"]"),
     )
     .unwrap();
-    let hup = std::process::Command::new("kill")
-        .args(["-HUP", &srv.pid().to_string()])
-        .status()
-        .unwrap();
-    assert!(hup.success());
-    let applied = srv.log_lines_at_least(1, |l| l.contains("[[client]] entries from"));
-    assert_eq!(applied, 1, "{}", srv.log());
+    assert_eq!(srv.reload(1), 1, "{}", srv.log());
     let r = send(&srv, "127.0.0.1", Some(STATION_A), ALICE_PW, None);
     assert_eq!(code_of(&r), "Access-Challenge", "{r}");
     assert_ne!(newest(&srv)["mode"], "remembered");

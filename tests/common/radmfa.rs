@@ -344,6 +344,18 @@ impl Server {
         self.child.as_ref().expect("stopped").id()
     }
 
+    /// SIGHUP, then how many reloads have applied a client table, once at least `n` have
+    /// (see [`Server::log_lines_at_least`]): a test's `n`-th reload is applied when this
+    /// returns `n`.
+    pub fn reload(&self, n: usize) -> usize {
+        let hup = Command::new("kill")
+            .args(["-HUP", &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(hup.success());
+        self.log_lines_at_least(n, |l| l.contains("[[client]] entries from"))
+    }
+
     pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()
     }
