@@ -15,24 +15,13 @@ pub enum Membership {
     Exempt(String),
 }
 
-pub async fn check(ctx: &RequestContext, user: &str, info: &UserInfo) -> Result<Membership, Fault> {
-    if !allowed(ctx, user, info).await? {
-        return Ok(Membership::NotAllowed);
-    }
-    Ok(
-        match first_member(ctx, user, info, "exempt_groups", &ctx.client.groups.exempt).await? {
-            Some(group) => Membership::Exempt(group.to_string()),
-            None => Membership::Allowed,
-        },
-    )
-}
-
-/// [`check`] for a login whose password was just found right, with the allow rule's
-/// searches timed: a wrong password on this client sleeps about as long
-/// (`app.allow_check_latency`), or the refusal of a user the rule keeps out, which follows
-/// the right password only, told an attacker spraying passwords which were right (about a
-/// millisecond per group on loopback, a round trip each to a remote directory).
-pub async fn check_timed(
+/// The client's group rules for a user whose password (or the gateway's word) was found
+/// right, with the allow rule's searches timed: a wrong password on this client sleeps
+/// about as long (`app.allow_check_latency`), or the refusal of a user the rule keeps out,
+/// which follows the right password only, told an attacker spraying passwords which were
+/// right (about a millisecond per group on loopback, a round trip each to a remote
+/// directory).
+pub async fn check(
     app: &crate::app::AppState,
     ctx: &RequestContext,
     user: &str,

@@ -410,7 +410,7 @@ async fn fresh_login(
         };
         skipped_code::use_up(app, via, user, &view, code.as_ref(), info).await
     };
-    match groups::check_timed(app, ctx, user, &info).await? {
+    match groups::check(app, ctx, user, &info).await? {
         Membership::Allowed => {}
         Membership::NotAllowed => return Ok(groups::not_allowed(ctx, info)),
         Membership::Exempt(group) => {
@@ -793,7 +793,7 @@ async fn refusal_floor(app: &AppState, ctx: &RequestContext, d: &Denial) {
         Denial::BadPassword | Denial::Directory(AdReason::BadPassword) => {
             // On a client with allow_groups, the right password of a user outside them is
             // refused after the groups' searches: a wrong one waits about as long
-            // (`groups::check_timed`). Before its own time is recorded, which unknown
+            // (`groups::check`). Before its own time is recorded, which unknown
             // names are topped up to.
             if !ctx.client.groups.allow.is_empty() {
                 app.allow_check_latency

@@ -77,7 +77,7 @@ pub async fn start(
             .with_reply(reply));
     }
     // The gateway checked the password; an exempt user needs nothing more.
-    match groups::check(ctx, user, &info).await? {
+    match groups::check(app, ctx, user, &info).await? {
         Membership::Allowed => {}
         Membership::NotAllowed => return Ok(groups::not_allowed(ctx, info)),
         Membership::Exempt(group) => return Ok(groups::exempt(group, info)),
