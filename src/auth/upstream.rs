@@ -172,7 +172,7 @@ async fn ask_in_turn<'a>(
                 }
                 return Ok((once_each(cfg, server, answer), server));
             }
-            Err(Failure::NoAnswer(why)) => {
+            Err(why) => {
                 if health.mark(&cfg.group, server, Some(cfg.dead_time)) {
                     tracing::warn!(
                         group = %cfg.group,
@@ -293,11 +293,7 @@ pub async fn probe(
     server: &UpstreamServer,
     nas_identifier: &str,
 ) -> Result<Answer, String> {
-    ask_made_up(cfg, health, server, nas_identifier, "radmfa-config-check")
-        .await
-        .map_err(|f| match f {
-            Failure::NoAnswer(why) => why,
-        })
+    ask_made_up(cfg, health, server, nas_identifier, "radmfa-config-check").await
 }
 
 /// A login's check about a made-up user (`user_name`, see [`made_up_name`]) with a random
@@ -349,7 +345,7 @@ async fn ask_made_up(
     server: &UpstreamServer,
     nas_identifier: &str,
     user_name: &str,
-) -> Result<Answer, Failure> {
+) -> Result<Answer, NoAnswer> {
     let password: String = (0..24)
         .map(|_| char::from(rand::thread_rng().gen_range(b'a'..=b'z')))
         .collect();
@@ -379,7 +375,7 @@ pub async fn status_check(
         Some(StatusCheck::AccessRequest) => {
             match ask_made_up(cfg, health, server, nas_identifier, "radmfa-status-check").await {
                 Ok(_) => Ok(()),
-                Err(Failure::NoAnswer(why)) => Err(why),
+                Err(why) => Err(why),
             }
         }
         Some(StatusCheck::StatusServer) => status_server_probe(cfg, health, server).await,
@@ -438,25 +434,19 @@ pub async fn status_server_probe(
         // unsigned Access-Accept.
         require_signed: false,
     };
-    exchange(cfg, health, server, &sent)
-        .await
-        .map(|_| ())
-        .map_err(|f| match f {
-            Failure::NoAnswer(why) => why,
-        })
+    exchange(cfg, health, server, &sent).await.map(|_| ())
 }
 
-enum Failure {
-    /// Try the next server.
-    NoAnswer(String),
-}
+/// Why a server gave no answer to believe (silence, an unreachable port, a reply that
+/// failed its checks): the next server is tried.
+type NoAnswer = String;
 
 async fn ask(
     cfg: &UpstreamConfig,
     health: &Health,
     server: &UpstreamServer,
     c: &Check<'_>,
-) -> Result<Answer, Failure> {
+) -> Result<Answer, NoAnswer> {
     let identifier: u8 = rand::thread_rng().gen();
     let nas_id = cfg.nas_identifier.as_deref().unwrap_or(c.nas_identifier);
     let mut builder = AccessRequestBuilder::with_raw_user(identifier, c.user_name)
@@ -491,7 +481,7 @@ async fn exchange(
     health: &Health,
     server: &UpstreamServer,
     sent: &Sent<'_>,
-) -> Result<crate::radius::client::ParsedReply, Failure> {
+) -> Result<crate::radius::client::ParsedReply, NoAnswer> {
     let Sent {
         packet,
         identifier,
@@ -500,22 +490,19 @@ async fn exchange(
     } = *sent;
     // The lookup has the server's timeout, not one of its own: a login must not wait
     // longer for a name than for an answer.
-    let addr = health
-        .address(server, cfg.timeout)
-        .await
-        .map_err(Failure::NoAnswer)?;
+    let addr = health.address(server, cfg.timeout).await?;
     // For a name, failures say where it led.
     let (at, from) = match server.host {
         UpstreamHost::Addr(_) => (String::new(), String::new()),
         UpstreamHost::Name(..) => (format!(" at {addr}"), format!(" from {addr}")),
     };
     let io = |e: std::io::Error| {
-        Failure::NoAnswer(if e.kind() == std::io::ErrorKind::ConnectionRefused {
+        if e.kind() == std::io::ErrorKind::ConnectionRefused {
             // The ICMP answer of a host where nothing listens on that port.
             format!("port unreachable{at}: nothing listens there")
         } else {
             format!("{e}{at}")
-        })
+        }
     };
     let local: SocketAddr = if addr.is_ipv4() {
         ([0, 0, 0, 0], 0).into()
@@ -549,13 +536,13 @@ async fn exchange(
                 // know. Said first, with the fix, not after "down, or not configured" (the
                 // commonest upstream mistake, a FreeRADIUS before 3.2.5 not signing).
                 if ignored > 0 && why_ignored == NOT_SIGNED {
-                    return Err(Failure::NoAnswer(format!(
+                    return Err(format!(
                         "answered {ignored} time(s){from} without Message-Authenticator, and \
                          such replies are refused ({}): make the server sign its replies \
                          (FreeRADIUS before 3.2.5: `update reply {{ &Message-Authenticator := \
                          0x00 }}` in its authorize section)",
                         cfg.key("require_message_authenticator")
-                    )));
+                    ));
                 }
                 // A server also stays silent to a request whose secret or source address
                 // it does not know (FreeRADIUS and NPS drop those).
@@ -572,7 +559,7 @@ async fn exchange(
                         why.push_str(" (is the secret the same on both sides?)");
                     }
                 }
-                return Err(Failure::NoAnswer(why));
+                return Err(why);
             }
         };
         // A datagram that is not the answer (an old retransmission's, a forgery) is dropped
@@ -614,7 +601,7 @@ fn verified(
 fn decide(
     cfg: &UpstreamConfig,
     reply: crate::radius::client::ParsedReply,
-) -> Result<Answer, Failure> {
+) -> Result<Answer, NoAnswer> {
     match reply.code {
         ACCESS_ACCEPT => Ok(Answer::Accept(
             reply
