@@ -265,6 +265,11 @@ impl PadsByClient {
         };
         pad.sleep_rest(spent, cap).await
     }
+
+    /// Whether `client`'s own ring holds enough durations to draw from ([`OWN_AFTER`]).
+    pub fn knows(&self, client: &str) -> bool {
+        self.by_client.get(client).held() >= OWN_AFTER
+    }
 }
 
 /// Durations a client's own ring needs before [`PadsByClient`] draws from it.

@@ -50,6 +50,30 @@ pub async fn check(
     )
 }
 
+/// A wrong password on a client with `allow_groups`, before the client's pad has durations
+/// enough to draw from (after a start, or for a client a reload added): the groups' searches
+/// themselves, for a name nobody has, timed into the pad. Padded from nothing, such a
+/// refusal came back a search per group sooner than a right password's (an outsider's
+/// Reject) until some right password had run the check, so a sprayer starting just after a
+/// restart could tell the right ones apart. Errors are the check's to report; here only the
+/// time counts.
+pub async fn imitate_allow_check(app: &crate::app::AppState, ctx: &RequestContext) {
+    let nobody = UserInfo {
+        dn: "cn=radmfa-timing-probe".into(),
+        name: Some("radmfa-timing-probe".into()),
+        ..Default::default()
+    };
+    let t = std::time::Instant::now();
+    for g in &ctx.client.groups.allow {
+        let _ = ctx
+            .primary
+            .is_member("radmfa-timing-probe", &nobody, g)
+            .await;
+    }
+    app.allow_check_latency
+        .record(&ctx.client.name, t.elapsed());
+}
+
 /// The allowed-groups rule alone: true when the client has none or the user is in one.
 pub async fn allowed(ctx: &RequestContext, user: &str, info: &UserInfo) -> Result<bool, Fault> {
     let allow = &ctx.client.groups.allow;

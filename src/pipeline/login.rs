@@ -793,12 +793,17 @@ async fn refusal_floor(app: &AppState, ctx: &RequestContext, d: &Denial) {
         Denial::BadPassword | Denial::Directory(AdReason::BadPassword) => {
             // On a client with allow_groups, the right password of a user outside them is
             // refused after the groups' searches: a wrong one waits about as long
-            // (`groups::check`). Before its own time is recorded, which unknown
-            // names are topped up to.
+            // (`groups::check`): until the client's pad knows that time, by doing the
+            // searches (`groups::imitate_allow_check`). Before its own time is recorded,
+            // which unknown names are topped up to.
             if !ctx.client.groups.allow.is_empty() {
-                app.allow_check_latency
-                    .sleep_rest(&ctx.client.name, Duration::ZERO, pad_cap(app, ctx))
-                    .await;
+                if app.allow_check_latency.knows(&ctx.client.name) {
+                    app.allow_check_latency
+                        .sleep_rest(&ctx.client.name, Duration::ZERO, pad_cap(app, ctx))
+                        .await;
+                } else {
+                    super::groups::imitate_allow_check(app, ctx).await;
+                }
             }
             app.refused_login_latency
                 .record(&ctx.client.name, ctx.received.elapsed())

@@ -480,6 +480,86 @@ fn an_inline_right_password_without_a_factor_is_not_told_apart_by_timing() {
     );
 }
 
+/// A server whose client "vpn" (127.0.0.1) has `allow_groups`: three groups nobody here is
+/// in (each holds one other member), searched one by one; "plain" (127.0.0.2) has none.
+/// `user00000`..`user00019` are the right passwords, `user00020`.. the wrong ones.
+struct AllowGroups {
+    _slapd: Slapd,
+    srv: Server,
+    passwords: Vec<String>,
+}
+
+impl AllowGroups {
+    fn start() -> Self {
+        let users = LdapUser::generate(40);
+        let passwords: Vec<String> = users.iter().map(|u| u.password.clone()).collect();
+        let groups = ["vpn-a", "vpn-b", "vpn-c"];
+        let slapd = Slapd::start_with(
+            &users,
+            common::slapd::SlapdOptions {
+                extra_ldif: common::slapd::groups_ldif(&[
+                    ("vpn-a", &["someone-else"]),
+                    ("vpn-b", &["someone-else"]),
+                    ("vpn-c", &["someone-else"]),
+                ]),
+                ..Default::default()
+            },
+        );
+        let allow: Vec<String> = groups
+            .iter()
+            .map(|g| format!("{:?}", common::slapd::group_dn(g)))
+            .collect();
+        let keys: &'static str =
+            Box::leak(format!("allow_groups = [{}]\n", allow.join(", ")).into());
+        let mut o = Options::new(&slapd.url);
+        o.clients = vec![
+            Nas {
+                keys,
+                ..Nas::challenge("vpn", "127.0.0.1")
+            },
+            Nas::challenge("plain", "127.0.0.2"),
+        ];
+        let srv = Server::start(&o);
+        AllowGroups {
+            _slapd: slapd,
+            srv,
+            passwords,
+        }
+    }
+
+    fn right(&self, i: u32) -> (String, Vec<u8>) {
+        let n = (i % 20) as usize;
+        (
+            format!("user{n:05}"),
+            self.passwords[n].clone().into_bytes(),
+        )
+    }
+
+    fn wrong(i: u32) -> (String, Vec<u8>) {
+        (
+            format!("user{:05}", 20 + i % 20),
+            b"wrong-password".to_vec(),
+        )
+    }
+
+    /// Each login once from `sock`, its round trip kept; every reply a Reject.
+    fn times(
+        &self,
+        sock: &UdpSocket,
+        logins: impl Iterator<Item = (String, Vec<u8>)>,
+    ) -> Vec<Duration> {
+        logins
+            .enumerate()
+            .map(|(i, (who, pw))| {
+                let (code, _, rtt) =
+                    ask(sock, AccessRequestBuilder::new(i as u8, &who).password(&pw)).unwrap();
+                assert_eq!(code, 3, "{who}: not a Reject");
+                rtt
+            })
+            .collect()
+    }
+}
+
 /// On a client with `allow_groups`, a user outside them is refused after the password: the
 /// right password costs the groups' searches before the Reject, a wrong one did not, so the
 /// time told which passwords were right for the accounts the rule keeps out (a red team
@@ -488,58 +568,18 @@ fn an_inline_right_password_without_a_factor_is_not_told_apart_by_timing() {
 #[test]
 fn a_right_password_outside_allow_groups_is_not_told_apart_by_timing() {
     let _alone = one_at_a_time();
-    let users = LdapUser::generate(40);
-    let passwords: Vec<String> = users.iter().map(|u| u.password.clone()).collect();
-    // Three groups nobody here is in (each holds one other member), searched one by one.
-    let groups = ["vpn-a", "vpn-b", "vpn-c"];
-    let slapd = Slapd::start_with(
-        &users,
-        common::slapd::SlapdOptions {
-            extra_ldif: common::slapd::groups_ldif(&[
-                ("vpn-a", &["someone-else"]),
-                ("vpn-b", &["someone-else"]),
-                ("vpn-c", &["someone-else"]),
-            ]),
-            ..Default::default()
-        },
-    );
-    let allow: Vec<String> = groups
-        .iter()
-        .map(|g| format!("{:?}", common::slapd::group_dn(g)))
-        .collect();
-    let keys: &'static str = Box::leak(format!("allow_groups = [{}]\n", allow.join(", ")).into());
-    let mut o = Options::new(&slapd.url);
-    o.clients = vec![Nas {
-        keys,
-        ..Nas::challenge("vpn", "127.0.0.1")
-    }];
-    let srv = Server::start(&o);
+    let a = AllowGroups::start();
+    let srv = &a.srv;
     let sock = socket_from("127.0.0.1", srv.addr, 3000);
     // Both kinds first, so that each pad has its durations.
-    let right = |i: u32| {
-        let n = (i % 20) as usize;
-        (format!("user{n:05}"), passwords[n].clone().into_bytes())
-    };
-    let wrong = |i: u32| {
-        (
-            format!("user{:05}", 20 + i % 20),
-            b"wrong-password".to_vec(),
-        )
-    };
     for i in 0..40 {
-        for (who, pw) in [right(i), wrong(i)] {
-            ask(
-                &sock,
-                AccessRequestBuilder::new(i as u8, &who).password(&pw),
-            )
-            .unwrap();
-        }
+        a.times(&sock, [a.right(i), AllowGroups::wrong(i)].into_iter());
     }
     let (r, w) = interleaved_logins(
         &sock,
         150,
-        ("right pw, not allowed", &right),
-        ("wrong password", &wrong),
+        ("right pw, not allowed", &|i| a.right(i)),
+        ("wrong password", &AllowGroups::wrong),
     );
     let rec = &srv.audit_json("user00000")[0];
     assert!(
@@ -557,5 +597,42 @@ fn a_right_password_outside_allow_groups_is_not_told_apart_by_timing() {
     assert!(
         r[0] > w[0] * 0.8 && r[1] > w[1] * 0.8,
         "the right password's refusal is faster than a wrong one's: {r:?} vs {w:?}"
+    );
+}
+
+/// Just after a start, before any right password on the client has run the groups' check,
+/// there is no duration to pad a wrong password to: it was refused a search per group
+/// sooner than an outsider's right password, so a sprayer starting after a restart could
+/// tell the right ones apart until someone logged in. Wrong passwords then do the searches.
+#[test]
+fn wrong_passwords_just_after_a_start_wait_for_the_allow_groups_searches() {
+    let _alone = one_at_a_time();
+    let a = AllowGroups::start();
+    // Connections to the directory opened from a client without allow_groups, so that
+    // neither kind below pays for them, and the "vpn" pads stay empty.
+    let plain = socket_from("127.0.0.2", a.srv.addr, 3000);
+    for i in 0..20 {
+        let (who, pw) = a.right(i);
+        ask(
+            &plain,
+            AccessRequestBuilder::new(i as u8, &who).password(&pw),
+        )
+        .unwrap();
+        let (who, pw) = AllowGroups::wrong(i);
+        ask(
+            &plain,
+            AccessRequestBuilder::new(i as u8, &who).password(&pw),
+        )
+        .unwrap();
+    }
+    let sock = socket_from("127.0.0.1", a.srv.addr, 3000);
+    // Wrong passwords first, while no right password on "vpn" has run the check; then
+    // right ones. Alternating would record the check's time after the first right one.
+    let w = percentiles(a.times(&sock, (0..40).map(AllowGroups::wrong)));
+    let r = percentiles(a.times(&sock, (0..40).map(|i| a.right(i))));
+    show_distribution(&[("wrong pw, first", w), ("right pw, not allowed", r)]);
+    assert!(
+        w[1] > r[1] * 0.8 && w[2] > r[2] * 0.8,
+        "wrong passwords just after the start are refused sooner than right ones: {w:?} vs {r:?}"
     );
 }
