@@ -185,6 +185,32 @@ fn known_placeholders(key: &str, template: &str) -> Result<(), ConfigError> {
 
 /// A header must be one HTTP can carry, with its placeholders filled in. Only the name is
 /// shown: a header value is often a key.
+/// A token goes into the `Authorization` header as it is: one with a line break or another
+/// control character (a token pasted across two lines) makes no valid header, and every
+/// SMS would fail at its send with reqwest's "builder error".
+fn bearer_token(
+    token: crate::secret::Secret,
+    from_file: bool,
+) -> Result<crate::secret::Secret, ConfigError> {
+    let key = if from_file {
+        "http_sms.token_file"
+    } else {
+        "http_sms.token"
+    };
+    // As reqwest checks it (`from_bytes`: text past ASCII passes, as it does there).
+    let valid = token.expose_str().is_some_and(|t| {
+        reqwest::header::HeaderValue::from_bytes(format!("Bearer {t}").as_bytes()).is_ok()
+    });
+    if !valid {
+        return Err(ConfigError::invalid(
+            key,
+            "is not a valid HTTP header value (it holds a line break or another control \
+             character): the token is sent as `Authorization: Bearer <token>`",
+        ));
+    }
+    Ok(token)
+}
+
 fn header_key(name: &str, value: &str) -> Result<(), ConfigError> {
     let key = format!("http_sms.headers.{name}");
     reqwest::header::HeaderName::from_bytes(name.as_bytes())
@@ -726,7 +752,10 @@ fn http_sms_config(raw: RawHttpSms, base: &Path) -> Result<HttpSmsConfig, Config
             })?,
             password: required_secret("http_sms.password", password, password_file, base)?,
         },
-        "bearer" => HttpAuth::Bearer(required_secret("http_sms.token", token, token_file, base)?),
+        "bearer" => HttpAuth::Bearer(bearer_token(
+            required_secret("http_sms.token", token, token_file.clone(), base)?,
+            token_file.is_some(),
+        )?),
         other => {
             return Err(ConfigError::invalid(
                 "http_sms.auth",
