@@ -106,7 +106,7 @@ fn http_sms_keys(sms: &toml::Value) -> Vec<String> {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
         sounds_like_key(name) && literal(value)
     });
-    if url_has_password(url) || in_query {
+    if url_has_password(url) || in_query || path_key(url) {
         out.push("http_sms.url".into());
     }
     if let Some(headers) = sms.get("headers").and_then(|h| h.as_table()) {
@@ -120,6 +120,22 @@ fn http_sms_keys(sms: &toml::Value) -> Vec<String> {
         out.push("http_sms.body".into());
     }
     out
+}
+
+/// A path segment that looks like a key (`/gw/K8x2pQ7zR1/send`): letters and digits mixed,
+/// six or more, or any literal word of 24 or more. Stricter than what the gateway's error
+/// echo hides (`delivery::http`, where hiding a word costs nothing): here a version or a
+/// date (`v2`, `2010-04-01`) or a plain word (`messages`) would make a false warning.
+fn path_key(url: &str) -> bool {
+    let no_query = url.split(['?', '#']).next().unwrap_or("");
+    let rest = no_query.split_once("://").map_or(no_query, |(_, r)| r);
+    let path = rest.split_once('/').map_or("", |(_, p)| p);
+    path.split('/').filter(|seg| !seg.contains('{')).any(|seg| {
+        let n = seg.chars().count();
+        let mixed =
+            seg.chars().any(|c| c.is_ascii_digit()) && seg.chars().any(|c| c.is_ascii_alphabetic());
+        (n >= 6 && mixed) || n >= 24
+    })
 }
 
 /// Whether `name` (or a body holding it) looks like it carries a credential.
@@ -219,6 +235,17 @@ token_file = "/etc/radmfa/sms-token"
         assert_eq!(
             inline_secrets("[http_sms]\nurl = \"https://u:p@sms.example.org/\"\n"),
             ["http_sms.url"]
+        );
+        // A short key in the path; not a version, a date or a plain word.
+        assert_eq!(
+            inline_secrets("[http_sms]\nurl = \"https://sms.example.org/gw/K8x2pQ7z/send\"\n"),
+            ["http_sms.url"]
+        );
+        let plain = "[http_sms]\nurl = \"https://sms.example.org/v2/2010-04-01/messages/{phone}?to={phone}\"\n";
+        assert!(
+            inline_secrets(plain).is_empty(),
+            "{:?}",
+            inline_secrets(plain)
         );
     }
 
