@@ -1161,9 +1161,11 @@ fn a_server_given_by_name_is_looked_up() {
         fr.signed_v6
     };
     let name = format!("localhost:{port}");
+    let at = std::net::SocketAddr::new(first.ip(), port);
+    // The same server again, by its address: the loader cannot tell; the check can.
     let srv = start(
         &slapd,
-        &upstream_section(std::slice::from_ref(&name), ""),
+        &upstream_section(&[name.clone(), at.to_string()], ""),
         &[client("vpn", "127.0.0.1", INLINE_UPSTREAM)],
     );
     let codes = FreshCodes::with_window(srv.enroll("alice", &[]), WINDOW);
@@ -1175,7 +1177,6 @@ fn a_server_given_by_name_is_looked_up() {
     let out = srv.cli(&["config", "check", "--connect"]);
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(out.status.success(), "{text}");
-    let at = std::net::SocketAddr::new(first.ip(), port);
     assert!(
         text.lines().any(|l| l.starts_with("ok ")
             && l.contains(&format!(
@@ -1183,7 +1184,15 @@ fn a_server_given_by_name_is_looked_up() {
             ))),
         "{text}"
     );
-    assert!(text.contains(&format!("upstream: {name} (")), "{text}");
+    assert!(
+        text.contains(&format!("upstream: {name}, {at} (")),
+        "{text}"
+    );
+    assert!(
+        text.lines().any(|l| l.starts_with("WARN ")
+            && l.contains(&format!("upstream {at} is {name} again (both at {at})"))),
+        "{text}"
+    );
 }
 
 /// Named groups: each client's passwords go to its own group's servers with that group's

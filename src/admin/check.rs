@@ -67,11 +67,33 @@ pub async fn connect(cfg: &Config, user: Option<&str>) -> anyhow::Result<bool> {
         use crate::auth::upstream::{probe, status_server_probe, Answer};
         use crate::config::upstream::StatusCheck;
         let label = up.label();
+        // Where each server led: one listed by address and again by a name that resolves
+        // to it (or by two such names) passes the loader's "listed twice", and the group
+        // then fails over to the server that just failed.
+        let mut seen: std::collections::HashMap<std::net::SocketAddr, String> =
+            std::collections::HashMap::new();
         for server in &up.servers {
             let t = std::time::Instant::now();
             let shown = match health.address(server, up.timeout).await {
-                Ok(addr) if addr.to_string() != server.name => format!("{server} (at {addr})"),
-                Ok(_) => server.to_string(),
+                Ok(addr) => {
+                    if let Some(first) = seen.get(&addr) {
+                        println!(
+                            "WARN {}",
+                            super::printable(&format!(
+                                "{label} {server} is {first} again (both at {addr}): the \
+                                 group has one server fewer to fail over to than it lists; \
+                                 list another server or drop one of them"
+                            ))
+                        );
+                    } else {
+                        seen.insert(addr, server.to_string());
+                    }
+                    if addr.to_string() != server.name {
+                        format!("{server} (at {addr})")
+                    } else {
+                        server.to_string()
+                    }
+                }
                 Err(e) => {
                     line(false, format!("{label} {server}: {e}"));
                     continue;
