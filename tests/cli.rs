@@ -2032,7 +2032,9 @@ fn config_check_summarises_clients_and_warns_about_weakened_settings() {
     );
     for needle in [
         "warning: client \"anyone\": address 0.0.0.0/0: every address on the internet",
-        "warning: metrics: listen = 0.0.0.0:9812 is reachable from other hosts",
+        "warning: metrics: listen = 0.0.0.0:9812 is reachable from other hosts: keep the port \
+         where only your monitoring reaches it (radmfa_lockouts_total rises only after a right \
+         password",
         "warning: client \"anyone\": the same shared secret as \"legacy\"",
         "warning: client \"halves\": address 0.0.0.0/1: a network wider than a /8",
         "warning: client \"halves\": address 128.0.0.0/1: a network wider than a /8",

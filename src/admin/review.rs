@@ -696,8 +696,10 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
     if let Some(m) = &cfg.metrics {
         if !m.listen.ip().is_loopback() {
             out.push(format!(
-                "metrics: listen = {} is reachable from other hosts: the counts (NAS names, \
-                 failure rates) are not secret, but keep the port behind a firewall",
+                "metrics: listen = {} is reachable from other hosts: keep the port where only \
+                 your monitoring reaches it (radmfa_lockouts_total rises only after a right \
+                 password, so whoever can read it and send logins can test guessed \
+                 passwords; docs/operations.md)",
                 m.listen
             ));
         }

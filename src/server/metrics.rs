@@ -550,7 +550,8 @@ impl Metrics {
             "radmfa_lockouts_total",
             "counter",
             "Second factors locked for wrong codes ([lockout] threshold reached): someone \
-             guessing with a user's password, or a user with a broken token.",
+             guessing with a user's password, or a user with a broken token. A lock follows \
+             only the right password: keep /metrics from those who can send logins.",
             &[("", get(&self.lockouts))],
         );
         family(
