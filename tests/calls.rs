@@ -320,6 +320,33 @@ fn a_call_cancelled_while_it_is_placed_is_hung_up_when_placed() {
     assert_eq!(code_of(&r), "Access-Reject", "{r}");
 }
 
+/// A Calls API slower than `[twilio] timeout_ms` that places the call anyway, and the
+/// callee presses `#` before it answers: the login follows the approval. It was refused as
+/// "could not be placed" while the callee heard "approved", and a repeat of the same
+/// request then got an Accept.
+#[test]
+fn a_call_approved_before_the_slow_calls_api_answers_lets_the_login_in() {
+    let slapd = directory();
+    let standin = Standin::start();
+    standin.script(
+        DIRECTORY_MOBILE,
+        Script::Press("", Duration::from_millis(300)),
+    );
+    // The stand-in's twilio timeout_ms is 2000.
+    standin.set_call_delay(Duration::from_millis(3000));
+    let srv = start(&slapd, &standin, "", "", &hold_client(20));
+    let r = alice_held_on(srv.port());
+    assert_eq!(code_of(&r), "Access-Accept", "{r}\n{}", srv.log());
+    let rec = &srv.audit_json("alice")[0];
+    assert_eq!(rec["result"], "accept", "{rec}");
+    assert!(
+        srv.log_shows("its callback has decided it already"),
+        "{}",
+        srv.log()
+    );
+    assert_eq!(standin.calls().len(), 1);
+}
+
 /// Runs `during` while alice's password login is held on its call (once the call is
 /// placed); what the login got.
 fn held_while(srv: &Server, standin: &Standin, during: impl FnOnce()) -> serde_json::Value {

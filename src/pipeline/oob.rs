@@ -482,9 +482,26 @@ async fn settle(
                 ),
                 None => (format!("{failed}: {e}"), message),
             };
-            app.store
+            let closed = app
+                .store
                 .resolve_oob(&txn.id, OobStatus::Failed, Some(&reason))
                 .await?;
+            if !closed {
+                // Not pending any more: its callback decided it while the provider's answer
+                // was late (a Calls API slower than `[twilio] timeout_ms` that placed the
+                // call anyway, and the callee pressed `#`). The call went out; the login
+                // follows its decision, as a repeat of the request would. Refused here, the
+                // NAS got a Reject while the callee heard "approved", and a repeat of the
+                // same request then an Accept.
+                Metrics::inc(match txn.kind {
+                    OobKind::Sms => &app.metrics.sms_sent,
+                    OobKind::Voice => &app.metrics.calls_placed,
+                });
+                tracing::warn!(user, error = %e,
+                    "{failed} by the provider's answer, but its callback has decided it already; \
+                     the login follows that decision");
+                return Ok(Delivered::Yes(txn));
+            }
             match e.refused_number() {
                 Some(why) => tracing::warn!(
                     user,
