@@ -1933,6 +1933,76 @@ fn a_bind_answer_lost_to_a_reset_is_a_directory_failure_with_one_bind() {
     assert!(!srv.log().contains(ALICE_PW));
 }
 
+/// The same lost bind on a `no_reply` client: the NAS hears nothing, and its retransmits of
+/// the request get the same silence for the duplicate window, not the password bound again.
+/// The directory may have counted the first bind (a DC that is slow rather than down); each
+/// retransmit bound afresh, and here, with the directory answering again, got a Challenge
+/// after the silence.
+#[test]
+fn a_no_reply_clients_retransmits_after_a_lost_bind_are_not_bound_again() {
+    let slapd = directory();
+    let relay = common::wan_relay::WanRelay::start(slapd.port);
+    let srv = start(&slapd, |o| {
+        o.ldap_urls = vec![relay.url.clone()];
+        o.clients = vec![Nas {
+            on_backend_failure: "no_reply",
+            ..Nas::challenge("silent", "127.0.0.1")
+        }];
+    });
+    srv.enroll("alice", &[]);
+    let alice_dn = LdapUser::new("alice", "").dn();
+    assert_eq!(
+        code_of(&py_password(&srv, "alice", ALICE_PW)),
+        "Access-Challenge"
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    let binds = slapd.bind_count(&alice_dn);
+    relay.reset_after_answer(alice_dn.as_bytes());
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.connect(srv.addr).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(1500)))
+        .unwrap();
+    let (pkt, _) = AccessRequestBuilder::new(7, "alice")
+        .password(ALICE_PW.as_bytes())
+        .build(SECRET.as_bytes());
+    // The request and two retransmits, each after the NAS's wait.
+    let mut replies = Vec::new();
+    for _ in 0..3 {
+        sock.send(&pkt).unwrap();
+        let mut buf = [0u8; 4096];
+        replies.push(
+            sock.recv(&mut buf)
+                .ok()
+                .and_then(|n| parse_reply(&buf[..n]))
+                .map(|r| r.code),
+        );
+    }
+    assert_eq!(replies, [None, None, None], "{}", srv.log());
+    assert_eq!(relay.resets(), 1);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        slapd.bind_count(&alice_dn),
+        binds + 1,
+        "bound again for a retransmit\n{}",
+        srv.log()
+    );
+    // One record: the retransmits were not decided again.
+    let records = srv.audit_json("alice");
+    assert_eq!(
+        records
+            .iter()
+            .filter(|r| r["result"] == "unanswered")
+            .count(),
+        1,
+        "{records:#?}"
+    );
+    // A new request (the user trying again) is asked afresh.
+    assert_eq!(
+        code_of(&py_password(&srv, "alice", ALICE_PW)),
+        "Access-Challenge"
+    );
+}
+
 /// A server that takes connections and never answers a search (anonymous searches, so no
 /// service bind comes first): each login opens a connection, and the search times out.
 /// One warning, and no "answers again": an open connection is not an answer, and taking it

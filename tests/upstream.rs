@@ -1542,3 +1542,75 @@ fn an_upstream_challenge_is_a_reject_even_where_outages_get_no_reply() {
         "asked upstream more than once"
     );
 }
+
+/// An upstream server that takes the password and does not answer in time (slow rather
+/// than down: FreeRADIUS's reject_delay, a loaded NPS), on a `no_reply` client: the NAS
+/// hears nothing, and its retransmits get the same silence instead of sending the password
+/// upstream again, where each try could count towards the account's lockout (three NAS
+/// tries reached the server as three authentications). A new request is asked afresh.
+#[test]
+fn a_no_reply_clients_retransmits_do_not_send_the_password_upstream_again() {
+    use std::collections::HashSet;
+    use std::sync::{Arc, Mutex};
+    let slapd = directory();
+    let upstream = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    upstream
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let port = upstream.local_addr().unwrap().port();
+    // Each distinct request (identifier and authenticator): radmfa's own resend within
+    // one try is the same request, as a server's duplicate detection sees it.
+    let asked = Arc::new(Mutex::new(HashSet::new()));
+    let seen = asked.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        loop {
+            let Ok((n, _)) = upstream.recv_from(&mut buf) else {
+                continue;
+            };
+            if n >= 20 {
+                seen.lock().unwrap().insert(buf[1..20].to_vec());
+            }
+        }
+    });
+    let keys = format!("{INLINE_UPSTREAM}\non_backend_failure = \"no_reply\"");
+    let srv = start(
+        &slapd,
+        &upstream_section(&[local(port)], "timeout_ms = 300"),
+        &[client("vpn", "127.0.0.1", &keys)],
+    );
+    srv.enroll("alice", &[]);
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.connect(srv.addr).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(1000)))
+        .unwrap();
+    let (pkt, _) = AccessRequestBuilder::new(7, "alice")
+        .password(format!("{ALICE_UP},000000").as_bytes())
+        .build(SECRET.as_bytes());
+    let mut replies = Vec::new();
+    for _ in 0..3 {
+        sock.send(&pkt).unwrap();
+        let mut buf = [0u8; 4096];
+        replies.push(
+            sock.recv(&mut buf)
+                .ok()
+                .and_then(|n| parse_reply(&buf[..n]))
+                .map(|r| r.code),
+        );
+    }
+    assert_eq!(replies, [None, None, None], "{}", srv.log());
+    assert_eq!(
+        asked.lock().unwrap().len(),
+        1,
+        "the password went upstream again for a retransmit\n{}",
+        srv.log()
+    );
+    // The user's next login is a new request, and goes upstream.
+    let (again, _) = AccessRequestBuilder::new(8, "alice")
+        .password(format!("{ALICE_UP},000000").as_bytes())
+        .build(SECRET.as_bytes());
+    sock.send(&again).unwrap();
+    let mut buf = [0u8; 4096];
+    assert!(sock.recv(&mut buf).is_err(), "answered");
+    assert_eq!(asked.lock().unwrap().len(), 2, "{}", srv.log());
+}

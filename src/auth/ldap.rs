@@ -77,7 +77,8 @@
 //! behind the others and the operation asked once of the next. All URLs unreachable →
 //! [`AuthError::Unavailable`] (or [`AuthError::Tls`] when every failure was a TLS failure);
 //! an operation that outlives `op_timeout` → [`AuthError::Timeout`]. A timed-out user bind
-//! is not retried at all (not on another server, not on a fresh connection), since the first
+//! ([`AuthError::BindTimeout`]) is not retried at all (not on another server, not on a fresh
+//! connection, nor for a `no_reply` client's retransmit of the request), since the first
 //! attempt may already have counted against the account's lockout. A server that accepts
 //! TCP but does not answer the service bind in time counts as down (next URL); a service bind
 //! the directory *refuses* (rc 48/49/50, and a 53 whose text is about the account) is
@@ -1331,7 +1332,9 @@ impl LdapAuth {
                 Err(_) | Ok(Err(LdapError::Timeout { .. })) => {
                     url_warn!(self, conn.url_idx, %url, user, dn, "LDAP user bind timed out");
                     self.timed_out(conn.url_idx);
-                    return Err(self.op_timeout_err());
+                    return Err(AuthError::BindTimeout(
+                        self.settings.op_timeout.as_millis() as u64
+                    ));
                 }
                 Ok(Err(LdapError::OpSend { .. })) if !retried => {
                     // The connection had ended before the bind was handed to it (its

@@ -164,6 +164,10 @@ pub enum AuthError {
          again, as the bind may have counted towards the account's lockout"
     )]
     BindAnswerLost { url: String, cause: String },
+    /// A user's bind got no answer within `op_timeout_ms`: as with [`Self::BindAnswerLost`],
+    /// it may have reached the directory and counted towards the account's lockout.
+    #[error("LDAP operation timed out after {0} ms")]
+    BindTimeout(u64),
     #[error("service account bind failed: {0}")]
     ServiceBind(String),
     #[error("LDAP error: {0}")]
@@ -182,6 +186,19 @@ pub enum AuthError {
     /// says of what.
     #[error("{what}: {cause}")]
     During { what: String, cause: Box<AuthError> },
+}
+
+impl AuthError {
+    /// The user's password reached a directory server that gave no answer (its bind timed
+    /// out, or its answer was lost): the server may be slow rather than down, and have
+    /// counted the try. A `no_reply` client's retransmits of the request then get silence
+    /// rather than the password bound again (`pipeline::answer`).
+    pub fn password_unanswered(&self) -> bool {
+        matches!(
+            self,
+            AuthError::BindTimeout(_) | AuthError::BindAnswerLost { .. }
+        )
+    }
 }
 
 #[async_trait]

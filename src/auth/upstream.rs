@@ -68,7 +68,12 @@ pub struct Check<'a> {
 /// its own; this is what its reason and `radmfa_backend_failures_total{backend="upstream"}`
 /// go by (the pipeline reads it then), rather than a bare "deadline exceeded".
 #[derive(Default)]
-pub struct Progress(std::sync::Mutex<Option<Waiting>>);
+pub struct Progress {
+    waiting: std::sync::Mutex<Option<Waiting>>,
+    /// Servers the password went to that gave no answer (or none yet): see
+    /// [`Progress::password_unanswered`].
+    unanswered: std::sync::atomic::AtomicU32,
+}
 
 struct Waiting {
     /// "upstream", or "upstream branch".
@@ -82,7 +87,16 @@ struct Waiting {
 
 impl Progress {
     fn set(&self, w: Option<Waiting>) {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = w;
+        *self.waiting.lock().unwrap_or_else(|e| e.into_inner()) = w;
+    }
+
+    /// Whether the password went to a server that gave no answer: sent, and neither
+    /// answered nor refused by the host ("port unreachable"). Such a server may be slow
+    /// rather than down (FreeRADIUS's reject_delay, NPS under load), and have counted the
+    /// try towards the account's lockout: a `no_reply` client's retransmits of the request
+    /// then get silence rather than the password sent again (`pipeline::answer`).
+    pub fn password_unanswered(&self) -> bool {
+        self.unanswered.load(std::sync::atomic::Ordering::Relaxed) > 0
     }
 
     /// What the login waits on, when it waits on upstream servers ("the upstream RADIUS
@@ -90,7 +104,7 @@ impl Progress {
     /// answer yet)"), and whether they had a fair wait, as [`CutOff`] judges it (the
     /// login's time did not all go elsewhere, a slow store before the check).
     pub fn waiting(&self) -> Option<(String, bool)> {
-        let guard = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let guard = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
         let w = guard.as_ref()?;
         let mut said = w.failures.clone();
         said.push(format!(
@@ -433,6 +447,7 @@ pub async fn status_server_probe(
         // order, never a login, and FreeRADIUS before 3.2.5 answers Status-Server with an
         // unsigned Access-Accept.
         require_signed: false,
+        unanswered: None,
     };
     exchange(cfg, health, server, &sent).await.map(|_| ())
 }
@@ -461,6 +476,7 @@ async fn ask(
         identifier,
         authenticator: &authenticator,
         require_signed: cfg.require_message_authenticator,
+        unanswered: c.progress.map(|p| &p.unanswered),
     };
     decide(cfg, exchange(cfg, health, server, &sent).await?)
 }
@@ -472,6 +488,8 @@ struct Sent<'a> {
     authenticator: &'a [u8; 16],
     /// Refuse a reply without a Message-Authenticator.
     require_signed: bool,
+    /// Counts the request while it is out unanswered ([`Progress::password_unanswered`]).
+    unanswered: Option<&'a std::sync::atomic::AtomicU32>,
 }
 
 /// Sends the packet to `server` and waits for its verified reply, sending it once more
@@ -505,6 +523,7 @@ async fn exchange_at(
         identifier,
         authenticator,
         require_signed,
+        unanswered,
     } = *sent;
     // For a name, failures say where it led.
     let (at, from) = match server.host {
@@ -527,6 +546,9 @@ async fn exchange_at(
     let socket = UdpSocket::bind(local).await.map_err(io)?;
     socket.connect(addr).await.map_err(io)?;
     socket.send(packet).await.map_err(io)?;
+    // Out: unanswered until a reply comes, or the host says nothing listens there. Counted
+    // now, not at the timeout, for a login whose deadline drops it mid-wait.
+    let out = Unanswered::count(unanswered);
 
     // One lost datagram must not cost the login: halfway through the wait the same packet
     // goes again (same identifier and authenticator, so the server's duplicate detection
@@ -542,9 +564,20 @@ async fn exchange_at(
     loop {
         let wake = if resent { deadline } else { resend_at };
         let n = match tokio::time::timeout_at(wake, socket.recv(&mut buf)).await {
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                out.not_received();
+                return Err(io(e));
+            }
             Ok(r) => r.map_err(io)?,
             Err(_) if !resent => {
-                socket.send(packet).await.map_err(io)?;
+                match socket.send(packet).await {
+                    // The host's "port unreachable" for the first copy, told at this send.
+                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                        out.not_received();
+                        return Err(io(e));
+                    }
+                    r => r.map_err(io)?,
+                };
                 resent = true;
                 continue;
             }
@@ -589,11 +622,38 @@ async fn exchange_at(
         // A datagram that is not the answer (an old retransmission's, a forgery) is dropped
         // and the wait goes on: it must not end the login either way.
         match verified(cfg, &buf[..n], identifier, authenticator, require_signed) {
-            Ok(reply) => return Ok(reply),
+            Ok(reply) => {
+                out.answered();
+                return Ok(reply);
+            }
             Err(why) => {
                 ignored += 1;
                 why_ignored = why;
             }
+        }
+    }
+}
+
+/// A request out at a server, counted in its login's [`Progress`] until it is answered or
+/// refused by the host.
+struct Unanswered<'a>(Option<&'a std::sync::atomic::AtomicU32>);
+
+impl<'a> Unanswered<'a> {
+    fn count(counter: Option<&'a std::sync::atomic::AtomicU32>) -> Self {
+        if let Some(c) = counter {
+            c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        Unanswered(counter)
+    }
+
+    fn answered(self) {
+        self.not_received()
+    }
+
+    /// Uncounted: answered, or the host refused the datagram (nothing checked the password).
+    fn not_received(self) {
+        if let Some(c) = self.0 {
+            c.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         }
     }
 }
@@ -767,6 +827,7 @@ mod tests {
             identifier: 9,
             authenticator: &authenticator,
             require_signed: true,
+            unanswered: None,
         };
         let started = tokio::time::Instant::now() - std::time::Duration::from_millis(80);
         let t = std::time::Instant::now();

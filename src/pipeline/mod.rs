@@ -71,7 +71,8 @@ pub struct RequestContext {
     /// No reply, though a decision was made whose writes may be on disk (its audit record
     /// failed, or its commit ran past the deadline): a retransmit must not decide again. A
     /// wrong code or password checked afresh counted towards the lockout (and the
-    /// directory's bad-password count) once per resend.
+    /// directory's bad-password count) once per resend. Also set when the password went to
+    /// a server that gave no answer (`withhold_retransmits`).
     pub withheld: std::sync::atomic::AtomicBool,
     /// The upstream RADIUS servers' check in progress (`primary = "upstream"`): what a
     /// login cut short by its deadline was waiting for.
@@ -401,6 +402,28 @@ fn refusal(ctx: &RequestContext) -> &'static str {
     }
 }
 
+/// Whether the login's password went to a server that gave no answer: a user's LDAP bind,
+/// or an upstream request, that timed out or lost its answer.
+fn password_unanswered(ctx: &RequestContext, fault: &Fault) -> bool {
+    match fault {
+        Fault::Auth(e) => e.password_unanswered() || ctx.upstream.password_unanswered(),
+        Fault::Store(_) => false,
+    }
+}
+
+/// A request left unanswered after its password went to a server that gave no answer: for
+/// a `no_reply` client, its retransmits get the same silence for the duplicate window
+/// instead of a fresh try. The server may be slow rather than down (FreeRADIUS's
+/// reject_delay, a loaded NPS or DC), and each try may count towards the account's
+/// lockout: a reviewer saw a NAS's three tries reach two slow upstream servers as six
+/// authentications. The NAS asks its next server; the user's next login is a new request.
+fn withhold_retransmits(ctx: &RequestContext) {
+    if on_failure(ctx).is_none() {
+        ctx.withheld
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// The reply when a backend failed: a Reject, or none for a client whose NAS should ask
 /// its next server instead (`on_backend_failure = "no_reply"`).
 fn on_failure(ctx: &RequestContext) -> Option<Reply> {
@@ -454,6 +477,9 @@ async fn answer(
                     Fault::Auth(_) => app.backend_health.failed("a login met a directory failure"),
                     Fault::Store(_) => app.backend_health.failed("a login met a store failure"),
                 }
+                if password_unanswered(ctx, &fault) {
+                    withhold_retransmits(ctx);
+                }
                 match fault {
                     Fault::Auth(AuthError::Upstream(_)) => {
                         Metrics::inc(&app.metrics.upstream_failures)
@@ -466,6 +492,9 @@ async fn answer(
             Err(_) => {
                 Metrics::inc(&app.metrics.deadline_exceeded);
                 let exceeded = format!("request deadline of {} ms exceeded", deadline.as_millis());
+                if ctx.upstream.password_unanswered() {
+                    withhold_retransmits(ctx);
+                }
                 match ctx.upstream.waiting() {
                     // As a login no upstream server answered: counted with them, and no
                     // mark on the directory and the store (whose probe would find them
