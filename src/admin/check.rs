@@ -563,8 +563,8 @@ fn phone_line(
 fn unwritable(store: &crate::config::StoreConfig) -> anyhow::Result<Option<String>> {
     match store {
         #[cfg(unix)]
-        crate::config::StoreConfig::Sqlite { path, .. } => {
-            crate::store::writable::refuse_unwritable_by_service(path)
+        crate::config::StoreConfig::Sqlite { path, key_file } => {
+            crate::store::writable::refuse_unwritable_by_service(path, key_file)
         }
         _ => Ok(None),
     }

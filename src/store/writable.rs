@@ -48,13 +48,17 @@ pub fn refuse_unwritable(db: &Path) -> anyhow::Result<()> {
 /// account is a guess (the owner of the store's directory, or of the database where the
 /// directory is root's), so what it finds is a warning (`Ok(Some(..))`), not a failure: a
 /// radmfa that does run as root, on a directory someone else owns, works.
-pub fn refuse_unwritable_by_service(db: &Path) -> anyhow::Result<Option<String>> {
+pub fn refuse_unwritable_by_service(db: &Path, key: &Path) -> anyhow::Result<Option<String>> {
     refuse(db, &Who::Me)?;
     if !nix::unistd::geteuid().is_root() {
         return Ok(None);
     }
     Ok(presumed_service(db)
-        .and_then(|owner| refuse(db, &owner).err())
+        .and_then(|owner| {
+            refuse(db, &owner)
+                .and_then(|()| refuse_unreadable_key(key, &owner))
+                .err()
+        })
         .map(|e| format!("{e:#} (if radmfa serve runs as root, ignore this)")))
 }
 
@@ -116,6 +120,36 @@ fn refuse(db: &Path, who: &Who) -> anyhow::Result<()> {
             file.display(),
             who.chown_name(),
             file.display()
+        );
+    }
+    // The serving lock: opened to read when it is there (flock needs no more). Root's at
+    // 0600, the start failed on a bare "Permission denied" naming neither user nor fix.
+    let lock = super::serving_lock::lock_path(db);
+    if let Some(why) = denied(&lock, AccessFlags::R_OK, who) {
+        anyhow::bail!(
+            "store.path {}: {} cannot read the serving lock {} ({why}); radmfa takes it to \
+             keep a second server off the store. Give it to that user: chown {} {}",
+            db.display(),
+            who.described(),
+            lock.display(),
+            who.chown_name(),
+            lock.display()
+        );
+    }
+    Ok(())
+}
+
+/// The seed key, readable by `who`: a key copied back by root (`scp -p`, a restore) stays
+/// root's at 0600, and the service then failed to start after a check run as root passed.
+fn refuse_unreadable_key(key: &Path, who: &Who) -> anyhow::Result<()> {
+    if let Some(why) = denied(key, AccessFlags::R_OK, who) {
+        anyhow::bail!(
+            "store.key_file {}: {} cannot read it ({why}); the store cannot be opened \
+             without it. Give it to that user, mode 0600: chown {} {}",
+            key.display(),
+            who.described(),
+            who.chown_name(),
+            key.display()
         );
     }
     Ok(())
@@ -241,6 +275,44 @@ mod tests {
         std::fs::write(&wal, b"").unwrap();
         let refused = refuse(&db, &service).unwrap_err().to_string();
         assert!(refused.contains("radmfa.db-wal"), "{refused}");
+    }
+
+    /// The serving lock and the seed key, root's at 0600 (a key copied back with `scp -p`
+    /// by root): refused for the service's account, naming the file and the chown. A check
+    /// run as root passed both, and the service then failed to start.
+    #[test]
+    fn a_lock_or_key_the_service_account_cannot_read_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("radmfa.db");
+        let key = dir.path().join("radmfa.key");
+        let nobody = User::from_name("nobody")
+            .unwrap()
+            .expect("a nobody account");
+        let uid = nobody.uid.as_raw();
+        let service = Who::Owner(nobody, Vec::new(), dir.path().to_path_buf());
+        std::os::unix::fs::chown(dir.path(), Some(uid), None).unwrap();
+        let lock = super::super::serving_lock::lock_path(&db);
+        for file in [&db, &lock, &key] {
+            std::fs::write(file, b"").unwrap();
+            std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600)).unwrap();
+            std::os::unix::fs::chown(file, Some(uid), None).unwrap();
+        }
+        refuse(&db, &service).unwrap();
+        refuse_unreadable_key(&key, &service).unwrap();
+        std::os::unix::fs::chown(&lock, Some(0), Some(0)).unwrap();
+        let refused = refuse(&db, &service).unwrap_err().to_string();
+        for said in ["cannot read the serving lock", "mode 0600", "chown nobody"] {
+            assert!(refused.contains(said), "{said:?} in {refused}");
+        }
+        std::os::unix::fs::chown(&lock, Some(uid), None).unwrap();
+        std::os::unix::fs::chown(&key, Some(0), Some(0)).unwrap();
+        let refused = refuse_unreadable_key(&key, &service)
+            .unwrap_err()
+            .to_string();
+        for said in ["store.key_file", "cannot read it", "chown nobody"] {
+            assert!(refused.contains(said), "{said:?} in {refused}");
+        }
     }
 
     /// In a directory that is root's, the guess comes from the database's owner, and the
