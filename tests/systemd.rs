@@ -390,7 +390,17 @@ fn a_store_the_service_user_cannot_write_is_refused_at_start() {
     std::os::unix::fs::chown(&key, Some(0), Some(0)).unwrap();
     let said = text(&refused_start(&host));
     assert!(
-        said.contains("radmfa runs as nobody (uid 65534), which must own it"),
+        said.contains(
+            "radmfa runs as nobody (uid 65534). If this is radmfa serve, that account must own it"
+        ),
+        "{said}"
+    );
+    // And a check run as root, which may read it, warns of it: it passed before.
+    let said = text(&cli_on(&host.config, &["config", "check", "--connect"]));
+    assert!(
+        said.contains(&format!("WARN store: store.key_file {}", key.display()))
+            && said.contains("presumably nobody (uid 65534)")
+            && said.contains(&format!("chown nobody {}", key.display())),
         "{said}"
     );
     std::os::unix::fs::chown(&key, Some(SERVICE_UID), Some(SERVICE_UID)).unwrap();

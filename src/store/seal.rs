@@ -178,13 +178,13 @@ impl KeyFile {
                 Err(CreateError::Exists) => Self::load(path),
                 Err(CreateError::Other(e)) => Err(e),
             },
-            Err(e) => Err(key_err(path, cannot_open(&e))),
+            Err(e) => Err(key_err(path, cannot_open(path, &e))),
         }
     }
 
     /// Loads an existing key file (never creates one).
     pub fn load(path: &Path) -> Result<Sealer, StoreError> {
-        let file = File::open(path).map_err(|e| key_err(path, cannot_open(&e)))?;
+        let file = File::open(path).map_err(|e| key_err(path, cannot_open(path, &e)))?;
         Self::load_from(path, file)
     }
 
@@ -273,13 +273,26 @@ enum CreateError {
 
 /// Why the key file did not open; for a refusal, whom it must be readable by: a key copied
 /// by root (`scp -p` to another node) stays root's, and "Permission denied" alone did not
-/// say that the service's user must own it.
-fn cannot_open(e: &std::io::Error) -> String {
+/// say that the service's user must own it. Both ways out are named: an admin command run
+/// by another account was told to chown the key to itself, which then stopped the service.
+fn cannot_open(path: &Path, e: &std::io::Error) -> String {
     #[cfg(unix)]
     if e.kind() == ErrorKind::PermissionDenied {
+        use std::os::unix::fs::MetadataExt;
+        let owner = std::fs::metadata(path)
+            .ok()
+            .and_then(|m| nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(m.uid())).ok())
+            .flatten()
+            .map(|u| u.name);
+        let admin = match owner {
+            Some(o) => {
+                format!("run it as root or as the key's owner ({o}: sudo -u {o} radmfa ...)")
+            }
+            None => "run it as root or as the key's owner".to_string(),
+        };
         return format!(
-            "cannot open: {e}; radmfa runs as {}, which must own it (chown that user, \
-             keep mode 0600)",
+            "cannot open: {e}; radmfa runs as {}. If this is radmfa serve, that account must \
+             own it (chown it to that user, keep mode 0600); if it is an admin command, {admin}",
             super::writable::runs_as()
         );
     }
@@ -397,17 +410,19 @@ mod tests {
     #[test]
     fn a_key_file_refused_to_the_service_says_whom_it_must_belong_to() {
         let denied = std::io::Error::from_raw_os_error(13); // EACCES
-        let said = cannot_open(&denied);
+        let said = cannot_open(Path::new("/"), &denied);
         assert!(
             said.contains("Permission denied")
                 && said.contains(&format!(
-                    "radmfa runs as {}",
+                    "radmfa runs as {}. If this is radmfa serve, that account must own it",
                     super::super::writable::runs_as()
                 ))
-                && said.contains("must own it"),
+                && said.contains(
+                    "an admin command, run it as root or as the key's owner (root: sudo -u root"
+                ),
             "{said}"
         );
-        let missing = cannot_open(&std::io::Error::from(ErrorKind::NotFound));
+        let missing = cannot_open(Path::new("/"), &std::io::Error::from(ErrorKind::NotFound));
         assert!(!missing.contains("must own it"), "{missing}");
     }
 
