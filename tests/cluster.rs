@@ -717,6 +717,44 @@ fn logs_in_again(node: &Server, seed: &str) {
     }
 }
 
+/// After a database restart, a burst of logins refills the serving pool up to the
+/// database's `max_connections` before the audit batches' own connection is made again.
+/// The batches borrow an idle serving connection; before, no record could be written and
+/// every login on the node was refused ("its audit record could not be written") for good,
+/// while the node held idle connections, until it was restarted.
+#[test]
+fn audit_records_are_written_when_the_serving_pool_holds_every_connection() {
+    let slapd = directory();
+    let mut pg = PgCluster::start();
+    let node = node_with_two_connections(&slapd, &pg);
+    node.enroll("alice", &[]);
+    assert_eq!(
+        code_of(&password(&node, "alice", ALICE_PW)),
+        "Access-Challenge"
+    );
+    pg.stop();
+    // The node's two serving connections are all the database takes.
+    pg.start_again_with("-c max_connections=2 -c superuser_reserved_connections=0");
+    for login in alice_logins_in_the_background(&node, 6) {
+        login.join().unwrap();
+    }
+    // Logins after the burst, one at a time: the first may still meet a connection the
+    // restart closed.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let r = password(&node, "alice", ALICE_PW);
+        if code_of(&r) == "Access-Challenge" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no challenge with the database full: {r}\n{}",
+            node.log()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
 /// One node on `pg` with `store.pool_size = 2`.
 fn node_with_two_connections(slapd: &Slapd, pg: &PgCluster) -> Server {
     let dir = tempfile::tempdir().unwrap();

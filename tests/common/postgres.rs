@@ -254,6 +254,13 @@ impl PgCluster {
         assert!(out.status.success(), "pg_ctl stop: {}", text(&out));
     }
 
+    /// Starts a stopped cluster again on the same port with more server options
+    /// (`-c max_connections=2`), which win over the defaults.
+    pub fn start_again_with(&mut self, options: &str) {
+        self.extra = format!("{} {options}", self.extra);
+        self.start_again();
+    }
+
     /// Starts a stopped cluster again on the same port.
     pub fn start_again(&self) {
         assert!(

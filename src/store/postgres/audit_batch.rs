@@ -21,7 +21,9 @@
 //! pool's connections are), not the serving pool: when every pooled connection is held up
 //! (slow statements, a lock, a burst of logins), a request whose only write is its record
 //! (a wrong password, an unknown name) would otherwise wait for the pool, time out and lose
-//! its record, and a login whose own writes had committed would be refused for it.
+//! its record, and a login whose own writes had committed would be refused for it. A batch
+//! borrows an idle serving connection only when its own is not open (`Pools::connection`):
+//! the database's `max_connections` taken up by the serving pools.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -61,6 +63,9 @@ struct Job {
 pub(super) struct AuditBatcher {
     /// The batches' own connection (see the module's comment).
     pool: PgPool,
+    /// The serving pool, whose idle connections a batch borrows when its own has none
+    /// ([`Pools::connection`]).
+    serving: PgPool,
     queue: Mutex<Option<mpsc::UnboundedSender<Job>>>,
     /// How long one batch's `INSERT` may take: the longest request deadline, after which
     /// no request waits for it any more.
@@ -78,11 +83,19 @@ impl AuditBatcher {
     /// request deadline of any client. The limit is that, but at most [`MAX_BATCH_WAIT`]:
     /// one client holding calls makes it 50 s, and every login on the node would queue
     /// behind a dead connection that long.
-    pub(super) fn new(pool: PgPool, longest_request: Duration) -> Self {
+    pub(super) fn new(pool: PgPool, serving: PgPool, longest_request: Duration) -> Self {
         AuditBatcher {
             pool,
+            serving,
             queue: Mutex::default(),
             limit: batch_limit(longest_request),
+        }
+    }
+
+    fn pools(&self) -> Pools {
+        Pools {
+            own: self.pool.clone(),
+            serving: self.serving.clone(),
         }
     }
 
@@ -104,7 +117,9 @@ impl AuditBatcher {
             ..Default::default()
         };
         let check = async {
-            let mut tx = self.pool.begin().await?;
+            // Where a batch would write it (`Pools::connection`).
+            let mut conn = self.pools().connection().await?;
+            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
             sqlx::query("SET LOCAL lock_timeout = '1s'")
                 .execute(&mut *tx)
                 .await?;
@@ -146,7 +161,7 @@ impl AuditBatcher {
         // Unbounded, yet never longer than the requests in flight (`server.max_in_flight`):
         // each sender waits for its record's answer before it can send another.
         let (q, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(self.pool.clone(), rx, self.limit));
+        tokio::spawn(run(self.pools(), rx, self.limit));
         // A fresh channel's receiver is alive: this send cannot fail.
         let _ = q.send(job);
         *queue = Some(q);
@@ -159,14 +174,41 @@ fn batch_limit(longest_request: Duration) -> Duration {
     longest_request.min(MAX_BATCH_WAIT)
 }
 
+/// The batches' own pool, and the serving pool they may borrow an idle connection from.
+struct Pools {
+    own: PgPool,
+    serving: PgPool,
+}
+
+impl Pools {
+    /// A connection for a batch: the batches' own when it is open, else one the serving
+    /// pool holds idle, else a new one of the batches' own. After a database restart, a
+    /// burst of logins refilled the serving pools of every node before any batch asked for
+    /// its own connection; with `max_connections` taken up that way, the batch could never
+    /// open one, and every login on the node was refused for its audit record for good,
+    /// while the node held idle connections it could have written it on. Only an idle one
+    /// is borrowed, without waiting: a serving pool busy with slow requests does not hold
+    /// the records up (the reason the batches have their own connection).
+    async fn connection(&self) -> Result<sqlx::pool::PoolConnection<Postgres>, sqlx::Error> {
+        if let Some(c) = self.own.try_acquire() {
+            return Ok(c);
+        }
+        if let Some(c) = self.serving.try_acquire() {
+            return Ok(c);
+        }
+        self.own.acquire().await
+    }
+}
+
 /// Takes what is waiting, inserts it, answers, repeats until every sender is gone.
-async fn run(pool: PgPool, mut rx: mpsc::UnboundedReceiver<Job>, limit: Duration) {
+async fn run(pools: Pools, mut rx: mpsc::UnboundedReceiver<Job>, limit: Duration) {
+    let pool = &pools;
     let mut jobs = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
         // Requests that gave up (deadline) no longer wait for an answer, but their records
         // are still written: an audit record describes what was answered, or not.
         let batch = std::mem::take(&mut jobs);
-        match insert_once_more_if_cut(&pool, &batch, limit).await {
+        match insert_once_more_if_cut(pool, &batch, limit).await {
             Ok(ids) => {
                 for (job, id) in batch.into_iter().zip(ids) {
                     let _ = job.done.send(Ok(id));
@@ -186,7 +228,7 @@ async fn run(pool: PgPool, mut rx: mpsc::UnboundedReceiver<Job>, limit: Duration
                     sqlx::Error::PoolTimedOut => format!(
                         "no connection to the database for audit records within {} ms \
                          (store.connect_timeout_ms)",
-                        pool.options().get_acquire_timeout().as_millis()
+                        pool.own.options().get_acquire_timeout().as_millis()
                     ),
                     e => e.to_string(),
                 };
@@ -208,7 +250,7 @@ async fn run(pool: PgPool, mut rx: mpsc::UnboundedReceiver<Job>, limit: Duration
             // so each on its own, with its own answer.
             Err(_) => {
                 for job in batch {
-                    let r = insert_many(&pool, std::slice::from_ref(&job), limit)
+                    let r = insert_many(pool, std::slice::from_ref(&job), limit)
                         .await
                         .map(|ids| ids[0])
                         .map_err(StoreError::from);
@@ -231,7 +273,7 @@ async fn run(pool: PgPool, mut rx: mpsc::UnboundedReceiver<Job>, limit: Duration
 /// A connection lost after the `INSERT` committed but before its answer arrived would have
 /// its records written twice: a duplicate in the audit log is the lesser harm.
 async fn insert_once_more_if_cut(
-    pool: &PgPool,
+    pool: &Pools,
     jobs: &[Job],
     limit: Duration,
 ) -> Result<Vec<i64>, sqlx::Error> {
@@ -274,12 +316,8 @@ const CUT_OFF: &[&str] = &["57P01", "57P02", "57P03"];
 /// connections to the promoted server worked. Past the limit the connection is taken out
 /// of the pool and dropped (returned, sqlx would ping it without a limit, keeping its
 /// slot), and the batch fails as for a lost connection.
-async fn insert_many(
-    pool: &PgPool,
-    jobs: &[Job],
-    limit: Duration,
-) -> Result<Vec<i64>, sqlx::Error> {
-    let mut conn = pool.acquire().await?;
+async fn insert_many(pool: &Pools, jobs: &[Job], limit: Duration) -> Result<Vec<i64>, sqlx::Error> {
+    let mut conn = pool.connection().await?;
     let insert = insert_records(&mut *conn, jobs.iter().map(|j| &j.record));
     match tokio::time::timeout(limit, insert).await {
         Ok(done) => done,

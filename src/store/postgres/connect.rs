@@ -258,11 +258,12 @@ impl PgStore {
 
     async fn open_as_is(settings: &PgSettings, sealer: Sealer) -> Result<Self, StoreError> {
         Self::migrate(settings).await?;
+        let pool = serving_pool(settings)?;
         let store = PgStore {
-            pool: serving_pool(settings)?,
+            audit_batch: std::sync::Arc::new(audit_batcher(settings, &pool)?),
+            pool,
             sealer,
             diagnosis: Default::default(),
-            audit_batch: std::sync::Arc::new(audit_batcher(settings)?),
         };
         store.check_key().await?;
         Ok(store)
@@ -321,10 +322,10 @@ impl PgStore {
             KeyFile::load_or_create(key_file)?
         };
         let store = PgStore {
+            audit_batch: std::sync::Arc::new(audit_batcher(settings, &pool)?),
             pool,
             sealer,
             diagnosis: Default::default(),
-            audit_batch: std::sync::Arc::new(audit_batcher(settings)?),
         };
         store.check_key().await.map_err(|e| match e {
             StoreError::Decrypt(reason) => key_err(&reason),
@@ -541,9 +542,13 @@ pub(in crate::store) fn audit_reading_pool(settings: &PgSettings) -> Result<PgPo
 
 /// The shared audit insert with its own connection, made as the serving pool's are (see
 /// `audit_batch.rs`): one more connection per node than `store.pool_size`.
-fn audit_batcher(settings: &PgSettings) -> Result<super::audit_batch::AuditBatcher, StoreError> {
+fn audit_batcher(
+    settings: &PgSettings,
+    serving: &PgPool,
+) -> Result<super::audit_batch::AuditBatcher, StoreError> {
     Ok(super::audit_batch::AuditBatcher::new(
         pool_of(settings, 1)?,
+        serving.clone(),
         settings.max_request,
     ))
 }
