@@ -712,3 +712,39 @@ fn a_file_in_a_directory_every_account_may_change_is_refused() {
     }
     Config::load(&config).expect("closed again");
 }
+
+/// The store's directory open to every account (0777, no sticky bit) is refused: any of
+/// them could delete the database and the seed key (a new key made at the next start,
+/// every enrollment gone) or put their own in place, whatever the files' modes.
+#[test]
+fn a_store_in_a_directory_every_account_may_change_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let top = tempfile::tempdir().unwrap();
+    let config = top.path().join("radmfa.toml");
+    let state = top.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    let text = "[ldap]\nurls = [\"ldap://127.0.0.1\"]\nbase_dn = \"dc=example,dc=org\"\nbind_dn = \"\"\nbind_password = \"\"\n\
+                [store]\npath = \"state/radmfa.db\"\nkey_file = \"keys/radmfa.key\"\n\
+                [[client]]\nname = \"nas\"\naddress = \"127.0.0.1\"\nsecret = \"0123456789abcdef\"\n";
+    std::fs::write(&config, text).unwrap();
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let keys = top.path().join("keys");
+    std::fs::create_dir(&keys).unwrap();
+    let mode = |d: &std::path::Path, m| {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(m)).unwrap()
+    };
+    Config::load(&config).expect("private directories");
+    for (open, key) in [(&state, "store.path"), (&keys, "store.key_file")] {
+        mode(open, 0o777);
+        let err = Config::load(&config).unwrap_err().to_string();
+        assert!(
+            err.contains(key)
+                && err.contains(&format!("the directory {} can be changed", open.display()))
+                && err.contains(&format!("chmod o-w {}", open.display())),
+            "{err}"
+        );
+        mode(open, 0o1777);
+        Config::load(&config).expect("a sticky directory");
+        mode(open, 0o755);
+    }
+}

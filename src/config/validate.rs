@@ -612,7 +612,7 @@ pub(crate) fn not_writable_by_everyone(key: &str, path: &Path) -> Result<(), Con
 /// as the file would be, naming the directory: any account could rename a file of its own
 /// over it, whatever the file's own mode (a `chmod 777 /etc/radmfa` passed unnoticed).
 #[cfg(unix)]
-fn not_in_open_directory(key: &str, path: &Path) -> Result<(), ConfigError> {
+pub(super) fn not_in_open_directory(key: &str, path: &Path) -> Result<(), ConfigError> {
     let Some((dir, mode)) = open_directory(path) else {
         return Ok(());
     };
@@ -655,6 +655,11 @@ pub(crate) fn not_writable_by_everyone(_key: &str, _path: &Path) -> Result<(), C
 
 #[cfg(not(unix))]
 pub(crate) fn not_for_everyone(_key: &str, _path: &Path) -> Result<(), ConfigError> {
+    Ok(())
+}
+
+#[cfg(not(unix))]
+pub(super) fn not_in_open_directory(_key: &str, _path: &Path) -> Result<(), ConfigError> {
     Ok(())
 }
 

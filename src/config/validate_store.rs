@@ -4,7 +4,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::raw::*;
-use super::validate::{not_for_everyone, not_writable_by_everyone, resolve, secret_value};
+use super::validate::{
+    not_for_everyone, not_in_open_directory, not_writable_by_everyone, resolve, secret_value,
+};
 use super::*;
 
 pub(super) fn store_config(
@@ -24,6 +26,10 @@ pub(super) fn store_config(
         ssl_root_cert,
     } = raw;
     let key_file = resolve("store.key_file", base, key_file)?;
+    // The seed key, and below the database: in a directory every account may change, any
+    // of them could delete them (every enrollment gone at the next start, a new key made)
+    // or put their own in place, whatever the files' own modes.
+    not_in_open_directory("store.key_file", &key_file)?;
     // A key meant for the other store type is a mistake, not something to ignore.
     let refuse = |key: &str, set: bool, only: &str| {
         if set {
@@ -58,6 +64,7 @@ pub(super) fn store_config(
                     "must not be the database file: the key has to live apart from the data",
                 ));
             }
+            not_in_open_directory("store.path", &path)?;
             Ok(StoreConfig::Sqlite { path, key_file })
         }
         "postgres" => {
