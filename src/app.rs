@@ -603,14 +603,17 @@ pub fn make_directories(files: &[&std::path::Path]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `dir` and its missing parents, never writable by other accounts: at most 0755 whatever
-/// the caller's umask. Made under `umask 000` (a container, a permissive shell) they were
-/// 0777, and any account could delete or swap the database and the seed key in them.
+/// `dir` and its missing parents, private to the account making them: 0700 whatever the
+/// caller's umask, as the shipped unit's StateDirectoryMode= makes /var/lib/radmfa. Made
+/// under `umask 000` (a container, a permissive shell) they were 0777, and any account
+/// could delete or swap the database and the seed key in them; made 0755 by a root command
+/// before the service's first start, systemd (which leaves an existing directory's mode
+/// alone) kept them readable by every account.
 pub fn create_dirs(dir: &std::path::Path) -> std::io::Result<()> {
     let mut b = std::fs::DirBuilder::new();
     b.recursive(true);
     #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o755);
+    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
     b.create(dir)
 }
 
