@@ -2014,6 +2014,15 @@ fn a_reload_applies_to_open_radsec_connections() {
     let mut idle = Holder::connect(port, &good);
     let up = "radsec: connection up";
     assert_eq!(log_count(&srv, up, 2), 2, "{}", srv.log());
+    // Each names the certificate that connected, and the TLS version.
+    assert!(
+        srv.log()
+            .lines()
+            .filter(|l| l.contains(up))
+            .all(|l| l.contains("tls=TLSv1_") && l.contains("cert=serial ")),
+        "{}",
+        srv.log()
+    );
 
     // Renamed: the proxy's open connection carries on under the new name.
     let renamed = original.replace("name = \"local\"", "name = \"local-renamed\"");

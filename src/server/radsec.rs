@@ -541,33 +541,73 @@ pub(super) fn issued_to(cert: &rustls::pki_types::CertificateDer<'_>, name: &str
 /// names `radsec_name` is matched against; without any, its subject CN, which an admin
 /// reads as its name but which is not matched.
 pub(super) fn described(cert: &CertificateDer<'_>) -> String {
-    use x509_parser::extensions::GeneralName;
-    let Ok((_, x)) = x509_parser::parse_x509_certificate(cert.as_ref()) else {
+    let Some(id) = Identity::of(cert) else {
         return "a certificate that cannot be parsed".into();
     };
-    let serial = serial_hex(x.raw_serial());
-    let dns: Vec<String> = match x.subject_alternative_name() {
-        Ok(Some(san)) => san
-            .value
-            .general_names
-            .iter()
-            .filter_map(|n| match n {
-                GeneralName::DNSName(d) => Some(format!("{d:?}")),
-                _ => None,
-            })
-            .collect(),
-        _ => Vec::new(),
-    };
-    if !dns.is_empty() {
-        return format!("certificate serial {serial}, DNS names {}", dns.join(", "));
+    let serial = &id.serial;
+    if !id.dns.is_empty() {
+        return format!(
+            "certificate serial {serial}, DNS names {}",
+            id.dns.join(", ")
+        );
     }
-    let cn = x.subject().iter_common_name().next().map(|cn| cn.as_str());
-    match cn {
-        Some(Ok(cn)) => format!(
+    match id.cn {
+        Some(cn) => format!(
             "certificate serial {serial}, no DNS subjectAltName (its subject CN {cn:?} is not \
              matched: radsec_name must be one of its DNS subjectAltNames)"
         ),
-        _ => format!("certificate serial {serial}, no DNS subjectAltName"),
+        None => format!("certificate serial {serial}, no DNS subjectAltName"),
+    }
+}
+
+/// A client certificate as the "connection up" line names it: its serial and its DNS
+/// subjectAltNames, or its subject CN where it has none.
+fn identified(cert: &CertificateDer<'_>) -> String {
+    let Some(id) = Identity::of(cert) else {
+        return "a certificate that cannot be parsed".into();
+    };
+    match (id.dns.is_empty(), id.cn) {
+        (false, _) => format!("serial {}, DNS names {}", id.serial, id.dns.join(", ")),
+        (true, Some(cn)) => format!("serial {}, subject CN {cn:?}", id.serial),
+        (true, None) => format!("serial {}", id.serial),
+    }
+}
+
+/// What a certificate is known by.
+struct Identity {
+    serial: String,
+    /// Its DNS subjectAltNames, quoted.
+    dns: Vec<String>,
+    cn: Option<String>,
+}
+
+impl Identity {
+    fn of(cert: &CertificateDer<'_>) -> Option<Identity> {
+        use x509_parser::extensions::GeneralName;
+        let (_, x) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
+        let dns = match x.subject_alternative_name() {
+            Ok(Some(san)) => san
+                .value
+                .general_names
+                .iter()
+                .filter_map(|n| match n {
+                    GeneralName::DNSName(d) => Some(format!("{d:?}")),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        let cn = x
+            .subject()
+            .iter_common_name()
+            .next()
+            .and_then(|cn| cn.as_str().ok())
+            .map(str::to_string);
+        Some(Identity {
+            serial: serial_hex(x.raw_serial()),
+            dns,
+            cn,
+        })
     }
 }
 
@@ -791,7 +831,16 @@ impl Connection {
             }
             return;
         }
-        info!(%peer, nas = &*nas, "radsec: connection up");
+        // Which certificate it is, and over what: on an entry without radsec_name any
+        // certificate from ca_file gets in, and nothing else would tell afterwards which
+        // one (a stolen NAS certificate used from that entry's addresses, say).
+        let version = tls
+            .get_ref()
+            .1
+            .protocol_version()
+            .map_or_else(|| "TLS".to_string(), |v| format!("{v:?}"));
+        let cert = leaf.map_or_else(|| "no certificate".into(), identified);
+        info!(%peer, nas = &*nas, tls = %version, %cert, "radsec: connection up");
         let (mut rd, wr) = tokio::io::split(tls);
         let (tx, rx) = mpsc::channel::<Arc<[u8]>>(WRITE_QUEUE);
         let closer = Arc::new(Closer {
@@ -1032,7 +1081,9 @@ impl HandshakeCause {
             }
             NoCertificate => {
                 "its RadSec (TLS) handshake failed: the NAS presented no client certificate, \
-                 which RadSec requires (mutual TLS); give the NAS its certificate and key"
+                 which RadSec requires (mutual TLS); give the NAS its certificate and key, \
+                 with a key radmfa's TLS takes (ECDSA P-256 or P-384, Ed25519, or RSA of 2048 \
+                 bits or more): a NAS whose key is none of these (P-521, say) sends none"
             }
             UnknownIssuer => {
                 "its RadSec (TLS) handshake failed: its client certificate is not signed by a \
@@ -1100,7 +1151,11 @@ fn handshake_failure(e: &std::io::Error) -> (HandshakeCause, String) {
         | rustls::Error::PeerIncompatible(_)
         | rustls::Error::PeerMisbehaved(_) => Protocol,
         rustls::Error::InvalidCertificate(c) => match c {
-            C::UnknownIssuer | C::BadSignature => UnknownIssuer,
+            C::UnknownIssuer => UnknownIssuer,
+            // Its CA may well be in ca_file: the signature over it could not be checked,
+            // most often a key radmfa's TLS does not take (RSA under 2048 bits, P-521)
+            // in the certificate's CA.
+            C::BadSignature => return (OtherCertificate, weak_key(text)),
             C::Expired | C::ExpiredContext { .. } => Dates,
             C::NotValidYet | C::NotValidYetContext { .. } => Dates,
             C::Revoked => Revoked,
@@ -1111,6 +1166,17 @@ fn handshake_failure(e: &std::io::Error) -> (HandshakeCause, String) {
         _ => Other,
     };
     (cause, text)
+}
+
+/// webpki's `BadSignature`: the chain's signature did not verify. Said as the CA not being
+/// in ca_file, it sent the admin to a file that held the CA.
+fn weak_key(text: String) -> String {
+    format!(
+        "{text}: the signature on the NAS's certificate could not be checked against its CA; \
+         most often the CA's key (or the certificate's) is one radmfa's TLS does not take: \
+         RSA under 2048 bits, or ECDSA P-521 (P-256, P-384, Ed25519 and RSA of 2048 bits or \
+         more are taken)"
+    )
 }
 
 /// webpki's `UnknownRevocationStatus`, said so that the admin looking at a refused NAS can
@@ -1195,5 +1261,22 @@ mod tests {
             Waited::Stopped
         ));
         assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    /// A chain whose signature does not verify (an RSA-1024 CA listed in ca_file) is not
+    /// said to be from a CA missing from ca_file: the log named a file that held the CA.
+    #[test]
+    fn a_bad_signature_is_not_called_an_unknown_ca() {
+        let tls = |c| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                rustls::Error::InvalidCertificate(c),
+            )
+        };
+        let (cause, text) = handshake_failure(&tls(rustls::CertificateError::BadSignature));
+        assert_eq!(cause, HandshakeCause::OtherCertificate);
+        assert!(text.contains("RSA under 2048 bits"), "{text}");
+        let (cause, _) = handshake_failure(&tls(rustls::CertificateError::UnknownIssuer));
+        assert_eq!(cause, HandshakeCause::UnknownIssuer);
     }
 }
