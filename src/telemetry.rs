@@ -23,7 +23,9 @@ pub fn init(format: LogFormat, level: &str) {
         .with_ansi(ansi)
         // A line the disk or pipe will not take is dropped and counted, never a panic
         // (see `writer`); and tracing-subscriber is not to print about it either.
-        .with_writer(writer::Stderr)
+        .with_writer(writer::Stderr {
+            json: format == LogFormat::Json,
+        })
         .log_internal_errors(false);
     let _ = match format {
         LogFormat::Text => builder.try_init(),

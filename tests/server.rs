@@ -1835,6 +1835,29 @@ fn json_logs_carry_the_fields_a_siem_matches_on() {
         drop["kind"].as_str().is_some_and(|k| !k.is_empty()),
         "{drop}"
     );
+
+    // A User-Name with a C1 CSI (U+009B, a CSI to xterm) and a bidi override: escaped in
+    // the line, as `audit --json` escapes them, and the same name once parsed. They went to
+    // `tail -f` and the journal raw.
+    let hostile = "rc\u{9b}2J\u{202e}evil";
+    let (pkt, _) = AccessRequestBuilder::new(3, hostile)
+        .password(b"pw")
+        .build(SECRET.as_bytes());
+    sock.send(&pkt).unwrap();
+    let _ = sock.recv(&mut buf);
+    assert!(srv.log_shows("rc\\u009b2j"), "{}", srv.log());
+    let log = srv.log();
+    assert!(
+        !log.contains('\u{9b}') && !log.contains('\u{202e}'),
+        "raw in the log: {log}"
+    );
+    let line = log
+        .lines()
+        .find(|l| l.contains("\\u009b"))
+        .unwrap_or_else(|| panic!("{log}"));
+    let parsed: serde_json::Value = serde_json::from_str(line).unwrap();
+    // The name's key (case folded).
+    assert_eq!(parsed["user"], hostile.to_lowercase(), "{line}");
 }
 
 #[test]

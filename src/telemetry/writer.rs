@@ -28,19 +28,24 @@ pub fn lines_lost() -> u64 {
 }
 
 /// stderr for tracing-subscriber's fmt layer, which writes each event with one `write_all`.
-pub struct Stderr;
+/// `json`: the lines are JSON objects (`log_format = "json"`), escaped for a terminal.
+pub struct Stderr {
+    pub json: bool,
+}
 
 impl<'a> MakeWriter<'a> for Stderr {
     type Writer = LineWriter;
 
     fn make_writer(&'a self) -> LineWriter {
-        LineWriter
+        LineWriter { json: self.json }
     }
 }
 
 /// Writes one event's line; a failure is counted and reported as success, so that
 /// tracing-subscriber has nothing to print about it.
-pub struct LineWriter;
+pub struct LineWriter {
+    json: bool,
+}
 
 impl Write for LineWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
@@ -49,6 +54,17 @@ impl Write for LineWriter {
     }
 
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        // tracing-subscriber's JSON escapes only what JSON must (below U+0020), and the text
+        // format's Debug quoting does not apply: a User-Name's C1 CSI (U+009B, a CSI to
+        // xterm) or bidi override reached `tail -f` and the journal raw. Escaped as `audit
+        // --json` escapes them; such characters occur only inside a JSON line's strings.
+        let escaped;
+        let buf = if self.json {
+            escaped = crate::admin::json_printable(String::from_utf8_lossy(buf).into_owned());
+            escaped.as_bytes()
+        } else {
+            buf
+        };
         // Locked, so that a line is not interleaved with another thread's.
         let mut err = io::stderr().lock();
         if CUT_OFF.load(Ordering::Relaxed) {
@@ -90,7 +106,7 @@ fn written(out: &mut impl Write, buf: &[u8]) -> usize {
 /// Writes `text` and a newline to stderr, as `eprintln!` would, but a failure is counted
 /// as a lost line rather than a panic: for what is said outside the log's subscriber.
 pub fn say(text: &str) {
-    let _ = LineWriter.write_all(format!("{text}\n").as_bytes());
+    let _ = LineWriter { json: false }.write_all(format!("{text}\n").as_bytes());
 }
 
 #[cfg(test)]
