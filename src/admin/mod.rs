@@ -121,6 +121,9 @@ pub fn printable(s: &str) -> Cow<'_, str> {
 /// library has no general category, and this short list is stable.
 fn hides(c: char) -> bool {
     c.is_control()
+        // Everything a login's User-Name is refused for (the combining grapheme joiner
+        // U+034F among them: `ali\u{34f}ce` showed as alice in `audit` and `user list`).
+        || crate::pipeline::invisible_format(c)
         || matches!(
             c,
             '\u{00AD}'
@@ -146,6 +149,9 @@ fn hides(c: char) -> bool {
                 | '\u{2028}'..='\u{202E}'
                 | '\u{2060}'..='\u{2064}'
                 | '\u{2066}'..='\u{206F}'
+                // The Braille blank prints as a space of one column: a User-Name padded
+                // with it laid out fake columns ("root  accept  totp") in the audit table.
+                | '\u{2800}'
                 | '\u{FEFF}'
                 | '\u{FFF9}'..='\u{FFFB}'
                 | '\u{E0001}'
@@ -181,6 +187,14 @@ mod tests {
             serde_json::from_str::<serde_json::Value>(&shown).unwrap(),
             v
         );
+        // What a login's User-Name is refused for is escaped too (the combining grapheme
+        // joiner showed `ali\u{34f}ce` as alice), and the Braille blank that laid out fake
+        // columns in the audit table.
+        for c in ['\u{34f}', '\u{1806}', '\u{2800}'] {
+            assert!(hides(c), "{c:?}");
+            let shown = super::printable(&format!("ali{c}ce")).into_owned();
+            assert_eq!(shown, format!("ali{}ce", c.escape_default()));
+        }
         // Outside the BMP: a surrogate pair (a tag character).
         let tag = serde_json::json!("a\u{E0041}");
         let shown = json_printable(serde_json::to_string(&tag).unwrap());

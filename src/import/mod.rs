@@ -180,11 +180,20 @@ pub(crate) fn shown(v: &str) -> String {
 /// Longest manufacturer or model name kept; `token show` prints them.
 const MAX_LABEL_CHARS: usize = 128;
 
+/// A control character, or a format character that prints as nothing or reorders the text
+/// (the ones a login's User-Name is refused for).
+pub(crate) fn unprintable(c: char) -> bool {
+    c.is_control() || crate::pipeline::invisible_format(c)
+}
+
 /// Checks shared by every format, so a token from any file meets the same rules.
 pub fn check_token(t: &NewToken, extra: &TokenExtra) -> Result<(), String> {
-    if t.serial.is_empty() || t.serial.len() > 128 || t.serial.chars().any(char::is_control) {
+    // Invisible format characters as well as controls: a bidi override or a zero-width
+    // character in a serial reorders or hides what follows it in the log and `token list`.
+    if t.serial.is_empty() || t.serial.len() > 128 || t.serial.chars().any(unprintable) {
         return Err(format!(
-            "serial {} is empty, longer than 128 characters or has control characters",
+            "serial {} is empty, longer than 128 characters or has control or invisible \
+             characters",
             shown(&t.serial)
         ));
     }
@@ -259,9 +268,10 @@ pub fn check_token(t: &NewToken, extra: &TokenExtra) -> Result<(), String> {
         ));
     }
     if let Some(u) = &t.user {
-        if u.is_empty() || u.len() > 253 || u.chars().any(char::is_control) {
+        // As `user enroll-totp` refuses them: logins under such a name are refused.
+        if u.is_empty() || u.len() > 253 || u.chars().any(unprintable) {
             return Err(format!(
-                "user {} is empty, too long or has control characters",
+                "user {} is empty, too long or has control or invisible characters",
                 shown(u)
             ));
         }
@@ -321,6 +331,21 @@ mod tests {
             counter: 0,
             secret: crate::secret::Secret::new(vec![7; 20]),
         }
+    }
+
+    /// A bidi override, a zero-width or a combining grapheme joiner in a serial or an owner
+    /// is refused as a control character is: the serial went raw into the log (reordering
+    /// the line), and logins under such an owner are refused, as `user enroll-totp` says.
+    #[test]
+    fn invisible_characters_in_a_serial_or_owner_are_refused() {
+        let extra = TokenExtra::default();
+        for bad in ["HW\u{202e}4321", "HW\u{200b}1", "ali\u{34f}ce"] {
+            let e = check_token(&totp_token(bad, None), &extra).unwrap_err();
+            assert!(e.contains("control or invisible characters"), "{e}");
+            let e = check_token(&totp_token("HW-1", Some(bad)), &extra).unwrap_err();
+            assert!(e.contains("control or invisible characters"), "{e}");
+        }
+        check_token(&totp_token("HW-1", Some("alice")), &extra).unwrap();
     }
 
     #[test]

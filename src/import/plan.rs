@@ -90,9 +90,9 @@ pub fn read_map(text: &str) -> Result<HashMap<String, (String, usize)>, Problem>
         if serial.is_empty() || user.is_empty() {
             return Err(problem("expected serial,user".into()));
         }
-        if user.len() > 253 || user.chars().any(char::is_control) {
+        if user.len() > 253 || user.chars().any(super::unprintable) {
             return Err(problem(format!(
-                "user {user:?} is longer than 253 bytes or has control characters"
+                "user {user:?} is longer than 253 bytes or has control or invisible characters"
             )));
         }
         if map.insert(serial.to_string(), (user, i + 1)).is_some() {

@@ -273,7 +273,8 @@ pub async fn check_code_in_turn(
                     }
                     clear_under_other_names(app, user, other_names).await?;
                     if let Some(note) = &note {
-                        tracing::info!(user, token = %rec.token.serial, "{note}");
+                        // As a str (quoted and escaped), not Display: serials are imported.
+                        tracing::info!(user, token = rec.token.serial.as_str(), "{note}");
                     }
                     return Ok(CodeCheck::Valid {
                         serial: rec.token.serial.clone(),
