@@ -1168,6 +1168,43 @@ fn alice_approved_on_a_held_call(
     (srv, standin, sock, alice, auth)
 }
 
+/// A NAS (pam_radius_auth with `retry=`) that resends the request twice while its call
+/// rings gets one reply, as FreeRADIUS gives: a copy per resend reached pam_radius after it
+/// had read the first and sent its next round, and it gave up on that stale copy, while
+/// radmfa audited the Accept.
+#[test]
+fn resends_during_a_held_call_get_one_reply() {
+    let slapd = directory();
+    let standin = Standin::start();
+    standin.script(
+        DIRECTORY_MOBILE,
+        Script::Press("", Duration::from_millis(1500)),
+    );
+    let srv = start(&slapd, &standin, "", "", &hold_client(20));
+    let sock = srv.udp();
+    sock.set_read_timeout(Some(Duration::from_secs(8))).unwrap();
+    let (alice, _) = AccessRequestBuilder::new(9, "alice")
+        .password(ALICE_PW.as_bytes())
+        .build(SECRET.as_bytes());
+    sock.send(&alice).unwrap();
+    wait_for_a_call(&standin);
+    for _ in 0..2 {
+        std::thread::sleep(Duration::from_millis(300));
+        sock.send(&alice).unwrap();
+    }
+    let mut buf = [0u8; 4096];
+    let n = sock.recv(&mut buf).expect("the reply");
+    assert_eq!(parse_reply(&buf[..n]).unwrap().code, 2, "{}", srv.log());
+    sock.set_read_timeout(Some(Duration::from_millis(1500)))
+        .unwrap();
+    assert!(sock.recv(&mut buf).is_err(), "a second copy of the reply");
+    // A resend after the reply gets the cached one.
+    sock.send(&alice).unwrap();
+    let m = sock.recv(&mut buf).expect("the cached reply");
+    assert_eq!(parse_reply(&buf[..m]).unwrap().code, 2);
+    assert_eq!(standin.calls().len(), 1);
+}
+
 #[test]
 fn another_users_request_under_the_same_key_gets_no_share_of_the_call() {
     let slapd = directory();

@@ -107,9 +107,10 @@ pub const MAX_ANSWERED: usize = 50_000;
 /// (~120 bytes) fill [`MAX_ANSWERED`] long before this.
 pub const MAX_ANSWERED_BYTES: usize = 16 << 20;
 
-/// Copies of a reply owed to retransmits that arrived while it was being worked out, at
-/// most: a NAS retransmits a few times during a long login (a push, a call); more than that
-/// is a replayed packet, and each copy would go to the NAS it names.
+/// Retransmits that arrived while a reply was being worked out, counted at most: a NAS
+/// retransmits a few times during a long login (a push, a call); more than that is a
+/// replayed packet. Over UDP they get no copy of their own (one reply per request, see
+/// `serve_one`); the count is what `finish` reports.
 pub const MAX_ATTACHED_COPIES: u32 = 4;
 
 pub struct DuplicateCache {

@@ -607,19 +607,20 @@ async fn serve_one(
     // A Status-Server answer changes nothing and costs less to compute again than to keep:
     // not caching it keeps a health-check flood (or a monitoring system polling hard) from
     // filling the duplicate cache and the memory behind it.
-    let attached = if req.kind == RequestKind::StatusServer {
+    if req.kind == RequestKind::StatusServer {
         // Kept only for copies that wait for it: a RadSec resend on another connection, a
         // UDP copy sent to another of radmfa's addresses.
-        app.dedup.forget_unless_attached(key, bytes.clone())
+        app.dedup.forget_unless_attached(key, bytes.clone());
     } else {
-        app.dedup.finish(key, Some(bytes.clone()))
-    };
-    // Over TLS a resend came on another connection and its waiter (`resend_when_answered`)
-    // sends its copy there; this connection gets one.
-    let copies = if ctx.over_tls { 1 } else { 1 + attached };
-    for _ in 0..copies {
-        reply_to.send(app, &bytes, ctx.src, &ctx.client.name).await;
+        app.dedup.finish(key, Some(bytes.clone()));
     }
+    // One reply, however many retransmits attached while it was worked out, as FreeRADIUS
+    // answers: a copy per retransmit reached pam_radius_auth (`retry=`) after it had read
+    // the first and sent its next round, which it took for a wrong answer and gave up on,
+    // while radmfa used the code and audited an Accept. A retransmit after the reply gets
+    // the cached one. (Over TLS a resend on another connection gets its copy there, from
+    // `resend_when_answered`.)
+    reply_to.send(app, &bytes, ctx.src, &ctx.client.name).await;
     if req.kind != RequestKind::StatusServer {
         app.metrics.latency.observe(ctx.received.elapsed());
     }
