@@ -786,6 +786,27 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
                     ranges.join(", ")
                 ));
             }
+            // The station these decide by is an attribute of the request, which nothing
+            // protects here: anyone on the path who knows only the password rewrites
+            // Calling-Station-Id into an exempt network or a remembered station, and the
+            // second factor is skipped. That is request tampering, which signing blocks.
+            let by_station: Vec<&str> = [
+                (!f.exempt_networks.is_empty(), "exempt_networks"),
+                (f.remember.is_some(), "remember_second_factor_secs"),
+            ]
+            .into_iter()
+            .filter_map(|(on, key)| on.then_some(key))
+            .collect();
+            if !by_station.is_empty() {
+                warn(format!(
+                    "{} with require_message_authenticator = false: the station they go by \
+                     (Calling-Station-Id) can be rewritten on the path by anyone who knows \
+                     the password, and the second factor skipped; sign the requests, or \
+                     leave {} off this entry",
+                    by_station.join(" and "),
+                    if by_station.len() > 1 { "them" } else { "it" }
+                ));
+            }
             // NPS adds Proxy-State to what it forwards, and Proxy-State without
             // Message-Authenticator is refused whatever this setting says.
             if f.second_factor_only {
@@ -1923,6 +1944,28 @@ mod tests {
         let w = on("127.0.0.0/24").expect("a range");
         assert!(w.contains("(127.0.0.0/24)"), "{w}");
         assert_eq!(on("127.0.0.7"), None);
+        // Unsigned, with settings that go by the request's station: anyone on the path
+        // who knows the password rewrites Calling-Station-Id and skips the second factor.
+        let by_station = |keys: &str, require: bool| {
+            let text = format!(
+                "[ldap]\nurls = [\"ldap://127.0.0.1\"]\nbind_dn = \"cn=a\"\n\
+                 bind_password = \"pw\"\nbase_dn = \"dc=example,dc=org\"\n\
+                 [[client]]\nname = \"nas\"\naddress = \"127.0.0.7\"\n\
+                 secret = \"0123456789abcdef\"\nrequire_message_authenticator = {require}\n{keys}",
+            );
+            let c = Config::parse(&text, std::path::Path::new("radmfa.toml")).expect("valid");
+            warnings(&c)
+                .into_iter()
+                .find(|w| w.contains("can be rewritten on the path"))
+        };
+        let both = "exempt_networks = [\"192.0.2.0/24\"]\nremember_second_factor_secs = 900\n";
+        let w = by_station(both, false).expect("warned");
+        assert!(
+            w.contains("exempt_networks and remember_second_factor_secs with"),
+            "{w}"
+        );
+        assert_eq!(by_station(both, true), None, "signed");
+        assert_eq!(by_station("", false), None, "nothing goes by the station");
     }
 
     #[test]
