@@ -137,8 +137,9 @@ impl DropKind {
             }
             DropKind::MissingMessageAuthenticator => {
                 "no Message-Authenticator, and this client has require_message_authenticator \
-                 = true (BlastRADIUS, CVE-2024-3596); turn it on at the NAS, or turn the \
-                 setting off for this client if the NAS cannot send it"
+                 = true (BlastRADIUS, CVE-2024-3596); turn it on at the NAS, or, if the NAS \
+                 cannot send it, turn the setting off for an entry of that NAS's own address \
+                 (not for a range, where every host in it could then send unsigned requests)"
             }
             DropKind::StatusServerWithoutMessageAuthenticator => {
                 "a Status-Server without Message-Authenticator, which RFC 5997 requires \
