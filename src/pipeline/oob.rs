@@ -486,13 +486,21 @@ async fn settle(
                 .store
                 .resolve_oob(&txn.id, OobStatus::Failed, Some(&reason))
                 .await?;
-            if !closed {
-                // Not pending any more: its callback decided it while the provider's answer
-                // was late (a Calls API slower than `[twilio] timeout_ms` that placed the
-                // call anyway, and the callee pressed `#`). The call went out; the login
-                // follows its decision, as a repeat of the request would. Refused here, the
-                // NAS got a Reject while the callee heard "approved", and a repeat of the
-                // same request then an Accept.
+            // Not pending any more, and decided by its callback while the provider's answer
+            // was late (a Calls API slower than `[twilio] timeout_ms` that placed the call
+            // anyway, and the callee pressed `#`): the call went out, and the login follows
+            // its decision, as a repeat of the request would. Refused here, the NAS got a
+            // Reject while the callee heard "approved", and a repeat of the same request
+            // then an Accept. Not for one cancelled meanwhile (a reset, a new number): that
+            // is the failure it looks like.
+            let decided = !closed
+                && app.store.oob(&txn.id).await?.is_some_and(|t| {
+                    matches!(
+                        t.status,
+                        OobStatus::Approved | OobStatus::Denied | OobStatus::Fraud
+                    )
+                });
+            if decided {
                 Metrics::inc(match txn.kind {
                     OobKind::Sms => &app.metrics.sms_sent,
                     OobKind::Voice => &app.metrics.calls_placed,
