@@ -603,18 +603,34 @@ pub fn make_directories(files: &[&std::path::Path]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `dir` and its missing parents, private to the account making them: 0700 whatever the
-/// caller's umask, as the shipped unit's StateDirectoryMode= makes /var/lib/radmfa. Made
+/// `dir`, private to the account making it (0700, as the shipped unit's
+/// StateDirectoryMode= makes /var/lib/radmfa), and its missing parents at 0755, so that the
+/// service's account, once given `dir`, can reach it; whatever the caller's umask. Made
 /// under `umask 000` (a container, a permissive shell) they were 0777, and any account
 /// could delete or swap the database and the seed key in them; made 0755 by a root command
 /// before the service's first start, systemd (which leaves an existing directory's mode
-/// alone) kept them readable by every account.
+/// alone) kept `dir` readable by every account.
 pub fn create_dirs(dir: &std::path::Path) -> std::io::Result<()> {
-    let mut b = std::fs::DirBuilder::new();
-    b.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
-    b.create(dir)
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let build = |mode: u32, recursive: bool, path: &std::path::Path| {
+        let mut b = std::fs::DirBuilder::new();
+        b.recursive(recursive);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut b, mode);
+        #[cfg(not(unix))]
+        let _ = mode;
+        b.create(path)
+    };
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        build(0o755, true, parent)?;
+    }
+    match build(0o700, false, dir) {
+        // Made meanwhile by another process (two commands at once): as good.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
+        r => r,
+    }
 }
 
 pub async fn open_store(cfg: &StoreConfig) -> anyhow::Result<Arc<dyn Store>> {
