@@ -566,6 +566,11 @@ fn unwritable(store: &crate::config::StoreConfig) -> anyhow::Result<Option<Strin
         crate::config::StoreConfig::Sqlite { path, key_file } => {
             crate::store::writable::refuse_unwritable_by_service(path, key_file)
         }
+        #[cfg(unix)]
+        crate::config::StoreConfig::Postgres { key_file, .. } => {
+            Ok(crate::store::writable::key_unreadable_by_service(key_file))
+        }
+        #[cfg(not(unix))]
         _ => Ok(None),
     }
 }

@@ -139,6 +139,19 @@ fn refuse(db: &Path, who: &Who) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// For `config check` on a PostgreSQL store, run as root: the seed key as the account the
+/// service presumably runs as would find it (the owner of the key's directory, or of the
+/// key where that is root's). The HA procedure copies the key to each node, `scp -p` as
+/// root leaves it root's, and the service then failed to start after the check passed.
+pub fn key_unreadable_by_service(key: &Path) -> Option<String> {
+    if !nix::unistd::geteuid().is_root() {
+        return None;
+    }
+    presumed_service(key)
+        .and_then(|owner| refuse_unreadable_key(key, &owner).err())
+        .map(|e| format!("{e:#} (if radmfa serve runs as root, ignore this)"))
+}
+
 /// The seed key, readable by `who`: a key copied back by root (`scp -p`, a restore) stays
 /// root's at 0600, and the service then failed to start after a check run as root passed.
 fn refuse_unreadable_key(key: &Path, who: &Who) -> anyhow::Result<()> {
