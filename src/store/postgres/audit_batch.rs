@@ -99,12 +99,20 @@ impl AuditBatcher {
         }
     }
 
+    /// Opens the batches' own connection now, while the database has room: a batch takes
+    /// it only when it is open (`Pools::connection`), and it is best made before a burst
+    /// fills `max_connections`. A failure here is no failure of the store: a batch opens it
+    /// later, or borrows.
+    pub(super) async fn open_own(&self) {
+        let _ = self.pool.acquire().await;
+    }
+
     /// The batches' own pool, for closing it with the store.
     pub(super) fn pool(&self) -> &PgPool {
         &self.pool
     }
 
-    /// Whether a batch could insert now, on the batches' own connection: a record inserted
+    /// Whether a batch could insert now, where a batch would (`Pools::connection`): a record inserted
     /// in a transaction that is rolled back (never seen; it may use up a sequence number,
     /// as any rolled-back insert does). A table locked by someone else, a full disk, a
     /// trigger refusing rows, a lost connection fail it; waiting for a lock is cut at a

@@ -266,6 +266,7 @@ impl PgStore {
             diagnosis: Default::default(),
         };
         store.check_key().await?;
+        store.audit_batch.open_own().await;
         Ok(store)
     }
 
@@ -331,6 +332,7 @@ impl PgStore {
             StoreError::Decrypt(reason) => key_err(&reason),
             other => other,
         })?;
+        store.audit_batch.open_own().await;
         Ok(store)
     }
 
