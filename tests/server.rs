@@ -2026,6 +2026,65 @@ fn a_no_reply_clients_retransmits_after_a_lost_bind_are_not_bound_again() {
     );
 }
 
+/// The same when the request's deadline cuts the login off while its user bind is out (a
+/// directory slow to take binds): the bind may have reached the directory,
+/// so the NAS's retransmits get silence, not the password bound again each time.
+#[test]
+fn a_no_reply_clients_retransmits_after_a_bind_cut_by_the_deadline_are_not_bound_again() {
+    let slapd = directory();
+    let relay = common::wan_relay::WanRelay::start(slapd.port);
+    let srv = start(&slapd, |o| {
+        o.ldap_urls = vec![relay.url.clone()];
+        // The bind's own timeout later than the request's deadline (less its reserve for
+        // the audit record, 250 ms): the deadline cuts it off.
+        o.ldap_timeout_ms = 1900;
+        o.request_deadline_ms = 2000;
+        o.clients = vec![Nas {
+            on_backend_failure: "no_reply",
+            ..Nas::challenge("silent", "127.0.0.1")
+        }];
+    });
+    srv.enroll("alice", &[]);
+    let alice_dn = LdapUser::new("alice", "").dn();
+    // The connections opened while the directory is quick.
+    assert_eq!(
+        code_of(&py_password(&srv, "alice", ALICE_PW)),
+        "Access-Challenge"
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    let binds = slapd.bind_count(&alice_dn);
+    // Alice's binds reach the directory 2.5 s late, past the 2 s deadline; searches
+    // are quick.
+    relay.delay_holding(alice_dn.as_bytes(), Duration::from_millis(2500));
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.connect(srv.addr).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(3000)))
+        .unwrap();
+    let (pkt, _) = AccessRequestBuilder::new(8, "alice")
+        .password(ALICE_PW.as_bytes())
+        .build(SECRET.as_bytes());
+    let mut replies = Vec::new();
+    for _ in 0..3 {
+        sock.send(&pkt).unwrap();
+        let mut buf = [0u8; 4096];
+        replies.push(
+            sock.recv(&mut buf)
+                .ok()
+                .and_then(|n| parse_reply(&buf[..n]))
+                .map(|r| r.code),
+        );
+    }
+    assert_eq!(replies, [None, None, None], "{}", srv.log());
+    // Whatever bind is still on its way through the relay lands meanwhile.
+    std::thread::sleep(Duration::from_millis(3000));
+    assert_eq!(
+        slapd.bind_count(&alice_dn),
+        binds + 1,
+        "bound again for a retransmit\n{}",
+        srv.log()
+    );
+}
+
 /// A server that takes connections and never answers a search (anonymous searches, so no
 /// service bind comes first): each login opens a connection, and the search times out.
 /// One warning, and no "answers again": an open connection is not an answer, and taking it

@@ -1324,6 +1324,9 @@ impl LdapAuth {
                 .with_controls(super::ppolicy::request())
                 .simple_bind(dn, password);
             let watch = self.watch(conn.url_idx);
+            // Counted for the login until its answer comes: cut off by the request's
+            // deadline meanwhile, it stays counted (see `BindOut`).
+            let out = super::BindOut::sent();
             let answer = timeout(self.settings.op_timeout, bind).await;
             watch.done();
             match answer {
@@ -1341,6 +1344,7 @@ impl LdapAuth {
                     // driver gone: ldap3's "op send error"), so nothing was written: asked
                     // once more on a fresh connection.
                     tracing::debug!(%url, "LDAP bind connection closed before the bind was sent, reconnecting");
+                    out.answered();
                     self.binds.drop_idle_to(conn.url_idx);
                     retried = true;
                 }
@@ -1371,6 +1375,7 @@ impl LdapAuth {
                 {
                     // busy / unavailable: the server did not check the password (nothing
                     // counted against the account), so the next server may.
+                    out.answered();
                     url_warn!(self, conn.url_idx, %url, result = %res, "LDAP server refused the bind; trying the next");
                     self.mark_failed(conn.url_idx);
                     self.binds.drop_idle_to(conn.url_idx);
@@ -1378,6 +1383,7 @@ impl LdapAuth {
                 }
                 Ok(Ok(res)) => {
                     // An LDAP answer, whatever its result code: the connection is healthy.
+                    out.answered();
                     self.answered(conn.url_idx);
                     self.keep(&self.binds, conn);
                     return Ok(res);

@@ -188,6 +188,36 @@ pub enum AuthError {
     During { what: String, cause: Box<AuthError> },
 }
 
+tokio::task_local! {
+    /// The login's user binds sent and not answered yet (see [`BindOut`]), read by the
+    /// pipeline when its deadline cuts the login short.
+    pub static BINDS_OUT: std::sync::Arc<std::sync::atomic::AtomicU32>;
+}
+
+/// A user's bind on its way to the directory, counted in the login's [`BINDS_OUT`] from
+/// just before it is sent until its answer comes. Dropped unanswered (the request's
+/// deadline dropped the login mid-bind, or the bind timed out), it stays counted: the
+/// password may have reached the directory and counted towards the account's lockout, so a
+/// `no_reply` client's retransmit must not bind it again.
+pub struct BindOut(Option<std::sync::Arc<std::sync::atomic::AtomicU32>>);
+
+impl BindOut {
+    pub fn sent() -> Self {
+        let counter = BINDS_OUT.try_with(|c| c.clone()).ok();
+        if let Some(c) = &counter {
+            c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        BindOut(counter)
+    }
+
+    /// Its answer came (or it was surely never sent).
+    pub fn answered(self) {
+        if let Some(c) = &self.0 {
+            c.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
 impl AuthError {
     /// The user's password reached a directory server that gave no answer (its bind timed
     /// out, or its answer was lost): the server may be slow rather than down, and have

@@ -74,6 +74,8 @@ pub struct RequestContext {
     /// directory's bad-password count) once per resend. Also set when the password went to
     /// a server that gave no answer (`withhold_retransmits`).
     pub withheld: std::sync::atomic::AtomicBool,
+    /// User binds sent for this login and not answered (`auth::BindOut`).
+    pub binds_out: std::sync::Arc<std::sync::atomic::AtomicU32>,
     /// The upstream RADIUS servers' check in progress (`primary = "upstream"`): what a
     /// login cut short by its deadline was waiting for.
     pub upstream: crate::auth::upstream::Progress,
@@ -406,9 +408,16 @@ fn refusal(ctx: &RequestContext) -> &'static str {
 /// or an upstream request, that timed out or lost its answer.
 fn password_unanswered(ctx: &RequestContext, fault: &Fault) -> bool {
     match fault {
-        Fault::Auth(e) => e.password_unanswered() || ctx.upstream.password_unanswered(),
+        Fault::Auth(e) => {
+            e.password_unanswered() || ctx.upstream.password_unanswered() || binds_out(ctx)
+        }
         Fault::Store(_) => false,
     }
+}
+
+/// Whether a user bind of this login went out and got no answer (its deadline cut it off).
+fn binds_out(ctx: &RequestContext) -> bool {
+    ctx.binds_out.load(std::sync::atomic::Ordering::Relaxed) > 0
 }
 
 /// A request left unanswered after its password went to a server that gave no answer: for
@@ -463,74 +472,72 @@ async fn answer(
         };
         (Verdict::reject(reason), unanswered)
     };
-    let (verdict, unanswered) =
-        match tokio::time::timeout_at(decide_by, decide(app, ctx, req, &user)).await {
-            Ok(Ok(v)) => {
-                let left = v.unanswered;
-                (v, left)
+    let deciding = decide(app, ctx, req, &user);
+    let (verdict, unanswered) = match tokio::time::timeout_at(decide_by, deciding).await {
+        Ok(Ok(v)) => {
+            let left = v.unanswered;
+            (v, left)
+        }
+        Ok(Err(fault)) => {
+            // An upstream RADIUS server has its own health (`[upstream]` dead time);
+            // the probe here checks the directory and the store.
+            match &fault {
+                Fault::Auth(AuthError::Upstream(_)) => {}
+                Fault::Auth(_) => app.backend_health.failed("a login met a directory failure"),
+                Fault::Store(_) => app.backend_health.failed("a login met a store failure"),
             }
-            Ok(Err(fault)) => {
-                // An upstream RADIUS server has its own health (`[upstream]` dead time);
-                // the probe here checks the directory and the store.
-                match &fault {
-                    Fault::Auth(AuthError::Upstream(_)) => {}
-                    Fault::Auth(_) => app.backend_health.failed("a login met a directory failure"),
-                    Fault::Store(_) => app.backend_health.failed("a login met a store failure"),
-                }
-                if password_unanswered(ctx, &fault) {
-                    withhold_retransmits(ctx);
-                }
-                match fault {
-                    Fault::Auth(AuthError::Upstream(_)) => {
-                        Metrics::inc(&app.metrics.upstream_failures)
-                    }
-                    Fault::Auth(_) => Metrics::inc(&app.metrics.directory_failures),
-                    Fault::Store(_) => ctx.store_failed(app),
-                }
-                failed(fault.to_string())
+            if password_unanswered(ctx, &fault) {
+                withhold_retransmits(ctx);
             }
-            Err(_) => {
-                Metrics::inc(&app.metrics.deadline_exceeded);
-                let exceeded = format!("request deadline of {} ms exceeded", deadline.as_millis());
-                if ctx.upstream.password_unanswered() {
-                    withhold_retransmits(ctx);
-                }
-                match ctx.upstream.waiting() {
-                    // As a login no upstream server answered: counted with them, and no
-                    // mark on the directory and the store (whose probe would find them
-                    // answering and say so): the upstream's own health (`[upstream]` dead
-                    // time, Status-Server of no_reply clients) stands for it. Unless the
-                    // servers had no fair wait, the time having gone elsewhere.
-                    Some((servers, fair)) => {
-                        Metrics::inc(&app.metrics.upstream_failures);
-                        if !fair {
-                            app.backend_health.failed(
-                                "a login ran past its request deadline (a slow directory or \
-                                 store before its upstream servers were asked)",
-                            );
-                        }
-                        failed(format!("{exceeded} waiting for {servers}"))
-                    }
-                    None => {
-                        // Either cause is possible, and the time spent queued is not
-                        // told apart: the log must not send the on-call admin to the
-                        // database while the node is simply flooded.
-                        // What moves with each cause: a directory server that stalls
-                        // counts no backend failure while its timeout is still running
-                        // (nor does a slow failover), only its own gauge.
+            match fault {
+                Fault::Auth(AuthError::Upstream(_)) => Metrics::inc(&app.metrics.upstream_failures),
+                Fault::Auth(_) => Metrics::inc(&app.metrics.directory_failures),
+                Fault::Store(_) => ctx.store_failed(app),
+            }
+            failed(fault.to_string())
+        }
+        Err(_) => {
+            Metrics::inc(&app.metrics.deadline_exceeded);
+            let exceeded = format!("request deadline of {} ms exceeded", deadline.as_millis());
+            if ctx.upstream.password_unanswered() || binds_out(ctx) {
+                withhold_retransmits(ctx);
+            }
+            match ctx.upstream.waiting() {
+                // As a login no upstream server answered: counted with them, and no
+                // mark on the directory and the store (whose probe would find them
+                // answering and say so): the upstream's own health (`[upstream]` dead
+                // time, Status-Server of no_reply clients) stands for it. Unless the
+                // servers had no fair wait, the time having gone elsewhere.
+                Some((servers, fair)) => {
+                    Metrics::inc(&app.metrics.upstream_failures);
+                    if !fair {
                         app.backend_health.failed(
-                            "a login ran past its request deadline (a directory server that \
+                            "a login ran past its request deadline (a slow directory or \
+                                 store before its upstream servers were asked)",
+                        );
+                    }
+                    failed(format!("{exceeded} waiting for {servers}"))
+                }
+                None => {
+                    // Either cause is possible, and the time spent queued is not
+                    // told apart: the log must not send the on-call admin to the
+                    // database while the node is simply flooded.
+                    // What moves with each cause: a directory server that stalls
+                    // counts no backend failure while its timeout is still running
+                    // (nor does a slow failover), only its own gauge.
+                    app.backend_health.failed(
+                        "a login ran past its request deadline (a directory server that \
                              stalls, or a failover that took too long: radmfa_ldap_answering \
                              is 0 for the server and the log names it; a slow store: the log's \
                              store lines; more requests than this node can answer in time: \
                              radmfa_requests_in_flight near server.max_in_flight, and \
                              radmfa_requests_dropped_total{reason=\"overloaded\"} rising)",
-                        );
-                        failed(exceeded)
-                    }
+                    );
+                    failed(exceeded)
                 }
             }
-        };
+        }
+    };
     let recorded = audit::record(app, ctx, req, &user, &verdict, !unanswered).await;
     if unanswered {
         return (None, None);
@@ -613,12 +620,14 @@ async fn decide(
     }
     let mut v = match req.state() {
         Some(state) => followup::answer(app, ctx, req, user, &state).await?,
-        // One quantile for every timing pad of the login (`timing_pad::one_draw`).
+        // One quantile for every timing pad of the login (`timing_pad::one_draw`), and the
+        // count of its user binds out (`auth::BindOut`: a login's binds are all here).
         // Boxed: the scope holds the login's future, which inline doubled the request's.
         None => {
-            Box::pin(crate::timing_pad::one_draw(login::start(
-                app, ctx, req, user,
-            )))
+            Box::pin(crate::auth::BINDS_OUT.scope(
+                ctx.binds_out.clone(),
+                crate::timing_pad::one_draw(login::start(app, ctx, req, user)),
+            ))
             .await?
         }
     };

@@ -534,6 +534,7 @@ async fn dispatch_from(
         primary: app.primary(),
         store_failure_counted: Default::default(),
         withheld: Default::default(),
+        binds_out: Default::default(),
         upstream: Default::default(),
         notes: Default::default(),
         audit_line: Default::default(),

@@ -53,6 +53,8 @@ pub struct Options {
     pub server_extra: String,
     /// Extra keys for `[ldap]` (e.g. `entry_cache_seconds = 300`).
     pub ldap_extra: String,
+    /// `[server] request_deadline_ms`.
+    pub request_deadline_ms: u64,
 }
 
 impl Options {
@@ -66,6 +68,7 @@ impl Options {
             listen: "127.0.0.1:0",
             server_extra: String::new(),
             ldap_extra: String::new(),
+            request_deadline_ms: 4000,
         }
     }
 }
@@ -123,7 +126,7 @@ pub fn write_config(dir: &Path, o: &Options) -> PathBuf {
 name = "test-node"
 listen = ["{listen}"]
 log_level = "{level}"
-request_deadline_ms = 4000
+request_deadline_ms = {deadline}
 shutdown_grace_ms = 2000
 {server_extra}
 
@@ -150,6 +153,7 @@ include_email = true
         urls = urls.join(", "),
         ct = o.ldap_timeout_ms,
         server_extra = o.server_extra,
+        deadline = o.request_deadline_ms,
         ldap_extra = o.ldap_extra,
     );
     toml.push_str(&o.extra);

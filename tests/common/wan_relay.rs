@@ -23,6 +23,9 @@ struct Faults {
     forget_idle_after: Option<Duration>,
     /// Each chunk is forwarded this long after it arrived (the link's one-way delay).
     delay: Duration,
+    /// A client→server chunk holding this is forwarded that much later (a directory slow
+    /// to answer one kind of request: a bind, by its DN).
+    delay_holding: Option<(Vec<u8>, Duration)>,
 }
 
 #[derive(Default)]
@@ -85,6 +88,12 @@ impl WanRelay {
         self.shared.faults.lock().unwrap().delay = one_way;
     }
 
+    /// Client requests holding `needle` reach the server `by` later (an LDAP BindRequest
+    /// carries its DN as is, so a user's binds are slow and their searches not).
+    pub fn delay_holding(&self, needle: &[u8], by: Duration) {
+        self.shared.faults.lock().unwrap().delay_holding = Some((needle.to_vec(), by));
+    }
+
     /// Connections relayed so far.
     pub fn accepted(&self) -> usize {
         self.shared.accepted.load(Ordering::SeqCst)
@@ -140,6 +149,17 @@ fn relay(mut client: TcpStream, mut server: TcpStream, shared: &Shared) {
                 &mut server
             };
             let n = match src.read(&mut buf) {
+                // The client closed: what it sent before is still delivered (as TCP
+                // delivers what was written before a FIN), on time.
+                Ok(0) if from_client => {
+                    while let Some((due, data)) = queued[0].pop_front() {
+                        std::thread::sleep(due.saturating_duration_since(Instant::now()));
+                        if write_all(&mut server, &data).is_err() {
+                            break;
+                        }
+                    }
+                    return close(&client, &server);
+                }
                 Ok(0) => return close(&client, &server),
                 Ok(n) => n,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => continue,
@@ -166,7 +186,12 @@ fn relay(mut client: TcpStream, mut server: TcpStream, shared: &Shared) {
             }
             let needle = faults.reset_after_answer.as_deref();
             let chunk = &buf[..n];
-            let due = Instant::now() + faults.delay;
+            let holds = |x: &[u8]| chunk.windows(x.len()).any(|w| w == x);
+            let slow = match &faults.delay_holding {
+                Some((x, by)) if from_client && holds(x) => *by,
+                _ => Duration::ZERO,
+            };
+            let due = Instant::now() + faults.delay + slow;
             if from_client && needle.is_some_and(|x| chunk.windows(x.len()).any(|w| w == x)) {
                 drop(faults);
                 shared.faults.lock().unwrap().reset_after_answer = None;
