@@ -1093,7 +1093,13 @@ fn retransmits_during_a_held_call_get_one_call_and_the_same_reply() {
         sent >= 4,
         "the call took a few retransmit intervals ({sent})"
     );
-    assert_eq!(replies.len(), sent, "every copy answered once");
+    // One reply for the copies that came while the call rang (as FreeRADIUS answers; see
+    // `resends_during_a_held_call_get_one_reply`), and the cached one after it.
+    assert_eq!(
+        replies.len(),
+        2,
+        "one reply in flight, one cached ({sent} sent)"
+    );
     assert!(
         replies.windows(2).all(|w| w[0] == w[1]),
         "identical replies"

@@ -1875,7 +1875,9 @@ fn retransmitted_request_sends_one_sms() {
     sock.send(&pkt).unwrap();
     let n = sock.recv(&mut buf).expect("cached reply");
     replies.push(buf[..n].to_vec());
-    assert_eq!(replies.len(), 4, "every copy answered");
+    // One reply for the three copies in flight (as FreeRADIUS answers), and the cached
+    // one for the copy after it.
+    assert_eq!(replies.len(), 2, "one reply in flight, one cached");
     assert!(
         replies.windows(2).all(|w| w[0] == w[1]),
         "identical replies"

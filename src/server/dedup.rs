@@ -203,7 +203,8 @@ impl DuplicateCache {
     }
 
     /// Drop an answered request's in-flight entry without caching its reply; returns how many
-    /// retransmits attached meanwhile (each gets a copy of the reply). For replies that are
+    /// retransmits attached meanwhile (over UDP they get no copy of their own: one reply per
+    /// request, see `serve_one`). For replies that are
     /// cheaper to compute again than to keep (Status-Server).
     pub fn forget(&self, key: RequestKey) -> u32 {
         self.settle(key, None, Keep::Never)
