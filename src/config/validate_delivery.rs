@@ -183,8 +183,6 @@ fn known_placeholders(key: &str, template: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// A header must be one HTTP can carry, with its placeholders filled in. Only the name is
-/// shown: a header value is often a key.
 /// A token goes into the `Authorization` header as it is: one with a line break or another
 /// control character (a token pasted across two lines) makes no valid header, and every
 /// SMS would fail at its send with reqwest's "builder error".
@@ -211,6 +209,8 @@ fn bearer_token(
     Ok(token)
 }
 
+/// A header must be one HTTP can carry, with its placeholders filled in. Only the name is
+/// shown: a header value is often a key.
 fn header_key(name: &str, value: &str) -> Result<(), ConfigError> {
     let key = format!("http_sms.headers.{name}");
     reqwest::header::HeaderName::from_bytes(name.as_bytes())
