@@ -22,8 +22,8 @@
 //! (slow statements, a lock, a burst of logins), a request whose only write is its record
 //! (a wrong password, an unknown name) would otherwise wait for the pool, time out and lose
 //! its record, and a login whose own writes had committed would be refused for it. A batch
-//! borrows an idle serving connection only when its own is not open (`Pools::connection`):
-//! the database's `max_connections` taken up by the serving pools.
+//! borrows an idle serving connection only when its own cannot be opened
+//! (`Pools::connection`): the database's `max_connections` taken up by the serving pools.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -63,9 +63,9 @@ struct Job {
 pub(super) struct AuditBatcher {
     /// The batches' own connection (see the module's comment).
     pool: PgPool,
-    /// The serving pool, whose idle connections a batch borrows when its own has none
-    /// ([`Pools::connection`]).
-    serving: PgPool,
+    /// The batches' pool and the serving pool, whose idle connections a batch borrows when
+    /// its own cannot be opened ([`Pools::connection`]).
+    pools: Pools,
     queue: Mutex<Option<mpsc::UnboundedSender<Job>>>,
     /// How long one batch's `INSERT` may take: the longest request deadline, after which
     /// no request waits for it any more.
@@ -85,24 +85,25 @@ impl AuditBatcher {
     /// behind a dead connection that long.
     pub(super) fn new(pool: PgPool, serving: PgPool, longest_request: Duration) -> Self {
         AuditBatcher {
+            pools: Pools {
+                own: pool.clone(),
+                serving,
+                own_failed: Default::default(),
+                reopening: Default::default(),
+            },
             pool,
-            serving,
             queue: Mutex::default(),
             limit: batch_limit(longest_request),
         }
     }
 
     fn pools(&self) -> Pools {
-        Pools {
-            own: self.pool.clone(),
-            serving: self.serving.clone(),
-        }
+        self.pools.clone()
     }
 
-    /// Opens the batches' own connection now, while the database has room: a batch takes
-    /// it only when it is open (`Pools::connection`), and it is best made before a burst
-    /// fills `max_connections`. A failure here is no failure of the store: a batch opens it
-    /// later, or borrows.
+    /// Opens the batches' own connection now, while the database has room: it is best made
+    /// before a burst fills `max_connections`. A failure here is no failure of the store: a
+    /// batch opens it later, or borrows (`Pools::connection`).
     pub(super) async fn open_own(&self) {
         let _ = self.pool.acquire().await;
     }
@@ -183,28 +184,61 @@ fn batch_limit(longest_request: Duration) -> Duration {
 }
 
 /// The batches' own pool, and the serving pool they may borrow an idle connection from.
+#[derive(Clone)]
 struct Pools {
     own: PgPool,
     serving: PgPool,
+    /// The batches' own connection could not be opened, the last time it was tried.
+    own_failed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// A try to open it is under way in the background.
+    reopening: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Pools {
-    /// A connection for a batch: the batches' own when it is open, else one the serving
-    /// pool holds idle, else a new one of the batches' own. After a database restart, a
-    /// burst of logins refilled the serving pools of every node before any batch asked for
-    /// its own connection; with `max_connections` taken up that way, the batch could never
-    /// open one, and every login on the node was refused for its audit record for good,
-    /// while the node held idle connections it could have written it on. Only an idle one
-    /// is borrowed, without waiting: a serving pool busy with slow requests does not hold
-    /// the records up (the reason the batches have their own connection).
+    /// A connection for a batch: the batches' own, opened if need be; where that cannot be
+    /// opened, one the serving pool holds idle. After a database restart, a burst of logins
+    /// refilled the serving pools of every node before any batch asked for its own
+    /// connection; with `max_connections` taken up that way, the batch could never open
+    /// one, and every login on the node was refused for its audit record for good, while
+    /// the node held idle connections it could have written it on. Only an idle one is
+    /// borrowed, without waiting: a serving pool busy with slow requests does not hold the
+    /// records up (the reason the batches have their own connection). While borrowing, the
+    /// own connection is tried again in the background, one try at a time.
     async fn connection(&self) -> Result<sqlx::pool::PoolConnection<Postgres>, sqlx::Error> {
+        use std::sync::atomic::Ordering::Relaxed;
         if let Some(c) = self.own.try_acquire() {
             return Ok(c);
         }
-        if let Some(c) = self.serving.try_acquire() {
-            return Ok(c);
+        if self.own_failed.load(Relaxed) {
+            if let Some(c) = self.serving.try_acquire() {
+                self.reopen_in_background();
+                return Ok(c);
+            }
         }
-        self.own.acquire().await
+        match self.own.acquire().await {
+            Ok(c) => {
+                self.own_failed.store(false, Relaxed);
+                Ok(c)
+            }
+            Err(e) => {
+                self.own_failed.store(true, Relaxed);
+                self.serving.try_acquire().ok_or(e)
+            }
+        }
+    }
+
+    fn reopen_in_background(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if self.reopening.swap(true, Relaxed) {
+            return;
+        }
+        let pools = self.clone();
+        tokio::spawn(async move {
+            if pools.own.acquire().await.is_ok() {
+                pools.own_failed.store(false, Relaxed);
+            }
+            pools.reopening.store(false, Relaxed);
+        });
     }
 }
 
