@@ -74,8 +74,9 @@ pub struct RequestContext {
     /// directory's bad-password count) once per resend. Also set when the password went to
     /// a server that gave no answer (`withhold_retransmits`).
     pub withheld: std::sync::atomic::AtomicBool,
-    /// User binds sent for this login and not answered (`auth::BindOut`).
-    pub binds_out: std::sync::Arc<std::sync::atomic::AtomicU32>,
+    /// User binds sent for this login and not answered (`auth::BindOut`). Made when a
+    /// login starts (`decide`), so that a round 2 or a Status-Server allocates nothing.
+    pub binds_out: std::sync::OnceLock<std::sync::Arc<std::sync::atomic::AtomicU32>>,
     /// The upstream RADIUS servers' check in progress (`primary = "upstream"`): what a
     /// login cut short by its deadline was waiting for.
     pub upstream: crate::auth::upstream::Progress,
@@ -417,7 +418,9 @@ fn password_unanswered(ctx: &RequestContext, fault: &Fault) -> bool {
 
 /// Whether a user bind of this login went out and got no answer (its deadline cut it off).
 fn binds_out(ctx: &RequestContext) -> bool {
-    ctx.binds_out.load(std::sync::atomic::Ordering::Relaxed) > 0
+    ctx.binds_out
+        .get()
+        .is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed) > 0)
 }
 
 /// A request left unanswered after its password went to a server that gave no answer: for
@@ -625,7 +628,7 @@ async fn decide(
         // Boxed: the scope holds the login's future, which inline doubled the request's.
         None => {
             Box::pin(crate::auth::BINDS_OUT.scope(
-                ctx.binds_out.clone(),
+                ctx.binds_out.get_or_init(Default::default).clone(),
                 crate::timing_pad::one_draw(login::start(app, ctx, req, user)),
             ))
             .await?
