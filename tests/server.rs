@@ -10,7 +10,7 @@ use std::os::unix::process::CommandExt;
 use std::time::{Duration, Instant};
 
 use common::peers::{assert_same_reply, now, pyrad, radclient, reveals, totp};
-use common::radmfa::{Follower, Nas, Options, Server, SECRET};
+use common::radmfa::{as_a_nas_resending, Follower, Nas, Options, Server, SECRET};
 use common::slapd::{LdapUser, Slapd};
 use radmfa::radius::client::{parse_reply, AccessRequestBuilder};
 use radmfa::radius::crypto::verify_reply;
@@ -1981,25 +1981,11 @@ fn a_no_reply_clients_retransmits_after_a_lost_bind_are_not_bound_again() {
     std::thread::sleep(Duration::from_millis(200));
     let binds = slapd.bind_count(&alice_dn);
     relay.reset_after_answer(alice_dn.as_bytes());
-    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    sock.connect(srv.addr).unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(1500)))
-        .unwrap();
     let (pkt, _) = AccessRequestBuilder::new(7, "alice")
         .password(ALICE_PW.as_bytes())
         .build(SECRET.as_bytes());
     // The request and two retransmits, each after the NAS's wait.
-    let mut replies = Vec::new();
-    for _ in 0..3 {
-        sock.send(&pkt).unwrap();
-        let mut buf = [0u8; 4096];
-        replies.push(
-            sock.recv(&mut buf)
-                .ok()
-                .and_then(|n| parse_reply(&buf[..n]))
-                .map(|r| r.code),
-        );
-    }
+    let replies = as_a_nas_resending(srv.addr, &pkt, 3, Duration::from_millis(1500));
     assert_eq!(replies, [None, None, None], "{}", srv.log());
     assert_eq!(relay.resets(), 1);
     std::thread::sleep(Duration::from_millis(200));
@@ -2056,24 +2042,10 @@ fn a_no_reply_clients_retransmits_after_a_bind_cut_by_the_deadline_are_not_bound
     // Alice's binds reach the directory 2.5 s late, past the 2 s deadline; searches
     // are quick.
     relay.delay_holding(alice_dn.as_bytes(), Duration::from_millis(2500));
-    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    sock.connect(srv.addr).unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(3000)))
-        .unwrap();
     let (pkt, _) = AccessRequestBuilder::new(8, "alice")
         .password(ALICE_PW.as_bytes())
         .build(SECRET.as_bytes());
-    let mut replies = Vec::new();
-    for _ in 0..3 {
-        sock.send(&pkt).unwrap();
-        let mut buf = [0u8; 4096];
-        replies.push(
-            sock.recv(&mut buf)
-                .ok()
-                .and_then(|n| parse_reply(&buf[..n]))
-                .map(|r| r.code),
-        );
-    }
+    let replies = as_a_nas_resending(srv.addr, &pkt, 3, Duration::from_millis(3000));
     assert_eq!(replies, [None, None, None], "{}", srv.log());
     // Whatever bind is still on its way through the relay lands meanwhile.
     std::thread::sleep(Duration::from_millis(3000));

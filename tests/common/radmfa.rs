@@ -584,6 +584,34 @@ pub const PROXY_VARS: [&str; 8] = [
 
 /// A plain HTTP/1.0 GET: (status line, headers lower-cased, body). A server that keeps the
 /// connection open fails the test after 10 s instead of hanging the run.
+/// `packet` sent to `addr` as a NAS sends it: `tries` times from one socket, each after
+/// waiting `wait` for a reply; the code of each reply, `None` where none came.
+pub fn as_a_nas_resending(
+    addr: SocketAddr,
+    packet: &[u8],
+    tries: usize,
+    wait: Duration,
+) -> Vec<Option<u8>> {
+    let sock = UdpSocket::bind(if addr.is_ipv4() {
+        "127.0.0.1:0"
+    } else {
+        "[::1]:0"
+    })
+    .unwrap();
+    sock.connect(addr).unwrap();
+    sock.set_read_timeout(Some(wait)).unwrap();
+    (0..tries)
+        .map(|_| {
+            sock.send(packet).unwrap();
+            let mut buf = [0u8; 4096];
+            sock.recv(&mut buf)
+                .ok()
+                .and_then(|n| radmfa::radius::client::parse_reply(&buf[..n]))
+                .map(|r| r.code)
+        })
+        .collect()
+}
+
 pub fn http_get(addr: SocketAddr, path: &str) -> (String, String, String) {
     use std::io::Write;
     let mut s = std::net::TcpStream::connect(addr).unwrap();
