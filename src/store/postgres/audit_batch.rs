@@ -61,10 +61,9 @@ struct Job {
 /// caller (and again if that runtime has gone: a store may outlive the runtime that first
 /// used it, as in tests).
 pub(super) struct AuditBatcher {
-    /// The batches' own connection (see the module's comment).
-    pool: PgPool,
-    /// The batches' pool and the serving pool, whose idle connections a batch borrows when
-    /// its own cannot be opened ([`Pools::connection`]).
+    /// The batches' own connection (`own`, see the module's comment), and the serving pool,
+    /// whose idle connections a batch borrows when its own cannot be opened
+    /// ([`Pools::connection`]).
     pools: Pools,
     queue: Mutex<Option<mpsc::UnboundedSender<Job>>>,
     /// How long one batch's `INSERT` may take: the longest request deadline, after which
@@ -86,31 +85,26 @@ impl AuditBatcher {
     pub(super) fn new(pool: PgPool, serving: PgPool, longest_request: Duration) -> Self {
         AuditBatcher {
             pools: Pools {
-                own: pool.clone(),
+                own: pool,
                 serving,
                 own_failed: Default::default(),
                 reopening: Default::default(),
             },
-            pool,
             queue: Mutex::default(),
             limit: batch_limit(longest_request),
         }
-    }
-
-    fn pools(&self) -> Pools {
-        self.pools.clone()
     }
 
     /// Opens the batches' own connection now, while the database has room: it is best made
     /// before a burst fills `max_connections`. A failure here is no failure of the store: a
     /// batch opens it later, or borrows (`Pools::connection`).
     pub(super) async fn open_own(&self) {
-        let _ = self.pool.acquire().await;
+        let _ = self.pools.own.acquire().await;
     }
 
     /// The batches' own pool, for closing it with the store.
     pub(super) fn pool(&self) -> &PgPool {
-        &self.pool
+        &self.pools.own
     }
 
     /// Whether a batch could insert now, where a batch would (`Pools::connection`): a record inserted
@@ -127,7 +121,7 @@ impl AuditBatcher {
         };
         let check = async {
             // Where a batch would write it (`Pools::connection`).
-            let mut conn = self.pools().connection().await?;
+            let mut conn = self.pools.connection().await?;
             let mut tx = sqlx::Connection::begin(&mut *conn).await?;
             sqlx::query("SET LOCAL lock_timeout = '1s'")
                 .execute(&mut *tx)
@@ -170,7 +164,7 @@ impl AuditBatcher {
         // Unbounded, yet never longer than the requests in flight (`server.max_in_flight`):
         // each sender waits for its record's answer before it can send another.
         let (q, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(self.pools(), rx, self.limit));
+        tokio::spawn(run(self.pools.clone(), rx, self.limit));
         // A fresh channel's receiver is alive: this send cannot fail.
         let _ = q.send(job);
         *queue = Some(q);
