@@ -1963,23 +1963,7 @@ fn a_bind_answer_lost_to_a_reset_is_a_directory_failure_with_one_bind() {
 /// after the silence.
 #[test]
 fn a_no_reply_clients_retransmits_after_a_lost_bind_are_not_bound_again() {
-    let slapd = directory();
-    let relay = common::wan_relay::WanRelay::start(slapd.port);
-    let srv = start(&slapd, |o| {
-        o.ldap_urls = vec![relay.url.clone()];
-        o.clients = vec![Nas {
-            on_backend_failure: "no_reply",
-            ..Nas::challenge("silent", "127.0.0.1")
-        }];
-    });
-    srv.enroll("alice", &[]);
-    let alice_dn = LdapUser::new("alice", "").dn();
-    assert_eq!(
-        code_of(&py_password(&srv, "alice", ALICE_PW)),
-        "Access-Challenge"
-    );
-    std::thread::sleep(Duration::from_millis(200));
-    let binds = slapd.bind_count(&alice_dn);
+    let (slapd, relay, srv, alice_dn, binds) = no_reply_behind_a_relay(|_| {});
     relay.reset_after_answer(alice_dn.as_bytes());
     let (pkt, _) = AccessRequestBuilder::new(7, "alice")
         .password(ALICE_PW.as_bytes())
@@ -2012,33 +1996,44 @@ fn a_no_reply_clients_retransmits_after_a_lost_bind_are_not_bound_again() {
     );
 }
 
-/// The same when the request's deadline cuts the login off while its user bind is out (a
-/// directory slow to take binds): the bind may have reached the directory,
-/// so the NAS's retransmits get silence, not the password bound again each time.
-#[test]
-fn a_no_reply_clients_retransmits_after_a_bind_cut_by_the_deadline_are_not_bound_again() {
+/// A `no_reply` client "silent" on 127.0.0.1, the directory behind a relay (for faults),
+/// alice enrolled and logged in once (the connections open while all is quick); alice's DN
+/// and the binds of it slapd has seen so far.
+fn no_reply_behind_a_relay(
+    tune: impl FnOnce(&mut Options),
+) -> (Slapd, common::wan_relay::WanRelay, Server, String, u64) {
     let slapd = directory();
     let relay = common::wan_relay::WanRelay::start(slapd.port);
     let srv = start(&slapd, |o| {
         o.ldap_urls = vec![relay.url.clone()];
-        // The bind's own timeout later than the request's deadline (less its reserve for
-        // the audit record, 250 ms): the deadline cuts it off.
-        o.ldap_timeout_ms = 1900;
-        o.request_deadline_ms = 2000;
         o.clients = vec![Nas {
             on_backend_failure: "no_reply",
             ..Nas::challenge("silent", "127.0.0.1")
         }];
+        tune(o);
     });
     srv.enroll("alice", &[]);
     let alice_dn = LdapUser::new("alice", "").dn();
-    // The connections opened while the directory is quick.
     assert_eq!(
         code_of(&py_password(&srv, "alice", ALICE_PW)),
         "Access-Challenge"
     );
     std::thread::sleep(Duration::from_millis(200));
     let binds = slapd.bind_count(&alice_dn);
+    (slapd, relay, srv, alice_dn, binds)
+}
+
+/// The same when the request's deadline cuts the login off while its user bind is out (a
+/// directory slow to take binds): the bind may have reached the directory,
+/// so the NAS's retransmits get silence, not the password bound again each time.
+#[test]
+fn a_no_reply_clients_retransmits_after_a_bind_cut_by_the_deadline_are_not_bound_again() {
+    let (slapd, relay, srv, alice_dn, binds) = no_reply_behind_a_relay(|o| {
+        // The bind's own timeout later than the request's deadline (less its reserve for
+        // the audit record, 250 ms): the deadline cuts it off.
+        o.ldap_timeout_ms = 1900;
+        o.request_deadline_ms = 2000;
+    });
     // Alice's binds reach the directory 2.5 s late, past the 2 s deadline; searches
     // are quick.
     relay.delay_holding(alice_dn.as_bytes(), Duration::from_millis(2500));
