@@ -718,6 +718,74 @@ fn a_key_file_without_a_key_stops_the_start_and_names_the_key() {
         !out.status.success() && err.contains("is a 1024-bit RSA key") && err.contains("2048"),
         "{err}"
     );
+    // A P-521 key matches its certificate, but ring cannot sign with it: "do not form a
+    // usable pair" sent the admin comparing moduli. Said for the server's key and for
+    // `client login`'s.
+    let (p521_key, p521_cert) = (
+        pki_dir.path().join("k521.pem"),
+        pki_dir.path().join("c521.pem"),
+    );
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-521",
+        ])
+        .args([
+            "-nodes",
+            "-days",
+            "30",
+            "-subj",
+            "/CN=radsec.test",
+            "-keyout",
+        ])
+        .arg(&p521_key)
+        .arg("-out")
+        .arg(&p521_cert)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&p521_key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    o.extra = format!(
+        "\n[radsec]\nlisten = [\"127.0.0.1:0\"]\ncert_file = {:?}\nkey_file = {:?}\nca_file = {:?}\n",
+        p521_cert, p521_key, good.ca
+    );
+    let config = common::radmfa::write_config(dir.path(), &o);
+    let out = Command::new(common::radmfa::bin())
+        .arg("--config")
+        .arg(&config)
+        .args(["config", "check"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && err.contains("is an ECDSA P-521 key")
+            && err.contains("P-256")
+            && !err.contains("usable pair"),
+        "{err}"
+    );
+    let out = Command::new(common::radmfa::bin())
+        .args(["client", "login", "alice", "--server", "127.0.0.1:2083"])
+        .args(["--password", "pw", "--radsec-cert"])
+        .arg(&p521_cert)
+        .arg("--radsec-key")
+        .arg(&p521_key)
+        .arg("--radsec-ca")
+        .arg(&good.ca)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("--radsec-key") && err.contains("P-521 key"),
+        "{err}"
+    );
 }
 
 /// A client certificate from the right CA with `san` gets no answer from an entry that

@@ -95,6 +95,7 @@ pub fn client_config(a: &RadsecArgs) -> anyhow::Result<Arc<rustls::ClientConfig>
         "--radsec-cert: no certificate in {}",
         cert.display()
     );
+    let key_path = key;
     let key = rustls_pemfile::private_key(&mut read(key)?)
         .context("--radsec-key")?
         .context("--radsec-key: no private key in the file")?;
@@ -113,8 +114,21 @@ pub fn client_config(a: &RadsecArgs) -> anyhow::Result<Arc<rustls::ClientConfig>
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots)
-        .with_client_auth_cert(certs, key)
-        .context("--radsec-cert and --radsec-key do not form a usable pair")?;
+        .with_client_auth_cert(certs.clone(), key)
+        .map_err(|e| {
+            match certs
+                .first()
+                .and_then(crate::server::radsec::key_ring_cannot_sign_with)
+            {
+                Some(what) => anyhow::anyhow!(
+                    "--radsec-key: {} is {what}, and {}",
+                    key_path.display(),
+                    crate::server::radsec::KEYS_RING_SIGNS_WITH
+                ),
+                None => anyhow::Error::new(e)
+                    .context("--radsec-cert and --radsec-key do not form a usable pair"),
+            }
+        })?;
     Ok(Arc::new(config))
 }
 

@@ -398,13 +398,35 @@ fn stamps(cfg: &RadsecConfig) -> Vec<FileStamp> {
 }
 
 /// The size of `cert`'s public key when it is an RSA key.
-fn rsa_bits(cert: &CertificateDer<'_>) -> Option<usize> {
+/// The key of `cert` said as a reason, when it is one ring cannot sign with: an RSA key
+/// under 2048 bits, or an ECDSA key on a curve other than P-256 and P-384 (P-521 is the
+/// one people make). ring says only that it could not parse the key, or nothing at all
+/// ("do not form a usable pair"), and the admin looked for a damaged file or a mismatch.
+pub(crate) fn key_ring_cannot_sign_with(cert: &CertificateDer<'_>) -> Option<String> {
+    use x509_parser::public_key::PublicKey;
     let (_, x) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
-    match x.public_key().parsed().ok()? {
-        x509_parser::public_key::PublicKey::RSA(rsa) => Some(rsa.key_size()),
+    let spki = x.public_key();
+    match spki.parsed().ok()? {
+        PublicKey::RSA(rsa) if rsa.key_size() < 2048 => {
+            Some(format!("a {}-bit RSA key", rsa.key_size()))
+        }
+        PublicKey::EC(_) => {
+            let curve = spki.algorithm.parameters.as_ref()?.as_oid().ok()?;
+            match curve.to_id_string().as_str() {
+                // P-256, P-384.
+                "1.2.840.10045.3.1.7" | "1.3.132.0.34" => None,
+                "1.3.132.0.35" => Some("an ECDSA P-521 key".into()),
+                other => Some(format!("an ECDSA key on the curve {other}")),
+            }
+        }
         _ => None,
     }
 }
+
+/// What to make instead, after [`key_ring_cannot_sign_with`]'s reason.
+pub(crate) const KEYS_RING_SIGNS_WITH: &str = "radmfa's TLS signs with RSA keys of 2048 bits \
+     or more, ECDSA P-256 or P-384, and Ed25519: make a new key (ECDSA P-256, or RSA 3072) \
+     and have its certificate issued again";
 
 /// The TLS server configuration from `[radsec]`; errors name the key and file.
 fn build(cfg: &RadsecConfig) -> anyhow::Result<Tls> {
@@ -476,19 +498,15 @@ fn build(cfg: &RadsecConfig) -> anyhow::Result<Tls> {
     let verifier: Arc<dyn rustls::server::danger::ClientCertVerifier> = Arc::new(
         super::radsec_anchors::WithIntermediates::new(verifier, &anchors, intermediates),
     );
-    let small_rsa = certs.first().and_then(rsa_bits).filter(|b| *b < 2048);
+    let unusable_key = certs.first().and_then(key_ring_cannot_sign_with);
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .context("TLS versions")?
         .with_client_cert_verifier(verifier.clone())
         .with_single_cert(certs, key)
-        .map_err(|e| match small_rsa {
-            // ring refuses RSA keys under 2048 bits, and says only that it could not parse
-            // the key: the admin looked for a damaged file.
-            Some(bits) => anyhow::anyhow!(
-                "radsec.key_file: {} is a {bits}-bit RSA key, and radmfa's TLS takes RSA keys \
-                 of 2048 bits or more: make a new key (RSA 3072, or ECDSA P-256) and have its \
-                 certificate issued again",
+        .map_err(|e| match unusable_key {
+            Some(what) => anyhow::anyhow!(
+                "radsec.key_file: {} is {what}, and {KEYS_RING_SIGNS_WITH}",
                 cfg.key_file.display()
             ),
             None => anyhow::Error::new(e)
