@@ -718,54 +718,67 @@ fn a_key_file_without_a_key_stops_the_start_and_names_the_key() {
         !out.status.success() && err.contains("is a 1024-bit RSA key") && err.contains("2048"),
         "{err}"
     );
-    // A P-521 key matches its certificate, but ring cannot sign with it: "do not form a
-    // usable pair" sent the admin comparing moduli. Said for the server's key and for
-    // `client login`'s.
-    let (p521_key, p521_cert) = (
-        pki_dir.path().join("k521.pem"),
-        pki_dir.path().join("c521.pem"),
-    );
-    let made = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-521",
-        ])
-        .args([
-            "-nodes",
-            "-days",
-            "30",
-            "-subj",
-            "/CN=radsec.test",
-            "-keyout",
-        ])
-        .arg(&p521_key)
-        .arg("-out")
-        .arg(&p521_cert)
-        .output()
-        .unwrap();
-    assert!(made.status.success(), "{made:?}");
-    {
+}
+
+/// Keys radmfa's TLS (ring) cannot use are named as such: a P-521 server key matches its
+/// certificate, yet "do not form a usable pair" sent the admin comparing moduli; and a CA
+/// with an RSA-1024 key passed `config check`, then every NAS it issued was refused at its
+/// handshake.
+#[test]
+fn keys_tls_cannot_use_are_named() {
+    let pki_dir = tempfile::tempdir().unwrap();
+    let good = Pki::make(pki_dir.path(), "good");
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = Options::new("ldap://127.0.0.1:1");
+    let new_pair = |name: &str, newkey: &[&str]| {
+        let (key, cert) = (
+            pki_dir.path().join(format!("k-{name}.pem")),
+            pki_dir.path().join(format!("c-{name}.pem")),
+        );
+        let made = Command::new("openssl")
+            .args(["req", "-x509", "-newkey"])
+            .args(newkey)
+            .args([
+                "-nodes",
+                "-days",
+                "30",
+                "-subj",
+                "/CN=radsec.test",
+                "-keyout",
+            ])
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .output()
+            .unwrap();
+        assert!(made.status.success(), "{made:?}");
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&p521_key, std::fs::Permissions::from_mode(0o600)).unwrap();
-    }
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        (key, cert)
+    };
+    let check = |o: &Options| {
+        let config = common::radmfa::write_config(dir.path(), o);
+        let out = Command::new(common::radmfa::bin())
+            .arg("--config")
+            .arg(&config)
+            .args(["config", "check"])
+            .output()
+            .unwrap();
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), said)
+    };
+    let (p521_key, p521_cert) = new_pair("p521", &["ec", "-pkeyopt", "ec_paramgen_curve:P-521"]);
     o.extra = format!(
         "\n[radsec]\nlisten = [\"127.0.0.1:0\"]\ncert_file = {:?}\nkey_file = {:?}\nca_file = {:?}\n",
         p521_cert, p521_key, good.ca
     );
-    let config = common::radmfa::write_config(dir.path(), &o);
-    let out = Command::new(common::radmfa::bin())
-        .arg("--config")
-        .arg(&config)
-        .args(["config", "check"])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
+    let (passed, err) = check(&o);
     assert!(
-        !out.status.success()
+        !passed
             && err.contains("is an ECDSA P-521 key")
             && err.contains("P-256")
             && !err.contains("usable pair"),
@@ -786,6 +799,40 @@ fn a_key_file_without_a_key_stops_the_start_and_names_the_key() {
         !out.status.success() && err.contains("--radsec-key") && err.contains("P-521 key"),
         "{err}"
     );
+    // A CA with a key ring cannot verify with: warned of, naming the CA.
+    let (_, weak_ca) = new_pair("rsa1024", &["rsa:1024"]);
+    let both = pki_dir.path().join("both-cas.pem");
+    std::fs::write(
+        &both,
+        [
+            std::fs::read(&good.ca).unwrap(),
+            std::fs::read(&weak_ca).unwrap(),
+        ]
+        .concat(),
+    )
+    .unwrap();
+    o.extra = format!(
+        "\n[radsec]\nlisten = [\"127.0.0.1:0\"]\ncert_file = {:?}\nkey_file = {:?}\nca_file = {:?}\n",
+        good.server_cert, good.server_key, both
+    );
+    let (_, said) = check(&o);
+    let warned: Vec<_> = said
+        .lines()
+        .filter(|l| l.contains("radsec.ca_file: the CA"))
+        .collect();
+    assert!(
+        warned.len() == 1
+            && warned[0].contains("CN=radsec.test")
+            && warned[0].contains("a 1024-bit RSA key"),
+        "{said}"
+    );
+    // The good CA alone: no such warning.
+    o.extra = format!(
+        "\n[radsec]\nlisten = [\"127.0.0.1:0\"]\ncert_file = {:?}\nkey_file = {:?}\nca_file = {:?}\n",
+        good.server_cert, good.server_key, good.ca
+    );
+    let (_, said) = check(&o);
+    assert!(!said.contains("radsec.ca_file: the CA"), "{said}");
 }
 
 /// A client certificate from the right CA with `san` gets no answer from an entry that

@@ -681,6 +681,13 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
             radsec,
             crate::clock::SystemClock.now(),
         ));
+        for ca in crate::server::radsec::cas_ring_cannot_verify_with(&radsec.ca_file) {
+            out.push(format!(
+                "radsec.ca_file: the CA {ca}: radmfa's TLS cannot verify what it signs, so \
+                 every NAS certificate it issued is refused at the handshake; {}",
+                crate::server::radsec::CAS_RING_VERIFIES
+            ));
+        }
         for c in cfg
             .clients
             .iter()

@@ -118,7 +118,7 @@ pub fn client_config(a: &RadsecArgs) -> anyhow::Result<Arc<rustls::ClientConfig>
         .map_err(|e| {
             match certs
                 .first()
-                .and_then(crate::server::radsec::key_ring_cannot_sign_with)
+                .and_then(crate::server::radsec::key_ring_cannot_use)
             {
                 Some(what) => anyhow::anyhow!(
                     "--radsec-key: {} is {what}, and {}",

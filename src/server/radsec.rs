@@ -398,11 +398,11 @@ fn stamps(cfg: &RadsecConfig) -> Vec<FileStamp> {
 }
 
 /// The size of `cert`'s public key when it is an RSA key.
-/// The key of `cert` said as a reason, when it is one ring cannot sign with: an RSA key
+/// The key of `cert` said as a reason, when it is one ring cannot sign or verify with: an RSA key
 /// under 2048 bits, or an ECDSA key on a curve other than P-256 and P-384 (P-521 is the
 /// one people make). ring says only that it could not parse the key, or nothing at all
 /// ("do not form a usable pair"), and the admin looked for a damaged file or a mismatch.
-pub(crate) fn key_ring_cannot_sign_with(cert: &CertificateDer<'_>) -> Option<String> {
+pub(crate) fn key_ring_cannot_use(cert: &CertificateDer<'_>) -> Option<String> {
     use x509_parser::public_key::PublicKey;
     let (_, x) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
     let spki = x.public_key();
@@ -423,10 +423,31 @@ pub(crate) fn key_ring_cannot_sign_with(cert: &CertificateDer<'_>) -> Option<Str
     }
 }
 
-/// What to make instead, after [`key_ring_cannot_sign_with`]'s reason.
+/// The CAs of `ca_file` whose keys ring cannot verify with, each said as "SUBJECT has
+/// REASON": every NAS certificate one of them signed is refused at its handshake
+/// (BadSignature), so `config check` says it before the first NAS is turned away.
+pub(crate) fn cas_ring_cannot_verify_with(ca_file: &std::path::Path) -> Vec<String> {
+    let Ok(cas) = pem_certs(ca_file) else {
+        return Vec::new();
+    };
+    cas.iter()
+        .filter_map(|ca| {
+            let what = key_ring_cannot_use(ca)?;
+            let (_, x) = x509_parser::parse_x509_certificate(ca.as_ref()).ok()?;
+            Some(format!("{:?} has {what}", x.subject().to_string()))
+        })
+        .collect()
+}
+
+/// What to make instead, after [`key_ring_cannot_use`]'s reason.
 pub(crate) const KEYS_RING_SIGNS_WITH: &str = "radmfa's TLS signs with RSA keys of 2048 bits \
      or more, ECDSA P-256 or P-384, and Ed25519: make a new key (ECDSA P-256, or RSA 3072) \
      and have its certificate issued again";
+
+/// What a CA's key must be, after [`cas_ring_cannot_verify_with`]'s reason.
+pub(crate) const CAS_RING_VERIFIES: &str = "radmfa's TLS verifies with RSA keys of 2048 bits \
+     or more, ECDSA P-256 or P-384, and Ed25519: the NAS certificates need a CA with such a \
+     key";
 
 /// The TLS server configuration from `[radsec]`; errors name the key and file.
 fn build(cfg: &RadsecConfig) -> anyhow::Result<Tls> {
@@ -498,7 +519,7 @@ fn build(cfg: &RadsecConfig) -> anyhow::Result<Tls> {
     let verifier: Arc<dyn rustls::server::danger::ClientCertVerifier> = Arc::new(
         super::radsec_anchors::WithIntermediates::new(verifier, &anchors, intermediates),
     );
-    let unusable_key = certs.first().and_then(key_ring_cannot_sign_with);
+    let unusable_key = certs.first().and_then(key_ring_cannot_use);
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .context("TLS versions")?
