@@ -93,6 +93,22 @@ pub fn json_printable(json: String) -> String {
     out
 }
 
+/// How many terminal cells `s` takes: a fullwidth (CJK) character two, a combining mark
+/// none. The tables pad by this, not by characters: `{:<20}` counts characters, so a
+/// fullwidth or accented name pushed every column after it out of line.
+pub fn cells(s: &str) -> usize {
+    unicode_width::UnicodeWidthStr::width(s)
+}
+
+/// `s` followed by spaces up to `width` terminal cells (see [`cells`]); as `{:<width$}`,
+/// a longer value is left whole.
+pub fn pad(s: &str, width: usize) -> String {
+    let mut out = String::with_capacity(s.len() + width);
+    out.push_str(s);
+    out.extend(std::iter::repeat_n(' ', width.saturating_sub(cells(s))));
+    out
+}
+
 /// A value for a terminal: control characters written as escapes. User names, NAS names and
 /// reasons come from the network (a User-Name may hold ESC sequences that would move the
 /// cursor or erase lines and so hide records from the admin reading them).

@@ -99,8 +99,8 @@ fn write_table(
         let validity = crate::mfa::verify::validity_at(r, now);
         writeln!(
             out,
-            "{:<20} {:<4} {:<6} {:>2} {:>9}  {:<13} {}",
-            super::printable(&t.serial),
+            "{} {:<4} {:<6} {:>2} {:>9}  {:<13} {}",
+            super::pad(&super::printable(&t.serial), 20),
             kind_str(t.kind),
             t.algorithm.as_str(),
             t.digits,

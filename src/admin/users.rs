@@ -1036,8 +1036,8 @@ async fn list(store: &dyn Store, json: bool) -> anyhow::Result<ExitCode> {
                 _ => "-".into(),
             };
             println!(
-                "{:<32} {:>6} {:>8}  {locked:<26}  {}",
-                super::printable(&s.user),
+                "{} {:>6} {:>8}  {locked:<26}  {}",
+                super::pad(&super::printable(&s.user), 32),
                 s.token_count,
                 s.failures,
                 also(&u)
@@ -1298,8 +1298,8 @@ async fn show(cfg: &Config, store: &dyn Store, user: &str, json: bool) -> anyhow
                 (false, false) => ("imported", format!(" ({})", make.join(" "))),
             };
             println!(
-                "  {:<16} {} {} {} digits, {step}, {}, {origin} {}{}",
-                super::printable(&t.serial),
+                "  {} {} {} {} digits, {step}, {}, {origin} {}{}",
+                super::pad(&super::printable(&t.serial), 16),
                 crate::store::columns::kind_str(t.kind),
                 t.algorithm.as_str(),
                 t.digits,
