@@ -304,6 +304,19 @@ fn a_code_from_another_station_than_the_password_is_not_remembered() {
     }
     let shown = String::from_utf8_lossy(&srv.cli(&["user", "show", "alice"]).stdout).to_string();
     assert!(!shown.contains("remembered"), "{shown}");
+    // The password round with no station and the code round with one: remembered for
+    // neither. The code round's station alone would bind the period to a device that never
+    // typed the password (a reviewer's NAS sent Calling-Station-Id only with the code).
+    let r1 = send(&srv, "127.0.0.1", None, ALICE_PW, None);
+    assert_eq!(code_of(&r1), "Access-Challenge", "{r1}");
+    let state = r1["state"].as_str().unwrap().to_string();
+    let code = common::peers::totp(&seed, common::peers::now() + 30, &[]);
+    let r2 = send(&srv, "127.0.0.1", Some(STATION_B), &code, Some(&state));
+    assert_eq!(code_of(&r2), "Access-Accept", "{r2}");
+    let r = send(&srv, "127.0.0.1", Some(STATION_B), ALICE_PW, None);
+    assert_eq!(code_of(&r), "Access-Challenge", "code round's station: {r}");
+    let shown = String::from_utf8_lossy(&srv.cli(&["user", "show", "alice"]).stdout).to_string();
+    assert!(!shown.contains("remembered"), "{shown}");
 }
 
 /// A reload that takes the remembered login's method off the client: the remembered login

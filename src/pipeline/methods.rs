@@ -417,8 +417,10 @@ async fn repeat_of_decided_call(
         .unwrap_or_else(|| "approved on the call".into());
     v.reason = Some(format!("{}{why}", oob::REPEAT));
     // When the login began, for a remembered approval: a `user forget` since its call is
-    // not undone by its retransmit.
+    // not undone by its retransmit. And where its password came from, which a verdict with
+    // `started_at` must carry to be remembered (`remembered::to_remember`).
     v.started_at = Some(began);
+    v.client_ip = v.client_ip.take().or_else(|| s.client_ip.clone());
     Ok(v)
 }
 

@@ -155,10 +155,11 @@ pub fn to_remember(
     if v.reply.code != ReplyCode::Accept || !SECOND_FACTORS.contains(&v.mode) {
         return None;
     }
-    // The station the password came from (its first round's, which a prompt carries),
-    // else this request's. The code sent from another station than the password is
-    // remembered for neither: the code round's alone bound the period to a device that
-    // never typed the password.
+    // The station the password came from: on a later round, the first round's, which the
+    // prompt carries (`started_at` is set only there); else this request's. The code sent
+    // from another station than the password, or from a station when the password came
+    // from none, is remembered for neither: the code round's alone bound the period to a
+    // device that never typed the password.
     let here = req.calling_station_id().filter(|s| !s.trim().is_empty());
     let first = v.client_ip.clone().filter(|s| !s.trim().is_empty());
     if let (Some(here), Some(first)) = (&here, &first) {
@@ -166,7 +167,12 @@ pub fn to_remember(
             return None;
         }
     }
-    let station = station_of(ctx, first.or(here))?;
+    let password_from = if v.started_at.is_some() {
+        first
+    } else {
+        first.or(here)
+    };
+    let station = station_of(ctx, password_from)?;
     // Stamped with when the login began, not now: the store writes the row only if no
     // forget of this user's remembered logins (`token disable`, `user set-phone`, a fraud
     // block, ...) is marked at or after this second. Stamped now, after the code check, the
