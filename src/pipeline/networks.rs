@@ -17,11 +17,26 @@ fn station_address(req: &Request) -> Option<IpAddr> {
 }
 
 /// `192.0.2.5`, `2001:db8::5`, either with a port, or an IPv6 address in brackets without
-/// one (`[2001:db8::5]`, as some NAS write every IPv6 station). An IPv4 address a NAS
-/// reports IPv4-mapped (`::ffff:192.0.2.5`) is taken as IPv4, so it matches the IPv4
-/// networks it is in.
+/// one (`[2001:db8::5]`, as some NAS write every IPv6 station). strongSwan writes the port
+/// after the address in brackets (`192.0.2.5[4500]`, `2001:db8::5[4500]`: its eap-radius
+/// `station_id_with_port`, on by default); that port is left off as any other. An IPv4
+/// address a NAS reports IPv4-mapped (`::ffff:192.0.2.5`) is taken as IPv4, so it matches
+/// the IPv4 networks it is in.
 fn parse_station(station: &str) -> Option<IpAddr> {
     let station = station.trim();
+    if let Some((address, port)) = station
+        .strip_suffix(']')
+        .and_then(|s| s.rsplit_once('['))
+        .filter(|(address, port)| {
+            !address.is_empty() && !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit())
+        })
+    {
+        return port
+            .parse::<u16>()
+            .ok()
+            .and_then(|_| address.parse::<IpAddr>().ok())
+            .map(|ip| ip.to_canonical());
+    }
     let bracketed = station
         .strip_prefix('[')
         .and_then(|s| s.strip_suffix(']'))
@@ -107,6 +122,13 @@ mod tests {
         assert_eq!(ip("[2001:db8::5]:443").as_deref(), Some("2001:db8::5"));
         assert_eq!(ip("[2001:db8::5]").as_deref(), Some("2001:db8::5"));
         assert_eq!(ip("[::ffff:192.0.2.5]").as_deref(), Some("192.0.2.5"));
+        // strongSwan's eap-radius, with station_id_with_port (its default).
+        assert_eq!(ip("10.9.1.1[4500]").as_deref(), Some("10.9.1.1"));
+        assert_eq!(
+            ip("2001:db8:100::5[4500]").as_deref(),
+            Some("2001:db8:100::5")
+        );
+        assert_eq!(ip("::ffff:10.9.1.1[500]").as_deref(), Some("10.9.1.1"));
     }
 
     #[test]
@@ -117,6 +139,12 @@ mod tests {
             "[192.0.2.5]",
             "[2001:db8::5",
             "example.org",
+            "10.9.1.1[]",
+            "10.9.1.1[65536]",
+            "10.9.1.1[45x]",
+            "[4500]",
+            "host[4500]",
+            "[2001:db8::5][4500]",
         ] {
             assert_eq!(ip(s), None, "{s:?}");
         }
@@ -130,6 +158,8 @@ mod tests {
             (" 198.51.100.7:51999 ", "198.51.100.7"),
             ("::ffff:198.51.100.7", "198.51.100.7"),
             ("[2001:DB8::5]:443", "2001:db8::5"),
+            ("198.51.100.7[4500]", "198.51.100.7"),
+            ("2001:DB8::5[61234]", "2001:db8::5"),
             ("2001:0db8:0:0:0:0:0:5", "2001:db8::5"),
             ("00-11-22-33-44-6A", "00:11:22:33:44:6a"),
             ("00:11:22:33:44:6a", "00:11:22:33:44:6a"),
