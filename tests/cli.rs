@@ -1222,6 +1222,75 @@ fn enrolling_under_another_name_of_an_entry_that_holds_tokens_is_refused() {
     );
 }
 
+/// `token assign` and `token import` to another name of an entry whose first name holds
+/// tokens: a hardware token for the lost phone given under asmith left alice's app code
+/// passing beside it. Assign refuses without --force, naming what the other name holds;
+/// an import goes on, with a warning per owner.
+#[test]
+fn assigning_or_importing_under_another_name_of_an_entry_with_tokens_is_said() {
+    use common::slapd::{LdapUser, Slapd, SlapdOptions};
+    let slapd = Slapd::start_with(
+        &[LdapUser::new("bob", "bob-pw")],
+        SlapdOptions {
+            extra_ldif: "dn: uid=alice,ou=people,dc=example,dc=org\n\
+                         objectClass: inetOrgPerson\nuid: alice\nuid: asmith\n\
+                         cn: Alice Smith\nsn: Smith\nuserPassword: alice-pw\n\n"
+                .into(),
+            ..Default::default()
+        },
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &Options::new(&slapd.url));
+    let (ok, _, err) = run(&cfg, &["user", "enroll-totp", "alice", "--uri-only"]);
+    assert!(ok, "{err}");
+    let alices = serials_of(&cfg, "alice");
+    let stock = dir.path().join("stock.csv");
+    std::fs::write(
+        &stock,
+        "serial,key,type,user\n\
+         HW-1,3132333435363738393031323334353637383930,hotp,\n\
+         HW-2,3132333435363738393031323334353637383931,hotp,\n",
+    )
+    .unwrap();
+    assert!(run(&cfg, &["token", "import", stock.to_str().unwrap()]).0);
+    let (ok, _, err) = run(&cfg, &["token", "assign", "HW-1", "asmith"]);
+    assert!(!ok, "assigned beside alice's token: {err}");
+    assert!(
+        err.contains("also named alice")
+            && err.contains(&alices[0])
+            && err.contains("Nothing assigned")
+            && err.contains("radmfa user reset alice")
+            && err.contains("--force"),
+        "{err}"
+    );
+    assert!(serials_of(&cfg, "asmith").is_empty());
+    // bob's entry has one name: assigned as before. And on purpose, with --force.
+    assert!(run(&cfg, &["token", "assign", "HW-1", "bob"]).0);
+    let (ok, _, err) = run(&cfg, &["token", "assign", "HW-2", "asmith", "--force"]);
+    assert!(ok, "{err}");
+    assert_eq!(serials_of(&cfg, "asmith"), vec!["HW-2".to_string()]);
+    // An import naming asmith as an owner: imported, with a warning naming alice's token.
+    let owned = dir.path().join("owned.csv");
+    std::fs::write(
+        &owned,
+        "serial,key,type,user\n\
+         HW-3,3132333435363738393031323334353637383932,hotp,asmith\n\
+         HW-4,3132333435363738393031323334353637383933,hotp,bob\n",
+    )
+    .unwrap();
+    let (ok, _, err) = run(&cfg, &["token", "import", owned.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let warned: Vec<&str> = err.lines().filter(|l| l.contains("also named")).collect();
+    assert!(
+        warned.len() == 1
+            && warned[0].starts_with("warning: asmith:")
+            && warned[0].contains(&alices[0])
+            && warned[0].contains("radmfa user reset alice"),
+        "{err}"
+    );
+    assert!(serials_of(&cfg, "asmith").contains(&"HW-3".to_string()));
+}
+
 #[test]
 fn list_show_reset_delete_and_audit() {
     let (_d, cfg) = setup();

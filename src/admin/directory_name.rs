@@ -11,13 +11,9 @@ use crate::config::Config;
 /// `[ldap]` (the upstream server vouches for names at login), with `overridden` (the
 /// command's `flag`, which the refusal names), when the directory has the name, and when
 /// the directory cannot be asked (said on stderr: the name was not checked). No, with the
-/// refusal on stderr, when the directory answers that no entry is that user's.
-pub async fn may_grant(cfg: &Config, user: &str, flag: &str, overridden: bool) -> bool {
-    granted_entry(cfg, user, flag, overridden).await.is_some()
-}
-
-/// [`may_grant`], with what a yes found: the entry's other names (a multi-valued `uid`), none
-/// where the directory was not asked or could not be. `None` for a no.
+/// refusal on stderr, when the directory answers that no entry is that user's. A yes comes
+/// with what it found: the entry's other names (a multi-valued `uid`), none where the
+/// directory was not asked or could not be. `None` for a no.
 pub async fn granted_entry(
     cfg: &Config,
     user: &str,
@@ -100,44 +96,70 @@ const IMPORT_LOOKUPS_AT_ONCE: usize = 8;
 /// exported from the old system names leavers too, and their tokens sit harmlessly under
 /// names no login reaches. But a misspelt owner or a wrong `--map` column would otherwise
 /// import "fine" while the real user is refused at the code prompt.
-pub async fn owners_not_in_directory(cfg: &Config, owners: &[&str]) -> Option<String> {
+///
+/// Also the other names of each owner's entry found (a multi-valued `uid`), for the warning of
+/// tokens those names hold (`token_import`).
+pub async fn owners_in_directory(
+    cfg: &Config,
+    owners: &[&str],
+) -> (Option<String>, Vec<(String, Vec<String>)>) {
     use futures_util::{StreamExt, TryStreamExt};
-    let settings = cfg.ldap.as_ref()?;
+    let Some(settings) = cfg.ldap.as_ref() else {
+        return (None, Vec::new());
+    };
     let mut owners = owners.to_vec();
     owners.sort_unstable();
     owners.dedup();
     if owners.is_empty() {
-        return None;
+        return (None, Vec::new());
     }
     let ldap = match LdapAuth::new(settings.clone()) {
         Ok(ldap) => ldap,
-        Err(e) => return Some(format!("owners not checked against the directory ({e})")),
+        Err(e) => {
+            return (
+                Some(format!("owners not checked against the directory ({e})")),
+                Vec::new(),
+            )
+        }
     };
-    let looked_up: Result<Vec<(&str, bool)>, _> =
-        futures_util::stream::iter(owners.iter())
-            .map(|&owner| {
-                let ldap = &ldap;
-                async move {
-                    Ok::<_, crate::auth::AuthError>((owner, ldap.lookup(owner).await?.is_some()))
-                }
-            })
-            .buffered(IMPORT_LOOKUPS_AT_ONCE)
-            .try_collect()
-            .await;
-    let missing: Vec<&str> = match looked_up {
-        Ok(found) => found
-            .into_iter()
-            .filter(|(_, f)| !f)
-            .map(|(o, _)| o)
-            .collect(),
-        Err(e) => return Some(format!("owners not checked against the directory ({e})")),
+    // Each owner with its entry's other names, `None` for no entry.
+    type Found<'a> = Vec<(&'a str, Option<Vec<String>>)>;
+    let looked_up: Result<Found, _> = futures_util::stream::iter(owners.iter())
+        .map(|&owner| {
+            let ldap = &ldap;
+            async move {
+                let found = ldap.lookup(owner).await?.map(|info| info.other_names);
+                Ok::<_, crate::auth::AuthError>((owner, found))
+            }
+        })
+        .buffered(IMPORT_LOOKUPS_AT_ONCE)
+        .try_collect()
+        .await;
+    let found = match looked_up {
+        Ok(found) => found,
+        Err(e) => {
+            return (
+                Some(format!("owners not checked against the directory ({e})")),
+                Vec::new(),
+            )
+        }
     };
+    let missing: Vec<&str> = found
+        .iter()
+        .filter(|(_, f)| f.is_none())
+        .map(|(o, _)| *o)
+        .collect();
+    let other_names = found
+        .iter()
+        .filter_map(|(o, f)| Some((o.to_string(), f.clone()?)))
+        .filter(|(_, names)| !names.is_empty())
+        .collect();
     let first: Vec<String> = missing
         .iter()
         .take(5)
         .map(|o| super::printable(o).into_owned())
         .collect();
-    (!missing.is_empty()).then(|| {
+    let warning = (!missing.is_empty()).then(|| {
         format!(
             "{} of the {} owner(s) are not in the directory (no single entry matches [ldap] \
              user_filter): {}{}. Their tokens are imported under those names, which no login \
@@ -152,5 +174,6 @@ pub async fn owners_not_in_directory(cfg: &Config, owners: &[&str]) -> Option<St
                 ""
             }
         )
-    })
+    });
+    (warning, other_names)
 }

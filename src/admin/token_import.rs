@@ -87,6 +87,41 @@ pub struct ImportArgs {
 /// replace: that token stops every login of theirs, the new token's too, until it is
 /// deleted or repaired (docs/operations.md). A serial changed by hand in SQL is such a
 /// token, and importing the vendor's file again brings back the old serial beside it.
+/// For each owner whose directory entry holds tokens under another of its names: those
+/// keep working beside the imported one (as `token assign` refuses without --force, and
+/// `user enroll-totp` does). A warning, not a refusal: a migration may well give a user a
+/// hardware token beside an app, and the import goes on for every other owner.
+fn held_under_other_names(
+    cfg: &Config,
+    other_names: &[(String, Vec<String>)],
+    stored: &HashMap<String, TokenRecord>,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for (owner, names) in other_names {
+        for (shown, key) in crate::pipeline::aliases::entry_names_of(&cfg.user_names, owner, names)
+        {
+            let mut serials: Vec<String> = stored
+                .values()
+                .filter(|r| r.token.user.as_deref() == Some(key.as_str()))
+                .map(|r| super::printable(&r.token.serial).into_owned())
+                .collect();
+            if serials.is_empty() {
+                continue;
+            }
+            serials.sort();
+            out.push(format!(
+                "{owner}: the directory entry is also named {other}, which holds token(s) \
+                 {serials}; logins under either name pass, so those keep working beside the \
+                 imported one (`radmfa user reset {other}` ends them, for a lost phone)",
+                owner = super::printable(owner),
+                other = super::printable(&shown),
+                serials = serials.join(", "),
+            ));
+        }
+    }
+    out
+}
+
 fn broken_beside(ready: &[ImportedToken], stored: &HashMap<String, TokenRecord>) -> Vec<String> {
     let owners: HashSet<&str> = ready
         .iter()
@@ -468,8 +503,19 @@ pub async fn run(
         .iter()
         .filter_map(|t| t.token.user.as_deref())
         .collect();
-    if let Some(w) = super::directory_name::owners_not_in_directory(cfg, &owners).await {
+    let (missing, other_names) = super::directory_name::owners_in_directory(cfg, &owners).await;
+    if let Some(w) = missing {
         eprintln!("warning: {w}");
+    }
+    let held = held_under_other_names(cfg, &other_names, &stored);
+    for w in held.iter().take(SHOW_PROBLEMS) {
+        eprintln!("warning: {w}");
+    }
+    if held.len() > SHOW_PROBLEMS {
+        eprintln!(
+            "warning: … and {} more owner(s) whose entry holds tokens under another name",
+            held.len() - SHOW_PROBLEMS
+        );
     }
     let replaced = if a.replace {
         super::token_replace::replaced(&p.ready, &stored)

@@ -20,8 +20,9 @@ pub enum TokenCommand {
     /// Show one token's parameters and state (never its secret).
     Show(ShowArgs),
     /// Give a token to USER (a user may hold several tokens). A token another user holds,
-    /// or a disabled or expired one, needs --force; a seed enrolled for someone's
-    /// authenticator app is never moved.
+    /// a disabled or expired one, or USER's directory entry holding tokens under another of
+    /// its names, needs --force; a seed enrolled for someone's authenticator app is never
+    /// moved.
     Assign(AssignArgs),
     /// Take a hardware or imported token from its user and return it to stock (a seed
     /// enrolled for an app is deleted instead: `token delete --force`).
@@ -67,8 +68,9 @@ pub struct DeleteArgs {
 pub struct AssignArgs {
     pub serial: String,
     pub user: String,
-    /// Take the token from the user who has it now (needed when it has an owner), or
-    /// assign a disabled or expired one.
+    /// Take the token from the user who has it now (needed when it has an owner), assign
+    /// a disabled or expired one, or assign although another name of USER's directory
+    /// entry holds tokens (which keep working beside it).
     #[arg(long)]
     pub force: bool,
     /// Assign although the directory ([ldap]) has no such user (yet). Not --force, which
@@ -141,15 +143,34 @@ async fn run_on(cfg: &Config, store: &dyn Store, cmd: TokenCommand) -> anyhow::R
                     a.user
                 );
             }
-            if !super::directory_name::may_grant(
+            let Some(other_names) = super::directory_name::granted_entry(
                 cfg,
                 &user,
                 "--not-in-directory",
                 a.not_in_directory,
             )
             .await
-            {
+            else {
                 return Ok(ExitCode::from(1));
+            };
+            // As `user enroll-totp` refuses: a hardware token handed out under asmith for
+            // the lost phone enrolled under alice, the same entry, left the phone's codes
+            // passing beside it.
+            let others =
+                crate::pipeline::aliases::entry_names_of(&cfg.user_names, &user, &other_names);
+            if !a.force {
+                if let Some((other, serials)) =
+                    super::users::tokens_under_another_name(store, &others).await?
+                {
+                    eprintln!(
+                        "{}: the directory entry is also named {other}, which holds token(s) \
+                         {serials}; logins under either name pass, so those would keep working \
+                         beside this one. Nothing assigned. Run `radmfa user reset {other}` \
+                         first (a token for a lost phone), or add --force to keep both",
+                        super::printable(&user)
+                    );
+                    return Ok(ExitCode::from(1));
+                }
             }
             (a.serial, Action::Assign, Some(user), a.force)
         }

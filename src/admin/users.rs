@@ -804,6 +804,27 @@ async fn held_under_another_name(
     user: &str,
     others: &[(String, String)],
 ) -> anyhow::Result<Option<String>> {
+    Ok(tokens_under_another_name(store, others)
+        .await?
+        .map(|(other, serials)| {
+            format!(
+                "{user}: the directory entry is also named {other}, which holds token(s) \
+                 {serials}; logins under either name pass, so those would keep working beside \
+                 the new one. Nothing enrolled. Run `radmfa user reset {other}` first (a new \
+                 phone for a lost one), or add --force to keep both",
+                user = super::printable(user),
+            )
+        }))
+}
+
+/// The first of `others` (an entry's other names, shown and as keys, from
+/// `aliases::entry_names_of`) that holds tokens, as it is shown, with their serials joined
+/// for a message (both escaped for a terminal). A second factor given under one name of an
+/// entry leaves those of its other names working: the lost phone's app code still passes.
+pub(super) async fn tokens_under_another_name(
+    store: &dyn Store,
+    others: &[(String, String)],
+) -> anyhow::Result<Option<(String, String)>> {
     for (shown, key) in others {
         let held = store.list_tokens(&holder_of(key)).await?;
         if held.is_empty() {
@@ -813,14 +834,9 @@ async fn held_under_another_name(
             .iter()
             .map(|r| super::printable(&r.token.serial).into_owned())
             .collect();
-        return Ok(Some(format!(
-            "{user}: the directory entry is also named {other}, which holds token(s) {serials}; \
-             logins under either name pass, so those would keep working beside the new one. \
-             Nothing enrolled. Run `radmfa user reset {other}` first (a new phone for a lost \
-             one), or add --force to keep both",
-            user = super::printable(user),
-            other = super::printable(shown),
-            serials = serials.join(", "),
+        return Ok(Some((
+            super::printable(shown).into_owned(),
+            serials.join(", "),
         )));
     }
     Ok(None)
