@@ -77,6 +77,47 @@ fn a_remembered_login_stamped_ahead_of_the_clock_is_not_used() {
         "{}",
         srv.log()
     );
+    // Forgotten, not only passed over: left, it was used again once the clock caught up
+    // with its stamp, for its whole period. The user's other rows go with it.
+    let left: i64 = db
+        .query_row(
+            "SELECT count(*) FROM remembered_logins WHERE user = 'alice'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(left, 0, "{}", srv.log());
+}
+
+/// A one-time bypass set by a clock a day ahead would wait that day, not its 5 minutes
+/// (past `--for`'s own 24 hours): it is not used, and the user gets the prompt. One set by
+/// a right clock still lets the password alone in.
+#[test]
+fn a_bypass_set_ahead_of_the_clock_is_not_used() {
+    let slapd = Slapd::start(&[LdapUser::new("alice", PW)]);
+    let (dir, config, db) = prepared(&slapd);
+    let set_bypass = |until: i64| {
+        db.execute(
+            "INSERT INTO user_profile (user, bypass_until) VALUES ('alice', ?1) \
+             ON CONFLICT (user) DO UPDATE SET bypass_until = excluded.bypass_until",
+            [until],
+        )
+        .unwrap();
+    };
+    set_bypass(now() + DAY + 300);
+    let srv = Server::start_with(dir, config);
+    srv.enroll("alice", &[]);
+    let ahead = send(&srv, STATION_A, PW, None);
+    assert_eq!(
+        code_of(&ahead),
+        "Access-Challenge",
+        "{ahead}\n{}",
+        srv.log()
+    );
+    set_bypass(now() + 300);
+    let sound = send(&srv, STATION_A, PW, None);
+    assert_eq!(code_of(&sound), "Access-Accept", "{sound}\n{}", srv.log());
+    assert_eq!(srv.audit_json("alice")[0]["mode"], "bypass");
 }
 
 /// A prompt issued by a clock an hour ahead would take its answer for an hour more: it is

@@ -12,8 +12,9 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::store::Store;
 
-/// A bypass is for the next login, not a standing exemption (that is `exempt_groups`).
-const MAX_SECS: i64 = 86_400;
+/// A bypass is for the next login, not a standing exemption (that is `exempt_groups`); the
+/// longest `--for` is the longest the stores honour (see `store::delivery`).
+const MAX_SECS: i64 = crate::store::BYPASS_LONGEST_SECS;
 
 #[derive(Debug, Args)]
 pub struct BypassArgs {

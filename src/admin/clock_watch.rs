@@ -95,7 +95,8 @@ fn log_step(now: i64, offset: i64, purging: bool) {
             now = %fmt_time(now),
             "the wall clock is {} s behind the time passed since radmfa started (an NTP \
              step back). Codes are checked for the new time; prompts and remembered logins \
-             stamped ahead of it are not used",
+             stamped ahead of it, and bypasses ending more than a day ahead, are not used; \
+             locks set meanwhile last that much longer (`radmfa user unlock`)",
             -offset
         );
     }

@@ -324,10 +324,11 @@ async fn beyond_window(
     }
     // The second half of a self-service resync: exactly the counter after the remembered one,
     // or after a later counter of the same first code.
-    let pending = rec
-        .extra
-        .resync
-        .filter(|(_, at)| now.saturating_sub(*at) <= RESYNC_PENDING_SECS);
+    // Its first code's time stamped ahead of this clock (an NTP step back since) is no
+    // pending resync: taken, the 10 minutes lasted as long as the clock's error besides.
+    let pending = rec.extra.resync.filter(|(_, at)| {
+        (-crate::clock::FUTURE_SLACK_SECS..=RESYNC_PENDING_SECS).contains(&now.saturating_sub(*at))
+    });
     if let Some((expected, _)) = pending {
         if let Some(second) = hotp::completes_resync(t, expected, code, cfg.resync_window) {
             return Ok(
@@ -769,6 +770,18 @@ mod tests {
             TokenCheck::ResyncPending
         );
         assert!(accepted(&check(&s, &o, &code(202), late + 1).await));
+        // A first code stamped by a clock a day ahead (an NTP step back since): no pending
+        // resync, or its 10 minutes lasted the day besides.
+        let ahead = late + 86_400;
+        assert_eq!(
+            check(&s, &o, &code(300), ahead).await,
+            TokenCheck::ResyncPending
+        );
+        assert_eq!(
+            check(&s, &o, &code(301), late + 660).await,
+            TokenCheck::ResyncPending
+        );
+        assert_eq!(record(&s).await.token.counter, 203);
     }
 
     /// The first code of a self-service resync whose code also comes up earlier in the

@@ -62,13 +62,18 @@ pub async fn take(
     };
     if r.verified_at > now + crate::clock::FUTURE_SLACK_SECS {
         // Stamped by a clock that ran ahead: its end is as far off as the clock was wrong.
-        // The user logs in with a second factor again, which writes a sound row.
+        // The user logs in with a second factor again, which writes a sound row. Forgotten,
+        // not only passed over: left, it was used again once the clock caught up with its
+        // stamp, for its whole period (a 5-minute one, an hour after it was written).
+        let forgotten = app.store.forget_logins(user, now).await?;
         tracing::warn!(
             user,
             verified_at = %fmt_time(r.verified_at),
             now = %fmt_time(now),
-            "a remembered login is stamped ahead of this server's clock, not used: this \
-             clock or the one that wrote it is wrong (check NTP)"
+            forgotten,
+            "a remembered login is stamped ahead of this server's clock: not used, and the \
+             user's remembered logins are forgotten; this clock or the one that wrote it is \
+             wrong (check NTP)"
         );
         return Ok(None);
     }

@@ -20,10 +20,24 @@ pub struct UserProfile {
     pub bypass_until: Option<i64>,
 }
 
+/// The longest a one-time bypass waits (`user bypass --for`, at most 24 h).
+pub const BYPASS_LONGEST_SECS: i64 = 24 * 3600;
+
+/// The latest end a bypass found at `now` may have and still be used: one set for longer
+/// than [`BYPASS_LONGEST_SECS`] from now was set while the clock ran ahead (an NTP step
+/// back since, a VM resumed), or on a node whose clock does. Trusted, it lasted as long as
+/// the clock's error: a 5-minute bypass set a day ahead waited a day and 5 minutes. The
+/// stores take it only under this bound too.
+pub fn bypass_latest_end(now: i64) -> i64 {
+    now.saturating_add(BYPASS_LONGEST_SECS + crate::clock::FUTURE_SLACK_SECS)
+}
+
 impl UserProfile {
-    /// Until when a one-time bypass waits, if one is waiting at `now`.
+    /// Until when a one-time bypass waits, if one is waiting at `now` (see
+    /// [`bypass_latest_end`]).
     pub fn pending_bypass(&self, now: i64) -> Option<i64> {
-        self.bypass_until.filter(|&t| t > now)
+        self.bypass_until
+            .filter(|&t| t > now && t <= bypass_latest_end(now))
     }
 
     /// Whether a one-time bypass is waiting at `now`.

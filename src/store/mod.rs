@@ -41,7 +41,7 @@ use crate::secret::Secret;
 
 pub use delivery::{
     AppPassword, CancelledOob, LoginOrigin, OobBegin, OobKind, OobStatus, OobTransaction,
-    RememberedLogin, SendLimit, UserProfile, OOB_CANCELLED,
+    RememberedLogin, SendLimit, UserProfile, BYPASS_LONGEST_SECS, OOB_CANCELLED,
 };
 pub use postgres::PgStore;
 pub use seal::{KeyFile, Sealer};

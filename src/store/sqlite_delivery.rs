@@ -90,10 +90,12 @@ impl SqliteStore {
 
     pub(super) async fn take_bypass_impl(&self, user: &str, now: i64) -> Result<bool, StoreError> {
         let done = sqlx::query(
-            "UPDATE user_profile SET bypass_until = NULL WHERE user = ?1 AND bypass_until > ?2",
+            "UPDATE user_profile SET bypass_until = NULL \
+             WHERE user = ?1 AND bypass_until > ?2 AND bypass_until <= ?3",
         )
         .bind(user)
         .bind(now)
+        .bind(super::delivery::bypass_latest_end(now))
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
@@ -268,12 +270,17 @@ impl SqliteStore {
         // senders cannot both see "4 of 5" and both send.
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         for (i, l) in limits.iter().enumerate() {
-            let used: i64 =
-                sqlx::query_scalar("SELECT COUNT(*) FROM send_events WHERE key = ?1 AND at > ?2")
-                    .bind(&l.key)
-                    .bind(now - l.window_secs)
-                    .fetch_one(&mut *tx)
-                    .await?;
+            // Not sends stamped ahead of this clock by more than nodes' skew (an NTP step back
+            // since): counted, they filled the window for as long as the clock was wrong, and the
+            // user was told to wait a few minutes for a day.
+            let used: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM send_events WHERE key = ?1 AND at > ?2 AND at <= ?3",
+            )
+            .bind(&l.key)
+            .bind(now - l.window_secs)
+            .bind(now + crate::clock::FUTURE_SLACK_SECS)
+            .fetch_one(&mut *tx)
+            .await?;
             if used >= i64::from(l.max) {
                 tx.rollback().await?;
                 return Ok(Some(i));

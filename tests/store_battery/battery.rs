@@ -2778,6 +2778,19 @@ pub async fn send_slots_limit_and_window(store: &dyn Store) {
             .unwrap(),
         None
     );
+    // Sends stamped by a clock a day ahead (an NTP step back since) fill no window now:
+    // counted, they refused the user for that day with "wait a few minutes". Those within
+    // the skew allowed between nodes (2 minutes) count.
+    let later = T + 10_000;
+    for (at, slot) in [(later + 86_400, "d1"), (later + 86_401, "d2")] {
+        assert_eq!(take(store, "d", 9, at, slot).await, None);
+    }
+    assert_eq!(take(store, "d", 9, later, "d3").await, None);
+    assert_eq!(take(store, "d", 9, later + 60, "d4").await, None);
+    let skewed = take(store, "e", 9, later + 100, "e1").await;
+    assert_eq!(skewed, None);
+    assert_eq!(take(store, "e", 9, later, "e2").await, None);
+    assert_eq!(take(store, "e", 9, later + 1, "e3").await, Some(0));
 }
 
 /// A send slot for `user` through a NAS allowing `nas_max` (the user 2), at `at`.
