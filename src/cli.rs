@@ -247,8 +247,9 @@ pub struct AuditArgs {
     #[arg(long)]
     pub token: Option<String>,
     /// Logins from one address: the audit's client_ip, the NAS's Calling-Station-Id (where
-    /// a VPN or gateway user connected from), or the NAS's own address when it sends none.
-    /// `--count-by client-ip` lists them: a password spray's sources.
+    /// a VPN or gateway user connected from), or the NAS's own address when it sends none;
+    /// found with any port, in brackets or IPv4-mapped. `--count-by client-ip` lists them,
+    /// one row per address: a password spray's sources.
     #[arg(long)]
     pub client_ip: Option<String>,
     /// Records at or after this time: RFC 3339 (2026-01-31T08:00:00Z, or with an offset,

@@ -125,6 +125,7 @@ store_battery! {
         audit_append_and_round_trip,
         audit_records_with_a_nul_are_kept,
         audit_filters_order_and_limit,
+        audit_client_ip_finds_every_form_of_the_address,
         audit_after_id_reads_newer_records_oldest_first,
         audit_default_limit_is_100,
         purge_audit_deletes_the_oldest_in_batches,

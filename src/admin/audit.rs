@@ -421,6 +421,9 @@ fn groups(counts: Vec<AuditCount>, by: AuditGroup) -> Vec<Group> {
         // A reason's cause, not its every wording (`reason_group`).
         let key = match by {
             AuditGroup::Reason => super::reason_group::reason_group(&c.key),
+            // One row per address or MAC, however the NAS wrote it: `ip:port` with a new
+            // port per connection split one source into a row each.
+            AuditGroup::ClientIp if c.key != "-" => crate::pipeline::networks::station_key(&c.key),
             _ => c.key,
         };
         let g = map.entry(key.clone()).or_insert_with(|| Group {
@@ -632,6 +635,20 @@ mod tests {
             AuditGroup::Day,
         );
         assert_eq!(days[0].key, "2026-12-01", "latest day first");
+        // One source, one row, however its NAS wrote it (a new port per connection split
+        // a spray's source into a row each).
+        let sources = groups(
+            vec![
+                count("[2001:db8:7::21]:4500", "reject", 1),
+                count("[2001:db8:7::21]:61234", "reject", 1),
+                count("2001:db8:7::21", "accept", 1),
+                count("10.9.1.1[4500]", "reject", 1),
+                count("-", "enroll", 1),
+            ],
+            AuditGroup::ClientIp,
+        );
+        let keys: Vec<(&str, u64)> = sources.iter().map(|g| (g.key.as_str(), g.total)).collect();
+        assert_eq!(keys, [("2001:db8:7::21", 3), ("-", 1), ("10.9.1.1", 1)]);
     }
 
     #[test]

@@ -34,7 +34,7 @@ pub mod health;
 mod inline_reply;
 mod login;
 mod methods;
-mod networks;
+pub(crate) mod networks;
 mod oob;
 mod primary;
 mod rdg;

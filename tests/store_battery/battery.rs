@@ -65,6 +65,7 @@ where
     audit_records_with_a_nul_are_kept(&*make().await).await;
     import_replace_rescales_steps_to_a_new_period(&*make().await).await;
     audit_filters_order_and_limit(&*make().await).await;
+    audit_client_ip_finds_every_form_of_the_address(&*make().await).await;
     audit_after_id_reads_newer_records_oldest_first(&*make().await).await;
     audit_default_limit_is_100(&*make().await).await;
     purge_audit_deletes_the_oldest_in_batches(&*make().await).await;
@@ -1479,6 +1480,63 @@ pub async fn audit_filters_order_and_limit(store: &dyn Store) {
 }
 
 /// `radmfa audit --follow`: records after an id, oldest first, the other filters applying.
+/// `--client-ip ADDR` finds the logins from that address however the NAS wrote it: with
+/// a port (a new one per connection), in brackets, strongSwan's `addr[port]`, in upper
+/// case, IPv4-mapped. Compared as text, it found 1 of 4. A neighbour sharing its prefix
+/// as text (10.0.0.12) and what is no address (a MAC) stay apart.
+pub async fn audit_client_ip_finds_every_form_of_the_address(store: &dyn Store) {
+    let sent = [
+        "10.0.0.1",
+        "10.0.0.1:5555",
+        "10.0.0.1[4500]",
+        "::FFFF:10.0.0.1",
+        "[::ffff:10.0.0.1]:9",
+        "10.0.0.12",
+        "10.0.0.12:5555",
+        "2001:db8:7::21",
+        "[2001:DB8:7::21]:4500",
+        "[2001:db8:7::21]",
+        "2001:db8:7::21[61234]",
+        "2001:db8:7::210",
+        "00-11-22-33-44-55",
+    ];
+    for (i, ip) in sent.iter().enumerate() {
+        let mut r = audit_record(T + i as i64, "alice", "accept");
+        r.client_ip = Some(ip.to_string());
+        store.append_audit(&r).await.unwrap();
+    }
+    let found = |given: &str| {
+        let f = AuditFilter {
+            client_ip: Some(given.into()),
+            ..Default::default()
+        };
+        async move {
+            let mut v: Vec<String> = store
+                .audit(&f)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|r| r.client_ip.unwrap())
+                .collect();
+            v.sort();
+            v
+        }
+    };
+    let sorted = |v: &[&str]| {
+        let mut v: Vec<String> = v.iter().map(|s| s.to_string()).collect();
+        v.sort();
+        v
+    };
+    let v4 = sorted(&sent[..5]);
+    assert_eq!(found("10.0.0.1").await, v4);
+    assert_eq!(found("::ffff:10.0.0.1").await, v4);
+    assert_eq!(found("10.0.0.12").await, sorted(&sent[5..7]));
+    let v6 = sorted(&sent[7..11]);
+    assert_eq!(found("2001:db8:7::21").await, v6);
+    assert_eq!(found("[2001:DB8:7::21]").await, v6);
+    assert_eq!(found("00-11-22-33-44-55").await, sorted(&sent[12..]));
+}
+
 pub async fn audit_after_id_reads_newer_records_oldest_first(store: &dyn Store) {
     assert_eq!(store.audit_top_id().await.unwrap(), 0, "no record yet");
     let mut ids = Vec::new();
