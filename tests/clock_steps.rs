@@ -1,6 +1,7 @@
 //! State stamped while a clock ran ahead (this node's before an NTP step back, a VM resumed,
-//! another node's): the real radmfa binary and slapd, pyrad as the NAS, oathtool's codes.
-//! The stamps are written into the database as such a clock would have written them.
+//! another node's), or written by a node of another release: the real radmfa binary and
+//! slapd, pyrad as the NAS, oathtool's codes. The rows are written into the database as
+//! such a clock or node would have written them.
 
 mod common;
 
@@ -147,6 +148,35 @@ fn a_prompt_stamped_ahead_of_the_clock_is_over() {
     // Over for good: the same State with the next code is refused as unknown.
     let again = send(&srv, STATION_A, &codes.next(), Some(state));
     assert_eq!(code_of(&again), "Access-Reject", "{again}");
+}
+
+/// A prompt whose stored context this release cannot read (a node of a newer release wrote
+/// a method it does not know) is over: read as an empty context, it was a plain code
+/// prompt, with no SMS or call to check against, no address list, no groups to look at
+/// again, and the right code let the login in.
+#[test]
+fn a_prompt_whose_context_cannot_be_read_is_over() {
+    let slapd = Slapd::start(&[LdapUser::new("alice", PW)]);
+    let (dir, config, db) = prepared(&slapd);
+    let srv = Server::start_with(dir, config);
+    let seed = srv.enroll("alice", &[]);
+    let r1 = send(&srv, STATION_A, PW, None);
+    assert_eq!(code_of(&r1), "Access-Challenge", "{r1}");
+    let changed = db
+        .execute(
+            "UPDATE challenges SET context = '{\"method\":\"carrier-pigeon\"}' \
+             WHERE user = 'alice'",
+            [],
+        )
+        .unwrap();
+    assert_eq!(changed, 1);
+    let state = r1["state"].as_str().unwrap();
+    let code = common::peers::totp(&seed, now(), &[]);
+    let r2 = send(&srv, STATION_A, &code, Some(state));
+    assert_eq!(code_of(&r2), "Access-Reject", "{r2}\n{}", srv.log());
+    let rec = &srv.audit_json("alice")[0];
+    let reason = rec["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("stored context could not be read"), "{rec}");
 }
 
 /// A server started with its clock behind the newest audit record says so: every right

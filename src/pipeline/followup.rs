@@ -79,7 +79,21 @@ pub async fn answer(
         ))
         .with_reply(Reply::reject().with_message(EXPIRED_MESSAGE)));
     }
-    let carried: ChallengeContext = serde_json::from_str(&pending.context).unwrap_or_default();
+    // Refused, not read as an empty context: that is a plain code prompt, with no SMS or
+    // call to check against, no address list and no groups to look at again. A node of a
+    // newer release sharing the store may write what this one cannot read (a method it
+    // does not know).
+    let carried: ChallengeContext = match serde_json::from_str(&pending.context) {
+        Ok(carried) => carried,
+        Err(e) => {
+            app.store.consume_challenge(&hash).await?;
+            return Ok(Verdict::reject(format!(
+                "the prompt's stored context could not be read ({e}): a node of another \
+                 release may have written it"
+            ))
+            .with_reply(Reply::reject().with_message(EXPIRED_MESSAGE)));
+        }
+    };
     // Answered from an address the entry of this name did not cover when the prompt was
     // opened: another device took the name over (a reload removed the entry and added it
     // back elsewhere, or a restart did), and must not finish the old one's logins.
