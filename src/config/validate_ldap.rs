@@ -519,7 +519,33 @@ fn url_host_problem(rest: &str) -> Option<String> {
              leading zeros)"
         ));
     }
+    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+        if let Some(why) = not_one_server(ip) {
+            return Some(why);
+        }
+    }
     port.and_then(port_problem)
+}
+
+/// A wildcard, broadcast or multicast address names no one directory server (upstream
+/// servers are refused these too). Linux connects a wildcard to the local host, so
+/// `ldap://0.0.0.0` worked, while `config check` warned that passwords crossed the
+/// network in clear text.
+fn not_one_server(ip: std::net::IpAddr) -> Option<String> {
+    let broadcast = matches!(ip, std::net::IpAddr::V4(v4) if v4.is_broadcast());
+    let what = if ip.is_unspecified() {
+        "wildcard (unspecified)"
+    } else if broadcast {
+        "broadcast"
+    } else if ip.is_multicast() {
+        "multicast"
+    } else {
+        return None;
+    };
+    Some(format!(
+        "{ip} is a {what} address, not one server's: give the directory server's address or \
+         name (127.0.0.1 or [::1] for this host)"
+    ))
 }
 
 /// What is wrong with the `IPv6]:port` after an authority's `[`: the inside must be an IPv6
@@ -542,6 +568,9 @@ fn bracketed_host_problem(bracketed: &str) -> Option<String> {
     let Ok(ip) = inside.parse::<std::net::Ipv6Addr>() else {
         return Some(format!("[{inside}] is not an IPv6 address"));
     };
+    if let Some(why) = not_one_server(std::net::IpAddr::V6(ip)) {
+        return Some(why);
+    }
     if ip.is_unicast_link_local() {
         return Some(format!(
             "[{inside}] is link-local, which the directory client cannot reach (it takes \
@@ -610,6 +639,10 @@ mod tests {
             ("[fe80::1%25eth0]", "has a zone id"),
             ("[fe80::fc:ff:fe00:1]:29389", "is link-local"),
             ("[::1]389", "is not a port"),
+            ("0.0.0.0:389", "wildcard (unspecified)"),
+            ("[::]:389", "wildcard (unspecified)"),
+            ("255.255.255.255", "broadcast"),
+            ("[ff02::1]:389", "multicast"),
         ] {
             let why = url_host_problem(bad).unwrap_or_default();
             assert!(why.contains(says), "{bad}: {why:?}");
