@@ -93,6 +93,7 @@ fn presumed_service(db: &Path) -> Option<Who> {
 
 fn refuse(db: &Path, who: &Who) -> anyhow::Result<()> {
     let dir = directory(db);
+    refuse_closed_parent("store.path", db, dir, who)?;
     if let Some(why) = denied(dir, AccessFlags::W_OK | AccessFlags::X_OK, who) {
         anyhow::bail!(
             "store.path {}: {} cannot create files in the directory {} ({why}); SQLite \
@@ -155,6 +156,7 @@ pub fn key_unreadable_by_service(key: &Path) -> Option<String> {
 /// The seed key, readable by `who`: a key copied back by root (`scp -p`, a restore) stays
 /// root's at 0600, and the service then failed to start after a check run as root passed.
 fn refuse_unreadable_key(key: &Path, who: &Who) -> anyhow::Result<()> {
+    refuse_closed_parent("store.key_file", key, key, who)?;
     if let Some(why) = denied(key, AccessFlags::R_OK, who) {
         anyhow::bail!(
             "store.key_file {}: {} cannot read it ({why}); the store cannot be opened \
@@ -164,6 +166,34 @@ fn refuse_unreadable_key(key: &Path, who: &Who) -> anyhow::Result<()> {
             who.chown_name(),
             key.display()
         );
+    }
+    Ok(())
+}
+
+/// A directory above `below` (not `below` itself) that the account the service presumably
+/// runs as may not enter: everything under it is out of its reach, whatever the files'
+/// own modes. A store moved under /root or a 0700 home passed a check run as root, and the
+/// service then failed to start. (Run as the service's own account, the checks of the
+/// files themselves find this already: the kernel refuses them.)
+fn refuse_closed_parent(key: &str, path: &Path, below: &Path, who: &Who) -> anyhow::Result<()> {
+    if matches!(who, Who::Me) {
+        return Ok(());
+    }
+    let Ok(below) = std::path::absolute(below) else {
+        return Ok(());
+    };
+    for dir in below.ancestors().skip(1) {
+        if let Some(why) = denied(dir, AccessFlags::X_OK, who) {
+            anyhow::bail!(
+                "{key} {}: {} cannot enter the directory {} above it ({why}), so cannot reach \
+                 it at all. Move the store to a directory it may reach (/var/lib/radmfa), or \
+                 let it through: chmod o+x {}",
+                path.display(),
+                who.described(),
+                dir.display(),
+                dir.display()
+            );
+        }
     }
     Ok(())
 }
@@ -326,6 +356,50 @@ mod tests {
         for said in ["store.key_file", "cannot read it", "chown nobody"] {
             assert!(refused.contains(said), "{said:?} in {refused}");
         }
+    }
+
+    /// A store and key below a directory the service's account may not enter (a 0700 one
+    /// of root's, as /root is): refused for that account, naming the directory. Files of
+    /// its own at the right modes did not help it, and a check run as root passed.
+    #[test]
+    fn a_store_below_a_directory_the_service_account_cannot_enter_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let outer = tempfile::tempdir().unwrap();
+        let closed = outer.path().join("closed");
+        let dir = closed.join("state");
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = dir.join("radmfa.db");
+        let key = dir.join("radmfa.key");
+        let nobody = User::from_name("nobody")
+            .unwrap()
+            .expect("a nobody account");
+        let uid = nobody.uid.as_raw();
+        let service = Who::Owner(nobody, Vec::new(), dir.clone());
+        std::os::unix::fs::chown(&dir, Some(uid), None).unwrap();
+        std::fs::write(&key, b"").unwrap();
+        std::os::unix::fs::chown(&key, Some(uid), None).unwrap();
+        std::fs::set_permissions(outer.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o755)).unwrap();
+        refuse(&db, &service).unwrap();
+        refuse_unreadable_key(&key, &service).unwrap();
+        std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let refused = refuse(&db, &service).unwrap_err().to_string();
+        let shown = closed.display().to_string();
+        for said in [
+            "store.path",
+            "cannot enter the directory",
+            &shown,
+            "mode 0700",
+        ] {
+            assert!(refused.contains(said), "{said:?} in {refused}");
+        }
+        let refused = refuse_unreadable_key(&key, &service)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            refused.contains("store.key_file") && refused.contains(&shown),
+            "{refused}"
+        );
     }
 
     /// In a directory that is root's, the guess comes from the database's owner, and the
