@@ -919,6 +919,55 @@ fn a_server_that_goes_quiet_near_the_end_is_not_credited_with_a_short_run() {
     assert!((2.8..3.6).contains(&seconds), "{seconds} s: {r}");
 }
 
+/// A server that stops answering a second into a 3 s run, with the default --timeout of
+/// 3 s: no request reaches its timeout before the end, so each was only "unanswered when
+/// the run ended", and the run passed (exit 0) at a third of the server's rate. A
+/// reviewer's radmfa frozen (SIGSTOP) for the last 2 s of a run passed so. Now the run
+/// fails, saying the server went quiet; one that answers to the end still passes.
+#[test]
+fn a_server_that_stops_answering_before_the_end_fails_the_run() {
+    use radmfa::radius::{reply, request};
+    let run = |quiet_after: Option<Duration>| {
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = sock.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            let mut first: Option<Instant> = None;
+            while let Ok((len, from)) = sock.recv_from(&mut buf) {
+                let started = *first.get_or_insert_with(Instant::now);
+                if quiet_after.is_some_and(|q| started.elapsed() > q) {
+                    continue;
+                }
+                let Ok(req) = request::decode_request(&buf[..len], b"s", false) else {
+                    continue;
+                };
+                sock.send_to(
+                    &reply::encode_reply(&req, &reply::Reply::accept(), b"s"),
+                    from,
+                )
+                .ok();
+            }
+        });
+        Command::new(bin())
+            .args(["client", "load", "--flow", "status", "--generated", "1"])
+            .args(["-p", "4", "-d", "3", "--secret", "s", "--server"])
+            .arg(addr.to_string())
+            .output()
+            .unwrap()
+    };
+    let out = run(Some(Duration::from_secs(1)));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("failed: no reply in the last")
+            && text(&out).contains("the server stopped answering")
+            && text(&out).contains("of them for over a second)"),
+        "{}",
+        text(&out)
+    );
+    let out = run(None);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+}
+
 /// `-d` ends the run on time: against a server that never answers, with the default
 /// timeout (3 s) and retransmits (2), a 1 s run took 9 s and reported "4 sent in 1.00 s".
 /// Now no wait goes past the end; the requests still waiting are counted as unanswered

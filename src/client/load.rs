@@ -422,6 +422,11 @@ async fn run_phase(phase: Arc<Phase>, conns: Vec<Conn>) -> anyhow::Result<PhaseR
         Some(end) => t.min(end),
         None => t,
     });
+    // Requests that waited a second or more when the end cut them off: how long the
+    // server had been quiet then (`PhaseReport::failure` fails a run it went quiet in).
+    if let (Some(end), true) = (end, tally.stalled > 0) {
+        tally.quiet_at_end = Some(end.saturating_duration_since(tally.last_reply.unwrap_or(start)));
+    }
     let elapsed = match tally
         .last_reply
         .max(tally.last_sent)

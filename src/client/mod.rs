@@ -267,8 +267,10 @@ pub struct LoadArgs {
     /// Exit 1 if in any phase more than this share of the requests (0 to 1) timed out,
     /// found nothing listening, got a reply of another code than expected, or were never
     /// sent because the users had no unused TOTP step left or (with --rate) no worker was
-    /// free when they came due. Exit 1 always on a reply that failed verification, or a
-    /// phase with no expected reply at all.
+    /// free when they came due, or were still unanswered after a second or more when the
+    /// run ended. Exit 1 always on a reply that failed verification, a phase with no
+    /// expected reply at all, or one whose server answered nothing in its last second
+    /// while requests waited (it stopped answering).
     #[arg(long, default_value_t = 0.01)]
     pub max_error_ratio: f64,
 }
@@ -520,7 +522,8 @@ fn load_spec(a: LoadArgs) -> anyhow::Result<(LoadSpec, Arc<Vec<users::LoadUser>>
         // Status-Server names no user: BENCHMARKS.md's `--flow status -p 64 -d 4` was
         // refused for want of one.
         (None, None) if a.flow == Flow::Status => users::generate(1),
-        _ => anyhow::bail!("give --users FILE or --generated N"),
+        (None, Some(_)) => anyhow::bail!("--generated 0: give 1 or more users"),
+        (None, None) => anyhow::bail!("give --users FILE or --generated N"),
     };
     if let Some((start, end)) = a.range {
         // An empty range is its own mistake: "outside the 200 users" sent admins counting.

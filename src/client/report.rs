@@ -36,9 +36,16 @@ pub enum Outcome {
     Unreachable,
     /// Still waiting for its reply when the run's `--duration` ended: given up on then, not
     /// retransmitted past the end (the run ends on time). Not a failure of the server: a
-    /// run always ends with requests in flight.
+    /// run always ends with requests in flight. One that had waited [`STALLED`] or more is
+    /// counted as stalled besides (see [`Tally::stalled`]).
     CutOff,
 }
+
+/// How long a request cut off at the end must have waited to count as stalled: a server
+/// answering in milliseconds leaves none, one that stopped answering leaves every request
+/// it held. Shorter than a `--timeout`, which such requests never reached: a server that
+/// went quiet in the last 2.5 s of a run (of 3 s, the documented quick benchmark) passed.
+pub const STALLED: Duration = Duration::from_secs(1);
 
 /// One worker's tally; merged into a [`PhaseReport`] at the end.
 #[derive(Debug, Default)]
@@ -53,6 +60,11 @@ pub struct Tally {
     pub timeouts: u64,
     pub unreachable: u64,
     pub cut_off: u64,
+    /// Of `cut_off`, those that had waited [`STALLED`] or more: counted as errors.
+    pub stalled: u64,
+    /// With stalled requests, how long before the phase's end its last verified reply came
+    /// (or its whole length, with none): set by the phase, which knows its end.
+    pub quiet_at_end: Option<Duration>,
     pub retransmits: u64,
     /// Requests not sent: the run ended while no user had a TOTP step left to use, or
     /// before round 2 got to every State.
@@ -101,7 +113,12 @@ impl Tally {
             Outcome::StatelessChallenge => self.stateless_challenges += 1,
             Outcome::Timeout => self.timeouts += 1,
             Outcome::Unreachable => self.unreachable += 1,
-            Outcome::CutOff => self.cut_off += 1,
+            Outcome::CutOff => {
+                self.cut_off += 1;
+                if latency >= STALLED {
+                    self.stalled += 1;
+                }
+            }
         }
         if outcome == Outcome::Expected {
             self.latencies_us
@@ -134,6 +151,8 @@ impl Tally {
         self.timeouts += other.timeouts;
         self.unreachable += other.unreachable;
         self.cut_off += other.cut_off;
+        self.stalled += other.stalled;
+        self.quiet_at_end = self.quiet_at_end.max(other.quiet_at_end);
         self.retransmits += other.retransmits;
         self.skipped += other.skipped;
         self.behind_rate += other.behind_rate;
@@ -176,6 +195,10 @@ pub struct PhaseReport {
     pub unreachable: u64,
     /// Unanswered when the run ended ([`Outcome::CutOff`]).
     pub cut_off: u64,
+    /// Of `cut_off`, those that had waited a second or more ([`Tally::stalled`]).
+    pub stalled: u64,
+    /// With stalled requests: seconds from the last verified reply to the phase's end.
+    pub quiet_at_end_s: Option<f64>,
     pub retransmits: u64,
     pub skipped: u64,
     /// Of `skipped`, due under `--rate` but never sent ([`Tally::behind_rate`]).
@@ -250,6 +273,8 @@ impl PhaseReport {
             timeouts: t.timeouts,
             unreachable: t.unreachable,
             cut_off: t.cut_off,
+            stalled: t.stalled,
+            quiet_at_end_s: t.quiet_at_end.map(|d| d.as_secs_f64()),
             retransmits: t.retransmits,
             skipped: t.skipped,
             behind_rate: t.behind_rate,
@@ -317,6 +342,9 @@ impl PhaseReport {
         }
         if self.cut_off > 0 {
             let _ = write!(s, "  unanswered when the run ended {}", self.cut_off);
+            if self.stalled > 0 {
+                let _ = write!(s, " ({} of them for over a second)", self.stalled);
+            }
         }
         if self.stateless_challenges > 0 {
             let _ = write!(
@@ -328,8 +356,8 @@ impl PhaseReport {
         if self.unsigned > 0 {
             let _ = write!(
                 s,
-                "  unsigned (no Message-Authenticator, or not first where --verify strict \
-                 requires it; {}) {}",
+                "  unsigned (no Message-Authenticator where --verify requires one, or, \
+                 under --verify strict, not first; {}) {}",
                 super::verify::LENIENT_HINT,
                 self.unsigned
             );
@@ -392,7 +420,18 @@ impl PhaseReport {
         // verification included ("0 of 20 went wrong" beside 20 forged replies read as a
         // pass), and under --rate the requests due that were never sent (a run asked for
         // 100/s that managed 38 did not show the server takes 100/s).
+        // A server that stopped answering before the end: however few the requests it
+        // held (a closed loop sends only -p more), the run did not measure it serving.
+        if let Some(quiet) = self.quiet_at_end_s.filter(|q| *q >= STALLED.as_secs_f64()) {
+            return Some(format!(
+                "{}: failed: no reply in the last {quiet:.1} s of the run, with {} request(s) \
+                 waiting a second or more when it ended: the server stopped answering, or \
+                 could not keep up",
+                self.phase, self.stalled
+            ));
+        }
         let errors = self.timeouts
+            + self.stalled
             + self.unreachable
             + self.forged
             + self.unsigned
@@ -463,10 +502,16 @@ impl PhaseReport {
                 self.step_skipped
             ));
         }
-        if self.cut_off > 0 {
+        if self.stalled > 0 {
+            what.push(format!(
+                "{} unanswered for a second or more when the run ended",
+                self.stalled
+            ));
+        }
+        if self.cut_off > self.stalled {
             what.push(format!(
                 "{} unanswered when the run ended (not counted as errors)",
-                self.cut_off
+                self.cut_off - self.stalled
             ));
         }
         if self.expected == 0 {
