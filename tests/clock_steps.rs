@@ -115,6 +115,25 @@ fn a_bypass_set_ahead_of_the_clock_is_not_used() {
         "{ahead}\n{}",
         srv.log()
     );
+    // The admin sees it, and can cancel it: hidden from `user show` and refused by
+    // `--cancel` as "expired" (of a time tomorrow), it stayed for nodes of an older
+    // release, which take it.
+    let shown = srv.cli(&["user", "show", "alice"]);
+    let shown = String::from_utf8_lossy(&shown.stdout).to_string();
+    assert!(
+        shown.contains("bypass:") && shown.contains("ends more than 24 h from now"),
+        "{shown}"
+    );
+    let cancelled = srv.cli(&["user", "bypass", "alice", "--cancel"]);
+    assert!(cancelled.status.success(), "{cancelled:?}");
+    let left: Option<i64> = db
+        .query_row(
+            "SELECT bypass_until FROM user_profile WHERE user = 'alice'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(left, None);
     set_bypass(now() + 300);
     let sound = send(&srv, STATION_A, PW, None);
     assert_eq!(code_of(&sound), "Access-Accept", "{sound}\n{}", srv.log());

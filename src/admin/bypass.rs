@@ -41,7 +41,7 @@ pub async fn run(
     if a.cancel {
         let now = SystemClock.now();
         let profile = store.user_profile(&a.user).await?;
-        if !profile.bypass_pending(now) {
+        if profile.bypass_set(now).is_none() {
             // Nothing changed (not even an empty profile row for a mistyped name). Why not
             // is the news: a bypass used already, perhaps by someone else, is not "check
             // the spelling".
@@ -77,7 +77,7 @@ pub async fn run(
     // What a failed audit record puts back: a bypass granted (and audited) earlier stays as
     // it was, rather than being taken away with the new one.
     let profile = store.user_profile(&a.user).await?;
-    let earlier = profile.pending_bypass(now);
+    let earlier = profile.bypass_set(now);
     store.set_bypass(&a.user, Some(until)).await?;
     let when = super::audit::fmt_time(until);
     // A login without a second factor, granted: never left standing without its record

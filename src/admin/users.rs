@@ -277,7 +277,7 @@ pub(super) async fn has_state(store: &dyn Store, user: &str, now: i64) -> anyhow
         || profile.phone.is_some()
         || profile.method.is_some()
         || profile.blocked_at.is_some()
-        || profile.bypass_pending(now)
+        || profile.bypass_set(now).is_some()
         || !store.app_passwords(user).await?.is_empty()
         || !store.remembered_logins(user, now).await?.is_empty())
 }
@@ -350,7 +350,7 @@ async fn left_under_other_names(cfg: &Config, store: &dyn Store, user: &str) -> 
         if app > 0 {
             held.push(format!("{app} app password(s)"));
         }
-        if store.user_profile(&key).await?.bypass_pending(now) {
+        if store.user_profile(&key).await?.bypass_set(now).is_some() {
             held.push("a waiting bypass".into());
         }
         if !held.is_empty() {
@@ -404,7 +404,7 @@ async fn reset_steps(
         done.push(format!("{app_passwords} app password(s) deleted"));
         found = true;
     }
-    if store.user_profile(user).await?.bypass_pending(now) {
+    if store.user_profile(user).await?.bypass_set(now).is_some() {
         store.set_bypass(user, None).await?;
         done.push("the waiting bypass cancelled".into());
         found = true;
@@ -1007,7 +1007,7 @@ async fn bypass_still_waits(store: &dyn Store, user: &str) {
     let Ok(profile) = store.user_profile(user).await else {
         return;
     };
-    if let Some(until) = profile.pending_bypass(SystemClock.now()) {
+    if let Some(until) = profile.bypass_set(SystemClock.now()) {
         eprintln!(
             "note: a bypass still waits for {user} until {}: the next login with the \
              password takes it, not a code; `radmfa user bypass {user} --cancel` if the new \
@@ -1154,7 +1154,7 @@ async fn show(cfg: &Config, store: &dyn Store, user: &str, json: bool) -> anyhow
     let has_profile = profile.phone.is_some()
         || profile.method.is_some()
         || profile.blocked_at.is_some()
-        || profile.bypass_pending(now)
+        || profile.bypass_set(now).is_some()
         || !remembered.is_empty()
         || !app_passwords.is_empty();
     // A lock that has run out is no state (`user list` leaves it out too).
@@ -1200,7 +1200,7 @@ async fn show(cfg: &Config, store: &dyn Store, user: &str, json: bool) -> anyhow
             }).collect::<Vec<_>>(),
             "phone": profile.phone, "method": profile.method,
             "blocked_at": profile.blocked_at, "blocked_reason": profile.blocked_reason,
-            "bypass_until": profile.pending_bypass(now),
+            "bypass_until": profile.bypass_set(now),
             "remembered": remembered.iter().map(|r| serde_json::json!({
                 "client": r.nas, "calling_station_id": r.station, "mode": r.mode,
                 "verified_at": r.verified_at, "expires_at": r.expires_at,
@@ -1265,8 +1265,17 @@ async fn show(cfg: &Config, store: &dyn Store, user: &str, json: bool) -> anyhow
             let why = super::printable(profile.blocked_reason.as_deref().unwrap_or(""));
             println!("blocked:  since {} ({why})", super::audit::fmt_time(at));
         }
-        if let Some(t) = profile.pending_bypass(now) {
-            println!("bypass:   until {} (once)", super::audit::fmt_time(t));
+        if let Some(t) = profile.bypass_set(now) {
+            let asleep = if t > crate::store::delivery::bypass_latest_end(now) {
+                " (ends more than 24 h from now: set while a clock ran ahead; logins do not \
+                 take it until its end is within 24 h; --cancel it)"
+            } else {
+                ""
+            };
+            println!(
+                "bypass:   until {} (once){asleep}",
+                super::audit::fmt_time(t)
+            );
         }
         for r in &remembered {
             // The station is the NAS's Calling-Station-Id, which a user may choose: no

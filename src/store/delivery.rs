@@ -40,6 +40,13 @@ impl UserProfile {
             .filter(|&t| t > now && t <= bypass_latest_end(now))
     }
 
+    /// Until when a one-time bypass is set at `now`, usable by a login now or not (one
+    /// ending beyond [`bypass_latest_end`] is not, yet): what the admin commands show,
+    /// cancel and reset, so none is left there unseen.
+    pub fn bypass_set(&self, now: i64) -> Option<i64> {
+        self.bypass_until.filter(|&t| t > now)
+    }
+
     /// Whether a one-time bypass is waiting at `now`.
     pub fn bypass_pending(&self, now: i64) -> bool {
         self.pending_bypass(now).is_some()
