@@ -463,6 +463,11 @@ fn key_to_use(source: &Path, dest: Option<&Path>, dest_config: Option<&Path>) ->
             dest.display(),
             config.display()
         ),
+        // The destination's config names the source's own key file: said once.
+        (Some(dest), _) if same_file(dest, source) => format!(
+            "Every radmfa node must now use the key file {} (copy it, mode 0600)",
+            dest.display()
+        ),
         (Some(dest), _) => format!(
             "Every radmfa node must now use the key file {} (the same key as {}; copy it, \
              mode 0600)",
@@ -474,6 +479,14 @@ fn key_to_use(source: &Path, dest: Option<&Path>, dest_config: Option<&Path>) ->
             source.display()
         ),
     }
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    a == b
+        || matches!(
+            (std::fs::canonicalize(a), std::fs::canonicalize(b)),
+            (Ok(a), Ok(b)) if a == b
+        )
 }
 
 /// A store already copied is copied again only with `--again`: the file misses what the
@@ -1026,5 +1039,36 @@ mod tables {
             .await?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::key_to_use;
+    use std::path::Path;
+
+    /// The destination's config naming the source's own key file: the path once, not "use
+    /// the key file X (the same key as X)".
+    #[test]
+    fn the_key_to_use_is_named_once_when_both_stores_share_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("radmfa.key");
+        std::fs::write(&key, b"k").unwrap();
+        let config = Path::new("/etc/radmfa/pg.toml");
+        let shown = key.display().to_string();
+        let said = key_to_use(&key, Some(&key), Some(config));
+        assert_eq!(said.matches(&shown).count(), 1, "{said}");
+        // Another spelling of the same file too.
+        let dotted = dir.path().join(".").join("radmfa.key");
+        let said = key_to_use(&key, Some(&dotted), Some(config));
+        assert!(!said.contains("the same key as"), "{said}");
+        // Another file: both named.
+        let other = dir.path().join("other.key");
+        std::fs::write(&other, b"k").unwrap();
+        let said = key_to_use(&key, Some(&other), Some(config));
+        assert!(
+            said.contains("the same key as") && said.contains(&shown),
+            "{said}"
+        );
     }
 }
