@@ -346,7 +346,12 @@ fn kill_9_under_load(pg: Option<&common::postgres::PgCluster>) {
                         // SAFETY: kill(2) on the server's pid; no memory is involved.
                         unsafe { libc::kill(pid, libc::SIGKILL) };
                     }
-                    let accept = accept.then(|| (field.to_string(), step.unwrap()));
+                    let accept = accept.then(|| {
+                        let step = step.unwrap_or_else(|| {
+                            panic!("an Accept for {user} {field:?}, which carried no right code")
+                        });
+                        (field.to_string(), step)
+                    });
                     if accept.is_some() {
                         accepts.fetch_add(1, Ordering::SeqCst);
                     }
