@@ -105,16 +105,17 @@ fn a_bypass_set_ahead_of_the_clock_is_not_used() {
         )
         .unwrap();
     };
+    let bypass_left = || -> Option<i64> {
+        db.query_row(
+            "SELECT bypass_until FROM user_profile WHERE user = 'alice'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
     set_bypass(now() + DAY + 300);
     let srv = Server::start_with(dir, config);
     srv.enroll("alice", &[]);
-    let ahead = send(&srv, STATION_A, PW, None);
-    assert_eq!(
-        code_of(&ahead),
-        "Access-Challenge",
-        "{ahead}\n{}",
-        srv.log()
-    );
     // The admin sees it, and can cancel it: hidden from `user show` and refused by
     // `--cancel` as "expired" (of a time tomorrow), it stayed for nodes of an older
     // release, which take it.
@@ -126,14 +127,23 @@ fn a_bypass_set_ahead_of_the_clock_is_not_used() {
     );
     let cancelled = srv.cli(&["user", "bypass", "alice", "--cancel"]);
     assert!(cancelled.status.success(), "{cancelled:?}");
-    let left: Option<i64> = db
-        .query_row(
-            "SELECT bypass_until FROM user_profile WHERE user = 'alice'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(left, None);
+    assert_eq!(bypass_left(), None);
+    // A login that finds one: not let in, and the bypass is taken away, so it does not
+    // wake once its end comes within a day.
+    set_bypass(now() + DAY + 300);
+    let ahead = send(&srv, STATION_A, PW, None);
+    assert_eq!(
+        code_of(&ahead),
+        "Access-Challenge",
+        "{ahead}\n{}",
+        srv.log()
+    );
+    assert_eq!(bypass_left(), None, "{}", srv.log());
+    assert!(
+        srv.log_shows("a one-time bypass ends more than 24 hours from now"),
+        "{}",
+        srv.log()
+    );
     set_bypass(now() + 300);
     let sound = send(&srv, STATION_A, PW, None);
     assert_eq!(code_of(&sound), "Access-Accept", "{sound}\n{}", srv.log());

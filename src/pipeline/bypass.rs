@@ -19,11 +19,32 @@ pub const MODE: &str = "bypass";
 /// request's Proxy-State) leaves it for the next try.
 pub async fn take(
     app: &AppState,
-    _user: &str,
+    user: &str,
     profile: &UserProfile,
     info: &UserInfo,
 ) -> Result<Option<Verdict>, Fault> {
-    if !profile.bypass_pending(app.clock.now()) {
+    let now = app.clock.now();
+    if let Some(until) = profile
+        .bypass_set(now)
+        .filter(|&t| t > crate::store::delivery::bypass_latest_end(now))
+    {
+        // Longer than any `--for`: set while a clock ran ahead (the admin's host's, or this
+        // node's before a step back). Taken away, as a remembered login stamped so is
+        // forgotten: left, it waited until its end came within a day, then let the
+        // password alone in for that day. Only if still that one (an admin may grant
+        // another meanwhile).
+        let cleared = app.store.restore_bypass(user, until, None).await?;
+        tracing::warn!(
+            user,
+            until = %crate::clock::fmt_time(until),
+            cleared,
+            "a one-time bypass ends more than 24 hours from now: it was set while this \
+             clock or the admin's ran ahead (check NTP); not used, and taken away: grant it \
+             again"
+        );
+        return Ok(None);
+    }
+    if !profile.bypass_pending(now) {
         return Ok(None);
     }
     Ok(Some(Verdict::accept(
