@@ -926,32 +926,11 @@ fn a_server_that_goes_quiet_near_the_end_is_not_credited_with_a_short_run() {
 /// fails, saying the server went quiet; one that answers to the end still passes.
 #[test]
 fn a_server_that_stops_answering_before_the_end_fails_the_run() {
-    use radmfa::radius::{reply, request};
     let run = |quiet_after: Option<Duration>| {
-        let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let addr = sock.local_addr().unwrap();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            let mut first: Option<Instant> = None;
-            while let Ok((len, from)) = sock.recv_from(&mut buf) {
-                let started = *first.get_or_insert_with(Instant::now);
-                if quiet_after.is_some_and(|q| started.elapsed() > q) {
-                    continue;
-                }
-                let Ok(req) = request::decode_request(&buf[..len], b"s", false) else {
-                    continue;
-                };
-                sock.send_to(
-                    &reply::encode_reply(&req, &reply::Reply::accept(), b"s"),
-                    from,
-                )
-                .ok();
-            }
-        });
         Command::new(bin())
             .args(["client", "load", "--flow", "status", "--generated", "1"])
             .args(["-p", "4", "-d", "3", "--secret", "s", "--server"])
-            .arg(addr.to_string())
+            .arg(status_responder(quiet_after).to_string())
             .output()
             .unwrap()
     };
@@ -966,6 +945,51 @@ fn a_server_that_stops_answering_before_the_end_fails_the_run() {
     );
     let out = run(None);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+}
+
+/// A RADIUS server answering Status-Server (secret "s") with an Accept, on a thread; quiet
+/// from `quiet_after` past its first request on, if given.
+fn status_responder(quiet_after: Option<Duration>) -> std::net::SocketAddr {
+    use radmfa::radius::{reply, request};
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = sock.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        let mut first: Option<Instant> = None;
+        while let Ok((len, from)) = sock.recv_from(&mut buf) {
+            let started = *first.get_or_insert_with(Instant::now);
+            if quiet_after.is_some_and(|q| started.elapsed() > q) {
+                continue;
+            }
+            let Ok(req) = request::decode_request(&buf[..len], b"s", false) else {
+                continue;
+            };
+            sock.send_to(
+                &reply::encode_reply(&req, &reply::Reply::accept(), b"s"),
+                from,
+            )
+            .ok();
+        }
+    });
+    addr
+}
+
+/// `-n 2 -p 300` opens two sockets, not 300: under `ulimit -n 64` it failed with "Too
+/// many open files" and no word of -p.
+#[test]
+fn a_count_below_the_concurrency_opens_only_what_it_sends_with() {
+    let addr = status_responder(None);
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -n 64 && exec {} client load --flow status --generated 1 -n 2 -p 300 \
+             --secret s --server {addr}",
+            bin().display()
+        ))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("2 sent"), "{}", text(&out));
 }
 
 /// `-d` ends the run on time: against a server that never answers, with the default

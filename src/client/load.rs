@@ -298,9 +298,17 @@ pub async fn run(
         limit = limit.min(MAX_STATES);
     }
     // Connections first: the clock (the schedule) starts when the phase is built.
-    let mut conns = Vec::with_capacity(spec.concurrency);
-    for _ in 0..spec.concurrency {
-        conns.push(open(spec).await?);
+    // No more than there are requests to send (`-n 5 -p 300` opened 300 sockets, and under
+    // a low `ulimit -n` failed for it).
+    let workers = (spec.concurrency as u64).min(limit.max(1)) as usize;
+    let mut conns = Vec::with_capacity(workers);
+    for _ in 0..workers {
+        conns.push(open(spec).await.map_err(|e| {
+            e.context(format!(
+                "opening connection {} of -p {workers}",
+                conns.len() + 1
+            ))
+        })?);
     }
     let first = Arc::new(Phase::new(
         spec,
