@@ -532,6 +532,8 @@ fn url_host_problem(rest: &str) -> Option<String> {
 /// `ldap://0.0.0.0` worked, while `config check` warned that passwords crossed the
 /// network in clear text.
 fn not_one_server(ip: std::net::IpAddr) -> Option<String> {
+    // IPv4-mapped too: [::ffff:0.0.0.0] connected to the local host as 0.0.0.0 does.
+    let ip = ip.to_canonical();
     let broadcast = matches!(ip, std::net::IpAddr::V4(v4) if v4.is_broadcast());
     let what = if ip.is_unspecified() {
         "wildcard (unspecified)"
@@ -643,6 +645,8 @@ mod tests {
             ("[::]:389", "wildcard (unspecified)"),
             ("255.255.255.255", "broadcast"),
             ("[ff02::1]:389", "multicast"),
+            ("[::ffff:0.0.0.0]:389", "wildcard (unspecified)"),
+            ("[::ffff:255.255.255.255]", "broadcast"),
         ] {
             let why = url_host_problem(bad).unwrap_or_default();
             assert!(why.contains(says), "{bad}: {why:?}");
