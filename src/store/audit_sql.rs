@@ -73,7 +73,8 @@ where
                     if i > 0 {
                         q.push(" OR ");
                     }
-                    q.push(format!("lower(client_ip) {op} ")).push_bind(form);
+                    q.push(format!("lower(trim(client_ip)) {op} "))
+                        .push_bind(form);
                 }
                 q.push(")");
             }
@@ -106,10 +107,11 @@ where
 
 /// The ways a NAS writes the address `given` names in a Calling-Station-Id, as comparisons
 /// with the stored text in lower case: bare, with a port (`a.b.c.d:port`, `[v6]:port`,
-/// strongSwan's `addr[port]`), in brackets, IPv4-mapped. As exempt networks and remembered
-/// logins read it (`pipeline::networks`): compared as text, `--client-ip 2001:db8::21`
-/// found 1 of a user's 4 logins from there, the others written with ports. Spellings with
-/// leading zeros or written out in full are not found. `None` for what is no address (a
+/// strongSwan's `addr[port]`), in brackets, IPv4-mapped, with spaces around. As exempt
+/// networks and remembered logins read it (`pipeline::networks`): compared as text,
+/// `--client-ip 2001:db8::21` found 1 of a user's 4 logins from there, the others written
+/// with ports. Spellings with leading zeros, written out in full, or IPv4-mapped in hex
+/// (`::ffff:a09:101`) are not found (`--count-by client-ip` counts them under the address). `None` for what is no address (a
 /// MAC, a phone number): matched as given.
 fn address_forms(given: &str) -> Option<Vec<(&'static str, String)>> {
     let ip: std::net::IpAddr = crate::pipeline::networks::station_key(given).parse().ok()?;
