@@ -179,10 +179,17 @@ fn refuse_closed_parent(key: &str, path: &Path, below: &Path, who: &Who) -> anyh
     if matches!(who, Who::Me) {
         return Ok(());
     }
-    let Ok(below) = std::path::absolute(below) else {
+    let Ok(written) = std::path::absolute(below) else {
         return Ok(());
     };
-    for dir in below.ancestors().skip(1) {
+    // The path as written, and where its links lead (a /srv/radmfa that links into
+    // /root/...): the kernel walks both.
+    let resolved = std::fs::canonicalize(below).ok();
+    let ancestors = written
+        .ancestors()
+        .skip(1)
+        .chain(resolved.iter().flat_map(|r| r.ancestors().skip(1)));
+    for dir in ancestors {
         if let Some(why) = denied(dir, AccessFlags::X_OK, who) {
             anyhow::bail!(
                 "{key} {}: {} cannot enter the directory {} above it ({why}), so cannot reach \
@@ -398,6 +405,17 @@ mod tests {
             .to_string();
         assert!(
             refused.contains("store.key_file") && refused.contains(&shown),
+            "{refused}"
+        );
+        // Reached through a link from an open directory: the kernel still walks the closed
+        // one the link leads into.
+        let open = outer.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::os::unix::fs::symlink(&dir, open.join("state")).unwrap();
+        let linked = open.join("state").join("radmfa.db");
+        let refused = refuse(&linked, &service).unwrap_err().to_string();
+        assert!(
+            refused.contains("cannot enter the directory") && refused.contains(&shown),
             "{refused}"
         );
     }
