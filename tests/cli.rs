@@ -1289,6 +1289,11 @@ fn assigning_or_importing_under_another_name_of_an_entry_with_tokens_is_said() {
         "{err}"
     );
     assert!(serials_of(&cfg, "asmith").contains(&"HW-3".to_string()));
+    // A disabled token under the other name lets no one in: nothing to refuse for.
+    assert!(run(&cfg, &["user", "reset", "asmith"]).0);
+    assert!(run(&cfg, &["token", "disable", &alices[0]]).0);
+    let (ok, _, err) = run(&cfg, &["token", "assign", "HW-3", "asmith"]);
+    assert!(ok, "{err}");
 }
 
 #[test]

@@ -102,7 +102,7 @@ fn held_under_other_names(
         {
             let mut serials: Vec<String> = stored
                 .values()
-                .filter(|r| r.token.user.as_deref() == Some(key.as_str()))
+                .filter(|r| r.token.enabled && r.token.user.as_deref() == Some(key.as_str()))
                 .map(|r| super::printable(&r.token.serial).into_owned())
                 .collect();
             if serials.is_empty() {

@@ -826,7 +826,9 @@ pub(super) async fn tokens_under_another_name(
     others: &[(String, String)],
 ) -> anyhow::Result<Option<(String, String)>> {
     for (shown, key) in others {
-        let held = store.list_tokens(&holder_of(key)).await?;
+        // A disabled token lets no one in: nothing to keep working.
+        let mut held = store.list_tokens(&holder_of(key)).await?;
+        held.retain(|r| r.token.enabled);
         if held.is_empty() {
             continue;
         }
