@@ -799,6 +799,17 @@ fn keys_tls_cannot_use_are_named() {
         !out.status.success() && err.contains("--radsec-key") && err.contains("P-521 key"),
         "{err}"
     );
+    // An RSA key over 4096 bits: ring signs with none (it verifies up to 8192).
+    let (big_key, big_cert) = new_pair("rsa5120", &["rsa:5120"]);
+    o.extra = format!(
+        "\n[radsec]\nlisten = [\"127.0.0.1:0\"]\ncert_file = {:?}\nkey_file = {:?}\nca_file = {:?}\n",
+        big_cert, big_key, good.ca
+    );
+    let (passed, err) = check(&o);
+    assert!(
+        !passed && err.contains("is a 5120-bit RSA key") && err.contains("4096"),
+        "{err}"
+    );
     // A CA with a key ring cannot verify with: warned of, naming the CA.
     let (_, weak_ca) = new_pair("rsa1024", &["rsa:1024"]);
     let both = pki_dir.path().join("both-cas.pem");

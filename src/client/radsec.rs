@@ -116,10 +116,9 @@ pub fn client_config(a: &RadsecArgs) -> anyhow::Result<Arc<rustls::ClientConfig>
         .with_root_certificates(roots)
         .with_client_auth_cert(certs.clone(), key)
         .map_err(|e| {
-            match certs
-                .first()
-                .and_then(crate::server::radsec::key_ring_cannot_use)
-            {
+            match certs.first().and_then(|c| {
+                crate::server::radsec::key_ring_cannot_use(c, crate::server::radsec::KeyUse::Sign)
+            }) {
                 Some(what) => anyhow::anyhow!(
                     "--radsec-key: {} is {what}, and {}",
                     key_path.display(),

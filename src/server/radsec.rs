@@ -402,12 +402,17 @@ fn stamps(cfg: &RadsecConfig) -> Vec<FileStamp> {
 /// under 2048 bits, or an ECDSA key on a curve other than P-256 and P-384 (P-521 is the
 /// one people make). ring says only that it could not parse the key, or nothing at all
 /// ("do not form a usable pair"), and the admin looked for a damaged file or a mismatch.
-pub(crate) fn key_ring_cannot_use(cert: &CertificateDer<'_>) -> Option<String> {
+pub(crate) fn key_ring_cannot_use(cert: &CertificateDer<'_>, use_: KeyUse) -> Option<String> {
+    // ring signs with RSA keys of 2048 to 4096 bits and verifies with 2048 to 8192.
+    let most_rsa_bits = match use_ {
+        KeyUse::Sign => 4096,
+        KeyUse::Verify => 8192,
+    };
     use x509_parser::public_key::PublicKey;
     let (_, x) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
     let spki = x.public_key();
     match spki.parsed().ok()? {
-        PublicKey::RSA(rsa) if rsa.key_size() < 2048 => {
+        PublicKey::RSA(rsa) if !(2048..=most_rsa_bits).contains(&rsa.key_size()) => {
             Some(format!("a {}-bit RSA key", rsa.key_size()))
         }
         PublicKey::EC(_) => {
@@ -423,6 +428,14 @@ pub(crate) fn key_ring_cannot_use(cert: &CertificateDer<'_>) -> Option<String> {
     }
 }
 
+/// What a key is for, in [`key_ring_cannot_use`]: ring takes larger RSA keys to verify
+/// with than to sign with.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum KeyUse {
+    Sign,
+    Verify,
+}
+
 /// The CAs of `ca_file` whose keys ring cannot verify with, each said as "SUBJECT has
 /// REASON": every NAS certificate one of them signed is refused at its handshake
 /// (BadSignature), so `config check` says it before the first NAS is turned away.
@@ -432,7 +445,7 @@ pub(crate) fn cas_ring_cannot_verify_with(ca_file: &std::path::Path) -> Vec<Stri
     };
     cas.iter()
         .filter_map(|ca| {
-            let what = key_ring_cannot_use(ca)?;
+            let what = key_ring_cannot_use(ca, KeyUse::Verify)?;
             let (_, x) = x509_parser::parse_x509_certificate(ca.as_ref()).ok()?;
             Some(format!("{:?} has {what}", x.subject().to_string()))
         })
@@ -440,13 +453,13 @@ pub(crate) fn cas_ring_cannot_verify_with(ca_file: &std::path::Path) -> Vec<Stri
 }
 
 /// What to make instead, after [`key_ring_cannot_use`]'s reason.
-pub(crate) const KEYS_RING_SIGNS_WITH: &str = "radmfa's TLS signs with RSA keys of 2048 bits \
-     or more, ECDSA P-256 or P-384, and Ed25519: make a new key (ECDSA P-256, or RSA 3072) \
+pub(crate) const KEYS_RING_SIGNS_WITH: &str = "radmfa's TLS signs with RSA keys of 2048 to \
+     4096 bits, ECDSA P-256 or P-384, and Ed25519: make a new key (ECDSA P-256, or RSA 3072) \
      and have its certificate issued again";
 
 /// What a CA's key must be, after [`cas_ring_cannot_verify_with`]'s reason.
-pub(crate) const CAS_RING_VERIFIES: &str = "radmfa's TLS verifies with RSA keys of 2048 bits \
-     or more, ECDSA P-256 or P-384, and Ed25519: the NAS certificates need a CA with such a \
+pub(crate) const CAS_RING_VERIFIES: &str = "radmfa's TLS verifies with RSA keys of 2048 to \
+     8192 bits, ECDSA P-256 or P-384, and Ed25519: the NAS certificates need a CA with such a \
      key";
 
 /// The TLS server configuration from `[radsec]`; errors name the key and file.
@@ -519,7 +532,9 @@ fn build(cfg: &RadsecConfig) -> anyhow::Result<Tls> {
     let verifier: Arc<dyn rustls::server::danger::ClientCertVerifier> = Arc::new(
         super::radsec_anchors::WithIntermediates::new(verifier, &anchors, intermediates),
     );
-    let unusable_key = certs.first().and_then(key_ring_cannot_use);
+    let unusable_key = certs
+        .first()
+        .and_then(|c| key_ring_cannot_use(c, KeyUse::Sign));
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .context("TLS versions")?
