@@ -1483,9 +1483,80 @@ fn challenge_then_enter_with_radclient() {
         .contains("login ended before the call was decided"));
 }
 
+/// Password, "call", then "app" at the call's prompt: the request that carried "app"
+/// checked no password, and its audit record says the app was chosen (it said "password
+/// ok; waiting for code", with the call's phone in a TOTP row). A # pressed later on the
+/// call left ringing is told another way was chosen, and the code finishes the login.
+#[test]
+fn choosing_the_app_at_the_calls_prompt_is_audited_as_such() {
+    let slapd = directory();
+    let standin = Standin::start();
+    standin.script(DIRECTORY_MOBILE, Script::Silent);
+    let clients = [client(
+        "vpn",
+        "127.0.0.1",
+        "methods = [\"totp\", \"voice\"]\nvoice_mode = \"challenge\"",
+    )];
+    let srv = start(&slapd, &standin, "", "", &clients);
+    let seed = srv.enroll("alice", &[]);
+    let answer = |text: &str, state: &serde_json::Value| {
+        py(
+            &srv,
+            &[
+                "--user",
+                "alice",
+                "--password",
+                text,
+                "--state",
+                state.as_str().unwrap(),
+            ],
+        )
+    };
+    let r1 = py(&srv, &["--user", "alice", "--password", ALICE_PW]);
+    assert_eq!(code_of(&r1), "Access-Challenge", "{r1}\n{}", srv.log());
+    let r2 = answer("call", &r1["state"]);
+    assert!(
+        message(&r2).contains("Answer the call"),
+        "{r2}\n{}",
+        srv.log()
+    );
+    wait_for_a_call(&standin);
+    let call = standin.calls()[0].clone();
+    // Enter before the call is answered: asked again, with the way out still offered.
+    let again = answer("", &r2["state"]);
+    assert!(
+        message(&again).contains("not answered yet") && message(&again).contains("or type app"),
+        "{again}"
+    );
+    let r3 = answer("app", &again["state"]);
+    assert_eq!(code_of(&r3), "Access-Challenge", "{r3}\n{}", srv.log());
+    let rec = &srv.audit_json("alice")[0];
+    assert_eq!(rec["result"], "challenge", "{rec}");
+    assert!(
+        rec["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("the app chosen at the prompt")),
+        "{rec}"
+    );
+    assert!(rec["phone"].is_null(), "{rec}");
+    let pressed = standin.post_callback(
+        &call.gather_action(),
+        Standin::gather_params(&call, ""),
+        None,
+    );
+    assert!(
+        pressed.body.contains("another way to sign in was chosen"),
+        "{pressed:?}"
+    );
+    let code = common::peers::totp(&seed, common::peers::now(), &[]);
+    let r4 = answer(&code, &r3["state"]);
+    assert_eq!(code_of(&r4), "Access-Accept", "{r4}\n{}", srv.log());
+}
+
 /// Typing "sms" at the call's prompt fails the call: a # pressed on it approves nothing and
-/// the callee hears that the sign-in ended (it heard "approved" before, for a login no
-/// longer waiting). The call is not hung up: its owner can still report fraud on it, which
+/// the callee hears that another way to sign in was chosen (it heard "approved" before,
+/// for a login no longer waiting, and then "ended without approval, please sign in
+/// again", to a user who went on to sign in by SMS). The call is not hung up: its owner can still report fraud on it, which
 /// someone with the password who switched away at once must not be able to silence. The
 /// SMS code finishes the login.
 #[test]
@@ -1522,7 +1593,10 @@ fn choosing_sms_at_the_calls_prompt_fails_the_call_but_leaves_the_fraud_report()
     );
     assert_eq!(pressed.status, 200, "{pressed:?}");
     assert!(
-        pressed.body.contains("already ended without approval"),
+        pressed
+            .body
+            .contains("no longer needed: another way to sign in was chosen")
+            && !pressed.body.contains("sign in again"),
         "{pressed:?}"
     );
     let code = standin.wait_sms(1, Duration::from_secs(5))[0].code();

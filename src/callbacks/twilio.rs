@@ -327,6 +327,15 @@ pub async fn gather(
         );
     }
     app.delivery.wake_waiters();
+    // A call the login gave up for another method: told so, not "ended without approval".
+    if !taken
+        && txn
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.starts_with(crate::mfa::voice::ABANDONED_FOR))
+    {
+        return twiml(crate::mfa::voice::abandoned_twiml());
+    }
     // The same keypress posted again (Twilio retries a request whose answer it did not
     // get) finds the call approved: the callee hears what the first answer said, not that
     // the sign-in ended without approval.

@@ -89,6 +89,20 @@ pub fn outcome_twiml(decision: CallDecision, taken: bool) -> String {
     )
 }
 
+/// The start of the reason a call is given when the user, at its prompt, chose another
+/// method (`pipeline::followup`): a key pressed on it later is told so.
+pub const ABANDONED_FOR: &str = "abandoned: the user chose ";
+
+/// What the callee hears after pressing a key on a call the login gave up for another
+/// method (typed `app` at the call's prompt). The call is left ringing on purpose (its
+/// owner may still report fraud), but "ended without approval, please sign in again" told
+/// a user who had signed in with the app that it failed.
+pub fn abandoned_twiml() -> String {
+    "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Say>This call is no longer \
+     needed: another way to sign in was chosen. Goodbye.</Say><Hangup/></Response>"
+        .to_string()
+}
+
 /// What the callee hears when their fraud report could not be recorded (the store failed
 /// through every try): Twilio will not send it again, so a person has to act on it.
 pub fn fraud_not_recorded_twiml() -> String {

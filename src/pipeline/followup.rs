@@ -123,7 +123,12 @@ pub async fn answer(
         v.started_at = Some(started);
         v.info = Some(info.clone());
         v.client_ip = carried.client_ip.clone();
-        if v.phone.is_none() && carried.method.is_some_and(|m| m != Method::Totp) {
+        // Not on a code's verdict (the user switched from a call or SMS to the app): the
+        // audit named the phone in a TOTP row.
+        if v.phone.is_none()
+            && carried.method.is_some_and(|m| m != Method::Totp)
+            && !matches!(v.mode, "totp" | "hotp")
+        {
             v.phone = carried.phone.clone();
         }
         v
@@ -402,7 +407,11 @@ async fn switch_method(
     }
     if current == Method::Voice {
         if let Some(id) = carried.oob.as_deref() {
-            let why = format!("abandoned: the user chose {} instead", method.as_str());
+            let why = format!(
+                "{}{} instead",
+                crate::mfa::voice::ABANDONED_FOR,
+                method.as_str()
+            );
             oob::abandon_call(app, id, &why).await?;
         }
     }

@@ -180,10 +180,14 @@ pub async fn call_answered(
         return Ok(v);
     };
     if txn.status == OobStatus::Pending && r.now < txn.expires_at {
-        let mut reply = Reply::challenge(
-            r.state.to_vec(),
+        // With the other methods the call's prompt offered: `app` still works here, and
+        // the re-prompt left it out.
+        let offered = super::followup::offered(ctx, &r.carried);
+        let prompt = crate::mfa::method::with_hint(
             "The call is not answered yet. Answer it and press #, then press Enter: ",
+            &crate::mfa::method::switch_hint(&offered, crate::mfa::method::Method::Voice),
         );
+        let mut reply = Reply::challenge(r.state.to_vec(), prompt);
         reply.session_timeout = Some((r.pending.expires_at - r.now).max(1) as u32);
         let mut v = Verdict::reject("call not answered yet").with_reply(reply);
         v.mode = "voice";

@@ -179,7 +179,14 @@ async fn totp_prompt(
         cfg.timeout.as_secs() as i64,
     )
     .await?;
-    let mut v = s.verdict(reply, s.oath_mode, "password ok; waiting for code");
+    // Reached from a prompt (`started_at` set): the user chose the app there, and no
+    // password was checked in this request; the audit said "password ok" of it.
+    let why = if s.started_at.is_some() {
+        "the app chosen at the prompt; waiting for code"
+    } else {
+        "password ok; waiting for code"
+    };
+    let mut v = s.verdict(reply, s.oath_mode, why);
     // The audit names a phone only when an SMS or call used it.
     v.phone = None;
     Ok(v)
