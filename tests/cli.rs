@@ -1268,6 +1268,13 @@ fn assigning_or_importing_under_another_name_of_an_entry_with_tokens_is_said() {
     assert!(run(&cfg, &["token", "assign", "HW-1", "bob"]).0);
     let (ok, _, err) = run(&cfg, &["token", "assign", "HW-2", "asmith", "--force"]);
     assert!(ok, "{err}");
+    // Not in silence: --force also takes tokens from their holders, and may be given for
+    // that alone.
+    assert!(
+        err.contains("warning: asmith: the directory entry is also named alice")
+            && err.contains(&alices[0]),
+        "{err}"
+    );
     assert_eq!(serials_of(&cfg, "asmith"), vec!["HW-2".to_string()]);
     // An import naming asmith as an owner: imported, with a warning naming alice's token.
     let owned = dir.path().join("owned.csv");

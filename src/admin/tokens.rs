@@ -158,16 +158,24 @@ async fn run_on(cfg: &Config, store: &dyn Store, cmd: TokenCommand) -> anyhow::R
             // passing beside it.
             let others =
                 crate::pipeline::aliases::entry_names_of(&cfg.user_names, &user, &other_names);
-            if !a.force {
-                if let Some((other, serials)) =
-                    super::users::tokens_under_another_name(store, &others).await?
-                {
+            if let Some((other, serials)) =
+                super::users::tokens_under_another_name(store, &others).await?
+            {
+                let name = super::printable(&user);
+                // --force also takes a token from its holder: given for that, it must not
+                // pass this in silence.
+                if a.force {
                     eprintln!(
-                        "{}: the directory entry is also named {other}, which holds token(s) \
+                        "warning: {name}: the directory entry is also named {other}, which \
+                         holds token(s) {serials}; they keep working beside this one \
+                         (`radmfa user reset {other}` ends them)"
+                    );
+                } else {
+                    eprintln!(
+                        "{name}: the directory entry is also named {other}, which holds token(s) \
                          {serials}; logins under either name pass, so those would keep working \
                          beside this one. Nothing assigned. Run `radmfa user reset {other}` \
-                         first (a token for a lost phone), or add --force to keep both",
-                        super::printable(&user)
+                         first (a token for a lost phone), or add --force to keep both"
                     );
                     return Ok(ExitCode::from(1));
                 }
