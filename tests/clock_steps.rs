@@ -144,6 +144,21 @@ fn a_bypass_set_ahead_of_the_clock_is_not_used() {
         "{}",
         srv.log()
     );
+    // Recorded, so the admin is told where it went ("check the spelling" before).
+    let records = srv.audit_json("alice");
+    assert!(
+        records.iter().any(|r| r["result"] == "bypass"
+            && r["reason"]
+                .as_str()
+                .is_some_and(|w| w.starts_with("taken away at a login"))),
+        "{records:?}"
+    );
+    let cancelled = srv.cli(&["user", "bypass", "alice", "--cancel"]);
+    let said = String::from_utf8_lossy(&cancelled.stderr).to_string();
+    assert!(
+        !cancelled.status.success() && said.contains("its bypass was taken away at a login"),
+        "{said}"
+    );
     set_bypass(now() + 300);
     let sound = send(&srv, STATION_A, PW, None);
     assert_eq!(code_of(&sound), "Access-Accept", "{sound}\n{}", srv.log());

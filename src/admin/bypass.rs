@@ -157,6 +157,17 @@ async fn why_none_waits(store: &dyn Store, user: &str, until: Option<i64>) -> St
         .await
         .ok()
         .and_then(|r| r.into_iter().next());
+    // Taken away by a login that found it set while a clock ran ahead.
+    if let Some(a) = admin.as_ref().filter(|a| {
+        a.reason
+            .as_deref()
+            .is_some_and(|r| r.starts_with(crate::pipeline::bypass::TAKEN_AWAY))
+    }) {
+        return format!(
+            "its bypass was {}; nothing to cancel",
+            a.reason.as_deref().unwrap_or_default()
+        );
+    }
     if let Some(a) = admin
         .as_ref()
         .filter(|a| a.reason.as_deref() == Some("cancelled"))

@@ -1269,8 +1269,8 @@ async fn show(cfg: &Config, store: &dyn Store, user: &str, json: bool) -> anyhow
         }
         if let Some(t) = profile.bypass_set(now) {
             let asleep = if t > crate::store::delivery::bypass_latest_end(now) {
-                " (ends more than 24 h from now: set while a clock ran ahead; logins do not \
-                 take it until its end is within 24 h; --cancel it)"
+                " (ends more than 24 h from now: set while a clock ran ahead; not used, and \
+                 the next login that finds it takes it away; --cancel it)"
             } else {
                 ""
             };

@@ -10,6 +10,10 @@ use crate::app::AppState;
 use crate::auth::UserInfo;
 use crate::store::{durability, UserProfile};
 
+/// The start of the reason of the record a login writes when it takes away a bypass set
+/// while a clock ran ahead (see [`take`]).
+pub const TAKEN_AWAY: &str = "taken away at a login";
+
 /// The audit mode of a login the bypass lets in (see [`claim`]).
 pub const MODE: &str = "bypass";
 
@@ -34,6 +38,27 @@ pub async fn take(
         // password alone in for that day. Only if still that one (an admin may grant
         // another meanwhile).
         let cleared = app.store.restore_bypass(user, until, None).await?;
+        if cleared {
+            // Recorded as the grant was, so `user bypass --cancel` and the audit say where
+            // it went (it said "check the spelling").
+            let rec = crate::store::AuditRecord {
+                time: now,
+                user: user.to_string(),
+                mode: "admin".into(),
+                result: "bypass".into(),
+                reason: Some(format!(
+                    "{TAKEN_AWAY}: it ended at {}, more than 24 hours away, so it was set \
+                     while a clock ran ahead",
+                    crate::clock::fmt_time(until)
+                )),
+                server_name: app.config().server.name.clone(),
+                ..Default::default()
+            };
+            app.store
+                .append_audit(&rec)
+                .await
+                .inspect_err(|_| super::audit::count_lost(app))?;
+        }
         tracing::warn!(
             user,
             until = %crate::clock::fmt_time(until),
