@@ -401,6 +401,19 @@ impl PhaseReport {
         s
     }
 
+    /// Requests cut off at the end after a second or more where 99 % of the answers came
+    /// within a tenth of a second: lost, not waiting on a slow server.
+    fn lost_at_end(&self) -> u64 {
+        let fast = self
+            .p99_ms
+            .is_some_and(|p99| p99 * 10.0 <= STALLED.as_secs_f64() * 1000.0);
+        if fast {
+            self.stalled
+        } else {
+            0
+        }
+    }
+
     /// Why this phase counts as failed, if it does: a reply that failed verification, no
     /// expected reply at all, or more than `max_errors` of the requests timed out, got
     /// another answer, or were never sent for want of a TOTP step (a run that was mostly
@@ -432,8 +445,12 @@ impl PhaseReport {
             ));
         }
         // Stalled requests are not errors by themselves: a server slow past a second under
-        // load (FreeRADIUS with 100,000 prompts open) still answers, and is measured.
+        // load (FreeRADIUS with 100,000 prompts open) still answers, and is measured. Where
+        // 99 % of the answers came within a tenth of that, they were lost, not slow: a
+        // server dropping one request in five passed a 3 s run with exit 0.
+        let lost = self.lost_at_end();
         let errors = self.timeouts
+            + lost
             + self.unreachable
             + self.forged
             + self.unsigned
@@ -504,10 +521,17 @@ impl PhaseReport {
                 self.step_skipped
             ));
         }
-        if self.cut_off > 0 {
+        if lost > 0 {
+            what.push(format!(
+                "{lost} unanswered for a second or more when the run ended, while 99 % of the \
+                 answers came within {:.1} ms (lost)",
+                self.p99_ms.unwrap_or_default()
+            ));
+        }
+        if self.cut_off > lost {
             what.push(format!(
                 "{} unanswered when the run ended (not counted as errors)",
-                self.cut_off
+                self.cut_off - lost
             ));
         }
         if self.expected == 0 {
@@ -565,9 +589,10 @@ mod tests {
         assert!(r.text().contains("Access-Reject 1"));
     }
 
-    /// Requests cut off after a second or more fail a phase only where the server had
-    /// gone quiet: a slow server still answering to the end (FreeRADIUS with 100,000
-    /// prompts open, answers taking over a second) is measured, not failed.
+    /// Requests cut off after a second or more fail a phase where the server had gone
+    /// quiet, or answered everything else fast (they were lost): a slow server still
+    /// answering to the end (FreeRADIUS with 100,000 prompts open, answers taking over a
+    /// second) is measured, not failed.
     #[test]
     fn stalled_requests_fail_a_phase_only_when_the_server_went_quiet() {
         let phase = |quiet: Duration| {
@@ -584,6 +609,20 @@ mod tests {
         let slow = phase(Duration::from_millis(20));
         assert_eq!((slow.cut_off, slow.stalled), (40, 40));
         assert_eq!(slow.failure(0.01), None, "{}", slow.text());
+        // A fast server that dropped them: lost, and counted.
+        let mut t = Tally::default();
+        for _ in 0..200 {
+            t.record(Outcome::Expected, Duration::from_millis(2));
+        }
+        for _ in 0..40 {
+            t.record(Outcome::CutOff, Duration::from_millis(1200));
+        }
+        t.quiet_at_end = Some(Duration::from_millis(5));
+        let lossy = PhaseReport::new("status", t, Duration::from_secs(3));
+        let why = lossy
+            .failure(0.01)
+            .expect("a server dropping requests fails");
+        assert!(why.contains("40 unanswered for a second or more"), "{why}");
         let quiet = phase(Duration::from_millis(1800));
         let why = quiet.failure(0.01).expect("a server gone quiet fails");
         assert!(why.contains("no reply in the last 1.8 s"), "{why}");
