@@ -398,6 +398,11 @@ async fn refuse_unless_existing(cfg: &StoreConfig) -> anyhow::Result<()> {
 /// Refuses a store no start or command has set up: a SQLite database that is not there,
 /// a PostgreSQL database without radmfa's key record.
 async fn refuse_unless_set_up(cfg: &StoreConfig) -> anyhow::Result<()> {
+    if let StoreConfig::Sqlite { path, .. } = cfg {
+        if let Some(why) = database_out_of_reach(path) {
+            anyhow::bail!(why);
+        }
+    }
     match cfg {
         StoreConfig::Sqlite { path, .. } if !has_database(path) => anyhow::bail!(
             "store.path {}: no database there, so nothing to show or change (radmfa makes \
@@ -542,6 +547,9 @@ pub fn sqlite_sealer(
 /// What `serve`, the commands that make a database and `config check --connect` say of a
 /// key file whose database is not at `store.path`.
 pub(crate) fn key_without_database(path: &std::path::Path, key_file: &std::path::Path) -> String {
+    if let Some(why) = database_out_of_reach(path) {
+        return why;
+    }
     let state = if path.exists() {
         "is an empty file"
     } else {
@@ -554,6 +562,22 @@ pub(crate) fn key_without_database(path: &std::path::Path, key_file: &std::path:
         path.display(),
         key_file.display()
     )
+}
+
+/// A database this account may not even look at, said as such: taken for a missing one,
+/// it was "no database there" or "does not exist", while the file was there below a
+/// directory (or through a link into one) this account may not enter.
+pub(crate) fn database_out_of_reach(path: &std::path::Path) -> Option<String> {
+    match std::fs::metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Some(format!(
+            "store.path {}: permission denied to the user radmfa runs as, {}: a directory on \
+             the way (or one a link leads into) it may not enter; `namei -l {}` shows the way",
+            path.display(),
+            crate::store::writable::runs_as(),
+            path.display()
+        )),
+        _ => None,
+    }
 }
 
 /// Whether a database is at `path`: a file with something in it. An empty file is none:

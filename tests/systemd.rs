@@ -154,6 +154,14 @@ impl Host {
         cmd
     }
 
+    /// An admin command run as the service user (`sudo -u radmfa radmfa ...`).
+    fn command_as_service(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(&self.bin);
+        cmd.arg("--config").arg(&self.config).args(args);
+        cmd.uid(SERVICE_UID).gid(SERVICE_UID);
+        cmd
+    }
+
     /// The same command line run by root from a shell, as an admin debugging would.
     fn start_as_root(&self) -> Server {
         Server::spawn(
@@ -315,6 +323,40 @@ fn refused_start(host: &Host) -> Output {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     child.wait_with_output().unwrap()
+}
+
+/// A database that is a link into a directory the service's account may not enter (a
+/// restore left under a 0700 directory of root's, linked into place): `config check` run
+/// as root warns, naming the closed directory; it passed. And the service's own commands
+/// say permission denied, where they said "no database there" of a file that is there.
+#[test]
+fn a_database_linked_into_a_closed_directory_is_named() {
+    let slapd = Slapd::start(&[LdapUser::new("alice", "alice-pw")]);
+    let host = Host::new(&slapd.url);
+    let mut srv = host.start_service();
+    assert!(srv.stop().success(), "{}", srv.log());
+    let db = host.state.join("radmfa.db");
+    let closed = host.state.parent().unwrap().join("closed");
+    std::fs::create_dir(&closed).unwrap();
+    std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::rename(&db, closed.join("radmfa.db")).unwrap();
+    std::os::unix::fs::symlink(closed.join("radmfa.db"), &db).unwrap();
+    let out = cli_on(&host.config, &["config", "check", "--connect"]);
+    let said = text(&out);
+    assert!(
+        said.contains("cannot enter the directory")
+            && said.contains(&closed.display().to_string())
+            && said.contains("presumably nobody (uid 65534)"),
+        "{said}"
+    );
+    let out = host.command_as_service(&["user", "list"]).output().unwrap();
+    let said = text(&out);
+    assert!(
+        !out.status.success()
+            && said.contains("permission denied to the user radmfa runs as")
+            && !said.contains("no database there"),
+        "{said}"
+    );
 }
 
 /// A store the service user cannot write (a backup restored by root, the chown forgotten)

@@ -187,7 +187,13 @@ pub async fn connect(cfg: &Config, user: Option<&str>) -> anyhow::Result<bool> {
             } else {
                 "does not exist yet (radmfa serve creates it)"
             };
+            // Not "does not exist": the file may well be there, out of this account's reach.
+            let out_of_reach = crate::app::database_out_of_reach(path);
             match (crate::app::has_database(path), key_file.exists()) {
+                _ if out_of_reach.is_some() => Some((
+                    false,
+                    format!("store: {}", out_of_reach.unwrap_or_default()),
+                )),
                 (true, true) => None,
                 // The key file outlives its database only when the database went: moved
                 // away for a restore whose backup then landed at another path, say. `serve`

@@ -94,6 +94,10 @@ fn presumed_service(db: &Path) -> Option<Who> {
 fn refuse(db: &Path, who: &Who) -> anyhow::Result<()> {
     let dir = directory(db);
     refuse_closed_parent("store.path", db, dir, who)?;
+    // The database itself a link into a closed directory: resolved on its own.
+    if db.is_symlink() {
+        refuse_closed_parent("store.path", db, db, who)?;
+    }
     if let Some(why) = denied(dir, AccessFlags::W_OK | AccessFlags::X_OK, who) {
         anyhow::bail!(
             "store.path {}: {} cannot create files in the directory {} ({why}); SQLite \
