@@ -512,7 +512,7 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
                 || host == "localhost"
                 || host
                     .parse::<std::net::IpAddr>()
-                    .is_ok_and(|ip| ip.is_loopback());
+                    .is_ok_and(|ip| ip.to_canonical().is_loopback());
             let mode = options.get_ssl_mode();
             if !local && matches!(mode, PgSslMode::Require | PgSslMode::VerifyCa) {
                 // sqlx checks no certificate at all under require (libpq would, with a
@@ -1451,10 +1451,11 @@ fn scheme_off_host(scheme: &str, url: &str) -> bool {
         Some(v6) => v6.split(']').next().unwrap_or(""),
         None => authority.split(':').next().unwrap_or(""),
     };
+    // IPv4-mapped too: [::ffff:7f00:1] is 127.0.0.1, and was warned of as the network.
     let loopback = host.eq_ignore_ascii_case("localhost")
         || host
             .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
+            .is_ok_and(|ip| ip.to_canonical().is_loopback());
     !loopback
 }
 
@@ -2516,6 +2517,8 @@ mod tests {
             "ldap://127.0.0.1:3890",
             "ldap://localhost",
             "ldap://[::1]:389",
+            "ldap://[::ffff:7f00:1]:389",
+            "ldap://[::ffff:127.0.0.1]",
         ] {
             assert!(!cleartext_off_host(fine), "{fine}");
         }
