@@ -147,6 +147,9 @@ async fn why_none_waits(store: &dyn Store, user: &str, until: Option<i64>) -> St
             mode: mode.map(str::to_string),
             result: Some(result.to_string()),
             limit: 1,
+            // The last written, not the last stamped: a grant made while a clock ran ahead
+            // is stamped after the login that took it away, and hid that record.
+            newest_by_id: true,
             ..Default::default()
         };
         async move { store.audit(&filter).await }
@@ -181,7 +184,7 @@ async fn why_none_waits(store: &dyn Store, user: &str, until: Option<i64>) -> St
     let used = used
         .ok()
         .and_then(|r| r.into_iter().next())
-        .filter(|u| admin.as_ref().is_none_or(|a| u.time >= a.time));
+        .filter(|u| admin.as_ref().is_none_or(|a| u.id > a.id));
     match used {
         Some(r) => format!(
             "its bypass was used already, by a login at {} through {} (radmfa audit --user \
