@@ -94,10 +94,25 @@ fn presumed_service(db: &Path) -> Option<Who> {
 fn refuse(db: &Path, who: &Who) -> anyhow::Result<()> {
     let dir = directory(db);
     refuse_closed_parent("store.path", db, dir, who)?;
-    // The database itself a link into a closed directory: resolved on its own.
-    if db.is_symlink() {
+    // The database itself a link: resolved on its own, into a directory that must be
+    // entered and written as well, since SQLite and the serving lock make their files
+    // beside the file the link leads to, not beside the link.
+    let target = db
+        .is_symlink()
+        .then(|| std::fs::canonicalize(db).ok())
+        .flatten();
+    if target.is_some() {
         refuse_closed_parent("store.path", db, db, who)?;
     }
+    let target_dir = target.as_deref().map(|t| directory(t).to_path_buf());
+    for dir in std::iter::once(dir.to_path_buf()).chain(target_dir) {
+        refuse_unwritable_directory(db, &dir, who)?;
+    }
+    refuse_files(target.as_deref().unwrap_or(db), who)
+}
+
+/// The directory the database's files are made in, not writable by `who`.
+fn refuse_unwritable_directory(db: &Path, dir: &Path, who: &Who) -> anyhow::Result<()> {
     if let Some(why) = denied(dir, AccessFlags::W_OK | AccessFlags::X_OK, who) {
         anyhow::bail!(
             "store.path {}: {} cannot create files in the directory {} ({why}); SQLite \
@@ -110,6 +125,11 @@ fn refuse(db: &Path, who: &Who) -> anyhow::Result<()> {
             dir.display()
         );
     }
+    Ok(())
+}
+
+/// The database, SQLite's files beside it and the serving lock, as `who` must use them.
+fn refuse_files(db: &Path, who: &Who) -> anyhow::Result<()> {
     // The database and what SQLite keeps beside it: a -wal or -shm file root's server left
     // behind, root's own, is as fatal as the database.
     for file in beside(db) {
@@ -420,6 +440,25 @@ mod tests {
         let refused = refuse(&linked, &service).unwrap_err().to_string();
         assert!(
             refused.contains("cannot enter the directory") && refused.contains(&shown),
+            "{refused}"
+        );
+        // The database a link into a directory it may enter but not write (root's, 0755):
+        // SQLite and the serving lock make their files beside the link's target.
+        let data = outer.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::write(data.join("radmfa.db"), b"").unwrap();
+        std::os::unix::fs::chown(data.join("radmfa.db"), Some(uid), None).unwrap();
+        let own = outer.path().join("own");
+        std::fs::create_dir(&own).unwrap();
+        std::os::unix::fs::chown(&own, Some(uid), None).unwrap();
+        std::os::unix::fs::symlink(data.join("radmfa.db"), own.join("radmfa.db")).unwrap();
+        let refused = refuse(&own.join("radmfa.db"), &service)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            refused.contains("cannot create files in the directory")
+                && refused.contains(&data.display().to_string()),
             "{refused}"
         );
     }
