@@ -508,11 +508,7 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
         if let Ok(options) = settings.connect_options() {
             use sqlx::postgres::PgSslMode;
             let host = options.get_host();
-            let local = host.starts_with('/')
-                || host == "localhost"
-                || host
-                    .parse::<std::net::IpAddr>()
-                    .is_ok_and(|ip| ip.to_canonical().is_loopback());
+            let local = pg_host_is_local(host);
             let mode = options.get_ssl_mode();
             if !local && matches!(mode, PgSslMode::Require | PgSslMode::VerifyCa) {
                 // sqlx checks no certificate at all under require (libpq would, with a
@@ -1430,6 +1426,22 @@ fn greeting_warning(greeting: &str, fraud_digits: &str) -> Option<String> {
 /// An `ldap://` URL to another machine: a bind there sends the password as it is.
 fn cleartext_off_host(url: &str) -> bool {
     scheme_off_host("ldap://", url)
+}
+
+/// Whether a PostgreSQL host (as sqlx gives it back) is this one: a socket directory,
+/// `localhost`, or a loopback address, IPv4-mapped ones too. An IPv6 host comes in its
+/// brackets (`[::1]`), which no address parses with: `[::1]` and `[::ffff:127.0.0.1]`
+/// were warned of as the network.
+fn pg_host_is_local(host: &str) -> bool {
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    host.starts_with('/')
+        || host == "localhost"
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.to_canonical().is_loopback())
 }
 
 /// A URL with `scheme` (`ldap://`, `http://`) to a host other than this one.
@@ -2501,6 +2513,30 @@ mod tests {
             .any(|w| w.contains("the directory (")));
         // A day-long lock makes even 5 digits acceptable (5 guesses a day).
         assert_eq!(sms_warning(&config(5, 86_400)), None);
+    }
+
+    #[test]
+    fn local_postgres_hosts_are_told_apart() {
+        use super::pg_host_is_local as local;
+        for host in [
+            "/var/run/postgresql",
+            "localhost",
+            "127.0.0.1",
+            "[::1]",
+            "::1",
+            "[::ffff:127.0.0.1]",
+            "[::ffff:7f00:1]",
+        ] {
+            assert!(local(host), "{host}");
+        }
+        for host in [
+            "db.example.org",
+            "10.0.0.5",
+            "[2001:db8::5]",
+            "[::ffff:10.0.0.5]",
+        ] {
+            assert!(!local(host), "{host}");
+        }
     }
 
     #[test]
