@@ -1301,6 +1301,10 @@ fn assigning_or_importing_under_another_name_of_an_entry_with_tokens_is_said() {
     assert!(run(&cfg, &["token", "disable", &alices[0]]).0);
     let (ok, _, err) = run(&cfg, &["token", "assign", "HW-3", "asmith"]);
     assert!(ok, "{err}");
+    // Moving the other name's only token to this one: nothing is left there to keep
+    // working, so nothing to warn of (it named the very token being moved).
+    let (ok, _, err) = run(&cfg, &["token", "assign", "HW-3", "alice", "--force"]);
+    assert!(ok && !err.contains("also named"), "{err}");
 }
 
 #[test]

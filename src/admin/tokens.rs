@@ -159,7 +159,7 @@ async fn run_on(cfg: &Config, store: &dyn Store, cmd: TokenCommand) -> anyhow::R
             let others =
                 crate::pipeline::aliases::entry_names_of(&cfg.user_names, &user, &other_names);
             if let Some((other, serials)) =
-                super::users::tokens_under_another_name(store, &others).await?
+                super::users::tokens_under_another_name(store, &others, Some(&a.serial)).await?
             {
                 let name = super::printable(&user);
                 // --force also takes a token from its holder: given for that, it must not

@@ -804,7 +804,7 @@ async fn held_under_another_name(
     user: &str,
     others: &[(String, String)],
 ) -> anyhow::Result<Option<String>> {
-    Ok(tokens_under_another_name(store, others)
+    Ok(tokens_under_another_name(store, others, None)
         .await?
         .map(|(other, serials)| {
             format!(
@@ -818,17 +818,19 @@ async fn held_under_another_name(
 }
 
 /// The first of `others` (an entry's other names, shown and as keys, from
-/// `aliases::entry_names_of`) that holds tokens, as it is shown, with their serials joined
+/// `aliases::entry_names_of`) that holds tokens other than `except`, as it is shown, with their serials joined
 /// for a message (both escaped for a terminal). A second factor given under one name of an
 /// entry leaves those of its other names working: the lost phone's app code still passes.
 pub(super) async fn tokens_under_another_name(
     store: &dyn Store,
     others: &[(String, String)],
+    except: Option<&str>,
 ) -> anyhow::Result<Option<(String, String)>> {
     for (shown, key) in others {
-        // A disabled token lets no one in: nothing to keep working.
+        // A disabled token lets no one in: nothing to keep working. Nor the one being
+        // moved (`except`, a `token assign` from the other name to this one).
         let mut held = store.list_tokens(&holder_of(key)).await?;
-        held.retain(|r| r.token.enabled);
+        held.retain(|r| r.token.enabled && Some(r.token.serial.as_str()) != except);
         if held.is_empty() {
             continue;
         }
