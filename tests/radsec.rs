@@ -2791,9 +2791,11 @@ fn a_closed_connection_does_not_wait_for_the_rest_of_a_packet() {
     }
     drop(peer.stdin.take());
     let _ = peer.wait();
-    assert_eq!(
-        now_open, before,
-        "radmfa still holds the closed connection's socket"
+    // At most as many as before: another socket (an idle directory connection) may close
+    // meanwhile, which made an equality fail once (5 against 6).
+    assert!(
+        now_open <= before,
+        "radmfa still holds the closed connection's socket: {now_open} against {before}"
     );
     assert!(
         srv.log_shows("closing the connection after a packet that failed verification"),
