@@ -1166,14 +1166,11 @@ fn enroll_verify_refuses_a_token_stored_while_it_waited() {
     assert_eq!(serials_of(&cfg, "carol"), first, "no second token");
 }
 
-/// A directory entry with two names (`uid: alice`, `uid: asmith`): logins under either pass,
-/// each with its own tokens. Enrolling "the new phone" under the other name left the lost
-/// one working under the first; without --force it is refused, naming what the other name
-/// holds. A directory that cannot be asked leaves the names unchecked, as before.
-#[test]
-fn enrolling_under_another_name_of_an_entry_that_holds_tokens_is_refused() {
+/// A directory whose entry for alice is also named asmith (a second `uid`), and bob's
+/// entry with one name.
+fn alice_also_named_asmith() -> common::slapd::Slapd {
     use common::slapd::{LdapUser, Slapd, SlapdOptions};
-    let mut slapd = Slapd::start_with(
+    Slapd::start_with(
         &[LdapUser::new("bob", "bob-pw")],
         SlapdOptions {
             extra_ldif: "dn: uid=alice,ou=people,dc=example,dc=org\n\
@@ -1182,7 +1179,16 @@ fn enrolling_under_another_name_of_an_entry_that_holds_tokens_is_refused() {
                 .into(),
             ..Default::default()
         },
-    );
+    )
+}
+
+/// A directory entry with two names (`uid: alice`, `uid: asmith`): logins under either pass,
+/// each with its own tokens. Enrolling "the new phone" under the other name left the lost
+/// one working under the first; without --force it is refused, naming what the other name
+/// holds. A directory that cannot be asked leaves the names unchecked, as before.
+#[test]
+fn enrolling_under_another_name_of_an_entry_that_holds_tokens_is_refused() {
+    let mut slapd = alice_also_named_asmith();
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path(), &Options::new(&slapd.url));
     let (ok, _, err) = run(&cfg, &["user", "enroll-totp", "alice", "--uri-only"]);
@@ -1228,17 +1234,7 @@ fn enrolling_under_another_name_of_an_entry_that_holds_tokens_is_refused() {
 /// an import goes on, with a warning per owner.
 #[test]
 fn assigning_or_importing_under_another_name_of_an_entry_with_tokens_is_said() {
-    use common::slapd::{LdapUser, Slapd, SlapdOptions};
-    let slapd = Slapd::start_with(
-        &[LdapUser::new("bob", "bob-pw")],
-        SlapdOptions {
-            extra_ldif: "dn: uid=alice,ou=people,dc=example,dc=org\n\
-                         objectClass: inetOrgPerson\nuid: alice\nuid: asmith\n\
-                         cn: Alice Smith\nsn: Smith\nuserPassword: alice-pw\n\n"
-                .into(),
-            ..Default::default()
-        },
-    );
+    let slapd = alice_also_named_asmith();
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path(), &Options::new(&slapd.url));
     let (ok, _, err) = run(&cfg, &["user", "enroll-totp", "alice", "--uri-only"]);

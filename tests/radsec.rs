@@ -756,6 +756,11 @@ fn keys_tls_cannot_use_are_named() {
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
         (key, cert)
     };
+    let section = |cert: &std::path::Path, key: &std::path::Path, ca: &std::path::Path| {
+        format!(
+            "\n[radsec]\nlisten = [\"127.0.0.1:0\"]\ncert_file = {cert:?}\nkey_file = {key:?}\nca_file = {ca:?}\n"
+        )
+    };
     let check = |o: &Options| {
         let config = common::radmfa::write_config(dir.path(), o);
         let out = Command::new(common::radmfa::bin())
@@ -772,10 +777,7 @@ fn keys_tls_cannot_use_are_named() {
         (out.status.success(), said)
     };
     let (p521_key, p521_cert) = new_pair("p521", &["ec", "-pkeyopt", "ec_paramgen_curve:P-521"]);
-    o.extra = format!(
-        "\n[radsec]\nlisten = [\"127.0.0.1:0\"]\ncert_file = {:?}\nkey_file = {:?}\nca_file = {:?}\n",
-        p521_cert, p521_key, good.ca
-    );
+    o.extra = section(&p521_cert, &p521_key, &good.ca);
     let (passed, err) = check(&o);
     assert!(
         !passed
@@ -801,10 +803,7 @@ fn keys_tls_cannot_use_are_named() {
     );
     // An RSA key over 4096 bits: ring signs with none (it verifies up to 8192).
     let (big_key, big_cert) = new_pair("rsa5120", &["rsa:5120"]);
-    o.extra = format!(
-        "\n[radsec]\nlisten = [\"127.0.0.1:0\"]\ncert_file = {:?}\nkey_file = {:?}\nca_file = {:?}\n",
-        big_cert, big_key, good.ca
-    );
+    o.extra = section(&big_cert, &big_key, &good.ca);
     let (passed, err) = check(&o);
     assert!(
         !passed && err.contains("is a 5120-bit RSA key") && err.contains("4096"),
@@ -822,10 +821,7 @@ fn keys_tls_cannot_use_are_named() {
         .concat(),
     )
     .unwrap();
-    o.extra = format!(
-        "\n[radsec]\nlisten = [\"127.0.0.1:0\"]\ncert_file = {:?}\nkey_file = {:?}\nca_file = {:?}\n",
-        good.server_cert, good.server_key, both
-    );
+    o.extra = section(&good.server_cert, &good.server_key, &both);
     let (_, said) = check(&o);
     let warned: Vec<_> = said
         .lines()
@@ -838,10 +834,7 @@ fn keys_tls_cannot_use_are_named() {
         "{said}"
     );
     // The good CA alone: no such warning.
-    o.extra = format!(
-        "\n[radsec]\nlisten = [\"127.0.0.1:0\"]\ncert_file = {:?}\nkey_file = {:?}\nca_file = {:?}\n",
-        good.server_cert, good.server_key, good.ca
-    );
+    o.extra = section(&good.server_cert, &good.server_key, &good.ca);
     let (_, said) = check(&o);
     assert!(!said.contains("radsec.ca_file: the CA"), "{said}");
 }
