@@ -1483,6 +1483,21 @@ fn challenge_then_enter_with_radclient() {
         .contains("login ended before the call was decided"));
 }
 
+/// alice's answer `text` at the prompt whose reply carried `state`.
+fn answer_as_alice(srv: &Server, text: &str, state: &serde_json::Value) -> serde_json::Value {
+    py(
+        srv,
+        &[
+            "--user",
+            "alice",
+            "--password",
+            text,
+            "--state",
+            state.as_str().unwrap(),
+        ],
+    )
+}
+
 /// Password, "call", then "app" at the call's prompt: the request that carried "app"
 /// checked no password, and its audit record says the app was chosen (it said "password
 /// ok; waiting for code", with the call's phone in a TOTP row). A # pressed later on the
@@ -1499,19 +1514,7 @@ fn choosing_the_app_at_the_calls_prompt_is_audited_as_such() {
     )];
     let srv = start(&slapd, &standin, "", "", &clients);
     let seed = srv.enroll("alice", &[]);
-    let answer = |text: &str, state: &serde_json::Value| {
-        py(
-            &srv,
-            &[
-                "--user",
-                "alice",
-                "--password",
-                text,
-                "--state",
-                state.as_str().unwrap(),
-            ],
-        )
-    };
+    let answer = |text: &str, state: &serde_json::Value| answer_as_alice(&srv, text, state);
     let r1 = py(&srv, &["--user", "alice", "--password", ALICE_PW]);
     assert_eq!(code_of(&r1), "Access-Challenge", "{r1}\n{}", srv.log());
     let r2 = answer("call", &r1["state"]);
@@ -1571,19 +1574,7 @@ fn choosing_sms_at_the_calls_prompt_fails_the_call_but_leaves_the_fraud_report()
     assert!(message(&r1).contains("Answer the call"), "{r1}");
     wait_for_a_call(&standin);
     let call = standin.calls()[0].clone();
-    let answer = |text: &str, state: &serde_json::Value| {
-        py(
-            &srv,
-            &[
-                "--user",
-                "alice",
-                "--password",
-                text,
-                "--state",
-                state.as_str().unwrap(),
-            ],
-        )
-    };
+    let answer = |text: &str, state: &serde_json::Value| answer_as_alice(&srv, text, state);
     let r2 = answer("sms", &r1["state"]);
     assert_eq!(code_of(&r2), "Access-Challenge", "{r2}\n{}", srv.log());
     let pressed = standin.post_callback(
