@@ -212,6 +212,15 @@ fn stalled_directory_caps_work_and_recovers() {
     );
 }
 
+/// A code of `seed` at least 40 steps from `secs` that no step within 12 of it shares.
+fn far_code(secs: i64, seed: &str) -> String {
+    let near: Vec<String> = (-12..=12).map(|o| code(secs, seed, o)).collect();
+    (40..)
+        .map(|o| code(secs, seed, o))
+        .find(|c| !near.contains(c))
+        .unwrap()
+}
+
 /// A slapd with `users`, and a radmfa config (in the returned directory) whose one NAS,
 /// 127.0.0.1, sends password and code inline.
 fn inline_setup(users: &[LdapUser]) -> (Slapd, tempfile::TempDir, std::path::PathBuf) {
@@ -385,8 +394,10 @@ fn kill_9_under_load(pg: Option<&common::postgres::PgCluster>) {
                             return;
                         }
                         if offset == -1 && i % 2 == 0 {
-                            // A code 40 steps off: outside every window, a wrong code.
-                            let wrong = format!("{pw},{}", code(now(), seed, 40));
+                            // A code 40 or more steps off, and unlike every code of
+                            // the 25 steps around now: a wrong code, never one that
+                            // matches a step in the window by chance (1 in 10^6 a step).
+                            let wrong = format!("{pw},{}", far_code(now(), seed));
                             if !send(user, &wrong, None) {
                                 return;
                             }
