@@ -3144,6 +3144,9 @@ fn a_name_with_invisible_characters_is_refused() {
         "\talice\r\n",
         "al\u{B}ice",
         "alice\r\nFAKE accept",
+        // The two Cf marks RFC 4518's map-to-nothing list names beside those above.
+        "alice\u{6DD}",
+        "ali\u{70F}ce",
     ];
     for name in names {
         let r = py_password(&srv, name, ALICE_PW);

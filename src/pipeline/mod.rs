@@ -575,14 +575,15 @@ async fn answer(
 
 /// Unicode format characters (general category Cf) that are part of no one's spelling:
 /// soft hyphen, zero-width space, direction marks and embeddings, word joiners, BOM,
-/// interlinear annotation, tags; and the combining grapheme joiner and variation selectors
-/// that RFC 4518 matching drops too. Listed by hand: std has no category lookup. Left
-/// alone on purpose: ZWNJ and ZWJ (U+200C, U+200D) and the Mongolian vowel separator,
+/// interlinear annotation, tags, the Arabic end of ayah and the Syriac abbreviation mark;
+/// and the combining grapheme joiner and variation selectors that RFC 4518 matching drops
+/// too. Listed by hand: std has no category lookup. Every Cf mark on RFC 4518's
+/// map-to-nothing list is here, but for those left alone on purpose: ZWNJ and ZWJ (U+200C, U+200D) and the Mongolian vowel separator,
 /// which Persian, Indic and Mongolian names are spelt with (the alias check stands guard
 /// there: a name must be one of its entry's own).
 pub(crate) fn invisible_format(c: char) -> bool {
     matches!(c,
-        '\u{AD}' | '\u{34F}' | '\u{61C}' | '\u{1806}' | '\u{180B}'..='\u{180D}' | '\u{180F}'
+        '\u{AD}' | '\u{34F}' | '\u{61C}' | '\u{6DD}' | '\u{70F}' | '\u{1806}' | '\u{180B}'..='\u{180D}' | '\u{180F}'
         | '\u{200B}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}'
         | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206F}' | '\u{FE00}'..='\u{FE0F}'
         | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFC}' | '\u{1D173}'..='\u{1D17A}' | '\u{E0001}'
