@@ -106,10 +106,12 @@ pub enum UserCommand {
     EnrollTotp(EnrollArgs),
     /// List users with second-factor state.
     List(JsonFlag),
-    /// Show one user's tokens and lockout state.
+    /// Show one user's tokens, lockout state, and texts and calls against the send limits
+    /// (its own and its number's).
     Show(UserJson),
     /// Lift the second-factor lockout, and the user's and its number's send limits' count of
-    /// the user's texts and calls (the day's cap included; the NAS's limit still counts them).
+    /// the user's texts and calls (the day's cap included; the NAS's limit still counts them),
+    /// and the number's count of other names' sends to it (theirs still count for them).
     Unlock(UserArg),
     /// Remove the user's tokens, app passwords, waiting bypass and remembered logins, so they
     /// must enroll again, and end their open prompts and pending SMS codes and calls. App

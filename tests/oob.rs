@@ -649,6 +649,38 @@ fn a_days_sends_are_capped_beside_the_window() {
     assert_eq!(m["radmfa_oob_sent_total{kind=sms}"], 2.0, "{body}");
     assert_eq!(m["radmfa_oob_sent_total{kind=voice}"], 0.0, "{body}");
     assert_eq!(m["radmfa_send_limited_total{}"], 2.0, "{body}");
+    // bob has nothing of his own stored, and is refused: the admin is told why, and by
+    // whose sends ("no second-factor state" and "was not locked" sent the helpdesk away).
+    let out = cli_ok(&srv, &["user", "show", "bob"]);
+    assert!(
+        out.contains("number:   +15550100: 2 of 2 a day")
+            && out.contains("(by alice 2): texts and calls to it are refused"),
+        "{out}"
+    );
+    assert!(!out.contains("sends:"), "bob sent nothing: {out}");
+    let json = cli_ok(&srv, &["user", "show", "bob", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["sends"]["number"]["refused"], true, "{json}");
+    assert_eq!(v["sends"]["number"]["by"][0]["user"], "alice", "{json}");
+    assert_eq!(v["sends"]["own"]["day"], 0, "{json}");
+    let out = cli_ok(&srv, &["user", "show", "alice"]);
+    assert!(
+        out.contains("sends:    2 of 2 a day") && out.contains("refused until"),
+        "{out}"
+    );
+    // Unlocking bob forgets alice's sends in the number's limits only: bob gets his code,
+    // and alice's own day is still used up.
+    let out = cli_ok(&srv, &["user", "unlock", "bob"]);
+    assert!(
+        out.contains("2 send(s) of other names to its number no longer counted")
+            && out.contains("by alice 2"),
+        "{out}"
+    );
+    let r = login(&srv, "bob", BOB_PW);
+    assert_eq!(code_of(&r), "Access-Challenge", "{r}\n{}", srv.log());
+    assert_eq!(standin.sms().len(), 3);
+    let r = login(&srv, "alice", ALICE_PW);
+    assert!(message(&r).contains("Try again tomorrow"), "{r}");
     // An admin lifts it for alice (someone with her password may have used her day up):
     // her sends no longer count for her or the number's day (the NAS's cap still counts
     // them), and she gets her code.
@@ -656,7 +688,7 @@ fn a_days_sends_are_capped_beside_the_window() {
     assert!(out.contains("2 send(s) no longer counted"), "{out}");
     let r = login(&srv, "alice", ALICE_PW);
     assert_eq!(code_of(&r), "Access-Challenge", "{r}\n{}", srv.log());
-    assert_eq!(standin.sms().len(), 3);
+    assert_eq!(standin.sms().len(), 4);
     // Out of range is refused by name.
     let text = std::fs::read_to_string(&srv.config).unwrap();
     let bad = srv.config.with_file_name("bad.toml");

@@ -138,6 +138,7 @@ store_battery! {
         send_slots_limit_and_window,
         send_slot_given_back_by_its_id,
         forgotten_sends_still_count_for_the_nas,
+        a_numbers_sends_are_told_by_user_and_forgotten,
         oob_begin_get_resolve,
         cancel_oob_of_one_user,
         purge_delivery_state,

@@ -71,20 +71,31 @@ pub async fn granted_entry(
 /// could not be asked. Logins learn them from the directory only; the store does not link
 /// the names, so `user show` and `user unlock` ask it too.
 pub async fn other_names(cfg: &Config, user: &str) -> Result<Vec<(String, String)>, String> {
+    Ok(other_names_of(
+        cfg,
+        user,
+        entry_of(cfg, user).await?.as_ref(),
+    ))
+}
+
+/// `user`'s directory entry: none without `[ldap]` or when no entry is that user's; why
+/// not, when the directory could not be asked.
+pub async fn entry_of(cfg: &Config, user: &str) -> Result<Option<crate::auth::UserInfo>, String> {
     let Some(settings) = &cfg.ldap else {
-        return Ok(Vec::new());
+        return Ok(None);
     };
     let ldap = LdapAuth::new(settings.clone()).map_err(|e| e.to_string())?;
-    let names = match ldap.lookup(user).await {
-        Ok(Some(info)) => info.other_names,
-        Ok(None) => Vec::new(),
-        Err(e) => return Err(e.to_string()),
-    };
-    Ok(crate::pipeline::aliases::entry_names_of(
-        &cfg.user_names,
-        user,
-        &names,
-    ))
+    ldap.lookup(user).await.map_err(|e| e.to_string())
+}
+
+/// [`other_names`] of an entry already read.
+pub fn other_names_of(
+    cfg: &Config,
+    user: &str,
+    entry: Option<&crate::auth::UserInfo>,
+) -> Vec<(String, String)> {
+    let names = entry.map(|i| i.other_names.as_slice()).unwrap_or_default();
+    crate::pipeline::aliases::entry_names_of(&cfg.user_names, user, names)
 }
 
 /// How many owners an import asks the directory about at once: a 5,000-owner file is not

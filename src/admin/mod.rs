@@ -24,6 +24,7 @@ pub mod review;
 pub mod review_file;
 mod review_listen;
 pub mod review_secret_files;
+mod send_limits;
 pub mod serve;
 pub mod token_import;
 mod token_list;

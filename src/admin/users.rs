@@ -120,10 +120,34 @@ async fn run_on(
             // Sends are counted under the entry's key, which may be another of its names
             // (john.doe's under jdoe): each name's is forgotten. The directory is asked
             // once, for this and for the locks under the other names below.
-            let others = entry_other_names(cfg, &a.user).await;
+            let (entry, others) = entry_and_other_names(cfg, &a.user).await;
             let mut sends = store.forget_sends(&format!("user-day:{}", a.user)).await?;
             for (_, key) in &others {
                 sends += store.forget_sends(&format!("user-day:{key}")).await?;
+            }
+            // And the number's, which other names' logins may have used up (a shared desk
+            // phone, a person's admin account): the user was refused with nothing of its own
+            // counted, and "was not locked" sent the helpdesk away. Theirs still count in
+            // their own limits and the NAS's.
+            let profile = store.user_profile(&a.user).await?;
+            let mut number_sends = None;
+            if let Some(number) = super::send_limits::number_of(cfg, &profile, entry.as_ref()) {
+                let now = SystemClock.now();
+                let key = format!("phone-day:{number}");
+                let whose = store.sends_since(&key, now - 86_400, now).await?;
+                let n = store.forget_number_sends(&number).await?;
+                if n > 0 {
+                    let whose = super::send_limits::Counted {
+                        by: whose,
+                        ..Default::default()
+                    };
+                    number_sends = Some(format!(
+                        "{n} send(s) of other names to its number no longer counted against \
+                         the number's limits (by {}; their own limits and the NAS's still count \
+                         them)",
+                        super::send_limits::by_whom(&whose)
+                    ));
+                }
             }
             let mut said = vec![match (was, failures) {
                 (true, _) => "unlocked".to_string(),
@@ -136,7 +160,9 @@ async fn run_on(
                      (the NAS's limit still counts them)"
                 ));
             }
-            let note = (!was || sends > 0).then(|| said.join("; "));
+            let forgot_number = number_sends.is_some();
+            said.extend(number_sends);
+            let note = (!was || sends > 0 || forgot_number).then(|| said.join("; "));
             admin_audit(cfg, store, &a.user, "unlock", note).await?;
             println!("{}: {}", super::printable(&a.user), said.join("; "));
             // A lock lands on the name the wrong codes came under, and refuses every name of
@@ -1102,13 +1128,28 @@ fn also(u: &crate::store::UserSummary) -> String {
 /// The names of `user`'s directory entry other than `user` that are locked now, with until
 /// when (see [`super::directory_name::other_names`]). A directory that cannot be asked is
 /// said on stderr, and nothing is found.
-async fn locked_under_other_names(
+/// The user's directory entry, and its other names with their store keys (see
+/// [`super::directory_name::other_names`]); neither, said on stderr, when the directory
+/// cannot be asked.
+async fn entry_and_other_names(
     cfg: &Config,
-    store: &dyn Store,
     user: &str,
-) -> anyhow::Result<Vec<(String, i64)>> {
-    let names = entry_other_names(cfg, user).await;
-    locked_among(store, names).await
+) -> (Option<crate::auth::UserInfo>, Vec<(String, String)>) {
+    match super::directory_name::entry_of(cfg, user).await {
+        Ok(entry) => {
+            let names = super::directory_name::other_names_of(cfg, user, entry.as_ref());
+            (entry, names)
+        }
+        Err(e) => {
+            eprintln!(
+                "warning: {}: the directory could not be asked for the entry ({e}); a lock \
+                 under one of its other names, which refuses this name too, and the send \
+                 limits of a number from the directory are not looked at",
+                super::printable(user)
+            );
+            (None, Vec::new())
+        }
+    }
 }
 
 /// The other names of `user`'s entry with their store keys (see
@@ -1166,12 +1207,20 @@ async fn show(cfg: &Config, store: &dyn Store, user: &str, json: bool) -> anyhow
     // Asked before "no state" is said: a name with nothing stored of its own is refused all
     // the same while the entry's other name is locked (a user whose number comes from the
     // directory), and the help desk was told there was nothing there.
-    let locked_elsewhere = locked_under_other_names(cfg, store, user).await?;
+    let (entry, others) = entry_and_other_names(cfg, user).await;
+    // The user's texts and calls, and its number's, which other names' logins can use up:
+    // such a user is refused though nothing else of its own is stored.
+    let mut names = vec![user.to_string()];
+    names.extend(others.iter().map(|(_, key)| key.clone()));
+    let number = super::send_limits::number_of(cfg, &profile, entry.as_ref());
+    let sends = super::send_limits::read(cfg, store, &names, number).await?;
+    let locked_elsewhere = locked_among(store, others).await?;
     if tokens.is_empty()
         && status.failures == 0
         && locked.is_none()
         && !has_profile
         && locked_elsewhere.is_empty()
+        && !sends.any(cfg)
     {
         eprintln!(
             "{}: no tokens and no second-factor state",
@@ -1203,6 +1252,7 @@ async fn show(cfg: &Config, store: &dyn Store, user: &str, json: bool) -> anyhow
                 serde_json::json!({ "user": name, "locked_until": until })
             }).collect::<Vec<_>>(),
             "phone": profile.phone, "method": profile.method,
+            "sends": super::send_limits::json(cfg, &sends),
             "blocked_at": profile.blocked_at, "blocked_reason": profile.blocked_reason,
             "bypass_until": profile.bypass_set(now),
             "remembered": remembered.iter().map(|r| serde_json::json!({
@@ -1265,6 +1315,9 @@ async fn show(cfg: &Config, store: &dyn Store, user: &str, json: bool) -> anyhow
             None => println!("phone:    -"),
         }
         println!("method:   {}", profile.method.as_deref().unwrap_or("-"));
+        for line in super::send_limits::lines(cfg, user, &sends) {
+            println!("{line}");
+        }
         if let Some(at) = profile.blocked_at {
             let why = super::printable(profile.blocked_reason.as_deref().unwrap_or(""));
             println!("blocked:  since {} ({why})", super::audit::fmt_time(at));

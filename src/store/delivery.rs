@@ -85,6 +85,14 @@ pub struct SendLimit {
 /// over all users, and a helpdesk unlocking user after user during an incident would
 /// otherwise top it up each time. The number's are forgotten with the user's because they
 /// allow as many: kept, they alone would refuse the unlocked user's next send.
+/// [`super::Store::sends_since`]'s query, for both dialects (`?1`… are rewritten to `$1`…
+/// for PostgreSQL): a send's `user-day:` event names whose it was. Joined on the slot, so a
+/// row of an earlier release (no slot) counts under "".
+pub(super) const SENDS_SINCE: &str = "SELECT COALESCE(substr(u.key, 10), '') AS who, \
+     COUNT(*) AS n FROM send_events p \
+     LEFT JOIN send_events u ON u.slot = p.slot AND u.key LIKE 'user-day:%' \
+     WHERE p.key = ?1 AND p.at > ?2 AND p.at <= ?3 GROUP BY who ORDER BY who";
+
 pub(super) const USER_SEND_KEYS: &str = "(key LIKE 'user:%' OR key LIKE 'user-day:%' \
                                           OR key LIKE 'phone:%' OR key LIKE 'phone-day:%')";
 

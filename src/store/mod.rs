@@ -903,6 +903,29 @@ pub trait Store: Send + Sync + 'static {
         let _ = key;
         Err(StoreError::Unsupported("forget_sends"))
     }
+    /// The sends counted under `key` (`phone-day:+4930…`) after `since` and not stamped
+    /// ahead of `now` by more than nodes' skew (as `take_send_slot` counts them), by the
+    /// user whose login made them: the entry key of the same send's `user-day:` event, ""
+    /// for a send an earlier release recorded (no slot ties its events). What `user show`
+    /// and `user unlock` say of a user's and its number's limits.
+    async fn sends_since(
+        &self,
+        key: &str,
+        since: i64,
+        now: i64,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
+        let _ = (key, since, now);
+        Err(StoreError::Unsupported("sends_since"))
+    }
+    /// Forgets every send to `phone` in the number's own limits (`phone:`, `phone-day:`),
+    /// whoever's login made it; the users' and the NAS's limits still count them. For
+    /// `user unlock` of a user refused because other names' sends used up the number they
+    /// share (an admin account and a normal one, a shared desk phone). Returns how many
+    /// sends were forgotten.
+    async fn forget_number_sends(&self, phone: &str) -> Result<u64, StoreError> {
+        let _ = phone;
+        Err(StoreError::Unsupported("forget_number_sends"))
+    }
     /// Inserts `txn` unless a transaction with the same `request_key` exists, which is
     /// returned instead: exactly one caller gets `Created`, also across nodes.
     async fn begin_oob(&self, txn: &OobTransaction) -> Result<OobBegin, StoreError> {

@@ -801,6 +801,17 @@ impl Store for PgStore {
     async fn forget_sends(&self, key: &str) -> Result<u64, StoreError> {
         self.forget_sends_impl(key).await
     }
+    async fn sends_since(
+        &self,
+        key: &str,
+        since: i64,
+        now: i64,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
+        self.sends_since_impl(key, since, now).await
+    }
+    async fn forget_number_sends(&self, phone: &str) -> Result<u64, StoreError> {
+        self.forget_number_sends_impl(phone).await
+    }
 
     async fn begin_oob(&self, txn: &OobTransaction) -> Result<OobBegin, StoreError> {
         self.begin_oob_impl(txn).await

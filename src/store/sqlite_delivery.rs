@@ -325,6 +325,36 @@ impl SqliteStore {
         Ok(sends as u64)
     }
 
+    pub(super) async fn sends_since_impl(
+        &self,
+        key: &str,
+        since: i64,
+        now: i64,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(super::delivery::SENDS_SINCE)
+            .bind(key)
+            .bind(since)
+            .bind(now + crate::clock::FUTURE_SLACK_SECS)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.into_iter().map(|(w, n)| (w, n as u64)).collect())
+    }
+
+    pub(super) async fn forget_number_sends_impl(&self, phone: &str) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let sends: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM send_events WHERE key = 'phone-day:' || ?1")
+                .bind(phone)
+                .fetch_one(&mut *tx)
+                .await?;
+        sqlx::query("DELETE FROM send_events WHERE key IN ('phone:' || ?1, 'phone-day:' || ?1)")
+            .bind(phone)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(sends as u64)
+    }
+
     pub(super) async fn begin_oob_impl(&self, t: &OobTransaction) -> Result<OobBegin, StoreError> {
         let inserted = sqlx::query(&format!(
             "INSERT INTO oob_transactions ({OOB_COLUMNS}) \

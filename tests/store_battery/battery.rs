@@ -89,6 +89,7 @@ where
     send_slots_limit_and_window(&*make().await).await;
     send_slot_given_back_by_its_id(&*make().await).await;
     forgotten_sends_still_count_for_the_nas(&*make().await).await;
+    a_numbers_sends_are_told_by_user_and_forgotten(&*make().await).await;
     oob_begin_get_resolve(&*make().await).await;
     cancel_oob_of_one_user(&*make().await).await;
     purge_delivery_state(&*make().await).await;
@@ -2908,6 +2909,73 @@ pub async fn forgotten_sends_still_count_for_the_nas(store: &dyn Store) {
         send("c", 4, "c1").await,
         Some(1),
         "the number is full again"
+    );
+}
+
+/// Two users share a number (an admin account and a normal one): a's sends fill the number's
+/// limits, and b is refused though b sent nothing. What an admin is told: the number's
+/// sends, by whose login; `user unlock b` forgets them in the number's limits only, so b
+/// gets its text while a's own limits and the NAS's still count them.
+pub async fn a_numbers_sends_are_told_by_user_and_forgotten(store: &dyn Store) {
+    let limits = |user: &str| {
+        let mut l = user_phone_nas(user, "+4930", 10);
+        l.push(SendLimit {
+            key: "phone-day:+4930".into(),
+            max: 2,
+            window_secs: 86_400,
+        });
+        l
+    };
+    for slot in ["a1", "a2"] {
+        assert_eq!(
+            store.take_send_slot(&limits("a"), T, slot).await.unwrap(),
+            None
+        );
+    }
+    assert_eq!(
+        store.take_send_slot(&limits("b"), T, "b1").await.unwrap(),
+        Some(1),
+        "the number is full"
+    );
+    let told = |key: &'static str, since: i64| async move {
+        store.sends_since(key, since, T).await.unwrap()
+    };
+    assert_eq!(
+        told("phone-day:+4930", T - 86_400).await,
+        [("a".to_string(), 2)]
+    );
+    assert_eq!(told("phone:+4930", T - 300).await, [("a".to_string(), 2)]);
+    // Only those after `since`; none of b's (refused sends are not counted).
+    assert!(told("phone:+4930", T).await.is_empty());
+    assert!(told("user-day:b", T - 86_400).await.is_empty());
+    assert_eq!(told("user-day:a", T - 86_400).await, [("a".to_string(), 2)]);
+    assert_eq!(store.forget_number_sends("+4930").await.unwrap(), 2);
+    assert_eq!(store.forget_number_sends("+4930").await.unwrap(), 0);
+    assert!(told("phone-day:+4930", T - 86_400).await.is_empty());
+    // b gets its send; a is still at its own limit, which the number's forgetting left.
+    assert_eq!(
+        store.take_send_slot(&limits("b"), T, "b2").await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store.take_send_slot(&limits("a"), T, "a3").await.unwrap(),
+        Some(0)
+    );
+    assert_eq!(
+        told("phone-day:+4930", T - 86_400).await,
+        [("b".to_string(), 1)]
+    );
+    // Another number's sends are not touched.
+    let other = vec![SendLimit {
+        key: "phone-day:+4940".into(),
+        max: 2,
+        window_secs: 86_400,
+    }];
+    assert_eq!(store.take_send_slot(&other, T, "c1").await.unwrap(), None);
+    assert_eq!(store.forget_number_sends("+4930").await.unwrap(), 1);
+    assert_eq!(
+        told("phone-day:+4940", T - 86_400).await,
+        [(String::new(), 1)]
     );
 }
 

@@ -392,6 +392,42 @@ impl PgStore {
         Ok(sends as u64)
     }
 
+    pub(super) async fn sends_since_impl(
+        &self,
+        key: &str,
+        since: i64,
+        now: i64,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
+        let sql = super::super::delivery::SENDS_SINCE
+            .replace("?1", "$1")
+            .replace("?2", "$2")
+            .replace("?3", "$3");
+        let mut rd = self.reader().await?;
+        let rows: Result<Vec<(String, i64)>, _> = sqlx::query_as(&sql)
+            .bind(key)
+            .bind(since)
+            .bind(now + crate::clock::FUTURE_SLACK_SECS)
+            .fetch_all(rd.conn())
+            .await;
+        let rows = rd.done(rows)?;
+        Ok(rows.into_iter().map(|(w, n)| (w, n as u64)).collect())
+    }
+
+    pub(super) async fn forget_number_sends_impl(&self, phone: &str) -> Result<u64, StoreError> {
+        let mut w = self.writer().await?;
+        // One statement: the number's day events are counted as they are deleted.
+        let r = sqlx::query_scalar(
+            "WITH gone AS (DELETE FROM send_events WHERE key IN ('phone:' || $1, \
+             'phone-day:' || $1) RETURNING key) \
+             SELECT COUNT(*) FROM gone WHERE key = 'phone-day:' || $1",
+        )
+        .bind(phone)
+        .fetch_one(w.conn())
+        .await;
+        let sends: i64 = w.done(r)?;
+        Ok(sends as u64)
+    }
+
     pub(super) async fn begin_oob_impl(&self, t: &OobTransaction) -> Result<OobBegin, StoreError> {
         let mut w = self.writer().await?;
         // ON CONFLICT DO NOTHING: a racing node's insert of the same request makes ours wait
