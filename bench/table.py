@@ -76,7 +76,11 @@ def main(path):
         print()
         p50 = "-" if raw.get("p50_ms") is None else f"{raw['p50_ms']:.1f}"
         print(f"raw slapd simple binds, same concurrency: {raw_rate:,.0f}/s (p50 {p50} ms)")
-        cb = load.get(("slapd", "ldap-connect-bind", "ldap-bind"))
+        # The phase was named "ldap-bind" in both modes before the connect-bind mode had a
+        # name of its own: older results files have that.
+        cb = load.get(("slapd", "ldap-connect-bind", "ldap-connect-bind")) or load.get(
+            ("slapd", "ldap-connect-bind", "ldap-bind")
+        )
         if cb:
             # Successful binds only, as every other rate here (failed binds are no ceiling).
             print(f"raw slapd connect + bind + unbind per login: {ok(cb):,.0f}/s")

@@ -1137,6 +1137,16 @@ fn failed_ldap_binds_are_named_and_fail_the_run() {
     // Every user there: a clean run.
     let out = binds("2", false);
     assert!(out.status.success(), "{}", text(&out));
+    // Each mode's phase is named for it (both were "ldap-bind").
+    assert_eq!(r["phase"], "ldap-bind", "{r}");
+    let out = Command::new(bin())
+        .args(["client", "ldap-binds", "--url", &slapd.url, "--users", "2"])
+        .args(["-p", "2", "-d", "0.3", "--mode", "connect-bind", "--json"])
+        .output()
+        .unwrap();
+    let r: serde_json::Value = serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim())
+        .unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    assert_eq!(r["phase"], "ldap-connect-bind", "{r}");
 }
 
 /// `client bench-users --enroll` writes tokens only into a store an admin named (--config or

@@ -287,7 +287,12 @@ pub async fn ldap_binds(
     while let Some(r) = set.join_next().await {
         tally.merge(r.context("bind worker panicked")??);
     }
-    let mut r = PhaseReport::new("ldap-bind", tally, start.elapsed());
+    // Named by mode: both were "ldap-bind", and only the bench's labels told them apart.
+    let phase = match mode {
+        BindMode::ConnectBind => "ldap-connect-bind",
+        BindMode::Bind => "ldap-bind",
+    };
+    let mut r = PhaseReport::new(phase, tally, start.elapsed());
     // A refused bind was tallied as a Reject: named for what it is, so neither the text nor
     // the JSON reads like a RADIUS reply.
     if let Some(n) = r.unexpected.remove(&super::report::code_name(3)) {
