@@ -21,6 +21,19 @@ impl Dialect {
         }
     }
 
+    /// `client_ip` in lower case without the ASCII whitespace around it (a tab or a line
+    /// break as well as spaces), as `--count-by client-ip` folds it in Rust
+    /// (`networks::station_key`): `trim()` alone took only spaces, and `--client-ip`
+    /// missed records the count put under the address.
+    fn client_ip_folded(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "lower(trim(client_ip, ' ' || char(9, 10, 11, 12, 13)))",
+            Dialect::Postgres => {
+                "lower(btrim(client_ip, ' ' || chr(9) || chr(10) || chr(11) || chr(12) || chr(13)))"
+            }
+        }
+    }
+
     /// The expression records are grouped by; `-` where the column is empty.
     fn group_key(self, by: AuditGroup) -> &'static str {
         match (by, self) {
@@ -73,7 +86,7 @@ where
                     if i > 0 {
                         q.push(" OR ");
                     }
-                    q.push(format!("lower(trim(client_ip)) {op} "))
+                    q.push(format!("{} {op} ", d.client_ip_folded()))
                         .push_bind(form);
                 }
                 q.push(")");
@@ -107,7 +120,7 @@ where
 
 /// The ways a NAS writes the address `given` names in a Calling-Station-Id, as comparisons
 /// with the stored text in lower case: bare, with a port (`a.b.c.d:port`, `[v6]:port`,
-/// strongSwan's `addr[port]`), in brackets, IPv4-mapped, with spaces around. As exempt
+/// strongSwan's `addr[port]`), in brackets, IPv4-mapped, with spaces, tabs or line breaks around. As exempt
 /// networks and remembered logins read it (`pipeline::networks`): compared as text,
 /// `--client-ip 2001:db8::21` found 1 of a user's 4 logins from there, the others written
 /// with ports. Spellings with leading zeros, written out in full, or IPv4-mapped in hex

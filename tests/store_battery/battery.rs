@@ -1493,6 +1493,7 @@ pub async fn audit_client_ip_finds_every_form_of_the_address(store: &dyn Store) 
         "::FFFF:10.0.0.1",
         "[::ffff:10.0.0.1]:9",
         " 10.0.0.1:77 ",
+        "\t10.0.0.1\r\n",
         "10.0.0.12",
         "10.0.0.12:5555",
         "2001:db8:7::21",
@@ -1529,14 +1530,14 @@ pub async fn audit_client_ip_finds_every_form_of_the_address(store: &dyn Store) 
         v.sort();
         v
     };
-    let v4 = sorted(&sent[..6]);
+    let v4 = sorted(&sent[..7]);
     assert_eq!(found("10.0.0.1").await, v4);
     assert_eq!(found("::ffff:10.0.0.1").await, v4);
-    assert_eq!(found("10.0.0.12").await, sorted(&sent[6..8]));
-    let v6 = sorted(&sent[8..12]);
+    assert_eq!(found("10.0.0.12").await, sorted(&sent[7..9]));
+    let v6 = sorted(&sent[9..13]);
     assert_eq!(found("2001:db8:7::21").await, v6);
     assert_eq!(found("[2001:DB8:7::21]").await, v6);
-    assert_eq!(found("00-11-22-33-44-55").await, sorted(&sent[13..]));
+    assert_eq!(found("00-11-22-33-44-55").await, sorted(&sent[14..]));
 }
 
 pub async fn audit_after_id_reads_newer_records_oldest_first(store: &dyn Store) {
