@@ -339,7 +339,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let (cfg, text) =
                 Config::load_with_text(&cli.config).map_err(|e| e.in_file(&cli.config))?;
             crate::telemetry::init(cfg.server.log_format, &cfg.server.log_level);
-            admin::serve::serve(cfg, &text, &cli.config, hup).await?;
+            // Lines through a thread of their own: a log reader that stops reading must not
+            // stop the logins (`telemetry::writer`). Drained before the exit: its last lines
+            // (the counters, the error that ended it) must be out.
+            crate::telemetry::queue_lines();
+            let served = admin::serve::serve(cfg, &text, &cli.config, hup).await;
+            crate::telemetry::drain(std::time::Duration::from_secs(2));
+            served?;
             Ok(ExitCode::SUCCESS)
         }
         Command::User(cmd) => {

@@ -8,13 +8,19 @@ use tracing_subscriber::EnvFilter;
 use crate::config::LogFormat;
 
 mod writer;
-pub use writer::{lines_lost, say};
+pub use writer::{drain, lines_lost, queue_lines, say};
 
 pub fn init(format: LogFormat, level: &str) {
     let level = with_quiet_tls(level);
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
+    // An empty RUST_LOG (`Environment=RUST_LOG=` in a drop-in, `docker -e RUST_LOG=`, a
+    // script's `RUST_LOG=${RUST_LOG}`) is unset, not a filter of no directives: taken as
+    // one, it turned every line off, the reload's errors and the audit lines included.
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .and_then(|v| EnvFilter::try_new(v).ok())
+        .or_else(|| EnvFilter::try_new(&level).ok())
+        .unwrap_or_else(|| EnvFilter::new("info"));
     // Colours only on a terminal: under systemd, or redirected to a file, escape codes would
     // land in the journal and in whatever reads it (a SIEM, grep).
     let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();

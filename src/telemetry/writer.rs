@@ -8,9 +8,20 @@
 //! used), and the store's writer thread died at its own warning, refusing every later
 //! login until a restart. Losing the line is the lesser harm: the audit table still has
 //! the login, and `radmfa_log_lines_lost_total` says that lines went missing.
+//!
+//! A reader that is there and does not read (a hung log shipper, journald stalled, Ctrl-S
+//! on a terminal) fails no write: it blocks it. The server's lines were written on the
+//! request's own tokio worker, so a full pipe stopped every login and Status-Server with
+//! it. `serve` therefore hands its lines to a thread of their own through a bounded queue
+//! ([`queue_lines`]): when the queue is full, the line is dropped and counted, as a failed
+//! write is. The admin commands write directly: they end soon, and their lines must be out
+//! before they do.
 
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, SyncSender, TrySendError};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use tracing_subscriber::fmt::MakeWriter;
 
@@ -25,6 +36,68 @@ static CUT_OFF: AtomicBool = AtomicBool::new(false);
 /// Log lines lost so far.
 pub fn lines_lost() -> u64 {
     LINES_LOST.load(Ordering::Relaxed)
+}
+
+/// What the log thread is handed.
+enum Queued {
+    Line(Vec<u8>),
+    /// Written all before: say so.
+    Flush(mpsc::Sender<()>),
+}
+
+/// Lines waiting for the log thread: room for a burst (a few MB at most), not for a
+/// stalled reader's hours.
+const QUEUE_LINES: usize = 8192;
+
+/// The log thread's queue while `serve` runs; `None` before and after (written directly).
+static QUEUE: OnceLock<Mutex<Option<SyncSender<Queued>>>> = OnceLock::new();
+
+fn queue() -> &'static Mutex<Option<SyncSender<Queued>>> {
+    QUEUE.get_or_init(|| Mutex::new(None))
+}
+
+/// From now on, lines go to a thread of their own (see the module's comment). For `serve`,
+/// whose end calls [`drain`]. Without a thread (none could be started), lines are written
+/// directly, as before.
+pub fn queue_lines() {
+    let (tx, rx) = mpsc::sync_channel::<Queued>(QUEUE_LINES);
+    let started = std::thread::Builder::new()
+        .name("log-writer".into())
+        .spawn(move || {
+            for q in rx {
+                match q {
+                    Queued::Line(line) => write_line(&line),
+                    Queued::Flush(done) => {
+                        let _ = done.send(());
+                    }
+                }
+            }
+        });
+    if started.is_ok() {
+        *queue().lock().unwrap_or_else(|p| p.into_inner()) = Some(tx);
+    }
+}
+
+/// Lines go directly again, once those queued are written or `within` has passed (a reader
+/// that is not reading keeps them: they are lost with the process).
+pub fn drain(within: Duration) {
+    let Some(tx) = queue().lock().unwrap_or_else(|p| p.into_inner()).take() else {
+        return;
+    };
+    let until = Instant::now() + within;
+    let (done_tx, done) = mpsc::channel();
+    let mut flush = Queued::Flush(done_tx);
+    loop {
+        match tx.try_send(flush) {
+            Ok(()) => break,
+            Err(TrySendError::Full(f)) if Instant::now() < until => {
+                flush = f;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(_) => return,
+        }
+    }
+    let _ = done.recv_timeout(until.saturating_duration_since(Instant::now()));
 }
 
 /// stderr for tracing-subscriber's fmt layer, which writes each event with one `write_all`.
@@ -65,27 +138,43 @@ impl Write for LineWriter {
         } else {
             buf
         };
-        // Locked, so that a line is not interleaved with another thread's.
-        let mut err = io::stderr().lock();
-        if CUT_OFF.load(Ordering::Relaxed) {
-            if written(&mut err, b"\n") < 1 {
-                LINES_LOST.fetch_add(1, Ordering::Relaxed);
-                return Ok(());
-            }
-            CUT_OFF.store(false, Ordering::Relaxed);
-        }
-        let n = written(&mut err, buf);
-        if n < buf.len() {
-            LINES_LOST.fetch_add(1, Ordering::Relaxed);
-            if n > 0 {
-                CUT_OFF.store(true, Ordering::Relaxed);
+        if let Some(tx) = queue().lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            match tx.try_send(Queued::Line(buf.to_vec())) {
+                Ok(()) => return Ok(()),
+                Err(TrySendError::Full(_)) => {
+                    LINES_LOST.fetch_add(1, Ordering::Relaxed);
+                    return Ok(());
+                }
+                // The thread is gone (it does not panic, but): written here.
+                Err(TrySendError::Disconnected(_)) => {}
             }
         }
+        write_line(buf);
         Ok(())
     }
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+/// Writes one line to stderr; a failure is counted.
+fn write_line(buf: &[u8]) {
+    // Locked, so that a line is not interleaved with another thread's.
+    let mut err = io::stderr().lock();
+    if CUT_OFF.load(Ordering::Relaxed) {
+        if written(&mut err, b"\n") < 1 {
+            LINES_LOST.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        CUT_OFF.store(false, Ordering::Relaxed);
+    }
+    let n = written(&mut err, buf);
+    if n < buf.len() {
+        LINES_LOST.fetch_add(1, Ordering::Relaxed);
+        if n > 0 {
+            CUT_OFF.store(true, Ordering::Relaxed);
+        }
     }
 }
 

@@ -267,10 +267,22 @@ fn a_log_disk_that_fills_and_empties_keeps_its_lines_whole() {
     assert!(lost >= 16, "{lost} log lines counted lost");
     disk.free();
     assert_eq!(wrong(30), Some(3), "once the disk has room");
-    let text = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).to_string();
-    let last = text.lines().last().unwrap_or_default();
+    // The log's thread writes the line, perhaps a moment after the reply went.
+    let last_is_the_requests = |text: &str| {
+        let last = text.lines().last().unwrap_or_default();
+        last.contains("radmfa::audit: auth") && last.contains("result=reject")
+    };
+    let until = Instant::now() + Duration::from_secs(3);
+    let mut text = String::new();
+    while Instant::now() < until {
+        text = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).to_string();
+        if last_is_the_requests(&text) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert!(
-        last.contains("radmfa::audit: auth") && last.contains("result=reject"),
+        last_is_the_requests(&text),
         "the last request's line is not the log's last:\n{text}"
     );
     // Each line is one event: a timestamp and level at its start and nowhere else. One
@@ -299,4 +311,117 @@ fn a_log_disk_that_fills_and_empties_keeps_its_lines_whole() {
     }
     assert!(cut <= 1, "{cut} lines cut off:\n{text}");
     assert!(srv.stop().success());
+}
+
+/// A log reader that is there and does not read (a hung log shipper, journald stalled,
+/// Ctrl-S on a terminal): the pipe fills, and its writes block rather than fail. The
+/// lines were written on the request's own worker, so every login and Status-Server
+/// stopped after a couple of hundred requests (red team: 221 of 500). Now the lines wait
+/// in a bounded queue and the overflow is dropped and counted; logins go on.
+#[test]
+fn a_log_pipe_nobody_reads_loses_its_lines_not_the_logins() {
+    let users = LdapUser::generate(1);
+    let slapd = Slapd::start(&users);
+    let (mut srv, piped) = Serving::start(&slapd, Stdio::piped());
+    let mut lines = BufReader::new(piped.unwrap());
+    let mut line = String::new();
+    while !line.contains("listening on udp") {
+        line.clear();
+        assert!(
+            lines.read_line(&mut line).unwrap() > 0,
+            "radmfa's log ended before it listened"
+        );
+    }
+    srv.until_answering();
+    // Held open and not read from here on. Each refusal logs a line of some 200 bytes: a
+    // 64 KiB pipe is full after a few hundred, and the queue's 8,192 lines after that.
+    let addr = srv.addr;
+    let senders: Vec<_> = (0..4)
+        .map(|t| {
+            std::thread::spawn(move || {
+                let sock = socket_from("127.0.0.1", addr, 3000);
+                for i in 0..2500u32 {
+                    let r = ask(
+                        &sock,
+                        AccessRequestBuilder::new(i as u8, &format!("nobody-{t}-{i}"))
+                            .password(b"pw"),
+                    );
+                    assert_eq!(
+                        r.map(|a| a.0),
+                        Some(3),
+                        "request {i} of sender {t} not refused within 3 s: the log's pipe \
+                         stopped it"
+                    );
+                }
+            })
+        })
+        .collect();
+    for s in senders {
+        s.join().expect("a sender");
+    }
+    let sock = socket_from("127.0.0.1", srv.addr, 3000);
+    let (status, _) = status_server(9, SECRET.as_bytes());
+    sock.send(&status).unwrap();
+    let mut buf = [0u8; 4096];
+    assert!(sock.recv(&mut buf).is_ok(), "no answer to Status-Server");
+    let lost = srv.lines_lost();
+    assert!(lost > 0, "no line counted lost with the pipe full");
+    // The reader comes back: the server's lines flow again, and it stops cleanly (its
+    // last lines drained, not left in the queue).
+    let reader = std::thread::spawn(move || {
+        let mut rest = String::new();
+        let _ = std::io::Read::read_to_string(&mut lines, &mut rest);
+        rest
+    });
+    let stopped = srv.stop();
+    assert!(stopped.success(), "radmfa stopped with {stopped:?}");
+    let rest = reader.join().unwrap();
+    assert!(
+        rest.contains("nobody-"),
+        "{}",
+        &rest[..rest.len().min(2000)]
+    );
+    assert!(
+        rest.lines()
+            .any(|l| l.contains("stopped") && l.contains("counters")),
+        "no stop line with its counters: {}",
+        &rest[rest.len().saturating_sub(2000)..]
+    );
+}
+
+/// An empty RUST_LOG (`Environment=RUST_LOG=` in a drop-in, `docker -e RUST_LOG=`) is no
+/// filter: the configured level stands. Taken as a filter of no directives, it turned every
+/// line off, the start's and the audit's included.
+#[test]
+fn an_empty_rust_log_leaves_the_configured_level() {
+    let users = LdapUser::generate(1);
+    let slapd = Slapd::start(&users);
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &Options::new(&slapd.url));
+    let mut child = Command::new(bin())
+        .arg("--config")
+        .arg(&config)
+        .arg("serve")
+        .env("RUST_LOG", "")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if line.contains("listening on udp") {
+                let _ = tx.send(line);
+            }
+        }
+    });
+    let listening = rx.recv_timeout(Duration::from_secs(20));
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        listening.is_ok(),
+        "no \"listening on udp\" line in 20 s with RUST_LOG set empty"
+    );
 }
