@@ -7,6 +7,8 @@ mod common;
 
 #[path = "robustness/faults.rs"]
 mod faults;
+#[path = "robustness/frozen_store.rs"]
+mod frozen_store;
 #[path = "robustness/log_full.rs"]
 mod log_full;
 #[path = "robustness/udp.rs"]

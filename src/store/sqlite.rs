@@ -480,6 +480,7 @@ impl Store for SqliteStore {
     }
 
     async fn tokens_for_user(&self, user: &str) -> Result<Vec<Token>, StoreError> {
+        let _turn = self.readers.turn().await;
         let records = self.readers.token_records(
             &self.sealer,
             "WHERE user = ?1 ORDER BY id",
@@ -490,6 +491,7 @@ impl Store for SqliteStore {
     }
 
     async fn token_by_serial(&self, serial: &str) -> Result<Option<Token>, StoreError> {
+        let _turn = self.readers.turn().await;
         let records =
             self.readers
                 .token_records(&self.sealer, "WHERE serial = ?1", [serial], MustOpen)?;
@@ -658,6 +660,7 @@ impl Store for SqliteStore {
     // --- users ---
 
     async fn user_snapshot(&self, user: &str) -> Result<UserSnapshot, StoreError> {
+        let _turn = self.readers.turn().await;
         self.readers.user_snapshot(&self.sealer, user)
     }
 
@@ -882,6 +885,7 @@ impl Store for SqliteStore {
         state_hash: &[u8],
         now: i64,
     ) -> Result<Option<PendingChallenge>, StoreError> {
+        let _turn = self.readers.turn().await;
         self.readers.challenge(state_hash, now)
     }
 
@@ -961,6 +965,7 @@ impl Store for SqliteStore {
         nas: &str,
         now: i64,
     ) -> Result<bool, StoreError> {
+        let _turn = self.readers.turn().await;
         self.readers.has_open_challenge(user, nas, now)
     }
 

@@ -9,9 +9,22 @@
 //! writer; so they run right here, on the request's own thread. `READ_BUSY_TIMEOUT` bounds
 //! the rare wait (WAL recovery after a crash) so a tokio thread is never held for long: past
 //! it the read fails and the login is refused (fail closed).
+//!
+//! A wait in the kernel is not bounded by it: a reader writes its mark into the WAL index
+//! (`-shm`, a mapped file), and on a file system frozen for a VM snapshot (`fsfreeze`, a
+//! quiesced snapshot) or stalled on its disk that write waits for the thaw. With every
+//! tokio worker inside such a read, nothing else ran: no refusal at a request's deadline,
+//! no Status-Server, no stop (red team: a server dead for a 10-minute freeze). So the reads
+//! take turns ([`Readers::turn`]) and leave one worker free: the others wait for their
+//! turn asynchronously, where their deadlines still run. A free worker is not enough by
+//! itself: one asleep, waiting to be told of work, stayed asleep, since the worker that
+//! would poll the sockets and timers was the one stuck. So while a read is under way, a
+//! thread of ours hands the runtime an empty task every 250 ms, which wakes the free
+//! worker; idle again, it waits on the sockets and timers itself.
 
 use std::path::{Path, PathBuf};
-use std::sync::{LazyLock, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{LazyLock, Mutex, OnceLock};
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row};
@@ -32,6 +45,54 @@ const KEEP_IDLE: usize = 8;
 pub(super) struct Readers {
     path: PathBuf,
     idle: Mutex<Vec<Connection>>,
+    /// Reads at once: one fewer than the runtime's workers (one at least), set at the first.
+    turns: OnceLock<tokio::sync::Semaphore>,
+    /// Reads begun and ended, for the thread that wakes a free worker (see the module's
+    /// comment).
+    begun: std::sync::Arc<AtomicU64>,
+    ended: std::sync::Arc<AtomicU64>,
+}
+
+/// Held while a read runs on this thread: its turn, and its count for the nudges.
+pub(super) struct Turn<'a> {
+    _permit: Option<tokio::sync::SemaphorePermit<'a>>,
+    ended: &'a AtomicU64,
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        self.ended.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// How often a read under way wakes a free worker.
+const NUDGE_EVERY: Duration = Duration::from_millis(250);
+
+/// Wakes one of `runtime`'s workers while a read it counts has been under way since the
+/// last look; ends with the readers (a spawn on a runtime shut down is dropped, no harm).
+fn nudge_while_reading(
+    runtime: tokio::runtime::Handle,
+    begun: std::sync::Weak<AtomicU64>,
+    ended: std::sync::Weak<AtomicU64>,
+) {
+    let _ = std::thread::Builder::new()
+        .name("radmfa-nudge".into())
+        .spawn(move || {
+            let mut last_begun = u64::MAX;
+            loop {
+                std::thread::sleep(NUDGE_EVERY);
+                let (Some(begun), Some(ended)) = (begun.upgrade(), ended.upgrade()) else {
+                    return;
+                };
+                let b = begun.load(Ordering::Relaxed);
+                // The same read under way as a look ago (none begun since, not all ended).
+                if b != ended.load(Ordering::Relaxed) && b == last_begun {
+                    // An empty task: the free worker runs it, then waits on the driver.
+                    drop(runtime.spawn(async {}));
+                }
+                last_begun = b;
+            }
+        });
 }
 
 impl Readers {
@@ -39,6 +100,34 @@ impl Readers {
         Readers {
             path: path.to_path_buf(),
             idle: Mutex::new(Vec::new()),
+            turns: OnceLock::new(),
+            begun: Default::default(),
+            ended: Default::default(),
+        }
+    }
+
+    /// Waits for a turn to read on this thread, held until dropped (see the module's
+    /// comment). With one worker (`TOKIO_WORKER_THREADS=1`, a current-thread runtime)
+    /// there is one turn, and a read stuck in the kernel holds the server as before.
+    pub(super) async fn turn(&self) -> Turn<'_> {
+        let turns = self.turns.get_or_init(|| {
+            let runtime = tokio::runtime::Handle::try_current();
+            let workers = runtime.as_ref().map_or(1, |h| h.metrics().num_workers());
+            if let (Ok(h), true) = (runtime, workers > 1) {
+                nudge_while_reading(
+                    h,
+                    std::sync::Arc::downgrade(&self.begun),
+                    std::sync::Arc::downgrade(&self.ended),
+                );
+            }
+            tokio::sync::Semaphore::new(workers.saturating_sub(1).max(1))
+        });
+        // Never closed: an error cannot come, and a read without a turn is no harm.
+        let permit = turns.acquire().await.ok();
+        self.begun.fetch_add(1, Ordering::Relaxed);
+        Turn {
+            _permit: permit,
+            ended: &self.ended,
         }
     }
 

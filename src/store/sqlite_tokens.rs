@@ -242,6 +242,7 @@ impl SqliteStore {
             params.push(Value::Integer(i64::from(limit)));
             rest.push_str(&format!(" LIMIT ?{}", params.len()));
         }
+        let _turn = self.readers.turn().await;
         self.readers.token_records(
             &self.sealer,
             &rest,
@@ -254,6 +255,7 @@ impl SqliteStore {
         &self,
         serial: &str,
     ) -> Result<Option<TokenRecord>, StoreError> {
+        let _turn = self.readers.turn().await;
         let records =
             self.readers
                 .token_records(&self.sealer, "WHERE serial = ?1", [serial], MayFail)?;
