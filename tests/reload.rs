@@ -679,7 +679,9 @@ fn sighup_applies_new_policy_sections() {
     assert!(r.output.contains(default_prompt), "{}", r.output);
 
     let prompt = "Type the six digits from radmfa-test";
-    let original = std::fs::read_to_string(&srv.config).unwrap();
+    let original = std::fs::read_to_string(&srv.config)
+        .unwrap()
+        .replace("[audit]\n", "[audit]\nkeep_days = 400\n");
     std::fs::write(
         &srv.config,
         format!(
@@ -691,6 +693,14 @@ fn sighup_applies_new_policy_sections() {
     hup(&srv);
     assert!(
         srv.log_shows("reload: [challenge], [lockout] in use from the next request"),
+        "{}",
+        srv.log()
+    );
+    // The purge reads keep_days once a minute, not at a request.
+    assert!(
+        srv.log_shows(
+            "reload: audit.keep_days in use from the next housekeeping run, within a minute"
+        ),
         "{}",
         srv.log()
     );

@@ -561,6 +561,12 @@ db.commit()
     );
     let log = srv.log();
     assert!(log.contains("deleted=4500"), "{log}");
+    // A backlog (more than a batch) is said when its deletion starts, before the count.
+    let start = log.find("deleting a backlog of audit records past [audit] keep_days = 1");
+    assert!(
+        start.is_some_and(|s| s < log.find("deleted=4500").unwrap()),
+        "{log}"
+    );
     assert!(!log.contains("audit records are kept forever"), "{log}");
     assert!(srv.audit_json("olduser").is_empty(), "old records left");
     assert_eq!(

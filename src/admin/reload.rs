@@ -262,6 +262,7 @@ impl Reloader {
         }
         let policy_changed = changed_sections(&self.policy, &policy);
         self.policy = policy;
+        let keep_days_changed = running.audit.keep_days != new.audit.keep_days;
         let clients = new.clients.len();
         let removed: Vec<String> = running
             .clients
@@ -287,11 +288,22 @@ impl Reloader {
             delivery: running.delivery.clone(),
             ..new
         });
-        if !policy_changed.is_empty() {
+        // The audit purge reads its keep_days once a minute, not at a request: "from the
+        // next request" was said of it, and nothing happened until the next minute. (A
+        // whole [audit] section added or taken away is said both ways: its other keys
+        // apply from the next request.)
+        let per_request: Vec<String> = policy_changed
+            .into_iter()
+            .filter(|k| k != "audit.keep_days")
+            .collect();
+        if !per_request.is_empty() {
             info!(
                 "reload: {} in use from the next request",
-                policy_changed.join(", ")
+                per_request.join(", ")
             );
+        }
+        if keep_days_changed {
+            info!("reload: audit.keep_days in use from the next housekeeping run, within a minute");
         }
         // Each new or changed entry as the start-up log describes it, against the sections
         // running: a client given methods = ["voice"] while [voice] waits for a restart
