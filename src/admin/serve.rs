@@ -83,7 +83,7 @@ pub async fn serve(
             crate::config::StoreConfig::Sqlite { .. }
         ),
     );
-    tokio::spawn(housekeeping(app.clone(), shutdown.clone()));
+    let mut housekeeper = tokio::spawn(housekeeping(app.clone(), shutdown.clone()));
     // Provider callbacks (calls): bound before the RADIUS sockets serve, so no call placed
     // by the first request can report back to a closed port.
     if let Some(cb) = &app.config().delivery.callbacks {
@@ -135,9 +135,21 @@ pub async fn serve(
             "background work (a fraud block, a record) not finished at shutdown"
         );
     }
+    // Housekeeping sees the stop between its statements: one under way (a tick overdue
+    // after a stalled store, a purge batch) is let finish, briefly, rather than meet the
+    // store closed under it ("attempted to acquire a connection on a closed pool").
+    if tokio::time::timeout(HOUSEKEEPING_GRACE, &mut housekeeper)
+        .await
+        .is_err()
+    {
+        housekeeper.abort();
+    }
     app.store.close().await;
     Ok(())
 }
+
+/// How long a stop waits for housekeeping's statement under way.
+const HOUSEKEEPING_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// How long the stop waits for background work after the requests in flight.
 const BACKGROUND_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
