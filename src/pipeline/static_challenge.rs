@@ -6,12 +6,22 @@
 //! instead: that is `otp_mode = "inline"` with `inline_delimiter = ""`.) Hand-written: a
 //! prefix and two base64 parts, for which no crate exists.
 
-use base64::engine::general_purpose::STANDARD;
+use base64::alphabet;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
+use base64::engine::DecodePaddingMode;
 use base64::Engine;
 
 use crate::secret::Secret;
 
 const PREFIX: &[u8] = b"SCRV1:";
+
+/// Standard base64, with or without its `=` padding: OpenVPN pads, but a client or plugin
+/// of another make that leaves it off (as many base64 encoders do) sent a field radmfa
+/// took for a mangled one, and refused.
+const STANDARD: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
 
 /// The password and, if the user typed one, the code of a field in SCRV1 form; `None` for
 /// any other field (a password that merely starts with `SCRV1:` but is not two base64
@@ -83,6 +93,12 @@ mod tests {
             Some(("pass".into(), None)),
             "no code typed"
         );
+        // Without the padding, as some encoders write it.
+        assert_eq!(
+            parts("SCRV1:cGE6c3Msd29yZA:MTIzNDU2"),
+            Some(("pa:ss,word".into(), Some("123456".into())))
+        );
+        assert_eq!(parts("SCRV1:cGFzcw:"), Some(("pass".into(), None)));
     }
 
     #[test]
