@@ -1783,6 +1783,31 @@ fn a_resend_over_the_limit_keeps_the_prompt_and_its_code() {
     assert_eq!(code_of(&ok), "Access-Accept", "{ok}\n{}", srv.log());
 }
 
+/// A resend the provider fails, on a client with SMS alone: the prompt stays, and the
+/// user is not told to "use another method", which the prompt does not offer.
+#[test]
+fn a_failed_resend_with_no_other_method_offers_none() {
+    let slapd = directory();
+    let standin = Standin::start();
+    let srv = start(&slapd, &standin, "", "", &sms_client(""));
+    let first = login(&srv, "alice", ALICE_PW);
+    assert_eq!(code_of(&first), "Access-Challenge", "{first}");
+    standin.fail_sms(Some((503, 20503, "Service Unavailable")));
+    let again = answer(&srv, "alice", "resend", &first["state"]);
+    assert_eq!(code_of(&again), "Access-Challenge", "{again}");
+    let said = message(&again);
+    assert!(
+        said.starts_with("The code could not be sent. Try again later. Enter the code")
+            && !said.contains("another method"),
+        "{again}"
+    );
+    // The first code still finishes the login.
+    standin.fail_sms(None);
+    let code = standin.sms()[0].code();
+    let ok = answer(&srv, "alice", &code, &again["state"]);
+    assert_eq!(code_of(&ok), "Access-Accept", "{ok}\n{}", srv.log());
+}
+
 /// Users type "resend" because the first text is slow; then it arrives, and its code is
 /// typed at the new prompt. It finishes the login, as the newest code does (before, it was
 /// a wrong code, counted towards the lockout). Once, and for this login only.

@@ -401,6 +401,13 @@ async fn switch_method(
         };
         app.store.put_challenge(&restored).await?;
         let ask = prompt_for(app, current, carried, &still_offered);
+        // "or use another method" only where the prompt offers one (an SMS-only client's
+        // failed resend offers just the resend again).
+        let why = if still_offered.iter().any(|m| *m != method) {
+            why
+        } else {
+            oob::without_another_method(why)
+        };
         let mut reply = Reply::challenge(state.to_vec(), reask(why, &ask));
         reply.session_timeout = Some((restored.expires_at - now).max(1) as u32);
         return Ok(Verdict { reply, ..v });

@@ -48,6 +48,16 @@ pub const NOT_CALLED: &str = "The call could not be placed. Try again later or u
 pub const NOT_SENT_AT_LOGIN: &str = "The code could not be sent. Try again later.";
 pub const NOT_CALLED_AT_LOGIN: &str = "The call could not be placed. Try again later.";
 
+/// [`NOT_SENT`] and [`NOT_CALLED`] without "or use another method", where there is none;
+/// any other message as it is.
+pub fn without_another_method(message: &str) -> &str {
+    match message {
+        NOT_SENT => NOT_SENT_AT_LOGIN,
+        NOT_CALLED => NOT_CALLED_AT_LOGIN,
+        other => other,
+    }
+}
+
 /// A first send or call that failed at login is answered with a Reject: there is no prompt
 /// to type "call" or "sms" at (nor any other method on RD Gateway), so the reply does not
 /// offer "another method" (a prompt's failed switch keeps the prompt, and says it).
