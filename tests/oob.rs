@@ -1334,6 +1334,77 @@ fn sms_through_the_generic_http_provider() {
     );
 }
 
+/// An SMS gateway whose certificate a private CA signed (an on-premises gateway, a
+/// TLS-inspecting egress proxy): trusted once its CA is in the system's store
+/// (`SSL_CERT_FILE` here, update-ca-certificates on a host), beside the built-in roots.
+/// Before, only the built-in roots counted: "invalid peer certificate: UnknownIssuer",
+/// whatever the system trusted.
+#[test]
+fn an_sms_gateway_under_a_private_ca_is_trusted_from_the_system_store() {
+    use std::io::BufRead;
+    let slapd = directory();
+    let standin = Standin::start();
+    let dir = tempfile::tempdir().unwrap();
+    let pki = common::pki::Pki::make(dir.path(), "gateway");
+    let hits = dir.path().join("hits");
+    // A gateway of a few lines: HTTPS with the private CA's certificate for 127.0.0.1.
+    let script = r#"
+import http.server, ssl, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        open(sys.argv[3], "a").write(self.path + "\n")
+        self.send_response(202); self.send_header("Content-Length", "6"); self.end_headers()
+        self.wfile.write(b"queued")
+    def log_message(self, *a): pass
+srv = http.server.HTTPServer(("127.0.0.1", 0), H)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(sys.argv[1], sys.argv[2])
+srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+print(srv.server_address[1], flush=True)
+srv.serve_forever()
+"#;
+    let mut gateway = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(&pki.server_cert)
+        .arg(&pki.server_key)
+        .arg(&hits)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut port = String::new();
+    std::io::BufReader::new(gateway.stdout.take().unwrap())
+        .read_line(&mut port)
+        .unwrap();
+    let http = format!(
+        "\n[http_sms]\nurl = \"https://127.0.0.1:{}/send\"\nbody = 'to={{phone}}&text={{message}}'\n",
+        port.trim()
+    );
+    let mut o = Options::new(&slapd.url);
+    o.clients = Vec::new();
+    o.extra = format!(
+        "{}{http}{}",
+        common::oob_env::delivery(&standin, "provider = \"http\""),
+        sms_client("").concat()
+    );
+    let cfg_dir = tempfile::tempdir().unwrap();
+    let config = write_config(cfg_dir.path(), &o);
+    let mut cmd = std::process::Command::new(bin());
+    cmd.arg("--config")
+        .arg(&config)
+        .arg("serve")
+        .env("SSL_CERT_FILE", &pki.ca)
+        .env_remove("SSL_CERT_DIR");
+    let srv = Server::spawn(cfg_dir, config, cmd);
+    let r = login(&srv, "alice", ALICE_PW);
+    let sent = std::fs::read_to_string(&hits).unwrap_or_default();
+    let _ = gateway.kill();
+    let _ = gateway.wait();
+    assert_eq!(code_of(&r), "Access-Challenge", "{r}\n{}", srv.log());
+    assert_eq!(sent, "/send\n", "the gateway's requests");
+}
+
 #[test]
 fn sms_code_after_its_lifetime_is_rejected() {
     let slapd = directory();

@@ -425,8 +425,22 @@ pub fn proxy_variables() -> Vec<&'static str> {
 
 /// The HTTP client every provider uses: rustls, a total timeout, no redirects (a redirect
 /// would resend the code somewhere else), the environment's proxy (`proxy_variables`).
+/// Trusted: the built-in Mozilla roots, and the system's store (`SSL_CERT_FILE`,
+/// `SSL_CERT_DIR`, else OpenSSL's locations): an on-premises gateway under a private CA, or
+/// a TLS-inspecting egress proxy, was "UnknownIssuer" with no way to trust its CA.
 pub(crate) fn http_client(timeout: std::time::Duration) -> Result<reqwest::Client, String> {
-    reqwest::Client::builder()
+    let mut builder = reqwest::Client::builder();
+    // A certificate that cannot be read, or that rustls cannot use as a root, is left out:
+    // given to reqwest, one such would fail the client's build, and every send with it.
+    let mut usable = rustls::RootCertStore::empty();
+    for der in rustls_native_certs::load_native_certs().certs {
+        if usable.add(der.clone()).is_ok() {
+            if let Ok(cert) = reqwest::Certificate::from_der(&der) {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+    }
+    builder
         .timeout(timeout)
         .connect_timeout(timeout)
         .redirect(reqwest::redirect::Policy::none())
