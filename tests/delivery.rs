@@ -523,3 +523,57 @@ methods = ["voice"]
     let e = parse(text("", "max_per_user = 0")).unwrap_err().to_string();
     assert!(e.contains("voice.max_per_user"), "{e}");
 }
+
+/// A gateway that answers, then loses the rest of its body (`Content-Length: 1000`, five
+/// bytes, the connection closed), as a flaky proxy or a gateway crashing mid-answer does.
+/// The status decides: a 2xx was taken (sent), unless success_body_contains asks for what
+/// was lost (unclear, not sent); a 4xx stays a refusal. Before, each was an outage, which
+/// `provider_failure = "allow"` failed open on (red team).
+#[test]
+fn a_provider_answer_whose_body_is_cut_off_is_judged_by_its_status() {
+    use std::io::{Read, Write};
+    let gateway = |status: &'static str| {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            if let Ok((mut conn, _)) = listener.accept() {
+                let mut buf = [0u8; 4096];
+                let _ = conn.read(&mut buf);
+                let _ = conn.write_all(
+                    format!("HTTP/1.1 {status}\r\nContent-Length: 1000\r\n\r\nhello").as_bytes(),
+                );
+            }
+        });
+        port
+    };
+    let cfg = |port: u16, contains: &str| HttpSmsConfig {
+        url: format!("http://127.0.0.1:{port}/send"),
+        method: "POST".into(),
+        headers: vec![],
+        body: "to={phone}&text={message}".into(),
+        encoding: TemplateEncoding::Form,
+        content_type: "application/x-www-form-urlencoded".into(),
+        auth: HttpAuth::None,
+        success_status: vec![],
+        success_body_contains: contains.into(),
+        timeout: Duration::from_millis(2000),
+    };
+    let (t, c) = text("246810");
+    let sent = run(HttpSms::new(cfg(gateway("200 OK"), "")).send_sms("+15550100", &t, &c));
+    assert!(matches!(sent, Ok(None)), "{sent:?}");
+    let unclear = run(HttpSms::new(cfg(gateway("200 OK"), "queued")).send_sms("+15550100", &t, &c))
+        .unwrap_err();
+    assert!(
+        matches!(unclear, ProviderError::NotAccepted { .. }) && !unclear.is_outage(),
+        "{unclear:?}"
+    );
+    let refused =
+        run(HttpSms::new(cfg(gateway("400 Bad Request"), "")).send_sms("+15550100", &t, &c))
+            .unwrap_err();
+    assert!(
+        matches!(refused, ProviderError::Status { status: 400, .. })
+            && !refused.is_outage()
+            && refused.surely_not_sent(),
+        "{refused:?}"
+    );
+}

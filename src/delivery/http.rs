@@ -119,7 +119,7 @@ impl CodeSender for HttpSms {
             .map_err(|e| ProviderError::from_reqwest(NAME, ms, e))?;
         let status = resp.status().as_u16();
         let text =
-            String::from_utf8_lossy(&super::bounded_body(resp, NAME, ms).await?).into_owned();
+            String::from_utf8_lossy(&super::body_or_empty(resp, NAME, ms).await).into_owned();
         let status_ok = if c.success_status.is_empty() {
             (200..300).contains(&status)
         } else {

@@ -297,6 +297,24 @@ pub(crate) async fn bounded_body(
     Ok(body)
 }
 
+/// [`bounded_body`], or empty when it cannot be read (cut off, slower than the timeout):
+/// the status decides then. A 2xx whose body was lost was taken by the provider, and a
+/// refusal stays one; as an error, either was an outage, which `provider_failure =
+/// "allow"` fails open on (red team: a 200 with a short body let the password in alone).
+pub(crate) async fn body_or_empty(
+    resp: reqwest::Response,
+    provider: &'static str,
+    timeout_ms: u64,
+) -> Vec<u8> {
+    let status = resp.status().as_u16();
+    bounded_body(resp, provider, timeout_ms)
+        .await
+        .unwrap_or_else(|e| {
+            tracing::info!(provider, status, error = %e, "the provider's answer had a body that could not be read; its status decides");
+            Vec::new()
+        })
+}
+
 /// Sends a text message. `text` holds the code, hence `Secret`.
 #[async_trait]
 pub trait CodeSender: Send + Sync + 'static {

@@ -104,7 +104,7 @@ async fn post(
         .await
         .map_err(|e| ProviderError::from_reqwest(provider, ms, e))?;
     let status = resp.status().as_u16();
-    let bytes = super::bounded_body(resp, provider, ms).await?;
+    let bytes = super::body_or_empty(resp, provider, ms).await;
     let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
     if !(200..300).contains(&status) {
         // Twilio's error object; only its code and message go into the audit reason. Twilio
