@@ -184,6 +184,11 @@ impl HttpSms {
                 .filter(|v| !v.contains('{')),
         );
         out.extend(userinfo(path));
+        out.extend(proxy_credentials(
+            super::proxy_variables()
+                .into_iter()
+                .filter_map(|name| std::env::var(name).ok()),
+        ));
         out.extend(path_keys(path));
         out.extend(body_literals(&c.body, c.encoding));
         // As the request carried them, too: percent-encoded or escaped for JSON.
@@ -209,6 +214,15 @@ fn userinfo(url_without_query: &str) -> Vec<String> {
     };
     let basic = super::basic_credential(&decoded(user), &decoded(password));
     vec![password.to_string(), decoded(password), basic]
+}
+
+/// The password of each egress proxy named in the environment (`http://user:pw@proxy:3128`)
+/// and its Basic header's base64: a proxy that fails may echo the `Proxy-Authorization` it
+/// was sent into its error page, which reached the audit reason (red team).
+fn proxy_credentials(proxies: impl Iterator<Item = String>) -> Vec<String> {
+    proxies
+        .flat_map(|p| userinfo(p.split_once('?').map_or(p.as_str(), |(u, _)| u)))
+        .collect()
 }
 
 /// A URL (without its query) cut after the scheme: the authority, and the path after it.
@@ -251,9 +265,22 @@ fn path_keys(url_without_query: &str) -> Vec<String> {
 /// which a gateway echoing the request would otherwise show in the audit reason. Form and
 /// JSON bodies are parsed for their values; an as-is body is cut into long key-like words.
 fn body_literals(template: &str, encoding: TemplateEncoding) -> Vec<String> {
+    // Stands for each placeholder while a JSON template is parsed: `"code":{code}` (a
+    // number) is JSON only once filled in, and such a template was cut into long words
+    // alone, which left a short literal password in the audit reason.
+    const FILL: &str = "9081726354";
     fn json_strings(v: &serde_json::Value, out: &mut Vec<String>) {
         match v {
-            serde_json::Value::String(s) if !s.contains('{') => out.push(s.clone()),
+            serde_json::Value::String(s) if !s.contains('{') && !s.contains(FILL) => {
+                out.push(s.clone())
+            }
+            // A literal number of four digits or more (a PIN, an account number).
+            serde_json::Value::Number(n) => {
+                let n = n.to_string();
+                if n.len() >= 4 && n != FILL {
+                    out.push(n);
+                }
+            }
             serde_json::Value::Array(a) => a.iter().for_each(|v| json_strings(v, out)),
             serde_json::Value::Object(o) => o.values().for_each(|v| json_strings(v, out)),
             _ => {}
@@ -277,14 +304,24 @@ fn body_literals(template: &str, encoding: TemplateEncoding) -> Vec<String> {
             )
             .filter(|v| !v.contains('{'))
             .collect(),
-        TemplateEncoding::Json => match serde_json::from_str::<serde_json::Value>(template) {
-            Ok(v) => {
-                let mut out = Vec::new();
-                json_strings(&v, &mut out);
-                out
+        TemplateEncoding::Json => {
+            let filled = ["{phone}", "{code}", "{message}"]
+                .iter()
+                .fold(template.to_string(), |t, p| t.replace(p, FILL));
+            match serde_json::from_str::<serde_json::Value>(&filled) {
+                Ok(v) => {
+                    let mut out = Vec::new();
+                    json_strings(&v, &mut out);
+                    out
+                }
+                // Not JSON even filled in: every literal value, as for an as-is body.
+                Err(_) => {
+                    let mut out = key_like();
+                    out.extend(as_is_values(template));
+                    out
+                }
             }
-            Err(_) => key_like(),
-        },
+        }
         // As-is (an XML gateway's `<password>Gw7pw-x9</password>`, `key="…"`): every literal
         // value too, however short: an element's text, a quoted value, what follows = or
         // :. Long words alone left an 8-character password in the audit reason.
@@ -429,6 +466,19 @@ mod tests {
     }
 
     #[test]
+    fn an_egress_proxys_password_is_hidden_with_its_basic_header() {
+        let hidden = proxy_credentials(
+            ["http://puser:ProxyPw-Secret99@127.0.0.1:3128".to_string()].into_iter(),
+        );
+        let echo = "HTTP 502: proxy error; you sent Basic cHVzZXI6UHJveHlQdy1TZWNyZXQ5OQ== (ProxyPw-Secret99)";
+        assert_eq!(
+            snippet(echo, &hidden),
+            "HTTP 502: proxy error; you sent Basic *** (***)"
+        );
+        assert!(proxy_credentials(["http://proxy:3128".to_string()].into_iter()).is_empty());
+    }
+
+    #[test]
     fn snippet_has_no_control_characters() {
         assert_eq!(
             snippet("bad\r\nrequest\x1b[31m\tx", &[]),
@@ -479,6 +529,20 @@ mod tests {
         keyed.cfg.body = r#"{"auth":{"key":"json-literal-key"},"to":"{phone}"}"#.into();
         let shown = snippet("echo json-literal-key", &keyed.credentials(&v));
         assert_eq!(shown, "echo ***");
+        // A template that is JSON only once filled in (`{code}` as a number), and a literal
+        // number: its short password and its PIN were left in the reason.
+        keyed.cfg.body =
+            r#"{"user":"acme","password":"Gw7pw-x9k","pin":48151623,"to":"{phone}","code":{code}}"#
+                .into();
+        let echo = r#"HTTP 400: {"user":"acme","password":"Gw7pw-x9k","pin":48151623}"#;
+        let shown = snippet(echo, &keyed.credentials(&v));
+        for secret in ["Gw7pw-x9k", "48151623", "1623"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        // Not JSON even so: every literal value, as for an as-is body.
+        keyed.cfg.body = r#"{"user":"acme","password":"Gw7pw-x9k","to":{phone}"#.into();
+        let shown = snippet(echo, &keyed.credentials(&v));
+        assert!(!shown.contains("Gw7pw-x9k"), "{shown}");
         keyed.cfg.encoding = TemplateEncoding::None;
         keyed.cfg.body = "<sms key=\"AsIsLiteralKey42\" to=\"{phone}\"/>".into();
         let shown = snippet("echo AsIsLiteralKey42", &keyed.credentials(&v));
