@@ -21,16 +21,18 @@ impl Dialect {
         }
     }
 
-    /// `client_ip` in lower case without the ASCII whitespace around it (a tab or a line
-    /// break as well as spaces), as `--count-by client-ip` folds it in Rust
-    /// (`networks::station_key`): `trim()` alone took only spaces, and `--client-ip`
-    /// missed records the count put under the address.
-    fn client_ip_folded(self) -> &'static str {
+    /// `client_ip` in lower case without the whitespace around it, as `--count-by
+    /// client-ip` folds it in Rust (`networks::station_key`, `str::trim`: Unicode's
+    /// White_Space, [`WHITE_SPACE`]): `trim()` alone took only spaces, and `--client-ip`
+    /// missed records the count put under the address (a tab, a no-break space, U+3000).
+    fn client_ip_folded(self) -> String {
+        let points = WHITE_SPACE.map(|c| (c as u32).to_string());
         match self {
-            Dialect::Sqlite => "lower(trim(client_ip, ' ' || char(9, 10, 11, 12, 13)))",
-            Dialect::Postgres => {
-                "lower(btrim(client_ip, ' ' || chr(9) || chr(10) || chr(11) || chr(12) || chr(13)))"
-            }
+            Dialect::Sqlite => format!("lower(trim(client_ip, char({})))", points.join(", ")),
+            Dialect::Postgres => format!(
+                "lower(btrim(client_ip, {}))",
+                points.map(|p| format!("chr({p})")).join(" || ")
+            ),
         }
     }
 
@@ -117,6 +119,14 @@ where
             .push(")");
     }
 }
+
+/// The characters Rust's `str::trim` takes (Unicode's White_Space property), which SQL's
+/// `trim` is told of by code point.
+const WHITE_SPACE: [char; 25] = [
+    '\t', '\n', '\u{b}', '\u{c}', '\r', ' ', '\u{85}', '\u{a0}', '\u{1680}', '\u{2000}',
+    '\u{2001}', '\u{2002}', '\u{2003}', '\u{2004}', '\u{2005}', '\u{2006}', '\u{2007}', '\u{2008}',
+    '\u{2009}', '\u{200a}', '\u{2028}', '\u{2029}', '\u{202f}', '\u{205f}', '\u{3000}',
+];
 
 /// The ways a NAS writes the address `given` names in a Calling-Station-Id, as comparisons
 /// with the stored text in lower case: bare, with a port (`a.b.c.d:port`, `[v6]:port`,
@@ -208,4 +218,17 @@ where
         result: r.try_get("result")?,
         count: to_u64(r.try_get("n")?, "audit count")?,
     })
+}
+
+#[cfg(test)]
+mod white_space_tests {
+    /// The list is Rust's own: every char `str::trim` takes, and no other.
+    #[test]
+    fn white_space_is_what_str_trim_takes() {
+        let all: Vec<char> = (0..=0x10FFFF_u32)
+            .filter_map(char::from_u32)
+            .filter(|c| c.is_whitespace())
+            .collect();
+        assert_eq!(all, super::WHITE_SPACE);
+    }
 }

@@ -1493,7 +1493,7 @@ pub async fn audit_client_ip_finds_every_form_of_the_address(store: &dyn Store) 
         "::FFFF:10.0.0.1",
         "[::ffff:10.0.0.1]:9",
         " 10.0.0.1:77 ",
-        "\t10.0.0.1\r\n",
+        "\t10.0.0.1\r\n\u{a0}\u{3000}",
         "10.0.0.12",
         "10.0.0.12:5555",
         "2001:db8:7::21",
