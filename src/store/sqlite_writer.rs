@@ -249,6 +249,9 @@ fn writer_died() {
         "the store's writer thread stopped unexpectedly (a panic, above); every login would \
          now be refused, so radmfa exits (status {WRITER_DIED}) to be started again"
     );
+    // Out before the exit: serve's lines wait in the log's queue, and exit(3) skips the
+    // drain at serve's end (the line that explains the status was lost).
+    crate::telemetry::drain(std::time::Duration::from_secs(2));
     std::process::exit(WRITER_DIED);
 }
 
