@@ -112,6 +112,21 @@ impl Serving {
     }
 }
 
+/// Reads radmfa's log from its piped stderr up to the line that says it listens; the rest
+/// is left in the pipe.
+fn read_until_listening(piped: std::process::ChildStderr) -> BufReader<std::process::ChildStderr> {
+    let mut lines = BufReader::new(piped);
+    let mut line = String::new();
+    while !line.contains("listening on udp") {
+        line.clear();
+        assert!(
+            lines.read_line(&mut line).unwrap() > 0,
+            "radmfa's log ended before it listened"
+        );
+    }
+    lines
+}
+
 /// A good login is accepted and audited, a wrong password refused, every line of theirs
 /// counted lost, and the server stops cleanly.
 fn logins_answered_and_audited(mut srv: Serving, user: &LdapUser) {
@@ -177,15 +192,7 @@ fn a_log_pipe_whose_reader_left_loses_its_lines_not_the_logins() {
     let slapd = Slapd::start(&users);
     let (srv, piped) = Serving::start(&slapd, Stdio::piped());
     // Read until it serves, then close the pipe's only reader, as a log shipper that died.
-    let mut lines = BufReader::new(piped.unwrap());
-    let mut line = String::new();
-    while !line.contains("listening on udp") {
-        line.clear();
-        assert!(
-            lines.read_line(&mut line).unwrap() > 0,
-            "radmfa's log ended before it listened"
-        );
-    }
+    let lines = read_until_listening(piped.unwrap());
     drop(lines);
     logins_answered_and_audited(srv, &users[0]);
 }
@@ -323,15 +330,7 @@ fn a_log_pipe_nobody_reads_loses_its_lines_not_the_logins() {
     let users = LdapUser::generate(1);
     let slapd = Slapd::start(&users);
     let (mut srv, piped) = Serving::start(&slapd, Stdio::piped());
-    let mut lines = BufReader::new(piped.unwrap());
-    let mut line = String::new();
-    while !line.contains("listening on udp") {
-        line.clear();
-        assert!(
-            lines.read_line(&mut line).unwrap() > 0,
-            "radmfa's log ended before it listened"
-        );
-    }
+    let mut lines = read_until_listening(piped.unwrap());
     srv.until_answering();
     // Held open and not read from here on. Each refusal logs a line of some 200 bytes: a
     // 64 KiB pipe is full after a few hundred, and the queue's 8,192 lines after that.
