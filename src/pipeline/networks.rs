@@ -23,7 +23,7 @@ fn station_address(req: &Request) -> Option<IpAddr> {
 /// address a NAS reports IPv4-mapped (`::ffff:192.0.2.5`) is taken as IPv4, so it matches
 /// the IPv4 networks it is in.
 fn parse_station(station: &str) -> Option<IpAddr> {
-    let station = station.trim();
+    let station = trim_station(station);
     if let Some((address, port)) = station
         .strip_suffix(']')
         .and_then(|s| s.rsplit_once('['))
@@ -50,6 +50,17 @@ fn parse_station(station: &str) -> Option<IpAddr> {
         .map(|ip| ip.to_canonical())
 }
 
+/// The whitespace a Calling-Station-Id is trimmed of: ASCII's (space, tab, line breaks,
+/// vertical tab, form feed), what a NAS pads with. Not Unicode's other spaces: `audit
+/// --client-ip` trims this same set in SQL, and PostgreSQL refuses chr() above 127 in a
+/// SQL_ASCII or LATIN1 database (the filter failed outright there, review).
+pub const STATION_SPACE: [char; 6] = [' ', '\t', '\n', '\u{b}', '\u{c}', '\r'];
+
+/// `station` without [`STATION_SPACE`] around it.
+pub fn trim_station(station: &str) -> &str {
+    station.trim_matches(&STATION_SPACE[..])
+}
+
 /// What a remembered login is stored and looked up under for this Calling-Station-Id
 /// (trimmed, not blank): the same device or address however its NAS writes it. An address
 /// is its bare IP as [`parse_station`] reads it: a NAS that reports `ip:port` sends a new
@@ -57,7 +68,7 @@ fn parse_station(station: &str) -> Option<IpAddr> {
 /// A MAC address is lowercase and colon-separated, whichever of the usual forms it came
 /// in. Anything else (a phone number, a name) is the text as sent.
 pub fn station_key(station: &str) -> String {
-    let station = station.trim();
+    let station = trim_station(station);
     if let Some(ip) = parse_station(station) {
         return ip.to_string();
     }

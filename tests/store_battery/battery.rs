@@ -1493,7 +1493,7 @@ pub async fn audit_client_ip_finds_every_form_of_the_address(store: &dyn Store) 
         "::FFFF:10.0.0.1",
         "[::ffff:10.0.0.1]:9",
         " 10.0.0.1:77 ",
-        "\t10.0.0.1\r\n\u{a0}\u{3000}",
+        "\t10.0.0.1\r\n\u{b}",
         "10.0.0.12",
         "10.0.0.12:5555",
         "2001:db8:7::21",
@@ -1502,6 +1502,8 @@ pub async fn audit_client_ip_finds_every_form_of_the_address(store: &dyn Store) 
         "2001:db8:7::21[61234]",
         "2001:db8:7::210",
         "00-11-22-33-44-55",
+        // Not ASCII's whitespace: not folded, as --count-by does not fold it either.
+        "10.0.0.1\u{a0}",
     ];
     for (i, ip) in sent.iter().enumerate() {
         let mut r = audit_record(T + i as i64, "alice", "accept");
@@ -1537,7 +1539,7 @@ pub async fn audit_client_ip_finds_every_form_of_the_address(store: &dyn Store) 
     let v6 = sorted(&sent[9..13]);
     assert_eq!(found("2001:db8:7::21").await, v6);
     assert_eq!(found("[2001:DB8:7::21]").await, v6);
-    assert_eq!(found("00-11-22-33-44-55").await, sorted(&sent[14..]));
+    assert_eq!(found("00-11-22-33-44-55").await, sorted(&sent[14..15]));
 }
 
 pub async fn audit_after_id_reads_newer_records_oldest_first(store: &dyn Store) {
