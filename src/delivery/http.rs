@@ -184,11 +184,7 @@ impl HttpSms {
                 .filter(|v| !v.contains('{')),
         );
         out.extend(userinfo(path));
-        out.extend(proxy_credentials(
-            super::proxy_variables()
-                .into_iter()
-                .filter_map(|name| std::env::var(name).ok()),
-        ));
+        out.extend(env_proxy_credentials());
         out.extend(path_keys(path));
         out.extend(body_literals(&c.body, c.encoding));
         // As the request carried them, too: percent-encoded or escaped for JSON.
@@ -219,10 +215,19 @@ fn userinfo(url_without_query: &str) -> Vec<String> {
 /// The password of each egress proxy named in the environment (`http://user:pw@proxy:3128`)
 /// and its Basic header's base64: a proxy that fails may echo the `Proxy-Authorization` it
 /// was sent into its error page, which reached the audit reason (red team).
-fn proxy_credentials(proxies: impl Iterator<Item = String>) -> Vec<String> {
+pub(crate) fn proxy_credentials(proxies: impl Iterator<Item = String>) -> Vec<String> {
     proxies
         .flat_map(|p| userinfo(p.split_once('?').map_or(p.as_str(), |(u, _)| u)))
         .collect()
+}
+
+/// [`proxy_credentials`] of the proxies this process's environment names.
+pub(crate) fn env_proxy_credentials() -> Vec<String> {
+    proxy_credentials(
+        super::proxy_variables()
+            .into_iter()
+            .filter_map(|name| std::env::var(name).ok()),
+    )
 }
 
 /// A URL (without its query) cut after the scheme: the authority, and the path after it.

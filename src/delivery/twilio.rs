@@ -118,6 +118,9 @@ async fn post(
             .map(|(_, v)| v.to_string())
             .chain(also_hidden.iter().map(|v| v.to_string()))
             .chain([token.to_string(), basic])
+            // An egress proxy that echoes the Proxy-Authorization it was sent (the HTTP
+            // SMS gateway's own fix missed this provider: review).
+            .chain(super::http::env_proxy_credentials())
             .collect();
         let detail = match (
             json.get("code"),
