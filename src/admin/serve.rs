@@ -344,7 +344,13 @@ async fn housekeeping(app: std::sync::Arc<AppState>, stop: CancellationToken) {
     let mut backlog = Backlog::default();
     loop {
         tokio::select! {
-            _ = stop.cancelled() => return,
+            _ = stop.cancelled() => {
+                // A backlog's purge between two of its slices: said, as within one.
+                if backlog.deleted > 0 {
+                    say_purge_stopped(&backlog, app.config().audit.keep_days.unwrap_or(0));
+                }
+                return;
+            }
             _ = tick.tick() => {
                 for w in app.drops.flush(std::time::Instant::now()) {
                     w.log_flushed();
@@ -402,6 +408,16 @@ struct Backlog {
     said: bool,
 }
 
+/// A backlog's purge ended by the stop: not "deleted" as at its end, since records are
+/// left, for the next start.
+fn say_purge_stopped(backlog: &Backlog, days: u32) {
+    tracing::info!(
+        deleted = backlog.deleted,
+        keep_days = days,
+        "old audit records deleted until the stop; the rest of the backlog at the next start"
+    );
+}
+
 /// `[audit] keep_days`: deletes older records in batches, paced so that a backlog (the
 /// setting just turned on) does not crowd out logins, and said at its start and its end.
 /// Every node of a cluster does this; the deletes are idempotent.
@@ -443,13 +459,9 @@ async fn purge_old_audit(
             (t0.elapsed() * AUDIT_PURGE_PAUSE_FACTOR).max(std::time::Duration::from_millis(20));
         tokio::select! {
             _ = stop.cancelled() => {
-                // Not "deleted" as at a backlog's end: records are left, for the next start.
-                tracing::info!(
-                    deleted = backlog.deleted,
-                    keep_days = days,
-                    "old audit records deleted until the stop; the rest of the backlog at the \
-                     next start"
-                );
+                say_purge_stopped(backlog, days);
+                // Said: the stop's own branch in housekeeping says nothing more.
+                *backlog = Backlog::default();
                 return;
             }
             _ = tokio::time::sleep(pause) => {}
