@@ -451,7 +451,13 @@ pub(crate) fn http_client(timeout: std::time::Duration) -> Result<reqwest::Clien
     // A certificate that cannot be read, or that rustls cannot use as a root, is left out:
     // given to reqwest, one such would fail the client's build, and every send with it.
     let mut usable = rustls::RootCertStore::empty();
-    for der in rustls_native_certs::load_native_certs().certs {
+    let found = rustls_native_certs::load_native_certs();
+    // Said, as [ldap] says it: an SSL_CERT_FILE naming no file was ignored in silence,
+    // and every send then failed "UnknownIssuer" (review).
+    for e in &found.errors {
+        tracing::warn!(error = %e, "SMS/call providers: system CA certificates that could not be read are left out");
+    }
+    for der in found.certs {
         if usable.add(der.clone()).is_ok() {
             if let Ok(cert) = reqwest::Certificate::from_der(&der) {
                 builder = builder.add_root_certificate(cert);
