@@ -10,12 +10,14 @@ cd "$(dirname "$0")/.."
 pkgs=(slapd ldap-utils freeradius-utils oathtool libpam-radius-auth pamtester
       zbar-tools python3-venv ca-certificates openssl postgresql
       systemd radsecproxy tinyproxy freeradius curl build-essential pkg-config iproute2
-      procps)
+      procps e2fsprogs util-linux mount)
 # iproute2: `ss`, with which the demo checks its ports are free; systemd-analyze checks
 # conf/radmfa.service; radsecproxy: the RadSec peer; tinyproxy: the
 # egress proxy between radmfa and the SMS/call provider stand-in; freeradius: the upstream
 # RADIUS server of primary = "upstream" clients; procps: `kill`, with which the tests send
-# radmfa SIGTERM and SIGHUP (minimal images leave it out).
+# radmfa SIGTERM and SIGHUP (minimal images leave it out); e2fsprogs, util-linux and
+# mount: mkfs.ext4, fsfreeze and a loop mount, with which a test freezes the store's file
+# system under a running server.
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
