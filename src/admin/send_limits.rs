@@ -104,8 +104,8 @@ impl SendState {
 }
 
 /// "alice 6, bob 1": whose logins made a number's sends.
-pub(super) fn by_whom(c: &Counted) -> String {
-    c.by.iter()
+pub(super) fn by_whom(by: &[(String, u64)]) -> String {
+    by.iter()
         .map(|(who, n)| match who.as_str() {
             "" => format!("an earlier release's {n}"),
             w => format!("{} {n}", super::printable(w)),
@@ -148,7 +148,7 @@ pub(super) fn lines(cfg: &Config, user: &str, s: &SendState) -> Vec<String> {
             out.push(format!(
                 "number:   {phone}: {} (by {}){}",
                 counts(c),
-                by_whom(c),
+                by_whom(&c.by),
                 if full(cfg, c) {
                     format!(
                         ": texts and calls to it are refused; `radmfa user unlock {}` forgets \

@@ -137,10 +137,6 @@ async fn run_on(
                 let whose = store.sends_since(&key, now - 86_400, now).await?;
                 let n = store.forget_number_sends(&number).await?;
                 if n > 0 {
-                    let whose = super::send_limits::Counted {
-                        by: whose,
-                        ..Default::default()
-                    };
                     number_sends = Some(format!(
                         "{n} send(s) of other names to its number no longer counted against \
                          the number's limits (by {}; their own limits and the NAS's still count \
@@ -1125,9 +1121,6 @@ fn also(u: &crate::store::UserSummary) -> String {
     }
 }
 
-/// The names of `user`'s directory entry other than `user` that are locked now, with until
-/// when (see [`super::directory_name::other_names`]). A directory that cannot be asked is
-/// said on stderr, and nothing is found.
 /// The user's directory entry, and its other names with their store keys (see
 /// [`super::directory_name::other_names`]); neither, said on stderr, when the directory
 /// cannot be asked.
