@@ -532,7 +532,7 @@ methods = ["voice"]
 #[test]
 fn a_provider_answer_whose_body_is_cut_off_is_judged_by_its_status() {
     use std::io::{Read, Write};
-    let gateway = |status: &'static str| {
+    let gateway = |status: &'static str, body: &'static str| {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         std::thread::spawn(move || {
@@ -540,7 +540,7 @@ fn a_provider_answer_whose_body_is_cut_off_is_judged_by_its_status() {
                 let mut buf = [0u8; 4096];
                 let _ = conn.read(&mut buf);
                 let _ = conn.write_all(
-                    format!("HTTP/1.1 {status}\r\nContent-Length: 1000\r\n\r\nhello").as_bytes(),
+                    format!("HTTP/1.1 {status}\r\nContent-Length: 1000\r\n\r\n{body}").as_bytes(),
                 );
             }
         });
@@ -559,21 +559,104 @@ fn a_provider_answer_whose_body_is_cut_off_is_judged_by_its_status() {
         timeout: Duration::from_millis(2000),
     };
     let (t, c) = text("246810");
-    let sent = run(HttpSms::new(cfg(gateway("200 OK"), "")).send_sms("+15550100", &t, &c));
+    let sent = run(HttpSms::new(cfg(gateway("200 OK", "hello"), "")).send_sms("+15550100", &t, &c));
     assert!(matches!(sent, Ok(None)), "{sent:?}");
-    let unclear = run(HttpSms::new(cfg(gateway("200 OK"), "queued")).send_sms("+15550100", &t, &c))
-        .unwrap_err();
+    let unclear =
+        run(HttpSms::new(cfg(gateway("200 OK", "hello"), "queued")).send_sms("+15550100", &t, &c))
+            .unwrap_err();
     assert!(
         matches!(unclear, ProviderError::NotAccepted { .. }) && !unclear.is_outage(),
         "{unclear:?}"
     );
-    let refused =
-        run(HttpSms::new(cfg(gateway("400 Bad Request"), "")).send_sms("+15550100", &t, &c))
-            .unwrap_err();
+    let refused = run(
+        HttpSms::new(cfg(gateway("400 Bad Request", "bad to"), "")).send_sms("+15550100", &t, &c),
+    )
+    .unwrap_err();
     assert!(
         matches!(refused, ProviderError::Status { status: 400, .. })
             && !refused.is_outage()
             && refused.surely_not_sent(),
         "{refused:?}"
     );
+    // What was read of the refusal is its detail; with nothing read, the reason says why
+    // (before, the audit reason ended "HTTP 400: " with nothing after it).
+    assert!(
+        refused.to_string().ends_with("HTTP 400: bad to"),
+        "{refused}"
+    );
+    let blank =
+        run(HttpSms::new(cfg(gateway("400 Bad Request", ""), "")).send_sms("+15550100", &t, &c))
+            .unwrap_err();
+    assert!(
+        blank
+            .to_string()
+            .contains("HTTP 400: the answer's body could not be read ("),
+        "{blank}"
+    );
+}
+
+/// `config check --connect` reads the Twilio account with the configured credentials:
+/// nothing is sent, and a wrong token is a 401 with Twilio's code. The answer's own
+/// `auth_token` field is not carried anywhere.
+#[test]
+fn the_twilio_account_is_read_without_sending() {
+    let s = Standin::start();
+    let got = run(radmfa::delivery::twilio::account(&twilio(
+        &s.url, AUTH_TOKEN, 2000,
+    )))
+    .unwrap();
+    assert_eq!((got.status.as_str(), got.kind.as_str()), ("active", "Full"));
+    s.set_account("suspended", "Trial");
+    let got = run(radmfa::delivery::twilio::account(&twilio(
+        &s.url, AUTH_TOKEN, 2000,
+    )))
+    .unwrap();
+    assert_eq!(
+        (got.status.as_str(), got.kind.as_str()),
+        ("suspended", "Trial")
+    );
+    assert!(!format!("{got:?}").contains(AUTH_TOKEN));
+    let e = run(radmfa::delivery::twilio::account(&twilio(
+        &s.url,
+        "wrong-token",
+        2000,
+    )))
+    .unwrap_err();
+    assert!(
+        matches!(e, ProviderError::Status { status: 401, .. }) && e.to_string().contains("20003"),
+        "{e}"
+    );
+    assert!(s.sms().is_empty() && s.calls().is_empty());
+}
+
+/// The generic gateway is reached with an `OPTIONS` request to its server's root: no path,
+/// no query (which may hold a key), no credentials, nothing sent; any answer is reached.
+/// The origin shown holds no user information.
+#[test]
+fn the_http_gateway_is_reached_without_sending() {
+    let s = Standin::start();
+    let mut cfg = generic(
+        &s,
+        TemplateEncoding::Form,
+        "to={phone}&text={message}",
+        HttpAuth::Bearer(Secret::from("gw-secret-token")),
+    );
+    let host = s.url.trim_start_matches("http://");
+    cfg.url = format!("http://user:pw-in-url@{host}/generic/send?key=KEY-IN-QUERY&to={{phone}}");
+    let (origin, status) = run(radmfa::delivery::http::reach(&cfg)).unwrap();
+    assert_eq!(origin, s.url);
+    assert_eq!(status, 404);
+    assert_eq!(
+        s.other_requests(),
+        vec![("OPTIONS".to_string(), "/".to_string(), false)]
+    );
+    assert!(s.generic_requests().is_empty());
+    // Nothing listens there: a transport error, said without the URL.
+    cfg.url = format!(
+        "http://127.0.0.1:{}/send?key=KEY-IN-QUERY",
+        common::slapd::free_port()
+    );
+    let e = run(radmfa::delivery::http::reach(&cfg)).unwrap_err();
+    assert!(matches!(e, ProviderError::Transport { .. }), "{e}");
+    assert!(!e.to_string().contains("KEY-IN-QUERY"), "{e}");
 }

@@ -1334,6 +1334,70 @@ fn sms_through_the_generic_http_provider() {
     );
 }
 
+/// `config check --connect` reaches the SMS and call providers without sending anything:
+/// Twilio's account is read with the configured credentials (a trial account is warned of,
+/// a suspended one fails the check), the generic gateway's server answers an OPTIONS at its
+/// root. Before, neither was contacted, and a wrong token or URL showed only at the first
+/// login that needed a text.
+#[test]
+fn config_check_connect_reaches_the_providers_without_sending() {
+    let slapd = directory();
+    let standin = Standin::start();
+    let http = format!(
+        "\n[http_sms]\nurl = \"{}/generic/send?key=gw-key-in-url\"\nbody = \"to={{phone}}&text={{message}}\"\n",
+        standin.url
+    );
+    let srv = start(
+        &slapd,
+        &standin,
+        "provider = \"http\"",
+        &http,
+        &sms_client(""),
+    );
+    let check = || {
+        let out = srv.cli(&["config", "check", "--connect"]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        (out.status.success(), text)
+    };
+    let (ok, text) = check();
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("ok   twilio: account AC")
+            && text.contains("accepted the auth token (active, Full account; nothing sent)"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "ok   http sms: reached {} (HTTP 404 to an OPTIONS request; nothing sent)",
+            standin.url
+        )),
+        "{text}"
+    );
+    assert!(!text.contains("gw-key-in-url"), "{text}");
+    assert!(!text.contains("WARN twilio"), "{text}");
+    standin.set_account("active", "Trial");
+    let (ok, text) = check();
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("WARN twilio: a trial account texts and calls only the numbers verified"),
+        "{text}"
+    );
+    standin.set_account("suspended", "Full");
+    let (ok, text) = check();
+    assert!(!ok, "a suspended account passed: {text}");
+    assert!(
+        text.contains("FAIL twilio: account AC")
+            && text.contains("is suspended: it sends no texts"),
+        "{text}"
+    );
+    assert!(standin.sms().is_empty() && standin.calls().is_empty());
+    assert!(standin.generic_requests().is_empty());
+    assert!(standin
+        .other_requests()
+        .iter()
+        .all(|(method, path, credentials)| method == "OPTIONS" && path == "/" && !credentials));
+}
+
 /// An SMS gateway whose certificate a private CA signed (an on-premises gateway, a
 /// TLS-inspecting egress proxy): trusted once its CA is in the system's store
 /// (`SSL_CERT_FILE` here, update-ca-certificates on a host), beside the built-in roots.

@@ -1,6 +1,7 @@
 //! `radmfa config check --connect [--user NAME]`: after the offline checks, reach what the
 //! server needs the way it will — each LDAP URL with the service account, each `[upstream]`
-//! server (a made-up user it must reject), the store — and,
+//! server (a made-up user it must reject), the SMS and call providers (nothing sent), the
+//! store — and,
 //! for a user, what a login would find: the directory entry, the groups that matter to each
 //! client, and the tokens. Like Duo's connectivity tool, so an admin can tell a directory or
 //! store problem from a NAS problem before any NAS is pointed at radmfa. Prints one line per
@@ -173,6 +174,9 @@ pub async fn connect(cfg: &Config, user: Option<&str>) -> anyhow::Result<bool> {
             }
         }
     }
+    // Reached without sending anything: a wrong token or a gateway behind an unknown CA
+    // shows here, not at the first login that needs a text or a call.
+    super::check_delivery::check(cfg, &mut line).await;
     // A check creates nothing: on a fresh install `radmfa serve` creates the database and
     // the key file, as its own user. A database without its key file is an error: the
     // seeds in it cannot be unsealed, and opening would make a new, wrong key.

@@ -6,6 +6,7 @@ pub mod audit_follow;
 pub mod backup;
 pub mod bypass;
 pub mod check;
+mod check_delivery;
 mod check_groups;
 mod check_integrity;
 mod check_refusal;

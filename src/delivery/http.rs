@@ -118,8 +118,8 @@ impl CodeSender for HttpSms {
             .await
             .map_err(|e| ProviderError::from_reqwest(NAME, ms, e))?;
         let status = resp.status().as_u16();
-        let text =
-            String::from_utf8_lossy(&super::body_or_empty(resp, NAME, ms).await).into_owned();
+        let body = super::read_body(resp, NAME, ms).await;
+        let text = String::from_utf8_lossy(&body.bytes);
         let status_ok = if c.success_status.is_empty() {
             (200..300).contains(&status)
         } else {
@@ -129,7 +129,7 @@ impl CodeSender for HttpSms {
             return Err(ProviderError::Status {
                 provider: NAME,
                 status,
-                detail: snippet(&text, &self.credentials(&values)),
+                detail: body.detail(|text| self.shown(text, &values)),
                 // A gateway's own error codes are unknown: any refusal may pass.
                 refused_number: None,
             });
@@ -144,11 +144,52 @@ impl CodeSender for HttpSms {
     }
 }
 
+/// `config check --connect`: the gateway's server reached the way a send reaches it (DNS,
+/// the egress proxy if the environment names one, TLS with the certificate checked) by an
+/// `OPTIONS` request to its root. Nothing is sent: the request carries no number, code,
+/// key or credential, and a gateway that sends on a `GET` is not asked for one. Returns the
+/// origin reached (scheme, host and port: no path or query, which may hold a key) and the
+/// status it answered, whatever it was: any answer means the server was reached.
+pub async fn reach(cfg: &HttpSmsConfig) -> Result<(String, u16), ProviderError> {
+    let url = render(&cfg.url, &[], str::to_string);
+    let origin = reqwest::Url::parse(&url)
+        .map_err(|e| ProviderError::Setup(format!("{NAME}: the url does not parse: {e}")))?
+        .origin();
+    if !origin.is_tuple() {
+        return Err(ProviderError::Setup(format!(
+            "{NAME}: the url names no server"
+        )));
+    }
+    let origin = origin.ascii_serialization();
+    let client = http_client(cfg.timeout).map_err(ProviderError::Setup)?;
+    let ms = cfg.timeout.as_millis() as u64;
+    let resp = client
+        .request(reqwest::Method::OPTIONS, format!("{origin}/"))
+        .send()
+        .await
+        .map_err(|e| ProviderError::from_reqwest(NAME, ms, e))?;
+    Ok((origin, resp.status().as_u16()))
+}
+
+/// Literals of the body template shorter than this are hidden only where they stand as a
+/// word of their own: "text" in `{"type":"text"}` blanked inside every word of an echoed
+/// error ("con***" for "context") garbled the diagnosis. Longer ones are hidden wherever
+/// they appear.
+const SHORT_LITERAL: usize = 8;
+
 impl HttpSms {
+    /// An answer's body for the audit reason: [`snippet`] with what the request carried
+    /// blanked out (see [`Self::credentials`]).
+    fn shown(&self, body: &str, values: &[(&str, &str)]) -> String {
+        let (anywhere, words) = self.credentials(values);
+        snippet_words(body, &anywhere, &words)
+    }
+
     /// What must not reach the audit reason or the log if the gateway echoes the request:
     /// the code and message, the credentials, every header value (API keys often travel in
-    /// one) and the URL's query values (or in the query).
-    fn credentials(&self, values: &[(&str, &str)]) -> Vec<String> {
+    /// one), the URL's query values (or in the query) and the body template's literals.
+    /// Hidden anywhere, and (the short literals) as whole words.
+    fn credentials(&self, values: &[(&str, &str)]) -> (Vec<String>, Vec<String>) {
         let c = &self.cfg;
         let mut out: Vec<String> = values
             .iter()
@@ -186,15 +227,21 @@ impl HttpSms {
         out.extend(userinfo(path));
         out.extend(env_proxy_credentials());
         out.extend(path_keys(path));
-        out.extend(body_literals(&c.body, c.encoding));
+        let (short, long): (Vec<String>, Vec<String>) = body_literals(&c.body, c.encoding)
+            .into_iter()
+            .partition(|v| v.chars().count() < SHORT_LITERAL);
+        out.extend(long);
         // As the request carried them, too: percent-encoded or escaped for JSON.
-        let encoded: Vec<String> = out
-            .iter()
-            .flat_map(|v| [percent(v), json_inner(v)])
-            .filter(|e| !out.contains(e))
-            .collect();
-        out.extend(encoded);
-        out
+        let with_encoded = |mut out: Vec<String>| {
+            let encoded: Vec<String> = out
+                .iter()
+                .flat_map(|v| [percent(v), json_inner(v)])
+                .filter(|e| !out.contains(e))
+                .collect();
+            out.extend(encoded);
+            out
+        };
+        (with_encoded(out), with_encoded(short))
     }
 }
 
@@ -379,12 +426,25 @@ fn as_is_values(template: &str) -> Vec<String> {
 /// Longest first: a short value (the code) blanked inside a longer one (a Basic
 /// credential's base64) would break it up, and the rest of it would show.
 pub(super) fn snippet(body: &str, hidden: &[String]) -> String {
+    snippet_words(body, hidden, &[])
+}
+
+/// [`snippet`], with `words` blanked too where each stands as a word of its own (no letter,
+/// digit or `_` on either side).
+fn snippet_words(body: &str, hidden: &[String], words: &[String]) -> String {
     let mut longest_first: Vec<&String> = hidden.iter().collect();
     longest_first.sort_by_key(|v| std::cmp::Reverse(v.len()));
     let mut s = body.to_string();
     for v in longest_first {
         if v.chars().count() >= 4 {
             s = s.replace(v.as_str(), "***");
+        }
+    }
+    let mut longest_first: Vec<&String> = words.iter().collect();
+    longest_first.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    for v in longest_first {
+        if v.chars().count() >= 4 {
+            s = replace_word(&s, v, "***");
         }
     }
     // Control characters (a body's line breaks, an ANSI escape) become spaces: the snippet
@@ -394,6 +454,30 @@ pub(super) fn snippet(body: &str, hidden: &[String]) -> String {
         .take(160)
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect()
+}
+
+/// `s` with each `word` that no letter, digit or `_` touches on either side replaced.
+fn replace_word(s: &str, word: &str, with: &str) -> String {
+    let inside = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(at) = rest.find(word) {
+        let before = if at > 0 {
+            rest[..at].chars().last()
+        } else {
+            out.chars().last()
+        };
+        let after = rest[at + word.len()..].chars().next();
+        out.push_str(&rest[..at]);
+        if inside(before) || inside(after) {
+            out.push_str(word);
+        } else {
+            out.push_str(with);
+        }
+        rest = &rest[at + word.len()..];
+    }
+    out.push_str(rest);
+    out
 }
 
 #[cfg(test)]
@@ -498,14 +582,11 @@ mod tests {
             ("code", "123456"),
             ("message", "Code 123456"),
         ];
-        let hidden = gateway(HttpAuth::None).credentials(&v);
-        assert_eq!(
-            snippet("bad 123456 for +1555", &hidden),
-            "bad *** for +1555"
-        );
+        let plain = gateway(HttpAuth::None);
+        assert_eq!(plain.shown("bad 123456 for +1555", &v), "bad *** for +1555");
         // A code across the 160-character cut leaves none of its digits.
         let long = format!("{}123456 and more", "x".repeat(157));
-        assert_eq!(snippet(&long, &hidden), format!("{}***", "x".repeat(157)));
+        assert_eq!(plain.shown(&long, &v), format!("{}***", "x".repeat(157)));
         // A gateway that echoes the request shows none of the credentials.
         let basic = gateway(HttpAuth::Basic {
             username: "acct".into(),
@@ -513,7 +594,7 @@ mod tests {
         });
         let echo = "GET ?key=k3y-in-url X-Api-Key: api-key-in-header \
                     Authorization: Basic YWNjdDpiYXNpYy1wdw== pw=basic-pw";
-        let shown = snippet(echo, &basic.credentials(&v));
+        let shown = basic.shown(echo, &v);
         for secret in [
             "k3y-in-url",
             "api-key-in-header",
@@ -527,12 +608,12 @@ mod tests {
         keyed.cfg.url = "https://sms.example/api/PathKey0123456789/send?to={phone}".into();
         keyed.cfg.body = "user=acct&pass=form-literal-pw&to={phone}".into();
         let echo = "url /api/PathKey0123456789/send body user=acct&pass=form-literal-pw";
-        let shown = snippet(echo, &keyed.credentials(&v));
+        let shown = keyed.shown(echo, &v);
         assert!(shown.contains("/api/***/send"), "{shown}");
         assert!(!shown.contains("form-literal-pw"), "{shown}");
         keyed.cfg.encoding = TemplateEncoding::Json;
         keyed.cfg.body = r#"{"auth":{"key":"json-literal-key"},"to":"{phone}"}"#.into();
-        let shown = snippet("echo json-literal-key", &keyed.credentials(&v));
+        let shown = keyed.shown("echo json-literal-key", &v);
         assert_eq!(shown, "echo ***");
         // A template that is JSON only once filled in (`{code}` as a number), and a literal
         // number: its short password and its PIN were left in the reason.
@@ -540,17 +621,17 @@ mod tests {
             r#"{"user":"acme","password":"Gw7pw-x9k","pin":48151623,"to":"{phone}","code":{code}}"#
                 .into();
         let echo = r#"HTTP 400: {"user":"acme","password":"Gw7pw-x9k","pin":48151623}"#;
-        let shown = snippet(echo, &keyed.credentials(&v));
+        let shown = keyed.shown(echo, &v);
         for secret in ["Gw7pw-x9k", "48151623", "1623"] {
             assert!(!shown.contains(secret), "{secret} in {shown}");
         }
         // Not JSON even so: every literal value, as for an as-is body.
         keyed.cfg.body = r#"{"user":"acme","password":"Gw7pw-x9k","to":{phone}"#.into();
-        let shown = snippet(echo, &keyed.credentials(&v));
+        let shown = keyed.shown(echo, &v);
         assert!(!shown.contains("Gw7pw-x9k"), "{shown}");
         keyed.cfg.encoding = TemplateEncoding::None;
         keyed.cfg.body = "<sms key=\"AsIsLiteralKey42\" to=\"{phone}\"/>".into();
-        let shown = snippet("echo AsIsLiteralKey42", &keyed.credentials(&v));
+        let shown = keyed.shown("echo AsIsLiteralKey42", &v);
         assert_eq!(shown, "echo ***");
         // Short ones too: an XML gateway's 8-character password, a 10-character key in the
         // path (only words of 12 or more were hidden).
@@ -560,7 +641,7 @@ mod tests {
             .into();
         let echo = "Invalid request /gw/K8x2pQ7zR1/send <sms><user>acme</user>\
                     <password>Gw7pw-x9</password></sms>";
-        let shown = snippet(echo, &keyed.credentials(&v));
+        let shown = keyed.shown(echo, &v);
         for secret in ["Gw7pw-x9", "K8x2pQ7zR1", "acme"] {
             assert!(!shown.contains(secret), "{secret} in {shown}");
         }
@@ -568,10 +649,7 @@ mod tests {
         // A password in the URL's userinfo, and its Basic header.
         let mut userinfo = gateway(HttpAuth::None);
         userinfo.cfg.url = "https://acct:url-pass-77@sms.example/send?to={phone}".into();
-        let shown = snippet(
-            "auth url-pass-77 / Basic YWNjdDp1cmwtcGFzcy03Nw==",
-            &userinfo.credentials(&v),
-        );
+        let shown = userinfo.shown("auth url-pass-77 / Basic YWNjdDp1cmwtcGFzcy03Nw==", &v);
         assert_eq!(shown, "auth *** / Basic ***", "{shown}");
         // '+' and '&' as reqwest sends them: percent-decoding keeps '+' (not a space).
         userinfo.cfg.url = "https://acct:Ab+Cd&9x@sms.example/send".into();
@@ -579,24 +657,35 @@ mod tests {
             use base64::Engine;
             base64::engine::general_purpose::STANDARD.encode("acct:Ab+Cd&9x")
         };
-        let shown = snippet(&format!("Basic {basic}"), &userinfo.credentials(&v));
+        let shown = userinfo.shown(&format!("Basic {basic}"), &v);
         assert_eq!(shown, "Basic ***", "{shown}");
         // A header's word alone, and a value as percent-encoding carried it.
         let mut worded = gateway(HttpAuth::None);
         worded.cfg.headers = vec![("Authorization".into(), "App word-key-4711".into())];
         worded.cfg.body = "key=slash/and+plus&to={phone}".into();
-        let shown = snippet(
+        let shown = worded.shown(
             "bad key word-key-4711; got key=slash/and+plus (slash/and plus)",
-            &worded.credentials(&v),
+            &v,
         );
         assert_eq!(shown, "bad key ***; got key=*** (***)", "{shown}");
         // The message as the URL carried it, percent-encoded.
-        let shown = snippet("text=Code+123456 failed", &hidden);
+        let shown = plain.shown("text=Code+123456 failed", &v);
         assert_eq!(shown, "text=*** failed", "{shown}");
-        let bearer = gateway(HttpAuth::Bearer(Secret::from("tok-123")));
-        assert_eq!(
-            snippet("Bearer tok-123", &bearer.credentials(&v)),
-            "Bearer ***"
+        // A short literal of the template is hidden as a word of its own, not inside other
+        // words ("con***" for "context").
+        let mut typed = gateway(HttpAuth::None);
+        typed.cfg.encoding = TemplateEncoding::Json;
+        typed.cfg.body =
+            r#"{"type":"text","pin":"7-Up!x","to":"{phone}","text":"{message}"}"#.into();
+        let shown = typed.shown(
+            r#"HTTP 400: bad context for type "text" (pin 7-Up!x, a texting pin7-Up!x)"#,
+            &v,
         );
+        assert_eq!(
+            shown,
+            r#"HTTP 400: bad context for type "***" (pin ***, a texting pin7-Up!x)"#
+        );
+        let bearer = gateway(HttpAuth::Bearer(Secret::from("tok-123")));
+        assert_eq!(bearer.shown("Bearer tok-123", &v), "Bearer ***");
     }
 }

@@ -277,42 +277,64 @@ pub(crate) fn basic_credential(user: &str, password: &str) -> String {
 /// and a broken gateway or proxy streaming more must not be held in memory for every send.
 pub(crate) const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 
-/// The response body, its first [`MAX_RESPONSE_BYTES`] only (the rest is not read).
-pub(crate) async fn bounded_body(
+/// A provider's answer, as much of it as was read.
+pub(crate) struct Body {
+    /// Its first [`MAX_RESPONSE_BYTES`] at most (the rest is not read).
+    pub bytes: Vec<u8>,
+    /// Why the body ends early, when it does (cut off, slower than the timeout): what was
+    /// read is kept, so a cut-off error still shows its start.
+    pub unread: Option<ProviderError>,
+}
+
+impl Body {
+    /// For an error's detail: the body as shown by `show`, or, when nothing of it was read,
+    /// why.
+    pub fn detail(&self, show: impl FnOnce(&str) -> String) -> String {
+        let shown = show(&String::from_utf8_lossy(&self.bytes));
+        match &self.unread {
+            Some(e) if shown.trim().is_empty() => {
+                // Without the provider's name, which the reason gives already.
+                let why = e.to_string();
+                let why = why.split_once(": ").map_or(why.as_str(), |(_, w)| w);
+                format!("the answer's body could not be read ({why})")
+            }
+            _ => shown,
+        }
+    }
+}
+
+/// The response body (see [`Body`]). When it cannot be read in full, the status decides: a
+/// 2xx whose body was lost was taken by the provider, and a refusal stays one; as an error,
+/// either was an outage, which `provider_failure = "allow"` fails open on (red team: a 200
+/// with a short body let the password in alone).
+pub(crate) async fn read_body(
     mut resp: reqwest::Response,
     provider: &'static str,
     timeout_ms: u64,
-) -> Result<Vec<u8>, ProviderError> {
-    let mut body = Vec::new();
-    while body.len() < MAX_RESPONSE_BYTES {
+) -> Body {
+    let status = resp.status().as_u16();
+    let mut bytes = Vec::new();
+    while bytes.len() < MAX_RESPONSE_BYTES {
         match resp.chunk().await {
             Ok(Some(chunk)) => {
-                let room = MAX_RESPONSE_BYTES - body.len();
-                body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                let room = MAX_RESPONSE_BYTES - bytes.len();
+                bytes.extend_from_slice(&chunk[..chunk.len().min(room)]);
             }
             Ok(None) => break,
-            Err(e) => return Err(ProviderError::from_reqwest(provider, timeout_ms, e)),
+            Err(e) => {
+                let e = ProviderError::from_reqwest(provider, timeout_ms, e);
+                tracing::info!(provider, status, error = %e, "the provider's answer had a body that could not be read; its status decides");
+                return Body {
+                    bytes,
+                    unread: Some(e),
+                };
+            }
         }
     }
-    Ok(body)
-}
-
-/// [`bounded_body`], or empty when it cannot be read (cut off, slower than the timeout):
-/// the status decides then. A 2xx whose body was lost was taken by the provider, and a
-/// refusal stays one; as an error, either was an outage, which `provider_failure =
-/// "allow"` fails open on (red team: a 200 with a short body let the password in alone).
-pub(crate) async fn body_or_empty(
-    resp: reqwest::Response,
-    provider: &'static str,
-    timeout_ms: u64,
-) -> Vec<u8> {
-    let status = resp.status().as_u16();
-    bounded_body(resp, provider, timeout_ms)
-        .await
-        .unwrap_or_else(|e| {
-            tracing::info!(provider, status, error = %e, "the provider's answer had a body that could not be read; its status decides");
-            Vec::new()
-        })
+    Body {
+        bytes,
+        unread: None,
+    }
 }
 
 /// Sends a text message. `text` holds the code, hence `Secret`.
@@ -536,7 +558,8 @@ mod tests {
             let _ = s.write_all(&vec![b'a'; 1 << 20]).await;
         });
         let resp = reqwest::get(format!("http://{addr}/")).await.unwrap();
-        let body = bounded_body(resp, "test", 1000).await.unwrap();
-        assert_eq!(body.len(), MAX_RESPONSE_BYTES);
+        let body = read_body(resp, "test", 1000).await;
+        assert!(body.unread.is_none());
+        assert_eq!(body.bytes.len(), MAX_RESPONSE_BYTES);
     }
 }

@@ -103,20 +103,36 @@ async fn post(
         .send()
         .await
         .map_err(|e| ProviderError::from_reqwest(provider, ms, e))?;
+    // What was sent (the code, the text) is blanked from an echoed error.
+    let sent: Vec<String> = form
+        .iter()
+        .filter(|(name, _)| *name == "Body")
+        .map(|(_, v)| v.to_string())
+        .chain(also_hidden.iter().map(|v| v.to_string()))
+        .collect();
+    answer(provider, cfg, ms, resp, sent).await
+}
+
+/// The JSON of a 2xx answer, or Twilio's error as a [`ProviderError`], with `sent` and the
+/// credentials blanked from its message.
+async fn answer(
+    provider: &'static str,
+    cfg: &TwilioConfig,
+    ms: u64,
+    resp: reqwest::Response,
+    sent: Vec<String>,
+) -> Result<serde_json::Value, ProviderError> {
     let status = resp.status().as_u16();
-    let bytes = super::body_or_empty(resp, provider, ms).await;
-    let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+    let body = super::read_body(resp, provider, ms).await;
+    let json: serde_json::Value = serde_json::from_slice(&body.bytes).unwrap_or_default();
     if !(200..300).contains(&status) {
         // Twilio's error object; only its code and message go into the audit reason. Twilio
         // does not echo the request, but `api_url` may name a compatible gateway or a proxy
         // that does: what was sent (the code, the token) is blanked from the message.
         let token = cfg.auth_token.expose_str().unwrap_or_default();
         let basic = super::basic_credential(&cfg.account_sid, token);
-        let hidden: Vec<String> = form
-            .iter()
-            .filter(|(name, _)| *name == "Body")
-            .map(|(_, v)| v.to_string())
-            .chain(also_hidden.iter().map(|v| v.to_string()))
+        let hidden: Vec<String> = sent
+            .into_iter()
             .chain([token.to_string(), basic])
             // An egress proxy that echoes the Proxy-Authorization it was sent (the HTTP
             // SMS gateway's own fix missed this provider: review).
@@ -133,7 +149,10 @@ async fn post(
                 snippet(msg, &hidden)
             ),
             (_, Some(msg)) => snippet(msg, &hidden),
-            _ => "no error details".into(),
+            // Or why nothing could be read of it.
+            _ => Some(body.detail(|_| String::new()))
+                .filter(|d| !d.is_empty())
+                .unwrap_or_else(|| "no error details".into()),
         };
         // Only a refusal (4xx) can be the number's: a 5xx is Twilio failing.
         let refused_number = json
@@ -149,6 +168,49 @@ async fn post(
         });
     }
     Ok(json)
+}
+
+/// What `config check --connect` learns of the account, without sending anything: Twilio's
+/// Account resource (`GET /2010-04-01/Accounts/{sid}.json`), which answers only to the right
+/// SID and auth token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    /// `active`, `suspended` or `closed`: only an active account texts and calls.
+    pub status: String,
+    /// `Trial` or `Full`: a trial account reaches only the numbers verified in its console.
+    pub kind: String,
+}
+
+/// Reads the account with the configured credentials (see [`Account`]).
+pub async fn account(cfg: &TwilioConfig) -> Result<Account, ProviderError> {
+    let provider = "twilio";
+    let client = http_client(cfg.timeout).map_err(ProviderError::Setup)?;
+    let ms = cfg.timeout.as_millis() as u64;
+    let url = format!(
+        "{}/2010-04-01/Accounts/{}.json",
+        cfg.api_url, cfg.account_sid
+    );
+    let resp = client
+        .get(&url)
+        .basic_auth(
+            &cfg.account_sid,
+            cfg.auth_token.expose_str().map(str::to_string),
+        )
+        .header(reqwest::header::ACCEPT, "application/json")
+        .send()
+        .await
+        .map_err(|e| ProviderError::from_reqwest(provider, ms, e))?;
+    let json = answer(provider, cfg, ms, resp, Vec::new()).await?;
+    let field = |name: &str| {
+        json.get(name)
+            .and_then(|v| v.as_str())
+            .map(|v| snippet(v, &[]))
+            .unwrap_or_default()
+    };
+    Ok(Account {
+        status: field("status"),
+        kind: field("type"),
+    })
 }
 
 /// Twilio's error codes for a number it will not text or call, whatever the time: what each

@@ -9,6 +9,8 @@
 //! - `POST /2010-04-01/Accounts/{AccountSid}/Calls/{CallSid}.json` (form: Status =
 //!   `completed` or `canceled`): ends the call; its script stops, and the StatusCallback
 //!   gets `canceled` (every call here is still ringing until its script plays)
+//! - `GET /2010-04-01/Accounts/{AccountSid}.json`: the account's status and type
+//!   (`set_account`), which `config check --connect` reads
 //!
 //! with HTTP basic auth (Account SID : auth token), answering 201 with Twilio-shaped JSON or
 //! Twilio's error object. SMS are recorded. A call plays its script: after a delay it posts
@@ -20,7 +22,8 @@
 //! here independently of radmfa's verifier.
 //!
 //! There is also `POST /generic/send`, a plain gateway for the generic HTTP provider, which
-//! records the request and answers with a configurable status and body.
+//! records the request and answers with a configurable status and body. Any other request is
+//! recorded (`other_requests`) and answered 404.
 #![allow(dead_code)]
 
 use std::collections::HashMap;
@@ -31,7 +34,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::Router;
 use base64::Engine;
 use hmac::{Hmac, Mac};
@@ -153,6 +156,10 @@ struct Recorded {
     generic_delay: Duration,
     /// Calls ended through the API: (CallSid, the Status asked for).
     ended: Vec<(String, String)>,
+    /// What the Account resource says: (status, type); ("active", "Full") unless set.
+    account: Option<(String, String)>,
+    /// Requests no route took: (method, path and query, whether they carried credentials).
+    others: Vec<(String, String, bool)>,
 }
 
 type Shared = Arc<Mutex<Recorded>>;
@@ -204,6 +211,50 @@ fn form(body: &[u8]) -> HashMap<String, String> {
 
 fn sid(prefix: &str) -> String {
     format!("{prefix}{}", hex::encode(rand::random::<[u8; 16]>()))
+}
+
+/// `GET /2010-04-01/Accounts/{AccountSid}.json`: the account, as Twilio gives it (its auth
+/// token among the fields, as Twilio's own answer has it).
+async fn account(
+    State(st): State<Shared>,
+    Path(account): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if account.strip_suffix(".json") != Some(ACCOUNT_SID) || !authorized(&headers) {
+        return twilio_error(StatusCode::UNAUTHORIZED, 20003, "Authenticate");
+    }
+    let (status, kind) = st
+        .lock()
+        .unwrap()
+        .account
+        .clone()
+        .unwrap_or(("active".into(), "Full".into()));
+    let reply = serde_json::json!({
+        "sid": ACCOUNT_SID, "friendly_name": "radmfa tests", "status": status, "type": kind,
+        "auth_token": AUTH_TOKEN, "owner_account_sid": ACCOUNT_SID,
+        "uri": format!("/2010-04-01/Accounts/{ACCOUNT_SID}.json"),
+    });
+    (
+        StatusCode::OK,
+        [("content-type", "application/json")],
+        reply.to_string(),
+    )
+        .into_response()
+}
+
+/// Any other request: recorded, and answered 404 as a web server's root often is.
+async fn other(State(st): State<Shared>, req: axum::extract::Request) -> Response {
+    let path = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.to_string())
+        .unwrap_or_default();
+    let credentials = req.headers().contains_key("authorization");
+    st.lock()
+        .unwrap()
+        .others
+        .push((req.method().to_string(), path, credentials));
+    StatusCode::NOT_FOUND.into_response()
 }
 
 async fn messages(
@@ -522,7 +573,9 @@ impl Standin {
                 "/2010-04-01/Accounts/{account}/Calls/{call}",
                 post(update_call),
             )
+            .route("/2010-04-01/Accounts/{account}", get(account))
             .route("/generic/send", post(generic).get(generic))
+            .fallback(other)
             .with_state(state.clone());
         let listener = rt
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
@@ -543,6 +596,16 @@ impl Standin {
              from = \"{SMS_FROM}\"\napi_url = \"{}\"\ntimeout_ms = 2000\n",
             self.url
         )
+    }
+
+    /// What the Account resource says from now on: its status and type.
+    pub fn set_account(&self, status: &str, kind: &str) {
+        self.state.lock().unwrap().account = Some((status.into(), kind.into()));
+    }
+
+    /// Requests no route took: (method, path and query, whether they carried credentials).
+    pub fn other_requests(&self) -> Vec<(String, String, bool)> {
+        self.state.lock().unwrap().others.clone()
     }
 
     pub fn sms(&self) -> Vec<Sms> {
