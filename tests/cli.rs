@@ -216,6 +216,55 @@ fn user_list_shows_what_else_is_held_of_each_user() {
         .any(|r| r["user"] == "bob" && r["bypass_until"].is_i64()));
 }
 
+/// `user list` prints a page at a time (at 30,000 users the whole list held at once took
+/// 85 MB, 119 MB with `--json`): more users than a page, each once and in order, the count
+/// at the end, and `--json` still one array laid out as before.
+#[test]
+fn user_list_prints_every_user_across_pages() {
+    let (d, cfg) = setup();
+    // A store with a token in stock only: nobody to list.
+    let stock = d.path().join("stock.csv");
+    std::fs::write(&stock, "STOCK1,MFRGGZDFMZTWQ2LK,30\n").unwrap();
+    let (ok, out, err) = run(&cfg, &["token", "import", stock.to_str().unwrap()]);
+    assert!(ok, "{out}{err}");
+    let (ok, out, _) = run(&cfg, &["user", "list", "--json"]);
+    assert!(ok && out == "[]\n", "{out:?}");
+    let n = 1_201;
+    let csv: String = (0..n)
+        .map(|i| {
+            // A seed of its own for each (a seed shared by two tokens is refused).
+            let b32 = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+            let tail: String = (0..4).map(|k| b32[(i >> (5 * k)) & 31] as char).collect();
+            format!("S{i:05},JBSWY3DPEHPK{tail},30,user{i:05}\n")
+        })
+        .collect();
+    let file = d.path().join("many.csv");
+    std::fs::write(&file, csv).unwrap();
+    let (ok, out, err) = run(&cfg, &["token", "import", file.to_str().unwrap()]);
+    assert!(ok, "{out}{err}");
+    let (ok, out, err) = run(&cfg, &["user", "list"]);
+    assert!(ok, "{err}");
+    let names: Vec<&str> = out
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|w| w.starts_with("user"))
+        .collect();
+    let want: Vec<String> = (0..n).map(|i| format!("user{i:05}")).collect();
+    assert_eq!(names, want);
+    assert_eq!(out.lines().last(), Some("1201 user(s)"));
+    let (ok, out, err) = run(&cfg, &["user", "list", "--json"]);
+    assert!(ok, "{err}");
+    let rows: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), n);
+    assert_eq!(rows[1200]["user"], "user01200");
+    assert_eq!(rows[0]["tokens"], 1);
+    assert_eq!(
+        out,
+        format!("{}\n", serde_json::to_string_pretty(&rows).unwrap())
+    );
+}
+
 /// Revocations given a name with nothing to revoke (most often mistyped: the real user keeps
 /// what was to go) exit 1 and say so, and no audit record claims them; as `user reset`.
 /// They exited 0 with "0 deleted", so a runbook checking the exit code reported done.

@@ -303,6 +303,9 @@ pub struct TokenFilter {
     pub limit: Option<u32>,
 }
 
+/// Users read at a time by [`Store::list_users`]: a few hundred KB of rows.
+pub const USERS_PAGE: u32 = 500;
+
 /// Per-user second-factor state.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UserStatus {
@@ -718,7 +721,30 @@ pub trait Store: Send + Sync + 'static {
     /// Users the store holds anything of; a lock, a bypass or a remembered login counts
     /// while it lasts at `now` (the node's clock, as logins judge them: not the database
     /// host's).
-    async fn list_users(&self, now: i64) -> Result<Vec<UserSummary>, StoreError>;
+    async fn list_users(&self, now: i64) -> Result<Vec<UserSummary>, StoreError> {
+        let mut all = Vec::new();
+        loop {
+            let after = all.last().map(|u: &UserSummary| u.status.user.clone());
+            let page = self
+                .list_users_page(now, after.as_deref(), USERS_PAGE)
+                .await?;
+            let done = page.len() < USERS_PAGE as usize;
+            all.extend(page);
+            if done {
+                return Ok(all);
+            }
+        }
+    }
+    /// [`Self::list_users`] a page at a time, so a long list is shown without holding it
+    /// all (`user list`): at most `limit`, those after `after` in the list's order (bytes,
+    /// as the list is sorted). Each page is read on its own: a user added or gone between
+    /// two pages is listed as the later page finds them.
+    async fn list_users_page(
+        &self,
+        now: i64,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<UserSummary>, StoreError>;
     async fn user_status(&self, user: &str) -> Result<UserStatus, StoreError>;
     /// Atomically adds one consecutive failure; if that reaches `threshold`, locks the user
     /// until `now + lock_secs` and resets the count. Returns (failures, newly_locked_until).

@@ -330,7 +330,15 @@ impl Store for PgStore {
 
     // --- users: lockout ---
 
-    async fn list_users(&self, now: i64) -> Result<Vec<UserSummary>, StoreError> {
+    async fn list_users_page(
+        &self,
+        now: i64,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<UserSummary>, StoreError> {
+        // `after` and the limit in each branch (as for SQLite), compared and ordered in the
+        // list's own (byte) order: under the database's collation a page boundary would
+        // skip or repeat names.
         let rows = sqlx::query(
             "SELECT u.username AS username, \
                     COALESCE(s.failures, 0) AS failures, \
@@ -343,19 +351,31 @@ impl Store for PgStore {
                         AS app_password_count, \
                     (SELECT COUNT(*) FROM remembered_logins r \
                       WHERE r.username = u.username AND r.expires_at > $1) AS remembered_count \
-             FROM (SELECT username FROM tokens WHERE username IS NOT NULL \
-                   UNION SELECT username FROM user_state \
-                         WHERE failures > 0 OR locked_until > $1 \
-                   UNION SELECT username FROM user_profile \
-                         WHERE phone IS NOT NULL OR method IS NOT NULL \
-                            OR blocked_at IS NOT NULL OR bypass_until > $1 \
-                   UNION SELECT username FROM app_passwords \
-                   UNION SELECT username FROM remembered_logins WHERE expires_at > $1) AS u \
+             FROM ((SELECT username FROM tokens \
+                         WHERE username IS NOT NULL AND username > $2 COLLATE \"C\" \
+                         ORDER BY username COLLATE \"C\" LIMIT $3) \
+                   UNION (SELECT username FROM user_state \
+                         WHERE (failures > 0 OR locked_until > $1) \
+                           AND username > $2 COLLATE \"C\" \
+                         ORDER BY username COLLATE \"C\" LIMIT $3) \
+                   UNION (SELECT username FROM user_profile \
+                         WHERE (phone IS NOT NULL OR method IS NOT NULL \
+                            OR blocked_at IS NOT NULL OR bypass_until > $1) \
+                           AND username > $2 COLLATE \"C\" \
+                         ORDER BY username COLLATE \"C\" LIMIT $3) \
+                   UNION (SELECT username FROM app_passwords \
+                         WHERE username > $2 COLLATE \"C\" \
+                         ORDER BY username COLLATE \"C\" LIMIT $3) \
+                   UNION (SELECT username FROM remembered_logins \
+                         WHERE expires_at > $1 AND username > $2 COLLATE \"C\" \
+                         ORDER BY username COLLATE \"C\" LIMIT $3)) AS u \
              LEFT JOIN user_state s ON s.username = u.username \
              LEFT JOIN user_profile p ON p.username = u.username \
-             ORDER BY u.username COLLATE \"C\"",
+             ORDER BY u.username COLLATE \"C\" LIMIT $3",
         )
         .bind(now)
+        .bind(after.unwrap_or(""))
+        .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(user_summary_from_row).collect()

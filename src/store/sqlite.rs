@@ -666,7 +666,15 @@ impl Store for SqliteStore {
 
     // --- users: lockout ---
 
-    async fn list_users(&self, now: i64) -> Result<Vec<UserSummary>, StoreError> {
+    async fn list_users_page(
+        &self,
+        now: i64,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<UserSummary>, StoreError> {
+        // `after` and the limit in each branch, so each reads a page's worth from its index
+        // onwards, not every later name for every page (the page's names are among the
+        // first `limit` of some branch). An empty `after` is before every name.
         let rows = sqlx::query(
             "SELECT u.user AS user, \
                     COALESCE(s.failures, 0) AS failures, \
@@ -679,19 +687,26 @@ impl Store for SqliteStore {
                         AS app_password_count, \
                     (SELECT COUNT(*) FROM remembered_logins r \
                       WHERE r.user = u.user AND r.expires_at > ?1) AS remembered_count \
-             FROM (SELECT user FROM tokens WHERE user IS NOT NULL \
-                   UNION SELECT user FROM user_state \
-                         WHERE failures > 0 OR locked_until > ?1 \
-                   UNION SELECT user FROM user_profile \
-                         WHERE phone IS NOT NULL OR method IS NOT NULL \
-                            OR blocked_at IS NOT NULL OR bypass_until > ?1 \
-                   UNION SELECT user FROM app_passwords \
-                   UNION SELECT user FROM remembered_logins WHERE expires_at > ?1) AS u \
+             FROM (SELECT user FROM (SELECT user FROM tokens \
+                         WHERE user IS NOT NULL AND user > ?2 ORDER BY user LIMIT ?3) \
+                   UNION SELECT user FROM (SELECT user FROM user_state \
+                         WHERE (failures > 0 OR locked_until > ?1) AND user > ?2 \
+                         ORDER BY user LIMIT ?3) \
+                   UNION SELECT user FROM (SELECT user FROM user_profile \
+                         WHERE (phone IS NOT NULL OR method IS NOT NULL \
+                            OR blocked_at IS NOT NULL OR bypass_until > ?1) AND user > ?2 \
+                         ORDER BY user LIMIT ?3) \
+                   UNION SELECT user FROM (SELECT user FROM app_passwords \
+                         WHERE user > ?2 ORDER BY user LIMIT ?3) \
+                   UNION SELECT user FROM (SELECT user FROM remembered_logins \
+                         WHERE expires_at > ?1 AND user > ?2 ORDER BY user LIMIT ?3)) AS u \
              LEFT JOIN user_state s ON s.user = u.user \
              LEFT JOIN user_profile p ON p.user = u.user \
-             ORDER BY u.user",
+             ORDER BY u.user LIMIT ?3",
         )
         .bind(now)
+        .bind(after.unwrap_or(""))
+        .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(user_summary_from_row).collect()

@@ -774,6 +774,55 @@ pub async fn user_status_and_list_users(store: &dyn Store) {
     assert!(later
         .iter()
         .all(|s| s.status.user != "gina" && s.status.user != "ivy"));
+
+    // Page by page (`user list` prints as it reads): the pages put together are the list,
+    // in byte order (an upper-case and an accented name among them), none twice or left
+    // out at a page's edge.
+    store.set_phone("Zed", Some("+15550101")).await.unwrap();
+    store
+        .set_phone("\u{e9}mile", Some("+15550102"))
+        .await
+        .unwrap();
+    let whole = listed(T).await;
+    let mut sorted = whole.clone();
+    sorted.sort();
+    assert_eq!(whole, sorted);
+    assert_eq!(whole.first().map(String::as_str), Some("Zed"));
+    assert_eq!(whole.last().map(String::as_str), Some("\u{e9}mile"));
+    let mut paged: Vec<String> = Vec::new();
+    loop {
+        let page = store
+            .list_users_page(T, paged.last().map(String::as_str), 2)
+            .await
+            .unwrap();
+        assert!(page.len() <= 2);
+        let done = page.len() < 2;
+        paged.extend(page.into_iter().map(|u| u.status.user));
+        if done {
+            break;
+        }
+    }
+    assert_eq!(paged, whole);
+    // More users than one of `list_users`'s own pages: all of them, once each.
+    let many = radmfa::store::USERS_PAGE as usize * 2 + 1;
+    let batch: Vec<_> = (0..many)
+        .map(|i| {
+            let user = format!("paged{i:05}");
+            (
+                totp(&format!("PG{i:05}"), Some(&user), b"p"),
+                TokenExtra::default(),
+            )
+        })
+        .collect();
+    store
+        .import_tokens_audited(&batch, false, &[audit_record(T, "", "import")])
+        .await
+        .unwrap();
+    let all = listed(T).await;
+    assert_eq!(all.len(), whole.len() + many);
+    let paged_names: Vec<&String> = all.iter().filter(|u| u.starts_with("paged")).collect();
+    assert_eq!(paged_names.len(), many);
+    assert!(paged_names.windows(2).all(|w| w[0] < w[1]));
 }
 
 pub async fn lockout_threshold_lock_time_and_unlock(store: &dyn Store) {
