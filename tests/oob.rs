@@ -710,6 +710,49 @@ fn a_days_sends_are_capped_beside_the_window() {
     assert!(said.contains("sms.max_per_user_per_day"), "{said}");
 }
 
+/// `user unlock` says how many sends it took off the limits: those of the day, the ones that
+/// counted. A send older than a day that housekeeping has not purged yet (it keeps them 25
+/// hours) was counted in the number too, beside a "by" list that left it out ("2 send(s)
+/// ... (by alice 1)").
+#[test]
+fn unlock_counts_only_the_sends_that_counted() {
+    let slapd = directory();
+    let standin = Standin::start();
+    let srv = start(
+        &slapd,
+        &standin,
+        "max_per_user_per_day = 5\n",
+        "",
+        &sms_client(""),
+    );
+    for _ in 0..2 {
+        let r = login(&srv, "alice", ALICE_PW);
+        assert_eq!(code_of(&r), "Access-Challenge", "{r}\n{}", srv.log());
+    }
+    // The first send, as if made 24.5 hours ago: every event of its slot.
+    let db = rusqlite::Connection::open(srv.dir.path().join("radmfa.db")).unwrap();
+    db.busy_timeout(Duration::from_secs(5)).unwrap();
+    let aged = db
+        .execute(
+            "UPDATE send_events SET at = at - 88200 \
+             WHERE slot = (SELECT slot FROM send_events ORDER BY at, rowid LIMIT 1)",
+            [],
+        )
+        .unwrap();
+    assert!(aged >= 2, "{aged} events aged");
+    drop(db);
+    let out = cli_ok(&srv, &["user", "show", "alice"]);
+    assert!(out.contains("sends:    1 of 5 a day"), "{out}");
+    let out = cli_ok(&srv, &["user", "unlock", "bob"]);
+    assert!(
+        out.contains("1 send(s) of other names to its number no longer counted")
+            && out.contains("(by alice 1;"),
+        "{out}"
+    );
+    let out = cli_ok(&srv, &["user", "unlock", "alice"]);
+    assert!(out.contains("; 1 send(s) no longer counted"), "{out}");
+}
+
 /// `provider_failure = "allow"`: the provider's outage lets a correct password in (fail
 /// open), audited as such; a wrong password, the provider's rate limit (which a caller
 /// can bring on, with a burst of logins), our credentials refused (a mistake of ours that

@@ -68,6 +68,16 @@ async fn counted(store: &dyn Store, keys: &[String], window: i64) -> anyhow::Res
     Ok(c)
 }
 
+/// Forgets the sends under `key` ([`Store::forget_sends`]) and returns how many of them
+/// counted: those of the last day. An older one that housekeeping has not purged yet (it
+/// keeps them 25 hours) counted against no limit, and was said forgotten with the rest.
+pub(super) async fn forget_counted(store: &dyn Store, key: &str) -> anyhow::Result<u64> {
+    let now = SystemClock.now();
+    let counted = store.sends_since(key, now - DAY, now).await?;
+    store.forget_sends(key).await?;
+    Ok(counted.iter().map(|(_, n)| n).sum())
+}
+
 /// `names`: the store keys of the user and of its entry's other names.
 pub(super) async fn read(
     cfg: &Config,

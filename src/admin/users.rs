@@ -121,9 +121,12 @@ async fn run_on(
             // (john.doe's under jdoe): each name's is forgotten. The directory is asked
             // once, for this and for the locks under the other names below.
             let (entry, others) = entry_and_other_names(cfg, &a.user).await;
-            let mut sends = store.forget_sends(&format!("user-day:{}", a.user)).await?;
+            let forget = |key: String| async move {
+                super::send_limits::forget_counted(store, &format!("user-day:{key}")).await
+            };
+            let mut sends = forget(a.user.clone()).await?;
             for (_, key) in &others {
-                sends += store.forget_sends(&format!("user-day:{key}")).await?;
+                sends += forget(key.clone()).await?;
             }
             // And the number's, which other names' logins may have used up (a shared desk
             // phone, a person's admin account): the user was refused with nothing of its own
@@ -135,7 +138,10 @@ async fn run_on(
                 let now = SystemClock.now();
                 let key = format!("phone-day:{number}");
                 let whose = store.sends_since(&key, now - 86_400, now).await?;
-                let n = store.forget_number_sends(&number).await?;
+                store.forget_number_sends(&number).await?;
+                // Those that counted: the day's, whose the list names. Older ones not yet
+                // purged were said forgotten too, beside a list that left them out.
+                let n: u64 = whose.iter().map(|(_, n)| n).sum();
                 if n > 0 {
                     number_sends = Some(format!(
                         "{n} send(s) of other names to its number no longer counted against \
