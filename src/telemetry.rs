@@ -8,7 +8,7 @@ use tracing_subscriber::EnvFilter;
 use crate::config::LogFormat;
 
 mod writer;
-pub use writer::{drain, lines_lost, queue_lines, say};
+pub use writer::{drain, lines_lost, queue_lines, say, stopping};
 
 pub fn init(format: LogFormat, level: &str) {
     let level = with_quiet_tls(level);

@@ -210,10 +210,10 @@ pub async fn run(
     shutdown.cancelled().await;
     tracker.close();
     info!("shutting down: waiting for requests in flight");
-    if tokio::time::timeout(app.config().server.shutdown_grace, tracker.wait())
-        .await
-        .is_err()
-    {
+    let waited = tokio::time::timeout(app.config().server.shutdown_grace, tracker.wait()).await;
+    // The last lines must not be lost to a queue still full from a reader that stalled.
+    crate::telemetry::stopping(std::time::Duration::from_secs(2));
+    if waited.is_err() {
         // The requests holding an in-flight permit: those past their duplicate check,
         // waiting on a backend. Their tasks are dropped with the runtime, unanswered.
         let abandoned = app

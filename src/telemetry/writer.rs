@@ -78,6 +78,27 @@ pub fn queue_lines() {
     }
 }
 
+/// Until when a line that finds the queue full waits for room rather than being dropped:
+/// set as `serve` stops ([`stopping`]).
+static WAIT_UNTIL: Mutex<Option<Instant>> = Mutex::new(None);
+
+/// The server is stopping: from now, for `within`, a line that finds the queue full waits
+/// for room instead of being dropped. Its last lines (the requests abandoned, the counters)
+/// came right after a reader that had stalled began reading again, while the queue was
+/// still full from the stall, and were lost though the reader was there to take them. A
+/// reader still stalled costs the stop `within` more.
+pub fn stopping(within: Duration) {
+    *WAIT_UNTIL.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now() + within);
+}
+
+/// Whether a line that found the queue full may wait for room now.
+fn may_wait() -> bool {
+    WAIT_UNTIL
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .is_some_and(|until| Instant::now() < until)
+}
+
 /// Lines go directly again, once those queued are written or `within` has passed (a reader
 /// that is not reading keeps them: they are lost with the process).
 pub fn drain(within: Duration) {
@@ -138,15 +159,24 @@ impl Write for LineWriter {
         } else {
             buf
         };
-        if let Some(tx) = queue().lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
-            match tx.try_send(Queued::Line(buf.to_vec())) {
-                Ok(()) => return Ok(()),
-                Err(TrySendError::Full(_)) => {
-                    LINES_LOST.fetch_add(1, Ordering::Relaxed);
-                    return Ok(());
+        // A clone, so that a line waiting for room (see `stopping`) holds no lock.
+        let tx = queue().lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some(tx) = tx {
+            let mut line = Queued::Line(buf.to_vec());
+            loop {
+                match tx.try_send(line) {
+                    Ok(()) => return Ok(()),
+                    Err(TrySendError::Full(l)) if may_wait() => {
+                        line = l;
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    Err(TrySendError::Full(_)) => {
+                        LINES_LOST.fetch_add(1, Ordering::Relaxed);
+                        return Ok(());
+                    }
+                    // The thread is gone (it does not panic, but): written here.
+                    Err(TrySendError::Disconnected(_)) => break,
                 }
-                // The thread is gone (it does not panic, but): written here.
-                Err(TrySendError::Disconnected(_)) => {}
             }
         }
         write_line(buf);
