@@ -362,6 +362,8 @@ async fn housekeeping(app: std::sync::Arc<AppState>, stop: CancellationToken) {
                 let keep = days.map(|d| std::time::Duration::from_secs(u64::from(d) * 86_400));
                 if let (Some(days), Some(before)) = (days, clock.audit_cutoff(now, keep)) {
                     purge_old_audit(&app, days, before, &stop, &mut backlog).await;
+                } else {
+                    say_purge_ended_by_reload(&mut backlog);
                 }
             }
         }
@@ -416,6 +418,19 @@ fn say_purge_stopped(backlog: &Backlog, days: u32) {
         keep_days = days,
         "old audit records deleted until the stop; the rest of the backlog at the next start"
     );
+}
+
+/// `keep_days` taken away (set to 0) by a reload between two slices of a backlog's purge:
+/// its end said now. It waited for the next stop, and said "until the stop" then.
+fn say_purge_ended_by_reload(backlog: &mut Backlog) {
+    if backlog.deleted > 0 {
+        tracing::info!(
+            deleted = backlog.deleted,
+            "old audit records deleted until a reload set [audit] keep_days = 0; the rest \
+             of the backlog is kept"
+        );
+    }
+    *backlog = Backlog::default();
 }
 
 /// `[audit] keep_days`: deletes older records in batches, paced so that a backlog (the
@@ -485,6 +500,49 @@ mod tests {
     };
 
     const T: i64 = 1_800_000_000;
+
+    /// What `f` logs, as text lines.
+    fn logged(f: impl FnOnce()) -> String {
+        #[derive(Clone, Default)]
+        struct Buf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Buf {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buf = Buf::default();
+        let out = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || out.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, f);
+        let text = buf.0.lock().unwrap().clone();
+        String::from_utf8(text).unwrap()
+    }
+
+    /// A reload that sets `keep_days = 0` between two slices of a backlog's purge: the
+    /// count so far is said at the next housekeeping run, once, not left for the stop.
+    #[test]
+    fn a_backlog_ended_by_a_reload_is_said_at_once() {
+        let mut backlog = Backlog {
+            deleted: 120_000,
+            said: true,
+        };
+        let text = logged(|| say_purge_ended_by_reload(&mut backlog));
+        assert!(
+            text.contains("deleted=120000")
+                && text.contains("until a reload set [audit] keep_days = 0"),
+            "{text}"
+        );
+        assert_eq!((backlog.deleted, backlog.said), (0, false));
+        // Nothing more at the runs after it.
+        assert_eq!(logged(|| say_purge_ended_by_reload(&mut backlog)), "");
+    }
 
     /// What expires at T is still there after housekeeping runs at T (another node whose
     /// clock is behind still accepts it), and gone once it is a minute late.
