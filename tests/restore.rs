@@ -256,3 +256,47 @@ fn on_a_full_store_disk_commands_say_so_and_read_on() {
     ok(&cfg, &["db", "backup", backup.to_str().unwrap()]);
     drop(srv);
 }
+
+/// The log, once it holds `needle` (or 15 s have passed: the file is looked at every 10 s).
+fn log_once_it_shows(srv: &Server, needle: &str) -> String {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let log = srv.log();
+        if log.contains(needle) || std::time::Instant::now() > until {
+            return log;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+/// A restore made without stopping the server (the file replaced under it), or the file
+/// deleted: the server goes on with the file it opened, and what logins change there is
+/// lost at its stop, while the admin commands act on the new file. It is said, as an
+/// error, within seconds; and said again when the file it opened is back. Before, nothing
+/// was.
+#[test]
+fn a_database_file_replaced_or_deleted_under_the_server_is_said() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &Options::new(NO_LDAP));
+    ok(&cfg, &["user", "enroll-totp", "alice", "--uri-only"]);
+    let path = dir.path().to_path_buf();
+    let srv = Server::start_with(dir, cfg.clone());
+    let db = db_file(&path, "");
+    let away = db_file(&path, ".away");
+    std::fs::rename(&db, &away).unwrap();
+    let log = log_once_it_shows(&srv, "was deleted while radmfa runs");
+    assert!(
+        log.contains("ERROR") && log.contains("was deleted while radmfa runs"),
+        "{log}"
+    );
+    // A copy put there, as a restore by `cp` does.
+    std::fs::copy(&away, &db).unwrap();
+    let log = log_once_it_shows(&srv, "was replaced while radmfa runs");
+    assert!(
+        log.contains("Restart radmfa to serve the new file"),
+        "{log}"
+    );
+    std::fs::rename(&away, &db).unwrap();
+    let log = log_once_it_shows(&srv, "is the one radmfa opened again");
+    assert!(log.contains("is the one radmfa opened again"), "{log}");
+}

@@ -84,6 +84,14 @@ pub async fn serve(
         ),
     );
     let mut housekeeper = tokio::spawn(housekeeping(app.clone(), shutdown.clone()));
+    // A database file deleted or replaced under the server is said (see `file_watch`).
+    #[cfg(unix)]
+    if let crate::config::StoreConfig::Sqlite { path, .. } = &app.config().store {
+        tokio::spawn(crate::store::file_watch::watch(
+            path.clone(),
+            shutdown.clone(),
+        ));
+    }
     // Provider callbacks (calls): bound before the RADIUS sockets serve, so no call placed
     // by the first request can report back to a closed port.
     if let Some(cb) = &app.config().delivery.callbacks {

@@ -11,6 +11,8 @@ mod audit_sql;
 pub mod columns;
 pub mod delivery;
 pub mod durability;
+#[cfg(unix)]
+pub mod file_watch;
 pub mod moved;
 mod pool_close;
 pub mod pool_options;
