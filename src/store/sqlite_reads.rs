@@ -21,6 +21,10 @@
 //! would poll the sockets and timers was the one stuck. So while a read is under way, a
 //! thread of ours hands the runtime an empty task every 250 ms, which wakes the free
 //! worker; idle again, it waits on the sockets and timers itself.
+//!
+//! With one worker (a 1-core host, `TOKIO_WORKER_THREADS=1`) there is none to leave free:
+//! there a read hands the worker's duties to another thread while it runs
+//! (`block_in_place`), which costs a thread hand-over per read, so only there.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -45,8 +49,9 @@ const KEEP_IDLE: usize = 8;
 pub(super) struct Readers {
     path: PathBuf,
     idle: Mutex<Vec<Connection>>,
-    /// Reads at once: one fewer than the runtime's workers (one at least), set at the first.
-    turns: OnceLock<tokio::sync::Semaphore>,
+    /// Reads at once: one fewer than the runtime's workers (one at least), set at the first;
+    /// and whether a read hands its worker's duties over (a runtime of one worker).
+    turns: OnceLock<(tokio::sync::Semaphore, bool)>,
     /// Reads begun and ended, for the thread that wakes a free worker (see the module's
     /// comment).
     begun: std::sync::Arc<AtomicU64>,
@@ -107,12 +112,15 @@ impl Readers {
     }
 
     /// Waits for a turn to read on this thread, held until dropped (see the module's
-    /// comment). With one worker (`TOKIO_WORKER_THREADS=1`, a current-thread runtime)
-    /// there is one turn, and a read stuck in the kernel holds the server as before.
+    /// comment). A current-thread runtime (the admin commands, tests) has one turn and
+    /// reads in place: nothing else of its serves requests.
     pub(super) async fn turn(&self) -> Turn<'_> {
-        let turns = self.turns.get_or_init(|| {
+        let (turns, _) = self.turns.get_or_init(|| {
             let runtime = tokio::runtime::Handle::try_current();
             let workers = runtime.as_ref().map_or(1, |h| h.metrics().num_workers());
+            let multi = runtime
+                .as_ref()
+                .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
             if let (Ok(h), true) = (runtime, workers > 1) {
                 nudge_while_reading(
                     h,
@@ -120,7 +128,10 @@ impl Readers {
                     std::sync::Arc::downgrade(&self.ended),
                 );
             }
-            tokio::sync::Semaphore::new(workers.saturating_sub(1).max(1))
+            (
+                tokio::sync::Semaphore::new(workers.saturating_sub(1).max(1)),
+                multi && workers == 1,
+            )
         });
         // Never closed: an error cannot come, and a read without a turn is no harm.
         let permit = turns.acquire().await.ok();
@@ -136,8 +147,22 @@ impl Readers {
         self.idle.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
 
-    /// Runs `f` on an idle connection (or a new one) and returns the connection afterwards.
+    /// Runs `f` on an idle connection (or a new one) and returns the connection afterwards;
+    /// in a turn ([`Self::turn`]), on a runtime of one worker with that worker's duties (the
+    /// sockets, the timers, the other tasks) handed to another thread meanwhile, so that a
+    /// read stuck in the kernel does not hold the server.
     fn with<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        if self.turns.get().is_some_and(|(_, hand_off)| *hand_off) {
+            tokio::task::block_in_place(|| self.with_connection(f))
+        } else {
+            self.with_connection(f)
+        }
+    }
+
+    fn with_connection<T>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {

@@ -89,6 +89,18 @@ impl Drop for LoopDisk {
 /// work again.
 #[test]
 fn a_frozen_store_holds_one_read_not_the_server() {
+    frozen_store_with_workers(2);
+}
+
+/// The same with one worker (a 1-core host, `TOKIO_WORKER_THREADS=1`), where no worker can
+/// be left free: the stuck read hands the worker's duties to another thread. Before, the
+/// server was held until the thaw.
+#[test]
+fn a_frozen_store_holds_one_read_not_a_one_worker_server() {
+    frozen_store_with_workers(1);
+}
+
+fn frozen_store_with_workers(workers: u32) {
     let slapd = Slapd::start(&[LdapUser::new("alice", PW)]);
     let mut disk = LoopDisk::mount();
     let mut o = Options::new(&slapd.url);
@@ -98,12 +110,12 @@ fn a_frozen_store_holds_one_read_not_the_server() {
         .unwrap()
         .replace("request_deadline_ms = 4000", "request_deadline_ms = 1500");
     std::fs::write(&config, text).unwrap();
-    // Two workers, as on the 2-core machines this runs on, whatever this one has.
+    // As many workers as asked, whatever cores this machine has.
     let mut cmd = Command::new(common::radmfa::bin());
     cmd.arg("--config")
         .arg(&config)
         .arg("serve")
-        .env("TOKIO_WORKER_THREADS", "2");
+        .env("TOKIO_WORKER_THREADS", workers.to_string());
     let srv = Server::spawn(tempfile::tempdir().unwrap(), config.clone(), cmd);
     let seed = srv.enroll("alice", &[]);
     let sock = socket_from("127.0.0.1", srv.addr, 3000);
