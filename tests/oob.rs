@@ -1433,6 +1433,24 @@ fn config_check_connect_reaches_the_providers_without_sending() {
             && text.contains("is suspended: it sends no texts"),
         "{text}"
     );
+    // What a proxy (or load balancer) answers with the gateway down behind it, and a proxy
+    // refusing radmfa: not "reached" (review: both were "ok").
+    standin.set_account("active", "Full");
+    standin.set_other_status(502);
+    let (ok, text) = check();
+    assert!(!ok, "a 502 passed: {text}");
+    assert!(
+        text.contains("FAIL http sms: HTTP 502 to an OPTIONS request at")
+            && text.contains("could not reach the gateway"),
+        "{text}"
+    );
+    standin.set_other_status(407);
+    let (ok, text) = check();
+    assert!(!ok, "a 407 passed: {text}");
+    assert!(
+        text.contains("FAIL http sms: the egress proxy refused radmfa (HTTP 407"),
+        "{text}"
+    );
     assert!(standin.sms().is_empty() && standin.calls().is_empty());
     assert!(standin.generic_requests().is_empty());
     assert!(standin

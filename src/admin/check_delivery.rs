@@ -49,16 +49,46 @@ pub(super) async fn check(cfg: &Config, line: &mut impl FnMut(bool, String)) {
         }
     }
     if let Some(http) = &cfg.delivery.http_sms {
+        // A proxy may answer for the gateway (plain http), or refuse radmfa: named, so
+        // that a failure is not looked for at the gateway alone.
+        let proxies = crate::delivery::proxy_variables()
+            .into_iter()
+            .filter(|v| !v.eq_ignore_ascii_case("no_proxy"))
+            .collect::<Vec<_>>();
+        let through = if proxies.is_empty() {
+            String::new()
+        } else {
+            format!(" (through the proxy set in {})", proxies.join(", "))
+        };
         match crate::delivery::http::reach(http).await {
+            Ok((_, 407)) => line(
+                false,
+                format!(
+                    "http sms: the egress proxy refused radmfa (HTTP 407 Proxy Authentication \
+                     Required){through}: check the user and password in the proxy's URL"
+                ),
+            ),
+            // Not the gateway's answer, or the gateway saying it cannot serve: any
+            // proxy's, or a load balancer's, with the gateway down behind it (review: "ok"
+            // for a 502 from a proxy whose gateway was down).
+            Ok((origin, status @ (502..=504))) => line(
+                false,
+                format!(
+                    "http sms: HTTP {status} to an OPTIONS request at {origin}{through}: a \
+                     proxy or load balancer could not reach the gateway, or the gateway is \
+                     unavailable"
+                ),
+            ),
             Ok((origin, status)) => line(
                 true,
                 format!(
-                    "http sms: reached {origin} (HTTP {status} to an OPTIONS request; nothing \
-                     sent). The url's path, the key and the template are tried only by a \
-                     real text: log in once as a user with a phone (`radmfa client login`)"
+                    "http sms: reached {origin}{through} (HTTP {status} to an OPTIONS \
+                     request; nothing sent). The url's path, the key and the template are \
+                     tried only by a real text: log in once as a user with a phone (`radmfa \
+                     client login`)"
                 ),
             ),
-            Err(e) => line(false, e.to_string()),
+            Err(e) => line(false, format!("{e}{through}")),
         }
     }
 }

@@ -171,9 +171,10 @@ pub async fn reach(cfg: &HttpSmsConfig) -> Result<(String, u16), ProviderError> 
     Ok((origin, resp.status().as_u16()))
 }
 
-/// Literals of the body template shorter than this are hidden only where they stand as a
-/// word of their own: "text" in `{"type":"text"}` blanked inside every word of an echoed
-/// error ("con***" for "context") garbled the diagnosis. Longer ones are hidden wherever
+/// Literals of the body template shorter than this, and of letters only, are hidden only
+/// where they stand as a word of their own: "text" in `{"type":"text"}` blanked inside
+/// every word of an echoed error ("con***" for "context") garbled the diagnosis. Longer
+/// ones, and those with a digit or a sign (a short password, `Pw12`), are hidden wherever
 /// they appear.
 const SHORT_LITERAL: usize = 8;
 
@@ -229,7 +230,7 @@ impl HttpSms {
         out.extend(path_keys(path));
         let (short, long): (Vec<String>, Vec<String>) = body_literals(&c.body, c.encoding)
             .into_iter()
-            .partition(|v| v.chars().count() < SHORT_LITERAL);
+            .partition(|v| v.chars().count() < SHORT_LITERAL && v.chars().all(char::is_alphabetic));
         out.extend(long);
         // As the request carried them, too: percent-encoded or escaped for JSON.
         let with_encoded = |mut out: Vec<String>| {
@@ -456,28 +457,32 @@ fn snippet_words(body: &str, hidden: &[String], words: &[String]) -> String {
         .collect()
 }
 
-/// `s` with each `word` that no letter, digit or `_` touches on either side replaced.
+/// `s` with each `word` that no letter, digit or `_` touches on either side replaced. An
+/// escape just before it (`%22`, `\n`, `\u0022`: an echo percent-encoded or escaped for
+/// JSON) is a boundary too, though it ends in a letter or digit.
 fn replace_word(s: &str, word: &str, with: &str) -> String {
     let inside = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while let Some(at) = rest.find(word) {
-        let before = if at > 0 {
-            rest[..at].chars().last()
-        } else {
-            out.chars().last()
-        };
-        let after = rest[at + word.len()..].chars().next();
         out.push_str(&rest[..at]);
-        if inside(before) || inside(after) {
-            out.push_str(word);
-        } else {
-            out.push_str(with);
-        }
+        let after = rest[at + word.len()..].chars().next();
+        let bounded = (escape_ends(&out) || !inside(out.chars().last())) && !inside(after);
+        out.push_str(if bounded { with } else { word });
         rest = &rest[at + word.len()..];
     }
     out.push_str(rest);
     out
+}
+
+/// Whether `text` ends with an escape: `%XX`, `\uXXXX` or a backslash and one character.
+fn escape_ends(text: &str) -> bool {
+    let b = text.as_bytes();
+    let hex = |s: &[u8]| s.iter().all(u8::is_ascii_hexdigit);
+    let n = b.len();
+    (n >= 3 && b[n - 3] == b'%' && hex(&b[n - 2..]))
+        || (n >= 6 && &b[n - 6..n - 4] == b"\\u" && hex(&b[n - 4..]))
+        || (n >= 2 && b[n - 2] == b'\\' && b[n - 1].is_ascii_alphabetic())
 }
 
 #[cfg(test)]
@@ -683,8 +688,20 @@ mod tests {
         );
         assert_eq!(
             shown,
-            r#"HTTP 400: bad context for type "***" (pin ***, a texting pin7-Up!x)"#
+            r#"HTTP 400: bad context for type "***" (pin ***, a texting pin***)"#
         );
+        // Echoed percent-encoded or escaped for JSON, a short literal stands after an escape
+        // that ends in a digit or letter: still a word of its own (review: `%22Pw12%22` and
+        // `%22acme%22` were shown). One with a digit or sign is hidden anywhere.
+        typed.cfg.body =
+            r#"{"user":"acme","pass":"Pw12","pin":"P@ss1","to":"{phone}","text":"{message}"}"#
+                .into();
+        let echo = "invalid payload: %7B%22user%22%3A%22acme%22%2C%22pass%22%3A%22Pw12%22%2C\
+                    %22pin%22%3A%22P%40ss1%22 | {\\u0022user\\u0022:\\u0022acme\\u0022} \\nacme";
+        let shown = typed.shown(echo, &v);
+        for secret in ["acme", "Pw12", "P%40ss1"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
         let bearer = gateway(HttpAuth::Bearer(Secret::from("tok-123")));
         assert_eq!(bearer.shown("Bearer tok-123", &v), "Bearer ***");
     }

@@ -288,17 +288,25 @@ pub(crate) struct Body {
 
 impl Body {
     /// For an error's detail: the body as shown by `show`, or, when nothing of it was read,
-    /// why.
+    /// why. A body cut off in transport loses its last word: it may be the start of a key
+    /// echoed back, which masking, of whole values, would not find (review).
     pub fn detail(&self, show: impl FnOnce(&str) -> String) -> String {
-        let shown = show(&String::from_utf8_lossy(&self.bytes));
-        match &self.unread {
-            Some(e) if shown.trim().is_empty() => {
-                // Without the provider's name, which the reason gives already.
-                let why = e.to_string();
-                let why = why.split_once(": ").map_or(why.as_str(), |(_, w)| w);
-                format!("the answer's body could not be read ({why})")
-            }
-            _ => shown,
+        let text = String::from_utf8_lossy(&self.bytes);
+        let Some(e) = &self.unread else {
+            return show(&text);
+        };
+        let kept = text
+            .trim_end()
+            .rsplit_once(char::is_whitespace)
+            .map_or("", |(k, _)| k);
+        let shown = show(kept);
+        if shown.trim().is_empty() {
+            // Without the provider's name, which the reason gives already.
+            let why = e.to_string();
+            let why = why.split_once(": ").map_or(why.as_str(), |(_, w)| w);
+            format!("the answer's body could not be read ({why})")
+        } else {
+            format!("{shown} (the rest was cut off)")
         }
     }
 }

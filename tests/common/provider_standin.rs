@@ -160,6 +160,8 @@ struct Recorded {
     account: Option<(String, String)>,
     /// Requests no route took: (method, path and query, whether they carried credentials).
     others: Vec<(String, String, bool)>,
+    /// The status they are answered with; 404 unless set.
+    other_status: Option<u16>,
 }
 
 type Shared = Arc<Mutex<Recorded>>;
@@ -242,7 +244,8 @@ async fn account(
         .into_response()
 }
 
-/// Any other request: recorded, and answered 404 as a web server's root often is.
+/// Any other request: recorded, and answered 404 as a web server's root often is (or as
+/// `set_other_status` says).
 async fn other(State(st): State<Shared>, req: axum::extract::Request) -> Response {
     let path = req
         .uri()
@@ -250,11 +253,10 @@ async fn other(State(st): State<Shared>, req: axum::extract::Request) -> Respons
         .map(|p| p.to_string())
         .unwrap_or_default();
     let credentials = req.headers().contains_key("authorization");
-    st.lock()
-        .unwrap()
-        .others
-        .push((req.method().to_string(), path, credentials));
-    StatusCode::NOT_FOUND.into_response()
+    let mut g = st.lock().unwrap();
+    g.others.push((req.method().to_string(), path, credentials));
+    let status = g.other_status.unwrap_or(404);
+    StatusCode::from_u16(status).unwrap().into_response()
 }
 
 async fn messages(
@@ -601,6 +603,11 @@ impl Standin {
     /// What the Account resource says from now on: its status and type.
     pub fn set_account(&self, status: &str, kind: &str) {
         self.state.lock().unwrap().account = Some((status.into(), kind.into()));
+    }
+
+    /// The status requests no route takes are answered with (a proxy's 502, say).
+    pub fn set_other_status(&self, status: u16) {
+        self.state.lock().unwrap().other_status = Some(status);
     }
 
     /// Requests no route took: (method, path and query, whether they carried credentials).
