@@ -99,26 +99,44 @@ fn may_wait() -> bool {
         .is_some_and(|until| Instant::now() < until)
 }
 
+/// Set when [`drain`] found the log's reader not reading: from then on a line is dropped
+/// and counted, not written directly, which would wait for that reader for good. Lines
+/// written after the drain (a connection's end, the error that ended `serve`) held the
+/// stop until the reader read again (review: still running 30 s after SIGTERM).
+static GIVEN_UP: AtomicBool = AtomicBool::new(false);
+
 /// Lines go directly again, once those queued are written or `within` has passed (a reader
-/// that is not reading keeps them: they are lost with the process).
+/// that is not reading keeps them: they are lost with the process, and so are the lines
+/// after). The queue is kept until then: a line logged meanwhile must not be written
+/// directly, behind the log thread's write that waits.
 pub fn drain(within: Duration) {
-    let Some(tx) = queue().lock().unwrap_or_else(|p| p.into_inner()).take() else {
+    let Some(tx) = queue().lock().unwrap_or_else(|p| p.into_inner()).clone() else {
         return;
     };
     let until = Instant::now() + within;
     let (done_tx, done) = mpsc::channel();
     let mut flush = Queued::Flush(done_tx);
-    loop {
+    let flushed = loop {
         match tx.try_send(flush) {
-            Ok(()) => break,
+            Ok(()) => {
+                break done
+                    .recv_timeout(until.saturating_duration_since(Instant::now()))
+                    .is_ok()
+            }
             Err(TrySendError::Full(f)) if Instant::now() < until => {
                 flush = f;
                 std::thread::sleep(Duration::from_millis(5));
             }
-            Err(_) => return,
+            // Full past the time, or the thread gone (lines go directly then: it does not
+            // hold stderr).
+            Err(TrySendError::Full(_)) => break false,
+            Err(TrySendError::Disconnected(_)) => break true,
         }
+    };
+    if !flushed {
+        GIVEN_UP.store(true, Ordering::Relaxed);
     }
-    let _ = done.recv_timeout(until.saturating_duration_since(Instant::now()));
+    queue().lock().unwrap_or_else(|p| p.into_inner()).take();
 }
 
 /// stderr for tracing-subscriber's fmt layer, which writes each event with one `write_all`.
@@ -178,6 +196,10 @@ impl Write for LineWriter {
                     Err(TrySendError::Disconnected(_)) => break,
                 }
             }
+        }
+        if GIVEN_UP.load(Ordering::Relaxed) {
+            LINES_LOST.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
         }
         write_line(buf);
         Ok(())

@@ -36,12 +36,22 @@ impl Drop for Serving {
 impl Serving {
     /// Starts radmfa on fixed ports (its log may say nothing), stderr as `stderr` says.
     fn start(slapd: &Slapd, stderr: Stdio) -> (Serving, Option<std::process::ChildStderr>) {
+        Serving::start_at(slapd, stderr, "info")
+    }
+
+    /// [`Serving::start`] at a log level.
+    fn start_at(
+        slapd: &Slapd,
+        stderr: Stdio,
+        level: &'static str,
+    ) -> (Serving, Option<std::process::ChildStderr>) {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let listen: &'static str = Box::leak(format!("127.0.0.1:{port}").into_boxed_str());
         let mut o = Options::new(&slapd.url);
         o.listen = listen;
+        o.log_level = level;
         o.extra = format!("\n[metrics]\nlisten = \"{metrics}\"\n");
         let config = write_config(dir.path(), &o);
         let mut child = Command::new(bin())
@@ -394,6 +404,54 @@ fn a_log_pipe_nobody_reads_loses_its_lines_not_the_logins() {
 /// An empty RUST_LOG (`Environment=RUST_LOG=` in a drop-in, `docker -e RUST_LOG=`) is no
 /// filter: the configured level stands. Taken as a filter of no directives, it turned every
 /// line off, the start's and the audit's included.
+/// A log reader that never reads again: the stop still ends within seconds. Lines logged
+/// after the stop's drain (at debug, each LDAP connection's end) were written directly,
+/// behind the log thread's write that waited on the full pipe, and the process never
+/// ended (review: still running 30 s after SIGTERM, until the reader read).
+#[test]
+fn a_stop_ends_with_a_log_reader_that_never_reads_again() {
+    let users = LdapUser::generate(20);
+    let slapd = Slapd::start(&users);
+    let (mut srv, piped) = Serving::start_at(&slapd, Stdio::piped(), "debug");
+    // Held open, never read after the listening line.
+    let held = read_until_listening(piped.unwrap());
+    srv.until_answering();
+    let addr = srv.addr;
+    // Many at once, as a NAS pair under a login storm: many directory connections open,
+    // each to end, and say so, at the stop.
+    let senders: Vec<_> = (0..40)
+        .map(|t| {
+            std::thread::spawn(move || {
+                let sock = socket_from("127.0.0.1", addr, 5000);
+                for i in 0..150u32 {
+                    // Wrong passwords of real users: binds as them, over connections of
+                    // their own, each logging its end at debug.
+                    let user = format!("user{:05}", (i + t) % 20);
+                    let r = ask(
+                        &sock,
+                        AccessRequestBuilder::new(i as u8, &user).password(b"wrong"),
+                    );
+                    assert_eq!(r.map(|a| a.0), Some(3), "request {i} of sender {t}");
+                }
+            })
+        })
+        .collect();
+    for s in senders {
+        s.join().expect("a sender");
+    }
+    assert!(srv.lines_lost() > 0, "the pipe never filled");
+    let t = Instant::now();
+    // Panics past 10 s.
+    let stopped = srv.stop();
+    assert!(
+        t.elapsed() < Duration::from_secs(8),
+        "the stop took {:?}",
+        t.elapsed()
+    );
+    assert!(stopped.success(), "radmfa stopped with {stopped:?}");
+    drop(held);
+}
+
 #[test]
 fn an_empty_rust_log_leaves_the_configured_level() {
     let users = LdapUser::generate(1);
