@@ -124,30 +124,65 @@ where
 
 /// The ways a NAS writes the address `given` names in a Calling-Station-Id, as comparisons
 /// with the stored text in lower case: bare, with a port (`a.b.c.d:port`, `[v6]:port`,
-/// strongSwan's `addr[port]`), in brackets, IPv4-mapped, with spaces, tabs or line breaks around. As exempt
-/// networks and remembered logins read it (`pipeline::networks`): compared as text,
-/// `--client-ip 2001:db8::21` found 1 of a user's 4 logins from there, the others written
-/// with ports. Spellings with leading zeros, written out in full, or IPv4-mapped in hex
-/// (`::ffff:a09:101`) are not found (`--count-by client-ip` counts them under the address). `None` for what is no address (a
-/// MAC, a phone number): matched as given.
+/// strongSwan's `addr[port]`), in brackets, IPv4-mapped (also in hex, `::ffff:a09:101`),
+/// an IPv4 address with every part padded to three digits (`010.009.001.001`), an IPv6
+/// one written out in full (`2001:0db8:0:…`, with or without the leading zeros), with
+/// spaces, tabs or line breaks around. As exempt networks and remembered logins read it
+/// (`pipeline::networks`): compared as text, `--client-ip 2001:db8::21` found 1 of a
+/// user's 4 logins from there, the others written with ports. Other spellings (some parts
+/// padded, some groups compressed) are not found (`--count-by client-ip` counts them under
+/// the address). `None` for what is no address (a MAC, a phone number): matched as given.
 fn address_forms(given: &str) -> Option<Vec<(&'static str, String)>> {
     let ip: std::net::IpAddr = crate::pipeline::networks::station_key(given).parse().ok()?;
-    let a = ip.to_string();
-    Some(match ip {
-        std::net::IpAddr::V4(_) => vec![
+    // Bare spellings, then each with what a NAS puts around it.
+    let (plain, mapped, v6): (Vec<String>, Vec<String>, Vec<String>) = match ip {
+        std::net::IpAddr::V4(v4) => {
+            let [a, b, c, d] = v4.octets();
+            let hex = format!(
+                "::ffff:{:x}:{:x}",
+                u16::from_be_bytes([a, b]),
+                u16::from_be_bytes([c, d])
+            );
+            (
+                vec![v4.to_string(), format!("{a:03}.{b:03}.{c:03}.{d:03}")],
+                vec![format!("::ffff:{v4}"), hex],
+                Vec::new(),
+            )
+        }
+        std::net::IpAddr::V6(v6) => {
+            let groups = v6.segments();
+            let join = |f: &dyn Fn(u16) -> String| {
+                groups.iter().map(|g| f(*g)).collect::<Vec<_>>().join(":")
+            };
+            (
+                Vec::new(),
+                Vec::new(),
+                vec![
+                    v6.to_string(),
+                    join(&|g| format!("{g:x}")),
+                    join(&|g| format!("{g:04x}")),
+                ],
+            )
+        }
+    };
+    let mut forms: Vec<(&'static str, String)> = Vec::new();
+    for a in plain {
+        forms.extend([
             ("=", a.clone()),
             ("LIKE", format!("{a}:%")),
             ("LIKE", format!("{a}[%")),
-            ("=", format!("::ffff:{a}")),
-            ("LIKE", format!("::ffff:{a}[%")),
-            ("LIKE", format!("[::ffff:{a}]%")),
-        ],
-        std::net::IpAddr::V6(_) => vec![
+        ]);
+    }
+    for a in mapped.into_iter().chain(v6) {
+        forms.extend([
             ("=", a.clone()),
             ("LIKE", format!("[{a}]%")),
             ("LIKE", format!("{a}[%")),
-        ],
-    })
+        ]);
+    }
+    forms.sort();
+    forms.dedup();
+    Some(forms)
 }
 
 /// Records returned when the filter's limit is 0.

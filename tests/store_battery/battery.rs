@@ -1532,7 +1532,8 @@ pub async fn audit_filters_order_and_limit(store: &dyn Store) {
 /// `radmfa audit --follow`: records after an id, oldest first, the other filters applying.
 /// `--client-ip ADDR` finds the logins from that address however the NAS wrote it: with
 /// a port (a new one per connection), in brackets, strongSwan's `addr[port]`, in upper
-/// case, IPv4-mapped. Compared as text, it found 1 of 4. A neighbour sharing its prefix
+/// case, IPv4-mapped (in hex too), padded with zeros, IPv6 written out in full. Compared
+/// as text, it found 1 of 4. A neighbour sharing its prefix
 /// as text (10.0.0.12) and what is no address (a MAC) stay apart.
 pub async fn audit_client_ip_finds_every_form_of_the_address(store: &dyn Store) {
     let sent = [
@@ -1543,12 +1544,18 @@ pub async fn audit_client_ip_finds_every_form_of_the_address(store: &dyn Store) 
         "[::ffff:10.0.0.1]:9",
         " 10.0.0.1:77 ",
         "\t10.0.0.1\r\n\u{b}",
+        "010.000.000.001",
+        "010.000.000.001:4500",
+        "::ffff:a00:1",
+        "[::FFFF:A00:1]:9",
         "10.0.0.12",
         "10.0.0.12:5555",
         "2001:db8:7::21",
         "[2001:DB8:7::21]:4500",
         "[2001:db8:7::21]",
         "2001:db8:7::21[61234]",
+        "2001:0db8:0007:0000:0000:0000:0000:0021",
+        "[2001:db8:7:0:0:0:0:21]:500",
         "2001:db8:7::210",
         "00-11-22-33-44-55",
         // Not ASCII's whitespace: not folded, as --count-by does not fold it either.
@@ -1581,14 +1588,14 @@ pub async fn audit_client_ip_finds_every_form_of_the_address(store: &dyn Store) 
         v.sort();
         v
     };
-    let v4 = sorted(&sent[..7]);
+    let v4 = sorted(&sent[..11]);
     assert_eq!(found("10.0.0.1").await, v4);
     assert_eq!(found("::ffff:10.0.0.1").await, v4);
-    assert_eq!(found("10.0.0.12").await, sorted(&sent[7..9]));
-    let v6 = sorted(&sent[9..13]);
+    assert_eq!(found("10.0.0.12").await, sorted(&sent[11..13]));
+    let v6 = sorted(&sent[13..19]);
     assert_eq!(found("2001:db8:7::21").await, v6);
     assert_eq!(found("[2001:DB8:7::21]").await, v6);
-    assert_eq!(found("00-11-22-33-44-55").await, sorted(&sent[14..15]));
+    assert_eq!(found("00-11-22-33-44-55").await, sorted(&sent[20..21]));
 }
 
 pub async fn audit_after_id_reads_newer_records_oldest_first(store: &dyn Store) {
