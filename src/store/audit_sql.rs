@@ -131,7 +131,9 @@ where
 /// (`pipeline::networks`): compared as text, `--client-ip 2001:db8::21` found 1 of a
 /// user's 4 logins from there, the others written with ports. Other spellings (some parts
 /// padded, some groups compressed) are not found (`--count-by client-ip` counts them under
-/// the address). `None` for what is no address (a MAC, a phone number): matched as given.
+/// the address; a zero-padded IPv4 address it lists apart, as written, since exempt
+/// networks do not read it as an address: some systems read its parts as octal). `None`
+/// for what is no address (a MAC, a phone number): matched as given.
 fn address_forms(given: &str) -> Option<Vec<(&'static str, String)>> {
     let ip: std::net::IpAddr = crate::pipeline::networks::station_key(given).parse().ok()?;
     // Bare spellings, then each with what a NAS puts around it.
