@@ -265,6 +265,26 @@ fn user_list_prints_every_user_across_pages() {
     );
 }
 
+/// An admin command that meets the store held by another writer for longer than the busy
+/// timeout (a large `token import --replace`, a `sqlite3` shell in a transaction) says what
+/// "database is locked" means here and what to do; it was the bare words (review).
+#[test]
+fn a_command_meeting_a_held_store_says_what_to_do() {
+    let (d, cfg) = setup();
+    assert!(run(&cfg, &["user", "enroll-totp", "alice", "--uri-only"]).0);
+    let db = rusqlite::Connection::open(d.path().join("radmfa.db")).unwrap();
+    db.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let (ok, out, err) = run(&cfg, &["user", "bypass", "alice"]);
+    db.execute_batch("ROLLBACK").unwrap();
+    assert!(!ok, "{out}{err}");
+    assert!(
+        err.contains("database is locked")
+            && err.contains("another writer held the store for more than 5 s")
+            && err.contains("try again once it is done"),
+        "{err}"
+    );
+}
+
 /// Revocations given a name with nothing to revoke (most often mistyped: the real user keeps
 /// what was to go) exit 1 and say so, and no audit record claims them; as `user reset`.
 /// They exited 0 with "0 deleted", so a runbook checking the exit code reported done.

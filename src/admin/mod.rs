@@ -263,7 +263,9 @@ impl std::error::Error for Refused {}
 /// An error and its causes joined by ": ", as `{:#}` prints them, less a cause the text so
 /// far already ends with. sqlx's database error says "error returned from database: X" and
 /// has X as its source, so `{:#}` printed the server's message twice ("permission denied
-/// for sequence …: permission denied for sequence …").
+/// for sequence …: permission denied for sequence …"). SQLite's "database is locked" gets
+/// what it means here: the bare words were all an admin saw while a large import held the
+/// store (review).
 pub fn error_text(e: &anyhow::Error) -> String {
     let mut out = String::new();
     for cause in e.chain() {
@@ -275,6 +277,14 @@ pub fn error_text(e: &anyhow::Error) -> String {
             out.push_str(": ");
         }
         out.push_str(&text);
+    }
+    if out.contains("database is locked") {
+        out.push_str(&format!(
+            " (another writer held the store for more than {} s: a large `token import`, \
+             say, or a `sqlite3` shell left in a transaction; logins wait for it too): try \
+             again once it is done",
+            crate::store::sqlite::BUSY_TIMEOUT.as_secs()
+        ));
     }
     out
 }
