@@ -74,39 +74,23 @@ pub async fn run(
     }
     let now = SystemClock.now();
     let until = now + secs;
-    // What a failed audit record puts back: a bypass granted (and audited) earlier stays as
-    // it was, rather than being taken away with the new one.
     let profile = store.user_profile(&a.user).await?;
     let earlier = profile.bypass_set(now);
-    store.set_bypass(&a.user, Some(until)).await?;
     let when = super::audit::fmt_time(until);
-    // A login without a second factor, granted: never left standing without its record
-    // (as an enrollment and an app password are taken back when theirs fails).
-    let reason = Some(format!("until {when}"));
-    if let Err(e) = super::users::write_admin_audit(cfg, store, &a.user, "bypass", reason).await {
-        // Only if still this one: a login may have used it meanwhile (then there is nothing
-        // to take back, and the earlier one was replaced), or another admin replaced it.
-        let undone = store.restore_bypass(&a.user, until, earlier).await;
-        return Err(anyhow::Error::new(e).context(match (undone, earlier) {
-            (Ok(false), _) => format!(
-                "the bypass for {} until {when} was used or replaced before its audit record \
-                 could be written (see the audit for its use)",
-                a.user
-            ),
-            (Ok(true), None) => format!(
-                "the bypass for {} is not granted: its audit record could not be written",
-                a.user
-            ),
-            (Ok(true), Some(t)) => format!(
-                "the bypass for {} is not changed: its audit record could not be written; \
-                 the one granted earlier, until {}, still waits",
+    // A login without a second factor, granted: with its record, in one transaction (see
+    // `set_bypass_audited`), never standing without it.
+    let record = super::users::admin_record(cfg, &a.user, "bypass", Some(format!("until {when}")));
+    if let Err(e) = store
+        .set_bypass_audited(&a.user, Some(until), &record)
+        .await
+    {
+        return Err(anyhow::Error::new(e).context(match earlier {
+            None => format!("the bypass for {} is not granted", a.user),
+            Some(t) => format!(
+                "the bypass for {} is not changed; the one granted earlier, until {}, still \
+                 waits",
                 a.user,
                 super::audit::fmt_time(t)
-            ),
-            (Err(_), _) => format!(
-                "the bypass for {} until {when} stands, but its audit record could not be \
-                 written, and taking it back failed too: run `radmfa user bypass {} --cancel`",
-                a.user, a.user
             ),
         }));
     }

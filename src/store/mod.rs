@@ -834,14 +834,28 @@ pub trait Store: Send + Sync + 'static {
         let _ = user;
         Err(StoreError::Unsupported("unblock_user"))
     }
+    /// [`Self::set_bypass`] and its audit record in one transaction: a login can take the
+    /// bypass only once its grant is on record, and a record that fails leaves whatever
+    /// waited before. Written one after the other, a login took a new bypass between the
+    /// two: its use stood in the audit before the grant, and `--cancel` then said "check the
+    /// spelling" (review).
+    async fn set_bypass_audited(
+        &self,
+        user: &str,
+        until: Option<i64>,
+        record: &AuditRecord,
+    ) -> Result<(), StoreError> {
+        let _ = (user, until, record);
+        Err(StoreError::Unsupported("set_bypass_audited"))
+    }
     /// Sets (or with `None` cancels) a one-time bypass valid until `until`.
     async fn set_bypass(&self, user: &str, until: Option<i64>) -> Result<(), StoreError> {
         let _ = (user, until);
         Err(StoreError::Unsupported("set_bypass"))
     }
     /// Puts `earlier` back as the user's bypass only if it is still `expected` (set by the
-    /// caller, not used or replaced since): true if it was. An admin's bypass whose audit
-    /// record failed is taken back this way, without bringing back one a login used.
+    /// caller, not used or replaced since): true if it was. A bypass set while a clock ran
+    /// ahead is taken away this way (`None`), without touching one an admin granted since.
     async fn restore_bypass(
         &self,
         user: &str,

@@ -1042,6 +1042,15 @@ impl Store for SqliteStore {
         self.set_bypass_impl(user, until).await
     }
 
+    async fn set_bypass_audited(
+        &self,
+        user: &str,
+        until: Option<i64>,
+        record: &AuditRecord,
+    ) -> Result<(), StoreError> {
+        self.set_bypass_audited_impl(user, until, record).await
+    }
+
     async fn take_bypass(&self, user: &str, now: i64) -> Result<bool, StoreError> {
         self.take_bypass_impl(user, now).await
     }

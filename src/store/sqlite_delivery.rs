@@ -88,6 +88,26 @@ impl SqliteStore {
         Ok(())
     }
 
+    pub(super) async fn set_bypass_audited_impl(
+        &self,
+        user: &str,
+        until: Option<i64>,
+        record: &crate::store::AuditRecord,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        sqlx::query(
+            "INSERT INTO user_profile (user, bypass_until) VALUES (?1, ?2) \
+             ON CONFLICT (user) DO UPDATE SET bypass_until = excluded.bypass_until",
+        )
+        .bind(user)
+        .bind(until)
+        .execute(&mut *tx)
+        .await?;
+        super::sqlite_tokens::insert_audit(&mut tx, record).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     pub(super) async fn take_bypass_impl(&self, user: &str, now: i64) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "UPDATE user_profile SET bypass_until = NULL \

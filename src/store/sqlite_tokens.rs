@@ -181,34 +181,7 @@ impl SqliteStore {
             }
         }
         for r in audit {
-            let r = r.storable();
-            sqlx::query(
-                "INSERT INTO audit (time, user, first_name, last_name, email, phone, \
-                 token_serial, mode, result, reason, server_name, server_ip, client_ip, \
-                 nas_name, latency_ms, actor, nas_ip, nas_identifier) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, \
-                 ?17, ?18)",
-            )
-            .bind(r.time)
-            .bind(&r.user)
-            .bind(&r.first_name)
-            .bind(&r.last_name)
-            .bind(&r.email)
-            .bind(&r.phone)
-            .bind(&r.token_serial)
-            .bind(&r.mode)
-            .bind(&r.result)
-            .bind(&r.reason)
-            .bind(&r.server_name)
-            .bind(&r.server_ip)
-            .bind(&r.client_ip)
-            .bind(&r.nas_name)
-            .bind(r.latency_ms)
-            .bind(&r.actor)
-            .bind(&r.nas_ip)
-            .bind(&r.nas_identifier)
-            .execute(&mut *tx)
-            .await?;
+            insert_audit(&mut tx, r).await?;
         }
         tx.commit().await?;
         Ok(written)
@@ -414,4 +387,40 @@ impl SqliteStore {
             })
             .await
     }
+}
+
+/// Writes one audit record in `tx`, the transaction of the change it records.
+pub(super) async fn insert_audit(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    r: &AuditRecord,
+) -> Result<(), StoreError> {
+    let r = r.storable();
+    sqlx::query(
+        "INSERT INTO audit (time, user, first_name, last_name, email, phone, \
+             token_serial, mode, result, reason, server_name, server_ip, client_ip, \
+             nas_name, latency_ms, actor, nas_ip, nas_identifier) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, \
+             ?17, ?18)",
+    )
+    .bind(r.time)
+    .bind(&r.user)
+    .bind(&r.first_name)
+    .bind(&r.last_name)
+    .bind(&r.email)
+    .bind(&r.phone)
+    .bind(&r.token_serial)
+    .bind(&r.mode)
+    .bind(&r.result)
+    .bind(&r.reason)
+    .bind(&r.server_name)
+    .bind(&r.server_ip)
+    .bind(&r.client_ip)
+    .bind(&r.nas_name)
+    .bind(r.latency_ms)
+    .bind(&r.actor)
+    .bind(&r.nas_ip)
+    .bind(&r.nas_identifier)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }

@@ -2702,6 +2702,35 @@ pub async fn bypass_is_taken_once_before_it_expires(store: &dyn Store) {
         .await
         .unwrap());
     assert!(!store.take_bypass("carol", T).await.unwrap(), "used once");
+
+    // Granted with its audit record, in one transaction: both are there, the rest of the
+    // profile left as it was, and the login takes it as any other.
+    store.set_phone("dora", Some("+15550101")).await.unwrap();
+    let mut grant = audit_record(T, "dora", "bypass");
+    grant.mode = "admin".into();
+    grant.reason = Some("until T+300".into());
+    store
+        .set_bypass_audited("dora", Some(T + 300), &grant)
+        .await
+        .unwrap();
+    let p = store.user_profile("dora").await.unwrap();
+    assert_eq!(
+        (p.bypass_until, p.phone.as_deref()),
+        (Some(T + 300), Some("+15550101"))
+    );
+    let records = store
+        .audit(&AuditFilter {
+            user: Some("dora".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(
+        (records[0].result.as_str(), records[0].reason.as_deref()),
+        ("bypass", Some("until T+300"))
+    );
+    assert!(store.take_bypass("dora", T).await.unwrap());
 }
 
 pub async fn race_take_bypass(store: Arc<dyn Store>) {

@@ -103,6 +103,29 @@ impl PgStore {
         Ok(())
     }
 
+    pub(super) async fn set_bypass_audited_impl(
+        &self,
+        user: &str,
+        until: Option<i64>,
+        record: &crate::store::AuditRecord,
+    ) -> Result<(), StoreError> {
+        let mut w = self.writer().await?;
+        let mut tx = sqlx::Connection::begin(w.conn()).await?;
+        sqlx::query(
+            "INSERT INTO user_profile (username, bypass_until) VALUES ($1, $2) \
+             ON CONFLICT (username) DO UPDATE SET bypass_until = excluded.bypass_until",
+        )
+        .bind(user)
+        .bind(until)
+        .execute(&mut *tx)
+        .await?;
+        let storable = record.storable();
+        super::audit_batch::insert_records(&mut *tx, std::iter::once(&*storable)).await?;
+        tx.commit().await?;
+        w.done(Ok(()))?;
+        Ok(())
+    }
+
     pub(super) async fn take_bypass_impl(&self, user: &str, now: i64) -> Result<bool, StoreError> {
         let mut w = self.writer().await?;
         let r = sqlx::query(
