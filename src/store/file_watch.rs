@@ -62,14 +62,15 @@ impl FileWatch {
         }
     }
 
-    /// What became of the path since it was opened (`None`: it is still the file opened,
-    /// or it cannot be told: a permission error says nothing of the file).
-    fn changed(&self) -> Option<Changed> {
+    /// What became of the path since it was opened: `Some(None)` while it is still the
+    /// file opened, `None` when it cannot be told (a permission error says nothing of the
+    /// file, and must not read as "back": review).
+    fn changed(&self) -> Option<Option<Changed>> {
         let opened = self.opened?;
         match identity(&self.path) {
-            Ok(now) if now == opened => None,
-            Ok(_) => Some(Changed::Replaced),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(Changed::Deleted),
+            Ok(now) if now == opened => Some(None),
+            Ok(_) => Some(Some(Changed::Replaced)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(Some(Changed::Deleted)),
             Err(_) => None,
         }
     }
@@ -77,7 +78,10 @@ impl FileWatch {
     /// An error line when the file was deleted or replaced, said again every
     /// [`SAY_AGAIN_AFTER`] while it lasts, and a line when it is back.
     fn check(&mut self) {
-        let now = self.changed();
+        // Unknown: what was said last stands.
+        let Some(now) = self.changed() else {
+            return;
+        };
         if now == self.said && (now.is_none() || self.said_at.elapsed() < SAY_AGAIN_AFTER) {
             return;
         }
@@ -88,9 +92,10 @@ impl FileWatch {
             Some(Changed::Deleted) => tracing::error!(
                 path = %path,
                 "the store's database file was deleted while radmfa runs: logins go on in \
-                 the deleted file, and what they change (used codes, lockouts, the audit) \
-                 is lost when radmfa stops. Put the file back, or restore it, and restart \
-                 radmfa (stop it before a restore)"
+                 the deleted file (or fail, if its directory went too), and what they \
+                 change (used codes, lockouts, the audit) is lost when radmfa stops. Put \
+                 the file back, or restore it, and restart radmfa (stop it before a \
+                 restore)"
             ),
             Some(Changed::Replaced) => tracing::error!(
                 path = %path,
@@ -118,18 +123,35 @@ mod tests {
         let db = dir.path().join("radmfa.db");
         std::fs::write(&db, b"x").unwrap();
         let watch = FileWatch::new(&db);
-        assert_eq!(watch.changed(), None);
+        assert_eq!(watch.changed(), Some(None));
         // Written in place: the same file.
         std::fs::write(&db, b"y").unwrap();
-        assert_eq!(watch.changed(), None);
+        assert_eq!(watch.changed(), Some(None));
         // Renamed away and another put there (what a restore by `cp` + `mv` does).
         let away = dir.path().join("old.db");
         std::fs::rename(&db, &away).unwrap();
-        assert_eq!(watch.changed(), Some(Changed::Deleted));
+        assert_eq!(watch.changed(), Some(Some(Changed::Deleted)));
         std::fs::write(&db, b"z").unwrap();
-        assert_eq!(watch.changed(), Some(Changed::Replaced));
+        assert_eq!(watch.changed(), Some(Some(Changed::Replaced)));
         // Moved back: the one opened again.
         std::fs::rename(&away, &db).unwrap();
+        assert_eq!(watch.changed(), Some(None));
+        // What cannot be told (here the directory turned into a file: ENOTDIR; a permission
+        // error as a service account is the same) is no answer, not "the one opened".
+        let sub = dir.path().join("sub");
+        std::fs::create_dir(&sub).unwrap();
+        std::fs::write(sub.join("radmfa.db"), b"x").unwrap();
+        let mut watch = FileWatch::new(&sub.join("radmfa.db"));
+        std::fs::rename(&sub, dir.path().join("sub.away")).unwrap();
+        assert_eq!(watch.changed(), Some(Some(Changed::Deleted)));
+        watch.check();
+        std::fs::write(&sub, b"not a directory").unwrap();
         assert_eq!(watch.changed(), None);
+        watch.check();
+        assert_eq!(
+            watch.said,
+            Some(Changed::Deleted),
+            "the deletion said stands"
+        );
     }
 }
