@@ -124,7 +124,8 @@ where
 
 /// The ways a NAS writes the address `given` names in a Calling-Station-Id, as comparisons
 /// with the stored text in lower case: bare, with a port (`a.b.c.d:port`, `[v6]:port`,
-/// strongSwan's `addr[port]`), in brackets, IPv4-mapped (also in hex, `::ffff:a09:101`),
+/// strongSwan's `addr[port]`), in brackets, IPv4-mapped (also in hex, `::ffff:a09:101`,
+/// padded or written out in full),
 /// an IPv4 address with every part padded to three digits (`010.009.001.001`), an IPv6
 /// one written out in full (`2001:0db8:0:…`, with or without the leading zeros), with
 /// spaces, tabs or line breaks around. As exempt networks and remembered logins read it
@@ -140,14 +141,16 @@ fn address_forms(given: &str) -> Option<Vec<(&'static str, String)>> {
     let (plain, mapped, v6): (Vec<String>, Vec<String>, Vec<String>) = match ip {
         std::net::IpAddr::V4(v4) => {
             let [a, b, c, d] = v4.octets();
-            let hex = format!(
-                "::ffff:{:x}:{:x}",
-                u16::from_be_bytes([a, b]),
-                u16::from_be_bytes([c, d])
-            );
+            let (hi, lo) = (u16::from_be_bytes([a, b]), u16::from_be_bytes([c, d]));
             (
                 vec![v4.to_string(), format!("{a:03}.{b:03}.{c:03}.{d:03}")],
-                vec![format!("::ffff:{v4}"), hex],
+                vec![
+                    format!("::ffff:{v4}"),
+                    format!("::ffff:{hi:x}:{lo:x}"),
+                    format!("::ffff:{hi:04x}:{lo:04x}"),
+                    format!("0:0:0:0:0:ffff:{hi:x}:{lo:x}"),
+                    format!("0000:0000:0000:0000:0000:ffff:{hi:04x}:{lo:04x}"),
+                ],
                 Vec::new(),
             )
         }
