@@ -1451,6 +1451,18 @@ fn config_check_connect_reaches_the_providers_without_sending() {
         text.contains("FAIL http sms: the egress proxy refused radmfa (HTTP 407"),
         "{text}"
     );
+    // A 403 is a gateway's own answer at its root, often; from an allowlisting proxy (it
+    // says so: Squid's X-Squid-Error) it is a refusal (review: "reached").
+    standin.set_other_status(403);
+    let (ok, text) = check();
+    assert!(ok && text.contains("ok   http sms: reached"), "{text}");
+    standin.set_other_header("X-Squid-Error", "ERR_ACCESS_DENIED 0");
+    let (ok, text) = check();
+    assert!(!ok, "a proxy's 403 passed: {text}");
+    assert!(
+        text.contains("FAIL http sms: the egress proxy answered HTTP 403 (ERR_ACCESS_DENIED 0)"),
+        "{text}"
+    );
     assert!(standin.sms().is_empty() && standin.calls().is_empty());
     assert!(standin.generic_requests().is_empty());
     assert!(standin

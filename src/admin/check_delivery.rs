@@ -61,7 +61,14 @@ pub(super) async fn check(cfg: &Config, line: &mut impl FnMut(bool, String)) {
             format!(" (through the proxy set in {})", proxies.join(", "))
         };
         match crate::delivery::http::reach(http).await {
-            Ok((_, 407)) => line(
+            Ok((_, status, Some(said))) if status != 407 => line(
+                false,
+                format!(
+                    "http sms: the egress proxy answered HTTP {status} ({said}){through}: it \
+                     does not let radmfa reach the gateway; allow the gateway's address there"
+                ),
+            ),
+            Ok((_, 407, _)) => line(
                 false,
                 format!(
                     "http sms: the egress proxy refused radmfa (HTTP 407 Proxy Authentication \
@@ -71,7 +78,7 @@ pub(super) async fn check(cfg: &Config, line: &mut impl FnMut(bool, String)) {
             // Not the gateway's answer, or the gateway saying it cannot serve: any
             // proxy's, or a load balancer's, with the gateway down behind it (review: "ok"
             // for a 502 from a proxy whose gateway was down).
-            Ok((origin, status @ (502..=504))) => line(
+            Ok((origin, status @ (502..=504), _)) => line(
                 false,
                 format!(
                     "http sms: HTTP {status} to an OPTIONS request at {origin}{through}: a \
@@ -79,7 +86,7 @@ pub(super) async fn check(cfg: &Config, line: &mut impl FnMut(bool, String)) {
                      unavailable"
                 ),
             ),
-            Ok((origin, status)) => line(
+            Ok((origin, status, _)) => line(
                 true,
                 format!(
                     "http sms: reached {origin}{through} (HTTP {status} to an OPTIONS \

@@ -148,9 +148,11 @@ impl CodeSender for HttpSms {
 /// the egress proxy if the environment names one, TLS with the certificate checked) by an
 /// `OPTIONS` request to its root. Nothing is sent: the request carries no number, code,
 /// key or credential, and a gateway that sends on a `GET` is not asked for one. Returns the
-/// origin reached (scheme, host and port: no path or query, which may hold a key) and the
-/// status it answered, whatever it was: any answer means the server was reached.
-pub async fn reach(cfg: &HttpSmsConfig) -> Result<(String, u16), ProviderError> {
+/// origin reached (scheme, host and port: no path or query, which may hold a key), the
+/// status it answered, and, for an error answered by a proxy that says so (Squid's
+/// `X-Squid-Error`, RFC 9209's `Proxy-Status`), what the proxy said: an allowlisting egress
+/// proxy refuses with a 403, which is no answer from the gateway (review).
+pub async fn reach(cfg: &HttpSmsConfig) -> Result<(String, u16, Option<String>), ProviderError> {
     let url = render(&cfg.url, &[], str::to_string);
     let origin = reqwest::Url::parse(&url)
         .map_err(|e| ProviderError::Setup(format!("{NAME}: the url does not parse: {e}")))?
@@ -168,7 +170,13 @@ pub async fn reach(cfg: &HttpSmsConfig) -> Result<(String, u16), ProviderError> 
         .send()
         .await
         .map_err(|e| ProviderError::from_reqwest(NAME, ms, e))?;
-    Ok((origin, resp.status().as_u16()))
+    let status = resp.status().as_u16();
+    let proxy_said = ["x-squid-error", "proxy-status"]
+        .iter()
+        .find_map(|h| resp.headers().get(*h))
+        .filter(|_| status >= 400)
+        .map(|v| snippet(&String::from_utf8_lossy(v.as_bytes()), &[]));
+    Ok((origin, status, proxy_said))
 }
 
 /// Literals of the body template shorter than this, and of letters only, are hidden only
@@ -234,16 +242,48 @@ impl HttpSms {
         out.extend(long);
         // As the request carried them, too: percent-encoded or escaped for JSON.
         let with_encoded = |mut out: Vec<String>| {
-            let encoded: Vec<String> = out
-                .iter()
-                .flat_map(|v| [percent(v), json_inner(v)])
-                .filter(|e| !out.contains(e))
-                .collect();
+            let mut encoded: Vec<String> = out.iter().flat_map(|v| echoed_forms(v)).collect();
+            encoded.sort();
+            encoded.dedup();
+            encoded.retain(|e| !out.contains(e));
             out.extend(encoded);
             out
         };
         (with_encoded(out), with_encoded(short))
     }
+}
+
+/// `v` as a gateway echoing the request may write it: percent-encoded as a form does (a
+/// space as `+`) and as RFC 3986 does (`%20`, `/` kept or not: Python's `quote`), escaped
+/// for JSON as serde does, with `/` as `\/` (PHP's `json_encode`) and with what is not
+/// ASCII as `\uXXXX` (Python's `json.dumps`). Each of these leaked a key, a token or a
+/// password literal from echoes (review).
+fn echoed_forms(v: &str) -> Vec<String> {
+    let json = json_inner(v);
+    let ascii_json: String = json
+        .chars()
+        .flat_map(|c| {
+            if c.is_ascii() {
+                vec![c.to_string()]
+            } else {
+                let mut units = [0u16; 2];
+                c.encode_utf16(&mut units)
+                    .iter()
+                    .map(|u| format!("\\u{u:04x}"))
+                    .collect()
+            }
+        })
+        .collect();
+    let url = percent_in_url(v);
+    vec![
+        percent(v),
+        url.replace("%2F", "/"),
+        url,
+        json.replace('/', "\\/"),
+        ascii_json.replace('/', "\\/"),
+        ascii_json,
+        json,
+    ]
 }
 
 /// `https://user:password@host/…`: reqwest sends the pair as Basic authentication, so the
@@ -700,6 +740,18 @@ mod tests {
                     %22pin%22%3A%22P%40ss1%22 | {\\u0022user\\u0022:\\u0022acme\\u0022} \\nacme";
         let shown = typed.shown(echo, &v);
         for secret in ["acme", "Pw12", "P%40ss1"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        // As other encoders write them: PHP's `\/`, Python's `\u00e4` and `quote` (which
+        // keeps `/` and writes a space as %20); each leaked a bearer token or a key.
+        let mut escaped = gateway(HttpAuth::Bearer(Secret::from("tok/abc+def/123")));
+        escaped.cfg.encoding = TemplateEncoding::Json;
+        escaped.cfg.body =
+            r#"{"pass":"pässwort","key":"ab/cd+ef/gh==","note":"my secret pw","to":"{phone}"}"#
+                .into();
+        let echo = r#"{"auth": "Bearer tok\/abc+def\/123", "pass": "p\u00e4sswort"} key=ab/cd%2Bef/gh%3D%3D note=my%20secret%20pw"#;
+        let shown = escaped.shown(echo, &v);
+        for secret in ["abc", "u00e4sswort", "cd%2Bef", "secret"] {
             assert!(!shown.contains(secret), "{secret} in {shown}");
         }
         let bearer = gateway(HttpAuth::Bearer(Secret::from("tok-123")));

@@ -162,6 +162,8 @@ struct Recorded {
     others: Vec<(String, String, bool)>,
     /// The status they are answered with; 404 unless set.
     other_status: Option<u16>,
+    /// A header they are answered with (a proxy's `X-Squid-Error`, say).
+    other_header: Option<(String, String)>,
 }
 
 type Shared = Arc<Mutex<Recorded>>;
@@ -255,8 +257,15 @@ async fn other(State(st): State<Shared>, req: axum::extract::Request) -> Respons
     let credentials = req.headers().contains_key("authorization");
     let mut g = st.lock().unwrap();
     g.others.push((req.method().to_string(), path, credentials));
-    let status = g.other_status.unwrap_or(404);
-    StatusCode::from_u16(status).unwrap().into_response()
+    let status = StatusCode::from_u16(g.other_status.unwrap_or(404)).unwrap();
+    let mut resp = status.into_response();
+    if let Some((name, value)) = &g.other_header {
+        resp.headers_mut().insert(
+            axum::http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            axum::http::HeaderValue::from_str(value).unwrap(),
+        );
+    }
+    resp
 }
 
 async fn messages(
@@ -608,6 +617,11 @@ impl Standin {
     /// The status requests no route takes are answered with (a proxy's 502, say).
     pub fn set_other_status(&self, status: u16) {
         self.state.lock().unwrap().other_status = Some(status);
+    }
+
+    /// A header those requests are answered with, from now on.
+    pub fn set_other_header(&self, name: &str, value: &str) {
+        self.state.lock().unwrap().other_header = Some((name.into(), value.into()));
     }
 
     /// Requests no route took: (method, path and query, whether they carried credentials).
