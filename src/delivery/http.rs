@@ -129,7 +129,7 @@ impl CodeSender for HttpSms {
             return Err(ProviderError::Status {
                 provider: NAME,
                 status,
-                detail: body.detail(|text| self.shown(text, &values)),
+                detail: body.detail(|text, cut| self.shown(text, &values, cut)),
                 // A gateway's own error codes are unknown: any refusal may pass.
                 refused_number: None,
             });
@@ -189,8 +189,14 @@ const SHORT_LITERAL: usize = 8;
 impl HttpSms {
     /// An answer's body for the audit reason: [`snippet`] with what the request carried
     /// blanked out (see [`Self::credentials`]).
-    fn shown(&self, body: &str, values: &[(&str, &str)]) -> String {
+    /// `cut`: the body was cut off in transport, and a value it ends in the middle of is
+    /// hidden too (see [`without_cut_value`]).
+    fn shown(&self, body: &str, values: &[(&str, &str)], cut: bool) -> String {
         let (anywhere, words) = self.credentials(values);
+        if cut {
+            let all: Vec<String> = anywhere.iter().chain(&words).cloned().collect();
+            return snippet_words(&without_cut_value(body, &all), &anywhere, &words);
+        }
         snippet_words(body, &anywhere, &words)
     }
 
@@ -253,11 +259,33 @@ impl HttpSms {
     }
 }
 
+/// `text` (cut off in transport) with the start of a hidden value it ends in, 4 characters
+/// of it or more, replaced: the rest of the value never came, and masking whole values does
+/// not find a part (review: a literal of several words, cut, showed all but its last).
+fn without_cut_value(text: &str, hidden: &[String]) -> String {
+    let text = text.trim_end();
+    let longest = hidden
+        .iter()
+        .flat_map(|v| {
+            v.char_indices()
+                .skip(4)
+                .map(|(end, _)| &v[..end])
+                .filter(|prefix| text.ends_with(prefix))
+                .collect::<Vec<_>>()
+        })
+        .map(str::len)
+        .max();
+    match longest {
+        Some(n) => format!("{}***", &text[..text.len() - n]),
+        None => text.to_string(),
+    }
+}
+
 /// `v` as a gateway echoing the request may write it: percent-encoded as a form does (a
 /// space as `+`) and as RFC 3986 does (`%20`, `/` kept or not: Python's `quote`), escaped
 /// for JSON as serde does, with `/` as `\/` (PHP's `json_encode`) and with what is not
-/// ASCII as `\uXXXX` (Python's `json.dumps`). Each of these leaked a key, a token or a
-/// password literal from echoes (review).
+/// ASCII as `\uXXXX` (Python's `json.dumps`), in upper or lower case. Each of these leaked
+/// a key, a token or a password literal from echoes (review).
 fn echoed_forms(v: &str) -> Vec<String> {
     let json = json_inner(v);
     let ascii_json: String = json
@@ -276,6 +304,9 @@ fn echoed_forms(v: &str) -> Vec<String> {
         .collect();
     let url = percent_in_url(v);
     vec![
+        // A gateway that upper-cases (or lower-cases) what it echoes.
+        v.to_uppercase(),
+        v.to_lowercase(),
         percent(v),
         url.replace("%2F", "/"),
         url,
@@ -628,10 +659,16 @@ mod tests {
             ("message", "Code 123456"),
         ];
         let plain = gateway(HttpAuth::None);
-        assert_eq!(plain.shown("bad 123456 for +1555", &v), "bad *** for +1555");
+        assert_eq!(
+            plain.shown("bad 123456 for +1555", &v, false),
+            "bad *** for +1555"
+        );
         // A code across the 160-character cut leaves none of its digits.
         let long = format!("{}123456 and more", "x".repeat(157));
-        assert_eq!(plain.shown(&long, &v), format!("{}***", "x".repeat(157)));
+        assert_eq!(
+            plain.shown(&long, &v, false),
+            format!("{}***", "x".repeat(157))
+        );
         // A gateway that echoes the request shows none of the credentials.
         let basic = gateway(HttpAuth::Basic {
             username: "acct".into(),
@@ -639,7 +676,7 @@ mod tests {
         });
         let echo = "GET ?key=k3y-in-url X-Api-Key: api-key-in-header \
                     Authorization: Basic YWNjdDpiYXNpYy1wdw== pw=basic-pw";
-        let shown = basic.shown(echo, &v);
+        let shown = basic.shown(echo, &v, false);
         for secret in [
             "k3y-in-url",
             "api-key-in-header",
@@ -653,12 +690,12 @@ mod tests {
         keyed.cfg.url = "https://sms.example/api/PathKey0123456789/send?to={phone}".into();
         keyed.cfg.body = "user=acct&pass=form-literal-pw&to={phone}".into();
         let echo = "url /api/PathKey0123456789/send body user=acct&pass=form-literal-pw";
-        let shown = keyed.shown(echo, &v);
+        let shown = keyed.shown(echo, &v, false);
         assert!(shown.contains("/api/***/send"), "{shown}");
         assert!(!shown.contains("form-literal-pw"), "{shown}");
         keyed.cfg.encoding = TemplateEncoding::Json;
         keyed.cfg.body = r#"{"auth":{"key":"json-literal-key"},"to":"{phone}"}"#.into();
-        let shown = keyed.shown("echo json-literal-key", &v);
+        let shown = keyed.shown("echo json-literal-key", &v, false);
         assert_eq!(shown, "echo ***");
         // A template that is JSON only once filled in (`{code}` as a number), and a literal
         // number: its short password and its PIN were left in the reason.
@@ -666,17 +703,17 @@ mod tests {
             r#"{"user":"acme","password":"Gw7pw-x9k","pin":48151623,"to":"{phone}","code":{code}}"#
                 .into();
         let echo = r#"HTTP 400: {"user":"acme","password":"Gw7pw-x9k","pin":48151623}"#;
-        let shown = keyed.shown(echo, &v);
+        let shown = keyed.shown(echo, &v, false);
         for secret in ["Gw7pw-x9k", "48151623", "1623"] {
             assert!(!shown.contains(secret), "{secret} in {shown}");
         }
         // Not JSON even so: every literal value, as for an as-is body.
         keyed.cfg.body = r#"{"user":"acme","password":"Gw7pw-x9k","to":{phone}"#.into();
-        let shown = keyed.shown(echo, &v);
+        let shown = keyed.shown(echo, &v, false);
         assert!(!shown.contains("Gw7pw-x9k"), "{shown}");
         keyed.cfg.encoding = TemplateEncoding::None;
         keyed.cfg.body = "<sms key=\"AsIsLiteralKey42\" to=\"{phone}\"/>".into();
-        let shown = keyed.shown("echo AsIsLiteralKey42", &v);
+        let shown = keyed.shown("echo AsIsLiteralKey42", &v, false);
         assert_eq!(shown, "echo ***");
         // Short ones too: an XML gateway's 8-character password, a 10-character key in the
         // path (only words of 12 or more were hidden).
@@ -686,7 +723,7 @@ mod tests {
             .into();
         let echo = "Invalid request /gw/K8x2pQ7zR1/send <sms><user>acme</user>\
                     <password>Gw7pw-x9</password></sms>";
-        let shown = keyed.shown(echo, &v);
+        let shown = keyed.shown(echo, &v, false);
         for secret in ["Gw7pw-x9", "K8x2pQ7zR1", "acme"] {
             assert!(!shown.contains(secret), "{secret} in {shown}");
         }
@@ -694,7 +731,11 @@ mod tests {
         // A password in the URL's userinfo, and its Basic header.
         let mut userinfo = gateway(HttpAuth::None);
         userinfo.cfg.url = "https://acct:url-pass-77@sms.example/send?to={phone}".into();
-        let shown = userinfo.shown("auth url-pass-77 / Basic YWNjdDp1cmwtcGFzcy03Nw==", &v);
+        let shown = userinfo.shown(
+            "auth url-pass-77 / Basic YWNjdDp1cmwtcGFzcy03Nw==",
+            &v,
+            false,
+        );
         assert_eq!(shown, "auth *** / Basic ***", "{shown}");
         // '+' and '&' as reqwest sends them: percent-decoding keeps '+' (not a space).
         userinfo.cfg.url = "https://acct:Ab+Cd&9x@sms.example/send".into();
@@ -702,7 +743,7 @@ mod tests {
             use base64::Engine;
             base64::engine::general_purpose::STANDARD.encode("acct:Ab+Cd&9x")
         };
-        let shown = userinfo.shown(&format!("Basic {basic}"), &v);
+        let shown = userinfo.shown(&format!("Basic {basic}"), &v, false);
         assert_eq!(shown, "Basic ***", "{shown}");
         // A header's word alone, and a value as percent-encoding carried it.
         let mut worded = gateway(HttpAuth::None);
@@ -711,10 +752,11 @@ mod tests {
         let shown = worded.shown(
             "bad key word-key-4711; got key=slash/and+plus (slash/and plus)",
             &v,
+            false,
         );
         assert_eq!(shown, "bad key ***; got key=*** (***)", "{shown}");
         // The message as the URL carried it, percent-encoded.
-        let shown = plain.shown("text=Code+123456 failed", &v);
+        let shown = plain.shown("text=Code+123456 failed", &v, false);
         assert_eq!(shown, "text=*** failed", "{shown}");
         // A short literal of the template is hidden as a word of its own, not inside other
         // words ("con***" for "context").
@@ -725,6 +767,7 @@ mod tests {
         let shown = typed.shown(
             r#"HTTP 400: bad context for type "text" (pin 7-Up!x, a texting pin7-Up!x)"#,
             &v,
+            false,
         );
         assert_eq!(
             shown,
@@ -738,7 +781,7 @@ mod tests {
                 .into();
         let echo = "invalid payload: %7B%22user%22%3A%22acme%22%2C%22pass%22%3A%22Pw12%22%2C\
                     %22pin%22%3A%22P%40ss1%22 | {\\u0022user\\u0022:\\u0022acme\\u0022} \\nacme";
-        let shown = typed.shown(echo, &v);
+        let shown = typed.shown(echo, &v, false);
         for secret in ["acme", "Pw12", "P%40ss1"] {
             assert!(!shown.contains(secret), "{secret} in {shown}");
         }
@@ -750,11 +793,18 @@ mod tests {
             r#"{"pass":"pässwort","key":"ab/cd+ef/gh==","note":"my secret pw","to":"{phone}"}"#
                 .into();
         let echo = r#"{"auth": "Bearer tok\/abc+def\/123", "pass": "p\u00e4sswort"} key=ab/cd%2Bef/gh%3D%3D note=my%20secret%20pw"#;
-        let shown = escaped.shown(echo, &v);
+        let shown = escaped.shown(echo, &v, false);
         for secret in ["abc", "u00e4sswort", "cd%2Bef", "secret"] {
             assert!(!shown.contains(secret), "{secret} in {shown}");
         }
+        // Cut off in transport inside a literal of several words: its start is hidden too.
+        let shown = escaped.shown("AUTH: BEARER TOK/ABC+DEF/123 PASS=PÄSSWORT", &v, false);
+        assert_eq!(shown, "AUTH: BEARER *** PASS=***");
+        let shown = escaped.shown("bad note: my secret", &v, true);
+        assert_eq!(shown, "bad note: ***");
+        let shown = escaped.shown("bad note: my", &v, true);
+        assert_eq!(shown, "bad note: my", "under 4 characters of it: left");
         let bearer = gateway(HttpAuth::Bearer(Secret::from("tok-123")));
-        assert_eq!(bearer.shown("Bearer tok-123", &v), "Bearer ***");
+        assert_eq!(bearer.shown("Bearer tok-123", &v, false), "Bearer ***");
     }
 }

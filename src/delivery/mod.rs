@@ -290,16 +290,18 @@ impl Body {
     /// For an error's detail: the body as shown by `show`, or, when nothing of it was read,
     /// why. A body cut off in transport loses its last word: it may be the start of a key
     /// echoed back, which masking, of whole values, would not find (review).
-    pub fn detail(&self, show: impl FnOnce(&str) -> String) -> String {
+    /// `show` is told whether the text was cut off, so that it can hide the start of a
+    /// value the cut left at its end.
+    pub fn detail(&self, show: impl FnOnce(&str, bool) -> String) -> String {
         let text = String::from_utf8_lossy(&self.bytes);
         let Some(e) = &self.unread else {
-            return show(&text);
+            return show(&text, false);
         };
         let kept = text
             .trim_end()
             .rsplit_once(char::is_whitespace)
             .map_or("", |(k, _)| k);
-        let shown = show(kept);
+        let shown = show(kept, true);
         if shown.trim().is_empty() {
             // Without the provider's name, which the reason gives already.
             let why = e.to_string();

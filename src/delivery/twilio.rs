@@ -150,7 +150,7 @@ async fn answer(
             ),
             (_, Some(msg)) => snippet(msg, &hidden),
             // Or why nothing could be read of it.
-            _ => Some(body.detail(|_| String::new()))
+            _ => Some(body.detail(|_, _| String::new()))
                 .filter(|d| !d.is_empty())
                 .unwrap_or_else(|| "no error details".into()),
         };
