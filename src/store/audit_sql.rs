@@ -136,7 +136,8 @@ where
 /// networks do not read it as an address: some systems read its parts as octal). `None`
 /// for what is no address (a MAC, a phone number): matched as given.
 fn address_forms(given: &str) -> Option<Vec<(&'static str, String)>> {
-    let ip: std::net::IpAddr = crate::pipeline::networks::station_key(given).parse().ok()?;
+    let key = crate::pipeline::networks::station_key(given);
+    let ip: std::net::IpAddr = key.parse().ok().or_else(|| padded_v4(&key))?;
     // Bare spellings, then each with what a NAS puts around it.
     let (plain, mapped, v6): (Vec<String>, Vec<String>, Vec<String>) = match ip {
         std::net::IpAddr::V4(v4) => {
@@ -188,6 +189,24 @@ fn address_forms(given: &str) -> Option<Vec<(&'static str, String)>> {
     forms.sort();
     forms.dedup();
     Some(forms)
+}
+
+/// An IPv4 address given with its parts padded with zeros (`010.009.001.001`, as a record
+/// may show it), read as decimal: only to search the audit, where reading it is harmless
+/// (exempt networks do not read it at all).
+fn padded_v4(given: &str) -> Option<std::net::IpAddr> {
+    let parts: Vec<u8> = given
+        .split('.')
+        .map(|p| {
+            (!p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| p.parse::<u8>().ok())
+                .flatten()
+        })
+        .collect::<Option<_>>()?;
+    let [a, b, c, d] = parts[..] else {
+        return None;
+    };
+    Some(std::net::Ipv4Addr::new(a, b, c, d).into())
 }
 
 /// Records returned when the filter's limit is 0.
