@@ -1460,9 +1460,22 @@ fn config_check_connect_reaches_the_providers_without_sending() {
     let (ok, text) = check();
     assert!(!ok, "a proxy's 403 passed: {text}");
     assert!(
-        text.contains("FAIL http sms: the egress proxy answered HTTP 403 (ERR_ACCESS_DENIED 0)"),
+        text.contains("FAIL http sms: a proxy answered HTTP 403 (ERR_ACCESS_DENIED 0)"),
         "{text}"
     );
+    // RFC 9209's Proxy-Status: a proxy's own error (error=, nothing received) fails; one
+    // passing on the gateway's answer (received-status) is the gateway reached (review: a
+    // CDN's header failed a working setup).
+    standin.set_other_header("Proxy-Status", "ExampleCDN; error=destination_unavailable");
+    let (ok, text) = check();
+    assert!(
+        !ok && text.contains("FAIL http sms: a proxy answered HTTP 403"),
+        "{text}"
+    );
+    standin.set_other_status(405);
+    standin.set_other_header("Proxy-Status", "ExampleCDN; received-status=405");
+    let (ok, text) = check();
+    assert!(ok && text.contains("ok   http sms: reached"), "{text}");
     assert!(standin.sms().is_empty() && standin.calls().is_empty());
     assert!(standin.generic_requests().is_empty());
     assert!(standin

@@ -64,8 +64,9 @@ pub(super) async fn check(cfg: &Config, line: &mut impl FnMut(bool, String)) {
             Ok((_, status, Some(said))) if status != 407 => line(
                 false,
                 format!(
-                    "http sms: the egress proxy answered HTTP {status} ({said}){through}: it \
-                     does not let radmfa reach the gateway; allow the gateway's address there"
+                    "http sms: a proxy answered HTTP {status} ({said}){through}, not the \
+                     gateway: it did not pass the request on (an egress proxy's allow list, \
+                     or one in front of the gateway that could not reach it)"
                 ),
             ),
             Ok((_, 407, _)) => line(

@@ -171,11 +171,20 @@ pub async fn reach(cfg: &HttpSmsConfig) -> Result<(String, u16, Option<String>),
         .await
         .map_err(|e| ProviderError::from_reqwest(NAME, ms, e))?;
     let status = resp.status().as_u16();
-    let proxy_said = ["x-squid-error", "proxy-status"]
-        .iter()
-        .find_map(|h| resp.headers().get(*h))
+    let header = |name: &str| {
+        resp.headers()
+            .get(name)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+    };
+    // Proxy-Status with `received-status` says the next hop answered (a CDN in front of
+    // the gateway passing on the gateway's own 405): reached. With `error=` and none, the
+    // proxy answered for itself (review).
+    let proxy_status =
+        header("proxy-status").filter(|v| v.contains("error=") && !v.contains("received-status"));
+    let proxy_said = header("x-squid-error")
+        .or(proxy_status)
         .filter(|_| status >= 400)
-        .map(|v| snippet(&String::from_utf8_lossy(v.as_bytes()), &[]));
+        .map(|v| snippet(&v, &[]));
     Ok((origin, status, proxy_said))
 }
 
