@@ -285,6 +285,50 @@ fn a_command_meeting_a_held_store_says_what_to_do() {
     );
 }
 
+/// A `--cancel` that read the bypass, then waited for the store while a login used it: it
+/// said "bypass cancelled", and its record followed the use (review). Now it cancels only
+/// the bypass it read, and says it was used. The login is played by the test: inside the
+/// transaction that held the store, it takes the bypass and records its use.
+#[test]
+fn a_cancel_after_a_login_used_the_bypass_says_so() {
+    let (d, cfg) = setup();
+    let (ok, out, err) = run(&cfg, &["user", "bypass", "alice", "--for", "2m"]);
+    assert!(ok, "{out}{err}");
+    let db = rusqlite::Connection::open(d.path().join("radmfa.db")).unwrap();
+    db.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let cancel = Command::new(bin())
+        .arg("--config")
+        .arg(&cfg)
+        .args(["user", "bypass", "alice", "--cancel"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // It reads the bypass (reads do not wait in WAL mode), then waits for the write lock.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    db.execute_batch(
+        "UPDATE user_profile SET bypass_until = NULL WHERE user = 'alice'; \
+         INSERT INTO audit (time, user, mode, result, reason, server_name, nas_name, \
+         latency_ms) VALUES (CAST(strftime('%s','now') AS INTEGER), 'alice', 'bypass', \
+         'accept', 'one-time bypass set by an admin; used', 'test-node', 'vpn', 3); \
+         COMMIT",
+    )
+    .unwrap();
+    let out = cancel.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "{err}{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        err.contains("its bypass was used already, by a login at") && err.contains("through vpn"),
+        "{err}"
+    );
+    let (_, out, _) = run(&cfg, &["audit", "--user", "alice", "--json"]);
+    assert!(!out.contains("cancelled"), "a cancel recorded: {out}");
+}
+
 /// Revocations given a name with nothing to revoke (most often mistyped: the real user keeps
 /// what was to go) exit 1 and say so, and no audit record claims them; as `user reset`.
 /// They exited 0 with "0 deleted", so a runbook checking the exit code reported done.

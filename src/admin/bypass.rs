@@ -7,7 +7,6 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use clap::Args;
 
-use super::users::admin_audit;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::store::Store;
@@ -52,8 +51,25 @@ pub async fn run(
             );
             return Ok(ExitCode::from(1));
         }
-        store.set_bypass(&a.user, None).await?;
-        admin_audit(cfg, store, &a.user, "bypass", Some("cancelled".into())).await?;
+        // Only the bypass read here, with its record, in one transaction: one a login used
+        // meanwhile was reported cancelled (review).
+        let record = super::users::admin_record(cfg, &a.user, "bypass", Some("cancelled".into()));
+        let cancelled = store
+            .set_bypass_audited(&a.user, None, profile.bypass_until, &record)
+            .await?;
+        if !cancelled {
+            let now_profile = store.user_profile(&a.user).await?;
+            let said = match now_profile.bypass_set(SystemClock.now()) {
+                Some(t) => format!(
+                    "its bypass was replaced meanwhile by one until {}; run the cancel again \
+                     to cancel that one",
+                    super::audit::fmt_time(t)
+                ),
+                None => why_none_waits(store, &a.user, now_profile.bypass_until).await,
+            };
+            eprintln!("{}: {said}", super::printable(&a.user));
+            return Ok(ExitCode::from(1));
+        }
         println!("{}: bypass cancelled", super::printable(&a.user));
         return Ok(ExitCode::SUCCESS);
     }
@@ -81,7 +97,7 @@ pub async fn run(
     // `set_bypass_audited`), never standing without it.
     let record = super::users::admin_record(cfg, &a.user, "bypass", Some(format!("until {when}")));
     if let Err(e) = store
-        .set_bypass_audited(&a.user, Some(until), &record)
+        .set_bypass_audited(&a.user, Some(until), None, &record)
         .await
     {
         return Err(anyhow::Error::new(e).context(match earlier {

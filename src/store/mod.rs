@@ -839,13 +839,16 @@ pub trait Store: Send + Sync + 'static {
     /// waited before. Written one after the other, a login took a new bypass between the
     /// two: its use stood in the audit before the grant, and `--cancel` then said "check the
     /// spelling" (review).
+    /// With `only_if`, only if the bypass is still the one ending then (a cancel must not
+    /// claim one a login used meanwhile: review): false, and nothing written, if it is not.
     async fn set_bypass_audited(
         &self,
         user: &str,
         until: Option<i64>,
+        only_if: Option<i64>,
         record: &AuditRecord,
-    ) -> Result<(), StoreError> {
-        let _ = (user, until, record);
+    ) -> Result<bool, StoreError> {
+        let _ = (user, until, only_if, record);
         Err(StoreError::Unsupported("set_bypass_audited"))
     }
     /// Sets (or with `None` cancels) a one-time bypass valid until `until`.

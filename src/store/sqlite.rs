@@ -1046,9 +1046,11 @@ impl Store for SqliteStore {
         &self,
         user: &str,
         until: Option<i64>,
+        only_if: Option<i64>,
         record: &AuditRecord,
-    ) -> Result<(), StoreError> {
-        self.set_bypass_audited_impl(user, until, record).await
+    ) -> Result<bool, StoreError> {
+        self.set_bypass_audited_impl(user, until, only_if, record)
+            .await
     }
 
     async fn take_bypass(&self, user: &str, now: i64) -> Result<bool, StoreError> {

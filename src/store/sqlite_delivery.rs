@@ -92,20 +92,37 @@ impl SqliteStore {
         &self,
         user: &str,
         until: Option<i64>,
+        only_if: Option<i64>,
         record: &crate::store::AuditRecord,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        sqlx::query(
-            "INSERT INTO user_profile (user, bypass_until) VALUES (?1, ?2) \
-             ON CONFLICT (user) DO UPDATE SET bypass_until = excluded.bypass_until",
-        )
-        .bind(user)
-        .bind(until)
-        .execute(&mut *tx)
-        .await?;
+        let done = match only_if {
+            None => {
+                sqlx::query(
+                    "INSERT INTO user_profile (user, bypass_until) VALUES (?1, ?2) \
+                 ON CONFLICT (user) DO UPDATE SET bypass_until = excluded.bypass_until",
+                )
+                .bind(user)
+                .bind(until)
+                .execute(&mut *tx)
+                .await?
+            }
+            Some(seen) => sqlx::query(
+                "UPDATE user_profile SET bypass_until = ?2 WHERE user = ?1 AND bypass_until = ?3",
+            )
+            .bind(user)
+            .bind(until)
+            .bind(seen)
+            .execute(&mut *tx)
+            .await?,
+        };
+        if done.rows_affected() != 1 {
+            // Dropped, the transaction rolls back: nothing written.
+            return Ok(false);
+        }
         super::sqlite_tokens::insert_audit(&mut tx, record).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(true)
     }
 
     pub(super) async fn take_bypass_impl(&self, user: &str, now: i64) -> Result<bool, StoreError> {

@@ -2713,10 +2713,10 @@ pub async fn bypass_is_taken_once_before_it_expires(store: &dyn Store) {
     let mut grant = audit_record(T, "dora", "bypass");
     grant.mode = "admin".into();
     grant.reason = Some("until T+300".into());
-    store
-        .set_bypass_audited("dora", Some(T + 300), &grant)
+    assert!(store
+        .set_bypass_audited("dora", Some(T + 300), None, &grant)
         .await
-        .unwrap();
+        .unwrap());
     let p = store.user_profile("dora").await.unwrap();
     assert_eq!(
         (p.bypass_until, p.phone.as_deref()),
@@ -2734,7 +2734,33 @@ pub async fn bypass_is_taken_once_before_it_expires(store: &dyn Store) {
         (records[0].result.as_str(), records[0].reason.as_deref()),
         ("bypass", Some("until T+300"))
     );
+    // A cancel of the bypass read, once a login took it: nothing done, nothing recorded.
     assert!(store.take_bypass("dora", T).await.unwrap());
+    let mut cancel = grant.clone();
+    cancel.reason = Some("cancelled".into());
+    assert!(!store
+        .set_bypass_audited("dora", None, Some(T + 300), &cancel)
+        .await
+        .unwrap());
+    let count = |user: &str| {
+        let f = AuditFilter {
+            user: Some(user.into()),
+            ..Default::default()
+        };
+        async move { store.audit(&f).await.unwrap().len() }
+    };
+    assert_eq!(count("dora").await, 1, "no record of a cancel not made");
+    // Of the one still there: cancelled, and recorded.
+    store
+        .set_bypass_audited("dora", Some(T + 600), None, &grant)
+        .await
+        .unwrap();
+    assert!(store
+        .set_bypass_audited("dora", None, Some(T + 600), &cancel)
+        .await
+        .unwrap());
+    assert_eq!(store.user_profile("dora").await.unwrap().bypass_until, None);
+    assert_eq!(count("dora").await, 3);
 }
 
 pub async fn race_take_bypass(store: Arc<dyn Store>) {

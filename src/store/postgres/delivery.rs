@@ -107,23 +107,38 @@ impl PgStore {
         &self,
         user: &str,
         until: Option<i64>,
+        only_if: Option<i64>,
         record: &crate::store::AuditRecord,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let mut w = self.writer().await?;
         let mut tx = sqlx::Connection::begin(w.conn()).await?;
-        sqlx::query(
-            "INSERT INTO user_profile (username, bypass_until) VALUES ($1, $2) \
-             ON CONFLICT (username) DO UPDATE SET bypass_until = excluded.bypass_until",
-        )
-        .bind(user)
-        .bind(until)
-        .execute(&mut *tx)
-        .await?;
+        let done = match only_if {
+            None => sqlx::query(
+                "INSERT INTO user_profile (username, bypass_until) VALUES ($1, $2) \
+                 ON CONFLICT (username) DO UPDATE SET bypass_until = excluded.bypass_until",
+            )
+            .bind(user)
+            .bind(until)
+            .execute(&mut *tx)
+            .await?,
+            Some(seen) => sqlx::query(
+                "UPDATE user_profile SET bypass_until = $2 WHERE username = $1 AND bypass_until = $3",
+            )
+            .bind(user)
+            .bind(until)
+            .bind(seen)
+            .execute(&mut *tx)
+            .await?,
+        };
+        if done.rows_affected() != 1 {
+            // Dropped, the transaction rolls back: nothing written.
+            return Ok(false);
+        }
         let storable = record.storable();
         super::audit_batch::insert_records(&mut *tx, std::iter::once(&*storable)).await?;
         tx.commit().await?;
         w.done(Ok(()))?;
-        Ok(())
+        Ok(true)
     }
 
     pub(super) async fn take_bypass_impl(&self, user: &str, now: i64) -> Result<bool, StoreError> {
