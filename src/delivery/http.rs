@@ -89,11 +89,7 @@ impl CodeSender for HttpSms {
             ("message", text.expose_str().unwrap_or_default()),
         ];
         let url = render(&c.url, &values, percent_in_url);
-        let body = match c.encoding {
-            TemplateEncoding::Form => render(&c.body, &values, percent),
-            TemplateEncoding::Json => render(&c.body, &values, json_inner),
-            TemplateEncoding::None => render(&c.body, &values, str::to_string),
-        };
+        let body = self.rendered_body(&values);
         let method = reqwest::Method::from_bytes(c.method.as_bytes())
             .map_err(|e| ProviderError::Setup(format!("http_sms.method: {e}")))?;
         let mut rb = client.request(method.clone(), &url);
@@ -196,11 +192,25 @@ pub async fn reach(cfg: &HttpSmsConfig) -> Result<(String, u16, Option<String>),
 const SHORT_LITERAL: usize = 8;
 
 impl HttpSms {
+    /// The request's body, filled in and encoded as configured.
+    fn rendered_body(&self, values: &[(&str, &str)]) -> String {
+        let c = &self.cfg;
+        match c.encoding {
+            TemplateEncoding::Form => render(&c.body, values, percent),
+            TemplateEncoding::Json => render(&c.body, values, json_inner),
+            TemplateEncoding::None => render(&c.body, values, str::to_string),
+        }
+    }
+
     /// An answer's body for the audit reason: [`snippet`] with what the request carried
     /// blanked out (see [`Self::credentials`]).
     /// `cut`: the body was cut off in transport, and a value it ends in the middle of is
     /// hidden too (see [`without_cut_value`]).
     fn shown(&self, body: &str, values: &[(&str, &str)], cut: bool) -> String {
+        // Read as the gateway's escaping meant it: HTML's and XML's entities, JSON's `\u`
+        // escapes (Go's `\u0026`, .NET's `\u002B`) each hid a token from the masking
+        // (review); what is shown is the decoded text.
+        let body = &unescape_echo(body);
         let (anywhere, words) = self.credentials(values);
         if cut {
             let all: Vec<String> = anywhere.iter().chain(&words).cloned().collect();
@@ -251,6 +261,17 @@ impl HttpSms {
         out.extend(userinfo(path));
         out.extend(env_proxy_credentials());
         out.extend(path_keys(path));
+        // The whole body in base64, as a gateway that logs or echoes it so shows it.
+        let body = self.rendered_body(values);
+        if !body.is_empty() {
+            use base64::engine::general_purpose::{
+                STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD,
+            };
+            use base64::Engine;
+            for engine in [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD] {
+                out.push(engine.encode(body.as_bytes()));
+            }
+        }
         let (short, long): (Vec<String>, Vec<String>) = body_literals(&c.body, c.encoding)
             .into_iter()
             .partition(|v| v.chars().count() < SHORT_LITERAL && v.chars().all(char::is_alphabetic));
@@ -288,6 +309,71 @@ fn without_cut_value(text: &str, hidden: &[String]) -> String {
         Some(n) => format!("{}***", &text[..text.len() - n]),
         None => text.to_string(),
     }
+}
+
+/// `text` with the escapes a gateway's echo may use decoded, once: JSON's `\uXXXX` (a
+/// surrogate pair as one character) and `\/`, and HTML's and XML's entities (`&amp;`,
+/// `&lt;`, `&#39;`, `&#x2B;`, …). Anything else stays as it is.
+fn unescape_echo(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(['\\', '&']) {
+        out.push_str(&rest[..at]);
+        rest = &rest[at..];
+        if let Some((c, used)) = json_escape(rest).or_else(|| entity(rest)) {
+            out.push(c);
+            rest = &rest[used..];
+        } else {
+            out.push_str(&rest[..1]);
+            rest = &rest[1..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A JSON escape at the start of `s` (`\uXXXX`, a surrogate pair, `\/`): the character and
+/// the bytes it took.
+fn json_escape(s: &str) -> Option<(char, usize)> {
+    if s.starts_with("\\/") {
+        return Some(('/', 2));
+    }
+    let unit = |s: &str| -> Option<u16> {
+        let hex = s.strip_prefix("\\u")?.get(..4)?;
+        u16::from_str_radix(hex, 16).ok()
+    };
+    let first = unit(s)?;
+    if let Some(c) = char::from_u32(u32::from(first)) {
+        return Some((c, 6));
+    }
+    let second = unit(s.get(6..)?)?;
+    char::decode_utf16([first, second])
+        .next()?
+        .ok()
+        .map(|c| (c, 12))
+}
+
+/// An HTML or XML entity at the start of `s`: the character and the bytes it took.
+fn entity(s: &str) -> Option<(char, usize)> {
+    // `&#x1F600;` is the longest this reads.
+    let end = s.char_indices().take(12).find(|(_, c)| *c == ';')?.0;
+    let name = &s[1..end];
+    let c = match name {
+        "amp" => '&',
+        "lt" => '<',
+        "gt" => '>',
+        "quot" => '"',
+        "apos" => '\'',
+        _ => {
+            let num = name.strip_prefix('#')?;
+            let code = match num.strip_prefix(['x', 'X']) {
+                Some(hex) => u32::from_str_radix(hex, 16).ok()?,
+                None => num.parse().ok()?,
+            };
+            char::from_u32(code)?
+        }
+    };
+    Some((c, end + 1))
 }
 
 /// `v` as a gateway echoing the request may write it: percent-encoded as a form does (a
@@ -806,6 +892,31 @@ mod tests {
         for secret in ["abc", "u00e4sswort", "cd%2Bef", "secret"] {
             assert!(!shown.contains(secret), "{secret} in {shown}");
         }
+        // Escaped as HTML or XML does, as Go's and .NET's JSON encoders do (review: each
+        // showed the token, the key or the password), or the whole body in base64.
+        let mut marked = gateway(HttpAuth::Bearer(Secret::from("AbC4+dEf/GhI5&jKl=")));
+        marked.cfg.headers = vec![("X-Api-Key".into(), "K3yVal&ue<Z>+Q9".into())];
+        marked.cfg.encoding = TemplateEncoding::Json;
+        marked.cfg.body = r#"{"to":"{phone}","password":"Pa&ss9w0rd<Q>+x"}"#.into();
+        let body64 = {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD
+                .encode(r#"{"to":"+1555","password":"Pa&ss9w0rd<Q>+x"}"#)
+        };
+        let echo = format!(
+            "key K3yVal&amp;ue&lt;Z&gt;+Q9, password Pa&#38;ss9w0rd&#x3C;Q&#x3e;+x \
+             <auth>Bearer AbC4+dEf/GhI5&amp;jKl=</auth> \"auth\":\"Bearer \
+             AbC4\\u002BdEf\\/GhI5\\u0026jKl=\" body={body64}"
+        );
+        let shown = marked.shown(&echo, &v, false);
+        for secret in ["K3yVal", "Pa&", "ss9w0rd", "AbC4", "GhI5", "eyJ0"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        // Entities and escapes that hide nothing are shown decoded, the rest as sent.
+        assert_eq!(
+            unescape_echo(r"a &lt;b&gt; &bogus; & \u00e9 \uD83D\uDE00 \n \u12"),
+            "a <b> &bogus; & é 😀 \\n \\u12"
+        );
         // Cut off in transport inside a literal of several words: its start is hidden too.
         let shown = escaped.shown("AUTH: BEARER TOK/ABC+DEF/123 PASS=PÄSSWORT", &v, false);
         assert_eq!(shown, "AUTH: BEARER *** PASS=***");
