@@ -289,6 +289,13 @@ fn a_database_file_replaced_or_deleted_under_the_server_is_said() {
         log.contains("ERROR") && log.contains("was deleted while radmfa runs"),
         "{log}"
     );
+    // Nor does a connection the server opens now make a new, empty database there (one
+    // did: reads through it failed "no such table" beside writes to the deleted file, and
+    // the watch said "replaced").
+    assert!(
+        !db.exists(),
+        "a new database at the deleted file's path\n{log}"
+    );
     // A copy put there, as a restore by `cp` does.
     std::fs::copy(&away, &db).unwrap();
     let log = log_once_it_shows(&srv, "was replaced while radmfa runs");

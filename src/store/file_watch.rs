@@ -14,15 +14,21 @@ const EVERY: Duration = Duration::from_secs(10);
 /// How long apart the error is said again while the state lasts.
 const SAY_AGAIN_AFTER: Duration = Duration::from_secs(15 * 60);
 
-/// Looks at `path` every [`EVERY`] until `stop` (see the module's comment). Started right
-/// after the store opened the file.
-pub async fn watch(path: PathBuf, stop: tokio_util::sync::CancellationToken) {
+/// Looks at `path` every [`EVERY`] until `stop` (see the module's comment). Called right
+/// after the store opened the file, which is taken as it is then, not when the task first
+/// runs: a file deleted in between was never watched.
+pub fn watch(
+    path: PathBuf,
+    stop: tokio_util::sync::CancellationToken,
+) -> impl std::future::Future<Output = ()> {
     let mut watch = FileWatch::new(&path);
-    let mut tick = tokio::time::interval(EVERY);
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tick.tick() => watch.check(),
+    async move {
+        let mut tick = tokio::time::interval(EVERY);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tick.tick() => watch.check(),
+            }
         }
     }
 }

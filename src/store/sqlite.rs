@@ -125,9 +125,13 @@ impl SqliteStore {
         // an exclusive flock(2) on the database's directory (see `migration_lock`).
         let guard = migration_lock(path).await?;
         super::stale_wal::refuse_stale_wal(path)?;
+        // Never made by a connection: `precreate_private` made the file (private) above.
+        // A pool connection opened later, once the file was deleted under a running
+        // server, made a new empty database there, and reads through it failed "no such
+        // table" beside writes going to the deleted file.
         let options = SqliteConnectOptions::new()
             .filename(path)
-            .create_if_missing(true)
+            .create_if_missing(false)
             .journal_mode(SqliteJournalMode::Wal)
             // An acknowledged enrollment or audit record must survive a power cut.
             .synchronous(SqliteSynchronous::Full)
