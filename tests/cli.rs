@@ -327,6 +327,28 @@ fn a_cancel_after_a_login_used_the_bypass_says_so() {
     );
     let (_, out, _) = run(&cfg, &["audit", "--user", "alice", "--json"]);
     assert!(!out.contains("cancelled"), "a cancel recorded: {out}");
+    // The login's own record not written yet (it follows the take, on its own): the cancel
+    // says a login took it, not "check the spelling" (review).
+    let (ok, out, err) = run(&cfg, &["user", "bypass", "alice", "--for", "2m"]);
+    assert!(ok, "{out}{err}");
+    db.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let cancel = Command::new(bin())
+        .arg("--config")
+        .arg(&cfg)
+        .args(["user", "bypass", "alice", "--cancel"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    db.execute_batch("UPDATE user_profile SET bypass_until = NULL WHERE user = 'alice'; COMMIT")
+        .unwrap();
+    let out = cancel.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && err.contains("its bypass was used by a login while this cancel waited"),
+        "{err}"
+    );
 }
 
 /// Revocations given a name with nothing to revoke (most often mistyped: the real user keeps

@@ -1476,6 +1476,16 @@ fn config_check_connect_reaches_the_providers_without_sending() {
     standin.set_other_header("Proxy-Status", "ExampleCDN; received-status=405");
     let (ok, text) = check();
     assert!(ok && text.contains("ok   http sms: reached"), "{text}");
+    // Several members: the last one, nearest radmfa, answered (review: "reached").
+    standin.set_other_header(
+        "Proxy-Status",
+        "shield; received-status=200, edge; error=http_request_denied",
+    );
+    let (ok, text) = check();
+    assert!(
+        !ok && text.contains("FAIL http sms: a proxy answered HTTP 405"),
+        "{text}"
+    );
     assert!(standin.sms().is_empty() && standin.calls().is_empty());
     assert!(standin.generic_requests().is_empty());
     assert!(standin

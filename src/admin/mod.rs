@@ -137,7 +137,7 @@ pub fn printable(s: &str) -> Cow<'_, str> {
 /// paragraph separators) that are invisible or reorder text, and the other characters that
 /// print as nothing (Hangul fillers, variation selectors). Listed by hand: the standard
 /// library has no general category, and this short list is stable.
-fn hides(c: char) -> bool {
+pub(crate) fn hides(c: char) -> bool {
     c.is_control()
         // Everything a login's User-Name is refused for (the combining grapheme joiner
         // U+034F among them: `ali\u{34f}ce` showed as alice in `audit` and `user list`).

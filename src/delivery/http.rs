@@ -175,8 +175,11 @@ pub async fn reach(cfg: &HttpSmsConfig) -> Result<(String, u16, Option<String>),
     // Proxy-Status with `received-status` says the next hop answered (a CDN in front of
     // the gateway passing on the gateway's own 405): reached. With `error=` and none, the
     // proxy answered for itself (review).
-    let proxy_status =
-        header("proxy-status").filter(|v| v.contains("error=") && !v.contains("received-status"));
+    // The last member is the proxy nearest radmfa, the one that answered (RFC 9209):
+    // `shield; received-status=200, edge; error=http_request_denied` is the edge's refusal.
+    let proxy_status = header("proxy-status")
+        .map(|v| v.rsplit(',').next().unwrap_or_default().to_string())
+        .filter(|last| last.contains("error=") && !last.contains("received-status"));
     let proxy_said = header("x-squid-error")
         .or(proxy_status)
         .filter(|_| status >= 400)
@@ -398,11 +401,29 @@ fn echoed_forms(v: &str) -> Vec<String> {
         })
         .collect();
     let url = percent_in_url(v);
+    let form = percent(v);
+    // Percent-encoding in lower-case hex too (.NET's `UrlEncode` writes `%2b`: review).
+    let lower_hex = |e: &str| {
+        let mut out = String::with_capacity(e.len());
+        let mut rest = e;
+        while let Some(at) = rest.find('%') {
+            out.push_str(&rest[..at]);
+            let hex = rest.get(at + 1..at + 3).unwrap_or("");
+            out.push('%');
+            out.push_str(&hex.to_ascii_lowercase());
+            rest = &rest[at + 1 + hex.len()..];
+        }
+        out.push_str(rest);
+        out
+    };
     vec![
         // A gateway that upper-cases (or lower-cases) what it echoes.
         v.to_uppercase(),
         v.to_lowercase(),
-        percent(v),
+        lower_hex(&form),
+        lower_hex(&url.replace("%2F", "/")),
+        lower_hex(&url),
+        form,
         url.replace("%2F", "/"),
         url,
         json.replace('/', "\\/"),
@@ -619,7 +640,10 @@ fn snippet_words(body: &str, hidden: &[String], words: &[String]) -> String {
     super::phone::mask_numbers(&s)
         .chars()
         .take(160)
-        .map(|c| if c.is_control() { ' ' } else { c })
+        // Format characters too (bidi overrides, zero-width ones), as the admin's output
+        // hides them: a gateway could write them as entities, which are now decoded
+        // (review).
+        .map(|c| if crate::admin::hides(c) { ' ' } else { c })
         .collect()
 }
 
@@ -917,6 +941,9 @@ mod tests {
             unescape_echo(r"a &lt;b&gt; &bogus; & \u00e9 \uD83D\uDE00 \n \u12"),
             "a <b> &bogus; & é 😀 \\n \\u12"
         );
+        // Percent-encoded in lower-case hex, and a bidi override written as an entity.
+        let shown = escaped.shown("tok=tok%2fabc%2bdef%2f123 &#x202E;evil", &v, false);
+        assert_eq!(shown, "tok=***  evil");
         // Cut off in transport inside a literal of several words: its start is hidden too.
         let shown = escaped.shown("AUTH: BEARER TOK/ABC+DEF/123 PASS=PÄSSWORT", &v, false);
         assert_eq!(shown, "AUTH: BEARER *** PASS=***");

@@ -171,7 +171,8 @@ fn address_forms(given: &str) -> Option<Vec<(&'static str, String)>> {
             )
         }
     };
-    let mut forms: Vec<(&'static str, String)> = Vec::new();
+    // The text given, too, as typed (`01.2.3.4`, which no spelling below is).
+    let mut forms: Vec<(&'static str, String)> = vec![("=", key.to_lowercase())];
     for a in plain {
         forms.extend([
             ("=", a.clone()),

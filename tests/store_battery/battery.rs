@@ -1595,6 +1595,11 @@ pub async fn audit_client_ip_finds_every_form_of_the_address(store: &dyn Store) 
     assert_eq!(found("::ffff:10.0.0.1").await, v4);
     // Given as a record shows it, padded: the same address.
     assert_eq!(found("010.000.000.001").await, v4);
+    // Partly padded, as typed: found as written.
+    let mut r = audit_record(T + 100, "alice", "accept");
+    r.client_ip = Some("01.2.3.4".into());
+    store.append_audit(&r).await.unwrap();
+    assert_eq!(found("01.2.3.4").await, ["01.2.3.4"]);
     assert_eq!(found("10.0.0.12").await, sorted(&sent[13..15]));
     let v6 = sorted(&sent[15..21]);
     assert_eq!(found("2001:db8:7::21").await, v6);
