@@ -106,6 +106,36 @@ fn with_quiet_tls(level: &str) -> String {
     out
 }
 
+/// What `f` logs, as JSON lines or as text lines (no colours): for unit tests of what a
+/// piece of code says.
+#[cfg(test)]
+pub(crate) fn captured(json: bool, f: impl FnOnce()) -> String {
+    #[derive(Clone, Default)]
+    struct Buf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buf = Buf::default();
+    let out = buf.clone();
+    let writer = move || out.clone();
+    let builder = tracing_subscriber::fmt().with_ansi(false);
+    if json {
+        let subscriber = builder.json().with_writer(writer).finish();
+        tracing::subscriber::with_default(subscriber, f);
+    } else {
+        let subscriber = builder.with_writer(writer).finish();
+        tracing::subscriber::with_default(subscriber, f);
+    }
+    let text = buf.0.lock().unwrap().clone();
+    String::from_utf8(text).unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -511,26 +511,7 @@ mod tests {
 
     /// What `f` logs, as text lines.
     fn logged(f: impl FnOnce()) -> String {
-        #[derive(Clone, Default)]
-        struct Buf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-        impl std::io::Write for Buf {
-            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-                self.0.lock().unwrap().extend_from_slice(b);
-                Ok(b.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
-        let buf = Buf::default();
-        let out = buf.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_writer(move || out.clone())
-            .finish();
-        tracing::subscriber::with_default(subscriber, f);
-        let text = buf.0.lock().unwrap().clone();
-        String::from_utf8(text).unwrap()
+        crate::telemetry::captured(false, f)
     }
 
     /// A reload that sets `keep_days = 0` between two slices of a backlog's purge: the

@@ -783,26 +783,7 @@ mod tests {
 
     /// What [`Warning::log`] writes, as JSON lines.
     fn logged(w: &Warning) -> String {
-        #[derive(Clone, Default)]
-        struct Buf(std::sync::Arc<Mutex<Vec<u8>>>);
-        impl std::io::Write for Buf {
-            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-                self.0.lock().unwrap().extend_from_slice(b);
-                Ok(b.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
-        let buf = Buf::default();
-        let out = buf.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .json()
-            .with_writer(move || out.clone())
-            .finish();
-        tracing::subscriber::with_default(subscriber, || w.log(Some(&"why")));
-        let text = buf.0.lock().unwrap().clone();
-        String::from_utf8(text).unwrap()
+        crate::telemetry::captured(true, || w.log(Some(&"why")))
     }
 
     /// The sum of other sources' drops is logged without the fields of the packet that
