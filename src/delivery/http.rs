@@ -648,8 +648,9 @@ fn snippet_words(body: &str, hidden: &[String], words: &[String]) -> String {
 }
 
 /// `s` with each `word` that no letter, digit or `_` touches on either side replaced. An
-/// escape just before it (`%22`, `\n`, `\u0022`: an echo percent-encoded or escaped for
-/// JSON) is a boundary too, though it ends in a letter or digit.
+/// escape just before it (`%22`, `\n`: an echo percent-encoded or escaped for JSON) is a
+/// boundary too, though it ends in a letter or digit. (`\u0022` and entities are decoded
+/// before: see [`unescape_echo`].)
 fn replace_word(s: &str, word: &str, with: &str) -> String {
     let inside = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
     let mut out = String::with_capacity(s.len());
@@ -665,13 +666,11 @@ fn replace_word(s: &str, word: &str, with: &str) -> String {
     out
 }
 
-/// Whether `text` ends with an escape: `%XX`, `\uXXXX` or a backslash and one character.
+/// Whether `text` ends with an escape: `%XX`, or a backslash and one letter.
 fn escape_ends(text: &str) -> bool {
     let b = text.as_bytes();
-    let hex = |s: &[u8]| s.iter().all(u8::is_ascii_hexdigit);
     let n = b.len();
-    (n >= 3 && b[n - 3] == b'%' && hex(&b[n - 2..]))
-        || (n >= 6 && &b[n - 6..n - 4] == b"\\u" && hex(&b[n - 4..]))
+    (n >= 3 && b[n - 3] == b'%' && b[n - 2..].iter().all(u8::is_ascii_hexdigit))
         || (n >= 2 && b[n - 2] == b'\\' && b[n - 1].is_ascii_alphabetic())
 }
 
