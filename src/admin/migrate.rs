@@ -211,7 +211,9 @@ async fn backup(cfg: &Config, file: PathBuf) -> anyhow::Result<ExitCode> {
         // A copy of every sealed seed, phone number and the audit trail now exists
         // elsewhere: who made it, and where, goes on the record (after the copy, so it is
         // not in it), or the copy goes.
-        let recorded = super::users::admin_audit(
+        // The record alone: `admin_audit`'s error says the change "is done", and this
+        // one is taken back below when its record fails.
+        let recorded = super::users::write_admin_audit(
             cfg,
             store,
             "",
@@ -228,24 +230,26 @@ async fn backup(cfg: &Config, file: PathBuf) -> anyhow::Result<ExitCode> {
         if let Err(e) = recorded {
             // The usual cause: the store's own disk is full. The copy went elsewhere, but
             // no copy of every seed stays without its record: said, with what to do.
-            let full = match format!("{e:#}").contains("disk is full") {
+            let full = match e.to_string().contains("disk is full") {
                 true => format!(
                     " (the file system holding {} is full: free space there, then back up)",
                     path.display()
                 ),
                 false => String::new(),
             };
-            return Err(e.context(match std::fs::remove_file(&file) {
-                Ok(()) => format!(
-                    "the backup's audit record could not be written, so {} was removed{full}",
-                    file.display()
-                ),
-                Err(r) => format!(
-                    "the backup's audit record could not be written, and {} could not be \
+            return Err(
+                anyhow::Error::new(e).context(match std::fs::remove_file(&file) {
+                    Ok(()) => format!(
+                        "the backup's audit record could not be written, so {} was removed{full}",
+                        file.display()
+                    ),
+                    Err(r) => format!(
+                        "the backup's audit record could not be written, and {} could not be \
                      removed ({r}): delete it",
-                    file.display()
-                ),
-            }));
+                        file.display()
+                    ),
+                }),
+            );
         }
         Ok(s)
     })
