@@ -351,6 +351,68 @@ fn a_cancel_after_a_login_used_the_bypass_says_so() {
     );
 }
 
+/// Two admins granting a bypass to one user at the same moment: the grant that waited for
+/// the store while the other one's was made said "it replaces the bypass that waited until"
+/// the one from before, which the other grant had replaced (red team). It grants over the
+/// bypass it read only, reads again when that changed, and names the one it replaced. The
+/// other admin is played by the test, inside the transaction that held the store.
+#[test]
+fn a_grant_made_while_another_admin_granted_names_the_one_it_replaced() {
+    let (d, cfg) = setup();
+    let (ok, out, err) = run(&cfg, &["user", "bypass", "alice", "--for", "2m"]);
+    assert!(ok, "{out}{err}");
+    let db = rusqlite::Connection::open(d.path().join("radmfa.db")).unwrap();
+    let first: i64 = db
+        .query_row(
+            "SELECT bypass_until FROM user_profile WHERE user = 'alice'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    db.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let grant = Command::new(bin())
+        .arg("--config")
+        .arg(&cfg)
+        .args(["user", "bypass", "alice", "--for", "3h"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // It reads the bypass (reads do not wait in WAL mode), then waits for the write lock;
+    // meanwhile the other admin's grant, an hour from the first one's end, is made.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let other = first + 3600;
+    db.execute_batch(&format!(
+        "UPDATE user_profile SET bypass_until = {other} WHERE user = 'alice'; COMMIT"
+    ))
+    .unwrap();
+    let out = grant.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{said}");
+    let noted: Vec<&str> = said
+        .lines()
+        .filter(|l| l.starts_with("note: it replaces the bypass that waited until"))
+        .collect();
+    assert_eq!(noted.len(), 1, "{said}");
+    let stored: i64 = db
+        .query_row(
+            "SELECT bypass_until FROM user_profile WHERE user = 'alice'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(stored > other, "the 3h grant stands: {stored} {other}");
+    // The note names the other admin's end, not the first grant's.
+    assert!(
+        noted[0].ends_with(&radmfa::clock::fmt_time(other)) && first != other,
+        "{said}"
+    );
+}
+
 /// Revocations given a name with nothing to revoke (most often mistyped: the real user keeps
 /// what was to go) exit 1 and say so, and no audit record claims them; as `user reset`.
 /// They exited 0 with "0 deleted", so a runbook checking the exit code reported done.

@@ -9,11 +9,14 @@ use clap::Args;
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
-use crate::store::Store;
+use crate::store::{BypassWas, Store};
 
 /// A bypass is for the next login, not a standing exemption (that is `exempt_groups`); the
 /// longest `--for` is the longest the stores honour (see `store::delivery`).
 const MAX_SECS: i64 = crate::store::BYPASS_LONGEST_SECS;
+
+/// How many times a grant reads the bypass again after finding it changed under it.
+const GRANT_TRIES: u32 = 5;
 
 #[derive(Debug, Args)]
 pub struct BypassArgs {
@@ -55,7 +58,12 @@ pub async fn run(
         // meanwhile was reported cancelled (review).
         let record = super::users::admin_record(cfg, &a.user, "bypass", Some("cancelled".into()));
         let cancelled = store
-            .set_bypass_audited(&a.user, None, profile.bypass_until, &record)
+            .set_bypass_audited(
+                &a.user,
+                None,
+                BypassWas::Exactly(profile.bypass_until),
+                &record,
+            )
             .await?;
         if !cancelled {
             let now_profile = store.user_profile(&a.user).await?;
@@ -97,28 +105,51 @@ pub async fn run(
         );
         return Ok(ExitCode::from(1));
     }
-    let now = SystemClock.now();
-    let until = now + secs;
-    let profile = store.user_profile(&a.user).await?;
-    let earlier = profile.bypass_set(now);
+    let until = SystemClock.now() + secs;
     let when = super::audit::fmt_time(until);
     // A login without a second factor, granted: with its record, in one transaction (see
-    // `set_bypass_audited`), never standing without it.
-    let record = super::users::admin_record(cfg, &a.user, "bypass", Some(format!("until {when}")));
-    if let Err(e) = store
-        .set_bypass_audited(&a.user, Some(until), None, &record)
-        .await
-    {
-        return Err(anyhow::Error::new(e).context(match earlier {
-            None => format!("the bypass for {} is not granted", a.user),
-            Some(t) => format!(
-                "the bypass for {} is not changed; the one granted earlier, until {}, still \
-                 waits",
+    // `set_bypass_audited`), never standing without it. Only over the bypass read here,
+    // so that the note below names the one replaced: two admins granting at once both
+    // said they replaced the one from before, and one of them had replaced the other's
+    // (red team). Read again when it changed meanwhile; the last grant made stands.
+    let mut changes_seen = 0;
+    let (profile, earlier) = loop {
+        let profile = store.user_profile(&a.user).await?;
+        let earlier = profile.bypass_set(SystemClock.now());
+        let record =
+            super::users::admin_record(cfg, &a.user, "bypass", Some(format!("until {when}")));
+        match store
+            .set_bypass_audited(
+                &a.user,
+                Some(until),
+                BypassWas::Exactly(profile.bypass_until),
+                &record,
+            )
+            .await
+        {
+            Ok(true) => break (profile, earlier),
+            Ok(false) if changes_seen < GRANT_TRIES => changes_seen += 1,
+            Ok(false) => bail!(
+                "the bypass for {} is not granted: it changed each time it was read ({} \
+                 times; other admins or logins at the same moment). Look at `radmfa user \
+                 show {}`, then grant it again",
                 a.user,
-                super::audit::fmt_time(t)
+                GRANT_TRIES + 1,
+                a.user
             ),
-        }));
-    }
+            Err(e) => {
+                return Err(anyhow::Error::new(e).context(match earlier {
+                    None => format!("the bypass for {} is not granted", a.user),
+                    Some(t) => format!(
+                        "the bypass for {} is not changed; the one granted earlier, until \
+                         {}, still waits",
+                        a.user,
+                        super::audit::fmt_time(t)
+                    ),
+                }))
+            }
+        }
+    };
     println!(
         "{}: the next login with the right password until {when} needs no second factor (once)",
         a.user

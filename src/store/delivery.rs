@@ -23,6 +23,17 @@ pub struct UserProfile {
 /// The longest a one-time bypass waits (`user bypass --for`, at most 24 h).
 pub const BYPASS_LONGEST_SECS: i64 = 24 * 3600;
 
+/// The bypass a change of it expects to find ([`super::Store::set_bypass_audited`]): a
+/// change made on what an admin read must not overwrite what another admin or a login did
+/// meanwhile, nor report it wrongly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BypassWas {
+    /// Whatever is there.
+    Anything,
+    /// Only this end time (`None`: no bypass, or no profile row yet).
+    Exactly(Option<i64>),
+}
+
 /// The latest end a bypass found at `now` may have and still be used: one set for longer
 /// than [`BYPASS_LONGEST_SECS`] from now was set while the clock ran ahead (an NTP step
 /// back since, a VM resumed), or on a node whose clock does. Trusted, it lasted as long as

@@ -42,8 +42,8 @@ use serde::{Deserialize, Serialize};
 use crate::secret::Secret;
 
 pub use delivery::{
-    AppPassword, CancelledOob, LoginOrigin, OobBegin, OobKind, OobStatus, OobTransaction,
-    RememberedLogin, SendLimit, UserProfile, BYPASS_LONGEST_SECS, OOB_CANCELLED,
+    AppPassword, BypassWas, CancelledOob, LoginOrigin, OobBegin, OobKind, OobStatus,
+    OobTransaction, RememberedLogin, SendLimit, UserProfile, BYPASS_LONGEST_SECS, OOB_CANCELLED,
 };
 pub use postgres::PgStore;
 pub use seal::{KeyFile, Sealer};
@@ -839,13 +839,14 @@ pub trait Store: Send + Sync + 'static {
     /// waited before. Written one after the other, a login took a new bypass between the
     /// two: its use stood in the audit before the grant, and `--cancel` then said "check the
     /// spelling" (review).
-    /// With `only_if`, only if the bypass is still the one ending then (a cancel must not
-    /// claim one a login used meanwhile: review): false, and nothing written, if it is not.
+    /// Only if the bypass is still `only_if` (a cancel must not claim one a login used
+    /// meanwhile; a grant must not say it replaced one another admin's grant replaced:
+    /// review): false, and nothing written, if it is not.
     async fn set_bypass_audited(
         &self,
         user: &str,
         until: Option<i64>,
-        only_if: Option<i64>,
+        only_if: BypassWas,
         record: &AuditRecord,
     ) -> Result<bool, StoreError> {
         let _ = (user, until, only_if, record);

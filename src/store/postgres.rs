@@ -719,7 +719,7 @@ impl Store for PgStore {
         &self,
         user: &str,
         until: Option<i64>,
-        only_if: Option<i64>,
+        only_if: super::BypassWas,
         record: &AuditRecord,
     ) -> Result<bool, StoreError> {
         self.set_bypass_audited_impl(user, until, only_if, record)

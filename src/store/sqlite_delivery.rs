@@ -92,12 +92,13 @@ impl SqliteStore {
         &self,
         user: &str,
         until: Option<i64>,
-        only_if: Option<i64>,
+        only_if: crate::store::BypassWas,
         record: &crate::store::AuditRecord,
     ) -> Result<bool, StoreError> {
+        use crate::store::BypassWas;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let done = match only_if {
-            None => {
+            BypassWas::Anything => {
                 sqlx::query(
                     "INSERT INTO user_profile (user, bypass_until) VALUES (?1, ?2) \
                  ON CONFLICT (user) DO UPDATE SET bypass_until = excluded.bypass_until",
@@ -107,7 +108,19 @@ impl SqliteStore {
                 .execute(&mut *tx)
                 .await?
             }
-            Some(seen) => sqlx::query(
+            // No row, or a row with none: a skipped DO UPDATE changes no row.
+            BypassWas::Exactly(None) => {
+                sqlx::query(
+                    "INSERT INTO user_profile (user, bypass_until) VALUES (?1, ?2) \
+                 ON CONFLICT (user) DO UPDATE SET bypass_until = excluded.bypass_until \
+                 WHERE user_profile.bypass_until IS NULL",
+                )
+                .bind(user)
+                .bind(until)
+                .execute(&mut *tx)
+                .await?
+            }
+            BypassWas::Exactly(Some(seen)) => sqlx::query(
                 "UPDATE user_profile SET bypass_until = ?2 WHERE user = ?1 AND bypass_until = ?3",
             )
             .bind(user)

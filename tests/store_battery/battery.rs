@@ -13,10 +13,10 @@ use std::sync::Arc;
 use radmfa::secret::Secret;
 use radmfa::store::durability;
 use radmfa::store::{
-    AuditFilter, AuditGroup, AuditRecord, CancelledOob, ChallengeAttempt, FirstToken, LoginOrigin,
-    NewToken, OobBegin, OobKind, OobStatus, OobTransaction, OtpAlgorithm, PendingChallenge,
-    RememberedLogin, SendLimit, StepUse, Store, StoreError, TokenAsRead, TokenExtra, TokenFilter,
-    TokenKind, UserProfile, UserStatus,
+    AuditFilter, AuditGroup, AuditRecord, BypassWas, CancelledOob, ChallengeAttempt, FirstToken,
+    LoginOrigin, NewToken, OobBegin, OobKind, OobStatus, OobTransaction, OtpAlgorithm,
+    PendingChallenge, RememberedLogin, SendLimit, StepUse, Store, StoreError, TokenAsRead,
+    TokenExtra, TokenFilter, TokenKind, UserProfile, UserStatus,
 };
 use tokio::sync::Barrier;
 
@@ -2719,7 +2719,7 @@ pub async fn bypass_is_taken_once_before_it_expires(store: &dyn Store) {
     grant.mode = "admin".into();
     grant.reason = Some("until T+300".into());
     assert!(store
-        .set_bypass_audited("dora", Some(T + 300), None, &grant)
+        .set_bypass_audited("dora", Some(T + 300), BypassWas::Anything, &grant)
         .await
         .unwrap());
     let p = store.user_profile("dora").await.unwrap();
@@ -2744,7 +2744,7 @@ pub async fn bypass_is_taken_once_before_it_expires(store: &dyn Store) {
     let mut cancel = grant.clone();
     cancel.reason = Some("cancelled".into());
     assert!(!store
-        .set_bypass_audited("dora", None, Some(T + 300), &cancel)
+        .set_bypass_audited("dora", None, BypassWas::Exactly(Some(T + 300)), &cancel)
         .await
         .unwrap());
     let count = |user: &str| {
@@ -2757,15 +2757,61 @@ pub async fn bypass_is_taken_once_before_it_expires(store: &dyn Store) {
     assert_eq!(count("dora").await, 1, "no record of a cancel not made");
     // Of the one still there: cancelled, and recorded.
     store
-        .set_bypass_audited("dora", Some(T + 600), None, &grant)
+        .set_bypass_audited("dora", Some(T + 600), BypassWas::Anything, &grant)
         .await
         .unwrap();
     assert!(store
-        .set_bypass_audited("dora", None, Some(T + 600), &cancel)
+        .set_bypass_audited("dora", None, BypassWas::Exactly(Some(T + 600)), &cancel)
         .await
         .unwrap());
     assert_eq!(store.user_profile("dora").await.unwrap().bypass_until, None);
     assert_eq!(count("dora").await, 3);
+
+    // A grant over the bypass an admin read: over none (no row yet, or a row without
+    // one) it is made; over one that another grant set meanwhile, nothing is written.
+    let mut grant = grant.clone();
+    grant.user = "erin".into();
+    assert!(store
+        .set_bypass_audited("erin", Some(T + 300), BypassWas::Exactly(None), &grant)
+        .await
+        .unwrap());
+    assert!(!store
+        .set_bypass_audited("erin", Some(T + 900), BypassWas::Exactly(None), &grant)
+        .await
+        .unwrap());
+    assert!(!store
+        .set_bypass_audited(
+            "erin",
+            Some(T + 900),
+            BypassWas::Exactly(Some(T + 1)),
+            &grant
+        )
+        .await
+        .unwrap());
+    assert_eq!(
+        store.user_profile("erin").await.unwrap().bypass_until,
+        Some(T + 300)
+    );
+    assert_eq!(count("erin").await, 1, "no record of a grant not made");
+    assert!(store
+        .set_bypass_audited(
+            "erin",
+            Some(T + 900),
+            BypassWas::Exactly(Some(T + 300)),
+            &grant
+        )
+        .await
+        .unwrap());
+    assert!(store.take_bypass("erin", T).await.unwrap());
+    assert!(store
+        .set_bypass_audited("erin", Some(T + 60), BypassWas::Exactly(None), &grant)
+        .await
+        .unwrap());
+    assert_eq!(
+        store.user_profile("erin").await.unwrap().bypass_until,
+        Some(T + 60)
+    );
+    assert_eq!(count("erin").await, 3);
 }
 
 pub async fn race_take_bypass(store: Arc<dyn Store>) {

@@ -107,13 +107,14 @@ impl PgStore {
         &self,
         user: &str,
         until: Option<i64>,
-        only_if: Option<i64>,
+        only_if: crate::store::BypassWas,
         record: &crate::store::AuditRecord,
     ) -> Result<bool, StoreError> {
+        use crate::store::BypassWas;
         let mut w = self.writer().await?;
         let mut tx = sqlx::Connection::begin(w.conn()).await?;
         let done = match only_if {
-            None => sqlx::query(
+            BypassWas::Anything => sqlx::query(
                 "INSERT INTO user_profile (username, bypass_until) VALUES ($1, $2) \
                  ON CONFLICT (username) DO UPDATE SET bypass_until = excluded.bypass_until",
             )
@@ -121,7 +122,17 @@ impl PgStore {
             .bind(until)
             .execute(&mut *tx)
             .await?,
-            Some(seen) => sqlx::query(
+            // No row, or a row with none: a skipped DO UPDATE changes no row.
+            BypassWas::Exactly(None) => sqlx::query(
+                "INSERT INTO user_profile (username, bypass_until) VALUES ($1, $2) \
+                 ON CONFLICT (username) DO UPDATE SET bypass_until = excluded.bypass_until \
+                 WHERE user_profile.bypass_until IS NULL",
+            )
+            .bind(user)
+            .bind(until)
+            .execute(&mut *tx)
+            .await?,
+            BypassWas::Exactly(Some(seen)) => sqlx::query(
                 "UPDATE user_profile SET bypass_until = $2 WHERE username = $1 AND bypass_until = $3",
             )
             .bind(user)
