@@ -15,7 +15,7 @@
 //! it. `serve` therefore hands its lines to a thread of their own through a bounded queue
 //! ([`queue_lines`]): when the queue is full, the line is dropped and counted, as a failed
 //! write is. The admin commands write directly: they end soon, and their lines must be out
-//! before they do.
+//! before they do. While lines are queued, so are panics' reports (see `queue_panics`).
 
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -75,7 +75,62 @@ pub fn queue_lines() {
         });
     if started.is_ok() {
         *queue().lock().unwrap_or_else(|p| p.into_inner()) = Some(tx);
+        queue_panics();
     }
+}
+
+/// The thread that called [`queue_lines`]: `serve`'s main thread, whose panic ends the
+/// process.
+static MAIN: OnceLock<std::thread::ThreadId> = OnceLock::new();
+
+/// While lines are queued, a panic's report is one of them. std's hook wrote it directly:
+/// with a stalled log reader the panicking thread (a tokio worker, whose task's panic the
+/// server survives) waited for that reader, and its report came out ahead of lines logged
+/// before it. A panic on the main thread ends the process, so its report and the lines
+/// queued before it are written out first (as [`drain`] does, for 2 s at most): they were
+/// lost with the process. Once the queue is gone, std's own hook reports as before.
+fn queue_panics() {
+    let _ = MAIN.set(std::thread::current().id());
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if queue().lock().unwrap_or_else(|p| p.into_inner()).is_none() {
+            return default(info);
+        }
+        let ends_the_process = MAIN.get() == Some(&std::thread::current().id());
+        if ends_the_process {
+            // Its report waits for room rather than being dropped, as a stop's last lines.
+            stopping(Duration::from_secs(2));
+        }
+        say(&panic_report(info));
+        if ends_the_process {
+            drain(Duration::from_secs(2));
+        }
+    }));
+}
+
+/// What std's default hook says of a panic, with the backtrace it would print
+/// (`RUST_BACKTRACE`).
+fn panic_report(info: &std::panic::PanicHookInfo<'_>) -> String {
+    use std::backtrace::{Backtrace, BacktraceStatus};
+    let thread = std::thread::current();
+    let name = thread.name().unwrap_or("<unnamed>");
+    // `payload_as_str` is newer than the MSRV.
+    let payload = info.payload();
+    let what = payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("Box<dyn Any>");
+    let at = info
+        .location()
+        .map_or_else(String::new, |l| format!(" at {l}"));
+    let trace = Backtrace::capture();
+    let more = match trace.status() {
+        BacktraceStatus::Captured => format!("\nstack backtrace:\n{trace}"),
+        _ => "\nnote: run with `RUST_BACKTRACE=1` environment variable to display a backtrace"
+            .to_string(),
+    };
+    format!("thread '{name}' panicked{at}:\n{what}{more}")
 }
 
 /// Until when a line that finds the queue full waits for room rather than being dropped:
