@@ -285,12 +285,25 @@ async fn recv_loop(
             sock: sock.clone(),
             from: dst,
         });
+        // Verified before the duplicate check, as a RadSec reader does: a forged copy of a
+        // request (its ID and Request Authenticator, a wrong Message-Authenticator) sent
+        // just ahead of it took the request's in-flight entry, and the real one was
+        // dropped as "a retransmit with other contents" (red team), the log blaming the
+        // NAS. A few µs of HMAC-MD5 here; the request's own task did the same before. A
+        // panic in it (none is known: the decoder is fuzzed) ends this datagram, not the
+        // listener, as it ended only the request's task there.
+        let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            verify(&app, &reply_to, &client, src, &buf[..len])
+        }));
+        let Ok(Some(req)) = checked else {
+            continue;
+        };
         let at = Arrival {
             client,
             src,
             local,
             reply_to: &reply_to,
-            verified: None,
+            verified: Some(req),
         };
         dispatch(&app, &permits, &tracker, at, &buf[..len]).await;
     }
@@ -702,7 +715,10 @@ fn refuse(
     }
     count_drop(&app.metrics, e);
     debug!(reason = e.label(), "dropped: failed verification");
-    let kind = drop_kind(e, raw[0], matches!(reply_to, ReplyTo::Tls(_)));
+    // An empty datagram has no code (a UDP one is verified before anything else looks at
+    // it; indexed, it ended the listener's task).
+    let code = raw.first().copied().unwrap_or(0);
+    let kind = drop_kind(e, code, matches!(reply_to, ReplyTo::Tls(_)));
     // Which code it was, for a packet that is no request: an Accounting-Request is a NAS
     // sending its accounting here, which the kind's text alone does not say.
     let why = matches!(kind, DropKind::Malformed | DropKind::NotARequest).then_some(e);
