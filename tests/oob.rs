@@ -263,6 +263,52 @@ fn a_wrong_sms_code_asks_again_offering_resend_and_call() {
     );
 }
 
+/// A resend refused by the send limit: texts and calls share it, so the prompt offers no
+/// call (it offered one, refused in turn, and then the text again: red team); the resend
+/// still, as waiting may bring it back, but not past the day's cap. A call typed anyway is
+/// refused by the limit, not by the prompt.
+#[test]
+fn a_send_limit_refusal_offers_no_other_text_or_call() {
+    let slapd = directory();
+    let standin = Standin::start();
+    for (limits, limited, still) in [
+        (
+            "max_per_user = 1\n",
+            "Too many codes or calls were requested.",
+            ", or type resend: ",
+        ),
+        (
+            "max_per_user_per_day = 1\n",
+            "Today's codes and calls are used up.",
+            "****0100: ",
+        ),
+    ] {
+        let srv = start(
+            &slapd,
+            &standin,
+            limits,
+            "",
+            &[client(
+                "vpn",
+                "127.0.0.1",
+                "methods = [\"sms\", \"voice\"]\nvoice_mode = \"challenge\"",
+            )],
+        );
+        let r1 = login(&srv, "alice", ALICE_PW);
+        assert_eq!(code_of(&r1), "Access-Challenge", "{r1}\n{}", srv.log());
+        let r2 = answer(&srv, "alice", "resend", &r1["state"]);
+        assert_eq!(code_of(&r2), "Access-Challenge", "{r2}");
+        let said = message(&r2);
+        assert!(
+            said.starts_with(limited) && said.ends_with(still) && !said.contains("call:"),
+            "{limits}: {said}"
+        );
+        let r3 = answer(&srv, "alice", "call", &r2["state"]);
+        assert!(message(&r3).starts_with(limited), "{limits}: {r3}");
+        assert!(standin.calls().is_empty(), "a call was placed");
+    }
+}
+
 /// At the SMS prompt, an answer that is no code at all (the password typed again, a word)
 /// takes one of the prompt's attempts but is not counted toward the lockout, as at a code
 /// prompt: counted, a user confused at the prompt locked themselves out without trying a

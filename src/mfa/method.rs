@@ -103,7 +103,9 @@ pub fn switch_hint(available: &[Method], current: Method) -> String {
         .filter(|m| **m != current)
         .map(|m| m.keyword())
         .collect();
-    if current == Method::Sms {
+    // A resend only where texts are still offered (a send limit's day cap, a reload that
+    // took them from the client, leave the prompt without it).
+    if current == Method::Sms && available.contains(&Method::Sms) {
         words.insert(0, "resend");
     }
     match words.len() {
@@ -214,6 +216,7 @@ mod tests {
             ", or type resend, app or call"
         );
         assert_eq!(switch_hint(&[Method::Totp], Method::Totp), "");
+        assert_eq!(switch_hint(&[Method::Totp], Method::Sms), ", or type app");
     }
 
     #[test]

@@ -400,6 +400,17 @@ async fn switch_method(
             ..pending
         };
         app.store.put_challenge(&restored).await?;
+        // Texts and calls share the send limits: after a limit's refusal the prompt offers
+        // no other of them (it offered "call" after a text's refusal and "sms" after the
+        // call's, each refused in turn: red team), and a resend only while waiting may
+        // bring it back (not past the day's cap). They still work if typed, once allowed.
+        let limited = why == oob::RATE_LIMITED || why == oob::DAILY_LIMITED;
+        let still_offered: Vec<Method> = still_offered
+            .into_iter()
+            .filter(|m| {
+                !limited || *m == Method::Totp || (*m == current && why == oob::RATE_LIMITED)
+            })
+            .collect();
         let ask = prompt_for(app, current, carried, &still_offered);
         // "or use another method" only where the prompt offers one (an SMS-only client's
         // failed resend offers just the resend again).
@@ -452,11 +463,12 @@ fn reask(why: &str, ask: &Ask) -> String {
     [
         format!("{why} {}", ask.text(true)),
         format!("{why} {}", ask.text(false)),
-        format!("{why} Enter the code{}.", ask.hint),
+        // Ending in ": " as every prompt does (pam_radius_auth shows it as it is).
+        format!("{why} Enter the code{}: ", ask.hint),
     ]
     .into_iter()
     .find(|m| m.len() <= ONE_REPLY_MESSAGE)
-    .unwrap_or_else(|| format!("{why} Enter the code."))
+    .unwrap_or_else(|| format!("{why} Enter the code: "))
 }
 
 /// What the prompt being answered asks for, to ask it again as it was first asked.
@@ -795,7 +807,7 @@ mod tests {
             // leaves for that), else the short one with the words it offers.
             assert!(
                 long == format!("{why} {longest}")
-                    || long == format!("{why} Enter the code, or type sms or call."),
+                    || long == format!("{why} Enter the code, or type sms or call: "),
                 "{long}"
             );
             let short = reask(why, &ask("Enter the code sent to ****2333: ", Method::Sms));
