@@ -3071,6 +3071,32 @@ fn a_forged_copy_sent_ahead_of_a_request_does_not_cost_it_its_reply() {
     );
 }
 
+/// An empty Calling-Station-Id names no station: the audit's client_ip is the NAS's
+/// address, as for none. It was "", and such logins fell out of `audit --client-ip` and
+/// `--count-by client-ip` (red team).
+#[test]
+fn an_empty_calling_station_id_is_audited_as_none() {
+    let slapd = directory();
+    let srv = start(&slapd, |_| {});
+    let sock = srv.udp();
+    let mut buf = [0u8; 4096];
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    for (id, station) in [(1u8, &b""[..]), (2, b"  ")] {
+        let (pkt, auth) = AccessRequestBuilder::new(id, "alice")
+            .password(b"not-her-password")
+            .attribute(31, station)
+            .build(SECRET.as_bytes());
+        sock.send(&pkt).unwrap();
+        let n = sock.recv(&mut buf).expect("a reply");
+        verify_reply(&buf[..n], &auth, SECRET.as_bytes()).unwrap();
+    }
+    let audit = srv.audit_json("alice");
+    assert_eq!(audit.len(), 2, "{audit:#?}");
+    for rec in &audit {
+        assert_eq!(rec["client_ip"], "127.0.0.1", "{rec}");
+    }
+}
+
 /// Where the Message-Authenticator attribute starts in `pkt`.
 fn message_authenticator_at(pkt: &[u8]) -> usize {
     let mut at = 20;

@@ -122,8 +122,11 @@ impl Request {
         })
     }
 
+    /// `None` for an empty (or blank) one too: a NAS's empty attribute names no station,
+    /// and the audit's client_ip then falls back to the NAS's address as for none (it was
+    /// "", so such logins fell out of `audit --client-ip` and `--count-by client-ip`).
     pub fn calling_station_id(&self) -> Option<String> {
-        text(self.packet.lookup(rfc2865::CALLING_STATION_ID_TYPE))
+        text(self.packet.lookup(rfc2865::CALLING_STATION_ID_TYPE)).filter(|s| !s.trim().is_empty())
     }
 
     pub fn called_station_id(&self) -> Option<String> {
