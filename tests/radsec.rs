@@ -1504,6 +1504,14 @@ fn a_revoked_certificate_is_refused_once_the_new_crl_is_in_place() {
     good.write_crl(&crl, &[&good.client_cert]);
     let out = status();
     assert!(!out.status.success(), "a revoked certificate got an answer");
+    // The client says what the server's alert means, not the radsec_name hint for a bare
+    // close (red team: every alert got that hint).
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("refused this client certificate as revoked")
+            && !err.contains("its log says which"),
+        "{err}"
+    );
     // The open connection keeps its session until a reload, which checks it again.
     assert!(!srv.log().contains("no longer verifies"), "{}", srv.log());
     let hup = Command::new("kill")
@@ -1890,6 +1898,23 @@ fn the_load_generator_speaks_radsec() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert_eq!(ups(), 3, "{}", srv.log());
+    // The default -p (100) against the server's default per-address limit (16): the run
+    // stops at the 17th connection and names the limit, not the certificate's name (red
+    // team: it gave the hint for a certificate matching no entry).
+    let out = our_client(
+        port,
+        &good,
+        &good.ca,
+        &["load", "--flow", "status", "-n", "200"],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && err.contains("opening connection 17 of -p 100 (16 opened")
+            && err.contains("max_connections_per_address")
+            && err.contains("give -p 16 or less"),
+        "{err}"
+    );
 }
 
 /// Holds a RadSec connection from a given source address: prints "up" once the handshake

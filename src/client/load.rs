@@ -304,9 +304,21 @@ pub async fn run(
     let mut conns = Vec::with_capacity(workers);
     for _ in 0..workers {
         conns.push(open(spec).await.map_err(|e| {
+            // Over RadSec each worker is a connection of its own, and the server takes
+            // a few from one address (16 by default): with the first ones open, the
+            // certificate and the entry are fine, and the limit is the likely cause.
+            let opened = conns.len();
+            let limit = match (&spec.radsec, opened) {
+                (Some(_), 1..) => format!(
+                    " ({opened} opened: a RadSec server limits the connections from one \
+                     address, radmfa by [radsec] max_connections_per_address, 16 by \
+                     default; give -p {opened} or less)"
+                ),
+                _ => String::new(),
+            };
             e.context(format!(
-                "opening connection {} of -p {workers}",
-                conns.len() + 1
+                "opening connection {} of -p {workers}{limit}",
+                opened + 1
             ))
         })?);
     }

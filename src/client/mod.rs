@@ -225,7 +225,9 @@ pub struct LoadArgs {
     /// server with a replay guard need disjoint ranges: codes a run used cannot be used again.
     #[arg(long, value_parser = parse_range)]
     pub range: Option<(usize, usize)>,
-    /// Requests in flight (-p as in radclient; -c is the global --config).
+    /// Requests in flight (-p as in radclient; -c is the global --config). Over RadSec each
+    /// is a connection of its own: keep it within the server's connections per address
+    /// (radmfa's [radsec] max_connections_per_address, 16 by default).
     #[arg(long, short = 'p', default_value_t = 100)]
     pub concurrency: usize,
     /// Stop after this many requests (round 1 of two-round, which keeps every State for

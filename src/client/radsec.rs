@@ -171,10 +171,8 @@ pub async fn connect_with(
             let said = e.to_string();
             let hint = if by_address && said.contains("not valid for name") {
                 " (give the name the certificate is issued to with --radsec-server-name)"
-            } else if said.contains("eof") {
-                CLOSED_HINT
             } else {
-                ""
+                closed_hint(&e)
             };
             anyhow::Error::new(e).context(format!("RadSec connection to {server}{hint}"))
         })
@@ -186,6 +184,58 @@ pub async fn connect_with(
 const CLOSED_HINT: &str = " (radmfa closes a connection whose certificate matches no \
      [[client]] radsec_name, or from an address with no RadSec entry: its log says which)";
 
+/// What the server's end of the connection means for the admin: a TLS alert it sent names
+/// what it found wrong with this client's certificate (with TLS 1.3 it comes at the first
+/// read, after the handshake); a close without one is [`CLOSED_HINT`]. Every alert was
+/// given that hint, which sent the admin to `radsec_name` for a revoked or expired
+/// certificate (red team).
+fn closed_hint(e: &std::io::Error) -> &'static str {
+    use rustls::AlertDescription as A;
+    let alert = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        .and_then(|tls| match tls {
+            rustls::Error::AlertReceived(a) => Some(*a),
+            _ => None,
+        });
+    match alert {
+        None if matches!(
+            e.kind(),
+            std::io::ErrorKind::UnexpectedEof
+                | std::io::ErrorKind::ConnectionReset
+                | std::io::ErrorKind::ConnectionAborted
+        ) || e.to_string().contains("eof") =>
+        {
+            CLOSED_HINT
+        }
+        None => "",
+        Some(A::CertificateRevoked) => {
+            " (the server refused this client certificate as revoked: its [radsec] crl_file \
+             lists it, or a CA above it)"
+        }
+        Some(A::CertificateExpired) => {
+            " (the server refused this client certificate as expired or not yet valid: check \
+             its dates and both clocks)"
+        }
+        Some(A::UnknownCA) => {
+            " (the server does not trust this client certificate's issuer: it is not signed \
+             by a CA in the server's [radsec] ca_file, or the chain to one is incomplete)"
+        }
+        Some(A::UnsupportedCertificate) => {
+            " (the server refused this client certificate for its use: its extended key usage \
+             does not allow TLS client authentication)"
+        }
+        Some(A::CertificateRequired | A::HandshakeFailure) => {
+            " (the server wants a client certificate it can use: give --radsec-cert and \
+             --radsec-key)"
+        }
+        Some(A::BadCertificate) => {
+            " (the server could not use this client certificate: its log says why)"
+        }
+        Some(_) => " (the server ended the connection with this TLS alert: its log says why)",
+    }
+}
+
 /// Writes one packet and reads the next one back (framed by its Length field).
 pub async fn exchange(link: &mut Link, raw: &[u8]) -> anyhow::Result<Vec<u8>> {
     link.write_all(raw).await.context("sending over RadSec")?;
@@ -195,9 +245,12 @@ pub async fn exchange(link: &mut Link, raw: &[u8]) -> anyhow::Result<Vec<u8>> {
 /// Reads the next packet from the stream (framed by its Length field).
 pub async fn read_packet(link: &mut Link) -> anyhow::Result<Vec<u8>> {
     let mut reply = vec![0u8; 4];
-    link.read_exact(&mut reply)
-        .await
-        .with_context(|| format!("the server closed the RadSec connection{CLOSED_HINT}"))?;
+    if let Err(e) = link.read_exact(&mut reply).await {
+        let hint = closed_hint(&e);
+        return Err(
+            anyhow::Error::new(e).context(format!("the server closed the RadSec connection{hint}"))
+        );
+    }
     let len = usize::from(u16::from_be_bytes([reply[2], reply[3]]));
     anyhow::ensure!(
         (20..=4096).contains(&len),
