@@ -265,8 +265,8 @@ fn a_wrong_sms_code_asks_again_offering_resend_and_call() {
 
 /// A resend refused by the send limit: texts and calls share it, so the prompt offers no
 /// call (it offered one, refused in turn, and then the text again: red team); the resend
-/// still, as waiting may bring it back, but not past the day's cap. A call typed anyway is
-/// refused by the limit, not by the prompt.
+/// still, as waiting may bring it back, but not past the day's cap; at every re-prompt of
+/// that prompt. A call typed anyway is refused by the limit, not by the prompt.
 #[test]
 fn a_send_limit_refusal_offers_no_other_text_or_call() {
     let slapd = directory();
@@ -301,6 +301,14 @@ fn a_send_limit_refusal_offers_no_other_text_or_call() {
         let said = message(&r2);
         assert!(
             said.starts_with(limited) && said.ends_with(still) && !said.contains("call:"),
+            "{limits}: {said}"
+        );
+        // Every later re-prompt of that prompt too (an empty answer's offered them all
+        // again: review).
+        let empty = answer(&srv, "alice", "", &r2["state"]);
+        let said = message(&empty);
+        assert!(
+            said.starts_with("Nothing was typed.") && said.ends_with(still),
             "{limits}: {said}"
         );
         let r3 = answer(&srv, "alice", "call", &r2["state"]);

@@ -28,29 +28,9 @@ fn a_main_thread_panic_writes_the_queued_lines_and_its_report_after_them() {
         let _ = main.join();
         std::process::exit(101);
     }
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "a_main_thread_panic_writes_the_queued_lines_and_its_report_after_them",
-            "--nocapture",
-        ])
-        .env(CHILD, "1")
-        .env_remove("RUST_BACKTRACE")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
     // A reader slow to start (as a log shipper catching up): the pipe is full by then,
     // with most lines still in the queue.
-    std::thread::sleep(Duration::from_millis(1000));
-    let mut log = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut log)
-        .unwrap();
-    let status = child.wait().unwrap();
+    let (status, log) = panicking_child(&[], Duration::from_millis(1000));
     assert_eq!(status.code(), Some(101), "{}", tail(&log));
     let lines: Vec<&str> = log.lines().filter(|l| l.starts_with("line ")).collect();
     assert_eq!(lines.len(), LINES, "lines lost: {}", tail(&log));
@@ -74,6 +54,45 @@ fn a_main_thread_panic_writes_the_queued_lines_and_its_report_after_them() {
         "{}",
         tail(&log)
     );
+    // RUST_BACKTRACE decides, as for std's report: RUST_LIB_BACKTRACE (for error values)
+    // does not take the backtrace away (review).
+    let (_, log) = panicking_child(
+        &[("RUST_BACKTRACE", "1"), ("RUST_LIB_BACKTRACE", "0")],
+        Duration::ZERO,
+    );
+    assert!(
+        log.contains("stack backtrace:") && !log.contains("run with `RUST_BACKTRACE=1`"),
+        "{}",
+        tail(&log)
+    );
+}
+
+/// Runs this test again as the process that panics, with `env`, and reads its stderr
+/// after `delay`.
+fn panicking_child(env: &[(&str, &str)], delay: Duration) -> (std::process::ExitStatus, String) {
+    let mut child = Command::new(std::env::current_exe().unwrap());
+    child
+        .args([
+            "--exact",
+            "a_main_thread_panic_writes_the_queued_lines_and_its_report_after_them",
+            "--nocapture",
+        ])
+        .env(CHILD, "1")
+        .env_remove("RUST_BACKTRACE")
+        .env_remove("RUST_LIB_BACKTRACE")
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = child.spawn().unwrap();
+    std::thread::sleep(delay);
+    let mut log = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    (child.wait().unwrap(), log)
 }
 
 /// The end of `log`, for a failure's message.

@@ -308,18 +308,19 @@ pub async fn run(
             // a few from one address (16 by default): with the first ones open, the
             // certificate and the entry are fine, and the limit is the likely cause.
             let opened = conns.len();
-            let limit = match (&spec.radsec, opened) {
-                (Some(_), 1..) => format!(
-                    " ({opened} opened: a RadSec server limits the connections from one \
-                     address, radmfa by [radsec] max_connections_per_address, 16 by \
-                     default; give -p {opened} or less)"
+            match (&spec.radsec, opened) {
+                // Said alone: the connect's own hint for a bare close (a certificate that
+                // matches no entry) would contradict it (review).
+                (Some(_), 1..) => anyhow::anyhow!(
+                    "opening connection {} of -p {workers} ({opened} opened: a RadSec server \
+                     limits the connections from one address, radmfa by [radsec] \
+                     max_connections_per_address, 16 by default; give -p {opened} or less): \
+                     {}",
+                    opened + 1,
+                    e.root_cause()
                 ),
-                _ => String::new(),
-            };
-            e.context(format!(
-                "opening connection {} of -p {workers}{limit}",
-                opened + 1
-            ))
+                _ => e.context(format!("opening connection {} of -p {workers}", opened + 1)),
+            }
         })?);
     }
     let first = Arc::new(Phase::new(

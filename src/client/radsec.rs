@@ -219,7 +219,8 @@ fn closed_hint(e: &std::io::Error) -> &'static str {
         }
         Some(A::UnknownCA) => {
             " (the server does not trust this client certificate's issuer: it is not signed \
-             by a CA in the server's [radsec] ca_file, or the chain to one is incomplete)"
+             by a CA in the server's [radsec] ca_file, the chain to one is incomplete, or \
+             the server has no current CRL for that CA: its log says which)"
         }
         Some(A::UnsupportedCertificate) => {
             " (the server refused this client certificate for its use: its extended key usage \

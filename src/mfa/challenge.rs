@@ -78,6 +78,22 @@ pub struct ChallengeContext {
     /// arrives and is typed. Its code is taken until it expires, as the newest one is.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub earlier_sms: Vec<String>,
+    /// A send limit refused a text or call asked for at this prompt. Texts and calls share
+    /// the limits, so its re-prompts (all of them, not only the refusal's) offer no other
+    /// text or call, and after the day's cap no resend either; typed, they are still tried.
+    /// Absent in prompts stored before it existed, and where no limit was met.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sends_limited: Option<SendsLimited>,
+}
+
+/// Which send limit refused a text or call at a prompt ([`ChallengeContext::sends_limited`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SendsLimited {
+    /// The window's (`[sms] max_per_user` and the others): waiting may bring sends back.
+    Window,
+    /// The day's cap: not before tomorrow.
+    Day,
 }
 
 /// Earlier SMS transactions a prompt keeps: the per-user send limit (5 in 5 minutes by

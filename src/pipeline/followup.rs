@@ -12,7 +12,7 @@ use super::second_factor::{
 use super::{aliases, followup_oob, oob, Fault, RequestContext, Verdict};
 use crate::app::AppState;
 use crate::auth::UserInfo;
-use crate::mfa::challenge::{state_hash, ChallengeContext, EARLIER_SMS_KEPT};
+use crate::mfa::challenge::{state_hash, ChallengeContext, SendsLimited, EARLIER_SMS_KEPT};
 use crate::mfa::method::{parse_input, switch_hint, with_hint, Method, PromptInput};
 use crate::radius::{Reply, ReplyCode, Request};
 use crate::store::{ChallengeAttempt, PendingChallenge};
@@ -384,6 +384,7 @@ async fn switch_method(
         oath_mode,
         started_at: Some(started),
         earlier_sms: earlier_sms(carried, current),
+        sends_limited: carried.sends_limited,
     };
     let key = oob::request_key(ctx, req);
     let v = methods::begin(app, ctx, &key, &subject, method).await?;
@@ -399,19 +400,24 @@ async fn switch_method(
             attempts: pending.attempts.max(max.saturating_sub(1)),
             ..pending
         };
-        app.store.put_challenge(&restored).await?;
         // Texts and calls share the send limits: after a limit's refusal the prompt offers
         // no other of them (it offered "call" after a text's refusal and "sms" after the
         // call's, each refused in turn: red team), and a resend only while waiting may
-        // bring it back (not past the day's cap). They still work if typed, once allowed.
-        let limited = why == oob::RATE_LIMITED || why == oob::DAILY_LIMITED;
-        let still_offered: Vec<Method> = still_offered
-            .into_iter()
-            .filter(|m| {
-                !limited || *m == Method::Totp || (*m == current && why == oob::RATE_LIMITED)
-            })
-            .collect();
-        let ask = prompt_for(app, current, carried, &still_offered);
+        // bring it back (not past the day's cap). Kept with the prompt, for every
+        // re-prompt of it (an empty answer's offered them all again: review).
+        let limited = match why {
+            oob::RATE_LIMITED => Some(SendsLimited::Window),
+            oob::DAILY_LIMITED => Some(SendsLimited::Day),
+            _ => None,
+        };
+        let mut carried = carried.clone();
+        carried.sends_limited = carried.sends_limited.max(limited);
+        let restored = PendingChallenge {
+            context: serde_json::to_string(&carried).unwrap_or(restored.context),
+            ..restored
+        };
+        app.store.put_challenge(&restored).await?;
+        let ask = prompt_for(app, current, &carried, &still_offered);
         // "or use another method" only where the prompt offers one (an SMS-only client's
         // failed resend offers just the resend again).
         let why = if still_offered.iter().any(|m| *m != method) {
@@ -510,9 +516,19 @@ pub(super) fn prompt_for(
         Method::Voice => "Answer the call, then press Enter: ".into(),
         Method::Totp => app.config().challenge.prompt.clone(),
     };
+    // After a send limit's refusal at this prompt, no other text or call is offered, and
+    // no resend past the day's cap (see `ChallengeContext::sends_limited`).
+    let hinted: Vec<Method> = offered
+        .iter()
+        .copied()
+        .filter(|m| match carried.sends_limited {
+            None => true,
+            Some(limit) => *m == Method::Totp || (*m == current && limit == SendsLimited::Window),
+        })
+        .collect();
     Ask {
         prompt,
-        hint: switch_hint(offered, current),
+        hint: switch_hint(&hinted, current),
     }
 }
 

@@ -212,6 +212,7 @@ pub async fn call_answered(
         oath_mode: "totp",
         started_at: None,
         earlier_sms: Vec::new(),
+        sends_limited: None,
     };
     call_verdict(app, ctx, &subject, txn).await
 }

@@ -529,6 +529,7 @@ async fn fresh_login(
         oath_mode: oath_mode(tokens),
         started_at: None,
         earlier_sms: Vec::new(),
+        sends_limited: None,
     };
     let v = methods::begin(app, ctx, &oob::request_key(ctx, req), &subject, method).await?;
     Ok(oob::no_other_method(v))

@@ -10,7 +10,7 @@ use crate::app::AppState;
 use crate::auth::UserInfo;
 use crate::config::delivery::{ProviderFailure, VoiceMode};
 use crate::delivery::phone::mask;
-use crate::mfa::challenge::{new_state, state_hash, ChallengeContext};
+use crate::mfa::challenge::{new_state, state_hash, ChallengeContext, SendsLimited};
 use crate::mfa::method::{switch_hint, Method};
 use crate::radius::Reply;
 use crate::server::metrics::Metrics;
@@ -44,6 +44,10 @@ pub struct Subject<'a> {
     /// The login's earlier SMS transactions, whose codes an SMS prompt still takes (carried
     /// by every prompt of the login, whatever its method).
     pub earlier_sms: Vec<String>,
+    /// A send limit met at an earlier prompt of the login: a code prompt opened by a
+    /// switch to the app keeps it, so that it too offers no text or call that the limit
+    /// refuses ([`ChallengeContext::sends_limited`]).
+    pub sends_limited: Option<SendsLimited>,
 }
 
 impl Subject<'_> {
@@ -77,6 +81,8 @@ impl Subject<'_> {
             // Kept through a call's or an app code's prompt too: sms, call, sms again, and
             // the first text's code still finishes the login.
             earlier_sms: self.earlier_sms.clone(),
+            // A text or call that went out shows no limit stands in its way now.
+            sends_limited: self.sends_limited.filter(|_| method == Method::Totp),
         }
     }
 

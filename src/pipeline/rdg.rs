@@ -181,6 +181,7 @@ pub async fn start(
         oath_mode: "totp",
         started_at: None,
         earlier_sms: Vec::new(),
+        sends_limited: None,
     };
     let v = methods::begin(
         app,

@@ -124,8 +124,17 @@ fn panic_report(info: &std::panic::PanicHookInfo<'_>) -> String {
     let at = info
         .location()
         .map_or_else(String::new, |l| format!(" at {l}"));
-    let trace = Backtrace::capture();
+    // As std's hook reads it: RUST_BACKTRACE alone (`Backtrace::capture` would let
+    // RUST_LIB_BACKTRACE, meant for error values, decide), and "full" unabridged.
+    let wanted = std::env::var("RUST_BACKTRACE").unwrap_or_default();
+    let trace = match wanted.as_str() {
+        "" | "0" => Backtrace::disabled(),
+        _ => Backtrace::force_capture(),
+    };
     let more = match trace.status() {
+        BacktraceStatus::Captured if wanted == "full" => {
+            format!("\nstack backtrace:\n{trace:#}")
+        }
         BacktraceStatus::Captured => format!("\nstack backtrace:\n{trace}"),
         _ => "\nnote: run with `RUST_BACKTRACE=1` environment variable to display a backtrace"
             .to_string(),
