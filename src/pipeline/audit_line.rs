@@ -25,6 +25,8 @@ struct Held {
     /// The store took it without an error: whether it is on disk is then the request's
     /// commit (inside `durability::deferred`).
     handed_in: bool,
+    /// The store answered the decision's record with an error.
+    refused: bool,
     /// What the NAS got instead (the overturning record) and why.
     overturned: Option<(AuditRecord, String)>,
     written: bool,
@@ -49,6 +51,22 @@ impl AuditLine {
     /// commit of the request's writes lost it.
     pub fn was_handed_in(&self) -> bool {
         self.held().handed_in
+    }
+
+    /// The store refused the decision's record: it will not be written.
+    pub fn refused(&self) {
+        self.held().refused = true;
+    }
+
+    /// The result of the decision's record, if it went to the store and was not refused
+    /// (taken, or still waiting there for a lock: the store's writer finishes what it was
+    /// given once it can).
+    pub fn submitted_result(&self) -> Option<String> {
+        let held = self.held();
+        held.decided
+            .as_ref()
+            .filter(|_| !held.refused)
+            .map(|d| d.result.clone())
     }
 
     /// The decision is withheld: the NAS gets `rec.result` for `why`. The first one stands

@@ -68,6 +68,9 @@ pub struct RequestContext {
     /// This request's store failure is counted (once: the decision, its audit record and
     /// its commit may each meet the same outage).
     pub store_failure_counted: std::sync::atomic::AtomicBool,
+    /// This request's missed deadline is counted (once: the decision can run out of time,
+    /// and then its audit record and commit too).
+    pub deadline_counted: std::sync::atomic::AtomicBool,
     /// No reply, though a decision was made whose writes may be on disk (its audit record
     /// failed, or its commit ran past the deadline): a retransmit must not decide again. A
     /// wrong code or password checked afresh counted towards the lockout (and the
@@ -114,6 +117,17 @@ impl RequestContext {
             .swap(true, std::sync::atomic::Ordering::Relaxed)
         {
             Metrics::inc(&app.metrics.store_failures);
+        }
+    }
+
+    /// Counts this request in `radmfa_deadline_exceeded_total`, once: one request whose
+    /// decision and then whose commit ran out of time was counted twice (red team).
+    pub fn deadline_exceeded(&self, app: &AppState) {
+        if !self
+            .deadline_counted
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            Metrics::inc(&app.metrics.deadline_exceeded);
         }
     }
 }
@@ -325,18 +339,24 @@ pub async fn handle(app: &AppState, ctx: &RequestContext, req: &Request) -> Opti
             ctx.store_failed(app);
             app.backend_health
                 .failed("a login's writes were not known to be committed within its deadline");
-            Metrics::inc(&app.metrics.deadline_exceeded);
+            ctx.deadline_exceeded(app);
             ctx.withheld
                 .store(true, std::sync::atomic::Ordering::Relaxed);
-            // What was decided is not known here (the audit line says it, if it was
-            // recorded); this is what the NAS got.
-            overturned(
-                app,
-                ctx,
-                req,
-                "its writes were not committed within the deadline",
-            );
-            on_failure(ctx)
+            // This is what the NAS got, recorded unless the decision's own record, given to
+            // the store (whose writer finishes what it was given once it can), says the
+            // same: a Reject decided for the deadline, its record stuck behind the same
+            // lock, was recorded twice (red team: two rows for one request).
+            let sent = on_failure(ctx);
+            let sent_result = sent.as_ref().map_or("unanswered", |r| r.code.as_str());
+            if ctx.audit_line.submitted_result().as_deref() != Some(sent_result) {
+                overturned(
+                    app,
+                    ctx,
+                    req,
+                    "its writes were not committed within the deadline",
+                );
+            }
+            sent
         }
     };
     // Counted here, as sent: a verdict turned into a Reject by a failing store counts as one.
@@ -500,7 +520,7 @@ async fn answer(
             failed(fault.to_string())
         }
         Err(_) => {
-            Metrics::inc(&app.metrics.deadline_exceeded);
+            ctx.deadline_exceeded(app);
             let exceeded = format!("request deadline of {} ms exceeded", deadline.as_millis());
             if ctx.upstream.password_unanswered() || binds_out(ctx) {
                 withhold_retransmits(ctx);

@@ -546,6 +546,7 @@ async fn dispatch_from(
         over_tls: matches!(reply_to, ReplyTo::Tls(_)),
         primary: app.primary(),
         store_failure_counted: Default::default(),
+        deadline_counted: Default::default(),
         withheld: Default::default(),
         binds_out: Default::default(),
         upstream: Default::default(),
