@@ -317,6 +317,48 @@ fn a_send_limit_refusal_offers_no_other_text_or_call() {
     }
 }
 
+/// After a send limit's refusal, the prompts that follow offer no text or call either:
+/// the call's "not answered yet" re-prompt, and the app's prompt switched to (both still
+/// offered them: review).
+#[test]
+fn the_prompts_after_a_send_limit_refusal_offer_no_text_or_call() {
+    let slapd = directory();
+    let standin = Standin::start();
+    let srv = start(
+        &slapd,
+        &standin,
+        "max_per_user = 2\n",
+        "",
+        &[client(
+            "vpn",
+            "127.0.0.1",
+            "methods = [\"totp\", \"sms\", \"voice\"]\nvoice_mode = \"challenge\"",
+        )],
+    );
+    srv.enroll("alice", &[]);
+    let r1 = login(&srv, "alice", ALICE_PW);
+    assert_eq!(code_of(&r1), "Access-Challenge", "{r1}\n{}", srv.log());
+    let texted = answer(&srv, "alice", "sms", &r1["state"]);
+    assert_eq!(code_of(&texted), "Access-Challenge", "{texted}");
+    let called = answer(&srv, "alice", "call", &texted["state"]);
+    assert_eq!(code_of(&called), "Access-Challenge", "{called}");
+    let refused = answer(&srv, "alice", "sms", &called["state"]);
+    assert!(
+        message(&refused).starts_with("Too many codes or calls"),
+        "{refused}"
+    );
+    let waiting = answer(&srv, "alice", "", &called["state"]);
+    let said = message(&waiting);
+    assert!(
+        said.starts_with("The call is not answered yet.") && !said.contains("sms"),
+        "{said}"
+    );
+    let app = answer(&srv, "alice", "app", &called["state"]);
+    assert_eq!(code_of(&app), "Access-Challenge", "{app}");
+    let said = message(&app);
+    assert!(!said.contains("sms") && !said.contains("call"), "{said}");
+}
+
 /// At the SMS prompt, an answer that is no code at all (the password typed again, a word)
 /// takes one of the prompt's attempts but is not counted toward the lockout, as at a code
 /// prompt: counted, a user confused at the prompt locked themselves out without trying a

@@ -86,6 +86,25 @@ pub struct ChallengeContext {
     pub sends_limited: Option<SendsLimited>,
 }
 
+/// What a prompt for `current` offers of `methods` after `limit` refused a text or call
+/// at the login: no other text or call (they share the limits), and no resend past the
+/// day's cap. Every prompt's hint goes through this, or one of them offered them again.
+pub fn offered_under(
+    limit: Option<SendsLimited>,
+    methods: &[crate::mfa::method::Method],
+    current: crate::mfa::method::Method,
+) -> Vec<crate::mfa::method::Method> {
+    use crate::mfa::method::Method;
+    methods
+        .iter()
+        .copied()
+        .filter(|m| match limit {
+            None => true,
+            Some(limit) => *m == Method::Totp || (*m == current && limit == SendsLimited::Window),
+        })
+        .collect()
+}
+
 /// Which send limit refused a text or call at a prompt ([`ChallengeContext::sends_limited`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

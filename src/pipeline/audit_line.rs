@@ -58,15 +58,11 @@ impl AuditLine {
         self.held().refused = true;
     }
 
-    /// The result of the decision's record, if it went to the store and was not refused
-    /// (taken, or still waiting there for a lock: the store's writer finishes what it was
-    /// given once it can).
-    pub fn submitted_result(&self) -> Option<String> {
+    /// The decision's record, if it went to the store and the store has not refused it
+    /// (taken, or still waiting there, for a lock say).
+    pub fn submitted(&self) -> Option<Arc<AuditRecord>> {
         let held = self.held();
-        held.decided
-            .as_ref()
-            .filter(|_| !held.refused)
-            .map(|d| d.result.clone())
+        held.decided.clone().filter(|_| !held.refused)
     }
 
     /// The decision is withheld: the NAS gets `rec.result` for `why`. The first one stands

@@ -518,14 +518,7 @@ pub(super) fn prompt_for(
     };
     // After a send limit's refusal at this prompt, no other text or call is offered, and
     // no resend past the day's cap (see `ChallengeContext::sends_limited`).
-    let hinted: Vec<Method> = offered
-        .iter()
-        .copied()
-        .filter(|m| match carried.sends_limited {
-            None => true,
-            Some(limit) => *m == Method::Totp || (*m == current && limit == SendsLimited::Window),
-        })
-        .collect();
+    let hinted = crate::mfa::challenge::offered_under(carried.sends_limited, offered, current);
     Ask {
         prompt,
         hint: switch_hint(&hinted, current),

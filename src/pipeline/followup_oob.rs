@@ -182,7 +182,11 @@ pub async fn call_answered(
     if txn.status == OobStatus::Pending && r.now < txn.expires_at {
         // With the other methods the call's prompt offered: `app` still works here, and
         // the re-prompt left it out.
-        let offered = super::followup::offered(ctx, &r.carried);
+        let offered = crate::mfa::challenge::offered_under(
+            r.carried.sends_limited,
+            &super::followup::offered(ctx, &r.carried),
+            crate::mfa::method::Method::Voice,
+        );
         let prompt = crate::mfa::method::with_hint(
             "The call is not answered yet. Answer it and press #, then press Enter: ",
             &crate::mfa::method::switch_hint(&offered, crate::mfa::method::Method::Voice),

@@ -174,8 +174,9 @@ async fn totp_prompt(
     s: &Subject<'_>,
 ) -> Result<Verdict, Fault> {
     let cfg = &app.config().challenge;
-    let prompt =
-        crate::mfa::method::with_hint(&cfg.prompt, &switch_hint(&s.available, Method::Totp));
+    // A switch to the app after a send limit's refusal offers no text or call it refuses.
+    let offered = crate::mfa::challenge::offered_under(s.sends_limited, &s.available, Method::Totp);
+    let prompt = crate::mfa::method::with_hint(&cfg.prompt, &switch_hint(&offered, Method::Totp));
     let reply = issue(
         app,
         ctx,
