@@ -755,6 +755,35 @@ fn audit_records_are_written_when_the_serving_pool_holds_every_connection() {
     }
 }
 
+/// The database's max_connections reached, by another client's session here: logins that
+/// find the node's one connection busy wait for a second one the database refuses, and the
+/// log says why. It said the pool "has no connection to the database, and a direct
+/// connection fails too", while the node held one and answered other logins (HA red team).
+#[test]
+fn a_database_out_of_connection_slots_is_said_to_be() {
+    let slapd = directory();
+    let mut pg = PgCluster::start();
+    let node = node_with_two_connections(&slapd, &pg);
+    node.enroll("alice", &[]);
+    pg.stop();
+    pg.start_again_with("-c max_connections=2 -c superuser_reserved_connections=0");
+    let db = PgCluster::database_of(&pg.url());
+    let _other_client = pg.session(&db);
+    let until = Instant::now() + Duration::from_secs(20);
+    while !node.log().contains("its max_connections is reached") && Instant::now() < until {
+        for login in alice_logins_in_the_background(&node, 4) {
+            login.join().unwrap();
+        }
+    }
+    let log = node.log();
+    assert!(
+        log.contains("the database refuses new connections: its max_connections is reached")
+            && log.contains("store.pool_size = 2")
+            && !log.contains("a direct connection fails too"),
+        "{log}"
+    );
+}
+
 /// One node on `pg` with `store.pool_size = 2`.
 fn node_with_two_connections(slapd: &Slapd, pg: &PgCluster) -> Server {
     let dir = tempfile::tempdir().unwrap();

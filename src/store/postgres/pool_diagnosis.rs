@@ -50,6 +50,19 @@ impl PoolDiagnosis {
         runtime.spawn(async move {
             let started = Instant::now();
             match super::connect::direct_cause(&options, wait).await {
+                // The server's max_connections reached (SQLSTATE 53300): not an outage. The
+                // pool's own wait went on trying to open one more connection, which the
+                // server kept refusing (HA red team: "has no connection" was said while
+                // this node held connections and answered most logins).
+                Err(cause) if too_many_connections(&cause) => tracing::warn!(
+                    error = %cause,
+                    "the database refuses new connections: its max_connections is reached \
+                     (by all its clients: every radmfa node's pool_size plus one audit \
+                     connection each, and other applications). This node holds {open} of \
+                     store.pool_size = {size}; a login that finds none of them free waits \
+                     for a new one and is refused. Raise the server's max_connections, or \
+                     lower store.pool_size (docs/ha.md, \"Settings\")"
+                ),
                 Err(cause) => tracing::warn!(
                     error = %cause,
                     "the store's pool has no connection to the database, and a direct \
@@ -67,11 +80,20 @@ impl PoolDiagnosis {
                     "the store's pool got no connection within {} ms \
                      (store.connect_timeout_ms) with {open} of {size} open, and a direct \
                      connection took {} ms: the database, or the network to it, was slow or \
-                     out of reach, and answers again",
+                     out of reach, and answers again (or its max_connections was reached for a \
+                     moment: PostgreSQL's log then says \"too many clients\")",
                     acquire.as_millis(),
                     started.elapsed().as_millis()
                 ),
             }
         });
     }
+}
+
+/// Whether `e` is the server refusing a connection for its max_connections (SQLSTATE 53300,
+/// "sorry, too many clients already").
+fn too_many_connections(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .is_some_and(|code| code == "53300")
 }
