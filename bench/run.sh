@@ -361,7 +361,9 @@ stop $RADMFA_PID
 
 if [ -z "${BENCH_SKIP_FREERADIUS:-}" ]; then
   freeradius_conf
-  echo "==> FreeRADIUS $(freeradius -v | head -1 | grep -o 'Version [0-9.]*') on 127.0.0.1:$FPORT" >&2
+  # awk reads all of `freeradius -v`: with `head -1` it died of SIGPIPE, and pipefail made
+  # the ERR trap print "failed at line …" for a run that went on fine.
+  echo "==> FreeRADIUS $(freeradius -v 2>/dev/null | awk 'NR == 1 && match($0, /Version [0-9.]+/) { print substr($0, RSTART, RLENGTH) }') on 127.0.0.1:$FPORT" >&2
   start_freeradius
   note rss-start freeradius rss_kib "$(rss_kib $FR_PID)"
   workloads freeradius "127.0.0.1:$FPORT"
