@@ -71,7 +71,6 @@ pub async fn record(
             true
         }
         Err(e) => {
-            ctx.audit_line.refused();
             count_lost(app);
             super::fault_log::AUDIT.error("audit record could not be written", &e);
             ctx.store_failed(app);

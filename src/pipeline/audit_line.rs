@@ -25,8 +25,6 @@ struct Held {
     /// The store took it without an error: whether it is on disk is then the request's
     /// commit (inside `durability::deferred`).
     handed_in: bool,
-    /// The store answered the decision's record with an error.
-    refused: bool,
     /// What the NAS got instead (the overturning record) and why.
     overturned: Option<(AuditRecord, String)>,
     written: bool,
@@ -51,18 +49,6 @@ impl AuditLine {
     /// commit of the request's writes lost it.
     pub fn was_handed_in(&self) -> bool {
         self.held().handed_in
-    }
-
-    /// The store refused the decision's record: it will not be written.
-    pub fn refused(&self) {
-        self.held().refused = true;
-    }
-
-    /// The decision's record, if it went to the store and the store has not refused it
-    /// (taken, or still waiting there, for a lock say).
-    pub fn submitted(&self) -> Option<Arc<AuditRecord>> {
-        let held = self.held();
-        held.decided.clone().filter(|_| !held.refused)
     }
 
     /// The decision is withheld: the NAS gets `rec.result` for `why`. The first one stands

@@ -342,22 +342,19 @@ pub async fn handle(app: &AppState, ctx: &RequestContext, req: &Request) -> Opti
             ctx.deadline_exceeded(app);
             ctx.withheld
                 .store(true, std::sync::atomic::Ordering::Relaxed);
-            // This is what the NAS got. When the decision's own record, given to the store,
-            // says the same, it is recorded only if that one does not land: a Reject
-            // decided for the deadline, its record stuck behind the same lock, was recorded
-            // twice (red team: two rows for one request); and one that never lands (a lock
-            // held past the store's busy timeout) must not leave the request without a row
-            // or a lost-record count (review).
-            let sent = on_failure(ctx);
-            let sent_result = sent.as_ref().map_or("unanswered", |r| r.code.as_str());
-            let why = "its writes were not committed within the deadline";
-            match ctx.audit_line.submitted() {
-                Some(decided) if decided.result == sent_result => {
-                    overturned_unless_recorded(app, ctx, req, why, Some(decided))
-                }
-                _ => overturned(app, ctx, req, why),
-            }
-            sent
+            // What was decided is not known to be recorded (its record may still land, or
+            // its store give up on it): this is what the NAS got, recorded always. When both
+            // land and say the same, the request has two rows; skipping this one whenever
+            // the decided record said the same lost requests' only row when the store gave
+            // up on it, silently (review of a fix for the two rows), and telling which
+            // landed needs the record's own identity, which the audit has not.
+            overturned(
+                app,
+                ctx,
+                req,
+                "its writes were not committed within the deadline",
+            );
+            on_failure(ctx)
         }
     };
     // Counted here, as sent: a verdict turned into a Reject by a failing store counts as one.
@@ -379,24 +376,6 @@ pub async fn handle(app: &AppState, ctx: &RequestContext, req: &Request) -> Opti
 /// PostgreSQL a record stuck behind a lock on an abandoned connection may get the higher
 /// id, but not the later time. If that one never lands, this is the only one, and true.
 fn overturned(app: &AppState, ctx: &RequestContext, req: &Request, reason: &str) {
-    overturned_unless_recorded(app, ctx, req, reason, None)
-}
-
-/// How long a record saying what the NAS got waits for the decision's own record, when that
-/// says the same (see [`overturned_unless_recorded`]): past both stores' own waits for a
-/// lock (SQLite's busy timeout, PostgreSQL's statement_timeout, 5 s each), with room.
-const DECIDED_RECORD_WAIT: Duration = Duration::from_secs(15);
-
-/// [`overturned`], but with `decided` (the decision's record, given to the store, saying
-/// what the NAS got) written only if that one is not in the store within
-/// [`DECIDED_RECORD_WAIT`]: one row per request either way, and a lost one counted.
-fn overturned_unless_recorded(
-    app: &AppState,
-    ctx: &RequestContext,
-    req: &Request,
-    reason: &str,
-    decided: Option<Arc<crate::store::AuditRecord>>,
-) {
     let config = app.config();
     let user = config.user_names.key(&req.user_name().unwrap_or_default());
     let result = if on_failure(ctx).is_some() {
@@ -427,11 +406,6 @@ fn overturned_unless_recorded(
     let span = tracing::Span::current();
     app.background.spawn(tracing::Instrument::instrument(
         async move {
-            if let Some(decided) = decided {
-                if recorded_within(&*store, &decided, DECIDED_RECORD_WAIT).await {
-                    return;
-                }
-            }
             if let Err(e) = store.append_audit(&rec).await {
                 Metrics::inc(&lost);
                 fault_log::AUDIT.error("the overturned login's record could not be written", &e);
@@ -439,40 +413,6 @@ fn overturned_unless_recorded(
         },
         span,
     ));
-}
-
-/// Whether `rec` is in the store's audit within `wait`, looked for every half second (a
-/// read that fails, the store still out of reach, is tried again).
-async fn recorded_within(
-    store: &dyn crate::store::Store,
-    rec: &crate::store::AuditRecord,
-    wait: Duration,
-) -> bool {
-    let until = tokio::time::Instant::now() + wait;
-    let filter = crate::store::AuditFilter {
-        user: Some(rec.user.clone()),
-        since: Some(rec.time),
-        until: Some(rec.time + 1),
-        limit: 1000,
-        ..Default::default()
-    };
-    loop {
-        if let Ok(found) = store.audit(&filter).await {
-            if found.iter().any(|r| {
-                r.result == rec.result
-                    && r.reason == rec.reason
-                    && r.latency_ms == rec.latency_ms
-                    && r.nas_name == rec.nas_name
-                    && r.server_name == rec.server_name
-            }) {
-                return true;
-            }
-        }
-        if tokio::time::Instant::now() >= until {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
 }
 
 /// What [`on_failure`] does, for a log line.

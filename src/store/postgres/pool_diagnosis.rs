@@ -56,7 +56,8 @@ impl PoolDiagnosis {
                 // this node held connections and answered most logins).
                 Err(cause) if too_many_connections(&cause) => tracing::warn!(
                     error = %cause,
-                    "the database refuses new connections: its max_connections is reached \
+                    "the database refuses new connections: its max_connections is reached, \
+                     less superuser_reserved_connections for a role that is not a superuser \
                      (by all its clients: every radmfa node's pool_size plus one audit \
                      connection each, and other applications). This node holds {open} of \
                      store.pool_size = {size}; a login that finds none of them free waits \
@@ -80,8 +81,9 @@ impl PoolDiagnosis {
                     "the store's pool got no connection within {} ms \
                      (store.connect_timeout_ms) with {open} of {size} open, and a direct \
                      connection took {} ms: the database, or the network to it, was slow or \
-                     out of reach, and answers again (or its max_connections was reached for a \
-                     moment: PostgreSQL's log then says \"too many clients\")",
+                     out of reach, and answers again (or its connection slots ran out for a \
+                     moment: PostgreSQL's log then says \"too many clients\" or \"remaining \
+                     connection slots are reserved\")",
                     acquire.as_millis(),
                     started.elapsed().as_millis()
                 ),
@@ -90,8 +92,9 @@ impl PoolDiagnosis {
     }
 }
 
-/// Whether `e` is the server refusing a connection for its max_connections (SQLSTATE 53300,
-/// "sorry, too many clients already").
+/// Whether `e` is the server refusing a connection for want of slots (SQLSTATE 53300:
+/// "sorry, too many clients already", or "remaining connection slots are reserved for
+/// non-replication superuser connections" for a role that is not a superuser).
 fn too_many_connections(e: &sqlx::Error) -> bool {
     e.as_database_error()
         .and_then(|d| d.code())
