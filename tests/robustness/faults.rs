@@ -841,27 +841,58 @@ sys.stdin.read()
 c.execute('ROLLBACK')
 ";
 
+/// alice (a TOTP token, her password) on an inline client with a 1.5 s request deadline and
+/// metrics, and her store's write lock held by another process until `holder`'s stdin
+/// closes.
+struct LockedStore {
+    _slapd: Slapd,
+    _dir: tempfile::TempDir,
+    srv: Server,
+    seed: String,
+    holder: std::process::Child,
+}
+
+impl LockedStore {
+    fn start() -> LockedStore {
+        let (slapd, dir, config) = inline_setup(&[LdapUser::new("alice", PW)]);
+        let text = std::fs::read_to_string(&config)
+            .unwrap()
+            .replace("request_deadline_ms = 4000", "request_deadline_ms = 1500")
+            + "\n[metrics]\nlisten = \"127.0.0.1:0\"\n";
+        std::fs::write(&config, text).unwrap();
+        let srv = Server::start_with(tempfile::tempdir().unwrap(), config);
+        let seed = srv.enroll("alice", &[]);
+        let db = dir.path().join("radmfa.db");
+        let (holder, line) = common::peers::python_first_line(HOLD_WRITE_LOCK, &[db]);
+        assert_eq!(line, "locked");
+        LockedStore {
+            _slapd: slapd,
+            _dir: dir,
+            srv,
+            seed,
+            holder,
+        }
+    }
+}
+
+/// The value of `name` (with its labels, as `prometheus_parse` keys it) on `srv`'s metrics.
+fn metric(srv: &Server, name: &str) -> Option<f64> {
+    common::peers::prometheus_parse(&common::radmfa::http_get(srv.metrics_addr(), "/metrics").2)
+        .get(name)
+        .copied()
+}
+
 /// Another process holds the database's write lock: a login cannot commit, so it is
 /// refused, and the Reject leaves by the request deadline (counted from arrival), not after
 /// SQLite's 5 s busy wait nor after the deadline plus the wait for its audit record. Once
 /// the lock goes, the record handed to the writer is written and logins work again.
 #[test]
 fn a_locked_database_still_answers_by_the_deadline() {
-    let (_slapd, dir, config) = inline_setup(&[LdapUser::new("alice", PW)]);
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace("request_deadline_ms = 4000", "request_deadline_ms = 1500")
-        + "\n[metrics]\nlisten = \"127.0.0.1:0\"\n";
-    std::fs::write(&config, text).unwrap();
-    let srv = Server::start_with(tempfile::tempdir().unwrap(), config);
-    let seed = srv.enroll("alice", &[]);
-
-    let db = dir.path().join("radmfa.db");
-    let (mut holder, line) = common::peers::python_first_line(HOLD_WRITE_LOCK, &[db]);
-    assert_eq!(line, "locked");
+    let locked = LockedStore::start();
+    let (srv, seed, mut holder) = (&locked.srv, &locked.seed, locked.holder);
 
     let sock = socket_from("127.0.0.1", srv.addr, 4000);
-    let field = format!("{PW},{}", code(now(), &seed, 0));
+    let field = format!("{PW},{}", code(now(), seed, 0));
     let reply = ask(
         &sock,
         AccessRequestBuilder::new(1, "alice").password(field.as_bytes()),
@@ -934,15 +965,8 @@ fn a_locked_database_still_answers_by_the_deadline() {
     }
     // Each late request counted once (the one whose decision and then whose commit ran
     // out of time was counted twice: red team).
-    let metrics = common::peers::prometheus_parse(
-        &common::radmfa::http_get(srv.metrics_addr(), "/metrics").2,
-    );
-    assert_eq!(
-        metrics.get("radmfa_deadline_exceeded_total{}").copied(),
-        Some(2.0),
-        "{metrics:?}"
-    );
-    let field = format!("{PW},{}", code(now(), &seed, 1));
+    assert_eq!(metric(srv, "radmfa_deadline_exceeded_total{}"), Some(2.0));
+    let field = format!("{PW},{}", code(now(), seed, 1));
     let again = ask(
         &sock,
         AccessRequestBuilder::new(2, "alice").password(field.as_bytes()),
@@ -957,17 +981,8 @@ fn a_locked_database_still_answers_by_the_deadline() {
 /// request had no row and no count (review).
 #[test]
 fn records_given_up_after_the_busy_timeout_are_counted_lost() {
-    let (_slapd, dir, config) = inline_setup(&[LdapUser::new("alice", PW)]);
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace("request_deadline_ms = 4000", "request_deadline_ms = 1500")
-        + "\n[metrics]\nlisten = \"127.0.0.1:0\"\n";
-    std::fs::write(&config, text).unwrap();
-    let srv = Server::start_with(tempfile::tempdir().unwrap(), config);
-    srv.enroll("alice", &[]);
-    let db = dir.path().join("radmfa.db");
-    let (mut holder, line) = common::peers::python_first_line(HOLD_WRITE_LOCK, &[db]);
-    assert_eq!(line, "locked");
+    let locked = LockedStore::start();
+    let (srv, mut holder) = (&locked.srv, locked.holder);
     let sock = socket_from("127.0.0.1", srv.addr, 4000);
     let field = format!("not-{PW},000000");
     let reply = ask(
@@ -979,11 +994,7 @@ fn records_given_up_after_the_busy_timeout_are_counted_lost() {
     std::thread::sleep(Duration::from_millis(6500));
     drop(holder.stdin.take());
     assert!(holder.wait().unwrap().success());
-    let lost = || {
-        common::peers::prometheus_parse(&common::radmfa::http_get(srv.metrics_addr(), "/metrics").2)
-            .get("radmfa_audit_records_lost_total{}")
-            .copied()
-    };
+    let lost = || metric(srv, "radmfa_audit_records_lost_total{}");
     let until = Instant::now() + Duration::from_secs(10);
     while lost() == Some(0.0) && Instant::now() < until {
         std::thread::sleep(Duration::from_millis(250));
