@@ -359,6 +359,50 @@ fn the_prompts_after_a_send_limit_refusal_offer_no_text_or_call() {
     assert!(!said.contains("sms") && !said.contains("call"), "{said}");
 }
 
+/// The window's limit lapses with the window: a prompt that stopped offering texts after
+/// "wait a few minutes, then try again" offers them again once they would go out, and one
+/// does. It never did for the prompt's life, though typing them worked (review).
+#[test]
+fn a_window_limit_stops_hiding_texts_once_the_window_has_passed() {
+    let slapd = directory();
+    let standin = Standin::start();
+    let srv = start(
+        &slapd,
+        &standin,
+        "max_per_user = 2\nwindow_secs = 10\n",
+        "",
+        &[client(
+            "vpn",
+            "127.0.0.1",
+            "methods = [\"sms\", \"voice\"]\nvoice_mode = \"challenge\"",
+        )],
+    );
+    let r1 = login(&srv, "alice", ALICE_PW);
+    assert_eq!(code_of(&r1), "Access-Challenge", "{r1}\n{}", srv.log());
+    let called = answer(&srv, "alice", "call", &r1["state"]);
+    assert_eq!(code_of(&called), "Access-Challenge", "{called}");
+    let refused = answer(&srv, "alice", "sms", &called["state"]);
+    assert!(
+        message(&refused).starts_with("Too many codes or calls"),
+        "{refused}"
+    );
+    let waiting = answer(&srv, "alice", "", &called["state"]);
+    assert!(!message(&waiting).contains("sms"), "{waiting}");
+    std::thread::sleep(Duration::from_secs(11));
+    let waiting = answer(&srv, "alice", "", &called["state"]);
+    let said = message(&waiting);
+    assert!(
+        said.starts_with("The call is not answered yet.") && said.ends_with("or type sms: "),
+        "{said}"
+    );
+    let texted = answer(&srv, "alice", "sms", &called["state"]);
+    assert!(
+        message(&texted).starts_with("A new code was sent to"),
+        "{texted}\n{}",
+        srv.log()
+    );
+}
+
 /// At the SMS prompt, an answer that is no code at all (the password typed again, a word)
 /// takes one of the prompt's attempts but is not counted toward the lockout, as at a code
 /// prompt: counted, a user confused at the prompt locked themselves out without trying a

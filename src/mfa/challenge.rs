@@ -84,6 +84,10 @@ pub struct ChallengeContext {
     /// Absent in prompts stored before it existed, and where no limit was met.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sends_limited: Option<SendsLimited>,
+    /// When that limit last refused (Unix seconds): the window's lapses a window later
+    /// ([`ChallengeContext::sends_limited_now`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sends_limited_at: Option<i64>,
 }
 
 /// What a prompt for `current` offers of `methods` after `limit` refused a text or call
@@ -130,6 +134,17 @@ pub fn groups_fingerprint(groups: &[String]) -> String {
 }
 
 impl ChallengeContext {
+    /// [`Self::sends_limited`] as it stands at `now`: the window's limit, refused at
+    /// `sends_limited_at`, has lapsed once `window_secs` have passed (the prompt then offers
+    /// texts and calls again: after "wait a few minutes, then try again" it never did,
+    /// though they worked: review); the day's cap outlives any prompt.
+    pub fn sends_limited_now(&self, now: i64, window_secs: i64) -> Option<SendsLimited> {
+        match (self.sends_limited, self.sends_limited_at) {
+            (Some(SendsLimited::Window), Some(at)) if now >= at.saturating_add(window_secs) => None,
+            (limit, _) => limit,
+        }
+    }
+
     /// Whether `ip` may answer this prompt: covered by the entry's addresses when it was
     /// opened (or the prompt predates the record). An address that does not parse covers
     /// nothing.

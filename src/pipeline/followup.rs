@@ -384,7 +384,8 @@ async fn switch_method(
         oath_mode,
         started_at: Some(started),
         earlier_sms: earlier_sms(carried, current),
-        sends_limited: carried.sends_limited,
+        sends_limited: carried.sends_limited_now(now, send_window(app)),
+        sends_limited_at: carried.sends_limited_at,
     };
     let key = oob::request_key(ctx, req);
     let v = methods::begin(app, ctx, &key, &subject, method).await?;
@@ -410,14 +411,24 @@ async fn switch_method(
             oob::DAILY_LIMITED => Some(SendsLimited::Day),
             _ => None,
         };
-        let mut carried = carried.clone();
-        carried.sends_limited = carried.sends_limited.max(limited);
-        let restored = PendingChallenge {
-            context: serde_json::to_string(&carried).unwrap_or(restored.context),
-            ..restored
+        // In a block: the context's copy is not kept across the store's await (each
+        // request's future carries what it holds there; see `a_requests_future_stays_small`).
+        let (restored, ask) = {
+            let mut carried = carried.clone();
+            carried.sends_limited = carried
+                .sends_limited_now(now, send_window(app))
+                .max(limited);
+            if limited.is_some() {
+                carried.sends_limited_at = Some(now);
+            }
+            let ask = prompt_for(app, current, &carried, &still_offered);
+            let restored = PendingChallenge {
+                context: serde_json::to_string(&carried).unwrap_or(restored.context),
+                ..restored
+            };
+            (restored, ask)
         };
         app.store.put_challenge(&restored).await?;
-        let ask = prompt_for(app, current, &carried, &still_offered);
         // "or use another method" only where the prompt offers one (an SMS-only client's
         // failed resend offers just the resend again).
         let why = if still_offered.iter().any(|m| *m != method) {
@@ -518,11 +529,17 @@ pub(super) fn prompt_for(
     };
     // After a send limit's refusal at this prompt, no other text or call is offered, and
     // no resend past the day's cap (see `ChallengeContext::sends_limited`).
-    let hinted = crate::mfa::challenge::offered_under(carried.sends_limited, offered, current);
+    let limit = carried.sends_limited_now(app.clock.now(), send_window(app));
+    let hinted = crate::mfa::challenge::offered_under(limit, offered, current);
     Ask {
         prompt,
         hint: switch_hint(&hinted, current),
     }
+}
+
+/// The send limits' window, in seconds (`[sms] window_secs`).
+pub(super) fn send_window(app: &AppState) -> i64 {
+    app.config().delivery.send_limits.window.as_secs() as i64
 }
 
 /// The methods a prompt offered that the client still allows (a reload may have taken one

@@ -183,7 +183,8 @@ pub async fn call_answered(
         // With the other methods the call's prompt offered: `app` still works here, and
         // the re-prompt left it out.
         let offered = crate::mfa::challenge::offered_under(
-            r.carried.sends_limited,
+            r.carried
+                .sends_limited_now(r.now, super::followup::send_window(app)),
             &super::followup::offered(ctx, &r.carried),
             crate::mfa::method::Method::Voice,
         );
@@ -217,6 +218,7 @@ pub async fn call_answered(
         started_at: None,
         earlier_sms: Vec::new(),
         sends_limited: None,
+        sends_limited_at: None,
     };
     call_verdict(app, ctx, &subject, txn).await
 }

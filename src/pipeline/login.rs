@@ -530,6 +530,7 @@ async fn fresh_login(
         started_at: None,
         earlier_sms: Vec::new(),
         sends_limited: None,
+        sends_limited_at: None,
     };
     let v = methods::begin(app, ctx, &oob::request_key(ctx, req), &subject, method).await?;
     Ok(oob::no_other_method(v))

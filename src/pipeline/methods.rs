@@ -48,6 +48,8 @@ pub struct Subject<'a> {
     /// switch to the app keeps it, so that it too offers no text or call that the limit
     /// refuses ([`ChallengeContext::sends_limited`]).
     pub sends_limited: Option<SendsLimited>,
+    /// When it last refused, kept with a code prompt for its lapse.
+    pub sends_limited_at: Option<i64>,
 }
 
 impl Subject<'_> {
@@ -83,6 +85,7 @@ impl Subject<'_> {
             earlier_sms: self.earlier_sms.clone(),
             // A text or call that went out shows no limit stands in its way now.
             sends_limited: self.sends_limited.filter(|_| method == Method::Totp),
+            sends_limited_at: self.sends_limited_at.filter(|_| method == Method::Totp),
         }
     }
 

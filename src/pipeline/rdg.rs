@@ -182,6 +182,7 @@ pub async fn start(
         started_at: None,
         earlier_sms: Vec::new(),
         sends_limited: None,
+        sends_limited_at: None,
     };
     let v = methods::begin(
         app,
