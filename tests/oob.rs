@@ -64,6 +64,16 @@ fn sms_client(keys: &str) -> Vec<String> {
     )]
 }
 
+/// One client, "vpn" on 127.0.0.1, offering `methods` (TOML items: `"sms", "voice"`) with
+/// calls at a prompt (`voice_mode = "challenge"`).
+fn call_prompt_client(methods: &str) -> Vec<String> {
+    vec![client(
+        "vpn",
+        "127.0.0.1",
+        &format!("methods = [{methods}]\nvoice_mode = \"challenge\""),
+    )]
+}
+
 /// A code that is not the one in the `n`th SMS the stand-in received.
 fn wrong_code(standin: &Standin, n: usize) -> &'static str {
     if standin.sms()[n].code() == "000000" {
@@ -230,11 +240,7 @@ fn a_wrong_sms_code_asks_again_offering_resend_and_call() {
         &standin,
         "",
         "[challenge]\nmax_attempts = 3\n",
-        &[client(
-            "vpn",
-            "127.0.0.1",
-            "methods = [\"sms\", \"voice\"]\nvoice_mode = \"challenge\"",
-        )],
+        &call_prompt_client(r#""sms", "voice""#),
     );
     let r1 = login(&srv, "alice", ALICE_PW);
     assert_eq!(code_of(&r1), "Access-Challenge", "{r1}");
@@ -288,11 +294,7 @@ fn a_send_limit_refusal_offers_no_other_text_or_call() {
             &standin,
             limits,
             "",
-            &[client(
-                "vpn",
-                "127.0.0.1",
-                "methods = [\"sms\", \"voice\"]\nvoice_mode = \"challenge\"",
-            )],
+            &call_prompt_client(r#""sms", "voice""#),
         );
         let r1 = login(&srv, "alice", ALICE_PW);
         assert_eq!(code_of(&r1), "Access-Challenge", "{r1}\n{}", srv.log());
@@ -329,11 +331,7 @@ fn the_prompts_after_a_send_limit_refusal_offer_no_text_or_call() {
         &standin,
         "max_per_user = 2\n",
         "",
-        &[client(
-            "vpn",
-            "127.0.0.1",
-            "methods = [\"totp\", \"sms\", \"voice\"]\nvoice_mode = \"challenge\"",
-        )],
+        &call_prompt_client(r#""totp", "sms", "voice""#),
     );
     srv.enroll("alice", &[]);
     let r1 = login(&srv, "alice", ALICE_PW);
@@ -371,11 +369,7 @@ fn a_window_limit_stops_hiding_texts_once_the_window_has_passed() {
         &standin,
         "max_per_user = 2\nwindow_secs = 10\n",
         "",
-        &[client(
-            "vpn",
-            "127.0.0.1",
-            "methods = [\"sms\", \"voice\"]\nvoice_mode = \"challenge\"",
-        )],
+        &call_prompt_client(r#""sms", "voice""#),
     );
     let r1 = login(&srv, "alice", ALICE_PW);
     assert_eq!(code_of(&r1), "Access-Challenge", "{r1}\n{}", srv.log());
@@ -480,11 +474,7 @@ fn the_first_texts_code_survives_a_switch_to_a_call_and_back() {
         &standin,
         "",
         "",
-        &[client(
-            "vpn",
-            "127.0.0.1",
-            "methods = [\"sms\", \"voice\"]\nvoice_mode = \"challenge\"",
-        )],
+        &call_prompt_client(r#""sms", "voice""#),
     );
     let r1 = login(&srv, "alice", ALICE_PW);
     assert_eq!(code_of(&r1), "Access-Challenge", "{r1}");
