@@ -784,6 +784,51 @@ fn a_database_out_of_connection_slots_is_said_to_be() {
     );
 }
 
+/// The role's password changed in the database (a rotation not yet in radmfa.toml) and its
+/// connections ended: the pool's new connections are refused at once (SQLSTATE 28P01, no
+/// pool timeout), logins that need the store are refused, and the log says why, once. The
+/// cause was only in the audit lines before (review).
+#[test]
+fn a_rotated_database_password_is_said_to_be() {
+    let slapd = directory();
+    let pg = PgCluster::start();
+    pg.psql(
+        "postgres",
+        "CREATE ROLE node_a LOGIN SUPERUSER PASSWORD 'first'",
+    );
+    let (_, at) = pg
+        .url()
+        .split_once('@')
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .unwrap();
+    let url = format!("postgres://node_a:first@{at}");
+    let dir = tempfile::tempdir().unwrap();
+    let config = pg_config(dir.path(), &slapd, &url, "node-a", "");
+    let node = Server::start_with(dir, config);
+    node.enroll("alice", &[]);
+    let r = password(&node, "alice", ALICE_PW);
+    assert_eq!(code_of(&r), "Access-Challenge", "{r}");
+    pg.psql(
+        "postgres",
+        "ALTER ROLE node_a PASSWORD 'second'; \
+         SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = 'node_a'",
+    );
+    let said = "the password in store.url is not the role's";
+    for _ in 0..3 {
+        let r = password(&node, "alice", ALICE_PW);
+        assert_ne!(code_of(&r), "Access-Challenge", "{r}\n{}", node.log());
+        assert_ne!(code_of(&r), "Access-Accept", "{r}\n{}", node.log());
+    }
+    let log = node.log();
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains(said)).collect();
+    assert_eq!(lines.len(), 1, "{log}");
+    assert!(
+        lines[0].contains("ERROR") && lines[0].contains("28P01") && !lines[0].contains("second"),
+        "{}",
+        lines[0]
+    );
+}
+
 /// One node on `pg` with `store.pool_size = 2`.
 fn node_with_two_connections(slapd: &Slapd, pg: &PgCluster) -> Server {
     let dir = tempfile::tempdir().unwrap();

@@ -110,8 +110,10 @@ pub struct PgStore {
 impl PgStore {
     /// A serving-path error, after asking why if the pool gave no connection.
     fn noted(&self, e: StoreError) -> StoreError {
-        if matches!(e, StoreError::Db(sqlx::Error::PoolTimedOut)) {
-            self.diagnosis.pool_timed_out(&self.pool);
+        match &e {
+            StoreError::Db(sqlx::Error::PoolTimedOut) => self.diagnosis.pool_timed_out(&self.pool),
+            StoreError::Db(db) => self.diagnosis.login_refused(db),
+            _ => {}
         }
         e
     }

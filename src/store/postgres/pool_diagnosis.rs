@@ -92,6 +92,52 @@ impl PoolDiagnosis {
     }
 }
 
+/// The database refused the login of a connection the pool was opening, with the reason
+/// it gave. sqlx's pool passes such a refusal straight back, with no pool timeout, so
+/// [`PoolDiagnosis::pool_timed_out`] never ran for it: after a rotated password every login
+/// that needed the store was refused, and the cause was only in the audit lines (which
+/// `radmfa::audit=warn` hides) while the health warning did not name it (review).
+pub(super) fn refused_login(e: &sqlx::Error) -> Option<(String, &'static str)> {
+    let code = e.as_database_error()?.code()?;
+    let why = match code.as_ref() {
+        // invalid_password, invalid_authorization_specification (pg_hba.conf refused it,
+        // or the role may not log in).
+        "28P01" => "the password in store.url is not the role's (was it rotated?)",
+        "28000" => {
+            "the role in store.url may not log in from here (pg_hba.conf, or the \
+                    role's LOGIN right)"
+        }
+        // invalid_catalog_name: the database in store.url is not there (dropped, renamed).
+        "3D000" => "the database named in store.url is not there",
+        _ => return None,
+    };
+    Some((code.into_owned(), why))
+}
+
+impl PoolDiagnosis {
+    /// A login the database refused to a new connection (see [`refused_login`]): logged
+    /// at ERROR, once per [`EVERY`] on the node.
+    pub(super) fn login_refused(&self, e: &sqlx::Error) {
+        let Some((code, why)) = refused_login(e) else {
+            return;
+        };
+        let now = Instant::now();
+        {
+            let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+            if last.is_some_and(|t| now.duration_since(t) < EVERY) {
+                return;
+            }
+            *last = Some(now);
+        }
+        tracing::error!(
+            error = %e,
+            "the database refuses this node's new connections (SQLSTATE {code}): {why}. Logins that need a \
+             new connection to the store are refused until store.url is put right (a \
+             restart applies it; a reload does not)"
+        );
+    }
+}
+
 /// Whether `e` is the server refusing a connection for want of slots (SQLSTATE 53300:
 /// "sorry, too many clients already", or "remaining connection slots are reserved for
 /// non-replication superuser connections" for a role that is not a superuser).
