@@ -162,6 +162,18 @@ fn full_aad(version: u8, aad: &[u8]) -> Vec<u8> {
     v
 }
 
+/// Opens `path` for reading without waiting: opening a FIFO (a named pipe put where the key
+/// file belongs) waits for a writer, and `serve`, `config check` and every command hung
+/// there with nothing said (red team). `load_from` then refuses it as not a regular file.
+/// O_NONBLOCK changes nothing for a regular file's reads.
+fn open_nonblocking(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+}
+
 /// The key file: 32 random bytes as 64 hex digits (and a newline), mode 0600.
 pub struct KeyFile;
 
@@ -170,7 +182,7 @@ impl KeyFile {
     /// does not exist. Refuses a file readable or writable by group/others, and a malformed
     /// file. The directory must exist.
     pub fn load_or_create(path: &Path) -> Result<Sealer, StoreError> {
-        match File::open(path) {
+        match open_nonblocking(path) {
             Ok(file) => Self::load_from(path, file),
             Err(e) if e.kind() == ErrorKind::NotFound => match Self::create(path) {
                 Ok(sealer) => Ok(sealer),
@@ -184,7 +196,7 @@ impl KeyFile {
 
     /// Loads an existing key file (never creates one).
     pub fn load(path: &Path) -> Result<Sealer, StoreError> {
-        let file = File::open(path).map_err(|e| key_err(path, cannot_open(path, &e)))?;
+        let file = open_nonblocking(path).map_err(|e| key_err(path, cannot_open(path, &e)))?;
         Self::load_from(path, file)
     }
 
@@ -615,6 +627,30 @@ mod tests {
         let err = KeyFile::load(&path).unwrap_err();
         assert!(err.to_string().contains("missing.key"));
         assert!(!path.exists());
+    }
+
+    /// A named pipe where the key file belongs is refused at once: opening it for reading
+    /// waited for a writer, and every command hung with nothing said.
+    #[test]
+    fn a_fifo_for_a_key_file_is_refused_without_waiting() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("radmfa.key");
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let p = path.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send((
+                KeyFile::load(&p).err().map(|e| e.to_string()),
+                KeyFile::load_or_create(&p).err().map(|e| e.to_string()),
+            ));
+        });
+        let (load, create) = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("loading a FIFO as the key file hung");
+        for err in [load, create] {
+            let err = err.expect("a FIFO taken as a key file");
+            assert!(err.contains("not a regular file"), "{err}");
+        }
     }
 
     #[test]
