@@ -79,6 +79,15 @@ pub(super) fn store_config(
                 _ => "store.url".to_string(),
             };
             let url = secret_value("store.url", url, url_file, base)?;
+            // A URL holds no white space of its own: a space an editor left at the end of
+            // url_file's line was read into the last parameter, and the error said
+            // "sslmode takes one of disable, …" of a file that said `sslmode=disable`.
+            let url = crate::secret::Secret::from(
+                url.expose_str()
+                    .unwrap_or_default()
+                    .trim_ascii()
+                    .to_string(),
+            );
             let text = url.expose_str().unwrap_or_default();
             crate::store::postgres::parse_url(text)
                 .map_err(|problem| ConfigError::invalid(&url_source, problem))?;
