@@ -2415,6 +2415,82 @@ fn client_without_voice_never_offers_or_places_a_call() {
     assert!(standin.calls().is_empty(), "a call was placed");
 }
 
+/// An app password's hash covers its user: copied into another user's row by whoever can
+/// write to the database (without the key file), it does not let its password in as that
+/// user, and an argon2id hash made up for a user (the form earlier releases stored, which
+/// needs no key) is refused unless `[store] legacy_app_passwords = true`. Both were an
+/// Access-Accept with no password and no second factor (red team).
+#[test]
+fn an_app_password_is_bound_to_its_user_in_the_database() {
+    let slapd = directory();
+    let standin = Standin::start();
+    let clients = [client("legacy-mail", "127.0.0.1", "app_passwords = true")];
+    let mut srv = start(&slapd, &standin, "", "", &clients);
+    let bobs = cli_ok(&srv, &["user", "app-password", "add", "bob"]);
+    let bobs = bobs.trim().to_string();
+    assert_eq!(code_of(&login(&srv, "bob", &bobs)), "Access-Accept");
+    let db = rusqlite::Connection::open(srv.dir.path().join("radmfa.db")).unwrap();
+    db.busy_timeout(Duration::from_secs(5)).unwrap();
+    db.execute(
+        "INSERT INTO app_passwords (user, label, hash, created_at) \
+         SELECT 'alice', 'planted', hash, created_at FROM app_passwords WHERE user = 'bob'",
+        [],
+    )
+    .unwrap();
+    let r = login(&srv, "alice", &bobs);
+    assert_eq!(code_of(&r), "Access-Reject", "{r}");
+    // An argon2id hash of a password of the attacker's own, as an earlier release stored.
+    let made_up = "forged-forged-forged";
+    let phc = radmfa::mfa::app_password::hash(&radmfa::secret::Secret::from(made_up)).unwrap();
+    db.execute(
+        "INSERT INTO app_passwords (user, label, hash, created_at) VALUES ('alice', 'x', ?1, 0)",
+        [&phc],
+    )
+    .unwrap();
+    drop(db);
+    let r = login(&srv, "alice", made_up);
+    assert_eq!(code_of(&r), "Access-Reject", "{r}");
+    let audit = srv.audit_json("alice");
+    assert!(
+        audit.iter().any(|a| a["result"] == "reject"
+            && a["mode"] == "app-password"
+            && a["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("a form from before they were bound"))),
+        "{audit:?}"
+    );
+    let list = cli_ok(&srv, &["user", "app-password", "list", "alice", "--json"]);
+    let list: serde_json::Value = serde_json::from_str(&list).unwrap();
+    let old: Vec<bool> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["old_form"].as_bool().unwrap())
+        .collect();
+    assert_eq!(old, [false, true], "{list}");
+    // Allowed while users move to re-issued ones (and config check warns).
+    let text = std::fs::read_to_string(&srv.config).unwrap();
+    let store = "key_file = \"radmfa.key\"\n";
+    assert!(text.contains(store), "{text}");
+    std::fs::write(
+        &srv.config,
+        text.replacen(store, &format!("{store}legacy_app_passwords = true\n"), 1),
+    )
+    .unwrap();
+    let check = srv.cli(&["config", "check"]);
+    let said = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        said.contains("warning: store: legacy_app_passwords = true"),
+        "{said}"
+    );
+    srv.stop();
+    srv.restart();
+    assert_eq!(code_of(&login(&srv, "alice", made_up)), "Access-Accept");
+    // The bound one stays bob's.
+    assert_eq!(code_of(&login(&srv, "alice", &bobs)), "Access-Reject");
+    assert_eq!(code_of(&login(&srv, "bob", &bobs)), "Access-Accept");
+}
+
 #[test]
 fn app_passwords_on_legacy_clients_only_and_delete_all_revokes() {
     let slapd = directory();

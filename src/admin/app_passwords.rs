@@ -77,6 +77,12 @@ impl AppPasswordCommand {
     }
 }
 
+/// Whether `p` is stored in a form from before app passwords were bound to their user
+/// (see [`app_password::Form`]).
+fn old_form(p: &crate::store::AppPassword) -> bool {
+    app_password::form(&p.hash) == app_password::Form::Legacy
+}
+
 pub async fn run(
     cfg: &Config,
     store: &dyn Store,
@@ -87,7 +93,7 @@ pub async fn run(
     match cmd {
         AppPasswordCommand::Add(a) => {
             let pw = app_password::generate();
-            let hash = app_password::hash_keyed(store.sms_code_key(), &pw);
+            let hash = app_password::hash_keyed(store.sms_code_key(), &a.user, &pw);
             let id = store
                 .add_app_password(&a.user, a.label.as_deref(), &hash, SystemClock.now())
                 .await?;
@@ -165,7 +171,7 @@ pub async fn run(
                     .map(|p| {
                         serde_json::json!({
                             "id": p.id, "label": p.label, "created_at": p.created_at,
-                            "last_used_at": p.last_used_at,
+                            "last_used_at": p.last_used_at, "old_form": old_form(p),
                         })
                     })
                     .collect();
@@ -177,13 +183,19 @@ pub async fn run(
                 println!("{:>5}  {:<20}  {:<20}  LABEL", "ID", "CREATED", "LAST USED");
                 for p in list {
                     println!(
-                        "{:>5}  {:<20}  {:<20}  {}",
+                        "{:>5}  {:<20}  {:<20}  {}{}",
                         p.id,
                         fmt_time(p.created_at),
                         p.last_used_at
                             .map(fmt_time)
                             .unwrap_or_else(|| "never".into()),
-                        super::printable(p.label.as_deref().unwrap_or_default())
+                        super::printable(p.label.as_deref().unwrap_or_default()),
+                        if old_form(&p) {
+                            "  (old form: refused unless [store] legacy_app_passwords; \
+                             re-issue it)"
+                        } else {
+                            ""
+                        }
                     );
                 }
             }

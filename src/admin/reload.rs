@@ -283,6 +283,8 @@ impl Reloader {
         app.set_config(Config {
             server: running.server.clone(),
             store: running.store.clone(),
+            // A [store] key: a reload says [store] waits for a restart, so it does.
+            legacy_app_passwords: running.legacy_app_passwords,
             metrics: running.metrics,
             radsec: running.radsec.clone(),
             delivery: running.delivery.clone(),

@@ -154,6 +154,16 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
     let mut out = Vec::new();
     #[cfg(unix)]
     out.extend(store_file_warning(&cfg.store));
+    if cfg.legacy_app_passwords {
+        out.push(
+            "store: legacy_app_passwords = true: app passwords stored in the forms from \
+             before they were bound to their user are accepted, and anyone who can write to \
+             the database (without the key file) can copy one to another user or make one up \
+             for anyone; re-issue those `user app-password list` marks \"old form\", then \
+             turn it off"
+                .into(),
+        );
+    }
     // Still read there, so a file from before [users] keeps working; said, so it is moved
     // before a release stops reading it.
     if cfg.user_names.in_ldap() {

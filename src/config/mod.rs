@@ -93,6 +93,9 @@ pub(crate) fn one_of<T: Copy>(
 pub struct Config {
     pub server: ServerConfig,
     pub store: StoreConfig,
+    /// `[store] legacy_app_passwords`: app passwords stored before they were bound to their
+    /// user (argon2id, or a keyed hash of the password alone) are accepted.
+    pub legacy_app_passwords: bool,
     /// The directory; `None` only when every client's password is checked upstream, and
     /// then users are known by name alone (`auth::no_directory`).
     pub ldap: Option<LdapSettings>,

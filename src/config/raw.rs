@@ -115,6 +115,8 @@ pub struct RawStore {
     pub connect_timeout_ms: Option<u64>,
     pub sslmode: Option<String>,
     pub ssl_root_cert: Option<PathBuf>,
+    /// Accept app passwords stored in the forms from before they were bound to their user.
+    pub legacy_app_passwords: bool,
 }
 
 /// `server.request_deadline_ms` when not given.
@@ -135,6 +137,7 @@ impl Default for RawStore {
             connect_timeout_ms: None,
             sslmode: None,
             ssl_root_cert: None,
+            legacy_app_passwords: false,
         }
     }
 }

@@ -44,6 +44,7 @@ fn checked(raw: RawConfig, origin: &Path) -> Result<Config, ConfigError> {
     } = raw;
     let base = origin.parent().unwrap_or(Path::new("."));
     let server = server_config(server)?;
+    let legacy_app_passwords = store.legacy_app_passwords;
     let mut store = store_config(store, base, server.request_deadline)?;
     let clients = client_configs(clients, base)?;
     let upstreams = super::upstream::upstream_groups(upstream, upstreams, base)?;
@@ -93,6 +94,7 @@ fn checked(raw: RawConfig, origin: &Path) -> Result<Config, ConfigError> {
     let config = Config {
         server,
         store,
+        legacy_app_passwords,
         user_names: user_names(users, ldap.as_ref())?,
         ldap: ldap.map(|l| ldap_settings(l, base)).transpose()?,
         totp: totp_config(totp)?,

@@ -24,6 +24,8 @@ pub(super) fn store_config(
         connect_timeout_ms,
         sslmode,
         ssl_root_cert,
+        // Taken out by the caller: it is policy, not where the store is.
+        legacy_app_passwords: _,
     } = raw;
     let key_file = resolve("store.key_file", base, key_file)?;
     // The seed key, and below the database: in a directory every account may change, any

@@ -33,6 +33,7 @@ pub async fn try_app_password(
 ) -> Result<Option<Verdict>, Fault> {
     let stored = app.store.app_passwords(user).await?;
     let typed = field.expose_str().unwrap_or_default().to_string();
+    let owner = user.to_string();
     let hashes: Vec<(i64, String, Bound)> = stored
         .into_iter()
         .map(|p| {
@@ -58,7 +59,7 @@ pub async fn try_app_password(
         let _permit = permit;
         // The same time for any number of app passwords, none included (see `find`).
         let stored: Vec<&str> = hashes.iter().map(|(_, h, _)| h.as_str()).collect();
-        let i = app_password::find(&key, &typed, &stored)?;
+        let i = app_password::find(&key, &owner, &typed, &stored)?;
         hashes.into_iter().nth(i)
     })
     .await
@@ -67,6 +68,20 @@ pub async fn try_app_password(
         return Ok(None);
     };
     let serial = Some(format!("app-password-{id}"));
+    // A form from before app passwords were bound to their user: anyone who can write to
+    // the database, without the key file, can copy it to another user or make one up.
+    // Refused unless the admin allows them while users move to new ones; said in the audit
+    // so that the admin knows which to re-issue.
+    if app_password::form(&hash) == app_password::Form::Legacy && !app.config().legacy_app_passwords
+    {
+        let mut v = Verdict::reject(
+            "app password in a form from before they were bound to their user, refused \
+             ([store] legacy_app_passwords = false): re-issue it (user app-password add)",
+        );
+        v.mode = "app-password";
+        v.token_serial = serial;
+        return Ok(Some(v));
+    }
     let profile = app.store.user_profile(user).await?;
     if let Some((reason, reply)) = blocked(&profile) {
         let mut v = Verdict::reject(reason).with_reply(reply);
