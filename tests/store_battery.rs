@@ -148,6 +148,7 @@ store_battery! {
         remembered_logins_are_cut_to_a_client_period,
         inventory_import_list_assign_enable_delete,
         import_is_all_or_nothing,
+        import_refused_when_the_inventory_changed_since_its_checks,
         import_of_thousands_of_owned_tokens,
         import_replace_keeps_owner_and_what_was_learned,
         import_replace_keeps_the_counter_across_a_kind_change,

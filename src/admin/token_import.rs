@@ -536,6 +536,18 @@ pub async fn run(
     for w in broken_beside(&p.ready, &stored) {
         eprintln!("warning: {w}");
     }
+    // Checked again under the import's write lock: the checks above read a snapshot.
+    let seen = crate::store::InventorySeen {
+        last_id: stored.values().map(|r| r.token.id).max().unwrap_or(0),
+        owners: p
+            .ready
+            .iter()
+            .filter_map(|t| {
+                let before = stored.get(&t.token.serial)?;
+                Some((t.token.serial.clone(), before.token.user.clone()))
+            })
+            .collect(),
+    };
     drop(stored);
     // Owners as they will be after the import: a replaced token the file names no owner
     // for keeps its stored one, and is not "in stock".
@@ -636,9 +648,14 @@ pub async fn run(
         .chain(super::token_replace::records(cfg, &replaced, &file))
         .collect();
     let written = store
-        .import_tokens_audited(&batch, a.replace, &records)
+        .import_tokens_audited(&batch, a.replace, &records, Some(&seen))
         .await;
     spinner.finish_and_clear();
+    if let Err(crate::store::StoreError::InventoryChanged(why)) = &written {
+        eprintln!("{}: {why}", a.file.display());
+        audit_refusal(cfg, Some(store), &a, why).await;
+        return Ok(ExitCode::from(1));
+    }
     written.context("storing the tokens; nothing was imported")?;
     // Forgetting previous owners' remembered logins is a security step, with its records
     // after it; every failure is reported.

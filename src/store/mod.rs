@@ -88,6 +88,64 @@ pub enum StoreError {
     /// PostgreSQL refused radmfa's role a table at open; the text says what to grant.
     #[error("database error: {0}")]
     PermissionDenied(String),
+    /// The token inventory changed between an import's checks and its write (see
+    /// [`InventorySeen`]); nothing was written. The text says what changed.
+    #[error("{0}")]
+    InventoryChanged(String),
+}
+
+/// What an import's checks saw of the token inventory, checked again under the import's
+/// write lock. The checks (a seed already stored under another serial, a held token moved
+/// without --force) read every token first, which takes seconds for a large inventory and
+/// cannot hold the write lock meanwhile (logins write too): two imports at once each stored
+/// one seed under its own serial, and an import replacing a token moved it from the user an
+/// admin had just given it to, with no --force and no record of the move (red team).
+#[derive(Debug, Clone, Default)]
+pub struct InventorySeen {
+    /// The highest token id the checks read (ids are never reused): a token stored since,
+    /// by another import or an enrollment, was not checked against.
+    pub last_id: i64,
+    /// The tokens the import replaces, with the owner the checks saw.
+    pub owners: Vec<(String, Option<String>)>,
+}
+
+/// Whether the inventory is as `seen` says, given what the import's transaction read: the
+/// first token stored since (`added`), and each of `seen.owners`' serials' owner now (in
+/// their order; `None` for a token no longer there).
+pub(crate) fn inventory_unchanged(
+    seen: &InventorySeen,
+    added: Option<String>,
+    now: &[Option<Option<String>>],
+) -> Result<(), StoreError> {
+    const AGAIN: &str = "nothing was imported; run the import again, and it checks the file \
+                         against the store as it is now";
+    if let Some(serial) = added {
+        return Err(StoreError::InventoryChanged(format!(
+            "token {} was stored while this import checked the file against the store \
+             (another import, or an enrollment), so its seed was not compared with the \
+             file's: {AGAIN}",
+            crate::admin::printable(&serial)
+        )));
+    }
+    for ((serial, before), now) in seen.owners.iter().zip(now) {
+        let now = now.clone().flatten();
+        if *before != now {
+            let who = |o: &Option<String>| {
+                o.as_deref().map_or_else(
+                    || "nobody (in stock)".to_string(),
+                    |o| crate::admin::printable(o).into_owned(),
+                )
+            };
+            return Err(StoreError::InventoryChanged(format!(
+                "token {} was given to {} while this import checked the file against the \
+                 store (it was {}'s): {AGAIN}",
+                crate::admin::printable(serial),
+                who(&now),
+                who(before)
+            )));
+        }
+    }
+    Ok(())
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -594,19 +652,22 @@ pub trait Store: Send + Sync + 'static {
         tokens: &[(NewToken, TokenExtra)],
         replace: bool,
     ) -> Result<u64, StoreError> {
-        self.import_tokens_audited(tokens, replace, &[]).await
+        self.import_tokens_audited(tokens, replace, &[], None).await
     }
     /// [`Store::import_tokens`], with `audit` written in the same transaction: the records
     /// of what the import did (whom each token was given to) are there exactly when the
     /// tokens are. Written after it, a `kill -9` in between left 100,000 tokens with 394 of
     /// their records, and a second run was refused for the serials it found.
+    /// With `seen`, refused with [`StoreError::InventoryChanged`] when a token was stored
+    /// since, or a replaced token's owner changed, under the import's write lock.
     async fn import_tokens_audited(
         &self,
         tokens: &[(NewToken, TokenExtra)],
         replace: bool,
         audit: &[AuditRecord],
+        seen: Option<&InventorySeen>,
     ) -> Result<u64, StoreError> {
-        let _ = (tokens, replace, audit);
+        let _ = (tokens, replace, audit, seen);
         Err(StoreError::Unsupported("import_tokens"))
     }
     /// Tokens with inventory data, ordered by serial, seeds decrypted.

@@ -254,8 +254,9 @@ impl Store for PgStore {
         tokens: &[(NewToken, TokenExtra)],
         replace: bool,
         audit: &[AuditRecord],
+        seen: Option<&crate::store::InventorySeen>,
     ) -> Result<u64, StoreError> {
-        self.import_tokens_impl(tokens, replace, audit).await
+        self.import_tokens_impl(tokens, replace, audit, seen).await
     }
 
     async fn list_tokens(&self, filter: &TokenFilter) -> Result<Vec<TokenRecord>, StoreError> {

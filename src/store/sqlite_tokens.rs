@@ -9,8 +9,8 @@ use super::sqlite::{counter_to_sql, is_unique_violation, kind_str, now_unix, ret
 use super::sqlite_reads::Seed::MayFail;
 use super::sqlite_writer::sqlite_err;
 use super::{
-    AuditRecord, FirstToken, NewToken, SqliteStore, StepUse, StoreError, TokenAsRead, TokenExtra,
-    TokenFilter, TokenRecord,
+    AuditRecord, FirstToken, InventorySeen, NewToken, SqliteStore, StepUse, StoreError,
+    TokenAsRead, TokenExtra, TokenFilter, TokenRecord,
 };
 use rusqlite::OptionalExtension;
 use sqlx::SqliteConnection;
@@ -83,6 +83,7 @@ impl SqliteStore {
         tokens: &[(NewToken, TokenExtra)],
         replace: bool,
         audit: &[AuditRecord],
+        seen: Option<&InventorySeen>,
     ) -> Result<u64, StoreError> {
         // Seal outside the transaction: it is the CPU-heavy part and needs no lock.
         let mut rows = Vec::with_capacity(tokens.len());
@@ -93,6 +94,24 @@ impl SqliteStore {
         // One IMMEDIATE transaction: one fsync for the whole file instead of one per token,
         // and nothing stays behind if any row fails.
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        if let Some(seen) = seen {
+            // Under the write lock BEGIN IMMEDIATE took: no other writer until the commit.
+            let added: Option<String> =
+                sqlx::query_scalar("SELECT serial FROM tokens WHERE id > ?1 ORDER BY id LIMIT 1")
+                    .bind(seen.last_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let mut now_owners = Vec::with_capacity(seen.owners.len());
+            for (serial, _) in &seen.owners {
+                let owner: Option<Option<String>> =
+                    sqlx::query_scalar("SELECT user FROM tokens WHERE serial = ?1")
+                        .bind(serial)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                now_owners.push(owner);
+            }
+            super::inventory_unchanged(seen, added, &now_owners)?;
+        }
         let now = now_unix();
         let upsert = if replace {
             // The owner stays when the new data names none, and so do the validity dates

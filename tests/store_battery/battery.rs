@@ -73,6 +73,7 @@ where
     delete_user_removes_everything_of_that_user(&*make().await).await;
     inventory_import_list_assign_enable_delete(&*make().await).await;
     import_is_all_or_nothing(&*make().await).await;
+    import_refused_when_the_inventory_changed_since_its_checks(&*make().await).await;
     import_of_thousands_of_owned_tokens(&*make().await).await;
     import_replace_keeps_owner_and_what_was_learned(&*make().await).await;
     import_replace_keeps_the_counter_across_a_kind_change(&*make().await).await;
@@ -815,7 +816,7 @@ pub async fn user_status_and_list_users(store: &dyn Store) {
         })
         .collect();
     store
-        .import_tokens_audited(&batch, false, &[audit_record(T, "", "import")])
+        .import_tokens_audited(&batch, false, &[audit_record(T, "", "import")], None)
         .await
         .unwrap();
     let all = listed(T).await;
@@ -2053,6 +2054,72 @@ pub async fn inventory_import_list_assign_enable_delete(store: &dyn Store) {
     assert!(store.token_by_serial("H1").await.unwrap().is_none());
 }
 
+/// An import's checks read the inventory before its write lock: a token stored since (by
+/// another import, which may hold the same seed) or a replaced token given to someone else
+/// since refuses the import under that lock, with nothing written. Two imports at once each
+/// stored one seed under its own serial, and a replacing import moved a token an admin had
+/// just assigned (red team).
+pub async fn import_refused_when_the_inventory_changed_since_its_checks(store: &dyn Store) {
+    let first = store.add_token(totp("R1", None, b"stock")).await.unwrap();
+    let seen = radmfa::store::InventorySeen {
+        last_id: first,
+        owners: vec![("R1".into(), None)],
+    };
+    let batch = vec![
+        (totp("R1", Some("bob"), b"stock"), TokenExtra::default()),
+        (totp("R2", None, b"shared"), TokenExtra::default()),
+    ];
+    let records = [audit_record(T, "", "import")];
+    // Another admin gives R1 to alice meanwhile.
+    assert!(store.assign_token("R1", None, Some("alice")).await.unwrap());
+    let err = store
+        .import_tokens_audited(&batch, true, &records, Some(&seen))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::InventoryChanged(ref m)
+            if m.contains("token R1 was given to alice") && m.contains("nothing was imported")),
+        "{err:?}"
+    );
+    let all = store.list_tokens(&TokenFilter::default()).await.unwrap();
+    assert_eq!(record_serials(&all), ["R1"]);
+    assert_eq!(all[0].token.user.as_deref(), Some("alice"));
+    // Another import stores R3 (the same seed as this one's R2) meanwhile.
+    let seen = radmfa::store::InventorySeen {
+        last_id: first,
+        owners: vec![("R1".into(), Some("alice".into()))],
+    };
+    store.add_token(totp("R3", None, b"shared")).await.unwrap();
+    let err = store
+        .import_tokens_audited(&batch[1..], false, &records, Some(&seen))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::InventoryChanged(ref m) if m.contains("token R3 was stored")),
+        "{err:?}"
+    );
+    let all = store.list_tokens(&TokenFilter::default()).await.unwrap();
+    assert_eq!(record_serials(&all), ["R1", "R3"]);
+    assert!(store
+        .audit(&AuditFilter::default())
+        .await
+        .unwrap()
+        .is_empty());
+    // As seen: written.
+    let seen = radmfa::store::InventorySeen {
+        last_id: all.iter().map(|r| r.token.id).max().unwrap(),
+        owners: vec![("R1".into(), Some("alice".into()))],
+    };
+    let batch = vec![(totp("R1", None, b"stock"), TokenExtra::default())];
+    assert_eq!(
+        store
+            .import_tokens_audited(&batch, true, &records, Some(&seen))
+            .await
+            .unwrap(),
+        1
+    );
+}
+
 pub async fn import_is_all_or_nothing(store: &dyn Store) {
     store
         .add_token(totp("T5", Some("carol"), b"old"))
@@ -2069,7 +2136,7 @@ pub async fn import_is_all_or_nothing(store: &dyn Store) {
         audit_record(T, "dave", "assign"),
     ];
     let err = store
-        .import_tokens_audited(&batch, false, &records)
+        .import_tokens_audited(&batch, false, &records, None)
         .await
         .unwrap_err();
     assert!(
@@ -2088,7 +2155,7 @@ pub async fn import_is_all_or_nothing(store: &dyn Store) {
     let fine = vec![(totp("T8", Some("dave"), b"d"), TokenExtra::default())];
     assert_eq!(
         store
-            .import_tokens_audited(&fine, false, &records)
+            .import_tokens_audited(&fine, false, &records, None)
             .await
             .unwrap(),
         1
@@ -2134,7 +2201,7 @@ pub async fn import_of_thousands_of_owned_tokens(store: &dyn Store) {
         .collect();
     assert_eq!(
         store
-            .import_tokens_audited(&batch, false, &records)
+            .import_tokens_audited(&batch, false, &records, None)
             .await
             .unwrap(),
         N as u64

@@ -161,6 +161,7 @@ impl PgStore {
         tokens: &[(NewToken, TokenExtra)],
         replace: bool,
         audit: &[AuditRecord],
+        seen: Option<&crate::store::InventorySeen>,
     ) -> Result<u64, StoreError> {
         // Seal outside the transaction: it is the CPU-heavy part and needs no lock.
         let mut rows = Vec::with_capacity(tokens.len());
@@ -173,6 +174,32 @@ impl PgStore {
         // Inside a request: a savepoint in its transaction (see request_tx.rs).
         let mut w = self.writer().await?;
         let mut tx = sqlx::Connection::begin(w.conn()).await?;
+        if let Some(seen) = seen {
+            // Imports one at a time, on any node, from here to their commit: a token another
+            // import stores meanwhile would not be seen here (READ COMMITTED sees what is
+            // committed). An enrollment's random seed shares nothing, and a token stored
+            // by one with a lower id, committed after this reads, is not worth refusing.
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+                .bind("tokens:import")
+                .execute(&mut *tx)
+                .await?;
+            let added: Option<String> =
+                sqlx::query_scalar("SELECT serial FROM tokens WHERE id > $1 ORDER BY id LIMIT 1")
+                    .bind(seen.last_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let mut now_owners = Vec::with_capacity(seen.owners.len());
+            for (serial, _) in &seen.owners {
+                // FOR UPDATE: an assign waits for this import's commit, and comes after it.
+                let owner: Option<Option<String>> =
+                    sqlx::query_scalar("SELECT username FROM tokens WHERE serial = $1 FOR UPDATE")
+                        .bind(serial)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                now_owners.push(owner);
+            }
+            crate::store::inventory_unchanged(seen, added, &now_owners)?;
+        }
         let now = now_unix();
         let upsert = if replace {
             // As in the SQLite store: what radmfa learned about the token stays, and for the
