@@ -1666,3 +1666,63 @@ fn a_file_over_the_limit_is_refused_with_how_to_split_it() {
         "{err}"
     );
 }
+
+/// A PSKC `UserId` that is a DN gives the token to the name cut from its first value, and
+/// that name's directory entry must be the one the DN names. From Active Directory the DN
+/// starts with a CN, which is no login name there: `CN=jsmith,OU=Contractors,…` (John's
+/// entry) gave the token to `jsmith`, someone else's account, with no word (red team). Now
+/// such a key is refused naming both entries, `--skip-invalid` leaves it out, and `--map`
+/// gives it its owner; a DN spelt otherwise (case, spaces) that names the entry is fine.
+#[test]
+fn a_pskc_owner_dn_must_name_the_entry_it_gives_the_token_to() {
+    use common::slapd::{LdapUser, Slapd};
+    let slapd = Slapd::start(&[
+        LdapUser::new("jsmith", "jsmith-Secret-pw"),
+        LdapUser::new("bob", "bob-Secret-pw"),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &Options::new(&slapd.url));
+    let a = Admin { dir, cfg };
+    let tokens = serde_json::json!([
+        {"serial": "DN-1", "secret_hex": hex::encode(b"seed of the first fob"), "type": "totp",
+         "digits": 6, "period": 30, "user": "CN=jsmith,OU=Contractors,DC=other,DC=corp"},
+        {"serial": "DN-2", "secret_hex": hex::encode(b"seed of the second fob"), "type": "totp",
+         "digits": 6, "period": 30, "user": "UID=bob, OU=People,DC=Example,DC=org"},
+    ]);
+    let file = a.path("dn.pskcxml");
+    make_pskc(&file, &tokens, &[]);
+    let (ok, _, err) = a.import(&file, &[]);
+    assert!(!ok, "{err}");
+    assert!(
+        err.contains(
+            "UserId CN=jsmith,OU=Contractors,DC=other,DC=corp gives the token to jsmith, whose \
+             directory entry is uid=jsmith,ou=people,dc=example,dc=org: not the entry the \
+             file names"
+        ) && err.contains("nothing was imported"),
+        "{err}"
+    );
+    assert!(!err.contains("DN-2"), "{err}");
+    assert!(a.tokens().is_empty());
+    let (ok, _, err) = a.import(&file, &["--skip-invalid"]);
+    assert!(ok, "{err}");
+    let owners = |a: &Admin| -> Vec<(String, serde_json::Value)> {
+        a.tokens()
+            .iter()
+            .map(|t| (t["serial"].as_str().unwrap().to_string(), t["user"].clone()))
+            .collect()
+    };
+    assert_eq!(
+        owners(&a),
+        [("DN-2".to_string(), serde_json::json!("bob"))],
+        "{err}"
+    );
+    // The admin says whose it is (DN-2, already in, is skipped).
+    let map = a.write("map.csv", "DN-1,jsmith\n");
+    let (ok, _, err) = a.import(&file, &["--map", map.to_str().unwrap(), "--skip-invalid"]);
+    assert!(ok && !err.contains("not the entry the file names"), "{err}");
+    assert!(
+        owners(&a).contains(&("DN-1".to_string(), serde_json::json!("jsmith"))),
+        "{:?}",
+        owners(&a)
+    );
+}

@@ -6,6 +6,7 @@
 
 use crate::auth::{LdapAuth, PrimaryAuth};
 use crate::config::Config;
+use std::collections::HashMap;
 
 /// Whether the command may go on for `user` (already keyed as logins key it): yes without
 /// `[ldap]` (the upstream server vouches for names at login), with `overridden` (the
@@ -113,16 +114,20 @@ const IMPORT_LOOKUPS_AT_ONCE: usize = 8;
 pub async fn owners_in_directory(
     cfg: &Config,
     owners: &[&str],
-) -> (Option<String>, Vec<(String, Vec<String>)>) {
+) -> (
+    Option<String>,
+    Vec<(String, Vec<String>)>,
+    HashMap<String, String>,
+) {
     use futures_util::{StreamExt, TryStreamExt};
     let Some(settings) = cfg.ldap.as_ref() else {
-        return (None, Vec::new());
+        return (None, Vec::new(), HashMap::new());
     };
     let mut owners = owners.to_vec();
     owners.sort_unstable();
     owners.dedup();
     if owners.is_empty() {
-        return (None, Vec::new());
+        return (None, Vec::new(), HashMap::new());
     }
     let ldap = match LdapAuth::new(settings.clone()) {
         Ok(ldap) => ldap,
@@ -130,16 +135,20 @@ pub async fn owners_in_directory(
             return (
                 Some(format!("owners not checked against the directory ({e})")),
                 Vec::new(),
+                HashMap::new(),
             )
         }
     };
-    // Each owner with its entry's other names, `None` for no entry.
-    type Found<'a> = Vec<(&'a str, Option<Vec<String>>)>;
+    // Each owner with its entry's DN and other names, `None` for no entry.
+    type Found<'a> = Vec<(&'a str, Option<(String, Vec<String>)>)>;
     let looked_up: Result<Found, _> = futures_util::stream::iter(owners.iter())
         .map(|&owner| {
             let ldap = &ldap;
             async move {
-                let found = ldap.lookup(owner).await?.map(|info| info.other_names);
+                let found = ldap
+                    .lookup(owner)
+                    .await?
+                    .map(|info| (info.dn, info.other_names));
                 Ok::<_, crate::auth::AuthError>((owner, found))
             }
         })
@@ -152,9 +161,14 @@ pub async fn owners_in_directory(
             return (
                 Some(format!("owners not checked against the directory ({e})")),
                 Vec::new(),
+                HashMap::new(),
             )
         }
     };
+    let dns = found
+        .iter()
+        .filter_map(|(o, f)| Some((o.to_string(), f.as_ref()?.0.clone())))
+        .collect();
     let missing: Vec<&str> = found
         .iter()
         .filter(|(_, f)| f.is_none())
@@ -162,7 +176,7 @@ pub async fn owners_in_directory(
         .collect();
     let other_names = found
         .iter()
-        .filter_map(|(o, f)| Some((o.to_string(), f.clone()?)))
+        .filter_map(|(o, f)| Some((o.to_string(), f.clone()?.1)))
         .filter(|(_, names)| !names.is_empty())
         .collect();
     let first: Vec<String> = missing
@@ -186,5 +200,5 @@ pub async fn owners_in_directory(
             }
         )
     });
-    (warning, other_names)
+    (warning, other_names, dns)
 }

@@ -503,9 +503,29 @@ pub async fn run(
         .iter()
         .filter_map(|t| t.token.user.as_deref())
         .collect();
-    let (missing, other_names) = super::directory_name::owners_in_directory(cfg, &owners).await;
+    let (missing, other_names, dns) =
+        super::directory_name::owners_in_directory(cfg, &owners).await;
     if let Some(w) = missing {
         eprintln!("warning: {w}");
+    }
+    let wrong = not_the_entry_named(&p.ready, &dns);
+    if !wrong.is_empty() {
+        show("error", &wrong);
+        if !a.skip_invalid {
+            eprintln!(
+                "{}: {} owner(s) are not the directory entry the file names; nothing was \
+                 imported (give those owners with --map, or use --skip-invalid to import \
+                 the others)",
+                a.file.display(),
+                wrong.len(),
+            );
+            let why = format!("{} problem(s): {}", wrong.len(), places(&wrong));
+            audit_refusal(cfg, store, &a, &why).await;
+            return Ok(ExitCode::from(1));
+        }
+        let refused: HashSet<&str> = wrong.iter().map(|w| w.origin.as_str()).collect();
+        p.ready.retain(|t| !refused.contains(t.origin.as_str()));
+        p.problems.extend(wrong);
     }
     let held = held_under_other_names(cfg, &other_names, &stored);
     for w in held.iter().take(SHOW_PROBLEMS) {
@@ -694,6 +714,64 @@ async fn audit_refusal(cfg: &Config, store: Option<&dyn Store>, a: &ImportArgs, 
     }
 }
 
+/// The tokens whose owner the file named by a DN (`UserId`) that is not the DN of the
+/// entry the name cut from it finds (`dns`: owner → its entry's DN): a PSKC file from
+/// Active Directory names owners `CN=…`, and a CN is no login name there, so `CN=jsmith`
+/// (John's entry) gave the token to `jsmith`, Jane's sAMAccountName, with no word (red
+/// team). An owner the directory did not find is warned about apart.
+fn not_the_entry_named(
+    ready: &[import::ImportedToken],
+    dns: &HashMap<String, String>,
+) -> Vec<import::Problem> {
+    ready
+        .iter()
+        .filter_map(|t| {
+            let named = t.owner_dn.as_deref()?;
+            let user = t.token.user.as_deref()?;
+            let found = dns.get(user)?;
+            (!same_dn(named, found)).then(|| import::Problem {
+                origin: t.origin.clone(),
+                message: format!(
+                    "UserId {} gives the token to {}, whose directory entry is {}: not the \
+                     entry the file names",
+                    super::printable(named),
+                    super::printable(user),
+                    super::printable(found)
+                ),
+            })
+        })
+        .collect()
+}
+
+/// Whether two DNs are the same, as far as spelling goes: attribute names and values
+/// compared without case, spaces around `=` and after `,` left out (an escaped comma
+/// stays part of its value).
+fn same_dn(a: &str, b: &str) -> bool {
+    fn rdns(dn: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut part = String::new();
+        let mut escaped = false;
+        for c in dn.chars() {
+            match c {
+                ',' if !escaped => out.push(std::mem::take(&mut part)),
+                _ => {
+                    escaped = c == '\\' && !escaped;
+                    part.push(c);
+                }
+            }
+        }
+        out.push(part);
+        out.into_iter()
+            .map(|rdn| match rdn.split_once('=') {
+                Some((attr, value)) => format!("{}={}", attr.trim(), value.trim()),
+                None => rdn.trim().to_string(),
+            })
+            .map(|rdn| rdn.to_lowercase())
+            .collect()
+    }
+    rdns(a) == rdns(b)
+}
+
 /// Rows or key elements named in an import's audit record before "and N more".
 const RECORD_PLACES: usize = 20;
 
@@ -796,6 +874,20 @@ mod tests {
             origin: format!("line {line}"),
             message: message.into(),
         }
+    }
+
+    #[test]
+    fn dns_are_the_same_whatever_their_case_and_spaces() {
+        assert!(same_dn(
+            "UID=bob, OU=People,DC=Example,DC=org",
+            "uid=bob,ou=people,dc=example,dc=org"
+        ));
+        assert!(same_dn("cn = Smith\\, John,dc=x", "CN=smith\\, john, DC=X"));
+        assert!(!same_dn(
+            "CN=jsmith,OU=Contractors,DC=other",
+            "uid=jsmith,ou=people,dc=other"
+        ));
+        assert!(!same_dn("cn=Smith\\, John,dc=x", "cn=Smith,cn=John,dc=x"));
     }
 
     #[test]

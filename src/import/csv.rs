@@ -302,6 +302,7 @@ pub(crate) fn parse_into(
                         origin: format!("line {line}"),
                         token,
                         extra,
+                        owner_dn: None,
                     })),
                     Err(m) => Entry::InvalidToken(problem(line, m), token.serial),
                 },

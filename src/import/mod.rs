@@ -27,6 +27,11 @@ pub struct ImportedToken {
     pub origin: String,
     pub token: NewToken,
     pub extra: TokenExtra,
+    /// The directory DN the file named the owner by (a PSKC `UserId` such as
+    /// `UID=jsmith,DC=example,DC=net`), which the owner's entry must have: the name is cut
+    /// from its first value, and in Active Directory a CN is no login name (`CN=jsmith`
+    /// may be John's entry, while `jsmith` is Jane's sAMAccountName).
+    pub owner_dn: Option<String>,
 }
 
 /// Something wrong with one row or key element, or a reason it was left out.

@@ -280,6 +280,8 @@ pub fn plan(
         }
         if let Some((user, _)) = map.get(&t.token.serial) {
             t.token.user = Some(user.clone());
+            // The admin named the owner: the file's DN no longer says who it is.
+            t.owner_dn = None;
         }
         out.ready.push(t);
     }

@@ -107,6 +107,7 @@ mod tests {
                 secret: Secret::new(seed.to_vec()),
             },
             extra: TokenExtra::default(),
+            owner_dn: None,
         }
     }
 

@@ -131,13 +131,14 @@ pub fn parse(
                 continue;
             }
             match read_key(&env, &lines, device, *key, defaults) {
-                Ok(Some((token, extra, encrypted))) => {
+                Ok(Some((token, extra, encrypted, owner_dn))) => {
                     crypto_ok += usize::from(encrypted);
                     out.push(match check_token(&token, &extra) {
                         Ok(()) => Entry::Token(Box::new(ImportedToken {
                             origin,
                             token,
                             extra,
+                            owner_dn,
                         })),
                         Err(message) => {
                             Entry::InvalidToken(Problem { origin, message }, token.serial)
@@ -337,7 +338,8 @@ fn decrypted_int(name: &str, b: &[u8]) -> Result<i128, ValueError> {
     }
 }
 
-type KeyRead = (NewToken, TokenExtra, bool);
+/// A key's token, its data, whether it was encrypted, and the DN its owner was named by.
+type KeyRead = (NewToken, TokenExtra, bool, Option<String>);
 
 /// 2000-01-01T00:00:00Z: no token file was written before it.
 const Y2000: i64 = 946_684_800;
@@ -502,9 +504,9 @@ fn read_key(
         let now = crate::clock::Clock::now(&crate::clock::SystemClock);
         check_time(time, kind, period, now, lines.line(elem))?;
     }
-    let user = text(key, &["UserId"])
-        .or_else(|| dev_text("UserId"))
-        .and_then(|u| user_from_userid(&u));
+    let user_id = text(key, &["UserId"]).or_else(|| dev_text("UserId"));
+    let user = user_id.as_deref().and_then(user_from_userid);
+    let owner_dn = user_id.filter(|id| user.is_some() && id.contains('='));
     let pol_text = |n: &str| policy.and_then(|p| text(p, &[n]));
     let extra = TokenExtra {
         manufacturer: dev_text("Manufacturer"),
@@ -556,7 +558,7 @@ fn read_key(
         counter,
         secret,
     };
-    Ok(Some((token, extra, encrypted)))
+    Ok(Some((token, extra, encrypted, owner_dn)))
 }
 
 #[cfg(test)]
