@@ -368,6 +368,8 @@ fn a_secret_file_gives_its_first_line_and_must_be_private() {
             "\nfirst-line-secret\n",
             "nas.secret: its first line is empty; the secret must be on the first line",
         ),
+        ("short\n", "nas.secret: the secret is too short (5 bytes)"),
+        ("         \n", "nas.secret: the secret is blank"),
     ] {
         std::fs::write(&file, written).unwrap();
         let err = Config::parse(text, &dir.path().join("radmfa.toml"))
@@ -734,6 +736,20 @@ fn a_store_in_a_directory_every_account_may_change_is_refused() {
         std::fs::set_permissions(d, std::fs::Permissions::from_mode(m)).unwrap()
     };
     Config::load(&config).expect("private directories");
+    // The state directory given for the database file: named as such, not taken for a
+    // database whose key file is missing.
+    let dir_text = text.replace("path = \"state/radmfa.db\"", "path = \"state\"");
+    std::fs::write(&config, &dir_text).unwrap();
+    let err = Config::load(&config).unwrap_err().to_string();
+    assert!(
+        err.contains(&format!(
+            "store.path: {} is a directory; give the database file's path (such as {})",
+            state.display(),
+            state.join("radmfa.db").display()
+        )),
+        "{err}"
+    );
+    std::fs::write(&config, text).unwrap();
     for (open, key) in [(&state, "store.path"), (&keys, "store.key_file")] {
         mode(open, 0o777);
         let err = Config::load(&config).unwrap_err().to_string();

@@ -145,6 +145,20 @@ pub fn client_line(cfg: &Config, c: &ClientConfig) -> String {
     parts.join("; ")
 }
 
+/// Whether method `m` of client `c` can reach a user: as the summary line says (a provider
+/// configured; on an inline client, no prompt for an SMS code or a call's Enter).
+fn usable_method(cfg: &Config, c: &ClientConfig, m: Method) -> bool {
+    let f = &c.factors;
+    let inline = matches!(c.otp_mode, OtpMode::Inline { .. }) && !f.second_factor_only;
+    match m {
+        Method::Sms => cfg.delivery.sms.is_some() && !inline,
+        Method::Voice => {
+            cfg.delivery.voice.is_some() && !(inline && f.voice_mode == VoiceMode::Challenge)
+        }
+        _ => true,
+    }
+}
+
 /// A line per setting that lets a login through on less than both factors, or weakens the
 /// RADIUS exchange itself, or cannot work as set (upstream servers the deadline cuts off), or
 /// leaves a NAS policy to config order (two group rules setting one single-valued attribute).
@@ -785,6 +799,21 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
             ));
         }
         let f = &c.factors;
+        // Every second factor the client lists unusable here: every user who needs one is
+        // refused. The summary line's "(no [voice] section)" said it, among notes that
+        // every sample config shows (red team: a silent `ok`).
+        if !f.methods.is_empty() && !f.methods.iter().any(|m| usable_method(cfg, c, *m)) {
+            warn(format!(
+                "none of its methods ({}) can work here (see its line above), so every user \
+                 who needs a second factor on it is refused: add the [sms] or [voice] section \
+                 they need, or totp to methods",
+                f.methods
+                    .iter()
+                    .map(|m| m.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
         // Over RadSec alone there is no one in the path to forge a packet: nothing to warn.
         if !c.require_message_authenticator && c.transport.udp() {
             warn(
@@ -1197,8 +1226,9 @@ fn weak_secret(secret: &[u8], loopback: bool) -> Option<String> {
     // then fails its Message-Authenticator with no word of why.
     if looks_like_a_reference(secret) {
         return Some(
-            "looks like a variable reference, which radmfa does not expand: the text itself \
-             is the secret (use secret_file for a secret kept elsewhere)"
+            "looks like a variable reference or a template's placeholder, which radmfa does \
+             not expand: the text itself is the secret (use secret_file for a secret kept \
+             elsewhere, or render the template)"
                 .into(),
         );
     }
@@ -1213,8 +1243,15 @@ fn weak_secret(secret: &[u8], loopback: bool) -> Option<String> {
 
 /// Whether a secret reads like `${NAS_SECRET}`, `$ENV{X}`, `env:X` or `$LDAP_PW`: a
 /// reference that FreeRADIUS or a shell would expand, and radmfa takes as the text itself.
+/// Or a template's placeholder left in a file copied instead of rendered: Jinja's
+/// (Ansible, Salt) `{{ nas_secret }}`, ERB's `<%= @secret %>`, Puppet's `%{NAS_SECRET}`
+/// (the first is 16 bytes, long enough to pass unsaid: red team).
 fn looks_like_a_reference(secret: &[u8]) -> bool {
-    secret.starts_with(b"${")
+    let trimmed = secret.trim_ascii();
+    (trimmed.starts_with(b"{{") && trimmed.ends_with(b"}}"))
+        || (trimmed.starts_with(b"<%") && trimmed.ends_with(b"%>"))
+        || (trimmed.starts_with(b"%{") && trimmed.ends_with(b"}"))
+        || secret.starts_with(b"${")
         || secret.starts_with(b"$ENV{")
         || secret.starts_with(b"env:")
         || (secret.len() > 1
@@ -1629,6 +1666,10 @@ mod tests {
             b"$ENV{RADIUS_SECRET_LONG}",
             b"env:NAS_SECRET_FOR_THE_VPN",
             b"$NAS_SHARED_SECRET",
+            b"{{ nas_secret }}",
+            b"{{nas_secret_for_the_vpn}}",
+            b"<%= @secret %>",
+            b"%{NAS_SECRET}",
         ] {
             assert!(
                 weak_secret(reference, false)
@@ -1675,6 +1716,29 @@ mod tests {
     fn warns_of(text: &str, what: &str) -> bool {
         let c = Config::parse(text, std::path::Path::new("radmfa.toml")).expect("valid");
         warnings(&c).iter().any(|w| w.contains(what))
+    }
+
+    #[test]
+    fn a_client_none_of_whose_methods_can_work_is_warned_about() {
+        let with = |client_keys: &str, sections: &str| {
+            format!(
+                "{LDAP}{sections}\n[[client]]\nname = \"nas\"\naddress = \"127.0.0.1\"\n\
+                 secret = \"0123456789abcdef\"\n{client_keys}\n"
+            )
+        };
+        let none = "none of its methods";
+        assert!(warns_of(&with("methods = [\"voice\"]", ""), none));
+        assert!(warns_of(&with("methods = [\"sms\", \"voice\"]", ""), none));
+        assert!(!warns_of(
+            &with("methods = [\"totp\", \"voice\"]", ""),
+            none
+        ));
+        assert!(!warns_of(&with("", ""), none));
+        let sms = "[sms]\nprovider = \"http\"\n[http_sms]\nurl = \"http://127.0.0.1:9/send\"\n\
+                   body = \"to={phone}&text={message}\"\n";
+        let inline = "otp_mode = \"inline\"\ninline_delimiter = \",\"\nmethods = [\"sms\"]";
+        assert!(warns_of(&with(inline, sms), none));
+        assert!(!warns_of(&with("methods = [\"sms\"]", sms), none));
     }
 
     #[test]

@@ -727,20 +727,34 @@ pub(super) fn shared_secret(
     file: Option<PathBuf>,
     base: &Path,
 ) -> Result<Secret, ConfigError> {
+    // A secret read from a file is said of the file's key: the config has no `key` then
+    // (red team: "client[0].secret: is too short" of a config with only secret_file).
+    let named = match &file {
+        Some(_) if inline.is_none() => format!("{key}_file"),
+        _ => key.to_string(),
+    };
+    let from = match &file {
+        Some(f) if inline.is_none() => format!("{}: the secret ", f.display()),
+        _ => String::new(),
+    };
     let secret = secret_value(key, inline, file, base)?;
     // RFC 2865 §3 wants the secret unguessable; RFC 6614 recommends at least 16 characters.
     // Counted in bytes, as the RADIUS hash takes it (an accented letter is two).
     if secret.len() < 8 {
         return Err(ConfigError::invalid(
-            key,
+            named,
             format!(
-                "is too short ({} bytes): use at least 8 characters, 16 or more recommended",
+                "{from}is too short ({} bytes): use at least 8 characters, 16 or more \
+                 recommended",
                 secret.len()
             ),
         ));
     }
     if secret.expose().iter().all(u8::is_ascii_whitespace) {
-        return Err(ConfigError::invalid(key, "is blank: only spaces"));
+        return Err(ConfigError::invalid(
+            named,
+            format!("{from}is blank: only spaces"),
+        ));
     }
     Ok(secret)
 }

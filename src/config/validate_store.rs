@@ -66,6 +66,19 @@ pub(super) fn store_config(
                     "must not be the database file: the key has to live apart from the data",
                 ));
             }
+            // The state directory given for the file (`/var/lib/radmfa`): every command then
+            // took the directory for a database without its key file, and told the admin to
+            // restore a key that never existed (red team).
+            if path.is_dir() {
+                return Err(ConfigError::invalid(
+                    "store.path",
+                    format!(
+                        "{} is a directory; give the database file's path (such as {})",
+                        path.display(),
+                        path.join("radmfa.db").display()
+                    ),
+                ));
+            }
             not_in_open_directory("store.path", &path)?;
             Ok(StoreConfig::Sqlite { path, key_file })
         }
