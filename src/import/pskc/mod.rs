@@ -21,8 +21,7 @@ use crate::store::{user_key, NewToken, OtpAlgorithm, TokenExtra, TokenKind};
 
 fn document(bytes: &[u8]) -> Result<Document<'_>, ImportError> {
     crate::import::refuse_utf16(bytes)?;
-    let text =
-        std::str::from_utf8(bytes).map_err(|e| ImportError::Xml(format!("not UTF-8: {e}")))?;
+    let text = std::str::from_utf8(bytes).map_err(|e| not_utf8(bytes, &e))?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let doc = xml::parse(text)?;
     if doc.root_element().tag_name().name() != "KeyContainer" {
@@ -33,6 +32,33 @@ fn document(bytes: &[u8]) -> Result<Document<'_>, ImportError> {
     }
     no_key_packages(&doc)?;
     Ok(doc)
+}
+
+/// A PSKC file in another encoding (`encoding="ISO-8859-1"`, a vendor's Latin-1 export
+/// with "Société" in it) is a PSKC file radmfa reads only as UTF-8: said so, with the line
+/// of the first byte that is not UTF-8 and the encoding the file declares. It was "not a
+/// PSKC file: not UTF-8: invalid utf-8 sequence of 1 bytes from index 192" (red team).
+fn not_utf8(bytes: &[u8], e: &std::str::Utf8Error) -> ImportError {
+    let at = e.valid_up_to();
+    let line = 1 + bytes[..at].iter().filter(|&&b| b == b'\n').count();
+    let head = String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).to_ascii_lowercase();
+    let declared = head
+        .split_once("encoding=")
+        .and_then(|(_, rest)| {
+            let rest = rest.trim_start_matches(['"', '\'']);
+            let end = rest.find(['"', '\''])?;
+            Some(rest[..end].to_string())
+        })
+        .filter(|d| d != "utf-8" && d != "utf8");
+    ImportError::Unsupported(format!(
+        "the file is not UTF-8 (line {line}{}); radmfa reads PSKC files as UTF-8: save it \
+         as UTF-8 (`iconv -f {} -t UTF-8`), and nothing else changes",
+        declared
+            .as_deref()
+            .map(|d| format!(", and it says encoding=\"{d}\""))
+            .unwrap_or_default(),
+        declared.as_deref().unwrap_or("ISO-8859-1").to_uppercase()
+    ))
 }
 
 /// A container without `<KeyPackage>` has nothing RFC 6030 would import: said, rather than

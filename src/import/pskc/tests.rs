@@ -848,3 +848,21 @@ fn a_mac_key_under_an_unknown_cipher_is_not_called_a_wrong_key() {
     assert!(err.to_string().contains("tripledes-cbc"), "{err}");
     assert!(!err.to_string().contains("wrong key"), "{err}");
 }
+
+/// A Latin-1 file is a PSKC file in another encoding: said so, with the line and what it
+/// declares, not "not a PSKC file: … from index 192".
+#[test]
+fn a_latin1_file_is_told_to_be_saved_as_utf8() {
+    let text = "<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?>\n<KeyContainer Version=\"1.0\" \
+                xmlns=\"urn:ietf:params:xml:ns:keyprov:pskc\">\n<KeyPackage><DeviceInfo>\
+                <Manufacturer>Soci\u{e9}t\u{e9}</Manufacturer></DeviceInfo></KeyPackage>\n\
+                </KeyContainer>\n";
+    let latin1: Vec<u8> = text.chars().map(|c| c as u32 as u8).collect();
+    let err = parse(&latin1, &Decryption::None).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "the file is not UTF-8 (line 3, and it says encoding=\"iso-8859-1\"); radmfa reads \
+         PSKC files as UTF-8: save it as UTF-8 (`iconv -f ISO-8859-1 -t UTF-8`), and nothing \
+         else changes"
+    );
+}
