@@ -430,14 +430,26 @@ impl Config {
 /// password (`secret = "bad\q..."`), and a failed reload logs the error. Where the key
 /// names a secret, values quoted in the message (`invalid type: integer `12345``) go too.
 fn parse_message(text: &str, key: &str, e: &toml::de::Error) -> String {
+    // A value TOML itself cannot read (an integer past i64, a bad date) comes with no key
+    // from serde: named from the line it is on (red team: `request_deadline_ms =
+    // 18446744073709551616` said only "number too large to fit in target type").
+    let named = match (key, e.span()) {
+        ("" | ".", Some(span)) => key_on_line(text, span.start).unwrap_or_default(),
+        _ => key.to_string(),
+    };
+    // Only serde's type errors quote a value; toml's own syntax messages quote what it
+    // expected (`b`, `f`, … after a bad escape), which hiding would turn into noise.
+    let serde_error = named == key;
+    let key = named.as_str();
     let mut message = parse_words::admin_words(key, e.message().trim_end()).replace('\n', "; ");
     let last = key.rsplit('.').next().unwrap_or("").to_ascii_lowercase();
     // Header values are often keys (Authorization, X-Api-Key), and a URL may carry one.
     // Not for an unknown key: what is quoted there is the key and the keys expected.
-    if (["secret", "password", "token", "key", "url", "authorization"]
-        .iter()
-        .any(|s| last.contains(s))
-        || key.to_ascii_lowercase().contains("headers"))
+    if serde_error
+        && (["secret", "password", "token", "key", "url", "authorization"]
+            .iter()
+            .any(|s| last.contains(s))
+            || key.to_ascii_lowercase().contains("headers"))
         && !message.starts_with("unknown field")
     {
         message = hide_quoted(&message);
@@ -454,6 +466,46 @@ fn parse_message(text: &str, key: &str, e: &toml::de::Error) -> String {
     } else {
         format!("{key}: {message}{at}")
     }
+}
+
+/// The full key whose value is at byte `at` of `text` (`server.request_deadline_ms`,
+/// `client[1].secret`), read from its line and the table header above it: only where the
+/// line is `key = value` with `at` in the value. Never the value itself.
+fn key_on_line(text: &str, at: usize) -> Option<String> {
+    let at = at.min(text.len());
+    let start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+    let line = &text[start..];
+    let line = &line[..line.find('\n').unwrap_or(line.len())];
+    let eq = line.find('=')?;
+    if start + eq >= at {
+        return None;
+    }
+    let name = line[..eq].trim();
+    let bare = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+    };
+    if !bare(name) {
+        return None;
+    }
+    // The table it is in: the last header above, `[[client]]` counted.
+    let mut table = None;
+    let mut clients: std::collections::HashMap<String, usize> = Default::default();
+    for l in text[..start].lines().map(str::trim) {
+        if let Some(t) = l.strip_prefix("[[").and_then(|l| l.split_once("]]")) {
+            let n = clients.entry(t.0.trim().to_string()).or_default();
+            table = Some(format!("{}[{}]", t.0.trim(), *n));
+            *n += 1;
+        } else if let Some(t) = l.strip_prefix('[').and_then(|l| l.split_once(']')) {
+            table = Some(t.0.trim().to_string());
+        }
+    }
+    Some(match table {
+        Some(t) if bare(t.split('[').next().unwrap_or("")) => format!("{t}.{name}"),
+        Some(_) => return None,
+        None => name.to_string(),
+    })
 }
 
 /// Replaces what serde quotes in an error message (`...` and "...") with a placeholder.
@@ -489,6 +541,25 @@ pub(crate) fn hide_quoted(message: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_value_toml_cannot_read_is_named_by_its_key() {
+        let text = "[server]\nname = \"x\"\nrequest_deadline_ms = 18446744073709551616\n";
+        let e = toml::from_str::<toml::Table>(text).unwrap_err();
+        let said = super::parse_message(text, "", &e);
+        assert!(
+            said.starts_with("server.request_deadline_ms: ") && said.contains("line 3"),
+            "{said}"
+        );
+        let text =
+            "[[client]]\nname = \"a\"\n[[client]]\nname = \"b\"\nmax = 99999999999999999999\n";
+        let e = toml::from_str::<toml::Table>(text).unwrap_err();
+        assert!(super::parse_message(text, "", &e).starts_with("client[1].max: "));
+        // Not a value: no key made up.
+        let text = "[server\nname = 1\n";
+        let e = toml::from_str::<toml::Table>(text).unwrap_err();
+        assert!(!super::parse_message(text, "", &e).contains("server."));
+    }
+
     /// serde writes a string value with Debug escapes: a quote inside a secret must not end
     /// the hidden part early.
     #[test]
