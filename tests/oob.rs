@@ -2425,7 +2425,7 @@ fn an_app_password_is_bound_to_its_user_in_the_database() {
     let slapd = directory();
     let standin = Standin::start();
     let clients = [client("legacy-mail", "127.0.0.1", "app_passwords = true")];
-    let mut srv = start(&slapd, &standin, "", "", &clients);
+    let srv = start(&slapd, &standin, "", "", &clients);
     let bobs = cli_ok(&srv, &["user", "app-password", "add", "bob"]);
     let bobs = bobs.trim().to_string();
     assert_eq!(code_of(&login(&srv, "bob", &bobs)), "Access-Accept");
@@ -2483,12 +2483,22 @@ fn an_app_password_is_bound_to_its_user_in_the_database() {
         said.contains("warning: store: legacy_app_passwords = true"),
         "{said}"
     );
-    srv.stop();
-    srv.restart();
+    // A reload applies it, both ways, and says so (it had been left as it was, unsaid).
+    assert_eq!(srv.reload(1), 1);
+    assert!(
+        srv.log_shows("reload: store.legacy_app_passwords = true in use from the next request"),
+        "{}",
+        srv.log()
+    );
     assert_eq!(code_of(&login(&srv, "alice", made_up)), "Access-Accept");
     // The bound one stays bob's.
     assert_eq!(code_of(&login(&srv, "alice", &bobs)), "Access-Reject");
     assert_eq!(code_of(&login(&srv, "bob", &bobs)), "Access-Accept");
+    std::fs::write(&srv.config, &text).unwrap();
+    assert_eq!(srv.reload(2), 2);
+    assert!(srv.log_shows("store.legacy_app_passwords = false in use"));
+    assert_eq!(code_of(&login(&srv, "alice", made_up)), "Access-Reject");
+    assert!(!srv.log().contains("after a restart"), "{}", srv.log());
 }
 
 #[test]

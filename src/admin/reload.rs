@@ -280,11 +280,10 @@ impl Reloader {
         // (their TOML sections are the `fixed` ones); anything else is taken from the file,
         // so a new Config field is reloaded unless it is listed here.
         app.upstream_health.retain(&new.upstreams);
+        let new_legacy = new.legacy_app_passwords;
         app.set_config(Config {
             server: running.server.clone(),
             store: running.store.clone(),
-            // A [store] key: a reload says [store] waits for a restart, so it does.
-            legacy_app_passwords: running.legacy_app_passwords,
             metrics: running.metrics,
             radsec: running.radsec.clone(),
             delivery: running.delivery.clone(),
@@ -306,6 +305,12 @@ impl Reloader {
         }
         if keep_days_changed {
             info!("reload: audit.keep_days in use from the next housekeeping run, within a minute");
+        }
+        // Policy, though in [store] (whose other keys wait for a restart, and whose section
+        // compares only them): applied, and said. Turned off by a reload, it had been left
+        // on with nothing said (review).
+        if running.legacy_app_passwords != new_legacy {
+            info!("reload: store.legacy_app_passwords = {new_legacy} in use from the next request");
         }
         // Each new or changed entry as the start-up log describes it, against the sections
         // running: a client given methods = ["voice"] while [voice] waits for a restart
