@@ -827,6 +827,16 @@ fn a_rotated_database_password_is_said_to_be() {
         "{}",
         lines[0]
     );
+    // An outage right after is said too: the two lines' 30 s apart are kept apart (the
+    // line about the refused password held back the outage's, review).
+    pg.psql("postgres", "ALTER ROLE node_a PASSWORD 'first'");
+    pg.stop();
+    for _ in 0..3 {
+        let r = password(&node, "alice", ALICE_PW);
+        assert_ne!(code_of(&r), "Access-Challenge", "{r}");
+    }
+    let diagnosed = node.log_lines_at_least(1, |l| l.contains("a direct connection fails too"));
+    assert_eq!(diagnosed, 1, "{}", node.log());
 }
 
 /// One node on `pg` with `store.pool_size = 2`.

@@ -18,6 +18,9 @@ const EVERY: Duration = Duration::from_secs(30);
 #[derive(Debug, Default)]
 pub(super) struct PoolDiagnosis {
     last: Mutex<Option<Instant>>,
+    /// Apart from `last`: a refused login said must not hold back the line of an outage
+    /// that follows it, nor the other way round (review).
+    last_refused: Mutex<Option<Instant>>,
 }
 
 impl PoolDiagnosis {
@@ -123,7 +126,7 @@ impl PoolDiagnosis {
         };
         let now = Instant::now();
         {
-            let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+            let mut last = self.last_refused.lock().unwrap_or_else(|p| p.into_inner());
             if last.is_some_and(|t| now.duration_since(t) < EVERY) {
                 return;
             }
