@@ -163,6 +163,7 @@ store_battery! {
     ],
     racing: [
         race_totp_step,
+        import_turns_one_at_a_time,
         race_add_first_token,
         race_hotp_counter,
         race_record_failure,

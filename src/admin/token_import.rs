@@ -421,6 +421,12 @@ pub async fn run(
         }
         None => Default::default(),
     };
+    // One import at a time from here to its commit, each checking the file against what
+    // the one before stored (a dry run stores nothing, and waits for none).
+    let _turn = match store.filter(|_| !a.dry_run) {
+        Some(store) => Some(store.import_turn().await?),
+        None => None,
+    };
     let stored: HashMap<String, TokenRecord> = match store {
         Some(store) => store.list_tokens(&TokenFilter::default()).await?,
         None => Vec::new(),

@@ -94,6 +94,12 @@ pub enum StoreError {
     InventoryChanged(String),
 }
 
+/// Held while an import has its turn ([`Store::import_turn`]); dropped, it ends.
+pub struct ImportTurn(
+    // Held for its drop: the lock file's descriptor, or the PostgreSQL session.
+    #[allow(dead_code)] pub(crate) Box<dyn std::any::Any + Send + Sync>,
+);
+
 /// What an import's checks saw of the token inventory, checked again under the import's
 /// write lock. The checks (a seed already stored under another serial, a held token moved
 /// without --force) read every token first, which takes seconds for a large inventory and
@@ -128,7 +134,13 @@ pub(crate) fn inventory_unchanged(
         )));
     }
     for ((serial, before), now) in seen.owners.iter().zip(now) {
-        let now = now.clone().flatten();
+        let Some(now) = now.clone() else {
+            return Err(StoreError::InventoryChanged(format!(
+                "token {} was deleted while this import checked the file against the store: \
+                 {AGAIN}",
+                crate::admin::printable(serial)
+            )));
+        };
         if *before != now {
             let who = |o: &Option<String>| {
                 o.as_deref().map_or_else(
@@ -653,6 +665,13 @@ pub trait Store: Send + Sync + 'static {
         replace: bool,
     ) -> Result<u64, StoreError> {
         self.import_tokens_audited(tokens, replace, &[], None).await
+    }
+    /// `token import`'s turn: imports one at a time on the store, from the read of the
+    /// inventory its checks make to its commit, while it is held. Blocks while another
+    /// import holds it (saying so on stderr). What logins and other commands change
+    /// meanwhile is checked at the write ([`InventorySeen`]).
+    async fn import_turn(&self) -> Result<ImportTurn, StoreError> {
+        Ok(ImportTurn(Box::new(())))
     }
     /// [`Store::import_tokens`], with `audit` written in the same transaction: the records
     /// of what the import did (whom each token was given to) are there exactly when the

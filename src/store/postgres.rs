@@ -249,6 +249,10 @@ impl Store for PgStore {
 
     // --- token inventory (postgres/tokens.rs) ---
 
+    async fn import_turn(&self) -> Result<crate::store::ImportTurn, StoreError> {
+        self.import_turn_impl().await
+    }
+
     async fn import_tokens_audited(
         &self,
         tokens: &[(NewToken, TokenExtra)],

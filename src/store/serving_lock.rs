@@ -157,6 +157,48 @@ fn only_server(db: &Path) -> io::Result<File> {
     }
 }
 
+/// `token import`'s turn on this database, held from its read of the inventory to its
+/// commit: an open file description write lock on the lock file's second byte (the first
+/// is the one-server lock's), so imports on this host run one at a time and each checks the
+/// file against what the one before it stored. Waits (blocking) for an import under way,
+/// saying so first. Checked at the write too (see `InventorySeen`), that missed a seed
+/// another import gave an existing serial (review).
+#[cfg(target_os = "linux")]
+pub fn importing(db: &Path) -> io::Result<File> {
+    let path = lock_path(db);
+    let named = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", path.display()));
+    // The file made as `lock` makes it (owner, mode); then a descriptor of its own to
+    // write-lock, as `only_server` takes one.
+    drop(open(db).map_err(named)?);
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(named)?;
+    let second_byte = libc::flock {
+        l_type: libc::F_WRLCK as libc::c_short,
+        l_whence: libc::SEEK_SET as libc::c_short,
+        l_start: 1,
+        l_len: 1,
+        l_pid: 0,
+    };
+    match nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_OFD_SETLK(&second_byte)) {
+        Ok(_) => return Ok(file),
+        Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EACCES) => {
+            eprintln!("waiting for another token import on this store to finish");
+        }
+        Err(errno) => return Err(named(errno.into())),
+    }
+    nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_OFD_SETLKW(&second_byte))
+        .map_err(|errno| named(errno.into()))?;
+    Ok(file)
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn importing(db: &Path) -> io::Result<File> {
+    File::open(lock_path(db))
+}
+
 #[cfg(not(target_os = "linux"))]
 fn only_server(db: &Path) -> io::Result<File> {
     File::open(lock_path(db))

@@ -586,6 +586,15 @@ impl Store for SqliteStore {
 
     // --- token inventory (sqlite_tokens.rs) ---
 
+    async fn import_turn(&self) -> Result<crate::store::ImportTurn, StoreError> {
+        let db = self.readers.path().to_path_buf();
+        let file = tokio::task::spawn_blocking(move || super::serving_lock::importing(&db))
+            .await
+            .map_err(|e| StoreError::Sqlite(e.to_string()))?
+            .map_err(|e| StoreError::Sqlite(format!("taking the import's turn: {e}")))?;
+        Ok(crate::store::ImportTurn(Box::new(file)))
+    }
+
     async fn import_tokens_audited(
         &self,
         tokens: &[(NewToken, TokenExtra)],

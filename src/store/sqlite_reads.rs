@@ -101,6 +101,11 @@ fn nudge_while_reading(
 }
 
 impl Readers {
+    /// The database file the readers open.
+    pub(super) fn path(&self) -> &Path {
+        &self.path
+    }
+
     pub(super) fn new(path: &Path) -> Self {
         Readers {
             path: path.to_path_buf(),

@@ -82,6 +82,7 @@ where
     totp_step_moves_back_only_from_the_step_seen(&*make().await).await;
     hotp_resync_pending_round_trips(&*make().await).await;
     race_import_same_serial(make().await).await;
+    import_turns_one_at_a_time(make().await).await;
     profile_phone_method_round_trip(&*make().await).await;
     block_and_unblock(&*make().await).await;
     bypass_is_taken_once_before_it_expires(&*make().await).await;
@@ -2118,6 +2119,16 @@ pub async fn import_refused_when_the_inventory_changed_since_its_checks(store: &
             .unwrap(),
         1
     );
+    // Deleted meanwhile: said as deleted, not as "given to nobody".
+    assert!(store.delete_token("R1").await.unwrap());
+    let err = store
+        .import_tokens_audited(&batch, true, &records, Some(&seen))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::InventoryChanged(ref m) if m.contains("token R1 was deleted")),
+        "{err:?}"
+    );
 }
 
 pub async fn import_is_all_or_nothing(store: &dyn Store) {
@@ -2618,6 +2629,32 @@ pub async fn hotp_resync_pending_round_trips(store: &dyn Store) {
 }
 
 /// Many importers of the same serial at once: exactly one wins, the rest are conflicts.
+/// Two imports' turns (each from its read of the inventory to its commit) do not overlap:
+/// the second waits until the first is dropped, whatever else runs meanwhile. Imports that
+/// overlapped stored one seed under two serials where one of them replaced an existing
+/// serial's seed (review).
+pub async fn import_turns_one_at_a_time(store: Arc<dyn Store>) {
+    let first = store.import_turn().await.unwrap();
+    let other = store.clone();
+    let second = tokio::spawn(async move { other.import_turn().await.map(|_| ()) });
+    // Logins and other writes go on meanwhile.
+    store
+        .add_token(totp("TURN-1", None, b"turn"))
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(
+        !second.is_finished(),
+        "a second import's turn overlapped the first"
+    );
+    drop(first);
+    tokio::time::timeout(std::time::Duration::from_secs(10), second)
+        .await
+        .expect("the second turn once the first ended")
+        .unwrap()
+        .unwrap();
+}
+
 pub async fn race_import_same_serial(store: Arc<dyn Store>) {
     let results = race(store.clone(), |s, i| async move {
         let seed = format!("seed-{i}");

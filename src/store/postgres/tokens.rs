@@ -156,6 +156,22 @@ impl PgStore {
         })
     }
 
+    /// `token import`'s turn, on any node: a session advisory lock, on a connection of its
+    /// own taken out of the pool (`detach`), so that dropping the turn closes the session
+    /// and the lock goes with it, whatever ends the command.
+    pub(super) async fn import_turn_impl(&self) -> Result<crate::store::ImportTurn, StoreError> {
+        let mut conn = self.pool.acquire().await?.detach();
+        let key = "SELECT pg_try_advisory_lock(hashtextextended('tokens:import', 0))";
+        let got: bool = sqlx::query_scalar(key).fetch_one(&mut conn).await?;
+        if !got {
+            eprintln!("waiting for another token import on this store to finish");
+            sqlx::query("SELECT pg_advisory_lock(hashtextextended('tokens:import', 0))")
+                .execute(&mut conn)
+                .await?;
+        }
+        Ok(crate::store::ImportTurn(Box::new(conn)))
+    }
+
     pub(super) async fn import_tokens_impl(
         &self,
         tokens: &[(NewToken, TokenExtra)],
@@ -175,14 +191,9 @@ impl PgStore {
         let mut w = self.writer().await?;
         let mut tx = sqlx::Connection::begin(w.conn()).await?;
         if let Some(seen) = seen {
-            // Imports one at a time, on any node, from here to their commit: a token another
-            // import stores meanwhile would not be seen here (READ COMMITTED sees what is
-            // committed). An enrollment's random seed shares nothing, and a token stored
-            // by one with a lower id, committed after this reads, is not worth refusing.
-            sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-                .bind("tokens:import")
-                .execute(&mut *tx)
-                .await?;
+            // Imports run one at a time already (`import_turn`). An enrollment's random seed
+            // shares nothing, and a token stored by one with a lower id, committed after
+            // this reads, is not worth refusing.
             let added: Option<String> =
                 sqlx::query_scalar("SELECT serial FROM tokens WHERE id > $1 ORDER BY id LIMIT 1")
                     .bind(seen.last_id)
