@@ -1227,8 +1227,8 @@ fn weak_secret(secret: &[u8], loopback: bool) -> Option<String> {
     if looks_like_a_reference(secret) {
         return Some(
             "looks like a variable reference or a template's placeholder, which radmfa does \
-             not expand: the text itself is the secret (use secret_file for a secret kept \
-             elsewhere, or render the template)"
+             not expand, in the config or in the file secret_file names: the text itself is \
+             the secret (render the template, or put the secret itself in secret_file)"
                 .into(),
         );
     }
