@@ -156,7 +156,7 @@ async fn ask_in_turn<'a>(
 ) -> Result<(Answer, &'a UpstreamServer), AuthError> {
     let mut failures = Vec::new();
     let started = std::time::Instant::now();
-    for server in health.order(&cfg.group, &cfg.servers) {
+    for server in health.order(&cfg.group, &cfg.servers, cfg.timeout) {
         if let Some(p) = c.progress {
             p.set(Some(Waiting {
                 label: cfg.label(),

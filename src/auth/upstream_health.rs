@@ -68,18 +68,33 @@ struct Resolved {
 }
 
 impl Health {
-    /// The servers in the order to try them: those not marked dead, then the dead ones.
+    /// The servers in the order to try them: those not marked dead, then the dead ones. A
+    /// server whose dead time is over goes back to its place for this login alone, which
+    /// tries it; the logins starting in the next `probe` (the group's timeout) still ask it
+    /// last, until that login's answer or silence says whether it is back. Before, every
+    /// login of that span waited out its timeout on a server still down (red team: ten
+    /// logins in a burst each took a second), and each sent it the password.
     pub(super) fn order<'a>(
         &self,
         group: &str,
         servers: &'a [UpstreamServer],
+        probe: Duration,
     ) -> Vec<&'a UpstreamServer> {
         let now = Instant::now();
-        let all = self.dead_until.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(dead) = all.get(group) else {
+        let mut all = self.dead_until.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(dead) = all.get_mut(group) else {
             return servers.iter().collect();
         };
-        let is_dead = |s: &&UpstreamServer| dead.get(&s.name).is_some_and(|d| d.until > now);
+        let mut probing = Vec::new();
+        for s in servers {
+            if let Some(d) = dead.get_mut(&s.name).filter(|d| d.until <= now) {
+                d.until = now + probe;
+                probing.push(s.name.as_str());
+            }
+        }
+        let is_dead = |s: &&UpstreamServer| {
+            !probing.contains(&s.name.as_str()) && dead.get(&s.name).is_some_and(|d| d.until > now)
+        };
         let (down, up): (Vec<_>, Vec<_>) = servers.iter().partition(is_dead);
         up.into_iter().chain(down).collect()
     }
@@ -430,7 +445,7 @@ mod tests {
         );
         let h = Health::default();
         let g = "default";
-        assert_eq!(names(h.order(g, &both)), ab);
+        assert_eq!(names(h.order(g, &both, PROBE)), ab);
         assert!(
             h.mark(g, &a, Some(Duration::from_secs(60))),
             "stopped answering"
@@ -439,20 +454,37 @@ mod tests {
             !h.mark(g, &a, Some(Duration::from_secs(60))),
             "still silent"
         );
-        assert_eq!(names(h.order(g, &both)), ba);
+        assert_eq!(names(h.order(g, &both, PROBE)), ba);
         assert!(!h.answering(g, &a) && h.answering(g, &b));
         // Another group's view of the same server is its own.
-        assert_eq!(names(h.order("branch", &both)), ab);
+        assert_eq!(names(h.order("branch", &both, PROBE)), ab);
         assert!(h.answering("branch", &a));
         h.mark(g, &a, Some(Duration::ZERO));
-        assert_eq!(names(h.order(g, &both)), ab, "expired");
+        assert_eq!(
+            names(h.order(g, &both, PROBE)),
+            ab,
+            "expired: this login tries it"
+        );
         assert!(!h.answering(g, &a), "until it answers");
+        // The others meanwhile do not wait for it too; past the probe's time, one does.
+        assert_eq!(
+            names(h.order(g, &both, PROBE)),
+            ba,
+            "another login meanwhile"
+        );
+        std::thread::sleep(PROBE);
+        assert_eq!(names(h.order(g, &both, PROBE)), ab, "the probe's time over");
+        assert_eq!(names(h.order(g, &both, PROBE)), ba);
         h.mark(g, &b, Some(Duration::from_secs(60)));
         assert!(h.mark(g, &b, None), "answers again");
         assert!(!h.mark(g, &b, None), "was answering");
         assert!(!h.mark("branch", &b, None), "never marked in that group");
-        assert_eq!(names(h.order(g, &both)), ab, "answered again");
+        std::thread::sleep(PROBE);
+        assert_eq!(names(h.order(g, &both, PROBE)), ab, "answered again");
     }
+
+    /// The time one login gets to try a server whose dead time is over.
+    const PROBE: Duration = Duration::from_millis(50);
 
     #[test]
     fn a_status_server_answer_does_not_outweigh_a_login_it_left_unanswered() {
@@ -470,7 +502,7 @@ mod tests {
         assert!(kept(&h), "the first such answer");
         assert!(!kept(&h), "said once");
         assert!(!h.answering(g, &a));
-        assert_eq!(h.order(g, &[a.clone(), b.clone()])[0].name, b.name);
+        assert_eq!(h.order(g, &[a.clone(), b.clone()], PROBE)[0].name, b.name);
         assert!(
             h.logins_unanswered(g, dead_time),
             "nor does it clear the group's"
