@@ -226,6 +226,18 @@ fn once_each(cfg: &UpstreamConfig, server: &UpstreamServer, answer: Answer) -> A
     };
     let mut kept: Vec<ReplyAttr> = Vec::with_capacity(attrs.len());
     for a in attrs {
+        if !a.well_formed() {
+            let name = a.name();
+            crate::warn_once!(
+                &format!("upstream {} {server} malformed {name}", cfg.group),
+                group = %cfg.group,
+                %server,
+                "upstream RADIUS server's Access-Accept carries {name} with a value of {} \
+                 octet(s), which that attribute cannot have: not passed to the NAS",
+                a.value.len()
+            );
+            continue;
+        }
         if a.single() && kept.iter().any(|k| k.key() == a.key()) {
             let name = a.name();
             crate::warn_once!(

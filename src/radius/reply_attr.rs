@@ -189,6 +189,42 @@ impl ReplyAttr {
         }
     }
 
+    /// Whether the value has a length its attribute can have (RFC 2865 §5, RFC 3162, RFC
+    /// 8044): none empty, an integer or IPv4 address four octets, an IPv6 address 16, an
+    /// interface id 8, a prefix 2 to 18; what radmfa knows no type of, anything not empty.
+    /// An upstream server's Accept passed a 2-octet Session-Timeout and a 3-octet
+    /// Framed-IP-Address on to the NAS, which may take the whole Accept as malformed
+    /// (red team).
+    pub fn well_formed(&self) -> bool {
+        let (kind, value) = match self.key() {
+            AttrKey::Standard(typ) => {
+                let kind = STANDARD
+                    .iter()
+                    .find(|&&(_, t, _)| t == typ)
+                    .map(|&(_, _, k)| k);
+                let ipv4 = matches!(typ, 4 | 8 | 9 | 14);
+                if ipv4 {
+                    return self.value.len() == 4;
+                }
+                (kind, self.value.as_slice())
+            }
+            AttrKey::Vendor(vendor, vtype) => {
+                let kind = VENDOR
+                    .iter()
+                    .find(|&&(_, v, t, _)| (v, t) == (vendor, vtype))
+                    .map(|&(_, _, _, k)| k);
+                (kind, self.value.get(VSA_HEADER..).unwrap_or_default())
+            }
+        };
+        match kind {
+            Some(Kind::Integer(_)) => value.len() == 4,
+            Some(Kind::Ipv6Addr) => value.len() == 16,
+            Some(Kind::Ifid) => value.len() == 8,
+            Some(Kind::Ipv6Prefix) => (2..=18).contains(&value.len()),
+            _ => !value.is_empty(),
+        }
+    }
+
     /// May an Access-Accept carry this attribute at most once: the RFCs' 0-1 attributes
     /// ([`SINGLE_VALUED`]) and the vendor attributes that name one thing
     /// ([`SINGLE_VALUED_VENDOR`]).
@@ -703,6 +739,36 @@ fn generic_vendor_sendable(name: &str, vendor: u32, vtype: u8) -> Result<(), Str
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn values_of_a_length_their_attribute_cannot_have_are_told() {
+        let a = |typ: u8, value: &[u8]| ReplyAttr {
+            typ,
+            value: value.to_vec(),
+        };
+        assert!(a(27, &[0, 0, 0, 5]).well_formed(), "Session-Timeout");
+        assert!(!a(27, &[0, 5]).well_formed());
+        assert!(!a(27, &[0; 8]).well_formed());
+        assert!(a(8, &[10, 0, 0, 1]).well_formed(), "Framed-IP-Address");
+        assert!(!a(8, &[10, 0, 0]).well_formed());
+        assert!(!a(25, &[]).well_formed(), "an empty Class");
+        assert!(a(25, b"x").well_formed());
+        assert!(!a(168, &[0; 4]).well_formed(), "Framed-IPv6-Address");
+        assert!(a(168, &[0; 16]).well_formed());
+        assert!(
+            a(200, b"anything").well_formed(),
+            "a type radmfa knows nothing of"
+        );
+        // CP-Gaia-SuperUser-Access: a vendor integer.
+        let vsa = |data: &[u8]| {
+            let mut v = 2620u32.to_be_bytes().to_vec();
+            v.extend([230, 2 + data.len() as u8]);
+            v.extend(data);
+            a(26, &v)
+        };
+        assert!(vsa(&[0, 0, 0, 1]).well_formed());
+        assert!(!vsa(&[1]).well_formed());
+    }
 
     #[test]
     fn standard_attributes_by_name_and_value() {
