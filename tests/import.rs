@@ -1726,3 +1726,25 @@ fn a_pskc_owner_dn_must_name_the_entry_it_gives_the_token_to() {
         owners(&a)
     );
 }
+
+/// With no directory to ask, owners named by DN are imported as the name cut from the DN,
+/// and the warning says they were not compared with their entries.
+#[test]
+fn pskc_owners_named_by_dn_unchecked_without_a_directory_are_said_to_be() {
+    let a = Admin::new();
+    let tokens = serde_json::json!([
+        {"serial": "DN-9", "secret_hex": hex::encode(b"seed of the ninth fob"), "type": "totp",
+         "digits": 6, "period": 30, "user": "CN=jsmith,OU=Contractors,DC=other,DC=corp"},
+    ]);
+    let file = a.path("dn.pskcxml");
+    make_pskc(&file, &tokens, &[]);
+    let (ok, _, err) = a.import(&file, &[]);
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("owners not checked against the directory")
+            && err.contains(
+                "1 owner(s) the file names by DN were not compared with their directory entries"
+            ),
+        "{err}"
+    );
+}

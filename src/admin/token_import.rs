@@ -511,8 +511,22 @@ pub async fn run(
         .collect();
     let (missing, other_names, dns) =
         super::directory_name::owners_in_directory(cfg, &owners).await;
+    let unchecked = missing
+        .as_deref()
+        .is_some_and(|w| w.starts_with("owners not checked"));
     if let Some(w) = missing {
         eprintln!("warning: {w}");
+    }
+    // With no directory to ask, the owners the file names by DN were not compared with
+    // their entries either: said, since that check is what keeps a CN from giving a token
+    // to another person's account.
+    let by_dn = p.ready.iter().filter(|t| t.owner_dn.is_some()).count();
+    if by_dn > 0 && unchecked {
+        eprintln!(
+            "warning: {by_dn} owner(s) the file names by DN were not compared with their \
+             directory entries (no answer from the directory): check them with `radmfa \
+             token list`, or give them with --map"
+        );
     }
     let wrong = not_the_entry_named(&p.ready, &dns);
     if !wrong.is_empty() {
