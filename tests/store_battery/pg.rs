@@ -1173,3 +1173,27 @@ async fn the_test_cluster_wants_its_password_over_tcp() {
     assert!(err.to_string().contains("password"), "{err}");
     sqlx::PgConnection::connect(&url).await.unwrap();
 }
+
+/// `token import`'s turn on PostgreSQL waits on another node's as long as that import
+/// runs: past the serving connections' statement_timeout (5 s), the wait ended with
+/// "canceling statement due to statement timeout" and the second import failed (review).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_import_waits_its_turn_past_the_statement_timeout() {
+    let cluster = PgCluster::shared();
+    let sealer = super::test_sealer();
+    let n = nodes(&cluster, 2, &sealer).await;
+    let first = n[0].import_turn().await.unwrap();
+    let other = n[1].clone();
+    let second = tokio::spawn(async move { other.import_turn().await.map(|_| ()) });
+    tokio::time::sleep(Duration::from_millis(6000)).await;
+    assert!(
+        !second.is_finished(),
+        "the second turn ended while the first was held"
+    );
+    drop(first);
+    tokio::time::timeout(Duration::from_secs(10), second)
+        .await
+        .expect("the second turn once the first ended")
+        .unwrap()
+        .expect("the second import's turn");
+}

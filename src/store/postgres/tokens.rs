@@ -161,6 +161,15 @@ impl PgStore {
     /// and the lock goes with it, whatever ends the command.
     pub(super) async fn import_turn_impl(&self) -> Result<crate::store::ImportTurn, StoreError> {
         let mut conn = self.pool.acquire().await?.detach();
+        // A serving connection's statement_timeout (5 s) ended the wait for an import
+        // longer than that with "canceling statement due to statement timeout" (review).
+        // Set for this session alone, which ends with the turn.
+        sqlx::query("SET statement_timeout = 0")
+            .execute(&mut conn)
+            .await?;
+        sqlx::query("SET lock_timeout = 0")
+            .execute(&mut conn)
+            .await?;
         let key = "SELECT pg_try_advisory_lock(hashtextextended('tokens:import', 0))";
         let got: bool = sqlx::query_scalar(key).fetch_one(&mut conn).await?;
         if !got {
