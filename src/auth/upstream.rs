@@ -234,7 +234,7 @@ fn once_each(cfg: &UpstreamConfig, server: &UpstreamServer, answer: Answer) -> A
                 %server,
                 "upstream RADIUS server's Access-Accept carries {name} with a value of {} \
                  octet(s), which that attribute cannot have: not passed to the NAS",
-                a.value.len()
+                a.data_len()
             );
             continue;
         }

@@ -167,6 +167,12 @@ impl ReplyAttr {
                 .iter()
                 .find(|&&(_, t, _)| t == typ)
                 .map(|&(n, _, _)| n.to_string())
+                .or_else(|| {
+                    PASS_THROUGH_ONLY
+                        .iter()
+                        .find(|&&(_, t)| t == typ)
+                        .map(|&(n, _)| n.to_string())
+                })
                 .unwrap_or_else(|| format!("Attr-{typ}")),
             AttrKey::Vendor(vendor, vtype) => VENDOR
                 .iter()
@@ -189,6 +195,15 @@ impl ReplyAttr {
         }
     }
 
+    /// The value's length as the attribute's type counts it: for a vendor attribute, its
+    /// data after the vendor id, type and length.
+    pub fn data_len(&self) -> usize {
+        match self.key() {
+            AttrKey::Standard(_) => self.value.len(),
+            AttrKey::Vendor(..) => self.value.len().saturating_sub(VSA_HEADER),
+        }
+    }
+
     /// Whether the value has a length its attribute can have (RFC 2865 §5, RFC 3162, RFC
     /// 8044): none empty, an integer or IPv4 address four octets, an IPv6 address 16, an
     /// interface id 8, a prefix 2 to 18; what radmfa knows no type of, anything not empty.
@@ -202,8 +217,7 @@ impl ReplyAttr {
                     .iter()
                     .find(|&&(_, t, _)| t == typ)
                     .map(|&(_, _, k)| k);
-                let ipv4 = matches!(typ, 4 | 8 | 9 | 14);
-                if ipv4 {
+                if FOUR_OCTETS.contains(&typ) {
                     return self.value.len() == 4;
                 }
                 (kind, self.value.as_slice())
@@ -405,6 +419,15 @@ pub enum AttrKey {
     Standard(u8),
     Vendor(u32, u8),
 }
+
+/// Standard attributes whose value is four octets (RFC 2865, 2866, 2868, 2869: integers,
+/// tagged integers and IPv4 addresses), for [`ReplyAttr::well_formed`]: a 2-octet
+/// Framed-MTU from an upstream server reached the NAS while only the integers radmfa lets
+/// an admin configure were checked (review).
+const FOUR_OCTETS: &[u8] = &[
+    4, 5, 6, 7, 8, 9, 10, 12, 13, 14, 15, 16, 27, 28, 29, 37, 38, 40, 41, 42, 43, 46, 47, 48, 49,
+    51, 52, 53, 55, 61, 62, 64, 65, 83, 85,
+];
 
 /// Standard attributes worth passing on that nobody configures by hand: the address and
 /// routes an upstream server assigns.
@@ -759,6 +782,10 @@ mod tests {
             a(200, b"anything").well_formed(),
             "a type radmfa knows nothing of"
         );
+        assert!(!a(12, &[5, 220]).well_formed(), "Framed-MTU");
+        assert!(a(85, &[0, 0, 1, 44]).well_formed(), "Acct-Interim-Interval");
+        assert!(!a(85, &[1, 44]).well_formed());
+        assert_eq!(a(8, &[10, 0, 0]).name(), "Framed-IP-Address");
         // CP-Gaia-SuperUser-Access: a vendor integer.
         let vsa = |data: &[u8]| {
             let mut v = 2620u32.to_be_bytes().to_vec();
@@ -768,6 +795,7 @@ mod tests {
         };
         assert!(vsa(&[0, 0, 0, 1]).well_formed());
         assert!(!vsa(&[1]).well_formed());
+        assert_eq!(vsa(&[1]).data_len(), 1);
     }
 
     #[test]
