@@ -489,10 +489,23 @@ fn key_on_line(text: &str, at: usize) -> Option<String> {
     if !bare(name) {
         return None;
     }
-    // The table it is in: the last header above, `[[client]]` counted.
+    // The table it is in: the last header above, `[[client]]` counted. Lines inside a
+    // multi-line string are no headers, and a line that starts inside one is no key: its
+    // text is a value's (a secret's `pass=word` was named as the key `client[0].pass`,
+    // review).
     let mut table = None;
     let mut clients: std::collections::HashMap<String, usize> = Default::default();
+    let mut open: Option<&str> = None;
     for l in text[..start].lines().map(str::trim) {
+        let inside = open.is_some();
+        for delim in ["\"\"\"", "\'\'\'"] {
+            if open.is_none_or(|o| o == delim) && l.matches(delim).count() % 2 == 1 {
+                open = if open.is_some() { None } else { Some(delim) };
+            }
+        }
+        if inside {
+            continue;
+        }
         if let Some(t) = l.strip_prefix("[[").and_then(|l| l.split_once("]]")) {
             let n = clients.entry(t.0.trim().to_string()).or_default();
             table = Some(format!("{}[{}]", t.0.trim(), *n));
@@ -500,6 +513,9 @@ fn key_on_line(text: &str, at: usize) -> Option<String> {
         } else if let Some(t) = l.strip_prefix('[').and_then(|l| l.split_once(']')) {
             table = Some(t.0.trim().to_string());
         }
+    }
+    if open.is_some() {
+        return None;
     }
     Some(match table {
         Some(t) if bare(t.split('[').next().unwrap_or("")) => format!("{t}.{name}"),
@@ -554,6 +570,16 @@ mod tests {
             "[[client]]\nname = \"a\"\n[[client]]\nname = \"b\"\nmax = 99999999999999999999\n";
         let e = toml::from_str::<toml::Table>(text).unwrap_err();
         assert!(super::parse_message(text, "", &e).starts_with("client[1].max: "));
+        // Inside a multi-line string: neither its text as a key nor a line of it as a
+        // header.
+        let text = "[[client]]\nname = \"a\"\nsecret = \"\"\"\npass=wo\\qrd\"\"\"\n";
+        let e = toml::from_str::<toml::Table>(text).unwrap_err();
+        let said = super::parse_message(text, "", &e);
+        assert!(!said.contains("pass") && !said.contains("wo"), "{said}");
+        let text = "[ldap]\nnote = \"\"\"\n[client]\n\"\"\"\ntimeout_ms = 99999999999999999999\n";
+        let e = toml::from_str::<toml::Table>(text).unwrap_err();
+        let said = super::parse_message(text, "", &e);
+        assert!(said.starts_with("ldap.timeout_ms: "), "{said}");
         // Not a value: no key made up.
         let text = "[server\nname = 1\n";
         let e = toml::from_str::<toml::Table>(text).unwrap_err();
