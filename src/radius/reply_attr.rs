@@ -425,8 +425,8 @@ pub enum AttrKey {
 /// Framed-MTU from an upstream server reached the NAS while only the integers radmfa lets
 /// an admin configure were checked (review).
 const FOUR_OCTETS: &[u8] = &[
-    4, 5, 6, 7, 8, 9, 10, 12, 13, 14, 15, 16, 27, 28, 29, 37, 38, 40, 41, 42, 43, 46, 47, 48, 49,
-    51, 52, 53, 55, 61, 62, 64, 65, 83, 85,
+    4, 5, 6, 7, 8, 9, 10, 12, 13, 14, 15, 16, 23, 27, 28, 29, 37, 38, 40, 41, 42, 43, 45, 46, 47,
+    48, 49, 51, 52, 53, 55, 61, 62, 64, 65, 72, 73, 75, 76, 83, 85, 86,
 ];
 
 /// Standard attributes worth passing on that nobody configures by hand: the address and
@@ -783,6 +783,7 @@ mod tests {
             "a type radmfa knows nothing of"
         );
         assert!(!a(12, &[5, 220]).well_formed(), "Framed-MTU");
+        assert!(!a(23, &[1, 2]).well_formed(), "Framed-IPX-Network");
         assert!(a(85, &[0, 0, 1, 44]).well_formed(), "Acct-Interim-Interval");
         assert!(!a(85, &[1, 44]).well_formed());
         assert_eq!(a(8, &[10, 0, 0]).name(), "Framed-IP-Address");
