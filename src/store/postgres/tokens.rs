@@ -170,6 +170,12 @@ impl PgStore {
         sqlx::query("SET lock_timeout = 0")
             .execute(&mut conn)
             .await?;
+        // The turn's session sits idle while the import works on pool connections: a
+        // server's idle_session_timeout ended it, and the next import took its turn
+        // meanwhile (review). PostgreSQL 14 and later; an older one has no such setting.
+        let _ = sqlx::query("SET idle_session_timeout = 0")
+            .execute(&mut conn)
+            .await;
         let key = "SELECT pg_try_advisory_lock(hashtextextended('tokens:import', 0))";
         let got: bool = sqlx::query_scalar(key).fetch_one(&mut conn).await?;
         if !got {
