@@ -1727,24 +1727,38 @@ fn a_pskc_owner_dn_must_name_the_entry_it_gives_the_token_to() {
     );
 }
 
-/// With no directory to ask, owners named by DN are imported as the name cut from the DN,
-/// and the warning says they were not compared with their entries.
+/// With no directory to ask, a key whose owner the file names by DN is refused as one that
+/// names another entry is (with --map or --skip-invalid as the ways out): it was stored
+/// with the directory down, and refused with it up.
 #[test]
-fn pskc_owners_named_by_dn_unchecked_without_a_directory_are_said_to_be() {
+fn pskc_owners_named_by_dn_are_refused_when_the_directory_cannot_check_them() {
     let a = Admin::new();
     let tokens = serde_json::json!([
         {"serial": "DN-9", "secret_hex": hex::encode(b"seed of the ninth fob"), "type": "totp",
          "digits": 6, "period": 30, "user": "CN=jsmith,OU=Contractors,DC=other,DC=corp"},
+        {"serial": "DN-8", "secret_hex": hex::encode(b"seed of the eight fob"), "type": "totp",
+         "digits": 6, "period": 30, "user": "jdoe"},
     ]);
     let file = a.path("dn.pskcxml");
     make_pskc(&file, &tokens, &[]);
     let (ok, _, err) = a.import(&file, &[]);
-    assert!(ok, "{err}");
+    assert!(!ok, "{err}");
     assert!(
         err.contains("owners not checked against the directory")
             && err.contains(
-                "1 owner(s) the file names by DN were not compared with their directory entries"
-            ),
+                "UserId CN=jsmith,OU=Contractors,DC=other,DC=corp names its owner by DN, which \
+                 could not be compared with the directory entry of jsmith"
+            )
+            && err.contains("nothing was imported"),
         "{err}"
     );
+    assert!(a.tokens().is_empty());
+    let (ok, _, err) = a.import(&file, &["--skip-invalid"]);
+    assert!(ok, "{err}");
+    let serials: Vec<String> = a
+        .tokens()
+        .iter()
+        .map(|t| t["serial"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(serials, ["DN-8"]);
 }

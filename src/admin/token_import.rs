@@ -511,31 +511,39 @@ pub async fn run(
         .collect();
     let (missing, other_names, dns) =
         super::directory_name::owners_in_directory(cfg, &owners).await;
-    let unchecked = missing
-        .as_deref()
-        .is_some_and(|w| w.starts_with("owners not checked"));
+    // Why owners named by DN could not be compared with their entries, if they could not:
+    // such a key is refused as a mismatch is (review: the same file was refused with the
+    // directory up and stored with it down, and with no [ldap] section at all).
+    let unchecked = match &missing {
+        _ if cfg.ldap.is_none() => Some("there is no [ldap] section to ask".to_string()),
+        Some(w) if w.starts_with("owners not checked") => Some(w.clone()),
+        _ => None,
+    };
     if let Some(w) = missing {
         eprintln!("warning: {w}");
     }
-    // With no directory to ask, the owners the file names by DN were not compared with
-    // their entries either: said, since that check is what keeps a CN from giving a token
-    // to another person's account.
-    let by_dn = p.ready.iter().filter(|t| t.owner_dn.is_some()).count();
-    if by_dn > 0 && unchecked {
-        eprintln!(
-            "warning: {by_dn} owner(s) the file names by DN were not compared with their \
-             directory entries (no answer from the directory): check them with `radmfa \
-             token list`, or give them with --map"
-        );
+    let mut wrong = not_the_entry_named(&p.ready, &dns);
+    if let Some(why) = &unchecked {
+        wrong.extend(p.ready.iter().filter_map(|t| {
+            let named = t.owner_dn.as_deref()?;
+            Some(import::Problem {
+                origin: t.origin.clone(),
+                message: format!(
+                    "UserId {} names its owner by DN, which could not be compared with the \
+                     directory entry of {} ({why})",
+                    super::printable(named),
+                    super::printable(t.token.user.as_deref().unwrap_or_default())
+                ),
+            })
+        }));
     }
-    let wrong = not_the_entry_named(&p.ready, &dns);
     if !wrong.is_empty() {
         show("error", &wrong);
         if !a.skip_invalid {
             eprintln!(
-                "{}: {} owner(s) are not the directory entry the file names; nothing was \
-                 imported (give those owners with --map, or use --skip-invalid to import \
-                 the others)",
+                "{}: {} owner(s) are not, or could not be checked to be, the directory \
+                 entry the file names; nothing was imported (give those owners with --map, \
+                 or use --skip-invalid to import the others)",
                 a.file.display(),
                 wrong.len(),
             );
