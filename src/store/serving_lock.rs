@@ -132,19 +132,8 @@ pub fn serving(db: &Path) -> io::Result<SqliteLock> {
 fn only_server(db: &Path) -> io::Result<File> {
     let path = lock_path(db);
     let named = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", path.display()));
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&path)
-        .map_err(named)?;
-    let first_byte = libc::flock {
-        l_type: libc::F_WRLCK as libc::c_short,
-        l_whence: libc::SEEK_SET as libc::c_short,
-        l_start: 0,
-        l_len: 1,
-        l_pid: 0,
-    };
-    match nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_OFD_SETLK(&first_byte)) {
+    let file = writable(&path).map_err(named)?;
+    match nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_OFD_SETLK(&byte_lock(0))) {
         Ok(_) => Ok(file),
         Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EACCES) => Err(io::Error::new(
             io::ErrorKind::WouldBlock,
@@ -154,6 +143,28 @@ fn only_server(db: &Path) -> io::Result<File> {
              between nodes (docs/ha.md)",
         )),
         Err(errno) => Err(named(errno.into())),
+    }
+}
+
+/// The lock file opened to write, for an open file description lock.
+#[cfg(target_os = "linux")]
+fn writable(path: &Path) -> io::Result<File> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+}
+
+/// An open file description write lock on byte `at` of the lock file: 0 is the
+/// one-server lock, 1 `token import`'s turn.
+#[cfg(target_os = "linux")]
+fn byte_lock(at: libc::off_t) -> libc::flock {
+    libc::flock {
+        l_type: libc::F_WRLCK as libc::c_short,
+        l_whence: libc::SEEK_SET as libc::c_short,
+        l_start: at,
+        l_len: 1,
+        l_pid: 0,
     }
 }
 
@@ -170,18 +181,8 @@ pub fn importing(db: &Path) -> io::Result<File> {
     // The file made as `lock` makes it (owner, mode); then a descriptor of its own to
     // write-lock, as `only_server` takes one.
     drop(open(db).map_err(named)?);
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&path)
-        .map_err(named)?;
-    let second_byte = libc::flock {
-        l_type: libc::F_WRLCK as libc::c_short,
-        l_whence: libc::SEEK_SET as libc::c_short,
-        l_start: 1,
-        l_len: 1,
-        l_pid: 0,
-    };
+    let file = writable(&path).map_err(named)?;
+    let second_byte = byte_lock(1);
     match nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_OFD_SETLK(&second_byte)) {
         Ok(_) => return Ok(file),
         Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EACCES) => {
