@@ -1506,10 +1506,18 @@ impl LdapAuth {
 }
 
 /// Two spellings of one DN: attribute types and (for the directories radmfa meets) values
-/// compare without case, and spaces around `,` and `=` are not part of it (RFC 4514).
+/// compare without case, spaces around `,`, `=` and `+` are not part of it, and escapes
+/// are read (RFC 4514: slapd gives `ou=Sales\2C EMEA` for `ou=Sales\, EMEA`). Text that is
+/// no DN compares as it is spelt, as a directory's own DN it may still be.
 pub(crate) fn same_dn(a: &str, b: &str) -> bool {
-    super::ldap_hints::rdns(a) == super::ldap_hints::rdns(b)
+    use super::ldap_hints::{parse_dn, rdns};
+    match (parse_dn(a), parse_dn(b)) {
+        (Some(a), Some(b)) => a == b,
+        _ => rdns(a) == rdns(b),
+    }
 }
+
+pub(crate) use super::ldap_hints::parse_dn;
 
 /// How long an operation must have waited for its answer before its future being dropped
 /// unfinished says something about the server: healthy ones answer in milliseconds.

@@ -131,6 +131,99 @@ pub(super) fn rdns(dn: &str) -> Vec<String> {
         .collect()
 }
 
+/// A DN as RFC 4514 reads it: its RDNs, each a sorted list of (attribute, value), both lower
+/// case, with escapes (`\,`, `\2C`, `\C3\BC`) and LDAPv2's quotes read and the spaces
+/// around `=`, `,` and `+` left out; `None` for text that is no DN (an escape cut short, a
+/// value with no attribute).
+pub(crate) fn parse_dn(dn: &str) -> Option<Vec<Vec<(String, String)>>> {
+    let mut rdns = vec![Vec::new()];
+    let mut attr = String::new();
+    let mut value: Vec<u8> = Vec::new();
+    let mut in_value = false;
+    let mut quoted = false;
+    // Where the value's last byte that must be kept ends: escaped and quoted spaces stay.
+    let mut kept = 0;
+    let bytes = dn.as_bytes();
+    let mut i = 0;
+    /// One attribute and value read: into the RDN being read.
+    fn finish(
+        rdns: &mut [Vec<(String, String)>],
+        attr: &mut String,
+        value: &mut Vec<u8>,
+        kept: usize,
+    ) -> Option<()> {
+        value.truncate(kept.max(value.iter().rposition(|&c| c != b' ').map_or(0, |p| p + 1)));
+        let a = attr.trim().to_ascii_lowercase();
+        if a.is_empty() {
+            return None;
+        }
+        let v = String::from_utf8(std::mem::take(value))
+            .ok()?
+            .to_lowercase();
+        rdns.last_mut()?.push((a, v));
+        attr.clear();
+        Some(())
+    }
+    while i < bytes.len() {
+        let c = bytes[i];
+        if !in_value {
+            if c == b'=' {
+                in_value = true;
+                kept = 0;
+                // Leading spaces of a value are not part of it.
+                while bytes.get(i + 1) == Some(&b' ') {
+                    i += 1;
+                }
+            } else {
+                attr.push(c as char);
+            }
+            i += 1;
+            continue;
+        }
+        match c {
+            b'"' if value.is_empty() && !quoted => quoted = true,
+            b'"' if quoted => {
+                quoted = false;
+                kept = value.len();
+            }
+            b'\\' => {
+                let next = *bytes.get(i + 1)?;
+                if next.is_ascii_hexdigit() {
+                    let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+                    value.push(u8::from_str_radix(hex, 16).ok()?);
+                    i += 2;
+                } else {
+                    value.push(next);
+                    i += 1;
+                }
+                kept = value.len();
+            }
+            b',' | b';' | b'+' if !quoted => {
+                finish(&mut rdns, &mut attr, &mut value, kept)?;
+                in_value = false;
+                if c != b'+' {
+                    rdns.push(Vec::new());
+                }
+            }
+            _ => {
+                value.push(c);
+                if quoted {
+                    kept = value.len();
+                }
+            }
+        }
+        i += 1;
+    }
+    if quoted || !in_value {
+        return None;
+    }
+    finish(&mut rdns, &mut attr, &mut value, kept)?;
+    for rdn in &mut rdns {
+        rdn.sort();
+    }
+    Some(rdns)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -364,6 +364,12 @@ fn same_dn_ignores_case_and_spaces_only() {
         "uid=alice,ou=moved,dc=example,dc=org"
     ));
     assert!(!same_dn("cn=a,dc=x", "cn=a,dc=x,dc=y"));
+    // Escapes read: what slapd returns for an escaped comma.
+    assert!(same_dn(
+        "uid=frank,ou=Sales\\, EMEA,dc=example,dc=org",
+        "uid=frank,ou=Sales\\2C EMEA,dc=example,dc=org"
+    ));
+    assert!(same_dn("", ""));
 }
 
 /// An unknown user's padding waits for a bind slot as a known user's bind does, and runs
