@@ -56,6 +56,14 @@ pub async fn serve(
     for w in reloader.warnings() {
         tracing::warn!("{w}");
     }
+    #[cfg(unix)]
+    {
+        let (crate::config::StoreConfig::Sqlite { key_file, .. }
+        | crate::config::StoreConfig::Postgres { key_file, .. }) = &app.config().store;
+        if let Some(w) = crate::store::seal::owner_warning(key_file) {
+            tracing::warn!("{w}");
+        }
+    }
     // What a reload checks before it applies new [ldap] settings, checked at start too,
     // in the background (bounded by the timeouts per URL) so the listeners do not wait:
     // a wrong bind_password or CA file was otherwise first heard of at the first login.

@@ -394,6 +394,28 @@ fn check_private(path: &Path, meta: &std::fs::Metadata) -> Result<(), StoreError
     Ok(())
 }
 
+/// For `serve` run as root: a private key file still belongs to somebody, who reads it and
+/// can put another key in its place. Run as root, radmfa read a key of any owner, say
+/// `nobody`'s, unsaid. Only a warning: root's admin commands read the service account's
+/// key, which is right, and a `serve` as root for a look in the foreground is tolerated.
+#[cfg(unix)]
+pub fn owner_warning(path: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let me = nix::unistd::geteuid();
+    let owner = std::fs::metadata(path).ok()?.uid();
+    if !me.is_root() || owner == 0 {
+        return None;
+    }
+    let owner = super::writable::account(nix::unistd::Uid::from_raw(owner));
+    Some(format!(
+        "store.key_file {}: radmfa serve runs as root, but the key belongs to {owner}, who \
+         can read it and replace it: run radmfa serve as that account (the shipped \
+         unit's User=), or `chown root {}`",
+        path.display(),
+        path.display()
+    ))
+}
+
 #[cfg(not(unix))]
 fn check_private(_path: &Path, _meta: &std::fs::Metadata) -> Result<(), StoreError> {
     Ok(())
@@ -578,6 +600,28 @@ mod tests {
         }
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o400)).unwrap();
         KeyFile::load_or_create(&path).unwrap();
+    }
+
+    /// Root reads any file, so only root meets a key of a stranger's: the test plays it
+    /// when run as root (CI is), and says it did not otherwise.
+    #[cfg(unix)]
+    #[test]
+    fn serve_as_root_is_warned_of_a_key_file_another_account_owns() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("not root: a key file of another account cannot be made here");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("radmfa.key");
+        KeyFile::load_or_create(&path).unwrap();
+        assert_eq!(owner_warning(&path), None);
+        std::os::unix::fs::chown(&path, Some(65534), None).unwrap();
+        let said = owner_warning(&path).expect("a warning");
+        assert!(
+            said.contains(&path.display().to_string())
+                && said.contains("belongs to nobody (uid 65534), who can read it and replace it"),
+            "{said}"
+        );
     }
 
     #[cfg(unix)]

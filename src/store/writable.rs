@@ -28,7 +28,7 @@ pub fn runs_as() -> String {
     account(nix::unistd::geteuid())
 }
 
-fn account(uid: Uid) -> String {
+pub(crate) fn account(uid: Uid) -> String {
     match User::from_uid(uid) {
         Ok(Some(user)) => format!("{} (uid {uid})", user.name),
         _ => format!("uid {uid}"),
