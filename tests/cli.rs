@@ -3847,6 +3847,14 @@ fn a_token_whose_seed_does_not_open_is_shown_and_can_be_deleted() {
     assert!(line.contains("BROKEN") && line.contains("alice"), "{out}");
     assert!(out.contains("bob") && out.contains("2 token(s)"), "{out}");
     assert!(err.contains("1 token(s) BROKEN"), "{err}");
+    // A check of the deployment says so too (it passed over it).
+    let (_, out, _) = run(&cfg, &["config", "check", "--connect"]);
+    assert!(
+        out.contains(&format!(
+            "WARN store: 1 token(s) BROKEN, their seed does not open ({serial})"
+        )),
+        "{out}"
+    );
 
     let (ok, out, err) = run(&cfg, &["token", "show", &serial, "--json"]);
     assert!(ok, "{err}");

@@ -282,7 +282,12 @@ pub async fn connect(cfg: &Config, user: Option<&str>) -> anyhow::Result<bool> {
                 crate::config::StoreConfig::Postgres { .. } => None,
             };
             match damage {
-                None => line(true, "store: opened".into()),
+                None => {
+                    line(true, "store: opened".into());
+                    if let Some(w) = broken_tokens(&*store).await {
+                        println!("WARN {}", super::printable(&w));
+                    }
+                }
                 Some(said) => line(false, format!("store: {said}")),
             }
             Some(store)
@@ -307,6 +312,32 @@ pub async fn connect(cfg: &Config, user: Option<&str>) -> anyhow::Result<bool> {
         store.close().await;
     }
     Ok(ok)
+}
+
+/// Tokens whose seed no longer opens (a damaged row, a key file swapped for another that
+/// happens to open the key check): their holders' logins all fail, and only `token list`
+/// said so; a check of the deployment passed over them.
+async fn broken_tokens(store: &dyn crate::store::Store) -> Option<String> {
+    let tokens = store
+        .list_tokens(&crate::store::TokenFilter::default())
+        .await
+        .ok()?;
+    let broken: Vec<&str> = tokens
+        .iter()
+        .filter(|r| r.extra.unreadable_seed.is_some())
+        .map(|r| r.token.serial.as_str())
+        .collect();
+    let first = broken.first()?;
+    let more = match broken.len() {
+        1 => String::new(),
+        n => format!(" and {} more", n - 1),
+    };
+    Some(format!(
+        "store: {} token(s) BROKEN, their seed does not open ({first}{more}): their holders \
+         cannot log in with any token; `radmfa token list` names them and says how to \
+         repair them",
+        broken.len()
+    ))
 }
 
 /// The store as `--user` reads it.
