@@ -4227,3 +4227,38 @@ fn set_phone_says_the_default_country_code_was_added_to_a_short_number() {
     assert!(!ok, "{err}");
     assert!(err.contains("\"+49 171\" has 5 digits"), "{err}");
 }
+
+/// A command a message suggests works pasted into a shell as printed, for a name with a
+/// space or a quote in it: `radmfa user reset jean paul` named two users (clap refused
+/// 'paul'), and o'brien opened a quote.
+#[test]
+fn a_suggested_command_is_quoted_for_the_shell() {
+    let (_d, cfg) = setup();
+    for name in ["jean paul", "o'brien"] {
+        assert!(run(&cfg, &["user", "enroll-totp", name, "--uri-only"]).0);
+        let (ok, _, err) = run(&cfg, &["user", "enroll-totp", name, "--uri-only"]);
+        assert!(!ok, "{err}");
+        let command = err
+            .split('`')
+            .nth(1)
+            .filter(|c| c.starts_with("radmfa user reset "))
+            .unwrap_or_else(|| panic!("no suggested reset in {err}"));
+        // Pasted into a shell, with this test's binary and config for `radmfa`.
+        let pasted = command.replacen(
+            "radmfa",
+            &format!("{} --config {}", bin().display(), cfg.display()),
+            1,
+        );
+        let out = Command::new("sh").args(["-c", &pasted]).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{pasted}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // It reset that user: a new enrollment goes through without --force.
+        assert!(
+            run(&cfg, &["user", "enroll-totp", name, "--uri-only"]).0,
+            "{name}"
+        );
+    }
+}

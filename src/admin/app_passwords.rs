@@ -114,9 +114,10 @@ pub async fn run(
                     Ok(_) => e.context(format!("app password for {} undone", a.user)),
                     Err(undo) => e.context(format!(
                         "app password {id} was stored for {user} but not shown, and it could \
-                         not be removed ({undo}); run `radmfa user app-password delete {user} \
+                         not be removed ({undo}); run `radmfa user app-password delete {quoted} \
                          {id}`",
-                        user = a.user
+                        user = a.user,
+                        quoted = super::shell_arg(&a.user)
                     )),
                 });
             }
@@ -144,9 +145,10 @@ pub async fn run(
                     )),
                     (Err(undo), _) => e.context(format!(
                         "app password {id} was stored for {user} but not shown, and it could \
-                         not be removed ({undo}); run `radmfa user app-password delete {user} \
+                         not be removed ({undo}); run `radmfa user app-password delete {quoted} \
                          {id}`",
-                        user = a.user
+                        user = a.user,
+                        quoted = super::shell_arg(&a.user)
                     )),
                 });
             }

@@ -99,7 +99,8 @@ pub async fn run(
             "{user}: the directory entry is also named {other}, which holds its second \
              factor, and logins under {user} are refused (\"log in with the user name your \
              second factor is enrolled under\"), so a bypass here would never be used. \
-             Nothing granted: `radmfa user bypass {other}`, and the user logs in as {other}",
+             Nothing granted: `radmfa user bypass {quoted}`, and the user logs in as {other}",
+            quoted = super::shell_arg(&other),
             user = super::printable(&a.user),
             other = super::printable(&other),
         );
@@ -165,7 +166,8 @@ pub async fn run(
         println!(
             "note: {} is blocked (a fraud report): every login is \
              refused, this one too, until `radmfa user unblock {}`",
-            a.user, a.user
+            super::printable(&a.user),
+            super::shell_arg(&a.user)
         );
     }
     Ok(ExitCode::SUCCESS)

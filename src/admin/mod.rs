@@ -116,6 +116,18 @@ pub fn pad(s: &str, width: usize) -> String {
 /// cursor or erase lines and so hide records from the admin reading them).
 /// Format characters are escaped too: invisible ones (`al\u{200b}ice` would pass for
 /// alice) and bidirectional overrides (which reorder what follows them on the line).
+/// A name or serial as one shell word, for a command a message suggests: `radmfa user
+/// reset jean paul`, pasted as printed, named two users (clap: "unexpected argument
+/// 'paul'"), and `o'brien` opened a quote. Escaped as [`printable`] first.
+pub fn shell_arg(s: &str) -> String {
+    let shown = printable(s);
+    match shlex::try_quote(&shown) {
+        Ok(quoted) => quoted.into_owned(),
+        // Only a NUL byte, which `printable` has escaped already.
+        Err(_) => shown.into_owned(),
+    }
+}
+
 pub fn printable(s: &str) -> Cow<'_, str> {
     if !s.chars().any(hides) {
         return Cow::Borrowed(s);

@@ -146,7 +146,7 @@ pub(super) fn lines(cfg: &Config, user: &str, s: &SendState) -> Vec<String> {
                 format!(
                     ": refused until the oldest leaves its window; `radmfa user unlock {}` \
                      forgets them",
-                    super::printable(user)
+                    super::shell_arg(user)
                 )
             } else {
                 String::new()
@@ -163,7 +163,7 @@ pub(super) fn lines(cfg: &Config, user: &str, s: &SendState) -> Vec<String> {
                     format!(
                         ": texts and calls to it are refused; `radmfa user unlock {}` forgets \
                          them in the number's limits",
-                        super::printable(user)
+                        super::shell_arg(user)
                     )
                 } else {
                     String::new()

@@ -112,7 +112,8 @@ fn held_under_other_names(
             out.push(format!(
                 "{owner}: the directory entry is also named {other}, which holds token(s) \
                  {serials}; logins under either name pass, so those keep working beside the \
-                 imported one (`radmfa user reset {other}` ends them, for a lost phone)",
+                 imported one (`radmfa user reset {quoted}` ends them, for a lost phone)",
+                quoted = super::shell_arg(&shown),
                 owner = super::printable(owner),
                 other = super::printable(&shown),
                 serials = serials.join(", "),
@@ -145,7 +146,7 @@ fn broken_beside(ready: &[ImportedToken], stored: &HashMap<String, TokenRecord>)
                  changed by hand in SQL, until its serial is changed back)",
                 super::printable(owner),
                 super::printable(&s.token.serial),
-                super::printable(&s.token.serial)
+                super::shell_arg(&s.token.serial)
             ))
         })
         .collect();

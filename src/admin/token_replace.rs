@@ -80,7 +80,7 @@ pub fn refuse_moves(
                  replace it (delete it first: `radmfa token delete {} --force`)",
                 serial,
                 who(holder),
-                serial
+                super::shell_arg(&t.token.serial)
             )
         } else {
             match (holder, t.token.user.as_deref()) {
@@ -98,7 +98,7 @@ pub fn refuse_moves(
                      `radmfa token enable {}` first, or add --force to give it disabled",
                     serial,
                     who(Some(new)),
-                    serial
+                    super::shell_arg(&t.token.serial)
                 ),
                 (h, Some(new))
                     if h != Some(new)
@@ -182,9 +182,10 @@ pub async fn after_import(
         let mut what = String::new();
         let failed = super::tokens::forget_previous_owner(store, old, &mut what).await;
         if let Some(e) = failed {
-            first_error.get_or_insert(
-                anyhow::Error::new(e).context(format!("run `radmfa user forget {old}`")),
-            );
+            first_error.get_or_insert(anyhow::Error::new(e).context(format!(
+                "run `radmfa user forget {}`",
+                super::shell_arg(old)
+            )));
             continue;
         }
         if what.is_empty() {

@@ -162,19 +162,20 @@ async fn run_on(cfg: &Config, store: &dyn Store, cmd: TokenCommand) -> anyhow::R
                 super::users::tokens_under_another_name(store, &others, Some(&a.serial)).await?
             {
                 let name = super::printable(&user);
+                let quoted = super::shell_arg(&other);
                 // --force also takes a token from its holder: given for that, it must not
                 // pass this in silence.
                 if a.force {
                     eprintln!(
                         "warning: {name}: the directory entry is also named {other}, which \
                          holds token(s) {serials}; they keep working beside this one \
-                         (`radmfa user reset {other}` ends them)"
+                         (`radmfa user reset {quoted}` ends them)"
                     );
                 } else {
                     eprintln!(
                         "{name}: the directory entry is also named {other}, which holds token(s) \
                          {serials}; logins under either name pass, so those would keep working \
-                         beside this one. Nothing assigned. Run `radmfa user reset {other}` \
+                         beside this one. Nothing assigned. Run `radmfa user reset {quoted}` \
                          first (a token for a lost phone), or add --force to keep both"
                     );
                     return Ok(ExitCode::from(1));
@@ -299,8 +300,9 @@ async fn run_on(cfg: &Config, store: &dyn Store, cmd: TokenCommand) -> anyhow::R
     }
     if let Some((old, e)) = forget_failed {
         return Err(anyhow::Error::new(e).context(format!(
-            "{serial}: {what}{}; run `radmfa user forget {old}`",
-            super::users::unaudited_note(&recorded)
+            "{serial}: {what}{}; run `radmfa user forget {}`",
+            super::users::unaudited_note(&recorded),
+            super::shell_arg(&old)
         )));
     }
     recorded?;
@@ -391,11 +393,11 @@ fn used_codes_warning(before: &TokenRecord) -> Option<String> {
 /// disabled") with nothing said to the admin who assigned it. A token not valid yet is
 /// given out (handed out ahead of its start date, say), as is one its holder already has.
 fn refuse_unusable(before: &TokenRecord, now: i64) -> Option<String> {
-    let serial = super::printable(&before.token.serial);
     if !before.token.enabled {
         return Some(format!(
-            "disabled (reported lost, say); nothing done. `radmfa token enable {serial}` \
-             first, or add --force to assign it disabled"
+            "disabled (reported lost, say); nothing done. `radmfa token enable {}` first, \
+             or add --force to assign it disabled",
+            super::shell_arg(&before.token.serial)
         ));
     }
     match (
@@ -476,10 +478,10 @@ pub(crate) fn token_record(
 /// How to repair a token whose seed does not open. Not delete and import: a new row starts
 /// at the file's HOTP counter, and used codes would log in again.
 pub(super) fn broken_repair(r: &TokenRecord) -> String {
-    let serial = super::printable(&r.token.serial);
     if r.extra.enrolled {
         format!(
-            "An app's token: `radmfa token delete {serial} --force`, then enroll its user again"
+            "An app's token: `radmfa token delete {} --force`, then enroll its user again",
+            super::shell_arg(&r.token.serial)
         )
     } else {
         "Import the vendor's file again with `radmfa token import --replace` (it keeps the \
@@ -777,9 +779,10 @@ async fn resync(cfg: &Config, store: &dyn Store, a: ResyncArgs) -> anyhow::Resul
                 {
                     println!(
                         "note: {user} is locked until {} (wrong codes, perhaps this token's \
-                         drift): `radmfa user unlock {user}` lets them in now",
+                         drift): `radmfa user unlock {quoted}` lets them in now",
                         super::audit::fmt_time(until),
-                        user = super::printable(&owner)
+                        user = super::printable(&owner),
+                        quoted = super::shell_arg(&owner)
                     );
                 }
             }

@@ -384,7 +384,8 @@ async fn left_under_other_names(cfg: &Config, store: &dyn Store, user: &str) -> 
         if !held.is_empty() {
             eprintln!(
                 "note: {user}'s directory entry is also named {other}, which still holds {}: \
-                 logins under that name still pass with them (`radmfa user reset {other}`)",
+                 logins under that name still pass with them (`radmfa user reset {}`)",
+                super::shell_arg(&shown),
                 held.join(", "),
                 user = super::printable(user),
                 other = super::printable(&shown),
@@ -691,7 +692,7 @@ async fn enroll_totp(
             "{} already has {} token(s); use --force to add another, or `radmfa user reset {}` first",
             super::printable(&args.user),
             existing.len(),
-            super::printable(&args.user)
+            super::shell_arg(&args.user)
         );
         return Ok(ExitCode::from(1));
     }
@@ -781,8 +782,9 @@ async fn enroll_totp(
             Ok(_) => e.context(format!("enrollment of {} undone", args.user)),
             Err(undo) => e.context(format!(
                 "token {serial} was stored for {user} but its secret was not shown, and it \
-                 could not be removed ({undo}); run `radmfa user reset {user}`",
-                user = args.user
+                 could not be removed ({undo}); run `radmfa user reset {quoted}`",
+                user = args.user,
+                quoted = super::shell_arg(&args.user)
             )),
         });
     }
@@ -809,8 +811,9 @@ async fn enroll_totp(
             )),
             (Err(undo), _) => e.context(format!(
                 "token {serial} was stored for {user} but its secret was not shown, and it \
-                 could not be removed ({undo}); run `radmfa user reset {user}`",
-                user = args.user
+                 could not be removed ({undo}); run `radmfa user reset {quoted}`",
+                user = args.user,
+                quoted = super::shell_arg(&args.user)
             )),
         });
     }
@@ -838,9 +841,10 @@ async fn held_under_another_name(
             format!(
                 "{user}: the directory entry is also named {other}, which holds token(s) \
                  {serials}; logins under either name pass, so those would keep working beside \
-                 the new one. Nothing enrolled. Run `radmfa user reset {other}` first (a new \
+                 the new one. Nothing enrolled. Run `radmfa user reset {quoted}` first (a new \
                  phone for a lost one), or add --force to keep both",
                 user = super::printable(user),
+                quoted = super::shell_arg(&other),
             )
         }))
 }
@@ -1022,7 +1026,8 @@ async fn enroll_verified(
             )),
             Err(undo) => e.context(format!(
                 "token {serial} is stored for {user} and could not be removed ({undo}); run \
-                 `radmfa token delete {serial} --force`"
+                 `radmfa token delete {} --force`",
+                super::shell_arg(&serial)
             )),
         });
     }
@@ -1042,10 +1047,11 @@ async fn bypass_still_waits(store: &dyn Store, user: &str) {
     if let Some(until) = profile.bypass_set(SystemClock.now()) {
         eprintln!(
             "note: a bypass still waits for {user} until {}: the next login with the \
-             password takes it, not a code; `radmfa user bypass {user} --cancel` if the new \
+             password takes it, not a code; `radmfa user bypass {quoted} --cancel` if the new \
              token replaces it",
             super::audit::fmt_time(until),
-            user = super::printable(user)
+            user = super::printable(user),
+            quoted = super::shell_arg(user)
         );
     }
 }
@@ -1318,7 +1324,7 @@ async fn show(cfg: &Config, store: &dyn Store, user: &str, json: bool) -> anyhow
                  `radmfa user unlock {}` lifts it)",
                 super::printable(other),
                 super::audit::fmt_time(*until),
-                super::printable(other)
+                super::shell_arg(other)
             );
         }
         match profile.phone.as_deref() {
