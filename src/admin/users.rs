@@ -384,9 +384,9 @@ async fn left_under_other_names(cfg: &Config, store: &dyn Store, user: &str) -> 
         if !held.is_empty() {
             eprintln!(
                 "note: {user}'s directory entry is also named {other}, which still holds {}: \
-                 logins under that name still pass with them (`radmfa user reset {}`)",
-                super::shell_arg(&shown),
+                 logins under that name still pass with them (`radmfa user reset {quoted}`)",
                 held.join(", "),
+                quoted = super::shell_arg(&shown),
                 user = super::printable(user),
                 other = super::printable(&shown),
             );
