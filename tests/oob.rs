@@ -2993,3 +2993,65 @@ fn without_callbacks_an_sms_asks_for_no_status_report() {
     assert_eq!(sent.len(), 1, "{sent:?}");
     assert_eq!(sent[0].status_callback, None, "{sent:?}");
 }
+
+/// A login's first text that cannot go out (the provider down; the day's cap, which
+/// another account on the same number can use up) for a user with a token this client
+/// takes: the app's prompt, after why, rather than a Reject that kept every such user out
+/// while the provider was down, or till the next day (red team). The failed text is not
+/// offered again in that login.
+#[test]
+fn a_first_text_not_sent_asks_a_token_holder_for_the_app_code() {
+    let slapd = directory();
+    let standin = Standin::start();
+    for (limits, fail, why) in [
+        (
+            "",
+            true,
+            "The code could not be sent. Try again later or use another method.",
+        ),
+        (
+            "max_per_user_per_day = 1\n",
+            false,
+            "Today's codes and calls are used up.",
+        ),
+    ] {
+        let srv = start(
+            &slapd,
+            &standin,
+            limits,
+            "",
+            &[client("vpn", "127.0.0.1", r#"methods = ["sms", "totp"]"#)],
+        );
+        let seed = srv.enroll("alice", &[]);
+        standin.fail_sms(fail.then_some((503, 0, "Service Unavailable")));
+        if !fail {
+            // The day's one text, used up by a login that gets it.
+            let r = login(&srv, "alice", ALICE_PW);
+            assert_eq!(code_of(&r), "Access-Challenge", "{r}");
+            assert!(message(&r).starts_with("Enter the code sent to"), "{r}");
+        }
+        let r = login(&srv, "alice", ALICE_PW);
+        assert_eq!(code_of(&r), "Access-Challenge", "{r}\n{}", srv.log());
+        let said = message(&r);
+        assert!(
+            said.starts_with(why)
+                && said.contains("Enter the code from your authenticator app or token")
+                && !said.contains("sms"),
+            "{said}"
+        );
+        // The text is not offered, nor taken, again in this login: the same prompt.
+        let again = answer(&srv, "alice", "sms", &r["state"]);
+        assert_eq!(code_of(&again), "Access-Challenge", "{again}");
+        assert_eq!(again["state"], r["state"], "{again}");
+        let accepted = answer(&srv, "alice", &totp(&seed, now(), &[]), &r["state"]);
+        assert_eq!(code_of(&accepted), "Access-Accept", "{accepted}");
+        let audit = srv.audit_json("alice");
+        assert!(
+            audit.iter().any(|row| row["reason"]
+                .as_str()
+                .is_some_and(|s| s.ends_with("; the app's code asked for instead"))),
+            "{audit:#?}"
+        );
+        standin.fail_sms(None);
+    }
+}

@@ -476,7 +476,7 @@ const ONE_REPLY_MESSAGE: usize = 253;
 /// moment ago, so a short one stands in for it then, still with the words it offers
 /// (without them a user would not know that "resend" still works), and without them only
 /// if even that does not fit.
-fn reask(why: &str, ask: &Ask) -> String {
+pub(super) fn reask(why: &str, ask: &Ask) -> String {
     [
         format!("{why} {}", ask.text(true)),
         format!("{why} {}", ask.text(false)),
@@ -501,6 +501,14 @@ impl Ask {
         Ask {
             prompt: prompt.to_string(),
             hint: String::new(),
+        }
+    }
+
+    /// The app's prompt, offering `offered` (as they stand after any send limit).
+    pub(super) fn app(app: &AppState, offered: &[Method]) -> Ask {
+        Ask {
+            prompt: app.config().challenge.prompt.clone(),
+            hint: switch_hint(offered, Method::Totp),
         }
     }
 
@@ -555,7 +563,7 @@ pub(super) fn offered(ctx: &RequestContext, carried: &ChallengeContext) -> Vec<M
 
 /// A switch or resend refused before anything was sent (the send limit, the provider):
 /// its message. Not a lock or a block, whose refusal ends the prompt too.
-fn nothing_sent(v: &Verdict) -> Option<&str> {
+pub(super) fn nothing_sent(v: &Verdict) -> Option<&'static str> {
     if v.reply.code != ReplyCode::Reject {
         return None;
     }
@@ -568,8 +576,8 @@ fn nothing_sent(v: &Verdict) -> Option<&str> {
         oob::NUMBER_CANNOT_TEXT,
         oob::NUMBER_CANNOT_CALL,
     ]
-    .contains(&m)
-    .then_some(m)
+    .into_iter()
+    .find(|known| *known == m)
 }
 
 async fn totp(

@@ -532,8 +532,60 @@ async fn fresh_login(
         sends_limited: None,
         sends_limited_at: None,
     };
-    let v = methods::begin(app, ctx, &oob::request_key(ctx, req), &subject, method).await?;
+    let key = oob::request_key(ctx, req);
+    let v = methods::begin(app, ctx, &key, &subject, method).await?;
+    if let Some(why) = super::followup::nothing_sent(&v) {
+        if method != Method::Totp && subject.available.contains(&Method::Totp) {
+            return Box::pin(app_instead(app, ctx, &key, subject, method, v, why)).await;
+        }
+    }
     Ok(oob::no_other_method(v))
+}
+
+/// The first text or call of a login that did not go out (the provider down, the send
+/// limit reached, the number refused), for a user with a token this client takes: the
+/// app's prompt instead, after why. A Reject here kept every token holder whose default
+/// is a text or call out for as long as the provider was down, and anyone who knew the
+/// password of another account on the same number could use up its day's cap and keep
+/// them out till the next day (red team); at a prompt the same refusal already offered
+/// the other method. The failed method is not offered again in this login.
+async fn app_instead(
+    app: &AppState,
+    ctx: &RequestContext,
+    key: &str,
+    subject: Subject<'_>,
+    failed: Method,
+    refused: Verdict,
+    why: &'static str,
+) -> Result<Verdict, Fault> {
+    let limited = match why {
+        oob::RATE_LIMITED => Some(crate::mfa::challenge::SendsLimited::Window),
+        oob::DAILY_LIMITED => Some(crate::mfa::challenge::SendsLimited::Day),
+        _ => None,
+    };
+    let mut available = subject.available.clone();
+    available.retain(|m| *m != failed);
+    let subject = Subject {
+        available,
+        sends_limited: limited,
+        sends_limited_at: limited.map(|_| app.clock.now()),
+        ..subject
+    };
+    let mut v = methods::begin(app, ctx, key, &subject, Method::Totp).await?;
+    if v.reply.code != ReplyCode::Challenge {
+        return Ok(v);
+    }
+    let offered = crate::mfa::challenge::offered_under(limited, &subject.available, Method::Totp);
+    v.reply.messages = vec![super::followup::reask(
+        why,
+        &super::followup::Ask::app(app, &offered),
+    )];
+    v.reason = Some(format!(
+        "{}; the app's code asked for instead",
+        refused.reason.as_deref().unwrap_or("nothing sent")
+    ));
+    v.phone = refused.phone;
+    Ok(v)
 }
 
 /// Appended to the audit reason of a failed password that was probably a code answering
