@@ -621,6 +621,37 @@ fn audit_report_counts_match_the_records() {
     }
     assert_eq!(lines[0]["key"], "alice", "the busiest first: {lines:?}");
 
+    // --nas finds the client's records whatever case its name is typed in (the config
+    // holds one client per name, case aside); a name no client has is said, not just an
+    // empty report.
+    let logins = lines
+        .iter()
+        .map(|l| l["total"].as_u64().unwrap())
+        .sum::<u64>()
+        - srv
+            .audit_json("alice")
+            .iter()
+            .chain(srv.audit_json("bob").iter())
+            .filter(|r| r["nas_name"].is_null())
+            .count() as u64;
+    for typed in ["local", "LoCaL"] {
+        let out = srv.cli(&["audit", "--nas", typed, "--limit", "0", "--json"]);
+        let found = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(found.lines().count() as u64, logins, "{typed}: {found}");
+        assert!(
+            out.stderr.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = srv.cli(&["audit", "--nas", "lcoal", "--limit", "0"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success()
+            && err.contains("--nas \"lcoal\" is no [[client]] name in the config (local)"),
+        "{err}"
+    );
+
     // The text form, by reason, rejects only: bob's three wrong passwords on one line.
     let out = srv.cli(&["audit", "--count-by", "reason", "--result", "reject"]);
     assert!(out.status.success(), "{out:?}");
