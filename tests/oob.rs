@@ -984,7 +984,22 @@ fn provider_failure_allow_does_not_fail_open_for_a_user_with_a_token() {
     assert_eq!(code_of(&r2), "Access-Challenge", "{r2}\n{}", srv.log());
     assert_eq!(r2["state"], r1["state"]);
     assert!(message(&r2).contains("could not be sent"), "{r2}");
-    let rec = &srv.audit_json("alice")[0];
+    // "sms", no longer offered there, is not taken either: it asked the provider again,
+    // and counted another send (red team).
+    let sends = srv.audit_json("alice").len();
+    let r3 = answer(&srv, "alice", "sms", &r1["state"]);
+    assert_eq!(code_of(&r3), "Access-Challenge", "{r3}");
+    assert!(
+        message(&r3).starts_with("\"sms\" is not available here."),
+        "{r3}"
+    );
+    let audit = srv.audit_json("alice");
+    assert!(
+        audit.len() == sends + 1
+            && audit[0]["reason"] == "a prompt word this prompt does not offer",
+        "{audit:#?}"
+    );
+    let rec = &audit[1];
     assert_ne!(rec["mode"], "fail-open", "{rec}");
     assert!(
         rec["reason"]
@@ -3039,7 +3054,8 @@ fn a_first_text_not_sent_asks_a_token_holder_for_the_app_code() {
                 && !said.contains("sms"),
             "{said}"
         );
-        // The text is not offered, nor taken, again in this login: the same prompt.
+        // No text at that prompt (not offered after the provider failed; refused by the
+        // day's cap): the same prompt again.
         let again = answer(&srv, "alice", "sms", &r["state"]);
         assert_eq!(code_of(&again), "Access-Challenge", "{again}");
         assert_eq!(again["state"], r["state"], "{again}");

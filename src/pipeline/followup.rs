@@ -415,6 +415,13 @@ async fn switch_method(
         // request's future carries what it holds there; see `a_requests_future_stays_small`).
         let (restored, ask) = {
             let mut carried = carried.clone();
+            // A method the provider failed (or whose number it refuses) is not taken again
+            // at this prompt: the hint left it out while typing it still asked the provider
+            // again, and counted another send (red team). A send limit's refusal keeps it:
+            // the window's lapses, and the prompt offers it again then.
+            if limited.is_none() {
+                carried.methods = still_offered.clone();
+            }
             carried.sends_limited = carried
                 .sends_limited_now(now, send_window(app))
                 .max(limited);

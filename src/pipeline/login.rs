@@ -548,7 +548,7 @@ async fn fresh_login(
 /// is a text or call out for as long as the provider was down, and anyone who knew the
 /// password of another account on the same number could use up its day's cap and keep
 /// them out till the next day (red team); at a prompt the same refusal already offered
-/// the other method. The failed method is not offered again in this login.
+/// the other method.
 async fn app_instead(
     app: &AppState,
     ctx: &RequestContext,
@@ -563,8 +563,12 @@ async fn app_instead(
         oob::DAILY_LIMITED => Some(crate::mfa::challenge::SendsLimited::Day),
         _ => None,
     };
+    // A provider's failure takes the method out of this login, as a failed switch at a
+    // prompt does; a send limit's refusal hides it while the limit holds.
     let mut available = subject.available.clone();
-    available.retain(|m| *m != failed);
+    if limited.is_none() {
+        available.retain(|m| *m != failed);
+    }
     let subject = Subject {
         available,
         sends_limited: limited,
