@@ -3235,6 +3235,47 @@ fn status_server_follows_the_backends_for_no_reply_clients() {
     assert_eq!(radclient_status(&srv), "Access-Accept");
 }
 
+/// A token whose seed does not open (a damaged row) is its holder's problem, not a store
+/// outage: their logins get a Reject even from a no_reply client, and the node stays
+/// "alive" to Status-Server. It was handled as a failing store: silence, and a node
+/// marked down for every NAS that checks it, for one user's retries (policy red team).
+#[test]
+fn a_broken_token_is_its_holders_reject_not_a_store_outage() {
+    let slapd = directory();
+    let srv = start(&slapd, |o| {
+        o.clients = vec![Nas {
+            on_backend_failure: "no_reply",
+            ..Nas::challenge("silent-on-failure", "127.0.0.1")
+        }];
+    });
+    srv.enroll("alice", &[]);
+    let db = rusqlite::Connection::open(srv.dir.path().join("radmfa.db")).unwrap();
+    let mut sealed: Vec<u8> = db
+        .query_row("SELECT secret FROM tokens WHERE user = 'alice'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    let last = sealed.len() - 1;
+    sealed[last] ^= 1;
+    db.execute(
+        "UPDATE tokens SET secret = ?1 WHERE user = 'alice'",
+        rusqlite::params![sealed],
+    )
+    .unwrap();
+    drop(db);
+    let r = py_password(&srv, "alice", ALICE_PW);
+    assert_eq!(code_of(&r), "Access-Reject", "{r}\n{}", srv.log());
+    assert_eq!(radclient_status(&srv), "Access-Accept", "{}", srv.log());
+    let rec = &srv.audit_json("alice")[0];
+    assert!(
+        rec["result"] == "reject"
+            && rec["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("cannot decrypt a stored secret")),
+        "{rec}"
+    );
+}
+
 /// A name with an invisible character in it (a soft hyphen, a zero-width space, a control
 /// character) is refused before the directory is asked: OpenLDAP's string preparation
 /// (RFC 4518) drops a soft hyphen, so `alice\u{AD}` finds alice's entry, while the store

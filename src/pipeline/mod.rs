@@ -499,6 +499,16 @@ async fn answer(
             let left = v.unanswered;
             (v, left)
         }
+        // A stored secret of this login's user that does not open (a BROKEN token: a
+        // damaged row) is that user's problem, not a store outage: a Reject, whatever
+        // on_backend_failure says, and the node stays alive to Status-Server. Handled as a
+        // failing store, one user's retries silenced a no_reply client's NAS and marked the
+        // node down for every NAS that checks it (policy red team). A wrong key file for
+        // the whole store never gets here: the start refuses it.
+        Ok(Err(Fault::Store(crate::store::StoreError::Decrypt(why)))) => (
+            Verdict::reject(Fault::Store(crate::store::StoreError::Decrypt(why)).to_string()),
+            false,
+        ),
         Ok(Err(fault)) => {
             // An upstream RADIUS server has its own health (`[upstream]` dead time);
             // the probe here checks the directory and the store.
