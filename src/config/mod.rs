@@ -442,6 +442,18 @@ fn parse_message(text: &str, key: &str, e: &toml::de::Error) -> String {
     let serde_error = named == key;
     let key = named.as_str();
     let mut message = parse_words::admin_words(key, e.message().trim_end()).replace('\n', "; ");
+    // TOML reads an unquoted date or time as a date-time, which serde sees as a table:
+    // `bind_password = 1979-05-27T07:32:00Z` was "a table where a string is expected".
+    if serde_error && e.message().starts_with("invalid type: map") {
+        if let Some(value) = e.span().and_then(|s| text.get(s.start..)) {
+            if looks_like_datetime(value) {
+                message = message.replacen("a table where", "a date or time where", 1);
+                if message.contains("a string (in quotes) is expected") {
+                    message.push_str(": put it in quotes");
+                }
+            }
+        }
+    }
     let last = key.rsplit('.').next().unwrap_or("").to_ascii_lowercase();
     // Header values are often keys (Authorization, X-Api-Key), and a URL may carry one.
     // Not for an unknown key: what is quoted there is the key and the keys expected.
@@ -466,6 +478,15 @@ fn parse_message(text: &str, key: &str, e: &toml::de::Error) -> String {
     } else {
         format!("{key}: {message}{at}")
     }
+}
+
+/// Whether a TOML value starts as a date-time, a date or a time does (`1979-05-27`,
+/// `07:32:00`): a table's value starts with `{` or is on a header's line.
+fn looks_like_datetime(value: &str) -> bool {
+    let b = value.as_bytes();
+    let digits =
+        |r: std::ops::Range<usize>| b.get(r).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
+    (digits(0..4) && b.get(4) == Some(&b'-')) || (digits(0..2) && b.get(2) == Some(&b':'))
 }
 
 /// The full key whose value is at byte `at` of `text` (`server.request_deadline_ms`,
@@ -595,6 +616,31 @@ mod tests {
         let text = "[server\nname = 1\n";
         let e = toml::from_str::<toml::Table>(text).unwrap_err();
         assert!(!super::parse_message(text, "", &e).contains("server."));
+    }
+
+    /// An unquoted date is TOML's date-time, which serde calls a map: said as a date or time,
+    /// not as a table, and never quoted (the key is a password's here).
+    #[test]
+    fn a_date_where_a_string_belongs_is_called_a_date() {
+        let text = "[server]\nname = \"x\"\n[ldap]\nurls = [\"ldap://127.0.0.1\"]\n\
+                    base_dn = \"dc=x\"\nbind_dn = \"cn=a,dc=x\"\n\
+                    bind_password = 1979-05-27T07:32:00Z\n";
+        let e = super::Config::parse(text, "t.toml".as_ref())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("ldap.bind_password: a date or time where a string (in quotes) is expected: put it in quotes")
+                && !e.contains("1979"),
+            "{e}"
+        );
+        // A table where a string belongs is still a table.
+        let text = "[server]\nname = { a = 1 }\n";
+        let e = super::Config::parse(text, "t.toml".as_ref())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("server.name: a table where"), "{e}");
     }
 
     /// serde writes a string value with Debug escapes: a quote inside a secret must not end
