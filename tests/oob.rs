@@ -3071,3 +3071,32 @@ fn a_first_text_not_sent_asks_a_token_holder_for_the_app_code() {
         standin.fail_sms(None);
     }
 }
+
+/// A first text the provider was slow to take (no answer within `[twilio] timeout_ms`, the
+/// request sent) may still arrive: the login is not moved to the app's prompt, where its
+/// late code would be a wrong code counted toward the lockout (review), but refused as
+/// before.
+#[test]
+fn a_first_text_that_may_be_late_is_no_reason_to_ask_for_the_app() {
+    let slapd = directory();
+    let standin = Standin::start();
+    let srv = start(
+        &slapd,
+        &standin,
+        "",
+        "",
+        &[client("vpn", "127.0.0.1", r#"methods = ["sms", "totp"]"#)],
+    );
+    srv.enroll("alice", &[]);
+    standin.set_sms_delay(Duration::from_millis(3000));
+    let r = login(&srv, "alice", ALICE_PW);
+    assert_eq!(code_of(&r), "Access-Reject", "{r}\n{}", srv.log());
+    assert_eq!(message(&r), "The code could not be sent. Try again later.");
+    let rec = &srv.audit_json("alice")[0];
+    assert!(
+        rec["reason"]
+            .as_str()
+            .is_some_and(|s| s.contains("no answer within 2000 ms") && !s.contains("app's code")),
+        "{rec}"
+    );
+}

@@ -168,6 +168,22 @@ impl ProviderError {
         }
     }
 
+    /// The request left, and no answer says the provider refused it: it may have taken the
+    /// message (or placed the call) and be slow to say so, or the answer was lost. A code
+    /// sent so may still arrive.
+    pub fn maybe_sent(&self) -> bool {
+        matches!(
+            self,
+            ProviderError::Timeout {
+                connected: true,
+                ..
+            } | ProviderError::Transport {
+                connected: true,
+                ..
+            }
+        )
+    }
+
     /// Why the provider refuses the number itself ([`ProviderError::Status`]'s
     /// `refused_number`), if that is what it said.
     pub fn refused_number(&self) -> Option<&'static str> {

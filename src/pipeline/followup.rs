@@ -636,6 +636,7 @@ async fn totp(
                 started_at: None,
                 groups: None,
                 unanswered: false,
+                maybe_sent: false,
             })
         }
         CodeCheck::Invalid {

@@ -535,7 +535,9 @@ async fn fresh_login(
     let key = oob::request_key(ctx, req);
     let v = methods::begin(app, ctx, &key, &subject, method).await?;
     if let Some(why) = super::followup::nothing_sent(&v) {
-        if method != Method::Totp && subject.available.contains(&Method::Totp) {
+        // Not where the text may still come (a slow provider): its late code, typed at the
+        // app's prompt, would be a wrong code there, counted toward the lockout (review).
+        if method != Method::Totp && subject.available.contains(&Method::Totp) && !v.maybe_sent {
             return Box::pin(app_instead(app, ctx, &key, subject, method, v, why)).await;
         }
     }

@@ -101,6 +101,7 @@ impl Subject<'_> {
             started_at: self.started_at,
             groups: None,
             unanswered: false,
+            maybe_sent: false,
         }
     }
 }
@@ -259,7 +260,21 @@ fn not_delivered(
         message,
         reason,
         provider_failed,
+        maybe_sent,
     } = why;
+    let mut v = refused(app, ctx, s, mode, (message, reason, provider_failed));
+    v.maybe_sent = maybe_sent;
+    v
+}
+
+/// [`not_delivered`]'s verdict: a Reject with `message`, or the fail-open.
+fn refused(
+    app: &AppState,
+    ctx: &RequestContext,
+    s: &Subject<'_>,
+    mode: &'static str,
+    (message, reason, provider_failed): (&'static str, String, bool),
+) -> Verdict {
     if provider_failed && ctx.client.factors.provider_failure == ProviderFailure::Allow {
         if s.available.contains(&Method::Totp) {
             return s.verdict(

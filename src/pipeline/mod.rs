@@ -168,6 +168,9 @@ pub struct Verdict {
     /// the NAS's next server, and audited as `unanswered` (a held call's login that a
     /// stopping node leaves to the nodes sharing its store, see `methods::held_call`).
     pub unanswered: bool,
+    /// A text or call that failed may have gone out all the same (`NotSent::maybe_sent`):
+    /// its code may still come, so the login is not moved to another method.
+    pub maybe_sent: bool,
 }
 
 impl Verdict {
@@ -183,6 +186,7 @@ impl Verdict {
             started_at: None,
             groups: None,
             unanswered: false,
+            maybe_sent: false,
         }
     }
 
@@ -200,6 +204,7 @@ impl Verdict {
             started_at: None,
             groups: None,
             unanswered: false,
+            maybe_sent: false,
         }
     }
 

@@ -145,6 +145,10 @@ pub struct NotSent {
     pub message: &'static str,
     pub reason: String,
     pub provider_failed: bool,
+    /// The provider may have taken it though it answered with a failure: a timeout, or a
+    /// connection lost, after the request left. The text may still arrive (or the phone
+    /// ring) late.
+    pub maybe_sent: bool,
 }
 
 fn new_id() -> String {
@@ -258,6 +262,7 @@ async fn claim(
             message: super::login::LOCKED_MESSAGE,
             reason: "second factor locked".into(),
             provider_failed: false,
+            maybe_sent: false,
         })));
     }
     // The same for a fraud block, under this name or another of the entry's (a report
@@ -276,6 +281,7 @@ async fn claim(
             message: super::methods::BLOCKED_MESSAGE,
             reason,
             provider_failed: false,
+            maybe_sent: false,
         })));
     }
     if let OobBegin::Existing(t) = app.store.begin_oob(txn).await? {
@@ -306,6 +312,7 @@ async fn claim(
                 },
                 reason: "another request's transaction has this request's key".into(),
                 provider_failed: false,
+                maybe_sent: false,
             })));
         }
         // Another node (or an earlier copy) handled this very request: same outcome, no send.
@@ -318,6 +325,7 @@ async fn claim(
                 message: failed_message(t.kind, &reason),
                 reason: format!("{REPEAT}{reason}"),
                 provider_failed: false,
+                maybe_sent: false,
             })
         };
         return Ok(Some(match t.status {
@@ -369,6 +377,7 @@ async fn claim(
             message: if daily { DAILY_LIMITED } else { RATE_LIMITED },
             reason,
             provider_failed: false,
+            maybe_sent: false,
         })));
     }
     // The claim and the slot must be on disk before anything goes to the provider: a send
@@ -393,6 +402,7 @@ pub async fn send_sms(
             message: NOT_SENT,
             reason: "SMS is not configured".into(),
             provider_failed: false,
+            maybe_sent: false,
         }));
     };
     let now = app.clock.now();
@@ -535,6 +545,7 @@ async fn settle(
                 message,
                 reason,
                 provider_failed: e.is_outage(),
+                maybe_sent: e.maybe_sent(),
             }))
         }
     }
@@ -657,6 +668,7 @@ pub async fn place_call(
             message: NOT_CALLED,
             reason: "calls are not configured".into(),
             provider_failed: false,
+            maybe_sent: false,
         }));
     };
     let now = app.clock.now();
@@ -686,6 +698,7 @@ pub async fn place_call(
             message: NOT_CALLED,
             reason: "no [callbacks] public_url".into(),
             provider_failed: false,
+            maybe_sent: false,
         }));
     };
     let call = CallRequest {
