@@ -651,6 +651,24 @@ fn audit_report_counts_match_the_records() {
             && err.contains("--nas \"lcoal\" is no [[client]] name in the config (local)"),
         "{err}"
     );
+    // The client renamed in case only: its records, written under the old spelling, are
+    // still found under either.
+    let renamed = srv.dir.path().join("renamed.toml");
+    let text = std::fs::read_to_string(&srv.config).unwrap();
+    assert!(text.contains("name = \"local\""), "{text}");
+    std::fs::write(
+        &renamed,
+        text.replace("name = \"local\"", "name = \"Local\""),
+    )
+    .unwrap();
+    for typed in ["local", "Local"] {
+        let out = common::radmfa::cli_on(
+            &renamed,
+            &["audit", "--nas", typed, "--limit", "0", "--json"],
+        );
+        let found = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(found.lines().count() as u64, logins, "{typed}: {found}");
+    }
 
     // The text form, by reason, rejects only: bob's three wrong passwords on one line.
     let out = srv.cli(&["audit", "--count-by", "reason", "--result", "reject"]);

@@ -231,26 +231,23 @@ const PAGE: u32 = 5_000;
 /// them). The table's columns fit the first page: a listing of one page fits them all, a
 /// longer one is printed as it is read, and a wider value further down pushes its own line
 /// out. Returns how many were shown when more match than the limit let through.
-/// `--nas` as the config spells the client's name: names are one client whatever their
-/// case (the config refuses two that differ only in it), but records hold the config's
-/// spelling, and `--nas VPN` for client "vpn" printed an empty report, read as "no
-/// records" (admin red team). A name no client has is searched as typed (a client since
-/// removed), and said.
+/// `--nas` as typed (the query ignores case), with a warning when no client of the config
+/// has that name: a typo printed an empty report, read as "no records" (admin red team).
+/// Searched all the same: a client since removed still has its records.
 fn nas_as_configured(cfg: &Config, typed: String) -> String {
-    if let Some(c) = cfg
+    if !cfg
         .clients
         .iter()
-        .find(|c| c.name.eq_ignore_ascii_case(&typed))
+        .any(|c| c.name.eq_ignore_ascii_case(&typed))
     {
-        return c.name.clone();
+        let names: Vec<&str> = cfg.clients.iter().map(|c| c.name.as_str()).collect();
+        eprintln!(
+            "warning: --nas {:?} is no [[client]] name in the config ({}); records match it \
+             only if a client of that name was configured when they were written",
+            printable(&typed),
+            printable(&names.join(", "))
+        );
     }
-    let names: Vec<&str> = cfg.clients.iter().map(|c| c.name.as_str()).collect();
-    eprintln!(
-        "warning: --nas {:?} is no [[client]] name in the config ({}); records match it only \
-         if a client of that name was configured when they were written",
-        printable(&typed),
-        printable(&names.join(", "))
-    );
     typed
 }
 

@@ -76,8 +76,13 @@ where
     if let Some(server) = &f.server {
         q.push(" AND server_name = ").push_bind(server.clone());
     }
+    // A client's name in any case: the config holds one client per name, case aside, and
+    // a client renamed only in case keeps its records under the old spelling (no index on
+    // the column to lose).
     if let Some(nas) = &f.nas {
-        q.push(" AND nas_name = ").push_bind(nas.clone());
+        q.push(" AND lower(nas_name) = lower(")
+            .push_bind(nas.clone())
+            .push(")");
     }
     if let Some(token) = &f.token {
         q.push(" AND token_serial = ").push_bind(token.clone());
