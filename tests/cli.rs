@@ -3855,6 +3855,14 @@ fn a_token_whose_seed_does_not_open_is_shown_and_can_be_deleted() {
         )),
         "{out}"
     );
+    // Nor is a bypass granted that the token would refuse anyway.
+    let (ok, _, err) = run(&cfg, &["user", "bypass", "alice", "--force"]);
+    assert!(
+        !ok && err.contains(&format!(
+            "alice: holds token {serial}, whose seed does not open"
+        )) && err.contains("nothing granted"),
+        "{err}"
+    );
 
     let (ok, out, err) = run(&cfg, &["token", "show", &serial, "--json"]);
     assert!(ok, "{err}");

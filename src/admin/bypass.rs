@@ -106,6 +106,25 @@ pub async fn run(
         );
         return Ok(ExitCode::from(1));
     }
+    // A token whose seed does not open refuses every login of its holder, a bypass's too
+    // (the login reads the user's tokens before it looks for one): granted, it said
+    // success and was never used (review).
+    let held = store
+        .list_tokens(&crate::store::TokenFilter {
+            user: Some(a.user.clone()),
+            ..Default::default()
+        })
+        .await?;
+    if let Some(r) = held.iter().find(|r| r.extra.unreadable_seed.is_some()) {
+        eprintln!(
+            "{}: holds token {}, whose seed does not open (BROKEN), and no login of theirs \
+             works until it is repaired, a bypass's neither; nothing granted. {}",
+            super::printable(&a.user),
+            super::printable(&r.token.serial),
+            super::tokens::broken_repair(r)
+        );
+        return Ok(ExitCode::from(1));
+    }
     let until = SystemClock.now() + secs;
     let when = super::audit::fmt_time(until);
     // A login without a second factor, granted: with its record, in one transaction (see

@@ -334,8 +334,8 @@ async fn broken_tokens(store: &dyn crate::store::Store) -> Option<String> {
     };
     Some(format!(
         "store: {} token(s) BROKEN, their seed does not open ({first}{more}): their holders \
-         cannot log in with any token; `radmfa token list` names them and says how to \
-         repair them",
+         cannot log in at all (but with an app password) until they are repaired; `radmfa \
+         token list` names them and says how",
         broken.len()
     ))
 }
