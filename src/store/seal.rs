@@ -401,19 +401,37 @@ fn check_private(path: &Path, meta: &std::fs::Metadata) -> Result<(), StoreError
 #[cfg(unix)]
 pub fn owner_warning(path: &Path) -> Option<String> {
     use std::os::unix::fs::MetadataExt;
-    let me = nix::unistd::geteuid();
-    let owner = std::fs::metadata(path).ok()?.uid();
-    if !me.is_root() || owner == 0 {
+    if !nix::unistd::geteuid().is_root() {
         return None;
     }
-    let owner = super::writable::account(nix::unistd::Uid::from_raw(owner));
-    Some(format!(
-        "store.key_file {}: radmfa serve runs as root, but the key belongs to {owner}, who \
-         can read it and replace it: run radmfa serve as that account (the shipped \
-         unit's User=), or `chown root {}`",
-        path.display(),
-        path.display()
-    ))
+    let shown = crate::admin::shell_arg(&path.display().to_string());
+    let named = |uid: u32| super::writable::account(nix::unistd::Uid::from_raw(uid));
+    let owner = std::fs::metadata(path).ok()?.uid();
+    if owner != 0 {
+        return Some(format!(
+            "store.key_file {}: radmfa serve runs as root, but the key belongs to {}, who \
+             can read it and replace it: run radmfa serve as that account (the shipped \
+             unit's User=), or `chown root {shown}`",
+            path.display(),
+            named(owner)
+        ));
+    }
+    // Root's key in a directory another account owns: that account can rename a file of
+    // its own over it (review).
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let dir_owner = std::fs::metadata(dir).ok()?.uid();
+    (dir_owner != 0).then(|| {
+        format!(
+            "store.key_file {}: radmfa serve runs as root, but the key's directory belongs \
+             to {}, who can put another key in its place: run radmfa serve as that account \
+             (the shipped unit's User=), or keep the key in a directory root owns",
+            path.display(),
+            named(dir_owner)
+        )
+    })
 }
 
 #[cfg(not(unix))]
@@ -615,6 +633,14 @@ mod tests {
         let path = dir.path().join("radmfa.key");
         KeyFile::load_or_create(&path).unwrap();
         assert_eq!(owner_warning(&path), None);
+        // Root's key in a directory another account owns.
+        std::os::unix::fs::chown(dir.path(), Some(65534), None).unwrap();
+        let said = owner_warning(&path).expect("a warning");
+        assert!(
+            said.contains("the key's directory belongs to nobody (uid 65534)"),
+            "{said}"
+        );
+        std::os::unix::fs::chown(dir.path(), Some(0), None).unwrap();
         std::os::unix::fs::chown(&path, Some(65534), None).unwrap();
         let said = owner_warning(&path).expect("a warning");
         assert!(
