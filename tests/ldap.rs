@@ -1192,6 +1192,37 @@ async fn a_search_on_an_idle_connection_a_firewall_forgot_is_asked_again_on_a_ne
     assert_eq!(relay.accepted(), 4);
 }
 
+/// The first of two servers hangs (a frozen VM) while the pool's connections sat idle: the
+/// search on an idle one gets no answer, and the login asks the second server, not the
+/// first again on a new connection, whose service bind waited out the timeout once more:
+/// twice the default timeout_ms ran past the request's window, and the first logins after
+/// a hang were refused (red team).
+#[tokio::test]
+async fn a_hung_first_server_met_on_an_idle_connection_costs_one_timeout() {
+    let first = Slapd::start(&users());
+    let second = Slapd::start(&users());
+    let auth = LdapAuth::new(settings(
+        &first,
+        vec![first.url.clone(), second.url.clone()],
+    ))
+    .unwrap();
+    let password = Secret::from("alice-pw");
+    let alice = || auth.authenticate("alice", &password);
+    assert!(matches!(
+        alice().await.unwrap(),
+        PrimaryOutcome::Accepted(_)
+    ));
+    tokio::time::sleep(IDLE_SUSPECT + Duration::from_millis(500)).await;
+    first.signal("-STOP");
+    let t0 = Instant::now();
+    let out = alice().await;
+    let took = t0.elapsed();
+    first.signal("-CONT");
+    assert!(matches!(out, Ok(PrimaryOutcome::Accepted(_))), "{out:?}");
+    // One timeout (1 s) on the idle connection, then the second server.
+    assert!(took < Duration::from_millis(1800), "{took:?}");
+}
+
 #[tokio::test]
 async fn pooled_connections_idle_longer_than_idle_close_are_not_reused() {
     let slapd = Slapd::start(&users());

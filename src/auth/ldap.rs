@@ -1094,8 +1094,12 @@ impl LdapAuth {
                 continue;
             };
             let result = match answer {
+                // Only with no other server to ask: a hung server takes the new connection
+                // too, and its service bind there waited out timeout_ms once more; with the
+                // defaults both waits ran past the request's window, where the next server
+                // would have answered (red team). With another, that one is asked (below).
                 Err(_) | Ok(Err(LdapError::Timeout { .. }))
-                    if conn.idle_for >= IDLE_SUSPECT && !asked_fresh =>
+                    if conn.idle_for >= IDLE_SUSPECT && !asked_fresh && !may_move =>
                 {
                     // A firewall that forgets idle connections without a word (before
                     // idle_close_secs) leaves them looking open, and a search on one waits out
@@ -1117,6 +1121,15 @@ impl LdapAuth {
                 }
                 Err(_) | Ok(Err(LdapError::Timeout { .. })) => {
                     let url = &self.settings.urls[conn.url_idx];
+                    if conn.idle_for >= IDLE_SUSPECT {
+                        crate::warn_once!(&format!("ldap-idle:{url}"), %url, user,
+                            idle_secs = conn.idle_for.as_secs(),
+                            timeout_ms = op_timeout.as_millis() as u64,
+                            "LDAP search on a pooled connection that sat idle got no answer; \
+                             asking the next server (if the server is well, a firewall may \
+                             drop idle connections silently: keep [ldap] idle_close_secs below \
+                             its idle timeout)");
+                    }
                     url_warn!(self, conn.url_idx, %url, user, "LDAP search timed out");
                     self.timed_out(conn.url_idx);
                     if may_move {
