@@ -731,6 +731,15 @@ impl LdapAuth {
             "the server's certificate is not issued to the host name in the URL (connect by \
              the name it names)"
                 .to_string()
+        } else if lower.contains("causedasendentity") || lower.contains("ca used as end entity") {
+            // `openssl req -x509` makes CA:TRUE by default, as most slapd tutorials do, and
+            // OpenLDAP's own tools take such a certificate: only rustls's name said why not.
+            "the server's own certificate is a CA certificate (basicConstraints CA:TRUE, as \
+             `openssl req -x509` makes by default), which TLS refuses as a server's: issue \
+             the server a CA:FALSE certificate from a CA, and put that CA in [ldap] ca_file"
+                .to_string()
+        } else if lower.contains("expired") {
+            "the server's certificate has expired, or this host's clock is wrong".to_string()
         } else {
             return msg;
         };

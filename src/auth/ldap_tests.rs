@@ -452,3 +452,22 @@ async fn a_group_search_timeout_names_the_group() {
         "group search cn=vpn,dc=example,dc=org: LDAP operation timed out after 200 ms"
     );
 }
+
+/// rustls's names for a refused certificate, with what to do about them.
+#[test]
+fn tls_refusals_say_what_to_do() {
+    let auth = LdapAuth::new(settings()).unwrap();
+    let hint = |msg: &str| auth.tls_hint(msg.to_string());
+    let said = hint("invalid peer certificate: Other(OtherError(CaUsedAsEndEntity))");
+    assert!(
+        said.starts_with("invalid peer certificate: Other(OtherError(CaUsedAsEndEntity)) (")
+            && said.contains("is a CA certificate (basicConstraints CA:TRUE"),
+        "{said}"
+    );
+    let said = hint("invalid peer certificate: certificate expired: verification time 1796672596 (UNIX), but certificate is not valid after 1580515200 (UNIX)");
+    assert!(
+        said.ends_with("(the server's certificate has expired, or this host's clock is wrong)"),
+        "{said}"
+    );
+    assert_eq!(hint("connection refused"), "connection refused");
+}
