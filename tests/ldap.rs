@@ -1219,8 +1219,36 @@ async fn a_hung_first_server_met_on_an_idle_connection_costs_one_timeout() {
     let took = t0.elapsed();
     first.signal("-CONT");
     assert!(matches!(out, Ok(PrimaryOutcome::Accepted(_))), "{out:?}");
-    // One timeout (1 s) on the idle connection, then the second server.
+    // One timeout (1 s) on the idle connection, half of one for a new connection to the
+    // first server, then the second; before, a whole timeout again (2 s in all).
+    assert!(took < Duration::from_millis(1900), "{took:?}");
+}
+
+/// A firewall forgets the idle connections to a first server that is well, while the
+/// second hangs: the search is asked again on a new connection to the first, not of the
+/// second, whose service bind waited out the timeout (with the defaults, past the request's
+/// window: review of a fix that asked the next URL at once).
+#[tokio::test]
+async fn an_idle_connection_a_firewall_forgot_is_asked_again_though_the_next_server_hangs() {
+    let slapd = Slapd::start(&users());
+    let relay = WanRelay::start(slapd.port);
+    let (_listener, hung) = hung_server();
+    let auth = LdapAuth::new(settings(&slapd, vec![relay.url.clone(), hung])).unwrap();
+    let password = Secret::from("alice-pw");
+    let alice = || auth.authenticate("alice", &password);
+    assert!(matches!(
+        alice().await.unwrap(),
+        PrimaryOutcome::Accepted(_)
+    ));
+    relay.forget_idle_after(IDLE_SUSPECT);
+    tokio::time::sleep(IDLE_SUSPECT + Duration::from_millis(500)).await;
+    let t0 = Instant::now();
+    let out = alice().await;
+    let took = t0.elapsed();
+    assert!(matches!(out, Ok(PrimaryOutcome::Accepted(_))), "{out:?}");
+    // One timeout (1 s), then a search and a bind on new connections to the first.
     assert!(took < Duration::from_millis(1800), "{took:?}");
+    assert_eq!(relay.forgotten(), 1);
 }
 
 #[tokio::test]

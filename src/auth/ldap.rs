@@ -708,6 +708,17 @@ impl LdapAuth {
     /// A TLS failure's text, with what to check for the two an admin meets most: rustls
     /// says "UnknownIssuer" alike for a wrong ca_file and for none (the system's store),
     /// and names no file.
+    /// How long a new connection to a server whose idle connection went unanswered may take
+    /// (connect, service bind) before the next URL is asked: a server that is well answers
+    /// in a few round trips (a firewall forgot the idle connection), and one that hangs took
+    /// the new connection too and waited out timeout_ms again, which with the defaults ran
+    /// past the request's window where the next server would have answered (red team).
+    /// Going to the next URL at once instead failed when that one was down (review). `None`
+    /// with a single URL: nothing else to ask.
+    fn fresh_patience(&self) -> Option<Duration> {
+        (self.settings.urls.len() > 1).then(|| self.settings.op_timeout / 2)
+    }
+
     fn tls_hint(&self, msg: String) -> String {
         let lower = msg.to_ascii_lowercase();
         // BadSignature: a CA of the issuer's name, but not the key that signed it.
@@ -1064,13 +1075,34 @@ impl LdapAuth {
         // A search that got no answer on a connection idle for [`IDLE_SUSPECT`] or more is
         // asked again, once, on a new connection (see the timeout below).
         let mut asked_fresh = false;
-        let mut fresh = false;
+        // The server whose idle connection got no answer, to be asked on a new one.
+        let mut fresh: Option<usize> = None;
         loop {
-            let mut conn = if std::mem::take(&mut fresh) {
+            let mut conn = if let Some(idle_idx) = fresh.take() {
                 // The first URL in order is still the one the idle connection went to (not
                 // marked failed); if it does not answer a new connection either, the next.
-                let (ldap, url_idx) = Box::pin(self.connect_any(true)).await?;
-                Pooled::fresh(ldap, url_idx)
+                let connect = Box::pin(self.connect_any(true));
+                let connected = match self.fresh_patience() {
+                    Some(patience) => timeout(patience, connect).await,
+                    None => Ok(connect.await),
+                };
+                match connected {
+                    Ok(connected) => {
+                        let (ldap, url_idx) = connected?;
+                        Pooled::fresh(ldap, url_idx)
+                    }
+                    // Nor a new connection in the patience: it hangs. The next URL, with the
+                    // request's time left for it.
+                    Err(_) => {
+                        let url = &self.settings.urls[idle_idx];
+                        url_warn!(self, idle_idx, %url, user,
+                            "LDAP server took no new connection after its idle one went \
+                             unanswered; asking the next");
+                        self.timed_out(idle_idx);
+                        moved_on = true;
+                        continue;
+                    }
+                }
             } else {
                 self.take_or_connect(&self.searches, true).await?
             };
@@ -1103,12 +1135,8 @@ impl LdapAuth {
                 continue;
             };
             let result = match answer {
-                // Only with no other server to ask: a hung server takes the new connection
-                // too, and its service bind there waited out timeout_ms once more; with the
-                // defaults both waits ran past the request's window, where the next server
-                // would have answered (red team). With another, that one is asked (below).
                 Err(_) | Ok(Err(LdapError::Timeout { .. }))
-                    if conn.idle_for >= IDLE_SUSPECT && !asked_fresh && !may_move =>
+                    if conn.idle_for >= IDLE_SUSPECT && !asked_fresh =>
                 {
                     // A firewall that forgets idle connections without a word (before
                     // idle_close_secs) leaves them looking open, and a search on one waits out
@@ -1125,20 +1153,11 @@ impl LdapAuth {
                     self.searches.drop_idle_to(conn.url_idx);
                     self.binds.drop_idle_to(conn.url_idx);
                     asked_fresh = true;
-                    fresh = true;
+                    fresh = Some(conn.url_idx);
                     continue;
                 }
                 Err(_) | Ok(Err(LdapError::Timeout { .. })) => {
                     let url = &self.settings.urls[conn.url_idx];
-                    if conn.idle_for >= IDLE_SUSPECT {
-                        crate::warn_once!(&format!("ldap-idle:{url}"), %url, user,
-                            idle_secs = conn.idle_for.as_secs(),
-                            timeout_ms = op_timeout.as_millis() as u64,
-                            "LDAP search on a pooled connection that sat idle got no answer; \
-                             asking the next server (if the server is well, a firewall may \
-                             drop idle connections silently: keep [ldap] idle_close_secs below \
-                             its idle timeout)");
-                    }
                     url_warn!(self, conn.url_idx, %url, user, "LDAP search timed out");
                     self.timed_out(conn.url_idx);
                     if may_move {
