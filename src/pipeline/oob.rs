@@ -44,8 +44,15 @@ pub const DAILY_LIMITED: &str =
     "Today's codes and calls are used up. Try again tomorrow, or ask your administrator.";
 pub const NOT_SENT: &str = "The code could not be sent. Try again later or use another method.";
 pub const NOT_CALLED: &str = "The call could not be placed. Try again later or use another method.";
+/// A text the provider may have taken though it did not say so in time
+/// ([`crate::delivery::ProviderError::maybe_sent`]): "could not be sent" would be false
+/// when it arrives (review).
+pub const MAYBE_LATE: &str =
+    "The code may arrive late, or not at all. Try again later or use another method.";
 /// [`NOT_SENT`] and [`NOT_CALLED`] for a login's first send, answered with a Reject.
 pub const NOT_SENT_AT_LOGIN: &str = "The code could not be sent. Try again later.";
+/// [`MAYBE_LATE`] for a login's first send.
+pub const MAYBE_LATE_AT_LOGIN: &str = "The code may arrive late, or not at all. Try again later.";
 pub const NOT_CALLED_AT_LOGIN: &str = "The call could not be placed. Try again later.";
 
 /// [`NOT_SENT`] and [`NOT_CALLED`] without "or use another method", where there is none;
@@ -54,6 +61,7 @@ pub fn without_another_method(message: &str) -> &str {
     match message {
         NOT_SENT => NOT_SENT_AT_LOGIN,
         NOT_CALLED => NOT_CALLED_AT_LOGIN,
+        MAYBE_LATE => MAYBE_LATE_AT_LOGIN,
         other => other,
     }
 }
@@ -67,6 +75,7 @@ pub fn no_other_method(mut v: Verdict) -> Verdict {
             match m.as_str() {
                 NOT_SENT => *m = NOT_SENT_AT_LOGIN.to_string(),
                 NOT_CALLED => *m = NOT_CALLED_AT_LOGIN.to_string(),
+                MAYBE_LATE => *m = MAYBE_LATE_AT_LOGIN.to_string(),
                 _ => {}
             }
         }
@@ -500,6 +509,9 @@ async fn settle(
                     format!("{failed}: {e}; {NUMBER_REFUSED}: {why}"),
                     number_refused(txn.kind),
                 ),
+                None if e.maybe_sent() && txn.kind == OobKind::Sms => {
+                    (format!("{failed}: {e}"), MAYBE_LATE)
+                }
                 None => (format!("{failed}: {e}"), message),
             };
             let closed = app
