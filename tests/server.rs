@@ -3284,6 +3284,11 @@ fn a_broken_token_is_its_holders_reject_not_a_store_outage() {
     let r = py_password(&srv, "alice", ALICE_PW);
     assert_eq!(code_of(&r), "Access-Reject", "{r}\n{}", srv.log());
     assert_eq!(radclient_status(&srv), "Access-Accept", "{}", srv.log());
+    assert!(
+        srv.log_shows("a login was refused: a stored secret of this user does not open"),
+        "{}",
+        srv.log()
+    );
     let rec = &srv.audit_json("alice")[0];
     assert!(
         rec["result"] == "reject"

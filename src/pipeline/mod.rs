@@ -510,10 +510,17 @@ async fn answer(
         // failing store, one user's retries silenced a no_reply client's NAS and marked the
         // node down for every NAS that checks it (policy red team). A wrong key file for
         // the whole store never gets here: the start refuses it.
-        Ok(Err(Fault::Store(crate::store::StoreError::Decrypt(why)))) => (
-            Verdict::reject(Fault::Store(crate::store::StoreError::Decrypt(why)).to_string()),
-            false,
-        ),
+        Ok(Err(Fault::Store(crate::store::StoreError::Decrypt(why)))) => {
+            // Said in the log too (once in a while per token): with the audit's lines at
+            // WARN, nothing else an operator watches showed it (review).
+            crate::warn_once!(&format!("broken-seed:{why}"), user = %user,
+                "a login was refused: a stored secret of this user does not open ({why}); \
+                 `radmfa token list` marks it BROKEN and says how to repair it");
+            (
+                Verdict::reject(Fault::Store(crate::store::StoreError::Decrypt(why)).to_string()),
+                false,
+            )
+        }
         Ok(Err(fault)) => {
             // An upstream RADIUS server has its own health (`[upstream]` dead time);
             // the probe here checks the directory and the store.
