@@ -1077,12 +1077,18 @@ impl LdapAuth {
         let mut asked_fresh = false;
         // The server whose idle connection got no answer, to be asked on a new one.
         let mut fresh: Option<usize> = None;
+        // When the new connection's search must have answered (its connect's patience
+        // spans the search too: with anonymous searches the connect is only TCP's, which a
+        // hung server's kernel completes, and the search then waited a whole timeout).
+        let mut fresh_until: Option<Instant> = None;
         loop {
             let mut conn = if let Some(idle_idx) = fresh.take() {
                 // The first URL in order is still the one the idle connection went to (not
                 // marked failed); if it does not answer a new connection either, the next.
                 let connect = Box::pin(self.connect_any(true));
-                let connected = match self.fresh_patience() {
+                let patience = self.fresh_patience();
+                fresh_until = patience.map(|p| Instant::now() + p);
+                let connected = match patience {
                     Some(patience) => timeout(patience, connect).await,
                     None => Ok(connect.await),
                 };
@@ -1112,7 +1118,12 @@ impl LdapAuth {
                 conn = self.take_or_connect(&self.searches, true).await?;
             }
             let may_move = !moved_on && self.settings.urls.len() > 1;
-            let op_timeout = self.settings.op_timeout;
+            let op_timeout = match fresh_until.take() {
+                Some(until) => until
+                    .saturating_duration_since(Instant::now())
+                    .max(Duration::from_millis(1)),
+                None => self.settings.op_timeout,
+            };
             let search = conn
                 .conn
                 .ldap
@@ -1590,7 +1601,9 @@ impl Drop for CutShort<'_> {
         if !self.done && self.started.elapsed() >= CUT_SHORT_AFTER && !crate::server::abandoned() {
             let url = &self.auth.settings.urls[self.idx];
             url_warn!(self.auth, self.idx, %url, waited = ?self.started.elapsed(),
-                "LDAP operation cut short by the request deadline; trying the next server first");
+                "LDAP operation cut short before its own timeout (by the request deadline, or \
+                 by the time left for a new connection after an idle one went unanswered); \
+                 trying the next server first");
             self.auth.timed_out(self.idx);
         }
     }
