@@ -3094,7 +3094,7 @@ fn a_first_text_that_may_be_late_is_no_reason_to_ask_for_the_app() {
     // Not "could not be sent": it may well come.
     assert_eq!(
         message(&r),
-        "The code may arrive late, or not at all. Try again later."
+        "The text was not confirmed; a code it brings will not work. Try again later."
     );
     let rec = &srv.audit_json("alice")[0];
     assert!(

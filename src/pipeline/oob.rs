@@ -46,13 +46,15 @@ pub const NOT_SENT: &str = "The code could not be sent. Try again later or use a
 pub const NOT_CALLED: &str = "The call could not be placed. Try again later or use another method.";
 /// A text the provider may have taken though it did not say so in time
 /// ([`crate::delivery::ProviderError::maybe_sent`]): "could not be sent" would be false
-/// when it arrives (review).
+/// when it arrives, and "it may arrive late" led the user to type its code, which no prompt
+/// takes (review).
 pub const MAYBE_LATE: &str =
-    "The code may arrive late, or not at all. Try again later or use another method.";
+    "The text was not confirmed; a code it brings will not work. Try again later or use another method.";
 /// [`NOT_SENT`] and [`NOT_CALLED`] for a login's first send, answered with a Reject.
 pub const NOT_SENT_AT_LOGIN: &str = "The code could not be sent. Try again later.";
 /// [`MAYBE_LATE`] for a login's first send.
-pub const MAYBE_LATE_AT_LOGIN: &str = "The code may arrive late, or not at all. Try again later.";
+pub const MAYBE_LATE_AT_LOGIN: &str =
+    "The text was not confirmed; a code it brings will not work. Try again later.";
 pub const NOT_CALLED_AT_LOGIN: &str = "The call could not be placed. Try again later.";
 
 /// [`NOT_SENT`] and [`NOT_CALLED`] without "or use another method", where there is none;
