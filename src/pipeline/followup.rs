@@ -406,11 +406,7 @@ async fn switch_method(
         // call's, each refused in turn: red team), and a resend only while waiting may
         // bring it back (not past the day's cap). Kept with the prompt, for every
         // re-prompt of it (an empty answer's offered them all again: review).
-        let limited = match why {
-            oob::RATE_LIMITED => Some(SendsLimited::Window),
-            oob::DAILY_LIMITED => Some(SendsLimited::Day),
-            _ => None,
-        };
+        let limited = limit_that_refused(why);
         // In a block: the context's copy is not kept across the store's await (each
         // request's future carries what it holds there; see `a_requests_future_stays_small`).
         let (restored, ask) = {
@@ -566,6 +562,15 @@ pub(super) fn offered(ctx: &RequestContext, carried: &ChallengeContext) -> Vec<M
         .copied()
         .filter(|m| ctx.client.factors.methods.contains(m))
         .collect()
+}
+
+/// Which send limit a [`nothing_sent`] message says refused the text or call, if one did.
+pub(super) fn limit_that_refused(why: &str) -> Option<SendsLimited> {
+    match why {
+        oob::RATE_LIMITED => Some(SendsLimited::Window),
+        oob::DAILY_LIMITED => Some(SendsLimited::Day),
+        _ => None,
+    }
 }
 
 /// A switch or resend refused before anything was sent (the send limit, the provider):

@@ -560,11 +560,7 @@ async fn app_instead(
     refused: Verdict,
     why: &'static str,
 ) -> Result<Verdict, Fault> {
-    let limited = match why {
-        oob::RATE_LIMITED => Some(crate::mfa::challenge::SendsLimited::Window),
-        oob::DAILY_LIMITED => Some(crate::mfa::challenge::SendsLimited::Day),
-        _ => None,
-    };
+    let limited = super::followup::limit_that_refused(why);
     // A provider's failure takes the method out of this login, as a failed switch at a
     // prompt does; a send limit's refusal hides it while the limit holds.
     let mut available = subject.available.clone();
