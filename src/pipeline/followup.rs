@@ -585,7 +585,6 @@ pub(super) fn nothing_sent(v: &Verdict) -> Option<&'static str> {
         oob::DAILY_LIMITED,
         oob::NOT_SENT,
         oob::NOT_CALLED,
-        oob::MAYBE_LATE,
         oob::NUMBER_CANNOT_TEXT,
         oob::NUMBER_CANNOT_CALL,
     ]
@@ -842,7 +841,6 @@ mod tests {
             oob::DAILY_LIMITED,
             oob::NOT_SENT,
             oob::NOT_CALLED,
-            oob::MAYBE_LATE,
             oob::NUMBER_CANNOT_TEXT,
             oob::NUMBER_CANNOT_CALL,
             "Wrong code. 9 attempt(s) left.",

@@ -535,8 +535,10 @@ async fn fresh_login(
     let key = oob::request_key(ctx, req);
     let v = methods::begin(app, ctx, &key, &subject, method).await?;
     if let Some(why) = super::followup::nothing_sent(&v) {
-        // Not where the text may still come (a slow provider): its late code, typed at the
-        // app's prompt, would be a wrong code there, counted toward the lockout (review).
+        // Not where the call may still ring (a slow provider): it would ring on while the
+        // user is at the app's prompt, and its approval approve nothing. A text that may
+        // still come has a prompt of its own (`Delivered::Unconfirmed`), which takes its
+        // late code.
         if method != Method::Totp && subject.available.contains(&Method::Totp) && !v.maybe_sent {
             return Box::pin(app_instead(app, ctx, &key, subject, method, v, why)).await;
         }

@@ -213,15 +213,34 @@ async fn sms_prompt(
         return Ok(s.verdict(Reply::reject(), "sms", "no phone number"));
     };
     let (names, origin) = (&s.info.other_names, s.origin());
-    let txn = match oob::send_sms(app, ctx, request_key, s.user, names, phone, origin).await? {
-        Delivered::Yes(t) => t,
-        Delivered::No(why) => return Ok(not_delivered(app, ctx, s, "sms", why)),
-    };
+    let (txn, unconfirmed) =
+        match oob::send_sms(app, ctx, request_key, s.user, names, phone, origin).await? {
+            Delivered::Yes(t) => (t, None),
+            Delivered::No(why) => return Ok(not_delivered(app, ctx, s, "sms", why)),
+            // Where this client fails open on a provider outage, a text not confirmed is
+            // not sent, as before: the admin chose a login on the password alone over a
+            // wait for a text a hung provider may never send. Its transaction closes, so
+            // a late code finishes nothing.
+            Delivered::Unconfirmed(t, why) if fails_open(ctx, s, why.provider_failed) => {
+                app.store
+                    .resolve_oob(&t.id, OobStatus::Failed, Some(&why.reason))
+                    .await?;
+                return Ok(not_delivered(app, ctx, s, "sms", why));
+            }
+            Delivered::Unconfirmed(t, why) => (t, Some(why.reason)),
+        };
     // Ends ": " as the app's default prompt does: pam_radius_auth and SSH show the prompt
     // as it is, and the user types right after it. After a resend (or a switch back to
     // texts) it says that a new code went out: the same words as the first prompt's read as
     // if nothing had happened.
-    let ask = if s.earlier_sms.is_empty() {
+    let ask = if unconfirmed.is_some() {
+        // Not "sent": the user would wait for a text that may never come, with no word
+        // that another method is there.
+        format!(
+            "The text to {} was not confirmed. If it comes, enter its code: ",
+            mask(phone)
+        )
+    } else if s.earlier_sms.is_empty() {
         format!("Enter the code sent to {}: ", mask(phone))
     } else {
         format!("A new code was sent to {}. Enter the code: ", mask(phone))
@@ -237,7 +256,20 @@ async fn sms_prompt(
         lifetime,
     )
     .await?;
-    Ok(s.verdict(reply, "sms", "code sent by SMS; waiting for it"))
+    let why = match unconfirmed {
+        Some(reason) => format!("{reason}; waiting for its code, in case it was sent"),
+        None => "code sent by SMS; waiting for it".to_string(),
+    };
+    Ok(s.verdict(reply, "sms", why))
+}
+
+/// Whether a text or call that did not go out lets this login in on the password alone
+/// (see [`refused`]).
+fn fails_open(ctx: &RequestContext, s: &Subject<'_>, provider_failed: bool) -> bool {
+    provider_failed
+        && ctx.client.factors.provider_failure == ProviderFailure::Allow
+        && !s.available.contains(&Method::Totp)
+        && s.started_at.is_none()
 }
 
 /// An SMS or call that did not go out: a Reject telling the user why — or, when the
@@ -329,7 +361,9 @@ async fn place(
         .await?
         {
             Delivered::Yes(t) => Ok(t),
-            Delivered::No(why) => Err(not_delivered(app, ctx, s, "voice", why)),
+            Delivered::No(why) | Delivered::Unconfirmed(_, why) => {
+                Err(not_delivered(app, ctx, s, "voice", why))
+            }
         },
     )
 }

@@ -168,8 +168,9 @@ pub struct Verdict {
     /// the NAS's next server, and audited as `unanswered` (a held call's login that a
     /// stopping node leaves to the nodes sharing its store, see `methods::held_call`).
     pub unanswered: bool,
-    /// A text or call that failed may have gone out all the same (`NotSent::maybe_sent`):
-    /// its code may still come, so the login is not moved to another method.
+    /// A call that failed may have been placed all the same (`NotSent::maybe_sent`): it
+    /// may still ring, so the login is not moved to another method. (A text that may
+    /// still come gets a prompt, not a failure.)
     pub maybe_sent: bool,
 }
 

@@ -44,17 +44,8 @@ pub const DAILY_LIMITED: &str =
     "Today's codes and calls are used up. Try again tomorrow, or ask your administrator.";
 pub const NOT_SENT: &str = "The code could not be sent. Try again later or use another method.";
 pub const NOT_CALLED: &str = "The call could not be placed. Try again later or use another method.";
-/// A text the provider may have taken though it did not say so in time
-/// ([`crate::delivery::ProviderError::maybe_sent`]): "could not be sent" would be false
-/// when it arrives, and "it may arrive late" led the user to type its code, which no prompt
-/// takes (review).
-pub const MAYBE_LATE: &str =
-    "The text was not confirmed; a code it brings will not work. Try again later or use another method.";
 /// [`NOT_SENT`] and [`NOT_CALLED`] for a login's first send, answered with a Reject.
 pub const NOT_SENT_AT_LOGIN: &str = "The code could not be sent. Try again later.";
-/// [`MAYBE_LATE`] for a login's first send.
-pub const MAYBE_LATE_AT_LOGIN: &str =
-    "The text was not confirmed; a code it brings will not work. Try again later.";
 pub const NOT_CALLED_AT_LOGIN: &str = "The call could not be placed. Try again later.";
 
 /// [`NOT_SENT`] and [`NOT_CALLED`] without "or use another method", where there is none;
@@ -63,7 +54,6 @@ pub fn without_another_method(message: &str) -> &str {
     match message {
         NOT_SENT => NOT_SENT_AT_LOGIN,
         NOT_CALLED => NOT_CALLED_AT_LOGIN,
-        MAYBE_LATE => MAYBE_LATE_AT_LOGIN,
         other => other,
     }
 }
@@ -77,7 +67,6 @@ pub fn no_other_method(mut v: Verdict) -> Verdict {
             match m.as_str() {
                 NOT_SENT => *m = NOT_SENT_AT_LOGIN.to_string(),
                 NOT_CALLED => *m = NOT_CALLED_AT_LOGIN.to_string(),
-                MAYBE_LATE => *m = MAYBE_LATE_AT_LOGIN.to_string(),
                 _ => {}
             }
         }
@@ -145,6 +134,10 @@ pub enum Delivered {
     Yes(OobTransaction),
     /// Not sent.
     No(NotSent),
+    /// A text the provider took without confirming it in time (`NotSent::maybe_sent`): it
+    /// may still come, so its transaction stays pending and its prompt takes its code. Not
+    /// sent as far as `provider_failure = "allow"` is concerned (see `methods::sms_prompt`).
+    Unconfirmed(OobTransaction, NotSent),
 }
 
 /// Why an SMS or call did not go out: tell the user `message`, audit `reason`.
@@ -506,14 +499,29 @@ async fn settle(
             if e.surely_not_sent() {
                 give_back_slot(app, &txn).await;
             }
+            // A text the provider took and did not confirm in time (or whose answer was
+            // lost) may still come: its transaction stays pending, so that the code it
+            // brings finishes the login at its prompt, or at a later prompt of the login
+            // (`ChallengeContext::earlier_sms`). Closed as failed, the late code was a wrong
+            // code counted toward the lockout (red team). Still counted as a provider
+            // failure, and against the send limits.
+            if e.maybe_sent() && e.refused_number().is_none() && txn.kind == OobKind::Sms {
+                tracing::warn!(user, error = %e,
+                    "SMS not confirmed by the provider; its code is taken if it comes");
+                app.metrics.count_provider_failure(e.kind());
+                let why = NotSent {
+                    message,
+                    reason: format!("SMS not confirmed: {e}"),
+                    provider_failed: e.is_outage(),
+                    maybe_sent: true,
+                };
+                return Ok(Delivered::Unconfirmed(txn, why));
+            }
             let (reason, message) = match e.refused_number() {
                 Some(why) => (
                     format!("{failed}: {e}; {NUMBER_REFUSED}: {why}"),
                     number_refused(txn.kind),
                 ),
-                None if e.maybe_sent() && txn.kind == OobKind::Sms => {
-                    (format!("{failed}: {e}"), MAYBE_LATE)
-                }
                 None => (format!("{failed}: {e}"), message),
             };
             let closed = app

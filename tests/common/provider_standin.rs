@@ -299,7 +299,6 @@ async fn messages(
     if let Some((status, code, text)) = failure {
         return twilio_error(StatusCode::from_u16(status).unwrap(), code, &text);
     }
-    tokio::time::sleep(delay).await;
     let sid = sid("SM");
     st.lock().unwrap().sms.push(Sms {
         sid: sid.clone(),
@@ -308,6 +307,9 @@ async fn messages(
         body: text.clone(),
         status_callback: f.get("StatusCallback").cloned(),
     });
+    // Taken, then slow to say so, as a provider under load is: a client that gives up
+    // waiting (and drops the connection, which cancels this handler) does not unsend it.
+    tokio::time::sleep(delay).await;
     let reply = serde_json::json!({
         "sid": sid, "account_sid": ACCOUNT_SID, "to": to, "from": from, "body": text,
         "status": "queued", "num_segments": "1", "direction": "outbound-api",
