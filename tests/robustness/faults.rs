@@ -296,7 +296,8 @@ fn kill_9_under_load(pg: Option<&common::postgres::PgCluster>) {
     let armed = Arc::new(AtomicBool::new(false));
     let enrolled = Arc::new(AtomicBool::new(false));
     let killed = Arc::new(Mutex::new(None::<(Instant, String)>));
-    // Requests sent before the kill that never got a reply: in flight when it landed.
+    // Requests sent before the kill that never got a reply: sent and unanswered when it
+    // landed (in radmfa, or still in its socket buffer).
     let in_flight_at_kill = Arc::new(AtomicUsize::new(0));
     // Requests sent before the kill that got no reply within the socket's second.
     let slow = Arc::new(AtomicUsize::new(0));
@@ -458,8 +459,9 @@ fn kill_9_under_load(pg: Option<&common::postgres::PgCluster>) {
     );
     assert!(
         in_flight >= 1,
-        "nothing was in flight when the kill landed: it proves nothing about replies \
-         sent before their writes"
+        "no request was sent and unanswered when the kill landed: it did not land under \
+         load (this shows only that; a reply racing its write is caught, by chance, by the \
+         checks below)"
     );
     let (_, last_user) = killed.lock().unwrap().clone().unwrap();
     eprintln!("killed the instant {last_user}'s Accept was read");
