@@ -751,6 +751,12 @@ impl LdapAuth {
                 .to_string()
         } else if lower.contains("expired") {
             "the server's certificate has expired, or this host's clock is wrong".to_string()
+        } else if lower.contains("not valid yet") || lower.contains("notvalidyet") {
+            // A fresh certificate on a DC whose clock runs ahead of this host's, or this
+            // host's clock behind (a VM restored from a snapshot).
+            "the server's certificate is not valid yet: this host's clock may be behind, or \
+             the certificate was issued with a start date in the future"
+                .to_string()
         } else {
             return msg;
         };

@@ -469,5 +469,10 @@ fn tls_refusals_say_what_to_do() {
         said.ends_with("(the server's certificate has expired, or this host's clock is wrong)"),
         "{said}"
     );
+    let said = hint("invalid peer certificate: certificate not valid yet: verification time 1580515200 (UNIX), but certificate is not valid before 1796672596 (UNIX)");
+    assert!(
+        said.ends_with("(the server's certificate is not valid yet: this host's clock may be behind, or the certificate was issued with a start date in the future)"),
+        "{said}"
+    );
     assert_eq!(hint("connection refused"), "connection refused");
 }
