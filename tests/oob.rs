@@ -1752,6 +1752,13 @@ fn resends_end_with_the_prompt_chain_and_a_new_number_closes_open_prompts() {
     let resent = answer(&srv, "alice", "resend", &first["state"]);
     assert_eq!(code_of(&resent), "Access-Challenge", "{resent}");
     assert_eq!(standin.sms().len(), 2);
+    // The audit tells the resend from the first text.
+    let rows = srv.audit_json("alice");
+    assert!(
+        rows[0]["reason"] == "another code sent by SMS (a resend); waiting for it"
+            && rows[1]["reason"] == "code sent by SMS; waiting for it",
+        "{rows:#?}"
+    );
     std::thread::sleep(Duration::from_millis(10_500));
     let late = answer(&srv, "alice", "resend", &resent["state"]);
     assert_eq!(code_of(&late), "Access-Reject", "{late}");
@@ -1760,7 +1767,8 @@ fn resends_end_with_the_prompt_chain_and_a_new_number_closes_open_prompts() {
         srv.audit_json("alice")[0]["reason"]
             .as_str()
             .unwrap()
-            .contains("after the password check"),
+            .contains("after the password check")
+            && srv.audit_json("alice")[0]["mode"] == "sms",
         "{:#?}",
         srv.audit_json("alice")[0]
     );
@@ -3080,12 +3088,14 @@ fn a_first_text_not_sent_asks_a_token_holder_for_the_app_code() {
 fn a_text_the_provider_did_not_confirm_finishes_the_login_when_it_comes() {
     let slapd = directory();
     let standin = Standin::start();
-    let srv = start(
+    let srv = common::oob_env::start_tuned(
         &slapd,
         &standin,
         "",
-        "",
+        "\n[challenge]\nmax_attempts = 3\n",
         &[client("vpn", "127.0.0.1", r#"methods = ["sms", "totp"]"#)],
+        "info",
+        "duplicate_window_secs = 1",
     );
     srv.enroll("alice", &[]);
     standin.set_sms_delay(Duration::from_millis(3000));
@@ -3107,13 +3117,50 @@ fn a_text_the_provider_did_not_confirm_finishes_the_login_when_it_comes() {
                 && s.ends_with("; waiting for its code, in case it was sent")),
         "{rec}"
     );
+    // A wrong code: the prompt asked again still says the text was not confirmed.
+    let wrong = answer(&srv, "alice", "000000", &r["state"]);
+    let said = message(&wrong);
+    assert!(
+        said.starts_with("Wrong code.") && said.contains("was not confirmed. If it comes"),
+        "{wrong}"
+    );
     let late = standin.wait_sms(1, Duration::from_secs(5));
-    let accepted = answer(&srv, "alice", &late[0].code(), &r["state"]);
+    let accepted = answer(&srv, "alice", &late[0].code(), &wrong["state"]);
     assert_eq!(
         code_of(&accepted),
         "Access-Accept",
         "{accepted}\n{}",
         srv.log()
+    );
+
+    // A copy of the request after the duplicate cache let it go (as to another node): told
+    // as the first copy was, not that a code was sent, and no second text.
+    let sock = srv.udp();
+    sock.set_read_timeout(Some(Duration::from_secs(8))).unwrap();
+    let (pkt, _) = AccessRequestBuilder::new(41, "alice")
+        .password(ALICE_PW.as_bytes())
+        .build(SECRET.as_bytes());
+    let mut buf = [0u8; 4096];
+    let mut prompts = Vec::new();
+    for _ in 0..2 {
+        sock.send(&pkt).unwrap();
+        let n = sock.recv(&mut buf).expect("a reply");
+        let reply = parse_reply(&buf[..n]).unwrap();
+        assert_eq!(reply.code, 11, "{reply:?}");
+        let said = reply.attributes.iter().find(|(t, _)| *t == 18).unwrap();
+        prompts.push(String::from_utf8(said.1.clone()).unwrap());
+        std::thread::sleep(Duration::from_millis(1_500));
+    }
+    assert!(
+        prompts
+            .iter()
+            .all(|p| p.contains("was not confirmed. If it comes")),
+        "{prompts:?}"
+    );
+    assert_eq!(
+        standin.wait_sms(3, Duration::from_secs(3)).len(),
+        2,
+        "one text for the two copies"
     );
 
     // A text not confirmed, then the app's prompt, then another text not confirmed: the
@@ -3125,21 +3172,38 @@ fn a_text_the_provider_did_not_confirm_finishes_the_login_when_it_comes() {
     let again = answer(&srv, "alice", "sms", &app["state"]);
     assert_eq!(code_of(&again), "Access-Challenge", "{again}");
     assert!(message(&again).contains("was not confirmed"), "{again}");
-    let texts = standin.wait_sms(3, Duration::from_secs(5));
-    let accepted = answer(&srv, "alice", &texts[1].code(), &again["state"]);
+    let texts = standin.wait_sms(4, Duration::from_secs(5));
+    let accepted = answer(&srv, "alice", &texts[2].code(), &again["state"]);
     assert_eq!(
         code_of(&accepted),
         "Access-Accept",
         "{accepted}\n{}",
         srv.log()
     );
-    let failures = srv.audit_json("alice");
-    assert!(
-        failures.iter().all(|row| !row["reason"]
-            .as_str()
-            .is_some_and(|s| s.contains("wrong SMS code"))),
-        "{failures:#?}"
+
+    // And at the app's prompt: the text, come late after the user typed "app", is its
+    // code, not a wrong app code counted toward the lockout (review).
+    let r = login(&srv, "alice", ALICE_PW);
+    let app = answer(&srv, "alice", "app", &r["state"]);
+    assert!(message(&app).contains("authenticator app"), "{app}");
+    let texts = standin.wait_sms(5, Duration::from_secs(5));
+    let accepted = answer(&srv, "alice", &texts[4].code(), &app["state"]);
+    assert_eq!(
+        code_of(&accepted),
+        "Access-Accept",
+        "{accepted}\n{}",
+        srv.log()
     );
+    assert_eq!(srv.audit_json("alice")[0]["mode"], "sms");
+
+    // The one wrong code typed on purpose, and no other.
+    let rows = srv.audit_json("alice");
+    let wrong = |row: &&serde_json::Value| {
+        row["reason"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("wrong SMS code") || s.starts_with("wrong code"))
+    };
+    assert_eq!(rows.iter().filter(wrong).count(), 1, "{rows:#?}");
 }
 
 /// Where the client fails open on an outage (`provider_failure = "allow"`), a text the

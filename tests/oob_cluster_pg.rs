@@ -260,6 +260,60 @@ fn sms_code_sent_by_node_a_is_accepted_on_node_b() {
     assert_eq!(standin.sms().len(), 1, "no second SMS");
 }
 
+/// A text the provider took on node A's request without confirming it in time: a copy of
+/// the request to node B (a NAS failing over) is told the same ("not confirmed"), sends no
+/// second text, and the late code finishes the login at B's prompt.
+#[test]
+fn a_text_not_confirmed_on_node_a_is_told_so_by_node_b() {
+    let slapd = directory();
+    let standin = Standin::start();
+    standin.set_sms_delay(Duration::from_millis(3000));
+    let clients = client("vpn", "127.0.0.1", "methods = [\"sms\"]");
+    let (_pg, _keys, a, b) = two_nodes(&slapd, &standin, &clients);
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(8))).unwrap();
+    let (pkt, _) = AccessRequestBuilder::new(7, "alice")
+        .password(ALICE_PW.as_bytes())
+        .build(SECRET.as_bytes());
+    let mut buf = [0u8; 4096];
+    let mut prompt_of = |node: &Server| {
+        sock.send_to(&pkt, ("127.0.0.1", node.port())).unwrap();
+        let n = sock.recv(&mut buf).expect("a reply");
+        let reply = parse_reply(&buf[..n]).unwrap();
+        assert_eq!(reply.code, 11, "{reply:?}");
+        let text = |t: u8| {
+            reply
+                .attributes
+                .iter()
+                .find(|(ty, _)| *ty == t)
+                .map(|(_, v)| v.clone())
+                .unwrap()
+        };
+        (String::from_utf8(text(18)).unwrap(), text(24))
+    };
+    let (on_a, _) = prompt_of(&a);
+    let (on_b, state) = prompt_of(&b);
+    for said in [&on_a, &on_b] {
+        assert!(said.contains("was not confirmed. If it comes"), "{said}");
+    }
+    let sent = standin.wait_sms(2, Duration::from_secs(3));
+    assert_eq!(sent.len(), 1, "one text for both copies: {sent:?}");
+    let state = hex::encode(state);
+    let r = pyrad(
+        b.port(),
+        SECRET,
+        &[
+            "--user",
+            "alice",
+            "--password",
+            &sent[0].code(),
+            "--state",
+            &state,
+        ],
+    );
+    assert_eq!(r["code"], "Access-Accept", "{r}\n{}", b.log());
+}
+
 #[test]
 fn call_started_on_node_a_is_not_started_again_by_a_retransmit_to_node_b() {
     let slapd = directory();

@@ -88,6 +88,10 @@ pub struct ChallengeContext {
     /// ([`ChallengeContext::sends_limited_now`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sends_limited_at: Option<i64>,
+    /// This prompt's text was not confirmed by the provider (it may still come): its
+    /// re-prompts say so too, not that a code was sent. Absent where it was confirmed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unconfirmed: bool,
 }
 
 /// What a prompt for `current` offers of `methods` after `limit` refused a text or call

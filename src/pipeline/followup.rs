@@ -356,16 +356,25 @@ async fn switch_method(
     let started = carried.started_at.unwrap_or(pending.created_at);
     let chain = PROMPT_CHAIN_TIMEOUTS * app.config().challenge.timeout.as_secs() as i64;
     if now - started >= chain {
-        return Ok(Verdict::reject(format!(
-            "{} requested {} s after the password check (at most {chain} s)",
-            if method == current {
-                "resend"
-            } else {
-                "switch"
-            },
-            now - started
-        ))
-        .with_reply(Reply::reject().with_message(EXPIRED_MESSAGE)));
+        // Under the method asked for, as its prompt's rows are: audited as mode `none`, a
+        // chain of resends that ran out read as a login with no second factor at all.
+        let mode = match method {
+            Method::Totp => oath_mode,
+            other => other.as_str(),
+        };
+        return Ok(Verdict {
+            mode,
+            ..Verdict::reject(format!(
+                "{} requested {} s after the password check (at most {chain} s)",
+                if method == current {
+                    "resend"
+                } else {
+                    "switch"
+                },
+                now - started
+            ))
+            .with_reply(Reply::reject().with_message(EXPIRED_MESSAGE))
+        });
     }
     // Should nothing go out, the prompt stays, offering what it did but the method that
     // just failed (a resend still offers itself: it may work once the send limit allows).
@@ -530,10 +539,12 @@ pub(super) fn prompt_for(
     carried: &ChallengeContext,
     offered: &[Method],
 ) -> Ask {
+    let phone = carried.phone.as_deref().unwrap_or_default();
     let prompt = match current {
+        Method::Sms if carried.unconfirmed => oob::unconfirmed_prompt(phone),
         Method::Sms => format!(
             "Enter the code sent to {}: ",
-            crate::delivery::phone::mask(carried.phone.as_deref().unwrap_or_default())
+            crate::delivery::phone::mask(phone)
         ),
         Method::Voice => "Answer the call, then press Enter: ".into(),
         Method::Totp => app.config().challenge.prompt.clone(),
@@ -622,6 +633,19 @@ async fn totp(
     let turn = take_turn(app, user, others).await;
     let Some(attempt) = take_attempt(app, r).await? else {
         return Ok(Verdict::reject(NO_ATTEMPT));
+    };
+    let attempt = match Box::pin(followup_oob::earlier_text_at_app_prompt(
+        app,
+        user,
+        r,
+        (&turn, view.standing),
+        code,
+        attempt,
+    ))
+    .await?
+    {
+        Ok(accepted) => return Ok(accepted),
+        Err(attempt) => attempt,
     };
     let asked = (view, code, r.via);
     match check_code_in_turn(app, &turn, user, others, asked).await? {

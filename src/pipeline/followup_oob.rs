@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::followup::{closes, take_attempt, wrong_answer, Lockout, Round, NO_ATTEMPT};
+use super::followup::{closes, take_attempt, wrong_answer, Attempt, Lockout, Round, NO_ATTEMPT};
 use super::methods::{call_verdict, Subject};
 use super::second_factor::{self, Standing};
 use super::{oob, Fault, RequestContext, Verdict};
@@ -106,7 +106,18 @@ pub async fn sms_code(
         };
         return wrong_answer(app, r, attempt, "sms", why, lock, &prompt(), None).await;
     };
-    // Single use, twice over: the State and the code's transaction each move exactly once.
+    sms_accepted(app, user, r, attempt, txn).await
+}
+
+/// The login's end by a texted code `txn` took: single use, twice over (the State and the
+/// code's transaction each move exactly once), and the user's failures cleared.
+async fn sms_accepted(
+    app: &AppState,
+    user: &str,
+    r: &Round<'_>,
+    attempt: Attempt,
+    txn: crate::store::OobTransaction,
+) -> Result<Verdict, Fault> {
     if !closes(app, r, attempt).await?
         || !app
             .store
@@ -116,12 +127,43 @@ pub async fn sms_code(
         return Ok(sms_reject("SMS code already used", SMS_EXPIRED));
     }
     app.store.clear_failures(user).await?;
-    second_factor::clear_under_other_names(app, user, others).await?;
+    second_factor::clear_under_other_names(app, user, &r.carried.other_names).await?;
     let mut v = Verdict::reject("").with_reply(Reply::accept());
     v.reason = None;
     v.mode = "sms";
     v.phone = Some(txn.phone);
     Ok(v)
+}
+
+/// At the app's prompt, the code of a text this login sent before the user typed "app" (one
+/// slow to come, or one the provider did not confirm): it finishes the login as at a text's
+/// prompt, rather than count as a wrong app code toward the lockout (review). Only while
+/// no lock or block stops code checks, and only for a text of this login, unexpired and
+/// unused. `Err(attempt)` hands the attempt back for the app's check.
+pub async fn earlier_text_at_app_prompt(
+    app: &AppState,
+    user: &str,
+    r: &Round<'_>,
+    (turn, standing): (&super::code_turns::Turn<'_>, Standing),
+    typed: &str,
+    attempt: Attempt,
+) -> Result<Result<Verdict, Attempt>, Fault> {
+    let others = &r.carried.other_names;
+    let plain = crate::mfa::otp::plain_code(typed);
+    if r.carried.earlier_sms.is_empty() || !crate::mfa::otp::is_code_attempt(&plain) {
+        return Ok(Err(attempt));
+    }
+    let standing = second_factor::in_turn(app, turn, user, others, standing).await?;
+    if second_factor::stopped(app, user, others, standing)
+        .await?
+        .is_some()
+    {
+        return Ok(Err(attempt));
+    }
+    match earlier_code(app, user, r, &plain).await? {
+        Some(txn) => Ok(Ok(sms_accepted(app, user, r, attempt, txn).await?)),
+        None => Ok(Err(attempt)),
+    }
 }
 
 /// The earlier SMS of this login (before a "resend") whose code `typed` is, if it is still

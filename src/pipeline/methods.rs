@@ -86,6 +86,7 @@ impl Subject<'_> {
             // A text or call that went out shows no limit stands in its way now.
             sends_limited: self.sends_limited.filter(|_| method == Method::Totp),
             sends_limited_at: self.sends_limited_at.filter(|_| method == Method::Totp),
+            unconfirmed: false,
         }
     }
 
@@ -236,10 +237,7 @@ async fn sms_prompt(
     let ask = if unconfirmed.is_some() {
         // Not "sent": the user would wait for a text that may never come, with no word
         // that another method is there.
-        format!(
-            "The text to {} was not confirmed. If it comes, enter its code: ",
-            mask(phone)
-        )
+        oob::unconfirmed_prompt(phone)
     } else if s.earlier_sms.is_empty() {
         format!("Enter the code sent to {}: ", mask(phone))
     } else {
@@ -251,13 +249,21 @@ async fn sms_prompt(
         app,
         ctx,
         s,
-        s.context(Method::Sms, Some(&txn.id)),
+        ChallengeContext {
+            unconfirmed: unconfirmed.is_some(),
+            ..s.context(Method::Sms, Some(&txn.id))
+        },
         prompt,
         lifetime,
     )
     .await?;
     let why = match unconfirmed {
         Some(reason) => format!("{reason}; waiting for its code, in case it was sent"),
+        // A resend's (or a switch back's) told apart from the login's first text, so the
+        // audit shows how many texts a login took.
+        None if !s.earlier_sms.is_empty() => {
+            "another code sent by SMS (a resend); waiting for it".to_string()
+        }
         None => "code sent by SMS; waiting for it".to_string(),
     };
     Ok(s.verdict(reply, "sms", why))

@@ -44,6 +44,18 @@ pub const DAILY_LIMITED: &str =
     "Today's codes and calls are used up. Try again tomorrow, or ask your administrator.";
 pub const NOT_SENT: &str = "The code could not be sent. Try again later or use another method.";
 pub const NOT_CALLED: &str = "The call could not be placed. Try again later or use another method.";
+/// The prompt of a text the provider did not confirm in time ([`Delivered::Unconfirmed`]).
+pub fn unconfirmed_prompt(phone: &str) -> String {
+    format!(
+        "The text to {} was not confirmed. If it comes, enter its code: ",
+        mask(phone)
+    )
+}
+
+/// The audit reason's start for such a text, kept on its pending transaction
+/// (`Store::note_pending_oob`): how a copy of its request, on any node, knows it.
+const UNCONFIRMED: &str = "SMS not confirmed: ";
+
 /// [`NOT_SENT`] and [`NOT_CALLED`] for a login's first send, answered with a Reject.
 pub const NOT_SENT_AT_LOGIN: &str = "The code could not be sent. Try again later.";
 pub const NOT_CALLED_AT_LOGIN: &str = "The call could not be placed. Try again later.";
@@ -337,7 +349,19 @@ async fn claim(
             OobStatus::Pending => {
                 // Said, so that a login two nodes waited on reads as one in the logs.
                 tracing::info!(user = t.user.as_str(), "{}", following(t.kind));
-                Delivered::Yes(*t)
+                match t.reason.clone().filter(|r| r.starts_with(UNCONFIRMED)) {
+                    // Told as the first copy was: the text was not confirmed (review).
+                    Some(reason) => Delivered::Unconfirmed(
+                        *t,
+                        NotSent {
+                            message: NOT_SENT,
+                            reason,
+                            provider_failed: true,
+                            maybe_sent: true,
+                        },
+                    ),
+                    None => Delivered::Yes(*t),
+                }
             }
             _ => Delivered::Yes(*t),
         }));
@@ -509,9 +533,11 @@ async fn settle(
                 tracing::warn!(user, error = %e,
                     "SMS not confirmed by the provider; its code is taken if it comes");
                 app.metrics.count_provider_failure(e.kind());
+                let reason = format!("{UNCONFIRMED}{e}");
+                app.store.note_pending_oob(&txn.id, &reason).await?;
                 let why = NotSent {
                     message,
-                    reason: format!("SMS not confirmed: {e}"),
+                    reason,
                     provider_failed: e.is_outage(),
                     maybe_sent: true,
                 };

@@ -1074,6 +1074,13 @@ pub trait Store: Send + Sync + 'static {
         let _ = (id, provider_ref);
         Err(StoreError::Unsupported("set_oob_provider_ref"))
     }
+    /// Notes `reason` on a transaction still pending: a text the provider did not confirm,
+    /// whose code is still taken, so that a copy of its request (on any node) tells the user
+    /// the same. A transaction decided meanwhile is left as it is.
+    async fn note_pending_oob(&self, id: &str, reason: &str) -> Result<(), StoreError> {
+        let _ = (id, reason);
+        Err(StoreError::Unsupported("note_pending_oob"))
+    }
     /// Compare-and-set from `pending` to `status` (with a reason); true only for the one
     /// caller that moved it. A decided transaction never changes again, but to `fraud`: a
     /// fraud report on a call already decided (a held login gave up while it rang) marks it,

@@ -867,6 +867,10 @@ impl Store for PgStore {
         self.set_oob_provider_ref_impl(id, provider_ref).await
     }
 
+    async fn note_pending_oob(&self, id: &str, reason: &str) -> Result<(), StoreError> {
+        self.note_pending_oob_impl(id, reason).await
+    }
+
     async fn resolve_oob(
         &self,
         id: &str,

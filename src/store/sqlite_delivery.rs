@@ -475,6 +475,19 @@ impl SqliteStore {
             .and_then(|(s, r)| Some((OobStatus::parse(&s)?, r))))
     }
 
+    pub(super) async fn note_pending_oob_impl(
+        &self,
+        id: &str,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE oob_transactions SET reason = ?2 WHERE id = ?1 AND status = 'pending'")
+            .bind(id)
+            .bind(reason)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     pub(super) async fn resolve_oob_impl(
         &self,
         id: &str,

@@ -552,6 +552,23 @@ impl PgStore {
             .and_then(|(s, r)| Some((OobStatus::parse(&s)?, r))))
     }
 
+    pub(super) async fn note_pending_oob_impl(
+        &self,
+        id: &str,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        let mut w = self.writer().await?;
+        let r = sqlx::query(
+            "UPDATE oob_transactions SET reason = $2 WHERE id = $1 AND status = 'pending'",
+        )
+        .bind(id)
+        .bind(reason)
+        .execute(w.conn())
+        .await;
+        w.done(r)?;
+        Ok(())
+    }
+
     pub(super) async fn resolve_oob_impl(
         &self,
         id: &str,
