@@ -60,7 +60,7 @@ pub async fn serve(
     {
         let (crate::config::StoreConfig::Sqlite { key_file, .. }
         | crate::config::StoreConfig::Postgres { key_file, .. }) = &app.config().store;
-        if let Some(w) = crate::store::seal::owner_warning(key_file) {
+        if let Some(w) = crate::store::key_path::owner_warning(key_file) {
             tracing::warn!("{w}");
         }
     }

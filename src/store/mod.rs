@@ -13,6 +13,7 @@ pub mod delivery;
 pub mod durability;
 #[cfg(unix)]
 pub mod file_watch;
+pub mod key_path;
 pub mod moved;
 mod pool_close;
 pub mod pool_options;

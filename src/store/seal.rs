@@ -11,7 +11,7 @@
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use chacha20poly1305::aead::{Aead, Payload};
@@ -394,91 +394,6 @@ fn check_private(path: &Path, meta: &std::fs::Metadata) -> Result<(), StoreError
     Ok(())
 }
 
-/// For `serve` run as root: a private key file still belongs to somebody, who reads it and
-/// can put another key in its place. Run as root, radmfa read a key of any owner, say
-/// `nobody`'s, unsaid. Only a warning: root's admin commands read the service account's
-/// key, which is right, and a `serve` as root for a look in the foreground is tolerated.
-#[cfg(unix)]
-pub fn owner_warning(path: &Path) -> Option<String> {
-    use std::os::unix::fs::MetadataExt;
-    if !nix::unistd::geteuid().is_root() {
-        return None;
-    }
-    let shown = crate::admin::shell_arg(&path.display().to_string());
-    let named = |uid: u32| super::writable::account(nix::unistd::Uid::from_raw(uid));
-    let owner = std::fs::metadata(path).ok()?.uid();
-    if owner != 0 {
-        return Some(format!(
-            "store.key_file {}: radmfa serve runs as root, but the key belongs to {}, who \
-             can read it and replace it: run radmfa serve as that account (the shipped \
-             unit's User=), or `chown root {shown}`",
-            path.display(),
-            named(owner)
-        ));
-    }
-    // Root's key in a directory another account can write to, at any level up to /: that
-    // account can rename a file, or a directory, of its own over it (reviews). A symlinked
-    // key is as safe as the directories of both its link and its target.
-    let given = std::path::absolute(path).ok()?;
-    let real = std::fs::canonicalize(path).ok()?;
-    let mut seen = Vec::new();
-    for dir in given.ancestors().skip(1).chain(real.ancestors().skip(1)) {
-        if seen.iter().any(|d: &PathBuf| d == dir) {
-            continue;
-        }
-        seen.push(dir.to_path_buf());
-        let Some(who) = dir_writer(dir) else { continue };
-        let which = if dir == given.parent()? || dir == real.parent()? {
-            "the key's directory".to_string()
-        } else {
-            format!(
-                "the directory {} above it",
-                crate::admin::shell_arg(&dir.display().to_string())
-            )
-        };
-        return Some(format!(
-            "store.key_file {}: radmfa serve runs as root, but {which} {who}, who can put \
-             another key in its place: run radmfa serve as that account (the shipped unit's \
-             User=), or keep the key in directories only root can write to",
-            path.display(),
-        ));
-    }
-    None
-}
-
-/// Who, besides root, can replace entries in `dir`: its owner, a group given write
-/// permission, or anyone when it is world-writable. The sticky bit (as on /tmp) keeps
-/// others from renaming over what they do not own, so it clears the group and world cases.
-#[cfg(unix)]
-fn dir_writer(dir: &Path) -> Option<String> {
-    use std::os::unix::fs::MetadataExt;
-    let meta = std::fs::metadata(dir).ok()?;
-    let mode = meta.mode();
-    let sticky = mode & 0o1000 != 0;
-    if meta.uid() != 0 {
-        let named = super::writable::account(nix::unistd::Uid::from_raw(meta.uid()));
-        return Some(format!("belongs to {named}"));
-    }
-    if sticky {
-        return None;
-    }
-    if mode & 0o002 != 0 {
-        return Some(format!(
-            "is writable by every account (mode {:04o})",
-            mode & 0o7777
-        ));
-    }
-    if mode & 0o020 != 0 && meta.gid() != 0 {
-        let gid = nix::unistd::Gid::from_raw(meta.gid());
-        let group = match nix::unistd::Group::from_gid(gid) {
-            Ok(Some(g)) => format!("{} (gid {gid})", g.name),
-            _ => format!("gid {gid}"),
-        };
-        return Some(format!("is writable by the group {group}"));
-    }
-    None
-}
-
 #[cfg(not(unix))]
 fn check_private(_path: &Path, _meta: &std::fs::Metadata) -> Result<(), StoreError> {
     Ok(())
@@ -663,109 +578,6 @@ mod tests {
         }
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o400)).unwrap();
         KeyFile::load_or_create(&path).unwrap();
-    }
-
-    /// Root reads any file, so only root meets a key of a stranger's: the test plays it
-    /// when run as root (CI is), and says it did not otherwise.
-    #[cfg(unix)]
-    #[test]
-    fn serve_as_root_is_warned_of_a_key_file_another_account_owns() {
-        if !nix::unistd::geteuid().is_root() {
-            eprintln!("not root: a key file of another account cannot be made here");
-            return;
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("radmfa.key");
-        KeyFile::load_or_create(&path).unwrap();
-        assert_eq!(owner_warning(&path), None);
-        // Root's key in a directory another account owns.
-        std::os::unix::fs::chown(dir.path(), Some(65534), None).unwrap();
-        let said = owner_warning(&path).expect("a warning");
-        assert!(
-            said.contains("the key's directory belongs to nobody (uid 65534)"),
-            "{said}"
-        );
-        std::os::unix::fs::chown(dir.path(), Some(0), None).unwrap();
-        std::os::unix::fs::chown(&path, Some(65534), None).unwrap();
-        let said = owner_warning(&path).expect("a warning");
-        assert!(
-            said.contains(&path.display().to_string())
-                && said.contains("belongs to nobody (uid 65534), who can read it and replace it"),
-            "{said}"
-        );
-    }
-
-    /// Another account's way in need not be the key's own directory: a directory above it,
-    /// a group with write permission, or the directory of a symlink to the key (review).
-    #[cfg(unix)]
-    #[test]
-    fn serve_as_root_is_warned_of_any_directory_another_account_can_write() {
-        use std::os::unix::fs::{chown, PermissionsExt};
-        if !nix::unistd::geteuid().is_root() {
-            eprintln!("not root: directories of another account cannot be made here");
-            return;
-        }
-        let top = tempfile::tempdir().unwrap();
-        let mid = top.path().join("etc");
-        std::fs::create_dir(&mid).unwrap();
-        let path = mid.join("radmfa.key");
-        KeyFile::load_or_create(&path).unwrap();
-        assert_eq!(owner_warning(&path), None);
-
-        chown(top.path(), Some(65534), None).unwrap();
-        let said = owner_warning(&path).expect("a warning");
-        assert!(
-            said.contains(&format!(
-                "the directory {} above it belongs to nobody (uid 65534)",
-                top.path().display()
-            )),
-            "{said}"
-        );
-        chown(top.path(), Some(0), None).unwrap();
-
-        // Group-writable: by a group other than root's it is a warning, by root's not.
-        std::fs::set_permissions(&mid, std::fs::Permissions::from_mode(0o770)).unwrap();
-        assert_eq!(owner_warning(&path), None);
-        chown(&mid, None, Some(65534)).unwrap();
-        let said = owner_warning(&path).expect("a warning");
-        assert!(
-            said.contains("the key's directory is writable by the group")
-                && said.contains("(gid 65534)"),
-            "{said}"
-        );
-        // The sticky bit keeps the group from renaming over root's key.
-        std::fs::set_permissions(&mid, std::fs::Permissions::from_mode(0o1770)).unwrap();
-        assert_eq!(owner_warning(&path), None);
-        std::fs::set_permissions(&mid, std::fs::Permissions::from_mode(0o757)).unwrap();
-        let said = owner_warning(&path).expect("a warning");
-        assert!(
-            said.contains("is writable by every account (mode 0757)"),
-            "{said}"
-        );
-        std::fs::set_permissions(&mid, std::fs::Permissions::from_mode(0o700)).unwrap();
-
-        // A symlink whose directory another account owns: it can point it elsewhere.
-        let theirs = top.path().join("theirs");
-        std::fs::create_dir(&theirs).unwrap();
-        let link = theirs.join("radmfa.key");
-        std::os::unix::fs::symlink(&path, &link).unwrap();
-        assert_eq!(owner_warning(&link), None);
-        chown(&theirs, Some(65534), None).unwrap();
-        let said = owner_warning(&link).expect("a warning");
-        assert!(
-            said.contains("the key's directory belongs to nobody"),
-            "{said}"
-        );
-        // And a link in root's directory to a key in theirs.
-        let moved = theirs.join("real.key");
-        std::fs::rename(&path, &moved).unwrap();
-        std::fs::remove_file(&link).unwrap();
-        std::os::unix::fs::symlink(&moved, &path).unwrap();
-        let said = owner_warning(&path).expect("a warning");
-        assert!(
-            said.contains("the key's directory belongs to nobody"),
-            "{said}"
-        );
     }
 
     #[cfg(unix)]
