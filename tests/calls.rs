@@ -517,6 +517,15 @@ fn fraud_report_rejects_and_blocks_until_unblock() {
         show["blocked_reason"].as_str().unwrap().contains("fraud"),
         "{show}"
     );
+    // An app password given meanwhile says it waits behind the block, as a bypass does.
+    let out = srv.cli(&["user", "app-password", "add", "alice"]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success()
+            && said.contains("note: alice is blocked (a fraud report): every login is refused"),
+        "{said}"
+    );
+    cli_ok(&srv, &["user", "app-password", "delete-all", "alice"]);
     let out = cli_ok(&srv, &["user", "unblock", "alice"]);
     assert!(out.contains("unblocked"), "{out}");
     let show: serde_json::Value =

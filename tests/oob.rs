@@ -2650,24 +2650,29 @@ fn app_passwords_on_legacy_clients_only_and_delete_all_revokes() {
     assert_eq!(code_of(&r), "Access-Accept", "{r}");
 
     // The same DN is not the same entry: alice leaves, her entry is deleted, and a new
-    // hire's is made under her name. Her app password must not log in to the new account.
+    // hire's is made under her name. Her app password must not log in to the new account,
+    // whether she used it before she left or not (one never used was bound to whoever
+    // used it first: red team).
     let alices = cli_ok(&srv, &["user", "app-password", "add", "alice"]);
     assert_eq!(code_of(&legacy(alices.trim())), "Access-Accept");
+    let unused = cli_ok(&srv, &["user", "app-password", "add", "alice"]);
     slapd.modify(
         "dn: uid=alice,ou=people,dc=example,dc=org\nchangetype: delete\n\n\
          dn: uid=alice,ou=people,dc=example,dc=org\nchangetype: add\n\
          objectClass: inetOrgPerson\nuid: alice\ncn: Alice Newhire\nsn: Newhire\n\
          userPassword: new-hire-password\n",
     );
-    let r = legacy(alices.trim());
-    assert_eq!(code_of(&r), "Access-Reject", "{r}");
-    let rec = &srv.audit_json("alice")[0];
-    let reason = rec["reason"].as_str().unwrap();
-    assert!(
-        reason.contains("app password of another directory entry (entryUUID:")
-            && reason.contains("deleted and made again"),
-        "{rec}"
-    );
+    for pw in [&alices, &unused] {
+        let r = legacy(pw.trim());
+        assert_eq!(code_of(&r), "Access-Reject", "{r}");
+        let rec = &srv.audit_json("alice")[0];
+        let reason = rec["reason"].as_str().unwrap();
+        assert!(
+            reason.contains("app password of another directory entry (entryUUID:")
+                && reason.contains("deleted and made again"),
+            "{rec}"
+        );
+    }
     // The new hire's own password passes (the entry, not the name, was refused); she has
     // no second factor yet.
     on_vpn("new-hire-password");

@@ -83,10 +83,13 @@ fn old_form(p: &crate::store::AppPassword) -> bool {
     app_password::form(&p.hash) == app_password::Form::Legacy
 }
 
+/// `granted`: the user's directory entry as `add` found it, which a new app password is
+/// bound to from the start.
 pub async fn run(
     cfg: &Config,
     store: &dyn Store,
     cmd: AppPasswordCommand,
+    granted: &super::directory_name::Granted,
 ) -> anyhow::Result<ExitCode> {
     // The name is already folded (`users::fold_user_name`); folding again would strip a
     // second listed domain (CORP\CORP\bob → bob) that logins keep (corp\bob).
@@ -95,7 +98,17 @@ pub async fn run(
             let pw = app_password::generate();
             let hash = app_password::hash_keyed(store.sms_code_key(), &a.user, &pw);
             let id = store
-                .add_app_password(&a.user, a.label.as_deref(), &hash, SystemClock.now())
+                // Bound to the entry found now: bound at its first login, one issued to a
+                // leaver and not yet used passed to the next account given the name (red
+                // team). Unbound only where the directory was not asked (--force, no
+                // [ldap], unreachable): then its first login binds it.
+                .add_app_password(
+                    &a.user,
+                    a.label.as_deref(),
+                    &hash,
+                    SystemClock.now(),
+                    (granted.dn.as_deref(), granted.entry_id.as_deref()),
+                )
                 .await?;
             let label = a.label.clone().unwrap_or_default();
             // A password that gets around the second factor does not stay without its audit
@@ -126,6 +139,16 @@ pub async fn run(
                  password on clients that allow app passwords.",
                 a.user
             );
+            // Logins check a fraud block before app passwords, as `user bypass` says too; on
+            // stderr, as stdout is the password alone (scripts read it).
+            if store.user_profile(&a.user).await?.blocked_at.is_some() {
+                eprintln!(
+                    "note: {} is blocked (a fraud report): every login is refused, with this \
+                     app password too, until `radmfa user unblock {}`",
+                    super::printable(&a.user),
+                    super::shell_arg(&a.user)
+                );
+            }
             // Shown once: one that could not be (a closed pipe, a full disk) is one nobody
             // has, taken back as enroll-totp takes back a token whose secret was not shown.
             let shown =

@@ -8,32 +8,49 @@ use crate::auth::{LdapAuth, PrimaryAuth};
 use crate::config::Config;
 use std::collections::HashMap;
 
+/// What a command that gives a user something found of the user's directory entry.
+#[derive(Debug, Default)]
+pub struct Granted {
+    /// The entry's other names (a multi-valued `uid`).
+    pub other_names: Vec<String>,
+    /// Its DN and its identity (entryUUID, objectGUID), for what is bound to the entry
+    /// from the start (an app password).
+    pub dn: Option<String>,
+    pub entry_id: Option<String>,
+}
+
 /// Whether the command may go on for `user` (already keyed as logins key it): yes without
 /// `[ldap]` (the upstream server vouches for names at login), with `overridden` (the
 /// command's `flag`, which the refusal names), when the directory has the name, and when
 /// the directory cannot be asked (said on stderr: the name was not checked). No, with the
 /// refusal on stderr, when the directory answers that no entry is that user's. A yes comes
-/// with what it found: the entry's other names (a multi-valued `uid`), none where the
-/// directory was not asked or could not be. `None` for a no.
+/// with what it found ([`Granted`]), nothing where the directory was not asked or could
+/// not be. `None` for a no.
 pub async fn granted_entry(
     cfg: &Config,
     user: &str,
     flag: &str,
     overridden: bool,
-) -> Option<Vec<String>> {
+) -> Option<Granted> {
     let Some(settings) = &cfg.ldap else {
-        return Some(Vec::new());
+        return Some(Granted::default());
     };
     if overridden {
-        return Some(Vec::new());
+        return Some(Granted::default());
     }
     let name = super::printable(user);
     let looked_up = match LdapAuth::new(settings.clone()) {
-        Ok(ldap) => ldap.lookup(user).await,
+        // With the identity: an app password is bound to it from the start (one search of
+        // an admin command; logins ask for it only where app passwords are checked).
+        Ok(ldap) => ldap.lookup_with_identity(user).await,
         Err(e) => Err(e),
     };
     match looked_up {
-        Ok(Some(info)) => Some(info.other_names),
+        Ok(Some(info)) => Some(Granted {
+            dn: Some(info.dn).filter(|d| !d.is_empty()),
+            entry_id: info.entry_id,
+            other_names: info.other_names,
+        }),
         Ok(None) => {
             // A name copied with its domain from an export (alice@corp.example.org, CORP\alice)
             // that [users] strip_domains leaves on: the fix is the name, not the spelling.
@@ -61,7 +78,7 @@ pub async fn granted_entry(
                 "warning: {name}: not checked against the directory ({e}); going ahead as if \
                  the name were right"
             );
-            Some(Vec::new())
+            Some(Granted::default())
         }
     }
 }

@@ -143,13 +143,14 @@ async fn run_on(cfg: &Config, store: &dyn Store, cmd: TokenCommand) -> anyhow::R
                     a.user
                 );
             }
-            let Some(other_names) = super::directory_name::granted_entry(
-                cfg,
-                &user,
-                "--not-in-directory",
-                a.not_in_directory,
-            )
-            .await
+            let Some(super::directory_name::Granted { other_names, .. }) =
+                super::directory_name::granted_entry(
+                    cfg,
+                    &user,
+                    "--not-in-directory",
+                    a.not_in_directory,
+                )
+                .await
             else {
                 return Ok(ExitCode::from(1));
             };

@@ -20,28 +20,28 @@ pub async fn run(cfg: &Config, mut cmd: UserCommand) -> anyhow::Result<ExitCode>
     fold_user_name(cfg, &mut cmd)?;
     // Before the store is opened (perhaps made): a refused name leaves nothing behind. A
     // name no command takes is left to the command's own message.
-    let mut other_names = Vec::new();
+    let mut granted = super::directory_name::Granted::default();
     if let Some((user, flag, overridden)) = grant(&cmd).filter(|g| valid_user_name(g.0)) {
         match super::directory_name::granted_entry(cfg, user, flag, overridden).await {
-            Some(names) => other_names = names,
+            Some(found) => granted = found,
             None => return Ok(ExitCode::from(1)),
         }
     }
-    let other_names = &other_names;
+    let granted = &granted;
     if only_reads(&cmd) {
         return with_store_as_it_is(&cfg.store, async |store| {
-            run_on(cfg, store, cmd, other_names).await
+            run_on(cfg, store, cmd, granted).await
         })
         .await;
     }
     if !adds(&cmd) {
         return with_existing_store(&cfg.store, async |store| {
-            run_on(cfg, store, cmd, other_names).await
+            run_on(cfg, store, cmd, granted).await
         })
         .await;
     }
     with_command_store(&cfg.store, async |store| {
-        run_on(cfg, store, cmd, other_names).await
+        run_on(cfg, store, cmd, granted).await
     })
     .await
 }
@@ -96,14 +96,14 @@ fn grant(cmd: &UserCommand) -> Option<(&str, &'static str, bool)> {
     }
 }
 
-/// `other_names`: the other names of the user's directory entry, where a command that gives
-/// looked it up.
+/// `granted`: what a command that gives looked up of the user's directory entry.
 async fn run_on(
     cfg: &Config,
     store: &dyn Store,
     cmd: UserCommand,
-    other_names: &[String],
+    granted: &super::directory_name::Granted,
 ) -> anyhow::Result<ExitCode> {
+    let other_names = &granted.other_names;
     match cmd {
         UserCommand::EnrollTotp(args) => enroll_totp(cfg, store, args, other_names).await,
         UserCommand::List(flag) => list(store, flag.json).await,
@@ -192,7 +192,7 @@ async fn run_on(
         UserCommand::SetMethod(a) => super::phone::set_method(cfg, store, a).await,
         UserCommand::Unblock(a) => super::phone::unblock(cfg, store, &a.user).await,
         UserCommand::Bypass(a) => super::bypass::run(cfg, store, a, other_names).await,
-        UserCommand::AppPassword(c) => super::app_passwords::run(cfg, store, c).await,
+        UserCommand::AppPassword(c) => super::app_passwords::run(cfg, store, c, granted).await,
         UserCommand::Forget(a) => match a.user {
             Some(user) => forget(cfg, store, &user).await,
             None => forget_all(cfg, store).await,

@@ -114,7 +114,8 @@ pub async fn try_app_password(
     }
     // An app password belongs to the entry that first used it: a name given to another
     // account since (a leaver's, reused for a new hire) does not pass the old one's app
-    // passwords on. (One made before radmfa recorded entries binds at its next use.)
+    // passwords on. (One made where `user app-password add` did not ask the directory, or
+    // before radmfa recorded entries, binds at its next use.)
     if let Some(reason) = bound_to.other_entry(&info) {
         let mut v = Verdict::reject(format!("{reason}: delete it (user app-password delete)"));
         v.mode = "app-password";

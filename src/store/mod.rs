@@ -956,15 +956,17 @@ pub trait Store: Send + Sync + 'static {
         let _ = (user, now);
         Err(StoreError::Unsupported("take_bypass"))
     }
-    /// Stores an app password's hash (keyed, or argon2id from earlier releases); returns its id.
+    /// Stores an app password's hash (keyed, or argon2id from earlier releases), bound to
+    /// the directory entry `(dn, entry_id)` when known; returns its id.
     async fn add_app_password(
         &self,
         user: &str,
         label: Option<&str>,
         hash: &str,
         now: i64,
+        entry: (Option<&str>, Option<&str>),
     ) -> Result<i64, StoreError> {
-        let _ = (user, label, hash, now);
+        let _ = (user, label, hash, now, entry);
         Err(StoreError::Unsupported("add_app_password"))
     }
     /// The user's app passwords, oldest first.

@@ -1128,8 +1128,10 @@ impl Store for SqliteStore {
         label: Option<&str>,
         hash: &str,
         now: i64,
+        entry: (Option<&str>, Option<&str>),
     ) -> Result<i64, StoreError> {
-        self.add_app_password_impl(user, label, hash, now).await
+        self.add_app_password_impl(user, label, hash, now, entry)
+            .await
     }
 
     async fn app_passwords(&self, user: &str) -> Result<Vec<AppPassword>, StoreError> {

@@ -222,16 +222,19 @@ impl SqliteStore {
         label: Option<&str>,
         hash: &str,
         now: i64,
+        (dn, entry_id): (Option<&str>, Option<&str>),
     ) -> Result<i64, StoreError> {
         // fetch_all, not fetch_one: see `returned_id`.
         let ids = sqlx::query_scalar(
-            "INSERT INTO app_passwords (user, label, hash, created_at) VALUES (?1, ?2, ?3, ?4) \
-             RETURNING id",
+            "INSERT INTO app_passwords (user, label, hash, created_at, dn, entry_id) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
         )
         .bind(user)
         .bind(label)
         .bind(hash)
         .bind(now)
+        .bind(dn)
+        .bind(entry_id)
         .fetch_all(&self.pool)
         .await?;
         returned_id(ids)

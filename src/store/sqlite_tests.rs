@@ -577,7 +577,13 @@ async fn enrollments_commit_in_a_step_so_the_wal_is_checkpointed() {
             .await
             .unwrap();
         store
-            .add_app_password(&user, Some("vpn"), "$argon2id$v=19$m=4096,t=1,p=1$x$y", 0)
+            .add_app_password(
+                &user,
+                Some("vpn"),
+                "$argon2id$v=19$m=4096,t=1,p=1$x$y",
+                0,
+                (None, None),
+            )
             .await
             .unwrap();
     }

@@ -448,14 +448,31 @@ pub async fn token_ids_are_not_reused(store: &dyn Store) {
 /// newest row's id out again until migration 12.
 pub async fn app_password_ids_are_not_reused(store: &dyn Store) {
     let old = store
-        .add_app_password("alice", Some("stolen laptop"), "$argon2id$one", T)
+        .add_app_password(
+            "alice",
+            Some("stolen laptop"),
+            "$argon2id$one",
+            T,
+            (None, None),
+        )
         .await
         .unwrap();
     assert_eq!(store.delete_app_passwords("alice").await.unwrap(), 1);
+    // Bound to its directory entry from the start, as `user app-password add` binds it.
+    let entry = (
+        Some("uid=bob,ou=people,dc=example,dc=org"),
+        Some("entryUUID:0df74c56-0000-4000-8000-000000000001"),
+    );
     let new = store
-        .add_app_password("bob", None, "$argon2id$two", T + 1)
+        .add_app_password("bob", None, "$argon2id$two", T + 1, entry)
         .await
         .unwrap();
+    let listed = store.app_passwords("bob").await.unwrap();
+    assert_eq!(
+        (listed[0].dn.as_deref(), listed[0].entry_id.as_deref()),
+        entry,
+        "the entry it was bound to at creation"
+    );
     assert_ne!(
         old, new,
         "the deleted app password's id was given out again"
@@ -727,7 +744,7 @@ pub async fn user_status_and_list_users(store: &dyn Store) {
     store.set_bypass("gina", Some(T + 600)).await.unwrap();
     for label in ["mail", "phone"] {
         store
-            .add_app_password("hal", Some(label), "hash", T)
+            .add_app_password("hal", Some(label), "hash", T, (None, None))
             .await
             .unwrap();
     }
@@ -2929,15 +2946,15 @@ pub async fn race_take_bypass(store: Arc<dyn Store>) {
 
 pub async fn app_passwords_add_list_delete(store: &dyn Store) {
     let a1 = store
-        .add_app_password("alice", Some("phone"), "$argon2id$one", T)
+        .add_app_password("alice", Some("phone"), "$argon2id$one", T, (None, None))
         .await
         .unwrap();
     let a2 = store
-        .add_app_password("alice", None, "$argon2id$two", T + 1)
+        .add_app_password("alice", None, "$argon2id$two", T + 1, (None, None))
         .await
         .unwrap();
     let b1 = store
-        .add_app_password("bob", None, "$argon2id$bob", T)
+        .add_app_password("bob", None, "$argon2id$bob", T, (None, None))
         .await
         .unwrap();
     assert!(a1 != a2 && a2 != b1);
@@ -3035,7 +3052,7 @@ pub async fn app_passwords_add_list_delete(store: &dyn Store) {
     );
     assert_eq!(store.app_passwords("alice").await.unwrap().len(), 1);
     store
-        .add_app_password("alice", None, "$argon2id$three", T)
+        .add_app_password("alice", None, "$argon2id$three", T, (None, None))
         .await
         .unwrap();
     assert_eq!(store.delete_app_passwords("alice").await.unwrap(), 2);
@@ -3477,7 +3494,7 @@ pub async fn purge_delivery_state(store: &dyn Store) {
 pub async fn delete_user_removes_delivery_state(store: &dyn Store) {
     store.set_phone("alice", Some("+15550100")).await.unwrap();
     store
-        .add_app_password("alice", None, "$h", T)
+        .add_app_password("alice", None, "$h", T, (None, None))
         .await
         .unwrap();
     store
@@ -3490,7 +3507,10 @@ pub async fn delete_user_removes_delivery_state(store: &dyn Store) {
         ..oob_txn("v", "r-v", "alice", T + 60)
     };
     store.begin_oob(&call).await.unwrap();
-    store.add_app_password("bob", None, "$h", T).await.unwrap();
+    store
+        .add_app_password("bob", None, "$h", T, (None, None))
+        .await
+        .unwrap();
     assert!(store.delete_user("alice").await.unwrap().is_some());
     assert_eq!(store.user_profile("alice").await.unwrap().phone, None);
     assert!(store.app_passwords("alice").await.unwrap().is_empty());

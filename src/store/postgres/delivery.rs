@@ -244,16 +244,19 @@ impl PgStore {
         label: Option<&str>,
         hash: &str,
         now: i64,
+        (dn, entry_id): (Option<&str>, Option<&str>),
     ) -> Result<i64, StoreError> {
         let mut w = self.writer().await?;
         let r = sqlx::query_scalar(
-            "INSERT INTO app_passwords (username, label, hash, created_at) \
-             VALUES ($1, $2, $3, $4) RETURNING id",
+            "INSERT INTO app_passwords (username, label, hash, created_at, dn, entry_id) \
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
         )
         .bind(user)
         .bind(label)
         .bind(hash)
         .bind(now)
+        .bind(dn)
+        .bind(entry_id)
         .fetch_one(w.conn())
         .await;
         Ok(w.done(r)?)
