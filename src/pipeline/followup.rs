@@ -634,18 +634,24 @@ async fn totp(
     let Some(attempt) = take_attempt(app, r).await? else {
         return Ok(Verdict::reject(NO_ATTEMPT));
     };
-    let attempt = match Box::pin(followup_oob::earlier_text_at_app_prompt(
-        app,
-        user,
-        r,
-        (&turn, view.standing),
-        code,
-        attempt,
-    ))
-    .await?
-    {
-        Ok(accepted) => return Ok(accepted),
-        Err(attempt) => attempt,
+    // Boxed, and only where a text went out earlier in the login: the rare path stays out
+    // of every round 2's future and costs the usual one no allocation.
+    let attempt = if r.carried.earlier_sms.is_empty() {
+        attempt
+    } else {
+        match Box::pin(followup_oob::earlier_text_at_app_prompt(
+            app,
+            user,
+            r,
+            (&turn, view.standing),
+            code,
+            attempt,
+        ))
+        .await?
+        {
+            Ok(accepted) => return Ok(accepted),
+            Err(attempt) => attempt,
+        }
     };
     let asked = (view, code, r.via);
     match check_code_in_turn(app, &turn, user, others, asked).await? {
