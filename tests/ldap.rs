@@ -1201,11 +1201,15 @@ async fn a_search_on_an_idle_connection_a_firewall_forgot_is_asked_again_on_a_ne
 async fn a_hung_first_server_met_on_an_idle_connection_costs_one_timeout() {
     let first = Slapd::start(&users());
     let second = Slapd::start(&users());
+    // A few ms away, as a second DC is: on loopback its search could finish within the
+    // 1 ms a spent patience left it (review).
+    let far = WanRelay::start(second.port);
+    far.delay(Duration::from_millis(5));
     // With a service account, and with anonymous searches: then a new connection is TCP's
     // alone, which the hung server's kernel completes, and its search waited a whole
     // timeout (review).
     for anonymous in [false, true] {
-        let mut s = settings(&first, vec![first.url.clone(), second.url.clone()]);
+        let mut s = settings(&first, vec![first.url.clone(), far.url.clone()]);
         if anonymous {
             s.bind_dn = String::new();
             s.bind_password = Secret::default();

@@ -1112,6 +1112,11 @@ impl LdapAuth {
                              unanswered; asking the next");
                         self.timed_out(idle_idx);
                         moved_on = true;
+                        // The patience was that server's: the next one's search has the
+                        // request's time. Kept, it left that search the patience's end, past
+                        // already, so 1 ms, and every login after a hang met on an idle
+                        // connection was refused with the next server well (review).
+                        fresh_until = None;
                         continue;
                     }
                 }
