@@ -522,7 +522,9 @@ fn fraud_report_rejects_and_blocks_until_unblock() {
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success()
-            && said.contains("note: alice is blocked (a fraud report): every login is refused"),
+            && said.contains(
+                "note: alice is blocked (a fraud report): every login of alice is refused"
+            ),
         "{said}"
     );
     cli_ok(&srv, &["user", "app-password", "delete-all", "alice"]);

@@ -3093,10 +3093,11 @@ fn a_first_text_not_sent_asks_a_token_holder_for_the_app_code() {
 fn a_text_the_provider_did_not_confirm_finishes_the_login_when_it_comes() {
     let slapd = directory();
     let standin = Standin::start();
+    // Six texts in the test: more than the default send limit.
     let srv = common::oob_env::start_tuned(
         &slapd,
         &standin,
-        "",
+        "max_per_user = 20\n",
         "\n[challenge]\nmax_attempts = 3\n",
         &[client("vpn", "127.0.0.1", r#"methods = ["sms", "totp"]"#)],
         "info",
@@ -3201,14 +3202,31 @@ fn a_text_the_provider_did_not_confirm_finishes_the_login_when_it_comes() {
     );
     assert_eq!(srv.audit_json("alice")[0]["mode"], "sms");
 
-    // The one wrong code typed on purpose, and no other.
+    // Not once a reload took texts off the client: the text's code at the app's prompt is
+    // a wrong code there, as its own prompt is closed (review).
+    let r = login(&srv, "alice", ALICE_PW);
+    let app = answer(&srv, "alice", "app", &r["state"]);
+    let texts = standin.wait_sms(6, Duration::from_secs(5));
+    let text = std::fs::read_to_string(&srv.config).unwrap();
+    let methods = r#"methods = ["sms", "totp"]"#;
+    assert!(text.contains(methods), "{text}");
+    std::fs::write(
+        &srv.config,
+        text.replacen(methods, r#"methods = ["totp"]"#, 1),
+    )
+    .unwrap();
+    assert_eq!(srv.reload(1), 1);
+    let refused = answer(&srv, "alice", &texts[5].code(), &app["state"]);
+    assert!(message(&refused).starts_with("Wrong code."), "{refused}");
+
+    // The wrong codes typed on purpose, and no other.
     let rows = srv.audit_json("alice");
     let wrong = |row: &&serde_json::Value| {
         row["reason"]
             .as_str()
             .is_some_and(|s| s.starts_with("wrong SMS code") || s.starts_with("wrong code"))
     };
-    assert_eq!(rows.iter().filter(wrong).count(), 1, "{rows:#?}");
+    assert_eq!(rows.iter().filter(wrong).count(), 2, "{rows:#?}");
 }
 
 /// Where the client fails open on an outage (`provider_failure = "allow"`), a text the

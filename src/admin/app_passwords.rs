@@ -141,13 +141,23 @@ pub async fn run(
             );
             // Logins check a fraud block before app passwords, as `user bypass` says too; on
             // stderr, as stdout is the password alone (scripts read it).
-            if store.user_profile(&a.user).await?.blocked_at.is_some() {
-                eprintln!(
-                    "note: {} is blocked (a fraud report): every login is refused, with this \
-                     app password too, until `radmfa user unblock {}`",
-                    super::printable(&a.user),
-                    super::shell_arg(&a.user)
-                );
+            // Under any name of the entry: logins check them all.
+            let others = crate::pipeline::aliases::entry_names_of(
+                &cfg.user_names,
+                &a.user,
+                &granted.other_names,
+            );
+            let names = std::iter::once(a.user.clone()).chain(others.into_iter().map(|(_, k)| k));
+            for name in names {
+                if store.user_profile(&name).await?.blocked_at.is_some() {
+                    eprintln!(
+                        "note: {} is blocked (a fraud report): every login of {} is refused, \
+                         with this app password too, until `radmfa user unblock {}`",
+                        super::printable(&name),
+                        super::printable(&a.user),
+                        super::shell_arg(&name)
+                    );
+                }
             }
             // Shown once: one that could not be (a closed pipe, a full disk) is one nobody
             // has, taken back as enroll-totp takes back a token whose secret was not shown.

@@ -150,7 +150,11 @@ pub async fn earlier_text_at_app_prompt(
 ) -> Result<Result<Verdict, Attempt>, Fault> {
     let others = &r.carried.other_names;
     let plain = crate::mfa::otp::plain_code(typed);
-    if r.carried.earlier_sms.is_empty() || !crate::mfa::otp::is_code_attempt(&plain) {
+    // Not where a reload took texts off the client since: a text's own prompt closes then,
+    // and its code must not finish the login at the app's (review).
+    let texts_taken = r.via.ctx.client.factors.methods.contains(&Method::Sms);
+    if r.carried.earlier_sms.is_empty() || !texts_taken || !crate::mfa::otp::is_code_attempt(&plain)
+    {
         return Ok(Err(attempt));
     }
     let standing = second_factor::in_turn(app, turn, user, others, standing).await?;

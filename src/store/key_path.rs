@@ -34,7 +34,30 @@ pub fn owner_warning(path: &Path) -> Option<String> {
         std::path::absolute(path).ok()?.parent()?.to_path_buf(),
         real.parent()?.to_path_buf(),
     ];
-    for dir in lookup_dirs(path)? {
+    let (dirs, links) = lookup_dirs(path)?;
+    // A link another account owns in a sticky directory (/tmp): the sticky bit keeps
+    // others out, not the link's owner, who can put another in its place (review).
+    for link in links {
+        let Ok(meta) = std::fs::symlink_metadata(&link) else {
+            continue;
+        };
+        let sticky = link
+            .parent()
+            .and_then(|d| std::fs::metadata(d).ok())
+            .is_some_and(|d| d.mode() & 0o1000 != 0);
+        if meta.uid() != 0 && sticky {
+            let shown = crate::admin::shell_arg(&link.display().to_string());
+            return Some(format!(
+                "store.key_file {}: radmfa serve runs as root, but the link {shown} on its \
+                 path belongs to {}, who can point it at another key: run radmfa serve as \
+                 that account (the shipped unit's User=), or keep the key in directories \
+                 only root can write to",
+                path.display(),
+                named(meta.uid())
+            ));
+        }
+    }
+    for dir in dirs {
         let Some(who) = dir_writer(&dir) else {
             continue;
         };
@@ -57,15 +80,16 @@ pub fn owner_warning(path: &Path) -> Option<String> {
 /// Every directory a name is looked up in while `path` is resolved, symlinks followed one
 /// step at a time (as the kernel does), in order: whoever can rename entries in any of them
 /// decides what the path opens. `canonicalize` gives only the end of the chain; the
-/// directories of the links on the way count as much. None past 40 links (a loop).
+/// directories of the links on the way count as much. With them, the links themselves, in
+/// order. None past 40 links (a loop).
 #[cfg(unix)]
-fn lookup_dirs(path: &Path) -> Option<Vec<PathBuf>> {
+fn lookup_dirs(path: &Path) -> Option<(Vec<PathBuf>, Vec<PathBuf>)> {
     // Still to walk, the next last.
     let mut todo: Vec<Step> = Vec::new();
     push_steps(&mut todo, &std::path::absolute(path).ok()?);
     let mut current = PathBuf::from("/");
     let mut dirs: Vec<PathBuf> = Vec::new();
-    let mut links = 0;
+    let mut links: Vec<PathBuf> = Vec::new();
     while let Some(step) = todo.pop() {
         match step {
             Step::Root => current = PathBuf::from("/"),
@@ -79,8 +103,8 @@ fn lookup_dirs(path: &Path) -> Option<Vec<PathBuf>> {
                 let next = current.join(&name);
                 match std::fs::read_link(&next) {
                     Ok(target) => {
-                        links += 1;
-                        if links > 40 {
+                        links.push(next);
+                        if links.len() > 40 {
                             return None;
                         }
                         // A relative target resolves from the link's directory (`current`);
@@ -92,7 +116,7 @@ fn lookup_dirs(path: &Path) -> Option<Vec<PathBuf>> {
             }
         }
     }
-    Some(dirs)
+    Some((dirs, links))
 }
 
 /// One step of a path's resolution.
@@ -138,10 +162,16 @@ fn dir_writer(dir: &Path) -> Option<String> {
             mode & 0o7777
         ));
     }
-    if let Some(who) = acl_writer(dir) {
+    // With an ACL the mode's group bits are its mask, not the owning group's permission
+    // (acl(5)): that is the group entry's, under the mask (review).
+    let (named, group_writes) = match acl_entries(dir) {
+        Some(entries) => (acl_writer(&entries), acl_group_writes(&entries)),
+        None => (None, mode & 0o020 != 0),
+    };
+    if let Some(who) = named {
         return Some(who);
     }
-    if mode & 0o020 != 0 && meta.gid() != 0 {
+    if group_writes && meta.gid() != 0 {
         return Some(format!("is writable by the group {}", group(meta.gid())));
     }
     None
@@ -159,15 +189,9 @@ fn group(gid: u32) -> String {
 /// A POSIX ACL on `dir` that lets an account or a group other than root's write to it
 /// (`setfacl -m u:nobody:rwx`): with one, the mode's group bits are the ACL's mask, and a
 /// root-owned 0775 directory said nothing of the account it named (review).
-#[cfg(target_os = "linux")]
-fn acl_writer(dir: &Path) -> Option<String> {
-    let raw = read_access_acl(dir)?;
-    let entries = parse_acl(&raw)?;
-    // The mask caps the named entries and the owning group's (acl(5)).
-    let mask = entries
-        .iter()
-        .find(|e| e.tag == ACL_MASK)
-        .map_or(7, |e| e.perm);
+#[cfg(unix)]
+fn acl_writer(entries: &[AclEntry]) -> Option<String> {
+    let mask = acl_mask(entries);
     let writes = |e: &AclEntry| e.perm & mask & 2 != 0 && e.id != 0;
     if let Some(e) = entries.iter().find(|e| e.tag == ACL_USER && writes(e)) {
         let named = super::writable::account(nix::unistd::Uid::from_raw(e.id));
@@ -179,12 +203,35 @@ fn acl_writer(dir: &Path) -> Option<String> {
         .map(|e| format!("is writable by the group {} (an ACL entry)", group(e.id)))
 }
 
+/// The mask caps the named entries and the owning group's (acl(5)); none, nothing.
+fn acl_mask(entries: &[AclEntry]) -> u16 {
+    entries
+        .iter()
+        .find(|e| e.tag == ACL_MASK)
+        .map_or(7, |e| e.perm)
+}
+
+/// Whether the ACL lets the directory's owning group write.
+fn acl_group_writes(entries: &[AclEntry]) -> bool {
+    entries
+        .iter()
+        .find(|e| e.tag == ACL_GROUP_OBJ)
+        .is_some_and(|e| e.perm & acl_mask(entries) & 2 != 0)
+}
+
+/// The directory's access ACL, where it has one beyond its mode.
+#[cfg(target_os = "linux")]
+fn acl_entries(dir: &Path) -> Option<Vec<AclEntry>> {
+    parse_acl(&read_access_acl(dir)?)
+}
+
 #[cfg(all(unix, not(target_os = "linux")))]
-fn acl_writer(_dir: &Path) -> Option<String> {
+fn acl_entries(_dir: &Path) -> Option<Vec<AclEntry>> {
     None
 }
 
 const ACL_USER: u16 = 0x02;
+const ACL_GROUP_OBJ: u16 = 0x04;
 const ACL_GROUP: u16 = 0x08;
 const ACL_MASK: u16 = 0x10;
 
@@ -379,6 +426,26 @@ mod tests {
             let said = owner_warning(path).expect("a warning");
             assert!(said.contains(&shown), "{said}");
         }
+        chown(&theirs, Some(0), None).unwrap();
+        // A link of another account's in a sticky directory (as /tmp): its owner can put
+        // another in its place, though the directory is root's (review).
+        let sticky = top.path().join("st");
+        std::fs::create_dir(&sticky).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&sticky, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        let lnk = sticky.join("lnk");
+        symlink(&mine, &lnk).unwrap();
+        let via_link = lnk.join("real.key");
+        assert_eq!(owner_warning(&via_link), None);
+        std::os::unix::fs::lchown(&lnk, Some(65534), None).unwrap();
+        let said = owner_warning(&via_link).expect("a warning");
+        assert!(
+            said.contains(&format!(
+                "the link {} on its path belongs to nobody",
+                lnk.display()
+            )),
+            "{said}"
+        );
         // A loop resolves to nothing and says nothing (the key could not be opened).
         symlink("loop", mine.join("loop")).unwrap();
         assert_eq!(owner_warning(&mine.join("loop")), None);
@@ -450,5 +517,20 @@ mod tests {
             (0x20, 5, ANY),
         ]);
         assert_eq!(owner_warning(&path), None);
+        // The owning group is another's and the mode shows g+w, but that is the mask: the
+        // group's own entry is r-x, and only root is named (review).
+        std::os::unix::fs::chown(dir.path(), None, Some(65534)).unwrap();
+        set(&[
+            (1, 7, ANY),
+            (2, 7, 0),
+            (4, 5, ANY),
+            (0x10, 7, ANY),
+            (0x20, 0, ANY),
+        ]);
+        assert_eq!(owner_warning(&path), None);
+        // Its entry rwx: warned of.
+        set(&[(1, 7, ANY), (4, 7, ANY), (0x10, 7, ANY), (0x20, 0, ANY)]);
+        let said = owner_warning(&path).expect("a warning");
+        assert!(said.contains("writable by the group"), "{said}");
     }
 }
