@@ -120,8 +120,9 @@ pub fn parse_url(url: &str) -> Result<PgConnectOptions, String> {
             let mode = value.to_ascii_lowercase();
             if matches!(key.as_ref(), "sslmode" | "ssl-mode") && !SSL_MODES.contains(&&*mode) {
                 return Err(format!(
-                    "the parameter {key:?} takes one of {}",
-                    SSL_MODES.join(", ")
+                    "the parameter {key:?} takes one of {}{}",
+                    SSL_MODES.join(", "),
+                    percent_encoding_hint(url)
                 ));
             }
         }
@@ -141,10 +142,12 @@ pub fn parse_url(url: &str) -> Result<PgConnectOptions, String> {
                 } else {
                     format!("number {}", n + 1)
                 };
+                // A '?' in the password starts the query there: the hint says why.
                 return Err(format!(
                     "the parameter {named} is not one radmfa's PostgreSQL client knows \
-                     (known: {})",
-                    KNOWN_PARAMETERS.join(", ")
+                     (known: {}){}",
+                    KNOWN_PARAMETERS.join(", "),
+                    percent_encoding_hint(url)
                 ));
             }
         }
@@ -1069,13 +1072,18 @@ mod tests {
         assert!(parse_url("postgres://u:p@127.0.0.1/db?sslmode=verify-full").is_ok());
         assert!(parse_url("postgres://u:p@127.0.0.1/db?sslmode=Require").is_ok());
         // A password holding '#' or '/' unencoded: the hint, never the password.
+        // And '?', which starts a query where the password goes on (HA walk-through).
         for url in [
             "postgres://u:pa#ss@127.0.0.1/db",
             "postgres://u:pa/ss@127.0.0.1:5432/db",
+            "postgres://u:Zx?9kQw1@127.0.0.1:5432/db",
+            "postgres://u:Zx/9k+Q=w@1#t?@127.0.0.1:5432/db",
         ] {
             let e = parse_url(url).unwrap_err();
             assert!(
-                e.contains("must be percent-encoded: %2F, %23") && !e.contains("ss@"),
+                e.contains("must be percent-encoded: %2F, %23")
+                    && !e.contains("ss@")
+                    && !e.contains("Zx"),
                 "{e}"
             );
         }
