@@ -347,7 +347,9 @@ pub async fn store(cfg: &Config, cmd: StoreCommand) -> anyhow::Result<ExitCode> 
     tables::check_seeds(&mut snapshot, &sealer).await?;
     // Creates the schema and records (or checks) the key, so the new nodes' key check
     // passes with exactly this key file.
-    let place = settings.place().unwrap_or_default();
+    let place = settings
+        .place()
+        .unwrap_or_else(|| "at the URL given".to_string());
     // A destination another key was recorded in (a node, or a --dry-run of another store,
     // started on it first): said with the key file and the way out. Opened, it said only
     // "not the key this database was set up with; every node must use the same key file",

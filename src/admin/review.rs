@@ -529,6 +529,7 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
         }
     }
     if let crate::config::StoreConfig::Postgres { settings, .. } = &cfg.store {
+        out.extend(settings.unencoded_warning());
         if let Ok(options) = settings.connect_options() {
             use sqlx::postgres::PgSslMode;
             let host = options.get_host();

@@ -64,9 +64,14 @@ impl PgSettings {
     }
 
     /// Where the URL points, for messages and the moved mark: "database D on HOST:PORT as
-    /// USER", never the password. `None` for a URL that does not parse.
+    /// USER", never the password. `None` for a URL that does not parse, nor for one whose
+    /// password may end early ([`Self::unencoded_warning`]): such a URL can parse with
+    /// the password's tail read as the port and the database (review).
     pub fn place(&self) -> Option<String> {
         let url = self.url.expose_str().unwrap_or_default();
+        if !percent_encoding_hint(url).is_empty() {
+            return None;
+        }
         let o = parse_url(url).ok()?;
         Some(format!(
             "database {} on {}:{} as {}",
@@ -75,6 +80,22 @@ impl PgSettings {
             o.get_port(),
             o.get_username()
         ))
+    }
+
+    /// A '/', '#', '?' or '@' before the URL's last '@' (a password pasted as it is): some
+    /// such URLs parse, the user name read as the host and the password's tail as the port
+    /// and the database, and then fail with a DNS error that says nothing of the cause.
+    /// For `config check` and the start's warnings; names no part of the URL.
+    pub fn unencoded_warning(&self) -> Option<String> {
+        let url = self.url.expose_str().unwrap_or_default();
+        let hint = percent_encoding_hint(url);
+        (!hint.is_empty() && parse_url(url).is_ok()).then(|| {
+            format!(
+                "store: {}: the text before its last '@' holds a '/', '#', '?' or '@', so \
+                 the host, port and database may be read from the password{}",
+                self.url_source, hint
+            )
+        })
     }
 
     /// The connection options the URL and the TLS keys describe.
@@ -1087,6 +1108,30 @@ mod tests {
                 "{e}"
             );
         }
+        // Passwords that start with '/' or with digits and '/' parse: the user name read as
+        // the host, the rest as the port and the database. Nothing of them is shown, and
+        // config check warns (review).
+        for url in [
+            "postgres://radmfa:/Secr3tTail@127.0.0.1:5432/radmfa",
+            "postgres://radmfa:5432/Secr3tTail@127.0.0.1:5432/radmfa",
+        ] {
+            assert!(parse_url(url).is_ok(), "{url}");
+            let s = PgSettings::new(url);
+            assert_eq!(s.place(), None);
+            let w = s.unencoded_warning().expect("a warning");
+            assert!(
+                w.contains("must be percent-encoded")
+                    && !w.contains("Secr3t")
+                    && !w.contains("5432"),
+                "{w}"
+            );
+        }
+        let s = PgSettings::new("postgres://radmfa:pw@127.0.0.1:5432/radmfa");
+        assert_eq!(
+            s.place().as_deref(),
+            Some("database radmfa on 127.0.0.1:5432 as radmfa")
+        );
+        assert_eq!(s.unencoded_warning(), None);
         let e = parse_url("postgres://u:p@127.0.0.1:99999/db").unwrap_err();
         assert!(!e.contains("percent-encoded"), "{e}");
         assert!(
