@@ -3229,6 +3229,50 @@ fn a_text_the_provider_did_not_confirm_finishes_the_login_when_it_comes() {
     assert_eq!(rows.iter().filter(wrong).count(), 2, "{rows:#?}");
 }
 
+/// A text's code typed after it expired is told so at any prompt of the login, uncounted:
+/// at the app's prompt (after "app") it was a wrong code toward the lockout, and at a later
+/// text's prompt (after "resend") too, while the text's own prompt said it had expired
+/// (review).
+#[test]
+fn an_expired_text_code_is_told_so_and_not_counted_at_any_prompt() {
+    let slapd = directory();
+    let standin = Standin::start();
+    let srv = start(
+        &slapd,
+        &standin,
+        "code_ttl_secs = 2\n",
+        "\n[challenge]\nmax_attempts = 3\n",
+        &[client("vpn", "127.0.0.1", r#"methods = ["sms", "totp"]"#)],
+    );
+    srv.enroll("alice", &[]);
+    for then in ["app", "resend"] {
+        let r = login(&srv, "alice", ALICE_PW);
+        assert_eq!(code_of(&r), "Access-Challenge", "{r}");
+        let sent = standin.sms();
+        let code = sent.last().unwrap().code();
+        let next = answer(&srv, "alice", then, &r["state"]);
+        assert_eq!(code_of(&next), "Access-Challenge", "{next}");
+        std::thread::sleep(Duration::from_millis(2_500));
+        let late = answer(&srv, "alice", &code, &next["state"]);
+        assert_eq!(code_of(&late), "Access-Reject", "{then}: {late}");
+        assert_eq!(
+            message(&late),
+            "The code has expired. Please log in again.",
+            "{then}"
+        );
+        let rec = &srv.audit_json("alice")[0];
+        assert!(
+            rec["reason"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("SMS code expired (")),
+            "{then}: {rec}"
+        );
+        let show: serde_json::Value =
+            serde_json::from_str(&cli_ok(&srv, &["user", "show", "alice", "--json"])).unwrap();
+        assert_eq!(show["failures"], 0, "{then}: {show}");
+    }
+}
+
 /// Where the client fails open on an outage (`provider_failure = "allow"`), a text the
 /// provider did not confirm in time is an outage as before, not a prompt: a hung provider
 /// may send nothing at all. Its late code finishes nothing.

@@ -86,7 +86,11 @@ pub async fn sms_code(
     let txn = if matches(&txn) {
         Some(txn)
     } else {
-        earlier_code(app, user, r, typed).await?
+        match earlier_code(app, user, r, typed).await? {
+            Earlier::Usable(t) => Some(*t),
+            Earlier::Expired(age) => return expired_earlier(app, r, age).await,
+            Earlier::None => None,
+        }
     };
     let Some(txn) = txn else {
         // The code went to the entry's phone, which its other names reach too.
@@ -165,35 +169,58 @@ pub async fn earlier_text_at_app_prompt(
         return Ok(Err(attempt));
     }
     match earlier_code(app, user, r, &plain).await? {
-        Some(txn) => Ok(Ok(sms_accepted(app, user, r, attempt, txn).await?)),
-        None => Ok(Err(attempt)),
+        Earlier::Usable(txn) => Ok(Ok(sms_accepted(app, user, r, attempt, *txn).await?)),
+        Earlier::Expired(age) => Ok(Ok(expired_earlier(app, r, age).await?)),
+        Earlier::None => Ok(Err(attempt)),
     }
 }
 
+/// What an earlier text's code typed too late is told, at any prompt: what its own prompt
+/// says, uncounted. Counted as a wrong code, a user's own genuine late code (most likely
+/// from a text the provider was slow to take) brought them nearer the lockout (review).
+async fn expired_earlier(app: &AppState, r: &Round<'_>, age: i64) -> Result<Verdict, Fault> {
+    app.store.consume_challenge(&r.hash).await?;
+    Ok(sms_reject(
+        format!("SMS code expired ({age} s after sending)"),
+        SMS_EXPIRED,
+    ))
+}
+
+/// A code typed against this login's earlier texts.
+enum Earlier {
+    /// Its text's, pending and unexpired.
+    Usable(Box<crate::store::OobTransaction>),
+    /// Its text's, pending but expired (seconds after sending).
+    Expired(i64),
+    None,
+}
+
 /// The earlier SMS of this login (before a "resend") whose code `typed` is, if it is still
-/// pending and unexpired. Each is checked, so that which one matched, or whether one had
-/// expired, takes no less time than a wrong code does.
+/// pending: usable while unexpired, else expired. Each is checked, so that which one
+/// matched, or whether one had expired, takes no less time than a wrong code does.
 async fn earlier_code(
     app: &AppState,
     user: &str,
     r: &Round<'_>,
     typed: &str,
-) -> Result<Option<crate::store::OobTransaction>, Fault> {
-    let mut found = None;
+) -> Result<Earlier, Fault> {
+    let mut found = Earlier::None;
     for id in &r.carried.earlier_sms {
         let Some(t) = app.store.oob(id).await? else {
             continue;
         };
-        let usable = t.kind == OobKind::Sms
-            && t.user == user
-            && t.status == OobStatus::Pending
-            && r.now < t.expires_at;
+        let ours = t.kind == OobKind::Sms && t.user == user && t.status == OobStatus::Pending;
         let good = t
             .code_hash
             .as_deref()
             .is_some_and(|h| verify_code(app.store.sms_code_key(), h, typed));
-        if usable && good && found.is_none() {
-            found = Some(t);
+        if ours && good {
+            found = match found {
+                Earlier::Usable(_) => found,
+                _ if r.now < t.expires_at => Earlier::Usable(Box::new(t)),
+                Earlier::None => Earlier::Expired(r.now - t.created_at),
+                expired => expired,
+            };
         }
     }
     Ok(found)
