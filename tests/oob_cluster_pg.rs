@@ -312,6 +312,31 @@ fn a_text_not_confirmed_on_node_a_is_told_so_by_node_b() {
         ],
     );
     assert_eq!(r["code"], "Access-Accept", "{r}\n{}", b.log());
+
+    // A copy that reaches node B while node A still waits on the provider (a NAS failing
+    // over at once): B waits for A's outcome and tells the same, not "sent" before anyone
+    // knew (review).
+    let (pkt, _) = AccessRequestBuilder::new(8, "alice")
+        .password(ALICE_PW.as_bytes())
+        .build(SECRET.as_bytes());
+    sock.send_to(&pkt, ("127.0.0.1", a.port())).unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    sock.send_to(&pkt, ("127.0.0.1", b.port())).unwrap();
+    for _ in 0..2 {
+        let n = sock.recv(&mut buf).expect("a reply from each node");
+        let reply = parse_reply(&buf[..n]).unwrap();
+        let said = reply
+            .attributes
+            .iter()
+            .find(|(t, _)| *t == 18)
+            .map(|(_, v)| String::from_utf8_lossy(v).to_string())
+            .unwrap_or_default();
+        assert!(
+            reply.code == 11 && said.contains("was not confirmed. If it comes"),
+            "{said:?} {reply:?}"
+        );
+    }
+    assert_eq!(standin.wait_sms(3, Duration::from_secs(3)).len(), 2);
 }
 
 #[test]

@@ -88,7 +88,10 @@ pub async fn sms_code(
     } else {
         match earlier_code(app, user, r, typed).await? {
             Earlier::Usable(t) => Some(*t),
-            Earlier::Expired(age) => return expired_earlier(app, r, age).await,
+            Earlier::Expired(age) => {
+                drop(turn);
+                return expired_earlier(app, user, r, (attempt, age), &prompt()).await;
+            }
             Earlier::None => None,
         }
     };
@@ -170,21 +173,51 @@ pub async fn earlier_text_at_app_prompt(
     }
     match earlier_code(app, user, r, &plain).await? {
         Earlier::Usable(txn) => Ok(Ok(sms_accepted(app, user, r, attempt, *txn).await?)),
-        Earlier::Expired(age) => Ok(Ok(expired_earlier(app, r, age).await?)),
+        Earlier::Expired(age) => {
+            let offered = super::followup::offered(r.via.ctx, &r.carried);
+            let ask = super::followup::prompt_for(app, Method::Totp, &r.carried, &offered);
+            Ok(Ok(
+                expired_earlier(app, user, r, (attempt, age), &ask).await?
+            ))
+        }
         Earlier::None => Ok(Err(attempt)),
     }
 }
 
-/// What an earlier text's code typed too late is told, at any prompt: what its own prompt
-/// says, uncounted. Counted as a wrong code, a user's own genuine late code (most likely
-/// from a text the provider was slow to take) brought them nearer the lockout (review).
-async fn expired_earlier(app: &AppState, r: &Round<'_>, age: i64) -> Result<Verdict, Fault> {
-    app.store.consume_challenge(&r.hash).await?;
-    Ok(sms_reject(
-        format!("SMS code expired ({age} s after sending)"),
-        SMS_EXPIRED,
-    ))
+/// What an earlier text's code typed too late is told, at any prompt of the login: that it
+/// expired, uncounted, and the prompt again while attempts are left (its newer text, or
+/// the app, may still finish the login). Counted as a wrong code, a user's own genuine
+/// late code (most likely from a text the provider was slow to take) brought them nearer
+/// the lockout (review).
+async fn expired_earlier(
+    app: &AppState,
+    user: &str,
+    r: &Round<'_>,
+    (attempt, age): (Attempt, i64),
+    ask: &super::followup::Ask,
+) -> Result<Verdict, Fault> {
+    let lock = Lockout {
+        locked: false,
+        before_lock: Some(
+            second_factor::left_before_lock(app, user, &r.carried.other_names).await?,
+        ),
+    };
+    let why = format!("SMS code expired ({age} s after sending)");
+    wrong_answer(
+        app,
+        r,
+        attempt,
+        "sms",
+        why,
+        lock,
+        ask,
+        Some(EXPIRED_EARLIER),
+    )
+    .await
 }
+
+/// [`expired_earlier`]'s words, before the attempts left (or alone, when none are).
+const EXPIRED_EARLIER: &str = "That code has expired.";
 
 /// A code typed against this login's earlier texts.
 enum Earlier {

@@ -55,6 +55,8 @@ pub fn unconfirmed_prompt(phone: &str) -> String {
 /// The audit reason's start for such a text, kept on its pending transaction
 /// (`Store::note_pending_oob`): how a copy of its request, on any node, knows it.
 const UNCONFIRMED: &str = "SMS not confirmed: ";
+/// Noted on a pending text the provider took without a reference to keep (`settle`).
+const SMS_SENT: &str = "SMS sent";
 
 /// [`NOT_SENT`] and [`NOT_CALLED`] for a login's first send, answered with a Reject.
 pub const NOT_SENT_AT_LOGIN: &str = "The code could not be sent. Try again later.";
@@ -344,6 +346,15 @@ async fn claim(
                 maybe_sent: false,
             })
         };
+        // A text still at the provider for the first copy (a NAS that failed over to this
+        // node while the first waited): its outcome, not "sent" before anyone knows. Told
+        // "Enter the code sent", the user waited for a text that had failed, and the
+        // first copy's app prompt or fail-open never reached them (review).
+        let t = if in_flight(&t) {
+            Box::new(await_text(app, ctx, *t).await?)
+        } else {
+            t
+        };
         return Ok(Some(match t.status {
             OobStatus::Failed => failed(&t),
             OobStatus::Pending => {
@@ -412,6 +423,45 @@ async fn claim(
     // that a crash could forget would be repeated, and not counted against the limit.
     durability::settle().await?;
     Ok(None)
+}
+
+/// A text whose first copy is still at the provider: pending, and neither its reference
+/// nor a reason ([`SMS_SENT`], [`UNCONFIRMED`]) written yet.
+fn in_flight(t: &OobTransaction) -> bool {
+    t.kind == OobKind::Sms
+        && t.status == OobStatus::Pending
+        && t.provider_ref.is_none()
+        && t.reason.is_none()
+}
+
+/// Waits, within this request's time, for the first copy of its request to hear from the
+/// provider about `t`. Still unheard at the end: taken as a text not confirmed, which is
+/// what the user is told (its code is taken if it comes).
+async fn await_text(
+    app: &AppState,
+    ctx: &RequestContext,
+    t: OobTransaction,
+) -> Result<OobTransaction, Fault> {
+    // This request's claim attempt is committed first: its connection is not held meanwhile.
+    durability::settle().await?;
+    let until = reply_by(app, ctx);
+    loop {
+        let now = app.store.oob(&t.id).await?;
+        match now {
+            Some(n) if in_flight(&n) && Instant::now() < until => {}
+            Some(n) if in_flight(&n) => {
+                return Ok(OobTransaction {
+                    reason: Some(format!(
+                        "{UNCONFIRMED}no word from the provider within this copy's time"
+                    )),
+                    ..n
+                })
+            }
+            Some(n) => return Ok(n),
+            None => return Ok(t),
+        }
+        tokio::time::sleep(POLL.min(until.saturating_duration_since(Instant::now()))).await;
+    }
 }
 
 /// Sends a fresh code by SMS for this request (once, within the rate limit).
@@ -512,6 +562,13 @@ async fn settle(
                      it has control characters or is over 128 bytes"
                 ),
                 None => {}
+            }
+            // A text the provider took with no reference kept (the generic gateway): said on
+            // its transaction, so a copy of the request on another node waiting for it
+            // (`await_text`) knows it went out.
+            let kept = matches!(provider_ref.as_deref().map(storable_ref), Some(Some(_)));
+            if txn.kind == OobKind::Sms && !kept {
+                app.store.note_pending_oob(&txn.id, SMS_SENT).await?;
             }
             tracing::info!(user, phone = %mask(phone), "{done}");
             Ok(Delivered::Yes(txn))
