@@ -3282,6 +3282,47 @@ fn an_expired_text_code_at_the_app_prompt_is_told_so_and_not_counted() {
     assert_eq!(code_of(&ok), "Access-Accept", "{ok}");
 }
 
+/// A token disabled while the user is at the app's prompt (after "app" at a text's): the
+/// text's code still finishes the login there, as at its own prompt; the token's does not
+/// (review: refused as "disabled" before the text was looked at).
+#[test]
+fn a_text_code_at_the_app_prompt_outlives_a_token_disabled_meanwhile() {
+    let slapd = directory();
+    let standin = Standin::start();
+    let srv = start(
+        &slapd,
+        &standin,
+        "",
+        "",
+        &[client("vpn", "127.0.0.1", r#"methods = ["sms", "totp"]"#)],
+    );
+    srv.enroll("alice", &[]);
+    let listed: serde_json::Value = serde_json::from_str(&cli_ok(
+        &srv,
+        &["token", "list", "--user", "alice", "--json"],
+    ))
+    .unwrap();
+    let serial = listed[0]["serial"].as_str().unwrap().to_string();
+    for (typed_text, expect) in [(true, "Access-Accept"), (false, "Access-Reject")] {
+        if !typed_text {
+            cli_ok(&srv, &["token", "enable", &serial]);
+        }
+        let r = login(&srv, "alice", ALICE_PW);
+        assert!(message(&r).contains("Enter the code sent to"), "{r}");
+        let code = standin.sms().last().unwrap().code();
+        let app = answer(&srv, "alice", "app", &r["state"]);
+        assert_eq!(code_of(&app), "Access-Challenge", "{app}");
+        cli_ok(&srv, &["token", "disable", &serial]);
+        let typed = if typed_text {
+            code
+        } else {
+            "123456".to_string()
+        };
+        let r = answer(&srv, "alice", &typed, &app["state"]);
+        assert_eq!(code_of(&r), expect, "{r}");
+    }
+}
+
 /// Where the client fails open on an outage (`provider_failure = "allow"`), a text the
 /// provider did not confirm in time is an outage as before, not a prompt: a hung provider
 /// may send nothing at all. Its late code finishes nothing.

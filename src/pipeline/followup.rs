@@ -616,14 +616,19 @@ async fn totp(
     // none is counted toward the lockout (the code was counted as wrong, and a user told
     // to try again after a lost token was reported locked themselves out), and the reply
     // says what a new login would.
-    if view.tokens().is_empty() {
+    // A text this login sent is not the token's: its code is still looked at below, as
+    // its own prompt would (review).
+    let withdrawn = || async {
         app.store.consume_challenge(&r.hash).await?;
         let (reason, message) = if view.has_disabled_tokens() {
             ("the user's tokens are disabled", DISABLED_MESSAGE)
         } else {
             (super::second_factor::WITHDRAWN, EXPIRED_MESSAGE)
         };
-        return Ok(Verdict::reject(reason).with_reply(Reply::reject().with_message(message)));
+        Ok::<_, Fault>(Verdict::reject(reason).with_reply(Reply::reject().with_message(message)))
+    };
+    if view.tokens().is_empty() && r.carried.earlier_sms.is_empty() {
+        return withdrawn().await;
     }
     // The turn first: the attempt is a write, and on PostgreSQL the request's transaction
     // holds a pooled connection from its first write to its commit. Taken before the turn,
@@ -653,6 +658,9 @@ async fn totp(
             Err(attempt) => attempt,
         }
     };
+    if view.tokens().is_empty() {
+        return withdrawn().await;
+    }
     let asked = (view, code, r.via);
     match check_code_in_turn(app, &turn, user, others, asked).await? {
         CodeCheck::Valid { serial, mode, note } => {
