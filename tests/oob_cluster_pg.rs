@@ -339,6 +339,75 @@ fn a_text_not_confirmed_on_node_a_is_told_so_by_node_b() {
     assert_eq!(standin.wait_sms(3, Duration::from_secs(3)).len(), 2);
 }
 
+/// A copy on node B that runs out of its own time waiting for node A's text to be heard of
+/// (a slow provider) does not fail open on a `provider_failure = "allow"` client, nor close
+/// the text: nothing said the provider failed. Before, B let the login in on the password
+/// and A's genuine code was then refused as "already used" (review).
+#[test]
+fn a_copy_that_waits_out_its_time_does_not_fail_open() {
+    let slapd = directory();
+    let standin = Standin::start();
+    // Taken at 1.9 s (under [twilio] timeout_ms 2000), after B's time to decide at 3 s of
+    // deadline (less the audit's reserve and a margin: about 1.6 s) has run out.
+    standin.set_sms_delay(Duration::from_millis(1900));
+    let clients = client(
+        "vpn",
+        "127.0.0.1",
+        "methods = [\"sms\"]\nprovider_failure = \"allow\"",
+    );
+    let pg = PgCluster::start();
+    let url = pg.fresh_database();
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("radmfa.key");
+    let node = || {
+        let mut o = Options::new(&slapd.url);
+        o.request_deadline_ms = 3000;
+        o.clients = Vec::new();
+        o.extra = format!("{}{clients}", delivery(&standin, ""));
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_config(dir.path(), &o);
+        let text = std::fs::read_to_string(&path).unwrap().replace(
+            "[store]\npath = \"radmfa.db\"\nkey_file = \"radmfa.key\"\n",
+            &format!("[store]\ntype = \"postgres\"\nurl = \"{url}\"\nkey_file = {key:?}\n"),
+        );
+        std::fs::write(&path, text).unwrap();
+        Server::start_with(dir, path)
+    };
+    let (a, b) = (node(), node());
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(8))).unwrap();
+    let (pkt, _) = AccessRequestBuilder::new(9, "alice")
+        .password(ALICE_PW.as_bytes())
+        .build(SECRET.as_bytes());
+    sock.send_to(&pkt, ("127.0.0.1", a.port())).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    sock.send_to(&pkt, ("127.0.0.1", b.port())).unwrap();
+    let mut buf = [0u8; 4096];
+    let mut states = Vec::new();
+    for _ in 0..2 {
+        let n = sock.recv(&mut buf).expect("a reply from each node");
+        let reply = parse_reply(&buf[..n]).unwrap();
+        assert_eq!(reply.code, 11, "no fail-open: {reply:?}\n{}", b.log());
+        let state = reply.attributes.iter().find(|(t, _)| *t == 24).unwrap();
+        states.push(hex::encode(&state.1));
+    }
+    let sent = standin.wait_sms(1, Duration::from_secs(3));
+    // The text came: its code finishes the login at either node's prompt.
+    let r = pyrad(
+        a.port(),
+        SECRET,
+        &[
+            "--user",
+            "alice",
+            "--password",
+            &sent[0].code(),
+            "--state",
+            &states[0],
+        ],
+    );
+    assert_eq!(r["code"], "Access-Accept", "{r}\n{}", a.log());
+}
+
 #[test]
 fn call_started_on_node_a_is_not_started_again_by_a_retransmit_to_node_b() {
     let slapd = directory();

@@ -350,10 +350,11 @@ async fn claim(
         // node while the first waited): its outcome, not "sent" before anyone knows. Told
         // "Enter the code sent", the user waited for a text that had failed, and the
         // first copy's app prompt or fail-open never reached them (review).
-        let t = if in_flight(&t) {
-            Box::new(await_text(app, ctx, *t).await?)
+        let (t, unheard) = if in_flight(&t) {
+            let (t, unheard) = await_text(app, ctx, *t).await?;
+            (Box::new(t), unheard)
         } else {
-            t
+            (t, false)
         };
         return Ok(Some(match t.status {
             OobStatus::Failed => failed(&t),
@@ -361,13 +362,16 @@ async fn claim(
                 // Said, so that a login two nodes waited on reads as one in the logs.
                 tracing::info!(user = t.user.as_str(), "{}", following(t.kind));
                 match t.reason.clone().filter(|r| r.starts_with(UNCONFIRMED)) {
-                    // Told as the first copy was: the text was not confirmed (review).
+                    // Told as the first copy was: the text was not confirmed (review). Where
+                    // this copy only ran out of time waiting for the first, nothing says
+                    // the provider failed: no fail-open, and the shared transaction stays
+                    // open for the first copy's prompt (review).
                     Some(reason) => Delivered::Unconfirmed(
                         *t,
                         NotSent {
                             message: NOT_SENT,
                             reason,
-                            provider_failed: true,
+                            provider_failed: !unheard,
                             maybe_sent: true,
                         },
                     ),
@@ -435,13 +439,13 @@ fn in_flight(t: &OobTransaction) -> bool {
 }
 
 /// Waits, within this request's time, for the first copy of its request to hear from the
-/// provider about `t`. Still unheard at the end: taken as a text not confirmed, which is
-/// what the user is told (its code is taken if it comes).
+/// provider about `t`. Still unheard at the end (`true` beside it): taken as a text not
+/// confirmed, which is what the user is told (its code is taken if it comes).
 async fn await_text(
     app: &AppState,
     ctx: &RequestContext,
     t: OobTransaction,
-) -> Result<OobTransaction, Fault> {
+) -> Result<(OobTransaction, bool), Fault> {
     // This request's claim attempt is committed first: its connection is not held meanwhile.
     durability::settle().await?;
     let until = reply_by(app, ctx);
@@ -450,15 +454,16 @@ async fn await_text(
         match now {
             Some(n) if in_flight(&n) && Instant::now() < until => {}
             Some(n) if in_flight(&n) => {
-                return Ok(OobTransaction {
+                let unheard = OobTransaction {
                     reason: Some(format!(
                         "{UNCONFIRMED}no word from the provider within this copy's time"
                     )),
                     ..n
-                })
+                };
+                return Ok((unheard, true));
             }
-            Some(n) => return Ok(n),
-            None => return Ok(t),
+            Some(n) => return Ok((n, false)),
+            None => return Ok((t, false)),
         }
         tokio::time::sleep(POLL.min(until.saturating_duration_since(Instant::now()))).await;
     }
