@@ -66,6 +66,24 @@ fn two_nodes(
     (pg, keys, a, b)
 }
 
+/// `code` typed at the prompt `state` (hex), sent to `node`.
+fn answer(node: &Server, code: &str, state: &str) -> serde_json::Value {
+    pyrad(
+        node.port(),
+        SECRET,
+        &["--user", "alice", "--password", code, "--state", state],
+    )
+}
+
+/// The value of a reply's first attribute of type `t`.
+fn attribute(reply: &radmfa::radius::client::ParsedReply, t: u8) -> Option<Vec<u8>> {
+    reply
+        .attributes
+        .iter()
+        .find(|(ty, _)| *ty == t)
+        .map(|(_, v)| v.clone())
+}
+
 /// More SMS logins at once than the store's pool has connections: each claim settles its
 /// transaction before it reads the lockout on another connection, so none waits for a
 /// second connection while holding one (which would end in the pool's acquire timeout).
@@ -281,14 +299,7 @@ fn a_text_not_confirmed_on_node_a_is_told_so_by_node_b() {
         let n = sock.recv(&mut buf).expect("a reply");
         let reply = parse_reply(&buf[..n]).unwrap();
         assert_eq!(reply.code, 11, "{reply:?}");
-        let text = |t: u8| {
-            reply
-                .attributes
-                .iter()
-                .find(|(ty, _)| *ty == t)
-                .map(|(_, v)| v.clone())
-                .unwrap()
-        };
+        let text = |t: u8| attribute(&reply, t).unwrap();
         (String::from_utf8(text(18)).unwrap(), text(24))
     };
     let (on_a, _) = prompt_of(&a);
@@ -299,18 +310,7 @@ fn a_text_not_confirmed_on_node_a_is_told_so_by_node_b() {
     let sent = standin.wait_sms(2, Duration::from_secs(3));
     assert_eq!(sent.len(), 1, "one text for both copies: {sent:?}");
     let state = hex::encode(state);
-    let r = pyrad(
-        b.port(),
-        SECRET,
-        &[
-            "--user",
-            "alice",
-            "--password",
-            &sent[0].code(),
-            "--state",
-            &state,
-        ],
-    );
+    let r = answer(&b, &sent[0].code(), &state);
     assert_eq!(r["code"], "Access-Accept", "{r}\n{}", b.log());
 
     // A copy that reaches node B while node A still waits on the provider (a NAS failing
@@ -325,12 +325,7 @@ fn a_text_not_confirmed_on_node_a_is_told_so_by_node_b() {
     for _ in 0..2 {
         let n = sock.recv(&mut buf).expect("a reply from each node");
         let reply = parse_reply(&buf[..n]).unwrap();
-        let said = reply
-            .attributes
-            .iter()
-            .find(|(t, _)| *t == 18)
-            .map(|(_, v)| String::from_utf8_lossy(v).to_string())
-            .unwrap_or_default();
+        let said = String::from_utf8_lossy(&attribute(&reply, 18).unwrap_or_default()).to_string();
         assert!(
             reply.code == 11 && said.contains("was not confirmed. If it comes"),
             "{said:?} {reply:?}"
@@ -388,23 +383,11 @@ fn a_copy_that_waits_out_its_time_does_not_fail_open() {
         let n = sock.recv(&mut buf).expect("a reply from each node");
         let reply = parse_reply(&buf[..n]).unwrap();
         assert_eq!(reply.code, 11, "no fail-open: {reply:?}\n{}", b.log());
-        let state = reply.attributes.iter().find(|(t, _)| *t == 24).unwrap();
-        states.push(hex::encode(&state.1));
+        states.push(hex::encode(attribute(&reply, 24).unwrap()));
     }
     let sent = standin.wait_sms(1, Duration::from_secs(3));
     // The text came: its code finishes the login at either node's prompt.
-    let r = pyrad(
-        a.port(),
-        SECRET,
-        &[
-            "--user",
-            "alice",
-            "--password",
-            &sent[0].code(),
-            "--state",
-            &states[0],
-        ],
-    );
+    let r = answer(&a, &sent[0].code(), &states[0]);
     assert_eq!(r["code"], "Access-Accept", "{r}\n{}", a.log());
 }
 
