@@ -3320,6 +3320,11 @@ fn a_text_code_at_the_app_prompt_outlives_a_token_disabled_meanwhile() {
         };
         let r = answer(&srv, "alice", &typed, &app["state"]);
         assert_eq!(code_of(&r), expect, "{r}");
+        // A wrong one is a wrong guess at the text, counted as at its own prompt; not a
+        // free one for every prompt opened before the token went (review).
+        let show: serde_json::Value =
+            serde_json::from_str(&cli_ok(&srv, &["user", "show", "alice", "--json"])).unwrap();
+        assert_eq!(show["failures"], u32::from(!typed_text), "{show}");
     }
 }
 

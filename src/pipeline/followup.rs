@@ -641,6 +641,8 @@ async fn totp(
     };
     // Boxed, and only where a text went out earlier in the login: the rare path stays out
     // of every round 2's future and costs the usual one no allocation.
+    // Whether the code was checked against the login's texts, and matched none.
+    let mut missed_texts = false;
     let attempt = if r.carried.earlier_sms.is_empty() {
         attempt
     } else {
@@ -655,10 +657,20 @@ async fn totp(
         .await?
         {
             Ok(accepted) => return Ok(accepted),
-            Err(attempt) => attempt,
+            Err((attempt, checked)) => {
+                missed_texts = checked;
+                attempt
+            }
         }
     };
     if view.tokens().is_empty() {
+        // A code checked against the login's texts that matched none is a wrong guess at
+        // them, counted as at a text's prompt: uncounted, each prompt opened before a
+        // token was disabled was a free guess (review). One no text was asked about (a
+        // prompt word, a lock, texts taken off the client) is not.
+        if missed_texts {
+            Box::pin(count_wrong_text_code(app, user, r, &turn)).await?;
+        }
         return withdrawn().await;
     }
     let asked = (view, code, r.via);
@@ -736,6 +748,31 @@ async fn totp(
             Ok(v)
         }
     }
+}
+
+/// A wrong code where only the login's texts could check it: counted toward the lockout,
+/// under the entry's other names too (the text went to the entry's phone).
+async fn count_wrong_text_code(
+    app: &AppState,
+    user: &str,
+    r: &Round<'_>,
+    turn: &super::code_turns::Turn<'_>,
+) -> Result<(), Fault> {
+    let others = &r.carried.other_names;
+    let elsewhere = super::second_factor::failures_under_other_names(app, user, others).await?;
+    let counted = super::second_factor::count_failure_after(
+        app,
+        turn,
+        user,
+        "wrong answers",
+        elsewhere,
+        r.via,
+    )
+    .await?;
+    if counted.locked {
+        super::second_factor::clear_under_other_names(app, user, others).await?;
+    }
+    Ok(())
 }
 
 /// What a prompt tells of a code a token used already (or an older one of it), instead of

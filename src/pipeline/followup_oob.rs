@@ -146,7 +146,8 @@ async fn sms_accepted(
 /// slow to come, or one the provider did not confirm): it finishes the login as at a text's
 /// prompt, rather than count as a wrong app code toward the lockout (review). Only while
 /// no lock or block stops code checks, and only for a text of this login, unexpired and
-/// unused. `Err(attempt)` hands the attempt back for the app's check.
+/// unused. `Err` hands the attempt back for the app's check, with whether the code was
+/// checked against the texts (and matched none).
 pub async fn earlier_text_at_app_prompt(
     app: &AppState,
     user: &str,
@@ -154,7 +155,7 @@ pub async fn earlier_text_at_app_prompt(
     (turn, standing): (&super::code_turns::Turn<'_>, Standing),
     typed: &str,
     attempt: Attempt,
-) -> Result<Result<Verdict, Attempt>, Fault> {
+) -> Result<Result<Verdict, (Attempt, bool)>, Fault> {
     let others = &r.carried.other_names;
     let plain = crate::mfa::otp::plain_code(typed);
     // Not where a reload took texts off the client since: a text's own prompt closes then,
@@ -162,14 +163,14 @@ pub async fn earlier_text_at_app_prompt(
     let texts_taken = r.via.ctx.client.factors.methods.contains(&Method::Sms);
     if r.carried.earlier_sms.is_empty() || !texts_taken || !crate::mfa::otp::is_code_attempt(&plain)
     {
-        return Ok(Err(attempt));
+        return Ok(Err((attempt, false)));
     }
     let standing = second_factor::in_turn(app, turn, user, others, standing).await?;
     if second_factor::stopped(app, user, others, standing)
         .await?
         .is_some()
     {
-        return Ok(Err(attempt));
+        return Ok(Err((attempt, false)));
     }
     match earlier_code(app, user, r, &plain).await? {
         Earlier::Usable(txn) => Ok(Ok(sms_accepted(app, user, r, attempt, *txn).await?)),
@@ -180,7 +181,7 @@ pub async fn earlier_text_at_app_prompt(
                 expired_earlier(app, user, r, (attempt, age), &ask).await?
             ))
         }
-        Earlier::None => Ok(Err(attempt)),
+        Earlier::None => Ok(Err((attempt, true))),
     }
 }
 
