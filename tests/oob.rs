@@ -42,6 +42,11 @@ fn answer(srv: &Server, user: &str, text: &str, state: &serde_json::Value) -> se
     )
 }
 
+/// `radmfa user show USER --json`.
+fn user_show(srv: &Server, user: &str) -> serde_json::Value {
+    serde_json::from_str(&cli_ok(srv, &["user", "show", user, "--json"])).unwrap()
+}
+
 fn code_of(v: &serde_json::Value) -> &str {
     v["code"].as_str().unwrap()
 }
@@ -2251,8 +2256,7 @@ fn the_code_of_an_earlier_sms_expires_with_it() {
             .is_some_and(|s| s.starts_with("SMS code expired (")),
         "{reason}"
     );
-    let show: serde_json::Value =
-        serde_json::from_str(&cli_ok(&srv, &["user", "show", "alice", "--json"])).unwrap();
+    let show = user_show(&srv, "alice");
     assert_eq!(show["failures"], 0, "{show}");
 }
 
@@ -3275,8 +3279,7 @@ fn an_expired_text_code_at_the_app_prompt_is_told_so_and_not_counted() {
             .is_some_and(|s| s.starts_with("SMS code expired (")),
         "{rec}"
     );
-    let show: serde_json::Value =
-        serde_json::from_str(&cli_ok(&srv, &["user", "show", "alice", "--json"])).unwrap();
+    let show = user_show(&srv, "alice");
     assert_eq!(show["failures"], 0, "{show}");
     let ok = answer(&srv, "alice", &totp(&seed, now(), &[]), &late["state"]);
     assert_eq!(code_of(&ok), "Access-Accept", "{ok}");
@@ -3322,8 +3325,7 @@ fn a_text_code_at_the_app_prompt_outlives_a_token_disabled_meanwhile() {
         assert_eq!(code_of(&r), expect, "{r}");
         // A wrong one is a wrong guess at the text, counted as at its own prompt; not a
         // free one for every prompt opened before the token went (review).
-        let show: serde_json::Value =
-            serde_json::from_str(&cli_ok(&srv, &["user", "show", "alice", "--json"])).unwrap();
+        let show = user_show(&srv, "alice");
         assert_eq!(show["failures"], u32::from(!typed_text), "{show}");
     }
 }
